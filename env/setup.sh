@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Create .venv, install the locked environment and mlfin, register the `mlfin` Jupyter kernel
+# and warm the JIT caches. Idempotent: when nothing it depends on changed, it does nothing and
+# prints nothing. Variant: MLFIN_ENV=gpu adds env/requirements-gpu.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.venv
+python=${PYTHON:-python3}
+variant=${MLFIN_ENV:-cpu}
+inputs=(env/requirements.lock env/setup.sh setup.py settings.ini)
+[ "$variant" = gpu ] && inputs+=(env/requirements-gpu.txt)
+want="$variant $(cat "${inputs[@]}" | sha256sum | cut -c1-16)"
+stamp=$venv/.mlfin-setup
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/mlfin" ]; then exit 0; fi
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "mlfin: needs Python >= 3.11; '$python' is $("$python" --version 2>&1). Set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+echo "mlfin: setting up $venv ($variant) ..."
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+# the lock holds every package pinned, so no resolver run is needed
+"${pip[@]}" install --no-deps -r env/requirements.lock
+[ "$variant" = gpu ] && "${pip[@]}" install -r env/requirements-gpu.txt
+"${pip[@]}" install --no-deps --no-build-isolation -e .
+"${pip[@]}" check >/dev/null || { "${pip[@]}" check >&2; exit 1; }
+
+# the kernel every task notebook and dashboard runs on, with the runtime environment baked in
+"$venv/bin/python" - <<'PY'
+import json, sys
+from pathlib import Path
+from ipykernel.kernelspec import install
+from mlfin.config import runtime_env
+path = Path(install(kernel_name='mlfin', display_name='Python (mlfin)', prefix=sys.prefix))
+spec = json.loads((path/'kernel.json').read_text())
+spec['env'] = runtime_env()
+(path/'kernel.json').write_text(json.dumps(spec, indent=1))
+PY
+# warm the caches a fresh kernel would otherwise fill: numba's on-disk cache, compiled bytecode
+"$venv/bin/python" -c "from mlfin.backtest import warm_up; warm_up()"
+echo "$want" > "$stamp"
+echo "mlfin: environment ready ($venv)"

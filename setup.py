@@ -1,0 +1,21 @@
+"Package metadata comes from settings.ini (nbdev 2 convention)."
+from configparser import ConfigParser
+import setuptools
+
+cfg = ConfigParser(delimiters=['='])
+cfg.read('settings.ini', encoding='utf-8')
+c = cfg['DEFAULT']
+requirements = c.get('requirements', '').split()
+extras = {'dev': c.get('dev_requirements', '').split(),
+          'backtest': ['vectorbt==1.2.0', 'vectorbt-rust==1.2.0'],
+          'xgboost': ['xgboost>=2']}
+
+setuptools.setup(
+    name=c['lib_name'], version=c['version'], description=c['description'],
+    license='Apache-2.0', author=c['author'], author_email=c['author_email'],
+    packages=setuptools.find_packages(include=['mlfin', 'mlfin.*']),
+    include_package_data=True, python_requires='>=' + c['min_python'],
+    install_requires=requirements, extras_require=extras, zip_safe=False,
+    entry_points={'console_scripts': c['console_scripts'].split(),
+                  'nbdev': [f"{c['lib_path']}={c['lib_path']}._modidx:d"]},
+)
