@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 from .config import MlfinError, apply_runtime_env
 
 # %% auto #0
-__all__ = ['signals', 'backtest', 'buy_and_hold', 'performance', 'warm_up']
+__all__ = ['signals', 'backtest', 'buy_and_hold', 'performance', 'warm_up', 'backtest_universe']
 
 # %% ../nbs/05_backtest.ipynb #c006
 def _vbt():
@@ -19,13 +19,14 @@ def _vbt():
 # %% ../nbs/05_backtest.ipynb #c008
 def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar closes higher
             threshold: float = 0.55, # go long above this
-            short_below: float | None = None, # go short below this; None: long-only
+            short_below: float = 0.0, # go short below this; 0: long-only
            ) -> pd.Series:
     "Target position per bar: 1 long, -1 short, 0 flat"
     if not 0 < threshold < 1: raise MlfinError(f"threshold {threshold} must lie between 0 and 1")
+    if not 0 <= short_below < threshold: raise MlfinError(f"short_below {short_below} must lie between 0 and the threshold {threshold}")
     position = pd.Series(0, index=prob_up.index, dtype='int8', name='signal')
     position[prob_up > threshold] = 1
-    if short_below is not None: position[prob_up < short_below] = -1
+    position[prob_up < short_below] = -1
     return position
 
 # %% ../nbs/05_backtest.ipynb #c011
@@ -76,3 +77,26 @@ def warm_up():
     pf = backtest(bars, signals(pd.Series(np.tile([0.4, 0.7], 32), index=index)))
     performance(pf.value(), 252, pf.trades.count())
     buy_and_hold(bars, index[0], index[-1]).value()
+
+# %% ../nbs/05_backtest.ipynb #c020
+def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
+                      predictions: pd.DataFrame,  # `models.train_universe` output (long, with `symbol`)
+                      calendars: dict[str, str],  # symbol -> calendar, for annualising
+                      threshold: float = 0.55, short_below: float = 0.0,
+                      fees: float = 0.0005, slippage: float = 0.0002,
+                     ) -> tuple[pd.DataFrame, dict]:
+    "Value curves (strategy and buy-and-hold, long format) and their metrics, per symbol"
+    from mlfin.data import periods_per_year
+    curves, metrics = [], {}
+    for symbol, rows in predictions.groupby('symbol', sort=False):
+        bars = bars_by_symbol[symbol]
+        signal = signals(rows['prob_up'], threshold, short_below)
+        pf = backtest(bars, signal, fees, slippage)
+        hold = buy_and_hold(bars, signal.index[0], signal.index[-1], fees, slippage)
+        ppy = periods_per_year(calendars[symbol], bars.attrs['timeframe'])
+        metrics[symbol] = {'strategy': performance(pf.value(), ppy, pf.trades.count()),
+                           'buy_and_hold': performance(hold.value(), ppy),
+                           'exposure': float((signal.shift(1).fillna(0) != 0).mean()), 'periods_per_year': ppy}
+        curves.append(pd.DataFrame({'symbol': symbol, 'strategy': pf.value(), 'buy_and_hold': hold.value(),
+                                    'prob_up': rows['prob_up'], 'signal': signal, 'close': bars['close']}).loc[signal.index])
+    return pd.concat(curves), metrics

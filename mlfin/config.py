@@ -8,8 +8,8 @@ import hashlib, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MlfinError', 'project_root', 'home', 'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env',
-           'apply_runtime_env', 'code_version']
+__all__ = ['MlfinError', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir',
+           'runtime_env', 'apply_runtime_env', 'code_version']
 
 # %% ../nbs/00_config.ipynb #c006
 class MlfinError(Exception):
@@ -30,6 +30,11 @@ def home() -> Path:
     if value := os.environ.get('MLFIN_HOME'): return Path(value).expanduser().resolve()
     root = project_root()
     return root/'.mlfin' if root else Path.home()/'.mlfin'
+
+def set_home(path: str | Path) -> Path:
+    "Point this process (and the kernels it starts) at another state root"
+    os.environ['MLFIN_HOME'] = str(Path(path).expanduser().resolve())
+    return home()
 
 def store_dir() -> Path: "Where validated bars are kept"; return home()/'store'
 def run_dir() -> Path: "Products of the current pipeline run (what dashboards read)"; return home()/'run'

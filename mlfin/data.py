@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
-import hashlib, os, tempfile
+import hashlib, importlib.util, os, tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -12,8 +12,9 @@ import numpy as np, pandas as pd
 from .config import MlfinError, store_dir
 
 # %% auto #0
-__all__ = ['SAMPLES', 'BAR_COLUMNS', 'TIMEFRAMES', 'Sample', 'canonical', 'validate', 'load_sample', 'periods_per_year', 'store',
-           'load', 'fingerprint', 'universe', 'calendar_of', 'ingest_universe', 'split_symbols']
+__all__ = ['SAMPLES', 'BAR_COLUMNS', 'TIMEFRAMES', 'Sample', 'shipped_file', 'canonical', 'validate', 'load_sample',
+           'periods_per_year', 'store', 'load', 'fingerprint', 'universe', 'calendar_of', 'ingest_universe',
+           'split_symbols']
 
 # %% ../nbs/01_data.ipynb #c006
 @dataclass(frozen=True)
@@ -37,22 +38,29 @@ SAMPLES = {s.symbol: s for s in [
     Sample('EURUSD', '1h', 'fx', '24/5', 'gym-anytrading', 'MIT', 'EUR/USD hourly ask bars (UTC), shipped by gym_anytrading.datasets'),
 ]}
 
-# %% ../nbs/01_data.ipynb #c007
+# %% ../nbs/01_data.ipynb #c008
+_FILES = {'SPX': ('arch', 'data/sp500/sp500.csv.gz', 'Date', '%m/%d/%Y'),
+          'IXIC': ('arch', 'data/nasdaq/nasdaq.csv.gz', 'Date', '%m/%d/%Y'),
+          'GOOGL': ('gym_anytrading', 'datasets/data/STOCKS_GOOGL.csv', 'Date', '%Y-%m-%d'),
+          'EURUSD': ('gym_anytrading', 'datasets/data/FOREX_EURUSD_1H_ASK.csv', 'Time', '%d.%m.%Y %H:%M:%S.%f'),
+          **{t: ('bokeh_sampledata', '_data/stocks.csv.gz', 'Date', '%Y-%m-%d') for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')}}
+
+def shipped_file(module: str, relative: str) -> Path:
+    "A data file inside an installed package, located without importing the package"
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise MlfinError(f"package {module} is not installed; run `make setup`")
+    return Path(spec.submodule_search_locations[0], relative)
+
 def _raw_sample(symbol: str) -> pd.DataFrame:
-    "The sample as its package ships it, columns renamed to lower case (`adj_close` when present)"
-    if symbol in ('SPX', 'IXIC'):
-        from arch.data import nasdaq, sp500
-        raw = (sp500 if symbol == 'SPX' else nasdaq).load()
-    elif symbol == 'GOOGL' or symbol == 'EURUSD':
-        from gym_anytrading import datasets
-        raw = datasets.STOCKS_GOOGL if symbol == 'GOOGL' else datasets.FOREX_EURUSD_1H_ASK
-        if symbol == 'EURUSD': raw = raw.set_axis(pd.to_datetime(raw.index, format='%d.%m.%Y %H:%M:%S.%f', utc=True))
-    else:
-        from bokeh_sampledata import stocks
-        raw = stocks.data.query('ticker == @symbol').set_index('date').drop(columns='ticker')
+    "The sample as its package ships it, indexed by time (UTC), columns in lower case"
+    module, relative, time_column, time_format = _FILES[symbol]
+    raw = pd.read_csv(shipped_file(module, relative))
+    if 'Ticker' in raw: raw = raw[raw['Ticker'] == symbol].drop(columns='Ticker')
+    raw.index = pd.to_datetime(raw.pop(time_column), format=time_format, utc=True)
     return raw.rename(columns=lambda c: str(c).lower().replace(' ', '_'))
 
-# %% ../nbs/01_data.ipynb #c009
+# %% ../nbs/01_data.ipynb #c010
 BAR_COLUMNS = ['open', 'high', 'low', 'close', 'volume']
 TIMEFRAMES = {'1m': '1min', '5m': '5min', '1h': '1h', '1d': '1D'}  # our names -> pandas offsets
 
@@ -78,7 +86,7 @@ def canonical(frame: pd.DataFrame, # bars with OHLCV columns (any case) and a da
     bars.attrs.update(symbol=symbol, timeframe=timeframe)
     return validate(bars, source)
 
-# %% ../nbs/01_data.ipynb #c011
+# %% ../nbs/01_data.ipynb #c012
 def validate(bars: pd.DataFrame, source: str = 'bars') -> pd.DataFrame:
     "Raise `MlfinError` on the first broken invariant of canonical bars; return `bars` unchanged"
     def fail(mask, column, what):
@@ -99,7 +107,7 @@ def validate(bars: pd.DataFrame, source: str = 'bars') -> pd.DataFrame:
     if not bars.index.is_monotonic_increasing: fail(np.r_[False, np.diff(bars.index.asi8) < 0], 'ts', 'timestamps not sorted')
     return bars
 
-# %% ../nbs/01_data.ipynb #c012
+# %% ../nbs/01_data.ipynb #c013
 def load_sample(symbol: str) -> pd.DataFrame:
     "Canonical, split- and dividend-adjusted bars of an embedded sample"
     if symbol not in SAMPLES: raise MlfinError(f"unknown sample {symbol!r}; embedded samples: {', '.join(SAMPLES)}")
@@ -108,7 +116,7 @@ def load_sample(symbol: str) -> pd.DataFrame:
     bars.attrs.update(source=f"{sample.package}=={metadata.version(sample.package)}")
     return bars
 
-# %% ../nbs/01_data.ipynb #c021
+# %% ../nbs/01_data.ipynb #c022
 _CALENDARS = {'XNYS': (252, 6.5), '24/5': (260, 24.0), '24/7': (365, 24.0)}  # days a year, hours a day
 _TF_HOURS = {'1m': 1/60, '5m': 5/60, '1h': 1.0}
 
@@ -118,7 +126,7 @@ def periods_per_year(calendar: str, timeframe: str) -> float:
     days, hours = _CALENDARS[calendar]
     return float(days) if timeframe == '1d' else days * hours / _TF_HOURS[timeframe]
 
-# %% ../nbs/01_data.ipynb #c024
+# %% ../nbs/01_data.ipynb #c025
 def _bars_path(symbol: str, timeframe: str, root: Path | None = None) -> Path:
     return Path(root or store_dir())/f"timeframe={timeframe}"/f"symbol={symbol}"/'bars.parquet'
 
@@ -166,7 +174,7 @@ def fingerprint(bars: pd.DataFrame) -> str:
     digest.update(np.ascontiguousarray(bars[BAR_COLUMNS].to_numpy()).tobytes())
     return digest.hexdigest()[:16]
 
-# %% ../nbs/01_data.ipynb #c027
+# %% ../nbs/01_data.ipynb #c028
 def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such entries
              timeframe: str = 'native', # bar size for entries without one
             ) -> list[tuple[str, str]]:
@@ -184,7 +192,7 @@ def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such 
         pairs.append((symbol, tf))
     return pairs
 
-# %% ../nbs/01_data.ipynb #c029
+# %% ../nbs/01_data.ipynb #c030
 def calendar_of(symbol: str) -> str:
     "The trading calendar of a symbol (embedded samples know theirs; others default to NYSE)"
     return SAMPLES[symbol].calendar if symbol in SAMPLES else 'XNYS'

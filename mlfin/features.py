@@ -11,7 +11,7 @@ import numpy as np, pandas as pd, talib
 from .config import MlfinError
 
 # %% auto #0
-__all__ = ['INDICATORS', 'SEED_SPEC', 'Indicator', 'parse', 'build', 'model_inputs']
+__all__ = ['INDICATORS', 'SEED_SPEC', 'Indicator', 'parse', 'build', 'model_inputs', 'dataset']
 
 # %% ../nbs/02_features.ipynb #c006
 @dataclass(frozen=True)
@@ -90,3 +90,18 @@ def model_inputs(features: pd.DataFrame, # output of `build`
                               'flow': lambda: x.diff(20) / volume.rolling(20).sum(),
                               'unit': lambda: x}[indicator.scale]()
     return pd.DataFrame(scaled, index=features.index).replace([np.inf, -np.inf], np.nan)
+
+# %% ../nbs/02_features.ipynb #c018
+def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
+            label_fn: Callable,                      # bars -> label Series (from `mlfin.labels`)
+            spec: list[str] = SEED_SPEC,
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Raw features and (model inputs + `label`) for every symbol, long format, warm-up rows dropped"
+    raw, inputs = [], []
+    for symbol, bars in bars_by_symbol.items():
+        features = build(bars, spec)
+        x = model_inputs(features, bars, spec)
+        usable = x.notna().all(axis=1)
+        raw.append(features[usable].assign(symbol=symbol))
+        inputs.append(x[usable].assign(label=label_fn(bars)[usable], symbol=symbol))
+    return pd.concat(raw), pd.concat(inputs)

@@ -10,7 +10,7 @@ from sklearn.model_selection import TimeSeriesSplit
 from .config import MlfinError
 
 # %% auto #0
-__all__ = ['MODELS', 'make_model', 'walk_forward', 'fit_final', 'classification_metrics']
+__all__ = ['MODELS', 'make_model', 'walk_forward', 'fit_final', 'classification_metrics', 'train_universe']
 
 # %% ../nbs/04_models.ipynb #c005
 MODELS = ('lightgbm', 'xgboost')
@@ -75,3 +75,20 @@ def classification_metrics(predictions: pd.DataFrame, # `walk_forward` output
             'recall': recall_score(y, guess, zero_division=0), 'f1': f1_score(y, guess, zero_division=0),
             'auc': roc_auc_score(y, prob) if y.nunique() == 2 else float('nan'),
             'base_rate_up': float(y.mean()), 'n_scored': int(len(y))}
+
+# %% ../nbs/04_models.ipynb #c015
+def train_universe(data: pd.DataFrame, # `features.dataset` output: inputs, `label`, `symbol`
+                   model: str = 'lightgbm', folds: int = 5, horizon: int = 1, embargo: int = 0, seed: int = 0,
+                   threshold: float = 0.5, # for the classification metrics
+                  ) -> tuple[pd.DataFrame, dict, dict]:
+    "Out-of-sample predictions (long format), classification metrics and a final model, per symbol"
+    predictions, metrics, finals = [], {}, {}
+    for symbol, rows in data.groupby('symbol', sort=False):
+        inputs, labels = rows.drop(columns=['label', 'symbol']), rows['label']
+        try:
+            oos = walk_forward(inputs, labels, model, folds, horizon, embargo, seed)
+        except MlfinError as e: raise MlfinError(f"{symbol}: {e}") from None
+        predictions.append(oos.assign(symbol=symbol))
+        metrics[symbol] = classification_metrics(oos, threshold)
+        finals[symbol] = fit_final(inputs, labels, model, seed)
+    return pd.concat(predictions), metrics, finals
