@@ -22,7 +22,7 @@ echo "mlfin: setting up $venv ($variant) ..."
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 # the lock holds every package pinned, so no resolver run is needed
 "${pip[@]}" install --no-deps -r env/requirements.lock
-[ "$variant" = gpu ] && "${pip[@]}" install -r env/requirements-gpu.txt
+if [ "$variant" = gpu ]; then "${pip[@]}" install -r env/requirements-gpu.txt; fi
 "${pip[@]}" install --no-deps --no-build-isolation -e .
 "${pip[@]}" check >/dev/null || { "${pip[@]}" check >&2; exit 1; }
 

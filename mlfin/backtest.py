@@ -32,8 +32,8 @@ def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar c
 # %% ../nbs/05_backtest.ipynb #c011
 def backtest(bars: pd.DataFrame,   # canonical bars covering the signals
              signal: pd.Series,    # target position per bar (`signals`), known at the bar's close
-             fees: float = 0.0005, # fraction of traded value paid per fill
-             slippage: float = 0.0002, # fraction of price lost per fill
+             fees: float = 0.0002, # fraction of traded value paid per fill
+             slippage: float = 0.0001, # fraction of price lost per fill
              cash: float = 10_000.0,
             ):
     "A vectorbt portfolio trading `signal` at the next bar's open"
@@ -44,7 +44,7 @@ def backtest(bars: pd.DataFrame,   # canonical bars covering the signals
         short_entries=target < 0, short_exits=target >= 0, price=bars['open'],
         fees=fees, slippage=slippage, init_cash=cash, freq=pd.Timedelta(bars.index.to_series().diff().median()))
 
-def buy_and_hold(bars: pd.DataFrame, start, end, fees: float = 0.0005, slippage: float = 0.0002, cash: float = 10_000.0):
+def buy_and_hold(bars: pd.DataFrame, start, end, fees: float = 0.0002, slippage: float = 0.0001, cash: float = 10_000.0):
     "The baseline: buy at the open of the first bar after `start`, hold to `end`, same costs"
     window = bars.loc[start:end]
     entries = pd.Series(False, index=window.index); entries.iloc[1:2] = True
@@ -83,7 +83,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
                       predictions: pd.DataFrame,  # `models.train_universe` output (long, with `symbol`)
                       calendars: dict[str, str],  # symbol -> calendar, for annualising
                       threshold: float = 0.55, short_below: float = 0.0,
-                      fees: float = 0.0005, slippage: float = 0.0002,
+                      fees: float = 0.0002, slippage: float = 0.0001,
                      ) -> tuple[pd.DataFrame, dict]:
     "Value curves (strategy and buy-and-hold, long format) and their metrics, per symbol"
     from mlfin.data import periods_per_year

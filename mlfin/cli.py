@@ -44,13 +44,12 @@ def run(symbols: Optional[str] = typer.Option(None, help="SYMBOL or SYMBOL:TIMEF
     overrides = {k: v for k, v in locals().items() if k != 'force' and v is not None}
     from mlfin import pipeline
     started = time.perf_counter()
-    try: built = pipeline.run(overrides, force=force)
+    try: ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty())
     except MlfinError as e: _fail(str(e))
-    ran = pipeline.timings(built)
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
     from mlfin.report import load_run, overview
-    typer.echo(overview(load_run()).to_string())
+    typer.echo(overview(load_run(frames=False)).to_string())
     reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {home()/'mlflow.db'}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:8866)")

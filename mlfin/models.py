@@ -5,9 +5,9 @@
 # %% ../nbs/04_models.ipynb #c002
 from __future__ import annotations
 import numpy as np, pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-from sklearn.model_selection import TimeSeriesSplit
 from .config import MlfinError
+# scikit-learn, LightGBM and XGBoost are imported inside the functions that use them: importing
+# them costs over a second, and the CLI imports this module to check parameters
 
 # %% auto #0
 __all__ = ['MODELS', 'make_model', 'walk_forward', 'fit_final', 'classification_metrics', 'train_universe']
@@ -46,6 +46,7 @@ def walk_forward(inputs: pd.DataFrame,   # model inputs, one row per bar
     X, y = inputs[rows], labels[rows]
     if len(X) < 2 * folds + horizon + embargo + 100:
         raise MlfinError(f"{len(X)} usable rows are too few for {folds} walk-forward folds; widen the date range")
+    from sklearn.model_selection import TimeSeriesSplit
     splitter = TimeSeriesSplit(n_splits=folds, gap=horizon + embargo)
     parts = []
     for fold, (train, test) in enumerate(splitter.split(X)):
@@ -68,6 +69,7 @@ def classification_metrics(predictions: pd.DataFrame, # `walk_forward` output
                            threshold: float = 0.5,     # probability above which "up" is predicted
                           ) -> dict[str, float]:
     "Accuracy, precision, recall, F1 and AUC of the scored rows, beside the share of up bars"
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
     scored = predictions.dropna(subset=['label'])
     y, prob = scored['label'].astype(int), scored['prob_up']
     guess = (prob > threshold).astype(int)

@@ -4,12 +4,12 @@
 
 # %% ../nbs/08_pipeline.ipynb #c003
 from __future__ import annotations
-import re, time
+import hashlib, json, re, time
 from pathlib import Path
 from .config import MlfinError, apply_runtime_env, code_version, home, project_root
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'check_params', 'load_dag', 'run', 'task_error', 'timings']
+__all__ = ['RUN_KEYS', 'check_params', 'resolve', 'load_dag', 'run', 'task_error', 'timings']
 
 # %% ../nbs/08_pipeline.ipynb #c006
 _TYPES = {'horizon': int, 'folds': int, 'embargo': int, 'seed': int,
@@ -40,35 +40,48 @@ def check_params(params: dict) -> dict:
 RUN_KEYS = ('symbols', 'timeframe', 'start', 'end', 'spec', 'horizon', 'model', 'folds', 'embargo', 'seed',
             'threshold', 'short_below', 'fees', 'slippage', 'reports')
 
-def load_dag(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
-             project: Path | None = None,   # the project folder; default: found from the working directory
-            ):
-    "The Ploomber DAG of the project, parameters checked, state under `home()`"
+def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
+            project: Path | None = None,   # the project folder; default: found from the working directory
+           ) -> tuple[Path, dict]:
+    "The project folder and the run's full, checked parameters (env.yaml, then `overrides`, then state root and code version)"
+    import yaml
     root = Path(project) if project else project_root()
     if root is None: raise MlfinError("no pipeline.yaml found here or above: run this inside the mlfin project")
-    apply_runtime_env()
-    from ploomber.env.envdict import EnvDict
-    from ploomber.spec import DAGSpec
-    env = EnvDict(str(root/'env.yaml'), path_to_here=root)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(overrides) - set(RUN_KEYS))
     if unknown: raise MlfinError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(RUN_KEYS)}")
+    env = yaml.safe_load((root/'env.yaml').read_text())
     values = {**{k: env[k] for k in RUN_KEYS}, **overrides}
     check_params(values)
     reports = Path(values['reports']) if Path(values['reports']).is_absolute() else root/values['reports']
     values.update(home=str(home()), code_version=code_version(), reports=str(reports))
-    (home()/'run').mkdir(parents=True, exist_ok=True); reports.mkdir(parents=True, exist_ok=True)
-    env = env._replace_flatten_keys({f"env__{k}": str(v) for k, v in values.items()})
+    return root, {k: str(v) for k, v in values.items()}
+
+def load_dag(overrides: dict | None = None, project: Path | None = None):
+    "The Ploomber DAG of the project, parameters checked, state under `home()`"
+    root, values = resolve(overrides, project)
+    return _dag(root, values)
+
+def _dag(root: Path, values: dict):
+    apply_runtime_env()
+    from ploomber.env.envdict import EnvDict
+    from ploomber.spec import DAGSpec
+    for folder in (Path(values['home'])/'run', Path(values['reports'])): folder.mkdir(parents=True, exist_ok=True)
+    env = EnvDict(str(root/'env.yaml'), path_to_here=root)._replace_flatten_keys({f"env__{k}": v for k, v in values.items()})
     return DAGSpec(str(root/'pipeline.yaml'), env=env).to_dag()
 
-def run(overrides: dict | None = None, force: bool = False, project: Path | None = None, progress: bool = True):
-    "Build the DAG: run the tasks whose notebook, parameters, library code or upstream changed"
+def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
+        progress: bool = True) -> dict[str, float]:
+    "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed); seconds per task run"
+    root, values = resolve(overrides, project)
+    stamp = Path(values['home'])/'run'/'.build-stamp.json'
+    if not force and _up_to_date(stamp, root, values): return {}
     from ploomber.exceptions import DAGBuildError
-    dag = load_dag(overrides, project)
-    try:
-        return dag.build(force=force, show_progress=progress)
-    except DAGBuildError as e:
-        raise MlfinError(task_error(str(e))) from None
+    dag = _dag(root, values)
+    try: built = dag.build(force=force, show_progress=progress)
+    except DAGBuildError as e: raise MlfinError(task_error(str(e))) from None
+    _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
+    return timings(built)
 
 def task_error(message: str) -> str:
     "The one line that matters in a failed DAG build: the task's own `MlfinError`, else its last exception"
@@ -77,7 +90,34 @@ def task_error(message: str) -> str:
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
     return f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for the traceback)"
 
-# %% ../nbs/08_pipeline.ipynb #c012
+# %% ../nbs/08_pipeline.ipynb #c011
+def _inputs_hash(root: Path, values: dict) -> str:
+    from importlib import metadata
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode())
+    digest.update(metadata.version('ploomber').encode())
+    for path in [root/'pipeline.yaml', root/'env.yaml', *sorted((root/'nbs'/'tasks').glob('*.ipynb'))]:
+        digest.update(path.name.encode()); digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+def _file_states(products: list[Path]) -> dict[str, list | None]:
+    states = {}
+    for product in products:
+        for path in (product, product.with_name(f".{product.name}.metadata")):
+            st = path.stat() if path.exists() else None
+            states[str(path)] = [st.st_mtime_ns, st.st_size] if st else None
+    return states
+
+def _write_stamp(stamp: Path, root: Path, values: dict, products: list[Path]):
+    stamp.write_text(json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products)}))
+
+def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
+    if not stamp.exists(): return False
+    recorded = json.loads(stamp.read_text())
+    if recorded['inputs'] != _inputs_hash(root, values): return False
+    return _file_states([Path(p) for p in recorded['files'] if not Path(p).name.endswith('.metadata')]) == recorded['files']
+
+# %% ../nbs/08_pipeline.ipynb #c014
 def timings(build_report) -> dict[str, float]:
     "Seconds per executed task from a Ploomber build report (skipped tasks are left out)"
-    return {row['name']: float(row['Elapsed (s)']) for row in build_report if row['Ran?']}
+    rows = build_report.to_pandas()
+    return {r['name']: float(r['Elapsed (s)']) for _, r in rows.iterrows() if r['Ran?']}

@@ -48,13 +48,15 @@ def read_json(path: Path) -> dict:
     "Read a JSON product"
     return json.loads(Path(path).read_text())
 
-def load_run(folder: Path | None = None) -> dict:
+def load_run(folder: Path | None = None, # the run's folder; default `run_dir()`
+             frames: bool = True,        # also load `curves` and `predictions`
+            ) -> dict:
     "The latest run's summary, with its frames loaded (`curves`, `predictions`)"
     folder = Path(folder or run_dir())
     path = folder/'summary.json'
     if not path.exists(): raise MlfinError(f"no finished run in {folder}: run `make run` (or `mlfin run`) first")
     run = read_json(path)
-    for name in ('curves', 'predictions'):
+    for name in ('curves', 'predictions') if frames else ():
         run[name] = pd.read_parquet(folder/run['products'][name])
     return run
 
