@@ -36,6 +36,10 @@ path = Path(install(kernel_name='mlfin', display_name='Python (mlfin)', prefix=s
 spec = json.loads((path/'kernel.json').read_text())
 spec['env'] = runtime_env()
 (path/'kernel.json').write_text(json.dumps(spec, indent=1))
+# Ploomber's JupyterLab extension breaks opening files in the Lab: off for Lab and Voila alike
+labconfig = Path(sys.prefix)/'etc'/'jupyter'/'labconfig'
+labconfig.mkdir(parents=True, exist_ok=True)
+(labconfig/'page_config.json').write_text(json.dumps({'disabledExtensions': {'ploomber-extension': True}}, indent=1))
 PY
 # warm the caches a fresh kernel would otherwise fill: numba's on-disk cache, compiled bytecode
 "$venv/bin/python" -c "from mlfin.backtest import warm_up; warm_up()"

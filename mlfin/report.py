@@ -12,7 +12,7 @@ from .config import MlfinError, run_dir
 
 # %% auto #0
 __all__ = ['EXECUTION_MODEL', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table', 'classification_table',
-           'overview', 'recent_signals', 'equity_figure']
+           'overview', 'recent_signals', 'equity_figure', 'run_header', 'dashboard']
 
 # %% ../nbs/07_report.ipynb #c005
 EXECUTION_MODEL = ("A probability for bar t is known at t's close; the position it asks for is taken at the open "
@@ -74,7 +74,8 @@ def metrics_table(run: dict, symbol: str) -> pd.DataFrame:
 
 def classification_table(run: dict) -> pd.DataFrame:
     "Out-of-sample classification metrics, one row per symbol"
-    return pd.DataFrame({sym: s['classification'] for sym, s in run['symbols'].items()}).T.round(3)
+    table = pd.DataFrame({sym: s['classification'] for sym, s in run['symbols'].items()}).T.round(3)
+    return table.astype({'n_scored': int})
 
 def overview(run: dict) -> pd.DataFrame:
     "One row per symbol: data, model quality and trading result beside the baseline"
@@ -89,7 +90,8 @@ def overview(run: dict) -> pd.DataFrame:
 def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
     "The last `n` predictions and signals of `symbol`"
     rows = run['curves'].query('symbol == @symbol').tail(n)
-    return rows[['close', 'prob_up', 'signal']].rename(columns={'prob_up': 'P(up)'}).round(4)
+    return pd.DataFrame({'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4),
+                         'signal': rows['signal'].astype(int).map({1: 'long', 0: 'flat', -1: 'short'})}, index=rows.index)
 
 # %% ../nbs/07_report.ipynb #c010
 def equity_figure(run: dict, symbol: str):
@@ -101,3 +103,36 @@ def equity_figure(run: dict, symbol: str):
     fig.update_layout(title=f"{symbol}: value of 10,000 (out-of-sample, after costs)", height=420,
                       margin=dict(l=40, r=20, t=50, b=30), legend=dict(orientation='h', y=1.02, x=0))
     return fig
+
+# %% ../nbs/07_report.ipynb #c012
+def run_header(run: dict) -> str:
+    "Markdown: when the run was made, with what, and how to read its numbers"
+    p = run['params']
+    return (f"**Run of {run['created']}** · model `{p.get('model')}` · {p.get('folds')} walk-forward folds "
+            f"(purged {p.get('horizon')} + embargo {p.get('embargo')} bars) · threshold {p.get('threshold')} · "
+            f"fees {float(p.get('fees', 0)) * 1e4:.1f} bps + slippage {float(p.get('slippage', 0)) * 1e4:.1f} bps per fill · "
+            f"trials: {run['trials']} · code `{p.get('code_version')}`\n\n{EXECUTION_MODEL}")
+
+def dashboard(folder: Path | None = None):
+    "The latest run as widgets: symbol selector, equity curve against buy-and-hold, metrics, recent signals"
+    import ipywidgets as widgets
+    from IPython.display import Markdown, display
+    try: run = load_run(folder)
+    except MlfinError as e: return widgets.HTML(f"<p class='mlfin-empty'>{e}</p>")
+    symbol = widgets.Dropdown(options=list(run['symbols']), description='Symbol')
+    view = widgets.Output()
+    def show(change=None):
+        with view:
+            view.clear_output(wait=True)
+            display(equity_figure(run, symbol.value))
+            display(Markdown('### Trading, out-of-sample, after costs')); display(metrics_table(run, symbol.value))
+            display(Markdown('### Classification, out-of-sample')); display(classification_table(run).loc[[symbol.value]])
+            display(Markdown('### Latest predictions and signals')); display(recent_signals(run, symbol.value))
+    symbol.observe(show, names='value'); show()
+    return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), symbol, view])
+
+def _markdown_html(text: str) -> str:
+    "Just enough Markdown for the header (bold and code), without a Markdown dependency"
+    import html, re
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+    return '<p>' + re.sub(r"`(.+?)`", r"<code>\1</code>", out).replace('\n\n', '</p><p>') + '</p>'
