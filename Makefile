@@ -1,0 +1,32 @@
+# The README's two commands are `make run` and `make test`; each sets up what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+BIN := .venv/bin
+export PLOOMBER_STATS_ENABLED := false
+
+.PHONY: help setup run test dashboards lab export bench
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+setup: ## create .venv from env/requirements.lock, register the mlfin kernel (idempotent)
+	@bash env/setup.sh
+
+run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbols SPX --model xgboost")
+	@$(BIN)/mlfin run $(ARGS)
+
+test: setup ## every test: library notebooks, export, pipeline end to end, dashboard in Chromium
+	@bash env/setup-test.sh
+	@$(BIN)/nbdev_test --n_workers 2
+	@$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866
+	@$(BIN)/mlfin dashboards
+
+lab: setup ## JupyterLab on the project (kernel: mlfin)
+	@$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser
+
+export: setup ## regenerate mlfin/ from nbs/ and strip notebook outputs
+	@$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+
+bench: setup ## time the pipeline per task: own work against overhead (kernel start, imports, JIT)
+	@$(BIN)/python tests/bench/bench_pipeline.py

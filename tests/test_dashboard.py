@@ -1,0 +1,78 @@
+"The dashboard in a real browser (Debian's headless Chromium, driven by Playwright), served by Voila on loopback."
+import os, socket, subprocess, sys, time, urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+import pytest
+from playwright.sync_api import sync_playwright
+from mlfin.report import load_run, metrics_table
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = '/usr/bin/chromium'
+FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync']
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@contextmanager
+def voila(home: Path):
+    "Voila serving dashboards/ with state under `home`, the way `mlfin dashboards` starts it"
+    port = free_port()
+    env = {**os.environ, 'MLFIN_HOME': str(home)}
+    server = subprocess.Popen([sys.executable, '-m', 'voila', str(ROOT/'dashboards'), f'--port={port}', '--no-browser',
+                               '--Voila.ip=127.0.0.1', '--MappingKernelManager.default_kernel_name=mlfin'],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try: urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=1); break
+            except OSError: time.sleep(0.5)
+        yield f'http://127.0.0.1:{port}/voila/render/run.ipynb'
+    finally:
+        server.terminate(); server.wait(timeout=30)
+
+
+@pytest.fixture(scope='module')
+def browser():
+    assert Path(CHROMIUM).exists(), "Debian chromium is missing: env/setup-test.sh installs it"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def row_values(page, label: str) -> list[str]:
+    row = page.locator('tr', has=page.locator('th', has_text=label)).first
+    return [cell.strip() for cell in row.locator('td').all_inner_texts()]
+
+
+def test_dashboard_shows_the_run_in_chromium(pipeline_run, browser, tmp_path):
+    run = load_run(pipeline_run['home']/'run')
+    with voila(pipeline_run['home']) as url:
+        page = browser.new_page(viewport={'width': 1280, 'height': 1600})
+        page.goto(url, wait_until='commit', timeout=180_000)
+        page.wait_for_selector('.js-plotly-plot', timeout=180_000)
+        first = list(run['symbols'])[0]
+        assert page.locator('.gtitle').first.text_content().startswith(f'{first}: value of 10,000')
+        assert page.locator('.js-plotly-plot .scatterlayer .trace').count() == 2  # strategy and buy & hold
+        expected = metrics_table(run, first)
+        for label in ('Total return', 'Sharpe ratio', 'Max drawdown'):
+            assert row_values(page, label) == expected.loc[label].tolist(), label
+        page.screenshot(path=str(tmp_path/'dashboard.png'), full_page=True)
+
+        page.select_option('select', 'EURUSD')  # the symbol selector redraws chart and tables
+        page.wait_for_function("document.querySelector('.gtitle') && document.querySelector('.gtitle').textContent.startsWith('EURUSD')", timeout=60_000)
+        assert row_values(page, 'Sharpe ratio') == metrics_table(run, 'EURUSD').loc['Sharpe ratio'].tolist()
+        assert 'long' in page.inner_text('body') or 'flat' in page.inner_text('body')
+        page.close()
+
+
+def test_dashboard_without_a_run_says_what_to_do(browser, tmp_path):
+    with voila(tmp_path) as url:
+        page = browser.new_page()
+        page.goto(url, wait_until='commit', timeout=180_000)
+        page.wait_for_selector('.mlfin-empty', timeout=180_000)
+        assert 'run `make run` (or `mlfin run`) first' in page.inner_text('.mlfin-empty')
+        page.close()

@@ -1,0 +1,50 @@
+"""No look-ahead, proved by truncation: a feature computed on bars cut at time t equals, up to t, the one
+computed on all bars; a label at t looks only at bars after t. Real data, two frequencies (daily NYSE, hourly FX)."""
+import numpy as np, pandas as pd
+import pytest
+from hypothesis import given, settings, HealthCheck, strategies as st
+from mlfin import features, labels
+from mlfin.data import load_sample
+
+BARS = {'SPX': load_sample('SPX').loc['2014':'2018'], 'EURUSD': load_sample('EURUSD')}
+FULL = {s: features.build(b) for s, b in BARS.items()}
+INPUTS = {s: features.model_inputs(FULL[s], b) for s, b in BARS.items()}
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return a.index.equals(b.index) and np.allclose(a.to_numpy(), b.to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+@SETTINGS
+@given(symbol=st.sampled_from(list(BARS)), cut=st.integers(min_value=60, max_value=1200))
+def test_every_seed_feature_is_unchanged_by_removing_the_future(symbol, cut):
+    bars = BARS[symbol].iloc[:cut]
+    truncated = features.build(bars)
+    for column in truncated:
+        assert same(truncated[[column]], FULL[symbol][[column]].iloc[:cut]), f"{column} sees the future ({symbol}, cut {cut})"
+    assert same(features.model_inputs(truncated, bars), INPUTS[symbol].iloc[:cut])
+
+
+@SETTINGS
+@given(symbol=st.sampled_from(list(BARS)), cut=st.integers(min_value=60, max_value=1200), horizon=st.integers(1, 5))
+def test_labels_look_only_at_later_bars(symbol, cut, horizon):
+    full, bars = BARS[symbol], BARS[symbol].iloc[:cut]
+    label = labels.direction(bars, horizon)
+    # the last `horizon` labels are unknown at the cut; every earlier one is final
+    assert label.iloc[-horizon:].isna().all()
+    assert label.iloc[:-horizon].equals(labels.direction(full, horizon).iloc[:cut - horizon])
+    # and a label at t changes when (only) a later close changes
+    t = cut // 2
+    bumped = full.copy(); bumped.iloc[t + horizon, bumped.columns.get_loc('close')] *= 1.5
+    assert labels.direction(bumped, horizon).iloc[t] == 1.0
+    earlier = full.copy(); earlier.iloc[:t, earlier.columns.get_loc('close')] *= 1.5
+    assert labels.direction(earlier, horizon).iloc[t] == labels.direction(full, horizon).iloc[t]
+
+
+def test_the_truncation_check_catches_a_planted_leak():
+    "The same check, on a feature that peeks one bar ahead, must fail"
+    bars = BARS['SPX']
+    leaky = lambda b: b['close'].shift(-1) / b['close'] - 1
+    cut = 500
+    assert not same(leaky(bars.iloc[:cut]).to_frame(), leaky(bars).iloc[:cut].to_frame())

@@ -1,0 +1,133 @@
+"The research loop end to end on real data: products, metric values checked independently, tracking, incrementality, errors."
+import json
+import numpy as np, pandas as pd
+import pytest
+from conftest import mlfin
+from mlfin.data import load_sample, periods_per_year
+
+TASKS = ['ingest', 'features', 'train', 'backtest', 'report']
+
+
+def test_one_html_report_per_task(pipeline_run):
+    for task in TASKS:
+        html = (pipeline_run['reports']/f"{task}.html").read_text()
+        assert len(html) > 50_000 and 'Traceback' not in html, task
+    assert 'js-plotly-plot' in (pipeline_run['reports']/'report.html').read_text() or 'plotly' in (pipeline_run['reports']/'report.html').read_text()
+
+
+def test_ingested_bars_are_the_real_samples(pipeline_run):
+    symbols = pipeline_run['summary']['symbols']
+    assert list(symbols) == ['SPX', 'GOOGL', 'EURUSD']
+    for symbol, entry in symbols.items():
+        expected = load_sample(symbol).loc['2016-01-01':'2017-12-31 23:59']
+        assert entry['bars'] == len(expected), symbol
+        assert entry['first'] == str(expected.index[0]) and entry['last'] == str(expected.index[-1])
+    assert symbols['SPX']['bars'] == 503  # NYSE sessions in 2016 and 2017
+    assert (symbols['EURUSD']['timeframe'], symbols['EURUSD']['calendar']) == ('1h', '24/5')
+
+
+def test_predictions_are_out_of_sample_and_purged(pipeline_run):
+    predictions = pd.read_parquet(pipeline_run['home']/'run'/'predictions.parquet')
+    for symbol, rows in predictions.groupby('symbol'):
+        index = load_sample(symbol).index
+        test_start = rows.groupby('fold').apply(lambda r: index.get_loc(r.index[0]))
+        train_end = rows.groupby('fold')['train_end'].first().map(index.get_loc)
+        assert ((test_start - train_end) > 1).all(), symbol  # horizon 1: the last training label ends before the fold
+        assert rows['fold'].nunique() == 3 and rows['prob_up'].between(0, 1).all()
+
+
+def test_classification_metrics_are_sane_and_recomputable(pipeline_run):
+    from sklearn.metrics import roc_auc_score
+    predictions = pd.read_parquet(pipeline_run['home']/'run'/'predictions.parquet').dropna(subset=['label'])
+    for symbol, entry in pipeline_run['summary']['symbols'].items():
+        scores = entry['classification']
+        rows = predictions[predictions['symbol'] == symbol]
+        assert scores['n_scored'] == len(rows)
+        assert scores['auc'] == pytest.approx(roc_auc_score(rows['label'], rows['prob_up']))
+        assert 0.3 < scores['auc'] < 0.7 and 0.3 < scores['accuracy'] < 0.7  # next-bar direction is nearly a coin flip
+
+
+def test_buy_and_hold_matches_an_independent_computation(pipeline_run):
+    summary = pipeline_run['summary']
+    fees, slippage = summary['params']['fees'], summary['params']['slippage']
+    curves = pd.read_parquet(pipeline_run['home']/'run'/'curves.parquet')
+    for symbol, entry in summary['symbols'].items():
+        bars = load_sample(symbol)
+        rows = curves[curves['symbol'] == symbol]
+        entry_open = bars['open'].loc[rows.index[1]]  # bought at the open of the bar after the first signal
+        expected = bars['close'].loc[rows.index[-1]] / (entry_open * (1 + slippage) * (1 + fees)) - 1
+        assert entry['buy_and_hold']['total_return'] == pytest.approx(expected, rel=1e-6)
+        ppy = periods_per_year(entry['calendar'], entry['timeframe'])
+        returns = rows['buy_and_hold'].pct_change().dropna()
+        assert entry['buy_and_hold']['sharpe'] == pytest.approx(returns.mean() / returns.std() * np.sqrt(ppy))
+        assert ppy == (252 if symbol != 'EURUSD' else 6240)
+
+
+def test_strategy_curve_is_consistent(pipeline_run):
+    curves = pd.read_parquet(pipeline_run['home']/'run'/'curves.parquet')
+    for symbol, entry in pipeline_run['summary']['symbols'].items():
+        rows = curves[curves['symbol'] == symbol]
+        strategy = entry['strategy']
+        assert rows['strategy'].iloc[0] == pytest.approx(10_000)
+        assert rows['strategy'].iloc[-1] / rows['strategy'].iloc[0] - 1 == pytest.approx(strategy['total_return'])
+        assert -1 < strategy['max_drawdown'] <= 0 and strategy['trades'] > 0
+        held = rows['signal'].shift(1).fillna(0) != 0
+        assert entry['exposure'] == pytest.approx(held.mean())
+        # flat bars earn nothing: the value only moves on bars where a position was held (or traded into)
+        flat = ~held & ~held.shift(1, fill_value=False)
+        assert (rows['strategy'].diff()[flat].dropna().abs() < 1e-6).all()
+
+
+def test_everything_is_tracked_in_mlflow(pipeline_run):
+    import os
+    os.environ['MLFIN_HOME'] = str(pipeline_run['home'])
+    try:
+        from mlfin import tracking
+        mlflow = tracking._mlflow()
+        parent = tracking.runs('pipeline')
+        assert len(parent) == 1
+        ids = pipeline_run['summary']['mlflow']
+        assert parent['run_id'].iloc[0] == ids['parent']
+        for symbol, entry in pipeline_run['summary']['symbols'].items():
+            child = mlflow.get_run(ids[symbol])
+            assert child.data.metrics['oos_auc'] == pytest.approx(entry['classification']['auc'])
+            assert child.data.metrics['strategy_sharpe'] == pytest.approx(entry['strategy']['sharpe'])
+            assert child.data.tags['data.fingerprint'] == entry['fingerprint']
+            assert child.data.params['model'] == 'lightgbm'
+        model = mlflow.pyfunc.load_model(f"runs:/{ids['SPX']}/model")
+        inputs = pd.read_parquet(pipeline_run['home']/'run'/'dataset.parquet').query("symbol == 'SPX'").drop(columns=['label', 'symbol'])
+        assert model.predict(inputs.tail(5)).shape == (5,)
+        artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'reports')]
+        assert sorted(artifacts) == [f"reports/{t}.html" for t in sorted(TASKS) if t != 'report']
+    finally:
+        del os.environ['MLFIN_HOME']
+
+
+def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_on_it(pipeline_run):
+    home, args = pipeline_run['home'], pipeline_run['args']
+    products = sorted((home/'run').glob('*.parquet'))
+    before = {p: p.stat().st_mtime_ns for p in products}
+    again = mlfin(home, 'run', *args)
+    assert '0 task(s) ran (nothing changed)' in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in products} == before
+    costly = mlfin(home, 'run', *args, '--fees', '0.002')
+    assert '2 task(s) ran (backtest, report)' in costly.stdout
+    dearer = json.loads((home/'run'/'summary.json').read_text())['symbols']
+    for symbol, entry in pipeline_run['summary']['symbols'].items():  # same trades, higher costs: less return
+        assert dearer[symbol]['strategy']['total_return'] < entry['strategy']['total_return']
+    mlfin(home, 'run', *args)  # back to the session's parameters for the tests that follow
+    assert json.loads((home/'run'/'summary.json').read_text())['params']['fees'] == pipeline_run['summary']['params']['fees']
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--symbols', 'NOPE'], 'NOPE: not an embedded sample, so its timeframe must be given (e.g. NOPE:1d)'),
+    (['--model', 'svm'], "--model: 'svm' is not one of lightgbm, xgboost"),
+    (['--start', '2020-02-30'], "--start: '2020-02-30' is not a date (use YYYY-MM-DD)"),
+    (['--symbols', 'SPX', '--start', '2030-01-01'], 'SPX 1d: no bars between 2030-01-01 and the end'),
+    (['--symbols', 'BTCUSD:1h'], 'no 1h bars for BTCUSD in the store; it holds: '),
+])
+def test_bad_input_is_one_clear_line(pipeline_run, tmp_path, args, message):
+    done = mlfin(tmp_path, 'run', *args, '--reports', str(tmp_path/'reports'), check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"mlfin: error: {message}") and done.stderr.count('\n') == 1, done.stderr
+    assert 'Traceback' not in done.stderr + done.stdout

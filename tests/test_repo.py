@@ -1,0 +1,35 @@
+"The repository's own contracts: mlfin/ is what nbs/ exports, notebooks are committed clean, tasks keep their parameters."
+import filecmp, json, shutil, subprocess, sys
+from pathlib import Path
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted([*ROOT.glob('nbs/**/*.ipynb'), *ROOT.glob('dashboards/*.ipynb')])
+
+
+def test_mlfin_is_what_nbs_exports(tmp_path):
+    for name in ('nbs', 'mlfin'): shutil.copytree(ROOT/name, tmp_path/name)
+    for name in ('settings.ini', 'pyproject.toml', 'setup.py'): shutil.copy(ROOT/name, tmp_path/name)
+    nbdev_export = Path(sys.executable).with_name('nbdev_export')
+    subprocess.run([str(nbdev_export)], cwd=tmp_path, check=True, capture_output=True)
+    compare = filecmp.dircmp(ROOT/'mlfin', tmp_path/'mlfin', ignore=['__pycache__'])
+    differ = compare.diff_files + compare.left_only + compare.right_only
+    assert not differ, f"mlfin/ differs from what nbs/ exports ({differ}): run `make export` and commit"
+
+
+def test_notebooks_are_committed_clean():
+    assert len(NOTEBOOKS) >= 15
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and (c.outputs or c.execution_count)]
+        assert not dirty, f"{path.relative_to(ROOT)} has outputs in cells {dirty}: run `make export` (nbdev_clean)"
+
+
+def test_task_notebooks_keep_their_parameters_cell():
+    spec = (ROOT/'pipeline.yaml').read_text()
+    for path in sorted(ROOT.glob('nbs/tasks/*.ipynb')):
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if 'parameters' in c.metadata.get('tags', [])]
+        assert len(tagged) == 1 and 'upstream = None' in tagged[0].source and 'product = None' in tagged[0].source, path.name
+        assert f"nbs/tasks/{path.name}" in spec
+        assert nb.metadata.kernelspec.name == 'mlfin'
