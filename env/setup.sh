@@ -20,9 +20,14 @@ fi
 echo "mlfin: setting up $venv ($variant) ..."
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
-# the lock holds every package pinned, so no resolver run is needed
+# the lock holds every package pinned, so no resolver run is needed; xgboost (the GPU build) and
+# xgboost-cpu share a module, so coming back from the GPU variant removes the former first
+if [ "$variant" = cpu ] && "${pip[@]}" show xgboost >/dev/null 2>&1; then "${pip[@]}" uninstall -y xgboost; fi
 "${pip[@]}" install --no-deps -r env/requirements.lock
-if [ "$variant" = gpu ]; then "${pip[@]}" install -r env/requirements-gpu.txt; fi
+if [ "$variant" = gpu ]; then
+  "${pip[@]}" uninstall -y xgboost-cpu
+  "${pip[@]}" install -r env/requirements-gpu.txt
+fi
 "${pip[@]}" install --no-deps --no-build-isolation -e .
 "${pip[@]}" check >/dev/null || { "${pip[@]}" check >&2; exit 1; }
 

@@ -4,13 +4,15 @@
 
 # %% ../nbs/04_models.ipynb #c002
 from __future__ import annotations
+from pathlib import Path
 import numpy as np, pandas as pd
 from .config import MlfinError
 # scikit-learn, LightGBM and XGBoost are imported inside the functions that use them: importing
 # them costs over a second, and the CLI imports this module to check parameters
 
 # %% auto #0
-__all__ = ['MODELS', 'make_model', 'walk_forward', 'fit_final', 'classification_metrics', 'train_universe']
+__all__ = ['MODELS', 'make_model', 'gpu_available', 'xgboost_device', 'walk_forward', 'fit_final', 'classification_metrics',
+           'train_universe']
 
 # %% ../nbs/04_models.ipynb #c005
 MODELS = ('lightgbm', 'xgboost')
@@ -28,11 +30,23 @@ def make_model(name: str = 'lightgbm', # one of `MODELS`
     if name == 'xgboost':
         from xgboost import XGBClassifier
         defaults = dict(n_estimators=200, learning_rate=0.03, max_depth=3, subsample=0.8,
-                        colsample_bytree=0.8, n_jobs=2, tree_method='hist')
+                        colsample_bytree=0.8, n_jobs=2, tree_method='hist', device=xgboost_device())
         return XGBClassifier(**{**defaults, **params}, random_state=seed)
     raise MlfinError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
 
 # %% ../nbs/04_models.ipynb #c007
+def gpu_available() -> bool:
+    "True when the NVIDIA driver reports at least one GPU"
+    gpus = Path('/proc/driver/nvidia/gpus')
+    return gpus.is_dir() and any(gpus.iterdir())
+
+def xgboost_device() -> str:
+    "'cuda' when a GPU is there and the installed XGBoost was built with CUDA, else 'cpu'"
+    if not gpu_available(): return 'cpu'
+    import xgboost
+    return 'cuda' if xgboost.build_info().get('USE_CUDA') else 'cpu'
+
+# %% ../nbs/04_models.ipynb #c010
 def walk_forward(inputs: pd.DataFrame,   # model inputs, one row per bar
                  labels: pd.Series,      # 0/1 labels aligned to `inputs` (NaN: not yet known)
                  model: str = 'lightgbm',
@@ -64,7 +78,7 @@ def fit_final(inputs: pd.DataFrame, labels: pd.Series, model: str = 'lightgbm', 
     rows = inputs.notna().all(axis=1) & labels.notna()
     return make_model(model, seed).fit(inputs[rows], labels[rows].astype(int))
 
-# %% ../nbs/04_models.ipynb #c011
+# %% ../nbs/04_models.ipynb #c014
 def classification_metrics(predictions: pd.DataFrame, # `walk_forward` output
                            threshold: float = 0.5,     # probability above which "up" is predicted
                           ) -> dict[str, float]:
@@ -78,7 +92,7 @@ def classification_metrics(predictions: pd.DataFrame, # `walk_forward` output
             'auc': roc_auc_score(y, prob) if y.nunique() == 2 else float('nan'),
             'base_rate_up': float(y.mean()), 'n_scored': int(len(y))}
 
-# %% ../nbs/04_models.ipynb #c015
+# %% ../nbs/04_models.ipynb #c018
 def train_universe(data: pd.DataFrame, # `features.dataset` output: inputs, `label`, `symbol`
                    model: str = 'lightgbm', folds: int = 5, horizon: int = 1, embargo: int = 0, seed: int = 0,
                    threshold: float = 0.5, # for the classification metrics

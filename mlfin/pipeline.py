@@ -68,7 +68,13 @@ def _dag(root: Path, values: dict):
     from ploomber.spec import DAGSpec
     for folder in (Path(values['home'])/'run', Path(values['reports'])): folder.mkdir(parents=True, exist_ok=True)
     env = EnvDict(str(root/'env.yaml'), path_to_here=root)._replace_flatten_keys({f"env__{k}": v for k, v in values.items()})
-    return DAGSpec(str(root/'pipeline.yaml'), env=env).to_dag()
+    try: return DAGSpec(str(root/'pipeline.yaml'), env=env).to_dag()
+    except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
+        cause = e
+        while cause.__cause__ is not None: cause = cause.__cause__
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        detail = f"{type(cause).__name__}: {cause}" if cause is not e else ' '.join(str(e).split())
+        raise MlfinError(f"pipeline.yaml: {first} ({detail})" if cause is not e else f"pipeline.yaml: {detail}") from None
 
 def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
         progress: bool = True) -> dict[str, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from .config import artifact_dir, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'experiment_id', 'log_training', 'log_metrics', 'log_artifacts', 'runs']
+__all__ = ['EXPERIMENT', 'experiment_id', 'log_run', 'runs']
 
 # %% ../nbs/06_tracking.ipynb #c005
 EXPERIMENT = 'mlfin'
@@ -39,28 +39,34 @@ def _flat(prefix: str, metrics: dict) -> dict[str, float]:
         elif isinstance(value, (int, float)): out[name] = float(value)
     return out
 
-def log_training(params: dict,       # the run's parameters (recorded on the parent run)
-                 manifest: list[dict], # the ingest manifest: symbol, source, fingerprint, ...
-                 metrics: dict,      # symbol -> classification metrics
-                 models: dict,       # symbol -> fitted final model
-                 inputs_example,     # a few rows of model inputs (for the model signature)
-                ) -> dict[str, str]:
-    "Record a training run: a parent run and one child per symbol; returns their run ids"
+def log_run(params: dict,         # every parameter of the run (data, features, model, costs, code version)
+            manifest: list[dict], # the ingest manifest: symbol, source, fingerprint, ...
+            classification: dict, # symbol -> out-of-sample classification metrics
+            trading: dict,        # symbol -> {'strategy': {...}, 'buy_and_hold': {...}, ...}
+            models: dict,         # symbol -> fitted final model
+            inputs_example,       # a few rows of model inputs (for the model signature)
+            files: list[Path] = (), # reports to attach to the pipeline run
+            summary: dict | None = None, # the run's summary, attached as summary.json
+           ) -> dict[str, str]:
+    "Record a pipeline run: a parent run and one child per symbol, with params, lineage, metrics and models"
     mlflow = _mlflow()
     from mlflow.models import infer_signature
     eid = experiment_id()
+    params = {k: str(v) for k, v in params.items()}
     fingerprints = {m['symbol']: m['fingerprint'] for m in manifest}
+    example = inputs_example.head(5)
     with mlflow.start_run(experiment_id=eid, run_name=f"pipeline {params.get('model', '')}") as parent:
-        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_params(params)
         mlflow.set_tags({'mlfin.kind': 'pipeline', **{f"data.{s}": f for s, f in fingerprints.items()}})
         mlflow.log_dict({'manifest': manifest}, 'manifest.json')
+        for f in files: mlflow.log_artifact(str(f), artifact_path='reports')
+        if summary is not None: mlflow.log_dict(summary, 'summary.json')
         ids = {'parent': parent.info.run_id}
         for symbol, model in models.items():
             with mlflow.start_run(experiment_id=eid, run_name=symbol, nested=True) as child:
-                mlflow.log_params({k: str(v) for k, v in params.items()})
+                mlflow.log_params(params)
                 mlflow.set_tags({'mlfin.kind': 'symbol', 'symbol': symbol, 'data.fingerprint': fingerprints.get(symbol, '')})
-                mlflow.log_metrics(_flat('oos_', metrics[symbol]))
-                example = inputs_example.head(5)
+                mlflow.log_metrics({**_flat('oos_', classification[symbol]), **_flat('', trading[symbol])})
                 _log_model(mlflow, model, infer_signature(example, model.predict_proba(example)[:, 1]))
                 ids[symbol] = child.info.run_id
     return ids
@@ -79,27 +85,6 @@ def _installed(dist: str) -> bool:
     except metadata.PackageNotFoundError: return False
 
 # %% ../nbs/06_tracking.ipynb #c007
-def log_metrics(run_ids: dict[str, str], # from `log_training`
-                metrics: dict,           # symbol -> (nested) metrics
-                tags: dict | None = None, # set on the parent and every child (e.g. the costs assumed)
-                prefix: str = '',
-               ):
-    "Add metrics (and tags) to the existing runs of `log_training`"
-    mlflow = _mlflow()
-    tags = {k: str(v) for k, v in (tags or {}).items()}
-    for symbol, values in metrics.items():
-        with mlflow.start_run(run_id=run_ids[symbol]):
-            mlflow.log_metrics(_flat(prefix, values)); mlflow.set_tags(tags)
-    if tags and 'parent' in run_ids:
-        with mlflow.start_run(run_id=run_ids['parent']): mlflow.set_tags(tags)
-
-def log_artifacts(run_id: str, files: list[Path], summary: dict | None = None):
-    "Attach files (reports) and a summary dict to a run"
-    mlflow = _mlflow()
-    with mlflow.start_run(run_id=run_id):
-        for f in files: mlflow.log_artifact(str(f), artifact_path='reports')
-        if summary is not None: mlflow.log_dict(summary, 'summary.json')
-
 def runs(kind: str = 'pipeline', max_results: int = 20):
     "Recent runs of `kind` (pipeline or symbol) as a frame, newest first"
     mlflow = _mlflow()
