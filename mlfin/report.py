@@ -38,11 +38,10 @@ def summary(params: dict,           # the run's parameters
             'mlflow': run_ids or {}}
 
 # %% ../nbs/07_report.ipynb #c006
-def write_json(content: dict, path: Path) -> Path:
+def write_json(content: dict, path: Path):
     "Write a JSON product atomically (a reader never sees half a file)"
     path = Path(path); tmp = path.with_suffix('.tmp')
     tmp.write_text(json.dumps(content, indent=1, default=str)); tmp.replace(path)
-    return path
 
 def read_json(path: Path) -> dict:
     "Read a JSON product"
