@@ -11,8 +11,9 @@ import pandas as pd
 from .config import MlfinError, run_dir
 
 # %% auto #0
-__all__ = ['EXECUTION_MODEL', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table', 'classification_table',
-           'overview', 'recent_signals', 'equity_figure', 'run_header', 'dashboard']
+__all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
+           'classification_table', 'overview', 'recent_signals', 'equity_figure', 'run_header', 'symbol_tables_html',
+           'dashboard']
 
 # %% ../nbs/07_report.ipynb #c005
 EXECUTION_MODEL = ("A probability for bar t is known at t's close; the position it asks for is taken at the open "
@@ -112,23 +113,32 @@ def run_header(run: dict) -> str:
             f"fees {float(p.get('fees', 0)) * 1e4:.1f} bps + slippage {float(p.get('slippage', 0)) * 1e4:.1f} bps per fill · "
             f"trials: {run['trials']} · code `{p.get('code_version')}`\n\n{EXECUTION_MODEL}")
 
+TABLE_CSS = ("<style>.mlfin-table{border-collapse:collapse;margin-bottom:1em}.mlfin-table th,.mlfin-table td"
+             "{padding:3px 12px;text-align:right;border:none;border-bottom:1px solid #ddd}</style>")
+
+def symbol_tables_html(run: dict, symbol: str) -> str:
+    "HTML: trading metrics beside buy-and-hold, classification metrics and the latest signals of one symbol"
+    table = lambda frame: frame.to_html(classes='mlfin-table', border=0)
+    signals = recent_signals(run, symbol)
+    return (TABLE_CSS + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) +
+            '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
+            '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
+
 def dashboard(folder: Path | None = None):
     "The latest run as widgets: symbol selector, equity curve against buy-and-hold, metrics, recent signals"
-    import ipywidgets as widgets
-    from IPython.display import Markdown, display
+    import ipywidgets as widgets, plotly.graph_objects as go
     try: run = load_run(folder)
     except MlfinError as e: return widgets.HTML(f"<p class='mlfin-empty'>{e}</p>")
     symbol = widgets.Dropdown(options=list(run['symbols']), description='Symbol')
-    view = widgets.Output()
-    def show(change=None):
-        with view:
-            view.clear_output(wait=True)
-            display(equity_figure(run, symbol.value))
-            display(Markdown('### Trading, out-of-sample, after costs')); display(metrics_table(run, symbol.value))
-            display(Markdown('### Classification, out-of-sample')); display(classification_table(run).loc[[symbol.value]])
-            display(Markdown('### Latest predictions and signals')); display(recent_signals(run, symbol.value))
-    symbol.observe(show, names='value'); show()
-    return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), symbol, view])
+    chart, tables = go.FigureWidget(equity_figure(run, symbol.value)), widgets.HTML(symbol_tables_html(run, symbol.value))
+    def show(change):
+        fig = equity_figure(run, change['new'])
+        with chart.batch_update():
+            for trace, new in zip(chart.data, fig.data): trace.x, trace.y = new.x, new.y
+            chart.layout.title = fig.layout.title
+        tables.value = symbol_tables_html(run, change['new'])
+    symbol.observe(show, names='value')
+    return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), symbol, chart, tables])
 
 def _markdown_html(text: str) -> str:
     "Just enough Markdown for the header (bold and code), without a Markdown dependency"
