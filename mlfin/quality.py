@@ -18,11 +18,12 @@ REJECT_COLUMNS = ['row', 'ts', 'column', 'reason', 'value']
 
 def _schema():
     import pandera.pandas as pa  # imported here: 1 s, paid only by ingest
-    price = lambda: pa.Column('float64', pa.Check.gt(0, error='non-positive price'), nullable=False)
+    finite = lambda: pa.Check(np.isfinite, name='not a finite number')
+    price = lambda: pa.Column('float64', [finite(), pa.Check.gt(0, error='non-positive price')], nullable=False)
     rows = lambda name, fn: pa.Check(fn, name=name, ignore_na=False)
     return pa.DataFrameSchema(
         {'ts': pa.Column('datetime64[ns, UTC]', nullable=False), **{c: price() for c in PRICE_COLUMNS},
-         'volume': pa.Column('float64', pa.Check.ge(0, error='negative volume'), nullable=False)},
+         'volume': pa.Column('float64', [finite(), pa.Check.ge(0, error='negative volume')], nullable=False)},
         checks=[rows('high < low', lambda d: ~(d['high'] < d['low'])),
                 rows('high below open or close', lambda d: ~(d['high'] < d[['open', 'close']].max(axis=1))),
                 rows('low above open or close', lambda d: ~(d['low'] > d[['open', 'close']].min(axis=1)))])
@@ -64,7 +65,8 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
         reason = cases['check'].map(lambda c: _REASONS.get(str(c), str(c)))
         column = np.where(cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN), cases['column'])
         found = pd.DataFrame({'row': cases['index'].astype('int64').to_numpy(), 'column': column, 'reason': reason.to_numpy()})
-        found = found.drop_duplicates('row').set_index('row')
+        found['rank'] = found['reason'].isin(list(_CHECK_COLUMN)).astype(int)  # a row's own bad value before a broken relation
+        found = found.sort_values(['row', 'rank'], kind='stable').drop_duplicates('row').drop(columns='rank').set_index('row')
         at = rows.loc[found.index]
         values = [at.at[r, c] if c in at else '' for r, c in zip(found.index, found['column'])]
         bad.append(rejected_frame(found.index, at['ts'], found['column'], found['reason'], values))
@@ -84,7 +86,7 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
         exact = rows['ts'].duplicated(keep='first')
         if exact.any(): notes.append(f"{int(exact.sum())} exact duplicate row(s) dropped"); rows = rows[~exact]
     if not rows['ts'].is_monotonic_increasing:
-        notes.append(f"{int((np.diff(rows['ts'].to_numpy().astype('int64')) < 0).sum())} row(s) out of time order, sorted")
+        notes.append(f"{int((np.diff(pd.DatetimeIndex(rows['ts']).asi8) < 0).sum())} row(s) out of time order, sorted")
         rows = rows.sort_values('ts', kind='stable')
     bars = bars_frame(rows.set_index('ts'), symbol, timeframe)
     if 'adj_factor' in rows: bars['adj_factor'] = rows['adj_factor'].to_numpy(dtype='float64')

@@ -12,8 +12,8 @@ from .config import MlfinError, run_dir
 
 # %% auto #0
 __all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
-           'classification_table', 'overview', 'recent_signals', 'equity_figure', 'run_header', 'symbol_tables_html',
-           'dashboard']
+           'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure', 'run_header',
+           'symbol_tables_html', 'dashboard']
 
 # %% ../nbs/07_report.ipynb #c005
 EXECUTION_MODEL = ("A probability for bar t is known at t's close; the position it asks for is taken at the open "
@@ -76,6 +76,12 @@ def classification_table(run: dict) -> pd.DataFrame:
     "Out-of-sample classification metrics, one row per symbol"
     table = pd.DataFrame({sym: s['classification'] for sym, s in run['symbols'].items()}).T.round(3)
     return table.astype({'n_scored': int})
+
+def quality_table(run: dict) -> pd.DataFrame:
+    "Data quality of each symbol's bars in the run: calendar coverage, gaps, anomalies, quarantined rows"
+    rows = {sym: s.get('quality', {}) for sym, s in run['symbols'].items()}
+    keep = ['calendar', 'bars', 'coverage', 'gaps', 'missing_bars', 'largest_gap', 'spikes', 'stale_runs', 'off_calendar', 'quarantined']
+    return pd.DataFrame(rows).T.reindex(columns=keep)
 
 def overview(run: dict) -> pd.DataFrame:
     "One row per symbol: data, model quality and trading result beside the baseline"

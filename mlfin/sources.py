@@ -197,24 +197,27 @@ def _read_text(path: Path, source: str, columns: dict | None):
     names = None if header else [str(i) for i in range(len(first))]
     if not header: mapping = {k: str(v) for k, v in mapping.items()}
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
-    parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=_ragged_rows(source))
+    ragged = []
+    def on_ragged(row):  # a row with too many or too few fields: such a file is not bars; name the line
+        ragged.append(row); return 'error'
+    parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_ragged)
     wanted = [str(v) for v in mapping.values()]
     convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True,
                                   column_types={c: pa.string() for c in wanted})
     try: table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert).to_pandas()
     except pa.ArrowInvalid as e:
+        if ragged:
+            row = ragged[0]
+            with opener(path, 'rt', encoding='utf-8', errors='replace') as f:
+                line = next((i for i, l in enumerate(f, 1) if l.rstrip('\r\n') == row.text), '?')
+            raise MlfinError(f"{source}: line {line}: {row.actual_columns} fields where the header has {row.expected_columns}") from None
         message = str(e).splitlines()[0]
         if 'include_columns' in message or 'not found' in message.lower():
             raise MlfinError(f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} (columns: {', '.join(first[:12])})") from None
         raise MlfinError(f"{source}: not a readable CSV ({message})") from None
-    except UnicodeDecodeError as e: raise MlfinError(f"{source}: not a text file ({e.reason} at byte {e.start})") from None
+    except (UnicodeDecodeError, OSError, EOFError) as e: raise MlfinError(f"{source}: cannot read ({e})") from None
     table.index = pd.RangeIndex(1, len(table) + 1)
     return table, layout, mapping
-
-def _ragged_rows(source: str):
-    def handler(row):  # a row with too many or too few fields names the line; such a file is not bars
-        raise MlfinError(f"{source}: line {row.number}: {row.actual_columns} fields where the header has {row.expected_columns}")
-    return handler
 
 def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     import pyarrow as pa, pyarrow.parquet as pq
