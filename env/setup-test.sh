@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# What the tests need beyond .venv: Debian's headless Chromium (the browser tests drive it with
-# Playwright, never a downloaded browser build). Idempotent and silent when already there.
+# What the tests need beyond .venv, from Debian packages: headless Chromium (the browser tests drive
+# it with Playwright, never a downloaded browser build) and the PostgreSQL server (the store's team
+# backend is tested against a real server, which the tests start privately on loopback).
+# Idempotent and silent when already there.
 set -euo pipefail
-if [ -x /usr/bin/chromium ]; then exit 0; fi
-echo "mlfin: installing Debian's chromium for the browser tests ..."
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+echo "mlfin: installing Debian packages for the tests: ${need[*]} ..."
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
-/usr/bin/chromium --version
+# policy-rc.d: the package must not start its own cluster service; the tests run a private server
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod +x /usr/sbin/policy-rc.d; added_policy=1
+fi
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+[ -z "${added_policy:-}" ] || $sudo rm -f /usr/sbin/policy-rc.d
+[ ! -x /usr/bin/chromium ] || /usr/bin/chromium --version
+ls /usr/lib/postgresql/*/bin/postgres

@@ -105,7 +105,7 @@ def push(candles,               # pushed candles: MetaTrader rates records, plai
          symbol: str, timeframe: str,
          strict: bool = False, calendar: str | None = None, tz: str = 'UTC', store=None) -> IngestReport:
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
-    return ingest(read_records(candles, f"push {symbol} {timeframe}", tz), symbol, timeframe, strict, calendar, store=store)
+    return ingest(read_records(candles, "push", tz), symbol, timeframe, strict, calendar, store=store)
 
 # %% ../nbs/01d_data.ipynb #c011
 def load(symbol: str,          # a symbol in the store

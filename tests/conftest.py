@@ -26,3 +26,58 @@ def pipeline_run(tmp_path_factory):
     done = mlfin(home, 'run', *SLICE, '--reports', str(reports))
     summary = json.loads((home/'run'/'summary.json').read_text())
     return {'home': home, 'reports': reports, 'summary': summary, 'stdout': done.stdout, 'args': [*SLICE, '--reports', str(reports)]}
+
+
+# --- stores: the embedded Parquet store and a real PostgreSQL server, behind the same tests ---
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope='session')
+def postgres_server():
+    "A private PostgreSQL server on loopback (Debian's binaries, installed by env/setup-test.sh); yields its base URL"
+    import shutil, tempfile
+    initdb = sorted(Path('/usr/lib/postgresql').glob('*/bin/initdb'))
+    assert initdb, "PostgreSQL is missing: env/setup-test.sh installs it"
+    bindir = initdb[-1].parent
+    root = Path(tempfile.mkdtemp(prefix='mlfin-pg-'))
+    root.chmod(0o755)
+    as_owner = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as Debian's postgres user
+        shutil.chown(root, 'postgres'); as_owner = ['runuser', '-u', 'postgres', '--']
+    port = free_port()
+    run = lambda *cmd: subprocess.run([*as_owner, *cmd], check=True, capture_output=True, text=True, timeout=120)
+    run(str(bindir/'initdb'), '-D', str(root/'data'), '-U', 'mlfin', '--auth=trust', '-E', 'UTF8', '--no-sync')
+    # fsync off: a throw-away test server (atomicity is the transaction's, not the disk's)
+    run(str(bindir/'pg_ctl'), '-D', str(root/'data'), '-l', str(root/'server.log'), '-w', '-t', '60', 'start',
+        '-o', f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off")
+    try: yield f"postgresql://mlfin@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_owner, str(bindir/'pg_ctl'), '-D', str(root/'data'), '-m', 'immediate', 'stop'], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=['parquet', 'postgresql'])
+def store_url(request, tmp_path):
+    "An empty store of each kind: a folder, or a fresh database on the test server"
+    if request.param == 'parquet': return str(tmp_path/'store')
+    import psycopg, uuid
+    base = request.getfixturevalue('postgres_server')
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as con: con.execute(f"CREATE DATABASE {name}")
+    return f"{base}/{name}"
+
+
+def store_snapshot(url: str) -> dict:
+    "Everything a store holds, hashed: every file's bytes, or every table's rows"
+    import hashlib
+    if not url.startswith('postgresql://'):
+        root = Path(url)
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob('*')) if p.is_file()}
+    import psycopg
+    with psycopg.connect(url) as con:
+        tables = [r[0] for r in con.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+        return {t: hashlib.sha256(repr(con.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()).encode()).hexdigest() for t in tables}

@@ -2,12 +2,13 @@
 bars) gets its documented outcome through `mlfin ingest`, as a user types it: a whole-file problem is
 one line and exit 2; bad rows are quarantined with their reason while the good rows are stored, or,
 with --strict, the file is rejected. After every rejection the store is byte-for-byte unchanged."""
-import hashlib, subprocess, sys
+import subprocess, sys
 from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 from mlfin.cli import app
 from mlfin import data
+from conftest import store_snapshot
 
 CORPUS = Path(__file__).parent/'corpus'
 # file: (outcome, what the message says, good rows stored when not strict)
@@ -55,17 +56,11 @@ def test_the_corpus_is_complete():
     assert sum(outcome != 'stored' for outcome, _, _ in CASES.values()) >= 25
 
 
-def snapshot(root: Path) -> dict:
-    "Every file under the store, by path, with a hash of its bytes"
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob('*')) if p.is_file()}
-
-
 @pytest.fixture()
-def seeded(tmp_path):
-    "A store already holding other bars (the SPX sample), so that 'unchanged' means something"
-    store = tmp_path/'store'
-    assert runner.invoke(app, ['ingest', 'sample:SPX', '--store', str(store)]).exit_code == 0
-    return store
+def seeded(store_url):
+    "A store of each kind already holding other bars (the SPX sample), so that 'unchanged' means something"
+    assert runner.invoke(app, ['ingest', 'sample:SPX', '--store', store_url]).exit_code == 0
+    return store_url
 
 
 def ingest(store, name, *extra):
@@ -75,7 +70,7 @@ def ingest(store, name, *extra):
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_strict_ingest_rejects_or_stores_and_never_half_writes(seeded, name):
     outcome, message, good = CASES[name]
-    before = snapshot(seeded)
+    before = store_snapshot(seeded)
     result = ingest(seeded, name, '--strict')
     if outcome == 'stored':
         assert result.exit_code == 0, result.output
@@ -87,7 +82,7 @@ def test_strict_ingest_rejects_or_stores_and_never_half_writes(seeded, name):
     assert len(lines) == 1 and lines[0].startswith(f"mlfin: error: {CORPUS/name}: "), result.output
     assert message in lines[0]
     if outcome == 'quarantine': assert lines[0].endswith('strict: nothing stored')
-    assert snapshot(seeded) == before  # byte for byte: no bars, no quarantine, no metadata
+    assert store_snapshot(seeded) == before  # byte for byte: no bars, no quarantine, no metadata
 
 
 @pytest.mark.parametrize('name', sorted(n for n, c in CASES.items() if c[0] == 'quarantine'))
@@ -104,10 +99,10 @@ def test_default_ingest_stores_the_good_rows_and_quarantines_the_bad(seeded, nam
     assert data.ls(seeded).set_index('symbol').loc['AAPL', 'quarantined'] == rows - good
 
 
-def test_the_same_file_twice_is_stored_once(tmp_path):
-    for _ in range(2): result = ingest(tmp_path, 'good.csv')
+def test_the_same_file_twice_is_stored_once(store_url):
+    for _ in range(2): result = ingest(store_url, 'good.csv')
     assert '(0 new, 0 changed, 10 unchanged; 10 stored)' in result.output
-    assert len(data.load('AAPL', '1d', store=tmp_path)) == 10
+    assert len(data.load('AAPL', '1d', store=store_url)) == 10
 
 
 def test_a_user_error_is_one_line_without_a_traceback_from_the_real_command(tmp_path):

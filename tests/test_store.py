@@ -1,0 +1,84 @@
+"""The store's promises, for the embedded Parquet store and for PostgreSQL alike: a writer killed
+mid-write leaves the previous data readable; two concurrent writers of one series both land; range
+queries and raw/adjusted reads. Bars for the big writes are synthetic (labelled) scale fillers; the
+content checks use the real SPX sample."""
+import os, signal, subprocess, sys, textwrap, time
+from pathlib import Path
+import numpy as np, pandas as pd
+import pytest
+from mlfin import data
+from mlfin.store import open_store
+
+WRITER = textwrap.dedent('''
+    import sys, numpy as np, pandas as pd
+    from mlfin.bars import bars_frame
+    from mlfin.store import open_store
+    url, first, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    ts = pd.date_range(first, periods=n, freq='1min', tz='UTC')
+    close = 100 + np.cumsum(np.random.default_rng(n).normal(0, 0.01, n))   # synthetic: a scale filler
+    bars = bars_frame(pd.DataFrame({'open': close, 'high': close + 0.02, 'low': close - 0.02, 'close': close,
+                                    'volume': 1.0}, index=ts), 'SYN', '1m')
+    store = open_store(url); store.has('SYN', '1m')
+    print('writing', flush=True)
+    print(store.write(bars), flush=True)
+''')
+
+
+def writer(url: str, first: str, n: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, '-c', WRITER, url, first, str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_data_readable(store_url):
+    old = writer(store_url, '2024-01-01', 1_000); assert old.wait(120) == 0, old.stderr.read()
+    before = data.load('SYN', '1m', store=store_url)
+    big = writer(store_url, '2023-01-01', 2_000_000)
+    assert big.stdout.readline().strip() == 'writing'
+    if store_url.startswith('postgresql://'): time.sleep(1.0)  # inside the COPY of two million rows
+    else:
+        folder = Path(store_url)/'bars'/'timeframe=1m'/'symbol=SYN'
+        deadline = time.time() + 60
+        while not list(folder.glob('.bars.parquet.*.tmp')) and time.time() < deadline: time.sleep(0.005)
+        assert list(folder.glob('.bars.parquet.*.tmp')), "the writer never reached the file write"
+    big.send_signal(signal.SIGKILL); big.wait(30)
+    assert big.stdout.read() == ''  # it never finished
+    after = data.load('SYN', '1m', store=store_url)
+    pd.testing.assert_frame_equal(after, before)
+    again = writer(store_url, '2024-01-01', 1_000); assert again.wait(120) == 0   # the next writer is not blocked either
+    assert "'unchanged': 1000" in again.stdout.read()
+
+
+def test_two_concurrent_writers_of_one_series_both_land(store_url):
+    a, b = writer(store_url, '2024-01-01', 300_000), writer(store_url, '2025-01-01', 300_000)
+    assert a.wait(300) == 0 and b.wait(300) == 0, (a.stderr.read(), b.stderr.read())
+    both = data.load('SYN', '1m', store=store_url)
+    assert len(both) == 600_000 and both.index.is_monotonic_increasing and both.index.is_unique
+    assert data.ls(store_url).set_index('symbol').loc['SYN', 'bars'] == 600_000
+
+
+def test_range_reads_and_raw_versus_adjusted(store_url):
+    report = data.ingest('sample:AAPL', store=store_url)
+    assert (report.new, report.total, report.calendar) == (3270, 3270, 'XNYS')
+    adjusted = data.load('AAPL', '1d', '2005-02-01', '2005-03-31', store=store_url)
+    raw = data.load('AAPL', '1d', '2005-02-01', '2005-03-31', adjust=False, store=store_url)
+    assert (adjusted.index[0], adjusted.index[-1]) == (pd.Timestamp('2005-02-01', tz='UTC'), pd.Timestamp('2005-03-31', tz='UTC'))
+    assert list(adjusted.columns) == data.BAR_COLUMNS and 'adj_factor' not in raw
+    jump = raw['close'].pct_change().loc['2005-02-28']   # the 2:1 split: raw prices halve, adjusted ones do not
+    assert jump < -0.45 and abs(adjusted['close'].pct_change().loc['2005-02-28']) < 0.1
+    pd.testing.assert_frame_equal(data.load('AAPL', '1d', store=store_url), data.load_sample('AAPL'), check_freq=False)
+    one = data.load('AAPL', '1d', '2005-02-28 00:00', '2005-02-28 00:00', store=store_url)
+    assert len(one) == 1  # a full timestamp as end is inclusive to the nanosecond
+    with pytest.raises(data.MlfinError, match='no 1h bars for AAPL in the store; it holds: AAPL/1d'):
+        data.load('AAPL', '1h', store=store_url)
+
+
+def test_pushed_candles_are_checked_and_stored_like_files(store_url):
+    rates = [{'time': 1704153600 + 3600 * i, 'open': 1.1, 'high': 1.2, 'low': 1.0, 'close': 1.15, 'tick_volume': 100 + i,
+              'spread': 5, 'real_volume': 0} for i in range(5)]
+    rates[2]['low'] = 1.16  # above open and close, below high
+    report = data.push({'symbol': 'EURUSD', 'candles': rates}, 'EURUSD', '1h', store=store_url)
+    assert (report.new, report.quarantined, report.calendar) == (4, 1, '24/5')
+    assert 'row 3, column low: low above open or close' in str(report)
+    with pytest.raises(data.MlfinError, match='strict: nothing stored'):
+        data.push(rates, 'EURUSD', '1h', strict=True, store=store_url)
+    stored = data.load('EURUSD', '1h', store=store_url)
+    assert stored['volume'].tolist() == [100.0, 101.0, 103.0, 104.0] and stored['spread'].tolist() == [5.0] * 4
