@@ -67,10 +67,10 @@ def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.T
     if calendar in ROUND_THE_CLOCK:
         if timeframe == '1d':
             days = pd.date_range(first.normalize(), last, freq='1D', unit='ns')
-            return days[days.dayofweek < 5] if calendar == '24/5' else days
+            return days[days.day_of_week < 5] if calendar == '24/5' else days
         span = pd.date_range(first, last, freq=TIMEFRAMES[timeframe], unit='ns')
         if calendar == '24/7': return span
-        return span[_fx_trading_day(span).dayofweek < 5]  # Saturday and Sunday trading days are the weekend
+        return span[_fx_trading_day(span).day_of_week < 5]  # Saturday and Sunday trading days are the weekend
     cal = exchange(calendar)
     lo, hi = max(first.normalize().tz_localize(None), cal.first_session), min(last.normalize().tz_localize(None), cal.last_session)
     sessions = cal.sessions_in_range(lo, hi)

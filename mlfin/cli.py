@@ -94,8 +94,14 @@ def _mapping(text: str | None) -> dict | None:
         raise MlfinError(f"--map {text!r}: use ours=theirs pairs, e.g. ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume")
     return {k.strip(): v.strip() for k, v in pairs}
 
+def _json_file(path: Path | None) -> dict | None:
+    if path is None: return None
+    import json
+    try: return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e: raise MlfinError(f"--config {path}: not a readable JSON file ({e})") from None
+
 @app.command()
-def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, or sample:SYMBOL"),
+def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, sample:SYMBOL, ccxt:EXCHANGE:MARKET or yfinance:TICKER"),
            symbol: Optional[str] = typer.Option(None, help="what the bars are of"),
            timeframe: Optional[str] = typer.Option(None, help="their bar size: 1m, 5m, 1h, 1d"),
            strict: bool = typer.Option(False, help="reject the whole file if any row is bad (nothing stored)"),
@@ -103,10 +109,15 @@ def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, or s
            map: Optional[str] = typer.Option(None, help="columns of an unrecognised layout: ts=Date,open=Open,..."),
            tz: str = typer.Option('UTC', help="time zone of naive timestamps (MetaTrader: the broker's)"),
            store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"),
+           start: Optional[str] = typer.Option(None, help="remote sources: first bar wanted (UTC)"),
+           end: Optional[str] = typer.Option(None, help="remote sources: last bar wanted (default: the last finished one)"),
+           config: Optional[Path] = typer.Option(None, help="ccxt: a JSON file of exchange settings (keys, urls, options)"),
           ):
     "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
     from mlfin import data
-    try: report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store)
+    try:
+        settings = _json_file(config)
+        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings)
     except MlfinError as e: _fail(str(e))
     typer.echo(str(report))
 

@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 from .config import MlfinError
 from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, fingerprint,
                         periods_per_year, resample)
-from .sources import SAMPLES, Batch, load_sample, read_file, read_records, read_sample
+from .sources import SAMPLES, Batch, fetch_exchange, fetch_yahoo, load_sample, read_file, read_records, read_sample
 from .store import check_symbol, open_store
 
 # %% auto #0
@@ -39,7 +39,7 @@ class IngestReport:
         if self.quarantined: line += f"; {self.quarantined:,} quarantined, first: {self.first_problem}"
         return line + ''.join(f"; {n}" for n in self.notes)
 
-def _batch(source, columns, tz) -> tuple[Batch, str | None, str | None]:
+def _batch(source, columns, tz, timeframe, start, end, config) -> tuple[Batch, str | None, str | None]:
     "A batch from `source`, with the symbol and timeframe the source itself implies (samples do)"
     if isinstance(source, Batch): return source, None, None
     if isinstance(source, pd.DataFrame): return read_records(source, 'frame', tz), None, None
@@ -47,6 +47,14 @@ def _batch(source, columns, tz) -> tuple[Batch, str | None, str | None]:
     if text.startswith('sample:'):
         symbol = text.removeprefix('sample:')
         return read_sample(symbol), symbol, SAMPLES[symbol].timeframe
+    if text.startswith(('ccxt:', 'yfinance:')):
+        kind, _, rest = text.partition(':')
+        if not timeframe or not start: raise MlfinError(f"{text}: a remote source needs --timeframe and --start")
+        if kind == 'ccxt':
+            exchange, _, market = rest.partition(':')
+            if not market: raise MlfinError(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
+            return fetch_exchange(exchange, market, timeframe, start, end, config=config), None, None
+        return fetch_yahoo(rest, timeframe, start, end, session=(config or {}).get('session')), None, None
     return read_file(text, columns, tz), None, None
 
 def _spacing_check(bars: pd.DataFrame, timeframe: str, source: str):
@@ -61,7 +69,7 @@ def _spacing_check(bars: pd.DataFrame, timeframe: str, source: str):
 
 def guess_calendar(bars: pd.DataFrame) -> str:
     "24/7 if bars fall on weekends, 24/5 if intraday bars fall outside NYSE hours, else XNYS"
-    days = bars.index.dayofweek
+    days = bars.index.day_of_week
     if ((days == 5) | ((days == 6) & (bars.index.hour < 20))).any(): return '24/7'
     if bars.attrs['timeframe'] != '1d':
         ny = bars.index.tz_convert('America/New_York')
@@ -69,7 +77,7 @@ def guess_calendar(bars: pd.DataFrame) -> str:
         if ((minutes < 9 * 60 + 30) | (minutes >= 16 * 60)).mean() > 0.05: return '24/5'
     return 'XNYS'
 
-def ingest(source,                       # a file path, `sample:SYM`, a DataFrame or a `Batch`
+def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
            symbol: str | None = None,    # what the bars are of (samples know)
            timeframe: str | None = None, # their bar size: 1m, 5m, 1h, 1d (samples know)
            strict: bool = False,         # any bad row rejects the whole batch (nothing stored)
@@ -77,9 +85,12 @@ def ingest(source,                       # a file path, `sample:SYM`, a DataFram
            columns: dict | None = None,  # explicit {our column: their column} for unrecognised layouts
            tz: str = 'UTC',              # zone of naive timestamps in the source
            store=None,                   # a store or its URL; default `open_store()`
+           start: str | None = None,     # remote sources (ccxt:EXCHANGE:MARKET, yfinance:TICKER): first bar wanted
+           end: str | None = None,       # remote sources: last bar wanted (default: the last finished one)
+           config: dict | None = None,   # remote sources: ccxt exchange settings (keys, urls, options)
           ) -> IngestReport:
     "Parse, inspect and store bars from `source`; bad rows quarantined (or, `strict`, the batch rejected)"
-    batch, known_symbol, known_timeframe = _batch(source, columns, tz)
+    batch, known_symbol, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config)
     symbol, timeframe = symbol or known_symbol, timeframe or known_timeframe
     if not symbol: raise MlfinError(f"{batch.source}: which symbol? pass --symbol")
     if not timeframe: raise MlfinError(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")

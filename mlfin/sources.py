@@ -15,7 +15,7 @@ from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
 __all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'records_table', 'Sample',
-           'shipped_file', 'read_sample', 'load_sample', 'read_records']
+           'shipped_file', 'read_sample', 'load_sample', 'read_records', 'fetch_exchange', 'fetch_yahoo']
 
 # %% ../nbs/01b_sources.ipynb #c005
 @dataclass
@@ -320,3 +320,79 @@ def read_records(candles, # list of dicts or arrays, a dict holding one, a JSON 
     table.index = pd.RangeIndex(1, len(table) + 1)
     layout, mapping = detect_layout([str(c) for c in table.columns] if table.columns.dtype != 'int64' else list(table.iloc[0]), source)
     return from_columns(table, mapping, source, layout, tz)
+
+# %% ../nbs/01b_sources.ipynb #c026
+def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken, coinbase, ...
+                   market: str,            # the exchange's market, e.g. BTC/USDT
+                   timeframe: str,         # 1m, 5m, 1h, 1d
+                   start: str,             # first bar wanted (UTC)
+                   end: str | None = None, # last bar wanted (default: the last finished one)
+                   limit: int | None = None, # bars per request (default: the exchange's)
+                   config: dict | None = None, # passed to the ccxt exchange (keys, urls, options)
+                   retries: int = 5,       # attempts per page on rate limits and network errors
+                   now=None,               # the present (tests); default: the clock
+                  ) -> Batch:
+    "Finished OHLCV bars of `market` on `exchange` as a batch"
+    import time, ccxt
+    source = f"ccxt {exchange} {market}"
+    if exchange not in ccxt.exchanges: raise MlfinError(f"{source}: unknown exchange (ccxt knows {len(ccxt.exchanges)}, e.g. binance, kraken)")
+    client = getattr(ccxt, exchange)({'enableRateLimit': True, **(config or {})})
+    step = client.parse_timeframe(timeframe) * 1000
+    first = int(pd.Timestamp(start, tz='UTC').timestamp() * 1000)
+    finished = int(pd.Timestamp(now or pd.Timestamp.now('UTC')).timestamp() * 1000) - step  # opened a whole bar ago or more
+    last = min(int(pd.Timestamp(end, tz='UTC').timestamp() * 1000), finished) if end else finished
+    def call(fn, *args, **kw):
+        for attempt in range(retries):
+            try: return fn(*args, **kw)
+            except ccxt.BadSymbol as e: raise MlfinError(f"{source}: no such market ({str(e)[:120]})") from None
+            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
+                if attempt == retries - 1: raise MlfinError(f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})") from None
+                time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
+            except ccxt.ExchangeError as e: raise MlfinError(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
+    call(client.load_markets)
+    if market not in client.markets: raise MlfinError(f"{source}: no such market on {exchange}")
+    rows, since = [], first
+    while since <= last:
+        page = call(client.fetch_ohlcv, market, timeframe, since=since, limit=limit)
+        page = [r for r in page if since <= r[0] <= last]
+        if not page: break
+        rows += page
+        since = page[-1][0] + step
+    table = pd.DataFrame(rows, columns=['ts', 'open', 'high', 'low', 'close', 'volume'], index=pd.RangeIndex(1, len(rows) + 1))
+    if table.empty: raise MlfinError(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
+    return from_columns(table, {c: c for c in table.columns}, source, f"ccxt {exchange}")
+
+# %% ../nbs/01b_sources.ipynb #c028
+_YAHOO_INTERVALS = {'1m': '1m', '5m': '5m', '1h': '1h', '1d': '1d'}
+
+def fetch_yahoo(ticker: str,           # Yahoo's ticker: AAPL, ^GSPC, EURUSD=X
+                timeframe: str,        # 1m, 5m, 1h, 1d (Yahoo keeps 1m for 30 days, 1h for 730)
+                start: str,            # first bar wanted
+                end: str | None = None,  # last bar wanted (inclusive)
+                session=None,          # a requests/curl_cffi session for yfinance (proxies; tests)
+                retries: int = 4,
+               ) -> Batch:
+    "Finished OHLCV bars of `ticker` from Yahoo Finance as a batch"
+    import time, yfinance as yf
+    from yfinance.exceptions import YFException, YFRateLimitError
+    source = f"yfinance {ticker}"
+    check_timeframe(timeframe, source)
+    stop = (pd.Timestamp(end) + pd.Timedelta(days=1)).strftime('%Y-%m-%d') if end else None  # yfinance's end is exclusive
+    yf.config.debug.hide_exceptions = False  # errors raised, not printed and swallowed
+    for attempt in range(retries):
+        try:
+            history = yf.Ticker(ticker, session=session).history(
+                start=start, end=stop, interval=_YAHOO_INTERVALS[timeframe], auto_adjust=False, actions=False,
+                prepost=False, repair=False)
+            break
+        except YFRateLimitError:
+            if attempt == retries - 1: raise MlfinError(f"{source}: Yahoo keeps answering 'too many requests'; try later") from None
+            time.sleep(2 ** attempt)
+        except YFException as e: raise MlfinError(f"{source}: {str(e).strip().splitlines()[0][:200]}") from None
+    if history.empty: raise MlfinError(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
+    index = pd.DatetimeIndex(history.index)
+    if timeframe == '1d': index = (index.tz_localize(None) if index.tz is not None else index).normalize().tz_localize('UTC')  # the session's local date
+    table = history.reset_index(drop=True).assign(ts=index.as_unit('ns'))
+    table.index = pd.RangeIndex(1, len(table) + 1)
+    layout, mapping = detect_layout(list(table.columns), source)
+    return from_columns(table, mapping, source, 'yahoo')

@@ -161,7 +161,7 @@ def _duckdb(sql: str, params: dict) -> pd.DataFrame:
     import duckdb
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        return con.execute(sql, params).to_arrow_table().to_pandas()
+        return con.sql(sql, params=params).to_arrow_table().to_pandas()
 
 def _to_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame:
     frame = frame.set_index('ts')
