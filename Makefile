@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export bench
+.PHONY: help setup run test dashboards lab export bench bench-data
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
@@ -30,3 +30,6 @@ export: setup ## regenerate mlfin/ from nbs/ and strip notebook outputs
 
 bench: setup ## time the pipeline per task: own work against overhead (kernel start, imports, JIT)
 	@$(BIN)/python tests/bench/bench_pipeline.py
+
+bench-data: setup ## data layer beside plain pandas: 10M-bar ingest, range query on a 100 x 1M store (synthetic)
+	@$(BIN)/python tests/bench/bench_data.py

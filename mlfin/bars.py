@@ -40,7 +40,10 @@ def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame
     index = pd.DatetimeIndex(frame.index)
     index = (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts')
     cols = BAR_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in frame]
-    bars = pd.DataFrame({c: frame[c].to_numpy(dtype='float64') for c in cols}, index=index)
+    def writable(values):  # zero-copy views of Arrow buffers are read-only: copy those once, keep the rest
+        values = np.asarray(values, dtype='float64')
+        return values if values.flags.writeable else values.copy()
+    bars = pd.DataFrame({c: writable(frame[c].to_numpy(dtype='float64')) for c in cols}, index=index, copy=False)
     bars.attrs.update(symbol=symbol, timeframe=check_timeframe(timeframe))
     return bars
 

@@ -71,6 +71,7 @@ _ZONED = r'(Z|[+-]\d\d:?\d\d)$'
 
 def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
     "float64 values of a column, and the rows whose value is not a number"
+    if values.dtype == 'float64': return values.to_numpy(), rejected_frame()  # already numbers (NaN for empty): no copy
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         return values.to_numpy(dtype='float64', na_value=np.nan), rejected_frame()
     text = values.astype('str')
@@ -92,15 +93,22 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
     if pd.api.types.is_numeric_dtype(values.dtype):
         return pd.Series(_epoch(values.to_numpy(dtype='float64')).as_unit('ns'), index=values.index), rejected_frame()
     import pyarrow as pa, pyarrow.compute as pc
-    text = pa.array(values.astype('str').str.strip(), type=pa.string())
-    if pc.all(pc.match_substring_regex(text, r'^\d{9,19}$')).as_py():  # epoch numbers written as text
+    if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(values.array.__arrow_array__().type):
+        text = values.array.__arrow_array__()  # zero-copy: parsed in Arrow, never as Python strings
+    else: text = pa.chunked_array([pa.array(values.astype('str'), type=pa.string())])
+    head = [v for v in text.slice(0, 100).to_pylist() if v]
+    if any(v != v.strip() for v in head) or pc.any(pc.match_substring_regex(text, r'^\s|\s$')).as_py():
+        text = pc.utf8_trim_whitespace(text)  # a copy of every string: only when some are padded
+    first = next((v.strip() for v in head), '')
+    if first.isdigit() and pc.all(pc.match_substring_regex(text, r'^\d{9,19}$')).as_py():  # epoch numbers written as text
         return pd.Series(_epoch(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)).as_unit('ns'), index=values.index), rejected_frame()
     zoned = pc.match_substring_regex(text, _ZONED)
     n_zoned = pc.sum(zoned).as_py() or 0
     problems = []
     if 0 < n_zoned < len(text) - text.null_count:  # some times carry a zone and some do not: which is right is unknowable
-        minority = ~np.asarray(zoned.fill_null(False)) if n_zoned * 2 >= len(text) else np.asarray(zoned.fill_null(False))
-        minority &= np.asarray(text.is_valid())
+        is_zoned = zoned.fill_null(False).to_numpy(zero_copy_only=False)
+        minority = ~is_zoned if n_zoned * 2 >= len(text) else is_zoned
+        minority &= text.is_valid().to_numpy(zero_copy_only=False)
         problems.append(rejected_frame(values.index[minority], [''] * int(minority.sum()), [column] * int(minority.sum()),
                                        ['time zone differs from the other rows (mixed naive and zoned times)'] * int(minority.sum()),
                                        values[minority]))
@@ -109,6 +117,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
         else: parsed = text.cast(pa.timestamp('ns', tz='UTC') if n_zoned else pa.timestamp('ns'))
         times = pd.Series(parsed.to_pandas().array, index=values.index)  # .array: by position, not by label
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = pd.Series(text.to_pandas().array, index=values.index)
         times = pd.to_datetime(values, format=fmt or 'ISO8601', utc=bool(n_zoned), errors='coerce')
         bad = times.isna() & values.notna()
         problems.append(rejected_frame(values.index[bad], [''] * int(bad.sum()), [column] * int(bad.sum()),
@@ -127,7 +136,7 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
     "A batch from a table of source columns: times parsed, numbers parsed, adjusted close turned into a factor"
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
     if missing: raise MlfinError(f"{source}: column(s) {', '.join(map(str, missing))} not found (columns: {', '.join(map(str, table.columns[:12]))})")
-    problems, out = [], pd.DataFrame(index=table.index)
+    problems, out = [], {}  # columns gathered first, framed once without copies (millions of rows)
     if layout == 'mt5':  # date and time in two columns, 2024.01.02 and 00:00:00 (or 00:00)
         text = table[mapping['date']].astype('str').str.strip() + ' ' + table[mapping['time']].astype('str').str.strip()
         fmt = '%Y.%m.%d %H:%M:%S' if text.str.len().max() > 16 else '%Y.%m.%d %H:%M'
@@ -143,6 +152,7 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
         out['volume'] = real if np.nansum(real) > 0 else ticks; problems += [bad1, bad2]
     if 'adj_close' in out:
         out['adj_factor'] = out.pop('adj_close') / out['close']
+    out = pd.DataFrame({k: (v.array if isinstance(v, pd.Series) else v) for k, v in out.items()}, index=table.index, copy=False)
     problems = [p for p in problems if len(p)]
     problems = pd.concat(problems, ignore_index=True).drop_duplicates('row') if problems else rejected_frame()
     if len(problems): problems['ts'] = [str(out.at[r, 'ts']) for r in problems['row']]
@@ -202,9 +212,18 @@ def _read_text(path: Path, source: str, columns: dict | None):
         ragged.append(row); return 'error'
     parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_ragged)
     wanted = [str(v) for v in mapping.values()]
-    convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True,
-                                  column_types={c: pa.string() for c in wanted})
-    try: table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert).to_pandas()
+    text_only = {c: pa.string() for c in wanted}
+    numeric = {str(v): pa.float64() for k, v in mapping.items() if k not in ('ts', 'date', 'time')}
+    def read_as(types):
+        convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True, column_types=types)
+        # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart
+        held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)]
+        return _arrow_frame(held)
+    try:
+        try: table = read_as({**text_only, **numeric})  # fast path: numbers parsed by Arrow, in parallel
+        except pa.ArrowInvalid as e:
+            if 'conversion error' not in str(e): raise
+            table = read_as(text_only)  # some value is not a number: read text, so that its row can be named
     except pa.ArrowInvalid as e:
         if ragged:
             row = ragged[0]
@@ -218,6 +237,22 @@ def _read_text(path: Path, source: str, columns: dict | None):
     except (UnicodeDecodeError, OSError, EOFError) as e: raise MlfinError(f"{source}: cannot read ({e})") from None
     table.index = pd.RangeIndex(1, len(table) + 1)
     return table, layout, mapping
+
+def _arrow_frame(held: list) -> pd.DataFrame:
+    "The Arrow table in `held` (taken out, so that its columns can be freed one by one) as pandas: numbers as float64 arrays, text left in Arrow"
+    import pyarrow as pa, pyarrow.compute as pc
+    table = held.pop()
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_floating(column.type):
+            # one writable copy per column, then the Arrow buffers of that column are let go: peak memory
+            # stays near the table itself rather than twice it
+            columns[name] = np.array(pc.fill_null(column, np.nan).to_numpy(), dtype='float64', copy=True)
+            table = table.drop_columns([name])
+        else: columns[name] = pd.arrays.ArrowExtensionArray(column)
+        del column
+    return pd.DataFrame(columns, copy=False)
 
 def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     import pyarrow as pa, pyarrow.parquet as pq

@@ -1,0 +1,127 @@
+"""Benchmark: the data layer beside plain pandas, on the same synthetic data, in one run (`make bench-data`).
+
+SYNTHETIC DATA (labelled): random-walk one-minute bars, generated here; they only give the code
+volume to chew on. Real-data correctness lives in the tests.
+
+  1. ingest:  10M one-minute bars in a plain CSV (ts,open,high,low,close,volume)
+              ours:   `mlfin.data.ingest(csv, 'SYN', '1m', calendar='24/7')`: parse, pandera checks,
+                      duplicates/order, calendar, upsert into the Parquet store (atomic, locked)
+              pandas: `pd.read_csv(csv)` + `DataFrame.to_parquet` (no checks; and a second variant
+                      with `parse_dates=['ts']`, which a user needs to get times at all)
+  2. range:   a store of 100 symbols x 1M one-minute bars; one symbol's month
+              ours:   `mlfin.data.load(sym, '1m', start, end)` (DuckDB over the series' Parquet file)
+              pandas: `pd.read_parquet(store)` of the whole store, then a boolean filter
+Each measurement runs in its own fresh process, so peak memory (ru_maxrss) is its own.
+Targets (issue 3): range query >= 10x faster than pandas loading the whole store; ingest within 2x
+of pandas despite validation; ingest peak memory < 3x the raw bars (10M x 6 x 8 bytes = 480 MB).
+"""
+import json, os, resource, shutil, subprocess, sys, tempfile, textwrap, time
+from pathlib import Path
+
+N_INGEST, N_SYMBOLS, N_PER_SYMBOL = 10_000_000, 100, 1_000_000
+work = Path(tempfile.mkdtemp(prefix='mlfin-bench-data-'))
+
+
+def child(code: str, *args) -> dict:
+    "Run `code` in a fresh Python; it prints one JSON line; add its wall time and peak memory"
+    wrapper = textwrap.dedent(code) + textwrap.dedent('''
+        import json, resource, sys
+        print(json.dumps({**RESULT, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    ''')
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, '-c', wrapper, *map(str, args)], capture_output=True, text=True)
+    if done.returncode: raise SystemExit(f"benchmark step failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.setdefault('seconds', time.perf_counter() - started)
+    return result
+
+
+SYNTH = '''
+import numpy as np, pandas as pd
+def synthetic(n, first='2010-01-01', seed=0):
+    "SYNTHETIC: a random walk of one-minute bars (labelled: benchmark filler only)"
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 3e-4, n)))
+    spread = np.abs(rng.normal(0, 2e-4, n)) * close
+    open_ = np.r_[close[0], close[:-1]]
+    return pd.DataFrame({'open': open_, 'high': np.maximum(open_, close) + spread, 'low': np.minimum(open_, close) - spread,
+                         'close': close, 'volume': rng.integers(1, 1000, n).astype('float64')},
+                        index=pd.date_range(first, periods=n, freq='1min', tz='UTC', name='ts'))
+'''
+
+
+def main():
+    print(f"bench-data: working in {work} (SYNTHETIC bars, labelled)\n", flush=True)
+    csv = work/'bars_10M.csv'
+    child(SYNTH + '''
+import sys
+synthetic(int(sys.argv[2])).to_csv(sys.argv[1], float_format='%.6f', date_format='%Y-%m-%dT%H:%M:%SZ')
+RESULT = {}
+''', csv, N_INGEST)
+    raw_mb = N_INGEST * 6 * 8 / 2**20
+    print(f"1. ingest {N_INGEST:,} one-minute bars from CSV ({csv.stat().st_size / 2**20:,.0f} MiB on disk, {raw_mb:,.0f} MiB as bars)")
+    ours = child('''
+import sys, time
+from mlfin import data
+t = time.perf_counter()
+report = data.ingest(sys.argv[1], 'SYN', '1m', calendar='24/7', store=sys.argv[2])
+RESULT = {'seconds': time.perf_counter() - t, 'stored': report.total, 'quarantined': report.quarantined}
+''', csv, work/'store-ingest')
+    plain = child('''
+import sys, time, pandas as pd
+t = time.perf_counter()
+pd.read_csv(sys.argv[1]).to_parquet(sys.argv[2])
+RESULT = {'seconds': time.perf_counter() - t}
+''', csv, work/'pandas.parquet')
+    dated = child('''
+import sys, time, pandas as pd
+t = time.perf_counter()
+pd.read_csv(sys.argv[1], parse_dates=['ts']).to_parquet(sys.argv[2])
+RESULT = {'seconds': time.perf_counter() - t}
+''', csv, work/'pandas-dated.parquet')
+    assert ours['stored'] == N_INGEST and ours['quarantined'] == 0
+    print(f"   ours (parse + validate + store): {ours['seconds']:6.1f} s  {N_INGEST / ours['seconds'] / 1e6:5.2f} M bars/s  peak {ours['peak_mb']:6,.0f} MiB ({ours['peak_mb'] / raw_mb:.2f}x the bars)")
+    print(f"   pandas read_csv + to_parquet:   {plain['seconds']:6.1f} s  {N_INGEST / plain['seconds'] / 1e6:5.2f} M bars/s  peak {plain['peak_mb']:6,.0f} MiB")
+    print(f"   pandas, parse_dates=['ts']:     {dated['seconds']:6.1f} s  {N_INGEST / dated['seconds'] / 1e6:5.2f} M bars/s  peak {dated['peak_mb']:6,.0f} MiB")
+    print(f"   ratio ours / pandas: {ours['seconds'] / plain['seconds']:.2f}x (target <= 2x); with dates: {ours['seconds'] / dated['seconds']:.2f}x; "
+          f"peak {ours['peak_mb'] / raw_mb:.2f}x the bars (target < 3x)\n", flush=True)
+    csv.unlink()
+
+    store = work/'store-100'
+    print(f"2. range query: store of {N_SYMBOLS} symbols x {N_PER_SYMBOL:,} one-minute bars (SYNTHETIC); one symbol, one month")
+    build = child(SYNTH + '''
+import sys, time
+from mlfin.store import ParquetStore
+from mlfin.bars import bars_frame
+store, n, k = ParquetStore(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+t = time.perf_counter()
+for i in range(k):
+    bars = synthetic(n, seed=i); bars.attrs.update(symbol=f"S{i:03d}", timeframe='1m'); store.write(bars)
+RESULT = {'seconds': time.perf_counter() - t}
+''', store, N_PER_SYMBOL, N_SYMBOLS)
+    print(f"   (store built in {build['seconds']:.0f} s, {sum(f.stat().st_size for f in store.rglob('*.parquet')) / 2**20:,.0f} MiB of Parquet)")
+    query = dict(symbol='S042', start='2011-03-01', end='2011-03-31')
+    ours = child('''
+import sys, time
+from mlfin import data
+t = time.perf_counter()
+bars = data.load(sys.argv[1], '1m', sys.argv[2], sys.argv[3], store=sys.argv[4])
+RESULT = {'seconds': time.perf_counter() - t, 'rows': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1])}
+''', query['symbol'], query['start'], query['end'], store)
+    peer = child('''
+import sys, time, pandas as pd
+t = time.perf_counter()
+frame = pd.read_parquet(sys.argv[4] + '/bars')
+frame = frame.reset_index() if 'ts' not in frame.columns else frame
+rows = frame[(frame['symbol'] == sys.argv[1]) & (frame['ts'] >= pd.Timestamp(sys.argv[2], tz='UTC'))
+             & (frame['ts'] < pd.Timestamp(sys.argv[3], tz='UTC') + pd.Timedelta(days=1))]
+RESULT = {'seconds': time.perf_counter() - t, 'rows': len(rows), 'first': str(rows['ts'].min()), 'last': str(rows['ts'].max())}
+''', query['symbol'], query['start'], query['end'], store)
+    assert (ours['rows'], ours['first'], ours['last']) == (peer['rows'], peer['first'], peer['last']), (ours, peer)
+    print(f"   ours  data.load (DuckDB):              {ours['seconds'] * 1000:8.1f} ms  peak {ours['peak_mb']:6,.0f} MiB  ({ours['rows']:,} bars)")
+    print(f"   pandas read_parquet(store) + filter:   {peer['seconds'] * 1000:8.1f} ms  peak {peer['peak_mb']:6,.0f} MiB")
+    print(f"   speed-up: {peer['seconds'] / ours['seconds']:.0f}x (target >= 10x)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__': main()
