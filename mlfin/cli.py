@@ -101,7 +101,7 @@ def _json_file(path: Path | None) -> dict | None:
     except (OSError, ValueError) as e: raise MlfinError(f"--config {path}: not a readable JSON file ({e})") from None
 
 @app.command()
-def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, sample:SYMBOL, ccxt:EXCHANGE:MARKET or yfinance:TICKER"),
+def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, sample:SYMBOL, ccxt:EXCHANGE:MARKET, yfinance:TICKER or postgresql://host/db?table=T[&symbol_column=C]"),
            symbol: Optional[str] = typer.Option(None, help="what the bars are of"),
            timeframe: Optional[str] = typer.Option(None, help="their bar size: 1m, 5m, 1h, 1d"),
            strict: bool = typer.Option(False, help="reject the whole file if any row is bad (nothing stored)"),
@@ -112,12 +112,13 @@ def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, samp
            start: Optional[str] = typer.Option(None, help="remote sources: first bar wanted (UTC)"),
            end: Optional[str] = typer.Option(None, help="remote sources: last bar wanted (default: the last finished one)"),
            config: Optional[Path] = typer.Option(None, help="ccxt: a JSON file of exchange settings (keys, urls, options)"),
+           actions: Optional[Path] = typer.Option(None, help="splits and dividends (CSV: ex_date, split, dividend) to adjust with; raw bars are kept"),
           ):
     "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
     from mlfin import data
     try:
         settings = _json_file(config)
-        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings)
+        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions)
     except MlfinError as e: _fail(str(e))
     typer.echo(str(report))
 

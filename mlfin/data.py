@@ -9,13 +9,13 @@ from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
 from .config import MlfinError
-from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, fingerprint,
+from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, factor_from_actions, fingerprint,
                         periods_per_year, resample)
-from .sources import SAMPLES, Batch, fetch_exchange, fetch_yahoo, load_sample, read_file, read_records, read_sample
+from .sources import SAMPLES, Batch, fetch_exchange, fetch_yahoo, load_sample, read_file, read_postgres, read_records, read_sample
 from .store import check_symbol, open_store
 
 # %% auto #0
-__all__ = ['IngestReport', 'guess_calendar', 'ingest', 'push', 'load', 'ls', 'quality', 'universe', 'calendar_of',
+__all__ = ['IngestReport', 'guess_calendar', 'ingest', 'read_actions', 'push', 'load', 'ls', 'quality', 'universe', 'calendar_of',
            'ingest_universe', 'split_symbols', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint',
            'periods_per_year', 'resample', 'open_store']
 
@@ -39,7 +39,7 @@ class IngestReport:
         if self.quarantined: line += f"; {self.quarantined:,} quarantined, first: {self.first_problem}"
         return line + ''.join(f"; {n}" for n in self.notes)
 
-def _batch(source, columns, tz, timeframe, start, end, config) -> tuple[Batch, str | None, str | None]:
+def _batch(source, columns, tz, timeframe, start, end, config, symbol=None) -> tuple[Batch, str | None, str | None]:
     "A batch from `source`, with the symbol and timeframe the source itself implies (samples do)"
     if isinstance(source, Batch): return source, None, None
     if isinstance(source, pd.DataFrame): return read_records(source, 'frame', tz), None, None
@@ -47,6 +47,12 @@ def _batch(source, columns, tz, timeframe, start, end, config) -> tuple[Batch, s
     if text.startswith('sample:'):
         symbol = text.removeprefix('sample:')
         return read_sample(symbol), symbol, SAMPLES[symbol].timeframe
+    if text.startswith(('postgresql://', 'postgres://')):  # postgresql://.../db?table=prices[&symbol_column=ticker]
+        from urllib.parse import parse_qs, urlsplit, urlunsplit
+        parts = urlsplit(text); query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if 'table' not in query: raise MlfinError(f"{parts.netloc}: name the table, e.g. postgresql://host/db?table=prices&symbol_column=ticker")
+        url = urlunsplit(parts._replace(query=''))
+        return read_postgres(url, query['table'], query.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
         if not timeframe or not start: raise MlfinError(f"{text}: a remote source needs --timeframe and --start")
@@ -88,9 +94,10 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
            start: str | None = None,     # remote sources (ccxt:EXCHANGE:MARKET, yfinance:TICKER): first bar wanted
            end: str | None = None,       # remote sources: last bar wanted (default: the last finished one)
            config: dict | None = None,   # remote sources: ccxt exchange settings (keys, urls, options)
+           actions=None,                 # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
           ) -> IngestReport:
     "Parse, inspect and store bars from `source`; bad rows quarantined (or, `strict`, the batch rejected)"
-    batch, known_symbol, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config)
+    batch, known_symbol, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol)
     symbol, timeframe = symbol or known_symbol, timeframe or known_timeframe
     if not symbol: raise MlfinError(f"{batch.source}: which symbol? pass --symbol")
     if not timeframe: raise MlfinError(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
@@ -107,10 +114,23 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         store.quarantine(found.rejected, symbol, timeframe, batch.source)
     if found.bars.empty: raise MlfinError(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}")
+    if actions is not None:
+        factor = factor_from_actions(found.bars, read_actions(actions))
+        found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
     _spacing_check(found.bars, timeframe, batch.source)
     counts = store.write(found.bars, {'calendar': calendar, 'source': batch.source, 'layout': batch.layout})
     for k, v in counts.items(): setattr(report, k, v)
     return report
+
+def read_actions(actions) -> pd.DataFrame:
+    "A splits-and-dividends table (CSV/Parquet file or frame): ex-date first (`date`, `ex_date` or `ts`), then `split` and/or `dividend`"
+    frame = actions if isinstance(actions, pd.DataFrame) else (pd.read_parquet(actions) if str(actions).endswith('.parquet') else pd.read_csv(actions))
+    frame = frame.rename(columns=lambda c: str(c).strip().lower().replace(' ', '_'))
+    when = next((c for c in ('ex_date', 'date', 'ts') if c in frame), None)
+    if when is None or not {'split', 'dividend'} & set(frame): raise MlfinError(f"actions {actions if not isinstance(actions, pd.DataFrame) else ''}: need an ex-date column (ex_date, date or ts) and split and/or dividend")
+    index = pd.to_datetime(frame[when], utc=True, errors='coerce')
+    if index.isna().any(): raise MlfinError(f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: {frame[when][index.isna()].iloc[0]!r} is not a date")
+    return frame.drop(columns=[when]).set_index(pd.DatetimeIndex(index)).sort_index()
 
 def push(candles,               # pushed candles: MetaTrader rates records, plain records, kline arrays, JSON text
          symbol: str, timeframe: str,

@@ -15,7 +15,8 @@ from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
 __all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'records_table', 'Sample',
-           'shipped_file', 'read_sample', 'load_sample', 'read_records', 'fetch_exchange', 'fetch_yahoo']
+           'shipped_file', 'read_sample', 'load_sample', 'read_records', 'fetch_exchange', 'fetch_yahoo',
+           'read_postgres']
 
 # %% ../nbs/01b_sources.ipynb #c005
 @dataclass
@@ -431,3 +432,36 @@ def fetch_yahoo(ticker: str,           # Yahoo's ticker: AAPL, ^GSPC, EURUSD=X
     table.index = pd.RangeIndex(1, len(table) + 1)
     layout, mapping = detect_layout(list(table.columns), source)
     return from_columns(table, mapping, source, 'yahoo')
+
+# %% ../nbs/01b_sources.ipynb #c030
+def read_postgres(url: str,                 # postgresql://user@host:port/db
+                  table: str,               # the table (optionally schema.table)
+                  symbol_column: str | None = None, # the column naming the symbol, when the table holds several
+                  symbol: str | None = None,        # the symbol to read
+                  columns: dict | None = None,      # explicit {our column: their column}
+                  tz: str = 'UTC',
+                 ) -> Batch:
+    "Rows of a PostgreSQL table (one symbol's, when asked) as a batch"
+    import psycopg
+    from psycopg import sql
+    source = f"postgresql table {table}"
+    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?', table): raise MlfinError(f"{source}: not a table name")
+    name = sql.Identifier(*table.split('.'))
+    query = sql.SQL('SELECT * FROM {}').format(name)
+    args = []
+    if symbol_column:
+        query = sql.SQL('SELECT * FROM {} WHERE {} = %s').format(name, sql.Identifier(symbol_column)); args = [symbol]
+    try:
+        with psycopg.connect(url, connect_timeout=10) as con:
+            cursor = con.execute(query, args)
+            names = [d.name for d in cursor.description]
+            rows = cursor.fetchall()
+    except psycopg.Error as e: raise MlfinError(f"{source}: {str(e).strip().splitlines()[0]}") from None
+    frame = pd.DataFrame(rows, columns=names)
+    if symbol_column: frame = frame.drop(columns=[symbol_column])
+    if frame.empty: raise MlfinError(f"{source}: no rows" + (f" for {symbol_column} = {symbol}" if symbol_column else ''))
+    for c in frame.columns:  # numeric (Decimal) columns to floats; times stay times
+        if frame[c].dtype == object and len(frame) and isinstance(frame[c].iloc[0], __import__('decimal').Decimal): frame[c] = frame[c].astype('float64')
+    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    layout, mapping = ('mapped', columns) if columns else detect_layout(list(frame.columns), source)
+    return from_columns(frame, mapping, source, layout, tz)

@@ -8,6 +8,7 @@ import numpy as np, pandas as pd
 import pytest
 from mlfin import data
 from mlfin.store import open_store
+from mlfin.sources import read_sample
 
 WRITER = textwrap.dedent('''
     import sys, numpy as np, pandas as pd
@@ -82,3 +83,37 @@ def test_pushed_candles_are_checked_and_stored_like_files(store_url):
         data.push(rates, 'EURUSD', '1h', strict=True, store=store_url)
     stored = data.load('EURUSD', '1h', store=store_url)
     assert stored['volume'].tolist() == [100.0, 101.0, 103.0, 104.0] and stored['spread'].tolist() == [5.0] * 4
+
+
+def test_a_teams_postgresql_table_is_a_source(postgres_server, tmp_path):
+    "Bars a team keeps in its own table (its own column names, several symbols) ingested into either store"
+    import psycopg, uuid
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as con: con.execute(f"CREATE DATABASE {name}")
+    url = f"{postgres_server}/{name}"
+    spx, ixic = (data.load_sample(s).loc['2018'] for s in ('SPX', 'IXIC'))
+    with psycopg.connect(url) as con:
+        con.execute("CREATE TABLE prices (ticker text, day date, o numeric, h numeric, l numeric, c numeric, v bigint)")
+        with con.cursor().copy("COPY prices FROM STDIN") as copy:
+            for ticker, bars in (('SPX', spx), ('IXIC', ixic)):
+                for t, r in zip(bars.index, bars.itertuples()):
+                    copy.write_row((ticker, t.date(), round(r.open, 4), round(r.high, 4), round(r.low, 4), round(r.close, 4), int(r.volume)))
+    report = data.ingest(f"{url}?table=prices&symbol_column=ticker", 'SPX', '1d', columns={'ts': 'day', 'open': 'o', 'high': 'h', 'low': 'l', 'close': 'c', 'volume': 'v'},
+                         store=tmp_path)
+    assert (report.new, report.quarantined, report.calendar) == (len(spx), 0, 'XNYS')
+    np.testing.assert_allclose(data.load('SPX', '1d', store=tmp_path)['close'], spx['close'], atol=1e-4)
+    with pytest.raises(data.MlfinError, match='name the table'):
+        data.ingest(url, 'SPX', '1d', store=tmp_path)
+
+
+def test_splits_and_dividends_from_an_actions_table(store_url, tmp_path):
+    "Raw AAPL prices (the sample without its adjusted close) adjusted by the 2:1 split of 28 Feb 2005; raw kept"
+    batch = read_sample('AAPL'); batch.frame = batch.frame.drop(columns='adj_factor')
+    (tmp_path/'actions.csv').write_text("ex_date,split,dividend\n2005-02-28,2.0,\n")
+    report = data.ingest(batch, 'AAPL', '1d', actions=tmp_path/'actions.csv', store=store_url)
+    assert report.new == 3270
+    adjusted = data.load('AAPL', '1d', '2005-02-01', '2005-03-31', store=store_url)
+    stored_raw = data.load('AAPL', '1d', '2005-02-01', '2005-03-31', adjust=False, store=store_url)
+    assert stored_raw['close'].pct_change().loc['2005-02-28'] < -0.45     # the raw print halves
+    assert abs(adjusted['close'].pct_change().loc['2005-02-28']) < 0.1    # the adjusted series does not
+    assert adjusted['close'].loc['2005-02-25'] == pytest.approx(stored_raw['close'].loc['2005-02-25'] / 2)
