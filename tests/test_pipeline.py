@@ -120,7 +120,7 @@ def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--symbols', 'NOPE'], 'NOPE: not an embedded sample, so its timeframe must be given (e.g. NOPE:1d)'),
+    (['--symbols', 'NOPE'], 'NOPE: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample'),
     (['--model', 'svm'], "--model: 'svm' is not one of lightgbm, xgboost"),
     (['--start', '2020-02-30'], "--start: '2020-02-30' is not a date (use YYYY-MM-DD)"),
     (['--symbols', 'SPX', '--start', '2030-01-01'], 'SPX 1d: no bars between 2030-01-01 and the end'),
