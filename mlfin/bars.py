@@ -35,15 +35,17 @@ def check_calendar(calendar: str, where: str = 'calendar') -> str:
         raise MlfinError(f"{where}: unknown calendar {calendar!r}; use 24/5, 24/7 or an exchange code such as XNYS")
     return calendar
 
-def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame:
+def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str,
+               writable: bool = True, # copy read-only columns (zero-copy views of Arrow buffers) so the caller can write
+              ) -> pd.DataFrame:
     "`frame` (indexed by time) as canonical bars: UTC ns index named `ts`, float64 columns in contract order"
     index = pd.DatetimeIndex(frame.index)
     index = (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts')
     cols = BAR_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in frame]
-    def writable(values):  # zero-copy views of Arrow buffers are read-only: copy those once, keep the rest
+    def column(values):  # zero-copy views of Arrow buffers are read-only: copied once when the caller may write
         values = np.asarray(values, dtype='float64')
-        return values if values.flags.writeable else values.copy()
-    bars = pd.DataFrame({c: writable(frame[c].to_numpy(dtype='float64')) for c in cols}, index=index, copy=False)
+        return values.copy() if writable and not values.flags.writeable else values
+    bars = pd.DataFrame({c: column(frame[c].to_numpy(dtype='float64')) for c in cols}, index=index, copy=False)
     bars.attrs.update(symbol=symbol, timeframe=check_timeframe(timeframe))
     return bars
 

@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 from .config import MlfinError
 from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, factor_from_actions, fingerprint,
                         periods_per_year, resample)
-from .sources import SAMPLES, Batch, fetch_exchange, fetch_yahoo, load_sample, read_file, read_postgres, read_records, read_sample
+from .sources import SAMPLES, Batch, load_sample, read_file, read_records, read_sample
 from .store import check_symbol, open_store
 
 # %% auto #0
@@ -52,10 +52,12 @@ def _batch(source, columns, tz, timeframe, start, end, config, symbol=None) -> t
         parts = urlsplit(text); query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         if 'table' not in query: raise MlfinError(f"{parts.netloc}: name the table, e.g. postgresql://host/db?table=prices&symbol_column=ticker")
         url = urlunsplit(parts._replace(query=''))
+        from mlfin.remote import read_postgres
         return read_postgres(url, query['table'], query.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
         if not timeframe or not start: raise MlfinError(f"{text}: a remote source needs --timeframe and --start")
+        from mlfin.remote import fetch_exchange, fetch_yahoo
         if kind == 'ccxt':
             exchange, _, market = rest.partition(':')
             if not market: raise MlfinError(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
@@ -102,7 +104,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     if not symbol: raise MlfinError(f"{batch.source}: which symbol? pass --symbol")
     if not timeframe: raise MlfinError(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
     check_symbol(symbol); check_timeframe(timeframe, batch.source)
-    found = batch.inspect(symbol, timeframe)
+    found = batch.inspect(symbol, timeframe, writable=False)  # only stored, never handed out: no copy of the columns
     rows = len(batch.frame)
     if strict and len(found.rejected): raise MlfinError(found.first_problem(batch.source) + '; strict: nothing stored')
     store = store if hasattr(store, 'write') else open_store(store)

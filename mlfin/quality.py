@@ -53,6 +53,7 @@ class Inspection:
 def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, columns `ts` + OHLCV (+ optional)
             symbol: str, timeframe: str,
             problems: pd.DataFrame | None = None, # rows the source could not parse (REJECT_COLUMNS)
+            writable: bool = True, # False: the bars may share read-only memory with `frame` (saves a copy of every column)
            ) -> Inspection:
     "Split a parsed batch into canonical good bars and rejected rows, each with its reason"
     import pandera.pandas as pa
@@ -90,7 +91,7 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
     if not in_order and not rows['ts'].is_monotonic_increasing:
         notes.append(f"{int((np.diff(pd.DatetimeIndex(rows['ts']).asi8) < 0).sum())} row(s) out of time order, sorted")
         rows = rows.sort_values('ts', kind='stable')
-    bars = bars_frame(rows.set_index('ts'), symbol, timeframe)
+    bars = bars_frame(rows.set_index('ts'), symbol, timeframe, writable)
     if 'adj_factor' in rows: bars['adj_factor'] = rows['adj_factor'].to_numpy(dtype='float64')
     rejected = pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True) if bad else rejected_frame()
     return Inspection(bars, rejected, notes)

@@ -15,8 +15,7 @@ from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
 __all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'records_table', 'Sample',
-           'shipped_file', 'read_sample', 'load_sample', 'read_records', 'fetch_exchange', 'fetch_yahoo',
-           'read_postgres']
+           'shipped_file', 'read_sample', 'load_sample', 'read_records']
 
 # %% ../nbs/01b_sources.ipynb #c005
 @dataclass
@@ -27,10 +26,12 @@ class Batch:
     source: str             # names the source in messages: a file path, `sample SPX`, `push`
     layout: str = 'frame'   # which layout was recognised
 
-    def inspect(self, symbol: str, timeframe: str) -> Inspection:
+    def inspect(self, symbol: str, timeframe: str,
+                writable: bool = True, # False: bars may share read-only memory with the parsed file (ingest, which only stores them)
+               ) -> Inspection:
         "Good canonical bars and rejected rows of this batch"
         if self.frame.empty and self.problems.empty: raise MlfinError(f"{self.source}: no rows")
-        return inspect(self.frame, symbol, check_timeframe(timeframe, self.source), self.problems)
+        return inspect(self.frame, symbol, check_timeframe(timeframe, self.source), self.problems, writable)
 
 # %% ../nbs/01b_sources.ipynb #c007
 _TIME_NAMES = ('ts', 'timestamp', 'time', 'date', 'datetime', 'open_time', 'opentime')
@@ -247,9 +248,8 @@ def _arrow_frame(held: list) -> pd.DataFrame:
     for name in table.column_names:
         column = table.column(name)
         if pa.types.is_floating(column.type):
-            # one writable copy per column, then the Arrow buffers of that column are let go: peak memory
-            # stays near the table itself rather than twice it
-            columns[name] = np.array(pc.fill_null(column, np.nan).to_numpy(), dtype='float64', copy=True)
+            # a read-only view of Arrow's buffer (no copy); `bars_frame` copies only for callers that will write
+            columns[name] = pc.fill_null(column, np.nan).to_numpy()
             table = table.drop_columns([name])
         else: columns[name] = pd.arrays.ArrowExtensionArray(column)
         del column
@@ -356,112 +356,3 @@ def read_records(candles, # list of dicts or arrays, a dict holding one, a JSON 
     table.index = pd.RangeIndex(1, len(table) + 1)
     layout, mapping = detect_layout([str(c) for c in table.columns] if table.columns.dtype != 'int64' else list(table.iloc[0]), source)
     return from_columns(table, mapping, source, layout, tz)
-
-# %% ../nbs/01b_sources.ipynb #c026
-def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken, coinbase, ...
-                   market: str,            # the exchange's market, e.g. BTC/USDT
-                   timeframe: str,         # 1m, 5m, 1h, 1d
-                   start: str,             # first bar wanted (UTC)
-                   end: str | None = None, # last bar wanted (default: the last finished one)
-                   limit: int | None = None, # bars per request (default: the exchange's)
-                   config: dict | None = None, # passed to the ccxt exchange (keys, urls, options)
-                   retries: int = 5,       # attempts per page on rate limits and network errors
-                   now=None,               # the present (tests); default: the clock
-                  ) -> Batch:
-    "Finished OHLCV bars of `market` on `exchange` as a batch"
-    import time, ccxt
-    source = f"ccxt {exchange} {market}"
-    if exchange not in ccxt.exchanges: raise MlfinError(f"{source}: unknown exchange (ccxt knows {len(ccxt.exchanges)}, e.g. binance, kraken)")
-    client = getattr(ccxt, exchange)({'enableRateLimit': True, **(config or {})})
-    step = client.parse_timeframe(timeframe) * 1000
-    first = int(pd.Timestamp(start, tz='UTC').timestamp() * 1000)
-    finished = int(pd.Timestamp(now or pd.Timestamp.now('UTC')).timestamp() * 1000) - step  # opened a whole bar ago or more
-    last = min(int(pd.Timestamp(end, tz='UTC').timestamp() * 1000), finished) if end else finished
-    def call(fn, *args, **kw):
-        for attempt in range(retries):
-            try: return fn(*args, **kw)
-            except ccxt.BadSymbol as e: raise MlfinError(f"{source}: no such market ({str(e)[:120]})") from None
-            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
-                if attempt == retries - 1: raise MlfinError(f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})") from None
-                time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
-            except ccxt.ExchangeError as e: raise MlfinError(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
-    call(client.load_markets)
-    if market not in client.markets: raise MlfinError(f"{source}: no such market on {exchange}")
-    rows, since = [], first
-    while since <= last:
-        page = call(client.fetch_ohlcv, market, timeframe, since=since, limit=limit)
-        page = [r for r in page if since <= r[0] <= last]
-        if not page: break
-        rows += page
-        since = page[-1][0] + step
-    table = pd.DataFrame(rows, columns=['ts', 'open', 'high', 'low', 'close', 'volume'], index=pd.RangeIndex(1, len(rows) + 1))
-    if table.empty: raise MlfinError(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
-    return from_columns(table, {c: c for c in table.columns}, source, f"ccxt {exchange}")
-
-# %% ../nbs/01b_sources.ipynb #c028
-_YAHOO_INTERVALS = {'1m': '1m', '5m': '5m', '1h': '1h', '1d': '1d'}
-
-def fetch_yahoo(ticker: str,           # Yahoo's ticker: AAPL, ^GSPC, EURUSD=X
-                timeframe: str,        # 1m, 5m, 1h, 1d (Yahoo keeps 1m for 30 days, 1h for 730)
-                start: str,            # first bar wanted
-                end: str | None = None,  # last bar wanted (inclusive)
-                session=None,          # a requests/curl_cffi session for yfinance (proxies; tests)
-                retries: int = 4,
-               ) -> Batch:
-    "Finished OHLCV bars of `ticker` from Yahoo Finance as a batch"
-    import time, yfinance as yf
-    from yfinance.exceptions import YFException, YFRateLimitError
-    source = f"yfinance {ticker}"
-    check_timeframe(timeframe, source)
-    stop = (pd.Timestamp(end) + pd.Timedelta(days=1)).strftime('%Y-%m-%d') if end else None  # yfinance's end is exclusive
-    yf.config.debug.hide_exceptions = False  # errors raised, not printed and swallowed
-    for attempt in range(retries):
-        try:
-            history = yf.Ticker(ticker, session=session).history(
-                start=start, end=stop, interval=_YAHOO_INTERVALS[timeframe], auto_adjust=False, actions=False,
-                prepost=False, repair=False)
-            break
-        except YFRateLimitError:
-            if attempt == retries - 1: raise MlfinError(f"{source}: Yahoo keeps answering 'too many requests'; try later") from None
-            time.sleep(2 ** attempt)
-        except YFException as e: raise MlfinError(f"{source}: {str(e).strip().splitlines()[0][:200]}") from None
-    if history.empty: raise MlfinError(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
-    index = pd.DatetimeIndex(history.index)
-    if timeframe == '1d': index = (index.tz_localize(None) if index.tz is not None else index).normalize().tz_localize('UTC')  # the session's local date
-    table = history.reset_index(drop=True).assign(ts=index.as_unit('ns'))
-    table.index = pd.RangeIndex(1, len(table) + 1)
-    layout, mapping = detect_layout(list(table.columns), source)
-    return from_columns(table, mapping, source, 'yahoo')
-
-# %% ../nbs/01b_sources.ipynb #c030
-def read_postgres(url: str,                 # postgresql://user@host:port/db
-                  table: str,               # the table (optionally schema.table)
-                  symbol_column: str | None = None, # the column naming the symbol, when the table holds several
-                  symbol: str | None = None,        # the symbol to read
-                  columns: dict | None = None,      # explicit {our column: their column}
-                  tz: str = 'UTC',
-                 ) -> Batch:
-    "Rows of a PostgreSQL table (one symbol's, when asked) as a batch"
-    import psycopg
-    from psycopg import sql
-    source = f"postgresql table {table}"
-    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?', table): raise MlfinError(f"{source}: not a table name")
-    name = sql.Identifier(*table.split('.'))
-    query = sql.SQL('SELECT * FROM {}').format(name)
-    args = []
-    if symbol_column:
-        query = sql.SQL('SELECT * FROM {} WHERE {} = %s').format(name, sql.Identifier(symbol_column)); args = [symbol]
-    try:
-        with psycopg.connect(url, connect_timeout=10) as con:
-            cursor = con.execute(query, args)
-            names = [d.name for d in cursor.description]
-            rows = cursor.fetchall()
-    except psycopg.Error as e: raise MlfinError(f"{source}: {str(e).strip().splitlines()[0]}") from None
-    frame = pd.DataFrame(rows, columns=names)
-    if symbol_column: frame = frame.drop(columns=[symbol_column])
-    if frame.empty: raise MlfinError(f"{source}: no rows" + (f" for {symbol_column} = {symbol}" if symbol_column else ''))
-    for c in frame.columns:  # numeric (Decimal) columns to floats; times stay times
-        if frame[c].dtype == object and len(frame) and isinstance(frame[c].iloc[0], __import__('decimal').Decimal): frame[c] = frame[c].astype('float64')
-    frame.index = pd.RangeIndex(1, len(frame) + 1)
-    layout, mapping = ('mapped', columns) if columns else detect_layout(list(frame.columns), source)
-    return from_columns(frame, mapping, source, layout, tz)

@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np, pandas as pd
 import pytest
 from mlfin import data
-from mlfin.sources import fetch_exchange, fetch_yahoo, read_sample
+from mlfin.remote import fetch_exchange, fetch_yahoo
+from mlfin.sources import read_sample
 
 
 class Server:
