@@ -69,7 +69,7 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
     return ('yahoo' if 'adj_close' in keys else 'plain'), mapping
 
 # %% ../nbs/01b_sources.ipynb #c010
-_ZONED = r'(Z|[+-]\d\d:?\d\d)$'
+_ZONED = r'(Z|[+-]\d\d:?\d\d)\s*$'
 
 def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
     "float64 values of a column, and the rows whose value is not a number"
@@ -99,10 +99,10 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
         text = values.array.__arrow_array__()  # zero-copy: parsed in Arrow, never as Python strings
     else: text = pa.chunked_array([pa.array(values.astype('str'), type=pa.string())])
     head = [v for v in text.slice(0, 100).to_pylist() if v]
-    if any(v != v.strip() for v in head) or pc.any(pc.match_substring_regex(text, r'^\s|\s$')).as_py():
-        text = pc.utf8_trim_whitespace(text)  # a copy of every string: only when some are padded
+    if any(v != v.strip() for v in head): text = pc.utf8_trim_whitespace(text)  # padded times: a copy of every string, only then
     first = next((v.strip() for v in head), '')
-    if first.isdigit() and pc.all(pc.match_substring_regex(text, r'^\d{9,19}$')).as_py():  # epoch numbers written as text
+    if first.isdigit() and pc.all(pc.match_substring_regex(text, r'^\s*\d{9,19}\s*$')).as_py():  # epoch numbers written as text
+        text = pc.utf8_trim_whitespace(text)
         return pd.Series(_epoch(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)).as_unit('ns'), index=values.index), rejected_frame()
     zoned = pc.match_substring_regex(text, _ZONED)
     n_zoned = pc.sum(zoned).as_py() or 0
@@ -114,10 +114,15 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
         problems.append(rejected_frame(values.index[minority], [''] * int(minority.sum()), [column] * int(minority.sum()),
                                        ['time zone differs from the other rows (mixed naive and zoned times)'] * int(minority.sum()),
                                        values[minority]))
-    try:
+    def arrow_times(text):
         if fmt: parsed = pc.strptime(text, format=fmt, unit='ns', error_is_null=False)
         else: parsed = text.cast(pa.timestamp('ns', tz='UTC') if n_zoned else pa.timestamp('ns'))
-        times = pd.Series(parsed.to_pandas().array, index=values.index)  # .array: by position, not by label
+        if not n_zoned and tz == 'UTC': parsed = parsed.cast(pa.timestamp('ns', tz='UTC'))  # naive read as UTC: a label, no copy
+        return pd.Series(parsed.to_pandas().array, index=values.index)  # .array: by position, not by label
+    try:
+        try: times = arrow_times(text)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # padded values further down? trim, then try once more
+            text = pc.utf8_trim_whitespace(text); times = arrow_times(text)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         values = pd.Series(text.to_pandas().array, index=values.index)
         times = pd.to_datetime(values, format=fmt or 'ISO8601', utc=bool(n_zoned), errors='coerce')
