@@ -223,14 +223,21 @@ def _read_text(path: Path, source: str, columns: dict | None):
     numeric = {str(v): pa.float64() for k, v in mapping.items() if k not in ('ts', 'date', 'time')}
     def read_as(types):
         convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True, column_types=types)
-        # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart
-        held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)]
+        # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart; the
+        # system allocator, so that each column's chunks, once joined into one array, are reused for the next
+        held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert, memory_pool=pa.system_memory_pool())]
         return _arrow_frame(held)
+    times = {}  # ISO times, all zoned or all naive (judged by the first row), parsed by the reader: no column of strings
+    if header and 'ts' in mapping and str(mapping['ts']) in first and len(lines) > 1:
+        cells = [c.strip().strip('"') for c in lines[1].split(delimiter)]
+        sample = cells[first.index(str(mapping['ts']))] if len(cells) == len(first) else ''
+        if re.fullmatch(r'\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?', sample):
+            times = {str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(_ZONED, sample) else pa.timestamp('ns')}
     try:
-        try: table = read_as({**text_only, **numeric})  # fast path: numbers parsed by Arrow, in parallel
+        try: table = read_as({**text_only, **numeric, **times})  # fast path: numbers and times parsed by Arrow, in parallel
         except pa.ArrowInvalid as e:
-            if 'conversion error' not in str(e): raise
-            table = read_as(text_only)  # some value is not a number: read text, so that its row can be named
+            if 'conversion error' not in str(e) and 'parse' not in str(e).lower(): raise
+            table = read_as(text_only)  # some value is not a number or a time like the rest: read text, so that its row can be named
     except pa.ArrowInvalid as e:
         if ragged:
             row = ragged[0]
@@ -254,7 +261,10 @@ def _arrow_frame(held: list) -> pd.DataFrame:
         column = table.column(name)
         if pa.types.is_floating(column.type):
             # a read-only view of Arrow's buffer (no copy); `bars_frame` copies only for callers that will write
-            columns[name] = pc.fill_null(column, np.nan).to_numpy()
+            columns[name] = (pc.fill_null(column, np.nan) if column.null_count else column).to_numpy()
+            table = table.drop_columns([name])
+        elif pa.types.is_timestamp(column.type):
+            columns[name] = column.to_pandas().array  # datetime64 (with the zone, when there is one)
             table = table.drop_columns([name])
         else: columns[name] = pd.arrays.ArrowExtensionArray(column)
         del column
