@@ -11,7 +11,8 @@ import numpy as np, pandas as pd, talib
 from .config import MlfinError
 
 # %% auto #0
-__all__ = ['INDICATORS', 'SEED_SPEC', 'Indicator', 'parse', 'build', 'model_inputs', 'dataset']
+__all__ = ['INDICATORS', 'SEED_SPEC', 'Indicator', 'parse', 'build', 'model_inputs', 'dataset', 'LookaheadReport',
+           'check_no_lookahead']
 
 # %% ../nbs/02_features.ipynb #c006
 @dataclass(frozen=True)
@@ -105,3 +106,52 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
         raw.append(features[usable].assign(symbol=symbol))
         inputs.append(x[usable].assign(label=label_fn(bars)[usable], symbol=symbol))
     return pd.concat(raw), pd.concat(inputs)
+
+# %% ../nbs/02_features.ipynb #c021
+@dataclass
+class LookaheadReport:
+    "What `check_no_lookahead` found"
+    clean: bool
+    cuts: int                     # how many truncations were compared
+    first: pd.Timestamp | None = None  # earliest timestamp whose value changed when later bars were removed
+    column: str | None = None
+    cut: pd.Timestamp | None = None    # the last bar kept in the truncation that showed it
+    full: float | None = None          # the value computed on all bars
+    truncated: float | None = None     # the value computed on bars up to `cut`
+
+    def __repr__(self):
+        if self.clean: return f"no look-ahead found in {self.cuts} truncations"
+        return (f"look-ahead: {self.column!r} at {self.first} is {self.full:.6g} with all bars but {self.truncated:.6g} "
+                f"when bars after {self.cut} are removed")
+
+def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame aligned to bars.index
+                       bars: pd.DataFrame,   # canonical bars
+                       cuts: int = 25,       # truncations to compare (spread over the bars, plus the last few)
+                       warmup: int = 50,     # no cut before this many bars
+                       seed: int = 0,
+                       rtol: float = 1e-9, atol: float = 1e-12,
+                      ) -> LookaheadReport:
+    "Compute `fn` on all bars and on bars cut at many times; report the first value that depends on later bars"
+    def frame(x):
+        out = x.to_frame() if isinstance(x, pd.Series) else x
+        if not isinstance(out, pd.DataFrame) or not out.index.equals(bars.index.intersection(out.index)):
+            raise MlfinError("check_no_lookahead: the function must return a Series or DataFrame indexed like the bars")
+        return out.astype('float64')
+    if len(bars) <= warmup + 1: raise MlfinError(f"check_no_lookahead: {len(bars)} bars; need more than warmup={warmup}")
+    full = frame(fn(bars))
+    rng = np.random.default_rng(seed)
+    spread = rng.choice(np.arange(warmup, len(bars) - 1), size=min(cuts, len(bars) - 1 - warmup), replace=False)
+    positions = sorted(set(spread.tolist()) | set(range(max(warmup, len(bars) - 4), len(bars) - 1)))
+    worst = None
+    for position in positions:
+        kept = bars.iloc[:position + 1]
+        short = frame(fn(kept))
+        reference = full.reindex(index=short.index, columns=short.columns)
+        a, b = reference.to_numpy(), short.to_numpy()
+        differs = ~(np.isclose(a, b, rtol=rtol, atol=atol) | (np.isnan(a) & np.isnan(b)))
+        if differs.any():
+            row, col = map(int, np.argwhere(differs)[0])
+            found = LookaheadReport(False, len(positions), short.index[row], str(short.columns[col]), kept.index[-1], float(a[row, col]), float(b[row, col]))
+            if worst is None or found.first < worst.first: worst = found
+    if worst is not None: worst.cuts = len(positions); return worst
+    return LookaheadReport(True, len(positions))

@@ -48,3 +48,14 @@ def test_the_truncation_check_catches_a_planted_leak():
     leaky = lambda b: b['close'].shift(-1) / b['close'] - 1
     cut = 500
     assert not same(leaky(bars.iloc[:cut]).to_frame(), leaky(bars).iloc[:cut].to_frame())
+
+
+@pytest.mark.parametrize('symbol', list(BARS))
+def test_the_public_leak_checker_passes_the_seed_features_and_catches_planted_leaks(symbol):
+    bars = BARS[symbol].iloc[:1500]
+    assert features.check_no_lookahead(features.build, bars, cuts=15).clean
+    assert features.check_no_lookahead(lambda b: features.model_inputs(features.build(b), b), bars, cuts=15).clean
+    planted = features.check_no_lookahead(lambda b: b['close'].shift(-1), bars, cuts=15)
+    assert not planted.clean and planted.first == planted.cut and planted.column == 'close'
+    normalised = features.check_no_lookahead(lambda b: b['close'] / b['close'].max(), bars, cuts=15)  # a whole-sample statistic
+    assert not normalised.clean
