@@ -59,3 +59,33 @@ def test_the_public_leak_checker_passes_the_seed_features_and_catches_planted_le
     assert not planted.clean and planted.first == planted.cut and planted.column == 'close'
     normalised = features.check_no_lookahead(lambda b: b['close'] / b['close'].max(), bars, cuts=15)  # a whole-sample statistic
     assert not normalised.clean
+
+
+LABELLERS = {
+    'direction, dead zone': lambda b: labels.direction(b, 3, dead_zone=0.002).to_frame(),
+    'next close': lambda b: labels.next_close(b).to_frame(),
+    'triple barrier, long': lambda b: labels.triple_barrier(b, horizon=8)[['label', 'ret']],
+    'triple barrier, short': lambda b: labels.triple_barrier(b, horizon=8, side=pd.Series(-1.0, index=b.index))[['label', 'ret']],
+    'meta labels': lambda b: labels.meta_labels(b, np.sign(b['close'] - b['close'].rolling(20).mean()), horizon=8).to_frame(),
+}
+
+
+@SETTINGS
+@given(symbol=st.sampled_from(list(BARS)), cut=st.integers(min_value=80, max_value=1200), kind=st.sampled_from(list(LABELLERS)))
+def test_a_label_known_at_the_cut_never_changes_when_later_bars_arrive(symbol, cut, kind):
+    "Truncation for labels: what is known (not NaN) on bars cut at t is final; only the unknown tail may differ"
+    full, bars = BARS[symbol], BARS[symbol].iloc[:cut]
+    short, whole = LABELLERS[kind](bars), LABELLERS[kind](full).iloc[:cut]
+    known = short.notna().all(axis=1)
+    assert known.iloc[:cut - 10].sum() > 0
+    assert same(short[known], whole[known]), f"{kind} changed a known label ({symbol}, cut {cut})"
+    ends = labels.triple_barrier(full, horizon=8)['end'].iloc[:cut]
+    if kind == 'triple barrier, long':  # and every label whose exit lies before the cut is known there
+        assert known[ends.notna() & (ends <= bars.index[-1])].all()
+
+
+def test_uniqueness_weights_follow_the_spans():
+    bars = BARS['SPX'].iloc[:300]
+    spans = labels.triple_barrier(bars, horizon=10)['end']
+    weights = labels.uniqueness_weights(spans, bars.index).dropna()
+    assert ((weights > 0) & (weights <= 1)).all() and weights.min() < 0.5  # overlapping barriers share bars
