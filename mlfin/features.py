@@ -12,7 +12,7 @@ from .config import MlfinError
 
 # %% auto #0
 __all__ = ['INDICATORS', 'SEED_SPEC', 'Indicator', 'parse', 'build', 'model_inputs', 'dataset', 'LookaheadReport',
-           'check_no_lookahead']
+           'check_no_lookahead', 'higher_timeframe', 'cross_asset']
 
 # %% ../nbs/02_features.ipynb #c006
 @dataclass(frozen=True)
@@ -155,3 +155,39 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
             if worst is None or found.first < worst.first: worst = found
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
+
+# %% ../nbs/02_features.ipynb #c025
+def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
+                     timeframe: str,       # the coarser bar size the features are computed on
+                     spec: list[str] | Callable = SEED_SPEC, # feature names, or a function of bars
+                     calendar: str = '24/7', # the asset's calendar: coarse bars follow its sessions
+                    ) -> pd.DataFrame:
+    "Features of the coarser `timeframe` bars, each fine bar seeing only the last completed coarse bar (columns prefixed `1d_`, ...)"
+    from mlfin.bars import resample, session_bins
+    coarse = resample(bars, timeframe, calendar)
+    values = build(coarse, spec) if not callable(spec) else spec(coarse)
+    values = values.to_frame() if isinstance(values, pd.Series) else values
+    bins = session_bins(bars.index, calendar, timeframe)
+    previous = coarse.index.searchsorted(bins, side='left') - 1  # the coarse bar before the one containing each fine bar
+    taken = values.to_numpy(dtype='float64')[np.clip(previous, 0, None)]
+    taken[previous < 0] = np.nan
+    return pd.DataFrame(taken, index=bars.index, columns=[f"{timeframe}_{c}" for c in values.columns])
+
+def _closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
+    "When each bar is complete: its open time plus its size"
+    from mlfin.bars import TIMEFRAMES
+    return bars.index + pd.Timedelta(TIMEFRAMES[bars.attrs.get('timeframe', '1d')])
+
+def cross_asset(bars: pd.DataFrame,   # the asset the features are for
+                other: pd.DataFrame,  # another asset's canonical bars (e.g. the index)
+                spec: list[str] | Callable = ('returns',),
+                prefix: str | None = None, # column prefix (default: the other's symbol)
+               ) -> pd.DataFrame:
+    "Features of `other`, each bar of `bars` seeing the other's latest bar completed by its own close"
+    values = build(other, list(spec)) if not callable(spec) else spec(other)
+    values = values.to_frame() if isinstance(values, pd.Series) else values
+    done = _closes_at(other).searchsorted(_closes_at(bars), side='right') - 1
+    taken = values.to_numpy(dtype='float64')[np.clip(done, 0, None)]
+    taken[done < 0] = np.nan
+    name = prefix or other.attrs.get('symbol', 'other')
+    return pd.DataFrame(taken, index=bars.index, columns=[f"{name}_{c}" for c in values.columns])

@@ -89,3 +89,17 @@ def test_uniqueness_weights_follow_the_spans():
     spans = labels.triple_barrier(bars, horizon=10)['end']
     weights = labels.uniqueness_weights(spans, bars.index).dropna()
     assert ((weights > 0) & (weights <= 1)).all() and weights.min() < 0.5  # overlapping barriers share bars
+
+
+def test_other_bar_sizes_and_assets_use_only_completed_bars():
+    from mlfin.bars import resample, session_bins
+    hourly, spx = BARS['EURUSD'].iloc[:2000], BARS['SPX']
+    daily_rsi = lambda b: features.higher_timeframe(b, '1d', ['rsi_14', 'returns', 'atr_14'], calendar='24/5')
+    assert features.check_no_lookahead(daily_rsi, hourly, cuts=30).clean
+    def forming(b):  # the wrong way: the coarse bar that contains t, still forming
+        coarse = features.build(resample(b, '1d', '24/5'), ['returns'])
+        return pd.DataFrame(coarse.to_numpy()[coarse.index.searchsorted(session_bins(b.index, '24/5', '1d'))], index=b.index)
+    assert not features.check_no_lookahead(forming, hourly, cuts=30).clean
+    aapl = load_sample('AAPL').loc['2012':'2013']
+    assert features.check_no_lookahead(lambda b: features.cross_asset(b, spx, ['returns', 'rsi_14']), aapl, cuts=30).clean
+    assert features.check_no_lookahead(lambda b: features.cross_asset(b, hourly, ['returns']), spx.loc['2017'], cuts=30).clean
