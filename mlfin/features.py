@@ -11,8 +11,9 @@ import numpy as np, pandas as pd, talib
 from .config import MlfinError
 
 # %% auto #0
-__all__ = ['INDICATORS', 'SEED_SPEC', 'Indicator', 'parse', 'build', 'model_inputs', 'dataset', 'LookaheadReport',
-           'check_no_lookahead', 'higher_timeframe', 'cross_asset']
+__all__ = ['INDICATORS', 'ALIASES', 'SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'Indicator', 'register', 'talib_indicator',
+           'Feature', 'resolve', 'parse', 'build', 'model_inputs', 'dataset', 'LookaheadReport', 'check_no_lookahead',
+           'higher_timeframe', 'cross_asset']
 
 # %% ../nbs/02_features.ipynb #c006
 @dataclass(frozen=True)
@@ -42,19 +43,109 @@ INDICATORS: dict[str, Indicator] = {
     'historical_vol': Indicator(lambda b, n: talib.STDDEV(np.log(b['close']).diff().to_numpy(), n, 1.0), (21,), 'unit'),
     'volume_ma': Indicator(lambda b, n: talib.SMA(b['volume'].to_numpy(), n), (20,), 'volume'),
     'obv': Indicator(lambda b: talib.OBV(_close(b), b['volume'].to_numpy()), (), 'flow'),
+    **{c: Indicator(lambda b, c=c: b[c], (), 'volume' if c == 'volume' else 'level') for c in ('open', 'high', 'low', 'close', 'volume')},
 }
+ALIASES = {'ret': 'returns', 'ma': 'sma', 'vol': 'historical_vol'}  # the seed systems' short names
+
+def register(name: str,            # the feature's name in specs (lower case, letters and underscores)
+             fn: Callable,         # (bars, *params) -> Series, array, or 2-D array for several outputs
+             defaults: tuple = (), # parameters when a spec gives none
+             scale: str = 'unit',  # level, spread, volume, flow or unit (see above)
+             outputs: tuple = (),  # column suffixes when `fn` returns several columns
+            ) -> Indicator:
+    "Add a custom feature, usable in specs by name like any built-in one"
+    if not re.fullmatch(r'[a-z][a-z_]*[a-z]', name): raise MlfinError(f"feature name {name!r}: use lower-case letters and underscores")
+    if scale not in ('level', 'spread', 'volume', 'flow', 'unit'): raise MlfinError(f"feature {name!r}: unknown scale {scale!r}")
+    INDICATORS[name] = Indicator(fn, tuple(defaults), scale, tuple(outputs))
+    return INDICATORS[name]
+
+# TA-Lib functions whose output is a price difference (scaled by close), not a price level or an oscillator
+_TALIB_SPREAD = {'ATR', 'TRANGE', 'MOM', 'MACD', 'MACDEXT', 'MACDFIX', 'APO', 'STDDEV', 'PLUS_DM', 'MINUS_DM',
+                 'LINEARREG_SLOPE', 'LINEARREG_INTERCEPT', 'HT_PHASOR', 'HT_SINE'}
+
+def talib_indicator(function: str) -> Indicator:
+    "Any TA-Lib function as an indicator: parameters in TA-Lib's order, inputs taken from the bars"
+    import talib.abstract
+    name = function.upper()
+    if name not in talib.get_functions(): raise MlfinError(f"unknown TA-Lib function {function!r}")
+    info = talib.abstract.Function(name).info
+    parameters, outputs, flags = list(info['parameters']), list(info['output_names']), info['function_flags'] or []
+    def compute(bars, *params):
+        f = talib.abstract.Function(name)
+        f.set_parameters(dict(zip(parameters, params)))
+        result = f({c: bars[c].to_numpy(dtype='float64') for c in ('open', 'high', 'low', 'close', 'volume')})
+        return np.column_stack(result) if len(outputs) > 1 else result
+    uses_volume = 'volume' in str(info['input_names'])
+    scale = ('level' if 'Output scale same as input' in flags else 'spread' if name in _TALIB_SPREAD
+             else 'flow' if uses_volume and 'Output is path-dependent' in flags else 'unit')
+    return Indicator(compute, tuple(info['parameters'].values()), scale, tuple(outputs) if len(outputs) > 1 else ())
 
 # %% ../nbs/02_features.ipynb #c008
+@dataclass(frozen=True)
+class Feature:
+    "A spec name resolved: what to compute, with which parameters, which output(s), then which transforms"
+    name: str
+    indicator: Indicator
+    params: tuple
+    output: str | None = None      # one output of a multi-output indicator (`macd_signal`)
+    transforms: tuple = ()         # ((kind, n), ...): lag, diff, pct, z
+
+    def columns(self) -> list[str]:
+        if self.output is not None or not self.indicator.outputs: return [self.name]
+        return [f"{self.name}_{s}" if s else self.name for s in self.indicator.outputs]
+
+    @property
+    def scale(self) -> str:
+        "How the final values relate to price, after the transforms"
+        scale = self.indicator.scale
+        for kind, _ in self.transforms:
+            if kind in ('pct', 'z'): scale = 'unit'
+            elif kind == 'diff' and scale in ('level', 'spread'): scale = 'spread'
+            elif kind == 'diff' and scale == 'flow': scale = 'volume_diff'
+        return scale
+
+_TRANSFORMS = {'lag': 'the value n bars earlier', 'diff': 'change over n bars', 'pct': 'relative change over n bars',
+               'z': 'rolling z-score over the last n bars'}
+
+def _number(text: str) -> float | int:
+    return float(text.replace('p', '.')) if 'p' in text else int(text)
+
+def resolve(name: str) -> Feature:
+    "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`"
+    head, *tails = name.split('__')
+    transforms = []
+    for tail in tails:
+        match = re.fullmatch(r'([a-z]+)_(\d+)', tail)
+        if not match or match[1] not in _TRANSFORMS or int(match[2]) < 1:
+            raise MlfinError(f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}")
+        transforms.append((match[1], int(match[2])))
+    parts = head.split('_')
+    params = []
+    while len(parts) > 1 and re.fullmatch(r'\d+(p\d+)?', parts[-1]): params.insert(0, _number(parts.pop()))
+    key, output = '_'.join(parts), None
+    import talib
+    talib_names = {f.lower() for f in talib.get_functions()}
+    known = lambda k: k in INDICATORS or k in ALIASES or k in talib_names
+    if not known(key) and (attached := re.fullmatch(r'([a-z][a-z_]*?)(\d+)', key)) and known(attached[1]):
+        key, params = attached[1], [int(attached[2]), *params]  # ma60: digits written onto the name
+    if not known(key):
+        base = next(((k, sfx) for k, ind in INDICATORS.items() for sfx in ind.outputs if sfx and key == f"{k}_{sfx}"), None)
+        if base is None:
+            raise MlfinError(f"unknown feature {name!r}; known: {', '.join(INDICATORS)}, aliases {', '.join(ALIASES)} "
+                             f"and every TA-Lib function by its name (e.g. adx_14), with parameters, e.g. rsi_14")
+        key, output = base
+    key = ALIASES.get(key, key)
+    indicator = INDICATORS[key] if key in INDICATORS else talib_indicator(key)
+    if len(params) > len(indicator.defaults) or (key in INDICATORS and params and len(params) != len(indicator.defaults)):
+        raise MlfinError(f"feature {name!r}: {key} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
+    params = tuple(params) + tuple(indicator.defaults[len(params):])
+    return Feature(name, indicator, params, output, tuple(transforms))
+
 def parse(name: str) -> tuple[str, tuple]:
     "Split a feature name into its registry key and parameters: `bbands_20_2` -> `('bbands', (20, 2))`"
-    match = re.fullmatch(r'([a-z][a-z_]*?)((?:_\d+)*)', name)
-    if not match or match[1] not in INDICATORS:
-        raise MlfinError(f"unknown feature {name!r}; known: {', '.join(INDICATORS)} (with parameters, e.g. rsi_14)")
-    indicator = INDICATORS[match[1]]
-    params = tuple(int(p) for p in match[2].split('_')[1:]) or indicator.defaults
-    if len(params) != len(indicator.defaults):
-        raise MlfinError(f"feature {name!r}: {match[1]} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
-    return match[1], params
+    feature = resolve(name)
+    key = next((k for k, v in INDICATORS.items() if v is feature.indicator), name.split('_')[0])
+    return key, feature.params
 
 # %% ../nbs/02_features.ipynb #c011
 SEED_SPEC = ['returns', 'log_returns', 'rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50',
@@ -66,14 +157,33 @@ def build(bars: pd.DataFrame,         # canonical bars
     "The features of `spec` on `bars`, aligned to `bars.index` (NaN while an indicator warms up)"
     columns = {}
     for name in spec:
-        key, params = parse(name)
-        indicator = INDICATORS[key]
-        values = np.asarray(indicator.fn(bars, *params), dtype='float64')
-        for i, suffix in enumerate(indicator.outputs or ('',)):
-            columns[f"{name}_{suffix}" if suffix else name] = values[:, i] if values.ndim == 2 else values
+        feature = resolve(name)
+        indicator = feature.indicator
+        values = np.asarray(indicator.fn(bars, *feature.params), dtype='float64')
+        outputs = indicator.outputs or ('',)
+        picked = [outputs.index(feature.output)] if feature.output is not None else range(len(outputs))
+        for column, i in zip(feature.columns(), picked):
+            columns[column] = _transform(pd.Series(values[:, i] if values.ndim == 2 else values, index=bars.index), feature.transforms)
     return pd.DataFrame(columns, index=bars.index)
 
-# %% ../nbs/02_features.ipynb #c015
+def _transform(x: pd.Series, transforms: tuple) -> np.ndarray:
+    "Lags, differences, relative changes and rolling z-scores: each uses the current and earlier bars only"
+    for kind, n in transforms:
+        if kind == 'lag': x = x.shift(n)
+        elif kind == 'diff': x = x.diff(n)
+        elif kind == 'pct': x = x / x.shift(n) - 1
+        elif kind == 'z': x = (x - x.rolling(n).mean()) / x.rolling(n).std()
+    return x.to_numpy(dtype='float64')
+
+# %% ../nbs/02_features.ipynb #c013
+RESEARCH_SPEC = {'momentum': ['rsi_14', 'macd_12_26_9', 'mom_14', 'roc_10', 'willr_14', 'stoch'],
+                 'trend': ['sma_20', 'ema_50', 'adx_14', 'aroonosc_14'],
+                 'volatility': ['bbands_20_2', 'atr_14', 'natr_14', 'historical_vol_21'],
+                 'price': ['returns', 'returns_5', 'log_returns', 'close__z_20'],
+                 'volume': ['volume_ma', 'obv', 'mfi_14', 'ad']}
+METATRADER_SPEC = ['rsi', 'macd', 'macd_signal', 'macd_hist', 'atr', 'ma60', 'ret_1']
+
+# %% ../nbs/02_features.ipynb #c018
 def model_inputs(features: pd.DataFrame, # output of `build`
                  bars: pd.DataFrame,     # the bars it was built on
                  spec: list[str] = SEED_SPEC,
@@ -82,17 +192,17 @@ def model_inputs(features: pd.DataFrame, # output of `build`
     close, volume = bars['close'], bars['volume'].replace(0.0, np.nan)
     scaled = {}
     for name in spec:
-        indicator = INDICATORS[parse(name)[0]]
-        for suffix in indicator.outputs or ('',):
-            column = f"{name}_{suffix}" if suffix else name
+        feature = resolve(name)
+        for column in feature.columns():
             x = features[column]
             scaled[column] = {'level': lambda: x / close - 1, 'spread': lambda: x / close,
                               'volume': lambda: volume / x - 1,
+                              'volume_diff': lambda: x / volume.rolling(20).sum(),
                               'flow': lambda: x.diff(20) / volume.rolling(20).sum(),
-                              'unit': lambda: x}[indicator.scale]()
+                              'unit': lambda: x}[feature.scale]()
     return pd.DataFrame(scaled, index=features.index).replace([np.inf, -np.inf], np.nan)
 
-# %% ../nbs/02_features.ipynb #c018
+# %% ../nbs/02_features.ipynb #c021
 def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
             label_fn: Callable,                      # bars -> label Series (from `mlfin.labels`)
             spec: list[str] = SEED_SPEC,
@@ -107,7 +217,7 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
         inputs.append(x[usable].assign(label=label_fn(bars)[usable], symbol=symbol))
     return pd.concat(raw), pd.concat(inputs)
 
-# %% ../nbs/02_features.ipynb #c021
+# %% ../nbs/02_features.ipynb #c024
 @dataclass
 class LookaheadReport:
     "What `check_no_lookahead` found"
@@ -156,7 +266,7 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
 
-# %% ../nbs/02_features.ipynb #c025
+# %% ../nbs/02_features.ipynb #c028
 def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
                      timeframe: str,       # the coarser bar size the features are computed on
                      spec: list[str] | Callable = SEED_SPEC, # feature names, or a function of bars

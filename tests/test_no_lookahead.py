@@ -103,3 +103,28 @@ def test_other_bar_sizes_and_assets_use_only_completed_bars():
     aapl = load_sample('AAPL').loc['2012':'2013']
     assert features.check_no_lookahead(lambda b: features.cross_asset(b, spx, ['returns', 'rsi_14']), aapl, cuts=30).clean
     assert features.check_no_lookahead(lambda b: features.cross_asset(b, hourly, ['returns']), spx.loc['2017'], cuts=30).clean
+
+
+def talib_functions():
+    import talib, talib.abstract
+    usable = []
+    for name in talib.get_functions():
+        inputs = str(talib.abstract.Function(name).info['input_names'])
+        if 'periods' not in inputs: usable.append(name.lower())  # MAVP takes a period per bar, not bars alone
+    return usable
+
+
+@pytest.mark.parametrize('symbol', list(BARS))
+def test_every_talib_function_and_seed_spec_is_clean_by_truncation(symbol):
+    "All TA-Lib functions by name, the research and MetaTrader specs and the transforms, on daily and hourly bars"
+    bars = BARS[symbol].iloc[:700]
+    names = talib_functions()
+    assert len(names) > 150
+    leaks = {}
+    for name in names:
+        report = features.check_no_lookahead(lambda b, n=name: features.build(b, [n]), bars, cuts=6, warmup=100)
+        if not report.clean: leaks[name] = repr(report)
+    assert not leaks, leaks
+    specs = [f for group in features.RESEARCH_SPEC.values() for f in group] + features.METATRADER_SPEC + ['rsi_14__lag_2', 'sma_20__diff_3', 'close__pct_5', 'rsi_14__z_20']
+    both = lambda b: features.model_inputs(features.build(b, specs), b, specs)
+    assert features.check_no_lookahead(both, bars, cuts=10, warmup=100).clean
