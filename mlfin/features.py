@@ -206,11 +206,12 @@ def model_inputs(features: pd.DataFrame, # output of `build`
 def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
             label_fn: Callable,                      # bars -> label Series (from `mlfin.labels`)
             spec: list[str] = SEED_SPEC,
+            store=None,                              # a `FeatureStore`: features read from it where cached
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Raw features and (model inputs + `label`) for every symbol, long format, warm-up rows dropped"
     raw, inputs = [], []
     for symbol, bars in bars_by_symbol.items():
-        features = build(bars, spec)
+        features = store.build(bars, spec) if store is not None else build(bars, spec)
         x = model_inputs(features, bars, spec)
         usable = x.notna().all(axis=1)
         raw.append(features[usable].assign(symbol=symbol))

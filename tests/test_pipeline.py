@@ -119,6 +119,17 @@ def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_
     assert json.loads((home/'run'/'summary.json').read_text())['params']['fees'] == pipeline_run['summary']['params']['fees']
 
 
+def test_a_new_label_reruns_features_from_the_feature_store(pipeline_run):
+    "A label change reruns the features task; its features, unchanged, are read from the store, not computed"
+    home, args = pipeline_run['home'], pipeline_run['args']
+    longer = mlfin(home, 'run', *args, '--horizon', '2')
+    assert '4 task(s) ran (features, train, backtest, report)' in longer.stdout
+    dataset = pd.read_parquet(home/'run'/'dataset.parquet')
+    assert dataset.attrs['horizon'] == 2
+    assert dataset.attrs['feature_store'] == {'hits': 12 * 3, 'misses': 0}  # 12 seed features x 3 symbols
+    mlfin(home, 'run', *args)  # back to the session's parameters
+
+
 @pytest.mark.parametrize('args, message', [
     (['--symbols', 'NOPE'], 'NOPE: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample'),
     (['--model', 'svm'], "--model: 'svm' is not one of lightgbm, xgboost"),
