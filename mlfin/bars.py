@@ -158,6 +158,8 @@ _TF_HOURS = {'1m': 1/60, '5m': 5/60, '1h': 1.0}
 
 def periods_per_year(calendar: str, timeframe: str) -> float:
     "Bars in a year of `calendar` at `timeframe` (252 sessions of the exchange's regular length)"
+    if timeframe == '1d' and calendar not in ROUND_THE_CLOCK:
+        check_calendar(calendar); return 252.0  # daily bars need no session lengths: no calendar built
     if calendar in ROUND_THE_CLOCK:
         days, hours = (260, 24.0) if calendar == '24/5' else (365, 24.0)
     else:

@@ -4,12 +4,12 @@
 
 # %% ../nbs/00_config.ipynb #c003
 from __future__ import annotations
-import hashlib, os, sys
+import hashlib, os, secrets, sys
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['MlfinError', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir',
-           'runtime_env', 'apply_runtime_env', 'code_version']
+           'runtime_env', 'apply_runtime_env', 'atomic_write', 'code_version']
 
 # %% ../nbs/00_config.ipynb #c006
 class MlfinError(Exception):
@@ -54,6 +54,19 @@ def apply_runtime_env():
     for key, value in runtime_env().items(): os.environ.setdefault(key, value)
 
 # %% ../nbs/00_config.ipynb #c015
+def atomic_write(path: str | Path, write) -> Path:
+    "Call `write(tmp)` on a temporary file beside `path`, flush it to disk, then rename it over `path`"
+    path = Path(path)
+    tmp = path.parent/f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        write(str(tmp))
+        with open(tmp, 'rb') as f: os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
+
+# %% ../nbs/00_config.ipynb #c018
 def code_version() -> str:
     "A short hash of the installed `mlfin` package source"
     digest = hashlib.sha256()

@@ -107,11 +107,12 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     found = batch.inspect(symbol, timeframe, writable=False)  # only stored, never handed out: no copy of the columns
     rows = len(batch.frame)
     if strict and len(found.rejected): raise MlfinError(found.first_problem(batch.source) + '; strict: nothing stored')
-    store = store if hasattr(store, 'write') else open_store(store)
-    calendar = check_calendar(calendar or (SAMPLES[symbol].calendar if symbol in SAMPLES and known_symbol else None)
-                              or store.meta(symbol, timeframe).get('calendar') or guess_calendar(found.bars), batch.source) \
-        if len(found.bars) else (calendar or '')
-    report = IngestReport(batch.source, symbol, timeframe, calendar, rows, quarantined=len(found.rejected), notes=found.notes)
+    store = open_store(store)
+    if len(found.bars):  # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
+        sample_calendar = SAMPLES[symbol].calendar if symbol in SAMPLES and known_symbol else None
+        calendar = check_calendar(calendar or sample_calendar or store.meta(symbol, timeframe).get('calendar')
+                                  or guess_calendar(found.bars), batch.source)
+    report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected), notes=found.notes)
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         store.quarantine(found.rejected, symbol, timeframe, batch.source)
@@ -149,22 +150,23 @@ def load(symbol: str,          # a symbol in the store
          store=None,           # a store or its URL; default `open_store()`
         ) -> pd.DataFrame:
     "Canonical bars of `symbol` at `timeframe` between `start` and `end`"
-    store = store if hasattr(store, 'read') else open_store(store)
+    store = open_store(store)
     bars = store.read(symbol, timeframe, start, end)
     if 'adj_factor' in bars:
         factor = bars.pop('adj_factor')
         if adjust: bars = adjusted(bars, factor)
-    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=store.meta(symbol, timeframe).get('calendar', ''))
+    meta = store.meta(symbol, timeframe)
+    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=meta.get('calendar', ''), source=meta.get('source', ''))
     return bars
 
 def ls(store=None) -> pd.DataFrame:
     "Every series in the store: symbol, timeframe, bars, first, last, calendar, source, quarantined rows"
-    return (store if hasattr(store, 'ls') else open_store(store)).ls()
+    return open_store(store).ls()
 
 def quality(symbol: str | None = None, store=None) -> pd.DataFrame:
     "The quality report of every stored series (or one symbol's): coverage, gaps, anomalies, quarantined rows"
     from mlfin.quality import quality_row
-    store = store if hasattr(store, 'ls') else open_store(store)
+    store = open_store(store)
     held = store.ls()
     if symbol: held = held[held['symbol'] == symbol]
     if held.empty: raise MlfinError(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
@@ -201,7 +203,7 @@ def calendar_of(symbol: str, timeframe: str | None = None, store=None) -> str:
     "The trading calendar of a symbol: the sample's, else the one recorded in the store, else NYSE"
     if symbol in SAMPLES: return SAMPLES[symbol].calendar
     if timeframe:
-        recorded = (store if hasattr(store, 'meta') else open_store(store)).meta(symbol, timeframe).get('calendar')
+        recorded = open_store(store).meta(symbol, timeframe).get('calendar')
         if recorded: return recorded
     return 'XNYS'
 
@@ -211,17 +213,17 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                    ) -> tuple[pd.DataFrame, list[dict]]:
     "Ingest the embedded samples among `pairs`, then load every pair's bars in range, long format, with a manifest"
     from mlfin.quality import quality_row
-    store = store if hasattr(store, 'write') else open_store(store)
+    store = open_store(store)
     frames, manifest = [], []
     for symbol, timeframe in pairs:
         if symbol in SAMPLES and SAMPLES[symbol].timeframe == timeframe: ingest(f"sample:{symbol}", store=store)
         bars = load(symbol, timeframe, start, end, store=store)
         if bars.empty: raise MlfinError(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
-        sample, calendar = SAMPLES.get(symbol), calendar_of(symbol, timeframe, store)
-        meta = store.meta(symbol, timeframe)
+        sample = SAMPLES.get(symbol)
+        calendar = sample.calendar if sample else (bars.attrs['calendar'] or 'XNYS')  # `load` read the series' record
         manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
                          'asset_class': sample.asset_class if sample else 'unknown',
-                         'source': sample.origin if sample else meta.get('source', 'store'), 'licence': sample.licence if sample else '',
+                         'source': sample.origin if sample else bars.attrs.get('source', 'store'), 'licence': sample.licence if sample else '',
                          'package': f"{sample.package}=={metadata.version(sample.package)}" if sample else '',
                          'bars': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1]),
                          'fingerprint': fingerprint(bars),

@@ -4,12 +4,13 @@
 
 # %% ../nbs/02a_feature_store.ipynb #c003
 from __future__ import annotations
-import hashlib, os, secrets
+import hashlib
+from functools import lru_cache
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
-from .config import home
+from .config import atomic_write, home
 from .bars import fingerprint
 from . import features as F
 
@@ -17,10 +18,14 @@ from . import features as F
 __all__ = ['FeatureStore']
 
 # %% ../nbs/02a_feature_store.ipynb #c005
+@lru_cache(maxsize=1)
+def _library_version() -> bytes:
+    "The features module's source and TA-Lib's version: read once per process"
+    return Path(F.__file__).read_bytes() + metadata.version('TA-Lib').encode()
+
 def _code_version(feature: F.Feature) -> str:
     "What computes this feature: the features module and TA-Lib, or a registered function's own code"
-    digest = hashlib.sha256(Path(F.__file__).read_bytes())
-    digest.update(metadata.version('TA-Lib').encode())
+    digest = hashlib.sha256(_library_version())
     code = getattr(feature.indicator.fn, '__code__', None)
     if code is not None and feature.indicator.fn.__module__ != F.__name__:  # a custom feature: its own code counts
         digest.update(code.co_code); digest.update(repr(code.co_consts).encode())
@@ -47,8 +52,7 @@ class FeatureStore:
                 part = pd.read_parquet(path); self.hits += 1
             else:
                 part = F.build(bars, [name]); self.misses += 1
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-                part.to_parquet(tmp); os.replace(tmp, path)  # atomic: a reader never sees half a file
+                atomic_write(path, part.to_parquet)  # a reader never sees half a file
             columns.append(part)
         out = pd.concat(columns, axis=1)
         out.index = bars.index

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 import numpy as np, pandas as pd, talib
 from .config import MlfinError
@@ -63,6 +64,7 @@ def register(name: str,            # the feature's name in specs (lower case, le
 _TALIB_SPREAD = {'ATR', 'TRANGE', 'MOM', 'MACD', 'MACDEXT', 'MACDFIX', 'APO', 'STDDEV', 'PLUS_DM', 'MINUS_DM',
                  'LINEARREG_SLOPE', 'LINEARREG_INTERCEPT', 'HT_PHASOR', 'HT_SINE'}
 
+@lru_cache(maxsize=None)  # one Indicator per TA-Lib function: resolving a name does not re-read TA-Lib's metadata
 def talib_indicator(function: str) -> Indicator:
     "Any TA-Lib function as an indicator: parameters in TA-Lib's order, inputs taken from the bars"
     import talib.abstract
@@ -110,6 +112,9 @@ _TRANSFORMS = {'lag': 'the value n bars earlier', 'diff': 'change over n bars', 
 def _number(text: str) -> float | int:
     return float(text.replace('p', '.')) if 'p' in text else int(text)
 
+@lru_cache(maxsize=1)
+def _talib_names() -> frozenset: return frozenset(f.lower() for f in talib.get_functions())
+
 def resolve(name: str) -> Feature:
     "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`"
     head, *tails = name.split('__')
@@ -123,9 +128,7 @@ def resolve(name: str) -> Feature:
     params = []
     while len(parts) > 1 and re.fullmatch(r'\d+(p\d+)?', parts[-1]): params.insert(0, _number(parts.pop()))
     key, output = '_'.join(parts), None
-    import talib
-    talib_names = {f.lower() for f in talib.get_functions()}
-    known = lambda k: k in INDICATORS or k in ALIASES or k in talib_names
+    known = lambda k: k in INDICATORS or k in ALIASES or k in _talib_names()
     if not known(key) and (attached := re.fullmatch(r'([a-z][a-z_]*?)(\d+)', key)) and known(attached[1]):
         key, params = attached[1], [int(attached[2]), *params]  # ma60: digits written onto the name
     if not known(key):

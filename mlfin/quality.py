@@ -114,10 +114,15 @@ def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     starts = bars.index[(flat & (lengths >= stale_run) & ~flat.shift(1, fill_value=False)).to_numpy()]
     return pd.DataFrame({'ts': starts, 'kind': 'stale', 'detail': [f"{int(lengths[t])} bars at {bars.at[t, 'close']:.6g}" for t in starts]})
 
-def gaps(bars: pd.DataFrame, calendar: str) -> pd.DataFrame:
+def _expected(bars: pd.DataFrame, calendar: str) -> pd.DatetimeIndex:
+    return expected_bars(calendar, bars.attrs['timeframe'], bars.index[0], bars.index[-1])
+
+def gaps(bars: pd.DataFrame, calendar: str,
+         expected: pd.DatetimeIndex | None = None, # the calendar's bars over the span, when already known
+        ) -> pd.DataFrame:
     "Runs of missing bars against `calendar`: first missing bar, last missing bar, how many"
     if bars.empty: return pd.DataFrame(columns=['first_missing', 'last_missing', 'bars'])
-    expected = expected_bars(calendar, bars.attrs['timeframe'], bars.index[0], bars.index[-1])
+    expected = _expected(bars, calendar) if expected is None else expected
     missing = expected.difference(bars.index)
     if missing.empty: return pd.DataFrame({'first_missing': missing, 'last_missing': missing, 'bars': pd.array([], dtype='int64')})
     position = expected.get_indexer(missing)
@@ -126,17 +131,17 @@ def gaps(bars: pd.DataFrame, calendar: str) -> pd.DataFrame:
     return pd.DataFrame({'first_missing': grouped.first().to_numpy(), 'last_missing': grouped.last().to_numpy(),
                          'bars': grouped.size().to_numpy()})
 
-def off_calendar(bars: pd.DataFrame, calendar: str) -> pd.DataFrame:
+def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     "Bars at times `calendar` says the market is closed (or off the bar-size grid)"
     if bars.empty: return pd.DataFrame(columns=['ts', 'kind', 'detail'])
-    expected = expected_bars(calendar, bars.attrs['timeframe'], bars.index[0], bars.index[-1])
+    expected = _expected(bars, calendar) if expected is None else expected
     extra = bars.index.difference(expected)
     return pd.DataFrame({'ts': extra, 'kind': 'off-calendar', 'detail': f"no {bars.attrs['timeframe']} bar expected on {calendar}"})
 
-def anomalies(bars: pd.DataFrame, calendar: str, **kw) -> pd.DataFrame:
+def anomalies(bars: pd.DataFrame, calendar: str, spike_sigmas: float = 10.0, window: int = 100, stale_run: int = 5,
+              expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     "Spikes, stale runs and off-calendar bars, by time"
-    found = [f for f in (spikes(bars, **{k: v for k, v in kw.items() if k in ('spike_sigmas', 'window')}),
-                         stale_runs(bars, **{k: v for k, v in kw.items() if k == 'stale_run'}), off_calendar(bars, calendar)) if len(f)]
+    found = [f for f in (spikes(bars, spike_sigmas, window), stale_runs(bars, stale_run), off_calendar(bars, calendar, expected)) if len(f)]
     return pd.concat(found, ignore_index=True).sort_values('ts', ignore_index=True) if found else pd.DataFrame(columns=['ts', 'kind', 'detail'])
 
 # %% ../nbs/01a_quality.ipynb #c015
@@ -144,8 +149,8 @@ def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict
     "The quality summary of one symbol's bars"
     tf = bars.attrs['timeframe']
     if bars.empty: return {'symbol': bars.attrs.get('symbol'), 'timeframe': tf, 'calendar': calendar, 'bars': 0, 'quarantined': quarantined}
-    expected = expected_bars(calendar, tf, bars.index[0], bars.index[-1])
-    holes, odd = gaps(bars, calendar), anomalies(bars, calendar)
+    expected = _expected(bars, calendar)  # once: gaps and off-calendar bars both compare against it
+    holes, odd = gaps(bars, calendar, expected), anomalies(bars, calendar, expected=expected)
     kinds = odd['kind'].value_counts() if len(odd) else pd.Series(dtype='int64')
     return {'symbol': bars.attrs.get('symbol'), 'timeframe': tf, 'calendar': calendar, 'bars': len(bars),
             'first': bars.index[0], 'last': bars.index[-1],
@@ -158,12 +163,12 @@ def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict
 def quality_figure(bars: pd.DataFrame, calendar: str):
     "Plotly chart: share of expected bars present, per month, with anomalies marked"
     import plotly.graph_objects as go
-    expected = expected_bars(calendar, bars.attrs['timeframe'], bars.index[0], bars.index[-1])
+    expected = _expected(bars, calendar)
     month = lambda idx: idx.tz_localize(None).to_period('M').to_timestamp()
     present = pd.Series(1, index=bars.index.intersection(expected)).groupby(month(bars.index.intersection(expected))).sum()
     wanted = pd.Series(1, index=expected).groupby(month(expected)).sum()
     share = (present.reindex(wanted.index, fill_value=0) / wanted).rename('coverage')
-    odd = anomalies(bars, calendar)
+    odd = anomalies(bars, calendar, expected=expected)
     fig = go.Figure(go.Bar(x=share.index, y=share.values, name='bars present / expected'))
     for kind, rows in odd.groupby('kind'):
         fig.add_trace(go.Scatter(x=rows['ts'].dt.tz_localize(None), y=[1.02] * len(rows), mode='markers', name=kind, text=rows['detail']))

@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import MlfinError, run_dir
+from .config import MlfinError, atomic_write, run_dir
 
 # %% auto #0
 __all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
@@ -41,8 +41,7 @@ def summary(params: dict,           # the run's parameters
 # %% ../nbs/07_report.ipynb #c006
 def write_json(content: dict, path: Path):
     "Write a JSON product atomically (a reader never sees half a file)"
-    path = Path(path); tmp = path.with_suffix('.tmp')
-    tmp.write_text(json.dumps(content, indent=1, default=str)); tmp.replace(path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(content, indent=1, default=str)))
 
 def read_json(path: Path) -> dict:
     "Read a JSON product"

@@ -4,13 +4,13 @@
 
 # %% ../nbs/01b_sources.ipynb #c003
 from __future__ import annotations
-import io, json, re
+import json, re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
 from .config import MlfinError
-from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, PRICE_COLUMNS, check_timeframe
+from .bars import BAR_COLUMNS, PRICE_COLUMNS, check_timeframe
 from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
@@ -71,6 +71,11 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
 # %% ../nbs/01b_sources.ipynb #c010
 _ZONED = r'(Z|[+-]\d\d:?\d\d)\s*$'
 
+def _unparsed(values: pd.Series, mask, column: str, reason: str) -> pd.DataFrame:
+    "The rows of `values` under `mask`, rejected for one reason (`from_columns` fills in their times)"
+    n = int(mask.sum())
+    return rejected_frame(values.index[mask], [''] * n, [column] * n, [reason] * n, values[mask])
+
 def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
     "float64 values of a column, and the rows whose value is not a number"
     if values.dtype == 'float64': return values.to_numpy(), rejected_frame()  # already numbers (NaN for empty): no copy
@@ -79,8 +84,7 @@ def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
     text = values.astype('str')
     number = pd.to_numeric(text.str.strip(), errors='coerce').astype('float64')
     bad = number.isna() & values.notna() & (text.str.strip() != '')
-    return number.to_numpy(), rejected_frame(values.index[bad], [''] * int(bad.sum()), [column] * int(bad.sum()),
-                                             ['not a number'] * int(bad.sum()), text[bad])
+    return number.to_numpy(), _unparsed(text, bad, column, 'not a number')
 
 def _epoch(values: np.ndarray) -> pd.DatetimeIndex:
     "Epoch integers in s, ms, µs or ns (told apart by size) as UTC times"
@@ -111,9 +115,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
         is_zoned = zoned.fill_null(False).to_numpy(zero_copy_only=False)
         minority = ~is_zoned if n_zoned * 2 >= len(text) else is_zoned
         minority &= text.is_valid().to_numpy(zero_copy_only=False)
-        problems.append(rejected_frame(values.index[minority], [''] * int(minority.sum()), [column] * int(minority.sum()),
-                                       ['time zone differs from the other rows (mixed naive and zoned times)'] * int(minority.sum()),
-                                       values[minority]))
+        problems.append(_unparsed(values, minority, column, 'time zone differs from the other rows (mixed naive and zoned times)'))
     def arrow_times(text):
         if fmt: parsed = pc.strptime(text, format=fmt, unit='ns', error_is_null=False)
         else: parsed = text.cast(pa.timestamp('ns', tz='UTC') if n_zoned else pa.timestamp('ns'))
@@ -127,8 +129,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
         values = pd.Series(text.to_pandas().array, index=values.index)
         times = pd.to_datetime(values, format=fmt or 'ISO8601', utc=bool(n_zoned), errors='coerce')
         bad = times.isna() & values.notna()
-        problems.append(rejected_frame(values.index[bad], [''] * int(bad.sum()), [column] * int(bad.sum()),
-                                       ['not a time'] * int(bad.sum()), values[bad]))
+        problems.append(_unparsed(values, bad, column, 'not a time'))
     if times.dt.tz is None: times = times.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
     times = times.dt.tz_convert('UTC').dt.as_unit('ns')
     if problems: times[pd.concat(problems)['row'].to_numpy()] = pd.NaT
@@ -191,9 +192,14 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
         layout, mapping = ('mapped', columns) if columns else detect_layout(list(table.columns), source)
     return from_columns(table, mapping, source, layout, tz)
 
+def _opener(path: Path):
+    "`open`, or `gzip.open` for a .gz file"
+    import gzip
+    return gzip.open if path.name.lower().endswith('.gz') else open
+
 def _read_text(path: Path, source: str, columns: dict | None):
     import pyarrow as pa, pyarrow.csv as pcsv
-    opener = __import__('gzip').open if path.name.lower().endswith('.gz') else open
+    opener = _opener(path)
     try:
         with opener(path, 'rb') as f: head = f.read(65536)
         text = head.decode('utf-8-sig')
@@ -280,7 +286,7 @@ def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     return table
 
 def _read_json(path: Path, source: str) -> pd.DataFrame:
-    opener = __import__('gzip').open if path.name.lower().endswith('.gz') else open
+    opener = _opener(path)
     try:
         with opener(path, 'rt', encoding='utf-8') as f:
             data = [json.loads(l) for l in f if l.strip()] if '.jsonl' in path.name.lower() else json.load(f)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt, json, os, re, secrets
 from pathlib import Path
 import numpy as np, pandas as pd
-from .config import MlfinError, store_dir
+from .config import MlfinError, atomic_write, store_dir
 from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, bars_frame, check_timeframe
 
 # %% auto #0
@@ -56,11 +56,11 @@ class ParquetStore:
             old = self._read_file(folder/'bars.parquet') if (folder/'bars.parquet').exists() else None
             merged, counts = _upsert(old, _stored(bars))
             if counts['new'] or counts['changed'] or old is None:
-                _atomic(folder/'bars.parquet', lambda tmp: _write_parquet(merged, tmp))
+                atomic_write(folder/'bars.parquet', lambda tmp: _write_parquet(merged, tmp))
             meta_file = folder/'_meta.json'
             kept = json.loads(meta_file.read_text()) if meta_file.exists() else {}
             new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
-            if new_meta != kept: _atomic(meta_file, lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
+            if new_meta != kept: atomic_write(meta_file, lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
         return {**counts, 'total': len(merged)}
 
     def read(self, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
@@ -106,7 +106,7 @@ class ParquetStore:
         stamp = dt.datetime.now(dt.timezone.utc)
         rows = rejected.assign(source=source, ingested=stamp.isoformat(timespec='seconds'))
         path = folder/f"{stamp:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}.parquet"
-        _atomic(path, lambda tmp: rows.to_parquet(tmp, index=False))
+        atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))
         return path
 
     def quarantined(self, symbol: str | None = None) -> pd.DataFrame:
@@ -152,16 +152,6 @@ def _write_parquet(frame: pd.DataFrame, path) -> None:
     # no dictionary encoding: prices rarely repeat, and trying costs 5x the write time (and space); snappy: 2x faster than zstd
     pq.write_table(table, path, row_group_size=131_072, compression='snappy', use_dictionary=False)
 
-def _atomic(path: Path, write) -> None:
-    "Write via a temporary file in the same folder, flushed to disk, then renamed over `path`"
-    tmp = path.parent/f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        write(str(tmp))
-        with open(tmp, 'rb') as f: os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def _duckdb(sql: str, params: dict) -> pd.DataFrame:
     import duckdb
     with duckdb.connect() as con:
@@ -175,8 +165,9 @@ def _to_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame:
     return bars
 
 # %% ../nbs/01c_store.ipynb #c010
-def open_store(url: str | Path | None = None):
-    "The store at `url`: a folder (Parquet + DuckDB, the default `store_dir()`) or `postgresql://...`"
+def open_store(url=None):
+    "The store at `url`: a folder (Parquet + DuckDB, the default `store_dir()`) or `postgresql://...`; a store is returned as it is"
+    if getattr(url, 'kind', None) in ('parquet', 'postgresql'): return url  # already a store
     url = str(url or os.environ.get('MLFIN_STORE') or store_dir())
     if url.startswith(('postgresql://', 'postgres://')):
         from mlfin.pgstore import PostgresStore
