@@ -9,7 +9,7 @@ from functools import lru_cache
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-import pandas as pd
+import numpy as np, pandas as pd
 from .config import atomic_write, home
 from .bars import fingerprint
 from . import features as F
@@ -38,22 +38,33 @@ class FeatureStore:
     hits: int = 0
     misses: int = 0
 
-    def key(self, bars: pd.DataFrame, name: str) -> str:
-        parts = [fingerprint(bars), str(bars.attrs.get('symbol')), str(bars.attrs.get('timeframe')), name, _code_version(F.resolve(name))]
+    def key(self, bars: pd.DataFrame, name: str, bars_fingerprint: str | None = None) -> str:
+        parts = [bars_fingerprint or fingerprint(bars), str(bars.attrs.get('symbol')), str(bars.attrs.get('timeframe')),
+                 name, _code_version(F.resolve(name))]
         return hashlib.sha256('|'.join(parts).encode()).hexdigest()[:24]
 
     def build(self, bars: pd.DataFrame, spec: list[str] = F.SEED_SPEC) -> pd.DataFrame:
-        "The same frame as `features.build(bars, spec)`, read from the store where it can be"
+        "The same frame as `features.build(bars, spec)`, read from the store where it can be (memory-mapped)"
         Path(self.root).mkdir(parents=True, exist_ok=True)
-        columns = []
+        bars_fingerprint = fingerprint(bars)
+        columns = {}
         for name in spec:
-            path = Path(self.root)/f"{self.key(bars, name)}.parquet"
-            if path.exists():
-                part = pd.read_parquet(path); self.hits += 1
+            names = F.resolve(name).columns()
+            path = Path(self.root)/f"{self.key(bars, name, bars_fingerprint)}.npy"
+            values = _read(path, (len(names), len(bars))) if path.exists() else None
+            if values is not None: self.hits += 1
             else:
-                part = F.build(bars, [name]); self.misses += 1
-                atomic_write(path, part.to_parquet)  # a reader never sees half a file
-            columns.append(part)
-        out = pd.concat(columns, axis=1)
-        out.index = bars.index
-        return out
+                built = F.build(bars, [name]); self.misses += 1
+                values = built[names].to_numpy(dtype='float64').T.copy()  # one contiguous row per column
+                atomic_write(path, lambda tmp: _write(values, tmp))  # a reader never sees half a file
+            columns.update({c: np.asarray(values[i]) for i, c in enumerate(names)})
+        return pd.DataFrame(columns, index=bars.index, copy=False)
+
+def _write(values: np.ndarray, path: str):
+    with open(path, 'wb') as f: np.save(f, values, allow_pickle=False)
+
+def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    "The file mapped copy-on-write; None when it is not a whole cache file of that shape"
+    try: values = np.load(path, mmap_mode='c', allow_pickle=False)
+    except (ValueError, OSError, EOFError): return None  # damaged or foreign: computed again
+    return values if values.shape == shape and values.dtype == np.float64 else None

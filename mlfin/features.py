@@ -7,14 +7,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd, talib
 from .config import MlfinError
 
 # %% auto #0
-__all__ = ['INDICATORS', 'ALIASES', 'SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'Indicator', 'register', 'talib_indicator',
-           'Feature', 'resolve', 'parse', 'build', 'model_inputs', 'dataset', 'LookaheadReport', 'check_no_lookahead',
-           'higher_timeframe', 'cross_asset']
+__all__ = ['INDICATORS', 'ALIASES', 'SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'NON_INPUTS', 'Indicator', 'register',
+           'talib_indicator', 'Feature', 'resolve', 'parse', 'build', 'read_spec', 'spec_names', 'spec_columns',
+           'model_inputs', 'dataset', 'inputs_of', 'LookaheadReport', 'check_no_lookahead', 'higher_timeframe',
+           'cross_asset']
 
 # %% ../nbs/02_features.ipynb #c006
 @dataclass(frozen=True)
@@ -186,7 +188,63 @@ RESEARCH_SPEC = {'momentum': ['rsi_14', 'macd_12_26_9', 'mom_14', 'roc_10', 'wil
                  'volume': ['volume_ma', 'obv', 'mfi_14', 'ad']}
 METATRADER_SPEC = ['rsi', 'macd', 'macd_signal', 'macd_hist', 'atr', 'ma60', 'ret_1']
 
-# %% ../nbs/02_features.ipynb #c018
+# %% ../nbs/02_features.ipynb #c015
+def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or feature names separated by commas
+              default_file: str | Path | None = None, # where a bare `NAME` is looked up
+             ) -> dict[str, list[str]]:
+    "The spec's feature names by group, each name checked; `MlfinError` names the file, spec, group and name at fault"
+    spec = str(spec).strip()
+    path, _, name = spec.partition(':') if re.search(r'\.ya?ml(:|$)', spec) else ('', '', spec)
+    if not path and default_file is not None and Path(default_file).exists() and name in _spec_file(Path(default_file)):
+        path = str(default_file)
+    if not path:  # names written out
+        names = [n.strip() for n in spec.split(',') if n.strip()]
+        if not names: raise MlfinError("--spec: no feature names given")
+        if len(names) == 1 and default_file is not None and Path(default_file).exists():
+            try: resolve(names[0])
+            except MlfinError:
+                raise MlfinError(f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(_spec_file(Path(default_file)))}) nor a feature") from None
+        return _checked({'features': names}, '--spec')
+    file = _spec_file(Path(path))
+    if not name:
+        if len(file) != 1: raise MlfinError(f"{path}: holds several specs ({', '.join(file)}): name one, as {path}:NAME")
+        name = next(iter(file))
+    if name not in file: raise MlfinError(f"{path} has no spec {name!r} (it has: {', '.join(file)})")
+    entry = file[name]
+    groups = {name: entry} if isinstance(entry, list) else entry
+    if not isinstance(groups, dict) or not all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups.values()):
+        raise MlfinError(f"{path}: spec {name!r} must be a list of feature names, or groups of such lists")
+    return _checked({str(g): names for g, names in groups.items()}, f"{path}: {name}")
+
+def _spec_file(path: Path) -> dict:
+    import yaml
+    try: content = yaml.safe_load(path.read_text())
+    except FileNotFoundError: raise MlfinError(f"{path}: no such spec file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        raise MlfinError(f"{path}: not valid YAML" + (f" (line {mark.line + 1}: {e.problem})" if mark else '')) from None
+    if not isinstance(content, dict) or not content: raise MlfinError(f"{path}: expected named specs (NAME: [feature, ...])")
+    return content
+
+def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
+    seen = set()
+    for group, names in groups.items():
+        for name in names:
+            try: resolve(name)
+            except MlfinError as e: raise MlfinError(f"{where}, {group}: {e}") from None
+            if name in seen: raise MlfinError(f"{where}, {group}: {name!r} is listed twice")
+            seen.add(name)
+    return groups
+
+def spec_names(groups: dict[str, list[str]]) -> list[str]:
+    "The flat list of feature names of `read_spec`'s groups, in order"
+    return [name for names in groups.values() for name in names]
+
+def spec_columns(groups: dict[str, list[str]]) -> dict[str, str]:
+    "Each output column of the spec -> its group (a spec like `macd` makes several columns)"
+    return {column: group for group, names in groups.items() for name in names for column in resolve(name).columns()}
+
+# %% ../nbs/02_features.ipynb #c021
 def model_inputs(features: pd.DataFrame, # output of `build`
                  bars: pd.DataFrame,     # the bars it was built on
                  spec: list[str] = SEED_SPEC,
@@ -205,23 +263,32 @@ def model_inputs(features: pd.DataFrame, # output of `build`
                               'unit': lambda: x}[feature.scale]()
     return pd.DataFrame(scaled, index=features.index).replace([np.inf, -np.inf], np.nan)
 
-# %% ../nbs/02_features.ipynb #c021
+# %% ../nbs/02_features.ipynb #c024
 def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
-            label_fn: Callable,                      # bars -> label Series (from `mlfin.labels`)
+            label_fn: Callable,                      # bars -> frame of `label` and `end` (e.g. `labels.fixed_horizon`)
             spec: list[str] = SEED_SPEC,
             store=None,                              # a `FeatureStore`: features read from it where cached
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Raw features and (model inputs + `label`) for every symbol, long format, warm-up rows dropped"
+    "Raw features and (model inputs + `label` + `label_end`) for every symbol, long format, warm-up rows dropped"
     raw, inputs = [], []
     for symbol, bars in bars_by_symbol.items():
         features = store.build(bars, spec) if store is not None else build(bars, spec)
         x = model_inputs(features, bars, spec)
+        target = label_fn(bars)
+        if not isinstance(target, pd.DataFrame) or not {'label', 'end'} <= set(target.columns):
+            raise MlfinError("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.labels.fixed_horizon does")
         usable = x.notna().all(axis=1)
         raw.append(features[usable].assign(symbol=symbol))
-        inputs.append(x[usable].assign(label=label_fn(bars)[usable], symbol=symbol))
+        inputs.append(x[usable].assign(label=target['label'][usable], label_end=target['end'][usable], symbol=symbol))
     return pd.concat(raw), pd.concat(inputs)
 
-# %% ../nbs/02_features.ipynb #c024
+NON_INPUTS = ('label', 'label_end', 'symbol')  # the dataset's columns that are not model inputs
+
+def inputs_of(data: pd.DataFrame) -> pd.DataFrame:
+    "The model-input columns of a `dataset` (what a trained model takes)"
+    return data.drop(columns=[c for c in NON_INPUTS if c in data])
+
+# %% ../nbs/02_features.ipynb #c027
 @dataclass
 class LookaheadReport:
     "What `check_no_lookahead` found"
@@ -270,7 +337,7 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
 
-# %% ../nbs/02_features.ipynb #c028
+# %% ../nbs/02_features.ipynb #c031
 def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
                      timeframe: str,       # the coarser bar size the features are computed on
                      spec: list[str] | Callable = SEED_SPEC, # feature names, or a function of bars

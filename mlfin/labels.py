@@ -8,8 +8,8 @@ import numpy as np, pandas as pd
 from .config import MlfinError
 
 # %% auto #0
-__all__ = ['forward_return', 'direction', 'next_close', 'label_end', 'volatility', 'triple_barrier', 'meta_labels',
-           'uniqueness_weights']
+__all__ = ['forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
+           'meta_labels', 'uniqueness_weights']
 
 # %% ../nbs/03_labels.ipynb #c005
 def forward_return(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
@@ -33,6 +33,10 @@ def next_close(bars: pd.DataFrame) -> pd.Series:
 def label_end(bars: pd.DataFrame, horizon: int) -> pd.Series:
     "Time of the last bar a `horizon`-bar label at each row looks at (NaT: beyond the data)"
     return pd.Series(bars.index, index=bars.index).shift(-horizon).rename('end')
+
+def fixed_horizon(bars: pd.DataFrame, horizon: int = 1, dead_zone: float = 0.0) -> pd.DataFrame:
+    "`direction` with the span of each label, as training takes it: `label` and `end`"
+    return pd.DataFrame({'label': direction(bars, horizon, dead_zone), 'end': label_end(bars, horizon)})
 
 # %% ../nbs/03_labels.ipynb #c008
 def volatility(bars: pd.DataFrame, span: int = 20) -> pd.Series:

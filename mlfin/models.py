@@ -11,8 +11,8 @@ from .config import MlfinError
 # them costs over a second, and the CLI imports this module to check parameters
 
 # %% auto #0
-__all__ = ['MODELS', 'make_model', 'gpu_available', 'xgboost_device', 'walk_forward', 'fit_final', 'classification_metrics',
-           'train_universe']
+__all__ = ['MODELS', 'WEIGHTINGS', 'make_model', 'gpu_available', 'xgboost_device', 'purged_folds', 'walk_forward', 'fit_final',
+           'classification_metrics', 'train_universe']
 
 # %% ../nbs/04_models.ipynb #c005
 MODELS = ('lightgbm', 'xgboost')
@@ -47,38 +47,58 @@ def xgboost_device() -> str:
     return 'cuda' if xgboost.build_info().get('USE_CUDA') else 'cpu'
 
 # %% ../nbs/04_models.ipynb #c010
+def purged_folds(times: pd.DatetimeIndex, # the rows' bar times, ascending
+                 ends: pd.Series,         # per row, the time of the last bar its label looks at (NaT: unknown)
+                 folds: int = 5,          # number of test folds
+                 embargo: int = 0,        # rows dropped before each test fold, beyond the purge
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    "(train, test) row positions per fold: expanding training windows purged of every label reaching the embargo or the fold"
+    from sklearn.model_selection import TimeSeriesSplit
+    end = pd.DatetimeIndex(ends)
+    out = []
+    for _, test in TimeSeriesSplit(n_splits=folds).split(np.zeros(len(times))):
+        cut = times[max(test[0] - embargo, 0)]  # no training label may reach this bar
+        candidates = np.arange(max(test[0] - embargo, 0))
+        out.append((candidates[np.asarray(end[candidates] < cut)], test))  # NaT (unknown label): never kept
+    return out
+
 def walk_forward(inputs: pd.DataFrame,   # model inputs, one row per bar
                  labels: pd.Series,      # 0/1 labels aligned to `inputs` (NaN: not yet known)
                  model: str = 'lightgbm',
                  folds: int = 5,         # number of test folds
-                 horizon: int = 1,       # bars each label looks ahead
+                 horizon: int = 1,       # bars each label looks ahead, when `ends` is not given
                  embargo: int = 0,       # extra bars dropped before each test fold
                  seed: int = 0,
+                 ends: pd.Series | None = None,    # the last bar each label looks at (`label_end`); default: `horizon` rows on
+                 weights: pd.Series | None = None, # sample weights (e.g. label uniqueness); default: equal
                 ) -> pd.DataFrame:
     "Out-of-sample `prob_up` for every row after the first training window, with its `fold`"
     rows = inputs.notna().all(axis=1)
     X, y = inputs[rows], labels[rows]
     if len(X) < 2 * folds + horizon + embargo + 100:
         raise MlfinError(f"{len(X)} usable rows are too few for {folds} walk-forward folds; widen the date range")
-    from sklearn.model_selection import TimeSeriesSplit
-    splitter = TimeSeriesSplit(n_splits=folds, gap=horizon + embargo)
+    ends = pd.Series(X.index, index=X.index).shift(-horizon) if ends is None else ends[rows]
+    w = None if weights is None else weights[rows].to_numpy(dtype='float64')
     parts = []
-    for fold, (train, test) in enumerate(splitter.split(X)):
+    for fold, (train, test) in enumerate(purged_folds(X.index, ends, folds, embargo)):
         train = train[y.iloc[train].notna().to_numpy()]
         if y.iloc[train].nunique() < 2: raise MlfinError(f"fold {fold}: training labels have one class only")
-        clf = make_model(model, seed).fit(X.iloc[train], y.iloc[train].astype(int))
+        fit_weights = None if w is None else w[train] / w[train].mean()
+        clf = make_model(model, seed).fit(X.iloc[train], y.iloc[train].astype(int), sample_weight=fit_weights)
         parts.append(pd.DataFrame({'prob_up': clf.predict_proba(X.iloc[test])[:, 1], 'fold': fold,
                                    'train_end': X.index[train[-1]]}, index=X.index[test]))
     out = pd.concat(parts)
     out['label'] = labels.reindex(out.index)
     return out
 
-def fit_final(inputs: pd.DataFrame, labels: pd.Series, model: str = 'lightgbm', seed: int = 0):
+def fit_final(inputs: pd.DataFrame, labels: pd.Series, model: str = 'lightgbm', seed: int = 0,
+              weights: pd.Series | None = None):
     "The model refitted on every labelled row: what a service would use for the next bar"
     rows = inputs.notna().all(axis=1) & labels.notna()
-    return make_model(model, seed).fit(inputs[rows], labels[rows].astype(int))
+    w = None if weights is None else weights[rows].to_numpy(dtype='float64')
+    return make_model(model, seed).fit(inputs[rows], labels[rows].astype(int), sample_weight=None if w is None else w / w.mean())
 
-# %% ../nbs/04_models.ipynb #c014
+# %% ../nbs/04_models.ipynb #c016
 def classification_metrics(predictions: pd.DataFrame, # `walk_forward` output
                            threshold: float = 0.5,     # probability above which "up" is predicted
                           ) -> dict[str, float]:
@@ -92,19 +112,29 @@ def classification_metrics(predictions: pd.DataFrame, # `walk_forward` output
             'auc': roc_auc_score(y, prob) if y.nunique() == 2 else float('nan'),
             'base_rate_up': float(y.mean()), 'n_scored': int(len(y))}
 
-# %% ../nbs/04_models.ipynb #c018
-def train_universe(data: pd.DataFrame, # `features.dataset` output: inputs, `label`, `symbol`
+# %% ../nbs/04_models.ipynb #c020
+WEIGHTINGS = ('uniqueness', 'none')
+
+def train_universe(data: pd.DataFrame, # `features.dataset` output: inputs, `label`, `label_end`, `symbol`
                    model: str = 'lightgbm', folds: int = 5, horizon: int = 1, embargo: int = 0, seed: int = 0,
-                   threshold: float = 0.5, # for the classification metrics
+                   threshold: float = 0.5,         # for the classification metrics
+                   weighting: str = 'uniqueness',  # sample weights: label uniqueness, or 'none'
                   ) -> tuple[pd.DataFrame, dict, dict]:
     "Out-of-sample predictions (long format), classification metrics and a final model, per symbol"
+    from mlfin.features import inputs_of
+    from mlfin.labels import uniqueness_weights
+    if weighting not in WEIGHTINGS: raise MlfinError(f"--weighting: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     predictions, metrics, finals = [], {}, {}
     for symbol, rows in data.groupby('symbol', sort=False):
-        inputs, labels = rows.drop(columns=['label', 'symbol']), rows['label']
+        inputs, labels = inputs_of(rows), rows['label']
+        ends = rows['label_end'] if 'label_end' in rows else None
+        weights = None
+        if weighting == 'uniqueness' and ends is not None:
+            weights = uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna())))
         try:
-            oos = walk_forward(inputs, labels, model, folds, horizon, embargo, seed)
+            oos = walk_forward(inputs, labels, model, folds, horizon, embargo, seed, ends, weights)
         except MlfinError as e: raise MlfinError(f"{symbol}: {e}") from None
         predictions.append(oos.assign(symbol=symbol))
         metrics[symbol] = classification_metrics(oos, threshold)
-        finals[symbol] = fit_final(inputs, labels, model, seed)
+        finals[symbol] = fit_final(inputs, labels, model, seed, weights)
     return pd.concat(predictions), metrics, finals

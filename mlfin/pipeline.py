@@ -15,8 +15,10 @@ __all__ = ['RUN_KEYS', 'check_params', 'resolve', 'load_dag', 'run', 'task_error
 _TYPES = {'horizon': int, 'folds': int, 'embargo': int, 'seed': int,
           'threshold': float, 'short_below': float, 'fees': float, 'slippage': float}
 
-def check_params(params: dict) -> dict:
-    "Parameters converted to their types, or `MlfinError` naming the first bad one"
+def check_params(params: dict,
+                 spec_file: Path | None = None, # where `--spec NAME` is looked up (the project's features.yaml)
+                ) -> dict:
+    "Parameters converted to their types (and `features`: the spec's names by group), or `MlfinError` naming the first bad one"
     from mlfin import backtest, data, features, models
     import pandas as pd
     out = dict(params)
@@ -28,7 +30,8 @@ def check_params(params: dict) -> dict:
     for key in ('start', 'end'):
         try: pd.Timestamp(out[key]) if out[key] else None
         except ValueError: raise MlfinError(f"--{key}: {out[key]!r} is not a date (use YYYY-MM-DD)") from None
-    for name in str(out['spec']).split(','): features.parse(name)
+    out['features'] = features.read_spec(out['spec'], spec_file)
+    if out.get('weighting', 'uniqueness') not in models.WEIGHTINGS: raise MlfinError(f"--weighting: {out['weighting']!r} is not one of {', '.join(models.WEIGHTINGS)}")
     if out['model'] not in models.MODELS: raise MlfinError(f"--model: {out['model']!r} is not one of {', '.join(models.MODELS)}")
     if out['folds'] < 2: raise MlfinError(f"--folds: {out['folds']} must be at least 2")
     if out['horizon'] < 1 or out['embargo'] < 0: raise MlfinError("--horizon must be at least 1 and --embargo at least 0")
@@ -37,7 +40,7 @@ def check_params(params: dict) -> dict:
     return out
 
 # %% ../nbs/08_pipeline.ipynb #c009
-RUN_KEYS = ('symbols', 'timeframe', 'start', 'end', 'spec', 'horizon', 'model', 'folds', 'embargo', 'seed',
+RUN_KEYS = ('symbols', 'timeframe', 'start', 'end', 'spec', 'horizon', 'model', 'folds', 'embargo', 'weighting', 'seed',
             'threshold', 'short_below', 'fees', 'slippage', 'reports')
 
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
@@ -52,9 +55,11 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     if unknown: raise MlfinError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(RUN_KEYS)}")
     env = yaml.safe_load((root/'env.yaml').read_text())
     values = {**{k: env[k] for k in RUN_KEYS}, **overrides}
-    check_params(values)
+    checked = check_params(values, root/'features.yaml')
     reports = Path(values['reports']) if Path(values['reports']).is_absolute() else root/values['reports']
-    values.update(home=str(home()), code_version=code_version(), reports=str(reports))
+    # the spec's names travel as a parameter, so that an edit of the spec file reruns the features task
+    values.update(home=str(home()), code_version=code_version(), reports=str(reports),
+                  features=json.dumps(checked['features']))
     return root, {k: str(v) for k, v in values.items()}
 
 def load_dag(overrides: dict | None = None, project: Path | None = None):

@@ -4,6 +4,8 @@ import numpy as np, pandas as pd
 import pytest
 from conftest import mlfin
 from mlfin.data import load_sample, periods_per_year
+from mlfin import features
+from mlfin.features import RESEARCH_SPEC, inputs_of, spec_names
 
 TASKS = ['ingest', 'features', 'train', 'backtest', 'report']
 
@@ -95,7 +97,7 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
             assert child.data.tags['data.fingerprint'] == entry['fingerprint']
             assert child.data.params['model'] == 'lightgbm'
         model = mlflow.pyfunc.load_model(f"runs:/{ids['SPX']}/model")
-        inputs = pd.read_parquet(pipeline_run['home']/'run'/'dataset.parquet').query("symbol == 'SPX'").drop(columns=['label', 'symbol'])
+        inputs = inputs_of(pd.read_parquet(pipeline_run['home']/'run'/'dataset.parquet').query("symbol == 'SPX'"))
         assert model.predict(inputs.tail(5)).shape == (5,)
         artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'reports')]
         assert sorted(artifacts) == [f"reports/{t}.html" for t in sorted(TASKS) if t != 'report']
@@ -126,7 +128,27 @@ def test_a_new_label_reruns_features_from_the_feature_store(pipeline_run):
     assert '4 task(s) ran (features, train, backtest, report)' in longer.stdout
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
     assert dataset.attrs['horizon'] == 2
-    assert dataset.attrs['feature_store'] == {'hits': 12 * 3, 'misses': 0}  # 12 seed features x 3 symbols
+    assert dataset.attrs['feature_store'] == {'hits': len(spec_names(RESEARCH_SPEC)) * 3, 'misses': 0}  # 22 research features x 3 symbols
+    mlfin(home, 'run', *args)  # back to the session's parameters
+
+
+def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_changed(pipeline_run, tmp_path):
+    "The default run builds the research set as written in features.yaml; a spec edit reruns features, computing only the new one"
+    home, args = pipeline_run['home'], pipeline_run['args']
+    dataset = pd.read_parquet(home/'run'/'dataset.parquet')
+    assert (dataset.attrs['spec'], dataset.attrs['groups']) == ('research', RESEARCH_SPEC)
+    assert inputs_of(dataset).columns.tolist() == features.build(load_sample('SPX').head(60), spec_names(RESEARCH_SPEC)).columns.tolist()
+    spec = tmp_path/'mine.yaml'
+    spec.write_text('mine:\n  trend: [sma_20, adx_14]\n')
+    first = mlfin(home, 'run', *args, '--spec', f'{spec}:mine')
+    assert '4 task(s) ran (features, train, backtest, report)' in first.stdout
+    assert pd.read_parquet(home/'run'/'dataset.parquet').attrs['feature_store'] == {'hits': 2 * 3, 'misses': 0}  # both in the research run
+    spec.write_text('mine:\n  trend: [sma_20, adx_14]\n  momentum: [cci_20]\n')  # same parameters, edited file
+    edited = mlfin(home, 'run', *args, '--spec', f'{spec}:mine')
+    assert '4 task(s) ran (features, train, backtest, report)' in edited.stdout
+    dataset = pd.read_parquet(home/'run'/'dataset.parquet')
+    assert dataset.attrs['feature_store'] == {'hits': 2 * 3, 'misses': 1 * 3} and 'cci_20' in dataset
+    assert '0 task(s) ran (nothing changed)' in mlfin(home, 'run', *args, '--spec', f'{spec}:mine').stdout
     mlfin(home, 'run', *args)  # back to the session's parameters
 
 
@@ -136,6 +158,9 @@ def test_a_new_label_reruns_features_from_the_feature_store(pipeline_run):
     (['--start', '2020-02-30'], "--start: '2020-02-30' is not a date (use YYYY-MM-DD)"),
     (['--symbols', 'SPX', '--start', '2030-01-01'], 'SPX 1d: no bars between 2030-01-01 and the end'),
     (['--symbols', 'BTCUSD:1h'], 'no 1h bars for BTCUSD in the store; it holds: '),
+    (['--spec', 'reserch'], "--spec: 'reserch' is neither a spec of "),
+    (['--spec', 'rsi_14,macd_12_26'], '--spec, features: macd takes 3 parameter(s), got 2'),
+    (['--weighting', 'equal'], "--weighting: 'equal' is not one of uniqueness, none"),
 ])
 def test_bad_input_is_one_clear_line(pipeline_run, tmp_path, args, message):
     done = mlfin(tmp_path, 'run', *args, '--reports', str(tmp_path/'reports'), check=False)

@@ -41,11 +41,11 @@ t1 = time.perf_counter()
 pairs = data.universe('SPX,AAPL,EURUSD')
 bars, manifest = data.ingest_universe(pairs)
 bars = data.split_symbols(bars)
-raw, dataset = features.dataset(bars, partial(labels.direction, horizon=1))
+raw, dataset = features.dataset(bars, partial(labels.fixed_horizon, horizon=1), features.spec_names(features.RESEARCH_SPEC))
 predictions, metrics, finals = models.train_universe(dataset)
 curves, trading = backtest.backtest_universe(bars, predictions, {m['symbol']: m['calendar'] for m in manifest},
                                              threshold=0.55, fees=0.0002, slippage=0.0001)
-tracking.log_run({'model': 'lightgbm'}, manifest, metrics, trading, finals, dataset.drop(columns=['label', 'symbol']))
+tracking.log_run({'model': 'lightgbm'}, manifest, metrics, trading, finals, features.inputs_of(dataset))
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 '''
