@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export bench bench-data
+.PHONY: help setup run test dashboards lab export bench bench-data bench-features
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
@@ -33,3 +33,6 @@ bench: setup ## time the pipeline per task: own work against overhead (kernel st
 
 bench-data: setup ## data layer beside plain pandas: 10M-bar ingest, range query on a 100 x 1M store (synthetic)
 	@$(BIN)/python tests/bench/bench_data.py
+
+bench-features: setup ## a 12-indicator spec over 50M bars: ours beside a bare TA-Lib loop and pandas-ta-classic; store hit vs build (synthetic)
+	@$(BIN)/python tests/bench/bench_features.py

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 venv=.venv
 python=${PYTHON:-python3}
 variant=${MLFIN_ENV:-cpu}
-inputs=(env/requirements.lock env/setup.sh setup.py settings.ini)
+inputs=(env/requirements.lock env/data-wheels.txt env/setup.sh setup.py settings.ini)
 [ "$variant" = gpu ] && inputs+=(env/requirements-gpu.txt)
 want="$variant $(cat "${inputs[@]}" | sha256sum | cut -c1-16)"
 stamp=$venv/.mlfin-setup
@@ -30,6 +30,8 @@ if [ "$variant" = gpu ]; then
 fi
 "${pip[@]}" install --no-deps --no-build-isolation -e .
 "${pip[@]}" check >/dev/null || { "${pip[@]}" check >&2; exit 1; }
+# data-only packages (env/data-wheels.txt): downloaded beside the environment, never installed
+"${pip[@]}" download --no-deps --require-hashes -r env/data-wheels.txt -d "$venv/share/mlfin/wheels"
 
 # the kernel every task notebook and dashboard runs on, with the runtime environment baked in
 "$venv/bin/python" - <<'PY'

@@ -12,7 +12,7 @@ from .config import MlfinError
 # %% auto #0
 __all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'check_timeframe',
            'check_calendar', 'bars_frame', 'fingerprint', 'exchange', 'expected_bars', 'session_bins', 'resample',
-           'factor_from_adjusted_close', 'factor_from_actions', 'adjusted', 'periods_per_year']
+           'bars_from_trades', 'factor_from_adjusted_close', 'factor_from_actions', 'adjusted', 'periods_per_year']
 
 # %% ../nbs/01_bars.ipynb #c006
 BAR_COLUMNS = ['open', 'high', 'low', 'close', 'volume']
@@ -124,6 +124,24 @@ def resample(bars: pd.DataFrame, # canonical bars
     return bars_frame(out, bars.attrs.get('symbol'), timeframe)
 
 # %% ../nbs/01_bars.ipynb #c015
+def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, indexed by time (UTC), in time order
+                     symbol: str, timeframe: str,
+                     calendar: str = '24/7', # the asset's calendar: bins never cross its sessions
+                    ) -> pd.DataFrame:
+    "Canonical `timeframe` bars from trades, with `vwap` (the size-weighted mean price of each bar)"
+    missing = {'price', 'size'} - set(trades.columns)
+    if missing: raise MlfinError(f"trades: missing column(s) {', '.join(sorted(missing))}")
+    index = pd.DatetimeIndex(trades.index)
+    if not index.is_monotonic_increasing: raise MlfinError("trades: not in time order")
+    keys = session_bins(index.tz_convert('UTC').as_unit('ns'), check_calendar(calendar), check_timeframe(timeframe))
+    price, size = trades['price'].to_numpy(dtype='float64'), trades['size'].to_numpy(dtype='float64')
+    grouped = pd.DataFrame({'open': price, 'high': price, 'low': price, 'close': price, 'volume': size,
+                            'notional': price * size}, index=index).groupby(keys, sort=True)
+    out = grouped.agg({'open': 'first', 'high': 'max', 'low': 'min', 'close': 'last', 'volume': 'sum', 'notional': 'sum'})
+    out['vwap'] = out.pop('notional') / out['volume'].where(out['volume'] > 0)
+    return bars_frame(out, symbol, timeframe)
+
+# %% ../nbs/01_bars.ipynb #c018
 def factor_from_adjusted_close(close: pd.Series, adj_close: pd.Series) -> pd.Series:
     "Adjustment factor per bar from an adjusted close (adjusted = raw x factor)"
     return (adj_close / close).rename('adj_factor')
@@ -156,7 +174,7 @@ def adjusted(bars: pd.DataFrame, factor: pd.Series) -> pd.DataFrame:
     out['volume'] = out['volume'].to_numpy() / f
     return out
 
-# %% ../nbs/01_bars.ipynb #c018
+# %% ../nbs/01_bars.ipynb #c021
 _TF_HOURS = {'1m': 1/60, '5m': 5/60, '1h': 1.0}
 
 def periods_per_year(calendar: str, timeframe: str) -> float:

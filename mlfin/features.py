@@ -35,11 +35,11 @@ INDICATORS: dict[str, Indicator] = {
     'log_returns': Indicator(lambda b, n: np.log(b['close']).diff(n), (1,), 'unit'),
     'rsi': Indicator(lambda b, n: talib.RSI(_close(b), n), (14,), 'unit'),
     'mom': Indicator(lambda b, n: talib.MOM(_close(b), n), (10,), 'spread'),
-    'macd': Indicator(lambda b, f, s, g: np.column_stack(talib.MACD(_close(b), f, s, g)), (12, 26, 9), 'spread',
+    'macd': Indicator(lambda b, f, s, g: talib.MACD(_close(b), f, s, g), (12, 26, 9), 'spread',
                       ('', 'signal', 'hist')),
     'sma': Indicator(lambda b, n: talib.SMA(_close(b), n), (20,), 'level'),
     'ema': Indicator(lambda b, n: talib.EMA(_close(b), n), (20,), 'level'),
-    'bbands': Indicator(lambda b, n, k: np.column_stack(talib.BBANDS(_close(b), n, k, k)), (20, 2), 'level',
+    'bbands': Indicator(lambda b, n, k: talib.BBANDS(_close(b), n, k, k), (20, 2), 'level',
                         ('upper', 'middle', 'lower')),
     'atr': Indicator(lambda b, n: talib.ATR(*_hlc(b), n), (14,), 'spread'),
     # standard deviation of log returns over n bars (per bar, not annualised: comparable across timeframes)
@@ -74,17 +74,21 @@ def talib_indicator(function: str) -> Indicator:
     if name not in talib.get_functions(): raise MlfinError(f"unknown TA-Lib function {function!r}")
     info = talib.abstract.Function(name).info
     parameters, outputs, flags = list(info['parameters']), list(info['output_names']), info['function_flags'] or []
-    def compute(bars, *params):
-        f = talib.abstract.Function(name)
-        f.set_parameters(dict(zip(parameters, params)))
-        result = f({c: bars[c].to_numpy(dtype='float64') for c in ('open', 'high', 'low', 'close', 'volume')})
-        return np.column_stack(result) if len(outputs) > 1 else result
+    inputs = [c for v in info['input_names'].values() for c in ([v] if isinstance(v, str) else v)]
+    if not set(inputs) <= {'open', 'high', 'low', 'close', 'volume'}:
+        missing = sorted(set(inputs) - {'open', 'high', 'low', 'close', 'volume'})
+        def compute(bars, *params): raise MlfinError(f"TA-Lib {name} needs {', '.join(missing)} per bar, which bars do not have")
+    else:
+        kinds = [type(v) for v in info['parameters'].values()]  # TA-Lib's function API takes ints as ints
+        def compute(bars, *params):  # the function API (no per-call setup), several outputs as a tuple
+            return getattr(talib, name)(*(bars[c].to_numpy(dtype='float64') for c in inputs),
+                                        *(kind(p) for kind, p in zip(kinds, params)))
     uses_volume = 'volume' in str(info['input_names'])
     scale = ('level' if 'Output scale same as input' in flags else 'spread' if name in _TALIB_SPREAD
              else 'flow' if uses_volume and 'Output is path-dependent' in flags else 'unit')
     return Indicator(compute, tuple(info['parameters'].values()), scale, tuple(outputs) if len(outputs) > 1 else ())
 
-# %% ../nbs/02_features.ipynb #c008
+# %% ../nbs/02_features.ipynb #c009
 @dataclass(frozen=True)
 class Feature:
     "A spec name resolved: what to compute, with which parameters, which output(s), then which transforms"
@@ -152,7 +156,7 @@ def parse(name: str) -> tuple[str, tuple]:
     key = next((k for k, v in INDICATORS.items() if v is feature.indicator), name.split('_')[0])
     return key, feature.params
 
-# %% ../nbs/02_features.ipynb #c011
+# %% ../nbs/02_features.ipynb #c012
 SEED_SPEC = ['returns', 'log_returns', 'rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50',
              'bbands_20_2', 'atr_14', 'historical_vol_21', 'volume_ma', 'obv']
 
@@ -163,24 +167,33 @@ def build(bars: pd.DataFrame,         # canonical bars
     columns = {}
     for name in spec:
         feature = resolve(name)
-        indicator = feature.indicator
-        values = np.asarray(indicator.fn(bars, *feature.params), dtype='float64')
-        outputs = indicator.outputs or ('',)
-        picked = [outputs.index(feature.output)] if feature.output is not None else range(len(outputs))
+        outputs = _outputs(feature.indicator.fn(bars, *feature.params))
+        picked = [(feature.indicator.outputs or ('',)).index(feature.output)] if feature.output is not None else range(len(outputs))
         for column, i in zip(feature.columns(), picked):
-            columns[column] = _transform(pd.Series(values[:, i] if values.ndim == 2 else values, index=bars.index), feature.transforms)
-    return pd.DataFrame(columns, index=bars.index)
+            columns[column] = _transform(outputs[i], bars.index, feature.transforms)
+    # each column its own block, not copied into one 2-D block: a build costs TA-Lib's time, not memcpy's
+    return pd.DataFrame(columns, index=bars.index, copy=False)
 
-def _transform(x: pd.Series, transforms: tuple) -> np.ndarray:
+def _outputs(result) -> list[np.ndarray]:
+    "An indicator's result as one float64 array per output, each the frame's own (writable, not a view of the bars)"
+    if isinstance(result, (tuple, list)): arrays = [np.asarray(r, dtype='float64') for r in result]
+    else:
+        values = np.asarray(result, dtype='float64')
+        arrays = [values[:, i] for i in range(values.shape[1])] if values.ndim == 2 else [values]
+    return [a if a.flags.writeable and a.flags.c_contiguous and a.base is None else a.copy() for a in arrays]
+
+def _transform(values: np.ndarray, index: pd.Index, transforms: tuple) -> np.ndarray:
     "Lags, differences, relative changes and rolling z-scores: each uses the current and earlier bars only"
+    if not transforms: return values
+    x = pd.Series(values, index=index)
     for kind, n in transforms:
         if kind == 'lag': x = x.shift(n)
         elif kind == 'diff': x = x.diff(n)
         elif kind == 'pct': x = x / x.shift(n) - 1
         elif kind == 'z': x = (x - x.rolling(n).mean()) / x.rolling(n).std()
-    return x.to_numpy(dtype='float64')
+    return x.to_numpy(dtype='float64').copy()
 
-# %% ../nbs/02_features.ipynb #c013
+# %% ../nbs/02_features.ipynb #c014
 RESEARCH_SPEC = {'momentum': ['rsi_14', 'macd_12_26_9', 'mom_14', 'roc_10', 'willr_14', 'stoch'],
                  'trend': ['sma_20', 'ema_50', 'adx_14', 'aroonosc_14'],
                  'volatility': ['bbands_20_2', 'atr_14', 'natr_14', 'historical_vol_21'],
@@ -188,7 +201,7 @@ RESEARCH_SPEC = {'momentum': ['rsi_14', 'macd_12_26_9', 'mom_14', 'roc_10', 'wil
                  'volume': ['volume_ma', 'obv', 'mfi_14', 'ad']}
 METATRADER_SPEC = ['rsi', 'macd', 'macd_signal', 'macd_hist', 'atr', 'ma60', 'ret_1']
 
-# %% ../nbs/02_features.ipynb #c015
+# %% ../nbs/02_features.ipynb #c016
 def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or feature names separated by commas
               default_file: str | Path | None = None, # where a bare `NAME` is looked up
              ) -> dict[str, list[str]]:
@@ -244,7 +257,7 @@ def spec_columns(groups: dict[str, list[str]]) -> dict[str, str]:
     "Each output column of the spec -> its group (a spec like `macd` makes several columns)"
     return {column: group for group, names in groups.items() for name in names for column in resolve(name).columns()}
 
-# %% ../nbs/02_features.ipynb #c021
+# %% ../nbs/02_features.ipynb #c022
 def model_inputs(features: pd.DataFrame, # output of `build`
                  bars: pd.DataFrame,     # the bars it was built on
                  spec: list[str] = SEED_SPEC,
@@ -263,7 +276,7 @@ def model_inputs(features: pd.DataFrame, # output of `build`
                               'unit': lambda: x}[feature.scale]()
     return pd.DataFrame(scaled, index=features.index).replace([np.inf, -np.inf], np.nan)
 
-# %% ../nbs/02_features.ipynb #c024
+# %% ../nbs/02_features.ipynb #c025
 def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
             label_fn: Callable,                      # bars -> frame of `label` and `end` (e.g. `labels.fixed_horizon`)
             spec: list[str] = SEED_SPEC,
@@ -288,7 +301,7 @@ def inputs_of(data: pd.DataFrame) -> pd.DataFrame:
     "The model-input columns of a `dataset` (what a trained model takes)"
     return data.drop(columns=[c for c in NON_INPUTS if c in data])
 
-# %% ../nbs/02_features.ipynb #c027
+# %% ../nbs/02_features.ipynb #c028
 @dataclass
 class LookaheadReport:
     "What `check_no_lookahead` found"
@@ -337,7 +350,7 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
 
-# %% ../nbs/02_features.ipynb #c031
+# %% ../nbs/02_features.ipynb #c032
 def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
                      timeframe: str,       # the coarser bar size the features are computed on
                      spec: list[str] | Callable = SEED_SPEC, # feature names, or a function of bars

@@ -15,7 +15,7 @@ from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
 __all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'records_table', 'Sample',
-           'shipped_file', 'read_sample', 'load_sample', 'read_records']
+           'shipped_file', 'data_wheel', 'read_sample', 'load_sample', 'read_records']
 
 # %% ../nbs/01b_sources.ipynb #c005
 @dataclass
@@ -327,6 +327,8 @@ SAMPLES = {s.symbol: s for s in [
       for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')],
     Sample('GOOGL', '1d', 'equity', 'XNYS', 'gym-anytrading', 'MIT', 'Alphabet class A, shipped by gym_anytrading.datasets'),
     Sample('EURUSD', '1h', 'fx', '24/5', 'gym-anytrading', 'MIT', 'EUR/USD hourly ask bars (UTC), shipped by gym_anytrading.datasets'),
+    Sample('ES', '1m', 'future', 'CMES', 'mlfinpy', 'MIT', 'E-mini S&P 500 futures trades, 2013-09-01 to 09-03 (Chicago time), '
+           'shipped by mlfinpy.dataset (tick_data.csv); one-minute bars made from them here'),
 ]}
 
 _FILES = {'SPX': ('arch', 'data/sp500/sp500.csv.gz', 'Date', '%m/%d/%Y'),
@@ -343,17 +345,43 @@ def shipped_file(module: str, relative: str) -> Path:
         raise MlfinError(f"package {module} is not installed; run `make setup`")
     return Path(spec.submodule_search_locations[0], relative)
 
+def data_wheel(distribution: str) -> Path:
+    "The wheel of a data-only package, downloaded (not installed) by `env/setup.sh`"
+    import sys
+    found = sorted((Path(sys.prefix)/'share'/'mlfin'/'wheels').glob(f"{distribution.replace('-', '_')}-*.whl"))
+    if not found: raise MlfinError(f"data package {distribution} is not downloaded; run `make setup`")
+    return found[-1]
+
+def _version(package: str) -> str:
+    try: return metadata.version(package)
+    except metadata.PackageNotFoundError: return data_wheel(package).name.split('-')[1]
+
+_TRADES = {'ES': ('mlfinpy', 'mlfinpy/dataset/data/tick_data.csv', 'America/Chicago')}
+
+def _trades_sample(symbol: str) -> pd.DataFrame:
+    "One-minute bars (ts, open, high, low, close, volume, vwap) from a sample's shipped trades"
+    import zipfile
+    from mlfin.bars import bars_from_trades
+    package, member, tz = _TRADES[symbol]
+    with zipfile.ZipFile(data_wheel(package)) as wheel, wheel.open(member) as f: raw = pd.read_csv(f)
+    times = pd.to_datetime(raw['DateTime'], format='%Y-%m-%d %H:%M:%S.%f').dt.tz_localize(tz).dt.tz_convert('UTC')
+    trades = pd.DataFrame({'price': raw['Price'].to_numpy('float64'), 'size': raw['Volume'].to_numpy('float64')},
+                          index=pd.DatetimeIndex(times))
+    return bars_from_trades(trades, symbol, SAMPLES[symbol].timeframe, SAMPLES[symbol].calendar).reset_index()
+
 def read_sample(symbol: str) -> Batch:
     "The embedded sample `symbol` as a batch (adjusted close, where shipped, becomes the adjustment factor)"
     if symbol not in SAMPLES: raise MlfinError(f"unknown sample {symbol!r}; embedded samples: {', '.join(SAMPLES)}")
-    module, relative, time_column, time_format = _FILES[symbol]
     sample = SAMPLES[symbol]
-    raw = pd.read_csv(shipped_file(module, relative))
-    if 'Ticker' in raw: raw = raw[raw['Ticker'] == symbol].drop(columns='Ticker')
-    raw[time_column] = pd.to_datetime(raw[time_column], format=time_format, utc=True)
+    if symbol in _TRADES: raw = _trades_sample(symbol)
+    else:
+        module, relative, time_column, time_format = _FILES[symbol]
+        raw = pd.read_csv(shipped_file(module, relative))
+        if 'Ticker' in raw: raw = raw[raw['Ticker'] == symbol].drop(columns='Ticker')
+        raw[time_column] = pd.to_datetime(raw[time_column], format=time_format, utc=True)
     raw.index = pd.RangeIndex(1, len(raw) + 1)
     layout, mapping = detect_layout(list(raw.columns), symbol)
-    return from_columns(raw, mapping, f"sample {symbol} ({sample.package}=={metadata.version(sample.package)})", layout)
+    return from_columns(raw, mapping, f"sample {symbol} ({sample.package}=={_version(sample.package)})", layout)
 
 def load_sample(symbol: str) -> pd.DataFrame:
     "Canonical, split- and dividend-adjusted bars of an embedded sample (no store involved)"
@@ -362,7 +390,7 @@ def load_sample(symbol: str) -> pd.DataFrame:
     if len(found.rejected): raise MlfinError(found.first_problem(f"sample {symbol}"))
     bars = found.bars
     if 'adj_factor' in bars: bars = adjusted(bars.drop(columns='adj_factor'), bars['adj_factor'])
-    bars.attrs.update(source=f"{SAMPLES[symbol].package}=={metadata.version(SAMPLES[symbol].package)}")
+    bars.attrs.update(source=f"{SAMPLES[symbol].package}=={_version(SAMPLES[symbol].package)}")
     return bars
 
 # %% ../nbs/01b_sources.ipynb #c023

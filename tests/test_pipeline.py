@@ -159,7 +159,7 @@ def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_c
     (['--symbols', 'SPX', '--start', '2030-01-01'], 'SPX 1d: no bars between 2030-01-01 and the end'),
     (['--symbols', 'BTCUSD:1h'], 'no 1h bars for BTCUSD in the store; it holds: '),
     (['--spec', 'reserch'], "--spec: 'reserch' is neither a spec of "),
-    (['--spec', 'rsi_14,macd_12_26'], '--spec, features: macd takes 3 parameter(s), got 2'),
+    (['--spec', 'rsi_14,macd_12_26'], "--spec, features: feature 'macd_12_26': macd takes 3 parameter(s), got 2"),
     (['--weighting', 'equal'], "--weighting: 'equal' is not one of uniqueness, none"),
 ])
 def test_bad_input_is_one_clear_line(pipeline_run, tmp_path, args, message):

@@ -15,39 +15,13 @@ Each measurement runs in its own fresh process, so peak memory (ru_maxrss) is it
 Targets (issue 3): range query >= 10x faster than pandas loading the whole store; ingest within 2x
 of pandas despite validation; ingest peak memory < 3x the raw bars (10M x 6 x 8 bytes = 480 MB).
 """
-import json, os, resource, shutil, subprocess, sys, tempfile, textwrap, time
+import shutil, sys, tempfile
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from _child import SYNTH, child  # noqa: E402
 
 N_INGEST, N_SYMBOLS, N_PER_SYMBOL = 10_000_000, 100, 1_000_000
 work = Path(tempfile.mkdtemp(prefix='mlfin-bench-data-'))
-
-
-def child(code: str, *args) -> dict:
-    "Run `code` in a fresh Python; it prints one JSON line; add its wall time and peak memory"
-    wrapper = textwrap.dedent(code) + textwrap.dedent('''
-        import json, resource, sys
-        print(json.dumps({**RESULT, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-    ''')
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, '-c', wrapper, *map(str, args)], capture_output=True, text=True)
-    if done.returncode: raise SystemExit(f"benchmark step failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result.setdefault('seconds', time.perf_counter() - started)
-    return result
-
-
-SYNTH = '''
-import numpy as np, pandas as pd
-def synthetic(n, first='2010-01-01', seed=0):
-    "SYNTHETIC: a random walk of one-minute bars (labelled: benchmark filler only)"
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 3e-4, n)))
-    spread = np.abs(rng.normal(0, 2e-4, n)) * close
-    open_ = np.r_[close[0], close[:-1]]
-    return pd.DataFrame({'open': open_, 'high': np.maximum(open_, close) + spread, 'low': np.minimum(open_, close) - spread,
-                         'close': close, 'volume': rng.integers(1, 1000, n).astype('float64')},
-                        index=pd.date_range(first, periods=n, freq='1min', tz='UTC', name='ts'))
-'''
 
 
 def main():

@@ -1,0 +1,163 @@
+"""Benchmark: a 12-indicator feature spec over 50M bars, ours beside the floor and the peer, in one run (`make bench-features`).
+
+SYNTHETIC DATA (labelled): 100 symbols x 500,000 random-walk one-minute bars = 50M bars, generated
+here; they only give the code volume to chew on. Real-data correctness (and the no-look-ahead
+proof) lives in the tests.
+
+The spec: rsi_14 macd_12_26_9 mom_14 sma_20 ema_50 bbands_20_2 atr_14 obv adx_14 cci_20 mfi_14
+willr_14 (16 output columns). Every contender runs in its own fresh process (so its peak memory,
+ru_maxrss, is its own), reads each symbol's bars from Parquet (not timed), and keeps every output
+in memory, as a user building a dataset would:
+  floor:  a bare loop of the 12 TA-Lib calls on NumPy arrays: no frames, no names; the least any
+          TA-Lib-based build can cost
+  ours:   `mlfin.features.build(bars, SPEC)`: one named frame per symbol aligned to bars.index,
+          values checked equal to the floor's
+  peer:   pandas-ta-classic (its default, pure-pandas path) calling the same 12 indicators, one
+          frame per symbol (pd.concat of its outputs)
+  store:  `mlfin.feature_store.FeatureStore(root).build(bars, SPEC)`: a cold build (compute and
+          write), then a hit in a new process (fingerprint the bars, map the cached files); the hit
+          is timed bare and with every value read once (sum of each column), and checked equal to
+          a fresh build
+Targets (issue 4): ours within 1.25x of the floor; at least 5x faster than the peer; our peak
+memory under 2x the output frames; a store hit at least 20x faster than a build.
+"""
+import shutil, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from _child import SYNTH, child  # noqa: E402
+
+import os
+N_SYMBOLS, N_BARS = int(os.environ.get("BENCH_SYMBOLS", 100)), 500_000
+SPEC = ['rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50', 'bbands_20_2', 'atr_14', 'obv', 'adx_14', 'cci_20',
+        'mfi_14', 'willr_14']
+work = Path(tempfile.mkdtemp(prefix='mlfin-bench-features-'))
+
+LOAD = f'''
+import sys, time, numpy as np, pandas as pd
+from pathlib import Path
+folder, n_symbols = Path(sys.argv[1]), int(sys.argv[2])
+SPEC = {SPEC!r}
+def bars_of(i):
+    bars = pd.read_parquet(folder/f"S{{i:03d}}.parquet")
+    bars.attrs.update(symbol=f"S{{i:03d}}", timeframe='1m')
+    return bars
+def frame_mb(frames):  # values and index of every output frame
+    return sum(f.memory_usage(index=True).sum() for f in frames) / 2**20
+'''
+
+FLOOR = LOAD + '''
+import talib
+outputs, spent = [], 0.0
+for i in range(n_symbols):
+    b = bars_of(i)
+    h, l, c, v = (b[k].to_numpy() for k in ('high', 'low', 'close', 'volume'))
+    t = time.perf_counter()
+    out = [talib.RSI(c, 14), *talib.MACD(c, 12, 26, 9), talib.MOM(c, 14), talib.SMA(c, 20), talib.EMA(c, 50),
+           *talib.BBANDS(c, 20, 2, 2), talib.ATR(h, l, c, 14), talib.OBV(c, v), talib.ADX(h, l, c, 14),
+           talib.CCI(h, l, c, 20), talib.MFI(h, l, c, v, 14), talib.WILLR(h, l, c, 14)]
+    spent += time.perf_counter() - t
+    outputs.append(out)
+RESULT = {'seconds': spent, 'columns': len(outputs[0]), 'output_mb': sum(a.nbytes for o in outputs for a in o) / 2**20,
+          'first': [float(np.nansum(a)) for a in outputs[0]]}
+'''
+
+OURS = LOAD + '''
+from mlfin import features
+features.build(bars_of(0).head(1000), SPEC)  # names resolved and TA-Lib loaded once, as in any session
+frames, spent = [], 0.0
+for i in range(n_symbols):
+    b = bars_of(i)
+    t = time.perf_counter()
+    frames.append(features.build(b, SPEC))
+    spent += time.perf_counter() - t
+    del b
+RESULT = {'seconds': spent, 'columns': frames[0].shape[1], 'output_mb': frame_mb(frames),
+          'first': [float(np.nansum(frames[0][c].to_numpy())) for c in frames[0]]}
+'''
+
+PEER = LOAD + '''
+import warnings; warnings.filterwarnings('ignore')
+import pandas_ta_classic as ta
+frames, spent = [], 0.0
+for i in range(n_symbols):
+    d = bars_of(i)
+    t = time.perf_counter()
+    parts = [ta.rsi(d.close, 14), ta.macd(d.close, 12, 26, 9), ta.mom(d.close, 14), ta.sma(d.close, 20),
+             ta.ema(d.close, 50), ta.bbands(d.close, 20, 2), ta.atr(d.high, d.low, d.close, 14), ta.obv(d.close, d.volume),
+             ta.adx(d.high, d.low, d.close, 14), ta.cci(d.high, d.low, d.close, 20),
+             ta.mfi(d.high, d.low, d.close, d.volume, 14), ta.willr(d.high, d.low, d.close, 14)]
+    frames.append(pd.concat(parts, axis=1))
+    spent += time.perf_counter() - t
+    del d, parts
+RESULT = {'seconds': spent, 'columns': frames[0].shape[1], 'output_mb': frame_mb(frames), 'version': ta.version}
+'''
+
+STORE_COLD = LOAD + '''
+from mlfin import features
+from mlfin.feature_store import FeatureStore
+features.build(bars_of(0).head(1000), SPEC)
+store, frames, spent = FeatureStore(Path(sys.argv[3])), [], 0.0
+for i in range(n_symbols):
+    b = bars_of(i)
+    t = time.perf_counter()
+    frames.append(store.build(b, SPEC))
+    spent += time.perf_counter() - t
+RESULT = {'seconds': spent, 'misses': store.misses, 'hits': store.hits, 'output_mb': frame_mb(frames),
+          'disk_mb': sum(p.stat().st_size for p in Path(sys.argv[3]).glob('*.npy')) / 2**20}
+'''
+
+STORE_HIT = LOAD + '''
+from mlfin import features
+from mlfin.feature_store import FeatureStore
+features.build(bars_of(0).head(1000), SPEC)
+store, frames, spent, touched, total = FeatureStore(Path(sys.argv[3])), [], 0.0, 0.0, 0.0
+for i in range(n_symbols):
+    b = bars_of(i)
+    t = time.perf_counter()
+    frame = store.build(b, SPEC)
+    spent += time.perf_counter() - t
+    total += sum(float(np.nansum(frame[c].to_numpy())) for c in frame)  # every value read once
+    touched += time.perf_counter() - t
+    frames.append(frame)
+pd.testing.assert_frame_equal(frames[0], features.build(bars_of(0), SPEC))  # a hit serves what a build computes
+RESULT = {'seconds': spent, 'touched_seconds': touched, 'misses': store.misses, 'hits': store.hits}
+'''
+
+
+def main():
+    print(f"bench-features: working in {work} (SYNTHETIC bars, labelled)", flush=True)
+    bars = work/'bars'
+    made = child(SYNTH + '''
+import sys
+from pathlib import Path
+folder, n_symbols, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+folder.mkdir(parents=True)
+for i in range(n_symbols): synthetic(n, seed=i).to_parquet(folder/f"S{i:03d}.parquet")
+RESULT = {}
+''', bars, N_SYMBOLS, N_BARS)
+    print(f"{N_SYMBOLS} symbols x {N_BARS:,} one-minute bars = {N_SYMBOLS * N_BARS / 1e6:.0f}M bars "
+          f"(written in {made['seconds']:.0f} s); spec of {len(SPEC)} indicators: {' '.join(SPEC)}\n", flush=True)
+    floor = child(FLOOR, bars, N_SYMBOLS)
+    print(f"floor  bare TA-Lib loop:       {floor['seconds']:7.2f} s  {floor['columns']} arrays/symbol   peak {floor['peak_mb']:7,.0f} MiB  outputs {floor['output_mb']:6,.0f} MiB", flush=True)
+    ours = child(OURS, bars, N_SYMBOLS)
+    assert ours['columns'] == floor['columns'] and all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(ours['first'], floor['first'])), (ours['first'], floor['first'])
+    print(f"ours   features.build:         {ours['seconds']:7.2f} s  {ours['columns']} columns/symbol  peak {ours['peak_mb']:7,.0f} MiB  outputs {ours['output_mb']:6,.0f} MiB (values equal to the floor's)", flush=True)
+    peer = child(PEER, bars, N_SYMBOLS)
+    print(f"peer   pandas-ta-classic {peer['version']}: {peer['seconds']:7.2f} s  {peer['columns']} columns/symbol  peak {peer['peak_mb']:7,.0f} MiB  outputs {peer['output_mb']:6,.0f} MiB", flush=True)
+    root = work/'features'
+    cold = child(STORE_COLD, bars, N_SYMBOLS, root)
+    assert cold['misses'] == N_SYMBOLS * len(SPEC) and cold['hits'] == 0
+    print(f"store  cold (compute + write): {cold['seconds']:7.2f} s  {cold['disk_mb']:,.0f} MiB of .npy  peak {cold['peak_mb']:7,.0f} MiB", flush=True)
+    hit = child(STORE_HIT, bars, N_SYMBOLS, root)
+    assert hit['hits'] == N_SYMBOLS * len(SPEC) and hit['misses'] == 0
+    print(f"store  hit (fingerprint + map): {hit['seconds']:6.2f} s  with every value read: {hit['touched_seconds']:.2f} s  peak {hit['peak_mb']:7,.0f} MiB "
+          f"(files in the OS page cache, just written)\n")
+    print(f"ours / floor:            {ours['seconds'] / floor['seconds']:5.2f}x  (target <= 1.25x)")
+    print(f"peer / ours:             {peer['seconds'] / ours['seconds']:5.1f}x  (target >= 5x faster)")
+    print(f"our peak / our outputs:  {ours['peak_mb'] / ours['output_mb']:5.2f}x  (target < 2x; peak includes the interpreter, libraries and one symbol's bars)")
+    print(f"build / store hit:       {ours['seconds'] / hit['seconds']:5.1f}x  (target >= 20x); with every value read: {ours['seconds'] / hit['touched_seconds']:.1f}x; "
+          f"cold store build / build: {cold['seconds'] / ours['seconds']:.2f}x")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__': main()
