@@ -18,6 +18,8 @@ in memory, as a user building a dataset would:
           write), then a hit in a new process (fingerprint the bars, map the cached files); the hit
           is timed bare and with every value read once (sum of each column), and checked equal to
           a fresh build
+Both the floor and ours keep 6 GiB of fresh outputs: allocating and first touching that memory is
+part of every contender's time. The floor runs first and again last, and the faster run counts.
 Targets (issue 4): ours within 1.25x of the floor; at least 5x faster than the peer; our peak
 memory under 2x the output frames; a store hit at least 20x faster than a build.
 """
@@ -144,6 +146,9 @@ RESULT = {}
     print(f"ours   features.build:         {ours['seconds']:7.2f} s  {ours['columns']} columns/symbol  peak {ours['peak_mb']:7,.0f} MiB  outputs {ours['output_mb']:6,.0f} MiB (values equal to the floor's)", flush=True)
     peer = child(PEER, bars, N_SYMBOLS)
     print(f"peer   pandas-ta-classic {peer['version']}: {peer['seconds']:7.2f} s  {peer['columns']} columns/symbol  peak {peer['peak_mb']:7,.0f} MiB  outputs {peer['output_mb']:6,.0f} MiB", flush=True)
+    again = child(FLOOR, bars, N_SYMBOLS)  # the floor once more, last: the ratio takes the faster of the two
+    print(f"floor  again, after the others: {again['seconds']:6.2f} s", flush=True)
+    floor['seconds'] = min(floor['seconds'], again['seconds'])
     root = work/'features'
     cold = child(STORE_COLD, bars, N_SYMBOLS, root)
     assert cold['misses'] == N_SYMBOLS * len(SPEC) and cold['hits'] == 0
@@ -152,7 +157,7 @@ RESULT = {}
     assert hit['hits'] == N_SYMBOLS * len(SPEC) and hit['misses'] == 0
     print(f"store  hit (fingerprint + map): {hit['seconds']:6.2f} s  with every value read: {hit['touched_seconds']:.2f} s  peak {hit['peak_mb']:7,.0f} MiB "
           f"(files in the OS page cache, just written)\n")
-    print(f"ours / floor:            {ours['seconds'] / floor['seconds']:5.2f}x  (target <= 1.25x)")
+    print(f"ours / floor:            {ours['seconds'] / floor['seconds']:5.2f}x  (target <= 1.25x; the faster floor run)")
     print(f"peer / ours:             {peer['seconds'] / ours['seconds']:5.1f}x  (target >= 5x faster)")
     print(f"our peak / our outputs:  {ours['peak_mb'] / ours['output_mb']:5.2f}x  (target < 2x; peak includes the interpreter, libraries and one symbol's bars)")
     print(f"build / store hit:       {ours['seconds'] / hit['seconds']:5.1f}x  (target >= 20x); with every value read: {ours['seconds'] / hit['touched_seconds']:.1f}x; "
