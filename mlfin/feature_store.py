@@ -19,16 +19,16 @@ __all__ = ['FeatureStore']
 
 # %% ../nbs/02a_feature_store.ipynb #c005
 @lru_cache(maxsize=1)
-def _library_version() -> bytes:
-    "The features module's source and TA-Lib's version: read once per process"
-    return Path(F.__file__).read_bytes() + metadata.version('TA-Lib').encode()
+def _library_version() -> str:
+    "A hash of the features module's source and TA-Lib's version: computed once per process"
+    return hashlib.sha256(Path(F.__file__).read_bytes() + metadata.version('TA-Lib').encode()).hexdigest()[:16]
 
 def _code_version(feature: F.Feature) -> str:
     "What computes this feature: the features module and TA-Lib, or a registered function's own code"
-    digest = hashlib.sha256(_library_version())
     code = getattr(feature.indicator.fn, '__code__', None)
-    if code is not None and feature.indicator.fn.__module__ != F.__name__:  # a custom feature: its own code counts
-        digest.update(code.co_code); digest.update(repr(code.co_consts).encode())
+    if code is None or feature.indicator.fn.__module__ == F.__name__: return _library_version()
+    digest = hashlib.sha256(_library_version().encode())  # a custom feature: its own code counts
+    digest.update(code.co_code); digest.update(repr(code.co_consts).encode())
     return digest.hexdigest()[:16]
 
 @dataclass
@@ -50,7 +50,7 @@ class FeatureStore:
         columns = {}
         for name in spec:
             names = F.resolve(name).columns()
-            path = Path(self.root)/f"{self.key(bars, name, bars_fingerprint)}.npy"
+            path = Path(self.root)/f"{self.key(bars, name, bars_fingerprint)}.f64"
             values = _read(path, (len(names), len(bars))) if path.exists() else None
             if values is not None: self.hits += 1
             else:
@@ -61,10 +61,11 @@ class FeatureStore:
         return pd.DataFrame(columns, index=bars.index, copy=False)
 
 def _write(values: np.ndarray, path: str):
-    with open(path, 'wb') as f: np.save(f, values, allow_pickle=False)
+    np.ascontiguousarray(values, dtype='<f8').tofile(path)
 
 def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     "The file mapped copy-on-write; None when it is not a whole cache file of that shape"
-    try: values = np.load(path, mmap_mode='c', allow_pickle=False)
-    except (ValueError, OSError, EOFError): return None  # damaged or foreign: computed again
-    return values if values.shape == shape and values.dtype == np.float64 else None
+    try:
+        if path.stat().st_size != shape[0] * shape[1] * 8: return None  # damaged, or another series': computed again
+        return np.memmap(path, dtype='<f8', mode='c', shape=shape)
+    except OSError: return None
