@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_feature_store.ipynb #c003
 from __future__ import annotations
-import hashlib
+import errno, hashlib
 from functools import lru_cache
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -43,6 +43,8 @@ class FeatureStore:
                  name, _code_version(F.resolve(name))]
         return hashlib.sha256('|'.join(parts).encode()).hexdigest()[:24]
 
+    def __post_init__(self): _allow_open_files()
+
     def build(self, bars: pd.DataFrame, spec: list[str] = F.SEED_SPEC) -> pd.DataFrame:
         "The same frame as `features.build(bars, spec)`, read from the store where it can be (memory-mapped)"
         Path(self.root).mkdir(parents=True, exist_ok=True)
@@ -68,4 +70,17 @@ def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     try:
         if path.stat().st_size != shape[0] * shape[1] * 8: return None  # damaged, or another series': computed again
         return np.memmap(path, dtype='<f8', mode='c', shape=shape)
-    except OSError: return None
+    except OSError as e:
+        if e.errno != errno.EMFILE: return None
+    # out of file descriptors (each mapping holds one, Python < 3.13): read instead of map, once the
+    # failed attempt's file is released (at the end of the except block)
+    values = np.empty(shape, dtype='<f8')
+    with open(path, 'rb') as f: f.readinto(memoryview(values).cast('B'))  # one descriptor (np.fromfile takes two)
+    return values
+
+def _allow_open_files(wanted: int = 65536):
+    "Raise this process's soft limit on open files towards `wanted` (up to the hard limit): a mapped feature file holds one"
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target: resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
