@@ -54,7 +54,8 @@ def fingerprint(bars: pd.DataFrame) -> str:
     # xxHash (XXH3, 128 bits) reads 20+ GB/s, column by column without copying: the feature store
     # fingerprints every series it serves, so this is on the path of every cache hit
     import xxhash
-    digest = xxhash.xxh3_128(np.ascontiguousarray(bars.index.as_unit('ns').asi8))
+    index = bars.index if bars.index.unit == 'ns' else bars.index.as_unit('ns')  # canonical bars are ns already: no copy
+    digest = xxhash.xxh3_128(np.ascontiguousarray(index.asi8))
     for column in BAR_COLUMNS: digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype='float64')))
     return digest.hexdigest()[:16]
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_feature_store.ipynb #c003
 from __future__ import annotations
-import errno, hashlib
+import errno, hashlib, mmap, os
 from functools import lru_cache
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -48,34 +48,38 @@ class FeatureStore:
     def build(self, bars: pd.DataFrame, spec: list[str] = F.SEED_SPEC) -> pd.DataFrame:
         "The same frame as `features.build(bars, spec)`, read from the store where it can be (memory-mapped)"
         Path(self.root).mkdir(parents=True, exist_ok=True)
-        bars_fingerprint = fingerprint(bars)
+        bars_fingerprint, root = fingerprint(bars), os.fspath(self.root)
         columns = {}
         for name in spec:
             names = F.resolve(name).columns()
-            path = Path(self.root)/f"{self.key(bars, name, bars_fingerprint)}.f64"
-            values = _read(path, (len(names), len(bars))) if path.exists() else None
+            path = os.path.join(root, f"{self.key(bars, name, bars_fingerprint)}.f64")
+            values = _read(path, (len(names), len(bars)))
             if values is not None: self.hits += 1
             else:
                 built = F.build(bars, [name]); self.misses += 1
                 values = built[names].to_numpy(dtype='float64').T.copy()  # one contiguous row per column
                 atomic_write(path, lambda tmp: _write(values, tmp))  # a reader never sees half a file
-            columns.update({c: np.asarray(values[i]) for i, c in enumerate(names)})
+            columns.update({c: values[i] for i, c in enumerate(names)})
         return pd.DataFrame(columns, index=bars.index, copy=False)
 
 def _write(values: np.ndarray, path: str):
     np.ascontiguousarray(values, dtype='<f8').tofile(path)
 
-def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    "The file mapped copy-on-write; None when it is not a whole cache file of that shape"
+def _read(path: str, shape: tuple[int, int]) -> np.ndarray | None:
+    "The file mapped copy-on-write (writes stay in this process); None when it is not a whole cache file of that shape"
     try:
-        if path.stat().st_size != shape[0] * shape[1] * 8: return None  # damaged, or another series': computed again
-        return np.memmap(path, dtype='<f8', mode='c', shape=shape)
+        with open(path, 'rb') as f:
+            if os.fstat(f.fileno()).st_size != shape[0] * shape[1] * 8: return None  # damaged, or another series': computed again
+            if not shape[0] * shape[1]: return np.empty(shape, dtype='<f8')  # nothing to map
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        return np.frombuffer(mapped, dtype='<f8').reshape(shape)
+    except FileNotFoundError: return None
     except OSError as e:
         if e.errno != errno.EMFILE: return None
     # out of file descriptors (each mapping holds one, Python < 3.13): read instead of map, once the
     # failed attempt's file is released (at the end of the except block)
     values = np.empty(shape, dtype='<f8')
-    with open(path, 'rb') as f: f.readinto(memoryview(values).cast('B'))  # one descriptor (np.fromfile takes two)
+    with open(path, 'rb') as f: f.readinto(memoryview(values).cast('B'))  # one descriptor
     return values
 
 def _allow_open_files(wanted: int = 65536):
