@@ -8,8 +8,8 @@ import numpy as np, pandas as pd
 from .config import MlfinError
 
 # %% auto #0
-__all__ = ['forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
-           'meta_labels', 'uniqueness_weights']
+__all__ = ['LABELS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
+           'meta_labels', 'barrier_direction', 'uniqueness_weights']
 
 # %% ../nbs/03_labels.ipynb #c005
 def forward_return(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
@@ -87,6 +87,13 @@ def meta_labels(bars: pd.DataFrame,
     "1.0 where acting on the primary signal made money (triple barrier in its direction), 0.0 where not, NaN without a call or not yet known"
     outcome = triple_barrier(bars, horizon, profit, stop, span, side)
     return (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()).rename('meta')
+
+def barrier_direction(bars: pd.DataFrame, horizon: int = 10, profit: float = 2.0, stop: float = 2.0, span: int = 20) -> pd.DataFrame:
+    "Training label from the triple barrier, with its span: `label` 1.0 when a long made money (profit barrier, or a gain at the vertical one), `end`"
+    outcome = triple_barrier(bars, horizon, profit, stop, span)
+    return pd.DataFrame({'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']})
+
+LABELS = {'direction': fixed_horizon, 'triple_barrier': barrier_direction}  # what `mlfin run --label` offers
 
 # %% ../nbs/03_labels.ipynb #c012
 def uniqueness_weights(ends: pd.Series, # end time of each label, indexed by the label's bar (NaT: unknown)

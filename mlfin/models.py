@@ -130,7 +130,7 @@ def train_universe(data: pd.DataFrame, # `features.dataset` output: inputs, `lab
         ends = rows['label_end'] if 'label_end' in rows else None
         weights = None
         if weighting == 'uniqueness' and ends is not None:
-            weights = uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna())))
+            weights = uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique())))  # labels may share an end
         try:
             oos = walk_forward(inputs, labels, model, folds, horizon, embargo, seed, ends, weights)
         except MlfinError as e: raise MlfinError(f"{symbol}: {e}") from None

@@ -19,7 +19,7 @@ def check_params(params: dict,
                  spec_file: Path | None = None, # where `--spec NAME` is looked up (the project's features.yaml)
                 ) -> dict:
     "Parameters converted to their types (and `features`: the spec's names by group), or `MlfinError` naming the first bad one"
-    from mlfin import backtest, data, features, models
+    from mlfin import backtest, data, features, labels, models
     import pandas as pd
     out = dict(params)
     for key, kind in _TYPES.items():
@@ -31,6 +31,7 @@ def check_params(params: dict,
         try: pd.Timestamp(out[key]) if out[key] else None
         except ValueError: raise MlfinError(f"--{key}: {out[key]!r} is not a date (use YYYY-MM-DD)") from None
     out['features'] = features.read_spec(out['spec'], spec_file)
+    if out.get('label', 'direction') not in labels.LABELS: raise MlfinError(f"--label: {out['label']!r} is not one of {', '.join(labels.LABELS)}")
     if out.get('weighting', 'uniqueness') not in models.WEIGHTINGS: raise MlfinError(f"--weighting: {out['weighting']!r} is not one of {', '.join(models.WEIGHTINGS)}")
     if out['model'] not in models.MODELS: raise MlfinError(f"--model: {out['model']!r} is not one of {', '.join(models.MODELS)}")
     if out['folds'] < 2: raise MlfinError(f"--folds: {out['folds']} must be at least 2")
@@ -40,7 +41,7 @@ def check_params(params: dict,
     return out
 
 # %% ../nbs/08_pipeline.ipynb #c009
-RUN_KEYS = ('symbols', 'timeframe', 'start', 'end', 'spec', 'horizon', 'model', 'folds', 'embargo', 'weighting', 'seed',
+RUN_KEYS = ('symbols', 'timeframe', 'start', 'end', 'spec', 'label', 'horizon', 'model', 'folds', 'embargo', 'weighting', 'seed',
             'threshold', 'short_below', 'fees', 'slippage', 'reports')
 
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's

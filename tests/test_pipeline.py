@@ -152,6 +152,26 @@ def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_c
     mlfin(home, 'run', *args)  # back to the session's parameters
 
 
+def test_triple_barrier_labels_are_purged_by_their_own_spans(pipeline_run):
+    "--label triple_barrier: features come from the store, spans vary, and no training label reaches its test fold"
+    home, args = pipeline_run['home'], pipeline_run['args']
+    done = mlfin(home, 'run', *args, '--label', 'triple_barrier', '--horizon', '5')
+    assert '4 task(s) ran (features, train, backtest, report)' in done.stdout
+    dataset = pd.read_parquet(home/'run'/'dataset.parquet')
+    assert dataset.attrs['label'] == 'triple_barrier' and dataset.attrs['feature_store']['misses'] == 0
+    predictions = pd.read_parquet(home/'run'/'predictions.parquet')
+    for symbol, rows in dataset.groupby('symbol'):
+        index = load_sample(symbol).index
+        known = rows.dropna(subset=['label'])
+        spans = index.get_indexer(pd.DatetimeIndex(known['label_end'])) - index.get_indexer(known.index)
+        assert spans.min() >= 1 and spans.max() <= 5 and len(set(spans)) > 1, symbol  # barriers touched 1 to 5 bars on
+        oos = predictions[predictions['symbol'] == symbol]
+        for fold, part in oos.groupby('fold'):
+            last_train = part['train_end'].iloc[0]
+            assert rows.loc[last_train, 'label_end'] < part.index[0], (symbol, fold)  # purged by its own span
+    mlfin(home, 'run', *args)  # back to the session's parameters
+
+
 @pytest.mark.parametrize('args, message', [
     (['--symbols', 'NOPE'], 'NOPE: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample'),
     (['--model', 'svm'], "--model: 'svm' is not one of lightgbm, xgboost"),
@@ -161,6 +181,7 @@ def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_c
     (['--spec', 'reserch'], "--spec: 'reserch' is neither a spec of "),
     (['--spec', 'rsi_14,macd_12_26'], "--spec, features: feature 'macd_12_26': macd takes 3 parameter(s), got 2"),
     (['--weighting', 'equal'], "--weighting: 'equal' is not one of uniqueness, none"),
+    (['--label', 'barrier'], "--label: 'barrier' is not one of direction, triple_barrier"),
 ])
 def test_bad_input_is_one_clear_line(pipeline_run, tmp_path, args, message):
     done = mlfin(tmp_path, 'run', *args, '--reports', str(tmp_path/'reports'), check=False)
