@@ -4,7 +4,6 @@
 
 # %% ../nbs/01_bars.ipynb #c003
 from __future__ import annotations
-import hashlib
 from functools import lru_cache
 import numpy as np, pandas as pd
 from .config import MlfinError
@@ -117,12 +116,14 @@ def resample(bars: pd.DataFrame, # canonical bars
     if source not in TIMEFRAMES or order.index(check_timeframe(timeframe)) < order.index(source):
         raise MlfinError(f"cannot resample {source} bars to {timeframe}: only to a coarser bar size ({', '.join(order[order.index(source):]) if source in order else '?'})")
     if timeframe == source: return bars
-    keys = session_bins(bars.index, check_calendar(calendar), timeframe)
-    grouped = bars.groupby(keys, sort=True)
-    out = grouped.agg({c: _AGG[c] for c in bars.columns if c in _AGG})
+    return _aggregate(bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'), timeframe)
+
+def _aggregate(bars: pd.DataFrame, keys, symbol: str, timeframe: str) -> pd.DataFrame:
+    "One bar per bin of `keys`: first open, highest high, lowest low, last close, summed volume, volume-weighted vwap, mean spread"
+    out = bars.groupby(keys, sort=True).agg({c: _AGG[c] for c in bars.columns if c in _AGG})
     if 'vwap' in bars:
         out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys, sort=True).sum() / out['volume'].where(out['volume'] > 0)
-    return bars_frame(out, bars.attrs.get('symbol'), timeframe)
+    return bars_frame(out, symbol, timeframe)
 
 # %% ../nbs/01_bars.ipynb #c015
 def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, indexed by time (UTC), in time order
@@ -136,11 +137,8 @@ def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, index
     if not index.is_monotonic_increasing: raise MlfinError("trades: not in time order")
     keys = session_bins(index.tz_convert('UTC').as_unit('ns'), check_calendar(calendar), check_timeframe(timeframe))
     price, size = trades['price'].to_numpy(dtype='float64'), trades['size'].to_numpy(dtype='float64')
-    grouped = pd.DataFrame({'open': price, 'high': price, 'low': price, 'close': price, 'volume': size,
-                            'notional': price * size}, index=index).groupby(keys, sort=True)
-    out = grouped.agg({'open': 'first', 'high': 'max', 'low': 'min', 'close': 'last', 'volume': 'sum', 'notional': 'sum'})
-    out['vwap'] = out.pop('notional') / out['volume'].where(out['volume'] > 0)
-    return bars_frame(out, symbol, timeframe)
+    one_bar_each = pd.DataFrame({**{c: price for c in PRICE_COLUMNS}, 'volume': size, 'vwap': price}, index=index)  # a trade is a bar
+    return _aggregate(one_bar_each, keys, symbol, timeframe)
 
 # %% ../nbs/01_bars.ipynb #c018
 def factor_from_adjusted_close(close: pd.Series, adj_close: pd.Series) -> pd.Series:

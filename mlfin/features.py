@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd, talib
 from .config import MlfinError
+from .bars import BAR_COLUMNS
 
 # %% auto #0
 __all__ = ['INDICATORS', 'ALIASES', 'SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'NON_INPUTS', 'Indicator', 'register',
-           'talib_indicator', 'Feature', 'resolve', 'parse', 'build', 'read_spec', 'spec_names', 'spec_columns',
-           'model_inputs', 'dataset', 'inputs_of', 'LookaheadReport', 'check_no_lookahead', 'higher_timeframe',
-           'cross_asset']
+           'talib_indicator', 'Feature', 'resolve', 'parse', 'build', 'read_spec', 'spec_names', 'model_inputs',
+           'dataset', 'inputs_of', 'LookaheadReport', 'check_no_lookahead', 'higher_timeframe', 'cross_asset']
 
 # %% ../nbs/02_features.ipynb #c006
 @dataclass(frozen=True)
@@ -73,17 +73,17 @@ def talib_indicator(function: str) -> Indicator:
     name = function.upper()
     if name not in talib.get_functions(): raise MlfinError(f"unknown TA-Lib function {function!r}")
     info = talib.abstract.Function(name).info
-    parameters, outputs, flags = list(info['parameters']), list(info['output_names']), info['function_flags'] or []
+    outputs, flags = list(info['output_names']), info['function_flags'] or []
     inputs = [c for v in info['input_names'].values() for c in ([v] if isinstance(v, str) else v)]
-    if not set(inputs) <= {'open', 'high', 'low', 'close', 'volume'}:
-        missing = sorted(set(inputs) - {'open', 'high', 'low', 'close', 'volume'})
+    missing = sorted(set(inputs) - set(BAR_COLUMNS))
+    if missing:
         def compute(bars, *params): raise MlfinError(f"TA-Lib {name} needs {', '.join(missing)} per bar, which bars do not have")
     else:
         kinds = [type(v) for v in info['parameters'].values()]  # TA-Lib's function API takes ints as ints
         def compute(bars, *params):  # the function API (no per-call setup), several outputs as a tuple
             return getattr(talib, name)(*(bars[c].to_numpy(dtype='float64') for c in inputs),
                                         *(kind(p) for kind, p in zip(kinds, params)))
-    uses_volume = 'volume' in str(info['input_names'])
+    uses_volume = 'volume' in inputs
     scale = ('level' if 'Output scale same as input' in flags else 'spread' if name in _TALIB_SPREAD
              else 'flow' if uses_volume and 'Output is path-dependent' in flags else 'unit')
     return Indicator(compute, tuple(info['parameters'].values()), scale, tuple(outputs) if len(outputs) > 1 else ())
@@ -208,17 +208,19 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
     "The spec's feature names by group, each name checked; `MlfinError` names the file, spec, group and name at fault"
     spec = str(spec).strip()
     path, _, name = spec.partition(':') if re.search(r'\.ya?ml(:|$)', spec) else ('', '', spec)
-    if not path and default_file is not None and Path(default_file).exists() and name in _spec_file(Path(default_file)):
-        path = str(default_file)
+    file = None
+    if not path and default_file is not None and Path(default_file).exists():
+        default = _spec_file(Path(default_file))
+        if name in default: path, file = str(default_file), default
     if not path:  # names written out
         names = [n.strip() for n in spec.split(',') if n.strip()]
         if not names: raise MlfinError("--spec: no feature names given")
         if len(names) == 1 and default_file is not None and Path(default_file).exists():
             try: resolve(names[0])
             except MlfinError:
-                raise MlfinError(f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(_spec_file(Path(default_file)))}) nor a feature") from None
+                raise MlfinError(f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(default)}) nor a feature") from None
         return _checked({'features': names}, '--spec')
-    file = _spec_file(Path(path))
+    file = file or _spec_file(Path(path))
     if not name:
         if len(file) != 1: raise MlfinError(f"{path}: holds several specs ({', '.join(file)}): name one, as {path}:NAME")
         name = next(iter(file))
@@ -252,10 +254,6 @@ def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
 def spec_names(groups: dict[str, list[str]]) -> list[str]:
     "The flat list of feature names of `read_spec`'s groups, in order"
     return [name for names in groups.values() for name in names]
-
-def spec_columns(groups: dict[str, list[str]]) -> dict[str, str]:
-    "Each output column of the spec -> its group (a spec like `macd` makes several columns)"
-    return {column: group for group, names in groups.items() for name in names for column in resolve(name).columns()}
 
 # %% ../nbs/02_features.ipynb #c022
 def model_inputs(features: pd.DataFrame, # output of `build`

@@ -83,8 +83,7 @@ def walk_forward(inputs: pd.DataFrame,   # model inputs, one row per bar
     for fold, (train, test) in enumerate(purged_folds(X.index, ends, folds, embargo)):
         train = train[y.iloc[train].notna().to_numpy()]
         if y.iloc[train].nunique() < 2: raise MlfinError(f"fold {fold}: training labels have one class only")
-        fit_weights = None if w is None else w[train] / w[train].mean()
-        clf = make_model(model, seed).fit(X.iloc[train], y.iloc[train].astype(int), sample_weight=fit_weights)
+        clf = make_model(model, seed).fit(X.iloc[train], y.iloc[train].astype(int), sample_weight=_mean_one(w, train))
         parts.append(pd.DataFrame({'prob_up': clf.predict_proba(X.iloc[test])[:, 1], 'fold': fold,
                                    'train_end': X.index[train[-1]]}, index=X.index[test]))
     out = pd.concat(parts)
@@ -96,7 +95,11 @@ def fit_final(inputs: pd.DataFrame, labels: pd.Series, model: str = 'lightgbm', 
     "The model refitted on every labelled row: what a service would use for the next bar"
     rows = inputs.notna().all(axis=1) & labels.notna()
     w = None if weights is None else weights[rows].to_numpy(dtype='float64')
-    return make_model(model, seed).fit(inputs[rows], labels[rows].astype(int), sample_weight=None if w is None else w / w.mean())
+    return make_model(model, seed).fit(inputs[rows], labels[rows].astype(int), sample_weight=_mean_one(w))
+
+def _mean_one(weights: np.ndarray | None, rows=slice(None)) -> np.ndarray | None:
+    "The weights of `rows` scaled to a mean of 1 (the models' regularisation is tuned for unit weights)"
+    return None if weights is None else weights[rows] / weights[rows].mean()
 
 # %% ../nbs/04_models.ipynb #c016
 def classification_metrics(predictions: pd.DataFrame, # `walk_forward` output

@@ -43,6 +43,9 @@ SPEC = {SPEC!r}
 from mlfin.bars import bars_frame
 def bars_of(i):  # canonical bars (UTC nanosecond index, float64 columns), as mlfin.data.load gives them
     return bars_frame(pd.read_parquet(folder/f"S{{i:03d}}.parquet"), f"S{{i:03d}}", '1m')
+def warm():  # names resolved and TA-Lib loaded once, as in any session
+    from mlfin import features
+    features.build(bars_of(0).head(1000), SPEC)
 def frame_mb(frames):  # values and index of every output frame
     return sum(f.memory_usage(index=True).sum() for f in frames) / 2**20
 '''
@@ -50,7 +53,7 @@ def frame_mb(frames):  # values and index of every output frame
 SPEED = LOAD + '''
 import talib
 from mlfin import features
-features.build(bars_of(0).head(1000), SPEC)  # names resolved and TA-Lib loaded once, as in any session
+warm()
 def floor(b):
     h, l, c, v = (b[k].to_numpy() for k in ('high', 'low', 'close', 'volume'))
     return [talib.RSI(c, 14), *talib.MACD(c, 12, 26, 9), talib.MOM(c, 14), talib.SMA(c, 20), talib.EMA(c, 50),
@@ -72,7 +75,7 @@ RESULT = {'floor': spent['floor'], 'ours': spent['ours'], 'columns': len(first.c
 
 OURS = LOAD + '''
 from mlfin import features
-features.build(bars_of(0).head(1000), SPEC)  # names resolved and TA-Lib loaded once, as in any session
+warm()
 frames, spent = [], 0.0
 for i in range(n_symbols):
     b = bars_of(i)
@@ -103,7 +106,7 @@ RESULT = {'seconds': spent, 'columns': frames[0].shape[1], 'output_mb': frame_mb
 STORE_COLD = LOAD + '''
 from mlfin import features
 from mlfin.feature_store import FeatureStore
-features.build(bars_of(0).head(1000), SPEC)
+warm()
 store, frames, spent = FeatureStore(Path(sys.argv[3])), [], 0.0
 for i in range(n_symbols):
     b = bars_of(i)
@@ -117,7 +120,7 @@ RESULT = {'seconds': spent, 'misses': store.misses, 'hits': store.hits, 'output_
 STORE_HIT = LOAD + '''
 from mlfin import features
 from mlfin.feature_store import FeatureStore
-features.build(bars_of(0).head(1000), SPEC)
+warm()
 store, frames, spent, touched, total = FeatureStore(Path(sys.argv[3])), [], 0.0, 0.0, 0.0
 for i in range(n_symbols):
     b = bars_of(i)
