@@ -67,9 +67,11 @@ def atomic_write(path: str | Path, write) -> Path:
     return path
 
 # %% ../nbs/00_config.ipynb #c018
-def code_version() -> str:
-    "A short hash of the installed `mlfin` package source"
+def code_version(package: Path | None = None, # a package folder; default: the installed `mlfin`
+                ) -> str:
+    "A short hash of every `.py` file of the package, sub-packages included"
+    package = Path(package or Path(__file__).parent)
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob('*.py')):
-        digest.update(path.name.encode()); digest.update(path.read_bytes())
+    for path in sorted(package.rglob('*.py')):
+        digest.update(path.relative_to(package).as_posix().encode()); digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -12,9 +12,22 @@ def test_mlfin_is_what_nbs_exports(tmp_path):
     for name in ('settings.ini', 'pyproject.toml', 'setup.py'): shutil.copy(ROOT/name, tmp_path/name)
     nbdev_export = Path(sys.executable).with_name('nbdev_export')
     subprocess.run([str(nbdev_export)], cwd=tmp_path, check=True, capture_output=True)
-    compare = filecmp.dircmp(ROOT/'mlfin', tmp_path/'mlfin', ignore=['__pycache__'])
-    differ = compare.diff_files + compare.left_only + compare.right_only
+    differ = _differences(filecmp.dircmp(ROOT/'mlfin', tmp_path/'mlfin', ignore=['__pycache__']))
     assert not differ, f"mlfin/ differs from what nbs/ exports ({differ}): run `make export` and commit"
+
+
+def _differences(compare: filecmp.dircmp, prefix: str = '') -> list[str]:
+    "Files that differ or exist on one side only, in this folder and every sub-package below it"
+    found = [prefix + name for name in compare.diff_files + compare.left_only + compare.right_only]
+    for name, sub in compare.subdirs.items(): found += _differences(sub, f"{prefix}{name}/")
+    return found
+
+
+def test_export_check_sees_sub_packages(tmp_path):
+    for side in ('a', 'b'):
+        (tmp_path/side/'models').mkdir(parents=True)
+        (tmp_path/side/'models'/'core.py').write_text(f"x = '{side}'\n")
+    assert _differences(filecmp.dircmp(tmp_path/'a', tmp_path/'b')) == ['models/core.py']
 
 
 def test_notebooks_are_committed_clean():
