@@ -5,7 +5,7 @@
 # %% ../nbs/05_backtest.ipynb #c003
 from __future__ import annotations
 import numpy as np, pandas as pd
-from .config import MlfinError, apply_runtime_env
+from .config import BadInput, apply_runtime_env
 
 # %% auto #0
 __all__ = ['signals', 'backtest', 'buy_and_hold', 'performance', 'warm_up', 'backtest_universe']
@@ -22,8 +22,8 @@ def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar c
             short_below: float = 0.0, # go short below this; 0: long-only
            ) -> pd.Series:
     "Target position per bar: 1 long, -1 short, 0 flat"
-    if not 0 < threshold < 1: raise MlfinError(f"threshold {threshold} must lie between 0 and 1")
-    if not 0 <= short_below < threshold: raise MlfinError(f"short_below {short_below} must lie between 0 and the threshold {threshold}")
+    if not 0 < threshold < 1: raise BadInput(f"threshold {threshold} must lie between 0 and 1")
+    if not 0 <= short_below < threshold: raise BadInput(f"short_below {short_below} must lie between 0 and the threshold {threshold}")
     position = pd.Series(0, index=prob_up.index, dtype='int8', name='signal')
     position[prob_up > threshold] = 1
     position[prob_up < short_below] = -1

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from functools import lru_cache
 import numpy as np, pandas as pd
-from .config import MlfinError
+from .config import BadInput
 
 # %% auto #0
 __all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'check_timeframe',
@@ -23,7 +23,7 @@ ROUND_THE_CLOCK = {'24/5': 'FX: Sunday 17:00 to Friday 17:00 New York time',
 
 def check_timeframe(timeframe: str, where: str = 'timeframe') -> str:
     "`timeframe` if it is one we know, else a one-line error"
-    if timeframe not in TIMEFRAMES: raise MlfinError(f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)}")
+    if timeframe not in TIMEFRAMES: raise BadInput(f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)}")
     return timeframe
 
 def check_calendar(calendar: str, where: str = 'calendar') -> str:
@@ -31,7 +31,7 @@ def check_calendar(calendar: str, where: str = 'calendar') -> str:
     if calendar in ROUND_THE_CLOCK: return calendar
     import exchange_calendars as xc
     if calendar not in xc.get_calendar_names(include_aliases=True):
-        raise MlfinError(f"{where}: unknown calendar {calendar!r}; use 24/5, 24/7 or an exchange code such as XNYS")
+        raise BadInput(f"{where}: unknown calendar {calendar!r}; use 24/5, 24/7 or an exchange code such as XNYS")
     return calendar
 
 def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str,
@@ -96,7 +96,7 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     cal = exchange(calendar)
     opens = pd.DatetimeIndex(cal.opens).tz_convert('UTC').as_unit('ns')
     if len(index) and (index[0] < opens[0] or index[-1] > opens[-1] + pd.Timedelta(days=1)):
-        raise MlfinError(f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})")
+        raise BadInput(f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})")
     # the session each time belongs to: the last one opened at or before it (extended hours join the day's session)
     at = np.clip(opens.searchsorted(index, side='right') - 1, 0, None)
     if timeframe == '1d': return pd.DatetimeIndex(cal.sessions[at]).tz_localize('UTC').as_unit('ns')
@@ -114,7 +114,7 @@ def resample(bars: pd.DataFrame, # canonical bars
     source = bars.attrs.get('timeframe')
     order = list(TIMEFRAMES)
     if source not in TIMEFRAMES or order.index(check_timeframe(timeframe)) < order.index(source):
-        raise MlfinError(f"cannot resample {source} bars to {timeframe}: only to a coarser bar size ({', '.join(order[order.index(source):]) if source in order else '?'})")
+        raise BadInput(f"cannot resample {source} bars to {timeframe}: only to a coarser bar size ({', '.join(order[order.index(source):]) if source in order else '?'})")
     if timeframe == source: return bars
     return _aggregate(bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'), timeframe)
 
@@ -132,9 +132,9 @@ def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, index
                     ) -> pd.DataFrame:
     "Canonical `timeframe` bars from trades, with `vwap` (the size-weighted mean price of each bar)"
     missing = {'price', 'size'} - set(trades.columns)
-    if missing: raise MlfinError(f"trades: missing column(s) {', '.join(sorted(missing))}")
+    if missing: raise BadInput(f"trades: missing column(s) {', '.join(sorted(missing))}")
     index = pd.DatetimeIndex(trades.index)
-    if not index.is_monotonic_increasing: raise MlfinError("trades: not in time order")
+    if not index.is_monotonic_increasing: raise BadInput("trades: not in time order")
     keys = session_bins(index.tz_convert('UTC').as_unit('ns'), check_calendar(calendar), check_timeframe(timeframe))
     price, size = trades['price'].to_numpy(dtype='float64'), trades['size'].to_numpy(dtype='float64')
     one_bar_each = pd.DataFrame({**{c: price for c in PRICE_COLUMNS}, 'volume': size, 'vwap': price}, index=index)  # a trade is a bar
@@ -160,7 +160,7 @@ def factor_from_actions(bars: pd.DataFrame, # raw canonical bars
         if pd.notna(split) and split > 0: step /= float(split)
         if pd.notna(dividend) and dividend > 0:
             prev_close = bars['close'][before].iloc[-1]
-            if dividend >= prev_close: raise MlfinError(f"actions: dividend {dividend} on {ex_date.date()} is not below the previous close {prev_close}")
+            if dividend >= prev_close: raise BadInput(f"actions: dividend {dividend} on {ex_date.date()} is not below the previous close {prev_close}")
             step *= 1 - float(dividend) / prev_close
         factor[before] *= step
     return factor

@@ -8,14 +8,29 @@ import hashlib, os, secrets, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MlfinError', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir',
-           'runtime_env', 'apply_runtime_env', 'atomic_write', 'code_version']
+__all__ = ['MlfinError', 'BadInput', 'NotFound', 'Unavailable', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
+           'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'atomic_write', 'code_version',
+           'RunConfig', 'run_config', 'task_fields', 'task_values', 'task_config', 'task_params']
 
-# %% ../nbs/00_config.ipynb #c006
+# %% ../nbs/00_config.ipynb #c007
 class MlfinError(Exception):
     "A problem the user can fix; the CLI prints its message as one line, without a traceback"
+    status = 400  # the HTTP status a service answers it with
 
 # %% ../nbs/00_config.ipynb #c008
+class BadInput(MlfinError):
+    "A value that is malformed, of the wrong type or out of range (HTTP 400)"
+    status = 400
+
+class NotFound(MlfinError):
+    "A symbol, spec, model, run or file that does not exist (HTTP 404)"
+    status = 404
+
+class Unavailable(MlfinError):
+    "A database, exchange, server or package that cannot be reached or used now (HTTP 503)"
+    status = 503
+
+# %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
                 ) -> Path | None:
     "The nearest folder at or above `start` holding both `pipeline.yaml` and `settings.ini`"
@@ -24,7 +39,7 @@ def project_root(start: Path | None = None, # folder to search upwards from; def
         if (folder/'pipeline.yaml').is_file() and (folder/'settings.ini').is_file(): return folder
     return None
 
-# %% ../nbs/00_config.ipynb #c009
+# %% ../nbs/00_config.ipynb #c012
 def home() -> Path:
     "Root of all mlfin state: `$MLFIN_HOME`, else `.mlfin` in the project, else `~/.mlfin`"
     if value := os.environ.get('MLFIN_HOME'): return Path(value).expanduser().resolve()
@@ -41,7 +56,7 @@ def run_dir() -> Path: "Products of the current pipeline run (what dashboards re
 def tracking_uri() -> str: "The MLflow store: a SQLite file under `home()`"; return f"sqlite:///{home()/'mlflow.db'}"
 def artifact_dir() -> Path: "Where MLflow keeps models and other artifacts"; return home()/'mlartifacts'
 
-# %% ../nbs/00_config.ipynb #c012
+# %% ../nbs/00_config.ipynb #c015
 def runtime_env() -> dict[str, str]:
     "Environment variables every mlfin process and kernel should run with"
     return {'NUMBA_CACHE_DIR': str(Path(sys.prefix)/'numba-cache'),
@@ -53,7 +68,7 @@ def apply_runtime_env():
     "Set `runtime_env()` in this process, keeping values the user already set"
     for key, value in runtime_env().items(): os.environ.setdefault(key, value)
 
-# %% ../nbs/00_config.ipynb #c015
+# %% ../nbs/00_config.ipynb #c018
 def atomic_write(path: str | Path, write) -> Path:
     "Call `write(tmp)` on a temporary file beside `path`, flush it to disk, then rename it over `path`"
     path = Path(path)
@@ -66,7 +81,7 @@ def atomic_write(path: str | Path, write) -> Path:
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/00_config.ipynb #c018
+# %% ../nbs/00_config.ipynb #c021
 def code_version(package: Path | None = None, # a package folder; default: the installed `mlfin`
                 ) -> str:
     "A short hash of every `.py` file of the package, sub-packages included"
@@ -75,3 +90,115 @@ def code_version(package: Path | None = None, # a package folder; default: the i
     for path in sorted(package.rglob('*.py')):
         digest.update(path.relative_to(package).as_posix().encode()); digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+# %% ../nbs/00_config.ipynb #c025
+from typing import Literal
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+def _param(default, task: str, help: str, **checks):
+    "A run parameter: its default, the task that receives it, one line of help, and pydantic checks (ge, gt, lt...)"
+    return Field(default, description=help, json_schema_extra={'task': task}, **checks)
+
+class RunConfig(BaseModel):
+    "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
+    model_config = ConfigDict(extra='forbid', frozen=True, validate_default=True)
+    # data
+    symbols: str = _param('SPX,AAPL,EURUSD', 'ingest', "SYMBOL or SYMBOL:TIMEFRAME, comma-separated (embedded samples or stored series)")
+    timeframe: str = _param('native', 'ingest', "bar size for symbols without one: native (each sample's own), 1m, 5m, 1h, 1d")
+    start: str = _param('', 'ingest', "first date kept, YYYY-MM-DD ('' = from the first bar)")
+    end: str = _param('', 'ingest', "last date kept, inclusive ('' = to the last bar)")
+    # features and label
+    spec: str = _param('research', 'features', "a spec of features.yaml, FILE.yaml[:NAME], or feature names comma-separated")
+    label: str = _param('direction', 'features', "direction (of the close `horizon` bars ahead) or triple_barrier "
+                        "(profit/stop 2 volatilities away, vertical barrier `horizon` bars ahead)")
+    horizon: int = _param(1, 'features', "bars the label looks ahead (at most, for the triple barrier)", ge=1)
+    # model and validation
+    model: str = _param('lightgbm', 'train', "the model trained per symbol: lightgbm or xgboost")
+    folds: int = _param(5, 'train', "walk-forward test folds", ge=2)
+    embargo: int = _param(0, 'train', "bars dropped before each test fold, beyond the purge of labels reaching it", ge=0)
+    weighting: Literal['uniqueness', 'none'] = _param('uniqueness', 'train', "training sample weights: uniqueness of overlapping labels, or none")
+    seed: int = _param(0, 'train', "seed of every model's randomness")
+    # signals and costs
+    threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
+    short_below: float = _param(0.0, 'backtest', "go short when P(up) is below this (0: long only)", ge=0, lt=1)
+    fees: float = _param(0.0002, 'backtest', "share of traded value paid per fill (0.0002 = 2 bps)", ge=0, lt=0.1)
+    slippage: float = _param(0.0001, 'backtest', "share of price lost per fill (0.0001 = 1 bp)", ge=0, lt=0.1)
+    # where the executed notebooks go
+    reports: str = _param('reports', 'run', "folder for the executed task notebooks (HTML), relative to the project")
+
+    @field_validator('start', 'end')
+    @classmethod
+    def _date(cls, value: str) -> str:
+        import pandas as pd
+        if value:
+            try: pd.Timestamp(value)
+            except ValueError: raise ValueError("is not a date (use YYYY-MM-DD)") from None
+        return value
+
+    @field_validator('label')
+    @classmethod
+    def _label(cls, value: str) -> str:
+        from mlfin.labels import LABELS
+        if value not in LABELS: raise ValueError(f"is not one of {', '.join(LABELS)}")
+        return value
+
+    @field_validator('model')
+    @classmethod
+    def _model(cls, value: str) -> str:
+        from mlfin.models import MODELS
+        if value not in MODELS: raise ValueError(f"is not one of {', '.join(MODELS)}")
+        return value
+
+    @model_validator(mode='after')
+    def _short_below_threshold(self):
+        if self.short_below >= self.threshold:
+            raise ValueError(f"short_below {self.short_below} must lie below the threshold {self.threshold}")
+        return self
+
+# %% ../nbs/00_config.ipynb #c027
+def run_config(values: dict | None = None, # parameter -> value (strings are converted to the field's type)
+               where: str = '',            # where the values came from, for the error ('env.yaml')
+              ) -> RunConfig:
+    "A checked `RunConfig`, or `BadInput` naming the first bad parameter and its value"
+    values = {k: v for k, v in (values or {}).items() if v is not None}
+    try: return RunConfig.model_validate(values)
+    except ValidationError as e: raise BadInput(_one_line(e.errors()[0], values, where)) from None
+
+def _one_line(error: dict, values: dict, where: str) -> str:
+    "pydantic's first error as `--name: value problem`"
+    prefix = f"{where}: " if where else ''
+    if not error['loc']: return prefix + error['msg'].removeprefix('Value error, ')
+    name = str(error['loc'][0])
+    option, value = '--' + name.replace('_', '-'), values.get(name)
+    kind, ctx = error['type'], error.get('ctx', {})
+    problem = {'extra_forbidden': f"unknown parameter; known: {', '.join(RunConfig.model_fields)}",
+               'int_parsing': 'is not an integer', 'int_from_float': 'is not an integer', 'float_parsing': 'is not a number',
+               'greater_than_equal': f"must be at least {ctx.get('ge')}", 'greater_than': f"must be above {ctx.get('gt')}",
+               'less_than': f"must be below {ctx.get('lt')}", 'less_than_equal': f"must be at most {ctx.get('le')}",
+               'literal_error': f"is not one of {str(ctx.get('expected', '')).replace(chr(39), '').replace(' or ', ', ')}",
+               'string_type': 'is not text'}.get(kind, error['msg'].removeprefix('Value error, '))
+    return f"{prefix}{option}" + (f": {problem}" if kind == 'extra_forbidden' else f": {value!r} {problem}")
+
+# %% ../nbs/00_config.ipynb #c030
+def task_fields(task: str) -> list[str]:
+    "The parameters task `task` receives (ingest, features, train, backtest; `run` for the runner's own)"
+    return [name for name, f in RunConfig.model_fields.items() if f.json_schema_extra['task'] == task]
+
+def task_values(config: RunConfig, task: str) -> dict:
+    "The task's own parameters and their values"
+    return {name: getattr(config, name) for name in task_fields(task)}
+
+def task_config(config: RunConfig, task: str) -> str:
+    "The task's own parameters as JSON: what the pipeline hands the task notebook"
+    import json
+    return json.dumps(task_values(config, task))
+
+def task_params(task: str,       # the task's name
+                given: str | dict, # what the task notebook received (JSON text, or a dict)
+               ) -> RunConfig:
+    "The run config a task notebook runs with: its own parameters as given, every other field at its default"
+    import json
+    values = json.loads(given) if isinstance(given, str) else dict(given or {})
+    unknown = sorted(set(values) - set(task_fields(task)))
+    if unknown: raise BadInput(f"task {task}: parameter(s) {', '.join(unknown)} belong to another task")
+    return run_config(values, f"task {task}")

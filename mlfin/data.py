@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
-from .config import MlfinError
+from .config import BadInput, NotFound
 from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .sources import SAMPLES, Batch, load_sample, read_file, read_records, read_sample
@@ -50,17 +50,17 @@ def _batch(source, columns, tz, timeframe, start, end, config, symbol=None) -> t
     if text.startswith(('postgresql://', 'postgres://')):  # postgresql://.../db?table=prices[&symbol_column=ticker]
         from urllib.parse import parse_qs, urlsplit, urlunsplit
         parts = urlsplit(text); query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        if 'table' not in query: raise MlfinError(f"{parts.netloc}: name the table, e.g. postgresql://host/db?table=prices&symbol_column=ticker")
+        if 'table' not in query: raise BadInput(f"{parts.netloc}: name the table, e.g. postgresql://host/db?table=prices&symbol_column=ticker")
         url = urlunsplit(parts._replace(query=''))
         from mlfin.remote import read_postgres
         return read_postgres(url, query['table'], query.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
-        if not timeframe or not start: raise MlfinError(f"{text}: a remote source needs --timeframe and --start")
+        if not timeframe or not start: raise BadInput(f"{text}: a remote source needs --timeframe and --start")
         from mlfin.remote import fetch_exchange, fetch_yahoo
         if kind == 'ccxt':
             exchange, _, market = rest.partition(':')
-            if not market: raise MlfinError(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
+            if not market: raise BadInput(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
             return fetch_exchange(exchange, market, timeframe, start, end, config=config), None, None
         return fetch_yahoo(rest, timeframe, start, end, session=(config or {}).get('session')), None, None
     return read_file(text, columns, tz), None, None
@@ -73,7 +73,7 @@ def _spacing_check(bars: pd.DataFrame, timeframe: str, source: str):
     if pd.Timedelta(int(spacing), 'ns') < step:
         seen = pd.Timedelta(int(spacing), 'ns')
         size = next((k for k, v in TIMEFRAMES.items() if pd.Timedelta(v) == seen), str(seen))
-        raise MlfinError(f"{source}: bars are {size} apart, not {timeframe}: ingest them as {size} (then resample), or fix --timeframe")
+        raise BadInput(f"{source}: bars are {size} apart, not {timeframe}: ingest them as {size} (then resample), or fix --timeframe")
 
 def guess_calendar(bars: pd.DataFrame) -> str:
     "24/7 if bars fall on weekends, 24/5 if intraday bars fall outside NYSE hours, else XNYS"
@@ -101,12 +101,12 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     "Parse, inspect and store bars from `source`; bad rows quarantined (or, `strict`, the batch rejected)"
     batch, known_symbol, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol)
     symbol, timeframe = symbol or known_symbol, timeframe or known_timeframe
-    if not symbol: raise MlfinError(f"{batch.source}: which symbol? pass --symbol")
-    if not timeframe: raise MlfinError(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
+    if not symbol: raise BadInput(f"{batch.source}: which symbol? pass --symbol")
+    if not timeframe: raise BadInput(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
     check_symbol(symbol); check_timeframe(timeframe, batch.source)
     found = batch.inspect(symbol, timeframe, writable=False)  # only stored, never handed out: no copy of the columns
     rows = len(batch.frame)
-    if strict and len(found.rejected): raise MlfinError(found.first_problem(batch.source) + '; strict: nothing stored')
+    if strict and len(found.rejected): raise BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
     store = open_store(store)
     if len(found.bars):  # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
         sample_calendar = SAMPLES[symbol].calendar if symbol in SAMPLES and known_symbol else None
@@ -116,7 +116,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         store.quarantine(found.rejected, symbol, timeframe, batch.source)
-    if found.bars.empty: raise MlfinError(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}")
+    if found.bars.empty: raise BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}")
     if actions is not None:
         factor = factor_from_actions(found.bars, read_actions(actions))
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
@@ -130,9 +130,9 @@ def read_actions(actions) -> pd.DataFrame:
     frame = actions if isinstance(actions, pd.DataFrame) else (pd.read_parquet(actions) if str(actions).endswith('.parquet') else pd.read_csv(actions))
     frame = frame.rename(columns=lambda c: str(c).strip().lower().replace(' ', '_'))
     when = next((c for c in ('ex_date', 'date', 'ts') if c in frame), None)
-    if when is None or not {'split', 'dividend'} & set(frame): raise MlfinError(f"actions {actions if not isinstance(actions, pd.DataFrame) else ''}: need an ex-date column (ex_date, date or ts) and split and/or dividend")
+    if when is None or not {'split', 'dividend'} & set(frame): raise BadInput(f"actions {actions if not isinstance(actions, pd.DataFrame) else ''}: need an ex-date column (ex_date, date or ts) and split and/or dividend")
     index = pd.to_datetime(frame[when], utc=True, errors='coerce')
-    if index.isna().any(): raise MlfinError(f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: {frame[when][index.isna()].iloc[0]!r} is not a date")
+    if index.isna().any(): raise BadInput(f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: {frame[when][index.isna()].iloc[0]!r} is not a date")
     return frame.drop(columns=[when]).set_index(pd.DatetimeIndex(index)).sort_index()
 
 def push(candles,               # pushed candles: MetaTrader rates records, plain records, kline arrays, JSON text
@@ -169,7 +169,7 @@ def quality(symbol: str | None = None, store=None) -> pd.DataFrame:
     store = open_store(store)
     held = store.ls()
     if symbol: held = held[held['symbol'] == symbol]
-    if held.empty: raise MlfinError(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
+    if held.empty: raise NotFound(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
     rows = [quality_row(load(s, t, store=store), c or 'XNYS', q) for s, t, c, q in
             zip(held['symbol'], held['timeframe'], held['calendar'], held['quarantined'])]
     return pd.DataFrame(rows).set_index(['symbol', 'timeframe'])
@@ -181,7 +181,7 @@ def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such 
             ) -> list[tuple[str, str]]:
     "The (symbol, timeframe) pairs a run covers"
     entries = [s.strip() for s in (symbols.split(',') if isinstance(symbols, str) else symbols) if s.strip()]
-    if not entries: raise MlfinError("no symbols given; name at least one, e.g. --symbols SPX")
+    if not entries: raise BadInput("no symbols given; name at least one, e.g. --symbols SPX")
     pairs = []
     for entry in entries:
         symbol, _, tf = entry.partition(':')
@@ -192,10 +192,10 @@ def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such 
                 held = ls(store)
                 sizes = held.loc[held['symbol'] == symbol, 'timeframe'].tolist()
                 if len(sizes) != 1:
-                    raise MlfinError(f"{symbol}: not an embedded sample and " + (f"stored at {', '.join(sizes)}: name one (e.g. {symbol}:{sizes[0]})"
+                    raise NotFound(f"{symbol}: not an embedded sample and " + (f"stored at {', '.join(sizes)}: name one (e.g. {symbol}:{sizes[0]})"
                                      if sizes else "not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample"))
                 tf = sizes[0]
-        if tf not in TIMEFRAMES: raise MlfinError(f"{entry}: unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}")
+        if tf not in TIMEFRAMES: raise BadInput(f"{entry}: unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}")
         pairs.append((symbol, tf))
     return pairs
 
@@ -218,7 +218,7 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
     for symbol, timeframe in pairs:
         if symbol in SAMPLES and SAMPLES[symbol].timeframe == timeframe: ingest(f"sample:{symbol}", store=store)
         bars = load(symbol, timeframe, start, end, store=store)
-        if bars.empty: raise MlfinError(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
+        if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
         sample = SAMPLES.get(symbol)
         calendar = sample.calendar if sample else (bars.attrs['calendar'] or 'XNYS')  # `load` read the series' record
         manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd, talib
-from .config import MlfinError
+from .config import MlfinError, BadInput, NotFound
 from .bars import BAR_COLUMNS
 
 # %% auto #0
@@ -57,8 +57,8 @@ def register(name: str,            # the feature's name in specs (lower case, le
              outputs: tuple = (),  # column suffixes when `fn` returns several columns
             ) -> Indicator:
     "Add a custom feature, usable in specs by name like any built-in one"
-    if not re.fullmatch(r'[a-z][a-z_]*[a-z]', name): raise MlfinError(f"feature name {name!r}: use lower-case letters and underscores")
-    if scale not in ('level', 'spread', 'volume', 'flow', 'unit'): raise MlfinError(f"feature {name!r}: unknown scale {scale!r}")
+    if not re.fullmatch(r'[a-z][a-z_]*[a-z]', name): raise BadInput(f"feature name {name!r}: use lower-case letters and underscores")
+    if scale not in ('level', 'spread', 'volume', 'flow', 'unit'): raise BadInput(f"feature {name!r}: unknown scale {scale!r}")
     INDICATORS[name] = Indicator(fn, tuple(defaults), scale, tuple(outputs))
     return INDICATORS[name]
 
@@ -71,13 +71,13 @@ def talib_indicator(function: str) -> Indicator:
     "Any TA-Lib function as an indicator: parameters in TA-Lib's order, inputs taken from the bars"
     import talib.abstract
     name = function.upper()
-    if name not in talib.get_functions(): raise MlfinError(f"unknown TA-Lib function {function!r}")
+    if name not in talib.get_functions(): raise BadInput(f"unknown TA-Lib function {function!r}")
     info = talib.abstract.Function(name).info
     outputs, flags = list(info['output_names']), info['function_flags'] or []
     inputs = [c for v in info['input_names'].values() for c in ([v] if isinstance(v, str) else v)]
     missing = sorted(set(inputs) - set(BAR_COLUMNS))
     if missing:
-        def compute(bars, *params): raise MlfinError(f"TA-Lib {name} needs {', '.join(missing)} per bar, which bars do not have")
+        def compute(bars, *params): raise BadInput(f"TA-Lib {name} needs {', '.join(missing)} per bar, which bars do not have")
     else:
         kinds = [type(v) for v in info['parameters'].values()]  # TA-Lib's function API takes ints as ints
         def compute(bars, *params):  # the function API (no per-call setup), several outputs as a tuple
@@ -128,7 +128,7 @@ def resolve(name: str) -> Feature:
     for tail in tails:
         match = re.fullmatch(r'([a-z]+)_(\d+)', tail)
         if not match or match[1] not in _TRANSFORMS or int(match[2]) < 1:
-            raise MlfinError(f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}")
+            raise BadInput(f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}")
         transforms.append((match[1], int(match[2])))
     parts = head.split('_')
     params = []
@@ -140,13 +140,13 @@ def resolve(name: str) -> Feature:
     if not known(key):
         base = next(((k, sfx) for k, ind in INDICATORS.items() for sfx in ind.outputs if sfx and key == f"{k}_{sfx}"), None)
         if base is None:
-            raise MlfinError(f"unknown feature {name!r}; known: {', '.join(INDICATORS)}, aliases {', '.join(ALIASES)} "
+            raise BadInput(f"unknown feature {name!r}; known: {', '.join(INDICATORS)}, aliases {', '.join(ALIASES)} "
                              f"and every TA-Lib function by its name (e.g. adx_14), with parameters, e.g. rsi_14")
         key, output = base
     key = ALIASES.get(key, key)
     indicator = INDICATORS[key] if key in INDICATORS else talib_indicator(key)
     if len(params) > len(indicator.defaults) or (key in INDICATORS and params and len(params) != len(indicator.defaults)):
-        raise MlfinError(f"feature {name!r}: {key} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
+        raise BadInput(f"feature {name!r}: {key} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
     params = tuple(params) + tuple(indicator.defaults[len(params):])
     return Feature(name, indicator, params, output, tuple(transforms))
 
@@ -214,31 +214,31 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
         if name in default: path, file = str(default_file), default
     if not path:  # names written out
         names = [n.strip() for n in spec.split(',') if n.strip()]
-        if not names: raise MlfinError("--spec: no feature names given")
+        if not names: raise BadInput("--spec: no feature names given")
         if len(names) == 1 and default_file is not None and Path(default_file).exists():
             try: resolve(names[0])
             except MlfinError:
-                raise MlfinError(f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(default)}) nor a feature") from None
+                raise NotFound(f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(default)}) nor a feature") from None
         return _checked({'features': names}, '--spec')
     file = file or _spec_file(Path(path))
     if not name:
-        if len(file) != 1: raise MlfinError(f"{path}: holds several specs ({', '.join(file)}): name one, as {path}:NAME")
+        if len(file) != 1: raise BadInput(f"{path}: holds several specs ({', '.join(file)}): name one, as {path}:NAME")
         name = next(iter(file))
-    if name not in file: raise MlfinError(f"{path} has no spec {name!r} (it has: {', '.join(file)})")
+    if name not in file: raise NotFound(f"{path} has no spec {name!r} (it has: {', '.join(file)})")
     entry = file[name]
     groups = {name: entry} if isinstance(entry, list) else entry
     if not isinstance(groups, dict) or not all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups.values()):
-        raise MlfinError(f"{path}: spec {name!r} must be a list of feature names, or groups of such lists")
+        raise BadInput(f"{path}: spec {name!r} must be a list of feature names, or groups of such lists")
     return _checked({str(g): names for g, names in groups.items()}, f"{path}: {name}")
 
 def _spec_file(path: Path) -> dict:
     import yaml
     try: content = yaml.safe_load(path.read_text())
-    except FileNotFoundError: raise MlfinError(f"{path}: no such spec file") from None
+    except FileNotFoundError: raise NotFound(f"{path}: no such spec file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
-        raise MlfinError(f"{path}: not valid YAML" + (f" (line {mark.line + 1}: {e.problem})" if mark else '')) from None
-    if not isinstance(content, dict) or not content: raise MlfinError(f"{path}: expected named specs (NAME: [feature, ...])")
+        raise BadInput(f"{path}: not valid YAML" + (f" (line {mark.line + 1}: {e.problem})" if mark else '')) from None
+    if not isinstance(content, dict) or not content: raise BadInput(f"{path}: expected named specs (NAME: [feature, ...])")
     return content
 
 def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
@@ -246,8 +246,8 @@ def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
     for group, names in groups.items():
         for name in names:
             try: resolve(name)
-            except MlfinError as e: raise MlfinError(f"{where}, {group}: {e}") from None
-            if name in seen: raise MlfinError(f"{where}, {group}: {name!r} is listed twice")
+            except MlfinError as e: raise type(e)(f"{where}, {group}: {e}") from None
+            if name in seen: raise BadInput(f"{where}, {group}: {name!r} is listed twice")
             seen.add(name)
     return groups
 
@@ -287,7 +287,7 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
         x = model_inputs(features, bars, spec)
         target = label_fn(bars)
         if not isinstance(target, pd.DataFrame) or not {'label', 'end'} <= set(target.columns):
-            raise MlfinError("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.labels.fixed_horizon does")
+            raise BadInput("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.labels.fixed_horizon does")
         usable = x.notna().all(axis=1)
         raw.append(features[usable].assign(symbol=symbol))
         inputs.append(x[usable].assign(label=target['label'][usable], label_end=target['end'][usable], symbol=symbol))
@@ -327,9 +327,9 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     def frame(x):
         out = x.to_frame() if isinstance(x, pd.Series) else x
         if not isinstance(out, pd.DataFrame) or not out.index.equals(bars.index.intersection(out.index)):
-            raise MlfinError("check_no_lookahead: the function must return a Series or DataFrame indexed like the bars")
+            raise BadInput("check_no_lookahead: the function must return a Series or DataFrame indexed like the bars")
         return out.astype('float64')
-    if len(bars) <= warmup + 1: raise MlfinError(f"check_no_lookahead: {len(bars)} bars; need more than warmup={warmup}")
+    if len(bars) <= warmup + 1: raise BadInput(f"check_no_lookahead: {len(bars)} bars; need more than warmup={warmup}")
     full = frame(fn(bars))
     rng = np.random.default_rng(seed)
     spread = rng.choice(np.arange(warmup, len(bars) - 1), size=min(cuts, len(bars) - 1 - warmup), replace=False)

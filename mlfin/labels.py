@@ -5,7 +5,7 @@
 # %% ../nbs/03_labels.ipynb #c002
 from __future__ import annotations
 import numpy as np, pandas as pd
-from .config import MlfinError
+from .config import BadInput
 
 # %% auto #0
 __all__ = ['LABELS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
@@ -51,7 +51,7 @@ def triple_barrier(bars: pd.DataFrame,
                    side: pd.Series | None = None, # +1 long / -1 short per bar (meta-labelling); default long
                   ) -> pd.DataFrame:
     "Per bar: `label` (+1 profit, -1 stop, sign at the vertical barrier), `ret` at exit, `end` (exit bar's time), `barrier`"
-    if horizon < 1: raise MlfinError(f"triple_barrier: horizon must be at least 1, not {horizon}")
+    if horizon < 1: raise BadInput(f"triple_barrier: horizon must be at least 1, not {horizon}")
     close, high, low = (bars[c].to_numpy(dtype='float64') for c in ('close', 'high', 'low'))
     vol = volatility(bars, span).to_numpy()
     sides = np.ones(len(bars)) if side is None else side.reindex(bars.index).to_numpy(dtype='float64')

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import datetime as dt, json
 import numpy as np, pandas as pd
-from .config import MlfinError
+from .config import NotFound, Unavailable
 from .bars import check_timeframe
 from .store import STORED_COLUMNS, _range, _stored, _to_bars, check_symbol
 
@@ -39,7 +39,7 @@ class PostgresStore:
         import psycopg
         try: con = psycopg.connect(self.url, connect_timeout=10)
         except psycopg.OperationalError as e:
-            raise MlfinError(f"store {self!r}: cannot connect ({str(e).strip().splitlines()[0]})") from None
+            raise Unavailable(f"store {self!r}: cannot connect ({str(e).strip().splitlines()[0]})") from None
         if not self._ready:
             with con.transaction():
                 con.execute("SELECT pg_advisory_xact_lock(7261)")  # two first writers must not race on CREATE TABLE
@@ -92,7 +92,7 @@ class PostgresStore:
             if not found and not self.has(symbol, timeframe):
                 held = self.ls()
                 listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-                raise MlfinError(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
+                raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
         frame = pd.DataFrame(found, columns=['ts', *_VALUES])
         frame['ts'] = pd.to_datetime(frame['ts'], utc=True).dt.as_unit('ns')
         for c in _VALUES: frame[c] = frame[c].astype('float64')

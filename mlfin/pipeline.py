@@ -6,62 +6,51 @@
 from __future__ import annotations
 import hashlib, json, re, time
 from pathlib import Path
-from .config import MlfinError, apply_runtime_env, code_version, home, project_root
+from .config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, apply_runtime_env, code_version,
+                          home, project_root, run_config, task_config)
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'check_params', 'resolve', 'load_dag', 'run', 'task_error', 'timings']
+__all__ = ['TASKS', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'task_failure', 'task_error', 'timings']
 
 # %% ../nbs/08_pipeline.ipynb #c006
-_TYPES = {'horizon': int, 'folds': int, 'embargo': int, 'seed': int,
-          'threshold': float, 'short_below': float, 'fees': float, 'slippage': float}
+TASKS = ('ingest', 'features', 'train', 'backtest')
 
-def check_params(params: dict,
-                 spec_file: Path | None = None, # where `--spec NAME` is looked up (the project's features.yaml)
-                ) -> dict:
-    "Parameters converted to their types (and `features`: the spec's names by group), or `MlfinError` naming the first bad one"
-    from mlfin import backtest, data, features, labels, models
-    import pandas as pd
-    out = dict(params)
-    for key, kind in _TYPES.items():
-        if key in out:
-            try: out[key] = kind(out[key])
-            except (TypeError, ValueError): raise MlfinError(f"--{key.replace('_', '-')}: {out[key]!r} is not {'an integer' if kind is int else 'a number'}") from None
-    data.universe(out['symbols'], out['timeframe'])
-    for key in ('start', 'end'):
-        try: pd.Timestamp(out[key]) if out[key] else None
-        except ValueError: raise MlfinError(f"--{key}: {out[key]!r} is not a date (use YYYY-MM-DD)") from None
-    out['features'] = features.read_spec(out['spec'], spec_file)
-    if out.get('label', 'direction') not in labels.LABELS: raise MlfinError(f"--label: {out['label']!r} is not one of {', '.join(labels.LABELS)}")
-    if out.get('weighting', 'uniqueness') not in models.WEIGHTINGS: raise MlfinError(f"--weighting: {out['weighting']!r} is not one of {', '.join(models.WEIGHTINGS)}")
-    if out['model'] not in models.MODELS: raise MlfinError(f"--model: {out['model']!r} is not one of {', '.join(models.MODELS)}")
-    if out['folds'] < 2: raise MlfinError(f"--folds: {out['folds']} must be at least 2")
-    if out['horizon'] < 1 or out['embargo'] < 0: raise MlfinError("--horizon must be at least 1 and --embargo at least 0")
-    if not (0 <= out['fees'] < 0.1 and 0 <= out['slippage'] < 0.1): raise MlfinError("--fees and --slippage are fractions (0.0005 = 5 bps), between 0 and 0.1")
-    backtest.signals(pd.Series([0.5]), out['threshold'], out['short_below'])
-    return out
+def project_values(root: Path) -> dict:
+    "What the project's env.yaml sets (only the values it changes from `RunConfig`'s defaults), checked"
+    import yaml
+    path = root/'env.yaml'
+    try: content = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as e: raise BadInput(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if content is None: return {}
+    if not isinstance(content, dict): raise BadInput(f"{path}: expected NAME: VALUE lines (see `mlfin config`)")
+    run_config(content, path.name)
+    return content
 
-# %% ../nbs/08_pipeline.ipynb #c009
-RUN_KEYS = ('symbols', 'timeframe', 'start', 'end', 'spec', 'label', 'horizon', 'model', 'folds', 'embargo', 'weighting', 'seed',
-            'threshold', 'short_below', 'fees', 'slippage', 'reports')
+def check(overrides: dict | None = None, # parameter -> value, from the command line
+          root: Path | None = None,      # the project; its env.yaml and features.yaml
+         ) -> tuple[RunConfig, dict]:
+    "The run's checked config and its feature spec by group, or `BadInput` naming the first bad parameter"
+    from mlfin import data, features
+    env = project_values(root) if root else {}
+    config = run_config({**env, **(overrides or {})})
+    data.universe(config.symbols, config.timeframe)
+    groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
+    return config, groups
 
+# %% ../nbs/08_pipeline.ipynb #c011
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
             project: Path | None = None,   # the project folder; default: found from the working directory
            ) -> tuple[Path, dict]:
-    "The project folder and the run's full, checked parameters (env.yaml, then `overrides`, then state root and code version)"
-    import yaml
+    "The project folder and what the DAG is rendered with: each task's parameters (JSON), the state root and code version"
     root = Path(project) if project else project_root()
-    if root is None: raise MlfinError("no pipeline.yaml found here or above: run this inside the mlfin project")
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = sorted(set(overrides) - set(RUN_KEYS))
-    if unknown: raise MlfinError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(RUN_KEYS)}")
-    env = yaml.safe_load((root/'env.yaml').read_text())
-    values = {**{k: env[k] for k in RUN_KEYS}, **overrides}
-    checked = check_params(values, root/'features.yaml')
-    reports = Path(values['reports']) if Path(values['reports']).is_absolute() else root/values['reports']
-    # the spec's names travel as a parameter, so that an edit of the spec file reruns the features task
-    values.update(home=str(home()), code_version=code_version(), reports=str(reports),
-                  features=json.dumps(checked['features']))
-    return root, {k: str(v) for k, v in values.items()}
+    if root is None: raise NotFound("no pipeline.yaml found here or above: run this inside the mlfin project")
+    config, groups = check(overrides, root)
+    reports = Path(config.reports) if Path(config.reports).is_absolute() else root/config.reports
+    # the spec's names travel with the features task's parameters, so that an edit of the spec file reruns it
+    values = {f"{task}_config": task_config(config, task) for task in TASKS}
+    values['features'] = json.dumps(groups)
+    values.update(home=str(home()), code_version=code_version(), reports=str(reports))
+    return root, values
 
 def load_dag(overrides: dict | None = None, project: Path | None = None):
     "The Ploomber DAG of the project, parameters checked, state under `home()`"
@@ -73,14 +62,13 @@ def _dag(root: Path, values: dict):
     from ploomber.env.envdict import EnvDict
     from ploomber.spec import DAGSpec
     for folder in (Path(values['home'])/'run', Path(values['reports'])): folder.mkdir(parents=True, exist_ok=True)
-    env = EnvDict(str(root/'env.yaml'), path_to_here=root)._replace_flatten_keys({f"env__{k}": v for k, v in values.items()})
-    try: return DAGSpec(str(root/'pipeline.yaml'), env=env).to_dag()
+    try: return DAGSpec(str(root/'pipeline.yaml'), env=EnvDict(values, path_to_here=root)).to_dag()
     except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
         cause = e
         while cause.__cause__ is not None: cause = cause.__cause__
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         detail = f"{type(cause).__name__}: {cause}" if cause is not e else ' '.join(str(e).split())
-        raise MlfinError(f"pipeline.yaml: {first} ({detail})" if cause is not e else f"pipeline.yaml: {detail}") from None
+        raise BadInput(f"pipeline.yaml: {first} ({detail})" if cause is not e else f"pipeline.yaml: {detail}") from None
 
 def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
         progress: bool = True) -> dict[str, float]:
@@ -91,23 +79,30 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
     from ploomber.exceptions import DAGBuildError
     dag = _dag(root, values)
     try: built = dag.build(force=force, show_progress=progress)
-    except DAGBuildError as e: raise MlfinError(task_error(str(e))) from None
+    except DAGBuildError as e: raise task_failure(str(e)) from None
     _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
     return timings(built)
 
+_KINDS = {'BadInput': BadInput, 'NotFound': NotFound, 'Unavailable': Unavailable, 'MlfinError': MlfinError}
+
+def task_failure(message: str) -> MlfinError:
+    "A failed DAG build as the error its task raised (same kind, same line), else `MlfinError` with its last exception"
+    found = re.findall(r"\b(MlfinError|BadInput|NotFound|Unavailable): ([^\n]+)", message)
+    return _KINDS[found[-1][0]](found[-1][1].strip()) if found else MlfinError(task_error(message))
+
 def task_error(message: str) -> str:
     "The one line that matters in a failed DAG build: the task's own `MlfinError`, else its last exception"
-    found = re.findall(r"MlfinError: ([^\n]+)", message)
+    found = re.findall(r"\b(?:MlfinError|BadInput|NotFound|Unavailable): ([^\n]+)", message)
     if found: return found[-1].strip()
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
     return f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for the traceback)"
 
-# %% ../nbs/08_pipeline.ipynb #c011
+# %% ../nbs/08_pipeline.ipynb #c013
 def _inputs_hash(root: Path, values: dict) -> str:
     from importlib import metadata
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode())
     digest.update(metadata.version('ploomber').encode())
-    for path in [root/'pipeline.yaml', root/'env.yaml', *sorted((root/'nbs'/'tasks').glob('*.ipynb'))]:
+    for path in [root/'pipeline.yaml', *sorted((root/'nbs'/'tasks').glob('*.ipynb'))]:  # env.yaml: already in `values`
         digest.update(path.name.encode()); digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -128,7 +123,7 @@ def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
     if recorded['inputs'] != _inputs_hash(root, values): return False
     return _file_states([Path(p) for p in recorded['files'] if not Path(p).name.endswith('.metadata')]) == recorded['files']
 
-# %% ../nbs/08_pipeline.ipynb #c014
+# %% ../nbs/08_pipeline.ipynb #c016
 def timings(build_report) -> dict[str, float]:
     "Seconds per executed task from a Ploomber build report (skipped tasks are left out)"
     rows = build_report.to_pandas()

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import re
 import numpy as np, pandas as pd
-from .config import MlfinError
+from .config import BadInput, NotFound, Unavailable
 from .bars import check_timeframe
 from .sources import Batch, detect_layout, from_columns
 
@@ -27,7 +27,7 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
     "Finished OHLCV bars of `market` on `exchange` as a batch"
     import time, ccxt
     source = f"ccxt {exchange} {market}"
-    if exchange not in ccxt.exchanges: raise MlfinError(f"{source}: unknown exchange (ccxt knows {len(ccxt.exchanges)}, e.g. binance, kraken)")
+    if exchange not in ccxt.exchanges: raise BadInput(f"{source}: unknown exchange (ccxt knows {len(ccxt.exchanges)}, e.g. binance, kraken)")
     client = getattr(ccxt, exchange)({'enableRateLimit': True, **(config or {})})
     step = client.parse_timeframe(timeframe) * 1000
     first = int(pd.Timestamp(start, tz='UTC').timestamp() * 1000)
@@ -36,13 +36,13 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
     def call(fn, *args, **kw):
         for attempt in range(retries):
             try: return fn(*args, **kw)
-            except ccxt.BadSymbol as e: raise MlfinError(f"{source}: no such market ({str(e)[:120]})") from None
+            except ccxt.BadSymbol as e: raise NotFound(f"{source}: no such market ({str(e)[:120]})") from None
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
-                if attempt == retries - 1: raise MlfinError(f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})") from None
+                if attempt == retries - 1: raise Unavailable(f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})") from None
                 time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
-            except ccxt.ExchangeError as e: raise MlfinError(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
+            except ccxt.ExchangeError as e: raise Unavailable(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
     call(client.load_markets)
-    if market not in client.markets: raise MlfinError(f"{source}: no such market on {exchange}")
+    if market not in client.markets: raise NotFound(f"{source}: no such market on {exchange}")
     rows, since = [], first
     while since <= last:
         page = call(client.fetch_ohlcv, market, timeframe, since=since, limit=limit)
@@ -51,7 +51,7 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
         rows += page
         since = page[-1][0] + step
     table = pd.DataFrame(rows, columns=['ts', 'open', 'high', 'low', 'close', 'volume'], index=pd.RangeIndex(1, len(rows) + 1))
-    if table.empty: raise MlfinError(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
+    if table.empty: raise NotFound(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
     return from_columns(table, {c: c for c in table.columns}, source, f"ccxt {exchange}")
 
 # %% ../nbs/01f_remote.ipynb #c007
@@ -78,10 +78,10 @@ def fetch_yahoo(ticker: str,           # Yahoo's ticker: AAPL, ^GSPC, EURUSD=X
                 prepost=False, repair=False)
             break
         except YFRateLimitError:
-            if attempt == retries - 1: raise MlfinError(f"{source}: Yahoo keeps answering 'too many requests'; try later") from None
+            if attempt == retries - 1: raise Unavailable(f"{source}: Yahoo keeps answering 'too many requests'; try later") from None
             time.sleep(2 ** attempt)
-        except YFException as e: raise MlfinError(f"{source}: {str(e).strip().splitlines()[0][:200]}") from None
-    if history.empty: raise MlfinError(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
+        except YFException as e: raise BadInput(f"{source}: {str(e).strip().splitlines()[0][:200]}") from None
+    if history.empty: raise NotFound(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
     index = pd.DatetimeIndex(history.index)
     if timeframe == '1d': index = (index.tz_localize(None) if index.tz is not None else index).normalize().tz_localize('UTC')  # the session's local date
     table = history.reset_index(drop=True).assign(ts=index.as_unit('ns'))
@@ -101,7 +101,7 @@ def read_postgres(url: str,                 # postgresql://user@host:port/db
     import psycopg
     from psycopg import sql
     source = f"postgresql table {table}"
-    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?', table): raise MlfinError(f"{source}: not a table name")
+    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?', table): raise BadInput(f"{source}: not a table name")
     name = sql.Identifier(*table.split('.'))
     query = sql.SQL('SELECT * FROM {}').format(name)
     args = []
@@ -112,10 +112,10 @@ def read_postgres(url: str,                 # postgresql://user@host:port/db
             cursor = con.execute(query, args)
             names = [d.name for d in cursor.description]
             rows = cursor.fetchall()
-    except psycopg.Error as e: raise MlfinError(f"{source}: {str(e).strip().splitlines()[0]}") from None
+    except psycopg.Error as e: raise Unavailable(f"{source}: {str(e).strip().splitlines()[0]}") from None
     frame = pd.DataFrame(rows, columns=names)
     if symbol_column: frame = frame.drop(columns=[symbol_column])
-    if frame.empty: raise MlfinError(f"{source}: no rows" + (f" for {symbol_column} = {symbol}" if symbol_column else ''))
+    if frame.empty: raise NotFound(f"{source}: no rows" + (f" for {symbol_column} = {symbol}" if symbol_column else ''))
     for c in frame.columns:  # numeric (Decimal) columns to floats; times stay times
         if frame[c].dtype == object and len(frame) and isinstance(frame[c].iloc[0], __import__('decimal').Decimal): frame[c] = frame[c].astype('float64')
     frame.index = pd.RangeIndex(1, len(frame) + 1)

@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import MlfinError, atomic_write, run_dir
+from .config import MlfinError, NotFound, atomic_write, run_dir
 
 # %% auto #0
 __all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
@@ -53,7 +53,7 @@ def load_run(folder: Path | None = None, # the run's folder; default `run_dir()`
     "The latest run's summary, with its frames loaded (`curves`, `predictions`)"
     folder = Path(folder or run_dir())
     path = folder/'summary.json'
-    if not path.exists(): raise MlfinError(f"no finished run in {folder}: run `make run` (or `mlfin run`) first")
+    if not path.exists(): raise NotFound(f"no finished run in {folder}: run `make run` (or `mlfin run`) first")
     run = read_json(path)
     for name in ('curves', 'predictions') if frames else ():
         run[name] = pd.read_parquet(folder/run['products'][name])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
-from .config import MlfinError
+from .config import BadInput, NotFound, Unavailable
 from .bars import BAR_COLUMNS, PRICE_COLUMNS, check_timeframe
 from .quality import Inspection, inspect, rejected_frame
 
@@ -30,7 +30,7 @@ class Batch:
                 writable: bool = True, # False: bars may share read-only memory with the parsed file (ingest, which only stores them)
                ) -> Inspection:
         "Good canonical bars and rejected rows of this batch"
-        if self.frame.empty and self.problems.empty: raise MlfinError(f"{self.source}: no rows")
+        if self.frame.empty and self.problems.empty: raise BadInput(f"{self.source}: no rows")
         return inspect(self.frame, symbol, check_timeframe(timeframe, self.source), self.problems, writable)
 
 # %% ../nbs/01b_sources.ipynb #c007
@@ -62,7 +62,7 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
     if 'vol' in keys and mapping['volume'] is None: mapping['volume'] = keys['vol']
     missing = [c for c, v in mapping.items() if v is None]
     if missing:
-        raise MlfinError(f"{source}: layout not recognised (columns: {', '.join(map(str, names[:12]))}); missing {', '.join(missing)}: "
+        raise BadInput(f"{source}: layout not recognised (columns: {', '.join(map(str, names[:12]))}); missing {', '.join(missing)}: "
                          f"map them, e.g. --map ts=Date,open=Open,...")
     for extra in ('adj_close', 'vwap', 'spread'):
         if extra in keys: mapping[extra] = keys[extra]
@@ -143,7 +143,7 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
                 ) -> Batch:
     "A batch from a table of source columns: times parsed, numbers parsed, adjusted close turned into a factor"
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
-    if missing: raise MlfinError(f"{source}: column(s) {', '.join(map(str, missing))} not found (columns: {', '.join(map(str, table.columns[:12]))})")
+    if missing: raise BadInput(f"{source}: column(s) {', '.join(map(str, missing))} not found (columns: {', '.join(map(str, table.columns[:12]))})")
     problems, out = [], {}  # columns gathered first, framed once without copies (millions of rows)
     if layout == 'mt5':  # date and time in two columns, 2024.01.02 and 00:00:00 (or 00:00)
         text = table[mapping['date']].astype('str').str.strip() + ' ' + table[mapping['time']].astype('str').str.strip()
@@ -180,14 +180,14 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
     "Parse a file of bars in any recognised layout into a batch"
     path = Path(path)
     source = str(path)
-    if not path.is_file(): raise MlfinError(f"{source}: no such file")
-    if path.stat().st_size == 0: raise MlfinError(f"{source}: file is empty")
+    if not path.is_file(): raise NotFound(f"{source}: no such file")
+    if path.stat().st_size == 0: raise BadInput(f"{source}: file is empty")
     kind = _suffix(path)
     if kind in _TEXT: table, layout, mapping = _read_text(path, source, columns)
     elif kind in ('.parquet', '.pq'): table = _read_parquet(path, source)
     elif kind.startswith('.json'): table = _read_json(path, source)
-    else: raise MlfinError(f"{source}: unknown file type {kind!r}; use CSV, TSV, TXT, Parquet or JSON")
-    if table.empty: raise MlfinError(f"{source}: no rows (header only?)")
+    else: raise BadInput(f"{source}: unknown file type {kind!r}; use CSV, TSV, TXT, Parquet or JSON")
+    if table.empty: raise BadInput(f"{source}: no rows (header only?)")
     if kind not in _TEXT:
         layout, mapping = ('mapped', columns) if columns else detect_layout(list(table.columns), source)
     return from_columns(table, mapping, source, layout, tz)
@@ -204,19 +204,19 @@ def _read_text(path: Path, source: str, columns: dict | None):
         with opener(path, 'rb') as f: head = f.read(65536)
         text = head.decode('utf-8-sig')
     except UnicodeDecodeError as e:
-        if e.start < len(head) - 4: raise MlfinError(f"{source}: not a text file (byte 0x{head[e.start]:02x} at offset {e.start} is not UTF-8)") from None
+        if e.start < len(head) - 4: raise BadInput(f"{source}: not a text file (byte 0x{head[e.start]:02x} at offset {e.start} is not UTF-8)") from None
         text = head[:e.start].decode('utf-8-sig')
-    except (OSError, EOFError) as e: raise MlfinError(f"{source}: cannot read ({e})") from None
-    if '\x00' in text: raise MlfinError(f"{source}: not a text file (NUL bytes)")
+    except (OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
+    if '\x00' in text: raise BadInput(f"{source}: not a text file (NUL bytes)")
     lines = [l for l in text.splitlines() if l.strip()]
-    if not lines: raise MlfinError(f"{source}: file is empty")
+    if not lines: raise BadInput(f"{source}: file is empty")
     delimiter = max('\t,;', key=lines[0].count)
     first = [c.strip().strip('"') for c in lines[0].split(delimiter)]
     if columns: layout, mapping, header = 'mapped', dict(columns), True
     else:
         layout, mapping = detect_layout(first, source)
         header = layout != 'binance'
-    if len(lines) == 1 and header: raise MlfinError(f"{source}: no rows (header only)")
+    if len(lines) == 1 and header: raise BadInput(f"{source}: no rows (header only)")
     names = None if header else [str(i) for i in range(len(first))]
     if not header: mapping = {k: str(v) for k, v in mapping.items()}
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
@@ -249,12 +249,12 @@ def _read_text(path: Path, source: str, columns: dict | None):
             row = ragged[0]
             with opener(path, 'rt', encoding='utf-8', errors='replace') as f:
                 line = next((i for i, l in enumerate(f, 1) if l.rstrip('\r\n') == row.text), '?')
-            raise MlfinError(f"{source}: line {line}: {row.actual_columns} fields where the header has {row.expected_columns}") from None
+            raise BadInput(f"{source}: line {line}: {row.actual_columns} fields where the header has {row.expected_columns}") from None
         message = str(e).splitlines()[0]
         if 'include_columns' in message or 'not found' in message.lower():
-            raise MlfinError(f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} (columns: {', '.join(first[:12])})") from None
-        raise MlfinError(f"{source}: not a readable CSV ({message})") from None
-    except (UnicodeDecodeError, OSError, EOFError) as e: raise MlfinError(f"{source}: cannot read ({e})") from None
+            raise BadInput(f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} (columns: {', '.join(first[:12])})") from None
+        raise BadInput(f"{source}: not a readable CSV ({message})") from None
+    except (UnicodeDecodeError, OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     table.index = pd.RangeIndex(1, len(table) + 1)
     return table, layout, mapping
 
@@ -280,7 +280,7 @@ def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     import pyarrow as pa, pyarrow.parquet as pq
     try: table = pq.read_table(path).to_pandas()
     except (pa.ArrowInvalid, OSError) as e:
-        raise MlfinError(f"{source}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+        raise BadInput(f"{source}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
     if isinstance(table.index, pd.DatetimeIndex): table = table.reset_index()
     table.index = pd.RangeIndex(1, len(table) + 1)
     return table
@@ -291,19 +291,19 @@ def _read_json(path: Path, source: str) -> pd.DataFrame:
         with opener(path, 'rt', encoding='utf-8') as f:
             data = [json.loads(l) for l in f if l.strip()] if '.jsonl' in path.name.lower() else json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError, OSError, EOFError) as e:
-        raise MlfinError(f"{source}: not valid JSON ({str(e).splitlines()[0]})") from None
+        raise BadInput(f"{source}: not valid JSON ({str(e).splitlines()[0]})") from None
     return records_table(data, source)
 
 def records_table(data, source: str) -> pd.DataFrame:
     "Rows from JSON-like data: a list of objects, a list of Binance kline arrays, or an object holding either"
     if isinstance(data, dict):
         data = next((data[k] for k in ('candles', 'bars', 'data', 'rates', 'klines') if isinstance(data.get(k), list)), None)
-        if data is None: raise MlfinError(f"{source}: JSON object without a list of candles (under candles, bars, data, rates or klines)")
-    if not isinstance(data, list): raise MlfinError(f"{source}: JSON is not a list of candles")
+        if data is None: raise BadInput(f"{source}: JSON object without a list of candles (under candles, bars, data, rates or klines)")
+    if not isinstance(data, list): raise BadInput(f"{source}: JSON is not a list of candles")
     if data and all(isinstance(r, list) for r in data):
         table = pd.DataFrame(data, columns=None if len(data[0]) != 12 else BINANCE_COLUMNS)
     elif all(isinstance(r, dict) for r in data): table = pd.DataFrame.from_records(data)
-    else: raise MlfinError(f"{source}: JSON list mixes candles of different shapes")
+    else: raise BadInput(f"{source}: JSON list mixes candles of different shapes")
     table.index = pd.RangeIndex(1, len(table) + 1)
     return table
 
@@ -342,14 +342,14 @@ def shipped_file(module: str, relative: str) -> Path:
     import importlib.util
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise MlfinError(f"package {module} is not installed; run `make setup`")
+        raise Unavailable(f"package {module} is not installed; run `make setup`")
     return Path(spec.submodule_search_locations[0], relative)
 
 def data_wheel(distribution: str) -> Path:
     "The wheel of a data-only package, downloaded (not installed) by `env/setup.sh`"
     import sys
     found = sorted((Path(sys.prefix)/'share'/'mlfin'/'wheels').glob(f"{distribution.replace('-', '_')}-*.whl"))
-    if not found: raise MlfinError(f"data package {distribution} is not downloaded; run `make setup`")
+    if not found: raise Unavailable(f"data package {distribution} is not downloaded; run `make setup`")
     return found[-1]
 
 def _version(package: str) -> str:
@@ -371,7 +371,7 @@ def _trades_sample(symbol: str) -> pd.DataFrame:
 
 def read_sample(symbol: str) -> Batch:
     "The embedded sample `symbol` as a batch (adjusted close, where shipped, becomes the adjustment factor)"
-    if symbol not in SAMPLES: raise MlfinError(f"unknown sample {symbol!r}; embedded samples: {', '.join(SAMPLES)}")
+    if symbol not in SAMPLES: raise NotFound(f"unknown sample {symbol!r}; embedded samples: {', '.join(SAMPLES)}")
     sample = SAMPLES[symbol]
     if symbol in _TRADES: raw = _trades_sample(symbol)
     else:
@@ -387,7 +387,7 @@ def load_sample(symbol: str) -> pd.DataFrame:
     "Canonical, split- and dividend-adjusted bars of an embedded sample (no store involved)"
     from mlfin.bars import adjusted
     found = read_sample(symbol).inspect(symbol, SAMPLES[symbol].timeframe)
-    if len(found.rejected): raise MlfinError(found.first_problem(f"sample {symbol}"))
+    if len(found.rejected): raise BadInput(found.first_problem(f"sample {symbol}"))
     bars = found.bars
     if 'adj_factor' in bars: bars = adjusted(bars.drop(columns='adj_factor'), bars['adj_factor'])
     bars.attrs.update(source=f"{SAMPLES[symbol].package}=={_version(SAMPLES[symbol].package)}")
@@ -399,9 +399,9 @@ def read_records(candles, # list of dicts or arrays, a dict holding one, a JSON 
     "Parse pushed candles into a batch"
     if isinstance(candles, (str, bytes)):
         try: candles = json.loads(candles)
-        except json.JSONDecodeError as e: raise MlfinError(f"{source}: not valid JSON ({e})") from None
+        except json.JSONDecodeError as e: raise BadInput(f"{source}: not valid JSON ({e})") from None
     table = candles.reset_index() if isinstance(candles, pd.DataFrame) else records_table(candles, source)
-    if table.empty: raise MlfinError(f"{source}: no candles")
+    if table.empty: raise BadInput(f"{source}: no candles")
     table.index = pd.RangeIndex(1, len(table) + 1)
     layout, mapping = detect_layout([str(c) for c in table.columns] if table.columns.dtype != 'int64' else list(table.iloc[0]), source)
     return from_columns(table, mapping, source, layout, tz)

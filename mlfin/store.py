@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt, json, os, re, secrets
 from pathlib import Path
 import numpy as np, pandas as pd
-from .config import MlfinError, atomic_write, store_dir
+from .config import BadInput, NotFound, atomic_write, store_dir
 from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, bars_frame, check_timeframe
 
 # %% auto #0
@@ -20,7 +20,7 @@ _SYMBOL = re.compile(r'[A-Za-z0-9][A-Za-z0-9._\-^=]{0,63}')
 def check_symbol(symbol: str) -> str:
     "`symbol` if it is safe as a file and table key, else a one-line error"
     if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
-        raise MlfinError(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
+        raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
     return symbol
 
 def _range(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
@@ -69,7 +69,7 @@ class ParquetStore:
         if not path.exists():
             held = self.ls()
             listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-            raise MlfinError(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
+            raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
         lo, hi, closed = _range(start, end)
         where = ' AND '.join(w for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
                                             (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi)) if v is not None)

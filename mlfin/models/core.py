@@ -6,7 +6,7 @@
 from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import MlfinError
+from ..config import MlfinError, BadInput
 # scikit-learn, LightGBM and XGBoost are imported inside the functions that use them: importing
 # them costs over a second, and the CLI imports this module to check parameters
 
@@ -32,7 +32,7 @@ def make_model(name: str = 'lightgbm', # one of `MODELS`
         defaults = dict(n_estimators=200, learning_rate=0.03, max_depth=3, subsample=0.8,
                         colsample_bytree=0.8, n_jobs=2, tree_method='hist', device=xgboost_device())
         return XGBClassifier(**{**defaults, **params}, random_state=seed)
-    raise MlfinError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
+    raise BadInput(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
 
 # %% ../../nbs/04_models.core.ipynb #c007
 def gpu_available() -> bool:
@@ -76,13 +76,13 @@ def walk_forward(inputs: pd.DataFrame,   # model inputs, one row per bar
     rows = inputs.notna().all(axis=1)
     X, y = inputs[rows], labels[rows]
     if len(X) < 2 * folds + horizon + embargo + 100:
-        raise MlfinError(f"{len(X)} usable rows are too few for {folds} walk-forward folds; widen the date range")
+        raise BadInput(f"{len(X)} usable rows are too few for {folds} walk-forward folds; widen the date range")
     ends = pd.Series(X.index, index=X.index).shift(-horizon) if ends is None else ends[rows]
     w = None if weights is None else weights[rows].to_numpy(dtype='float64')
     parts = []
     for fold, (train, test) in enumerate(purged_folds(X.index, ends, folds, embargo)):
         train = train[y.iloc[train].notna().to_numpy()]
-        if y.iloc[train].nunique() < 2: raise MlfinError(f"fold {fold}: training labels have one class only")
+        if y.iloc[train].nunique() < 2: raise BadInput(f"fold {fold}: training labels have one class only")
         clf = make_model(model, seed).fit(X.iloc[train], y.iloc[train].astype(int), sample_weight=_mean_one(w, train))
         parts.append(pd.DataFrame({'prob_up': clf.predict_proba(X.iloc[test])[:, 1], 'fold': fold,
                                    'train_end': X.index[train[-1]]}, index=X.index[test]))
@@ -126,7 +126,7 @@ def train_universe(data: pd.DataFrame, # `features.dataset` output: inputs, `lab
     "Out-of-sample predictions (long format), classification metrics and a final model, per symbol"
     from mlfin.features import inputs_of
     from mlfin.labels import uniqueness_weights
-    if weighting not in WEIGHTINGS: raise MlfinError(f"--weighting: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
+    if weighting not in WEIGHTINGS: raise BadInput(f"--weighting: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     predictions, metrics, finals = [], {}, {}
     for symbol, rows in data.groupby('symbol', sort=False):
         inputs, labels = inputs_of(rows), rows['label']
@@ -136,7 +136,7 @@ def train_universe(data: pd.DataFrame, # `features.dataset` output: inputs, `lab
             weights = uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique())))  # labels may share an end
         try:
             oos = walk_forward(inputs, labels, model, folds, horizon, embargo, seed, ends, weights)
-        except MlfinError as e: raise MlfinError(f"{symbol}: {e}") from None
+        except MlfinError as e: raise type(e)(f"{symbol}: {e}") from None
         predictions.append(oos.assign(symbol=symbol))
         metrics[symbol] = classification_metrics(oos, threshold)
         finals[symbol] = fit_final(inputs, labels, model, seed, weights)
