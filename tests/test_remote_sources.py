@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np, pandas as pd
 import pytest
 from mlfin import data
+from mlfin.config import BadInput, NotFound
 from mlfin.remote import fetch_exchange, fetch_yahoo
 from mlfin.sources import read_sample
 
@@ -93,9 +94,9 @@ def test_ccxt_ingest_through_the_data_layer_and_bad_markets(exchange, tmp_path):
     _, config = exchange
     report = data.ingest('ccxt:binance:EUR/USDT', 'EURUSDT', '1h', start='2017-06-01', end='2017-06-30 23:00', config=config, store=tmp_path)
     assert (report.new, report.quarantined, report.calendar) == (len(EURUSD.loc['2017-06-01':'2017-06-30 23:00']), 0, '24/5')
-    with pytest.raises(data.MlfinError, match='ccxt binance BTC/EUR: no such market'):
+    with pytest.raises(NotFound, match='ccxt binance BTC/EUR: no such market'):
         fetch_exchange('binance', 'BTC/EUR', '1h', '2017-06-01', config=config)
-    with pytest.raises(data.MlfinError, match='a remote source needs --timeframe and --start'):
+    with pytest.raises(BadInput, match='a remote source needs --timeframe and --start'):
         data.ingest('ccxt:binance:EUR/USDT', 'EURUSDT', '1h', store=tmp_path)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
 from mlfin import data
+from mlfin.config import BadInput, NotFound
 from mlfin.store import open_store
 from mlfin.sources import read_sample
 
@@ -68,7 +69,7 @@ def test_range_reads_and_raw_versus_adjusted(store_url):
     pd.testing.assert_frame_equal(data.load('AAPL', '1d', store=store_url), data.load_sample('AAPL'), check_freq=False)
     one = data.load('AAPL', '1d', '2005-02-28 00:00', '2005-02-28 00:00', store=store_url)
     assert len(one) == 1  # a full timestamp as end is inclusive to the nanosecond
-    with pytest.raises(data.MlfinError, match='no 1h bars for AAPL in the store; it holds: AAPL/1d'):
+    with pytest.raises(NotFound, match='no 1h bars for AAPL in the store; it holds: AAPL/1d'):
         data.load('AAPL', '1h', store=store_url)
 
 
@@ -79,7 +80,7 @@ def test_pushed_candles_are_checked_and_stored_like_files(store_url):
     report = data.push({'symbol': 'EURUSD', 'candles': rates}, 'EURUSD', '1h', store=store_url)
     assert (report.new, report.quarantined, report.calendar) == (4, 1, '24/5')
     assert 'row 3, column low: low above open or close' in str(report)
-    with pytest.raises(data.MlfinError, match='strict: nothing stored'):
+    with pytest.raises(BadInput, match='strict: nothing stored'):
         data.push(rates, 'EURUSD', '1h', strict=True, store=store_url)
     stored = data.load('EURUSD', '1h', store=store_url)
     assert stored['volume'].tolist() == [100.0, 101.0, 103.0, 104.0] and stored['spread'].tolist() == [5.0] * 4
@@ -102,7 +103,7 @@ def test_a_teams_postgresql_table_is_a_source(postgres_server, tmp_path):
                          store=tmp_path)
     assert (report.new, report.quarantined, report.calendar) == (len(spx), 0, 'XNYS')
     np.testing.assert_allclose(data.load('SPX', '1d', store=tmp_path)['close'], spx['close'], atol=1e-4)
-    with pytest.raises(data.MlfinError, match='name the table'):
+    with pytest.raises(BadInput, match='name the table'):
         data.ingest(url, 'SPX', '1d', store=tmp_path)
 
 
