@@ -112,11 +112,15 @@ class RunConfig(BaseModel):
     label: str = _param('direction', 'features', "direction (of the close `horizon` bars ahead) or triple_barrier "
                         "(profit/stop 2 volatilities away, vertical barrier `horizon` bars ahead)")
     horizon: int = _param(1, 'features', "bars the label looks ahead (at most, for the triple barrier)", ge=1)
-    # model and validation
-    model: str = _param('lightgbm', 'train', "the model trained per symbol: lightgbm or xgboost")
-    folds: int = _param(5, 'train', "walk-forward test folds", ge=2)
-    embargo: int = _param(0, 'train', "bars dropped before each test fold, beyond the purge of labels reaching it", ge=0)
+    # models and validation
+    models: str = _param('all', 'train', "named models of models.yaml, comma-separated, or all (every one that can learn the label)")
+    model_params: str = _param('', 'train', "hyperparameters for this run, MODEL.NAME=VALUE comma-separated (e.g. xgboost.max_depth=4)")
+    cv: Literal['walk_forward', 'rolling', 'purged_kfold'] = _param('walk_forward', 'train', "validation: walk_forward (expanding), rolling (the latest train_size rows) or purged_kfold")
+    folds: int = _param(5, 'train', "test folds", ge=2)
+    train_size: int = _param(0, 'train', "rolling: training rows per fold (0: only with cv other than rolling)", ge=0)
+    embargo: int = _param(0, 'train', "bars forbidden around each test fold, beyond the purge of labels reaching it", ge=0)
     weighting: Literal['uniqueness', 'none'] = _param('uniqueness', 'train', "training sample weights: uniqueness of overlapping labels, or none")
+    device: Literal['auto', 'cpu', 'cuda'] = _param('auto', 'train', "where models train: auto (a GPU when there), cpu or cuda")
     seed: int = _param(0, 'train', "seed of every model's randomness")
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
@@ -142,17 +146,12 @@ class RunConfig(BaseModel):
         if value not in LABELS: raise ValueError(f"is not one of {', '.join(LABELS)}")
         return value
 
-    @field_validator('model')
-    @classmethod
-    def _model(cls, value: str) -> str:
-        from mlfin.models import MODELS
-        if value not in MODELS: raise ValueError(f"is not one of {', '.join(MODELS)}")
-        return value
-
     @model_validator(mode='after')
-    def _short_below_threshold(self):
+    def _consistent(self):
         if self.short_below >= self.threshold:
             raise ValueError(f"short_below {self.short_below} must lie below the threshold {self.threshold}")
+        if (self.cv == 'rolling') != (self.train_size > 0):
+            raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv rolling) needs --train-size > 0, and only it takes one")
         return self
 
 # %% ../nbs/00_config.ipynb #c027

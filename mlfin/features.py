@@ -280,7 +280,8 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
             spec: list[str] = SEED_SPEC,
             store=None,                              # a `FeatureStore`: features read from it where cached
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Raw features and (model inputs + `label` + `label_end`) for every symbol, long format, warm-up rows dropped"
+    "Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up rows dropped"
+    from mlfin.labels import realised_return
     raw, inputs = [], []
     for symbol, bars in bars_by_symbol.items():
         features = store.build(bars, spec) if store is not None else build(bars, spec)
@@ -290,10 +291,12 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
             raise BadInput("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.labels.fixed_horizon does")
         usable = x.notna().all(axis=1)
         raw.append(features[usable].assign(symbol=symbol))
-        inputs.append(x[usable].assign(label=target['label'][usable], label_end=target['end'][usable], symbol=symbol))
+        realised = realised_return(bars, target['end'])  # what a long made over each label's span: scores any model's IC
+        inputs.append(x[usable].assign(label=target['label'][usable], label_end=target['end'][usable],
+                                       label_return=realised[usable.to_numpy()], symbol=symbol))
     return pd.concat(raw), pd.concat(inputs)
 
-NON_INPUTS = ('label', 'label_end', 'symbol')  # the dataset's columns that are not model inputs
+NON_INPUTS = ('label', 'label_end', 'label_return', 'symbol')  # the dataset's columns that are not model inputs
 
 def inputs_of(data: pd.DataFrame) -> pd.DataFrame:
     "The model-input columns of a `dataset` (what a trained model takes)"

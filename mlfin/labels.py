@@ -8,8 +8,9 @@ import numpy as np, pandas as pd
 from .config import BadInput
 
 # %% auto #0
-__all__ = ['LABELS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
-           'meta_labels', 'barrier_direction', 'uniqueness_weights']
+__all__ = ['LABELS', 'LABEL_KINDS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility',
+           'triple_barrier', 'meta_labels', 'barrier_direction', 'return_target', 'close_target', 'realised_return',
+           'uniqueness_weights']
 
 # %% ../nbs/03_labels.ipynb #c005
 def forward_return(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
@@ -93,9 +94,25 @@ def barrier_direction(bars: pd.DataFrame, horizon: int = 10, profit: float = 2.0
     outcome = triple_barrier(bars, horizon, profit, stop, span)
     return pd.DataFrame({'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']})
 
-LABELS = {'direction': fixed_horizon, 'triple_barrier': barrier_direction}  # what `mlfin run --label` offers
+def return_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
+    "Regression target: the return from t's close to the close `horizon` bars ahead, with its span (`label`, `end`)"
+    return pd.DataFrame({'label': forward_return(bars, horizon), 'end': label_end(bars, horizon)})
 
-# %% ../nbs/03_labels.ipynb #c012
+def close_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
+    "Regression target: the close `horizon` bars ahead (the next close by default), with its span (`label`, `end`)"
+    return pd.DataFrame({'label': bars['close'].shift(-horizon), 'end': label_end(bars, horizon)})
+
+LABELS = {'direction': fixed_horizon, 'triple_barrier': barrier_direction,           # what `mlfin run --label` offers
+          'forward_return': return_target, 'next_close': close_target}
+LABEL_KINDS = {'direction': 'classifier', 'triple_barrier': 'classifier',           # the models each label needs
+               'forward_return': 'regressor', 'next_close': 'regressor'}
+
+def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
+    "The return from each bar's close to the close of the bar its label ends on: what a long held over the label's span made"
+    close = bars['close']
+    return (close.reindex(pd.DatetimeIndex(ends)).to_numpy() / close.to_numpy() - 1).astype('float64') if len(bars) else close
+
+# %% ../nbs/03_labels.ipynb #c014
 def uniqueness_weights(ends: pd.Series, # end time of each label, indexed by the label's bar (NaT: unknown)
                        index: pd.DatetimeIndex | None = None, # all bars (default: `ends.index`)
                       ) -> pd.Series:

@@ -27,15 +27,20 @@ def project_values(root: Path) -> dict:
     return content
 
 def check(overrides: dict | None = None, # parameter -> value, from the command line
-          root: Path | None = None,      # the project; its env.yaml and features.yaml
-         ) -> tuple[RunConfig, dict]:
-    "The run's checked config and its feature spec by group, or `BadInput` naming the first bad parameter"
+          root: Path | None = None,      # the project; its env.yaml, features.yaml and models.yaml
+         ) -> tuple[RunConfig, dict, list]:
+    "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
     from mlfin import data, features
+    from mlfin.labels import LABEL_KINDS
+    from mlfin.models.core import MODELS_FILE, choose_models, resolve_device
     env = project_values(root) if root else {}
     config = run_config({**env, **(overrides or {})})
     data.universe(config.symbols, config.timeframe)
     groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
-    return config, groups
+    models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
+    specs = choose_models(config.models, LABEL_KINDS[config.label], config.model_params, models_file)
+    resolve_device(config.device)
+    return config, groups, specs
 
 # %% ../nbs/08_pipeline.ipynb #c011
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
@@ -44,11 +49,13 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     "The project folder and what the DAG is rendered with: each task's parameters (JSON), the state root and code version"
     root = Path(project) if project else project_root()
     if root is None: raise NotFound("no pipeline.yaml found here or above: run this inside the mlfin project")
-    config, groups = check(overrides, root)
+    config, groups, specs = check(overrides, root)
     reports = Path(config.reports) if Path(config.reports).is_absolute() else root/config.reports
-    # the spec's names travel with the features task's parameters, so that an edit of the spec file reruns it
+    # the spec's names and the models' hyperparameters travel as task parameters, so that an edit of
+    # features.yaml reruns the features task, and an edit of models.yaml the train task
     values = {f"{task}_config": task_config(config, task) for task in TASKS}
     values['features'] = json.dumps(groups)
+    values['models'] = json.dumps({spec.name: {'family': spec.family, **spec.params} for spec in specs})
     values.update(home=str(home()), code_version=code_version(), reports=str(reports))
     return root, values
 

@@ -28,15 +28,19 @@ def summary(params: dict,           # the run's parameters
             trading: dict,          # symbol -> {'strategy', 'buy_and_hold', 'exposure', ...}
             products: dict[str, str], # product name -> file name, next to summary.json
             run_ids: dict[str, str] | None = None, # MLflow run ids
+            trials: int = 1,          # model configurations tried per symbol (the model list, tuning trials)
+            best: dict | None = None, # symbol -> the leading model, whose predictions were traded
+            leaderboard: list[dict] | None = None, # every model's out-of-sample scores
            ) -> dict:
     "Everything a reader of the run needs, as one JSON-able dict"
     symbols = {}
     for entry in manifest:
         symbol = entry['symbol']
-        symbols[symbol] = {**entry, 'classification': classification[symbol], **trading[symbol]}
+        symbols[symbol] = {**entry, 'model': (best or {}).get(symbol, params.get('models', '')),
+                           'classification': classification[symbol], **trading[symbol]}
     return {'created': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'params': params,
-            'execution_model': EXECUTION_MODEL, 'trials': 1, 'symbols': symbols, 'products': products,
-            'mlflow': run_ids or {}}
+            'execution_model': EXECUTION_MODEL, 'trials': int(trials), 'symbols': symbols, 'products': products,
+            'leaderboard': leaderboard or [], 'mlflow': run_ids or {}}
 
 # %% ../nbs/07_report.ipynb #c006
 def write_json(content: dict, path: Path):
@@ -84,8 +88,9 @@ def quality_table(run: dict) -> pd.DataFrame:
 
 def overview(run: dict) -> pd.DataFrame:
     "One row per symbol: data, model quality and trading result beside the baseline"
+    score = lambda s, key: round(s['classification'][key], 3) if key in s['classification'] else None
     return pd.DataFrame({sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
-                               'auc': round(s['classification']['auc'], 3), 'accuracy': round(s['classification']['accuracy'], 3),
+                               'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'),
                                'strategy return': round(s['strategy']['total_return'], 4),
                                'buy & hold return': round(s['buy_and_hold']['total_return'], 4),
                                'strategy sharpe': round(s['strategy']['sharpe'], 2),
@@ -113,8 +118,8 @@ def equity_figure(run: dict, symbol: str):
 def run_header(run: dict) -> str:
     "Markdown: when the run was made, with what, and how to read its numbers"
     p = run['params']
-    return (f"**Run of {run['created']}** · model `{p.get('model')}` · {p.get('folds')} walk-forward folds "
-            f"(purged {p.get('horizon')} + embargo {p.get('embargo')} bars) · threshold {p.get('threshold')} · "
+    return (f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · {p.get('folds')} {p.get('cv', 'walk_forward')} folds "
+            f"(purged by label span, horizon {p.get('horizon')}, embargo {p.get('embargo')} bars) · threshold {p.get('threshold')} · "
             f"fees {float(p.get('fees', 0)) * 1e4:.1f} bps + slippage {float(p.get('slippage', 0)) * 1e4:.1f} bps per fill · "
             f"trials: {run['trials']} · code `{p.get('code_version')}`\n\n{EXECUTION_MODEL}")
 

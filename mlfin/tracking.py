@@ -39,50 +39,43 @@ def _flat(prefix: str, metrics: dict) -> dict[str, float]:
         elif isinstance(value, (int, float)): out[name] = float(value)
     return out
 
-def log_run(params: dict,         # every parameter of the run (data, features, model, costs, code version)
+def log_run(params: dict,         # every parameter of the run (data, features, models, costs, code version)
             manifest: list[dict], # the ingest manifest: symbol, source, fingerprint, ...
-            classification: dict, # symbol -> out-of-sample classification metrics
+            scores: dict,         # symbol -> the leading model's out-of-sample scores
             trading: dict,        # symbol -> {'strategy': {...}, 'buy_and_hold': {...}, ...}
-            models: dict,         # symbol -> fitted final model
-            inputs_example,       # a few rows of model inputs (for the model signature)
+            models_dir: Path | None = None, # SYMBOL/MODEL/ folders of saved models (`models.save_model`)
+            best: dict | None = None,       # symbol -> the leading model's name
+            leaderboard=None,     # every model's overall scores (a frame: symbol, model, metrics)
             files: list[Path] = (), # reports to attach to the pipeline run
             summary: dict | None = None, # the run's summary, attached as summary.json
            ) -> dict[str, str]:
-    "Record a pipeline run: a parent run and one child per symbol, with params, lineage, metrics and models"
+    "Record a pipeline run: a parent run and one child per symbol, with params, lineage, every model's scores and files"
     mlflow = _mlflow()
-    from mlflow.models import infer_signature
     eid = experiment_id()
     params = {k: str(v) for k, v in params.items()}
     fingerprints = {m['symbol']: m['fingerprint'] for m in manifest}
-    example = inputs_example.head(5)
-    with mlflow.start_run(experiment_id=eid, run_name=f"pipeline {params.get('model', '')}") as parent:
+    best = best or {}
+    with mlflow.start_run(experiment_id=eid, run_name=f"pipeline {params.get('symbols', '')}") as parent:
         mlflow.log_params(params)
         mlflow.set_tags({'mlfin.kind': 'pipeline', **{f"data.{s}": f for s, f in fingerprints.items()}})
         mlflow.log_dict({'manifest': manifest}, 'manifest.json')
+        if leaderboard is not None: mlflow.log_dict({'leaderboard': leaderboard.to_dict(orient='records')}, 'leaderboard.json')
         for f in files: mlflow.log_artifact(str(f), artifact_path='reports')
         if summary is not None: mlflow.log_dict(summary, 'summary.json')
         ids = {'parent': parent.info.run_id}
-        for symbol, model in models.items():
+        for symbol in scores:
             with mlflow.start_run(experiment_id=eid, run_name=symbol, nested=True) as child:
                 mlflow.log_params(params)
-                mlflow.set_tags({'mlfin.kind': 'symbol', 'symbol': symbol, 'data.fingerprint': fingerprints.get(symbol, '')})
-                mlflow.log_metrics({**_flat('oos_', classification[symbol]), **_flat('', trading[symbol])})
-                _log_model(mlflow, model, infer_signature(example, model.predict_proba(example)[:, 1]))
+                mlflow.set_tags({'mlfin.kind': 'symbol', 'symbol': symbol, 'data.fingerprint': fingerprints.get(symbol, ''),
+                                 'best_model': best.get(symbol, '')})
+                every = {} if leaderboard is None else {
+                    f"model_{row['model']}_{k}": v for row in leaderboard[leaderboard['symbol'] == symbol].to_dict(orient='records')
+                    for k, v in row.items() if isinstance(v, (int, float)) and k not in ('rank',) and v == v}
+                mlflow.log_metrics({**_flat('oos_', scores[symbol]), **_flat('', trading[symbol]), **every})
+                if models_dir is not None and (Path(models_dir)/symbol).is_dir():  # native files: they load without unpickling
+                    mlflow.log_artifacts(str(Path(models_dir)/symbol), artifact_path='models')
                 ids[symbol] = child.info.run_id
     return ids
-
-def _log_model(mlflow, model, signature):
-    "Log a fitted LightGBM or XGBoost model with its exact requirement (no slow requirement inference)"
-    from importlib import metadata
-    flavour = 'lightgbm' if type(model).__module__.startswith('lightgbm') else 'xgboost'
-    dist = 'xgboost-cpu' if flavour == 'xgboost' and _installed('xgboost-cpu') else flavour
-    getattr(mlflow, flavour).log_model(model, name='model', signature=signature,
-                                       pip_requirements=[f"{dist}=={metadata.version(dist)}"])
-
-def _installed(dist: str) -> bool:
-    from importlib import metadata
-    try: metadata.version(dist); return True
-    except metadata.PackageNotFoundError: return False
 
 # %% ../nbs/06_tracking.ipynb #c007
 def runs(kind: str = 'pipeline', max_results: int = 20):

@@ -95,10 +95,18 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
             assert child.data.metrics['oos_auc'] == pytest.approx(entry['classification']['auc'])
             assert child.data.metrics['strategy_sharpe'] == pytest.approx(entry['strategy']['sharpe'])
             assert child.data.tags['data.fingerprint'] == entry['fingerprint']
-            assert child.data.params['model'] == 'lightgbm'
-        model = mlflow.pyfunc.load_model(f"runs:/{ids['SPX']}/model")
-        inputs = inputs_of(pd.read_parquet(pipeline_run['home']/'run'/'dataset.parquet').query("symbol == 'SPX'"))
-        assert model.predict(inputs.tail(5)).shape == (5,)
+            assert child.data.params['models'] == 'logistic,random_forest,lightgbm,xgboost'
+            assert child.data.tags['best_model'] == entry['model']
+            for model in ('logistic', 'random_forest', 'lightgbm', 'xgboost'): assert f"model_{model}_auc" in child.data.metrics
+        # every model comes back from the tracking store in its native format, and predicts what the run predicted
+        from mlfin.models import load_model
+        best = pipeline_run['summary']['symbols']['SPX']['model']
+        folder = mlflow.artifacts.download_artifacts(run_id=ids['SPX'], artifact_path=f"models/{best}", dst_path=str(pipeline_run['home']/'back'))
+        model = load_model(folder)
+        rows = pd.read_parquet(pipeline_run['home']/'run'/'dataset.parquet').query("symbol == 'SPX'")
+        inputs = inputs_of(rows)[model.manifest['inputs']].to_numpy(dtype='float64')
+        assert model.predict(inputs[-5:]).shape == (5,)
+        assert not any(p.suffix in ('.pkl', '.pickle', '.joblib') for p in (pipeline_run['home']/'run'/'models').rglob('*'))
         artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'reports')]
         assert sorted(artifacts) == [f"reports/{t}.html" for t in sorted(TASKS) if t != 'report']
     finally:
@@ -174,7 +182,11 @@ def test_triple_barrier_labels_are_purged_by_their_own_spans(pipeline_run):
 
 @pytest.mark.parametrize('args, message', [
     (['--symbols', 'NOPE'], 'NOPE: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample'),
-    (['--model', 'svm'], "--model: 'svm' is not one of lightgbm, xgboost"),
+    (['--models', 'svm'], "--models: unknown model 'svm'; named in "),
+    (['--models', 'ridge'], "--models: ridge is a regressor only; this label needs a classifier (logistic, random_forest, lightgbm, xgboost)"),
+    (['--model-params', 'xgboost.max_dept=4'], "--model-params xgboost: unknown hyperparameter 'max_dept' of xgboost (did you mean max_depth?)"),
+    (['--model-params', 'lightgbm.num_leaves=many'], "--model-params lightgbm.num_leaves: 'many' is not an integer"),
+    (['--symbols', 'SPX', '--start', '2017-01-01', '--folds', '40'], "SPX, logistic: fold 0 of WalkForward(embargo=0, folds=40, window='expanding', train_size=None) keeps"),
     (['--start', '2020-02-30'], "--start: '2020-02-30' is not a date (use YYYY-MM-DD)"),
     (['--symbols', 'SPX', '--start', '2030-01-01'], 'SPX 1d: no bars between 2030-01-01 and the end'),
     (['--symbols', 'BTCUSD:1h'], 'no 1h bars for BTCUSD in the store; it holds: '),

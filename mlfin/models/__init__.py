@@ -7,3 +7,6 @@ __all__ = []
 
 # %% ../../nbs/04_models.ipynb #c003
 from .core import *
+from .validation import *
+from .metrics import *
+from .training import *
