@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 from .config import BadInput, apply_runtime_env
 
 # %% auto #0
-__all__ = ['signals', 'backtest', 'buy_and_hold', 'performance', 'warm_up', 'backtest_universe']
+__all__ = ['signals', 'move_signals', 'backtest', 'buy_and_hold', 'performance', 'warm_up', 'backtest_universe']
 
 # %% ../nbs/05_backtest.ipynb #c006
 def _vbt():
@@ -30,6 +30,18 @@ def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar c
     return position
 
 # %% ../nbs/05_backtest.ipynb #c011
+def move_signals(move: pd.Series,       # predicted return of each bar's next move (a regressor's; a price converted)
+                 cost: float,           # a round trip's cost as a share: 2 x (fees + slippage)
+                 shorts: bool = False,  # also go short when the predicted fall pays for the round trip
+                ) -> pd.Series:
+    "Target position per bar from a predicted move: 1 above the cost, -1 below minus the cost (with `shorts`), else 0"
+    if cost < 0: raise BadInput(f"cost {cost} must be at least 0")
+    position = pd.Series(0, index=move.index, dtype='int8', name='signal')
+    position[move > cost] = 1
+    if shorts: position[move < -cost] = -1
+    return position
+
+# %% ../nbs/05_backtest.ipynb #c014
 def backtest(bars: pd.DataFrame,   # canonical bars covering the signals
              signal: pd.Series,    # target position per bar (`signals`), known at the bar's close
              fees: float = 0.0002, # fraction of traded value paid per fill
@@ -51,7 +63,7 @@ def buy_and_hold(bars: pd.DataFrame, start, end, fees: float = 0.0002, slippage:
     return _vbt().Portfolio.from_signals(window['close'], entries=entries, exits=False, price=window['open'],
                                          fees=fees, slippage=slippage, init_cash=cash)
 
-# %% ../nbs/05_backtest.ipynb #c013
+# %% ../nbs/05_backtest.ipynb #c016
 def performance(value: pd.Series, # portfolio value per bar
                 periods_per_year: float, # from the asset's calendar
                 trades: int | None = None,
@@ -68,7 +80,7 @@ def performance(value: pd.Series, # portfolio value per bar
     if trades is not None: out['trades'] = int(trades)
     return out
 
-# %% ../nbs/05_backtest.ipynb #c018
+# %% ../nbs/05_backtest.ipynb #c021
 def warm_up():
     "Run a tiny backtest so that a fresh process finds vectorbt's kernels compiled and cached"
     index = pd.date_range('2020-01-01', periods=64, freq='D', tz='UTC')
@@ -78,19 +90,24 @@ def warm_up():
     performance(pf.value(), 252, pf.trades.count())
     buy_and_hold(bars, index[0], index[-1]).value()
 
-# %% ../nbs/05_backtest.ipynb #c020
+# %% ../nbs/05_backtest.ipynb #c023
 def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
                       predictions: pd.DataFrame,  # `models.train_universe` output (long, with `symbol`)
                       calendars: dict[str, str],  # symbol -> calendar, for annualising
                       threshold: float = 0.55, short_below: float = 0.0,
                       fees: float = 0.0002, slippage: float = 0.0001,
+                      target: str = 'return',     # what a regressor's `prediction` is: a return, or a price (next close)
                      ) -> tuple[pd.DataFrame, dict]:
     "Value curves (strategy and buy-and-hold, long format) and their metrics, per symbol"
     from mlfin.data import periods_per_year
     curves, metrics = [], {}
     for symbol, rows in predictions.groupby('symbol', sort=False):
         bars = bars_by_symbol[symbol]
-        signal = signals(rows['prob_up'], threshold, short_below)
+        if 'prob_up' in rows: signal = signals(rows['prob_up'], threshold, short_below)
+        else:  # a regressor: its predicted move (a predicted price, against the close it was made at) against a round trip's cost
+            move = rows['prediction'] if target == 'return' else rows['prediction'] / bars['close'].reindex(rows.index) - 1
+            signal = move_signals(move, 2 * (fees + slippage), shorts=short_below > 0)
+            rows = rows.assign(prob_up=np.nan)
         pf = backtest(bars, signal, fees, slippage)
         hold = buy_and_hold(bars, signal.index[0], signal.index[-1], fees, slippage)
         ppy = periods_per_year(calendars[symbol], bars.attrs['timeframe'])

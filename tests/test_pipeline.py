@@ -95,9 +95,9 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
             assert child.data.metrics['oos_auc'] == pytest.approx(entry['classification']['auc'])
             assert child.data.metrics['strategy_sharpe'] == pytest.approx(entry['strategy']['sharpe'])
             assert child.data.tags['data.fingerprint'] == entry['fingerprint']
-            assert child.data.params['models'] == 'logistic,random_forest,lightgbm,xgboost'
+            assert child.data.params['models'] == 'logistic,random_forest,lightgbm,xgboost,lstm'
             assert child.data.tags['best_model'] == entry['model']
-            for model in ('logistic', 'random_forest', 'lightgbm', 'xgboost'): assert f"model_{model}_auc" in child.data.metrics
+            for model in ('logistic', 'random_forest', 'lightgbm', 'xgboost', 'lstm'): assert f"model_{model}_auc" in child.data.metrics
         # every model comes back from the tracking store in its native format, and predicts what the run predicted
         from mlfin.models import load_model
         best = pipeline_run['summary']['symbols']['SPX']['model']
@@ -180,10 +180,33 @@ def test_triple_barrier_labels_are_purged_by_their_own_spans(pipeline_run):
     mlfin(home, 'run', *args)  # back to the session's parameters
 
 
+def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(pipeline_run):
+    "--label next_close: ridge and LightGBM regressors, scored by RMSE, direction and IC; long only where the predicted move beats a round trip"
+    home, args = pipeline_run['home'], pipeline_run['args']
+    mlfin(home, 'run', *args, '--label', 'next_close', '--models', 'ridge,lightgbm')
+    board = pd.read_parquet(home/'run'/'leaderboard.parquet')
+    assert sorted(board['model'].unique()) == ['lightgbm', 'ridge'] and (board.groupby('symbol')['rank'].min() == 1).all()
+    assert {'rmse', 'mae', 'r2', 'directional_accuracy', 'ic', 'rank_ic'} <= set(board.columns) and 'auc' not in board
+    summary = json.loads((home/'run'/'summary.json').read_text())
+    fees, slippage = summary['params']['fees'], summary['params']['slippage']
+    curves = pd.read_parquet(home/'run'/'curves.parquet')
+    predictions = pd.read_parquet(home/'run'/'predictions.parquet')
+    for symbol, rows in predictions.groupby('symbol'):
+        assert rows['model'].iloc[0] == summary['symbols'][symbol]['model']
+        close = load_sample(symbol)['close'].reindex(rows.index)
+        move = rows['prediction'] / close - 1
+        expected = (move > 2 * (fees + slippage)).astype(int)
+        assert (curves[curves['symbol'] == symbol]['signal'].reindex(rows.index) == expected).all(), symbol
+        scored = rows.dropna(subset=['label'])
+        rmse = float(np.sqrt(((scored['prediction'] - scored['label']) ** 2).mean()))
+        assert board.query('symbol == @symbol and rank == 1')['rmse'].iloc[0] == pytest.approx(rmse)
+    mlfin(home, 'run', *args)  # back to the session's parameters
+
+
 @pytest.mark.parametrize('args, message', [
     (['--symbols', 'NOPE'], 'NOPE: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample'),
     (['--models', 'svm'], "--models: unknown model 'svm'; named in "),
-    (['--models', 'ridge'], "--models: ridge is a regressor only; this label needs a classifier (logistic, random_forest, lightgbm, xgboost)"),
+    (['--models', 'ridge'], "--models: ridge is a regressor only; this label needs a classifier (logistic, random_forest, lightgbm, xgboost, lstm)"),
     (['--model-params', 'xgboost.max_dept=4'], "--model-params xgboost: unknown hyperparameter 'max_dept' of xgboost (did you mean max_depth?)"),
     (['--model-params', 'lightgbm.num_leaves=many'], "--model-params lightgbm.num_leaves: 'many' is not an integer"),
     (['--symbols', 'SPX', '--start', '2017-01-01', '--folds', '40'], "SPX, logistic: fold 0 of WalkForward(embargo=0, folds=40, window='expanding', train_size=None) keeps"),

@@ -24,7 +24,7 @@ def classification_metrics(y: np.ndarray,        # 0/1 labels (NaN: unknown, lef
     "Accuracy, precision, recall, F1, AUC, log loss, Brier score, IC and rank IC of the scored rows, beside the share of up labels"
     from sklearn.metrics import (accuracy_score, brier_score_loss, f1_score, log_loss, precision_score, recall_score,
                                  roc_auc_score)
-    keep = ~np.isnan(np.asarray(y, dtype='float64'))
+    keep = ~np.isnan(np.asarray(y, dtype='float64')) & ~np.isnan(np.asarray(prob, dtype='float64'))  # a sequence model's first rows: no window, no prediction
     y, prob = np.asarray(y, dtype='float64')[keep].astype(int), np.asarray(prob, dtype='float64')[keep]
     call = (prob > threshold).astype(int)
     both = len(np.unique(y)) == 2
@@ -45,7 +45,7 @@ def regression_metrics(y: np.ndarray,           # the target (NaN: unknown, left
     "RMSE, MAE, R², directional accuracy (sign of the predicted move against the realised one), IC and rank IC"
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
     y, pred = np.asarray(y, dtype='float64'), np.asarray(pred, dtype='float64')
-    keep = ~np.isnan(y)
+    keep = ~np.isnan(y) & ~np.isnan(pred)
     y, pred = y[keep], pred[keep]
     realised = None if realised is None else np.asarray(realised, dtype='float64')[keep]
     move = pred
