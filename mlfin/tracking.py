@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, os, tempfile
 from pathlib import Path
-from .config import artifact_dir, tracking_uri
+from .config import apply_runtime_env, artifact_dir, tracking_uri
 
 # %% auto #0
 __all__ = ['EXPERIMENT', 'experiment_id', 'log_run', 'runs']
@@ -18,6 +18,7 @@ def _mlflow():
     import logging
     import mlflow
     logging.getLogger('mlflow').setLevel(logging.WARNING)  # keeps database-migration chatter out of reports
+    apply_runtime_env()  # no download progress bars in reports and logs
     mlflow.set_tracking_uri(os.environ.get('MLFLOW_TRACKING_URI') or tracking_uri())
     return mlflow
 

@@ -11,3 +11,6 @@ from .lstm import LSTMModel  # registers the lstm family; Keras is imported only
 from .validation import *
 from .metrics import *
 from .training import *
+from .compare import *
+from .tuning import *
+from .registry import *

@@ -72,6 +72,7 @@ class Model:
             weights: np.ndarray | None = None,   # sample weight per row (all rows; those of `rows` are used)
             eval_rows: np.ndarray | None = None, # rows to report progress on, for pruning (tree boosters)
             callbacks: tuple = (),               # the library's own callbacks (Optuna's pruning callbacks)
+            eval_metric: str | None = None,      # what the boosters report on `eval_rows` (e.g. auc)
            ) -> Model:
         raise NotImplementedError
 
@@ -131,7 +132,7 @@ class SklearnModel(Model):
         return forest(n_estimators=p['n_estimators'], max_depth=p['max_depth'] or None, min_samples_leaf=p['min_samples_leaf'],
                       max_features=p['max_features'], max_samples=p['max_samples'], n_jobs=p['n_jobs'], random_state=self.seed)
 
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=()):
+    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         est, w = self.estimator(), _weights(weights, rows)
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
         if hasattr(est, 'steps'): est.fit(X[rows], target, **{f"{est.steps[-1][0]}__sample_weight": w})
@@ -158,12 +159,13 @@ class LightGBMModel(Model):
     "LightGBM, saved as its text model file"
     file = 'model.lgb.txt'
 
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=()):
+    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         import lightgbm as lgb
         est = (lgb.LGBMClassifier if self.kind == 'classifier' else lgb.LGBMRegressor)(
             **self.params, random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
-        extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'callbacks': list(callbacks)}
+        extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'callbacks': list(callbacks),
+                                              **({'eval_metric': eval_metric} if eval_metric else {})}
         est.fit(X[rows], target, sample_weight=_weights(weights, rows), **extra)
         self.fitted = est.booster_
         return self
@@ -182,10 +184,11 @@ class XGBoostModel(Model):
     "XGBoost (hist), saved as UBJSON"
     file = 'model.ubj'
 
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=()):
+    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         import xgboost as xgb
         est = (xgb.XGBClassifier if self.kind == 'classifier' else xgb.XGBRegressor)(
-            **self.params, random_state=self.seed, tree_method='hist', device=self.device, callbacks=list(callbacks) or None)
+            **self.params, random_state=self.seed, tree_method='hist', device=self.device, callbacks=list(callbacks) or None,
+            **({'eval_metric': eval_metric} if eval_metric else {}))
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
         extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'verbose': False}
         est.fit(X[rows], target, sample_weight=_weights(weights, rows), **extra)

@@ -87,7 +87,7 @@ class LSTMModel(Model):
         p = self.params
         return (self.window, features, p['units'], p['dropout'], self.kind, p['learning_rate'])
 
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=()):
+    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         import jax
         keras, p, w = _keras(), self.params, self.window
         rows = np.asarray(rows)[complete(X, rows, w)]  # a sample needs a full window of known inputs behind it
