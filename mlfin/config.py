@@ -122,6 +122,10 @@ class RunConfig(BaseModel):
     weighting: Literal['uniqueness', 'none'] = _param('uniqueness', 'train', "training sample weights: uniqueness of overlapping labels, or none")
     device: Literal['auto', 'cpu', 'cuda'] = _param('auto', 'train', "where models train: auto (a GPU when there), cpu or cuda")
     seed: int = _param(0, 'train', "seed of every model's randomness")
+    trials: int = _param(0, 'train', "Optuna trials per model and symbol on the purged folds before training (0: the declared hyperparameters)", ge=0)
+    # the registry: when the leading model of a symbol becomes `production`
+    promote_min_auc: float = _param(0.52, 'report', "a classifier becomes production only with an out-of-sample AUC at least this", ge=0, le=1)
+    promote_min_ic: float = _param(0.02, 'report', "a regressor becomes production only with an out-of-sample IC at least this", ge=-1, le=1)
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
     short_below: float = _param(0.0, 'backtest', "go short when P(up) is below this (0: long only)", ge=0, lt=1)

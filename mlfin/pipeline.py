@@ -13,7 +13,7 @@ from .config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, app
 __all__ = ['TASKS', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'task_failure', 'task_error', 'timings']
 
 # %% ../nbs/08_pipeline.ipynb #c006
-TASKS = ('ingest', 'features', 'train', 'backtest')
+TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
 
 def project_values(root: Path) -> dict:
     "What the project's env.yaml sets (only the values it changes from `RunConfig`'s defaults), checked"

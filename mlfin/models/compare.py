@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 from .metrics import LOWER_IS_BETTER, bar_losses, score
 
 # %% auto #0
-__all__ = ['BASELINES', 'diebold_mariano', 'paired_bootstrap', 'compare_models']
+__all__ = ['BASELINES', 'diebold_mariano', 'paired_bootstrap', 'metric_function', 'compare_models']
 
 # %% ../../nbs/04e_models.compare.ipynb #c006
 def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
@@ -39,7 +39,8 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     realised = np.full(len(y), np.nan) if realised is None else np.asarray(realised, dtype='float64')
     keep = ~np.isnan(y) & ~np.isnan(pa) & ~np.isnan(pb)
     y, pa, pb, realised = y[keep], pa[keep], pb[keep], realised[keep]
-    diff = lambda rows: score(kind, y[rows], pa[rows], realised[rows])[metric] - score(kind, y[rows], pb[rows], realised[rows])[metric]
+    one = metric_function(kind, metric)
+    diff = lambda rows: one(y[rows], pa[rows], realised[rows]) - one(y[rows], pb[rows], realised[rows])
     everything = np.arange(len(y))
     observed = diff(everything)
     block = max(1, int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary'].iloc[0])))
@@ -50,7 +51,22 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     return {'diff': float(observed), 'low': float(low), 'high': float(high),
             'p': float((not_better.sum() + 1) / (len(draws) + 1)), 'block': block, 'reps': len(draws)}
 
-# %% ../../nbs/04e_models.compare.ipynb #c013
+#| export
+def metric_function(kind: str, metric: str):
+    "f(y, prediction, realised) -> one score, fast enough for a bootstrap (AUC by ranks, IC by correlation); others via `score`"
+    from scipy.stats import rankdata
+    def auc(y, p, r):
+        positive = y == 1
+        n1, n0 = positive.sum(), (~positive).sum()
+        return (rankdata(p)[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0) if n1 and n0 else np.nan
+    def ic(y, p, r):
+        keep = ~np.isnan(r)
+        return np.corrcoef(p[keep], r[keep])[0, 1] if keep.sum() > 2 else np.nan
+    fast = {'auc': auc, 'ic': ic, 'log_loss': lambda y, p, r: float(np.mean(bar_losses('classifier', y, p))),
+            'brier': lambda y, p, r: float(np.mean((p - y) ** 2)), 'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2)))}
+    return fast.get(metric) or (lambda y, p, r: score(kind, y, p, r)[metric])
+
+# %% ../../nbs/04e_models.compare.ipynb #c014
 BASELINES = ('logistic', 'ridge')
 
 def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, model, prediction, label, label_return

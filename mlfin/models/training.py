@@ -126,7 +126,7 @@ class Training:
 PRIMARY = {'classifier': 'auc', 'regressor': 'ic'}
 
 def train_universe(data: pd.DataFrame,         # `features.dataset` output: inputs, label, label_end, label_return, symbol
-                   specs: list[ModelSpec],      # the run's models (`core.choose_models`)
+                   specs: list[ModelSpec] | dict, # the run's models (`core.choose_models`), or per symbol (tuned)
                    kind: str = 'classifier',    # classifier or regressor: what the label needs
                    cv: str = 'walk_forward', folds: int = 5, embargo: int = 0, seed: int = 0,
                    weighting: str = 'uniqueness', device: str = 'cpu',
@@ -137,10 +137,11 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     "Every model cross-validated on identical purged folds per symbol: predictions, scores per fold, a leaderboard, final models"
     splitter = make_splitter(cv, folds, embargo, train_size)
     by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
-    for one in by_symbol.values(): check_folds(one, specs, kind, splitter)  # every mistake before any training
+    per_symbol = specs if isinstance(specs, dict) else {symbol: specs for symbol in by_symbol}
+    for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)  # every mistake before any training
     predictions, fold_rows, overall, finals = [], [], [], {}
     for symbol, one in by_symbol.items():
-        for spec in specs:
+        for spec in per_symbol[symbol]:
             oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
             rows = one.index.get_indexer(oos.index)
             oos = oos.assign(label=one.y[rows], label_return=one.realised[rows], symbol=symbol, model=spec.name)

@@ -12,7 +12,7 @@ from .metrics import LOWER_IS_BETTER
 from .training import PRIMARY, SymbolData, check_folds, cross_predict
 
 # %% auto #0
-__all__ = ['FOLD_STEP', 'storage_url', 'suggest', 'objective', 'Tuned', 'tune']
+__all__ = ['FOLD_STEP', 'storage_url', 'suggest', 'objective', 'Tuned', 'tune', 'tune_universe']
 
 # %% ../../nbs/04f_models.tuning.ipynb #c006
 def storage_url(url: str | None = None) -> str:
@@ -91,11 +91,12 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
          timeout: float | None = None, progress: bool = False) -> Tuned:
     "Tune `spec` on `data`'s purged folds with Optuna; returns the best hyperparameters and the study's trial counts"
     import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study from the caller, not one per trial
     check_folds(data, [spec], kind, splitter)
     metric = PRIMARY[kind]
     name = study or f"{data.symbol}-{spec.name}-{kind}"
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if pruning else optuna.pruners.NopPruner()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
     try:
         found = optuna.create_study(study_name=name, storage=storage_url(storage), sampler=sampler, pruner=pruner, load_if_exists=True,
                                     direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
@@ -111,3 +112,26 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params})
     return Tuned(best, float(found.best_value), metric, len(states), len(done),
                  sum(s == optuna.trial.TrialState.PRUNED for s in states), name)
+
+# %% ../../nbs/04f_models.tuning.ipynb #c018
+def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitter, trials: int,
+                  seed: int = 0, device: str = 'cpu', price_target: bool = False, weighting: str = 'uniqueness',
+                  storage: str | None = None, pruning: bool = True,
+                 ) -> tuple[dict[str, list[ModelSpec]], dict[str, int], pd.DataFrame]:
+    "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
+    import optuna
+    from mlfin.models.training import symbol_data
+    tuned, counts, rows = {}, {}, []
+    for symbol, part in data.groupby('symbol', sort=False):
+        one = symbol_data(part, weighting, symbol)
+        tuned[symbol], counts[symbol] = [], 0
+        for spec in specs:
+            name = f"pipeline-{symbol}-{spec.name}-{kind}"
+            try: optuna.delete_study(study_name=name, storage=storage_url(storage))
+            except KeyError: pass  # a first run: nothing to start afresh
+            found = tune(spec, kind, one, splitter, trials, storage, name, seed, device, price_target, pruning)
+            tuned[symbol].append(found.spec)
+            counts[symbol] += found.trials
+            rows.append({'symbol': symbol, 'model': spec.name, 'study': name, 'trials': found.trials, 'complete': found.complete,
+                         'pruned': found.pruned, f'best_{found.metric}': found.value, 'best_params': found.spec.params})
+    return tuned, counts, pd.DataFrame(rows)
