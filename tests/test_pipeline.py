@@ -203,6 +203,20 @@ def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(
     mlfin(home, 'run', *args)  # back to the session's parameters
 
 
+def test_tuning_in_the_pipeline_counts_every_trial(pipeline_run):
+    "--trials: each model tuned per symbol on the purged folds; the run's trial count is every trial of every model"
+    home, args = pipeline_run['home'], pipeline_run['args']
+    mlfin(home, 'run', *args, '--models', 'logistic,lightgbm', '--trials', '3')
+    summary = json.loads((home/'run'/'summary.json').read_text())
+    train = json.loads((home/'run'/'train.json').read_text())
+    assert summary['trials_per_symbol'] == {s: 6 for s in summary['symbols']} and summary['trials'] == 6
+    studies = pd.DataFrame(train['studies'])
+    assert sorted(studies['model'].unique()) == ['lightgbm', 'logistic'] and (studies['trials'] == 3).all()
+    for row in studies.itertuples():  # the trained models are the studies' best
+        assert train['hyperparameters'][row.symbol][row.model] == {**train['hyperparameters'][row.symbol][row.model], **row.best_params}
+    mlfin(home, 'run', *args)  # back to the session's parameters
+
+
 @pytest.mark.parametrize('args, message', [
     (['--symbols', 'NOPE'], 'NOPE: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample'),
     (['--models', 'svm'], "--models: unknown model 'svm'; named in "),

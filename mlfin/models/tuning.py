@@ -12,7 +12,7 @@ from .metrics import LOWER_IS_BETTER
 from .training import PRIMARY, SymbolData, check_folds, cross_predict
 
 # %% auto #0
-__all__ = ['FOLD_STEP', 'storage_url', 'suggest', 'objective', 'Tuned', 'tune', 'tune_universe']
+__all__ = ['FOLD_STEP', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'tune', 'tune_universe']
 
 # %% ../../nbs/04f_models.tuning.ipynb #c006
 def storage_url(url: str | None = None) -> str:
@@ -23,6 +23,18 @@ def storage_url(url: str | None = None) -> str:
     if url.startswith('postgresql://'): return 'postgresql+psycopg://' + url.removeprefix('postgresql://')
     if url.startswith(('sqlite:///', 'postgresql+psycopg://')): return url
     raise BadInput(f"--storage {url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB")
+
+#| export
+def open_storage(url: str | None = None, attempts: int = 5):
+    "The Optuna storage behind `url`; workers starting at once on a fresh database race to create its tables: the losers retry"
+    import time, optuna, sqlalchemy
+    for attempt in range(attempts):
+        try: return optuna.storages.RDBStorage(storage_url(url), heartbeat_interval=60, grace_period=180)
+        except sqlalchemy.exc.OperationalError as e:
+            raise Unavailable(f"--storage: cannot open the study store ({str(e).splitlines()[0][:160]})") from None
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1: raise
+            time.sleep(0.5 * (attempt + 1))  # another worker is creating the schema: it will be there in a moment
 
 # %% ../../nbs/04f_models.tuning.ipynb #c009
 def suggest(trial, spec: ModelSpec) -> dict:
@@ -97,13 +109,8 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     name = study or f"{data.symbol}-{spec.name}-{kind}"
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
-    try:
-        found = optuna.create_study(study_name=name, storage=storage_url(storage), sampler=sampler, pruner=pruner, load_if_exists=True,
-                                    direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
-    except Exception as e:
-        if 'OperationalError' in type(e).__name__ or 'connect' in str(e).lower():
-            raise Unavailable(f"--storage: cannot open the study store ({str(e).splitlines()[0][:160]})") from None
-        raise
+    found = optuna.create_study(study_name=name, storage=open_storage(storage), sampler=sampler, pruner=pruner, load_if_exists=True,
+                                direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
     found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials, timeout=timeout,
                    show_progress_bar=progress, catch=())
     states = [t.state for t in found.get_trials(deepcopy=False)]

@@ -1,0 +1,79 @@
+"""Models across modules, against real components: two `mlfin tune` workers sharing one Optuna study on the real
+PostgreSQL server, the same seed giving the same metrics for every family, and the registry handing a service the
+model the run trained, from native files."""
+import json, os, subprocess, sys
+import numpy as np, pandas as pd
+import pytest
+from conftest import MLFIN, ROOT, mlfin
+from mlfin.data import load_sample
+from mlfin.features import dataset
+from mlfin.labels import fixed_horizon, return_target
+from mlfin.models import model_spec, train_universe
+
+
+def test_two_tune_workers_share_one_study_on_postgresql(pipeline_run, postgres_server):
+    import optuna, psycopg
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as con: con.execute("CREATE DATABASE optuna_shared")
+    url = f"{postgres_server}/optuna_shared"
+    env = {**os.environ, 'MLFIN_HOME': str(pipeline_run['home'])}
+    args = [MLFIN, 'tune', '--symbols', 'SPX', '--models', 'lightgbm', '--trials', '4', '--storage', url, '--study', 'shared']
+    workers = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    study = optuna.load_study(study_name='shared', storage='postgresql+psycopg://' + url.removeprefix('postgresql://'))
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 8 and sorted(t.number for t in trials) == list(range(8))  # both workers' trials, in one study
+    assert {t.state.name for t in trials} <= {'COMPLETE', 'PRUNED'}
+    assert 'study shared:' in outputs[0][0] and 'models.yaml:  lightgbm:' in outputs[0][0]
+
+
+def test_same_seed_same_metrics_for_every_family():
+    bars = {'SPX': load_sample('SPX').loc['2012':'2018']}
+    _, classes = dataset(bars, fixed_horizon)
+    _, returns = dataset(bars, return_target)
+    families = ['logistic', 'random_forest', 'lightgbm', 'xgboost', 'lstm']
+    specs = [model_spec(f, {'n_estimators': 40} if f in ('random_forest', 'lightgbm', 'xgboost') else {'epochs': 2} if f == 'lstm' else {}) for f in families]
+    for data, kind, chosen in ((classes, 'classifier', specs), (returns, 'regressor', [model_spec('ridge'), *specs[1:]])):
+        first, second = (train_universe(data, chosen, kind, folds=3, seed=11, final=False) for _ in range(2))
+        pd.testing.assert_frame_equal(first.leaderboard, second.leaderboard)
+        pd.testing.assert_frame_equal(first.predictions, second.predictions)
+        other = train_universe(data, chosen, kind, folds=3, seed=12, final=False)
+        seeded = other.leaderboard.set_index('model')['n_scored'].index.difference(['logistic', 'ridge'])
+        differs = [m for m in seeded if not np.array_equal(other.predictions.query('model == @m')['prediction'].to_numpy(),
+                                                           first.predictions.query('model == @m')['prediction'].to_numpy())]
+        assert differs == sorted(seeded), kind  # the seed is used by every model with randomness
+
+
+def test_the_registry_serves_what_the_run_trained(pipeline_run):
+    home = pipeline_run['home']
+    summary = json.loads((home/'run'/'summary.json').read_text())
+    listing = mlfin(home, 'models', 'ls').stdout
+    env = {**os.environ, 'MLFIN_HOME': str(home)}
+    for symbol, entry in summary['symbols'].items():
+        registered = summary['registry'][symbol]
+        assert registered['model'] == entry['model'] and f"mlfin.{symbol}.{entry['timeframe']}" in listing
+        assert registered['production'] == (entry['classification']['auc'] >= summary['params']['promote_min_auc'])
+        if not registered['production']: assert registered['refused'].startswith('out-of-sample auc ')
+    # a service, in its own process: load the candidate, give it the latest feature rows, get P(up); no pickle module touched
+    code = ("import json, sys, pandas as pd\n"
+            "from mlfin.models import load\n"
+            "s = json.load(open(sys.argv[1]))\n"
+            "rows = pd.read_parquet(sys.argv[2])\n"
+            "out = {}\n"
+            "for symbol, e in s['symbols'].items():\n"
+            "    p = load('candidate', symbol=symbol, timeframe=e['timeframe'])\n"
+            "    feats = rows[rows['symbol'] == symbol]\n"
+            "    out[symbol] = [p.name, p.version, p(feats.tail(p.rows_needed))]\n"
+            "assert 'pickle' not in {m.split('.')[0] for m in sys.modules if 'mlfin' in m}\n"
+            "print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, '-c', code, str(home/'run'/'summary.json'), str(home/'run'/'dataset.parquet')],
+                          env=env, capture_output=True, text=True, timeout=300, check=True)
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    from mlfin.models import load_model
+    from mlfin.features import inputs_of
+    rows = pd.read_parquet(home/'run'/'dataset.parquet')
+    for symbol, (name, version, prob) in served.items():
+        model = load_model(home/'run'/'models'/symbol/summary['symbols'][symbol]['model'])
+        X = inputs_of(rows[rows['symbol'] == symbol])[model.manifest['inputs']].to_numpy(dtype='float64')
+        assert prob == model.predict(X, np.array([len(X) - 1]))[0]  # the registry's copy predicts what the run's file predicts
+        assert 0 < prob < 1 and version == summary['registry'][symbol]['version']
