@@ -59,11 +59,15 @@ def fingerprint(bars: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 # %% ../nbs/01_bars.ipynb #c009
-@lru_cache(maxsize=8)
-def exchange(calendar: str):
-    "The `exchange_calendars` calendar for `calendar` (XNYS, XLON, ...), 1990 to next year"
+def exchange(calendar: str, since=None):
+    "The `exchange_calendars` calendar for `calendar` (XNYS, XLON, ...), from 1990, or from `since` (a time) when earlier, to next year"
+    year = 1990 if since is None else min(1990, pd.Timestamp(since).year - 1)  # a year before: daily bars stamped 00:00 precede the first open
+    return _exchange(check_calendar(calendar), year)
+
+@lru_cache(maxsize=16)
+def _exchange(calendar: str, year: int):
     import exchange_calendars as xc
-    return xc.get_calendar(check_calendar(calendar), start='1990-01-01')
+    return xc.get_calendar(calendar, start=f"{year}-01-01")
 
 def _fx_trading_day(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     "The FX trading day of each time: days roll at 17:00 New York (so Sunday evening is Monday's)"
@@ -79,7 +83,7 @@ def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.T
         span = pd.date_range(first, last, freq=TIMEFRAMES[timeframe], unit='ns')
         if calendar == '24/7': return span
         return span[_fx_trading_day(span).day_of_week < 5]  # Saturday and Sunday trading days are the weekend
-    cal = exchange(calendar)
+    cal = exchange(calendar, first)
     lo, hi = max(first.normalize().tz_localize(None), cal.first_session), min(last.normalize().tz_localize(None), cal.last_session)
     sessions = cal.sessions_in_range(lo, hi)
     if timeframe == '1d': return pd.DatetimeIndex(sessions).tz_localize('UTC').as_unit('ns')
@@ -93,7 +97,7 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     if calendar in ROUND_THE_CLOCK:
         if timeframe != '1d': return index.floor(step)
         return _fx_trading_day(index) if calendar == '24/5' else index.floor('1D')
-    cal = exchange(calendar)
+    cal = exchange(calendar, index[0] if len(index) else None)
     opens = pd.DatetimeIndex(cal.opens).tz_convert('UTC').as_unit('ns')
     if len(index) and (index[0] < opens[0] or index[-1] > opens[-1] + pd.Timedelta(days=1)):
         raise BadInput(f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})")
@@ -103,7 +107,7 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     session_open = opens[at]
     return session_open + ((index - session_open) // step) * step  # bars anchored at each session's open (09:30, 10:30, ...)
 
-# %% ../nbs/01_bars.ipynb #c012
+# %% ../nbs/01_bars.ipynb #c014
 _AGG = {'open': 'first', 'high': 'max', 'low': 'min', 'close': 'last', 'volume': 'sum', 'spread': 'mean'}
 
 def resample(bars: pd.DataFrame, # canonical bars
@@ -125,7 +129,7 @@ def _aggregate(bars: pd.DataFrame, keys, symbol: str, timeframe: str) -> pd.Data
         out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys, sort=True).sum() / out['volume'].where(out['volume'] > 0)
     return bars_frame(out, symbol, timeframe)
 
-# %% ../nbs/01_bars.ipynb #c015
+# %% ../nbs/01_bars.ipynb #c017
 def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, indexed by time (UTC), in time order
                      symbol: str, timeframe: str,
                      calendar: str = '24/7', # the asset's calendar: bins never cross its sessions
@@ -140,7 +144,7 @@ def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, index
     one_bar_each = pd.DataFrame({**{c: price for c in PRICE_COLUMNS}, 'volume': size, 'vwap': price}, index=index)  # a trade is a bar
     return _aggregate(one_bar_each, keys, symbol, timeframe)
 
-# %% ../nbs/01_bars.ipynb #c018
+# %% ../nbs/01_bars.ipynb #c020
 def factor_from_adjusted_close(close: pd.Series, adj_close: pd.Series) -> pd.Series:
     "Adjustment factor per bar from an adjusted close (adjusted = raw x factor)"
     return (adj_close / close).rename('adj_factor')
@@ -173,7 +177,7 @@ def adjusted(bars: pd.DataFrame, factor: pd.Series) -> pd.DataFrame:
     out['volume'] = out['volume'].to_numpy() / f
     return out
 
-# %% ../nbs/01_bars.ipynb #c021
+# %% ../nbs/01_bars.ipynb #c023
 _TF_HOURS = {'1m': 1/60, '5m': 5/60, '1h': 1.0}
 
 def periods_per_year(calendar: str, timeframe: str) -> float:

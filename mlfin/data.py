@@ -32,11 +32,16 @@ class IngestReport:
     quarantined: int = 0      # rows kept out, with reasons, in the quarantine
     first_problem: str = ''   # the first of them, as a one-line message
     notes: list = field(default_factory=list)
+    anomalies: list = field(default_factory=list) # (time, kind, detail) of each spike, stale run or off-calendar bar found in the batch
 
     def __str__(self):
         line = (f"{self.source}: {self.symbol} {self.timeframe}: {self.rows - self.quarantined:,} good row(s) "
                 f"({self.new:,} new, {self.changed:,} changed, {self.unchanged:,} unchanged; {self.total:,} stored)")
         if self.quarantined: line += f"; {self.quarantined:,} quarantined, first: {self.first_problem}"
+        if self.anomalies:  # stored, not removed: for a person to judge
+            shown = ', '.join(f"{kind} at {ts} ({detail})" for ts, kind, detail in self.anomalies[:3])
+            more = f" and {len(self.anomalies) - 3} more (mlfin quality {self.symbol})" if len(self.anomalies) > 3 else ''
+            line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
         return line + ''.join(f"; {n}" for n in self.notes)
 
 def _batch(source, columns, tz, timeframe, start, end, config, symbol=None) -> tuple[Batch, str | None, str | None]:
@@ -121,6 +126,9 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
         factor = factor_from_actions(found.bars, read_actions(actions))
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
     _spacing_check(found.bars, timeframe, batch.source)
+    from mlfin.quality import anomalies
+    found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
+    report.anomalies = [(str(a.ts), a.kind, a.detail) for a in anomalies(found.bars, calendar).itertuples()]
     counts = store.write(found.bars, {'calendar': calendar, 'source': batch.source, 'layout': batch.layout})
     for k, v in counts.items(): setattr(report, k, v)
     return report

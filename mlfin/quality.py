@@ -10,7 +10,7 @@ from .config import MlfinError
 from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, PRICE_COLUMNS, TIMEFRAMES, bars_frame, expected_bars
 
 # %% auto #0
-__all__ = ['REJECT_COLUMNS', 'rejected_frame', 'Inspection', 'inspect', 'spikes', 'stale_runs', 'gaps', 'off_calendar',
+__all__ = ['REJECT_COLUMNS', 'OBVIOUS', 'rejected_frame', 'Inspection', 'inspect', 'spikes', 'stale_runs', 'gaps', 'off_calendar',
            'anomalies', 'quality_row', 'quality_figure']
 
 # %% ../nbs/01a_quality.ipynb #c006
@@ -97,11 +97,14 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
     return Inspection(bars, rejected, notes)
 
 # %% ../nbs/01a_quality.ipynb #c010
+OBVIOUS = 5.0  # a close this many times above (or below 1/this of) both neighbours is a spike, history or not
+
 def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) -> pd.DataFrame:
-    "Bars whose close jumps more than `spike_sigmas` recent standard deviations and reverts on the next bar"
+    "Bars whose close jumps more than `spike_sigmas` recent standard deviations (or `OBVIOUS`-fold) and reverts on the next bar"
     r = np.log(bars['close']).diff()
     sigma = r.rolling(window, min_periods=20).std().shift(1)
-    jump = r.abs() > spike_sigmas * sigma
+    # a short file has no history to measure a standard deviation by: a jump of OBVIOUS-fold needs none
+    jump = (r.abs() > spike_sigmas * sigma) | (r.abs() > np.log(OBVIOUS))
     reverts = (np.sign(r.shift(-1)) == -np.sign(r)) & (r.shift(-1).abs() > 0.5 * r.abs())
     hit = bars.index[(jump & reverts).to_numpy()]
     return pd.DataFrame({'ts': hit, 'kind': 'spike', 'detail': [f"close {bars.at[t, 'close']:.6g}, return {r[t]:+.2%}" for t in hit]})

@@ -14,7 +14,11 @@ def test_one_html_report_per_task(pipeline_run):
     for task in TASKS:
         html = (pipeline_run['reports']/f"{task}.html").read_text()
         assert len(html) > 50_000 and 'Traceback' not in html, task
-    assert 'js-plotly-plot' in (pipeline_run['reports']/'report.html').read_text() or 'plotly' in (pipeline_run['reports']/'report.html').read_text()
+    # one rendered equity chart per symbol in the run report (a figure div and its Plotly.newPlot call), not just the word
+    report = (pipeline_run['reports']/'report.html').read_text()
+    symbols = len(pipeline_run['summary']['symbols'])
+    assert report.count('class="plotly-graph-div"') == symbols and report.count('Plotly.newPlot(') == symbols
+    for symbol in pipeline_run['summary']['symbols']: assert f"{symbol}: value of 10,000" in report
 
 
 def test_ingested_bars_are_the_real_samples(pipeline_run):
