@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export bench bench-data bench-features
+.PHONY: help setup run test dashboards lab export bench bench-data bench-features bench-models
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
@@ -36,3 +36,6 @@ bench-data: setup ## data layer beside plain pandas: 10M-bar ingest, range query
 
 bench-features: setup ## a 12-indicator spec over 50M bars: ours beside a bare TA-Lib loop and pandas-ta-classic; store hit vs build (synthetic)
 	@$(BIN)/python tests/bench/bench_features.py
+
+bench-models: setup ## models beside bare fits, Optuna with and without pruning, LSTM beside plain Keras, serving latency (synthetic)
+	@$(BIN)/python tests/bench/bench_models.py

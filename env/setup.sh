@@ -34,15 +34,17 @@ fi
 "${pip[@]}" download --no-deps --require-hashes -r env/data-wheels.txt -d "$venv/share/mlfin/wheels"
 
 # the kernel every task notebook and dashboard runs on, with the runtime environment baked in
-"$venv/bin/python" - <<'PY'
-import json, sys
+MLFIN_ENV=$variant "$venv/bin/python" - <<'PY'
+import json, os, sys
 from pathlib import Path
 from ipykernel.kernelspec import install
-from mlfin.config import runtime_env
-path = Path(install(kernel_name='mlfin', display_name='Python (mlfin)', prefix=sys.prefix))
-spec = json.loads((path/'kernel.json').read_text())
-spec['env'] = runtime_env()
-(path/'kernel.json').write_text(json.dumps(spec, indent=1))
+from mlfin.config import KERNELS, runtime_env
+# the GPU variant adds a second kernel, the one `mlfin run` picks when a GPU is visible
+for kind in ('cpu', 'gpu') if os.environ['MLFIN_ENV'] == 'gpu' else ('cpu',):
+    path = Path(install(kernel_name=KERNELS[kind], display_name=f"Python (mlfin{', GPU' if kind == 'gpu' else ''})", prefix=sys.prefix))
+    spec = json.loads((path/'kernel.json').read_text())
+    spec['env'] = runtime_env(gpu=kind == 'gpu')
+    (path/'kernel.json').write_text(json.dumps(spec, indent=1))
 # Ploomber's JupyterLab extension breaks opening files in the Lab: off for Lab and Voila alike
 labconfig = Path(sys.prefix)/'etc'/'jupyter'/'labconfig'
 labconfig.mkdir(parents=True, exist_ok=True)

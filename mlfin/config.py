@@ -8,9 +8,9 @@ import hashlib, os, secrets, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MlfinError', 'BadInput', 'NotFound', 'Unavailable', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
-           'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'atomic_write', 'code_version',
-           'RunConfig', 'run_config', 'task_fields', 'task_values', 'task_config', 'task_params']
+__all__ = ['KERNELS', 'MlfinError', 'BadInput', 'NotFound', 'Unavailable', 'project_root', 'home', 'set_home', 'store_dir',
+           'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'atomic_write',
+           'code_version', 'RunConfig', 'run_config', 'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c007
 class MlfinError(Exception):
@@ -57,12 +57,16 @@ def tracking_uri() -> str: "The MLflow store: a SQLite file under `home()`"; ret
 def artifact_dir() -> Path: "Where MLflow keeps models and other artifacts"; return home()/'mlartifacts'
 
 # %% ../nbs/00_config.ipynb #c015
-def runtime_env() -> dict[str, str]:
+def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as it needs it, leaving XGBoost room
+               ) -> dict[str, str]:
     "Environment variables every mlfin process and kernel should run with"
     return {'NUMBA_CACHE_DIR': str(Path(sys.prefix)/'numba-cache'),
             'KERAS_BACKEND': 'jax',
             'PLOOMBER_STATS_ENABLED': 'false',
-            'MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR': 'false'}
+            'MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR': 'false',
+            **({'XLA_PYTHON_CLIENT_PREALLOCATE': 'false'} if gpu else {})}
+
+KERNELS = {'cpu': 'mlfin', 'gpu': 'mlfin-gpu'}  # Jupyter kernels setup registers; the GPU one with the GPU variant
 
 def apply_runtime_env():
     "Set `runtime_env()` in this process, keeping values the user already set"

@@ -6,11 +6,11 @@
 from __future__ import annotations
 import hashlib, json, re, time
 from pathlib import Path
-from .config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, apply_runtime_env, code_version,
+from .config import (MlfinError, BadInput, NotFound, Unavailable, KERNELS, RunConfig, apply_runtime_env, code_version,
                           home, project_root, run_config, task_config)
 
 # %% auto #0
-__all__ = ['TASKS', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'task_failure', 'task_error', 'timings']
+__all__ = ['TASKS', 'project_values', 'check', 'resolve', 'kernel', 'load_dag', 'run', 'task_failure', 'task_error', 'timings']
 
 # %% ../nbs/08_pipeline.ipynb #c006
 TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
@@ -56,8 +56,15 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     values = {f"{task}_config": task_config(config, task) for task in TASKS}
     values['features'] = json.dumps(groups)
     values['models'] = json.dumps({spec.name: {'family': spec.family, **spec.params} for spec in specs})
-    values.update(home=str(home()), code_version=code_version(), reports=str(reports))
+    values.update(home=str(home()), code_version=code_version(), reports=str(reports), kernel=kernel())
     return root, values
+
+def kernel() -> str:
+    "The Jupyter kernel the task notebooks run on: `mlfin-gpu` when a GPU is there and the GPU variant registered it, else `mlfin`"
+    from mlfin.models.core import gpu_available
+    if not gpu_available(): return KERNELS['cpu']
+    from jupyter_client.kernelspec import KernelSpecManager
+    return KERNELS['gpu'] if KERNELS['gpu'] in KernelSpecManager().find_kernel_specs() else KERNELS['cpu']
 
 def load_dag(overrides: dict | None = None, project: Path | None = None):
     "The Ploomber DAG of the project, parameters checked, state under `home()`"
@@ -104,7 +111,7 @@ def task_error(message: str) -> str:
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
     return f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for the traceback)"
 
-# %% ../nbs/08_pipeline.ipynb #c013
+# %% ../nbs/08_pipeline.ipynb #c015
 def _inputs_hash(root: Path, values: dict) -> str:
     from importlib import metadata
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode())
@@ -130,7 +137,7 @@ def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
     if recorded['inputs'] != _inputs_hash(root, values): return False
     return _file_states([Path(p) for p in recorded['files'] if not Path(p).name.endswith('.metadata')]) == recorded['files']
 
-# %% ../nbs/08_pipeline.ipynb #c016
+# %% ../nbs/08_pipeline.ipynb #c018
 def timings(build_report) -> dict[str, float]:
     "Seconds per executed task from a Ploomber build report (skipped tasks are left out)"
     rows = build_report.to_pandas()

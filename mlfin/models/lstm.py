@@ -74,6 +74,13 @@ def _compiled(window: int, features: int, units: int, dropout: float, kind: str,
     _COMPILED[key] = (template, optimizer, train_step, predict_step)
     return _COMPILED[key]
 
+def _on(device: str):
+    "JAX's default device for `device`: the CPU when asked (even with a GPU there), else JAX's own choice (a GPU when present)"
+    import contextlib
+    if device != 'cpu': return contextlib.nullcontext()
+    import jax
+    return jax.default_device(jax.devices('cpu')[0])
+
 # %% ../../nbs/04a_models.lstm.ipynb #c011
 class LSTMModel(Model):
     "A Keras 3 LSTM on windows of the inputs (JAX backend), saved as `.keras`"
@@ -88,6 +95,9 @@ class LSTMModel(Model):
         return (self.window, features, p['units'], p['dropout'], self.kind, p['learning_rate'])
 
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
+        with _on(self.device): return self._fit(X, y, rows, weights)
+
+    def _fit(self, X, y, rows, weights=None):
         import jax
         keras, p, w = _keras(), self.params, self.window
         rows = np.asarray(rows)[complete(X, rows, w)]  # a sample needs a full window of known inputs behind it
@@ -116,6 +126,9 @@ class LSTMModel(Model):
         return self
 
     def predict(self, X, rows=None):
+        with _on(self.device): return self._predict(X, rows)
+
+    def _predict(self, X, rows=None):
         rows = np.arange(len(X)) if rows is None else np.asarray(rows)
         out = np.full(len(rows), np.nan)
         ok = complete(X, rows, self.window)
