@@ -19,7 +19,11 @@ def _mlflow():
     import mlflow
     logging.getLogger('mlflow').setLevel(logging.WARNING)  # keeps database-migration chatter out of reports
     apply_runtime_env()  # no download progress bars in reports and logs
-    mlflow.set_tracking_uri(os.environ.get('MLFLOW_TRACKING_URI') or tracking_uri())
+    user = os.environ.get('MLFLOW_TRACKING_URI')  # a team's tracking server, when the user names one
+    mlflow.set_tracking_uri(user or tracking_uri())
+    # set_tracking_uri also writes MLFLOW_TRACKING_URI: put back what the user had, or the next call (another
+    # MLFIN_HOME in the same process) would read our own value back as the user's and stay on this store
+    if user is None: os.environ.pop('MLFLOW_TRACKING_URI', None)
     return mlflow
 
 def experiment_id(name: str = EXPERIMENT) -> str:
