@@ -188,13 +188,16 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
         wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
         missing = sorted(set(wanted) - set(data['symbol']))
         if missing: raise BadInput(f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})")
+        if study and len(wanted) * len(specs) > 1:
+            raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
         splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
         device, results = resolve_device(config.device), []
         for symbol in wanted:
             one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
             for spec in specs:
                 found = tune_model(spec, kind, one, splitter, trials, storage, study, config.seed, device,
-                                   data.attrs['label'] == 'next_close', pruning, timeout, progress=sys.stderr.isatty())
+                                   data.attrs['label'] == 'next_close', pruning, timeout, progress=sys.stderr.isatty(),
+                                   sampler_seed=config.seed + os.getpid() if study else None)  # workers of one study sample apart
                 results.append(found)
                 typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
                            f"best mean fold {found.metric} {found.value:.4f}")

@@ -46,6 +46,7 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     block = max(1, int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary'].iloc[0])))
     draws = np.array([diff(rows) for (rows,), _ in StationaryBootstrap(block, everything, seed=seed).bootstrap(reps)])
     draws = draws[~np.isnan(draws)]
+    if not len(draws): return {'diff': float(observed), 'low': np.nan, 'high': np.nan, 'p': np.nan, 'block': block, 'reps': 0}
     not_better = draws >= 0 if metric in LOWER_IS_BETTER else draws <= 0  # a lower log loss is better, a higher AUC
     low, high = np.percentile(draws, [2.5, 97.5])
     return {'diff': float(observed), 'low': float(low), 'high': float(high),
@@ -75,6 +76,7 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
                    horizon: int = 1, reps: int = 500, seed: int = 0,
                    mcs_size: float = 0.1,     # the model confidence set's level
                    families: dict | None = None, # model -> family (to find the baseline); default: the leaderboard's
+                   price_target: bool = False, # predictions are prices (next close): scores compare the predicted moves
                   ) -> pd.DataFrame:
     "Per symbol: the leader against the runner-up and the baseline (DM and bootstrap), and which models are in the confidence set"
     from arch.bootstrap import MCS
@@ -97,9 +99,11 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
         baseline = next((m for m in order if families.get(m) in BASELINES), None)
         rivals = [('runner-up and baseline' if order[1] == baseline else 'runner-up', order[1])] if len(order) > 1 else []
         if baseline and baseline not in (leader, *order[1:2]): rivals.append(('baseline', baseline))
+        # a price target's score (IC, direction) is of the predicted move: the price over the close it was made at, less 1
+        as_scored = (lambda p: p / (y / (1 + realised)) - 1) if price_target else (lambda p: p)
         for role, rival in rivals:
             dm = diebold_mariano(bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon)
-            boot = paired_bootstrap(y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed)
+            boot = paired_bootstrap(y, as_scored(wide[leader].to_numpy()), as_scored(wide[rival].to_numpy()), kind, metric, realised, reps, seed)
             better = dm['p'] < 0.05 and dm['dm'] < 0 and boot['p'] < 0.05
             rows.append({'symbol': symbol, 'leader': leader, 'against': rival, 'role': role, 'dm': dm['dm'], 'dm_p': dm['p'],
                          f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],

@@ -83,6 +83,8 @@ class Model:
     def _write(self, path: Path): raise NotImplementedError
     @classmethod
     def _read(cls, path: Path, manifest: dict) -> Any: raise NotImplementedError
+    def _extra(self) -> dict: return {}                  # what model.json keeps beside the native file (e.g. input scaling)
+    def _loaded(self, manifest: dict): pass              # read it back
 
     def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
 
@@ -368,7 +370,7 @@ def save_model(model: Model, folder: str | Path,
         except metadata.PackageNotFoundError: pass
     manifest = {'name': name or model.family, 'family': model.family, 'kind': model.kind, 'params': model.params, 'seed': model.seed,
                 'window': model.window, 'inputs': list(inputs or []), 'file': model.file, 'sha256': _sha256(path),
-                'versions': versions, 'saved': datetime.now(timezone.utc).isoformat(timespec='seconds'), **(extra or {})}
+                'versions': versions, 'saved': datetime.now(timezone.utc).isoformat(timespec='seconds'), **model._extra(), **(extra or {})}
     (folder/'model.json').write_text(json.dumps(manifest, indent=1, default=str))
     return folder
 
@@ -379,11 +381,12 @@ def load_model(folder: str | Path) -> Model:
     except FileNotFoundError: raise NotFound(f"{folder}: no saved model (model.json missing)") from None
     fam = family(manifest['family'])
     if fam.module: __import__(fam.module)
-    path = folder/manifest['file']
+    path = folder/fam.model.file  # the family's own file name, never a path taken from the manifest
     if not path.exists(): raise NotFound(f"{path}: the model file is missing")
     if _sha256(path) != manifest['sha256']: raise BadInput(f"{path}: the file does not match the hash recorded when it was saved; refusing to load it")
     model = fam.model(manifest['family'], manifest['kind'], manifest['params'], manifest['seed'])
     model.fitted, model.manifest = fam.model._read(path, manifest), manifest
+    model._loaded(manifest)
     return model
 
 def _sha256(path: Path) -> str:

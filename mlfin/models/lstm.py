@@ -6,11 +6,11 @@
 from __future__ import annotations
 import os
 import numpy as np
-from ..config import apply_runtime_env
+from ..config import BadInput, apply_runtime_env
 from .core import HP, KINDS, Family, Model, register
 
 # %% auto #0
-__all__ = ['windows', 'complete', 'network', 'LSTMModel']
+__all__ = ['windows', 'complete', 'network', 'standardise', 'LSTMModel']
 
 # %% ../../nbs/04a_models.lstm.ipynb #c006
 def windows(X: np.ndarray,    # inputs, one row per bar
@@ -39,11 +39,15 @@ def _keras():
     return keras
 
 def network(window: int, features: int, units: int, dropout: float, kind: str):
-    "The Keras model: Normalization (mean and variance are variables) -> LSTM -> Dropout -> Dense"
+    "The Keras model: LSTM -> Dropout -> Dense, on inputs already standardised by the training rows' mean and deviation"
     keras = _keras()
     out = keras.layers.Dense(1, activation='sigmoid' if kind == 'classifier' else None)
-    return keras.Sequential([keras.Input((window, features)), keras.layers.Normalization(axis=-1),
-                             keras.layers.LSTM(units), keras.layers.Dropout(dropout), out])
+    return keras.Sequential([keras.Input((window, features)), keras.layers.LSTM(units), keras.layers.Dropout(dropout), out])
+
+def standardise(X: np.ndarray, scaling: tuple) -> np.ndarray:
+    "Inputs minus the training rows' mean, over their deviation, as float32 (the same arithmetic when fitting and serving)"
+    mean, scale = scaling
+    return ((np.asarray(X, dtype='float64') - mean) / scale).astype('float32')
 
 def _compiled(window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float):
     "The template network and its jitted train and predict steps for this architecture"
@@ -102,17 +106,16 @@ class LSTMModel(Model):
         keras, p, w = _keras(), self.params, self.window
         rows = np.asarray(rows)[complete(X, rows, w)]  # a sample needs a full window of known inputs behind it
         template, optimizer, train_step, _ = _compiled(*self._arch(X.shape[1]))
+        if not len(rows): raise BadInput(f"lstm: no training row has a full window of {w} rows with every input known")
         keras.utils.set_random_seed(self.seed)
         fresh = network(*self._arch(X.shape[1])[:5])  # initial weights from the seed
         trainable = [v.value for v in fresh.trainable_variables]
         non_trainable = [v.value for v in fresh.non_trainable_variables]
-        stats = np.asarray(X, dtype='float64')[rows]  # normalise by the training rows only
-        norm = fresh.layers[0]
-        values = {id(norm.mean): stats.mean(axis=0).astype('float32'), id(norm.variance): stats.var(axis=0).astype('float32')}
-        non_trainable = [jax.numpy.asarray(values.get(id(v), val)).reshape(np.shape(val))
-                         for v, val in zip(fresh.non_trainable_variables, non_trainable)]
+        stats = np.asarray(X, dtype='float64')[rows]  # standardise by the training rows only
+        deviation = stats.std(axis=0)
+        self.scaling = (stats.mean(axis=0), np.where(deviation > 0, deviation, 1.0))
         state = (trainable, non_trainable, [jax.numpy.zeros(v.shape, v.dtype) for v in optimizer.variables])
-        x_all = windows(X, rows, w)
+        x_all = windows(standardise(X, self.scaling), rows, w)
         y_all = np.asarray(y, dtype='float32')[rows]
         w_all = np.ones(len(rows), dtype='float32') if weights is None else (weights[rows] / weights[rows].mean()).astype('float32')
         batch = min(int(p['batch_size']), len(rows))
@@ -134,7 +137,7 @@ class LSTMModel(Model):
         ok = complete(X, rows, self.window)
         if ok.any():
             _, _, _, predict_step = _compiled(*self._arch(X.shape[1]))
-            samples = windows(X, rows[ok], self.window)
+            samples = windows(standardise(X, self.scaling), rows[ok], self.window)
             parts = []
             for start in range(0, len(samples), self.chunk):
                 part = samples[start:start + self.chunk]
@@ -151,11 +154,19 @@ class LSTMModel(Model):
         for v, val in zip(net.non_trainable_variables, non_trainable): v.assign(val)
         net.save(path)
 
+    def _extra(self) -> dict:
+        "What model.json keeps beside the .keras file: the training rows' mean and deviation"
+        return {'scaling': {'mean': self.scaling[0].tolist(), 'scale': self.scaling[1].tolist()}}
+
     @classmethod
     def _read(cls, path, manifest):
         keras = _keras()
         net = keras.saving.load_model(str(path), safe_mode=True, compile=False)
         return ([v.value for v in net.trainable_variables], [v.value for v in net.non_trainable_variables])
+
+    def _loaded(self, manifest: dict):
+        scaling = manifest['scaling']
+        self.scaling = (np.asarray(scaling['mean'], dtype='float64'), np.asarray(scaling['scale'], dtype='float64'))
 
 register(Family('lstm', LSTMModel, KINDS,
                 {'window': HP(20, 5, 60, min=2), 'units': HP(16, 4, 64, log=True, min=1), 'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9),

@@ -69,7 +69,6 @@ def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: P
         if window and window >= len(data.labelled):
             raise BadInput(f"{data.symbol}, {spec.name}: window={window} is longer than the {len(data.labelled)} labelled rows; use a shorter window or a longer date range")
         for k, (train, test) in enumerate(_splits(data, splitter, window)):
-            train = train[~np.isnan(data.y[train])]
             if len(train) < MIN_TRAIN:
                 raise BadInput(f"{data.symbol}, {spec.name}: fold {k} of {splitter!r} keeps {len(train)} training rows"
                                + (f" with window={window}" if window else '') + f" (of {len(data.X)}); use fewer folds, a shorter embargo"
@@ -114,11 +113,6 @@ class Training:
     columns: dict = field(default_factory=dict) # symbol -> input columns, in the order the models take them
     primary: str = 'auc'      # the score the leaderboard ranks by
 
-    @property
-    def trials(self) -> int:
-        "Model configurations tried per symbol (the deflated Sharpe ratio downstream needs it)"
-        return int(self.leaderboard.groupby('symbol').size().max())
-
     def best(self) -> dict[str, str]:
         "The leading model of each symbol"
         return self.leaderboard.groupby('symbol', sort=False)['model'].first().to_dict()
@@ -141,20 +135,25 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)  # every mistake before any training
     predictions, fold_rows, overall, finals = [], [], [], {}
     for symbol, one in by_symbol.items():
+        mine = []
         for spec in per_symbol[symbol]:
             oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
             rows = one.index.get_indexer(oos.index)
-            oos = oos.assign(label=one.y[rows], label_return=one.realised[rows], symbol=symbol, model=spec.name)
-            predictions.append(oos)
+            mine.append(oos.assign(label=one.y[rows], label_return=one.realised[rows], symbol=symbol, model=spec.name))
             fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
-            overall.append({'symbol': symbol, 'model': spec.name, 'family': spec.family,
-                            **score(kind, oos['label'].to_numpy(), oos['prediction'].to_numpy(), oos['label_return'].to_numpy(), price_target)})
             if final: finals[(symbol, spec.name)] = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights)
+        # overall scores on the rows every model predicted (a sequence model has none for its first rows)
+        common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
+        for spec, oos in zip(per_symbol[symbol], mine):
+            kept = oos[common.reindex(oos.index).to_numpy()]
+            overall.append({'symbol': symbol, 'model': spec.name, 'family': spec.family,
+                            **score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(), kept['label_return'].to_numpy(), price_target)})
+        predictions += mine
     out = pd.concat(predictions)
     if kind == 'classifier': out['prob_up'] = out['prediction']
     primary = PRIMARY[kind]
     board = pd.DataFrame(overall)
-    board['rank'] = board.groupby('symbol')[primary].rank(ascending=primary in LOWER_IS_BETTER, method='first').astype(int)
+    board['rank'] = board.groupby('symbol')[primary].rank(ascending=primary in LOWER_IS_BETTER, method='first', na_option='bottom').astype(int)
     board = board.sort_values(['symbol', 'rank'], key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c)
     return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
                     {s: d.columns for s, d in by_symbol.items()}, primary)

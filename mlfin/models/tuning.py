@@ -100,14 +100,16 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
          study: str | None = None,    # the study's name; default: SYMBOL-MODEL-KIND
          seed: int = 0, device: str = 'cpu', price_target: bool = False,
          pruning: bool = True,        # median pruning on folds (and boosting rounds); False: every trial runs to the end
-         timeout: float | None = None, progress: bool = False) -> Tuned:
+         timeout: float | None = None, progress: bool = False,
+         sampler_seed: int | None = None, # the sampler's seed (default: `seed`); give workers sharing a study different ones
+        ) -> Tuned:
     "Tune `spec` on `data`'s purged folds with Optuna; returns the best hyperparameters and the study's trial counts"
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study from the caller, not one per trial
     check_folds(data, [spec], kind, splitter)
     metric = PRIMARY[kind]
     name = study or f"{data.symbol}-{spec.name}-{kind}"
-    sampler = optuna.samplers.TPESampler(seed=seed)
+    sampler = optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
     found = optuna.create_study(study_name=name, storage=open_storage(storage), sampler=sampler, pruner=pruner, load_if_exists=True,
                                 direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
