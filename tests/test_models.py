@@ -49,6 +49,9 @@ def test_the_registry_serves_what_the_run_trained(pipeline_run):
     summary = json.loads((home/'run'/'summary.json').read_text())
     listing = mlfin(home, 'models', 'ls').stdout
     env = {**os.environ, 'MLFIN_HOME': str(home)}
+    rows = [line.split() for line in listing.splitlines()[1:]]
+    for entry in summary['leaderboard']:  # every model of the run is a registered version of its series, the leader aliased
+        assert any(r[0] == f"mlfin.{entry['symbol']}.{summary['symbols'][entry['symbol']]['timeframe']}" and r[2] == entry['model'] for r in rows)
     for symbol, entry in summary['symbols'].items():
         registered = summary['registry'][symbol]
         assert registered['model'] == entry['model'] and f"mlfin.{symbol}.{entry['timeframe']}" in listing

@@ -45,8 +45,9 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
              kind: str,              # classifier or regressor
              thresholds: dict | None = None, # min_auc, min_ic
              tags: dict | None = None,       # lineage: trials, data fingerprint, code version...
+             leader: bool = True,            # the symbol's leading model: aliased `candidate`, and `production` past the thresholds
             ) -> dict:
-    "Register `model` as a new version with alias `candidate`; alias it `production` when its scores pass the thresholds"
+    "Register `model` as a new version; the leader becomes `candidate`, and `production` when its scores pass the thresholds"
     from mlflow.exceptions import MlflowException
     client, name = _client(), registered_name(symbol, timeframe)
     try: client.get_registered_model(name)
@@ -55,6 +56,7 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
     version = client.create_model_version(name, source=f"runs:/{run_id}/models/{model}", run_id=run_id,
                                           tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe,
                                                 **flat, **{k: str(v) for k, v in (tags or {}).items()}}).version
+    if not leader: return {'name': name, 'version': int(version), 'model': model, 'production': False, 'refused': ''}
     client.set_registered_model_alias(name, 'candidate', version)
     failed = refusals(scores, kind, **(thresholds or {}))
     if failed: client.set_model_version_tag(name, version, 'refused', '; '.join(failed))
