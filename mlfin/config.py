@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['KERNELS', 'MlfinError', 'BadInput', 'NotFound', 'Unavailable', 'project_root', 'home', 'set_home', 'store_dir',
-           'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'atomic_write',
+           'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write',
            'code_version', 'RunConfig', 'run_config', 'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c007
@@ -73,6 +73,17 @@ def apply_runtime_env():
     for key, value in runtime_env().items(): os.environ.setdefault(key, value)
 
 # %% ../nbs/00_config.ipynb #c018
+def read_yaml(path: str | Path, what: str = 'file'):
+    "The content of the YAML file `path`; `NotFound` when missing, `BadInput` naming the line when it does not parse"
+    import yaml
+    path = Path(path)
+    try: return yaml.safe_load(path.read_text())
+    except FileNotFoundError: raise NotFound(f"{path}: no such {what}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        raise BadInput(f"{path}: not valid YAML" + (f" (line {mark.line + 1}: {e.problem})" if mark else '')) from None
+
+# %% ../nbs/00_config.ipynb #c021
 def atomic_write(path: str | Path, write) -> Path:
     "Call `write(tmp)` on a temporary file beside `path`, flush it to disk, then rename it over `path`"
     path = Path(path)
@@ -85,7 +96,7 @@ def atomic_write(path: str | Path, write) -> Path:
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/00_config.ipynb #c021
+# %% ../nbs/00_config.ipynb #c024
 def code_version(package: Path | None = None, # a package folder; default: the installed `mlfin`
                 ) -> str:
     "A short hash of every `.py` file of the package, sub-packages included"
@@ -95,7 +106,7 @@ def code_version(package: Path | None = None, # a package folder; default: the i
         digest.update(path.relative_to(package).as_posix().encode()); digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
-# %% ../nbs/00_config.ipynb #c025
+# %% ../nbs/00_config.ipynb #c028
 from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -162,7 +173,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv rolling) needs --train-size > 0, and only it takes one")
         return self
 
-# %% ../nbs/00_config.ipynb #c027
+# %% ../nbs/00_config.ipynb #c030
 def run_config(values: dict | None = None, # parameter -> value (strings are converted to the field's type)
                where: str = '',            # where the values came from, for the error ('env.yaml')
               ) -> RunConfig:
@@ -186,7 +197,7 @@ def _one_line(error: dict, values: dict, where: str) -> str:
                'string_type': 'is not text'}.get(kind, error['msg'].removeprefix('Value error, '))
     return f"{prefix}{option}" + (f": {problem}" if kind == 'extra_forbidden' else f": {value!r} {problem}")
 
-# %% ../nbs/00_config.ipynb #c030
+# %% ../nbs/00_config.ipynb #c033
 def task_fields(task: str) -> list[str]:
     "The parameters task `task` receives (ingest, features, train, backtest; `run` for the runner's own)"
     return [name for name, f in RunConfig.model_fields.items() if f.json_schema_extra['task'] == task]

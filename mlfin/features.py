@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd, talib
-from .config import MlfinError, BadInput, NotFound
+from .config import MlfinError, BadInput, NotFound, read_yaml
 from .bars import BAR_COLUMNS
 
 # %% auto #0
@@ -232,12 +232,7 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
     return _checked({str(g): names for g, names in groups.items()}, f"{path}: {name}")
 
 def _spec_file(path: Path) -> dict:
-    import yaml
-    try: content = yaml.safe_load(path.read_text())
-    except FileNotFoundError: raise NotFound(f"{path}: no such spec file") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        raise BadInput(f"{path}: not valid YAML" + (f" (line {mark.line + 1}: {e.problem})" if mark else '')) from None
+    content = read_yaml(path, 'spec file')
     if not isinstance(content, dict) or not content: raise BadInput(f"{path}: expected named specs (NAME: [feature, ...])")
     return content
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, json, re, time
 from pathlib import Path
 from .config import (MlfinError, BadInput, NotFound, Unavailable, KERNELS, RunConfig, apply_runtime_env, code_version,
-                          home, project_root, run_config, task_config)
+                          home, project_root, read_yaml, run_config, task_config)
 
 # %% auto #0
 __all__ = ['TASKS', 'project_values', 'check', 'resolve', 'kernel', 'load_dag', 'run', 'task_failure', 'task_error', 'timings']
@@ -17,10 +17,8 @@ TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
 
 def project_values(root: Path) -> dict:
     "What the project's env.yaml sets (only the values it changes from `RunConfig`'s defaults), checked"
-    import yaml
     path = root/'env.yaml'
-    try: content = yaml.safe_load(path.read_text()) if path.exists() else None
-    except yaml.YAMLError as e: raise BadInput(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    content = read_yaml(path) if path.exists() else None
     if content is None: return {}
     if not isinstance(content, dict): raise BadInput(f"{path}: expected NAME: VALUE lines (see `mlfin config`)")
     run_config(content, path.name)
@@ -99,15 +97,17 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
 
 _KINDS = {'BadInput': BadInput, 'NotFound': NotFound, 'Unavailable': Unavailable, 'MlfinError': MlfinError}
 
+_OWN_ERROR = r"\b(MlfinError|BadInput|NotFound|Unavailable): ([^\n]+)"  # a task's own error, as its traceback ends
+
 def task_failure(message: str) -> MlfinError:
     "A failed DAG build as the error its task raised (same kind, same line), else `MlfinError` with its last exception"
-    found = re.findall(r"\b(MlfinError|BadInput|NotFound|Unavailable): ([^\n]+)", message)
+    found = re.findall(_OWN_ERROR, message)
     return _KINDS[found[-1][0]](found[-1][1].strip()) if found else MlfinError(task_error(message))
 
 def task_error(message: str) -> str:
     "The one line that matters in a failed DAG build: the task's own `MlfinError`, else its last exception"
-    found = re.findall(r"\b(?:MlfinError|BadInput|NotFound|Unavailable): ([^\n]+)", message)
-    if found: return found[-1].strip()
+    found = re.findall(_OWN_ERROR, message)
+    if found: return found[-1][1].strip()
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
     return f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for the traceback)"
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, Unavailable, project_root
+from ..config import BadInput, NotFound, Unavailable, project_root, read_yaml
 # scikit-learn, LightGBM, XGBoost and Keras are imported where a model is made or loaded: importing
 # them all costs seconds, and the CLI imports this module to check parameters
 
@@ -295,17 +295,12 @@ MODELS_FILE = 'models.yaml'
 def read_models(path: str | Path | None = None, # a models spec; default: the project's models.yaml (else every family, as declared)
                ) -> dict[str, ModelSpec]:
     "Every named model of the spec file, checked; `BadInput` names the file, model, hyperparameter and value"
-    import yaml
     if path is None:
         root = project_root()
         path = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
     if path is None: return {name: model_spec(name) for name in FAMILIES}
     path = Path(path)
-    try: content = yaml.safe_load(path.read_text())
-    except FileNotFoundError: raise NotFound(f"{path}: no such models spec") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        raise BadInput(f"{path}: not valid YAML" + (f" (line {mark.line + 1}: {e.problem})" if mark else '')) from None
+    content = read_yaml(path, 'models spec')
     if not isinstance(content, dict) or not content: raise BadInput(f"{path}: expected named models (NAME: {{hyperparameter: value}})")
     out = {}
     for name, settings in content.items():
