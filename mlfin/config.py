@@ -141,11 +141,20 @@ class RunConfig(BaseModel):
     # the registry: when the leading model of a symbol becomes `production`
     promote_min_auc: float = _param(0.52, 'report', "a classifier becomes production only with an out-of-sample AUC at least this", ge=0, le=1)
     promote_min_ic: float = _param(0.02, 'report', "a regressor becomes production only with an out-of-sample IC at least this", ge=-1, le=1)
+    promote_min_sharpe: float = _param(0.0, 'report', "and only with an annualised Sharpe ratio above this in its own backtest, after costs")
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
     short_below: float = _param(0.0, 'backtest', "go short when P(up) is below this (0: long only)", ge=0, lt=1)
-    fees: float = _param(0.0002, 'backtest', "share of traded value paid per fill (0.0002 = 2 bps)", ge=0, lt=0.1)
-    slippage: float = _param(0.0001, 'backtest', "share of price lost per fill (0.0001 = 1 bp)", ge=0, lt=0.1)
+    sizing: Literal['fixed', 'kelly'] = _param('fixed', 'backtest', "position size: fixed (the symbol's whole capital) or kelly "
+                                               "(the Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
+    kelly: float = _param(0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
+    asset_class: Literal['auto', 'equity', 'fx', 'crypto', 'futures'] = _param('auto', 'backtest', "cost preset: auto (each "
+                                               "symbol's from its calendar: 24/7 crypto, 24/5 fx, futures exchanges, else equity) or one for all")
+    fees: float | None = _param(None, 'backtest', "bps of traded value paid per fill (default: the asset class's preset)", ge=0, lt=1000)
+    slippage: float | None = _param(None, 'backtest', "bps of price lost per fill, against the trade (default: the preset)", ge=0, lt=1000)
+    stop_loss: float | None = _param(None, 'backtest', "close a position this share beyond its entry open against it (0.02 = 2%; default: none)", gt=0, lt=1)
+    take_profit: float | None = _param(None, 'backtest', "close a position this share beyond its entry open in its favour (default: none)", gt=0, lt=1)
+    reps: int = _param(1000, 'backtest', "bootstrap and Monte Carlo resamples (Sharpe interval, drawdown bands)", ge=100)
     # where the executed notebooks go
     reports: str = _param('reports', 'run', "folder for the executed task notebooks (HTML), relative to the project")
 
@@ -169,6 +178,9 @@ class RunConfig(BaseModel):
     def _consistent(self):
         if self.short_below >= self.threshold:
             raise ValueError(f"short_below {self.short_below} must lie below the threshold {self.threshold}")
+        if self.sizing == 'kelly' and self.cv == 'purged_kfold':
+            raise ValueError("--sizing kelly calibrates each fold on earlier folds' predictions: it needs --cv walk_forward or rolling "
+                             "(under purged k-fold those predictions come from models trained on the later fold)")
         if (self.cv == 'rolling') != (self.train_size > 0):
             raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv rolling) needs --train-size > 0, and only it takes one")
         return self

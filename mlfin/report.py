@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
 from .config import MlfinError, NotFound, atomic_write, run_dir
+from .backtest.portfolio import FILL_RULES
 
 # %% auto #0
 __all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
@@ -16,11 +17,8 @@ __all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json',
            'symbol_tables_html', 'dashboard']
 
 # %% ../nbs/07_report.ipynb #c005
-EXECUTION_MODEL = ("A probability for bar t is known at t's close; the position it asks for is taken at the open "
-                   "of bar t+1. Every fill pays the fee (share of traded value) and the slippage (share of price, "
-                   "against the trade). Buy-and-hold buys at the open of the first traded bar with the same costs. "
-                   "All figures are out-of-sample (walk-forward, purged) and after costs; annualisation uses the "
-                   "asset's calendar.")
+EXECUTION_MODEL = (FILL_RULES + " All figures are out-of-sample (walk-forward, purged) and after costs; annualisation "
+                   "uses the asset's calendar.")
 
 def summary(params: dict,           # the run's parameters
             manifest: list[dict],   # ingest manifest, one entry per symbol
@@ -115,12 +113,17 @@ def equity_figure(run: dict, symbol: str):
     return fig
 
 # %% ../nbs/07_report.ipynb #c012
+def _costs(run: dict) -> str:
+    "Each symbol's asset class and costs, as the backtest used them"
+    c = {sym: s['costs'] for sym, s in run['symbols'].items() if 'costs' in s}
+    return ', '.join(f"{sym} {v['asset_class']} {v['fees_bps']:g}+{v['slippage_bps']:g}" for sym, v in c.items()) or 'none recorded'
+
 def run_header(run: dict) -> str:
     "Markdown: when the run was made, with what, and how to read its numbers"
     p = run['params']
     return (f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · {p.get('folds')} {p.get('cv', 'walk_forward')} folds "
             f"(purged by label span, horizon {p.get('horizon')}, embargo {p.get('embargo')} bars) · threshold {p.get('threshold')} · "
-            f"fees {float(p.get('fees', 0)) * 1e4:.1f} bps + slippage {float(p.get('slippage', 0)) * 1e4:.1f} bps per fill · "
+            f"costs per fill (fees + slippage, bps): {_costs(run)} · "
             f"trials: {run['trials']} · code `{p.get('code_version')}`\n\n{EXECUTION_MODEL}")
 
 TABLE_CSS = ("<style>.mlfin-table{border-collapse:collapse;margin-bottom:1em}.mlfin-table th,.mlfin-table td"

@@ -55,9 +55,10 @@ def test_classification_metrics_are_sane_and_recomputable(pipeline_run):
 
 def test_buy_and_hold_matches_an_independent_computation(pipeline_run):
     summary = pipeline_run['summary']
-    fees, slippage = summary['params']['fees'], summary['params']['slippage']
     curves = pd.read_parquet(pipeline_run['home']/'run'/'curves.parquet')
     for symbol, entry in summary['symbols'].items():
+        fees, slippage = entry['costs']['fees_bps'] / 1e4, entry['costs']['slippage_bps'] / 1e4  # the asset class's preset
+        assert entry['costs']['asset_class'] == ('fx' if symbol == 'EURUSD' else 'equity')
         bars = load_sample(symbol)
         rows = curves[curves['symbol'] == symbol]
         entry_open = bars['open'].loc[rows.index[1]]  # bought at the open of the bar after the first signal
@@ -82,6 +83,33 @@ def test_strategy_curve_is_consistent(pipeline_run):
         # flat bars earn nothing: the value only moves on bars where a position was held (or traded into)
         flat = ~held & ~held.shift(1, fill_value=False)
         assert (rows['strategy'].diff()[flat].dropna().abs() < 1e-6).all()
+
+
+def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_count(pipeline_run):
+    from mlfin.backtest import SIGNAL_COLUMNS, PORTFOLIO, dsr, sharpe_moments
+    home, summary = pipeline_run['home'], pipeline_run['summary']
+    curves, signals = pd.read_parquet(home/'run'/'curves.parquet'), pd.read_parquet(home/'run'/'signals.parquet')
+    trades, board = pd.read_parquet(home/'run'/'trades.parquet'), pd.read_parquet(home/'run'/'leaderboard.parquet')
+    assert list(signals.columns[:8]) == SIGNAL_COLUMNS
+    for symbol, entry in summary['symbols'].items():
+        models = set(board.loc[board['symbol'] == symbol, 'model'])
+        assert set(entry['models']) == models == set(signals.loc[signals['symbol'] == symbol, 'model_name'])  # every model, after costs
+        mine = signals[(signals['symbol'] == symbol) & (signals['model_name'] == entry['model'])].set_index('ts')['label']
+        rows = curves[curves['symbol'] == symbol]
+        assert (mine.map({'long': 1, 'flat': 0, 'short': -1}).reindex(rows.index) == rows['signal']).all()  # the leader's signals traded
+        assert (trades['symbol'] == symbol).sum() == entry['strategy']['trades']
+        skill = entry['skill']
+        assert skill['trials'] == summary['trials_per_symbol'][symbol] > 1     # the run's real count, not 1
+        assert skill['grid'] == 5 * len(models)                                 # every model at five thresholds
+        m = sharpe_moments(rows['strategy'].pct_change().dropna())             # recomputed from the value curve
+        assert skill['dsr'] == pytest.approx(dsr(m['sr'], m['n'], m['skew'], m['kurtosis'], skill['trials'], skill['sr_variance']))
+        assert skill['dsr'] <= skill['psr'] and 0 <= entry['pbo']['pbo'] <= 1
+        stress = entry['cost_stress']['table']
+        assert stress[2]['multiple'] == 1 and stress[2]['total_return'] == pytest.approx(entry['strategy']['total_return'])
+        assert entry['sharpe_interval']['low'] <= entry['strategy']['sharpe'] <= entry['sharpe_interval']['high']
+    portfolio = summary['portfolio']
+    assert portfolio['symbols'] == list(summary['symbols']) and portfolio['skill']['trials'] == sum(summary['trials_per_symbol'].values())
+    assert (curves['symbol'] == PORTFOLIO).sum() > 0
 
 
 def test_everything_is_tracked_in_mlflow(pipeline_run):
@@ -124,10 +152,11 @@ def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_
     again = mlfin(home, 'run', *args)
     assert '0 task(s) ran (nothing changed)' in again.stdout
     assert {p: p.stat().st_mtime_ns for p in products} == before
-    costly = mlfin(home, 'run', *args, '--fees', '0.002')
+    costly = mlfin(home, 'run', *args, '--fees', '20')  # bps, for every symbol
     assert '2 task(s) ran (backtest, report)' in costly.stdout
     dearer = json.loads((home/'run'/'summary.json').read_text())['symbols']
     for symbol, entry in pipeline_run['summary']['symbols'].items():  # same trades, higher costs: less return
+        assert dearer[symbol]['costs']['fees_bps'] == 20
         assert dearer[symbol]['strategy']['total_return'] < entry['strategy']['total_return']
     mlfin(home, 'run', *args)  # back to the session's parameters for the tests that follow
     assert json.loads((home/'run'/'summary.json').read_text())['params']['fees'] == pipeline_run['summary']['params']['fees']
@@ -192,14 +221,14 @@ def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(
     assert sorted(board['model'].unique()) == ['lightgbm', 'ridge'] and (board.groupby('symbol')['rank'].min() == 1).all()
     assert {'rmse', 'mae', 'r2', 'directional_accuracy', 'ic', 'rank_ic'} <= set(board.columns) and 'auc' not in board
     summary = json.loads((home/'run'/'summary.json').read_text())
-    fees, slippage = summary['params']['fees'], summary['params']['slippage']
     curves = pd.read_parquet(home/'run'/'curves.parquet')
     predictions = pd.read_parquet(home/'run'/'predictions.parquet')
     for symbol, rows in predictions.groupby('symbol'):
         assert rows['model'].iloc[0] == summary['symbols'][symbol]['model']
         close = load_sample(symbol)['close'].reindex(rows.index)
         move = rows['prediction'] / close - 1
-        expected = (move > 2 * (fees + slippage)).astype(int)
+        costs = summary['symbols'][symbol]['costs']
+        expected = (move > costs['round_trip_bps'] / 1e4).astype(int)
         assert (curves[curves['symbol'] == symbol]['signal'].reindex(rows.index) == expected).all(), symbol
         scored = rows.dropna(subset=['label'])
         rmse = float(np.sqrt(((scored['prediction'] - scored['label']) ** 2).mean()))

@@ -6,4 +6,7 @@
 __all__ = []
 
 # %% ../../nbs/05_backtest.ipynb #c003
-from .core import *
+from .signals import *
+from .portfolio import *
+from .stats import *
+from .universe import *

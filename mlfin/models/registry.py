@@ -24,13 +24,18 @@ def registered_name(symbol: str, timeframe: str) -> str:
     if timeframe not in TIMEFRAMES: raise BadInput(f"timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
     return f"mlfin.{symbol}.{timeframe}"
 
-def refusals(scores: dict, kind: str, min_auc: float = 0.52, min_ic: float = 0.02) -> list[str]:
+def refusals(scores: dict, kind: str, min_auc: float = 0.52, min_ic: float = 0.02,
+             min_sharpe: float | None = None, # the model's own backtest, after costs: annualised Sharpe ratio above this
+            ) -> list[str]:
     "Why a candidate may not become production: each threshold its out-of-sample scores fail, in words (empty: it passes)"
     checks = [('auc', min_auc, '--promote-min-auc')] if kind == 'classifier' else [('ic', min_ic, '--promote-min-ic')]
     out = []
     for metric, floor, option in checks:
         value = scores.get(metric, np.nan)
         if not value >= floor: out.append(f"out-of-sample {metric} {value:.4f} is below {option} {floor}")
+    if min_sharpe is not None:
+        value = scores.get('backtest_sharpe', np.nan)
+        if not value > min_sharpe: out.append(f"after-cost backtest Sharpe {value:.2f} is not above --promote-min-sharpe {min_sharpe}")
     return out
 
 # %% ../../nbs/04g_models.registry.ipynb #c009

@@ -106,7 +106,7 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
 class Training:
     "What training a run's models produced"
     kind: str                 # classifier or regressor
-    predictions: pd.DataFrame # out-of-sample, long: symbol, model, fold, prediction (+ prob_up for classifiers), label, label_return, train_end
+    predictions: pd.DataFrame # out-of-sample, long: symbol, model, fold, prediction (+ prob_up for classifiers), label, label_return, label_end, train_end
     folds: pd.DataFrame       # scores per symbol, model and fold
     leaderboard: pd.DataFrame # overall out-of-sample scores per symbol and model, best first
     finals: dict = field(default_factory=dict) # (symbol, model) -> a Model refitted on every labelled row
@@ -139,7 +139,8 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
         for spec in per_symbol[symbol]:
             oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
             rows = one.index.get_indexer(oos.index)
-            mine.append(oos.assign(label=one.y[rows], label_return=one.realised[rows], symbol=symbol, model=spec.name))
+            mine.append(oos.assign(label=one.y[rows], label_return=one.realised[rows], label_end=one.ends.to_numpy()[rows],
+                                   symbol=symbol, model=spec.name))
             fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
             if final: finals[(symbol, spec.name)] = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights)
         # overall scores on the rows every model predicted (a sequence model has none for its first rows)

@@ -42,10 +42,9 @@ pairs = data.universe('SPX,AAPL,EURUSD')
 bars, manifest = data.ingest_universe(pairs)
 bars = data.split_symbols(bars)
 raw, dataset = features.dataset(bars, partial(labels.fixed_horizon, horizon=1), features.spec_names(features.RESEARCH_SPEC))
-predictions, metrics, finals = models.train_universe(dataset)
-curves, trading = backtest.backtest_universe(bars, predictions, {m['symbol']: m['calendar'] for m in manifest},
-                                             threshold=0.55, fees=0.0002, slippage=0.0001)
-tracking.log_run({'model': 'lightgbm'}, manifest, metrics, trading, finals, features.inputs_of(dataset))
+training = models.train_universe(dataset, models.choose_models('all', 'classifier'))
+done = backtest.backtest_universe(bars, training.predictions, training.best(),
+                                  {m['symbol']: m['calendar'] for m in manifest}, trials=len(training.leaderboard['model'].unique()))
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 '''
