@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export bench bench-data bench-features bench-models
+.PHONY: help setup run test dashboards lab export bench bench-data bench-features bench-models bench-backtest
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
@@ -39,3 +39,6 @@ bench-features: setup ## a 12-indicator spec over 50M bars: ours beside a bare T
 
 bench-models: setup ## models beside bare fits, Optuna with and without pruning, LSTM beside plain Keras, serving latency (synthetic)
 	@$(BIN)/python tests/bench/bench_models.py
+
+bench-backtest: setup ## a 1,000-combination threshold x cost sweep over 20 symbols x 100k bars: ours beside backtesting.py and naive vectorbt (synthetic)
+	@$(BIN)/python tests/bench/bench_backtest.py

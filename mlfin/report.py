@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from .config import MlfinError, NotFound, atomic_write, run_dir
 from .backtest.portfolio import FILL_RULES
+import html
 
 # %% auto #0
 __all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
@@ -133,7 +134,10 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     "HTML: trading metrics beside buy-and-hold, classification metrics and the latest signals of one symbol"
     table = lambda frame: frame.to_html(classes='mlfin-table', border=0)
     signals = recent_signals(run, symbol)
-    return (TABLE_CSS + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) +
+    from mlfin.backtest.tearsheet import skill_frame, verdict
+    m = run['symbols'][symbol]
+    skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m))}</p>" + table(skill_frame(m))) if 'skill' in m else ''
+    return (TABLE_CSS + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
             '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
             '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
 

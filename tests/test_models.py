@@ -55,7 +55,9 @@ def test_the_registry_serves_what_the_run_trained(pipeline_run):
     for symbol, entry in summary['symbols'].items():
         registered = summary['registry'][symbol]
         assert registered['model'] == entry['model'] and f"mlfin.{symbol}.{entry['timeframe']}" in listing
-        assert registered['production'] == (entry['classification']['auc'] >= summary['params']['promote_min_auc'])
+        after_costs = entry['models'][entry['model']]['sharpe']  # its own backtest's Sharpe ratio, after costs
+        assert registered['production'] == (entry['classification']['auc'] >= summary['params']['promote_min_auc']
+                                             and after_costs > summary['params']['promote_min_sharpe']), registered['refused']
         if not registered['production']: assert registered['refused'].startswith('out-of-sample auc ')
     # a service, in its own process: load the candidate, give it the latest feature rows, get P(up); no pickle module touched
     code = ("import json, pickle, sys, pandas as pd\n"

@@ -97,7 +97,7 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         mine = signals[(signals['symbol'] == symbol) & (signals['model_name'] == entry['model'])].set_index('ts')['label']
         rows = curves[curves['symbol'] == symbol]
         assert (mine.map({'long': 1, 'flat': 0, 'short': -1}).reindex(rows.index) == rows['signal']).all()  # the leader's signals traded
-        assert (trades['symbol'] == symbol).sum() == entry['strategy']['trades']
+        assert (trades['book'] == symbol).sum() == entry['strategy']['trades']  # traded alone (the portfolio's book apart)
         skill = entry['skill']
         assert skill['trials'] == summary['trials_per_symbol'][symbol] > 1     # the run's real count, not 1
         assert skill['grid'] == 5 * len(models)                                 # every model at five thresholds
@@ -107,6 +107,9 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         stress = entry['cost_stress']['table']
         assert stress[2]['multiple'] == 1 and stress[2]['total_return'] == pytest.approx(entry['strategy']['total_return'])
         assert entry['sharpe_interval']['low'] <= entry['strategy']['sharpe'] <= entry['sharpe_interval']['high']
+        page = (pipeline_run['reports']/'tearsheets'/f"tearsheet-{symbol}.html").read_text()
+        assert f"{skill['dsr']:.2f}" in page and f"after {skill['trials']} trials" in page   # the tearsheet says it in words
+    assert (pipeline_run['reports']/'tearsheets'/'plotly.min.js').stat().st_size > 1e6        # charts open offline
     portfolio = summary['portfolio']
     assert portfolio['symbols'] == list(summary['symbols']) and portfolio['skill']['trials'] == sum(summary['trials_per_symbol'].values())
     assert (curves['symbol'] == PORTFOLIO).sum() > 0

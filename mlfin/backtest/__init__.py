@@ -10,3 +10,5 @@ from .signals import *
 from .portfolio import *
 from .stats import *
 from .universe import *
+from .sweep import sweep
+from .tearsheet import *

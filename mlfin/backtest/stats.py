@@ -130,6 +130,9 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
     size = m.shape[0] // blocks
     if size < 2: raise BadInput(f"{m.shape[0]} bars cannot make {blocks} blocks of at least 2 bars")
     m = m[m.shape[0] - size * blocks:]            # whole blocks, the most recent bars kept
+    if not (m.std(0) > 0).any():                   # no configuration ever moved: nothing was selected, nothing to overfit
+        return {'pbo': float('nan'), 'logits': np.array([]), 'splits': 0, 'strategies': m.shape[1],
+                'degradation_slope': float('nan'), 'degradation_intercept': float('nan'), 'prob_oos_loss': float('nan')}
     parts = m.reshape(blocks, size, -1)
     s1, s2 = parts.sum(1), (parts ** 2).sum(1)    # per block and strategy: sums make any union's Sharpe ratio
     chosen = np.array(list(combinations(range(blocks), blocks // 2)))
@@ -145,7 +148,8 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
     rank = (oos_sr < picked[:, None]).sum(1) + 0.5 * ((oos_sr == picked[:, None]).sum(1) - 1) + 1  # 1 worst .. N best, ties shared
     omega = rank / (m.shape[1] + 1)
     logits = np.log(omega / (1 - omega))
-    slope, intercept = np.polyfit(is_sr[np.arange(len(best)), best], picked, 1)
+    chosen_is = is_sr[np.arange(len(best)), best]
+    slope, intercept = np.polyfit(chosen_is, picked, 1) if np.ptp(chosen_is) > 0 else (float('nan'), float('nan'))
     return {'pbo': float((logits <= 0).mean()), 'logits': logits, 'splits': len(chosen), 'strategies': m.shape[1],
             'degradation_slope': float(slope), 'degradation_intercept': float(intercept),
             'prob_oos_loss': float((picked < 0).mean())}

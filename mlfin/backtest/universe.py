@@ -76,7 +76,7 @@ class Backtests:
     "What the backtest of a run produces"
     signals: pd.DataFrame   # every model's signals, in the `model_signals` shape (+ weight, prob_calibrated)
     curves: pd.DataFrame    # per symbol (and PORTFOLIO): the leader's value, buy-and-hold, Monte Carlo bands, signals
-    trades: pd.DataFrame    # the leaders' trades, with why each closed
+    trades: pd.DataFrame    # the leaders' trades, with why each closed; `book`: the symbol traded alone, or PORTFOLIO
     metrics: dict           # per symbol and for the portfolio: every figure of the tearsheet
     returns: dict = field(default_factory=dict) # per symbol: per-bar returns of every model (columns), after costs
 
@@ -122,7 +122,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
     overfit = None
     if grid_returns.shape[1] > 1 and blocks >= 4:
         found = stats.pbo(grid_returns.to_numpy(), blocks)
-        overfit = _floats({k: v for k, v in found.items() if k != 'logits'}) | {'blocks': blocks}
+        if found['splits']: overfit = _floats({k: v for k, v in found.items() if k != 'logits'}) | {'blocks': blocks}
     bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
     metrics = {'model': leader, 'costs': {'asset_class': asset_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
                                           'round_trip_bps': 2 * (costs.fees + costs.slippage)},
@@ -144,7 +144,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
         curves[name] = np.r_[1.0, q] * value.iloc[0]
     reason = pf.orders_by_bar[leader]['reason']
-    mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol)
+    mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
     mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
     records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, threshold, w['weight'],
                                         w['prob'] if sizing == 'kelly' else None) for m, w in made.items()])
@@ -212,4 +212,4 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
                'by_year': _table(stats.by_year(value, hold))}
     curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold.reindex(value.index)})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
-    return metrics, curve, trades.rename(columns={'Column': 'symbol'})
+    return metrics, curve, trades.rename(columns={'Column': 'symbol'}).assign(book=PORTFOLIO)
