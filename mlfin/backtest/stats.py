@@ -110,7 +110,7 @@ def dsr(sr: float, n: int, skew: float, kurtosis: float,
     "Deflated Sharpe ratio: the PSR against the best Sharpe ratio `trials` unskilled strategies would show"
     return psr(sr, n, skew, kurtosis, expected_max_sharpe(trials, variance))
 
-# %% ../../nbs/05c_backtest.stats.ipynb #c023
+# %% ../../nbs/05c_backtest.stats.ipynb #c025
 def sharpe_moments(returns) -> dict[str, float]:
     "Per-bar Sharpe ratio, count, skewness and kurtosis (not excess) of returns: what PSR and DSR take"
     r = _returns(returns)
@@ -118,7 +118,7 @@ def sharpe_moments(returns) -> dict[str, float]:
     return {'sr': sharpe(r), 'n': len(r), 'skew': float(stats.skew(r, bias=False)),
             'kurtosis': float(stats.kurtosis(r, fisher=False, bias=False))}
 
-# %% ../../nbs/05c_backtest.stats.ipynb #c027
+# %% ../../nbs/05c_backtest.stats.ipynb #c029
 def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's per-bar returns, same bars
         blocks: int = 16,  # S, even: the paper's default; C(16, 8) = 12,870 splits
        ) -> dict:
@@ -154,7 +154,7 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
             'degradation_slope': float(slope), 'degradation_intercept': float(intercept),
             'prob_oos_loss': float((picked < 0).mean())}
 
-# %% ../../nbs/05c_backtest.stats.ipynb #c032
+# %% ../../nbs/05c_backtest.stats.ipynb #c036
 def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
     from arch.bootstrap import StationaryBootstrap, optimal_block_length
     if block is None: block = float(optimal_block_length(r)['stationary'].iloc[0]) if r.std() > 0 else 1.0
@@ -171,7 +171,7 @@ def sharpe_interval(returns,                 # per-bar returns
     low, high = bs.conf_int(lambda x: np.array([sharpe(x, periods_per_year)]), reps=reps, method='percentile', size=level)[:, 0]
     return {'sharpe': sharpe(r, periods_per_year), 'low': float(low), 'high': float(high), 'level': level, 'block': block, 'reps': reps}
 
-# %% ../../nbs/05c_backtest.stats.ipynb #c036
+# %% ../../nbs/05c_backtest.stats.ipynb #c040
 def drawdown_bands(returns,            # per-bar returns
                    reps: int = 1000, seed: int = 0,
                    ruin: float = 0.5,  # the loss from the start that counts as ruin
@@ -188,7 +188,7 @@ def drawdown_bands(returns,            # per-bar returns
             'max_drawdown': dict(zip(quantiles, np.quantile(worst, quantiles).tolist())),
             'prob_ruin': float((paths.min(1) <= 1 - ruin).mean()), 'ruin': ruin, 'reps': reps, 'block': block}
 
-# %% ../../nbs/05c_backtest.stats.ipynb #c040
+# %% ../../nbs/05c_backtest.stats.ipynb #c044
 def by_year(value: pd.Series, benchmark: pd.Series | None = None) -> pd.DataFrame:
     "Return, Sharpe ratio (not annualised: per bar) and maximum drawdown per calendar year, beside a benchmark's return"
     out = {}
@@ -215,7 +215,7 @@ def by_regime(returns: pd.Series, close: pd.Series, periods_per_year: float, win
                       'volatility': float(x.std(ddof=1) * math.sqrt(periods_per_year)), 'sharpe': sharpe(x, periods_per_year)}
     return pd.DataFrame(rows).T.rename_axis('regime')
 
-# %% ../../nbs/05c_backtest.stats.ipynb #c046
+# %% ../../nbs/05c_backtest.stats.ipynb #c050
 def signal_decay(position: pd.Series,   # position decided at each bar's close (1, 0, -1, or a fraction)
                  close: pd.Series,      # the asset's closes
                  score: pd.Series | None = None, # the probability (or predicted return) behind it, for the rank IC
