@@ -13,7 +13,7 @@ from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FI
 from . import stats
 
 # %% auto #0
-__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO', 'model_weights', 'break_even', 'cost_stress', 'Backtests',
+__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO', 'model_weights', 'break_even', 'cost_stress', 'Backtests', 'skill',
            'backtest_symbol', 'backtest_universe', 'backtest_portfolio']
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c006
@@ -80,11 +80,34 @@ class Backtests:
     metrics: dict           # per symbol and for the portfolio: every figure of the tearsheet
     returns: dict = field(default_factory=dict) # per symbol: per-bar returns of every model (columns), after costs
 
+def skill(returns: pd.Series,          # the examined strategy's per-bar returns, after costs
+          trials: int,                 # configurations tried (tuning and the model list)
+          grid: pd.DataFrame | None,   # per-bar returns of the configurations around it (columns), same bars
+         ) -> tuple[dict, dict | None]:
+    "PSR and DSR (the grid's Sharpe dispersion as the trials' variance) and PBO over the grid"
+    moments = stats.sharpe_moments(returns)
+    g = grid if grid is not None and grid.shape[1] > 1 else None
+    # without a grid, the sampling variance of an unskilled Sharpe ratio over these bars stands in for the trials' dispersion
+    variance = float(np.var([stats.sharpe(g[c]) for c in g], ddof=1)) if g is not None else 1 / (len(returns) - 1)
+    out = {**moments, 'trials': int(trials), 'sr_variance': variance, 'grid': 0 if g is None else int(g.shape[1]),
+           'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
+           'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
+           'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance)}
+    overfit, blocks = None, (min(16, 2 * (len(g) // 4 // 2)) if g is not None else 0)
+    if blocks >= 4:
+        found = stats.pbo(g.to_numpy(), blocks)
+        if found['splits']: overfit = _floats({k: v for k, v in found.items() if k != 'logits'}) | {'blocks': blocks}
+    return _floats(out), overfit
+
+def _monte_carlo(bands: dict) -> dict:
+    return {'max_drawdown': {str(q): v for q, v in bands['max_drawdown'].items()}, 'prob_ruin': bands['prob_ruin'],
+            'ruin': bands['ruin'], 'reps': bands['reps'], 'block': bands['block']}
+
 def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: str, calendar: str, trials: int,
                     threshold: float = 0.55, short_below: float = 0.0, costs: Costs | None = None,
                     sizing: str = 'fixed', kelly: float = 0.5, stop_loss: float | None = None, take_profit: float | None = None,
                     target: str = 'return', reps: int = 1000, seed: int = 0) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    "One symbol: every model after costs, the leader examined; (metrics, curves, trades, signals, weights by model)"
+    "One symbol: every model after costs, the leader examined; (metrics, curves, trades, signals, the grid's weights)"
     from mlfin.bars import periods_per_year
     timeframe = bars.attrs.get('timeframe', '')
     ppy = periods_per_year(calendar, timeframe)
@@ -111,28 +134,15 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
             else: w = model_weights(rows, bars['close'], Costs(costs.fees * t, costs.slippage * t), 0.55, short_below, target=target)['weight']
             grid[f"{m}@{t:g}"] = w
     grid_values = simulate({k: bars for k in grid}, grid, costs, stop_loss, take_profit, shared=False).value()
-    grid_returns = grid_values.pct_change().iloc[1:]
-    moments = stats.sharpe_moments(returns)
-    variance = float(np.var([stats.sharpe(grid_returns[c]) for c in grid_returns], ddof=1)) if grid_returns.shape[1] > 1 else 1 / (len(returns) - 1)
-    skill = {**moments, 'trials': int(trials), 'sr_variance': variance, 'grid': int(grid_returns.shape[1]),
-             'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
-             'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
-             'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance)}
-    blocks = min(16, 2 * (len(grid_returns) // 4 // 2))
-    overfit = None
-    if grid_returns.shape[1] > 1 and blocks >= 4:
-        found = stats.pbo(grid_returns.to_numpy(), blocks)
-        if found['splits']: overfit = _floats({k: v for k, v in found.items() if k != 'logits'}) | {'blocks': blocks}
+    tested, overfit = skill(returns, trials, grid_values.pct_change().iloc[1:])
     bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
     metrics = {'model': leader, 'costs': {'asset_class': asset_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
                                           'round_trip_bps': 2 * (costs.fees + costs.slippage)},
                'strategy': per_model[leader], 'buy_and_hold': _floats(stats.performance(hold, ppy)),
                'exposure': per_model[leader]['exposure'], 'periods_per_year': ppy, 'models': per_model,
-               'skill': _floats(skill), 'pbo': overfit,
+               'skill': tested, 'pbo': overfit,
                'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), ppy, reps=reps, seed=seed)),
-               'monte_carlo': {'max_drawdown': {str(q): v for q, v in bands['max_drawdown'].items()}, 'prob_ruin': bands['prob_ruin'],
-                               'ruin': bands['ruin'], 'reps': reps, 'block': bands['block']},
-               'by_year': _table(stats.by_year(value, hold)), 'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
+               'monte_carlo': _monte_carlo(bands), 'by_year': _table(stats.by_year(value, hold)), 'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
                'cost_stress': cost_stress(bars.loc[chosen.index[0]:chosen.index[-1]], chosen['weight'], costs, ppy, stop_loss, take_profit),
                'signal_decay': _table(stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
                                                           chosen['prob_up'] if chosen['prob_up'].notna().any() else None))}
@@ -148,7 +158,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
     mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
     records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, threshold, w['weight'],
                                         w['prob'] if sizing == 'kelly' else None) for m, w in made.items()])
-    return metrics, curves, mine, records, {m: w['weight'] for m, w in made.items()}
+    return metrics, curves, mine, records, grid
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c013
 PORTFOLIO = 'PORTFOLIO'
@@ -171,19 +181,21 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
     costs = {s: costs_for(asset_class(calendars[s]) if asset == 'auto' else asset, fees, slippage) for s in leaders}
-    metrics, curves, trades, records, weights = {}, [], [], [], {}
+    metrics, curves, trades, records, weights, grids = {}, [], [], [], {}, {}
     for symbol, leader in leaders.items():
-        m, c, t, r, w = backtest_symbol(symbol, bars_by_symbol[symbol], oos[oos['symbol'] == symbol], leader, calendars[symbol],
+        m, c, t, r, grids[symbol] = backtest_symbol(symbol, bars_by_symbol[symbol], oos[oos['symbol'] == symbol], leader, calendars[symbol],
                                         trials[symbol], threshold, short_below, costs[symbol], sizing, kelly, stop_loss, take_profit,
                                         target, reps, seed)
-        metrics[symbol], weights[symbol] = m, w[leader]
+        metrics[symbol], weights[symbol] = m, c['weight']
         curves.append(c); trades.append(t); records.append(r)
     if len(leaders) > 1:
-        p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(trials.values()), stop_loss, take_profit, reps, seed)
+        p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(trials.values()), grids,
+                                                          stop_loss, take_profit, reps, seed)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)
 
 def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], costs: dict[str, Costs], trials: int,
+                       grids: dict[str, dict] | None = None, # per symbol: the configurations' weights (model@threshold -> weight)
                        stop_loss: float | None = None, take_profit: float | None = None, reps: int = 1000, seed: int = 0):
     "The leaders of every symbol in one portfolio sharing cash (equal capital), beside an equal-weight buy-and-hold"
     pf = simulate(bars_by_symbol, weights, costs, stop_loss, take_profit, shared=True)
@@ -194,21 +206,20 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     years = (end - start) / pd.Timedelta(days=365.25)
     ppy = (len(value) - 1) / years  # bars of the union of the symbols' bars in a year
     returns = value.pct_change().dropna()
-    moments = stats.sharpe_moments(returns)
-    variance = 1 / (len(returns) - 1)   # the sampling variance of an unskilled Sharpe ratio over these bars (no grid across symbols)
+    # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash
+    keys = [k for k in next(iter(grids.values())) if all(k in g for g in grids.values())] if grids else []
+    grid = pd.DataFrame({k: simulate(bars_by_symbol, {s: g[k] for s, g in grids.items()}, costs, stop_loss, take_profit, shared=True).value()
+                         for k in keys}).pct_change().iloc[1:] if keys else None
+    tested, overfit = skill(returns, trials, grid)
     trades = pf.trades.records_readable
     bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
     metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
                'strategy': _floats(stats.performance(value, ppy, trade_returns=trades['Return'].to_numpy())),
                'buy_and_hold': _floats(stats.performance(hold, ppy)),
                'exposure': float((sum(pf.orders_by_bar[s]['held'].reindex(value.index).ffill().fillna(0).abs() for s in weights) > 0).mean()),
-               'skill': _floats({**moments, 'trials': int(trials), 'sr_variance': variance,
-                                 'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
-                                 'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
-                                 'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance)}),
-               'pbo': None, 'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), ppy, reps=reps, seed=seed)),
-               'monte_carlo': {'max_drawdown': {str(q): v for q, v in bands['max_drawdown'].items()}, 'prob_ruin': bands['prob_ruin'],
-                               'ruin': bands['ruin'], 'reps': reps, 'block': bands['block']},
+               'skill': tested, 'pbo': overfit,
+               'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), ppy, reps=reps, seed=seed)),
+               'monte_carlo': _monte_carlo(bands),
                'by_year': _table(stats.by_year(value, hold))}
     curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold.reindex(value.index)})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
