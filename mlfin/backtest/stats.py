@@ -49,7 +49,7 @@ def _longest_underwater(value: pd.Series) -> tuple[int, pd.Timedelta]:
 # %% ../../nbs/05c_backtest.stats.ipynb #c012
 def performance(value: pd.Series,          # portfolio value per bar, after costs
                 periods_per_year: float,   # from the asset's calendar
-                position: pd.Series | None = None, # held position per bar (1, 0, -1, or a fraction): turnover and exposure
+                position: pd.Series | pd.DataFrame | None = None, # held position per bar (1, 0, -1, or a fraction; a column per symbol of a portfolio): turnover and exposure
                 trade_returns: np.ndarray | None = None, # each closed trade's return: win rate and profit factor
                ) -> dict[str, float]:
     "Return, risk and trading figures of a value curve, annualised by the asset's calendar"
@@ -69,9 +69,10 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
            'calmar': float(annual / -dd.min()) if dd.min() < 0 and not math.isnan(annual) else float('nan'),
            'drawdown_bars': int(bars_under), 'drawdown_days': float(time_under / pd.Timedelta(days=1))}
     if position is not None:
-        held = position.reindex(value.index).fillna(0).to_numpy(dtype='float64')
-        out['exposure'] = float((held != 0).mean())
-        out['turnover'] = float(np.abs(np.diff(np.r_[0.0, held])).sum() / years) if years > 0 else float('nan')  # position changes a year
+        held = position.reindex(value.index).fillna(0).to_numpy(dtype='float64').reshape(len(value), -1)
+        out['exposure'] = float((held != 0).any(axis=1).mean())   # bars with any position
+        changes = np.abs(np.diff(held, axis=0, prepend=0.0)).sum()  # every symbol's position changes
+        out['turnover'] = float(changes / years) if years > 0 else float('nan')  # a year
     if trade_returns is not None:
         t = np.asarray(trade_returns, dtype='float64')
         gains, losses = t[t > 0].sum(), -t[t < 0].sum()

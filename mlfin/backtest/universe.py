@@ -212,11 +212,11 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
                          for k in keys}).pct_change().iloc[1:] if keys else None
     tested, overfit = skill(returns, trials, grid)
     trades = pf.trades.records_readable
+    held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(value.index).ffill()  # between a symbol's own bars
+    strategy = _floats(stats.performance(value, ppy, held, trade_returns=trades['Return'].to_numpy()))
     bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
     metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
-               'strategy': _floats(stats.performance(value, ppy, trade_returns=trades['Return'].to_numpy())),
-               'buy_and_hold': _floats(stats.performance(hold, ppy)),
-               'exposure': float((sum(pf.orders_by_bar[s]['held'].reindex(value.index).ffill().fillna(0).abs() for s in weights) > 0).mean()),
+               'strategy': strategy, 'buy_and_hold': _floats(stats.performance(hold, ppy)), 'exposure': strategy['exposure'],
                'skill': tested, 'pbo': overfit,
                'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), ppy, reps=reps, seed=seed)),
                'monte_carlo': _monte_carlo(bands),
