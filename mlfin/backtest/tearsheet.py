@@ -79,8 +79,20 @@ _PERF = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual r
 def _fmt(fmt: str, v) -> str:
     return '' if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
 
+# how the tables' columns read: their headings and formats (shares as percentages, counts whole)
+_COLUMNS = {'total_return': ('total return', '{:.1%}'), 'annual_return': ('annual return', '{:.1%}'), 'return': ('return', '{:.1%}'),
+            'benchmark_return': ('buy & hold', '{:.1%}'), 'max_drawdown': ('max drawdown', '{:.1%}'), 'volatility': ('volatility', '{:.1%}'),
+            'exposure': ('time in market', '{:.0%}'), 'sharpe': ('Sharpe', '{:.2f}'), 'trades': ('trades', '{:,.0f}'),
+            'bars': ('bars', '{:,.0f}'), 'round_trip_bps': ('round trip (bps)', '{:g}'), 'per_bar': ('return per bar held (bps)', '{:.2f}'),
+            'rank_ic': ('rank IC', '{:.3f}')}
+_SCALE = {'per_bar': 1e4}
+
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(border=0, na_rep='', escape=True)
+    "An HTML table, its known columns given headings and formats"
+    shown = frame.copy()
+    for c in [c for c in shown.columns if c in _COLUMNS]:
+        shown[c] = [_fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v) for v in shown[c]]
+    return shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}).to_html(border=0, na_rep='', escape=True)
 
 def metrics_frame(m: dict) -> pd.DataFrame:
     "Every performance figure of the strategy beside buy-and-hold"
@@ -119,13 +131,13 @@ def tearsheet(name: str,        # a symbol, or PORTFOLIO
                   f"<p>Costs used: {m['costs']['asset_class']}, {m['costs']['fees_bps']:g} bps fees + {m['costs']['slippage_bps']:g} bps "
                   f"slippage per fill ({m['costs']['round_trip_bps']:g} bps a round trip). Break-even: "
                   + (f"<b>{be:.1f} bps</b> a round trip." if be is not None else f"above {stress['round_trip_bps'].max():g} bps a round trip (the grid's end).")
-                  + "</p>", _table(stress.set_index('multiple').round(4))]
+                  + "</p>", _table(stress.set_index('multiple').rename_axis('costs x'))]
     if 'models' in m:
         parts += ["<h2>Every model, same bars and costs</h2>",
-                  _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']].round(3))]
+                  _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']])]
     for key, title in (('by_year', 'By year'), ('by_regime', "By the asset's volatility regime (trailing 20 bars)"),
                        ('signal_decay', 'Signal decay: return per bar held against the holding horizon')):
-        if m.get(key): parts += [f"<h2>{title}</h2>", _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]).round(5))]
+        if m.get(key): parts += [f"<h2>{title}</h2>", _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]))]
     if quality: parts += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
     if fill_rules: parts += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} tearsheet</title>"
