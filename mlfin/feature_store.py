@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
 from .config import atomic_write, home
-from .bars import fingerprint
+from .data.bars import fingerprint
 from . import features as F
 
 # %% auto #0

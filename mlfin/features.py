@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd, talib
 from .config import MlfinError, BadInput, NotFound, read_yaml
-from .bars import BAR_COLUMNS
+from .data.bars import BAR_COLUMNS
 
 # %% auto #0
 __all__ = ['INDICATORS', 'ALIASES', 'SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'NON_INPUTS', 'Indicator', 'register',
@@ -353,7 +353,7 @@ def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
                      calendar: str = '24/7', # the asset's calendar: coarse bars follow its sessions
                     ) -> pd.DataFrame:
     "Features of the coarser `timeframe` bars, each fine bar seeing only the last completed coarse bar (columns prefixed `1d_`, ...)"
-    from mlfin.bars import resample, session_bins
+    from mlfin.data.bars import resample, session_bins
     coarse = resample(bars, timeframe, calendar)
     values = build(coarse, spec) if not callable(spec) else spec(coarse)
     values = values.to_frame() if isinstance(values, pd.Series) else values
@@ -365,7 +365,7 @@ def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
 
 def _closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
     "When each bar is complete: its open time plus its size"
-    from mlfin.bars import TIMEFRAMES
+    from mlfin.data.bars import TIMEFRAMES
     return bars.index + pd.Timedelta(TIMEFRAMES[bars.attrs.get('timeframe', '1d')])
 
 def cross_asset(bars: pd.DataFrame,   # the asset the features are for

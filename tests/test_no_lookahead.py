@@ -7,7 +7,7 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 from mlfin import features, labels
 from mlfin.data import load_sample
 
-from mlfin.bars import resample
+from mlfin.data.bars import resample
 
 BARS = {'SPX': load_sample('SPX').loc['2014':'2018'], 'EURUSD': load_sample('EURUSD'),
         'ES': load_sample('ES'), 'ES:5m': resample(load_sample('ES'), '5m', 'CMES')}
@@ -110,7 +110,7 @@ def test_uniqueness_weights_follow_the_spans():
 
 
 def test_other_bar_sizes_and_assets_use_only_completed_bars():
-    from mlfin.bars import resample, session_bins
+    from mlfin.data.bars import resample, session_bins
     hourly, spx = BARS['EURUSD'].iloc[:2000], BARS['SPX']
     daily_rsi = lambda b: features.higher_timeframe(b, '1d', ['rsi_14', 'returns', 'atr_14'], calendar='24/5')
     assert features.check_no_lookahead(daily_rsi, hourly, cuts=30).clean

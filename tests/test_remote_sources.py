@@ -9,8 +9,8 @@ import numpy as np, pandas as pd
 import pytest
 from mlfin import data
 from mlfin.config import BadInput, NotFound
-from mlfin.remote import fetch_exchange, fetch_yahoo
-from mlfin.sources import read_sample
+from mlfin.data.remote import fetch_exchange, fetch_yahoo
+from mlfin.data.sources import read_sample
 
 
 class Server:

@@ -8,13 +8,13 @@ import numpy as np, pandas as pd
 import pytest
 from mlfin import data
 from mlfin.config import BadInput, NotFound
-from mlfin.store import open_store
-from mlfin.sources import read_sample
+from mlfin.data.store import open_store
+from mlfin.data.sources import read_sample
 
 WRITER = textwrap.dedent('''
     import sys, numpy as np, pandas as pd
-    from mlfin.bars import bars_frame
-    from mlfin.store import open_store
+    from mlfin.data.bars import bars_frame
+    from mlfin.data.store import open_store
     url, first, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ts = pd.date_range(first, periods=n, freq='1min', tz='UTC')
     close = 100 + np.cumsum(np.random.default_rng(n).normal(0, 0.01, n))   # synthetic: a scale filler

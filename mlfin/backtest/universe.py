@@ -108,7 +108,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
                     sizing: str = 'fixed', kelly: float = 0.5, stop_loss: float | None = None, take_profit: float | None = None,
                     target: str = 'return', reps: int = 1000, seed: int = 0) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     "One symbol: every model after costs, the leader examined; (metrics, curves, trades, signals, the grid's weights)"
-    from mlfin.bars import periods_per_year
+    from mlfin.data.bars import periods_per_year
     timeframe = bars.attrs.get('timeframe', '')
     ppy = periods_per_year(calendar, timeframe)
     costs = costs or costs_for(asset_class(calendar))

@@ -19,7 +19,7 @@ ALIASES = ('candidate', 'production')
 
 def registered_name(symbol: str, timeframe: str) -> str:
     "The registered model of a series: mlfin.SYMBOL.TIMEFRAME (symbol and bar size checked first)"
-    from mlfin.bars import TIMEFRAMES
+    from mlfin.data.bars import TIMEFRAMES
     if not re.fullmatch(r"[A-Za-z0-9._^=-]{1,64}", symbol or ''): raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only")
     if timeframe not in TIMEFRAMES: raise BadInput(f"timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
     return f"mlfin.{symbol}.{timeframe}"

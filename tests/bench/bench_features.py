@@ -40,7 +40,7 @@ import sys, time, numpy as np, pandas as pd
 from pathlib import Path
 folder, n_symbols = Path(sys.argv[1]), int(sys.argv[2])
 SPEC = {SPEC!r}
-from mlfin.bars import bars_frame
+from mlfin.data.bars import bars_frame
 def bars_of(i):  # canonical bars (UTC nanosecond index, float64 columns), as mlfin.data.load gives them
     return bars_frame(pd.read_parquet(folder/f"S{{i:03d}}.parquet"), f"S{{i:03d}}", '1m')
 def warm():  # names resolved and TA-Lib loaded once, as in any session
