@@ -39,8 +39,8 @@ def test_a_writer_killed_mid_write_leaves_the_old_data_readable(store_url):
     else:
         folder = Path(store_url)/'bars'/'timeframe=1m'/'symbol=SYN'
         deadline = time.time() + 60
-        while not list(folder.glob('.bars.parquet.*.tmp')) and time.time() < deadline: time.sleep(0.005)
-        assert list(folder.glob('.bars.parquet.*.tmp')), "the writer never reached the file write"
+        while not list(folder.glob('.*.tmp')) and time.time() < deadline: time.sleep(0.005)
+        assert list(folder.glob('.*.tmp')), "the writer never reached the file write"
     big.send_signal(signal.SIGKILL); big.wait(30)
     assert big.stdout.read() == ''  # it never finished
     after = data.load('SYN', '1m', store=store_url)
@@ -118,3 +118,62 @@ def test_splits_and_dividends_from_an_actions_table(store_url, tmp_path):
     assert stored_raw['close'].pct_change().loc['2005-02-28'] < -0.45     # the raw print halves
     assert abs(adjusted['close'].pct_change().loc['2005-02-28']) < 0.1    # the adjusted series does not
     assert adjusted['close'].loc['2005-02-25'] == pytest.approx(stored_raw['close'].loc['2005-02-25'] / 2)
+
+
+BATCHES = textwrap.dedent('''
+    import sys, numpy as np, pandas as pd
+    from mlfin.data.bars import bars_frame
+    from mlfin.data.store import open_store
+    url, batches = sys.argv[1], int(sys.argv[2])
+    store = open_store(url)
+    for b in range(batches):   # 240 one-minute bars from 22:00 to 02:00: every batch spans two days (two files)
+        ts = pd.date_range(pd.Timestamp('2024-01-01 22:00', tz='UTC') + pd.Timedelta(days=b), periods=240, freq='1min')
+        close = np.full(240, 100.0 + b)                                  # synthetic: a scale filler
+        store.write(bars_frame(pd.DataFrame({'open': close, 'high': close, 'low': close, 'close': close, 'volume': 1.0},
+                                            index=ts), 'SYN', '1m'))
+    print('done', flush=True)
+''')
+
+
+def test_a_reader_during_writes_sees_whole_batches_only(store_url):
+    "Each batch spans two periods (two files): a reader taking no lock sees all of a batch or none, and never fails"
+    writing = subprocess.Popen([sys.executable, '-c', BATCHES, store_url, '150'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store, seen = open_store(store_url), []
+    while writing.poll() is None:
+        if not store.has('SYN', '1m'): continue
+        bars = store.read('SYN', '1m')
+        seen.append(len(bars))
+        assert len(bars) % 240 == 0 and bars.index.is_unique and bars.index.is_monotonic_increasing
+        assert len(bars) == 0 or bars['close'].iloc[-1] == 100.0 + len(bars) // 240 - 1   # the latest batch, whole
+        tail = store.tail('SYN', '1m', 300)
+        assert len(tail) == min(300, max(len(bars), len(tail))) and tail.index.is_monotonic_increasing
+    assert writing.wait(60) == 0, writing.stderr.read()
+    assert len(store.read('SYN', '1m')) == 150 * 240 and len(set(seen)) > 3, seen   # it read while the writer wrote
+
+
+def test_tail_and_stamp(store_url):
+    "The last bars of a series and a stamp that moves only when the series changes, on either store"
+    store = open_store(store_url)
+    data.ingest('sample:EURUSD', store=store)
+    first = store.stamp('EURUSD', '1h')
+    pd.testing.assert_frame_equal(store.tail('EURUSD', '1h', 5), store.read('EURUSD', '1h').iloc[-5:])
+    data.ingest('sample:EURUSD', store=store)
+    assert store.stamp('EURUSD', '1h') == first and store.stamp('EURUSD', '1d') is None   # unchanged; not stored
+    bar = data.load_sample('EURUSD').iloc[[-1]].copy(); bar['close'] = bar['high']
+    assert data.ingest(bar, 'EURUSD', '1h', store=store).changed == 1
+    assert store.stamp('EURUSD', '1h') != first
+    assert data.ls(store).set_index('symbol').loc['EURUSD', 'bars'] == len(data.load_sample('EURUSD'))
+
+
+def test_a_postgresql_store_of_an_earlier_version_gets_its_counts(postgres_server):
+    "mlfin_series rows written before the counts existed get them from mlfin_bars on first use"
+    import psycopg, uuid
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as con: con.execute(f"CREATE DATABASE {name}")
+    url = f"{postgres_server}/{name}"
+    data.ingest('sample:SPX', store=url)
+    with psycopg.connect(url) as con:   # as an earlier version left it: no counts
+        con.execute("ALTER TABLE mlfin_series DROP COLUMN bars, DROP COLUMN first_ts, DROP COLUMN last_ts, DROP COLUMN changes")
+    held = data.ls(url).set_index('symbol')
+    assert held.loc['SPX', 'bars'] == 5031 and held.loc['SPX', 'last'] == pd.Timestamp('2018-12-31', tz='UTC')
+    assert data.ingest('sample:SPX', store=url).total == 5031

@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS mlfin_bars (
     PRIMARY KEY (symbol, timeframe, ts));
 CREATE TABLE IF NOT EXISTS mlfin_series (symbol text NOT NULL, timeframe text NOT NULL, meta jsonb NOT NULL,
     PRIMARY KEY (symbol, timeframe));
+ALTER TABLE mlfin_series ADD COLUMN IF NOT EXISTS bars bigint, ADD COLUMN IF NOT EXISTS first_ts timestamptz,
+    ADD COLUMN IF NOT EXISTS last_ts timestamptz, ADD COLUMN IF NOT EXISTS changes bigint NOT NULL DEFAULT 0;
+UPDATE mlfin_series s SET (bars, first_ts, last_ts) = (SELECT count(*), min(ts), max(ts) FROM mlfin_bars b
+    WHERE b.symbol = s.symbol AND b.timeframe = s.timeframe) WHERE s.bars IS NULL;
 CREATE TABLE IF NOT EXISTS mlfin_quarantine (symbol text NOT NULL, timeframe text NOT NULL, "row" bigint, ts text,
     "column" text, reason text, value text, source text, ingested timestamptz NOT NULL);
 """
@@ -74,10 +78,15 @@ class PostgresStore:
                             + " WHERE " + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in _VALUES))
             kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
             merged = {**(kept[0] if kept else {}), **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
-            if not kept or merged != kept[0]:
-                con.execute("INSERT INTO mlfin_series VALUES (%s, %s, %s) ON CONFLICT (symbol, timeframe) DO UPDATE SET meta = EXCLUDED.meta",
-                            (symbol, timeframe, json.dumps(merged, default=str)))
-            total = con.execute("SELECT count(*) FROM mlfin_bars WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()[0]
+            # the series' count, span and change counter kept beside it: no count(*) over its history per write
+            total = con.execute(
+                "INSERT INTO mlfin_series AS s (symbol, timeframe, meta, bars, first_ts, last_ts, changes) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (symbol, timeframe) DO UPDATE SET meta = EXCLUDED.meta, "
+                "bars = s.bars + EXCLUDED.bars, first_ts = least(s.first_ts, EXCLUDED.first_ts), "
+                "last_ts = greatest(s.last_ts, EXCLUDED.last_ts), changes = s.changes + EXCLUDED.changes RETURNING bars",
+                (symbol, timeframe, json.dumps(merged, default=str), int(new), rows.index.min().to_pydatetime(),
+                 rows.index.max().to_pydatetime(), int(bool(new or changed)))).fetchone()[0]
+            if new or changed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))  # delivered at commit
         return {'new': int(new), 'changed': int(changed), 'unchanged': len(rows) - int(new) - int(changed), 'total': int(total)}
 
     def read(self, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
@@ -93,11 +102,27 @@ class PostgresStore:
                 held = self.ls()
                 listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
                 raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
+        return self._bars(found, symbol, timeframe)
+
+    def _bars(self, found: list, symbol: str, timeframe: str) -> pd.DataFrame:
         frame = pd.DataFrame(found, columns=['ts', *_VALUES])
         frame['ts'] = pd.to_datetime(frame['ts'], utc=True).dt.as_unit('ns')
         for c in _VALUES: frame[c] = frame[c].astype('float64')
-        bars = _to_bars(frame.drop(columns=[c for c in ('vwap', 'spread') if frame[c].isna().all()]), symbol, timeframe)
-        return bars
+        return _to_bars(frame.drop(columns=[c for c in ('vwap', 'spread') if frame[c].isna().all()]), symbol, timeframe)
+
+    def tail(self, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+        "The last `n` stored bars of one series"
+        with self._connect() as con:
+            found = con.execute(f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s "
+                                "ORDER BY ts DESC LIMIT %s", (symbol, timeframe, int(n))).fetchall()
+        if not found: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+        return self._bars(found[::-1], symbol, timeframe)
+
+    def stamp(self, symbol: str, timeframe: str):
+        "A value that changes whenever the series does (its change counter); None when it is not stored"
+        with self._connect() as con:
+            found = con.execute("SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
+        return tuple(found) if found else None
 
     def meta(self, symbol: str, timeframe: str) -> dict:
         with self._connect() as con:
@@ -108,10 +133,9 @@ class PostgresStore:
         "Every series held: symbol, timeframe, bars, first, last, calendar, source, quarantined rows"
         with self._connect() as con:
             rows = con.execute(
-                "SELECT b.symbol, b.timeframe, count(*), min(b.ts), max(b.ts), coalesce(s.meta->>'calendar', ''), "
-                "coalesce(s.meta->>'source', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = b.symbol AND q.timeframe = b.timeframe) "
-                "FROM mlfin_bars b LEFT JOIN mlfin_series s USING (symbol, timeframe) GROUP BY b.symbol, b.timeframe, s.meta "
-                "ORDER BY b.symbol, b.timeframe").fetchall()
+                "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), "
+                "coalesce(s.meta->>'source', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe = s.timeframe) "
+                "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall()
         held = pd.DataFrame(rows, columns=['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'quarantined'])
         for c in ('first', 'last'): held[c] = pd.to_datetime(held[c], utc=True)
         return held.astype({'bars': 'int64', 'quarantined': 'int64'})

@@ -10,8 +10,8 @@ from ..config import MlfinError
 from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, PRICE_COLUMNS, TIMEFRAMES, bars_frame, expected_bars
 
 # %% auto #0
-__all__ = ['REJECT_COLUMNS', 'OBVIOUS', 'rejected_frame', 'Inspection', 'inspect', 'spikes', 'stale_runs', 'gaps', 'off_calendar',
-           'anomalies', 'quality_row', 'quality_figure']
+__all__ = ['REJECT_COLUMNS', 'OBVIOUS', 'rejected_frame', 'all_good', 'Inspection', 'inspect', 'spikes', 'stale_runs', 'gaps',
+           'off_calendar', 'anomalies', 'quality_row', 'quality_figure']
 
 # %% ../../nbs/01a_data.quality.ipynb #c006
 REJECT_COLUMNS = ['row', 'ts', 'column', 'reason', 'value']
@@ -34,9 +34,22 @@ _CHECK_COLUMN = {'high < low': 'high', 'high below open or close': 'high', 'low 
 
 def rejected_frame(rows=(), ts=(), columns=(), reasons=(), values=()) -> pd.DataFrame:
     "The table of rejected rows: source row (1-based), its timestamp, the column at fault, why, the value"
+    if not len(rows) and _NONE_REJECTED: return _NONE_REJECTED[0].copy(deep=False)  # the common case, built once (1 ms each)
     return pd.DataFrame({'row': pd.array(list(rows), dtype='int64'), 'ts': pd.array([str(t) for t in ts], dtype='str'),
                          'column': pd.array(list(columns), dtype='str'), 'reason': pd.array(list(reasons), dtype='str'),
                          'value': pd.array([str(v) for v in values], dtype='str')})
+_NONE_REJECTED = []
+_NONE_REJECTED.append(rejected_frame())
+
+def all_good(rows: pd.DataFrame) -> bool:
+    "Whether every row passes the schema: the same checks in plain numpy, so that the schema runs only to name what fails"
+    if not {'ts', *BAR_COLUMNS} <= set(rows.columns) or str(rows['ts'].dtype) != 'datetime64[ns, UTC]' \
+       or any(rows[c].dtype != 'float64' for c in BAR_COLUMNS) or rows['ts'].isna().any(): return False
+    o, h, l, c, v = (rows[c].to_numpy() for c in BAR_COLUMNS)
+    with np.errstate(invalid='ignore'):
+        return bool(np.isfinite(o).all() and np.isfinite(h).all() and np.isfinite(l).all() and np.isfinite(c).all()
+                    and np.isfinite(v).all() and (o > 0).all() and (h > 0).all() and (l > 0).all() and (c > 0).all()
+                    and (v >= 0).all() and (h >= l).all() and (h >= np.fmax(o, c)).all() and (l <= np.fmin(o, c)).all())
 
 @dataclass
 class Inspection:
@@ -59,7 +72,8 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
     import pandera.pandas as pa
     bad = [problems] if problems is not None and len(problems) else []
     rows = frame.drop(index=problems['row'].to_numpy(), errors='ignore') if bad else frame
-    try: _schema().validate(rows, lazy=True, inplace=True)  # inplace, whole frame: no copy of millions of rows
+    try:
+        if not all_good(rows): _schema().validate(rows, lazy=True, inplace=True)  # inplace, whole frame: no copy of millions of rows
     except pa.errors.SchemaErrors as e:
         cases = e.failure_cases.dropna(subset=['index'])
         cases = cases[cases['column'].isna() | cases['column'].isin(['ts', *BAR_COLUMNS])]
@@ -101,6 +115,7 @@ OBVIOUS = 5.0  # a close this many times above (or below 1/this of) both neighbo
 
 def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) -> pd.DataFrame:
     "Bars whose close jumps more than `spike_sigmas` recent standard deviations (or `OBVIOUS`-fold) and reverts on the next bar"
+    if len(bars) < 3: return pd.DataFrame({'ts': bars.index[:0], 'kind': [], 'detail': []})  # a jump and its reversal need 3 bars
     r = np.log(bars['close']).diff()
     sigma = r.rolling(window, min_periods=20).std().shift(1)
     # a short file has no history to measure a standard deviation by: a jump of OBVIOUS-fold needs none
@@ -111,6 +126,7 @@ def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) ->
 
 def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     "Runs of at least `stale_run` flat bars repeating the previous close"
+    if len(bars) <= stale_run: return pd.DataFrame({'ts': bars.index[:0], 'kind': [], 'detail': []})  # the run repeats a bar before it
     flat = (bars['high'] == bars['low']) & (bars['close'] == bars['close'].shift(1))
     run_id = (~flat).cumsum()
     lengths = flat.groupby(run_id).transform('sum')

@@ -4,14 +4,15 @@
 
 # %% ../../nbs/01c_data.store.ipynb #c003
 from __future__ import annotations
-import datetime as dt, json, os, re, secrets
+import datetime as dt, json, os, re, secrets, time
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, atomic_write, store_dir
+from ..config import BadInput, NotFound, Unavailable, atomic_write, store_dir
 from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, bars_frame, check_timeframe
 
 # %% auto #0
-__all__ = ['STORED_COLUMNS', 'check_symbol', 'ParquetStore', 'open_store']
+__all__ = ['STORED_COLUMNS', 'PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'check_symbol', 'period_keys', 'period_label',
+           'ParquetStore', 'open_store']
 
 # %% ../../nbs/01c_data.store.ipynb #c005
 STORED_COLUMNS = BAR_COLUMNS + OPTIONAL_COLUMNS + ['adj_factor']
@@ -32,9 +33,28 @@ def _range(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
     if len(str(end).strip()) <= 10 and hi == hi.normalize(): return lo, hi + pd.Timedelta(days=1), False
     return lo, hi, True
 
+# %% ../../nbs/01c_data.store.ipynb #c005b
+PERIODS = {'1m': 'day', '5m': 'week', '1h': 'month', '1d': 'year'}  # one file per period: at most 1,440 / 2,016 / 744 / 366 bars
+_DAY_NS = 86_400_000_000_000
+
+def period_keys(index: pd.DatetimeIndex, # UTC times of bars
+                timeframe: str,          # their size, which sets the period
+               ) -> np.ndarray:
+    "The period each bar's file is: days since 1970 (1m), Monday-weeks (5m), months (1h) or years (1d)"
+    ns, period = pd.DatetimeIndex(index).as_unit('ns').asi8, PERIODS[check_timeframe(timeframe)]
+    if period == 'day': return ns // _DAY_NS
+    if period == 'week': return (ns // _DAY_NS + 3) // 7   # 1970-01-01 was a Thursday: weeks from Monday
+    return ns.astype('datetime64[ns]').astype('datetime64[M]' if period == 'month' else 'datetime64[Y]').astype('int64')
+
+def period_label(key: int, timeframe: str) -> str:
+    "A period's name in its file name: 2024-01-02 (a day, or the Monday of a week), 2024-01, 2024"
+    period = PERIODS[timeframe]
+    if period in ('day', 'week'): return str(np.datetime64(int(key) * (7 if period == 'week' else 1) - (3 if period == 'week' else 0), 'D'))
+    return str(np.datetime64(int(key), 'M' if period == 'month' else 'Y'))
+
 # %% ../../nbs/01c_data.store.ipynb #c006
 class ParquetStore:
-    "Bars in Parquet files (one per timeframe and symbol), read with DuckDB"
+    "Bars in Parquet files (one per period of each series) named by a manifest, read with DuckDB"
     kind = 'parquet'
     def __init__(self, root: str | Path | None = None): self.root = Path(root or store_dir())
     def __repr__(self): return f"ParquetStore({str(self.root)!r})"
@@ -42,40 +62,105 @@ class ParquetStore:
     def _dir(self, symbol, timeframe) -> Path:
         return self.root/'bars'/f"timeframe={check_timeframe(timeframe)}"/f"symbol={check_symbol(symbol)}"
 
-    def has(self, symbol: str, timeframe: str) -> bool: return (self._dir(symbol, timeframe)/'bars.parquet').exists()
+    def has(self, symbol: str, timeframe: str) -> bool:
+        folder = self._dir(symbol, timeframe)
+        return (folder/MANIFEST).exists() or (folder/LEGACY).exists()
+
+    def stamp(self, symbol: str, timeframe: str):
+        "A value that changes whenever the series does (the manifest's inode and time); None when it is not stored"
+        try: found = os.stat(self._dir(symbol, timeframe)/MANIFEST)
+        except FileNotFoundError: return None
+        return (found.st_ino, found.st_mtime_ns)
 
     def write(self, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
               meta: dict | None = None, # kept beside the series: calendar, source, ...
              ) -> dict:
-        "Upsert `bars`; returns counts of new, changed and unchanged bars and the series' total"
+        "Upsert `bars`, rewriting only the periods they touch; counts of new, changed and unchanged bars and the series' total"
         from filelock import FileLock
         symbol, timeframe = bars.attrs['symbol'], bars.attrs['timeframe']
         folder = self._dir(symbol, timeframe); folder.mkdir(parents=True, exist_ok=True)
+        incoming = _stored(bars)
         with FileLock(folder/'.lock', timeout=600):
-            for stale in folder.glob('.*.tmp'): stale.unlink()  # left by a writer that was killed: we hold the lock
-            old = self._read_file(folder/'bars.parquet') if (folder/'bars.parquet').exists() else None
-            merged, counts = _upsert(old, _stored(bars))
-            if counts['new'] or counts['changed'] or old is None:
-                atomic_write(folder/'bars.parquet', lambda tmp: _write_parquet(merged, tmp))
+            parts, retired = _claim(folder, timeframe)
+            keys = period_keys(incoming.index, timeframe)
+            counts, replaced = {'new': 0, 'changed': 0, 'unchanged': 0}, []
+            ordered = incoming.index.is_monotonic_increasing and incoming.index.is_unique
+            for key in np.unique(keys):
+                rows = incoming if keys[0] == keys[-1] else incoming[keys == key]
+                held = parts.get(int(key))
+                # bars after the period's last one (a collector's new bars): appended to its file as Arrow, no merge needed
+                after = ordered and (not held or rows.index.asi8[0] > held[3])
+                table = _appended(folder/held[0] if held else None, rows) if after else None
+                if table is not None:
+                    found = {'new': len(rows), 'changed': 0, 'unchanged': 0}
+                    size, first, last = table.num_rows, (held[2] if held else int(rows.index.asi8[0])), int(rows.index.asi8[-1])
+                else:
+                    table, found = _upsert(_read_part(folder/held[0]) if held else None, rows)
+                    size, first, last = len(table), int(table.index.asi8[0]), int(table.index.asi8[-1])
+                for k in counts: counts[k] += found[k]
+                if found['new'] or found['changed']:
+                    name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"   # never a name a reader may hold open
+                    atomic_write(folder/name, lambda tmp: _write_parquet(table, tmp))
+                    parts[int(key)] = [name, size, first, last]
+                    if held: replaced.append(held[0])
+            if replaced or counts['new']:
+                now = time.time()   # replaced files stay GRACE seconds for readers that listed them, then go
+                gone = [name for name, when in retired if now - when > GRACE]
+                retired = [r for r in retired if now - r[1] <= GRACE] + [[name, now] for name in replaced]
+                _save_manifest(folder, parts, retired)     # the commit
+                for name in gone: (folder/name).unlink(missing_ok=True)
             meta_file = folder/'_meta.json'
             kept = json.loads(meta_file.read_text()) if meta_file.exists() else {}
             new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
             if new_meta != kept: atomic_write(meta_file, lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
-        return {**counts, 'total': len(merged)}
+            (folder/WRITING).unlink()
+        return {**counts, 'total': sum(p[1] for p in parts.values())}
 
     def read(self, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
         "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
-        path = self._dir(symbol, timeframe)/'bars.parquet'
-        if not path.exists():
-            held = self.ls()
-            listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-            raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
+        folder = self._dir(symbol, timeframe)
         lo, hi, closed = _range(start, end)
         where = ' AND '.join(w for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
                                             (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi)) if v is not None)
-        frame = _duckdb(f"SELECT * FROM read_parquet($path, hive_partitioning = false) {('WHERE ' + where) if where else ''} ORDER BY ts",
-                        {'path': str(path), **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
-        return _to_bars(frame, symbol, timeframe)
+        for attempt in range(20):
+            files = self._files(folder, symbol, timeframe)
+            picked = [f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
+            try:
+                frame = _duckdb(f"SELECT * FROM read_parquet($paths, hive_partitioning = false) {('WHERE ' + where) if where else ''} ORDER BY ts",
+                                {'paths': [str(f) for f in picked or [files[-1][0]]],   # none overlaps: the last one, for its columns
+                                 **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
+            except Exception as e:
+                if _gone(e, folder): continue   # a writer replaced a file since the manifest was read: read the new one
+                raise
+            return _to_bars(frame, symbol, timeframe)
+        raise Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
+
+    def tail(self, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+        "The last `n` stored bars of one series, read from its last periods only"
+        folder = self._dir(symbol, timeframe)
+        for attempt in range(20):
+            parts = _manifest(folder)
+            if parts is None: return self.read(symbol, timeframe).iloc[-n:]   # one file, as written before periods
+            picked, rows = [], 0
+            for key in sorted(parts, reverse=True):
+                picked.append(folder/parts[key][0]); rows += parts[key][1]
+                if rows >= n: break
+            try: frames = [_read_part(f) for f in reversed(picked)]
+            except FileNotFoundError: continue
+            if not frames: break
+            frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+            return _to_bars(frame.iloc[-n:].rename_axis('ts').reset_index(), symbol, timeframe)
+        raise NotFound(f"no {timeframe} bars for {symbol} in the store") if not self.has(symbol, timeframe) else \
+              Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
+
+    def _files(self, folder: Path, symbol: str, timeframe: str) -> list[tuple[Path, int, int]]:
+        "The series' current files with their first and last times (ns), in time order; NotFound when it is not stored"
+        parts = _manifest(folder)
+        if parts is not None and parts: return [(folder/p[0], p[2], p[3]) for _, p in sorted(parts.items())]
+        if (folder/LEGACY).exists(): return [(folder/LEGACY, -2**63, 2**63 - 1)]
+        held = self.ls()
+        listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+        raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
 
     def meta(self, symbol: str, timeframe: str) -> dict:
         "What was recorded about a series (calendar, source, ...)"
@@ -83,20 +168,25 @@ class ParquetStore:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def ls(self) -> pd.DataFrame:
-        "Every series held: symbol, timeframe, bars, first, last, calendar, source, quarantined rows"
+        "Every series held: symbol, timeframe, bars, first, last, calendar, source, quarantined rows (from the manifests)"
         cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'quarantined']
-        if not any(self.root.glob('bars/timeframe=*/symbol=*/bars.parquet')): return pd.DataFrame(columns=cols)
-        held = _duckdb("SELECT symbol, timeframe, count(*) AS bars, min(ts) AS first, max(ts) AS last "
-                       "FROM read_parquet($glob, hive_partitioning = true) GROUP BY ALL ORDER BY symbol, timeframe",
-                       {'glob': str(self.root/'bars'/'*'/'*'/'bars.parquet')})
-        held['bars'] = held['bars'].astype('int64')
-        metas = [self.meta(s, t) for s, t in zip(held['symbol'], held['timeframe'])]
-        held['calendar'] = [m.get('calendar', '') for m in metas]
-        held['source'] = [m.get('source', '') for m in metas]
+        rows = []
+        for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
+            symbol, timeframe = folder.name.removeprefix('symbol='), folder.parent.name.removeprefix('timeframe=')
+            parts = _manifest(folder)
+            if parts:
+                bars, first, last = sum(p[1] for p in parts.values()), min(p[2] for p in parts.values()), max(p[3] for p in parts.values())
+            elif (folder/LEGACY).exists():
+                bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)", {'p': str(folder/LEGACY)}).iloc[0]
+            else: continue
+            meta = self.meta(symbol, timeframe)
+            rows.append([symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'), pd.Timestamp(int(last), tz='UTC'),
+                         meta.get('calendar', ''), meta.get('source', ''), 0])
+        held = pd.DataFrame(rows, columns=cols).sort_values(['symbol', 'timeframe'], ignore_index=True)
         q = self.quarantined()
         counts = q.groupby(['symbol', 'timeframe']).size() if len(q) else pd.Series(dtype='int64')
         held['quarantined'] = [int(counts.get((s, t), 0)) for s, t in zip(held['symbol'], held['timeframe'])]
-        return held[cols]
+        return held.astype({'bars': 'int64', 'quarantined': 'int64'})
 
     def quarantine(self, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> Path | None:
         "Keep rejected rows (with their reasons) beside the store; one file per ingest"
@@ -118,11 +208,58 @@ class ParquetStore:
         out = pd.concat(frames, ignore_index=True)
         return out[['symbol', 'timeframe'] + [c for c in out.columns if c not in ('symbol', 'timeframe')]]
 
-    def _read_file(self, path: Path) -> pd.DataFrame:
-        import pyarrow.parquet as pq
-        frame = pq.read_table(path).to_pandas()
-        frame.index = pd.DatetimeIndex(frame.index).as_unit('ns')
-        return frame
+# %% ../../nbs/01c_data.store.ipynb #c006a
+MANIFEST, LEGACY, WRITING = '_parts.json', 'bars.parquet', '.writing'
+GRACE = 60.0  # seconds a replaced file stays for readers that listed it before the replacement
+
+def _manifest(folder: Path, retired: bool = False):
+    "period -> [file, rows, first ns, last ns] of a series (and, `retired`, the replaced files still kept); None: no manifest"
+    import orjson
+    try: found = orjson.loads((folder/MANIFEST).read_bytes())
+    except FileNotFoundError: return None
+    parts = {int(key): rest for key, *rest in found['parts']}
+    return (parts, found.get('retired', [])) if retired else parts
+
+def _save_manifest(folder: Path, parts: dict[int, list], retired: list | None = None):
+    import orjson
+    content = orjson.dumps({'format': 2, 'parts': [[key, *parts[key]] for key in sorted(parts)], 'retired': retired or []})
+    atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
+
+def _claim(folder: Path, timeframe: str) -> tuple[dict[int, list], list]:
+    "Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series into periods"
+    marker = folder/WRITING
+    if marker.exists():   # the last writer died mid-write: files no manifest names are its leftovers
+        parts, retired = _manifest(folder, retired=True) or ({}, [])
+        named = {p[0] for p in parts.values()} | {name for name, _ in retired} | {LEGACY}
+        for f in folder.iterdir():
+            if (f.suffix == '.parquet' and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
+    marker.touch()
+    parts, retired = _manifest(folder, retired=True) or (None, [])
+    if parts is None:
+        parts = {}
+        if (folder/LEGACY).exists():   # written before periods: split it once
+            whole = _read_part(folder/LEGACY)
+            keys = period_keys(whole.index, timeframe)
+            for key in np.unique(keys):
+                chunk = whole[keys == key]
+                name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"
+                atomic_write(folder/name, lambda tmp: _write_parquet(chunk, tmp))
+                parts[int(key)] = [name, len(chunk), int(chunk.index.asi8[0]), int(chunk.index.asi8[-1])]
+            _save_manifest(folder, parts)
+            (folder/LEGACY).unlink()
+    return parts, retired
+
+def _read_part(path: Path) -> pd.DataFrame:
+    "One file's bars on their UTC nanosecond index"
+    import pyarrow.parquet as pq
+    table = pq.ParquetFile(path).read()   # the file alone: read_table's dataset machinery costs as much as the read
+    ts = pd.DatetimeIndex(table.column('ts').to_numpy(), name='ts')
+    ts = (ts.tz_localize('UTC') if ts.tz is None else ts.tz_convert('UTC')).as_unit('ns')
+    return pd.DataFrame({c: table.column(c).to_numpy() for c in table.column_names if c != 'ts'}, index=ts)
+
+def _gone(error: Exception, folder: Path) -> bool:
+    "Whether `error` is a read of a file that a writer replaced meanwhile"
+    return isinstance(error, FileNotFoundError) or ('No files found' in str(error) or 'No such file' in str(error)) and str(folder) in str(error)
 
 # %% ../../nbs/01c_data.store.ipynb #c007
 def _stored(bars: pd.DataFrame) -> pd.DataFrame:
@@ -146,9 +283,24 @@ def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, 
     merged = pd.concat([old.drop(index=common), new]).sort_index(kind='stable')
     return merged, counts
 
-def _write_parquet(frame: pd.DataFrame, path) -> None:
+def _arrow(frame: pd.DataFrame):
+    "Stored bars as an Arrow table: `ts` then the value columns, handed over as they are (from_pandas costs more, and trips on a zoned index under pandas 3)"
+    import pyarrow as pa
+    return pa.table({'ts': pa.array(pd.DatetimeIndex(frame.index).as_unit('ns').asi8, pa.timestamp('ns', tz='UTC')),
+                     **{c: pa.array(frame[c].to_numpy(dtype='float64')) for c in frame.columns}})
+
+def _appended(path: Path | None, rows: pd.DataFrame):
+    "The file at `path` with `rows` (all later than its bars) after its own, as an Arrow table; None when their columns differ"
     import pyarrow as pa, pyarrow.parquet as pq
-    table = pa.Table.from_pandas(frame, preserve_index=True)
+    new = _arrow(rows)
+    if path is None: return new
+    old = pq.ParquetFile(path).read()
+    return pa.concat_tables([old, new]) if old.schema.names == new.schema.names else None
+
+def _write_parquet(frame, path) -> None:
+    "Bars (a frame, or an Arrow table from `_arrow`) to a Parquet file"
+    import pyarrow.parquet as pq
+    table = _arrow(frame) if isinstance(frame, pd.DataFrame) else frame
     # no dictionary encoding: prices rarely repeat, and trying costs 5x the write time (and space); snappy: 2x faster than zstd
     pq.write_table(table, path, row_group_size=131_072, compression='snappy', use_dictionary=False)
 
