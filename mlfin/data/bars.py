@@ -9,9 +9,10 @@ import numpy as np, pandas as pd
 from ..config import BadInput
 
 # %% auto #0
-__all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'check_timeframe',
-           'check_calendar', 'bars_frame', 'fingerprint', 'exchange', 'expected_bars', 'session_bins', 'resample',
-           'bars_from_trades', 'factor_from_adjusted_close', 'factor_from_actions', 'adjusted', 'periods_per_year']
+__all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES',
+           'check_timeframe', 'check_zone', 'check_calendar', 'bars_frame', 'fingerprint', 'exchange', 'expected_bars',
+           'session_bins', 'resample', 'bars_from_trades', 'factor_from_adjusted_close', 'factor_from_actions',
+           'adjusted', 'periods_per_year']
 
 # %% ../../nbs/01_data.bars.ipynb #c006
 BAR_COLUMNS = ['open', 'high', 'low', 'close', 'volume']
@@ -21,10 +22,20 @@ TIMEFRAMES = {'1m': '1min', '5m': '5min', '1h': '1h', '1d': '1D'}  # our names -
 ROUND_THE_CLOCK = {'24/5': 'FX: Sunday 17:00 to Friday 17:00 New York time',
                    '24/7': 'crypto: every minute of every day'}
 
+TIMEFRAME_ALIASES = {'M1': '1m', 'M5': '5m', 'H1': '1h', 'D1': '1d'}  # MetaTrader's names for them
+
 def check_timeframe(timeframe: str, where: str = 'timeframe') -> str:
-    "`timeframe` if it is one we know, else a one-line error"
-    if timeframe not in TIMEFRAMES: raise BadInput(f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)}")
+    "`timeframe` (or MetaTrader's name for it: M1, M5, H1, D1) as we name it, else a one-line error"
+    timeframe = TIMEFRAME_ALIASES.get(timeframe, timeframe)
+    if timeframe not in TIMEFRAMES:
+        raise BadInput(f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)} (or {', '.join(TIMEFRAME_ALIASES)})")
     return timeframe
+
+def check_zone(tz: str, where: str = 'tz') -> str:
+    "`tz` if pandas knows the time zone (IANA names, fixed offsets), else a one-line error"
+    try: pd.Timestamp('2020-01-01').tz_localize(tz)
+    except Exception: raise BadInput(f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2") from None
+    return tz
 
 def check_calendar(calendar: str, where: str = 'calendar') -> str:
     "`calendar` if it is 24/5, 24/7 or an exchange-calendars code (XNYS, XLON, ...), else a one-line error"

@@ -9,9 +9,9 @@ from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound
-from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, factor_from_actions, fingerprint,
+from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
-from .sources import SAMPLES, Batch, load_sample, read_file, read_records, read_sample
+from .sources import SAMPLES, Batch, _version, load_sample, read_file, read_records, read_sample
 from .store import check_symbol, open_store
 
 # %% auto #0
@@ -104,11 +104,12 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
            actions=None,                 # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
           ) -> IngestReport:
     "Parse, inspect and store bars from `source`; bad rows quarantined (or, `strict`, the batch rejected)"
+    check_zone(tz)
     batch, known_symbol, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol)
     symbol, timeframe = symbol or known_symbol, timeframe or known_timeframe
     if not symbol: raise BadInput(f"{batch.source}: which symbol? pass --symbol")
     if not timeframe: raise BadInput(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
-    check_symbol(symbol); check_timeframe(timeframe, batch.source)
+    check_symbol(symbol); timeframe = check_timeframe(timeframe, batch.source)
     found = batch.inspect(symbol, timeframe, writable=False)  # only stored, never handed out: no copy of the columns
     rows = len(batch.frame)
     if strict and len(found.rejected): raise BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
@@ -145,9 +146,11 @@ def read_actions(actions) -> pd.DataFrame:
 
 def push(candles,               # pushed candles: MetaTrader rates records, plain records, kline arrays, JSON text
          symbol: str, timeframe: str,
-         strict: bool = False, calendar: str | None = None, tz: str = 'UTC', store=None) -> IngestReport:
+         strict: bool = False, calendar: str | None = None, tz: str = 'UTC', store=None,
+         source: str = 'push',  # names the batch in messages (a service says which route)
+        ) -> IngestReport:
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
-    return ingest(read_records(candles, "push", tz), symbol, timeframe, strict, calendar, store=store)
+    return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, store=store)
 
 # %% ../../nbs/01d_data.facade.ipynb #c011
 def load(symbol: str,          # a symbol in the store
@@ -156,10 +159,11 @@ def load(symbol: str,          # a symbol in the store
          end: str | None = None,   # last timestamp kept (inclusive, UTC; a date means its whole day); None: to the last bar
          adjust: bool = True,  # apply the stored split/dividend factor (False: raw prices as ingested)
          store=None,           # a store or its URL; default `open_store()`
+         last: int | None = None, # only the last `last` bars (read from the series' last files; `start` and `end` then unused)
         ) -> pd.DataFrame:
-    "Canonical bars of `symbol` at `timeframe` between `start` and `end`"
+    "Canonical bars of `symbol` at `timeframe` between `start` and `end` (or its last `last`)"
     store = open_store(store)
-    bars = store.read(symbol, timeframe, start, end)
+    bars = store.tail(symbol, timeframe, last) if last else store.read(symbol, timeframe, start, end)
     if 'adj_factor' in bars:
         factor = bars.pop('adj_factor')
         if adjust: bars = adjusted(bars, factor)
@@ -232,7 +236,7 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
         manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
                          'asset_class': sample.asset_class if sample else 'unknown',
                          'source': sample.origin if sample else bars.attrs.get('source', 'store'), 'licence': sample.licence if sample else '',
-                         'package': f"{sample.package}=={metadata.version(sample.package)}" if sample else '',
+                         'package': f"{sample.package}=={_version(sample.package)}" if sample else '',   # a data-only wheel has no installed metadata
                          'bars': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1]),
                          'fingerprint': fingerprint(bars),
                          'quality': {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in

@@ -12,7 +12,8 @@ from ..config import BadInput, NotFound, home
 from .core import Model, load_model
 
 # %% auto #0
-__all__ = ['ALIASES', 'registered_name', 'refusals', 'register_version', 'promote', 'versions', 'Predictor', 'load']
+__all__ = ['ALIASES', 'registered_name', 'refusals', 'register_version', 'promote', 'versions', 'series_of', 'describe',
+           'Predictor', 'load']
 
 # %% ../../nbs/04g_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -94,6 +95,37 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
                      'run_id': found.run_id})
     return pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True) if rows else pd.DataFrame()
 
+# %% ../../nbs/04g_models.registry.ipynb #c009d
+_NAME = re.compile(r"mlfin\.[A-Za-z0-9._^=-]{1,64}\.(1m|5m|1h|1d)")
+
+def series_of(name: str) -> tuple[str, str]:
+    "The symbol and timeframe of a registered model's name (mlfin.SYMBOL.TIMEFRAME), checked"
+    if not isinstance(name, str) or not _NAME.fullmatch(name): raise BadInput(f"model name {name!r}: expected mlfin.SYMBOL.TIMEFRAME, e.g. mlfin.SPX.1d")
+    symbol, timeframe = name[len('mlfin.'):].rsplit('.', 1)
+    registered_name(symbol, timeframe)
+    return symbol, timeframe
+
+def describe(name: str | None = None) -> list[dict]:
+    "Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run and time"
+    from datetime import datetime, timezone
+    from mlflow.exceptions import MlflowException
+    client = _client()
+    if name is not None:
+        series_of(name)
+        try: client.get_registered_model(name)
+        except MlflowException: raise NotFound(f"no registered model {name!r}; GET /models (or `mlfin models ls`) lists them") from None
+    found = client.search_model_versions(f"name = '{name}'" if name else "name LIKE 'mlfin.%'")
+    aliases = {}
+    for n in {v.name for v in found}:
+        for alias, version in client.get_registered_model(n).aliases.items(): aliases.setdefault((n, int(version)), []).append(alias)
+    own = {'model', 'kind', 'symbol', 'timeframe'}
+    rows = [{'name': v.name, 'version': int(v.version), 'model': v.tags.get('model'), 'kind': v.tags.get('kind'),
+             'aliases': sorted(aliases.get((v.name, int(v.version)), [])),
+             'scores': {k[4:]: float(x) for k, x in v.tags.items() if k.startswith('oos_')},
+             'lineage': {k: x for k, x in v.tags.items() if not k.startswith('oos_') and k not in own},
+             'run_id': v.run_id, 'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc)} for v in found]
+    return sorted(rows, key=lambda r: (r['name'], -r['version']))
+
 # %% ../../nbs/04g_models.registry.ipynb #c011
 @dataclass
 class Predictor:
@@ -130,10 +162,15 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
                        "`mlfin models ls` lists what there is") from None
     folder = home()/'registry'/name/str(found.version)
     if not (folder/'model.json').exists():  # versions never change: downloaded once
+        import os, secrets, shutil
         from mlfin.tracking import _mlflow
         folder.parent.mkdir(parents=True, exist_ok=True)
-        _mlflow().artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(folder.parent/f".{found.version}.part"))
-        part = folder.parent/f".{found.version}.part"/found.source.rstrip('/').split('/')[-1]
-        part.rename(folder)
+        part = folder.parent/f".{found.version}.{os.getpid()}.{secrets.token_hex(4)}.part"  # each loader its own: service workers race here
+        try:
+            _mlflow().artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(part))
+            try: (part/found.source.rstrip('/').split('/')[-1]).rename(folder)
+            except OSError:   # another process put the same version there first
+                if not (folder/'model.json').exists(): raise
+        finally: shutil.rmtree(part, ignore_errors=True)
     model = load_model(folder)
     return Predictor(model, name, int(found.version), alias if not str(alias).isdigit() else f"v{alias}", model.manifest['inputs'])
