@@ -87,17 +87,27 @@ def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
     return number.to_numpy(), _unparsed(text, bad, column, 'not a number')
 
 def _epoch(values: np.ndarray) -> pd.DatetimeIndex:
-    "Epoch integers in s, ms, µs or ns (told apart by size) as UTC times"
-    top = np.nanmax(np.abs(values)) if len(values) else 0
-    unit = 'ns' if top > 1e17 else 'us' if top > 1e14 else 'ms' if top > 1e11 else 's'
-    return pd.to_datetime(values, unit=unit, utc=True)
+    "Epoch numbers in s, ms, µs or ns (told apart by their typical size) as UTC times; NaT where one is out of range"
+    finite = np.isfinite(values)
+    typical = np.median(np.abs(values[finite])) if finite.any() else 0   # the median: one wild value does not change the unit
+    ns = values * (1 if typical > 1e17 else 1e3 if typical > 1e14 else 1e6 if typical > 1e11 else 1e9)
+    ok = finite & (np.abs(ns) < 9.2e18)   # inside what nanoseconds since 1970 can hold (1677 to 2262)
+    stamps = np.full(len(values), np.iinfo('int64').min, dtype='int64')   # NaT
+    stamps[ok] = ns[ok].astype('int64')
+    return pd.DatetimeIndex(stamps.view('datetime64[ns]')).tz_localize('UTC')
+
+def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str) -> tuple[pd.Series, pd.DataFrame]:
+    "Times from epoch numbers, and the rows whose number is no time at all"
+    times = pd.Series(_epoch(numbers), index=values.index)
+    wild = times.isna().to_numpy() & ~np.isnan(numbers)
+    return times, (_unparsed(values, wild, column, 'not a time (an epoch number out of range)') if wild.any() else rejected_frame())
 
 def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> tuple[pd.Series, pd.DataFrame]:
     "UTC times of a column (ISO text, epoch numbers or datetimes), and the rows that are not times"
     if isinstance(values.dtype, pd.DatetimeTZDtype): return values.dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
     if pd.api.types.is_datetime64_dtype(values.dtype): return values.dt.tz_localize(tz).dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return pd.Series(_epoch(values.to_numpy(dtype='float64')).as_unit('ns'), index=values.index), rejected_frame()
+        return _epoch_times(values.to_numpy(dtype='float64', na_value=np.nan), values, column)
     import pyarrow as pa, pyarrow.compute as pc
     if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(values.array.__arrow_array__().type):
         text = values.array.__arrow_array__()  # zero-copy: parsed in Arrow, never as Python strings
@@ -107,7 +117,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
     first = next((v.strip() for v in head), '')
     if first.isdigit() and pc.all(pc.match_substring_regex(text, r'^\s*\d{9,19}\s*$')).as_py():  # epoch numbers written as text
         text = pc.utf8_trim_whitespace(text)
-        return pd.Series(_epoch(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)).as_unit('ns'), index=values.index), rejected_frame()
+        return _epoch_times(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), values, column)
     zoned = pc.match_substring_regex(text, _ZONED)
     n_zoned = pc.sum(zoned).as_py() or 0
     problems = []
@@ -131,7 +141,11 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
         bad = times.isna() & values.notna()
         problems.append(_unparsed(values, bad, column, 'not a time'))
     if times.dt.tz is None: times = times.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
-    times = times.dt.tz_convert('UTC').dt.as_unit('ns')
+    times = times.dt.tz_convert('UTC')
+    if times.dt.unit != 'ns':   # parsed at a coarser unit: a time before 1677 or after 2262 has no nanosecond stamp
+        wild = times.notna() & ((times < pd.Timestamp.min.tz_localize('UTC')) | (times > pd.Timestamp.max.tz_localize('UTC')))
+        if wild.any(): problems.append(_unparsed(values, wild.to_numpy(), column, 'not a time (before 1677 or after 2262)')); times = times.mask(wild)
+    times = times.dt.as_unit('ns')
     if problems: times[pd.concat(problems)['row'].to_numpy()] = pd.NaT
     return times, (pd.concat(problems, ignore_index=True) if problems else rejected_frame())
 

@@ -16,10 +16,10 @@ from ..config import BadInput, MlfinError, NotFound
 from .auth import Caller, Forbidden, Unauthorized, allows
 
 # %% auto #0
-__all__ = ['api_key', 'bearer', 'READ', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'Symbol', 'Timeframe', 'ModelName', 'Number',
-           'router', 'ERRORS', 'require', 'Error', 'Health', 'LoadedModel', 'Ready', 'Token', 'Candle', 'IngestRequest',
-           'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion',
-           'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest', 'ingest_run',
+__all__ = ['api_key', 'bearer', 'READ', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName',
+           'Number', 'router', 'ERRORS', 'require', 'Error', 'Health', 'LoadedModel', 'Ready', 'Token', 'Candle',
+           'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion',
+           'Promotion', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest', 'ingest_run',
            'prices_latest', 'predict', 'signal', 'signal_history', 'models', 'model', 'promote', 'train', 'jobs', 'job',
            'create_key', 'list_keys', 'revoke_key', 'metrics']
 
@@ -48,6 +48,7 @@ READ, ANALYST, ADMIN = (Depends(require(r)) for r in ('read_only', 'analyst', 'a
 # %% ../../nbs/10e_service.routes.ipynb #c007
 SYMBOL = r'^[A-Za-z0-9][A-Za-z0-9._\-^=]{0,63}$'
 TIMEFRAME = r'^(1m|5m|1h|1d|M1|M5|H1|D1)$'
+WHEN = r'^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$'   # a date, or a time in ISO 8601
 Symbol = Annotated[str, Query(pattern=SYMBOL, description="e.g. SPX, EURUSD, BTCUSDT")]
 Timeframe = Annotated[str, Query(pattern=TIMEFRAME, description="1m, 5m, 1h, 1d (or MetaTrader's M1, M5, H1, D1)")]
 ModelName = Annotated[str, PathParam(pattern=r'^mlfin\.[A-Za-z0-9._^=-]{1,64}\.(1m|5m|1h|1d)$', description="mlfin.SYMBOL.TIMEFRAME")]
@@ -267,11 +268,11 @@ def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
 
 @router.get('/signals/history', response_model=list[Signal], tags=['predictions'], responses=ERRORS)
 def signal_history(request: Request, symbol: Symbol, timeframe: Timeframe,
-                   start: Annotated[dt.datetime | None, Query(description="from this time (UTC)")] = None,
-                   end: Annotated[dt.datetime | None, Query(description="to this time (UTC)")] = None,
+                   start: Annotated[str | None, Query(pattern=WHEN, description="from this time (ISO 8601, UTC unless zoned)")] = None,
+                   end: Annotated[str | None, Query(pattern=WHEN, description="to this time, inclusive (a date alone: its whole day)")] = None,
                    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000, caller: Caller = READ) -> list[Signal]:
     "The signals served for a series, oldest first"
-    rows = request.app.state.signals.history(symbol, _tf(timeframe), start and start.isoformat(), end and end.isoformat(), limit)
+    rows = request.app.state.signals.history(symbol, _tf(timeframe), start, end, limit)
     return [Signal(**{k: v for k, v in r.items() if k in Signal.model_fields}) for r in rows]
 
 @router.get('/models', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
