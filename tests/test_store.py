@@ -177,3 +177,16 @@ def test_a_postgresql_store_of_an_earlier_version_gets_its_counts(postgres_serve
     held = data.ls(url).set_index('symbol')
     assert held.loc['SPX', 'bars'] == 5031 and held.loc['SPX', 'last'] == pd.Timestamp('2018-12-31', tz='UTC')
     assert data.ingest('sample:SPX', store=url).total == 5031
+
+
+def test_a_batch_without_an_optional_column_does_not_erase_it(store_url):
+    "A source with spread, then one without (the same bars): nothing changed, the spread kept; a new spread is a change"
+    store = open_store(store_url)
+    bars = data.load_sample('EURUSD').iloc[:50].copy()
+    bars['spread'] = 0.5
+    assert store.write(bars)['new'] == 50
+    assert store.write(bars.drop(columns='spread'))['unchanged'] == 50
+    assert store.read('EURUSD', '1h')['spread'].tolist() == [0.5] * 50
+    wider = bars.iloc[-5:].copy(); wider['spread'] = 0.7
+    assert store.write(wider)['changed'] == 5
+    assert store.read('EURUSD', '1h')['spread'].tolist() == [0.5] * 45 + [0.7] * 5

@@ -62,20 +62,21 @@ class PostgresStore:
         "Upsert `bars` in one transaction; counts of new, changed and unchanged bars and the series' total"
         symbol, timeframe = check_symbol(bars.attrs['symbol']), check_timeframe(bars.attrs['timeframe'])
         rows = _stored(bars).reindex(columns=_VALUES)
+        given = [c for c in _VALUES if c in bars]   # a column the batch lacks (a source without spread) is not given, so not erased
         with self._connect() as con, con.transaction():
             con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
             con.execute("CREATE TEMP TABLE incoming (LIKE mlfin_bars INCLUDING DEFAULTS) ON COMMIT DROP")
             with con.cursor().copy(f"COPY incoming (symbol, timeframe, ts, {', '.join(_VALUES)}) FROM STDIN") as copy:
                 for ts, values in zip(rows.index, rows.itertuples(index=False, name=None)):
                     copy.write_row((symbol, timeframe, ts.to_pydatetime(), *[None if v != v else float(v) for v in values]))
-            differs = ' OR '.join(f"b.{c} IS DISTINCT FROM i.{c}" for c in _VALUES)
+            differs = ' OR '.join(f"b.{c} IS DISTINCT FROM i.{c}" for c in given)
             new, changed = con.execute(
                 f"SELECT count(*) FILTER (WHERE b.ts IS NULL), count(*) FILTER (WHERE b.ts IS NOT NULL AND ({differs})) "
                 "FROM incoming i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
             if new or changed:
                 con.execute(f"INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
-                            + ', '.join(f"{c} = EXCLUDED.{c}" for c in _VALUES)
-                            + " WHERE " + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in _VALUES))
+                            + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
+                            + " WHERE " + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
             kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
             merged = {**(kept[0] if kept else {}), **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
             # the series' count, span and change counter kept beside it: no count(*) over its history per write

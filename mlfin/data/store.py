@@ -126,7 +126,7 @@ class ParquetStore:
             files = self._files(folder, symbol, timeframe)
             picked = [f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
             try:
-                frame = _duckdb(f"SELECT * FROM read_parquet($paths, hive_partitioning = false) {('WHERE ' + where) if where else ''} ORDER BY ts",
+                frame = _duckdb(f"SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) {('WHERE ' + where) if where else ''} ORDER BY ts",
                                 {'paths': [str(f) for f in picked or [files[-1][0]]],   # none overlaps: the last one, for its columns
                                  **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
             except Exception as e:
@@ -271,16 +271,19 @@ def _stored(bars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    "`old` with `new` merged in (new values win on equal ts), and counts of new/changed/unchanged bars"
+    "`old` with `new` merged in (new values win on equal ts, in the columns `new` has), and counts of new/changed/unchanged bars"
     if old is None or old.empty: return new, {'new': len(new), 'changed': 0, 'unchanged': 0}
     columns = list(dict.fromkeys([*old.columns, *new.columns]))
-    old, new = old.reindex(columns=columns), new.reindex(columns=columns)
+    given = list(new.columns)   # a column a batch lacks (a source without spread) is not given, so not erased
     common = new.index.intersection(old.index)
-    a, b = old.loc[common].to_numpy(), new.loc[common].to_numpy()
+    a, b = old.reindex(index=common, columns=given).to_numpy(), new.loc[common].to_numpy()
     same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
     counts = {'new': len(new) - len(common), 'changed': int((~same).sum()), 'unchanged': int(same.sum())}
     if not counts['new'] and not counts['changed']: return old, counts
-    merged = pd.concat([old.drop(index=common), new]).sort_index(kind='stable')
+    merged = old.reindex(columns=columns)
+    changed = common[~same]
+    if len(changed): merged.loc[changed, given] = new.loc[changed, given].to_numpy()
+    merged = pd.concat([merged, new.drop(index=common).reindex(columns=columns)]).sort_index(kind='stable')
     return merged, counts
 
 def _arrow(frame: pd.DataFrame):

@@ -109,4 +109,5 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
                          f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
                          'verdict': f"{leader} is better than {rival}" if better else f"{leader} is not shown better than {rival}",
                          'confidence_set': ', '.join(m for m in order if m in in_set)})
-    return pd.DataFrame(rows)
+    columns = ['symbol', 'leader', 'against', 'role', 'dm', 'dm_p', f'{metric}_diff', 'low', 'high', 'bootstrap_p', 'verdict', 'confidence_set']
+    return pd.DataFrame(rows, columns=columns)   # a run of one model compares nothing: no rows, the same columns

@@ -1,0 +1,393 @@
+"""The service as its clients meet it: `mlfin serve` (uvicorn on loopback, one worker or several) on a real store (the
+Parquet folder, or the PostgreSQL server the tests start) and the MLflow registry of a real pipeline run. The bars are
+the embedded real samples: collectors push the E-mini S&P one-minute bars (as MetaTrader copy_rates and as
+market_data records) while readers ask for signals; the S&P 500 daily bars are trained on over HTTP."""
+import json, os, signal, sqlite3, subprocess, threading, time
+from contextlib import contextmanager
+from pathlib import Path
+import httpx, jwt, numpy as np, pandas as pd
+import pytest
+from conftest import MLFIN, ROOT, free_port, mlfin
+from mlfin import data
+
+# leaders made production whatever their scores: the service needs a production model of each series
+RUN = ['--symbols', 'SPX,ES:1m', '--start', '2010-01-01', '--models', 'logistic,lightgbm', '--folds', '3',
+       '--promote-min-auc', '0', '--promote-min-sharpe', '-100']
+ES = data.load_sample('ES')   # 2,264 real one-minute bars, 1-3 Sep 2013
+
+
+@pytest.fixture(scope='module')
+def served_home(tmp_path_factory):
+    "A pipeline run through the CLI: its registry (SPX 1d and ES 1m in production) is what the services serve"
+    home = tmp_path_factory.mktemp('service-home')
+    mlfin(home, 'run', *RUN, '--reports', str(home/'reports'))
+    return home
+
+
+def new_database(base: str) -> str:
+    import psycopg, uuid
+    name = f"s_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as con: con.execute(f"CREATE DATABASE {name}")
+    return f"{base}/{name}"
+
+
+class Service:
+    "`mlfin serve` as a user starts it, on a free loopback port, until stopped"
+    def __init__(self, home: Path, *args: str, store: str | None = None):
+        self.home, self.store, self.port = Path(home), store, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = ['serve', '--port', str(self.port), *(['--store', store] if store else []), *args]
+        self.env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
+        self.start()
+
+    def start(self, scheme: str = 'http', verify=True):
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log = self.home/f"serve-{self.port}.log"
+        self.process = subprocess.Popen([MLFIN, *self.args], cwd=ROOT, env=self.env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{scheme}://127.0.0.1:{self.port}/health", timeout=1, verify=verify).status_code == 200: return
+            except httpx.HTTPError: pass
+            if self.process.poll() is not None: raise AssertionError(f"mlfin serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"mlfin serve did not answer /health in 120 s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            self.process.send_signal(sig); self.process.wait(60)
+
+    def key(self, role: str) -> str:
+        "A new key, made with `mlfin keys create` as an operator makes one"
+        return mlfin(self.home, 'keys', 'create', '--role', role, *(['--store', self.store] if self.store else [])).stdout.strip()
+
+    def client(self, key: str | None = None, token: str | None = None) -> httpx.Client:
+        headers = {**({'X-API-Key': key} if key else {}), **({'Authorization': f"Bearer {token}"} if token else {})}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def errors(self) -> str:
+        "Server errors in the log (a traceback means a 500 was answered)"
+        text = self.log.read_text()
+        return text if 'Traceback' in text else ''
+
+
+@contextmanager
+def service(home, *args, store=None):
+    s = Service(home, *args, store=store)
+    try: yield s
+    finally: s.stop()
+
+
+def copy_rates(bars: pd.DataFrame) -> list[dict]:
+    "Bars as MetaTrader 5's copy_rates records (epoch seconds, tick and real volume, spread in points)"
+    return [{'time': int(t.timestamp()), 'open': r.open, 'high': r.high, 'low': r.low, 'close': r.close, 'tick_volume': r.volume,
+             'spread': 0, 'real_volume': r.volume} for t, r in zip(bars.index, bars.itertuples())]
+
+
+def market_data(bars: pd.DataFrame) -> list[dict]:
+    "Bars in the seed systems' market_data shape (ts, open, high, low, close, volume, spread)"
+    return [{'ts': t.isoformat(), 'open': r.open, 'high': r.high, 'low': r.low, 'close': r.close, 'volume': r.volume, 'spread': 0}
+            for t, r in zip(bars.index, bars.itertuples())]
+
+
+# --- one computation ---------------------------------------------------------------------------------------------
+
+def test_a_served_prediction_is_the_pipelines_own(served_home, monkeypatch):
+    "/predict gives what the run's registered model gives on the run's own last feature row; prices are the store's"
+    monkeypatch.setenv('MLFIN_HOME', str(served_home))
+    from mlfin.models import load
+    with service(served_home, '--no-jobs') as svc, svc.client(svc.key('read_only')) as client:
+        got = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
+        dataset = pd.read_parquet(served_home/'run'/'dataset.parquet')
+        spx = dataset[dataset['symbol'] == 'SPX']
+        model = load('production', 'SPX', '1d')
+        assert (got['name'], got['version'], got['kind']) == ('mlfin.SPX.1d', model.version, 'classifier')
+        assert pd.Timestamp(got['bar_time']) == spx.index[-1] == pd.Timestamp('2018-12-31', tz='UTC')
+        assert got['prob_up'] == pytest.approx(model(spx[model.inputs].tail(1)), abs=1e-9)   # the run's inputs, through its model
+        bars = client.get('/prices/latest', params={'symbol': 'ES', 'timeframe': 'M1', 'n': 3}).json()['bars']
+        assert [b['close'] for b in bars] == ES['close'].iloc[-3:].tolist()
+        assert svc.errors() == ''
+
+
+# --- who may do what ---------------------------------------------------------------------------------------------
+
+ROUTES = [  # method, path, request, the role it needs (None: open; 'key': an API key itself)
+    ('GET', '/health', {}, None),
+    ('GET', '/ready', {}, 'read_only'),
+    ('POST', '/token', {}, 'key'),
+    ('POST', '/ingest', {'json': {'symbol': 'ES', 'timeframe': 'M1', 'candles': copy_rates(ES.iloc[-2:])}}, 'analyst'),
+    ('POST', '/ingest/run', {'json': {'symbol': 'ES', 'timeframe': '1m'}}, 'analyst'),
+    ('GET', '/prices/latest', {'params': {'symbol': 'SPX', 'timeframe': '1d', 'n': 5}}, 'read_only'),
+    ('GET', '/predict', {'params': {'symbol': 'SPX', 'timeframe': '1d'}}, 'read_only'),
+    ('GET', '/signals', {'params': {'symbol': 'SPX', 'timeframe': '1d'}}, 'read_only'),
+    ('GET', '/signals/history', {'params': {'symbol': 'SPX', 'timeframe': '1d', 'start': '2018-01-01'}}, 'read_only'),
+    ('GET', '/models', {}, 'read_only'),
+    ('GET', '/models/mlfin.SPX.1d', {}, 'read_only'),
+    ('POST', '/models/mlfin.SPX.1d/promote', {'json': {'reason': 'authorisation test'}}, 'admin'),
+    ('POST', '/train', {'json': {'params': {'symbols': 'SPX', 'models': 'logistic'}}}, 'analyst'),
+    ('GET', '/jobs', {}, 'analyst'),
+    ('GET', '/jobs/0123456789abcdef', {}, 'analyst'),
+    ('POST', '/keys', {'json': {'role': 'read_only', 'name': 'made in the matrix'}}, 'admin'),
+    ('GET', '/keys', {}, 'admin'),
+    ('DELETE', '/keys/000000000000', {}, 'admin'),
+    ('GET', '/metrics', {}, 'read_only'),
+]
+ROLES = ('read_only', 'analyst', 'admin')
+
+
+def service_secret(home: Path) -> str:
+    with sqlite3.connect(home/'store'/'service.db') as con:
+        return con.execute("SELECT value FROM mlfin_service WHERE name = 'jwt_secret'").fetchone()[0]
+
+
+def test_every_route_by_every_credential(served_home):
+    "No credential, each role by key and by token, an expired, a forged and an unsigned token, a revoked key and its token"
+    with service(served_home, '--no-jobs', '--rate-limit', '100000/minute') as svc:
+        keys = {role: svc.key(role) for role in ROLES}
+        tokens = {role: svc.client(keys[role]).post('/token').json()['access_token'] for role in ROLES}
+        claims = jwt.decode(tokens['admin'], options={'verify_signature': False})
+        secret = service_secret(served_home)
+        doomed = svc.key('admin'); doomed_token = svc.client(doomed).post('/token').json()['access_token']
+        mlfin(served_home, 'keys', 'revoke', jwt.decode(doomed_token, options={'verify_signature': False})['sub'])   # a token names its key
+        time.sleep(1.2)   # the service trusts a key's record for a second: then the revocation reaches it
+        refused = {'no credential': {}, 'unknown key': {'key': 'mlfin_' + 'x' * 43},
+                   'expired token': {'token': jwt.encode({**claims, 'iat': claims['iat'] - 9 * 3600, 'exp': claims['iat'] - 3600}, secret, 'HS256')},
+                   'forged token': {'token': jwt.encode(claims, 'another secret, not the service one: 40 bytes', 'HS256')},
+                   'unsigned token': {'token': jwt.encode(claims, None, 'none')},
+                   'revoked key': {'key': doomed}, "revoked key's token": {'token': doomed_token}}
+        seen = []
+        for method, path, request, needed in ROUTES:
+            for name, credential in refused.items():
+                status = svc.client(**credential).request(method, path, **request).status_code
+                seen.append((path, name, status, 200 if needed is None else 401))
+            for role in ROLES:
+                for via in ('key', 'token'):
+                    if via == 'token' and needed == 'key': expected = {401}
+                    elif needed in (None, 'key') or ROLES.index(role) >= ROLES.index(needed): expected = {200, 201, 202, 404}
+                    else: expected = {403}
+                    response = svc.client(**{via: keys[role] if via == 'key' else tokens[role]}).request(method, path, **request)
+                    seen.append((path, f"{role} {via}", response.status_code, expected))
+                    assert 'detail' in response.json() if response.status_code >= 400 else True
+        wrong = [s for s in seen if (s[2] not in s[3] if isinstance(s[3], set) else s[2] != s[3])]
+        assert wrong == [], wrong
+        assert len(seen) == len(ROUTES) * (len(refused) + 6)
+        assert svc.errors() == ''
+
+
+def test_schemathesis_finds_no_server_error(served_home, tmp_path):
+    "Schemathesis fuzzes every operation of the OpenAPI schema (all its checks but one, see below): no 5xx, no violation"
+    with service(served_home, '--no-jobs', '--rate-limit', '1000000/minute') as svc:
+        key = svc.key('admin')
+        token = svc.client(key).post('/token').json()['access_token']
+        (tmp_path/'schemathesis.toml').write_text(f'[auth.openapi.APIKeyHeader]\napi_key = "{key}"\n'
+                                                  f'[auth.openapi.HTTPBearer]\nbearer = "{token}"\n')
+        # positive_data_acceptance wants every schema-valid request accepted: a valid-looking candle of an unknown
+        # series, or a threshold below the model's short threshold, is rightly refused with 400 or 404
+        done = subprocess.run([str(Path(MLFIN).with_name('schemathesis')), '--config-file', str(tmp_path/'schemathesis.toml'), 'run',
+                               f"{svc.url}/openapi.json", '--checks', 'all', '--exclude-checks', 'positive_data_acceptance',
+                               '--max-examples', '40', '--workers', '2', '--seed', '20261122'],
+                              capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-6000:]
+        assert 'passed' in done.stdout and 'ST101' not in done.stdout
+        assert svc.errors() == ''
+
+
+def test_rate_limit_body_cap_and_tls(served_home, tmp_path):
+    "A key past its rate is told when to come back; a body over the cap is refused unread; TLS when given a certificate"
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime as dt, ipaddress
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1')])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
+            .sign(private, hashes.SHA256()))
+    (tmp_path/'cert.pem').write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path/'key.pem').write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    svc = Service.__new__(Service)
+    svc.home, svc.store, svc.port = served_home, None, free_port()
+    svc.url = f"https://127.0.0.1:{svc.port}"
+    svc.args = ['serve', '--port', str(svc.port), '--no-jobs', '--rate-limit', '5/minute', '--body-limit', '4096',
+                '--cert', str(tmp_path/'cert.pem'), '--key', str(tmp_path/'key.pem')]
+    svc.env = {**os.environ, 'MLFIN_HOME': str(served_home)}
+    svc.start('https', verify=str(tmp_path/'cert.pem'))
+    try:
+        key = svc.key('analyst')
+        with httpx.Client(base_url=svc.url, headers={'X-API-Key': key}, verify=str(tmp_path/'cert.pem')) as client:
+            statuses = [client.get('/models/mlfin.SPX.1d').status_code for _ in range(6)]
+            assert statuses == [200] * 5 + [429]
+            limited = client.get('/models')
+            assert limited.status_code == 429 and 1 <= int(limited.headers['Retry-After']) <= 60
+            assert limited.json()['detail'].startswith('rate limit 5/minute reached for key')
+            big = client.post('/ingest', content=b'{"candles": [' + b' ' * 8000 + b']}', headers={'Content-Type': 'application/json'})
+            assert big.status_code == 413 and big.json()['detail'].startswith('request body over 4,096 bytes')
+        with pytest.raises(httpx.TransportError):   # plain HTTP is not spoken on a TLS port: the connection is dropped
+            httpx.get(f"http://127.0.0.1:{svc.port}/health", timeout=5).raise_for_status()
+    finally: svc.stop()
+
+
+# --- collectors and readers at once ------------------------------------------------------------------------------
+
+def collect(svc: Service, first: int = 1000, collectors: int = 4, size: int = 60, step: int = 50) -> dict:
+    "Collectors post overlapping batches of the ES bars after `first` (two as copy_rates, two as market_data) while two readers ask for signals"
+    analyst, reading_key = svc.key('analyst'), svc.key('read_only')
+    done, results, readings = threading.Event(), [], []
+    def collector(k):
+        with svc.client(analyst) as client:
+            for start in range(first + 7 * k, len(ES), step):
+                rows = ES.iloc[start:start + size]
+                candles = copy_rates(rows) if k % 2 == 0 else market_data(rows)
+                r = client.post('/ingest', json={'symbol': 'ES', 'timeframe': 'M1' if k % 2 == 0 else '1m', 'candles': candles})
+                results.append((r.status_code, r.json()))
+    def reader(route):
+        with svc.client(reading_key) as client:
+            while not done.is_set():
+                r = client.get(route, params={'symbol': 'ES', 'timeframe': '1m'})
+                readings.append((route, r.status_code, r.json()))
+    readers = [threading.Thread(target=reader, args=(route,)) for route in ('/signals', '/predict')]
+    writers = [threading.Thread(target=collector, args=(k,)) for k in range(collectors)]
+    for t in readers + writers: t.start()
+    for t in writers: t.join(600)
+    done.set()
+    for t in readers: t.join(60)
+    return {'results': results, 'readings': readings}
+
+
+def check_collected(svc: Service, store: str, outcome: dict):
+    results, readings = outcome['results'], outcome['readings']
+    assert results and all(status == 200 and body['quarantined'] == 0 for status, body in results), results[:3]
+    stored = data.load('ES', '1m', store=store)
+    assert len(stored) == len(ES) and stored.index.is_unique                          # nothing lost, nothing doubled
+    pd.testing.assert_frame_equal(stored[data.BAR_COLUMNS], ES[data.BAR_COLUMNS], check_freq=False)
+    assert sum(body['new'] for _, body in results) == len(ES) - 1000                  # each bar new exactly once
+    assert readings and all(status == 200 for _, status, _ in readings), [r for r in readings if r[1] != 200][:3]
+    times = [pd.Timestamp(body['ts'] if route == '/signals' else body['bar_time']) for route, _, body in readings]
+    assert min(times) >= ES.index[999] and max(times) <= ES.index[-1]
+    key = svc.key('read_only')
+    with svc.client(key) as client:
+        last = client.get('/predict', params={'symbol': 'ES', 'timeframe': '1m'}).json()
+        assert pd.Timestamp(last['bar_time']) == ES.index[-1]                         # features made from the new bars
+        history = client.get('/signals/history', params={'symbol': 'ES', 'timeframe': '1m', 'start': '2013-09-01', 'limit': 100000}).json()
+        assert history and len({(h['ts'], h['model_name'], h['threshold']) for h in history}) == len(history)   # each served signal kept once
+        exposition = client.get('/metrics').text
+    counted = {outcome: sum(float(line.split()[-1]) for line in exposition.splitlines()
+                            if line.startswith('mlfin_candles_ingested_total{') and f'outcome="{outcome}"' in line) for outcome in ('new', 'changed', 'unchanged')}
+    assert counted['new'] == len(ES) - 1000 and counted['changed'] == 0
+    assert counted['unchanged'] == sum(body['rows'] for _, body in results) - counted['new']   # every candle posted, counted once
+    last_bar = [float(line.split()[-1]) for line in exposition.splitlines() if line.startswith('mlfin_last_bar_timestamp_seconds{symbol="ES",timeframe="1m"}')]
+    assert last_bar == [ES.index[-1].timestamp()]
+    assert svc.errors() == ''
+
+
+@pytest.mark.parametrize('kind, workers', [('parquet', 1), ('postgresql', 1), ('postgresql', 2)])
+def test_collectors_and_readers_lose_and_double_no_candle(served_home, tmp_path, request, kind, workers):
+    store = str(tmp_path/'store') if kind == 'parquet' else new_database(request.getfixturevalue('postgres_server'))
+    data.ingest(ES.iloc[:1000], 'ES', '1m', calendar='CMES', store=store)   # what the store held before the collectors came
+    with service(served_home, '--no-jobs', '--rate-limit', '1000000/minute', '--workers', str(workers), store=store) as svc:
+        check_collected(svc, store, collect(svc))
+
+
+# --- models moving under a running service -----------------------------------------------------------------------
+
+def test_a_promotion_is_served_from_the_next_request_without_a_failed_one(served_home):
+    with service(served_home, '--no-jobs', '--rate-limit', '1000000/minute') as svc:
+        admin, reader = svc.key('admin'), svc.key('read_only')
+        with svc.client(admin) as client:
+            versions = client.get('/models/mlfin.SPX.1d').json()
+        serving = next(v['version'] for v in versions if 'production' in v['aliases'])
+        other = next(v['version'] for v in versions if v['version'] != serving)
+        answers, stop = [], threading.Event()
+        def hammer():
+            with svc.client(reader) as client:
+                while not stop.is_set():
+                    asked = time.monotonic()
+                    r = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})
+                    answers.append((asked, r.status_code, r.json().get('version')))
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in threads: t.start()
+        time.sleep(1.0)
+        with svc.client(admin) as client:
+            promoted = client.post('/models/mlfin.SPX.1d/promote', json={'version': other, 'reason': 'test: switch under load'})
+        switched = time.monotonic()
+        time.sleep(1.0)
+        stop.set()
+        for t in threads: t.join(30)
+        with svc.client(admin) as client:   # put back what the other tests expect
+            client.post('/models/mlfin.SPX.1d/promote', json={'version': serving, 'reason': 'test: switch back'})
+    assert promoted.status_code == 200 and 'production' in promoted.json()['aliases']
+    assert answers and all(status == 200 for _, status, _ in answers), [a for a in answers if a[1] != 200][:3]
+    assert {v for asked, _, v in answers if asked > switched} == {other}          # asked after the switch: the new version
+    assert {v for asked, _, v in answers if asked < switched - 0.5} == {serving}
+    assert svc.errors() == ''
+
+
+# --- training over HTTP ------------------------------------------------------------------------------------------
+
+TRAIN = {'symbols': 'SPX', 'start': '2014-01-01', 'models': 'logistic', 'folds': 3, 'promote_min_auc': 0, 'promote_min_sharpe': -100}
+
+
+def wait_for(client: httpx.Client, job_id: str, states: set, seconds: float = 420) -> dict:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job['state'] in states: return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still {job['state']} after {seconds} s:\n{job.get('log')}")
+
+
+def processes_with_home(home: Path) -> list[int]:
+    "Processes running with MLFIN_HOME=home (a job's `mlfin run` and its kernels)"
+    found = []
+    for proc in Path('/proc').iterdir():
+        try:
+            if proc.name.isdigit() and f"MLFIN_HOME={home}".encode() in (proc/'environ').read_bytes().split(b'\0'): found.append(int(proc.name))
+        except OSError: pass
+    return found
+
+
+def test_a_job_started_over_http_trains_a_servable_model_and_a_restart_fails_a_running_one(tmp_path):
+    home = tmp_path/'home'
+    with service(home) as svc:
+        analyst = svc.key('analyst')
+        with svc.client(analyst) as client:
+            assert client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).status_code == 404   # nothing trained yet
+            refused = client.post('/train', json={'params': {**TRAIN, 'folds': 'three'}})
+            assert (refused.status_code, refused.json()['detail']) == (400, "params: --folds: 'three' is not an integer")
+            queued = client.post('/train', json={'params': TRAIN})
+            assert queued.status_code == 202 and queued.json()['state'] == 'queued'
+            job = wait_for(client, queued.json()['id'], {'succeeded', 'failed'})
+            assert job['state'] == 'succeeded', job['log']
+            registered = job['summary']['symbols']['SPX']['registered']
+            assert registered['production'] and 'mlfin: 5 task(s) ran' in job['log']
+            served = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
+            assert (served['name'], served['version']) == ('mlfin.SPX.1d', registered['version'])
+            second = client.post('/train', json={'params': {**TRAIN, 'seed': 1}}).json()
+            wait_for(client, second['id'], {'running'}, 60)
+            time.sleep(2.0)
+        svc.stop(signal.SIGKILL)   # the service dies with the job half done
+        deadline = time.time() + 60
+        while processes_with_home(home) and time.time() < deadline: time.sleep(0.5)
+        assert processes_with_home(home) == []   # the job's process went with the service
+        svc.start()
+        with svc.client(analyst) as client:
+            job = wait_for(client, second['id'], {'failed', 'succeeded'}, 30)
+        assert job['state'] == 'failed' and job['error'].startswith('interrupted: the service stopped while the job ran')
+    assert svc.errors() == ''
+
+
+def test_several_workers_share_one_job_runner(postgres_server, served_home):
+    "Two workers on PostgreSQL: jobs run one at a time, whichever worker holds the runner lock"
+    store = new_database(postgres_server)
+    data.ingest('sample:SPX', store=store)
+    with service(served_home, '--workers', '2', store=store) as svc, svc.client(svc.key('analyst')) as client:
+        ids = [client.post('/train', json={'params': {'symbols': 'NOSUCH', 'seed': s}}).json()['id'] for s in range(3)]
+        jobs = [wait_for(client, i, {'succeeded', 'failed'}, 240) for i in ids]
+    assert [j['state'] for j in jobs] == ['failed'] * 3
+    assert all('NOSUCH: not an embedded sample and not in the store' in j['error'] for j in jobs), [j['error'] for j in jobs]
+    spans = sorted((pd.Timestamp(j['started_at']), pd.Timestamp(j['ended_at'])) for j in jobs)
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans   # never two at once
+    assert svc.errors() == ''
