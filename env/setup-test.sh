@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the tests need beyond .venv, from Debian packages: headless Chromium (the browser tests drive
+# What the tests and benchmarks need beyond .venv, from Debian packages: headless Chromium (the browser tests drive
 # it with Playwright, never a downloaded browser build) and the PostgreSQL server (the store's team
 # backend is tested against a real server, which the tests start privately on loopback).
 # Idempotent and silent when already there.
@@ -7,6 +7,7 @@ set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v hey >/dev/null 2>&1 || need+=(hey)   # the HTTP load tool of make bench-service
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "mlfin: installing Debian packages for the tests: ${need[*]} ..."
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -115,23 +115,40 @@ OBVIOUS = 5.0  # a close this many times above (or below 1/this of) both neighbo
 
 def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) -> pd.DataFrame:
     "Bars whose close jumps more than `spike_sigmas` recent standard deviations (or `OBVIOUS`-fold) and reverts on the next bar"
-    if len(bars) < 3: return pd.DataFrame({'ts': bars.index[:0], 'kind': [], 'detail': []})  # a jump and its reversal need 3 bars
-    r = np.log(bars['close']).diff()
-    sigma = r.rolling(window, min_periods=20).std().shift(1)
-    # a short file has no history to measure a standard deviation by: a jump of OBVIOUS-fold needs none
-    jump = (r.abs() > spike_sigmas * sigma) | (r.abs() > np.log(OBVIOUS))
-    reverts = (np.sign(r.shift(-1)) == -np.sign(r)) & (r.shift(-1).abs() > 0.5 * r.abs())
-    hit = bars.index[(jump & reverts).to_numpy()]
-    return pd.DataFrame({'ts': hit, 'kind': 'spike', 'detail': [f"close {bars.at[t, 'close']:.6g}, return {r[t]:+.2%}" for t in hit]})
+    close = bars['close'].to_numpy(dtype='float64')
+    hits, r_all = [], {}
+    for a in range(0, len(close), _CHUNK):   # a million bars at a time: ten million cost no more memory than one
+        lo, hi = max(0, a - window - 1), min(len(close), a + _CHUNK + 1)   # the window before the chunk, the bar after it
+        found, r = _spikes_in(close[lo:hi], spike_sigmas, window)
+        found = found[(found >= a - lo) & (found < min(a + _CHUNK, len(close)) - lo)]
+        hits.append(found + lo); r_all.update({int(i + lo): r[i] for i in found})
+    hit = np.concatenate(hits) if hits else np.array([], dtype='int64')
+    return pd.DataFrame({'ts': bars.index[hit], 'kind': 'spike', 'detail': [f"close {close[i]:.6g}, return {r_all[int(i)]:+.2%}" for i in hit]})
+
+_CHUNK = 1_000_000
+
+def _spikes_in(close: np.ndarray, spike_sigmas: float, window: int) -> tuple[np.ndarray, np.ndarray]:
+    "Positions of spikes in `close`, and its returns"
+    if len(close) < 3: return np.array([], dtype='int64'), np.array([])
+    r = np.r_[np.nan, np.diff(np.log(close))]
+    sigma = np.r_[np.nan, pd.Series(r).rolling(window, min_periods=20).std().to_numpy()[:-1]]   # of the returns known before the bar
+    after = np.r_[r[1:], np.nan]
+    with np.errstate(invalid='ignore'):
+        # a short file has no history to measure a standard deviation by: a jump of OBVIOUS-fold needs none
+        jump = (np.abs(r) > spike_sigmas * sigma) | (np.abs(r) > np.log(OBVIOUS))
+        return np.flatnonzero(jump & (np.sign(after) == -np.sign(r)) & (np.abs(after) > 0.5 * np.abs(r))), r
 
 def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     "Runs of at least `stale_run` flat bars repeating the previous close"
     if len(bars) <= stale_run: return pd.DataFrame({'ts': bars.index[:0], 'kind': [], 'detail': []})  # the run repeats a bar before it
-    flat = (bars['high'] == bars['low']) & (bars['close'] == bars['close'].shift(1))
-    run_id = (~flat).cumsum()
-    lengths = flat.groupby(run_id).transform('sum')
-    starts = bars.index[(flat & (lengths >= stale_run) & ~flat.shift(1, fill_value=False)).to_numpy()]
-    return pd.DataFrame({'ts': starts, 'kind': 'stale', 'detail': [f"{int(lengths[t])} bars at {bars.at[t, 'close']:.6g}" for t in starts]})
+    close = bars['close'].to_numpy(dtype='float64')
+    flat = bars['high'].to_numpy() == bars['low'].to_numpy()
+    flat[0] = False; flat[1:] &= close[1:] == close[:-1]   # booleans in place: ten million bars cost 10 MB, not 80
+    edges = np.diff(np.r_[0, flat.astype('int8'), 0])   # runs of flat bars: where they start and end
+    starts, lengths = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    keep = lengths >= stale_run
+    return pd.DataFrame({'ts': bars.index[starts[keep]], 'kind': 'stale',
+                         'detail': [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])]})
 
 def _expected(bars: pd.DataFrame, calendar: str) -> pd.DatetimeIndex:
     return expected_bars(calendar, bars.attrs['timeframe'], bars.index[0], bars.index[-1])
@@ -153,8 +170,13 @@ def gaps(bars: pd.DataFrame, calendar: str,
 def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     "Bars at times `calendar` says the market is closed (or off the bar-size grid)"
     if bars.empty: return pd.DataFrame(columns=['ts', 'kind', 'detail'])
-    expected = _expected(bars, calendar) if expected is None else expected
-    extra = bars.index.difference(expected)
+    if expected is None and calendar == '24/7' and bars.attrs['timeframe'] != '1d':   # every step from the first bar: off the grid is off
+        ns, step = bars.index.as_unit('ns').asi8, pd.Timedelta(TIMEFRAMES[bars.attrs['timeframe']]).value
+        off = np.concatenate([np.flatnonzero((ns[a:a + _CHUNK] - ns[0]) % step != 0) + a for a in range(0, len(ns), _CHUNK)])
+        extra = bars.index[off]
+    else:
+        expected = _expected(bars, calendar) if expected is None else expected
+        extra = bars.index.difference(expected)
     return pd.DataFrame({'ts': extra, 'kind': 'off-calendar', 'detail': f"no {bars.attrs['timeframe']} bar expected on {calendar}"})
 
 def anomalies(bars: pd.DataFrame, calendar: str, spike_sigmas: float = 10.0, window: int = 100, stale_run: int = 5,
