@@ -129,7 +129,8 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     _spacing_check(found.bars, timeframe, batch.source)
     from mlfin.data.quality import anomalies
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
-    report.anomalies = [(str(a.ts), a.kind, a.detail) for a in anomalies(found.bars, calendar).itertuples()]
+    odd = anomalies(found.bars, calendar)
+    report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
     counts = store.write(found.bars, {'calendar': calendar, 'source': batch.source, 'layout': batch.layout})
     for k, v in counts.items(): setattr(report, k, v)
     return report

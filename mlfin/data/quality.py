@@ -113,6 +113,13 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
 # %% ../../nbs/01a_data.quality.ipynb #c010
 OBVIOUS = 5.0  # a close this many times above (or below 1/this of) both neighbours is a spike, history or not
 
+def _found(ts, kind: str, details: list) -> pd.DataFrame:
+    "Anomalies as a frame (ts, kind, detail); none found: an empty one, not built anew (a pushed candle meets three checks)"
+    if not len(ts): return _NONE.copy(deep=False)
+    return pd.DataFrame({'ts': ts, 'kind': kind, 'detail': details})
+
+_NONE = pd.DataFrame({'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'), 'kind': pd.Series([], dtype='str'), 'detail': pd.Series([], dtype='str')})
+
 def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) -> pd.DataFrame:
     "Bars whose close jumps more than `spike_sigmas` recent standard deviations (or `OBVIOUS`-fold) and reverts on the next bar"
     close = bars['close'].to_numpy(dtype='float64')
@@ -123,7 +130,7 @@ def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) ->
         found = found[(found >= a - lo) & (found < min(a + _CHUNK, len(close)) - lo)]
         hits.append(found + lo); r_all.update({int(i + lo): r[i] for i in found})
     hit = np.concatenate(hits) if hits else np.array([], dtype='int64')
-    return pd.DataFrame({'ts': bars.index[hit], 'kind': 'spike', 'detail': [f"close {close[i]:.6g}, return {r_all[int(i)]:+.2%}" for i in hit]})
+    return _found(bars.index[hit], 'spike', [f"close {close[i]:.6g}, return {r_all[int(i)]:+.2%}" for i in hit])
 
 _CHUNK = 1_000_000
 
@@ -140,15 +147,14 @@ def _spikes_in(close: np.ndarray, spike_sigmas: float, window: int) -> tuple[np.
 
 def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     "Runs of at least `stale_run` flat bars repeating the previous close"
-    if len(bars) <= stale_run: return pd.DataFrame({'ts': bars.index[:0], 'kind': [], 'detail': []})  # the run repeats a bar before it
+    if len(bars) <= stale_run: return _NONE.copy(deep=False)  # the run repeats a bar before it
     close = bars['close'].to_numpy(dtype='float64')
     flat = bars['high'].to_numpy() == bars['low'].to_numpy()
     flat[0] = False; flat[1:] &= close[1:] == close[:-1]   # booleans in place: ten million bars cost 10 MB, not 80
     edges = np.diff(np.r_[0, flat.astype('int8'), 0])   # runs of flat bars: where they start and end
     starts, lengths = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
     keep = lengths >= stale_run
-    return pd.DataFrame({'ts': bars.index[starts[keep]], 'kind': 'stale',
-                         'detail': [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])]})
+    return _found(bars.index[starts[keep]], 'stale', [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])])
 
 def _expected(bars: pd.DataFrame, calendar: str) -> pd.DatetimeIndex:
     return expected_bars(calendar, bars.attrs['timeframe'], bars.index[0], bars.index[-1])
@@ -177,13 +183,13 @@ def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex |
     else:
         expected = _expected(bars, calendar) if expected is None else expected
         extra = bars.index.difference(expected)
-    return pd.DataFrame({'ts': extra, 'kind': 'off-calendar', 'detail': f"no {bars.attrs['timeframe']} bar expected on {calendar}"})
+    return _found(extra, 'off-calendar', [f"no {bars.attrs['timeframe']} bar expected on {calendar}"] * len(extra))
 
 def anomalies(bars: pd.DataFrame, calendar: str, spike_sigmas: float = 10.0, window: int = 100, stale_run: int = 5,
               expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     "Spikes, stale runs and off-calendar bars, by time"
     found = [f for f in (spikes(bars, spike_sigmas, window), stale_runs(bars, stale_run), off_calendar(bars, calendar, expected)) if len(f)]
-    return pd.concat(found, ignore_index=True).sort_values('ts', ignore_index=True) if found else pd.DataFrame(columns=['ts', 'kind', 'detail'])
+    return pd.concat(found, ignore_index=True).sort_values('ts', ignore_index=True) if found else _NONE.copy(deep=False)
 
 # %% ../../nbs/01a_data.quality.ipynb #c015
 def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict:

@@ -62,7 +62,9 @@ def period_label(key: int, timeframe: str) -> str:
 class ParquetStore:
     "Bars in Parquet files (one per period of each series) named by a manifest, read with DuckDB"
     kind = 'parquet'
-    def __init__(self, root: str | Path | None = None): self.root = Path(root or store_dir())
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root or store_dir())
+        self._written = {}   # folder -> (file, its Arrow table): the last period this process wrote, for the next append
     def __repr__(self): return f"ParquetStore({str(self.root)!r})"
 
     def _dir(self, symbol, timeframe) -> Path:
@@ -98,7 +100,8 @@ class ParquetStore:
             for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
                 key, held = int(keys[a]), parts.get(int(keys[a]))
                 # bars after the period's last one (a collector's new bars): appended to its file as Arrow, no merge needed
-                table = _appended(folder/held[0] if held else None, whole.slice(a, b - a)) if not held or times[a] > held[3] else None
+                table = (_appended(folder/held[0] if held else None, whole.slice(a, b - a), self._written.get(folder))
+                         if not held or times[a] > held[3] else None)
                 if table is not None:
                     found = {'new': int(b - a), 'changed': 0, 'unchanged': 0}
                     size, first, last = table.num_rows, (held[2] if held else int(times[a])), int(times[b - 1])
@@ -110,6 +113,7 @@ class ParquetStore:
                     name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"   # never a name a reader may hold open
                     files.write(folder/name, table)
                     parts[key] = [name, size, first, last]
+                    if len(starts) == 1 and not isinstance(table, pd.DataFrame): self._remember(folder, name, table)
                     if held: replaced.append(held[0])
             files.finish()   # every file on disk before the manifest names it
             if replaced or counts['new']:
@@ -123,7 +127,12 @@ class ParquetStore:
             new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
             if new_meta != kept: atomic_write(meta_file, lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
             (folder/WRITING).unlink()
-        return {**counts, 'total': sum(p[1] for p in parts.values())}
+        return {**counts, 'total': parts.total}
+
+    def _remember(self, folder: Path, name: str, table):
+        "Keep the period just written (a collector appends to it next): files never change, so its name says it is current"
+        if len(self._written) >= 64: self._written.pop(next(iter(self._written)))   # at most 64 series' last periods (~35 MB)
+        self._written[folder] = (name, table)
 
     def read(self, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
         "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
@@ -151,8 +160,8 @@ class ParquetStore:
             parts = _manifest(folder)
             if parts is None: return self.read(symbol, timeframe).iloc[-n:]   # one file, as written before periods
             picked, rows = [], 0
-            for key in sorted(parts, reverse=True):
-                picked.append(folder/parts[key][0]); rows += parts[key][1]
+            for i in range(len(parts) - 1, -1, -1):   # the last periods, back from the newest
+                picked.append(folder/parts.files[i]); rows += parts.rows[i]
                 if rows >= n: break
             try: frames = [_read_part(f) for f in reversed(picked)]
             except FileNotFoundError: continue
@@ -165,7 +174,7 @@ class ParquetStore:
     def _files(self, folder: Path, symbol: str, timeframe: str) -> list[tuple[Path, int, int]]:
         "The series' current files with their first and last times (ns), in time order; NotFound when it is not stored"
         parts = _manifest(folder)
-        if parts is not None and parts: return [(folder/p[0], p[2], p[3]) for _, p in sorted(parts.items())]
+        if parts: return [(folder/f, first, last) for _, f, _, first, last in parts.entries()]
         if (folder/LEGACY).exists(): return [(folder/LEGACY, -2**63, 2**63 - 1)]
         held = self.ls()
         listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
@@ -183,8 +192,7 @@ class ParquetStore:
         for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
             symbol, timeframe = folder.name.removeprefix('symbol='), folder.parent.name.removeprefix('timeframe=')
             parts = _manifest(folder)
-            if parts:
-                bars, first, last = sum(p[1] for p in parts.values()), min(p[2] for p in parts.values()), max(p[3] for p in parts.values())
+            if parts: bars, first, last = parts.total, parts.first[0], parts.last[-1]
             elif (folder/LEGACY).exists():
                 bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)", {'p': str(folder/LEGACY)}).iloc[0]
             else: continue
@@ -221,31 +229,57 @@ class ParquetStore:
 MANIFEST, LEGACY, WRITING = '_parts.json', 'bars.parquet', '.writing'
 GRACE = 60.0  # seconds a replaced file stays for readers that listed it before the replacement
 
+class _Parts:
+    "A series' periods in time order, each with its file, rows and first and last times (ns), and their total"
+    COLUMNS = ('keys', 'files', 'rows', 'first', 'last')
+    def __init__(self, found: dict | None = None):
+        # kept as columns, not a dict of periods: a push touches one period of a thousand, and reads and writes them all as arrays
+        for name in self.COLUMNS: setattr(self, name, list((found or {}).get(name, [])))
+        self.total = (found or {}).get('total', sum(self.rows))
+    def __len__(self): return len(self.keys)
+    def _at(self, key) -> int:
+        import bisect
+        return bisect.bisect_left(self.keys, key)
+    def get(self, key) -> list | None:
+        "[file, rows, first ns, last ns] of a period, or None"
+        i = self._at(key)
+        return [self.files[i], self.rows[i], self.first[i], self.last[i]] if i < len(self.keys) and self.keys[i] == key else None
+    def __setitem__(self, key, entry: list):
+        i = self._at(key)
+        if i < len(self.keys) and self.keys[i] == key:
+            self.total -= self.rows[i]
+            self.files[i], self.rows[i], self.first[i], self.last[i] = entry
+        else:
+            for column, value in zip((self.keys, self.files, self.rows, self.first, self.last), (key, *entry)): column.insert(i, value)
+        self.total += entry[1]
+    def entries(self):
+        "(period, file, rows, first ns, last ns), in time order"
+        return zip(self.keys, self.files, self.rows, self.first, self.last)
+
 def _manifest(folder: Path, retired: bool = False):
-    "period -> [file, rows, first ns, last ns] of a series (and, `retired`, the replaced files still kept); None: no manifest"
+    "A series' periods (`_Parts`; and, `retired`, the replaced files still kept); None: no manifest"
     import orjson
     try: found = orjson.loads((folder/MANIFEST).read_bytes())
     except FileNotFoundError: return None
-    parts = {int(key): rest for key, *rest in found['parts']}
-    return (parts, found.get('retired', [])) if retired else parts
+    return (_Parts(found), found.get('retired', [])) if retired else _Parts(found)
 
-def _save_manifest(folder: Path, parts: dict[int, list], retired: list | None = None):
+def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
     import orjson
-    content = orjson.dumps({'format': 2, 'parts': [[key, *parts[key]] for key in sorted(parts)], 'retired': retired or []})
+    content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in _Parts.COLUMNS}, 'total': parts.total, 'retired': retired or []})
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
-def _claim(folder: Path, timeframe: str) -> tuple[dict[int, list], list]:
+def _claim(folder: Path, timeframe: str) -> tuple[_Parts, list]:
     "Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series into periods"
     marker = folder/WRITING
     if marker.exists():   # the last writer died mid-write: files no manifest names are its leftovers
-        parts, retired = _manifest(folder, retired=True) or ({}, [])
-        named = {p[0] for p in parts.values()} | {name for name, _ in retired} | {LEGACY}
+        parts, retired = _manifest(folder, retired=True) or (_Parts(), [])
+        named = set(parts.files) | {name for name, _ in retired} | {LEGACY}
         for f in folder.iterdir():
             if (f.suffix == '.parquet' and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
     marker.touch()
     parts, retired = _manifest(folder, retired=True) or (None, [])
     if parts is None:
-        parts = {}
+        parts = _Parts()
         if (folder/LEGACY).exists():   # written before periods: split it once
             whole = _read_part(folder/LEGACY)
             keys = period_keys(whole.index, timeframe)
@@ -291,7 +325,8 @@ def _gone(error: Exception, folder: Path) -> bool:
 # %% ../../nbs/01c_data.store.ipynb #c007
 def _stored(bars: pd.DataFrame) -> pd.DataFrame:
     "The columns the store keeps, in order, on a UTC nanosecond index (one time type in every file)"
-    out = bars[[c for c in STORED_COLUMNS if c in bars]]
+    columns = [c for c in STORED_COLUMNS if c in bars.columns]
+    out = bars if list(bars.columns) == columns else bars[columns]
     index = pd.DatetimeIndex(out.index)
     if index.tz is None or str(index.tz) != 'UTC' or index.unit != 'ns':
         out = out.set_axis((index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts'))
@@ -319,12 +354,13 @@ def _arrow(frame: pd.DataFrame):
     return pa.table({'ts': pa.array(pd.DatetimeIndex(frame.index).as_unit('ns').asi8, pa.timestamp('ns', tz='UTC')),
                      **{c: pa.array(frame[c].to_numpy(dtype='float64')) for c in frame.columns}})
 
-def _appended(path: Path | None, new):
+def _appended(path: Path | None, new, written: tuple | None = None):
     "The file at `path` with `new` (an Arrow table of bars all later than its own) after its bars; None when their columns differ"
     import pyarrow as pa, pyarrow.parquet as pq
     if path is None: return new
-    old = pq.ParquetFile(path).read()
-    return pa.concat_tables([old, new]) if old.schema.names == new.schema.names else None
+    old = written[1] if written and written[0] == path.name else pq.ParquetFile(path).read()   # this process wrote it: no read
+    # one chunk: a table kept and appended to for a week would otherwise write ten thousand chunks
+    return pa.concat_tables([old, new]).combine_chunks() if old.schema.names == new.schema.names else None
 
 def _write_parquet(frame, path) -> None:
     "Bars (a frame, or an Arrow table from `_arrow`) to a Parquet file"

@@ -161,6 +161,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        import gc
+        import mlflow.exceptions, mlfin.models.registry   # MLflow's and the zoo's imports (seconds) before the first request, not in it
+        gc.collect(); gc.freeze()   # the libraries' own objects out of the collector's way: no long full collections mid-request
         app.state.jobs.start()
         yield
         app.state.jobs.stop()
@@ -173,6 +176,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     live = Live(store, settings.tail, settings.registry_poll)
     refresher = ThreadPoolExecutor(1, thread_name_prefix='mlfin-refresh')
     def refresh(symbol: str, timeframe: str):   # a series' forecast made when its bars arrive, off the request
+        if not live.may_serve(symbol, timeframe): return
         def work():
             try: live.forecast(symbol, timeframe)
             except MlfinError: pass   # no production model for it: nothing to keep ready

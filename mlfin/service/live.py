@@ -73,6 +73,7 @@ class Live:
         self._series: dict[tuple[str, str], _Series] = {}
         self._lock = threading.Lock()
         self._registry = (None, -1e9)   # (stamp, when it was read)
+        self._client = None
 
     def _entry(self, symbol: str, timeframe: str) -> _Series:
         with self._lock: return self._series.setdefault((symbol, timeframe), _Series())
@@ -95,10 +96,15 @@ class Live:
         from mlfin.models.registry import _client
         entry = entry or self._entry(symbol, timeframe)
         stamp = self.registry_stamp()
-        if entry.predictor is not None and entry.checked == stamp: return entry.predictor
+        if entry.checked == stamp:   # nothing moved in the registry since the last look
+            if entry.predictor is not None: return entry.predictor
+            raise NotFound(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version")
         name = registered_name(symbol, timeframe)
-        try: found = _client().get_model_version_by_alias(name, 'production')
+        if stamp is None: raise NotFound(f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)")
+        if self._client is None: self._client = _client()   # one client: each new one opens the registry's database again
+        try: found = self._client.get_model_version_by_alias(name, 'production')
         except MlflowException:
+            entry.checked, entry.predictor, entry.forecast = stamp, None, None   # known to have none: not asked again until the registry changes
             raise NotFound(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version") from None
         if entry.predictor is None or entry.predictor.version != int(found.version):
             predictor = load(found.version, symbol, timeframe)   # loaded before it replaces the old one: no request goes without
@@ -123,6 +129,11 @@ class Live:
                                       manifest['name'], predictor.name, predictor.version, float(bars['close'].iloc[-1]))
             entry.stamp = stamp
             return entry.forecast
+
+    def may_serve(self, symbol: str, timeframe: str) -> bool:
+        "False when the series is known to have no production model (and the registry has not changed since): nothing to keep ready"
+        entry = self._series.get((symbol, timeframe))
+        return entry is None or entry.predictor is not None or entry.checked != self.registry_stamp()
 
     def tags(self, symbol: str, timeframe: str) -> dict:
         "The registry's tags of the production version this process serves for a series (threshold, costs, lineage)"

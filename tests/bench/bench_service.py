@@ -24,7 +24,8 @@ from _child import SYNTH, child  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 work = Path(tempfile.mkdtemp(prefix='mlfin-bench-service-'))
-ENV = {**os.environ, 'MLFIN_HOME': str(work/'home'), 'PLOOMBER_STATS_ENABLED': 'false'}
+os.environ.update(MLFIN_HOME=str(work/'home'), PLOOMBER_STATS_ENABLED='false')   # this process, its children and the server share the home
+ENV = dict(os.environ)
 
 
 def free_port() -> int:
