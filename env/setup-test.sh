@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # What the tests and benchmarks need beyond .venv, from Debian packages: headless Chromium (the browser tests drive
-# it with Playwright, never a downloaded browser build) and the PostgreSQL server (the store's team
-# backend is tested against a real server, which the tests start privately on loopback).
+# it with Playwright, never a downloaded browser build), the PostgreSQL server (the store's team
+# backend is tested against a real server, which the tests start privately on loopback), Redis (the
+# rate limits several service workers share; a private server too) and hey (make bench-service).
 # Idempotent and silent when already there.
 set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)   # the shared rate-limit store of several service workers
 command -v hey >/dev/null 2>&1 || need+=(hey)   # the HTTP load tool of make bench-service
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "mlfin: installing Debian packages for the tests: ${need[*]} ..."

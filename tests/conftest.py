@@ -60,6 +60,24 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope='session')
+def redis_server():
+    "A private Redis server on loopback (Debian's redis-server, installed by env/setup-test.sh), nothing saved; yields its URL"
+    import shutil, socket, tempfile, time
+    binary = shutil.which('redis-server') or '/usr/bin/redis-server'
+    assert Path(binary).exists(), "redis-server is missing: env/setup-test.sh installs it"
+    port, folder = free_port(), tempfile.mkdtemp(prefix='mlfin-redis-')
+    server = subprocess.Popen([binary, '--port', str(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', folder],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try: socket.create_connection(('127.0.0.1', port), timeout=0.2).close(); break
+            except OSError: time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        server.terminate(); server.wait(30); shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(params=['parquet', 'postgresql'])
 def store_url(request, tmp_path):
     "An empty store of each kind: a folder, or a fresh database on the test server"

@@ -391,3 +391,33 @@ def test_several_workers_share_one_job_runner(postgres_server, served_home):
     spans = sorted((pd.Timestamp(j['started_at']), pd.Timestamp(j['ended_at'])) for j in jobs)
     assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans   # never two at once
     assert svc.errors() == ''
+
+
+def test_several_workers_count_a_keys_requests_in_one_place(served_home, redis_server):
+    "Two workers share one Redis count: a key allowed 6 a minute gets 6, whichever worker each new connection reaches"
+    with service(served_home, '--no-jobs', '--workers', '2', '--rate-limit', '6/minute', '--limits-storage', redis_server) as svc:
+        key = svc.key('read_only')
+        statuses = [httpx.get(f"{svc.url}/models/mlfin.SPX.1d", headers={'X-API-Key': key}, timeout=60).status_code for _ in range(12)]
+        assert statuses == [200] * 6 + [429] * 6, statuses
+        assert svc.errors() == ''
+
+
+def test_ingest_run_pulls_a_series_from_its_configured_exchange(served_home, tmp_path):
+    "POST /ingest/run against a loopback exchange in Binance's format (through ccxt), serving the real EUR/USD hourly bars"
+    import yaml
+    from test_remote_sources import EURUSD, Server, binance
+    exchange = Server(binance(throttle_first=True))   # it answers the first page with 429: the pull backs off and goes on
+    config = {'urls': {'api': {'public': f"{exchange.url}/api/v3"}}, 'options': {'fetchMarkets': {'types': ['spot']}}, 'rateLimit': 5}
+    (tmp_path/'sources.yaml').write_text(yaml.safe_dump({'EURUSDT:1h': {'source': 'ccxt:binance:EUR/USDT', 'start': '2017-11-01', 'config': config}}))
+    try:
+        with service(served_home, '--no-jobs', '--sources', str(tmp_path/'sources.yaml'), store=str(tmp_path/'store')) as svc, \
+             svc.client(svc.key('analyst')) as client:
+            first = client.post('/ingest/run', json={'symbol': 'EURUSDT', 'timeframe': '1h'})
+            assert first.status_code == 200, first.text
+            assert (first.json()['new'], first.json()['quarantined']) == (len(EURUSD.loc['2017-11-01':]), 0)
+            again = client.post('/ingest/run', json={'symbol': 'EURUSDT', 'timeframe': 'H1'}).json()
+            assert (again['new'], again['unchanged']) == (0, 1)   # from the last stored bar on: that bar alone, once more
+            unknown = client.post('/ingest/run', json={'symbol': 'BTCUSDT', 'timeframe': '1h'})
+            assert unknown.status_code == 404 and unknown.json()['detail'] == 'no remote source configured for BTCUSDT:1h (the service\'s --sources file)'
+            assert svc.errors() == ''
+    finally: exchange.close()
