@@ -179,7 +179,7 @@ def ready(request: Request, caller: Caller = READ) -> Ready:
     except Exception as e: raise Unavailable(f"store {state.store!r} does not answer ({type(e).__name__})") from None
     if not state.live.loaded():
         for symbol, timeframe in zip(held['symbol'], held['timeframe']):
-            try: state.live.predictor(symbol, timeframe); break
+            try: state.live.tags(symbol, timeframe); break   # loads the series' production model, under its lock
             except MlfinError: continue
     loaded = state.live.loaded()
     if not loaded: raise Unavailable("no production model for any stored series: train one (POST /train) or promote a version")
