@@ -2,14 +2,15 @@
 mid-write leaves the previous data readable; two concurrent writers of one series both land; range
 queries and raw/adjusted reads. Bars for the big writes are synthetic (labelled) scale fillers; the
 content checks use the real SPX sample."""
-import os, signal, subprocess, sys, textwrap, time
+import datetime as dt, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
+from hypothesis import event, given, settings, strategies as st
 from mlfin import data
 from mlfin.config import BadInput, NotFound
 from mlfin.data.store import open_store
-from mlfin.data.sources import read_sample
+from mlfin.data.sources import plain_records, read_sample, table_records
 
 WRITER = textwrap.dedent('''
     import sys, numpy as np, pandas as pd
@@ -84,6 +85,65 @@ def test_pushed_candles_are_checked_and_stored_like_files(store_url):
         data.push(rates, 'EURUSD', '1h', strict=True, store=store_url)
     stored = data.load('EURUSD', '1h', store=store_url)
     assert stored['volume'].tolist() == [100.0, 101.0, 103.0, 104.0] and stored['spread'].tolist() == [5.0] * 4
+
+
+# a collector's push takes a short road (`plain_records`); it must land where the general one (a table) lands
+_YEARS = dt.datetime(1990, 1, 1), dt.datetime(2040, 1, 1)
+_TIME = st.one_of(
+    st.datetimes(*_YEARS).map(lambda t: t.isoformat()), st.datetimes(*_YEARS,
+                   timezones=st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=3)), dt.timezone(dt.timedelta(hours=-5, minutes=-30))])).map(
+        lambda t: t.isoformat()),
+    st.integers(631152000, 2208988800), st.integers(631152000_000, 2208988800_000), st.floats(6.3e8, 2.2e9),
+    st.sampled_from(['', ' 2024-01-02T00:00:00Z', '2024-01-02 00:00', '2024-01-02T00:00:00Z', '2024-01-02', '2013-02-30', 'yesterday',
+                     '1704153600', '2024-01-02T00:00:00+0100', None, True, 10**20, '2024-03-31T02:30:00']))
+_NUMBER = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6), st.integers(2**62, 2**70),
+                    st.sampled_from(['1.5', 'n/a', '', None, True, False]))
+
+@st.composite
+def _pushes(draw):
+    shape = draw(st.sampled_from([['ts', 'open', 'high', 'low', 'close', 'volume'], ['ts', 'open', 'high', 'low', 'close', 'volume', 'spread'],
+                                  ['time', 'open', 'high', 'low', 'close', 'tick_volume', 'spread', 'real_volume'],
+                                  ['time', 'open', 'high', 'low', 'close', 'tick_volume'], ['Date', 'Open', 'High', 'Low', 'Close', 'Volume'],
+                                  ['ts', 'open', 'high', 'low', 'close', 'volume', 'adj_close'], ['ts', 'open', 'close']]))
+    clean = draw(st.booleans())   # half the batches plain: floats and one kind of time, so that the short road is taken and compared
+    kind = draw(st.sampled_from(range(5)))
+    def record(i):
+        r = {}
+        for name in shape:
+            if name in ('ts', 'time', 'Date'): r[name] = draw(_TIME if not clean else _TIME.filter(lambda t: type(t) is int) if kind == 2 else
+                                                           st.datetimes(*_YEARS).map(lambda t: t.isoformat()) if kind == 3 else   # naive: in `tz`
+                                                           st.datetimes(*_YEARS, timezones=st.just(dt.timezone.utc)).map(lambda t: t.isoformat()))
+            else: r[name] = draw(st.floats(0.5, 1e6) if clean else _NUMBER)
+        if not clean and draw(st.integers(0, 9)) == 0: r.pop(draw(st.sampled_from(shape)))     # a record with a key less
+        return r
+    return [record(i) for i in range(draw(st.integers(1, 12)))], draw(st.sampled_from(['UTC', 'Europe/Athens', 'America/New_York']))
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_pushes())
+def test_a_plain_push_lands_where_the_general_parse_lands(push):
+    candles, tz = push
+    short = plain_records(candles, 'push', tz)
+    try: general = table_records(candles, 'push', tz)
+    except BadInput:
+        assert short is None; return
+    if short is None: return
+    event('short road taken')
+    pd.testing.assert_frame_equal(short.frame, general.frame)
+    assert short.layout == general.layout and general.problems.empty
+    a, b = short.inspect('X', '1m'), general.inspect('X', '1m')
+    pd.testing.assert_frame_equal(a.bars, b.bars); pd.testing.assert_frame_equal(a.rejected, b.rejected); assert a.notes == b.notes
+
+
+def test_a_collectors_bar_takes_the_short_road():
+    "what MetaTrader's copy_rates and the market_data shape send: plain, so parsed without a table"
+    rates = [{'time': 1704153600 + 60 * i, 'open': 1.1, 'high': 1.2, 'low': 1.0, 'close': 1.15, 'tick_volume': 100 + i, 'spread': 5, 'real_volume': 0}
+             for i in range(3)]
+    bar = [{'ts': '2024-01-02T00:01:00+00:00', 'open': 100.0, 'high': 100.5, 'low': 99.5, 'close': 100.25, 'volume': 12}]
+    for candles in (rates, bar):
+        short = plain_records(candles)
+        assert short is not None
+        pd.testing.assert_frame_equal(short.frame, table_records(candles).frame)
+    assert plain_records([{**bar[0], 'close': 'n/a'}]) is None and plain_records([{**bar[0], 'ts': '2024-02-30'}]) is None
 
 
 def test_a_teams_postgresql_table_is_a_source(postgres_server, tmp_path):

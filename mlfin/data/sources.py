@@ -14,8 +14,9 @@ from .bars import BAR_COLUMNS, PRICE_COLUMNS, check_timeframe
 from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
-__all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'records_table', 'Sample',
-           'shipped_file', 'data_wheel', 'read_sample', 'load_sample', 'read_records']
+__all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'PLAIN_MAX', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'records_table',
+           'Sample', 'shipped_file', 'data_wheel', 'read_sample', 'load_sample', 'plain_records', 'read_records',
+           'table_records']
 
 # %% ../../nbs/01b_data.sources.ipynb #c005
 @dataclass
@@ -408,12 +409,68 @@ def load_sample(symbol: str) -> pd.DataFrame:
     return bars
 
 # %% ../../nbs/01b_data.sources.ipynb #c023
+PLAIN_MAX = 1_000   # the most records `plain_records` takes: a collector's minute, or an hour of its minutes
+
+def _plain_numbers(values: list) -> np.ndarray | None:
+    "float64 of JSON numbers (ints inside int64, floats); None when any is something else (text, null, a bool)"
+    if not all(type(v) is float or (type(v) is int and -2**63 <= v < 2**63) for v in values): return None
+    return np.array(values, dtype='float64')
+
+_ZONED_AT = re.compile(r'(Z|[+-]\d\d:?\d\d)\s*$')
+
+def _plain_times(values: list, tz: str) -> pd.DatetimeIndex | None:
+    "UTC times of ISO strings all zoned or all naive (the latter in `tz`), parsed as `_times` parses them; None for anything else"
+    import pyarrow as pa
+    if not all(type(v) is str and v and v == v.strip() for v in values) or values[0].isdigit(): return None   # digits alone: epoch numbers as text
+    zoned = sum(1 for v in values if _ZONED_AT.search(v))
+    if 0 < zoned < len(values): return None
+    try: parsed = pa.array(values, pa.string()).cast(pa.timestamp('ns', tz='UTC') if zoned else pa.timestamp('ns'))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError): return None
+    times = pd.DatetimeIndex(parsed.to_pandas())
+    if times.tz is None: times = times.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
+    return times.tz_convert('UTC').as_unit('ns')
+
+def plain_records(candles,  # what a collector pushed
+                  source: str = 'push', tz: str = 'UTC') -> Batch | None:
+    """The batch `read_records` would make of a short list of plain records (same keys in each, JSON numbers, ISO or epoch
+    times, every value parsable), made without tables of objects: a collector's push of one bar costs what one bar costs.
+    None when anything is not plain: then the general road parses it and names what is wrong"""
+    if type(candles) is not list or not 0 < len(candles) <= PLAIN_MAX or type(candles[0]) is not dict: return None
+    names = candles[0].keys()
+    if not all(type(r) is dict and r.keys() == names for r in candles): return None
+    try: layout, mapping = detect_layout([str(n) for n in names], source)
+    except BadInput: return None
+    if layout not in ('plain', 'mt5-rates') or any(type(n) is not str for n in names): return None
+    column = lambda name: [r[name] for r in candles]
+    stamps = column(mapping['ts'])
+    if all(type(s) is str for s in stamps): times = _plain_times(stamps, tz)
+    else:
+        numbers = _plain_numbers(stamps)
+        times = None if numbers is None else _epoch(numbers)
+    if times is None or times.hasnans: return None
+    out = {'ts': times.array}
+    for ours in PRICE_COLUMNS + [c for c in ('vwap', 'spread') if c in mapping]:
+        out[ours] = _plain_numbers(column(mapping[ours]))
+        if out[ours] is None: return None
+    if 'volume' in mapping: out['volume'] = _plain_numbers(column(mapping['volume']))
+    else:   # as `from_columns`: real volume where the broker reports it, tick volume otherwise
+        real = _plain_numbers(column(mapping['real_volume'])) if 'real_volume' in mapping else np.zeros(len(candles))
+        ticks = _plain_numbers(column(mapping['tick_volume'])) if 'tick_volume' in mapping else real
+        out['volume'] = None if real is None or ticks is None else real if np.nansum(real) > 0 else ticks
+    if out['volume'] is None: return None
+    frame = pd.DataFrame(out, index=pd.RangeIndex(1, len(candles) + 1), copy=False)
+    return Batch(frame, rejected_frame(), source, layout)
+
 def read_records(candles, # list of dicts or arrays, a dict holding one, a JSON string, or a DataFrame
                  source: str = 'push', tz: str = 'UTC') -> Batch:
     "Parse pushed candles into a batch"
     if isinstance(candles, (str, bytes)):
         try: candles = json.loads(candles)
         except json.JSONDecodeError as e: raise BadInput(f"{source}: not valid JSON ({e})") from None
+    return plain_records(candles, source, tz) or table_records(candles, source, tz)
+
+def table_records(candles, source: str = 'push', tz: str = 'UTC') -> Batch:
+    "Parse candles (decoded JSON or a DataFrame) through a table: any layout, any mess, each bad value named"
     table = candles.reset_index() if isinstance(candles, pd.DataFrame) else records_table(candles, source)
     if table.empty: raise BadInput(f"{source}: no candles")
     table.index = pd.RangeIndex(1, len(table) + 1)
