@@ -46,3 +46,22 @@ def test_task_notebooks_keep_their_parameters_cell():
         assert len(tagged) == 1 and 'upstream = None' in tagged[0].source and 'product = None' in tagged[0].source, path.name
         assert f"nbs/tasks/{path.name}" in spec
         assert nb.metadata.kernelspec.name == 'mlfin'
+
+
+def test_benchmarks_import_only_what_mlfin_has():
+    "Benchmarks run by hand (make bench-*), not in CI: a name moved in mlfin must not break them unseen (their child scripts included)"
+    import importlib, re
+    found = []
+    for path in sorted((ROOT/'tests'/'bench').glob('*.py')):
+        text = path.read_text()
+        compile(text, str(path), 'exec')
+        for module, names in re.findall(r'^\s*from (mlfin(?:\.\w+)*) import ([\w, ]+?)\s*(?:#.*)?$', text, re.M):
+            for name in (n.strip().split(' as ')[0] for n in names.split(',')):
+                target = importlib.import_module(module)
+                if not hasattr(target, name) and importlib.util.find_spec(f"{module}.{name}") is None:
+                    found.append(f"{path.name}: from {module} import {name}")
+                else: found.append(None)
+        for module, name in re.findall(r'\b(backtest|data|features|labels|models|tracking|pipeline|report)\.(\w+)\(', text):
+            if re.search(rf'from mlfin import [\w, ]*\b{module}\b', text) and not hasattr(importlib.import_module(f'mlfin.{module}'), name):
+                found.append(f"{path.name}: {module}.{name}")
+    assert [f for f in found if f] == [] and len(found) > 10

@@ -86,7 +86,9 @@ from mlfin.models import model_spec, SymbolData, WalkForward, tune
 X, y, index, ends = synthetic_rows(60_000, 20)
 data = SymbolData('SYN', index, [f"f{i}" for i in range(20)], X, y, ends, np.full(len(y), np.nan), None)
 pruning, seed = sys.argv[1] == 'on', int(sys.argv[2])
-store = f"sqlite:///{tempfile.mkdtemp()}/optuna.db"
+import atexit, shutil
+work = tempfile.mkdtemp(); atexit.register(shutil.rmtree, work, True)
+store = f"sqlite:///{work}/optuna.db"
 t = time.perf_counter()
 found = tune(model_spec('lightgbm'), 'classifier', data, WalkForward(5), trials=30, storage=store, study='bench', pruning=pruning,
              sampler_seed=seed)
@@ -167,7 +169,8 @@ def serving():
     code = ROWS + '''
 import os, sys, tempfile, time
 from pathlib import Path
-os.environ['MLFIN_HOME'] = tempfile.mkdtemp()
+import atexit, shutil
+os.environ['MLFIN_HOME'] = tempfile.mkdtemp(); atexit.register(shutil.rmtree, os.environ['MLFIN_HOME'], True)
 from mlfin.models import model_spec, save_model, register_version, load
 from mlfin.tracking import _mlflow, experiment_id
 family = sys.argv[1]
