@@ -246,7 +246,7 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME, e.g
 
 # %% ../nbs/09_cli.ipynb #c016t
 @app.command()
-def serve(host: str = typer.Option('127.0.0.1', help="address to listen on (0.0.0.0: every interface; loopback by default)"),
+def serve(host: str = typer.Option('127.0.0.1', help="address to listen on: loopback by default; another interface only when you name its address"),
           port: int = typer.Option(8000, help="port"),
           workers: int = typer.Option(1, min=1, help="uvicorn worker processes (several: give rate limits a shared --limits-storage)"),
           cert: Optional[Path] = typer.Option(None, help="TLS certificate (PEM); with --key"),
