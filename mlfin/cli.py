@@ -131,12 +131,13 @@ def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, samp
            end: Optional[str] = typer.Option(None, help="remote sources: last bar wanted (default: the last finished one)"),
            config: Optional[Path] = typer.Option(None, help="ccxt: a JSON file of exchange settings (keys, urls, options)"),
            actions: Optional[Path] = typer.Option(None, help="splits and dividends (CSV: ex_date, split, dividend) to adjust with; raw bars are kept"),
+           off_calendar: str = typer.Option('quarantine', help="bars the calendar has no place for (a Saturday on NYSE): quarantine (kept out, with the reason) or keep"),
           ):
     "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
     from mlfin import data
     try:
         settings = _json_file(config)
-        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions)
+        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions, off_calendar)
     except MlfinError as e: _fail(str(e))
     typer.echo(str(report))
 

@@ -10,7 +10,8 @@ from .config import (MlfinError, BadInput, NotFound, Unavailable, KERNELS, RunCo
                           home, project_root, read_yaml, run_config, task_config)
 
 # %% auto #0
-__all__ = ['TASKS', 'project_values', 'check', 'resolve', 'kernel', 'load_dag', 'run', 'task_failure', 'task_error', 'timings']
+__all__ = ['TASKS', 'project_values', 'check', 'resolve', 'kernel', 'load_dag', 'run', 'publish', 'task_failure', 'task_error',
+           'timings']
 
 # %% ../nbs/08_pipeline.ipynb #c006
 TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
@@ -44,7 +45,8 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
             project: Path | None = None,   # the project folder; default: found from the working directory
            ) -> tuple[Path, dict]:
-    "The project folder and what the DAG is rendered with: each task's parameters (JSON), the state root and code version"
+    "The project folder and what the DAG is rendered with: each task's parameters (JSON), the stored series' stamps, the state root and code version"
+    from mlfin import data
     root = Path(project) if project else project_root()
     if root is None: raise NotFound("no pipeline.yaml found here or above: run this inside the mlfin project")
     config, groups, specs = check(overrides, root)
@@ -54,6 +56,9 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     values = {f"{task}_config": task_config(config, task) for task in TASKS}
     values['features'] = json.dumps(groups)
     values['models'] = json.dumps({spec.name: {'family': spec.family, **spec.params} for spec in specs})
+    # the bars the run reads are an input too: a series' stamp changes with every write that adds or changes a bar
+    values['data'] = json.dumps(data.series_stamps(data.universe(config.symbols, config.timeframe)))
+    # the executed notebooks are products in the home (so that where a user publishes them never reruns a task)
     values.update(home=str(home()), code_version=code_version(), reports=str(reports), kernel=kernel())
     return root, values
 
@@ -73,8 +78,9 @@ def _dag(root: Path, values: dict):
     apply_runtime_env()
     from ploomber.env.envdict import EnvDict
     from ploomber.spec import DAGSpec
-    for folder in (Path(values['home'])/'run', Path(values['reports'])): folder.mkdir(parents=True, exist_ok=True)
-    try: return DAGSpec(str(root/'pipeline.yaml'), env=EnvDict(values, path_to_here=root)).to_dag()
+    (Path(values['home'])/'run'/'reports').mkdir(parents=True, exist_ok=True)
+    rendered = {k: v for k, v in values.items() if k != 'reports'}   # the publishing folder is the runner's, not the DAG's
+    try: return DAGSpec(str(root/'pipeline.yaml'), env=EnvDict(rendered, path_to_here=root)).to_dag()
     except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
         cause = e
         while cause.__cause__ is not None: cause = cause.__cause__
@@ -87,13 +93,42 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
     "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed); seconds per task run"
     root, values = resolve(overrides, project)
     stamp = Path(values['home'])/'run'/'.build-stamp.json'
-    if not force and _up_to_date(stamp, root, values): return {}
+    if not force and _up_to_date(stamp, root, values):
+        publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); return {}
     from ploomber.exceptions import DAGBuildError
     dag = _dag(root, values)
     try: built = dag.build(force=force, show_progress=progress)
     except DAGBuildError as e: raise task_failure(str(e)) from None
     _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
-    return timings(built)
+    ran = timings(built)
+    if 'report' in ran: _attach_report(Path(values['home'])/'run')
+    publish(Path(values['home'])/'run'/'reports', Path(values['reports']))
+    return ran
+
+def publish(executed: Path, # the run's executed notebooks and tearsheets, kept in the home
+            reports: Path,  # where the user wants them (`--reports`)
+           ) -> Path:
+    "Copy the run's executed notebooks and tearsheets into the reports folder (only what changed; tearsheets of symbols gone removed)"
+    import shutil
+    reports = Path(reports)
+    if reports.resolve() == Path(executed).resolve() or not Path(executed).is_dir(): return reports
+    reports.mkdir(parents=True, exist_ok=True)
+    wanted = {p.relative_to(executed) for p in Path(executed).rglob('*') if p.is_file() and not p.name.startswith('.')}
+    for relative in sorted(wanted):
+        source, target = Path(executed)/relative, reports/relative
+        if target.exists() and (target.stat().st_size, target.stat().st_mtime_ns) == (source.stat().st_size, source.stat().st_mtime_ns): continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    for old in (reports/'tearsheets').glob('*') if (reports/'tearsheets').is_dir() else ():
+        if old.relative_to(reports) not in wanted and old.is_file(): old.unlink()
+    return reports
+
+def _attach_report(run: Path):
+    "The report task's own executed notebook, logged to the run's MLflow record once papermill has written it"
+    from mlfin.tracking import attach
+    summary = json.loads((run/'summary.json').read_text()) if (run/'summary.json').exists() else {}
+    parent = summary.get('mlflow', {}).get('parent')
+    if parent and (run/'reports'/'report.html').exists(): attach(parent, [run/'reports'/'report.html'], 'reports')
 
 _KINDS = {'BadInput': BadInput, 'NotFound': NotFound, 'Unavailable': Unavailable, 'MlfinError': MlfinError}
 
@@ -114,7 +149,8 @@ def task_error(message: str) -> str:
 # %% ../nbs/08_pipeline.ipynb #c015
 def _inputs_hash(root: Path, values: dict) -> str:
     from importlib import metadata
-    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode())
+    rendered = {k: v for k, v in values.items() if k != 'reports'}   # where reports are published is not an input
+    digest = hashlib.sha256(json.dumps(rendered, sort_keys=True).encode())
     digest.update(metadata.version('ploomber').encode())
     for path in [root/'pipeline.yaml', *sorted((root/'nbs'/'tasks').glob('*.ipynb'))]:  # env.yaml: already in `values`
         digest.update(path.name.encode()); digest.update(path.read_bytes())

@@ -9,7 +9,7 @@ from pathlib import Path
 from .config import apply_runtime_env, artifact_dir, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'experiment_id', 'log_run', 'runs']
+__all__ = ['EXPERIMENT', 'experiment_id', 'log_run', 'runs', 'attach']
 
 # %% ../nbs/06_tracking.ipynb #c005
 EXPERIMENT = 'mlfin'
@@ -88,3 +88,18 @@ def runs(kind: str = 'pipeline', max_results: int = 20):
     mlflow = _mlflow()
     return mlflow.search_runs([experiment_id()], filter_string=f"tags.`mlfin.kind` = '{kind}'",
                               order_by=['attributes.start_time DESC'], max_results=max_results)
+
+# %% ../nbs/06_tracking.ipynb #c007a
+def attach(run_id: str,       # an MLflow run (a pipeline run's parent)
+           files: list[Path], # files to keep with it, or folders (their files, not their sub-folders)
+           artifact_path: str = 'reports',
+           skip: tuple = (),  # file names left out (e.g. a shared script any copy can take from its package)
+          ) -> list[str]:
+    "Log files to an existing run, after it ended (the report task's own notebook, written once it finished)"
+    client = _mlflow().MlflowClient()
+    kept = []
+    for f in map(Path, files):
+        for one in sorted(f.iterdir()) if f.is_dir() else [f]:
+            if one.is_file() and one.name not in skip:
+                client.log_artifact(run_id, str(one), artifact_path); kept.append(f"{artifact_path}/{one.name}")
+    return kept

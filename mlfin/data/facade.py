@@ -15,9 +15,10 @@ from .sources import SAMPLES, Batch, _version, load_sample, read_file, read_reco
 from .store import check_symbol, open_store
 
 # %% auto #0
-__all__ = ['IngestReport', 'guess_calendar', 'ingest', 'read_actions', 'push', 'load', 'ls', 'quality', 'universe', 'calendar_of',
-           'ingest_universe', 'split_symbols', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint',
-           'periods_per_year', 'resample', 'open_store']
+__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'ingest', 'read_actions', 'push', 'load', 'ls',
+           'quality', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'ingest_universe', 'series_stamps',
+           'split_symbols', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year',
+           'resample', 'open_store']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
 _all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
@@ -70,26 +71,54 @@ def _batch(source, columns, tz, timeframe, start, end, config, symbol=None) -> t
         return fetch_yahoo(rest, timeframe, start, end, session=(config or {}).get('session')), None, None
     return read_file(text, columns, tz), None, None
 
-def _spacing_check(bars: pd.DataFrame, timeframe: str, source: str):
-    "Bars closer together than their declared size are the wrong size (gaps only make spacing larger)"
+
+# %% ../../nbs/01d_data.facade.ipynb #c007a
+def check_spacing(bars: pd.DataFrame, timeframe: str, source: str):
+    "Refuse bars whose spacing contradicts their declared size: closer than it, or as far apart as a larger size's bars"
     if len(bars) < 3: return
     step = pd.Timedelta(TIMEFRAMES[timeframe])
-    spacing = np.median(np.diff(bars.index.asi8[:200_001]))  # the first 200k bars tell the bar size; no copy of millions
-    if pd.Timedelta(int(spacing), 'ns') < step:
-        seen = pd.Timedelta(int(spacing), 'ns')
-        size = next((k for k, v in TIMEFRAMES.items() if pd.Timedelta(v) == seen), str(seen))
-        raise BadInput(f"{source}: bars are {size} apart, not {timeframe}: ingest them as {size} (then resample), or fix --timeframe")
+    seen = pd.Timedelta(int(np.median(np.diff(bars.index.asi8[:200_001]))), 'ns')  # the first 200k bars tell the bar size; no copy of millions
+    larger = [k for k, v in TIMEFRAMES.items() if pd.Timedelta(v) > step]
+    # gaps (nights, weekends, a quiet market) only make spacing larger, so only a spacing of a whole larger bar size contradicts
+    wrong = seen < step or (larger and seen >= 2 * step and seen >= 0.9 * pd.Timedelta(TIMEFRAMES[larger[0]]))
+    if wrong:
+        size = next((k for k, v in TIMEFRAMES.items() if abs(pd.Timedelta(v) - seen) <= 0.1 * pd.Timedelta(v)), str(seen))
+        fix = 'then resample' if seen < step else 'or resample finer bars you have'
+        raise BadInput(f"{source}: bars are {size} apart, not {timeframe}: ingest them as --timeframe {size} ({fix}), or fix --timeframe")
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c007d
 def guess_calendar(bars: pd.DataFrame) -> str:
-    "24/7 if bars fall on weekends, 24/5 if intraday bars fall outside NYSE hours, else XNYS"
+    "24/7 when a tenth of the bars fall on weekends, 24/5 when intraday bars fall outside NYSE hours, else XNYS"
     days = bars.index.day_of_week
-    if ((days == 5) | ((days == 6) & (bars.index.hour < 20))).any(): return '24/7'
+    # a stray Saturday bar in a stock's file is an off-calendar bar (quarantined), not evidence of a round-the-clock market
+    if ((days == 5) | ((days == 6) & (bars.index.hour < 20))).mean() >= 0.1: return '24/7'
     if bars.attrs['timeframe'] != '1d':
         ny = bars.index.tz_convert('America/New_York')
         minutes = ny.hour * 60 + ny.minute
         if ((minutes < 9 * 60 + 30) | (minutes >= 16 * 60)).mean() > 0.05: return '24/5'
     return 'XNYS'
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c007e
+OFF_CALENDAR = {'quarantine': "kept out of the store with their reason (the default)",
+                'keep': "stored, and reported as anomalies"}
+
+def _off_calendar_rows(batch: Batch, found, calendar: str, timeframe: str):
+    "Move the bars the calendar has no place for from `found.bars` to `found.rejected`, each with its source row and reason"
+    from mlfin.data.quality import off_calendar, rejected_frame
+    off = off_calendar(found.bars, calendar)
+    if off.empty: return
+    at = batch.frame['ts'].isin(off['ts'])
+    rows = batch.frame.loc[at, 'ts'].drop_duplicates(keep='last')
+    why = dict(zip(off['ts'], off['detail']))
+    reasons = [f"off the calendar: {why[t]} (--off-calendar keep stores such bars)" for t in rows]
+    found.rejected = pd.concat([found.rejected, rejected_frame(rows.index, rows, ['ts'] * len(rows), reasons, rows.astype('str'))],
+                               ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
+    found.bars = found.bars[~found.bars.index.isin(off['ts'])]
+
+
+# %% ../../nbs/01d_data.facade.ipynb #c007f
 def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
            symbol: str | None = None,    # what the bars are of (samples know)
            timeframe: str | None = None, # their bar size: 1m, 5m, 1h, 1d (samples know)
@@ -102,22 +131,29 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
            end: str | None = None,       # remote sources: last bar wanted (default: the last finished one)
            config: dict | None = None,   # remote sources: ccxt exchange settings (keys, urls, options)
            actions=None,                 # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
+           off_calendar: str = 'quarantine', # bars the calendar has no place for (a Saturday for NYSE): quarantine or keep
           ) -> IngestReport:
-    "Parse, inspect and store bars from `source`; bad rows quarantined (or, `strict`, the batch rejected)"
+    "Parse, inspect and store bars from `source`; bad rows and off-calendar bars quarantined (or, `strict`, the batch rejected)"
     check_zone(tz)
-    batch, known_symbol, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol)
-    symbol, timeframe = symbol or known_symbol, timeframe or known_timeframe
+    if off_calendar not in OFF_CALENDAR: raise BadInput(f"--off-calendar {off_calendar!r}: use {' or '.join(OFF_CALENDAR)}")
+    batch, sample, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol)
+    symbol, timeframe = symbol or sample, timeframe or known_timeframe
     if not symbol: raise BadInput(f"{batch.source}: which symbol? pass --symbol")
     if not timeframe: raise BadInput(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
     check_symbol(symbol); timeframe = check_timeframe(timeframe, batch.source)
     found = batch.inspect(symbol, timeframe, writable=False)  # only stored, never handed out: no copy of the columns
     rows = len(batch.frame)
-    if strict and len(found.rejected): raise BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
     store = open_store(store)
+    kept = store.meta(symbol, timeframe)
+    if sample and symbol == sample and kept and not _is_sample(kept, sample):
+        raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from {kept.get('source', 'another source')}; the sample "
+                       f"would mix with them. Store it under another name: --symbol {symbol}_SAMPLE")
     if len(found.bars):  # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
-        sample_calendar = SAMPLES[symbol].calendar if symbol in SAMPLES and known_symbol else None
-        calendar = check_calendar(calendar or sample_calendar or store.meta(symbol, timeframe).get('calendar')
+        check_spacing(found.bars, timeframe, batch.source)
+        calendar = check_calendar(calendar or (SAMPLES[sample].calendar if sample else None) or kept.get('calendar')
                                   or guess_calendar(found.bars), batch.source)
+        if off_calendar == 'quarantine': _off_calendar_rows(batch, found, calendar, timeframe)
+    if strict and len(found.rejected): raise BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
     report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected), notes=found.notes)
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
@@ -126,15 +162,26 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     if actions is not None:
         factor = factor_from_actions(found.bars, read_actions(actions))
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
-    _spacing_check(found.bars, timeframe, batch.source)
     from mlfin.data.quality import anomalies
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
     odd = anomalies(found.bars, calendar)
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
-    counts = store.write(found.bars, {'calendar': calendar, 'source': batch.source, 'layout': batch.layout})
+    meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **(_provenance(sample) if sample else {})}
+    counts = store.write(found.bars, meta)
     for k, v in counts.items(): setattr(report, k, v)
     return report
 
+def _provenance(sample: str) -> dict:
+    "What a sample's bars are, recorded with the series so that a run credits them rightly"
+    s = SAMPLES[sample]
+    return {'origin': s.origin, 'licence': s.licence, 'package': f"{s.package}=={_version(s.package)}", 'asset_class': s.asset_class}
+
+def _is_sample(meta: dict, symbol: str) -> bool:
+    "Whether a stored series was last written from the embedded sample of that name (else it is the user's)"
+    return str(meta.get('source', '')).startswith(f"sample {symbol} (")
+
+
+# %% ../../nbs/01d_data.facade.ipynb #c007g
 def read_actions(actions) -> pd.DataFrame:
     "A splits-and-dividends table (CSV/Parquet file or frame): ex-date first (`date`, `ex_date` or `ts`), then `split` and/or `dividend`"
     frame = actions if isinstance(actions, pd.DataFrame) else (pd.read_parquet(actions) if str(actions).endswith('.parquet') else pd.read_csv(actions))
@@ -145,13 +192,16 @@ def read_actions(actions) -> pd.DataFrame:
     if index.isna().any(): raise BadInput(f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: {frame[when][index.isna()].iloc[0]!r} is not a date")
     return frame.drop(columns=[when]).set_index(pd.DatetimeIndex(index)).sort_index()
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c007h
 def push(candles,               # pushed candles: MetaTrader rates records, plain records, kline arrays, JSON text
          symbol: str, timeframe: str,
          strict: bool = False, calendar: str | None = None, tz: str = 'UTC', store=None,
          source: str = 'push',  # names the batch in messages (a service says which route)
+         off_calendar: str = 'quarantine',
         ) -> IngestReport:
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
-    return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, store=store)
+    return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, store=store, off_calendar=off_calendar)
 
 # %% ../../nbs/01d_data.facade.ipynb #c011
 def load(symbol: str,          # a symbol in the store
@@ -192,58 +242,86 @@ def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such 
              timeframe: str = 'native', # bar size for entries without one
              store=None,
             ) -> list[tuple[str, str]]:
-    "The (symbol, timeframe) pairs a run covers"
+    "The (symbol, timeframe) pairs a run covers: a stored series' own bar size, else an embedded sample's"
     entries = [s.strip() for s in (symbols.split(',') if isinstance(symbols, str) else symbols) if s.strip()]
     if not entries: raise BadInput("no symbols given; name at least one, e.g. --symbols SPX")
-    pairs = []
+    pairs, held = [], None
     for entry in entries:
         symbol, _, tf = entry.partition(':')
         tf = tf or timeframe
         if tf == 'native':
-            if symbol in SAMPLES: tf = SAMPLES[symbol].timeframe
-            else:
-                held = ls(store)
-                sizes = held.loc[held['symbol'] == symbol, 'timeframe'].tolist()
-                if len(sizes) != 1:
-                    raise NotFound(f"{symbol}: not an embedded sample and " + (f"stored at {', '.join(sizes)}: name one (e.g. {symbol}:{sizes[0]})"
-                                     if sizes else "not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample"))
-                tf = sizes[0]
+            held = ls(store) if held is None else held   # the store first: a series stored under a sample's name is the user's
+            sizes = held.loc[held['symbol'] == symbol, 'timeframe'].tolist()
+            if len(sizes) > 1: raise NotFound(f"{symbol}: stored at {', '.join(sizes)}: name one (e.g. {symbol}:{sizes[0]})")
+            if sizes: tf = sizes[0]
+            elif symbol in SAMPLES: tf = SAMPLES[symbol].timeframe
+            else: raise NotFound(f"{symbol}: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample")
         if tf not in TIMEFRAMES: raise BadInput(f"{entry}: unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}")
         pairs.append((symbol, tf))
     return pairs
 
 def calendar_of(symbol: str, timeframe: str | None = None, store=None) -> str:
-    "The trading calendar of a symbol: the sample's, else the one recorded in the store, else NYSE"
-    if symbol in SAMPLES: return SAMPLES[symbol].calendar
-    if timeframe:
-        recorded = open_store(store).meta(symbol, timeframe).get('calendar')
-        if recorded: return recorded
-    return 'XNYS'
+    "The trading calendar of a series: the one recorded in the store, else the sample's, else NYSE"
+    recorded = open_store(store).meta(symbol, timeframe).get('calendar') if timeframe else None
+    if recorded: return recorded
+    return SAMPLES[symbol].calendar if symbol in SAMPLES else 'XNYS'
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c013a
+def sample_for(symbol: str, timeframe: str, store=None) -> str | None:
+    "The embedded sample a run reads for this series, or None: a series stored from any other source is the user's, never replaced"
+    if symbol not in SAMPLES or SAMPLES[symbol].timeframe != timeframe: return None
+    kept = open_store(store).meta(symbol, timeframe)
+    return symbol if not kept or _is_sample(kept, symbol) else None
+
+def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
+    "Ingest the embedded sample of this series when the store lacks it or holds an older package's; whether a sample backs the series"
+    store = open_store(store)
+    if sample_for(symbol, timeframe, store) is None: return False
+    kept = store.meta(symbol, timeframe)
+    if kept.get('package') != _provenance(symbol)['package']: ingest(f"sample:{symbol}", store=store)
+    return True
+
+
+# %% ../../nbs/01d_data.facade.ipynb #c013d
 def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                     start: str | None = None, end: str | None = None, # date range kept for the run
                     store=None,
                    ) -> tuple[pd.DataFrame, list[dict]]:
-    "Ingest the embedded samples among `pairs`, then load every pair's bars in range, long format, with a manifest"
+    "Every pair's bars in range, long format, with a manifest crediting each series' source (samples ingested when missing)"
     from mlfin.data.quality import quality_row
     store = open_store(store)
     frames, manifest = [], []
     for symbol, timeframe in pairs:
-        if symbol in SAMPLES and SAMPLES[symbol].timeframe == timeframe: ingest(f"sample:{symbol}", store=store)
+        ensure_sample(symbol, timeframe, store)
         bars = load(symbol, timeframe, start, end, store=store)
         if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
-        sample = SAMPLES.get(symbol)
-        calendar = sample.calendar if sample else (bars.attrs['calendar'] or 'XNYS')  # `load` read the series' record
+        kept = store.meta(symbol, timeframe)
+        sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another
+        calendar = kept.get('calendar') or 'XNYS'
         manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
-                         'asset_class': sample.asset_class if sample else 'unknown',
-                         'source': sample.origin if sample else bars.attrs.get('source', 'store'), 'licence': sample.licence if sample else '',
-                         'package': f"{sample.package}=={_version(sample.package)}" if sample else '',   # a data-only wheel has no installed metadata
+                         'asset_class': kept.get('asset_class', 'unknown') if sampled else 'unknown',
+                         'source': kept.get('origin', kept['source']) if sampled else kept.get('source', 'store'),
+                         'licence': kept.get('licence', '') if sampled else '', 'package': kept.get('package', '') if sampled else '',
                          'bars': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1]),
                          'fingerprint': fingerprint(bars),
                          'quality': {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in
                                      quality_row(bars, calendar, len(store.quarantined(symbol).query('timeframe == @timeframe'))).items()}})
         frames.append(bars.assign(symbol=symbol, timeframe=timeframe))
     return pd.concat(frames), manifest
+
+def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
+    "A value per series that changes whenever its stored bars do (samples ingested first): what tells a run that new bars arrived"
+    store = open_store(store)
+    stamps = {}
+    for symbol, timeframe in pairs:
+        ensure_sample(symbol, timeframe, store)
+        stamps[f"{symbol}:{timeframe}"] = found = store.stamp(symbol, timeframe)
+        if found is None:   # before any task starts, not in the ingest task's kernel
+            held = store.ls()
+            listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+            raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
+    return {k: str(v) for k, v in stamps.items()}
 
 def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     "Long-format bars (with a `symbol` column) back to canonical bars per symbol"

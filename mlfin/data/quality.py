@@ -165,7 +165,7 @@ def gaps(bars: pd.DataFrame, calendar: str,
     "Runs of missing bars against `calendar`: first missing bar, last missing bar, how many"
     if bars.empty: return pd.DataFrame(columns=['first_missing', 'last_missing', 'bars'])
     expected = _expected(bars, calendar) if expected is None else expected
-    missing = expected.difference(bars.index)
+    missing = expected.difference(_on_grid(bars))
     if missing.empty: return pd.DataFrame({'first_missing': missing, 'last_missing': missing, 'bars': pd.array([], dtype='int64')})
     position = expected.get_indexer(missing)
     run = np.r_[0, np.cumsum(np.diff(position) != 1)]
@@ -182,8 +182,12 @@ def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex |
         extra = bars.index[off]
     else:
         expected = _expected(bars, calendar) if expected is None else expected
-        extra = bars.index.difference(expected)
-    return _found(extra, 'off-calendar', [f"no {bars.attrs['timeframe']} bar expected on {calendar}"] * len(extra))
+        extra = bars.index[~_on_grid(bars).isin(expected)]
+    return _found(extra, 'off-calendar', list(f"no {bars.attrs['timeframe']} bar expected on {calendar} on a " + extra.day_name()))
+
+def _on_grid(bars: pd.DataFrame) -> pd.DatetimeIndex:
+    "The bars' times as the calendar lists them: a daily bar by its date (vendors stamp days at midnight, at the close or in their zone)"
+    return bars.index.normalize() if bars.attrs['timeframe'] == '1d' else bars.index
 
 def anomalies(bars: pd.DataFrame, calendar: str, spike_sigmas: float = 10.0, window: int = 100, stale_run: int = 5,
               expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
@@ -201,7 +205,7 @@ def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict
     kinds = odd['kind'].value_counts() if len(odd) else pd.Series(dtype='int64')
     return {'symbol': bars.attrs.get('symbol'), 'timeframe': tf, 'calendar': calendar, 'bars': len(bars),
             'first': bars.index[0], 'last': bars.index[-1],
-            'coverage': round(len(bars.index.intersection(expected)) / max(len(expected), 1), 4),
+            'coverage': round(len(_on_grid(bars).intersection(expected)) / max(len(expected), 1), 4),
             'gaps': len(holes), 'missing_bars': int(holes['bars'].sum()) if len(holes) else 0,
             'largest_gap': int(holes['bars'].max()) if len(holes) else 0,
             'spikes': int(kinds.get('spike', 0)), 'stale_runs': int(kinds.get('stale', 0)),
