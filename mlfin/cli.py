@@ -132,12 +132,16 @@ def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, samp
            config: Optional[Path] = typer.Option(None, help="ccxt: a JSON file of exchange settings (keys, urls, options)"),
            actions: Optional[Path] = typer.Option(None, help="splits and dividends (CSV: ex_date, split, dividend) to adjust with; raw bars are kept"),
            off_calendar: str = typer.Option('quarantine', help="bars the calendar has no place for (a Saturday on NYSE): quarantine (kept out, with the reason) or keep"),
+           decimal: str = typer.Option('.', help="text files: the decimal mark, . or , (European files: 1234,56)"),
+           dayfirst: bool = typer.Option(False, help="text files: dates are day first (31.12.2024, 31/12/2024 14:30)"),
+           date_format: Optional[str] = typer.Option(None, help="text files: the times' strptime format, e.g. %m/%d/%Y %H:%M"),
           ):
     "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
     from mlfin import data
     try:
         settings = _json_file(config)
-        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions, off_calendar)
+        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions, off_calendar,
+                             decimal, dayfirst, date_format)
     except MlfinError as e: _fail(str(e))
     typer.echo(str(report))
 

@@ -22,7 +22,6 @@ CASES = {
     'binary_garbage.csv': ('error', 'not a text file (byte 0x', 0),
     'utf16.csv': ('error', 'not a text file', 0),
     'truncated.csv.gz': ('error', 'cannot read (Compressed file ended', 0),
-    'ragged_row.csv': ('error', 'line 7: 8 fields where the header has 6', 0),
     'truncated.parquet': ('error', 'not a readable Parquet file', 0),
     'text_named.parquet': ('error', 'not a readable Parquet file', 0),
     'invalid.json': ('error', 'not valid JSON', 0),
@@ -30,7 +29,9 @@ CASES = {
     'spreadsheet.xlsx': ('error', "unknown file type '.xlsx'", 0),
     'hourly_bars.csv': ('error', 'bars are 1h apart, not 1d', 0),
     'all_bad.csv': ('error', 'row 1, column volume: negative volume (-1.0) (and 9 more bad row(s))', 0),  # not strict: 'no valid rows, all 10 quarantined'
+    'european.csv': ('error', "numbers such as '468,85' have a decimal comma: pass --decimal ,", 0),
     'text_in_number.csv': ('quarantine', 'row 3, column close: not a number (n/a?)', 9),
+    'ragged_row.csv': ('quarantine', 'row 6, column (row): 8 fields where the header has 6 (line 7) (2013-02-25,', 9),
     'high_below_low.csv': ('quarantine', 'row 2, column high: high < low (440.0)', 9),
     'high_below_close.csv': ('quarantine', 'row 5, column high: high below open or close (450.7)', 9),
     'negative_volume.csv': ('quarantine', 'row 5, column volume: negative volume (-100.0)', 9),
@@ -111,3 +112,31 @@ def test_a_user_error_is_one_line_without_a_traceback_from_the_real_command(tmp_
     assert done.returncode == 2 and done.stdout == ''
     assert done.stderr.count('\n') == 1 and 'Traceback' not in done.stderr
     assert done.stderr.startswith(f"mlfin: error: {CORPUS/'truncated.parquet'}: not a readable Parquet file")
+
+
+def test_a_european_file_is_read_with_its_options_and_told_what_they_are(tmp_path):
+    "Decimal commas and day-first dates (a German export): each named with the option that reads it, then read to the same bars"
+    store = tmp_path/'store'
+    told = ingest(store, 'european.csv', '--decimal', ',')
+    assert told.exit_code == 2 and "dates such as '15.02.2013' are not ISO (2024-12-31): pass --dayfirst" in told.output, told.output
+    done = ingest(store, 'european.csv', '--decimal', ',', '--dayfirst')
+    assert done.exit_code == 0 and '10 good row(s) (10 new' in done.output, done.output
+    plain = tmp_path/'plain'
+    assert ingest(plain, 'good.csv').exit_code == 0
+    import pandas as pd
+    pd.testing.assert_frame_equal(data.load('AAPL', '1d', store=store), data.load('AAPL', '1d', store=plain), check_like=True)
+    assert ingest(store, 'european.csv', '--decimal', ';').output.strip().endswith("--decimal ';': use . or ,")
+
+
+def test_a_row_with_an_extra_field_is_quarantined_by_its_line_and_the_rest_stored(tmp_path):
+    "One ragged row no longer rejects the file: the other rows are stored and keep their numbers (defect 8 of issue 16)"
+    store = tmp_path/'store'
+    text = (CORPUS/'good.csv').read_text().splitlines()
+    text[3] += ',99'; text[8] = text[8].rsplit(',', 1)[0]   # row 3 has a field too many, row 8 one too few
+    text[6] = text[6].replace(text[6].split(',')[1], '-5', 1)  # and row 6 a bad price, numbered as the file numbers it
+    (tmp_path/'two.csv').write_text('\n'.join(text) + '\n')
+    result = runner.invoke(app, ['ingest', str(tmp_path/'two.csv'), '--symbol', 'AAPL', '--timeframe', '1d', '--store', str(store)])
+    assert result.exit_code == 0 and '7 good row(s)' in result.output, result.output
+    kept = data.open_store(store).quarantined('AAPL')
+    assert kept[['row', 'column']].values.tolist() == [[3, '(row)'], [6, 'open'], [8, '(row)']], kept
+    assert kept['reason'].tolist()[0] == '7 fields where the header has 6 (line 4)' and kept['reason'].tolist()[2] == '5 fields where the header has 6 (line 9)'

@@ -45,7 +45,7 @@ class IngestReport:
             line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
         return line + ''.join(f"; {n}" for n in self.notes)
 
-def _batch(source, columns, tz, timeframe, start, end, config, symbol=None) -> tuple[Batch, str | None, str | None]:
+def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, reading=None) -> tuple[Batch, str | None, str | None]:
     "A batch from `source`, with the symbol and timeframe the source itself implies (samples do)"
     if isinstance(source, Batch): return source, None, None
     if isinstance(source, pd.DataFrame): return read_records(source, 'frame', tz), None, None
@@ -69,7 +69,7 @@ def _batch(source, columns, tz, timeframe, start, end, config, symbol=None) -> t
             if not market: raise BadInput(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
             return fetch_exchange(exchange, market, timeframe, start, end, config=config), None, None
         return fetch_yahoo(rest, timeframe, start, end, session=(config or {}).get('session')), None, None
-    return read_file(text, columns, tz), None, None
+    return read_file(text, columns, tz, **(reading or {})), None, None
 
 
 # %% ../../nbs/01d_data.facade.ipynb #c007a
@@ -132,17 +132,21 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
            config: dict | None = None,   # remote sources: ccxt exchange settings (keys, urls, options)
            actions=None,                 # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
            off_calendar: str = 'quarantine', # bars the calendar has no place for (a Saturday for NYSE): quarantine or keep
+           decimal: str = '.',           # text files: the decimal mark, . or , (European files)
+           dayfirst: bool = False,       # text files: dates are day first (31.12.2024)
+           date_format: str | None = None, # text files: a strptime format of the times, e.g. %m/%d/%Y
           ) -> IngestReport:
     "Parse, inspect and store bars from `source`; bad rows and off-calendar bars quarantined (or, `strict`, the batch rejected)"
     check_zone(tz)
     if off_calendar not in OFF_CALENDAR: raise BadInput(f"--off-calendar {off_calendar!r}: use {' or '.join(OFF_CALENDAR)}")
-    batch, sample, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol)
+    reading = {'decimal': decimal, 'dayfirst': dayfirst, 'date_format': date_format}
+    batch, sample, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol, reading)
     symbol, timeframe = symbol or sample, timeframe or known_timeframe
     if not symbol: raise BadInput(f"{batch.source}: which symbol? pass --symbol")
     if not timeframe: raise BadInput(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
     check_symbol(symbol); timeframe = check_timeframe(timeframe, batch.source)
     found = batch.inspect(symbol, timeframe, writable=False)  # only stored, never handed out: no copy of the columns
-    rows = len(batch.frame)
+    rows = len(batch.frame) + (int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems) else 0)  # rows of the wrong length too
     store = open_store(store)
     kept = store.meta(symbol, timeframe)
     if sample and symbol == sample and kept and not _is_sample(kept, sample):

@@ -14,9 +14,9 @@ from .bars import BAR_COLUMNS, PRICE_COLUMNS, check_timeframe
 from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
-__all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'PLAIN_MAX', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'records_table',
-           'Sample', 'shipped_file', 'data_wheel', 'read_sample', 'load_sample', 'plain_records', 'read_records',
-           'table_records']
+__all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'PLAIN_MAX', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'dayfirst_format',
+           'records_table', 'Sample', 'shipped_file', 'data_wheel', 'read_sample', 'load_sample', 'plain_records',
+           'read_records', 'table_records']
 
 # %% ../../nbs/01b_data.sources.ipynb #c005
 @dataclass
@@ -55,7 +55,9 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
         return 'binance', {'ts': 0, **{c: BINANCE_COLUMNS.index(c) for c in BAR_COLUMNS}}
     keys = {_key(n): n for n in names}
     if {'tick_volume', 'real_volume'} & set(keys) and 'time' in keys:
-        mapping = {'ts': keys['time'], **{c: keys[c] for c in PRICE_COLUMNS if c in keys}}
+        lacking = [c for c in PRICE_COLUMNS if c not in keys]
+        if lacking: raise BadInput(f"{source}: MetaTrader rates without {', '.join(lacking)} (columns: {', '.join(map(str, names[:12]))})")
+        mapping = {'ts': keys['time'], **{c: keys[c] for c in PRICE_COLUMNS}}
         mapping.update({k: keys[k] for k in ('tick_volume', 'real_volume', 'spread') if k in keys})
         return 'mt5-rates', mapping
     time = next((keys[k] for k in _TIME_NAMES if k in keys), None)
@@ -155,6 +157,7 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
                  mapping: dict,        # {our column: their column}, from `detect_layout` or the user
                  source: str, layout: str = 'frame',
                  tz: str = 'UTC',      # zone of naive timestamps
+                 date_format: str | None = None, # strptime format of text times (default: ISO 8601, or epoch numbers)
                 ) -> Batch:
     "A batch from a table of source columns: times parsed, numbers parsed, adjusted close turned into a factor"
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
@@ -165,7 +168,7 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
         fmt = '%Y.%m.%d %H:%M:%S' if text.str.len().max() > 16 else '%Y.%m.%d %H:%M'
         out['ts'], bad = _times(text, tz, '<DATE>', fmt); problems.append(bad)
     else:
-        out['ts'], bad = _times(table[mapping['ts']], tz, str(mapping['ts'])); problems.append(bad)
+        out['ts'], bad = _times(table[mapping['ts']], tz, str(mapping['ts']), date_format); problems.append(bad)
     for ours in PRICE_COLUMNS + [c for c in ('vwap', 'spread', 'adj_close') if c in mapping]:
         out[ours], bad = _numbers(table[mapping[ours]], str(mapping[ours])); problems.append(bad)
     if 'volume' in mapping: out['volume'], bad = _numbers(table[mapping['volume']], str(mapping['volume'])); problems.append(bad)
@@ -191,28 +194,46 @@ def _suffix(path: Path) -> str:
 def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (optionally .gz)
               columns: dict | None = None, # explicit {our column: their column} when the layout is not recognised
               tz: str = 'UTC',           # zone of naive timestamps
+              decimal: str = '.',        # a text file's decimal mark: '.' or ',' (European files: 1234,56)
+              dayfirst: bool = False,    # text dates are day first: 31.12.2024, 31/12/2024 14:30
+              date_format: str | None = None, # or any strptime format of the times, e.g. '%m/%d/%Y'
              ) -> Batch:
-    "Parse a file of bars in any recognised layout into a batch"
+    "Parse a file of bars in any recognised layout into a batch (rows of the wrong length quarantined with their line)"
     path = Path(path)
     source = str(path)
+    if decimal not in ('.', ','): raise BadInput(f"--decimal {decimal!r}: use . or ,")
     if not path.is_file(): raise NotFound(f"{source}: no such file")
     if path.stat().st_size == 0: raise BadInput(f"{source}: file is empty")
     kind = _suffix(path)
-    if kind in _TEXT: table, layout, mapping = _read_text(path, source, columns)
+    ragged = rejected_frame()
+    if kind in _TEXT: table, layout, mapping, ragged = _read_text(path, source, columns, decimal, dayfirst or bool(date_format))
     elif kind in ('.parquet', '.pq'): table = _read_parquet(path, source)
     elif kind.startswith('.json'): table = _read_json(path, source)
     else: raise BadInput(f"{source}: unknown file type {kind!r}; use CSV, TSV, TXT, Parquet or JSON")
     if table.empty: raise BadInput(f"{source}: no rows (header only?)")
     if kind not in _TEXT:
         layout, mapping = ('mapped', columns) if columns else detect_layout(list(table.columns), source)
-    return from_columns(table, mapping, source, layout, tz)
+    if dayfirst and not date_format and layout != 'mt5' and len(table):
+        date_format = dayfirst_format(str(table[mapping['ts']].iloc[0]).strip(), source)
+    batch = from_columns(table, mapping, source, layout, tz, date_format)
+    if len(ragged): batch.problems = pd.concat([batch.problems, ragged], ignore_index=True).sort_values('row', ignore_index=True)
+    return batch
+
+_DAY_FIRST = re.compile(r'(\d{1,2})([./-])(\d{1,2})\2(\d{4})(?:([ T])(\d{1,2}):(\d{2})(:\d{2})?)?')
+
+def dayfirst_format(sample: str, source: str = 'file') -> str:
+    "The strptime format of day-first dates like `sample` (31.12.2024, 31/12/2024 14:30, 31-12-2024T14:30:05)"
+    m = _DAY_FIRST.fullmatch(sample)
+    if not m: raise BadInput(f"{source}: --dayfirst: {sample!r} is not a day-first date such as 31.12.2024 or 31/12/2024 14:30")
+    sep = m.group(2)
+    return f"%d{sep}%m{sep}%Y" + (f"{m.group(5)}%H:%M" + (':%S' if m.group(8) else '') if m.group(5) else '')
 
 def _opener(path: Path):
     "`open`, or `gzip.open` for a .gz file"
     import gzip
     return gzip.open if path.name.lower().endswith('.gz') else open
 
-def _read_text(path: Path, source: str, columns: dict | None):
+def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.', dates_given: bool = False):
     import pyarrow as pa, pyarrow.csv as pcsv
     opener = _opener(path)
     try:
@@ -234,16 +255,19 @@ def _read_text(path: Path, source: str, columns: dict | None):
     if len(lines) == 1 and header: raise BadInput(f"{source}: no rows (header only)")
     names = None if header else [str(i) for i in range(len(first))]
     if not header: mapping = {k: str(v) for k, v in mapping.items()}
+    if len(lines) > 1: _hint(lines[1], first, delimiter, mapping, header, decimal, dates_given, source)
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
     ragged = []
-    def on_ragged(row):  # a row with too many or too few fields: such a file is not bars; name the line
-        ragged.append(row); return 'error'
+    def on_ragged(row):  # a row with too many or too few fields: quarantined, named by its line, after the others are read
+        ragged.append(row); return 'skip'
     parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_ragged)
     wanted = [str(v) for v in mapping.values()]
     text_only = {c: pa.string() for c in wanted}
     numeric = {str(v): pa.float64() for k, v in mapping.items() if k not in ('ts', 'date', 'time')}
     def read_as(types):
-        convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True, column_types=types)
+        ragged.clear()   # a second reading meets the same rows again
+        convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True, column_types=types,
+                                      decimal_point=decimal)
         # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart; the
         # system allocator, so that each column's chunks, once joined into one array, are reused for the next
         held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert, memory_pool=pa.system_memory_pool())]
@@ -259,19 +283,47 @@ def _read_text(path: Path, source: str, columns: dict | None):
         except pa.ArrowInvalid as e:
             if 'conversion error' not in str(e) and 'parse' not in str(e).lower(): raise
             table = read_as(text_only)  # some value is not a number or a time like the rest: read text, so that its row can be named
+            if decimal == ',':   # the text road parses numbers the Python way: 1234,5 becomes 1234.5 first
+                for c in numeric: table[c] = table[c].str.replace(',', '.', regex=False)
     except pa.ArrowInvalid as e:
-        if ragged:
-            row = ragged[0]
-            with opener(path, 'rt', encoding='utf-8', errors='replace') as f:
-                line = next((i for i, l in enumerate(f, 1) if l.rstrip('\r\n') == row.text), '?')
-            raise BadInput(f"{source}: line {line}: {row.actual_columns} fields where the header has {row.expected_columns}") from None
         message = str(e).splitlines()[0]
         if 'include_columns' in message or 'not found' in message.lower():
             raise BadInput(f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} (columns: {', '.join(first[:12])})") from None
         raise BadInput(f"{source}: not a readable CSV ({message})") from None
     except (UnicodeDecodeError, OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     table.index = pd.RangeIndex(1, len(table) + 1)
-    return table, layout, mapping
+    if not ragged: return table, layout, mapping, rejected_frame()
+    rows, numbers = _ragged_rows(path, opener, ragged, header)
+    table.index = pd.Index(np.setdiff1d(np.arange(1, len(table) + len(rows) + 1), rows))   # rows keep the file's numbering
+    reasons = [f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})" for r, n in zip(ragged, numbers)]
+    return table, layout, mapping, rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged])
+
+def _ragged_rows(path: Path, opener, ragged: list, header: bool) -> tuple[list[int], list]:
+    "The data row (1-based, blank lines skipped, as the reader counts) and file line of each row of the wrong length"
+    pending = [r.text for r in ragged]
+    rows, lines, row = [None] * len(pending), [None] * len(pending), -1 if header else 0
+    with opener(path, 'rt', encoding='utf-8-sig', errors='replace') as f:
+        for number, line in enumerate(f, 1):
+            text = line.rstrip('\r\n')
+            if not text.strip(): continue
+            row += 1
+            if text in pending:
+                i = pending.index(text); pending[i] = None; rows[i], lines[i] = row, number
+                if all(p is None for p in pending): break
+    return [r if r is not None else 0 for r in rows], [n if n is not None else '?' for n in lines]
+
+def _hint(row: str, names: list[str], delimiter: str, mapping: dict, header: bool, decimal: str, dates_given: bool, source: str):
+    "A whole-file problem told at once, with the option that reads it: decimal commas, day-first or month-first dates"
+    cells = [c.strip().strip('"') for c in row.split(delimiter)]
+    if not header or len(cells) != len(names): return
+    at = lambda ours: cells[names.index(str(mapping[ours]))] if ours in mapping and str(mapping[ours]) in names else ''
+    if decimal == '.' and delimiter != ',':
+        comma = next((v for c in PRICE_COLUMNS if re.fullmatch(r'-?\d+,\d+', v := at(c))), None)
+        if comma: raise BadInput(f"{source}: numbers such as {comma!r} have a decimal comma: pass --decimal ,")
+    when = at('ts')
+    if not dates_given and re.match(r'\d{1,2}[./-]\d{1,2}[./-]\d{4}', when):
+        raise BadInput(f"{source}: dates such as {when!r} are not ISO (2024-12-31): pass --dayfirst for day-first dates (31.12.2024), "
+                       "or --date-format, e.g. '%m/%d/%Y'")
 
 def _arrow_frame(held: list) -> pd.DataFrame:
     "The Arrow table in `held` (taken out, so that its columns can be freed one by one) as pandas: numbers as float64 arrays, text left in Arrow"

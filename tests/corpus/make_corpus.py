@@ -64,5 +64,7 @@ def main():
     zipped = gzip.compress(GOOD.encode()); write('truncated.csv.gz', zipped[: len(zipped) // 2])
     write('semicolons.csv', GOOD.replace(',', ';'))
     write('only_text.csv', 'this is not a price file\nat all\n')
+    european = frame.assign(ts=pd.to_datetime(frame['ts']).dt.strftime('%d.%m.%Y'))   # a German export: 15.02.2013;468,85;...
+    write('european.csv', european.to_csv(index=False, sep=';', decimal=',', float_format='%.10g'))
 
 if __name__ == '__main__': main()
