@@ -162,7 +162,10 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         store.quarantine(found.rejected, symbol, timeframe, batch.source)
-    if found.bars.empty: raise BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}")
+    if found.bars.empty:
+        refused = BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}")
+        refused.report = report   # what was quarantined, for a caller that counts it (the service's metrics)
+        raise refused
     if actions is not None:
         factor = factor_from_actions(found.bars, read_actions(actions))
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor

@@ -102,9 +102,12 @@ class _States:
         for s, n in self.state.jobs.counts().items(): jobs.add_metric([s], n)
         yield jobs
         last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series', labels=['symbol', 'timeframe'])
-        held = self.state.store.ls()
-        for s, t, ts in zip(held['symbol'], held['timeframe'], held['last']): last.add_metric([s, t], ts.timestamp())
+        held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)', labels=['symbol', 'timeframe'])
+        stored = self.state.store.ls()
+        for s, t, ts, q in zip(stored['symbol'], stored['timeframe'], stored['last'], stored['quarantined']):
+            last.add_metric([s, t], ts.timestamp()); held.add_metric([s, t], q)
         yield last
+        yield held
 
 # %% ../../nbs/10f_service.app.ipynb #c009
 class Measured:

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from fastapi import APIRouter, Body, Depends, Path as PathParam, Query, Request, Security
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from ..config import BadInput, MlfinError, NotFound
 from .auth import Caller, Forbidden, Unauthorized, allows
@@ -77,12 +77,21 @@ class Token(BaseModel):
     access_token: str; token_type: Literal['bearer']; expires_in: int; role: str
 
 class Candle(BaseModel):
-    "One candle: the market_data shape (ts, open, high, low, close, volume, spread) or MetaTrader's copy_rates (time, ..., tick_volume, spread, real_volume)"
+    """One candle: the market_data shape (ts, open, high, low, close, volume, spread) or MetaTrader's copy_rates (time, ..., tick_volume,
+    spread, real_volume). Every candle names its time and its four prices and a volume; a value the source lacks is sent as null
+    (that candle is quarantined with the reason), a field left out is the caller's mistake (422, naming the candle and the field)"""
     model_config = ConfigDict(extra='forbid')
     ts: str | int | float | None = None
     time: str | int | float | None = None
-    open: Number = None; high: Number = None; low: Number = None; close: Number = None
+    open: Number; high: Number; low: Number; close: Number
     volume: Number = None; tick_volume: Number = None; real_volume: Number = None; spread: Number = None
+
+    @model_validator(mode='after')
+    def _complete(self):
+        given = self.model_fields_set
+        if not {'ts', 'time'} & given: raise ValueError("no time: send `time` (MetaTrader's epoch seconds) or `ts` (ISO 8601 or epoch)")
+        if not {'volume', 'tick_volume', 'real_volume'} & given: raise ValueError("no volume: send `volume`, or `tick_volume` / `real_volume`")
+        return self
 
 class IngestRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
@@ -92,6 +101,7 @@ class IngestRequest(BaseModel):
     strict: bool = Field(False, description="any bad row rejects the batch (nothing stored)")
     calendar: str | None = Field(None, pattern=r'^([A-Z0-9]{3,5}|24/5|24/7)$', description="XNYS, 24/5, 24/7...; default: recorded or guessed")
     tz: str = Field('UTC', pattern=r'^[A-Za-z0-9_+\-/]{1,40}$', description="zone of naive times (MetaTrader: the broker's)")
+    off_calendar: Literal['quarantine', 'keep'] = Field('quarantine', description="candles the series' calendar has no place for (a Saturday on NYSE)")
 
 class Anomaly(BaseModel):
     ts: str; kind: str; detail: str
@@ -201,8 +211,11 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = ANALYST) -> 
     state = request.app.state
     timeframe = _tf(batch.timeframe)
     candles = [c.model_dump(exclude_unset=True) for c in batch.candles]   # a field left out stays out; an explicit null is a missing value
-    report = push(candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz, store=state.store,
-                  source='POST /ingest')
+    try: report = push(candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz, store=state.store,
+                       source='POST /ingest', off_calendar=batch.off_calendar)
+    except BadInput as e:   # every row quarantined: refused, yet the quarantine holds them, and the metrics count them
+        if getattr(e, 'report', None) is not None: state.metrics.ingested(batch.symbol, timeframe, e.report)
+        raise
     state.metrics.ingested(batch.symbol, timeframe, report)
     state.refresh(batch.symbol, timeframe)   # this series' forecast, made now that its bars arrived
     return _ingested(report)
