@@ -85,3 +85,27 @@ def test_same_trades_and_returns_as_backtesting_py(case):
         reasons = pf.orders_by_bar['AAPL']['reason'].value_counts()
         assert reasons['stop_loss'] > 0 and reasons['take_profit'] > 0, reasons.to_dict()  # both rules were exercised
     if 'short' in case: assert (ours['Direction'] == 'Short').sum() > 10
+
+
+def test_trade_statistics_come_from_sized_pnl():
+    "Win rate and profit factor weigh each trade by what it made, recomputed by hand from the value curve (issue 16, defect 4)"
+    from mlfin.backtest import stats
+    bars = load_sample('SPX').loc['2008-09-01':'2009-12-31']   # large moves both ways
+    weight = pd.Series(0.0, index=bars.index)
+    plan = [(5, 25, 0.1), (35, 60, 1.0), (70, 95, -0.5), (105, 140, 0.25), (150, 190, -1.0), (200, 215, 0.6)]  # (from, to, weight)
+    for a, b, w in plan: weight.iloc[a:b] = w
+    pf = simulate({'SPX': bars}, {'SPX': weight}, Costs(5.0, 2.0))
+    value = pf.value()['SPX']
+    # by hand: flat between trades, so a trade's P&L is the value at the close of its exit bar less the value before its entry
+    position = weight.shift(1).fillna(0)   # held from the next open
+    changes = np.flatnonzero(np.diff(np.r_[0.0, position.to_numpy()]) != 0)
+    entries, exits = changes[::2], changes[1::2]
+    by_hand = np.array([value.iloc[x] - value.iloc[e - 1] for e, x in zip(entries, exits)])
+    records = pf.trades.records_readable
+    np.testing.assert_allclose(records['PnL'].to_numpy(), by_hand, rtol=1e-9)
+    figures = stats.performance(value, 252, trade_pnl=records['PnL'].to_numpy())
+    gains, losses = by_hand[by_hand > 0].sum(), -by_hand[by_hand < 0].sum()
+    assert figures['trades'] == len(plan) and figures['win_rate'] == pytest.approx((by_hand > 0).mean())
+    assert figures['profit_factor'] == pytest.approx(gains / losses, rel=1e-9)
+    unsized = records['Return'].to_numpy()   # what the defect computed: each trade's own return, whatever its size
+    assert not np.isclose(unsized[unsized > 0].sum() / -unsized[unsized < 0].sum(), figures['profit_factor'], rtol=0.1)

@@ -50,7 +50,7 @@ def _longest_underwater(value: pd.Series) -> tuple[int, pd.Timedelta]:
 def performance(value: pd.Series,          # portfolio value per bar, after costs
                 periods_per_year: float,   # from the asset's calendar
                 position: pd.Series | pd.DataFrame | None = None, # held position per bar (1, 0, -1, or a fraction; a column per symbol of a portfolio): turnover and exposure
-                trade_returns: np.ndarray | None = None, # each closed trade's return: win rate and profit factor
+                trade_pnl: np.ndarray | None = None, # each closed trade's profit or loss in money, sized and after costs: win rate, profit factor
                ) -> dict[str, float]:
     "Return, risk and trading figures of a value curve, annualised by the asset's calendar"
     returns = value.pct_change().dropna()
@@ -73,8 +73,8 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
         out['exposure'] = float((held != 0).any(axis=1).mean())   # bars with any position
         changes = np.abs(np.diff(held, axis=0, prepend=0.0)).sum()  # every symbol's position changes
         out['turnover'] = float(changes / years) if years > 0 else float('nan')  # a year
-    if trade_returns is not None:
-        t = np.asarray(trade_returns, dtype='float64')
+    if trade_pnl is not None:   # money, not each trade's own return: a small winner and a large loser are a losing pair
+        t = np.asarray(trade_pnl, dtype='float64')
         gains, losses = t[t > 0].sum(), -t[t < 0].sum()
         out.update(trades=int(len(t)), win_rate=float((t > 0).mean()) if len(t) else float('nan'),
                    profit_factor=float(gains / losses) if losses > 0 else (float('inf') if gains > 0 else float('nan')))

@@ -119,7 +119,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
     pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, stop_loss, take_profit, shared=False)
     values, trades = pf.value(), pf.trades.records_readable
     per_model = {m: _floats(stats.performance(values[m], ppy, pf.orders_by_bar[m]['held'],
-                                              trades.loc[trades['Column'] == m, 'Return'].to_numpy())) for m in models}
+                                              trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}   # sized P&L
     value, chosen = values[leader], made[leader]
     returns = value.pct_change().dropna()
     hold = buy_and_hold(bars, chosen.index[0], chosen.index[-1], costs).value()
@@ -213,7 +213,7 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     tested, overfit = skill(returns, trials, grid)
     trades = pf.trades.records_readable
     held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(value.index).ffill()  # between a symbol's own bars
-    strategy = _floats(stats.performance(value, ppy, held, trade_returns=trades['Return'].to_numpy()))
+    strategy = _floats(stats.performance(value, ppy, held, trade_pnl=trades['PnL'].to_numpy()))
     bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
     metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
                'strategy': strategy, 'buy_and_hold': _floats(stats.performance(hold, ppy)), 'exposure': strategy['exposure'],
