@@ -12,8 +12,8 @@ from .config import MlfinError, BadInput, NotFound, home, project_root, run_dir
 
 # %% auto #0
 __all__ = ['app', 'data_app', 'models_app', 'keys_app', 'run', 'show_config', 'dashboards', 'runs', 'version', 'ingest',
-           'data_ls', 'quality', 'tune', 'models_families', 'models_ls', 'models_promote', 'serve', 'keys_create',
-           'keys_ls', 'keys_revoke']
+           'data_ls', 'quality', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release', 'serve',
+           'keys_create', 'keys_ls', 'keys_revoke']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -236,18 +236,23 @@ def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (def
         typer.echo(table.drop(columns=['run_id']).round(4).to_string(index=False))
 
 @models_app.command('promote')
-def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME, e.g. SPX:1d"),
+def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME, e.g. SPX:1d"),
                    version: Optional[int] = typer.Argument(None, help="the version (default: the current candidate)"),
                    reason: str = typer.Option('promoted by hand', help="recorded on the version"),
                   ):
-    "Make a version `production` whatever its scores: the deliberate override of the thresholds, recorded as one"
-    from mlfin.models import promote
-    symbol, _, timeframe = series.partition(':')
-    try:
-        if not timeframe: raise BadInput(f"{series!r}: name the series as SYMBOL:TIMEFRAME, e.g. SPX:1d")
-        done = promote(symbol, timeframe, version, reason)
+    "Make a version `production` whatever its scores: the deliberate override, held until `mlfin models release`"
+    from mlfin.models import parse_series, promote
+    try: done = promote(*parse_series(series), version, reason)
     except MlfinError as e: _fail(str(e))
-    typer.echo(f"{done['name']} version {done['version']} is production ({reason})")
+    typer.echo(f"{done['name']} version {done['version']} is production ({reason}); runs leave it be until `mlfin models release {series}`")
+
+@models_app.command('release')
+def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME")):
+    "Hand production back to the promotion policy: a later run's leader replaces it when it beats it on the same bars"
+    from mlfin.models import parse_series, release
+    try: done = release(*parse_series(series))
+    except MlfinError as e: _fail(str(e))
+    typer.echo(f"{done['name']}: released ({done['released']}); the promotion policy decides again from the next run")
 
 # %% ../nbs/09_cli.ipynb #c016t
 @app.command()

@@ -8,9 +8,10 @@ import hashlib, os, secrets, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['KERNELS', 'MlfinError', 'BadInput', 'NotFound', 'Unavailable', 'project_root', 'home', 'set_home', 'store_dir',
-           'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write',
-           'code_version', 'RunConfig', 'run_config', 'task_fields', 'task_values', 'task_config', 'task_params']
+__all__ = ['KERNELS', 'VALIDATIONS', 'MlfinError', 'BadInput', 'NotFound', 'Unavailable', 'project_root', 'home', 'set_home',
+           'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml',
+           'atomic_write', 'code_version', 'Validation', 'RunConfig', 'run_config', 'task_fields', 'task_values',
+           'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c007
 class MlfinError(Exception):
@@ -107,8 +108,22 @@ def code_version(package: Path | None = None, # a package folder; default: the i
     return digest.hexdigest()[:12]
 
 # %% ../nbs/00_config.ipynb #c028
+from dataclasses import dataclass
 from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+@dataclass(frozen=True)
+class Validation:
+    "A validation scheme a run may choose: how its predictions came to be, and whether they could have been traded in time order"
+    words: str        # how a report names it
+    tradeable: bool   # each bar predicted by a model trained only on earlier bars: the backtest is a trading record
+
+VALIDATIONS = {
+    'walk_forward': Validation('walk-forward (expanding window), purged', True),
+    'rolling': Validation('walk-forward (rolling window), purged', True),
+    'purged_kfold': Validation('purged k-fold', False),
+    'cpcv': Validation("combinatorial purged (CPCV; each bar's predictions averaged over the splits that test it)", False),
+}
 
 def _param(default, task: str, help: str, **checks):
     "A run parameter: its default, the task that receives it, one line of help, and pydantic checks (ge, gt, lt...)"
@@ -124,13 +139,14 @@ class RunConfig(BaseModel):
     end: str = _param('', 'ingest', "last date kept, inclusive ('' = to the last bar)")
     # features and label
     spec: str = _param('research', 'features', "a spec of features.yaml, FILE.yaml[:NAME], or feature names comma-separated")
-    label: str = _param('direction', 'features', "direction (of the close `horizon` bars ahead) or triple_barrier "
-                        "(profit/stop 2 volatilities away, vertical barrier `horizon` bars ahead)")
+    label: str = _param('direction', 'features', "direction (up or down `horizon` bars ahead), triple_barrier (profit/stop 2 volatilities "
+                        "away, vertical barrier `horizon` bars ahead), forward_return (the return `horizon` bars ahead) or next_close")
     horizon: int = _param(1, 'features', "bars the label looks ahead (at most, for the triple barrier)", ge=1)
     # models and validation
     models: str = _param('all', 'train', "named models of models.yaml, comma-separated, or all (every one that can learn the label)")
     model_params: str = _param('', 'train', "hyperparameters for this run, MODEL.NAME=VALUE comma-separated (e.g. xgboost.max_depth=4)")
-    cv: Literal['walk_forward', 'rolling', 'purged_kfold'] = _param('walk_forward', 'train', "validation: walk_forward (expanding), rolling (the latest train_size rows) or purged_kfold")
+    cv: Literal[tuple(VALIDATIONS)] = _param('walk_forward', 'train', "validation: walk_forward (expanding), rolling (the latest train_size "
+                                             "rows), purged_kfold or cpcv (the last two measure skill; they are not tradeable records)")
     folds: int = _param(5, 'train', "test folds", ge=2)
     train_size: int = _param(0, 'train', "rolling: training rows per fold (0: only with cv other than rolling)", ge=0)
     embargo: int = _param(0, 'train', "bars forbidden around each test fold, beyond the purge of labels reaching it", ge=0)
@@ -178,9 +194,9 @@ class RunConfig(BaseModel):
     def _consistent(self):
         if self.short_below >= self.threshold:
             raise ValueError(f"short_below {self.short_below} must lie below the threshold {self.threshold}")
-        if self.sizing == 'kelly' and self.cv == 'purged_kfold':
-            raise ValueError("--sizing kelly calibrates each fold on earlier folds' predictions: it needs --cv walk_forward or rolling "
-                             "(under purged k-fold those predictions come from models trained on the later fold)")
+        if self.sizing == 'kelly' and not VALIDATIONS[self.cv].tradeable:
+            raise ValueError(f"--sizing kelly calibrates each fold on earlier folds' predictions: it needs --cv walk_forward or rolling "
+                             f"(under {self.cv} those predictions come from models trained on later bars)")
         if (self.cv == 'rolling') != (self.train_size > 0):
             raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv rolling) needs --train-size > 0, and only it takes one")
         return self

@@ -27,6 +27,7 @@ def project_values(root: Path) -> dict:
 
 def check(overrides: dict | None = None, # parameter -> value, from the command line
           root: Path | None = None,      # the project; its env.yaml, features.yaml and models.yaml
+          store=None,                    # where the symbols are looked for (default: the home's store, or MLFIN_STORE)
          ) -> tuple[RunConfig, dict, list]:
     "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
     from mlfin import data, features
@@ -34,7 +35,7 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
     from mlfin.models.core import MODELS_FILE, choose_models, resolve_device
     env = project_values(root) if root else {}
     config = run_config({**env, **(overrides or {})})
-    data.universe(config.symbols, config.timeframe)
+    data.universe(config.symbols, config.timeframe, store)
     groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
     models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
     specs = choose_models(config.models, LABEL_KINDS[config.label], config.model_params, models_file)

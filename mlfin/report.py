@@ -8,18 +8,28 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import MlfinError, NotFound, atomic_write, run_dir
+from .config import MlfinError, NotFound, VALIDATIONS, atomic_write, run_dir
 from .backtest.portfolio import FILL_RULES
 import html
 
 # %% auto #0
-__all__ = ['EXECUTION_MODEL', 'TABLE_CSS', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
+__all__ = ['TABLE_CSS', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
            'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure', 'run_header',
            'symbol_tables_html', 'dashboard']
 
 # %% ../nbs/07_report.ipynb #c005
-EXECUTION_MODEL = (FILL_RULES + " All figures are out-of-sample (walk-forward, purged) and after costs; annualisation "
-                   "uses the asset's calendar.")
+def execution_model(cv: str = 'walk_forward', # the validation that made the run's predictions (`mlfin.config.VALIDATIONS`)
+                   ) -> str:
+    "How to read a run's numbers: the fill rules, and what the validation behind its predictions allows one to claim"
+    v = VALIDATIONS[cv]
+    if v.tradeable: return FILL_RULES + f" All figures are out-of-sample ({v.words}) and after costs; annualisation uses the asset's calendar."
+    return (FILL_RULES + f" The predictions are out-of-sample but come from {v.words} validation: the model behind each bar also learned "
+            "from later bars, so the trading figures measure the model's skill after costs; they are not a record that could have been "
+            "traded in time order. Annualisation uses the asset's calendar.")
+
+def validation(cv: str = 'walk_forward') -> dict:
+    "The validation of a run as its summary records it: the scheme, in words, and whether the backtest is a trading record"
+    return {'cv': cv, 'words': VALIDATIONS[cv].words, 'tradeable': VALIDATIONS[cv].tradeable}
 
 def summary(params: dict,           # the run's parameters
             manifest: list[dict],   # ingest manifest, one entry per symbol
@@ -38,7 +48,8 @@ def summary(params: dict,           # the run's parameters
         symbols[symbol] = {**entry, 'model': (best or {}).get(symbol, params.get('models', '')),
                            'classification': classification[symbol], **trading[symbol]}
     return {'created': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'params': params,
-            'execution_model': EXECUTION_MODEL, 'trials': int(trials), 'symbols': symbols, 'products': products,
+            'validation': validation(params.get('cv', 'walk_forward')), 'execution_model': execution_model(params.get('cv', 'walk_forward')),
+            'trials': int(trials), 'symbols': symbols, 'products': products,
             'leaderboard': leaderboard or [], 'mlflow': run_ids or {}}
 
 # %% ../nbs/07_report.ipynb #c006
@@ -109,7 +120,7 @@ def equity_figure(run: dict, symbol: str):
     rows = run['curves'].query('symbol == @symbol')
     fig = go.Figure([go.Scatter(x=rows.index, y=rows['strategy'], name='Strategy'),
                      go.Scatter(x=rows.index, y=rows['buy_and_hold'], name='Buy & hold')])
-    fig.update_layout(title=f"{symbol}: value of 10,000 (out-of-sample, after costs)", height=420,
+    fig.update_layout(title=f"{symbol}: value of 10,000 (out-of-sample, after costs; log scale)", height=420, yaxis_type='log',
                       margin=dict(l=40, r=20, t=50, b=30), legend=dict(orientation='h', y=1.02, x=0))
     return fig
 
@@ -122,10 +133,11 @@ def _costs(run: dict) -> str:
 def run_header(run: dict) -> str:
     "Markdown: when the run was made, with what, and how to read its numbers"
     p = run['params']
-    return (f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · {p.get('folds')} {p.get('cv', 'walk_forward')} folds "
-            f"(purged by label span, horizon {p.get('horizon')}, embargo {p.get('embargo')} bars) · threshold {p.get('threshold')} · "
-            f"costs per fill (fees + slippage, bps): {_costs(run)} · "
-            f"trials: {run['trials']} · code `{p.get('code_version')}`\n\n{EXECUTION_MODEL}")
+    cv = p.get('cv', 'walk_forward')
+    return (f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · label {p.get('label', 'direction')}, "
+            f"horizon {p.get('horizon')} · {p.get('folds')} folds of {VALIDATIONS[cv].words} validation (purged by label span, embargo "
+            f"{p.get('embargo')} bars) · threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): {_costs(run)} · "
+            f"trials: each page counts its own · code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
 
 TABLE_CSS = ("<style>.mlfin-table{border-collapse:collapse;margin-bottom:1em}.mlfin-table th,.mlfin-table td"
              "{padding:3px 12px;text-align:right;border:none;border-bottom:1px solid #ddd}</style>")
@@ -136,7 +148,8 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     signals = recent_signals(run, symbol)
     from mlfin.backtest.tearsheet import skill_frame, verdict
     m = run['symbols'][symbol]
-    skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m))}</p>" + table(skill_frame(m))) if 'skill' in m else ''
+    tradeable = run.get('validation', {}).get('tradeable', True)
+    skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m))) if 'skill' in m else ''
     return (TABLE_CSS + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
             '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
             '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))

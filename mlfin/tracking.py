@@ -53,6 +53,7 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
             leaderboard=None,     # every model's overall scores (a frame: symbol, model, metrics)
             files: list[Path] = (), # reports to attach to the pipeline run
             summary: dict | None = None, # the run's summary, attached as summary.json
+            oos=None,             # every model's out-of-sample rows (train's `oos`): each symbol's kept with its run, for the promotion policy
            ) -> dict[str, str]:
     "Record a pipeline run: a parent run and one child per symbol, with params, lineage, every model's scores and files"
     mlflow = _mlflow()
@@ -79,6 +80,11 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
                 mlflow.log_metrics({**_flat('oos_', scores[symbol]), **_flat('', trading[symbol]), **every})
                 if models_dir is not None and (Path(models_dir)/symbol).is_dir():  # native files: they load without unpickling
                     mlflow.log_artifacts(str(Path(models_dir)/symbol), artifact_path='models')
+                if oos is not None:   # a later run's leader is compared with this run's on the bars both predicted
+                    with tempfile.TemporaryDirectory() as folder:
+                        kept = [c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end') if c in oos]
+                        oos.loc[oos['symbol'] == symbol, kept].to_parquet(Path(folder)/'oos.parquet')
+                        mlflow.log_artifact(str(Path(folder)/'oos.parquet'))
                 ids[symbol] = child.info.run_id
     return ids
 

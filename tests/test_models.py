@@ -52,14 +52,22 @@ def test_the_registry_serves_what_the_run_trained(pipeline_run):
     rows = [line.split() for line in listing.splitlines()[1:]]
     for entry in summary['leaderboard']:  # every model of the run is a registered version of its series, the leader aliased
         assert any(r[0] == f"mlfin.{entry['symbol']}.{summary['symbols'][entry['symbol']]['timeframe']}" and r[2] == entry['model'] for r in rows)
+    oos = pd.read_parquet(home/'run'/'oos.parquet')
     for symbol, entry in summary['symbols'].items():
         registered = summary['registry'][symbol]
         assert registered['model'] == entry['model'] and f"mlfin.{symbol}.{entry['timeframe']}" in listing
         after_costs = entry['models'][entry['model']]['sharpe']  # its own backtest's Sharpe ratio, after costs
-        assert registered['production'] == (entry['classification']['auc'] >= summary['params']['promote_min_auc']
-                                             and after_costs > summary['params']['promote_min_sharpe']), registered['refused']
-        if not registered['production']:  # the refusal names each threshold that failed
-            assert any(registered['refused'].startswith(why) for why in ('out-of-sample auc ', 'after-cost backtest Sharpe ')), registered['refused']
+        labels = oos.loc[(oos['symbol'] == symbol) & (oos['model'] == entry['model']), 'label'].dropna()
+        p = labels.mean()   # the base rate: a constant forecast of the share of ups, scored on the same bars
+        base_log_loss, base_brier = -(p * np.log(p) + (1 - p) * np.log(1 - p)), p * (1 - p)
+        c = entry['classification']
+        # the first run of a home: no incumbent, so production exactly when every gate passes
+        assert registered['production'] == (c['auc'] >= summary['params']['promote_min_auc'] and after_costs > summary['params']['promote_min_sharpe']
+                                             and c['log_loss'] < base_log_loss and c['brier'] < base_brier), registered
+        if not registered['production']:  # the refusal names each gate that failed
+            assert registered['decision'] == 'refused' and any(registered['refused'].startswith(why) for why in
+                   ('out-of-sample auc ', 'after-cost backtest Sharpe ', 'out-of-sample log_loss ', 'out-of-sample brier ')), registered
+        assert f"{registered['version']}" in listing and 'direction' in listing and 'walk_forward' in listing   # label and validation listed
     # a service, in its own process: load the candidate, give it the latest feature rows, get P(up); no pickle module touched
     code = ("import json, pickle, sys, pandas as pd\n"
             "def refuse(*a, **k): raise AssertionError('something unpickled')\n"

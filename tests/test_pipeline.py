@@ -99,7 +99,8 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         assert (mine.map({'long': 1, 'flat': 0, 'short': -1}).reindex(rows.index) == rows['signal']).all()  # the leader's signals traded
         assert (trades['book'] == symbol).sum() == entry['strategy']['trades']  # traded alone (the portfolio's book apart)
         skill = entry['skill']
-        assert skill['trials'] == summary['trials_per_symbol'][symbol] > 1     # the run's real count, not 1
+        # one trial count per book: every model configuration tried at each of the five thresholds of the grid PBO is measured on
+        assert skill['trials'] == summary['trials_per_symbol'][symbol] * 5 == skill['grid'] == entry['pbo']['strategies'] > 1
         assert skill['grid'] == 5 * len(models)                                 # every model at five thresholds
         m = sharpe_moments(rows['strategy'].pct_change().dropna())             # recomputed from the value curve
         assert skill['dsr'] == pytest.approx(dsr(m['sr'], m['n'], m['skew'], m['kurtosis'], skill['trials'], skill['sr_variance']))
@@ -109,9 +110,17 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         assert entry['sharpe_interval']['low'] <= entry['strategy']['sharpe'] <= entry['sharpe_interval']['high']
         page = (pipeline_run['reports']/'tearsheets'/f"tearsheet-{symbol}.html").read_text()
         assert f"{skill['dsr']:.2f}" in page and f"after {skill['trials']} trials" in page   # the tearsheet says it in words
+        assert f"{entry['pbo']['strategies']} configurations" in page and 'trials: each page counts its own' in page
+        assert ('unlikely to be luck' in page) == (skill['dsr'] >= 0.95 and entry['pbo']['pbo'] < 0.5)   # DSR and PBO weighed together
+        # trade figures from each trade's sized P&L, as the trades product records it
+        pnl = trades.loc[trades['book'] == symbol, 'PnL']
+        if (pnl < 0).any(): assert entry['strategy']['profit_factor'] == pytest.approx(pnl[pnl > 0].sum() / -pnl[pnl < 0].sum())
     assert (pipeline_run['reports']/'tearsheets'/'plotly.min.js').stat().st_size > 1e6        # charts open offline
     portfolio = summary['portfolio']
-    assert portfolio['symbols'] == list(summary['symbols']) and portfolio['skill']['trials'] == sum(summary['trials_per_symbol'].values())
+    assert portfolio['symbols'] == list(summary['symbols'])
+    assert portfolio['skill']['trials'] == sum(e['skill']['trials'] for e in summary['symbols'].values())   # the sum, said so on its page
+    assert f"after {portfolio['skill']['trials']} trials" in (pipeline_run['reports']/'tearsheets'/f"tearsheet-{PORTFOLIO}.html").read_text()
+    assert summary['validation'] == {'cv': 'walk_forward', 'words': 'walk-forward (expanding window), purged', 'tradeable': True}
     assert (curves['symbol'] == PORTFOLIO).sum() > 0
 
 

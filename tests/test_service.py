@@ -124,6 +124,7 @@ ROUTES = [  # method, path, request, the role it needs (None: open; 'key': an AP
     ('GET', '/models', {}, 'read_only'),
     ('GET', '/models/mlfin.SPX.1d', {}, 'read_only'),
     ('POST', '/models/mlfin.SPX.1d/promote', {'json': {'reason': 'authorisation test'}}, 'admin'),
+    ('POST', '/models/mlfin.SPX.1d/release', {}, 'admin'),   # 200, then 404 once released: nothing left to release
     ('POST', '/train', {'json': {'params': {'symbols': 'SPX', 'models': 'logistic'}}}, 'analyst'),
     ('GET', '/jobs', {}, 'analyst'),
     ('GET', '/jobs/0123456789abcdef', {}, 'analyst'),
@@ -385,10 +386,14 @@ def test_several_workers_share_one_job_runner(postgres_server, served_home):
     store = new_database(postgres_server)
     data.ingest('sample:SPX', store=store)
     with service(served_home, '--workers', '2', store=store) as svc, svc.client(svc.key('analyst')) as client:
-        ids = [client.post('/train', json={'params': {'symbols': 'NOSUCH', 'seed': s}}).json()['id'] for s in range(3)]
+        # a symbol or model that does not exist is refused before it is queued, as `mlfin run` refuses it (issue 16, defect 8)
+        unknown = [client.post('/train', json={'params': p}) for p in ({'symbols': 'NOSUCH'}, {'symbols': 'SPX', 'models': 'svm'})]
+        assert [(r.status_code, r.json()['detail'].split(':')[0]) for r in unknown] == [(404, 'params'), (400, 'params')], [r.json() for r in unknown]
+        assert 'NOSUCH: not an embedded sample and not in the store' in unknown[0].json()['detail'] and client.get('/jobs').json() == []
+        ids = [client.post('/train', json={'params': {'symbols': 'SPX', 'start': '2030-01-01', 'seed': s}}).json()['id'] for s in range(3)]
         jobs = [wait_for(client, i, {'succeeded', 'failed'}, 240) for i in ids]
     assert [j['state'] for j in jobs] == ['failed'] * 3
-    assert all('NOSUCH: not an embedded sample and not in the store' in j['error'] for j in jobs), [j['error'] for j in jobs]
+    assert all('SPX 1d: no bars between 2030-01-01 and the end' in j['error'] for j in jobs), [j['error'] for j in jobs]
     spans = sorted((pd.Timestamp(j['started_at']), pd.Timestamp(j['ended_at'])) for j in jobs)
     assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans   # never two at once
     assert svc.errors() == ''

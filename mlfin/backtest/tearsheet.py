@@ -10,28 +10,45 @@ import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
 
 # %% auto #0
-__all__ = ['verdict', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'tearsheet', 'write_tearsheets']
+__all__ = ['verdict', 'trials_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'tearsheet',
+           'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
-def verdict(m: dict, # one symbol's (or the portfolio's) backtest metrics
+def verdict(m: dict,             # one symbol's (or the portfolio's) backtest metrics
+            tradeable: bool = True, # the predictions came from walk-forward validation (else: a measure of skill only)
            ) -> str:
-    "How much to believe the backtest, in plain words: DSR against the trial count, PBO, and the baseline"
+    "How much to believe the backtest, in plain words: DSR against the trial count and PBO weighed together, beside the baseline"
     s, trials = m['skill'], m['skill']['trials']
-    sharpe, hold = m['strategy']['sharpe'], m['buy_and_hold']['sharpe']
-    if s['dsr'] >= 0.95:
-        out = (f"The Sharpe ratio of {sharpe:.2f} is unlikely to be luck after {trials} trials: the deflated Sharpe ratio is "
-               f"{s['dsr']:.2f}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show.")
+    sharpe, hold, dsr = m['strategy']['sharpe'], m['buy_and_hold']['sharpe'], s['dsr']
+    pbo, splits = (m.get('pbo') or {}).get('pbo'), (m.get('pbo') or {}).get('splits', 0)
+    overfit = pbo is not None and pbo >= 0.5
+    out = '' if tradeable else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
+                                "figures measure the model's skill after costs, not what trading it in time order would have made. ")
+    held = (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the configuration best in sample "
+            f"ranked below the median out of sample)") if pbo is not None else ''
+    if dsr >= 0.95 and not overfit:
+        out += (f"Evidence of skill: a Sharpe ratio of {sharpe:.2f} is unlikely to be luck after {trials} trials (deflated Sharpe ratio "
+                f"{dsr:.2f}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
+                + (f", and the choice among the configurations held up out of sample: {held}." if held else '.'))
+    elif dsr >= 0.95:
+        out += (f"No reliable evidence of skill after {trials} trials: a Sharpe ratio of {sharpe:.2f} survives the deflation (deflated Sharpe "
+                f"ratio {dsr:.2f}), but the choice among the configurations does not hold up out of sample: {held}, no better than a coin toss.")
     else:
-        out = (f"No evidence of skill after {trials} trials: the deflated Sharpe ratio is {s['dsr']:.2f} (0.95 would be "
-               f"evidence), so a Sharpe ratio of {sharpe:.2f} is what the best of {trials} tries could show by chance.")
-    if m.get('pbo'):
-        p = m['pbo']['pbo']
-        out += (f" The probability of backtest overfitting is {p:.0%}: in that share of {m['pbo']['splits']:,} splits, the "
-                f"configuration best in sample ranked below the median out of sample"
-                + (" (the choice among them is no better than a coin toss)." if p >= 0.5 else "."))
+        out += (f"No evidence of skill after {trials} trials: the deflated Sharpe ratio is {dsr:.2f} (0.95 would be evidence), so a Sharpe "
+                f"ratio of {sharpe:.2f} is what the best of {trials} tries could show by chance."
+                + (f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.') if held else ''))
     out += (f" Buy-and-hold's Sharpe ratio over the same bars was {hold:.2f}: the strategy "
             + ("did better." if sharpe > hold else "did worse, before asking whether it is skill."))
     return out
+
+def trials_in_words(s: dict) -> str:
+    "What a book's trial count is made of"
+    if 'symbols' in s: return f"{s['trials']}: the sum of its {s['symbols']} symbols' trials (each symbol's leader was chosen on its own)"
+    if 'model_trials' in s:
+        return (f"{s['trials']} = {s['model_trials']} model configuration(s) tried (tuning trials included) x {s['per_model']} "
+                f"threshold(s) each: the grid whose spread of Sharpe ratios sets the deflation")
+    return str(s['trials'])
+
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c010
 def monthly_returns(value: pd.Series) -> pd.DataFrame:
@@ -52,7 +69,9 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
                                name='Monte Carlo 5-95%'),
                     go.Scatter(x=x, y=curve['strategy'], name='Strategy', line=dict(color='#636efa')),
                     go.Scatter(x=x, y=curve['buy_and_hold'], name='Buy & hold', line=dict(color='#7f7f7f'))])
-    eq.update_layout(title=f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs", height=380)
+    # a log axis: equal moves look equal, and a strategy beside a buy-and-hold that grew 60-fold is not a flat line
+    eq.update_layout(title=f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)", height=380,
+                     yaxis_type='log')
     dd = go.Figure([go.Scatter(x=x, y=curve[c] / curve[c].cummax() - 1, name=n, fill='tozeroy' if c == 'strategy' else None)
                     for c, n in (('strategy', 'Strategy'), ('buy_and_hold', 'Buy & hold'))])
     dd.update_layout(title="Drawdown", height=260, yaxis_tickformat='.0%')
@@ -104,7 +123,7 @@ def skill_frame(m: dict) -> pd.DataFrame:
     s, ci, mc = m['skill'], m['sharpe_interval'], m['monte_carlo']
     rows = {'Probabilistic Sharpe ratio (vs 0)': f"{s['psr']:.3f}",
             'Deflated Sharpe ratio': f"{s['dsr']:.3f}",
-            'Trials (tuning and model list)': f"{s['trials']}",
+            'Trials (configurations tried)': trials_in_words(s),
             'Best Sharpe expected by luck (annualised)': f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}",
             f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]",
             'Probability of backtest overfitting': f"{m['pbo']['pbo']:.0%} ({m['pbo']['strategies']} configurations, {m['pbo']['splits']:,} splits)" if m.get('pbo') else 'n/a (one configuration)',
@@ -116,12 +135,14 @@ def tearsheet(name: str,        # a symbol, or PORTFOLIO
               m: dict,          # its backtest metrics
               curve: pd.DataFrame, # its curves
               header: str = '', # the run: when, with what (text)
-              fill_rules: str = '', quality: dict | None = None) -> str:
+              fill_rules: str = '', quality: dict | None = None,
+              tradeable: bool = True, # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
+             ) -> str:
     "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
     import plotly.io as pio
     charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False) for f in figures(curve, name))
     parts = [f"<h1>{html.escape(name)}: tearsheet</h1>", f"<p><small>{html.escape(header.replace('**', '').replace('`', ''))}</small></p>",
-             f"<p class='verdict'>{html.escape(verdict(m))}</p>", charts,
+             f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", charts,
              "<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]
     if 'cost_stress' in m:
@@ -158,7 +179,7 @@ def write_tearsheets(folder: Path, # where the pages go (created)
         curve = run['curves'][run['curves']['symbol'] == name]
         if curve.empty: raise BadInput(f"tearsheet {name}: no curves in the run")
         path = folder/f"tearsheet-{name}.html"
-        page = tearsheet(name, m, curve, header, run.get('fill_rules', ''), quality)
+        page = tearsheet(name, m, curve, header, run.get('fill_rules', ''), quality, run.get('validation', {}).get('tradeable', True))
         atomic_write(path, lambda tmp: Path(tmp).write_text(page))
         written.append(path)
     return written

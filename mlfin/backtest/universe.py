@@ -134,7 +134,11 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
             else: w = model_weights(rows, bars['close'], Costs(costs.fees * t, costs.slippage * t), 0.55, short_below, target=target)['weight']
             grid[f"{m}@{t:g}"] = w
     grid_values = simulate({k: bars for k in grid}, grid, costs, stop_loss, take_profit, shared=False).value()
-    tested, overfit = skill(returns, trials, grid_values.pct_change().iloc[1:])
+    # one trial count for the book: every model configuration tried (tuning trials included) at every threshold of the grid whose
+    # Sharpe dispersion deflates it and over which PBO is measured
+    each = len(grid) // len(models)   # thresholds (or cost multiples) per model
+    tested, overfit = skill(returns, trials * each, grid_values.pct_change().iloc[1:])
+    tested.update(model_trials=int(trials), per_model=int(each))
     bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
     metrics = {'model': leader, 'costs': {'asset_class': asset_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
                                           'round_trip_bps': 2 * (costs.fees + costs.slippage)},
@@ -189,8 +193,9 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         metrics[symbol], weights[symbol] = m, c['weight']
         curves.append(c); trades.append(t); records.append(r)
     if len(leaders) > 1:
-        p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(trials.values()), grids,
-                                                          stop_loss, take_profit, reps, seed)
+        p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
+                                                          grids, stop_loss, take_profit, reps, seed)
+        p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)
 

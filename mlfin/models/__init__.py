@@ -14,3 +14,4 @@ from .training import *
 from .compare import *
 from .tuning import *
 from .registry import *
+from .promotion import *

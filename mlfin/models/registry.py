@@ -12,8 +12,8 @@ from ..config import BadInput, NotFound, home
 from .core import Model, load_model
 
 # %% auto #0
-__all__ = ['ALIASES', 'registered_name', 'refusals', 'register_version', 'promote', 'versions', 'series_of', 'describe',
-           'Predictor', 'load']
+__all__ = ['ALIASES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'register_version', 'promote',
+           'pinned', 'release', 'versions', 'series_of', 'describe', 'Predictor', 'load']
 
 # %% ../../nbs/04g_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -25,8 +25,23 @@ def registered_name(symbol: str, timeframe: str) -> str:
     if timeframe not in TIMEFRAMES: raise BadInput(f"timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
     return f"mlfin.{symbol}.{timeframe}"
 
+def parse_series(text: str) -> tuple[str, str]:
+    "A series as a person names it, SPX:1d, or as the registry does, mlfin.SPX.1d: its symbol and timeframe, checked"
+    if isinstance(text, str) and text.startswith('mlfin.') and ':' not in text: return series_of(text)
+    symbol, _, timeframe = str(text).partition(':')
+    if not timeframe: raise BadInput(f"{text!r}: name the series as SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME, e.g. SPX:1d")
+    registered_name(symbol, timeframe)
+    return symbol, timeframe
+
+def base_rate(labels) -> dict[str, float]:
+    "Log loss and Brier score of always predicting the share of ups: what a probability model must beat to know anything"
+    y = np.asarray(labels, dtype='float64'); y = y[~np.isnan(y)]
+    p = float(np.clip(y.mean(), 1e-12, 1 - 1e-12)) if len(y) else 0.5
+    return {'log_loss': float(-(p * np.log(p) + (1 - p) * np.log(1 - p))), 'brier': float(p * (1 - p)), 'share_up': p}
+
 def refusals(scores: dict, kind: str, min_auc: float = 0.52, min_ic: float = 0.02,
              min_sharpe: float | None = None, # the model's own backtest, after costs: annualised Sharpe ratio above this
+             base: dict | None = None,        # a classifier's `base_rate` on the same bars: its log loss and Brier must beat it
             ) -> list[str]:
     "Why a candidate may not become production: each threshold its out-of-sample scores fail, in words (empty: it passes)"
     checks = [('auc', min_auc, '--promote-min-auc')] if kind == 'classifier' else [('ic', min_ic, '--promote-min-ic')]
@@ -34,6 +49,11 @@ def refusals(scores: dict, kind: str, min_auc: float = 0.52, min_ic: float = 0.0
     for metric, floor, option in checks:
         value = scores.get(metric, np.nan)
         if not value >= floor: out.append(f"out-of-sample {metric} {value:.4f} is below {option} {floor}")
+    if kind == 'classifier' and base:   # probabilities worse than a constant are no probabilities to size or trade by
+        for metric in ('log_loss', 'brier'):
+            value = scores.get(metric, np.nan)
+            if not value < base[metric]:
+                out.append(f"out-of-sample {metric} {value:.4f} is no better than the base rate's {base[metric]:.4f} (always {base['share_up']:.0%} up)")
     if min_sharpe is not None:
         value = scores.get('backtest_sharpe', np.nan)
         if not value > min_sharpe: out.append(f"after-cost backtest Sharpe {value:.2f} is not above --promote-min-sharpe {min_sharpe}")
@@ -46,41 +66,48 @@ def _client():
 
 def register_version(run_id: str,            # the MLflow run whose artifacts hold `models/MODEL/`
              symbol: str, timeframe: str,
-             model: str,             # the named model to register (the symbol's leader)
+             model: str,             # the named model to register
              scores: dict,           # its out-of-sample scores
              kind: str,              # classifier or regressor
-             thresholds: dict | None = None, # min_auc, min_ic
-             tags: dict | None = None,       # lineage: trials, data fingerprint, code version...
-             leader: bool = True,            # the symbol's leading model: aliased `candidate`, and `production` past the thresholds
-            ) -> dict:
-    "Register `model` as a new version; the leader becomes `candidate`, and `production` when its scores pass the thresholds"
+             tags: dict | None = None, # lineage: label, horizon, validation, trials, data fingerprint, code version...
+            ) -> int:
+    "Register `model` as a new version of its series (no alias: `models.promotion` decides what the leader becomes); its number"
     from mlflow.exceptions import MlflowException
     client, name = _client(), registered_name(symbol, timeframe)
     try: client.get_registered_model(name)
     except MlflowException: client.create_registered_model(name, description=f"mlfin models of {symbol} {timeframe} bars")
     flat = {f"oos_{k}": f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float)) and v == v}
-    version = client.create_model_version(name, source=f"runs:/{run_id}/models/{model}", run_id=run_id,
-                                          tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe,
-                                                **flat, **{k: str(v) for k, v in (tags or {}).items()}}).version
-    if not leader: return {'name': name, 'version': int(version), 'model': model, 'production': False, 'refused': ''}
-    client.set_registered_model_alias(name, 'candidate', version)
-    failed = refusals(scores, kind, **(thresholds or {}))
-    if failed: client.set_model_version_tag(name, version, 'refused', '; '.join(failed))
-    else:
-        client.set_registered_model_alias(name, 'production', version)
-        client.set_model_version_tag(name, version, 'promoted', 'thresholds passed: ' + ', '.join(f"{k} {v}" for k, v in (thresholds or {}).items()))
-    return {'name': name, 'version': int(version), 'model': model, 'production': not failed, 'refused': '; '.join(failed)}
+    return int(client.create_model_version(name, source=f"runs:/{run_id}/models/{model}", run_id=run_id,
+                                           tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe,
+                                                 **flat, **{k: str(v) for k, v in (tags or {}).items()}}).version)
+
+PINNED = 'mlfin.pinned'   # a registered model's tag: production was chosen by a person, and holds until one releases it
 
 def promote(symbol: str, timeframe: str, version: int | None = None, # default: the current candidate
             reason: str = 'promoted by hand') -> dict:
-    "Make a version `production` whatever its scores: the deliberate override, recorded on the version"
+    "Make a version `production` whatever its scores: the deliberate override, recorded on the version, holding until released"
     from mlflow.exceptions import MlflowException
     client, name = _client(), registered_name(symbol, timeframe)
     try: version = int(version or client.get_model_version_by_alias(name, 'candidate').version); client.get_model_version(name, str(version))
     except MlflowException: raise NotFound(f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them") from None
     client.set_registered_model_alias(name, 'production', str(version))
     client.set_model_version_tag(name, str(version), 'promoted', reason)
-    return {'name': name, 'version': version, 'production': True}
+    client.set_registered_model_tag(name, PINNED, f"v{version}: {reason}")   # runs and training jobs leave it be
+    return {'name': name, 'version': version, 'production': True, 'pinned': True}
+
+def pinned(name: str) -> str | None:
+    "Why production of a registered model is held by hand (`promote`), or None when the promotion policy may move it"
+    from mlflow.exceptions import MlflowException
+    try: return _client().get_registered_model(name).tags.get(PINNED)
+    except MlflowException: return None
+
+def release(symbol: str, timeframe: str) -> dict:
+    "Hand production back to the promotion policy: the next run's leader may replace it when it beats it"
+    client, name = _client(), registered_name(symbol, timeframe)
+    held = pinned(name)
+    if held is None: raise NotFound(f"{name}: production is not held by hand; nothing to release")
+    client.delete_registered_model_tag(name, PINNED)
+    return {'name': name, 'released': held}
 
 def versions(symbol: str | None = None) -> pd.DataFrame:
     "Every registered version: series, version, model, aliases, out-of-sample scores, promotion or refusal"
@@ -90,9 +117,10 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
         if symbol and found.tags.get('symbol') != symbol: continue
         aliases = client.get_model_version(found.name, found.version).aliases
         rows.append({'name': found.name, 'version': int(found.version), 'model': found.tags.get('model'), 'aliases': ','.join(sorted(aliases)),
+                     'label': found.tags.get('label', ''), 'horizon': found.tags.get('horizon', ''), 'validation': found.tags.get('cv', ''),
                      **{k.removeprefix('oos_'): float(v) for k, v in found.tags.items() if k.startswith('oos_') and k[4:] in ('auc', 'accuracy', 'log_loss', 'ic', 'rmse')},
-                     'trials': found.tags.get('trials', ''), 'promoted': found.tags.get('promoted', ''), 'refused': found.tags.get('refused', ''),
-                     'run_id': found.run_id})
+                     'trials': found.tags.get('trials', ''), 'promoted': found.tags.get('promoted', ''),
+                     'held': found.tags.get('held', ''), 'refused': found.tags.get('refused', ''), 'run_id': found.run_id})
     return pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True) if rows else pd.DataFrame()
 
 # %% ../../nbs/04g_models.registry.ipynb #c009d

@@ -6,26 +6,29 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..config import BadInput, VALIDATIONS
 from .core import ModelSpec, Model
 from .metrics import score, LOWER_IS_BETTER
-from .validation import PurgedSplitter, WalkForward, PurgedKFold
+from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
 
 # %% auto #0
 __all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'make_splitter', 'SymbolData', 'symbol_data', 'check_folds',
            'cross_predict', 'Training', 'train_universe']
 
 # %% ../../nbs/04d_models.training.ipynb #c006
-CV = ('walk_forward', 'rolling', 'purged_kfold')
+CV = tuple(VALIDATIONS)   # declared once, with whether each gives a tradeable record, in `mlfin.config`
 WEIGHTINGS = ('uniqueness', 'none')
 MIN_TRAIN = 30  # fewer training rows than this in a fold is a mistake, not a model
 
-def make_splitter(cv: str = 'walk_forward', # walk_forward (expanding), rolling (the latest `train_size` rows), purged_kfold
+def make_splitter(cv: str = 'walk_forward', # walk_forward (expanding), rolling (the latest `train_size` rows), purged_kfold, cpcv
                   folds: int = 5, embargo: int = 0, train_size: int | None = None) -> PurgedSplitter:
     "The splitter a run validates with"
     if cv == 'walk_forward': return WalkForward(folds, embargo)
     if cv == 'rolling': return WalkForward(folds, embargo, window='rolling', train_size=train_size)
     if cv == 'purged_kfold': return PurgedKFold(folds, embargo)
+    if cv == 'cpcv':   # `folds` groups, two tested at a time: each bar is predicted by folds - 1 models
+        if folds < 3: raise BadInput(f"--cv cpcv: --folds {folds} gives one split; use at least 3 groups")
+        return CombinatorialPurgedCV(folds, 2, embargo)
     raise BadInput(f"--cv: {cv!r} is not one of {', '.join(CV)}")
 
 # %% ../../nbs/04d_models.training.ipynb #c008
@@ -99,7 +102,10 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
         parts.append(pd.DataFrame({'prediction': prediction, 'fold': k, 'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT},
                                   index=data.index[test]))
         if report is not None: report(k, scored, model, test)
-    return pd.concat(parts), scores
+    out = pd.concat(parts)
+    if not out.index.is_unique:   # CPCV tests each bar in several splits: its prediction is their mean (a measure of skill, not a trade)
+        out = out.groupby(level=0, sort=True).agg(prediction=('prediction', 'mean'), fold=('fold', 'min'), train_end=('train_end', 'max'))
+    return out, scores
 
 # %% ../../nbs/04d_models.training.ipynb #c014
 @dataclass

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import ctypes, datetime as dt, json, os, re, secrets, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
-from ..config import BadInput, NotFound, Unavailable, run_config
+from ..config import BadInput, MlfinError, NotFound, Unavailable, run_config
 from . import db as tables
 
 # %% auto #0
@@ -52,6 +52,9 @@ class Jobs:
         if self.project is None:
             raise Unavailable("this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
         params = check_params(params)
+        from mlfin.pipeline import check
+        try: check(params, self.project, self.store_url or None)   # as `mlfin run` checks: models, symbols, spec, before anything is queued
+        except MlfinError as e: raise type(e)(f"params: {e}") from None
         job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'key_id': key_id,
                'created_at': dt.datetime.now(dt.timezone.utc)}
         with self.db.begin() as con: con.execute(tables.jobs.insert().values(**job))

@@ -19,9 +19,9 @@ from .auth import Caller, Forbidden, Unauthorized, allows
 __all__ = ['api_key', 'bearer', 'READ', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName',
            'Number', 'router', 'ERRORS', 'require', 'Error', 'Health', 'LoadedModel', 'Ready', 'Token', 'Candle',
            'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion',
-           'Promotion', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest', 'ingest_run',
-           'prices_latest', 'predict', 'signal', 'signal_history', 'models', 'model', 'promote', 'train', 'jobs', 'job',
-           'create_key', 'list_keys', 'revoke_key', 'metrics']
+           'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest',
+           'ingest_run', 'prices_latest', 'predict', 'signal', 'signal_history', 'models', 'model', 'promote',
+           'release', 'train', 'jobs', 'job', 'create_key', 'list_keys', 'revoke_key', 'metrics']
 
 # %% ../../nbs/10e_service.routes.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
@@ -149,6 +149,9 @@ class Promotion(BaseModel):
     model_config = ConfigDict(extra='forbid')
     version: int | None = Field(None, ge=1, description="default: the current candidate")
     reason: str = Field('promoted over HTTP', max_length=500)
+
+class Released(BaseModel):
+    name: str; released: str = Field(description="the hand promotion that held production")
 
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
@@ -309,6 +312,12 @@ def promote(request: Request, name: ModelName, promotion: Promotion = Body(defau
     done = make_production(symbol, timeframe, promotion.version, f"{promotion.reason} (key {caller.key_id})")
     request.app.state.live.moved(symbol, timeframe)
     return ModelVersion(**next(v for v in describe(name) if v['version'] == done['version']))
+
+@router.post('/models/{name}/release', response_model=Released, tags=['models'], responses=ERRORS)
+def release(request: Request, name: ModelName, caller: Caller = ADMIN) -> Released:
+    "Hand production back to the promotion policy (a promotion by hand holds until released): the next run's leader may replace it"
+    from mlfin.models.registry import release as hand_back, series_of
+    return Released(**hand_back(*series_of(name)))
 
 @router.post('/train', response_model=Job, status_code=202, tags=['jobs'], responses=ERRORS)
 def train(request: Request, job: TrainRequest, caller: Caller = ANALYST) -> Job:

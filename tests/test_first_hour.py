@@ -1,0 +1,98 @@
+"""A new user's first hour (issue 16), replayed through the command line as they typed it: their own real daily series
+(Microsoft 1986-2017, from pmdarima's datasets: a real file under an embedded sample's name) ingested and run, new bars
+ingested and run again, the run compared under k-fold validation, the reports published elsewhere. Each test names the
+defect it holds shut."""
+import gzip, io, json, tarfile, zipfile
+from pathlib import Path
+import pandas as pd
+import pytest
+from conftest import mlfin
+from mlfin import data
+
+
+def msft_csv(folder: Path, rows: int | None = None) -> Path:
+    "Microsoft's daily bars as pmdarima ships them (Date, Open, High, Low, Close, Volume, OpenInt), the first `rows` of them"
+    from mlfin.data.sources import data_wheel
+    with zipfile.ZipFile(data_wheel('pmdarima')) as wheel:
+        packed = wheel.read('pmdarima/datasets/data/msft.tar.gz')
+    with tarfile.open(fileobj=io.BytesIO(packed)) as archive:
+        text = archive.extractfile('msft.csv').read().decode()
+    lines = text.strip().splitlines()
+    path = folder/f"msft-{rows or 'all'}.csv"
+    path.write_text('\n'.join(lines[:1 + rows] if rows else lines) + '\n')
+    return path
+
+
+@pytest.fixture(scope='module')
+def user_home(tmp_path_factory):
+    "A home where a user stored their own MSFT (all but its last two bars) and ran the pipeline on it"
+    home = tmp_path_factory.mktemp('first-hour')
+    ingest = mlfin(home, 'ingest', str(msft_csv(home, 7981)), '--symbol', 'MSFT', '--timeframe', '1d')
+    run = mlfin(home, 'run', '--symbols', 'MSFT', '--reports', str(home/'reports'))
+    return {'home': home, 'ingest': ingest, 'run': run}
+
+
+def test_a_run_never_overwrites_the_users_own_bars(user_home):
+    "Defect 1: `mlfin run --symbols MSFT` read the user's MSFT as stored, credited it, and did not ingest the sample over it"
+    home = user_home['home']
+    assert '7,981 good row(s) (7,981 new' in user_home['ingest'].stdout
+    raw = data.load('MSFT', '1d', adjust=False, store=home/'store')
+    assert len(raw) == 7981 and raw.loc['2000-03-01', 'close'].item() == 34.164       # the user's price, not the sample's 90.81
+    assert 'adj_factor' not in data.open_store(home/'store').read('MSFT', '1d')        # no sample adjustment mixed in
+    listing = mlfin(home, 'data', 'ls').stdout
+    assert 'msft-7981.csv' in listing and 'bokeh' not in listing, listing
+    summary = json.loads((home/'run'/'summary.json').read_text())
+    entry = summary['symbols']['MSFT']
+    assert (entry['bars'], Path(entry['source']).name, entry['licence'], entry['first'][:10]) == (7981, 'msft-7981.csv', '', '1986-03-13')
+    for page in [home/'reports'/'ingest.html', home/'reports'/'report.html', home/'reports'/'tearsheets'/'tearsheet-MSFT.html']:
+        assert 'Quandl' not in page.read_text(), page
+    refused = mlfin(home, 'ingest', 'sample:MSFT', check=False)
+    assert refused.returncode == 2 and 'MSFT 1d holds your bars from' in refused.stderr, refused.stderr
+
+
+def test_new_bars_rerun_the_run_and_nothing_else_does(user_home):
+    "Defect 2 (and 10): two more bars rerun every task; then nothing changed runs nothing, whatever folder reports go to"
+    home = user_home['home']
+    more = mlfin(home, 'ingest', str(msft_csv(home)), '--symbol', 'MSFT', '--timeframe', '1d')
+    assert '(2 new, 0 changed, 7,981 unchanged; 7,983 stored)' in more.stdout, more.stdout
+    again = mlfin(home, 'run', '--symbols', 'MSFT', '--reports', str(home/'reports'))
+    assert '5 task(s) ran (ingest, features, train, backtest, report)' in again.stdout, again.stdout
+    summary = json.loads((home/'run'/'summary.json').read_text())
+    assert (summary['symbols']['MSFT']['bars'], summary['symbols']['MSFT']['last'][:10]) == (7983, '2017-11-10')
+    nothing = mlfin(home, 'run', '--symbols', 'MSFT', '--reports', str(home/'elsewhere'))
+    assert '0 task(s) ran (nothing changed)' in nothing.stdout, nothing.stdout
+    assert sorted(p.name for p in (home/'elsewhere').iterdir()) == ['backtest.html', 'features.html', 'ingest.html', 'report.html',
+                                                                     'tearsheets', 'train.html']
+    for done in (user_home['run'], again, nothing):
+        assert 'Corrupted' not in done.stderr and 'Warning' not in done.stderr, done.stderr
+
+
+def test_the_same_bars_under_another_name_give_the_same_results(user_home):
+    "Defect 1: nothing but the bars decides a run's numbers (the sample's name once pulled in its bars and adjustment)"
+    home = user_home['home']
+    mlfin(home, 'ingest', str(msft_csv(home)), '--symbol', 'MYMSFT', '--timeframe', '1d')
+    results = {}
+    for symbol in ('MSFT', 'MYMSFT'):
+        mlfin(home, 'run', '--symbols', symbol, '--start', '2009-01-01', '--models', 'logistic,lightgbm', '--reports', str(home/'reports'))
+        entry = json.loads((home/'run'/'summary.json').read_text())['symbols'][symbol]
+        results[symbol] = (entry['fingerprint'], entry['model'], entry['strategy']['total_return'], entry['classification']['auc'])
+    assert results['MSFT'] == results['MYMSFT'], results
+
+
+def test_a_k_fold_record_is_not_sold_as_a_trading_record(tmp_path):
+    "Defect 3: under purged k-fold or CPCV, the report, tearsheet and dashboard text say the trading figures measure skill only"
+    run = mlfin(tmp_path, 'run', '--symbols', 'SPX', '--start', '2012-01-01', '--cv', 'cpcv', '--folds', '4', '--models', 'logistic',
+                '--reports', str(tmp_path/'reports'))
+    summary = json.loads((tmp_path/'run'/'summary.json').read_text())
+    assert summary['validation']['tradeable'] is False and summary['validation']['cv'] == 'cpcv'
+    assert 'not a record that could have been traded in time order' in summary['execution_model']
+    predictions = pd.read_parquet(tmp_path/'run'/'predictions.parquet')
+    assert predictions.index.is_unique   # one prediction per bar: the mean of the splits that tested it
+    page = (tmp_path/'reports'/'tearsheets'/'tearsheet-SPX.html').read_text()
+    assert 'Not a trading record' in page and '(walk-forward, purged)' not in page
+    report = (tmp_path/'reports'/'report.html').read_text()
+    assert 'combinatorial purged' in report and 'walk-forward, purged' not in report
+    from mlfin.report import load_run, symbol_tables_html
+    assert 'Not a trading record' in symbol_tables_html(load_run(tmp_path/'run'), 'SPX')   # what the dashboard shows
+    refused = mlfin(tmp_path, 'run', '--symbols', 'SPX', '--cv', 'purged_kfold', '--sizing', 'kelly', check=False)
+    assert refused.returncode == 2 and 'it needs --cv walk_forward or rolling' in refused.stderr
