@@ -168,6 +168,19 @@ class Predictor:
     def kind(self) -> str: return self.model.kind
     @property
     def rows_needed(self) -> int: return max(self.model.window, 1)
+    @property
+    def label(self) -> str: return self.model.manifest.get('label', '')
+    @property
+    def horizon(self) -> int | None: return self.model.manifest.get('horizon')
+    @property
+    def spec(self) -> str: return self.model.manifest.get('spec', '')
+    @property
+    def features(self) -> list[str]: return list(self.model.manifest.get('features', []))
+
+    def __repr__(self):
+        what = f"{self.label} {self.horizon} bar(s) ahead" if self.label else 'its label'
+        return (f"Predictor({self.name} v{self.version} [{self.alias}]: {self.model.manifest.get('name', self.model.family)} {self.kind} of {what}; "
+                f"inputs: {len(self.inputs)} columns from {len(self.features)} features of spec {self.spec or '?'}, last {self.rows_needed} row(s))")
 
     def __call__(self, features) -> float:
         "The prediction for the last row of `features` (a frame with the input columns, or an array in their order)"

@@ -138,6 +138,7 @@ class Signal(BaseModel):
     threshold: float = Field(description="P(up) above it is long (a regressor: the round trip's cost its move must beat)")
     prob_up: float | None; label: Literal['long', 'flat', 'short']; created_at: dt.datetime
     model_version: int | None = None; prediction: float | None = None
+    persisted: bool = Field(True, description="kept in model_signals (the model's own threshold); a caller's threshold is a what-if, not kept")
 
 class ModelVersion(BaseModel):
     name: str; version: int; model: str | None; kind: str | None; aliases: list[str]
@@ -272,15 +273,16 @@ def predict(request: Request, symbol: Symbol, timeframe: Timeframe, caller: Call
 def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
            threshold: Annotated[float | None, Query(gt=0, lt=1, description="long above this P(up) (default: the model's)")] = None,
            caller: Caller = READ) -> Signal:
-    "Long, short or flat for the next bar from the production model against its threshold, persisted in model_signals"
+    """Long, short or flat for the next bar from the production model against its threshold, persisted in model_signals (once per
+    bar and version). A `threshold` of the caller's own is a what-if, answered and never persisted: the record holds the model's signals"""
     from mlfin.service.live import decide
     state = request.app.state
     timeframe = _tf(timeframe)
     f = state.live.forecast(symbol, timeframe)
     record = decide(f, state.live.tags(symbol, timeframe), threshold)
-    state.signals.keep(record)
+    if threshold is None: state.signals.keep(record)
     state.metrics.signalled(symbol, timeframe, record['label'])
-    return Signal(**{k: v for k, v in record.items() if k in Signal.model_fields})
+    return Signal(**{k: v for k, v in record.items() if k in Signal.model_fields}, persisted=threshold is None)
 
 @router.get('/signals/history', response_model=list[Signal], tags=['predictions'], responses=ERRORS)
 def signal_history(request: Request, symbol: Symbol, timeframe: Timeframe,
