@@ -285,11 +285,23 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
         if not isinstance(target, pd.DataFrame) or not {'label', 'end'} <= set(target.columns):
             raise BadInput("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.labels.fixed_horizon does")
         usable = x.notna().all(axis=1)
+        if not usable.any(): raise BadInput(_warm_up(symbol, x))
         raw.append(features[usable].assign(symbol=symbol))
         realised = realised_return(bars, target['end'])  # what a long made over each label's span: scores any model's IC
         inputs.append(x[usable].assign(label=target['label'][usable], label_end=target['end'][usable],
                                        label_return=realised[usable.to_numpy()], symbol=symbol))
     return pd.concat(raw), pd.concat(inputs)
+
+def _warm_up(symbol: str, x: pd.DataFrame) -> str:
+    "Why no row of `x` has every input: the input that waits longest for its first value, and how long"
+    firsts = {c: x[c].notna().to_numpy().argmax() if x[c].notna().any() else None for c in x}
+    never = [c for c, k in firsts.items() if k is None]
+    if never: return (f"{symbol}: no rows left after the features' warm-up: {', '.join(never[:3])}{' and more' if len(never) > 3 else ''} "
+                      f"ha{'s' if len(never) == 1 else 've'} no value in all {len(x):,} bars; "
+                      "use a longer date range (--start earlier) or a spec with shorter look-backs")
+    late = max(firsts, key=firsts.get)
+    return (f"{symbol}: no rows left after the features' warm-up: {len(x):,} bars, and no bar has every input ({late} starts at bar "
+            f"{firsts[late] + 1}); use a longer date range or a spec with shorter look-backs")
 
 NON_INPUTS = ('label', 'label_end', 'label_return', 'symbol')  # the dataset's columns that are not model inputs
 

@@ -271,6 +271,7 @@ def test_tuning_in_the_pipeline_counts_every_trial(pipeline_run):
     (['--symbols', 'SPX', '--start', '2017-01-01', '--folds', '40'], "SPX, logistic: fold 0 of WalkForward(embargo=0, folds=40, window='expanding', train_size=None) keeps"),
     (['--start', '2020-02-30'], "--start: '2020-02-30' is not a date (use YYYY-MM-DD)"),
     (['--symbols', 'SPX', '--start', '2030-01-01'], 'SPX 1d: no bars between 2030-01-01 and the end'),
+    (['--symbols', 'SPX', '--start', '2018-11-01'], "SPX: no rows left after the features' warm-up: "),
     (['--symbols', 'BTCUSD:1h'], 'no 1h bars for BTCUSD in the store; it holds: '),
     (['--spec', 'reserch'], "--spec: 'reserch' is neither a spec of "),
     (['--spec', 'rsi_14,macd_12_26'], "--spec, features: feature 'macd_12_26': macd takes 3 parameter(s), got 2"),
