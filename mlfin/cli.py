@@ -84,7 +84,8 @@ def dashboards(port: int = typer.Option(8866, help="port on 127.0.0.1"),
     cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1',
            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser'])]
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} (Ctrl-C stops)")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    from mlfin.config import run_server
+    raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
 # %% ../nbs/09_cli.ipynb #c012
 @app.command()

@@ -10,8 +10,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['KERNELS', 'VALIDATIONS', 'MlfinError', 'BadInput', 'NotFound', 'Unavailable', 'project_root', 'home', 'set_home',
            'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml',
-           'atomic_write', 'code_version', 'Validation', 'RunConfig', 'run_config', 'task_fields', 'task_values',
-           'task_config', 'task_params']
+           'atomic_write', 'die_with_parent', 'run_server', 'code_version', 'Validation', 'RunConfig', 'run_config',
+           'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c007
 class MlfinError(Exception):
@@ -96,6 +96,33 @@ def atomic_write(path: str | Path, write) -> Path:
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+# %% ../nbs/00_config.ipynb #c022p
+def die_with_parent():
+    "For `subprocess.Popen(preexec_fn=...)`: the child gets SIGTERM when the process that started it dies, however it dies (Linux)"
+    import ctypes, signal
+    if sys.platform.startswith('linux'): ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+
+def run_server(cmd: list[str], env: dict | None = None, # a server's command line and environment
+               grace: float = 20.0,                    # seconds it has to stop (and stop its own children) once told to
+              ) -> int:
+    "Run a server as this process's child until it ends: SIGTERM, SIGINT and SIGHUP passed on, killed if we die; its exit status"
+    import signal, subprocess
+    child = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent)
+    def pass_on(signum, frame):
+        try: child.send_signal(signum)
+        except ProcessLookupError: pass
+    kept = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        while True:
+            try: return child.wait()
+            except subprocess.TimeoutExpired: continue
+    finally:
+        for s, handler in kept.items(): signal.signal(s, handler)
+        if child.poll() is None:
+            child.terminate()
+            try: child.wait(grace)
+            except subprocess.TimeoutExpired: child.kill(); child.wait()
 
 # %% ../nbs/00_config.ipynb #c024
 def code_version(package: Path | None = None, # a package folder; default: the installed `mlfin`

@@ -76,3 +76,41 @@ def test_dashboard_without_a_run_says_what_to_do(browser, tmp_path):
         page.wait_for_selector('.mlfin-empty', timeout=180_000)
         assert 'run `make run` (or `mlfin run`) first' in page.inner_text('.mlfin-empty')
         page.close()
+
+
+def descendants(pid: int) -> set[int]:
+    "Every process started under `pid`, however deep"
+    found, todo = set(), [pid]
+    while todo:
+        out = subprocess.run(['pgrep', '-P', str(todo.pop())], capture_output=True, text=True).stdout.split()
+        todo += [int(p) for p in out if int(p) not in found]; found |= {int(p) for p in out}
+    return found
+
+
+def alive(pid: int) -> bool:
+    state = subprocess.run(['ps', '-p', str(pid), '-o', 'stat='], capture_output=True, text=True).stdout.strip()
+    return state not in ('', 'Z') and not state.startswith('Z')
+
+
+def test_stopping_mlfin_dashboards_stops_voila_and_its_kernels(pipeline_run):
+    "SIGTERM to `mlfin dashboards`, as a service manager sends it: Voila and the kernels it started go with it (issue 16, defect 9)"
+    import signal
+    port = free_port()
+    env = {**os.environ, 'MLFIN_HOME': str(pipeline_run['home'])}
+    cli = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'dashboards', '--port', str(port)], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page = None
+        for _ in range(120):
+            try: page = urllib.request.urlopen(f'http://127.0.0.1:{port}/voila/render/run.ipynb', timeout=120).read(); break
+            except OSError: time.sleep(0.5)
+        assert page and b'mlfin' in page
+        under = descendants(cli.pid)
+        assert len(under) >= 1   # Voila, and the kernels it keeps
+        cli.send_signal(signal.SIGTERM); cli.wait(60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(alive(p) for p in under): time.sleep(0.5)
+        assert [p for p in under if alive(p)] == []
+        with pytest.raises(OSError): socket.create_connection(('127.0.0.1', port), timeout=1)
+    finally:
+        if cli.poll() is None: cli.kill()

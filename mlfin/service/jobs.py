@@ -6,7 +6,7 @@
 from __future__ import annotations
 import ctypes, datetime as dt, json, os, re, secrets, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
-from ..config import BadInput, MlfinError, NotFound, Unavailable, run_config
+from ..config import BadInput, MlfinError, NotFound, Unavailable, die_with_parent, run_config
 from . import db as tables
 
 # %% auto #0
@@ -35,9 +35,6 @@ def _command(params: dict) -> list[str]:
 
 def _reports(home: Path) -> list[str]:   # a service's runs keep their reports under its home
     return ['--reports', str(Path(home)/'reports')]
-
-def _die_with_parent():   # in the child, before exec: SIGTERM when the service process goes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 # %% ../../nbs/10d_service.jobs.ipynb #c007
 class Jobs:
@@ -148,7 +145,7 @@ class Jobs:
         with open(log, 'wb') as out:
             self._child = subprocess.Popen(_command(json.loads(job['params'])) + _reports(self.home), cwd=self.project, env=env, stdout=out,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                           preexec_fn=_die_with_parent)
+                                           preexec_fn=die_with_parent)
             while self._child.poll() is None:
                 self._stop.wait(2.0)
                 self._update(job['id'], log=_tail(log))
