@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np, pandas as pd, talib
 from .config import MlfinError, BadInput, NotFound, read_yaml
 from .data.bars import BAR_COLUMNS
+from .progress import step
 
 # %% auto #0
 __all__ = ['INDICATORS', 'ALIASES', 'SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'NON_INPUTS', 'Indicator', 'register',
@@ -278,7 +279,8 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
     "Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up rows dropped"
     from mlfin.labels import realised_return
     raw, inputs = [], []
-    for symbol, bars in bars_by_symbol.items():
+    for i, (symbol, bars) in enumerate(bars_by_symbol.items()):
+        step('features', symbol, i, len(bars_by_symbol))
         features = store.build(bars, spec) if store is not None else build(bars, spec)
         x = model_inputs(features, bars, spec)
         target = label_fn(bars)

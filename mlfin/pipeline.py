@@ -97,9 +97,12 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
     if not force and _up_to_date(stamp, root, values):
         publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); return {}
     from ploomber.exceptions import DAGBuildError
+    from mlfin.progress import Display
     dag = _dag(root, values)
-    try: built = dag.build(force=force, show_progress=progress)
-    except DAGBuildError as e: raise task_failure(str(e)) from None
+    with Display(enabled=progress) as display:   # on a terminal: the task at work, the symbol or model it is at
+        for task in dag.values(): task.on_finish = display.finished
+        try: built = dag.build(force=force, show_progress=False)
+        except DAGBuildError as e: raise task_failure(str(e)) from None
     _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
     ran = timings(built)
     if 'report' in ran: _attach_report(Path(values['home'])/'run')

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..config import BadInput
+from ..progress import step
 from .signals import signals, move_signals, calibrate, sizes, signal_records, check_thresholds
 from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FILL_RULES
 from . import stats
@@ -186,13 +187,15 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
     costs = {s: costs_for(asset_class(calendars[s]) if asset == 'auto' else asset, fees, slippage) for s in leaders}
     metrics, curves, trades, records, weights, grids = {}, [], [], [], {}, {}
-    for symbol, leader in leaders.items():
+    for i, (symbol, leader) in enumerate(leaders.items()):
+        step('backtest', f"{symbol} (every model, the grid, the leader examined)", i, len(leaders) + (len(leaders) > 1))
         m, c, t, r, grids[symbol] = backtest_symbol(symbol, bars_by_symbol[symbol], oos[oos['symbol'] == symbol], leader, calendars[symbol],
                                         trials[symbol], threshold, short_below, costs[symbol], sizing, kelly, stop_loss, take_profit,
                                         target, reps, seed)
         metrics[symbol], weights[symbol] = m, c['weight']
         curves.append(c); trades.append(t); records.append(r)
     if len(leaders) > 1:
+        step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
         p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
                                                           grids, stop_loss, take_profit, reps, seed)
         p_metrics['skill']['symbols'] = len(leaders)

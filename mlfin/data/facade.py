@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound
+from ..progress import step
 from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .sources import SAMPLES, Batch, _version, load_sample, read_file, read_records, read_sample
@@ -299,7 +300,8 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
     from mlfin.data.quality import quality_row
     store = open_store(store)
     frames, manifest = [], []
-    for symbol, timeframe in pairs:
+    for i, (symbol, timeframe) in enumerate(pairs):
+        step('ingest', f"{symbol} {timeframe}", i, len(pairs))
         ensure_sample(symbol, timeframe, store)
         bars = load(symbol, timeframe, start, end, store=store)
         if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from .compare import metric_function
+from ..progress import step
 from .registry import _client, base_rate, describe, pinned, register_version, registered_name, refusals
 
 # %% auto #0
@@ -92,7 +93,8 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
     "Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"
     client, leaders, every = _client(), {}, []
     metric = 'auc' if kind == 'classifier' else 'ic'
-    for symbol, board in leaderboard.groupby('symbol', sort=False):
+    for i, (symbol, board) in enumerate(leaderboard.groupby('symbol', sort=False)):
+        step('report', f"{symbol}: registering its models", i, leaderboard['symbol'].nunique())
         name, mine = registered_name(symbol, timeframes[symbol]), oos[oos['symbol'] == symbol]
         incumbent = next((v for v in describe(name) if 'production' in v['aliases']), None) if client.search_registered_models(f"name = '{name}'") else None
         tags = {**lineage[symbol], 'kind': kind}

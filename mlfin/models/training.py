@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..config import BadInput, VALIDATIONS
+from ..progress import step
 from .core import ModelSpec, Model
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
@@ -140,9 +141,11 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     per_symbol = specs if isinstance(specs, dict) else {symbol: specs for symbol in by_symbol}
     for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)  # every mistake before any training
     predictions, fold_rows, overall, finals = [], [], [], {}
+    total, done = sum(len(per_symbol[s]) for s in by_symbol), 0
     for symbol, one in by_symbol.items():
         mine = []
         for spec in per_symbol[symbol]:
+            step('train', f"{symbol} {spec.name}", done, total); done += 1
             oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
             rows = one.index.get_indexer(oos.index)
             mine.append(oos.assign(label=one.y[rows], label_return=one.realised[rows], label_end=one.ends.to_numpy()[rows],

@@ -138,11 +138,13 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
     import optuna
     from mlfin.models.training import symbol_data
+    from mlfin.progress import step
     tuned, counts, rows = {}, {}, []
     for symbol, part in data.groupby('symbol', sort=False):
         one = symbol_data(part, weighting, symbol)
         tuned[symbol], counts[symbol] = [], 0
         for spec in specs:
+            step('tune', f"{symbol} {spec.name} ({trials} trials)", len(rows), data['symbol'].nunique() * len(specs))
             name = f"pipeline-{symbol}-{spec.name}-{kind}"
             try: optuna.delete_study(study_name=name, storage=storage_url(storage))
             except KeyError: pass  # a first run: nothing to start afresh
