@@ -11,9 +11,9 @@ import typer
 from .config import MlfinError, BadInput, NotFound, home, project_root, run_dir
 
 # %% auto #0
-__all__ = ['app', 'data_app', 'models_app', 'keys_app', 'run', 'show_config', 'dashboards', 'runs', 'version', 'ingest',
-           'data_ls', 'quality', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release', 'serve',
-           'keys_create', 'keys_ls', 'keys_revoke']
+__all__ = ['app', 'runs_app', 'data_app', 'models_app', 'keys_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare',
+           'runs_get', 'version', 'ingest', 'data_ls', 'quality', 'tune', 'models_families', 'models_ls',
+           'models_promote', 'models_release', 'serve', 'keys_create', 'keys_ls', 'keys_revoke']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -88,14 +88,41 @@ def dashboards(port: int = typer.Option(8866, help="port on 127.0.0.1"),
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
 # %% ../nbs/09_cli.ipynb #c012
-@app.command()
-def runs(limit: int = typer.Option(10, help="how many")):
-    "List recent pipeline runs recorded in MLflow"
-    from mlfin.tracking import runs as recent
-    frame = recent('pipeline', limit)
-    if frame.empty: typer.echo("no runs yet: `mlfin run` records one"); return
-    cols = [c for c in ('run_id', 'start_time', 'params.symbols', 'params.model', 'params.code_version') if c in frame]
-    typer.echo(frame[cols].to_string(index=False))
+runs_app = typer.Typer(add_completion=False, help="The runs recorded in MLflow: what each asked and found, side by side, and its reports")
+app.add_typer(runs_app, name='runs')
+
+@runs_app.callback(invoke_without_command=True)
+def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (integer)")):
+    "Recent pipeline runs, a line per run and symbol: label, horizon, validation, models, leader, AUC or IC, Sharpe, DSR, PBO, verdict"
+    if ctx.invoked_subcommand: return
+    import pandas as pd
+    from mlfin.tracking import run_table
+    table = run_table(limit)
+    if table.empty: typer.echo("no runs yet: `mlfin run` records one"); return
+    with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
+        typer.echo(table.round(3).to_string(index=False))
+
+@runs_app.command('compare')
+def runs_compare(first: str = typer.Argument(..., help="a run (the first characters of its id, as `mlfin runs` shows it)"),
+                 second: str = typer.Argument(..., help="another run")):
+    "Two runs side by side: the parameters that differ, then each symbol's leader and figures"
+    import pandas as pd
+    from mlfin.tracking import compare_runs
+    try: asked, found = compare_runs(first, second)
+    except MlfinError as e: _fail(str(e))
+    with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
+        typer.echo(asked.to_string() if len(asked) else "the same parameters")
+        typer.echo('')
+        typer.echo(found.round(3).to_string())
+
+@runs_app.command('get')
+def runs_get(run: str = typer.Argument(..., help="a run (the first characters of its id)"),
+             to: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/runs/RUN)")):
+    "A recorded run's summary, products, executed notebooks and tearsheets in a folder, to open or to point the dashboard at"
+    from mlfin.tracking import fetch_run, find_run
+    try: folder = fetch_run(find_run(run), to)
+    except MlfinError as e: _fail(str(e))
+    typer.echo(f"{folder}  (tearsheets/, reports/, summary.json)")
 
 @app.command()
 def version():

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_report.ipynb #c003
 from __future__ import annotations
-import json
+import json, os
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
@@ -154,8 +154,34 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
             '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
             '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
 
-def dashboard(folder: Path | None = None):
-    "The latest run as widgets: symbol selector, equity curve against buy-and-hold, metrics, recent signals"
+def dashboard(folder: Path | None = None, # a run's folder; default: the latest run
+              choices: bool = True,       # offer the runs recorded in MLflow to pick from
+             ):
+    "The latest run (or one picked from those recorded) as widgets: symbol selector, equity against buy-and-hold, metrics, signals"
+    import ipywidgets as widgets
+    runs = _recorded_runs() if choices else []
+    view = widgets.VBox([_run_view(folder)])
+    if not runs: return view
+    picker = widgets.Dropdown(options=[('the latest run', '')] + runs, description='Run', layout=widgets.Layout(width='640px'))
+    def pick(change):
+        from mlfin.tracking import fetch_run
+        view.children = [_run_view(fetch_run(change['new']) if change['new'] else folder)]
+    picker.observe(pick, names='value')
+    return widgets.VBox([picker, view])
+
+def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
+    "(label, run id) of the runs MLflow recorded, newest first: what the dashboard offers to pick"
+    from mlfin.config import home
+    if os.environ.get('MLFLOW_TRACKING_URI') is None and not (home()/'mlflow.db').exists(): return []
+    from mlfin.tracking import runs
+    found = runs('pipeline', limit)
+    if found.empty: return []
+    param = lambda name: found[name] if name in found else pd.Series('', index=found.index)
+    return [(f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {s} · {l} · {cv}", r) for r, t, s, l, cv in
+            zip(found['run_id'], found['start_time'], param('params.symbols'), param('params.label'), param('params.cv'))]
+
+def _run_view(folder: Path | None = None):
+    "One run's widgets"
     import ipywidgets as widgets, plotly.graph_objects as go
     try: run = load_run(folder)
     except MlfinError as e: return widgets.HTML(f"<p class='mlfin-empty'>{e}</p>")

@@ -96,3 +96,34 @@ def test_a_k_fold_record_is_not_sold_as_a_trading_record(tmp_path):
     assert 'Not a trading record' in symbol_tables_html(load_run(tmp_path/'run'), 'SPX')   # what the dashboard shows
     refused = mlfin(tmp_path, 'run', '--symbols', 'SPX', '--cv', 'purged_kfold', '--sizing', 'kelly', check=False)
     assert refused.returncode == 2 and 'it needs --cv walk_forward or rolling' in refused.stderr
+
+
+def test_production_moves_only_for_a_better_model_of_the_same_question_and_never_over_a_person(tmp_path):
+    "Defect 6, through the command line on the E-mini S&P minute bars (where a forest beats the base rate): the policy, end to end"
+    base = ['run', '--symbols', 'ES:1m', '--models', 'random_forest,logistic', '--folds', '3', '--promote-min-sharpe', '-100',
+            '--reports', str(tmp_path/'reports')]
+    def run(*extra):
+        mlfin(tmp_path, *base, *extra)
+        return json.loads((tmp_path/'run'/'summary.json').read_text())['registry']['ES']
+    def production():
+        from mlfin.config import set_home
+        set_home(tmp_path)
+        from mlfin.models import describe
+        return next((v['version'] for v in describe('mlfin.ES.1m') if 'production' in v['aliases']), None)
+    first = run()
+    assert first['decision'] == 'promoted' and production() == first['version'], first   # gates passed, nothing in production yet
+    second = run('--seed', '1')
+    assert 'out-of-sample bars:' in second['reason'] and second['versus']['bars'] >= 100, second   # compared on the bars both predicted
+    beat = second['versus']['candidate'] > second['versus']['incumbent']
+    assert second['production'] == beat and production() == (second['version'] if beat else first['version']), second
+    held = production()
+    done = mlfin(tmp_path, 'models', 'promote', 'mlfin.ES.1m', str(first['version'] - 1), '--reason', 'a person prefers the baseline')
+    assert 'runs leave it be' in done.stdout
+    third = run('--seed', '2')
+    assert (third['decision'], production()) == ('held', first['version'] - 1) and 'chosen by a person' in third['reason'], third
+    assert 'released' in mlfin(tmp_path, 'models', 'release', 'ES:1m').stdout
+    other = run('--label', 'triple_barrier', '--horizon', '5')   # another question: never switched to by a run
+    assert production() == first['version'] - 1 and other['decision'] in ('held', 'refused'), other
+    if other['decision'] == 'held': assert 'answers another question: label direction (this one: triple_barrier)' in other['reason']
+    listing = mlfin(tmp_path, 'models', 'ls', 'ES').stdout
+    assert 'triple_barrier' in listing and 'walk_forward' in listing and held

@@ -10,7 +10,7 @@ import pytest
 from conftest import MLFIN, ROOT, free_port, mlfin
 from mlfin import data
 
-# leaders made production whatever their scores: the service needs a production model of each series
+# the leaders, made production by hand whatever the promotion policy decided: the service needs a production model of each series
 RUN = ['--symbols', 'SPX,ES:1m', '--start', '2010-01-01', '--models', 'logistic,lightgbm', '--folds', '3',
        '--promote-min-auc', '0', '--promote-min-sharpe', '-100']
 ES = data.load_sample('ES')   # 2,264 real one-minute bars, 1-3 Sep 2013
@@ -21,6 +21,9 @@ def served_home(tmp_path_factory):
     "A pipeline run through the CLI: its registry (SPX 1d and ES 1m in production) is what the services serve"
     home = tmp_path_factory.mktemp('service-home')
     mlfin(home, 'run', *RUN, '--reports', str(home/'reports'))
+    for series in ('SPX:1d', 'ES:1m'):   # the daily leader's probabilities need not beat the base rate: a person chooses it here
+        mlfin(home, 'models', 'promote', series, '--reason', 'the service tests serve the leaders')
+        mlfin(home, 'models', 'release', series)
     return home
 
 
@@ -364,7 +367,10 @@ def test_a_job_started_over_http_trains_a_servable_model_and_a_restart_fails_a_r
             job = wait_for(client, queued.json()['id'], {'succeeded', 'failed'})
             assert job['state'] == 'succeeded', job['log']
             registered = job['summary']['symbols']['SPX']['registered']
-            assert registered['production'] and 'mlfin: 5 task(s) ran' in job['log']
+            assert 'mlfin: 5 task(s) ran' in job['log'] and registered['decision'] in ('promoted', 'refused'), registered
+            if not registered['production']:   # refused by a gate (a daily model's probabilities rarely beat the base rate): a person promotes it
+                with svc.client(svc.key('admin')) as admin:
+                    assert admin.post('/models/mlfin.SPX.1d/promote', json={'version': registered['version']}).status_code == 200
             served = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
             assert (served['name'], served['version']) == ('mlfin.SPX.1d', registered['version'])
             second = client.post('/train', json={'params': {**TRAIN, 'seed': 1}}).json()

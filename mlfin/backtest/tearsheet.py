@@ -10,10 +10,18 @@ import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
 
 # %% auto #0
-__all__ = ['verdict', 'trials_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'tearsheet',
-           'write_tearsheets']
+__all__ = ['VERDICTS', 'judge', 'verdict', 'trials_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame',
+           'tearsheet', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
+VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
+
+def judge(m: dict) -> str:
+    "The verdict on a book in a word (a key of `VERDICTS`): DSR of 0.95 and more with PBO below a half is evidence of skill"
+    dsr, pbo = m['skill']['dsr'], (m.get('pbo') or {}).get('pbo')
+    if dsr < 0.95: return 'none'
+    return 'overfit' if pbo is not None and pbo >= 0.5 else 'skill'
+
 def verdict(m: dict,             # one symbol's (or the portfolio's) backtest metrics
             tradeable: bool = True, # the predictions came from walk-forward validation (else: a measure of skill only)
            ) -> str:
@@ -21,16 +29,16 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     s, trials = m['skill'], m['skill']['trials']
     sharpe, hold, dsr = m['strategy']['sharpe'], m['buy_and_hold']['sharpe'], s['dsr']
     pbo, splits = (m.get('pbo') or {}).get('pbo'), (m.get('pbo') or {}).get('splits', 0)
-    overfit = pbo is not None and pbo >= 0.5
+    overfit, found = pbo is not None and pbo >= 0.5, judge(m)
     out = '' if tradeable else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
                                 "figures measure the model's skill after costs, not what trading it in time order would have made. ")
     held = (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the configuration best in sample "
             f"ranked below the median out of sample)") if pbo is not None else ''
-    if dsr >= 0.95 and not overfit:
+    if found == 'skill':
         out += (f"Evidence of skill: a Sharpe ratio of {sharpe:.2f} is unlikely to be luck after {trials} trials (deflated Sharpe ratio "
                 f"{dsr:.2f}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
                 + (f", and the choice among the configurations held up out of sample: {held}." if held else '.'))
-    elif dsr >= 0.95:
+    elif found == 'overfit':
         out += (f"No reliable evidence of skill after {trials} trials: a Sharpe ratio of {sharpe:.2f} survives the deflation (deflated Sharpe "
                 f"ratio {dsr:.2f}), but the choice among the configurations does not hold up out of sample: {held}, no better than a coin toss.")
     else:
