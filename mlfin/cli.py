@@ -12,8 +12,9 @@ from .config import MlfinError, BadInput, NotFound, home, project_root, run_dir
 
 # %% auto #0
 __all__ = ['app', 'runs_app', 'data_app', 'models_app', 'keys_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare',
-           'runs_get', 'version', 'ingest', 'data_ls', 'quality', 'tune', 'models_families', 'models_ls',
-           'models_promote', 'models_release', 'serve', 'keys_create', 'keys_ls', 'keys_revoke']
+           'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'quality', 'tune',
+           'models_families', 'models_ls', 'models_promote', 'models_release', 'serve', 'keys_create', 'keys_ls',
+           'keys_revoke']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -39,15 +40,25 @@ def run(force: bool = False, **overrides):
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {home()/'mlflow.db'}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:8866)")
 
+def _kind(annotation) -> str:
+    "How an option's value is written, for its help: integer, number, text, or the choices"
+    from typing import Literal, get_args, get_origin
+    if get_origin(annotation) is Literal: return 'one of ' + ', '.join(map(str, get_args(annotation)))
+    types = [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
+    return {int: 'integer', float: 'number', bool: 'true or false'}.get(types[0], 'text') if types else 'text'
+
+def _metavar(kind: str) -> str:
+    return '[' + kind.removeprefix('one of ').replace(', ', '|') + ']' if kind.startswith('one of') else kind.split()[0].upper()
+
 def _config_options(command):
     "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force"
     import inspect
     from mlfin.config import RunConfig
     options = []
     for name, field in RunConfig.model_fields.items():
-        kind = getattr(field.annotation, '__name__', 'text').replace('str', 'text').replace('Literal', 'text')
+        kind = _kind(field.annotation)
         options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                                         default=typer.Option(None, help=f"{field.description} ({kind}, default {field.default!r})")))
+                                         default=typer.Option(None, metavar=_metavar(kind), help=f"{field.description} ({kind}, default {field.default!r})")))
     options.append(inspect.Parameter('force', inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                      default=typer.Option(False, help="run every task, even the up-to-date ones")))
     command.__signature__ = inspect.Signature(options)
@@ -184,15 +195,73 @@ def data_ls(store: Optional[str] = typer.Option(None, help="store folder or post
     except MlfinError as e: _fail(str(e))
     typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
 
+@data_app.command('quarantine')
+def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbol (default: all)"),
+                    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+                    limit: int = typer.Option(50, help="the latest this many rows (integer)")):
+    "Rows kept out of the store: series, source row, time, column, reason, value, source file and when"
+    import pandas as pd
+    from mlfin import data
+    try: rows = data.quarantined(symbol, store)
+    except MlfinError as e: _fail(str(e))
+    if rows.empty: typer.echo("nothing quarantined" + (f" for {symbol}" if symbol else '')); return
+    with pd.option_context('display.width', 250, 'display.max_colwidth', 60):
+        typer.echo(rows.tail(limit).to_string(index=False))
+
+def _series(entry: str, store) -> tuple[str, str]:
+    from mlfin import data
+    (symbol, timeframe), = data.universe([entry], store=store)
+    return symbol, timeframe
+
+@data_app.command('show')
+def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
+              start: Optional[str] = typer.Option(None, help="first bar (UTC date or time)"),
+              end: Optional[str] = typer.Option(None, help="last bar, inclusive"),
+              last: int = typer.Option(20, help="without --start/--end: the last this many bars (integer)"),
+              raw: bool = typer.Option(False, help="raw prices, as ingested (default: split- and dividend-adjusted)"),
+              store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
+    "Print a stored series' bars, adjusted as runs read them (or raw)"
+    import pandas as pd
+    from mlfin import data
+    try:
+        symbol, timeframe = _series(series, store)
+        bars = data.load(symbol, timeframe, start, end, not raw, store, last=None if start or end else last)
+    except MlfinError as e: _fail(str(e))
+    with pd.option_context('display.width', 200, 'display.max_rows', 100_000):
+        typer.echo(f"{symbol} {timeframe}: {len(bars):,} bar(s) from {bars.attrs.get('source', '?')}, {bars.attrs.get('calendar', '')} calendar")
+        typer.echo(bars.to_string())
+
+@data_app.command('export')
+def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
+                path: Path = typer.Argument(..., help="a .csv, .csv.gz or .parquet file to write"),
+                start: Optional[str] = typer.Option(None, help="first bar"), end: Optional[str] = typer.Option(None, help="last bar"),
+                raw: bool = typer.Option(False, help="raw prices (default: adjusted)"),
+                store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
+    "Write a stored series to CSV or Parquet, in the layout `mlfin ingest` reads back"
+    from mlfin import data
+    try:
+        symbol, timeframe = _series(series, store)
+        written = data.export(symbol, timeframe, path, start, end, not raw, store)
+    except MlfinError as e: _fail(str(e))
+    typer.echo(f"{written}: {symbol} {timeframe}")
+
 @app.command()
-def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol (default: all)"),
+def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SYMBOL:TIMEFRAME (default: all)"),
             store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+            details: bool = typer.Option(False, help="list each anomaly and gap with its dates (needs a symbol)"),
            ):
     "Quality report of stored bars: calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows"
+    import pandas as pd
     from mlfin import data
-    try: table = data.quality(symbol, store)
+    try:
+        if details:
+            if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
+            name, _, timeframe = symbol.partition(':')
+            table = data.findings(name, timeframe or None, store)
+        else: table = data.quality(symbol.partition(':')[0] if symbol else None, store)
     except MlfinError as e: _fail(str(e))
-    typer.echo(table.to_string())
+    with pd.option_context('display.width', 250, 'display.max_rows', 10_000, 'display.max_colwidth', 80):
+        typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
 
 # %% ../nbs/09_cli.ipynb #c016
 @app.command()

@@ -18,8 +18,8 @@ from .store import check_symbol, open_store
 # %% auto #0
 __all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'ingest', 'read_actions', 'push', 'load', 'ls',
            'quality', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'ingest_universe', 'series_stamps',
-           'split_symbols', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year',
-           'resample', 'open_store']
+           'split_symbols', 'findings', 'quarantined', 'export', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample',
+           'fingerprint', 'periods_per_year', 'resample', 'open_store']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
 _all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
@@ -340,3 +340,35 @@ def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
         bars.attrs.update(symbol=symbol, timeframe=rows['timeframe'].iloc[0])
         out[symbol] = bars
     return out
+
+# %% ../../nbs/01d_data.facade.ipynb #c011p
+def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFrame:
+    "Every anomaly and gap of a stored series, dated: kind (spike, stale, off-calendar, gap), first and last bar, what was seen"
+    from mlfin.data.quality import anomalies, gaps
+    store = open_store(store)
+    (symbol, timeframe), = universe([f"{symbol}:{timeframe}" if timeframe else symbol], store=store)
+    bars = load(symbol, timeframe, store=store)
+    calendar = bars.attrs['calendar'] or 'XNYS'
+    odd, holes = anomalies(bars, calendar), gaps(bars, calendar)
+    rows = [(t, t, k, d) for t, k, d in zip(odd['ts'], odd['kind'], odd['detail'])]
+    rows += [(a, b, 'gap', f"{n:,} {timeframe} bar(s) missing") for a, b, n in zip(holes['first_missing'], holes['last_missing'], holes['bars'])]
+    found = pd.DataFrame(rows, columns=['first', 'last', 'kind', 'detail']).sort_values('first', ignore_index=True)
+    return found.assign(symbol=symbol, timeframe=timeframe)[['symbol', 'timeframe', 'kind', 'first', 'last', 'detail']]
+
+def quarantined(symbol: str | None = None, store=None) -> pd.DataFrame:
+    "The rows kept out of the store, each with its series, source row, time, column, reason, value, source file and when"
+    return open_store(store).quarantined(symbol)
+
+def export(symbol: str, timeframe: str, path: str | Path,   # a .csv, .csv.gz or .parquet file
+           start: str | None = None, end: str | None = None, adjust: bool = True, store=None) -> Path:
+    "Write a stored series (a range of it, adjusted or raw) to CSV or Parquet, in the layout `ingest` reads back"
+    path = Path(path)
+    if not str(path).lower().endswith(('.csv', '.csv.gz', '.parquet')): raise BadInput(f"{path}: export to a .csv, .csv.gz or .parquet file")
+    bars = load(symbol, timeframe, start, end, adjust, store)
+    if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
+    table = bars.reset_index()
+    table['ts'] = table['ts'].map(lambda t: t.isoformat())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == '.parquet': table.to_parquet(path, index=False)
+    else: table.to_csv(path, index=False, float_format='%.10g')
+    return path
