@@ -277,6 +277,11 @@ def check_collected(svc: Service, store: str, outcome: dict):
         assert pd.Timestamp(last['bar_time']) == ES.index[-1]                         # features made from the new bars
         history = client.get('/signals/history', params={'symbol': 'ES', 'timeframe': '1m', 'start': '2013-09-01', 'limit': 100000}).json()
         assert history and len({(h['ts'], h['model_name'], h['threshold']) for h in history}) == len(history)   # each served signal kept once
+        # a read_only caller's own threshold is a what-if: answered, never written beside the bar's signal (issue 16, defect 11)
+        what_if = client.get('/signals', params={'symbol': 'ES', 'timeframe': '1m', 'threshold': 0.9}).json()
+        assert what_if['persisted'] is False and what_if['threshold'] == 0.9
+        again = client.get('/signals/history', params={'symbol': 'ES', 'timeframe': '1m', 'start': '2013-09-01', 'limit': 100000}).json()
+        assert len(again) == len(history) and all(h['threshold'] != 0.9 for h in again)
         exposition = client.get('/metrics').text
     counted = {outcome: sum(float(line.split()[-1]) for line in exposition.splitlines()
                             if line.startswith('mlfin_candles_ingested_total{') and f'outcome="{outcome}"' in line) for outcome in ('new', 'changed', 'unchanged')}
