@@ -62,10 +62,18 @@ def test_dashboard_shows_the_run_in_chromium(pipeline_run, browser, tmp_path):
             assert row_values(page, label) == expected.loc[label].tolist(), label
         page.screenshot(path=str(tmp_path/'dashboard.png'), full_page=True)
 
-        page.select_option('select', 'EURUSD')  # the symbol selector redraws chart and tables
+        symbols = page.locator('.widget-dropdown', has_text='Symbol').locator('select')
+        symbols.select_option('EURUSD')  # the symbol selector redraws chart and tables
         page.wait_for_function("document.querySelector('.gtitle') && document.querySelector('.gtitle').textContent.startsWith('EURUSD')", timeout=60_000)
         assert row_values(page, 'Sharpe ratio') == metrics_table(run, 'EURUSD').loc['Sharpe ratio'].tolist()
         assert 'long' in page.inner_text('body') or 'flat' in page.inner_text('body')
+        # the runs MLflow recorded are offered: picking one loads it back from the tracking store (issue 16, comparing runs)
+        runs = page.locator('.widget-dropdown', has_text='Run').locator('select')
+        offered = [o.replace('\xa0', ' ') for o in runs.locator('option').all_inner_texts()]   # ipywidgets spaces them unbreakably
+        assert offered[0] == 'the latest run' and offered[1].startswith(pipeline_run['summary']['mlflow']['parent'][:8]), offered
+        runs.select_option(index=1)
+        page.wait_for_function("document.querySelectorAll('.gtitle').length > 0 && document.querySelector('.gtitle').textContent.startsWith('SPX')", timeout=120_000)
+        assert (pipeline_run['home']/'runs'/pipeline_run['summary']['mlflow']['parent'][:8]/'summary.json').exists()
         page.close()
 
 

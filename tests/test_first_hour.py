@@ -127,3 +127,18 @@ def test_production_moves_only_for_a_better_model_of_the_same_question_and_never
     if other['decision'] == 'held': assert 'answers another question: label direction (this one: triple_barrier)' in other['reason']
     listing = mlfin(tmp_path, 'models', 'ls', 'ES').stdout
     assert 'triple_barrier' in listing and 'walk_forward' in listing and held
+
+
+def test_reading_the_data_and_a_wrong_bar_size(user_home, tmp_path):
+    "What the user missed: a series' anomalies and gaps dated, its quarantine, its bars shown and exported; defect 7's wrong bar size refused"
+    home = user_home['home']
+    details = mlfin(home, 'quality', 'MSFT', '--details').stdout
+    assert 'stale 1986-04-09' in ' '.join(details.split()) and 'gap' in details and '1 1d bar(s) missing' in details, details
+    shown = mlfin(home, 'data', 'show', 'MSFT', '--start', '2000-03-01', '--end', '2000-03-01', '--raw').stdout
+    assert '34.164' in shown and 'msft-' in shown, shown
+    mlfin(home, 'data', 'export', 'MSFT:1d', str(tmp_path/'back.csv'), '--start', '2017-01-01')
+    again = mlfin(home, 'ingest', str(tmp_path/'back.csv'), '--symbol', 'MSFT', '--timeframe', '1d')
+    assert '0 new, 0 changed' in again.stdout, again.stdout   # the export reads back as the very bars stored
+    hourly = mlfin(home, 'ingest', str(msft_csv(tmp_path)), '--symbol', 'MSFT', '--timeframe', '1h', check=False)
+    assert hourly.returncode == 2 and 'bars are 1d apart, not 1h: ingest them as --timeframe 1d' in hourly.stderr, hourly.stderr
+    assert 'nothing quarantined' in mlfin(home, 'data', 'quarantine', 'MSFT').stdout

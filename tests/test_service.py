@@ -196,6 +196,33 @@ def test_schemathesis_finds_no_server_error(served_home, tmp_path):
         assert svc.errors() == ''
 
 
+def test_a_collectors_mistakes_are_named_and_off_calendar_candles_never_predicted_from(served_home):
+    "Issue 16, defects 5 and 7, against the running service: a candle lacking its close is a 422 naming candle and field (was a 500);
+    a Saturday daily candle of an NYSE series is quarantined, counted, and /predict keeps predicting from Friday's bar"
+    with service(served_home, '--no-jobs') as svc, svc.client(svc.key('analyst')) as client:
+        lacking = client.post('/ingest', json={'symbol': 'MSFT', 'timeframe': 'D1', 'candles': [
+            {'time': 1511308800, 'open': 83, 'high': 83.5, 'low': 82.6, 'tick_volume': 1}]})   # the issue's request, as sent
+        assert (lacking.status_code, lacking.json()['detail']) == (422, 'candles.0.close: Field required')
+        for missing in ('open', 'high', 'low', 'time', 'tick_volume'):   # its siblings: every field a candle must name
+            candle = {k: v for k, v in {'time': 1511308800, 'open': 83, 'high': 83.5, 'low': 82.6, 'close': 83.2, 'tick_volume': 1}.items() if k != missing}
+            answer = client.post('/ingest', json={'symbol': 'MSFT', 'timeframe': 'D1', 'candles': [candle]})
+            assert answer.status_code == 422 and answer.json()['detail'].startswith('candles.0'), (missing, answer.json())
+        before = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
+        last = data.load('SPX', '1d', last=1, store=served_home/'store')
+        saturday = last.index[-1] + pd.Timedelta(days=(5 - last.index[-1].day_of_week) % 7 or 7)
+        assert saturday.day_name() == 'Saturday'
+        row = last.iloc[-1]
+        pushed = client.post('/ingest', json={'symbol': 'SPX', 'timeframe': 'D1', 'candles': [
+            {'time': int(last.index[-1].timestamp()), 'open': row.open, 'high': row.high, 'low': row.low, 'close': row.close, 'tick_volume': row.volume},
+            {'time': int(saturday.timestamp()), 'open': row.close, 'high': row.close * 1.01, 'low': row.close * 0.99, 'close': row.close, 'tick_volume': 10}]})
+        assert pushed.status_code == 200 and (pushed.json()['quarantined'], pushed.json()['new']) == (1, 0), pushed.json()
+        assert 'off the calendar: no 1d bar expected on XNYS on a Saturday' in pushed.json()['first_problem']
+        after = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
+        assert after['bar_time'] == before['bar_time'] and pd.Timestamp(after['bar_time']) == last.index[-1]   # never from the Saturday
+        assert 'mlfin_quarantine_rows{symbol="SPX",timeframe="1d"} 1.0' in client.get('/metrics').text
+    assert svc.errors() == ''
+
+
 def test_rate_limit_body_cap_and_tls(served_home, tmp_path):
     "A key past its rate is told when to come back; a body over the cap is refused unread; TLS when given a certificate"
     from cryptography import x509
