@@ -197,8 +197,8 @@ def test_schemathesis_finds_no_server_error(served_home, tmp_path):
 
 
 def test_a_collectors_mistakes_are_named_and_off_calendar_candles_never_predicted_from(served_home):
-    "Issue 16, defects 5 and 7, against the running service: a candle lacking its close is a 422 naming candle and field (was a 500);
-    a Saturday daily candle of an NYSE series is quarantined, counted, and /predict keeps predicting from Friday's bar"
+    """Issue 16, defects 5 and 7, against the running service: a candle lacking its close is a 422 naming candle and field (was a 500);
+    a Saturday daily candle of an NYSE series is quarantined, counted, and /predict keeps predicting from Friday's bar"""
     with service(served_home, '--no-jobs') as svc, svc.client(svc.key('analyst')) as client:
         lacking = client.post('/ingest', json={'symbol': 'MSFT', 'timeframe': 'D1', 'candles': [
             {'time': 1511308800, 'open': 83, 'high': 83.5, 'low': 82.6, 'tick_volume': 1}]})   # the issue's request, as sent
