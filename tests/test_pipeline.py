@@ -152,10 +152,15 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
         assert model.predict(inputs[-5:]).shape == (5,)
         assert not any(p.suffix in ('.pkl', '.pickle', '.joblib') for p in (pipeline_run['home']/'run'/'models').rglob('*'))
         artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'reports')]
-        assert sorted(artifacts) == [f"reports/{t}.html" for t in sorted(TASKS) if t != 'report']
+        assert sorted(artifacts) == [f"reports/{t}.html" for t in sorted(TASKS)]   # the report's own too, logged once papermill wrote it
+        sheets = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'tearsheets')]
+        assert sorted(sheets) == sorted(f"tearsheets/tearsheet-{s}.html" for s in [*summary['symbols'], 'PORTFOLIO'])
     finally:
         del os.environ['MLFIN_HOME']
 
+
+# From here on, tests change the session's run (each names every parameter it needs, so none restores it): tests that only
+# read the session's products come before this line, and the other modules read it before this one runs.
 
 def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_on_it(pipeline_run):
     home, args = pipeline_run['home'], pipeline_run['args']
@@ -170,8 +175,6 @@ def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_
     for symbol, entry in pipeline_run['summary']['symbols'].items():  # same trades, higher costs: less return
         assert dearer[symbol]['costs']['fees_bps'] == 20
         assert dearer[symbol]['strategy']['total_return'] < entry['strategy']['total_return']
-    mlfin(home, 'run', *args)  # back to the session's parameters for the tests that follow
-    assert json.loads((home/'run'/'summary.json').read_text())['params']['fees'] == pipeline_run['summary']['params']['fees']
 
 
 def test_a_new_label_reruns_features_from_the_feature_store(pipeline_run):
@@ -182,7 +185,6 @@ def test_a_new_label_reruns_features_from_the_feature_store(pipeline_run):
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
     assert dataset.attrs['horizon'] == 2
     assert dataset.attrs['feature_store'] == {'hits': len(spec_names(RESEARCH_SPEC)) * 3, 'misses': 0}  # 22 research features x 3 symbols
-    mlfin(home, 'run', *args)  # back to the session's parameters
 
 
 def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_changed(pipeline_run, tmp_path):
@@ -202,7 +204,6 @@ def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_c
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
     assert dataset.attrs['feature_store'] == {'hits': 2 * 3, 'misses': 1 * 3} and 'cci_20' in dataset
     assert '0 task(s) ran (nothing changed)' in mlfin(home, 'run', *args, '--spec', f'{spec}:mine').stdout
-    mlfin(home, 'run', *args)  # back to the session's parameters
 
 
 def test_triple_barrier_labels_are_purged_by_their_own_spans(pipeline_run):
@@ -222,7 +223,6 @@ def test_triple_barrier_labels_are_purged_by_their_own_spans(pipeline_run):
         for fold, part in oos.groupby('fold'):
             last_train = part['train_end'].iloc[0]
             assert rows.loc[last_train, 'label_end'] < part.index[0], (symbol, fold)  # purged by its own span
-    mlfin(home, 'run', *args)  # back to the session's parameters
 
 
 def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(pipeline_run):
@@ -245,7 +245,6 @@ def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(
         scored = rows.dropna(subset=['label'])
         rmse = float(np.sqrt(((scored['prediction'] - scored['label']) ** 2).mean()))
         assert board.query('symbol == @symbol and rank == 1')['rmse'].iloc[0] == pytest.approx(rmse)
-    mlfin(home, 'run', *args)  # back to the session's parameters
 
 
 def test_tuning_in_the_pipeline_counts_every_trial(pipeline_run):
@@ -259,7 +258,6 @@ def test_tuning_in_the_pipeline_counts_every_trial(pipeline_run):
     assert sorted(studies['model'].unique()) == ['lightgbm', 'logistic'] and (studies['trials'] == 3).all()
     for row in studies.itertuples():  # the trained models are the studies' best
         assert train['hyperparameters'][row.symbol][row.model] == {**train['hyperparameters'][row.symbol][row.model], **row.best_params}
-    mlfin(home, 'run', *args)  # back to the session's parameters
 
 
 @pytest.mark.parametrize('args, message', [

@@ -185,11 +185,13 @@ def test_schemathesis_finds_no_server_error(served_home, tmp_path):
         token = svc.client(key).post('/token').json()['access_token']
         (tmp_path/'schemathesis.toml').write_text(f'[auth.openapi.APIKeyHeader]\napi_key = "{key}"\n'
                                                   f'[auth.openapi.HTTPBearer]\nbearer = "{token}"\n')
+        # one worker: two threads parsing Python source at once trip CPython 3.11's ast module (hypothesis describes its lambdas so;
+        # 'AST constructor recursion depth mismatch', seen here once with --workers 2)
         # positive_data_acceptance wants every schema-valid request accepted: a valid-looking candle of an unknown
         # series, or a threshold below the model's short threshold, is rightly refused with 400 or 404
         done = subprocess.run([str(Path(MLFIN).with_name('schemathesis')), '--config-file', str(tmp_path/'schemathesis.toml'), 'run',
                                f"{svc.url}/openapi.json", '--checks', 'all', '--exclude-checks', 'positive_data_acceptance',
-                               '--max-examples', '40', '--workers', '2', '--seed', '20261122'],
+                               '--max-examples', '40', '--workers', '1', '--seed', '20261122'],
                               capture_output=True, text=True, timeout=900, cwd=tmp_path)
         assert done.returncode == 0, done.stdout[-6000:]
         assert 'passed' in done.stdout and 'ST101' not in done.stdout
@@ -342,7 +344,7 @@ def test_a_promotion_is_served_from_the_next_request_without_a_failed_one(served
                 while not stop.is_set():
                     asked = time.monotonic()
                     r = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})
-                    answers.append((asked, r.status_code, r.json().get('version')))
+                    answers.append((asked, r.status_code, r.json().get('version'), time.monotonic()))
         threads = [threading.Thread(target=hammer) for _ in range(3)]
         for t in threads: t.start()
         time.sleep(1.0)
@@ -350,15 +352,15 @@ def test_a_promotion_is_served_from_the_next_request_without_a_failed_one(served
         with svc.client(admin) as client:
             promoted = client.post('/models/mlfin.SPX.1d/promote', json={'version': other, 'reason': 'test: switch under load'})
         switched = time.monotonic()
-        while time.monotonic() - switched < 60 and sum(asked > switched for asked, _, _ in answers) < 20: time.sleep(0.1)
+        while time.monotonic() - switched < 60 and sum(asked > switched for asked, *_ in answers) < 20: time.sleep(0.1)
         stop.set()   # the first request after the switch loads the new version (its library too): the others wait, none fails
         for t in threads: t.join(30)
         with svc.client(admin) as client:   # put back what the other tests expect
             client.post('/models/mlfin.SPX.1d/promote', json={'version': serving, 'reason': 'test: switch back'})
     assert promoted.status_code == 200 and 'production' in promoted.json()['aliases']
-    assert answers and all(status == 200 for _, status, _ in answers), [a for a in answers if a[1] != 200][:3]
-    assert {v for asked, _, v in answers if asked > switched} == {other}          # asked after the switch: the new version
-    assert {v for asked, _, v in answers if asked < asking} == {serving}            # asked before the promotion: the old one
+    assert answers and all(status == 200 for _, status, *_ in answers), [a for a in answers if a[1] != 200][:3]
+    assert {v for asked, _, v, _ in answers if asked > switched} == {other}          # asked after the switch: the new version
+    assert {v for _, _, v, answered in answers if answered < asking} == {serving}  # answered before the promotion was asked for: the old one
     assert svc.errors() == ''
 
 

@@ -95,11 +95,16 @@ def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.T
         if calendar == '24/7': return span
         return span[_fx_trading_day(span).day_of_week < 5]  # Saturday and Sunday trading days are the weekend
     cal = exchange(calendar, first)
-    lo, hi = max(first.normalize().tz_localize(None), cal.first_session), min(last.normalize().tz_localize(None), cal.last_session)
+    # a day either side: a futures session opens the evening before its date, and a window may start or end inside one
+    wide = pd.Timedelta(days=0 if timeframe == '1d' else 1)
+    lo = max((first.normalize() - wide).tz_localize(None), cal.first_session)
+    hi = min((last.normalize() + wide).tz_localize(None), cal.last_session)
     sessions = cal.sessions_in_range(lo, hi)
     if timeframe == '1d': return pd.DatetimeIndex(sessions).tz_localize('UTC').as_unit('ns')
-    return session_bins(cal.minutes_in_range(cal.session_first_minute(sessions[0]), cal.session_last_minute(sessions[-1])),
+    if not len(sessions): return pd.DatetimeIndex([], tz='UTC').as_unit('ns')
+    bins = session_bins(cal.minutes_in_range(cal.session_first_minute(sessions[0]), cal.session_last_minute(sessions[-1])),
                         calendar, timeframe).unique()
+    return bins[(bins >= first) & (bins <= last)]
 
 def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.DatetimeIndex:
     "The open time of the `timeframe` bar each time in `index` belongs to, never spanning two sessions"

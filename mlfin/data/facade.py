@@ -370,5 +370,5 @@ def export(symbol: str, timeframe: str, path: str | Path,   # a .csv, .csv.gz or
     table['ts'] = table['ts'].map(lambda t: t.isoformat())
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == '.parquet': table.to_parquet(path, index=False)
-    else: table.to_csv(path, index=False, float_format='%.10g')
+    else: table.to_csv(path, index=False)   # every digit (the shortest text that reads back the same float)
     return path
