@@ -48,7 +48,7 @@ def _kind(annotation) -> str:
     return {int: 'integer', float: 'number', bool: 'true or false'}.get(types[0], 'text') if types else 'text'
 
 def _metavar(kind: str) -> str:
-    return '[' + kind.removeprefix('one of ').replace(', ', '|') + ']' if kind.startswith('one of') else kind.split()[0].upper()
+    return 'CHOICE' if kind.startswith('one of') else kind.split()[0].upper()   # the choices are in the help
 
 def _config_options(command):
     "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force"
