@@ -2,7 +2,7 @@
 (Microsoft 1986-2017, from pmdarima's datasets: a real file under an embedded sample's name) ingested and run, new bars
 ingested and run again, the run compared under k-fold validation, the reports published elsewhere. Each test names the
 defect it holds shut."""
-import gzip, io, json, tarfile, zipfile
+import io, json, tarfile, zipfile
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -81,7 +81,7 @@ def test_the_same_bars_under_another_name_give_the_same_results(user_home):
 
 def test_a_k_fold_record_is_not_sold_as_a_trading_record(tmp_path):
     "Defect 3: under purged k-fold or CPCV, the report, tearsheet and dashboard text say the trading figures measure skill only"
-    run = mlfin(tmp_path, 'run', '--symbols', 'SPX', '--start', '2012-01-01', '--cv', 'cpcv', '--folds', '4', '--models', 'logistic',
+    mlfin(tmp_path, 'run', '--symbols', 'SPX', '--start', '2012-01-01', '--cv', 'cpcv', '--folds', '4', '--models', 'logistic',
                 '--reports', str(tmp_path/'reports'))
     summary = json.loads((tmp_path/'run'/'summary.json').read_text())
     assert summary['validation']['tradeable'] is False and summary['validation']['cv'] == 'cpcv'

@@ -154,7 +154,7 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
         artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'reports')]
         assert sorted(artifacts) == [f"reports/{t}.html" for t in sorted(TASKS)]   # the report's own too, logged once papermill wrote it
         sheets = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'tearsheets')]
-        assert sorted(sheets) == sorted(f"tearsheets/tearsheet-{s}.html" for s in [*summary['symbols'], 'PORTFOLIO'])
+        assert sorted(sheets) == sorted(f"tearsheets/tearsheet-{s}.html" for s in [*pipeline_run['summary']['symbols'], 'PORTFOLIO'])
     finally:
         del os.environ['MLFIN_HOME']
 
