@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10f_service.app.ipynb #c003
 from __future__ import annotations
-import json, os, sys, tempfile, threading, time, traceback
+import asyncio, json, logging, os, shutil, socket, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,11 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
-from ..config import BadInput, MlfinError, home, project_root
+from ..config import BadInput, MlfinError, Unavailable, home, project_root
+from .logs import AccessLog, Failures, configure, outage
 
 # %% auto #0
-__all__ = ['ServiceSettings', 'read_sources', 'Metrics', 'Measured', 'BodyLimit', 'create_app', 'validation_line', 'app_from_env',
-           'serve']
+__all__ = ['PUBLIC', 'ServiceSettings', 'read_sources', 'Metrics', 'Measured', 'error_response', 'Guard', 'create_app',
+           'dependencies', 'validation_line', 'app_from_env', 'serve']
 
 # %% ../../nbs/10f_service.app.ipynb #c005
 class ServiceSettings(BaseModel):
@@ -34,6 +35,13 @@ class ServiceSettings(BaseModel):
     jobs: bool = Field(True, description="run the job runner in this process (it works only while it holds the project's runner lock)")
     sources: str | None = Field(None, description="YAML file naming each series' remote source for POST /ingest/run")
     tail: int = Field(1000, ge=100, description="bars the live features are computed on")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)")
+    min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
+    log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
+    log_json: bool = Field(False, description="one JSON object a log line (else text)")
+    log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
+    log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
+    log_backups: int = Field(5, ge=0, description="rotated log files kept")
 
 def read_sources(path: str | None) -> dict:
     "SYMBOL:TIMEFRAME -> {source, start, config} from the --sources file"
@@ -126,24 +134,75 @@ class Measured:
             self.metrics.requests.labels(path, scope['method'], str(status[0])).inc()
             self.metrics.latency.labels(path, scope['method']).observe(time.perf_counter() - started)
 
-class BodyLimit:
-    "ASGI middleware: a body over `limit` bytes is refused with 413, by its Content-Length before it is read, or as it streams"
-    # FastAPI's own max_body_size answers a declared oversize body in plain text: here every error is JSON with a `detail`
-    def __init__(self, app, limit: int): self.app, self.limit = app, limit
+
+# %% ../../nbs/10f_service.app.ipynb #c009b
+PUBLIC = ('/health', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')   # the routes that need no credential
+
+def error_response(e: MlfinError) -> JSONResponse:
+    "A library error as the service answers it: its status, its one line as `detail`, Retry-After and WWW-Authenticate where due"
+    headers = {}
+    if getattr(e, 'retry_after', None): headers['Retry-After'] = str(e.retry_after)
+    if e.status == 401: headers['WWW-Authenticate'] = 'Bearer'
+    return JSONResponse({'detail': str(e)}, status_code=e.status, headers=headers)
+
+class Guard:
+    """ASGI middleware between the access log and the routes: the credential checked from the headers before a body is read
+    (a request without a valid one costs a header's parse), the body capped and timed out as it arrives, and any failure the
+    routes did not answer turned into one line: 503 naming the dependency that is down, else 500"""
+    def __init__(self, app, state, limit: int, timeout: float, failures: Failures, down):
+        self.app, self.state, self.limit, self.timeout, self.failures, self.down = app, state, limit, timeout, failures, down
+
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
-        declared = dict(scope['headers']).get(b'content-length')
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            response = JSONResponse({'detail': f"request body over {self.limit:,} bytes ({declared.decode(errors='replace')[:20]} declared)"}, 413)
-            return await response(scope, receive, send)
-        seen = 0
+        started = [False]
+        async def sending(message):
+            if message['type'] == 'http.response.start': started[0] = True
+            await send(message)
+        try:
+            if scope['path'] not in PUBLIC:
+                scope.setdefault('state', {})['checked'] = await self._caller(scope)
+            declared = dict(scope['headers']).get(b'content-length')
+            if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+                return await JSONResponse({'detail': f"request body over {self.limit:,} bytes ({declared.decode(errors='replace')[:20]} declared)"},
+                                          413)(scope, receive, send)
+            await self.app(scope, self._receiving(receive), sending)
+        except Exception as e:
+            if isinstance(e, MlfinError) and not started[0]: return await error_response(e)(scope, receive, send)
+            where = f"{scope['method']} {getattr(scope.get('route'), 'path', scope['path'])}"
+            kind = outage(e)
+            detail = f"unavailable: {self.down(kind, e)}; try again later" if kind else f"internal error ({type(e).__name__}); the server's log has the details"
+            self.failures(e, where, detail, request_id=scope.get('state', {}).get('request_id'))
+            if started[0]: return   # the response had begun: nothing more can be said to the caller
+            await JSONResponse({'detail': detail}, 503 if kind else 500, headers={'Retry-After': '5'} if kind else None)(scope, receive, send)
+
+    async def _caller(self, scope):
+        "The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is read"
+        from starlette.concurrency import run_in_threadpool
+        from mlfin.service.auth import Unauthorized
+        headers = dict(scope['headers'])
+        key, auth = headers.get(b'x-api-key', b'').decode('latin-1').strip(), headers.get(b'authorization', b'').decode('latin-1')
+        scheme, _, token = auth.partition(' ')
+        if auth and scheme.lower() != 'bearer': raise Unauthorized(f"Authorization: use the Bearer scheme with a token from POST /token (got {scheme[:20]!r})")
+        if not key and not token.strip(): raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
+        who = await run_in_threadpool(self.state.tokens.check, token.strip()) if token.strip() else None
+        if key: who = await run_in_threadpool(self.state.keys.check, key)
+        return who
+
+    def _receiving(self, receive):
+        "`receive`, counting the body against the cap and its arrival against the clock (until its last part)"
+        seen, deadline, done = 0, None, False
         async def receiving():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline, done
+            if done: return await receive()   # after the body: a disconnect, awaited as long as the response takes
+            deadline = deadline or time.monotonic() + self.timeout
+            try: message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError: raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
             seen += len(message.get('body', b''))
             if seen > self.limit: raise HTTPException(413, f"request body over {self.limit:,} bytes")
+            done = not message.get('more_body', False)
             return message
-        await self.app(scope, receiving, send)
+        return receiving
+
 
 # %% ../../nbs/10f_service.app.ipynb #c011
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -156,9 +215,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     from mlfin.service.live import Live, Signals
     from mlfin.service.routes import router
     settings = settings or ServiceSettings()
+    configure(settings.log_level, settings.log_json, settings.log_file, settings.log_max_bytes, settings.log_backups)
     if settings.home: set_home(settings.home)
     store = open_store(settings.store or None)
     db = tables.engine(store)
+    limit = RateLimit(settings.rate_limit, settings.limits_storage)
+    if not limit.reachable():   # a service that cannot count its callers' requests would answer each with 503: say so now
+        raise Unavailable(f"rate-limit store {settings.limits_storage} does not answer: start it, or use --limits-storage memory:// (counts per worker)")
     project = Path(settings.project) if settings.project else project_root()
     metrics = Metrics()
 
@@ -185,19 +248,52 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             except MlfinError: pass   # no production model for it: nothing to keep ready
         refresher.submit(work)
     app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, tokens=Tokens(db, keys),
-                              limit=RateLimit(settings.rate_limit, settings.limits_storage), live=live, signals=Signals(db),
+                              limit=limit, live=live, signals=Signals(db),
                               jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs), metrics=metrics,
                               sources=read_sources(settings.sources), refresher=refresher, refresh=refresh)
+    app.state.checks = lambda: dependencies(app.state)
     app.include_router(router)
     _errors(app)
-    app.add_middleware(BodyLimit, limit=settings.body_limit)
+    app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout, failures=Failures(),
+                       down=lambda kind, e: _down(kind, e, app.state))
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=['GET', 'POST', 'DELETE'],
                            allow_headers=['Authorization', 'X-API-Key', 'Content-Type'])
     app.add_middleware(Measured, metrics=metrics)
+    app.add_middleware(AccessLog)
     app.openapi = lambda: _openapi(app)
     return app
+
+def _down(kind: str, e: BaseException, state) -> str:
+    "What is down, named for the caller and the log: which disk, which database, which Redis"
+    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    if kind == 'disk': return f"the disk under {home()} or the store is full or read-only ({first})"
+    if kind == 'database': return f"the database {state.db.url.render_as_string(hide_password=True)} does not answer ({type(e).__name__})"
+    if kind == 'redis': return f"the rate-limit store {state.settings.limits_storage} does not answer ({type(e).__name__})"
+    return f"a service this one needs does not answer ({type(e).__name__}: {first})"
+
+def dependencies(state) -> dict[str, str]:
+    "What the service needs, each checked now: 'ok' or one line of what is wrong (GET /ready fails on any)"
+    from sqlalchemy import text
+    out = {}
+    def check(name, probe):
+        try: out[name] = probe() or 'ok'
+        except Exception as e: out[name] = _down(outage(e) or 'other', e, state)
+    check('store', lambda: state.store.ls() is not None and None)
+    def database():
+        with state.db.connect() as con: con.execute(text('SELECT 1'))
+    check('database', database)
+    check('rate_limits', lambda: None if state.limit.reachable() else f"the rate-limit store {state.settings.limits_storage} does not answer")
+    folders = {home()} | ({Path(state.store.root)} if state.store.kind != 'postgresql' else set())
+    def disk():
+        for folder in folders:
+            probe = folder if folder.exists() else folder.parent
+            free = shutil.disk_usage(probe).free / 2**20
+            if free < state.settings.min_free_mb: return f"{free:,.0f} MB free under {folder} (below --min-free-mb {state.settings.min_free_mb})"
+            with tempfile.NamedTemporaryFile(dir=probe, prefix='.mlfin-ready-'): pass   # writable, not only roomy
+    check('disk', disk)
+    return out
 
 def _version() -> str:
     from mlfin import __version__
@@ -209,11 +305,7 @@ def _store_url(store) -> str:
 def _errors(app: FastAPI):
     "Every error a client can meet as JSON with a one-line `detail`"
     @app.exception_handler(MlfinError)
-    async def mlfin_error(request: Request, e: MlfinError):
-        headers = {}
-        if getattr(e, 'retry_after', None): headers['Retry-After'] = str(e.retry_after)
-        if e.status == 401: headers['WWW-Authenticate'] = 'Bearer'
-        return JSONResponse({'detail': str(e)}, status_code=e.status, headers=headers)
+    async def mlfin_error(request: Request, e: MlfinError): return error_response(e)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
@@ -226,11 +318,7 @@ def _errors(app: FastAPI):
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
         return JSONResponse({'detail': validation_line(e.errors())}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, e: Exception):
-        print(f"mlfin service: {request.method} {request.url.path}:\n{''.join(traceback.format_exception(e))}", file=sys.stderr, flush=True)
-        return JSONResponse({'detail': f"internal error ({type(e).__name__}); the server's log has the details"}, status_code=500)
+    # anything else (a bug, a dependency down) is answered by the Guard: one line, 503 or 500, logged once
 
 def validation_line(errors) -> str:
     "The first validation error as one line: where, what, and the value given"
@@ -258,15 +346,28 @@ def _openapi(app: FastAPI) -> dict:
 
 # %% ../../nbs/10f_service.app.ipynb #c013
 def app_from_env() -> FastAPI:
-    "The app a uvicorn worker builds (`mlfin serve`): settings from MLFIN_SERVICE"
+    "The app a uvicorn worker builds (`mlfin serve`): settings from MLFIN_SERVICE; a worker of several dies with its master"
+    if os.environ.get('MLFIN_SERVICE_MASTER'):   # kill -9 of the master must not leave its workers serving the port
+        from mlfin.config import die_with_parent
+        die_with_parent()
+        if os.getppid() != int(os.environ['MLFIN_SERVICE_MASTER']): os._exit(1)   # it died before we asked
     return create_app(ServiceSettings.model_validate_json(os.environ.get('MLFIN_SERVICE', '{}')))
+
+def _bindable(host: str, port: int):
+    "BadInput naming the address when nothing can listen there (in use, not ours), before anything says it serves"
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind((host, port))
+        except OSError as e: raise BadInput(f"cannot listen on {host}:{port}: {e.strerror} (another server there? --port chooses another)") from None
 
 def serve(settings: ServiceSettings | None = None,
           host: str = '127.0.0.1',   # loopback unless told otherwise
           port: int = 8000,
           workers: int = 1,
           certfile: str | None = None, keyfile: str | None = None,  # TLS: both, or neither
-          log_level: str = 'warning'):
+          announce: bool = True,    # one line on stderr once it can serve
+         ):
     "Run the service under uvicorn (blocks until stopped)"
     import uvicorn
     settings = settings or ServiceSettings()
@@ -274,11 +375,17 @@ def serve(settings: ServiceSettings | None = None,
     for f in (certfile, keyfile):
         if f and not Path(f).is_file(): raise BadInput(f"{f}: no such file")
     if workers > 1 and settings.limits_storage.startswith('memory'):
-        print(f"mlfin serve: {workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them", file=sys.stderr)
+        logging.getLogger('mlfin.service').warning(f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
     os.environ['MLFIN_SERVICE'] = settings.model_dump_json()
     if settings.home: os.environ['MLFIN_HOME'] = str(Path(settings.home).resolve())
     if workers > 1:   # every worker writes its counters to one folder; /metrics sums them
         folder = tempfile.mkdtemp(prefix='mlfin-metrics-'); os.environ['PROMETHEUS_MULTIPROC_DIR'] = folder
-    create_app(settings)   # fail here, once, with one line, not in every worker
-    uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers, log_level=log_level,
+    create_app(settings)   # fail here, once, with one line, not in every worker: the store, its database, the rate-limit store
+    _bindable(host, port)
+    if workers > 1: os.environ['MLFIN_SERVICE_MASTER'] = str(os.getpid())
+    if announce:
+        logging.getLogger('mlfin.service').info(f"serving on http{'s' if certfile else ''}://{host}:{port}",
+                                                extra={'workers': workers, 'store': settings.store or 'home', 'docs': '/docs'})
+    uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers,
+                log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,   # our own lines say what uvicorn's would
                 access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile, http='httptools', timeout_graceful_shutdown=15)

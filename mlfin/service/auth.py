@@ -10,11 +10,15 @@ from ..config import BadInput, MlfinError, NotFound
 from . import db as tables
 
 # %% auto #0
-__all__ = ['ROLES', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows', 'Caller',
-           'Keys', 'Tokens', 'RateLimit']
+__all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows',
+           'Caller', 'Keys', 'Tokens', 'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
-ROLES = ('read_only', 'analyst', 'admin')   # each may do what the ones before it may
+ROLES = ('read_only', 'collector', 'analyst', 'admin')
+GRANTS = {'read_only': {'read'},                      # prices, predictions, signals, models, metrics
+          'collector': {'ingest'},                    # a collector's key: it may push bars, nothing else
+          'analyst': {'read', 'ingest', 'train'},     # and queue runs, see jobs
+          'admin': {'read', 'ingest', 'train', 'admin'}}   # and promote, keys, delete
 TOKEN_HOURS = 8
 ALGORITHM = 'HS256'
 
@@ -37,8 +41,8 @@ def check_role(role: str) -> str:
     return role
 
 def allows(role: str, needed: str) -> bool:
-    "Whether `role` may do what `needed` may"
-    return ROLES.index(role) >= ROLES.index(needed)
+    "Whether `role` is granted `needed` (read, ingest, train or admin)"
+    return needed in GRANTS.get(role, ())
 
 @dataclass(frozen=True)
 class Caller:
@@ -56,12 +60,17 @@ class Keys:
         self.db, self.cache_seconds = db, cache_seconds
         self._by_digest, self._by_id, self._lock = {}, {}, threading.Lock()
 
-    def create(self, role: str, name: str = '') -> tuple[str, dict]:
+    def create(self, role: str, name: str = '',
+               days: float | None = None,   # valid this many days, then refused (None: until revoked)
+              ) -> tuple[str, dict]:
         "A new key (shown this once) and its record"
         check_role(role)
         if len(name) > 200: raise BadInput(f"key name: at most 200 characters, got {len(name)}")
+        if days is not None and not 0 < days <= 3660: raise BadInput(f"key expiry: between 0 and 3660 days, got {days}")
         key = 'mlfin_' + secrets.token_urlsafe(32)
-        record = {'id': secrets.token_hex(6), 'role': role, 'name': name, 'created_at': dt.datetime.now(dt.timezone.utc), 'revoked_at': None}
+        now = dt.datetime.now(dt.timezone.utc)
+        record = {'id': secrets.token_hex(6), 'role': role, 'name': name, 'created_at': now, 'revoked_at': None,
+                  'expires_at': now + dt.timedelta(days=days) if days else None}
         with self.db.begin() as con: con.execute(tables.keys.insert().values(hash=_digest(key), **record))
         return key, record
 
@@ -99,6 +108,7 @@ class Keys:
         record = self._cached(self._by_digest, digest, tables.keys.c.hash == digest)
         if record is None or not hmac.compare_digest(record['hash'], digest): raise Unauthorized("unknown API key")
         if record['revoked_at'] is not None: raise Unauthorized(f"API key {record['id']} was revoked")
+        _unexpired(record)
         return Caller(record['id'], record['role'], 'key')
 
     def live(self, key_id: str) -> dict:
@@ -106,7 +116,16 @@ class Keys:
         record = self._cached(self._by_id, key_id, tables.keys.c.id == key_id)
         if record is None: raise Unauthorized("the token's key no longer exists")
         if record['revoked_at'] is not None: raise Unauthorized(f"API key {key_id} was revoked: its tokens with it")
-        return record
+        return _unexpired(record)
+
+def _unexpired(record: dict) -> dict:
+    "The key's record, or `Unauthorized` when its expiry has passed"
+    expires = record.get('expires_at')
+    if expires is not None:
+        if expires.tzinfo is None: expires = expires.replace(tzinfo=dt.timezone.utc)   # SQLite keeps no zone
+        if expires <= dt.datetime.now(dt.timezone.utc):
+            raise Unauthorized(f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
+    return record
 
 # %% ../../nbs/10b_service.auth.ipynb #c011
 class Tokens:
@@ -135,7 +154,7 @@ class Tokens:
 
 # %% ../../nbs/10b_service.auth.ipynb #c014
 class RateLimit:
-    "A limit per key, e.g. '1200/minute'; `hit` raises `TooManyRequests` with the seconds to wait"
+    "A limit per key, e.g. '1200/minute'; `hit` raises `TooManyRequests` with the seconds to wait; `reachable` says whether its store answers"
     def __init__(self, rate: str = '1200/minute', storage: str = 'memory://'):
         from limits import parse, storage as storages, strategies
         try: self.item = parse(rate)
@@ -147,3 +166,8 @@ class RateLimit:
         if self.limiter.hit(self.item, key_id): return
         reset = self.limiter.get_window_stats(self.item, key_id).reset_time
         raise TooManyRequests(f"rate limit {self.rate} reached for key {key_id}", max(1, math.ceil(reset - time.time())))
+
+    def reachable(self) -> bool:
+        "Whether the counts' store answers (memory always does; Redis when it is up)"
+        try: return bool(self.limiter.storage.check())
+        except Exception: return False

@@ -22,7 +22,8 @@ keys = Table('mlfin_keys', metadata,
              Column('role', String(16), nullable=False),
              Column('name', String(200), nullable=False),
              Column('created_at', DateTime(timezone=True), nullable=False),
-             Column('revoked_at', DateTime(timezone=True)))
+             Column('revoked_at', DateTime(timezone=True)),
+             Column('expires_at', DateTime(timezone=True)))               # refused from then on (None: until revoked)
 jobs = Table('mlfin_jobs', metadata,
              Column('id', String(32), primary_key=True),
              Column('state', String(16), nullable=False, index=True),  # queued, running, succeeded, failed
@@ -32,7 +33,9 @@ jobs = Table('mlfin_jobs', metadata,
              Column('started_at', DateTime(timezone=True)), Column('ended_at', DateTime(timezone=True)),
              Column('runner', String(200)),                            # host and process that ran it
              Column('exit_code', Integer), Column('error', Text), Column('summary', Text),
-             Column('log', Text))                                      # the run's output, its last 8 KB (any host can show it)
+             Column('log', Text),                                      # the run's output, its last 8 KB (any host can show it)
+             Column('heartbeat_at', DateTime(timezone=True)),          # its runner's last sign of life while it runs
+             Column('cancel_requested_at', DateTime(timezone=True)))   # asked to stop (DELETE /jobs/{id}): its runner ends it
 signals = Table('model_signals', metadata,
                 Column('ts', DateTime(timezone=True), nullable=False),    # the bar the signal is decided at (its close)
                 Column('symbol', String(64), nullable=False), Column('timeframe', String(8), nullable=False),
@@ -68,12 +71,23 @@ def engine(store=None):
             with made.begin() as con:
                 if made.dialect.name == 'postgresql': con.execute(text("SELECT pg_advisory_xact_lock(7262)"))
                 metadata.create_all(con)
+                _add_columns(con)
             break
         except Exception as e:
             if attempt == 4: raise Unavailable(f"service database {made.url.render_as_string(hide_password=True)}: {str(e).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
     _ENGINES[url] = made
     return made
+
+def _add_columns(con):
+    "Columns a newer mlfin added to tables an older one made (all nullable: existing rows need nothing); a no-op once there"
+    from sqlalchemy import inspect
+    found = inspect(con)
+    for table in metadata.sorted_tables:
+        present = {c['name'] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                con.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}"))
 
 def utc(row) -> dict:
     "A row as a dict, its times in UTC (SQLite keeps none: times come back naive)"

@@ -4,17 +4,18 @@
 
 # %% ../../nbs/10d_service.jobs.ipynb #c003
 from __future__ import annotations
-import ctypes, datetime as dt, json, os, re, secrets, signal, socket, subprocess, sys, threading, time
+import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 from ..config import BadInput, MlfinError, NotFound, Unavailable, die_with_parent, run_config
 from . import db as tables
 
 # %% auto #0
-__all__ = ['STATES', 'LOG_BYTES', 'check_params', 'Jobs']
+__all__ = ['STATES', 'LOG_BYTES', 'GRACE', 'check_params', 'Jobs']
 
 # %% ../../nbs/10d_service.jobs.ipynb #c005
-STATES = ('queued', 'running', 'succeeded', 'failed')
+STATES = ('queued', 'running', 'succeeded', 'failed', 'interrupted', 'cancelled')
 LOG_BYTES = 8192
+GRACE = 15.0   # seconds without a heartbeat (one every 2 s) after which a running job's runner is taken for gone
 _NOT_OVER_HTTP = {'reports': 'where reports are written is the server\'s choice'}
 
 def check_params(params: dict) -> dict:
@@ -25,8 +26,19 @@ def check_params(params: dict) -> dict:
     spec = params.get('spec')
     if spec is not None and not re.fullmatch(r"[A-Za-z0-9_,.\- ]{1,500}", str(spec)) or re.search(r"\.ya?ml\b", str(spec or '')):
         raise BadInput(f"params.spec {spec!r}: name a spec of the project's features.yaml, or feature names (no files over HTTP)")
+    params = {**params, **_timeframes(params)}   # MetaTrader's M1, H1, D1 as the service takes them everywhere else
     run_config(params, 'params')   # the same checks as `mlfin run`
     return {k: v for k, v in params.items() if v is not None}
+
+def _timeframes(params: dict) -> dict:
+    "The run's bar sizes in mlfin's names: `timeframe` and each SYMBOL:TIMEFRAME of `symbols`"
+    from mlfin.data.bars import check_timeframe
+    out = {}
+    if params.get('timeframe') not in (None, 'native'): out['timeframe'] = check_timeframe(str(params['timeframe']), 'params.timeframe')
+    if isinstance(params.get('symbols'), str) and ':' in params['symbols']:
+        entries = [e.strip().partition(':') for e in params['symbols'].split(',')]
+        out['symbols'] = ','.join(s + (':' + check_timeframe(t, f"params.symbols {s}") if t else '') for s, _, t in entries)
+    return out
 
 def _command(params: dict) -> list[str]:
     "`mlfin run` with `params` as its options"
@@ -39,8 +51,8 @@ def _reports(home: Path) -> list[str]:   # a service's runs keep their reports u
 # %% ../../nbs/10d_service.jobs.ipynb #c007
 class Jobs:
     "The job queue of a service database, and (with `run`) the runner that works it when it holds the project's lock"
-    def __init__(self, db, project: Path | None, home: Path, store_url: str, run: bool = True, poll: float = 0.5):
-        self.db, self.project, self.home, self.store_url, self.run, self.poll = db, project, Path(home), store_url, run, poll
+    def __init__(self, db, project: Path | None, home: Path, store_url: str, run: bool = True, poll: float = 0.5, grace: float = GRACE):
+        self.db, self.project, self.home, self.store_url, self.run, self.poll, self.grace = db, project, Path(home), store_url, run, poll, grace
         self._stop, self._thread, self._child, self._holder = threading.Event(), None, None, None
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -80,87 +92,162 @@ class Jobs:
             self._thread = threading.Thread(target=self._loop, name='mlfin-jobs', daemon=True); self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10):
-        "End the runner: a job it is running is ended and recorded as failed"
+    def stop(self, timeout: float = 15):
+        "End the runner: a job it is running is ended and recorded as interrupted"
         self._stop.set()
-        child = self._child
-        if child is not None and child.poll() is None:
-            try: os.killpg(child.pid, signal.SIGTERM)
-            except ProcessLookupError: pass
         if self._thread is not None: self._thread.join(timeout)
         if self._holder is not None: self._holder.release()
 
+    def cancel(self, job_id: str, key_id: str | None = None) -> dict:
+        "Cancel a job: a queued one is cancelled now; a running one is marked, and its runner ends it within seconds"
+        j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
+        job = self.get(job_id)   # NotFound, named
+        if job['state'] not in ('queued', 'running'): raise BadInput(f"job {job_id} already ended ({job['state']}): nothing to cancel")
+        with self.db.begin() as con:
+            done = con.execute(j.update().where(j.c.id == job_id, j.c.state == 'queued').values(
+                state='cancelled', ended_at=now, error=f"cancelled before it ran (key {key_id})")).rowcount
+            if not done: con.execute(j.update().where(j.c.id == job_id, j.c.state == 'running').values(cancel_requested_at=now))
+        return self.get(job_id)
+
     # the runner
     def _lock(self):
-        "The project's runner lock, if this process can take it now (kept until the process ends)"
-        if self.db.dialect.name == 'postgresql':
-            import psycopg
-            con = psycopg.connect('postgresql://' + self.store_url.split('://', 1)[1], autocommit=True)
-            if con.execute("SELECT pg_try_advisory_lock(7263)").fetchone()[0]:
-                class Held:
-                    def release(self): con.close()
-                return Held()
-            con.close(); return None
-        from filelock import FileLock, Timeout
-        lock = FileLock(self.db.url.database + '.runner.lock', thread_local=False)
-        try: lock.acquire(timeout=0)
-        except Timeout: return None
-        return lock
+        "The project's runner lock, if this process can take it now; None when another runner holds it"
+        try: return _PgLock(self.db.url) if self.db.dialect.name == 'postgresql' else _FileLock(self.db.url.database + '.runner.lock')
+        except _Taken: return None
 
     def _loop(self):
+        log, checked = logging.getLogger('mlfin.service.jobs'), 0.0
         while not self._stop.is_set():
             try:
+                if self._holder is not None and not self._holder.holding():
+                    log.warning('runner lock lost (its database connection broke): this process runs no job until it takes it again',
+                                extra={'runner': self.runner_id})
+                    self._holder.release(); self._holder = None
                 if self._holder is None:
                     self._holder = self._lock()
                     if self._holder is None: self._stop.wait(2.0); continue
-                    self._interrupted()
+                    log.info('runner lock taken: this process runs the job queue', extra={'runner': self.runner_id})
+                if time.monotonic() - checked > 2.0: self._interrupted(); checked = time.monotonic()
                 job = self._claim()
                 if job is None: self._stop.wait(self.poll); continue
                 self._execute(job)
             except Exception as e:   # a database that went away: try again, never die
-                print(f"mlfin jobs: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                log.warning(f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", extra={'runner': self.runner_id})
                 self._stop.wait(2.0)
 
     def _interrupted(self):
-        "Jobs left running by a runner that is gone (we hold the lock it held): failed, said so"
+        "Jobs whose runner is gone (no heartbeat for `grace` seconds: it died, or lost the lock and ended them): interrupted, said so"
+        j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
+        stale = (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at < now - dt.timedelta(seconds=self.grace))
         with self.db.begin() as con:
-            con.execute(tables.jobs.update().where(tables.jobs.c.state == 'running').values(
-                state='failed', ended_at=dt.datetime.now(dt.timezone.utc),
-                error='interrupted: the service stopped while the job ran (start it again with POST /train)'))
+            gone = con.execute(j.update().where(j.c.state == 'running', stale).values(
+                state='interrupted', ended_at=now,
+                error='interrupted: its runner stopped while the job ran (a restart, or a lost database); start it again with POST /train')).rowcount
+        if gone: logging.getLogger('mlfin.service.jobs').warning(f"{gone} job(s) left running by a runner that is gone: interrupted")
 
     def _claim(self) -> dict | None:
-        j = tables.jobs
-        with self.db.begin() as con:
-            found = con.execute(j.select().where(j.c.state == 'queued').order_by(j.c.created_at).limit(1)).mappings().first()
-            if found is None: return None
-            con.execute(j.update().where(j.c.id == found['id'], j.c.state == 'queued').values(
-                state='running', started_at=dt.datetime.now(dt.timezone.utc), runner=self.runner_id))
-        return dict(found)
+        "The oldest queued job, made running by this runner in one statement: only while no job runs, and (PostgreSQL) only on the connection holding the lock"
+        from sqlalchemy import select, text
+        j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
+        oldest = select(j.c.id).where(j.c.state == 'queued').order_by(j.c.created_at).limit(1).scalar_subquery()
+        busy = select(j.c.id).where(j.c.state == 'running').exists()
+        claim = j.update().where(j.c.id == oldest, ~busy).values(state='running', started_at=now, heartbeat_at=now, runner=self.runner_id)
+        if self.db.dialect.name == 'postgresql':   # fenced: a runner whose lock connection broke claims nothing
+            claim = claim.where(text(_PgLock.HELD))
+            found = self._holder.con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
+        else:
+            with self.db.begin() as con: found = con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
+        return dict(found) if found else None
 
     def _execute(self, job: dict):
+        log = logging.getLogger('mlfin.service.jobs')
         logs = self.home/'jobs'; logs.mkdir(parents=True, exist_ok=True)
-        log = logs/f"{job['id']}.log"
+        path = logs/f"{job['id']}.log"
         env = {k: v for k, v in os.environ.items() if k not in ('PROMETHEUS_MULTIPROC_DIR', 'MLFIN_SERVICE')}
         env.update(MLFIN_HOME=str(self.home), MLFIN_STORE=self.store_url, PYTHONUNBUFFERED='1')
-        with open(log, 'wb') as out:
+        log.info('job started', extra={'job': job['id'], 'runner': self.runner_id})
+        started, ended_by = time.monotonic(), None
+        with open(path, 'wb') as out:
             self._child = subprocess.Popen(_command(json.loads(job['params'])) + _reports(self.home), cwd=self.project, env=env, stdout=out,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                            preexec_fn=die_with_parent)
             while self._child.poll() is None:
                 self._stop.wait(2.0)
-                self._update(job['id'], log=_tail(log))
+                if self._stop.is_set(): ended_by = ended_by or 'stopped'; break
+                if not self._holder.holding(): ended_by = 'lost'; break
+                try: asked = self._beat(job['id'], _tail(path))
+                except Exception: continue   # the database is away: the lock check above decides
+                if asked: ended_by = 'cancelled'; break
+            if ended_by: _end(self._child)
         code = self._child.returncode
         self._child = None
-        text = _tail(log)
-        stopped = self._stop.is_set()
-        error = None if code == 0 else ('interrupted: the service stopped while the job ran (start it again with POST /train)' if stopped
-                                        else next((l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')),
-                                                  f"mlfin run ended with exit status {code}"))
-        self._update(job['id'], state='succeeded' if code == 0 else 'failed', ended_at=dt.datetime.now(dt.timezone.utc), exit_code=code,
-                     error=error, log=text, summary=json.dumps(_summary(self.home)) if code == 0 else None)
+        text = _tail(path)
+        state, error = ('succeeded', None) if code == 0 and not ended_by else _ending(ended_by, code, text)
+        done = {'state': state, 'ended_at': dt.datetime.now(dt.timezone.utc), 'exit_code': code, 'error': error, 'log': text,
+                'summary': json.dumps(_summary(self.home)) if state == 'succeeded' else None}
+        j = tables.jobs
+        try:
+            with self.db.begin() as con:   # only if it is still ours: a runner that lost the lock may find it interrupted already
+                con.execute(j.update().where(j.c.id == job['id'], j.c.state == 'running', j.c.runner == self.runner_id).values(**done))
+        except Exception as e: log.warning(f"job {job['id']} ended {state} but its record could not be written ({type(e).__name__}); the next runner marks it interrupted")
+        log.info(f"job {state}", extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)})
+
+    def _beat(self, job_id: str, log: str) -> bool:
+        "The job's heartbeat and output so far; True when someone asked to cancel it"
+        j = tables.jobs
+        with self.db.begin() as con:
+            asked = con.execute(j.update().where(j.c.id == job_id).values(heartbeat_at=dt.datetime.now(dt.timezone.utc), log=log)
+                                .returning(j.c.cancel_requested_at)).scalar()
+        return asked is not None
 
     def _update(self, job_id: str, **values):
         with self.db.begin() as con: con.execute(tables.jobs.update().where(tables.jobs.c.id == job_id).values(**values))
+
+def _end(child: subprocess.Popen, wait: float = 10.0):
+    "End a job's process group: SIGTERM, then SIGKILL after `wait` seconds"
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try: os.killpg(child.pid, sig)
+        except ProcessLookupError: return
+        try: child.wait(wait); return
+        except subprocess.TimeoutExpired: continue
+
+def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
+    "A job's final state and error from why it ended"
+    if ended_by == 'cancelled': return 'cancelled', 'cancelled while it ran (DELETE /jobs/{id})'
+    if ended_by == 'stopped': return 'interrupted', 'interrupted: the service stopped while the job ran (start it again with POST /train)'
+    if ended_by == 'lost': return 'interrupted', 'interrupted: its runner lost the runner lock (the database restarted?); start it again with POST /train'
+    said = next((l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None)
+    return 'failed', said or f"mlfin run ended with exit status {code}"
+
+class _Taken(Exception): "Another runner holds the lock"
+
+class _PgLock:
+    "The runner lock as a PostgreSQL session advisory lock on a connection of its own: lost with that connection (a restart), and checked"
+    HELD = "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 7263 AND pid = pg_backend_pid() AND granted)"
+    def __init__(self, url):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+        self.engine = create_engine(url, poolclass=NullPool, isolation_level='AUTOCOMMIT')
+        self.con = self.engine.connect()
+        if not self.con.execute(text("SELECT pg_try_advisory_lock(7263)")).scalar(): self.release(); raise _Taken()
+    def holding(self) -> bool:
+        from sqlalchemy import text
+        try: return bool(self.con.execute(text(f"SELECT {self.HELD}")).scalar())
+        except Exception: return False
+    def release(self):
+        try: self.con.close()
+        except Exception: pass
+        self.engine.dispose()
+
+class _FileLock:
+    "The runner lock beside a SQLite service database: an OS file lock, held until released or the process ends"
+    def __init__(self, path: str):
+        from filelock import FileLock, Timeout
+        self.lock = FileLock(path, thread_local=False)
+        try: self.lock.acquire(timeout=0)
+        except Timeout: raise _Taken() from None
+    def holding(self) -> bool: return self.lock.is_locked
+    def release(self): self.lock.release()
 
 def _tail(path: Path) -> str:
     with open(path, 'rb') as f:

@@ -16,34 +16,37 @@ from ..config import BadInput, MlfinError, NotFound
 from .auth import Caller, Forbidden, Unauthorized, allows
 
 # %% auto #0
-__all__ = ['api_key', 'bearer', 'READ', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName',
-           'Number', 'router', 'ERRORS', 'require', 'Error', 'Health', 'LoadedModel', 'Ready', 'Token', 'Candle',
-           'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion',
-           'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest',
-           'ingest_run', 'prices_latest', 'predict', 'signal', 'signal_history', 'models', 'model', 'promote',
-           'release', 'train', 'jobs', 'job', 'create_key', 'list_keys', 'revoke_key', 'metrics']
+__all__ = ['api_key', 'bearer', 'READ', 'INGEST', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe',
+           'ModelName', 'Number', 'router', 'ERRORS', 'require', 'Error', 'Health', 'LoadedModel', 'Ready', 'Token',
+           'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal',
+           'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready',
+           'token', 'ingest', 'ingest_run', 'prices_latest', 'predict', 'signal', 'signal_history', 'models', 'model',
+           'promote', 'release', 'train', 'jobs', 'job', 'cancel_job', 'create_key', 'list_keys', 'revoke_key',
+           'metrics']
 
 # %% ../../nbs/10e_service.routes.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
 bearer = HTTPBearer(auto_error=False, description="a token from POST /token")
 
-def require(role: str):
-    "A dependency: the caller, when its key or token is valid, its role allows `role` and its rate limit is not spent"
+def require(grant: str):
+    "A dependency: the caller, when its key or token is valid, its role is granted `grant` and its rate limit is not spent"
     async def caller(request: Request, key: Annotated[str | None, Security(api_key)] = None,
                      token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None) -> Caller:
         state = request.app.state
-        if token is None and not key: raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
-        # every credential sent must be valid: a bad key beside a good token is refused, not ignored
-        who = [state.tokens.check(token.credentials)] if token is not None else []
-        if key: who.append(state.keys.check(key))
-        who = who[0]
-        if not allows(who.role, role): raise Forbidden(f"role {who.role} may not do this: it needs {role}")
+        who = request.scope.get('state', {}).get('checked')   # the app's Guard checked the headers before the body was read
+        if who is None:   # the router mounted without the Guard: check here
+            if token is None and not key: raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
+            # every credential sent must be valid: a bad key beside a good token is refused, not ignored
+            who = [state.tokens.check(token.credentials)] if token is not None else []
+            if key: who.append(state.keys.check(key))
+            who = who[-1]
+        if not allows(who.role, grant): raise Forbidden(f"role {who.role} may not do this: it needs the {grant} grant")
         state.limit.hit(who.key_id)
         request.state.caller = who
         return who
     return caller
 
-READ, ANALYST, ADMIN = (Depends(require(r)) for r in ('read_only', 'analyst', 'admin'))
+READ, INGEST, ANALYST, ADMIN = (Depends(require(g)) for g in ('read', 'ingest', 'train', 'admin'))
 
 # %% ../../nbs/10e_service.routes.ipynb #c007
 SYMBOL = r'^[A-Za-z0-9][A-Za-z0-9._\-^=]{0,63}$'
@@ -72,6 +75,7 @@ class Ready(BaseModel):
     status: Literal['ready']
     store: str
     models: list[LoadedModel]
+    checks: dict[str, str] = Field(description="what the service needs, each checked now: store, database, rate_limits, disk")
 
 class Token(BaseModel):
     access_token: str; token_type: Literal['bearer']; expires_in: int; role: str
@@ -159,18 +163,23 @@ class TrainRequest(BaseModel):
     params: dict[str, str | int | float | None] = Field(default_factory=dict, description="run parameters (`mlfin config` lists them), e.g. {\"symbols\": \"SPX\", \"models\": \"lightgbm\"}")
 
 class Job(BaseModel):
-    id: str; state: Literal['queued', 'running', 'succeeded', 'failed']; params: dict
+    id: str; state: Literal['queued', 'running', 'succeeded', 'failed', 'interrupted', 'cancelled']; params: dict
     key_id: str | None; created_at: dt.datetime; started_at: dt.datetime | None; ended_at: dt.datetime | None
     runner: str | None; exit_code: int | None; error: str | None
     summary: dict | None = Field(description="when it succeeded: per symbol the leader, its scores and what the registry made of it")
+    heartbeat_at: dt.datetime | None = Field(None, description="its runner's last sign of life while it runs")
+    cancel_requested_at: dt.datetime | None = None
     log: str | None = Field(description="the run's output, its last 8 KB")
 
 class KeyRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
-    role: Literal['read_only', 'analyst', 'admin']; name: str = Field('', max_length=200)
+    role: Literal['read_only', 'collector', 'analyst', 'admin'] = Field(description="collector: may only POST /ingest")
+    name: str = Field('', max_length=200)
+    days: float | None = Field(None, gt=0, le=3660, description="valid this many days (default: until revoked)")
 
 class Key(BaseModel):
     id: str; role: str; name: str; created_at: dt.datetime; revoked_at: dt.datetime | None
+    expires_at: dt.datetime | None = None
     key: str | None = Field(None, description="the key itself: shown once, when it is made")
 
 # %% ../../nbs/10e_service.routes.ipynb #c009
@@ -185,19 +194,20 @@ async def health() -> Health:
 
 @router.get('/ready', response_model=Ready, tags=['service'], responses=ERRORS)
 def ready(request: Request, caller: Caller = READ) -> Ready:
-    "Readiness: the store answers and this process has a production model loaded (or can load one)"
+    "Readiness: what the service needs answers (store, database, rate-limit store, a disk with room) and a production model is loaded (or can be)"
     from mlfin.config import Unavailable
     state = request.app.state
-    try: held = state.store.ls()
-    except MlfinError: raise
-    except Exception as e: raise Unavailable(f"store {state.store!r} does not answer ({type(e).__name__})") from None
+    checks = state.checks()
+    failing = [f"{name}: {said}" for name, said in checks.items() if said != 'ok']
+    if failing: raise Unavailable(f"not ready: {'; '.join(failing)}")
+    held = state.store.ls()
     if not state.live.loaded():
         for symbol, timeframe in zip(held['symbol'], held['timeframe']):
             try: state.live.tags(symbol, timeframe); break   # loads the series' production model, under its lock
             except MlfinError: continue
     loaded = state.live.loaded()
     if not loaded: raise Unavailable("no production model for any stored series: train one (POST /train) or promote a version")
-    return Ready(status='ready', store=repr(state.store), models=[LoadedModel(**m) for m in loaded])
+    return Ready(status='ready', store=repr(state.store), models=[LoadedModel(**m) for m in loaded], checks=checks)
 
 @router.post('/token', response_model=Token, tags=['service'], responses=ERRORS)
 async def token(request: Request, key: Annotated[str | None, Security(api_key)] = None) -> Token:
@@ -209,7 +219,7 @@ async def token(request: Request, key: Annotated[str | None, Security(api_key)] 
     return Token(**state.tokens.issue(who))
 
 @router.post('/ingest', response_model=Ingested, tags=['data'], responses=ERRORS)
-def ingest(request: Request, batch: IngestRequest, caller: Caller = ANALYST) -> Ingested:
+def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> Ingested:
     "Store a batch of candles of one series, checked like `mlfin ingest`: bad rows quarantined with their reason (or, strict, the batch refused); a batch posted twice is stored once"
     from mlfin.data import push
     state = request.app.state
@@ -336,10 +346,15 @@ def job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{1
     "A job's state, its output so far and, when it succeeded, its summary"
     return Job(**request.app.state.jobs.get(job_id))
 
+@router.delete('/jobs/{job_id}', response_model=Job, tags=['jobs'], responses=ERRORS)
+def cancel_job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')], caller: Caller = ANALYST) -> Job:
+    "Cancel a job: a queued one never runs; a running one is stopped by its runner within seconds (its state says when)"
+    return Job(**request.app.state.jobs.cancel(job_id, caller.key_id))
+
 @router.post('/keys', response_model=Key, status_code=201, tags=['keys'], responses=ERRORS)
 def create_key(request: Request, wanted: KeyRequest, caller: Caller = ADMIN) -> Key:
     "A new API key, shown this once (only its digest is kept)"
-    key, record = request.app.state.keys.create(wanted.role, wanted.name)
+    key, record = request.app.state.keys.create(wanted.role, wanted.name, wanted.days)
     return Key(**record, key=key)
 
 @router.get('/keys', response_model=list[Key], tags=['keys'], responses=ERRORS)
