@@ -14,7 +14,7 @@ from ..data.bars import TIMEFRAMES
 from .. import features as F
 
 # %% auto #0
-__all__ = ['TAIL', 'live_inputs', 'Forecast', 'Live', 'decide', 'Signals']
+__all__ = ['TAIL', 'live_inputs', 'bar_end', 'closed_bars', 'Forecast', 'Live', 'decide', 'Signals']
 
 # %% ../../nbs/10c_service.live.ipynb #c005
 TAIL = 1000  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
@@ -34,6 +34,28 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
         raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} ({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
                           f"{len(bars)} bars are too few, or a bar there has no volume or range")
     return last
+
+# %% ../../nbs/10c_service.live.ipynb #c007n
+def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
+            timeframe: str,       # its bar size
+            calendar: str = '',   # its series' calendar: a daily bar of an exchange ends at its session's close
+           ) -> pd.Timestamp:
+    "When the bar that opened at `ts` is over"
+    if timeframe == '1d' and calendar and calendar not in ('24/5', '24/7'):
+        from mlfin.data.bars import exchange
+        cal = exchange(calendar, ts)
+        day = ts.tz_convert(None).normalize()
+        if cal.is_session(day): return cal.session_close(day).tz_convert('UTC')
+    return ts + pd.Timedelta(TIMEFRAMES[timeframe])
+
+def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)`), their calendar in attrs
+                timeframe: str,
+                now: pd.Timestamp | None = None,   # default: the clock
+               ) -> pd.DataFrame:
+    "`bars` without a last bar that is still forming at `now`"
+    now = now or pd.Timestamp.now(tz='UTC')
+    if len(bars) and bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')) > now: return bars.iloc[:-1]
+    return bars
 
 # %% ../../nbs/10c_service.live.ipynb #c009
 @dataclass
@@ -58,8 +80,7 @@ class _Series:
     predictor: object = None
     tags: dict = field(default_factory=dict)
     checked: float = -1.0      # the registry stamp its version was last checked against
-    forecast: Forecast | None = None
-    stamp: object = None       # the store stamp the forecast was made at
+    forecasts: dict = field(default_factory=dict)   # closed only or not -> (store stamp, valid until, Forecast)
 
 def _registry_file() -> Path | None:
     "The MLflow database file, when the registry is one (its changes are seen by a stat)"
@@ -104,31 +125,42 @@ class Live:
         if self._client is None: self._client = _client()   # one client: each new one opens the registry's database again
         try: found = self._client.get_model_version_by_alias(name, 'production')
         except MlflowException:
-            entry.checked, entry.predictor, entry.forecast = stamp, None, None   # known to have none: not asked again until the registry changes
+            entry.checked, entry.predictor, entry.forecasts = stamp, None, {}   # known to have none: not asked again until the registry changes
             raise NotFound(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version") from None
         if entry.predictor is None or entry.predictor.version != int(found.version):
             predictor = load(found.version, symbol, timeframe)   # loaded before it replaces the old one: no request goes without
             if 'features' not in predictor.model.manifest:
                 raise Unavailable(f"{name} v{found.version} does not record its feature spec (saved before mlfin recorded it): retrain it")
-            entry.predictor, entry.tags, entry.forecast = predictor, dict(found.tags), None
+            entry.predictor, entry.tags, entry.forecasts = predictor, dict(found.tags), {}
         entry.checked = stamp
         return entry.predictor
 
-    def forecast(self, symbol: str, timeframe: str) -> Forecast:
-        "The production model's prediction for the bar after the last stored one, made once per new bar and model version"
+    def forecast(self, symbol: str, timeframe: str,
+                 closed: bool = True,   # at the last closed bar (False: the last stored, which may be forming)
+                ) -> Forecast:
+        "The production model's prediction for the bar after the last stored (closed) one, made once per new bar and model version"
         entry = self._entry(symbol, timeframe)
         with entry.lock:
             predictor = self.predictor(symbol, timeframe, entry)
             stamp = self.store.stamp(symbol, timeframe)
             if stamp is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-            if entry.forecast is not None and entry.stamp == stamp and entry.forecast.version == predictor.version: return entry.forecast
+            now = pd.Timestamp.now(tz='UTC')
+            kept = entry.forecasts.get(closed)
+            if kept and kept[0] == stamp and now < kept[1] and kept[2].version == predictor.version: return kept[2]
             manifest = predictor.model.manifest
-            bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed), store=self.store)
+            bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed) + 1, store=self.store)
+            until = pd.Timestamp.max.tz_localize('UTC')   # valid until the bars change...
+            if closed:
+                forming, calendar = (bars.index[-1] if len(bars) else None), bars.attrs.get('calendar', '')
+                bars = closed_bars(bars, timeframe, now)
+                if forming is not None and (not len(bars) or bars.index[-1] != forming):   # ...or the forming bar closes
+                    until = bar_end(forming, timeframe, calendar)
+                if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
             x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed)
-            entry.forecast = Forecast(symbol, timeframe, bars.index[-1], predictor(x.to_numpy()), predictor.kind, manifest.get('label', ''),
-                                      manifest['name'], predictor.name, predictor.version, float(bars['close'].iloc[-1]))
-            entry.stamp = stamp
-            return entry.forecast
+            made = Forecast(symbol, timeframe, bars.index[-1], predictor(x.to_numpy()), predictor.kind, manifest.get('label', ''),
+                            manifest['name'], predictor.name, predictor.version, float(bars['close'].iloc[-1]))
+            entry.forecasts[closed] = (stamp, until, made)
+            return made
 
     def may_serve(self, symbol: str, timeframe: str) -> bool:
         "False when the series is known to have no production model (and the registry has not changed since): nothing to keep ready"
@@ -184,15 +216,20 @@ class Signals:
         self.db, self._kept, self._lock = db, set(), threading.Lock()
 
     def keep(self, record: dict):
-        "Persist a served signal (once per bar, model, version and threshold: a repeated request writes nothing)"
+        """Persist a served signal, once per bar, model and threshold: a repeated request writes nothing; a bar whose values were
+        corrected after it closed (a collector's late push) is decided again, and the record keeps the decision on its final values"""
         from mlfin.service import db as tables
-        key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'], record['threshold'])
+        key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'], record['threshold'],
+               record['prob_up'], record['prediction'])
         if key in self._kept: return
         row = {c.name: record.get(c.name) for c in tables.signals.columns}
         row['ts'], row['created_at'] = row['ts'].to_pydatetime(), row['created_at'].to_pydatetime()
         if self.db.dialect.name == 'postgresql': from sqlalchemy.dialects.postgresql import insert
         else: from sqlalchemy.dialects.sqlite import insert
-        with self.db.begin() as con: con.execute(insert(tables.signals).values(**row).on_conflict_do_nothing())
+        decided = insert(tables.signals).values(**row)
+        decided = decided.on_conflict_do_update(index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
+                                                set_={c: decided.excluded[c] for c in ('prob_up', 'label', 'prediction', 'model_version', 'created_at')})
+        with self.db.begin() as con: con.execute(decided)
         with self._lock:
             if len(self._kept) > 100_000: self._kept.clear()
             self._kept.add(key)

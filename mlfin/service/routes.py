@@ -17,8 +17,8 @@ from .auth import Caller, Forbidden, Unauthorized, allows
 
 # %% auto #0
 __all__ = ['api_key', 'bearer', 'READ', 'INGEST', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe',
-           'ModelName', 'Number', 'router', 'ERRORS', 'require', 'Error', 'Health', 'LoadedModel', 'Ready', 'Token',
-           'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal',
+           'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require', 'Error', 'Health', 'LoadedModel', 'Ready',
+           'Token', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal',
            'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready',
            'token', 'ingest', 'ingest_run', 'prices_latest', 'predict', 'signal', 'signal_history', 'models', 'model',
            'promote', 'release', 'train', 'jobs', 'job', 'cancel_job', 'create_key', 'list_keys', 'revoke_key',
@@ -268,12 +268,14 @@ def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
     return Prices(symbol=symbol, timeframe=timeframe, bars=[Bar(**{k: (None if isinstance(v, float) and np.isnan(v) else v)
                                                                   for k, v in r.items() if k in Bar.model_fields}) for r in records])
 
+Closed = Annotated[bool, Query(description="decide at the last closed bar (default); false: at the last stored, which may be forming")]
+
 @router.get('/predict', response_model=Prediction, tags=['predictions'], responses=ERRORS)
-def predict(request: Request, symbol: Symbol, timeframe: Timeframe, caller: Caller = READ) -> Prediction:
-    "The production model's prediction for the bar after the last stored one, with the model's name and version"
+def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True, caller: Caller = READ) -> Prediction:
+    "The production model's prediction for the bar after the last closed one (a forming candle waits until it closes), with the model's name and version"
     state = request.app.state
     timeframe = _tf(timeframe)
-    f = state.live.forecast(symbol, timeframe)
+    f = state.live.forecast(symbol, timeframe, closed)
     state.metrics.predicted(symbol, timeframe)
     return Prediction(symbol=f.symbol, timeframe=f.timeframe, bar_time=f.bar_time, kind=f.kind, label=f.label,
                       prob_up=f.value if f.kind == 'classifier' else None, prediction=f.value, model=f.model, name=f.name,
@@ -282,17 +284,19 @@ def predict(request: Request, symbol: Symbol, timeframe: Timeframe, caller: Call
 @router.get('/signals', response_model=Signal, tags=['predictions'], responses=ERRORS)
 def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
            threshold: Annotated[float | None, Query(gt=0, lt=1, description="long above this P(up) (default: the model's)")] = None,
-           caller: Caller = READ) -> Signal:
-    """Long, short or flat for the next bar from the production model against its threshold, persisted in model_signals (once per
-    bar and version). A `threshold` of the caller's own is a what-if, answered and never persisted: the record holds the model's signals"""
+           closed: Closed = True, caller: Caller = READ) -> Signal:
+    """Long, short or flat for the next bar from the production model against its threshold, decided at the last closed bar and
+    persisted in model_signals (once per bar and version: the decision on the bar's final values). A `threshold` of the caller's own,
+    or `closed=false` (a forming candle), is a what-if, answered and never persisted: the record holds the model's signals"""
     from mlfin.service.live import decide
     state = request.app.state
     timeframe = _tf(timeframe)
-    f = state.live.forecast(symbol, timeframe)
+    f = state.live.forecast(symbol, timeframe, closed)
     record = decide(f, state.live.tags(symbol, timeframe), threshold)
-    if threshold is None: state.signals.keep(record)
+    kept = threshold is None and closed
+    if kept: state.signals.keep(record)
     state.metrics.signalled(symbol, timeframe, record['label'])
-    return Signal(**{k: v for k, v in record.items() if k in Signal.model_fields}, persisted=threshold is None)
+    return Signal(**{k: v for k, v in record.items() if k in Signal.model_fields}, persisted=kept)
 
 @router.get('/signals/history', response_model=list[Signal], tags=['predictions'], responses=ERRORS)
 def signal_history(request: Request, symbol: Symbol, timeframe: Timeframe,
