@@ -127,6 +127,8 @@ class Jobs:
                     self._holder = self._lock()
                     if self._holder is None: self._stop.wait(2.0); continue
                     log.info('runner lock taken: this process runs the job queue', extra={'runner': self.runner_id})
+                    # a file lock is free only once its holder's process has ended: its jobs are over now, not after a grace
+                    if isinstance(self._holder, _FileLock): self._interrupted(grace=0.0)
                 if time.monotonic() - checked > 2.0: self._interrupted(); checked = time.monotonic()
                 job = self._claim()
                 if job is None: self._stop.wait(self.poll); continue
@@ -135,10 +137,10 @@ class Jobs:
                 log.warning(f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", extra={'runner': self.runner_id})
                 self._stop.wait(2.0)
 
-    def _interrupted(self):
+    def _interrupted(self, grace: float | None = None):
         "Jobs whose runner is gone (no heartbeat for `grace` seconds: it died, or lost the lock and ended them): interrupted, said so"
         j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
-        stale = (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at < now - dt.timedelta(seconds=self.grace))
+        stale = (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace))
         with self.db.begin() as con:
             gone = con.execute(j.update().where(j.c.state == 'running', stale).values(
                 state='interrupted', ended_at=now,
