@@ -4,22 +4,25 @@
 
 # %% ../nbs/06_tracking.ipynb #c003
 from __future__ import annotations
-import json, os, tempfile
+import json, logging, os, sqlite3, tempfile
+from contextlib import closing
 from pathlib import Path
-from .config import apply_runtime_env, artifact_dir, tracking_uri
+from urllib.parse import unquote, urlparse
+from .config import Unavailable, apply_runtime_env, artifact_dir, home, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'experiment_id', 'log_run', 'runs', 'attach', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
+__all__ = ['EXPERIMENT', 'experiment_id', 'outside_home', 'relocate', 'check_home', 'log_run', 'runs', 'attach', 'run_table',
+           'find_run', 'compare_runs', 'fetch_run']
 
 # %% ../nbs/06_tracking.ipynb #c005
 EXPERIMENT = 'mlfin'
 
 def _mlflow():
-    import logging
     import mlflow
     logging.getLogger('mlflow').setLevel(logging.WARNING)  # keeps database-migration chatter out of reports
     apply_runtime_env()  # no download progress bars in reports and logs
     user = os.environ.get('MLFLOW_TRACKING_URI')  # a team's tracking server, when the user names one
+    if user is None: relocate()   # a home copied or moved since: its recorded locations follow it before MLflow reads them
     mlflow.set_tracking_uri(user or tracking_uri())
     # set_tracking_uri also writes MLFLOW_TRACKING_URI: put back what the user had, or the next call (another
     # MLFIN_HOME in the same process) would read our own value back as the user's and stay on this store
@@ -33,6 +36,105 @@ def experiment_id(name: str = EXPERIMENT) -> str:
     if found: return found.experiment_id
     artifact_dir().mkdir(parents=True, exist_ok=True)
     return mlflow.create_experiment(name, artifact_location=artifact_dir().as_uri())
+
+# %% ../nbs/06_tracking.ipynb #c014
+# the columns of MLflow 3's SQLite schema that hold where a thing's files live: (table, column, what it is, which rows)
+_LOCATIONS = [('experiments', 'artifact_location', "'experiment ' || name", ''),
+              ('runs', 'artifact_uri', "'run ' || run_uuid", ''),
+              ('model_versions', 'source', "'model ' || name || ' v' || version", ''),
+              ('model_versions', 'storage_location', "'model ' || name || ' v' || version", ''),
+              ('logged_models', 'artifact_location', "'logged model ' || model_id", ''),
+              ('trace_tags', 'value', "'trace ' || request_id", "key = 'mlflow.artifactLocation'")]
+
+def _local(location: str | None) -> Path | None:
+    "The local folder a recorded location names (a file: URI or an absolute path); None for anything else (runs:/, a server's, s3://)"
+    if not location: return None
+    if location.startswith('file:'): return Path(unquote(urlparse(location).path))
+    return Path(location) if location.startswith('/') else None
+
+# %% ../nbs/06_tracking.ipynb #c016
+def _made_in(con) -> Path | None:
+    "Where the home was when the store last recorded it: the folder of the `mlfin` experiment's artifact folder (None: no such experiment yet)"
+    try: row = con.execute("SELECT artifact_location FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
+    except sqlite3.OperationalError: return None   # a store MLflow is still making
+    folder = _local(row[0]) if row else None
+    return folder.parent if folder is not None and folder.name == artifact_dir().name else None
+
+def _rewrite(con, old: Path, new: Path) -> int:
+    "Every recorded location under `old` put under `new` (written as a file: URI or as a plain path alike); how many"
+    count = 0
+    for table, column, _, rows in _LOCATIONS:
+        if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}: continue   # an older MLflow's schema
+        for before, after in ((old.as_uri(), new.as_uri()), (str(old), str(new))):
+            # substr, not LIKE: a folder's name may hold _ or %
+            count += con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE ({column} = ? OR substr({column}, 1, ?) = ?)"
+                                 + (f" AND {rows}" if rows else ''), (after, len(before) + 1, before, len(before) + 1, before + '/')).rowcount
+    return count
+
+def _claim_default(con) -> int:
+    "MLflow's Default experiment, made in whatever folder the first command ran in and never used by mlfin, put in the home while it has no runs"
+    row = con.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0 AND name = 'Default'").fetchone()
+    folder = _local(row[0]) if row else None
+    if folder is None or folder.is_relative_to(home()) or con.execute("SELECT 1 FROM runs WHERE experiment_id = 0 LIMIT 1").fetchone(): return 0
+    return con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", ((artifact_dir()/'0').as_uri(),)).rowcount
+
+# %% ../nbs/06_tracking.ipynb #c016a
+def outside_home(con=None) -> list[str]:
+    "Every local location the home's MLflow store records outside the home, named (`(missing)`: nothing there): what a copy of the home lacks"
+    if con is None:
+        with closing(sqlite3.connect(home()/'mlflow.db', timeout=60)) as con: return outside_home(con)
+    out, at = [], home()
+    for table, column, what, rows in _LOCATIONS:
+        if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}: continue
+        for name, location in con.execute(f"SELECT {what}, {column} FROM {table}" + (f" WHERE {rows}" if rows else '')):
+            folder = _local(location)
+            if folder is not None and not folder.is_relative_to(at):
+                out.append(f"{name}: {location}" + ('' if folder.exists() else ' (missing)'))
+    return out
+
+# %% ../nbs/06_tracking.ipynb #c017
+_AT_HOME = {}   # home -> its store file's (inode, size, mtime) when last found at home: while it is unchanged, one stat decides
+
+def relocate() -> dict | None:
+    "Make the home's MLflow store follow the home when it was copied or moved: locations under the old folder rewritten to the new one"
+    if os.environ.get('MLFLOW_TRACKING_URI'): return None   # a team's server or the user's own store: not the home's
+    at, db = home(), home()/'mlflow.db'
+    try: found = db.stat()
+    except FileNotFoundError: return None
+    stamp = (found.st_ino, found.st_size, found.st_mtime_ns)
+    if _AT_HOME.get(at) == stamp: return None
+    with closing(sqlite3.connect(db, timeout=60, isolation_level=None)) as con:
+        if _made_in(con) in (None, at):   # a first read costs ~1 ms (SQLite parses MLflow's 200-odd tables); a later one, the stat above
+            _AT_HOME[at] = stamp; return None
+        try:
+            con.execute('BEGIN IMMEDIATE')   # one process rewrites; another opening the same copy waits, then finds it done
+            old = _made_in(con)
+            count = _rewrite(con, old, at) + _claim_default(con) if old not in (None, at) else 0
+            con.execute('COMMIT')
+        except sqlite3.Error as e:
+            if con.in_transaction: con.execute('ROLLBACK')
+            raise Unavailable(f"{db}: the home was copied or moved here, and its MLflow store's locations could not be rewritten ({e})") from None
+        outside = outside_home(con) if count else []
+    if not count: return None
+    log = logging.getLogger('mlfin')
+    log.info(f"the home moved from {old} to {at}: {count} location(s) in its MLflow store rewritten")
+    if outside: log.warning(f"mlfin: {len(outside)} location(s) in the MLflow store of {at} point outside it, e.g. {outside[0]} "
+                            "(mlfin.tracking.check_home() lists them)")
+    return {'from': str(old), 'to': str(at), 'rewritten': count, 'outside': outside}
+
+# %% ../nbs/06_tracking.ipynb #c021
+def check_home() -> dict:
+    "The home's MLflow store made to follow the home (`relocate`, MLflow's unused Default experiment moved in), and what still points outside it"
+    store = os.environ.get('MLFLOW_TRACKING_URI') or tracking_uri()
+    report = {'home': str(home()), 'store': store, 'moved_from': None, 'rewritten': 0, 'outside': []}
+    if os.environ.get('MLFLOW_TRACKING_URI') or not (home()/'mlflow.db').is_file(): return report   # a team's store, or none yet
+    moved = relocate()
+    if moved: report.update(moved_from=moved['from'], rewritten=moved['rewritten'])
+    with closing(sqlite3.connect(home()/'mlflow.db', timeout=60, isolation_level=None)) as con:
+        try: con.execute('BEGIN IMMEDIATE'); report['rewritten'] += _claim_default(con); con.execute('COMMIT')
+        except sqlite3.OperationalError: pass   # a read-only copy (a backup, say): checked, not changed
+        report['outside'] = outside_home(con)
+    return report
 
 # %% ../nbs/06_tracking.ipynb #c006
 def _flat(prefix: str, metrics: dict) -> dict[str, float]:
