@@ -54,7 +54,8 @@ def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)
                ) -> pd.DataFrame:
     "`bars` without a last bar that is still forming at `now`"
     now = now or pd.Timestamp.now(tz='UTC')
-    if len(bars) and bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')) > now: return bars.iloc[:-1]
+    if not len(bars) or bars.index[-1] + pd.Timedelta(days=2) <= now: return bars   # long over, whatever its session: no calendar asked
+    if bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')) > now: return bars.iloc[:-1]
     return bars
 
 # %% ../../nbs/10c_service.live.ipynb #c009
