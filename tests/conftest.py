@@ -1,5 +1,6 @@
 "Shared fixtures: one real pipeline run on a small slice of the embedded data, in a throw-away MLFIN_HOME."
-import json, os, subprocess, sys
+import json, os, signal, subprocess, sys, time
+from contextlib import contextmanager
 from pathlib import Path
 import pytest
 
@@ -36,6 +37,15 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
+class PgServer(str):
+    "The test server's base URL, which can also be stopped and started again (as an operator's database restarts)"
+    def __new__(cls, url, pg_ctl, options, log):
+        made = super().__new__(cls, url); made.pg_ctl, made.options, made.log = pg_ctl, options, log; return made
+    def stop(self): self.pg_ctl('-m', 'fast', '-w', 'stop')   # every session ended: the clients' connections break
+    def start(self): self.pg_ctl('-l', str(self.log), '-w', '-t', '60', 'start', '-o', self.options)
+    def restart(self): self.stop(); self.start()
+
+
 @pytest.fixture(scope='session')
 def postgres_server():
     "A private PostgreSQL server on loopback (Debian's binaries, installed by env/setup-test.sh); yields its base URL"
@@ -54,7 +64,8 @@ def postgres_server():
     # fsync off: a throw-away test server (atomicity is the transaction's, not the disk's)
     run(str(bindir/'pg_ctl'), '-D', str(root/'data'), '-l', str(root/'server.log'), '-w', '-t', '60', 'start',
         '-o', f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off")
-    try: yield f"postgresql://mlfin@127.0.0.1:{port}"
+    try: yield PgServer(f"postgresql://mlfin@127.0.0.1:{port}", lambda *a: run(str(bindir/'pg_ctl'), '-D', str(root/'data'), *a),
+                        f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off", root/'server.log')
     finally:
         subprocess.run([*as_owner, str(bindir/'pg_ctl'), '-D', str(root/'data'), '-m', 'immediate', 'stop'], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
@@ -99,3 +110,91 @@ def store_snapshot(url: str) -> dict:
     with psycopg.connect(url) as con:
         tables = [r[0] for r in con.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
         return {t: hashlib.sha256(repr(con.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()).encode()).hexdigest() for t in tables}
+
+
+# --- the service: `mlfin serve` as an operator starts it, on the registry of one pipeline run --------------------------
+
+import httpx, pandas as pd
+from mlfin import data
+
+# the leaders, made production by hand whatever the promotion policy decided: the service needs a production model of each series
+RUN = ['--symbols', 'SPX,ES:1m', '--start', '2010-01-01', '--models', 'logistic,lightgbm', '--folds', '3',
+       '--promote-min-auc', '0', '--promote-min-sharpe', '-100']
+ES = data.load_sample('ES')   # 2,264 real one-minute bars, 1-3 Sep 2013
+
+
+@pytest.fixture(scope='session')
+def served_home(tmp_path_factory):
+    "A pipeline run through the CLI: its registry (SPX 1d and ES 1m in production) is what the services serve"
+    home = tmp_path_factory.mktemp('service-home')
+    mlfin(home, 'run', *RUN, '--reports', str(home/'reports'))
+    for series in ('SPX:1d', 'ES:1m'):   # the daily leader's probabilities need not beat the base rate: a person chooses it here
+        mlfin(home, 'models', 'promote', series, '--reason', 'the service tests serve the leaders')
+        mlfin(home, 'models', 'release', series)
+    return home
+
+
+def new_database(base: str) -> str:
+    import psycopg, uuid
+    name = f"s_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as con: con.execute(f"CREATE DATABASE {name}")
+    return f"{base}/{name}"
+
+
+class Service:
+    "`mlfin serve` as a user starts it, on a free loopback port, until stopped"
+    def __init__(self, home: Path, *args: str, store: str | None = None, wrap: tuple = (), port: int | None = None):
+        self.home, self.store, self.port, self.wrap = Path(home), store, port or free_port(), list(wrap)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = ['serve', '--port', str(self.port), *(['--store', store] if store else []), *args]
+        self.env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
+        self.start()
+
+    def start(self, scheme: str = 'http', verify=True):
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log = self.home/f"serve-{self.port}.log"
+        self.process = subprocess.Popen([*self.wrap, MLFIN, *self.args], cwd=ROOT, env=self.env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{scheme}://127.0.0.1:{self.port}/health", timeout=1, verify=verify).status_code == 200: return
+            except httpx.HTTPError: pass
+            if self.process.poll() is not None: raise AssertionError(f"mlfin serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"mlfin serve did not answer /health in 120 s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            self.process.send_signal(sig); self.process.wait(60)
+
+    def key(self, role: str) -> str:
+        "A new key, made with `mlfin keys create` as an operator makes one"
+        return mlfin(self.home, 'keys', 'create', '--role', role, *(['--store', self.store] if self.store else [])).stdout.strip()
+
+    def client(self, key: str | None = None, token: str | None = None) -> httpx.Client:
+        headers = {**({'X-API-Key': key} if key else {}), **({'Authorization': f"Bearer {token}"} if token else {})}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def errors(self) -> str:
+        "Server errors in the log (a traceback means a 500 was answered)"
+        text = self.log.read_text()
+        return text if 'Traceback' in text else ''
+
+
+@contextmanager
+def service(home, *args, store=None, **kw):
+    s = Service(home, *args, store=store, **kw)
+    try: yield s
+    finally: s.stop()
+
+
+def copy_rates(bars: pd.DataFrame) -> list[dict]:
+    "Bars as MetaTrader 5's copy_rates records (epoch seconds, tick and real volume, spread in points)"
+    return [{'time': int(t.timestamp()), 'open': r.open, 'high': r.high, 'low': r.low, 'close': r.close, 'tick_volume': r.volume,
+             'spread': 0, 'real_volume': r.volume} for t, r in zip(bars.index, bars.itertuples())]
+
+
+def market_data(bars: pd.DataFrame) -> list[dict]:
+    "Bars in the seed systems' market_data shape (ts, open, high, low, close, volume, spread)"
+    return [{'ts': t.isoformat(), 'open': r.open, 'high': r.high, 'low': r.low, 'close': r.close, 'volume': r.volume, 'spread': 0}
+            for t, r in zip(bars.index, bars.itertuples())]
