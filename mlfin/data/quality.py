@@ -11,7 +11,7 @@ from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, PRICE_COLUMNS, TIMEFRAMES, bars
 
 # %% auto #0
 __all__ = ['REJECT_COLUMNS', 'OBVIOUS', 'rejected_frame', 'all_good', 'Inspection', 'inspect', 'spikes', 'stale_runs', 'gaps',
-           'off_calendar', 'anomalies', 'quality_row', 'quality_figure']
+           'off_calendar', 'anomalies', 'clock_shift', 'quality_row', 'quality_figure']
 
 # %% ../../nbs/01a_data.quality.ipynb #c006
 REJECT_COLUMNS = ['row', 'ts', 'column', 'reason', 'value']
@@ -194,6 +194,31 @@ def anomalies(bars: pd.DataFrame, calendar: str, spike_sigmas: float = 10.0, win
     "Spikes, stale runs and off-calendar bars, by time"
     found = [f for f in (spikes(bars, spike_sigmas, window), stale_runs(bars, stale_run), off_calendar(bars, calendar, expected)) if len(f)]
     return pd.concat(found, ignore_index=True).sort_values('ts', ignore_index=True) if found else _NONE.copy(deep=False)
+
+# %% ../../nbs/01a_data.quality.ipynb #c013b
+def clock_shift(bars: pd.DataFrame,  # intraday canonical bars
+                calendar: str,       # the series' calendar
+                off: pd.DataFrame | None = None, # `off_calendar(bars, calendar)`, when already known
+                most: int = 20_000,  # bars looked at, at most
+               ) -> int | None:
+    "The whole hours (-12 to +14) the bars' times look ahead of `calendar`'s clock (moved back by them, their off-calendar bars are on it); None when no shift explains them"
+    if bars.empty or bars.attrs['timeframe'] == '1d' or calendar == '24/7': return None   # round the clock: no hour is closed
+    off = off_calendar(bars, calendar) if off is None else off
+    if off.empty: return None
+    times = bars.index
+    if len(times) > most:
+        at = times.searchsorted(off['ts'].iloc[0])
+        times = times[max(0, at - most // 2): max(0, at - most // 2) + most]
+    hour = pd.Timedelta(hours=1)
+    expected = expected_bars(calendar, bars.attrs['timeframe'], times[0] - 14 * hour, times[-1] + 12 * hour).asi8
+    if not len(expected): return None
+    def missed(shift):   # bars that are not calendar bars once moved back by `shift` hours
+        moved = times.asi8 - shift * hour.value
+        return int((expected[np.searchsorted(expected, moved).clip(max=len(expected) - 1)] != moved).sum())
+    now = missed(0)
+    for shift in sorted(range(-12, 15), key=lambda s: (abs(s), -s)):   # the nearest first
+        if shift and now and missed(shift) <= now // 10: return shift
+    return None
 
 # %% ../../nbs/01a_data.quality.ipynb #c015
 def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict:

@@ -14,9 +14,9 @@ from .bars import BAR_COLUMNS, PRICE_COLUMNS, check_timeframe
 from .quality import Inspection, inspect, rejected_frame
 
 # %% auto #0
-__all__ = ['BINANCE_COLUMNS', 'SAMPLES', 'PLAIN_MAX', 'Batch', 'detect_layout', 'from_columns', 'read_file', 'dayfirst_format',
-           'records_table', 'Sample', 'shipped_file', 'data_wheel', 'read_sample', 'load_sample', 'plain_records',
-           'read_records', 'table_records']
+__all__ = ['MT5_VOLUMES', 'BINANCE_COLUMNS', 'SAMPLES', 'PLAIN_MAX', 'Batch', 'detect_layout', 'from_columns', 'read_file',
+           'dayfirst_format', 'records_table', 'Sample', 'shipped_file', 'data_wheel', 'read_sample', 'load_sample',
+           'plain_records', 'read_records', 'table_records']
 
 # %% ../../nbs/01b_data.sources.ipynb #c005
 @dataclass
@@ -29,10 +29,30 @@ class Batch:
 
     def inspect(self, symbol: str, timeframe: str,
                 writable: bool = True, # False: bars may share read-only memory with the parsed file (ingest, which only stores them)
+                volume: str | None = None, # MetaTrader's: the series' volume, tick_volume or real_volume (default: `volume_choice()`)
                ) -> Inspection:
         "Good canonical bars and rejected rows of this batch"
         if self.frame.empty and self.problems.empty: raise BadInput(f"{self.source}: no rows")
-        return inspect(self.frame, symbol, check_timeframe(timeframe, self.source), self.problems, writable)
+        return inspect(self._with_volume(volume), symbol, check_timeframe(timeframe, self.source), self.problems, writable)
+
+    def volume_choice(self, recorded: str | None = None, # the volume the series already uses, if any
+                     ) -> str | None:
+        "Which MetaTrader volume is the bars' volume: the recorded one, else real volume where the broker reports any, else ticks; None: the batch has `volume`"
+        held = [c for c in MT5_VOLUMES if c in self.frame]
+        if not held or 'volume' in self.frame: return None
+        if recorded: return recorded
+        return 'real_volume' if 'real_volume' in held and np.nansum(self.frame['real_volume'].to_numpy()) > 0 else held[0]
+
+    def _with_volume(self, volume: str | None) -> pd.DataFrame:
+        "The frame with `volume` from the chosen MetaTrader column (no copy of the others)"
+        volume = volume or self.volume_choice()
+        if volume is None: return self.frame
+        if volume not in self.frame:
+            raise BadInput(f"{self.source}: the series' volume is {volume}, and these candles have no {volume} "
+                           f"(only {', '.join(c for c in MT5_VOLUMES if c in self.frame)}): send {volume}")
+        return self.frame.drop(columns=[c for c in MT5_VOLUMES if c in self.frame]).assign(volume=self.frame[volume])
+
+MT5_VOLUMES = ('tick_volume', 'real_volume')  # MetaTrader's two volumes, kept side by side until the series' choice is known
 
 # %% ../../nbs/01b_data.sources.ipynb #c007
 _TIME_NAMES = ('ts', 'timestamp', 'time', 'date', 'datetime', 'open_time', 'opentime')
@@ -99,18 +119,35 @@ def _epoch(values: np.ndarray) -> pd.DatetimeIndex:
     stamps[ok] = ns[ok].astype('int64')
     return pd.DatetimeIndex(stamps.view('datetime64[ns]')).tz_localize('UTC')
 
-def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str) -> tuple[pd.Series, pd.DataFrame]:
-    "Times from epoch numbers, and the rows whose number is no time at all"
-    times = pd.Series(_epoch(numbers), index=values.index)
-    wild = times.isna().to_numpy() & ~np.isnan(numbers)
-    return times, (_unparsed(values, wild, column, 'not a time (an epoch number out of range)') if wild.any() else rejected_frame())
+def _on_clock(times: pd.DatetimeIndex, # times read as UTC that count another clock
+              zone: str,                # the zone of that clock (MetaTrader: the broker's server)
+             ) -> pd.DatetimeIndex:
+    "UTC times of wall-clock times that were read as UTC; NaT where `zone`'s clock skips or repeats the time (a change of summer time)"
+    if zone == 'UTC': return times
+    return times.tz_localize(None).tz_localize(zone, ambiguous='NaT', nonexistent='NaT').tz_convert('UTC').as_unit('ns')
 
-def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> tuple[pd.Series, pd.DataFrame]:
+def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str,
+                 wall: str | None = None, # the numbers count this zone's clock, not UTC (MetaTrader's `time`)
+                ) -> tuple[pd.Series, pd.DataFrame]:
+    "Times from epoch numbers, and the rows whose number is no time at all"
+    times = _epoch(numbers)
+    wild = times.isna() & ~np.isnan(numbers)
+    problems = [_unparsed(values, wild, column, 'not a time (an epoch number out of range)')] if wild.any() else []
+    if wall and wall != 'UTC':
+        local = _on_clock(times, wall)
+        skipped = local.isna() & ~times.isna()
+        if skipped.any(): problems.append(_unparsed(values, skipped, column, f"not a time on the clock of {wall} (it skips or repeats it)"))
+        times = local
+    return pd.Series(times, index=values.index), (pd.concat(problems, ignore_index=True) if problems else rejected_frame())
+
+def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
+           wall: bool = False, # epoch numbers count `tz`'s clock (MetaTrader's), not UTC
+          ) -> tuple[pd.Series, pd.DataFrame]:
     "UTC times of a column (ISO text, epoch numbers or datetimes), and the rows that are not times"
     if isinstance(values.dtype, pd.DatetimeTZDtype): return values.dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
     if pd.api.types.is_datetime64_dtype(values.dtype): return values.dt.tz_localize(tz).dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return _epoch_times(values.to_numpy(dtype='float64', na_value=np.nan), values, column)
+        return _epoch_times(values.to_numpy(dtype='float64', na_value=np.nan), values, column, tz if wall else None)
     import pyarrow as pa, pyarrow.compute as pc
     if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(values.array.__arrow_array__().type):
         text = values.array.__arrow_array__()  # zero-copy: parsed in Arrow, never as Python strings
@@ -118,9 +155,20 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None) -> t
     head = [v for v in text.slice(0, 100).to_pylist() if v]
     if any(v != v.strip() for v in head): text = pc.utf8_trim_whitespace(text)  # padded times: a copy of every string, only then
     first = next((v.strip() for v in head), '')
-    if first.isdigit() and pc.all(pc.match_substring_regex(text, r'^\s*\d{9,19}\s*$')).as_py():  # epoch numbers written as text
-        text = pc.utf8_trim_whitespace(text)
-        return _epoch_times(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), values, column)
+    if first.isdigit():   # epoch numbers written as text: each such row is one; any other row is parsed (or named) on its own
+        digits = pc.match_substring_regex(text, r'^\s*\d{9,19}(\.\d*)?\s*$')
+        if pc.all(digits).as_py():
+            return _epoch_times(pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False), values, column, tz if wall else None)
+        is_digits = digits.fill_null(False).to_numpy(zero_copy_only=False)
+        if is_digits.any():
+            numbers = np.full(len(text), np.nan)
+            numbers[is_digits] = pc.cast(pc.utf8_trim_whitespace(text.filter(pa.array(is_digits))), pa.float64()).to_numpy(zero_copy_only=False)
+            times, bad = _epoch_times(numbers, values, column, tz if wall else None)
+            rest = ~is_digits & text.is_valid().to_numpy(zero_copy_only=False)
+            if not rest.any(): return times, bad
+            others, more = _times(values[rest], tz, column, fmt, wall)
+            times[rest] = others.array
+            return times, pd.concat([bad, more], ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
     zoned = pc.match_substring_regex(text, _ZONED)
     n_zoned = pc.sum(zoned).as_py() or 0
     problems = []
@@ -168,14 +216,14 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
         fmt = '%Y.%m.%d %H:%M:%S' if text.str.len().max() > 16 else '%Y.%m.%d %H:%M'
         out['ts'], bad = _times(text, tz, '<DATE>', fmt); problems.append(bad)
     else:
-        out['ts'], bad = _times(table[mapping['ts']], tz, str(mapping['ts']), date_format); problems.append(bad)
+        # MetaTrader's copy_rates `time` counts seconds of the broker's server clock: read in `tz`, like a naive text time
+        out['ts'], bad = _times(table[mapping['ts']], tz, str(mapping['ts']), date_format, wall=layout == 'mt5-rates'); problems.append(bad)
     for ours in PRICE_COLUMNS + [c for c in ('vwap', 'spread', 'adj_close') if c in mapping]:
         out[ours], bad = _numbers(table[mapping[ours]], str(mapping[ours])); problems.append(bad)
-    if 'volume' in mapping: out['volume'], bad = _numbers(table[mapping['volume']], str(mapping['volume'])); problems.append(bad)
-    else:  # MetaTrader: real volume where the broker reports it (exchange instruments), tick volume otherwise (FX, CFDs)
-        real, bad1 = _numbers(table[mapping['real_volume']], 'real_volume') if 'real_volume' in mapping else (np.zeros(len(table)), rejected_frame())
-        ticks, bad2 = _numbers(table[mapping['tick_volume']], 'tick_volume') if 'tick_volume' in mapping else (real, rejected_frame())
-        out['volume'] = real if np.nansum(real) > 0 else ticks; problems += [bad1, bad2]
+    # MetaTrader's two volumes both kept: which one a series uses is the series' (`Batch.volume_choice`), not one batch's
+    for ours in ['volume'] if 'volume' in mapping else [c for c in MT5_VOLUMES if c in mapping]:
+        out[ours], bad = _numbers(table[mapping[ours]], str(mapping[ours])); problems.append(bad)
+    if not {'volume', *MT5_VOLUMES} & set(out): out['volume'] = np.zeros(len(table))   # a MetaTrader export without volumes
     if 'adj_close' in out:
         out['adj_factor'] = out.pop('adj_close') / out['close']
     out = pd.DataFrame({k: (v.array if isinstance(v, pd.Series) else v) for k, v in out.items()}, index=table.index, copy=False)
@@ -498,18 +546,15 @@ def plain_records(candles,  # what a collector pushed
     if all(type(s) is str for s in stamps): times = _plain_times(stamps, tz)
     else:
         numbers = _plain_numbers(stamps)
-        times = None if numbers is None else _epoch(numbers)
+        times = None if numbers is None else _epoch(numbers) if layout != 'mt5-rates' else _on_clock(_epoch(numbers), tz)  # as `from_columns`
     if times is None or times.hasnans: return None
     out = {'ts': times.array}
     for ours in PRICE_COLUMNS + [c for c in ('vwap', 'spread') if c in mapping]:
         out[ours] = _plain_numbers(column(mapping[ours]))
         if out[ours] is None: return None
-    if 'volume' in mapping: out['volume'] = _plain_numbers(column(mapping['volume']))
-    else:   # as `from_columns`: real volume where the broker reports it, tick volume otherwise
-        real = _plain_numbers(column(mapping['real_volume'])) if 'real_volume' in mapping else np.zeros(len(candles))
-        ticks = _plain_numbers(column(mapping['tick_volume'])) if 'tick_volume' in mapping else real
-        out['volume'] = None if real is None or ticks is None else real if np.nansum(real) > 0 else ticks
-    if out['volume'] is None: return None
+    for ours in ['volume'] if 'volume' in mapping else [c for c in MT5_VOLUMES if c in mapping]:   # as `from_columns`: both kept
+        out[ours] = _plain_numbers(column(mapping[ours]))
+        if out[ours] is None: return None
     frame = pd.DataFrame(out, index=pd.RangeIndex(1, len(candles) + 1), copy=False)
     return Batch(frame, rejected_frame(), source, layout)
 
