@@ -5,10 +5,11 @@
 # %% ../../nbs/01e_data.pgstore.ipynb #c003
 from __future__ import annotations
 import datetime as dt, json
+from contextlib import contextmanager
 import numpy as np, pandas as pd
 from ..config import NotFound, Unavailable
 from .bars import check_timeframe
-from .store import STORED_COLUMNS, _range, _stored, _to_bars, check_symbol
+from .store import STORED_COLUMNS, _range, _stored, _to_bars, check_symbol, span
 
 # %% auto #0
 __all__ = ['PostgresStore']
@@ -30,6 +31,10 @@ CREATE TABLE IF NOT EXISTS mlfin_quarantine (symbol text NOT NULL, timeframe tex
     "column" text, reason text, value text, source text, ingested timestamptz NOT NULL);
 """
 _VALUES = [c for c in STORED_COLUMNS]
+# whether the tables are there, and of this version (a `changes` column): read in the catalogue, which any role may read
+_STATE = """SELECT to_regclass('mlfin_bars') IS NOT NULL, to_regclass('mlfin_quarantine') IS NOT NULL AND EXISTS (
+    SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('mlfin_series') AND attname = 'changes' AND NOT attisdropped)"""
+_SERIES = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
 
 class PostgresStore:
     "Bars in PostgreSQL tables, with the Parquet store's methods"
@@ -39,23 +44,42 @@ class PostgresStore:
         self._ready = False
     def __repr__(self): return f"PostgresStore({self.url.split('@')[-1]!r})"
 
-    def _connect(self):
+    def _connect(self, write: bool = False):
+        "A connection; the tables made (or brought up to date) only when missing and needed: a role that may only read them reads"
         import psycopg
         try: con = psycopg.connect(self.url, connect_timeout=10)
         except psycopg.OperationalError as e:
             raise Unavailable(f"store {self!r}: cannot connect ({str(e).strip().splitlines()[0]})") from None
         if not self._ready:
-            with con.transaction():
-                con.execute("SELECT pg_advisory_xact_lock(7261)")  # two first writers must not race on CREATE TABLE
-                con.execute(_SCHEMA)
-                if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
-                    con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                    con.execute("SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
-            self._ready = True
+            exists, current = con.execute(_STATE).fetchone(); con.commit()
+            if not current and (write or exists):   # created by the first write; an earlier version's tables updated at once
+                try:
+                    with con.transaction():
+                        con.execute("SELECT pg_advisory_xact_lock(7261)")  # two first writers must not race on CREATE TABLE
+                        con.execute(_SCHEMA)
+                        if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
+                            con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                            con.execute("SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
+                except psycopg.errors.InsufficientPrivilege as e:
+                    con.close()
+                    what = "create the store's tables" if not exists else "update the store's tables (of an earlier mlfin)"
+                    raise Unavailable(f"store {self!r}: this role may not {what} ({str(e).strip().splitlines()[0]}): "
+                                      "run one mlfin command with the store's owner first") from None
+                current = True
+            self._ready = current   # still False: no tables yet, and reading: the store is empty
         return con
+
+    @contextmanager
+    def _writing(self):
+        "A change of the store, refused in one line to a role that may only read it"
+        import psycopg
+        try: yield
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise Unavailable(f"store {self!r}: this role may not change the store ({str(e).strip().splitlines()[0]}): use a role that may write") from None
 
     def has(self, symbol: str, timeframe: str) -> bool:
         with self._connect() as con:
+            if not self._ready: return False
             return con.execute("SELECT 1 FROM mlfin_bars WHERE symbol = %s AND timeframe = %s LIMIT 1", (symbol, timeframe)).fetchone() is not None
 
     def write(self, bars: pd.DataFrame, meta: dict | None = None) -> dict:
@@ -63,7 +87,7 @@ class PostgresStore:
         symbol, timeframe = check_symbol(bars.attrs['symbol']), check_timeframe(bars.attrs['timeframe'])
         rows = _stored(bars).reindex(columns=_VALUES)
         given = [c for c in _VALUES if c in bars]   # a column the batch lacks (a source without spread) is not given, so not erased
-        with self._connect() as con, con.transaction():
+        with self._writing(), self._connect(write=True) as con, con.transaction():
             con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
             con.execute("CREATE TEMP TABLE incoming (LIKE mlfin_bars INCLUDING DEFAULTS) ON COMMIT DROP")
             with con.cursor().copy(f"COPY incoming (symbol, timeframe, ts, {', '.join(_VALUES)}) FROM STDIN") as copy:
@@ -73,6 +97,13 @@ class PostgresStore:
             new, changed = con.execute(
                 f"SELECT count(*) FILTER (WHERE b.ts IS NULL), count(*) FILTER (WHERE b.ts IS NOT NULL AND ({differs})) "
                 "FROM incoming i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
+            change = None
+            if changed:   # the first changed bar and column, old and new value: what a report names
+                found = con.execute(f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} FROM incoming i JOIN mlfin_bars b "
+                                    f"USING (symbol, timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1").fetchone()
+                j = next(j for j in range(len(given)) if found[1 + 2 * j] != found[2 + 2 * j])
+                old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
+                change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
             if new or changed:
                 con.execute(f"INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
                             + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
@@ -88,7 +119,34 @@ class PostgresStore:
                 (symbol, timeframe, json.dumps(merged, default=str), int(new), rows.index.min().to_pydatetime(),
                  rows.index.max().to_pydatetime(), int(bool(new or changed)))).fetchone()[0]
             if new or changed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))  # delivered at commit
-        return {'new': int(new), 'changed': int(changed), 'unchanged': len(rows) - int(new) - int(changed), 'total': int(total)}
+        return {'new': int(new), 'changed': int(changed), 'unchanged': len(rows) - int(new) - int(changed), 'total': int(total),
+                **({'first_change': change} if change else {})}
+
+    def delete(self, symbol: str, timeframe: str,
+               start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
+              ) -> int:
+        "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows), in one transaction; how many bars went"
+        check_symbol(symbol); check_timeframe(timeframe)
+        lo, hi, closed = span(start, end)
+        where, args = "symbol = %s AND timeframe = %s", [symbol, timeframe]
+        with self._writing(), self._connect() as con, con.transaction():
+            if not self._ready: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
+            if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():
+                raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+            sql, cut = f"DELETE FROM mlfin_bars WHERE {where}", list(args)
+            if lo is not None: sql += " AND ts >= %s"; cut.append(lo.to_pydatetime())
+            if hi is not None: sql += f" AND ts {'<=' if closed else '<'} %s"; cut.append(hi.to_pydatetime())
+            removed = con.execute(sql, cut).rowcount
+            if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():   # nothing left: the series goes
+                con.execute(f"DELETE FROM mlfin_quarantine WHERE {where}", args)
+                # its row stays, empty, so that its change counter goes on: a series stored anew never repeats an old stamp
+                con.execute(f"UPDATE mlfin_series SET meta = '{{}}', bars = 0, first_ts = NULL, last_ts = NULL, changes = changes + 1 WHERE {where}", args)
+            elif removed:
+                con.execute(f"UPDATE mlfin_series SET bars = bars - %s, changes = changes + 1, first_ts = (SELECT min(ts) FROM mlfin_bars WHERE {where}), "
+                            f"last_ts = (SELECT max(ts) FROM mlfin_bars WHERE {where}) WHERE {where}", [removed, *args, *args, *args])
+            if removed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))
+        return removed
 
     def read(self, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
         "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
@@ -98,7 +156,7 @@ class PostgresStore:
         if lo is not None: sql += " AND ts >= %s"; args.append(lo.to_pydatetime())
         if hi is not None: sql += f" AND ts {'<=' if closed else '<'} %s"; args.append(hi.to_pydatetime())
         with self._connect() as con:
-            found = con.execute(sql + " ORDER BY ts", args).fetchall()
+            found = con.execute(sql + " ORDER BY ts", args).fetchall() if self._ready else []
             if not found and not self.has(symbol, timeframe):
                 held = self.ls()
                 listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
@@ -115,29 +173,29 @@ class PostgresStore:
         "The last `n` stored bars of one series"
         with self._connect() as con:
             found = con.execute(f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s "
-                                "ORDER BY ts DESC LIMIT %s", (symbol, timeframe, int(n))).fetchall()
+                                "ORDER BY ts DESC LIMIT %s", (symbol, timeframe, int(n))).fetchall() if self._ready else []
         if not found: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
         return self._bars(found[::-1], symbol, timeframe)
 
     def stamp(self, symbol: str, timeframe: str):
         "A value that changes whenever the series does (its change counter); None when it is not stored"
         with self._connect() as con:
-            found = con.execute("SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
-        return tuple(found) if found else None
+            found = con.execute("SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
+        return tuple(found) if found and found[1] else None
 
     def meta(self, symbol: str, timeframe: str) -> dict:
         with self._connect() as con:
-            kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
+            kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
         return kept[0] if kept else {}
 
     def ls(self) -> pd.DataFrame:
-        "Every series held: symbol, timeframe, bars, first, last, calendar, source, quarantined rows"
+        "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows"
         with self._connect() as con:
             rows = con.execute(
-                "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), "
-                "coalesce(s.meta->>'source', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe = s.timeframe) "
-                "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall()
-        held = pd.DataFrame(rows, columns=['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'quarantined'])
+                "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), coalesce(s.meta->>'source', ''), "
+                "coalesce(s.meta->>'volume', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe = s.timeframe) "
+                "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall() if self._ready else []
+        held = pd.DataFrame(rows, columns=_SERIES)
         for c in ('first', 'last'): held[c] = pd.to_datetime(held[c], utc=True)
         return held.astype({'bars': 'int64', 'quarantined': 'int64'})
 
@@ -146,7 +204,7 @@ class PostgresStore:
         if rejected.empty: return None
         check_symbol(symbol); check_timeframe(timeframe)
         stamp = dt.datetime.now(dt.timezone.utc)
-        with self._connect() as con, con.transaction():
+        with self._writing(), self._connect(write=True) as con, con.transaction():
             with con.cursor().copy('COPY mlfin_quarantine FROM STDIN') as copy:
                 for r in rejected.itertuples(index=False):
                     copy.write_row((symbol, timeframe, int(r.row), r.ts, r.column, r.reason, r.value, source, stamp))
@@ -156,7 +214,7 @@ class PostgresStore:
         "Rows kept out of the store, with reason, source and when"
         with self._connect() as con:
             rows = con.execute('SELECT symbol, timeframe, "row", ts, "column", reason, value, source, ingested FROM mlfin_quarantine '
-                               + ('WHERE symbol = %s ' if symbol else '') + 'ORDER BY ingested, "row"', [symbol] if symbol else []).fetchall()
+                               + ('WHERE symbol = %s ' if symbol else '') + 'ORDER BY ingested, "row"', [symbol] if symbol else []).fetchall() if self._ready else []
         out = pd.DataFrame(rows, columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
         out['ingested'] = [t.isoformat(timespec='seconds') for t in out['ingested']]
         return out.astype({'row': 'int64'})

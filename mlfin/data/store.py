@@ -11,8 +11,8 @@ from ..config import BadInput, NotFound, Unavailable, atomic_write, store_dir
 from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, bars_frame, check_timeframe
 
 # %% auto #0
-__all__ = ['STORED_COLUMNS', 'PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'check_symbol', 'period_keys', 'period_label',
-           'ParquetStore', 'open_store']
+__all__ = ['STORED_COLUMNS', 'PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'check_symbol', 'span', 'period_keys',
+           'period_label', 'ParquetStore', 'open_store']
 
 # %% ../../nbs/01c_data.store.ipynb #c005
 STORED_COLUMNS = BAR_COLUMNS + OPTIONAL_COLUMNS + ['adj_factor']
@@ -23,6 +23,15 @@ def check_symbol(symbol: str) -> str:
     if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
         raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
     return symbol
+
+def span(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
+    "`_range`'s bounds, checked: each a time, and `start` not after `end`"
+    for name, value in (('start', start), ('end', end)):
+        try: value and pd.Timestamp(value)
+        except (ValueError, TypeError): raise BadInput(f"{name} {value!r}: not a time; use a date or a time, e.g. 2024-01-31 or 2024-01-31T12:00") from None
+    lo, hi, closed = _range(start, end)
+    if lo is not None and hi is not None and (lo > hi or (lo == hi and not closed)): raise BadInput(f"start {start} is after end {end}")
+    return lo, hi, closed
 
 def _range(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
     "UTC bounds for `start <= ts <= end`; a date alone as `end` means the whole of that day (end exclusive then)"
@@ -96,7 +105,7 @@ class ParquetStore:
             keys = period_keys(incoming.index, timeframe)
             starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1] if len(keys) else np.array([], dtype='int64')
             whole = _arrow(incoming)   # once: each period's rows are a slice of it, no copy
-            counts, replaced, files = {'new': 0, 'changed': 0, 'unchanged': 0}, [], _Files(many=len(starts) > 2)
+            counts, replaced, files, change = {'new': 0, 'changed': 0, 'unchanged': 0}, [], _Files(many=len(starts) > 2), None
             for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
                 key, held = int(keys[a]), parts.get(int(keys[a]))
                 # bars after the period's last one (a collector's new bars): appended to its file as Arrow, no merge needed
@@ -108,6 +117,7 @@ class ParquetStore:
                 else:
                     table, found = _upsert(_read_part(folder/held[0]) if held else None, incoming.iloc[a:b])
                     size, first, last = len(table), int(table.index.asi8[0]), int(table.index.asi8[-1])
+                    change = change or found.get('first_change')   # periods in time order: the earliest change
                 for k in counts: counts[k] += found[k]
                 if found['new'] or found['changed']:
                     name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"   # never a name a reader may hold open
@@ -116,18 +126,36 @@ class ParquetStore:
                     if len(starts) == 1 and not isinstance(table, pd.DataFrame): self._remember(folder, name, table)
                     if held: replaced.append(held[0])
             files.finish()   # every file on disk before the manifest names it
-            if replaced or counts['new']:
-                now = time.time()   # replaced files stay GRACE seconds for readers that listed them, then go
-                gone = [name for name, when in retired if now - when > GRACE]
-                retired = [r for r in retired if now - r[1] <= GRACE] + [[name, now] for name in replaced]
-                _save_manifest(folder, parts, retired)     # the commit
-                for name in gone: (folder/name).unlink(missing_ok=True)
+            if replaced or counts['new']: _commit(folder, parts, retired, replaced)
             meta_file = folder/'_meta.json'
             kept = json.loads(meta_file.read_text()) if meta_file.exists() else {}
             new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
             if new_meta != kept: atomic_write(meta_file, lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
             (folder/WRITING).unlink()
-        return {**counts, 'total': parts.total}
+        return {**counts, 'total': parts.total, **({'first_change': change} if change else {})}
+
+    def delete(self, symbol: str, timeframe: str,
+               start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
+              ) -> int:
+        "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows); how many bars went"
+        from filelock import FileLock
+        folder, (lo, hi, closed), ranged = self._dir(symbol, timeframe), span(start, end), start is not None or end is not None
+        if not self.has(symbol, timeframe): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+        with FileLock(folder/'.lock', timeout=600):
+            parts, retired = _claim(folder, timeframe)
+            self._written.pop(folder, None)
+            removed, replaced = _cut(folder, parts, timeframe, lo, hi, closed) if ranged else (parts.total, [])
+            if ranged and len(parts):   # some bars stay
+                if replaced: _commit(folder, parts, retired, replaced)
+                (folder/WRITING).unlink()
+                return removed
+            (folder/MANIFEST).unlink()   # the commit: the series is gone (what a writer killed after it leaves, `_claim` clears)
+            for f in folder.iterdir():
+                if f.suffix == '.parquet' or f.name == '_meta.json': f.unlink(missing_ok=True)
+            (folder/WRITING).unlink()
+        import shutil
+        shutil.rmtree(self.root/'quarantine'/f"timeframe={timeframe}"/f"symbol={symbol}", ignore_errors=True)
+        return removed
 
     def _remember(self, folder: Path, name: str, table):
         "Keep the period just written (a collector appends to it next): files never change, so its name says it is current"
@@ -186,8 +214,8 @@ class ParquetStore:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def ls(self) -> pd.DataFrame:
-        "Every series held: symbol, timeframe, bars, first, last, calendar, source, quarantined rows (from the manifests)"
-        cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'quarantined']
+        "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows (from the manifests)"
+        cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
         rows = []
         for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
             symbol, timeframe = folder.name.removeprefix('symbol='), folder.parent.name.removeprefix('timeframe=')
@@ -198,7 +226,7 @@ class ParquetStore:
             else: continue
             meta = self.meta(symbol, timeframe)
             rows.append([symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'), pd.Timestamp(int(last), tz='UTC'),
-                         meta.get('calendar', ''), meta.get('source', ''), 0])
+                         meta.get('calendar', ''), meta.get('source', ''), meta.get('volume', ''), 0])
         held = pd.DataFrame(rows, columns=cols).sort_values(['symbol', 'timeframe'], ignore_index=True)
         q = self.quarantined()
         counts = q.groupby(['symbol', 'timeframe']).size() if len(q) else pd.Series(dtype='int64')
@@ -252,6 +280,10 @@ class _Parts:
         else:
             for column, value in zip((self.keys, self.files, self.rows, self.first, self.last), (key, *entry)): column.insert(i, value)
         self.total += entry[1]
+    def __delitem__(self, key):
+        i = self._at(key)
+        self.total -= self.rows[i]
+        for column in (self.keys, self.files, self.rows, self.first, self.last): del column[i]
     def entries(self):
         "(period, file, rows, first ns, last ns), in time order"
         return zip(self.keys, self.files, self.rows, self.first, self.last)
@@ -268,6 +300,32 @@ def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
     content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in _Parts.COLUMNS}, 'total': parts.total, 'retired': retired or []})
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
+def _commit(folder: Path, parts: _Parts, retired: list, replaced: list):
+    "Save the manifest (the commit); replaced files stay GRACE seconds for readers that listed them, then go"
+    now = time.time()
+    gone = [name for name, when in retired if now - when > GRACE]
+    retired = [r for r in retired if now - r[1] <= GRACE] + [[name, now] for name in replaced]
+    _save_manifest(folder, parts, retired)
+    for name in gone: (folder/name).unlink(missing_ok=True)
+
+def _cut(folder: Path, parts: _Parts, timeframe: str, lo, hi, closed: bool) -> tuple[int, list]:
+    "Take the bars between `lo` and `hi` out of the periods (new files, `parts` updated, nothing committed); how many, and the files replaced"
+    removed, replaced = 0, []
+    for key, name, rows, first, last in list(parts.entries()):
+        if (lo is not None and last < lo.value) or (hi is not None and (first > hi.value or (not closed and first == hi.value))): continue
+        bars = _read_part(folder/name)
+        inside = np.ones(len(bars), dtype=bool)
+        if lo is not None: inside &= bars.index >= lo
+        if hi is not None: inside &= (bars.index <= hi) if closed else (bars.index < hi)
+        if not inside.any(): continue
+        removed += int(inside.sum()); replaced.append(name)
+        kept = bars[~inside]
+        if kept.empty: del parts[key]; continue
+        new = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"
+        atomic_write(folder/new, lambda tmp: _write_parquet(kept, tmp))
+        parts[key] = [new, len(kept), int(kept.index.asi8[0]), int(kept.index.asi8[-1])]
+    return removed, replaced
+
 def _claim(folder: Path, timeframe: str) -> tuple[_Parts, list]:
     "Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series into periods"
     marker = folder/WRITING
@@ -276,6 +334,8 @@ def _claim(folder: Path, timeframe: str) -> tuple[_Parts, list]:
         named = set(parts.files) | {name for name, _ in retired} | {LEGACY}
         for f in folder.iterdir():
             if (f.suffix == '.parquet' and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
+        if not (folder/MANIFEST).exists() and not (folder/LEGACY).exists():   # a delete killed after its commit: its record goes too
+            (folder/'_meta.json').unlink(missing_ok=True)
     marker.touch()
     parts, retired = _manifest(folder, retired=True) or (None, [])
     if parts is None:
@@ -341,6 +401,9 @@ def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, 
     a, b = old.reindex(index=common, columns=given).to_numpy(), new.loc[common].to_numpy()
     same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
     counts = {'new': len(new) - len(common), 'changed': int((~same).sum()), 'unchanged': int(same.sum())}
+    if counts['changed']:   # the first changed bar and column, old and new value: what a report names
+        i = int(np.flatnonzero(~same)[0]); j = int(np.flatnonzero((a[i] != b[i]) & ~(np.isnan(a[i]) & np.isnan(b[i])))[0])
+        counts['first_change'] = (common[i], given[j], float(a[i, j]), float(b[i, j]))
     if not counts['new'] and not counts['changed']: return old, counts
     merged = old.reindex(columns=columns)
     changed = common[~same]
