@@ -12,9 +12,9 @@ from .config import MlfinError, BadInput, NotFound, home, project_root, run_dir
 
 # %% auto #0
 __all__ = ['app', 'runs_app', 'data_app', 'models_app', 'keys_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare',
-           'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'quality', 'tune',
-           'models_families', 'models_ls', 'models_promote', 'models_release', 'serve', 'keys_create', 'keys_ls',
-           'keys_revoke']
+           'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'data_rm',
+           'quality', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release', 'serve',
+           'keys_create', 'keys_ls', 'keys_revoke']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -244,6 +244,29 @@ def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRA
         written = data.export(symbol, timeframe, path, start, end, not raw, store)
     except MlfinError as e: _fail(str(e))
     typer.echo(f"{written}: {symbol} {timeframe}")
+
+@data_app.command('rm')
+def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size)"),
+            start: Optional[str] = typer.Option(None, help="first bar removed (UTC date or time)"),
+            end: Optional[str] = typer.Option(None, help="last bar removed, inclusive (a date: its whole day)"),
+            yes: bool = typer.Option(False, '--yes', help="do not ask first"),
+            store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
+    "Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows"
+    from mlfin import data
+    try:
+        symbol, timeframe = _series(series, store)
+        held = data.ls(store).set_index(['symbol', 'timeframe'])
+        if (symbol, timeframe) not in held.index: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+        stored = held.loc[(symbol, timeframe)]
+        ranged = start is not None or end is not None
+        what = (f"the bars of {symbol} {timeframe} from {start or 'the start'} to {end or 'the end'} (of {stored['bars']:,})" if ranged else
+                f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
+        if not yes and not typer.confirm(f"remove {what} from {data.open_store(store)!r}?", default=False):
+            typer.echo("nothing removed", err=True); raise typer.Exit(1)
+        removed = data.delete(symbol, timeframe, start, end, store)
+    except MlfinError as e: _fail(str(e))
+    typer.echo(f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}" if ranged else
+               f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
 
 @app.command()
 def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SYMBOL:TIMEFRAME (default: all)"),

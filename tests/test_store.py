@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 import pytest
 from hypothesis import event, given, settings, strategies as st
 from mlfin import data
-from mlfin.config import BadInput, NotFound
+from mlfin.config import BadInput, NotFound, Unavailable
 from mlfin.data.store import open_store
 from mlfin.data.sources import plain_records, read_sample, table_records
 
@@ -250,3 +250,111 @@ def test_a_batch_without_an_optional_column_does_not_erase_it(store_url):
     wider = bars.iloc[-5:].copy(); wider['spread'] = 0.7
     assert store.write(wider)['changed'] == 5
     assert store.read('EURUSD', '1h')['spread'].tolist() == [0.5] * 45 + [0.7] * 5
+
+
+# --- issue 17: what an operator's MetaTrader collector met, end to end on either store ---
+
+def _rates(first: int, n: int, step: int = 3600) -> list[dict]:
+    "MetaTrader copy_rates records: `time` in epoch seconds of the broker's clock"
+    return [{'time': first + step * i, 'open': 1.1, 'high': 1.2, 'low': 1.0, 'close': 1.15, 'tick_volume': 100 + i,
+             'spread': 5, 'real_volume': 0} for i in range(n)]
+
+
+def test_metatrader_times_are_the_brokers_clock_whatever_their_encoding(store_url):
+    "Defect 1 of issue 17: with tz=Etc/GMT-2 an epoch lands where the same time written as text lands, on either road"
+    epochs = _rates(1704153600, 3)    # 2024-01-02 00:00 on a UTC+2 server's clock: 2024-01-01 22:00 UTC
+    text = [{**r, 'time': pd.Timestamp(r['time'], unit='s').strftime('%Y-%m-%d %H:%M')} for r in epochs]
+    short = data.push(epochs, 'EURUSD', '1h', tz='Etc/GMT-2', store=store_url)                   # a plain list: the short road
+    table = data.push({'candles': epochs}, 'EURUSD', '1h', tz='Etc/GMT-2', store=store_url)      # wrapped: through a table
+    written = data.push({'candles': text}, 'EURUSD', '1h', tz='Etc/GMT-2', store=store_url)
+    assert (short.new, table.unchanged, written.unchanged) == (3, 3, 3)
+    assert data.load('EURUSD', '1h', store=store_url).index[0] == pd.Timestamp('2024-01-01 22:00', tz='UTC')
+
+
+def test_a_batch_in_the_brokers_zone_sent_as_utc_is_told_so(store_url):
+    "Defect 1 of issue 17: Friday's last candles of a UTC+2 server sent without tz fall after the FX close; the note says why"
+    late = _rates(1704490200, 150, 60)   # Friday 2024-01-05 21:30 to 23:59 on the server's clock (19:30 to 21:59 UTC)
+    report = data.push(late, 'EURUSD', '1m', calendar='24/5', store=store_url)
+    assert (report.new, report.quarantined) == (30, 120)
+    assert ("times look shifted by +2 h against calendar 24/5: are they in the broker's zone? send tz=Etc/GMT-2"
+            in ' '.join(report.notes)), report.notes
+    right = data.push(late, 'EURUSD2', '1m', calendar='24/5', tz='Etc/GMT-2', store=store_url)
+    assert (right.new, right.quarantined, right.notes) == (150, 0, [])
+
+
+def test_one_bad_time_quarantines_its_row_and_no_other(store_url):
+    "Defect 6 of issue 17: one unparseable time among epochs (numbers, or digits as text) is that row's problem alone"
+    rates = _rates(1704153600, 4); rates[2]['time'] = 'garbage'
+    report = data.push(rates, 'EURUSD', '1h', store=store_url)
+    assert (report.new, report.quarantined, report.first_problem) == (3, 1, 'row 3, column time: not a time (garbage)')
+    digits = [{**r, 'time': str(r['time'])} for r in _rates(1704168000, 3)]; digits[1]['time'] = 'soon'
+    report = data.push(digits, 'EURUSD', '1h', store=store_url)
+    assert (report.new, report.quarantined, report.first_problem) == (2, 1, 'row 2, column time: not a time (soon)')
+    assert len(data.load('EURUSD', '1h', store=store_url)) == 5
+
+
+def test_a_candles_volume_is_the_series_choice_and_a_change_is_named(store_url):
+    "Defect 7 of issue 17: the volume a series uses is recorded by its first batch; a resent candle keeps it; a change is named"
+    rates = _rates(1704153600, 3); rates[1]['real_volume'] = 7   # the broker reports real volume for this instrument
+    data.push(rates, 'XAUUSD', '1h', store=store_url)
+    store = open_store(store_url)
+    assert store.meta('XAUUSD', '1h')['volume'] == 'real_volume'
+    again = data.push(rates[:1], 'XAUUSD', '1h', store=store_url)   # alone, its real volume is 0 like the whole batch's
+    assert (again.unchanged, again.changed) == (1, 0)
+    assert data.load('XAUUSD', '1h', store=store_url)['volume'].tolist() == [0.0, 7.0, 0.0]
+    fixed = data.push([{**rates[2], 'real_volume': 3, 'close': 1.16}], 'XAUUSD', '1h', store=store_url)
+    assert fixed.changed == 1
+    assert 'first change: 2024-01-02 02:00:00+00:00 close 1.15 -> 1.16' in str(fixed), str(fixed)
+    assert data.ls(store_url).set_index('symbol').loc['XAUUSD', 'volume'] == 'real_volume'
+    data.push(_rates(1704153600, 2), 'EURUSD', '1h', store=store_url)   # no real volume: ticks, recorded as such
+    assert store.meta('EURUSD', '1h')['volume'] == 'tick_volume'
+
+
+def test_a_range_of_bars_or_a_whole_series_is_deleted(store_url):
+    "Defect 10 of issue 17: `data.delete` and `mlfin data rm` remove a range (the rest kept) or a series with its record"
+    from typer.testing import CliRunner
+    from mlfin.cli import app
+    store = open_store(store_url)
+    data.ingest('sample:EURUSD', store=store)
+    with pytest.raises(BadInput, match='high below open'):   # a bad candle: kept in quarantine
+        data.push([{'ts': '2017-12-29T20:00:00Z', 'open': 1.2, 'high': 1.19, 'low': 1.18, 'close': 1.2, 'volume': 5.0}], 'EURUSD', '1h', store=store)
+    total, june = len(data.load('EURUSD', '1h', store=store)), len(data.load('EURUSD', '1h', '2017-06-01', '2017-06-30', store=store))
+    assert data.delete('EURUSD', '1h', '2017-06-01', '2017-06-30', store=store) == june > 0
+    assert len(data.load('EURUSD', '1h', '2017-06-01', '2017-06-30', store=store)) == 0
+    assert len(data.load('EURUSD', '1h', store=store)) == data.ls(store).set_index('symbol').loc['EURUSD', 'bars'] == total - june
+    assert store.meta('EURUSD', '1h')['calendar'] == '24/5' and len(store.quarantined('EURUSD')) == 1   # a range leaves the record
+    assert data.delete('EURUSD', '1h', '2017-06-01', '2017-06-30', store=store) == 0
+    with pytest.raises(BadInput, match='after'): data.delete('EURUSD', '1h', '2017-07-01', '2017-06-01', store=store)
+    with pytest.raises(BadInput, match='not a time'): data.delete('EURUSD', '1h', 'yesterday', store=store)
+    runner = CliRunner()
+    declined = runner.invoke(app, ['data', 'rm', 'EURUSD:1h', '--store', store_url], input='n\n')
+    assert declined.exit_code == 1 and len(data.load('EURUSD', '1h', store=store)) == total - june, declined.output
+    done = runner.invoke(app, ['data', 'rm', 'EURUSD:1h', '--store', store_url, '--yes'])
+    assert (done.exit_code, done.output.strip()) == (0, f"removed EURUSD 1h: {total - june:,} bar(s), its record and 1 quarantined row(s)")
+    assert data.ls(store).empty and store.meta('EURUSD', '1h') == {} and store.quarantined('EURUSD').empty
+    assert store.stamp('EURUSD', '1h') is None
+    with pytest.raises(NotFound, match='no 1h bars for EURUSD'): data.delete('EURUSD', '1h', store=store)
+    assert data.ingest('sample:EURUSD', store=store).new == total   # stored anew
+    gone = runner.invoke(app, ['data', 'rm', 'EURUSD:1h', '--start', '2017-12-01', '--store', store_url], input='y\n')
+    assert gone.exit_code == 0 and gone.output.strip().endswith('removed EURUSD 1h: 487 bar(s) from 2017-12-01 to the end'), gone.output
+
+
+def test_a_read_only_role_reads_the_postgresql_store(postgres_server):
+    "Defect 10 of issue 17: a role with SELECT rights only lists and reads the store; nothing is created for a reader"
+    import psycopg, uuid
+    from typer.testing import CliRunner
+    from mlfin.cli import app
+    name, role = f"t_{uuid.uuid4().hex[:12]}", f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}"); con.execute(f"CREATE ROLE {role} LOGIN")
+    owner, reader = f"{postgres_server}/{name}", f"{postgres_server.replace('mlfin@', f'{role}@')}/{name}"
+    tables = lambda: psycopg.connect(owner).execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+    assert data.ls(reader).empty and open_store(reader).meta('SPX', '1d') == {} and tables() == 0   # an empty database stays empty
+    data.ingest('sample:SPX', store=owner)
+    with psycopg.connect(owner, autocommit=True) as con: con.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    listed = CliRunner().invoke(app, ['data', 'ls', '--store', reader])
+    assert listed.exit_code == 0 and listed.output.split('\n')[1].split()[:3] == ['SPX', '1d', '5031'], listed.output
+    store = open_store(reader)
+    assert len(data.load('SPX', '1d', '2018-12-01', store=reader)) == 19 and len(store.tail('SPX', '1d', 5)) == 5
+    assert store.meta('SPX', '1d')['calendar'] == 'XNYS' and store.stamp('SPX', '1d') is not None and store.quarantined().empty
+    with pytest.raises(Unavailable, match='this role may not change the store'): data.delete('SPX', '1d', store=reader)

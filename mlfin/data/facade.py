@@ -16,10 +16,10 @@ from .sources import SAMPLES, Batch, _version, load_sample, read_file, read_reco
 from .store import check_symbol, open_store
 
 # %% auto #0
-__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'ingest', 'read_actions', 'push', 'load', 'ls',
-           'quality', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'ingest_universe', 'series_stamps',
-           'split_symbols', 'findings', 'quarantined', 'export', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample',
-           'fingerprint', 'periods_per_year', 'resample', 'open_store']
+__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'ingest', 'read_actions', 'push',
+           'load', 'ls', 'quality', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'ingest_universe',
+           'series_stamps', 'split_symbols', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES',
+           'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
 _all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
@@ -105,10 +105,9 @@ def guess_calendar(bars: pd.DataFrame) -> str:
 OFF_CALENDAR = {'quarantine': "kept out of the store with their reason (the default)",
                 'keep': "stored, and reported as anomalies"}
 
-def _off_calendar_rows(batch: Batch, found, calendar: str, timeframe: str):
-    "Move the bars the calendar has no place for from `found.bars` to `found.rejected`, each with its source row and reason"
-    from mlfin.data.quality import off_calendar, rejected_frame
-    off = off_calendar(found.bars, calendar)
+def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
+    "Move the bars the calendar has no place for (`off`, from `off_calendar`) from `found.bars` to `found.rejected`, each with its source row and reason"
+    from mlfin.data.quality import rejected_frame
     if off.empty: return
     at = batch.frame['ts'].isin(off['ts'])
     rows = batch.frame.loc[at, 'ts'].drop_duplicates(keep='last')
@@ -118,6 +117,21 @@ def _off_calendar_rows(batch: Batch, found, calendar: str, timeframe: str):
                                ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
     found.bars = found.bars[~found.bars.index.isin(off['ts'])]
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c007e1
+def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-calendar ones are taken out
+                 calendar: str, off: pd.DataFrame, # the series' calendar, and the bars off it
+                 layout: str, tz: str, # how the batch was read: its layout, and the zone its times were read in
+                ) -> str | None:
+    "A note for a batch whose off-calendar bars look like times of another clock: by how much, and the `tz` that reads them right"
+    from mlfin.data.quality import clock_shift
+    shift = clock_shift(bars, calendar, off)
+    if shift is None: return None
+    offset = shift + bars.index[0].tz_convert(tz).utcoffset() / pd.Timedelta(hours=1)   # the source clock's offset from UTC
+    zone = ('UTC' if offset == 0 else f"Etc/GMT{-int(offset):+d}") if float(offset).is_integer() and -12 <= offset <= 14 else None
+    who = "are they in the broker's zone?" if layout in ('mt5', 'mt5-rates') else "are they in another zone?"
+    return (f"times look shifted by {shift:+d} h against calendar {calendar}: {who} send "
+            + (f"tz={zone} (or the zone's name)" if zone else "tz=the zone's name"))
 
 # %% ../../nbs/01d_data.facade.ipynb #c007f
 def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
@@ -146,10 +160,11 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     if not symbol: raise BadInput(f"{batch.source}: which symbol? pass --symbol")
     if not timeframe: raise BadInput(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
     check_symbol(symbol); timeframe = check_timeframe(timeframe, batch.source)
-    found = batch.inspect(symbol, timeframe, writable=False)  # only stored, never handed out: no copy of the columns
-    rows = len(batch.frame) + (int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems) else 0)  # rows of the wrong length too
     store = open_store(store)
     kept = store.meta(symbol, timeframe)
+    volume = batch.volume_choice(kept.get('volume'))   # MetaTrader's: the series' own, recorded by its first batch
+    found = batch.inspect(symbol, timeframe, writable=False, volume=volume)  # only stored, never handed out: no copy of the columns
+    rows = len(batch.frame) + (int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems) else 0)  # rows of the wrong length too
     if sample and symbol == sample and kept and not _is_sample(kept, sample):
         raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from {kept.get('source', 'another source')}; the sample "
                        f"would mix with them. Store it under another name: --symbol {symbol}_SAMPLE")
@@ -157,14 +172,18 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
         check_spacing(found.bars, timeframe, batch.source)
         calendar = check_calendar(calendar or (SAMPLES[sample].calendar if sample else None) or kept.get('calendar')
                                   or guess_calendar(found.bars), batch.source)
-        if off_calendar == 'quarantine': _off_calendar_rows(batch, found, calendar, timeframe)
+        from mlfin.data.quality import off_calendar as off_the_calendar
+        off = off_the_calendar(found.bars, calendar)
+        if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
+        if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
     if strict and len(found.rejected): raise BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
     report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected), notes=found.notes)
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         store.quarantine(found.rejected, symbol, timeframe, batch.source)
     if found.bars.empty:
-        refused = BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}")
+        refused = BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}"
+                           + ''.join(f"; {n}" for n in found.notes if n.startswith('times look shifted')))
         refused.report = report   # what was quarantined, for a caller that counts it (the service's metrics)
         raise refused
     if actions is not None:
@@ -174,9 +193,13 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
     odd = anomalies(found.bars, calendar)
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
-    meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **(_provenance(sample) if sample else {})}
+    meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **({'volume': volume} if volume else {}),
+            **(_provenance(sample) if sample else {})}
     counts = store.write(found.bars, meta)
+    change = counts.pop('first_change', None)
     for k, v in counts.items(): setattr(report, k, v)
+    if change:   # a resend never changes a stored value unsaid
+        report.notes.append(f"{report.changed:,} stored bar(s) changed, first change: {change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
     return report
 
 def _provenance(sample: str) -> dict:
@@ -209,7 +232,7 @@ def push(candles,               # pushed candles: MetaTrader rates records, plai
          off_calendar: str = 'quarantine',
         ) -> IngestReport:
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
-    return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, store=store, off_calendar=off_calendar)
+    return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, tz=tz, store=store, off_calendar=off_calendar)
 
 # %% ../../nbs/01d_data.facade.ipynb #c011
 def load(symbol: str,          # a symbol in the store
@@ -372,3 +395,13 @@ def export(symbol: str, timeframe: str, path: str | Path,   # a .csv, .csv.gz or
     if path.suffix == '.parquet': table.to_parquet(path, index=False)
     else: table.to_csv(path, index=False)   # every digit (the shortest text that reads back the same float)
     return path
+
+# %% ../../nbs/01d_data.facade.ipynb #c011t
+def delete(symbol: str, timeframe: str,
+           start: str | None = None, # first bar removed (inclusive, UTC)
+           end: str | None = None,   # last bar removed (inclusive; a date means its whole day)
+           store=None,               # a store or its URL; default `open_store()`
+          ) -> int:
+    "Remove a series' bars between `start` and `end`, or, neither given, the whole series with its record and quarantine; how many bars went"
+    check_symbol(symbol); timeframe = check_timeframe(timeframe)
+    return open_store(store).delete(symbol, timeframe, start, end)
