@@ -11,10 +11,10 @@ import typer
 from .config import MlfinError, BadInput, NotFound, home, project_root, run_dir
 
 # %% auto #0
-__all__ = ['app', 'runs_app', 'data_app', 'models_app', 'keys_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare',
-           'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'data_rm',
-           'quality', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release', 'serve',
-           'keys_create', 'keys_ls', 'keys_revoke']
+__all__ = ['app', 'runs_app', 'data_app', 'models_app', 'keys_app', 'home_app', 'run', 'show_config', 'dashboards', 'runs',
+           'runs_compare', 'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export',
+           'data_rm', 'quality', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release', 'serve',
+           'keys_create', 'keys_ls', 'keys_revoke', 'home_check']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -389,17 +389,26 @@ def serve(host: str = typer.Option('127.0.0.1', help="address to listen on: loop
           body_limit: int = typer.Option(10 * 2**20, help="largest request body in bytes"),
           jobs: bool = typer.Option(True, '--jobs/--no-jobs', help="run training jobs in this service (--no-jobs: queue them only)"),
           sources: Optional[Path] = typer.Option(None, help="YAML: SYMBOL:TIMEFRAME: {source: ccxt:EXCHANGE:MARKET, start: DATE} for POST /ingest/run"),
+          body_timeout: float = typer.Option(30.0, help="seconds a request body may take to arrive (slower: 408)"),
+          min_free_mb: int = typer.Option(100, help="free disk (MB) under the home and the store below which /ready fails"),
+          log_level: str = typer.Option('info', help="debug, info, warning or error"),
+          log_json: bool = typer.Option(False, '--log-json', help="one JSON object a log line"),
+          log_file: Optional[Path] = typer.Option(None, help="write the log to this file, rotated by size (default: stderr)"),
+          log_max_bytes: int = typer.Option(10 * 2**20, help="rotate the log file past this size"),
+          log_backups: int = typer.Option(5, help="rotated log files kept"),
          ):
     "Serve bars, predictions, signals, models and training jobs over HTTP (FastAPI under uvicorn)"
-    from mlfin.service.app import ServiceSettings, serve as run_service
+    from pydantic import ValidationError
+    from mlfin.service.app import ServiceSettings, serve as run_service, validation_line
     try:
         settings = ServiceSettings(home=str(home()), store=store or '', project=str(project or project_root() or '') or None,
                                    rate_limit=rate_limit, limits_storage=limits_storage, cors_origins=cors_origin or [],
-                                   body_limit=body_limit, jobs=jobs, sources=str(sources) if sources else None)
-        typer.echo(f"mlfin: serving on http{'s' if cert else ''}://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}; "
-                   f"docs at /docs; Ctrl-C stops)", err=True)
-        run_service(settings, host, port, workers, str(cert) if cert else None, str(key) if key else None)
+                                   body_limit=body_limit, jobs=jobs, sources=str(sources) if sources else None, body_timeout=body_timeout,
+                                   min_free_mb=min_free_mb, log_level=log_level, log_json=log_json, log_file=str(log_file) if log_file else None,
+                                   log_max_bytes=log_max_bytes, log_backups=log_backups)
+        run_service(settings, host, port, workers, str(cert) if cert else None, str(key) if key else None)   # says "serving on" once it can
     except MlfinError as e: _fail(str(e))
+    except ValidationError as e: _fail(f"mlfin serve: {validation_line(e.errors())}")
 
 keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The service's API keys (stored hashed; a key is shown once)")
 app.add_typer(keys_app, name='keys')
@@ -410,11 +419,12 @@ def _keys(store: str | None):
     return Keys(engine(store), cache_seconds=0)
 
 @keys_app.command('create')
-def keys_create(role: str = typer.Option(..., help="read_only, analyst or admin"),
+def keys_create(role: str = typer.Option(..., help="read_only, collector (may only push bars), analyst or admin"),
                 name: str = typer.Option('', help="what the key is for (a host, a person)"),
+                days: Optional[float] = typer.Option(None, help="valid this many days, then refused (default: until revoked)"),
                 store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)")):
     "Make an API key; it is printed this once (only its digest is kept)"
-    try: key, record = _keys(store).create(role, name)
+    try: key, record = _keys(store).create(role, name, days)
     except MlfinError as e: _fail(str(e))
     typer.echo(key)
     typer.echo(f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) made; keep it now, it is not shown again", err=True)
@@ -426,8 +436,9 @@ def keys_ls(store: Optional[str] = typer.Option(None, help="the service's store"
     except MlfinError as e: _fail(str(e))
     if not rows: typer.echo("no keys yet: `mlfin keys create --role analyst`"); return
     for r in rows:
+        expires = f"expires {r['expires_at']:%Y-%m-%d %H:%M}" if r.get('expires_at') else 'no expiry'
         typer.echo(f"{r['id']}  {r['role']:<9}  made {r['created_at']:%Y-%m-%d %H:%M}  "
-                   f"{'revoked ' + format(r['revoked_at'], '%Y-%m-%d %H:%M') if r['revoked_at'] else 'active':<24}  {r['name']}")
+                   f"{'revoked ' + format(r['revoked_at'], '%Y-%m-%d %H:%M') if r['revoked_at'] else 'active':<24}  {expires:<26}  {r['name']}")
 
 @keys_app.command('revoke')
 def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (`mlfin keys ls`)"),
@@ -436,3 +447,18 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (`mlfin key
     try: record = _keys(store).revoke(key_id)
     except MlfinError as e: _fail(str(e))
     typer.echo(f"key {record['id']} ({record['role']}) revoked")
+
+# %% ../nbs/09_cli.ipynb #c016w
+home_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The home: where runs, the registry and the store are kept")
+app.add_typer(home_app, name='home')
+
+@home_app.command('check')
+def home_check():
+    "Make the home's records follow the folder it is in now, and name what they point at outside it"
+    from mlfin.tracking import check_home
+    try: report = check_home()
+    except MlfinError as e: _fail(str(e))
+    if report['moved_from']: typer.echo(f"mlfin: the home moved from {report['moved_from']}: {report['rewritten']} recorded location(s) now under {report['home']}")
+    for line in report['outside']: typer.echo(f"outside the home: {line}")
+    typer.echo(f"{report['home']}: {'%d location(s) outside it' % len(report['outside']) if report['outside'] else 'every recorded location is inside it'}")
+    if report['outside']: raise typer.Exit(1)

@@ -119,7 +119,7 @@ def relocate() -> dict | None:
     log = logging.getLogger('mlfin')
     log.info(f"the home moved from {old} to {at}: {count} location(s) in its MLflow store rewritten")
     if outside: log.warning(f"mlfin: {len(outside)} location(s) in the MLflow store of {at} point outside it, e.g. {outside[0]} "
-                            "(mlfin.tracking.check_home() lists them)")
+                            "(`mlfin home check` lists them)")
     return {'from': str(old), 'to': str(at), 'rewritten': count, 'outside': outside}
 
 # %% ../nbs/06_tracking.ipynb #c021

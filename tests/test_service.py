@@ -37,6 +37,7 @@ ROUTES = [  # method, path, request, the grant it needs (None: open; 'key': an A
     ('POST', '/ingest', {'json': {'symbol': 'ES', 'timeframe': 'M1', 'candles': copy_rates(ES.iloc[-2:])}}, 'ingest'),
     ('POST', '/ingest/run', {'json': {'symbol': 'ES', 'timeframe': '1m'}}, 'train'),
     ('GET', '/prices/latest', {'params': {'symbol': 'SPX', 'timeframe': '1d', 'n': 5}}, 'read'),
+    ('DELETE', '/series/NOSUCH/1d', {}, 'admin'),   # 404: nothing stored by that name
     ('GET', '/predict', {'params': {'symbol': 'SPX', 'timeframe': '1d'}}, 'read'),
     ('GET', '/signals', {'params': {'symbol': 'SPX', 'timeframe': '1d'}}, 'read'),
     ('GET', '/signals/history', {'params': {'symbol': 'SPX', 'timeframe': '1d', 'start': '2018-01-01'}}, 'read'),

@@ -228,9 +228,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         import gc
-        import mlflow.exceptions, mlfin.models.registry   # MLflow's and the zoo's imports (seconds) before the first request, not in it
+        import mlflow.exceptions, mlfin.models.registry, skops.io   # MLflow's, the zoo's and scikit-learn's imports (seconds) before the first request
         gc.collect(); gc.freeze()   # the libraries' own objects out of the collector's way: no long full collections mid-request
         app.state.jobs.start()
+        try: held = app.state.store.ls()
+        except Exception: held = None   # a store that does not answer: /ready says so
+        if held is not None:   # each production model loaded and its forecast made in the background, before anyone asks
+            for symbol, timeframe in zip(held['symbol'], held['timeframe']): app.state.refresh(symbol, timeframe)
         yield
         app.state.jobs.stop()
         app.state.refresher.shutdown(wait=False, cancel_futures=True)

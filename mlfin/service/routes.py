@@ -18,11 +18,11 @@ from .auth import Caller, Forbidden, Unauthorized, allows
 # %% auto #0
 __all__ = ['api_key', 'bearer', 'READ', 'INGEST', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe',
            'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require', 'Error', 'Health', 'LoadedModel', 'Ready',
-           'Token', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Bar', 'Prices', 'Prediction', 'Signal',
-           'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready',
-           'token', 'ingest', 'ingest_run', 'prices_latest', 'predict', 'signal', 'signal_history', 'models', 'model',
-           'promote', 'release', 'train', 'jobs', 'job', 'cancel_job', 'create_key', 'list_keys', 'revoke_key',
-           'metrics']
+           'Token', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices',
+           'Prediction', 'Signal', 'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key',
+           'health', 'ready', 'token', 'ingest', 'ingest_run', 'delete_series', 'prices_latest', 'predict', 'signal',
+           'signal_history', 'models', 'model', 'promote', 'release', 'train', 'jobs', 'job', 'cancel_job',
+           'create_key', 'list_keys', 'revoke_key', 'metrics']
 
 # %% ../../nbs/10e_service.routes.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
@@ -120,6 +120,11 @@ class Ingested(BaseModel):
 class Series(BaseModel):
     model_config = ConfigDict(extra='forbid')
     symbol: str = Field(pattern=SYMBOL); timeframe: str = Field(pattern=TIMEFRAME)
+
+class Deleted(BaseModel):
+    symbol: str; timeframe: str
+    removed: int = Field(description="bars removed")
+    start: str | None; end: str | None
 
 class Bar(BaseModel):
     ts: dt.datetime; open: float; high: float; low: float; close: float; volume: float; spread: float | None = None
@@ -255,6 +260,17 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     state.metrics.ingested(series.symbol, timeframe, report)
     state.refresh(series.symbol, timeframe)
     return _ingested(report)
+
+@router.delete('/series/{symbol}/{timeframe}', response_model=Deleted, tags=['data'], responses=ERRORS)
+def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYMBOL)], timeframe: Annotated[str, PathParam(pattern=TIMEFRAME)],
+                  start: Annotated[str | None, Query(pattern=WHEN, description="first bar removed (ISO 8601, UTC unless zoned)")] = None,
+                  end: Annotated[str | None, Query(pattern=WHEN, description="last bar removed, inclusive (a date alone: its whole day)")] = None,
+                  caller: Caller = ADMIN) -> Deleted:
+    "Remove a series' bars between start and end; neither given: the whole series, its record and its quarantine (`mlfin data rm`)"
+    from mlfin.data import delete
+    timeframe = _tf(timeframe)
+    removed = delete(symbol, timeframe, start, end, store=request.app.state.store)
+    return Deleted(symbol=symbol, timeframe=timeframe, removed=removed, start=start, end=end)
 
 @router.get('/prices/latest', response_model=Prices, tags=['data'], responses=ERRORS)
 def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
