@@ -378,14 +378,14 @@ def serve(settings: ServiceSettings | None = None,
     if bool(certfile) != bool(keyfile): raise BadInput("TLS needs both --cert and --key")
     for f in (certfile, keyfile):
         if f and not Path(f).is_file(): raise BadInput(f"{f}: no such file")
-    if workers > 1 and settings.limits_storage.startswith('memory'):
-        logging.getLogger('mlfin.service').warning(f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
     os.environ['MLFIN_SERVICE'] = settings.model_dump_json()
     if settings.home: os.environ['MLFIN_HOME'] = str(Path(settings.home).resolve())
     if workers > 1:   # every worker writes its counters to one folder; /metrics sums them
         folder = tempfile.mkdtemp(prefix='mlfin-metrics-'); os.environ['PROMETHEUS_MULTIPROC_DIR'] = folder
     create_app(settings)   # fail here, once, with one line, not in every worker: the store, its database, the rate-limit store
     _bindable(host, port)
+    if workers > 1 and settings.limits_storage.startswith('memory'):
+        logging.getLogger('mlfin.service').warning(f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
     if workers > 1: os.environ['MLFIN_SERVICE_MASTER'] = str(os.getpid())
     if announce:
         logging.getLogger('mlfin.service').info(f"serving on http{'s' if certfile else ''}://{host}:{port}",

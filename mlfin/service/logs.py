@@ -109,7 +109,7 @@ def request_id(scope) -> str:
     return given.decode() if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
 
 class AccessLog:
-    "ASGI middleware: every request gets an id (returned in X-Request-ID) and one access line when it ends"
+    "ASGI middleware: every request gets an id (returned in X-Request-ID) and one access line, written before its answer leaves"
     def __init__(self, app, logger: logging.Logger | None = None):
         self.app, self.log = app, logger or logging.getLogger('mlfin.service.access')
 
@@ -117,16 +117,19 @@ class AccessLog:
         if scope['type'] != 'http': return await self.app(scope, receive, send)
         rid = request_id(scope)
         scope.setdefault('state', {})['request_id'] = rid
-        started, status = time.perf_counter(), [0]
+        started, logged = time.perf_counter(), [False]
+        def line(status):   # before the answer is sent: a caller that got an answer has its line, whatever happens next
+            logged[0] = True
+            caller = scope['state'].get('caller') or scope['state'].get('checked')   # the key, once its headers were checked
+            self.log.info('request', extra={'method': scope['method'], 'path': scope['path'], 'status': status,
+                                            'ms': round((time.perf_counter() - started) * 1e3, 2),
+                                            'route': getattr(scope.get('route'), 'path', None), 'key_id': getattr(caller, 'key_id', None),
+                                            'request_id': rid, 'client': (scope.get('client') or (None,))[0]})
         async def sending(message):
             if message['type'] == 'http.response.start':
-                status[0] = message['status']
+                line(message['status'])
                 message = {**message, 'headers': [*message.get('headers', []), (b'x-request-id', rid.encode())]}
             await send(message)
         try: await self.app(scope, receive, sending)
         finally:
-            caller = scope['state'].get('caller')
-            self.log.info('request', extra={'method': scope['method'], 'path': scope['path'], 'status': status[0] or None,
-                                            'ms': round((time.perf_counter() - started) * 1e3, 2),
-                                            'route': getattr(scope.get('route'), 'path', None), 'key_id': getattr(caller, 'key_id', None),
-                                            'request_id': rid, 'client': (scope.get('client') or (None,))[0]})
+            if not logged[0]: line(None)   # no answer at all (the client went, the server stopped)
