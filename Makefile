@@ -17,7 +17,7 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 test: setup ## every test: library notebooks, export, pipeline end to end, dashboard in Chromium
 	@bash env/setup-test.sh
 	@$(BIN)/nbdev_test --n_workers 2
-	@$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest tests --durations=30 $(PYTEST_ARGS)
 
 dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866
 	@$(BIN)/mlfin dashboards

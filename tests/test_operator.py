@@ -51,10 +51,10 @@ def test_metatrader_epochs_are_broker_time_and_a_bad_time_is_one_rows_problem(se
         from mlfin import data
         assert data.load('ES', '1m', store=store).index.equals(bars.index)        # the bars' true UTC times, by either road
         assert data.load('EST', '1m', store=store).index.equals(bars.index)
-        # a batch sent in broker time without its zone looks two hours off the exchange's calendar: the answer says so (Labor Day
-        # 2013 closed at 17:00 UTC: its last two hours, read two hours late, fall after the close)
-        shifted = client.post('/ingest', json={'symbol': 'ESX', 'timeframe': 'M1', 'calendar': 'CMES',
-                                               'candles': broker_rates(ES.loc['2013-09-02 15:00':'2013-09-02 16:59'])})
+        # a batch sent in broker time without its zone looks two hours off the market's calendar: the answer says so (EUR/USD's hours
+        # around a weekend: read two hours late, Friday's last ones fall after the 17:00 New York close)
+        week_end = data.load_sample('EURUSD').loc['2017-06-16 10:00':'2017-06-19 03:00']
+        shifted = client.post('/ingest', json={'symbol': 'EURX', 'timeframe': 'H1', 'calendar': '24/5', 'candles': broker_rates(week_end)})
         said = shifted.json().get('detail') or ' '.join(shifted.json()['notes'])   # every bar off the calendar: refused, saying why
         assert 'shifted by +2 h' in said, shifted.json()
         # one unparseable time among epochs: that row quarantined with its reason, the others stored
@@ -143,7 +143,7 @@ def test_bodies_without_a_credential_cost_nothing_and_slow_bodies_time_out(serve
 def test_every_request_writes_one_access_line_and_the_log_rotates(served_home, tmp_path):
     "Defect 5: every request, answered or refused, gives one JSON access line (route, status, latency, key, request id) in a rotated file"
     log = tmp_path/'logs'/'service.log'
-    with service(served_home, '--no-jobs', '--log-json', '--log-file', str(log), '--log-max-bytes', '20000', store=str(tmp_path/'store')) as svc:
+    with service(served_home, '--no-jobs', '--log-json', '--log-file', str(log), '--log-max-bytes', '10000', store=str(tmp_path/'store')) as svc:
         key = svc.key('read_only')
         sent = []
         with svc.client(key) as client:

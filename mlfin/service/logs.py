@@ -75,11 +75,11 @@ _DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 def outage(e: BaseException) -> str | None:
     "What a failure says is down: 'disk' (full, read-only, I/O errors), 'database', 'redis', 'network'; None for a bug"
     for x in _chain(e):
-        kind, module = type(x).__name__, type(x).__module__.split('.')[0]
+        kinds, module = {c.__name__ for c in type(x).__mro__}, type(x).__module__.split('.')[0]   # by family: AdminShutdown is an OperationalError
         if isinstance(x, OSError) and (x.errno in _DISK or 'No space left' in str(x)): return 'disk'
-        if module == 'sqlite3' and kind == 'OperationalError' and re.search(r'disk|full|readonly|read-only', str(x)): return 'disk'
-        if module == 'redis' and kind in ('ConnectionError', 'TimeoutError', 'BusyLoadingError', 'ReadOnlyError'): return 'redis'
-        if module in ('psycopg', 'psycopg2', 'sqlite3', 'sqlalchemy') and kind in ('OperationalError', 'InterfaceError', 'DisconnectionError'):
+        if module == 'sqlite3' and 'OperationalError' in kinds and re.search(r'disk|full|readonly|read-only', str(x)): return 'disk'
+        if module == 'redis' and kinds & {'ConnectionError', 'TimeoutError', 'BusyLoadingError', 'ReadOnlyError'}: return 'redis'
+        if module in ('psycopg', 'psycopg2', 'sqlite3', 'sqlalchemy') and kinds & {'OperationalError', 'InterfaceError', 'DisconnectionError'}:
             return 'database'
         if isinstance(x, (ConnectionError, TimeoutError)): return 'network'
     return None
