@@ -205,6 +205,8 @@ class Jobs:
     def _update(self, job_id: str, **values):
         with self.db.begin() as con: con.execute(tables.jobs.update().where(tables.jobs.c.id == job_id).values(**values))
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007b
 def _end(child: subprocess.Popen, wait: float = 10.0):
     "End a job's process group: SIGTERM, then SIGKILL after `wait` seconds"
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -221,6 +223,30 @@ def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
     said = next((l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None)
     return 'failed', said or f"mlfin run ended with exit status {code}"
 
+def _tail(path: Path) -> str:
+    with open(path, 'rb') as f:
+        f.seek(max(0, os.path.getsize(path) - LOG_BYTES))
+        return f.read().decode('utf-8', 'replace')
+
+def _summary(home: Path) -> dict:
+    "What a finished run made: per symbol its leader, scores and registry outcome (from the run's summary.json)"
+    path = home/'run'/'summary.json'
+    if not path.exists(): return {}
+    run = json.loads(path.read_text())
+    registry = run.get('registry', {})
+    return {'created': run.get('created'), 'trials': run.get('trials'),
+            'symbols': {s: {'model': m.get('model'), 'timeframe': m.get('timeframe'),
+                            **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
+                            'registered': registry.get(s)} for s, m in run.get('symbols', {}).items()}}
+
+def _record(row) -> dict:
+    out = tables.utc(row)
+    out['params'] = json.loads(out['params'])
+    out['summary'] = json.loads(out['summary']) if out.get('summary') else None
+    return out
+
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007d
 class _Taken(Exception): "Another runner holds the lock"
 
 class _PgLock:
@@ -251,24 +277,3 @@ class _FileLock:
     def holding(self) -> bool: return self.lock.is_locked
     def release(self): self.lock.release()
 
-def _tail(path: Path) -> str:
-    with open(path, 'rb') as f:
-        f.seek(max(0, os.path.getsize(path) - LOG_BYTES))
-        return f.read().decode('utf-8', 'replace')
-
-def _summary(home: Path) -> dict:
-    "What a finished run made: per symbol its leader, scores and registry outcome (from the run's summary.json)"
-    path = home/'run'/'summary.json'
-    if not path.exists(): return {}
-    run = json.loads(path.read_text())
-    registry = run.get('registry', {})
-    return {'created': run.get('created'), 'trials': run.get('trials'),
-            'symbols': {s: {'model': m.get('model'), 'timeframe': m.get('timeframe'),
-                            **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
-                            'registered': registry.get(s)} for s, m in run.get('symbols', {}).items()}}
-
-def _record(row) -> dict:
-    out = tables.utc(row)
-    out['params'] = json.loads(out['params'])
-    out['summary'] = json.loads(out['summary']) if out.get('summary') else None
-    return out
