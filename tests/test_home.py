@@ -3,7 +3,6 @@ a copy went on reading and writing its original's folder, and recreated it when 
 itself, loads its models and reads its earlier runs from itself, and leaves its original (gone or still there) alone."""
 import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
-import pytest
 from conftest import ROOT, mlfin
 
 RUN = ['run', '--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic']
@@ -22,10 +21,11 @@ def snapshot(folder: Path) -> dict:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
-def test_a_moved_home_runs_loads_and_reads_only_itself(tmp_path):
+def test_a_moved_home_runs_loads_and_reads_only_itself(pipeline_run, tmp_path):
     "The home of a real run moved (copied, the original deleted): a second run, the registry and the first run's artifacts all in the copy"
     first, moved = tmp_path/'first', tmp_path/'moved'
-    mlfin(first, *RUN, '--reports', str(first/'reports'))
+    shutil.copytree(pipeline_run['home'], first, symlinks=True)   # the session's run, in a home of this test's own
+    mlfin(first, 'models', 'ls')   # opened there once: its records now point into `first`
     before = json.loads((first/'run'/'summary.json').read_text())
     shutil.copytree(first, moved, symlinks=True)
     shutil.rmtree(first)
@@ -35,18 +35,21 @@ def test_a_moved_home_runs_loads_and_reads_only_itself(tmp_path):
     assert after['mlflow']['SPX'] != before['mlflow']['SPX']
     assert (moved/'mlartifacts'/after['mlflow']['SPX']/'artifacts'/'models'/'logistic'/'model.json').is_file()   # its model, in the copy
 
+    old, new = before['registry']['SPX']['version'], after['registry']['SPX']['version']
+    assert new > old
     listed = mlfin(moved, 'models', 'ls').stdout
-    assert [line.split()[:3] for line in listed.splitlines()[1:]] == [['mlfin.SPX.1d', '2', 'logistic'], ['mlfin.SPX.1d', '1', 'logistic']]
+    assert {tuple(line.split()[:2]) for line in listed.splitlines()[1:]} >= {('mlfin.SPX.1d', str(old)), ('mlfin.SPX.1d', str(new))}
     shutil.rmtree(moved/'registry', ignore_errors=True)   # no cached copy: each version comes from the registry's own artifacts
     loaded = python(moved, "from mlfin.models.registry import load\n"
-                           "for v in ('1', '2'): p = load(v, 'SPX', '1d'); print(p.version, p.kind, len(p.inputs))")
-    assert [line.split()[:2] for line in loaded.splitlines()] == [['1', 'classifier'], ['2', 'classifier']]
-    assert (moved/'registry'/'mlfin.SPX.1d'/'1'/'model.json').is_file()   # version 1 was registered before the move
+                           f"for v in ('{old}', '{new}'): p = load(v, 'SPX', '1d'); print(p.version, p.kind, len(p.inputs))")
+    assert [line.split()[:2] for line in loaded.splitlines()] == [[str(old), 'classifier'], [str(new), 'classifier']]
+    assert (moved/'registry'/'mlfin.SPX.1d'/str(old)/'model.json').is_file()   # registered before the move, loaded from the copy
 
     mlfin(moved, 'runs', 'get', before['mlflow']['parent'][:12], '--to', str(tmp_path/'fetched'))   # the first run's artifacts, read back
     assert json.loads((tmp_path/'fetched'/'summary.json').read_text())['mlflow'] == before['mlflow']
     check = json.loads(python(moved, "import json; from mlfin.tracking import check_home; print(json.dumps(check_home()))"))
     assert (check['home'], check['outside']) == (str(moved.resolve()), [])
+    assert mlfin(moved, 'home', 'check').stdout.strip().endswith('every recorded location is inside it')
     assert not first.exists()   # never written to, never recreated
 
 
