@@ -143,6 +143,7 @@ def new_database(base: str) -> str:
 
 class Service:
     "`mlfin serve` as a user starts it, on a free loopback port, until stopped"
+    wrap = ()   # a command it runs under (unshare ...)
     def __init__(self, home: Path, *args: str, store: str | None = None, wrap: tuple = (), port: int | None = None):
         self.home, self.store, self.port, self.wrap = Path(home), store, port or free_port(), list(wrap)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -263,12 +263,12 @@ def test_a_full_disk_is_a_503_naming_it_and_loses_no_acknowledged_candle(served_
 
 # --- defect 2: one job runner, also after the database restarts ---------------------------------------------------
 
-def test_two_workers_after_a_database_restart_run_one_job_at_a_time_and_none_twice(served_home, postgres_server):
+def test_two_workers_after_a_database_restart_run_one_job_at_a_time_and_none_twice(postgres_server, tmp_path):
     "Defect 2: PostgreSQL restarts while a job runs under two workers: the runner that lost its lock ends its job; the queue goes on, one at a time"
     store = new_database(postgres_server)
     from mlfin import data
     data.ingest('sample:SPX', store=store)
-    with service(served_home, '--workers', '2', store=store) as svc, svc.client(svc.key('analyst')) as client:
+    with service(tmp_path/'home', '--workers', '2', store=store) as svc, svc.client(svc.key('analyst')) as client:   # its jobs' runs: a home of its own
         first = client.post('/train', json={'params': TRAIN}).json()
         second = client.post('/train', json={'params': {**TRAIN, 'seed': 1}}).json()
         wait_for(client, first['id'], {'running'}, 60)
@@ -341,7 +341,7 @@ def port_free(port: int, timeout: float = 30):
 
 # --- the soak: collectors through a kill -9 and a database restart ----------------------------------------------------
 
-def test_collector_soak_through_a_kill_and_a_database_restart(served_home, postgres_server, tmp_path):
+def test_collector_soak_through_a_kill_and_a_database_restart(postgres_server, tmp_path):
     """Three MetaTrader collectors post overlapping broker-time batches every 0.2 s to two workers on PostgreSQL, retrying as
     a collector does; the service is killed with -9 mid-stream and started again, then the database restarts. Every
     acknowledged candle is stored once at its true UTC time, the job queued before it all ran at most once, and every
@@ -350,7 +350,7 @@ def test_collector_soak_through_a_kill_and_a_database_restart(served_home, postg
     store = new_database(postgres_server)
     data.ingest(ES.iloc[:1000], 'ES', '1m', calendar='CMES', store=store)
     log = tmp_path/'service.log'
-    svc = Service(served_home, '--workers', '2', '--log-json', '--log-file', str(log), '--rate-limit', '1000000/minute', store=store)
+    svc = Service(tmp_path/'home', '--workers', '2', '--log-json', '--log-file', str(log), '--rate-limit', '1000000/minute', store=store)
     try:
         collector, analyst = svc.key('collector'), svc.key('analyst')
         with svc.client(analyst) as client: job = client.post('/train', json={'params': TRAIN}).json()

@@ -240,10 +240,12 @@ class Signals:
         from mlfin.service import db as tables
         from mlfin.data.store import _range
         s = tables.signals
-        try: lo, hi, closed = _range(start, end)
+        try:
+            lo, hi, closed = _range(start, end)
+            lo, hi = (None if t is None else t.to_pydatetime() for t in (lo, hi))   # year 0 parses, and has no datetime
         except ValueError as e: raise BadInput(f"start/end: {e}") from None
         query = s.select().where(s.c.symbol == symbol, s.c.timeframe == timeframe)
-        if lo is not None: query = query.where(s.c.ts >= lo.to_pydatetime())
-        if hi is not None: query = query.where(s.c.ts <= hi.to_pydatetime() if closed else s.c.ts < hi.to_pydatetime())
+        if lo is not None: query = query.where(s.c.ts >= lo)
+        if hi is not None: query = query.where(s.c.ts <= hi if closed else s.c.ts < hi)
         with self.db.connect() as con: rows = con.execute(query.order_by(s.c.ts, s.c.model_name).limit(limit)).mappings().all()
         return [tables.utc(r) for r in rows]
