@@ -199,3 +199,14 @@ def market_data(bars: pd.DataFrame) -> list[dict]:
     "Bars in the seed systems' market_data shape (ts, open, high, low, close, volume, spread)"
     return [{'ts': t.isoformat(), 'open': r.open, 'high': r.high, 'low': r.low, 'close': r.close, 'volume': r.volume, 'spread': 0}
             for t, r in zip(bars.index, bars.itertuples())]
+
+
+def wait_for(client: httpx.Client, job_id: str, states: set, seconds: float = 420) -> dict:
+    "A job's record once it reaches one of `states` (a worker killed under the poll: the next one answers)"
+    job, deadline = {'state': None}, time.time() + seconds
+    while time.time() < deadline:
+        try: job = client.get(f"/jobs/{job_id}").json()
+        except httpx.TransportError: time.sleep(0.5); continue
+        if job['state'] in states: return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still {job['state']} after {seconds} s:\n{job.get('log')}")

@@ -5,20 +5,9 @@ import json, os, signal, socket, subprocess, threading, time
 from pathlib import Path
 import httpx, pandas as pd
 import pytest
-from conftest import ES, MLFIN, ROOT, Service, free_port, mlfin, new_database, service
+from conftest import ES, MLFIN, ROOT, Service, free_port, mlfin, new_database, service, wait_for
 
 TRAIN = {'symbols': 'SPX', 'start': '2015-01-01', 'end': '2017-12-31', 'models': 'logistic', 'folds': 2}
-
-
-def wait_for(client, job_id: str, states: set, timeout: float = 300) -> dict:
-    deadline = time.time() + timeout
-    job = {'state': None}
-    while time.time() < deadline:
-        try: job = client.get(f"/jobs/{job_id}").json()
-        except httpx.TransportError: time.sleep(0.5); continue   # the worker that answered it was killed: ask another
-        if job['state'] in states: return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} not {states} in {timeout} s: {job['state']}\n{job.get('log')}")
 
 
 def access_lines(path: Path) -> list[dict]:

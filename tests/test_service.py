@@ -6,7 +6,7 @@ import os, signal, sqlite3, subprocess, threading, time
 from pathlib import Path
 import httpx, jwt, pandas as pd
 import pytest
-from conftest import ES, MLFIN, copy_rates, free_port, market_data, mlfin, new_database, service, Service
+from conftest import ES, MLFIN, copy_rates, wait_for, free_port, market_data, mlfin, new_database, service, Service
 from mlfin import data
 
 # --- one computation ---------------------------------------------------------------------------------------------
@@ -286,15 +286,6 @@ def test_a_promotion_is_served_from_the_next_request_without_a_failed_one(served
 # --- training over HTTP ------------------------------------------------------------------------------------------
 
 TRAIN = {'symbols': 'SPX', 'start': '2014-01-01', 'models': 'logistic', 'folds': 3, 'promote_min_auc': 0, 'promote_min_sharpe': -100}
-
-
-def wait_for(client: httpx.Client, job_id: str, states: set, seconds: float = 420) -> dict:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job['state'] in states: return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} still {job['state']} after {seconds} s:\n{job.get('log')}")
 
 
 def processes_with_home(home: Path) -> list[int]:
