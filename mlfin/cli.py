@@ -40,6 +40,8 @@ def run(force: bool = False, **overrides):
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {home()/'mlflow.db'}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:8866)")
 
+
+# %% ../nbs/09_cli.ipynb #c006_00
 def _kind(annotation) -> str:
     "How an option's value is written, for its help: integer, number, text, or the choices"
     from typing import Literal, get_args, get_origin
@@ -47,9 +49,13 @@ def _kind(annotation) -> str:
     types = [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
     return {int: 'integer', float: 'number', bool: 'true or false'}.get(types[0], 'text') if types else 'text'
 
+
+# %% ../nbs/09_cli.ipynb #c006_01
 def _metavar(kind: str) -> str:
     return 'CHOICE' if kind.startswith('one of') else kind.split()[0].upper()   # the choices are in the help
 
+
+# %% ../nbs/09_cli.ipynb #c006_02
 def _config_options(command):
     "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force"
     import inspect
@@ -66,6 +72,7 @@ def _config_options(command):
     return command
 
 app.command('run')(_config_options(run))
+
 
 # %% ../nbs/09_cli.ipynb #c009
 @app.command('config')
@@ -113,6 +120,8 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (
     with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
         typer.echo(table.round(3).to_string(index=False))
 
+
+# %% ../nbs/09_cli.ipynb #c012_00
 @runs_app.command('compare')
 def runs_compare(first: str = typer.Argument(..., help="a run (the first characters of its id, as `mlfin runs` shows it)"),
                  second: str = typer.Argument(..., help="another run")):
@@ -126,6 +135,8 @@ def runs_compare(first: str = typer.Argument(..., help="a run (the first charact
         typer.echo('')
         typer.echo(found.round(3).to_string())
 
+
+# %% ../nbs/09_cli.ipynb #c012_01
 @runs_app.command('get')
 def runs_get(run: str = typer.Argument(..., help="a run (the first characters of its id)"),
              to: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/runs/RUN)")):
@@ -135,12 +146,15 @@ def runs_get(run: str = typer.Argument(..., help="a run (the first characters of
     except MlfinError as e: _fail(str(e))
     typer.echo(f"{folder}  (tearsheets/, reports/, summary.json)")
 
+
+# %% ../nbs/09_cli.ipynb #c012_02
 @app.command()
 def version():
     "Print mlfin's version and code hash"
     from mlfin import __version__
     from mlfin.config import code_version
     typer.echo(f"mlfin {__version__} ({code_version()})")
+
 
 # %% ../nbs/09_cli.ipynb #c014
 def _mapping(text: str | None) -> dict | None:
@@ -151,12 +165,16 @@ def _mapping(text: str | None) -> dict | None:
         raise BadInput(f"--map {text!r}: use ours=theirs pairs, e.g. ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume")
     return {k.strip(): v.strip() for k, v in pairs}
 
+
+# %% ../nbs/09_cli.ipynb #c014_00
 def _json_file(path: Path | None) -> dict | None:
     if path is None: return None
     import json
     try: return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e: raise BadInput(f"--config {path}: not a readable JSON file ({e})") from None
 
+
+# %% ../nbs/09_cli.ipynb #c014_01
 @app.command()
 def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, sample:SYMBOL, ccxt:EXCHANGE:MARKET, yfinance:TICKER or postgresql://host/db?table=T[&symbol_column=C]"),
            symbol: Optional[str] = typer.Option(None, help="what the bars are of"),
@@ -187,6 +205,8 @@ def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, samp
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="What the store holds")
 app.add_typer(data_app, name='data')
 
+
+# %% ../nbs/09_cli.ipynb #c014_02
 @data_app.command('ls')
 def data_ls(store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "List every stored series: symbol, bar size, bars, first, last, calendar, source, quarantined rows"
@@ -195,6 +215,8 @@ def data_ls(store: Optional[str] = typer.Option(None, help="store folder or post
     except MlfinError as e: _fail(str(e))
     typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
 
+
+# %% ../nbs/09_cli.ipynb #c014_03
 @data_app.command('quarantine')
 def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbol (default: all)"),
                     store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
@@ -208,11 +230,15 @@ def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbo
     with pd.option_context('display.width', 250, 'display.max_colwidth', 60):
         typer.echo(rows.tail(limit).to_string(index=False))
 
+
+# %% ../nbs/09_cli.ipynb #c014_04
 def _series(entry: str, store) -> tuple[str, str]:
     from mlfin import data
     (symbol, timeframe), = data.universe([entry], store=store)
     return symbol, timeframe
 
+
+# %% ../nbs/09_cli.ipynb #c014_05
 @data_app.command('show')
 def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
               start: Optional[str] = typer.Option(None, help="first bar (UTC date or time)"),
@@ -231,6 +257,8 @@ def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME
         typer.echo(f"{symbol} {timeframe}: {len(bars):,} bar(s) from {bars.attrs.get('source', '?')}, {bars.attrs.get('calendar', '')} calendar")
         typer.echo(bars.to_string())
 
+
+# %% ../nbs/09_cli.ipynb #c014_06
 @data_app.command('export')
 def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
                 path: Path = typer.Argument(..., help="a .csv, .csv.gz or .parquet file to write"),
@@ -245,6 +273,8 @@ def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRA
     except MlfinError as e: _fail(str(e))
     typer.echo(f"{written}: {symbol} {timeframe}")
 
+
+# %% ../nbs/09_cli.ipynb #c014_07
 @data_app.command('rm')
 def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size)"),
             start: Optional[str] = typer.Option(None, help="first bar removed (UTC date or time)"),
@@ -268,6 +298,8 @@ def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL,
     typer.echo(f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}" if ranged else
                f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
 
+
+# %% ../nbs/09_cli.ipynb #c014_08
 @app.command()
 def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SYMBOL:TIMEFRAME (default: all)"),
             store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
@@ -285,6 +317,7 @@ def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SY
     except MlfinError as e: _fail(str(e))
     with pd.option_context('display.width', 250, 'display.max_rows', 10_000, 'display.max_colwidth', 80):
         typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
+
 
 # %% ../nbs/09_cli.ipynb #c016
 @app.command()
@@ -334,6 +367,8 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
 models_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion")
 app.add_typer(models_app, name='models')
 
+
+# %% ../nbs/09_cli.ipynb #c016_00
 @models_app.command('families')
 def models_families():
     "Every registered model family: what it learns, and each hyperparameter's default and tuning range"
@@ -344,6 +379,8 @@ def models_families():
             tuned = f"  tuned in [{hp.low}, {hp.high}]{' (log)' if hp.log else ''}" if hp.low is not None else ''
             typer.echo(f"    {key} = {hp.default!r}{tuned}")
 
+
+# %% ../nbs/09_cli.ipynb #c016_01
 @models_app.command('ls')
 def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (default: all)")):
     "Registered versions: series, version, model, aliases (candidate, production), out-of-sample scores, promotion or refusal"
@@ -355,6 +392,8 @@ def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (def
     with pd.option_context('display.max_colwidth', 70, 'display.width', 250):
         typer.echo(table.drop(columns=['run_id']).round(4).to_string(index=False))
 
+
+# %% ../nbs/09_cli.ipynb #c016_02
 @models_app.command('promote')
 def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME, e.g. SPX:1d"),
                    version: Optional[int] = typer.Argument(None, help="the version (default: the current candidate)"),
@@ -366,6 +405,8 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
     except MlfinError as e: _fail(str(e))
     typer.echo(f"{done['name']} version {done['version']} is production ({reason}); runs leave it be until `mlfin models release {series}`")
 
+
+# %% ../nbs/09_cli.ipynb #c016_03
 @models_app.command('release')
 def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME")):
     "Hand production back to the promotion policy: a later run's leader replaces it when it beats it on the same bars"
@@ -373,6 +414,7 @@ def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
     try: done = release(*parse_series(series))
     except MlfinError as e: _fail(str(e))
     typer.echo(f"{done['name']}: released ({done['released']}); the promotion policy decides again from the next run")
+
 
 # %% ../nbs/09_cli.ipynb #c016t
 @app.command()
@@ -413,11 +455,15 @@ def serve(host: str = typer.Option('127.0.0.1', help="address to listen on: loop
 keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The service's API keys (stored hashed; a key is shown once)")
 app.add_typer(keys_app, name='keys')
 
+
+# %% ../nbs/09_cli.ipynb #c016t_00
 def _keys(store: str | None):
     from mlfin.service.auth import Keys
     from mlfin.service.db import engine
     return Keys(engine(store), cache_seconds=0)
 
+
+# %% ../nbs/09_cli.ipynb #c016t_01
 @keys_app.command('create')
 def keys_create(role: str = typer.Option(..., help="read_only, collector (may only push bars), analyst or admin"),
                 name: str = typer.Option('', help="what the key is for (a host, a person)"),
@@ -429,6 +475,8 @@ def keys_create(role: str = typer.Option(..., help="read_only, collector (may on
     typer.echo(key)
     typer.echo(f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) made; keep it now, it is not shown again", err=True)
 
+
+# %% ../nbs/09_cli.ipynb #c016t_02
 @keys_app.command('ls')
 def keys_ls(store: Optional[str] = typer.Option(None, help="the service's store")):
     "Every key: id, role, name, made, revoked (never the key)"
@@ -440,6 +488,8 @@ def keys_ls(store: Optional[str] = typer.Option(None, help="the service's store"
         typer.echo(f"{r['id']}  {r['role']:<9}  made {r['created_at']:%Y-%m-%d %H:%M}  "
                    f"{'revoked ' + format(r['revoked_at'], '%Y-%m-%d %H:%M') if r['revoked_at'] else 'active':<24}  {expires:<26}  {r['name']}")
 
+
+# %% ../nbs/09_cli.ipynb #c016t_03
 @keys_app.command('revoke')
 def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (`mlfin keys ls`)"),
                 store: Optional[str] = typer.Option(None, help="the service's store")):
@@ -447,6 +497,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (`mlfin key
     try: record = _keys(store).revoke(key_id)
     except MlfinError as e: _fail(str(e))
     typer.echo(f"key {record['id']} ({record['role']}) revoked")
+
 
 # %% ../nbs/09_cli.ipynb #c016w
 home_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The home: where runs, the registry and the store are kept")

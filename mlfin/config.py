@@ -23,13 +23,18 @@ class BadInput(MlfinError):
     "A value that is malformed, of the wrong type or out of range (HTTP 400)"
     status = 400
 
+
+# %% ../nbs/00_config.ipynb #c008_00
 class NotFound(MlfinError):
     "A symbol, spec, model, run or file that does not exist (HTTP 404)"
     status = 404
 
+
+# %% ../nbs/00_config.ipynb #c008_01
 class Unavailable(MlfinError):
     "A database, exchange, server or package that cannot be reached or used now (HTTP 503)"
     status = 503
+
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -47,15 +52,29 @@ def home() -> Path:
     root = project_root()
     return root/'.mlfin' if root else Path.home()/'.mlfin'
 
+
+# %% ../nbs/00_config.ipynb #c012_00
 def set_home(path: str | Path) -> Path:
     "Point this process (and the kernels it starts) at another state root"
     os.environ['MLFIN_HOME'] = str(Path(path).expanduser().resolve())
     return home()
 
+
+# %% ../nbs/00_config.ipynb #c012_01
 def store_dir() -> Path: "Where validated bars are kept"; return home()/'store'
+
+
+# %% ../nbs/00_config.ipynb #c012_02
 def run_dir() -> Path: "Products of the current pipeline run (what dashboards read)"; return home()/'run'
+
+
+# %% ../nbs/00_config.ipynb #c012_03
 def tracking_uri() -> str: "The MLflow store: a SQLite file under `home()`"; return f"sqlite:///{home()/'mlflow.db'}"
+
+
+# %% ../nbs/00_config.ipynb #c012_04
 def artifact_dir() -> Path: "Where MLflow keeps models and other artifacts"; return home()/'mlartifacts'
+
 
 # %% ../nbs/00_config.ipynb #c015
 def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as it needs it, leaving XGBoost room
@@ -69,9 +88,12 @@ def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as i
 
 KERNELS = {'cpu': 'mlfin', 'gpu': 'mlfin-gpu'}  # Jupyter kernels setup registers; the GPU one with the GPU variant
 
+
+# %% ../nbs/00_config.ipynb #c015_00
 def apply_runtime_env():
     "Set `runtime_env()` in this process, keeping values the user already set"
     for key, value in runtime_env().items(): os.environ.setdefault(key, value)
+
 
 # %% ../nbs/00_config.ipynb #c018
 def read_yaml(path: str | Path, what: str = 'file'):
@@ -103,6 +125,8 @@ def die_with_parent():
     import ctypes, signal
     if sys.platform.startswith('linux'): ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
+
+# %% ../nbs/00_config.ipynb #c022p_00
 def run_server(cmd: list[str], env: dict | None = None, # a server's command line and environment
                grace: float = 20.0,                    # seconds it has to stop (and stop its own children) once told to
               ) -> int:
@@ -123,6 +147,7 @@ def run_server(cmd: list[str], env: dict | None = None, # a server's command lin
             child.terminate()
             try: child.wait(grace)
             except subprocess.TimeoutExpired: child.kill(); child.wait()
+
 
 # %% ../nbs/00_config.ipynb #c024
 def code_version(package: Path | None = None, # a package folder; default: the installed `mlfin`
@@ -152,10 +177,14 @@ VALIDATIONS = {
     'cpcv': Validation("combinatorial purged (CPCV; each bar's predictions averaged over the splits that test it)", False),
 }
 
+
+# %% ../nbs/00_config.ipynb #c028_00
 def _param(default, task: str, help: str, **checks):
     "A run parameter: its default, the task that receives it, one line of help, and pydantic checks (ge, gt, lt...)"
     return Field(default, description=help, json_schema_extra={'task': task}, **checks)
 
+
+# %% ../nbs/00_config.ipynb #c028_01
 class RunConfig(BaseModel):
     "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
     model_config = ConfigDict(extra='forbid', frozen=True, validate_default=True)
@@ -228,6 +257,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv rolling) needs --train-size > 0, and only it takes one")
         return self
 
+
 # %% ../nbs/00_config.ipynb #c030
 def run_config(values: dict | None = None, # parameter -> value (strings are converted to the field's type)
                where: str = '',            # where the values came from, for the error ('env.yaml')
@@ -237,6 +267,8 @@ def run_config(values: dict | None = None, # parameter -> value (strings are con
     try: return RunConfig.model_validate(values)
     except ValidationError as e: raise BadInput(_one_line(e.errors()[0], values, where)) from None
 
+
+# %% ../nbs/00_config.ipynb #c030_00
 def _one_line(error: dict, values: dict, where: str) -> str:
     "pydantic's first error as `--name: value problem`"
     prefix = f"{where}: " if where else ''
@@ -252,20 +284,27 @@ def _one_line(error: dict, values: dict, where: str) -> str:
                'string_type': 'is not text'}.get(kind, error['msg'].removeprefix('Value error, '))
     return f"{prefix}{option}" + (f": {problem}" if kind == 'extra_forbidden' else f": {value!r} {problem}")
 
+
 # %% ../nbs/00_config.ipynb #c033
 def task_fields(task: str) -> list[str]:
     "The parameters task `task` receives (ingest, features, train, backtest; `run` for the runner's own)"
     return [name for name, f in RunConfig.model_fields.items() if f.json_schema_extra['task'] == task]
 
+
+# %% ../nbs/00_config.ipynb #c033_00
 def task_values(config: RunConfig, task: str) -> dict:
     "The task's own parameters and their values"
     return {name: getattr(config, name) for name in task_fields(task)}
 
+
+# %% ../nbs/00_config.ipynb #c033_01
 def task_config(config: RunConfig, task: str) -> str:
     "The task's own parameters as JSON: what the pipeline hands the task notebook"
     import json
     return json.dumps(task_values(config, task))
 
+
+# %% ../nbs/00_config.ipynb #c033_02
 def task_params(task: str,       # the task's name
                 given: str | dict, # what the task notebook received (JSON text, or a dict)
                ) -> RunConfig:
@@ -275,3 +314,4 @@ def task_params(task: str,       # the task's name
     unknown = sorted(set(values) - set(task_fields(task)))
     if unknown: raise BadInput(f"task {task}: parameter(s) {', '.join(unknown)} belong to another task")
     return run_config(values, f"task {task}")
+

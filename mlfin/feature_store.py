@@ -23,6 +23,8 @@ def _library_version() -> str:
     "A hash of the features module's source and TA-Lib's version: computed once per process"
     return hashlib.sha256(Path(F.__file__).read_bytes() + metadata.version('TA-Lib').encode()).hexdigest()[:16]
 
+
+# %% ../nbs/02a_feature_store.ipynb #c005_00
 def _code_version(feature: F.Feature) -> str:
     "What computes this feature: the features module and TA-Lib, or a registered function's own code"
     code = getattr(feature.indicator.fn, '__code__', None)
@@ -31,6 +33,8 @@ def _code_version(feature: F.Feature) -> str:
     digest.update(code.co_code); digest.update(repr(code.co_consts).encode())
     return digest.hexdigest()[:16]
 
+
+# %% ../nbs/02a_feature_store.ipynb #c005_01
 @dataclass
 class FeatureStore:
     "Feature columns cached on disk; `build` computes only what is missing"
@@ -62,9 +66,13 @@ class FeatureStore:
             columns.update({c: values[i] for i, c in enumerate(names)})
         return pd.DataFrame(columns, index=bars.index, copy=False)
 
+
+# %% ../nbs/02a_feature_store.ipynb #c005_02
 def _write(values: np.ndarray, path: str):
     np.ascontiguousarray(values, dtype='<f8').tofile(path)
 
+
+# %% ../nbs/02a_feature_store.ipynb #c005_03
 def _read(path: str, shape: tuple[int, int]) -> np.ndarray | None:
     "The file mapped copy-on-write (writes stay in this process); None when it is not a whole cache file of that shape"
     try:
@@ -82,9 +90,12 @@ def _read(path: str, shape: tuple[int, int]) -> np.ndarray | None:
     with open(path, 'rb') as f: f.readinto(memoryview(values).cast('B'))  # one descriptor
     return values
 
+
+# %% ../nbs/02a_feature_store.ipynb #c005_04
 def _allow_open_files(wanted: int = 65536):
     "Raise this process's soft limit on open files towards `wanted` (up to the hard limit): a mapped feature file holds one"
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target: resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+

@@ -28,7 +28,12 @@ class Indicator:
     scale: str             # level, spread, volume, flow or unit
     outputs: tuple = ()    # suffixes of a multi-column result, first one unsuffixed
 
+
+# %% ../nbs/02_features.ipynb #c006_00
 def _close(b): return b['close'].to_numpy()
+
+
+# %% ../nbs/02_features.ipynb #c006_01
 def _hlc(b): return b['high'].to_numpy(), b['low'].to_numpy(), b['close'].to_numpy()
 
 INDICATORS: dict[str, Indicator] = {
@@ -51,6 +56,8 @@ INDICATORS: dict[str, Indicator] = {
 }
 ALIASES = {'ret': 'returns', 'ma': 'sma', 'vol': 'historical_vol'}  # the seed systems' short names
 
+
+# %% ../nbs/02_features.ipynb #c006_02
 def register(name: str,            # the feature's name in specs (lower case, letters and underscores)
              fn: Callable,         # (bars, *params) -> Series, array, or 2-D array for several outputs
              defaults: tuple = (), # parameters when a spec gives none
@@ -67,6 +74,8 @@ def register(name: str,            # the feature's name in specs (lower case, le
 _TALIB_SPREAD = {'ATR', 'TRANGE', 'MOM', 'MACD', 'MACDEXT', 'MACDFIX', 'APO', 'STDDEV', 'PLUS_DM', 'MINUS_DM',
                  'LINEARREG_SLOPE', 'LINEARREG_INTERCEPT', 'HT_PHASOR', 'HT_SINE'}
 
+
+# %% ../nbs/02_features.ipynb #c006_03
 @lru_cache(maxsize=None)  # one Indicator per TA-Lib function: resolving a name does not re-read TA-Lib's metadata
 def talib_indicator(function: str) -> Indicator:
     "Any TA-Lib function as an indicator: parameters in TA-Lib's order, inputs taken from the bars"
@@ -88,6 +97,7 @@ def talib_indicator(function: str) -> Indicator:
     scale = ('level' if 'Output scale same as input' in flags else 'spread' if name in _TALIB_SPREAD
              else 'flow' if uses_volume and 'Output is path-dependent' in flags else 'unit')
     return Indicator(compute, tuple(info['parameters'].values()), scale, tuple(outputs) if len(outputs) > 1 else ())
+
 
 # %% ../nbs/02_features.ipynb #c009
 @dataclass(frozen=True)
@@ -116,12 +126,18 @@ class Feature:
 _TRANSFORMS = {'lag': 'the value n bars earlier', 'diff': 'change over n bars', 'pct': 'relative change over n bars',
                'z': 'rolling z-score over the last n bars'}
 
+
+# %% ../nbs/02_features.ipynb #c009_00
 def _number(text: str) -> float | int:
     return float(text.replace('p', '.')) if 'p' in text else int(text)
 
+
+# %% ../nbs/02_features.ipynb #c009_01
 @lru_cache(maxsize=1)
 def _talib_names() -> frozenset: return frozenset(f.lower() for f in talib.get_functions())
 
+
+# %% ../nbs/02_features.ipynb #c009_02
 def resolve(name: str) -> Feature:
     "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`"
     head, *tails = name.split('__')
@@ -151,11 +167,14 @@ def resolve(name: str) -> Feature:
     params = tuple(params) + tuple(indicator.defaults[len(params):])
     return Feature(name, indicator, params, output, tuple(transforms))
 
+
+# %% ../nbs/02_features.ipynb #c009_03
 def parse(name: str) -> tuple[str, tuple]:
     "Split a feature name into its registry key and parameters: `bbands_20_2` -> `('bbands', (20, 2))`"
     feature = resolve(name)
     key = next((k for k, v in INDICATORS.items() if v is feature.indicator), name.split('_')[0])
     return key, feature.params
+
 
 # %% ../nbs/02_features.ipynb #c012
 SEED_SPEC = ['returns', 'log_returns', 'rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50',
@@ -175,6 +194,8 @@ def build(bars: pd.DataFrame,         # canonical bars
     # each column its own block, not copied into one 2-D block: a build costs TA-Lib's time, not memcpy's
     return pd.DataFrame(columns, index=bars.index, copy=False)
 
+
+# %% ../nbs/02_features.ipynb #c012_00
 def _outputs(result) -> list[np.ndarray]:
     "An indicator's result as one float64 array per output, each the frame's own (writable, not a view of the bars)"
     if isinstance(result, (tuple, list)): arrays = [np.asarray(r, dtype='float64') for r in result]
@@ -183,6 +204,8 @@ def _outputs(result) -> list[np.ndarray]:
         arrays = [values[:, i] for i in range(values.shape[1])] if values.ndim == 2 else [values]
     return [a if a.flags.writeable and a.flags.c_contiguous and a.base is None else a.copy() for a in arrays]
 
+
+# %% ../nbs/02_features.ipynb #c012_01
 def _transform(values: np.ndarray, index: pd.Index, transforms: tuple) -> np.ndarray:
     "Lags, differences, relative changes and rolling z-scores: each uses the current and earlier bars only"
     if not transforms: return values
@@ -193,6 +216,7 @@ def _transform(values: np.ndarray, index: pd.Index, transforms: tuple) -> np.nda
         elif kind == 'pct': x = x / x.shift(n) - 1
         elif kind == 'z': x = (x - x.rolling(n).mean()) / x.rolling(n).std()
     return x.to_numpy(dtype='float64').copy()
+
 
 # %% ../nbs/02_features.ipynb #c014
 RESEARCH_SPEC = {'momentum': ['rsi_14', 'macd_12_26_9', 'mom_14', 'roc_10', 'willr_14', 'stoch'],
@@ -232,11 +256,15 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
         raise BadInput(f"{path}: spec {name!r} must be a list of feature names, or groups of such lists")
     return _checked({str(g): names for g, names in groups.items()}, f"{path}: {name}")
 
+
+# %% ../nbs/02_features.ipynb #c016_00
 def _spec_file(path: Path) -> dict:
     content = read_yaml(path, 'spec file')
     if not isinstance(content, dict) or not content: raise BadInput(f"{path}: expected named specs (NAME: [feature, ...])")
     return content
 
+
+# %% ../nbs/02_features.ipynb #c016_01
 def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
     seen = set()
     for group, names in groups.items():
@@ -247,9 +275,12 @@ def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
             seen.add(name)
     return groups
 
+
+# %% ../nbs/02_features.ipynb #c016_02
 def spec_names(groups: dict[str, list[str]]) -> list[str]:
     "The flat list of feature names of `read_spec`'s groups, in order"
     return [name for names in groups.values() for name in names]
+
 
 # %% ../nbs/02_features.ipynb #c022
 def model_inputs(features: pd.DataFrame, # output of `build`
@@ -294,6 +325,8 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
                                        label_return=realised[usable.to_numpy()], symbol=symbol))
     return pd.concat(raw), pd.concat(inputs)
 
+
+# %% ../nbs/02_features.ipynb #c025_00
 def _warm_up(symbol: str, x: pd.DataFrame) -> str:
     "Why no row of `x` has every input: the input that waits longest for its first value, and how long"
     firsts = {c: x[c].notna().to_numpy().argmax() if x[c].notna().any() else None for c in x}
@@ -307,9 +340,12 @@ def _warm_up(symbol: str, x: pd.DataFrame) -> str:
 
 NON_INPUTS = ('label', 'label_end', 'label_return', 'symbol')  # the dataset's columns that are not model inputs
 
+
+# %% ../nbs/02_features.ipynb #c025_01
 def inputs_of(data: pd.DataFrame) -> pd.DataFrame:
     "The model-input columns of a `dataset` (what a trained model takes)"
     return data.drop(columns=[c for c in NON_INPUTS if c in data])
+
 
 # %% ../nbs/02_features.ipynb #c028
 @dataclass
@@ -328,6 +364,8 @@ class LookaheadReport:
         return (f"look-ahead: {self.column!r} at {self.first} is {self.full:.6g} with all bars but {self.truncated:.6g} "
                 f"when bars after {self.cut} are removed")
 
+
+# %% ../nbs/02_features.ipynb #c028_00
 def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame aligned to bars.index
                        bars: pd.DataFrame,   # canonical bars
                        cuts: int = 25,       # truncations to compare (spread over the bars, plus the last few)
@@ -360,6 +398,7 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
 
+
 # %% ../nbs/02_features.ipynb #c032
 def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
                      timeframe: str,       # the coarser bar size the features are computed on
@@ -377,11 +416,15 @@ def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
     taken[previous < 0] = np.nan
     return pd.DataFrame(taken, index=bars.index, columns=[f"{timeframe}_{c}" for c in values.columns])
 
+
+# %% ../nbs/02_features.ipynb #c032_00
 def _closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
     "When each bar is complete: its open time plus its size"
     from mlfin.data.bars import TIMEFRAMES
     return bars.index + pd.Timedelta(TIMEFRAMES[bars.attrs.get('timeframe', '1d')])
 
+
+# %% ../nbs/02_features.ipynb #c032_01
 def cross_asset(bars: pd.DataFrame,   # the asset the features are for
                 other: pd.DataFrame,  # another asset's canonical bars (e.g. the index)
                 spec: list[str] | Callable = ('returns',),
@@ -395,3 +438,4 @@ def cross_asset(bars: pd.DataFrame,   # the asset the features are for
     taken[done < 0] = np.nan
     name = prefix or other.attrs.get('symbol', 'other')
     return pd.DataFrame(taken, index=bars.index, columns=[f"{name}_{c}" for c in values.columns])
+

@@ -18,6 +18,8 @@ def forward_return(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
     close = bars['close']
     return (close.shift(-horizon) / close - 1).rename(f"fwd_ret_{horizon}")
 
+
+# %% ../nbs/03_labels.ipynb #c005_00
 def direction(bars: pd.DataFrame, horizon: int = 1,
               dead_zone: float = 0.0, # returns within +-dead_zone are no label (NaN): too small to call
              ) -> pd.Series:
@@ -27,23 +29,32 @@ def direction(bars: pd.DataFrame, horizon: int = 1,
     if dead_zone: label = label.where(ahead.abs() > dead_zone)
     return label.rename(f"up_{horizon}")
 
+
+# %% ../nbs/03_labels.ipynb #c005_01
 def next_close(bars: pd.DataFrame) -> pd.Series:
     "Regression target: the next bar's close"
     return bars['close'].shift(-1).rename('next_close')
 
+
+# %% ../nbs/03_labels.ipynb #c005_02
 def label_end(bars: pd.DataFrame, horizon: int) -> pd.Series:
     "Time of the last bar a `horizon`-bar label at each row looks at (NaT: beyond the data)"
     return pd.Series(bars.index, index=bars.index).shift(-horizon).rename('end')
 
+
+# %% ../nbs/03_labels.ipynb #c005_03
 def fixed_horizon(bars: pd.DataFrame, horizon: int = 1, dead_zone: float = 0.0) -> pd.DataFrame:
     "`direction` with the span of each label, as training takes it: `label` and `end`"
     return pd.DataFrame({'label': direction(bars, horizon, dead_zone), 'end': label_end(bars, horizon)})
+
 
 # %% ../nbs/03_labels.ipynb #c008
 def volatility(bars: pd.DataFrame, span: int = 20) -> pd.Series:
     "Exponentially weighted standard deviation of log returns, up to and including each bar"
     return np.log(bars['close']).diff().ewm(span=span, min_periods=span).std().rename(f"vol_{span}")
 
+
+# %% ../nbs/03_labels.ipynb #c008_00
 def triple_barrier(bars: pd.DataFrame,
                    horizon: int = 10,     # vertical barrier: bars ahead
                    profit: float = 2.0,   # profit-take barrier, in volatilities above the entry close (0: none)
@@ -81,6 +92,8 @@ def triple_barrier(bars: pd.DataFrame,
     ends = pd.DatetimeIndex([bars.index[e] if e >= 0 else pd.NaT for e in end]) if n else pd.DatetimeIndex([], tz='UTC')
     return pd.DataFrame({'label': label, 'ret': ret, 'end': ends, 'barrier': pd.array(barrier, dtype='str')}, index=bars.index)
 
+
+# %% ../nbs/03_labels.ipynb #c008_01
 def meta_labels(bars: pd.DataFrame,
                 side: pd.Series,       # the primary model's call per bar: +1 long, -1 short, 0 none
                 horizon: int = 10, profit: float = 2.0, stop: float = 2.0, span: int = 20,
@@ -89,15 +102,21 @@ def meta_labels(bars: pd.DataFrame,
     outcome = triple_barrier(bars, horizon, profit, stop, span, side)
     return (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()).rename('meta')
 
+
+# %% ../nbs/03_labels.ipynb #c008_02
 def barrier_direction(bars: pd.DataFrame, horizon: int = 10, profit: float = 2.0, stop: float = 2.0, span: int = 20) -> pd.DataFrame:
     "Training label from the triple barrier, with its span: `label` 1.0 when a long made money (profit barrier, or a gain at the vertical one), `end`"
     outcome = triple_barrier(bars, horizon, profit, stop, span)
     return pd.DataFrame({'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']})
 
+
+# %% ../nbs/03_labels.ipynb #c008_03
 def return_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     "Regression target: the return from t's close to the close `horizon` bars ahead, with its span (`label`, `end`)"
     return pd.DataFrame({'label': forward_return(bars, horizon), 'end': label_end(bars, horizon)})
 
+
+# %% ../nbs/03_labels.ipynb #c008_04
 def close_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     "Regression target: the close `horizon` bars ahead (the next close by default), with its span (`label`, `end`)"
     return pd.DataFrame({'label': bars['close'].shift(-horizon), 'end': label_end(bars, horizon)})
@@ -107,10 +126,13 @@ LABELS = {'direction': fixed_horizon, 'triple_barrier': barrier_direction,      
 LABEL_KINDS = {'direction': 'classifier', 'triple_barrier': 'classifier',           # the models each label needs
                'forward_return': 'regressor', 'next_close': 'regressor'}
 
+
+# %% ../nbs/03_labels.ipynb #c008_05
 def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
     "The return from each bar's close to the close of the bar its label ends on: what a long held over the label's span made"
     close = bars['close']
     return (close.reindex(pd.DatetimeIndex(ends)).to_numpy() / close.to_numpy() - 1).astype('float64') if len(bars) else close
+
 
 # %% ../nbs/03_labels.ipynb #c014
 def uniqueness_weights(ends: pd.Series, # end time of each label, indexed by the label's bar (NaT: unknown)

@@ -25,6 +25,8 @@ def project_values(root: Path) -> dict:
     run_config(content, path.name)
     return content
 
+
+# %% ../nbs/08_pipeline.ipynb #c006_00
 def check(overrides: dict | None = None, # parameter -> value, from the command line
           root: Path | None = None,      # the project; its env.yaml, features.yaml and models.yaml
           store=None,                    # where the symbols are looked for (default: the home's store, or MLFIN_STORE)
@@ -41,6 +43,7 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
     specs = choose_models(config.models, LABEL_KINDS[config.label], config.model_params, models_file)
     resolve_device(config.device)
     return config, groups, specs
+
 
 # %% ../nbs/08_pipeline.ipynb #c011
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
@@ -63,6 +66,8 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     values.update(home=str(home()), code_version=code_version(), reports=str(reports), kernel=kernel())
     return root, values
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_00
 def kernel() -> str:
     "The Jupyter kernel the task notebooks run on: `mlfin-gpu` when a GPU is there and the GPU variant registered it, else `mlfin`"
     from mlfin.models.core import gpu_available
@@ -70,11 +75,15 @@ def kernel() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
     return KERNELS['gpu'] if KERNELS['gpu'] in KernelSpecManager().find_kernel_specs() else KERNELS['cpu']
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_01
 def load_dag(overrides: dict | None = None, project: Path | None = None):
     "The Ploomber DAG of the project, parameters checked, state under `home()`"
     root, values = resolve(overrides, project)
     return _dag(root, values)
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_02
 def _dag(root: Path, values: dict):
     apply_runtime_env()
     from ploomber.env.envdict import EnvDict
@@ -89,6 +98,8 @@ def _dag(root: Path, values: dict):
         detail = f"{type(cause).__name__}: {cause}" if cause is not e else ' '.join(str(e).split())
         raise BadInput(f"pipeline.yaml: {first} ({detail})" if cause is not e else f"pipeline.yaml: {detail}") from None
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_03
 def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
         progress: bool = True) -> dict[str, float]:
     "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed); seconds per task run"
@@ -109,6 +120,8 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
     publish(Path(values['home'])/'run'/'reports', Path(values['reports']))
     return ran
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_04
 def publish(executed: Path, # the run's executed notebooks and tearsheets, kept in the home
             reports: Path,  # where the user wants them (`--reports`)
            ) -> Path:
@@ -127,6 +140,8 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
         if old.relative_to(reports) not in wanted and old.is_file(): old.unlink()
     return reports
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_05
 def _attach_report(run: Path):
     "The report task's own executed notebook, logged to the run's MLflow record once papermill has written it"
     from mlfin.tracking import attach
@@ -138,17 +153,22 @@ _KINDS = {'BadInput': BadInput, 'NotFound': NotFound, 'Unavailable': Unavailable
 
 _OWN_ERROR = r"\b(MlfinError|BadInput|NotFound|Unavailable): ([^\n]+)"  # a task's own error, as its traceback ends
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_06
 def task_failure(message: str) -> MlfinError:
     "A failed DAG build as the error its task raised (same kind, same line), else `MlfinError` with its last exception"
     found = re.findall(_OWN_ERROR, message)
     return _KINDS[found[-1][0]](found[-1][1].strip()) if found else MlfinError(task_error(message))
 
+
+# %% ../nbs/08_pipeline.ipynb #c011_07
 def task_error(message: str) -> str:
     "The one line that matters in a failed DAG build: the task's own `MlfinError`, else its last exception"
     found = re.findall(_OWN_ERROR, message)
     if found: return found[-1][1].strip()
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
     return f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for the traceback)"
+
 
 # %% ../nbs/08_pipeline.ipynb #c015
 def _inputs_hash(root: Path, values: dict) -> str:
@@ -160,6 +180,8 @@ def _inputs_hash(root: Path, values: dict) -> str:
         digest.update(path.name.encode()); digest.update(path.read_bytes())
     return digest.hexdigest()
 
+
+# %% ../nbs/08_pipeline.ipynb #c015_00
 def _file_states(products: list[Path]) -> dict[str, list | None]:
     states = {}
     for product in products:
@@ -168,14 +190,19 @@ def _file_states(products: list[Path]) -> dict[str, list | None]:
             states[str(path)] = [st.st_mtime_ns, st.st_size] if st else None
     return states
 
+
+# %% ../nbs/08_pipeline.ipynb #c015_01
 def _write_stamp(stamp: Path, root: Path, values: dict, products: list[Path]):
     stamp.write_text(json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products)}))
 
+
+# %% ../nbs/08_pipeline.ipynb #c015_02
 def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
     if not stamp.exists(): return False
     recorded = json.loads(stamp.read_text())
     if recorded['inputs'] != _inputs_hash(root, values): return False
     return _file_states([Path(p) for p in recorded['files'] if not Path(p).name.endswith('.metadata')]) == recorded['files']
+
 
 # %% ../nbs/08_pipeline.ipynb #c018
 def timings(build_report) -> dict[str, float]:

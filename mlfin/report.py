@@ -27,10 +27,14 @@ def execution_model(cv: str = 'walk_forward', # the validation that made the run
             "from later bars, so the trading figures measure the model's skill after costs; they are not a record that could have been "
             "traded in time order. Annualisation uses the asset's calendar.")
 
+
+# %% ../nbs/07_report.ipynb #c005_00
 def validation(cv: str = 'walk_forward') -> dict:
     "The validation of a run as its summary records it: the scheme, in words, and whether the backtest is a trading record"
     return {'cv': cv, 'words': VALIDATIONS[cv].words, 'tradeable': VALIDATIONS[cv].tradeable}
 
+
+# %% ../nbs/07_report.ipynb #c005_01
 def summary(params: dict,           # the run's parameters
             manifest: list[dict],   # ingest manifest, one entry per symbol
             classification: dict,   # symbol -> classification metrics
@@ -52,15 +56,20 @@ def summary(params: dict,           # the run's parameters
             'trials': int(trials), 'symbols': symbols, 'products': products,
             'leaderboard': leaderboard or [], 'mlflow': run_ids or {}}
 
+
 # %% ../nbs/07_report.ipynb #c006
 def write_json(content: dict, path: Path):
     "Write a JSON product atomically (a reader never sees half a file)"
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(content, indent=1, default=str)))
 
+
+# %% ../nbs/07_report.ipynb #c006_00
 def read_json(path: Path) -> dict:
     "Read a JSON product"
     return json.loads(Path(path).read_text())
 
+
+# %% ../nbs/07_report.ipynb #c006_01
 def load_run(folder: Path | None = None, # the run's folder; default `run_dir()`
              frames: bool = True,        # also load `curves` and `predictions`
             ) -> dict:
@@ -72,6 +81,7 @@ def load_run(folder: Path | None = None, # the run's folder; default `run_dir()`
     for name in ('curves', 'predictions') if frames else ():
         run[name] = pd.read_parquet(folder/run['products'][name])
     return run
+
 
 # %% ../nbs/07_report.ipynb #c008
 _ROWS = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'),
@@ -85,17 +95,23 @@ def metrics_table(run: dict, symbol: str) -> pd.DataFrame:
     rows['Time in market'] = [f"{s['exposure']:.0%}", '100%']
     return pd.DataFrame(rows, index=['Strategy', 'Buy & hold']).T
 
+
+# %% ../nbs/07_report.ipynb #c008_00
 def classification_table(run: dict) -> pd.DataFrame:
     "Out-of-sample classification metrics, one row per symbol"
     table = pd.DataFrame({sym: s['classification'] for sym, s in run['symbols'].items()}).T.round(3)
     return table.astype({'n_scored': int})
 
+
+# %% ../nbs/07_report.ipynb #c008_01
 def quality_table(run: dict) -> pd.DataFrame:
     "Data quality of each symbol's bars in the run: calendar coverage, gaps, anomalies, quarantined rows"
     rows = {sym: s.get('quality', {}) for sym, s in run['symbols'].items()}
     keep = ['calendar', 'bars', 'coverage', 'gaps', 'missing_bars', 'largest_gap', 'spikes', 'stale_runs', 'off_calendar', 'quarantined']
     return pd.DataFrame(rows).T.reindex(columns=keep)
 
+
+# %% ../nbs/07_report.ipynb #c008_02
 def overview(run: dict) -> pd.DataFrame:
     "One row per symbol: data, model quality and trading result beside the baseline"
     score = lambda s, key: round(s['classification'][key], 3) if key in s['classification'] else None
@@ -107,11 +123,14 @@ def overview(run: dict) -> pd.DataFrame:
                                'buy & hold sharpe': round(s['buy_and_hold']['sharpe'], 2)}
                          for sym, s in run['symbols'].items()}).T
 
+
+# %% ../nbs/07_report.ipynb #c008_03
 def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
     "The last `n` predictions and signals of `symbol`"
     rows = run['curves'].query('symbol == @symbol').tail(n)
     return pd.DataFrame({'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4),
                          'signal': rows['signal'].astype(int).map({1: 'long', 0: 'flat', -1: 'short'})}, index=rows.index)
+
 
 # %% ../nbs/07_report.ipynb #c010
 def equity_figure(run: dict, symbol: str):
@@ -130,6 +149,8 @@ def _costs(run: dict) -> str:
     c = {sym: s['costs'] for sym, s in run['symbols'].items() if 'costs' in s}
     return ', '.join(f"{sym} {v['asset_class']} {v['fees_bps']:g}+{v['slippage_bps']:g}" for sym, v in c.items()) or 'none recorded'
 
+
+# %% ../nbs/07_report.ipynb #c012_00
 def run_header(run: dict) -> str:
     "Markdown: when the run was made, with what, and how to read its numbers"
     p = run['params']
@@ -142,6 +163,8 @@ def run_header(run: dict) -> str:
 TABLE_CSS = ("<style>.mlfin-table{border-collapse:collapse;margin-bottom:1em}.mlfin-table th,.mlfin-table td"
              "{padding:3px 12px;text-align:right;border:none;border-bottom:1px solid #ddd}</style>")
 
+
+# %% ../nbs/07_report.ipynb #c012_01
 def symbol_tables_html(run: dict, symbol: str) -> str:
     "HTML: trading metrics beside buy-and-hold, classification metrics and the latest signals of one symbol"
     table = lambda frame: frame.to_html(classes='mlfin-table', border=0)
@@ -154,6 +177,8 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
             '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
             '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
 
+
+# %% ../nbs/07_report.ipynb #c012_02
 def dashboard(folder: Path | None = None, # a run's folder; default: the latest run
               choices: bool = True,       # offer the runs recorded in MLflow to pick from
              ):
@@ -169,6 +194,8 @@ def dashboard(folder: Path | None = None, # a run's folder; default: the latest 
     picker.observe(pick, names='value')
     return widgets.VBox([picker, view])
 
+
+# %% ../nbs/07_report.ipynb #c012_03
 def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
     "(label, run id) of the runs MLflow recorded, newest first: what the dashboard offers to pick"
     from mlfin.config import home
@@ -180,6 +207,8 @@ def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
     return [(f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {s} · {l} · {cv}", r) for r, t, s, l, cv in
             zip(found['run_id'], found['start_time'], param('params.symbols'), param('params.label'), param('params.cv'))]
 
+
+# %% ../nbs/07_report.ipynb #c012_04
 def _run_view(folder: Path | None = None):
     "One run's widgets"
     import ipywidgets as widgets, plotly.graph_objects as go
@@ -196,8 +225,11 @@ def _run_view(folder: Path | None = None):
     symbol.observe(show, names='value')
     return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), symbol, chart, tables])
 
+
+# %% ../nbs/07_report.ipynb #c012_05
 def _markdown_html(text: str) -> str:
     "Just enough Markdown for the header (bold and code), without a Markdown dependency"
     import html, re
     out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
     return '<p>' + re.sub(r"`(.+?)`", r"<code>\1</code>", out).replace('\n\n', '</p><p>') + '</p>'
+

@@ -29,6 +29,8 @@ def _mlflow():
     if user is None: os.environ.pop('MLFLOW_TRACKING_URI', None)
     return mlflow
 
+
+# %% ../nbs/06_tracking.ipynb #c005_00
 def experiment_id(name: str = EXPERIMENT) -> str:
     "The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`) if needed"
     mlflow = _mlflow()
@@ -36,6 +38,7 @@ def experiment_id(name: str = EXPERIMENT) -> str:
     if found: return found.experiment_id
     artifact_dir().mkdir(parents=True, exist_ok=True)
     return mlflow.create_experiment(name, artifact_location=artifact_dir().as_uri())
+
 
 # %% ../nbs/06_tracking.ipynb #c014
 # the columns of MLflow 3's SQLite schema that hold where a thing's files live: (table, column, what it is, which rows)
@@ -60,6 +63,8 @@ def _made_in(con) -> Path | None:
     folder = _local(row[0]) if row else None
     return folder.parent if folder is not None and folder.name == artifact_dir().name else None
 
+
+# %% ../nbs/06_tracking.ipynb #c016_00
 def _rewrite(con, old: Path, new: Path) -> int:
     "Every recorded location under `old` put under `new` (written as a file: URI or as a plain path alike); how many"
     count = 0
@@ -71,12 +76,15 @@ def _rewrite(con, old: Path, new: Path) -> int:
                                  + (f" AND {rows}" if rows else ''), (after, len(before) + 1, before, len(before) + 1, before + '/')).rowcount
     return count
 
+
+# %% ../nbs/06_tracking.ipynb #c016_01
 def _claim_default(con) -> int:
     "MLflow's Default experiment, made in whatever folder the first command ran in and never used by mlfin, put in the home while it has no runs"
     row = con.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0 AND name = 'Default'").fetchone()
     folder = _local(row[0]) if row else None
     if folder is None or folder.is_relative_to(home()) or con.execute("SELECT 1 FROM runs WHERE experiment_id = 0 LIMIT 1").fetchone(): return 0
     return con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", ((artifact_dir()/'0').as_uri(),)).rowcount
+
 
 # %% ../nbs/06_tracking.ipynb #c016a
 def outside_home(con=None) -> list[str]:
@@ -146,6 +154,8 @@ def _flat(prefix: str, metrics: dict) -> dict[str, float]:
         elif isinstance(value, (int, float)): out[name] = float(value)
     return out
 
+
+# %% ../nbs/06_tracking.ipynb #c006_00
 def log_run(params: dict,         # every parameter of the run (data, features, models, costs, code version)
             manifest: list[dict], # the ingest manifest: symbol, source, fingerprint, ...
             scores: dict,         # symbol -> the leading model's out-of-sample scores
@@ -190,6 +200,7 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
                         mlflow.log_artifact(str(Path(folder)/'oos.parquet'))
                 ids[symbol] = child.info.run_id
     return ids
+
 
 # %% ../nbs/06_tracking.ipynb #c007
 def runs(kind: str = 'pipeline', max_results: int = 20):
@@ -245,6 +256,8 @@ def find_run(prefix: str) -> str:
     if len(found) > 1: raise BadInput(f"run {prefix!r} is the start of {len(found)} runs' ids; give more of it")
     return found[0]
 
+
+# %% ../nbs/06_tracking.ipynb #c007c_00
 def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Two runs side by side: the parameters that differ, and each symbol's figures"
     import pandas as pd
@@ -258,6 +271,8 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     figures = table[table['run'].isin([i[:8] for i in ids])].drop(columns=['started', *[c for c in _ASKED.values() if c in table]])
     return asked, figures.set_index(['symbol', 'run']).sort_index()
 
+
+# %% ../nbs/06_tracking.ipynb #c007c_01
 def fetch_run(run_id: str, folder=None) -> Path:
     "A logged run's summary, products, executed notebooks and tearsheets in a folder (default: the home's runs/ID), ready to open"
     from mlfin.config import home
@@ -268,3 +283,4 @@ def fetch_run(run_id: str, folder=None) -> Path:
     for sheets in [folder/'tearsheets', *(folder/'products').glob('tearsheets')]:
         if sheets.is_dir() and not (sheets/'plotly.min.js').exists(): (sheets/'plotly.min.js').write_text(get_plotlyjs())   # kept once, in the package
     return folder
+

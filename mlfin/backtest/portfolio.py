@@ -56,10 +56,14 @@ class Costs:
 COSTS = {'equity': Costs(1.0, 2.0), 'fx': Costs(0.3, 0.5), 'crypto': Costs(10.0, 2.0), 'futures': Costs(0.2, 0.5)}
 FUTURES_CALENDARS = {'CMES', 'CBOT', 'COMEX', 'NYMEX', 'IEPA', 'XCBF', 'us_futures'}
 
+
+# %% ../../nbs/05b_backtest.portfolio.ipynb #c007_00
 def asset_class(calendar: str) -> str:
     "The asset class a calendar implies: crypto trades 24/7, FX 24/5, futures on their exchanges' calendars, the rest equity"
     return {'24/7': 'crypto', '24/5': 'fx'}.get(calendar, 'futures' if calendar in FUTURES_CALENDARS else 'equity')
 
+
+# %% ../../nbs/05b_backtest.portfolio.ipynb #c007_01
 def costs_for(asset: str,                     # an asset class of `COSTS`
               fees: float | None = None,      # bps; None: the class's preset
               slippage: float | None = None,  # bps; None: the class's preset
@@ -68,6 +72,7 @@ def costs_for(asset: str,                     # an asset class of `COSTS`
     if asset not in COSTS: raise BadInput(f"unknown asset class {asset!r}; known: {', '.join(COSTS)}")
     preset = COSTS[asset]
     return Costs(preset.fees if fees is None else fees, preset.slippage if slippage is None else slippage)
+
 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c010
 EXIT_REASONS = ('', 'signal', 'stop_loss', 'take_profit')
@@ -78,6 +83,8 @@ def _level_fill(side: float, level: float, o: float, h: float, l: float, adverse
         return o if o <= level else (level if l <= level else math.nan)
     return o if o >= level else (level if h >= level else math.nan)
 
+
+# %% ../../nbs/05b_backtest.portfolio.ipynb #c010_00
 def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
                 wanted: pd.Series,    # the weight wanted from each bar's open (already one bar after the decision)
                 stop_loss: float | None = None,   # share of the entry open, e.g. 0.02
@@ -110,6 +117,7 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
         held[i] = pos
     return pd.DataFrame({'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS), 'held': held},
                         index=bars.index)
+
 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c015
 def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
@@ -154,6 +162,8 @@ def buy_and_hold(bars: pd.DataFrame, start, end, costs: Costs, cash: float = 10_
     return _vbt().Portfolio.from_signals(window['close'], entries=entries, exits=False, price=window['open'],
                                          fees=costs.fees / 1e4, slippage=costs.slippage / 1e4, init_cash=cash)
 
+
+# %% ../../nbs/05b_backtest.portfolio.ipynb #c025_00
 def warm_up():
     "Run a tiny backtest so that a fresh process finds vectorbt's kernels compiled and cached"
     index = pd.date_range('2020-01-01', periods=64, freq='D', tz='UTC')
@@ -161,3 +171,4 @@ def warm_up():
     bars = pd.DataFrame({'open': close, 'high': close, 'low': close, 'close': close, 'volume': 1.0})
     simulate({'X': bars}, {'X': pd.Series(np.tile([0.0, 1.0], 32), index=index)}, COSTS['equity'], stop_loss=0.1).value()
     buy_and_hold(bars, index[0], index[-1], COSTS['equity']).value()
+

@@ -17,6 +17,8 @@ def check_thresholds(threshold: float, short_below: float = 0.0):
     if not 0 < threshold < 1: raise BadInput(f"threshold {threshold} must lie between 0 and 1")
     if not 0 <= short_below < threshold: raise BadInput(f"short_below {short_below} must lie between 0 and the threshold {threshold}")
 
+
+# %% ../../nbs/05a_backtest.signals.ipynb #c006_00
 def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar closes higher
             threshold: float = 0.55, # go long above this
             short_below: float = 0.0, # go short below this; 0: long-only
@@ -27,6 +29,7 @@ def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar c
     side[prob_up > threshold] = 1
     side[prob_up < short_below] = -1
     return side
+
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c008
 def move_signals(move: pd.Series,       # predicted return of each bar's next move (a regressor's; a price converted)

@@ -21,6 +21,8 @@ def _returns(returns) -> np.ndarray:
     if np.isnan(r).any(): raise BadInput(f"returns hold {int(np.isnan(r).sum())} NaN values; drop or fill them first")
     return r
 
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c008_00
 def sharpe(returns, # per-bar returns
            periods_per_year: float = 1.0, # 1: per bar, as PSR and DSR take it
           ) -> float:
@@ -29,11 +31,14 @@ def sharpe(returns, # per-bar returns
     sd = r.std(ddof=1) if len(r) > 1 else 0.0
     return float(r.mean() / sd * math.sqrt(periods_per_year)) if sd > 0 else 0.0
 
+
 # %% ../../nbs/05c_backtest.stats.ipynb #c010
 def drawdown(value: pd.Series) -> pd.Series:
     "Fall from the running peak of a value curve, as a share (0 at a new high)"
     return value / value.cummax() - 1
 
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c010_00
 def _longest_underwater(value: pd.Series) -> tuple[int, pd.Timedelta]:
     "Longest stretch from a peak to the bar that regains it (or to the end): in bars, and in time"
     under = (value < value.cummax()).to_numpy()
@@ -45,6 +50,7 @@ def _longest_underwater(value: pd.Series) -> tuple[int, pd.Timedelta]:
             if end - start > best: best, best_time = end - start, value.index[end] - value.index[start]
             start = None
     return best, best_time
+
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c012
 def performance(value: pd.Series,          # portfolio value per bar, after costs
@@ -95,6 +101,8 @@ def psr(sr: float,            # observed Sharpe ratio, per bar
     if spread <= 0: raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
     return float(stats.norm.cdf((sr - benchmark) * math.sqrt(n - 1) / math.sqrt(spread)))
 
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c017_00
 def expected_max_sharpe(trials: int,   # strategies tried, the reported one among them
                         variance: float, # variance of their Sharpe ratios (per bar)
                        ) -> float:
@@ -104,12 +112,15 @@ def expected_max_sharpe(trials: int,   # strategies tried, the reported one amon
     return float(math.sqrt(variance) * ((1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / trials)
                                          + EULER_GAMMA * stats.norm.ppf(1 - 1 / (trials * math.e))))
 
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c017_01
 def dsr(sr: float, n: int, skew: float, kurtosis: float,
         trials: int,      # every configuration tried: tuning trials and the model list
         variance: float,  # variance of the trials' Sharpe ratios (per bar)
        ) -> float:
     "Deflated Sharpe ratio: the PSR against the best Sharpe ratio `trials` unskilled strategies would show"
     return psr(sr, n, skew, kurtosis, expected_max_sharpe(trials, variance))
+
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c025
 def sharpe_moments(returns) -> dict[str, float]:
@@ -161,6 +172,8 @@ def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
     if block is None: block = float(optimal_block_length(r)['stationary'].iloc[0]) if r.std() > 0 else 1.0
     return StationaryBootstrap(max(block, 1.0), r, seed=np.random.default_rng(seed)), max(block, 1.0)
 
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c036_00
 def sharpe_interval(returns,                 # per-bar returns
                     periods_per_year: float, # the Sharpe ratio is annualised
                     level: float = 0.95, reps: int = 1000, seed: int = 0,
@@ -171,6 +184,7 @@ def sharpe_interval(returns,                 # per-bar returns
     bs, block = _bootstrap(r, seed)
     low, high = bs.conf_int(lambda x: np.array([sharpe(x, periods_per_year)]), reps=reps, method='percentile', size=level)[:, 0]
     return {'sharpe': sharpe(r, periods_per_year), 'low': float(low), 'high': float(high), 'level': level, 'block': block, 'reps': reps}
+
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c040
 def drawdown_bands(returns,            # per-bar returns
@@ -203,6 +217,8 @@ def by_year(value: pd.Series, benchmark: pd.Series | None = None) -> pd.DataFram
         out[int(year)] = row
     return pd.DataFrame(out).T.rename_axis('year')
 
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c044_00
 def by_regime(returns: pd.Series, close: pd.Series, periods_per_year: float, window: int = 20) -> pd.DataFrame:
     "Annualised return, volatility and Sharpe ratio in the low, middle and high thirds of the asset's trailing volatility"
     vol = close.pct_change().rolling(window).std().shift(1).reindex(returns.index)  # known before the bar
@@ -215,6 +231,7 @@ def by_regime(returns: pd.Series, close: pd.Series, periods_per_year: float, win
         rows[name] = {'bars': len(x), 'annual_return': float(x.mean() * periods_per_year),
                       'volatility': float(x.std(ddof=1) * math.sqrt(periods_per_year)), 'sharpe': sharpe(x, periods_per_year)}
     return pd.DataFrame(rows).T.rename_axis('regime')
+
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c050
 def signal_decay(position: pd.Series,   # position decided at each bar's close (1, 0, -1, or a fraction)

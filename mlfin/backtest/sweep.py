@@ -40,6 +40,8 @@ def _sweep(open_, close, prob, thresholds, fees, slippage, ppy):
         out[k, 3] = trades
     return out
 
+
+# %% ../../nbs/05e_backtest.sweep.ipynb #c005_00
 def sweep(bars: pd.DataFrame,     # canonical bars of one symbol
           prob_up: pd.Series,     # P(up) per bar, known at its close
           thresholds,             # long above each
@@ -57,3 +59,4 @@ def sweep(bars: pd.DataFrame,     # canonical bars of one symbol
     out = _sweep(b['open'].to_numpy(dtype='float64'), b['close'].to_numpy(dtype='float64'), p, thresholds, fees, slip, float(periods_per_year))
     index = pd.MultiIndex.from_product([thresholds, [2 * (c.fees + c.slippage) for c in costs]], names=['threshold', 'round_trip_bps'])
     return pd.DataFrame(out, index=index, columns=['total_return', 'sharpe', 'max_drawdown', 'trades']).astype({'trades': 'int64'})
+

@@ -22,6 +22,8 @@ def judge(m: dict) -> str:
     if dsr < 0.95: return 'none'
     return 'overfit' if pbo is not None and pbo >= 0.5 else 'skill'
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c006_00
 def verdict(m: dict,             # one symbol's (or the portfolio's) backtest metrics
             tradeable: bool = True, # the predictions came from walk-forward validation (else: a measure of skill only)
            ) -> str:
@@ -49,6 +51,8 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
             + ("did better." if sharpe > hold else "did worse, before asking whether it is skill."))
     return out
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c006_01
 def trials_in_words(s: dict) -> str:
     "What a book's trial count is made of"
     if 'symbols' in s: return f"{s['trials']}: the sum of its {s['symbols']} symbols' trials (each symbol's leader was chosen on its own)"
@@ -67,6 +71,8 @@ def monthly_returns(value: pd.Series) -> pd.DataFrame:
     table = pd.DataFrame({'year': r.index.year, 'month': r.index.month, 'r': r.to_numpy()}).pivot(index='year', columns='month', values='r')
     return table.reindex(columns=range(1, 13))
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c010_00
 def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, mc_low/mc_mid/mc_high
             title: str) -> list:
     "Plotly figures: equity against buy-and-hold with Monte Carlo bands, drawdowns, monthly returns"
@@ -92,6 +98,7 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
     for fig in (eq, dd, heat): fig.update_layout(margin=dict(l=50, r=20, t=45, b=30), legend=dict(orientation='h', y=1.08, x=0))
     return [eq, dd, heat]
 
+
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013
 _CSS = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{padding:3px 12px;text-align:right;border-bottom:1px solid #ddd}"
@@ -114,6 +121,8 @@ _COLUMNS = {'total_return': ('total return', '{:.1%}'), 'annual_return': ('annua
             'rank_ic': ('rank IC', '{:.3f}')}
 _SCALE = {'per_bar': 1e4}
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_00
 def _table(frame: pd.DataFrame) -> str:
     "An HTML table, its known columns given headings and formats"
     shown = frame.copy()
@@ -121,11 +130,15 @@ def _table(frame: pd.DataFrame) -> str:
         shown[c] = [_fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v) for v in shown[c]]
     return shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}).to_html(border=0, na_rep='', escape=True)
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_01
 def metrics_frame(m: dict) -> pd.DataFrame:
     "Every performance figure of the strategy beside buy-and-hold"
     return pd.DataFrame({label: [_fmt(f, m['strategy'].get(k)), _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0)]
                          for k, label, f in _PERF}, index=['Strategy', 'Buy & hold']).T
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_02
 def skill_frame(m: dict) -> pd.DataFrame:
     "The tests of skill: PSR, DSR with its trial count, PBO, the bootstrap interval, Monte Carlo drawdowns and ruin"
     s, ci, mc = m['skill'], m['sharpe_interval'], m['monte_carlo']
@@ -139,6 +152,8 @@ def skill_frame(m: dict) -> pd.DataFrame:
             f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths"}
     return pd.DataFrame({'': rows}).rename_axis('test')
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_03
 def tearsheet(name: str,        # a symbol, or PORTFOLIO
               m: dict,          # its backtest metrics
               curve: pd.DataFrame, # its curves
@@ -172,6 +187,8 @@ def tearsheet(name: str,        # a symbol, or PORTFOLIO
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} tearsheet</title>"
             f"<script src='plotly.min.js'></script>{_CSS}</head><body>{''.join(parts)}</body></html>")
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_04
 def write_tearsheets(folder: Path, # where the pages go (created)
                      run: dict,    # the run's summary, with `curves` loaded (`report.load_run`)
                      header: str = '') -> list[Path]:
@@ -191,3 +208,4 @@ def write_tearsheets(folder: Path, # where the pages go (created)
         atomic_write(path, lambda tmp: Path(tmp).write_text(page))
         written.append(path)
     return written
+

@@ -47,6 +47,8 @@ def break_even(round_trip_bps: np.ndarray, annual: np.ndarray) -> float | None:
             return float(round_trip_bps[i - 1] + (round_trip_bps[i] - round_trip_bps[i - 1]) * a / (a - b))
     return None
 
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c008_00
 def cost_stress(bars: pd.DataFrame, weight: pd.Series, costs: Costs, periods_per_year: float,
                 stop_loss: float | None = None, take_profit: float | None = None,
                 multiples: tuple = COST_MULTIPLES) -> dict:
@@ -62,6 +64,7 @@ def cost_stress(bars: pd.DataFrame, weight: pd.Series, costs: Costs, periods_per
     return {'table': table.to_dict(orient='records'),
             'break_even_bps': break_even(table['round_trip_bps'].to_numpy(), table['annual_return'].to_numpy())}
 
+
 # %% ../../nbs/05d_backtest.universe.ipynb #c011
 GRID_THRESHOLDS = (0.50, 0.52, 0.55, 0.58, 0.60)
 
@@ -69,9 +72,13 @@ def _floats(d: dict) -> dict:
     "JSON-able: numpy numbers as Python ones"
     return {k: (float(v) if isinstance(v, (np.floating, float)) else int(v) if isinstance(v, (np.integer,)) else v) for k, v in d.items()}
 
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_00
 def _table(frame: pd.DataFrame) -> list[dict]:
     return [_floats({frame.index.name or 'index': (i if isinstance(i, (str, int)) else str(i)), **row}) for i, row in frame.iterrows()]
 
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_01
 @dataclass
 class Backtests:
     "What the backtest of a run produces"
@@ -81,6 +88,8 @@ class Backtests:
     metrics: dict           # per symbol and for the portfolio: every figure of the tearsheet
     returns: dict = field(default_factory=dict) # per symbol: per-bar returns of every model (columns), after costs
 
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_02
 def skill(returns: pd.Series,          # the examined strategy's per-bar returns, after costs
           trials: int,                 # configurations tried (tuning and the model list)
           grid: pd.DataFrame | None,   # per-bar returns of the configurations around it (columns), same bars
@@ -100,10 +109,14 @@ def skill(returns: pd.Series,          # the examined strategy's per-bar returns
         if found['splits']: overfit = _floats({k: v for k, v in found.items() if k != 'logits'}) | {'blocks': blocks}
     return _floats(out), overfit
 
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_03
 def _monte_carlo(bands: dict) -> dict:
     return {'max_drawdown': {str(q): v for q, v in bands['max_drawdown'].items()}, 'prob_ruin': bands['prob_ruin'],
             'ruin': bands['ruin'], 'reps': bands['reps'], 'block': bands['block']}
 
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_04
 def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: str, calendar: str, trials: int,
                     threshold: float = 0.55, short_below: float = 0.0, costs: Costs | None = None,
                     sizing: str = 'fixed', kelly: float = 0.5, stop_loss: float | None = None, take_profit: float | None = None,
@@ -165,6 +178,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: 
                                         w['prob'] if sizing == 'kelly' else None) for m, w in made.items()])
     return metrics, curves, mine, records, grid
 
+
 # %% ../../nbs/05d_backtest.universe.ipynb #c013
 PORTFOLIO = 'PORTFOLIO'
 
@@ -202,6 +216,8 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)
 
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_00
 def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], costs: dict[str, Costs], trials: int,
                        grids: dict[str, dict] | None = None, # per symbol: the configurations' weights (model@threshold -> weight)
                        stop_loss: float | None = None, take_profit: float | None = None, reps: int = 1000, seed: int = 0):
@@ -232,3 +248,4 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold.reindex(value.index)})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
     return metrics, curve, trades.rename(columns={'Column': 'symbol'}).assign(book=PORTFOLIO)
+

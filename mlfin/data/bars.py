@@ -31,12 +31,16 @@ def check_timeframe(timeframe: str, where: str = 'timeframe') -> str:
         raise BadInput(f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)} (or {', '.join(TIMEFRAME_ALIASES)})")
     return timeframe
 
+
+# %% ../../nbs/01_data.bars.ipynb #c006_00
 def check_zone(tz: str, where: str = 'tz') -> str:
     "`tz` if pandas knows the time zone (IANA names, fixed offsets), else a one-line error"
     try: pd.Timestamp('2020-01-01').tz_localize(tz)
     except Exception: raise BadInput(f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2") from None
     return tz
 
+
+# %% ../../nbs/01_data.bars.ipynb #c006_01
 def check_calendar(calendar: str, where: str = 'calendar') -> str:
     "`calendar` if it is 24/5, 24/7 or an exchange-calendars code (XNYS, XLON, ...), else a one-line error"
     if calendar in ROUND_THE_CLOCK: return calendar
@@ -45,6 +49,8 @@ def check_calendar(calendar: str, where: str = 'calendar') -> str:
         raise BadInput(f"{where}: unknown calendar {calendar!r}; use 24/5, 24/7 or an exchange code such as XNYS")
     return calendar
 
+
+# %% ../../nbs/01_data.bars.ipynb #c006_02
 def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str,
                writable: bool = True, # copy read-only columns (zero-copy views of Arrow buffers) so the caller can write
               ) -> pd.DataFrame:
@@ -59,6 +65,8 @@ def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str,
     bars.attrs.update(symbol=symbol, timeframe=check_timeframe(timeframe))
     return bars
 
+
+# %% ../../nbs/01_data.bars.ipynb #c006_03
 def fingerprint(bars: pd.DataFrame) -> str:
     "A short hash of the bars' timestamps and values: equal bars, equal fingerprint"
     # xxHash (XXH3, 128 bits) reads 20+ GB/s, column by column without copying: the feature store
@@ -69,21 +77,28 @@ def fingerprint(bars: pd.DataFrame) -> str:
     for column in BAR_COLUMNS: digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype='float64')))
     return digest.hexdigest()[:16]
 
+
 # %% ../../nbs/01_data.bars.ipynb #c009
 def exchange(calendar: str, since=None):
     "The `exchange_calendars` calendar for `calendar` (XNYS, XLON, ...), from 1990, or from `since` (a time) when earlier, to next year"
     year = 1990 if since is None else min(1990, pd.Timestamp(since).year - 1)  # a year before: daily bars stamped 00:00 precede the first open
     return _exchange(check_calendar(calendar), year)
 
+
+# %% ../../nbs/01_data.bars.ipynb #c009_00
 @lru_cache(maxsize=16)
 def _exchange(calendar: str, year: int):
     import exchange_calendars as xc
     return xc.get_calendar(calendar, start=f"{year}-01-01")
 
+
+# %% ../../nbs/01_data.bars.ipynb #c009_01
 def _fx_trading_day(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     "The FX trading day of each time: days roll at 17:00 New York (so Sunday evening is Monday's)"
     return (index.tz_convert('America/New_York') + pd.Timedelta(hours=7)).normalize().tz_localize(None).tz_localize('UTC').as_unit('ns')
 
+
+# %% ../../nbs/01_data.bars.ipynb #c009_02
 def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
     "Open times of every bar `calendar` trades at `timeframe` between `first` and `last` (inclusive)"
     first, last = pd.Timestamp(first).tz_convert('UTC'), pd.Timestamp(last).tz_convert('UTC')
@@ -106,6 +121,8 @@ def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.T
                         calendar, timeframe).unique()
     return bins[(bins >= first) & (bins <= last)]
 
+
+# %% ../../nbs/01_data.bars.ipynb #c009_03
 def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.DatetimeIndex:
     "The open time of the `timeframe` bar each time in `index` belongs to, never spanning two sessions"
     index = pd.DatetimeIndex(index).as_unit('ns')
@@ -123,6 +140,7 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     session_open = opens[at]
     return session_open + ((index - session_open) // step) * step  # bars anchored at each session's open (09:30, 10:30, ...)
 
+
 # %% ../../nbs/01_data.bars.ipynb #c014
 _AGG = {'open': 'first', 'high': 'max', 'low': 'min', 'close': 'last', 'volume': 'sum', 'spread': 'mean'}
 
@@ -138,12 +156,15 @@ def resample(bars: pd.DataFrame, # canonical bars
     if timeframe == source: return bars
     return _aggregate(bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'), timeframe)
 
+
+# %% ../../nbs/01_data.bars.ipynb #c014_00
 def _aggregate(bars: pd.DataFrame, keys, symbol: str, timeframe: str) -> pd.DataFrame:
     "One bar per bin of `keys`: first open, highest high, lowest low, last close, summed volume, volume-weighted vwap, mean spread"
     out = bars.groupby(keys, sort=True).agg({c: _AGG[c] for c in bars.columns if c in _AGG})
     if 'vwap' in bars:
         out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys, sort=True).sum() / out['volume'].where(out['volume'] > 0)
     return bars_frame(out, symbol, timeframe)
+
 
 # %% ../../nbs/01_data.bars.ipynb #c017
 def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, indexed by time (UTC), in time order
@@ -165,6 +186,8 @@ def factor_from_adjusted_close(close: pd.Series, adj_close: pd.Series) -> pd.Ser
     "Adjustment factor per bar from an adjusted close (adjusted = raw x factor)"
     return (adj_close / close).rename('adj_factor')
 
+
+# %% ../../nbs/01_data.bars.ipynb #c020_00
 def factor_from_actions(bars: pd.DataFrame, # raw canonical bars
                         actions: pd.DataFrame, # indexed by ex-date; `split` (new shares per old, 2.0 for 2:1) and/or `dividend` (cash per share)
                        ) -> pd.Series:
@@ -185,6 +208,8 @@ def factor_from_actions(bars: pd.DataFrame, # raw canonical bars
         factor[before] *= step
     return factor
 
+
+# %% ../../nbs/01_data.bars.ipynb #c020_01
 def adjusted(bars: pd.DataFrame, factor: pd.Series) -> pd.DataFrame:
     "Bars with prices multiplied and volume divided by `factor`"
     out = bars.copy()
@@ -192,6 +217,7 @@ def adjusted(bars: pd.DataFrame, factor: pd.Series) -> pd.DataFrame:
     for c in PRICE_COLUMNS + [c for c in ('vwap',) if c in out]: out[c] = out[c].to_numpy() * f
     out['volume'] = out['volume'].to_numpy() / f
     return out
+
 
 # %% ../../nbs/01_data.bars.ipynb #c023
 _TF_HOURS = {'1m': 1/60, '5m': 5/60, '1h': 1.0}

@@ -46,6 +46,8 @@ class IngestReport:
             line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
         return line + ''.join(f"; {n}" for n in self.notes)
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c007_00
 def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, reading=None) -> tuple[Batch, str | None, str | None]:
     "A batch from `source`, with the symbol and timeframe the source itself implies (samples do)"
     if isinstance(source, Batch): return source, None, None
@@ -202,11 +204,15 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
         report.notes.append(f"{report.changed:,} stored bar(s) changed, first change: {change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
     return report
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c007f_00
 def _provenance(sample: str) -> dict:
     "What a sample's bars are, recorded with the series so that a run credits them rightly"
     s = SAMPLES[sample]
     return {'origin': s.origin, 'licence': s.licence, 'package': f"{s.package}=={_version(s.package)}", 'asset_class': s.asset_class}
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c007f_01
 def _is_sample(meta: dict, symbol: str) -> bool:
     "Whether a stored series was last written from the embedded sample of that name (else it is the user's)"
     return str(meta.get('source', '')).startswith(f"sample {symbol} (")
@@ -253,10 +259,14 @@ def load(symbol: str,          # a symbol in the store
     bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=meta.get('calendar', ''), source=meta.get('source', ''))
     return bars
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c011_00
 def ls(store=None) -> pd.DataFrame:
     "Every series in the store: symbol, timeframe, bars, first, last, calendar, source, quarantined rows"
     return open_store(store).ls()
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c011_01
 def quality(symbol: str | None = None, store=None) -> pd.DataFrame:
     "The quality report of every stored series (or one symbol's): coverage, gaps, anomalies, quarantined rows"
     from mlfin.data.quality import quality_row
@@ -267,6 +277,7 @@ def quality(symbol: str | None = None, store=None) -> pd.DataFrame:
     rows = [quality_row(load(s, t, store=store), c or 'XNYS', q) for s, t, c, q in
             zip(held['symbol'], held['timeframe'], held['calendar'], held['quarantined'])]
     return pd.DataFrame(rows).set_index(['symbol', 'timeframe'])
+
 
 # %% ../../nbs/01d_data.facade.ipynb #c013
 def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such entries
@@ -291,6 +302,8 @@ def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such 
         pairs.append((symbol, tf))
     return pairs
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c013_00
 def calendar_of(symbol: str, timeframe: str | None = None, store=None) -> str:
     "The trading calendar of a series: the one recorded in the store, else the sample's, else NYSE"
     recorded = open_store(store).meta(symbol, timeframe).get('calendar') if timeframe else None
@@ -305,6 +318,8 @@ def sample_for(symbol: str, timeframe: str, store=None) -> str | None:
     kept = open_store(store).meta(symbol, timeframe)
     return symbol if not kept or _is_sample(kept, symbol) else None
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c013a_00
 def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
     "Ingest the embedded sample of this series when the store lacks it or holds an older package's; whether a sample backs the series"
     store = open_store(store)
@@ -342,6 +357,8 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
         frames.append(bars.assign(symbol=symbol, timeframe=timeframe))
     return pd.concat(frames), manifest
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c013d_00
 def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
     "A value per series that changes whenever its stored bars do (samples ingested first): what tells a run that new bars arrived"
     store = open_store(store)
@@ -355,6 +372,8 @@ def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
             raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
     return {k: str(v) for k, v in stamps.items()}
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c013d_01
 def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     "Long-format bars (with a `symbol` column) back to canonical bars per symbol"
     out = {}
@@ -363,6 +382,7 @@ def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
         bars.attrs.update(symbol=symbol, timeframe=rows['timeframe'].iloc[0])
         out[symbol] = bars
     return out
+
 
 # %% ../../nbs/01d_data.facade.ipynb #c011p
 def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFrame:
@@ -378,10 +398,14 @@ def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFr
     found = pd.DataFrame(rows, columns=['first', 'last', 'kind', 'detail']).sort_values('first', ignore_index=True)
     return found.assign(symbol=symbol, timeframe=timeframe)[['symbol', 'timeframe', 'kind', 'first', 'last', 'detail']]
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c011p_00
 def quarantined(symbol: str | None = None, store=None) -> pd.DataFrame:
     "The rows kept out of the store, each with its series, source row, time, column, reason, value, source file and when"
     return open_store(store).quarantined(symbol)
 
+
+# %% ../../nbs/01d_data.facade.ipynb #c011p_01
 def export(symbol: str, timeframe: str, path: str | Path,   # a .csv, .csv.gz or .parquet file
            start: str | None = None, end: str | None = None, adjust: bool = True, store=None) -> Path:
     "Write a stored series (a range of it, adjusted or raw) to CSV or Parquet, in the layout `ingest` reads back"
@@ -395,6 +419,7 @@ def export(symbol: str, timeframe: str, path: str | Path,   # a .csv, .csv.gz or
     if path.suffix == '.parquet': table.to_parquet(path, index=False)
     else: table.to_csv(path, index=False)   # every digit (the shortest text that reads back the same float)
     return path
+
 
 # %% ../../nbs/01d_data.facade.ipynb #c011t
 def delete(symbol: str, timeframe: str,

@@ -32,6 +32,8 @@ _REASONS = {'not_nullable': 'missing value', 'greater_than(0)': 'non-positive pr
             'greater_than_or_equal_to(0)': 'negative volume'}
 _CHECK_COLUMN = {'high < low': 'high', 'high below open or close': 'high', 'low above open or close': 'low'}
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c006_00
 def rejected_frame(rows=(), ts=(), columns=(), reasons=(), values=()) -> pd.DataFrame:
     "The table of rejected rows: source row (1-based), its timestamp, the column at fault, why, the value"
     if not len(rows) and _NONE_REJECTED: return _NONE_REJECTED[0].copy(deep=False)  # the common case, built once (1 ms each)
@@ -41,6 +43,8 @@ def rejected_frame(rows=(), ts=(), columns=(), reasons=(), values=()) -> pd.Data
 _NONE_REJECTED = []
 _NONE_REJECTED.append(rejected_frame())
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c006_01
 def all_good(rows: pd.DataFrame) -> bool:
     "Whether every row passes the schema: the same checks in plain numpy, so that the schema runs only to name what fails"
     if not {'ts', *BAR_COLUMNS} <= set(rows.columns) or str(rows['ts'].dtype) != 'datetime64[ns, UTC]' \
@@ -51,6 +55,8 @@ def all_good(rows: pd.DataFrame) -> bool:
                     and np.isfinite(v).all() and (o > 0).all() and (h > 0).all() and (l > 0).all() and (c > 0).all()
                     and (v >= 0).all() and (h >= l).all() and (h >= np.fmax(o, c)).all() and (l <= np.fmin(o, c)).all())
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c006_02
 @dataclass
 class Inspection:
     "What `inspect` found in a batch: the good bars, the rejected rows with reasons, and notes"
@@ -63,6 +69,8 @@ class Inspection:
         more = f" (and {len(self.rejected) - 1} more bad row(s))" if len(self.rejected) > 1 else ''
         return f"{source}: row {r['row']}, column {r['column']}: {r['reason']} ({r['value']!s}){more}"
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c006_03
 def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, columns `ts` + OHLCV (+ optional)
             symbol: str, timeframe: str,
             problems: pd.DataFrame | None = None, # rows the source could not parse (REJECT_COLUMNS)
@@ -110,6 +118,7 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
     rejected = pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True) if bad else rejected_frame()
     return Inspection(bars, rejected, notes)
 
+
 # %% ../../nbs/01a_data.quality.ipynb #c010
 OBVIOUS = 5.0  # a close this many times above (or below 1/this of) both neighbours is a spike, history or not
 
@@ -120,6 +129,8 @@ def _found(ts, kind: str, details: list) -> pd.DataFrame:
 
 _NONE = pd.DataFrame({'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'), 'kind': pd.Series([], dtype='str'), 'detail': pd.Series([], dtype='str')})
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_00
 def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) -> pd.DataFrame:
     "Bars whose close jumps more than `spike_sigmas` recent standard deviations (or `OBVIOUS`-fold) and reverts on the next bar"
     close = bars['close'].to_numpy(dtype='float64')
@@ -134,6 +145,8 @@ def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) ->
 
 _CHUNK = 1_000_000
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_01
 def _spikes_in(close: np.ndarray, spike_sigmas: float, window: int) -> tuple[np.ndarray, np.ndarray]:
     "Positions of spikes in `close`, and its returns"
     if len(close) < 3: return np.array([], dtype='int64'), np.array([])
@@ -145,6 +158,8 @@ def _spikes_in(close: np.ndarray, spike_sigmas: float, window: int) -> tuple[np.
         jump = (np.abs(r) > spike_sigmas * sigma) | (np.abs(r) > np.log(OBVIOUS))
         return np.flatnonzero(jump & (np.sign(after) == -np.sign(r)) & (np.abs(after) > 0.5 * np.abs(r))), r
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_02
 def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     "Runs of at least `stale_run` flat bars repeating the previous close"
     if len(bars) <= stale_run: return _NONE.copy(deep=False)  # the run repeats a bar before it
@@ -156,9 +171,13 @@ def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     keep = lengths >= stale_run
     return _found(bars.index[starts[keep]], 'stale', [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])])
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_03
 def _expected(bars: pd.DataFrame, calendar: str) -> pd.DatetimeIndex:
     return expected_bars(calendar, bars.attrs['timeframe'], bars.index[0], bars.index[-1])
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_04
 def gaps(bars: pd.DataFrame, calendar: str,
          expected: pd.DatetimeIndex | None = None, # the calendar's bars over the span, when already known
         ) -> pd.DataFrame:
@@ -173,6 +192,8 @@ def gaps(bars: pd.DataFrame, calendar: str,
     return pd.DataFrame({'first_missing': grouped.first().to_numpy(), 'last_missing': grouped.last().to_numpy(),
                          'bars': grouped.size().to_numpy()})
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_05
 def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     "Bars at times `calendar` says the market is closed (or off the bar-size grid)"
     if bars.empty: return pd.DataFrame(columns=['ts', 'kind', 'detail'])
@@ -185,15 +206,20 @@ def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex |
         extra = bars.index[~_on_grid(bars).isin(expected)]
     return _found(extra, 'off-calendar', list(f"no {bars.attrs['timeframe']} bar expected on {calendar} on a " + extra.day_name()))
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_06
 def _on_grid(bars: pd.DataFrame) -> pd.DatetimeIndex:
     "The bars' times as the calendar lists them: a daily bar by its date (vendors stamp days at midnight, at the close or in their zone)"
     return bars.index.normalize() if bars.attrs['timeframe'] == '1d' else bars.index
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c010_07
 def anomalies(bars: pd.DataFrame, calendar: str, spike_sigmas: float = 10.0, window: int = 100, stale_run: int = 5,
               expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     "Spikes, stale runs and off-calendar bars, by time"
     found = [f for f in (spikes(bars, spike_sigmas, window), stale_runs(bars, stale_run), off_calendar(bars, calendar, expected)) if len(f)]
     return pd.concat(found, ignore_index=True).sort_values('ts', ignore_index=True) if found else _NONE.copy(deep=False)
+
 
 # %% ../../nbs/01a_data.quality.ipynb #c013b
 def clock_shift(bars: pd.DataFrame,  # intraday canonical bars
@@ -236,6 +262,8 @@ def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict
             'spikes': int(kinds.get('spike', 0)), 'stale_runs': int(kinds.get('stale', 0)),
             'off_calendar': int(kinds.get('off-calendar', 0)), 'quarantined': quarantined}
 
+
+# %% ../../nbs/01a_data.quality.ipynb #c015_00
 def quality_figure(bars: pd.DataFrame, calendar: str):
     "Plotly chart: share of expected bars present, per month, with anomalies marked"
     import plotly.graph_objects as go
@@ -251,3 +279,4 @@ def quality_figure(bars: pd.DataFrame, calendar: str):
     fig.update_layout(title=f"{bars.attrs.get('symbol')} {bars.attrs['timeframe']}: coverage of the {calendar} calendar",
                       yaxis=dict(range=[0, 1.06], tickformat='.0%'), height=320, margin=dict(l=40, r=20, t=50, b=30))
     return fig
+

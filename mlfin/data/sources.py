@@ -62,6 +62,8 @@ BINANCE_COLUMNS = ['open_time', 'open', 'high', 'low', 'close', 'volume', 'close
 
 def _key(name) -> str: return re.sub(r'[^a-z0-9]+', '_', str(name).strip().lower()).strip('_')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c007_00
 def detect_layout(names: list[str], # the source's column names (or the first row's values when it may have no header)
                   source: str,
                  ) -> tuple[str, dict]:
@@ -91,6 +93,7 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
         if extra in keys: mapping[extra] = keys[extra]
     return ('yahoo' if 'adj_close' in keys else 'plain'), mapping
 
+
 # %% ../../nbs/01b_data.sources.ipynb #c010
 _ZONED = r'(Z|[+-]\d\d:?\d\d)\s*$'
 
@@ -99,6 +102,8 @@ def _unparsed(values: pd.Series, mask, column: str, reason: str) -> pd.DataFrame
     n = int(mask.sum())
     return rejected_frame(values.index[mask], [''] * n, [column] * n, [reason] * n, values[mask])
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c010_00
 def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
     "float64 values of a column, and the rows whose value is not a number"
     if values.dtype == 'float64': return values.to_numpy(), rejected_frame()  # already numbers (NaN for empty): no copy
@@ -109,6 +114,8 @@ def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
     bad = number.isna() & values.notna() & (text.str.strip() != '')
     return number.to_numpy(), _unparsed(text, bad, column, 'not a number')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c010_01
 def _epoch(values: np.ndarray) -> pd.DatetimeIndex:
     "Epoch numbers in s, ms, µs or ns (told apart by their typical size) as UTC times; NaT where one is out of range"
     finite = np.isfinite(values)
@@ -119,6 +126,8 @@ def _epoch(values: np.ndarray) -> pd.DatetimeIndex:
     stamps[ok] = ns[ok].astype('int64')
     return pd.DatetimeIndex(stamps.view('datetime64[ns]')).tz_localize('UTC')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c010_02
 def _on_clock(times: pd.DatetimeIndex, # times read as UTC that count another clock
               zone: str,                # the zone of that clock (MetaTrader: the broker's server)
              ) -> pd.DatetimeIndex:
@@ -126,6 +135,8 @@ def _on_clock(times: pd.DatetimeIndex, # times read as UTC that count another cl
     if zone == 'UTC': return times
     return times.tz_localize(None).tz_localize(zone, ambiguous='NaT', nonexistent='NaT').tz_convert('UTC').as_unit('ns')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c010_03
 def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str,
                  wall: str | None = None, # the numbers count this zone's clock, not UTC (MetaTrader's `time`)
                 ) -> tuple[pd.Series, pd.DataFrame]:
@@ -140,6 +151,8 @@ def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str,
         times = local
     return pd.Series(times, index=values.index), (pd.concat(problems, ignore_index=True) if problems else rejected_frame())
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c010_04
 def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
            wall: bool = False, # epoch numbers count `tz`'s clock (MetaTrader's), not UTC
           ) -> tuple[pd.Series, pd.DataFrame]:
@@ -200,6 +213,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
     if problems: times[pd.concat(problems)['row'].to_numpy()] = pd.NaT
     return times, (pd.concat(problems, ignore_index=True) if problems else rejected_frame())
 
+
 # %% ../../nbs/01b_data.sources.ipynb #c012
 def from_columns(table: pd.DataFrame, # the source's rows, source column names, index = 1-based row numbers
                  mapping: dict,        # {our column: their column}, from `detect_layout` or the user
@@ -239,6 +253,8 @@ def _suffix(path: Path) -> str:
     name = path.name.lower()
     return next((s for s in _TEXT + ('.parquet', '.pq', '.json', '.jsonl', '.json.gz', '.jsonl.gz') if name.endswith(s)), path.suffix.lower())
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_00
 def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (optionally .gz)
               columns: dict | None = None, # explicit {our column: their column} when the layout is not recognised
               tz: str = 'UTC',           # zone of naive timestamps
@@ -269,6 +285,8 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
 
 _DAY_FIRST = re.compile(r'(\d{1,2})([./-])(\d{1,2})\2(\d{4})(?:([ T])(\d{1,2}):(\d{2})(:\d{2})?)?')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_01
 def dayfirst_format(sample: str, source: str = 'file') -> str:
     "The strptime format of day-first dates like `sample` (31.12.2024, 31/12/2024 14:30, 31-12-2024T14:30:05)"
     m = _DAY_FIRST.fullmatch(sample)
@@ -276,11 +294,15 @@ def dayfirst_format(sample: str, source: str = 'file') -> str:
     sep = m.group(2)
     return f"%d{sep}%m{sep}%Y" + (f"{m.group(5)}%H:%M" + (':%S' if m.group(8) else '') if m.group(5) else '')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_02
 def _opener(path: Path):
     "`open`, or `gzip.open` for a .gz file"
     import gzip
     return gzip.open if path.name.lower().endswith('.gz') else open
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_03
 def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.', dates_given: bool = False):
     import pyarrow as pa, pyarrow.csv as pcsv
     opener = _opener(path)
@@ -346,6 +368,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     reasons = [f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})" for r, n in zip(ragged, numbers)]
     return table, layout, mapping, rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged])
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_04
 def _ragged_rows(path: Path, opener, ragged: list, header: bool) -> tuple[list[int], list]:
     "The data row (1-based, blank lines skipped, as the reader counts) and file line of each row of the wrong length"
     pending = [r.text for r in ragged]
@@ -360,6 +384,8 @@ def _ragged_rows(path: Path, opener, ragged: list, header: bool) -> tuple[list[i
                 if all(p is None for p in pending): break
     return [r if r is not None else 0 for r in rows], [n if n is not None else '?' for n in lines]
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_05
 def _hint(row: str, names: list[str], delimiter: str, mapping: dict, header: bool, decimal: str, dates_given: bool, source: str):
     "A whole-file problem told at once, with the option that reads it: decimal commas, day-first or month-first dates"
     cells = [c.strip().strip('"') for c in row.split(delimiter)]
@@ -373,6 +399,8 @@ def _hint(row: str, names: list[str], delimiter: str, mapping: dict, header: boo
         raise BadInput(f"{source}: dates such as {when!r} are not ISO (2024-12-31): pass --dayfirst for day-first dates (31.12.2024), "
                        "or --date-format, e.g. '%m/%d/%Y'")
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_06
 def _arrow_frame(held: list) -> pd.DataFrame:
     "The Arrow table in `held` (taken out, so that its columns can be freed one by one) as pandas: numbers as float64 arrays, text left in Arrow"
     import pyarrow as pa, pyarrow.compute as pc
@@ -391,6 +419,8 @@ def _arrow_frame(held: list) -> pd.DataFrame:
         del column
     return pd.DataFrame(columns, copy=False)
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_07
 def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     import pyarrow as pa, pyarrow.parquet as pq
     try: table = pq.read_table(path).to_pandas()
@@ -400,6 +430,8 @@ def _read_parquet(path: Path, source: str) -> pd.DataFrame:
     table.index = pd.RangeIndex(1, len(table) + 1)
     return table
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_08
 def _read_json(path: Path, source: str) -> pd.DataFrame:
     opener = _opener(path)
     try:
@@ -409,6 +441,8 @@ def _read_json(path: Path, source: str) -> pd.DataFrame:
         raise BadInput(f"{source}: not valid JSON ({str(e).splitlines()[0]})") from None
     return records_table(data, source)
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c014_09
 def records_table(data, source: str) -> pd.DataFrame:
     "Rows from JSON-like data: a list of objects, a list of Binance kline arrays, or an object holding either"
     if isinstance(data, dict):
@@ -421,6 +455,7 @@ def records_table(data, source: str) -> pd.DataFrame:
     else: raise BadInput(f"{source}: JSON list mixes candles of different shapes")
     table.index = pd.RangeIndex(1, len(table) + 1)
     return table
+
 
 # %% ../../nbs/01b_data.sources.ipynb #c020
 @dataclass(frozen=True)
@@ -452,6 +487,8 @@ _FILES = {'SPX': ('arch', 'data/sp500/sp500.csv.gz', 'Date', '%m/%d/%Y'),
           'EURUSD': ('gym_anytrading', 'datasets/data/FOREX_EURUSD_1H_ASK.csv', 'Time', '%d.%m.%Y %H:%M:%S.%f'),
           **{t: ('bokeh_sampledata', '_data/stocks.csv.gz', 'Date', '%Y-%m-%d') for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')}}
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c020_00
 def shipped_file(module: str, relative: str) -> Path:
     "A data file inside an installed package, located without importing the package"
     import importlib.util
@@ -460,6 +497,8 @@ def shipped_file(module: str, relative: str) -> Path:
         raise Unavailable(f"package {module} is not installed; run `make setup`")
     return Path(spec.submodule_search_locations[0], relative)
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c020_01
 def data_wheel(distribution: str) -> Path:
     "The wheel of a data-only package, downloaded (not installed) by `env/setup.sh`"
     import sys
@@ -467,12 +506,16 @@ def data_wheel(distribution: str) -> Path:
     if not found: raise Unavailable(f"data package {distribution} is not downloaded; run `make setup`")
     return found[-1]
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c020_02
 def _version(package: str) -> str:
     try: return metadata.version(package)
     except metadata.PackageNotFoundError: return data_wheel(package).name.split('-')[1]
 
 _TRADES = {'ES': ('mlfinpy', 'mlfinpy/dataset/data/tick_data.csv', 'America/Chicago')}
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c020_03
 def _trades_sample(symbol: str) -> pd.DataFrame:
     "One-minute bars (ts, open, high, low, close, volume, vwap) from a sample's shipped trades"
     import zipfile
@@ -484,6 +527,8 @@ def _trades_sample(symbol: str) -> pd.DataFrame:
                           index=pd.DatetimeIndex(times))
     return bars_from_trades(trades, symbol, SAMPLES[symbol].timeframe, SAMPLES[symbol].calendar).reset_index()
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c020_04
 def read_sample(symbol: str) -> Batch:
     "The embedded sample `symbol` as a batch (adjusted close, where shipped, becomes the adjustment factor)"
     if symbol not in SAMPLES: raise NotFound(f"unknown sample {symbol!r}; embedded samples: {', '.join(SAMPLES)}")
@@ -498,6 +543,8 @@ def read_sample(symbol: str) -> Batch:
     layout, mapping = detect_layout(list(raw.columns), symbol)
     return from_columns(raw, mapping, f"sample {symbol} ({sample.package}=={_version(sample.package)})", layout)
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c020_05
 def load_sample(symbol: str) -> pd.DataFrame:
     "Canonical, split- and dividend-adjusted bars of an embedded sample (no store involved)"
     from mlfin.data.bars import adjusted
@@ -507,6 +554,7 @@ def load_sample(symbol: str) -> pd.DataFrame:
     if 'adj_factor' in bars: bars = adjusted(bars.drop(columns='adj_factor'), bars['adj_factor'])
     bars.attrs.update(source=f"{SAMPLES[symbol].package}=={_version(SAMPLES[symbol].package)}")
     return bars
+
 
 # %% ../../nbs/01b_data.sources.ipynb #c023
 PLAIN_MAX = 1_000   # the most records `plain_records` takes: a collector's minute, or an hour of its minutes
@@ -518,6 +566,8 @@ def _plain_numbers(values: list) -> np.ndarray | None:
 
 _ZONED_AT = re.compile(r'(Z|[+-]\d\d:?\d\d)\s*$')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c023_00
 def _plain_times(values: list, tz: str) -> pd.DatetimeIndex | None:
     "UTC times of ISO strings all zoned or all naive (the latter in `tz`), parsed as `_times` parses them; None for anything else"
     import pyarrow as pa
@@ -530,6 +580,8 @@ def _plain_times(values: list, tz: str) -> pd.DatetimeIndex | None:
     if times.tz is None: times = times.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
     return times.tz_convert('UTC').as_unit('ns')
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c023_01
 def plain_records(candles,  # what a collector pushed
                   source: str = 'push', tz: str = 'UTC') -> Batch | None:
     """The batch `read_records` would make of a short list of plain records (same keys in each, JSON numbers, ISO or epoch
@@ -558,6 +610,8 @@ def plain_records(candles,  # what a collector pushed
     frame = pd.DataFrame(out, index=pd.RangeIndex(1, len(candles) + 1), copy=False)
     return Batch(frame, rejected_frame(), source, layout)
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c023_02
 def read_records(candles, # list of dicts or arrays, a dict holding one, a JSON string, or a DataFrame
                  source: str = 'push', tz: str = 'UTC') -> Batch:
     "Parse pushed candles into a batch"
@@ -566,6 +620,8 @@ def read_records(candles, # list of dicts or arrays, a dict holding one, a JSON 
         except json.JSONDecodeError as e: raise BadInput(f"{source}: not valid JSON ({e})") from None
     return plain_records(candles, source, tz) or table_records(candles, source, tz)
 
+
+# %% ../../nbs/01b_data.sources.ipynb #c023_03
 def table_records(candles, source: str = 'push', tz: str = 'UTC') -> Batch:
     "Parse candles (decoded JSON or a DataFrame) through a table: any layout, any mess, each bad value named"
     table = candles.reset_index() if isinstance(candles, pd.DataFrame) else records_table(candles, source)
@@ -573,3 +629,4 @@ def table_records(candles, source: str = 'push', tz: str = 'UTC') -> Batch:
     table.index = pd.RangeIndex(1, len(table) + 1)
     layout, mapping = detect_layout([str(c) for c in table.columns] if table.columns.dtype != 'int64' else list(table.iloc[0]), source)
     return from_columns(table, mapping, source, layout, tz)
+

@@ -24,6 +24,8 @@ def check_symbol(symbol: str) -> str:
         raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
     return symbol
 
+
+# %% ../../nbs/01c_data.store.ipynb #c005_00
 def span(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
     "`_range`'s bounds, checked: each a time, and `start` not after `end`"
     for name, value in (('start', start), ('end', end)):
@@ -33,6 +35,8 @@ def span(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
     if lo is not None and hi is not None and (lo > hi or (lo == hi and not closed)): raise BadInput(f"start {start} is after end {end}")
     return lo, hi, closed
 
+
+# %% ../../nbs/01c_data.store.ipynb #c005_01
 def _range(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
     "UTC bounds for `start <= ts <= end`; a date alone as `end` means the whole of that day (end exclusive then)"
     utc = lambda v: (t.tz_localize('UTC') if (t := pd.Timestamp(v)).tz is None else t.tz_convert('UTC'))
@@ -41,6 +45,7 @@ def _range(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
     hi = utc(end)
     if len(str(end).strip()) <= 10 and hi == hi.normalize(): return lo, hi + pd.Timedelta(days=1), False
     return lo, hi, True
+
 
 # %% ../../nbs/01c_data.store.ipynb #c005b
 # one file per period, about ten thousand bars at most (10,080 / 8,928 / 8,784 / 3,653 round the clock): a push rewrites one
@@ -60,12 +65,15 @@ def period_keys(index: pd.DatetimeIndex, # UTC times of bars
     years = ns.astype('datetime64[ns]').astype('datetime64[Y]').astype('int64') + 1970
     return years if period == 'year' else years // 10
 
+
+# %% ../../nbs/01c_data.store.ipynb #c005b_00
 def period_label(key: int, timeframe: str) -> str:
     "A period's name in its file name: 2024-01-01 (the Monday of a week), 2024-01, 2024, 2020s"
     period = PERIODS[timeframe]
     if period == 'week': return str(np.datetime64(int(key) * 7 - 3, 'D'))
     if period == 'month': return str(np.datetime64(int(key), 'M'))
     return str(int(key)) if period == 'year' else f"{int(key) * 10}s"
+
 
 # %% ../../nbs/01c_data.store.ipynb #c006
 class ParquetStore:
@@ -288,6 +296,8 @@ class _Parts:
         "(period, file, rows, first ns, last ns), in time order"
         return zip(self.keys, self.files, self.rows, self.first, self.last)
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_00
 def _manifest(folder: Path, retired: bool = False):
     "A series' periods (`_Parts`; and, `retired`, the replaced files still kept); None: no manifest"
     import orjson
@@ -295,11 +305,15 @@ def _manifest(folder: Path, retired: bool = False):
     except FileNotFoundError: return None
     return (_Parts(found), found.get('retired', [])) if retired else _Parts(found)
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_01
 def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
     import orjson
     content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in _Parts.COLUMNS}, 'total': parts.total, 'retired': retired or []})
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_02
 def _commit(folder: Path, parts: _Parts, retired: list, replaced: list):
     "Save the manifest (the commit); replaced files stay GRACE seconds for readers that listed them, then go"
     now = time.time()
@@ -308,6 +322,8 @@ def _commit(folder: Path, parts: _Parts, retired: list, replaced: list):
     _save_manifest(folder, parts, retired)
     for name in gone: (folder/name).unlink(missing_ok=True)
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_03
 def _cut(folder: Path, parts: _Parts, timeframe: str, lo, hi, closed: bool) -> tuple[int, list]:
     "Take the bars between `lo` and `hi` out of the periods (new files, `parts` updated, nothing committed); how many, and the files replaced"
     removed, replaced = 0, []
@@ -326,6 +342,8 @@ def _cut(folder: Path, parts: _Parts, timeframe: str, lo, hi, closed: bool) -> t
         parts[key] = [new, len(kept), int(kept.index.asi8[0]), int(kept.index.asi8[-1])]
     return removed, replaced
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_04
 def _claim(folder: Path, timeframe: str) -> tuple[_Parts, list]:
     "Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series into periods"
     marker = folder/WRITING
@@ -353,6 +371,8 @@ def _claim(folder: Path, timeframe: str) -> tuple[_Parts, list]:
             (folder/LEGACY).unlink()
     return parts, retired
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_05
 class _Files:
     "Period files written one after another, or (`many`: a big batch) by a few threads at once, at most 8 waiting"
     def __init__(self, many: bool):
@@ -370,6 +390,8 @@ class _Files:
             for done in self.waiting: done.result()
         finally: self.pool.shutdown(wait=True)
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_06
 def _read_part(path: Path) -> pd.DataFrame:
     "One file's bars on their UTC nanosecond index"
     import pyarrow.parquet as pq
@@ -378,9 +400,12 @@ def _read_part(path: Path) -> pd.DataFrame:
     ts = (ts.tz_localize('UTC') if ts.tz is None else ts.tz_convert('UTC')).as_unit('ns')
     return pd.DataFrame({c: table.column(c).to_numpy() for c in table.column_names if c != 'ts'}, index=ts)
 
+
+# %% ../../nbs/01c_data.store.ipynb #c006a_07
 def _gone(error: Exception, folder: Path) -> bool:
     "Whether `error` is a read of a file that a writer replaced meanwhile"
     return isinstance(error, FileNotFoundError) or ('No files found' in str(error) or 'No such file' in str(error)) and str(folder) in str(error)
+
 
 # %% ../../nbs/01c_data.store.ipynb #c007
 def _stored(bars: pd.DataFrame) -> pd.DataFrame:
@@ -392,6 +417,8 @@ def _stored(bars: pd.DataFrame) -> pd.DataFrame:
         out = out.set_axis((index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts'))
     return out
 
+
+# %% ../../nbs/01c_data.store.ipynb #c007_00
 def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     "`old` with `new` merged in (new values win on equal ts, in the columns `new` has), and counts of new/changed/unchanged bars"
     if old is None or old.empty: return new, {'new': len(new), 'changed': 0, 'unchanged': 0}
@@ -411,12 +438,16 @@ def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, 
     merged = pd.concat([merged, new.drop(index=common).reindex(columns=columns)]).sort_index(kind='stable')
     return merged, counts
 
+
+# %% ../../nbs/01c_data.store.ipynb #c007_01
 def _arrow(frame: pd.DataFrame):
     "Stored bars as an Arrow table: `ts` then the value columns, handed over as they are (from_pandas costs more, and trips on a zoned index under pandas 3)"
     import pyarrow as pa
     return pa.table({'ts': pa.array(pd.DatetimeIndex(frame.index).as_unit('ns').asi8, pa.timestamp('ns', tz='UTC')),
                      **{c: pa.array(frame[c].to_numpy(dtype='float64')) for c in frame.columns}})
 
+
+# %% ../../nbs/01c_data.store.ipynb #c007_02
 def _appended(path: Path | None, new, written: tuple | None = None):
     "The file at `path` with `new` (an Arrow table of bars all later than its own) after its bars; None when their columns differ"
     import pyarrow as pa, pyarrow.parquet as pq
@@ -425,6 +456,8 @@ def _appended(path: Path | None, new, written: tuple | None = None):
     # one chunk: a table kept and appended to for a week would otherwise write ten thousand chunks
     return pa.concat_tables([old, new]).combine_chunks() if old.schema.names == new.schema.names else None
 
+
+# %% ../../nbs/01c_data.store.ipynb #c007_03
 def _write_parquet(frame, path) -> None:
     "Bars (a frame, or an Arrow table from `_arrow`) to a Parquet file"
     import pyarrow.parquet as pq
@@ -432,17 +465,22 @@ def _write_parquet(frame, path) -> None:
     # no dictionary encoding: prices rarely repeat, and trying costs 5x the write time (and space); snappy: 2x faster than zstd
     pq.write_table(table, path, row_group_size=131_072, compression='snappy', use_dictionary=False)
 
+
+# %% ../../nbs/01c_data.store.ipynb #c007_04
 def _duckdb(sql: str, params: dict) -> pd.DataFrame:
     import duckdb
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         return con.sql(sql, params=params).to_arrow_table().to_pandas()
 
+
+# %% ../../nbs/01c_data.store.ipynb #c007_05
 def _to_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame:
     frame = frame.set_index('ts')
     bars = bars_frame(frame, symbol, timeframe)
     if 'adj_factor' in frame and frame['adj_factor'].notna().any(): bars['adj_factor'] = frame['adj_factor'].to_numpy(dtype='float64')
     return bars
+
 
 # %% ../../nbs/01c_data.store.ipynb #c010
 def open_store(url=None):

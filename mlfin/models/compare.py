@@ -52,7 +52,8 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     return {'diff': float(observed), 'low': float(low), 'high': float(high),
             'p': float((not_better.sum() + 1) / (len(draws) + 1)), 'block': block, 'reps': len(draws)}
 
-#| export
+
+# %% ../../nbs/04e_models.compare.ipynb #c010_00
 def metric_function(kind: str, metric: str):
     "f(y, prediction, realised) -> one score, fast enough for a bootstrap (AUC by ranks, IC by correlation); others via `score`"
     from scipy.stats import rankdata
@@ -66,6 +67,7 @@ def metric_function(kind: str, metric: str):
     fast = {'auc': auc, 'ic': ic, 'log_loss': lambda y, p, r: float(np.mean(bar_losses('classifier', y, p))),
             'brier': lambda y, p, r: float(np.mean((p - y) ** 2)), 'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2)))}
     return fast.get(metric) or (lambda y, p, r: score(kind, y, p, r)[metric])
+
 
 # %% ../../nbs/04e_models.compare.ipynb #c014
 BASELINES = ('logistic', 'ridge')

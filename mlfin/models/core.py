@@ -48,11 +48,14 @@ class HP:
         if self.max is not None and value > self.max: raise BadInput(f"{where}: {value!r} must be at most {self.max}")
         return value
 
+
+# %% ../../nbs/04_models.core.ipynb #c006_00
 def _from_text(text: str):
     "A value typed on a command line: 4 -> int, 0.1 -> float, true -> bool, else the text"
     import yaml
     try: return yaml.safe_load(text)
     except yaml.YAMLError: return text
+
 
 # %% ../../nbs/04_models.core.ipynb #c009
 KINDS = ('classifier', 'regressor')
@@ -88,9 +91,12 @@ class Model:
 
     def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
 
+
+# %% ../../nbs/04_models.core.ipynb #c009_00
 def _weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     "The weights of `rows`, scaled to a mean of 1 (the models' regularisation is tuned for unit weights)"
     return None if weights is None else weights[rows] / weights[rows].mean()
+
 
 # %% ../../nbs/04_models.core.ipynb #c011
 @dataclass
@@ -105,16 +111,21 @@ class Family:
 
 FAMILIES: dict[str, Family] = {}
 
+
+# %% ../../nbs/04_models.core.ipynb #c011_00
 def register(family: Family) -> Family:
     "Make a family available by name (to models.yaml, `--models`, tuning and the registry)"
     if not family.kinds or set(family.kinds) - set(KINDS): raise BadInput(f"family {family.name!r}: kinds must be among {', '.join(KINDS)}")
     FAMILIES[family.name] = family
     return family
 
+
+# %% ../../nbs/04_models.core.ipynb #c011_01
 def family(name: str) -> Family:
     "The registered family `name`, or `BadInput` naming the known ones"
     if name not in FAMILIES: raise BadInput(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[name]
+
 
 # %% ../../nbs/04_models.core.ipynb #c013
 class SklearnModel(Model):
@@ -182,6 +193,8 @@ class LightGBMModel(Model):
         import lightgbm as lgb
         return lgb.Booster(model_file=str(path))
 
+
+# %% ../../nbs/04_models.core.ipynb #c015_00
 class XGBoostModel(Model):
     "XGBoost (hist), saved as UBJSON"
     file = 'model.ubj'
@@ -209,6 +222,7 @@ class XGBoostModel(Model):
         booster.load_model(str(path))
         booster.set_param({'nthread': 1, 'device': 'cpu'})  # single rows: threads cost more than they save (xgboost#3042)
         return booster
+
 
 # %% ../../nbs/04_models.core.ipynb #c017
 # forests: 100 trees on half the rows and 30% of the inputs each train 5x faster than 300 on 70% and 50%, with the same
@@ -242,12 +256,16 @@ def gpu_available() -> bool:
     gpus = Path('/proc/driver/nvidia/gpus')
     return gpus.is_dir() and any(gpus.iterdir())
 
+
+# %% ../../nbs/04_models.core.ipynb #c019_00
 def xgboost_device() -> str:
     "'cuda' when a GPU is there and the installed XGBoost was built with CUDA, else 'cpu'"
     if not gpu_available(): return 'cpu'
     import xgboost
     return 'cuda' if xgboost.build_info().get('USE_CUDA') else 'cpu'
 
+
+# %% ../../nbs/04_models.core.ipynb #c019_01
 def resolve_device(device: str = 'auto') -> str:
     "'cuda' or 'cpu' for XGBoost: `auto` picks the GPU when usable; `cuda` without one is `Unavailable`"
     if device not in DEVICES: raise BadInput(f"--device: {device!r} is not one of {', '.join(DEVICES)}")
@@ -255,6 +273,7 @@ def resolve_device(device: str = 'auto') -> str:
     found = xgboost_device()
     if device == 'cuda' and found != 'cuda': raise Unavailable("--device cuda: no usable GPU here (an NVIDIA GPU and `MLFIN_ENV=gpu make setup` are needed); use auto or cpu")
     return found
+
 
 # %% ../../nbs/04_models.core.ipynb #c022
 @dataclass(frozen=True)
@@ -274,6 +293,8 @@ class ModelSpec:
         if kind not in fam.kinds: raise BadInput(f"model {self.name}: {self.family} is a {' and '.join(fam.kinds)} only, not a {kind}")
         return fam.model(self.family, kind, self.params, seed, device)
 
+
+# %% ../../nbs/04_models.core.ipynb #c022_00
 def model_spec(name: str, settings: dict | None = None, where: str = '') -> ModelSpec:
     "The named model `name` with `settings` (`family` and hyperparameters) checked against its family's declaration"
     import difflib
@@ -288,6 +309,7 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
                            f"; known: {', '.join(fam.hyper)}")
         params[key] = fam.hyper[key].check(value, f"{where}.{key}")
     return ModelSpec(name, fam.name, params)
+
 
 # %% ../../nbs/04_models.core.ipynb #c024
 MODELS_FILE = 'models.yaml'
@@ -308,6 +330,8 @@ def read_models(path: str | Path | None = None, # a models spec; default: the pr
         out[str(name)] = model_spec(str(name), settings, f"{path.name}, {name}")
     return out
 
+
+# %% ../../nbs/04_models.core.ipynb #c024_00
 def parse_overrides(text: str) -> dict[str, dict]:
     "--model-params `xgboost.max_depth=4,lstm.epochs=3` as {model: {hyperparameter: text}}"
     out = {}
@@ -319,6 +343,8 @@ def parse_overrides(text: str) -> dict[str, dict]:
         out.setdefault(model, {})[param.strip()] = value.strip()
     return out
 
+
+# %% ../../nbs/04_models.core.ipynb #c024_01
 def choose_models(names: str = 'all',              # comma-separated named models, or `all` (every one that can learn `kind`)
                   kind: str = 'classifier',        # what the target needs
                   overrides: str = '',             # --model-params
@@ -342,10 +368,13 @@ def choose_models(names: str = 'all',              # comma-separated named model
     return [model_spec(n, {'family': specs[n].family, **_set_by(specs[n]), **extra.get(n, {})}, f"--model-params {n}" if n in extra else n)
             for n in wanted]
 
+
+# %% ../../nbs/04_models.core.ipynb #c024_02
 def _set_by(spec: ModelSpec) -> dict:
     "The hyperparameters of `spec` that differ from its family's defaults"
     declared = family(spec.family).hyper
     return {k: v for k, v in spec.params.items() if v != declared[k].default}
+
 
 # %% ../../nbs/04_models.core.ipynb #c027
 def save_model(model: Model, folder: str | Path,
@@ -369,6 +398,8 @@ def save_model(model: Model, folder: str | Path,
     (folder/'model.json').write_text(json.dumps(manifest, indent=1, default=str))
     return folder
 
+
+# %% ../../nbs/04_models.core.ipynb #c027_00
 def load_model(folder: str | Path) -> Model:
     "The model saved in `folder`, read by its library's own loader after its file's hash is checked; never unpickled"
     folder = Path(folder)
@@ -384,8 +415,11 @@ def load_model(folder: str | Path) -> Model:
     model._loaded(manifest)
     return model
 
+
+# %% ../../nbs/04_models.core.ipynb #c027_01
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''): digest.update(block)
     return digest.hexdigest()
+

@@ -21,7 +21,8 @@ def windows(X: np.ndarray,    # inputs, one row per bar
     view = np.lib.stride_tricks.sliding_window_view(np.asarray(X, dtype='float32'), window, axis=0)  # (n - w + 1, f, w), no copy
     return np.ascontiguousarray(view[np.asarray(rows) - window + 1].transpose(0, 2, 1))
 
-#| export
+
+# %% ../../nbs/04a_models.lstm.ipynb #c006_00
 def complete(X: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
     "Which of `rows` have a full window behind them: at least `window - 1` earlier rows, none with a missing input"
     rows = np.asarray(rows)
@@ -29,6 +30,7 @@ def complete(X: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
     ok = rows >= window - 1
     ok[ok] = (missing[rows[ok] + 1] - missing[rows[ok] - window + 1]) == 0
     return ok
+
 
 # %% ../../nbs/04a_models.lstm.ipynb #c009
 _COMPILED: dict = {}  # architecture -> (template network, optimizer, train step, predict step): compiled once per process
@@ -38,17 +40,23 @@ def _keras():
     import keras
     return keras
 
+
+# %% ../../nbs/04a_models.lstm.ipynb #c009_00
 def network(window: int, features: int, units: int, dropout: float, kind: str):
     "The Keras model: LSTM -> Dropout -> Dense, on inputs already standardised by the training rows' mean and deviation"
     keras = _keras()
     out = keras.layers.Dense(1, activation='sigmoid' if kind == 'classifier' else None)
     return keras.Sequential([keras.Input((window, features)), keras.layers.LSTM(units), keras.layers.Dropout(dropout), out])
 
+
+# %% ../../nbs/04a_models.lstm.ipynb #c009_01
 def standardise(X: np.ndarray, scaling: tuple) -> np.ndarray:
     "Inputs minus the training rows' mean, over their deviation, as float32 (the same arithmetic when fitting and serving)"
     mean, scale = scaling
     return ((np.asarray(X, dtype='float64') - mean) / scale).astype('float32')
 
+
+# %% ../../nbs/04a_models.lstm.ipynb #c009_02
 def _compiled(window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float):
     "The template network and its jitted train and predict steps for this architecture"
     key = (window, features, units, dropout, kind, learning_rate)
@@ -78,12 +86,15 @@ def _compiled(window: int, features: int, units: int, dropout: float, kind: str,
     _COMPILED[key] = (template, optimizer, train_step, predict_step)
     return _COMPILED[key]
 
+
+# %% ../../nbs/04a_models.lstm.ipynb #c009_03
 def _on(device: str):
     "JAX's default device for `device`: the CPU when asked (even with a GPU there), else JAX's own choice (a GPU when present)"
     import contextlib
     if device != 'cpu': return contextlib.nullcontext()
     import jax
     return jax.default_device(jax.devices('cpu')[0])
+
 
 # %% ../../nbs/04a_models.lstm.ipynb #c011
 class LSTMModel(Model):

@@ -37,6 +37,8 @@ def classification_metrics(y: np.ndarray,        # 0/1 labels (NaN: unknown, lef
            'base_rate_up': float(y.mean()) if len(y) else np.nan, 'n_scored': int(len(y))}
     return {k: float(v) if k != 'n_scored' else v for k, v in out.items()}
 
+
+# %% ../../nbs/04c_models.metrics.ipynb #c005_00
 def regression_metrics(y: np.ndarray,           # the target (NaN: unknown, left out)
                        pred: np.ndarray,        # the prediction
                        realised: np.ndarray | None = None, # return realised over each label's span
@@ -59,6 +61,8 @@ def regression_metrics(y: np.ndarray,           # the target (NaN: unknown, left
            **information_coefficients(move, realised), 'n_scored': int(len(y))}
     return {k: float(v) if k != 'n_scored' else v for k, v in out.items()}
 
+
+# %% ../../nbs/04c_models.metrics.ipynb #c005_01
 def information_coefficients(prediction: np.ndarray, realised: np.ndarray | None) -> dict[str, float]:
     "Pearson (IC) and Spearman (rank IC) correlation of predictions with realised returns; NaN when either is constant"
     if realised is None: return {'ic': np.nan, 'rank_ic': np.nan}
@@ -67,6 +71,7 @@ def information_coefficients(prediction: np.ndarray, realised: np.ndarray | None
     if len(p) < 3 or np.ptp(p) == 0 or np.ptp(r) == 0: return {'ic': np.nan, 'rank_ic': np.nan}
     from scipy.stats import spearmanr
     return {'ic': float(np.corrcoef(p, r)[0, 1]), 'rank_ic': float(spearmanr(p, r).statistic)}
+
 
 # %% ../../nbs/04c_models.metrics.ipynb #c009
 def bar_losses(kind: str, y: np.ndarray, prediction: np.ndarray) -> np.ndarray:
@@ -77,8 +82,11 @@ def bar_losses(kind: str, y: np.ndarray, prediction: np.ndarray) -> np.ndarray:
         return -(y * np.log(p) + (1 - y) * np.log(1 - p))
     return (prediction - y) ** 2
 
+
+# %% ../../nbs/04c_models.metrics.ipynb #c009_00
 def score(kind: str, y: np.ndarray, prediction: np.ndarray, realised: np.ndarray | None = None,
           price_target: bool = False, threshold: float = 0.5) -> dict[str, float]:
     "The metrics of `kind`'s model on these rows"
     if kind == 'classifier': return classification_metrics(y, prediction, realised, threshold)
     return regression_metrics(y, prediction, realised, price_target)
+

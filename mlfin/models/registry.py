@@ -25,6 +25,8 @@ def registered_name(symbol: str, timeframe: str) -> str:
     if timeframe not in TIMEFRAMES: raise BadInput(f"timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
     return f"mlfin.{symbol}.{timeframe}"
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c006_00
 def parse_series(text: str) -> tuple[str, str]:
     "A series as a person names it, SPX:1d, or as the registry does, mlfin.SPX.1d: its symbol and timeframe, checked"
     if isinstance(text, str) and text.startswith('mlfin.') and ':' not in text: return series_of(text)
@@ -33,12 +35,16 @@ def parse_series(text: str) -> tuple[str, str]:
     registered_name(symbol, timeframe)
     return symbol, timeframe
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c006_01
 def base_rate(labels) -> dict[str, float]:
     "Log loss and Brier score of always predicting the share of ups: what a probability model must beat to know anything"
     y = np.asarray(labels, dtype='float64'); y = y[~np.isnan(y)]
     p = float(np.clip(y.mean(), 1e-12, 1 - 1e-12)) if len(y) else 0.5
     return {'log_loss': float(-(p * np.log(p) + (1 - p) * np.log(1 - p))), 'brier': float(p * (1 - p)), 'share_up': p}
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c006_02
 def refusals(scores: dict, kind: str, min_auc: float = 0.52, min_ic: float = 0.02,
              min_sharpe: float | None = None, # the model's own backtest, after costs: annualised Sharpe ratio above this
              base: dict | None = None,        # a classifier's `base_rate` on the same bars: its log loss and Brier must beat it
@@ -59,11 +65,14 @@ def refusals(scores: dict, kind: str, min_auc: float = 0.52, min_ic: float = 0.0
         if not value > min_sharpe: out.append(f"after-cost backtest Sharpe {value:.2f} is not above --promote-min-sharpe {min_sharpe}")
     return out
 
+
 # %% ../../nbs/04g_models.registry.ipynb #c009
 def _client():
     from mlfin.tracking import _mlflow
     return _mlflow().MlflowClient()
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c009_00
 def register_version(run_id: str,            # the MLflow run whose artifacts hold `models/MODEL/`
              symbol: str, timeframe: str,
              model: str,             # the named model to register
@@ -83,6 +92,8 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
 
 PINNED = 'mlfin.pinned'   # a registered model's tag: production was chosen by a person, and holds until one releases it
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c009_01
 def promote(symbol: str, timeframe: str, version: int | None = None, # default: the current candidate
             reason: str = 'promoted by hand') -> dict:
     "Make a version `production` whatever its scores: the deliberate override, recorded on the version, holding until released"
@@ -95,12 +106,16 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
     client.set_registered_model_tag(name, PINNED, f"v{version}: {reason}")   # runs and training jobs leave it be
     return {'name': name, 'version': version, 'production': True, 'pinned': True}
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c009_02
 def pinned(name: str) -> str | None:
     "Why production of a registered model is held by hand (`promote`), or None when the promotion policy may move it"
     from mlflow.exceptions import MlflowException
     try: return _client().get_registered_model(name).tags.get(PINNED)
     except MlflowException: return None
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c009_03
 def release(symbol: str, timeframe: str) -> dict:
     "Hand production back to the promotion policy: the next run's leader may replace it when it beats it"
     client, name = _client(), registered_name(symbol, timeframe)
@@ -109,6 +124,8 @@ def release(symbol: str, timeframe: str) -> dict:
     client.delete_registered_model_tag(name, PINNED)
     return {'name': name, 'released': held}
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c009_04
 def versions(symbol: str | None = None) -> pd.DataFrame:
     "Every registered version: series, version, model, aliases, out-of-sample scores, promotion or refusal"
     client = _client()
@@ -123,6 +140,7 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
                      'held': found.tags.get('held', ''), 'refused': found.tags.get('refused', ''), 'run_id': found.run_id})
     return pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True) if rows else pd.DataFrame()
 
+
 # %% ../../nbs/04g_models.registry.ipynb #c009d
 _NAME = re.compile(r"mlfin\.[A-Za-z0-9._^=-]{1,64}\.(1m|5m|1h|1d)")
 
@@ -133,6 +151,8 @@ def series_of(name: str) -> tuple[str, str]:
     registered_name(symbol, timeframe)
     return symbol, timeframe
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c009d_00
 def describe(name: str | None = None) -> list[dict]:
     "Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run and time"
     from datetime import datetime, timezone
@@ -153,6 +173,7 @@ def describe(name: str | None = None) -> list[dict]:
              'lineage': {k: x for k, x in v.tags.items() if not k.startswith('oos_') and k not in own},
              'run_id': v.run_id, 'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc)} for v in found]
     return sorted(rows, key=lambda r: (r['name'], -r['version']))
+
 
 # %% ../../nbs/04g_models.registry.ipynb #c011
 @dataclass
@@ -190,6 +211,8 @@ class Predictor:
         X = X[-self.rows_needed:]
         return float(self.model.predict(X, np.array([len(X) - 1]))[0])
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c011_00
 def load(alias: str = 'production',   # production or candidate, or a version number
          symbol: str = '', timeframe: str = '',
         ) -> Predictor:
@@ -215,3 +238,4 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
         finally: shutil.rmtree(part, ignore_errors=True)
     model = load_model(folder)
     return Predictor(model, name, int(found.version), alias if not str(alias).isdigit() else f"v{alias}", model.manifest['inputs'])
+

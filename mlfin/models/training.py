@@ -48,6 +48,8 @@ class SymbolData:
     @property
     def labelled(self) -> np.ndarray: return np.flatnonzero(~np.isnan(self.y) & ~self.ends.isna().to_numpy())
 
+
+# %% ../../nbs/04d_models.training.ipynb #c008_00
 def symbol_data(rows: pd.DataFrame,            # one symbol's `features.dataset` rows: inputs, label, label_end, label_return
                 weighting: str = 'uniqueness', # sample weights: label uniqueness, or none
                 symbol: str = '',
@@ -65,6 +67,7 @@ def symbol_data(rows: pd.DataFrame,            # one symbol's `features.dataset`
     return SymbolData(symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol, rows.index, list(inputs.columns),
                       inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'), ends, realised, weights)
 
+
 # %% ../../nbs/04d_models.training.ipynb #c010
 def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: PurgedSplitter):
     "`BadInput` naming the symbol, model, fold and parameter when a fold would train on too few rows or on one class"
@@ -81,9 +84,12 @@ def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: P
                 raise BadInput(f"{data.symbol}, {spec.name}: fold {k}'s training labels are all {int(data.y[train][0])}; "
                                "use fewer folds, a wider date range or another label")
 
+
+# %% ../../nbs/04d_models.training.ipynb #c010_00
 def _splits(data: SymbolData, splitter: PurgedSplitter, window: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     "The splitter's folds over this symbol's rows (unlabelled rows never train)"
     return [(train[~np.isnan(data.y[train])], test) for train, test in splitter.split(data.X, ends=data.ends, window=window)]
+
 
 # %% ../../nbs/04d_models.training.ipynb #c012
 def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: PurgedSplitter,
@@ -126,6 +132,8 @@ class Training:
 
 PRIMARY = {'classifier': 'auc', 'regressor': 'ic'}
 
+
+# %% ../../nbs/04d_models.training.ipynb #c014_00
 def train_universe(data: pd.DataFrame,         # `features.dataset` output: inputs, label, label_end, label_return, symbol
                    specs: list[ModelSpec] | dict, # the run's models (`core.choose_models`), or per symbol (tuned)
                    kind: str = 'classifier',    # classifier or regressor: what the label needs
@@ -167,3 +175,4 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     board = board.sort_values(['symbol', 'rank'], key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c)
     return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
                     {s: d.columns for s, d in by_symbol.items()}, primary)
+

@@ -24,7 +24,8 @@ def storage_url(url: str | None = None) -> str:
     if url.startswith(('sqlite:///', 'postgresql+psycopg://')): return url
     raise BadInput(f"--storage {url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB")
 
-#| export
+
+# %% ../../nbs/04f_models.tuning.ipynb #c006_00
 def open_storage(url: str | None = None, attempts: int = 5):
     "The Optuna storage behind `url`; workers starting at once on a fresh database race to create its tables: the losers retry"
     import time, optuna, sqlalchemy
@@ -35,6 +36,7 @@ def open_storage(url: str | None = None, attempts: int = 5):
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == attempts - 1: raise
             time.sleep(0.5 * (attempt + 1))  # another worker is creating the schema: it will be there in a moment
+
 
 # %% ../../nbs/04f_models.tuning.ipynb #c009
 def suggest(trial, spec: ModelSpec) -> dict:
@@ -68,6 +70,8 @@ def _round_pruning(trial, spec: ModelSpec, kind: str) -> dict:
         callback = Every(trial, 'validation_0-auc')
     return {'eval_metric': 'auc', 'callbacks': (callback,)}
 
+
+# %% ../../nbs/04f_models.tuning.ipynb #c012_00
 def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int = 0, device: str = 'cpu',
               price_target: bool = False, pruning: bool = True):
     "An Optuna objective: one trial's hyperparameters scored by the mean of the purged folds' primary score"
@@ -90,6 +94,7 @@ def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int 
         return float(np.nanmean(scores))
     return run
 
+
 # %% ../../nbs/04f_models.tuning.ipynb #c014
 @dataclass
 class Tuned:
@@ -102,6 +107,8 @@ class Tuned:
     pruned: int
     study: str             # the study's name in its storage
 
+
+# %% ../../nbs/04f_models.tuning.ipynb #c014_00
 def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
          trials: int = 20,            # trials to run in this process (the study may hold more, from other workers)
          storage: str | None = None,  # sqlite:///... or postgresql://...; default: MLFIN_HOME/optuna.db
@@ -129,6 +136,7 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params})
     return Tuned(best, float(found.best_value), metric, len(states), len(done),
                  sum(s == optuna.trial.TrialState.PRUNED for s in states), name)
+
 
 # %% ../../nbs/04f_models.tuning.ipynb #c018
 def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitter, trials: int,

@@ -63,6 +63,8 @@ class PurgedSplitter:
         args = ', '.join(f"{k}={v!r}" for k, v in vars(self).items() if k != 'ends' and not k.startswith('_'))
         return f"{type(self).__name__}({args})"
 
+
+# %% ../../nbs/04b_models.validation.ipynb #c006_00
 def _times_and_ends(X, ends: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     "The rows' bar times and label ends as datetime64[ns] arrays, checked against `X`"
     if ends is None: raise BadInput("split: pass `ends` (each row's label_end, indexed by the rows' bar times) to purge by label span")
@@ -71,10 +73,13 @@ def _times_and_ends(X, ends: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     if not times.is_monotonic_increasing or not times.is_unique: raise BadInput("split: rows must be in time order, one per bar")
     return _naive_ns(times), _naive_ns(pd.DatetimeIndex(ends))
 
+
+# %% ../../nbs/04b_models.validation.ipynb #c006_01
 def _naive_ns(times: pd.DatetimeIndex) -> np.ndarray:
     "datetime64[ns] values (UTC), NaT kept: numpy compares them without pandas' per-element overhead"
     if times.tz is not None: times = times.tz_convert('UTC').tz_localize(None)
     return times.as_unit('ns').to_numpy()
+
 
 # %% ../../nbs/04b_models.validation.ipynb #c008
 class WalkForward(PurgedSplitter):

@@ -43,6 +43,8 @@ class ServiceSettings(BaseModel):
     log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
     log_backups: int = Field(5, ge=0, description="rotated log files kept")
 
+
+# %% ../../nbs/10f_service.app.ipynb #c005_00
 def read_sources(path: str | None) -> dict:
     "SYMBOL:TIMEFRAME -> {source, start, config} from the --sources file"
     if not path: return {}
@@ -60,6 +62,7 @@ def read_sources(path: str | None) -> dict:
         out[f"{symbol}:{timeframe}"] = {'source': entry['source'], 'start': str(entry['start']) if entry.get('start') else None,
                                         'config': entry.get('config')}
     return out
+
 
 # %% ../../nbs/10f_service.app.ipynb #c007
 class Metrics:
@@ -94,6 +97,8 @@ class Metrics:
         states = CollectorRegistry(); states.register(_States(state))
         return counted + generate_latest(states), CONTENT_TYPE_LATEST
 
+
+# %% ../../nbs/10f_service.app.ipynb #c007_00
 class _States:
     "Scrape-time figures: production versions, jobs per state, last bar per series"
     def __init__(self, state): self.state = state
@@ -116,6 +121,7 @@ class _States:
             last.add_metric([s, t], ts.timestamp()); held.add_metric([s, t], q)
         yield last
         yield held
+
 
 # %% ../../nbs/10f_service.app.ipynb #c009
 class Measured:
@@ -145,6 +151,8 @@ def error_response(e: MlfinError) -> JSONResponse:
     if e.status == 401: headers['WWW-Authenticate'] = 'Bearer'
     return JSONResponse({'detail': str(e)}, status_code=e.status, headers=headers)
 
+
+# %% ../../nbs/10f_service.app.ipynb #c009b_00
 class Guard:
     """ASGI middleware between the access log and the routes: the credential checked from the headers before a body is read
     (a request without a valid one costs a header's parse), the body capped and timed out as it arrives, and any failure the
@@ -269,6 +277,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.openapi = lambda: _openapi(app)
     return app
 
+
+# %% ../../nbs/10f_service.app.ipynb #c011_00
 def _down(kind: str, e: BaseException, state) -> str:
     "What is down, named for the caller and the log: which disk, which database, which Redis"
     first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
@@ -277,6 +287,8 @@ def _down(kind: str, e: BaseException, state) -> str:
     if kind == 'redis': return f"the rate-limit store {state.settings.limits_storage} does not answer ({type(e).__name__})"
     return f"a service this one needs does not answer ({type(e).__name__}: {first})"
 
+
+# %% ../../nbs/10f_service.app.ipynb #c011_01
 def dependencies(state) -> dict[str, str]:
     "What the service needs, each checked now: 'ok' or one line of what is wrong (GET /ready fails on any)"
     from sqlalchemy import text
@@ -299,13 +311,19 @@ def dependencies(state) -> dict[str, str]:
     check('disk', disk)
     return out
 
+
+# %% ../../nbs/10f_service.app.ipynb #c011_02
 def _version() -> str:
     from mlfin import __version__
     return __version__
 
+
+# %% ../../nbs/10f_service.app.ipynb #c011_03
 def _store_url(store) -> str:
     return store.url if store.kind == 'postgresql' else str(store.root)
 
+
+# %% ../../nbs/10f_service.app.ipynb #c011_04
 def _errors(app: FastAPI):
     "Every error a client can meet as JSON with a one-line `detail`"
     @app.exception_handler(MlfinError)
@@ -324,6 +342,8 @@ def _errors(app: FastAPI):
         return JSONResponse({'detail': validation_line(e.errors())}, status_code=422)
     # anything else (a bug, a dependency down) is answered by the Guard: one line, 503 or 500, logged once
 
+
+# %% ../../nbs/10f_service.app.ipynb #c011_05
 def validation_line(errors) -> str:
     "The first validation error as one line: where, what, and the value given"
     if not errors: return 'invalid request'
@@ -334,6 +354,8 @@ def validation_line(errors) -> str:
     more = f"; and {len(errors) - 1} more problem(s)" if len(errors) > 1 else ''
     return f"{where}: {first.get('msg', 'invalid')}{shown}{more}"
 
+
+# %% ../../nbs/10f_service.app.ipynb #c011_06
 def _openapi(app: FastAPI) -> dict:
     "FastAPI's schema, with 422 answered by our one-line error, as the service answers it"
     if app.openapi_schema: return app.openapi_schema
@@ -348,6 +370,7 @@ def _openapi(app: FastAPI) -> dict:
     app.openapi_schema = schema
     return schema
 
+
 # %% ../../nbs/10f_service.app.ipynb #c013
 def app_from_env() -> FastAPI:
     "The app a uvicorn worker builds (`mlfin serve`): settings from MLFIN_SERVICE; a worker of several dies with its master"
@@ -357,6 +380,8 @@ def app_from_env() -> FastAPI:
         if os.getppid() != int(os.environ['MLFIN_SERVICE_MASTER']): os._exit(1)   # it died before we asked
     return create_app(ServiceSettings.model_validate_json(os.environ.get('MLFIN_SERVICE', '{}')))
 
+
+# %% ../../nbs/10f_service.app.ipynb #c013_00
 def _bindable(host: str, port: int):
     "BadInput naming the address when nothing can listen there (in use, not ours), before anything says it serves"
     family = socket.AF_INET6 if ':' in host else socket.AF_INET
@@ -365,6 +390,8 @@ def _bindable(host: str, port: int):
         try: s.bind((host, port))
         except OSError as e: raise BadInput(f"cannot listen on {host}:{port}: {e.strerror} (another server there? --port chooses another)") from None
 
+
+# %% ../../nbs/10f_service.app.ipynb #c013_01
 def serve(settings: ServiceSettings | None = None,
           host: str = '127.0.0.1',   # loopback unless told otherwise
           port: int = 8000,
@@ -393,3 +420,4 @@ def serve(settings: ServiceSettings | None = None,
     uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers,
                 log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,   # our own lines say what uvicorn's would
                 access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile, http='httptools', timeout_graceful_shutdown=15)
+

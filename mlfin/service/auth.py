@@ -26,24 +26,34 @@ class Unauthorized(MlfinError):
     "No credential, or one that is not valid (HTTP 401)"
     status = 401
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c005_00
 class Forbidden(MlfinError):
     "A valid credential whose role may not do this (HTTP 403)"
     status = 403
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c005_01
 class TooManyRequests(MlfinError):
     "The key's rate limit is spent (HTTP 429, with the seconds until it refills)"
     status = 429
     def __init__(self, message: str, retry_after: int):
         super().__init__(message); self.retry_after = retry_after
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c005_02
 def check_role(role: str) -> str:
     if role not in ROLES: raise BadInput(f"role {role!r}: use one of {', '.join(ROLES)}")
     return role
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c005_03
 def allows(role: str, needed: str) -> bool:
     "Whether `role` is granted `needed` (read, ingest, train or admin)"
     return needed in GRANTS.get(role, ())
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c005_04
 @dataclass(frozen=True)
 class Caller:
     "Who is asking: the key (or the key behind a token) and its role"
@@ -51,9 +61,12 @@ class Caller:
     role: str
     via: str   # 'key' or 'token'
 
+
 # %% ../../nbs/10b_service.auth.ipynb #c007
 def _digest(key: str) -> str: return hashlib.sha256(key.encode()).hexdigest()
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c007_00
 class Keys:
     "API keys of one service database: made, listed, revoked, and checked (cached for `cache_seconds`)"
     def __init__(self, db, cache_seconds: float = 1.0):
@@ -118,6 +131,8 @@ class Keys:
         if record['revoked_at'] is not None: raise Unauthorized(f"API key {key_id} was revoked: its tokens with it")
         return _unexpired(record)
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c007_01
 def _unexpired(record: dict) -> dict:
     "The key's record, or `Unauthorized` when its expiry has passed"
     expires = record.get('expires_at')
@@ -126,6 +141,7 @@ def _unexpired(record: dict) -> dict:
         if expires <= dt.datetime.now(dt.timezone.utc):
             raise Unauthorized(f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
     return record
+
 
 # %% ../../nbs/10b_service.auth.ipynb #c011
 class Tokens:

@@ -56,6 +56,8 @@ def database_url(store=None) -> str:
 
 _ENGINES: dict = {}
 
+
+# %% ../../nbs/10a_service.db.ipynb #c006_00
 def engine(store=None):
     "The service database of `store` (one engine per process and URL), its tables created when missing"
     url = database_url(store)
@@ -79,6 +81,8 @@ def engine(store=None):
     _ENGINES[url] = made
     return made
 
+
+# %% ../../nbs/10a_service.db.ipynb #c006_01
 def _add_columns(con):
     "Columns a newer mlfin added to tables an older one made (all nullable: existing rows need nothing); a no-op once there"
     from sqlalchemy import inspect
@@ -89,11 +93,15 @@ def _add_columns(con):
             if column.name not in present:
                 con.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}"))
 
+
+# %% ../../nbs/10a_service.db.ipynb #c006_02
 def utc(row) -> dict:
     "A row as a dict, its times in UTC (SQLite keeps none: times come back naive)"
     import datetime as dt
     return {k: (v.replace(tzinfo=dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is None else v) for k, v in dict(row).items()}
 
+
+# %% ../../nbs/10a_service.db.ipynb #c006_03
 def setting(db, name: str, make) -> str:
     "A value kept in the service database, created once by `make()` (the first process to get there wins)"
     with db.begin() as con:
@@ -106,3 +114,4 @@ def setting(db, name: str, make) -> str:
             from sqlalchemy.dialects.sqlite import insert
         con.execute(insert(settings).values(name=name, value=value).on_conflict_do_nothing())
     with db.connect() as con: return con.execute(settings.select().where(settings.c.name == name)).first().value
+

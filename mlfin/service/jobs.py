@@ -30,6 +30,8 @@ def check_params(params: dict) -> dict:
     run_config(params, 'params')   # the same checks as `mlfin run`
     return {k: v for k, v in params.items() if v is not None}
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c005_00
 def _timeframes(params: dict) -> dict:
     "The run's bar sizes in mlfin's names: `timeframe` and each SYMBOL:TIMEFRAME of `symbols`"
     from mlfin.data.bars import check_timeframe
@@ -40,13 +42,18 @@ def _timeframes(params: dict) -> dict:
         out['symbols'] = ','.join(s + (':' + check_timeframe(t, f"params.symbols {s}") if t else '') for s, _, t in entries)
     return out
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c005_01
 def _command(params: dict) -> list[str]:
     "`mlfin run` with `params` as its options"
     args = [a for k, v in params.items() for a in (f"--{k.replace('_', '-')}", str(v))]
     return [sys.executable, '-c', 'from mlfin.cli import app; app()', 'run', *args]
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c005_02
 def _reports(home: Path) -> list[str]:   # a service's runs keep their reports under its home
     return ['--reports', str(Path(home)/'reports')]
+
 
 # %% ../../nbs/10d_service.jobs.ipynb #c007
 class Jobs:
@@ -215,6 +222,8 @@ def _end(child: subprocess.Popen, wait: float = 10.0):
         try: child.wait(wait); return
         except subprocess.TimeoutExpired: continue
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007b_00
 def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
     "A job's final state and error from why it ended"
     if ended_by == 'cancelled': return 'cancelled', 'cancelled while it ran (DELETE /jobs/{id})'
@@ -223,11 +232,15 @@ def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
     said = next((l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None)
     return 'failed', said or f"mlfin run ended with exit status {code}"
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007b_01
 def _tail(path: Path) -> str:
     with open(path, 'rb') as f:
         f.seek(max(0, os.path.getsize(path) - LOG_BYTES))
         return f.read().decode('utf-8', 'replace')
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007b_02
 def _summary(home: Path) -> dict:
     "What a finished run made: per symbol its leader, scores and registry outcome (from the run's summary.json)"
     path = home/'run'/'summary.json'
@@ -239,6 +252,8 @@ def _summary(home: Path) -> dict:
                             **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
                             'registered': registry.get(s)} for s, m in run.get('symbols', {}).items()}}
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007b_03
 def _record(row) -> dict:
     out = tables.utc(row)
     out['params'] = json.loads(out['params'])
@@ -249,6 +264,8 @@ def _record(row) -> dict:
 # %% ../../nbs/10d_service.jobs.ipynb #c007d
 class _Taken(Exception): "Another runner holds the lock"
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007d_00
 class _PgLock:
     "The runner lock as a PostgreSQL session advisory lock on a connection of its own: lost with that connection (a restart), and checked"
     HELD = "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 7263 AND pid = pg_backend_pid() AND granted)"
@@ -267,6 +284,8 @@ class _PgLock:
         except Exception: pass
         self.engine.dispose()
 
+
+# %% ../../nbs/10d_service.jobs.ipynb #c007d_01
 class _FileLock:
     "The runner lock beside a SQLite service database: an OS file lock, held until released or the process ends"
     def __init__(self, path: str):

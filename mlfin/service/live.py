@@ -48,6 +48,8 @@ def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels 
         if cal.is_session(day): return cal.session_close(day).tz_convert('UTC')
     return ts + pd.Timedelta(TIMEFRAMES[timeframe])
 
+
+# %% ../../nbs/10c_service.live.ipynb #c007n_00
 def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)`), their calendar in attrs
                 timeframe: str,
                 now: pd.Timestamp | None = None,   # default: the clock
@@ -57,6 +59,7 @@ def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)
     if not len(bars) or bars.index[-1] + pd.Timedelta(days=2) <= now: return bars   # long over, whatever its session: no calendar asked
     if bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')) > now: return bars.iloc[:-1]
     return bars
+
 
 # %% ../../nbs/10c_service.live.ipynb #c009
 @dataclass
@@ -74,6 +77,8 @@ class Forecast:
     last_close: float
     computed_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz='UTC'))
 
+
+# %% ../../nbs/10c_service.live.ipynb #c009_00
 @dataclass
 class _Series:
     "What `Live` keeps per series"
@@ -83,11 +88,15 @@ class _Series:
     checked: float = -1.0      # the registry stamp its version was last checked against
     forecasts: dict = field(default_factory=dict)   # closed only or not -> (store stamp, valid until, Forecast)
 
+
+# %% ../../nbs/10c_service.live.ipynb #c009_01
 def _registry_file() -> Path | None:
     "The MLflow database file, when the registry is one (its changes are seen by a stat)"
     uri = os.environ.get('MLFLOW_TRACKING_URI') or tracking_uri()
     return Path(uri.removeprefix('sqlite:///')) if uri.startswith('sqlite:///') else None
 
+
+# %% ../../nbs/10c_service.live.ipynb #c009_02
 class Live:
     "Production models and their latest forecasts per series, kept until the bars or the registry change"
     def __init__(self, store=None, tail: int = TAIL, registry_poll: float = 0.25):
@@ -186,6 +195,7 @@ class Live:
         with self._lock: items = list(self._series.items())
         return [{'symbol': s, 'timeframe': t, 'name': e.predictor.name, 'version': e.predictor.version}
                 for (s, t), e in items if e.predictor is not None]
+
 
 # %% ../../nbs/10c_service.live.ipynb #c011
 def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> dict:

@@ -17,16 +17,21 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {'message', 'asctime', 'ta
 def _utc(record) -> str:
     return dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
 
+
+# %% ../../nbs/10a0_service.logs.ipynb #c005_00
 def _shown(value) -> str:
     text = str(value)
     return json.dumps(text) if not text or any(c in text for c in ' "=') else text
 
+
+# %% ../../nbs/10a0_service.logs.ipynb #c005_01
 class TextLines(logging.Formatter):
     "One line a record: UTC time, level, logger, message, then its fields as key=value (a traceback, when attached, below)"
     def format(self, record):
         fields = ' '.join(f"{k}={_shown(v)}" for k, v in record.__dict__.items() if k not in _STANDARD)
         line = f"{_utc(record)} {record.levelname} {record.name} {record.getMessage()}" + (f" {fields}" if fields else '')
         return line + ('\n' + self.formatException(record.exc_info) if record.exc_info else '')
+
 
 # %% ../../nbs/10a0_service.logs.ipynb #c008
 class JsonLines(logging.Formatter):
@@ -72,6 +77,8 @@ def _chain(e: BaseException):
 
 _DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 
+
+# %% ../../nbs/10a0_service.logs.ipynb #c013_00
 def outage(e: BaseException) -> str | None:
     "What a failure says is down: 'disk' (full, read-only, I/O errors), 'database', 'redis', 'network'; None for a bug"
     for x in _chain(e):
@@ -83,6 +90,7 @@ def outage(e: BaseException) -> str | None:
             return 'database'
         if isinstance(x, (ConnectionError, TimeoutError)): return 'network'
     return None
+
 
 # %% ../../nbs/10a0_service.logs.ipynb #c016
 class Failures:
@@ -108,6 +116,8 @@ def request_id(scope) -> str:
     given = next((v for k, v in scope.get('headers', ()) if k == b'x-request-id'), b'')
     return given.decode() if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
 
+
+# %% ../../nbs/10a0_service.logs.ipynb #c019_00
 class AccessLog:
     "ASGI middleware: every request gets an id (returned in X-Request-ID) and one access line, written before its answer leaves"
     def __init__(self, app, logger: logging.Logger | None = None):
@@ -133,3 +143,4 @@ class AccessLog:
         try: await self.app(scope, receive, sending)
         finally:
             if not logged[0]: line(None)   # no answer at all (the client went, the server stopped)
+

@@ -64,22 +64,32 @@ def _tf(timeframe: str) -> str:
 class Error(BaseModel):
     detail: str = Field(description="one line: what is wrong, naming the field and value")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_00
 class Health(BaseModel):
     status: Literal['ok']
     version: str
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_01
 class LoadedModel(BaseModel):
     symbol: str; timeframe: str; name: str; version: int
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_02
 class Ready(BaseModel):
     status: Literal['ready']
     store: str
     models: list[LoadedModel]
     checks: dict[str, str] = Field(description="what the service needs, each checked now: store, database, rate_limits, disk")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_03
 class Token(BaseModel):
     access_token: str; token_type: Literal['bearer']; expires_in: int; role: str
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_04
 class Candle(BaseModel):
     """One candle: the market_data shape (ts, open, high, low, close, volume, spread) or MetaTrader's copy_rates (time, ..., tick_volume,
     spread, real_volume). Every candle names its time and its four prices and a volume; a value the source lacks is sent as null
@@ -97,6 +107,8 @@ class Candle(BaseModel):
         if not {'volume', 'tick_volume', 'real_volume'} & given: raise ValueError("no volume: send `volume`, or `tick_volume` / `real_volume`")
         return self
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_05
 class IngestRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
     symbol: str = Field(pattern=SYMBOL)
@@ -107,9 +119,13 @@ class IngestRequest(BaseModel):
     tz: str = Field('UTC', pattern=r'^[A-Za-z0-9_+\-/]{1,40}$', description="zone of naive times (MetaTrader: the broker's)")
     off_calendar: Literal['quarantine', 'keep'] = Field('quarantine', description="candles the series' calendar has no place for (a Saturday on NYSE)")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_06
 class Anomaly(BaseModel):
     ts: str; kind: str; detail: str
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_07
 class Ingested(BaseModel):
     symbol: str; timeframe: str; calendar: str
     rows: int = Field(description="candles received")
@@ -117,21 +133,31 @@ class Ingested(BaseModel):
     first_problem: str = Field(description="the first quarantined row's reason, if any")
     anomalies: list[Anomaly]; notes: list[str]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_08
 class Series(BaseModel):
     model_config = ConfigDict(extra='forbid')
     symbol: str = Field(pattern=SYMBOL); timeframe: str = Field(pattern=TIMEFRAME)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_09
 class Deleted(BaseModel):
     symbol: str; timeframe: str
     removed: int = Field(description="bars removed")
     start: str | None; end: str | None
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_10
 class Bar(BaseModel):
     ts: dt.datetime; open: float; high: float; low: float; close: float; volume: float; spread: float | None = None
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_11
 class Prices(BaseModel):
     symbol: str; timeframe: str; bars: list[Bar]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_12
 class Prediction(BaseModel):
     symbol: str; timeframe: str
     bar_time: dt.datetime = Field(description="the bar it is made at (its close): the prediction is for the bar after")
@@ -142,6 +168,8 @@ class Prediction(BaseModel):
     model: str; name: str; version: int
     computed_at: dt.datetime
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_13
 class Signal(BaseModel):
     ts: dt.datetime; symbol: str; timeframe: str; model_name: str
     threshold: float = Field(description="P(up) above it is long (a regressor: the round trip's cost its move must beat)")
@@ -149,24 +177,34 @@ class Signal(BaseModel):
     model_version: int | None = None; prediction: float | None = None
     persisted: bool = Field(True, description="kept in model_signals (the model's own threshold); a caller's threshold is a what-if, not kept")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_14
 class ModelVersion(BaseModel):
     name: str; version: int; model: str | None; kind: str | None; aliases: list[str]
     scores: dict[str, float] = Field(description="out-of-sample scores (and after-cost backtest figures) it was registered with")
     lineage: dict[str, str] = Field(description="trials, data fingerprint, code version, label, spec, thresholds, promotion or refusal")
     run_id: str | None; created_at: dt.datetime
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_15
 class Promotion(BaseModel):
     model_config = ConfigDict(extra='forbid')
     version: int | None = Field(None, ge=1, description="default: the current candidate")
     reason: str = Field('promoted over HTTP', max_length=500)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_16
 class Released(BaseModel):
     name: str; released: str = Field(description="the hand promotion that held production")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_17
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
     params: dict[str, str | int | float | None] = Field(default_factory=dict, description="run parameters (`mlfin config` lists them), e.g. {\"symbols\": \"SPX\", \"models\": \"lightgbm\"}")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_18
 class Job(BaseModel):
     id: str; state: Literal['queued', 'running', 'succeeded', 'failed', 'interrupted', 'cancelled']; params: dict
     key_id: str | None; created_at: dt.datetime; started_at: dt.datetime | None; ended_at: dt.datetime | None
@@ -176,16 +214,21 @@ class Job(BaseModel):
     cancel_requested_at: dt.datetime | None = None
     log: str | None = Field(description="the run's output, its last 8 KB")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_19
 class KeyRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
     role: Literal['read_only', 'collector', 'analyst', 'admin'] = Field(description="collector: may only POST /ingest")
     name: str = Field('', max_length=200)
     days: float | None = Field(None, gt=0, le=3660, description="valid this many days (default: until revoked)")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007_20
 class Key(BaseModel):
     id: str; role: str; name: str; created_at: dt.datetime; revoked_at: dt.datetime | None
     expires_at: dt.datetime | None = None
     key: str | None = Field(None, description="the key itself: shown once, when it is made")
+
 
 # %% ../../nbs/10e_service.routes.ipynb #c009
 router = APIRouter()
@@ -197,6 +240,8 @@ async def health() -> Health:
     from mlfin import __version__
     return Health(status='ok', version=__version__)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_00
 @router.get('/ready', response_model=Ready, tags=['service'], responses=ERRORS)
 def ready(request: Request, caller: Caller = READ) -> Ready:
     "Readiness: what the service needs answers (store, database, rate-limit store, a disk with room) and a production model is loaded (or can be)"
@@ -214,6 +259,8 @@ def ready(request: Request, caller: Caller = READ) -> Ready:
     if not loaded: raise Unavailable("no production model for any stored series: train one (POST /train) or promote a version")
     return Ready(status='ready', store=repr(state.store), models=[LoadedModel(**m) for m in loaded], checks=checks)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_01
 @router.post('/token', response_model=Token, tags=['service'], responses=ERRORS)
 async def token(request: Request, key: Annotated[str | None, Security(api_key)] = None) -> Token:
     "A bearer token (8 hours) for the API key in X-API-Key"
@@ -223,6 +270,8 @@ async def token(request: Request, key: Annotated[str | None, Security(api_key)] 
     state.limit.hit(who.key_id)
     return Token(**state.tokens.issue(who))
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_02
 @router.post('/ingest', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> Ingested:
     "Store a batch of candles of one series, checked like `mlfin ingest`: bad rows quarantined with their reason (or, strict, the batch refused); a batch posted twice is stored once"
@@ -245,6 +294,8 @@ def _ingested(report) -> Ingested:
                     first_problem=report.first_problem, anomalies=[Anomaly(ts=t, kind=k, detail=d) for t, k, d in report.anomalies],
                     notes=[str(n) for n in report.notes])
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_03
 @router.post('/ingest/run', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> Ingested:
     "Pull the series' bars since its last stored one from its configured remote source (an exchange through ccxt)"
@@ -261,6 +312,8 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     state.refresh(series.symbol, timeframe)
     return _ingested(report)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_04
 @router.delete('/series/{symbol}/{timeframe}', response_model=Deleted, tags=['data'], responses=ERRORS)
 def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYMBOL)], timeframe: Annotated[str, PathParam(pattern=TIMEFRAME)],
                   start: Annotated[str | None, Query(pattern=WHEN, description="first bar removed (ISO 8601, UTC unless zoned)")] = None,
@@ -272,6 +325,8 @@ def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYM
     removed = delete(symbol, timeframe, start, end, store=request.app.state.store)
     return Deleted(symbol=symbol, timeframe=timeframe, removed=removed, start=start, end=end)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_05
 @router.get('/prices/latest', response_model=Prices, tags=['data'], responses=ERRORS)
 def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
                   n: Annotated[int, Query(ge=1, le=10_000, description="how many bars")] = 100, caller: Caller = READ) -> Prices:
@@ -284,8 +339,12 @@ def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
     return Prices(symbol=symbol, timeframe=timeframe, bars=[Bar(**{k: (None if isinstance(v, float) and np.isnan(v) else v)
                                                                   for k, v in r.items() if k in Bar.model_fields}) for r in records])
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_06
 Closed = Annotated[bool, Query(description="decide at the last closed bar (default); false: at the last stored, which may be forming")]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_07
 @router.get('/predict', response_model=Prediction, tags=['predictions'], responses=ERRORS)
 def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True, caller: Caller = READ) -> Prediction:
     "The production model's prediction for the bar after the last closed one (a forming candle waits until it closes), with the model's name and version"
@@ -297,6 +356,8 @@ def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Clos
                       prob_up=f.value if f.kind == 'classifier' else None, prediction=f.value, model=f.model, name=f.name,
                       version=f.version, computed_at=f.computed_at)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_08
 @router.get('/signals', response_model=Signal, tags=['predictions'], responses=ERRORS)
 def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
            threshold: Annotated[float | None, Query(gt=0, lt=1, description="long above this P(up) (default: the model's)")] = None,
@@ -314,6 +375,8 @@ def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
     state.metrics.signalled(symbol, timeframe, record['label'])
     return Signal(**{k: v for k, v in record.items() if k in Signal.model_fields}, persisted=kept)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_09
 @router.get('/signals/history', response_model=list[Signal], tags=['predictions'], responses=ERRORS)
 def signal_history(request: Request, symbol: Symbol, timeframe: Timeframe,
                    start: Annotated[str | None, Query(pattern=WHEN, description="from this time (ISO 8601, UTC unless zoned)")] = None,
@@ -323,18 +386,24 @@ def signal_history(request: Request, symbol: Symbol, timeframe: Timeframe,
     rows = request.app.state.signals.history(symbol, _tf(timeframe), start, end, limit)
     return [Signal(**{k: v for k, v in r.items() if k in Signal.model_fields}) for r in rows]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_10
 @router.get('/models', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def models(caller: Caller = READ) -> list[ModelVersion]:
     "Every registered version: aliases, out-of-sample scores, lineage"
     from mlfin.models.registry import describe
     return [ModelVersion(**v) for v in describe()]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_11
 @router.get('/models/{name}', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def model(name: ModelName, caller: Caller = READ) -> list[ModelVersion]:
     "The versions of one registered model (mlfin.SYMBOL.TIMEFRAME), newest first"
     from mlfin.models.registry import describe
     return [ModelVersion(**v) for v in describe(name)]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_12
 @router.post('/models/{name}/promote', response_model=ModelVersion, tags=['models'], responses=ERRORS)
 def promote(request: Request, name: ModelName, promotion: Promotion = Body(default_factory=Promotion), caller: Caller = ADMIN) -> ModelVersion:
     "Make a version (default: the candidate) production; it is served from the next request on"
@@ -345,52 +414,71 @@ def promote(request: Request, name: ModelName, promotion: Promotion = Body(defau
     request.app.state.live.moved(symbol, timeframe)
     return ModelVersion(**next(v for v in describe(name) if v['version'] == done['version']))
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_13
 @router.post('/models/{name}/release', response_model=Released, tags=['models'], responses=ERRORS)
 def release(request: Request, name: ModelName, caller: Caller = ADMIN) -> Released:
     "Hand production back to the promotion policy (a promotion by hand holds until released): the next run's leader may replace it"
     from mlfin.models.registry import release as hand_back, series_of
     return Released(**hand_back(*series_of(name)))
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_14
 @router.post('/train', response_model=Job, status_code=202, tags=['jobs'], responses=ERRORS)
 def train(request: Request, job: TrainRequest, caller: Caller = ANALYST) -> Job:
     "Queue a pipeline run with these parameters (checked now); it runs in its own process, one job at a time"
     return Job(**request.app.state.jobs.submit(job.params, caller.key_id))
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_15
 @router.get('/jobs', response_model=list[Job], tags=['jobs'], responses=ERRORS)
 def jobs(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50, caller: Caller = ANALYST) -> list[Job]:
     "The latest jobs, newest first"
     return [Job(**j) for j in request.app.state.jobs.list(limit)]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_16
 @router.get('/jobs/{job_id}', response_model=Job, tags=['jobs'], responses=ERRORS)
 def job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')], caller: Caller = ANALYST) -> Job:
     "A job's state, its output so far and, when it succeeded, its summary"
     return Job(**request.app.state.jobs.get(job_id))
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_17
 @router.delete('/jobs/{job_id}', response_model=Job, tags=['jobs'], responses=ERRORS)
 def cancel_job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')], caller: Caller = ANALYST) -> Job:
     "Cancel a job: a queued one never runs; a running one is stopped by its runner within seconds (its state says when)"
     return Job(**request.app.state.jobs.cancel(job_id, caller.key_id))
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_18
 @router.post('/keys', response_model=Key, status_code=201, tags=['keys'], responses=ERRORS)
 def create_key(request: Request, wanted: KeyRequest, caller: Caller = ADMIN) -> Key:
     "A new API key, shown this once (only its digest is kept)"
     key, record = request.app.state.keys.create(wanted.role, wanted.name, wanted.days)
     return Key(**record, key=key)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_19
 @router.get('/keys', response_model=list[Key], tags=['keys'], responses=ERRORS)
 def list_keys(request: Request, caller: Caller = ADMIN) -> list[Key]:
     "Every key's record (never the key)"
     return [Key(**r) for r in request.app.state.keys.list()]
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_20
 @router.delete('/keys/{key_id}', response_model=Key, tags=['keys'], responses=ERRORS)
 def revoke_key(request: Request, key_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{12}$')], caller: Caller = ADMIN) -> Key:
     "Revoke a key, and the tokens made from it (not the key making the request: an admin would lock themselves out)"
     if key_id == caller.key_id: raise BadInput(f"key {key_id} is the one making this request: revoke it with another admin key, or `mlfin keys revoke`")
     return Key(**request.app.state.keys.revoke(key_id))
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_21
 @router.get('/metrics', tags=['service'], responses={**ERRORS, 200: {'content': {'text/plain': {}}, 'description': 'Prometheus text format'}},
             response_class=Response)
 def metrics(request: Request, caller: Caller = READ) -> Response:
     "Prometheus metrics: requests and latency per route and status, candles, quarantined rows, predictions and signals, models in production, jobs, last bar per series"
     body, kind = request.app.state.metrics.render(request.app.state)
     return Response(body, media_type=kind)
+
