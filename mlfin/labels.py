@@ -5,7 +5,7 @@
 # %% ../nbs/03_labels.ipynb #c002
 from __future__ import annotations
 import numpy as np, pandas as pd
-from .config import BadInput
+from .errors import BadInput
 
 # %% auto #0
 __all__ = ['LABELS', 'LABEL_KINDS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility',
