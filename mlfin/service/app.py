@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10f_service.app.ipynb #c003
 from __future__ import annotations
-import asyncio, json, logging, os, shutil, socket, sys, tempfile, threading, time
+import asyncio, logging, os, shutil, socket, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -186,15 +186,12 @@ class Guard:
     async def _caller(self, scope):
         "The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is read"
         from starlette.concurrency import run_in_threadpool
-        from mlfin.service.auth import Unauthorized
+        from mlfin.service.auth import Unauthorized, identify
         headers = dict(scope['headers'])
         key, auth = headers.get(b'x-api-key', b'').decode('latin-1').strip(), headers.get(b'authorization', b'').decode('latin-1')
         scheme, _, token = auth.partition(' ')
         if auth and scheme.lower() != 'bearer': raise Unauthorized(f"Authorization: use the Bearer scheme with a token from POST /token (got {scheme[:20]!r})")
-        if not key and not token.strip(): raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
-        who = await run_in_threadpool(self.state.tokens.check, token.strip()) if token.strip() else None
-        if key: who = await run_in_threadpool(self.state.keys.check, key)
-        return who
+        return await run_in_threadpool(identify, self.state.keys, self.state.tokens, key or None, token.strip() or None)
 
     def _receiving(self, receive):
         "`receive`, counting the body against the cap and its arrival against the clock (until its last part)"

@@ -11,7 +11,7 @@ from . import db as tables
 
 # %% auto #0
 __all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows',
-           'Caller', 'Keys', 'Tokens', 'RateLimit']
+           'Caller', 'Keys', 'Tokens', 'identify', 'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
 ROLES = ('read_only', 'collector', 'analyst', 'admin')
@@ -167,6 +167,13 @@ class Tokens:
         except jwt.InvalidTokenError as e: raise Unauthorized(f"invalid token ({e})") from None
         record = self.keys.live(str(claims['sub']))
         return Caller(record['id'], record['role'], 'token')   # the key's role now, not when the token was made
+
+# %% ../../nbs/10b_service.auth.ipynb #c012a
+def identify(keys: Keys, tokens: Tokens, key: str | None, token: str | None) -> Caller:
+    "The caller a request's credentials name: every credential sent must be valid (a bad key beside a good token is refused); the key's when both are"
+    if not key and not token: raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
+    who = tokens.check(token) if token else None
+    return keys.check(key) if key else who
 
 # %% ../../nbs/10b_service.auth.ipynb #c014
 class RateLimit:

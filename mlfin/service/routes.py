@@ -6,14 +6,13 @@
 from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
-import numpy as np, pandas as pd
+import numpy as np
 from fastapi import APIRouter, Body, Depends, Path as PathParam, Query, Request, Security
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from starlette.concurrency import run_in_threadpool
 from ..config import BadInput, MlfinError, NotFound
-from .auth import Caller, Forbidden, Unauthorized, allows
+from .auth import Caller, Forbidden, Unauthorized, allows, identify
 
 # %% auto #0
 __all__ = ['api_key', 'bearer', 'READ', 'INGEST', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe',
@@ -35,11 +34,7 @@ def require(grant: str):
         state = request.app.state
         who = request.scope.get('state', {}).get('checked')   # the app's Guard checked the headers before the body was read
         if who is None:   # the router mounted without the Guard: check here
-            if token is None and not key: raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
-            # every credential sent must be valid: a bad key beside a good token is refused, not ignored
-            who = [state.tokens.check(token.credentials)] if token is not None else []
-            if key: who.append(state.keys.check(key))
-            who = who[-1]
+            who = identify(state.keys, state.tokens, key or None, token.credentials if token is not None else None)
         if not allows(who.role, grant): raise Forbidden(f"role {who.role} may not do this: it needs the {grant} grant")
         state.limit.hit(who.key_id)
         request.state.caller = who
