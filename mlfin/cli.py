@@ -333,7 +333,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     "Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml lines"
     import pandas as pd
     from mlfin.config import run_config
-    from mlfin.labels import LABEL_KINDS
+    from mlfin.features.labels import LABEL_KINDS
     from mlfin.models import choose_models, make_splitter, resolve_device, symbol_data, tune as tune_model, MODELS_FILE
     from mlfin.pipeline import project_values
     try:

@@ -221,7 +221,7 @@ class RunConfig(BaseModel):
     @field_validator('label')
     @classmethod
     def _label(cls, value: str) -> str:
-        from mlfin.labels import LABELS
+        from mlfin.features.labels import LABELS
         if value not in LABELS: raise ValueError(f"is not one of {', '.join(LABELS)}")
         return value
 

@@ -33,7 +33,7 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
          ) -> tuple[RunConfig, dict, list]:
     "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
     from mlfin import data, features
-    from mlfin.labels import LABEL_KINDS
+    from mlfin.features.labels import LABEL_KINDS
     from mlfin.models.core import MODELS_FILE, choose_models, resolve_device
     env = project_values(root) if root else {}
     config = run_config({**env, **(overrides or {})})

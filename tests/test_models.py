@@ -7,7 +7,7 @@ import pytest
 from conftest import MLFIN, ROOT, mlfin
 from mlfin.data import load_sample
 from mlfin.features import dataset
-from mlfin.labels import fixed_horizon, return_target
+from mlfin.features.labels import fixed_horizon, return_target
 from mlfin.models import model_spec, train_universe
 
 

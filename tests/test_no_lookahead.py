@@ -4,7 +4,8 @@ hourly FX (EURUSD), one-minute E-mini S&P futures (ES, made from the trades mlfi
 import numpy as np, pandas as pd
 import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
-from mlfin import features, labels
+from mlfin import features
+from mlfin.features import labels
 from mlfin.data import load_sample
 
 from mlfin.data.bars import resample

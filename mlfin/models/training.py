@@ -56,7 +56,7 @@ def symbol_data(rows: pd.DataFrame,            # one symbol's `features.dataset`
                ) -> SymbolData:
     "The arrays training needs, from a symbol's dataset rows"
     from mlfin.features import inputs_of
-    from mlfin.labels import uniqueness_weights
+    from mlfin.features.labels import uniqueness_weights
     if weighting not in WEIGHTINGS: raise BadInput(f"--weighting: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     inputs = inputs_of(rows)
     ends = rows['label_end'] if 'label_end' in rows else pd.Series(rows.index, index=rows.index).shift(-1)

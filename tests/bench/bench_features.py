@@ -14,7 +14,7 @@ in memory, as a user building a dataset would:
           values checked equal to the floor's, column for column
   peer:   pandas-ta-classic (its default, pure-pandas path) calling the same 12 indicators, one
           frame per symbol (pd.concat of its outputs)
-  store:  `mlfin.feature_store.FeatureStore(root).build(bars, SPEC)`: a cold build (compute and
+  store:  `mlfin.features.FeatureStore(root).build(bars, SPEC)`: a cold build (compute and
           write), then a hit in a new process (fingerprint the bars, map the cached files); the hit
           is timed bare and with every value read once (sum of each column), and checked equal to
           a fresh build
@@ -105,7 +105,7 @@ RESULT = {'seconds': spent, 'columns': frames[0].shape[1], 'output_mb': frame_mb
 
 STORE_COLD = LOAD + '''
 from mlfin import features
-from mlfin.feature_store import FeatureStore
+from mlfin.features import FeatureStore
 warm()
 store, frames, spent = FeatureStore(Path(sys.argv[3])), [], 0.0
 for i in range(n_symbols):
@@ -119,7 +119,7 @@ RESULT = {'seconds': spent, 'misses': store.misses, 'hits': store.hits, 'output_
 
 STORE_HIT = LOAD + '''
 from mlfin import features
-from mlfin.feature_store import FeatureStore
+from mlfin.features import FeatureStore
 warm()
 store, frames, spent, touched, total = FeatureStore(Path(sys.argv[3])), [], 0.0, 0.0, 0.0
 for i in range(n_symbols):

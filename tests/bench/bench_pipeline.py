@@ -36,7 +36,8 @@ FLOOR = r'''
 import time; t0 = time.perf_counter()
 from functools import partial
 import pandas as pd, lightgbm, mlflow, mlflow.lightgbm, sklearn.metrics, sklearn.model_selection
-from mlfin import backtest, data, features, labels, models, tracking
+from mlfin import backtest, data, features, models, tracking
+from mlfin.features import labels
 from mlfin.backtest.portfolio import _vbt; _vbt()
 t1 = time.perf_counter()
 pairs = data.universe('SPX,AAPL,EURUSD')
@@ -60,7 +61,7 @@ def wall(cmd, **kw) -> float:
 def lazy_imports(modules: list[str]) -> float:
     "Seconds to import `modules` in a fresh process that already has pandas, pyarrow and mlfin's task imports"
     if not modules: return 0.0
-    code = ('import pandas, pyarrow, joblib, time; from mlfin import backtest, config, data, features, labels, models, report, tracking\n'
+    code = ('import pandas, pyarrow, joblib, time; from mlfin import backtest, config, data, features, models, report, tracking; from mlfin.features import labels\n'
             f't = time.perf_counter(); import {", ".join(modules)}; print(time.perf_counter() - t)')
     return float(subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True).stdout.split()[-1])
 
