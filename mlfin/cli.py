@@ -333,7 +333,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     "Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml lines"
     import pandas as pd
     from mlfin.config import run_config
-    from mlfin.features.labels import LABEL_KINDS
+    from mlfin.features.labels import label_entry
     from mlfin.models import choose_models, make_splitter, resolve_device, symbol_data, tune as tune_model, MODELS_FILE
     from mlfin.pipeline import project_values
     try:
@@ -342,7 +342,8 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
         path = run_dir()/'dataset.parquet'
         if not path.exists(): raise NotFound(f"no run yet in {run_dir()}: `mlfin run` first (tune works on its dataset)")
         data = pd.read_parquet(path)
-        kind = LABEL_KINDS[data.attrs['label']]
+        label = label_entry(data.attrs['label'])
+        kind = label.kind
         specs = choose_models(models, kind, model_params, root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None)
         wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
         missing = sorted(set(wanted) - set(data['symbol']))
@@ -355,7 +356,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
             one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
             for spec in specs:
                 found = tune_model(spec, kind, one, splitter, trials, storage, study, config.seed, device,
-                                   data.attrs['label'] == 'next_close', pruning, timeout, progress=sys.stderr.isatty(),
+                                   label.price, pruning, timeout, progress=sys.stderr.isatty(),
                                    sampler_seed=config.seed + os.getpid() if study else None)  # workers of one study sample apart
                 results.append(found)
                 typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
@@ -416,41 +417,42 @@ def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
     typer.echo(f"{done['name']}: released ({done['released']}); the promotion policy decides again from the next run")
 
 
+# %% ../nbs/09_cli.ipynb #c016sv
+_SERVER = {'host': ('--host', "address to listen on: loopback by default; another interface only when you name its address"),
+           'port': ('--port', "port"),
+           'workers': ('--workers', "uvicorn worker processes (several: give rate limits a shared --limits-storage)"),
+           'certfile': ('--cert', "TLS certificate (PEM); with --key"), 'keyfile': ('--key', "TLS private key (PEM); with --cert")}
+
+def _service_options(command):
+    "`command` with the server's options (`service.app.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there"
+    import inspect
+    from mlfin.service.app import ServiceSettings, serve as run_service
+    option = lambda name, kind, default: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+    options = [option(name, Optional[str] if p.default is None else type(p.default), typer.Option(p.default, _SERVER[name][0], help=_SERVER[name][1]))
+               for name, p in inspect.signature(run_service).parameters.items() if name in _SERVER]
+    for name, field in ServiceSettings.model_fields.items():
+        if name == 'home': continue
+        flag, help = '--' + name.replace('_', '-'), field.description
+        if name == 'cors_origins': options.append(option(name, Optional[list[str]], typer.Option(None, '--cors-origin', help=f"{help} (repeat for several)")))
+        elif field.annotation is bool: options.append(option(name, bool, typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=help)))
+        elif field.default is None: options.append(option(name, Optional[str], typer.Option(None, flag, help=help)))
+        else: options.append(option(name, field.annotation, typer.Option(field.default, flag, help=help)))
+    command.__signature__ = inspect.Signature(options)
+    command.__annotations__ = {p.name: p.annotation for p in options}
+    return command
+
 # %% ../nbs/09_cli.ipynb #c016t
-@app.command()
-def serve(host: str = typer.Option('127.0.0.1', help="address to listen on: loopback by default; another interface only when you name its address"),
-          port: int = typer.Option(8000, help="port"),
-          workers: int = typer.Option(1, min=1, help="uvicorn worker processes (several: give rate limits a shared --limits-storage)"),
-          cert: Optional[Path] = typer.Option(None, help="TLS certificate (PEM); with --key"),
-          key: Optional[Path] = typer.Option(None, help="TLS private key (PEM); with --cert"),
-          store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"),
-          project: Optional[Path] = typer.Option(None, help="the project POST /train runs (default: the one around here)"),
-          rate_limit: str = typer.Option('1200/minute', help="requests per key: N/second, N/minute or N/hour"),
-          limits_storage: str = typer.Option('memory://', help="where rate limits are counted: memory:// (per worker) or redis://HOST:PORT"),
-          cors_origin: Optional[list[str]] = typer.Option(None, help="an origin allowed cross-site (repeat for several; none: closed)"),
-          body_limit: int = typer.Option(10 * 2**20, help="largest request body in bytes"),
-          jobs: bool = typer.Option(True, '--jobs/--no-jobs', help="run training jobs in this service (--no-jobs: queue them only)"),
-          sources: Optional[Path] = typer.Option(None, help="YAML: SYMBOL:TIMEFRAME: {source: ccxt:EXCHANGE:MARKET, start: DATE} for POST /ingest/run"),
-          body_timeout: float = typer.Option(30.0, help="seconds a request body may take to arrive (slower: 408)"),
-          min_free_mb: int = typer.Option(100, help="free disk (MB) under the home and the store below which /ready fails"),
-          log_level: str = typer.Option('info', help="debug, info, warning or error"),
-          log_json: bool = typer.Option(False, '--log-json', help="one JSON object a log line"),
-          log_file: Optional[Path] = typer.Option(None, help="write the log to this file, rotated by size (default: stderr)"),
-          log_max_bytes: int = typer.Option(10 * 2**20, help="rotate the log file past this size"),
-          log_backups: int = typer.Option(5, help="rotated log files kept"),
-         ):
+def serve(**given):
     "Serve bars, predictions, signals, models and training jobs over HTTP (FastAPI under uvicorn)"
     from pydantic import ValidationError
     from mlfin.service.app import ServiceSettings, serve as run_service, validation_line
-    try:
-        settings = ServiceSettings(home=str(home()), store=store or '', project=str(project or project_root() or '') or None,
-                                   rate_limit=rate_limit, limits_storage=limits_storage, cors_origins=cors_origin or [],
-                                   body_limit=body_limit, jobs=jobs, sources=str(sources) if sources else None, body_timeout=body_timeout,
-                                   min_free_mb=min_free_mb, log_level=log_level, log_json=log_json, log_file=str(log_file) if log_file else None,
-                                   log_max_bytes=log_max_bytes, log_backups=log_backups)
-        run_service(settings, host, port, workers, str(cert) if cert else None, str(key) if key else None)   # says "serving on" once it can
+    server = {name: given.pop(name) for name in _SERVER}
+    given.update(project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or [])
+    try: run_service(ServiceSettings(home=str(home()), **given), **server)   # says "serving on" once it can
     except MlfinError as e: _fail(str(e))
     except ValidationError as e: _fail(f"mlfin serve: {validation_line(e.errors())}")
+
+app.command('serve')(_service_options(serve))
 
 keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The service's API keys (stored hashed; a key is shown once)")
 app.add_typer(keys_app, name='keys')

@@ -10,10 +10,10 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 
 
 # %% auto #0
-__all__ = ['KERNELS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir',
-           'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'die_with_parent', 'run_server',
-           'code_version', 'Validation', 'RunConfig', 'run_config', 'task_fields', 'task_values', 'task_config',
-           'task_params']
+__all__ = ['KERNELS', 'SIZINGS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir', 'tracking_uri',
+           'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'die_with_parent',
+           'run_server', 'code_version', 'Validation', 'RunConfig', 'run_config', 'default', 'task_fields',
+           'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -149,6 +149,8 @@ class Validation:
     words: str        # how a report names it
     tradeable: bool   # each bar predicted by a model trained only on earlier bars: the backtest is a trading record
 
+SIZINGS = ('fixed', 'kelly')   # how a position is sized: the whole capital, or a share of the Kelly fraction
+
 VALIDATIONS = {
     'walk_forward': Validation('walk-forward (expanding window), purged', True),
     'rolling': Validation('walk-forward (rolling window), purged', True),
@@ -188,6 +190,7 @@ class RunConfig(BaseModel):
     weighting: Literal['uniqueness', 'none'] = _param('uniqueness', 'train', "training sample weights: uniqueness of overlapping labels, or none")
     device: Literal['auto', 'cpu', 'cuda'] = _param('auto', 'train', "where models train: auto (a GPU when there), cpu or cuda")
     seed: int = _param(0, 'train', "seed of every model's randomness")
+    compare_reps: int = _param(300, 'train', "paired block-bootstrap resamples testing the leader against the others", ge=100)
     trials: int = _param(0, 'train', "Optuna trials per model and symbol on the purged folds before training (0: the declared hyperparameters)", ge=0)
     # the registry: when the leading model of a symbol becomes `production`
     promote_min_auc: float = _param(0.52, 'report', "a classifier becomes production only with an out-of-sample AUC at least this", ge=0, le=1)
@@ -196,7 +199,7 @@ class RunConfig(BaseModel):
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
     short_below: float = _param(0.0, 'backtest', "go short when P(up) is below this (0: long only)", ge=0, lt=1)
-    sizing: Literal['fixed', 'kelly'] = _param('fixed', 'backtest', "position size: fixed (the symbol's whole capital) or kelly "
+    sizing: Literal[SIZINGS] = _param('fixed', 'backtest', "position size: fixed (the symbol's whole capital) or kelly "
                                                "(the Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
     kelly: float = _param(0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
     asset_class: Literal['auto', 'equity', 'fx', 'crypto', 'futures'] = _param('auto', 'backtest', "cost preset: auto (each "
@@ -263,6 +266,12 @@ def _one_line(error: dict, values: dict, where: str) -> str:
                'string_type': 'is not text'}.get(kind, error['msg'].removeprefix('Value error, '))
     return f"{prefix}{option}" + (f": {problem}" if kind == 'extra_forbidden' else f": {value!r} {problem}")
 
+
+# %% ../nbs/00_config.ipynb #c031d
+def default(name: str): # a field of `RunConfig`
+    "The run parameter's declared default"
+    if name not in RunConfig.model_fields: raise BadInput(f"no run parameter {name!r}; known: {', '.join(RunConfig.model_fields)}")
+    return RunConfig.model_fields[name].default
 
 # %% ../nbs/00_config.ipynb #c033
 def task_fields(task: str) -> list[str]:

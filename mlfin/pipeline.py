@@ -33,14 +33,14 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
          ) -> tuple[RunConfig, dict, list]:
     "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
     from mlfin import data, features
-    from mlfin.features.labels import LABEL_KINDS
+    from mlfin.features.labels import LABELS
     from mlfin.models.core import MODELS_FILE, choose_models, resolve_device
     env = project_values(root) if root else {}
     config = run_config({**env, **(overrides or {})})
     data.universe(config.symbols, config.timeframe, store)
     groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
     models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
-    specs = choose_models(config.models, LABEL_KINDS[config.label], config.model_params, models_file)
+    specs = choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file)
     resolve_device(config.device)
     return config, groups, specs
 

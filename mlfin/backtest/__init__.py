@@ -10,5 +10,5 @@ from .signals import *
 from .portfolio import *
 from .stats import *
 from .universe import *
-from .sweep import sweep
+from .sweep import sweep_grid
 from .tearsheet import *

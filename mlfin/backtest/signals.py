@@ -4,12 +4,13 @@
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c003
 from __future__ import annotations
+from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..config import BadInput, SIZINGS, default
 
 # %% auto #0
-__all__ = ['MIN_CALIBRATION_ROWS', 'SIZINGS', 'SIGNAL_COLUMNS', 'LABELS', 'check_thresholds', 'signals', 'move_signals',
-           'calibrate', 'sizes', 'signal_records']
+__all__ = ['KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'LABELS', 'check_thresholds', 'prob_sides', 'move_sides', 'Rule',
+           'sides', 'calibrate', 'sizes', 'signal_records']
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c006
 def check_thresholds(threshold: float, short_below: float = 0.0):
@@ -19,10 +20,10 @@ def check_thresholds(threshold: float, short_below: float = 0.0):
 
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c006_00
-def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar closes higher
-            threshold: float = 0.55, # go long above this
-            short_below: float = 0.0, # go short below this; 0: long-only
-           ) -> pd.Series:
+def prob_sides(prob_up: pd.Series,  # out-of-sample probability that the next bar closes higher
+               threshold: float,   # go long above this
+               short_below: float, # go short below this; 0: long-only
+              ) -> pd.Series:
     "Side per bar: 1 long, -1 short, 0 flat"
     check_thresholds(threshold, short_below)
     side = pd.Series(0, index=prob_up.index, dtype='int8', name='signal')
@@ -32,7 +33,7 @@ def signals(prob_up: pd.Series,  # out-of-sample probability that the next bar c
 
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c008
-def move_signals(move: pd.Series,       # predicted return of each bar's next move (a regressor's; a price converted)
+def move_sides(move: pd.Series,         # predicted return of each bar's next move (a regressor's; a price converted)
                  cost: float,           # a round trip's cost as a share: 2 x (fees + slippage)
                  shorts: bool = False,  # also go short when the predicted fall pays for the round trip
                 ) -> pd.Series:
@@ -42,6 +43,35 @@ def move_signals(move: pd.Series,       # predicted return of each bar's next mo
     side[move > cost] = 1
     if shorts: side[move < -cost] = -1
     return side
+
+# %% ../../nbs/05a_backtest.signals.ipynb #c009r
+KINDS = ('classifier', 'regressor')
+
+@dataclass(frozen=True)
+class Rule:
+    "How a model's output becomes a side; checked when made"
+    kind: str = 'classifier'                    # classifier: P(up) against thresholds; regressor: a predicted move against a cost
+    threshold: float = default('threshold')     # a classifier goes long above this
+    short_below: float = default('short_below') # a classifier goes short below this; a regressor may short when it is above 0
+    cost: float = 0.0                           # a regressor's hurdle: a round trip's cost as a share, 2 x (fees + slippage)
+    price: bool = False                         # a regressor's output is a price (the next close), not a return
+
+    def __post_init__(self):
+        if self.kind not in KINDS: raise BadInput(f"kind {self.kind!r} must be one of {', '.join(KINDS)}")
+        if self.kind == 'classifier': check_thresholds(self.threshold, self.short_below)
+        elif self.cost < 0: raise BadInput(f"cost {self.cost} must be at least 0")
+
+# %% ../../nbs/05a_backtest.signals.ipynb #c009s
+def sides(rule: Rule,                         # how output becomes a side
+          output: pd.Series,                  # the model's output per bar: P(up), a predicted return or a predicted price
+          close: pd.Series | None = None,     # each bar's close: a predicted price becomes the move it implies
+         ) -> pd.Series:
+    "Side per bar, 1 long, -1 short, 0 flat: the one decision the backtest trades and the service serves"
+    if rule.kind == 'classifier': return prob_sides(output, rule.threshold, rule.short_below)
+    if rule.price:
+        if close is None: raise BadInput("a predicted price needs each bar's close to become a move")
+        output = output / close.reindex(output.index) - 1
+    return move_sides(output, rule.cost, shorts=rule.short_below > 0)
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c011
 MIN_CALIBRATION_ROWS = 50
@@ -65,12 +95,10 @@ def calibrate(oos: pd.DataFrame, # one model's out-of-sample rows of one symbol:
     return out
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c018
-SIZINGS = ('fixed', 'kelly')
-
-def sizes(side: pd.Series,          # from `signals`
+def sizes(side: pd.Series,          # from `sides`
           prob: pd.Series | None = None, # calibrated P(up), for Kelly sizing
           sizing: str = 'fixed',    # fixed: the whole capital; kelly: the Kelly fraction of the probability
-          kelly: float = 0.5,       # the share of the Kelly fraction taken (0.5: half Kelly)
+          kelly: float = default('kelly'), # the share of the Kelly fraction taken (0.5: half Kelly)
          ) -> pd.Series:
     "Target weight per bar: the side times its size"
     if sizing not in SIZINGS: raise BadInput(f"sizing {sizing!r} must be one of {', '.join(SIZINGS)}")

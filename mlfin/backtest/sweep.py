@@ -9,7 +9,7 @@ from numba import njit, prange
 from ..config import BadInput
 
 # %% auto #0
-__all__ = ['sweep']
+__all__ = ['sweep_grid']
 
 # %% ../../nbs/05e_backtest.sweep.ipynb #c005
 @njit(parallel=True, cache=True)
@@ -42,7 +42,7 @@ def _sweep(open_, close, prob, thresholds, fees, slippage, ppy):
 
 
 # %% ../../nbs/05e_backtest.sweep.ipynb #c005_00
-def sweep(bars: pd.DataFrame,     # canonical bars of one symbol
+def sweep_grid(bars: pd.DataFrame,     # canonical bars of one symbol
           prob_up: pd.Series,     # P(up) per bar, known at its close
           thresholds,             # long above each
           costs: list,            # `Costs` (bps) to try

@@ -11,7 +11,7 @@ from ..config import BadInput, atomic_write
 
 # %% auto #0
 __all__ = ['VERDICTS', 'judge', 'verdict', 'trials_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame',
-           'tearsheet', 'write_tearsheets']
+           'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
@@ -154,7 +154,7 @@ def skill_frame(m: dict) -> pd.DataFrame:
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_03
-def tearsheet(name: str,        # a symbol, or PORTFOLIO
+def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
               m: dict,          # its backtest metrics
               curve: pd.DataFrame, # its curves
               header: str = '', # the run: when, with what (text)
@@ -204,7 +204,7 @@ def write_tearsheets(folder: Path, # where the pages go (created)
         curve = run['curves'][run['curves']['symbol'] == name]
         if curve.empty: raise BadInput(f"tearsheet {name}: no curves in the run")
         path = folder/f"tearsheet-{name}.html"
-        page = tearsheet(name, m, curve, header, run.get('fill_rules', ''), quality, run.get('validation', {}).get('tradeable', True))
+        page = tearsheet_page(name, m, curve, header, run.get('fill_rules', ''), quality, run.get('validation', {}).get('tradeable', True))
         atomic_write(path, lambda tmp: Path(tmp).write_text(page))
         written.append(path)
     return written

@@ -5,34 +5,59 @@
 # %% ../../nbs/05d_backtest.universe.ipynb #c003
 from __future__ import annotations
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..config import BadInput, RunConfig, default
 from ..progress import step
-from .signals import signals, move_signals, calibrate, sizes, signal_records, check_thresholds
+from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
 from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FILL_RULES
 from . import stats
 
 # %% auto #0
-__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO', 'model_weights', 'break_even', 'cost_stress', 'Backtests', 'skill',
-           'backtest_symbol', 'backtest_universe', 'backtest_portfolio']
+__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO', 'BacktestSettings', 'model_weights', 'break_even', 'cost_stress',
+           'Backtests', 'skill', 'examine', 'trade_models', 'threshold_grid', 'SymbolBacktest', 'backtest_symbol',
+           'backtest_universe', 'backtest_portfolio']
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c004s
+@dataclass(frozen=True)
+class BacktestSettings:
+    "How a run's backtest trades and examines: each default the run's (`RunConfig`)"
+    threshold: float = default('threshold')
+    short_below: float = default('short_below')
+    sizing: str = default('sizing')
+    kelly: float = default('kelly')
+    asset: str = default('asset_class')       # the cost preset: auto (each symbol's calendar) or one asset class for all
+    fees: float | None = default('fees')      # bps; None: the preset's
+    slippage: float | None = default('slippage')
+    stop_loss: float | None = default('stop_loss')
+    take_profit: float | None = default('take_profit')
+    reps: int = default('reps')               # bootstrap and Monte Carlo resamples
+    seed: int = default('seed')               # the run's seed: the resamples repeat
+    price: bool = False                       # the label is a price (a regressor's next close)
+
+    @classmethod
+    def of(cls, config: RunConfig, seed: int | None = None, price: bool = False) -> BacktestSettings:
+        "The backtest's settings from a run's parameters (the seed is the train task's, the label's kind the features task's)"
+        return cls(config.threshold, config.short_below, config.sizing, config.kelly, config.asset_class, config.fees,
+                   config.slippage, config.stop_loss, config.take_profit, config.reps, config.seed if seed is None else seed, price)
+
+    def rule(self, kind: str, costs: Costs) -> Rule:
+        "The signal rule a model of `kind` trades by under these settings and `costs`"
+        return Rule(kind, self.threshold, self.short_below, costs.round_trip, self.price)
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c006
 def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one symbol (prob_up, or prediction)
                   close: pd.Series,     # the symbol's closes (a predicted price becomes a predicted move)
                   costs: Costs,
-                  threshold: float = 0.55, short_below: float = 0.0,
-                  sizing: str = 'fixed', kelly: float = 0.5,
-                  target: str = 'return',  # what a regressor's `prediction` is: a return, or a price (next close)
+                  settings: BacktestSettings = BacktestSettings(),
                  ) -> pd.DataFrame:
-    "Side, weight and the probability behind them, per bar"
+    "Side, weight and the probability behind them, per bar: the signal rule (`sides`), then the run's sizing"
     if 'prob_up' in rows and rows['prob_up'].notna().any():
-        side = signals(rows['prob_up'], threshold, short_below)
-        prob = calibrate(rows)['prob_calibrated'] if sizing == 'kelly' else rows['prob_up']
-        return pd.DataFrame({'side': side, 'weight': sizes(side, prob, sizing, kelly), 'prob_up': rows['prob_up'], 'prob': prob})
+        side = sides(settings.rule('classifier', costs), rows['prob_up'])
+        prob = calibrate(rows)['prob_calibrated'] if settings.sizing == 'kelly' else rows['prob_up']
+        return pd.DataFrame({'side': side, 'weight': sizes(side, prob, settings.sizing, settings.kelly), 'prob_up': rows['prob_up'], 'prob': prob})
     # a regressor: its predicted move against a round trip's cost; sized fixed (no probability to size by)
-    move = rows['prediction'] if target == 'return' else rows['prediction'] / close.reindex(rows.index) - 1
-    side = move_signals(move, costs.round_trip, shorts=short_below > 0)
+    side = sides(settings.rule('regressor', costs), rows['prediction'], close)
     return pd.DataFrame({'side': side, 'weight': sizes(side), 'prob_up': np.nan, 'prob': np.nan})
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c008
@@ -116,68 +141,97 @@ def _monte_carlo(bands: dict) -> dict:
             'ruin': bands['ruin'], 'reps': bands['reps'], 'block': bands['block']}
 
 
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_03a
+def examine(value: pd.Series,          # the examined strategy's value per bar, after costs
+            hold: pd.Series,           # buy-and-hold's value over the same span
+            trials: int,               # configurations tried, for the deflated Sharpe ratio
+            grid: pd.DataFrame | None, # per-bar returns of the configurations around it (columns), same bars
+            periods_per_year: float, settings: BacktestSettings,
+           ) -> tuple[dict, dict]:
+    "How much to believe a strategy: skill (PSR, DSR), PBO, a bootstrap Sharpe interval, Monte Carlo drawdowns, by year; (figures, bands)"
+    returns = value.pct_change().dropna()
+    tested, overfit = skill(returns, trials, grid)
+    bands = stats.drawdown_bands(returns.to_numpy(), reps=settings.reps, seed=settings.seed)
+    return {'skill': tested, 'pbo': overfit,
+            'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), periods_per_year, reps=settings.reps, seed=settings.seed)),
+            'monte_carlo': _monte_carlo(bands), 'by_year': _table(stats.by_year(value, hold))}, bands
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_03b
+def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and every model's out-of-sample rows
+                 costs: Costs, settings: BacktestSettings, periods_per_year: float,
+                ) -> tuple[dict, object, dict]:
+    "Every model's weights, traded each with its own capital on the same bars; (weights per model, the portfolio, figures per model)"
+    models = list(dict.fromkeys(oos['model']))
+    made = {m: model_weights(oos[oos['model'] == m].sort_index(), bars['close'], costs, settings) for m in models}
+    pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, settings.stop_loss, settings.take_profit, shared=False)
+    values, trades = pf.value(), pf.trades.records_readable
+    per_model = {m: _floats(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
+                                              trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}   # sized P&L
+    return made, pf, per_model
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_03c
+def threshold_grid(bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Costs, settings: BacktestSettings) -> dict[str, pd.Series]:
+    "The configurations around the leader: every model at every threshold of the grid (a regressor: at cost multiples); name -> weights"
+    grid = {}
+    for m, w in made.items():
+        rows, classifier = oos[oos['model'] == m].sort_index(), w['prob_up'].notna().any()
+        for t in GRID_THRESHOLDS if classifier else (0.5, 1.0, 2.0):
+            if classifier and settings.short_below >= t: continue
+            grid[f"{m}@{t:g}"] = (model_weights(rows, bars['close'], costs, replace(settings, threshold=t)) if classifier else
+                                  model_weights(rows, bars['close'], Costs(costs.fees * t, costs.slippage * t), settings))['weight']
+    return grid
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c011_03d
+@dataclass
+class SymbolBacktest:
+    "One symbol's backtest: its figures, the leader's curves and trades, every model's signals, the grid's weights"
+    metrics: dict
+    curves: pd.DataFrame
+    trades: pd.DataFrame
+    signals: pd.DataFrame
+    grid: dict[str, pd.Series]
+
 # %% ../../nbs/05d_backtest.universe.ipynb #c011_04
-def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, leader: str, calendar: str, trials: int,
-                    threshold: float = 0.55, short_below: float = 0.0, costs: Costs | None = None,
-                    sizing: str = 'fixed', kelly: float = 0.5, stop_loss: float | None = None, take_profit: float | None = None,
-                    target: str = 'return', reps: int = 1000, seed: int = 0) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    "One symbol: every model after costs, the leader examined; (metrics, curves, trades, signals, the grid's weights)"
+def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its bars, every model's out-of-sample rows
+                    leader: str, calendar: str, trials: int,            # the examined model, the symbol's calendar, configurations tried
+                    costs: Costs, settings: BacktestSettings = BacktestSettings()) -> SymbolBacktest:
+    "One symbol: every model after costs, the leader examined"
     from mlfin.data.bars import periods_per_year
     timeframe = bars.attrs.get('timeframe', '')
     ppy = periods_per_year(calendar, timeframe)
-    costs = costs or costs_for(asset_class(calendar))
-    models = list(dict.fromkeys(oos['model']))
-    if leader not in models: raise BadInput(f"{symbol}: the leader {leader!r} has no out-of-sample rows")
-    made = {m: model_weights(oos[oos['model'] == m].sort_index(), bars['close'], costs, threshold, short_below, sizing, kelly, target)
-            for m in models}
-    pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, stop_loss, take_profit, shared=False)
-    values, trades = pf.value(), pf.trades.records_readable
-    per_model = {m: _floats(stats.performance(values[m], ppy, pf.orders_by_bar[m]['held'],
-                                              trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}   # sized P&L
-    value, chosen = values[leader], made[leader]
-    returns = value.pct_change().dropna()
+    if leader not in set(oos['model']): raise BadInput(f"{symbol}: the leader {leader!r} has no out-of-sample rows")
+    made, pf, per_model = trade_models(bars, oos, costs, settings, ppy)
+    value, chosen = pf.value()[leader], made[leader]
     hold = buy_and_hold(bars, chosen.index[0], chosen.index[-1], costs).value()
-    # the configurations around the leader: every model at every threshold of the grid (regressors: at cost multiples)
-    grid = {}
-    for m in models:
-        rows = oos[oos['model'] == m].sort_index()
-        for t in GRID_THRESHOLDS if made[m]['prob_up'].notna().any() else (0.5, 1.0, 2.0):
-            if made[m]['prob_up'].notna().any():
-                if short_below >= t: continue
-                w = model_weights(rows, bars['close'], costs, t, short_below, sizing, kelly, target)['weight']
-            else: w = model_weights(rows, bars['close'], Costs(costs.fees * t, costs.slippage * t), 0.55, short_below, target=target)['weight']
-            grid[f"{m}@{t:g}"] = w
-    grid_values = simulate({k: bars for k in grid}, grid, costs, stop_loss, take_profit, shared=False).value()
+    grid = threshold_grid(bars, oos, made, costs, settings)
+    grid_values = simulate({k: bars for k in grid}, grid, costs, settings.stop_loss, settings.take_profit, shared=False).value()
     # one trial count for the book: every model configuration tried (tuning trials included) at every threshold of the grid whose
     # Sharpe dispersion deflates it and over which PBO is measured
-    each = len(grid) // len(models)   # thresholds (or cost multiples) per model
-    tested, overfit = skill(returns, trials * each, grid_values.pct_change().iloc[1:])
-    tested.update(model_trials=int(trials), per_model=int(each))
-    bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
+    each = len(grid) // len(made)   # thresholds (or cost multiples) per model
+    examined, bands = examine(value, hold, trials * each, grid_values.pct_change().iloc[1:], ppy, settings)
+    examined['skill'].update(model_trials=int(trials), per_model=int(each))
+    returns = value.pct_change().dropna()
     metrics = {'model': leader, 'costs': {'asset_class': asset_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
                                           'round_trip_bps': 2 * (costs.fees + costs.slippage)},
                'strategy': per_model[leader], 'buy_and_hold': _floats(stats.performance(hold, ppy)),
                'exposure': per_model[leader]['exposure'], 'periods_per_year': ppy, 'models': per_model,
-               'skill': tested, 'pbo': overfit,
-               'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), ppy, reps=reps, seed=seed)),
-               'monte_carlo': _monte_carlo(bands), 'by_year': _table(stats.by_year(value, hold)), 'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
-               'cost_stress': cost_stress(bars.loc[chosen.index[0]:chosen.index[-1]], chosen['weight'], costs, ppy, stop_loss, take_profit),
+               'skill': examined['skill'], 'pbo': examined['pbo'], 'sharpe_interval': examined['sharpe_interval'],
+               'monte_carlo': examined['monte_carlo'], 'by_year': examined['by_year'], 'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
+               'cost_stress': cost_stress(bars.loc[chosen.index[0]:chosen.index[-1]], chosen['weight'], costs, ppy, settings.stop_loss, settings.take_profit),
                'signal_decay': _table(stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
                                                           chosen['prob_up'] if chosen['prob_up'].notna().any() else None))}
-    if sizing == 'kelly': metrics['calibrated_share'] = float(calibrate(oos[oos['model'] == leader].sort_index())['calibrated'].mean())
-    start = value.index[0]
+    if settings.sizing == 'kelly': metrics['calibrated_share'] = float(calibrate(oos[oos['model'] == leader].sort_index())['calibrated'].mean())
     curves = pd.DataFrame({'symbol': symbol, 'strategy': value, 'buy_and_hold': hold.reindex(value.index),
                            'prob_up': chosen['prob_up'].reindex(value.index), 'signal': chosen['side'].reindex(value.index),
                            'weight': chosen['weight'].reindex(value.index), 'close': bars['close'].reindex(value.index)})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
         curves[name] = np.r_[1.0, q] * value.iloc[0]
-    reason = pf.orders_by_bar[leader]['reason']
+    trades, reason = pf.trades.records_readable, pf.orders_by_bar[leader]['reason']
     mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
     mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
-    records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, threshold, w['weight'],
-                                        w['prob'] if sizing == 'kelly' else None) for m, w in made.items()])
-    return metrics, curves, mine, records, grid
-
+    records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, settings.threshold, w['weight'],
+                                        w['prob'] if settings.sizing == 'kelly' else None) for m, w in made.items()])
+    return SymbolBacktest(metrics, curves, mine, records, grid)
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c013
 PORTFOLIO = 'PORTFOLIO'
@@ -187,31 +241,28 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
                       leaders: dict[str, str],      # symbol -> the leading model
                       calendars: dict[str, str],    # symbol -> calendar: annualising and the cost preset
                       trials: dict[str, int] | int = 1, # symbol -> configurations tried (tuning and the model list)
-                      threshold: float = 0.55, short_below: float = 0.0,
-                      asset: str = 'auto',          # cost preset: auto (from each calendar) or one class for all
-                      fees: float | None = None, slippage: float | None = None, # bps overrides
-                      sizing: str = 'fixed', kelly: float = 0.5,
-                      stop_loss: float | None = None, take_profit: float | None = None,
-                      target: str = 'return', reps: int = 1000, seed: int = 0,
+                      settings: BacktestSettings | None = None, # the run's (`BacktestSettings.of`); default: the run defaults
+                      **changes,                    # fields of the settings that differ (reps=200, threshold=0.6, ...)
                      ) -> Backtests:
     "Every symbol's models after costs and its leader examined, then the leaders as one portfolio sharing cash"
-    check_thresholds(threshold, short_below)
+    settings = replace(settings or BacktestSettings(), **changes)
+    check_thresholds(settings.threshold, settings.short_below)
     missing = [s for s in leaders if s not in bars_by_symbol]
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
-    costs = {s: costs_for(asset_class(calendars[s]) if asset == 'auto' else asset, fees, slippage) for s in leaders}
+    costs = {s: costs_for(asset_class(calendars[s]) if settings.asset == 'auto' else settings.asset, settings.fees, settings.slippage)
+             for s in leaders}
     metrics, curves, trades, records, weights, grids = {}, [], [], [], {}, {}
     for i, (symbol, leader) in enumerate(leaders.items()):
         step('backtest', f"{symbol} (every model, the grid, the leader examined)", i, len(leaders) + (len(leaders) > 1))
-        m, c, t, r, grids[symbol] = backtest_symbol(symbol, bars_by_symbol[symbol], oos[oos['symbol'] == symbol], leader, calendars[symbol],
-                                        trials[symbol], threshold, short_below, costs[symbol], sizing, kelly, stop_loss, take_profit,
-                                        target, reps, seed)
-        metrics[symbol], weights[symbol] = m, c['weight']
-        curves.append(c); trades.append(t); records.append(r)
+        one = backtest_symbol(symbol, bars_by_symbol[symbol], oos[oos['symbol'] == symbol], leader, calendars[symbol],
+                              trials[symbol], costs[symbol], settings)
+        metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
+        curves.append(one.curves); trades.append(one.trades); records.append(one.signals)
     if len(leaders) > 1:
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
         p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
-                                                          grids, stop_loss, take_profit, reps, seed)
+                                                          grids, settings.stop_loss, settings.take_profit, settings.reps, settings.seed)
         p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)

@@ -4,13 +4,15 @@
 
 # %% ../../nbs/02g_features.labels.ipynb #c002
 from __future__ import annotations
+from dataclasses import dataclass
+from typing import Callable
 import numpy as np, pandas as pd
 from ..errors import BadInput
 
 # %% auto #0
-__all__ = ['LABELS', 'LABEL_KINDS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility',
-           'triple_barrier', 'meta_labels', 'barrier_direction', 'return_target', 'close_target', 'realised_return',
-           'uniqueness_weights']
+__all__ = ['LABELS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
+           'meta_labels', 'barrier_direction', 'return_target', 'close_target', 'realised_return', 'Label',
+           'label_entry', 'uniqueness_weights']
 
 # %% ../../nbs/02g_features.labels.ipynb #c005
 def forward_return(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
@@ -121,11 +123,6 @@ def close_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     "Regression target: the close `horizon` bars ahead (the next close by default), with its span (`label`, `end`)"
     return pd.DataFrame({'label': bars['close'].shift(-horizon), 'end': label_end(bars, horizon)})
 
-LABELS = {'direction': fixed_horizon, 'triple_barrier': barrier_direction,           # what `mlfin run --label` offers
-          'forward_return': return_target, 'next_close': close_target}
-LABEL_KINDS = {'direction': 'classifier', 'triple_barrier': 'classifier',           # the models each label needs
-               'forward_return': 'regressor', 'next_close': 'regressor'}
-
 
 # %% ../../nbs/02g_features.labels.ipynb #c008_05
 def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
@@ -133,6 +130,24 @@ def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
     close = bars['close']
     return (close.reindex(pd.DatetimeIndex(ends)).to_numpy() / close.to_numpy() - 1).astype('float64') if len(bars) else close
 
+
+# %% ../../nbs/02g_features.labels.ipynb #c012a
+@dataclass(frozen=True)
+class Label:
+    "A label `mlfin run --label` offers: how it is made, which models learn it, and whether its values are prices"
+    make: Callable       # (bars, horizon=...) -> frame of `label` and `end`
+    kind: str            # the models that learn it: classifier or regressor
+    price: bool = False  # a price (the next close), not a return: a signal turns it into a move against the bar's close
+
+LABELS = {'direction': Label(fixed_horizon, 'classifier'), 'triple_barrier': Label(barrier_direction, 'classifier'),
+          'forward_return': Label(return_target, 'regressor'), 'next_close': Label(close_target, 'regressor', price=True)}
+
+
+# %% ../../nbs/02g_features.labels.ipynb #c012b
+def label_entry(name: str) -> Label:
+    "The registry entry of label `name`, or a one-line error naming the labels there are"
+    if name not in LABELS: raise BadInput(f"label {name!r} is not one of {', '.join(LABELS)}")
+    return LABELS[name]
 
 # %% ../../nbs/02g_features.labels.ipynb #c014
 def uniqueness_weights(ends: pd.Series, # end time of each label, indexed by the label's bar (NaT: unknown)

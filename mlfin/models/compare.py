@@ -5,6 +5,7 @@
 # %% ../../nbs/04e_models.compare.ipynb #c003
 from __future__ import annotations
 import numpy as np, pandas as pd
+from ..config import default
 from .metrics import LOWER_IS_BETTER, bar_losses, score
 
 # %% auto #0
@@ -31,7 +32,7 @@ def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
 def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.ndarray, kind: str,
                      metric: str = 'auc',          # the score to compare (any of `metrics.score`)
                      realised: np.ndarray | None = None,
-                     reps: int = 500, seed: int = 0,
+                     reps: int = default('compare_reps'), seed: int = 0,
                     ) -> dict[str, float]:
     "Score difference A - B on the same bars, a 95% interval and the p-value that A is not better, by a stationary block bootstrap"
     from arch.bootstrap import StationaryBootstrap, optimal_block_length
@@ -75,7 +76,7 @@ BASELINES = ('logistic', 'ridge')
 def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, model, prediction, label, label_return
                    leaderboard: pd.DataFrame, # `Training.leaderboard`, best first per symbol
                    kind: str, metric: str,    # the model kind and the leaderboard's score
-                   horizon: int = 1, reps: int = 500, seed: int = 0,
+                   horizon: int = 1, reps: int = default('compare_reps'), seed: int = 0,
                    mcs_size: float = 0.1,     # the model confidence set's level
                    families: dict | None = None, # model -> family (to find the baseline); default: the leaderboard's
                    price_target: bool = False, # predictions are prices (next close): scores compare the predicted moves

@@ -4,14 +4,16 @@
 
 # %% ../../nbs/04h_models.promotion.ipynb #c003
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 import numpy as np, pandas as pd
+from ..config import RunConfig, default
 from .compare import metric_function
 from ..progress import step
 from .registry import _client, base_rate, describe, pinned, register_version, registered_name, refusals
 
 # %% auto #0
-__all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'decide', 'on_common_bars', 'incumbent_predictions', 'register_run', 'lineage']
+__all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'decide', 'on_common_bars', 'Lineage', 'lineage', 'incumbent_predictions',
+           'register_run', 'register_leaders']
 
 # %% ../../nbs/04h_models.promotion.ipynb #c006
 COMPARABLE = ('label', 'horizon', 'kind', 'cv')   # what must agree before two versions' scores mean the same thing
@@ -67,6 +69,44 @@ def on_common_bars(candidate: pd.DataFrame,  # the candidate's out-of-sample row
     return {'metric': metric, 'bars': int(keep.sum()), 'candidate': score(mine['prediction'].to_numpy(dtype='float64')),
             'incumbent': score(theirs['prediction'].to_numpy(dtype='float64'))}
 
+# %% ../../nbs/04h_models.promotion.ipynb #c012l
+@dataclass(frozen=True)
+class Lineage:
+    "What a registered version was made from, and the signal rule its run traded"
+    label: str
+    horizon: int
+    cv: str
+    spec: str
+    trials: int
+    fingerprint: str        # the bars' fingerprint (`data.fingerprint`)
+    code_version: str
+    threshold: float
+    short_below: float
+    round_trip_bps: float   # the costs its backtest paid: a regressor's move must beat them
+    timeframe: str
+
+    def tags(self) -> dict[str, str]:
+        "As the registry keeps them: text, the fingerprint under `data.fingerprint`"
+        return {('data.fingerprint' if k == 'fingerprint' else k): str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_tags(cls, tags: dict) -> Lineage:
+        "Read back from a version's tags; a tag an older version lacks takes the run default"
+        kinds = {f.name: f.type for f in fields(cls)}
+        given = {k: tags.get('data.fingerprint' if k == 'fingerprint' else k) for k in kinds}
+        fallback = {'label': default('label'), 'horizon': default('horizon'), 'cv': default('cv'), 'spec': default('spec'), 'trials': 1,
+                    'fingerprint': '', 'code_version': '', 'threshold': default('threshold'), 'short_below': default('short_below'),
+                    'round_trip_bps': 0.0, 'timeframe': ''}
+        cast = {'int': int, 'float': float, 'str': str}
+        return cls(**{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items()})
+
+# %% ../../nbs/04h_models.promotion.ipynb #c012n
+def lineage(symbol: str, timeframe: str, params: dict, # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
+            trials: int, fingerprint: str, round_trip_bps: float) -> Lineage:
+    "A symbol's lineage in a run"
+    return Lineage(params['label'], int(params['horizon']), params.get('cv', default('cv')), params['spec'], int(trials), fingerprint,
+                   params.get('code_version', ''), float(params['threshold']), float(params['short_below']), float(round_trip_bps), timeframe)
+
 # %% ../../nbs/04h_models.promotion.ipynb #c014
 def incumbent_predictions(version: dict, # a registered version (`registry.describe`)
                          ) -> pd.DataFrame | None:
@@ -87,7 +127,7 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
                  oos: pd.DataFrame,      # every model's out-of-sample rows (train's `oos` product)
                  trading: dict,          # symbol -> backtest metrics, each model's under `models`
                  kind: str, thresholds: dict, # classifier or regressor; min_auc, min_ic, min_sharpe
-                 lineage: dict,          # symbol -> what each version records of how it was made (label, horizon, cv, spec, ...)
+                 lineage: dict[str, Lineage], # symbol -> what its versions record of how they were made
                  price_target: bool = False,
                 ) -> tuple[dict, list[dict]]:
     "Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"
@@ -97,12 +137,12 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
         step('report', f"{symbol}: registering its models", i, leaderboard['symbol'].nunique())
         name, mine = registered_name(symbol, timeframes[symbol]), oos[oos['symbol'] == symbol]
         incumbent = next((v for v in describe(name) if 'production' in v['aliases']), None) if client.search_registered_models(f"name = '{name}'") else None
-        tags = {**lineage[symbol], 'kind': kind}
+        tags = {**lineage[symbol].tags(), 'kind': kind}
         for row in board.sort_values('rank', ascending=False).to_dict(orient='records'):   # the leader last: the newest version
             scores = {k: v for k, v in row.items() if k not in ('symbol', 'model', 'family', 'rank')}
             after_costs = trading[symbol]['models'][row['model']]   # its own backtest, same bars and costs
             scores.update(backtest_sharpe=after_costs['sharpe'], backtest_return=after_costs['total_return'])
-            version = register_version(run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind, lineage[symbol])
+            version = register_version(run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind, lineage[symbol].tags())
             every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank']})
             if row['rank'] != 1: continue
             client.set_registered_model_alias(name, 'candidate', str(version))
@@ -119,11 +159,19 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
                                'held': said.reason if said.kind == 'held' else '', 'versus': versus}
     return leaders, every
 
-# %% ../../nbs/04h_models.promotion.ipynb #c016
-def lineage(symbol: str, timeframe: str, params: dict, # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
-            trials: int, fingerprint: str, round_trip_bps: float) -> dict:
-    "What a registered version records of how it was made, and what a service needs to turn its output into the run's signals"
-    return {'label': params['label'], 'horizon': params['horizon'], 'cv': params.get('cv', 'walk_forward'), 'spec': params['spec'],
-            'trials': trials, 'data.fingerprint': fingerprint, 'code_version': params.get('code_version', ''),
-            'threshold': params['threshold'], 'short_below': params['short_below'], 'round_trip_bps': round_trip_bps,
-            'timeframe': timeframe}
+# %% ../../nbs/04h_models.promotion.ipynb #c015a
+def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.log_run`)
+                     symbols: list[dict], # the ingest manifest's symbols: symbol, timeframe, fingerprint
+                     leaderboard: pd.DataFrame, oos: pd.DataFrame, # train's leaderboard and every model's out-of-sample rows
+                     trading: dict,       # symbol -> backtest metrics
+                     kind: str, trials: dict, # classifier or regressor; symbol -> configurations tried
+                     params: dict,        # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
+                     config: RunConfig,   # the promotion thresholds
+                    ) -> tuple[dict, list[dict]]:
+    "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
+    from mlfin.features.labels import label_entry
+    made = {m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
+                                 trading[m['symbol']]['costs']['round_trip_bps']) for m in symbols}
+    thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic, 'min_sharpe': config.promote_min_sharpe}
+    return register_run(run_ids, {m['symbol']: m['timeframe'] for m in symbols}, leaderboard, oos, trading, kind, thresholds, made,
+                        price_target=label_entry(params['label']).price)

@@ -8,7 +8,7 @@ import json, re
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, home
+from ..config import BadInput, NotFound, default, home
 from .core import Model, load_model
 
 # %% auto #0
@@ -45,7 +45,7 @@ def base_rate(labels) -> dict[str, float]:
 
 
 # %% ../../nbs/04g_models.registry.ipynb #c006_02
-def refusals(scores: dict, kind: str, min_auc: float = 0.52, min_ic: float = 0.02,
+def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'), min_ic: float = default('promote_min_ic'),
              min_sharpe: float | None = None, # the model's own backtest, after costs: annualised Sharpe ratio above this
              base: dict | None = None,        # a classifier's `base_rate` on the same bars: its log loss and Brier must beat it
             ) -> list[str]:

@@ -14,7 +14,7 @@ from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialP
 
 # %% auto #0
 __all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'make_splitter', 'SymbolData', 'symbol_data', 'check_folds',
-           'cross_predict', 'Training', 'train_universe']
+           'cross_predict', 'Training', 'train_universe', 'leader_predictions', 'save_finals', 'training_record']
 
 # %% ../../nbs/04d_models.training.ipynb #c006
 CV = tuple(VALIDATIONS)   # declared once, with whether each gives a tradeable record, in `mlfin.config`
@@ -176,3 +176,37 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
                     {s: d.columns for s, d in by_symbol.items()}, primary)
 
+
+# %% ../../nbs/04d_models.training.ipynb #c026p
+def leader_predictions(training: Training) -> pd.DataFrame:
+    "The out-of-sample rows of each symbol's leading model: what the backtest's portfolio trades"
+    p = training.predictions
+    return pd.concat([p[(p['symbol'] == s) & (p['model'] == m)] for s, m in training.best().items()])
+
+# %% ../../nbs/04d_models.training.ipynb #c026s
+def save_finals(training: Training,  # `train_universe`'s result
+                folder,              # the run's models folder: emptied first, so it holds only this run's models
+                attrs: dict,         # the dataset's attrs: label, horizon, spec, groups
+                code_version: str) -> list:
+    "Every final model under folder/SYMBOL/MODEL in its native format; the folders written"
+    import shutil
+    from pathlib import Path
+    from mlfin.features import spec_names
+    from mlfin.models.core import save_model
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'], 'features': spec_names(attrs['groups']),
+            'code_version': code_version}
+    return [save_model(model, folder/symbol/name, name, training.columns[symbol], {'symbol': symbol, **meta})
+            for (symbol, name), model in training.finals.items()]
+
+# %% ../../nbs/04d_models.training.ipynb #c026r
+def training_record(training: Training, specs, # the models trained: one list, or symbol -> list (tuned per symbol)
+                    trials: dict, comparisons: pd.DataFrame, studies: pd.DataFrame, params: dict, code_version: str) -> dict:
+    "The train task's metrics: parameters, each symbol's leader with its hyperparameters and scores, the leaderboard, comparisons, studies"
+    board, best = training.leaderboard, training.best()
+    leader = lambda s, m: board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank'])
+    return {'params': params, 'kind': training.kind, 'primary': training.primary, 'trials': trials, 'best': best,
+            'hyperparameters': {s: {spec.name: spec.params for spec in (specs[s] if isinstance(specs, dict) else specs)} for s in best},
+            'metrics': {s: leader(s, m).to_dict() for s, m in best.items()}, 'leaderboard': board.to_dict(orient='records'),
+            'comparisons': comparisons.to_dict(orient='records'), 'studies': studies.to_dict(orient='records'), 'code_version': code_version}

@@ -200,25 +200,19 @@ class Live:
 # %% ../../nbs/10c_service.live.ipynb #c011
 def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> dict:
     "The signal of a forecast as a `model_signals` row (plus the model's version and a regressor's prediction)"
-    from mlfin.backtest.signals import LABELS, move_signals, signals
-    short_below = float(tags.get('short_below', 0.0))
-    if forecast.kind == 'classifier':
-        threshold = float(tags.get('threshold', 0.55)) if threshold is None else float(threshold)
-        if not 0 < threshold < 1: raise BadInput(f"threshold {threshold} must lie between 0 and 1")
-        if short_below >= threshold:
-            raise BadInput(f"threshold {threshold} must lie above the model's short threshold {short_below}")
-        side = int(signals(pd.Series([forecast.value]), threshold, short_below).iloc[0])
-        prob_up, prediction = forecast.value, None
-    else:
-        if threshold is not None:
-            raise BadInput("threshold: a regressor's signal compares its predicted move with a round trip's cost; it takes no threshold")
-        move = forecast.value if forecast.label != 'next_close' else forecast.value / forecast.last_close - 1
-        threshold = float(tags.get('round_trip_bps', 0.0)) / 1e4   # the move a trade must beat
-        side = int(move_signals(pd.Series([move]), threshold, shorts=short_below > 0).iloc[0])
-        prob_up, prediction = None, forecast.value
+    from mlfin.backtest.signals import LABELS, Rule, sides
+    from mlfin.models.promotion import Lineage
+    from mlfin.features.labels import label_entry
+    made, classifier = Lineage.from_tags(tags), forecast.kind == 'classifier'
+    if threshold is not None and not classifier:
+        raise BadInput("threshold: a regressor's signal compares its predicted move with a round trip's cost; it takes no threshold")
+    rule = Rule(forecast.kind, made.threshold if threshold is None else float(threshold), made.short_below,
+                made.round_trip_bps / 1e4, label_entry(forecast.label).price)
+    side = int(sides(rule, pd.Series([forecast.value]), pd.Series([forecast.last_close])).iloc[0])
     return {'ts': forecast.bar_time, 'symbol': forecast.symbol, 'timeframe': forecast.timeframe, 'model_name': forecast.model,
-            'threshold': threshold, 'prob_up': prob_up, 'label': LABELS[side], 'created_at': pd.Timestamp.now(tz='UTC'),
-            'model_version': forecast.version, 'prediction': prediction, 'short_below': short_below}
+            'threshold': rule.threshold if classifier else rule.cost, 'prob_up': forecast.value if classifier else None,
+            'label': LABELS[side], 'created_at': pd.Timestamp.now(tz='UTC'), 'model_version': forecast.version,
+            'prediction': None if classifier else forecast.value, 'short_below': rule.short_below}
 
 # %% ../../nbs/10c_service.live.ipynb #c013
 class Signals:

@@ -45,11 +45,11 @@ CHECKED, PICKED = {CHECKED}, range(0, len(combos), len(combos) // {PICKED})  # t
 
 def ours():
     code = SETUP + '''
-from mlfin.backtest.sweep import sweep
+from mlfin.backtest.sweep import sweep_grid
 data = universe()
-t = time.perf_counter(); sweep(data[0][0].iloc[:1000], data[0][1].iloc[:1000], thresholds[:2], costs[:2]); compile_s = time.perf_counter() - t
+t = time.perf_counter(); sweep_grid(data[0][0].iloc[:1000], data[0][1].iloc[:1000], thresholds[:2], costs[:2]); compile_s = time.perf_counter() - t
 t = time.perf_counter()
-results = [sweep(bars, prob, thresholds, costs, periods_per_year=98_280) for bars, prob in data]
+results = [sweep_grid(bars, prob, thresholds, costs, periods_per_year=98_280) for bars, prob in data]
 RESULT = {'seconds': time.perf_counter() - t, 'compile': compile_s, 'rows': sum(len(r) for r in results),
           'check': [r.iloc[list(PICKED)].to_numpy().tolist() for r in results[:CHECKED]]}  # the rows the peers also ran
 '''
