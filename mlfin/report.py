@@ -125,7 +125,8 @@ def overview(run: dict) -> pd.DataFrame:
             for sym, s in run['symbols'].items()}
     if run.get('portfolio'):  # its figures on its own clock (daily)
         p = run['portfolio']
-        rows['PORTFOLIO'] = {'timeframe': p.get('clock', '')[:2], 'model': 'leaders', **book(p)}
+        rows['PORTFOLIO'] = {'timeframe': p.get('clock', '')[:2], 'bars': '', 'first': '', 'last': '', 'model': 'leaders',
+                             'auc': '', 'accuracy': '', 'ic': '', **book(p)}
     return pd.DataFrame(rows).T
 
 
