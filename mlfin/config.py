@@ -209,6 +209,8 @@ class RunConfig(BaseModel):
     stop_loss: float | None = _param(None, 'backtest', "close a position this share beyond its entry open against it (0.02 = 2%; default: none)", gt=0, lt=1)
     take_profit: float | None = _param(None, 'backtest', "close a position this share beyond its entry open in its favour (default: none)", gt=0, lt=1)
     reps: int = _param(1000, 'backtest', "bootstrap and Monte Carlo resamples (Sharpe interval, drawdown bands)", ge=100)
+    allocation: Literal['equal', 'inverse_vol'] = _param('equal', 'backtest', "the portfolio's capital among the symbols tradable at each "
+                                                        "time: equal (1/N) or inverse_vol (by their trailing 91-day volatility, past days only)")
     # where the executed notebooks go
     reports: str = _param('reports', 'run', "folder for the executed task notebooks (HTML), relative to the project")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from .config import MlfinError, NotFound, VALIDATIONS, atomic_write, run_dir
 from .backtest.portfolio import FILL_RULES
+from .backtest.tearsheet import VERDICTS, judge
 import html
 
 # %% auto #0
@@ -113,15 +114,20 @@ def quality_table(run: dict) -> pd.DataFrame:
 
 # %% ../nbs/07_report.ipynb #c008_02
 def overview(run: dict) -> pd.DataFrame:
-    "One row per symbol: data, model quality and trading result beside the baseline"
-    score = lambda s, key: round(s['classification'][key], 3) if key in s['classification'] else None
-    return pd.DataFrame({sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
-                               'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'),
-                               'strategy return': round(s['strategy']['total_return'], 4),
-                               'buy & hold return': round(s['buy_and_hold']['total_return'], 4),
-                               'strategy sharpe': round(s['strategy']['sharpe'], 2),
-                               'buy & hold sharpe': round(s['buy_and_hold']['sharpe'], 2)}
-                         for sym, s in run['symbols'].items()}).T
+    "One row per symbol and one for the portfolio: data, model quality, trading result (%) beside the baseline, DSR and the verdict"
+    score = lambda s, key: round(s['classification'][key], 3) if key in s.get('classification', {}) else None
+    pct = lambda v: f"{v:.1%}"
+    book = lambda s: {'strategy return': pct(s['strategy']['total_return']), 'buy & hold return': pct(s['buy_and_hold']['total_return']),
+                      'strategy sharpe': round(s['strategy']['sharpe'], 2), 'buy & hold sharpe': round(s['buy_and_hold']['sharpe'], 2),
+                      'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None, 'verdict': VERDICTS[judge(s)] if 'skill' in s else ''}
+    rows = {sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
+                  'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'), **book(s)}
+            for sym, s in run['symbols'].items()}
+    if run.get('portfolio'):  # its figures on its own clock (daily)
+        p = run['portfolio']
+        rows['PORTFOLIO'] = {'timeframe': p.get('clock', '')[:2], 'bars': '', 'first': '', 'last': '', 'model': 'leaders',
+                             'auc': '', 'accuracy': '', 'ic': '', **book(p)}
+    return pd.DataFrame(rows).T
 
 
 # %% ../nbs/07_report.ipynb #c008_03

@@ -109,3 +109,79 @@ def test_trade_statistics_come_from_sized_pnl():
     assert figures['profit_factor'] == pytest.approx(gains / losses, rel=1e-9)
     unsized = records['Return'].to_numpy()   # what the defect computed: each trade's own return, whatever its size
     assert not np.isclose(unsized[unsized > 0].sum() / -unsized[unsized < 0].sum(), figures['profit_factor'], rtol=0.1)
+
+
+# --- the portfolio: one daily clock, capital among the symbols tradable at each time (issue 18) ---
+
+def _two_clocks():
+    "Real bars on two clocks: SPX daily (XNYS), EURUSD hourly (24/5) of 2017 only; each long above its 20-bar mean (known at the close)"
+    spx, eurusd = load_sample('SPX').loc['2016-07':'2017-12'], load_sample('EURUSD')
+    for bars in (spx, eurusd):   # the canonical contract, so nothing below leans on a loose frame
+        assert bars.index.name == 'ts' and str(bars.index.tz) == 'UTC' and bars.index.is_monotonic_increasing
+        assert all(bars[c].dtype == 'float64' for c in ('open', 'high', 'low', 'close', 'volume'))
+    rule = lambda b: (b['close'] > b['close'].rolling(20).mean()).astype('float64')
+    weights = {'SPX': rule(spx), 'EURUSD': rule(eurusd).loc['2017-03':]}   # EURUSD's decisions start in March
+    return {'SPX': spx, 'EURUSD': eurusd}, weights
+
+
+def test_portfolio_sharpe_on_one_daily_clock_by_hand():
+    "Sharpe ratio and DSR of a daily + hourly portfolio: its value at each UTC day's last bar, annualised by the days observed a year"
+    from mlfin.backtest import backtest_portfolio, stats
+    bars, weights = _two_clocks()
+    costs = {'SPX': Costs(1.0, 2.0), 'EURUSD': Costs(0.3, 0.5)}
+    metrics, curve, _ = backtest_portfolio(bars, weights, costs, trials=2, reps=200, calendars={'SPX': 'XNYS', 'EURUSD': '24/5'})
+    # by hand: the shares of capital (1/N_t among the tradable), the simulation, the day's last value, its returns
+    index = bars['SPX'].loc['2016-07':].index.union(bars['EURUSD'].loc['2017-03':].index)
+    live = pd.DataFrame({s: (index > w.index[0]) & (index < w.index[-1]) for s, w in weights.items()}, index=index).astype('float64')
+    shares = live.div(live.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
+    value = simulate(bars, weights, costs, shares=shares).value()
+    daily = value.groupby(value.index.floor('D')).last()          # the last value of each UTC day with a bar
+    returns = daily.pct_change().dropna()
+    days = len(returns) / ((daily.index[-1] - daily.index[0]).days / 365.25)
+    sharpe = returns.mean() / returns.std(ddof=1) * np.sqrt(days)
+    assert 250 < days < 300, days           # XNYS days, and 2017's FX days (Sunday evenings in UTC included)
+    assert metrics['periods_per_year'] == pytest.approx(days, rel=1e-12)
+    assert metrics['strategy']['sharpe'] == pytest.approx(sharpe, rel=1e-9)
+    assert metrics['strategy']['total_return'] == pytest.approx(daily.iloc[-1] / daily.iloc[0] - 1, rel=1e-12)
+    assert metrics['skill']['n'] == len(returns)   # PSR and DSR count days, not the union's bars
+    m = stats.sharpe_moments(returns)
+    assert metrics['skill']['psr'] == pytest.approx(stats.psr(m['sr'], m['n'], m['skew'], m['kurtosis']), rel=1e-9)
+    assert metrics['sharpe_interval']['sharpe'] == pytest.approx(sharpe, rel=1e-9)
+    assert metrics['clock'].startswith('1d (') and 'SPX XNYS, EURUSD 24/5' in metrics['clock'], metrics['clock']
+    assert curve.index.equals(daily.index) and len(curve) == len(daily)   # the tearsheet's curve is on the same clock
+
+
+def test_capital_goes_to_the_symbols_tradable_at_each_time():
+    "A symbol starting later gets no capital before its first decision, the others being fully invested; one ending early is closed"
+    from mlfin.backtest import backtest_portfolio, capital_shares
+    bars, weights = _two_clocks()
+    weights['SPX'] = weights['SPX'].loc[:'2017-10-31']   # SPX's decisions end before EURUSD's
+    shares = capital_shares(bars, weights)
+    start, end = weights['EURUSD'].index[0], weights['SPX'].index[-1]
+    total = shares.sum(axis=1)
+    inside = (shares.index > weights['SPX'].index[0]) & (shares.index < weights['EURUSD'].index[-1])
+    assert (total[inside] == 1.0).all() and total.iloc[-1] == 0   # fully allocated among the tradable; at the last bar, none is
+    assert (shares.loc[:start, 'EURUSD'] == 0).all()
+    assert (shares.loc[shares.index[(shares.index > weights['SPX'].index[0]) & (shares.index <= start)], 'SPX'] == 1.0).all()
+    assert (shares.loc[(shares.index > start) & (shares.index < end)] == 0.5).all().all()
+    assert (shares.loc[end:, 'SPX'] == 0).all() and (shares.loc[shares.index[(shares.index >= end) & (shares.index < weights['EURUSD'].index[-1])], 'EURUSD'] == 1.0).all()
+    pf = simulate(bars, weights, {'SPX': Costs(1.0, 2.0), 'EURUSD': Costs(0.3, 0.5)}, shares=shares)
+    fills = pf.orders.records_readable
+    first = fills.iloc[0]
+    assert first['Column'] == 'SPX' and first['Timestamp'] < start
+    # SPX's first buy, alone: the whole of the cash (fees on top), not half of it as an equal split among all symbols gave
+    assert first['Size'] * first['Price'] * (1 + 1e-4) == pytest.approx(10_000.0, rel=1e-9)
+    held = pf.orders_by_bar
+    assert held['SPX']['held'].iloc[-1] == 0.0                               # closed at the open of its last bar
+    assert set(held['SPX']['held'].loc[:start].unique()) <= {0.0, 1.0}       # all in or out before EURUSD can trade
+    assert set(held['EURUSD']['held'].loc[end + pd.Timedelta(days=2):].unique()) <= {0.0, 1.0}   # all of it after SPX left
+    assert pf.cash().min() >= -1e-6   # never borrows
+    metrics, curve, _ = backtest_portfolio(bars, weights, {'SPX': Costs(1.0, 2.0), 'EURUSD': Costs(0.3, 0.5)}, trials=2, reps=200)
+    assert metrics['allocation'] == 'equal'
+    # buy-and-hold allocated alike: all in SPX (SPX's own buy-and-hold) until EURUSD's first decision
+    from mlfin.backtest import buy_and_hold
+    alone = buy_and_hold(bars['SPX'], weights['SPX'].index[0], end, Costs(1.0, 2.0)).value()
+    before = curve.index[curve.index < start.floor('D')]
+    np.testing.assert_allclose(curve.loc[before, 'buy_and_hold'], alone.reindex(before), rtol=1e-12)
+    by_vol, _, _ = backtest_portfolio(bars, weights, {'SPX': Costs(1.0, 2.0), 'EURUSD': Costs(0.3, 0.5)}, trials=2, reps=200, allocation='inverse_vol')
+    assert by_vol['allocation'] == 'inverse_vol' and by_vol['strategy']['total_return'] != metrics['strategy']['total_return']

@@ -15,7 +15,8 @@ __all__ = ['FILL_RULES', 'COSTS', 'FUTURES_CALENDARS', 'EXIT_REASONS', 'Costs', 
 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c005
 FILL_RULES = ("A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares of the "
-              "portfolio's value; several symbols share cash, each with an equal share). Every fill pays the fee (bps of traded "
+              "portfolio's value; several symbols share cash, each scaled by its share of the capital, by default equal among "
+              "the symbols tradable at the time, and a symbol is closed at the open of its last bar). Every fill pays the fee (bps of traded "
               "value) and the slippage (bps of price, against the trade), stop fills included. Stop-loss and take-profit levels "
               "are set from the entry open and watched from the next bar: a bar opening through a level fills at its open, "
               "one touching it fills at the level, and when both are touched in one bar the stop is taken first. After a stop "
@@ -126,6 +127,7 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
              stop_loss: float | None = None, take_profit: float | None = None,
              cash: float = 10_000.0,
              shared: bool = True,             # one portfolio sharing cash; False: each symbol alone with `cash`
+             shares: pd.DataFrame | None = None, # shared: each symbol's share of the capital from each bar's open (a column per symbol); None: 1/N
             ):
     "A vectorbt portfolio trading each symbol's weights at its next bar's open, after costs, with the fill rules' stops"
     symbols = list(weights)
@@ -133,13 +135,13 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
     missing = [s for s in symbols if s not in bars]
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     costs = {s: costs for s in symbols} if isinstance(costs, Costs) else costs
-    scale = 1 / len(symbols) if shared else 1.0
     frames = {}
     for s in symbols:
         b, w = bars[s], weights[s]
         outside = w.index.difference(b.index)
         if len(outside): raise BadInput(f"{s}: {len(outside)} signals have no bar under them (first at {outside[0]})")
         b = b.loc[w.index[0]:w.index[-1]]
+        scale = (1 / len(symbols) if shares is None else shares[s].reindex(b.index).fillna(0)) if shared else 1.0
         wanted = w.reindex(b.index).fillna(0).shift(1).fillna(0) * scale   # decided at t, held from t+1's open
         frames[s] = (b, stop_orders(b, wanted, stop_loss, take_profit))
     index = pd.DatetimeIndex(sorted(set().union(*(b.index for b, _ in frames.values()))), name='ts')

@@ -10,8 +10,8 @@ import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
 
 # %% auto #0
-__all__ = ['VERDICTS', 'judge', 'verdict', 'trials_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame',
-           'tearsheet_page', 'write_tearsheets']
+__all__ = ['VERDICTS', 'judge', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame',
+           'skill_frame', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
@@ -60,6 +60,15 @@ def trials_in_words(s: dict) -> str:
         return (f"{s['trials']} = {s['model_trials']} model configuration(s) tried (tuning trials included) x {s['per_model']} "
                 f"threshold(s) each: the grid whose spread of Sharpe ratios sets the deflation")
     return str(s['trials'])
+
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c006_02
+def clock_in_words(m: dict) -> str:
+    "On what clock a book's figures are computed and annualised, and how a portfolio shares its capital"
+    if 'clock' in m: return (f"Clock: {m['clock']}." + (f" Capital: {m['allocation']}, {m['allocation_rule']}; buy-and-hold allocated alike."
+                                                        if 'allocation' in m else ''))
+    bars = f"{m['timeframe']} bars" if m.get('timeframe') else 'its own bars'
+    return f"Clock: {bars}, {m['periods_per_year']:g} a year" + (f" by the {m['calendar']} calendar." if m.get('calendar') else '.')
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c010
@@ -165,7 +174,7 @@ def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
     import plotly.io as pio
     charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False) for f in figures(curve, name))
     parts = [f"<h1>{html.escape(name)}: tearsheet</h1>", f"<p><small>{html.escape(header.replace('**', '').replace('`', ''))}</small></p>",
-             f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", charts,
+             f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", f"<p><small>{html.escape(clock_in_words(m))}</small></p>", charts,
              "<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]
     if 'cost_stress' in m:

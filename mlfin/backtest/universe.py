@@ -14,9 +14,10 @@ from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FI
 from . import stats
 
 # %% auto #0
-__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO', 'BacktestSettings', 'model_weights', 'break_even', 'cost_stress',
-           'Backtests', 'skill', 'examine', 'trade_models', 'threshold_grid', 'SymbolBacktest', 'backtest_symbol',
-           'backtest_universe', 'backtest_portfolio']
+__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO', 'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings', 'model_weights',
+           'break_even', 'cost_stress', 'Backtests', 'skill', 'examine', 'trade_models', 'threshold_grid',
+           'SymbolBacktest', 'backtest_symbol', 'backtest_universe', 'backtest_portfolio', 'trailing_volatility',
+           'tradable', 'capital_shares', 'daily_clock', 'days_per_year']
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c004s
 @dataclass(frozen=True)
@@ -33,13 +34,16 @@ class BacktestSettings:
     take_profit: float | None = default('take_profit')
     reps: int = default('reps')               # bootstrap and Monte Carlo resamples
     seed: int = default('seed')               # the run's seed: the resamples repeat
+    allocation: str = default('allocation')   # the portfolio's capital among the symbols tradable at each time
     price: bool = False                       # the label is a price (a regressor's next close)
 
     @classmethod
     def of(cls, config: RunConfig, seed: int | None = None, price: bool = False) -> BacktestSettings:
         "The backtest's settings from a run's parameters (the seed is the train task's, the label's kind the features task's)"
-        return cls(config.threshold, config.short_below, config.sizing, config.kelly, config.asset_class, config.fees,
-                   config.slippage, config.stop_loss, config.take_profit, config.reps, config.seed if seed is None else seed, price)
+        return cls(threshold=config.threshold, short_below=config.short_below, sizing=config.sizing, kelly=config.kelly,
+                   asset=config.asset_class, fees=config.fees, slippage=config.slippage, stop_loss=config.stop_loss,
+                   take_profit=config.take_profit, reps=config.reps, seed=config.seed if seed is None else seed,
+                   allocation=config.allocation, price=price)
 
     def rule(self, kind: str, costs: Costs) -> Rule:
         "The signal rule a model of `kind` trades by under these settings and `costs`"
@@ -247,6 +251,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     "Every symbol's models after costs and its leader examined, then the leaders as one portfolio sharing cash"
     settings = replace(settings or BacktestSettings(), **changes)
     check_thresholds(settings.threshold, settings.short_below)
+    if settings.allocation not in ALLOCATIONS: raise BadInput(f"unknown allocation {settings.allocation!r}; known: {', '.join(ALLOCATIONS)}")
     missing = [s for s in leaders if s not in bars_by_symbol]
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
@@ -262,7 +267,8 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     if len(leaders) > 1:
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
         p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
-                                                          grids, settings.stop_loss, settings.take_profit, settings.reps, settings.seed)
+                                                          grids, settings.stop_loss, settings.take_profit, settings.reps, settings.seed,
+                                                          calendars, settings.allocation)
         p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)
@@ -271,32 +277,101 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
 # %% ../../nbs/05d_backtest.universe.ipynb #c013_00
 def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], costs: dict[str, Costs], trials: int,
                        grids: dict[str, dict] | None = None, # per symbol: the configurations' weights (model@threshold -> weight)
-                       stop_loss: float | None = None, take_profit: float | None = None, reps: int = 1000, seed: int = 0):
-    "The leaders of every symbol in one portfolio sharing cash (equal capital), beside an equal-weight buy-and-hold"
-    pf = simulate(bars_by_symbol, weights, costs, stop_loss, take_profit, shared=True)
-    value = pf.value()
-    start, end = value.index[0], value.index[-1]
+                       stop_loss: float | None = None, take_profit: float | None = None, reps: int = 1000, seed: int = 0,
+                       calendars: dict[str, str] | None = None, # symbol -> calendar: named beside the clock
+                       allocation: str = 'equal',    # a key of ALLOCATIONS
+                      ):
+    "The leaders of every symbol in one portfolio sharing cash among the symbols tradable at each time, beside buy-and-hold allocated alike, on one daily clock"
+    shares = capital_shares(bars_by_symbol, weights, allocation)
+    book = lambda w, **stops: simulate(bars_by_symbol, w, costs, shared=True, shares=shares, **stops)
+    pf = book(weights, stop_loss=stop_loss, take_profit=take_profit)
+    on_bars = pf.value()
+    value = daily_clock(on_bars)
+    ppy = days_per_year(value)
     hold_weights = {s: pd.Series(1.0, index=bars_by_symbol[s].loc[w.index[0]:w.index[-1]].index) for s, w in weights.items()}
-    hold = simulate(bars_by_symbol, hold_weights, costs, shared=True).value()
-    years = (end - start) / pd.Timedelta(days=365.25)
-    ppy = (len(value) - 1) / years  # bars of the union of the symbols' bars in a year
+    hold = daily_clock(book(hold_weights).value()).reindex(value.index)
     returns = value.pct_change().dropna()
-    # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash
+    # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash alike
     keys = [k for k in next(iter(grids.values())) if all(k in g for g in grids.values())] if grids else []
-    grid = pd.DataFrame({k: simulate(bars_by_symbol, {s: g[k] for s, g in grids.items()}, costs, stop_loss, take_profit, shared=True).value()
-                         for k in keys}).pct_change().iloc[1:] if keys else None
+    grid = pd.DataFrame({k: daily_clock(book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss, take_profit=take_profit).value())
+                         for k in keys}).reindex(value.index).pct_change().iloc[1:] if keys else None
     tested, overfit = skill(returns, trials, grid)
     trades = pf.trades.records_readable
-    held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(value.index).ffill()  # between a symbol's own bars
-    strategy = _floats(stats.performance(value, ppy, held, trade_pnl=trades['PnL'].to_numpy()))
+    held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)  # between a symbol's own bars
+    strategy = _floats({**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()), **_activity(held, value.index, ppy)})
     bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
+    named = ', '.join(f"{s} {calendars[s]}" for s in weights if calendars and s in calendars)
     metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
+               'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed" + (f"; {named})" if named else ")"),
+               'allocation': allocation, 'allocation_rule': ALLOCATIONS[allocation],
                'strategy': strategy, 'buy_and_hold': _floats(stats.performance(hold, ppy)), 'exposure': strategy['exposure'],
                'skill': tested, 'pbo': overfit,
                'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), ppy, reps=reps, seed=seed)),
                'monte_carlo': _monte_carlo(bands),
                'by_year': _table(stats.by_year(value, hold))}
-    curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold.reindex(value.index)})
+    curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
     return metrics, curve, trades.rename(columns={'Column': 'symbol'}).assign(book=PORTFOLIO)
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_11
+ALLOCATIONS = {'equal': "an equal share of the capital for each symbol tradable at the time (1/N_t)",
+               'inverse_vol': "each tradable symbol's share inversely proportional to its volatility over the previous 91 days, summing to 1"}
+VOL_DAYS = 91   # the trailing window of `inverse_vol`, calendar days (a quarter)
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_12
+def trailing_volatility(bars: pd.DataFrame, days: int = VOL_DAYS) -> pd.Series:
+    "Annualised realised volatility of the daily closes over the `days` calendar days before each UTC day (NaN before 20 returns)"
+    close = bars['close'].resample('1D').last().dropna()
+    squared = close.pct_change().dropna() ** 2
+    window = squared.rolling(f"{days}D")
+    vol = np.sqrt(window.sum() * 365.25 / days).where(window.count() >= 20)
+    return vol.where(vol > 0).set_axis(vol.index + pd.Timedelta(days=1))   # a day's close is known once the day is over
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_13
+def tradable(weights: dict[str, pd.Series], # per symbol: the weights decided at its bars
+             index: pd.DatetimeIndex) -> pd.DataFrame:
+    "Per time and symbol: may it hold a position from that time's open (after its first decision, before its last bar)"
+    return pd.DataFrame({s: (index > w.index[0]) & (index < w.index[-1]) for s, w in weights.items()}, index=index)
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_14
+def capital_shares(bars_by_symbol: dict[str, pd.DataFrame], weights: dict[str, pd.Series],
+                   rule: str = 'equal',   # a key of ALLOCATIONS
+                  ) -> pd.DataFrame:
+    "Each symbol's share of the capital from each bar's open, on the union of their bars: 0 when not tradable, summing to 1 over those that are"
+    if rule not in ALLOCATIONS: raise BadInput(f"unknown allocation {rule!r}; known: {', '.join(ALLOCATIONS)}")
+    index = pd.DatetimeIndex(sorted(set().union(*(bars_by_symbol[s].loc[w.index[0]:w.index[-1]].index for s, w in weights.items()))), name='ts')
+    live = tradable(weights, index)
+    if rule == 'equal': raw = live.astype('float64')
+    else:
+        inverse = pd.DataFrame({s: 1 / trailing_volatility(bars_by_symbol[s]).reindex(index, method='ffill') for s in weights}, index=index)
+        inverse = inverse.where(live)
+        inverse = inverse.where(inverse.notna(), inverse.mean(axis=1), axis=0).fillna(1.0)  # not measured yet: the others' mean
+        raw = inverse.where(live, 0.0)
+    total = raw.sum(axis=1)
+    return raw.div(total.where(total > 0), axis=0).fillna(0.0)
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_19
+def daily_clock(value: pd.Series) -> pd.Series:
+    "The value at the last bar of each UTC day that has one: the portfolio's one clock"
+    return value.resample('1D').last().dropna()
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_20
+def days_per_year(daily: pd.Series) -> float:
+    "Days with a value per year, observed over the curve's span"
+    return (len(daily) - 1) / ((daily.index[-1] - daily.index[0]) / pd.Timedelta(days=365.25))
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_21
+def _activity(held: pd.DataFrame, days: pd.DatetimeIndex, periods_per_year: float) -> dict:
+    "Exposure (the clock's days with a position at any bar) and turnover (every position change at the bars, a year)"
+    any_held = (held != 0).any(axis=1).astype('float64').resample('1D').max().reindex(days).fillna(0.0)
+    changes = np.abs(np.diff(held.to_numpy(dtype='float64'), axis=0, prepend=0.0)).sum()
+    years = (len(days) - 1) / periods_per_year
+    return {'exposure': float((any_held > 0).mean()), 'turnover': float(changes / years) if years > 0 else float('nan')}
 
