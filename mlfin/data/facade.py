@@ -13,7 +13,8 @@ from ..progress import step
 from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .sources import SAMPLES, Batch, _version, load_sample, read_file, read_records, read_sample
-from .store import check_symbol, open_store
+from .stores import open_store
+from .stores.rules import check_symbol
 
 # %% auto #0
 __all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'ingest', 'read_actions', 'push',
