@@ -10,7 +10,7 @@ import pytest
 from mlfin import data
 from mlfin.config import BadInput, NotFound
 from mlfin.data.remote import fetch_exchange, fetch_yahoo
-from mlfin.data.sources import read_sample
+from mlfin.data.samples import read_sample
 
 
 class Server:

@@ -10,7 +10,8 @@ from hypothesis import event, given, settings, strategies as st
 from mlfin import data
 from mlfin.config import BadInput, NotFound, Unavailable
 from mlfin.data.stores import open_store
-from mlfin.data.sources import plain_records, read_sample, table_records
+from mlfin.data.samples import read_sample
+from mlfin.data.sources import plain_records, table_records
 
 WRITER = textwrap.dedent('''
     import sys, numpy as np, pandas as pd

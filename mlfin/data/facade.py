@@ -12,7 +12,9 @@ from ..config import BadInput, NotFound
 from ..progress import step
 from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
-from .sources import SAMPLES, Batch, _version, load_sample, read_file, read_records, read_sample
+from .files import read_file
+from .samples import SAMPLES, load_sample, package_version, read_sample
+from .sources import Batch, read_records
 from .stores import open_store
 from .stores.rules import check_symbol
 
@@ -210,7 +212,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
 def _provenance(sample: str) -> dict:
     "What a sample's bars are, recorded with the series so that a run credits them rightly"
     s = SAMPLES[sample]
-    return {'origin': s.origin, 'licence': s.licence, 'package': f"{s.package}=={_version(s.package)}", 'asset_class': s.asset_class}
+    return {'origin': s.origin, 'licence': s.licence, 'package': f"{s.package}=={package_version(s.package)}", 'asset_class': s.asset_class}
 
 
 # %% ../../nbs/01d_data.facade.ipynb #c007f_01
