@@ -36,6 +36,7 @@ _STATE = """SELECT to_regclass('mlfin_bars') IS NOT NULL, to_regclass('mlfin_qua
     SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('mlfin_series') AND attname = 'changes' AND NOT attisdropped)"""
 _SERIES = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
 
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #c004b
 class PostgresStore:
     "Bars in PostgreSQL tables, with the Parquet store's methods"
     kind = 'postgresql'
