@@ -313,7 +313,7 @@ def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SY
             if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
             name, _, timeframe = symbol.partition(':')
             table = data.findings(name, timeframe or None, store)
-        else: table = data.quality(symbol.partition(':')[0] if symbol else None, store)
+        else: table = data.quality_report(symbol.partition(':')[0] if symbol else None, store)
     except MlfinError as e: _fail(str(e))
     with pd.option_context('display.width', 250, 'display.max_rows', 10_000, 'display.max_colwidth', 80):
         typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")

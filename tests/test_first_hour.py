@@ -12,7 +12,7 @@ from mlfin import data
 
 def msft_csv(folder: Path, rows: int | None = None) -> Path:
     "Microsoft's daily bars as pmdarima ships them (Date, Open, High, Low, Close, Volume, OpenInt), the first `rows` of them"
-    from mlfin.data.sources import data_wheel
+    from mlfin.data.samples import data_wheel
     with zipfile.ZipFile(data_wheel('pmdarima')) as wheel:
         packed = wheel.read('pmdarima/datasets/data/msft.tar.gz')
     with tarfile.open(fileobj=io.BytesIO(packed)) as archive:

@@ -10,7 +10,7 @@ import pytest
 from mlfin import data
 from mlfin.config import BadInput, NotFound
 from mlfin.data.remote import fetch_exchange, fetch_yahoo
-from mlfin.data.sources import read_sample
+from mlfin.data.samples import read_sample
 
 
 class Server:
@@ -155,7 +155,7 @@ def test_yfinance_daily_bars_keep_yahoo_close_and_the_adjustment(yahoo_session, 
     assert any(p.startswith('/v8/finance/chart/AAPL') for p, _ in server.requests)
     report = data.ingest('yfinance:AAPL', 'AAPL', '1d', start='2012-01-03', end='2012-12-31', config={'session': session}, store=tmp_path)
     assert (report.new, report.calendar) == (250, 'XNYS')
-    assert data.quality('AAPL', store=tmp_path).loc[('AAPL', '1d'), 'missing_bars'] == 0
+    assert data.quality_report('AAPL', store=tmp_path).loc[('AAPL', '1d'), 'missing_bars'] == 0
 
 
 def test_ccxt_from_the_command_line_with_a_settings_file(exchange, tmp_path):

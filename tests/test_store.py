@@ -9,13 +9,14 @@ import pytest
 from hypothesis import event, given, settings, strategies as st
 from mlfin import data
 from mlfin.config import BadInput, NotFound, Unavailable
-from mlfin.data.store import open_store
-from mlfin.data.sources import plain_records, read_sample, table_records
+from mlfin.data.stores import open_store
+from mlfin.data.samples import read_sample
+from mlfin.data.sources import plain_records, table_records
 
 WRITER = textwrap.dedent('''
     import sys, numpy as np, pandas as pd
     from mlfin.data.bars import bars_frame
-    from mlfin.data.store import open_store
+    from mlfin.data.stores import open_store
     url, first, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ts = pd.date_range(first, periods=n, freq='1min', tz='UTC')
     close = 100 + np.cumsum(np.random.default_rng(n).normal(0, 0.01, n))   # synthetic: a scale filler
@@ -183,7 +184,7 @@ def test_splits_and_dividends_from_an_actions_table(store_url, tmp_path):
 BATCHES = textwrap.dedent('''
     import sys, numpy as np, pandas as pd
     from mlfin.data.bars import bars_frame
-    from mlfin.data.store import open_store
+    from mlfin.data.stores import open_store
     url, batches = sys.argv[1], int(sys.argv[2])
     store = open_store(url)
     for b in range(batches):   # 240 one-minute bars from 22:00 to 02:00: every batch spans two days (two files)

@@ -50,7 +50,7 @@ def read_sources(path: str | None) -> dict:
     if not path: return {}
     from mlfin.config import read_yaml
     from mlfin.data.bars import check_timeframe
-    from mlfin.data.store import check_symbol
+    from mlfin.data.stores.rules import check_symbol
     found = read_yaml(path, 'sources file') or {}
     if not isinstance(found, dict): raise BadInput(f"{path}: expected SYMBOL:TIMEFRAME: {{source: ccxt:EXCHANGE:MARKET, start: ...}} entries")
     out = {}
@@ -213,7 +213,7 @@ class Guard:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     "The service, on this process's home, store and registry (or the settings')"
     from mlfin.config import set_home
-    from mlfin.data.store import open_store
+    from mlfin.data.stores import open_store
     from mlfin.service import db as tables
     from mlfin.service.auth import Keys, RateLimit, Tokens
     from mlfin.service.jobs import Jobs

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
                         create_engine, event, text)
 from ..config import Unavailable
-from ..data.store import open_store
+from ..data.stores import open_store
 
 # %% auto #0
 __all__ = ['metadata', 'keys', 'jobs', 'signals', 'settings', 'database_url', 'engine', 'utc', 'setting']

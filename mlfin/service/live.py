@@ -242,10 +242,10 @@ class Signals:
     def history(self, symbol: str, timeframe: str, start=None, end=None, limit: int = 1000) -> list[dict]:
         "Signals served for a series between `start` and `end` (UTC), oldest first"
         from mlfin.service import db as tables
-        from mlfin.data.store import _range
+        from mlfin.data.stores.rules import utc_bounds
         s = tables.signals
         try:
-            lo, hi, closed = _range(start, end)
+            lo, hi, closed = utc_bounds(start, end)
             lo, hi = (None if t is None else t.to_pydatetime() for t in (lo, hi))   # year 0 parses, and has no datetime
         except ValueError as e: raise BadInput(f"start/end: {e}") from None
         query = s.select().where(s.c.symbol == symbol, s.c.timeframe == timeframe)

@@ -65,7 +65,7 @@ RESULT = {'seconds': time.perf_counter() - t}
     print(f"2. range query: store of {N_SYMBOLS} symbols x {N_PER_SYMBOL:,} one-minute bars (SYNTHETIC); one symbol, one month")
     build = child(SYNTH + '''
 import sys, time
-from mlfin.data.store import ParquetStore
+from mlfin.data.stores import ParquetStore
 from mlfin.data.bars import bars_frame
 store, n, k = ParquetStore(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 t = time.perf_counter()

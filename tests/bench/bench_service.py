@@ -80,7 +80,7 @@ def main():
     # SYNTHETIC series for the ingest timings, written before the service starts
     child(SYNTH + '''
 import sys
-from mlfin.data.store import open_store
+from mlfin.data.stores import open_store
 store = open_store(sys.argv[1])
 for symbol, n in (('SYN10K', 10_000), ('SYN10M', 10_000_000)):
     for first in range(0, n, 2_000_000):
@@ -117,7 +117,7 @@ RESULT = {}
         inproc = child('''
 import sys, time, numpy as np
 from mlfin.service.live import Live
-from mlfin.data.store import open_store
+from mlfin.data.stores import open_store
 live = Live(open_store(sys.argv[1]))
 live.forecast('SPX', '1d')
 kept = []

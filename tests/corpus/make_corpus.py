@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 HERE = Path(__file__).parent
 def _good() -> str:
     "The last ten raw AAPL bars of the sample, as a plain CSV"
-    from mlfin.data.sources import read_sample
+    from mlfin.data.samples import read_sample
     frame = read_sample('AAPL').frame.tail(10)
     frame = frame.assign(ts=frame['ts'].dt.strftime('%Y-%m-%d'))[['ts', 'open', 'high', 'low', 'close', 'volume']]
     return frame.to_csv(index=False, float_format='%.10g')
