@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from .config import MlfinError, BadInput, NotFound, home, project_root, run_dir
+from .cli_options import SERVER_OPTIONS, config_options, service_options
 
 # %% auto #0
 __all__ = ['app', 'runs_app', 'data_app', 'models_app', 'keys_app', 'home_app', 'run', 'show_config', 'dashboards', 'runs',
@@ -40,38 +41,7 @@ def run(force: bool = False, **overrides):
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {home()/'mlflow.db'}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:8866)")
 
-
-# %% ../nbs/09_cli.ipynb #c006_00
-def _kind(annotation) -> str:
-    "How an option's value is written, for its help: integer, number, text, or the choices"
-    from typing import Literal, get_args, get_origin
-    if get_origin(annotation) is Literal: return 'one of ' + ', '.join(map(str, get_args(annotation)))
-    types = [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
-    return {int: 'integer', float: 'number', bool: 'true or false'}.get(types[0], 'text') if types else 'text'
-
-
-# %% ../nbs/09_cli.ipynb #c006_01
-def _metavar(kind: str) -> str:
-    return 'CHOICE' if kind.startswith('one of') else kind.split()[0].upper()   # the choices are in the help
-
-
-# %% ../nbs/09_cli.ipynb #c006_02
-def _config_options(command):
-    "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force"
-    import inspect
-    from mlfin.config import RunConfig
-    options = []
-    for name, field in RunConfig.model_fields.items():
-        kind = _kind(field.annotation)
-        options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                                         default=typer.Option(None, metavar=_metavar(kind), help=f"{field.description} ({kind}, default {field.default!r})")))
-    options.append(inspect.Parameter('force', inspect.Parameter.KEYWORD_ONLY, annotation=bool,
-                                     default=typer.Option(False, help="run every task, even the up-to-date ones")))
-    command.__signature__ = inspect.Signature(options)
-    command.__annotations__ = {p.name: p.annotation for p in options}
-    return command
-
-app.command('run')(_config_options(run))
+app.command('run')(config_options(run))
 
 
 # %% ../nbs/09_cli.ipynb #c009
@@ -417,42 +387,18 @@ def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
     typer.echo(f"{done['name']}: released ({done['released']}); the promotion policy decides again from the next run")
 
 
-# %% ../nbs/09_cli.ipynb #c016sv
-_SERVER = {'host': ('--host', "address to listen on: loopback by default; another interface only when you name its address"),
-           'port': ('--port', "port"),
-           'workers': ('--workers', "uvicorn worker processes (several: give rate limits a shared --limits-storage)"),
-           'certfile': ('--cert', "TLS certificate (PEM); with --key"), 'keyfile': ('--key', "TLS private key (PEM); with --cert")}
-
-def _service_options(command):
-    "`command` with the server's options (`service.app.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there"
-    import inspect
-    from mlfin.service.app import ServiceSettings, serve as run_service
-    option = lambda name, kind, default: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-    options = [option(name, Optional[str] if p.default is None else type(p.default), typer.Option(p.default, _SERVER[name][0], help=_SERVER[name][1]))
-               for name, p in inspect.signature(run_service).parameters.items() if name in _SERVER]
-    for name, field in ServiceSettings.model_fields.items():
-        if name == 'home': continue
-        flag, help = '--' + name.replace('_', '-'), field.description
-        if name == 'cors_origins': options.append(option(name, Optional[list[str]], typer.Option(None, '--cors-origin', help=f"{help} (repeat for several)")))
-        elif field.annotation is bool: options.append(option(name, bool, typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=help)))
-        elif field.default is None: options.append(option(name, Optional[str], typer.Option(None, flag, help=help)))
-        else: options.append(option(name, field.annotation, typer.Option(field.default, flag, help=help)))
-    command.__signature__ = inspect.Signature(options)
-    command.__annotations__ = {p.name: p.annotation for p in options}
-    return command
-
 # %% ../nbs/09_cli.ipynb #c016t
 def serve(**given):
     "Serve bars, predictions, signals, models and training jobs over HTTP (FastAPI under uvicorn)"
     from pydantic import ValidationError
     from mlfin.service.app import ServiceSettings, serve as run_service, validation_line
-    server = {name: given.pop(name) for name in _SERVER}
+    server = {name: given.pop(name) for name in SERVER_OPTIONS}
     given.update(project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or [])
     try: run_service(ServiceSettings(home=str(home()), **given), **server)   # says "serving on" once it can
     except MlfinError as e: _fail(str(e))
     except ValidationError as e: _fail(f"mlfin serve: {validation_line(e.errors())}")
 
-app.command('serve')(_service_options(serve))
+app.command('serve')(service_options(serve))
 
 keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The service's API keys (stored hashed; a key is shown once)")
 app.add_typer(keys_app, name='keys')
