@@ -8,7 +8,7 @@ import math
 from itertools import combinations
 import numpy as np, pandas as pd
 from scipy import stats
-from ..config import BadInput
+from ..config import BadInput, default
 
 # %% auto #0
 __all__ = ['EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'psr', 'expected_max_sharpe', 'dsr', 'sharpe_moments', 'pbo',
@@ -176,7 +176,7 @@ def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
 # %% ../../nbs/05c_backtest.stats.ipynb #c036_00
 def sharpe_interval(returns,                 # per-bar returns
                     periods_per_year: float, # the Sharpe ratio is annualised
-                    level: float = 0.95, reps: int = 1000, seed: int = 0,
+                    level: float = 0.95, reps: int = default('reps'), seed: int = default('seed'),
                    ) -> dict[str, float]:
     "Stationary block bootstrap percentile interval of the annualised Sharpe ratio"
     r = _returns(returns)
@@ -188,7 +188,7 @@ def sharpe_interval(returns,                 # per-bar returns
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c040
 def drawdown_bands(returns,            # per-bar returns
-                   reps: int = 1000, seed: int = 0,
+                   reps: int = default('reps'), seed: int = default('seed'),
                    ruin: float = 0.5,  # the loss from the start that counts as ruin
                    quantiles: tuple = (0.05, 0.5, 0.95),
                   ) -> dict:

@@ -267,8 +267,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     if len(leaders) > 1:
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
         p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
-                                                          grids, settings.stop_loss, settings.take_profit, settings.reps, settings.seed,
-                                                          calendars, settings.allocation)
+                                                          grids, calendars, settings)
         p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)
@@ -277,11 +276,13 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
 # %% ../../nbs/05d_backtest.universe.ipynb #c013_00
 def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], costs: dict[str, Costs], trials: int,
                        grids: dict[str, dict] | None = None, # per symbol: the configurations' weights (model@threshold -> weight)
-                       stop_loss: float | None = None, take_profit: float | None = None, reps: int = 1000, seed: int = 0,
                        calendars: dict[str, str] | None = None, # symbol -> calendar: named beside the clock
-                       allocation: str = 'equal',    # a key of ALLOCATIONS
+                       settings: BacktestSettings | None = None, # the run's; default: the run defaults
+                       **changes,                    # fields of the settings that differ (reps=200, allocation='inverse_vol')
                       ):
     "The leaders of every symbol in one portfolio sharing cash among the symbols tradable at each time, beside buy-and-hold allocated alike, on one daily clock"
+    settings = replace(settings or BacktestSettings(), **changes)
+    stop_loss, take_profit, allocation = settings.stop_loss, settings.take_profit, settings.allocation
     shares = capital_shares(bars_by_symbol, weights, allocation)
     book = lambda w, **stops: simulate(bars_by_symbol, w, costs, shared=True, shares=shares, **stops)
     pf = book(weights, stop_loss=stop_loss, take_profit=take_profit)
@@ -290,25 +291,20 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     ppy = days_per_year(value)
     hold_weights = {s: pd.Series(1.0, index=bars_by_symbol[s].loc[w.index[0]:w.index[-1]].index) for s, w in weights.items()}
     hold = daily_clock(book(hold_weights).value()).reindex(value.index)
-    returns = value.pct_change().dropna()
     # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash alike
     keys = [k for k in next(iter(grids.values())) if all(k in g for g in grids.values())] if grids else []
     grid = pd.DataFrame({k: daily_clock(book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss, take_profit=take_profit).value())
                          for k in keys}).reindex(value.index).pct_change().iloc[1:] if keys else None
-    tested, overfit = skill(returns, trials, grid)
+    examined, bands = examine(value, hold, trials, grid, ppy, settings)
     trades = pf.trades.records_readable
     held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)  # between a symbol's own bars
     strategy = _floats({**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()), **_activity(held, value.index, ppy)})
-    bands = stats.drawdown_bands(returns.to_numpy(), reps=reps, seed=seed)
     named = ', '.join(f"{s} {calendars[s]}" for s in weights if calendars and s in calendars)
     metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
                'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed" + (f"; {named})" if named else ")"),
                'allocation': allocation, 'allocation_rule': ALLOCATIONS[allocation],
                'strategy': strategy, 'buy_and_hold': _floats(stats.performance(hold, ppy)), 'exposure': strategy['exposure'],
-               'skill': tested, 'pbo': overfit,
-               'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), ppy, reps=reps, seed=seed)),
-               'monte_carlo': _monte_carlo(bands),
-               'by_year': _table(stats.by_year(value, hold))}
+               **examined}
     curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
     return metrics, curve, trades.rename(columns={'Column': 'symbol'}).assign(book=PORTFOLIO)
