@@ -11,13 +11,13 @@ from urllib.parse import unquote, urlparse
 from .config import Unavailable, apply_runtime_env, artifact_dir, home, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'experiment_id', 'outside_home', 'relocate', 'check_home', 'log_run', 'runs', 'attach', 'run_table',
-           'find_run', 'compare_runs', 'fetch_run']
+__all__ = ['EXPERIMENT', 'configured_mlflow', 'experiment_id', 'outside_home', 'relocate', 'check_home', 'log_run', 'runs',
+           'attach', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
 
 # %% ../nbs/06_tracking.ipynb #c005
 EXPERIMENT = 'mlfin'
 
-def _mlflow():
+def configured_mlflow():
     import mlflow
     logging.getLogger('mlflow').setLevel(logging.WARNING)  # keeps database-migration chatter out of reports
     apply_runtime_env()  # no download progress bars in reports and logs
@@ -33,7 +33,7 @@ def _mlflow():
 # %% ../nbs/06_tracking.ipynb #c005_00
 def experiment_id(name: str = EXPERIMENT) -> str:
     "The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`) if needed"
-    mlflow = _mlflow()
+    mlflow = configured_mlflow()
     found = mlflow.get_experiment_by_name(name)
     if found: return found.experiment_id
     artifact_dir().mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
             tags: dict | None = None, # symbol -> more tags for its run (its verdict, say)
            ) -> dict[str, str]:
     "Record a pipeline run: a parent run and one child per symbol, with params, lineage, every model's scores and files"
-    mlflow = _mlflow()
+    mlflow = configured_mlflow()
     eid = experiment_id()
     params = {k: str(v) for k, v in params.items()}
     fingerprints = {m['symbol']: m['fingerprint'] for m in manifest}
@@ -205,7 +205,7 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
 # %% ../nbs/06_tracking.ipynb #c007
 def runs(kind: str = 'pipeline', max_results: int = 20):
     "Recent runs of `kind` (pipeline or symbol) as a frame, newest first"
-    mlflow = _mlflow()
+    mlflow = configured_mlflow()
     return mlflow.search_runs([experiment_id()], filter_string=f"tags.`mlfin.kind` = '{kind}'",
                               order_by=['attributes.start_time DESC'], max_results=max_results)
 
@@ -216,7 +216,7 @@ def attach(run_id: str,       # an MLflow run (a pipeline run's parent)
            skip: tuple = (),  # file names left out (e.g. a shared script any copy can take from its package)
           ) -> list[str]:
     "Log files to an existing run, after it ended (the report task's own notebook, written once it finished)"
-    client = _mlflow().MlflowClient()
+    client = configured_mlflow().MlflowClient()
     kept = []
     for f in map(Path, files):
         for one in sorted(f.iterdir()) if f.is_dir() else [f]:
@@ -235,7 +235,7 @@ def run_table(limit: int = 10) -> pd.DataFrame:
     import pandas as pd
     parents = runs('pipeline', limit)
     if parents.empty: return pd.DataFrame()
-    children = _mlflow().search_runs([experiment_id()], filter_string="tags.`mlfin.kind` = 'symbol'", max_results=max(200, 50 * limit))
+    children = configured_mlflow().search_runs([experiment_id()], filter_string="tags.`mlfin.kind` = 'symbol'", max_results=max(200, 50 * limit))
     children = children[children['tags.mlflow.parentRunId'].isin(parents['run_id'])] if len(children) else children
     out = parents[['run_id', 'start_time', *[c for c in _ASKED if c in parents]]].rename(columns=_ASKED)
     found = children[['tags.mlflow.parentRunId', 'tags.symbol', *[c for c in _FOUND if c in children]]].rename(
@@ -262,7 +262,7 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Two runs side by side: the parameters that differ, and each symbol's figures"
     import pandas as pd
     ids = [find_run(a), find_run(b)]
-    client = _mlflow().MlflowClient()
+    client = configured_mlflow().MlflowClient()
     params = [client.get_run(i).data.params for i in ids]
     first, second = params
     differ = {k: [first.get(k, ''), second.get(k, '')] for k in sorted(set(first) | set(second)) if first.get(k) != second.get(k)}
@@ -279,7 +279,7 @@ def fetch_run(run_id: str, folder=None) -> Path:
     from plotly.offline import get_plotlyjs
     folder = Path(folder or home()/'runs'/run_id[:8])
     folder.mkdir(parents=True, exist_ok=True)
-    _mlflow().artifacts.download_artifacts(run_id=run_id, dst_path=str(folder))
+    configured_mlflow().artifacts.download_artifacts(run_id=run_id, dst_path=str(folder))
     for sheets in [folder/'tearsheets', *(folder/'products').glob('tearsheets')]:
         if sheets.is_dir() and not (sheets/'plotly.min.js').exists(): (sheets/'plotly.min.js').write_text(get_plotlyjs())   # kept once, in the package
     return folder

@@ -78,7 +78,7 @@ def test_a_copy_beside_its_original_leaves_it_alone(tmp_path, monkeypatch):
     second = tracking.log_run({'models': 'logistic'}, [{'symbol': 'SPX', 'fingerprint': 'abd'}], {'SPX': {'auc': 0.6}},
                               {'SPX': {'strategy': {'sharpe': 0.5}}}, original/'models')
     assert (copy/'mlartifacts'/second['SPX']/'artifacts'/'models'/'note.txt').read_text() == 'a model'
-    back = tracking._mlflow().artifacts.download_artifacts(run_id=first['SPX'], artifact_path='models/note.txt', dst_path=str(tmp_path/'back'))
+    back = tracking.configured_mlflow().artifacts.download_artifacts(run_id=first['SPX'], artifact_path='models/note.txt', dst_path=str(tmp_path/'back'))
     assert Path(back).read_text() == 'a model' and Path(back).is_relative_to(tmp_path/'back')
     assert tracking.check_home()['outside'] == []
     assert snapshot(original) == kept   # the original: not one byte changed
@@ -90,7 +90,7 @@ def test_a_location_outside_the_home_is_named(tmp_path, monkeypatch):
     monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
     monkeypatch.setenv('MLFIN_HOME', str(tmp_path/'home'))
     (tmp_path/'home').mkdir()
-    mlflow = tracking._mlflow()
+    mlflow = tracking.configured_mlflow()
     elsewhere = mlflow.create_experiment('shared', artifact_location=(tmp_path/'shared').as_uri())
     with mlflow.start_run(experiment_id=elsewhere) as run: mlflow.log_dict({'a': 1}, 'a.json')
     assert tracking.check_home()['outside'] == [f"experiment shared: {(tmp_path/'shared').as_uri()}",

@@ -129,7 +129,7 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
     os.environ['MLFIN_HOME'] = str(pipeline_run['home'])
     try:
         from mlfin import tracking
-        mlflow = tracking._mlflow()
+        mlflow = tracking.configured_mlflow()
         parent = tracking.runs('pipeline')
         assert len(parent) == 1
         ids = pipeline_run['summary']['mlflow']

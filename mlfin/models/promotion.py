@@ -9,7 +9,7 @@ import numpy as np, pandas as pd
 from ..config import RunConfig, default
 from .compare import metric_function
 from ..progress import step
-from .registry import _client, base_rate, describe, pinned, register_version, registered_name, refusals
+from .registry import registry_client, base_rate, describe, pinned, register_version, registered_name, refusals
 
 # %% auto #0
 __all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'decide', 'on_common_bars', 'Lineage', 'lineage', 'incumbent_predictions',
@@ -113,9 +113,9 @@ def incumbent_predictions(version: dict, # a registered version (`registry.descr
     "The version's own out-of-sample rows, as its run recorded them (None for a version whose run recorded none)"
     import tempfile
     from mlflow.exceptions import MlflowException
-    from mlfin.tracking import _mlflow
+    from mlfin.tracking import configured_mlflow
     with tempfile.TemporaryDirectory() as folder:
-        try: path = _mlflow().artifacts.download_artifacts(run_id=version['run_id'], artifact_path='oos.parquet', dst_path=folder)
+        try: path = configured_mlflow().artifacts.download_artifacts(run_id=version['run_id'], artifact_path='oos.parquet', dst_path=folder)
         except (MlflowException, OSError): return None
         rows = pd.read_parquet(path)
     return rows[rows['model'] == version['model']]
@@ -131,7 +131,7 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
                  price_target: bool = False,
                 ) -> tuple[dict, list[dict]]:
     "Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"
-    client, leaders, every = _client(), {}, []
+    client, leaders, every = registry_client(), {}, []
     metric = 'auc' if kind == 'classifier' else 'ic'
     for i, (symbol, board) in enumerate(leaderboard.groupby('symbol', sort=False)):
         step('report', f"{symbol}: registering its models", i, leaderboard['symbol'].nunique())

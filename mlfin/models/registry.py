@@ -12,8 +12,8 @@ from ..config import BadInput, NotFound, default, home
 from .core import Model, load_model
 
 # %% auto #0
-__all__ = ['ALIASES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'register_version', 'promote',
-           'pinned', 'release', 'versions', 'series_of', 'describe', 'Predictor', 'load']
+__all__ = ['ALIASES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client', 'register_version',
+           'promote', 'pinned', 'release', 'versions', 'series_of', 'describe', 'Predictor', 'load']
 
 # %% ../../nbs/04g_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -67,9 +67,9 @@ def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'
 
 
 # %% ../../nbs/04g_models.registry.ipynb #c009
-def _client():
-    from mlfin.tracking import _mlflow
-    return _mlflow().MlflowClient()
+def registry_client():
+    from mlfin.tracking import configured_mlflow
+    return configured_mlflow().MlflowClient()
 
 
 # %% ../../nbs/04g_models.registry.ipynb #c009_00
@@ -82,7 +82,7 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
             ) -> int:
     "Register `model` as a new version of its series (no alias: `models.promotion` decides what the leader becomes); its number"
     from mlflow.exceptions import MlflowException
-    client, name = _client(), registered_name(symbol, timeframe)
+    client, name = registry_client(), registered_name(symbol, timeframe)
     try: client.get_registered_model(name)
     except MlflowException: client.create_registered_model(name, description=f"mlfin models of {symbol} {timeframe} bars")
     flat = {f"oos_{k}": f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float)) and v == v}
@@ -98,7 +98,7 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
             reason: str = 'promoted by hand') -> dict:
     "Make a version `production` whatever its scores: the deliberate override, recorded on the version, holding until released"
     from mlflow.exceptions import MlflowException
-    client, name = _client(), registered_name(symbol, timeframe)
+    client, name = registry_client(), registered_name(symbol, timeframe)
     try: version = int(version or client.get_model_version_by_alias(name, 'candidate').version); client.get_model_version(name, str(version))
     except MlflowException: raise NotFound(f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them") from None
     client.set_registered_model_alias(name, 'production', str(version))
@@ -111,14 +111,14 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
 def pinned(name: str) -> str | None:
     "Why production of a registered model is held by hand (`promote`), or None when the promotion policy may move it"
     from mlflow.exceptions import MlflowException
-    try: return _client().get_registered_model(name).tags.get(PINNED)
+    try: return registry_client().get_registered_model(name).tags.get(PINNED)
     except MlflowException: return None
 
 
 # %% ../../nbs/04g_models.registry.ipynb #c009_03
 def release(symbol: str, timeframe: str) -> dict:
     "Hand production back to the promotion policy: the next run's leader may replace it when it beats it"
-    client, name = _client(), registered_name(symbol, timeframe)
+    client, name = registry_client(), registered_name(symbol, timeframe)
     held = pinned(name)
     if held is None: raise NotFound(f"{name}: production is not held by hand; nothing to release")
     client.delete_registered_model_tag(name, PINNED)
@@ -128,7 +128,7 @@ def release(symbol: str, timeframe: str) -> dict:
 # %% ../../nbs/04g_models.registry.ipynb #c009_04
 def versions(symbol: str | None = None) -> pd.DataFrame:
     "Every registered version: series, version, model, aliases, out-of-sample scores, promotion or refusal"
-    client = _client()
+    client = registry_client()
     rows = []
     for found in client.search_model_versions("name LIKE 'mlfin.%'"):
         if symbol and found.tags.get('symbol') != symbol: continue
@@ -157,7 +157,7 @@ def describe(name: str | None = None) -> list[dict]:
     "Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run and time"
     from datetime import datetime, timezone
     from mlflow.exceptions import MlflowException
-    client = _client()
+    client = registry_client()
     if name is not None:
         series_of(name)
         try: client.get_registered_model(name)
@@ -218,7 +218,7 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
         ) -> Predictor:
     "The registered model of a series by alias (or version), loaded from its native files; never unpickled"
     from mlflow.exceptions import MlflowException
-    client, name = _client(), registered_name(symbol, timeframe)
+    client, name = registry_client(), registered_name(symbol, timeframe)
     try:
         found = client.get_model_version(name, str(alias)) if str(alias).isdigit() else client.get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -227,11 +227,11 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
     folder = home()/'registry'/name/str(found.version)
     if not (folder/'model.json').exists():  # versions never change: downloaded once
         import os, secrets, shutil
-        from mlfin.tracking import _mlflow
+        from mlfin.tracking import configured_mlflow
         folder.parent.mkdir(parents=True, exist_ok=True)
         part = folder.parent/f".{found.version}.{os.getpid()}.{secrets.token_hex(4)}.part"  # each loader its own: service workers race here
         try:
-            _mlflow().artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(part))
+            configured_mlflow().artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(part))
             try: (part/found.source.rstrip('/').split('/')[-1]).rename(folder)
             except OSError:   # another process put the same version there first
                 if not (folder/'model.json').exists(): raise

@@ -124,7 +124,7 @@ class Live:
         "The production model of a series, loaded again when the alias has moved (call with the entry's lock held)"
         from mlflow.exceptions import MlflowException
         from mlfin.models import load, registered_name
-        from mlfin.models.registry import _client
+        from mlfin.models.registry import registry_client
         entry = entry or self._entry(symbol, timeframe)
         stamp = self.registry_stamp()
         if entry.checked == stamp:   # nothing moved in the registry since the last look
@@ -132,7 +132,7 @@ class Live:
             raise NotFound(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version")
         name = registered_name(symbol, timeframe)
         if stamp is None: raise NotFound(f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)")
-        if self._client is None: self._client = _client()   # one client: each new one opens the registry's database again
+        if self._client is None: self._client = registry_client()   # one client: each new one opens the registry's database again
         try: found = self._client.get_model_version_by_alias(name, 'production')
         except MlflowException:
             entry.checked, entry.predictor, entry.forecasts = stamp, None, {}   # known to have none: not asked again until the registry changes

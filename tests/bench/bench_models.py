@@ -172,13 +172,13 @@ from pathlib import Path
 import atexit, shutil
 os.environ['MLFIN_HOME'] = tempfile.mkdtemp(); atexit.register(shutil.rmtree, os.environ['MLFIN_HOME'], True)
 from mlfin.models import model_spec, save_model, register_version, load
-from mlfin.tracking import _mlflow, experiment_id
+from mlfin.tracking import configured_mlflow, experiment_id
 family = sys.argv[1]
 X, y, index, ends = synthetic_rows(100_000, 50)
 model = model_spec(family, {'n_estimators': 200}).make('classifier').fit(X, y, np.arange(len(X)))
 folder = Path(os.environ['MLFIN_HOME'])/'m'
 save_model(model, folder/family, family, [f"f{i}" for i in range(50)])
-mlflow = _mlflow()
+mlflow = configured_mlflow()
 with mlflow.start_run(experiment_id=experiment_id()) as run: mlflow.log_artifacts(str(folder), 'models')
 register_version(run.info.run_id, 'SYN', '1m', family, {'auc': 0.6}, 'classifier', {'min_auc': 0.5, 'min_ic': 0.0})
 predictor = load('production', symbol='SYN', timeframe='1m')
