@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 from .config import MlfinError, NotFound, VALIDATIONS, atomic_write, run_dir
 from .backtest.portfolio import FILL_RULES
-from .backtest.tearsheet import VERDICTS, judge
+from .backtest.tearsheet import TABLE_STYLE, VERDICTS, judge, metrics_frame
 import html
 
 # %% auto #0
-__all__ = ['TABLE_CSS', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
+__all__ = ['SHOWN', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
            'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure', 'run_header',
            'symbol_tables_html', 'dashboard']
 
@@ -85,17 +85,11 @@ def load_run(folder: Path | None = None, # the run's folder; default `run_dir()`
 
 
 # %% ../nbs/07_report.ipynb #c008
-_ROWS = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'),
-         ('sharpe', 'Sharpe ratio', '{:.2f}'), ('max_drawdown', 'Max drawdown', '{:.1%}'), ('trades', 'Trades', '{:.0f}')]
+SHOWN = ('total_return', 'annual_return', 'sharpe', 'max_drawdown', 'trades', 'exposure')   # the report's rows of the tearsheet's table
 
 def metrics_table(run: dict, symbol: str) -> pd.DataFrame:
-    "Strategy against buy-and-hold for one symbol, formatted for reading"
-    s = run['symbols'][symbol]
-    rows = {label: [fmt.format(s[side][key]) if key in s[side] else '' for side in ('strategy', 'buy_and_hold')]
-            for key, label, fmt in _ROWS}
-    rows['Time in market'] = [f"{s['exposure']:.0%}", '100%']
-    return pd.DataFrame(rows, index=['Strategy', 'Buy & hold']).T
-
+    "Strategy against buy-and-hold for one symbol: the tearsheet's figures and formats, the rows the report shows"
+    return metrics_frame(run['symbols'][symbol], SHOWN)
 
 # %% ../nbs/07_report.ipynb #c008_00
 def classification_table(run: dict) -> pd.DataFrame:
@@ -166,9 +160,6 @@ def run_header(run: dict) -> str:
             f"{p.get('embargo')} bars) · threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): {_costs(run)} · "
             f"trials: each page counts its own · code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
 
-TABLE_CSS = ("<style>.mlfin-table{border-collapse:collapse;margin-bottom:1em}.mlfin-table th,.mlfin-table td"
-             "{padding:3px 12px;text-align:right;border:none;border-bottom:1px solid #ddd}</style>")
-
 
 # %% ../nbs/07_report.ipynb #c012_01
 def symbol_tables_html(run: dict, symbol: str) -> str:
@@ -179,7 +170,7 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     m = run['symbols'][symbol]
     tradeable = run.get('validation', {}).get('tradeable', True)
     skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m))) if 'skill' in m else ''
-    return (TABLE_CSS + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
+    return (TABLE_STYLE + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
             '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
             '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
 

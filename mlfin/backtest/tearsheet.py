@@ -10,8 +10,8 @@ import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
 
 # %% auto #0
-__all__ = ['VERDICTS', 'judge', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame',
-           'skill_frame', 'tearsheet_page', 'write_tearsheets']
+__all__ = ['VERDICTS', 'TABLE_STYLE', 'PERFORMANCE', 'judge', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns',
+           'figures', 'metrics_frame', 'skill_frame', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
@@ -109,15 +109,18 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013
-_CSS = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{padding:3px 12px;text-align:right;border-bottom:1px solid #ddd}"
-        "th:first-child,td:first-child{text-align:left}.verdict{background:#f4f6fb;padding:0.8em 1em;border-left:4px solid #636efa}"
-        "small{color:#666}</style>")
-_PERF = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'), ('volatility', 'Volatility', '{:.1%}'),
-         ('sharpe', 'Sharpe ratio', '{:.2f}'), ('sortino', 'Sortino ratio', '{:.2f}'), ('calmar', 'Calmar ratio', '{:.2f}'),
-         ('max_drawdown', 'Max drawdown', '{:.1%}'), ('drawdown_days', 'Longest drawdown (days)', '{:.0f}'),
-         ('trades', 'Trades', '{:.0f}'), ('win_rate', 'Win rate', '{:.0%}'), ('profit_factor', 'Profit factor', '{:.2f}'),
-         ('turnover', 'Turnover (position changes a year)', '{:.1f}'), ('exposure', 'Time in market', '{:.0%}')]
+# the one style of mlfin's tables (tearsheets, the report, dashboards) and the tearsheet page around them
+TABLE_STYLE = ("<style>.mlfin-table{border-collapse:collapse;margin:0.5em 0 1.5em}.mlfin-table th,.mlfin-table td"
+               "{padding:3px 12px;text-align:right;border:none;border-bottom:1px solid #ddd}"
+               ".mlfin-table th:first-child,.mlfin-table td:first-child{text-align:left}</style>")
+_PAGE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         ".verdict{background:#f4f6fb;padding:0.8em 1em;border-left:4px solid #636efa}small{color:#666}</style>")
+# the one format table of performance figures: key, label, format
+PERFORMANCE = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'), ('volatility', 'Volatility', '{:.1%}'),
+               ('sharpe', 'Sharpe ratio', '{:.2f}'), ('sortino', 'Sortino ratio', '{:.2f}'), ('calmar', 'Calmar ratio', '{:.2f}'),
+               ('max_drawdown', 'Max drawdown', '{:.1%}'), ('drawdown_days', 'Longest drawdown (days)', '{:.0f}'),
+               ('trades', 'Trades', '{:.0f}'), ('win_rate', 'Win rate', '{:.0%}'), ('profit_factor', 'Profit factor', '{:.2f}'),
+               ('turnover', 'Turnover (position changes a year)', '{:.1f}'), ('exposure', 'Time in market', '{:.0%}')]
 
 def _fmt(fmt: str, v) -> str:
     return '' if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
@@ -137,15 +140,16 @@ def _table(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     for c in [c for c in shown.columns if c in _COLUMNS]:
         shown[c] = [_fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v) for v in shown[c]]
-    return shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}).to_html(border=0, na_rep='', escape=True)
+    return shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}).to_html(classes='mlfin-table', border=0, na_rep='', escape=True)
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_01
-def metrics_frame(m: dict) -> pd.DataFrame:
-    "Every performance figure of the strategy beside buy-and-hold"
+def metrics_frame(m: dict,             # a symbol's or the portfolio's backtest metrics
+                  keys: tuple | None = None, # some of PERFORMANCE's keys (default: every figure)
+                 ) -> pd.DataFrame:
+    "The performance figures of the strategy beside buy-and-hold, formatted by the one format table"
     return pd.DataFrame({label: [_fmt(f, m['strategy'].get(k)), _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0)]
-                         for k, label, f in _PERF}, index=['Strategy', 'Buy & hold']).T
-
+                         for k, label, f in PERFORMANCE if keys is None or k in keys}, index=['Strategy', 'Buy & hold']).T
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_02
 def skill_frame(m: dict) -> pd.DataFrame:
@@ -194,7 +198,7 @@ def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
     if quality: parts += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
     if fill_rules: parts += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} tearsheet</title>"
-            f"<script src='plotly.min.js'></script>{_CSS}</head><body>{''.join(parts)}</body></html>")
+            f"<script src='plotly.min.js'></script>{TABLE_STYLE}{_PAGE}</head><body>{''.join(parts)}</body></html>")
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_04
