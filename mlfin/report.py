@@ -16,7 +16,7 @@ import html
 # %% auto #0
 __all__ = ['SHOWN', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
            'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure', 'run_header',
-           'symbol_tables_html', 'dashboard']
+           'symbol_tables_html', 'dashboard', 'publish_run']
 
 # %% ../nbs/07_report.ipynb #c005
 def execution_model(cv: str = 'walk_forward', # the validation that made the run's predictions (`mlfin.config.VALIDATIONS`)
@@ -230,3 +230,44 @@ def _markdown_html(text: str) -> str:
     out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
     return '<p>' + re.sub(r"`(.+?)`", r"<code>\1</code>", out).replace('\n\n', '</p><p>') + '</p>'
 
+
+# %% ../nbs/07_report.ipynb #c016p
+def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)
+                product: dict,    # summary, tearsheets
+                given: str | dict, # the report task's parameters (promotion thresholds), as the task received them
+                code_version: str,
+               ) -> dict:
+    "The run's summary written, recorded whole in MLflow, its models registered as the policy decides, its tearsheets written"
+    from mlfin import backtest, tracking
+    from mlfin.config import task_params, task_values
+    from mlfin.models import register_leaders
+    ingest, train, trading = (read_json(upstream[t][k]) for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics')))
+    folder = Path(product['summary']).parent
+    products = {k: os.path.relpath(upstream[t][k], folder) for t, k in
+                (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'), ('train', 'predictions'), ('train', 'leaderboard'))}
+    attrs = pd.read_parquet(upstream['features']['dataset']).attrs
+    cfg = task_params('report', given)
+    params = {**ingest['params'], **{k: attrs[k] for k in ('spec', 'label', 'horizon')}, **train['params'], **trading['params'],
+              **task_values(cfg, 'report'), 'code_version': code_version}
+    params['models'] = ','.join(params['models'])
+    content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
+                      trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
+    content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
+                   portfolio=trading['metrics'].get(backtest.PORTFOLIO))
+    oos, board = pd.read_parquet(upstream['train']['oos']), pd.read_parquet(upstream['train']['leaderboard'])
+    tail = '' if content['validation']['tradeable'] else ' (skill only: not tradeable in time order)'
+    verdicts = {s: {'verdict': VERDICTS[judge(m)] + tail} for s, m in trading['metrics'].items() if s in train['best']}
+    content['mlflow'] = tracking.log_run(params, ingest['symbols'], train['metrics'], trading['metrics'], Path(upstream['train']['models']),
+                                         train['best'], board, [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
+                                         content, oos, verdicts)
+    content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
+                                              train['trials'], params, cfg)
+    write_json(content, product['summary'])
+    parent = content['mlflow']['parent']
+    tracking.attach(parent, [Path(product['summary'])], '')   # the run whole, its registry decisions too
+    tracking.attach(parent, [Path(upstream['backtest'][k]) for k in ('curves', 'signals', 'trades')]
+                    + [Path(upstream['train'][k]) for k in ('predictions', 'leaderboard')], '')   # what `mlfin runs get` and the dashboard reload
+    run = load_run(folder)
+    backtest.write_tearsheets(product['tearsheets'], run, run_header(run))  # one per symbol and the portfolio
+    tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))  # kept with the run (plotly.js: from the package)
+    return content
