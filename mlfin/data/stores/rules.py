@@ -14,7 +14,7 @@ __all__ = ['STORED_COLUMNS', 'check_symbol', 'utc_bounds', 'span', 'as_stored', 
 
 # %% ../../../nbs/01ca_data.stores.rules.ipynb #c006
 STORED_COLUMNS = BAR_COLUMNS + OPTIONAL_COLUMNS + ['adj_factor']
-_SYMBOL = re.compile(r'[A-Za-z0-9][A-Za-z0-9._\-^=]{0,63}')
+_SYMBOL = re.compile(r'[A-Za-z0-9^][A-Za-z0-9._\-^=]{0,63}')   # never a leading dot or dash: no hidden file, no option
 
 # %% ../../../nbs/01ca_data.stores.rules.ipynb #c007
 def check_symbol(symbol: str) -> str:
