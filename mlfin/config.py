@@ -202,7 +202,7 @@ class RunConfig(BaseModel):
     sizing: Literal[SIZINGS] = _param('fixed', 'backtest', "position size: fixed (the symbol's whole capital) or kelly "
                                                "(the Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
     kelly: float = _param(0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
-    asset_class: Literal['auto', 'equity', 'fx', 'crypto', 'futures'] = _param('auto', 'backtest', "cost preset: auto (each "
+    asset_class: str = _param('auto', 'backtest', "cost preset: auto (each "
                                                "symbol's from its calendar: 24/7 crypto, 24/5 fx, futures exchanges, else equity) or one for all")
     fees: float | None = _param(None, 'backtest', "bps of traded value paid per fill (default: the asset class's preset)", ge=0, lt=1000)
     slippage: float | None = _param(None, 'backtest', "bps of price lost per fill, against the trade (default: the preset)", ge=0, lt=1000)
@@ -228,6 +228,13 @@ class RunConfig(BaseModel):
     def _label(cls, value: str) -> str:
         from mlfin.features.labels import LABELS
         if value not in LABELS: raise ValueError(f"is not one of {', '.join(LABELS)}")
+        return value
+
+    @field_validator('asset_class')
+    @classmethod
+    def _asset_class(cls, value: str) -> str:
+        from mlfin.backtest.portfolio import COSTS   # the cost presets are the asset classes there are
+        if value != 'auto' and value not in COSTS: raise ValueError(f"is not one of auto, {', '.join(COSTS)}")
         return value
 
     @model_validator(mode='after')
