@@ -12,14 +12,15 @@ from .config import MlfinError, BadInput, NotFound, home, project_root, run_dir
 from .cli_options import SERVER_OPTIONS, config_options, service_options
 
 # %% auto #0
-__all__ = ['app', 'runs_app', 'data_app', 'models_app', 'keys_app', 'home_app', 'run', 'show_config', 'dashboards', 'runs',
-           'runs_compare', 'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export',
-           'data_rm', 'quality', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release', 'serve',
-           'keys_create', 'keys_ls', 'keys_revoke', 'home_check']
+__all__ = ['app', 'DASHBOARD_PORT', 'runs_app', 'data_app', 'models_app', 'keys_app', 'home_app', 'run', 'show_config',
+           'dashboards', 'runs', 'runs_compare', 'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine',
+           'data_show', 'data_export', 'data_rm', 'quality', 'tune', 'models_families', 'models_ls', 'models_promote',
+           'models_release', 'serve', 'keys_create', 'keys_ls', 'keys_revoke', 'home_check']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="mlfin: machine learning on market data, from bars to a backtested, published signal.")
+DASHBOARD_PORT = 8866   # Voila's port on 127.0.0.1
 
 def _fail(message: str):
     typer.echo(f"mlfin: error: {message}", err=True)
@@ -39,7 +40,7 @@ def run(force: bool = False, **overrides):
     typer.echo(overview(load_run(frames=False)).to_string())
     reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {home()/'mlflow.db'}\n"
-               f"dashboard: mlfin dashboards   (then open http://127.0.0.1:8866)")
+               f"dashboard: mlfin dashboards   (then open http://127.0.0.1:{DASHBOARD_PORT})")
 
 app.command('run')(config_options(run))
 
@@ -62,7 +63,7 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
 
 # %% ../nbs/09_cli.ipynb #c011
 @app.command()
-def dashboards(port: int = typer.Option(8866, help="port on 127.0.0.1"),
+def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
                browser: bool = typer.Option(False, help="open a browser"),
               ):
     "Serve dashboards/ with Voilà on localhost (they read the latest run's saved products)"
