@@ -10,10 +10,10 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 
 
 # %% auto #0
-__all__ = ['KERNELS', 'SIZINGS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir', 'tracking_uri',
-           'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'die_with_parent',
-           'run_server', 'code_version', 'Validation', 'RunConfig', 'run_config', 'default', 'task_fields',
-           'task_values', 'task_config', 'task_params']
+__all__ = ['KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
+           'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write',
+           'die_with_parent', 'run_server', 'code_version', 'Validation', 'RunConfig', 'run_config', 'default',
+           'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -150,6 +150,8 @@ class Validation:
     tradeable: bool   # each bar predicted by a model trained only on earlier bars: the backtest is a trading record
 
 SIZINGS = ('fixed', 'kelly')   # how a position is sized: the whole capital, or a share of the Kelly fraction
+# each asset class's costs per fill, bps of traded value (fees) and of the price (slippage): the presets a run may name
+COST_PRESETS = {'equity': (1.0, 2.0), 'fx': (0.3, 0.5), 'crypto': (10.0, 2.0), 'futures': (0.2, 0.5)}
 
 VALIDATIONS = {
     'walk_forward': Validation('walk-forward (expanding window), purged', True),
@@ -202,7 +204,7 @@ class RunConfig(BaseModel):
     sizing: Literal[SIZINGS] = _param('fixed', 'backtest', "position size: fixed (the symbol's whole capital) or kelly "
                                                "(the Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
     kelly: float = _param(0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
-    asset_class: str = _param('auto', 'backtest', "cost preset: auto (each "
+    asset_class: Literal[('auto', *COST_PRESETS)] = _param('auto', 'backtest', "cost preset: auto (each "
                                                "symbol's from its calendar: 24/7 crypto, 24/5 fx, futures exchanges, else equity) or one for all")
     fees: float | None = _param(None, 'backtest', "bps of traded value paid per fill (default: the asset class's preset)", ge=0, lt=1000)
     slippage: float | None = _param(None, 'backtest', "bps of price lost per fill, against the trade (default: the preset)", ge=0, lt=1000)
@@ -228,13 +230,6 @@ class RunConfig(BaseModel):
     def _label(cls, value: str) -> str:
         from mlfin.features.labels import LABELS
         if value not in LABELS: raise ValueError(f"is not one of {', '.join(LABELS)}")
-        return value
-
-    @field_validator('asset_class')
-    @classmethod
-    def _asset_class(cls, value: str) -> str:
-        from mlfin.backtest.portfolio import COSTS   # the cost presets are the asset classes there are
-        if value != 'auto' and value not in COSTS: raise ValueError(f"is not one of auto, {', '.join(COSTS)}")
         return value
 
     @model_validator(mode='after')

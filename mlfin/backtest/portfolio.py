@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput, apply_runtime_env
+from ..config import BadInput, COST_PRESETS, apply_runtime_env
 
 # %% auto #0
 __all__ = ['FILL_RULES', 'COSTS', 'FUTURES_CALENDARS', 'EXIT_REASONS', 'Costs', 'asset_class', 'costs_for', 'stop_orders',
@@ -54,7 +54,7 @@ class Costs:
         "A round trip's cost as a share of value: two fills of fees and slippage"
         return 2 * (self.fees + self.slippage) / 1e4
 
-COSTS = {'equity': Costs(1.0, 2.0), 'fx': Costs(0.3, 0.5), 'crypto': Costs(10.0, 2.0), 'futures': Costs(0.2, 0.5)}
+COSTS = {asset: Costs(*preset) for asset, preset in COST_PRESETS.items()}   # declared once, in the run's config
 FUTURES_CALENDARS = {'CMES', 'CBOT', 'COMEX', 'NYMEX', 'IEPA', 'XCBF', 'us_futures'}
 
 
