@@ -11,8 +11,8 @@ from ..config import BadInput
 # %% auto #0
 __all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES',
            'check_timeframe', 'check_zone', 'check_calendar', 'bars_frame', 'fingerprint', 'exchange', 'expected_bars',
-           'session_bins', 'resample', 'bars_from_trades', 'factor_from_adjusted_close', 'factor_from_actions',
-           'adjusted', 'periods_per_year']
+           'session_bins', 'bar_end', 'resample', 'bars_from_trades', 'factor_from_adjusted_close',
+           'factor_from_actions', 'adjusted', 'periods_per_year']
 
 # %% ../../nbs/01_data.bars.ipynb #c006
 BAR_COLUMNS = ['open', 'high', 'low', 'close', 'volume']
@@ -139,6 +139,19 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     if timeframe == '1d': return pd.DatetimeIndex(cal.sessions[at]).tz_localize('UTC').as_unit('ns')
     session_open = opens[at]
     return session_open + ((index - session_open) // step) * step  # bars anchored at each session's open (09:30, 10:30, ...)
+
+
+# %% ../../nbs/01_data.bars.ipynb #c010b
+def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
+            timeframe: str,       # its bar size
+            calendar: str = '',   # its series' calendar: a daily bar of an exchange ends at its session's close
+           ) -> pd.Timestamp:
+    "When the bar that opened at `ts` is over"
+    if timeframe == '1d' and calendar and calendar not in ('24/5', '24/7'):
+        cal = exchange(calendar, ts)
+        day = ts.tz_convert(None).normalize()
+        if cal.is_session(day): return cal.session_close(day).tz_convert('UTC')
+    return ts + pd.Timedelta(TIMEFRAMES[timeframe])
 
 
 # %% ../../nbs/01_data.bars.ipynb #c014

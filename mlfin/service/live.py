@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound, Unavailable, tracking_uri
 from ..data import load, open_store
-from ..data.bars import TIMEFRAMES
+from ..data.bars import bar_end
 from .. import features as F
 
 # %% auto #0
-__all__ = ['TAIL', 'live_inputs', 'bar_end', 'closed_bars', 'Forecast', 'Live', 'decide', 'Signals']
+__all__ = ['TAIL', 'live_inputs', 'closed_bars', 'Forecast', 'Live', 'decide', 'Signals']
 
 # %% ../../nbs/10c_service.live.ipynb #c005
 TAIL = 1000  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
@@ -34,20 +34,6 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
         raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} ({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
                           f"{len(bars)} bars are too few, or a bar there has no volume or range")
     return last
-
-# %% ../../nbs/10c_service.live.ipynb #c007n
-def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
-            timeframe: str,       # its bar size
-            calendar: str = '',   # its series' calendar: a daily bar of an exchange ends at its session's close
-           ) -> pd.Timestamp:
-    "When the bar that opened at `ts` is over"
-    if timeframe == '1d' and calendar and calendar not in ('24/5', '24/7'):
-        from mlfin.data.bars import exchange
-        cal = exchange(calendar, ts)
-        day = ts.tz_convert(None).normalize()
-        if cal.is_session(day): return cal.session_close(day).tz_convert('UTC')
-    return ts + pd.Timedelta(TIMEFRAMES[timeframe])
-
 
 # %% ../../nbs/10c_service.live.ipynb #c007n_00
 def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)`), their calendar in attrs
