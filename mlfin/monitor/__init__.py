@@ -8,3 +8,4 @@ __all__ = []
 # %% ../../nbs/11_monitor.ipynb #c003
 from .drift import Drift, input_drift, psi, wasserstein, own_threshold, effective_size, persistence
 from .performance import MIN_LABELS, against_record, auc_error, hit_band
+from .freshness import GRACE, freshness
