@@ -84,6 +84,8 @@ class Lineage:
     short_below: float
     round_trip_bps: float   # the costs its backtest paid: a regressor's move must beat them
     timeframe: str
+    trained_from: str = ''  # the first and last bar of the data it was trained on (the monitor's reference span)
+    trained_to: str = ''
 
     def tags(self) -> dict[str, str]:
         "As the registry keeps them: text, the fingerprint under `data.fingerprint`"
@@ -96,16 +98,19 @@ class Lineage:
         given = {k: tags.get('data.fingerprint' if k == 'fingerprint' else k) for k in kinds}
         fallback = {'label': default('label'), 'horizon': default('horizon'), 'cv': default('cv'), 'spec': default('spec'), 'trials': 1,
                     'fingerprint': '', 'code_version': '', 'threshold': default('threshold'), 'short_below': default('short_below'),
-                    'round_trip_bps': 0.0, 'timeframe': ''}
+                    'round_trip_bps': 0.0, 'timeframe': '', 'trained_from': '', 'trained_to': ''}
         cast = {'int': int, 'float': float, 'str': str}
         return cls(**{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items()})
 
 # %% ../../nbs/04h_models.promotion.ipynb #c012n
 def lineage(symbol: str, timeframe: str, params: dict, # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
-            trials: int, fingerprint: str, round_trip_bps: float) -> Lineage:
+            trials: int, fingerprint: str, round_trip_bps: float,
+            span: tuple[str, str] = ('', ''), # the first and last bar of its data
+           ) -> Lineage:
     "A symbol's lineage in a run"
     return Lineage(params['label'], int(params['horizon']), params.get('cv', default('cv')), params['spec'], int(trials), fingerprint,
-                   params.get('code_version', ''), float(params['threshold']), float(params['short_below']), float(round_trip_bps), timeframe)
+                   params.get('code_version', ''), float(params['threshold']), float(params['short_below']), float(round_trip_bps), timeframe,
+                   str(span[0]), str(span[1]))
 
 # %% ../../nbs/04h_models.promotion.ipynb #c014
 def incumbent_predictions(version: dict, # a registered version (`registry.describe`)
@@ -171,7 +176,7 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
     "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
     from mlfin.features.labels import label_entry
     made = {m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
-                                 trading[m['symbol']]['costs']['round_trip_bps']) for m in symbols}
+                                 trading[m['symbol']]['costs']['round_trip_bps'], (m.get('first', ''), m.get('last', ''))) for m in symbols}
     thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic, 'min_sharpe': config.promote_min_sharpe}
     return register_run(run_ids, {m['symbol']: m['timeframe'] for m in symbols}, leaderboard, oos, trading, kind, thresholds, made,
                         price_target=label_entry(params['label']).price)
