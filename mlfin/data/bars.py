@@ -147,7 +147,7 @@ def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels 
             calendar: str = '',   # its series' calendar: a daily bar of an exchange ends at its session's close
            ) -> pd.Timestamp:
     "When the bar that opened at `ts` is over"
-    if timeframe == '1d' and calendar and calendar not in ('24/5', '24/7'):
+    if timeframe == '1d' and calendar and calendar not in ROUND_THE_CLOCK:
         cal = exchange(calendar, ts)
         day = ts.tz_convert(None).normalize()
         if cal.is_session(day): return cal.session_close(day).tz_convert('UTC')
