@@ -5,7 +5,7 @@
 # %% ../../nbs/05d_backtest.universe.ipynb #c003
 from __future__ import annotations
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 import numpy as np, pandas as pd
 from ..config import BadInput, RunConfig, default
 from ..progress import step
@@ -27,7 +27,7 @@ class BacktestSettings:
     short_below: float = default('short_below')
     sizing: str = default('sizing')
     kelly: float = default('kelly')
-    asset: str = default('asset_class')       # the cost preset: auto (each symbol's calendar) or one asset class for all
+    asset_class: str = default('asset_class') # the cost preset: auto (each symbol's calendar) or one asset class for all
     fees: float | None = default('fees')      # bps; None: the preset's
     slippage: float | None = default('slippage')
     stop_loss: float | None = default('stop_loss')
@@ -40,10 +40,8 @@ class BacktestSettings:
     @classmethod
     def of(cls, config: RunConfig, seed: int | None = None, price: bool = False) -> BacktestSettings:
         "The backtest's settings from a run's parameters (the seed is the train task's, the label's kind the features task's)"
-        return cls(threshold=config.threshold, short_below=config.short_below, sizing=config.sizing, kelly=config.kelly,
-                   asset=config.asset_class, fees=config.fees, slippage=config.slippage, stop_loss=config.stop_loss,
-                   take_profit=config.take_profit, reps=config.reps, seed=config.seed if seed is None else seed,
-                   allocation=config.allocation, price=price)
+        run = {f.name: getattr(config, f.name) for f in fields(cls) if f.name in RunConfig.model_fields}   # each field is a run parameter's
+        return cls(**{**run, 'seed': run['seed'] if seed is None else seed, 'price': price})
 
     def rule(self, kind: str, costs: Costs) -> Rule:
         "The signal rule a model of `kind` trades by under these settings and `costs`"
@@ -255,7 +253,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     missing = [s for s in leaders if s not in bars_by_symbol]
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
-    costs = {s: costs_for(asset_class(calendars[s]) if settings.asset == 'auto' else settings.asset, settings.fees, settings.slippage)
+    costs = {s: costs_for(asset_class(calendars[s]) if settings.asset_class == 'auto' else settings.asset_class, settings.fees, settings.slippage)
              for s in leaders}
     metrics, curves, trades, records, weights, grids = {}, [], [], [], {}, {}
     for i, (symbol, leader) in enumerate(leaders.items()):
