@@ -2,7 +2,8 @@
 # What the tests and benchmarks need beyond .venv, from Debian packages: headless Chromium (the browser tests drive
 # it with Playwright, never a downloaded browser build), the PostgreSQL server (the store's team
 # backend is tested against a real server, which the tests start privately on loopback), Redis (the
-# rate limits several service workers share; a private server too) and hey (make bench-service).
+# rate limits several service workers share; a private server too), hey (make bench-service), and Prometheus
+# with Alertmanager (the shipped alert rules are unit-tested by promtool and fired end to end by private servers).
 # Idempotent and silent when already there.
 set -euo pipefail
 need=()
@@ -10,6 +11,8 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)   # the shared rate-limit store of several service workers
 command -v hey >/dev/null 2>&1 || need+=(hey)   # the HTTP load tool of make bench-service
+[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || need+=(prometheus)   # 2.42: the rules' tests and make monitoring
+[ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "mlfin: installing Debian packages for the tests: ${need[*]} ..."
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

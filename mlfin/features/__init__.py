@@ -12,4 +12,4 @@ from .compute import build, model_inputs
 from .lookahead import LookaheadReport, check_no_lookahead
 from .context import higher_timeframe, cross_asset
 from .store import FeatureStore
-from .assembly import NON_INPUTS, dataset, inputs_of
+from .assembly import NON_INPUTS, dataset, inputs_of, inputs_for

@@ -6,14 +6,14 @@
 from __future__ import annotations
 from typing import Callable
 import pandas as pd
-from ..errors import BadInput
+from ..errors import BadInput, Unavailable
 from ..progress import step
 from .specs import SEED_SPEC
 from .compute import build, model_inputs
 from .labels import realised_return
 
 # %% auto #0
-__all__ = ['NON_INPUTS', 'dataset', 'inputs_of']
+__all__ = ['NON_INPUTS', 'dataset', 'inputs_of', 'inputs_for']
 
 # %% ../../nbs/02h_features.assembly.ipynb #c025
 def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
@@ -59,3 +59,14 @@ def inputs_of(data: pd.DataFrame) -> pd.DataFrame:
     "The model-input columns of a `dataset` (what a trained model takes)"
     return data.drop(columns=[c for c in NON_INPUTS if c in data])
 
+
+# %% ../../nbs/02h_features.assembly.ipynb #c027
+def inputs_for(bars: pd.DataFrame,  # canonical bars of one series
+               spec: list[str],     # the feature names the model was trained on (its `model.json`)
+               columns: list[str],  # its input columns, in its order
+              ) -> pd.DataFrame:
+    "A trained model's inputs on every bar of `bars`, in its column order (NaN through each feature's warm-up)"
+    x = model_inputs(build(bars, spec), bars, spec)
+    missing = [c for c in columns if c not in x]
+    if missing: raise Unavailable(f"the model takes inputs {missing[:3]} that its spec does not make; retrain it")
+    return x[columns]

@@ -89,6 +89,10 @@ class Model:
     def _extra(self) -> dict: return {}                  # what model.json keeps beside the native file (e.g. input scaling)
     def _loaded(self, manifest: dict): pass              # read it back
 
+    def importance(self) -> np.ndarray | None:
+        "How much the fitted model leans on each input, summing to 1 (None: the family has no such measure)"
+        return None
+
     def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
 
 
@@ -97,6 +101,13 @@ def _weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     "The weights of `rows`, scaled to a mean of 1 (the models' regularisation is tuned for unit weights)"
     return None if weights is None else weights[rows] / weights[rows].mean()
 
+
+# %% ../../nbs/04_models.core.ipynb #c009_01
+def _shares(found) -> np.ndarray | None:
+    "Non-negative per-input weights as shares of their sum (None when there are none, or all are zero)"
+    if found is None: return None
+    found = np.abs(np.asarray(found, dtype='float64'))
+    return found / found.sum() if np.isfinite(found).all() and found.sum() > 0 else None
 
 # %% ../../nbs/04_models.core.ipynb #c011
 @dataclass
@@ -158,6 +169,12 @@ class SklearnModel(Model):
         X = X if rows is None else X[rows]
         return self.fitted.predict_proba(X)[:, 1] if self.kind == 'classifier' else self.fitted.predict(X)
 
+    def importance(self):   # a forest's impurity decrease; a linear model's coefficients on its standardised inputs
+        last = self.fitted.steps[-1][1] if hasattr(self.fitted, 'steps') else self.fitted
+        found = getattr(last, 'feature_importances_', None)
+        if found is None and hasattr(last, 'coef_'): found = np.abs(np.ravel(last.coef_))
+        return _shares(found)
+
     def _write(self, path):
         import skops.io as sio
         sio.dump(self.fitted, path)
@@ -186,6 +203,8 @@ class LightGBMModel(Model):
     def predict(self, X, rows=None):
         return self.fitted.predict(X if rows is None else X[rows])  # binary objective: P(up)
 
+    def importance(self): return _shares(self.fitted.feature_importance('gain'))   # the loss each input's splits removed
+
     def _write(self, path): self.fitted.save_model(str(path))
 
     @classmethod
@@ -212,6 +231,11 @@ class XGBoostModel(Model):
 
     def predict(self, X, rows=None):
         return self.fitted.inplace_predict(X if rows is None else X[rows])  # binary:logistic: P(up)
+
+    def importance(self):   # total gain of each input's splits; an input never split on has none
+        gain = self.fitted.get_score(importance_type='total_gain')
+        names = self.fitted.feature_names or [f"f{i}" for i in range(self.fitted.num_features())]
+        return _shares(np.array([gain.get(n, 0.0) for n in names]))
 
     def _write(self, path): self.fitted.save_model(str(path))
 

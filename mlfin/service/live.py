@@ -25,10 +25,7 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
                 rows: int = 1,        # how many of the last rows it needs (a sequence model's window)
                ) -> pd.DataFrame:
     "The model's inputs at the last `rows` bars, computed as the features task computed them"
-    x = F.model_inputs(F.build(bars, spec), bars, spec)
-    missing = [c for c in columns if c not in x]
-    if missing: raise Unavailable(f"the model takes inputs {missing[:3]} that its spec does not make; retrain it")
-    last = x[columns].iloc[-rows:]
+    last = F.inputs_for(bars, spec, columns).iloc[-rows:]
     if len(last) < rows or last.isna().any().any():
         bad = last.columns[last.isna().any()].tolist()
         raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} ({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
