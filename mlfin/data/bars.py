@@ -11,7 +11,7 @@ from ..config import BadInput
 # %% auto #0
 __all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES',
            'check_timeframe', 'check_zone', 'check_calendar', 'bars_frame', 'fingerprint', 'exchange', 'expected_bars',
-           'session_bins', 'bar_end', 'resample', 'bars_from_trades', 'factor_from_adjusted_close',
+           'session_bins', 'bar_end', 'closed_bars', 'resample', 'bars_from_trades', 'factor_from_adjusted_close',
            'factor_from_actions', 'adjusted', 'periods_per_year']
 
 # %% ../../nbs/01_data.bars.ipynb #c006
@@ -152,6 +152,18 @@ def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels 
         day = ts.tz_convert(None).normalize()
         if cal.is_session(day): return cal.session_close(day).tz_convert('UTC')
     return ts + pd.Timedelta(TIMEFRAMES[timeframe])
+
+
+# %% ../../nbs/01_data.bars.ipynb #c010c
+def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)`), their calendar in attrs
+                timeframe: str,
+                now: pd.Timestamp | None = None,   # default: the clock
+               ) -> pd.DataFrame:
+    "`bars` without a last bar that is still forming at `now`"
+    now = now or pd.Timestamp.now(tz='UTC')
+    if not len(bars) or bars.index[-1] + pd.Timedelta(days=2) <= now: return bars   # long over, whatever its session: no calendar asked
+    if bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')) > now: return bars.iloc[:-1]
+    return bars
 
 
 # %% ../../nbs/01_data.bars.ipynb #c014

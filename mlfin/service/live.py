@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound, Unavailable, tracking_uri
 from ..data import load, open_store
-from ..data.bars import bar_end
+from ..data.bars import bar_end, closed_bars
 from .. import features as F
 
 # %% auto #0
-__all__ = ['TAIL', 'live_inputs', 'closed_bars', 'Forecast', 'Live', 'decide', 'Signals']
+__all__ = ['TAIL', 'live_inputs', 'Forecast', 'Live', 'decide', 'Signals']
 
 # %% ../../nbs/10c_service.live.ipynb #c005
 TAIL = 1000  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
@@ -31,18 +31,6 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
         raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} ({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
                           f"{len(bars)} bars are too few, or a bar there has no volume or range")
     return last
-
-# %% ../../nbs/10c_service.live.ipynb #c007n_00
-def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)`), their calendar in attrs
-                timeframe: str,
-                now: pd.Timestamp | None = None,   # default: the clock
-               ) -> pd.DataFrame:
-    "`bars` without a last bar that is still forming at `now`"
-    now = now or pd.Timestamp.now(tz='UTC')
-    if not len(bars) or bars.index[-1] + pd.Timedelta(days=2) <= now: return bars   # long over, whatever its session: no calendar asked
-    if bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')) > now: return bars.iloc[:-1]
-    return bars
-
 
 # %% ../../nbs/10c_service.live.ipynb #c009
 @dataclass
