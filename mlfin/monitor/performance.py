@@ -32,25 +32,28 @@ def auc_error(auc: float, positives: int, negatives: int) -> float:
 MIN_LABELS = 100   # labelled predictions before a verdict
 ALPHA = 0.01       # each one-sided test's level
 
-def against_record(live: pd.DataFrame,   # the served predictions whose outcome is known: prob_up, label (1 up, 0 not)
-                   record: dict,         # the model's out-of-sample figures: accuracy, auc
+def against_record(live: pd.DataFrame,   # the served predictions whose outcome is known: prediction, label (1 up, 0 not)
+                   record: dict,         # the model's out-of-sample figures: accuracy (its hit rate), auc (None: not recorded)
+                   cut: float = 0.5,     # a prediction above it calls "up": 0.5 for P(up), 0 for a predicted move
                    min_labels: int = MIN_LABELS, alpha: float = ALPHA,
                   ) -> dict:
-    "Hit rate (Wilson band), AUC (Hanley-McNeil error), Brier of the live predictions beside the record; the verdict"
+    "Hit rate (Wilson band), AUC (Hanley-McNeil error), Brier (probabilities) of the live predictions beside the record; the verdict"
     from sklearn.metrics import roc_auc_score
-    rows = live.dropna(subset=['prob_up', 'label'])
-    n = len(rows)
-    out = {'labelled': n, 'record_accuracy': float(record['accuracy']), 'record_auc': float(record['auc'])}
+    rows = live.dropna(subset=['prediction', 'label'])
+    n, has_auc = len(rows), record.get('auc') is not None and np.isfinite(record['auc'])
+    out = {'labelled': n, 'record_accuracy': float(record['accuracy']), 'record_auc': float(record['auc']) if has_auc else None}
     if n < min_labels: return out | {'verdict': f"not enough labels yet ({n} of the {min_labels} a verdict needs)"}
-    y, p = rows['label'].to_numpy(dtype='int64'), rows['prob_up'].to_numpy(dtype='float64')
-    hits = int(((p > 0.5) == (y == 1)).sum())
+    y, p = rows['label'].to_numpy(dtype='int64'), rows['prediction'].to_numpy(dtype='float64')
+    hits = int(((p > cut) == (y == 1)).sum())
     low, high = hit_band(hits, n)
-    out.update(hit_rate=hits / n, hit_low=low, hit_high=high, brier=float(np.mean((p - y) ** 2)),
+    out.update(hit_rate=hits / n, hit_low=low, hit_high=high,
                hit_p=float(stats.binomtest(hits, n, record['accuracy'], alternative='less').pvalue))
-    if 0 < y.sum() < n:
+    if cut == 0.5: out['brier'] = float(np.mean((p - y) ** 2))
+    if 0 < y.sum() < n:   # the ranking of the outcomes, whatever the scale of the predictions
         auc = float(roc_auc_score(y, p))
         error = auc_error(auc, int(y.sum()), int(n - y.sum()))
-        out.update(auc=auc, auc_error=error, auc_p=float(stats.norm.sf((record['auc'] - auc) / error)) if error > 0 else 1.0)
+        out.update(auc=auc, auc_error=error)
+        if has_auc: out['auc_p'] = float(stats.norm.sf((record['auc'] - auc) / error)) if error > 0 else 1.0
     worse = [k for k, key in (('hit rate', 'hit_p'), ('AUC', 'auc_p')) if out.get(key, 1.0) < alpha]
     out['verdict'] = (f"worse than out-of-sample ({' and '.join(worse)}, one-sided p < {alpha:g})" if worse
                       else "consistent with out-of-sample")
