@@ -9,3 +9,4 @@ __all__ = []
 from .drift import Drift, input_drift, psi, wasserstein, own_threshold, effective_size, persistence
 from .performance import MIN_LABELS, against_record, auc_error, hit_band
 from .freshness import GRACE, freshness
+from .models import WINDOWS, Report, Watch, monitor, watch

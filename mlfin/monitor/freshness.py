@@ -8,10 +8,11 @@ import pandas as pd
 from ..data.bars import TIMEFRAMES, bar_end, check_timeframe, expected_bars
 
 # %% auto #0
-__all__ = ['GRACE', 'freshness']
+__all__ = ['GRACE', 'COUNTED', 'freshness']
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c006
 GRACE = {'1m': pd.Timedelta(minutes=2), '5m': pd.Timedelta(minutes=5), '1h': pd.Timedelta(minutes=15), '1d': pd.Timedelta(hours=6)}
+COUNTED = pd.Timedelta(days=31)   # missing bars are counted over at most this span after the last (a year of minutes is 500k)
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c007
 def freshness(last: pd.Timestamp,     # the series' last stored bar (its open time, as the store labels bars)
@@ -19,11 +20,12 @@ def freshness(last: pd.Timestamp,     # the series' last stored bar (its open ti
               now: pd.Timestamp | None = None,   # default: the clock
               grace: pd.Timedelta | None = None, # default: GRACE of the bar size
              ) -> dict:
-    "Whether bars the calendar expected after `last` are overdue: stale, how many are missing, since when, by how long"
+    "Whether bars the calendar expected after `last` are overdue: stale, how many are missing (within `COUNTED`), since when, by how long"
     timeframe = check_timeframe(timeframe)
     now, grace = now or pd.Timestamp.now(tz='UTC'), GRACE[timeframe] if grace is None else grace
     step = pd.Timedelta(TIMEFRAMES[timeframe])
-    expected = expected_bars(calendar, timeframe, last + step, now) if last + step <= now else pd.DatetimeIndex([], tz='UTC')
+    until = min(now, last + COUNTED)
+    expected = expected_bars(calendar, timeframe, last + step, until) if last + step <= until else pd.DatetimeIndex([], tz='UTC')
     expected = expected[expected > last]
     if len(expected) and bar_end(expected[-1], timeframe, calendar) + grace > now: expected = expected[:-1]   # the last may still be forming
     if not len(expected): return {'stale': False, 'missing': 0, 'due': None, 'overdue_seconds': 0.0}
