@@ -14,8 +14,8 @@ from .cli_options import SERVER_OPTIONS, config_options, service_options
 # %% auto #0
 __all__ = ['app', 'DASHBOARD_PORT', 'runs_app', 'data_app', 'models_app', 'keys_app', 'home_app', 'run', 'show_config',
            'dashboards', 'runs', 'runs_compare', 'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine',
-           'data_show', 'data_export', 'data_rm', 'quality', 'tune', 'models_families', 'models_ls', 'models_promote',
-           'models_release', 'serve', 'keys_create', 'keys_ls', 'keys_revoke', 'home_check']
+           'data_show', 'data_export', 'data_rm', 'quality', 'monitor', 'tune', 'models_families', 'models_ls',
+           'models_promote', 'models_release', 'serve', 'keys_create', 'keys_ls', 'keys_revoke', 'home_check']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -289,6 +289,26 @@ def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SY
     with pd.option_context('display.width', 250, 'display.max_rows', 10_000, 'display.max_colwidth', 80):
         typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
 
+
+# %% ../nbs/09_cli.ipynb #c014_09
+@app.command()
+def monitor(store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"),
+            window: Optional[str] = typer.Option(None, help="bars watched: a count (250) or a span back from the last bar (90D); default by bar size"),
+            out: Optional[Path] = typer.Option(None, help="where runs are written (default: MLFIN_HOME/monitor, which the service reads)"),
+           ):
+    "Watch every production model once (drift, predictions, live performance) and every series' freshness; write the report (for a schedule)"
+    from mlfin.monitor.models import monitor as watch_all
+    from mlfin.monitor.report import write_report
+    try: report = watch_all(store, window)
+    except MlfinError as e: _fail(str(e))
+    folder = write_report(report, out)
+    for w in report.watches: typer.echo(w.verdict())
+    for name, why in report.errors.items(): typer.echo(f"{name}: not watched: {why}", err=True)
+    if not report.watches and not report.errors: typer.echo("no production model in the registry: nothing to watch")
+    stale = report.series[report.series['stale']] if report.series is not None and len(report.series) else []
+    for r in (stale.to_dict(orient='records') if len(stale) else []):
+        typer.echo(f"{r['symbol']} {r['timeframe']}: stale, bars overdue since {r['due']:%Y-%m-%d %H:%M}Z")
+    typer.echo(f"report: {folder/'index.html'}")
 
 # %% ../nbs/09_cli.ipynb #c016
 @app.command()

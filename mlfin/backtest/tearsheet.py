@@ -10,8 +10,8 @@ import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
 
 # %% auto #0
-__all__ = ['VERDICTS', 'TABLE_STYLE', 'PERFORMANCE', 'judge', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns',
-           'figures', 'metrics_frame', 'skill_frame', 'tearsheet_page', 'write_tearsheets']
+__all__ = ['VERDICTS', 'TABLE_STYLE', 'PAGE_STYLE', 'PERFORMANCE', 'judge', 'verdict', 'trials_in_words', 'clock_in_words',
+           'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
@@ -113,7 +113,7 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
 TABLE_STYLE = ("<style>.mlfin-table{border-collapse:collapse;margin:0.5em 0 1.5em}.mlfin-table th,.mlfin-table td"
                "{padding:3px 12px;text-align:right;border:none;border-bottom:1px solid #ddd}"
                ".mlfin-table th:first-child,.mlfin-table td:first-child{text-align:left}</style>")
-_PAGE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+PAGE_STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
          ".verdict{background:#f4f6fb;padding:0.8em 1em;border-left:4px solid #636efa}small{color:#666}</style>")
 # the one format table of performance figures: key, label, format
 PERFORMANCE = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'), ('volatility', 'Volatility', '{:.1%}'),
@@ -198,7 +198,7 @@ def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
     if quality: parts += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
     if fill_rules: parts += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} tearsheet</title>"
-            f"<script src='plotly.min.js'></script>{TABLE_STYLE}{_PAGE}</head><body>{''.join(parts)}</body></html>")
+            f"<script src='plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head><body>{''.join(parts)}</body></html>")
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_04

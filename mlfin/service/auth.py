@@ -14,11 +14,12 @@ __all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbi
            'Caller', 'Keys', 'Tokens', 'identify', 'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
-ROLES = ('read_only', 'collector', 'analyst', 'admin')
-GRANTS = {'read_only': {'read'},                      # prices, predictions, signals, models, metrics
+ROLES = ('read_only', 'collector', 'scraper', 'analyst', 'admin')
+GRANTS = {'read_only': {'read', 'metrics'},           # prices, predictions, signals, models, the monitor, metrics
           'collector': {'ingest'},                    # a collector's key: it may push bars, nothing else
-          'analyst': {'read', 'ingest', 'train'},     # and queue runs, see jobs
-          'admin': {'read', 'ingest', 'train', 'admin'}}   # and promote, keys, delete
+          'scraper': {'metrics'},                     # a Prometheus's key: GET /metrics, nothing else
+          'analyst': {'read', 'metrics', 'ingest', 'train'},     # and queue runs, see jobs
+          'admin': {'read', 'metrics', 'ingest', 'train', 'admin'}}   # and promote, keys, delete
 TOKEN_HOURS = 8
 ALGORITHM = 'HS256'
 
@@ -170,9 +171,11 @@ class Tokens:
 
 # %% ../../nbs/10b_service.auth.ipynb #c012a
 def identify(keys: Keys, tokens: Tokens, key: str | None, token: str | None) -> Caller:
-    "The caller a request's credentials name: every credential sent must be valid (a bad key beside a good token is refused); the key's when both are"
+    """The caller a request's credentials name: every credential sent must be valid (a bad key beside a good token is refused); the key's
+    when both are. An API key is taken as a bearer credential too (a JWT has two dots, a key none): Prometheus before 2.55 can send
+    `Authorization: Bearer` when it scrapes, and no other header"""
     if not key and not token: raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
-    who = tokens.check(token) if token else None
+    who = (tokens.check(token) if token.count('.') == 2 else keys.check(token)) if token else None
     return keys.check(key) if key else who
 
 # %% ../../nbs/10b_service.auth.ipynb #c014

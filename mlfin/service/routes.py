@@ -213,7 +213,7 @@ class Job(BaseModel):
 # %% ../../nbs/10e_service.routes.ipynb #c007_19
 class KeyRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
-    role: Literal['read_only', 'collector', 'analyst', 'admin'] = Field(description="collector: may only POST /ingest")
+    role: Literal[ROLES] = Field(description="collector: may only POST /ingest; scraper: may only GET /metrics")
     name: str = Field('', max_length=200)
     days: float | None = Field(None, gt=0, le=3660, description="valid this many days (default: until revoked)")
 
