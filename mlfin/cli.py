@@ -434,7 +434,7 @@ def _keys(store: str | None):
 
 # %% ../nbs/09_cli.ipynb #c016t_01
 @keys_app.command('create')
-def keys_create(role: str = typer.Option(..., help="read_only, collector (may only push bars), analyst or admin"),
+def keys_create(role: str = typer.Option(..., help="read_only, collector (may only push bars), scraper (may only GET /metrics: Prometheus's), analyst or admin"),
                 name: str = typer.Option('', help="what the key is for (a host, a person)"),
                 days: Optional[float] = typer.Option(None, help="valid this many days, then refused (default: until revoked)"),
                 store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)")):

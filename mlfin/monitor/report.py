@@ -100,11 +100,12 @@ _READ: dict = {}
 
 
 def latest_report(root: Path | None = None) -> dict | None:
-    "The latest run's figures (`monitor.json`), read again only when `latest.json` changes; None before the first run"
+    "The latest run's figures (`monitor.json`, and its `inputs` as records), read again only when `latest.json` changes; None before the first run"
     pointer = Path(root or monitor_root())/'latest.json'
     try: stamp = pointer.stat().st_mtime_ns
     except FileNotFoundError: return None
     if _READ.get(pointer, (None,))[0] != stamp:
         folder = pointer.parent/json.loads(pointer.read_text())['folder']
-        _READ[pointer] = (stamp, json.loads((folder/'monitor.json').read_text()) | {'folder': str(folder)})
+        inputs = plain(pd.read_parquet(folder/'inputs.parquet').to_dict(orient='records'))
+        _READ[pointer] = (stamp, json.loads((folder/'monitor.json').read_text()) | {'folder': str(folder), 'inputs': inputs})
     return _READ[pointer][1]

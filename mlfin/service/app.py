@@ -5,6 +5,7 @@
 # %% ../../nbs/10f_service.app.ipynb #c003
 from __future__ import annotations
 import asyncio, logging, os, shutil, socket, tempfile, time
+import pandas as pd
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,8 +18,8 @@ from ..config import BadInput, MlfinError, Unavailable, home, project_root
 from .logs import AccessLog, Failures, configure, outage
 
 # %% auto #0
-__all__ = ['PUBLIC', 'ServiceSettings', 'read_sources', 'Metrics', 'Measured', 'error_response', 'Guard', 'create_app',
-           'dependencies', 'validation_line', 'app_from_env', 'serve']
+__all__ = ['MONITOR_GAUGES', 'PUBLIC', 'ServiceSettings', 'read_sources', 'Metrics', 'monitor_gauges', 'Measured',
+           'error_response', 'Guard', 'create_app', 'dependencies', 'validation_line', 'app_from_env', 'serve']
 
 # %% ../../nbs/10f_service.app.ipynb #c005
 class ServiceSettings(BaseModel):
@@ -80,6 +81,7 @@ class Metrics:
         self.quarantined = Counter('mlfin_rows_quarantined', 'rows quarantined by ingest', ['symbol', 'timeframe'], **kw)
         self.predictions = Counter('mlfin_predictions_served', 'predictions served', ['symbol', 'timeframe'], **kw)
         self.signals = Counter('mlfin_signals_served', 'signals served', ['symbol', 'timeframe', 'label'], **kw)
+        self.fresh: dict = {}
 
     def ingested(self, symbol, timeframe, report):
         for outcome in ('new', 'changed', 'unchanged'): self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
@@ -94,14 +96,14 @@ class Metrics:
             merged = CollectorRegistry(); multiprocess.MultiProcessCollector(merged)
             counted = generate_latest(merged)
         else: counted = generate_latest(self.registry)
-        states = CollectorRegistry(); states.register(_States(state))
+        states = CollectorRegistry(); states.register(_States(state, self.fresh))
         return counted + generate_latest(states), CONTENT_TYPE_LATEST
 
 
 # %% ../../nbs/10f_service.app.ipynb #c007_00
 class _States:
     "Scrape-time figures: production versions, jobs per state, last bar per series"
-    def __init__(self, state): self.state = state
+    def __init__(self, state, fresh: dict): self.state, self.fresh = state, fresh   # fresh: the series' overdue seconds, kept between scrapes
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
         version = GaugeMetricFamily('mlfin_model_production_version', 'the version aliased production, per registered model', labels=['name'])
@@ -116,12 +118,69 @@ class _States:
         yield jobs
         last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series', labels=['symbol', 'timeframe'])
         held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)', labels=['symbol', 'timeframe'])
+        overdue = GaugeMetricFamily('mlfin_series_overdue_seconds', 'how long a bar its calendar expected is overdue (0: fresh), per series',
+                                    labels=['symbol', 'timeframe'])
         stored = self.state.store.ls()
-        for s, t, ts, q in zip(stored['symbol'], stored['timeframe'], stored['last'], stored['quarantined']):
-            last.add_metric([s, t], ts.timestamp()); held.add_metric([s, t], q)
+        for row in stored.to_dict(orient='records'):
+            s, t = row['symbol'], row['timeframe']
+            last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
+            overdue.add_metric([s, t], self.overdue(row))
         yield last
         yield held
+        yield overdue
+        from mlfin.monitor.report import latest_report
+        yield from monitor_gauges(latest_report())
 
+    def overdue(self, row: dict) -> float:
+        "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"
+        from mlfin.monitor.freshness import freshness
+        key, now = (row['symbol'], row['timeframe'], row['last']), time.monotonic()
+        kept = self.fresh.get(key)
+        if kept is None or now - kept[0] > 10:
+            self.fresh[key] = kept = (now, max(0.0, freshness(row['last'], row['timeframe'], row['calendar'])['overdue_seconds']))
+        return kept[1]
+
+
+# %% ../../nbs/10f_service.app.ipynb #c007_01
+MONITOR_GAUGES = {   # the latest monitor run's figures per production model: gauge, the summary's key, what it is
+    'drifted_share': ('drifted_share', "share of the model's judged inputs drifted, weighted by its importance"),
+    'inputs_drifted': (lambda m: len(m['inputs_drifted']), 'inputs drifted'),
+    'inputs_judged': ('inputs_judged', 'inputs with a verdict (enough effective draws)'),
+    'prediction_drifted': (lambda m: float(m.get('prediction_verdict') == 'drifted'), "1 when the model's predictions drifted from its out-of-sample ones"),
+    'live_labelled': ('live_labelled', 'served signals whose outcome is known'),
+    'live_hit_rate': ('live_hit_rate', 'hit rate of the served signals with known outcomes'),
+    'live_hit_low': ('live_hit_low', "the live hit rate's Wilson 95% band, low end"),
+    'live_hit_high': ('live_hit_high', "the live hit rate's Wilson 95% band, high end"),
+    'record_accuracy': ('live_record_accuracy', "the model's out-of-sample accuracy (its record)"),
+    'live_auc': ('live_auc', 'AUC of the served predictions with known outcomes'),
+    'record_auc': ('live_record_auc', "the model's out-of-sample AUC"),
+    'live_worse': (lambda m: float(str(m.get('live_verdict', '')).startswith('worse')), '1 when live performance is worse than out-of-sample (one-sided, 1%)'),
+}
+
+# %% ../../nbs/10f_service.app.ipynb #c007_02
+def monitor_gauges(found: dict | None):
+    "The latest monitor run as Prometheus gauges (none before the first run): per model, per input, and the run's time"
+    from prometheus_client.core import GaugeMetricFamily
+    if found is None: return
+    at = GaugeMetricFamily('mlfin_monitor_run_timestamp_seconds', 'when the latest monitor run watched the production models')
+    at.add_metric([], pd.Timestamp(found['at']).timestamp())
+    yield at
+    for gauge, (key, text) in MONITOR_GAUGES.items():
+        family = GaugeMetricFamily(f'mlfin_monitor_{gauge}', text, labels=['name'])
+        for m in found['models']:
+            value = key(m) if callable(key) else m.get(key)
+            if value is not None: family.add_metric([m['name']], float(value))
+        yield family
+    failed = GaugeMetricFamily('mlfin_monitor_failed', '1 for a production model the monitor could not watch', labels=['name'])
+    for name in found['errors']: failed.add_metric([name], 1.0)
+    yield failed
+    for gauge, key, text in (('input_psi', 'psi', "an input's PSI against its training span"), ('input_psi_bar', 'psi_bar', "that input's own PSI bar"),
+                             ('input_drifted', 'verdict', '1 when the input drifted')):
+        family = GaugeMetricFamily(f'mlfin_monitor_{gauge}', text, labels=['name', 'input'])
+        for row in found.get('inputs', []):
+            value = float(row['verdict'] == 'drifted') if key == 'verdict' else row.get(key)
+            if value is not None: family.add_metric([row['name'], row['input']], float(value))
+        yield family
 
 # %% ../../nbs/10f_service.app.ipynb #c009
 class Measured:

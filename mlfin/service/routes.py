@@ -12,16 +12,16 @@ from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..config import BadInput, MlfinError, NotFound
-from .auth import Caller, Forbidden, Unauthorized, allows, identify
+from .auth import ROLES, Caller, Forbidden, Unauthorized, allows, identify
 
 # %% auto #0
-__all__ = ['api_key', 'bearer', 'READ', 'INGEST', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe',
-           'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require', 'Error', 'Health', 'LoadedModel', 'Ready',
-           'Token', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices',
-           'Prediction', 'Signal', 'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key',
-           'health', 'ready', 'token', 'ingest', 'ingest_run', 'delete_series', 'prices_latest', 'predict', 'signal',
-           'signal_history', 'models', 'model', 'promote', 'release', 'train', 'jobs', 'job', 'cancel_job',
-           'create_key', 'list_keys', 'revoke_key', 'metrics']
+__all__ = ['api_key', 'bearer', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol',
+           'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require', 'Error', 'Health',
+           'LoadedModel', 'Ready', 'Token', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted',
+           'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job',
+           'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest', 'ingest_run', 'delete_series', 'prices_latest',
+           'predict', 'signal', 'signal_history', 'models', 'model', 'promote', 'release', 'train', 'jobs', 'job',
+           'cancel_job', 'create_key', 'list_keys', 'revoke_key', 'metrics', 'monitor']
 
 # %% ../../nbs/10e_service.routes.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
@@ -41,7 +41,7 @@ def require(grant: str):
         return who
     return caller
 
-READ, INGEST, ANALYST, ADMIN = (Depends(require(g)) for g in ('read', 'ingest', 'train', 'admin'))
+READ, METRICS, INGEST, ANALYST, ADMIN = (Depends(require(g)) for g in ('read', 'metrics', 'ingest', 'train', 'admin'))
 
 # %% ../../nbs/10e_service.routes.ipynb #c007
 SYMBOL = r'^[A-Za-z0-9][A-Za-z0-9._\-^=]{0,63}$'
@@ -472,8 +472,19 @@ def revoke_key(request: Request, key_id: Annotated[str, PathParam(pattern=r'^[0-
 # %% ../../nbs/10e_service.routes.ipynb #c009_21
 @router.get('/metrics', tags=['service'], responses={**ERRORS, 200: {'content': {'text/plain': {}}, 'description': 'Prometheus text format'}},
             response_class=Response)
-def metrics(request: Request, caller: Caller = READ) -> Response:
-    "Prometheus metrics: requests and latency per route and status, candles, quarantined rows, predictions and signals, models in production, jobs, last bar per series"
+def metrics(request: Request, caller: Caller = METRICS) -> Response:
+    """Prometheus metrics: requests and latency per route and status, candles, quarantined rows, predictions and signals, models in
+    production, jobs, last bar and freshness per series, the latest monitor run's figures (a scraper key may read this and nothing else;
+    Prometheus sends it as `Authorization: Bearer`)"""
     body, kind = request.app.state.metrics.render(request.app.state)
     return Response(body, media_type=kind)
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_22
+@router.get('/monitor', tags=['service'], responses=ERRORS)
+def monitor(caller: Caller = READ) -> dict:
+    "The latest monitor run (`mlfin monitor`): each production version's drift, predictions, live performance and verdict; every series' freshness"
+    from mlfin.monitor.report import latest_report
+    found = latest_report()
+    if found is None: raise NotFound("no monitor run yet: `mlfin monitor` writes one (a schedule runs it)")
+    return {k: v for k, v in found.items() if k != 'folder'}
