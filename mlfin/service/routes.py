@@ -20,8 +20,8 @@ __all__ = ['api_key', 'bearer', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN',
            'LoadedModel', 'Ready', 'Token', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted',
            'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job',
            'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest', 'ingest_run', 'delete_series', 'prices_latest',
-           'predict', 'signal', 'signal_history', 'models', 'model', 'promote', 'release', 'train', 'jobs', 'job',
-           'cancel_job', 'create_key', 'list_keys', 'revoke_key', 'metrics', 'monitor']
+           'forecast', 'predict', 'signal', 'signal_history', 'models', 'model', 'promote', 'release', 'train', 'jobs',
+           'job', 'cancel_job', 'create_key', 'list_keys', 'revoke_key', 'metrics', 'monitor']
 
 # %% ../../nbs/10e_service.routes.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
@@ -339,13 +339,21 @@ def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
 Closed = Annotated[bool, Query(description="decide at the last closed bar (default); false: at the last stored, which may be forming")]
 
 
+# %% ../../nbs/10e_service.routes.ipynb #c009_06f
+def forecast(state, symbol: str, timeframe: str, closed: bool):
+    "The production model's forecast (`Live.forecast`); a stored series asked for without a production model is counted (an alert watches it)"
+    try: return state.live.forecast(symbol, timeframe, closed)
+    except NotFound as e:
+        if str(e).startswith('no production model') and state.store.stamp(symbol, timeframe) is not None: state.metrics.unserved(symbol, timeframe)
+        raise
+
 # %% ../../nbs/10e_service.routes.ipynb #c009_07
 @router.get('/predict', response_model=Prediction, tags=['predictions'], responses=ERRORS)
 def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True, caller: Caller = READ) -> Prediction:
     "The production model's prediction for the bar after the last closed one (a forming candle waits until it closes), with the model's name and version"
     state = request.app.state
     timeframe = _tf(timeframe)
-    f = state.live.forecast(symbol, timeframe, closed)
+    f = forecast(state, symbol, timeframe, closed)
     state.metrics.predicted(symbol, timeframe)
     return Prediction(symbol=f.symbol, timeframe=f.timeframe, bar_time=f.bar_time, kind=f.kind, label=f.label,
                       prob_up=f.value if f.kind == 'classifier' else None, prediction=f.value, model=f.model, name=f.name,
@@ -363,7 +371,7 @@ def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
     from mlfin.service.live import decide
     state = request.app.state
     timeframe = _tf(timeframe)
-    f = state.live.forecast(symbol, timeframe, closed)
+    f = forecast(state, symbol, timeframe, closed)
     record = decide(f, state.live.tags(symbol, timeframe), threshold)
     kept = threshold is None and closed
     if kept: state.signals.keep(record)
