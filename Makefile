@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export serve bench bench-data bench-features bench-models bench-backtest bench-service
+.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -24,6 +24,10 @@ dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866
 
 serve: setup ## the service on http://127.0.0.1:8000 (ARGS="--workers 2 --store postgresql://..."); keys: .venv/bin/mlfin keys create --role analyst
 	@$(BIN)/mlfin serve $(ARGS)
+
+monitoring: setup ## the service, Prometheus (:9090, env/monitoring/alerts.yml) and Alertmanager (:9093) on loopback (ARGS="--webhook URL --smtp host:port --email-to ADDR")
+	@bash env/setup-test.sh
+	@$(BIN)/mlfin monitoring $(ARGS)
 
 lab: setup ## JupyterLab on the project (kernel: mlfin)
 	@$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser

@@ -14,8 +14,9 @@ from .cli_options import SERVER_OPTIONS, config_options, service_options
 # %% auto #0
 __all__ = ['app', 'DASHBOARD_PORT', 'runs_app', 'data_app', 'models_app', 'keys_app', 'home_app', 'run', 'show_config',
            'dashboards', 'runs', 'runs_compare', 'runs_get', 'version', 'ingest', 'data_ls', 'data_quarantine',
-           'data_show', 'data_export', 'data_rm', 'quality', 'monitor', 'tune', 'models_families', 'models_ls',
-           'models_promote', 'models_release', 'serve', 'keys_create', 'keys_ls', 'keys_revoke', 'home_check']
+           'data_show', 'data_export', 'data_rm', 'quality', 'monitor', 'monitoring', 'tune', 'models_families',
+           'models_ls', 'models_promote', 'models_release', 'serve', 'keys_create', 'keys_ls', 'keys_revoke',
+           'home_check']
 
 # %% ../nbs/09_cli.ipynb #c005
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -309,6 +310,22 @@ def monitor(store: Optional[str] = typer.Option(None, help="store folder or post
     for r in (stale.to_dict(orient='records') if len(stale) else []):
         typer.echo(f"{r['symbol']} {r['timeframe']}: stale, bars overdue since {r['due']:%Y-%m-%d %H:%M}Z")
     typer.echo(f"report: {folder/'index.html'}")
+
+# %% ../nbs/09_cli.ipynb #c014_10
+@app.command()
+def monitoring(port: int = typer.Option(8000, help="the service's port on 127.0.0.1"),
+               serve: bool = typer.Option(True, '--serve/--no-serve', help="start `mlfin serve` too (--no-serve: one already runs on --port)"),
+               webhook: Optional[str] = typer.Option(None, help="a URL Alertmanager POSTs alerts to"),
+               smtp: Optional[str] = typer.Option(None, help="an SMTP server (host:port) Alertmanager mails alerts through"),
+               email_to: Optional[str] = typer.Option(None, help="whom the alerts are mailed to (with --smtp)"),
+               prometheus_port: int = typer.Option(9090, help="Prometheus on 127.0.0.1"),
+               alertmanager_port: int = typer.Option(9093, help="Alertmanager on 127.0.0.1"),
+               store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)")):
+    "Prometheus (scraping the service, evaluating env/monitoring/alerts.yml) and Alertmanager (webhook, e-mail) on loopback, beside the service"
+    from mlfin.monitor.alerting import run_monitoring
+    try: run_monitoring(port, serve, store, echo=typer.echo, webhook=webhook, smtp=smtp, email_to=email_to,
+                        prometheus_port=prometheus_port, alertmanager_port=alertmanager_port)
+    except MlfinError as e: _fail(str(e))
 
 # %% ../nbs/09_cli.ipynb #c016
 @app.command()
