@@ -14,10 +14,10 @@ from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FI
 from . import stats
 
 # %% auto #0
-__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO', 'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings', 'model_weights',
-           'break_even', 'cost_stress', 'Backtests', 'skill', 'examine', 'trade_models', 'threshold_grid',
-           'SymbolBacktest', 'backtest_symbol', 'backtest_universe', 'backtest_portfolio', 'trailing_volatility',
-           'tradable', 'capital_shares', 'daily_clock', 'days_per_year']
+__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO_MIN_DAYS', 'PORTFOLIO', 'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings',
+           'model_weights', 'break_even', 'cost_stress', 'Backtests', 'skill', 'examine', 'trade_models',
+           'threshold_grid', 'SymbolBacktest', 'backtest_symbol', 'clock_days', 'backtest_universe',
+           'backtest_portfolio', 'trailing_volatility', 'tradable', 'capital_shares', 'daily_clock', 'days_per_year']
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c004s
 @dataclass(frozen=True)
@@ -235,6 +235,13 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
                                         w['prob'] if settings.sizing == 'kelly' else None) for m, w in made.items()])
     return SymbolBacktest(metrics, curves, mine, records, grid)
 
+# %% ../../nbs/05d_backtest.universe.ipynb #c012z
+PORTFOLIO_MIN_DAYS = 20   # the leaders' portfolio is valued on a daily clock: over fewer days its statistics mean nothing
+
+def clock_days(bars_by_symbol: dict) -> int:
+    "The UTC days any of the symbols has a bar on: what a portfolio on the daily clock would be valued over"
+    return int(pd.DatetimeIndex(np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])).nunique())
+
 # %% ../../nbs/05d_backtest.universe.ipynb #c013
 PORTFOLIO = 'PORTFOLIO'
 
@@ -262,7 +269,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
                               trials[symbol], costs[symbol], settings)
         metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
         curves.append(one.curves); trades.append(one.trades); records.append(one.signals)
-    if len(leaders) > 1:
+    if len(leaders) > 1 and clock_days(bars_by_symbol) >= PORTFOLIO_MIN_DAYS:   # fewer days: no portfolio, each symbol stands alone
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
         p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
                                                           grids, calendars, settings)
