@@ -26,3 +26,112 @@ def test_every_rule_has_a_firing_and_a_quiet_case():
     assert sorted(rules) == sorted(set(rules)) and len(rules) >= 12
     assert set(rules) <= fires, set(rules) - fires
     assert set(rules) - {'MlfinDeadMansSwitch'} <= quiet | beside, set(rules) - quiet - beside   # the switch is meant to fire always
+
+
+# --- end to end: a real Prometheus scraping a real `mlfin serve`, a real Alertmanager delivering to a webhook and by e-mail ---
+
+import json, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import numpy as np, pandas as pd
+import pytest
+from conftest import free_port, market_data, mlfin, service
+
+
+def continued(bars: pd.DataFrame, segment: pd.DataFrame, start: pd.Timestamp, scale: float = 1.0, trend: float = 0.0) -> pd.DataFrame:
+    """`segment`'s bars as the continuation of `bars` from minute `start`: its moves (times `scale`, plus `trend` a minute)
+    from the last close, its ranges alike; scale 1 and trend 0 are an unchanged copy of past bars"""
+    seg = segment.copy()
+    moves = np.log(seg['close']).diff().fillna(0.0) * scale + trend
+    close = bars['close'].iloc[-1] * np.exp(moves.cumsum())
+    for c in ('open', 'high', 'low'): seg[c] = close + (seg[c] - seg['close']) * scale * close / seg['close']
+    seg['close'] = close
+    seg['high'], seg['low'] = seg[['open', 'high', 'close']].max(axis=1), seg[['open', 'low', 'close']].min(axis=1)
+    seg.index = pd.date_range(start, periods=len(seg), freq='min', tz='UTC')
+    return seg
+
+
+class Receiver(BaseHTTPRequestHandler):
+    "Alertmanager's webhook: each notification's JSON kept"
+    got: list = []
+    def do_POST(self):
+        self.got.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args): pass
+
+
+def firing(notifications: list[dict]) -> set[tuple]:
+    "(alert, name or symbol) of every firing alert notified"
+    return {(a['labels']['alertname'], a['labels'].get('name') or a['labels'].get('symbol', '')) for n in notifications
+            for a in n['alerts'] if a['status'] == 'firing'}
+
+
+@pytest.mark.timeout(900)
+def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailbox_an_unchanged_copy_nothing(tmp_path):
+    """ESA and ESB: models of real E-mini minute bars (retimed to end 4.5 hours ago), in production. Then collectors push, through
+    the service, 270 more bars of each: ESA's an unchanged copy of its past bars (and it keeps pushing each minute), ESB's the same
+    bars with moves tripled and a trend. ESC's collector stopped 11 minutes ago. `mlfin monitor` runs; Prometheus scrapes the
+    service with a scraper key as bearer and evaluates the shipped rules (their `for:` shortened to 2 s: promtool tests the real
+    ones); Alertmanager delivers to a webhook and to an SMTP server, both in this test. ESB's drift and ESC's staleness arrive by
+    both; nothing names ESA."""
+    from aiosmtpd.controller import Controller
+    from mlfin.data import load_sample
+    from mlfin.monitor.alerting import rules_file, start_monitoring
+    home, es = tmp_path/'home', load_sample('ES')
+    now = pd.Timestamp.now(tz='UTC').floor('min')
+    start = now - pd.Timedelta(minutes=271) - pd.Timedelta(minutes=len(es) - 1)   # the training bars end at now - 271 min
+    past = es.set_axis(pd.date_range(start, periods=len(es), freq='min', tz='UTC'))
+    for symbol in ('ESA', 'ESB', 'ESC'):
+        past.rename_axis('ts').reset_index().to_csv(tmp_path/f"{symbol}.csv", index=False)
+        mlfin(home, 'ingest', str(tmp_path/f"{symbol}.csv"), '--symbol', symbol, '--timeframe', '1m', '--calendar', '24/7')
+    mlfin(home, 'run', '--symbols', 'ESA:1m,ESB:1m', '--models', 'logistic', '--folds', '3', '--promote-min-auc', '0',
+          '--promote-min-sharpe', '-100', '--reports', str(home/'reports'))
+    for series in ('ESA:1m', 'ESB:1m'): mlfin(home, 'models', 'promote', series, '--reason', 'the alerting test watches it')
+    first = past.index[-1] + pd.Timedelta(minutes=1)
+    copy = continued(past, es.iloc[900:1500], first)                       # unchanged: bars it has seen, one after another
+    shifted = continued(past, es.iloc[900:1170], first, scale=3, trend=3e-4)
+    stopped = continued(past, es.iloc[900:1160], first)                    # its collector stopped at now - 11 min
+    Receiver.got = []
+    hook = ThreadingHTTPServer(('127.0.0.1', free_port()), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    mails = []
+    class Mailbox:
+        async def handle_DATA(self, server, session, envelope):
+            mails.append(envelope.content.decode(errors='replace')); return '250 OK'
+    smtp = Controller(Mailbox(), hostname='127.0.0.1', port=free_port()); smtp.start()
+    fast = tmp_path/'alerts.yml'   # the shipped rules, each `for:` 2 s
+    fast.write_text(rules_file().read_text().replace('for: 2m', 'for: 2s').replace('for: 5m', 'for: 2s').replace('for: 10m', 'for: 2s'))
+    pushing, stack = threading.Event(), None
+    with service(home, '--no-jobs') as svc:
+        try:
+            collector = svc.client(svc.key('collector'))
+            def push(symbol, bars):
+                answer = collector.post('/ingest', json={'symbol': symbol, 'timeframe': '1m', 'candles': market_data(bars)})
+                assert answer.status_code == 200, answer.text
+            push('ESA', copy[copy.index < now]); push('ESB', shifted); push('ESC', stopped)
+            def keep_pushing():   # ESA's collector goes on: each minute's bar once it has closed
+                sent = now
+                while not pushing.wait(2):
+                    closed = pd.Timestamp.now(tz='UTC').floor('min')
+                    if closed > sent: push('ESA', copy[(copy.index >= sent) & (copy.index < closed)]); sent = closed
+            threading.Thread(target=keep_pushing, daemon=True).start()
+            watched = mlfin(home, 'monitor', '--window', '250').stdout
+            assert 'mlfin.ESB.1m v' in watched and 'mlfin.ESA.1m v' in watched, watched
+            stack = start_monitoring(tmp_path/'monitoring', f"127.0.0.1:{svc.port}", svc.key('scraper'), rules=[fast],
+                                     webhook=f"http://127.0.0.1:{hook.server_port}/", smtp=f"127.0.0.1:{smtp.port}", email_to='ops@example.org',
+                                     prometheus_port=free_port(), alertmanager_port=free_port(), every='1s',
+                                     timing={'wait': '1s', 'interval': '1s', 'repeat': '1h'})
+            wanted = {('MlfinInputsDrifted', 'mlfin.ESB.1m'), ('MlfinSeriesStale', 'ESC')}
+            deadline = time.time() + 180
+            while time.time() < deadline and not (wanted <= firing(Receiver.got) and all(any(a in m for m in mails) for a, _ in wanted)):
+                time.sleep(1)
+            time.sleep(5)   # anything else that was going to fire has had its chance
+            got = firing(Receiver.got)
+            assert wanted <= got, (got, watched, stack.rules())
+            assert [a for a, _ in wanted if not any(a in m and 'ops@example.org' in m for m in mails)] == [], mails[:2]
+            assert [g for g in got if 'ESA' in g[1]] == [], (got, watched)   # the unchanged copy fires nothing
+            assert ('MlfinDeadMansSwitch', '') in got   # the path itself is up
+            assert svc.errors() == ''
+        finally:
+            pushing.set()
+            if stack is not None: stack.stop()
+            smtp.stop(); hook.shutdown()
