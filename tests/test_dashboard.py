@@ -18,10 +18,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def voila(home: Path):
-    "Voila serving dashboards/ with state under `home`, the way `mlfin dashboards` starts it"
+def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None):
+    "Voila serving dashboards/ with state under `home`, the way `mlfin dashboards` starts it; yields `page`'s URL"
     port = free_port()
-    env = {**os.environ, 'MLFIN_HOME': str(home)}
+    env = {**os.environ, 'MLFIN_HOME': str(home), **(env or {})}
     server = subprocess.Popen([sys.executable, '-m', 'voila', str(ROOT/'dashboards'), f'--port={port}', '--no-browser',
                                '--Voila.ip=127.0.0.1', '--MappingKernelManager.default_kernel_name=mlfin'],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -29,7 +29,7 @@ def voila(home: Path):
         for _ in range(120):
             try: urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=1); break
             except OSError: time.sleep(0.5)
-        yield f'http://127.0.0.1:{port}/voila/render/run.ipynb'
+        yield f'http://127.0.0.1:{port}/voila/render/{page}'
     finally:
         server.terminate(); server.wait(timeout=30)
 

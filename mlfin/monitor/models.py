@@ -106,7 +106,7 @@ class Watch:
         inputs = (f"{len(drifted)} of {d.judged} inputs drifted ({d.share:.0%} by importance: {', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''})"
                   if drifted else f"no input drifted ({d.judged} judged)" if d.judged
                   else f"inputs not judged (a reference of {self.window['reference_bars']:,} bars against a window of {self.window['window_bars']:,})")
-        fresh = (f"series stale: {self.series['missing']} bar(s) overdue since {self.series['due']:%Y-%m-%d %H:%M}Z" if self.series.get('stale')
+        fresh = (f"series stale: {self.series['missing']:,} bar(s) overdue since {self.series['due']:%Y-%m-%d %H:%M}Z" if self.series.get('stale')
                  else "series fresh")
         return f"{self.name} v{self.version}: {inputs}; predictions {self.predictions['verdict']}; live {self.live['verdict']}; {fresh}"
 
