@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service
+.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -53,3 +53,6 @@ bench-backtest: setup ## a 1,000-combination threshold x cost sweep over 20 symb
 bench-service: setup ## /predict at 1,000 rps for 60 s (hey) beside a bare FastAPI floor; in-process predict; one-bar ingest into 10k vs 10M bars; ingest throughput
 	@bash env/setup-test.sh
 	@$(BIN)/python tests/bench/bench_service.py
+
+bench-monitor: setup ## the monitor's drift statistics over 10 models x 24 inputs x 1M minute bars beside plain scipy on the same arrays (synthetic)
+	@$(BIN)/python tests/bench/bench_monitor.py $(ARGS)

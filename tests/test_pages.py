@@ -26,7 +26,7 @@ def opened(browser, url: str, text: str, seconds: float = 180):
 
 
 def connect(page, key: str, role: str):
-    page.locator('.widget-password input').fill(key)
+    page.get_by_label('API key').fill(key)
     page.locator('button', has_text='Connect').click()
     page.wait_for_selector(f".mlfin-connected >> text={role}", timeout=120_000)
 
@@ -94,7 +94,7 @@ def test_operations_page_offers_a_read_only_key_prediction_alone_and_it_equals_t
         page = opened(browser, url, 'API key')
         connect(page, key, 'read_only')
         assert [page.locator('button', has_text=b).count() for b in ('Ingest now', 'Train', 'Promote')] == [0, 0, 0]
-        page.locator('.widget-combobox input').first.fill('SPX:1d')
+        page.get_by_label('Series').first.fill('SPX:1d')
         page.locator('button', has_text='Predict the next bar').click()
         page.wait_for_selector(".mlfin-answer:has-text('prob_up')", timeout=120_000)
         shown = page.inner_text('body')
@@ -111,23 +111,22 @@ def test_operations_page_ingests_trains_and_promotes_with_an_admin_key(site, bro
     with site['voila']('operations.ipynb') as url:
         page = opened(browser, url, 'API key')
         connect(page, key, 'admin')
-        inputs = page.locator('.widget-combobox input')
-        inputs.nth(1).fill('EURUSDT:1h')   # ingest now: from the series' configured source (a loopback exchange)
+        page.get_by_label('Series').nth(1).fill('EURUSDT:1h')   # ingest now: from the series' configured source (a loopback exchange)
         page.locator('button', has_text='Ingest now').click()
         page.wait_for_selector(".mlfin-answer:has-text('quarantined')", timeout=120_000)
         bars = ask('/prices/latest', params={'symbol': 'EURUSDT', 'timeframe': '1h', 'n': 5}).json()
         assert len(bars['bars']) == 5, bars   # the bars it added are the service's now
-        page.locator('.widget-text input').nth(1).fill('SPX')   # train: a small run of SPX
-        page.locator('.widget-text input').nth(2).fill('models=logistic,folds=3,start=2016-01-01')
+        page.get_by_label('Symbols').fill('SPX')   # train: a small run of SPX
+        page.get_by_label('Parameters').fill('models=logistic,folds=3,start=2016-01-01')
         page.locator('button', has_text='Train').click()
         page.wait_for_selector('.mlfin-job >> text=succeeded', timeout=600_000)
         after = max(v['version'] for v in ask('/models/mlfin.SPX.1d').json())
         assert after > before and f"mlfin.SPX.1d" in page.inner_text('body')
-        page.locator('.widget-dropdown select').first.select_option('mlfin.SPX.1d')
-        page.locator('input[type=number]').first.fill(str(after))
+        page.get_by_label('Model').select_option('mlfin.SPX.1d')
+        page.get_by_label('Version', exact=True).fill(str(after))
         promote = page.locator('button', has_text='Promote')
         assert promote.is_disabled()   # not before the confirmation is ticked
-        page.locator('.widget-checkbox input').first.check()
+        page.get_by_label('I confirm').check()
         promote.click()
         page.wait_for_selector(".mlfin-answer:has-text('production')", timeout=60_000)
         production = [v['version'] for v in ask('/models/mlfin.SPX.1d').json() if 'production' in v['aliases']]
