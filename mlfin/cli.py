@@ -72,7 +72,8 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
     if root is None or not (root/'dashboards').is_dir(): _fail("no dashboards/ folder found here or above: run this inside the mlfin project")
     env = {**os.environ, 'MLFIN_HOME': str(home())}
     cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1',
-           '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser'])]
+           '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
+           '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60']   # one kernel per open tab: idle ones ended
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} (Ctrl-C stops)")
     from mlfin.config import run_server
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped

@@ -2,6 +2,7 @@
 real service and a real run: every page shows real figures (no placeholder, no traceback), each operations button does what it
 says end to end, a read_only key is offered no operator button. Each page is screenshotted into reports/screenshots/."""
 import json, shutil, time
+from contextlib import nullcontext
 from pathlib import Path
 import httpx, pytest, yaml
 from conftest import mlfin, service
@@ -43,9 +44,10 @@ def site(served_home, tmp_path_factory):
     config = {'urls': {'api': {'public': f"{exchange.url}/api/v3"}}, 'options': {'fetchMarkets': {'types': ['spot']}}, 'rateLimit': 5}
     (home/'sources.yaml').write_text(yaml.safe_dump({'EURUSDT:1h': {'source': 'ccxt:binance:EUR/USDT', 'start': '2017-11-01', 'config': config}}))
     try:
-        with service(home, '--sources', str(home/'sources.yaml')) as svc:
+        with service(home, '--sources', str(home/'sources.yaml')) as svc, voila(home, 'index.ipynb', env={'MLFIN_SERVICE_URL': svc.url}) as index:
+            base = index.rsplit('/', 1)[0]   # one Voila for every page: each visit runs its notebook in a kernel of its own
             yield {'home': home, 'service': svc, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')},
-                   'voila': lambda page: voila(home, page, env={'MLFIN_SERVICE_URL': svc.url})}
+                   'voila': lambda page: nullcontext(f"{base}/{page}")}
     finally: exchange.close()
 
 
