@@ -7,6 +7,8 @@ the wanted length (10 thousand and 10 million bars).
   1. /predict at 1,000 requests a second for 60 s over loopback, by hey (Debian's load tool, in its own process):
      p50, p99, errors; beside the floor: a bare FastAPI app under the same uvicorn answering the same JSON from memory
      behind a constant API-key check (no store, registry, limiter or metrics). Target: p99 < 50 ms, 0 errors.
+     1b. the same with a monitor run written and /metrics scraped every second by a scraper key (its gauges on):
+     p99 beside 1's. Target (issue 19): at most 10% higher.
   2. in-process: `Live.forecast` as each request runs it (the kept forecast), and as the first request after a new bar
      runs it (features on the last 1,000 bars and the model): p50 and p99.
   3. POST /ingest of one new minute bar, one request after another, into a series of 10k bars and one of 10M bars:
@@ -113,6 +115,23 @@ RESULT = {}
         print(f"   the floor, a bare FastAPI app answering the same JSON from memory: {bare['rps']:.0f}/s, p50 {bare['p50_ms']:.1f} ms, "
               f"p99 {bare['p99_ms']:.1f} ms, errors {bare['errors']} -> ours/floor p99 {ours['p99_ms'] / bare['p99_ms']:.2f}x", flush=True)
         print(f"   target p99 < 50 ms with 0 errors: {'met' if ours['p99_ms'] < 50 and ours['errors'] == 0 else 'MISSED'}", flush=True)
+
+        # the same load with the monitor's gauges on: a monitor run written, and /metrics scraped every second (a Prometheus at 1 s)
+        subprocess.run([str(BIN/'mlfin'), 'monitor', '--window', '250'], cwd=ROOT, env=ENV, check=True, capture_output=True)
+        scraper = subprocess.run([str(BIN/'mlfin'), 'keys', 'create', '--role', 'scraper'], env=ENV, capture_output=True, text=True, check=True).stdout.strip()
+        import threading
+        done, scrapes = threading.Event(), []
+        def scrape():
+            with httpx.Client(base_url=url, headers={'Authorization': f"Bearer {scraper}"}, timeout=30) as c:
+                while not done.wait(1.0):
+                    t = time.perf_counter(); text = c.get('/metrics').text; scrapes.append(time.perf_counter() - t)
+                    assert 'mlfin_monitor_drifted_share' in text
+        watcher = threading.Thread(target=scrape); watcher.start()
+        try: gauged = hey(f"{url}/predict?symbol=SPX&timeframe=1d", key)
+        finally: done.set(); watcher.join()
+        print(f"1b. the same with the monitor's gauges scraped every second ({len(scrapes)} scrapes, median {1000 * np.median(scrapes):.0f} ms): "
+              f"{gauged['rps']:.0f}/s, p50 {gauged['p50_ms']:.1f} ms, p99 {gauged['p99_ms']:.1f} ms, errors {gauged['errors']} -> "
+              f"p99 {gauged['p99_ms'] / ours['p99_ms']:.2f}x without (target: at most 1.10x)", flush=True)
 
         inproc = child('''
 import sys, time, numpy as np
