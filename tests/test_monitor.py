@@ -116,5 +116,7 @@ def test_mlfin_monitor_writes_its_report_and_the_service_exposes_it(served_home)
         text = svc.client(token=scraper).get('/metrics').text
         assert f'mlfin_monitor_drifted_share{{name="mlfin.SPX.1d"}} {spx["drifted_share"]}' in text
         assert 'mlfin_series_overdue_seconds{symbol="SPX",timeframe="1d"}' in text
+        serving = next(v['version'] for v in reader.get('/models/mlfin.SPX.1d').json() if 'production' in v['aliases'])
+        assert f'mlfin_model_production_version{{name="mlfin.SPX.1d"}} {float(serving)}' in text   # kept between scrapes, read as the registry changes
         assert svc.client(token=scraper).get('/monitor').status_code == 403   # a scraper reads the metrics and nothing else
         assert svc.errors() == ''

@@ -103,15 +103,11 @@ class Metrics:
 # %% ../../nbs/10f_service.app.ipynb #c007_00
 class _States:
     "Scrape-time figures: production versions, jobs per state, last bar per series"
-    def __init__(self, state, fresh: dict): self.state, self.fresh = state, fresh   # fresh: the series' overdue seconds, kept between scrapes
+    def __init__(self, state, kept: dict): self.state, self.fresh = state, kept   # kept between scrapes: overdue seconds, production versions
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
         version = GaugeMetricFamily('mlfin_model_production_version', 'the version aliased production, per registered model', labels=['name'])
-        try:
-            from mlfin.models.registry import describe
-            for v in describe():
-                if 'production' in v['aliases']: version.add_metric([v['name']], v['version'])
-        except Exception: pass   # no registry yet
+        for name, number in self.production().items(): version.add_metric([name], number)
         yield version
         jobs = GaugeMetricFamily('mlfin_jobs', 'jobs per state', labels=['state'])
         for s, n in self.state.jobs.counts().items(): jobs.add_metric([s], n)
@@ -130,6 +126,16 @@ class _States:
         yield overdue
         from mlfin.monitor.report import latest_report
         yield from monitor_gauges(latest_report())
+
+    def production(self) -> dict:
+        "Registered model -> its production version, asked of the registry again only when it may have changed (its MLflow queries were 70% of a scrape)"
+        from mlfin.models.registry import describe
+        stamp, kept = self.state.live.registry_stamp(), self.fresh.get('production')
+        if kept is None or stamp is None or kept[0] != stamp:
+            try: found = {v['name']: v['version'] for v in describe() if 'production' in v['aliases']}
+            except Exception: found = {}   # no registry yet
+            self.fresh['production'] = kept = (stamp, found)
+        return kept[1]
 
     def overdue(self, row: dict) -> float:
         "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"
