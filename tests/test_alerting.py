@@ -71,8 +71,8 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
     the service, 270 more bars of each: ESA's an unchanged copy of its past bars (and it keeps pushing each minute), ESB's the same
     bars with moves tripled and a trend. ESC's collector stopped 11 minutes ago. `mlfin monitor` runs; Prometheus scrapes the
     service with a scraper key as bearer and evaluates the shipped rules (their `for:` shortened to 2 s: promtool tests the real
-    ones); Alertmanager delivers to a webhook and to an SMTP server, both in this test. ESB's drift and ESC's staleness arrive by
-    both; nothing names ESA."""
+    ones); Alertmanager delivers to a webhook and to an SMTP server, both in this test. ESB's drift, ESC's staleness and ESC asked
+    for without a production model arrive by both; nothing names ESA."""
     from aiosmtpd.controller import Controller
     from mlfin.data import load_sample
     from mlfin.monitor.alerting import rules_file, start_monitoring
@@ -120,7 +120,9 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
                                      webhook=f"http://127.0.0.1:{hook.server_port}/", smtp=f"127.0.0.1:{smtp.port}", email_to='ops@example.org',
                                      prometheus_port=free_port(), alertmanager_port=free_port(), every='1s',
                                      timing={'wait': '1s', 'interval': '1s', 'repeat': '1h'})
-            wanted = {('MlfinInputsDrifted', 'mlfin.ESB.1m'), ('MlfinSeriesStale', 'ESC')}
+            unserved = svc.client(svc.key('read_only')).get('/predict', params={'symbol': 'ESC', 'timeframe': '1m'})
+            assert unserved.status_code == 404, unserved.text   # a stored series without a production model, asked for while watched
+            wanted = {('MlfinInputsDrifted', 'mlfin.ESB.1m'), ('MlfinSeriesStale', 'ESC'), ('MlfinNoProductionModel', 'ESC')}
             deadline = time.time() + 180
             while time.time() < deadline and not (wanted <= firing(Receiver.got) and all(any(a in m for m in mails) for a, _ in wanted)):
                 time.sleep(1)

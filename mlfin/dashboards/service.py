@@ -82,7 +82,8 @@ def _answer(out, work):
 # %% ../../nbs/12e_dashboards.service.ipynb #c011
 def series_options(c: Connection) -> list[str]:
     "SYMBOL:TIMEFRAME of every registered model the service lists"
-    return sorted({f"{n.split('.')[1]}:{n.split('.')[2]}" for n in (v['name'] for v in c.call('GET', '/models'))})
+    from mlfin.models.registry import series_of
+    return sorted({':'.join(series_of(v['name'])) for v in c.call('GET', '/models')})
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c012
 def _split(series: str) -> dict:
@@ -113,7 +114,8 @@ def training_section(c: Connection, series: list[str]):
             await asyncio.sleep(2)
         if job['state'] == 'succeeded':
             wanted = {s.strip() for s in symbols.value.split(',')}
-            versions = [v for v in c.call('GET', '/models') if v['name'].split('.')[1] in wanted]
+            from mlfin.models.registry import series_of
+            versions = [v for v in c.call('GET', '/models') if series_of(v['name'])[0] in wanted]
             log.value += html_table(pd.DataFrame([{k: v[k] for k in ('name', 'version', 'model')} | {'aliases': ', '.join(v['aliases'])}
                                                   for v in versions]), index=False)
     start.on_click(begin)

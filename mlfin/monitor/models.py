@@ -130,11 +130,11 @@ def series_state(row: dict,    # a series as `store.ls()` lists it
 # %% ../../nbs/11d_monitor.models.ipynb #c025
 def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=None) -> pd.DataFrame:
     "The signals the service served for a version (index: bar time): prediction, side; one per bar"
-    from mlfin.service import db as tables
+    from mlfin.service.db import engine
+    from mlfin.service.live import Signals
     from mlfin.backtest.signals import LABELS
-    s, sides = tables.signals, {v: k for k, v in LABELS.items()}
-    query = s.select().where(s.c.symbol == symbol, s.c.timeframe == timeframe, s.c.model_version == int(version)).order_by(s.c.ts)
-    with tables.engine(store).connect() as con: rows = pd.DataFrame([tables.utc(r) for r in con.execute(query).mappings()])
+    sides = {v: k for k, v in LABELS.items()}
+    rows = pd.DataFrame(Signals(engine(store)).history(symbol, timeframe, limit=None, version=version))
     if not len(rows): return pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts'))
     rows = rows.drop_duplicates('ts')   # what-if thresholds repeat a bar: its prediction is the same
     value = rows['prob_up'] if kind == 'classifier' else rows['prediction']
@@ -142,7 +142,7 @@ def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=N
                         index=pd.DatetimeIndex(pd.to_datetime(rows['ts'], utc=True), name='ts'))
 
 # %% ../../nbs/11d_monitor.models.ipynb #c026
-def window_predictions(model, X: np.ndarray, start: int) -> pd.Series | np.ndarray:
+def window_predictions(model, X: np.ndarray, start: int) -> np.ndarray:
     "The model's output at every row from `start` whose inputs (its whole look-back, for a sequence model) are defined; NaN elsewhere"
     valid = ~np.isnan(X).any(axis=1)
     need = max(int(getattr(model, 'window', 0)), 1)
@@ -159,6 +159,7 @@ def watch(version: dict,              # a production version (`registry.describe
           now: pd.Timestamp | None = None,
           inputs: pd.DataFrame | None = None,  # its inputs on the stored bars (default: computed, `features.inputs_for`)
           served: pd.DataFrame | None = None,  # its served signals (default: the service's table)
+          series: dict | None = None,          # its series' `series_state` (default: worked out here)
          ) -> Watch:
     "Inputs, predictions, live performance and freshness of one production version"
     from mlfin.data import load, open_store
@@ -181,14 +182,14 @@ def watch(version: dict,              # a production version (`registry.describe
     served = served_signals(symbol, timeframe, version['version'], version['kind'], store) if served is None else served
     live = live_performance(served, outcomes(bars, made.label, made.horizon, timeframe, now), version['scores'], version['kind'],
                             made.round_trip_bps)
-    listed = store.ls()
-    row = listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict()
+    if series is None:
+        listed = store.ls()
+        series = series_state(listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(), now)
     span = x.index[reference]
     window_facts = {'symbol': symbol, 'timeframe': timeframe, 'window_start': x.index[start], 'window_end': x.index[-1],
                     'window_bars': len(x) - start, 'reference_from': span[0] if len(span) else None,
                     'reference_to': span[-1] if len(span) else None, 'reference_bars': len(span)}
-    return Watch(version['name'], int(version['version']), version['model'], version['kind'], window_facts, drift, predictions, live,
-                 series_state(row, now))
+    return Watch(version['name'], int(version['version']), version['model'], version['kind'], window_facts, drift, predictions, live, series)
 
 # %% ../../nbs/11d_monitor.models.ipynb #c029
 @dataclass
@@ -203,18 +204,16 @@ class Report:
 def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | None = None) -> Report:
     "Every production version watched (`watch`), every stored series' freshness"
     from mlfin.data import open_store
-    from mlfin.models.registry import describe
+    from mlfin.models.registry import describe, series_of
     from mlfin.progress import step
     store, now = open_store(store), now or pd.Timestamp.now(tz='UTC')
     try: production = [v for v in describe() if 'production' in v['aliases']]
     except Exception as e: production, failed = [], {'registry': str(e).splitlines()[0]}
     else: failed = {}
-    report = Report(now, errors=failed)
+    states = {(r['symbol'], r['timeframe']): series_state(r, now) for r in store.ls().to_dict(orient='records')}   # once, for both uses
+    report = Report(now, errors=failed, series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]))
     for i, version in enumerate(production):
         step('monitor', f"{version['name']} v{version['version']}", i, len(production))
-        try: report.watches.append(watch(version, store, window, now))
+        try: report.watches.append(watch(version, store, window, now, series=states.get(series_of(version['name']))))
         except Exception as e: report.errors[version['name']] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    listed = store.ls()
-    report.series = pd.DataFrame([{'symbol': r['symbol'], 'timeframe': r['timeframe'], **series_state(r, now)}
-                                  for r in listed.to_dict(orient='records')])
     return report

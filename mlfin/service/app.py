@@ -81,13 +81,15 @@ class Metrics:
         self.quarantined = Counter('mlfin_rows_quarantined', 'rows quarantined by ingest', ['symbol', 'timeframe'], **kw)
         self.predictions = Counter('mlfin_predictions_served', 'predictions served', ['symbol', 'timeframe'], **kw)
         self.signals = Counter('mlfin_signals_served', 'signals served', ['symbol', 'timeframe', 'label'], **kw)
-        self.fresh: dict = {}
+        self.unserved_ = Counter('mlfin_unserved', 'requests for a stored series that has no production model', ['symbol', 'timeframe'], **kw)
+        self.kept: dict = {}   # what scrapes keep between them (`_States`)
 
     def ingested(self, symbol, timeframe, report):
         for outcome in ('new', 'changed', 'unchanged'): self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
         if report.quarantined: self.quarantined.labels(symbol, timeframe).inc(report.quarantined)
     def predicted(self, symbol, timeframe): self.predictions.labels(symbol, timeframe).inc()
     def signalled(self, symbol, timeframe, label): self.signals.labels(symbol, timeframe, label).inc()
+    def unserved(self, symbol, timeframe): self.unserved_.labels(symbol, timeframe).inc()
 
     def render(self, state) -> tuple[bytes, str]:
         "The exposition: this app's (or every worker's) counters, then the states read now"
@@ -96,14 +98,14 @@ class Metrics:
             merged = CollectorRegistry(); multiprocess.MultiProcessCollector(merged)
             counted = generate_latest(merged)
         else: counted = generate_latest(self.registry)
-        states = CollectorRegistry(); states.register(_States(state, self.fresh))
+        states = CollectorRegistry(); states.register(_States(state, self.kept))
         return counted + generate_latest(states), CONTENT_TYPE_LATEST
 
 
 # %% ../../nbs/10f_service.app.ipynb #c007_00
 class _States:
     "Scrape-time figures: production versions, jobs per state, last bar per series"
-    def __init__(self, state, kept: dict): self.state, self.fresh = state, kept   # kept between scrapes: overdue seconds, production versions
+    def __init__(self, state, kept: dict): self.state, self.kept = state, kept   # kept between scrapes: overdue seconds, production versions
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
         version = GaugeMetricFamily('mlfin_model_production_version', 'the version aliased production, per registered model', labels=['name'])
@@ -130,20 +132,20 @@ class _States:
     def production(self) -> dict:
         "Registered model -> its production version, asked of the registry again only when it may have changed (its MLflow queries were 70% of a scrape)"
         from mlfin.models.registry import describe
-        stamp, kept = self.state.live.registry_stamp(), self.fresh.get('production')
+        stamp, kept = self.state.live.registry_stamp(), self.kept.get('production')
         if kept is None or stamp is None or kept[0] != stamp:
             try: found = {v['name']: v['version'] for v in describe() if 'production' in v['aliases']}
             except Exception: found = {}   # no registry yet
-            self.fresh['production'] = kept = (stamp, found)
+            self.kept['production'] = kept = (stamp, found)
         return kept[1]
 
     def overdue(self, row: dict) -> float:
         "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"
         from mlfin.monitor.freshness import freshness
         key, now = (row['symbol'], row['timeframe'], row['last']), time.monotonic()
-        kept = self.fresh.get(key)
+        kept = self.kept.get(key)
         if kept is None or now - kept[0] > 10:
-            self.fresh[key] = kept = (now, max(0.0, freshness(row['last'], row['timeframe'], row['calendar'])['overdue_seconds']))
+            self.kept[key] = kept = (now, max(0.0, freshness(row['last'], row['timeframe'], row['calendar'])['overdue_seconds']))
         return kept[1]
 
 

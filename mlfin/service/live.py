@@ -14,7 +14,7 @@ from ..data.bars import bar_end, closed_bars
 from .. import features as F
 
 # %% auto #0
-__all__ = ['TAIL', 'live_inputs', 'Forecast', 'Live', 'decide', 'Signals']
+__all__ = ['TAIL', 'live_inputs', 'NoProductionModel', 'Forecast', 'Live', 'decide', 'Signals']
 
 # %% ../../nbs/10c_service.live.ipynb #c005
 TAIL = 1000  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
@@ -31,6 +31,10 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
         raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} ({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
                           f"{len(bars)} bars are too few, or a bar there has no volume or range")
     return last
+
+# %% ../../nbs/10c_service.live.ipynb #c008z
+class NoProductionModel(NotFound):
+    "A series asked for that has no production model (404): the service counts these, an alert watches the count"
 
 # %% ../../nbs/10c_service.live.ipynb #c009
 @dataclass
@@ -100,14 +104,14 @@ class Live:
         stamp = self.registry_stamp()
         if entry.checked == stamp:   # nothing moved in the registry since the last look
             if entry.predictor is not None: return entry.predictor
-            raise NotFound(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version")
+            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version")
         name = registered_name(symbol, timeframe)
-        if stamp is None: raise NotFound(f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)")
+        if stamp is None: raise NoProductionModel(f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)")
         if self._client is None: self._client = registry_client()   # one client: each new one opens the registry's database again
         try: found = self._client.get_model_version_by_alias(name, 'production')
         except MlflowException:
             entry.checked, entry.predictor, entry.forecasts = stamp, None, {}   # known to have none: not asked again until the registry changes
-            raise NotFound(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version") from None
+            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version") from None
         if entry.predictor is None or entry.predictor.version != int(found.version):
             predictor = load(found.version, symbol, timeframe)   # loaded before it replaces the old one: no request goes without
             if 'features' not in predictor.model.manifest:
@@ -210,7 +214,10 @@ class Signals:
             if len(self._kept) > 100_000: self._kept.clear()
             self._kept.add(key)
 
-    def history(self, symbol: str, timeframe: str, start=None, end=None, limit: int = 1000) -> list[dict]:
+    def history(self, symbol: str, timeframe: str, start=None, end=None,
+                limit: int | None = 1000,   # None: all of them (the monitor's live record)
+                version: int | None = None, # only those of this model version
+               ) -> list[dict]:
         "Signals served for a series between `start` and `end` (UTC), oldest first"
         from mlfin.service import db as tables
         from mlfin.data.stores.rules import utc_bounds
@@ -220,7 +227,9 @@ class Signals:
             lo, hi = (None if t is None else t.to_pydatetime() for t in (lo, hi))   # year 0 parses, and has no datetime
         except ValueError as e: raise BadInput(f"start/end: {e}") from None
         query = s.select().where(s.c.symbol == symbol, s.c.timeframe == timeframe)
+        if version is not None: query = query.where(s.c.model_version == int(version))
         if lo is not None: query = query.where(s.c.ts >= lo)
         if hi is not None: query = query.where(s.c.ts <= hi if closed else s.c.ts < hi)
-        with self.db.connect() as con: rows = con.execute(query.order_by(s.c.ts, s.c.model_name).limit(limit)).mappings().all()
+        query = query.order_by(s.c.ts, s.c.model_name)
+        with self.db.connect() as con: rows = con.execute(query if limit is None else query.limit(limit)).mappings().all()
         return [tables.utc(r) for r in rows]

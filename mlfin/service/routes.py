@@ -342,9 +342,10 @@ Closed = Annotated[bool, Query(description="decide at the last closed bar (defau
 # %% ../../nbs/10e_service.routes.ipynb #c009_06f
 def forecast(state, symbol: str, timeframe: str, closed: bool):
     "The production model's forecast (`Live.forecast`); a stored series asked for without a production model is counted (an alert watches it)"
+    from mlfin.service.live import NoProductionModel
     try: return state.live.forecast(symbol, timeframe, closed)
-    except NotFound as e:
-        if str(e).startswith('no production model') and state.store.stamp(symbol, timeframe) is not None: state.metrics.unserved(symbol, timeframe)
+    except NoProductionModel:
+        if state.store.stamp(symbol, timeframe) is not None: state.metrics.unserved(symbol, timeframe)   # a stored series: bounded labels
         raise
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_07
