@@ -85,6 +85,7 @@ class Metrics:
         self.kept: dict = {}   # what scrapes keep between them (`_States`)
 
     def ingested(self, symbol, timeframe, report):
+        self.kept.pop('series', None)   # the series' gauges read again at the next scrape
         for outcome in ('new', 'changed', 'unchanged'): self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
         if report.quarantined: self.quarantined.labels(symbol, timeframe).inc(report.quarantined)
     def predicted(self, symbol, timeframe): self.predictions.labels(symbol, timeframe).inc()
@@ -118,8 +119,7 @@ class _States:
         held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)', labels=['symbol', 'timeframe'])
         overdue = GaugeMetricFamily('mlfin_series_overdue_seconds', 'how long a bar its calendar expected is overdue (0: fresh), per series',
                                     labels=['symbol', 'timeframe'])
-        stored = self.state.store.ls()
-        for row in stored.to_dict(orient='records'):
+        for row in self.series():
             s, t = row['symbol'], row['timeframe']
             last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
             overdue.add_metric([s, t], self.overdue(row))
@@ -137,6 +137,13 @@ class _States:
             try: found = {v['name']: v['version'] for v in describe() if 'production' in v['aliases']}
             except Exception: found = {}   # no registry yet
             self.kept['production'] = kept = (stamp, found)
+        return kept[1]
+
+    def series(self) -> list[dict]:
+        "The store's series (`ls`), read again after 10 s or an ingest through this service: a scrape does not list the store each time"
+        now, kept = time.monotonic(), self.kept.get('series')
+        if kept is None or now - kept[0] > 10:
+            self.kept['series'] = kept = (now, self.state.store.ls().to_dict(orient='records'))
         return kept[1]
 
     def overdue(self, row: dict) -> float:
