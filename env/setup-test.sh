@@ -3,7 +3,8 @@
 # it with Playwright, never a downloaded browser build), the PostgreSQL server (the store's team
 # backend is tested against a real server, which the tests start privately on loopback), Redis (the
 # rate limits several service workers share; a private server too), hey (make bench-service), and Prometheus
-# with Alertmanager (the shipped alert rules are unit-tested by promtool and fired end to end by private servers).
+# with Alertmanager (the shipped alert rules are unit-tested by promtool and fired end to end by private servers),
+# restic (mlfin backup) and systemd's analyzer (the schedule's units are verified offline).
 # Idempotent and silent when already there.
 set -euo pipefail
 need=()
@@ -13,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v hey >/dev/null 2>&1 || need+=(hey)   # the HTTP load tool of make bench-service
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || need+=(prometheus)   # 2.42: the rules' tests and make monitoring
 [ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)
+command -v restic >/dev/null 2>&1 || need+=(restic)   # 0.14: mlfin backup's encrypted, deduplicated repository
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # systemd-analyze verify/calendar check the generated units offline
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "mlfin: installing Debian packages for the tests: ${need[*]} ..."
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_config.ipynb #c003
 from __future__ import annotations
-import hashlib, os, secrets, sys
+import contextlib, datetime as dt, hashlib, json, os, secrets, sys
 from pathlib import Path
 from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, a leaf: every module may raise them
 
 
 # %% auto #0
 __all__ = ['KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
-           'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write',
+           'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive',
            'die_with_parent', 'run_server', 'code_version', 'Validation', 'RunConfig', 'run_config', 'default',
            'task_fields', 'task_values', 'task_config', 'task_params']
 
@@ -97,6 +97,27 @@ def atomic_write(path: str | Path, write) -> Path:
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+# %% ../nbs/00_config.ipynb #c022x
+@contextlib.contextmanager
+def exclusive(name: str,                  # what is held: run, backup, ... (one lock file each, under home()/locks)
+              wait: float | None = None,  # seconds to wait for it; None: as long as it takes, 0: not at all
+              at: Path | None = None,     # the home whose lock it is; default: `home()`
+             ):
+    "Hold the home's lock `name` while the block runs; Unavailable, naming the holder, when it stays taken"
+    from filelock import FileLock, Timeout
+    folder = Path(at or home())/'locks'; folder.mkdir(parents=True, exist_ok=True)
+    lock, holder = FileLock(folder/f'{name}.lock', thread_local=False), folder/f'{name}.holder'
+    try: lock.acquire(timeout=-1 if wait is None else wait)
+    except Timeout:
+        try: who = json.loads(holder.read_text()); who = f"pid {who['pid']} since {who['since']}"
+        except (OSError, ValueError, KeyError): who = 'another process'
+        raise Unavailable(f"{name}: {who} holds {folder/(name + '.lock')}; not started") from None
+    try:
+        atomic_write(holder, lambda tmp: Path(tmp).write_text(json.dumps(
+            {'pid': os.getpid(), 'since': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})))
+        yield
+    finally: lock.release()
 
 # %% ../nbs/00_config.ipynb #c022p
 def die_with_parent():

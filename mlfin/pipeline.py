@@ -6,7 +6,7 @@
 from __future__ import annotations
 import hashlib, json, re, time
 from pathlib import Path
-from .config import (MlfinError, BadInput, NotFound, Unavailable, KERNELS, RunConfig, apply_runtime_env, code_version,
+from .config import (MlfinError, BadInput, NotFound, Unavailable, KERNELS, RunConfig, exclusive, apply_runtime_env, code_version,
                           home, project_root, read_yaml, run_config, task_config)
 
 # %% auto #0
@@ -101,24 +101,25 @@ def _dag(root: Path, values: dict):
 
 # %% ../nbs/08_pipeline.ipynb #c011_03
 def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
-        progress: bool = True) -> dict[str, float]:
-    "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed); seconds per task run"
+        progress: bool = True, wait: float | None = None) -> dict[str, float]:
+    "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run lock (`wait`: `config.exclusive`); seconds per task run"
     root, values = resolve(overrides, project)
-    stamp = Path(values['home'])/'run'/'.build-stamp.json'
-    if not force and _up_to_date(stamp, root, values):
-        publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); return {}
-    from ploomber.exceptions import DAGBuildError
-    from mlfin.progress import Display
-    dag = _dag(root, values)
-    with Display(enabled=progress) as display:   # on a terminal: the task at work, the symbol or model it is at
-        for task in dag.values(): task.on_finish = display.finished
-        try: built = dag.build(force=force, show_progress=False)
-        except DAGBuildError as e: raise task_failure(str(e)) from None
-    _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
-    ran = timings(built)
-    if 'report' in ran: _attach_report(Path(values['home'])/'run')
-    publish(Path(values['home'])/'run'/'reports', Path(values['reports']))
-    return ran
+    with exclusive('run', wait, Path(values['home'])):   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner)
+        stamp = Path(values['home'])/'run'/'.build-stamp.json'
+        if not force and _up_to_date(stamp, root, values):
+            publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); return {}
+        from ploomber.exceptions import DAGBuildError
+        from mlfin.progress import Display
+        dag = _dag(root, values)
+        with Display(enabled=progress) as display:   # on a terminal: the task at work, the symbol or model it is at
+            for task in dag.values(): task.on_finish = display.finished
+            try: built = dag.build(force=force, show_progress=False)
+            except DAGBuildError as e: raise task_failure(str(e)) from None
+        _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
+        ran = timings(built)
+        if 'report' in ran: _attach_report(Path(values['home'])/'run')
+        publish(Path(values['home'])/'run'/'reports', Path(values['reports']))
+        return ran
 
 
 # %% ../nbs/08_pipeline.ipynb #c011_04

@@ -24,7 +24,7 @@ def metavar(kind: str) -> str:
 
 # %% ../../nbs/09a_cli.options.ipynb #c009
 def config_options(command):
-    "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force"
+    "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force and --wait"
     import inspect
     from mlfin.config import RunConfig
     options = []
@@ -34,6 +34,8 @@ def config_options(command):
                                          default=typer.Option(None, metavar=metavar(kind), help=f"{field.description} ({kind}, default {field.default!r})")))
     options.append(inspect.Parameter('force', inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                      default=typer.Option(False, help="run every task, even the up-to-date ones")))
+    options.append(inspect.Parameter('wait', inspect.Parameter.KEYWORD_ONLY, annotation=Optional[float],
+                                     default=typer.Option(None, help="seconds to wait while another run on this home works (default: until it ends; 0: exit at once)")))
     command.__signature__ = inspect.Signature(options)
     command.__annotations__ = {p.name: p.annotation for p in options}
     return command

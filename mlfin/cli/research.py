@@ -17,12 +17,12 @@ __all__ = ['runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs',
            'models_families', 'models_ls', 'models_promote', 'models_release']
 
 # %% ../../nbs/09c_cli.research.ipynb #c006
-def run(force: bool = False, **overrides):
+def run(force: bool = False, wait: float | None = None, **overrides):
     "Run the pipeline (ingest -> features -> train -> backtest -> report); parameters: defaults, env.yaml, then these options"
     overrides = {k: v for k, v in overrides.items() if v is not None}
     from mlfin import pipeline
     started = time.perf_counter()
-    try: ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty())
+    try: ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
     except MlfinError as e: fail(str(e))
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")

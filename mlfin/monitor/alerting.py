@@ -11,7 +11,8 @@ import yaml
 from ..errors import BadInput, Unavailable
 
 # %% auto #0
-__all__ = ['rules_file', 'prometheus_config', 'alertmanager_config', 'Monitoring', 'start_monitoring', 'run_monitoring']
+__all__ = ['rules_file', 'prometheus_config', 'alertmanager_config', 'Monitoring', 'start_monitoring', 'run_monitoring',
+           'send_alert']
 
 # %% ../../nbs/11f_monitor.alerting.ipynb #c005
 def rules_file() -> Path:
@@ -46,7 +47,7 @@ def alertmanager_config(webhook: str | None = None,  # a URL alerts are POSTed t
     receiver = {'name': 'mlfin'}
     if webhook: receiver['webhook_configs'] = [{'url': webhook, 'send_resolved': True}]
     if smtp: receiver['email_configs'] = [{'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}]
-    return {'route': {'receiver': 'mlfin', 'group_by': ['alertname', 'name', 'symbol', 'timeframe'], 'group_wait': wait,
+    return {'route': {'receiver': 'mlfin', 'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit'], 'group_wait': wait,
                       'group_interval': interval, 'repeat_interval': repeat}, 'receivers': [receiver]}
 
 # %% ../../nbs/11f_monitor.alerting.ipynb #c013
@@ -154,3 +155,23 @@ def run_monitoring(port: int = 8000,           # the service's port on 127.0.0.1
     finally:
         if service is not None and service.poll() is None: service.terminate(); service.wait(30)
         keys.revoke(record['id'])
+
+# %% ../../nbs/11f_monitor.alerting.ipynb #c020a
+def send_alert(name: str,                # the alert's name, e.g. MlfinScheduledRunFailed
+               labels: dict,             # what it is about: task, check, unit...
+               summary: str,             # one line a person reads
+               firing: bool = True,      # False: resolve it
+               ends_in: float = 3600.0,  # seconds it stays firing unless posted again
+               url: str | None = None,   # Alertmanager; default: MLFIN_ALERTMANAGER_URL
+              ) -> bool:
+    "Post an alert to Alertmanager's API (v2); False when no Alertmanager is configured, Unavailable when it does not take it"
+    import datetime as dt, httpx
+    url = url or os.environ.get('MLFIN_ALERTMANAGER_URL')
+    if not url: return False
+    now = dt.datetime.now(dt.timezone.utc)
+    alert = {'labels': {'alertname': name, 'severity': 'page', **{k: str(v) for k, v in labels.items()}}, 'annotations': {'summary': summary},
+             'startsAt': now.isoformat(), 'endsAt': (now + dt.timedelta(seconds=ends_in if firing else 0)).isoformat()}
+    try: answer = httpx.post(url.rstrip('/') + '/api/v2/alerts', json=[alert], timeout=10)
+    except httpx.HTTPError as e: raise Unavailable(f"Alertmanager {url}: {e}") from None
+    if answer.status_code != 200: raise Unavailable(f"Alertmanager {url}: {answer.status_code} {answer.text[:200]}")
+    return True
