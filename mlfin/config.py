@@ -107,7 +107,10 @@ def exclusive(name: str,                  # what is held: run, backup, ... (one 
     "Hold the home's lock `name` while the block runs; Unavailable, naming the holder, when it stays taken"
     from filelock import FileLock, Timeout
     folder = Path(at or home())/'locks'; folder.mkdir(parents=True, exist_ok=True)
-    lock, holder = FileLock(folder/f'{name}.lock', thread_local=False), folder/f'{name}.holder'
+    key = str(folder.resolve()/f'{name}.lock')
+    if key in _HELD:   # this process holds it already (a scheduled run calling the pipeline, which takes it too)
+        yield; return
+    lock, holder = FileLock(key, thread_local=False), folder/f'{name}.holder'
     try: lock.acquire(timeout=-1 if wait is None else wait)
     except Timeout:
         try: who = json.loads(holder.read_text()); who = f"pid {who['pid']} since {who['since']}"
@@ -116,8 +119,11 @@ def exclusive(name: str,                  # what is held: run, backup, ... (one 
     try:
         atomic_write(holder, lambda tmp: Path(tmp).write_text(json.dumps(
             {'pid': os.getpid(), 'since': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})))
+        _HELD.add(key)
         yield
-    finally: lock.release()
+    finally: _HELD.discard(key); lock.release()
+
+_HELD: set = set()   # the locks this process holds
 
 # %% ../nbs/00_config.ipynb #c022p
 def die_with_parent():

@@ -224,6 +224,7 @@ class Repository:
 
     def check(self, read_data: bool = False) -> tuple[bool, str]:
         "restic check (with `read_data`: every pack read back and its hash verified); (passed, what it said)"
+        self.restic('unlock', check=False)   # a killed backup's lock (stale: its process is gone) would stop the check
         done = self.restic('check', *(['--read-data'] if read_data else []), check=False)
         return done.returncode == 0, (done.stdout + done.stderr).strip()
 

@@ -98,10 +98,11 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     repository_ = repository(repo, password)
     if not repository_.exists(): raise NotFound(f"no restic repository at {repository_.url} (or its password is not {repository_.password_file})")
     chosen = pick(repository_.snapshots(), snapshot)
-    work = to.parent/f".{to.name}.restoring-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    scratch = work = to.parent/f".{to.name}.restoring-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
     try:
-        repository_.restic('restore', f"{chosen['full_id']}:{chosen['paths'][0]}", '--target', str(work))
+        repository_.restic('restore', chosen['full_id'], '--target', str(work / 'snapshot'))
+        work = work/'snapshot'   # the stage was backed up as `.`: its content is the snapshot's root
         manifest = json.loads((work/'MANIFEST.json').read_text())
         files, size = verify(work, manifest)          # before anything is put in place
         kind = manifest['store']['kind']
@@ -116,7 +117,7 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
         kept = to/'.backup'/'restored'; shutil.rmtree(kept, ignore_errors=True); kept.mkdir(parents=True)
         shutil.copy2(work/'MANIFEST.json', kept/'MANIFEST.json')
         if (work/'probe').is_dir(): shutil.copytree(work/'probe', kept/'probe')
-    finally: shutil.rmtree(work, ignore_errors=True)
+    finally: shutil.rmtree(scratch, ignore_errors=True)
     target_store = store if kind == 'postgresql' else str(to/'store')
     with in_home(to):
         from mlfin.tracking import check_home

@@ -71,30 +71,27 @@ def scheduled(job: str,                    # one of JOBS
     "Run `job` once, holding its lock, recorded in the ops database; its exit status (0 done, 75 skipped: the previous still works, 2 failed on a user's mistake, 1 failed)"
     work, at = job_work(job), home()
     wait = JOBS[job].wait if wait == 'job' else wait
-    record = run_started(job, at)
-    try:
-        if job == 'run': summary = work(wait)   # the pipeline holds the home's run lock itself, whoever starts it
-        else:
-            with exclusive(job, wait, at): summary = work(wait)
+    try: held = exclusive(job, wait, at); held.__enter__()   # the run job's lock is the pipeline's own: `mlfin run` by hand waits for it too
     except Unavailable as e:
-        busy = 'holds' in str(e) and str(e).startswith(f"{job}:")
-        run_ended(record, 'skipped' if busy else 'failed', 75 if busy else 1, str(e), at=at)
-        if not busy: _alert(job, str(e))
-        echo(f"mlfin: {job}: {'skipped' if busy else 'failed'}: {e}"); return 75 if busy else 1
-    except MlfinError as e:
-        run_ended(record, 'failed', 2, str(e), at=at); _alert(job, str(e))
-        echo(f"mlfin: {job}: failed: {e}"); return 2
-    except BaseException as e:   # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
-        line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        run_ended(record, 'failed', 1, line, at=at); traceback.print_exc()
-        try: _alert(job, line)
-        except MlfinError: pass
-        if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
-        return 1
-    run_ended(record, 'succeeded', 0, summary=summary, at=at)
-    _alert(job, None)
-    echo(f"mlfin: {job}: done: {summary}")
-    return 0
+        run_ended(run_started(job, at), 'skipped', 75, str(e), at=at)
+        echo(f"mlfin: {job}: skipped: {e}"); return 75
+    try:
+        record = run_started(job, at)
+        try: summary = work(wait)
+        except MlfinError as e:
+            run_ended(record, 'failed', 2, str(e), at=at); _alert(job, str(e))
+            echo(f"mlfin: {job}: failed: {e}"); return 2
+        except BaseException as e:   # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
+            line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+            run_ended(record, 'failed', 1, line, at=at); traceback.print_exc()
+            _alert(job, line)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
+            return 1
+        run_ended(record, 'succeeded', 0, summary=summary, at=at)
+        _alert(job, None)
+        echo(f"mlfin: {job}: done: {summary}")
+        return 0
+    finally: held.__exit__(None, None, None)
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c013
 def _alert(job: str, error: str | None):
