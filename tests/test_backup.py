@@ -1,0 +1,147 @@
+"Backup and restore (issue 20): the restore drill on a served home while a collector pushes, a killed backup, a damaged repository, retention by calendar"
+import datetime as dt, json, os, shutil, signal, subprocess, threading, time
+from pathlib import Path
+import pandas as pd, pytest
+from conftest import ES, MLFIN, ROOT, mlfin, new_database, service
+
+pytestmark = pytest.mark.skipif(not shutil.which('restic'), reason="restic is installed by env/setup-test.sh")
+SERIES = (('SPX', '1d'), ('ES', '1m'))
+
+
+@pytest.fixture
+def password(tmp_path, monkeypatch):
+    "The repository's password file, outside every home (as ~/.config/mlfin/backup-password is)"
+    monkeypatch.setenv('MLFIN_BACKUP_PASSWORD_FILE', str(tmp_path/'backup-password'))
+    return tmp_path/'backup-password'
+
+
+def served(svc, key: str) -> dict:
+    "What a reader is served now: each production model's prediction (its computing time aside) and the signals history"
+    with svc.client(key) as c:
+        out = {}
+        for symbol, timeframe in SERIES:
+            p = c.get('/predict', params={'symbol': symbol, 'timeframe': timeframe}); assert p.status_code == 200, p.text
+            out[f'{symbol}:{timeframe}'] = {k: v for k, v in p.json().items() if k != 'computed_at'}
+        out['history'] = c.get('/signals/history', params={'symbol': 'SPX', 'timeframe': '1d', 'start': '2000-01-01', 'limit': 100000}).json()
+    return out
+
+
+class Collector(threading.Thread):
+    "A MetaTrader-style collector pushing real E-mini minute bars (retimed a week on, a new series) one a request; each acknowledged bar noted with when"
+    def __init__(self, svc, key: str):
+        super().__init__(daemon=True)
+        self.client, self.stop, self.acked = svc.client(key), threading.Event(), []
+        self.bars = ES.iloc[:1500].set_axis(ES.index[:1500] + pd.Timedelta(days=7))
+    def run(self):
+        for ts, r in zip(self.bars.index, self.bars.itertuples()):
+            if self.stop.is_set(): return
+            candle = {'ts': ts.isoformat(), 'open': r.open, 'high': r.high, 'low': r.low, 'close': r.close, 'volume': r.volume}
+            answer = self.client.post('/ingest', json={'symbol': 'ESC', 'timeframe': '1m', 'candles': [candle]})
+            assert answer.status_code == 200, answer.text
+            self.acked.append((ts, time.time()))
+
+
+def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_into: str | None = None):
+    "A served home backed up while a collector pushes, the home deleted, restored into an empty folder: the same service answers"
+    home, repo = tmp_path/'home', str(tmp_path/'repo')
+    shutil.copytree(served_home, home)
+    if store:
+        from mlfin import data
+        data.ingest('sample:SPX', store=store)
+        data.ingest(ES, 'ES', '1m', calendar='CMES', store=store)
+    with service(home, '--no-jobs', store=store) as svc:
+        reader = svc.key('read_only')
+        with svc.client(reader) as c: assert c.get('/signals', params={'symbol': 'SPX', 'timeframe': '1d'}).status_code == 200   # a signal served and kept
+        before = served(svc, reader)
+        collector = Collector(svc, svc.key('collector')); collector.start()
+        while len(collector.acked) < 30: time.sleep(0.05)
+        began = time.time()
+        made = mlfin(home, 'backup', '--repo', repo, *(['--store', store] if store else []))
+        collector.stop.set(); collector.join(60)
+        wanted = {ts for ts, at in collector.acked if at < began}
+        assert 'snapshot ' in made.stdout and '2 production model(s) fingerprinted' in made.stdout, made.stdout
+        records = {what: mlfin(home, *what.split()).stdout for what in ('runs', 'models ls')}
+    shutil.rmtree(home)   # the disk is lost
+    restored = tmp_path/'restored'
+    done = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, *(['--store', restore_into] if restore_into else []))
+    assert done.stdout.count(': identical') == 2, done.stdout   # each production model's fingerprint reproduced
+    with service(restored, '--no-jobs', store=restore_into) as svc:
+        assert served(svc, reader) == before   # the old key works, the same predictions, the same signals
+        assert svc.errors() == ''
+    assert {what: mlfin(restored, *what.split()).stdout for what in records} == records   # run history and registry
+    from mlfin import data
+    held = set(data.load('ESC', '1m', store=restore_into or str(restored/'store')).index)
+    assert wanted and wanted <= held, sorted(wanted - held)[:5]   # every bar acknowledged before the backup began
+    return restored, repo
+
+
+def test_a_served_home_backed_up_while_a_collector_pushes_is_restored_whole(served_home, tmp_path, password):
+    restored, repo = drill(served_home, tmp_path)
+    # a restore never overwrites a home without being told
+    again = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, check=False)
+    assert again.returncode == 2 and again.stderr.strip() == (f"mlfin: error: {restored}: not empty; restore rebuilds a home in an empty folder "
+                                                             "(--force replaces what the snapshot holds there)"), again.stderr
+
+
+def test_the_same_drill_on_a_postgresql_store(served_home, tmp_path, password, postgres_server):
+    store = new_database(postgres_server)
+    drill(served_home, tmp_path, store, restore_into=new_database(postgres_server))
+
+
+def test_a_backup_killed_midway_leaves_the_previous_snapshot_restorable(served_home, tmp_path, password):
+    home, repo = tmp_path/'home', str(tmp_path/'repo')
+    shutil.copytree(served_home, home)
+    first = mlfin(home, 'backup', '--repo', repo).stdout.split()[1]
+    env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
+    second = subprocess.Popen([MLFIN, 'backup', '--repo', repo], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    deadline = time.time() + 120   # killed once restic is at work (the stage written): restic and mlfin, SIGKILL, no handler runs
+    while time.time() < deadline and not subprocess.run(['pgrep', '-s', str(second.pid), 'restic'], capture_output=True).stdout: time.sleep(0.02)
+    os.killpg(second.pid, signal.SIGKILL); second.wait()
+    assert second.returncode == -signal.SIGKILL
+    listed = mlfin(home, 'backup', 'ls', '--repo', repo).stdout
+    assert first in listed, listed
+    checked = mlfin(home, 'backup', 'check', '--repo', repo, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    done = mlfin(tmp_path, 'restore', str(tmp_path/'restored'), '--repo', repo, '--snapshot', first)
+    assert done.stdout.count(': identical') == 2, done.stdout
+    later = mlfin(home, 'backup', '--repo', repo)   # and the next backup goes on (the killed one's lock was stale)
+    assert 'snapshot ' in later.stdout
+
+
+def test_a_damaged_repository_is_reported_by_the_check_and_never_restored(served_home, tmp_path, password):
+    home, repo = tmp_path/'home', tmp_path/'repo'
+    shutil.copytree(served_home, home)
+    mlfin(home, 'backup', '--repo', str(repo))
+    packs = sorted((repo/'data').rglob('*'), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    damaged = packs[-1]   # the largest pack: bars and models
+    content = bytearray(damaged.read_bytes()); content[len(content) // 2] ^= 0xFF
+    damaged.chmod(0o600); damaged.write_bytes(bytes(content))
+    assert mlfin(home, 'backup', 'check', '--repo', str(repo)).returncode == 0   # the structure is whole: only reading the data shows it
+    checked = mlfin(home, 'backup', 'check', '--repo', str(repo), '--read-data', check=False)
+    assert checked.returncode == 1 and 'the repository is damaged' in checked.stderr, checked.stdout + checked.stderr
+    done = mlfin(tmp_path, 'restore', str(tmp_path/'restored'), '--repo', str(repo), check=False)
+    assert done.returncode == 2 and done.stderr.startswith('mlfin: error: '), done.stdout + done.stderr
+    assert not (tmp_path/'restored').exists() or not any((tmp_path/'restored').iterdir())   # nothing placed
+
+
+def test_retention_keeps_thirty_daily_and_thirteen_weekly_on_a_calendar_of_snapshots(tmp_path, password):
+    "Snapshots at 04:00 (and every fifth day also at 12:00) for 100 days: the newest each of the last 30 days and each of the last 13 weeks stay"
+    from mlfin.ops.backup import repository
+    repo = repository(str(tmp_path/'repo')); repo.init()
+    folder = tmp_path/'stage'; folder.mkdir(); (folder/'MANIFEST.json').write_text('{}')
+    start, taken = dt.datetime(2026, 7, 1, 4, 0), []
+    for day in range(100):
+        for hour in ((4, 12) if day % 5 == 0 else (4,)):
+            when = start + dt.timedelta(days=day, hours=hour - 4)
+            (folder/'day.txt').write_text(f"{when}")
+            repo.restic('backup', '--tag', 'mlfin', '--host', 'drill', '--time', when.strftime('%Y-%m-%d %H:%M:%S'), '.', cwd=folder)
+            taken.append(when)
+    repo.forget()
+    kept = sorted(t.tz_convert(None).to_pydatetime() for t in repo.snapshots()['time'])
+    newest = taken[-1]
+    daily = {max(t for t in taken if t.date() == d) for d in {t.date() for t in taken if t > newest - dt.timedelta(days=30)}}   # restic: strictly within
+    weekly = {max(t for t in taken if t.isocalendar()[:2] == w) for w in {t.isocalendar()[:2] for t in taken if t > newest - dt.timedelta(days=90)}}
+    assert kept == sorted(daily | weekly), (len(kept), len(daily | weekly))
+    assert len({t.date() for t in kept if t >= newest - dt.timedelta(days=29)}) == 30 and len({t.isocalendar()[:2] for t in kept}) >= 13
+    assert min(kept) >= newest - dt.timedelta(days=91)
