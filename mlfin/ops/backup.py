@@ -247,13 +247,15 @@ def password_file(path: Path | None = None) -> Path:
     return found
 
 # %% ../../nbs/13c_ops.backup.ipynb #c026
-def repository(url: str | None = None, password: Path | None = None) -> Repository:
-    "The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given (a repository on the home's own disk is no backup)"
+def repository(url: str | None = None, password: Path | None = None,
+               backing_up: bool = False,   # refuse a repository inside the home being backed up
+              ) -> Repository:
+    "The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given"
     url = url or os.environ.get('MLFIN_BACKUP_REPO')
     if not url: raise BadInput("no backup repository: give --repo (a folder on another disk, sftp:HOST:/PATH or rest:URL) or set MLFIN_BACKUP_REPO")
     if not url.startswith(('sftp:', 'rest:', 's3:', 'b2:', 'azure:', 'gs:', 'rclone:')):
         url = str(Path(url).expanduser().resolve())
-        if Path(url).is_relative_to(home().resolve()): raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
+        if backing_up and Path(url).is_relative_to(home().resolve()): raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
     return Repository(url, password_file(password))
 
 # %% ../../nbs/13c_ops.backup.ipynb #c027
@@ -281,7 +283,7 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
           ) -> Backup:
     "Back the home up: a consistent cut staged, then a restic snapshot (incremental: only new data is sent); retention once a day"
     started = time.perf_counter()
-    repository_ = repository(repo, password)
+    repository_ = repository(repo, password, backing_up=True)
     made = repository_.init()
     work = home()/'.backup'; work.mkdir(parents=True, exist_ok=True)
     sums_file = work/'checksums.json'
