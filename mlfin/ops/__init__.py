@@ -10,3 +10,5 @@ from .records import check_history, check_stats, ops_db, runs
 from .schedules import JOBS, scheduled, units, cron_lines
 from .backup import backup, repository
 from .restore import restore
+from .health import check_all
+from .daily import daily_report

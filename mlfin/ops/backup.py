@@ -271,11 +271,13 @@ class Backup:
     stage_seconds: float
     series: dict
     fingerprints: dict
-    retention: dict | None = None
+    retention: dict | None = None   # once a day: what the calendar kept and removed
+    check: dict | None = None       # once a day, after retention: the repository's check (passed, at, what restic said)
 
     def summary(self) -> dict:
         return {'snapshot': self.snapshot, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2),
-                'series': len(self.series), 'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {})}
+                'series': len(self.series), 'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {}),
+                **({'check': self.check} if self.check else {})}
 
 # %% ../../nbs/13c_ops.backup.ipynb #c028
 def backup(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
@@ -294,13 +296,15 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     repository_.restic('unlock', check=False)   # locks a killed restic left behind (only stale ones are removed)
     done = repository_.restic('backup', '--json', '--tag', 'mlfin', '--host', socket.gethostname(), '--ignore-ctime', '.', cwd=work/'stage')
     last = json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])
-    kept = None
+    kept = checked = None
     stamp = work/'retention.stamp'
     if retention or (retention is None and (not stamp.exists() or time.time() - stamp.stat().st_mtime > 20 * 3600)):
         kept = repository_.forget(); stamp.touch()
+        passed, said = repository_.check()
+        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'said': said.splitlines()[-1] if said else ''}
     total = sum(b for _, b in manifest['files'].values())
     return Backup(last['snapshot_id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
-                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'], manifest['fingerprints'], kept)
+                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'], manifest['fingerprints'], kept, checked)
 
 # %% ../../nbs/13c_ops.backup.ipynb #c029
 def _live_keys(folder: Path) -> set:

@@ -67,9 +67,11 @@ def job_work(job: str) -> Callable[[float | None], dict]:
 # %% ../../nbs/13b_ops.schedules.ipynb #c011
 def scheduled(job: str,                    # one of JOBS
               wait: float | None | str = 'job', # seconds to wait for the previous run; 'job': the job's own (`Job.wait`)
-              echo: Callable = print) -> int:
+              echo: Callable = print,
+              work: Callable | None = None,     # what it does (wait -> summary), when not the job's own (`mlfin backup` with its options)
+             ) -> int:
     "Run `job` once, holding its lock, recorded in the ops database; its exit status (0 done, 75 skipped: the previous still works, 2 failed on a user's mistake, 1 failed)"
-    work, at = job_work(job), home()
+    work, at = work or job_work(job), home()
     wait = JOBS[job].wait if wait == 'job' else wait
     try: held = exclusive(job, wait, at); held.__enter__()   # the run job's lock is the pipeline's own: `mlfin run` by hand waits for it too
     except Unavailable as e:
