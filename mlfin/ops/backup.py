@@ -12,8 +12,8 @@ from ..config import BadInput, MlfinError, NotFound, Unavailable, atomic_write, 
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'restic_bin', 'link_or_copy', 'link_tree',
-           'sqlite_copy', 'store_cut', 'atomic_write_json', 'fingerprints', 'checksums', 'versions', 'schema_revisions',
-           'stage', 'Repository', 'password_file', 'repository', 'Backup', 'backup']
+           'sqlite_copy', 'store_cut', 'atomic_write_json', 'production_versions', 'fingerprints', 'checksums',
+           'versions', 'schema_revisions', 'stage', 'Repository', 'password_file', 'repository', 'Backup', 'backup']
 
 # %% ../../nbs/13c_ops.backup.ipynb #c005
 CONFIG_FILES = ('env.yaml', 'features.yaml', 'models.yaml', 'pipeline.yaml')   # the project's, beside the code
@@ -92,9 +92,28 @@ def _pg_dump(url: str, target: Path):
                           capture_output=True, text=True)
     if done.returncode: raise Unavailable(f"pg_dump of the store failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
 
+# %% ../../nbs/13c_ops.backup.ipynb #c0pv
+def production_versions() -> dict[str, int] | None:
+    "Registered model -> its production version, read from the home's MLflow database without MLflow (None: a team's tracking server, or no registry)"
+    db = home()/'mlflow.db'
+    if os.environ.get('MLFLOW_TRACKING_URI') or not db.exists(): return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
+    try: rows = con.execute("SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'").fetchall()
+    except sqlite3.OperationalError: return None   # no registry tables yet
+    finally: con.close()
+    return {name: int(version) for name, version in rows}
+
 # %% ../../nbs/13c_ops.backup.ipynb #c015
 def fingerprints(store, target: Path) -> dict:
     "Each production model's predictions on its series' last PROBE_ROWS feature rows, the rows saved under `target/probe`: what a restore must reproduce"
+    kept = home()/'.backup'/'fingerprints'
+    try: cached = json.loads((kept/'fingerprints.json').read_text())
+    except (OSError, ValueError): cached = None
+    serving = production_versions()
+    if cached is not None and serving is not None and {n: v['version'] for n, v in cached.items() if 'error' not in v} == serving:
+        for v in cached.values():   # the same production versions as at the last backup: their probes and predictions stand
+            if 'probe' in v: link_or_copy(kept/v['probe'], target/v['probe'])
+        return cached
     from mlfin import data
     from mlfin.features.assembly import inputs_for
     from mlfin.models.registry import describe, load, series_of
@@ -115,6 +134,10 @@ def fingerprints(store, target: Path) -> dict:
         X.to_parquet(probe)
         out[v['name']] = {'version': v['version'], 'probe': str(probe.relative_to(target)), 'rows': [int(r) for r in rows],
                           'predictions': [float(p) for p in predicted]}
+    shutil.rmtree(kept, ignore_errors=True)
+    for v in out.values():
+        if 'probe' in v: link_or_copy(target/v['probe'], kept/v['probe'])
+    atomic_write_json(kept/'fingerprints.json', out)
     return out
 
 # %% ../../nbs/13c_ops.backup.ipynb #c017
@@ -207,7 +230,16 @@ class Repository:
             raise Unavailable(f"restic {args[0]} on {self.url}: {last[-1] if last else 'exit ' + str(done.returncode)}")
         return done
 
-    def exists(self) -> bool: return self.restic('cat', 'config', check=False).returncode == 0
+    @property
+    def local(self) -> Path | None: return None if ':' in self.url.split('/')[0] else Path(self.url)   # a folder, not sftp:/rest:/...
+
+    def exists(self) -> bool:
+        if self.local is not None and not (self.local/'config').exists(): return False   # each restic call derives the key (scrypt): half a second
+        return self.restic('cat', 'config', check=False).returncode == 0
+
+    def unlock(self):
+        "Remove the locks a killed restic left (stale ones only: their process is gone)"
+        if self.local is None or any((self.local/'locks').iterdir()): self.restic('unlock', check=False)
 
     def init(self) -> bool:
         "Make the repository if it is not there yet; True when made"
@@ -224,7 +256,7 @@ class Repository:
 
     def check(self, read_data: bool = False) -> tuple[bool, str]:
         "restic check (with `read_data`: every pack read back and its hash verified); (passed, what it said)"
-        self.restic('unlock', check=False)   # a killed backup's lock (stale: its process is gone) would stop the check
+        self.unlock()   # a killed backup's lock (stale: its process is gone) would stop the check
         done = self.restic('check', *(['--read-data'] if read_data else []), check=False)
         return done.returncode == 0, (done.stdout + done.stderr).strip()
 
@@ -292,8 +324,9 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     try: known = json.loads(sums_file.read_text())
     except (OSError, ValueError): known = {}
     manifest = stage(work/'stage', store, products, known)
-    atomic_write_json(sums_file, {k: v for k, v in known.items() if k in _live_keys(work/'stage')})
-    repository_.restic('unlock', check=False)   # locks a killed restic left behind (only stale ones are removed)
+    live = _live_keys(work/'stage')
+    atomic_write_json(sums_file, {k: v for k, v in known.items() if k in live})
+    repository_.unlock()   # locks a killed restic left behind (only stale ones are removed)
     done = repository_.restic('backup', '--json', '--tag', 'mlfin', '--host', socket.gethostname(), '--ignore-ctime', '.', cwd=work/'stage')
     last = json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])
     kept = checked = None
