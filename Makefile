@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor
+.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-ops
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -56,3 +56,7 @@ bench-service: setup ## /predict at 1,000 rps for 60 s (hey) beside a bare FastA
 
 bench-monitor: setup ## the monitor's drift statistics over 10 models x 24 inputs x 1M minute bars beside plain scipy on the same arrays (synthetic)
 	@$(BIN)/python tests/bench/bench_monitor.py $(ARGS)
+
+bench-ops: setup ## backup of a 10M-bar store + registry, incremental after a day of bars for 10 symbols, restore: ours beside tar + sqlite3 .backup (synthetic)
+	@bash env/setup-test.sh
+	@$(BIN)/python tests/bench/bench_ops.py

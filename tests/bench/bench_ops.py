@@ -1,0 +1,113 @@
+"""Benchmark: backup and restore of a home, ours beside `tar` plus `sqlite3 .backup`, in one run (`make bench-ops`).
+
+The registry is real: LightGBM trained by the pipeline on the embedded S&P 500 daily bars, promoted to production (its
+fingerprint is taken). The bars are SYNTHETIC (random-walk one-minute bars, labelled): 10 symbols x 1M bars = 10M bars,
+then one more day of minute bars (1,440) for each.
+
+  ours:  `mlfin backup` into a new restic repository (encrypted, deduplicated, compressed): the first backup, then the
+         incremental one after the day's bars; `mlfin restore` of the latest snapshot into an empty folder (files checked
+         against the manifest, the model's fingerprint reproduced): the RTO.
+  peer:  what a person scripts: `sqlite3 .backup` of each SQLite database, then GNU tar of the rest with gzip, a full
+         archive then an incremental one (`--listed-incremental`); its restore: both archives extracted, the databases
+         copied in. Unencrypted, no checksums checked, no model checked.
+Each command is timed whole, as a schedule runs it (process start included). Target (issue 20): the incremental backup
+under 5 s; the smallest backup interval its cost allows beside the seed's 15-minute RPO.
+"""
+import os, shutil, subprocess, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from _child import SYNTH, child  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+work = Path(tempfile.mkdtemp(prefix='mlfin-bench-ops-'))
+home = work/'home'
+os.environ.update(MLFIN_HOME=str(home), PLOOMBER_STATS_ENABLED='false', MLFIN_BACKUP_PASSWORD_FILE=str(work/'password'))
+ENV = dict(os.environ)
+SYMBOLS = [f"SYN{i}" for i in range(10)]
+
+
+def timed(*cmd, cwd=ROOT) -> tuple[float, str]:
+    t = time.perf_counter()
+    done = subprocess.run(list(map(str, cmd)), cwd=cwd, env=ENV, capture_output=True, text=True)
+    if done.returncode: raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - t, done.stdout
+
+
+def size(path: Path) -> int: return sum(p.stat().st_size for p in Path(path).rglob('*') if p.is_file())
+
+
+def peer(archive: Path, snapshot_file: Path) -> float:
+    "sqlite3 .backup of each database, then tar (gzip) of the home with GNU tar's incremental list: seconds"
+    t = time.perf_counter()
+    dbs = archive.with_suffix('.dbs'); dbs.mkdir(parents=True, exist_ok=True)
+    for db in [*home.glob('*.db'), home/'store'/'service.db']:
+        if db.exists(): subprocess.run(['sqlite3', str(db), f".backup '{dbs/db.name}'"], check=True)
+    subprocess.run(['tar', '--create', '--gzip', f'--listed-incremental={snapshot_file}', '--file', str(archive),
+                    '--exclude=*.db', '--exclude=*.db-wal', '--exclude=*.db-shm', '--exclude=.backup', '--exclude=*.lock', '-C', str(home), '.'], check=True)
+    return time.perf_counter() - t
+
+
+def main():
+    if not shutil.which('restic'): raise SystemExit("restic is missing: `bash env/setup-test.sh` installs it (Debian's restic)")
+    print(f"bench-ops: working in {work}\n", flush=True)
+    t = time.perf_counter()
+    subprocess.run([str(BIN/'mlfin'), 'run', '--symbols', 'SPX', '--models', 'lightgbm', '--folds', '3', '--promote-min-auc', '0',
+                    '--promote-min-sharpe', '-100', '--reports', str(work/'reports')], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    subprocess.run([str(BIN/'mlfin'), 'models', 'promote', 'SPX:1d', '--reason', 'bench-ops backs it up'], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    print(f"   a production model: LightGBM on the S&P 500 daily bars, trained by the pipeline ({time.perf_counter() - t:.0f} s)", flush=True)
+    written = child(SYNTH + '''
+import sys
+from mlfin.data.stores import open_store
+store = open_store(sys.argv[1])
+for i in range(10):
+    bars = synthetic(1_000_000, seed=i); bars.attrs.update(symbol=f"SYN{i}", timeframe='1m'); store.write(bars, {'calendar': '24/7'})
+RESULT = {'bars': int(store.ls()['bars'].sum())}
+''', home/'store')
+    print(f"   the store: {written['bars']:,} bars (SYNTHETIC, 10 symbols x 1M minute bars) + the S&P 500's, {size(home) / 1e6:,.0f} MB in the home "
+          f"({written['seconds']:.0f} s to write)\n", flush=True)
+
+    repo = work/'repo'
+    first, said = timed(BIN/'mlfin', 'backup', '--repo', repo, '--no-retention')
+    print(f"ours, first backup:       {first:6.1f} s   {said.strip()}", flush=True)
+    p_first = peer(work/'peer'/'full.tar.gz', work/'peer'/'tar.snar')
+    print(f"peer, first backup:       {p_first:6.1f} s   sqlite3 .backup + tar.gz: {size(work/'peer') / 1e6:,.1f} MB", flush=True)
+
+    day = child(SYNTH + '''
+import sys
+from mlfin.data.stores import open_store
+store = open_store(sys.argv[1])
+for i in range(10):
+    last = store.ls().set_index('symbol').loc[f"SYN{i}", 'last']
+    bars = synthetic(1440, first=str(last.tz_convert(None) + pd.Timedelta(minutes=1)), seed=100 + i); bars.attrs.update(symbol=f"SYN{i}", timeframe='1m')
+    store.write(bars, {'calendar': '24/7'})
+RESULT = {'bars': int(store.ls()['bars'].sum())}
+''', home/'store')
+    print(f"\n   one more day of minute bars for each of the 10 symbols (14,400 bars; {day['bars']:,} now)\n", flush=True)
+    incremental, said = timed(BIN/'mlfin', 'backup', '--repo', repo, '--no-retention')
+    print(f"ours, incremental backup: {incremental:6.1f} s   {said.strip()}", flush=True)
+    before = size(work/'peer')
+    p_incremental = peer(work/'peer'/'day.tar.gz', work/'peer'/'tar.snar')
+    print(f"peer, incremental backup: {p_incremental:6.1f} s   sqlite3 .backup + tar.gz --listed-incremental: {(size(work/'peer') - before) / 1e6:,.1f} MB more", flush=True)
+    print(f"   incremental target under 5 s: {'met' if incremental < 5 else 'MISSED'} ({incremental:.1f} s; ours/peer {incremental / p_incremental:.2f}x)", flush=True)
+
+    restore, said = timed(BIN/'mlfin', 'restore', work/'restored', '--repo', repo)
+    print(f"\nours, restore (RTO):      {restore:6.1f} s   {said.strip().splitlines()[0]}; {[l.strip() for l in said.splitlines() if 'mlfin.SPX.1d' in l]}", flush=True)
+    t = time.perf_counter()
+    target = work/'peer-restored'; target.mkdir()
+    for archive in ('full.tar.gz', 'day.tar.gz'):
+        subprocess.run(['tar', '--extract', '--gzip', '--listed-incremental=/dev/null', '--file', str(work/'peer'/archive), '-C', str(target)], check=True)
+    for db in (work/'peer'/'full.dbs').iterdir(): shutil.copy2(db, target/('store' if db.name == 'service.db' else '.')/db.name)
+    p_restore = time.perf_counter() - t
+    print(f"peer, restore:            {p_restore:6.1f} s   two archives extracted, databases copied (nothing checked)", flush=True)
+
+    interval = max(60, 10 * incremental)   # a backup costing at most a tenth of its interval
+    print(f"\nsmallest backup interval at which a backup takes at most 10% of it: {interval / 60:.1f} min (the seed's RPO: 15 min; "
+          f"the shipped schedule backs up every 15 min)")
+    print(f"ratios ours/peer: first {first / p_first:.2f}x, incremental {incremental / p_incremental:.2f}x, restore {restore / p_restore:.2f}x; "
+          f"repository {size(repo) / 1e6:,.1f} MB, peer archives {size(work/'peer') / 1e6:,.1f} MB")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
