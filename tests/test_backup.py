@@ -1,5 +1,5 @@
 "Backup and restore (issue 20): the restore drill on a served home while a collector pushes, a killed backup, a damaged repository, retention by calendar"
-import datetime as dt, json, os, shutil, signal, subprocess, threading, time
+import datetime as dt, os, shutil, signal, subprocess, threading, time
 from pathlib import Path
 import pandas as pd, pytest
 from conftest import ES, MLFIN, ROOT, mlfin, new_database, service

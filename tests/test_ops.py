@@ -1,5 +1,5 @@
 "Health with a history and the daily report (issue 20), from a real service: a check failing three rounds alerts through a real Alertmanager; the report arrives by e-mail"
-import json, os, shutil, subprocess, time
+import json, shutil, subprocess, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 import pytest, yaml

@@ -1,6 +1,5 @@
 "Schedules (issue 20): the generated units pass systemd's own checks, the cron line and the timer fire at the same times, runs never overlap"
 import datetime as dt, os, shutil, subprocess, sys, time
-from pathlib import Path
 import pytest
 from conftest import MLFIN, ROOT, mlfin
 
