@@ -63,11 +63,11 @@ def store_cut(store, target: Path) -> dict:
     if store.kind == 'postgresql':
         _pg_dump(store.url, target/'store.pgdump')
         return {'kind': 'postgresql', 'series': held}
-    from mlfin.data.stores.parquet import MANIFEST, LEGACY, _manifest
+    from mlfin.data.stores.parquet import MANIFEST, LEGACY, committed
     root = Path(store.root)
     for folder in sorted(root.glob('bars/timeframe=*/symbol=*')):
         out = target/'store'/folder.relative_to(root)
-        parts = _manifest(folder)   # read once: the files it names are never changed, only replaced by files a later manifest names
+        parts = committed(folder)   # read once: the files it names are never changed, only replaced by files a later manifest names
         if parts is not None:
             for name in parts.files: link_or_copy(folder/name, out/name)
             atomic_write_json(out/MANIFEST, {'format': 2, **{c: getattr(parts, c) for c in parts.COLUMNS}, 'total': parts.total, 'retired': []})

@@ -12,7 +12,7 @@ from ..bars import check_timeframe
 from .rules import as_stored, check_symbol, span, to_bars, utc_bounds
 
 # %% auto #0
-__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore']
+__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'committed']
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c005b
 # one file per period, about ten thousand bars at most (10,080 / 8,928 / 8,784 / 3,653 round the clock): a push rewrites one
@@ -272,6 +272,11 @@ def _manifest(folder: Path, retired: bool = False):
     except FileNotFoundError: return None
     return (_Parts(found), found.get('retired', [])) if retired else _Parts(found)
 
+
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_pub
+def committed(folder: Path):
+    "A series folder's committed periods (`_Parts`: files, rows, first and last times), or None: what a reader, or a backup's cut, may take as whole"
+    return _manifest(folder)
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_01
 def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
