@@ -4,7 +4,7 @@
 # backend is tested against a real server, which the tests start privately on loopback), Redis (the
 # rate limits several service workers share; a private server too), hey (make bench-service), and Prometheus
 # with Alertmanager (the shipped alert rules are unit-tested by promtool and fired end to end by private servers),
-# restic (mlfin backup) and systemd's analyzer (the schedule's units are verified offline).
+# restic (mlfin backup), an sshd for its remote repository test, and systemd's analyzer (the schedule's units are verified offline).
 # Idempotent and silent when already there.
 set -euo pipefail
 need=()
@@ -15,6 +15,7 @@ command -v hey >/dev/null 2>&1 || need+=(hey)   # the HTTP load tool of make ben
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || need+=(prometheus)   # 2.42: the rules' tests and make monitoring
 [ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)
 command -v restic >/dev/null 2>&1 || need+=(restic)   # 0.14: mlfin backup's encrypted, deduplicated repository
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)   # a private sshd on loopback: the backup test's remote (sftp) repository
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # systemd-analyze verify/calendar check the generated units offline
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "mlfin: installing Debian packages for the tests: ${need[*]} ..."

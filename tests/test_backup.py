@@ -126,13 +126,15 @@ def test_a_damaged_repository_is_reported_by_the_check_and_never_restored(served
 
 
 def test_retention_keeps_thirty_daily_and_thirteen_weekly_on_a_calendar_of_snapshots(tmp_path, password):
-    "Snapshots at 04:00 (and every fifth day also at 12:00) for 100 days: the newest each of the last 30 days and each of the last 13 weeks stay"
+    "Snapshots at 04:00 over 100 days (every other day, then daily; some days also at 12:00): the newest each of the last 30 days and each of the last 13 weeks stay"
     from mlfin.ops.backup import repository
     repo = repository(str(tmp_path/'repo')); repo.init()
     folder = tmp_path/'stage'; folder.mkdir(); (folder/'MANIFEST.json').write_text('{}')
     start, taken = dt.datetime(2026, 7, 1, 4, 0), []
-    for day in range(100):
-        for hour in ((4, 12) if day % 5 == 0 else (4,)):
+    for day in range(100):   # every other day until the last 35, then daily, every fifth of those also at 12:00
+        recent = day >= 65
+        if not recent and day % 2: continue
+        for hour in ((4, 12) if recent and day % 5 == 0 else (4,)):
             when = start + dt.timedelta(days=day, hours=hour - 4)
             (folder/'day.txt').write_text(f"{when}")
             repo.restic('backup', '--tag', 'mlfin', '--host', 'drill', '--time', when.strftime('%Y-%m-%d %H:%M:%S'), '.', cwd=folder)
@@ -145,3 +147,39 @@ def test_retention_keeps_thirty_daily_and_thirteen_weekly_on_a_calendar_of_snaps
     assert kept == sorted(daily | weekly), (len(kept), len(daily | weekly))
     assert len({t.date() for t in kept if t >= newest - dt.timedelta(days=29)}) == 30 and len({t.isocalendar()[:2] for t in kept}) >= 13
     assert min(kept) >= newest - dt.timedelta(days=91)
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    "A private OpenSSH server on loopback (Debian's), letting in one key: the remote side of an sftp repository"
+    if not Path('/usr/sbin/sshd').exists(): pytest.skip("openssh-server is installed by env/setup-test.sh")
+    from conftest import free_port
+    import getpass
+    folder = tmp_path/'sshd'; folder.mkdir()
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(folder/'host')], check=True)
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(folder/'client')], check=True)
+    shutil.copy(folder/'client.pub', folder/'authorized_keys')
+    port = free_port()
+    (folder/'sshd_config').write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder/'host'}\nAuthorizedKeysFile {folder/'authorized_keys'}\n"
+                                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
+                                      f"PidFile {folder/'sshd.pid'}\nSubsystem sftp internal-sftp\n")
+    Path('/run/sshd').mkdir(exist_ok=True)   # its privilege-separation folder
+    server = subprocess.Popen(['/usr/sbin/sshd', '-D', '-e', '-f', str(folder/'sshd_config')], stdout=open(folder/'sshd.log', 'ab'), stderr=subprocess.STDOUT)
+    command = (f"ssh -p {port} -i {folder/'client'} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "
+               f"{getpass.getuser()}@127.0.0.1 -s sftp")
+    deadline = time.time() + 30
+    while time.time() < deadline and subprocess.run(['ssh-keyscan', '-p', str(port), '127.0.0.1'], capture_output=True).returncode: time.sleep(0.2)
+    try: yield {'command': command, 'user': getpass.getuser()}
+    finally: server.terminate(); server.wait(30)
+
+
+def test_a_repository_over_sftp_backs_up_and_restores(served_home, tmp_path, password, sshd, monkeypatch):
+    "restic's sftp backend against a real OpenSSH server on loopback: the repository lives on the far side"
+    monkeypatch.setenv('MLFIN_RESTIC_OPTIONS', f"sftp.command={sshd['command']}")
+    home, far = tmp_path/'home', tmp_path/'far'
+    shutil.copytree(served_home, home)
+    repo = f"sftp:{sshd['user']}@127.0.0.1:{far}/repo"
+    made = mlfin(home, 'backup', '--repo', repo)
+    assert 'snapshot ' in made.stdout and (far/'repo'/'config').exists(), made.stdout   # written through the server
+    done = mlfin(tmp_path, 'restore', str(tmp_path/'restored'), '--repo', repo)
+    assert done.stdout.count(': identical') == 2, done.stdout

@@ -39,7 +39,9 @@ def site(served_home, tmp_path_factory):
     from test_remote_sources import Server, binance
     home = tmp_path_factory.mktemp('pages')/'home'
     shutil.copytree(served_home, home, ignore=shutil.ignore_patterns('serve-*.log', 'monitor'))
-    mlfin(home, 'monitor', '--window', '250')
+    mlfin(home, 'scheduled', 'monitor')   # a monitor run recorded as a scheduled one (the health page lists it)
+    mlfin(home, 'monitor', '--window', '250')   # the latest run the pages show
+    mlfin(home, 'health', '--service-url', 'http://127.0.0.1:9', check=False)   # one round of checks recorded: nothing listens there
     exchange = Server(binance(throttle_first=False))
     config = {'urls': {'api': {'public': f"{exchange.url}/api/v3"}}, 'options': {'fetchMarkets': {'types': ['spot']}}, 'rateLimit': 5}
     (home/'sources.yaml').write_text(yaml.safe_dump({'EURUSDT:1h': {'source': 'ccxt:binance:EUR/USDT', 'start': '2017-11-01', 'config': config}}))
@@ -87,6 +89,9 @@ def test_health_page_reads_the_service_metrics_with_a_visitors_key(site, browser
         page.wait_for_selector('text=Requests per route', timeout=120_000)
         body = page.inner_text('body')
         assert '/token' in body and 'SPX' in body and 'mlfin.SPX.1d' in body, body[:2000]
+        assert 'Scheduled runs' in body and 'monitor' in body and 'succeeded' in body, body[-2000:]   # the home's operations record
+        failing = next((l for l in body.splitlines() if l.startswith('failing now: ')), '')
+        assert 'service' in failing.removeprefix('failing now: ').split(', ') and 'ConnectError' in body, body[-3000:]
         shot(page, 'health'); page.close()
 
 

@@ -12,7 +12,7 @@ from .common import html_table, page, verdict_box
 
 # %% auto #0
 __all__ = ['Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section', 'operations_page',
-           'quantile', 'health_tables', 'health_section', 'health_page']
+           'quantile', 'health_tables', 'ops_tables', 'health_section', 'health_page']
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c005
 class Refused(Exception):
@@ -195,6 +195,18 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
     production = pd.DataFrame([{'model': s.labels['name'], 'version': int(s.value)} for s in samples if s.name == 'mlfin_model_production_version'])
     return {'routes': per_route, 'series': per_series, 'jobs': jobs, 'production': production}
 
+# %% ../../nbs/12e_dashboards.service.ipynb #c020o
+def ops_tables(limit: int = 20) -> dict:
+    "The home's operations record (`ops.records`): the latest scheduled runs and each health check's statistics"
+    from mlfin.ops.records import check_stats, runs
+    done = runs(limit=limit)
+    shown = pd.DataFrame({'job': done['job'], 'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
+                          'seconds': (done['ended'] - done['started']).dt.total_seconds().round(1), 'status': done['status'],
+                          'error or summary': [e if isinstance(e, str) else str(s or '')[:160] for e, s in zip(done['error'], done['summary'])]})
+    stats = check_stats()
+    stats = stats[['check', 'rounds', 'failures', 'consecutive_failures', 'avg_s', 'max_s', 'last_detail']] if len(stats) else stats
+    return {'runs': shown, 'checks': stats}
+
 # %% ../../nbs/12e_dashboards.service.ipynb #c021
 def health_section(c: Connection):
     "The service's health now, from its metrics"
@@ -212,6 +224,13 @@ def health_section(c: Connection):
              widgets.HTML("<h2>Series</h2>"), widgets.HTML(html_table(series, index=False))]
     if len(t['jobs']): parts += [widgets.HTML("<h2>Jobs</h2>"), widgets.HTML(html_table(t['jobs'], index=False))]
     if len(t['production']): parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
+    ops = ops_tables()
+    failing = ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks']) else []
+    parts += [widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
+              widgets.HTML(html_table(ops['runs'], index=False) if len(ops['runs']) else "<p><small>none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`</small></p>"),
+              widgets.HTML("<h2>Health checks (their history)</h2>"),
+              verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check passed its last round") if len(ops['checks']) else widgets.HTML(''),
+              widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks']) else "<p><small>no check recorded: `mlfin health`</small></p>")]
     refresh = widgets.Button(description='Refresh')
     box = widgets.VBox([refresh, *parts])
     refresh.on_click(lambda _: setattr(box, 'children', health_section(c).children))

@@ -216,7 +216,7 @@ def stage(folder: Path,                 # emptied, then filled with the cut
 # %% ../../nbs/13c_ops.backup.ipynb #c022
 @dataclass
 class Repository:
-    "A restic repository: a folder, sftp:HOST:/PATH or rest:URL, and the file holding its password"
+    "A restic repository: a folder, sftp:HOST:/PATH or rest:URL, and the file holding its password (backend options: MLFIN_RESTIC_OPTIONS, `;`-separated)"
     url: str
     password_file: Path
 
@@ -224,7 +224,8 @@ class Repository:
         "Run restic on this repository; Unavailable with restic's last line when it fails (`check`)"
         env = {**os.environ, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD_FILE': str(self.password_file),
                'RESTIC_CACHE_DIR': os.environ.get('RESTIC_CACHE_DIR') or str(Path.home()/'.cache'/'restic')}
-        done = subprocess.run([restic_bin(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        options = [f"--option={o.strip()}" for o in os.environ.get('MLFIN_RESTIC_OPTIONS', '').split(';') if o.strip()]
+        done = subprocess.run([restic_bin(), *options, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         if check and done.returncode:
             last = [l for l in done.stderr.strip().splitlines() if l.strip()]
             raise Unavailable(f"restic {args[0]} on {self.url}: {last[-1] if last else 'exit ' + str(done.returncode)}")

@@ -104,7 +104,7 @@ def _alert(job: str, error: str | None):
     except MlfinError as e: print(f"mlfin: {job}: the alert was not sent: {e}", file=sys.stderr)
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c016
-CARRIED = ('MLFIN_HOME', 'MLFIN_STORE', 'MLFIN_ALERTMANAGER_URL', 'MLFIN_BACKUP_REPO', 'MLFIN_BACKUP_PASSWORD_FILE',
+CARRIED = ('MLFIN_HOME', 'MLFIN_STORE', 'MLFIN_ALERTMANAGER_URL', 'MLFIN_BACKUP_REPO', 'MLFIN_BACKUP_PASSWORD_FILE', 'MLFIN_RESTIC_OPTIONS',
            'MLFIN_SMTP', 'MLFIN_REPORT_TO', 'MLFIN_SERVICE_URL', 'PLOOMBER_STATS_ENABLED')
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c018
