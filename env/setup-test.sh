@@ -15,6 +15,7 @@ command -v hey >/dev/null 2>&1 || need+=(hey)   # the HTTP load tool of make ben
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || need+=(prometheus)   # 2.42: the rules' tests and make monitoring
 [ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)
 command -v restic >/dev/null 2>&1 || need+=(restic)   # 0.14: mlfin backup's encrypted, deduplicated repository
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)   # 2.45: WAL archiving of a PostgreSQL store (mlfin backup wal)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)   # a private sshd on loopback: the backup test's remote (sftp) repository
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # systemd-analyze verify/calendar check the generated units offline
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

@@ -12,8 +12,8 @@ from .app import app, fail
 
 # %% auto #0
 __all__ = ['schedule_app', 'backup_app', 'REPO_HELP', 'PASSWORD_HELP', 'scheduled', 'schedule_install', 'schedule_remove',
-           'schedule_cron', 'schedule_ls', 'alert', 'backup', 'backup_ls', 'backup_check', 'restore', 'health',
-           'report']
+           'schedule_cron', 'schedule_ls', 'alert', 'backup', 'backup_ls', 'backup_check', 'backup_wal', 'restore',
+           'health', 'report']
 
 # %% ../../nbs/09f_cli.ops.ipynb #c005
 @app.command()
@@ -136,6 +136,19 @@ def backup_check(repo: Optional[str] = typer.Option(None, help=REPO_HELP), passw
     except MlfinError as e: fail(str(e))
     typer.echo(said)
     if not ok: typer.echo("mlfin: the repository is damaged: restore from another repository, or `restic repair` (see restic's manual)", err=True); raise typer.Exit(1)
+
+# %% ../../nbs/09f_cli.ops.ipynb #c0wal
+@backup_app.command('wal')
+def backup_wal(store: str = typer.Option(..., help="the PostgreSQL store, postgresql://SUPERUSER@HOST:PORT/DB"),
+               repo: Path = typer.Option(..., help="pgBackRest's folder (configuration, repository, logs): another disk"),
+               owner: Optional[str] = typer.Option(None, help="the cluster's owner, who runs pgBackRest (postgres on Debian); default: you")):
+    "WAL archiving with pgBackRest for a PostgreSQL store: RPO about a minute instead of the backup interval (run twice: before and after PostgreSQL restarts)"
+    from mlfin.ops.wal import wal_setup
+    try: done = wal_setup(store, repo, owner)
+    except MlfinError as e: fail(str(e))
+    typer.echo(f"mlfin: {done['said']}")
+    typer.echo(f"pgBackRest's configuration: {done['config']}")
+    if done.get('info'): typer.echo(done['info'].rstrip())
 
 # %% ../../nbs/09f_cli.ops.ipynb #c018
 @app.command()
