@@ -1,7 +1,7 @@
 """The dashboards of issue 19 in a real browser (Debian's Chromium through Playwright), served by Voila on loopback, against a
 real service and a real run: every page shows real figures (no placeholder, no traceback), each operations button does what it
 says end to end, a read_only key is offered no operator button. Each page is screenshotted into reports/screenshots/."""
-import json, shutil, time
+import json, os, shutil, time
 from contextlib import nullcontext
 from pathlib import Path
 import httpx, pytest, yaml
@@ -42,13 +42,19 @@ def site(served_home, tmp_path_factory):
     mlfin(home, 'scheduled', 'monitor')   # a monitor run recorded as a scheduled one (the health page lists it)
     mlfin(home, 'monitor', '--window', '250')   # the latest run the pages show
     mlfin(home, 'health', '--service-url', 'http://127.0.0.1:9', check=False)   # one round of checks recorded: nothing listens there
+    kept = os.environ.get('MLFIN_BACKUP_PASSWORD_FILE')
+    os.environ['MLFIN_BACKUP_PASSWORD_FILE'] = str(home.parent/'backup-password')   # outside the home; this module's own
+    try: snapshot = mlfin(home, 'backup', '--repo', str(home.parent/'repo')).stdout.split()[1]   # a backup, recorded
+    finally:
+        if kept is None: del os.environ['MLFIN_BACKUP_PASSWORD_FILE']
+        else: os.environ['MLFIN_BACKUP_PASSWORD_FILE'] = kept
     exchange = Server(binance(throttle_first=False))
     config = {'urls': {'api': {'public': f"{exchange.url}/api/v3"}}, 'options': {'fetchMarkets': {'types': ['spot']}}, 'rateLimit': 5}
     (home/'sources.yaml').write_text(yaml.safe_dump({'EURUSDT:1h': {'source': 'ccxt:binance:EUR/USDT', 'start': '2017-11-01', 'config': config}}))
     try:
         with service(home, '--sources', str(home/'sources.yaml')) as svc, voila(home, 'index.ipynb', env={'MLFIN_SERVICE_URL': svc.url}) as index:
             base = index.rsplit('/', 1)[0]   # one Voila for every page: each visit runs its notebook in a kernel of its own
-            yield {'home': home, 'service': svc, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')},
+            yield {'home': home, 'service': svc, 'snapshot': snapshot, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')},
                    'voila': lambda page: nullcontext(f"{base}/{page}")}
     finally: exchange.close()
 
@@ -92,6 +98,7 @@ def test_health_page_reads_the_service_metrics_with_a_visitors_key(site, browser
         assert 'Scheduled runs' in body and 'monitor' in body and 'succeeded' in body, body[-2000:]   # the home's operations record
         failing = next((l for l in body.splitlines() if l.startswith('failing now: ')), '')
         assert 'service' in failing.removeprefix('failing now: ').split(', ') and 'ConnectError' in body, body[-3000:]
+        assert 'Backups' in body and site['snapshot'] in body, body[-1500:]
         shot(page, 'health'); page.close()
 
 

@@ -197,7 +197,7 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c020o
 def ops_tables(limit: int = 20) -> dict:
-    "The home's operations record (`ops.records`): the latest scheduled runs and each health check's statistics"
+    "The home's operations record (`ops.records`): the latest scheduled runs, each health check's statistics, the latest backups"
     from mlfin.ops.records import check_stats, runs
     done = runs(limit=limit)
     shown = pd.DataFrame({'job': done['job'], 'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
@@ -205,7 +205,13 @@ def ops_tables(limit: int = 20) -> dict:
                           'error or summary': [e if isinstance(e, str) else str(s or '')[:160] for e, s in zip(done['error'], done['summary'])]})
     stats = check_stats()
     stats = stats[['check', 'rounds', 'failures', 'consecutive_failures', 'avg_s', 'max_s', 'last_detail']] if len(stats) else stats
-    return {'runs': shown, 'checks': stats}
+    made = runs('backup', limit=200)
+    made = made[(made['status'] == 'succeeded') & made['summary'].map(lambda s: isinstance(s, dict))].head(10)
+    backups = pd.DataFrame([{'ended': e.strftime('%Y-%m-%d %H:%M:%S'), 'snapshot': s.get('snapshot'), 'files': s.get('files'),
+                             'MB added': round((s.get('added') or 0) / 1e6, 2), 'seconds': s.get('seconds'),
+                             'repository check': (('passed ' if s['check']['passed'] else 'FAILED ') + s['check']['at']) if s.get('check') else ''}
+                            for e, s in zip(made['ended'], made['summary'])])
+    return {'runs': shown, 'checks': stats, 'backups': backups}
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c021
 def health_section(c: Connection):
@@ -230,7 +236,9 @@ def health_section(c: Connection):
               widgets.HTML(html_table(ops['runs'], index=False) if len(ops['runs']) else "<p><small>none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`</small></p>"),
               widgets.HTML("<h2>Health checks (their history)</h2>"),
               verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check passed its last round") if len(ops['checks']) else widgets.HTML(''),
-              widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks']) else "<p><small>no check recorded: `mlfin health`</small></p>")]
+              widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks']) else "<p><small>no check recorded: `mlfin health`</small></p>"),
+              widgets.HTML("<h2>Backups</h2>"),
+              widgets.HTML(html_table(ops['backups'], index=False) if len(ops['backups']) else "<p><small>no backup recorded: `mlfin backup`</small></p>")]
     refresh = widgets.Button(description='Refresh')
     box = widgets.VBox([refresh, *parts])
     refresh.on_click(lambda _: setattr(box, 'children', health_section(c).children))
