@@ -115,11 +115,7 @@ def units(jobs: list[str] | None = None,   # default: all of JOBS
           project: Path | None = None,      # where `mlfin` runs (default: the project)
          ) -> dict[str, str]:
     "systemd unit files (name -> text): a service and a timer per job, and the OnFailure alert unit"
-    chosen, env = _chosen(jobs, at), {**os.environ, **(env or {})}
-    env['MLFIN_HOME'] = str(Path(env.get('MLFIN_HOME') or home()).resolve())
-    env.setdefault('PLOOMBER_STATS_ENABLED', 'false')
-    project = Path(project or project_root() or Path.cwd()).resolve()
-    mlfin = Path(sys.executable).parent/'mlfin'
+    chosen, (env, project, mlfin) = _chosen(jobs, at), _where(env, project)
     lines = [f"Environment={k}={env[k]}" for k in CARRIED if env.get(k)]
     user = [f"User={_user()}"] if system else []
     out = {}
@@ -159,14 +155,17 @@ def _user() -> str:
     import pwd
     return pwd.getpwuid(os.getuid()).pw_name
 
+def _where(env: dict | None, project: Path | None) -> tuple[dict, Path, Path]:
+    "What a scheduled job runs with: the environment carried (the home resolved), the project folder, this environment's `mlfin`"
+    env = {**os.environ, **(env or {})}
+    env['MLFIN_HOME'] = str(Path(env.get('MLFIN_HOME') or home()).resolve())
+    env.setdefault('PLOOMBER_STATS_ENABLED', 'false')
+    return env, Path(project or project_root() or Path.cwd()).resolve(), Path(sys.executable).parent/'mlfin'
+
 # %% ../../nbs/13b_ops.schedules.ipynb #c021
 def cron_lines(jobs: list[str] | None = None, at: str | None = None, env: dict | None = None, project: Path | None = None) -> str:
     "The same schedule as crontab lines, for a machine without systemd (no randomised delay; the lock still keeps runs apart)"
-    chosen, env = _chosen(jobs, at), {**os.environ, **(env or {})}
-    env['MLFIN_HOME'] = str(Path(env.get('MLFIN_HOME') or home()).resolve())
-    env.setdefault('PLOOMBER_STATS_ENABLED', 'false')
-    project = Path(project or project_root() or Path.cwd()).resolve()
-    mlfin = Path(sys.executable).parent/'mlfin'
+    chosen, (env, project, mlfin) = _chosen(jobs, at), _where(env, project)
     settings = ' '.join(f"{k}={_quoted(env[k])}" for k in CARRIED if env.get(k))
     return '\n'.join(f"{job.cron()} cd {_quoted(str(project))} && {settings} {mlfin} scheduled {name} >> {_quoted(env['MLFIN_HOME'])}/ops-{name}.log 2>&1"
                      for name, job in chosen.items()) + '\n'

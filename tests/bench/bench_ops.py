@@ -16,7 +16,7 @@ under 5 s; the smallest backup interval its cost allows beside the seed's 15-min
 import os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from _child import SYNTH, child  # noqa: E402
+from _child import SYNTH, child, production_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -63,11 +63,8 @@ RESULT = {'bars': int(store.ls()['bars'].sum())}
 def main():
     if not shutil.which('restic'): raise SystemExit("restic is missing: `bash env/setup-test.sh` installs it (Debian's restic)")
     print(f"bench-ops: working in {work}\n", flush=True)
-    t = time.perf_counter()
-    subprocess.run([str(BIN/'mlfin'), 'run', '--symbols', 'SPX', '--models', 'lightgbm', '--folds', '3', '--promote-min-auc', '0',
-                    '--promote-min-sharpe', '-100', '--reports', str(work/'reports')], cwd=ROOT, env=ENV, check=True, capture_output=True)
-    subprocess.run([str(BIN/'mlfin'), 'models', 'promote', 'SPX:1d', '--reason', 'bench-ops backs it up'], cwd=ROOT, env=ENV, check=True, capture_output=True)
-    print(f"   a production model: LightGBM on the S&P 500 daily bars, trained by the pipeline ({time.perf_counter() - t:.0f} s)", flush=True)
+    seconds = production_model(ENV, work/'reports', 'bench-ops backs it up')
+    print(f"   a production model: LightGBM on the S&P 500 daily bars, trained by the pipeline ({seconds:.0f} s)", flush=True)
     written = child(SYNTH + '''
 import sys
 from mlfin.data.stores import open_store

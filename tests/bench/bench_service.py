@@ -18,11 +18,11 @@ the wanted length (10 thousand and 10 million bars).
 The service runs as `mlfin serve` (one uvicorn worker) in its own process; hey and the clients run beside it on the
 same 2 cores, which they share with it: the figures are the service's with its load generator, not alone.
 """
-import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, textwrap, time
+import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
-from _child import SYNTH, child  # noqa: E402
+from _child import SYNTH, child, production_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -74,12 +74,8 @@ def predict(symbol: str, timeframe: str, x_api_key: str | None = Header(None)):
 def main():
     if not shutil.which('hey'): raise SystemExit("hey is missing: `bash env/setup-test.sh` installs it (Debian package hey)")
     print(f"bench-service: working in {work}\n", flush=True)
-    t = time.perf_counter()
-    subprocess.run([str(BIN/'mlfin'), 'run', '--symbols', 'SPX', '--models', 'lightgbm', '--folds', '3', '--promote-min-auc', '0',
-                    '--promote-min-sharpe', '-100', '--reports', str(work/'reports')], cwd=ROOT, env=ENV, check=True, capture_output=True)
-    # the promotion policy may refuse it (a daily model's probabilities rarely beat the base rate): a person promotes it here
-    subprocess.run([str(BIN/'mlfin'), 'models', 'promote', 'SPX:1d', '--reason', 'bench-service serves it'], cwd=ROOT, env=ENV, check=True, capture_output=True)
-    print(f"   a production model: LightGBM on the S&P 500 daily bars, trained by the pipeline ({time.perf_counter() - t:.0f} s)", flush=True)
+    seconds = production_model(ENV, work/'reports', 'bench-service serves it')
+    print(f"   a production model: LightGBM on the S&P 500 daily bars, trained by the pipeline ({seconds:.0f} s)", flush=True)
     # SYNTHETIC series for the ingest timings, written before the service starts
     child(SYNTH + '''
 import sys
