@@ -210,3 +210,20 @@ def wait_for(client: httpx.Client, job_id: str, states: set, seconds: float = 42
         if job['state'] in states: return job
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} still {job['state']} after {seconds} s:\n{job.get('log')}")
+
+
+@pytest.fixture
+def webhook():
+    "Alertmanager's webhook receiver on loopback: its URL, and the list each notification's JSON is appended to"
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    got = []
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
+            self.send_response(200); self.end_headers()
+        def log_message(self, *args): pass
+    server = ThreadingHTTPServer(('127.0.0.1', free_port()), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try: yield f"http://127.0.0.1:{server.server_port}/", got
+    finally: server.shutdown()

@@ -30,8 +30,7 @@ def test_every_rule_has_a_firing_and_a_quiet_case():
 
 # --- end to end: a real Prometheus scraping a real `mlfin serve`, a real Alertmanager delivering to a webhook and by e-mail ---
 
-import json, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import threading, time
 import numpy as np, pandas as pd
 import pytest
 from conftest import free_port, market_data, mlfin, service
@@ -50,15 +49,6 @@ def continued(bars: pd.DataFrame, segment: pd.DataFrame, start: pd.Timestamp, sc
     return seg
 
 
-class Receiver(BaseHTTPRequestHandler):
-    "Alertmanager's webhook: each notification's JSON kept"
-    got: list = []
-    def do_POST(self):
-        self.got.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
-        self.send_response(200); self.end_headers()
-    def log_message(self, *args): pass
-
-
 def firing(notifications: list[dict]) -> set[tuple]:
     "(alert, name or symbol) of every firing alert notified"
     return {(a['labels']['alertname'], a['labels'].get('name') or a['labels'].get('symbol', '')) for n in notifications
@@ -66,7 +56,7 @@ def firing(notifications: list[dict]) -> set[tuple]:
 
 
 @pytest.mark.timeout(900)
-def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailbox_an_unchanged_copy_nothing(tmp_path):
+def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailbox_an_unchanged_copy_nothing(tmp_path, webhook):
     """ESA and ESB: models of real E-mini minute bars (retimed to end 4.5 hours ago), in production. Then collectors push, through
     the service, 270 more bars of each: ESA's an unchanged copy of its past bars (and it keeps pushing each minute), ESB's the same
     bars with moves tripled and a trend. ESC's collector stopped 11 minutes ago. `mlfin monitor` runs; Prometheus scrapes the
@@ -90,9 +80,7 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
     copy = continued(past, es.iloc[900:1500], first)                       # unchanged: bars it has seen, one after another
     shifted = continued(past, es.iloc[900:1170], first, scale=3, trend=3e-4)
     stopped = continued(past, es.iloc[900:1160], first)                    # its collector stopped at now - 11 min
-    Receiver.got = []
-    hook = ThreadingHTTPServer(('127.0.0.1', free_port()), Receiver)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook_url, notified = webhook
     mails = []
     class Mailbox:
         async def handle_DATA(self, server, session, envelope):
@@ -117,17 +105,17 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
             watched = mlfin(home, 'monitor', '--window', '250').stdout
             assert 'mlfin.ESB.1m v' in watched and 'mlfin.ESA.1m v' in watched, watched
             stack = start_monitoring(tmp_path/'monitoring', f"127.0.0.1:{svc.port}", svc.key('scraper'), rules=[fast],
-                                     webhook=f"http://127.0.0.1:{hook.server_port}/", smtp=f"127.0.0.1:{smtp.port}", email_to='ops@example.org',
+                                     webhook=hook_url, smtp=f"127.0.0.1:{smtp.port}", email_to='ops@example.org',
                                      prometheus_port=free_port(), alertmanager_port=free_port(), every='1s',
                                      timing={'wait': '1s', 'interval': '1s', 'repeat': '1h'})
             unserved = svc.client(svc.key('read_only')).get('/predict', params={'symbol': 'ESC', 'timeframe': '1m'})
             assert unserved.status_code == 404, unserved.text   # a stored series without a production model, asked for while watched
             wanted = {('MlfinInputsDrifted', 'mlfin.ESB.1m'), ('MlfinSeriesStale', 'ESC'), ('MlfinNoProductionModel', 'ESC')}
             deadline = time.time() + 180
-            while time.time() < deadline and not (wanted <= firing(Receiver.got) and all(any(a in m for m in mails) for a, _ in wanted)):
+            while time.time() < deadline and not (wanted <= firing(notified) and all(any(a in m for m in mails) for a, _ in wanted)):
                 time.sleep(1)
             time.sleep(5)   # anything else that was going to fire has had its chance
-            got = firing(Receiver.got)
+            got = firing(notified)
             assert wanted <= got, (got, watched, stack.rules())
             assert [a for a, _ in wanted if not any(a in m and 'ops@example.org' in m for m in mails)] == [], mails[:2]
             assert [g for g in got if 'ESA' in g[1]] == [], (got, watched)   # the unchanged copy fires nothing
@@ -136,4 +124,4 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
         finally:
             pushing.set()
             if stack is not None: stack.stop()
-            smtp.stop(); hook.shutdown()
+            smtp.stop()

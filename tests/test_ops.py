@@ -1,6 +1,5 @@
 "Health with a history and the daily report (issue 20), from a real service: a check failing three rounds alerts through a real Alertmanager; the report arrives by e-mail"
 import json, shutil, subprocess, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 import pytest, yaml
 from conftest import free_port, mlfin, service
@@ -8,24 +7,14 @@ from conftest import free_port, mlfin, service
 pytestmark = pytest.mark.skipif(not (shutil.which('prometheus-alertmanager') and shutil.which('restic')), reason="installed by env/setup-test.sh")
 
 
-class Webhook(BaseHTTPRequestHandler):
-    "Alertmanager's webhook receiver: each notification's JSON kept"
-    notifications: list = []
-    def do_POST(self):
-        self.notifications.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
-        self.send_response(200); self.end_headers()
-    def log_message(self, *args): pass
-
-
-def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mailed(served_home, tmp_path, monkeypatch):
+def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mailed(served_home, tmp_path, monkeypatch, webhook):
     from aiosmtpd.controller import Controller
     from mlfin.monitor.alerting import alertmanager_config
     home = tmp_path/'home'; shutil.copytree(served_home, home)
     # a real Alertmanager delivering to a webhook in the test
-    hook = ThreadingHTTPServer(('127.0.0.1', free_port()), Webhook); hook.notifications = Webhook.notifications
-    import threading; threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook_url, notifications = webhook
     am_port = free_port()
-    (tmp_path/'am.yml').write_text(yaml.safe_dump(alertmanager_config(f"http://127.0.0.1:{hook.server_port}/", wait='1s', interval='1s', repeat='1h')))
+    (tmp_path/'am.yml').write_text(yaml.safe_dump(alertmanager_config(hook_url, wait='1s', interval='1s', repeat='1h')))
     am = subprocess.Popen(['prometheus-alertmanager', f"--config.file={tmp_path/'am.yml'}", f"--storage.path={tmp_path/'am-data'}",
                            f"--web.listen-address=127.0.0.1:{am_port}", '--cluster.listen-address=', '--log.level=warn'],
                           stdout=open(tmp_path/'am.log', 'ab'), stderr=subprocess.STDOUT)
@@ -53,9 +42,9 @@ def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mail
         assert 'service' in alerted[2] and 'service' not in alerted[1], alerted   # the third failure in a row, not before
         assert 'series SPX:1d' in alerted[1]   # the samples' series are stale by their calendars: failing since the first round
         deadline = time.time() + 60
-        while time.time() < deadline and not any(a['labels'].get('check') == 'service' for n in hook.notifications for a in n['alerts']): time.sleep(0.5)
-        alerts = [a for n in hook.notifications for a in n['alerts'] if a['labels'].get('alertname') == 'MlfinHealthCheckFailing' and a['labels']['check'] == 'service']
-        assert alerts and alerts[0]['status'] == 'firing', hook.notifications
+        while time.time() < deadline and not any(a['labels'].get('check') == 'service' for n in notifications for a in n['alerts']): time.sleep(0.5)
+        alerts = [a for n in notifications for a in n['alerts'] if a['labels'].get('alertname') == 'MlfinHealthCheckFailing' and a['labels']['check'] == 'service']
+        assert alerts and alerts[0]['status'] == 'firing', notifications
         assert 'ConnectError' in alerts[0]['annotations']['summary'] and '(3 checks in a row)' in alerts[0]['annotations']['summary']
         history = mlfin(home, 'health', '--history').stdout
         row = next(l for l in history.splitlines() if l.strip().startswith('service ')).split()
@@ -73,4 +62,4 @@ def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mail
         assert figures['backups'][0]['snapshot'] and 'service' in {f['check'] for f in figures['health_failures']}
         assert set(figures['production']) == {'mlfin.SPX.1d', 'mlfin.ES.1m'}
     finally:
-        smtp.stop(); hook.shutdown(); am.terminate(); am.wait(30)
+        smtp.stop(); am.terminate(); am.wait(30)
