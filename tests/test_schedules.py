@@ -11,7 +11,9 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path):
     from mlfin.ops.schedules import units
     for system in (False, True):
         folder = tmp_path/('system' if system else 'user'); folder.mkdir()
-        for name, text in units(system=system, env={'MLFIN_HOME': str(tmp_path/'home'), 'MLFIN_BACKUP_REPO': str(tmp_path/'repo')}, project=ROOT).items():
+        carried = {'MLFIN_HOME': str(tmp_path/'home'), 'MLFIN_BACKUP_REPO': str(tmp_path/'repo'),
+                   'MLFIN_RESTIC_OPTIONS': 'sftp.command=ssh -p 2222 -i "/keys/id 1" backup@host -s sftp'}   # spaces, quotes
+        for name, text in units(system=system, env=carried, project=ROOT).items():
             (folder/name).write_text(text)
         # the template unit is checked through an instance, as OnFailure= starts it
         shutil.copy(folder/'mlfin-alert@.service', folder/'mlfin-alert@mlfin-run.service.service')

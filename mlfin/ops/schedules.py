@@ -116,7 +116,7 @@ def units(jobs: list[str] | None = None,   # default: all of JOBS
          ) -> dict[str, str]:
     "systemd unit files (name -> text): a service and a timer per job, and the OnFailure alert unit"
     chosen, (env, project, mlfin) = _chosen(jobs, at), _where(env, project)
-    lines = [f"Environment={k}={env[k]}" for k in CARRIED if env.get(k)]
+    lines = [f'Environment="{k}={_unit_quoted(env[k])}"' for k in CARRIED if env.get(k)]   # a value may hold spaces (restic's sftp.command)
     user = [f"User={_user()}"] if system else []
     out = {}
     for name, job in chosen.items():
@@ -154,6 +154,10 @@ def _chosen(jobs: list[str] | None, at: str | None) -> dict[str, Job]:
 def _user() -> str:
     import pwd
     return pwd.getpwuid(os.getuid()).pw_name
+
+def _unit_quoted(value: str) -> str:
+    "A value inside a double-quoted systemd assignment: backslashes and quotes escaped, % doubled (systemd reads %x as a specifier)"
+    return value.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%')
 
 def _where(env: dict | None, project: Path | None) -> tuple[dict, Path, Path]:
     "What a scheduled job runs with: the environment carried (the home resolved), the project folder, this environment's `mlfin`"
