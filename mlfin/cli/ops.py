@@ -98,16 +98,17 @@ def backup(ctx: typer.Context,
            retention: Optional[bool] = typer.Option(None, '--retention/--no-retention', help="forget by calendar now (default: once a day)")):
     "A consistent cut of the home into a new snapshot (only new data is sent); retention by calendar once a day"
     if ctx.invoked_subcommand: return
-    import os
     from mlfin.ops.backup import backup as snapshot, password_file
     from mlfin.ops.schedules import scheduled as recorded
-    fresh = not Path(password or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home()/'.config'/'mlfin'/'backup-password').exists()
-    made = []
+    fresh = not password_file(password, make=False).exists()
+    made, refused = [], []
     def work(wait):
-        made.append(snapshot(repo, store, products, password, retention)); return made[-1].summary()
-    said = []
-    status = recorded('backup', None, echo=said.append, work=work)   # as a scheduled backup: one at a time, recorded, a failure alerted
-    if not made: fail(said[-1].removeprefix('mlfin: backup: failed: ').removeprefix('mlfin: ') if said else 'backup failed')
+        try: made.append(snapshot(repo, store, products, password, retention))
+        except MlfinError as e: refused.append(str(e)); raise
+        return made[-1].summary()
+    status = recorded('backup', None, echo=lambda line: None, work=work)   # as a scheduled backup: one at a time, recorded, a failure alerted
+    if refused: fail(refused[-1])
+    if not made: raise typer.Exit(status)   # a bug: its traceback is on stderr
     done = made[-1]
     if fresh: typer.echo(f"mlfin: the repository's password was made in {password_file(password)}: keep a copy elsewhere; without it no snapshot can be read", err=True)
     typer.echo(f"snapshot {done.snapshot} in {done.repository}: {done.files:,} files, {done.bytes / 1e6:,.1f} MB, {done.added / 1e6:,.2f} MB added, "

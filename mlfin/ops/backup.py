@@ -5,10 +5,10 @@
 # %% ../../nbs/13c_ops.backup.ipynb #c003
 from __future__ import annotations
 import datetime as dt, hashlib, json, os, platform, shutil, socket, sqlite3, subprocess, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, MlfinError, NotFound, Unavailable, atomic_write, code_version, home, project_root
+from ..config import BadInput, MlfinError, Unavailable, atomic_write, code_version, home, project_root
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'restic_bin', 'link_or_copy', 'link_tree',
@@ -63,17 +63,10 @@ def store_cut(store, target: Path) -> dict:
     if store.kind == 'postgresql':
         _pg_dump(store.url, target/'store.pgdump')
         return {'kind': 'postgresql', 'series': held}
-    from mlfin.data.stores.parquet import MANIFEST, LEGACY, committed
+    from mlfin.data.stores.parquet import series_cut
     root = Path(store.root)
     for folder in sorted(root.glob('bars/timeframe=*/symbol=*')):
-        out = target/'store'/folder.relative_to(root)
-        parts = committed(folder)   # read once: the files it names are never changed, only replaced by files a later manifest names
-        if parts is not None:
-            for name in parts.files: link_or_copy(folder/name, out/name)
-            atomic_write_json(out/MANIFEST, {'format': 2, **{c: getattr(parts, c) for c in parts.COLUMNS}, 'total': parts.total, 'retired': []})
-        elif (folder/LEGACY).exists(): link_or_copy(folder/LEGACY, out/LEGACY)
-        else: continue
-        if (folder/'_meta.json').exists(): shutil.copy2(folder/'_meta.json', out/'_meta.json')
+        series_cut(folder, target/'store'/folder.relative_to(root), link_or_copy)   # each series as its manifest has it, read once
     if (root/'quarantine').is_dir(): link_tree(root/'quarantine', target/'store'/'quarantine')
     if (root/'service.db').exists(): sqlite_copy(root/'service.db', target/'store'/'service.db')
     return {'kind': 'parquet', 'series': held}
@@ -163,7 +156,7 @@ def versions() -> dict:
     from importlib import metadata
     libraries = {name: metadata.version(name) for name in ('pandas', 'pyarrow', 'mlflow', 'lightgbm', 'xgboost', 'scikit-learn', 'keras', 'sqlalchemy')
                  if _installed(name)}
-    restic = subprocess.run([restic_bin(), 'version'], capture_output=True, text=True).stdout.split()[1] if shutil.which('restic') else None
+    restic = subprocess.run([restic_bin(), 'version'], capture_output=True, text=True).stdout.split()[1]
     return {'mlfin': metadata.version('mlfin'), 'code': code_version(), 'python': platform.python_version(), 'sqlite': sqlite3.sqlite_version,
             'restic': restic, **libraries}
 
@@ -269,10 +262,12 @@ class Repository:
         return {'kept': sum(len(g.get('keep') or []) for g in groups), 'removed': sum(len(g.get('remove') or []) for g in groups)}
 
 # %% ../../nbs/13c_ops.backup.ipynb #c024
-def password_file(path: Path | None = None) -> Path:
-    "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password (made once, 0600)"
+def password_file(path: Path | None = None,
+                  make: bool = True,   # make it (once, 0600) when it is not there
+                 ) -> Path:
+    "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password"
     found = Path(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home()/'.config'/'mlfin'/'backup-password')
-    if not found.exists():
+    if make and not found.exists():
         import secrets
         found.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(found, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -319,7 +314,7 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     "Back the home up: a consistent cut staged, then a restic snapshot (incremental: only new data is sent); retention once a day"
     started = time.perf_counter()
     repository_ = repository(repo, password, backing_up=True)
-    made = repository_.init()
+    repository_.init()
     work = home()/'.backup'; work.mkdir(parents=True, exist_ok=True)
     sums_file = work/'checksums.json'
     try: known = json.loads(sums_file.read_text())

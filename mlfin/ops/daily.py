@@ -4,12 +4,12 @@
 
 # %% ../../nbs/13f_ops.daily.ipynb #c003
 from __future__ import annotations
-import datetime as dt, html, json, os
+import html, json, os
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from ..config import BadInput, Unavailable, atomic_write, home
-from .records import check_history, check_stats, runs
+from .records import check_history, runs
 
 # %% auto #0
 __all__ = ['figures', 'changes', 'report_page', 'Daily', 'daily_report', 'mail']

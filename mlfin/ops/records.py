@@ -104,16 +104,14 @@ def check_history(since: str | None = None, # ISO time; default: all
 # %% ../../nbs/13a_ops.records.ipynb #c020
 def check_stats(at: Path | None = None) -> pd.DataFrame:
     "Per check, as the seed's health table has them: rounds, failures, average, min and max seconds, consecutive failures now, last ok, last failure"
-    history = check_history(at=at)
-    rows = []
-    for name, h in history.groupby('name', sort=True):
-        streak = 0
-        for ok in reversed(h['ok'].tolist()):
-            if ok: break
-            streak += 1
-        rows.append({'check': name, 'rounds': len(h), 'failures': int((~h['ok']).sum()), 'avg_s': h['seconds'].mean(),
-                     'min_s': h['seconds'].min(), 'max_s': h['seconds'].max(), 'consecutive_failures': int(streak),
-                     'last_ok': h.loc[h['ok'], 'at'].max(), 'last_failure': h.loc[~h['ok'], 'at'].max(),
-                     'last_detail': h['detail'].iloc[-1]})
-    return pd.DataFrame(rows, columns=['check', 'rounds', 'failures', 'avg_s', 'min_s', 'max_s', 'consecutive_failures',
-                                       'last_ok', 'last_failure', 'last_detail'])
+    query = """
+        WITH s AS (SELECT name, count(*) AS rounds, sum(1 - ok) AS failures, avg(seconds) AS avg_s, min(seconds) AS min_s, max(seconds) AS max_s,
+                          max(CASE WHEN ok THEN at END) AS last_ok, max(CASE WHEN NOT ok THEN at END) AS last_failure
+                   FROM checks GROUP BY name)
+        SELECT name AS "check", rounds, failures, avg_s, min_s, max_s,
+               (SELECT count(*) FROM checks c WHERE c.name = s.name AND NOT c.ok AND (s.last_ok IS NULL OR c.at > s.last_ok)) AS consecutive_failures,
+               last_ok, last_failure, (SELECT detail FROM checks c WHERE c.name = s.name ORDER BY at DESC, id DESC LIMIT 1) AS last_detail
+        FROM s ORDER BY name"""
+    with _closing(ops_db(at)) as con: found = pd.read_sql_query(query, con)
+    for c in ('last_ok', 'last_failure'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
+    return found

@@ -149,11 +149,11 @@ class _States:
     def overdue(self, row: dict) -> float:
         "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"
         from mlfin.monitor.freshness import freshness
-        key, now = (row['symbol'], row['timeframe'], row['last']), time.monotonic()
+        key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()   # one entry per series, whatever its last bar
         kept = self.kept.get(key)
-        if kept is None or now - kept[0] > 10:
-            self.kept[key] = kept = (now, max(0.0, freshness(row['last'], row['timeframe'], row['calendar'])['overdue_seconds']))
-        return kept[1]
+        if kept is None or kept[1] != row['last'] or now - kept[0] > 10:
+            self.kept[key] = kept = (now, row['last'], max(0.0, freshness(row['last'], row['timeframe'], row['calendar'])['overdue_seconds']))
+        return kept[2]
 
 
 # %% ../../nbs/10f_service.app.ipynb #c007_01

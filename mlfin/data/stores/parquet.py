@@ -12,7 +12,7 @@ from ..bars import check_timeframe
 from .rules import as_stored, check_symbol, span, to_bars, utc_bounds
 
 # %% auto #0
-__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'committed']
+__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'series_cut']
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c005b
 # one file per period, about ten thousand bars at most (10,080 / 8,928 / 8,784 / 3,653 round the clock): a push rewrites one
@@ -274,9 +274,21 @@ def _manifest(folder: Path, retired: bool = False):
 
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_pub
-def committed(folder: Path):
-    "A series folder's committed periods (`_Parts`: files, rows, first and last times), or None: what a reader, or a backup's cut, may take as whole"
-    return _manifest(folder)
+def series_cut(folder: Path,   # a series' folder in the store
+        out: Path,      # where its cut goes
+        place,          # place(source, target): how a period file gets there (a hard link, a copy)
+       ) -> bool:
+    "A series' committed state under `out`: the files its manifest names (read once), that manifest with nothing retired, its record; False when it holds nothing"
+    import shutil
+    parts = _manifest(folder)   # the files it names are never changed in place, only replaced by files a later manifest names
+    if parts is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in parts.files: place(folder/name, out/name)
+        _save_manifest(out, parts)
+    elif (folder/LEGACY).exists(): out.mkdir(parents=True, exist_ok=True); place(folder/LEGACY, out/LEGACY)
+    else: return False
+    if (folder/'_meta.json').exists(): shutil.copy2(folder/'_meta.json', out/'_meta.json')
+    return True
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_01
 def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
