@@ -242,6 +242,9 @@ class RunConfig(BaseModel):
                                                         "time: equal (1/N) or inverse_vol (by their trailing 91-day volatility, past days only)")
     # where the executed notebooks go
     reports: str = _param('reports', 'run', "folder for the executed task notebooks (HTML), relative to the project")
+    # where per-symbol work runs (the runner's choice: the products are the same wherever it runs)
+    cluster: str = _param('serial', 'run', "where per-symbol work runs: serial (in each task's process), local or local:N (a Dask cluster "
+                          "of N worker processes here, default one per core) or tcp://HOST:PORT (an existing Dask scheduler)")
 
     @field_validator('start', 'end')
     @classmethod
@@ -250,6 +253,14 @@ class RunConfig(BaseModel):
         if value:
             try: pd.Timestamp(value)
             except ValueError: raise ValueError("is not a date (use YYYY-MM-DD)") from None
+        return value
+
+    @field_validator('cluster')
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        from mlfin.cluster.where import parse_where
+        try: parse_where(value)
+        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
         return value
 
     @field_validator('label')

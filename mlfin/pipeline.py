@@ -7,14 +7,15 @@ from __future__ import annotations
 import hashlib, json, re, time
 from pathlib import Path
 from .config import (MlfinError, BadInput, NotFound, Unavailable, KERNELS, RunConfig, exclusive, apply_runtime_env, code_version,
-                          home, project_root, read_yaml, run_config, task_config)
+                          home, project_root, read_yaml, run_config, task_config, task_fields)
 
 # %% auto #0
-__all__ = ['TASKS', 'project_values', 'check', 'resolve', 'kernel', 'load_dag', 'run', 'publish', 'task_failure', 'task_error',
-           'timings']
+__all__ = ['TASKS', 'RUNNER', 'project_values', 'check', 'resolve', 'kernel', 'load_dag', 'run', 'publish', 'task_failure',
+           'task_error', 'timings']
 
 # %% ../nbs/08_pipeline.ipynb #c006
 TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
+RUNNER = tuple(task_fields('run'))   # the runner's own parameters (reports, cluster): where reports go and where work runs change no product
 
 def project_values(root: Path) -> dict:
     "What the project's env.yaml sets (only the values it changes from `RunConfig`'s defaults), checked"
@@ -63,7 +64,7 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     # the bars the run reads are an input too: a series' stamp changes with every write that adds or changes a bar
     values['data'] = json.dumps(data.series_stamps(data.universe(config.symbols, config.timeframe)))
     # the executed notebooks are products in the home (so that where a user publishes them never reruns a task)
-    values.update(home=str(home()), code_version=code_version(), reports=str(reports), kernel=kernel())
+    values.update(home=str(home()), code_version=code_version(), reports=str(reports), kernel=kernel(), cluster=config.cluster)
     return root, values
 
 
@@ -89,7 +90,7 @@ def _dag(root: Path, values: dict):
     from ploomber.env.envdict import EnvDict
     from ploomber.spec import DAGSpec
     (Path(values['home'])/'run'/'reports').mkdir(parents=True, exist_ok=True)
-    rendered = {k: v for k, v in values.items() if k != 'reports'}   # the publishing folder is the runner's, not the DAG's
+    rendered = {k: v for k, v in values.items() if k not in RUNNER}
     try: return DAGSpec(str(root/'pipeline.yaml'), env=EnvDict(rendered, path_to_here=root)).to_dag()
     except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
         cause = e
@@ -109,10 +110,13 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         if not force and _up_to_date(stamp, root, values):
             publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); return {}
         from ploomber.exceptions import DAGBuildError
+        from mlfin.cluster import running
         from mlfin.progress import Display
         dag = _dag(root, values)
-        with Display(enabled=progress) as display:   # on a terminal: the task at work, the symbol or model it is at
-            for task in dag.values(): task.on_finish = display.finished
+        # the run's cluster held for the build (a local one started once), its address handed to every task; a scheduler
+        # that cannot be reached, or workers that differ, are refused here, before any task starts
+        with running(values['cluster'], Path(values['home'])/'run'), Display(enabled=progress) as display:
+            for task in dag.values(): task.on_finish = display.finished   # on a terminal: the task at work, the symbol or model it is at
             try: built = dag.build(force=force, show_progress=False)
             except DAGBuildError as e: raise task_failure(str(e)) from None
         _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
@@ -174,7 +178,7 @@ def task_error(message: str) -> str:
 # %% ../nbs/08_pipeline.ipynb #c015
 def _inputs_hash(root: Path, values: dict) -> str:
     from importlib import metadata
-    rendered = {k: v for k, v in values.items() if k != 'reports'}   # where reports are published is not an input
+    rendered = {k: v for k, v in values.items() if k not in RUNNER}   # where reports are published, or work runs, is not an input
     digest = hashlib.sha256(json.dumps(rendered, sort_keys=True).encode())
     digest.update(metadata.version('ploomber').encode())
     for path in [root/'pipeline.yaml', *sorted((root/'nbs'/'tasks').glob('*.ipynb'))]:  # env.yaml: already in `values`

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np, pandas as pd
 from ..config import BadInput, RunConfig, default
 from ..progress import step
+from ..cluster import fan_out
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
 from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FILL_RULES
 from . import stats
@@ -16,7 +17,7 @@ from . import stats
 # %% auto #0
 __all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO_MIN_DAYS', 'PORTFOLIO', 'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings',
            'model_weights', 'break_even', 'cost_stress', 'Backtests', 'skill', 'examine', 'trade_models',
-           'threshold_grid', 'SymbolBacktest', 'backtest_symbol', 'clock_days', 'backtest_universe',
+           'threshold_grid', 'SymbolBacktest', 'backtest_symbol', 'clock_days', 'backtest_universe', 'backtest_one',
            'backtest_portfolio', 'trailing_volatility', 'tradable', 'capital_shares', 'daily_clock', 'days_per_year']
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c004s
@@ -251,6 +252,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
                       calendars: dict[str, str],    # symbol -> calendar: annualising and the cost preset
                       trials: dict[str, int] | int = 1, # symbol -> configurations tried (tuning and the model list)
                       settings: BacktestSettings | None = None, # the run's (`BacktestSettings.of`); default: the run defaults
+                      sources: tuple[str, str] | None = None, # the Parquet files of the bars and `oos` (the run's): each unit reads its symbol's rows
                       **changes,                    # fields of the settings that differ (reps=200, threshold=0.6, ...)
                      ) -> Backtests:
     "Every symbol's models after costs and its leader examined, then the leaders as one portfolio sharing cash"
@@ -262,11 +264,12 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
     costs = {s: costs_for(asset_class(calendars[s]) if settings.asset_class == 'auto' else settings.asset_class, settings.fees, settings.slippage)
              for s in leaders}
+    bars_at, oos_at = sources or (None, None)
+    calls = {symbol: (bars_at or bars_by_symbol[symbol], oos_at or oos[oos['symbol'] == symbol], symbol, leader, calendars[symbol],
+                      trials[symbol], costs[symbol], settings) for symbol, leader in leaders.items()}
+    done = fan_out('backtest', backtest_one, calls)   # one unit a symbol, in process or on the run's cluster; the portfolio here, after
     metrics, curves, trades, records, weights, grids = {}, [], [], [], {}, {}
-    for i, (symbol, leader) in enumerate(leaders.items()):
-        step('backtest', f"{symbol} (every model, the grid, the leader examined)", i, len(leaders) + (len(leaders) > 1))
-        one = backtest_symbol(symbol, bars_by_symbol[symbol], oos[oos['symbol'] == symbol], leader, calendars[symbol],
-                              trials[symbol], costs[symbol], settings)
+    for symbol, one in done.items():
         metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
         curves.append(one.curves); trades.append(one.trades); records.append(one.signals)
     if len(leaders) > 1 and clock_days(bars_by_symbol) >= PORTFOLIO_MIN_DAYS:   # fewer days: no portfolio, each symbol stands alone
@@ -276,6 +279,17 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)
+
+
+# %% ../../nbs/05d_backtest.universe.ipynb #c013_u
+def backtest_one(bars: pd.DataFrame | str,  # the symbol's canonical bars, or the long Parquet file of the run's bars
+                 oos: pd.DataFrame | str,   # its models' out-of-sample rows, or the Parquet file of every symbol's
+                 symbol: str, leader: str, calendar: str, trials: int, costs: Costs, settings: BacktestSettings) -> SymbolBacktest:
+    "One symbol's backtest (`backtest_universe`'s unit of work), its rows read where it runs"
+    from mlfin.cluster import symbol_rows
+    from mlfin.data import split_symbols
+    if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
+    return backtest_symbol(symbol, bars, symbol_rows(oos, symbol), leader, calendar, trials, costs, settings)
 
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c013_00

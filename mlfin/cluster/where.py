@@ -25,10 +25,10 @@ def parse_where(where: str | None) -> tuple[str, int | str | None]:
     if text == 'local': return 'local', _cores()
     if text.startswith('local:'):
         n = text.removeprefix('local:')
-        if not n.isdigit() or int(n) < 1: raise BadInput(f"--cluster {text!r}: local:N takes a number of workers, 1 or more")
+        if not n.isdigit() or int(n) < 1: raise BadInput(f"--cluster {text!r}: needs a number of workers, 1 or more (local:N)")
         return 'local', int(n)
     if text.startswith(('tcp://', 'tls://')) and ':' in text.split('://', 1)[1]: return 'address', text
-    raise BadInput(f"--cluster {text!r}: use serial, local, local:N (N worker processes here) or tcp://HOST:PORT (a Dask scheduler)")
+    raise BadInput(f"--cluster {text!r}: is not serial, local, local:N (N worker processes here) or tcp://HOST:PORT (a Dask scheduler)")
 
 # %% ../../nbs/14a_cluster.where.ipynb #c008
 def _cores() -> int:

@@ -7,36 +7,50 @@ from __future__ import annotations
 from typing import Callable
 import pandas as pd
 from ..errors import BadInput, Unavailable
-from ..progress import step
 from .specs import SEED_SPEC
 from .compute import build, model_inputs
 from .labels import realised_return
 
 # %% auto #0
-__all__ = ['NON_INPUTS', 'dataset', 'inputs_of', 'inputs_for']
+__all__ = ['NON_INPUTS', 'dataset', 'symbol_dataset', 'inputs_of', 'inputs_for']
 
 # %% ../../nbs/02h_features.assembly.ipynb #c025
 def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
-            label_fn: Callable,                      # bars -> frame of `label` and `end` (e.g. `labels.fixed_horizon`)
+            label_fn: Callable,                      # bars -> frame of `label` and `end` (e.g. `labels.fixed_horizon`); a module-level function or a partial of one
             spec: list[str] = SEED_SPEC,
             store=None,                              # a `FeatureStore`: features read from it where cached
+            source: str | None = None,               # the long Parquet file the bars came from (the ingest task's): each unit reads its symbol's bars from it
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up rows dropped"
-    raw, inputs = [], []
-    for i, (symbol, bars) in enumerate(bars_by_symbol.items()):
-        step('features', symbol, i, len(bars_by_symbol))
-        features = store.build(bars, spec) if store is not None else build(bars, spec)
-        x = model_inputs(features, bars, spec)
-        target = label_fn(bars)
-        if not isinstance(target, pd.DataFrame) or not {'label', 'end'} <= set(target.columns):
-            raise BadInput("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.features.labels.fixed_horizon does")
-        usable = x.notna().all(axis=1)
-        if not usable.any(): raise BadInput(_warm_up(symbol, x))
-        raw.append(features[usable].assign(symbol=symbol))
-        realised = realised_return(bars, target['end'])  # what a long made over each label's span: scores any model's IC
-        inputs.append(x[usable].assign(label=target['label'][usable], label_end=target['end'][usable],
-                                       label_return=realised[usable.to_numpy()], symbol=symbol))
-    return pd.concat(raw), pd.concat(inputs)
+    from mlfin.cluster import fan_out
+    calls = {symbol: (source or bars, symbol, label_fn, spec, None if store is None else store.root) for symbol, bars in bars_by_symbol.items()}
+    parts = fan_out('features', symbol_dataset, calls)   # one unit a symbol, in process or on the run's cluster
+    if store is not None:
+        for *_, hits, misses in parts.values(): store.hits += hits; store.misses += misses
+    return pd.concat([p[0] for p in parts.values()]), pd.concat([p[1] for p in parts.values()])
+
+
+# %% ../../nbs/02h_features.assembly.ipynb #c025_u
+def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or the long Parquet file holding them
+                   symbol: str, label_fn: Callable, spec: list[str],
+                   store_root=None,                # a `FeatureStore`'s folder: features read from it where cached
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
+    "One symbol's raw features and dataset rows (`dataset`'s unit of work), and the feature store's reads and computations"
+    from mlfin.cluster import symbol_rows
+    from mlfin.data import split_symbols
+    from mlfin.features.store import FeatureStore
+    if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
+    store = None if store_root is None else FeatureStore(store_root)
+    features = store.build(bars, spec) if store is not None else build(bars, spec)
+    x = model_inputs(features, bars, spec)
+    target = label_fn(bars)
+    if not isinstance(target, pd.DataFrame) or not {'label', 'end'} <= set(target.columns):
+        raise BadInput("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.features.labels.fixed_horizon does")
+    usable = x.notna().all(axis=1)
+    if not usable.any(): raise BadInput(_warm_up(symbol, x))
+    realised = realised_return(bars, target['end'])  # what a long made over each label's span: scores any model's IC
+    inputs = x[usable].assign(label=target['label'][usable], label_end=target['end'][usable], label_return=realised[usable.to_numpy()], symbol=symbol)
+    return features[usable].assign(symbol=symbol), inputs, store.hits if store else 0, store.misses if store else 0
 
 
 # %% ../../nbs/02h_features.assembly.ipynb #c025_00

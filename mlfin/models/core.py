@@ -83,6 +83,11 @@ class Model:
         "P(up) per row for a classifier, the predicted target for a regressor; `rows` default: all"
         raise NotImplementedError
 
+    def built_with(self) -> dict:
+        "The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on one (results do not depend on it)"
+        from mlfin.cluster.fanout import capped_threads
+        return {**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])} if 'n_jobs' in self.params else dict(self.params)
+
     def _write(self, path: Path): raise NotImplementedError
     @classmethod
     def _read(cls, path: Path, manifest: dict) -> Any: raise NotImplementedError
@@ -154,7 +159,7 @@ class SklearnModel(Model):
         if self.family == 'ridge': return make_pipeline(StandardScaler(), Ridge(alpha=p['alpha']))
         forest = RandomForestClassifier if self.kind == 'classifier' else RandomForestRegressor
         return forest(n_estimators=p['n_estimators'], max_depth=p['max_depth'] or None, min_samples_leaf=p['min_samples_leaf'],
-                      max_features=p['max_features'], max_samples=p['max_samples'], n_jobs=p['n_jobs'], random_state=self.seed)
+                      max_features=p['max_features'], max_samples=p['max_samples'], n_jobs=self.built_with()['n_jobs'], random_state=self.seed)
 
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         est, w = self.estimator(), _weights(weights, rows)
@@ -192,7 +197,7 @@ class LightGBMModel(Model):
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         import lightgbm as lgb
         est = (lgb.LGBMClassifier if self.kind == 'classifier' else lgb.LGBMRegressor)(
-            **self.params, random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
+            **self.built_with(), random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
         extra = {} if eval_rows is None else {'eval_X': X[eval_rows], 'eval_y': y[eval_rows], 'callbacks': list(callbacks),
                                               **({'eval_metric': eval_metric} if eval_metric else {})}
@@ -221,7 +226,7 @@ class XGBoostModel(Model):
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         import xgboost as xgb
         est = (xgb.XGBClassifier if self.kind == 'classifier' else xgb.XGBRegressor)(
-            **self.params, random_state=self.seed, tree_method='hist', device=self.device, callbacks=list(callbacks) or None,
+            **self.built_with(), random_state=self.seed, tree_method='hist', device=self.device, callbacks=list(callbacks) or None,
             **({'eval_metric': eval_metric} if eval_metric else {}))
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
         extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'verbose': False}

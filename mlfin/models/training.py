@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..config import BadInput, VALIDATIONS
-from ..progress import step
+from ..cluster import fan_out
 from .core import ModelSpec, Model
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
 
 # %% auto #0
 __all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'make_splitter', 'SymbolData', 'symbol_data', 'check_folds',
-           'cross_predict', 'Training', 'train_universe', 'leader_predictions', 'save_finals', 'training_record']
+           'cross_predict', 'Training', 'train_universe', 'train_one', 'leader_predictions', 'save_finals',
+           'training_record']
 
 # %% ../../nbs/04d_models.training.ipynb #c006
 CV = tuple(VALIDATIONS)   # declared once, with whether each gives a tradeable record, in `mlfin.config`
@@ -142,24 +143,24 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
                    price_target: bool = False,  # the label is a price (next close)
                    train_size: int | None = None, # rolling windows: training rows
                    final: bool = True,          # also refit each model on every labelled row (what a service uses)
+                   source: str | None = None,   # the Parquet file `data` was read from (the features task's): each unit reads its symbol's rows from it
                   ) -> Training:
     "Every model cross-validated on identical purged folds per symbol: predictions, scores per fold, a leaderboard, final models"
     splitter = make_splitter(cv, folds, embargo, train_size)
     by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
     per_symbol = specs if isinstance(specs, dict) else {symbol: specs for symbol in by_symbol}
     for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)  # every mistake before any training
+    calls = {f"{symbol} {spec.name}": (source or data[data['symbol'] == symbol], symbol, spec, kind, splitter, seed, device, weighting,
+                                        price_target, final) for symbol in by_symbol for spec in per_symbol[symbol]}
+    units = fan_out('train', train_one, calls)   # one unit a symbol's model, in process or on the run's cluster
     predictions, fold_rows, overall, finals = [], [], [], {}
-    total, done = sum(len(per_symbol[s]) for s in by_symbol), 0
-    for symbol, one in by_symbol.items():
+    for symbol in by_symbol:
         mine = []
         for spec in per_symbol[symbol]:
-            step('train', f"{symbol} {spec.name}", done, total); done += 1
-            oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
-            rows = one.index.get_indexer(oos.index)
-            mine.append(oos.assign(label=one.y[rows], label_return=one.realised[rows], label_end=one.ends.to_numpy()[rows],
-                                   symbol=symbol, model=spec.name))
+            oos, scores, model = units[f"{symbol} {spec.name}"]
+            mine.append(oos)
             fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
-            if final: finals[(symbol, spec.name)] = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights)
+            if final: finals[(symbol, spec.name)] = model
         # overall scores on the rows every model predicted (a sequence model has none for its first rows)
         common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
         for spec, oos in zip(per_symbol[symbol], mine):
@@ -175,6 +176,20 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     board = board.sort_values(['symbol', 'rank'], key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c)
     return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
                     {s: d.columns for s, d in by_symbol.items()}, primary)
+
+
+# %% ../../nbs/04d_models.training.ipynb #c014_u
+def train_one(rows: pd.DataFrame | str, # one symbol's dataset rows, or the Parquet dataset holding them
+              symbol: str, spec: ModelSpec, kind: str, splitter: PurgedSplitter, seed: int = 0, device: str = 'cpu',
+              weighting: str = 'uniqueness', price_target: bool = False, final: bool = True,
+             ) -> tuple[pd.DataFrame, list[dict], Model | None]:
+    "One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels, its scores per fold, its final model"
+    from mlfin.cluster import symbol_rows
+    one = symbol_data(symbol_rows(rows, symbol), weighting, symbol)
+    oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
+    at = one.index.get_indexer(oos.index)
+    oos = oos.assign(label=one.y[at], label_return=one.realised[at], label_end=one.ends.to_numpy()[at], symbol=symbol, model=spec.name)
+    return oos, scores, spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights) if final else None
 
 
 # %% ../../nbs/04d_models.training.ipynb #c026p

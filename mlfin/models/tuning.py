@@ -10,9 +10,11 @@ from ..config import BadInput, Unavailable, home
 from .core import ModelSpec, family, model_spec
 from .metrics import LOWER_IS_BETTER
 from .training import PRIMARY, SymbolData, check_folds, cross_predict
+from ..cluster import fan_out
 
 # %% auto #0
-__all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'tune', 'tune_universe']
+__all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'tune', 'tune_universe',
+           'tune_one']
 
 # %% ../../nbs/04f_models.tuning.ipynb #c006
 def storage_url(url: str | None = None) -> str:
@@ -28,9 +30,15 @@ def storage_url(url: str | None = None) -> str:
 # %% ../../nbs/04f_models.tuning.ipynb #c006_00
 def open_storage(url: str | None = None, attempts: int = 5):
     "The Optuna storage behind `url`; workers starting at once on a fresh database race to create its tables: the losers retry"
-    import time, optuna, sqlalchemy
+    import time, warnings, optuna, sqlalchemy
     for attempt in range(attempts):
-        try: return optuna.storages.RDBStorage(storage_url(url), heartbeat_interval=60, grace_period=180)
+        found = storage_url(url)
+        # SQLite takes one writer at a time: studies tuned at once on a local cluster wait up to a minute for the lock
+        wait = {'connect_args': {'timeout': 60}} if found.startswith('sqlite') else {}
+        try:
+            with warnings.catch_warnings():   # heartbeats are marked experimental; they are what frees a dead worker's trials
+                warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(found, heartbeat_interval=60, grace_period=180, engine_kwargs=wait)
         except sqlalchemy.exc.OperationalError as e:
             raise Unavailable(f"--storage: cannot open the study store ({str(e).splitlines()[0][:160]})") from None
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
@@ -142,23 +150,34 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
 def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitter, trials: int,
                   seed: int = 0, device: str = 'cpu', price_target: bool = False, weighting: str = 'uniqueness',
                   storage: str | None = None, pruning: bool = True,
+                  source: str | None = None,   # the Parquet file `data` was read from: each unit reads its symbol's rows from it
                  ) -> tuple[dict[str, list[ModelSpec]], dict[str, int], pd.DataFrame]:
     "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
-    import optuna
-    from mlfin.models.training import symbol_data
-    from mlfin.progress import step
+    symbols = list(data['symbol'].unique())
+    calls = {f"{symbol} {spec.name}": (source or data[data['symbol'] == symbol], symbol, spec, kind, splitter, trials, seed, device,
+                                        price_target, weighting, storage, pruning) for symbol in symbols for spec in specs}
+    found = fan_out('tune', tune_one, calls)   # one study a unit, in process or on the run's cluster
     tuned, counts, rows = {}, {}, []
-    for symbol, part in data.groupby('symbol', sort=False):
-        one = symbol_data(part, weighting, symbol)
-        tuned[symbol], counts[symbol] = [], 0
-        for spec in specs:
-            step('tune', f"{symbol} {spec.name} ({trials} trials)", len(rows), data['symbol'].nunique() * len(specs))
-            name = f"pipeline-{symbol}-{spec.name}-{kind}"
-            try: optuna.delete_study(study_name=name, storage=storage_url(storage))
-            except KeyError: pass  # a first run: nothing to start afresh
-            found = tune(spec, kind, one, splitter, trials, storage, name, seed, device, price_target, pruning)
-            tuned[symbol].append(found.spec)
-            counts[symbol] += found.trials
-            rows.append({'symbol': symbol, 'model': spec.name, 'study': name, 'trials': found.trials, 'complete': found.complete,
-                         'pruned': found.pruned, f'best_{found.metric}': found.value, 'best_params': found.spec.params})
+    for symbol in symbols:
+        tuned[symbol] = [found[f"{symbol} {spec.name}"].spec for spec in specs]
+        counts[symbol] = sum(found[f"{symbol} {spec.name}"].trials for spec in specs)
+        rows += [{'symbol': symbol, 'model': spec.name, 'study': one.study, 'trials': one.trials, 'complete': one.complete,
+                  'pruned': one.pruned, f'best_{one.metric}': one.value, 'best_params': one.spec.params}
+                 for spec in specs for one in [found[f"{symbol} {spec.name}"]]]
     return tuned, counts, pd.DataFrame(rows)
+
+
+# %% ../../nbs/04f_models.tuning.ipynb #c018_u
+def tune_one(rows: pd.DataFrame | str, # one symbol's dataset rows, or the Parquet dataset holding them
+             symbol: str, spec: ModelSpec, kind: str, splitter, trials: int, seed: int = 0, device: str = 'cpu',
+             price_target: bool = False, weighting: str = 'uniqueness', storage: str | None = None, pruning: bool = True) -> Tuned:
+    "One symbol's model tuned afresh in its pipeline study (`tune_universe`'s unit of work)"
+    import optuna
+    from mlfin.cluster import symbol_rows
+    from mlfin.models.training import symbol_data
+    name = f"pipeline-{symbol}-{spec.name}-{kind}"
+    try: optuna.delete_study(study_name=name, storage=open_storage(storage))
+    except KeyError: pass  # a first run: nothing to start afresh
+    return tune(spec, kind, symbol_data(symbol_rows(rows, symbol), weighting, symbol), splitter, trials, storage, name, seed, device,
+                price_target, pruning)
+

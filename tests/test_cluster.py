@@ -1,0 +1,121 @@
+"""Past one machine: the session's serial run made again on a local Dask cluster (after a run killed whole mid-training) and on a
+scheduler with two separate worker processes, one SIGKILLed mid-training; every product equal to the serial run's"""
+import json, os, signal, subprocess, sys, threading, time
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from conftest import MLFIN, ROOT, SLICE, free_port, mlfin
+
+DASK = str(Path(sys.executable).with_name('dask'))
+VOLATILE = {'created_at'}                  # signals: when each was made
+MODEL_VOLATILE = {'saved', 'sha256'}       # model.json: when the file was written, and its hash (zip timestamps, LightGBM's thread count)
+
+
+def same_products(serial: Path, other: Path):
+    "Every product of `other`'s run equals `serial`'s: Parquet frames value for value, task records as JSON, final models' predictions"
+    a, b = serial/'run', other/'run'
+    parquet = sorted(p.name for p in a.glob('*.parquet'))
+    assert parquet and parquet == sorted(p.name for p in b.glob('*.parquet'))
+    for name in parquet:
+        x, y = pd.read_parquet(a/name), pd.read_parquet(b/name)
+        pd.testing.assert_frame_equal(x.drop(columns=[c for c in VOLATILE if c in x]), y.drop(columns=[c for c in VOLATILE if c in y]),
+                                      obj=name)
+    for name in ('ingest.json', 'train.json', 'backtest.json'):
+        assert json.loads((a/name).read_text()) == json.loads((b/name).read_text()), name
+    from mlfin.features import inputs_of
+    from mlfin.models.core import load_model
+    data = pd.read_parquet(a/'dataset.parquet')
+    folders = sorted(p.parent.relative_to(a/'models') for p in (a/'models').rglob('model.json'))
+    assert folders == sorted(p.parent.relative_to(b/'models') for p in (b/'models').rglob('model.json')) and len(folders) >= 6
+    for folder in folders:
+        x, y = (json.loads((root/'models'/folder/'model.json').read_text()) for root in (a, b))
+        assert {k: v for k, v in x.items() if k not in MODEL_VOLATILE} == {k: v for k, v in y.items() if k not in MODEL_VOLATILE}, folder
+        rows = inputs_of(data[data['symbol'] == folder.parts[0]]).to_numpy()
+        np.testing.assert_array_equal(load_model(a/'models'/folder).predict(rows), load_model(b/'models'/folder).predict(rows), str(folder))
+
+
+def run_in(home: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
+    return subprocess.Popen([MLFIN, 'run', *SLICE, '--reports', str(home/'reports'), *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def test_local_cluster_after_a_run_killed_whole(pipeline_run, tmp_path):
+    "A run on a local cluster killed (runner, kernels, workers) while training; the next run redoes what was cut and equals the serial run"
+    home = tmp_path/'home'
+    first = run_in(home, '--cluster', 'local:2')
+    deadline = time.time() + 300
+    while not (home/'run'/'dataset.parquet').exists() or not (home/'run'/'.dataset.parquet.metadata').exists():
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.2)
+    time.sleep(2)   # into the train task
+    os.killpg(first.pid, signal.SIGKILL); first.wait()
+    assert not (home/'run'/'train.json').exists()   # the train task never finished
+    again = mlfin(home, 'run', *SLICE, '--reports', str(home/'reports'), '--cluster', 'local:2')
+    assert 'train' in again.stdout and 'ingest' not in again.stdout.split('ran (')[1].split(')')[0], again.stdout   # cut: redone; done: kept
+    same_products(pipeline_run['home'], home)
+
+
+class Cluster:
+    "A Dask scheduler and workers as separate processes on loopback, as on a cluster (no nanny: a killed worker stays dead)"
+    def __init__(self, workers: int = 2):
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+        port = self.address.rsplit(':', 1)[1]
+        self.scheduler = subprocess.Popen([DASK, 'scheduler', '--host', '127.0.0.1', '--port', port, '--no-dashboard'], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.workers = [subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--no-nanny', '--no-dashboard',
+                                          '--name', f"w{i}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for i in range(workers)]
+        from distributed import Client
+        self.client = Client(self.address, timeout=30)
+        self.client.wait_for_workers(workers, timeout=60)
+
+    def stop(self):
+        self.client.close()
+        for p in [*self.workers, self.scheduler]:
+            if p.poll() is None: p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def dask_cluster():
+    found = Cluster()
+    yield found
+    found.stop()
+
+
+def test_scheduler_with_a_worker_killed_mid_training(pipeline_run, tmp_path, dask_cluster):
+    "The run against a scheduler address; one of its two workers SIGKILLed while it trains a model: the same products"
+    pids = dask_cluster.client.run(os.getpid)   # worker address -> its process
+    killed = {}
+
+    def kill_a_trainer():
+        deadline = time.time() + 400
+        while time.time() < deadline and not killed:
+            for worker, keys in dask_cluster.client.processing().items():
+                if any(str(k).startswith('train-') for k in keys):
+                    os.kill(pids[worker], signal.SIGKILL); killed.update(worker=worker, keys=[str(k) for k in keys]); return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_a_trainer, daemon=True); watcher.start()
+    home = tmp_path/'home'
+    run = run_in(home, '--cluster', dask_cluster.address)
+    out, err = run.communicate(timeout=600)
+    watcher.join(5)
+    assert run.returncode == 0, out + err
+    assert killed, "no worker was training when watched"
+    assert sum(p.poll() is None for p in dask_cluster.workers) == 1   # one worker left; its partner's units were run again there
+    same_products(pipeline_run['home'], home)
+
+
+def test_cluster_refused_before_any_task(tmp_path):
+    "A scheduler nobody runs: one line, and no task started"
+    home = tmp_path/'home'
+    address = f"tcp://127.0.0.1:{free_port()}"
+    done = mlfin(home, 'run', *SLICE, '--cluster', address, check=False)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"mlfin: error: --cluster {address}: no Dask scheduler answers there within 10 s "
+        f"(Timed out trying to connect to {address} after 10 s); start one with `dask scheduler`, or run with --cluster local"], done.stderr
+    assert not (home/'run'/'bars.parquet').exists()
+    bad = mlfin(home, 'run', '--cluster', 'local:zero', check=False)
+    assert bad.returncode == 2 and "--cluster: 'local:zero' needs a number of workers, 1 or more (local:N)" in bad.stderr, bad.stderr
