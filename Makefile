@@ -57,6 +57,9 @@ bench-service: setup ## /predict at 1,000 rps for 60 s (hey) beside a bare FastA
 bench-monitor: setup ## the monitor's drift statistics over 10 models x 24 inputs x 1M minute bars beside plain scipy on the same arrays (synthetic)
 	@$(BIN)/python tests/bench/bench_monitor.py $(ARGS)
 
+bench-scale: setup ## past one machine: 50M-bar features and a 20-symbol x 5-model training on a local Dask cluster of 2 workers beside one process; a 500-symbol run projected (synthetic)
+	@$(BIN)/python tests/bench/bench_scale.py
+
 bench-ops: setup ## backup of a 10M-bar store + registry, incremental after a day of bars for 10 symbols, restore: ours beside tar + sqlite3 .backup (synthetic)
 	@bash env/setup-test.sh
 	@$(BIN)/python tests/bench/bench_ops.py

@@ -12,8 +12,8 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 # %% auto #0
 __all__ = ['KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
            'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive',
-           'die_with_parent', 'run_server', 'code_version', 'Validation', 'RunConfig', 'run_config', 'default',
-           'task_fields', 'task_values', 'task_config', 'task_params']
+           'die_with_parent', 'run_server', 'code_version', 'Validation', 'parse_where', 'RunConfig', 'run_config',
+           'default', 'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -63,6 +63,9 @@ def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as i
             'KERAS_BACKEND': 'jax',
             'PLOOMBER_STATS_ENABLED': 'false',
             'MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR': 'false',
+            # XLA's CPU kernels on one thread: its multi-threaded Eigen paths gave an LSTM fold different numbers when two
+            # worker processes shared the cores (1 run in 3 of 20 symbols on a local cluster); as fast for these small networks
+            'XLA_FLAGS': '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1',
             **({'XLA_PYTHON_CLIENT_PREALLOCATE': 'false'} if gpu else {})}
 
 KERNELS = {'cpu': 'mlfin', 'gpu': 'mlfin-gpu'}  # Jupyter kernels setup registers; the GPU one with the GPU variant
@@ -194,6 +197,24 @@ def _param(default, task: str, help: str, **checks):
     return Field(default, description=help, json_schema_extra={'task': task}, **checks)
 
 
+# %% ../nbs/00_config.ipynb #c028_pw
+def parse_where(where: str | None) -> tuple[str, int | str | None]:
+    "('serial', None), ('local', workers) or ('address', 'tcp://HOST:PORT'); `BadInput` in one line otherwise"
+    text = (where or 'serial').strip()
+    if text == 'serial': return 'serial', None
+    if text == 'local': return 'local', _cores()
+    if text.startswith('local:'):
+        n = text.removeprefix('local:')
+        if not n.isdigit() or int(n) < 1: raise BadInput(f"--cluster {text!r}: needs a number of workers, 1 or more (local:N)")
+        return 'local', int(n)
+    if text.startswith(('tcp://', 'tls://')) and ':' in text.split('://', 1)[1]: return 'address', text
+    raise BadInput(f"--cluster {text!r}: is not serial, local, local:N (N worker processes here) or tcp://HOST:PORT (a Dask scheduler)")
+
+# %% ../nbs/00_config.ipynb #c028_pc
+def _cores() -> int:
+    "The cores this process may run on (its CPU affinity, which a container or taskset narrows)"
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
 # %% ../nbs/00_config.ipynb #c028_01
 class RunConfig(BaseModel):
     "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
@@ -258,7 +279,6 @@ class RunConfig(BaseModel):
     @field_validator('cluster')
     @classmethod
     def _cluster(cls, value: str) -> str:
-        from mlfin.cluster.where import parse_where
         try: parse_where(value)
         except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
         return value

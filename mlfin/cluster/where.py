@@ -9,31 +9,13 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
-from ..config import BadInput, Unavailable, code_version
+from ..config import BadInput, Unavailable, code_version, parse_where
 
 # %% auto #0
-__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'parse_where', 'identity', 'check_workers', 'connect', 'client', 'running']
+__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'identity', 'check_workers', 'connect', 'client', 'running']
 
 # %% ../../nbs/14a_cluster.where.ipynb #c005
 CLUSTER_ENV = 'MLFIN_CLUSTER'   # the run's scheduler address, set by the runner for its task notebooks (unset: in process)
-
-# %% ../../nbs/14a_cluster.where.ipynb #c007
-def parse_where(where: str | None) -> tuple[str, int | str | None]:
-    "('serial', None), ('local', workers) or ('address', 'tcp://HOST:PORT'); `BadInput` in one line otherwise"
-    text = (where or 'serial').strip()
-    if text == 'serial': return 'serial', None
-    if text == 'local': return 'local', _cores()
-    if text.startswith('local:'):
-        n = text.removeprefix('local:')
-        if not n.isdigit() or int(n) < 1: raise BadInput(f"--cluster {text!r}: needs a number of workers, 1 or more (local:N)")
-        return 'local', int(n)
-    if text.startswith(('tcp://', 'tls://')) and ':' in text.split('://', 1)[1]: return 'address', text
-    raise BadInput(f"--cluster {text!r}: is not serial, local, local:N (N worker processes here) or tcp://HOST:PORT (a Dask scheduler)")
-
-# %% ../../nbs/14a_cluster.where.ipynb #c008
-def _cores() -> int:
-    "The cores this process may run on (its CPU affinity, which a container or taskset narrows)"
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 # %% ../../nbs/14a_cluster.where.ipynb #c010
 SAME_EVERYWHERE = ('dask', 'distributed', 'cloudpickle', 'msgpack', 'pandas', 'numpy', 'pyarrow', 'scikit-learn', 'lightgbm',
