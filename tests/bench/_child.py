@@ -30,6 +30,18 @@ def synthetic(n, first='2010-01-01', seed=0):
 '''
 
 
+def write_synthetic(folder, n_symbols: int, n_bars: int) -> dict:
+    "SYNTHETIC one-minute bars S000.parquet, S001.parquet ... (seed = the symbol's number) written into `folder` by a fresh Python"
+    return child(SYNTH + '''
+import sys
+from pathlib import Path
+folder, n_symbols, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+folder.mkdir(parents=True)
+for i in range(n_symbols): synthetic(n, seed=i).to_parquet(folder/f"S{i:03d}.parquet")
+RESULT = {}
+''', folder, n_symbols, n_bars)
+
+
 def production_model(env: dict, reports, why: str) -> float:
     "A real production model for a benchmark's home (env's MLFIN_HOME): LightGBM trained by the pipeline on the embedded S&P 500 daily bars, promoted by hand; seconds"
     from pathlib import Path

@@ -27,7 +27,7 @@ memory under 2x the output frames; a store hit at least 20x faster than a build.
 import shutil, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from _child import SYNTH, child  # noqa: E402
+from _child import child, write_synthetic  # noqa: E402
 
 import os
 N_SYMBOLS, N_BARS = int(os.environ.get("BENCH_SYMBOLS", 100)), 500_000
@@ -138,14 +138,7 @@ RESULT = {'seconds': spent, 'touched_seconds': touched, 'misses': store.misses, 
 def main():
     print(f"bench-features: working in {work} (SYNTHETIC bars, labelled)", flush=True)
     bars = work/'bars'
-    made = child(SYNTH + '''
-import sys
-from pathlib import Path
-folder, n_symbols, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-folder.mkdir(parents=True)
-for i in range(n_symbols): synthetic(n, seed=i).to_parquet(folder/f"S{i:03d}.parquet")
-RESULT = {}
-''', bars, N_SYMBOLS, N_BARS)
+    made = write_synthetic(bars, N_SYMBOLS, N_BARS)
     print(f"{N_SYMBOLS} symbols x {N_BARS:,} one-minute bars = {N_SYMBOLS * N_BARS / 1e6:.0f}M bars "
           f"(written in {made['seconds']:.0f} s); spec of {len(SPEC)} indicators: {' '.join(SPEC)}\n", flush=True)
     # The time ratio comes from one process that runs the bare loop and ours on each symbol in turn

@@ -22,7 +22,7 @@ to chew on. Products' equality on real data is tested in tests/test_cluster.py.
 import os, resource, shutil, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from _child import SYNTH, child  # noqa: E402
+from _child import SYNTH, child, write_synthetic  # noqa: E402
 
 N_SYMBOLS, N_BARS = int(os.environ.get('BENCH_SYMBOLS', 100)), int(os.environ.get('BENCH_BARS', 500_000))
 TRAIN_SYMBOLS, TRAIN_BARS = 20, int(os.environ.get('BENCH_TRAIN_BARS', 6_000))
@@ -83,14 +83,7 @@ def main():
     from mlfin.cluster import fan_out, running, client
     print(f"bench-scale: working in {work} (SYNTHETIC bars, labelled); {os.cpu_count()} cores here", flush=True)
     bars = work/'bars'
-    made = child(SYNTH + '''
-import sys
-from pathlib import Path
-folder, n_symbols, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-folder.mkdir(parents=True)
-for i in range(n_symbols): synthetic(n, seed=i).to_parquet(folder/f"S{i:03d}.parquet")
-RESULT = {}
-''', bars, N_SYMBOLS, N_BARS)
+    made = write_synthetic(bars, N_SYMBOLS, N_BARS)
     print(f"1. features: {N_SYMBOLS} symbols x {N_BARS:,} one-minute bars = {N_SYMBOLS * N_BARS / 1e6:.0f}M bars (written in {made['seconds']:.0f} s); "
           f"{len(SPEC)} indicators", flush=True)
     floor = child(FLOOR, bars, N_SYMBOLS)
