@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np, pandas as pd
 from ..config import BadInput, RunConfig, default
 from ..progress import step
-from ..cluster import fan_out
+from ..cluster import fan_out, shipped
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
 from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FILL_RULES
 from . import stats
@@ -265,7 +265,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     costs = {s: costs_for(asset_class(calendars[s]) if settings.asset_class == 'auto' else settings.asset_class, settings.fees, settings.slippage)
              for s in leaders}
     bars_at, oos_at = sources or (None, None)
-    calls = {symbol: (bars_at or bars_by_symbol[symbol], oos_at or oos[oos['symbol'] == symbol], symbol, leader, calendars[symbol],
+    calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol, leader, calendars[symbol],
                       trials[symbol], costs[symbol], settings) for symbol, leader in leaders.items()}
     done = fan_out('backtest', backtest_one, calls)   # one unit a symbol, in process or on the run's cluster; the portfolio here, after
     metrics, curves, trades, records, weights, grids = {}, [], [], [], {}, {}

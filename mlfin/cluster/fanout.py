@@ -11,7 +11,7 @@ from ..progress import step
 from .where import client
 
 # %% auto #0
-__all__ = ['fan_out', 'capped_threads', 'symbol_rows']
+__all__ = ['fan_out', 'capped_threads', 'shipped', 'symbol_rows']
 
 # %% ../../nbs/14b_cluster.fanout.ipynb #c005
 def fan_out(task: str,                    # the task at work, for progress (features, train, tune, backtest)
@@ -47,6 +47,12 @@ def capped_threads(declared: int) -> int:
     try: get_worker()
     except ValueError: return declared   # not inside a task
     return max(1, min(int(declared), int(os.environ.get('OMP_NUM_THREADS') or 1)))
+
+# %% ../../nbs/14b_cluster.fanout.ipynb #c_ship
+def shipped(rows, source: str | None = None):
+    "What a unit is given: the rows themselves while work stays in this process; on a cluster, the file they came from (when known), which the unit reads"
+    return source if source is not None and client() is not None else rows
+
 
 # %% ../../nbs/14b_cluster.fanout.ipynb #c013
 def symbol_rows(source: pd.DataFrame | str, # the rows themselves (in process), or a long Parquet table with a `symbol` column

@@ -18,7 +18,7 @@ __all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'identity', 'check_workers', 'conne
 CLUSTER_ENV = 'MLFIN_CLUSTER'   # the run's scheduler address, set by the runner for its task notebooks (unset: in process)
 
 # %% ../../nbs/14a_cluster.where.ipynb #c010
-SAME_EVERYWHERE = ('dask', 'distributed', 'cloudpickle', 'msgpack', 'pandas', 'numpy', 'pyarrow', 'scikit-learn', 'lightgbm',
+SAME_EVERYWHERE = ('dask', 'distributed', 'msgpack', 'pandas', 'numpy', 'pyarrow', 'scikit-learn', 'lightgbm',
                    'xgboost', 'keras', 'jax', 'TA-Lib', 'optuna')   # results or the wire depend on them: one version on every host
 
 # %% ../../nbs/14a_cluster.where.ipynb #c012

@@ -100,6 +100,14 @@ class Model:
 
     def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
 
+    def __reduce__(self):
+        "A model sent to another process (a Dask worker's result) travels as its native files, read back by `load_model`; never as a pickled estimator"
+        if self.fitted is None: return (type(self), (self.family, self.kind, self.params, self.seed, self.device))
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            save_model(self, d)
+            return (_from_files, ({p.name: p.read_bytes() for p in Path(d).iterdir()},))
+
 
 # %% ../../nbs/04_models.core.ipynb #c009_00
 def _weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -443,6 +451,15 @@ def load_model(folder: str | Path) -> Model:
     model.fitted, model.manifest = fam.model._read(path, manifest), manifest
     model._loaded(manifest)
     return model
+
+
+# %% ../../nbs/04_models.core.ipynb #c027_00_ff
+def _from_files(files: dict[str, bytes]) -> Model:
+    "A model from its saved files' contents (what `Model.__reduce__` sends): written to a temporary folder and loaded, hash checked"
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        for name, content in files.items(): (Path(d)/Path(name).name).write_bytes(content)
+        return load_model(d)
 
 
 # %% ../../nbs/04_models.core.ipynb #c027_01

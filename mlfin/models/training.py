@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..config import BadInput, VALIDATIONS
-from ..cluster import fan_out
+from ..cluster import fan_out, shipped, symbol_rows
 from .core import ModelSpec, Model
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
@@ -150,7 +150,7 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
     per_symbol = specs if isinstance(specs, dict) else {symbol: specs for symbol in by_symbol}
     for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)  # every mistake before any training
-    calls = {f"{symbol} {spec.name}": (source or data[data['symbol'] == symbol], symbol, spec, kind, splitter, seed, device, weighting,
+    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, seed, device, weighting,
                                         price_target, final) for symbol in by_symbol for spec in per_symbol[symbol]}
     units = fan_out('train', train_one, calls)   # one unit a symbol's model, in process or on the run's cluster
     predictions, fold_rows, overall, finals = [], [], [], {}
@@ -179,13 +179,12 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
 
 
 # %% ../../nbs/04d_models.training.ipynb #c014_u
-def train_one(rows: pd.DataFrame | str, # one symbol's dataset rows, or the Parquet dataset holding them
+def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows
               symbol: str, spec: ModelSpec, kind: str, splitter: PurgedSplitter, seed: int = 0, device: str = 'cpu',
               weighting: str = 'uniqueness', price_target: bool = False, final: bool = True,
              ) -> tuple[pd.DataFrame, list[dict], Model | None]:
     "One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels, its scores per fold, its final model"
-    from mlfin.cluster import symbol_rows
-    one = symbol_data(symbol_rows(rows, symbol), weighting, symbol)
+    one = rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
     oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
     at = one.index.get_indexer(oos.index)
     oos = oos.assign(label=one.y[at], label_return=one.realised[at], label_end=one.ends.to_numpy()[at], symbol=symbol, model=spec.name)

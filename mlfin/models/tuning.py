@@ -9,8 +9,8 @@ import numpy as np, pandas as pd
 from ..config import BadInput, Unavailable, home
 from .core import ModelSpec, family, model_spec
 from .metrics import LOWER_IS_BETTER
-from .training import PRIMARY, SymbolData, check_folds, cross_predict
-from ..cluster import fan_out
+from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data
+from ..cluster import fan_out, shipped, symbol_rows
 
 # %% auto #0
 __all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'tune', 'tune_universe',
@@ -31,10 +31,10 @@ def storage_url(url: str | None = None) -> str:
 def open_storage(url: str | None = None, attempts: int = 5):
     "The Optuna storage behind `url`; workers starting at once on a fresh database race to create its tables: the losers retry"
     import time, warnings, optuna, sqlalchemy
+    found = storage_url(url)
+    # SQLite takes one writer at a time: studies tuned at once on a local cluster wait up to a minute for the lock
+    wait = {'connect_args': {'timeout': 60}} if found.startswith('sqlite') else {}
     for attempt in range(attempts):
-        found = storage_url(url)
-        # SQLite takes one writer at a time: studies tuned at once on a local cluster wait up to a minute for the lock
-        wait = {'connect_args': {'timeout': 60}} if found.startswith('sqlite') else {}
         try:
             with warnings.catch_warnings():   # heartbeats are marked experimental; they are what frees a dead worker's trials
                 warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
@@ -153,8 +153,9 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
                   source: str | None = None,   # the Parquet file `data` was read from: each unit reads its symbol's rows from it
                  ) -> tuple[dict[str, list[ModelSpec]], dict[str, int], pd.DataFrame]:
     "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
-    symbols = list(data['symbol'].unique())
-    calls = {f"{symbol} {spec.name}": (source or data[data['symbol'] == symbol], symbol, spec, kind, splitter, trials, seed, device,
+    by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
+    symbols = list(by_symbol)
+    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed, device,
                                         price_target, weighting, storage, pruning) for symbol in symbols for spec in specs}
     found = fan_out('tune', tune_one, calls)   # one study a unit, in process or on the run's cluster
     tuned, counts, rows = {}, {}, []
@@ -168,16 +169,15 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
 
 
 # %% ../../nbs/04f_models.tuning.ipynb #c018_u
-def tune_one(rows: pd.DataFrame | str, # one symbol's dataset rows, or the Parquet dataset holding them
+def tune_one(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows
              symbol: str, spec: ModelSpec, kind: str, splitter, trials: int, seed: int = 0, device: str = 'cpu',
              price_target: bool = False, weighting: str = 'uniqueness', storage: str | None = None, pruning: bool = True) -> Tuned:
     "One symbol's model tuned afresh in its pipeline study (`tune_universe`'s unit of work)"
     import optuna
-    from mlfin.cluster import symbol_rows
-    from mlfin.models.training import symbol_data
     name = f"pipeline-{symbol}-{spec.name}-{kind}"
     try: optuna.delete_study(study_name=name, storage=open_storage(storage))
     except KeyError: pass  # a first run: nothing to start afresh
-    return tune(spec, kind, symbol_data(symbol_rows(rows, symbol), weighting, symbol), splitter, trials, storage, name, seed, device,
+    one = rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
+    return tune(spec, kind, one, splitter, trials, storage, name, seed, device,
                 price_target, pruning)
 
