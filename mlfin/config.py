@@ -12,8 +12,9 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 # %% auto #0
 __all__ = ['KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
            'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive',
-           'die_with_parent', 'run_server', 'code_version', 'Validation', 'parse_where', 'RunConfig', 'run_config',
-           'default', 'task_fields', 'task_values', 'task_config', 'task_params']
+           'die_with_parent', 'run_server', 'secret_file', 'code_version', 'Validation', 'parse_where',
+           'parse_tracking', 'RunConfig', 'run_config', 'default', 'task_fields', 'task_values', 'task_config',
+           'task_params']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -158,6 +159,21 @@ def run_server(cmd: list[str], env: dict | None = None, # a server's command lin
             except subprocess.TimeoutExpired: child.kill(); child.wait()
 
 
+# %% ../nbs/00_config.ipynb #c022s
+def secret_file(path: str | Path, # where the secret is kept (a backup repository's password, a server's admin password, ...)
+                make: bool = True, # make it (once, 0600, a random token) when it is not there
+               ) -> Path:
+    "A secret in a file only its owner reads; made once, never overwritten"
+    found = Path(path).expanduser()
+    if make and not found.exists():
+        found.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(found, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, 'w') as f: f.write(secrets.token_urlsafe(32) + '\n')
+        except FileExistsError: pass   # another process made it first: theirs is kept
+    return found
+
+
 # %% ../nbs/00_config.ipynb #c024
 def code_version(package: Path | None = None, # a package folder; default: the installed `mlfin`
                 ) -> str:
@@ -215,6 +231,22 @@ def _cores() -> int:
     "The cores this process may run on (its CPU affinity, which a container or taskset narrows)"
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
+# %% ../nbs/00_config.ipynb #c028_tr
+def parse_tracking(uri: str | None) -> str:
+    "The MLflow tracking server a run records to, as an http(s)://HOST[:PORT] URL ('': the home's own store); `BadInput` in one line otherwise"
+    from urllib.parse import urlsplit
+    text = (uri or '').strip().rstrip('/')
+    if not text: return ''
+    try: parts = urlsplit(text); parts.port
+    except ValueError: parts = None
+    if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname or parts.query or parts.fragment:
+        raise BadInput(f"--tracking {text!r}: is not the URL of an MLflow server (http://HOST:PORT, `mlfin tracking serve`)")
+    # the URL is recorded with every run: a password in it would be too
+    if parts.username or parts.password: raise BadInput(f"--tracking {parts.scheme}://{parts.hostname}: give the account in "
+                                                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL")
+    return text
+
+
 # %% ../nbs/00_config.ipynb #c028_01
 class RunConfig(BaseModel):
     "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
@@ -246,6 +278,8 @@ class RunConfig(BaseModel):
     promote_min_auc: float = _param(0.52, 'report', "a classifier becomes production only with an out-of-sample AUC at least this", ge=0, le=1)
     promote_min_ic: float = _param(0.02, 'report', "a regressor becomes production only with an out-of-sample IC at least this", ge=-1, le=1)
     promote_min_sharpe: float = _param(0.0, 'report', "and only with an annualised Sharpe ratio above this in its own backtest, after costs")
+    tracking: str = _param('', 'report', "the MLflow server (http://HOST:PORT, `mlfin tracking serve`) the run, its models and the registry's "
+                           "decisions are recorded in ('': MLFLOW_TRACKING_URI when set, else the home's own store)")
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
     short_below: float = _param(0.0, 'backtest', "go short when P(up) is below this (0: long only)", ge=0, lt=1)
@@ -282,6 +316,12 @@ class RunConfig(BaseModel):
         try: parse_where(value)
         except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
         return value
+
+    @field_validator('tracking')
+    @classmethod
+    def _tracking(cls, value: str) -> str:
+        try: return parse_tracking(value)
+        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
 
     @field_validator('label')
     @classmethod

@@ -121,7 +121,7 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
             except DAGBuildError as e: raise task_failure(str(e)) from None
         _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
         ran = timings(built)
-        if 'report' in ran: _attach_report(Path(values['home'])/'run')
+        if 'report' in ran: _attach_report(Path(values['home'])/'run', json.loads(values['report_config'])['tracking'])
         publish(Path(values['home'])/'run'/'reports', Path(values['reports']))
         return ran
 
@@ -147,12 +147,13 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
 
 
 # %% ../nbs/08_pipeline.ipynb #c011_05
-def _attach_report(run: Path):
-    "The report task's own executed notebook, logged to the run's MLflow record once papermill has written it"
-    from mlfin.tracking import attach
+def _attach_report(run: Path, tracking: str = ''):
+    "The report task's own executed notebook, logged to the run's MLflow record (on the run's server) once papermill has written it"
+    from mlfin.tracking import attach, using
     summary = json.loads((run/'summary.json').read_text()) if (run/'summary.json').exists() else {}
     parent = summary.get('mlflow', {}).get('parent')
-    if parent and (run/'reports'/'report.html').exists(): attach(parent, [run/'reports'/'report.html'], 'reports')
+    if not parent or not (run/'reports'/'report.html').exists(): return
+    with using(tracking): attach(parent, [run/'reports'/'report.html'], 'reports')
 
 _KINDS = {'BadInput': BadInput, 'NotFound': NotFound, 'Unavailable': Unavailable, 'MlfinError': MlfinError}
 

@@ -240,7 +240,6 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     "The run's summary written, recorded whole in MLflow, its models registered as the policy decides, its tearsheets written"
     from mlfin import backtest, tracking
     from mlfin.config import task_params, task_values
-    from mlfin.models import register_leaders
     ingest, train, trading = (read_json(upstream[t][k]) for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics')))
     folder = Path(product['summary']).parent
     products = {k: os.path.relpath(upstream[t][k], folder) for t, k in
@@ -254,6 +253,17 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                       trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
     content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
                    portfolio=trading['metrics'].get(backtest.PORTFOLIO))
+    with tracking.using(cfg.tracking):   # the run's MLflow server, when it names one
+        return _record(content, params, ingest, train, trading, upstream, product, cfg)
+
+
+
+# %% ../nbs/07_report.ipynb #c016p_r
+def _record(content, params, ingest, train, trading, upstream, product, cfg) -> dict:
+    "`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets written"
+    from mlfin import backtest, tracking
+    from mlfin.models import register_leaders
+    folder = Path(product['summary']).parent
     oos, board = pd.read_parquet(upstream['train']['oos']), pd.read_parquet(upstream['train']['leaderboard'])
     tail = '' if content['validation']['tradeable'] else ' (skill only: not tradeable in time order)'
     verdicts = {s: {'verdict': VERDICTS[judge(m)] + tail} for s, m in trading['metrics'].items() if s in train['best']}

@@ -27,9 +27,10 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
     from mlfin.report import load_run, overview
-    typer.echo(overview(load_run(frames=False)).to_string())
+    typer.echo(overview(recorded := load_run(frames=False)).to_string())
     reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
-    typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {home()/'mlflow.db'}\n"
+    store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'   # where the run was recorded
+    typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {store}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:{DASHBOARD_PORT})")
 
 app.command('run')(config_options(run))

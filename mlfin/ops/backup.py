@@ -8,7 +8,7 @@ import datetime as dt, hashlib, json, os, platform, shutil, socket, sqlite3, sub
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, MlfinError, Unavailable, atomic_write, code_version, home, project_root
+from ..config import BadInput, MlfinError, Unavailable, atomic_write, code_version, home, project_root, secret_file
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'restic_bin', 'link_or_copy', 'link_tree',
@@ -266,13 +266,7 @@ def password_file(path: Path | None = None,
                   make: bool = True,   # make it (once, 0600) when it is not there
                  ) -> Path:
     "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password"
-    found = Path(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home()/'.config'/'mlfin'/'backup-password')
-    if make and not found.exists():
-        import secrets
-        found.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(found, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, 'w') as f: f.write(secrets.token_urlsafe(32) + '\n')
-    return found
+    return secret_file(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home()/'.config'/'mlfin'/'backup-password', make)
 
 # %% ../../nbs/13c_ops.backup.ipynb #c026
 def repository(url: str | None = None, password: Path | None = None,

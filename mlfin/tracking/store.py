@@ -5,13 +5,13 @@
 # %% ../../nbs/06a_tracking.store.ipynb #c003
 from __future__ import annotations
 import logging, os, sqlite3, tempfile
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
-from ..config import Unavailable, apply_runtime_env, artifact_dir, home, tracking_uri
+from ..config import Unavailable, apply_runtime_env, artifact_dir, home, parse_tracking, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'configured_mlflow', 'experiment_id', 'outside_home', 'relocate', 'check_home']
+__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'experiment_id', 'outside_home', 'relocate', 'using', 'check_home']
 
 # %% ../../nbs/06a_tracking.store.ipynb #c005
 EXPERIMENT = 'mlfin'
@@ -31,17 +31,18 @@ def configured_mlflow():
 
 # %% ../../nbs/06a_tracking.store.ipynb #c005_00
 def experiment_id(name: str = EXPERIMENT) -> str:
-    "The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`) if needed"
+    "The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`, or where a tracking server keeps them) if needed"
     mlflow = configured_mlflow()
     found = mlflow.get_experiment_by_name(name)
     if found: return found.experiment_id
+    if mlflow.get_tracking_uri().startswith(('http://', 'https://')): return mlflow.create_experiment(name)   # the server's folder, through the server
     artifact_dir().mkdir(parents=True, exist_ok=True)
     return mlflow.create_experiment(name, artifact_location=artifact_dir().as_uri())
 
 
 # %% ../../nbs/06a_tracking.store.ipynb #c014
 # the columns of MLflow 3's SQLite schema that hold where a thing's files live: (table, column, what it is, which rows)
-_LOCATIONS = [('experiments', 'artifact_location', "'experiment ' || name", ''),
+LOCATIONS = [('experiments', 'artifact_location', "'experiment ' || name", ''),
               ('runs', 'artifact_uri', "'run ' || run_uuid", ''),
               ('model_versions', 'source', "'model ' || name || ' v' || version", ''),
               ('model_versions', 'storage_location', "'model ' || name || ' v' || version", ''),
@@ -67,7 +68,7 @@ def _made_in(con) -> Path | None:
 def _rewrite(con, old: Path, new: Path) -> int:
     "Every recorded location under `old` put under `new` (written as a file: URI or as a plain path alike); how many"
     count = 0
-    for table, column, _, rows in _LOCATIONS:
+    for table, column, _, rows in LOCATIONS:
         if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}: continue   # an older MLflow's schema
         for before, after in ((old.as_uri(), new.as_uri()), (str(old), str(new))):
             # substr, not LIKE: a folder's name may hold _ or %
@@ -91,7 +92,7 @@ def outside_home(con=None) -> list[str]:
     if con is None:
         with closing(sqlite3.connect(home()/'mlflow.db', timeout=60)) as con: return outside_home(con)
     out, at = [], home()
-    for table, column, what, rows in _LOCATIONS:
+    for table, column, what, rows in LOCATIONS:
         if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}: continue
         for name, location in con.execute(f"SELECT {what}, {column} FROM {table}" + (f" WHERE {rows}" if rows else '')):
             folder = _local(location)
@@ -128,6 +129,21 @@ def relocate() -> dict | None:
     if outside: log.warning(f"mlfin: {len(outside)} location(s) in the MLflow store of {at} point outside it, e.g. {outside[0]} "
                             "(`mlfin home check` lists them)")
     return {'from': str(old), 'to': str(at), 'rewritten': count, 'outside': outside}
+
+# %% ../../nbs/06a_tracking.store.ipynb #c005_us
+@contextmanager
+def using(uri: str | None, # an MLflow server's URL (`config.parse_tracking`); '' or None: the store this process uses anyway
+         ):
+    "Every MLflow call in the block goes to the server at `uri` (a run's `tracking` parameter), as `MLFLOW_TRACKING_URI` would send it"
+    found = parse_tracking(uri)
+    if not found: yield; return
+    before = os.environ.get('MLFLOW_TRACKING_URI')
+    os.environ['MLFLOW_TRACKING_URI'] = found
+    try: yield
+    finally:
+        if before is None: os.environ.pop('MLFLOW_TRACKING_URI', None)
+        else: os.environ['MLFLOW_TRACKING_URI'] = before
+
 
 # %% ../../nbs/06a_tracking.store.ipynb #c021
 def check_home() -> dict:

@@ -1,0 +1,139 @@
+"""A team's MLflow as its users meet it: `mlfin tracking serve` (MLflow's server with basic auth, artifact serving and
+PostgreSQL behind it, on loopback), a pipeline run recorded to it through `--tracking`, its registered model served by
+`mlfin serve` from it, and a home's own SQLite store moved into a fresh server with every id and prediction kept."""
+import os, shutil, signal, sqlite3, subprocess, time
+from pathlib import Path
+import httpx, pandas as pd, psycopg
+import pytest
+from conftest import MLFIN, ROOT, RUN, free_port, mlfin, new_database, service
+
+PASSWORD = 'a-long-admin-password-for-tests'
+
+
+class TrackingServer:
+    "`mlfin tracking serve` as an operator starts it, on a free loopback port, until stopped"
+    def __init__(self, home: Path, db: str, artifacts: Path):
+        self.db, self.artifacts, self.port = db, artifacts, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, 'MLFIN_HOME': str(home), 'MLFLOW_AUTH_ADMIN_PASSWORD': PASSWORD, 'HOME': str(home)}
+        home.mkdir(parents=True, exist_ok=True)
+        self.log = home/f"tracking-{self.port}.log"
+        self.process = subprocess.Popen([MLFIN, 'tracking', 'serve', '--db', db, '--artifacts', str(artifacts), '--port', str(self.port),
+                                         '--workers', '1'], cwd=ROOT, env=env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200: return
+            except httpx.HTTPError: pass
+            if self.process.poll() is not None: raise AssertionError(f"mlfin tracking serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        raise AssertionError(f"mlfin tracking serve did not answer /health in 120 s:\n{self.log.read_text()[-3000:]}")
+
+    def client_env(self) -> dict:
+        "What a client of the server sets: MLflow's own variables"
+        return {'MLFLOW_TRACKING_URI': self.url, 'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWORD}
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM); self.process.wait(60)
+
+
+@pytest.fixture(scope='module')
+def tracking_server(postgres_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp('tracking-server')
+    server = TrackingServer(root/'home', new_database(postgres_server), root/'artifacts')
+    yield server
+    server.stop()
+
+
+def search(server, **auth) -> httpx.Response:
+    return httpx.post(f"{server.url}/api/2.0/mlflow/experiments/search", json={'max_results': 10}, timeout=30, **auth)
+
+
+def test_every_route_but_health_asks_for_an_account(tracking_server):
+    assert httpx.get(f"{tracking_server.url}/health", timeout=10).status_code == 200
+    assert search(tracking_server).status_code == 401
+    assert search(tracking_server, auth=('admin', 'not-the-password')).status_code == 401
+    assert search(tracking_server, auth=('admin', PASSWORD)).status_code == 200
+
+
+def predictions(env: dict, home: Path) -> tuple[int, pd.Series]:
+    "The production SPX model's version and its predictions on the run's SPX rows, read through the registry `env` names"
+    import sys, json
+    code = ("import json, sys, numpy as np, pandas as pd\nfrom mlfin.models import load\n"
+            "m = load('production', 'SPX', '1d')\nd = pd.read_parquet(sys.argv[1]); X = d.loc[d['symbol'] == 'SPX', m.inputs].to_numpy('float64')\n"
+            "print(json.dumps({'version': m.version, 'p': [float(x) for x in m.model.predict(X, np.arange(len(X)))]}))")
+    done = subprocess.run([sys.executable, '-c', code, str(home/'run'/'dataset.parquet')], env={**os.environ, 'MLFIN_HOME': str(home), **env},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return found['version'], pd.Series(found['p'])
+
+
+def test_a_run_recorded_on_the_server_is_served_from_it(tracking_server, served_home, tmp_path, monkeypatch):
+    "`--tracking URL`: the report task records the run, its models and the registry's decisions on the server"
+    home = tmp_path/'home'
+    shutil.copytree(served_home, home)
+    for key, value in tracking_server.client_env().items(): monkeypatch.setenv(key, value)
+    monkeypatch.delenv('MLFLOW_TRACKING_URI')   # the run names its server itself; the registry commands read MLflow's variable
+    done = mlfin(home, 'run', *RUN, '--reports', str(home/'reports'), '--tracking', tracking_server.url)
+    # (a copied home reruns every task: its products' recorded paths moved; the tracking parameter alone reruns the report)
+    assert 'report)' in done.stdout and f"mlflow:    {tracking_server.url}" in done.stdout, done.stdout
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    experiment = client.get_experiment_by_name('mlfin')
+    parents = client.search_runs([experiment.experiment_id], "tags.`mlfin.kind` = 'pipeline'")
+    assert len(parents) == 1 and parents[0].data.params['tracking'] == tracking_server.url
+    assert experiment.artifact_location.startswith('mlflow-artifacts:')   # the files went through the server, into its folder
+    assert any(tracking_server.artifacts.rglob('model.json'))
+    assert {v.name for v in client.search_model_versions()} >= {'mlfin.SPX.1d', 'mlfin.ES.1m'}
+    monkeypatch.setenv('MLFLOW_TRACKING_URI', tracking_server.url)
+    mlfin(home, 'models', 'promote', 'SPX:1d', '--reason', 'served from the team server')   # a person's decision, recorded on the server
+    version, served = predictions(tracking_server.client_env(), home)
+    _, local = predictions({}, served_home)
+    pd.testing.assert_series_equal(served, local)   # the same model files, recorded again: the same predictions
+    (home/'mlflow.db').unlink()   # the service reads the registry from the server, not from any file of the home
+    with service(home, '--no-jobs') as svc, svc.client(svc.key('read_only')) as http:
+        got = http.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
+        assert (got['name'], got['version']) == ('mlfin.SPX.1d', version), got
+        assert got['prob_up'] == pytest.approx(served.iloc[-1], abs=1e-9)
+        assert svc.errors() == ''
+
+
+def rows(read, table: str) -> list[tuple]:
+    return sorted(tuple('' if v is None else str(v) for v in row) for row in read(table))
+
+
+def test_a_home_store_moves_to_a_server_with_ids_versions_and_predictions_kept(served_home, postgres_server, tmp_path, monkeypatch):
+    home = tmp_path/'home'
+    shutil.copytree(served_home, home)
+    db, artifacts = new_database(postgres_server), tmp_path/'artifacts'
+    done = mlfin(home, 'tracking', 'migrate', '--db', db, '--artifacts', str(artifacts))
+    assert 'runs' in done.stdout and 'model_versions' in done.stdout, done.stdout
+    again = mlfin(home, 'tracking', 'migrate', '--db', db, '--artifacts', str(tmp_path/'other'), check=False)
+    assert again.returncode == 2 and "already holds" in again.stderr and again.stderr.count('\n') == 1, again.stderr
+    # row for row: every run, metric, parameter, tag, model version and alias, with the same ids
+    local = sqlite3.connect(home/'mlflow.db')
+    with psycopg.connect(db) as pg:
+        for table, columns in [('runs', 'run_uuid, name, status, start_time, end_time, experiment_id'), ('params', 'key, value, run_uuid'),
+                               ('metrics', 'key, value, timestamp, step, run_uuid'), ('tags', 'key, value, run_uuid'),
+                               ('model_versions', 'name, version, source, run_id, current_stage'),
+                               ('registered_model_aliases', 'name, alias, version'), ('model_version_tags', 'name, version, key, value')]:
+            assert rows(lambda t: local.execute(f"SELECT {columns} FROM {t}").fetchall(), table) == \
+                   rows(lambda t: pg.execute(f"SELECT {columns} FROM {t}").fetchall(), table), table
+        moved = [r[0] for r in pg.execute("SELECT artifact_uri FROM runs")]
+        assert moved and all(uri.startswith('mlflow-artifacts:/mlfin/') for uri in moved), moved
+    server = TrackingServer(tmp_path/'server-home', db, artifacts)
+    try:
+        version, after = predictions(server.client_env(), home)
+        before_version, before = predictions({}, served_home)
+        assert version == before_version
+        pd.testing.assert_series_equal(after, before)   # the champion, loaded through the server, predicts as it did at home
+        from mlflow import MlflowClient
+        import mlflow
+        monkeypatch.setenv('MLFLOW_TRACKING_USERNAME', 'admin'); monkeypatch.setenv('MLFLOW_TRACKING_PASSWORD', PASSWORD)
+        client = MlflowClient(tracking_uri=server.url)
+        made = client.create_experiment('after the move')   # the server's own ids continue past the copied ones
+        assert int(made) > max(int(e.experiment_id) for e in client.search_experiments() if e.name != 'after the move')
+    finally: server.stop()
