@@ -3,7 +3,7 @@ scheduler with two separate worker processes, one SIGKILLed mid-training; every 
 import json, os, signal, subprocess, sys, threading, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
-from conftest import MLFIN, ROOT, SLICE, free_port, mlfin
+from conftest import MLFIN, ROOT, SLICE, free_port, mlfin, new_database
 
 DASK = str(Path(sys.executable).with_name('dask'))
 VOLATILE = {'created_at'}                  # signals: when each was made
@@ -106,6 +106,22 @@ def test_scheduler_with_a_worker_killed_mid_training(pipeline_run, tmp_path, das
     assert killed, "no worker was training when watched"
     assert sum(p.poll() is None for p in dask_cluster.workers) == 1   # one worker left; its partner's units were run again there
     same_products(pipeline_run['home'], home)
+
+
+def test_one_study_spread_over_two_workers_on_postgresql(pipeline_run, tmp_path, dask_cluster, postgres_server):
+    "`mlfin tune --cluster ADDRESS --storage postgresql://...`: both worker processes run trials of the one study, which counts them all"
+    import optuna, shutil
+    from mlfin.models.tuning import storage_url
+    home = tmp_path/'home'
+    shutil.copytree(pipeline_run['home']/'run', home/'run')   # the run's dataset, which tune reads
+    db = new_database(postgres_server)   # Optuna's own database (MLflow's would collide on alembic_version)
+    done = mlfin(home, 'tune', '--models', 'lightgbm', '--symbols', 'SPX', '--trials', '8', '--storage', db, '--study', 'team',
+                 '--cluster', dask_cluster.address)
+    assert 'SPX lightgbm: study team: 8 trials' in done.stdout, done.stdout
+    held = optuna.load_study(study_name='team', storage=storage_url(db)).get_trials()
+    assert len(held) == 8 and len({t.user_attrs['worker'] for t in held}) == 2, [t.user_attrs for t in held]
+    best = max((t for t in held if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert f"best mean fold auc {best.value:.4f}" in done.stdout, done.stdout
 
 
 def test_cluster_refused_before_any_task(tmp_path):

@@ -129,12 +129,15 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
          pruning: bool = typer.Option(True, '--pruning/--no-pruning', help="median pruning on folds (and boosting rounds)"),
          timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
          model_params: str = typer.Option('', help="hyperparameters held fixed, MODEL.NAME=VALUE comma-separated"),
+         cluster: str = typer.Option('serial', help="where the trials run: serial (here), local or local:N (a share of each study's trials per "
+                                     "worker process here), tcp://HOST:PORT (a Dask scheduler; workers on other hosts need a postgresql:// --storage)"),
         ):
     "Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml lines"
     import pandas as pd
     from mlfin.config import run_config
     from mlfin.features.labels import label_entry
-    from mlfin.models import choose_models, make_splitter, resolve_device, symbol_data, tune as tune_model, MODELS_FILE
+    from mlfin.cluster import running
+    from mlfin.models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE
     from mlfin.pipeline import project_values
     try:
         root = project_root()
@@ -152,17 +155,18 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
             raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
         splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
         device, results = resolve_device(config.device), []
-        for symbol in wanted:
-            one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
-            for spec in specs:
-                found = tune_model(spec, kind, one, splitter, trials, storage, study, config.seed, device,
-                                   label.price, pruning, timeout, progress=sys.stderr.isatty(),
-                                   sampler_seed=config.seed + os.getpid() if study else None)  # workers of one study sample apart
-                results.append(found)
-                typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
-                           f"best mean fold {found.metric} {found.value:.4f}")
-                changed = {k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}
-                typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
+        with running(cluster, run_dir()):   # a local cluster started once for every study; a scheduler's workers checked first
+            for symbol in wanted:
+                one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
+                for spec in specs:
+                    found = tune_spread(spec, kind, one, splitter, trials, storage, study, config.seed, device, label.price, pruning, timeout,
+                                        sampler_seed=config.seed + os.getpid() if study else None,  # processes sharing one study sample apart
+                                        source=str(path), weighting=config.weighting, progress=sys.stderr.isatty())
+                    results.append(found)
+                    typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
+                               f"best mean fold {found.metric} {found.value:.4f}")
+                    changed = {k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}
+                    typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
     except MlfinError as e: fail(str(e))
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion")

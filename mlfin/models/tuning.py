@@ -13,8 +13,8 @@ from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_da
 from ..cluster import fan_out, shipped, symbol_rows
 
 # %% auto #0
-__all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'tune', 'tune_universe',
-           'tune_one']
+__all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'study_result', 'tune',
+           'tune_universe', 'tune_one', 'tune_spread', 'tune_share']
 
 # %% ../../nbs/04f_models.tuning.ipynb #c006
 def storage_url(url: str | None = None) -> str:
@@ -83,11 +83,12 @@ def _round_pruning(trial, spec: ModelSpec, kind: str) -> dict:
 def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int = 0, device: str = 'cpu',
               price_target: bool = False, pruning: bool = True):
     "An Optuna objective: one trial's hyperparameters scored by the mean of the purged folds' primary score"
-    import optuna
+    import optuna, os, socket
     metric = PRIMARY[kind]
     sign = -1 if metric in LOWER_IS_BETTER else 1
 
     def run(trial) -> float:
+        trial.set_user_attr('worker', f"{socket.gethostname()}:{os.getpid()}")   # which process ran it, when a study's trials are spread
         params = suggest(trial, spec)
         trial_spec = ModelSpec(spec.name, spec.family, params)
         scores = []
@@ -116,6 +117,18 @@ class Tuned:
     study: str             # the study's name in its storage
 
 
+# %% ../../nbs/04f_models.tuning.ipynb #c014_sr
+def study_result(found, # an Optuna study (`optuna.load_study`)
+                 spec: ModelSpec, metric: str) -> Tuned:
+    "What a study holds: its best trial as `spec` with those hyperparameters, and every trial counted (pruned and failed ones too)"
+    import optuna
+    trials = found.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done: raise BadInput(f"{found.study_name}: no trial completed (all {len(trials)} pruned or failed); run more trials")
+    best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params})
+    return Tuned(best, float(found.best_value), metric, len(trials), len(done),
+                 sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name)
+
 # %% ../../nbs/04f_models.tuning.ipynb #c014_00
 def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
          trials: int = 20,            # trials to run in this process (the study may hold more, from other workers)
@@ -138,12 +151,7 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
                                 direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
     found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials, timeout=timeout,
                    show_progress_bar=progress, catch=())
-    states = [t.state for t in found.get_trials(deepcopy=False)]
-    done = [t for t in found.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done: raise BadInput(f"{name}: no trial completed (all {len(states)} pruned or failed); run more trials")
-    best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params})
-    return Tuned(best, float(found.best_value), metric, len(states), len(done),
-                 sum(s == optuna.trial.TrialState.PRUNED for s in states), name)
+    return study_result(found, spec, metric)
 
 
 # %% ../../nbs/04f_models.tuning.ipynb #c018
@@ -181,3 +189,43 @@ def tune_one(rows: SymbolData | str, # one symbol's training arrays, or the Parq
     return tune(spec, kind, one, splitter, trials, storage, name, seed, device,
                 price_target, pruning)
 
+
+# %% ../../nbs/04f_models.tuning.ipynb #c020s
+def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: int,
+                storage: str | None = None, study: str | None = None, seed: int = 0, device: str = 'cpu', price_target: bool = False,
+                pruning: bool = True, timeout: float | None = None,
+                sampler_seed: int | None = None, # the first share's sampler seed (default: `seed`); the others follow it
+                source: str | None = None,       # the Parquet dataset `data` came from: a worker reads its symbol's rows from it
+                weighting: str = 'uniqueness',   # how `data`'s sample weights were made, for a worker making them again
+                progress: bool = False,          # Optuna's progress bar, in process
+               ) -> Tuned:
+    "One study's `trials` spread over the run's cluster (`cluster.running`), a share per worker on the shared study; in process without one"
+    import optuna
+    from mlfin.cluster import client
+    found = client()
+    workers = sorted(found.scheduler_info()['workers']) if found is not None else []
+    if len(workers) < 2: return tune(spec, kind, data, splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
+                                     progress, sampler_seed)
+    url = storage_url(storage)
+    if url.startswith('sqlite') and not all(w.startswith(('tcp://127.0.0.1:', 'tcp://localhost:')) for w in workers):
+        raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({workers[-1]}) share a study through PostgreSQL "
+                       "(postgresql://USER@HOST/DB), not a SQLite file")
+    check_folds(data, [spec], kind, splitter)
+    metric, name = PRIMARY[kind], study or f"{data.symbol}-{spec.name}-{kind}"
+    optuna.create_study(study_name=name, storage=open_storage(url), load_if_exists=True,   # made once, before the shares race to it
+                        direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
+    shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]
+    first = seed if sampler_seed is None else sampler_seed
+    calls = {f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, kind, splitter, n, url, name, seed, device,
+                                                          price_target, pruning, timeout, first + i, weighting)
+             for i, n in enumerate(shares) if n}
+    fan_out('tune', tune_share, calls)
+    return study_result(optuna.load_study(study_name=name, storage=open_storage(url)), spec, metric)
+
+# %% ../../nbs/04f_models.tuning.ipynb #c020t
+def tune_share(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows
+               symbol: str, spec: ModelSpec, kind: str, splitter, trials: int, storage: str, study: str, seed: int, device: str,
+               price_target: bool, pruning: bool, timeout: float | None, sampler_seed: int, weighting: str) -> Tuned:
+    "A worker's share of a spread study (`tune_spread`'s unit of work)"
+    one = rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
+    return tune(spec, kind, one, splitter, trials, storage, study, seed, device, price_target, pruning, timeout, sampler_seed=sampler_seed)
