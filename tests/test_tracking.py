@@ -94,7 +94,8 @@ def test_a_run_recorded_on_the_server_is_served_from_it(tracking_server, served_
     _, local = predictions({}, served_home)
     pd.testing.assert_series_equal(served, local)   # the same model files, recorded again: the same predictions
     (home/'mlflow.db').unlink()   # the service reads the registry from the server, not from any file of the home
-    with service(home, '--no-jobs') as svc, svc.client(svc.key('read_only')) as http:
+    monkeypatch.delenv('MLFLOW_TRACKING_URI')   # named by the service's own parameter; the account in MLflow's variables
+    with service(home, '--no-jobs', '--tracking', tracking_server.url) as svc, svc.client(svc.key('read_only')) as http:
         got = http.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
         assert (got['name'], got['version']) == ('mlfin.SPX.1d', version), got
         assert got['prob_up'] == pytest.approx(served.iloc[-1], abs=1e-9)

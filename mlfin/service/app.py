@@ -13,8 +13,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from pydantic import BaseModel, Field
-from ..config import BadInput, MlfinError, Unavailable, home, project_root
+from pydantic import BaseModel, Field, field_validator
+from ..config import BadInput, MlfinError, Unavailable, home, parse_tracking, project_root
 from .logs import AccessLog, Failures, configure, outage
 
 # %% auto #0
@@ -33,6 +33,8 @@ class ServiceSettings(BaseModel):
     body_limit: int = Field(10 * 2**20, ge=1024, description="largest request body, bytes")
     key_cache_seconds: float = Field(1.0, ge=0, description="how long a key's record is trusted before it is read again (revocation delay)")
     registry_poll: float = Field(0.25, ge=0, description="at most this often the registry is looked at again after it changed")
+    tracking: str = Field('', description="the MLflow server whose registry is served and whose runs POST /train records to (http://HOST:PORT, "
+                                         "`mlfin tracking serve`; '' = MLFLOW_TRACKING_URI, else the home's store)")
     jobs: bool = Field(True, description="run the job runner in this process (it works only while it holds the project's runner lock)")
     sources: str | None = Field(None, description="YAML file naming each series' remote source for POST /ingest/run")
     tail: int = Field(1000, ge=100, description="bars the live features are computed on")
@@ -43,6 +45,12 @@ class ServiceSettings(BaseModel):
     log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
     log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
     log_backups: int = Field(5, ge=0, description="rotated log files kept")
+
+    @field_validator('tracking')
+    @classmethod
+    def _tracking(cls, value: str) -> str:
+        try: return parse_tracking(value)
+        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
 
 
 # %% ../../nbs/10f_service.app.ipynb #c005_00
@@ -423,7 +431,8 @@ def validation_line(errors) -> str:
     value = first.get('input')
     shown = '' if first.get('type') == 'missing' or isinstance(value, (dict, list)) else f" (got {str(value)[:80]!r})"
     more = f"; and {len(errors) - 1} more problem(s)" if len(errors) > 1 else ''
-    return f"{where}: {first.get('msg', 'invalid')}{shown}{more}"
+    what = first.get('msg', 'invalid').removeprefix('Value error, ')   # our validators' own words, without pydantic's label
+    return f"{where}: {what}{shown}{more}"
 
 
 # %% ../../nbs/10f_service.app.ipynb #c011_06
@@ -478,6 +487,8 @@ def serve(settings: ServiceSettings | None = None,
         if f and not Path(f).is_file(): raise BadInput(f"{f}: no such file")
     os.environ['MLFIN_SERVICE'] = settings.model_dump_json()
     if settings.home: os.environ['MLFIN_HOME'] = str(Path(settings.home).resolve())
+    # MLflow's own variable, so that every worker, the registry's reads and a job's pipeline run all use the server (account: MLFLOW_TRACKING_USERNAME/PASSWORD)
+    if settings.tracking: os.environ['MLFLOW_TRACKING_URI'] = settings.tracking
     if workers > 1:   # every worker writes its counters to one folder; /metrics sums them
         folder = tempfile.mkdtemp(prefix='mlfin-metrics-'); os.environ['PROMETHEUS_MULTIPROC_DIR'] = folder
     create_app(settings)   # fail here, once, with one line, not in every worker: the store, its database, the rate-limit store
