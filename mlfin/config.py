@@ -12,7 +12,7 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 # %% auto #0
 __all__ = ['KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
            'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive',
-           'die_with_parent', 'run_server', 'secret_file', 'code_version', 'Validation', 'parse_where',
+           'die_with_parent', 'run_server', 'secret_file', 'psycopg_url', 'code_version', 'Validation', 'parse_where',
            'parse_tracking', 'RunConfig', 'run_config', 'default', 'task_fields', 'task_values', 'task_config',
            'task_params']
 
@@ -172,6 +172,12 @@ def secret_file(path: str | Path, # where the secret is kept (a backup repositor
             with os.fdopen(fd, 'w') as f: f.write(secrets.token_urlsafe(32) + '\n')
         except FileExistsError: pass   # another process made it first: theirs is kept
     return found
+
+
+# %% ../nbs/00_config.ipynb #c022u
+def psycopg_url(url: str) -> str:
+    "A postgresql:// URL as SQLAlchemy opens it with psycopg 3 (postgresql+psycopg://); any other URL as it is"
+    return 'postgresql+psycopg://' + url.removeprefix('postgresql://') if url.startswith('postgresql://') else url
 
 
 # %% ../nbs/00_config.ipynb #c024

@@ -7,4 +7,4 @@ __all__ = []
 
 # %% ../../nbs/14_cluster.ipynb #c003
 from .where import CLUSTER_ENV, parse_where, running, client, connect, check_workers
-from .fanout import fan_out, capped_threads, shipped, symbol_rows
+from .fanout import fan_out, capped_threads, on_worker, shipped, symbol_rows

@@ -11,7 +11,7 @@ from ..progress import step
 from .where import client
 
 # %% auto #0
-__all__ = ['fan_out', 'capped_threads', 'shipped', 'symbol_rows']
+__all__ = ['fan_out', 'on_worker', 'capped_threads', 'shipped', 'symbol_rows']
 
 # %% ../../nbs/14b_cluster.fanout.ipynb #c005
 def fan_out(task: str,                    # the task at work, for progress (features, train, tune, backtest)
@@ -39,14 +39,19 @@ def _serial(task: str, fn: Callable, unit: str, args: tuple, i: int, n: int):
     step(task, unit, i, n)
     return fn(*args)
 
+# %% ../../nbs/14b_cluster.fanout.ipynb #c010w
+def on_worker() -> bool:
+    "Whether this code runs inside a task on a Dask worker (not in the run's own process)"
+    if 'distributed' not in sys.modules: return False
+    from distributed import get_worker
+    try: get_worker(); return True
+    except ValueError: return False
+
+
 # %% ../../nbs/14b_cluster.fanout.ipynb #c010
 def capped_threads(declared: int) -> int:
     "A model's thread count: as declared in this process; on a Dask worker at most its per-task budget (`OMP_NUM_THREADS`, 1 by default)"
-    if 'distributed' not in sys.modules: return declared
-    from distributed import get_worker
-    try: get_worker()
-    except ValueError: return declared   # not inside a task
-    return max(1, min(int(declared), int(os.environ.get('OMP_NUM_THREADS') or 1)))
+    return max(1, min(int(declared), int(os.environ.get('OMP_NUM_THREADS') or 1))) if on_worker() else declared
 
 # %% ../../nbs/14b_cluster.fanout.ipynb #c_ship
 def shipped(rows, source: str | None = None):

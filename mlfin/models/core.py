@@ -17,7 +17,8 @@ from ..config import BadInput, NotFound, Unavailable, project_root, read_yaml
 # %% auto #0
 __all__ = ['KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'Family', 'register', 'family', 'SklearnModel',
            'LightGBMModel', 'XGBoostModel', 'gpu_available', 'xgboost_device', 'resolve_device', 'ModelSpec',
-           'model_spec', 'read_models', 'parse_overrides', 'choose_models', 'save_model', 'load_model']
+           'model_spec', 'read_models', 'parse_overrides', 'choose_models', 'save_model', 'load_model', 'model_files',
+           'from_files']
 
 # %% ../../nbs/04_models.core.ipynb #c006
 _KIND_NAMES = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'text'}
@@ -99,14 +100,6 @@ class Model:
         return None
 
     def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
-
-    def __reduce__(self):
-        "A model sent to another process (a Dask worker's result) travels as its native files, read back by `load_model`; never as a pickled estimator"
-        if self.fitted is None: return (type(self), (self.family, self.kind, self.params, self.seed, self.device))
-        import tempfile
-        with tempfile.TemporaryDirectory() as d:
-            save_model(self, d)
-            return (_from_files, ({p.name: p.read_bytes() for p in Path(d).iterdir()},))
 
 
 # %% ../../nbs/04_models.core.ipynb #c009_00
@@ -454,8 +447,17 @@ def load_model(folder: str | Path) -> Model:
 
 
 # %% ../../nbs/04_models.core.ipynb #c027_00_ff
-def _from_files(files: dict[str, bytes]) -> Model:
-    "A model from its saved files' contents (what `Model.__reduce__` sends): written to a temporary folder and loaded, hash checked"
+def model_files(model: Model) -> dict[str, bytes]:
+    "A fitted model as the contents of the files `save_model` writes: what crosses between processes (a Dask worker's result)"
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        save_model(model, d)
+        return {p.name: p.read_bytes() for p in Path(d).iterdir()}
+
+
+# %% ../../nbs/04_models.core.ipynb #c027_00_fg
+def from_files(files: dict[str, bytes]) -> Model:
+    "A model from its saved files' contents (`model_files`): written to a temporary folder and loaded, hash checked"
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         for name, content in files.items(): (Path(d)/Path(name).name).write_bytes(content)

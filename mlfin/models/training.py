@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..config import BadInput, VALIDATIONS
-from ..cluster import fan_out, shipped, symbol_rows
-from .core import ModelSpec, Model
+from ..cluster import fan_out, on_worker, shipped, symbol_rows
+from .core import ModelSpec, Model, from_files, model_files
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
 
 # %% auto #0
 __all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'make_splitter', 'SymbolData', 'symbol_data', 'check_folds',
-           'cross_predict', 'Training', 'train_universe', 'train_one', 'leader_predictions', 'save_finals',
+           'cross_predict', 'Training', 'train_universe', 'unit_data', 'train_one', 'leader_predictions', 'save_finals',
            'training_record']
 
 # %% ../../nbs/04d_models.training.ipynb #c006
@@ -160,7 +160,7 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
             oos, scores, model = units[f"{symbol} {spec.name}"]
             mine.append(oos)
             fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
-            if final: finals[(symbol, spec.name)] = model
+            if final: finals[(symbol, spec.name)] = from_files(model) if isinstance(model, dict) else model
         # overall scores on the rows every model predicted (a sequence model has none for its first rows)
         common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
         for spec, oos in zip(per_symbol[symbol], mine):
@@ -178,17 +178,25 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
                     {s: d.columns for s, d in by_symbol.items()}, primary)
 
 
+# %% ../../nbs/04d_models.training.ipynb #c026u
+def unit_data(rows: SymbolData | str, # a symbol's training arrays (in process), or the Parquet dataset holding its rows (on a worker)
+              symbol: str, weighting: str = 'uniqueness') -> SymbolData:
+    "What a unit of work trains on: the arrays it was given, or its symbol's rows read from the run's dataset and made into them"
+    return rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
+
+
 # %% ../../nbs/04d_models.training.ipynb #c014_u
 def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows
               symbol: str, spec: ModelSpec, kind: str, splitter: PurgedSplitter, seed: int = 0, device: str = 'cpu',
               weighting: str = 'uniqueness', price_target: bool = False, final: bool = True,
-             ) -> tuple[pd.DataFrame, list[dict], Model | None]:
+             ) -> tuple[pd.DataFrame, list[dict], Model | dict[str, bytes] | None]:
     "One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels, its scores per fold, its final model"
-    one = rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
+    one = unit_data(rows, symbol, weighting)
     oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
     at = one.index.get_indexer(oos.index)
     oos = oos.assign(label=one.y[at], label_return=one.realised[at], label_end=one.ends.to_numpy()[at], symbol=symbol, model=spec.name)
-    return oos, scores, spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights) if final else None
+    model = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights) if final else None
+    return oos, scores, model_files(model) if model is not None and on_worker() else model   # on a worker: the model's files
 
 
 # %% ../../nbs/04d_models.training.ipynb #c026p

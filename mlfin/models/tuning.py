@@ -6,11 +6,11 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput, Unavailable, home
+from ..config import BadInput, Unavailable, home, psycopg_url
 from .core import ModelSpec, family, model_spec
 from .metrics import LOWER_IS_BETTER
-from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data
-from ..cluster import fan_out, shipped, symbol_rows
+from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data, unit_data
+from ..cluster import fan_out, shipped
 
 # %% auto #0
 __all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'study_result', 'tune',
@@ -22,8 +22,7 @@ def storage_url(url: str | None = None) -> str:
     if not url:
         home().mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{home()/'optuna.db'}"
-    if url.startswith('postgresql://'): return 'postgresql+psycopg://' + url.removeprefix('postgresql://')
-    if url.startswith(('sqlite:///', 'postgresql+psycopg://')): return url
+    if url.startswith(('sqlite:///', 'postgresql://', 'postgresql+psycopg://')): return psycopg_url(url)
     raise BadInput(f"--storage {url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB")
 
 
@@ -85,7 +84,6 @@ def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int 
     "An Optuna objective: one trial's hyperparameters scored by the mean of the purged folds' primary score"
     import optuna, os, socket
     metric = PRIMARY[kind]
-    sign = -1 if metric in LOWER_IS_BETTER else 1
 
     def run(trial) -> float:
         trial.set_user_attr('worker', f"{socket.gethostname()}:{os.getpid()}")   # which process ran it, when a study's trials are spread
@@ -185,8 +183,7 @@ def tune_one(rows: SymbolData | str, # one symbol's training arrays, or the Parq
     name = f"pipeline-{symbol}-{spec.name}-{kind}"
     try: optuna.delete_study(study_name=name, storage=open_storage(storage))
     except KeyError: pass  # a first run: nothing to start afresh
-    one = rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
-    return tune(spec, kind, one, splitter, trials, storage, name, seed, device,
+    return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, name, seed, device,
                 price_target, pruning)
 
 
@@ -227,5 +224,5 @@ def tune_share(rows: SymbolData | str, # one symbol's training arrays, or the Pa
                symbol: str, spec: ModelSpec, kind: str, splitter, trials: int, storage: str, study: str, seed: int, device: str,
                price_target: bool, pruning: bool, timeout: float | None, sampler_seed: int, weighting: str) -> Tuned:
     "A worker's share of a spread study (`tune_spread`'s unit of work)"
-    one = rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
-    return tune(spec, kind, one, splitter, trials, storage, study, seed, device, price_target, pruning, timeout, sampler_seed=sampler_seed)
+    return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
+                sampler_seed=sampler_seed)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, shutil, sys
 from pathlib import Path
-from ..config import BadInput, NotFound, Unavailable, artifact_dir, home, run_server, secret_file
+from ..config import BadInput, NotFound, Unavailable, artifact_dir, home, psycopg_url, run_server, secret_file
 from .store import LOCATIONS, check_home
 
 # %% auto #0
@@ -20,8 +20,7 @@ ADMIN = 'admin'      # the account the server makes at its first start
 
 def database_url(url: str, what: str = '--db') -> str:
     "A PostgreSQL database as SQLAlchemy opens it (psycopg 3); `BadInput` in one line for anything else"
-    if url.startswith('postgresql+psycopg://'): return url
-    if url.startswith('postgresql://'): return 'postgresql+psycopg://' + url.removeprefix('postgresql://')
+    if url.startswith(('postgresql://', 'postgresql+psycopg://')): return psycopg_url(url)
     raise BadInput(f"{what} {url.split('@')[-1]!r}: a tracking server keeps its runs in PostgreSQL (postgresql://USER@HOST[:PORT]/DB)")
 
 # %% ../../nbs/06c_tracking.server.ipynb #c007
@@ -133,8 +132,9 @@ def migrate(db: str,                 # the server's PostgreSQL database (fresh: 
     checked = check_home()   # the store made to follow the home first, MLflow's unused Default experiment taken in
     if checked['outside']: raise BadInput(f"{source}: {len(checked['outside'])} location(s) lie outside the home (e.g. {checked['outside'][0]}); "
                                           "migrate copies the home's files only: move them into the home first")
-    target = sa.create_engine(database_url(db))
-    _reachable(database_url(db))
+    url = database_url(db)
+    _reachable(url)
+    target = sa.create_engine(url)
     reader = sa.create_engine(f"sqlite:///{source}")
     ours, theirs = _schema(reader), _schema(target)
     if ours != theirs: raise BadInput(f"{source}: schema revision {ours}, the server's {theirs}: run `mlflow db upgrade` on the older one first")
