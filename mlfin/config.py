@@ -73,9 +73,10 @@ KERNELS = {'cpu': 'mlfin', 'gpu': 'mlfin-gpu'}  # Jupyter kernels setup register
 
 
 # %% ../nbs/00_config.ipynb #c015_00
-def apply_runtime_env():
-    "Set `runtime_env()` in this process, keeping values the user already set"
-    for key, value in runtime_env().items(): os.environ.setdefault(key, value)
+def apply_runtime_env(gpu: bool = False, # a GPU is there: the GPU kernel's settings too (the pipeline's tasks run in its process)
+                     ):
+    "Set `runtime_env(gpu)` in this process, keeping values the user already set"
+    for key, value in runtime_env(gpu).items(): os.environ.setdefault(key, value)
 
 
 # %% ../nbs/00_config.ipynb #c018

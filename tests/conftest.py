@@ -29,6 +29,35 @@ def pipeline_run(tmp_path_factory):
     return {'home': home, 'reports': reports, 'summary': summary, 'stdout': done.stdout, 'args': [*SLICE, '--reports', str(reports)]}
 
 
+# --- products of two runs compared: what "the same run" means wherever and in whatever order it ran ---
+VOLATILE = {'created_at'}                  # signals: when each was made
+MODEL_VOLATILE = {'saved', 'sha256'}       # model.json: when the file was written, and its hash (zip timestamps, LightGBM's thread count)
+
+
+def same_products(serial: Path, other: Path):
+    "Every product of `other`'s run equals `serial`'s: Parquet frames value for value, task records as JSON, final models' predictions"
+    import numpy as np
+    from mlfin.features import inputs_of
+    from mlfin.models.core import load_model
+    a, b = serial/'run', other/'run'
+    parquet = sorted(p.name for p in a.glob('*.parquet'))
+    assert parquet and parquet == sorted(p.name for p in b.glob('*.parquet'))
+    for name in parquet:
+        x, y = pd.read_parquet(a/name), pd.read_parquet(b/name)
+        pd.testing.assert_frame_equal(x.drop(columns=[c for c in VOLATILE if c in x]), y.drop(columns=[c for c in VOLATILE if c in y]),
+                                      obj=name)
+    for name in ('ingest.json', 'train.json', 'backtest.json'):
+        assert json.loads((a/name).read_text()) == json.loads((b/name).read_text()), name
+    data = pd.read_parquet(a/'dataset.parquet')
+    folders = sorted(p.parent.relative_to(a/'models') for p in (a/'models').rglob('model.json'))
+    assert folders == sorted(p.parent.relative_to(b/'models') for p in (b/'models').rglob('model.json')) and len(folders) >= 6
+    for folder in folders:
+        x, y = (json.loads((root/'models'/folder/'model.json').read_text()) for root in (a, b))
+        assert {k: v for k, v in x.items() if k not in MODEL_VOLATILE} == {k: v for k, v in y.items() if k not in MODEL_VOLATILE}, folder
+        rows = inputs_of(data[data['symbol'] == folder.parts[0]]).to_numpy()
+        np.testing.assert_array_equal(load_model(a/'models'/folder).predict(rows), load_model(b/'models'/folder).predict(rows), str(folder))
+
+
 # --- stores: the embedded Parquet store and a real PostgreSQL server, behind the same tests ---
 
 def free_port() -> int:

@@ -3,36 +3,9 @@ scheduler with two separate worker processes, one SIGKILLed mid-training; every 
 import json, os, signal, subprocess, sys, threading, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
-from conftest import MLFIN, ROOT, SLICE, free_port, mlfin, new_database
+from conftest import MLFIN, ROOT, SLICE, free_port, mlfin, new_database, same_products
 
 DASK = str(Path(sys.executable).with_name('dask'))
-VOLATILE = {'created_at'}                  # signals: when each was made
-MODEL_VOLATILE = {'saved', 'sha256'}       # model.json: when the file was written, and its hash (zip timestamps, LightGBM's thread count)
-
-
-def same_products(serial: Path, other: Path):
-    "Every product of `other`'s run equals `serial`'s: Parquet frames value for value, task records as JSON, final models' predictions"
-    a, b = serial/'run', other/'run'
-    parquet = sorted(p.name for p in a.glob('*.parquet'))
-    assert parquet and parquet == sorted(p.name for p in b.glob('*.parquet'))
-    for name in parquet:
-        x, y = pd.read_parquet(a/name), pd.read_parquet(b/name)
-        pd.testing.assert_frame_equal(x.drop(columns=[c for c in VOLATILE if c in x]), y.drop(columns=[c for c in VOLATILE if c in y]),
-                                      obj=name)
-    for name in ('ingest.json', 'train.json', 'backtest.json'):
-        assert json.loads((a/name).read_text()) == json.loads((b/name).read_text()), name
-    from mlfin.features import inputs_of
-    from mlfin.models.core import load_model
-    data = pd.read_parquet(a/'dataset.parquet')
-    folders = sorted(p.parent.relative_to(a/'models') for p in (a/'models').rglob('model.json'))
-    assert folders == sorted(p.parent.relative_to(b/'models') for p in (b/'models').rglob('model.json')) and len(folders) >= 6
-    for folder in folders:
-        x, y = (json.loads((root/'models'/folder/'model.json').read_text()) for root in (a, b))
-        assert {k: v for k, v in x.items() if k not in MODEL_VOLATILE} == {k: v for k, v in y.items() if k not in MODEL_VOLATILE}, folder
-        rows = inputs_of(data[data['symbol'] == folder.parts[0]]).to_numpy()
-        np.testing.assert_array_equal(load_model(a/'models'/folder).predict(rows), load_model(b/'models'/folder).predict(rows), str(folder))
-
-
 def run_in(home: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
     return subprocess.Popen([MLFIN, 'run', *SLICE, '--reports', str(home/'reports'), *args], cwd=ROOT, env=env, text=True,
@@ -40,7 +13,7 @@ def run_in(home: Path, *args: str) -> subprocess.Popen:
 
 
 def test_local_cluster_after_a_run_killed_whole(pipeline_run, tmp_path):
-    "A run on a local cluster killed (runner, kernels, workers) while training; the next run redoes what was cut and equals the serial run"
+    "A run on a local cluster killed (runner and workers) while training; the next run redoes what was cut and equals the serial run"
     home = tmp_path/'home'
     first = run_in(home, '--cluster', 'local:2')
     deadline = time.time() + 300

@@ -261,7 +261,7 @@ def test_two_workers_after_a_database_restart_run_one_job_at_a_time_and_none_twi
         first = client.post('/train', json={'params': TRAIN}).json()
         second = client.post('/train', json={'params': {**TRAIN, 'seed': 1}}).json()
         wait_for(client, first['id'], {'running'}, 60)
-        time.sleep(8)   # past its reads of the store: training, in its own kernels
+        time.sleep(8)   # past its reads of the store: training by now
         postgres_server.restart()
         jobs = [wait_for(client, j['id'], {'succeeded', 'failed', 'interrupted'}, 400) for j in (first, second)]
         # a worker killed while its job runs: the other worker takes the lock and reports the job interrupted

@@ -1,8 +1,8 @@
 "The research loop end to end on real data: products, metric values checked independently, tracking, incrementality, errors."
-import json
+import json, os, shutil, subprocess, sys
 import numpy as np, pandas as pd
 import pytest
-from conftest import mlfin
+from conftest import ROOT, mlfin, same_products
 from mlfin.data import load_sample, periods_per_year
 from mlfin import features
 from mlfin.features import RESEARCH_SPEC, inputs_of, spec_names
@@ -157,6 +157,35 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
         assert sorted(sheets) == sorted(f"tearsheets/tearsheet-{s}.html" for s in [*pipeline_run['summary']['symbols'], 'PORTFOLIO'])
     finally:
         del os.environ['MLFIN_HOME']
+
+
+REVERSED = r"""
+import json, os, sys
+import numpy as np
+from pathlib import Path
+from mlfin import pipeline
+dag = pipeline.load_dag(json.loads(sys.argv[1]), Path(sys.argv[2]))
+dag.render(force=True)
+before = dict(os.environ), os.getcwd(), np.random.get_state()[1].copy()
+for name in reversed(pipeline.TASKS): dag[name].run()   # its notebook executed as the DAG would, without the upstream checks
+after = dict(os.environ), os.getcwd(), np.random.get_state()[1].copy()
+assert before[:2] == after[:2] and (before[2] == after[2]).all(), 'a task left state behind'
+"""
+
+
+def test_tasks_leave_nothing_behind_for_the_next_in_process(pipeline_run, tmp_path):
+    "The tasks run in the runner's process: run again in reverse order in one process, each after the tasks that ran after it in the session's run, they write the same products"
+    home = tmp_path/'home'
+    shutil.copytree(pipeline_run['home'], home)
+    env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
+    args = pipeline_run['args']   # --name value pairs
+    overrides = {name.removeprefix('--').replace('-', '_'): value for name, value in zip(args[::2], args[1::2])}
+    done = subprocess.run([sys.executable, '-c', REVERSED, json.dumps(overrides), str(ROOT)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all((home/'run'/'reports'/f"{t}.html").stat().st_mtime > (pipeline_run['home']/'run'/'reports'/f"{t}.html").stat().st_mtime
+               for t in TASKS)   # every task ran again here
+    same_products(pipeline_run['home'], home)
 
 
 # From here on, tests change the session's run (each names every parameter it needs, so none restores it): tests that only

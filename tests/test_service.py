@@ -291,7 +291,7 @@ TRAIN = {'symbols': 'SPX', 'start': '2014-01-01', 'models': 'logistic', 'folds':
 
 
 def processes_with_home(home: Path) -> list[int]:
-    "Processes running with MLFIN_HOME=home (a job's `mlfin run` and its kernels)"
+    "Processes running with MLFIN_HOME=home (a job's `mlfin run`, and any process it started)"
     found = []
     for proc in Path('/proc').iterdir():
         try:

@@ -6,5 +6,5 @@
 __all__ = []
 
 # %% ../../nbs/08_pipeline.ipynb #c003
-from .runner import (TASKS, RUNNER, project_values, check, resolve, kernel, load_dag, run, publish, task_failure,
+from .runner import (TASKS, RUNNER, project_values, check, resolve, load_dag, run, publish, task_failure,
                                    task_error, timings)
