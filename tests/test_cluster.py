@@ -1,8 +1,8 @@
 """Past one machine: the session's serial run made again on a local Dask cluster (after a run killed whole mid-training) and on a
 scheduler with two separate worker processes, one SIGKILLed mid-training; every product equal to the serial run's"""
-import json, os, signal, subprocess, sys, threading, time
+import os, signal, subprocess, sys, threading, time
 from pathlib import Path
-import numpy as np, pandas as pd, pytest
+import pytest
 from conftest import MLFIN, ROOT, SLICE, free_port, mlfin, new_database, same_products
 
 DASK = str(Path(sys.executable).with_name('dask'))

@@ -13,7 +13,7 @@ __all__ = ['ENGINE', 'isolated', 'engine', 'in_process']
 # %% ../../nbs/08a_pipeline.engine.ipynb #c006
 def _kept() -> list[tuple]:
     "Process state a task may change and the next must not see, as (read, put back) pairs; the libraries whose settings are kept imported first"
-    import numpy as np, pandas as pd, plotly.io as pio, matplotlib
+    import numpy as np, plotly.io as pio, matplotlib
     from pandas._config import config as pandas_config   # pandas has no public way to read every option at once
     def put_environ(saved): os.environ.clear(); os.environ.update(saved)
     def put_sys(saved): sys.path[:], sys.argv[:], sys.modules['__main__'], sys.displayhook, sys.excepthook = saved

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c003
 from __future__ import annotations
-import hashlib, json, re, time
+import hashlib, json, re
 from pathlib import Path
 from .engine import in_process
 from ..config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, exclusive, apply_runtime_env, code_version,
