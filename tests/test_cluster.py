@@ -29,30 +29,39 @@ def test_local_cluster_after_a_run_killed_whole(pipeline_run, tmp_path):
 
 
 class Cluster:
-    "A Dask scheduler and workers as separate processes on loopback, as on a cluster (no nanny: a killed worker stays dead)"
-    def __init__(self, workers: int = 2):
+    """A Dask scheduler and workers as separate processes on loopback, as on a cluster: as the README starts them (`nanny`: one
+    `dask worker --nworkers N`, its nanny keeping N worker processes), or N `--no-nanny` workers, so that a killed one stays dead"""
+    def __init__(self, workers: int = 2, nanny: bool = False):
         self.address = f"tcp://127.0.0.1:{free_port()}"
         env = {**os.environ, 'PYTHONPATH': str(ROOT)}
         port = self.address.rsplit(':', 1)[1]
-        self.scheduler = subprocess.Popen([DASK, 'scheduler', '--host', '127.0.0.1', '--port', port, '--no-dashboard'], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.workers = [subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--no-nanny', '--no-dashboard',
-                                          '--name', f"w{i}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                        for i in range(workers)]
+        quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.scheduler = subprocess.Popen([DASK, 'scheduler', '--host', '127.0.0.1', '--port', port], **quiet)   # the README's commands
+        self.workers = ([subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--nworkers', str(workers)], **quiet)] if nanny
+                        else [subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--no-nanny', '--no-dashboard', '--name', f"w{i}"],
+                                               **quiet) for i in range(workers)])
         from distributed import Client
         self.client = Client(self.address, timeout=30)
         self.client.wait_for_workers(workers, timeout=60)
 
     def stop(self):
         self.client.close()
-        for p in [*self.workers, self.scheduler]:
-            if p.poll() is None: p.kill()
-            p.wait()
+        for p in [*self.workers, self.scheduler]:   # SIGTERM: a nanny closes its worker processes before it goes
+            if p.poll() is None: p.terminate()
+            try: p.wait(20)
+            except subprocess.TimeoutExpired: p.kill(); p.wait()
 
 
 @pytest.fixture
 def dask_cluster():
     found = Cluster()
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+def readme_cluster():
+    found = Cluster(nanny=True)
     yield found
     found.stop()
 
@@ -81,15 +90,15 @@ def test_scheduler_with_a_worker_killed_mid_training(pipeline_run, tmp_path, das
     same_products(pipeline_run['home'], home)
 
 
-def test_one_study_spread_over_two_workers_on_postgresql(pipeline_run, tmp_path, dask_cluster, postgres_server):
-    "`mlfin tune --cluster ADDRESS --storage postgresql://...`: both worker processes run trials of the one study, which counts them all"
+def test_one_study_spread_over_two_workers_on_postgresql(pipeline_run, tmp_path, readme_cluster, postgres_server):
+    "`mlfin tune --cluster ADDRESS --storage postgresql://...` on workers started as the README starts them: both run trials of the one study, which counts them all"
     import optuna, shutil
     from mlfin.models.tuning import storage_url
     home = tmp_path/'home'
     shutil.copytree(pipeline_run['home']/'run', home/'run')   # the run's dataset, which tune reads
     db = new_database(postgres_server)   # Optuna's own database (MLflow's would collide on alembic_version)
     done = mlfin(home, 'tune', '--models', 'lightgbm', '--symbols', 'SPX', '--trials', '8', '--storage', db, '--study', 'team',
-                 '--cluster', dask_cluster.address)
+                 '--cluster', readme_cluster.address)
     assert 'SPX lightgbm: study team: 8 trials' in done.stdout, done.stdout
     held = optuna.load_study(study_name='team', storage=storage_url(db)).get_trials()
     assert len(held) == 8 and len({t.user_attrs['worker'] for t in held}) == 2, [t.user_attrs for t in held]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import atexit, copy, logging, os, random, sys, warnings
 from contextlib import contextmanager
+from functools import cache
 
 # %% auto #0
 __all__ = ['ENGINE', 'isolated', 'engine', 'in_process']
@@ -39,8 +40,9 @@ def isolated():
         for put, value in saved: put(value)
 
 # %% ../../nbs/08a_pipeline.engine.ipynb #c012
-def _client(nb_man):
-    "ploomber-engine's client for papermill's managed notebook, on a shell without history, released when the notebook ends"
+@cache
+def _client():
+    "ploomber-engine's client class for papermill's managed notebook, on a shell without history, released when the notebook ends"
     from IPython.core.history import HistoryManager
     from ploomber_engine.ipython import PloomberManagedClient, PloomberShell
     class Shell(PloomberShell):
@@ -56,18 +58,19 @@ def _client(nb_man):
             cells = list(self._nb.cells)   # a failing cell: ploomber-engine inserts its own banners, which papermill cannot mark
             try: return super().execute_cell(cell, cell_index, execution_count, store_history)
             finally: self._nb.cells[:] = cells
-    return Client(nb_man)
+    return Client
 
 # %% ../../nbs/08a_pipeline.engine.ipynb #c014
 ENGINE = 'mlfin'   # papermill's name for it (`engine_name`)
 
+@cache
 def engine():
-    "The papermill engine that runs a notebook in this process, `isolated`; registered with papermill as `ENGINE`"
+    "The papermill engine that runs a notebook in this process, `isolated`; registered with papermill as `ENGINE` (once)"
     from papermill.engines import Engine, papermill_engines
     class InProcess(Engine):
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
-            with isolated(): return _client(nb_man).execute()
+            with isolated(): return _client()(nb_man).execute()
     papermill_engines.register(ENGINE, InProcess)
     return InProcess
 
