@@ -256,8 +256,6 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     with tracking.using(cfg.tracking):   # the run's MLflow server, when it names one
         return _record(content, params, ingest, train, trading, upstream, product, cfg)
 
-
-
 # %% ../nbs/07_report.ipynb #c016p_r
 def _record(content, params, ingest, train, trading, upstream, product, cfg) -> dict:
     "`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets written"

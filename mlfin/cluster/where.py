@@ -98,17 +98,14 @@ def running(where: str | None = 'serial', # the `cluster` run parameter
             folder: Path | None = None,   # the run's folder: every worker must see it
            ) -> Iterator[str | None]:
     "The run's cluster for the length of the block, its address in `MLFIN_CLUSTER` for the tasks (None: in process)"
+    from fastcore.xtras import modified_env
     kind, value = parse_where(where)
-    local, address, before = None, None, os.environ.get(CLUSTER_ENV)
+    local, address = None, None
     try:
         if kind == 'local': local, address = _local(value); client(address)
         elif kind == 'address': address = value; client(address, folder)   # refused here, before any task starts
-        if address: os.environ[CLUSTER_ENV] = address
-        else: os.environ.pop(CLUSTER_ENV, None)
-        yield address
+        with modified_env(**{CLUSTER_ENV: address}) if address else modified_env(CLUSTER_ENV): yield address
     finally:
-        if before is None: os.environ.pop(CLUSTER_ENV, None)
-        else: os.environ[CLUSTER_ENV] = before
         if address: _forget(address)
         if local is not None: local.close()
 

@@ -13,8 +13,8 @@ from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_da
 from ..cluster import fan_out, shipped
 
 # %% auto #0
-__all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'study_result', 'tune',
-           'tune_universe', 'tune_one', 'tune_spread', 'tune_share']
+__all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'study_result',
+           'open_study', 'tune', 'tune_universe', 'tune_one', 'tune_spread', 'tune_share']
 
 # %% ../../nbs/04f_models.tuning.ipynb #c006
 def storage_url(url: str | None = None) -> str:
@@ -127,6 +127,17 @@ def study_result(found, # an Optuna study (`optuna.load_study`)
     return Tuned(best, float(found.best_value), metric, len(trials), len(done),
                  sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name)
 
+# %% ../../nbs/04f_models.tuning.ipynb #c148fbf
+def open_study(data: SymbolData, spec: ModelSpec, kind: str,
+               study: str | None = None,   # the study's name; default: SYMBOL-MODEL-KIND
+               storage: str | None = None, # sqlite:///... or postgresql://...; default: MLFIN_HOME/optuna.db
+               **kwargs,                   # Optuna's `sampler`, `pruner`
+              ):
+    "The Optuna study of `spec` on `data`, made when new (maximising or minimising as the kind's primary score improves), else loaded"
+    import optuna
+    return optuna.create_study(study_name=study or f"{data.symbol}-{spec.name}-{kind}", storage=open_storage(storage), load_if_exists=True,
+                               direction='minimize' if PRIMARY[kind] in LOWER_IS_BETTER else 'maximize', **kwargs)
+
 # %% ../../nbs/04f_models.tuning.ipynb #c014_00
 def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
          trials: int = 20,            # trials to run in this process (the study may hold more, from other workers)
@@ -141,15 +152,12 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study from the caller, not one per trial
     check_folds(data, [spec], kind, splitter)
-    metric = PRIMARY[kind]
-    name = study or f"{data.symbol}-{spec.name}-{kind}"
     sampler = optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
-    found = optuna.create_study(study_name=name, storage=open_storage(storage), sampler=sampler, pruner=pruner, load_if_exists=True,
-                                direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
+    found = open_study(data, spec, kind, study, storage, sampler=sampler, pruner=pruner)
     found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials, timeout=timeout,
                    show_progress_bar=progress, catch=())
-    return study_result(found, spec, metric)
+    return study_result(found, spec, PRIMARY[kind])
 
 
 # %% ../../nbs/04f_models.tuning.ipynb #c018
@@ -208,16 +216,14 @@ def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: 
         raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({workers[-1]}) share a study through PostgreSQL "
                        "(postgresql://USER@HOST/DB), not a SQLite file")
     check_folds(data, [spec], kind, splitter)
-    metric, name = PRIMARY[kind], study or f"{data.symbol}-{spec.name}-{kind}"
-    optuna.create_study(study_name=name, storage=open_storage(url), load_if_exists=True,   # made once, before the shares race to it
-                        direction='minimize' if metric in LOWER_IS_BETTER else 'maximize')
+    name = open_study(data, spec, kind, study, url).study_name   # made once, before the shares race to it
     shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]
     first = seed if sampler_seed is None else sampler_seed
     calls = {f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, kind, splitter, n, url, name, seed, device,
                                                           price_target, pruning, timeout, first + i, weighting)
              for i, n in enumerate(shares) if n}
     fan_out('tune', tune_share, calls)
-    return study_result(optuna.load_study(study_name=name, storage=open_storage(url)), spec, metric)
+    return study_result(optuna.load_study(study_name=name, storage=open_storage(url)), spec, PRIMARY[kind])
 
 # %% ../../nbs/04f_models.tuning.ipynb #c020t
 def tune_share(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13d_ops.restore.ipynb #c003
 from __future__ import annotations
-import contextlib, json, os, shutil, subprocess, time
+import json, os, shutil, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -55,15 +55,10 @@ def verify(folder: Path, manifest: dict) -> tuple[int, int]:
     return len(wanted), sum(b for _, b in wanted.values())
 
 # %% ../../nbs/13d_ops.restore.ipynb #c009
-@contextlib.contextmanager
 def in_home(path: Path):
     "This process pointed at the home `path` for the block (and back after)"
-    kept = os.environ.get('MLFIN_HOME')
-    os.environ['MLFIN_HOME'] = str(Path(path).resolve())
-    try: yield
-    finally:
-        if kept is None: os.environ.pop('MLFIN_HOME', None)
-        else: os.environ['MLFIN_HOME'] = kept
+    from fastcore.xtras import modified_env
+    return modified_env(MLFIN_HOME=str(Path(path).resolve()))
 
 # %% ../../nbs/13d_ops.restore.ipynb #c010
 def reproduce(fingerprints: dict, probes: Path, store=None) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06a_tracking.store.ipynb #c003
 from __future__ import annotations
-import logging, os, sqlite3, tempfile
+import logging, os, sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -135,14 +135,10 @@ def relocate() -> dict | None:
 def using(uri: str | None, # an MLflow server's URL (`config.parse_tracking`); '' or None: the store this process uses anyway
          ):
     "Every MLflow call in the block goes to the server at `uri` (a run's `tracking` parameter), as `MLFLOW_TRACKING_URI` would send it"
+    from fastcore.xtras import modified_env
     found = parse_tracking(uri)
     if not found: yield; return
-    before = os.environ.get('MLFLOW_TRACKING_URI')
-    os.environ['MLFLOW_TRACKING_URI'] = found
-    try: yield
-    finally:
-        if before is None: os.environ.pop('MLFLOW_TRACKING_URI', None)
-        else: os.environ['MLFLOW_TRACKING_URI'] = before
+    with modified_env(MLFLOW_TRACKING_URI=found): yield
 
 
 # %% ../../nbs/06a_tracking.store.ipynb #c021

@@ -70,9 +70,8 @@ def floor_script(folder: Path) -> str:
     """The five task notebooks' code as one plain script for a fresh home at `folder`: each task's parameters as the DAG renders
     them, then its code cells, in a namespace of its own; what a hand-rolled script making the same calls would run"""
     import nbformat
-    saved = os.environ['MLFIN_HOME']
-    os.environ['MLFIN_HOME'] = str(folder)
-    try:
+    from fastcore.xtras import modified_env
+    with modified_env(MLFIN_HOME=str(folder)):
         dag = pipeline.load_dag({'reports': str(folder/'reports')}); dag.render(show_progress=False)
         parts = ['import time; started = time.perf_counter()']
         for name in pipeline.TASKS:
@@ -84,7 +83,6 @@ def floor_script(folder: Path) -> str:
             parts.append(f"exec({(params + chr(10).join([*cells, done]))!r}, {{}})")
         parts.append("print(time.perf_counter() - started)")
         return '\n'.join(parts)
-    finally: os.environ['MLFIN_HOME'] = saved
 
 
 def split_task(task) -> dict:
