@@ -6,6 +6,7 @@ import pytest
 from conftest import MLFIN, ROOT, SLICE, free_port, mlfin, new_database, same_products
 
 DASK = str(Path(sys.executable).with_name('dask'))
+PRELOAD = ['--preload', 'mlfin.cluster.worker']   # as the README starts workers: allocator tuned, libraries imported
 def run_in(home: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
     return subprocess.Popen([MLFIN, 'run', *SLICE, '--reports', str(home/'reports'), *args], cwd=ROOT, env=env, text=True,
@@ -37,8 +38,8 @@ class Cluster:
         port = self.address.rsplit(':', 1)[1]
         quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.scheduler = subprocess.Popen([DASK, 'scheduler', '--host', '127.0.0.1', '--port', port], **quiet)   # the README's commands
-        self.workers = ([subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--nworkers', str(workers)], **quiet)] if nanny
-                        else [subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--no-nanny', '--no-dashboard', '--name', f"w{i}"],
+        self.workers = ([subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--nworkers', str(workers), *PRELOAD], **quiet)] if nanny
+                        else [subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--no-nanny', '--no-dashboard', '--name', f"w{i}", *PRELOAD],
                                                **quiet) for i in range(workers)])
         from distributed import Client
         self.client = Client(self.address, timeout=30)

@@ -111,9 +111,10 @@ def running(where: str | None = 'serial', # the `cluster` run parameter
 
 # %% ../../nbs/14a_cluster.where.ipynb #c023
 def _local(workers: int):
-    "A Dask cluster of `workers` processes on loopback, one thread each, no dashboard; (cluster, scheduler address)"
+    "A Dask cluster of `workers` processes on loopback, one thread each, started as `cluster.worker` says, no dashboard; (cluster, scheduler address)"
     import logging
     from distributed import LocalCluster
     found = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None,
-                         silence_logs=logging.CRITICAL)   # a unit's error reaches the run as its own exception
+                         silence_logs=logging.CRITICAL,   # a unit's error reaches the run as its own exception
+                         preload=['mlfin.cluster.worker'])   # the allocator tuned, the libraries imported (cluster.worker)
     return found, found.scheduler_address

@@ -80,6 +80,8 @@ def load_dag(overrides: dict | None = None, project: Path | None = None):
 def _dag(root: Path, values: dict):
     from mlfin.models.core import gpu_available
     apply_runtime_env(gpu_available())   # the tasks run in this process: what their kernel was started with, set here
+    from mlfin.cluster.worker import tune_allocator
+    tune_allocator()   # serial units allocate as a cluster's workers do (cluster.worker)
     from ploomber.env.envdict import EnvDict
     from ploomber.spec import DAGSpec
     (Path(values['home'])/'run'/'reports').mkdir(parents=True, exist_ok=True)
