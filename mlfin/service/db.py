@@ -12,7 +12,8 @@ from ..config import Unavailable
 from ..data.stores import open_store
 
 # %% auto #0
-__all__ = ['metadata', 'keys', 'jobs', 'signals', 'settings', 'database_url', 'engine', 'utc', 'setting']
+__all__ = ['metadata', 'keys', 'jobs', 'signals', 'settings', 'users', 'recovery_codes', 'sessions', 'audit', 'database_url',
+           'engine', 'utc', 'setting']
 
 # %% ../../nbs/10a_service.db.ipynb #c005
 metadata = MetaData()
@@ -45,6 +46,40 @@ signals = Table('model_signals', metadata,
                 Column('model_version', Integer), Column('prediction', Float),   # beyond the seed's shape: which version, a regressor's output
                 PrimaryKeyConstraint('symbol', 'timeframe', 'ts', 'model_name', 'threshold'))
 settings = Table('mlfin_service', metadata, Column('name', String(64), primary_key=True), Column('value', Text, nullable=False))
+users = Table('mlfin_users', metadata,                                # people (programs have keys)
+              Column('id', String(16), primary_key=True),
+              Column('name', String(64), nullable=False, unique=True),  # what they log in as
+              Column('role', String(16), nullable=False),
+              Column('password_hash', Text, nullable=False),          # Argon2id (PHC string); the password is never kept
+              Column('totp_secret', Text),                            # the second factor's secret, encrypted (Fernet); None: none enrolled
+              Column('totp_step', BigInteger),                        # the last 30-second step a code was accepted for: no code twice
+              Column('second_factor', Integer, nullable=False),       # 1: a code is required at login (the default)
+              Column('failures', Integer, nullable=False),            # failed logins since the last success
+              Column('last_failure_at', DateTime(timezone=True)),
+              Column('locked_until', DateTime(timezone=True)),
+              Column('created_at', DateTime(timezone=True), nullable=False),
+              Column('disabled_at', DateTime(timezone=True)),
+              Column('last_login_at', DateTime(timezone=True)))
+recovery_codes = Table('mlfin_recovery_codes', metadata,
+                       Column('user_id', String(16), nullable=False, index=True),
+                       Column('hash', Text, nullable=False),          # Argon2id; each code shown once, used once
+                       Column('used_at', DateTime(timezone=True)))
+sessions = Table('mlfin_sessions', metadata,                          # a person's logins: each token names one (its jti)
+                 Column('id', String(32), primary_key=True),
+                 Column('user_id', String(16), nullable=False, index=True),
+                 Column('created_at', DateTime(timezone=True), nullable=False),
+                 Column('expires_at', DateTime(timezone=True), nullable=False),
+                 Column('revoked_at', DateTime(timezone=True)),        # logout, or the account disabled or reset
+                 Column('address', String(64)))
+audit = Table('mlfin_audit', metadata,
+              Column('id', Integer, primary_key=True, autoincrement=True),
+              Column('at', DateTime(timezone=True), nullable=False, index=True),
+              Column('actor', String(80), nullable=False),            # user:NAME, key:ID, or cli:OS-USER
+              Column('action', String(32), nullable=False),           # login, logout, users.add, keys.revoke, promote, train, ...
+              Column('target', String(200), nullable=False),          # what it acted on (a user, a key, a model, a job)
+              Column('outcome', String(16), nullable=False),          # ok, refused, locked
+              Column('detail', Text, nullable=False),
+              Column('address', String(64), nullable=False))          # the client's address ('' from the command line)
 
 # %% ../../nbs/10a_service.db.ipynb #c006
 def database_url(store=None) -> str:
