@@ -7,4 +7,4 @@ __all__ = []
 
 # %% ../../nbs/09_cli.ipynb #c003
 from .app import DASHBOARD_PORT, app, fail
-from . import research, data, service, ops, tracking   # each registers its commands on app
+from . import research, data, service, people, ops, tracking   # each registers its commands on app
