@@ -8,6 +8,7 @@ import datetime as dt, hashlib, hmac, math, os, secrets, threading, time
 from dataclasses import dataclass
 from ..config import BadInput, MlfinError, NotFound
 from . import db as tables
+from .audit import Audit, cli_actor
 
 # %% auto #0
 __all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows',
@@ -62,6 +63,11 @@ class Caller:
     role: str
     via: str   # 'key' or 'token'
 
+    @property
+    def actor(self) -> str:
+        "Who it is in the audit log"
+        return f"key:{self.key_id}"
+
 
 # %% ../../nbs/10b_service.auth.ipynb #c007
 def _digest(key: str) -> str: return hashlib.sha256(key.encode()).hexdigest()
@@ -76,6 +82,8 @@ class Keys:
 
     def create(self, role: str, name: str = '',
                days: float | None = None,   # valid this many days, then refused (None: until revoked)
+               actor: str | None = None,    # who makes it (the audit log); default: this host's user
+               address: str = '',           # from where (a request's client)
               ) -> tuple[str, dict]:
         "A new key (shown this once) and its record"
         check_role(role)
@@ -86,6 +94,7 @@ class Keys:
         record = {'id': secrets.token_hex(6), 'role': role, 'name': name, 'created_at': now, 'revoked_at': None,
                   'expires_at': now + dt.timedelta(days=days) if days else None}
         with self.db.begin() as con: con.execute(tables.keys.insert().values(hash=_digest(key), **record))
+        Audit(self.db).record(actor or cli_actor(), 'keys.create', record['id'], detail=f"role {role}{', ' + name if name else ''}", address=address)
         return key, record
 
     def list(self) -> list[dict]:
@@ -94,7 +103,7 @@ class Keys:
             rows = con.execute(tables.keys.select().order_by(tables.keys.c.created_at)).mappings().all()
         return [{k: v for k, v in tables.utc(r).items() if k != 'hash'} for r in rows]
 
-    def revoke(self, key_id: str) -> dict:
+    def revoke(self, key_id: str, actor: str | None = None, address: str = '') -> dict:
         "Revoke a key (and every token made from it)"
         with self.db.begin() as con:
             done = con.execute(tables.keys.update().where(tables.keys.c.id == key_id, tables.keys.c.revoked_at.is_(None))
@@ -102,6 +111,7 @@ class Keys:
             found = con.execute(tables.keys.select().where(tables.keys.c.id == key_id)).mappings().first()
         if found is None: raise NotFound(f"no key {key_id!r}; `mlfin keys ls` lists them")
         with self._lock: self._by_digest.clear(); self._by_id.clear()
+        Audit(self.db).record(actor or cli_actor(), 'keys.revoke', key_id, address=address)
         return {k: v for k, v in tables.utc(found).items() if k != 'hash'}
 
     def _cached(self, cache: dict, name: str, where):

@@ -56,6 +56,10 @@ def _tf(timeframe: str) -> str:
     from mlfin.data.bars import check_timeframe
     return check_timeframe(timeframe)
 
+def _address(request: Request) -> str:
+    "The client's address, for the audit log"
+    return request.client.host if request.client else ''
+
 class Error(BaseModel):
     detail: str = Field(description="one line: what is wrong, naming the field and value")
 
@@ -459,7 +463,7 @@ def cancel_job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-
 @router.post('/keys', response_model=Key, status_code=201, tags=['keys'], responses=ERRORS)
 def create_key(request: Request, wanted: KeyRequest, caller: Caller = ADMIN) -> Key:
     "A new API key, shown this once (only its digest is kept)"
-    key, record = request.app.state.keys.create(wanted.role, wanted.name, wanted.days)
+    key, record = request.app.state.keys.create(wanted.role, wanted.name, wanted.days, caller.actor, _address(request))
     return Key(**record, key=key)
 
 
@@ -475,7 +479,7 @@ def list_keys(request: Request, caller: Caller = ADMIN) -> list[Key]:
 def revoke_key(request: Request, key_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{12}$')], caller: Caller = ADMIN) -> Key:
     "Revoke a key, and the tokens made from it (not the key making the request: an admin would lock themselves out)"
     if key_id == caller.key_id: raise BadInput(f"key {key_id} is the one making this request: revoke it with another admin key, or `mlfin keys revoke`")
-    return Key(**request.app.state.keys.revoke(key_id))
+    return Key(**request.app.state.keys.revoke(key_id, caller.actor, _address(request)))
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_21
