@@ -12,7 +12,7 @@ from .audit import Audit, cli_actor
 
 # %% auto #0
 __all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows',
-           'Caller', 'Keys', 'Tokens', 'identify', 'RateLimit']
+           'Caller', 'Recent', 'Keys', 'Tokens', 'identify', 'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
 ROLES = ('read_only', 'collector', 'scraper', 'analyst', 'admin')
@@ -73,12 +73,35 @@ class Caller:
 def _digest(key: str) -> str: return hashlib.sha256(key.encode()).hexdigest()
 
 
+# %% ../../nbs/10b_service.auth.ipynb #c007_rc
+class Recent:
+    "Records read from the database, trusted for `seconds` before they are read again; a flood of unknown names cannot grow it past 10,000"
+    def __init__(self, seconds: float):
+        self.seconds, self._held, self._lock = seconds, {}, threading.Lock()
+
+    def get(self, name: str, load):
+        "The record held for `name` if read less than `seconds` ago, else `load()` (None too is held)"
+        now = time.monotonic()
+        hit = self._held.get(name)
+        if hit and now - hit[1] < self.seconds: return hit[0]
+        record = load()
+        with self._lock:
+            if len(self._held) > 10_000: self._held.clear()
+            self._held[name] = (record, now)
+        return record
+
+    def forget(self, name: str | None = None):
+        "Drop `name` (None: everything), so that the next `get` reads it again"
+        with self._lock:
+            if name is None: self._held.clear()
+            else: self._held.pop(name, None)
+
 # %% ../../nbs/10b_service.auth.ipynb #c007_00
 class Keys:
     "API keys of one service database: made, listed, revoked, and checked (cached for `cache_seconds`)"
     def __init__(self, db, cache_seconds: float = 1.0):
         self.db, self.cache_seconds = db, cache_seconds
-        self._by_digest, self._by_id, self._lock = {}, {}, threading.Lock()
+        self._by_digest, self._by_id = Recent(cache_seconds), Recent(cache_seconds)
 
     def create(self, role: str, name: str = '',
                days: float | None = None,   # valid this many days, then refused (None: until revoked)
@@ -110,26 +133,18 @@ class Keys:
                                .values(revoked_at=dt.datetime.now(dt.timezone.utc)))
             found = con.execute(tables.keys.select().where(tables.keys.c.id == key_id)).mappings().first()
         if found is None: raise NotFound(f"no key {key_id!r}; `mlfin keys ls` lists them")
-        with self._lock: self._by_digest.clear(); self._by_id.clear()
+        self._by_digest.forget(); self._by_id.forget()
         Audit(self.db).record(actor or cli_actor(), 'keys.revoke', key_id, address=address)
         return {k: v for k, v in tables.utc(found).items() if k != 'hash'}
 
-    def _cached(self, cache: dict, name: str, where):
-        now = time.monotonic()
-        hit = cache.get(name)
-        if hit and now - hit[1] < self.cache_seconds: return hit[0]
-        with self.db.connect() as con:
-            found = con.execute(tables.keys.select().where(where)).mappings().first()
-        record = dict(found) if found else None
-        with self._lock:
-            if len(cache) > 10_000: cache.clear()   # a flood of wrong keys must not grow memory
-            cache[name] = (record, now)
-        return record
+    def _read(self, where) -> dict | None:
+        with self.db.connect() as con: found = con.execute(tables.keys.select().where(where)).mappings().first()
+        return dict(found) if found else None
 
     def check(self, key: str) -> Caller:
         "The caller a key stands for; `Unauthorized` when it is unknown or revoked"
         digest = _digest(key)
-        record = self._cached(self._by_digest, digest, tables.keys.c.hash == digest)
+        record = self._by_digest.get(digest, lambda: self._read(tables.keys.c.hash == digest))
         if record is None or not hmac.compare_digest(record['hash'], digest): raise Unauthorized("unknown API key")
         if record['revoked_at'] is not None: raise Unauthorized(f"API key {record['id']} was revoked")
         _unexpired(record)
@@ -137,7 +152,7 @@ class Keys:
 
     def live(self, key_id: str) -> dict:
         "The record of a key a token names; `Unauthorized` when it is gone or revoked"
-        record = self._cached(self._by_id, key_id, tables.keys.c.id == key_id)
+        record = self._by_id.get(key_id, lambda: self._read(tables.keys.c.id == key_id))
         if record is None: raise Unauthorized("the token's key no longer exists")
         if record['revoked_at'] is not None: raise Unauthorized(f"API key {key_id} was revoked: its tokens with it")
         return _unexpired(record)

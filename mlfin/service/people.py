@@ -4,14 +4,14 @@
 
 # %% ../../nbs/10bb_service.people.ipynb #c003
 from __future__ import annotations
-import base64, datetime as dt, hashlib, hmac, os, re, secrets, threading, time
+import base64, datetime as dt, functools, hashlib, hmac, os, re, secrets, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
 from ..config import BadInput, NotFound, Unavailable, secret_file
 from . import db as tables
 from .audit import Audit, cli_actor
-from .auth import ROLES, TOKEN_HOURS, TooManyRequests, Unauthorized, check_role
+from .auth import TOKEN_HOURS, Recent, TooManyRequests, Unauthorized, check_role
 
 # %% auto #0
 __all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'LoginPolicy', 'check_name',
@@ -54,15 +54,11 @@ def check_password(password: str, name: str = '') -> str:
     return password
 
 # %% ../../nbs/10bb_service.people.ipynb #c011
-_HASHER = None
-
+@functools.cache
 def hasher():
     "Argon2id with argon2-cffi's defaults (RFC 9106's second recommendation: 64 MiB, 3 passes)"
-    global _HASHER
-    if _HASHER is None:
-        from argon2 import PasswordHasher
-        _HASHER = PasswordHasher()
-    return _HASHER
+    from argon2 import PasswordHasher
+    return PasswordHasher()
 
 # %% ../../nbs/10bb_service.people.ipynb #c012
 def verify_hash(stored: str, given: str) -> bool:
@@ -126,10 +122,11 @@ class People:
     "The people of one service database: accounts, their second factors and recovery codes, failures and locks, sessions"
     def __init__(self, db, audit: Audit | None = None, policy: LoginPolicy = LoginPolicy(), cache_seconds: float = 1.0):
         self.db, self.audit, self.policy, self.cache_seconds = db, audit or Audit(db), policy, cache_seconds
-        self._sessions, self._lock = {}, threading.Lock()
+        self._sessions = Recent(cache_seconds)
         self._dummy = None   # a hash an unknown name is checked against: it costs what a known one does
 
-    def _cipher(self): return totp_cipher(self.db)
+    @functools.cached_property
+    def _cipher(self): return totp_cipher(self.db)   # the key file and the database's mark read once, not at every login
 
     def _user(self, name: str, con=None) -> dict:
         "The account called `name`; `NotFound` naming it"
@@ -151,15 +148,15 @@ def _public(user: dict) -> dict:
 
 # %% ../../nbs/10bb_service.people.ipynb #c024
 @patch
-def _enrol(self: People, con, cipher, user_id: str, name: str, second_factor: bool) -> tuple[str | None, list[str], dict]:
-    "A new second factor and recovery codes for an account (inside `con`'s transaction; `cipher` got before it): (URI, codes, the columns to set)"
+def _enrol(self: People, con, user_id: str, name: str, second_factor: bool) -> tuple[str | None, list[str], dict]:
+    "A new second factor and recovery codes for an account (inside `con`'s transaction; the cipher read before it): (URI, codes, the columns to set)"
     con.execute(tables.recovery_codes.delete().where(tables.recovery_codes.c.user_id == user_id))
     if not second_factor: return None, [], {'totp_secret': None, 'totp_step': None, 'second_factor': 0}
     import pyotp
     secret, codes = pyotp.random_base32(), [recovery_code() for _ in range(RECOVERY_CODES)]
     con.execute(tables.recovery_codes.insert(), [{'user_id': user_id, 'hash': hasher().hash(c), 'used_at': None} for c in codes])
     uri = _totp(secret).provisioning_uri(name=name)
-    return uri, codes, {'totp_secret': cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1}
+    return uri, codes, {'totp_secret': self._cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1}
 
 # %% ../../nbs/10bb_service.people.ipynb #c025
 @patch
@@ -171,11 +168,11 @@ def add(self: People, name: str, role: str, password: str,
     check_name(name); check_role(role); check_password(password, name)
     if role not in PERSON_ROLES: raise BadInput(f"role {role!r} is a program's: a person is one of {', '.join(PERSON_ROLES)}")
     user_id, now = secrets.token_hex(6), dt.datetime.now(dt.timezone.utc)
-    cipher = self._cipher() if second_factor else None   # before the transaction: its key's mark may be written first
+    if second_factor: self._cipher   # read before the transaction: its key's mark may be written first
     with self.db.begin() as con:
         if con.execute(tables.users.select().where(tables.users.c.name == name)).first():
             raise BadInput(f"user {name!r} exists already; `mlfin users reset {name}` gives them a new password and second factor")
-        uri, codes, factor = self._enrol(con, cipher, user_id, name, second_factor)
+        uri, codes, factor = self._enrol(con, user_id, name, second_factor)
         con.execute(tables.users.insert().values(id=user_id, name=name, role=role, password_hash=hasher().hash(password), failures=0,
                                                  created_at=now, **factor))
     self.audit.record(actor or cli_actor(), 'users.add', name, detail=f"role {role}, second factor {'required' if second_factor else 'off'}")
@@ -192,13 +189,16 @@ def list(self: People) -> list[dict]:
 # %% ../../nbs/10bb_service.people.ipynb #c029
 @patch
 def _failed(self: People, user: dict, why: str, address: str):
-    "A failure counted (and the account locked at `policy.lock_after`), audited, then refused in one line"
-    now = dt.datetime.now(dt.timezone.utc)
-    failures = user['failures'] + 1
-    locked = now + dt.timedelta(minutes=self.policy.lock_minutes) if failures >= self.policy.lock_after else None
+    "A failure counted in the database (attempts made at once each count), the account locked at `policy.lock_after`, audited, then refused in one line"
+    from sqlalchemy import case
+    now, users = dt.datetime.now(dt.timezone.utc), tables.users
+    until = now + dt.timedelta(minutes=self.policy.lock_minutes)
     with self.db.begin() as con:
-        con.execute(tables.users.update().where(tables.users.c.id == user['id'])
-                    .values(failures=failures, last_failure_at=now, **({'locked_until': locked} if locked else {})))
+        failures = con.execute(users.update().where(users.c.id == user['id'])
+                               .values(failures=users.c.failures + 1, last_failure_at=now,
+                                       locked_until=case((users.c.failures + 1 >= self.policy.lock_after, until), else_=users.c.locked_until))
+                               .returning(users.c.failures)).scalar_one()
+    locked = until if failures >= self.policy.lock_after else None
     self.audit.record(f"user:{user['name']}", 'login', user['name'], 'locked' if locked else 'refused', why, address)
     if locked: raise TooManyRequests(f"user {user['name']}: locked for {self.policy.lock_minutes:g} minutes after {failures} failed logins",
                                      int(self.policy.lock_minutes * 60))
@@ -226,7 +226,7 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
     "Whether `code` is the account's TOTP code for a step not used before (recording it), or one of its unused recovery codes (using it up)"
     code = (code or '').strip().lower().replace(' ', '')
     if re.fullmatch(r'\d{6}', code):
-        secret = self._cipher().decrypt(user['totp_secret'].encode()).decode()
+        secret = self._cipher.decrypt(user['totp_secret'].encode()).decode()
         step = totp_step(secret, code)
         if step is None: return False
         with self.db.begin() as con:   # one use per step, whoever races for it
@@ -250,7 +250,7 @@ def login(self: People, name: str, password: str,
           code: str = '',     # the TOTP code, or a recovery code
           address: str = '',  # the client's address (audit)
          ) -> dict:
-    "The account, when `name`, `password` and `code` are right and it may log in now; else `Unauthorized` or `TooManyRequests` in one line, audited"
+    "The account (its id and what `list` shows: no hash, no secret), when `name`, `password` and `code` are right and it may log in now; else `Unauthorized` or `TooManyRequests` in one line, audited"
     try: user = self._user(name)
     except (NotFound, BadInput):
         if self._dummy is None: self._dummy = hasher().hash(secrets.token_urlsafe(16))
@@ -268,14 +268,14 @@ def login(self: People, name: str, password: str,
         con.execute(tables.users.update().where(tables.users.c.id == user['id'])
                     .values(failures=0, last_failure_at=None, locked_until=None, last_login_at=now, **fresh))
     self.audit.record(f"user:{name}", 'login', name, address=address)
-    return {**user, 'failures': 0, 'last_login_at': now}
+    return {'id': user['id'], **_public({**user, 'failures': 0, 'last_login_at': now})}
 
 # %% ../../nbs/10bb_service.people.ipynb #c037
 @patch
 def _revoke_sessions(self: People, con, user_id: str):
     now = dt.datetime.now(dt.timezone.utc)
     con.execute(tables.sessions.update().where(tables.sessions.c.user_id == user_id, tables.sessions.c.revoked_at.is_(None)).values(revoked_at=now))
-    with self._lock: self._sessions.clear()
+    self._sessions.forget()
 
 # %% ../../nbs/10bb_service.people.ipynb #c038
 @patch
@@ -304,10 +304,10 @@ def enable(self: People, name: str, actor: str | None = None) -> dict:
 def reset(self: People, name: str, password: str, second_factor: bool = True, actor: str | None = None) -> Enrolment:
     "A new password, a new second factor and new recovery codes (the old ones stop working), the account unlocked, its sessions ended"
     check_password(password, name)
-    cipher = self._cipher() if second_factor else None
+    if second_factor: self._cipher
     with self.db.begin() as con:
         user = self._user(name, con)
-        uri, codes, factor = self._enrol(con, cipher, user['id'], name, second_factor)
+        uri, codes, factor = self._enrol(con, user['id'], name, second_factor)
         con.execute(tables.users.update().where(tables.users.c.id == user['id'])
                     .values(password_hash=hasher().hash(password), locked_until=None, failures=0, last_failure_at=None, **factor))
         self._revoke_sessions(con, user['id'])
@@ -324,22 +324,21 @@ def open_session(self: People, user: dict, address: str = '', hours: float = TOK
     with self.db.begin() as con: con.execute(tables.sessions.insert().values(**row))
     return row
 
+# %% ../../nbs/10bb_service.people.ipynb #c043r
+@patch
+def _read_session(self: People, session_id: str) -> dict | None:
+    "A session with its account's name, role and state (one query)"
+    s, u = tables.sessions, tables.users
+    with self.db.connect() as con:
+        found = con.execute(s.join(u, s.c.user_id == u.c.id).select().where(s.c.id == session_id)
+                            .with_only_columns(s.c.revoked_at, s.c.expires_at, u.c.id, u.c.name, u.c.role, u.c.disabled_at)).mappings().first()
+    return tables.utc(found) if found else None
+
 # %% ../../nbs/10bb_service.people.ipynb #c043
 @patch
 def session(self: People, session_id: str) -> dict:
     "The account behind a live session (checked at most `cache_seconds` ago); `Unauthorized` once it is ended, expired or its account disabled"
-    now = time.monotonic()
-    hit = self._sessions.get(session_id)
-    if hit is None or now - hit[1] >= self.cache_seconds:
-        s, u = tables.sessions, tables.users
-        with self.db.connect() as con:
-            found = con.execute(s.join(u, s.c.user_id == u.c.id).select().where(s.c.id == session_id)
-                                .with_only_columns(s.c.revoked_at, s.c.expires_at, u.c.id, u.c.name, u.c.role, u.c.disabled_at)).mappings().first()
-        hit = (tables.utc(found) if found else None, now)
-        with self._lock:
-            if len(self._sessions) > 10_000: self._sessions.clear()
-            self._sessions[session_id] = hit
-    found = hit[0]
+    found = self._sessions.get(session_id, lambda: self._read_session(session_id))
     if found is None: raise Unauthorized("unknown session: log in again")
     if found['revoked_at'] is not None: raise Unauthorized("session ended (logged out, or the account was disabled or reset): log in again")
     if found['disabled_at'] is not None: raise Unauthorized(f"user {found['name']}: account disabled")
@@ -352,9 +351,7 @@ def close_session(self: People, session_id: str, address: str = '') -> None:
     "Log out: the session ended at once, here, and within `cache_seconds` in every process"
     s = tables.sessions
     with self.db.begin() as con:
-        found = con.execute(s.select().where(s.c.id == session_id)).mappings().first()
         con.execute(s.update().where(s.c.id == session_id, s.c.revoked_at.is_(None)).values(revoked_at=dt.datetime.now(dt.timezone.utc)))
-    with self._lock: self._sessions.pop(session_id, None)
-    if found is not None:
-        with self.db.connect() as con: name = con.execute(tables.users.select().where(tables.users.c.id == found['user_id'])).mappings().first()['name']
-        self.audit.record(f"user:{name}", 'logout', name, address=address)
+    self._sessions.forget(session_id)
+    found = self._read_session(session_id)
+    if found is not None: self.audit.record(f"user:{found['name']}", 'logout', found['name'], address=address)
