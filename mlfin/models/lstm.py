@@ -42,11 +42,16 @@ def _keras():
 
 
 # %% ../../nbs/04a_models.lstm.ipynb #c009_00
-def network(window: int, features: int, units: int, dropout: float, kind: str):
+def network(window: int, features: int, units: int, dropout: float, kind: str,
+            seed: int = 0,   # every initializer's and the dropout's seed comes from it: nothing is drawn from a process-wide generator
+           ):
     "The Keras model: LSTM -> Dropout -> Dense, on inputs already standardised by the training rows' mean and deviation"
     keras = _keras()
-    out = keras.layers.Dense(1, activation='sigmoid' if kind == 'classifier' else None)
-    return keras.Sequential([keras.Input((window, features)), keras.layers.LSTM(units), keras.layers.Dropout(dropout), out])
+    init = keras.initializers
+    s = [int(x) for x in np.random.SeedSequence(seed).generate_state(5) % 2**31]
+    lstm = keras.layers.LSTM(units, kernel_initializer=init.GlorotUniform(s[0]), recurrent_initializer=init.Orthogonal(seed=s[1]), seed=s[2])
+    out = keras.layers.Dense(1, activation='sigmoid' if kind == 'classifier' else None, kernel_initializer=init.GlorotUniform(s[3]))
+    return keras.Sequential([keras.Input((window, features)), lstm, keras.layers.Dropout(dropout, seed=s[4]), out])
 
 
 # %% ../../nbs/04a_models.lstm.ipynb #c009_01
@@ -118,8 +123,7 @@ class LSTMModel(Model):
         rows = np.asarray(rows)[complete(X, rows, w)]  # a sample needs a full window of known inputs behind it
         template, optimizer, train_step, _ = _compiled(*self._arch(X.shape[1]))
         if not len(rows): raise BadInput(f"lstm: no training row has a full window of {w} rows with every input known")
-        keras.utils.set_random_seed(self.seed)
-        fresh = network(*self._arch(X.shape[1])[:5])  # initial weights from the seed
+        fresh = network(*self._arch(X.shape[1])[:5], seed=self.seed)  # initial weights from the seed alone
         trainable = [v.value for v in fresh.trainable_variables]
         non_trainable = [v.value for v in fresh.non_trainable_variables]
         stats = np.asarray(X, dtype='float64')[rows]  # standardise by the training rows only
