@@ -10,10 +10,10 @@ MLFIN = str(Path(sys.executable).with_name('mlfin'))
 SLICE = ['--symbols', 'SPX,GOOGL,EURUSD', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3']
 
 
-def mlfin(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    "Run the `mlfin` command as a user types it, with state under `home`"
+def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    "Run the `mlfin` command as a user types it, with state under `home` (and `input` on its standard input)"
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
-    done = subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, input=input)
     if check and done.returncode != 0:
         raise AssertionError(f"mlfin {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
@@ -203,6 +203,20 @@ class Service:
     def key(self, role: str) -> str:
         "A new key, made with `mlfin keys create` as an operator makes one"
         return mlfin(self.home, 'keys', 'create', '--role', role, *(['--store', self.store] if self.store else [])).stdout.strip()
+
+    def person(self, name: str, role: str, password: str = 'a passphrase of the tests, long enough') -> dict:
+        "A person made with `mlfin users add` as an admin makes one: their password, second factor (pyotp) and recovery codes"
+        import pyotp
+        done = mlfin(self.home, 'users', 'add', name, '--role', role, '--password-stdin', *(['--store', self.store] if self.store else []),
+                     input=password + '\n')
+        uri, *codes = done.stdout.split()
+        return {'name': name, 'password': password, 'totp': pyotp.parse_uri(uri), 'codes': codes}
+
+    def login(self, person: dict, code: str | None = None, **form) -> httpx.Response:
+        "POST /token with the OAuth2 password form, the code now shown by the person's authenticator app unless given"
+        code = person['totp'].now() if code is None else code
+        return self.client().post('/token', data={'grant_type': 'password', 'username': person['name'], 'password': person['password'],
+                                                  **({'totp': code} if code else {}), **form})
 
     def client(self, key: str | None = None, token: str | None = None) -> httpx.Client:
         headers = {**({'X-API-Key': key} if key else {}), **({'Authorization': f"Bearer {token}"} if token else {})}

@@ -40,6 +40,11 @@ class ServiceSettings(BaseModel):
     tail: int = Field(1000, ge=100, description="bars the live features are computed on")
     body_timeout: float = Field(30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
+    login_rate: str = Field('30/minute', description="password attempts at POST /token per client address, whatever the account (N/second, N/minute, N/hour)")
+    login_slow_after: int = Field(3, ge=1, description="a person's failed logins before each further attempt must wait")
+    login_delay: float = Field(1.0, ge=0, description="that first wait in seconds, doubled at each further failure")
+    login_lock_after: int = Field(10, ge=1, description="failed logins that lock a person's account")
+    login_lock_minutes: float = Field(15.0, gt=0, description="how long a locked account stays locked, right password or not")
     log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
     log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
@@ -224,7 +229,7 @@ class Measured:
 
 
 # %% ../../nbs/10f_service.app.ipynb #c009b
-PUBLIC = ('/health', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')   # the routes that need no credential
+PUBLIC = ('/health', '/token', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')   # the routes that need no credential (/token checks its own)
 
 def error_response(e: MlfinError) -> JSONResponse:
     "A library error as the service answers it: its status, its one line as `detail`, Retry-After and WWW-Authenticate where due"
@@ -297,7 +302,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     from mlfin.config import set_home
     from mlfin.data.stores import open_store
     from mlfin.service import db as tables
+    from mlfin.service.audit import Audit
     from mlfin.service.auth import Keys, RateLimit, Tokens
+    from mlfin.service.login import router as login_router
+    from mlfin.service.people import LoginPolicy, People
     from mlfin.service.jobs import Jobs
     from mlfin.service.live import Live, Signals
     from mlfin.service.routes import router
@@ -328,7 +336,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     app = FastAPI(title='mlfin', version=_version(), lifespan=lifespan,
                   description="Bars in, predictions and signals out, computed by the research pipeline's own code. "
-                              "Every route but /health needs an API key (X-API-Key) or a bearer token (POST /token).")
+                              "Every route but /health needs an API key (X-API-Key) or a bearer token (POST /token: for a key, or for a person's "
+                              "password and second factor).")
     keys = Keys(db, settings.key_cache_seconds)
     live = Live(store, settings.tail, settings.registry_poll)
     refresher = ThreadPoolExecutor(1, thread_name_prefix='mlfin-refresh')
@@ -338,12 +347,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             try: live.forecast(symbol, timeframe)
             except MlfinError: pass   # no production model for it: nothing to keep ready
         refresher.submit(work)
-    app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, tokens=Tokens(db, keys),
-                              limit=limit, live=live, signals=Signals(db),
+    audit = Audit(db)
+    people = People(db, audit, LoginPolicy(settings.login_slow_after, settings.login_delay, settings.login_lock_after, settings.login_lock_minutes),
+                    settings.key_cache_seconds)
+    app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, people=people, audit=audit, tokens=Tokens(db, keys, people=people),
+                              limit=limit, logins=RateLimit(settings.login_rate, settings.limits_storage), live=live, signals=Signals(db),
                               jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs), metrics=metrics,
                               sources=read_sources(settings.sources), refresher=refresher, refresh=refresh)
     app.state.checks = lambda: dependencies(app.state)
     app.include_router(router)
+    app.include_router(login_router)
     _errors(app)
     app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout, failures=Failures(),
                        down=lambda kind, e: _down(kind, e, app.state))

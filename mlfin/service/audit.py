@@ -13,7 +13,8 @@ __all__ = ['ACTIONS', 'OUTCOMES', 'cli_actor', 'Audit']
 
 # %% ../../nbs/10ba_service.audit.ipynb #c005
 ACTIONS = ('login', 'logout', 'users.add', 'users.disable', 'users.enable', 'users.reset', 'keys.create', 'keys.revoke',
-           'promote', 'release', 'train', 'train.cancel', 'ingest.run', 'series.delete')   # what is audited
+           'promote', 'release', 'train', 'train.cancel', 'ingest.run', 'series.delete',
+           'denied')   # what is audited ('denied': a route refused for the caller's role)
 OUTCOMES = ('ok', 'refused', 'locked')
 
 # %% ../../nbs/10ba_service.audit.ipynb #c006

@@ -29,7 +29,8 @@ jobs = Table('mlfin_jobs', metadata,
              Column('id', String(32), primary_key=True),
              Column('state', String(16), nullable=False, index=True),  # queued, running, succeeded, failed
              Column('params', Text, nullable=False),                   # JSON: the run's parameters
-             Column('key_id', String(16)),                             # who asked
+             Column('key_id', String(16)),                             # the key that asked (None: a person)
+             Column('actor', String(80)),                              # who asked: user:NAME or key:ID (None: before mlfin recorded it)
              Column('created_at', DateTime(timezone=True), nullable=False),
              Column('started_at', DateTime(timezone=True)), Column('ended_at', DateTime(timezone=True)),
              Column('runner', String(200)),                            # host and process that ran it

@@ -63,7 +63,7 @@ class Jobs:
         self._stop, self._thread, self._child, self._holder = threading.Event(), None, None, None
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
 
-    def submit(self, params: dict, key_id: str | None = None) -> dict:
+    def submit(self, params: dict, actor: str | None = None) -> dict:   # who asks: user:NAME or key:ID (`Caller.actor`)
         "Queue a run of the pipeline with `params` (checked first); its record"
         if self.project is None:
             raise Unavailable("this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
@@ -71,7 +71,8 @@ class Jobs:
         from mlfin.pipeline import check
         try: check(params, self.project, self.store_url or None)   # as `mlfin run` checks: models, symbols, spec, before anything is queued
         except MlfinError as e: raise type(e)(f"params: {e}") from None
-        job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'key_id': key_id,
+        job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'actor': actor,
+               'key_id': actor[4:] if actor and actor.startswith('key:') else None,
                'created_at': dt.datetime.now(dt.timezone.utc)}
         with self.db.begin() as con: con.execute(tables.jobs.insert().values(**job))
         return self.get(job['id'])
@@ -105,14 +106,14 @@ class Jobs:
         if self._thread is not None: self._thread.join(timeout)
         if self._holder is not None: self._holder.release()
 
-    def cancel(self, job_id: str, key_id: str | None = None) -> dict:
+    def cancel(self, job_id: str, actor: str | None = None) -> dict:
         "Cancel a job: a queued one is cancelled now; a running one is marked, and its runner ends it within seconds"
         j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
         job = self.get(job_id)   # NotFound, named
         if job['state'] not in ('queued', 'running'): raise BadInput(f"job {job_id} already ended ({job['state']}): nothing to cancel")
         with self.db.begin() as con:
             done = con.execute(j.update().where(j.c.id == job_id, j.c.state == 'queued').values(
-                state='cancelled', ended_at=now, error=f"cancelled before it ran (key {key_id})")).rowcount
+                state='cancelled', ended_at=now, error=f"cancelled before it ran (by {actor or 'an unnamed caller'})")).rowcount
             if not done: con.execute(j.update().where(j.c.id == job_id, j.c.state == 'running').values(cancel_requested_at=now))
         return self.get(job_id)
 

@@ -200,7 +200,7 @@ def _failed(self: People, user: dict, why: str, address: str):
                                .returning(users.c.failures)).scalar_one()
     locked = until if failures >= self.policy.lock_after else None
     self.audit.record(f"user:{user['name']}", 'login', user['name'], 'locked' if locked else 'refused', why, address)
-    if locked: raise TooManyRequests(f"user {user['name']}: locked for {self.policy.lock_minutes:g} minutes after {failures} failed logins",
+    if locked: raise TooManyRequests(f"user {user['name']}: locked for {self.policy.lock_minutes:g} minute{'s' * (self.policy.lock_minutes != 1)} after {failures} failed logins",
                                      int(self.policy.lock_minutes * 60))
     raise Unauthorized(f"wrong user name, password or code" if why != 'wrong code' else "wrong or already used code")
 

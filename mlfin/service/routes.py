@@ -9,39 +9,48 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Body, Depends, Path as PathParam, Query, Request, Security
 from fastapi.responses import Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..config import BadInput, MlfinError, NotFound
 from .auth import ROLES, Caller, Forbidden, Unauthorized, allows, identify
 
 # %% auto #0
-__all__ = ['api_key', 'bearer', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SYMBOL', 'TIMEFRAME', 'WHEN', 'Symbol',
-           'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require', 'Error', 'Health',
-           'LoadedModel', 'Ready', 'Token', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted',
-           'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job',
-           'KeyRequest', 'Key', 'health', 'ready', 'token', 'ingest', 'ingest_run', 'delete_series', 'prices_latest',
-           'forecast', 'predict', 'signal', 'signal_history', 'models', 'model', 'promote', 'release', 'train', 'jobs',
-           'job', 'cancel_job', 'create_key', 'list_keys', 'revoke_key', 'metrics', 'monitor']
+__all__ = ['api_key', 'bearer', 'people', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SIGNED_IN', 'SYMBOL', 'TIMEFRAME',
+           'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require',
+           'client_address', 'Error', 'Health', 'LoadedModel', 'Ready', 'Candle', 'IngestRequest', 'Anomaly',
+           'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion',
+           'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'ingest', 'ingest_run',
+           'delete_series', 'prices_latest', 'forecast', 'predict', 'signal', 'signal_history', 'models', 'model',
+           'promote', 'release', 'train', 'jobs', 'job', 'cancel_job', 'create_key', 'list_keys', 'revoke_key',
+           'metrics', 'monitor']
 
 # %% ../../nbs/10e_service.routes.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
 bearer = HTTPBearer(auto_error=False, description="a token from POST /token")
+people = OAuth2PasswordBearer(tokenUrl='token', auto_error=False, scheme_name='OAuth2PasswordBearer',
+                              description="a person's login: user name, password and, for the second factor, the TOTP code as client_secret "
+                                          "(sent in the request body); the token it gives is sent as `Authorization: Bearer`")
 
-def require(grant: str):
-    "A dependency: the caller, when its key or token is valid, its role is granted `grant` and its rate limit is not spent"
+def require(grant: str | None):
+    "A dependency: the caller, when its key or token is valid, its role is granted `grant` (None: anyone signed in) and its rate limit is not spent"
     async def caller(request: Request, key: Annotated[str | None, Security(api_key)] = None,
-                     token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None) -> Caller:
+                     token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+                     login: Annotated[str | None, Security(people)] = None) -> Caller:   # the same header as `token`: for /docs' login dialog
         state = request.app.state
         who = request.scope.get('state', {}).get('checked')   # the app's Guard checked the headers before the body was read
         if who is None:   # the router mounted without the Guard: check here
             who = identify(state.keys, state.tokens, key or None, token.credentials if token is not None else None)
-        if not allows(who.role, grant): raise Forbidden(f"role {who.role} may not do this: it needs the {grant} grant")
-        state.limit.hit(who.key_id)
+        if grant is not None and not allows(who.role, grant):
+            state.audit.record(who.actor, 'denied', f"{request.method} {request.url.path}", 'refused', f"role {who.role} lacks {grant}", client_address(request))
+            raise Forbidden(f"role {who.role} may not do this: it needs the {grant} grant")
+        state.limit.hit(who.actor)
         request.state.caller = who
         return who
     return caller
 
 READ, METRICS, INGEST, ANALYST, ADMIN = (Depends(require(g)) for g in ('read', 'metrics', 'ingest', 'train', 'admin'))
+SIGNED_IN = Depends(require(None))
+
 
 # %% ../../nbs/10e_service.routes.ipynb #c007
 SYMBOL = r'^[A-Za-z0-9][A-Za-z0-9._\-^=]{0,63}$'
@@ -56,9 +65,13 @@ def _tf(timeframe: str) -> str:
     from mlfin.data.bars import check_timeframe
     return check_timeframe(timeframe)
 
-def _address(request: Request) -> str:
+def client_address(request: Request) -> str:
     "The client's address, for the audit log"
     return request.client.host if request.client else ''
+
+def _audit(request: Request, caller: Caller, action: str, target: str, detail: str = ''):
+    "Write a privileged action done by `caller` to the audit log, with the client's address"
+    request.app.state.audit.record(caller.actor, action, target, detail=detail, address=client_address(request))
 
 class Error(BaseModel):
     detail: str = Field(description="one line: what is wrong, naming the field and value")
@@ -81,11 +94,6 @@ class Ready(BaseModel):
     store: str
     models: list[LoadedModel]
     checks: dict[str, str] = Field(description="what the service needs, each checked now: store, database, rate_limits, disk")
-
-
-# %% ../../nbs/10e_service.routes.ipynb #c007_03
-class Token(BaseModel):
-    access_token: str; token_type: Literal['bearer']; expires_in: int; role: str
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c007_04
@@ -206,7 +214,9 @@ class TrainRequest(BaseModel):
 # %% ../../nbs/10e_service.routes.ipynb #c007_18
 class Job(BaseModel):
     id: str; state: Literal['queued', 'running', 'succeeded', 'failed', 'interrupted', 'cancelled']; params: dict
-    key_id: str | None; created_at: dt.datetime; started_at: dt.datetime | None; ended_at: dt.datetime | None
+    key_id: str | None = Field(description="the key that queued it (none: a person, or a job older than `actor`)")
+    actor: str | None = Field(None, description="who queued it: user:NAME or key:ID")
+    created_at: dt.datetime; started_at: dt.datetime | None; ended_at: dt.datetime | None
     runner: str | None; exit_code: int | None; error: str | None
     summary: dict | None = Field(description="when it succeeded: per symbol the leader, its scores and what the registry made of it")
     heartbeat_at: dt.datetime | None = Field(None, description="its runner's last sign of life while it runs")
@@ -259,17 +269,6 @@ def ready(request: Request, caller: Caller = READ) -> Ready:
     return Ready(status='ready', store=repr(state.store), models=[LoadedModel(**m) for m in loaded], checks=checks)
 
 
-# %% ../../nbs/10e_service.routes.ipynb #c009_01
-@router.post('/token', response_model=Token, tags=['service'], responses=ERRORS)
-async def token(request: Request, key: Annotated[str | None, Security(api_key)] = None) -> Token:
-    "A bearer token (8 hours) for the API key in X-API-Key"
-    if not key: raise Unauthorized("POST /token takes an API key in X-API-Key")
-    state = request.app.state
-    who = state.keys.check(key)
-    state.limit.hit(who.key_id)
-    return Token(**state.tokens.issue(who))
-
-
 # %% ../../nbs/10e_service.routes.ipynb #c009_02
 @router.post('/ingest', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> Ingested:
@@ -307,6 +306,7 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     if state.store.has(series.symbol, timeframe): start = str(state.store.tail(series.symbol, timeframe, 1).index[-1])
     if not start: raise BadInput(f"{series.symbol}:{timeframe}: nothing stored yet and no start in the sources file")
     report = ingest(found['source'], series.symbol, timeframe, start=start, config=found.get('config'), store=state.store)
+    _audit(request, caller, 'ingest.run', f"{series.symbol}:{timeframe}", f"{report.new} new, {report.changed} changed bars from {found['source']}")
     state.metrics.ingested(series.symbol, timeframe, report)
     state.refresh(series.symbol, timeframe)
     return _ingested(report)
@@ -322,6 +322,7 @@ def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYM
     from mlfin.data import delete
     timeframe = _tf(timeframe)
     removed = delete(symbol, timeframe, start, end, store=request.app.state.store)
+    _audit(request, caller, 'series.delete', f"{symbol}:{timeframe}", f"{removed} bars from {start or 'the start'} to {end or 'the end'}")
     return Deleted(symbol=symbol, timeframe=timeframe, removed=removed, start=start, end=end)
 
 
@@ -418,8 +419,9 @@ def promote(request: Request, name: ModelName, promotion: Promotion = Body(defau
     from mlfin.models.registry import describe, promote as make_production, series_of
     symbol, timeframe = series_of(name)
     describe(name)   # NotFound, named, for a model that does not exist
-    done = make_production(symbol, timeframe, promotion.version, f"{promotion.reason} (key {caller.key_id})")
+    done = make_production(symbol, timeframe, promotion.version, f"{promotion.reason} ({caller.actor})")
     request.app.state.live.moved(symbol, timeframe)
+    _audit(request, caller, 'promote', f"{name} v{done['version']}", promotion.reason)
     return ModelVersion(**next(v for v in describe(name) if v['version'] == done['version']))
 
 
@@ -428,14 +430,18 @@ def promote(request: Request, name: ModelName, promotion: Promotion = Body(defau
 def release(request: Request, name: ModelName, caller: Caller = ADMIN) -> Released:
     "Hand production back to the promotion policy (a promotion by hand holds until released): the next run's leader may replace it"
     from mlfin.models.registry import release as hand_back, series_of
-    return Released(**hand_back(*series_of(name)))
+    released = Released(**hand_back(*series_of(name)))
+    _audit(request, caller, 'release', name)
+    return released
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_14
 @router.post('/train', response_model=Job, status_code=202, tags=['jobs'], responses=ERRORS)
 def train(request: Request, job: TrainRequest, caller: Caller = ANALYST) -> Job:
     "Queue a pipeline run with these parameters (checked now); it runs in its own process, one job at a time"
-    return Job(**request.app.state.jobs.submit(job.params, caller.key_id))
+    queued = request.app.state.jobs.submit(job.params, caller.actor)
+    _audit(request, caller, 'train', queued['id'], ', '.join(f"{k}={v}" for k, v in job.params.items()))
+    return Job(**queued)
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_15
@@ -456,14 +462,16 @@ def job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{1
 @router.delete('/jobs/{job_id}', response_model=Job, tags=['jobs'], responses=ERRORS)
 def cancel_job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')], caller: Caller = ANALYST) -> Job:
     "Cancel a job: a queued one never runs; a running one is stopped by its runner within seconds (its state says when)"
-    return Job(**request.app.state.jobs.cancel(job_id, caller.key_id))
+    cancelled = request.app.state.jobs.cancel(job_id, caller.actor)
+    _audit(request, caller, 'train.cancel', job_id, "cancelled before it ran" if cancelled['state'] == 'cancelled' else "its runner asked to stop it")
+    return Job(**cancelled)
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_18
 @router.post('/keys', response_model=Key, status_code=201, tags=['keys'], responses=ERRORS)
 def create_key(request: Request, wanted: KeyRequest, caller: Caller = ADMIN) -> Key:
     "A new API key, shown this once (only its digest is kept)"
-    key, record = request.app.state.keys.create(wanted.role, wanted.name, wanted.days, caller.actor, _address(request))
+    key, record = request.app.state.keys.create(wanted.role, wanted.name, wanted.days, caller.actor, client_address(request))
     return Key(**record, key=key)
 
 
@@ -479,7 +487,7 @@ def list_keys(request: Request, caller: Caller = ADMIN) -> list[Key]:
 def revoke_key(request: Request, key_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{12}$')], caller: Caller = ADMIN) -> Key:
     "Revoke a key, and the tokens made from it (not the key making the request: an admin would lock themselves out)"
     if key_id == caller.key_id: raise BadInput(f"key {key_id} is the one making this request: revoke it with another admin key, or `mlfin keys revoke`")
-    return Key(**request.app.state.keys.revoke(key_id, caller.actor, _address(request)))
+    return Key(**request.app.state.keys.revoke(key_id, caller.actor, client_address(request)))
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_21
