@@ -69,13 +69,14 @@ def client_address(request: Request) -> str:
     "The client's address, for the audit log"
     return request.client.host if request.client else ''
 
-def _audit(request: Request, caller: Caller, action: str, target: str, detail: str = ''):
-    "Write a privileged action done by `caller` to the audit log, with the client's address"
-    request.app.state.audit.record(caller.actor, action, target, detail=detail, address=client_address(request))
-
 class Error(BaseModel):
     detail: str = Field(description="one line: what is wrong, naming the field and value")
 
+
+# %% ../../nbs/10e_service.routes.ipynb #c007a
+def _audit(request: Request, caller: Caller, action: str, target: str, detail: str = ''):
+    "Write a privileged action done by `caller` to the audit log, with the client's address"
+    request.app.state.audit.record(caller.actor, action, target, detail=detail, address=client_address(request))
 
 # %% ../../nbs/10e_service.routes.ipynb #c007_00
 class Health(BaseModel):
