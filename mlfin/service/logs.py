@@ -133,7 +133,8 @@ class AccessLog:
             caller = scope['state'].get('caller') or scope['state'].get('checked')   # the key, once its headers were checked
             self.log.info('request', extra={'method': scope['method'], 'path': scope['path'], 'status': status,
                                             'ms': round((time.perf_counter() - started) * 1e3, 2),
-                                            'route': getattr(scope.get('route'), 'path', None), 'key_id': getattr(caller, 'key_id', None),
+                                            'route': getattr(scope.get('route'), 'path', None), 'key_id': getattr(caller, 'key_id', None) or None,
+                                            'user': getattr(caller, 'person', None) or None,
                                             'request_id': rid, 'client': (scope.get('client') or (None,))[0]})
         async def sending(message):
             if message['type'] == 'http.response.start':
