@@ -40,10 +40,10 @@ def require(grant: str | None):
         who = request.scope.get('state', {}).get('checked')   # the app's Guard checked the headers before the body was read
         if who is None:   # the router mounted without the Guard: check here
             who = identify(state.keys, state.tokens, key or None, token.credentials if token is not None else None)
+        state.limit.hit(who.actor)   # refused requests count too: a flood of them is limited, and writes no flood of audit rows
         if grant is not None and not allows(who.role, grant):
             state.audit.record(who.actor, 'denied', f"{request.method} {request.url.path}", 'refused', f"role {who.role} lacks {grant}", client_address(request))
             raise Forbidden(f"role {who.role} may not do this: it needs the {grant} grant")
-        state.limit.hit(who.actor)
         request.state.caller = who
         return who
     return caller
