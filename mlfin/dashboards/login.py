@@ -45,9 +45,6 @@ input{{width:100%;padding:.45rem;box-sizing:border-box}}button{{margin-top:1.2re
 
 class LoginPage(JupyterHandler):
     "The login form: GET shows it, POST checks the account (`People.login`) and sets the session's cookie"
-    @property
-    def provider(self) -> SessionIdentity: return self.identity_provider
-
     def _show(self, said: str = '', status: int = 200):
         self.set_status(status)
         self.set_header('Cache-Control', 'no-store')
@@ -60,7 +57,7 @@ class LoginPage(JupyterHandler):
 
     @allow_unauthenticated
     def post(self):
-        people, tokens = self.provider.service()
+        people, tokens = self.identity_provider.service()
         address = self.request.remote_ip or ''
         try:
             user = people.login(self.get_argument('username', ''), self.get_argument('password', ''), self.get_argument('code', ''), address)
@@ -68,7 +65,7 @@ class LoginPage(JupyterHandler):
         except MlfinError as e:
             if getattr(e, 'retry_after', None): self.set_header('Retry-After', str(e.retry_after))
             return self._show(str(e), e.status)
-        self.provider.set_session(self, token)
+        self.identity_provider.set_session(self, token)
         self.redirect(_local(self.get_argument('next', None), self.base_url))
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c008
@@ -78,14 +75,12 @@ class LogoutPage(JupyterHandler):
     def get(self):
         token = self.get_cookie(COOKIE)
         if token:
-            people, tokens = self.provider.service()
+            people, tokens = self.identity_provider.service()
             try: people.close_session(tokens.check(token).session, self.request.remote_ip or '')
             except MlfinError: pass   # already ended or expired: nothing more to end
         self.clear_cookie(COOKIE, path=self.base_url)
         self.redirect(self.base_url + 'login')
 
-    @property
-    def provider(self) -> SessionIdentity: return self.identity_provider
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c009
 class SessionIdentity(IdentityProvider):

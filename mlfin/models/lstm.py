@@ -119,7 +119,7 @@ class LSTMModel(Model):
 
     def _fit(self, X, y, rows, weights=None):
         import jax
-        keras, p, w = _keras(), self.params, self.window
+        p, w = self.params, self.window
         rows = np.asarray(rows)[complete(X, rows, w)]  # a sample needs a full window of known inputs behind it
         template, optimizer, train_step, _ = _compiled(*self._arch(X.shape[1]))
         if not len(rows): raise BadInput(f"lstm: no training row has a full window of {w} rows with every input known")

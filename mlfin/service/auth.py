@@ -230,11 +230,11 @@ class RateLimit:
         self.limiter = strategies.SlidingWindowCounterRateLimiter(storages.storage_from_string(storage))
         self.rate = rate
 
-    def hit(self, key_id: str):
-        "Count one request of `key_id` (a caller's `actor`, or an address); `TooManyRequests` once its limit is spent"
-        if self.limiter.hit(self.item, key_id): return
-        reset = self.limiter.get_window_stats(self.item, key_id).reset_time
-        raise TooManyRequests(f"rate limit {self.rate} reached for {key_id.replace(':', ' ', 1)}", max(1, math.ceil(reset - time.time())))
+    def hit(self, who: str):
+        "Count one request of `who` (a caller's `actor`, or `address:IP`); `TooManyRequests` once its limit is spent"
+        if self.limiter.hit(self.item, who): return
+        reset = self.limiter.get_window_stats(self.item, who).reset_time
+        raise TooManyRequests(f"rate limit {self.rate} reached for {who.replace(':', ' ', 1)}", max(1, math.ceil(reset - time.time())))
 
     def reachable(self) -> bool:
         "Whether the counts' store answers (memory always does; Redis when it is up)"

@@ -29,7 +29,7 @@ jobs = Table('mlfin_jobs', metadata,
              Column('id', String(32), primary_key=True),
              Column('state', String(16), nullable=False, index=True),  # queued, running, succeeded, failed
              Column('params', Text, nullable=False),                   # JSON: the run's parameters
-             Column('key_id', String(16)),                             # the key that asked (None: a person)
+             Column('key_id', String(16)),                             # the key that asked, in rows from before `actor`
              Column('actor', String(80)),                              # who asked: user:NAME or key:ID (None: before mlfin recorded it)
              Column('created_at', DateTime(timezone=True), nullable=False),
              Column('started_at', DateTime(timezone=True)), Column('ended_at', DateTime(timezone=True)),

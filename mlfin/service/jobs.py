@@ -72,7 +72,6 @@ class Jobs:
         try: check(params, self.project, self.store_url or None)   # as `mlfin run` checks: models, symbols, spec, before anything is queued
         except MlfinError as e: raise type(e)(f"params: {e}") from None
         job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'actor': actor,
-               'key_id': actor[4:] if actor and actor.startswith('key:') else None,
                'created_at': dt.datetime.now(dt.timezone.utc)}
         with self.db.begin() as con: con.execute(tables.jobs.insert().values(**job))
         return self.get(job['id'])
@@ -259,6 +258,9 @@ def _record(row) -> dict:
     out = tables.utc(row)
     out['params'] = json.loads(out['params'])
     out['summary'] = json.loads(out['summary']) if out.get('summary') else None
+    actor = out.get('actor') or ''   # who asked; rows from before `actor` have only the key's id
+    out['key_id'] = actor[4:] if actor.startswith('key:') else out['key_id']
+    out['actor'] = actor or (f"key:{out['key_id']}" if out['key_id'] else None)
     return out
 
 

@@ -53,14 +53,20 @@ RESULT = {{'seconds': time.perf_counter() - started, 'sums': sums}}
 '''
 
 
+def _longest(procs) -> float:
+    "The seconds of the slowest of processes started together, each printing its RESULT as its last line of JSON"
+    import json
+    return max(json.loads(p.communicate()[0].strip().splitlines()[-1])['seconds'] for p in procs)
+
+
 def ceiling(bars: Path, n: int) -> float:
     "What two processes do on this machine: the floor's loop split in halves, run at once by two plain Pythons (no Dask); the longer half's seconds"
-    import json, subprocess
+    import subprocess
     half = n // 2
     wrapped = FLOOR + "\nimport json; print(json.dumps(RESULT))"
     procs = [subprocess.Popen([sys.executable, '-c', wrapped, str(bars), str(count), str(first)], stdout=subprocess.PIPE, text=True)
              for first, count in ((0, half), (half, n - half))]
-    return max(json.loads(p.communicate()[0].strip().splitlines()[-1])['seconds'] for p in procs)
+    return _longest(procs)
 
 
 TRAIN_HALF = '''
@@ -78,13 +84,13 @@ print(json.dumps({'seconds': time.perf_counter() - started}), flush=True)
 
 def training_ceiling(source: str, symbols: list) -> float:
     "The training's ceiling here: the in-process run's symbols in two halves, two plain processes started together once both are warm; the longer half's seconds"
-    import json, subprocess
+    import subprocess
     halves = (symbols[:len(symbols) // 2], symbols[len(symbols) // 2:])
     procs = [subprocess.Popen([sys.executable, '-c', TRAIN_HALF, source, ','.join(h), ','.join(MODELS)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for h in halves]
     for p in procs: assert p.stdout.readline().strip() == 'ready', p.communicate()
     for p in procs: p.stdin.write('go\n'); p.stdin.flush()
-    return max(json.loads(p.communicate()[0].strip().splitlines()[-1])['seconds'] for p in procs)
+    return _longest(procs)
 
 
 def column_sums(path: str, symbol: str, spec: list) -> list:
