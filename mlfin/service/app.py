@@ -351,7 +351,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     people = People(db, audit, LoginPolicy(settings.login_slow_after, settings.login_delay, settings.login_lock_after, settings.login_lock_minutes),
                     settings.key_cache_seconds)
     app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, people=people, audit=audit, tokens=Tokens(db, keys, people=people),
-                              limit=limit, logins=RateLimit(settings.login_rate, settings.limits_storage), live=live, signals=Signals(db),
+                              limit=limit, logins=RateLimit(settings.login_rate, settings.limits_storage, exact=True), live=live, signals=Signals(db),
                               jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs), metrics=metrics,
                               sources=read_sources(settings.sources), refresher=refresher, refresh=refresh)
     app.state.checks = lambda: dependencies(app.state)

@@ -223,11 +223,12 @@ def identify(keys: Keys, tokens: Tokens, key: str | None, token: str | None) -> 
 # %% ../../nbs/10b_service.auth.ipynb #c014
 class RateLimit:
     "A limit per key, e.g. '1200/minute'; `hit` raises `TooManyRequests` with the seconds to wait; `reachable` says whether its store answers"
-    def __init__(self, rate: str, storage: str = 'memory://'):  # the service's: `ServiceSettings.rate_limit`
+    def __init__(self, rate: str, storage: str = 'memory://', exact: bool = False):  # the service's: `ServiceSettings.rate_limit`
         from limits import parse, storage as storages, strategies
         try: self.item = parse(rate)
         except ValueError: raise BadInput(f"rate limit {rate!r}: use N/second, N/minute or N/hour, e.g. 1200/minute") from None
-        self.limiter = strategies.SlidingWindowCounterRateLimiter(storages.storage_from_string(storage))
+        strategy = strategies.MovingWindowRateLimiter if exact else strategies.SlidingWindowCounterRateLimiter
+        self.limiter = strategy(storages.storage_from_string(storage))
         self.rate = rate
 
     def hit(self, who: str):
