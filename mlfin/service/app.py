@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field, field_validator
 from ..config import BadInput, MlfinError, Unavailable, home, parse_tracking, project_root
 from .logs import AccessLog, Failures, configure, outage
+from .people import LoginPolicy
 
 # %% auto #0
 __all__ = ['MONITOR_GAUGES', 'PUBLIC', 'ServiceSettings', 'read_sources', 'Metrics', 'monitor_gauges', 'Measured',
@@ -40,16 +41,20 @@ class ServiceSettings(BaseModel):
     tail: int = Field(1000, ge=100, description="bars the live features are computed on")
     body_timeout: float = Field(30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
-    login_rate: str = Field('30/minute', description="password attempts at POST /token per client address, whatever the account (N/second, N/minute, N/hour)")
-    login_slow_after: int = Field(3, ge=1, description="a person's failed logins before each further attempt must wait")
-    login_delay: float = Field(1.0, ge=0, description="that first wait in seconds, doubled at each further failure")
-    login_lock_after: int = Field(10, ge=1, description="failed logins that lock a person's account")
-    login_lock_minutes: float = Field(15.0, gt=0, description="how long a locked account stays locked, right password or not")
+    login_rate: str = Field(LoginPolicy.rate, description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)")
+    login_slow_after: int = Field(LoginPolicy.slow_after, ge=1, description="a person's failed logins before each further attempt must wait")
+    login_delay: float = Field(LoginPolicy.delay, ge=0, description="that first wait in seconds, doubled at each further failure")
+    login_lock_after: int = Field(LoginPolicy.lock_after, ge=1, description="failed logins that lock a person's account")
+    login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0, description="how long a locked account stays locked, right password or not")
     log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
     log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
     log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
     log_backups: int = Field(5, ge=0, description="rotated log files kept")
+
+    def login_policy(self) -> LoginPolicy:
+        "The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page (`mlfin dashboards` takes the same options)"
+        return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes, self.login_rate)
 
     @field_validator('tracking')
     @classmethod
@@ -305,7 +310,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     from mlfin.service.audit import Audit
     from mlfin.service.auth import Keys, RateLimit, Tokens
     from mlfin.service.login import router as login_router
-    from mlfin.service.people import LoginPolicy, People
+    from mlfin.service.people import People
     from mlfin.service.jobs import Jobs
     from mlfin.service.live import Live, Signals
     from mlfin.service.routes import router
@@ -348,10 +353,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             except MlfinError: pass   # no production model for it: nothing to keep ready
         refresher.submit(work)
     audit = Audit(db)
-    people = People(db, audit, LoginPolicy(settings.login_slow_after, settings.login_delay, settings.login_lock_after, settings.login_lock_minutes),
-                    settings.key_cache_seconds)
+    people = People(db, audit, settings.login_policy(), settings.key_cache_seconds, settings.limits_storage)
     app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, people=people, audit=audit, tokens=Tokens(db, keys, people=people),
-                              limit=limit, logins=RateLimit(settings.login_rate, settings.limits_storage, exact=True), live=live, signals=Signals(db),
+                              limit=limit, live=live, signals=Signals(db),
                               jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs), metrics=metrics,
                               sources=read_sources(settings.sources), refresher=refresher, refresh=refresh)
     app.state.checks = lambda: dependencies(app.state)

@@ -61,8 +61,7 @@ async def token(request: Request, key: Annotated[str | None, Security(api_key)] 
         return Token(**state.tokens.issue(who))
     if not form: raise Unauthorized("POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)")
     address = client_address(request)
-    state.logins.hit(f"address:{address}")   # before the password is checked: a refusal here costs no hash
-    def log_in():   # in a worker thread: the hash, and the session's row
+    def log_in():   # in a worker thread: the address's count (`LoginPolicy.rate`) first, then the hash, and the session's row
         user = state.people.login(username or '', password or '', totp or client_secret or '', address)
         return state.tokens.issue_session(user, state.people.open_session(user, address))
     return Token(**await run_in_threadpool(log_in))

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from ..config import BadInput, NotFound, Unavailable, secret_file
 from . import db as tables
 from .audit import Audit, cli_actor
-from .auth import TOKEN_HOURS, Recent, TooManyRequests, Unauthorized, check_role
+from .auth import TOKEN_HOURS, RateLimit, Recent, TooManyRequests, Unauthorized, check_role
 
 # %% auto #0
 __all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'LoginPolicy', 'check_name',
@@ -28,11 +28,12 @@ TOTP_KEY_ENV = 'MLFIN_TOTP_KEY'
 # %% ../../nbs/10bb_service.people.ipynb #c006
 @dataclass(frozen=True)
 class LoginPolicy:
-    "How failed logins slow an account down and lock it (the service's settings may change them)"
+    "How failed logins slow an account down and lock it, and how many passwords one address may try (the service's `--login-*` settings)"
     slow_after: int = 3         # failures before each attempt must wait
     delay: float = 1.0          # the first wait in seconds, doubled at each further failure
     lock_after: int = 10        # failures that lock the account
     lock_minutes: float = 15.0  # for this long, correct password or not
+    rate: str = '30/minute'     # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
 
     def wait(self, failures: int) -> float:
         "Seconds an attempt must wait after the last failure, given the failures so far"
@@ -120,8 +121,11 @@ class Enrolment:
 # %% ../../nbs/10bb_service.people.ipynb #c022
 class People:
     "The people of one service database: accounts, their second factors and recovery codes, failures and locks, sessions"
-    def __init__(self, db, audit: Audit | None = None, policy: LoginPolicy = LoginPolicy(), cache_seconds: float = 1.0):
+    def __init__(self, db, audit: Audit | None = None, policy: LoginPolicy = LoginPolicy(), cache_seconds: float = 1.0,
+                 storage: str = 'memory://',   # where attempts per address are counted: the service's `limits_storage`
+                ):
         self.db, self.audit, self.policy, self.cache_seconds = db, audit or Audit(db), policy, cache_seconds
+        self.addresses = RateLimit(policy.rate, storage, exact=True)   # exact: any minute holds at most N attempts
         self._sessions = Recent(cache_seconds)
         self._dummy = None   # a hash an unknown name is checked against: it costs what a known one does
 
@@ -248,9 +252,10 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
 @patch
 def login(self: People, name: str, password: str,
           code: str = '',     # the TOTP code, or a recovery code
-          address: str = '',  # the client's address (audit)
+          address: str = '',  # the client's address: audited, and counted against `policy.rate` first
          ) -> dict:
     "The account (its id and what `list` shows: no hash, no secret), when `name`, `password` and `code` are right and it may log in now; else `Unauthorized` or `TooManyRequests` in one line, audited"
+    if address: self.addresses.hit(f"address:{address}")   # before anything is read or hashed
     try: user = self._user(name)
     except (NotFound, BadInput):
         if self._dummy is None: self._dummy = hasher().hash(secrets.token_urlsafe(16))
