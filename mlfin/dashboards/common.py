@@ -4,11 +4,11 @@
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c002
 from __future__ import annotations
-import html
+import html, os
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PAGES', 'html_table', 'verdict_box', 'page', 'index_page']
+__all__ = ['COOKIE', 'PAGES', 'html_table', 'verdict_box', 'session_token', 'signed_in_line', 'page', 'index_page', 'run_page']
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c005
 def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3) -> str:
@@ -23,11 +23,34 @@ def verdict_box(text: str):
     import ipywidgets as widgets
     return widgets.HTML(f"<p class='verdict' style='background:#f4f6fb;padding:0.6em 1em;border-left:4px solid #636efa'>{html.escape(text)}</p>")
 
+# %% ../../nbs/12a_dashboards.common.ipynb #c006s
+COOKIE = 'mlfin-session'   # the cookie holding a person's session token (HTTP-only; set by the login page)
+
+def session_token(cookies: str | None = None) -> str:
+    "The visitor's session token, in a page's kernel: from `cookies` (a Cookie header; default the request's, `HTTP_COOKIE`); '' without a login"
+    for part in (os.environ.get('HTTP_COOKIE', '') if cookies is None else cookies).split(';'):
+        name, _, value = part.strip().partition('=')
+        if name == COOKIE: return value.strip('"')
+    return ''
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c006t
+def signed_in_line() -> str:
+    "HTML naming who is signed in, with their role and a link to log out; '' when the pages are served without logins"
+    import jwt
+    token = session_token()
+    if not token: return ''
+    try: claims = jwt.decode(token, options={'verify_signature': False})   # shown only: the server verified it before the page ran
+    except jwt.InvalidTokenError: return ''
+    name, role = html.escape(str(claims.get('sub', '')).removeprefix('user:')), html.escape(str(claims.get('role', '')))
+    logout = html.escape(os.environ.get('VOILA_BASE_URL', '/') + 'logout')
+    return (f"<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed in as <b>{name}</b> ({role})"
+            f" &middot; <a href='{logout}'>Log out</a></small></p>")
+
 # %% ../../nbs/12a_dashboards.common.ipynb #c007
 def page(title: str, lesson: str, *children):
-    "A page: its title, a line on what it shows, then its parts"
+    "A page: who is signed in (with a way out), its title, a line on what it shows, then its parts"
     import ipywidgets as widgets
-    head = widgets.HTML(f"<h1 style='font-family:system-ui,sans-serif'>{html.escape(title)}</h1><p><small>{html.escape(lesson)}</small></p>")
+    head = widgets.HTML(f"{signed_in_line()}<h1 style='font-family:system-ui,sans-serif'>{html.escape(title)}</h1><p><small>{html.escape(lesson)}</small></p>")
     return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px'))
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c010
@@ -35,7 +58,7 @@ PAGES = [('run.ipynb', 'The latest run', 'out-of-sample results after costs besi
          ('models.ipynb', 'Models', 'registry versions, aliases, lineage, promotion; leaderboard and model-vs-model tests'),
          ('quality.ipynb', 'Data quality', 'coverage, gaps, anomalies, quarantined rows per series'),
          ('monitoring.ipynb', 'Monitoring', 'drift per input over time, live performance against the out-of-sample band, alerts'),
-         ('operations.ipynb', 'Operations', 'ingest now, train, predict, promote (with your key)'),
+         ('operations.ipynb', 'Operations', 'predict, ingest now, train, promote: the buttons your role may use'),
          ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs')]
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011
@@ -58,3 +81,10 @@ def index_page(folder=None):   # a run's folder; default: the latest run
     links = ''.join(f"<li><a href='{p}'>{html.escape(t)}</a>: {html.escape(d)}</li>" for p, t, d in PAGES)
     return page('mlfin', 'Every page reads saved products or asks the service; none retrains.', *parts,
                 widgets.HTML(f"<ul style='font-size:1.1em;line-height:1.8em'>{links}</ul>"))
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c011r
+def run_page(folder=None):   # a run's folder; default: the latest run
+    "The latest run (or one MLflow recorded) in the page's frame: `report.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
+    from mlfin.report import dashboard
+    return page('mlfin: the latest run', 'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the latest `mlfin run` '
+                '(this page never retrains or re-runs anything); pick a symbol, or an earlier run.', dashboard(folder))

@@ -4,20 +4,19 @@
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c003
 from __future__ import annotations
-import dataclasses, functools, html
+import dataclasses, functools, html, ipaddress, json
 from urllib.parse import urlsplit
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.base.handlers import JupyterHandler
 from traitlets import Bool, Unicode
 from ..config import MlfinError
+from .common import COOKIE
 
 # %% auto #0
-__all__ = ['COOKIE', 'Person', 'LoginPage', 'LogoutPage', 'SessionIdentity']
+__all__ = ['Person', 'LoginPage', 'LogoutPage', 'SessionIdentity']
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c005
-COOKIE = 'mlfin-session'   # the person's session token, HTTP-only
-
 @dataclasses.dataclass
 class Person(User):
     "A jupyter_server user who is an mlfin person: their role rides along for the pages"
@@ -30,6 +29,17 @@ def _local(target: str | None, base: str = '/') -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith('/') or target.startswith('//') or '\\' in target: return base
     return target
+
+# %% ../../nbs/12f_dashboards.login.ipynb #c006a
+def _address(handler) -> str:
+    "The client's address: the peer's; behind a proxy on this machine, the nearest outside address it put in X-Forwarded-For (uvicorn's rule for the service)"
+    def outside(address: str) -> bool:   # a real address, not this machine's
+        try: return not ipaddress.ip_address(address).is_loopback
+        except ValueError: return False
+    peer = handler.request.remote_ip or ''
+    if outside(peer): return peer
+    forwarded = [a.strip() for a in handler.request.headers.get('X-Forwarded-For', '').split(',')]
+    return next((a for a in reversed(forwarded) if outside(a)), peer)
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c007
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlfin: log in</title>
@@ -58,7 +68,7 @@ class LoginPage(JupyterHandler):
     @allow_unauthenticated
     def post(self):
         people, tokens = self.identity_provider.service()
-        address = self.request.remote_ip or ''
+        address = _address(self)
         try:
             user = people.login(self.get_argument('username', ''), self.get_argument('password', ''), self.get_argument('code', ''), address)
             token = tokens.issue_session(user, people.open_session(user, address))
@@ -76,7 +86,7 @@ class LogoutPage(JupyterHandler):
         token = self.get_cookie(COOKIE)
         if token:
             people, tokens = self.identity_provider.service()
-            try: people.close_session(tokens.check(token).session, self.request.remote_ip or '')
+            try: people.close_session(tokens.check(token).session, _address(self))
             except MlfinError: pass   # already ended or expired: nothing more to end
         self.clear_cookie(COOKIE, path=self.base_url)
         self.redirect(self.base_url + 'login')
@@ -87,15 +97,17 @@ class SessionIdentity(IdentityProvider):
     "jupyter_server's identity provider for Voilà: the person whose mlfin session token is in the HTTP-only cookie, or nobody (the login page)"
     store = Unicode('', config=True, help="the service's store, where accounts and sessions are ('' = MLFIN_STORE, else the home's store)")
     secure_cookie = Bool(False, config=True, help="send the cookie over HTTPS only even when this server speaks HTTP (behind a TLS proxy)")
+    policy = Unicode('', config=True, help="the login rules, a JSON object of `LoginPolicy`'s fields ('' = its defaults): `mlfin dashboards` gives the service's")
+    limits_storage = Unicode('memory://', config=True, help="where attempts per address are counted: memory:// (this server) or redis://host:port (the service's: one count)")
 
     @functools.cache
     def service(self):
         "(People, Tokens) of the service database: the accounts and the sessions the service checks too"
         from mlfin.service.auth import Keys, Tokens
         from mlfin.service.db import engine
-        from mlfin.service.people import People
+        from mlfin.service.people import LoginPolicy, People
         db = engine(self.store or None)
-        people = People(db)
+        people = People(db, policy=LoginPolicy(**json.loads(self.policy)) if self.policy else LoginPolicy(), storage=self.limits_storage)
         return people, Tokens(db, Keys(db), people=people)
 
     def get_user(self, handler) -> Person | None:
