@@ -19,8 +19,8 @@ test: setup ## every test: library notebooks, export, pipeline end to end, dashb
 	@$(BIN)/nbdev_test --n_workers 2
 	@$(BIN)/python -m pytest tests --durations=30 $(PYTEST_ARGS)
 
-dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866
-	@$(BIN)/mlfin dashboards
+dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866 to people logged in (ARGS="--no-login": you alone)
+	@$(BIN)/mlfin dashboards $(ARGS)
 
 serve: setup ## the service on http://127.0.0.1:8000 (ARGS="--workers 2 --store postgresql://..."); keys: .venv/bin/mlfin keys create --role analyst
 	@$(BIN)/mlfin serve $(ARGS)

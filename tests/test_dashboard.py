@@ -1,5 +1,5 @@
 "The dashboard in a real browser (Debian's headless Chromium, driven by Playwright), served by Voila on loopback."
-import os, socket, subprocess, sys, time, urllib.request
+import os, socket, subprocess, sys, tempfile, time, urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
@@ -18,20 +18,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None):
-    "Voila serving dashboards/ with state under `home`, the way `mlfin dashboards` starts it; yields `page`'s URL"
+def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None, login: bool = False, args: tuple = ()):
+    "`mlfin dashboards` serving dashboards/ with state under `home` (without logins unless `login`), as a user starts it; yields `page`'s URL"
     port = free_port()
     env = {**os.environ, 'MLFIN_HOME': str(home), **(env or {})}
-    server = subprocess.Popen([sys.executable, '-m', 'voila', str(ROOT/'dashboards'), f'--port={port}', '--no-browser',
-                               '--Voila.ip=127.0.0.1', '--MappingKernelManager.default_kernel_name=mlfin'],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'dashboards', '--port', str(port), *([] if login else ['--no-login']), *args],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(log := tempfile.TemporaryFile()))   # Voila logs each request: not a pipe
     try:
-        for _ in range(120):
+        for _ in range(240):
             try: urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=1); break
-            except OSError: time.sleep(0.5)
+            except OSError:
+                if server.poll() is not None: log.seek(0); raise AssertionError(f"mlfin dashboards exited {server.returncode}: {log.read().decode()[-2000:]}")
+                time.sleep(0.5)
         yield f'http://127.0.0.1:{port}/voila/render/{page}'
     finally:
-        server.terminate(); server.wait(timeout=30)
+        server.terminate(); server.wait(timeout=30); log.close()
 
 
 @pytest.fixture(scope='module')
@@ -105,7 +106,7 @@ def test_stopping_mlfin_dashboards_stops_voila_and_its_kernels(pipeline_run):
     import signal
     port = free_port()
     env = {**os.environ, 'MLFIN_HOME': str(pipeline_run['home'])}
-    cli = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'dashboards', '--port', str(port)], cwd=ROOT, env=env,
+    cli = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'dashboards', '--port', str(port), '--no-login'], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         page = None

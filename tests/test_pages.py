@@ -1,7 +1,10 @@
-"""The dashboards of issue 19 in a real browser (Debian's Chromium through Playwright), served by Voila on loopback, against a
-real service and a real run: every page shows real figures (no placeholder, no traceback), each operations button does what it
-says end to end, a read_only key is offered no operator button. Each page is screenshotted into reports/screenshots/."""
-import json, os, shutil, time
+"""The dashboards of issues 19 and 22 in a real browser (Debian's Chromium through Playwright), served by `mlfin dashboards` on
+loopback against a real service and a real run: only people logged in (password and TOTP code, on the login page) see a page;
+every page shows real figures (no placeholder, no traceback); each operations button does what it says end to end, as the person
+logged in; a read_only person is offered no operator button and is refused calling one. Without logins (`--no-login`) the
+operations page takes a key. Each page is screenshotted into reports/screenshots/."""
+import datetime as dt, json, os, shutil, time
+from urllib.parse import urlsplit
 from contextlib import nullcontext
 from pathlib import Path
 import httpx, pytest, yaml
@@ -18,12 +21,37 @@ def shot(page, name: str):
 
 def opened(browser, url: str, text: str, seconds: float = 180):
     "A page once `text` shows in it (Voila runs the notebook first); no traceback on it"
-    page = browser.new_page(viewport={'width': 1280, 'height': 1200})
+    page = browser.new_page(**({'viewport': {'width': 1280, 'height': 1200}} if hasattr(browser, 'new_context') else {}))   # a browser, or a person's context
     page.goto(url, wait_until='commit', timeout=seconds * 1000)
     page.wait_for_selector(f"text={text}", timeout=seconds * 1000)
     body = page.inner_text('body')
     assert 'Traceback' not in body and 'error when executing' not in body, body[:2000]
     return page
+
+
+def signed_in(browser, base: str, person: dict, code: str | None = None):
+    "A browser context of `person`, logged in on the login page as they would: name, password, the code their app shows now"
+    context = browser.new_context(viewport={'width': 1280, 'height': 1200})
+    page = context.new_page()
+    said = log_in(page, base, person, code)
+    assert urlsplit(page.url).path != '/login', said
+    page.close()
+    return context
+
+
+def log_in(page, base: str, person: dict, code: str | None = None, password: str | None = None) -> str:
+    "Fill in and send the login form; what the page said (a refusal's line) or ''"
+    page.goto(f"{base}/login", timeout=60_000)
+    page.get_by_label('User').fill(person['name'])
+    page.get_by_label('Password').fill(password or person['password'])
+    page.get_by_label('Code from your authenticator app (or a recovery code)').fill(person['totp'].now() if code is None else code)
+    page.get_by_role('button', name='Log in').click()
+    page.wait_for_load_state()
+    return page.locator('.said').inner_text() if page.locator('.said').count() else ''
+
+
+def session_of(context) -> str:
+    return next(c['value'] for c in context.cookies() if c['name'] == 'mlfin-session')
 
 
 def connect(page, key: str, role: str):
@@ -33,9 +61,10 @@ def connect(page, key: str, role: str):
 
 
 @pytest.fixture(scope='module')
-def site(served_home, tmp_path_factory):
+def site(served_home, tmp_path_factory, browser):
     """A copy of the service tests' home (a run, SPX 1d and ES 1m in production), a monitor run on it, the service on it with its
-    job runner and a loopback exchange as EURUSDT's configured source, and Voila on it"""
+    job runner and a loopback exchange as EURUSDT's configured source; people of each role (`mlfin users add`), each logged in once
+    in a browser context of their own; and `mlfin dashboards` on it twice: behind the login (`people`) and without (`solo`)"""
     from test_remote_sources import Server, binance
     home = tmp_path_factory.mktemp('pages')/'home'
     shutil.copytree(served_home, home, ignore=shutil.ignore_patterns('serve-*.log', 'monitor'))
@@ -52,35 +81,97 @@ def site(served_home, tmp_path_factory):
     config = {'urls': {'api': {'public': f"{exchange.url}/api/v3"}}, 'options': {'fetchMarkets': {'types': ['spot']}}, 'rateLimit': 5}
     (home/'sources.yaml').write_text(yaml.safe_dump({'EURUSDT:1h': {'source': 'ccxt:binance:EUR/USDT', 'start': '2017-11-01', 'config': config}}))
     try:
-        with service(home, '--sources', str(home/'sources.yaml')) as svc, voila(home, 'index.ipynb', env={'MLFIN_SERVICE_URL': svc.url}) as index:
-            base = index.rsplit('/', 1)[0]   # one Voila for every page: each visit runs its notebook in a kernel of its own
-            yield {'home': home, 'service': svc, 'snapshot': snapshot, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')},
-                   'voila': lambda page: nullcontext(f"{base}/{page}")}
+        with service(home, '--sources', str(home/'sources.yaml')) as svc:
+            people = {name: svc.person(name, role) for name, role in (('reader', 'read_only'), ('ana', 'analyst'), ('root', 'admin'), ('pat', 'read_only'))}
+            at = {'MLFIN_SERVICE_URL': svc.url}
+            with voila(home, 'index.ipynb', env=at, login=True) as gated, voila(home, 'index.ipynb', env=at) as solo:
+                gated, solo = gated.rsplit('/', 1)[0], solo.rsplit('/', 1)[0]   # one Voila each: every visit runs its notebook in a kernel of its own
+                base = gated.removesuffix('/voila/render')
+                contexts = {name: signed_in(browser, base, people[name]) for name in ('reader', 'ana', 'root')}
+                try:
+                    yield {'home': home, 'service': svc, 'snapshot': snapshot, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')},
+                           'people': people, 'contexts': contexts, 'base': base,
+                           'voila': lambda page: nullcontext(f"{gated}/{page}"), 'solo': lambda page: nullcontext(f"{solo}/{page}")}
+                finally:
+                    for c in contexts.values(): c.close()
     finally: exchange.close()
 
 
-def test_index_models_quality_and_monitoring_pages_show_the_run_registry_store_and_monitor(site, browser):
+def audit(site, **params) -> list[dict]:
+    "The service's audit log, as an admin reads it (GET /audit)"
+    return httpx.get(f"{site['service'].url}/audit", params=params, headers={'X-API-Key': site['keys']['admin']}, timeout=60).json()
+
+
+def test_without_a_session_every_dashboard_url_leads_to_the_login_page(site, browser):
+    from mlfin.dashboards.common import PAGES
+    page = browser.new_page()   # a context of its own: no cookie
+    for path in ['/', '/voila/render/index.ipynb', *(f"/voila/render/{p}" for p, *_ in PAGES), '/voila/tree']:
+        page.goto(site['base'] + path, timeout=60_000)
+        assert urlsplit(page.url).path == '/login' and page.get_by_label('Password').count() == 1, (path, page.url)
+    # a kernel's channels and the folder's files as they are: refused outright (no file of the folder is served, logged in or not)
+    for path in ('/api/kernels/0b3c2f5e-9a51-4c1e-8d3e-000000000000/channels', '/voila/files/index.ipynb'):
+        assert httpx.get(site['base'] + path, timeout=60, follow_redirects=False).status_code == 403, path
+    shot(page, 'login'); page.close()
+
+
+def test_the_login_page_refuses_a_wrong_password_a_wrong_or_replayed_code_an_expired_session_and_a_disabled_account(site, browser):
+    from mlfin.service import db as tables
+    pat, base = site['people']['pat'], site['base']
+    page = browser.new_page()
+    assert log_in(page, base, pat, password='not the passphrase, long enough') == 'wrong user name, password or code'
+    assert urlsplit(page.url).path == '/login' and 'mlfin-session' not in {c['name'] for c in page.context.cookies()}
+    wrong = f"{(int(pat['totp'].now()) + 1) % 10**6:06d}"
+    assert log_in(page, base, pat, code=wrong) == 'wrong or already used code'
+    code = pat['totp'].now()
+    inside = signed_in(browser, base, pat, code)   # the right code: in
+    assert log_in(page, base, pat, code=code) == 'wrong or already used code'   # the same code again, from another browser
+    page.close()
+    # her session reaches its end (8 hours, brought forward in the database): the next page leads to the login
+    with tables.engine(site['home']/'store').begin() as con:
+        hers = tables.users.select().with_only_columns(tables.users.c.id).where(tables.users.c.name == 'pat').scalar_subquery()
+        con.execute(tables.sessions.update().where(tables.sessions.c.user_id == hers).values(expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+    time.sleep(1.2)   # a session's record is trusted for a second
+    later = inside.new_page()
+    later.goto(f"{base}/voila/render/index.ipynb", timeout=60_000)
+    assert urlsplit(later.url).path == '/login', later.url
+    # logged in again (a recovery code), then disabled by an admin: the open session ends, and the next login is refused
+    again = signed_in(browser, base, pat, pat['codes'][0])
+    mlfin(site['home'], 'users', 'disable', 'pat')
+    time.sleep(1.2)
+    shut = again.new_page()
+    shut.goto(f"{base}/voila/render/index.ipynb", timeout=60_000)
+    assert urlsplit(shut.url).path == '/login', shut.url
+    assert log_in(shut, base, pat, code=pat['codes'][1]) == 'user pat: account disabled; ask an admin'
+    inside.close(); again.close()
+    refused = [(e['outcome'], e['detail']) for e in audit(site, actor='user:pat', action='login')][::-1]
+    assert refused == [('refused', 'wrong password'), ('refused', 'wrong code'), ('ok', ''), ('refused', 'wrong code'), ('ok', ''),
+                       ('refused', 'account disabled')], refused
+
+
+def test_index_models_quality_and_monitoring_pages_show_the_run_registry_store_and_monitor(site):
     figures = json.loads((site['home']/'monitor'/'latest.json').read_text())
     latest = json.loads((site['home']/'monitor'/figures['folder']/'monitor.json').read_text())
+    reader = site['contexts']['reader']   # a read_only person sees every result
     with site['voila']('index.ipynb') as url:
-        page = opened(browser, url, 'Monitor (')
+        page = opened(reader, url, 'Monitor (')
         body = page.inner_text('body')
         assert 'SPX: ' in body and 'ES: ' in body and page.locator('a[href="models.ipynb"]').count() == 1, body[:1500]
+        assert 'Signed in as reader (read_only)' in body and page.get_by_role('link', name='Log out').count() == 1, body[:500]
         shot(page, 'index'); page.close()
     with site['voila']('models.ipynb') as url:
-        page = opened(browser, url, 'Registered versions')
+        page = opened(reader, url, 'Registered versions')
         table = page.inner_text('body')
         for v in httpx.get(f"{site['service'].url}/models", headers={'X-API-Key': site['keys']['read_only']}).json():
             assert v['name'] in table
         assert 'production' in table and 'promoted by hand' in table and 'Leaderboard of the latest run' in table
         shot(page, 'models'); page.close()
     with site['voila']('quality.ipynb') as url:
-        page = opened(browser, url, 'series stored')
+        page = opened(reader, url, 'series stored')
         page.wait_for_selector('.js-plotly-plot .trace', timeout=120_000)   # the coverage chart drew
         assert '2 series stored' in page.inner_text('body')
         shot(page, 'quality'); page.close()
     with site['voila']('monitoring.ipynb') as url:
-        page = opened(browser, url, 'Live performance against the out-of-sample record')
+        page = opened(reader, url, 'Live performance against the out-of-sample record')
         body = page.inner_text('body')
         for m in latest['models']: assert m['verdict'][:60] in body, (m['verdict'], body[:1500])
         page.wait_for_selector('.js-plotly-plot .heatmaplayer', timeout=120_000)   # the drift heatmap drew
@@ -88,13 +179,12 @@ def test_index_models_quality_and_monitoring_pages_show_the_run_registry_store_a
         shot(page, 'monitoring'); page.close()
 
 
-def test_health_page_reads_the_service_metrics_with_a_visitors_key(site, browser):
+def test_health_page_reads_the_service_metrics_as_the_person_logged_in(site):
     with site['voila']('health.ipynb') as url:
-        page = opened(browser, url, 'API key')
-        connect(page, site['keys']['read_only'], 'read_only')
-        page.wait_for_selector('text=Requests per route', timeout=120_000)
+        page = opened(site['contexts']['reader'], url, 'Requests per route')
         body = page.inner_text('body')
-        assert '/token' in body and 'SPX' in body and 'mlfin.SPX.1d' in body, body[:2000]
+        assert 'Connected to' in body and 'as reader (read_only)' in body and page.get_by_label('API key').count() == 0, body[:800]
+        assert '/me' in body and 'SPX' in body and 'mlfin.SPX.1d' in body, body[:2000]   # its own call (GET /me) counted among the routes
         assert 'Scheduled runs' in body and 'monitor' in body and 'succeeded' in body, body[-2000:]   # the home's operations record
         failing = next((l for l in body.splitlines() if l.startswith('failing now: ')), '')
         assert 'service' in failing.removeprefix('failing now: ').split(', ') and 'ConnectError' in body, body[-3000:]
@@ -102,10 +192,28 @@ def test_health_page_reads_the_service_metrics_with_a_visitors_key(site, browser
         shot(page, 'health'); page.close()
 
 
-def test_operations_page_offers_a_read_only_key_prediction_alone_and_it_equals_the_api(site, browser):
-    key = site['keys']['read_only']
+def test_a_read_only_person_sees_no_operator_button_and_is_refused_calling_one(site):
+    svc, reader = site['service'], site['contexts']['reader']
     with site['voila']('operations.ipynb') as url:
+        page = opened(reader, url, 'Your role, read_only, may: predict.')
+        assert [page.locator('button', has_text=b).count() for b in ('Ingest now', 'Train', 'Promote')] == [0, 0, 0]
+        assert page.get_by_label('API key').count() == 0   # the page acts with her session, asks for no key
+        shot(page, 'operations-read-only-person'); page.close()
+    as_reader = {'Authorization': f"Bearer {session_of(reader)}"}   # what her browser holds, sent straight to the service
+    for method, path, body in (('POST', '/train', {'params': {'symbols': 'SPX'}}), ('POST', '/ingest/run', {'symbol': 'SPX', 'timeframe': '1d'}),
+                               ('POST', '/models/mlfin.SPX.1d/promote', {'version': 1, 'reason': 'a read_only person tries'})):
+        answer = httpx.request(method, f"{svc.url}{path}", json=body, headers=as_reader, timeout=60)
+        assert answer.status_code == 403 and answer.json()['detail'].startswith('role read_only may not do this'), (path, answer.text)
+    denied = [e['target'] for e in audit(site, actor='user:reader', action='denied')]
+    assert sorted(denied) == ['POST /ingest/run', 'POST /models/mlfin.SPX.1d/promote', 'POST /train'], denied
+
+
+def test_operations_page_offers_a_read_only_key_prediction_alone_and_it_equals_the_api(site, browser):
+    "Without logins (`mlfin dashboards --no-login`, a researcher alone) the page asks for a key"
+    key = site['keys']['read_only']
+    with site['solo']('operations.ipynb') as url:
         page = opened(browser, url, 'API key')
+        assert 'Signed in' not in page.inner_text('body')
         connect(page, key, 'read_only')
         assert [page.locator('button', has_text=b).count() for b in ('Ingest now', 'Train', 'Promote')] == [0, 0, 0]
         page.get_by_label('Series').first.fill('SPX:1d')
@@ -118,13 +226,13 @@ def test_operations_page_offers_a_read_only_key_prediction_alone_and_it_equals_t
 
 
 @pytest.mark.timeout(900)
-def test_operations_page_ingests_trains_and_promotes_with_an_admin_key(site, browser):
+def test_an_analyst_ingests_and_trains_on_the_operations_page_recorded_under_their_name(site):
     key, svc = site['keys']['admin'], site['service']
     ask = lambda path, **kw: httpx.get(f"{svc.url}{path}", headers={'X-API-Key': key}, timeout=60, **kw)
     before = max(v['version'] for v in ask('/models/mlfin.SPX.1d').json())
     with site['voila']('operations.ipynb') as url:
-        page = opened(browser, url, 'API key')
-        connect(page, key, 'admin')
+        page = opened(site['contexts']['ana'], url, 'Your role, analyst, may: predict, ingest now and train.')
+        assert page.locator('button', has_text='Promote').count() == 0
         page.get_by_label('Series').nth(1).fill('EURUSDT:1h')   # ingest now: from the series' configured source (a loopback exchange)
         page.locator('button', has_text='Ingest now').click()
         page.wait_for_selector(".mlfin-answer:has-text('quarantined')", timeout=120_000)
@@ -135,15 +243,33 @@ def test_operations_page_ingests_trains_and_promotes_with_an_admin_key(site, bro
         page.locator('button', has_text='Train').click()
         page.wait_for_selector('.mlfin-job >> text=succeeded', timeout=600_000)
         after = max(v['version'] for v in ask('/models/mlfin.SPX.1d').json())
-        assert after > before and f"mlfin.SPX.1d" in page.inner_text('body')
+        assert after > before and "mlfin.SPX.1d" in page.inner_text('body')
+        shot(page, 'operations-analyst'); page.close()
+    trained = audit(site, actor='user:ana', action='train')
+    assert len(trained) == 1 and trained[0]['outcome'] == 'ok', trained
+    job = ask(f"/jobs/{trained[0]['target']}").json()
+    assert (job['actor'], job['state']) == ('user:ana', 'succeeded'), job
+    assert [e['action'] for e in audit(site, actor='user:ana', action='ingest.run')] == ['ingest.run']
+    assert svc.errors() == ''
+
+
+def test_an_admin_promotes_on_the_operations_page(site):
+    key, svc = site['keys']['admin'], site['service']
+    versions = httpx.get(f"{svc.url}/models/mlfin.SPX.1d", headers={'X-API-Key': key}, timeout=60).json()
+    chosen = max(v['version'] for v in versions if 'production' not in v['aliases'])
+    with site['voila']('operations.ipynb') as url:
+        page = opened(site['contexts']['root'], url, 'Promote a version (admin)')
         page.get_by_label('Model').select_option('mlfin.SPX.1d')
-        page.get_by_label('Version', exact=True).fill(str(after))
+        page.get_by_label('Version', exact=True).fill(str(chosen))
         promote = page.locator('button', has_text='Promote')
         assert promote.is_disabled()   # not before the confirmation is ticked
         page.get_by_label('I confirm').check()
         promote.click()
         page.wait_for_selector(".mlfin-answer:has-text('production')", timeout=60_000)
-        production = [v['version'] for v in ask('/models/mlfin.SPX.1d').json() if 'production' in v['aliases']]
-        assert production == [after], production
         shot(page, 'operations-admin'); page.close()
+    production = [v['version'] for v in httpx.get(f"{svc.url}/models/mlfin.SPX.1d", headers={'X-API-Key': key}, timeout=60).json()
+                  if 'production' in v['aliases']]
+    assert production == [chosen], production
+    promoted = audit(site, actor='user:root', action='promote')
+    assert [e['target'] for e in promoted] == [f"mlfin.SPX.1d v{chosen}"], promoted
     assert svc.errors() == ''

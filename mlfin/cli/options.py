@@ -46,15 +46,17 @@ SERVER_OPTIONS = {'host': ('--host', "address to listen on: loopback by default;
            'workers': ('--workers', "uvicorn worker processes (several: give rate limits a shared --limits-storage)"),
            'certfile': ('--cert', "TLS certificate (PEM); with --key"), 'keyfile': ('--key', "TLS private key (PEM); with --cert")}
 
-def service_options(command):
-    "`command` with the server's options (`service.app.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there"
+def service_options(command, only: tuple[str, ...] | None = None):
+    "`command` with the server's options (`service.app.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there; with `only`, its own options and those fields'"
     import inspect
     from mlfin.service.app import ServiceSettings, serve as run_service
     option = lambda name, kind, default: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-    options = [option(name, Optional[str] if p.default is None else type(p.default), typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]))
-               for name, p in inspect.signature(run_service).parameters.items() if name in SERVER_OPTIONS]
+    if only is None:
+        options = [option(name, Optional[str] if p.default is None else type(p.default), typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]))
+                   for name, p in inspect.signature(run_service).parameters.items() if name in SERVER_OPTIONS]
+    else: options = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     for name, field in ServiceSettings.model_fields.items():
-        if name == 'home': continue
+        if name == 'home' or (only is not None and name not in only): continue
         flag, help = '--' + name.replace('_', '-'), field.description
         if name == 'cors_origins': options.append(option(name, Optional[list[str]], typer.Option(None, '--cors-origin', help=f"{help} (repeat for several)")))
         elif field.annotation is bool: options.append(option(name, bool, typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=help)))

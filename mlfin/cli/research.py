@@ -10,11 +10,11 @@ from typing import Optional
 import typer
 from ..config import MlfinError, BadInput, NotFound, home, project_root, run_dir
 from .app import DASHBOARD_PORT, app, fail
-from .options import config_options
+from .options import config_options, service_options
 
 # %% auto #0
-__all__ = ['runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare', 'runs_get', 'version', 'tune',
-           'models_families', 'models_ls', 'models_promote', 'models_release']
+__all__ = ['LOGIN_SETTINGS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare', 'runs_get',
+           'version', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release']
 
 # %% ../../nbs/09c_cli.research.ipynb #c006
 def run(force: bool = False, wait: float | None = None, **overrides):
@@ -52,21 +52,51 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
     for row in [('parameter', 'value', 'from', 'task', 'meaning'), *rows]:
         typer.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[4])
 
+# %% ../../nbs/09c_cli.research.ipynb #c010z
+def _login_options(settings: dict, secure_cookie: bool) -> list[str]:
+    "Voilà's options for the login: the identity provider on the service's store and login rules (checked here first), the Cookie header handed to the pages' kernels"
+    import dataclasses, json
+    from pydantic import ValidationError
+    from mlfin.service.app import ServiceSettings, validation_line
+    from mlfin.service.db import engine
+    from mlfin.service.people import People
+    try: given = ServiceSettings(home=str(home()), **settings)
+    except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
+    try:
+        people = People(engine(given.store or None), policy=given.login_policy(), storage=given.limits_storage)
+        accounts = people.list()
+    except MlfinError as e: fail(str(e))
+    if not people.addresses.reachable(): fail(f"rate-limit store {given.limits_storage} does not answer: start it, or use --limits-storage memory://")
+    if not accounts: fail("no accounts in the service's store: `mlfin users add NAME --role admin` makes one (or --no-login: you alone on this machine)")
+    return ['--Voila.identity_provider_class=mlfin.dashboards.login.SessionIdentity', f'--SessionIdentity.store={given.store}',
+            f'--SessionIdentity.policy={json.dumps(dataclasses.asdict(given.login_policy()))}', f'--SessionIdentity.limits_storage={given.limits_storage}',
+            f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
+
 # %% ../../nbs/09c_cli.research.ipynb #c011
-@app.command()
+LOGIN_SETTINGS = ('store', 'limits_storage', 'login_rate', 'login_slow_after', 'login_delay', 'login_lock_after', 'login_lock_minutes')
+
 def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
                browser: bool = typer.Option(False, help="open a browser"),
-              ):
-    "Serve dashboards/ with Voilà on localhost (they read the latest run's saved products)"
+               login: bool = typer.Option(True, '--login/--no-login', help="only people logged in (`mlfin users add`) see the pages; --no-login: "
+                                                                            "whoever reaches the port (you alone on this machine)"),
+               service: str = typer.Option('http://127.0.0.1:8000', envvar='MLFIN_SERVICE_URL', help="the service the operations and health pages ask, as the person logged in"),
+               secure_cookie: bool = typer.Option(False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"),
+               **settings):
+    "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
     root = project_root()
     if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
-    env = {**os.environ, 'MLFIN_HOME': str(home())}
-    cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1',
+    env = {**os.environ, 'MLFIN_HOME': str(home()), 'MLFIN_SERVICE_URL': service}
+    cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
-           '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60']   # one kernel per open tab: idle ones ended
-    typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} (Ctrl-C stops)")
+           '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended
+           '--VoilaConfiguration.file_allowlist=[]',   # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
+           *(_login_options(settings, secure_cookie) if login else [])]
+    typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
+               + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page") + " (Ctrl-C stops)")
     from mlfin.config import run_server
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
+
+app.command('dashboards')(service_options(dashboards, only=LOGIN_SETTINGS))
 
 # %% ../../nbs/09c_cli.research.ipynb #c012
 runs_app = typer.Typer(add_completion=False, help="The runs recorded in MLflow: what each asked and found, side by side, and its reports")
