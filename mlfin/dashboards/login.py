@@ -66,12 +66,14 @@ class LoginPage(JupyterHandler):
     def get(self): self._show()
 
     @allow_unauthenticated
-    def post(self):
+    async def post(self):
+        from tornado.ioloop import IOLoop
         people, tokens = self.identity_provider.service()
-        address = _address(self)
-        try:
-            user = people.login(self.get_argument('username', ''), self.get_argument('password', ''), self.get_argument('code', ''), address)
-            token = tokens.issue_session(user, people.open_session(user, address))
+        address, asked = _address(self), [self.get_argument(n, '') for n in ('username', 'password', 'code')]
+        def log_in():   # in a worker thread: the hash must not hold up the pages' kernels and websockets
+            user = people.login(*asked, address)
+            return tokens.issue_session(user, people.open_session(user, address))
+        try: token = await IOLoop.current().run_in_executor(None, log_in)
         except MlfinError as e:
             if getattr(e, 'retry_after', None): self.set_header('Retry-After', str(e.retry_after))
             return self._show(str(e), e.status)
