@@ -100,7 +100,7 @@ def test_one_study_spread_over_two_workers_on_postgresql(pipeline_run, tmp_path,
     db = new_database(postgres_server)   # Optuna's own database (MLflow's would collide on alembic_version)
     done = mlfin(home, 'tune', '--models', 'lightgbm', '--symbols', 'SPX', '--trials', '8', '--storage', db, '--study', 'team',
                  '--cluster', readme_cluster.address)
-    assert 'SPX lightgbm: study team: 8 trials' in done.stdout, done.stdout
+    assert 'SPX lightgbm: study team: 8 trials' in done.stdout and 'tried: 8}' in done.stdout, done.stdout   # the count models.yaml carries to a run's DSR
     held = optuna.load_study(study_name='team', storage=storage_url(db)).get_trials()
     assert len(held) == 8 and len({t.user_attrs['worker'] for t in held}) == 2, [t.user_attrs for t in held]
     best = max((t for t in held if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)

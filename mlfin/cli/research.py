@@ -195,7 +195,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
                     results.append(found)
                     typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
                                f"best mean fold {found.metric} {found.value:.4f}")
-                    changed = {k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}
+                    changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}, 'tried': found.spec.tried}   # the count rides along to later runs' DSR
                     typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
     except MlfinError as e: fail(str(e))
 

@@ -312,6 +312,7 @@ class ModelSpec:
     name: str
     family: str
     params: dict
+    tried: int = 1   # configurations tried on this data to choose these values (a study's trials); 1: chosen by hand
 
     @property
     def kinds(self) -> tuple[str, ...]: return family(self.family).kinds
@@ -331,6 +332,9 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
     settings = dict(settings or {})
     where = where or name
     fam = family(settings.pop('family', name))
+    tried = settings.pop('tried', 1)
+    if isinstance(tried, bool) or not isinstance(tried, int) or tried < 1:
+        raise BadInput(f"{where}: tried: {tried!r} is not a count of configurations tried (a whole number, 1 or more)")
     params = {key: hp.default for key, hp in fam.hyper.items()}
     for key, value in settings.items():
         if key not in fam.hyper:
@@ -338,7 +342,7 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
             raise BadInput(f"{where}: unknown hyperparameter {key!r} of {fam.name}" + (f" (did you mean {close[0]}?)" if close else '') +
                            f"; known: {', '.join(fam.hyper)}")
         params[key] = fam.hyper[key].check(value, f"{where}.{key}")
-    return ModelSpec(name, fam.name, params)
+    return ModelSpec(name, fam.name, params, tried)
 
 
 # %% ../../nbs/04_models.core.ipynb #c024
@@ -395,8 +399,8 @@ def choose_models(names: str = 'all',              # comma-separated named model
     extra = parse_overrides(overrides)
     stray = sorted(set(extra) - set(wanted))
     if stray: raise BadInput(f"--model-params: {stray[0]!r} is not among the run's models ({', '.join(wanted)})")
-    return [model_spec(n, {'family': specs[n].family, **_set_by(specs[n]), **extra.get(n, {})}, f"--model-params {n}" if n in extra else n)
-            for n in wanted]
+    return [model_spec(n, {'family': specs[n].family, 'tried': specs[n].tried, **_set_by(specs[n]), **extra.get(n, {})},
+                       f"--model-params {n}" if n in extra else n) for n in wanted]
 
 
 # %% ../../nbs/04_models.core.ipynb #c024_02

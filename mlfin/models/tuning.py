@@ -118,12 +118,12 @@ class Tuned:
 # %% ../../nbs/04f_models.tuning.ipynb #c014_sr
 def study_result(found, # an Optuna study (`optuna.load_study`)
                  spec: ModelSpec, metric: str) -> Tuned:
-    "What a study holds: its best trial as `spec` with those hyperparameters, and every trial counted (pruned and failed ones too)"
+    "What a study holds: its best trial as `spec` with those hyperparameters, and every trial counted (pruned and failed ones too), added to what chose `spec`'s own values"
     import optuna
     trials = found.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done: raise BadInput(f"{found.study_name}: no trial completed (all {len(trials)} pruned or failed); run more trials")
-    best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params})
+    best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params}, len(trials) + spec.tried - 1)   # its start was tuned too: counted
     return Tuned(best, float(found.best_value), metric, len(trials), len(done),
                  sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name)
 
@@ -175,7 +175,7 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     tuned, counts, rows = {}, {}, []
     for symbol in symbols:
         tuned[symbol] = [found[f"{symbol} {spec.name}"].spec for spec in specs]
-        counts[symbol] = sum(found[f"{symbol} {spec.name}"].trials for spec in specs)
+        counts[symbol] = sum(found[f"{symbol} {spec.name}"].spec.tried for spec in specs)
         rows += [{'symbol': symbol, 'model': spec.name, 'study': one.study, 'trials': one.trials, 'complete': one.complete,
                   'pruned': one.pruned, f'best_{one.metric}': one.value, 'best_params': one.spec.params}
                  for spec in specs for one in [found[f"{symbol} {spec.name}"]]]

@@ -61,7 +61,7 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     # features.yaml reruns the features task, and an edit of models.yaml the train task
     values = {f"{task}_config": task_config(config, task) for task in TASKS}
     values['features'] = json.dumps(groups)
-    values['models'] = json.dumps({spec.name: {'family': spec.family, **spec.params} for spec in specs})
+    values['models'] = json.dumps({spec.name: {'family': spec.family, 'tried': spec.tried, **spec.params} for spec in specs})   # `tried`: the DSR's count
     # the bars the run reads are an input too: a series' stamp changes with every write that adds or changes a bar
     values['data'] = json.dumps(data.series_stamps(data.universe(config.symbols, config.timeframe)))
     # the executed notebooks are products in the home (so that where a user publishes them never reruns a task)
