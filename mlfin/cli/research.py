@@ -13,7 +13,7 @@ from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
 
 # %% auto #0
-__all__ = ['LOGIN_SETTINGS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare', 'runs_get',
+__all__ = ['DASHBOARD_SETTINGS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare', 'runs_get',
            'version', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release']
 
 # %% ../../nbs/09c_cli.research.ipynb #c006
@@ -53,15 +53,12 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
         typer.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[4])
 
 # %% ../../nbs/09c_cli.research.ipynb #c010z
-def _login_options(settings: dict, secure_cookie: bool) -> list[str]:
+def _login_options(given, # the service's settings (`ServiceSettings`) the command was given
+                   secure_cookie: bool) -> list[str]:
     "Voilà's options for the login: the identity provider on the service's store and login rules (checked here first), the Cookie header handed to the pages' kernels"
     import dataclasses, json
-    from pydantic import ValidationError
-    from mlfin.service.app import ServiceSettings, validation_line
     from mlfin.service.db import engine
     from mlfin.service.people import People
-    try: given = ServiceSettings(home=str(home()), **settings)
-    except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
     try:
         people = People(engine(given.store or None), policy=given.login_policy(), storage=given.limits_storage)
         accounts = people.list()
@@ -73,7 +70,7 @@ def _login_options(settings: dict, secure_cookie: bool) -> list[str]:
             f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
 
 # %% ../../nbs/09c_cli.research.ipynb #c011
-LOGIN_SETTINGS = ('store', 'limits_storage', 'login_rate', 'login_slow_after', 'login_delay', 'login_lock_after', 'login_lock_minutes')
+DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_rate', 'login_slow_after', 'login_delay', 'login_lock_after', 'login_lock_minutes')
 
 def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
                browser: bool = typer.Option(False, help="open a browser"),
@@ -83,20 +80,24 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
                secure_cookie: bool = typer.Option(False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"),
                **settings):
     "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
+    from pydantic import ValidationError
+    from mlfin.service.app import ServiceSettings, validation_line
     root = project_root()
     if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
-    env = {**os.environ, 'MLFIN_HOME': str(home()), 'MLFIN_SERVICE_URL': service}
+    try: given = ServiceSettings(home=str(home()), **settings)   # the service's words for the store, the registry and the login rules
+    except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
+    env = {**os.environ, 'MLFIN_HOME': str(home()), 'MLFIN_SERVICE_URL': service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {})}
     cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
            '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended
            '--VoilaConfiguration.file_allowlist=[]',   # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
-           *(_login_options(settings, secure_cookie) if login else [])]
+           *(_login_options(given, secure_cookie) if login else [])]
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
                + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page") + " (Ctrl-C stops)")
     from mlfin.config import run_server
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
-app.command('dashboards')(service_options(dashboards, only=LOGIN_SETTINGS))
+app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))
 
 # %% ../../nbs/09c_cli.research.ipynb #c012
 runs_app = typer.Typer(add_completion=False, help="The runs recorded in MLflow: what each asked and found, side by side, and its reports")
