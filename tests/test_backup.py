@@ -27,18 +27,22 @@ def served(svc, key: str) -> dict:
 
 
 class Collector(threading.Thread):
-    "A MetaTrader-style collector pushing real E-mini minute bars (retimed a week on, a new series) one a request; each acknowledged bar noted with when"
+    """A MetaTrader-style collector pushing real E-mini minute bars (retimed a week on, a new series) one a request, ten a
+    second (half the service's default limit of 1200 a minute), waiting as told on a 429; each acknowledged bar noted with
+    when; any other answer ends it and is kept in `failed`, which the test reads"""
     def __init__(self, svc, key: str):
         super().__init__(daemon=True)
-        self.client, self.stop, self.acked = svc.client(key), threading.Event(), []
+        self.client, self.stop, self.acked, self.failed = svc.client(key), threading.Event(), [], None
         self.bars = ES.iloc[:1500].set_axis(ES.index[:1500] + pd.Timedelta(days=7))
     def run(self):
         for ts, r in zip(self.bars.index, self.bars.itertuples()):
-            if self.stop.is_set(): return
             candle = {'ts': ts.isoformat(), 'open': r.open, 'high': r.high, 'low': r.low, 'close': r.close, 'volume': r.volume}
-            answer = self.client.post('/ingest', json={'symbol': 'ESC', 'timeframe': '1m', 'candles': [candle]})
-            assert answer.status_code == 200, answer.text
-            self.acked.append((ts, time.time()))
+            while not self.stop.wait(0.1):
+                answer = self.client.post('/ingest', json={'symbol': 'ESC', 'timeframe': '1m', 'candles': [candle]})
+                if answer.status_code == 200: self.acked.append((ts, time.time())); break
+                if answer.status_code != 429: self.failed = f"{answer.status_code} {answer.text}"; return
+                self.stop.wait(float(answer.headers['Retry-After']))
+            if self.stop.is_set(): return
 
 
 def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_into: str | None = None):
@@ -54,10 +58,14 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
         with svc.client(reader) as c: assert c.get('/signals', params={'symbol': 'SPX', 'timeframe': '1d'}).status_code == 200   # a signal served and kept
         before = served(svc, reader)
         collector = Collector(svc, svc.key('collector')); collector.start()
-        while len(collector.acked) < 30: time.sleep(0.05)
+        while len(collector.acked) < 30 and collector.is_alive(): time.sleep(0.05)
+        assert len(collector.acked) >= 30, collector.failed
         began = time.time()
         made = mlfin(home, 'backup', '--repo', repo, *(['--store', store] if store else []))
+        ended = time.time()
         collector.stop.set(); collector.join(60)
+        assert collector.failed is None, collector.failed
+        assert any(began < at < ended for _, at in collector.acked), "the collector pushed nothing while the backup ran"
         wanted = {ts for ts, at in collector.acked if at < began}
         assert 'snapshot ' in made.stdout and '2 production model(s) fingerprinted' in made.stdout, made.stdout
         records = {what: mlfin(home, *what.split()).stdout for what in ('runs', 'models ls')}

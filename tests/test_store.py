@@ -14,10 +14,25 @@ from mlfin.data.samples import read_sample
 from mlfin.data.sources import plain_records, table_records
 
 WRITER = textwrap.dedent('''
-    import sys, numpy as np, pandas as pd
+    import sys, time, numpy as np, pandas as pd
     from mlfin.data.bars import bars_frame
     from mlfin.data.stores import open_store
-    url, first, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    url, first, n, stop = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else ''
+    if stop == 'file':   # the Parquet store: halt once the third period file's temporary is written (others renamed in, none committed)
+        import itertools
+        from mlfin.data.stores import parquet
+        real, calls = parquet._write_parquet, itertools.count(1)
+        def halted(table, tmp):
+            real(table, tmp)
+            if next(calls) == 3: print('inside', flush=True); time.sleep(3600)
+        parquet._write_parquet = halted
+    if stop == 'commit':   # PostgreSQL: halt at the transaction's last statement (every row inserted, nothing committed)
+        import psycopg
+        real = psycopg.Connection.execute
+        def halted(self, query, *args, **kwargs):
+            if 'pg_notify' in str(query): print('inside', flush=True); time.sleep(3600)
+            return real(self, query, *args, **kwargs)
+        psycopg.Connection.execute = halted
     ts = pd.date_range(first, periods=n, freq='1min', tz='UTC')
     close = 100 + np.cumsum(np.random.default_rng(n).normal(0, 0.01, n))   # synthetic: a scale filler
     bars = bars_frame(pd.DataFrame({'open': close, 'high': close + 0.02, 'low': close - 0.02, 'close': close,
@@ -28,27 +43,41 @@ WRITER = textwrap.dedent('''
 ''')
 
 
-def writer(url: str, first: str, n: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, '-c', WRITER, url, first, str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def writer(url: str, first: str, n: int, stop: str = '') -> subprocess.Popen:
+    "A process writing `n` synthetic minute bars of SYN from `first`; `stop`: where it halts to be killed ('file', 'commit')"
+    return subprocess.Popen([sys.executable, '-c', WRITER, url, first, str(n), stop], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def strays(folder: Path) -> list:
+    "Files in a Parquet series' folder that its manifest does not name: temporaries and uncommitted period files"
+    from mlfin.data.stores.parquet import _manifest
+    parts, retired = _manifest(folder, retired=True)
+    named = set(parts.files) | {name for name, _ in retired}
+    return sorted(f.name for f in folder.iterdir() if (f.suffix == '.parquet' and f.name not in named) or f.name.endswith('.tmp'))
 
 
 def test_a_writer_killed_mid_write_leaves_the_old_data_readable(store_url):
     old = writer(store_url, '2024-01-01', 1_000); assert old.wait(120) == 0, old.stderr.read()
     before = data.load('SYN', '1m', store=store_url)
-    big = writer(store_url, '2023-01-01', 2_000_000)
-    assert big.stdout.readline().strip() == 'writing'
-    if store_url.startswith('postgresql://'): time.sleep(1.0)  # inside the COPY of two million rows
-    else:
-        folder = Path(store_url)/'bars'/'timeframe=1m'/'symbol=SYN'
-        deadline = time.time() + 60
-        while not list(folder.glob('.*.tmp')) and time.time() < deadline: time.sleep(0.005)
-        assert list(folder.glob('.*.tmp')), "the writer never reached the file write"
-    big.send_signal(signal.SIGKILL); big.wait(30)
+    # killed at a chosen point inside the write, not after a guessed sleep: a fast machine finished before the guess
+    parquet = not store_url.startswith('postgresql://')
+    big = writer(store_url, '2023-01-01', 300_000, 'file' if parquet else 'commit')   # thirty weeks: thirty period files
+    try:
+        assert big.stdout.readline().strip() == 'writing', big.stderr.read()
+        assert big.stdout.readline().strip() == 'inside', big.stderr.read()
+        if parquet:
+            folder = Path(store_url)/'bars'/'timeframe=1m'/'symbol=SYN'
+            assert list(folder.glob('.*.tmp')), sorted(f.name for f in folder.iterdir())   # halted inside a file's write
+    finally: big.send_signal(signal.SIGKILL); big.wait(30)
     assert big.stdout.read() == ''  # it never finished
+    if parquet: assert {'tmp', 'parquet'} <= {name.rsplit('.', 1)[1] for name in strays(folder)}, strays(folder)   # what it left behind
     after = data.load('SYN', '1m', store=store_url)
     pd.testing.assert_frame_equal(after, before)
-    again = writer(store_url, '2024-01-01', 1_000); assert again.wait(120) == 0   # the next writer is not blocked either
+    again = writer(store_url, '2024-01-01', 1_000); assert again.wait(120) == 0, again.stderr.read()   # the next writer is not blocked either
     assert "'unchanged': 1000" in again.stdout.read()
+    if parquet:   # and it cleared what the killed one left: no temporary, no file the manifest does not name
+        assert not strays(folder), strays(folder)
+    pd.testing.assert_frame_equal(data.load('SYN', '1m', store=store_url), before)
 
 
 def test_two_concurrent_writers_of_one_series_both_land(store_url):
