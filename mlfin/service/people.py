@@ -211,11 +211,8 @@ def _failed(self: People, user: dict, why: str, address: str):
 # %% ../../nbs/10bb_service.people.ipynb #c030
 @patch
 def _gate(self: People, user: dict, address: str):
-    "Refuse, unchecked, an attempt on a disabled or locked account, or one made before its wait is over"
+    "Refuse, unchecked, an attempt on a locked account, or one made before its wait is over"
     now = dt.datetime.now(dt.timezone.utc)
-    if user['disabled_at']:
-        self.audit.record(f"user:{user['name']}", 'login', user['name'], 'refused', 'account disabled', address)
-        raise Unauthorized(f"user {user['name']}: account disabled; ask an admin")
     if user['locked_until'] and user['locked_until'] > now:
         seconds = (user['locked_until'] - now).total_seconds()
         self.audit.record(f"user:{user['name']}", 'login', user['name'], 'locked', 'attempt while locked', address)
@@ -263,6 +260,9 @@ def login(self: People, name: str, password: str,
         raise Unauthorized("wrong user name, password or code") from None
     self._gate(user, address)
     if not verify_hash(user['password_hash'], password or ''): self._failed(user, 'wrong password', address)
+    if user['disabled_at']:   # said only to whoever knows the password: to anyone else it is one more wrong guess
+        self.audit.record(f"user:{name}", 'login', name, 'refused', 'account disabled', address)
+        raise Unauthorized(f"user {name}: account disabled; ask an admin")
     if user['second_factor']:
         if not (code or '').strip():   # not a failure: the client has not asked for the code yet
             raise Unauthorized(f"user {name}: a second factor is required: send the 6-digit code from your authenticator app (or a recovery code)")
