@@ -12,14 +12,14 @@ PASSWORD = 'a-long-admin-password-for-tests'
 
 class TrackingServer:
     "`mlfin tracking serve` as an operator starts it, on a free loopback port, until stopped"
-    def __init__(self, home: Path, db: str, artifacts: Path):
+    def __init__(self, home: Path, db: str, artifacts: Path, *args: str):
         self.db, self.artifacts, self.port = db, artifacts, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, 'MLFIN_HOME': str(home), 'MLFLOW_AUTH_ADMIN_PASSWORD': PASSWORD, 'HOME': str(home)}
         home.mkdir(parents=True, exist_ok=True)
         self.log = home/f"tracking-{self.port}.log"
         self.process = subprocess.Popen([MLFIN, 'tracking', 'serve', '--db', db, '--artifacts', str(artifacts), '--port', str(self.port),
-                                         '--workers', '1'], cwd=ROOT, env=env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT,
+                                         '--workers', '1', *args], cwd=ROOT, env=env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -42,13 +42,13 @@ class TrackingServer:
 @pytest.fixture(scope='module')
 def tracking_server(postgres_server, tmp_path_factory):
     root = tmp_path_factory.mktemp('tracking-server')
-    server = TrackingServer(root/'home', new_database(postgres_server), root/'artifacts')
+    server = TrackingServer(root/'home', new_database(postgres_server), root/'artifacts', '--allowed-hosts', 'mlflow.team.test')
     yield server
     server.stop()
 
 
-def search(server, **auth) -> httpx.Response:
-    return httpx.post(f"{server.url}/api/2.0/mlflow/experiments/search", json={'max_results': 10}, timeout=30, **auth)
+def search(server, **kwargs) -> httpx.Response:
+    return httpx.post(f"{server.url}/api/2.0/mlflow/experiments/search", json={'max_results': 10}, timeout=30, **kwargs)
 
 
 def test_every_route_but_health_asks_for_an_account(tracking_server):
@@ -56,6 +56,15 @@ def test_every_route_but_health_asks_for_an_account(tracking_server):
     assert search(tracking_server).status_code == 401
     assert search(tracking_server, auth=('admin', 'not-the-password')).status_code == 401
     assert search(tracking_server, auth=('admin', PASSWORD)).status_code == 200
+
+
+def test_a_team_reaches_the_server_by_the_name_it_was_given_and_by_no_other(tracking_server):
+    "`--allowed-hosts`: the name a team uses answers; a name the server was not given (a DNS rebinding) is refused, account or not"
+    admin = ('admin', PASSWORD)
+    named = search(tracking_server, auth=admin, headers={'Host': f"mlflow.team.test:{tracking_server.port}"})
+    assert named.status_code == 200, named.text
+    rebound = search(tracking_server, auth=admin, headers={'Host': f"rebound.example:{tracking_server.port}"})
+    assert (rebound.status_code, 'Invalid Host header' in rebound.text) == (403, True), (rebound.status_code, rebound.text)
 
 
 def predictions(env: dict, home: Path) -> tuple[int, pd.Series]:

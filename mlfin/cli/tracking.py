@@ -24,13 +24,15 @@ _ART = "the folder the server keeps every run's files in (clients reach them thr
 def tracking_serve(db: str = typer.Option(..., help=_DB), artifacts: Path = typer.Option(..., help=_ART),
                    host: str = typer.Option('127.0.0.1', help="address to listen on (loopback by default; a team's host: its address)"),
                    port: int = typer.Option(5000, help="port"), workers: int = typer.Option(2, help="server processes"),
-                   default_permission: str = typer.Option('EDIT', help="what every account may do with what others made: READ, EDIT, MANAGE or NO_PERMISSIONS")):
+                   default_permission: str = typer.Option('EDIT', help="what every account may do with what others made: READ, EDIT, MANAGE or NO_PERMISSIONS"),
+                   allowed_hosts: str = typer.Option('', help="names clients reach it by, comma-separated (mlflow.team.internal, *.team.internal); "
+                                                              "loopback and private addresses always: any other Host is refused")):
     "Run MLflow's tracking server on PostgreSQL with artifact serving and a login on every route but /health, until stopped"
     from mlfin.tracking.server import ADMIN, serve
     try:
         typer.echo(f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is MLFLOW_AUTH_ADMIN_PASSWORD, "
                    "else ~/.config/mlfin/mlflow-admin-password); clients set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD", err=True)
-        raise typer.Exit(serve(db, artifacts, host, port, workers, default_permission))
+        raise typer.Exit(serve(db, artifacts, host, port, workers, default_permission, allowed_hosts))
     except MlfinError as e: fail(str(e))
 
 # %% ../../nbs/09g_cli.tracking.ipynb #c005

@@ -10,8 +10,8 @@ from ..config import BadInput, NotFound, Unavailable, artifact_dir, home, psycop
 from .store import LOCATIONS, check_home
 
 # %% auto #0
-__all__ = ['SERVER_PORT', 'PERMISSIONS', 'ADMIN', 'ARTIFACTS', 'database_url', 'admin_password', 'server_command', 'serve',
-           'migrate']
+__all__ = ['SERVER_PORT', 'PERMISSIONS', 'ADMIN', 'ARTIFACTS', 'database_url', 'admin_password', 'allowed_hosts',
+           'server_command', 'serve', 'migrate']
 
 # %% ../../nbs/06c_tracking.server.ipynb #c005
 SERVER_PORT = 5000   # MLflow's own default
@@ -37,14 +37,30 @@ def _reachable(db: str):
     except sa.exc.SQLAlchemyError as e:
         raise Unavailable(f"--db {db.split('@')[-1]}: cannot connect ({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:160]})") from None
 
+# %% ../../nbs/06c_tracking.server.ipynb #c009h
+def allowed_hosts(names: str, # comma-separated names a team reaches the server by: mlflow.team.internal, *.team.internal
+                 ) -> str:
+    "MLflow's `--allowed-hosts`: its defaults (loopback, private addresses) and each name with any port; `BadInput` in one line for a name that is not one"
+    import re
+    from mlflow.server.security_utils import get_default_allowed_hosts
+    label = r'[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?'
+    given = [n.strip().lower() for n in names.split(',') if n.strip()]
+    for name in given:
+        if not re.fullmatch(rf'(\*\.)?{label}(\.{label})*', name):
+            raise BadInput(f"--allowed-hosts {name!r}: not a host name (letters, digits, hyphens and dots; *.domain for its subdomains)")
+    return ','.join([*get_default_allowed_hosts(), *(h for n in given for h in (n, f"{n}:*"))])
+
+
 # %% ../../nbs/06c_tracking.server.ipynb #c010
 def server_command(db: str,            # the PostgreSQL database of runs, models and accounts: postgresql://USER@HOST[:PORT]/DB
                    artifacts: str | Path, # the folder the server keeps every run's files in
                    host: str = '127.0.0.1', port: int = SERVER_PORT, workers: int = 2,
                    default_permission: str = 'EDIT', # what every account may do with runs and models others made
+                   names: str = '',  # the names clients reach it by (`allowed_hosts`); loopback and private addresses always
                   ) -> tuple[list[str], dict]:
     "The `mlflow server` command line and environment: PostgreSQL behind it, artifacts served from a folder, a login on every route but /health"
     if default_permission not in PERMISSIONS: raise BadInput(f"--default-permission {default_permission!r}: is not one of {', '.join(PERMISSIONS)}")
+    hosts = allowed_hosts(names) if names else None
     url = database_url(db)
     _reachable(url)
     folder = home()/'tracking-server'; folder.mkdir(parents=True, exist_ok=True)
@@ -60,14 +76,14 @@ def server_command(db: str,            # the PostgreSQL database of runs, models
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).with_name('mlflow')), 'server', '--backend-store-uri', url,
            '--serve-artifacts', '--artifacts-destination', str(Path(artifacts).resolve()), '--app-name', 'basic-auth',
-           '--host', host, '--port', str(port), '--workers', str(workers)]
+           '--host', host, '--port', str(port), '--workers', str(workers), *(['--allowed-hosts', hosts] if hosts else [])]
     return cmd, env
 
 # %% ../../nbs/06c_tracking.server.ipynb #c011
 def serve(db: str, artifacts: str | Path, host: str = '127.0.0.1', port: int = SERVER_PORT, workers: int = 2,
-          default_permission: str = 'EDIT') -> int:
+          default_permission: str = 'EDIT', names: str = '') -> int:
     "Run the team's tracking server in the foreground until stopped (SIGTERM, Ctrl-C); its exit status"
-    cmd, env = server_command(db, artifacts, host, port, workers, default_permission)
+    cmd, env = server_command(db, artifacts, host, port, workers, default_permission, names)
     return run_server(cmd, env)
 
 # %% ../../nbs/06c_tracking.server.ipynb #c013
