@@ -3,7 +3,7 @@ a copy went on reading and writing its original's folder, and recreated it when 
 itself, loads its models and reads its earlier runs from itself, and leaves its original (gone or still there) alone."""
 import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
-from conftest import ROOT, mlfin
+from conftest import ROOT, SLICE, mlfin
 
 RUN = ['run', '--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic']
 
@@ -26,9 +26,13 @@ def test_a_moved_home_runs_loads_and_reads_only_itself(pipeline_run, tmp_path):
     first, moved = tmp_path/'first', tmp_path/'moved'
     shutil.copytree(pipeline_run['home'], first, symlinks=True)   # the session's run, in a home of this test's own
     mlfin(first, 'models', 'ls')   # opened there once: its records now point into `first`
+    published = ['--reports', str(tmp_path/'published')]
+    mlfin(first, 'run', *SLICE, *published)   # the session's run, whatever later tests asked of it, settled in this home
     before = json.loads((first/'run'/'summary.json').read_text())
     shutil.copytree(first, moved, symlinks=True)
     shutil.rmtree(first)
+    same = mlfin(moved, 'run', *SLICE, *published)   # moved, nothing else changed: nothing reruns (its bars' stamps, its tasks' parameters)
+    assert '0 task(s) ran (nothing changed)' in same.stdout, same.stdout
 
     mlfin(moved, *RUN, '--reports', str(moved/'reports'), '--force')   # a new run in the copy: new artifacts, a new model version
     after = json.loads((moved/'run'/'summary.json').read_text())

@@ -175,7 +175,8 @@ def task_error(message: str) -> str:
 # %% ../../nbs/08b_pipeline.runner.ipynb #c015
 def _inputs_hash(root: Path, values: dict) -> str:
     from importlib import metadata
-    rendered = {k: v for k, v in values.items() if k not in RUNNER}   # where reports are published, or work runs, is not an input
+    # where reports are published, or work runs, is not an input; nor where the home is (a home moved elsewhere reruns nothing)
+    rendered = {k: v for k, v in values.items() if k not in (*RUNNER, 'home')}
     digest = hashlib.sha256(json.dumps(rendered, sort_keys=True).encode())
     digest.update(metadata.version('ploomber').encode())
     for path in [root/'pipeline.yaml', *sorted((root/'nbs'/'tasks').glob('*.ipynb'))]:  # env.yaml: already in `values`
@@ -184,18 +185,18 @@ def _inputs_hash(root: Path, values: dict) -> str:
 
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c015_00
-def _file_states(products: list[Path]) -> dict[str, list | None]:
+def _file_states(products: list[Path], home: Path) -> dict[str, list | None]:
     states = {}
     for product in products:
         for path in (product, product.with_name(f".{product.name}.metadata")):
             st = path.stat() if path.exists() else None
-            states[str(path)] = [st.st_mtime_ns, st.st_size] if st else None
+            states[str(path.relative_to(home) if path.is_relative_to(home) else path)] = [st.st_mtime_ns, st.st_size] if st else None
     return states
 
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c015_01
 def _write_stamp(stamp: Path, root: Path, values: dict, products: list[Path]):
-    stamp.write_text(json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products)}))
+    stamp.write_text(json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products, Path(values['home']))}))
 
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c015_02
@@ -203,7 +204,8 @@ def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
     if not stamp.exists(): return False
     recorded = json.loads(stamp.read_text())
     if recorded['inputs'] != _inputs_hash(root, values): return False
-    return _file_states([Path(p) for p in recorded['files'] if not Path(p).name.endswith('.metadata')]) == recorded['files']
+    home = Path(values['home'])
+    return _file_states([home/p for p in recorded['files'] if not Path(p).name.endswith('.metadata')], home) == recorded['files']
 
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c018

@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c003
 from __future__ import annotations
-import datetime as dt, json, os, secrets, time
+import datetime as dt, hashlib, json, os, secrets, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from ...config import NotFound, Unavailable, atomic_write, store_dir
@@ -49,6 +49,7 @@ class ParquetStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root or store_dir())
         self._written = {}   # folder -> (file, its Arrow table): the last period this process wrote, for the next append
+        self._stamps = {}    # manifest -> ((inode, time, size), its digest): read again only when the file moved
     def __repr__(self): return f"ParquetStore({str(self.root)!r})"
 
     def _dir(self, symbol, timeframe) -> Path:
@@ -59,10 +60,15 @@ class ParquetStore:
         return (folder/MANIFEST).exists() or (folder/LEGACY).exists()
 
     def stamp(self, symbol: str, timeframe: str):
-        "A value that changes whenever the series does (the manifest's inode and time); None when it is not stored"
-        try: found = os.stat(self._dir(symbol, timeframe)/MANIFEST)
+        "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's digest; None when it is not stored"
+        path = self._dir(symbol, timeframe)/MANIFEST
+        try:
+            found = os.stat(path); key = (found.st_ino, found.st_mtime_ns, found.st_size)
+            if (kept := self._stamps.get(path)) and kept[0] == key: return kept[1]   # a stat per call: the service asks per request
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=12).hexdigest()   # every write names new period files in it
         except FileNotFoundError: return None
-        return (found.st_ino, found.st_mtime_ns)
+        self._stamps[path] = (key, digest)
+        return digest
 
     def write(self, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
               meta: dict | None = None, # kept beside the series: calendar, source, ...
