@@ -19,6 +19,27 @@ def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None) 
     return done
 
 
+def early_in_a_minute(left: float = 30):
+    """Wait until `left` seconds or more remain of the clock's minute, before a burst that counts a rate limit: the
+    service's windows are the epoch's minutes, and limits' sliding counter floors the previous minute's weighted count,
+    so a burst that crosses a minute's turn is let through one more"""
+    while 60 - time.time() % 60 < left: time.sleep(0.2)
+
+
+@contextmanager
+def run_lock_held(home: Path):
+    """The home's run lock held by another process (as a person's `mlfin run` holds it) while the block runs: a job started
+    meanwhile stays running, waiting for it, however fast the machine; released (the holder killed) when the block ends"""
+    code = ("import sys, time; from pathlib import Path; from mlfin.config import exclusive\n"
+            "with exclusive('run', at=Path(sys.argv[1])): print('held', flush=True); time.sleep(900)")
+    env = {k: v for k, v in os.environ.items() if k != 'MLFIN_HOME'}   # not counted among the home's own processes
+    holder = subprocess.Popen([sys.executable, '-c', code, str(home)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held', holder.poll()
+        yield holder
+    finally: holder.kill(); holder.wait(30)
+
+
 @pytest.fixture(scope='session')
 def pipeline_run(tmp_path_factory):
     "The pipeline run once, end to end, through the CLI; returns its home, reports folder and summary"
@@ -100,6 +121,20 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
+def redis_answers(port: int, within: float = 30):
+    "Wait until the Redis server on loopback `port` answers PING"
+    import socket
+    deadline = time.time() + within
+    while True:
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=1) as s:
+                s.sendall(b'PING\r\n')
+                if s.recv(16).startswith(b'+PONG'): return
+        except OSError: pass
+        assert time.time() < deadline, f"redis-server on port {port} did not answer in {within:g} s"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope='session')
 def redis_server():
     "A private Redis server on loopback (Debian's redis-server, installed by env/setup-test.sh), nothing saved; yields its URL"
@@ -110,9 +145,7 @@ def redis_server():
     server = subprocess.Popen([binary, '--port', str(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', folder],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try: socket.create_connection(('127.0.0.1', port), timeout=0.2).close(); break
-            except OSError: time.sleep(0.1)
+        redis_answers(port)
         yield f"redis://127.0.0.1:{port}"
     finally:
         server.terminate(); server.wait(30); shutil.rmtree(folder, ignore_errors=True)

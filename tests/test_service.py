@@ -6,7 +6,7 @@ import os, signal, sqlite3, subprocess, threading, time
 from pathlib import Path
 import httpx, jwt, pandas as pd
 import pytest
-from conftest import ES, MLFIN, copy_rates, wait_for, free_port, market_data, mlfin, new_database, service, Service
+from conftest import ES, MLFIN, copy_rates, early_in_a_minute, wait_for, free_port, market_data, mlfin, new_database, run_lock_held, service, Service
 from mlfin import data
 
 # --- one computation ---------------------------------------------------------------------------------------------
@@ -251,6 +251,7 @@ def test_rate_limit_body_cap_and_tls(served_home, tmp_path):
     try:
         key = svc.key('analyst')
         with httpx.Client(base_url=svc.url, headers={'X-API-Key': key}, verify=str(tmp_path/'cert.pem')) as client:
+            early_in_a_minute()
             statuses = [client.get('/models/mlfin.SPX.1d').status_code for _ in range(6)]
             assert statuses == [200] * 5 + [429]
             limited = client.get('/models')
@@ -347,7 +348,8 @@ def test_a_promotion_is_served_from_the_next_request_without_a_failed_one(served
                     answers.append((asked, r.status_code, r.json().get('version'), time.monotonic()))
         threads = [threading.Thread(target=hammer) for _ in range(3)]
         for t in threads: t.start()
-        time.sleep(1.0)
+        began = time.monotonic()   # the old version answering (the first request loads it) before the switch is asked for
+        while len(answers) < 10 and time.monotonic() - began < 60: time.sleep(0.05)
         asking = time.monotonic()   # the switch happens somewhere between asking and the answer
         with svc.client(admin) as client:
             promoted = client.post('/models/mlfin.SPX.1d/promote', json={'version': other, 'reason': 'test: switch under load'})
@@ -369,12 +371,13 @@ def test_a_promotion_is_served_from_the_next_request_without_a_failed_one(served
 TRAIN = {'symbols': 'SPX', 'start': '2014-01-01', 'models': 'logistic', 'folds': 3, 'promote_min_auc': 0, 'promote_min_sharpe': -100}
 
 
-def processes_with_home(home: Path) -> list[int]:
-    "Processes running with MLFIN_HOME=home (a job's `mlfin run`, and any process it started)"
+def processes_with_home(home: Path, running: bool = False) -> list[int]:
+    "Processes running with MLFIN_HOME=home (a job's `mlfin run`, and any process it started); `running`: the `mlfin run` alone"
     found = []
     for proc in Path('/proc').iterdir():
         try:
-            if proc.name.isdigit() and f"MLFIN_HOME={home}".encode() in (proc/'environ').read_bytes().split(b'\0'): found.append(int(proc.name))
+            if proc.name.isdigit() and f"MLFIN_HOME={home}".encode() in (proc/'environ').read_bytes().split(b'\0') \
+               and (not running or b'run' in (proc/'cmdline').read_bytes().split(b'\0')): found.append(int(proc.name))
         except OSError: pass
     return found
 
@@ -398,10 +401,14 @@ def test_a_job_started_over_http_trains_a_servable_model_and_a_restart_fails_a_r
                     assert admin.post('/models/mlfin.SPX.1d/promote', json={'version': registered['version']}).status_code == 200
             served = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
             assert (served['name'], served['version']) == ('mlfin.SPX.1d', registered['version'])
-            second = client.post('/train', json={'params': {**TRAIN, 'seed': 1}}).json()
-            wait_for(client, second['id'], {'running'}, 60)
-            time.sleep(2.0)
-        svc.stop(signal.SIGKILL)   # the service dies with the job half done
+            with run_lock_held(home):   # the job stays running (waiting for the home's run lock) until the service dies
+                second = client.post('/train', json={'params': {**TRAIN, 'seed': 1}}).json()
+                wait_for(client, second['id'], {'running'}, 60)
+                deadline = time.time() + 60   # its `mlfin run` started (and waiting)
+                while not processes_with_home(home, running=True):
+                    assert time.time() < deadline, "the job's mlfin run never started"
+                    time.sleep(0.2)
+                svc.stop(signal.SIGKILL)   # the service dies with the job half done
         deadline = time.time() + 60
         while processes_with_home(home) and time.time() < deadline: time.sleep(0.5)
         assert processes_with_home(home) == []   # the job's process went with the service
@@ -434,6 +441,7 @@ def test_several_workers_count_a_keys_requests_in_one_place(served_home, redis_s
     "Two workers share one Redis count: a key allowed 6 a minute gets 6, whichever worker each new connection reaches"
     with service(served_home, '--no-jobs', '--workers', '2', '--rate-limit', '6/minute', '--limits-storage', redis_server) as svc:
         key = svc.key('read_only')
+        early_in_a_minute()
         statuses = [httpx.get(f"{svc.url}/models/mlfin.SPX.1d", headers={'X-API-Key': key}, timeout=60).status_code for _ in range(12)]
         assert statuses == [200] * 6 + [429] * 6, statuses
         assert svc.errors() == ''
