@@ -45,6 +45,9 @@ for kind in ('cpu', 'gpu') if os.environ['MLFIN_ENV'] == 'gpu' else ('cpu',):
     spec = json.loads((path/'kernel.json').read_text())
     spec['env'] = runtime_env(gpu=kind == 'gpu')
     (path/'kernel.json').write_text(json.dumps(spec, indent=1))
+if os.environ['MLFIN_ENV'] != 'gpu':   # back from the GPU variant: its kernel would start without the CUDA builds it was made for
+    import shutil
+    shutil.rmtree(Path(sys.prefix)/'share'/'jupyter'/'kernels'/KERNELS['gpu'], ignore_errors=True)
 # Ploomber's JupyterLab extension breaks opening files in the Lab: off for Lab and Voila alike
 labconfig = Path(sys.prefix)/'etc'/'jupyter'/'labconfig'
 labconfig.mkdir(parents=True, exist_ok=True)
