@@ -2,7 +2,7 @@
 import datetime as dt, os, shutil, signal, subprocess, threading, time
 from pathlib import Path
 import pandas as pd, pytest
-from conftest import ES, MLFIN, ROOT, mlfin, new_database, service
+from conftest import ES, MLFIN, ROOT, RUN, mlfin, new_database, service
 
 pytestmark = pytest.mark.skipif(not shutil.which('restic'), reason="restic is installed by env/setup-test.sh")
 SERIES = (('SPX', '1d'), ('ES', '1m'))
@@ -85,6 +85,8 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
 
 def test_a_served_home_backed_up_while_a_collector_pushes_is_restored_whole(served_home, tmp_path, password):
     restored, repo = drill(served_home, tmp_path)
+    again = mlfin(restored, 'run', *RUN, '--reports', str(tmp_path/'published'))   # the restored run is the run: nothing reruns
+    assert '0 task(s) ran (nothing changed)' in again.stdout, again.stdout
     # a restore never overwrites a home without being told
     again = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, check=False)
     assert again.returncode == 2 and again.stderr.strip() == (f"mlfin: error: {restored}: not empty; restore rebuilds a home in an empty folder "
