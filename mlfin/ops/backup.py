@@ -167,14 +167,17 @@ def _installed(name: str) -> bool:
 
 # %% ../../nbs/13c_ops.backup.ipynb #c020
 def schema_revisions(stage: Path) -> dict:
-    "The database schemas in the cut: MLflow's alembic revision, the service's tables and their columns"
+    "The database schemas in the cut: MLflow's alembic revision, the service's tables and their columns (each database closed before the cut is checksummed)"
+    from contextlib import closing
     out = {}
     mlflow_db = stage/'home'/'mlflow.db'
+    # closed, not `with sqlite3.connect(...)` alone (which commits and leaves it open until collected): an open copy in WAL mode
+    # keeps -wal and -shm files beside it, which the manifest would list and the snapshot, taken after they went, would lack
     if mlflow_db.exists():
-        with sqlite3.connect(mlflow_db) as con: out['mlflow'] = con.execute('SELECT version_num FROM alembic_version').fetchone()[0]
+        with closing(sqlite3.connect(mlflow_db)) as con: out['mlflow'] = con.execute('SELECT version_num FROM alembic_version').fetchone()[0]
     service_db = stage/'store'/'service.db'
     if service_db.exists():
-        with sqlite3.connect(service_db) as con:
+        with closing(sqlite3.connect(service_db)) as con:
             tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
             out['service'] = {t: [c[1] for c in con.execute(f'PRAGMA table_info("{t}")')] for t in tables}
     return out
