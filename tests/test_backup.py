@@ -45,8 +45,8 @@ class Collector(threading.Thread):
             if self.stop.is_set(): return
 
 
-def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_into: str | None = None):
-    "A served home backed up while a collector pushes, the home deleted, restored into an empty folder: the same service answers"
+def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_into: str | None = None, products: bool = False):
+    "A served home backed up while a collector pushes (`products`: its run's products too), the home deleted, restored into an empty folder: the same service answers"
     home, repo = tmp_path/'home', str(tmp_path/'repo')
     shutil.copytree(served_home, home)
     if store:
@@ -61,7 +61,7 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
         while len(collector.acked) < 30 and collector.is_alive(): time.sleep(0.05)
         assert len(collector.acked) >= 30, collector.failed
         began = time.time()
-        made = mlfin(home, 'backup', '--repo', repo, *(['--store', store] if store else []))
+        made = mlfin(home, 'backup', '--repo', repo, *(['--store', store] if store else []), *(['--products'] if products else []))
         ended = time.time()
         collector.stop.set(); collector.join(60)
         assert collector.failed is None, collector.failed
@@ -84,8 +84,8 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
 
 
 def test_a_served_home_backed_up_while_a_collector_pushes_is_restored_whole(served_home, tmp_path, password):
-    restored, repo = drill(served_home, tmp_path)
-    again = mlfin(restored, 'run', *RUN, '--reports', str(tmp_path/'published'))   # the restored run is the run: nothing reruns
+    restored, repo = drill(served_home, tmp_path, products=True)
+    again = mlfin(restored, 'run', *RUN, '--reports', str(tmp_path/'published'))   # its run's products restored with it: nothing reruns
     assert '0 task(s) ran (nothing changed)' in again.stdout, again.stdout
     # a restore never overwrites a home without being told
     again = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, check=False)

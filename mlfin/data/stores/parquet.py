@@ -60,12 +60,14 @@ class ParquetStore:
         return (folder/MANIFEST).exists() or (folder/LEGACY).exists()
 
     def stamp(self, symbol: str, timeframe: str):
-        "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's digest; None when it is not stored"
+        "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's periods' digest; None when it is not stored"
+        import orjson
         path = self._dir(symbol, timeframe)/MANIFEST
         try:
             found = os.stat(path); key = (found.st_ino, found.st_mtime_ns, found.st_size)
             if (kept := self._stamps.get(path)) and kept[0] == key: return kept[1]   # a stat per call: the service asks per request
-            digest = hashlib.blake2b(path.read_bytes(), digest_size=12).hexdigest()   # every write names new period files in it
+            periods = orjson.loads(path.read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
+            digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()   # every write names new files
         except FileNotFoundError: return None
         self._stamps[path] = (key, digest)
         return digest
