@@ -10,7 +10,7 @@ from ..config import BadInput, MlfinError, NotFound, Unavailable, die_with_paren
 from . import db as tables
 
 # %% auto #0
-__all__ = ['STATES', 'LOG_BYTES', 'GRACE', 'check_params', 'Jobs']
+__all__ = ['STATES', 'LOG_BYTES', 'GRACE', 'CRASHES', 'check_params', 'Jobs']
 
 # %% ../../nbs/10d_service.jobs.ipynb #c005
 STATES = ('queued', 'running', 'succeeded', 'failed', 'interrupted', 'cancelled')
@@ -224,12 +224,18 @@ def _end(child: subprocess.Popen, wait: float = 10.0):
 
 
 # %% ../../nbs/10d_service.jobs.ipynb #c007b_00
+CRASHES = ('SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT')   # what a native library's fault ends a process with
+
 def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
     "A job's final state and error from why it ended"
     if ended_by == 'cancelled': return 'cancelled', 'cancelled while it ran (DELETE /jobs/{id})'
     if ended_by == 'stopped': return 'interrupted', 'interrupted: the service stopped while the job ran (start it again with POST /train)'
     if ended_by == 'lost': return 'interrupted', 'interrupted: its runner lost the runner lock (the database restarted?); start it again with POST /train'
     said = next((l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None)
+    if said is None and code < 0:   # a signal: a native crash in a library (its Python traceback is in the log: `mlfin run` turns on faulthandler)
+        try: name = signal.Signals(-code).name
+        except ValueError: name = f"signal {-code}"
+        return 'failed', f"mlfin run was killed by {name}" + (" (a crash inside a native library; the job's log has the Python traceback)" if name in CRASHES else '')
     return 'failed', said or f"mlfin run ended with exit status {code}"
 
 
