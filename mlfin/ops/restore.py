@@ -40,19 +40,27 @@ def pick(snapshots: pd.DataFrame, wanted: str) -> pd.Series:
     if len(found) != 1: raise NotFound(f"snapshot {wanted!r}: {'no such snapshot' if found.empty else 'names several'}; `mlfin backup ls` lists them")
     return found.iloc[0]
 
+# %% ../../nbs/13d_ops.restore.ipynb #c008s
+def _sidecar(path: str, wanted: dict, found: dict) -> bool:
+    "Whether `path` is SQLite's index or an empty write-ahead log beside a database the snapshot holds: nothing of the database is lost without it"
+    # backups made before the cut's databases were closed listed the -shm and an empty -wal of a copy read after it was
+    # made (its pages were all in the database file by then), and restic, reading later, found them gone
+    base, _, kind = path.rpartition('-')
+    return kind in ('shm', 'wal') and base.endswith('.db') and base in found and (kind == 'shm' or wanted[path][1] == 0)
+
 # %% ../../nbs/13d_ops.restore.ipynb #c008
 def verify(folder: Path, manifest: dict) -> tuple[int, int]:
     "Every file the manifest lists, present under `folder` with its SHA-256 and size; (files, bytes), or Unavailable naming the first that differs"
     found = checksums(folder)
     found.pop('MANIFEST.json', None)
     wanted = manifest['files']
-    missing = sorted(set(wanted) - set(found))
+    missing = sorted(p for p in set(wanted) - set(found) if not _sidecar(p, wanted, found))
     changed = sorted(p for p in set(wanted) & set(found) if found[p] != wanted[p])
     if missing or changed:
         first = (missing or changed)[0]
         raise Unavailable(f"the snapshot does not match its manifest: {len(missing)} file(s) missing, {len(changed)} changed (first: {first}); "
                           "the repository is damaged (`mlfin backup check --read-data`); nothing was restored")
-    return len(wanted), sum(b for _, b in wanted.values())
+    return len(wanted), sum(b for p, (_, b) in wanted.items() if p in found)
 
 # %% ../../nbs/13d_ops.restore.ipynb #c009
 def in_home(path: Path):
