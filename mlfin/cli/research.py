@@ -21,7 +21,10 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     "Run the pipeline (ingest -> features -> train -> backtest -> report); parameters: defaults, env.yaml, then these options"
     overrides = {k: v for k, v in overrides.items() if v is not None}
     import faulthandler
-    faulthandler.enable()   # tasks run in this process: a native library's crash prints where (every thread's Python stack) before it ends it
+    # tasks run in this process: a native library's crash prints where (every thread's Python stack) before it ends it;
+    # onto the process's own stderr when sys.stderr has no file behind it (captured in memory by a caller)
+    try: faulthandler.enable()
+    except (AttributeError, ValueError, OSError): faulthandler.enable(sys.__stderr__)
     from mlfin import pipeline
     started = time.perf_counter()
     try: ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)

@@ -60,7 +60,7 @@ def verify(folder: Path, manifest: dict) -> tuple[int, int]:
         first = (missing or changed)[0]
         raise Unavailable(f"the snapshot does not match its manifest: {len(missing)} file(s) missing, {len(changed)} changed (first: {first}); "
                           "the repository is damaged (`mlfin backup check --read-data`); nothing was restored")
-    return len(wanted), sum(b for p, (_, b) in wanted.items() if p in found)
+    return sum(p in found for p in wanted), sum(b for p, (_, b) in wanted.items() if p in found)
 
 # %% ../../nbs/13d_ops.restore.ipynb #c009
 def in_home(path: Path):
@@ -135,9 +135,11 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
 
 # %% ../../nbs/13d_ops.restore.ipynb #c012
 def _replace(source: Path, target: Path):
-    "Move `source` to `target`, replacing what is there"
+    "Move `source` to `target`, replacing what is there (a database with its SQLite write-ahead log and index)"
     if target.is_dir() and not target.is_symlink(): shutil.rmtree(target)
     elif target.exists(): target.unlink()
+    if target.suffix == '.db':   # the replaced database's log would be replayed onto the restored one at its first open
+        for side in ('-wal', '-shm'): target.with_name(target.name + side).unlink(missing_ok=True)
     shutil.move(str(source), str(target))
 
 # %% ../../nbs/13d_ops.restore.ipynb #c013

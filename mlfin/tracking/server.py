@@ -44,9 +44,9 @@ def allowed_hosts(names: str, # comma-separated names a team reaches the server 
     import re
     from mlflow.server.security_utils import get_default_allowed_hosts
     label = r'[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?'
-    given = [n.strip().lower() for n in names.split(',') if n.strip()]
+    given = list(dict.fromkeys(v for n in names.split(',') if n.strip() for v in (n.strip(), n.strip().lower())))   # MLflow compares case-sensitively
     for name in given:
-        if not re.fullmatch(rf'(\*\.)?{label}(\.{label})*', name):
+        if not re.fullmatch(rf'(\*\.)?{label}(\.{label})*', name.lower()):
             raise BadInput(f"--allowed-hosts {name!r}: not a host name (letters, digits, hyphens and dots; *.domain for its subdomains)")
     return ','.join([*get_default_allowed_hosts(), *(h for n in given for h in (n, f"{n}:*"))])
 
