@@ -287,6 +287,8 @@ class RunConfig(BaseModel):
     promote_min_sharpe: float = _param(0.0, 'report', "and only with an annualised Sharpe ratio above this in its own backtest, after costs")
     tracking: str = _param('', 'report', "the MLflow server (http://HOST:PORT, `mlfin tracking serve`) the run, its models and the registry's "
                            "decisions are recorded in ('': MLFLOW_TRACKING_URI when set, else the home's own store)")
+    trials_since: str = _param('', 'report', "count only the trials recorded on each symbol's question since this date (YYYY-MM-DD; '' = "
+                               "every one ever recorded): an explicit escape hatch, named in every verdict it changes")
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
     short_below: float = _param(0.0, 'backtest', "go short when P(up) is below this (0: long only)", ge=0, lt=1)
@@ -308,7 +310,7 @@ class RunConfig(BaseModel):
     cluster: str = _param('serial', 'run', "where per-symbol work runs: serial (in each task's process), local or local:N (a Dask cluster "
                           "of N worker processes here, default one per core) or tcp://HOST:PORT (an existing Dask scheduler)")
 
-    @field_validator('start', 'end')
+    @field_validator('start', 'end', 'trials_since')
     @classmethod
     def _date(cls, value: str) -> str:
         import pandas as pd

@@ -11,12 +11,15 @@ import pandas as pd
 from .config import MlfinError, NotFound, VALIDATIONS, atomic_write, run_dir
 from .backtest.portfolio import FILL_RULES
 from .backtest.tearsheet import TABLE_STYLE, VERDICTS, judge, metrics_frame
+from .backtest.universe import PORTFOLIO
+from .backtest.trials import CHOICES, Question, holdout, latest_returns, portfolio_skill, question_skill, run_trials
+from .tracking.trials import record_trials, recorded_trials
 import html
 
 # %% auto #0
 __all__ = ['SHOWN', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
            'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure', 'run_header',
-           'symbol_tables_html', 'dashboard', 'publish_run']
+           'symbol_tables_html', 'dashboard', 'weigh_questions', 'publish_run']
 
 # %% ../nbs/07_report.ipynb #c005
 def execution_model(cv: str = 'walk_forward', # the validation that made the run's predictions (`mlfin.config.VALIDATIONS`)
@@ -158,7 +161,7 @@ def run_header(run: dict) -> str:
     return (f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · label {p.get('label', 'direction')}, "
             f"horizon {p.get('horizon')} · {p.get('folds')} folds of {VALIDATIONS[cv].words} validation (purged by label span, embargo "
             f"{p.get('embargo')} bars) · threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): {_costs(run)} · "
-            f"trials: each page counts its own · code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
+            f"trials: every configuration tried on each symbol's question, counted in its verdict · code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
 
 
 # %% ../nbs/07_report.ipynb #c012_01
@@ -166,10 +169,11 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     "HTML: trading metrics beside buy-and-hold, classification metrics and the latest signals of one symbol"
     table = lambda frame: frame.to_html(classes='mlfin-table', border=0)
     signals = recent_signals(run, symbol)
-    from mlfin.backtest.tearsheet import skill_frame, verdict
+    from mlfin.backtest.tearsheet import holdout_frame, skill_frame, verdict
     m = run['symbols'][symbol]
     tradeable = run.get('validation', {}).get('tradeable', True)
     skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m))) if 'skill' in m else ''
+    if m.get('holdout'): skill += '<h3>Holdout after selection (one trial)</h3>' + table(holdout_frame(m['holdout']))
     return (TABLE_STYLE + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
             '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
             '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
@@ -231,6 +235,47 @@ def _markdown_html(text: str) -> str:
     return '<p>' + re.sub(r"`(.+?)`", r"<code>\1</code>", out).replace('\n\n', '</p><p>') + '</p>'
 
 
+# %% ../nbs/07_report.ipynb #c83941a22
+def _confidence_set(train: dict) -> dict[str, dict]:
+    "Per symbol: the models of the model confidence set (per-bar losses), and whether the leader by the leaderboard's score is among them"
+    found = {}
+    for row in train.get('comparisons', []):
+        models = [m.strip() for m in str(row.get('confidence_set') or '').split(',') if m.strip()]
+        if models: found[row['symbol']] = {'models': models, 'leader': row['leader'], 'leader_in': row['leader'] in models,
+                                           'score': train.get('primary', 'auc'), 'level': 0.9}
+    return found
+
+# %% ../nbs/07_report.ipynb #c4661655a
+def weigh_questions(params: dict,         # the run's parameters: label, horizon, cv, threshold and the choices (`CHOICES`)
+                    manifest: list[dict], # the ingest manifest: each symbol's timeframe
+                    train: dict,          # the train task's record: leaders, models, inputs, kind
+                    trading: dict,        # the backtest's metrics per symbol (and PORTFOLIO): weighed in place
+                    grid: pd.DataFrame,   # the backtest's `grid` product: every configuration's per-bar returns, a `symbol` column
+                    curves: pd.DataFrame, # the backtest's `curves`: the leaders' and buy-and-hold's values
+                    since: str = '',      # --trials-since: count only trials recorded from this date
+                   ) -> dict[str, tuple]:
+    "Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio summed; symbol -> (question, trials, returns) to record"
+    point = float(params['threshold']) if train['kind'] == 'classifier' else 1.0   # the traded point: the run's threshold, or the costs as they are
+    choices = {**{k: params.get(k) for k in CHOICES}, 'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
+    cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
+    timeframes, sets, found = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
+    for symbol, leader in train['best'].items():
+        m, book = trading[symbol], curves[curves['symbol'] == symbol]
+        question = Question(symbol, timeframes[symbol], params['label'], int(params['horizon']), params['cv'])
+        returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
+        mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
+        earlier, earlier_kept = recorded_trials(question.id)
+        own, own_pbo = m['skill'], m['pbo']
+        m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
+                                              latest_returns(earlier, earlier_kept) if len(earlier) else None, own['per_model'], cut)
+        m['skill']['run'] = {k: own[k] for k in ('trials', 'dsr', 'expected_max_sharpe', 'sr_variance', 'grid')}
+        if m['pbo'] is not None: m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
+        m['holdout'] = holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'], tradeable) if len(earlier) else None
+        if symbol in sets: m['confidence_set'] = sets[symbol]
+        found[symbol] = (question, mine, kept)
+    if PORTFOLIO in trading: trading[PORTFOLIO]['skill'] = portfolio_skill(trading[PORTFOLIO], {s: trading[s] for s in found})
+    return found
+
 # %% ../nbs/07_report.ipynb #c016p
 def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)
                 product: dict,    # summary, tearsheets
@@ -249,15 +294,17 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     params = {**ingest['params'], **{k: attrs[k] for k in ('spec', 'label', 'horizon')}, **train['params'], **trading['params'],
               **task_values(cfg, 'report'), 'code_version': code_version}
     params['models'] = ','.join(params['models'])
-    content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
-                      trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
-    content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
-                   portfolio=trading['metrics'].get(backtest.PORTFOLIO))
-    with tracking.using(cfg.tracking):   # the run's MLflow server, when it names one
-        return _record(content, params, ingest, train, trading, upstream, product, cfg)
+    with tracking.using(cfg.tracking):   # the run's MLflow server, when it names one: the question's earlier trials are there too
+        weighed = weigh_questions(params, ingest['symbols'], train, trading['metrics'], pd.read_parquet(upstream['backtest']['grid']),
+                                  pd.read_parquet(upstream['backtest']['curves']), cfg.trials_since)
+        content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
+                          trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
+        content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
+                       portfolio=trading['metrics'].get(backtest.PORTFOLIO))
+        return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed)
 
 # %% ../nbs/07_report.ipynb #c016p_r
-def _record(content, params, ingest, train, trading, upstream, product, cfg) -> dict:
+def _record(content, params, ingest, train, trading, upstream, product, cfg, weighed: dict) -> dict:
     "`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets written"
     from mlfin import backtest, tracking
     from mlfin.models import register_leaders
@@ -268,6 +315,8 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg) -> 
     content['mlflow'] = tracking.log_run(params, ingest['symbols'], train['metrics'], trading['metrics'], Path(upstream['train']['models']),
                                          train['best'], board, [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
                                          content, oos, verdicts)
+    for symbol, (question, mine, returns) in weighed.items():   # kept with the symbol's run: the next run on the question counts them
+        record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns)
     content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
                                               train['trials'], params, cfg)
     write_json(content, product['summary'])

@@ -16,12 +16,13 @@ __all__ = ['FILL_RULES', 'COSTS', 'FUTURES_CALENDARS', 'EXIT_REASONS', 'Costs', 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c005
 FILL_RULES = ("A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares of the "
               "portfolio's value; several symbols share cash, each scaled by its share of the capital, by default equal among "
-              "the symbols tradable at the time, and a symbol is closed at the open of its last bar). Every fill pays the fee (bps of traded "
+              "the symbols tradable at the time). Every book ends flat: a symbol is closed at the open of its last bar, alone or in a "
+              "portfolio, the exit's costs paid. Every fill pays the fee (bps of traded "
               "value) and the slippage (bps of price, against the trade), stop fills included. Stop-loss and take-profit levels "
               "are set from the entry open and watched from the next bar: a bar opening through a level fills at its open, "
               "one touching it fills at the level, and when both are touched in one bar the stop is taken first. After a stop "
               "the symbol stays flat until its signal goes flat or changes side. Buy-and-hold buys at the first traded open "
-              "with the same costs.")
+              "and sells at the last bar's open, with the same costs.")
 
 def _vbt():
     apply_runtime_env()
@@ -76,7 +77,7 @@ def costs_for(asset: str,                     # an asset class of `COSTS`
 
 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c010
-EXIT_REASONS = ('', 'signal', 'stop_loss', 'take_profit')
+EXIT_REASONS = ('', 'signal', 'stop_loss', 'take_profit', 'end')   # end: closed at the open of the book's last bar
 
 def _level_fill(side: float, level: float, o: float, h: float, l: float, adverse: bool) -> float:
     "The fill of a stop (adverse) or target level for a position on `side`, or NaN: the open when it gapped through"
@@ -90,6 +91,7 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
                 wanted: pd.Series,    # the weight wanted from each bar's open (already one bar after the decision)
                 stop_loss: float | None = None,   # share of the entry open, e.g. 0.02
                 take_profit: float | None = None, # share of the entry open
+                close_last: bool = False,         # close at the open of the last bar, whatever is wanted (the fill rules' end of a book)
                ) -> pd.DataFrame:
     "Per bar: the order's target weight (NaN: none), its fill price, the exit reason, and the weight held after the bar"
     for name, v in (('stop_loss', stop_loss), ('take_profit', take_profit)):
@@ -100,13 +102,13 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
     size, price, reason, held = np.full(n, np.nan), o.copy(), np.zeros(n, dtype='int8'), np.zeros(n)
     pos, entry, entry_i, blocked = 0.0, math.nan, -1, 0.0
     for i in range(n):
-        want = w[i]
+        want = 0.0 if close_last and i == n - 1 else w[i]
         if blocked:
             if np.sign(want) == blocked: want = 0.0   # stopped out: flat until the signal goes flat or changes side
             else: blocked = 0.0
         if want != pos:                               # the signal's order, at the open
             if pos == 0 or np.sign(want) != np.sign(pos): entry, entry_i = o[i], i
-            pos, size[i], reason[i] = want, want, 1
+            pos, size[i], reason[i] = want, want, 4 if close_last and i == n - 1 else 1
         if pos != 0 and entry_i < i:                  # stops, from the bar after the entry
             side, fill, why = np.sign(pos), math.nan, 0
             if stop_loss is not None:
@@ -129,7 +131,7 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
              shared: bool = True,             # one portfolio sharing cash; False: each symbol alone with `cash`
              shares: pd.DataFrame | None = None, # shared: each symbol's share of the capital from each bar's open (a column per symbol); None: 1/N
             ):
-    "A vectorbt portfolio trading each symbol's weights at its next bar's open, after costs, with the fill rules' stops"
+    "A vectorbt portfolio trading each symbol's weights at its next bar's open, after costs, with the fill rules' stops; each symbol closed at its last bar's open"
     symbols = list(weights)
     if not symbols: raise BadInput("no signals to simulate")
     missing = [s for s in symbols if s not in bars]
@@ -143,7 +145,7 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
         b = b.loc[w.index[0]:w.index[-1]]
         scale = (1 / len(symbols) if shares is None else shares[s].reindex(b.index).fillna(0)) if shared else 1.0
         wanted = w.reindex(b.index).fillna(0).shift(1).fillna(0) * scale   # decided at t, held from t+1's open
-        frames[s] = (b, stop_orders(b, wanted, stop_loss, take_profit))
+        frames[s] = (b, stop_orders(b, wanted, stop_loss, take_profit, close_last=True))   # every book ends flat, its exit paid
     index = pd.DatetimeIndex(sorted(set().union(*(b.index for b, _ in frames.values()))), name='ts')
     grid = lambda f: pd.DataFrame({s: f(b, o) for s, (b, o) in frames.items()}).reindex(index)
     close = grid(lambda b, o: b['close']).ffill().bfill()
@@ -158,10 +160,11 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c025
 def buy_and_hold(bars: pd.DataFrame, start, end, costs: Costs, cash: float = 10_000.0):
-    "The baseline: buy at the open of the first bar after `start`, hold to `end`, same costs"
+    "The baseline: buy at the open of the first bar after `start`, sell at the open of the last bar up to `end`, same costs"
     window = bars.loc[start:end]
-    entries = pd.Series(False, index=window.index); entries.iloc[1:2] = True
-    return _vbt().Portfolio.from_signals(window['close'], entries=entries, exits=False, price=window['open'],
+    entries, exits = pd.Series(False, index=window.index), pd.Series(False, index=window.index)
+    entries.iloc[1:2], exits.iloc[-1:] = True, len(window) > 2   # ends flat, as every book does (the fill rules)
+    return _vbt().Portfolio.from_signals(window['close'], entries=entries, exits=exits, price=window['open'],
                                          fees=costs.fees / 1e4, slippage=costs.slippage / 1e4, init_cash=cash)
 
 

@@ -11,8 +11,8 @@ from scipy import stats
 from ..config import BadInput, default
 
 # %% auto #0
-__all__ = ['EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'psr', 'expected_max_sharpe', 'dsr', 'sharpe_moments', 'pbo',
-           'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime', 'signal_decay']
+__all__ = ['EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'psr', 'expected_max_sharpe', 'dsr', 'min_track_record',
+           'sharpe_moments', 'pbo', 'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime', 'signal_decay']
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c008
 def _returns(returns) -> np.ndarray:
@@ -120,6 +120,20 @@ def dsr(sr: float, n: int, skew: float, kurtosis: float,
        ) -> float:
     "Deflated Sharpe ratio: the PSR against the best Sharpe ratio `trials` unskilled strategies would show"
     return psr(sr, n, skew, kurtosis, expected_max_sharpe(trials, variance))
+
+
+# %% ../../nbs/05c_backtest.stats.ipynb #cd6578f6f
+def min_track_record(sr: float,            # the Sharpe ratio (per bar) to be confirmed
+                     skew: float = 0.0, kurtosis: float = 3.0, # of its returns (kurtosis not excess)
+                     prob: float = 0.95,   # the PSR to reach
+                     benchmark: float = 0.0, # the Sharpe ratio (per bar) to beat
+                    ) -> float:
+    "Returns needed before a Sharpe ratio `sr` has a PSR of `prob` against `benchmark` (infinite when it does not exceed it)"
+    if not 0 < prob < 1: raise BadInput(f"prob {prob} must lie between 0 and 1")
+    if sr <= benchmark: return math.inf
+    spread = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
+    if spread <= 0: raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
+    return float(1 + spread * (stats.norm.ppf(prob) / (sr - benchmark)) ** 2)
 
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c025

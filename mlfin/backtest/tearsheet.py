@@ -10,8 +10,9 @@ import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
 
 # %% auto #0
-__all__ = ['VERDICTS', 'TABLE_STYLE', 'PAGE_STYLE', 'PERFORMANCE', 'judge', 'verdict', 'trials_in_words', 'clock_in_words',
-           'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'tearsheet_page', 'write_tearsheets']
+__all__ = ['VERDICTS', 'TABLE_STYLE', 'PAGE_STYLE', 'PERFORMANCE', 'judge', 'trials_said', 'confidence_said', 'holdout_said',
+           'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame',
+           'holdout_frame', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
@@ -23,12 +24,48 @@ def judge(m: dict) -> str:
     return 'overfit' if pbo is not None and pbo >= 0.5 else 'skill'
 
 
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c9c317eaa
+def trials_said(s: dict) -> str:
+    "A book's trial count in words: every configuration tried on its question, this run's share, and since when"
+    q = s.get('question')
+    if q is None: return f"{s['trials']} trials"   # a portfolio (its table says whose), or a run recorded before questions were
+    where = (f"{s['run_trials']} in this run, {s['trials']} on this question since {q['first_recorded'][:10]}" if q.get('earlier_runs')
+             else "all in this run" + ('' if q.get('left_out') else ", the first on this question"))
+    if q.get('since'): where += f"; counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out"
+    return f"{s['trials']} trials ({where})"
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c6776dac7
+def confidence_said(found: dict | None) -> str:
+    "A sentence when the leader by the leaderboard's score is outside the model confidence set of per-bar losses ('' when inside or unknown)"
+    if not found or found['leader_in']: return ''
+    return (f" The leader by {found['score'].upper()} ({found['leader']}) is outside the {found['level']:.0%} model confidence set of per-bar "
+            f"losses, which holds {', '.join(found['models'])}: judged by their losses the data prefer "
+            + ("that model" if len(found['models']) == 1 else "those models") + ", so which model leads is itself uncertain.")
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #cd5738d82
+def holdout_said(h: dict | None) -> str:
+    "The holdout after selection in a sentence: the configuration an earlier run chose, on the bars that came after its choice"
+    if not h: return ''
+    chose = f"{h['configuration']}, chosen on {h['chosen_at'][:10]} on bars through {h['through'][:10]}"
+    if h['status'] == 'not tradeable': return f" Holdout after selection: {chose}; under this validation the later bars' predictions are no holdout."
+    if h['status'] == 'not in this run': return (f" Holdout after selection: {chose}, was not tried in this run, so the bars since cannot judge "
+                                                  f"it; run it again (its model, threshold and choices) to measure it.")
+    if h['status'] == 'accumulating': return (f" Holdout after selection: {chose}, has {h['bars']} bar(s) after its choice; its figures "
+                                               f"are given from {h['min_bars']}.")
+    confirm = (f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes" if h['conclusive']
+               else (f"confirming the Sharpe ratio it was chosen with ({h['chosen_sharpe']:.2f}) takes {h['needed']:,} bars" if h['needed']
+                     else f"it was chosen with a Sharpe ratio of {h['chosen_sharpe']:.2f}, so there is no skill for it to confirm"))
+    return (f" Holdout after selection (one trial): {chose}, made {h['total_return']:.1%} after costs on the {h['bars']} bars since "
+            f"(Sharpe ratio {h['sharpe']:.2f}, PSR {h['psr']:.2f}; buy-and-hold {h['buy_and_hold_return']:.1%}, Sharpe ratio "
+            f"{h['buy_and_hold_sharpe']:.2f}); {confirm}.")
+
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006_00
 def verdict(m: dict,             # one symbol's (or the portfolio's) backtest metrics
             tradeable: bool = True, # the predictions came from walk-forward validation (else: a measure of skill only)
            ) -> str:
     "How much to believe the backtest, in plain words: DSR against the trial count and PBO weighed together, beside the baseline"
     s, trials = m['skill'], m['skill']['trials']
+    counted = trials_said(s)
     sharpe, hold, dsr = m['strategy']['sharpe'], m['buy_and_hold']['sharpe'], s['dsr']
     pbo, splits = (m.get('pbo') or {}).get('pbo'), (m.get('pbo') or {}).get('splits', 0)
     overfit, found = pbo is not None and pbo >= 0.5, judge(m)
@@ -37,25 +74,28 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     held = (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the configuration best in sample "
             f"ranked below the median out of sample)") if pbo is not None else ''
     if found == 'skill':
-        out += (f"Evidence of skill: a Sharpe ratio of {sharpe:.2f} is unlikely to be luck after {trials} trials (deflated Sharpe ratio "
+        out += (f"Evidence of skill: a Sharpe ratio of {sharpe:.2f} is unlikely to be luck after {counted} (deflated Sharpe ratio "
                 f"{dsr:.2f}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
                 + (f", and the choice among the configurations held up out of sample: {held}." if held else '.'))
     elif found == 'overfit':
-        out += (f"No reliable evidence of skill after {trials} trials: a Sharpe ratio of {sharpe:.2f} survives the deflation (deflated Sharpe "
+        out += (f"No reliable evidence of skill after {counted}: a Sharpe ratio of {sharpe:.2f} survives the deflation (deflated Sharpe "
                 f"ratio {dsr:.2f}), but the choice among the configurations does not hold up out of sample: {held}, no better than a coin toss.")
     else:
-        out += (f"No evidence of skill after {trials} trials: the deflated Sharpe ratio is {dsr:.2f} (0.95 would be evidence), so a Sharpe "
+        out += (f"No evidence of skill after {counted}: the deflated Sharpe ratio is {dsr:.2f} (0.95 would be evidence), so a Sharpe "
                 f"ratio of {sharpe:.2f} is what the best of {trials} tries could show by chance."
                 + (f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.') if held else ''))
     out += (f" Buy-and-hold's Sharpe ratio over the same bars was {hold:.2f}: the strategy "
             + ("did better." if sharpe > hold else "did worse, before asking whether it is skill."))
-    return out
+    return out + confidence_said(m.get('confidence_set')) + holdout_said(m.get('holdout'))
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006_01
 def trials_in_words(s: dict) -> str:
     "What a book's trial count is made of"
     if 'symbols' in s: return f"{s['trials']}: the sum of its {s['symbols']} symbols' trials (each symbol's leader was chosen on its own)"
+    if 'question' in s:
+        return (f"{trials_said(s)}: this run's {s['run_trials']} = {s['model_trials']} model configuration(s) (tuning trials included) x "
+                f"{s['per_model']} threshold(s) each; the spread of every counted configuration's Sharpe ratio sets the deflation")
     if 'model_trials' in s:
         return (f"{s['trials']} = {s['model_trials']} model configuration(s) tried (tuning trials included) x {s['per_model']} "
                 f"threshold(s) each: the grid whose spread of Sharpe ratios sets the deflation")
@@ -151,6 +191,14 @@ def metrics_frame(m: dict,             # a symbol's or the portfolio's backtest 
     return pd.DataFrame({label: [_fmt(f, m['strategy'].get(k)), _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0)]
                          for k, label, f in PERFORMANCE if keys is None or k in keys}, index=['Strategy', 'Buy & hold']).T
 
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c0ff4aac8
+def _pbo_words(p: dict | None) -> str:
+    "PBO with what it was measured over: configurations (those earlier runs kept among them), bars, splits"
+    if not p: return 'n/a (one configuration)'
+    earlier = f", {p['earlier']} of them from earlier runs on the question" if p.get('earlier') else ''
+    bars = f" on the {p['bars']:,} bars any of them traded, each in cash where it had no decision" if p.get('earlier') and p.get('bars') else ''
+    return f"{p['pbo']:.0%} ({p['strategies']} configurations{earlier}{bars}, {p['splits']:,} splits)"
+
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_02
 def skill_frame(m: dict) -> pd.DataFrame:
     "The tests of skill: PSR, DSR with its trial count, PBO, the bootstrap interval, Monte Carlo drawdowns and ruin"
@@ -160,11 +208,22 @@ def skill_frame(m: dict) -> pd.DataFrame:
             'Trials (configurations tried)': trials_in_words(s),
             'Best Sharpe expected by luck (annualised)': f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}",
             f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]",
-            'Probability of backtest overfitting': f"{m['pbo']['pbo']:.0%} ({m['pbo']['strategies']} configurations, {m['pbo']['splits']:,} splits)" if m.get('pbo') else 'n/a (one configuration)',
+            'Probability of backtest overfitting': _pbo_words(m.get('pbo')),
             'Max drawdown, Monte Carlo 5% / 50% / 95%': ' / '.join(f"{mc['max_drawdown'][q]:.1%}" for q in ('0.05', '0.5', '0.95')),
             f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths"}
     return pd.DataFrame({'': rows}).rename_axis('test')
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c73e64244
+def holdout_frame(h: dict) -> pd.DataFrame:
+    "The holdout after selection as a table: what was chosen, when, on which bars, and how it did on the bars since beside buy-and-hold"
+    rows = {'Configuration chosen': h['configuration'], 'Chosen on': h['chosen_at'][:10], 'On bars through': h['through'][:10],
+            'Bars since the choice': f"{h['bars']:,}", 'Bars that would confirm it (minimum track record, PSR 95%)': f"{h['needed']:,}" if h['needed'] else 'never (no positive Sharpe ratio chosen)'}
+    if h['status'] == 'measured':
+        rows |= {'Return after costs': f"{h['total_return']:.1%}", 'Sharpe ratio (annualised)': f"{h['sharpe']:.2f}",
+                 'PSR (one trial: nothing to deflate)': f"{h['psr']:.3f}", 'Buy-and-hold return': f"{h['buy_and_hold_return']:.1%}",
+                 'Buy-and-hold Sharpe ratio': f"{h['buy_and_hold_sharpe']:.2f}"}
+    return pd.DataFrame({'': rows}).rename_axis('holdout')
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_03
 def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
@@ -181,6 +240,8 @@ def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
              f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", f"<p><small>{html.escape(clock_in_words(m))}</small></p>", charts,
              "<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]
+    if m.get('holdout'): parts += ["<h2>Holdout after selection</h2>", f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
+                                   _table(holdout_frame(m['holdout']))]
     if 'cost_stress' in m:
         stress = pd.DataFrame(m['cost_stress']['table'])
         be = m['cost_stress']['break_even_bps']

@@ -114,19 +114,20 @@ class Backtests:
     curves: pd.DataFrame    # per symbol (and PORTFOLIO): the leader's value, buy-and-hold, Monte Carlo bands, signals
     trades: pd.DataFrame    # the leaders' trades, with why each closed; `book`: the symbol traded alone, or PORTFOLIO
     metrics: dict           # per symbol and for the portfolio: every figure of the tearsheet
-    returns: dict = field(default_factory=dict) # per symbol: per-bar returns of every model (columns), after costs
+    grid: pd.DataFrame = field(default_factory=pd.DataFrame) # per-bar returns after costs of every configuration of each symbol's grid (columns MODEL@POINT, and `symbol`)
 
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c011_02
 def skill(returns: pd.Series,          # the examined strategy's per-bar returns, after costs
           trials: int,                 # configurations tried (tuning and the model list)
           grid: pd.DataFrame | None,   # per-bar returns of the configurations around it (columns), same bars
+          variance: float | None = None, # the trials' Sharpe ratio variance (per bar) when known beyond the grid (earlier runs' too)
          ) -> tuple[dict, dict | None]:
-    "PSR and DSR (the grid's Sharpe dispersion as the trials' variance) and PBO over the grid"
+    "PSR and DSR (the trials' Sharpe dispersion: `variance`, else the grid's) and PBO over the grid"
     moments = stats.sharpe_moments(returns)
     g = grid if grid is not None and grid.shape[1] > 1 else None
     # without a grid, the sampling variance of an unskilled Sharpe ratio over these bars stands in for the trials' dispersion
-    variance = float(np.var([stats.sharpe(g[c]) for c in g], ddof=1)) if g is not None else 1 / (len(returns) - 1)
+    if variance is None: variance = float(np.var([stats.sharpe(g[c]) for c in g], ddof=1)) if g is not None else 1 / (len(returns) - 1)
     out = {**moments, 'trials': int(trials), 'sr_variance': variance, 'grid': 0 if g is None else int(g.shape[1]),
            'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
            'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
@@ -178,7 +179,7 @@ def threshold_grid(bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Cos
     grid = {}
     for m, w in made.items():
         rows, classifier = oos[oos['model'] == m].sort_index(), w['prob_up'].notna().any()
-        for t in GRID_THRESHOLDS if classifier else (0.5, 1.0, 2.0):
+        for t in sorted({*GRID_THRESHOLDS, settings.threshold}) if classifier else (0.5, 1.0, 2.0):   # the traded one is a configuration too
             if classifier and settings.short_below >= t: continue
             grid[f"{m}@{t:g}"] = (model_weights(rows, bars['close'], costs, replace(settings, threshold=t)) if classifier else
                                   model_weights(rows, bars['close'], Costs(costs.fees * t, costs.slippage * t), settings))['weight']
@@ -187,12 +188,13 @@ def threshold_grid(bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Cos
 # %% ../../nbs/05d_backtest.universe.ipynb #c011_03d
 @dataclass
 class SymbolBacktest:
-    "One symbol's backtest: its figures, the leader's curves and trades, every model's signals, the grid's weights"
+    "One symbol's backtest: its figures, the leader's curves and trades, every model's signals, the grid's weights and per-bar returns"
     metrics: dict
     curves: pd.DataFrame
     trades: pd.DataFrame
     signals: pd.DataFrame
     grid: dict[str, pd.Series]
+    grid_returns: pd.DataFrame   # every configuration's per-bar returns after costs (columns: MODEL@POINT), from the bar after the first decision
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c011_04
 def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its bars, every model's out-of-sample rows
@@ -211,7 +213,8 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     # one trial count for the book: every model configuration tried (tuning trials included) at every threshold of the grid whose
     # Sharpe dispersion deflates it and over which PBO is measured
     each = len(grid) // len(made)   # thresholds (or cost multiples) per model
-    examined, bands = examine(value, hold, trials * each, grid_values.pct_change().iloc[1:], ppy, settings)
+    grid_returns = grid_values.pct_change().iloc[1:]
+    examined, bands = examine(value, hold, trials * each, grid_returns, ppy, settings)
     examined['skill'].update(model_trials=int(trials), per_model=int(each))
     returns = value.pct_change().dropna()
     metrics = {'model': leader, 'costs': {'asset_class': asset_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
@@ -234,7 +237,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
     records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, settings.threshold, w['weight'],
                                         w['prob'] if settings.sizing == 'kelly' else None) for m, w in made.items()])
-    return SymbolBacktest(metrics, curves, mine, records, grid)
+    return SymbolBacktest(metrics, curves, mine, records, grid, grid_returns)
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c012z
 PORTFOLIO_MIN_DAYS = 20   # the leaders' portfolio is valued on a daily clock: over fewer days its statistics mean nothing
@@ -268,17 +271,17 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol, leader, calendars[symbol],
                       trials[symbol], costs[symbol], settings) for symbol, leader in leaders.items()}
     done = fan_out('backtest', backtest_one, calls)   # one unit a symbol, in process or on the run's cluster; the portfolio here, after
-    metrics, curves, trades, records, weights, grids = {}, [], [], [], {}, {}
+    metrics, curves, trades, records, weights, grids, returns = {}, [], [], [], {}, {}, []
     for symbol, one in done.items():
         metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
-        curves.append(one.curves); trades.append(one.trades); records.append(one.signals)
+        curves.append(one.curves); trades.append(one.trades); records.append(one.signals); returns.append(one.grid_returns.assign(symbol=symbol))
     if len(leaders) > 1 and clock_days(bars_by_symbol) >= PORTFOLIO_MIN_DAYS:   # fewer days: no portfolio, each symbol stands alone
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
         p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
                                                           grids, calendars, settings)
         p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
-    return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics)
+    return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics, pd.concat(returns))
 
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c013_u

@@ -225,10 +225,13 @@ def save_finals(training: Training,  # `train_universe`'s result
 # %% ../../nbs/04d_models.training.ipynb #c026r
 def training_record(training: Training, specs, # the models trained: one list, or symbol -> list (tuned per symbol)
                     trials: dict, comparisons: pd.DataFrame, studies: pd.DataFrame, params: dict, code_version: str) -> dict:
-    "The train task's metrics: parameters, each symbol's leader with its hyperparameters and scores, the leaderboard, comparisons, studies"
+    "The train task's metrics: parameters, each symbol's leader with its hyperparameters and scores, every model trained (its family, values and the trials that chose them: what a configuration is), the inputs, the leaderboard, comparisons, studies"
     board, best = training.leaderboard, training.best()
+    trained = lambda s: specs[s] if isinstance(specs, dict) else specs
     leader = lambda s, m: board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank'])
     return {'params': params, 'kind': training.kind, 'primary': training.primary, 'trials': trials, 'best': best,
-            'hyperparameters': {s: {spec.name: spec.params for spec in (specs[s] if isinstance(specs, dict) else specs)} for s in best},
+            'hyperparameters': {s: {spec.name: spec.params for spec in trained(s)} for s in best},
+            'models': {s: [{'model': spec.name, 'family': spec.family, 'params': spec.params, 'tried': spec.tried} for spec in trained(s)] for s in best},
+            'inputs': {s: list(training.columns.get(s, [])) for s in best},
             'metrics': {s: leader(s, m).to_dict() for s, m in best.items()}, 'leaderboard': board.to_dict(orient='records'),
             'comparisons': comparisons.to_dict(orient='records'), 'studies': studies.to_dict(orient='records'), 'code_version': code_version}
