@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from .config import MlfinError, NotFound, VALIDATIONS, atomic_write, run_dir
 from .backtest.portfolio import FILL_RULES
-from .backtest.tearsheet import TABLE_STYLE, VERDICTS, judge, metrics_frame
+from .backtest.tearsheet import TABLE_STYLE, metrics_frame, verdict_word
 from .backtest.universe import PORTFOLIO
 from .backtest.trials import CHOICES, Question, holdout, latest_returns, portfolio_skill, question_skill, run_trials
 from .tracking.trials import record_trials, recorded_trials
@@ -111,12 +111,13 @@ def quality_table(run: dict) -> pd.DataFrame:
 
 # %% ../nbs/07_report.ipynb #c008_02
 def overview(run: dict) -> pd.DataFrame:
-    "One row per symbol and one for the portfolio: data, model quality, trading result (%) beside the baseline, DSR and the verdict"
+    "One row per symbol and one for the portfolio: data, model quality, trading result (%) beside the baseline, DSR and the verdict (skill only, when not tradeable)"
+    tradeable = run.get('validation', {}).get('tradeable', True)
     score = lambda s, key: round(s['classification'][key], 3) if key in s.get('classification', {}) else None
     pct = lambda v: f"{v:.1%}"
     book = lambda s: {'strategy return': pct(s['strategy']['total_return']), 'buy & hold return': pct(s['buy_and_hold']['total_return']),
                       'strategy sharpe': round(s['strategy']['sharpe'], 2), 'buy & hold sharpe': round(s['buy_and_hold']['sharpe'], 2),
-                      'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None, 'verdict': VERDICTS[judge(s)] if 'skill' in s else ''}
+                      'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None, 'verdict': verdict_word(s, tradeable) if 'skill' in s else ''}
     rows = {sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
                   'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'), **book(s)}
             for sym, s in run['symbols'].items()}
@@ -310,8 +311,7 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     from mlfin.models import register_leaders
     folder = Path(product['summary']).parent
     oos, board = pd.read_parquet(upstream['train']['oos']), pd.read_parquet(upstream['train']['leaderboard'])
-    tail = '' if content['validation']['tradeable'] else ' (skill only: not tradeable in time order)'
-    verdicts = {s: {'verdict': VERDICTS[judge(m)] + tail} for s, m in trading['metrics'].items() if s in train['best']}
+    verdicts = {s: {'verdict': verdict_word(m, content['validation']['tradeable'])} for s, m in trading['metrics'].items() if s in train['best']}
     content['mlflow'] = tracking.log_run(params, ingest['symbols'], train['metrics'], trading['metrics'], Path(upstream['train']['models']),
                                          train['best'], board, [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
                                          content, oos, verdicts)

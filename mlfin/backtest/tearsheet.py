@@ -10,12 +10,13 @@ import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
 
 # %% auto #0
-__all__ = ['VERDICTS', 'TABLE_STYLE', 'PAGE_STYLE', 'PERFORMANCE', 'judge', 'trials_said', 'confidence_said', 'holdout_said',
-           'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame',
-           'holdout_frame', 'tearsheet_page', 'write_tearsheets']
+__all__ = ['VERDICTS', 'SKILL_ONLY', 'TABLE_STYLE', 'PAGE_STYLE', 'PERFORMANCE', 'judge', 'verdict_word', 'trials_said',
+           'confidence_said', 'holdout_said', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns',
+           'figures', 'metrics_frame', 'skill_frame', 'holdout_frame', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
+SKILL_ONLY = 'skill only: not tradeable in time order'   # beside every figure of a run whose models also learned from later bars
 
 def judge(m: dict) -> str:
     "The verdict on a book in a word (a key of `VERDICTS`): DSR of 0.95 and more with PBO below a half is evidence of skill"
@@ -23,6 +24,11 @@ def judge(m: dict) -> str:
     if dsr < 0.95: return 'none'
     return 'overfit' if pbo is not None and pbo >= 0.5 else 'skill'
 
+
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #ca6c846c9
+def verdict_word(m: dict, tradeable: bool = True) -> str:
+    "The verdict in a few words, as tables show it; a run that is not a trading record says so beside it"
+    return VERDICTS[judge(m)] + ('' if tradeable else f" ({SKILL_ONLY})")
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c9c317eaa
 def trials_said(s: dict) -> str:

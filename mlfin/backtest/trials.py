@@ -13,7 +13,8 @@ from .universe import skill
 
 # %% auto #0
 __all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLDOUT_MIN_BARS', 'Question', 'configuration_id',
-           'search_id', 'run_trials', 'trial_count', 'latest_returns', 'question_skill', 'portfolio_skill', 'holdout']
+           'search_id', 'search_trials', 'run_trials', 'trial_count', 'latest_returns', 'question_skill',
+           'portfolio_skill', 'holdout']
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c006
 @dataclass(frozen=True)
@@ -71,10 +72,9 @@ def configuration_id(family: str,   # the model's family
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c010
 def search_id(family: str, params: dict, # the values a search found
-              tried: int,                # its trials, the found one included
              ) -> str:
-    "The identity of the search that chose `params`: the same values found by as many trials, whoever ran it (`mlfin tune`, a run's --trials)"
-    return _digest({'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'tried': int(tried)})
+    "The identity of a search: the values it found, whoever ran it (`mlfin tune`, its workers sharing a study, a run's --trials)"
+    return _digest({'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'search': True})
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c012
 LEDGER = {'question': 'string', 'configuration': 'string', 'kind': 'string', 'name': 'string', 'model': 'string', 'family': 'string',
@@ -82,6 +82,19 @@ LEDGER = {'question': 'string', 'configuration': 'string', 'kind': 'string', 'na
           'kurtosis': 'float64', 'bars': 'int64', 'first': 'datetime64[us, UTC]', 'last': 'datetime64[us, UTC]', 'chosen': 'bool'}
 KINDS = {'configuration': "a model's values at one point of the grid, backtested after costs: one trial",
          'search': "the other trials of the search that chose a model's values: `models` of them, each at every point of the grid"}
+
+# %% ../../nbs/05g_backtest.trials.ipynb #cfe06a5a4
+def search_trials(question: Question, model: str, family: str,
+                  params: dict,   # the values the search found
+                  tried: int,     # its trials, the found one included
+                 ) -> pd.DataFrame:
+    "A search's record on a question (a run's --trials, or `mlfin tune`): its other trials, one `search` row of `LEDGER`"
+    if tried < 2: raise BadInput(f"{model}: a search of {tried} trial(s) tried nothing besides its values")
+    row = {'question': question.id, 'configuration': search_id(family, params), 'kind': 'search', 'name': f"{model} search",
+           'model': model, 'family': family, 'point': math.nan, 'models': tried - 1, 'params': json.dumps(_canonical(params)),
+           'choices': '{}', 'sharpe': math.nan, 'skew': math.nan, 'kurtosis': math.nan, 'bars': 0, 'first': None, 'last': None,
+           'chosen': False}
+    return pd.DataFrame([row])[list(LEDGER)].astype(LEDGER)
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c013
 def _moments(r: pd.Series) -> dict:
@@ -107,23 +120,18 @@ def run_trials(question: Question,
                      'point': float(point), 'models': 1, 'params': json.dumps(_canonical(m['params'])), 'sharpe': found['sr'],
                      'skew': found['skew'], 'kurtosis': found['kurtosis'], 'bars': len(r), 'first': r.index.min(), 'last': r.index.max(),
                      'chosen': name == chosen})
-    for m in models:
-        if m['tried'] > 1:
-            rows.append({'configuration': search_id(m['family'], m['params'], m['tried']), 'kind': 'search', 'name': f"{m['model']} search",
-                         'model': m['model'], 'family': m['family'], 'point': math.nan, 'models': m['tried'] - 1,
-                         'params': json.dumps(_canonical(m['params'])), 'sharpe': math.nan, 'skew': math.nan, 'kurtosis': math.nan,
-                         'bars': 0, 'first': pd.NaT, 'last': pd.NaT, 'chosen': False})
     table = pd.DataFrame(rows).assign(question=question.id, choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES})))
-    return table[list(LEDGER)].astype(LEDGER), returns.rename(columns=ids)
+    searches = [search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models if m['tried'] > 1]
+    return pd.concat([table[list(LEDGER)].astype(LEDGER), *searches], ignore_index=True), returns.rename(columns=ids)
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c014
 def trial_count(ledger: pd.DataFrame, # trials (`LEDGER` frames), any number of runs'
                 per_model: int,       # points of the grid per model: a search's trials count at each
                ) -> int:
-    "Trials a ledger holds: each configuration once however often it ran, each search's other trials at every point of the grid"
-    latest = ledger.drop_duplicates('configuration', keep='last')
-    searched = latest.loc[latest['kind'] == 'search', 'models'].sum()
-    return int((latest['kind'] == 'configuration').sum() + searched * per_model)
+    "Trials a ledger holds: each configuration once however often it ran, each search's other trials (the most any record of it counted) at every point of the grid"
+    configurations = ledger.loc[ledger['kind'] == 'configuration', 'configuration'].nunique()
+    searched = ledger[ledger['kind'] == 'search'].groupby('configuration')['models'].max().sum()
+    return int(configurations + searched * per_model)
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c016
 PBO_COVERAGE = 0.5   # an earlier configuration's kept returns join PBO when they cover at least this share of the run's bars

@@ -32,7 +32,11 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
     from mlfin.report import load_run, overview
-    typer.echo(overview(recorded := load_run(frames=False)).to_string())
+    recorded = load_run(frames=False)
+    if not recorded['validation']['tradeable']:   # every figure below is a measure of skill: said before the figures, and beside each verdict
+        typer.echo(f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are not a record "
+                   "that could have been traded in time order (each bar's model also learned from later bars).")
+    typer.echo(overview(recorded).to_string())
     reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
     store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'   # where the run was recorded
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {store}\n"
@@ -175,6 +179,9 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     from mlfin.cluster import running
     from mlfin.models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE
     from mlfin.pipeline import project_values
+    from mlfin.backtest.trials import Question, search_trials
+    from mlfin.tracking import record_search, using
+    from mlfin.report import read_json
     try:
         root = project_root()
         config = run_config(project_values(root) if root else {})
@@ -190,6 +197,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
         if study and len(wanted) * len(specs) > 1:
             raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
         splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
+        timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
         device, results = resolve_device(config.device), []
         with running(cluster, run_dir()):   # a local cluster started once for every study; a scheduler's workers checked first
             for symbol in wanted:
@@ -203,6 +211,12 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
                                f"best mean fold {found.metric} {found.value:.4f}")
                     changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}, 'tried': found.spec.tried}   # the count rides along to later runs' DSR
                     typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
+                    question = Question(symbol, timeframes[symbol], data.attrs['label'], int(data.attrs['horizon']), config.cv)
+                    if found.spec.tried > 1:   # the search is one more try at the question: every later run on it counts its trials (once)
+                        with using(config.tracking):
+                            record_search(question.id, question.key, symbol, search_trials(question, spec.name, spec.family, found.spec.params,
+                                                                                            found.spec.tried), found.study)
+                        typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on {question.key}")
     except MlfinError as e: fail(str(e))
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion")

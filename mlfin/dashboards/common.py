@@ -73,7 +73,7 @@ def index_page(folder=None):   # a run's folder; default: the latest run
     try:
         run = load_run(folder)
         for name, m in [*run['symbols'].items(), *([('PORTFOLIO', run['portfolio'])] if run.get('portfolio') else [])]:
-            parts.append(verdict_box(f"{name}: {verdict(m)}"))
+            parts.append(verdict_box(f"{name}: {verdict(m, run.get('validation', {}).get('tradeable', True))}"))
     except MlfinError as e: parts.append(verdict_box(f"No run yet: {e}"))
     found = latest_report()
     if found: parts += [verdict_box(f"Monitor ({found['at'][:16]}Z): {m['verdict']}") for m in found['models']]

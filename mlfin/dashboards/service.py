@@ -111,7 +111,10 @@ def training_section(c: Connection, series: list[str]):
     "Train: a run of the symbols asked, queued as a job, polled until it ends; then the registry's versions of its symbols"
     import ipywidgets as widgets
     symbols = widgets.Text(value=','.join(sorted({s.split(':')[0] for s in series})[:1]), description='Symbols')
-    params = widgets.Text(value='models=logistic,folds=3', description='Parameters', layout=widgets.Layout(width='520px'))
+    # empty: the project's own run (models.yaml's models, env.yaml's folds): a narrower run is the analyst's explicit choice, and
+    # every configuration it tries is counted with the ones tried on the same question before
+    params = widgets.Text(value='', placeholder="the project's run; or NAME=VALUE,... e.g. models=lightgbm,threshold=0.6",
+                          description='Parameters', layout=widgets.Layout(width='520px'))
     start, state, log = widgets.Button(description='Train', button_style='warning'), widgets.HTML(), widgets.HTML()
     def begin(_):
         given = {'symbols': symbols.value.strip()}
