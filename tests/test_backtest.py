@@ -185,3 +185,48 @@ def test_capital_goes_to_the_symbols_tradable_at_each_time():
     np.testing.assert_allclose(curve.loc[before, 'buy_and_hold'], alone.reindex(before), rtol=1e-12)
     by_vol, _, _ = backtest_portfolio(bars, weights, {'SPX': Costs(1.0, 2.0), 'EURUSD': Costs(0.3, 0.5)}, trials=2, reps=200, allocation='inverse_vol')
     assert by_vol['allocation'] == 'inverse_vol' and by_vol['strategy']['total_return'] != metrics['strategy']['total_return']
+
+
+# --- every book ends flat: closed at the open of its last bar, the exit paid (issue 33) ---
+
+def by_hand(bars: pd.DataFrame, long: pd.Series, fee: float, slip: float, cash: float = 10_000.0) -> tuple[np.ndarray, bool]:
+    """A long-or-flat book's value at each close, by the fill rules with nothing but arithmetic: decided at a close, filled at the next
+    open (all the cash in, or everything out), fees on the traded value and slippage against the trade, closed at the open of the last bar"""
+    want = long.astype('float64').reindex(bars.index).fillna(0).shift(1).fillna(0).to_numpy().copy()
+    held_into_last = bool(want[-1] == 1)
+    want[-1] = 0.0
+    units, value = 0.0, []
+    for w, o, c in zip(want, bars['open'].to_numpy(), bars['close'].to_numpy()):
+        if w == 1 and units == 0: units, cash = cash / (o * (1 + slip) * (1 + fee)), 0.0
+        elif w == 0 and units > 0: units, cash = 0.0, units * o * (1 - slip) * (1 - fee)
+        value.append(cash + units * c)
+    return np.array(value), held_into_last
+
+
+def test_every_book_recomputed_by_hand_from_the_saved_predictions_and_bars(pipeline_run):
+    "Each symbol's traded book, and every model at every threshold of its grid, recomputed from the run's predictions and bars, last bar included"
+    from mlfin.data import split_symbols
+    home, summary = pipeline_run['home'], pipeline_run['summary']
+    bars = split_symbols(pd.read_parquet(home/'run'/'bars.parquet'))
+    oos, curves = pd.read_parquet(home/'run'/'oos.parquet'), pd.read_parquet(home/'run'/'curves.parquet')
+    grid, trades = pd.read_parquet(home/'run'/'grid.parquet'), pd.read_parquet(home/'run'/'trades.parquet')
+    threshold, held_into_last = summary['params']['threshold'], 0
+    for symbol, entry in summary['symbols'].items():
+        fee, slip = entry['costs']['fees_bps'] / 1e4, entry['costs']['slippage_bps'] / 1e4
+        mine = grid[grid['symbol'] == symbol].drop(columns='symbol')
+        for model, rows in oos[oos['symbol'] == symbol].groupby('model'):
+            p = rows['prob_up'].sort_index()
+            b = bars[symbol].loc[p.index[0]:p.index[-1]]
+            for point in [c.split('@')[1] for c in mine if c.startswith(f"{model}@")]:
+                value, held = by_hand(b, p > float(point), fee, slip)
+                held_into_last += held
+                np.testing.assert_allclose(mine[f"{model}@{point}"].to_numpy(), value[1:] / value[:-1] - 1, rtol=0, atol=1e-12,
+                                           err_msg=f"{symbol} {model}@{point}")
+                if model == entry['model'] and float(point) == threshold:   # the traded book: its curve, its figures, its last trade
+                    curve = curves.loc[curves['symbol'] == symbol, 'strategy'].to_numpy()
+                    np.testing.assert_allclose(curve, value, rtol=1e-9, err_msg=symbol)
+                    assert entry['strategy']['total_return'] == pytest.approx(value[-1] / value[0] - 1, rel=1e-9)
+                    last = trades[trades['book'] == symbol].iloc[-1]
+                    assert (last['Status'], last['exit_reason'] if held else 'end') == ('Closed', 'end'), last   # nothing left open
+                    if held: assert last['Avg Exit Price'] == pytest.approx(b['open'].iloc[-1] * (1 - slip), rel=1e-12)
+    assert held_into_last > 0, "no book held a position into its last bar: the exit there was never exercised"

@@ -25,6 +25,15 @@ def test_two_tune_workers_share_one_study_on_postgresql(pipeline_run, postgres_s
     assert len(trials) == 8 and sorted(t.number for t in trials) == list(range(8))  # both workers' trials, in one study
     assert {t.state.name for t in trials} <= {'COMPLETE', 'PRUNED'}
     assert 'study shared:' in outputs[0][0] and 'models.yaml:  lightgbm:' in outputs[0][0]
+    # each worker recorded the search on SPX's question with the study's count when it finished: every later run counts its 7 other trials once
+    from mlfin.backtest.trials import Question, trial_count
+    from mlfin.tracking import recorded_trials
+    os.environ['MLFIN_HOME'] = str(pipeline_run['home'])
+    try: found, _ = recorded_trials(Question('SPX', '1d', 'direction', 1, 'walk_forward').id)
+    finally: del os.environ['MLFIN_HOME']
+    searches = found[found['kind'] == 'search']
+    assert len(searches) == 2 and searches['models'].max() == 7 and searches['name'].eq('lightgbm search').all(), searches
+    assert all('recorded: ' in out for out, _ in outputs), outputs
 
 
 def test_same_seed_same_metrics_for_every_family():

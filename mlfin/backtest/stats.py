@@ -169,12 +169,14 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
         sd = np.sqrt(np.maximum((mask @ s2 - n * mean ** 2) / (n - 1), 0))
         with np.errstate(divide='ignore', invalid='ignore'): return np.where(sd > 0, mean / sd, 0.0)
     is_sr, oos_sr = ratio(inside), ratio(1 - inside)
-    best = is_sr.argmax(1)
-    picked = oos_sr[np.arange(len(best)), best]
-    rank = (oos_sr < picked[:, None]).sum(1) + 0.5 * ((oos_sr == picked[:, None]).sum(1) - 1) + 1  # 1 worst .. N best, ties shared
+    chosen_is = is_sr.max(1)
+    # the configurations best in sample, ties included (identical ones, in any column order): the pick is any of them alike, so
+    # its out-of-sample rank and Sharpe ratio are theirs averaged; the order the columns come in never decides
+    tied = is_sr >= chosen_is[:, None] - 1e-12 * np.maximum(np.abs(chosen_is[:, None]), 1e-300)
+    ranks = stats.rankdata(oos_sr, axis=1)        # 1 worst .. N best out of sample, ties sharing their ranks
+    rank, picked = (ranks * tied).sum(1) / tied.sum(1), (oos_sr * tied).sum(1) / tied.sum(1)
     omega = rank / (m.shape[1] + 1)
     logits = np.log(omega / (1 - omega))
-    chosen_is = is_sr[np.arange(len(best)), best]
     slope, intercept = np.polyfit(chosen_is, picked, 1) if np.ptp(chosen_is) > 0 else (float('nan'), float('nan'))
     return {'pbo': float((logits <= 0).mean()), 'logits': logits, 'splits': len(chosen), 'strategies': m.shape[1],
             'degradation_slope': float(slope), 'degradation_intercept': float(intercept),

@@ -8,6 +8,7 @@ import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, s
 from pathlib import Path
 from ..config import BadInput, MlfinError, NotFound, Unavailable, die_with_parent, run_config
 from . import db as tables
+from ..backtest.tearsheet import verdict_word
 
 # %% auto #0
 __all__ = ['STATES', 'LOG_BYTES', 'GRACE', 'CRASHES', 'check_params', 'Jobs']
@@ -248,7 +249,7 @@ def _tail(path: Path) -> str:
 
 # %% ../../nbs/10d_service.jobs.ipynb #c007b_02
 def _summary(home: Path) -> dict:
-    "What a finished run made: per symbol its leader, scores and registry outcome (from the run's summary.json)"
+    "What a finished run made: per symbol its leader, scores, verdict with the trials it counted, and registry outcome (from the run's summary.json)"
     path = home/'run'/'summary.json'
     if not path.exists(): return {}
     run = json.loads(path.read_text())
@@ -256,6 +257,8 @@ def _summary(home: Path) -> dict:
     return {'created': run.get('created'), 'trials': run.get('trials'),
             'symbols': {s: {'model': m.get('model'), 'timeframe': m.get('timeframe'),
                             **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
+                            **({'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)), 'dsr': m['skill']['dsr'],
+                                'trials': m['skill']['trials'], 'run_trials': m['skill'].get('run_trials', m['skill']['trials'])} if 'skill' in m else {}),
                             'registered': registry.get(s)} for s, m in run.get('symbols', {}).items()}}
 
 

@@ -28,12 +28,12 @@ def record_trials(run_id: str,          # the run that tried them (a pipeline ru
                   table: pd.DataFrame,  # its trials (`backtest.trials.LEDGER`)
                   returns: pd.DataFrame | None = None, # the backtested configurations' per-bar returns (columns: configuration ids)
                  ) -> list[str]:
-    "Keep a run's trials on a question with the run, tagged with the question; the returns as float32 (what PBO needs of them)"
+    "Keep a run's trials on a question with the run, tagged with the question, the returns as they are (a later run's PBO takes them exactly)"
     client = configured_mlflow().MlflowClient()
     client.set_tag(run_id, TAG, _question(question_id)); client.set_tag(run_id, 'mlfin.question_key', key)
     with tempfile.TemporaryDirectory() as folder:
         table.to_parquet(Path(folder)/'trials.parquet')
-        if returns is not None and len(returns.columns): returns.astype('float32').to_parquet(Path(folder)/'returns.parquet')
+        if returns is not None and len(returns.columns): returns.astype('float64').to_parquet(Path(folder)/'returns.parquet')
         client.log_artifacts(run_id, folder, FOLDER)
         return sorted(p.name for p in Path(folder).iterdir())
 
