@@ -62,12 +62,15 @@ def test_buy_and_hold_matches_an_independent_computation(pipeline_run):
         bars = load_sample(symbol)
         rows = curves[curves['symbol'] == symbol]
         entry_open = bars['open'].loc[rows.index[1]]  # bought at the open of the bar after the first signal
-        expected = bars['close'].loc[rows.index[-1]] / (entry_open * (1 + slippage) * (1 + fees)) - 1
+        exit_open = bars['open'].loc[rows.index[-1]]  # sold at the open of the last bar, as every book ends (the fill rules)
+        expected = exit_open * (1 - slippage) * (1 - fees) / (entry_open * (1 + slippage) * (1 + fees)) - 1
         assert entry['buy_and_hold']['total_return'] == pytest.approx(expected, rel=1e-6)
-        ppy = periods_per_year(entry['calendar'], entry['timeframe'])
+        ppy = periods_per_year(entry['calendar'], entry['timeframe'], rows.index[0], rows.index[-1])
         returns = rows['buy_and_hold'].pct_change().dropna()
         assert entry['buy_and_hold']['sharpe'] == pytest.approx(returns.mean() / returns.std() * np.sqrt(ppy))
-        assert ppy == (252 if symbol != 'EURUSD' else 6240)
+        assert ppy == entry['periods_per_year'] == ((252 + 251) / 2 if symbol != 'EURUSD' else 6242)   # NYSE's 2016 and 2017; FX's 2017 hours
+        assert entry['buy_and_hold']['annual_return'] == pytest.approx(   # a year of time elapsed, not of bars
+            (1 + entry['buy_and_hold']['total_return']) ** (pd.Timedelta(days=365.25) / (rows.index[-1] - rows.index[0])) - 1)
 
 
 def test_strategy_curve_is_consistent(pipeline_run):

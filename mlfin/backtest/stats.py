@@ -58,10 +58,12 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
                 position: pd.Series | pd.DataFrame | None = None, # held position per bar (1, 0, -1, or a fraction; a column per symbol of a portfolio): turnover and exposure
                 trade_pnl: np.ndarray | None = None, # each closed trade's profit or loss in money, sized and after costs: win rate, profit factor
                ) -> dict[str, float]:
-    "Return, risk and trading figures of a value curve, annualised by the asset's calendar"
+    "Return, risk and trading figures of a value curve: risk annualised by the calendar's bars a year, returns by the time elapsed"
     returns = value.pct_change().dropna()
     r = returns.to_numpy()
-    years = len(r) / periods_per_year
+    # a year is the calendar's: the time from the first bar to the last (missing bars make no shorter year); without times, bars
+    timed = isinstance(value.index, pd.DatetimeIndex) and len(value) > 1
+    years = (value.index[-1] - value.index[0]) / pd.Timedelta(days=365.25) if timed else len(r) / periods_per_year
     total = float(value.iloc[-1] / value.iloc[0] - 1)
     annual = float((1 + total) ** (1 / years) - 1) if years > 0 and total > -1 else float('nan')
     downside = math.sqrt(np.mean(np.minimum(r, 0) ** 2)) if len(r) else 0.0

@@ -203,7 +203,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     "One symbol: every model after costs, the leader examined"
     from mlfin.data.bars import periods_per_year
     timeframe = bars.attrs.get('timeframe', '')
-    ppy = periods_per_year(calendar, timeframe)
+    ppy = periods_per_year(calendar, timeframe, bars.index[0], bars.index[-1])   # the calendar's trading time in the bars' years
     if leader not in set(oos['model']): raise BadInput(f"{symbol}: the leader {leader!r} has no out-of-sample rows")
     made, pf, per_model = trade_models(bars, oos, costs, settings, ppy)
     value, chosen = pf.value()[leader], made[leader]

@@ -9,7 +9,7 @@ import numpy as np, pandas as pd
 from ..config import BadInput
 
 # %% auto #0
-__all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES',
+__all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES', 'GLOBEX',
            'check_timeframe', 'check_zone', 'check_calendar', 'bars_frame', 'fingerprint', 'exchange', 'expected_bars',
            'session_bins', 'bar_end', 'closed_bars', 'resample', 'bars_from_trades', 'factor_from_adjusted_close',
            'factor_from_actions', 'adjusted', 'periods_per_year']
@@ -89,8 +89,24 @@ def exchange(calendar: str, since=None):
 @lru_cache(maxsize=16)
 def _exchange(calendar: str, year: int):
     import exchange_calendars as xc
+    if calendar == 'CMES': return _globex()(start=f"{year}-01-01")
     return xc.get_calendar(calendar, start=f"{year}-01-01")
 
+
+# CME Globex's equity-index hours, which exchange_calendars' CMES (17:00 to 17:00 Chicago time, no halt) does not model
+GLOBEX = ("CMES: CME Globex equity-index hours, 17:00 to 16:00 Chicago time from 28 June 2021 (a daily one-hour halt); before, "
+          "17:00 to 16:15 with a halt from 15:15 to 15:30: 23 hours a session either way, 12:00 closes on the exchange's holidays")
+
+@lru_cache(maxsize=1)
+def _globex():
+    "exchange_calendars' CMES calendar with Globex's halts (`GLOBEX`): sessions, holidays and early closes its own"
+    from datetime import time
+    from exchange_calendars.exchange_calendar_cmes import CMESExchangeCalendar
+    class Globex(CMESExchangeCalendar):
+        close_times = ((None, time(16, 15)), (pd.Timestamp('2021-06-28'), time(16)))
+        break_start_times = ((None, time(15, 15)), (pd.Timestamp('2021-06-28'), None))
+        break_end_times = ((None, time(15, 30)), (pd.Timestamp('2021-06-28'), None))
+    return Globex
 
 # %% ../../nbs/01_data.bars.ipynb #c009_01
 def _fx_trading_day(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -245,17 +261,17 @@ def adjusted(bars: pd.DataFrame, factor: pd.Series) -> pd.DataFrame:
 
 
 # %% ../../nbs/01_data.bars.ipynb #c023
-_TF_HOURS = {'1m': 1/60, '5m': 5/60, '1h': 1.0}
+@lru_cache(maxsize=512)
+def _bars_in_year(calendar: str, timeframe: str, year: int) -> int:
+    "Bars `calendar` trades at `timeframe` in the UTC calendar year `year`, counted on the calendar"
+    start = pd.Timestamp(f"{year}-01-01", tz='UTC')
+    return len(expected_bars(calendar, timeframe, start, start + pd.DateOffset(years=1) - pd.Timedelta(1, 'ns')))
 
-def periods_per_year(calendar: str, timeframe: str) -> float:
-    "Bars in a year of `calendar` at `timeframe` (252 sessions of the exchange's regular length)"
-    if timeframe == '1d' and calendar not in ROUND_THE_CLOCK:
-        check_calendar(calendar); return 252.0  # daily bars need no session lengths: no calendar built
-    if calendar in ROUND_THE_CLOCK:
-        days, hours = (260, 24.0) if calendar == '24/5' else (365, 24.0)
-    else:
-        cal = exchange(check_calendar(calendar))
-        recent = cal.sessions_in_range(cal.last_session - pd.Timedelta(days=400), cal.last_session)
-        hours = float(np.median((cal.closes.reindex(recent) - cal.opens.reindex(recent)).dt.total_seconds())) / 3600
-        days = 252
-    return float(days) if timeframe == '1d' else days * hours / _TF_HOURS[timeframe]
+
+def periods_per_year(calendar: str, timeframe: str,
+                     first: pd.Timestamp, last: pd.Timestamp, # the bars' first and last times: the years whose trading time counts
+                    ) -> float:
+    "Bars a year of `calendar` trades at `timeframe`, counted on the calendar (sessions, hours, halts, holidays, early closes) and averaged over the years from `first` to `last`"
+    check_calendar(calendar); check_timeframe(timeframe)
+    years = range(pd.Timestamp(first).tz_convert('UTC').year, pd.Timestamp(last).tz_convert('UTC').year + 1)
+    return float(np.mean([_bars_in_year(calendar, timeframe, y) for y in years]))
