@@ -8,10 +8,12 @@ import math
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from ..config import BadInput, COST_PRESETS, apply_runtime_env
+from ..data.bars import FUTURES_CALENDARS, asset_class   # the calendar's word for what a symbol is: costs follow it
+_all_ = ['FUTURES_CALENDARS', 'asset_class']
 
 # %% auto #0
-__all__ = ['FILL_RULES', 'COSTS', 'FUTURES_CALENDARS', 'EXIT_REASONS', 'Costs', 'asset_class', 'costs_for', 'stop_orders',
-           'simulate', 'buy_and_hold', 'warm_up']
+__all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'simulate', 'buy_and_hold', 'warm_up',
+           'FUTURES_CALENDARS', 'asset_class']
 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c005
 FILL_RULES = ("A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares of the "
@@ -56,13 +58,6 @@ class Costs:
         return 2 * (self.fees + self.slippage) / 1e4
 
 COSTS = {asset: Costs(*preset) for asset, preset in COST_PRESETS.items()}   # declared once, in the run's config
-FUTURES_CALENDARS = {'CMES', 'CBOT', 'COMEX', 'NYMEX', 'IEPA', 'XCBF', 'us_futures'}
-
-
-# %% ../../nbs/05b_backtest.portfolio.ipynb #c007_00
-def asset_class(calendar: str) -> str:
-    "The asset class a calendar implies: crypto trades 24/7, FX 24/5, futures on their exchanges' calendars, the rest equity"
-    return {'24/7': 'crypto', '24/5': 'fx'}.get(calendar, 'futures' if calendar in FUTURES_CALENDARS else 'equity')
 
 
 # %% ../../nbs/05b_backtest.portfolio.ipynb #c007_01

@@ -9,10 +9,11 @@ import numpy as np, pandas as pd
 from ..config import BadInput
 
 # %% auto #0
-__all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES', 'GLOBEX',
-           'check_timeframe', 'check_zone', 'check_calendar', 'bars_frame', 'fingerprint', 'exchange', 'expected_bars',
-           'session_bins', 'bar_end', 'closed_bars', 'resample', 'bars_from_trades', 'factor_from_adjusted_close',
-           'factor_from_actions', 'adjusted', 'periods_per_year']
+__all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES',
+           'FUTURES_CALENDARS', 'GLOBEX', 'check_timeframe', 'check_zone', 'check_calendar', 'asset_class',
+           'bars_frame', 'fingerprint', 'exchange', 'expected_bars', 'session_bins', 'bar_end', 'closed_bars',
+           'resample', 'bars_from_trades', 'factor_from_adjusted_close', 'factor_from_actions', 'adjusted',
+           'periods_per_year']
 
 # %% ../../nbs/01_data.bars.ipynb #c006
 BAR_COLUMNS = ['open', 'high', 'low', 'close', 'volume']
@@ -49,6 +50,13 @@ def check_calendar(calendar: str, where: str = 'calendar') -> str:
         raise BadInput(f"{where}: unknown calendar {calendar!r}; use 24/5, 24/7 or an exchange code such as XNYS")
     return calendar
 
+
+# %% ../../nbs/01_data.bars.ipynb #cb682b7ab
+FUTURES_CALENDARS = {'CMES', 'CBOT', 'COMEX', 'NYMEX', 'IEPA', 'XCBF', 'us_futures'}
+
+def asset_class(calendar: str) -> str:
+    "The asset class a calendar implies (what a backtest's cost preset and an ingest's report name): crypto trades 24/7, FX 24/5, futures on their exchanges' calendars, the rest equity"
+    return {'24/7': 'crypto', '24/5': 'fx'}.get(calendar, 'futures' if calendar in FUTURES_CALENDARS else 'equity')
 
 # %% ../../nbs/01_data.bars.ipynb #c006_02
 def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str,
