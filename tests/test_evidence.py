@@ -94,3 +94,20 @@ def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(p
         assert 'Holdout after selection' in page and f"{h['total_return']:.1%} after costs on the {h['bars']} bars since" in page
     from mlfin.report import symbol_tables_html   # the run page (dashboards/run.ipynb) shows it too
     assert 'Holdout after selection (one trial)' in symbol_tables_html({**now, 'curves': curves}, 'SPX')
+
+
+def test_a_run_of_five_minute_es_resamples_the_stored_minutes_on_the_cme_calendar(tmp_path):
+    "`--symbols ES:5m` as the README promises: the one-minute sample resampled on Globex's sessions, futures costs, Globex's year"
+    from mlfin.data import load_sample, resample
+    done = mlfin(tmp_path, 'run', '--symbols', 'ES:5m', '--models', 'logistic,lightgbm', '--reports', str(tmp_path/'reports'))
+    entry = summary(tmp_path)['symbols']['ES']
+    expected = resample(load_sample('ES'), '5m', 'CMES')
+    assert (entry['timeframe'], entry['calendar'], entry['resampled_from'], entry['bars']) == ('5m', 'CMES', '1m', len(expected))
+    assert entry['costs'] == {'asset_class': 'futures', 'fees_bps': 0.2, 'slippage_bps': 0.5, 'round_trip_bps': 1.4}
+    assert entry['periods_per_year'] == 250 * 23 * 12 + 8 * 19 * 12   # Globex 2013: 23-hour sessions, eight noon closes
+    bars = pd.read_parquet(tmp_path/'run'/'bars.parquet')
+    pd.testing.assert_frame_equal(bars[['open', 'high', 'low', 'close', 'volume']], expected[['open', 'high', 'low', 'close', 'volume']],
+                                  check_freq=False, check_index_type=False)
+    assert 'ES' in done.stdout and len(list((tmp_path/'resampled').iterdir())) == 1   # cached like a feature
+    assert '0 task(s) ran (nothing changed)' in mlfin(tmp_path, 'run', '--symbols', 'ES:5m', '--models', 'logistic,lightgbm',
+                                                      '--reports', str(tmp_path/'reports')).stdout

@@ -5,24 +5,26 @@
 # %% ../../nbs/01d_data.facade.ipynb #c003
 from __future__ import annotations
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound
+from ..config import BadInput, NotFound, atomic_write, home
 from ..progress import step
-from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
+from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, asset_class, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .files import read_file
 from .samples import SAMPLES, load_sample, package_version, read_sample
 from .sources import Batch, read_records
 from .stores import open_store
-from .stores.rules import check_symbol
+from .stores.rules import check_symbol, span
 
 # %% auto #0
-__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'ingest', 'read_actions', 'push',
-           'load', 'ls', 'quality_report', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'ingest_universe',
-           'series_stamps', 'split_symbols', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES',
-           'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
+__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'ingest',
+           'read_actions', 'push', 'load', 'ls', 'quality_report', 'universe', 'calendar_of', 'sample_for',
+           'ensure_sample', 'source_timeframe', 'resampled', 'ingest_universe', 'series_stamps', 'split_symbols',
+           'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample',
+           'fingerprint', 'periods_per_year', 'resample', 'open_store']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
 _all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
@@ -38,6 +40,13 @@ class IngestReport:
     first_problem: str = ''   # the first of them, as a one-line message
     notes: list = field(default_factory=list)
     anomalies: list = field(default_factory=list) # (time, kind, detail) of each spike, stale run or off-calendar bar found in the batch
+    layout: str = ''          # how the source was read (plain, yahoo, mt5-rates, ...)
+    calendar_from: str = ''   # where the calendar came from: given, the sample's, the series', another bar size's of the symbol, a guess
+
+    @property
+    def asset_class(self) -> str:
+        "What the calendar says the series is (crypto, fx, futures, equity): what its backtest's costs and annualisation follow"
+        return asset_class(self.calendar) if self.calendar else ''
 
     def __str__(self):
         line = (f"{self.source}: {self.symbol} {self.timeframe}: {self.rows - self.quarantined:,} good row(s) "
@@ -47,7 +56,9 @@ class IngestReport:
             shown = ', '.join(f"{kind} at {ts} ({detail})" for ts, kind, detail in self.anomalies[:3])
             more = f" and {len(self.anomalies) - 3} more (mlfin quality {self.symbol})" if len(self.anomalies) > 3 else ''
             line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
-        return line + ''.join(f"; {n}" for n in self.notes)
+        line += ''.join(f"; {n}" for n in self.notes)
+        return line + (f"; read as {self.layout}, calendar {self.calendar} ({self.calendar_from}), asset class {self.asset_class}"
+                       if self.calendar_from else '')
 
 
 # %% ../../nbs/01d_data.facade.ipynb #c007_00
@@ -138,6 +149,20 @@ def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-cale
     return (f"times look shifted by {shift:+d} h against calendar {calendar}: {who} send "
             + (f"tz={zone} (or the zone's name)" if zone else "tz=the zone's name"))
 
+# %% ../../nbs/01d_data.facade.ipynb #cdcd8cd4c
+def settle_calendar(given: str | None, # the calendar the caller named, if any
+                    sample: str | None, kept: dict, # the sample read, if any; the series' stored record
+                    store, symbol: str, timeframe: str, bars: pd.DataFrame, source: str) -> tuple[str, str, dict]:
+    "A batch's calendar and where it came from: given, the sample's, the series' own, the symbol's stored at another bar size, else a guess; and what else that series recorded"
+    if given: return check_calendar(given, source), 'given', {}
+    if sample: return SAMPLES[sample].calendar, "the sample's", {}
+    if kept.get('calendar'): return kept['calendar'], "the series'", {}
+    for other in TIMEFRAMES:   # the same symbol at another bar size: five-minute ES is the one-minute ES's future, not a guess's
+        found = store.meta(symbol, other) if other != timeframe else {}
+        if found.get('calendar'):
+            return found['calendar'], f"the stored {symbol}:{other}'s", {k: found[k] for k in ('asset_class',) if k in found}
+    return check_calendar(guess_calendar(bars), source), 'guessed from the bars; --calendar names another', {}
+
 # %% ../../nbs/01d_data.facade.ipynb #c007f
 def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
            symbol: str | None = None,    # what the bars are of (samples know)
@@ -175,14 +200,14 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
                        f"would mix with them. Store it under another name: --symbol {symbol}_SAMPLE")
     if len(found.bars):  # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
         check_spacing(found.bars, timeframe, batch.source)
-        calendar = check_calendar(calendar or (SAMPLES[sample].calendar if sample else None) or kept.get('calendar')
-                                  or guess_calendar(found.bars), batch.source)
+        calendar, calendar_from, inherited = settle_calendar(calendar, sample, kept, store, symbol, timeframe, found.bars, batch.source)
         from mlfin.data.quality import off_calendar as off_the_calendar
         off = off_the_calendar(found.bars, calendar)
         if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
         if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
     if strict and len(found.rejected): raise BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
-    report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected), notes=found.notes)
+    report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected), notes=found.notes,
+                          layout=batch.layout, calendar_from=calendar_from if len(found.bars) else '')
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         store.quarantine(found.rejected, symbol, timeframe, batch.source)
@@ -198,7 +223,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
     odd = anomalies(found.bars, calendar)
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
-    meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **({'volume': volume} if volume else {}),
+    meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **({'volume': volume} if volume else {}), **inherited,
             **(_provenance(sample) if sample else {})}
     counts = store.write(found.bars, meta)
     change = counts.pop('first_change', None)
@@ -332,6 +357,48 @@ def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
     return True
 
 
+# %% ../../nbs/01d_data.facade.ipynb #c2a034378
+def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
+    "The bar size a run reads to give `symbol`'s `timeframe` bars: that one when stored (or a sample's), else the coarsest finer one, to be resampled"
+    store = open_store(store)
+    held = lambda tf: bool(store.meta(symbol, tf)) or sample_for(symbol, tf, store) is not None
+    if held(timeframe): return timeframe
+    order = list(TIMEFRAMES)
+    finer = [tf for tf in order[:order.index(check_timeframe(timeframe))] if held(tf)]
+    return finer[-1] if finer else timeframe   # the coarsest finer size: the fewest bars to aggregate
+
+# %% ../../nbs/01d_data.facade.ipynb #c66c101a5
+@lru_cache(maxsize=1)
+def _aggregating_code() -> str:
+    "What makes coarser bars (the bars module: resampling, sessions, calendars): a resampled series is made again when it changes"
+    import hashlib, mlfin.data.bars as module
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
+
+
+def resampled(symbol: str, source: str, # a stored series and its bar size
+              timeframe: str,           # the coarser bar size wanted
+              start: str | None = None, end: str | None = None, # as `load`'s
+              store=None,
+             ) -> pd.DataFrame:
+    "A stored series' bars at a coarser size, on its own calendar's sessions; cached like a feature (keyed by the series' stamp and the aggregating code)"
+    import hashlib
+    store = open_store(store)
+    calendar = store.meta(symbol, source).get('calendar') or 'XNYS'
+    key = hashlib.sha256('|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)), _aggregating_code()]).encode()).hexdigest()[:24]
+    path = home()/'resampled'/f"{key}.parquet"
+    if path.exists(): bars = pd.read_parquet(path)
+    else:
+        bars = resample(load(symbol, source, store=store), timeframe, calendar)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: bars.to_parquet(tmp))   # a reader never sees half a file
+    lo, hi, closed = span(start, end)
+    keep = np.ones(len(bars), dtype=bool)
+    if lo is not None: keep &= bars.index >= lo
+    if hi is not None: keep &= (bars.index <= hi) if closed else (bars.index < hi)
+    bars = bars[keep]
+    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=calendar, source=store.meta(symbol, source).get('source', ''), resampled_from=source)
+    return bars
+
 # %% ../../nbs/01d_data.facade.ipynb #c013d
 def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                     start: str | None = None, end: str | None = None, # date range kept for the run
@@ -343,10 +410,11 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
     frames, manifest = [], []
     for i, (symbol, timeframe) in enumerate(pairs):
         step('ingest', f"{symbol} {timeframe}", i, len(pairs))
-        ensure_sample(symbol, timeframe, store)
-        bars = load(symbol, timeframe, start, end, store=store)
+        source = source_timeframe(symbol, timeframe, store)   # a coarser size than stored: resampled from the finer series
+        ensure_sample(symbol, source, store)
+        bars = load(symbol, timeframe, start, end, store=store) if source == timeframe else resampled(symbol, source, timeframe, start, end, store)
         if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
-        kept = store.meta(symbol, timeframe)
+        kept = store.meta(symbol, source)
         sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another
         calendar = kept.get('calendar') or 'XNYS'
         manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
@@ -356,7 +424,8 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                          'bars': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1]),
                          'fingerprint': fingerprint(bars),
                          'quality': {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in
-                                     quality_row(bars, calendar, len(store.quarantined(symbol).query('timeframe == @timeframe'))).items()}})
+                                     quality_row(bars, calendar, len(store.quarantined(symbol).query('timeframe == @source'))).items()},
+                         **({'resampled_from': source} if source != timeframe else {})})
         frames.append(bars.assign(symbol=symbol, timeframe=timeframe))
     return pd.concat(frames), manifest
 
@@ -367,8 +436,9 @@ def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
     store = open_store(store)
     stamps = {}
     for symbol, timeframe in pairs:
-        ensure_sample(symbol, timeframe, store)
-        stamps[f"{symbol}:{timeframe}"] = found = store.stamp(symbol, timeframe)
+        source = source_timeframe(symbol, timeframe, store)   # a resampled series changes when its source does
+        ensure_sample(symbol, source, store)
+        stamps[f"{symbol}:{timeframe}"] = found = store.stamp(symbol, source) and (store.stamp(symbol, source) + ('' if source == timeframe else f" <- {source}"))
         if found is None:   # before any task starts, not in the ingest task's kernel
             held = store.ls()
             listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
