@@ -136,6 +136,9 @@ class Anomaly(BaseModel):
 # %% ../../nbs/10e_service.routes.ipynb #c007_07
 class Ingested(BaseModel):
     symbol: str; timeframe: str; calendar: str
+    calendar_from: str = Field('', description="where the calendar came from: given, the series', the symbol's stored at another bar size, a guess")
+    asset_class: str = Field('', description="what the calendar says the series is (equity, fx, futures, crypto): its backtest's costs follow it")
+    layout: str = Field('', description="how the candles were read (mt5-rates, plain, ...)")
     rows: int = Field(description="candles received")
     new: int; changed: int; unchanged: int; quarantined: int; total: int
     first_problem: str = Field(description="the first quarantined row's reason, if any")
@@ -288,7 +291,8 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> I
     return _ingested(report)
 
 def _ingested(report) -> Ingested:
-    return Ingested(symbol=report.symbol, timeframe=report.timeframe, calendar=report.calendar, rows=report.rows, new=report.new,
+    return Ingested(symbol=report.symbol, timeframe=report.timeframe, calendar=report.calendar, calendar_from=report.calendar_from,
+                    asset_class=report.asset_class, layout=report.layout, rows=report.rows, new=report.new,
                     changed=report.changed, unchanged=report.unchanged, quarantined=report.quarantined, total=report.total,
                     first_problem=report.first_problem, anomalies=[Anomaly(ts=t, kind=k, detail=d) for t, k, d in report.anomalies],
                     notes=[str(n) for n in report.notes])
