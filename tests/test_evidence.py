@@ -111,3 +111,19 @@ def test_a_run_of_five_minute_es_resamples_the_stored_minutes_on_the_cme_calenda
     assert 'ES' in done.stdout and len(list((tmp_path/'resampled').iterdir())) == 1   # cached like a feature
     assert '0 task(s) ran (nothing changed)' in mlfin(tmp_path, 'run', '--symbols', 'ES:5m', '--models', 'logistic,lightgbm',
                                                       '--reports', str(tmp_path/'reports')).stdout
+
+
+def test_a_run_with_features_named_on_other_bars(tmp_path):
+    "features.yaml's intraday_context spec on hourly EURUSD: its own daily RSI from completed FX days, the S&P 500's from the store"
+    from mlfin import features
+    from mlfin.data import load_sample
+    mlfin(tmp_path, 'run', '--symbols', 'EURUSD', '--spec', 'intraday_context', '--models', 'logistic', '--reports', str(tmp_path/'reports'))
+    data = pd.read_parquet(tmp_path/'run'/'dataset.parquet')
+    assert {'rsi_14@1d', 'natr_14@1d', 'returns@1d', 'returns@SPX', 'rsi_14@SPX'} <= set(data.columns), data.columns
+    assert data.attrs['groups']['daily'] == ['rsi_14@1d', 'natr_14@1d', 'returns@1d']
+    bars = load_sample('EURUSD')
+    bars.attrs['calendar'] = '24/5'
+    expected = features.build(bars, ['rsi_14@1d', 'returns@SPX'], others=lambda symbol, timeframe: load_sample('SPX'))
+    pd.testing.assert_frame_equal(data[['rsi_14@1d', 'returns@SPX']], expected.loc[data.index], check_freq=False, rtol=1e-12)
+    listed = mlfin(tmp_path, 'data', 'ls').stdout
+    assert 'SPX' in listed and 'EURUSD' in listed   # the S&P 500 taken from its sample into the store, as a run would

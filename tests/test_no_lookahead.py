@@ -126,6 +126,28 @@ def test_other_bar_sizes_and_assets_use_only_completed_bars():
     assert features.check_no_lookahead(lambda b: features.cross_asset(b, hourly, ['returns']), spx.loc['2017'], cuts=30).clean
 
 
+@pytest.mark.parametrize('symbol, calendar, spec', [
+    ('EURUSD', '24/5', ['rsi_14@1d', 'natr_14@1d', 'returns@1d', 'bbands_20_2__lag_1@1d', 'returns@SPX', 'rsi_14@SPX', 'macd_12_26_9@SPX:1d']),
+    ('ES', 'CMES', ['rsi_14@5m', 'returns@1h', 'atr_14@1h', 'returns@SPX']),
+    ('ES:5m', 'CMES', ['rsi_14@1h', 'natr_14@1h', 'returns@SPX:1d']),
+])
+def test_features_named_on_other_bars_are_unchanged_by_removing_the_future(symbol, calendar, spec):
+    "A spec's @ features (features.yaml's syntax: another bar size of the series, another series) by the same truncation as every other"
+    bars = BARS[symbol].iloc[:1500].copy()
+    bars.attrs.update(calendar=calendar, timeframe=symbol.partition(':')[2] or BARS[symbol].attrs['timeframe'])
+    spx = load_sample('SPX')   # daily, 1999-2018: under the hourly FX of 2017 and the minute futures of 2013 alike
+    others = lambda other, timeframe: spx if other == 'SPX' else pytest.fail(f"asked for {other} {timeframe}")
+    built = features.build(bars, spec, others=others)
+    assert built.notna().any().all(), built.notna().sum()   # every column has values: the check below has something to check
+    found = features.check_no_lookahead(lambda b: features.build(b, spec, others=others), bars, cuts=30)
+    assert found.clean, found
+    # and a leak planted the same way is caught: the coarse bar still forming, not the last completed one
+    def leaky(b):
+        out = features.build(b, spec, others=others)
+        return out.shift(-1)
+    assert not features.check_no_lookahead(leaky, bars, cuts=30).clean
+
+
 def talib_functions():
     import talib, talib.abstract
     usable = []

@@ -22,9 +22,9 @@ from .stores.rules import check_symbol, span
 # %% auto #0
 __all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'ingest',
            'read_actions', 'push', 'load', 'ls', 'quality_report', 'universe', 'calendar_of', 'sample_for',
-           'ensure_sample', 'source_timeframe', 'resampled', 'ingest_universe', 'series_stamps', 'split_symbols',
-           'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample',
-           'fingerprint', 'periods_per_year', 'resample', 'open_store']
+           'ensure_sample', 'source_timeframe', 'resampled', 'series_bars', 'ingest_universe', 'series_stamps',
+           'split_symbols', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES',
+           'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
 _all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
@@ -399,6 +399,14 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=calendar, source=store.meta(symbol, source).get('source', ''), resampled_from=source)
     return bars
 
+# %% ../../nbs/01d_data.facade.ipynb #c2847f0a6
+def series_bars(symbol: str, timeframe: str, start: str | None = None, end: str | None = None, store=None) -> pd.DataFrame:
+    "A series' bars at `timeframe` for a run or a feature: read from the store (its sample ingested first), or resampled from a finer stored size"
+    store = open_store(store)
+    source = source_timeframe(symbol, timeframe, store)
+    ensure_sample(symbol, source, store)
+    return load(symbol, timeframe, start, end, store=store) if source == timeframe else resampled(symbol, source, timeframe, start, end, store)
+
 # %% ../../nbs/01d_data.facade.ipynb #c013d
 def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                     start: str | None = None, end: str | None = None, # date range kept for the run
@@ -411,8 +419,7 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
     for i, (symbol, timeframe) in enumerate(pairs):
         step('ingest', f"{symbol} {timeframe}", i, len(pairs))
         source = source_timeframe(symbol, timeframe, store)   # a coarser size than stored: resampled from the finer series
-        ensure_sample(symbol, source, store)
-        bars = load(symbol, timeframe, start, end, store=store) if source == timeframe else resampled(symbol, source, timeframe, start, end, store)
+        bars = series_bars(symbol, timeframe, start, end, store)
         if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
         kept = store.meta(symbol, source)
         sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another
@@ -426,7 +433,7 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                          'quality': {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in
                                      quality_row(bars, calendar, len(store.quarantined(symbol).query('timeframe == @source'))).items()},
                          **({'resampled_from': source} if source != timeframe else {})})
-        frames.append(bars.assign(symbol=symbol, timeframe=timeframe))
+        frames.append(bars.assign(symbol=symbol, timeframe=timeframe, calendar=calendar))
     return pd.concat(frames), manifest
 
 
@@ -452,7 +459,7 @@ def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     out = {}
     for symbol, rows in long.groupby('symbol', sort=False):
         bars = rows[BAR_COLUMNS].copy()
-        bars.attrs.update(symbol=symbol, timeframe=rows['timeframe'].iloc[0])
+        bars.attrs.update(symbol=symbol, timeframe=rows['timeframe'].iloc[0], **({'calendar': rows['calendar'].iloc[0]} if 'calendar' in rows else {}))
         out[symbol] = bars
     return out
 

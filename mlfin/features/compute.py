@@ -4,21 +4,26 @@
 
 # %% ../../nbs/02c_features.compute.ipynb #c002h
 from __future__ import annotations
+from typing import Callable
 import numpy as np, pandas as pd
-from .registry import resolve
+from ..data.bars import TIMEFRAMES, resample, session_bins
+from ..data.facade import calendar_of, series_bars, universe
+from .registry import Feature, resolve
 from .specs import SEED_SPEC
 
 # %% auto #0
-__all__ = ['build', 'model_inputs']
+__all__ = ['build', 'model_inputs', 'closes_at', 'completed_coarse', 'completed_other', 'other_bars']
 
 # %% ../../nbs/02c_features.compute.ipynb #c012
 def build(bars: pd.DataFrame,         # canonical bars
           spec: list[str] = SEED_SPEC, # feature names
+          others: Callable | None = None, # (symbol, timeframe) -> another series' bars, for `NAME@SYMBOL` features; default: the store's
          ) -> pd.DataFrame:
     "The features of `spec` on `bars`, aligned to `bars.index` (NaN while an indicator warms up)"
     columns = {}
     for name in spec:
         feature = resolve(name)
+        if feature.context: columns.update(_in_context(bars, feature, others or other_bars)); continue
         outputs = _outputs(feature.indicator.fn(bars, *feature.params))
         picked = [(feature.indicator.outputs or ('',)).index(feature.output)] if feature.output is not None else range(len(outputs))
         for column, i in zip(feature.columns(), picked):
@@ -68,3 +73,47 @@ def model_inputs(features: pd.DataFrame, # output of `build`
                               'flow': lambda: x.diff(20) / volume.rolling(20).sum(),
                               'unit': lambda: x}[feature.scale]()
     return pd.DataFrame(scaled, index=features.index).replace([np.inf, -np.inf], np.nan)
+
+# %% ../../nbs/02c_features.compute.ipynb #c3cf7851d
+def closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
+    "When each bar is complete: its open time plus its size"
+    return bars.index + pd.Timedelta(TIMEFRAMES[bars.attrs.get('timeframe', '1d')])
+
+
+def completed_coarse(bars: pd.DataFrame, coarse: pd.DataFrame, values: np.ndarray, timeframe: str, calendar: str) -> np.ndarray:
+    "Per fine bar, the values of the last coarse bar completed before the one it falls in (NaN before any)"
+    previous = coarse.index.searchsorted(session_bins(bars.index, calendar, timeframe), side='left') - 1
+    taken = values[np.clip(previous, 0, None)]
+    taken[previous < 0] = np.nan
+    return taken
+
+
+def completed_other(bars: pd.DataFrame, other: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+    "Per bar, the values of the other series' latest bar completed by this bar's close (NaN before any)"
+    done = closes_at(other).searchsorted(closes_at(bars), side='right') - 1
+    taken = values[np.clip(done, 0, None)]
+    taken[done < 0] = np.nan
+    return taken
+
+# %% ../../nbs/02c_features.compute.ipynb #c8573ee5e
+def other_bars(symbol: str, timeframe: str | None) -> pd.DataFrame:
+    "Another series' bars from the store: at `timeframe`, resampled from a finer size when needed, else at its own size when that is coarser"
+    (_, native), = universe([symbol])
+    order = list(TIMEFRAMES)
+    return series_bars(symbol, timeframe if timeframe and order.index(timeframe) >= order.index(native) else native)
+
+
+def _in_context(bars: pd.DataFrame, feature: Feature, others: Callable) -> dict[str, np.ndarray]:
+    "An @ feature's columns on `bars`: computed scale-free on the other bars, each bar taking what had completed by its close"
+    symbol, timeframe = feature.context
+    base = feature.name.partition('@')[0]
+    if symbol is None:   # the same series, at a coarser bar size, on its calendar's sessions
+        calendar = bars.attrs.get('calendar') or calendar_of(bars.attrs.get('symbol', ''), bars.attrs.get('timeframe'))
+        there = resample(bars, timeframe, calendar)
+        values = model_inputs(build(there, [base]), there, [base]).to_numpy(dtype='float64')
+        taken = completed_coarse(bars, there, values, timeframe, calendar)
+    else:
+        there = others(symbol, timeframe or bars.attrs.get('timeframe'))
+        values = model_inputs(build(there, [base]), there, [base]).to_numpy(dtype='float64')
+        taken = completed_other(bars, there, values)
+    return {column: taken[:, i].copy() for i, column in enumerate(feature.columns())}

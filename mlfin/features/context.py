@@ -6,7 +6,8 @@
 from __future__ import annotations
 from typing import Callable
 import numpy as np, pandas as pd
-from .compute import build
+from ..data.bars import resample
+from .compute import build, closes_at, completed_coarse, completed_other
 from .specs import SEED_SPEC
 
 # %% auto #0
@@ -19,23 +20,11 @@ def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
                      calendar: str = '24/7', # the asset's calendar: coarse bars follow its sessions
                     ) -> pd.DataFrame:
     "Features of the coarser `timeframe` bars, each fine bar seeing only the last completed coarse bar (columns prefixed `1d_`, ...)"
-    from mlfin.data.bars import resample, session_bins
     coarse = resample(bars, timeframe, calendar)
     values = build(coarse, spec) if not callable(spec) else spec(coarse)
     values = values.to_frame() if isinstance(values, pd.Series) else values
-    bins = session_bins(bars.index, calendar, timeframe)
-    previous = coarse.index.searchsorted(bins, side='left') - 1  # the coarse bar before the one containing each fine bar
-    taken = values.to_numpy(dtype='float64')[np.clip(previous, 0, None)]
-    taken[previous < 0] = np.nan
+    taken = completed_coarse(bars, coarse, values.to_numpy(dtype='float64'), timeframe, calendar)   # the rule `NAME@1d` follows too
     return pd.DataFrame(taken, index=bars.index, columns=[f"{timeframe}_{c}" for c in values.columns])
-
-
-# %% ../../nbs/02e_features.context.ipynb #c032_00
-def _closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
-    "When each bar is complete: its open time plus its size"
-    from mlfin.data.bars import TIMEFRAMES
-    return bars.index + pd.Timedelta(TIMEFRAMES[bars.attrs.get('timeframe', '1d')])
-
 
 # %% ../../nbs/02e_features.context.ipynb #c032_01
 def cross_asset(bars: pd.DataFrame,   # the asset the features are for
@@ -46,9 +35,7 @@ def cross_asset(bars: pd.DataFrame,   # the asset the features are for
     "Features of `other`, each bar of `bars` seeing the other's latest bar completed by its own close"
     values = build(other, list(spec)) if not callable(spec) else spec(other)
     values = values.to_frame() if isinstance(values, pd.Series) else values
-    done = _closes_at(other).searchsorted(_closes_at(bars), side='right') - 1
-    taken = values.to_numpy(dtype='float64')[np.clip(done, 0, None)]
-    taken[done < 0] = np.nan
+    taken = completed_other(bars, other, values.to_numpy(dtype='float64'))   # the rule `NAME@SYMBOL` follows too
     name = prefix or other.attrs.get('symbol', 'other')
     return pd.DataFrame(taken, index=bars.index, columns=[f"{name}_{c}" for c in values.columns])
 

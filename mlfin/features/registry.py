@@ -5,12 +5,13 @@
 # %% ../../nbs/02a_features.registry.ipynb #c002h
 from __future__ import annotations
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable
 import numpy as np, pandas as pd, talib
 from ..errors import BadInput
-from ..data.bars import BAR_COLUMNS
+from ..data.bars import BAR_COLUMNS, TIMEFRAMES
+from ..data.stores.rules import check_symbol
 
 # %% auto #0
 __all__ = ['INDICATORS', 'ALIASES', 'Indicator', 'register', 'talib_indicator', 'Feature', 'resolve', 'parse']
@@ -104,14 +105,17 @@ class Feature:
     params: tuple
     output: str | None = None      # one output of a multi-output indicator (`macd_signal`)
     transforms: tuple = ()         # ((kind, n), ...): lag, diff, pct, z
+    context: tuple | None = None   # (symbol or None, timeframe or None): computed on another series or bar size (`rsi_14@1d`, `returns@SPX`)
 
     def columns(self) -> list[str]:
-        if self.output is not None or not self.indicator.outputs: return [self.name]
-        return [f"{self.name}_{s}" if s else self.name for s in self.indicator.outputs]
+        name, at, where = self.name.partition('@')
+        found = [name] if self.output is not None or not self.indicator.outputs else [f"{name}_{s}" if s else name for s in self.indicator.outputs]
+        return [f"{c}@{where}" for c in found] if at else found
 
     @property
     def scale(self) -> str:
         "How the final values relate to price, after the transforms"
+        if self.context: return 'unit'   # taken scale-free from the bars it is computed on: those bars' prices, not these
         scale = self.indicator.scale
         for kind, _ in self.transforms:
             if kind in ('pct', 'z'): scale = 'unit'
@@ -133,9 +137,24 @@ def _number(text: str) -> float | int:
 def _talib_names() -> frozenset: return frozenset(f.lower() for f in talib.get_functions())
 
 
+# %% ../../nbs/02a_features.registry.ipynb #c9da79deb
+def _context(where: str, name: str) -> tuple[str | None, str | None]:
+    "What follows a feature's @: a bar size (the same series'), a symbol (another series), or SYMBOL:SIZE"
+    usage = (f"feature {name!r}: after @ name a bar size ({', '.join(TIMEFRAMES)}), a symbol, or SYMBOL:SIZE "
+             "(rsi_14@1d, returns@SPX, rsi_14@SPX:1d)")
+    symbol, colon, timeframe = where.partition(':')
+    if not colon and where in TIMEFRAMES: return None, where
+    looks_like_a_size = lambda text: re.fullmatch(r'\d+[a-zA-Z]{1,3}', text) is not None   # 2h, 15min: a bar size we do not know, not a symbol
+    if not symbol or '@' in where or (colon and timeframe not in TIMEFRAMES) or (not colon and looks_like_a_size(where)): raise BadInput(usage)
+    try: check_symbol(symbol)
+    except BadInput as e: raise BadInput(f"{usage}: {e}") from None
+    return symbol, timeframe or None
+
 # %% ../../nbs/02a_features.registry.ipynb #c009_02
 def resolve(name: str) -> Feature:
-    "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`"
+    "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`; `NAME@1d`, `NAME@SPX`, `NAME@SPX:1d`"
+    base, at, where = name.partition('@')
+    if at: return replace(resolve(base), name=name, context=_context(where, name))
     head, *tails = name.split('__')
     transforms = []
     for tail in tails:

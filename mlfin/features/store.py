@@ -55,6 +55,8 @@ class FeatureStore:
         bars_fingerprint, root = fingerprint(bars), os.fspath(self.root)
         columns = {}
         for name in spec:
+            if registry.resolve(name).context:   # computed on other bars (`rsi_14@1d`, `returns@SPX`): theirs decide it too, so never cached
+                columns.update(compute.build(bars, [name]).items()); self.misses += 1; continue
             names = registry.resolve(name).columns()
             path = os.path.join(root, f"{self.key(bars, name, bars_fingerprint)}.f64")
             values = _read(path, (len(names), len(bars)))
