@@ -81,9 +81,13 @@ def test_the_same_bars_under_another_name_give_the_same_results(user_home):
 
 def test_a_k_fold_record_is_not_sold_as_a_trading_record(tmp_path):
     "Defect 3: under purged k-fold or CPCV, the report, tearsheet and dashboard text say the trading figures measure skill only"
-    mlfin(tmp_path, 'run', '--symbols', 'SPX', '--start', '2012-01-01', '--cv', 'cpcv', '--folds', '4', '--models', 'logistic',
-                '--reports', str(tmp_path/'reports'))
+    done = mlfin(tmp_path, 'run', '--symbols', 'SPX', '--start', '2012-01-01', '--cv', 'cpcv', '--folds', '4', '--models', 'logistic',
+                 '--reports', str(tmp_path/'reports'))
     summary = json.loads((tmp_path/'run'/'summary.json').read_text())
+    # the end-of-run table: its Sharpe ratios beside 'skill only', a line above saying why (as `mlfin runs` does)
+    table = done.stdout.split('\nreports:')[0]
+    assert 'they are not a record that could have been traded in time order' in table, done.stdout
+    assert next(line for line in table.splitlines() if line.startswith('SPX ')).endswith('(skill only: not tradeable in time order)'), table
     assert summary['validation']['tradeable'] is False and summary['validation']['cv'] == 'cpcv'
     assert 'not a record that could have been traded in time order' in summary['execution_model']
     predictions = pd.read_parquet(tmp_path/'run'/'predictions.parquet')

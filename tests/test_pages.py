@@ -238,6 +238,7 @@ def test_an_analyst_ingests_and_trains_on_the_operations_page_recorded_under_the
         page.wait_for_selector(".mlfin-answer:has-text('quarantined')", timeout=120_000)
         bars = ask('/prices/latest', params={'symbol': 'EURUSDT', 'timeframe': '1h', 'n': 5}).json()
         assert len(bars['bars']) == 5, bars   # the bars it added are the service's now
+        assert page.get_by_label('Parameters').input_value() == ''   # Train starts from the project's run (models.yaml), not a last winner
         page.get_by_label('Symbols').fill('SPX')   # train: a small run of SPX
         page.get_by_label('Parameters').fill('models=logistic,folds=3,start=2016-01-01')
         page.locator('button', has_text='Train').click()

@@ -116,6 +116,10 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         assert f"{entry['pbo']['strategies']} configurations" in page and "trials: every configuration tried on each symbol's question" in page
         assert skill['run_trials'] == skill['trials'] and skill['question']['earlier_runs'] == 0   # the first run on its questions: all its own
         assert f"after {skill['trials']} trials (all in this run, the first on this question)" in page
+        # the leader by AUC and the model confidence set of per-bar losses: when they disagree, the verdict says so
+        found = entry['confidence_set']
+        assert found['leader'] == entry['model'] and found['leader_in'] == (entry['model'] in found['models'])
+        assert ('outside the 90% model confidence set' in page) == (not found['leader_in'])
         assert ('unlikely to be luck' in page) == (skill['dsr'] >= 0.95 and entry['pbo']['pbo'] < 0.5)   # DSR and PBO weighed together
         # trade figures from each trade's sized P&L, as the trades product records it
         pnl = trades.loc[trades['book'] == symbol, 'PnL']
