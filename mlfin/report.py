@@ -317,8 +317,9 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
                                          content, oos, verdicts)
     for symbol, (question, mine, returns) in weighed.items():   # kept with the symbol's run: the next run on the question counts them
         record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns)
+    counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}   # every configuration tried on each symbol's question
     content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
-                                              train['trials'], params, cfg)
+                                              counted, params, cfg)
     write_json(content, product['summary'])
     parent = content['mlflow']['parent']
     tracking.attach(parent, [Path(product['summary'])], '')   # the run whole, its registry decisions too

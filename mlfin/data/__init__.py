@@ -7,3 +7,4 @@ __all__ = []
 
 # %% ../../nbs/01_data.ipynb #c003
 from .facade import *
+from .runs import *

@@ -5,25 +5,21 @@
 # %% ../../nbs/01d_data.facade.ipynb #c003
 from __future__ import annotations
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, atomic_write, home
-from ..progress import step
+from ..config import BadInput, NotFound
 from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, asset_class, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .files import read_file
 from .samples import SAMPLES, load_sample, package_version, read_sample
 from .sources import Batch, read_records
 from .stores import open_store
-from .stores.rules import check_symbol, span
+from .stores.rules import check_symbol
 
 # %% auto #0
 __all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'ingest',
            'read_actions', 'push', 'load', 'ls', 'quality_report', 'universe', 'calendar_of', 'sample_for',
-           'ensure_sample', 'source_timeframe', 'resampled', 'series_bars', 'ingest_universe', 'series_stamps',
-           'split_symbols', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES',
+           'ensure_sample', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES',
            'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
@@ -355,113 +351,6 @@ def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
     kept = store.meta(symbol, timeframe)
     if kept.get('package') != _provenance(symbol)['package']: ingest(f"sample:{symbol}", store=store)
     return True
-
-
-# %% ../../nbs/01d_data.facade.ipynb #c2a034378
-def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
-    "The bar size a run reads to give `symbol`'s `timeframe` bars: that one when stored (or a sample's), else the coarsest finer one, to be resampled"
-    store = open_store(store)
-    held = lambda tf: bool(store.meta(symbol, tf)) or sample_for(symbol, tf, store) is not None
-    if held(timeframe): return timeframe
-    order = list(TIMEFRAMES)
-    finer = [tf for tf in order[:order.index(check_timeframe(timeframe))] if held(tf)]
-    return finer[-1] if finer else timeframe   # the coarsest finer size: the fewest bars to aggregate
-
-# %% ../../nbs/01d_data.facade.ipynb #c66c101a5
-@lru_cache(maxsize=1)
-def _aggregating_code() -> str:
-    "What makes coarser bars (the bars module: resampling, sessions, calendars): a resampled series is made again when it changes"
-    import hashlib, mlfin.data.bars as module
-    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
-
-
-def resampled(symbol: str, source: str, # a stored series and its bar size
-              timeframe: str,           # the coarser bar size wanted
-              start: str | None = None, end: str | None = None, # as `load`'s
-              store=None,
-             ) -> pd.DataFrame:
-    "A stored series' bars at a coarser size, on its own calendar's sessions; cached like a feature (keyed by the series' stamp and the aggregating code)"
-    import hashlib
-    store = open_store(store)
-    calendar = store.meta(symbol, source).get('calendar') or 'XNYS'
-    key = hashlib.sha256('|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)), _aggregating_code()]).encode()).hexdigest()[:24]
-    path = home()/'resampled'/f"{key}.parquet"
-    if path.exists(): bars = pd.read_parquet(path)
-    else:
-        bars = resample(load(symbol, source, store=store), timeframe, calendar)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: bars.to_parquet(tmp))   # a reader never sees half a file
-    lo, hi, closed = span(start, end)
-    keep = np.ones(len(bars), dtype=bool)
-    if lo is not None: keep &= bars.index >= lo
-    if hi is not None: keep &= (bars.index <= hi) if closed else (bars.index < hi)
-    bars = bars[keep]
-    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=calendar, source=store.meta(symbol, source).get('source', ''), resampled_from=source)
-    return bars
-
-# %% ../../nbs/01d_data.facade.ipynb #c2847f0a6
-def series_bars(symbol: str, timeframe: str, start: str | None = None, end: str | None = None, store=None) -> pd.DataFrame:
-    "A series' bars at `timeframe` for a run or a feature: read from the store (its sample ingested first), or resampled from a finer stored size"
-    store = open_store(store)
-    source = source_timeframe(symbol, timeframe, store)
-    ensure_sample(symbol, source, store)
-    return load(symbol, timeframe, start, end, store=store) if source == timeframe else resampled(symbol, source, timeframe, start, end, store)
-
-# %% ../../nbs/01d_data.facade.ipynb #c013d
-def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
-                    start: str | None = None, end: str | None = None, # date range kept for the run
-                    store=None,
-                   ) -> tuple[pd.DataFrame, list[dict]]:
-    "Every pair's bars in range, long format, with a manifest crediting each series' source (samples ingested when missing)"
-    from mlfin.data.quality import quality_row
-    store = open_store(store)
-    frames, manifest = [], []
-    for i, (symbol, timeframe) in enumerate(pairs):
-        step('ingest', f"{symbol} {timeframe}", i, len(pairs))
-        source = source_timeframe(symbol, timeframe, store)   # a coarser size than stored: resampled from the finer series
-        bars = series_bars(symbol, timeframe, start, end, store)
-        if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
-        kept = store.meta(symbol, source)
-        sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another
-        calendar = kept.get('calendar') or 'XNYS'
-        manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
-                         'asset_class': kept.get('asset_class', 'unknown') if sampled else 'unknown',
-                         'source': kept.get('origin', kept['source']) if sampled else kept.get('source', 'store'),
-                         'licence': kept.get('licence', '') if sampled else '', 'package': kept.get('package', '') if sampled else '',
-                         'bars': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1]),
-                         'fingerprint': fingerprint(bars),
-                         'quality': {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in
-                                     quality_row(bars, calendar, len(store.quarantined(symbol).query('timeframe == @source'))).items()},
-                         **({'resampled_from': source} if source != timeframe else {})})
-        frames.append(bars.assign(symbol=symbol, timeframe=timeframe, calendar=calendar))
-    return pd.concat(frames), manifest
-
-
-# %% ../../nbs/01d_data.facade.ipynb #c013d_00
-def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
-    "A value per series that changes whenever its stored bars do (samples ingested first): what tells a run that new bars arrived"
-    store = open_store(store)
-    stamps = {}
-    for symbol, timeframe in pairs:
-        source = source_timeframe(symbol, timeframe, store)   # a resampled series changes when its source does
-        ensure_sample(symbol, source, store)
-        stamps[f"{symbol}:{timeframe}"] = found = store.stamp(symbol, source) and (store.stamp(symbol, source) + ('' if source == timeframe else f" <- {source}"))
-        if found is None:   # before any task starts, not in the ingest task's kernel
-            held = store.ls()
-            listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-            raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
-    return {k: str(v) for k, v in stamps.items()}
-
-
-# %% ../../nbs/01d_data.facade.ipynb #c013d_01
-def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    "Long-format bars (with a `symbol` column) back to canonical bars per symbol"
-    out = {}
-    for symbol, rows in long.groupby('symbol', sort=False):
-        bars = rows[BAR_COLUMNS].copy()
-        bars.attrs.update(symbol=symbol, timeframe=rows['timeframe'].iloc[0], **({'calendar': rows['calendar'].iloc[0]} if 'calendar' in rows else {}))
-        out[symbol] = bars
-    return out
 
 
 # %% ../../nbs/01d_data.facade.ipynb #c011p

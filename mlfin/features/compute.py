@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Callable
 import numpy as np, pandas as pd
 from ..data.bars import TIMEFRAMES, resample, session_bins
-from ..data.facade import calendar_of, series_bars, universe
+from ..data.facade import calendar_of, universe
+from ..data.runs import series_bars
 from .registry import Feature, resolve
 from .specs import SEED_SPEC
 

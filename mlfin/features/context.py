@@ -5,9 +5,9 @@
 # %% ../../nbs/02e_features.context.ipynb #c002h
 from __future__ import annotations
 from typing import Callable
-import numpy as np, pandas as pd
+import pandas as pd
 from ..data.bars import resample
-from .compute import build, closes_at, completed_coarse, completed_other
+from .compute import build, completed_coarse, completed_other
 from .specs import SEED_SPEC
 
 # %% auto #0
