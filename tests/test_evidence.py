@@ -89,7 +89,7 @@ def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(p
         assert h['psr'] == pytest.approx(stats.psr(m['sr'], m['n'], m['skew'], m['kurtosis']), rel=1e-9)   # one trial: nothing deflates it
         hold = curves.loc[curves['symbol'] == symbol, 'buy_and_hold'].pct_change().reindex(after.index)
         assert h['buy_and_hold_return'] == pytest.approx((1 + hold).prod() - 1, rel=1e-9)
-        assert h['conclusive'] == (h['needed'] is not None and h['bars'] >= h['needed'])
+        assert h['long_enough'] == (h['needed'] is not None and h['bars'] >= h['needed'])
         page = (home/'run'/'reports'/'tearsheets'/f"tearsheet-{symbol}.html").read_text()
         assert 'Holdout after selection' in page and f"{h['total_return']:.1%} after costs on the {h['bars']} bars since" in page
     from mlfin.report import symbol_tables_html   # the run page (dashboards/run.ipynb) shows it too
@@ -121,9 +121,13 @@ def test_a_run_with_features_named_on_other_bars(tmp_path):
     data = pd.read_parquet(tmp_path/'run'/'dataset.parquet')
     assert {'rsi_14@1d', 'natr_14@1d', 'returns@1d', 'returns@SPX', 'rsi_14@SPX'} <= set(data.columns), data.columns
     assert data.attrs['groups']['daily'] == ['rsi_14@1d', 'natr_14@1d', 'returns@1d']
-    bars = load_sample('EURUSD')
-    bars.attrs['calendar'] = '24/5'
-    expected = features.build(bars, ['rsi_14@1d', 'returns@SPX'], others=lambda symbol, timeframe: load_sample('SPX'))
+    bars, spx = load_sample('EURUSD'), load_sample('SPX')
+    bars.attrs['calendar'], spx.attrs['calendar'] = '24/5', 'XNYS'
+    expected = features.build(bars, ['rsi_14@1d', 'returns@SPX'], others=lambda symbol, named, near: spx)
     pd.testing.assert_frame_equal(data[['rsi_14@1d', 'returns@SPX']], expected.loc[data.index], check_freq=False, rtol=1e-12)
     listed = mlfin(tmp_path, 'data', 'ls').stdout
     assert 'SPX' in listed and 'EURUSD' in listed   # the S&P 500 taken from its sample into the store, as a run would
+    args = ['run', '--symbols', 'EURUSD', '--spec', 'intraday_context', '--models', 'logistic', '--reports', str(tmp_path/'reports')]
+    assert '0 task(s) ran (nothing changed)' in mlfin(tmp_path, *args).stdout
+    mlfin(tmp_path, 'data', 'rm', 'SPX:1d', '--start', '2018-12-28', '--yes')   # the other series changes: the run is made again
+    assert '5 task(s) ran' in mlfin(tmp_path, *args).stdout

@@ -132,20 +132,30 @@ def test_other_bar_sizes_and_assets_use_only_completed_bars():
     ('ES:5m', 'CMES', ['rsi_14@1h', 'natr_14@1h', 'returns@SPX:1d']),
 ])
 def test_features_named_on_other_bars_are_unchanged_by_removing_the_future(symbol, calendar, spec):
-    "A spec's @ features (features.yaml's syntax: another bar size of the series, another series) by the same truncation as every other"
+    """A spec's @ features (features.yaml's syntax: another bar size of the series, another series) by the same truncation as every
+    other, both series cut: at each cut the other series holds only the bars that had closed by the last bar's close"""
+    from mlfin.features.compute import closes_at
     bars = BARS[symbol].iloc[:1500].copy()
     bars.attrs.update(calendar=calendar, timeframe=symbol.partition(':')[2] or BARS[symbol].attrs['timeframe'])
     spx = load_sample('SPX')   # daily, 1999-2018: under the hourly FX of 2017 and the minute futures of 2013 alike
-    others = lambda other, timeframe: spx if other == 'SPX' else pytest.fail(f"asked for {other} {timeframe}")
-    built = features.build(bars, spec, others=others)
+    spx.attrs['calendar'] = 'XNYS'
+    available = lambda b: (lambda other, named, near: spx[closes_at(spx) <= closes_at(b)[-1]] if other == 'SPX' else pytest.fail(other))
+    built = features.build(bars, spec, others=available(bars))
     assert built.notna().any().all(), built.notna().sum()   # every column has values: the check below has something to check
-    found = features.check_no_lookahead(lambda b: features.build(b, spec, others=others), bars, cuts=30)
+    found = features.check_no_lookahead(lambda b: features.build(b, spec, others=available(b)), bars, cuts=30)
     assert found.clean, found
-    # and a leak planted the same way is caught: the coarse bar still forming, not the last completed one
-    def leaky(b):
-        out = features.build(b, spec, others=others)
-        return out.shift(-1)
-    assert not features.check_no_lookahead(leaky, bars, cuts=30).clean
+    # leaks planted the way they happen: the coarse bar still forming taken (its open, not its close, decides), and the other
+    # series' bar that had opened, not closed, by this bar's close
+    def forming(b):
+        coarse = resample(b, '1h' if symbol != 'EURUSD' else '1d', calendar)
+        at = coarse.index.searchsorted(b.index, side='right') - 1
+        return pd.DataFrame({'coarse': coarse['close'].pct_change().to_numpy()[at]}, index=b.index)
+    assert not features.check_no_lookahead(forming, bars, cuts=30).clean
+    def opened(b):
+        other = available(b)('SPX', None, None)
+        at = other.index.searchsorted(closes_at(b), side='right') - 1
+        return pd.DataFrame({'spx': other['close'].pct_change().to_numpy()[np.clip(at, 0, None)]}, index=b.index)
+    assert not features.check_no_lookahead(opened, bars, cuts=30).clean
 
 
 def talib_functions():

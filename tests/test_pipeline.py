@@ -115,7 +115,7 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         assert f"{skill['dsr']:.2f}" in page and f"after {skill['trials']} trials" in page   # the tearsheet says it in words
         assert f"{entry['pbo']['strategies']} configurations" in page and "trials: every configuration tried on each symbol's question" in page
         assert skill['run_trials'] == skill['trials'] and skill['question']['earlier_runs'] == 0   # the first run on its questions: all its own
-        assert f"after {skill['trials']} trials (all in this run, the first on this question)" in page
+        assert f"after {skill['trials']} trials (all in this run, the first recorded on this question)" in page
         # the leader by AUC and the model confidence set of per-bar losses: when they disagree, the verdict says so
         found = entry['confidence_set']
         assert found['leader'] == entry['model'] and found['leader_in'] == (entry['model'] in found['models'])

@@ -36,7 +36,7 @@ def trials_said(s: dict) -> str:
     q = s.get('question')
     if q is None: return f"{s['trials']} trials"   # a portfolio (its table says whose), or a run recorded before questions were
     where = (f"{s['run_trials']} in this run, {s['trials']} on this question since {q['first_recorded'][:10]}" if q.get('earlier_runs')
-             else "all in this run" + ('' if q.get('left_out') else ", the first on this question"))
+             else "all in this run" + ('' if q.get('left_out') else ", the first recorded on this question"))
     if q.get('since'): where += f"; counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out"
     return f"{s['trials']} trials ({where})"
 
@@ -58,7 +58,7 @@ def holdout_said(h: dict | None) -> str:
                                                   f"it; run it again (its model, threshold and choices) to measure it.")
     if h['status'] == 'accumulating': return (f" Holdout after selection: {chose}, has {h['bars']} bar(s) after its choice; its figures "
                                                f"are given from {h['min_bars']}.")
-    confirm = (f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes" if h['conclusive']
+    confirm = (f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes" if h['long_enough']
                else (f"confirming the Sharpe ratio it was chosen with ({h['chosen_sharpe']:.2f}) takes {h['needed']:,} bars" if h['needed']
                      else f"it was chosen with a Sharpe ratio of {h['chosen_sharpe']:.2f}, so there is no skill for it to confirm"))
     return (f" Holdout after selection (one trial): {chose}, made {h['total_return']:.1%} after costs on the {h['bars']} bars since "

@@ -121,8 +121,12 @@ def run_trials(question: Question,
                      'skew': found['skew'], 'kurtosis': found['kurtosis'], 'bars': len(r), 'first': r.index.min(), 'last': r.index.max(),
                      'chosen': name == chosen})
     table = pd.DataFrame(rows).assign(question=question.id, choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES})))
+    # two names of one configuration (a variant differing only in `n_jobs`, a copy): one trial, traded if either was
+    table['chosen'] = table.groupby('configuration')['chosen'].transform('any')
+    table, returns = table.drop_duplicates('configuration'), returns.rename(columns=ids)
+    returns = returns.loc[:, ~returns.columns.duplicated()]
     searches = [search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models if m['tried'] > 1]
-    return pd.concat([table[list(LEDGER)].astype(LEDGER), *searches], ignore_index=True), returns.rename(columns=ids)
+    return pd.concat([table[list(LEDGER)].astype(LEDGER), *searches], ignore_index=True), returns
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c014
 def trial_count(ledger: pd.DataFrame, # trials (`LEDGER` frames), any number of runs'
@@ -226,4 +230,4 @@ def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`
             'total_return': float((1 + r).prod() - 1), 'sharpe': stats.sharpe(r, periods_per_year),
             'psr': stats.psr(m['sr'], m['n'], m['skew'], m['kurtosis']),
             'buy_and_hold_return': float((1 + h).prod() - 1), 'buy_and_hold_sharpe': stats.sharpe(h, periods_per_year),
-            'conclusive': bool(len(r) >= needed)}
+            'long_enough': bool(len(r) >= needed)}   # as many bars as confirming its chosen Sharpe ratio would take; not a confirmation

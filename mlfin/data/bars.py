@@ -11,9 +11,9 @@ from ..config import BadInput
 # %% auto #0
 __all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES',
            'FUTURES_CALENDARS', 'GLOBEX', 'check_timeframe', 'check_zone', 'check_calendar', 'asset_class',
-           'bars_frame', 'fingerprint', 'exchange', 'expected_bars', 'session_bins', 'bar_end', 'closed_bars',
-           'resample', 'bars_from_trades', 'factor_from_adjusted_close', 'factor_from_actions', 'adjusted',
-           'periods_per_year']
+           'bars_frame', 'fingerprint', 'exchange', 'expected_bars', 'session_bins', 'bar_ends', 'bar_end',
+           'closed_bars', 'resample', 'bars_from_trades', 'factor_from_adjusted_close', 'factor_from_actions',
+           'adjusted', 'periods_per_year']
 
 # %% ../../nbs/01_data.bars.ipynb #c006
 BAR_COLUMNS = ['open', 'high', 'low', 'close', 'volume']
@@ -166,17 +166,32 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
 
 
 # %% ../../nbs/01_data.bars.ipynb #c010b
+def bar_ends(index: pd.DatetimeIndex,  # bars' times (their opens, as the store labels bars)
+             timeframe: str,           # their bar size
+             calendar: str,            # their series' calendar
+            ) -> pd.DatetimeIndex:
+    "When each bar is over: its open plus its size, but never past its session's close (a daily bar of an exchange: the session's close; of FX: 17:00 New York)"
+    index, step = pd.DatetimeIndex(index).as_unit('ns'), pd.Timedelta(TIMEFRAMES[check_timeframe(timeframe)])
+    if calendar == '24/7' or not len(index): return index + step
+    if calendar == '24/5':
+        if timeframe != '1d': return index + step
+        return (index.tz_localize(None).normalize() + pd.Timedelta(hours=17)).tz_localize('America/New_York').tz_convert('UTC').as_unit('ns')
+    cal = exchange(calendar, index[0])
+    closes = pd.DatetimeIndex(cal.closes).tz_convert('UTC').as_unit('ns')
+    if timeframe == '1d':
+        at = pd.DatetimeIndex(cal.sessions).get_indexer(index.tz_localize(None).normalize())
+        return pd.DatetimeIndex(np.where(at >= 0, closes[np.clip(at, 0, None)], index + step), tz='UTC').as_unit('ns')
+    opens = pd.DatetimeIndex(cal.opens).tz_convert('UTC').as_unit('ns')
+    session = np.clip(opens.searchsorted(index, side='right') - 1, 0, None)   # the session each bar belongs to
+    return pd.DatetimeIndex(np.minimum((index + step).asi8, closes.asi8[session]), tz='UTC').as_unit('ns')
+
+
 def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
             timeframe: str,       # its bar size
-            calendar: str = '',   # its series' calendar: a daily bar of an exchange ends at its session's close
+            calendar: str = '',   # its series' calendar ('' : its open plus its size)
            ) -> pd.Timestamp:
-    "When the bar that opened at `ts` is over"
-    if timeframe == '1d' and calendar and calendar not in ROUND_THE_CLOCK:
-        cal = exchange(calendar, ts)
-        day = ts.tz_convert(None).normalize()
-        if cal.is_session(day): return cal.session_close(day).tz_convert('UTC')
-    return ts + pd.Timedelta(TIMEFRAMES[timeframe])
-
+    "When the bar that opened at `ts` is over (`bar_ends` of one bar)"
+    return bar_ends(pd.DatetimeIndex([ts]), timeframe, calendar or '24/7')[0]
 
 # %% ../../nbs/01_data.bars.ipynb #c010c
 def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)`), their calendar in attrs

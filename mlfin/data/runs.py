@@ -30,9 +30,10 @@ def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
 # %% ../../nbs/01e_data.runs.ipynb #c66c101a5
 @lru_cache(maxsize=1)
 def _aggregating_code() -> str:
-    "What makes coarser bars (the bars module: resampling, sessions, calendars): a resampled series is made again when it changes"
+    "What makes coarser bars (the bars module: resampling, sessions, calendars; exchange_calendars' holidays and hours): a resampled series is made again when it changes"
     import hashlib, mlfin.data.bars as module
-    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
+    from importlib.metadata import version
+    return hashlib.sha256(Path(module.__file__).read_bytes() + version('exchange_calendars').encode()).hexdigest()[:16]
 
 
 def resampled(symbol: str, source: str, # a stored series and its bar size
@@ -105,7 +106,8 @@ def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
     for symbol, timeframe in pairs:
         source = source_timeframe(symbol, timeframe, store)   # a resampled series changes when its source does
         ensure_sample(symbol, source, store)
-        stamps[f"{symbol}:{timeframe}"] = found = store.stamp(symbol, source) and (store.stamp(symbol, source) + ('' if source == timeframe else f" <- {source}"))
+        found = store.stamp(symbol, source)   # a text on the embedded store, a tuple on PostgreSQL
+        stamps[f"{symbol}:{timeframe}"] = None if found is None else str(found) + ('' if source == timeframe else f" <- {source}")
         if found is None:   # before any task starts, not in the ingest task's kernel
             held = store.ls()
             listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'

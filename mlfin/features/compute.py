@@ -6,19 +6,21 @@
 from __future__ import annotations
 from typing import Callable
 import numpy as np, pandas as pd
-from ..data.bars import TIMEFRAMES, resample, session_bins
+from ..errors import BadInput, MlfinError
+from ..data.bars import TIMEFRAMES, bar_ends, resample, session_bins
 from ..data.facade import calendar_of, universe
 from ..data.runs import series_bars
 from .registry import Feature, resolve
 from .specs import SEED_SPEC
 
 # %% auto #0
-__all__ = ['build', 'model_inputs', 'closes_at', 'completed_coarse', 'completed_other', 'other_bars']
+__all__ = ['build', 'model_inputs', 'closes_at', 'completed_coarse', 'completed_other', 'other_series', 'other_bars',
+           'series_named']
 
 # %% ../../nbs/02c_features.compute.ipynb #c012
 def build(bars: pd.DataFrame,         # canonical bars
           spec: list[str] = SEED_SPEC, # feature names
-          others: Callable | None = None, # (symbol, timeframe) -> another series' bars, for `NAME@SYMBOL` features; default: the store's
+          others: Callable | None = None, # (symbol, size named or None, the bars' size) -> another series' bars, for `NAME@SYMBOL`; default: the store's (`other_bars`)
          ) -> pd.DataFrame:
     "The features of `spec` on `bars`, aligned to `bars.index` (NaN while an indicator warms up)"
     columns = {}
@@ -77,8 +79,10 @@ def model_inputs(features: pd.DataFrame, # output of `build`
 
 # %% ../../nbs/02c_features.compute.ipynb #c3cf7851d
 def closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
-    "When each bar is complete: its open time plus its size"
-    return bars.index + pd.Timedelta(TIMEFRAMES[bars.attrs.get('timeframe', '1d')])
+    "When each bar is complete, by its series' calendar (a daily stock bar at its session's close, an FX day at 17:00 New York)"
+    timeframe, symbol = bars.attrs.get('timeframe'), bars.attrs.get('symbol', 'bars')
+    if timeframe not in TIMEFRAMES: raise BadInput(f"{symbol}: its bar size is not known (attrs['timeframe']); load bars with mlfin.data.load or set it")
+    return bar_ends(bars.index, timeframe, bars.attrs.get('calendar') or calendar_of(symbol, timeframe))
 
 
 def completed_coarse(bars: pd.DataFrame, coarse: pd.DataFrame, values: np.ndarray, timeframe: str, calendar: str) -> np.ndarray:
@@ -97,11 +101,25 @@ def completed_other(bars: pd.DataFrame, other: pd.DataFrame, values: np.ndarray)
     return taken
 
 # %% ../../nbs/02c_features.compute.ipynb #c8573ee5e
-def other_bars(symbol: str, timeframe: str | None) -> pd.DataFrame:
-    "Another series' bars from the store: at `timeframe`, resampled from a finer size when needed, else at its own size when that is coarser"
+def other_series(symbol: str, timeframe: str | None, # the size the feature names (`@SPX:1d`), or none (`@SPX`)
+                 near: str | None = None,             # none named: the size of the bars it is for, when the series has it or a finer one
+                ) -> tuple[str, str]:
+    "Which bars an `@SYMBOL` feature reads: the size named; else `near` (resampled from a finer size when needed), else the series' own"
+    if timeframe: return symbol, timeframe
     (_, native), = universe([symbol])
     order = list(TIMEFRAMES)
-    return series_bars(symbol, timeframe if timeframe and order.index(timeframe) >= order.index(native) else native)
+    return symbol, near if near and order.index(near) >= order.index(native) else native
+
+
+def other_bars(symbol: str, timeframe: str | None, near: str | None = None) -> pd.DataFrame:
+    "Another series' bars from the store, as `other_series` picks them (its sample ingested when missing)"
+    return series_bars(*other_series(symbol, timeframe, near))
+
+
+def series_named(spec: list[str], timeframes: set[str]) -> list[tuple[str, str]]:
+    "The other series a spec's `@SYMBOL` features read for bars of `timeframes`: what a run's stamps must cover, so new bars there rerun it"
+    named = {resolve(n).context for n in spec} - {None}
+    return sorted({other_series(symbol, size, near) for symbol, size in named if symbol for near in timeframes})
 
 
 def _in_context(bars: pd.DataFrame, feature: Feature, others: Callable) -> dict[str, np.ndarray]:
@@ -114,7 +132,8 @@ def _in_context(bars: pd.DataFrame, feature: Feature, others: Callable) -> dict[
         values = model_inputs(build(there, [base]), there, [base]).to_numpy(dtype='float64')
         taken = completed_coarse(bars, there, values, timeframe, calendar)
     else:
-        there = others(symbol, timeframe or bars.attrs.get('timeframe'))
+        try: there = others(symbol, timeframe, bars.attrs.get('timeframe'))
+        except MlfinError as e: raise type(e)(f"feature {feature.name!r}: {e}") from None
         values = model_inputs(build(there, [base]), there, [base]).to_numpy(dtype='float64')
         taken = completed_other(bars, there, values)
     return {column: taken[:, i].copy() for i, column in enumerate(feature.columns())}

@@ -53,6 +53,7 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
            ) -> tuple[Path, dict]:
     "The project folder and what the DAG is rendered with: each task's parameters (JSON), the stored series' stamps, the state root and code version"
     from mlfin import data
+    from mlfin.features.compute import series_named
     root = Path(project) if project else project_root()
     if root is None: raise NotFound("no pipeline.yaml found here or above: run this inside the mlfin project")
     config, groups, specs = check(overrides, root)
@@ -63,7 +64,9 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     values['features'] = json.dumps(groups)
     values['models'] = json.dumps({spec.name: {'family': spec.family, 'tried': spec.tried, **spec.params} for spec in specs})   # `tried`: the DSR's count
     # the bars the run reads are an input too: a series' stamp changes with every write that adds or changes a bar
-    values['data'] = json.dumps(data.series_stamps(data.universe(config.symbols, config.timeframe)))
+    pairs = data.universe(config.symbols, config.timeframe)
+    others = [p for p in series_named([n for names in groups.values() for n in names], {tf for _, tf in pairs}) if p not in pairs]
+    values['data'] = json.dumps(data.series_stamps(pairs + others))   # the series `@SYMBOL` features read too: new bars there rerun the run
     # the executed notebooks are products in the home (so that where a user publishes them never reruns a task)
     values.update(home=str(home()), code_version=code_version(), reports=str(reports), cluster=config.cluster)
     return root, values
