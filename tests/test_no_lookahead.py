@@ -130,7 +130,7 @@ def test_other_bar_sizes_and_assets_use_only_completed_bars():
     ('EURUSD', '24/5', ['rsi_14@1d', 'natr_14@1d', 'returns@1d', 'bbands_20_2__lag_1@1d', 'returns@SPX', 'rsi_14@SPX', 'macd_12_26_9@SPX:1d']),
     ('ES', 'CMES', ['rsi_14@5m', 'returns@1h', 'atr_14@1h', 'returns@SPX']),
     ('ES:5m', 'CMES', ['rsi_14@1h', 'natr_14@1h', 'returns@SPX:1d']),
-])
+])   # ES's two days close no NYSE session inside them (the sample's last bar is 18:51 UTC): the planted cross leak is shown on FX
 def test_features_named_on_other_bars_are_unchanged_by_removing_the_future(symbol, calendar, spec):
     """A spec's @ features (features.yaml's syntax: another bar size of the series, another series) by the same truncation as every
     other, both series cut: at each cut the other series holds only the bars that had closed by the last bar's close"""
@@ -155,7 +155,7 @@ def test_features_named_on_other_bars_are_unchanged_by_removing_the_future(symbo
         other = available(b)('SPX', None, None)
         at = other.index.searchsorted(closes_at(b), side='right') - 1
         return pd.DataFrame({'spx': other['close'].pct_change().to_numpy()[np.clip(at, 0, None)]}, index=b.index)
-    assert not features.check_no_lookahead(opened, bars, cuts=30).clean
+    if symbol == 'EURUSD': assert not features.check_no_lookahead(opened, bars, cuts=30).clean
 
 
 def talib_functions():
