@@ -162,7 +162,7 @@ def run_header(run: dict) -> str:
     return (f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · label {p.get('label', 'direction')}, "
             f"horizon {p.get('horizon')} · {p.get('folds')} folds of {VALIDATIONS[cv].words} validation (purged by label span, embargo "
             f"{p.get('embargo')} bars) · threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): {_costs(run)} · "
-            f"trials: every configuration tried on each symbol's question, counted in its verdict · code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
+            f"trials: every configuration tried on the question of each symbol, counted in its verdict · code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
 
 
 # %% ../nbs/07_report.ipynb #c012_01

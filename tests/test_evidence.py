@@ -70,9 +70,10 @@ def test_a_narrowed_rerun_counts_the_first_runs_configurations_and_keeps_its_ver
 
 def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(pipeline_run, tmp_path):
     home = copied(pipeline_run, tmp_path)
-    mlfin(home, 'run', *with_args(pipeline_run['args'], end='2017-06-30'))   # a run whose data ended half a year earlier chose
+    two = with_args(pipeline_run['args'], symbols='SPX,EURUSD')   # a daily and an hourly series
+    mlfin(home, 'run', *with_args(two, end='2017-06-30'))   # a run whose data ended half a year earlier chose
     chose = summary(home)
-    mlfin(home, 'run', *pipeline_run['args'])   # the session's run again, on the later bars too
+    mlfin(home, 'run', *two)   # the same run on the later bars too
     now = summary(home)
     grid, curves = pd.read_parquet(home/'run'/'grid.parquet'), pd.read_parquet(home/'run'/'curves.parquet')
     for symbol, entry in now['symbols'].items():

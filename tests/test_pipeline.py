@@ -113,7 +113,7 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         assert entry['sharpe_interval']['low'] <= entry['strategy']['sharpe'] <= entry['sharpe_interval']['high']
         page = (pipeline_run['reports']/'tearsheets'/f"tearsheet-{symbol}.html").read_text()
         assert f"{skill['dsr']:.2f}" in page and f"after {skill['trials']} trials" in page   # the tearsheet says it in words
-        assert f"{entry['pbo']['strategies']} configurations" in page and "trials: every configuration tried on each symbol's question" in page
+        assert f"{entry['pbo']['strategies']} configurations" in page and 'trials: every configuration tried on the question of each symbol' in page
         assert skill['run_trials'] == skill['trials'] and skill['question']['earlier_runs'] == 0   # the first run on its questions: all its own
         assert f"after {skill['trials']} trials (all in this run, the first recorded on this question)" in page
         # the leader by AUC and the model confidence set of per-bar losses: when they disagree, the verdict says so
