@@ -89,8 +89,12 @@ def fingerprint(bars: pd.DataFrame) -> str:
 # %% ../../nbs/01_data.bars.ipynb #c009
 def exchange(calendar: str, since=None):
     "The `exchange_calendars` calendar for `calendar` (XNYS, XLON, ...), from 1990, or from `since` (a time) when earlier, to next year"
-    year = 1990 if since is None else min(1990, pd.Timestamp(since).year - 1)  # a year before: daily bars stamped 00:00 precede the first open
-    return _exchange(check_calendar(calendar), year)
+    return _exchange(check_calendar(calendar), _start_year(since))
+
+
+def _start_year(since) -> int:
+    "The year a calendar is built from: 1990, or the year before `since` when earlier (daily bars stamped 00:00 precede the first open)"
+    return 1990 if since is None else min(1990, pd.Timestamp(since).year - 1)
 
 
 # %% ../../nbs/01_data.bars.ipynb #c009_00
@@ -166,32 +170,51 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
 
 
 # %% ../../nbs/01_data.bars.ipynb #c010b
+@lru_cache(maxsize=16)
+def _edges(calendar: str, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "An exchange calendar's sessions (their dates at 00:00 UTC), opens and closes (UTC), as nanoseconds: searched per request, built once"
+    cal = _exchange(calendar, year)
+    as_ns = lambda times: pd.DatetimeIndex(times).tz_convert('UTC').as_unit('ns').asi8
+    return pd.DatetimeIndex(cal.sessions).tz_localize('UTC').as_unit('ns').asi8, as_ns(cal.opens), as_ns(cal.closes)
+
+
+def _exchange_ends(at: np.ndarray, # bars' opens, UTC nanoseconds
+                   timeframe: str, calendar: str, year: int) -> np.ndarray:
+    "When bars of an exchange calendar are over, in nanoseconds: a daily bar at its session's close, any other at its open plus its size or the session's close, whichever is first"
+    sessions, opens, closes = _edges(calendar, min(1990, year - 1))   # as `exchange` settles the start year
+    later = at + pd.Timedelta(TIMEFRAMES[timeframe]).value
+    if timeframe == '1d':   # the session of that date, if it is one: its close
+        day = at - at % pd.Timedelta(days=1).value
+        found = np.clip(sessions.searchsorted(day), 0, len(sessions) - 1)
+        return np.where(sessions[found] == day, closes[found], later)
+    session = np.clip(opens.searchsorted(at, side='right') - 1, 0, None)   # the session each bar belongs to
+    return np.minimum(later, closes[session])
+
+
+def _fx_day_ends(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    "When FX trading days end: 17:00 New York on their date"
+    return (days.tz_localize(None).normalize() + pd.Timedelta(hours=17)).tz_localize('America/New_York').tz_convert('UTC').as_unit('ns')
+
+
 def bar_ends(index: pd.DatetimeIndex,  # bars' times (their opens, as the store labels bars)
              timeframe: str,           # their bar size
              calendar: str,            # their series' calendar
             ) -> pd.DatetimeIndex:
     "When each bar is over: its open plus its size, but never past its session's close (a daily bar of an exchange: the session's close; of FX: 17:00 New York)"
-    index, step = pd.DatetimeIndex(index).as_unit('ns'), pd.Timedelta(TIMEFRAMES[check_timeframe(timeframe)])
-    if calendar == '24/7' or not len(index): return index + step
-    if calendar == '24/5':
-        if timeframe != '1d': return index + step
-        return (index.tz_localize(None).normalize() + pd.Timedelta(hours=17)).tz_localize('America/New_York').tz_convert('UTC').as_unit('ns')
-    cal = exchange(calendar, index[0])
-    closes = pd.DatetimeIndex(cal.closes).tz_convert('UTC').as_unit('ns')
-    if timeframe == '1d':
-        at = pd.DatetimeIndex(cal.sessions).get_indexer(index.tz_localize(None).normalize())
-        return pd.DatetimeIndex(np.where(at >= 0, closes[np.clip(at, 0, None)], index + step), tz='UTC').as_unit('ns')
-    opens = pd.DatetimeIndex(cal.opens).tz_convert('UTC').as_unit('ns')
-    session = np.clip(opens.searchsorted(index, side='right') - 1, 0, None)   # the session each bar belongs to
-    return pd.DatetimeIndex(np.minimum((index + step).asi8, closes.asi8[session]), tz='UTC').as_unit('ns')
+    index = pd.DatetimeIndex(index).as_unit('ns')
+    if calendar == '24/5' and timeframe == '1d': return _fx_day_ends(index)
+    if calendar in ROUND_THE_CLOCK or not len(index): return index + pd.Timedelta(TIMEFRAMES[check_timeframe(timeframe)])
+    return pd.DatetimeIndex(_exchange_ends(index.asi8, check_timeframe(timeframe), check_calendar(calendar), index[0].year), tz='UTC').as_unit('ns')
 
 
 def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
             timeframe: str,       # its bar size
             calendar: str = '',   # its series' calendar ('' : its open plus its size)
            ) -> pd.Timestamp:
-    "When the bar that opened at `ts` is over (`bar_ends` of one bar)"
-    return bar_ends(pd.DatetimeIndex([ts]), timeframe, calendar or '24/7')[0]
+    "When the bar that opened at `ts` is over: `bar_ends` of one bar, without building an index (the service asks it per request)"
+    if calendar == '24/5' and timeframe == '1d': return _fx_day_ends(pd.DatetimeIndex([ts]))[0]
+    if calendar in ('', *ROUND_THE_CLOCK): return ts + pd.Timedelta(TIMEFRAMES[timeframe])
+    return pd.Timestamp(int(_exchange_ends(np.array([ts.value]), timeframe, calendar, ts.year)[0]), tz='UTC')
 
 # %% ../../nbs/01_data.bars.ipynb #c010c
 def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)`), their calendar in attrs
