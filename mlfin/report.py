@@ -12,8 +12,9 @@ from .config import MlfinError, NotFound, VALIDATIONS, atomic_write, run_dir
 from .backtest.portfolio import FILL_RULES
 from .backtest.tearsheet import TABLE_STYLE, metrics_frame, verdict_word
 from .backtest.universe import PORTFOLIO
-from .backtest.trials import CHOICES, Question, holdout, latest_returns, portfolio_skill, question_skill, run_trials
-from .tracking.trials import record_trials, recorded_trials
+from .models.compare import MCS_SIZE
+from .backtest.trials import CHOICES, Question, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
+from .tracking.trials import kept_returns, record_trials, recorded_trials
 import html
 
 # %% auto #0
@@ -243,7 +244,7 @@ def _confidence_set(train: dict) -> dict[str, dict]:
     for row in train.get('comparisons', []):
         models = [m.strip() for m in str(row.get('confidence_set') or '').split(',') if m.strip()]
         if models: found[row['symbol']] = {'models': models, 'leader': row['leader'], 'leader_in': row['leader'] in models,
-                                           'score': train.get('primary', 'auc'), 'level': 0.9}
+                                           'score': train.get('primary', 'auc'), 'level': 1 - MCS_SIZE}
     return found
 
 # %% ../nbs/07_report.ipynb #c4661655a
@@ -265,7 +266,8 @@ def weigh_questions(params: dict,         # the run's parameters: label, horizon
         question = Question(symbol, timeframes[symbol], params['label'], int(params['horizon']), params['cv'])
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
         mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
-        earlier, earlier_kept = recorded_trials(question.id)
+        earlier = recorded_trials(question.id)
+        earlier_kept = kept_returns(latest_sources(earlier)) if len(earlier) else {}   # each configuration's latest returns, not every run's
         own, own_pbo = m['skill'], m['pbo']
         m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
                                               latest_returns(earlier, earlier_kept) if len(earlier) else None, own['per_model'], cut)

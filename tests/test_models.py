@@ -29,7 +29,7 @@ def test_two_tune_workers_share_one_study_on_postgresql(pipeline_run, postgres_s
     from mlfin.backtest.trials import Question, trial_count
     from mlfin.tracking import recorded_trials
     os.environ['MLFIN_HOME'] = str(pipeline_run['home'])
-    try: found, _ = recorded_trials(Question('SPX', '1d', 'direction', 1, 'walk_forward').id)
+    try: found = recorded_trials(Question('SPX', '1d', 'direction', 1, 'walk_forward').id)
     finally: del os.environ['MLFIN_HOME']
     searches = found[found['kind'] == 'search']
     assert len(searches) == 2 and searches['models'].max() == 7 and searches['name'].eq('lightgbm search').all(), searches

@@ -13,8 +13,8 @@ from .universe import skill
 
 # %% auto #0
 __all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLDOUT_MIN_BARS', 'Question', 'configuration_id',
-           'search_id', 'search_trials', 'run_trials', 'trial_count', 'latest_returns', 'question_skill',
-           'portfolio_skill', 'holdout']
+           'search_id', 'search_trials', 'run_trials', 'trial_count', 'latest_sources', 'latest_returns',
+           'question_skill', 'portfolio_skill', 'holdout']
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c006
 @dataclass(frozen=True)
@@ -139,6 +139,13 @@ def trial_count(ledger: pd.DataFrame, # trials (`LEDGER` frames), any number of 
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c016
 PBO_COVERAGE = 0.5   # an earlier configuration's kept returns join PBO when they cover at least this share of the run's bars
+
+def latest_sources(earlier: pd.DataFrame, # trials recorded before (a `LEDGER` frame with `source`), oldest first
+                  ) -> list[str]:
+    "The runs holding some backtested configuration's latest record: the only ones whose returns a later run needs"
+    tried = earlier[earlier['kind'] == 'configuration']
+    return list(dict.fromkeys(tried.drop_duplicates('configuration', keep='last')['source']))
+
 
 def latest_returns(earlier: pd.DataFrame,             # trials recorded before (a `LEDGER` frame with `source`), oldest first
                    kept: dict[str, pd.DataFrame],     # source -> its configurations' returns (columns: configuration ids)

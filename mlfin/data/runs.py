@@ -44,7 +44,8 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     "A stored series' bars at a coarser size, on its own calendar's sessions; cached like a feature (keyed by the series' stamp and the aggregating code)"
     import hashlib
     store = open_store(store)
-    calendar = store.meta(symbol, source).get('calendar') or 'XNYS'
+    meta = store.meta(symbol, source)
+    calendar = meta.get('calendar') or 'XNYS'
     key = hashlib.sha256('|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)), _aggregating_code()]).encode()).hexdigest()[:24]
     path = home()/'resampled'/f"{key}.parquet"
     if path.exists(): bars = pd.read_parquet(path)
@@ -57,7 +58,7 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     if lo is not None: keep &= bars.index >= lo
     if hi is not None: keep &= (bars.index <= hi) if closed else (bars.index < hi)
     bars = bars[keep]
-    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=calendar, source=store.meta(symbol, source).get('source', ''), resampled_from=source)
+    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=calendar, source=meta.get('source', ''), resampled_from=source)
     return bars
 
 # %% ../../nbs/01e_data.runs.ipynb #c2847f0a6
@@ -79,8 +80,8 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
     frames, manifest = [], []
     for i, (symbol, timeframe) in enumerate(pairs):
         step('ingest', f"{symbol} {timeframe}", i, len(pairs))
-        source = source_timeframe(symbol, timeframe, store)   # a coarser size than stored: resampled from the finer series
         bars = series_bars(symbol, timeframe, start, end, store)
+        source = bars.attrs.get('resampled_from', timeframe)   # a coarser size than stored: resampled from the finer series
         if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
         kept = store.meta(symbol, source)
         sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another

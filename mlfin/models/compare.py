@@ -9,7 +9,7 @@ from ..config import default
 from .metrics import LOWER_IS_BETTER, bar_losses, score
 
 # %% auto #0
-__all__ = ['BASELINES', 'diebold_mariano', 'paired_bootstrap', 'metric_function', 'compare_models']
+__all__ = ['BASELINES', 'MCS_SIZE', 'diebold_mariano', 'paired_bootstrap', 'metric_function', 'compare_models']
 
 # %% ../../nbs/04e_models.compare.ipynb #c006
 def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
@@ -72,12 +72,13 @@ def metric_function(kind: str, metric: str):
 
 # %% ../../nbs/04e_models.compare.ipynb #c014
 BASELINES = ('logistic', 'ridge')
+MCS_SIZE = 0.1   # the model confidence set keeps the models the data cannot reject at this size: a 90% set
 
 def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, model, prediction, label, label_return
                    leaderboard: pd.DataFrame, # `Training.leaderboard`, best first per symbol
                    kind: str, metric: str,    # the model kind and the leaderboard's score
                    horizon: int = 1, reps: int = default('compare_reps'), seed: int = 0,
-                   mcs_size: float = 0.1,     # the model confidence set's level
+                   mcs_size: float = MCS_SIZE, # the model confidence set's size (1 - its level)
                    families: dict | None = None, # model -> family (to find the baseline); default: the leaderboard's
                    price_target: bool = False, # predictions are prices (next close): scores compare the predicted moves
                   ) -> pd.DataFrame:

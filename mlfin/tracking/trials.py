@@ -11,7 +11,7 @@ from ..config import BadInput
 from .store import configured_mlflow, experiment_id
 
 # %% auto #0
-__all__ = ['TAG', 'FOLDER', 'record_trials', 'record_search', 'recorded_trials']
+__all__ = ['TAG', 'FOLDER', 'record_trials', 'record_search', 'recorded_trials', 'kept_returns']
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c005
 TAG = 'mlfin.question'   # the tag of every run holding trials on a question: the question's id
@@ -50,8 +50,8 @@ def record_search(question_id: str, key: str, symbol: str,
     return run.info.run_id
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c008
-def recorded_trials(question_id: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    "Every trial filed under a question, oldest first, with when (`recorded`, its run's start) and which run (`source`); each run's kept returns"
+def recorded_trials(question_id: str) -> pd.DataFrame:
+    "Every trial filed under a question, oldest first, with when (`recorded`, its run's start) and which run (`source`); tables only, small"
     client = configured_mlflow().MlflowClient()
     found, token = [], None
     while True:   # every run on the question, a page at a time
@@ -59,15 +59,22 @@ def recorded_trials(question_id: str) -> tuple[pd.DataFrame, dict[str, pd.DataFr
                                   order_by=['attributes.start_time ASC'], max_results=1000, page_token=token)
         found += list(page); token = page.token
         if not token: break
-    tables, kept = [], {}
+    tables = []
     with tempfile.TemporaryDirectory() as folder:
         for run in found:
-            mine = Path(folder)/run.info.run_id; mine.mkdir()   # a folder each: one run's files never stand in for another's
-            where = Path(client.download_artifacts(run.info.run_id, FOLDER, str(mine)))
-            if not (where/'trials.parquet').exists(): continue
-            tables.append(pd.read_parquet(where/'trials.parquet').assign(
-                recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'), source=run.info.run_id))
-            if (where/'returns.parquet').exists(): kept[run.info.run_id] = pd.read_parquet(where/'returns.parquet').astype('float64')
-    if not tables: return pd.DataFrame(), kept
-    table = pd.concat(tables, ignore_index=True)
-    return table.astype({'recorded': 'datetime64[us, UTC]', 'source': 'string'}), kept
+            mine = Path(folder)/run.info.run_id; mine.mkdir()   # a folder each: one run's file never stands in for another's
+            table = Path(client.download_artifacts(run.info.run_id, f"{FOLDER}/trials.parquet", str(mine)))
+            tables.append(pd.read_parquet(table).assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'), source=run.info.run_id))
+    if not tables: return pd.DataFrame()
+    return pd.concat(tables, ignore_index=True).astype({'recorded': 'datetime64[us, UTC]', 'source': 'string'})
+
+# %% ../../nbs/06d_tracking.trials.ipynb #c079a685f
+def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
+    "The per-bar returns the given runs kept with their trials (run id -> a frame, columns: configuration ids); a run that kept none is left out"
+    client, kept = configured_mlflow().MlflowClient(), {}
+    with tempfile.TemporaryDirectory() as folder:
+        for run_id in runs:
+            mine = Path(folder)/run_id; mine.mkdir()
+            if not any(f.path.endswith('returns.parquet') for f in client.list_artifacts(run_id, FOLDER)): continue
+            kept[run_id] = pd.read_parquet(client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))).astype('float64')
+    return kept
