@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from ..config import NotFound, atomic_write, home
 from ..progress import step
 from .bars import BAR_COLUMNS, TIMEFRAMES, check_timeframe, fingerprint, resample
-from .facade import ensure_sample, load, sample_for
+from .facade import calendar_of, ensure_sample, load, sample_for
 from .stores import open_store
 from .stores.rules import span
 
@@ -45,7 +45,7 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     import hashlib
     store = open_store(store)
     meta = store.meta(symbol, source)
-    calendar = meta.get('calendar') or 'XNYS'
+    calendar = calendar_of(symbol, source, store)   # the one rule: recorded, else the sample's, else NYSE
     key = hashlib.sha256('|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)), _aggregating_code()]).encode()).hexdigest()[:24]
     path = home()/'resampled'/f"{key}.parquet"
     if path.exists(): bars = pd.read_parquet(path)
