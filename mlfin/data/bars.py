@@ -188,7 +188,8 @@ def _exchange_ends(at: np.ndarray, # bars' opens, UTC nanoseconds
         found = np.clip(sessions.searchsorted(day), 0, len(sessions) - 1)
         return np.where(sessions[found] == day, closes[found], later)
     session = np.clip(opens.searchsorted(at, side='right') - 1, 0, None)   # the session each bar belongs to
-    return np.minimum(later, closes[session])
+    close = closes[session]
+    return np.where(close > at, np.minimum(later, close), later)   # a bar off the calendar (kept, after its session's close): its own size
 
 
 def _fx_day_ends(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
