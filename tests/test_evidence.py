@@ -19,9 +19,10 @@ def copied(pipeline_run, tmp_path: Path) -> Path:
     return home
 
 
-def with_args(args: list[str], **changes) -> list[str]:
-    "The session run's arguments with some replaced (--symbols SPX) or added"
-    out = list(args)
+def with_args(args: list[str], home: Path, **changes) -> list[str]:
+    """The session run's arguments with some replaced (--symbols SPX) or added, its reports written in `home` (the session's own
+    reports folder is test_pipeline's to read)"""
+    out, changes = list(args), {**changes, 'reports': str(home/'reports')}
     for name, value in changes.items():
         option = '--' + name.replace('_', '-')
         if option in out: out[out.index(option) + 1] = value
@@ -37,7 +38,7 @@ def test_a_narrowed_rerun_counts_the_first_runs_configurations_and_keeps_its_ver
     home, first = copied(pipeline_run, tmp_path), pipeline_run['summary']
     for symbol in ('SPX', 'EURUSD'):   # a daily and an hourly series: each its own question
         before, leader = first['symbols'][symbol], first['symbols'][symbol]['model']
-        mlfin(home, 'run', *with_args(pipeline_run['args'], symbols=symbol, models=leader))   # the leader alone, by the command line
+        mlfin(home, 'run', *with_args(pipeline_run['args'], home, symbols=symbol, models=leader))   # the leader alone, by the command line
         after = summary(home)['symbols'][symbol]
         assert after['skill']['run_trials'] == 5 and after['skill']['trials'] == before['skill']['trials'] == 25   # its 5 were among the 25
         assert after['skill']['question']['earlier_runs'] >= 1 and after['pbo']['strategies'] == before['pbo']['strategies']
@@ -57,11 +58,11 @@ def test_a_narrowed_rerun_counts_the_first_runs_configurations_and_keeps_its_ver
         assert done['verdict'] == verdict_word(first['symbols']['SPX']) and done['dsr'] == pytest.approx(first['symbols']['SPX']['skill']['dsr'], abs=1e-12)
     assert svc.errors() == ''
     # two folds instead of the first run's three: five configurations never tried before, counted with the 25
-    mlfin(home, 'run', *with_args(pipeline_run['args'], symbols='SPX', models=first['symbols']['SPX']['model'], folds='2'))
+    mlfin(home, 'run', *with_args(pipeline_run['args'], home, symbols='SPX', models=first['symbols']['SPX']['model'], folds='2'))
     other = summary(home)['symbols']['SPX']
     assert (other['skill']['run_trials'], other['skill']['trials'], other['pbo']['earlier']) == (5, 30, 25), (other['skill'], other['pbo'])
     # the explicit escape hatch: only trials recorded from a date on count, and the verdict says how many it left out
-    mlfin(home, 'run', *with_args(pipeline_run['args'], symbols='SPX', models=first['symbols']['SPX']['model'], folds='2',
+    mlfin(home, 'run', *with_args(pipeline_run['args'], home, symbols='SPX', models=first['symbols']['SPX']['model'], folds='2',
                                   trials_since='2099-01-01'))
     hatch = summary(home)['symbols']['SPX']
     assert (hatch['skill']['trials'], hatch['skill']['question']['left_out']) == (5, 25), hatch['skill']
@@ -70,8 +71,8 @@ def test_a_narrowed_rerun_counts_the_first_runs_configurations_and_keeps_its_ver
 
 def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(pipeline_run, tmp_path):
     home = copied(pipeline_run, tmp_path)
-    two = with_args(pipeline_run['args'], symbols='SPX,EURUSD')   # a daily and an hourly series
-    mlfin(home, 'run', *with_args(two, end='2017-06-30'))   # a run whose data ended half a year earlier chose
+    two = with_args(pipeline_run['args'], home, symbols='SPX,EURUSD')   # a daily and an hourly series
+    mlfin(home, 'run', *with_args(two, home, end='2017-06-30'))   # a run whose data ended half a year earlier chose
     chose = summary(home)
     mlfin(home, 'run', *two)   # the same run on the later bars too
     now = summary(home)

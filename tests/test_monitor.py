@@ -1,5 +1,6 @@
 """Drift (issue 19): each input judged by its own history. Fresh windows of an unchanged persistent input are rarely flagged;
 a shift of a few spreads is caught; a planted shift in one real input of a model flags that input and no other."""
+import os
 import numpy as np, pytest
 from pathlib import Path
 from conftest import mlfin
@@ -120,3 +121,50 @@ def test_mlfin_monitor_writes_its_report_and_the_service_exposes_it(served_home)
         assert f'mlfin_model_production_version{{name="mlfin.SPX.1d"}} {float(serving)}' in text   # kept between scrapes, read as the registry changes
         assert svc.client(token=scraper).get('/monitor').status_code == 403   # a scraper reads the metrics and nothing else
         assert svc.errors() == ''
+
+
+def regime(bars, sessions, times: float, seed: int = 34):
+    """`sessions` daily bars after `bars`' last, their moves `times` the series' usual daily volatility: real standardised moves of
+    the series (drawn from its history) scaled up, each bar's range the same share of its move as the series' median bar's"""
+    import pandas as pd
+    moves = np.log(bars['close']).diff().dropna()
+    drawn = np.random.default_rng(seed).choice((moves / moves.std()).to_numpy(), size=len(sessions))
+    close = bars['close'].iloc[-1] * np.exp(np.cumsum(times * moves.std() * drawn))
+    open_ = np.r_[bars['close'].iloc[-1], close[:-1]]
+    reach = float(((bars['high'] - bars['low']) / bars['close']).median()) * times
+    return pd.DataFrame({'open': open_, 'high': np.maximum(open_, close) * (1 + reach / 2), 'low': np.minimum(open_, close) * (1 - reach / 2),
+                         'close': close, 'volume': float(bars['volume'].median())}, index=pd.DatetimeIndex(sessions, name='ts'))
+
+
+def test_a_volatility_regime_on_a_served_daily_model_is_reported_and_its_gauge_set_unchanged_data_is_quiet(served_home, tmp_path):
+    """Issue 34: the served SPX series as it is reads 'volatility steady' at the default window; 60 sessions at three times its
+    usual daily volatility appended (a quarter of the window) are reported by `mlfin monitor` as a volatility regime, and the
+    service's gauge the MlfinVolatilityRegime rule reads is 1 (promtool tests the rule on that gauge)"""
+    import json, shutil
+    import exchange_calendars as xcals
+    import pandas as pd
+    from conftest import service
+    from mlfin.data import load
+    home = tmp_path/'home'
+    shutil.copytree(served_home, home, ignore=shutil.ignore_patterns('monitor'))
+    figures = lambda done: json.loads((Path(done.stdout.strip().splitlines()[-1].removeprefix('report: ')).parent/'monitor.json').read_text())
+    spx = lambda found: next(m for m in found['models'] if m['name'] == 'mlfin.SPX.1d')
+    calm = spx(figures(mlfin(home, 'monitor')))
+    assert calm['volatility_verdict'] == 'stable' and calm['window_bars'] >= 250, calm
+    assert 'volatility steady' in calm['verdict'], calm['verdict']
+    os.environ['MLFIN_HOME'] = str(home)
+    try: bars = load('SPX', '1d')
+    finally: del os.environ['MLFIN_HOME']
+    sessions = xcals.get_calendar('XNYS').sessions_in_range(bars.index[-1].tz_localize(None) + pd.Timedelta(days=1), '2019-12-31')[:60]
+    regime(bars, sessions.tz_localize('UTC'), 3).reset_index().to_csv(tmp_path/'spx.csv', index=False)
+    mlfin(home, 'ingest', str(tmp_path/'spx.csv'), '--symbol', 'SPX', '--timeframe', '1d')
+    done = mlfin(home, 'monitor')
+    found = spx(figures(done))
+    assert found['volatility_verdict'] == 'drifted' and found['volatility_score'] > found['volatility_bar'], found
+    assert found['volatility_ratio'] > 2 and found['window_end'].startswith(str(sessions[-1].date())), found
+    assert 'volatility rose: ' in found['verdict'] and 'volatility rose: ' in done.stdout, done.stdout
+    with service(home, '--no-jobs') as svc:
+        text = svc.client(token=svc.key('scraper')).get('/metrics').text
+        assert 'mlfin_monitor_volatility_drifted{name="mlfin.SPX.1d"} 1.0' in text
+        assert f'mlfin_monitor_volatility_ratio{{name="mlfin.SPX.1d"}} {found["volatility_ratio"]}' in text
+    assert svc.errors() == ''

@@ -188,7 +188,7 @@ def test_tasks_leave_nothing_behind_for_the_next_in_process(pipeline_run, tmp_pa
     shutil.copytree(pipeline_run['home'], home)
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
     args = pipeline_run['args']   # --name value pairs
-    overrides = {name.removeprefix('--').replace('-', '_'): value for name, value in zip(args[::2], args[1::2])}
+    overrides = {name.removeprefix('--').replace('-', '_'): value for name, value in zip(args[::2], args[1::2])} | {'reports': str(home/'reports')}
     done = subprocess.run([sys.executable, '-c', REVERSED, json.dumps(overrides), str(ROOT)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

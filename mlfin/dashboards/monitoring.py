@@ -4,13 +4,14 @@
 
 # %% ../../nbs/12d_dashboards.monitoring.ipynb #c002
 from __future__ import annotations
-import os
+import html, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from .common import html_table, page, verdict_box
 
 # %% auto #0
-__all__ = ['LIVE_COLUMNS', 'drift_scores', 'drift_heatmap', 'live_figure', 'firing_alerts', 'monitoring_page']
+__all__ = ['VOLATILITY_COLUMNS', 'LIVE_COLUMNS', 'drift_scores', 'drift_heatmap', 'live_figure', 'firing_alerts',
+           'monitoring_page']
 
 # %% ../../nbs/12d_dashboards.monitoring.ipynb #c005
 def drift_scores(history: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -59,6 +60,8 @@ def firing_alerts(url: str | None = None) -> pd.DataFrame | str:
                         columns=['alert', 'about', 'severity', 'since', 'summary'])
 
 # %% ../../nbs/12d_dashboards.monitoring.ipynb #c012
+VOLATILITY_COLUMNS = ['name', 'volatility_verdict', 'volatility_span', 'volatility_ratio', 'volatility_level', 'volatility_score', 'volatility_bar',
+                      'volatility_reason']
 LIVE_COLUMNS = ['name', 'version', 'live_served', 'live_labelled', 'live_hit_rate', 'live_hit_low', 'live_hit_high', 'live_record_accuracy',
                 'live_auc', 'live_record_auc', 'live_signal_return', 'live_verdict']
 
@@ -86,6 +89,11 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
         parts += [widgets.HTML(f"<h2>Drift per input over {history['at'].nunique()} monitor run(s)</h2>"), pick, heat]
     if found['models']:
         models = pd.DataFrame(found['models'])
+        unjudged = [f"<li>{html.escape(m['name'])}: {html.escape(name)}: {html.escape(why)}</li>" for m in found['models']
+                    for name, why in (m.get('inputs_unjudged') or {}).items()]
+        parts += [widgets.HTML("<h2>Volatility: the series' recent moves against the window's earlier bars and the training span</h2>"),
+                  widgets.HTML(html_table(models[[c for c in VOLATILITY_COLUMNS if c in models]], index=False))]
+        if unjudged: parts.append(widgets.HTML("<h2>Inputs given no verdict, and why</h2><ul>" + ''.join(unjudged) + "</ul>"))
         table = models[[c for c in LIVE_COLUMNS if c in models]]
         parts += [widgets.HTML("<h2>Live performance against the out-of-sample record</h2>"), go.FigureWidget(live_figure(found['models'])),
                   widgets.HTML(html_table(table, index=False))]

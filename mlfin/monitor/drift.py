@@ -115,13 +115,17 @@ MIN_EFFECTIVE = 1.0   # a window worth less than one independent draw says nothi
 @dataclass
 class Drift:
     "What `input_drift` found for one model"
-    inputs: pd.DataFrame   # per input: psi, psi_bar, wasserstein, wasserstein_bar, ks, ks_p, effective, verdict (drifted, stable, too few)
+    inputs: pd.DataFrame   # per input: psi, psi_bar, wasserstein, wasserstein_bar, ks, ks_p, effective, verdict (drifted, stable, too few), reason
     share: float           # the drifted share of the inputs judged (weighted by importance where given)
     judged: int            # inputs with a verdict
 
     def drifted(self) -> list[str]:
         "The inputs found drifted"
         return self.inputs.index[self.inputs['verdict'] == 'drifted'].tolist()
+
+    def unjudged(self) -> dict:
+        "The inputs given no verdict, each with why"
+        return self.inputs.loc[self.inputs['verdict'] == 'too few', 'reason'].to_dict()
 
 # %% ../../nbs/11a_monitor.drift.ipynb #c030
 def input_drift(reference: pd.DataFrame,   # the model's inputs over its training span (columns: inputs)
@@ -137,15 +141,17 @@ def input_drift(reference: pd.DataFrame,   # the model's inputs over its trainin
         r, c = reference[name].to_numpy(dtype='float64'), current[name].to_numpy(dtype='float64')
         r, c = r[~np.isnan(r)], c[~np.isnan(c)]
         eff = effective_size(len(c), persistence(r))
-        if len(c) < 2 or len(r) < 2 * window or eff < min_effective:
-            rows[name] = {'effective': eff, 'verdict': 'too few'}; continue
+        why = (f"{len(c)} value(s) in the window" if len(c) < 2 else f"a reference of {len(r)} values holds fewer than two windows of {window}"
+               if len(r) < 2 * window else f"too persistent: {len(c)} bars are worth {eff:.2g} independent draws" if eff < min_effective else '')
+        if why:
+            rows[name] = {'effective': eff, 'verdict': 'too few', 'reason': why}; continue
         ks = stats.ks_2samp(r, c)
         score, distance = psi(r, c, bins), wasserstein(r, c)
         bar, far = own_threshold(r, len(c), bins, q)
         rows[name] = {'psi': score, 'psi_bar': bar, 'wasserstein': distance, 'wasserstein_bar': far, 'ks': float(ks.statistic),
                       'ks_p': float(ks.pvalue), 'effective': eff,
-                      'verdict': 'drifted' if score > bar or distance > far else 'stable'}
-    columns = ['psi', 'psi_bar', 'wasserstein', 'wasserstein_bar', 'ks', 'ks_p', 'effective', 'verdict']
+                      'verdict': 'drifted' if score > bar or distance > far else 'stable', 'reason': ''}
+    columns = ['psi', 'psi_bar', 'wasserstein', 'wasserstein_bar', 'ks', 'ks_p', 'effective', 'verdict', 'reason']
     table = pd.DataFrame.from_dict(rows, orient='index').reindex(columns=columns)
     judged = table[table['verdict'] != 'too few']
     weight = pd.Series({n: float((importance or {}).get(n, 1.0)) for n in judged.index}, dtype='float64')

@@ -9,6 +9,7 @@ import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..data.bars import TIMEFRAMES, closed_bars
 from .drift import Drift, input_drift
+from .volatility import bar_returns, deseasoned, volatility_shift
 from .performance import against_record
 from .freshness import freshness
 
@@ -96,25 +97,31 @@ class Watch:
     kind: str
     window: dict        # start, end, bars; reference_from, reference_to, reference_bars
     drift: Drift        # per input
+    volatility: dict    # `volatility_shift` of its series' moves
     predictions: dict   # `prediction_drift`
     live: dict          # `live_performance`
     series: dict        # freshness and quarantine of its series
 
     def verdict(self) -> str:
-        "One line: what drifted, how it performs live, whether its series is fresh"
-        d, drifted = self.drift, self.drift.drifted()
+        "One line: what drifted (inputs, volatility), what was not judged and why, how it performs live, whether its series is fresh"
+        d, drifted, unjudged, v = self.drift, self.drift.drifted(), self.drift.unjudged(), self.volatility
         inputs = (f"{len(drifted)} of {d.judged} inputs drifted ({d.share:.0%} by importance: {', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''})"
                   if drifted else f"no input drifted ({d.judged} judged)" if d.judged
                   else f"inputs not judged (a reference of {self.window['reference_bars']:,} bars against a window of {self.window['window_bars']:,})")
+        if unjudged and d.judged:
+            inputs += f", {len(unjudged)} not judged ({'; '.join(f'{n}: {why}' for n, why in list(unjudged.items())[:2])}{'; ...' if len(unjudged) > 2 else ''})"
+        moved = (f"volatility rose: {v['ratio']:.1f}x the window's earlier bars over its last {v['span']} ({v['level']:.1f}x the training span's)"
+                 if v['verdict'] == 'drifted' else "volatility steady" if v['verdict'] == 'stable' else f"volatility not judged ({v['reason']})")
         fresh = (f"series stale: {self.series['missing']:,} bar(s) overdue since {self.series['due']:%Y-%m-%d %H:%M}Z" if self.series.get('stale')
                  else "series fresh")
-        return f"{self.name} v{self.version}: {inputs}; predictions {self.predictions['verdict']}; live {self.live['verdict']}; {fresh}"
+        return f"{self.name} v{self.version}: {inputs}; {moved}; predictions {self.predictions['verdict']}; live {self.live['verdict']}; {fresh}"
 
     def summary(self) -> dict:
         "A flat record of the figures (JSON-able): what the report tabulates and the service's gauges show"
         d = self.drift
         return {'name': self.name, 'version': self.version, 'model': self.model, 'kind': self.kind, **self.window,
-                'drifted_share': d.share, 'inputs_judged': d.judged, 'inputs_drifted': d.drifted(),
+                'drifted_share': d.share, 'inputs_judged': d.judged, 'inputs_drifted': d.drifted(), 'inputs_unjudged': d.unjudged(),
+                **{f"volatility_{k}": v for k, v in self.volatility.items()},
                 **{f"prediction_{k}": v for k, v in self.predictions.items()}, **{f"live_{k}": v for k, v in self.live.items()},
                 **{f"series_{k}": v for k, v in self.series.items()}, 'verdict': self.verdict()}
 
@@ -161,7 +168,7 @@ def watch(version: dict,              # a production version (`registry.describe
           served: pd.DataFrame | None = None,  # its served signals (default: the service's table)
           series: dict | None = None,          # its series' `series_state` (default: worked out here)
          ) -> Watch:
-    "Inputs, predictions, live performance and freshness of one production version"
+    "Inputs, the series' volatility, predictions, live performance and freshness of one production version"
     from mlfin.data import load, open_store
     from mlfin.features import inputs_for
     from mlfin.models import load as load_version
@@ -176,6 +183,8 @@ def watch(version: dict,              # a production version (`registry.describe
     reference = reference_rows(x.index, (made.trained_from, made.trained_to), start)
     shares = predictor.model.importance()
     drift = input_drift(x[reference], x.iloc[start:], None if shares is None else dict(zip(predictor.inputs, shares)))
+    moves = deseasoned(bar_returns(bars).reindex(x.index), reference, timeframe)   # the series' own moves, on the inputs' bars
+    volatility = volatility_shift(moves[reference], moves.iloc[start:])
     current = pd.Series(window_predictions(predictor.model, x.to_numpy(dtype='float64'), start), index=x.index[start:])
     record = incumbent_predictions(version)
     predictions = prediction_drift(pd.Series(dtype='float64') if record is None else record['prediction'], current)
@@ -189,7 +198,7 @@ def watch(version: dict,              # a production version (`registry.describe
     window_facts = {'symbol': symbol, 'timeframe': timeframe, 'window_start': x.index[start], 'window_end': x.index[-1],
                     'window_bars': len(x) - start, 'reference_from': span[0] if len(span) else None,
                     'reference_to': span[-1] if len(span) else None, 'reference_bars': len(span)}
-    return Watch(version['name'], int(version['version']), version['model'], version['kind'], window_facts, drift, predictions, live, series)
+    return Watch(version['name'], int(version['version']), version['model'], version['kind'], window_facts, drift, volatility, predictions, live, series)
 
 # %% ../../nbs/11d_monitor.models.ipynb #c029
 @dataclass

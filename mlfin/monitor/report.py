@@ -8,10 +8,12 @@ import html, json, math, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import home
+from .drift import QUANTILE
 from .models import Report, Watch
 
 # %% auto #0
-__all__ = ['MODEL_COLUMNS', 'monitor_root', 'plain', 'input_chart', 'report_page', 'write_report', 'latest_report']
+__all__ = ['MODEL_COLUMNS', 'monitor_root', 'plain', 'input_chart', 'volatility_said', 'report_page', 'write_report',
+           'latest_report']
 
 # %% ../../nbs/11e_monitor.report.ipynb #c005
 def monitor_root() -> Path:
@@ -42,10 +44,19 @@ def input_chart(w: Watch) -> str:
 
 # %% ../../nbs/11e_monitor.report.ipynb #c010
 MODEL_COLUMNS = {'name': 'Model', 'version': 'Version', 'model': 'Kind of model', 'window_bars': 'Window (bars)',
-                 'reference_bars': 'Reference (bars)', 'drifted_share': 'Drifted share', 'prediction_verdict': 'Predictions',
+                 'reference_bars': 'Reference (bars)', 'drifted_share': 'Drifted share', 'volatility_verdict': 'Volatility',
+                 'volatility_ratio': 'Volatility, recent / earlier', 'prediction_verdict': 'Predictions',
                  'live_labelled': 'Labelled signals', 'live_hit_rate': 'Live hit rate', 'live_record_accuracy': 'Out-of-sample accuracy',
                  'live_auc': 'Live AUC', 'live_record_auc': 'Out-of-sample AUC', 'live_signal_return': 'Signals after costs',
                  'series_stale': 'Series stale'}
+
+# %% ../../nbs/11e_monitor.report.ipynb #c010v
+def volatility_said(v: dict) -> str:
+    "The volatility judgement in a sentence"
+    if v['verdict'] == 'too few': return f"not judged ({v['reason']})."
+    return (f"over its last {v['span']} bars the typical move was {v['ratio']:.2f}x the window's earlier bars' and {v['level']:.2f}x the "
+            f"training span's, a score of {v['score']:.2f} against a bar of {v['bar']:.2f} (the {QUANTILE * 100:g}th percentile of the series' own past windows): "
+            + ("a volatility regime." if v['verdict'] == 'drifted' else "steady."))
 
 # %% ../../nbs/11e_monitor.report.ipynb #c011
 def report_page(report: Report) -> str:
@@ -63,7 +74,9 @@ def report_page(report: Report) -> str:
         parts += [f"<h2>{html.escape(w.name)} v{w.version}: inputs, {w.window['window_start']:%Y-%m-%d %H:%M} to {w.window['window_end']:%Y-%m-%d %H:%M}</h2>",
                   f"<p><small>Against {w.window['reference_bars']:,} bars of its training span. PSI and distance decide, each "
                   "against the input's own bar (its 99th percentile over past windows of the same length, at least 0.2 and 0.1); "
-                  "KS is shown, not used: on persistent series its p-values flag nearly everything.</small></p>",
+                  "KS is shown, not used: on persistent series its p-values flag nearly everything. An input given no verdict says why "
+                  "(too persistent: its window is worth less than one independent draw). The series' volatility is judged on its own: "
+                  + html.escape(volatility_said(w.volatility)) + "</small></p>",
                   input_chart(w), table(w.drift.inputs)]
     if report.series is not None and len(report.series):
         parts += ["<h2>Series</h2>", table(report.series.set_index(['symbol', 'timeframe']))]

@@ -45,7 +45,8 @@ def figures(now: pd.Timestamp | None = None) -> dict:
                  for r in recent.to_dict(orient='records')],
         'production': production,
         'versions': {f"{v['name']} v{v['version']}": v['created_at'].isoformat() for v in versions},
-        'models': [{k: m.get(k) for k in ('name', 'version', 'drifted_share', 'inputs_drifted', 'prediction_verdict', 'live_labelled',
+        'models': [{k: m.get(k) for k in ('name', 'version', 'drifted_share', 'inputs_drifted', 'volatility_verdict', 'volatility_ratio',
+                                          'prediction_verdict', 'live_labelled',
                                           'live_hit_rate', 'live_hit_low', 'live_hit_high', 'live_record_accuracy', 'live_verdict')}
                    for m in watched['models']],
         'monitor_at': watched.get('at'), 'monitor_errors': watched.get('errors', {}),
@@ -83,9 +84,11 @@ def report_page(found: dict, changed: list[str]) -> str:
     failed = [r for r in found['runs'] if r['status'] in ('failed', 'interrupted')]
     worse = [m['name'] for m in found['models'] if str(m.get('live_verdict') or '').startswith('worse')]
     drifted = [m['name'] for m in found['models'] if (m.get('drifted_share') or 0) > 0.3]
+    regime = [m['name'] for m in found['models'] if m.get('volatility_verdict') == 'drifted']
     verdict = ('All checks pass, no scheduled run failed.' if not down and not failed else
                f"{len(down)} check(s) failing ({', '.join(s['check'] for s in down)}); {len(failed)} scheduled run(s) failed in the last day.")
     verdict += (f" Live performance worse than the record: {', '.join(worse)}." if worse else '') + (f" Drifted: {', '.join(drifted)}." if drifted else '')
+    verdict += f" Volatility regime: {', '.join(regime)}." if regime else ''
     table = lambda rows, empty: html_table(pd.DataFrame(rows), index=False) if rows else f"<p><small>{html.escape(empty)}</small></p>"
     parts = [f"<h1>mlfin daily report</h1><p><small>{html.escape(found['at'])} UTC; home {html.escape(str(home()))}</small></p>",
              f"<p class='verdict'>{html.escape(verdict)}</p>",
