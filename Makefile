@@ -25,15 +25,15 @@ dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866 to pe
 serve: setup ## the service on http://127.0.0.1:8000 (ARGS="--workers 2 --store postgresql://..."); keys: .venv/bin/mlfin keys create --role analyst
 	@$(BIN)/mlfin serve $(ARGS)
 
-monitoring: setup ## the service, Prometheus (:9090, env/monitoring/alerts.yml) and Alertmanager (:9093) on loopback (ARGS="--webhook URL --smtp host:port --email-to ADDR")
+monitoring: setup ## the service, Prometheus (:9090, env/monitoring/alerts.yml and figures.yml) and Alertmanager (:9093) on loopback (ARGS="--webhook URL --smtp host:port --email-to ADDR")
 	@bash env/setup-test.sh
 	@$(BIN)/mlfin monitoring $(ARGS)
 
 lab: setup ## JupyterLab on the project (kernel: mlfin)
 	@$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser
 
-export: setup ## regenerate mlfin/ from nbs/ and strip notebook outputs
-	@$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml from mlfin.monitor.figures) and strip notebook outputs
+	@$(BIN)/nbdev_export && $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()" && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
 
 bench: setup ## time the pipeline per task: own work against overhead (kernel start, imports, JIT)
 	@$(BIN)/python tests/bench/bench_pipeline.py

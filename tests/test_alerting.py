@@ -1,23 +1,34 @@
-"""Alerts (issue 19): the shipped rules pass `promtool test rules` (Debian's Prometheus 2.42), and every rule has a case that
-fires it and a case (another series, or another time) where it stays quiet."""
+"""Alerts (issues 19, 34): the shipped rules pass `promtool test rules` (Debian's Prometheus 2.42); every rule has a case that
+fires it, a case (another series, or another time) where it stays quiet, and a case where the service's scrape target is down or
+gone; the rules on the watched figures are the ones their table makes."""
 import subprocess
 from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT/'env'/'monitoring'
+FILES = ('alerts.yml', 'figures.yml')
 
 
 def test_promtool_checks_and_unit_tests_the_shipped_rules():
-    checked = subprocess.run(['promtool', 'check', 'rules', str(RULES/'alerts.yml')], capture_output=True, text=True)
+    checked = subprocess.run(['promtool', 'check', 'rules', *(str(RULES/f) for f in FILES)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = subprocess.run(['promtool', 'test', 'rules', 'alerts.test.yml'], cwd=RULES, capture_output=True, text=True)
     assert tested.returncode == 0 and 'SUCCESS' in tested.stdout, tested.stdout + tested.stderr
 
 
-def test_every_rule_has_a_firing_and_a_quiet_case():
-    rules = [r['alert'] for g in yaml.safe_load((RULES/'alerts.yml').read_text())['groups'] for r in g['rules']]
-    cases = [c for t in yaml.safe_load((RULES/'alerts.test.yml').read_text())['tests'] for c in t['alert_rule_test']]
+def test_the_figures_rules_are_the_ones_their_table_makes():
+    from mlfin.monitor.alerting import RULE_FILES
+    from mlfin.monitor.figures import rules_text
+    assert RULE_FILES == FILES
+    assert (RULES/'figures.yml').read_text() == rules_text(), "env/monitoring/figures.yml differs from mlfin.monitor.figures: run `make export`"
+
+
+def test_every_rule_has_a_firing_a_quiet_and_a_target_gone_case():
+    rules = [r['alert'] for f in FILES for g in yaml.safe_load((RULES/f).read_text())['groups'] for r in g['rules'] if 'alert' in r]
+    tests = yaml.safe_load((RULES/'alerts.test.yml').read_text())['tests']
+    cases = [c for t in tests for c in t['alert_rule_test']]
+    gone = {c['alertname'] for t in tests if 'target gone' in t['name'] for c in t['alert_rule_test']}
     fires = {c['alertname'] for c in cases if c.get('exp_alerts')}
     quiet = {c['alertname'] for c in cases if not c.get('exp_alerts')}
     series = {c['alertname']: t for t in yaml.safe_load((RULES/'alerts.test.yml').read_text())['tests'] for c in t['alert_rule_test']}
@@ -26,11 +37,12 @@ def test_every_rule_has_a_firing_and_a_quiet_case():
     assert sorted(rules) == sorted(set(rules)) and len(rules) >= 12
     assert set(rules) <= fires, set(rules) - fires
     assert set(rules) - {'MlfinDeadMansSwitch'} <= quiet | beside, set(rules) - quiet - beside   # the switch is meant to fire always
+    assert set(rules) - {'MlfinDeadMansSwitch'} <= gone, set(rules) - gone - {'MlfinDeadMansSwitch'}
 
 
 # --- end to end: a real Prometheus scraping a real `mlfin serve`, a real Alertmanager delivering to a webhook and by e-mail ---
 
-import threading, time
+import signal, threading, time
 import numpy as np, pandas as pd
 import pytest
 from conftest import free_port, market_data, mlfin, service
@@ -65,7 +77,7 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
     for without a production model arrive by both; nothing names ESA."""
     from aiosmtpd.controller import Controller
     from mlfin.data import load_sample
-    from mlfin.monitor.alerting import rules_file, start_monitoring
+    from mlfin.monitor.alerting import rules_files, start_monitoring
     home, es = tmp_path/'home', load_sample('ES')
     now = pd.Timestamp.now(tz='UTC').floor('min')
     start = now - pd.Timedelta(minutes=271) - pd.Timedelta(minutes=len(es) - 1)   # the training bars end at now - 271 min
@@ -86,8 +98,9 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
         async def handle_DATA(self, server, session, envelope):
             mails.append(envelope.content.decode(errors='replace')); return '250 OK'
     smtp = Controller(Mailbox(), hostname='127.0.0.1', port=free_port()); smtp.start()
-    fast = tmp_path/'alerts.yml'   # the shipped rules, each `for:` 2 s
-    fast.write_text(rules_file().read_text().replace('for: 2m', 'for: 2s').replace('for: 5m', 'for: 2s').replace('for: 10m', 'for: 2s'))
+    fast = [tmp_path/p.name for p in rules_files()]   # the shipped rules, each `for:` 2 s
+    for shipped, quick in zip(rules_files(), fast):
+        quick.write_text(shipped.read_text().replace('for: 2m', 'for: 2s').replace('for: 5m', 'for: 2s').replace('for: 10m', 'for: 2s'))
     pushing, stack = threading.Event(), None
     with service(home, '--no-jobs') as svc:
         try:
@@ -104,7 +117,7 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
             threading.Thread(target=keep_pushing, daemon=True).start()
             watched = mlfin(home, 'monitor', '--window', '250').stdout
             assert 'mlfin.ESB.1m v' in watched and 'mlfin.ESA.1m v' in watched, watched
-            stack = start_monitoring(tmp_path/'monitoring', f"127.0.0.1:{svc.port}", svc.key('scraper'), rules=[fast],
+            stack = start_monitoring(tmp_path/'monitoring', f"127.0.0.1:{svc.port}", svc.key('scraper'), rules=fast,
                                      webhook=hook_url, smtp=f"127.0.0.1:{smtp.port}", email_to='ops@example.org',
                                      prometheus_port=free_port(), alertmanager_port=free_port(), every='1s',
                                      timing={'wait': '1s', 'interval': '1s', 'repeat': '1h'})
@@ -121,6 +134,22 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
             assert [g for g in got if 'ESA' in g[1]] == [], (got, watched)   # the unchanged copy fires nothing
             assert ('MlfinDeadMansSwitch', '') in got   # the path itself is up
             assert svc.errors() == ''
+            # the service killed while they fire: MlfinServiceDown is sent, and none of them is resolved (held by their rules,
+            # inhibited by Alertmanager while the service is down)
+            pushing.set(); time.sleep(3)   # ESA's collector stops first: its pushes would fail
+            killed_at = len(notified)
+            svc.stop(signal.SIGKILL)
+            deadline = time.time() + 180
+            while time.time() < deadline and ('MlfinServiceDown', '') not in firing(notified[killed_at:]): time.sleep(1)
+            assert ('MlfinServiceDown', '') in firing(notified[killed_at:]), (notified[killed_at:], stack.rules())
+            time.sleep(10)   # any resolution the kill would cause has had its chance
+            resolved = {(a['labels']['alertname'], a['labels'].get('name') or a['labels'].get('symbol', '')) for n in notified[killed_at:]
+                        for a in n['alerts'] if a['status'] == 'resolved'}
+            assert resolved & wanted == set(), resolved
+            held = {(a['labels']['alertname'], a['labels'].get('name') or a['labels'].get('symbol', '')): a['status'] for a in stack.alerts()}
+            for alert in wanted - {('MlfinNoProductionModel', 'ESC')}:   # a request rate's alert lapses with its rate: ServiceDown stands in
+                assert held.get(alert, {}).get('state') == 'suppressed' and held[alert]['inhibitedBy'], (alert, held.get(alert))
+            assert {r['name']: r['state'] for r in stack.rules()}['MlfinInputsDrifted'] == 'firing'
         finally:
             pushing.set()
             if stack is not None: stack.stop()

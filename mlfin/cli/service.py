@@ -83,7 +83,8 @@ def monitor(store: Optional[str] = typer.Option(None, help="store folder or post
     "Watch every production model once (drift, predictions, live performance) and every series' freshness; write the report (for a schedule)"
     from mlfin.monitor.models import monitor as watch_all
     from mlfin.monitor.report import write_report
-    try: report = watch_all(store, window)
+    from mlfin.service.live import served_signals
+    try: report = watch_all(store, window, signals=served_signals)
     except MlfinError as e: fail(str(e))
     folder = write_report(report, out)
     for w in report.watches: typer.echo(w.verdict())
@@ -104,9 +105,10 @@ def monitoring(port: int = typer.Option(8000, help="the service's port on 127.0.
                prometheus_port: int = typer.Option(9090, help="Prometheus on 127.0.0.1"),
                alertmanager_port: int = typer.Option(9093, help="Alertmanager on 127.0.0.1"),
                store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)")):
-    "Prometheus (scraping the service, evaluating env/monitoring/alerts.yml) and Alertmanager (webhook, e-mail) on loopback, beside the service"
+    "Prometheus (scraping the service, evaluating env/monitoring/alerts.yml and figures.yml) and Alertmanager (webhook, e-mail) on loopback, beside the service"
     from mlfin.monitor.alerting import run_monitoring
-    try: run_monitoring(port, serve, store, echo=typer.echo, webhook=webhook, smtp=smtp, email_to=email_to,
+    from mlfin.service.auth import scrape_key
+    try: run_monitoring(port, serve, store, scrape_key=lambda: scrape_key(store), echo=typer.echo, webhook=webhook, smtp=smtp, email_to=email_to,
                         prometheus_port=prometheus_port, alertmanager_port=alertmanager_port)
     except MlfinError as e: fail(str(e))
 

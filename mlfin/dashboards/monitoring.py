@@ -8,6 +8,7 @@ import html, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from .common import html_table, page, verdict_box
+from ..monitor.figures import keys
 
 # %% auto #0
 __all__ = ['VOLATILITY_COLUMNS', 'LIVE_COLUMNS', 'drift_scores', 'drift_heatmap', 'live_figure', 'firing_alerts',
@@ -60,10 +61,8 @@ def firing_alerts(url: str | None = None) -> pd.DataFrame | str:
                         columns=['alert', 'about', 'severity', 'since', 'summary'])
 
 # %% ../../nbs/12d_dashboards.monitoring.ipynb #c012
-VOLATILITY_COLUMNS = ['name', 'volatility_verdict', 'volatility_span', 'volatility_ratio', 'volatility_level', 'volatility_score', 'volatility_bar',
-                      'volatility_reason']
-LIVE_COLUMNS = ['name', 'version', 'live_served', 'live_labelled', 'live_hit_rate', 'live_hit_low', 'live_hit_high', 'live_record_accuracy',
-                'live_auc', 'live_record_auc', 'live_signal_return', 'live_verdict']
+VOLATILITY_COLUMNS = ['name', *keys('volatility')]
+LIVE_COLUMNS = ['name', 'version', *keys('live')]
 
 # %% ../../nbs/12d_dashboards.monitoring.ipynb #c013
 def monitoring_page(root: Path | None = None, alertmanager: str | None = None):

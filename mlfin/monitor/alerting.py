@@ -11,21 +11,24 @@ import yaml
 from ..errors import BadInput, Unavailable
 
 # %% auto #0
-__all__ = ['rules_file', 'prometheus_config', 'alertmanager_config', 'Monitoring', 'start_monitoring', 'run_monitoring',
-           'send_alert']
+__all__ = ['RULE_FILES', 'rules_files', 'prometheus_config', 'alertmanager_config', 'Monitoring', 'start_monitoring',
+           'run_monitoring', 'send_alert']
 
 # %% ../../nbs/11f_monitor.alerting.ipynb #c005
-def rules_file() -> Path:
-    "The shipped alerting rules: `env/monitoring/alerts.yml` of the project"
+RULE_FILES = ('alerts.yml', 'figures.yml')   # in env/monitoring: written by hand, and made from `monitor.figures`
+
+def rules_files() -> list[Path]:
+    "The shipped alerting rules: `env/monitoring/`'s `RULE_FILES` of the project"
     from mlfin.config import project_root
-    found = (project_root() or Path.cwd())/'env'/'monitoring'/'alerts.yml'
-    if not found.exists(): raise BadInput(f"no alerting rules at {found}: run from the mlfin project, or pass --rules")
+    found = [(project_root() or Path.cwd())/'env'/'monitoring'/name for name in RULE_FILES]
+    missing = [str(p) for p in found if not p.exists()]
+    if missing: raise BadInput(f"no alerting rules at {', '.join(missing)}: run from the mlfin project, or pass --rules")
     return found
 
 # %% ../../nbs/11f_monitor.alerting.ipynb #c008
 def prometheus_config(target: str,          # the service, host:port
                       key_file: Path,       # a file holding a scrape key (`mlfin keys create --role scraper`)
-                      rules: list[Path],    # rule files (`rules_file()`)
+                      rules: list[Path],    # rule files (`rules_files()`)
                       alertmanager: str | None = None, # Alertmanager, host:port
                       every: str = '15s',   # scrape and rule-evaluation interval
                      ) -> dict:
@@ -42,13 +45,16 @@ def alertmanager_config(webhook: str | None = None,  # a URL alerts are POSTed t
                         email_to: str | None = None, email_from: str = 'mlfin-alerts@localhost',
                         wait: str = '30s', interval: str = '5m', repeat: str = '4h', # first notice, a group's next, the same again
                        ) -> dict:
-    "Alertmanager's configuration: every alert, grouped per alert and series, to the webhook and the e-mail address given"
+    """Alertmanager's configuration: every alert, grouped per alert and series, to the webhook and the e-mail address given; while
+    MlfinServiceDown fires, every other alert of its job is inhibited (held, not resolved: see `monitor.figures.held`)"""
     if smtp and not email_to: raise BadInput("--smtp needs --email-to: whom the alerts are mailed to")
     receiver = {'name': 'mlfin'}
     if webhook: receiver['webhook_configs'] = [{'url': webhook, 'send_resolved': True}]
     if smtp: receiver['email_configs'] = [{'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}]
     return {'route': {'receiver': 'mlfin', 'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit'], 'group_wait': wait,
-                      'group_interval': interval, 'repeat_interval': repeat}, 'receivers': [receiver]}
+                      'group_interval': interval, 'repeat_interval': repeat}, 'receivers': [receiver],
+            'inhibit_rules': [{'source_matchers': ['alertname="MlfinServiceDown"'], 'equal': ['job'],
+                               'target_matchers': ['alertname=~"Mlfin.+"', 'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"']}]}
 
 # %% ../../nbs/11f_monitor.alerting.ipynb #c013
 @dataclass
@@ -95,7 +101,7 @@ def _ready(url: str, process: subprocess.Popen, log: Path, seconds: float = 60):
 def start_monitoring(folder: Path,             # configurations, data and logs
                      service: str,             # the service, host:port
                      key: str,                 # a scrape key (role scraper)
-                     rules: list[Path] | None = None, # default: `rules_file()`
+                     rules: list[Path] | None = None, # default: `rules_files()`
                      webhook: str | None = None, smtp: str | None = None, email_to: str | None = None,
                      prometheus_port: int = 9090, alertmanager_port: int = 9093,
                      every: str = '15s',       # scrape and evaluation interval
@@ -108,7 +114,7 @@ def start_monitoring(folder: Path,             # configurations, data and logs
     key_file = folder/'scrape.key'
     key_file.touch(mode=0o600); key_file.write_text(key)
     am = f"127.0.0.1:{alertmanager_port}"
-    (folder/'prometheus.yml').write_text(yaml.safe_dump(prometheus_config(service, key_file, rules or [rules_file()], am, every)))
+    (folder/'prometheus.yml').write_text(yaml.safe_dump(prometheus_config(service, key_file, rules or rules_files(), am, every)))
     (folder/'alertmanager.yml').write_text(yaml.safe_dump(alertmanager_config(webhook, smtp, email_to, **(timing or {}))))
     logs = {name: open(folder/f"{name}.log", 'ab') for name in ('prometheus', 'alertmanager')}
     alertmanager = subprocess.Popen(['prometheus-alertmanager', f"--config.file={folder/'alertmanager.yml'}",
@@ -130,16 +136,15 @@ def run_monitoring(port: int = 8000,           # the service's port on 127.0.0.1
                    serve: bool = True,         # start `mlfin serve` too (False: one already runs there)
                    store: str | None = None,   # the service's store (its key table)
                    folder: Path | None = None, # default: MLFIN_HOME/monitoring
+                   scrape_key=None,            # () -> (key, revoke): a scraper key for this run (`service.auth.scrape_key`)
                    echo=print, **given):       # webhook, smtp, email_to, prometheus_port, alertmanager_port, every: `start_monitoring`'s
     "The service (unless running), Prometheus and Alertmanager on loopback, with a scrape key of their own, until interrupted (or terminated)"
     import signal, sys
     def interrupted(*_): raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupted)   # a service manager's stop: the same orderly end as Ctrl-C
     from mlfin.config import home
-    from mlfin.service import db as tables
-    from mlfin.service.auth import Keys
-    keys = Keys(tables.engine(store))
-    key, record = keys.create('scraper', 'prometheus (mlfin monitoring)')
+    if scrape_key is None: raise BadInput("run_monitoring needs a scrape_key: () -> (key, revoke), e.g. service.auth.scrape_key")
+    key, revoke = scrape_key()
     service = None
     try:
         if serve:
@@ -154,7 +159,7 @@ def run_monitoring(port: int = 8000,           # the service's port on 127.0.0.1
         finally: running.stop()
     finally:
         if service is not None and service.poll() is None: service.terminate(); service.wait(30)
-        keys.revoke(record['id'])
+        revoke()
 
 # %% ../../nbs/11f_monitor.alerting.ipynb #c020a
 def send_alert(name: str,                # the alert's name, e.g. MlfinScheduledRunFailed

@@ -9,13 +9,13 @@ import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..data.bars import TIMEFRAMES, closed_bars
 from .drift import Drift, input_drift
-from .volatility import bar_returns, deseasoned, volatility_shift
+from .volatility import bar_ranges, deseasoned, volatility_shift
 from .performance import against_record
 from .freshness import freshness
 
 # %% auto #0
 __all__ = ['WINDOWS', 'window_start', 'reference_rows', 'outcomes', 'live_performance', 'prediction_drift', 'Watch',
-           'series_state', 'served_signals', 'window_predictions', 'watch', 'Report', 'monitor']
+           'series_state', 'window_predictions', 'watch', 'Report', 'monitor']
 
 # %% ../../nbs/11d_monitor.models.ipynb #c006
 WINDOWS = {'1m': '7D', '5m': '30D', '1h': '90D', '1d': '365D'}   # the window watched per bar size, back from the last bar
@@ -134,20 +134,6 @@ def series_state(row: dict,    # a series as `store.ls()` lists it
     return {**found, 'last': row['last'], 'bars': int(row['bars']), 'quarantined': int(row['quarantined']),
             'quarantine_rate': row['quarantined'] / seen if seen else 0.0}
 
-# %% ../../nbs/11d_monitor.models.ipynb #c025
-def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=None) -> pd.DataFrame:
-    "The signals the service served for a version (index: bar time): prediction, side; one per bar"
-    from mlfin.service.db import engine
-    from mlfin.service.live import Signals
-    from mlfin.backtest.signals import LABELS
-    sides = {v: k for k, v in LABELS.items()}
-    rows = pd.DataFrame(Signals(engine(store)).history(symbol, timeframe, limit=None, version=version))
-    if not len(rows): return pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts'))
-    rows = rows.drop_duplicates('ts')   # what-if thresholds repeat a bar: its prediction is the same
-    value = rows['prob_up'] if kind == 'classifier' else rows['prediction']
-    return pd.DataFrame({'prediction': value.to_numpy(dtype='float64'), 'side': rows['label'].map(sides).to_numpy()},
-                        index=pd.DatetimeIndex(pd.to_datetime(rows['ts'], utc=True), name='ts'))
-
 # %% ../../nbs/11d_monitor.models.ipynb #c026
 def window_predictions(model, X: np.ndarray, start: int) -> np.ndarray:
     "The model's output at every row from `start` whose inputs (its whole look-back, for a sequence model) are defined; NaN elsewhere"
@@ -165,7 +151,8 @@ def watch(version: dict,              # a production version (`registry.describe
           window: int | str | None = None, # default: WINDOWS of its bar size
           now: pd.Timestamp | None = None,
           inputs: pd.DataFrame | None = None,  # its inputs on the stored bars (default: computed, `features.inputs_for`)
-          served: pd.DataFrame | None = None,  # its served signals (default: the service's table)
+          served: pd.DataFrame | None = None,  # its served signals (default: read by `signals`)
+          signals=None,                        # (symbol, timeframe, version, kind, store) -> served signals (`service.live.served_signals`); None: none read
           series: dict | None = None,          # its series' `series_state` (default: worked out here)
          ) -> Watch:
     "Inputs, the series' volatility, predictions, live performance and freshness of one production version"
@@ -183,12 +170,14 @@ def watch(version: dict,              # a production version (`registry.describe
     reference = reference_rows(x.index, (made.trained_from, made.trained_to), start)
     shares = predictor.model.importance()
     drift = input_drift(x[reference], x.iloc[start:], None if shares is None else dict(zip(predictor.inputs, shares)))
-    moves = deseasoned(bar_returns(bars).reindex(x.index), reference, timeframe)   # the series' own moves, on the inputs' bars
+    moves = deseasoned(bar_ranges(bars).reindex(x.index), reference, timeframe)   # the series' bar sizes, on the inputs' bars
     volatility = volatility_shift(moves[reference], moves.iloc[start:])
     current = pd.Series(window_predictions(predictor.model, x.to_numpy(dtype='float64'), start), index=x.index[start:])
     record = incumbent_predictions(version)
     predictions = prediction_drift(pd.Series(dtype='float64') if record is None else record['prediction'], current)
-    served = served_signals(symbol, timeframe, version['version'], version['kind'], store) if served is None else served
+    if served is None:
+        served = (signals(symbol, timeframe, version['version'], version['kind'], store) if signals else
+                  pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts')))
     live = live_performance(served, outcomes(bars, made.label, made.horizon, timeframe, now), version['scores'], version['kind'],
                             made.round_trip_bps)
     if series is None:
@@ -210,7 +199,9 @@ class Report:
     series: pd.DataFrame | None = None          # per stored series: freshness and quarantine
 
 # %% ../../nbs/11d_monitor.models.ipynb #c030
-def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | None = None) -> Report:
+def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | None = None,
+            signals=None,   # how a version's served signals are read (`service.live.served_signals`): handed in, the monitor imports no service
+           ) -> Report:
     "Every production version watched (`watch`), every stored series' freshness"
     from mlfin.data import open_store
     from mlfin.models.registry import describe, series_of
@@ -223,6 +214,6 @@ def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | Non
     report = Report(now, errors=failed, series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]))
     for i, version in enumerate(production):
         step('monitor', f"{version['name']} v{version['version']}", i, len(production))
-        try: report.watches.append(watch(version, store, window, now, series=states.get(series_of(version['name']))))
+        try: report.watches.append(watch(version, store, window, now, series=states.get(series_of(version['name'])), signals=signals))
         except Exception as e: report.errors[version['name']] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return report

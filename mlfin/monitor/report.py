@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import home
 from .drift import QUANTILE
+from .figures import columns
 from .models import Report, Watch
 
 # %% auto #0
@@ -43,12 +44,7 @@ def input_chart(w: Watch) -> str:
     return pio.to_html(fig, full_html=False, include_plotlyjs=False)
 
 # %% ../../nbs/11e_monitor.report.ipynb #c010
-MODEL_COLUMNS = {'name': 'Model', 'version': 'Version', 'model': 'Kind of model', 'window_bars': 'Window (bars)',
-                 'reference_bars': 'Reference (bars)', 'drifted_share': 'Drifted share', 'volatility_verdict': 'Volatility',
-                 'volatility_ratio': 'Volatility, recent / earlier', 'prediction_verdict': 'Predictions',
-                 'live_labelled': 'Labelled signals', 'live_hit_rate': 'Live hit rate', 'live_record_accuracy': 'Out-of-sample accuracy',
-                 'live_auc': 'Live AUC', 'live_record_auc': 'Out-of-sample AUC', 'live_signal_return': 'Signals after costs',
-                 'series_stale': 'Series stale'}
+MODEL_COLUMNS = columns()   # the models table's columns, as the figures' table declares them
 
 # %% ../../nbs/11e_monitor.report.ipynb #c010v
 def volatility_said(v: dict) -> str:

@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from ..config import BadInput, Unavailable, atomic_write, home
+from ..monitor.figures import FIGURES, alerts
 from .records import check_history, runs
 
 # %% auto #0
-__all__ = ['figures', 'changes', 'report_page', 'Daily', 'daily_report', 'mail']
+__all__ = ['DAILY_KEYS', 'figures', 'changes', 'report_page', 'Daily', 'daily_report', 'mail']
+
+# %% ../../nbs/13f_ops.daily.ipynb #c004k
+DAILY_KEYS = [f.key for f in FIGURES if f.alert or f.group in ('identity', 'live')] + ['inputs_drifted', 'volatility_ratio']   # the models' figures the report keeps
 
 # %% ../../nbs/13f_ops.daily.ipynb #c005
 def figures(now: pd.Timestamp | None = None) -> dict:
@@ -45,10 +49,7 @@ def figures(now: pd.Timestamp | None = None) -> dict:
                  for r in recent.to_dict(orient='records')],
         'production': production,
         'versions': {f"{v['name']} v{v['version']}": v['created_at'].isoformat() for v in versions},
-        'models': [{k: m.get(k) for k in ('name', 'version', 'drifted_share', 'inputs_drifted', 'volatility_verdict', 'volatility_ratio',
-                                          'prediction_verdict', 'live_labelled',
-                                          'live_hit_rate', 'live_hit_low', 'live_hit_high', 'live_record_accuracy', 'live_verdict')}
-                   for m in watched['models']],
+        'models': [{k: m.get(k) for k in DAILY_KEYS} for m in watched['models']],
         'monitor_at': watched.get('at'), 'monitor_errors': watched.get('errors', {}),
         'backups': [{'ended': r['ended'].isoformat(), **{k: r['summary'].get(k) for k in ('snapshot', 'files', 'added', 'seconds', 'check')}}
                     for r in backups.head(5).to_dict(orient='records') if isinstance(r['summary'], dict)],
@@ -82,13 +83,10 @@ def report_page(found: dict, changed: list[str]) -> str:
     from mlfin.dashboards.common import html_table
     down = [s for s in found['services'] if not s['ok']]
     failed = [r for r in found['runs'] if r['status'] in ('failed', 'interrupted')]
-    worse = [m['name'] for m in found['models'] if str(m.get('live_verdict') or '').startswith('worse')]
-    drifted = [m['name'] for m in found['models'] if (m.get('drifted_share') or 0) > 0.3]
-    regime = [m['name'] for m in found['models'] if m.get('volatility_verdict') == 'drifted']
+    judged = {a.said: [m['name'] for m in found['models'] if a.holds(f.value(m))] for f, a in alerts()}   # as the alert rules judge the gauges
     verdict = ('All checks pass, no scheduled run failed.' if not down and not failed else
                f"{len(down)} check(s) failing ({', '.join(s['check'] for s in down)}); {len(failed)} scheduled run(s) failed in the last day.")
-    verdict += (f" Live performance worse than the record: {', '.join(worse)}." if worse else '') + (f" Drifted: {', '.join(drifted)}." if drifted else '')
-    verdict += f" Volatility regime: {', '.join(regime)}." if regime else ''
+    verdict += ''.join(f" {said[0].upper() + said[1:]}: {', '.join(names)}." for said, names in judged.items() if names)
     table = lambda rows, empty: html_table(pd.DataFrame(rows), index=False) if rows else f"<p><small>{html.escape(empty)}</small></p>"
     parts = [f"<h1>mlfin daily report</h1><p><small>{html.escape(found['at'])} UTC; home {html.escape(str(home()))}</small></p>",
              f"<p class='verdict'>{html.escape(verdict)}</p>",

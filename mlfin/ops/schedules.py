@@ -50,7 +50,8 @@ def job_work(job: str) -> Callable[[float | None], dict]:
     def monitor(wait):
         from mlfin.monitor.models import monitor as watch_all
         from mlfin.monitor.report import write_report
-        report = watch_all()
+        from mlfin.service.live import served_signals
+        report = watch_all(signals=served_signals)
         folder = write_report(report)
         return {'watched': [w.verdict() for w in report.watches], 'not_watched': report.errors, 'report': str(folder)}
     def backup(wait):

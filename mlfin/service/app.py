@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field, field_validator
 from ..config import BadInput, MlfinError, Unavailable, home, parse_tracking, project_root
+from ..monitor.figures import FIGURES
 from .logs import AccessLog, Failures, configure, outage
 from .people import LoginPolicy
 
@@ -175,36 +176,20 @@ class _States:
 
 
 # %% ../../nbs/10f_service.app.ipynb #c007_01
-MONITOR_GAUGES = {   # the latest monitor run's figures per production model: gauge, the summary's key, what it is
-    'drifted_share': ('drifted_share', "share of the model's judged inputs drifted, weighted by its importance"),
-    'inputs_drifted': (lambda m: len(m['inputs_drifted']), 'inputs drifted'),
-    'inputs_judged': ('inputs_judged', 'inputs with a verdict (enough effective draws)'),
-    'inputs_unjudged': (lambda m: len(m.get('inputs_unjudged') or {}), 'inputs given no verdict (the monitor page says why for each)'),
-    'volatility_drifted': (lambda m: float(m.get('volatility_verdict') == 'drifted'), "1 when the series' volatility rose past its own bar"),
-    'volatility_ratio': ('volatility_ratio', "the typical move over the judged recent span against the window's earlier bars"),
-    'prediction_drifted': (lambda m: float(m.get('prediction_verdict') == 'drifted'), "1 when the model's predictions drifted from its out-of-sample ones"),
-    'live_labelled': ('live_labelled', 'served signals whose outcome is known'),
-    'live_hit_rate': ('live_hit_rate', 'hit rate of the served signals with known outcomes'),
-    'live_hit_low': ('live_hit_low', "the live hit rate's Wilson 95% band, low end"),
-    'live_hit_high': ('live_hit_high', "the live hit rate's Wilson 95% band, high end"),
-    'record_accuracy': ('live_record_accuracy', "the model's out-of-sample accuracy (its record)"),
-    'live_auc': ('live_auc', 'AUC of the served predictions with known outcomes'),
-    'record_auc': ('live_record_auc', "the model's out-of-sample AUC"),
-    'live_worse': (lambda m: float(str(m.get('live_verdict', '')).startswith('worse')), '1 when live performance is worse than out-of-sample (one-sided, 1%)'),
-}
+MONITOR_GAUGES = [f for f in FIGURES if f.gauge]   # the latest monitor run's figures per production model, as the figures' table declares them
 
 # %% ../../nbs/10f_service.app.ipynb #c007_02
 def monitor_gauges(found: dict | None):
-    "The latest monitor run as Prometheus gauges (none before the first run): per model, per input, and the run's time"
+    "The latest monitor run as Prometheus gauges: the run's time (0 before the first run, so a rule sees it never ran), per model, per input"
     from prometheus_client.core import GaugeMetricFamily
-    if found is None: return
-    at = GaugeMetricFamily('mlfin_monitor_run_timestamp_seconds', 'when the latest monitor run watched the production models')
-    at.add_metric([], pd.Timestamp(found['at']).timestamp())
+    at = GaugeMetricFamily('mlfin_monitor_run_timestamp_seconds', 'when the latest monitor run watched the production models (0: never)')
+    at.add_metric([], pd.Timestamp(found['at']).timestamp() if found else 0.0)
     yield at
-    for gauge, (key, text) in MONITOR_GAUGES.items():
-        family = GaugeMetricFamily(f'mlfin_monitor_{gauge}', text, labels=['name'])
+    if found is None: return
+    for figure in MONITOR_GAUGES:
+        family = GaugeMetricFamily(f'mlfin_monitor_{figure.gauge}', figure.help, labels=['name'])
         for m in found['models']:
-            value = key(m) if callable(key) else m.get(key)
+            value = figure.value(m)
             if value is not None: family.add_metric([m['name']], float(value))
         yield family
     failed = GaugeMetricFamily('mlfin_monitor_failed', '1 for a production model the monitor could not watch', labels=['name'])

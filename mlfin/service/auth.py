@@ -12,7 +12,7 @@ from .audit import Audit, cli_actor
 
 # %% auto #0
 __all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows',
-           'Caller', 'Recent', 'Keys', 'Tokens', 'identify', 'RateLimit']
+           'Caller', 'Recent', 'Keys', 'scrape_key', 'Tokens', 'identify', 'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
 ROLES = ('read_only', 'collector', 'scraper', 'analyst', 'admin')
@@ -170,6 +170,15 @@ def _unexpired(record: dict) -> dict:
             raise Unauthorized(f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
     return record
 
+
+# %% ../../nbs/10b_service.auth.ipynb #c009s
+def scrape_key(store=None,   # the service's store (its key table), as `mlfin serve --store` names it
+               name: str = 'prometheus (mlfin monitoring)',
+              ) -> tuple[str, callable]:
+    "A new `scraper` key for one monitoring run, and the function that revokes it when the run ends"
+    keys = Keys(tables.engine(store))
+    key, record = keys.create('scraper', name)
+    return key, lambda: keys.revoke(record['id'])
 
 # %% ../../nbs/10b_service.auth.ipynb #c011
 class Tokens:

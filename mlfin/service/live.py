@@ -14,7 +14,7 @@ from ..data.bars import bar_end, closed_bars
 from .. import features as F
 
 # %% auto #0
-__all__ = ['TAIL', 'live_inputs', 'NoProductionModel', 'Forecast', 'Live', 'decide', 'Signals']
+__all__ = ['TAIL', 'live_inputs', 'NoProductionModel', 'Forecast', 'Live', 'decide', 'Signals', 'served_signals']
 
 # %% ../../nbs/10c_service.live.ipynb #c005
 TAIL = 1000  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
@@ -233,3 +233,16 @@ class Signals:
         query = query.order_by(s.c.ts, s.c.model_name)
         with self.db.connect() as con: rows = con.execute(query if limit is None else query.limit(limit)).mappings().all()
         return [tables.utc(r) for r in rows]
+
+# %% ../../nbs/10c_service.live.ipynb #c014s
+def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=None) -> pd.DataFrame:
+    "The signals the service served for a version (index: bar time): prediction, side; one per bar (what `monitor.models.watch` judges live)"
+    from mlfin.service.db import engine
+    from mlfin.backtest.signals import LABELS   # inside, as in `decide`: mlfin.backtest adds 0.5 s to the import (measured), which serving never needs
+    sides = {v: k for k, v in LABELS.items()}
+    rows = pd.DataFrame(Signals(engine(store)).history(symbol, timeframe, limit=None, version=version))
+    if not len(rows): return pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts'))
+    rows = rows.drop_duplicates('ts')   # what-if thresholds repeat a bar: its prediction is the same
+    value = rows['prob_up'] if kind == 'classifier' else rows['prediction']
+    return pd.DataFrame({'prediction': value.to_numpy(dtype='float64'), 'side': rows['label'].map(sides).to_numpy()},
+                        index=pd.DatetimeIndex(pd.to_datetime(rows['ts'], utc=True), name='ts'))

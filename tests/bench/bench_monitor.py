@@ -70,11 +70,11 @@ def judged(bars: pd.DataFrame, end: int, timeframe: str, inputs: bool = False) -
     from mlfin.features import RESEARCH_SPEC, build, model_inputs, spec_names
     from mlfin.monitor.drift import input_drift
     from mlfin.monitor.models import WINDOWS, window_start
-    from mlfin.monitor.volatility import bar_returns, deseasoned, volatility_shift
+    from mlfin.monitor.volatility import bar_ranges, deseasoned, volatility_shift
     seen = bars.iloc[:end + 1]
     start = window_start(seen.index, WINDOWS[timeframe])
     reference = np.arange(len(seen)) < start
-    moves = deseasoned(bar_returns(seen), reference, timeframe)
+    moves = deseasoned(bar_ranges(seen), reference, timeframe)
     regime = volatility_shift(moves[reference], moves.iloc[start:])['verdict'] == 'drifted'
     if not inputs: return regime, False
     names = spec_names(RESEARCH_SPEC)
@@ -120,6 +120,9 @@ def power(placements: int, full: int):
             for s in some:
                 regime, inputs = judged(plant(s), s + 59, timeframe, inputs=True)
                 ours += regime or inputs; previous += inputs
+                if name == 'unchanged' and (regime or inputs):
+                    print(f"  {symbol}: the unchanged window ending {bars.index[s + 59]:%Y-%m-%d %H:%M} flagged by "
+                          + ' and '.join(r for r, on in (('the volatility rule', regime), ('the inputs rule', inputs)) if on), flush=True)
             row = {'series': f"{symbol} {timeframe}", 'planted': name + (' (all rules)' if name != 'unchanged' else ''), 'bars': 60,
                    'ours': ours / len(some), 'previous': previous / len(some), 'bars to detection (median)': np.nan, 'placements': len(some)}
             if name == 'unchanged':   # the volatility rule alone, on every placement; the windows it flagged, by their last bar
