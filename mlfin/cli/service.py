@@ -82,6 +82,7 @@ def monitor(store: Optional[str] = typer.Option(None, help="store folder or post
            ):
     "Watch every production model once (drift, predictions, live performance) and every series' freshness; write the report (for a schedule)"
     from mlfin.monitor.models import monitor as watch_all
+    from mlfin.monitor.freshness import overdue_said
     from mlfin.monitor.report import write_report
     from mlfin.service.live import served_signals
     try: report = watch_all(store, window, signals=served_signals)
@@ -92,7 +93,7 @@ def monitor(store: Optional[str] = typer.Option(None, help="store folder or post
     if not report.watches and not report.errors: typer.echo("no production model in the registry: nothing to watch")
     stale = report.series[report.series['stale']] if report.series is not None and len(report.series) else []
     for r in (stale.to_dict(orient='records') if len(stale) else []):
-        typer.echo(f"{r['symbol']} {r['timeframe']}: stale, bars overdue since {r['due']:%Y-%m-%d %H:%M}Z")
+        typer.echo(f"{r['symbol']} {r['timeframe']}: stale, {overdue_said(r)}")
     typer.echo(f"report: {folder/'index.html'}")
 
 # %% ../../nbs/09e_cli.service.ipynb #c014_10

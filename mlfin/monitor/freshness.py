@@ -8,7 +8,7 @@ import pandas as pd
 from ..data.bars import TIMEFRAMES, bar_end, check_timeframe, expected_bars
 
 # %% auto #0
-__all__ = ['GRACE', 'COUNTED', 'freshness']
+__all__ = ['GRACE', 'COUNTED', 'freshness', 'overdue_said']
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c006
 GRACE = {'1m': pd.Timedelta(minutes=2), '5m': pd.Timedelta(minutes=5), '1h': pd.Timedelta(minutes=15), '1d': pd.Timedelta(hours=6)}
@@ -20,7 +20,7 @@ def freshness(last: pd.Timestamp,     # the series' last stored bar (its open ti
               now: pd.Timestamp | None = None,   # default: the clock
               grace: pd.Timedelta | None = None, # default: GRACE of the bar size
              ) -> dict:
-    "Whether bars the calendar expected after `last` are overdue: stale, how many are missing (within `COUNTED`), since when, by how long"
+    "Whether bars the calendar expected after `last` are overdue: stale, how many are missing (counted within `COUNTED`: capped), since when, by how long"
     timeframe = check_timeframe(timeframe)
     now, grace = now or pd.Timestamp.now(tz='UTC'), GRACE[timeframe] if grace is None else grace
     step = pd.Timedelta(TIMEFRAMES[timeframe])
@@ -28,6 +28,13 @@ def freshness(last: pd.Timestamp,     # the series' last stored bar (its open ti
     expected = expected_bars(calendar, timeframe, last + step, until) if last + step <= until else pd.DatetimeIndex([], tz='UTC')
     expected = expected[expected > last]
     if len(expected) and bar_end(expected[-1], timeframe, calendar) + grace > now: expected = expected[:-1]   # the last may still be forming
-    if not len(expected): return {'stale': False, 'missing': 0, 'due': None, 'overdue_seconds': 0.0}
+    if not len(expected): return {'stale': False, 'missing': 0, 'capped': False, 'due': None, 'overdue_seconds': 0.0}
     due = bar_end(expected[0], timeframe, calendar) + grace
-    return {'stale': True, 'missing': len(expected), 'due': due, 'overdue_seconds': (now - due).total_seconds()}
+    return {'stale': True, 'missing': len(expected), 'capped': until < now, 'due': due, 'overdue_seconds': (now - due).total_seconds()}
+
+# %% ../../nbs/11c_monitor.freshness.ipynb #c011s
+def overdue_said(found: dict) -> str:
+    "A stale series' missing bars in words, as every page and line says them: exact, or a floor when the count was capped"
+    count = (f"at least {found['missing']:,} bar(s) (counted over the {COUNTED.days} days after the last)" if found.get('capped')
+             else f"{found['missing']:,} bar(s)")
+    return f"{count} overdue since {found['due']:%Y-%m-%d %H:%M}Z"

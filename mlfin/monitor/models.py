@@ -11,7 +11,7 @@ from ..data.bars import TIMEFRAMES, closed_bars
 from .drift import Drift, input_drift
 from .volatility import bar_ranges, deseasoned, volatility_shift
 from .performance import against_record
-from .freshness import freshness
+from .freshness import freshness, overdue_said
 
 # %% auto #0
 __all__ = ['WINDOWS', 'window_start', 'reference_rows', 'outcomes', 'live_performance', 'prediction_drift', 'Watch',
@@ -112,7 +112,7 @@ class Watch:
             inputs += f", {len(unjudged)} not judged ({'; '.join(f'{n}: {why}' for n, why in list(unjudged.items())[:2])}{'; ...' if len(unjudged) > 2 else ''})"
         moved = (f"volatility rose: {v['ratio']:.1f}x the window's earlier bars over its last {v['span']} ({v['level']:.1f}x the training span's)"
                  if v['verdict'] == 'drifted' else "volatility steady" if v['verdict'] == 'stable' else f"volatility not judged ({v['reason']})")
-        fresh = (f"series stale: {self.series['missing']:,} bar(s) overdue since {self.series['due']:%Y-%m-%d %H:%M}Z" if self.series.get('stale')
+        fresh = (f"series stale: {overdue_said(self.series)}" if self.series.get('stale')
                  else "series fresh")
         return f"{self.name} v{self.version}: {inputs}; {moved}; predictions {self.predictions['verdict']}; live {self.live['verdict']}; {fresh}"
 
