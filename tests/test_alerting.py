@@ -100,7 +100,7 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
     smtp = Controller(Mailbox(), hostname='127.0.0.1', port=free_port()); smtp.start()
     fast = [tmp_path/p.name for p in rules_files()]   # the shipped rules, each `for:` 2 s
     for shipped, quick in zip(rules_files(), fast):
-        quick.write_text(shipped.read_text().replace('for: 2m', 'for: 2s').replace('for: 5m', 'for: 2s').replace('for: 10m', 'for: 2s'))
+        quick.write_text(shipped.read_text().replace('for: 2m', 'for: 2s').replace('for: 5m', 'for: 2s').replace('for: 10m', 'for: 2s').replace('for: 30s', 'for: 2s'))
     pushing, stack = threading.Event(), None
     with service(home, '--no-jobs') as svc:
         try:
@@ -154,3 +154,49 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
             pushing.set()
             if stack is not None: stack.stop()
             smtp.stop()
+
+
+@pytest.mark.timeout(900)
+def test_a_minute_collector_that_stops_pages_within_three_minutes_of_its_last_push(tmp_path, webhook):
+    """Issue 34: a collector pushes ESD's minute candles as MetaTrader does (the current candle again and again while it forms),
+    then stops in the middle of a minute. The shipped rules as they are (no `for:` shortened), scraped and evaluated every 15 s as
+    `mlfin monitoring` does: while it pushes, the series is fresh; MlfinSeriesStale fires within 3 minutes of its last push
+    (the half candle is no closed bar: counted as one, the series would be due a minute later) and reaches the webhook"""
+    from mlfin.data import load_sample
+    from mlfin.monitor.alerting import start_monitoring
+    home, es = tmp_path/'home', load_sample('ES')
+    now = pd.Timestamp.now(tz='UTC').floor('min')
+    past = es.iloc[:600].set_axis(pd.date_range(now - pd.Timedelta(minutes=600), periods=600, freq='min', tz='UTC'))
+    past.rename_axis('ts').reset_index().to_csv(tmp_path/'ESD.csv', index=False)
+    mlfin(home, 'ingest', str(tmp_path/'ESD.csv'), '--symbol', 'ESD', '--timeframe', '1m', '--calendar', '24/7')
+    live = continued(past, es.iloc[600:700], now)
+    hook_url, notified = webhook
+    stack = None
+    with service(home, '--no-jobs') as svc:
+        try:
+            collector, scraper = svc.client(svc.key('collector')), svc.client(token=svc.key('scraper'))
+            stack = start_monitoring(tmp_path/'monitoring', f"127.0.0.1:{svc.port}", svc.key('scraper'), webhook=hook_url,
+                                     prometheus_port=free_port(), alertmanager_port=free_port(), every='15s',
+                                     timing={'wait': '1s', 'interval': '1s', 'repeat': '1h'})
+            def push():   # the closed bars since the last push and the current candle, still forming
+                at = pd.Timestamp.now(tz='UTC')
+                bars = live[live.index <= at.floor('min')]
+                answer = collector.post('/ingest', json={'symbol': 'ESD', 'timeframe': '1m', 'candles': market_data(bars.iloc[-3:])})
+                assert answer.status_code == 200, answer.text
+                return at
+            began = push()
+            while pd.Timestamp.now(tz='UTC').second < 30 or time.time() - began.timestamp() < 20: push(); time.sleep(2)   # stops mid-minute
+            overdue = [l for l in scraper.get('/metrics').text.splitlines() if l.startswith('mlfin_series_overdue_seconds{symbol="ESD"')]
+            assert overdue == ['mlfin_series_overdue_seconds{symbol="ESD",timeframe="1m"} 0.0'], overdue   # fresh while it pushes
+            stopped, fired = time.time(), None
+            while time.time() - stopped < 240 and fired is None:
+                if any(r['name'] == 'MlfinSeriesStale' and r['state'] == 'firing' for r in stack.rules()): fired = time.time()
+                time.sleep(1)
+            assert fired is not None and fired - stopped <= 180, (fired and fired - stopped, stack.rules())
+            print(f"MlfinSeriesStale fired {fired - stopped:.0f} s after the collector's last push (target: 180 s)")
+            deadline = time.time() + 30
+            while time.time() < deadline and ('MlfinSeriesStale', 'ESD') not in firing(notified): time.sleep(1)
+            assert ('MlfinSeriesStale', 'ESD') in firing(notified), notified
+            assert svc.errors() == ''
+        finally:
+            if stack is not None: stack.stop()

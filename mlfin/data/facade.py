@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound
-from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, asset_class, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
+from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, asset_class, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .files import read_file
 from .samples import SAMPLES, load_sample, package_version, read_sample
@@ -17,8 +17,8 @@ from .stores import open_store
 from .stores.rules import check_symbol
 
 # %% auto #0
-__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'ingest',
-           'read_actions', 'push', 'load', 'ls', 'quality_report', 'universe', 'calendar_of', 'sample_for',
+__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'forming_marker',
+           'ingest', 'read_actions', 'push', 'load', 'ls', 'quality_report', 'universe', 'calendar_of', 'sample_for',
            'ensure_sample', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES',
            'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
 
@@ -159,6 +159,19 @@ def settle_calendar(given: str | None, # the calendar the caller named, if any
             return found['calendar'], f"the stored {symbol}:{other}'s", {k: found[k] for k in ('asset_class',) if k in found}
     return check_calendar(guess_calendar(bars), source), 'guessed from the bars; --calendar names another', {}
 
+# %% ../../nbs/01d_data.facade.ipynb #c007fm
+def forming_marker(kept: dict,            # the series' meta as stored
+                   last: pd.Timestamp,    # the last bar of the batch being written
+                   timeframe: str, calendar: str,
+                   now: pd.Timestamp | None = None,
+                  ) -> str:
+    """The series' `forming` meta: the open time of its last bar when that bar was written before its end (a collector's
+    candle still forming), kept until a batch reaching it is written after it closed; '' when none"""
+    now = now or pd.Timestamp.now(tz='UTC')
+    if bar_end(last, timeframe, calendar) > now: return last.isoformat()
+    marked = kept.get('forming') or ''
+    return '' if not marked or pd.Timestamp(marked) <= last else marked
+
 # %% ../../nbs/01d_data.facade.ipynb #c007f
 def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
            symbol: str | None = None,    # what the bars are of (samples know)
@@ -220,7 +233,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     odd = anomalies(found.bars, calendar)
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
     meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **({'volume': volume} if volume else {}), **inherited,
-            **(_provenance(sample) if sample else {})}
+            **(_provenance(sample) if sample else {}), 'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar)}
     counts = store.write(found.bars, meta)
     change = counts.pop('first_change', None)
     for k, v in counts.items(): setattr(report, k, v)

@@ -152,9 +152,10 @@ def service_rules() -> list[dict]:
                   "{{ $labels.symbol }} {{ $labels.timeframe }} is asked for predictions but has no production model")]
 
 def data_rules() -> dict:
-    "The rules group `mlfin-data`: the service's own figures (`service_rules`) and a series whose next bar is overdue, held like the monitor's gauges"
+    """The rules group `mlfin-data`: the service's own figures (`service_rules`) and a series whose next bar is overdue, held like the
+    monitor's gauges; 30 s of `for:` past the grace (`monitor.freshness.GRACE`): a stopped minute collector pages within 3 minutes"""
     return {'name': 'mlfin-data', 'rules': [*service_rules(),
-        {'alert': 'MlfinSeriesStale', 'expr': held('mlfin_series_overdue_seconds', '> 0'), 'for': '5m', 'labels': {'severity': 'critical'},
+        {'alert': 'MlfinSeriesStale', 'expr': held('mlfin_series_overdue_seconds', '> 0'), 'for': '30s', 'labels': {'severity': 'critical'},
          'annotations': {'summary': "{{ $labels.symbol }} {{ $labels.timeframe }}: a bar its calendar expected is {{ $value | humanizeDuration }} "
                                     "overdue (collector stopped?)"}}]}
 

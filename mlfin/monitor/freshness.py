@@ -11,7 +11,7 @@ from ..data.bars import TIMEFRAMES, bar_end, check_timeframe, expected_bars
 __all__ = ['GRACE', 'COUNTED', 'freshness', 'overdue_said']
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c006
-GRACE = {'1m': pd.Timedelta(minutes=2), '5m': pd.Timedelta(minutes=5), '1h': pd.Timedelta(minutes=15), '1d': pd.Timedelta(hours=6)}
+GRACE = {'1m': pd.Timedelta(seconds=30), '5m': pd.Timedelta(minutes=5), '1h': pd.Timedelta(minutes=15), '1d': pd.Timedelta(hours=6)}
 COUNTED = pd.Timedelta(days=31)   # missing bars are counted over at most this span after the last (a year of minutes is 500k)
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c007
@@ -19,18 +19,20 @@ def freshness(last: pd.Timestamp,     # the series' last stored bar (its open ti
               timeframe: str, calendar: str,
               now: pd.Timestamp | None = None,   # default: the clock
               grace: pd.Timedelta | None = None, # default: GRACE of the bar size
+              forming: str | None = None,        # the series' `forming` meta: a last bar written while it was still forming
              ) -> dict:
     "Whether bars the calendar expected after `last` are overdue: stale, how many are missing (counted within `COUNTED`: capped), since when, by how long"
     timeframe = check_timeframe(timeframe)
     now, grace = now or pd.Timestamp.now(tz='UTC'), GRACE[timeframe] if grace is None else grace
     step = pd.Timedelta(TIMEFRAMES[timeframe])
-    until = min(now, last + COUNTED)
-    expected = expected_bars(calendar, timeframe, last + step, until) if last + step <= until else pd.DatetimeIndex([], tz='UTC')
-    expected = expected[expected > last]
-    if len(expected) and bar_end(expected[-1], timeframe, calendar) + grace > now: expected = expected[:-1]   # the last may still be forming
-    if not len(expected): return {'stale': False, 'missing': 0, 'capped': False, 'due': None, 'overdue_seconds': 0.0}
+    half = bool(forming) and pd.Timestamp(forming) == last   # a candle stored while forming: not the last closed bar, still due itself
+    until, first = min(now, last + COUNTED), last if half else last + step
+    expected = expected_bars(calendar, timeframe, first, until) if first <= until else pd.DatetimeIndex([], tz='UTC')
+    expected = expected[expected >= last] if half else expected[expected > last]
+    while len(expected) and bar_end(expected[-1], timeframe, calendar) + grace > now: expected = expected[:-1]   # still forming, or within its grace
+    if not len(expected): return {'stale': False, 'missing': 0, 'capped': False, 'due': None, 'overdue_seconds': 0.0, 'forming': half}
     due = bar_end(expected[0], timeframe, calendar) + grace
-    return {'stale': True, 'missing': len(expected), 'capped': until < now, 'due': due, 'overdue_seconds': (now - due).total_seconds()}
+    return {'stale': True, 'missing': len(expected), 'capped': until < now, 'due': due, 'overdue_seconds': (now - due).total_seconds(), 'forming': half}
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c011s
 def overdue_said(found: dict) -> str:

@@ -127,9 +127,11 @@ class Watch:
 
 # %% ../../nbs/11d_monitor.models.ipynb #c023
 def series_state(row: dict,    # a series as `store.ls()` lists it
-                 now: pd.Timestamp | None = None) -> dict:
-    "Freshness of a stored series by its calendar, and its quarantined share of rows"
-    found = freshness(row['last'], row['timeframe'], row['calendar'], now)
+                 now: pd.Timestamp | None = None,
+                 forming: str | None = None,   # its `forming` meta (`data.forming_marker`)
+                ) -> dict:
+    "Freshness of a stored series by its calendar (a last candle stored while forming is no closed bar), and its quarantined share of rows"
+    found = freshness(row['last'], row['timeframe'], row['calendar'], now, forming=forming)
     seen = int(row['bars']) + int(row['quarantined'])
     return {**found, 'last': row['last'], 'bars': int(row['bars']), 'quarantined': int(row['quarantined']),
             'quarantine_rate': row['quarantined'] / seen if seen else 0.0}
@@ -182,7 +184,8 @@ def watch(version: dict,              # a production version (`registry.describe
                             made.round_trip_bps)
     if series is None:
         listed = store.ls()
-        series = series_state(listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(), now)
+        series = series_state(listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(), now,
+                              store.meta(symbol, timeframe).get('forming'))
     span = x.index[reference]
     window_facts = {'symbol': symbol, 'timeframe': timeframe, 'window_start': x.index[start], 'window_end': x.index[-1],
                     'window_bars': len(x) - start, 'reference_from': span[0] if len(span) else None,
@@ -210,7 +213,8 @@ def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | Non
     try: production = [v for v in describe() if 'production' in v['aliases']]
     except Exception as e: production, failed = [], {'registry': str(e).splitlines()[0]}
     else: failed = {}
-    states = {(r['symbol'], r['timeframe']): series_state(r, now) for r in store.ls().to_dict(orient='records')}   # once, for both uses
+    states = {(r['symbol'], r['timeframe']): series_state(r, now, store.meta(r['symbol'], r['timeframe']).get('forming'))
+              for r in store.ls().to_dict(orient='records')}   # once, for both uses
     report = Report(now, errors=failed, series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]))
     for i, version in enumerate(production):
         step('monitor', f"{version['name']} v{version['version']}", i, len(production))

@@ -53,9 +53,9 @@ def series_checks(store=None, now: pd.Timestamp | None = None) -> list[dict]:
     "One check per stored series: its next bar not overdue by its calendar (a weekend or holiday is not)"
     from mlfin.data.stores import open_store
     from mlfin.monitor.freshness import freshness, overdue_said
-    out = []
-    for r in open_store(store).ls().to_dict(orient='records'):
-        found = freshness(r['last'], r['timeframe'], r['calendar'], now)
+    out, store = [], open_store(store)
+    for r in store.ls().to_dict(orient='records'):
+        found = freshness(r['last'], r['timeframe'], r['calendar'], now, forming=store.meta(r['symbol'], r['timeframe']).get('forming'))
         out.append({'name': f"series {r['symbol']}:{r['timeframe']}", 'ok': not found['stale'],
                     'detail': (overdue_said(found) if found['stale'] else
                                f"fresh: last bar {r['last']:%Y-%m-%d %H:%M}Z")})

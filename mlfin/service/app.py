@@ -171,7 +171,8 @@ class _States:
         key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()   # one entry per series, whatever its last bar
         kept = self.kept.get(key)
         if kept is None or kept[1] != row['last'] or now - kept[0] > 10:
-            self.kept[key] = kept = (now, row['last'], max(0.0, freshness(row['last'], row['timeframe'], row['calendar'])['overdue_seconds']))
+            forming = self.state.store.meta(row['symbol'], row['timeframe']).get('forming')   # a last candle stored while forming is no closed bar
+            self.kept[key] = kept = (now, row['last'], max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']))
         return kept[2]
 
 
