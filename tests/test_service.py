@@ -6,7 +6,7 @@ import os, signal, sqlite3, subprocess, threading, time
 from pathlib import Path
 import httpx, jwt, pandas as pd
 import pytest
-from conftest import ES, MLFIN, copy_rates, early_in_a_minute, wait_for, free_port, market_data, mlfin, new_database, run_lock_held, service, Service
+from conftest import ES, MLFIN, ROOT, copy_rates, early_in_a_minute, wait_for, free_port, market_data, mlfin, new_database, run_lock_held, service, Service
 from mlfin import data
 
 # --- one computation ---------------------------------------------------------------------------------------------
@@ -466,3 +466,21 @@ def test_ingest_run_pulls_a_series_from_its_configured_exchange(served_home, tmp
             assert unknown.status_code == 404 and unknown.json()['detail'] == 'no remote source configured for BTCUSDT:1h (the service\'s --sources file)'
             assert svc.errors() == ''
     finally: exchange.close()
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_serving_on_is_said_once_the_service_answers(tmp_path, workers):
+    """Issue 34: a collector that waits for 'serving on' can send at once: when the line appears, /health answers (with one worker
+    and with two, whose master binds the port long before its workers can serve)"""
+    port = free_port()
+    env = {**os.environ, 'MLFIN_HOME': str(tmp_path), 'PLOOMBER_STATS_ENABLED': 'false'}
+    server = subprocess.Popen([MLFIN, 'serve', '--port', str(port), '--workers', str(workers), '--no-jobs'], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        said = ''
+        for line in server.stderr:   # the server's own lines, as they come: no clock
+            if 'serving on' in line: said = line; break
+        assert f"serving on http://127.0.0.1:{port}" in said, said
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM); server.wait(60)

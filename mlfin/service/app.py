@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10f_service.app.ipynb #c003
 from __future__ import annotations
-import asyncio, logging, os, shutil, socket, tempfile, time
+import asyncio, logging, os, shutil, socket, tempfile, threading, time
 import pandas as pd
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -477,6 +477,22 @@ def _bindable(host: str, port: int):
         except OSError as e: raise BadInput(f"cannot listen on {host}:{port}: {e.strerror} (another server there? --port chooses another)") from None
 
 
+# %% ../../nbs/10f_service.app.ipynb #c013_0a
+def _announce_when_answering(url: str,    # the service's address as it listens
+                             extra: dict, # the line's fields
+                            ):
+    "Log 'serving on URL' from a thread once GET /health answers there (a wildcard address asked on loopback)"
+    import httpx
+    asked = url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://[::1]:')
+    def wait():
+        while True:
+            try:
+                if httpx.get(f"{asked}/health", timeout=2, verify=False).status_code == 200: break
+            except httpx.HTTPError: pass
+            time.sleep(0.1)
+        logging.getLogger('mlfin.service').info(f"serving on {url}", extra=extra)
+    threading.Thread(target=wait, daemon=True, name='mlfin-announce').start()
+
 # %% ../../nbs/10f_service.app.ipynb #c013_01
 def serve(settings: ServiceSettings | None = None,
           host: str = '127.0.0.1',   # loopback unless told otherwise
@@ -502,9 +518,8 @@ def serve(settings: ServiceSettings | None = None,
     if workers > 1 and settings.limits_storage.startswith('memory'):
         logging.getLogger('mlfin.service').warning(f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
     if workers > 1: os.environ['MLFIN_SERVICE_MASTER'] = str(os.getpid())
-    if announce:
-        logging.getLogger('mlfin.service').info(f"serving on http{'s' if certfile else ''}://{host}:{port}",
-                                                extra={'workers': workers, 'store': settings.store or 'home', 'docs': '/docs'})
+    if announce:   # said once the service answers, not before: a collector waiting for the line can send at once
+        _announce_when_answering(f"http{'s' if certfile else ''}://{host}:{port}", {'workers': workers, 'store': settings.store or 'home', 'docs': '/docs'})
     uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers,
                 log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,   # our own lines say what uvicorn's would
                 access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile, http='httptools', timeout_graceful_shutdown=15)
