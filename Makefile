@@ -54,7 +54,7 @@ bench-service: setup ## /predict at 1,000 rps for 60 s (hey) beside a bare FastA
 	@bash env/setup-test.sh
 	@$(BIN)/python tests/bench/bench_service.py
 
-bench-monitor: setup ## the monitor's drift statistics over 10 models x 24 inputs x 1M minute bars beside plain scipy on the same arrays (synthetic)
+bench-monitor: setup ## what the monitor catches on the embedded SPX, AAPL, EURUSD (planted volatility regimes, false alarms; ARGS="--part power"), then its drift statistics over 10 models x 24 inputs x 1M minute bars beside plain scipy (synthetic)
 	@$(BIN)/python tests/bench/bench_monitor.py $(ARGS)
 
 bench-scale: setup ## past one machine: 50M-bar features and a 20-symbol x 5-model training on a local Dask cluster of 2 workers beside one process; a 500-symbol run projected (synthetic)
