@@ -8,12 +8,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT/'env'/'monitoring'
 FILES = ('alerts.yml', 'figures.yml')
+TESTS = ('alerts.test.yml', 'alerts.days.test.yml')   # evaluated every 15 s, and the cases spanning days every minute
 
 
 def test_promtool_checks_and_unit_tests_the_shipped_rules():
     checked = subprocess.run(['promtool', 'check', 'rules', *(str(RULES/f) for f in FILES)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = subprocess.run(['promtool', 'test', 'rules', 'alerts.test.yml'], cwd=RULES, capture_output=True, text=True)
+    tested = subprocess.run(['promtool', 'test', 'rules', *TESTS], cwd=RULES, capture_output=True, text=True)
     assert tested.returncode == 0 and 'SUCCESS' in tested.stdout, tested.stdout + tested.stderr
 
 
@@ -26,12 +27,12 @@ def test_the_figures_rules_are_the_ones_their_table_makes():
 
 def test_every_rule_has_a_firing_a_quiet_and_a_target_gone_case():
     rules = [r['alert'] for f in FILES for g in yaml.safe_load((RULES/f).read_text())['groups'] for r in g['rules'] if 'alert' in r]
-    tests = yaml.safe_load((RULES/'alerts.test.yml').read_text())['tests']
+    tests = [t for f in TESTS for t in yaml.safe_load((RULES/f).read_text())['tests']]
     cases = [c for t in tests for c in t['alert_rule_test']]
     gone = {c['alertname'] for t in tests if 'target gone' in t['name'] for c in t['alert_rule_test']}
     fires = {c['alertname'] for c in cases if c.get('exp_alerts')}
     quiet = {c['alertname'] for c in cases if not c.get('exp_alerts')}
-    series = {c['alertname']: t for t in yaml.safe_load((RULES/'alerts.test.yml').read_text())['tests'] for c in t['alert_rule_test']}
+    series = {c['alertname']: t for t in tests for c in t['alert_rule_test']}
     # quiet beside firing: a second series in the same test that the expected alerts do not name
     beside = {name for name, t in series.items() if len(t['input_series']) > 1}
     assert sorted(rules) == sorted(set(rules)) and len(rules) >= 12
