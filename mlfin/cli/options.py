@@ -47,9 +47,10 @@ SERVER_OPTIONS = {'host': ('--host', "address to listen on: loopback by default;
            'certfile': ('--cert', "TLS certificate (PEM); with --key"), 'keyfile': ('--key', "TLS private key (PEM); with --cert")}
 
 def service_options(command, only: tuple[str, ...] | None = None):
-    "`command` with the server's options (`service.app.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there; with `only`, its own options and those fields'"
+    "`command` with the server's options (`service.server.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there; with `only`, its own options and those fields'"
     import inspect
-    from mlfin.service.app import ServiceSettings, serve as run_service
+    from mlfin.service.server import serve as run_service
+    from mlfin.service.settings import ServiceSettings
     option = lambda name, kind, default: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
     if only is None:
         options = [option(name, Optional[str] if p.default is None else type(p.default), typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]))

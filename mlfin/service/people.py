@@ -12,9 +12,10 @@ from ..config import BadInput, NotFound, Unavailable, secret_file
 from . import db as tables
 from .audit import Audit, cli_actor
 from .auth import TOKEN_HOURS, RateLimit, Recent, TooManyRequests, Unauthorized, check_role
+from .settings import LoginPolicy
 
 # %% auto #0
-__all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'LoginPolicy', 'check_name',
+__all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'check_name',
            'check_password', 'hasher', 'verify_hash', 'totp_cipher', 'totp_step', 'recovery_code', 'Enrolment',
            'People']
 
@@ -24,20 +25,6 @@ PASSWORD_MIN, PASSWORD_MAX = 12, 256
 PERSON_ROLES = ('read_only', 'analyst', 'admin')   # the seed's roles for people (collector and scraper are programs' keys)
 RECOVERY_CODES = 10
 TOTP_KEY_ENV = 'MLFIN_TOTP_KEY'
-
-# %% ../../nbs/10bb_service.people.ipynb #c006
-@dataclass(frozen=True)
-class LoginPolicy:
-    "How failed logins slow an account down and lock it, and how many passwords one address may try (the service's `--login-*` settings)"
-    slow_after: int = 3         # failures before each attempt must wait
-    delay: float = 1.0          # the first wait in seconds, doubled at each further failure
-    lock_after: int = 10        # failures that lock the account
-    lock_minutes: float = 15.0  # for this long, correct password or not
-    rate: str = '30/minute'     # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
-
-    def wait(self, failures: int) -> float:
-        "Seconds an attempt must wait after the last failure, given the failures so far"
-        return 0.0 if failures < self.slow_after else self.delay * 2 ** (failures - self.slow_after)
 
 # %% ../../nbs/10bb_service.people.ipynb #c008
 def check_name(name: str) -> str:
