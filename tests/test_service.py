@@ -158,14 +158,26 @@ def test_a_collectors_mistakes_are_named_and_off_calendar_candles_never_predicte
         saturday = last.index[-1] + pd.Timedelta(days=(5 - last.index[-1].day_of_week) % 7 or 7)
         assert saturday.day_name() == 'Saturday'
         row = last.iloc[-1]
-        pushed = client.post('/ingest', json={'symbol': 'SPX', 'timeframe': 'D1', 'candles': [
-            {'time': int(last.index[-1].timestamp()), 'open': row.open, 'high': row.high, 'low': row.low, 'close': row.close, 'tick_volume': row.volume},
-            {'time': int(saturday.timestamp()), 'open': row.close, 'high': row.close * 1.01, 'low': row.close * 0.99, 'close': row.close, 'tick_volume': 10}]})
+        friday = {'time': int(last.index[-1].timestamp()), 'open': row.open, 'high': row.high, 'low': row.low, 'close': row.close, 'tick_volume': row.volume}
+        off = {'time': int(saturday.timestamp()), 'open': row.close, 'high': row.close * 1.01, 'low': row.close * 0.99, 'close': row.close, 'tick_volume': 10}
+        pushed = client.post('/ingest', json={'symbol': 'SPX', 'timeframe': 'D1', 'candles': [friday, off]})
         assert pushed.status_code == 200 and (pushed.json()['quarantined'], pushed.json()['new']) == (1, 0), pushed.json()
         assert 'off the calendar: no 1d bar expected on XNYS on a Saturday' in pushed.json()['first_problem']
         after = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
         assert after['bar_time'] == before['bar_time'] and pd.Timestamp(after['bar_time']) == last.index[-1]   # never from the Saturday
         assert 'mlfin_quarantine_rows{symbol="SPX",timeframe="1d"} 1.0' in client.get('/metrics').text
+        # issue 34: a collector resends; the same bad candle is held and counted once, refusals are counted per series and why
+        sent = time.time()
+        alone = client.post('/ingest', json={'symbol': 'SPX', 'timeframe': 'D1', 'candles': [off]})
+        assert alone.status_code == 400 and 'no valid rows, all 1 quarantined' in alone.json()['detail'], alone.json()
+        resent = client.post('/ingest', json={'symbol': 'SPX', 'timeframe': 'D1', 'candles': [friday, off]})
+        assert (resent.status_code, resent.json()['quarantined'], resent.json()['held_already']) == (200, 1, 1), resent.json()
+        answered = time.time()
+        metrics = {line.rsplit(' ', 1)[0]: float(line.rsplit(' ', 1)[1]) for line in client.get('/metrics').text.splitlines() if line and not line.startswith('#')}
+        assert metrics['mlfin_quarantine_rows{symbol="SPX",timeframe="1d"}'] == 1 and metrics['mlfin_rows_quarantined_total{symbol="SPX",timeframe="1d"}'] == 1
+        assert metrics['mlfin_pushes_refused_total{symbol="SPX",timeframe="1d",why="rows"}'] == 1
+        assert metrics['mlfin_pushes_refused_total{symbol="MSFT",timeframe="1d",why="invalid"}'] == 6   # the six candles lacking a field
+        assert sent <= metrics['mlfin_last_push_timestamp_seconds{symbol="SPX",timeframe="1d"}'] <= answered   # the resend, accepted
     assert svc.errors() == ''
 
 

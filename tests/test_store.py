@@ -117,6 +117,21 @@ def test_pushed_candles_are_checked_and_stored_like_files(store_url):
     assert stored['volume'].tolist() == [100.0, 101.0, 103.0, 104.0] and stored['spread'].tolist() == [5.0] * 4
 
 
+def test_a_refused_batch_resent_is_quarantined_once(store_url):
+    "A collector resends what was refused (every candle bad), then the same candles inside a larger batch: each bad candle held once"
+    day = lambda i, **bad: {'ts': f"2024-01-{i:02d}T00:00:00Z", 'open': 1.1, 'high': 1.2, 'low': 1.0, 'close': 1.15, 'volume': 10.0, **bad}
+    refused = [day(1, low=1.16), day(2, high=0.9), day(3, close=-1.0)]
+    for attempt in range(2):
+        with pytest.raises(BadInput, match='no valid rows, all 3 quarantined') as e:
+            data.push(refused, 'BTCUSD', '1d', calendar='24/7', store=store_url)
+        assert (e.value.report.quarantined, e.value.report.held_already) == (3, 3 * attempt)
+    mixed = data.push([day(4), *refused, day(5, open=None)], 'BTCUSD', '1d', calendar='24/7', store=store_url)   # the same three, and one new bad candle
+    assert (mixed.new, mixed.quarantined, mixed.held_already) == (1, 4, 3)
+    held = open_store(store_url).quarantined('BTCUSD')
+    assert sorted(held['ts'].str[:10]) == ['2024-01-01', '2024-01-02', '2024-01-03', '2024-01-05']
+    assert open_store(store_url).ls().set_index('symbol').loc['BTCUSD', 'quarantined'] == 4
+
+
 # a collector's push takes a short road (`plain_records`); it must land where the general one (a table) lands
 _YEARS = dt.datetime(1990, 1, 1), dt.datetime(2040, 1, 1)
 _TIME = st.one_of(

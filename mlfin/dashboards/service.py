@@ -188,7 +188,7 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c019
 def health_tables(text: str) -> dict[str, pd.DataFrame]:
-    "The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue), jobs, production versions"
+    "The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue, quarantined rows, last push, refused pushes), jobs, production versions"
     from prometheus_client.parser import text_string_to_metric_families
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     routes, buckets = {}, {}
@@ -207,8 +207,15 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
     for s in samples:
         if s.name in ('mlfin_last_bar_timestamp_seconds', 'mlfin_series_overdue_seconds', 'mlfin_quarantine_rows'):
             series.setdefault((s.labels['symbol'], s.labels['timeframe']), {})[s.name] = s.value
+    pushes = {}   # the collector's view of each stored series: its last accepted batch (this service's), its pushes refused
+    for s in samples:
+        key = (s.labels.get('symbol'), s.labels.get('timeframe'))
+        if s.name == 'mlfin_last_push_timestamp_seconds': pushes.setdefault(key, {})['last'] = s.value
+        elif s.name == 'mlfin_pushes_refused_total': pushes.setdefault(key, {})['refused'] = pushes.get(key, {}).get('refused', 0) + s.value
     per_series = pd.DataFrame([{'symbol': k[0], 'timeframe': k[1], 'last bar': pd.Timestamp(v.get('mlfin_last_bar_timestamp_seconds', 0), unit='s', tz='UTC'),
-                                'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0), 'quarantined rows': int(v.get('mlfin_quarantine_rows', 0))}
+                                'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0), 'quarantined rows': int(v.get('mlfin_quarantine_rows', 0)),
+                                'last push': pd.Timestamp(pushes[k]['last'], unit='s', tz='UTC') if 'last' in pushes.get(k, {}) else pd.NaT,
+                                'refused pushes': int(pushes.get(k, {}).get('refused', 0))}
                                for k, v in sorted(series.items())])
     jobs = pd.DataFrame([{'state': s.labels['state'], 'jobs': int(s.value)} for s in samples if s.name == 'mlfin_jobs'])
     production = pd.DataFrame([{'model': s.labels['name'], 'version': int(s.value)} for s in samples if s.name == 'mlfin_model_production_version'])

@@ -33,6 +33,7 @@ class IngestReport:
     rows: int                 # rows read from the source
     new: int = 0; changed: int = 0; unchanged: int = 0; total: int = 0
     quarantined: int = 0      # rows kept out, with reasons, in the quarantine
+    held_already: int = 0     # of them, rows the quarantine held from an earlier batch (the same bad candles sent again): kept once
     first_problem: str = ''   # the first of them, as a one-line message
     notes: list = field(default_factory=list)
     anomalies: list = field(default_factory=list) # (time, kind, detail) of each spike, stale run or off-calendar bar found in the batch
@@ -47,7 +48,9 @@ class IngestReport:
     def __str__(self):
         line = (f"{self.source}: {self.symbol} {self.timeframe}: {self.rows - self.quarantined:,} good row(s) "
                 f"({self.new:,} new, {self.changed:,} changed, {self.unchanged:,} unchanged; {self.total:,} stored)")
-        if self.quarantined: line += f"; {self.quarantined:,} quarantined, first: {self.first_problem}"
+        if self.quarantined:
+            again = f" ({self.held_already:,} held already from an earlier batch)" if self.held_already else ''
+            line += f"; {self.quarantined:,} quarantined{again}, first: {self.first_problem}"
         if self.anomalies:  # stored, not removed: for a person to judge
             shown = ', '.join(f"{kind} at {ts} ({detail})" for ts, kind, detail in self.anomalies[:3])
             more = f" and {len(self.anomalies) - 3} more (mlfin quality {self.symbol})" if len(self.anomalies) > 3 else ''
@@ -214,16 +217,19 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
         off = off_the_calendar(found.bars, calendar)
         if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
         if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
-    if strict and len(found.rejected): raise BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
+    if strict and len(found.rejected):
+        refused = BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
+        refused.why = 'strict'   # why the batch was refused, for a caller that counts refusals (the service's metrics)
+        raise refused
     report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected), notes=found.notes,
                           layout=batch.layout, calendar_from=calendar_from if len(found.bars) else '')
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
-        store.quarantine(found.rejected, symbol, timeframe, batch.source)
+        report.held_already = len(found.rejected) - store.quarantine(found.rejected, symbol, timeframe, batch.source)
     if found.bars.empty:
         refused = BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}"
                            + ''.join(f"; {n}" for n in found.notes if n.startswith('times look shifted')))
-        refused.report = report   # what was quarantined, for a caller that counts it (the service's metrics)
+        refused.report, refused.why = report, 'rows'   # what was quarantined, and why nothing was stored, for a caller that counts them (the service's metrics)
         raise refused
     if actions is not None:
         factor = factor_from_actions(found.bars, read_actions(actions))

@@ -14,13 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..config import BadInput, MlfinError, Unavailable, home, project_root
+from ..data.bars import check_timeframe
+from ..data.stores.rules import check_symbol
 from ..monitor.figures import FIGURES
 from .logs import AccessLog, Failures, configure, outage
 from .settings import ServiceSettings, validation_line
 
 # %% auto #0
-__all__ = ['MONITOR_GAUGES', 'PUBLIC', 'read_sources', 'Metrics', 'monitor_gauges', 'Measured', 'error_response', 'Guard',
-           'create_app', 'dependencies', 'app_from_env']
+__all__ = ['REFUSALS', 'MONITOR_GAUGES', 'PUBLIC', 'read_sources', 'Metrics', 'monitor_gauges', 'Measured', 'error_response',
+           'Guard', 'create_app', 'dependencies', 'app_from_env']
 
 # %% ../../nbs/10f_service.app.ipynb #c005_00
 def read_sources(path: str | None) -> dict:
@@ -42,11 +44,15 @@ def read_sources(path: str | None) -> dict:
     return out
 
 
+# %% ../../nbs/10f_service.app.ipynb #c006r
+REFUSALS = {'rows': "every candle bad: all quarantined", 'strict': "a bad candle under strict: nothing stored",
+            'batch': "the batch as a whole: its bar size, spacing, calendar or zone", 'invalid': "the request does not fit its model: 422"}
+
 # %% ../../nbs/10f_service.app.ipynb #c007
 class Metrics:
     "The service's Prometheus metrics"
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
         disable_created_metrics()   # no *_created series beside every counter: start times are the process's
         self.registry = CollectorRegistry()
         self.multiprocess = bool(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))
@@ -55,16 +61,32 @@ class Metrics:
         self.latency = Histogram('mlfin_request_seconds', 'request latency by route and method', ['route', 'method'],
                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), **kw)
         self.candles = Counter('mlfin_candles_ingested', 'candles received by ingest, by outcome', ['symbol', 'timeframe', 'outcome'], **kw)
-        self.quarantined = Counter('mlfin_rows_quarantined', 'rows quarantined by ingest', ['symbol', 'timeframe'], **kw)
+        self.quarantined = Counter('mlfin_rows_quarantined', 'rows newly quarantined by ingest (a bad candle sent again is held, and counted, once)', ['symbol', 'timeframe'], **kw)
+        self.refusals = Counter('mlfin_pushes_refused', 'pushes of candles refused, per series and why: ' + ', '.join(f'{k} ({v})' for k, v in REFUSALS.items()),
+                                ['symbol', 'timeframe', 'why'], **kw)
+        self.last_push = Gauge('mlfin_last_push_timestamp_seconds', 'wall-clock time of the last accepted batch of candles, per series (pushed, or pulled by POST /ingest/run)',
+                               ['symbol', 'timeframe'], multiprocess_mode='max', **kw)   # several workers: the latest of theirs
         self.predictions = Counter('mlfin_predictions_served', 'predictions served', ['symbol', 'timeframe'], **kw)
         self.signals = Counter('mlfin_signals_served', 'signals served', ['symbol', 'timeframe', 'label'], **kw)
         self.unserved_ = Counter('mlfin_unserved', 'requests for a stored series that has no production model', ['symbol', 'timeframe'], **kw)
         self.kept: dict = {}   # what scrapes keep between them (`_States`)
 
     def ingested(self, symbol, timeframe, report):
+        "A batch accepted: its candles by outcome, the rows it quarantined anew, and now as the series' last push"
         self.kept.pop('series', None)   # the series' gauges read again at the next scrape
         for outcome in ('new', 'changed', 'unchanged'): self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
-        if report.quarantined: self.quarantined.labels(symbol, timeframe).inc(report.quarantined)
+        self._quarantined(symbol, timeframe, report)
+        self.last_push.labels(symbol, timeframe).set(time.time())
+    def refused(self, symbol, timeframe, error=None):
+        "A push refused, by its series (a name that is no series' counted under '') and why (`REFUSALS`); the rows of a batch of bad candles quarantined anew"
+        try: symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
+        except (BadInput, TypeError, AttributeError): symbol = timeframe = ''
+        self.refusals.labels(symbol, timeframe, 'invalid' if error is None else getattr(error, 'why', 'batch')).inc()
+        if (report := getattr(error, 'report', None)) is not None:
+            self.kept.pop('series', None)
+            self._quarantined(symbol, timeframe, report)
+    def _quarantined(self, symbol, timeframe, report):
+        if fresh := report.quarantined - getattr(report, 'held_already', 0): self.quarantined.labels(symbol, timeframe).inc(fresh)
     def predicted(self, symbol, timeframe): self.predictions.labels(symbol, timeframe).inc()
     def signalled(self, symbol, timeframe, label): self.signals.labels(symbol, timeframe, label).inc()
     def unserved(self, symbol, timeframe): self.unserved_.labels(symbol, timeframe).inc()
@@ -382,6 +404,8 @@ def _errors(app: FastAPI):
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
+        if request.url.path == '/ingest' and isinstance(e.body, dict):   # a push that does not fit: counted against the series it names
+            app.state.metrics.refused(e.body.get('symbol'), e.body.get('timeframe'))
         return JSONResponse({'detail': validation_line(e.errors())}, status_code=422)
     # anything else (a bug, a dependency down) is answered by the Guard: one line, 503 or 500, logged once
 

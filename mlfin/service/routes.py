@@ -141,6 +141,7 @@ class Ingested(BaseModel):
     layout: str = Field('', description="how the candles were read (mt5-rates, plain, ...)")
     rows: int = Field(description="candles received")
     new: int; changed: int; unchanged: int; quarantined: int; total: int
+    held_already: int = Field(0, description="of the quarantined rows, those the quarantine held from an earlier batch (sent again): kept and counted once")
     first_problem: str = Field(description="the first quarantined row's reason, if any")
     anomalies: list[Anomaly]; notes: list[str]
 
@@ -279,12 +280,13 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> I
     "Store a batch of candles of one series, checked like `mlfin ingest`: bad rows quarantined with their reason (or, strict, the batch refused); a batch posted twice is stored once"
     from mlfin.data import push
     state = request.app.state
-    timeframe = _tf(batch.timeframe)
-    candles = [c.model_dump(exclude_unset=True) for c in batch.candles]   # a field left out stays out; an explicit null is a missing value
-    try: report = push(candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz, store=state.store,
-                       source='POST /ingest', off_calendar=batch.off_calendar)
-    except BadInput as e:   # every row quarantined: refused, yet the quarantine holds them, and the metrics count them
-        if getattr(e, 'report', None) is not None: state.metrics.ingested(batch.symbol, timeframe, e.report)
+    try:
+        timeframe = _tf(batch.timeframe)
+        candles = [c.model_dump(exclude_unset=True) for c in batch.candles]   # a field left out stays out; an explicit null is a missing value
+        report = push(candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz, store=state.store,
+                      source='POST /ingest', off_calendar=batch.off_calendar)
+    except BadInput as e:   # refused: counted per series and why; a batch of bad candles is quarantined all the same, and counted
+        state.metrics.refused(batch.symbol, batch.timeframe, e)
         raise
     state.metrics.ingested(batch.symbol, timeframe, report)
     state.refresh(batch.symbol, timeframe)   # this series' forecast, made now that its bars arrived
@@ -293,7 +295,7 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> I
 def _ingested(report) -> Ingested:
     return Ingested(symbol=report.symbol, timeframe=report.timeframe, calendar=report.calendar, calendar_from=report.calendar_from,
                     asset_class=report.asset_class, layout=report.layout, rows=report.rows, new=report.new,
-                    changed=report.changed, unchanged=report.unchanged, quarantined=report.quarantined, total=report.total,
+                    changed=report.changed, unchanged=report.unchanged, quarantined=report.quarantined, held_already=report.held_already, total=report.total,
                     first_problem=report.first_problem, anomalies=[Anomaly(ts=t, kind=k, detail=d) for t, k, d in report.anomalies],
                     notes=[str(n) for n in report.notes])
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ...config import NotFound, Unavailable, atomic_write, store_dir
 from ..bars import check_timeframe
-from .rules import as_stored, check_symbol, span, to_bars, utc_bounds
+from .rules import as_stored, check_symbol, not_yet_quarantined, span, to_bars, utc_bounds
 
 # %% auto #0
 __all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'series_cut']
@@ -216,16 +216,22 @@ class ParquetStore:
         held['quarantined'] = [int(counts.get((s, t), 0)) for s, t in zip(held['symbol'], held['timeframe'])]
         return held.astype({'bars': 'int64', 'quarantined': 'int64'})
 
-    def quarantine(self, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> Path | None:
-        "Keep rejected rows (with their reasons) beside the store; one file per ingest"
-        if rejected.empty: return None
+    def quarantine(self, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
+        "Keep rejected rows (with their reasons) beside the store, one file per ingest, each bad row once (`not_yet_quarantined`); how many were new"
+        from filelock import FileLock
+        if rejected.empty: return 0
         folder = self.root/'quarantine'/f"timeframe={check_timeframe(timeframe)}"/f"symbol={check_symbol(symbol)}"
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.timezone.utc)
-        rows = rejected.assign(source=source, ingested=stamp.isoformat(timespec='seconds'))
-        path = folder/f"{stamp:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}.parquet"
-        atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))
-        return path
+        with FileLock(folder/'.lock', timeout=600):   # two pushes of one bad candle at once: one keeps it
+            files = sorted(folder.glob('*.parquet'))
+            held = pd.concat([pd.read_parquet(f, columns=['row', 'ts', 'column', 'reason', 'value']) for f in files]) if files else rejected.iloc[0:0]
+            fresh = not_yet_quarantined(rejected, held)
+            if fresh.empty: return 0
+            stamp = dt.datetime.now(dt.timezone.utc)
+            rows = fresh.assign(source=source, ingested=stamp.isoformat(timespec='seconds'))
+            path = folder/f"{stamp:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}.parquet"
+            atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))
+        return len(fresh)
 
     def quarantined(self, symbol: str | None = None) -> pd.DataFrame:
         "Rows kept out of the store, with reason, source and when"

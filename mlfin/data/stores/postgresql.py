@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np, pandas as pd
 from ...config import NotFound, Unavailable
 from ..bars import check_timeframe
-from .rules import STORED_COLUMNS, as_stored, check_symbol, span, to_bars, utc_bounds
+from .rules import STORED_COLUMNS, as_stored, check_symbol, not_yet_quarantined, span, to_bars, utc_bounds
 
 # %% auto #0
 __all__ = ['PostgresStore']
@@ -29,6 +29,7 @@ UPDATE mlfin_series s SET (bars, first_ts, last_ts) = (SELECT count(*), min(ts),
     WHERE b.symbol = s.symbol AND b.timeframe = s.timeframe) WHERE s.bars IS NULL;
 CREATE TABLE IF NOT EXISTS mlfin_quarantine (symbol text NOT NULL, timeframe text NOT NULL, "row" bigint, ts text,
     "column" text, reason text, value text, source text, ingested timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS mlfin_quarantine_series ON mlfin_quarantine (symbol, timeframe);
 """
 _VALUES = [c for c in STORED_COLUMNS]
 # whether the tables are there, and of this version (a `changes` column): read in the catalogue, which any role may read
@@ -200,16 +201,20 @@ class PostgresStore:
         for c in ('first', 'last'): held[c] = pd.to_datetime(held[c], utc=True)
         return held.astype({'bars': 'int64', 'quarantined': 'int64'})
 
-    def quarantine(self, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str):
-        "Keep rejected rows (with their reasons) in `mlfin_quarantine`"
-        if rejected.empty: return None
+    def quarantine(self, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
+        "Keep rejected rows (with their reasons) in `mlfin_quarantine`, each bad row once (`not_yet_quarantined`); how many were new"
+        if rejected.empty: return 0
         check_symbol(symbol); check_timeframe(timeframe)
         stamp = dt.datetime.now(dt.timezone.utc)
         with self._writing(), self._connect(write=True) as con, con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}/quarantine",))   # two pushes of one bad candle at once: one keeps it
+            held = pd.DataFrame(con.execute('SELECT "row", ts, "column", reason, value FROM mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
+                                            (symbol, timeframe)).fetchall(), columns=['row', 'ts', 'column', 'reason', 'value'])
+            fresh = not_yet_quarantined(rejected, held)
             with con.cursor().copy('COPY mlfin_quarantine FROM STDIN') as copy:
-                for r in rejected.itertuples(index=False):
+                for r in fresh.itertuples(index=False):
                     copy.write_row((symbol, timeframe, int(r.row), r.ts, r.column, r.reason, r.value, source, stamp))
-        return f"{len(rejected)} row(s) in mlfin_quarantine"
+        return len(fresh)
 
     def quarantined(self, symbol: str | None = None) -> pd.DataFrame:
         "Rows kept out of the store, with reason, source and when"

@@ -10,7 +10,7 @@ from ...config import BadInput
 from ..bars import BAR_COLUMNS, OPTIONAL_COLUMNS, bars_frame
 
 # %% auto #0
-__all__ = ['STORED_COLUMNS', 'check_symbol', 'utc_bounds', 'span', 'as_stored', 'to_bars']
+__all__ = ['STORED_COLUMNS', 'check_symbol', 'utc_bounds', 'span', 'as_stored', 'to_bars', 'not_yet_quarantined']
 
 # %% ../../../nbs/01ca_data.stores.rules.ipynb #c006
 STORED_COLUMNS = BAR_COLUMNS + OPTIONAL_COLUMNS + ['adj_factor']
@@ -60,3 +60,16 @@ def to_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame:
     bars = bars_frame(frame, symbol, timeframe)
     if 'adj_factor' in frame and frame['adj_factor'].notna().any(): bars['adj_factor'] = frame['adj_factor'].to_numpy(dtype='float64')
     return bars
+
+# %% ../../../nbs/01ca_data.stores.rules.ipynb #c023
+def not_yet_quarantined(rejected: pd.DataFrame, # a batch's rejected rows (`data.quality.rejected_frame`)
+                        held: pd.DataFrame,     # the series' quarantine as stored: its ts, column, reason and value (and row)
+                       ) -> pd.DataFrame:
+    "The rejected rows the series' quarantine does not hold yet: a candle is held once, however often it is sent"
+    if rejected.empty or held.empty: return rejected
+    def key(frame):   # a row is its time, the column at fault, why and the value; a row without a time (ragged, unparsed) also its place in the batch
+        ts = frame['ts'].astype('str')
+        timeless = ts.isin(('', 'NaT', 'None', 'nan'))
+        return (ts.where(~timeless, 'row ' + frame['row'].astype('str')) + '\x1f' + frame['column'].astype('str') + '\x1f'
+                + frame['reason'].astype('str') + '\x1f' + frame['value'].astype('str'))
+    return rejected[~key(rejected).isin(set(key(held)))]
