@@ -135,28 +135,82 @@ def test_a_damaged_repository_is_reported_by_the_check_and_never_restored(served
     assert not (tmp_path/'restored').exists() or not any((tmp_path/'restored').iterdir())   # nothing placed
 
 
-def test_retention_keeps_thirty_daily_and_thirteen_weekly_on_a_calendar_of_snapshots(tmp_path, password):
-    "Snapshots at 04:00 over 100 days (every other day, then daily; some days also at 12:00): the newest each of the last 30 days and each of the last 13 weeks stay"
-    from mlfin.ops.backup import repository
-    repo = repository(str(tmp_path/'repo')); repo.init()
+def test_retention_keeps_restore_points_thirty_daily_and_thirteen_weekly_on_a_calendar_of_snapshots(tmp_path, password):
+    """Snapshots at 04:00 over 100 days (every other day, then daily; some days also at 12:00, the last two days every 15 minutes),
+    one restored from long ago, and another home's: every one of the last 48 hours, the newest each of the last 30 days and
+    each of the last 13 weeks, and the restored-from one stay; the other home's are not touched"""
+    from mlfin.ops.repository import RESTORED, repository
+    repo = repository(str(tmp_path/'repo'), backing_up=True); repo.init()
     folder = tmp_path/'stage'; folder.mkdir(); (folder/'MANIFEST.json').write_text('{}')
     start, taken = dt.datetime(2026, 7, 1, 4, 0), []
+    def snapshot(when, home='drill', *tags):
+        (folder/'day.txt').write_text(f"{when}")
+        repo.restic('backup', '--tag', ','.join(('mlfin', f"home:{home}", *tags)), '--host', 'drill', '--time', when.strftime('%Y-%m-%d %H:%M:%S'), '.', cwd=folder)
     for day in range(100):   # every other day until the last 35, then daily, every fifth of those also at 12:00
         recent = day >= 65
         if not recent and day % 2: continue
         for hour in ((4, 12) if recent and day % 5 == 0 else (4,)):
-            when = start + dt.timedelta(days=day, hours=hour - 4)
-            (folder/'day.txt').write_text(f"{when}")
-            repo.restic('backup', '--tag', 'mlfin', '--host', 'drill', '--time', when.strftime('%Y-%m-%d %H:%M:%S'), '.', cwd=folder)
-            taken.append(when)
-    repo.forget()
-    kept = sorted(t.tz_convert(None).to_pydatetime() for t in repo.snapshots()['time'])
-    newest = taken[-1]
+            taken.append(start + dt.timedelta(days=day, hours=hour - 4))
+    taken += [taken[-1] - dt.timedelta(minutes=15 * k) for k in range(1, 12)]   # the last hours' restore points, every 15 minutes
+    for when in sorted(taken): snapshot(when)
+    restored_from = start + dt.timedelta(days=6, hours=8)   # 12:00 on day 6, restored from: in no tier
+    snapshot(restored_from, 'drill', RESTORED)
+    snapshot(start + dt.timedelta(days=3), 'other')          # another home's, old: its own retention's business
+    plan = repo.forget('drill', dry_run=True)
+    assert len(repo.snapshots()) == len(taken) + 2   # a dry run forgets nothing
+    repo.forget('drill')
+    left = repo.snapshots()
+    kept = sorted(t.tz_convert(None).to_pydatetime() for t in left.loc[left['home'] == 'drill', 'time'])
+    newest = max(taken)
+    within = {t for t in taken if t > newest - dt.timedelta(days=2)}
     daily = {max(t for t in taken if t.date() == d) for d in {t.date() for t in taken if t > newest - dt.timedelta(days=30)}}   # restic: strictly within
     weekly = {max(t for t in taken if t.isocalendar()[:2] == w) for w in {t.isocalendar()[:2] for t in taken if t > newest - dt.timedelta(days=90)}}
-    assert kept == sorted(daily | weekly), (len(kept), len(daily | weekly))
+    assert kept == sorted(within | daily | weekly | {restored_from}), (len(kept), len(within | daily | weekly))
+    assert len(within) == 13   # 48 hours: the last 12 quarter-hours and the day before's
     assert len({t.date() for t in kept if t >= newest - dt.timedelta(days=29)}) == 30 and len({t.isocalendar()[:2] for t in kept}) >= 13
-    assert min(kept) >= newest - dt.timedelta(days=91)
+    assert (left['home'] == 'other').sum() == 1
+    said = plan['plan'].set_index('time')['why']
+    assert said[pd.Timestamp(restored_from, tz='UTC')] == 'a home was restored from it'
+    assert said[pd.Timestamp(newest, tz='UTC')].startswith('every snapshot of the last 48 hours')
+
+
+def test_two_homes_on_one_repository_a_restore_and_backups_after_it_forget_no_restore_point(tmp_path, password):
+    """Issue 35: two homes back up into one repository every few minutes; one is lost and restored from an earlier snapshot;
+    the restored home and the other back up with retention: no snapshot of either is forgotten, the restored-from one is kept
+    (tagged), the restored home goes on as the same home; a read never makes a password"""
+    repo = str(tmp_path/'repo')
+    kept_password = password.parent/'kept-password'
+    os.environ.pop('MLFIN_BACKUP_PASSWORD_FILE', None)   # (the fixture's monkeypatch restores it)
+    for command in (['backup', 'ls'], ['backup', 'check'], ['restore', str(tmp_path/'nowhere')]):   # no password file yet, no repository
+        done = mlfin(tmp_path, *command, '--repo', repo, '--password', str(kept_password), check=False)
+        assert done.returncode == 2 and f"the backup password file {kept_password} is missing" in done.stderr, done.stderr
+    assert not kept_password.exists()   # no read made one
+    homes = {name: tmp_path/name for name in ('research', 'service')}
+    for name, home in homes.items(): mlfin(home, 'ingest', 'sample:SPX' if name == 'research' else 'sample:EURUSD')
+    snapshots = {name: [] for name in homes}
+    for round_ in range(3):   # a backup of each every few minutes (the clock does not matter: all within the 48 hours)
+        for name, home in homes.items():
+            made = mlfin(home, 'backup', '--repo', repo, '--password', str(kept_password))
+            snapshots[name].append(made.stdout.split()[1])
+    assert kept_password.exists()   # made by the first backup of a new repository
+    ids = {name: (home/'home-id').read_text().strip() for name, home in homes.items()}
+    assert ids['research'] != ids['service']
+    listed = mlfin(tmp_path, 'backup', 'ls', '--repo', repo, '--password', str(kept_password)).stdout
+    assert all(s in listed for ss in snapshots.values() for s in ss) and listed.count(ids['research']) == 3, listed
+    shutil.rmtree(homes['research'])   # the research disk is lost: back to its second snapshot
+    restored = tmp_path/'restored'
+    done = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, '--password', str(kept_password), '--snapshot', snapshots['research'][1])
+    assert 'kept as restored-from' in done.stdout, done.stdout
+    assert (restored/'home-id').read_text().strip() == ids['research']   # the same home to retention
+    for home in (restored, homes['service']):
+        after = mlfin(home, 'backup', '--repo', repo, '--password', str(kept_password), '--retention')
+        assert 'removed 0' in after.stdout, after.stdout
+    from mlfin.ops.repository import Repository
+    left = Repository(repo, kept_password).snapshots()
+    assert (left['home'] == ids['research']).sum() == 4 and (left['home'] == ids['service']).sum() == 4   # 3 + 1 each: nothing forgotten
+    assert [t for t in left['tags'] if 'restored-from' in t] and len(left) == 8
+    plan = mlfin(restored, 'backup', 'forget', '--dry-run', '--repo', repo, '--password', str(kept_password)).stdout
+    assert 'a home was restored from it' in plan and 'would forget 0' in plan, plan
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from .app import app, fail
 
 # %% auto #0
 __all__ = ['schedule_app', 'backup_app', 'REPO_HELP', 'PASSWORD_HELP', 'scheduled', 'schedule_install', 'schedule_remove',
-           'schedule_cron', 'schedule_ls', 'alert', 'backup', 'backup_ls', 'backup_check', 'backup_wal', 'restore',
-           'health', 'report']
+           'schedule_cron', 'schedule_ls', 'alert', 'backup', 'backup_ls', 'backup_forget', 'backup_check',
+           'backup_wal', 'restore', 'health', 'report']
 
 # %% ../../nbs/09f_cli.ops.ipynb #c005
 @app.command()
@@ -87,7 +87,7 @@ backup_app = typer.Typer(add_completion=False, help="Back the home up into an en
 app.add_typer(backup_app, name='backup')
 
 REPO_HELP = "the restic repository: a folder on another disk, sftp:HOST:/PATH or rest:URL (default: MLFIN_BACKUP_REPO)"
-PASSWORD_HELP = "its password file (default: MLFIN_BACKUP_PASSWORD_FILE or ~/.config/mlfin/backup-password, made once)"
+PASSWORD_HELP = "its password file (default: MLFIN_BACKUP_PASSWORD_FILE or ~/.config/mlfin/backup-password, made by the first backup of a new repository, never by a read)"
 
 @backup_app.callback(invoke_without_command=True)
 def backup(ctx: typer.Context,
@@ -95,10 +95,11 @@ def backup(ctx: typer.Context,
            password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
            store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
            products: bool = typer.Option(False, help="also the latest run's products, reports and feature store (rebuildable)"),
-           retention: Optional[bool] = typer.Option(None, '--retention/--no-retention', help="forget by calendar now (default: once a day)")):
-    "A consistent cut of the home into a new snapshot (only new data is sent); retention by calendar once a day"
+           retention: Optional[bool] = typer.Option(None, '--retention/--no-retention', help="retention (forget, prune, check) now (default: when the repository says this home's last was over 20 h ago)")):
+    "A consistent cut of the home into a new snapshot tagged with its id (only new data is sent); retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"
     if ctx.invoked_subcommand: return
-    from mlfin.ops.backup import backup as snapshot, password_file
+    from mlfin.ops.backup import backup as snapshot
+    from mlfin.ops.repository import password_file
     from mlfin.ops.schedules import scheduled as recorded
     fresh = not password_file(password, make=False).exists()
     made, refused = [], []
@@ -121,18 +122,35 @@ def backup(ctx: typer.Context,
 @backup_app.command('ls')
 def backup_ls(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
     "The repository's mlfin snapshots, oldest first"
-    from mlfin.ops.backup import repository
+    from mlfin.ops.repository import repository
     try: found = repository(repo, password).snapshots()
     except MlfinError as e: fail(str(e))
     if found.empty: typer.echo("no snapshot yet: `mlfin backup`"); return
-    typer.echo(found[['id', 'time', 'host']].to_string(index=False))
+    typer.echo(found.assign(home=found['home'].replace('', '(none)'), tags=[','.join(t for t in tags if t != 'mlfin' and not t.startswith('home:')) for tags in found['tags']])
+               [['id', 'time', 'host', 'home', 'tags']].to_string(index=False))
+
+# %% ../../nbs/09f_cli.ops.ipynb #c016f
+@backup_app.command('forget')
+def backup_forget(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+                  dry_run: bool = typer.Option(False, '--dry-run', help="say what would go and why each snapshot stays; change nothing"),
+                  home: Optional[str] = typer.Option(None, help="the home whose snapshots are judged, by its id (`backup ls`; default: this home's)")):
+    "Retention now, for this home's snapshots only: every one of the last 48 hours, the newest of each day for 30 days and of each week for 90, any a home was restored from"
+    from mlfin.ops.repository import home_id, repository
+    which = home or home_id()
+    if not which: fail("this home has no id yet (its first `mlfin backup` makes one): name a home with --home (`mlfin backup ls` lists them)")
+    try: done = repository(repo, password).forget(which, dry_run=dry_run)
+    except MlfinError as e: fail(str(e))
+    plan = done['plan']
+    if plan.empty: typer.echo(f"no snapshot of home {which}"); return
+    typer.echo(plan.assign(time=plan['time'].dt.strftime('%Y-%m-%d %H:%M')).to_string(index=False))
+    typer.echo(f"{'would keep' if dry_run else 'kept'} {done['kept']}, {'would forget' if dry_run else 'forgot'} {done['removed']} of home {which}'s snapshots")
 
 # %% ../../nbs/09f_cli.ops.ipynb #c017
 @backup_app.command('check')
 def backup_check(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
                  read_data: bool = typer.Option(False, '--read-data', help="read every pack back and verify its hash (slow; finds damaged data)")):
     "restic check of the repository: its structure, and with --read-data every byte; exit 1 when damaged"
-    from mlfin.ops.backup import repository
+    from mlfin.ops.repository import repository
     try: ok, said = repository(repo, password).check(read_data)
     except MlfinError as e: fail(str(e))
     typer.echo(said)
@@ -166,6 +184,7 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
     for name, v in done.store['series'].items(): typer.echo(f"  {name}: {v['restored']:,} bars")
     for name, verdict in done.fingerprints.items(): typer.echo(f"  {name}: {verdict}")
     if done.project: typer.echo(f"  the project's configuration: {done.project}")
+    if done.kept: typer.echo(f"  {done.kept}")
     typer.echo(f"use it: MLFIN_HOME={done.home}" + (f" MLFIN_STORE={done.store['url']}" if done.store['kind'] == 'postgresql' else ''))
     if any(v != 'identical' for v in done.fingerprints.values()): raise typer.Exit(1)
 

@@ -8,7 +8,8 @@ __all__ = []
 # %% ../../nbs/13_ops.ipynb #c003
 from .records import check_history, check_stats, ops_db, runs
 from .schedules import JOBS, scheduled, units, cron_lines
-from .backup import backup, repository
+from .backup import backup
+from .repository import repository
 from .restore import restore
 from .health import check_all
 from .daily import daily_report

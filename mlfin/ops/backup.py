@@ -7,26 +7,20 @@ from __future__ import annotations
 import datetime as dt, hashlib, json, os, platform, shutil, socket, sqlite3, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, pandas as pd
-from ..config import BadInput, MlfinError, Unavailable, atomic_write, code_version, home, project_root, secret_file
+import numpy as np
+from ..config import MlfinError, Unavailable, atomic_write, code_version, home, project_root
+from .repository import RETAINED, TAG, home_id, repository, restic_bin
 
 # %% auto #0
-__all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'restic_bin', 'link_or_copy', 'link_tree',
-           'sqlite_copy', 'store_cut', 'atomic_write_json', 'production_versions', 'fingerprints', 'checksums',
-           'versions', 'schema_revisions', 'stage', 'Repository', 'password_file', 'repository', 'Backup', 'backup']
+__all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'link_or_copy', 'link_tree', 'sqlite_copy',
+           'store_cut', 'atomic_write_json', 'production_versions', 'fingerprints', 'checksums', 'versions',
+           'schema_revisions', 'stage', 'Backup', 'backup']
 
 # %% ../../nbs/13c_ops.backup.ipynb #c005
 CONFIG_FILES = ('env.yaml', 'features.yaml', 'models.yaml', 'pipeline.yaml')   # the project's, beside the code
 HOME_FOLDERS = ('registry', 'mlartifacts', 'monitor')                          # always: written once, linked
 PRODUCT_FOLDERS = ('run', 'reports', 'features')                              # with --products: rebuildable by a run
 PROBE_ROWS = 50   # the last feature rows each production model's fingerprint is taken on
-
-# %% ../../nbs/13c_ops.backup.ipynb #c006
-def restic_bin() -> str:
-    "The restic binary (Debian's), or Unavailable saying how to install it"
-    found = shutil.which('restic')
-    if not found: raise Unavailable("restic is missing: `sudo apt-get install restic` (Debian), or `bash env/setup-test.sh`")
-    return found
 
 # %% ../../nbs/13c_ops.backup.ipynb #c007
 def link_or_copy(source: Path, target: Path):
@@ -196,6 +190,7 @@ def stage(folder: Path,                 # emptied, then filled with the cut
     folder.mkdir(parents=True)
     held = store_cut(store, folder)   # first: every bar acknowledged before this moment is in the cut
     for name in sorted(p.name for p in at.glob('*.db')): sqlite_copy(at/name, folder/'home'/name)
+    if (at/'home-id').exists(): link_or_copy(at/'home-id', folder/'home'/'home-id')   # a restored home is the same home to retention
     for name in HOME_FOLDERS + (PRODUCT_FOLDERS if products else ()):
         if (at/name).is_dir(): link_tree(at/name, folder/'home'/name)
     root = project_root()
@@ -208,80 +203,6 @@ def stage(folder: Path,                 # emptied, then filled with the cut
                 'files': checksums(folder, known), 'stage_seconds': round(time.perf_counter() - started, 3)}
     atomic_write_json(folder/'MANIFEST.json', manifest)
     return manifest
-
-# %% ../../nbs/13c_ops.backup.ipynb #c022
-@dataclass
-class Repository:
-    "A restic repository: a folder, sftp:HOST:/PATH or rest:URL, and the file holding its password (backend options: MLFIN_RESTIC_OPTIONS, `;`-separated)"
-    url: str
-    password_file: Path
-
-    def restic(self, *args, cwd: Path | None = None, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-        "Run restic on this repository; Unavailable with restic's last line when it fails (`check`)"
-        env = {**os.environ, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD_FILE': str(self.password_file),
-               'RESTIC_CACHE_DIR': os.environ.get('RESTIC_CACHE_DIR') or str(Path.home()/'.cache'/'restic')}
-        options = [f"--option={o.strip()}" for o in os.environ.get('MLFIN_RESTIC_OPTIONS', '').split(';') if o.strip()]
-        done = subprocess.run([restic_bin(), *options, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-        if check and done.returncode:
-            last = [l for l in done.stderr.strip().splitlines() if l.strip()]
-            raise Unavailable(f"restic {args[0]} on {self.url}: {last[-1] if last else 'exit ' + str(done.returncode)}")
-        return done
-
-    @property
-    def local(self) -> Path | None: return None if ':' in self.url.split('/')[0] else Path(self.url)   # a folder, not sftp:/rest:/...
-
-    def exists(self) -> bool:
-        if self.local is not None and not (self.local/'config').exists(): return False   # each restic call derives the key (scrypt): half a second
-        return self.restic('cat', 'config', check=False).returncode == 0
-
-    def unlock(self):
-        "Remove the locks a killed restic left (stale ones only: their process is gone)"
-        if self.local is None or any((self.local/'locks').iterdir()): self.restic('unlock', check=False)
-
-    def init(self) -> bool:
-        "Make the repository if it is not there yet; True when made"
-        if self.exists(): return False
-        self.restic('init'); return True
-
-    def snapshots(self) -> pd.DataFrame:
-        "mlfin's snapshots, oldest first: id, time, host, paths, tags"
-        found = json.loads(self.restic('snapshots', '--json', '--tag', 'mlfin').stdout or '[]')
-        table = pd.DataFrame([{'id': s['short_id'], 'full_id': s['id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
-                               'paths': s['paths'], 'tags': s.get('tags', [])} for s in found],
-                             columns=['id', 'full_id', 'time', 'host', 'paths', 'tags'])
-        return table.sort_values('time', ignore_index=True)
-
-    def check(self, read_data: bool = False) -> tuple[bool, str]:
-        "restic check (with `read_data`: every pack read back and its hash verified); (passed, what it said)"
-        self.unlock()   # a killed backup's lock (stale: its process is gone) would stop the check
-        done = self.restic('check', *(['--read-data'] if read_data else []), check=False)
-        return done.returncode == 0, (done.stdout + done.stderr).strip()
-
-    def forget(self, within_daily: str = '30d', within_weekly: str = '90d', prune: bool = True) -> dict:
-        "Retention by calendar, not by count: the last snapshot of each day within `within_daily` of the newest, of each week within `within_weekly`"
-        done = self.restic('forget', '--json', '--tag', 'mlfin', '--group-by', 'host,tags', '--keep-within-daily', within_daily,
-                           '--keep-within-weekly', within_weekly, *(['--prune'] if prune else []))
-        groups = json.loads(done.stdout.strip().splitlines()[0] or '[]') if done.stdout.strip().startswith('[') else []
-        return {'kept': sum(len(g.get('keep') or []) for g in groups), 'removed': sum(len(g.get('remove') or []) for g in groups)}
-
-# %% ../../nbs/13c_ops.backup.ipynb #c024
-def password_file(path: Path | None = None,
-                  make: bool = True,   # make it (once, 0600) when it is not there
-                 ) -> Path:
-    "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password"
-    return secret_file(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home()/'.config'/'mlfin'/'backup-password', make)
-
-# %% ../../nbs/13c_ops.backup.ipynb #c026
-def repository(url: str | None = None, password: Path | None = None,
-               backing_up: bool = False,   # refuse a repository inside the home being backed up
-              ) -> Repository:
-    "The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given"
-    url = url or os.environ.get('MLFIN_BACKUP_REPO')
-    if not url: raise BadInput("no backup repository: give --repo (a folder on another disk, sftp:HOST:/PATH or rest:URL) or set MLFIN_BACKUP_REPO")
-    if not url.startswith(('sftp:', 'rest:', 's3:', 'b2:', 'azure:', 'gs:', 'rclone:')):
-        url = str(Path(url).expanduser().resolve())
-        if backing_up and Path(url).is_relative_to(home().resolve()): raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
-    return Repository(url, password_file(password))
 
 # %% ../../nbs/13c_ops.backup.ipynb #c027
 @dataclass
@@ -306,13 +227,15 @@ class Backup:
 
 # %% ../../nbs/13c_ops.backup.ipynb #c028
 def backup(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
-           retention: bool | None = None,  # forget and prune by calendar now; None: when the last was over 20 h ago
+           retention: bool | None = None,  # forget, prune and check now; None: when this home's last retention (read from the repository) was over 20 h ago
           ) -> Backup:
-    "Back the home up: a consistent cut staged, then a restic snapshot (incremental: only new data is sent); retention once a day"
+    "Back the home up: a consistent cut staged, then a restic snapshot tagged with the home's id (incremental: only new data is sent); retention once a day"
     started = time.perf_counter()
     repository_ = repository(repo, password, backing_up=True)
-    repository_.init()
+    made = repository_.init()
     work = home()/'.backup'; work.mkdir(parents=True, exist_ok=True)
+    me = home_id(make=True)
+    retain = retention if retention is not None else (made or repository_.retention_due(me, work))
     sums_file = work/'checksums.json'
     try: known = json.loads(sums_file.read_text())
     except (OSError, ValueError): known = {}
@@ -320,12 +243,13 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     live = _live_keys(work/'stage')
     atomic_write_json(sums_file, {k: v for k, v in known.items() if k in live})
     repository_.unlock()   # locks a killed restic left behind (only stale ones are removed)
-    done = repository_.restic('backup', '--json', '--tag', 'mlfin', '--host', socket.gethostname(), '--ignore-ctime', '.', cwd=work/'stage')
+    tags = ','.join((TAG, f"home:{me}", *((RETAINED,) if retain else ())))   # `retention`: when it last ran, for the next backup on any machine
+    done = repository_.restic('backup', '--json', '--tag', tags, '--host', socket.gethostname(), '--ignore-ctime', '.', cwd=work/'stage')
     last = json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])
     kept = checked = None
-    stamp = work/'retention.stamp'
-    if retention or (retention is None and (not stamp.exists() or time.time() - stamp.stat().st_mtime > 20 * 3600)):
-        kept = repository_.forget(); stamp.touch()
+    if retain:
+        kept = repository_.forget(me); kept.pop('plan')
+        repository_.remember_retention(me, work, time.time())
         passed, said = repository_.check()
         checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'said': said.splitlines()[-1] if said else ''}
     total = sum(b for _, b in manifest['files'].values())

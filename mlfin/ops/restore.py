@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, MlfinError, NotFound, Unavailable
-from .backup import checksums, repository
+from .backup import checksums
+from .repository import RESTORED, repository
 
 # %% auto #0
 __all__ = ['Restored', 'pick', 'verify', 'in_home', 'reproduce', 'restore']
@@ -26,10 +27,11 @@ class Restored:
     store: dict            # kind, url, and per series: bars restored against bars backed up
     fingerprints: dict     # production model -> 'identical', or what differs
     project: Path | None   # the project's configuration files, restored beside the home
+    kept: str = ''         # the snapshot as retention keeps it now, tagged restored-from (its new id), or why it could not be tagged
 
     def summary(self) -> dict:
         return {'snapshot': self.snapshot, 'home': str(self.home), 'files': self.files, 'bytes': self.bytes, 'seconds': round(self.seconds, 2),
-                'series': len(self.store['series']), 'fingerprints': self.fingerprints}
+                'series': len(self.store['series']), 'fingerprints': self.fingerprints, 'kept': self.kept}
 
 # %% ../../nbs/13d_ops.restore.ipynb #c006
 def pick(snapshots: pd.DataFrame, wanted: str) -> pd.Series:
@@ -131,7 +133,20 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     series = {name: {'backed_up': v['bars'], 'restored': held.get(name, 0)} for name, v in manifest['store']['series'].items()}
     short = [n for n, v in series.items() if v['restored'] < v['backed_up']]
     if short: raise Unavailable(f"restored store holds fewer bars than backed up for {', '.join(short)}")
-    return Restored(chosen['id'], to, files, size, time.perf_counter() - started, {'kind': kind, 'url': target_store, 'series': series}, prints, project)
+    kept = _keep(repository_, chosen)
+    return Restored(chosen['id'], to, files, size, time.perf_counter() - started, {'kind': kind, 'url': target_store, 'series': series}, prints, project, kept)
+
+# %% ../../nbs/13d_ops.restore.ipynb #c011k
+def _keep(repository_, chosen) -> str:
+    "Tag the snapshot a home was restored from, so retention keeps it whatever its age: its id after tagging, or why it stays untagged"
+    if RESTORED in chosen['tags']: return f"snapshot {chosen['id']} already kept as restored-from"
+    done = repository_.restic('tag', '--add', RESTORED, chosen['full_id'], check=False)   # restic writes the snapshot anew: a new id
+    if done.returncode:
+        last = [l for l in done.stderr.strip().splitlines() if l.strip()]
+        return f"snapshot {chosen['id']} not tagged restored-from ({last[-1] if last else 'exit ' + str(done.returncode)}): retention may forget it"
+    ours = repository_.snapshots(RESTORED)
+    now = ours[(ours['time'] == chosen['time']) & (ours['host'] == chosen['host'])]
+    return f"snapshot {chosen['id']} kept as restored-from, now {now['id'].iloc[-1] if len(now) else 'under a new id'}"
 
 # %% ../../nbs/13d_ops.restore.ipynb #c012
 def _replace(source: Path, target: Path):
