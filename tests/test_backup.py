@@ -119,19 +119,37 @@ def test_a_backup_killed_midway_leaves_the_previous_snapshot_restorable(served_h
     assert 'snapshot ' in later.stdout
 
 
-def test_a_damaged_repository_is_reported_by_the_check_and_never_restored(served_home, tmp_path, password):
+def test_a_damaged_pack_is_found_by_the_daily_check_within_a_week_health_fails_and_a_restore_names_it(served_home, tmp_path, password, monkeypatch):
+    """Issue 35: one flipped byte in a data pack. The structural check passes; the daily check reads a seventh of the packs in
+    turn, so on exactly one day of any seven it reads the damaged one; that day's backup records the failure and health fails
+    on it; a restore names the file it could not read and what to try, and places nothing"""
+    import datetime as dt
+    from mlfin.ops.repository import READ_EVERY, Repository, todays_share
     home, repo = tmp_path/'home', tmp_path/'repo'
     shutil.copytree(served_home, home)
     mlfin(home, 'backup', '--repo', str(repo))
-    packs = sorted((repo/'data').rglob('*'), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    packs = sorted((p for p in (repo/'data').rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
     damaged = packs[-1]   # the largest pack: bars and models
     content = bytearray(damaged.read_bytes()); content[len(content) // 2] ^= 0xFF
     damaged.chmod(0o600); damaged.write_bytes(bytes(content))
     assert mlfin(home, 'backup', 'check', '--repo', str(repo)).returncode == 0   # the structure is whole: only reading the data shows it
+    repository = Repository(str(repo), password)
+    week = [dt.date(2026, 11, 23) + dt.timedelta(days=k) for k in range(READ_EVERY)]
+    verdicts = {day: repository.check(share=todays_share(day)) for day in week}
+    failing = [day for day, (passed, _) in verdicts.items() if not passed]
+    assert len(failing) == 1 and damaged.name in verdicts[failing[0]][1], {str(d): p for d, (p, _) in verdicts.items()}
+    monkeypatch.setenv('MLFIN_HOME', str(home))   # that day's scheduled backup, in this process with the day handed in (the clock injected)
+    from mlfin.ops.backup import backup
+    from mlfin.ops.schedules import scheduled
+    assert scheduled('backup', None, echo=lambda line: None, work=lambda wait: backup(str(repo), retention=True, day=failing[0]).summary()) == 0
+    health = mlfin(home, 'health', '--service-url', 'http://127.0.0.1:9', check=False)
+    line = next(l for l in health.stdout.splitlines() if ' backup ' in l)
+    assert health.returncode == 1 and line.startswith('FAIL') and 'repository check FAILED' in line and f"packs {todays_share(failing[0])} read back" in line, line
     checked = mlfin(home, 'backup', 'check', '--repo', str(repo), '--read-data', check=False)
     assert checked.returncode == 1 and 'the repository is damaged' in checked.stderr, checked.stdout + checked.stderr
     done = mlfin(tmp_path, 'restore', str(tmp_path/'restored'), '--repo', str(repo), check=False)
-    assert done.returncode == 2 and done.stderr.startswith('mlfin: error: '), done.stdout + done.stderr
+    assert done.returncode == 2 and 'could not be restored, ' in done.stderr and 'file(s) unreadable: ' in done.stderr, done.stderr
+    assert 'try an earlier snapshot' in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path/'restored').exists() or not any((tmp_path/'restored').iterdir())   # nothing placed
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from ..config import MlfinError, Unavailable, atomic_write, code_version, home, project_root
-from .repository import RETAINED, TAG, home_id, repository, restic_bin
+from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'link_or_copy', 'link_tree', 'sqlite_copy',
@@ -218,16 +218,18 @@ class Backup:
     series: dict
     fingerprints: dict
     retention: dict | None = None   # once a day: what the calendar kept and removed
-    check: dict | None = None       # once a day, after retention: the repository's check (passed, at, what restic said)
+    check: dict | None = None       # once a day, after retention: the repository's check (passed, at, the share of packs read, what restic said)
+    home: str = ''                  # the home's id its snapshot carries
 
     def summary(self) -> dict:
-        return {'snapshot': self.snapshot, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2),
+        return {'snapshot': self.snapshot, 'repository': self.repository, 'home': self.home, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2),
                 'series': len(self.series), 'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {}),
                 **({'check': self.check} if self.check else {})}
 
 # %% ../../nbs/13c_ops.backup.ipynb #c028
 def backup(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
            retention: bool | None = None,  # forget, prune and check now; None: when this home's last retention (read from the repository) was over 20 h ago
+           day: dt.date | None = None,     # the day whose share of packs the check reads back (`todays_share`); default today (UTC)
           ) -> Backup:
     "Back the home up: a consistent cut staged, then a restic snapshot tagged with the home's id (incremental: only new data is sent); retention once a day"
     started = time.perf_counter()
@@ -250,11 +252,12 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     if retain:
         kept = repository_.forget(me); kept.pop('plan')
         repository_.remember_retention(me, work, time.time())
-        passed, said = repository_.check()
-        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'said': said.splitlines()[-1] if said else ''}
+        share = todays_share(day)   # a seventh of the packs read back a day: every pack within a week
+        passed, said = repository_.check(share=share)
+        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'read': share, 'said': said.splitlines()[-1] if said else ''}
     total = sum(b for _, b in manifest['files'].values())
     return Backup(last['snapshot_id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
-                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'], manifest['fingerprints'], kept, checked)
+                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'], manifest['fingerprints'], kept, checked, me)
 
 # %% ../../nbs/13c_ops.backup.ipynb #c029
 def _live_keys(folder: Path) -> set:

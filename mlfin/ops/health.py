@@ -11,6 +11,7 @@ from typing import Callable
 import pandas as pd
 from ..config import MlfinError, home, run_dir
 from .records import check_stats, record_checks, runs
+from .repository import repository
 
 # %% auto #0
 __all__ = ['FAILURES', 'RUN_MAX_AGE', 'BACKUP_MAX_AGE', 'DISK_MIN_FREE', 'service_check', 'disk_check', 'series_checks',
@@ -86,16 +87,28 @@ def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
 
 # %% ../../nbs/13e_ops.health.ipynb #c013
 def backup_check(now: pd.Timestamp | None = None) -> tuple[bool, str]:
-    "The last backup succeeded recently (BACKUP_MAX_AGE) and the repository's last check passed"
+    "The last backup succeeded recently (BACKUP_MAX_AGE), its snapshot is still in its repository, and the repository's last check passed"
     done = runs('backup', limit=200)
     good = done[done['status'] == 'succeeded']
     if good.empty: return False, "no backup yet: `mlfin backup --repo ...` (or the schedule's)"
     age = ((now or pd.Timestamp.now(tz='UTC')) - good['ended'].iloc[0]).total_seconds()
     checked = [s['check'] for s in good['summary'] if isinstance(s, dict) and 'check' in s]
     last_check = checked[0] if checked else None
-    ok = age <= _limit('MLFIN_BACKUP_MAX_AGE', BACKUP_MAX_AGE) and (last_check is None or last_check['passed'])
-    said = f"last snapshot {good['summary'].iloc[0].get('snapshot', '?')} {age / 60:,.0f} min ago"
-    return ok, said + (f"; repository check {'passed' if last_check['passed'] else 'FAILED'} {last_check['at']}" if last_check else '; repository not checked yet')
+    there, missing = _still_there(good['summary'].iloc[0])
+    ok = age <= _limit('MLFIN_BACKUP_MAX_AGE', BACKUP_MAX_AGE) and there and (last_check is None or last_check['passed'])
+    said = f"last snapshot {good['summary'].iloc[0].get('snapshot', '?')} {age / 60:,.0f} min ago" + missing
+    if last_check is None: return ok, said + '; repository not checked yet'
+    read = f" (structure, and packs {last_check['read']} read back)" if last_check.get('read') else ''
+    return ok, said + f"; repository check {'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')}{read} {last_check['at']}"
+
+def _still_there(summary: dict) -> tuple[bool, str]:
+    "Whether the last good backup's snapshot is still in its repository (retention or a mistake may have removed it), asked of the repository"
+    url, snapshot, me = summary.get('repository'), summary.get('snapshot'), summary.get('home')
+    if not url or not me: return True, ''   # recorded before backups named their repository and home
+    try: held = repository(url).snapshots(f"home:{me}")
+    except MlfinError as e: return False, f"; its repository cannot be read: {e}"
+    if snapshot in set(held['id']): return True, ''
+    return False, f"; snapshot {snapshot} is no longer in {url} (this home's newest there: {held['id'].iloc[-1] if len(held) else 'none'})"
 
 # %% ../../nbs/13e_ops.health.ipynb #c014
 def registry_check() -> tuple[bool, str]:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c003
 from __future__ import annotations
-import json, os, secrets, shutil, subprocess
+import datetime as dt, json, os, secrets, shutil, subprocess
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
@@ -12,8 +12,8 @@ from fastcore.basics import patch
 from ..config import BadInput, NotFound, Unavailable, atomic_write, home, secret_file
 
 # %% auto #0
-__all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'RETENTION_EVERY', 'restic_bin', 'home_id', 'Repository', 'password_file',
-           'repository']
+__all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'RETENTION_EVERY', 'READ_EVERY', 'restic_bin', 'home_id', 'Repository',
+           'todays_share', 'password_file', 'repository']
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c005
 def restic_bin() -> str:
@@ -105,11 +105,21 @@ def snapshots(self: Repository, *tags: str) -> pd.DataFrame:
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c012
 @patch
-def check(self: Repository, read_data: bool = False) -> tuple[bool, str]:
-    "restic check (with `read_data`: every pack read back and its hash verified); (passed, what it said)"
+def check(self: Repository, read_data: bool = False,
+          share: str | None = None,   # 'n/t': read back the n-th t-th of the packs (restic's --read-data-subset)
+         ) -> tuple[bool, str]:
+    "restic check: the repository's structure; with `read_data` every pack read back and its hash verified, with `share` that part of them; (passed, what it said)"
     self.unlock()   # a killed backup's lock (stale: its process is gone) would stop the check
-    done = self.restic('check', *(['--read-data'] if read_data else []), check=False)
+    done = self.restic('check', *(['--read-data'] if read_data else ['--read-data-subset', share] if share else []), check=False)
     return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c012r
+READ_EVERY = 7   # days: the daily check reads back one seventh of the packs, so every pack is read within a week
+
+def todays_share(day=None) -> str:
+    "The part of the packs the daily check reads back on `day` (default today, UTC): '1/7' .. '7/7' in turn"
+    day = day or dt.datetime.now(dt.timezone.utc).date()
+    return f"{day.toordinal() % READ_EVERY + 1}/{READ_EVERY}"
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c013
 @patch

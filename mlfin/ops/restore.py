@@ -13,7 +13,7 @@ from .backup import checksums
 from .repository import RESTORED, repository
 
 # %% auto #0
-__all__ = ['Restored', 'pick', 'verify', 'in_home', 'reproduce', 'restore']
+__all__ = ['Restored', 'pick', 'verify', 'in_home', 'reproduce', 'unreadable', 'restore']
 
 # %% ../../nbs/13d_ops.restore.ipynb #c005
 @dataclass
@@ -87,6 +87,20 @@ def reproduce(fingerprints: dict, probes: Path, store=None) -> dict:
         out[name] = 'identical' if gap == 0 else f"predictions differ by up to {gap:.3g}"
     return out
 
+# %% ../../nbs/13d_ops.restore.ipynb #c010u
+def unreadable(snapshot: str, said: str) -> str:
+    "A failed restore in one line: which files restic could not read back, and what to try"
+    first = {}   # each file once, with the first reason restic gave
+    for line in said.splitlines():
+        if line.startswith('ignoring error for '):
+            path, _, why = line.removeprefix('ignoring error for ').partition(': ')
+            first.setdefault(path.lstrip('/'), why)
+    files = [f"{path} ({why})" for path, why in first.items()]
+    what = (f"{len(files)} file(s) unreadable: {', '.join(files[:3])}{' and more' if len(files) > 3 else ''}" if files else
+            ([l for l in said.strip().splitlines() if l.strip()] or ['restic failed'])[-1])
+    return (f"snapshot {snapshot} could not be restored, {what}; the repository is damaged there: `mlfin backup check --read-data` names the damaged packs; "
+            "try an earlier snapshot (`mlfin backup ls`, then --snapshot ID) or another copy of the repository; nothing was placed")
+
 # %% ../../nbs/13d_ops.restore.ipynb #c011
 def restore(to: Path,                     # the new home: an empty (or absent) folder
             snapshot: str = 'latest',     # latest, or the first characters of a snapshot's id
@@ -106,7 +120,8 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     scratch = work = to.parent/f".{to.name}.restoring-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        repository_.restic('restore', chosen['full_id'], '--target', str(work / 'snapshot'))
+        done = repository_.restic('restore', chosen['full_id'], '--target', str(work / 'snapshot'), check=False)
+        if done.returncode: raise Unavailable(unreadable(chosen['id'], done.stderr))
         work = work/'snapshot'   # the stage was backed up as `.`: its content is the snapshot's root
         manifest = json.loads((work/'MANIFEST.json').read_text())
         files, size = verify(work, manifest)          # before anything is put in place
