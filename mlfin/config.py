@@ -10,11 +10,11 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 
 
 # %% auto #0
-__all__ = ['KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home', 'store_dir', 'run_dir',
-           'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive',
-           'die_with_parent', 'run_server', 'secret_file', 'psycopg_url', 'code_version', 'Validation', 'parse_where',
-           'parse_tracking', 'RunConfig', 'run_config', 'default', 'task_fields', 'task_values', 'task_config',
-           'task_params']
+__all__ = ['PROJECT_RECORD', 'KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home',
+           'record_project', 'home_project', 'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env',
+           'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive', 'die_with_parent', 'run_server',
+           'secret_file', 'psycopg_url', 'code_version', 'Validation', 'parse_where', 'parse_tracking', 'RunConfig',
+           'run_config', 'default', 'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -39,6 +39,22 @@ def set_home(path: str | Path) -> Path:
     os.environ['MLFIN_HOME'] = str(Path(path).expanduser().resolve())
     return home()
 
+
+# %% ../nbs/00_config.ipynb #c012_0p
+PROJECT_RECORD = 'project.json'   # in the home: the project whose pipeline last ran on it
+
+def record_project(root: Path, at: Path | None = None):
+    "Note in the home (`at`, default `home()`) the project whose pipeline runs on it: a command run elsewhere (a backup from cron) finds its configuration"
+    path, said = (at or home())/PROJECT_RECORD, json.dumps({'project': str(Path(root).resolve())})
+    if path.exists() and path.read_text() == said: return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp"); tmp.write_text(said); os.replace(tmp, path)
+
+def home_project(at: Path | None = None) -> Path | None:
+    "The project recorded by the home's last run, while that folder is still a project; None otherwise"
+    try: root = Path(json.loads(((at or home())/PROJECT_RECORD).read_text())['project'])
+    except (OSError, ValueError, KeyError, TypeError): return None
+    return root if project_root(root) == root else None
 
 # %% ../nbs/00_config.ipynb #c012_01
 def store_dir() -> Path: "Where validated bars are kept"; return home()/'store'

@@ -101,8 +101,10 @@ def test_the_same_drill_on_a_postgresql_store(served_home, tmp_path, password, p
 def test_a_backup_killed_midway_leaves_the_previous_snapshot_restorable(served_home, tmp_path, password):
     home, repo = tmp_path/'home', str(tmp_path/'repo')
     shutil.copytree(served_home, home)
-    first = mlfin(home, 'backup', '--repo', repo).stdout.split()[1]
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
+    elsewhere = subprocess.run([MLFIN, 'backup', '--repo', repo], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)   # as cron runs it: not in the project
+    assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
+    first = elsewhere.stdout.split()[1]
     second = subprocess.Popen([MLFIN, 'backup', '--repo', repo], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     deadline = time.time() + 120   # killed once restic is at work (the stage written): restic and mlfin, SIGKILL, no handler runs
@@ -115,6 +117,7 @@ def test_a_backup_killed_midway_leaves_the_previous_snapshot_restorable(served_h
     assert checked.returncode == 0, checked.stdout + checked.stderr
     done = mlfin(tmp_path, 'restore', str(tmp_path/'restored'), '--repo', repo, '--snapshot', first)
     assert done.stdout.count(': identical') == 2, done.stdout
+    assert sorted(p.name for p in (tmp_path/'restored'/'project').iterdir()) == ['env.yaml', 'features.yaml', 'models.yaml', 'pipeline.yaml']   # found from the home's record
     later = mlfin(home, 'backup', '--repo', repo)   # and the next backup goes on (the killed one's lock was stale)
     assert 'snapshot ' in later.stdout
 

@@ -8,7 +8,7 @@ import datetime as dt, hashlib, json, os, platform, shutil, socket, sqlite3, sub
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from ..config import MlfinError, Unavailable, atomic_write, code_version, home, project_root
+from ..config import MlfinError, Unavailable, atomic_write, code_version, home, home_project, project_root
 from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share
 
 # %% auto #0
@@ -193,7 +193,7 @@ def stage(folder: Path,                 # emptied, then filled with the cut
     if (at/'home-id').exists(): link_or_copy(at/'home-id', folder/'home'/'home-id')   # a restored home is the same home to retention
     for name in HOME_FOLDERS + (PRODUCT_FOLDERS if products else ()):
         if (at/name).is_dir(): link_tree(at/name, folder/'home'/name)
-    root = project_root()
+    root = project_root() or home_project(at)   # run elsewhere (a scheduled backup): the project the home's last run came from
     for name in CONFIG_FILES if root else ():
         if (root/name).exists(): (folder/'project').mkdir(exist_ok=True); shutil.copy2(root/name, folder/'project'/name)
     prints = fingerprints(store, folder)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, json, re
 from pathlib import Path
 from .engine import in_process
-from ..config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, exclusive, apply_runtime_env, code_version,
+from ..config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, exclusive, apply_runtime_env, code_version, record_project,
                           home, project_root, read_yaml, run_config, task_config, task_fields)
 
 # %% auto #0
@@ -105,6 +105,7 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
     "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run lock (`wait`: `config.exclusive`); seconds per task run"
     root, values = resolve(overrides, project)
     with exclusive('run', wait, Path(values['home'])):   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner)
+        record_project(root, Path(values['home']))   # a backup run from another folder finds this project's configuration
         stamp = Path(values['home'])/'run'/'.build-stamp.json'
         if not force and _up_to_date(stamp, root, values):
             publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); return {}
