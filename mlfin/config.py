@@ -124,6 +124,7 @@ def atomic_write(path: str | Path, write) -> Path:
 def exclusive(name: str,                  # what is held: run, backup, ... (one lock file each, under home()/locks)
               wait: float | None = None,  # seconds to wait for it; None: as long as it takes, 0: not at all
               at: Path | None = None,     # the home whose lock it is; default: `home()`
+              waiting=None,               # told whom it waits for (one line) before it waits
              ):
     "Hold the home's lock `name` while the block runs; Unavailable, naming the holder, when it stays taken"
     from filelock import FileLock, Timeout
@@ -132,11 +133,15 @@ def exclusive(name: str,                  # what is held: run, backup, ... (one 
     if key in _HELD:   # this process holds it already (a scheduled run calling the pipeline, which takes it too)
         yield; return
     lock, holder = FileLock(key, thread_local=False), folder/f'{name}.holder'
-    try: lock.acquire(timeout=-1 if wait is None else wait)
+    def who():
+        try: found = json.loads(holder.read_text()); return f"pid {found['pid']} since {found['since']}"
+        except (OSError, ValueError, KeyError): return 'another process'
+    try: lock.acquire(timeout=0)
     except Timeout:
-        try: who = json.loads(holder.read_text()); who = f"pid {who['pid']} since {who['since']}"
-        except (OSError, ValueError, KeyError): who = 'another process'
-        raise Unavailable(f"{name}: {who} holds {folder/(name + '.lock')}; not started") from None
+        try:
+            if wait != 0 and waiting: waiting(f"{name}: waiting for {who()}, which holds {folder/(name + '.lock')}")
+            lock.acquire(timeout=-1 if wait is None else wait)
+        except Timeout: raise Unavailable(f"{name}: {who()} holds {folder/(name + '.lock')}; not started") from None
     try:
         atomic_write(holder, lambda tmp: Path(tmp).write_text(json.dumps(
             {'pid': os.getpid(), 'since': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})))

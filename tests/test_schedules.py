@@ -84,3 +84,27 @@ def test_mlfin_run_waits_for_or_refuses_a_run_already_working_on_the_home(tmp_pa
         assert done.returncode == 2 and done.stderr.strip().startswith(f"mlfin: error: run: pid {holder.pid} since "), done.stderr
         assert done.stderr.strip().endswith("; not started") and not (tmp_path/'run').exists()
     finally: holder.kill(); holder.wait()
+
+
+def test_every_attempt_is_recorded_with_its_outcome_and_a_waiting_run_says_whom_it_waits_for(tmp_path):
+    """Issue 35: a report run waits for the one holding its lock and says whom; stopped by SIGTERM (a unit's TimeoutStartSec) it is
+    recorded as failed with why; one killed outright (SIGKILL) is recorded as failed by the next scheduled run of any job"""
+    from mlfin.ops.records import runs
+    env = {**os.environ, 'MLFIN_HOME': str(tmp_path), 'PLOOMBER_STATS_ENABLED': 'false'}
+    code = "import time; from mlfin.config import exclusive\nwith exclusive('report'): print('held', flush=True); time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        for stop in (signal.SIGTERM, signal.SIGKILL):
+            waiting = subprocess.Popen([MLFIN, 'scheduled', 'report'], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            said = waiting.stdout.readline()
+            assert said.startswith(f"mlfin: report: waiting for pid {holder.pid} since "), said
+            waiting.send_signal(stop); waiting.wait(60)
+            if stop == signal.SIGTERM:
+                last = runs('report', at=tmp_path).iloc[0]
+                assert (last['status'], last['exit_code']) == ('failed', 143) and last['error'].startswith('Stopped while waiting for the previous run: SIGTERM'), last.to_dict()
+    finally: holder.kill(); holder.wait()
+    mlfin(tmp_path, 'scheduled', 'health', check=False)   # the next scheduled run, of any job, settles what a killed one left
+    done = runs('report', at=tmp_path)
+    assert len(done) == 2 and set(done['status']) == {'failed'}, done
+    assert any(isinstance(e, str) and e.startswith('died: its process ') for e in done['error']), done['error'].tolist()

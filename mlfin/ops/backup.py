@@ -222,7 +222,7 @@ class Backup:
     home: str = ''                  # the home's id its snapshot carries
 
     def summary(self) -> dict:
-        return {'snapshot': self.snapshot, 'repository': self.repository, 'home': self.home, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2),
+        return {'snapshot': self.snapshot, 'repository': self.repository, 'home': self.home, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2), 'stage_seconds': round(self.stage_seconds, 2),
                 'series': len(self.series), 'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {}),
                 **({'check': self.check} if self.check else {})}
 

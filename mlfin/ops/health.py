@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13e_ops.health.ipynb #c003
 from __future__ import annotations
-import datetime as dt, os, shutil, time
+import datetime as dt, os, shutil, sqlite3, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -64,15 +64,29 @@ def series_checks(store=None, now: pd.Timestamp | None = None) -> list[dict]:
 
 # %% ../../nbs/13e_ops.health.ipynb #c011
 def run_check(now: float | None = None) -> tuple[bool, str]:
-    "The last pipeline run: how old its products are, and how the last scheduled run ended"
+    "The last pipeline run: how old its products are (or, restored without them, its MLflow record), and how the last scheduled run ended"
     summary = run_dir()/'summary.json'
-    if not summary.exists(): return False, "no run yet: `mlfin run` (or the schedule's) makes one"
-    age = (now or time.time()) - summary.stat().st_mtime
     last = runs('run', limit=1)
     ended = '' if last.empty else f"; the last scheduled run {last['status'].iloc[0]}" + (f": {last['error'].iloc[0]}" if isinstance(last['error'].iloc[0], str) else '')
     failed = not last.empty and last['status'].iloc[0] in ('failed', 'interrupted')
-    ok = age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed
-    return ok, f"products {age / 3600:,.1f} h old{ended}"
+    if summary.exists():
+        age = (now or time.time()) - summary.stat().st_mtime
+        return age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed, f"products {age / 3600:,.1f} h old{ended}"
+    tracked = _last_tracked_run()
+    if tracked is None: return False, "no run yet: `mlfin run` (or the schedule's) makes one"
+    age = (now or time.time()) - tracked[1]
+    return (age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed,
+            f"MLflow run {tracked[0][:8]} ended {age / 3600:,.1f} h ago; its products are not in this home (restored without --products): `mlfin run` rebuilds them{ended}")
+
+def _last_tracked_run() -> tuple[str, float] | None:
+    "The home's last finished MLflow run (id, end time in epoch seconds), read from its database without MLflow; None: none, or a tracking server's"
+    db = home()/'mlflow.db'
+    if os.environ.get('MLFLOW_TRACKING_URI') or not db.exists(): return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
+    try: found = con.execute("SELECT run_uuid, end_time FROM runs WHERE status = 'FINISHED' AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT 1").fetchone()
+    except sqlite3.OperationalError: return None   # no tracking tables yet
+    finally: con.close()
+    return (found[0], found[1] / 1000) if found else None
 
 # %% ../../nbs/13e_ops.health.ipynb #c012
 def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:

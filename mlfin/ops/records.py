@@ -10,7 +10,8 @@ import pandas as pd
 from ..config import home
 
 # %% auto #0
-__all__ = ['SCHEMA', 'ops_db', 'utc_now', 'run_started', 'run_ended', 'runs', 'record_checks', 'check_history', 'check_stats']
+__all__ = ['SCHEMA', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead', 'runs', 'record_checks',
+           'check_history', 'check_stats']
 
 # %% ../../nbs/13a_ops.records.ipynb #c005
 SCHEMA = """
@@ -36,11 +37,17 @@ def ops_db(at: Path | None = None, # the home; default: `home()`
 def utc_now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds')
 
 # %% ../../nbs/13a_ops.records.ipynb #c011
-def run_started(job: str, at: Path | None = None) -> int:
+def run_started(job: str, at: Path | None = None,
+                status: str = 'running',   # or 'waiting': for the previous run's lock (`run_working` when it has it)
+               ) -> int:
     "Record a scheduled run as started (this host and process); its id"
     with _closing(ops_db(at)) as con:
-        return con.execute("INSERT INTO runs (job, started, status, host, pid) VALUES (?, ?, 'running', ?, ?)",
-                           (job, utc_now(), socket.gethostname(), os.getpid())).lastrowid
+        return con.execute("INSERT INTO runs (job, started, status, host, pid) VALUES (?, ?, ?, ?, ?)",
+                           (job, utc_now(), status, socket.gethostname(), os.getpid())).lastrowid
+
+def run_working(run_id: int, at: Path | None = None):
+    "A waiting run has the lock: it starts working now"
+    with _closing(ops_db(at)) as con: con.execute("UPDATE runs SET started = ?, status = 'running' WHERE id = ?", (utc_now(), run_id))
 
 # %% ../../nbs/13a_ops.records.ipynb #c012
 def run_ended(run_id: int,               # what `run_started` returned
@@ -53,6 +60,17 @@ def run_ended(run_id: int,               # what `run_started` returned
     with _closing(ops_db(at)) as con:
         con.execute("UPDATE runs SET ended = ?, status = ?, exit_code = ?, error = ?, summary = ? WHERE id = ?",
                     (utc_now(), status, exit_code, error, json.dumps(summary, default=str) if summary is not None else None, run_id))
+
+# %% ../../nbs/13a_ops.records.ipynb #c012d
+def settle_dead(at: Path | None = None) -> int:
+    "Record as failed every run still running or waiting on this host whose process is gone (killed with SIGKILL, or the machine stopped); how many"
+    with _closing(ops_db(at)) as con:
+        open_ = con.execute("SELECT id, pid, status FROM runs WHERE status IN ('running', 'waiting') AND host = ?", (socket.gethostname(),)).fetchall()
+        dead = [(i, pid, status) for i, pid, status in open_ if not _alive(pid)]
+        for i, pid, status in dead:
+            con.execute("UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
+                        (utc_now(), f"died{' while waiting' if status == 'waiting' else ''}: its process {pid} is gone (killed, or the machine stopped); no outcome was written", i))
+    return len(dead)
 
 # %% ../../nbs/13a_ops.records.ipynb #c013
 class _closing:
@@ -70,7 +88,7 @@ def runs(job: str | None = None,   # one job (default: all)
         found = pd.read_sql_query("SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY started DESC, id DESC LIMIT ?",
                                   con, params=[*([job] if job else []), int(limit)])
     for c in ('started', 'ended'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
-    gone = (found['status'] == 'running') & (found['host'] == socket.gethostname()) & ~found['pid'].map(_alive)
+    gone = found['status'].isin(('running', 'waiting')) & (found['host'] == socket.gethostname()) & ~found['pid'].map(_alive)
     found.loc[gone, 'status'] = 'interrupted'
     found['summary'] = found['summary'].map(lambda s: json.loads(s) if isinstance(s, str) else None)
     return found

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch
-from ..config import BadInput, NotFound, Unavailable, atomic_write, home, secret_file
+from ..config import BadInput, NotFound, Unavailable, atomic_write, die_with_parent, home, secret_file
 
 # %% auto #0
 __all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'RETENTION_EVERY', 'READ_EVERY', 'restic_bin', 'home_id', 'Repository',
@@ -53,7 +53,8 @@ class Repository:
         env = {**os.environ, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD_FILE': str(self.password_file),
                'RESTIC_CACHE_DIR': os.environ.get('RESTIC_CACHE_DIR') or str(Path.home()/'.cache'/'restic')}
         env.pop('RESTIC_PASSWORD', None)   # the file, never a password from the environment
-        done = subprocess.run([restic_bin(), *_options(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([restic_bin(), *_options(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=die_with_parent)   # `mlfin backup` killed: restic told to stop too (it removes its lock)
         if check and done.returncode:
             last = [l for l in done.stderr.strip().splitlines() if l.strip()]
             raise Unavailable(f"restic {args[0]} on {self.url}: {last[-1] if last else 'exit ' + str(done.returncode)}")

@@ -4,15 +4,15 @@
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c003
 from __future__ import annotations
-import os, shutil, socket, subprocess, sys, traceback
+import os, shutil, signal, socket, subprocess, sys, threading, traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from ..config import BadInput, MlfinError, Unavailable, exclusive, home, project_root
-from .records import run_ended, run_started
+from .records import run_ended, run_started, run_working, settle_dead
 
 # %% auto #0
-__all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'scheduled', 'units', 'cron_lines', 'unit_dir', 'install', 'remove']
+__all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'scheduled', 'Stopped', 'units', 'cron_lines', 'unit_dir', 'install', 'remove']
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c005
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Job:
     hour: str = '*'           # cron's hour field: 4, *
     delay: str = '1min'       # systemd's RandomizedDelaySec: spread over this much after the time
     wait: float | None = 0    # seconds to wait while the previous run still works (0: skip this one, recorded as skipped)
+    timeout: int = 3600       # seconds a run may take before systemd (TimeoutStartSec) or cron (`timeout`) stops it, recorded as failed
 
     def cron(self) -> str: return f"{self.minute} {self.hour} * * *"
     def calendar(self) -> str:
@@ -32,11 +33,11 @@ class Job:
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c008
 JOBS = {
-    'run':     Job("the pipeline: ingest -> features -> train -> backtest -> report", '0', '4', '15min'),
-    'monitor': Job("the monitor: every production model's drift and live performance, every series' freshness", '10', '*', '2min'),
-    'backup':  Job("a snapshot of the home into the backup repository (and, once a day, retention)", '*/15', '*', '1min'),
-    'health':  Job("every health check, recorded; an alert after consecutive failures", '*/5', '*', '30s'),
-    'report':  Job("the daily report (HTML, and e-mail when configured)", '30', '6', '5min', wait=None),
+    'run':     Job("the pipeline: ingest -> features -> train -> backtest -> report", '0', '4', '15min', timeout=4 * 3600),
+    'monitor': Job("the monitor: every production model's drift and live performance, every series' freshness", '10', '*', '2min', timeout=1800),
+    'backup':  Job("a snapshot of the home into the backup repository (and, once a day, retention)", '*/15', '*', '1min', timeout=2 * 3600),
+    'health':  Job("every health check, recorded; an alert after consecutive failures", '*/5', '*', '30s', timeout=240),
+    'report':  Job("the daily report (HTML, and e-mail when configured)", '30', '6', '5min', wait=None, timeout=1800),
 }
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c010
@@ -71,30 +72,41 @@ def scheduled(job: str,                    # one of JOBS
               echo: Callable = print,
               work: Callable | None = None,     # what it does (wait -> summary), when not the job's own (`mlfin backup` with its options)
              ) -> int:
-    "Run `job` once, holding its lock, recorded in the ops database; its exit status (0 done, 75 skipped: the previous still works, 2 failed on a user's mistake, 1 failed)"
+    "Run `job` once, holding its lock, recorded in the ops database; its exit status (0 done, 75 skipped: the previous still works, 2 failed on a user's mistake, 1 failed, 143 stopped by SIGTERM)"
     work, at = work or job_work(job), home()
     wait = JOBS[job].wait if wait == 'job' else wait
-    try: held = exclusive(job, wait, at); held.__enter__()   # the run job's lock is the pipeline's own: `mlfin run` by hand waits for it too
+    settle_dead(at)   # runs killed before they could write their outcome: failed
+    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, _stopped)   # systemd's timeout, or a person: recorded
+    record = run_started(job, at, 'waiting')   # every attempt recorded, one killed while it waits too (`settle_dead`)
+    try: held = exclusive(job, wait, at, waiting=lambda line: echo(f"mlfin: {line}")); held.__enter__()   # the run job's lock is the pipeline's own
     except Unavailable as e:
-        run_ended(run_started(job, at), 'skipped', 75, str(e), at=at)
+        run_ended(record, 'skipped', 75, str(e), at=at)
         echo(f"mlfin: {job}: skipped: {e}"); return 75
+    except Stopped as e:
+        run_ended(record, 'failed', 143, f"Stopped while waiting for the previous run: {e}", at=at); raise
     try:
-        record = run_started(job, at)
+        run_working(record, at)
         try: summary = work(wait)
         except MlfinError as e:
             run_ended(record, 'failed', 2, str(e), at=at); _alert(job, str(e))
             echo(f"mlfin: {job}: failed: {e}"); return 2
         except BaseException as e:   # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
             line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            run_ended(record, 'failed', 1, line, at=at); traceback.print_exc()
+            run_ended(record, 'failed', 143 if isinstance(e, Stopped) else 1, line, at=at); traceback.print_exc()
             _alert(job, line)
-            if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
+            if isinstance(e, (KeyboardInterrupt, SystemExit, Stopped)): raise
             return 1
         run_ended(record, 'succeeded', 0, summary=summary, at=at)
         _alert(job, None)
         echo(f"mlfin: {job}: done: {summary}")
         return 0
     finally: held.__exit__(None, None, None)
+
+# %% ../../nbs/13b_ops.schedules.ipynb #c011s
+class Stopped(BaseException):
+    "SIGTERM during a scheduled run: its timeout ran out (systemd's TimeoutStartSec, cron's `timeout`), or a person stopped it"
+
+def _stopped(signum, frame): raise Stopped("SIGTERM: the job's timeout ran out, or it was stopped")
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c013
 def _alert(job: str, error: str | None):
@@ -124,14 +136,14 @@ def units(jobs: list[str] | None = None,   # default: all of JOBS
         out[f'mlfin-{name}.service'] = '\n'.join([
             '[Unit]', f"Description=mlfin {name}: {job.what}", 'OnFailure=mlfin-alert@%n.service', '',
             '[Service]', 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} scheduled {name}",
-            'SuccessExitStatus=75', *(['Nice=10'] if name == 'run' else []), '']) + '\n'
+            'SuccessExitStatus=75', f"TimeoutStartSec={job.timeout}", *(['Nice=10'] if name == 'run' else []), '']) + '\n'
         out[f'mlfin-{name}.timer'] = '\n'.join([
             '[Unit]', f"Description=mlfin {name} on its schedule ({job.cron()})", '',
             '[Timer]', f"OnCalendar={job.calendar()}", 'Persistent=true', f"RandomizedDelaySec={job.delay}", '',
             '[Install]', 'WantedBy=timers.target', '']) + '\n'
     out['mlfin-alert@.service'] = '\n'.join([
         '[Unit]', 'Description=mlfin: alert that the unit %i failed', '',
-        '[Service]', 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} alert --unit %i", '']) + '\n'
+        '[Service]', 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} alert --unit %i", 'TimeoutStartSec=120', '']) + '\n'
     return out
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c019
@@ -172,7 +184,7 @@ def cron_lines(jobs: list[str] | None = None, at: str | None = None, env: dict |
     "The same schedule as crontab lines, for a machine without systemd (no randomised delay; the lock still keeps runs apart)"
     chosen, (env, project, mlfin) = _chosen(jobs, at), _where(env, project)
     settings = ' '.join(f"{k}={_quoted(env[k])}" for k in CARRIED if env.get(k))
-    return '\n'.join(f"{job.cron()} cd {_quoted(str(project))} && {settings} {mlfin} scheduled {name} >> {_quoted(env['MLFIN_HOME'])}/ops-{name}.log 2>&1"
+    return '\n'.join(f"{job.cron()} cd {_quoted(str(project))} && {settings} timeout -k 60 {job.timeout} {mlfin} scheduled {name} >> {_quoted(env['MLFIN_HOME'])}/ops-{name}.log 2>&1"
                      for name, job in chosen.items()) + '\n'
 
 def _quoted(text: str) -> str:

@@ -198,6 +198,7 @@ class Signals:
     def keep(self, record: dict):
         """Persist a served signal, once per bar, model and threshold: a repeated request writes nothing; a bar whose values were
         corrected after it closed (a collector's late push) is decided again, and the record keeps the decision on its final values"""
+        from sqlalchemy import or_
         from mlfin.service import db as tables
         key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'], record['threshold'],
                record['prob_up'], record['prediction'])
@@ -207,8 +208,10 @@ class Signals:
         if self.db.dialect.name == 'postgresql': from sqlalchemy.dialects.postgresql import insert
         else: from sqlalchemy.dialects.sqlite import insert
         decided = insert(tables.signals).values(**row)
+        changed = ('prob_up', 'label', 'prediction', 'model_version')   # the decision; `created_at` moves only with it (a restart decides the same again)
         decided = decided.on_conflict_do_update(index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
-                                                set_={c: decided.excluded[c] for c in ('prob_up', 'label', 'prediction', 'model_version', 'created_at')})
+                                                set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
+                                                where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c]) for c in changed)))
         with self.db.begin() as con: con.execute(decided)
         with self._lock:
             if len(self._kept) > 100_000: self._kept.clear()

@@ -11,7 +11,9 @@ then one more day of minute bars (1,440) for each.
          archive then an incremental one (`--listed-incremental`); its restore: both archives extracted, the databases
          copied in. Unencrypted, no checksums checked, no model checked.
 Each command is timed whole, as a schedule runs it (process start included). Target (issue 20): the incremental backup
-under 5 s; the smallest backup interval its cost allows beside the seed's 15-minute RPO.
+under 5 s; the smallest backup interval its cost allows beside the seed's 15-minute RPO. Target (issue 35, W12): a backup of
+an unchanged home within 3x of tar's incremental of the same unchanged home, with where our time goes (process start and
+imports, the stage, restic).
 """
 import os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -94,6 +96,19 @@ RESULT = {'bars': int(store.ls()['bars'].sum())}
     p_incremental = peer(peer_home, work/'peer'/'day.tar.gz', work/'peer'/'tar.snar')
     print(f"peer, incremental backup: {p_incremental:6.1f} s   sqlite3 .backup + tar.gz --listed-incremental: {(size(work/'peer') - before) / 1e6:,.1f} MB more", flush=True)
     print(f"   incremental target under 5 s: {'met' if incremental < 5 else 'MISSED'} ({incremental:.1f} s; ours/peer {incremental / p_incremental:.2f}x)", flush=True)
+
+    unchanged, said = timed(BIN/'mlfin', 'backup', '--repo', repo, '--no-retention')   # nothing changed since: what every quiet 15 minutes costs
+    print(f"\nours, unchanged home:     {unchanged:6.1f} s   {said.strip()}", flush=True)
+    p_unchanged = peer(peer_home, work/'peer'/'quiet.tar.gz', work/'peer'/'tar.snar')
+    print(f"peer, unchanged home:     {p_unchanged:6.1f} s   sqlite3 .backup + tar.gz --listed-incremental", flush=True)
+    started, _ = timed(BIN/'python', '-c', 'import mlfin.cli')
+    from mlfin.ops.records import runs
+    last = runs('backup', limit=1)['summary'].iloc[0]
+    staged = float(last.get('stage_seconds', 0.0)) if isinstance(last, dict) else float('nan')
+    print(f"   where it goes: process start and imports {started:.2f} s, the stage (cut, checksums, manifest) {staged:.2f} s, "
+          f"restic and the rest {unchanged - started - staged:.2f} s", flush=True)
+    print(f"   unchanged-home target within 3x of tar: {'met' if unchanged <= 3 * p_unchanged else 'MISSED'} "
+          f"({unchanged:.2f} s against {p_unchanged:.2f} s: {unchanged / p_unchanged:.2f}x)", flush=True)
 
     restore, said = timed(BIN/'mlfin', 'restore', work/'restored', '--repo', repo)
     print(f"\nours, restore (RTO):      {restore:6.1f} s   {said.strip().splitlines()[0]}; {[l.strip() for l in said.splitlines() if 'mlfin.SPX.1d' in l]}", flush=True)
