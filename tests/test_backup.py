@@ -111,10 +111,15 @@ def test_a_backup_killed_midway_leaves_the_previous_snapshot_restorable(served_h
     first = elsewhere.stdout.split()[1]
     second = subprocess.Popen([MLFIN, 'backup', '--repo', repo], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
-    deadline = time.time() + 120   # killed once restic is at work (the stage written): restic and mlfin, SIGKILL, no handler runs
-    while time.time() < deadline and not subprocess.run(['pgrep', '-s', str(second.pid), 'restic'], capture_output=True).stdout: time.sleep(0.02)
-    os.killpg(second.pid, signal.SIGKILL); second.wait()
+    deadline = time.time() + 120   # killed once restic is at work (the stage written): mlfin alone, SIGKILL, no handler of ours runs
+    while time.time() < deadline and not (found := subprocess.run(['pgrep', '-s', str(second.pid), 'restic'], capture_output=True).stdout): time.sleep(0.02)
+    assert found, "restic never started"
+    os.kill(second.pid, signal.SIGKILL); second.wait()
     assert second.returncode == -signal.SIGKILL
+    deadline = time.time() + 120   # restic is told by the kernel (its parent died) and stops, removing its lock
+    while time.time() < deadline and subprocess.run(['pgrep', '-s', str(second.pid), 'restic'], capture_output=True).stdout: time.sleep(0.1)
+    assert not subprocess.run(['pgrep', '-s', str(second.pid), 'restic'], capture_output=True).stdout, "restic outlived mlfin backup"
+    assert not any((Path(repo)/'locks').iterdir()), "restic's lock was left"
     listed = mlfin(home, 'backup', 'ls', '--repo', repo).stdout
     assert first in listed, listed
     checked = mlfin(home, 'backup', 'check', '--repo', repo, check=False)

@@ -1,5 +1,5 @@
 "Schedules (issue 20): the generated units pass systemd's own checks, the cron line and the timer fire at the same times, runs never overlap"
-import datetime as dt, os, shutil, subprocess, sys, time
+import datetime as dt, os, shutil, signal, subprocess, sys, time
 import pytest
 from conftest import MLFIN, ROOT, mlfin
 
@@ -107,4 +107,4 @@ def test_every_attempt_is_recorded_with_its_outcome_and_a_waiting_run_says_whom_
     mlfin(tmp_path, 'scheduled', 'health', check=False)   # the next scheduled run, of any job, settles what a killed one left
     done = runs('report', at=tmp_path)
     assert len(done) == 2 and set(done['status']) == {'failed'}, done
-    assert any(isinstance(e, str) and e.startswith('died: its process ') for e in done['error']), done['error'].tolist()
+    assert any(isinstance(e, str) and e.startswith('died while waiting: its process ') for e in done['error']), done['error'].tolist()
