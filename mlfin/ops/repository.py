@@ -90,6 +90,7 @@ def unlock(self: Repository):
 @patch
 def init(self: Repository) -> bool:
     "Make the repository if it is not there yet; True when made"
+    if self.local is not None and (self.local/'config').exists(): return False   # there: not asked again (a restic call, 0.7 s); a wrong password fails the backup itself
     if self.exists(): return False
     self.restic('init'); return True
 

@@ -5,7 +5,6 @@
 # %% ../../nbs/10f_service.app.ipynb #c003
 from __future__ import annotations
 import asyncio, os, shutil, tempfile, time
-import pandas as pd
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,15 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..config import BadInput, MlfinError, Unavailable, home, project_root
-from ..data.bars import check_timeframe
-from ..data.stores.rules import check_symbol
-from ..monitor.figures import FIGURES
 from .logs import AccessLog, Failures, configure, outage
+from .metrics import Metrics
 from .settings import ServiceSettings, validation_line
 
 # %% auto #0
-__all__ = ['REFUSALS', 'MONITOR_GAUGES', 'PUBLIC', 'read_sources', 'Metrics', 'monitor_gauges', 'Measured', 'error_response',
-           'Guard', 'create_app', 'dependencies', 'app_from_env']
+__all__ = ['PUBLIC', 'read_sources', 'Measured', 'error_response', 'Guard', 'create_app', 'dependencies', 'app_from_env']
 
 # %% ../../nbs/10f_service.app.ipynb #c005_00
 def read_sources(path: str | None) -> dict:
@@ -43,146 +39,6 @@ def read_sources(path: str | None) -> dict:
                                         'config': entry.get('config')}
     return out
 
-
-# %% ../../nbs/10f_service.app.ipynb #c006r
-REFUSALS = {'rows': "every candle bad: all quarantined", 'strict': "a bad candle under strict: nothing stored",
-            'batch': "the batch as a whole: its bar size, spacing, calendar or zone", 'invalid': "the request does not fit its model: 422"}
-
-# %% ../../nbs/10f_service.app.ipynb #c007
-class Metrics:
-    "The service's Prometheus metrics"
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-        disable_created_metrics()   # no *_created series beside every counter: start times are the process's
-        self.registry = CollectorRegistry()
-        self.multiprocess = bool(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))
-        kw = {'registry': None if self.multiprocess else self.registry}
-        self.requests = Counter('mlfin_requests', 'HTTP requests by route, method and status', ['route', 'method', 'status'], **kw)
-        self.latency = Histogram('mlfin_request_seconds', 'request latency by route and method', ['route', 'method'],
-                                 buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), **kw)
-        self.candles = Counter('mlfin_candles_ingested', 'candles received by ingest, by outcome', ['symbol', 'timeframe', 'outcome'], **kw)
-        self.quarantined = Counter('mlfin_rows_quarantined', 'rows newly quarantined by ingest (a bad candle sent again is held, and counted, once)', ['symbol', 'timeframe'], **kw)
-        self.refusals = Counter('mlfin_pushes_refused', 'pushes of candles refused, per series and why: ' + ', '.join(f'{k} ({v})' for k, v in REFUSALS.items()),
-                                ['symbol', 'timeframe', 'why'], **kw)
-        self.last_push = Gauge('mlfin_last_push_timestamp_seconds', 'wall-clock time of the last accepted batch of candles, per series (pushed, or pulled by POST /ingest/run)',
-                               ['symbol', 'timeframe'], multiprocess_mode='max', **kw)   # several workers: the latest of theirs
-        self.predictions = Counter('mlfin_predictions_served', 'predictions served', ['symbol', 'timeframe'], **kw)
-        self.signals = Counter('mlfin_signals_served', 'signals served', ['symbol', 'timeframe', 'label'], **kw)
-        self.unserved_ = Counter('mlfin_unserved', 'requests for a stored series that has no production model', ['symbol', 'timeframe'], **kw)
-        self.kept: dict = {}   # what scrapes keep between them (`_States`)
-
-    def ingested(self, symbol, timeframe, report):
-        "A batch accepted: its candles by outcome, the rows it quarantined anew, and now as the series' last push"
-        self.kept.pop('series', None)   # the series' gauges read again at the next scrape
-        for outcome in ('new', 'changed', 'unchanged'): self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
-        self._quarantined(symbol, timeframe, report)
-        self.last_push.labels(symbol, timeframe).set(time.time())
-    def refused(self, symbol, timeframe, error=None):
-        "A push refused, by its series (a name that is no series' counted under '') and why (`REFUSALS`); the rows of a batch of bad candles quarantined anew"
-        try: symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
-        except (BadInput, TypeError, AttributeError): symbol = timeframe = ''
-        self.refusals.labels(symbol, timeframe, 'invalid' if error is None else getattr(error, 'why', 'batch')).inc()
-        if (report := getattr(error, 'report', None)) is not None:
-            self.kept.pop('series', None)
-            self._quarantined(symbol, timeframe, report)
-    def _quarantined(self, symbol, timeframe, report):
-        if fresh := report.quarantined - getattr(report, 'held_already', 0): self.quarantined.labels(symbol, timeframe).inc(fresh)
-    def predicted(self, symbol, timeframe): self.predictions.labels(symbol, timeframe).inc()
-    def signalled(self, symbol, timeframe, label): self.signals.labels(symbol, timeframe, label).inc()
-    def unserved(self, symbol, timeframe): self.unserved_.labels(symbol, timeframe).inc()
-
-    def render(self, state) -> tuple[bytes, str]:
-        "The exposition: this app's (or every worker's) counters, then the states read now"
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-        if self.multiprocess:
-            merged = CollectorRegistry(); multiprocess.MultiProcessCollector(merged)
-            counted = generate_latest(merged)
-        else: counted = generate_latest(self.registry)
-        states = CollectorRegistry(); states.register(_States(state, self.kept))
-        return counted + generate_latest(states), CONTENT_TYPE_LATEST
-
-
-# %% ../../nbs/10f_service.app.ipynb #c007_00
-class _States:
-    "Scrape-time figures: production versions, jobs per state, last bar per series"
-    def __init__(self, state, kept: dict): self.state, self.kept = state, kept   # kept between scrapes: overdue seconds, production versions
-    def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-        version = GaugeMetricFamily('mlfin_model_production_version', 'the version aliased production, per registered model', labels=['name'])
-        for name, number in self.production().items(): version.add_metric([name], number)
-        yield version
-        jobs = GaugeMetricFamily('mlfin_jobs', 'jobs per state', labels=['state'])
-        for s, n in self.state.jobs.counts().items(): jobs.add_metric([s], n)
-        yield jobs
-        last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series', labels=['symbol', 'timeframe'])
-        held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)', labels=['symbol', 'timeframe'])
-        overdue = GaugeMetricFamily('mlfin_series_overdue_seconds', 'how long a bar its calendar expected is overdue (0: fresh), per series',
-                                    labels=['symbol', 'timeframe'])
-        for row in self.series():
-            s, t = row['symbol'], row['timeframe']
-            last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
-            overdue.add_metric([s, t], self.overdue(row))
-        yield last
-        yield held
-        yield overdue
-        from mlfin.monitor.report import latest_report
-        yield from monitor_gauges(latest_report())
-
-    def production(self) -> dict:
-        "Registered model -> its production version, asked of the registry again only when it may have changed (its MLflow queries were 70% of a scrape)"
-        from mlfin.models.registry import describe
-        stamp, kept = self.state.live.registry_stamp(), self.kept.get('production')
-        if kept is None or stamp is None or kept[0] != stamp:
-            try: found = {v['name']: v['version'] for v in describe() if 'production' in v['aliases']}
-            except Exception: found = {}   # no registry yet
-            self.kept['production'] = kept = (stamp, found)
-        return kept[1]
-
-    def series(self) -> list[dict]:
-        "The store's series (`ls`), read again after 10 s or an ingest through this service: a scrape does not list the store each time"
-        now, kept = time.monotonic(), self.kept.get('series')
-        if kept is None or now - kept[0] > 10:
-            self.kept['series'] = kept = (now, self.state.store.ls().to_dict(orient='records'))
-        return kept[1]
-
-    def overdue(self, row: dict) -> float:
-        "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"
-        from mlfin.monitor.freshness import freshness
-        key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()   # one entry per series, whatever its last bar
-        kept = self.kept.get(key)
-        if kept is None or kept[1] != row['last'] or now - kept[0] > 10:
-            forming = self.state.store.meta(row['symbol'], row['timeframe']).get('forming')   # a last candle stored while forming is no closed bar
-            self.kept[key] = kept = (now, row['last'], max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']))
-        return kept[2]
-
-
-# %% ../../nbs/10f_service.app.ipynb #c007_01
-MONITOR_GAUGES = [f for f in FIGURES if f.gauge]   # the latest monitor run's figures per production model, as the figures' table declares them
-
-# %% ../../nbs/10f_service.app.ipynb #c007_02
-def monitor_gauges(found: dict | None):
-    "The latest monitor run as Prometheus gauges: the run's time (0 before the first run, so a rule sees it never ran), per model, per input"
-    from prometheus_client.core import GaugeMetricFamily
-    at = GaugeMetricFamily('mlfin_monitor_run_timestamp_seconds', 'when the latest monitor run watched the production models (0: never)')
-    at.add_metric([], pd.Timestamp(found['at']).timestamp() if found else 0.0)
-    yield at
-    if found is None: return
-    for figure in MONITOR_GAUGES:
-        family = GaugeMetricFamily(f'mlfin_monitor_{figure.gauge}', figure.help, labels=['name'])
-        for m in found['models']:
-            value = figure.value(m)
-            if value is not None: family.add_metric([m['name']], float(value))
-        yield family
-    failed = GaugeMetricFamily('mlfin_monitor_failed', '1 for a production model the monitor could not watch', labels=['name'])
-    for name in found['errors']: failed.add_metric([name], 1.0)
-    yield failed
-    for gauge, key, text in (('input_psi', 'psi', "an input's PSI against its training span"), ('input_psi_bar', 'psi_bar', "that input's own PSI bar"),
-                             ('input_drifted', 'verdict', '1 when the input drifted')):
-        family = GaugeMetricFamily(f'mlfin_monitor_{gauge}', text, labels=['name', 'input'])
-        for row in found.get('inputs', []):
-            value = float(row['verdict'] == 'drifted') if key == 'verdict' else row.get(key)
-            if value is not None: family.add_metric([row['name'], row['input']], float(value))
-        yield family
 
 # %% ../../nbs/10f_service.app.ipynb #c009
 class Measured:
