@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from ..config import MlfinError, Unavailable, atomic_write, code_version, home, home_project, project_root
+from .records import mlflow_rows
 from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share
 
 # %% auto #0
@@ -82,13 +83,8 @@ def _pg_dump(url: str, target: Path):
 # %% ../../nbs/13c_ops.backup.ipynb #c0pv
 def production_versions() -> dict[str, int] | None:
     "Registered model -> its production version, read from the home's MLflow database without MLflow (None: a team's tracking server, or no registry)"
-    db = home()/'mlflow.db'
-    if os.environ.get('MLFLOW_TRACKING_URI') or not db.exists(): return None
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
-    try: rows = con.execute("SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'").fetchall()
-    except sqlite3.OperationalError: return None   # no registry tables yet
-    finally: con.close()
-    return {name: int(version) for name, version in rows}
+    rows = mlflow_rows("SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'")
+    return None if rows is None else {name: int(version) for name, version in rows}
 
 # %% ../../nbs/13c_ops.backup.ipynb #c015
 def fingerprints(store, target: Path) -> dict:

@@ -4,13 +4,13 @@
 
 # %% ../../nbs/13e_ops.health.ipynb #c003
 from __future__ import annotations
-import datetime as dt, os, shutil, sqlite3, time
+import datetime as dt, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import pandas as pd
 from ..config import MlfinError, home, run_dir
-from .records import check_stats, record_checks, runs
+from .records import check_stats, mlflow_rows, record_checks, runs
 from .repository import repository
 
 # %% auto #0
@@ -80,13 +80,8 @@ def run_check(now: float | None = None) -> tuple[bool, str]:
 
 def _last_tracked_run() -> tuple[str, float] | None:
     "The home's last finished MLflow run (id, end time in epoch seconds), read from its database without MLflow; None: none, or a tracking server's"
-    db = home()/'mlflow.db'
-    if os.environ.get('MLFLOW_TRACKING_URI') or not db.exists(): return None
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
-    try: found = con.execute("SELECT run_uuid, end_time FROM runs WHERE status = 'FINISHED' AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT 1").fetchone()
-    except sqlite3.OperationalError: return None   # no tracking tables yet
-    finally: con.close()
-    return (found[0], found[1] / 1000) if found else None
+    rows = mlflow_rows("SELECT run_uuid, end_time FROM runs WHERE status = 'FINISHED' AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT 1")
+    return (rows[0][0], rows[0][1] / 1000) if rows else None
 
 # %% ../../nbs/13e_ops.health.ipynb #c012
 def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
