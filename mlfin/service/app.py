@@ -11,10 +11,20 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from ..config import BadInput, MlfinError, Unavailable, home, project_root
+from ..config import BadInput, MlfinError, Unavailable, home, project_root, set_home
+from ..data.stores import open_store
+from . import db as tables
+from .audit import Audit
+from .auth import Keys, NotHeld, RateLimit, Tokens, credentials, held_only, identify
+from .jobs import Jobs
+from .live import Live, Signals
+from .login import router as login_router
 from .logs import AccessLog, Failures, configure, outage
 from .metrics import Metrics
+from .people import People
+from .routes import SCHEMES, router
 from .settings import ServiceSettings, validation_line
 
 # %% auto #0
@@ -43,7 +53,7 @@ def read_sources(path: str | None) -> dict:
 # %% ../../nbs/10f_service.app.ipynb #c009
 class Measured:
     "ASGI middleware: every request counted and timed by its route's path template (not its URL: no unbounded labels)"
-    def __init__(self, app, metrics: Metrics): self.app, self.metrics = app, metrics
+    def __init__(self, app, metrics: Metrics): self.app, self.metrics, self.children = app, metrics, {}
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
         started, status = time.perf_counter(), [500]
@@ -52,11 +62,10 @@ class Measured:
             await send(message)
         try: await self.app(scope, receive, sending)
         finally:
-            route = scope.get('route')
-            path = getattr(route, 'path', 'unmatched')
-            self.metrics.requests.labels(path, scope['method'], str(status[0])).inc()
-            self.metrics.latency.labels(path, scope['method']).observe(time.perf_counter() - started)
-
+            labels = (getattr(scope.get('route'), 'path', 'unmatched'), scope['method'], status[0])
+            if (children := self.children.get(labels)) is None:   # a route, method and status met before: its series kept (labels() takes a lock)
+                children = self.children[labels] = (self.metrics.requests.labels(*labels[:2], str(labels[2])), self.metrics.latency.labels(*labels[:2]))
+            children[0].inc(); children[1].observe(time.perf_counter() - started)
 
 # %% ../../nbs/10f_service.app.ipynb #c009b
 PUBLIC = ('/health', '/token', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')   # the routes that need no credential (/token checks its own)
@@ -101,14 +110,13 @@ class Guard:
             await JSONResponse({'detail': detail}, 503 if kind else 500, headers={'Retry-After': '5'} if kind else None)(scope, receive, send)
 
     async def _caller(self, scope):
-        "The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is read"
-        from starlette.concurrency import run_in_threadpool
-        from mlfin.service.auth import Unauthorized, identify
+        """The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is read. Checked on
+        the event loop from the records held (a key, a session: each read at most `key_cache_seconds` ago); a record to read, in a thread"""
         headers = dict(scope['headers'])
-        key, auth = headers.get(b'x-api-key', b'').decode('latin-1').strip(), headers.get(b'authorization', b'').decode('latin-1')
-        scheme, _, token = auth.partition(' ')
-        if auth and scheme.lower() != 'bearer': raise Unauthorized(f"Authorization: use the Bearer scheme with a token from POST /token (got {scheme[:20]!r})")
-        return await run_in_threadpool(identify, self.state.keys, self.state.tokens, key or None, token.strip() or None)
+        key, token = credentials(headers.get(b'x-api-key', b'').decode('latin-1'), headers.get(b'authorization', b'').decode('latin-1'))
+        try:
+            with held_only(): return identify(self.state.keys, self.state.tokens, key, token)
+        except NotHeld: return await run_in_threadpool(identify, self.state.keys, self.state.tokens, key, token)
 
     def _receiving(self, receive):
         "`receive`, counting the body against the cap and its arrival against the clock (until its last part)"
@@ -129,22 +137,12 @@ class Guard:
 # %% ../../nbs/10f_service.app.ipynb #c011
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     "The service, on this process's home, store and registry (or the settings')"
-    from mlfin.config import set_home
-    from mlfin.data.stores import open_store
-    from mlfin.service import db as tables
-    from mlfin.service.audit import Audit
-    from mlfin.service.auth import Keys, RateLimit, Tokens
-    from mlfin.service.login import router as login_router
-    from mlfin.service.people import People
-    from mlfin.service.jobs import Jobs
-    from mlfin.service.live import Live, Signals
-    from mlfin.service.routes import router
     settings = settings or ServiceSettings()
     configure(settings.log_level, settings.log_json, settings.log_file, settings.log_max_bytes, settings.log_backups)
     if settings.home: set_home(settings.home)
     store = open_store(settings.store or None)
     db = tables.engine(store)
-    limit = RateLimit(settings.rate_limit, settings.limits_storage)
+    limit = RateLimit(settings.rate_limit, settings.limits_storage, aio=True)   # counted on the event loop
     if not limit.reachable():   # a service that cannot count its callers' requests would answer each with 503: say so now
         raise Unavailable(f"rate-limit store {settings.limits_storage} does not answer: start it, or use --limits-storage memory:// (counts per worker)")
     project = Path(settings.project) if settings.project else project_root()
@@ -278,6 +276,11 @@ def _openapi(app: FastAPI) -> dict:
                 operation['responses']['422'] = {'description': 'The request does not fit its model',
                                                  'content': {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}}}
     for unused in ('HTTPValidationError', 'ValidationError'): schema.get('components', {}).get('schemas', {}).pop(unused, None)
+    schemes = {s.scheme_name: s.model.model_dump(mode='json', by_alias=True, exclude_none=True) for s in SCHEMES}   # the Guard checks them, not a dependency
+    schema.setdefault('components', {}).setdefault('securitySchemes', {}).update(schemes)
+    for where, path in schema.get('paths', {}).items():
+        for operation in path.values():
+            if where not in PUBLIC: operation.setdefault('security', [{name: []} for name in schemes])
     app.openapi_schema = schema
     return schema
 

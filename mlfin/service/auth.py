@@ -4,7 +4,8 @@
 
 # %% ../../nbs/10b_service.auth.ipynb #c003
 from __future__ import annotations
-import datetime as dt, hashlib, hmac, math, os, secrets, threading, time
+import contextvars, datetime as dt, hashlib, hmac, math, os, secrets, threading, time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ..config import BadInput, MlfinError, NotFound
 from . import db as tables
@@ -12,7 +13,8 @@ from .audit import Audit, cli_actor
 
 # %% auto #0
 __all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows',
-           'Caller', 'Recent', 'Keys', 'scrape_key', 'Tokens', 'identify', 'RateLimit']
+           'Caller', 'NotHeld', 'Recent', 'held_only', 'Keys', 'scrape_key', 'Tokens', 'identify', 'credentials',
+           'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
 ROLES = ('read_only', 'collector', 'scraper', 'analyst', 'admin')
@@ -76,16 +78,22 @@ def _digest(key: str) -> str: return hashlib.sha256(key.encode()).hexdigest()
 
 
 # %% ../../nbs/10b_service.auth.ipynb #c007_rc
+_HELD_ONLY = contextvars.ContextVar('mlfin_held_only', default=False)
+
+class NotHeld(Exception):
+    "A record `Recent.get` would have to read from the database, asked inside `held_only()`: read it off the event loop"
+
 class Recent:
     "Records read from the database, trusted for `seconds` before they are read again; a flood of unknown names cannot grow it past 10,000"
     def __init__(self, seconds: float):
         self.seconds, self._held, self._lock = seconds, {}, threading.Lock()
 
     def get(self, name: str, load):
-        "The record held for `name` if read less than `seconds` ago, else `load()` (None too is held)"
+        "The record held for `name` if read less than `seconds` ago, else `load()` (None too is held); inside `held_only()`, `NotHeld` instead of a read"
         now = time.monotonic()
         hit = self._held.get(name)
         if hit and now - hit[1] < self.seconds: return hit[0]
+        if _HELD_ONLY.get(): raise NotHeld(name)
         record = load()
         with self._lock:
             if len(self._held) > 10_000: self._held.clear()
@@ -97,6 +105,14 @@ class Recent:
         with self._lock:
             if name is None: self._held.clear()
             else: self._held.pop(name, None)
+
+@contextmanager
+def held_only():
+    "Inside, every `Recent` answers from what it holds or raises `NotHeld`: the event loop checks a credential without a thread, and sends a read to one"
+    token = _HELD_ONLY.set(True)
+    try: yield
+    finally: _HELD_ONLY.reset(token)
+
 
 # %% ../../nbs/10b_service.auth.ipynb #c007_00
 class Keys:
@@ -229,24 +245,49 @@ def identify(keys: Keys, tokens: Tokens, key: str | None, token: str | None) -> 
     who = (tokens.check(token) if token.count('.') == 2 else keys.check(token)) if token else None
     return keys.check(key) if key else who
 
+def credentials(key: str, authorization: str) -> tuple[str | None, str | None]:
+    "The API key and the bearer token a request's `X-API-Key` and `Authorization` headers carry (None where absent); `Unauthorized` for another scheme"
+    scheme, _, token = authorization.partition(' ')
+    if authorization and scheme.lower() != 'bearer': raise Unauthorized(f"Authorization: use the Bearer scheme with a token from POST /token (got {scheme[:20]!r})")
+    return key.strip() or None, token.strip() or None
+
 # %% ../../nbs/10b_service.auth.ipynb #c014
+def _storage(url: str, aio: bool):
+    "limits' storage at `url` (memory://, redis://...); `aio`: its asyncio twin, Redis through redis-py's asyncio client (the lock holds redis-py, not coredis)"
+    from limits.storage import storage_from_string
+    if not aio: return storage_from_string(url)
+    return storage_from_string(f"async+{url}", **({} if url.startswith('memory') else {'implementation': 'redispy'}))
+
 class RateLimit:
-    "A limit per key, e.g. '1200/minute'; `hit` raises `TooManyRequests` with the seconds to wait; `reachable` says whether its store answers"
-    def __init__(self, rate: str, storage: str = 'memory://', exact: bool = False):  # the service's: `ServiceSettings.rate_limit`
-        from limits import parse, storage as storages, strategies
+    """A limit per key, e.g. '1200/minute'; `hit` (or `ahit` on an event loop, for a limit made with `aio`) raises `TooManyRequests` with
+    the seconds to wait; `reachable` says whether its store answers"""
+    def __init__(self, rate: str, storage: str = 'memory://', # the service's: `ServiceSettings.rate_limit`, `limits_storage`
+                 exact: bool = False,   # any window of the period holds at most N (limits' moving window), not the sliding counter's estimate
+                 aio: bool = False,     # counted by `ahit`, awaited on the event loop: Redis asked without blocking it
+                ):
+        from limits import parse, strategies
+        from limits.aio import strategies as aio_strategies
         try: self.item = parse(rate)
         except ValueError: raise BadInput(f"rate limit {rate!r}: use N/second, N/minute or N/hour, e.g. 1200/minute") from None
-        strategy = strategies.MovingWindowRateLimiter if exact else strategies.SlidingWindowCounterRateLimiter
-        self.limiter = strategy(storages.storage_from_string(storage))
-        self.rate = rate
+        kinds = aio_strategies if aio else strategies
+        strategy = kinds.MovingWindowRateLimiter if exact else kinds.SlidingWindowCounterRateLimiter
+        self.limiter, self.rate, self.url, self.aio = strategy(_storage(storage, aio)), rate, storage, aio
 
     def hit(self, who: str):
         "Count one request of `who` (a caller's `actor`, or `address:IP`); `TooManyRequests` once its limit is spent"
         if self.limiter.hit(self.item, who): return
-        reset = self.limiter.get_window_stats(self.item, who).reset_time
+        self._refuse(who, self.limiter.get_window_stats(self.item, who).reset_time)
+
+    async def ahit(self, who: str):
+        "`hit`, for a limit made with `aio`: awaited, so that a round trip to Redis leaves the event loop free"
+        if await self.limiter.hit(self.item, who): return
+        self._refuse(who, (await self.limiter.get_window_stats(self.item, who)).reset_time)
+
+    def _refuse(self, who: str, reset: float):
         raise TooManyRequests(f"rate limit {self.rate} reached for {who.replace(':', ' ', 1)}", max(1, math.ceil(reset - time.time())))
 
     def reachable(self) -> bool:
-        "Whether the counts' store answers (memory always does; Redis when it is up)"
-        try: return bool(self.limiter.storage.check())
+        "Whether the counts' store answers (memory always does; Redis when it is up), asked from synchronous code either way"
+        if self.url.startswith('memory'): return True
+        try: return bool((_storage(self.url, False) if self.aio else self.limiter.storage).check())
         except Exception: return False

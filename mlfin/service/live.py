@@ -63,6 +63,10 @@ class _Series:
     checked: float = -1.0      # the registry stamp its version was last checked against
     forecasts: dict = field(default_factory=dict)   # closed only or not -> (store stamp, valid until, Forecast)
 
+def _current(kept: tuple | None, stamp, now: pd.Timestamp, version: int) -> bool:
+    "Whether a kept forecast (store stamp, valid until, Forecast) still answers: made on these bars, its forming bar not yet closed, by this version"
+    return bool(kept) and kept[0] == stamp and now < kept[1] and kept[2].version == version
+
 
 # %% ../../nbs/10c_service.live.ipynb #c009_01
 def _registry_file() -> Path | None:
@@ -130,8 +134,7 @@ class Live:
             stamp = self.store.stamp(symbol, timeframe)
             if stamp is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
             now = pd.Timestamp.now(tz='UTC')
-            kept = entry.forecasts.get(closed)
-            if kept and kept[0] == stamp and now < kept[1] and kept[2].version == predictor.version: return kept[2]
+            if _current(kept := entry.forecasts.get(closed), stamp, now, predictor.version): return kept[2]
             manifest = predictor.model.manifest
             bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed) + 1, store=self.store)
             until = pd.Timestamp.max.tz_localize('UTC')   # valid until the bars change...
@@ -146,6 +149,18 @@ class Live:
                             manifest['name'], predictor.name, predictor.version, float(bars['close'].iloc[-1]))
             entry.forecasts[closed] = (stamp, until, made)
             return made
+
+    def kept(self, symbol: str, timeframe: str, closed: bool = True) -> Forecast | None:
+        """The forecast `forecast` would answer with now, when that is known without waiting or computing: the series' lock free, the
+        registry unchanged since its version was checked, the store's stamp a local read (`cheap_stamp`: Parquet's stat; PostgreSQL's is
+        a query). An event loop answers with it; None: ask `forecast` (in a thread)"""
+        entry = self._series.get((symbol, timeframe))
+        if not self.store.cheap_stamp or entry is None or not entry.lock.acquire(blocking=False): return None
+        try:
+            if entry.predictor is None or entry.checked != self.registry_stamp(): return None
+            kept = entry.forecasts.get(closed)
+            return kept[2] if _current(kept, self.store.stamp(symbol, timeframe), pd.Timestamp.now(tz='UTC'), entry.predictor.version) else None
+        finally: entry.lock.release()
 
     def may_serve(self, symbol: str, timeframe: str) -> bool:
         "False when the series is known to have no production model (and the registry has not changed since): nothing to keep ready"

@@ -56,11 +56,9 @@ async def token(request: Request, key: Annotated[str | None, Security(api_key)] 
         raise BadInput(f"grant_type {str(form['grant_type'])[:40]!r}: only password is offered (OAuth2's password flow); a program sends its key in X-API-Key")
     if key:
         if form: raise BadInput("POST /token: send an API key or a person's password, not both")
-        def for_key():   # in a worker thread too: a key not cached is read from the database, the count from Redis
-            who = state.keys.check(key)
-            state.limit.hit(who.actor)
-            return state.tokens.issue(who)
-        return Token(**await run_in_threadpool(for_key))
+        who = await run_in_threadpool(state.keys.check, key)   # in a worker thread: a key not cached is read from the database
+        await state.limit.ahit(who.actor)
+        return Token(**state.tokens.issue(who))
     if not form: raise Unauthorized("POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)")
     address = client_address(request)
     def log_in():   # in a worker thread: the address's count (`LoginPolicy.rate`) first, then the hash, and the session's row

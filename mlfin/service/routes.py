@@ -9,14 +9,15 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Body, Depends, Path as PathParam, Query, Request, Security
 from fastapi.responses import Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2PasswordBearer
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..config import BadInput, MlfinError, NotFound
-from .auth import ROLES, Caller, Forbidden, Unauthorized, allows, identify
+from .auth import ROLES, Caller, Forbidden, Unauthorized, allows, credentials, identify
 
 # %% auto #0
-__all__ = ['api_key', 'bearer', 'people', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SIGNED_IN', 'SYMBOL', 'TIMEFRAME',
-           'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require',
+__all__ = ['api_key', 'bearer', 'people', 'SCHEMES', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SIGNED_IN', 'SYMBOL',
+           'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require',
            'client_address', 'Error', 'Health', 'LoadedModel', 'Ready', 'Candle', 'IngestRequest', 'Anomaly',
            'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion',
            'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'ingest', 'ingest_run',
@@ -30,19 +31,20 @@ bearer = HTTPBearer(auto_error=False, description="a token from POST /token")
 people = OAuth2PasswordBearer(tokenUrl='token', auto_error=False, scheme_name='OAuth2PasswordBearer',
                               description="a person's login: user name, password and, for the second factor, the TOTP code as client_secret "
                                           "(sent in the request body); the token it gives is sent as `Authorization: Bearer`")
+SCHEMES = (api_key, bearer, people)   # how a caller signs in, as the OpenAPI schema (and /docs' Authorize dialog) shows it on every route but the public ones
 
 def require(grant: str | None):
-    "A dependency: the caller, when its key or token is valid, its role is granted `grant` (None: anyone signed in) and its rate limit is not spent"
-    async def caller(request: Request, key: Annotated[str | None, Security(api_key)] = None,
-                     token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
-                     login: Annotated[str | None, Security(people)] = None) -> Caller:   # the same header as `token`: for /docs' login dialog
+    """A dependency: the caller, when its key or token is valid, its role is granted `grant` (None: anyone signed in) and its rate limit
+    is not spent. The app's Guard checked the credential before the body was read; this counts the request and checks the role"""
+    async def caller(request: Request) -> Caller:
         state = request.app.state
-        who = request.scope.get('state', {}).get('checked')   # the app's Guard checked the headers before the body was read
+        who = request.scope.get('state', {}).get('checked')
         if who is None:   # the router mounted without the Guard: check here
-            who = identify(state.keys, state.tokens, key or None, token.credentials if token is not None else None)
-        state.limit.hit(who.actor)   # refused requests count too: a flood of them is limited, and writes no flood of audit rows
+            who = identify(state.keys, state.tokens, *credentials(request.headers.get('x-api-key', ''), request.headers.get('authorization', '')))
+        await state.limit.ahit(who.actor)   # refused requests count too: a flood of them is limited, and writes no flood of audit rows
         if grant is not None and not allows(who.role, grant):
-            state.audit.record(who.actor, 'denied', f"{request.method} {request.url.path}", 'refused', f"role {who.role} lacks {grant}", client_address(request))
+            await run_in_threadpool(state.audit.record, who.actor, 'denied', f"{request.method} {request.url.path}", 'refused',
+                                    f"role {who.role} lacks {grant}", client_address(request))
             raise Forbidden(f"role {who.role} may not do this: it needs the {grant} grant")
         request.state.caller = who
         return who
@@ -362,11 +364,12 @@ def forecast(state, symbol: str, timeframe: str, closed: bool):
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_07
 @router.get('/predict', response_model=Prediction, tags=['predictions'], responses=ERRORS)
-def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True, caller: Caller = READ) -> Prediction:
+async def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True, caller: Caller = READ) -> Prediction:
     "The production model's prediction for the bar after the last closed one (a forming candle waits until it closes), with the model's name and version"
     state = request.app.state
     timeframe = _tf(timeframe)
-    f = forecast(state, symbol, timeframe, closed)
+    # the forecast kept for these bars and this version, answered on the event loop; else made (or waited for) in a thread
+    f = state.live.kept(symbol, timeframe, closed) or await run_in_threadpool(forecast, state, symbol, timeframe, closed)
     state.metrics.predicted(symbol, timeframe)
     return Prediction(symbol=f.symbol, timeframe=f.timeframe, bar_time=f.bar_time, kind=f.kind, label=f.label,
                       prob_up=f.value if f.kind == 'classifier' else None, prediction=f.value, model=f.model, name=f.name,

@@ -46,14 +46,19 @@ def period_label(key: int, timeframe: str) -> str:
 class ParquetStore:
     "Bars in Parquet files (one per period of each series) named by a manifest, read with DuckDB"
     kind = 'parquet'
+    cheap_stamp = True   # stamp() is a stat of a local file (its digest read again only when the file moved): cheap enough for an event loop
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root or store_dir())
         self._written = {}   # folder -> (file, its Arrow table): the last period this process wrote, for the next append
         self._stamps = {}    # manifest -> ((inode, time, size), its digest): read again only when the file moved
+        self._dirs = {}      # (symbol, timeframe) -> its folder, checked once (the service asks per request)
     def __repr__(self): return f"ParquetStore({str(self.root)!r})"
 
     def _dir(self, symbol, timeframe) -> Path:
-        return self.root/'bars'/f"timeframe={check_timeframe(timeframe)}"/f"symbol={check_symbol(symbol)}"
+        if (found := self._dirs.get((symbol, timeframe))) is None:
+            found = self.root/'bars'/f"timeframe={check_timeframe(timeframe)}"/f"symbol={check_symbol(symbol)}"
+            if len(self._dirs) < 100_000: self._dirs[(symbol, timeframe)] = found
+        return found
 
     def has(self, symbol: str, timeframe: str) -> bool:
         folder = self._dir(symbol, timeframe)

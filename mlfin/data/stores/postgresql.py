@@ -41,6 +41,7 @@ _SERIES = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source',
 class PostgresStore:
     "Bars in PostgreSQL tables, with the Parquet store's methods"
     kind = 'postgresql'
+    cheap_stamp = False   # stamp() is a query: asked from a thread, never on an event loop
     def __init__(self, url: str):
         self.url = url
         self._ready = False
