@@ -50,9 +50,9 @@ bench-models: setup ## models beside bare fits, Optuna with and without pruning,
 bench-backtest: setup ## a 1,000-combination threshold x cost sweep over 20 symbols x 100k bars: ours beside backtesting.py and naive vectorbt (synthetic)
 	@$(BIN)/python tests/bench/bench_backtest.py
 
-bench-service: setup ## /predict at 1,000 rps for 60 s (hey) beside a bare FastAPI floor; in-process predict; one-bar ingest into 10k vs 10M bars; ingest throughput
+bench-service: setup ## /predict asked 1,000 rps for 60 s (hey) beside a bare FastAPI floor; in-process predict; one-bar ingest into 10k vs 10M bars; ingest throughput; the same on two workers with Redis limits (ARGS="--profile": py-spy)
 	@bash env/setup-test.sh
-	@$(BIN)/python tests/bench/bench_service.py
+	@$(BIN)/python tests/bench/bench_service.py $(ARGS)
 
 bench-monitor: setup ## what the monitor catches on the embedded SPX, AAPL, EURUSD (planted volatility regimes, false alarms; ARGS="--part power"), then its drift statistics over 10 models x 24 inputs x 1M minute bars beside plain scipy (synthetic)
 	@$(BIN)/python tests/bench/bench_monitor.py $(ARGS)

@@ -13,7 +13,7 @@ SLICE = ['--symbols', 'SPX,GOOGL,EURUSD', '--start', '2016-01-01', '--end', '201
 def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     "Run the `mlfin` command as a user types it, with state under `home` (and `input` on its standard input)"
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
-    done = subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, input=input)
+    done = subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, input=input)   # a hang guard, for a busy machine
     if check and done.returncode != 0:
         raise AssertionError(f"mlfin {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
@@ -27,13 +27,13 @@ def early_in_a_minute(left: float = 30):
 
 
 @contextmanager
-def run_lock_held(home: Path):
-    """The home's run lock held by another process (as a person's `mlfin run` holds it) while the block runs: a job started
-    meanwhile stays running, waiting for it, however fast the machine; released (the holder killed) when the block ends"""
+def run_lock_held(home: Path, name: str = 'run'):
+    """The home's lock `name` (the run lock by default) held by another process (as a person's `mlfin run` holds it) while the block
+    runs: a job started meanwhile stays running, waiting for it, however fast the machine; released (the holder killed) when the block ends"""
     code = ("import sys, time; from pathlib import Path; from mlfin.config import exclusive\n"
-            "with exclusive('run', at=Path(sys.argv[1])): print('held', flush=True); time.sleep(900)")
+            "with exclusive(sys.argv[2], at=Path(sys.argv[1])): print('held', flush=True); time.sleep(3600)")
     env = {k: v for k, v in os.environ.items() if k != 'MLFIN_HOME'}   # not counted among the home's own processes
-    holder = subprocess.Popen([sys.executable, '-c', code, str(home)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, '-c', code, str(home), name], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'held', holder.poll()
         yield holder

@@ -42,8 +42,8 @@ class Cluster:
                         else [subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--no-nanny', '--no-dashboard', '--name', f"w{i}", *PRELOAD],
                                                **quiet) for i in range(workers)])
         from distributed import Client
-        self.client = Client(self.address, timeout=30)
-        self.client.wait_for_workers(workers, timeout=60)
+        self.client = Client(self.address, timeout=120)   # generous: workers import the ML libraries as they start, slower on a busy machine
+        self.client.wait_for_workers(workers, timeout=240)
 
     def stop(self):
         self.client.close()

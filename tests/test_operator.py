@@ -123,9 +123,10 @@ def test_bodies_without_a_credential_cost_nothing_and_slow_bodies_time_out(serve
         assert grown < 40 * 2**20, f"{grown / 2**20:.0f} MB more after 40 refused bodies"
         with socket.create_connection(('127.0.0.1', svc.port)) as s:   # a client that sends 10 bytes of a 1,000-byte body, then waits
             s.sendall(f"POST /ingest HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode() + b'{"symbol":')
-            s.settimeout(20); started = time.time()
+            s.settimeout(60); started = time.time()
             answer = s.recv(4096).decode()
-        assert answer.startswith('HTTP/1.1 408') and 'not received within 2 s' in answer and time.time() - started < 10, answer
+        # answered by the 2 s body timeout, not by the client giving up (a bound for a busy machine, far under the 60 s it would wait)
+        assert answer.startswith('HTTP/1.1 408') and 'not received within 2 s' in answer and time.time() - started < 30, answer
     assert svc.errors() == ''
 
 
@@ -207,7 +208,7 @@ def test_postgresql_down_is_a_503_naming_it_and_ready_fails_until_it_is_back(ser
             said = down.json()['detail']
             assert down.status_code == 503 and ('does not answer' in said or 'cannot connect' in said) and '127.0.0.1' in said, said
             assert ready.status_code == 503
-            deadline = time.time() + 15
+            deadline = time.time() + 60
             while (back := client.get('/prices/latest', params={'symbol': 'ES', 'timeframe': '1m'})).status_code != 200 and time.time() < deadline:
                 time.sleep(0.5)   # a pooled connection that died with the server is found out and replaced
             assert back.status_code == 200, back.json()
@@ -289,7 +290,7 @@ def test_kill_9_of_the_master_takes_its_workers_and_the_port_is_free_again(serve
         busy = mlfin(tmp_path, 'serve', '--port', str(svc.port), '--store', str(tmp_path/'store'), check=False)
         assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{svc.port}" in busy.stderr and 'serving on' not in busy.stderr, busy.stderr
         svc.stop(signal.SIGKILL)
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while any(Path(f"/proc/{w}").exists() and 'zombie' not in Path(f"/proc/{w}/status").read_text() for w in workers) and time.time() < deadline:
             time.sleep(0.2)
         assert not any(Path(f"/proc/{w}").exists() and 'zombie' not in Path(f"/proc/{w}/status").read_text() for w in workers)
@@ -351,7 +352,7 @@ def test_collector_soak_through_a_kill_and_a_database_restart(postgres_server, t
             with svc.client(collector) as client:
                 for start in range(1000 + 7 * k, len(ES), 20):
                     rows = ES.iloc[start:start + 40]
-                    deadline = time.time() + 120
+                    deadline = time.time() + 600
                     while time.time() < deadline:   # a collector retries what was not acknowledged
                         try: r = client.post('/ingest', json={'symbol': 'ES', 'timeframe': 'M1', 'tz': 'Etc/GMT-2', 'candles': broker_rates(rows)})
                         except httpx.HTTPError: time.sleep(0.2); continue
@@ -369,7 +370,7 @@ def test_collector_soak_through_a_kill_and_a_database_restart(postgres_server, t
         svc.start()
         time.sleep(4)
         postgres_server.restart()
-        for t in threads: t.join(300)
+        for t in threads: t.join(900)
         with svc.client(analyst) as client:
             ended = wait_for(client, job['id'], {'succeeded', 'failed', 'interrupted', 'cancelled'}, 300)
             jobs = client.get('/jobs').json()

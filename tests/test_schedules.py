@@ -1,7 +1,7 @@
 "Schedules (issue 20): the generated units pass systemd's own checks, the cron line and the timer fire at the same times, runs never overlap"
 import datetime as dt, os, shutil, signal, subprocess, sys, time
 import pytest
-from conftest import MLFIN, ROOT, mlfin
+from conftest import MLFIN, ROOT, mlfin, run_lock_held
 
 pytestmark = pytest.mark.skipif(not shutil.which('systemd-analyze'), reason="systemd-analyze is installed by env/setup-test.sh")
 
@@ -55,13 +55,14 @@ def test_two_scheduled_runs_started_together_never_overlap(served_home, tmp_path
     "Two monitors started at once: the second waits for the first's lock (their records do not overlap); one told not to wait is skipped"
     home = tmp_path/'home'; shutil.copytree(served_home, home)
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
-    both = [subprocess.Popen([MLFIN, 'scheduled', 'monitor', '--wait', '600'], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for _ in range(2)]
-    deadline = time.time() + 120
-    while not (home/'locks'/'monitor.holder').exists() and time.time() < deadline: time.sleep(0.1)
-    skipped = mlfin(home, 'scheduled', 'monitor', '--wait', '0', check=False)
-    assert skipped.returncode == 75 and 'mlfin: monitor: skipped: monitor: pid ' in skipped.stdout, skipped.stdout + skipped.stderr
-    outs = [p.communicate(timeout=600)[0] for p in both]
+    # the lock held by another process while the two start and the third is told not to wait: an event, not a race with their speed
+    with run_lock_held(home, 'monitor') as holder:
+        both = [subprocess.Popen([MLFIN, 'scheduled', 'monitor', '--wait', '3600'], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True) for _ in range(2)]
+        skipped = mlfin(home, 'scheduled', 'monitor', '--wait', '0', check=False)
+        assert skipped.returncode == 75 and f'mlfin: monitor: skipped: monitor: pid {holder.pid} ' in skipped.stdout, skipped.stdout + skipped.stderr
+        assert [p.poll() for p in both] == [None, None]   # both still waiting for it
+    outs = [p.communicate(timeout=1800)[0] for p in both]
     assert [p.returncode for p in both] == [0, 0], outs
     from mlfin.ops.records import runs
     done = runs('monitor', at=home)

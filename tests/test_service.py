@@ -216,7 +216,9 @@ def test_a_persons_login_second_factor_and_lock_over_http(served_home):
                 elif r.status_code == 429 and 'try again in' in detail: waited += 1
                 elif r.status_code == 429 and detail == 'user http-target: locked for 1 minute after 6 failed logins': checked += 1; break
                 else: raise AssertionError(f"{r.status_code} {detail}")
-        assert checked == 6 and waited > 20, (checked, waited)   # 6 passwords checked in all; the rest refused before a hash was computed
+        # 6 passwords checked in all; the rest refused before a hash was computed (how many were refused is the client's speed against the
+        # waits of 0.2 to 1.6 s: at least the longest wait is met on any machine)
+        assert checked == 6 and waited >= 1, (checked, waited)
         locked = svc.login(target)   # the right password and code, while locked
         assert locked.status_code == 429 and 'locked until' in locked.json()['detail'] and int(locked.headers['Retry-After']) > 0
         events = admin.get('/audit', params={'actor': 'user:http-target', 'limit': 100}).json()
@@ -452,9 +454,14 @@ def test_several_workers_share_one_job_runner(postgres_server, served_home):
 def test_several_workers_count_a_keys_requests_in_one_place(served_home, redis_server):
     "Two workers share one Redis count: a key allowed 6 a minute gets 6, whichever worker each new connection reaches"
     with service(served_home, '--no-jobs', '--workers', '2', '--rate-limit', '6/minute', '--limits-storage', redis_server) as svc:
-        key = svc.key('read_only')
-        early_in_a_minute()
-        statuses = [httpx.get(f"{svc.url}/models/mlfin.SPX.1d", headers={'X-API-Key': key}, timeout=60).status_code for _ in range(12)]
+        warm = svc.key('read_only')   # each worker's first read of the registry paid before the counted burst (new connections: either worker)
+        for _ in range(10): httpx.get(f"{svc.url}/models/mlfin.SPX.1d", headers={'X-API-Key': warm}, timeout=120)
+        for _ in range(3):   # a burst that a busy machine stretched across a minute's turn is counted by two windows: again, with a new key
+            key = svc.key('read_only')
+            early_in_a_minute(50)
+            minute = time.time() // 60
+            statuses = [httpx.get(f"{svc.url}/models/mlfin.SPX.1d", headers={'X-API-Key': key}, timeout=120).status_code for _ in range(12)]
+            if time.time() // 60 == minute: break
         assert statuses == [200] * 6 + [429] * 6, statuses
         assert svc.errors() == ''
 

@@ -51,7 +51,7 @@ def test_bars_written_after_the_full_backup_come_back_from_the_wal_archive(clust
     data.ingest(ES, 'ES', '1m', calendar='CMES', store=store)   # after the full backup: only the WAL archive holds these
     with psycopg.connect(store, autocommit=True) as con:
         segment = con.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]   # the segment holding them, closed
-    deadline, last = time.time() + 60, None
+    deadline, last = time.time() + 180, None
     while time.time() < deadline:   # ... and archived by PostgreSQL's archive_command (pgbackrest archive-push)
         with psycopg.connect(store, autocommit=True) as con:
             last, failed = con.execute("SELECT last_archived_wal, failed_count FROM pg_stat_archiver").fetchone()

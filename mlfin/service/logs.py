@@ -4,12 +4,13 @@
 
 # %% ../../nbs/10a0_service.logs.ipynb #c003
 from __future__ import annotations
-import datetime as dt, errno, itertools, json, logging, re, secrets, sys, threading, time, traceback
+import atexit, datetime as dt, errno, itertools, json, logging, queue, re, secrets, sys, threading, time, traceback
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from ..config import BadInput
 
 # %% auto #0
-__all__ = ['LEVELS', 'TextLines', 'JsonLines', 'configure', 'outage', 'Failures', 'request_id', 'AccessLog']
+__all__ = ['LEVELS', 'ACCESS', 'TextLines', 'JsonLines', 'written', 'configure', 'outage', 'Failures', 'request_id', 'AccessLog']
 
 # %% ../../nbs/10a0_service.logs.ipynb #c005
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {'message', 'asctime', 'taskName'}
@@ -44,6 +45,25 @@ class JsonLines(logging.Formatter):
 
 # %% ../../nbs/10a0_service.logs.ipynb #c010
 LEVELS = ('debug', 'info', 'warning', 'error')
+ACCESS = 'mlfin.service.access'   # the access lines' logger: its lines handed to a writer thread
+
+class _Handoff(QueueHandler):
+    "A record put on the writer's queue as it is: formatted and written by the writer's thread, not the caller's"
+    def prepare(self, record): return record
+
+_writer: QueueListener | None = None   # the thread writing the access lines, to where `configure` last said
+
+def _stop_writer():
+    "Every line handed to the writer written, then the writer stopped (at exit, and before the log goes elsewhere)"
+    global _writer
+    if _writer is not None: _writer.stop(); _writer = None
+
+atexit.register(_stop_writer)
+
+def written():
+    "Wait until every access line handed to the writer is written (a reader of the log in the same process calls it first)"
+    if _writer is not None: _writer.queue.join()
+
 
 def configure(level: str = 'info',        # the least a line must be to be written
               json_lines: bool = False,   # one JSON object a line, not text
@@ -51,10 +71,14 @@ def configure(level: str = 'info',        # the least a line must be to be writt
               max_bytes: int = 10 * 2**20, # rotate the file past this size
               backups: int = 5,           # rotated files kept (file.1 ... file.5)
              ) -> logging.Logger:
-    "The `mlfin` logger, writing to stderr or a rotated file (safe with several workers); configuring again replaces what it wrote to"
+    """The `mlfin` logger, writing to stderr or a rotated file (safe with several workers); configuring again replaces what it wrote to.
+    Access lines (`ACCESS`) are handed to a writer thread: a request pays for a queue's put, not for formatting, a write and a file lock"""
+    global _writer
     if level not in LEVELS: raise BadInput(f"log level {level!r}: use one of {', '.join(LEVELS)}")
-    logger = logging.getLogger('mlfin')
-    for old in [h for h in logger.handlers if getattr(h, 'mlfin', False)]: logger.removeHandler(old); old.close()
+    logger, access = logging.getLogger('mlfin'), logging.getLogger(ACCESS)
+    _stop_writer()   # what it was handed, written where it was going
+    for log in (logger, access):
+        for old in [h for h in log.handlers if getattr(h, 'mlfin', False)]: log.removeHandler(old); old.close()
     if file:
         from concurrent_log_handler import ConcurrentRotatingFileHandler
         path = Path(file).expanduser().resolve()
@@ -65,6 +89,10 @@ def configure(level: str = 'info',        # the least a line must be to be writt
     handler.mlfin = True
     handler.setFormatter(JsonLines() if json_lines else TextLines())
     logger.addHandler(handler); logger.setLevel(level.upper()); logger.propagate = False
+    lines = queue.Queue()   # (a Queue, not a SimpleQueue: `written` joins it)
+    _writer = QueueListener(lines, handler); _writer.start()
+    handoff = _Handoff(lines); handoff.mlfin = True
+    access.addHandler(handoff); access.propagate = False   # its level: the `mlfin` logger's
     return logger
 
 # %% ../../nbs/10a0_service.logs.ipynb #c013
@@ -119,9 +147,9 @@ def request_id(scope) -> str:
 
 # %% ../../nbs/10a0_service.logs.ipynb #c019_00
 class AccessLog:
-    "ASGI middleware: every request gets an id (returned in X-Request-ID) and one access line, written before its answer leaves"
+    "ASGI middleware: every request gets an id (returned in X-Request-ID) and one access line, handed to the log's writer before its answer leaves"
     def __init__(self, app, logger: logging.Logger | None = None):
-        self.app, self.log = app, logger or logging.getLogger('mlfin.service.access')
+        self.app, self.log = app, logger or logging.getLogger(ACCESS)
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)

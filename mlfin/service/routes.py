@@ -17,8 +17,8 @@ from .auth import ROLES, Caller, Forbidden, Unauthorized, allows, credentials, i
 
 # %% auto #0
 __all__ = ['api_key', 'bearer', 'people', 'SCHEMES', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SIGNED_IN', 'SYMBOL',
-           'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'require',
-           'client_address', 'Error', 'Health', 'LoadedModel', 'Ready', 'Candle', 'IngestRequest', 'Anomaly',
+           'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'HOT',
+           'require', 'client_address', 'Error', 'Health', 'LoadedModel', 'Ready', 'Candle', 'IngestRequest', 'Anomaly',
            'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion',
            'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'ingest', 'ingest_run',
            'delete_series', 'prices_latest', 'forecast', 'predict', 'signal', 'signal_history', 'models', 'model',
@@ -363,6 +363,19 @@ def forecast(state, symbol: str, timeframe: str, closed: bool):
         raise
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_07
+_ANSWERS: dict = {}   # (symbol, timeframe, closed) -> (the Forecast last answered, its JSON): encoded once per forecast, not per request
+
+def _answer(f, closed: bool) -> Response:
+    "The JSON of a `Prediction` of forecast `f`, made once per forecast (a new bar or version makes a new one)"
+    where = (f.symbol, f.timeframe, closed)
+    if (hit := _ANSWERS.get(where)) is None or hit[0] is not f:
+        body = Prediction(symbol=f.symbol, timeframe=f.timeframe, bar_time=f.bar_time, kind=f.kind, label=f.label,
+                          prob_up=f.value if f.kind == 'classifier' else None, prediction=f.value, model=f.model, name=f.name,
+                          version=f.version, computed_at=f.computed_at).model_dump_json().encode()
+        if len(_ANSWERS) > 10_000: _ANSWERS.clear()
+        hit = _ANSWERS[where] = (f, body)
+    return Response(hit[1], media_type='application/json')
+
 @router.get('/predict', response_model=Prediction, tags=['predictions'], responses=ERRORS)
 async def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True, caller: Caller = READ) -> Prediction:
     "The production model's prediction for the bar after the last closed one (a forming candle waits until it closes), with the model's name and version"
@@ -371,9 +384,7 @@ async def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed
     # the forecast kept for these bars and this version, answered on the event loop; else made (or waited for) in a thread
     f = state.live.kept(symbol, timeframe, closed) or await run_in_threadpool(forecast, state, symbol, timeframe, closed)
     state.metrics.predicted(symbol, timeframe)
-    return Prediction(symbol=f.symbol, timeframe=f.timeframe, bar_time=f.bar_time, kind=f.kind, label=f.label,
-                      prob_up=f.value if f.kind == 'classifier' else None, prediction=f.value, model=f.model, name=f.name,
-                      version=f.version, computed_at=f.computed_at)
+    return _answer(f, closed)
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c009_08
@@ -519,3 +530,7 @@ def monitor(caller: Caller = READ) -> dict:
     found = latest_report()
     if found is None: raise NotFound("no monitor run yet: `mlfin monitor` writes one (a schedule runs it)")
     return {k: v for k, v in found.items() if k != 'folder'}
+
+# %% ../../nbs/10e_service.routes.ipynb #c009_23
+HOT = ('/predict', '/signals', '/prices/latest', '/ingest')   # matched first: FastAPI tries a router's routes in order, for every request
+router.routes.sort(key=lambda route: getattr(route, 'path', None) not in HOT)   # (stable: the rest keep their order; no route above shadows these paths)

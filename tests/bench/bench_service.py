@@ -1,22 +1,30 @@
-"""Benchmark: the service under load, in one run (`make bench-service`).
+"""Benchmark: the service under load, in one run (`make bench-service`; ARGS="--profile" adds py-spy profiles).
 
 The model is real: LightGBM trained by the pipeline on the embedded S&P 500 daily bars and registered as production.
 The series the ingest timings write into are SYNTHETIC (random-walk one-minute bars, labelled): they give a history of
 the wanted length (10 thousand and 10 million bars).
 
-  1. /predict at 1,000 requests a second for 60 s over loopback, by hey (Debian's load tool, in its own process):
-     p50, p99, errors; beside the floor: a bare FastAPI app under the same uvicorn answering the same JSON from memory
-     behind a constant API-key check (no store, registry, limiter or metrics). Target: p99 < 50 ms, 0 errors.
+  1. /predict asked 1,000 requests a second for 60 s over loopback, by hey (Debian's load tool, in its own process):
+     the rate achieved, p50, p99, errors; beside the floor: a bare FastAPI app under the same uvicorn answering the same
+     JSON from memory behind a constant API-key check (no store, registry, limiter or metrics), measured in the same run.
+     Target (issue 36): the rate held (at least 97% of the asked requests answered: hey's own pacing drops a few, the
+     floor shows how many), 0 errors, p99 at most 1.3x the floor's.
+     Measured in 3 rounds alternating with the floor (one minute's p99 varies by 1.5x on a shared machine): the median p99s compared.
      1b. the same with a monitor run written and /metrics scraped by a scraper key (its gauges on) every 15 s (Prometheus's
      default) and every second, in 3 rounds of 30 s alternating with runs without scrapes: median p99 of each beside the
      runs without. Target (issue 19): at most 10% higher.
   2. in-process: `Live.forecast` as each request runs it (the kept forecast), and as the first request after a new bar
-     runs it (features on the last 1,000 bars and the model): p50 and p99.
+     runs it (the kept forecast dropped: the last bars read, features on them and the model): p50 and p99.
   3. POST /ingest of one new minute bar, one request after another, into a series of 10k bars and one of 10M bars:
-     p50 and p99 of each. Target: the two within 2x, p99 < 20 ms.
-  4. sustained ingest: POST /ingest of 1,000 new minute bars a request, for 20 s: candles a second.
-The service runs as `mlfin serve` (one uvicorn worker) in its own process; hey and the clients run beside it on the
-same 2 cores, which they share with it: the figures are the service's with its load generator, not alone.
+     p50 and p99 of each. Target (issue 36): p99 < 20 ms in both, the two within 1.2x.
+  4. sustained ingest: POST /ingest of 1,000 new minute bars a request, for 20 s: candles a second. Target: >= 40,000.
+  5. two workers (`--workers 2`, rate limits counted in Redis on loopback, keys and sessions read from the shared service
+     database): 1, 3 and 4 again, beside a two-worker floor.
+With --profile, py-spy samples the one-worker service through 20 s of the /predict load and through the one-bar ingests:
+their stacks (collapsed: a flame graph in speedscope, flamegraph.pl or inferno) in the working folder, and the functions the
+samples spent their own time in, printed.
+The service runs as `mlfin serve` in its own process; hey and the clients run beside it on the same cores, which they
+share with it: the figures are the service's with its load generator, not alone.
 """
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -59,7 +67,7 @@ def hey(url: str, key: str, seconds: int = 60, rate: int = 1000, clients: int = 
             'requests': sum(codes.values()), 'errors': errors, 'codes': codes}
 
 
-FLOOR = '''
+FLOOR = """
 import json
 from fastapi import FastAPI, Header, HTTPException
 BODY = json.loads(__import__('os').environ['FLOOR_BODY'])
@@ -68,11 +76,190 @@ app = FastAPI()
 def predict(symbol: str, timeframe: str, x_api_key: str | None = Header(None)):
     if x_api_key != __import__('os').environ['FLOOR_KEY']: raise HTTPException(401, 'unknown API key')
     return BODY
+"""
+RATE, SECONDS, HELD, FLOOR_RATIO = 1000, 60, 0.97, 1.3   # issue 36's targets: asked rate, for how long, share answered, p99 against the floor
+ROUNDS = 3   # of 60 s each, alternating with the floor's: one minute's p99 on a shared machine varies by 1.5x from one minute to the next
+ONE_BAR_MS, ONE_BAR_RATIO, SUSTAINED = 20.0, 1.2, 40_000
+
+
+def verdict(ok: bool) -> str: return 'met' if ok else 'MISSED'
+
+
+def serve(port: int, workers: int = 1, limits: str = 'memory://'):
+    "`mlfin serve` on `port`, its log in the working folder"
+    return subprocess.Popen([str(BIN/'mlfin'), 'serve', '--port', str(port), '--no-jobs', '--rate-limit', '100000000/minute',
+                             '--workers', str(workers), '--limits-storage', limits], cwd=ROOT, env=ENV,
+                            stdout=open(work/f'serve-{port}.log', 'w'), stderr=subprocess.STDOUT)
+
+
+def stop(process):
+    process.terminate()
+    try: process.wait(30)
+    except subprocess.TimeoutExpired: process.kill(); process.wait()
+
+
+def floor_run(body: dict, key: str, workers: int = 1) -> dict:
+    "hey against the bare FastAPI floor under uvicorn with `workers` processes"
+    port = free_port()
+    (work/'floor.py').write_text(FLOOR)
+    floor = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'floor:app', '--port', str(port), '--log-level', 'warning', '--workers', str(workers),
+                              '--no-access-log', '--http', 'httptools', '--app-dir', str(work)],
+                             env={**ENV, 'FLOOR_BODY': json.dumps(body), 'FLOOR_KEY': key}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait(f"http://127.0.0.1:{port}/docs", floor)
+        return hey(f"http://127.0.0.1:{port}/predict?symbol=SPX&timeframe=1d", key)
+    finally: stop(floor)
+
+
+def rounds(url: str, body: dict, key: str, workers: int = 1, n: int = ROUNDS) -> tuple[list, list]:
+    "/predict on the service and on the floor, 60 s each, alternating `n` times: the loopback's and the machine's drift falls on both alike"
+    ours, bare = [], []
+    for _ in range(n):
+        ours.append(hey(f"{url}/predict?symbol=SPX&timeframe=1d", key)); bare.append(floor_run(body, key, workers))
+    return ours, bare
+
+
+def predict_targets(label: str, ours: list, bare: list) -> bool:
+    "Print the /predict rounds beside the floor's with issue 36's targets, met or missed: every round held the rate with 0 errors, median p99 within 1.3x"
+    asked = RATE * SECONDS
+    each = lambda runs, k, f='.1f': ', '.join(format(r[k], f) for r in runs)
+    print(f"{label} /predict asked {RATE:,}/s for {SECONDS} s (hey, 10 clients), {len(ours)} rounds alternating with the floor: answered "
+          f"{each(ours, 'requests', ',')} of {asked:,}; p50 {each(ours, 'p50_ms')} ms; p99 {each(ours, 'p99_ms')} ms; errors {sum(r['errors'] for r in ours)}", flush=True)
+    print(f"   the floor, a bare FastAPI app answering the same JSON from memory: answered {each(bare, 'requests', ',')}; p50 {each(bare, 'p50_ms')} ms; "
+          f"p99 {each(bare, 'p99_ms')} ms; errors {sum(r['errors'] for r in bare)}", flush=True)
+    held = min(r['requests'] for r in ours) / asked
+    errors = sum(r['errors'] for r in ours)
+    p99, floor99 = float(np.median([r['p99_ms'] for r in ours])), float(np.median([r['p99_ms'] for r in bare]))
+    ratio = p99 / floor99
+    print(f"   target: the rate held in every round (the fewest answered {held:.1%} of those asked, at least {HELD:.0%}): {verdict(held >= HELD)}; "
+          f"0 errors ({errors}): {verdict(errors == 0)}; median p99 at most {FLOOR_RATIO}x the floor's ({p99:.1f} against {floor99:.1f} ms: {ratio:.2f}x): "
+          f"{verdict(ratio <= FLOOR_RATIO)}", flush=True)
+    return held >= HELD and errors == 0 and ratio <= FLOOR_RATIO
+
+
+def one_bar(client, symbol: str, n: int = 400) -> tuple[float, float, int]:
+    "POST /ingest of one new minute bar `n` times, one after another: p50 and p99 in ms (the first 20 warm the path), and the bars now held"
+    last = pd.Timestamp(client.get('/prices/latest', params={'symbol': symbol, 'timeframe': '1m', 'n': 1}).json()['bars'][0]['ts'])
+    close, spent = 100.0, []
+    for i in range(1, n + 1):
+        ts = last + pd.Timedelta(minutes=i)
+        candle = {'ts': ts.isoformat(), 'open': close, 'high': close + 0.02, 'low': close - 0.02, 'close': close + 0.01, 'volume': 5.0}
+        t = time.perf_counter()
+        r = client.post('/ingest', json={'symbol': symbol, 'timeframe': '1m', 'candles': [candle]})
+        spent.append(time.perf_counter() - t)
+        assert r.status_code == 200 and r.json()['new'] == 1, r.text
+    spent = np.array(spent[20:]) * 1e3
+    return float(np.percentile(spent, 50)), float(np.percentile(spent, 99)), r.json()['total']
+
+
+def ingest_targets(label: str, client, sustained_label: str) -> dict:
+    "3 and 4: one bar into 10k and 10M bars, then 1,000-candle batches for 20 s; printed with their targets"
+    timings = {}
+    for symbol in ('SYN10K', 'SYN10M'):
+        p50, p99, total = timings[symbol] = one_bar(client, symbol)
+        print(f"{label} POST /ingest of one new minute bar into {total:,} bars (SYNTHETIC): p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
+    small, big = timings['SYN10K'], timings['SYN10M']
+    ratio = max(big[0] / small[0], big[1] / small[1], small[1] / big[1])
+    print(f"   10M against 10k: p50 {big[0] / small[0]:.2f}x, p99 {big[1] / small[1]:.2f}x; target: p99 < {ONE_BAR_MS:.0f} ms in both "
+          f"({small[1]:.1f}, {big[1]:.1f}): {verdict(max(small[1], big[1]) < ONE_BAR_MS)}; within {ONE_BAR_RATIO}x of each other "
+          f"({ratio:.2f}x): {verdict(ratio <= ONE_BAR_RATIO)}", flush=True)
+    last = pd.Timestamp(client.get('/prices/latest', params={'symbol': 'SYN10M', 'timeframe': '1m', 'n': 1}).json()['bars'][0]['ts'])
+    sent, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 20:
+        times = pd.date_range(last + pd.Timedelta(minutes=1), periods=1000, freq='1min')
+        close = 100 + np.cumsum(np.random.default_rng(sent).normal(0, 0.01, 1000))
+        candles = [{'ts': t.isoformat(), 'open': c, 'high': c + 0.02, 'low': c - 0.02, 'close': c, 'volume': 1.0} for t, c in zip(times, close)]
+        r = client.post('/ingest', json={'symbol': 'SYN10M', 'timeframe': '1m', 'candles': candles})
+        assert r.status_code == 200 and r.json()['new'] == 1000, r.text
+        sent += 1000; last = times[-1]
+    rate = sent / (time.perf_counter() - started)
+    print(f"{sustained_label} sustained ingest, 1,000-candle batches one after another into the 10M series: {rate:,.0f} candles/s "
+          f"({sent:,} candles); target >= {SUSTAINED:,}: {verdict(rate >= SUSTAINED)}", flush=True)
+    return {'one_bar': timings, 'per_s': rate, 'met': max(small[1], big[1]) < ONE_BAR_MS and ratio <= ONE_BAR_RATIO and rate >= SUSTAINED}
+
+
+IDLE = ('Runner.run ', 'Condition.wait ', 'select ', 'epoll ', 'Thread.wait ')   # a sample whose innermost Python frame is one of these waits
+
+
+def profiled(pid: int, name: str, during) -> None:
+    "py-spy sampling `pid` while `during()` runs: its stacks collapsed (a flame graph's input) and the functions holding the most samples (their own time), printed"
+    py_spy = BIN/'py-spy'
+    raw = work/f'profile-{name}.txt'
+    spy = subprocess.Popen([str(py_spy), 'record', '--pid', str(pid), '--rate', '250', '--format', 'raw', '--output', str(raw), '--nonblocking'],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(2)   # attached
+    try: during()
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try: spy.wait(60)
+        except subprocess.TimeoutExpired: spy.kill()
+    if not raw.exists(): print(f"   profile {name}: py-spy wrote nothing ({spy.stderr.read().decode()[-300:].strip()})"); return
+    own, total, idle = {}, 0, 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(' ')
+        frames = [re.sub(r':\d+\)$', ')', re.sub(r' \(.*?/(site-packages|lib/python3\.\d+)/', ' (', f)) for f in stack.split(';') if f.strip()]
+        if not frames or frames[-1].startswith(IDLE): idle += int(count); continue   # waiting: for a request (uvloop's C loop), or a thread for work
+        own[frames[-1]] = own.get(frames[-1], 0) + int(count); total += int(count)
+    print(f"   profile {name}: {total:,} busy samples ({idle:,} waiting), their stacks in {raw} (collapsed stacks: open in speedscope, or "
+          f"flamegraph.pl/inferno for an SVG); own time by function:", flush=True)
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:12]: print(f"     {n / total:6.1%}  {frame[:150]}")
+
+
+def gauges(url: str, key: str):
+    "1b: the same load with the monitor's gauges on, /metrics scraped every 15 s and every second, rounds alternating with runs without"
+    import threading, httpx
+    subprocess.run([str(BIN/'mlfin'), 'monitor', '--window', '250'], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    scraper = subprocess.run([str(BIN/'mlfin'), 'keys', 'create', '--role', 'scraper'], env=ENV, capture_output=True, text=True, check=True).stdout.strip()
+    def gauged(every: float | None, seconds: int = 30) -> dict:
+        done, scrapes = threading.Event(), []
+        def scrape():
+            with httpx.Client(base_url=url, headers={'Authorization': f"Bearer {scraper}"}, timeout=30) as c:
+                while not done.wait(every):
+                    t = time.perf_counter(); text = c.get('/metrics').text; scrapes.append(time.perf_counter() - t)
+                    assert 'mlfin_monitor_drifted_share' in text
+        watcher = threading.Thread(target=scrape)
+        if every: watcher.start()
+        try: found = hey(f"{url}/predict?symbol=SPX&timeframe=1d", key, seconds)
+        finally:
+            done.set()
+            if every: watcher.join()
+        return {**found, 'scrapes': len(scrapes), 'scrape_ms': 1000 * float(np.median(scrapes)) if scrapes else None}
+    rounds = {'without': [], 'every 15 s': [], 'every 1 s': []}
+    for _ in range(3):
+        for name, every in (('without', None), ('every 15 s', 15.0), ('every 1 s', 1.0)): rounds[name].append(gauged(every))
+    p99 = {name: float(np.median([r['p99_ms'] for r in runs])) for name, runs in rounds.items()}
+    for name, runs in rounds.items():
+        scraped = [r['scrape_ms'] for r in runs if r['scrape_ms'] is not None]
+        how = 'not scraped' if name == 'without' else f"scraped {name} (scrape median {np.median(scraped):.0f} ms)"
+        each = ', '.join(f"{r['p99_ms']:.1f}" for r in runs)
+        ratio = '' if name == 'without' else f" -> {p99[name] / p99['without']:.2f}x without; target at most 1.10x: {verdict(p99[name] / p99['without'] <= 1.10)}"
+        print(f"1b. /predict at 1,000 requests/s, 3 rounds of 30 s, /metrics {how}: p99 {each} ms (median {p99[name]:.1f}), "
+              f"{np.mean([r['rps'] for r in runs]):.0f}/s, errors {sum(r['errors'] for r in runs)}{ratio}", flush=True)
+    return rounds
+
+
+IN_PROCESS = '''
+import sys, time, numpy as np
+from mlfin.service.live import Live
+from mlfin.data.stores import open_store
+live = Live(open_store(sys.argv[1]))
+live.forecast('SPX', '1d')
+kept = []
+for _ in range(20_000):
+    t = time.perf_counter(); live.forecast('SPX', '1d'); kept.append(time.perf_counter() - t)
+fresh, entry = [], live._series[('SPX', '1d')]
+for _ in range(200):
+    entry.forecasts.clear()   # as after a new bar: the kept forecast no longer answers, the bars are read and the model run again
+    t = time.perf_counter(); made = live.forecast('SPX', '1d'); fresh.append(time.perf_counter() - t)
+    assert made is entry.forecasts[True][2]
+q = lambda x, p: float(np.percentile(x, p)) * 1e3
+RESULT = {'kept_p50': q(kept, 50), 'kept_p99': q(kept, 99), 'fresh_p50': q(fresh, 50), 'fresh_p99': q(fresh, 99), 'tail': live.tail}
 '''
 
 
 def main():
     if not shutil.which('hey'): raise SystemExit("hey is missing: `bash env/setup-test.sh` installs it (Debian package hey)")
+    profile = '--profile' in sys.argv[1:]
     print(f"bench-service: working in {work}\n", flush=True)
     seconds = production_model(ENV, work/'reports', 'bench-service serves it')
     print(f"   a production model: LightGBM on the S&P 500 daily bars, trained by the pipeline ({seconds:.0f} s)", flush=True)
@@ -88,120 +275,54 @@ for symbol, n in (('SYN10K', 10_000), ('SYN10M', 10_000_000)):
 RESULT = {}
 ''', work/'home'/'store')
     key = subprocess.run([str(BIN/'mlfin'), 'keys', 'create', '--role', 'analyst'], env=ENV, capture_output=True, text=True, check=True).stdout.strip()
+    import httpx
+    results, met = {}, []
     port = free_port()
-    server = subprocess.Popen([str(BIN/'mlfin'), 'serve', '--port', str(port), '--no-jobs', '--rate-limit', '100000000/minute'], cwd=ROOT, env=ENV,
-                              stdout=open(work/'serve.log', 'w'), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server, url = serve(port), f"http://127.0.0.1:{port}"
     try:
         wait(url + '/health', server)
-        import httpx
         client = httpx.Client(base_url=url, headers={'X-API-Key': key}, timeout=30)
         body = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
-        ours = hey(f"{url}/predict?symbol=SPX&timeframe=1d", key)
-        print(f"1. /predict at 1,000 requests/s for 60 s (hey, 10 clients): {ours['requests']:,} requests, {ours['rps']:.0f}/s, "
-              f"p50 {ours['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} ms, errors {ours['errors']}", flush=True)
-        floor_port = free_port()
-        (work/'floor.py').write_text(FLOOR)
-        floor = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'floor:app', '--port', str(floor_port), '--log-level', 'warning',
-                                  '--no-access-log', '--http', 'httptools', '--app-dir', str(work)],
-                                 env={**ENV, 'FLOOR_BODY': json.dumps(body), 'FLOOR_KEY': key}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        try:
-            wait(f"http://127.0.0.1:{floor_port}/docs", floor)
-            bare = hey(f"http://127.0.0.1:{floor_port}/predict?symbol=SPX&timeframe=1d", key)
-        finally: floor.terminate(); floor.wait(30)
-        print(f"   the floor, a bare FastAPI app answering the same JSON from memory: {bare['rps']:.0f}/s, p50 {bare['p50_ms']:.1f} ms, "
-              f"p99 {bare['p99_ms']:.1f} ms, errors {bare['errors']} -> ours/floor p99 {ours['p99_ms'] / bare['p99_ms']:.2f}x", flush=True)
-        print(f"   target p99 < 50 ms with 0 errors: {'met' if ours['p99_ms'] < 50 and ours['errors'] == 0 else 'MISSED'}", flush=True)
+        ours, bare = rounds(url, body, key)
+        met.append(predict_targets('1.', ours, bare))
+        results.update(predict=ours, floor=bare)
+        if profile:
+            profiled(server.pid, 'predict', lambda: hey(f"{url}/predict?symbol=SPX&timeframe=1d", key, 20))
+            profiled(server.pid, 'ingest', lambda: one_bar(client, 'SYN10K', 300))
+        results['gauged'] = gauges(url, key)
 
-        # the same load with the monitor's gauges on: a monitor run written and /metrics scraped by a scraper key, every 15 s
-        # (Prometheus's default and the shipped configuration) and every second; rounds alternate with runs without scrapes, so
-        # the machine's drift over the minutes falls on each condition alike
-        subprocess.run([str(BIN/'mlfin'), 'monitor', '--window', '250'], cwd=ROOT, env=ENV, check=True, capture_output=True)
-        scraper = subprocess.run([str(BIN/'mlfin'), 'keys', 'create', '--role', 'scraper'], env=ENV, capture_output=True, text=True, check=True).stdout.strip()
-        import threading
-        def gauged(every: float | None, seconds: int = 30) -> dict:
-            done, scrapes = threading.Event(), []
-            def scrape():
-                with httpx.Client(base_url=url, headers={'Authorization': f"Bearer {scraper}"}, timeout=30) as c:
-                    while not done.wait(every):
-                        t = time.perf_counter(); text = c.get('/metrics').text; scrapes.append(time.perf_counter() - t)
-                        assert 'mlfin_monitor_drifted_share' in text
-            watcher = threading.Thread(target=scrape)
-            if every: watcher.start()
-            try: found = hey(f"{url}/predict?symbol=SPX&timeframe=1d", key, seconds)
-            finally:
-                done.set()
-                if every: watcher.join()
-            return {**found, 'scrapes': len(scrapes), 'scrape_ms': 1000 * float(np.median(scrapes)) if scrapes else None}
-        rounds = {'without': [], 'every 15 s': [], 'every 1 s': []}
-        for _ in range(3):
-            for name, every in (('without', None), ('every 15 s', 15.0), ('every 1 s', 1.0)): rounds[name].append(gauged(every))
-        p99 = {name: float(np.median([r['p99_ms'] for r in runs])) for name, runs in rounds.items()}
-        for name, runs in rounds.items():
-            scraped = [r['scrape_ms'] for r in runs if r['scrape_ms'] is not None]
-            how = 'not scraped' if name == 'without' else f"scraped {name} (scrape median {np.median(scraped):.0f} ms)"
-            each = ', '.join(f"{r['p99_ms']:.1f}" for r in runs)
-            ratio = '' if name == 'without' else f" -> {p99[name] / p99['without']:.2f}x without (target: at most 1.10x)"
-            print(f"1b. /predict at 1,000 requests/s, 3 rounds of 30 s, /metrics {how}: p99 {each} ms (median {p99[name]:.1f}), "
-                  f"{np.mean([r['rps'] for r in runs]):.0f}/s, errors {sum(r['errors'] for r in runs)}{ratio}", flush=True)
+        inproc = results['in_process'] = child(IN_PROCESS, work/'home'/'store')
+        print(f"2. in process: the kept forecast p50 {inproc['kept_p50'] * 1e3:.0f} us, p99 {inproc['kept_p99'] * 1e3:.0f} us; after a new bar "
+              f"(the last {inproc['tail']:,} bars read, features on them, LightGBM) p50 {inproc['fresh_p50']:.1f} ms, p99 {inproc['fresh_p99']:.1f} ms", flush=True)
+        ingested = results['ingest'] = ingest_targets('3.', client, '4.')
+        met.append(ingested['met'])
+        errors = (work/f'serve-{port}.log').read_text().count('Traceback')
+        print(f"   server errors in its log: {errors}", flush=True)
+    finally: stop(server)
 
-        inproc = child('''
-import sys, time, numpy as np
-from mlfin.service.live import Live
-from mlfin.data.stores import open_store
-live = Live(open_store(sys.argv[1]))
-live.forecast('SPX', '1d')
-kept = []
-for _ in range(20_000):
-    t = time.perf_counter(); live.forecast('SPX', '1d'); kept.append(time.perf_counter() - t)
-fresh = []
-for _ in range(200):
-    live._entry('SPX', '1d').stamp = None   # as if a bar had arrived
-    t = time.perf_counter(); live.forecast('SPX', '1d'); fresh.append(time.perf_counter() - t)
-q = lambda x, p: float(np.percentile(x, p)) * 1e3
-RESULT = {'kept_p50': q(kept, 50), 'kept_p99': q(kept, 99), 'fresh_p50': q(fresh, 50), 'fresh_p99': q(fresh, 99)}
-''', work/'home'/'store')
-        print(f"2. in process: the kept forecast p50 {inproc['kept_p50'] * 1e3:.0f} us, p99 {inproc['kept_p99'] * 1e3:.0f} us; "
-              f"after a new bar (features on 1,000 bars + LightGBM) p50 {inproc['fresh_p50']:.1f} ms, p99 {inproc['fresh_p99']:.1f} ms", flush=True)
-
-        timings = {}
-        for symbol in ('SYN10K', 'SYN10M'):
-            last = pd.Timestamp(client.get('/prices/latest', params={'symbol': symbol, 'timeframe': '1m', 'n': 1}).json()['bars'][0]['ts'])
-            close, spent = 100.0, []
-            for i in range(1, 401):
-                ts = last + pd.Timedelta(minutes=i)
-                candle = {'ts': ts.isoformat(), 'open': close, 'high': close + 0.02, 'low': close - 0.02, 'close': close + 0.01, 'volume': 5.0}
-                t = time.perf_counter()
-                r = client.post('/ingest', json={'symbol': symbol, 'timeframe': '1m', 'candles': [candle]})
-                spent.append(time.perf_counter() - t)
-                assert r.status_code == 200 and r.json()['new'] == 1, r.text
-            spent = np.array(spent[20:]) * 1e3   # the first ones warm the path
-            timings[symbol] = (float(np.percentile(spent, 50)), float(np.percentile(spent, 99)))
-            total = r.json()['total']
-            print(f"3. POST /ingest of one new minute bar into {total:,} bars (SYNTHETIC): p50 {timings[symbol][0]:.1f} ms, p99 {timings[symbol][1]:.1f} ms", flush=True)
-        ratio = max(timings['SYN10M'][0] / timings['SYN10K'][0], timings['SYN10M'][1] / timings['SYN10K'][1])
-        print(f"   10M against 10k: p50 {timings['SYN10M'][0] / timings['SYN10K'][0]:.2f}x, p99 {timings['SYN10M'][1] / timings['SYN10K'][1]:.2f}x "
-              f"(target within 2x, p99 < 20 ms): {'met' if ratio <= 2 and timings['SYN10M'][1] < 20 and timings['SYN10K'][1] < 20 else 'MISSED'}", flush=True)
-
-        last = pd.Timestamp(client.get('/prices/latest', params={'symbol': 'SYN10M', 'timeframe': '1m', 'n': 1}).json()['bars'][0]['ts'])
-        sent, started = 0, time.perf_counter()
-        while time.perf_counter() - started < 20:
-            times = pd.date_range(last + pd.Timedelta(minutes=1), periods=1000, freq='1min')
-            close = 100 + np.cumsum(np.random.default_rng(sent).normal(0, 0.01, 1000))
-            candles = [{'ts': t.isoformat(), 'open': c, 'high': c + 0.02, 'low': c - 0.02, 'close': c, 'volume': 1.0} for t, c in zip(times, close)]
-            r = client.post('/ingest', json={'symbol': 'SYN10M', 'timeframe': '1m', 'candles': candles})
-            assert r.status_code == 200 and r.json()['new'] == 1000, r.text
-            sent += 1000; last = times[-1]
-        seconds = time.perf_counter() - started
-        print(f"4. sustained ingest, 1,000-candle batches one after another into the 10M series: {sent / seconds:,.0f} candles/s "
-              f"({sent:,} in {seconds:.1f} s)", flush=True)
-        errors = (work/'serve.log').read_text().count('Traceback')
-        print(f"\n   server errors in its log: {errors}")
-        print(json.dumps({'predict': ours, 'floor': bare, 'gauged': rounds, 'in_process': inproc, 'ingest_one': timings, 'ingest_per_s': sent / seconds}))
-    finally:
-        server.send_signal(signal.SIGTERM); server.wait(60)
-        shutil.rmtree(work, ignore_errors=True)
+    # two workers: rate limits counted in Redis (keys and sessions: the shared service database, each worker's cache 1 s)
+    redis_port = free_port()
+    redis = subprocess.Popen([shutil.which('redis-server') or 'redis-server', '--port', str(redis_port), '--bind', '127.0.0.1', '--save', '',
+                              '--appendonly', 'no'], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    port = free_port()
+    server, url = serve(port, workers=2, limits=f"redis://127.0.0.1:{redis_port}"), f"http://127.0.0.1:{port}"
+    try:
+        wait(url + '/health', server)
+        client = httpx.Client(base_url=url, headers={'X-API-Key': key}, timeout=30)
+        for _ in range(20): client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})   # each worker's forecast kept
+        ours2, bare2 = rounds(url, body, key, workers=2)
+        print("5. two workers, rate limits counted in Redis:", flush=True)
+        met.append(predict_targets('5.1', ours2, bare2))
+        med = lambda runs: float(np.median([r['p99_ms'] for r in runs]))
+        print(f"   one worker against two: median p99 {med(results['predict']):.1f} against {med(ours2):.1f} ms", flush=True)
+        ingested2 = ingest_targets('5.3', client, '5.4')
+        met.append(ingested2['met'])
+        results.update(two_workers={'predict': ours2, 'floor': bare2, 'ingest': ingested2})
+        errors = (work/f'serve-{port}.log').read_text().count('Traceback')
+        print(f"   server errors in its log: {errors}", flush=True)
+    finally: stop(server); stop(redis)
+    print(f"\nbench-service: issue 36's targets {'all met' if all(met) else 'NOT all met'}")
+    print(json.dumps(results))
 
 
-if __name__ == '__main__':
-    main()
+if __name__ == '__main__': main()
