@@ -115,7 +115,7 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
                 while not pushing.wait(2):
                     closed = pd.Timestamp.now(tz='UTC').floor('min')
                     if closed > sent: push('ESA', copy[(copy.index >= sent) & (copy.index < closed)]); sent = closed
-            threading.Thread(target=keep_pushing, daemon=True).start()
+            pusher = threading.Thread(target=keep_pushing, daemon=True); pusher.start()
             watched = mlfin(home, 'monitor', '--window', '250').stdout
             assert 'mlfin.ESB.1m v' in watched and 'mlfin.ESA.1m v' in watched, watched
             stack = start_monitoring(tmp_path/'monitoring', f"127.0.0.1:{svc.port}", svc.key('scraper'), rules=fast,
@@ -128,7 +128,13 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
             deadline = time.time() + 180
             while time.time() < deadline and not (wanted <= firing(notified) and all(any(a in m for m in mails) for a, _ in wanted)):
                 time.sleep(1)
-            time.sleep(5)   # anything else that was going to fire has had its chance
+            # anything else that was going to fire has had its chance: every rule evaluated again 5 s after now (each `for:` is 2 s here),
+            # however slowly this machine's Prometheus goes round
+            seen, deadline = pd.Timestamp.now(tz='UTC') + pd.Timedelta(seconds=5), time.time() + 180
+            while time.time() < deadline and not all(pd.Timestamp(r['lastEvaluation']) > seen for r in stack.rules()): time.sleep(1)
+            assert all(pd.Timestamp(r['lastEvaluation']) > seen for r in stack.rules()), stack.rules()
+            time.sleep(3)   # and Alertmanager's group wait (1 s) and interval (1 s) for what they would have sent
+            assert [(r['name'], a['labels']) for r in stack.rules() for a in r.get('alerts', []) if 'ESA' in str(a['labels'])] == []
             got = firing(notified)
             assert wanted <= got, (got, watched, stack.rules())
             assert [a for a, _ in wanted if not any(a in m and 'ops@example.org' in m for m in mails)] == [], mails[:2]
@@ -137,7 +143,8 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
             assert svc.errors() == ''
             # the service killed while they fire: MlfinServiceDown is sent, and none of them is resolved (held by their rules,
             # inhibited by Alertmanager while the service is down)
-            pushing.set(); time.sleep(3)   # ESA's collector stops first: its pushes would fail
+            pushing.set(); pusher.join(120)   # ESA's collector stops first (a push under way finished): its pushes would fail
+            assert not pusher.is_alive()
             killed_at = len(notified)
             svc.stop(signal.SIGKILL)
             deadline = time.time() + 180

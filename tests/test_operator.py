@@ -71,9 +71,15 @@ def test_a_resent_candle_keeps_its_volume(served_home, tmp_path):
 
 def test_signals_are_decided_on_closed_bars_and_the_record_keeps_the_final_one(served_home, tmp_path):
     "Defect 8: the forming candle a MetaTrader collector sends is not decided on; a bar corrected after its close is decided again"
-    store = str(tmp_path/'store')
+    for attempt in range(3):   # the checks need one clock minute throughout: a minute that turned on a busy machine, tried again on a fresh store
+        if decided_within_a_minute(served_home, str(tmp_path/f'store{attempt}')): return
+    pytest.fail("the clock's minute turned during each of 3 attempts (each had 57 s or more)")
+
+
+def decided_within_a_minute(served_home, store: str) -> bool:
+    "The closed-bar checks of defect 8, begun as a minute starts; False (nothing asserted after it) when the minute turned before they ended"
     with service(served_home, '--no-jobs', store=store) as svc, svc.client(svc.key('admin')) as client:
-        while pd.Timestamp.now(tz='UTC').second > 30: time.sleep(0.5)   # the checks below need one minute throughout: start early in one
+        while pd.Timestamp.now(tz='UTC').second >= 3: time.sleep(0.2)   # begun at the start of a minute: 57 s or more for what follows
         now = pd.Timestamp.now(tz='UTC').floor('min')
         live = ES.iloc[-1000:].copy()
         live.index = now - (live.index[-1] - live.index)   # the real minutes, moved so that the last one is forming now
@@ -82,7 +88,7 @@ def test_signals_are_decided_on_closed_bars_and_the_record_keeps_the_final_one(s
         assert posted.status_code == 200, posted.json()
         ask = lambda **kw: client.get('/signals', params={'symbol': 'ES', 'timeframe': '1m', **kw}).json()
         closed, forming = ask(), ask(closed='false')
-        if pd.Timestamp.now(tz='UTC').floor('min') != now: pytest.skip('the minute turned while the test ran')   # rare: then the bar closed
+        if pd.Timestamp.now(tz='UTC').floor('min') != now: return False   # the forming bar closed meanwhile
         assert pd.Timestamp(closed['ts']) == live.index[-2] and closed['persisted'] is True, closed
         assert pd.Timestamp(forming['ts']) == live.index[-1] and forming['persisted'] is False, forming
         # the collector's next push corrects the closed bar (its final values): decided again, and the record keeps the final decision
@@ -91,10 +97,11 @@ def test_signals_are_decided_on_closed_bars_and_the_record_keeps_the_final_one(s
         assert client.post('/ingest', json={'symbol': 'ES', 'timeframe': '1m', 'off_calendar': 'keep', 'candles': corrected}).json()['changed'] == 1
         final = ask()
         history = client.get('/signals/history', params={'symbol': 'ES', 'timeframe': '1m', 'start': str(live.index[-5].date())}).json()
-        if pd.Timestamp.now(tz='UTC').floor('min') != now: pytest.skip('the minute turned while the test ran')   # the forming bar closed: decided too
+        if pd.Timestamp.now(tz='UTC').floor('min') != now: return False   # the forming bar closed: decided too
         assert [(h['ts'], h['prob_up']) for h in history] == [(final['ts'], final['prob_up'])], history   # one record of the bar: the final one
         assert final['prob_up'] != closed['prob_up']
     assert svc.errors() == ''
+    return True
 
 
 # --- defect 9: a body is read only for a credential --------------------------------------------------------------------
