@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10a0_service.logs.ipynb #c003
 from __future__ import annotations
-import atexit, datetime as dt, errno, itertools, json, logging, queue, re, secrets, sys, threading, time, traceback
+import atexit, datetime as dt, errno, itertools, json, logging, os, queue, re, secrets, sys, threading, time, traceback
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from ..config import BadInput
@@ -144,6 +144,18 @@ def request_id(scope) -> str:
     "The request's id: the caller's X-Request-ID when it is a sane token (so a trace crosses services), else a new one, unique across processes"
     given = next((v for k, v in scope.get('headers', ()) if k == b'x-request-id'), b'')
     return given.decode() if _REQUEST_ID.fullmatch(given) else f"{_PROCESS}{next(_COUNT) & 0xffffffff:08x}"
+
+def _forked():
+    "In a forked child: a random half of its own for new ids, and a writer thread of its own (a fork copies no thread)"
+    global _PROCESS, _writer
+    _PROCESS = secrets.token_hex(4)
+    if _writer is not None:
+        lines = queue.Queue()
+        _writer = QueueListener(lines, *_writer.handlers); _writer.start()
+        for handoff in logging.getLogger(ACCESS).handlers:
+            if isinstance(handoff, _Handoff): handoff.queue = lines
+
+os.register_at_fork(after_in_child=_forked)
 
 # %% ../../nbs/10a0_service.logs.ipynb #c019_00
 class AccessLog:
