@@ -61,9 +61,10 @@ def asset_class(calendar: str) -> str:
 # %% ../../nbs/01_data.bars.ipynb #c006_02
 def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str,
                writable: bool = True, # copy read-only columns (zero-copy views of Arrow buffers) so the caller can write
+               times=None,            # the bars' times when they are a column of `frame`, not its index (no `set_index`: 0.4 ms a push)
               ) -> pd.DataFrame:
-    "`frame` (indexed by time) as canonical bars: UTC ns index named `ts`, float64 columns in contract order"
-    index = pd.DatetimeIndex(frame.index)
+    "`frame` (indexed by time, or with `times` beside it) as canonical bars: UTC ns index named `ts`, float64 columns in contract order"
+    index = pd.DatetimeIndex(frame.index if times is None else times)
     index = (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts')
     cols = BAR_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in frame]
     def column(values):  # zero-copy views of Arrow buffers are read-only: copied once when the caller may write

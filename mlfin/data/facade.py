@@ -236,7 +236,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
     from mlfin.data.quality import anomalies
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
-    odd = anomalies(found.bars, calendar)
+    odd = anomalies(found.bars, calendar, off=None if len(off) else off)   # none off the calendar: the bars are the ones looked at, none again
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
     meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **({'volume': volume} if volume else {}), **inherited,
             **(_provenance(sample) if sample else {}), 'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar)}

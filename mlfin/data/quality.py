@@ -47,9 +47,10 @@ _NONE_REJECTED.append(rejected_frame())
 # %% ../../nbs/01a_data.quality.ipynb #c006_01
 def all_good(rows: pd.DataFrame) -> bool:
     "Whether every row passes the schema: the same checks in plain numpy, so that the schema runs only to name what fails"
-    if not {'ts', *BAR_COLUMNS} <= set(rows.columns) or str(rows['ts'].dtype) != 'datetime64[ns, UTC]' \
-       or any(rows[c].dtype != 'float64' for c in BAR_COLUMNS) or rows['ts'].isna().any(): return False
-    o, h, l, c, v = (rows[c].to_numpy() for c in BAR_COLUMNS)
+    if not {'ts', *BAR_COLUMNS} <= set(rows.columns): return False
+    ts, *values = (rows[c] for c in ('ts', *BAR_COLUMNS))   # each column looked up once: a lookup costs more than checking a thousand values
+    if str(ts.dtype) != 'datetime64[ns, UTC]' or any(x.dtype != 'float64' for x in values) or ts.hasnans: return False
+    o, h, l, c, v = (x.to_numpy() for x in values)
     with np.errstate(invalid='ignore'):
         return bool(np.isfinite(o).all() and np.isfinite(h).all() and np.isfinite(l).all() and np.isfinite(c).all()
                     and np.isfinite(v).all() and (o > 0).all() and (h > 0).all() and (l > 0).all() and (c > 0).all()
@@ -97,8 +98,8 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
     notes = []
     stamps = pd.DatetimeIndex(rows['ts']).asi8
     in_order = bool(len(stamps) < 2 or (np.diff(stamps) > 0).all())  # strictly increasing: unique and sorted, no hashing needed
-    dup = pd.Series(False, index=rows.index) if in_order else rows['ts'].duplicated(keep=False)
-    if dup.any():
+    dup = None if in_order else rows['ts'].duplicated(keep=False)   # in order: no time twice, nothing to look for
+    if dup is not None and dup.any():
         copies = rows[dup]
         conflicting = copies.groupby('ts')[BAR_COLUMNS].transform('nunique', dropna=False).gt(1).any(axis=1)
         if conflicting.any():
@@ -113,7 +114,7 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
     if not in_order and not rows['ts'].is_monotonic_increasing:
         notes.append(f"{int((np.diff(pd.DatetimeIndex(rows['ts']).asi8) < 0).sum())} row(s) out of time order, sorted")
         rows = rows.sort_values('ts', kind='stable')
-    bars = bars_frame(rows.set_index('ts'), symbol, timeframe, writable)
+    bars = bars_frame(rows, symbol, timeframe, writable, times=rows['ts'])
     if 'adj_factor' in rows: bars['adj_factor'] = rows['adj_factor'].to_numpy(dtype='float64')
     rejected = pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True) if bad else rejected_frame()
     return Inspection(bars, rejected, notes)
@@ -141,6 +142,7 @@ def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) ->
         found = found[(found >= a - lo) & (found < min(a + _CHUNK, len(close)) - lo)]
         hits.append(found + lo); r_all.update({int(i + lo): r[i] for i in found})
     hit = np.concatenate(hits) if hits else np.array([], dtype='int64')
+    if not len(hit): return _NONE.copy(deep=False)   # the usual answer, without indexing the bars by nothing
     return _found(bars.index[hit], 'spike', [f"close {close[i]:.6g}, return {r_all[int(i)]:+.2%}" for i in hit])
 
 _CHUNK = 1_000_000
@@ -204,6 +206,7 @@ def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex |
     else:
         expected = _expected(bars, calendar) if expected is None else expected
         extra = bars.index[~_on_grid(bars).isin(expected)]
+    if not len(extra): return _NONE.copy(deep=False)   # the usual answer: naming no days costs 0.3 ms
     return _found(extra, 'off-calendar', list(f"no {bars.attrs['timeframe']} bar expected on {calendar} on a " + extra.day_name()))
 
 
@@ -215,9 +218,12 @@ def _on_grid(bars: pd.DataFrame) -> pd.DatetimeIndex:
 
 # %% ../../nbs/01a_data.quality.ipynb #c010_07
 def anomalies(bars: pd.DataFrame, calendar: str, spike_sigmas: float = 10.0, window: int = 100, stale_run: int = 5,
-              expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
+              expected: pd.DatetimeIndex | None = None,
+              off: pd.DataFrame | None = None, # `off_calendar(bars, calendar)`, when already known
+             ) -> pd.DataFrame:
     "Spikes, stale runs and off-calendar bars, by time"
-    found = [f for f in (spikes(bars, spike_sigmas, window), stale_runs(bars, stale_run), off_calendar(bars, calendar, expected)) if len(f)]
+    off = off_calendar(bars, calendar, expected) if off is None else off
+    found = [f for f in (spikes(bars, spike_sigmas, window), stale_runs(bars, stale_run), off) if len(f)]
     return pd.concat(found, ignore_index=True).sort_values('ts', ignore_index=True) if found else _NONE.copy(deep=False)
 
 

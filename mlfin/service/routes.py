@@ -4,26 +4,28 @@
 
 # %% ../../nbs/10e_service.routes.ipynb #c003
 from __future__ import annotations
-import datetime as dt
+import datetime as dt, json
 from typing import Annotated, Literal
-import numpy as np
+import numpy as np, orjson
 from fastapi import APIRouter, Body, Depends, Path as PathParam, Query, Request, Security
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2PasswordBearer
 from starlette.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Required, TypedDict   # pydantic reads typing's TypedDict only from Python 3.12
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
 from ..config import BadInput, MlfinError, NotFound
 from .auth import ROLES, Caller, Forbidden, Unauthorized, allows, credentials, identify
 
 # %% auto #0
 __all__ = ['api_key', 'bearer', 'people', 'SCHEMES', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SIGNED_IN', 'SYMBOL',
-           'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'Closed', 'HOT',
-           'require', 'client_address', 'Error', 'Health', 'LoadedModel', 'Ready', 'Candle', 'IngestRequest', 'Anomaly',
-           'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'Prediction', 'Signal', 'ModelVersion', 'Promotion',
-           'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'health', 'ready', 'ingest', 'ingest_run',
-           'delete_series', 'prices_latest', 'forecast', 'predict', 'signal', 'signal_history', 'models', 'model',
-           'promote', 'release', 'train', 'jobs', 'job', 'cancel_job', 'create_key', 'list_keys', 'revoke_key',
-           'metrics', 'monitor']
+           'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'CheckedCandle', 'router', 'ERRORS',
+           'Closed', 'HOT', 'require', 'client_address', 'Error', 'Health', 'LoadedModel', 'Ready', 'Candle',
+           'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'Prediction', 'Signal',
+           'ModelVersion', 'Promotion', 'Released', 'TrainRequest', 'Job', 'KeyRequest', 'Key', 'JsonRequest',
+           'JsonRoute', 'health', 'ready', 'ingest', 'ingest_run', 'delete_series', 'prices_latest', 'forecast',
+           'predict', 'signal', 'signal_history', 'models', 'model', 'promote', 'release', 'train', 'jobs', 'job',
+           'cancel_job', 'create_key', 'list_keys', 'revoke_key', 'metrics', 'monitor']
 
 # %% ../../nbs/10e_service.routes.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
@@ -100,22 +102,24 @@ class Ready(BaseModel):
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c007_04
-class Candle(BaseModel):
+@with_config(ConfigDict(extra='forbid'))
+class Candle(TypedDict, total=False):
     """One candle: the market_data shape (ts, open, high, low, close, volume, spread) or MetaTrader's copy_rates (time, ..., tick_volume,
     spread, real_volume). Every candle names its time and its four prices and a volume; a value the source lacks is sent as null
     (that candle is quarantined with the reason), a field left out is the caller's mistake (422, naming the candle and the field)"""
-    model_config = ConfigDict(extra='forbid')
-    ts: str | int | float | None = None
-    time: str | int | float | None = None
-    open: Number; high: Number; low: Number; close: Number
-    volume: Number = None; tick_volume: Number = None; real_volume: Number = None; spread: Number = None
+    ts: str | int | float | None
+    time: str | int | float | None
+    open: Required[Number]; high: Required[Number]; low: Required[Number]; close: Required[Number]
+    volume: Number; tick_volume: Number; real_volume: Number; spread: Number
 
-    @model_validator(mode='after')
-    def _complete(self):
-        given = self.model_fields_set
-        if not {'ts', 'time'} & given: raise ValueError("no time: send `time` (MetaTrader's epoch seconds) or `ts` (ISO 8601 or epoch)")
-        if not {'volume', 'tick_volume', 'real_volume'} & given: raise ValueError("no volume: send `volume`, or `tick_volume` / `real_volume`")
-        return self
+def _complete(candle: dict) -> dict:
+    "A candle that names its time and a volume; else the caller's mistake"
+    if 'ts' not in candle and 'time' not in candle: raise ValueError("no time: send `time` (MetaTrader's epoch seconds) or `ts` (ISO 8601 or epoch)")
+    if 'volume' not in candle and 'tick_volume' not in candle and 'real_volume' not in candle:
+        raise ValueError("no volume: send `volume`, or `tick_volume` / `real_volume`")
+    return candle
+
+CheckedCandle = Annotated[Candle, AfterValidator(_complete)]
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c007_05
@@ -123,7 +127,7 @@ class IngestRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
     symbol: str = Field(pattern=SYMBOL)
     timeframe: str = Field(pattern=TIMEFRAME)
-    candles: list[Candle] = Field(min_length=1, max_length=100_000)
+    candles: list[CheckedCandle] = Field(min_length=1, max_length=100_000)
     strict: bool = Field(False, description="any bad row rejects the batch (nothing stored)")
     calendar: str | None = Field(None, pattern=r'^([A-Z0-9]{3,5}|24/5|24/7)$', description="XNYS, 24/5, 24/7...; default: recorded or guessed")
     tz: str = Field('UTC', pattern=r'^[A-Za-z0-9_+\-/]{1,40}$', description="zone of naive times (MetaTrader: the broker's)")
@@ -246,8 +250,25 @@ class Key(BaseModel):
     key: str | None = Field(None, description="the key itself: shown once, when it is made")
 
 
+# %% ../../nbs/10e_service.routes.ipynb #c008j
+class JsonRequest(Request):
+    "A request whose JSON body orjson reads: a thousand candles in 1 ms, not 2 (pydantic then validates what it read)"
+    async def json(self):
+        if not hasattr(self, '_json'):
+            body = await self.body()
+            try: self._json = orjson.loads(body)
+            except orjson.JSONDecodeError: self._json = json.loads(body)   # what orjson refuses and the standard library reads (NaN, integers past 64 bits): read as before
+        return self._json
+
+class JsonRoute(APIRoute):
+    "The routes' class: each request read as a `JsonRequest` (FastAPI's hook for a custom request)"
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+        async def route(request: Request): return await handler(JsonRequest(request.scope, request.receive))
+        return route
+
 # %% ../../nbs/10e_service.routes.ipynb #c009
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 ERRORS = {s: {'model': Error} for s in (400, 401, 403, 404, 413, 429, 503)}
 
 @router.get('/health', response_model=Health, tags=['service'], responses={})
@@ -284,8 +305,7 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> I
     state = request.app.state
     try:
         timeframe = _tf(batch.timeframe)
-        candles = [c.model_dump(exclude_unset=True) for c in batch.candles]   # a field left out stays out; an explicit null is a missing value
-        report = push(candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz, store=state.store,
+        report = push(batch.candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz, store=state.store,
                       source='POST /ingest', off_calendar=batch.off_calendar)
     except BadInput as e:   # refused: counted per series and why; a batch of bad candles is quarantined all the same, and counted
         state.metrics.refused(batch.symbol, batch.timeframe, e)
