@@ -26,6 +26,12 @@ WRITER = textwrap.dedent('''
             real(table, tmp)
             if next(calls) == 3: print('inside', flush=True); time.sleep(3600)
         parquet._write_parquet = halted
+    if stop == 'append':   # the Parquet store's tail log: halt half-way through an append's bytes (the process's own os.pwrite)
+        import os
+        real = os.pwrite
+        def torn(fd, data, offset):
+            real(fd, bytes(data[:len(data) // 2]), offset); print('inside', flush=True); time.sleep(3600)
+        os.pwrite = torn
     if stop == 'commit':   # PostgreSQL: halt at the transaction's last statement (every row inserted, nothing committed)
         import psycopg
         real = psycopg.Connection.execute
@@ -78,6 +84,30 @@ def test_a_writer_killed_mid_write_leaves_the_old_data_readable(store_url):
     if parquet:   # and it cleared what the killed one left: no temporary, no file the manifest does not name
         assert not strays(folder), strays(folder)
     pd.testing.assert_frame_equal(data.load('SYN', '1m', store=store_url), before)
+
+
+def test_a_collector_killed_mid_append_loses_that_append_only(tmp_path):
+    "Parquet: a writer killed half-way through an append to the tail log leaves every bar before it readable; the next append cuts its bytes"
+    from mlfin.data.stores.parquet import _manifest
+    url, folder = str(tmp_path/'store'), tmp_path/'store'/'bars'/'timeframe=1m'/'symbol=SYN'
+    for first, n in (('2024-01-01', 1_000), ('2024-01-01 16:40', 5)):   # periods, then five new bars: appended to the tail
+        done = writer(url, first, n); assert done.wait(120) == 0, done.stderr.read()
+    tail = folder/_manifest(folder).tail['file']
+    before, held = data.load('SYN', '1m', store=url), tail.stat().st_size
+    assert len(before) == 1_005 and held > 0
+    killed = writer(url, '2024-01-01 16:45', 1, 'append')
+    try:
+        assert killed.stdout.readline().strip() == 'writing', killed.stderr.read()
+        assert killed.stdout.readline().strip() == 'inside', killed.stderr.read()
+    finally: killed.send_signal(signal.SIGKILL); killed.wait(30)
+    assert tail.stat().st_size > held   # half an append on disk
+    pd.testing.assert_frame_equal(data.load('SYN', '1m', store=url), before)   # not read: the bars before it are
+    again = writer(url, '2024-01-01 16:45', 1); assert again.wait(120) == 0, again.stderr.read()
+    assert "'new': 1" in again.stdout.read()
+    after = data.load('SYN', '1m', store=url)
+    assert len(after) == 1_006 and _manifest(folder).tail['file'] == tail.name
+    assert tail.stat().st_size == held + 12 + 6 * 8   # the torn half cut, then one frame: its head and one bar's time and five values
+    pd.testing.assert_frame_equal(after.iloc[:-1], before)
 
 
 def test_two_concurrent_writers_of_one_series_both_land(store_url):

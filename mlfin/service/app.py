@@ -152,12 +152,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         import gc
         import mlflow.exceptions, mlfin.models.registry, skops.io   # MLflow's, the zoo's and scikit-learn's imports (seconds) before the first request
-        gc.collect(); gc.freeze()   # the libraries' own objects out of the collector's way: no long full collections mid-request
+        import exchange_calendars, pandera.pandas, mlfin.data.facade, mlfin.data.quality   # and an ingest's (1.5 s): 23,000 objects frozen with the rest
+        gc.collect(); gc.freeze()   # the libraries' own objects out of the collector's way: a full collection over them took 40 ms mid-request
         app.state.jobs.start()
         try: held = app.state.store.ls()
         except Exception: held = None   # a store that does not answer: /ready says so
         if held is not None:   # each production model loaded and its forecast made in the background, before anyone asks
             for symbol, timeframe in zip(held['symbol'], held['timeframe']): app.state.refresh(symbol, timeframe)
+        # once they are made, what they loaded is frozen too: MLflow, LightGBM, TA-Lib and 300 modules more (110,000 objects), which made
+        # every full collection after them a 60 ms pause in some request
+        app.state.refresher.submit(lambda: (gc.collect(), gc.freeze()))
         yield
         app.state.jobs.stop()
         app.state.refresher.shutdown(wait=False, cancel_futures=True)

@@ -10,6 +10,7 @@ import numpy as np, pandas as pd
 from ...config import NotFound, Unavailable, atomic_write, store_dir
 from ..bars import check_timeframe
 from .rules import as_stored, check_symbol, not_yet_quarantined, span, to_bars, utc_bounds
+from .tail import Tail, append_tail, new_tail, read_tail, to_records
 
 # %% auto #0
 __all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'series_cut']
@@ -44,14 +45,16 @@ def period_label(key: int, timeframe: str) -> str:
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006
 class ParquetStore:
-    "Bars in Parquet files (one per period of each series) named by a manifest, read with DuckDB"
+    "Bars in Parquet files (one per period of each series) named by a manifest, the newest in a tail log, read with DuckDB"
     kind = 'parquet'
-    cheap_stamp = True   # stamp() is a stat of a local file (its digest read again only when the file moved): cheap enough for an event loop
+    cheap_stamp = True   # stamp() is a stat or two of local files (the manifest read again only when it moved): cheap enough for an event loop
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root or store_dir())
-        self._written = {}   # folder -> (file, its Arrow table): the last period this process wrote, for the next append
-        self._stamps = {}    # manifest -> ((inode, time, size), its digest): read again only when the file moved
+        self._written = {}   # folder -> (file, its Arrow table): the last period this process wrote, for the next fold
+        self._stamps = {}    # manifest -> ((inode, time, size), its digest, its tail's file): read again only when the file moved
         self._dirs = {}      # (symbol, timeframe) -> its folder, checked once (the service asks per request)
+        self._tails = {}     # tail log -> ((inode, time, size), Tail): read again only when the file moved
+        self._locks = {}     # folder -> its series' lock (making a FileLock costs more than taking it)
     def __repr__(self): return f"ParquetStore({str(self.root)!r})"
 
     def _dir(self, symbol, timeframe) -> Path:
@@ -60,86 +63,143 @@ class ParquetStore:
             if len(self._dirs) < 100_000: self._dirs[(symbol, timeframe)] = found
         return found
 
+    def _lock(self, folder: Path):
+        "The series' lock: one writer at a time, across threads, processes and hosts sharing the folder"
+        from filelock import FileLock
+        if (lock := self._locks.get(folder)) is None:
+            lock = FileLock(folder/'.lock', timeout=600)
+            if len(self._locks) < 100_000: self._locks[folder] = lock
+        return lock
+
     def has(self, symbol: str, timeframe: str) -> bool:
         folder = self._dir(symbol, timeframe)
         return (folder/MANIFEST).exists() or (folder/LEGACY).exists()
 
     def stamp(self, symbol: str, timeframe: str):
-        "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's periods' digest; None when it is not stored"
+        "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's periods' digest and its tail's length; None when it is not stored"
         import orjson
-        path = self._dir(symbol, timeframe)/MANIFEST
+        folder = self._dir(symbol, timeframe); path = folder/MANIFEST
         try:
             found = os.stat(path); key = (found.st_ino, found.st_mtime_ns, found.st_size)
-            if (kept := self._stamps.get(path)) and kept[0] == key: return kept[1]   # a stat per call: the service asks per request
-            periods = orjson.loads(path.read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
-            digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()   # every write names new files
+            if (kept := self._stamps.get(path)) and kept[0] == key: digest, tail = kept[1], kept[2]   # a stat per call: the service asks per request
+            else:
+                periods = orjson.loads(path.read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
+                digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()   # every write names new files
+                tail = (periods.get('tail') or {}).get('file')
+                self._stamps[path] = (key, digest, tail)
         except FileNotFoundError: return None
-        self._stamps[path] = (key, digest)
-        return digest
+        if not tail: return digest
+        try: return f"{digest}+{os.stat(folder/tail).st_size}"   # the appends since: the one change the manifest does not show
+        except FileNotFoundError: return digest
 
     def write(self, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
               meta: dict | None = None, # kept beside the series: calendar, source, ...
              ) -> dict:
-        "Upsert `bars`, rewriting only the periods they touch; counts of new, changed and unchanged bars and the series' total"
-        from filelock import FileLock
+        "Upsert `bars`: a collector's new bars appended to the series' tail log, any other batch merged into the periods it touches (the tail's bars first); counts of new, changed and unchanged bars and the series' total"
         symbol, timeframe = bars.attrs['symbol'], bars.attrs['timeframe']
         folder = self._dir(symbol, timeframe); folder.mkdir(parents=True, exist_ok=True)
         incoming = as_stored(bars)
         if not (incoming.index.is_monotonic_increasing and incoming.index.is_unique):   # a time given twice: the last wins
             incoming = incoming[~incoming.index.duplicated(keep='last')].sort_index(kind='stable')
-        times = incoming.index.asi8
-        with FileLock(folder/'.lock', timeout=600):
+        change = None
+        with self._lock(folder):
             parts, retired = _claim(folder, timeframe)
-            keys = period_keys(incoming.index, timeframe)
-            starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1] if len(keys) else np.array([], dtype='int64')
-            whole = _arrow(incoming)   # once: each period's rows are a slice of it, no copy
-            counts, replaced, files, change = {'new': 0, 'changed': 0, 'unchanged': 0}, [], _Files(many=len(starts) > 2), None
-            for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
-                key, held = int(keys[a]), parts.get(int(keys[a]))
-                # bars after the period's last one (a collector's new bars): appended to its file as Arrow, no merge needed
-                table = (_appended(folder/held[0] if held else None, whole.slice(a, b - a), self._written.get(folder))
-                         if not held or times[a] > held[3] else None)
-                if table is not None:
-                    found = {'new': int(b - a), 'changed': 0, 'unchanged': 0}
-                    size, first, last = table.num_rows, (held[2] if held else int(times[a])), int(times[b - 1])
+            tail, after = self._tail(folder, parts), parts.last[-1] if len(parts) else -2**63
+            if tail is not None and tail.takes(incoming, parts.tail['columns'], after):
+                path, records = folder/parts.tail['file'], to_records(incoming, parts.tail['columns'])
+                self._keep_tail(path, tail.appended(records, append_tail(path, records, tail.length)))
+                counts, total = {'new': len(incoming), 'changed': 0, 'unchanged': 0}, parts.total + len(tail) + len(incoming)
+            else:
+                replaced, columns, more = [], list(incoming.columns), []
+                if tail is not None and len(tail) and tail.follows(incoming, parts.tail['columns'], after):   # a full tail, then new bars: one pass
+                    counts, change, more = self._periods(folder, parts, pd.concat([tail.bars, incoming]), timeframe)
+                    counts['new'] -= len(tail); replaced.append(parts.tail['file'])
                 else:
-                    table, found = _upsert(_read_part(folder/held[0]) if held else None, incoming.iloc[a:b])
-                    size, first, last = len(table), int(table.index.asi8[0]), int(table.index.asi8[-1])
-                    change = change or found.get('first_change')   # periods in time order: the earliest change
-                for k in counts: counts[k] += found[k]
-                if found['new'] or found['changed']:
-                    name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"   # never a name a reader may hold open
-                    files.write(folder/name, table)
-                    parts[key] = [name, size, first, last]
-                    if len(starts) == 1 and not isinstance(table, pd.DataFrame): self._remember(folder, name, table)
-                    if held: replaced.append(held[0])
-            files.finish()   # every file on disk before the manifest names it
-            if replaced or counts['new']: _commit(folder, parts, retired, replaced)
+                    if tail is not None and len(tail):   # its bars into their periods first: this batch may correct them
+                        replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]
+                    counts, change, more = self._periods(folder, parts, incoming, timeframe)
+                if replaced or more or counts['new']:
+                    if replaced or tail is None or parts.tail['columns'] != columns:   # an empty tail in these columns stays
+                        if tail is not None and not replaced: replaced.append(parts.tail['file'])
+                        parts.tail = {'file': new_tail(folder), 'columns': columns}   # empty, for the appends to come
+                    _commit(folder, parts, retired, replaced + more)
+                total = parts.total
             meta_file = folder/'_meta.json'
             kept = json.loads(meta_file.read_text()) if meta_file.exists() else {}
             new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
             if new_meta != kept: atomic_write(meta_file, lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
             (folder/WRITING).unlink()
-        return {**counts, 'total': parts.total, **({'first_change': change} if change else {})}
+        return {**counts, 'total': total, **({'first_change': change} if change else {})}
+
+    def _periods(self, folder: Path, parts: _Parts, incoming: pd.DataFrame, timeframe: str) -> tuple[dict, tuple | None, list]:
+        "Merge stored bars into the periods they touch, as new files on disk (`parts` updated, nothing committed): counts, the first change, the files replaced"
+        times = incoming.index.asi8
+        keys = period_keys(incoming.index, timeframe)
+        starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1] if len(keys) else np.array([], dtype='int64')
+        whole = _arrow(incoming)   # once: each period's rows are a slice of it, no copy
+        counts, replaced, files, change = {'new': 0, 'changed': 0, 'unchanged': 0}, [], _Files(many=len(starts) > 2), None
+        for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
+            key, held = int(keys[a]), parts.get(int(keys[a]))
+            # bars after the period's last one (a fold of the tail, a batch of new bars): appended to its file as Arrow, no merge needed
+            table = (_appended(folder/held[0] if held else None, whole.slice(a, b - a), self._written.get(folder))
+                     if not held or times[a] > held[3] else None)
+            if table is not None:
+                found = {'new': int(b - a), 'changed': 0, 'unchanged': 0}
+                size, first, last = table.num_rows, (held[2] if held else int(times[a])), int(times[b - 1])
+            else:
+                table, found = _upsert(_read_part(folder/held[0]) if held else None, incoming.iloc[a:b])
+                size, first, last = len(table), int(table.index.asi8[0]), int(table.index.asi8[-1])
+                change = change or found.get('first_change')   # periods in time order: the earliest change
+            for k in counts: counts[k] += found[k]
+            if found['new'] or found['changed']:
+                name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"   # never a name a reader may hold open
+                files.write(folder/name, table)
+                parts[key] = [name, size, first, last]
+                if len(starts) == 1 and not isinstance(table, pd.DataFrame): self._remember(folder, name, table)
+                if held: replaced.append(held[0])
+        files.finish()   # every file on disk before a manifest names it
+        return counts, change, replaced
+
+    def _tail(self, folder: Path, parts) -> Tail | None:
+        "The series' tail log as it is on disk (kept while its file does not move); None when its manifest names none"
+        entry = parts.tail if parts is not None else None
+        if not entry: return None
+        path = folder/entry['file']
+        try: found = os.stat(path)
+        except FileNotFoundError:
+            if (_manifest(folder) or _Parts()).tail == entry: return Tail.empty(entry["columns"])   # named, never reached the disk (a crash): empty
+            raise   # retired since the manifest was read: the caller reads the new one
+        if (kept := self._tails.get(path)) and kept[0] == (found.st_ino, found.st_mtime_ns, found.st_size): return kept[1]
+        return self._keep_tail(path, read_tail(path, entry['columns']), found)
+
+    def _keep_tail(self, path: Path, tail: Tail, found=None) -> Tail:
+        "Keep a tail as read or just appended, under its file's identity (at most 64 series' tails)"
+        found = found or os.stat(path)
+        if len(self._tails) >= 64 and path not in self._tails: self._tails.pop(next(iter(self._tails)))
+        self._tails[path] = ((found.st_ino, found.st_mtime_ns, found.st_size), tail)
+        return tail
 
     def delete(self, symbol: str, timeframe: str,
                start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
               ) -> int:
         "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows); how many bars went"
-        from filelock import FileLock
         folder, (lo, hi, closed), ranged = self._dir(symbol, timeframe), span(start, end), start is not None or end is not None
         if not self.has(symbol, timeframe): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-        with FileLock(folder/'.lock', timeout=600):
+        with self._lock(folder):
             parts, retired = _claim(folder, timeframe)
             self._written.pop(folder, None)
-            removed, replaced = _cut(folder, parts, timeframe, lo, hi, closed) if ranged else (parts.total, [])
+            tail, replaced = self._tail(folder, parts), []
+            if ranged and tail is not None:   # the tail's bars into their periods first: the range may hold some
+                if len(tail): replaced += self._periods(folder, parts, tail.bars, timeframe)[2]
+                replaced.append(parts.tail['file']); parts.tail = None   # the next write names a new one
+            removed, cut = _cut(folder, parts, timeframe, lo, hi, closed) if ranged else (parts.total + (len(tail) if tail else 0), [])
             if ranged and len(parts):   # some bars stay
-                if replaced: _commit(folder, parts, retired, replaced)
+                if replaced or cut: _commit(folder, parts, retired, replaced + cut)
                 (folder/WRITING).unlink()
                 return removed
             (folder/MANIFEST).unlink()   # the commit: the series is gone (what a writer killed after it leaves, `_claim` clears)
             for f in folder.iterdir():
-                if f.suffix == '.parquet' or f.name == '_meta.json': f.unlink(missing_ok=True)
+                if f.suffix in ('.parquet', '.bin') or f.name == '_meta.json': f.unlink(missing_ok=True)
             (folder/WRITING).unlink()
         import shutil
         shutil.rmtree(self.root/'quarantine'/f"timeframe={timeframe}"/f"symbol={symbol}", ignore_errors=True)
@@ -157,29 +217,35 @@ class ParquetStore:
         where = ' AND '.join(w for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
                                             (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi)) if v is not None)
         for attempt in range(20):
-            files = self._files(folder, symbol, timeframe)
+            parts, files = self._files(folder, symbol, timeframe)
             picked = [f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
             try:
                 frame = _duckdb(f"SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) {('WHERE ' + where) if where else ''} ORDER BY ts",
                                 {'paths': [str(f) for f in picked or [files[-1][0]]],   # none overlaps: the last one, for its columns
                                  **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
+                tail = self._tail(folder, parts)
             except Exception as e:
                 if _gone(e, folder): continue   # a writer replaced a file since the manifest was read: read the new one
                 raise
+            newest = _within(tail.bars, lo, hi, closed) if tail is not None else None
+            if newest is not None and len(newest): frame = pd.concat([frame, newest.reset_index()], ignore_index=True)   # all later than the periods' bars
             return to_bars(frame, symbol, timeframe)
         raise Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
 
     def tail(self, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
-        "The last `n` stored bars of one series, read from its last periods only"
+        "The last `n` stored bars of one series, read from its tail log and last periods only"
         folder = self._dir(symbol, timeframe)
         for attempt in range(20):
             parts = _manifest(folder)
             if parts is None: return self.read(symbol, timeframe).iloc[-n:]   # one file, as written before periods
-            picked, rows = [], 0
-            for i in range(len(parts) - 1, -1, -1):   # the last periods, back from the newest
-                picked.append(folder/parts.files[i]); rows += parts.rows[i]
-                if rows >= n: break
-            try: frames = [_read_part(f) for f in reversed(picked)]
+            try:
+                newest = self._tail(folder, parts)
+                frames = [newest.bars] if newest is not None and len(newest) else []
+                rows, picked = sum(map(len, frames)), []
+                for i in range(len(parts) - 1, -1, -1):   # the last periods, back from the newest
+                    if rows >= n: break
+                    picked.append(folder/parts.files[i]); rows += parts.rows[i]
+                frames = [_read_part(f) for f in reversed(picked)] + frames
             except FileNotFoundError: continue
             if not frames: break
             frame = pd.concat(frames) if len(frames) > 1 else frames[0]
@@ -187,11 +253,11 @@ class ParquetStore:
         raise NotFound(f"no {timeframe} bars for {symbol} in the store") if not self.has(symbol, timeframe) else \
               Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
 
-    def _files(self, folder: Path, symbol: str, timeframe: str) -> list[tuple[Path, int, int]]:
-        "The series' current files with their first and last times (ns), in time order; NotFound when it is not stored"
+    def _files(self, folder: Path, symbol: str, timeframe: str) -> tuple[_Parts | None, list[tuple[Path, int, int]]]:
+        "The series' manifest and its current period files with their first and last times (ns), in time order; NotFound when it is not stored"
         parts = _manifest(folder)
-        if parts: return [(folder/f, first, last) for _, f, _, first, last in parts.entries()]
-        if (folder/LEGACY).exists(): return [(folder/LEGACY, -2**63, 2**63 - 1)]
+        if parts: return parts, [(folder/f, first, last) for _, f, _, first, last in parts.entries()]
+        if (folder/LEGACY).exists(): return None, [(folder/LEGACY, -2**63, 2**63 - 1)]
         held = self.ls()
         listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
         raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
@@ -202,13 +268,17 @@ class ParquetStore:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def ls(self) -> pd.DataFrame:
-        "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows (from the manifests)"
+        "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows (from the manifests and tails)"
         cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
         rows = []
         for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
             symbol, timeframe = folder.name.removeprefix('symbol='), folder.parent.name.removeprefix('timeframe=')
             parts = _manifest(folder)
-            if parts: bars, first, last = parts.total, parts.first[0], parts.last[-1]
+            if parts:
+                try: newest = self._tail(folder, parts)
+                except FileNotFoundError: newest = None   # folded meanwhile: its bars are in the periods of a newer manifest
+                held = newest.records['ts'] if newest is not None else []
+                bars, first, last = parts.total + len(held), parts.first[0], (held[-1] if len(held) else parts.last[-1])
             elif (folder/LEGACY).exists():
                 bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)", {'p': str(folder/LEGACY)}).iloc[0]
             else: continue
@@ -258,6 +328,7 @@ class _Parts:
         # kept as columns, not a dict of periods: a push touches one period of a thousand, and reads and writes them all as arrays
         for name in self.COLUMNS: setattr(self, name, list((found or {}).get(name, [])))
         self.total = (found or {}).get('total', sum(self.rows))
+        self.tail = dict(t) if (t := (found or {}).get('tail')) else None   # the tail log: {'file': ..., 'columns': [...]}, or None
     def __len__(self): return len(self.keys)
     def _at(self, key) -> int:
         import bisect
@@ -287,9 +358,18 @@ class _Parts:
 def _manifest(folder: Path, retired: bool = False):
     "A series' periods (`_Parts`; and, `retired`, the replaced files still kept); None: no manifest"
     import orjson
-    try: found = orjson.loads((folder/MANIFEST).read_bytes())
+    path = folder/MANIFEST
+    try:
+        at = os.stat(path); key = (at.st_ino, at.st_mtime_ns, at.st_size)
+        if (kept := _READ.get(path)) is None or kept[0] != key:   # parsed again only when a commit moved it (ten million bars: 60 KB)
+            kept = (key, orjson.loads(path.read_bytes()))
+            if len(_READ) >= 256: _READ.pop(next(iter(_READ)))
+            _READ[path] = kept
     except FileNotFoundError: return None
-    return (_Parts(found), found.get('retired', [])) if retired else _Parts(found)
+    found = kept[1]
+    return (_Parts(found), [list(r) for r in found.get('retired', [])]) if retired else _Parts(found)
+
+_READ = {}   # manifest -> ((inode, time, size), its content), shared by the process's stores: a push reads it once a commit
 
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_pub
@@ -297,12 +377,21 @@ def series_cut(folder: Path,   # a series' folder in the store
         out: Path,      # where its cut goes
         place,          # place(source, target): how a period file gets there (a hard link, a copy)
        ) -> bool:
-    "A series' committed state under `out`: the files its manifest names (read once), that manifest with nothing retired, its record; False when it holds nothing"
+    "A series' committed state under `out`: the files its manifest names (read once), its tail's whole appends, that manifest with nothing retired, its record; False when it holds nothing"
     import shutil
     parts = _manifest(folder)   # the files it names are never changed in place, only replaced by files a later manifest names
     if parts is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name in parts.files: place(folder/name, out/name)
+        if parts.tail:   # appended to in place: copied, up to its last whole append now (a link would follow later appends)
+            source = folder/parts.tail['file']
+            try:
+                length = read_tail(source, parts.tail['columns']).length
+                with open(source, 'rb') as f: whole = f.read(length)
+            except FileNotFoundError:
+                if (_manifest(folder) or _Parts()).tail != parts.tail: raise   # folded and gone since the manifest was read: the caller cuts again
+                whole = b''   # named, lost in a crash before it reached the disk: empty
+            (out/parts.tail['file']).write_bytes(whole)
         _save_manifest(out, parts)
     elif (folder/LEGACY).exists(): out.mkdir(parents=True, exist_ok=True); place(folder/LEGACY, out/LEGACY)
     else: return False
@@ -312,7 +401,8 @@ def series_cut(folder: Path,   # a series' folder in the store
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_01
 def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
     import orjson
-    content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in _Parts.COLUMNS}, 'total': parts.total, 'retired': retired or []})
+    content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in _Parts.COLUMNS}, 'total': parts.total, 'tail': parts.tail,
+                            'retired': retired or []})
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
 
@@ -352,9 +442,9 @@ def _claim(folder: Path, timeframe: str) -> tuple[_Parts, list]:
     marker = folder/WRITING
     if marker.exists():   # the last writer died mid-write: files no manifest names are its leftovers
         parts, retired = _manifest(folder, retired=True) or (_Parts(), [])
-        named = set(parts.files) | {name for name, _ in retired} | {LEGACY}
+        named = set(parts.files) | {name for name, _ in retired} | {LEGACY} | ({parts.tail['file']} if parts.tail else set())
         for f in folder.iterdir():
-            if (f.suffix == '.parquet' and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
+            if (f.suffix in ('.parquet', '.bin') and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
         if not (folder/MANIFEST).exists() and not (folder/LEGACY).exists():   # a delete killed after its commit: its record goes too
             (folder/'_meta.json').unlink(missing_ok=True)
     marker.touch()
@@ -409,6 +499,15 @@ def _gone(error: Exception, folder: Path) -> bool:
     "Whether `error` is a read of a file that a writer replaced meanwhile"
     return isinstance(error, FileNotFoundError) or ('No files found' in str(error) or 'No such file' in str(error)) and str(folder) in str(error)
 
+
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_08
+def _within(bars: pd.DataFrame, lo, hi, closed: bool) -> pd.DataFrame:
+    "The bars between `lo` and `hi` as `utc_bounds` gives them (None: no bound; `closed`: `hi` is in)"
+    ns = bars.index.asi8
+    keep = np.ones(len(ns), dtype=bool)
+    if lo is not None: keep &= ns >= lo.value
+    if hi is not None: keep &= (ns <= hi.value) if closed else (ns < hi.value)
+    return bars if keep.all() else bars[keep]
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c007_00
 def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
