@@ -110,6 +110,55 @@ def test_a_collector_killed_mid_append_loses_that_append_only(tmp_path):
     pd.testing.assert_frame_equal(after.iloc[:-1], before)
 
 
+_STEPS = st.lists(st.tuples(st.sampled_from(['append', 'correct', 'resend', 'backfill', 'spread', 'overlap']), st.integers(1, 5)), min_size=1, max_size=14)
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(_STEPS)
+def test_the_tail_log_reads_as_every_write_in_order(steps):
+    """Parquet: whatever mix of a collector's appends, corrections and resends, backfills into the periods, a new column and
+    batches straddling both, with the tail folded every fourth append, the store reads back what an upsert of every batch in
+    turn gives, in this process and in a new one; its listing and last bars agree"""
+    import tempfile
+    from unittest import mock
+    from mlfin.data.bars import bars_frame
+    from mlfin.data.stores import tail as tail_log
+    def bars(minutes, close, spread=None):   # synthetic minute bars (a scale filler): open = low = close - 0.5, high = close + 0.5
+        index = pd.DatetimeIndex(pd.Timestamp('2024-01-05 20:00', tz='UTC') + pd.to_timedelta(np.asarray(minutes), 'min'))
+        frame = pd.DataFrame({'open': close - 0.5, 'high': close + 0.5, 'low': close - 0.5, 'close': close, 'volume': 1.0}, index=index)
+        if spread is not None: frame['spread'] = spread
+        return bars_frame(frame, 'SYN', '1m')
+    def upsert(held, new):   # the store's promise: new values win on equal times, in the columns the batch has
+        columns = list(dict.fromkeys([*held.columns, *new.columns]))
+        out = held.reindex(columns=columns)
+        common = new.index.intersection(out.index)
+        out.loc[common, list(new.columns)] = new.loc[common].to_numpy()
+        return pd.concat([out, new.drop(index=common).reindex(columns=columns)]).sort_index()
+    with tempfile.TemporaryDirectory() as d, mock.patch.object(tail_log, 'TAIL_FRAMES', 4):
+        store = open_store(d)
+        held = bars(np.arange(0, 600), np.linspace(100, 110, 600))   # across a week's end: two periods
+        store.write(held)
+        for i, (kind, n) in enumerate(steps):
+            last = int((held.index[-1] - held.index[0]).total_seconds() // 60)
+            minutes = {'append': np.arange(last + 1, last + 1 + n), 'correct': np.arange(last - n + 1, last + 1),
+                       'resend': np.arange(last - n + 1, last + 1), 'backfill': np.arange(10, 10 + n),
+                       'spread': np.arange(last + 1, last + 1 + n), 'overlap': np.arange(last - 300, last + n)}[kind]
+            close = (held['close'].reindex(held.index[0] + pd.to_timedelta(minutes, 'min')).to_numpy() if kind == 'resend'
+                     else 200.0 + i + np.arange(len(minutes)) / 10)
+            batch = bars(minutes, close, 0.25 if kind == 'spread' else None)
+            if kind == 'resend': batch = held.reindex(batch.index)[list(batch.columns) + (['spread'] if 'spread' in held else [])].dropna(axis=1, how='all')
+            batch.attrs.update(symbol='SYN', timeframe='1m')
+            counts = store.write(batch)
+            before = held
+            held = upsert(held, batch)
+            assert counts['total'] == len(held), (kind, counts)
+            if kind == 'resend': assert counts['unchanged'] == len(batch) and held.equals(before), counts
+        for reader in (store, open_store(d)):   # this process (its kept tail) and a new one (the files)
+            read = reader.read('SYN', '1m')
+            pd.testing.assert_frame_equal(read, held.reindex(columns=read.columns), check_freq=False)
+            pd.testing.assert_frame_equal(reader.tail('SYN', '1m', 50), read.iloc[-50:], check_freq=False)
+            assert reader.ls().set_index('symbol').loc['SYN', 'bars'] == len(held)
+
+
 def test_two_concurrent_writers_of_one_series_both_land(store_url):
     a, b = writer(store_url, '2024-01-01', 300_000), writer(store_url, '2025-01-01', 300_000)
     assert a.wait(300) == 0 and b.wait(300) == 0, (a.stderr.read(), b.stderr.read())

@@ -55,6 +55,7 @@ class ParquetStore:
         self._dirs = {}      # (symbol, timeframe) -> its folder, checked once (the service asks per request)
         self._tails = {}     # tail log -> ((inode, time, size), Tail): read again only when the file moved
         self._locks = {}     # folder -> its series' lock (making a FileLock costs more than taking it)
+        self._manifests = {} # (symbol, timeframe) -> its manifest's path as text, for `stamp`
     def __repr__(self): return f"ParquetStore({str(self.root)!r})"
 
     def _dir(self, symbol, timeframe) -> Path:
@@ -78,18 +79,19 @@ class ParquetStore:
     def stamp(self, symbol: str, timeframe: str):
         "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's periods' digest and its tail's length; None when it is not stored"
         import orjson
-        folder = self._dir(symbol, timeframe); path = folder/MANIFEST
+        if (path := self._manifests.get((symbol, timeframe))) is None:   # a text path, made once: the service asks per request
+            path = self._manifests[(symbol, timeframe)] = os.path.join(self._dir(symbol, timeframe), MANIFEST)
         try:
             found = os.stat(path); key = (found.st_ino, found.st_mtime_ns, found.st_size)
-            if (kept := self._stamps.get(path)) and kept[0] == key: digest, tail = kept[1], kept[2]   # a stat per call: the service asks per request
+            if (kept := self._stamps.get(path)) and kept[0] == key: digest, tail = kept[1], kept[2]   # a stat per call
             else:
-                periods = orjson.loads(path.read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
+                periods = orjson.loads(Path(path).read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
                 digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()   # every write names new files
-                tail = (periods.get('tail') or {}).get('file')
+                tail = os.path.join(os.path.dirname(path), periods['tail']['file']) if periods.get('tail') else None
                 self._stamps[path] = (key, digest, tail)
         except FileNotFoundError: return None
         if not tail: return digest
-        try: return f"{digest}+{os.stat(folder/tail).st_size}"   # the appends since: the one change the manifest does not show
+        try: return f"{digest}+{os.stat(tail).st_size}"   # the appends since: the one change the manifest does not show
         except FileNotFoundError: return digest
 
     def write(self, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
@@ -105,25 +107,33 @@ class ParquetStore:
         with self._lock(folder):
             parts, retired = _claim(folder, timeframe)
             tail, after = self._tail(folder, parts), parts.last[-1] if len(parts) else -2**63
-            if tail is not None and tail.takes(incoming, parts.tail['columns'], after):
-                path, records = folder/parts.tail['file'], to_records(incoming, parts.tail['columns'])
-                self._keep_tail(path, tail.appended(records, append_tail(path, records, tail.length)))
-                counts, total = {'new': len(incoming), 'changed': 0, 'unchanged': 0}, parts.total + len(tail) + len(incoming)
+            if tail is not None and tail.takes(incoming, parts.tail['columns'], after):   # a collector's bars, new or correcting the tail's
+                records = to_records(incoming, parts.tail['columns'])   # numpy from here: a pandas selection costs more than the append
+                counts, wanted = tail.compare(records)
+                change = counts.pop('first_change', None)
+                if wanted.any():   # a resend of what it holds writes nothing
+                    path, records = folder/parts.tail['file'], records if wanted.all() else records[wanted]
+                    tail = self._keep_tail(path, tail.appended(records, append_tail(path, records, tail.length)))
+                total = parts.total + len(tail)
             else:
-                replaced, columns, more = [], list(incoming.columns), []
+                replaced, columns, more, folded = [], list(incoming.columns), [], False
                 if tail is not None and len(tail) and tail.follows(incoming, parts.tail['columns'], after):   # a full tail, then new bars: one pass
                     counts, change, more = self._periods(folder, parts, pd.concat([tail.bars, incoming]), timeframe)
-                    counts['new'] -= len(tail); replaced.append(parts.tail['file'])
+                    counts['new'] -= len(tail); replaced.append(parts.tail['file']); folded = True
                 else:
-                    if tail is not None and len(tail):   # its bars into their periods first: this batch may correct them
-                        replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]
-                    counts, change, more = self._periods(folder, parts, incoming, timeframe)
+                    later = incoming.index.asi8 > after   # bars in the tail's span: resent as held, they need no fold
+                    kept = tail is not None and len(tail) and later.any() and list(incoming.columns) == parts.tail['columns'] \
+                           and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any()
+                    if tail is not None and len(tail) and later.any() and not kept:   # its bars into their periods first: this batch corrects or adds to them
+                        replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]; folded = True
+                    counts, change, more = self._periods(folder, parts, incoming[~later] if kept else incoming, timeframe)
+                    if kept: counts['unchanged'] += int(later.sum())
                 if replaced or more or counts['new']:
-                    if replaced or tail is None or parts.tail['columns'] != columns:   # an empty tail in these columns stays
-                        if tail is not None and not replaced: replaced.append(parts.tail['file'])
+                    if tail is None or folded or (not len(tail) and parts.tail['columns'] != columns):   # else the tail stays, bars and all
+                        if tail is not None and not folded: replaced.append(parts.tail['file'])
                         parts.tail = {'file': new_tail(folder), 'columns': columns}   # empty, for the appends to come
                     _commit(folder, parts, retired, replaced + more)
-                total = parts.total
+                total = parts.total + (len(tail) if tail is not None and not folded else 0)   # a tail not folded holds its bars still
             meta_file = folder/'_meta.json'
             kept = json.loads(meta_file.read_text()) if meta_file.exists() else {}
             new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
@@ -277,7 +287,7 @@ class ParquetStore:
             if parts:
                 try: newest = self._tail(folder, parts)
                 except FileNotFoundError: newest = None   # folded meanwhile: its bars are in the periods of a newer manifest
-                held = newest.records['ts'] if newest is not None else []
+                held = newest.current['ts'] if newest is not None else []
                 bars, first, last = parts.total + len(held), parts.first[0], (held[-1] if len(held) else parts.last[-1])
             elif (folder/LEGACY).exists():
                 bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)", {'p': str(folder/LEGACY)}).iloc[0]

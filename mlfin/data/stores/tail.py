@@ -7,6 +7,7 @@ from __future__ import annotations
 import os, secrets, struct, zlib
 from dataclasses import dataclass
 from functools import cached_property
+from fastcore.basics import patch
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -60,39 +61,75 @@ def append_tail(path: Path,          # a tail log named by the series' manifest
 # %% ../../../nbs/01cba_data.stores.tail.ipynb #c008
 @dataclass
 class Tail:
-    "A tail log as read: its records (`to_records`), its appends, and the bytes they fill; `bars` as a frame when asked"
+    "A tail log as read: every append's records in order (a later record of a time replaces an earlier one), its appends, and the bytes they fill"
     records: np.ndarray
     frames: int
     length: int   # bytes of whole, checked appends: anything after them is a torn append, which the next writer cuts
 
     @cached_property
+    def current(self) -> np.ndarray:
+        "The bars held, a record a time (the last written wins: a corrected bar), in time order"
+        ts = self.records['ts']
+        if len(ts) < 2 or (np.diff(ts) > 0).all(): return self.records
+        order = np.argsort(ts, kind='stable')
+        return self.records[order[np.r_[ts[order][1:] != ts[order][:-1], True]]]
+
+    @cached_property
     def bars(self) -> pd.DataFrame:
-        "The bars held: UTC ns index `ts`, the tail's columns (made once, when a reader asks: a writer needs only the records)"
-        index = pd.DatetimeIndex(self.records['ts'].view('M8[ns]'), name='ts').tz_localize('UTC')
-        return pd.DataFrame({c: self.records[c].copy() for c in self.records.dtype.names[1:]}, index=index)
+        "The bars held as a frame: UTC ns index `ts`, the tail's columns (made once, when a reader asks)"
+        held = self.current
+        index = pd.DatetimeIndex(held['ts'].view('M8[ns]'), name='ts').tz_localize('UTC')
+        return pd.DataFrame({c: held[c].copy() for c in held.dtype.names[1:]}, index=index)
 
-    def __len__(self): return len(self.records)
+    def __len__(self): return len(self.current)   # bars held
 
-    def follows(self, incoming: pd.DataFrame, # stored bars about to be written
-                columns: list,                 # the tail's columns
-                after: int,                    # the last time (ns) in the series' periods
-               ) -> bool:
-        "Whether `incoming` only adds bars: later than every stored one, in the tail's columns"
-        last = int(self.records['ts'][-1]) if len(self) else after
-        return len(incoming) > 0 and int(incoming.index.asi8[0]) > max(last, after) and list(incoming.columns) == list(columns)
+# %% ../../../nbs/01cba_data.stores.tail.ipynb #c008b
+@patch
+def takes(self: Tail, incoming: pd.DataFrame, # stored bars about to be written (sorted, each time once)
+          columns: list,                       # the tail's columns
+          after: int,                          # the last time (ns) in the series' periods
+         ) -> bool:
+    "Whether the tail can hold `incoming`: every bar later than the periods' last, in the tail's columns, with room left"
+    return (len(incoming) > 0 and int(incoming.index.asi8[0]) > after and list(incoming.columns) == list(columns)
+            and self.frames < TAIL_FRAMES and len(self.records) + len(incoming) <= TAIL_ROWS)
 
-    def takes(self, incoming: pd.DataFrame, columns: list, after: int) -> bool:
-        "Whether `incoming` is a collector's append: it `follows`, and the tail has room for it"
-        return self.follows(incoming, columns, after) and self.frames < TAIL_FRAMES and len(self) + len(incoming) <= TAIL_ROWS
+# %% ../../../nbs/01cba_data.stores.tail.ipynb #c008c
+@patch
+def follows(self: Tail, incoming: pd.DataFrame, columns: list, after: int) -> bool:
+    "Whether `incoming` only adds bars: later than every stored one, in the tail's columns"
+    held = self.current
+    last = max(int(held['ts'][-1]), after) if len(held) else after
+    return len(incoming) > 0 and int(incoming.index.asi8[0]) > last and list(incoming.columns) == list(columns)
 
-    def appended(self, records: np.ndarray, length: int) -> Tail:
-        "This tail once `records` are appended, ending at `length`: what a writer keeps instead of reading the file again"
-        return Tail(np.concatenate([self.records, records]), self.frames + 1, length)
+# %% ../../../nbs/01cba_data.stores.tail.ipynb #c008d
+@patch
+def compare(self: Tail, records: np.ndarray, # `to_records` of bars in the tail's columns, sorted, each time once
+           ) -> tuple[dict, np.ndarray]:
+    "What `records` would change: counts of new, changed and unchanged bars (and the first change: time, column, old, new), and which to append"
+    held, ts = self.current, records['ts']
+    at = np.searchsorted(held['ts'], ts).clip(max=max(len(held) - 1, 0))
+    found = held['ts'][at] == ts if len(held) else np.zeros(len(ts), dtype=bool)
+    old, new = held[at[found]], records[found]
+    differs = [(old[c] != new[c]) & ~(np.isnan(old[c]) & np.isnan(new[c])) for c in held.dtype.names[1:]]   # NaN is NaN: a spread still unknown
+    same = ~np.logical_or.reduce(differs) if differs else np.ones(len(old), dtype=bool)
+    counts = {'new': int((~found).sum()), 'changed': int((~same).sum()), 'unchanged': int(same.sum())}
+    if counts['changed']:   # as the periods' merge names it, for the report
+        i = int(np.flatnonzero(~same)[0]); c = next(c for c, d in zip(held.dtype.names[1:], differs) if d[i])
+        counts['first_change'] = (pd.Timestamp(int(new['ts'][i]), tz='UTC'), c, float(old[c][i]), float(new[c][i]))
+    wanted = ~found
+    wanted[np.flatnonzero(found)[~same]] = True
+    return counts, wanted
 
-    @classmethod
-    def empty(cls, columns: list) -> Tail:
-        "A tail holding nothing, in `columns`"
-        return cls(np.empty(0, _records(columns)), 0, 0)
+# %% ../../../nbs/01cba_data.stores.tail.ipynb #c008e
+@patch
+def appended(self: Tail, records: np.ndarray, length: int) -> Tail:
+    "This tail once `records` are appended, ending at `length`: what a writer keeps instead of reading the file again"
+    return Tail(np.concatenate([self.records, records]), self.frames + 1, length)
+
+@patch(cls_method=True)
+def empty(cls: Tail, columns: list) -> Tail:
+    "A tail holding nothing, in `columns`"
+    return cls(np.empty(0, _records(columns)), 0, 0)
 
 # %% ../../../nbs/01cba_data.stores.tail.ipynb #c009
 def read_tail(path: Path,    # a tail log (FileNotFoundError when it is not there)
