@@ -36,9 +36,13 @@ def check_timeframe(timeframe: str, where: str = 'timeframe') -> str:
 # %% ../../nbs/01_data.bars.ipynb #c006_00
 def check_zone(tz: str, where: str = 'tz') -> str:
     "`tz` if pandas knows the time zone (IANA names, fixed offsets), else a one-line error"
+    if tz in _ZONES: return tz   # asked twice a push: known once is known
     try: pd.Timestamp('2020-01-01').tz_localize(tz)
     except Exception: raise BadInput(f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2") from None
+    if len(_ZONES) < 1_000: _ZONES.add(tz)
     return tz
+
+_ZONES = set()
 
 
 # %% ../../nbs/01_data.bars.ipynb #c006_01

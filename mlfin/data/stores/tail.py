@@ -24,11 +24,9 @@ def _records(columns: list) -> np.dtype:
 
 # %% ../../../nbs/01cba_data.stores.tail.ipynb #c006
 def new_tail(folder: Path) -> str:
-    "An empty tail log in `folder`, on disk before a manifest names it; its name"
+    "An empty tail log in `folder`, made before a manifest names it; its name"
     name = f"_tail.{secrets.token_hex(4)}.bin"   # a new name each time: a reader holding the old manifest keeps reading the old tail
-    fd = os.open(folder/name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try: os.fsync(fd)
-    finally: os.close(fd)
+    os.close(os.open(folder/name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))   # not synced: lost in a crash, it is read as empty and made again
     return name
 
 # %% ../../../nbs/01cba_data.stores.tail.ipynb #c007
