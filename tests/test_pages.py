@@ -121,10 +121,11 @@ def test_the_login_page_refuses_a_wrong_password_a_wrong_or_replayed_code_an_exp
     assert log_in(page, base, pat, password='not the passphrase, long enough') == 'wrong user name, password or code'
     assert urlsplit(page.url).path == '/login' and 'mlfin-session' not in {c['name'] for c in page.context.cookies()}
     wrong = f"{(int(pat['totp'].now()) + 1) % 10**6:06d}"
-    assert log_in(page, base, pat, code=wrong) == 'wrong or already used code'
+    assert log_in(page, base, pat, code=wrong) == 'wrong user name, password or code'
     code = pat['totp'].now()
     inside = signed_in(browser, base, pat, code)   # the right code: in
-    assert log_in(page, base, pat, code=code) == 'wrong or already used code'   # the same code again, from another browser
+    assert log_in(page, base, pat, code=code) == 'wrong user name, password or code'   # the same code again, from another browser
+    assert log_in(page, base, pat, code='') == 'wrong user name, password or code'   # the right password, no code: answered as a wrong one
     page.close()
     # her session reaches its end (8 hours, brought forward in the database): the next page leads to the login
     with tables.engine(site['home']/'store').begin() as con:
@@ -144,7 +145,7 @@ def test_the_login_page_refuses_a_wrong_password_a_wrong_or_replayed_code_an_exp
     assert log_in(shut, base, pat, code=pat['codes'][1]) == 'user pat: account disabled; ask an admin'
     inside.close(); again.close()
     refused = [(e['outcome'], e['detail']) for e in audit(site, actor='user:pat', action='login')][::-1]
-    assert refused == [('refused', 'wrong password'), ('refused', 'wrong code'), ('ok', ''), ('refused', 'wrong code'), ('ok', ''),
+    assert refused == [('refused', 'wrong password'), ('refused', 'wrong code'), ('ok', ''), ('refused', 'wrong code'), ('refused', 'no code'), ('ok', ''),
                        ('refused', 'account disabled')], refused
 
 

@@ -47,8 +47,8 @@ SERVER_OPTIONS = {'host': ('--host', "address to listen on: loopback by default;
            'certfile': ('--cert', "TLS certificate (PEM); with --key"), 'keyfile': ('--key', "TLS private key (PEM); with --cert")}
 
 def service_options(command, only: tuple[str, ...] | None = None):
-    "`command` with the server's options (`service.server.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there; with `only`, its own options and those fields'"
-    import inspect
+    "`command` with the server's options (`service.server.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there; with `only` (names, or patterns such as `login_*`), its own options and those fields'"
+    import fnmatch, inspect
     from mlfin.service.server import serve as run_service
     from mlfin.service.settings import ServiceSettings
     option = lambda name, kind, default: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
@@ -57,7 +57,7 @@ def service_options(command, only: tuple[str, ...] | None = None):
                    for name, p in inspect.signature(run_service).parameters.items() if name in SERVER_OPTIONS]
     else: options = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     for name, field in ServiceSettings.model_fields.items():
-        if name == 'home' or (only is not None and name not in only): continue
+        if name == 'home' or (only is not None and not any(fnmatch.fnmatchcase(name, wanted) for wanted in only)): continue
         flag, help = '--' + name.replace('_', '-'), field.description
         if name == 'cors_origins': options.append(option(name, Optional[list[str]], typer.Option(None, '--cors-origin', help=f"{help} (repeat for several)")))
         elif field.annotation is bool: options.append(option(name, bool, typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=help)))

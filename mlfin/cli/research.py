@@ -79,7 +79,7 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
             f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
 
 # %% ../../nbs/09c_cli.research.ipynb #c011
-DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_rate', 'login_slow_after', 'login_delay', 'login_lock_after', 'login_lock_minutes')
+DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_*')   # the login page is the service's: every login setting, as `serve` has them
 
 def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
                browser: bool = typer.Option(False, help="open a browser"),

@@ -14,7 +14,7 @@ from ..config import MlfinError
 from .common import COOKIE
 
 # %% auto #0
-__all__ = ['Person', 'LoginPage', 'LogoutPage', 'SessionIdentity']
+__all__ = ['Person', 'LoginPage', 'LogoutPage', 'ToIndex', 'SessionIdentity']
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c005
 @dataclasses.dataclass
@@ -24,11 +24,12 @@ class Person(User):
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c006
 def _local(target: str | None, base: str = '/') -> str:
-    "Where to go after logging in: a path on this server (never another host), else the base"
-    if not target: return base
+    "Where to go after logging in: a page on this server (never another host); the index for none, the root or Voila's list of files"
+    index = base + 'voila/render/index.ipynb'
+    if not target: return index
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith('/') or target.startswith('//') or '\\' in target: return base
-    return target
+    if parts.scheme or parts.netloc or not target.startswith('/') or target.startswith('//') or '\\' in target: return index
+    return index if parts.path.rstrip('/') in (base.rstrip('/'), base + 'voila/tree', base + 'voila') else target
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c006a
 def _address(handler) -> str:
@@ -94,6 +95,12 @@ class LogoutPage(JupyterHandler):
         self.redirect(self.base_url + 'login')
 
 
+# %% ../../nbs/12f_dashboards.login.ipynb #c008i
+class ToIndex(JupyterHandler):
+    "The root and Voila's list of files lead to the index, which links every page (and, without a session, on to the login page)"
+    @allow_unauthenticated
+    def get(self, *args): self.redirect(self.base_url + 'voila/render/index.ipynb')
+
 # %% ../../nbs/12f_dashboards.login.ipynb #c009
 class SessionIdentity(IdentityProvider):
     "jupyter_server's identity provider for Voilà: the person whose mlfin session token is in the HTTP-only cookie, or nobody (the login page)"
@@ -126,8 +133,8 @@ class SessionIdentity(IdentityProvider):
         handler.set_cookie(COOKIE, token['access_token'], path=handler.base_url, httponly=True, samesite='Strict',
                            secure=self.secure_cookie or handler.request.protocol == 'https', expires_days=token['expires_in'] / 86400)
 
-    def get_handlers(self) -> list:
-        return [('/login', LoginPage), ('/logout', LogoutPage)]
+    def get_handlers(self) -> list:   # before Voila's own: its list of files at the root is nobody's way in
+        return [('/login', LoginPage), ('/logout', LogoutPage), ('/', ToIndex), ('/voila/tree/?', ToIndex)]
 
     @property
     def auth_enabled(self) -> bool: return True

@@ -140,30 +140,43 @@ def training_section(c: Connection, series: list[str]):
     return widgets.VBox([widgets.HTML("<h2>Train</h2>"), widgets.HBox([symbols, params, start]), state, log])
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c014
+def _predict_section(c: Connection, series: list[str]) -> list:
+    "Predict the next bar of the series picked in its own box"
+    import ipywidgets as widgets
+    pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar'), widgets.HTML()
+    ask.on_click(lambda _: _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value))))
+    return [widgets.HTML("<h2>Predict</h2>"), widgets.HBox([pick, ask]), out]
+
+def _ingest_section(c: Connection, series: list[str]) -> list:
+    "Pull the bars since the last stored one, for the series picked in its own box, from its configured source"
+    import ipywidgets as widgets
+    pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Ingest now'), widgets.HTML()
+    ask.on_click(lambda _: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))))
+    return [widgets.HTML("<h2>Ingest now (the series' configured source)</h2>"), widgets.HBox([pick, ask]), out]
+
+def _promote_section(c: Connection, series: list[str]) -> list:
+    "Promote a version, once the admin has ticked the confirmation"
+    import ipywidgets as widgets
+    names = [f"mlfin.{s.replace(':', '.')}" for s in series]
+    name, version = widgets.Dropdown(options=names, description='Model'), widgets.BoundedIntText(value=1, min=1, max=10**6, description='Version')
+    sure, ask, out = widgets.Checkbox(description='I confirm: this version serves from now on'), widgets.Button(description='Promote', disabled=True, button_style='danger'), widgets.HTML()
+    sure.observe(lambda change: setattr(ask, 'disabled', not change['new']), names='value')
+    def promote(_):
+        _answer(out, lambda: c.call('POST', f"/models/{name.value}/promote", json={'version': version.value, 'reason': 'promoted on the operations page'}))
+        sure.value = False
+    ask.on_click(promote)
+    return [widgets.HTML("<h2>Promote a version (admin)</h2>"), widgets.HBox([name, version]), widgets.HBox([sure, ask]), out]
+
+# %% ../../nbs/12e_dashboards.service.ipynb #c014b
 def operations_section(c: Connection):
     "The buttons the caller's role may use: predict (read), ingest now and train (train), promote (admin)"
     import ipywidgets as widgets
     series = series_options(c) if c.may('read') else []
     parts = [verdict_box(f"Your role, {c.role}, may: " + ', '.join(n for g, n in (('read', 'predict'), ('train', 'ingest now and train'),
                                                                                       ('admin', 'promote')) if c.may(g)) + '.')]
-    if c.may('read'):
-        pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar'), widgets.HTML()
-        ask.on_click(lambda _: _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value))))
-        parts += [widgets.HTML("<h2>Predict</h2>"), widgets.HBox([pick, ask]), out]
-    if c.may('train'):
-        pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Ingest now'), widgets.HTML()
-        ask.on_click(lambda _: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))))
-        parts += [widgets.HTML("<h2>Ingest now (the series' configured source)</h2>"), widgets.HBox([pick, ask]), out, training_section(c, series)]
-    if c.may('admin'):
-        names = [f"mlfin.{s.replace(':', '.')}" for s in series]
-        name, version = widgets.Dropdown(options=names, description='Model'), widgets.BoundedIntText(value=1, min=1, max=10**6, description='Version')
-        sure, ask, out = widgets.Checkbox(description='I confirm: this version serves from now on'), widgets.Button(description='Promote', disabled=True, button_style='danger'), widgets.HTML()
-        sure.observe(lambda change: setattr(ask, 'disabled', not change['new']), names='value')
-        def promote(_):
-            _answer(out, lambda: c.call('POST', f"/models/{name.value}/promote", json={'version': version.value, 'reason': 'promoted on the operations page'}))
-            sure.value = False
-        ask.on_click(promote)
-        parts += [widgets.HTML("<h2>Promote a version (admin)</h2>"), widgets.HBox([name, version]), widgets.HBox([sure, ask]), out]
+    if c.may('read'): parts += _predict_section(c, series)
+    if c.may('train'): parts += [*_ingest_section(c, series), training_section(c, series)]
+    if c.may('admin'): parts += _promote_section(c, series)
     return widgets.VBox(parts)
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c015

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from ..config import BadInput, NotFound, Unavailable, secret_file
 from . import db as tables
 from .audit import Audit, cli_actor
-from .auth import TOKEN_HOURS, RateLimit, Recent, TooManyRequests, Unauthorized, check_role
+from .auth import RateLimit, Recent, TooManyRequests, Unauthorized, check_role
 from .settings import LoginPolicy
 
 # %% auto #0
@@ -193,7 +193,7 @@ def _failed(self: People, user: dict, why: str, address: str):
     self.audit.record(f"user:{user['name']}", 'login', user['name'], 'locked' if locked else 'refused', why, address)
     if locked: raise TooManyRequests(f"user {user['name']}: locked for {self.policy.lock_minutes:g} minute{'s' * (self.policy.lock_minutes != 1)} after {failures} failed logins",
                                      int(self.policy.lock_minutes * 60))
-    raise Unauthorized(f"wrong user name, password or code" if why != 'wrong code' else "wrong or already used code")
+    raise Unauthorized("wrong user name, password or code")   # whatever was wrong: the audit log says which, the caller learns nothing
 
 # %% ../../nbs/10bb_service.people.ipynb #c030
 @patch
@@ -247,13 +247,12 @@ def login(self: People, name: str, password: str,
         raise Unauthorized("wrong user name, password or code") from None
     self._gate(user, address)
     if not verify_hash(user['password_hash'], password or ''): self._failed(user, 'wrong password', address)
-    if user['disabled_at']:   # said only to whoever knows the password: to anyone else it is one more wrong guess
+    if user['second_factor']:   # a right password with no code, or a wrong one, is answered as a wrong password: a leaked password is not confirmed without the phone
+        if not (code or '').strip(): self._failed(user, 'no code', address)
+        if not self._second_factor(user, code): self._failed(user, 'wrong code', address)
+    if user['disabled_at']:   # said only to whoever holds both factors: to anyone else it is one more wrong guess
         self.audit.record(f"user:{name}", 'login', name, 'refused', 'account disabled', address)
         raise Unauthorized(f"user {name}: account disabled; ask an admin")
-    if user['second_factor']:
-        if not (code or '').strip():   # not a failure: the client has not asked for the code yet
-            raise Unauthorized(f"user {name}: a second factor is required: send the 6-digit code from your authenticator app (or a recovery code)")
-        if not self._second_factor(user, code): self._failed(user, 'wrong code', address)
     now = dt.datetime.now(dt.timezone.utc)
     fresh = {'password_hash': hasher().hash(password)} if hasher().check_needs_rehash(user['password_hash']) else {}
     with self.db.begin() as con:
@@ -308,9 +307,11 @@ def reset(self: People, name: str, password: str, second_factor: bool = True, ac
 
 # %% ../../nbs/10bb_service.people.ipynb #c042
 @patch
-def open_session(self: People, user: dict, address: str = '', hours: float = TOKEN_HOURS) -> dict:
+def open_session(self: People, user: dict, address: str = '',
+                 hours: float | None = None, # how long it lasts; default: the login policy's `session_hours`
+                ) -> dict:
     "A new session for a logged-in account: its id (a token's `jti`) and expiry"
-    now = dt.datetime.now(dt.timezone.utc)
+    now, hours = dt.datetime.now(dt.timezone.utc), hours or self.policy.session_hours
     row = {'id': secrets.token_urlsafe(16), 'user_id': user['id'], 'created_at': now, 'expires_at': now + dt.timedelta(hours=hours),
            'revoked_at': None, 'address': (address or '')[:64]}
     with self.db.begin() as con: con.execute(tables.sessions.insert().values(**row))

@@ -20,6 +20,7 @@ class LoginPolicy:
     lock_after: int = 10        # failures that lock the account
     lock_minutes: float = 15.0  # for this long, correct password or not
     rate: str = '30/minute'     # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
+    session_hours: float = 8.0  # how long a person's session lasts from their login (a working day; then they log in again)
 
     def wait(self, failures: int) -> float:
         "Seconds an attempt must wait after the last failure, given the failures so far"
@@ -49,6 +50,7 @@ class ServiceSettings(BaseModel):
     login_delay: float = Field(LoginPolicy.delay, ge=0, description="that first wait in seconds, doubled at each further failure")
     login_lock_after: int = Field(LoginPolicy.lock_after, ge=1, description="failed logins that lock a person's account")
     login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0, description="how long a locked account stays locked, right password or not")
+    login_session_hours: float = Field(LoginPolicy.session_hours, gt=0, le=24 * 31, description="how long a person's session lasts from their login, on the pages and over the API")
     log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
     log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
@@ -57,7 +59,7 @@ class ServiceSettings(BaseModel):
 
     def login_policy(self) -> LoginPolicy:
         "The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page (`mlfin dashboards` takes the same options)"
-        return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes, self.login_rate)
+        return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes, self.login_rate, self.login_session_hours)
 
     @field_validator('tracking')
     @classmethod
