@@ -10,11 +10,11 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 
 
 # %% auto #0
-__all__ = ['PROJECT_RECORD', 'KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home',
-           'record_project', 'home_project', 'store_dir', 'run_dir', 'tracking_uri', 'artifact_dir', 'runtime_env',
-           'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive', 'die_with_parent', 'run_server',
-           'secret_file', 'psycopg_url', 'code_version', 'Validation', 'parse_where', 'parse_tracking', 'RunConfig',
-           'run_config', 'default', 'task_fields', 'task_values', 'task_config', 'task_params']
+__all__ = ['PROJECT_RECORD', 'FINISHED', 'KERNELS', 'SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'project_root', 'home', 'set_home',
+           'record_project', 'home_project', 'store_dir', 'run_dir', 'finished_folder', 'tracking_uri', 'artifact_dir',
+           'runtime_env', 'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive', 'die_with_parent', 'alive',
+           'run_server', 'secret_file', 'psycopg_url', 'code_version', 'Validation', 'parse_where', 'parse_tracking',
+           'RunConfig', 'run_config', 'default', 'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -63,6 +63,15 @@ def store_dir() -> Path: "Where validated bars are kept"; return home()/'store'
 # %% ../nbs/00_config.ipynb #c012_02
 def run_dir() -> Path: "Products of the current pipeline run (what dashboards read)"; return home()/'run'
 
+
+# %% ../nbs/00_config.ipynb #c012_02f
+FINISHED = 'finished.json'   # in the run folder: names the copy of the last run that finished (`report.keep_finished`), which pages read
+
+def finished_folder(folder: Path | None = None) -> Path | None:
+    "The copy of the last finished run in a run folder (default `run_dir()`), or None (no run finished since copies were kept)"
+    folder = Path(folder or run_dir())
+    try: return folder/json.loads((folder/FINISHED).read_text())['folder']
+    except (FileNotFoundError, KeyError, ValueError): return None
 
 # %% ../nbs/00_config.ipynb #c012_03
 def tracking_uri() -> str: "The MLflow store: a SQLite file under `home()`"; return f"sqlite:///{home()/'mlflow.db'}"
@@ -157,6 +166,15 @@ def die_with_parent():
     import ctypes, signal
     if sys.platform.startswith('linux'): ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
+
+# %% ../nbs/00_config.ipynb #c022pa
+def alive(pid) -> bool:
+    "Whether process `pid` runs on this machine (a record of a run, a job, a lock's holder: is its process still there?)"
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True   # another user's: there all the same
+    except (TypeError, ValueError): return False   # no pid recorded
+    return True
 
 # %% ../nbs/00_config.ipynb #c022p_00
 def run_server(cmd: list[str], env: dict | None = None, # a server's command line and environment

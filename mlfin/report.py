@@ -8,7 +8,7 @@ import json, os
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import MlfinError, NotFound, VALIDATIONS, atomic_write, run_dir
+from .config import FINISHED, MlfinError, NotFound, VALIDATIONS, atomic_write, finished_folder, run_dir
 from .backtest.portfolio import FILL_RULES
 from .backtest.tearsheet import TABLE_STYLE, metrics_frame, verdict_word
 from .backtest.universe import PORTFOLIO
@@ -18,9 +18,9 @@ from .tracking.trials import kept_returns, record_trials, recorded_trials
 import html
 
 # %% auto #0
-__all__ = ['SHOWN', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'metrics_table',
-           'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure', 'run_header',
-           'symbol_tables_html', 'dashboard', 'weigh_questions', 'publish_run']
+__all__ = ['FRAMES', 'SHOWN', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'keep_finished',
+           'metrics_table', 'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure',
+           'run_header', 'symbol_tables_html', 'dashboard', 'weigh_questions', 'publish_run']
 
 # %% ../nbs/07_report.ipynb #c005
 def execution_model(cv: str = 'walk_forward', # the validation that made the run's predictions (`mlfin.config.VALIDATIONS`)
@@ -75,17 +75,36 @@ def read_json(path: Path) -> dict:
 
 
 # %% ../nbs/07_report.ipynb #c006_01
-def load_run(folder: Path | None = None, # the run's folder; default `run_dir()`
-             frames: bool = True,        # also load `curves` and `predictions`
+def load_run(folder: Path | None = None, # a run's folder; default: the copy of the last finished run (`keep_finished`)
+             frames: bool = True,        # also load its `FRAMES`
             ) -> dict:
-    "The latest run's summary, with its frames loaded (`curves`, `predictions`)"
-    folder = Path(folder or run_dir())
+    "A run's summary, with its frames loaded (`curves`, `predictions`): by default the last run that finished, whatever ran since"
+    folder = Path(folder or finished_folder() or run_dir())
     path = folder/'summary.json'
     if not path.exists(): raise NotFound(f"no finished run in {folder}: run `make run` (or `mlfin run`) first")
     run = read_json(path)
-    for name in ('curves', 'predictions') if frames else ():
+    for name in FRAMES if frames else ():
         run[name] = pd.read_parquet(folder/run['products'][name])
     return run
+
+FRAMES = ('curves', 'predictions')   # the frames a reader of a run loads beside its summary
+
+
+# %% ../nbs/07_report.ipynb #c006k
+def keep_finished(folder: Path) -> Path:
+    "Copy the summary written in `folder` and the products it names into a folder of their own, then name it in `FINISHED`; that folder"
+    import secrets, shutil
+    folder = Path(folder)
+    content = read_json(folder/'summary.json')
+    kept = folder/f"finished-{secrets.token_hex(4)}"
+    kept.mkdir()
+    for name, product in content['products'].items(): shutil.copy2(folder/product, kept/Path(product).name)   # copies: a later task rewrites its files in place
+    write_json({**content, 'products': {k: Path(v).name for k, v in content['products'].items()}}, kept/'summary.json')
+    before = read_json(folder/FINISHED)['folder'] if (folder/FINISHED).exists() else None
+    write_json({'folder': kept.name, 'created': content['created']}, folder/FINISHED)   # the switch: atomic
+    for old in folder.glob('finished-*'):
+        if old.name not in (kept.name, before): shutil.rmtree(old, ignore_errors=True)
+    return kept
 
 
 # %% ../nbs/07_report.ipynb #c008
@@ -330,4 +349,5 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     run = load_run(folder)
     backtest.write_tearsheets(product['tearsheets'], run, run_header(run))  # one per symbol and the portfolio
     tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))  # kept with the run (plotly.js: from the package)
+    keep_finished(folder)   # last: what the pages show from now on
     return content

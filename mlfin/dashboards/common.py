@@ -4,11 +4,14 @@
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c002
 from __future__ import annotations
-import html, os
-import pandas as pd
+import html, json, os
+from pathlib import Path
+import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['COOKIE', 'PAGES', 'html_table', 'verdict_box', 'session_token', 'signed_in_line', 'page', 'index_page', 'run_page']
+__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'html_table', 'verdict_box', 'duration_text', 'percent', 'when_text',
+           'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice', 'monitor_status', 'page',
+           'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page']
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c005
 def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3) -> str:
@@ -22,6 +25,27 @@ def verdict_box(text: str):
     "A verdict line, as a widget"
     import ipywidgets as widgets
     return widgets.HTML(f"<p class='verdict' style='background:#f4f6fb;padding:0.6em 1em;border-left:4px solid #636efa'>{html.escape(text)}</p>")
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c006u
+def duration_text(seconds) -> str:
+    "A duration as people say it: 45 s, 12 min, 3 h 20 min, 5 d 4 h, 13.7 years; '' for none"
+    if seconds is None or pd.isna(seconds): return ''
+    s = abs(float(seconds))
+    if s < 90: return f"{s:.0f} s"
+    if s < 90 * 60: return f"{s / 60:.0f} min"
+    if s < 2 * 86400: h, m = divmod(round(s / 60), 60); return f"{h} h {m} min" if m else f"{h} h"
+    if s < 365 * 86400: d, h = divmod(round(s / 3600), 24); return f"{d} d {h} h" if h else f"{d} d"
+    return f"{s / (365.25 * 86400):.1f} years"
+
+def percent(share, digits: int = 1) -> str:
+    "A share (0.0213) as a percentage (2.1%); '' for none"
+    return '' if share is None or pd.isna(share) else f"{float(share):.{digits}%}"
+
+def when_text(t) -> str:
+    "A time as a date and minutes in UTC (2026-11-25 14:10 UTC); '' for none"
+    if t is None or pd.isna(t): return ''
+    t = pd.Timestamp(t)
+    return (t.tz_localize('UTC') if t.tz is None else t.tz_convert('UTC')).strftime('%Y-%m-%d %H:%M UTC')
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006s
 COOKIE = 'mlfin-session'   # the cookie holding a person's session token (HTTP-only; set by the login page)
@@ -46,12 +70,77 @@ def signed_in_line() -> str:
     return (f"<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed in as <b>{name}</b> ({role})"
             f" &middot; <a href='{logout}'>Log out</a></small></p>")
 
+# %% ../../nbs/12a_dashboards.common.ipynb #c006st
+STATES = {'ok': ('#e6f4ea', '#1e6b34', '✓'), 'warning': ('#fff4e0', '#7a4a00', '!'), 'failed': ('#fdecea', '#a50e0e', '✗'),
+          'running': ('#e8f0fe', '#174ea6', '…')}   # kind -> background, text, mark
+
+def status_line(kind: str, text: str) -> str:
+    "A state in one line (wrapping on a narrow screen), coloured by its kind: ok, warning, failed, running"
+    back, fore, mark = STATES[kind]
+    return (f"<div class='mlfin-status mlfin-{kind}' style='background:{back};color:{fore};padding:.5em .8em;border-radius:6px;"
+            f"margin:.4em 0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(text)}</div>")
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c006rs
+def run_status(home: Path | None = None) -> tuple[str, str]:
+    "The latest run in a line, and its kind: finished (ok), running, failed or stopped (both `failed`); None of them yet: a warning"
+    from mlfin.pipeline.runner import last_attempt
+    attempt, shown = last_attempt(home), _finished_at(home)
+    said = lambda iso: when_text(iso) if iso else 'an earlier time'
+    what = lambda a: f"started {said(a.get('started'))}" + (f" on {a['symbols']}" if a.get('symbols') else '')
+    kept = f"The pages show the run of {said(shown)}, the last that finished." if shown else "No run has finished yet."
+    if attempt is None: return ('ok', f"Last run finished {said(shown)}.") if shown else ('warning', "No run yet: `make run` (or `mlfin run`) makes one.")
+    if attempt['status'] == 'running': return 'running', f"A run is in progress: {what(attempt)}. {kept}"
+    if attempt['status'] in ('failed', 'stopped'):
+        where = f" in {attempt['task']}" if attempt.get('task') else ''
+        return 'failed', f"The latest run, {what(attempt)}, {attempt['status']}{where}: {attempt.get('error') or 'no reason recorded'}. {kept}"
+    ran = attempt.get('ran')
+    return 'ok', (f"Last run finished {said(attempt.get('ended'))}, " + (f"ran {', '.join(ran)}" if ran else 'nothing changed since the one before')
+                  + (f" ({attempt['symbols']})." if attempt.get('symbols') else '.'))
+
+def run_notice(home: Path | None = None) -> tuple[str, str] | None:
+    "`run_status` when the latest run is not the one the pages show (running, failed, stopped), else None"
+    kind, text = run_status(home)
+    return (kind, text) if kind in ('running', 'failed') else None
+
+def _finished_at(home: Path | None = None) -> str | None:
+    "When the run the pages show (the last that finished) was made"
+    from mlfin.config import FINISHED, run_dir
+    folder = Path(home)/'run' if home else run_dir()
+    try: return json.loads((folder/FINISHED).read_text())['created']
+    except (FileNotFoundError, KeyError, ValueError): return None
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c006ms
+def monitor_status() -> tuple[str, str]:
+    "The monitor's latest run in a line: when, how many production models it watched, which are past an alert's bar (and why), which it could not watch"
+    from mlfin.monitor.figures import FIGURES
+    from mlfin.monitor.report import latest_report
+    found = latest_report()
+    if found is None: return 'warning', "The monitor has not run yet (`mlfin monitor`, or its schedule)."
+    past = {m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))] for m in found['models']}
+    past = {name: said for name, said in past.items() if said}
+    text = f"Monitor, {when_text(found['at'])}: {len(found['models'])} production model(s) watched"
+    if past: text += '; ' + '; '.join(f"{name}: {', '.join(said)}" for name, said in past.items())
+    if found.get('errors'): text += '; not watched: ' + ', '.join(found['errors'])
+    return ('warning' if past or found.get('errors') else 'ok'), text + ('.' if past or found.get('errors') else ', none past an alert.')
+
 # %% ../../nbs/12a_dashboards.common.ipynb #c007
-def page(title: str, lesson: str, *children):
-    "A page: who is signed in (with a way out), its title, a line on what it shows, then its parts"
+STYLE = """<style>
+.mlfin-page{font-family:system-ui,sans-serif;overflow-wrap:anywhere}
+.mlfin-page a.mlfin-link,.mlfin-page .mlfin-pages a,.mlfin-page .mlfin-who a{color:#1a56db;text-decoration:underline}
+.mlfin-page .mlfin-pages{padding-left:1.2em;line-height:1.9em}
+.mlfin-page .mlfin-pages span{color:#555}
+</style>"""   # the pages' own rules: links that look like links, long words that wrap
+
+def page(title: str, lesson: str, *children,
+         notice: bool = True, # the latest run's state when it is not the run the pages show (the index has its own line)
+        ):
+    "A page: who is signed in (with a way out), its title, a link back to every page, a line on what it shows, what is wrong with the latest run, then its parts"
     import ipywidgets as widgets
-    head = widgets.HTML(f"{signed_in_line()}<h1 style='font-family:system-ui,sans-serif'>{html.escape(title)}</h1><p><small>{html.escape(lesson)}</small></p>")
-    return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px'))
+    back = '' if title == 'mlfin' else "<p><a class='mlfin-link' href='index.ipynb'>All pages</a></p>"
+    said = run_notice() if notice else ''
+    head = widgets.HTML(f"{STYLE}{signed_in_line()}<h1>{html.escape(title)}</h1>{back}<p><small>{html.escape(lesson)}</small></p>"
+                        + (status_line(*said) if said else ''))
+    return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px', width='100%')).add_class('mlfin-page')
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c010
 PAGES = [('run.ipynb', 'The latest run', 'out-of-sample results after costs beside buy-and-hold; tearsheets'),
@@ -61,26 +150,65 @@ PAGES = [('run.ipynb', 'The latest run', 'out-of-sample results after costs besi
          ('operations.ipynb', 'Operations', 'predict, ingest now, train, promote: the buttons your role may use'),
          ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs')]
 
+# %% ../../nbs/12a_dashboards.common.ipynb #c010s
+BADGES = {'skill': ('#e6f4ea', '#1e6b34'), 'overfit': ('#fff4e0', '#7a4a00'), 'none': ('#eceff1', '#37474f')}   # verdict -> background, text
+
+def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
+    "An SVG line of a strategy's value (blue) against buy-and-hold's (grey) on one log scale, as wide as its container"
+    values = [np.log(np.clip(np.asarray(v, dtype='float64'), 1e-9, None)) for v in (strategy, hold)]
+    step = max(1, len(values[0]) // 150)   # about 150 points: a shape, not every bar
+    values = [v[::step] for v in values]
+    lo, hi = min(v.min() for v in values), max(v.max() for v in values)
+    span = (hi - lo) or 1.0
+    line = lambda v: ' '.join(f"{width * i / max(len(v) - 1, 1):.1f},{height - 2 - (height - 4) * (x - lo) / span:.1f}" for i, x in enumerate(v))
+    return (f"<svg class='mlfin-spark' viewBox='0 0 {width} {height}' preserveAspectRatio='none' style='width:100%;height:{height}px;display:block'>"
+            "<title>value of the strategy (blue) and of buy-and-hold (grey), on one log scale</title>"
+            f"<polyline points='{line(values[1])}' fill='none' stroke='#9aa0a6' stroke-width='1.5' vector-effect='non-scaling-stroke'/>"
+            f"<polyline points='{line(values[0])}' fill='none' stroke='#1a56db' stroke-width='2' vector-effect='non-scaling-stroke'/></svg>")
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c010b
+def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -> str:
+    "One book's card: name, timeframe and model, the verdict's badge, its value beside buy-and-hold's, the figures that decide"
+    from mlfin.backtest.tearsheet import judge, metrics_frame, verdict_word
+    back, fore = BADGES[judge(m)]
+    shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
+    rows = ''.join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(v['Strategy']))}</td><td>{html.escape(str(v['Buy & hold']))}</td></tr>"
+                   for label, v in shown.iterrows())
+    pbo = (m.get('pbo') or {}).get('pbo')
+    what = ' · '.join(str(x) for x in (m.get('timeframe'), m.get('model')) if x)
+    return (f"<div class='mlfin-card' style='border:1px solid #dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
+            f"<div style='display:flex;flex-wrap:wrap;gap:6px;align-items:center;justify-content:space-between'>"
+            f"<span><b style='font-size:1.15em'>{html.escape(name)}</b> <small>{html.escape(what)}</small></span>"
+            f"<span class='mlfin-badge' style='background:{back};color:{fore};border-radius:12px;padding:2px 10px;font-size:.9em'>"
+            f"{html.escape(verdict_word(m, tradeable))}</span></div>"
+            + (sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else '')
+            + "<table class='mlfin-card-figures' style='width:100%;border-collapse:collapse;font-size:.92em'>"
+              "<tr><th></th><th style='text-align:right;color:#1a56db'>Strategy</th><th style='text-align:right;color:#5f6368'>Buy &amp; hold</th></tr>"
+            + rows.replace('<td>', "<td style='text-align:right'>")
+            + f"</table><p style='margin:.4em 0 0;font-size:.92em'>Deflated Sharpe {m['skill']['dsr']:.2f} after {m['skill']['trials']:,} trials"
+            + (f" · PBO {pbo:.0%}" if pbo is not None else '') + "</p></div>")
+
+def book_cards(run: dict) -> str:
+    "Every book's card of a run (each symbol, then the portfolio), in a grid as wide as the page"
+    tradeable = run.get('validation', {}).get('tradeable', True)
+    books = [*run['symbols'].items(), *([('PORTFOLIO', run['portfolio'])] if run.get('portfolio') else [])]
+    curves = run['curves']
+    cards = ''.join(book_card(name, m, curves[curves['symbol'] == name], tradeable) for name, m in books)
+    return f"<div class='mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:12px'>{cards}</div>"
+
 # %% ../../nbs/12a_dashboards.common.ipynb #c011
-def index_page(folder=None):   # a run's folder; default: the latest run
-    "Links to every page, under the latest run's verdicts and the monitor's"
+def index_page(folder=None):   # a run's folder; default: the last run that finished
+    "The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity beside buy-and-hold), then every page"
     import ipywidgets as widgets
     from mlfin.errors import MlfinError
     from mlfin.report import load_run
-    from mlfin.backtest.tearsheet import verdict
-    from mlfin.monitor.report import latest_report
-    parts = []
-    try:
-        run = load_run(folder)
-        for name, m in [*run['symbols'].items(), *([('PORTFOLIO', run['portfolio'])] if run.get('portfolio') else [])]:
-            parts.append(verdict_box(f"{name}: {verdict(m, run.get('validation', {}).get('tradeable', True))}"))
-    except MlfinError as e: parts.append(verdict_box(f"No run yet: {e}"))
-    found = latest_report()
-    if found: parts += [verdict_box(f"Monitor ({found['at'][:16]}Z): {m['verdict']}") for m in found['models']]
-    else: parts.append(verdict_box("The monitor has not run yet (`mlfin monitor`)."))
-    links = ''.join(f"<li><a href='{p}'>{html.escape(t)}</a>: {html.escape(d)}</li>" for p, t, d in PAGES)
-    return page('mlfin', 'Every page reads saved products or asks the service; none retrains.', *parts,
-                widgets.HTML(f"<ul style='font-size:1.1em;line-height:1.8em'>{links}</ul>"))
+    states = status_line(*run_status()) + status_line(*monitor_status())
+    try: cards = book_cards(load_run(folder))
+    except MlfinError as e: cards = f"<p class='mlfin-empty'>No run has finished yet: {html.escape(str(e))}</p>"
+    links = ''.join(f"<li><a class='mlfin-link' href='{p}'>{html.escape(t)}</a> <span>{html.escape(d)}</span></li>" for p, t, d in PAGES)
+    return page('mlfin', 'Every page reads saved products or asks the service; none retrains.', widgets.HTML(states),
+                widgets.HTML(f"<h2>Books of the last finished run</h2>{cards}"),
+                widgets.HTML(f"<h2>Pages</h2><ul class='mlfin-pages'>{links}</ul>"), notice=False)
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011r
 def run_page(folder=None):   # a run's folder; default: the latest run

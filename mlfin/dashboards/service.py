@@ -8,7 +8,7 @@ import asyncio, html, os
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..errors import BadInput
-from .common import html_table, page, session_token, verdict_box
+from .common import duration_text, html_table, page, percent, session_token, verdict_box, when_text
 
 # %% auto #0
 __all__ = ['Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section', 'operations_page',
@@ -265,8 +265,11 @@ def health_section(c: Connection):
             + (f"server errors over 1% on {', '.join(errors)}; " if errors else "no route over 1% server errors; ")
             + (f"p99 over 100 ms on {', '.join(slow)}; " if slow else "every route's p99 within 100 ms; ")
             + (f"stale: {', '.join(stale)}." if stale else "every series fresh."))
-    parts = [verdict_box(said), widgets.HTML("<h2>Requests per route (since the service started)</h2>"), widgets.HTML(html_table(routes, index=False)),
-             widgets.HTML("<h2>Series</h2>"), widgets.HTML(html_table(series, index=False))]
+    shown_routes = routes.assign(**{'server errors': routes['server errors'].map(percent)}) if len(routes) else routes
+    shown_series = (series.assign(**{'last bar': series['last bar'].map(when_text), 'overdue (s)': series['overdue (s)'].map(lambda s: duration_text(s) if s > 0 else 'fresh'),
+                                    'last push': series['last push'].map(when_text)}).rename(columns={'overdue (s)': 'overdue'}) if len(series) else series)
+    parts = [verdict_box(said), widgets.HTML("<h2>Requests per route (since the service started)</h2>"), widgets.HTML(html_table(shown_routes, index=False)),
+             widgets.HTML("<h2>Series</h2>"), widgets.HTML(html_table(shown_series, index=False))]
     if len(t['jobs']): parts += [widgets.HTML("<h2>Jobs</h2>"), widgets.HTML(html_table(t['jobs'], index=False))]
     if len(t['production']): parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
     ops = ops_tables()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt, json, os, socket, sqlite3
 from pathlib import Path
 import pandas as pd
-from ..config import home
+from ..config import alive, home
 
 # %% auto #0
 __all__ = ['SCHEMA', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead', 'mlflow_rows', 'runs',
@@ -66,7 +66,7 @@ def settle_dead(at: Path | None = None) -> int:
     "Record as failed every run still running or waiting on this host whose process is gone (killed with SIGKILL, or the machine stopped); how many"
     with _closing(ops_db(at)) as con:
         open_ = con.execute("SELECT id, pid, status FROM runs WHERE status IN ('running', 'waiting') AND host = ?", (socket.gethostname(),)).fetchall()
-        dead = [(i, pid, status) for i, pid, status in open_ if not _alive(pid)]
+        dead = [(i, pid, status) for i, pid, status in open_ if not alive(pid)]
         for i, pid, status in dead:
             con.execute("UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
                         (utc_now(), f"died{' while waiting' if status == 'waiting' else ''}: its process {pid} is gone (killed, or the machine stopped); no outcome was written", i))
@@ -98,17 +98,10 @@ def runs(job: str | None = None,   # one job (default: all)
         found = pd.read_sql_query("SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY started DESC, id DESC LIMIT ?",
                                   con, params=[*([job] if job else []), int(limit)])
     for c in ('started', 'ended'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
-    gone = found['status'].isin(('running', 'waiting')) & (found['host'] == socket.gethostname()) & ~found['pid'].map(_alive)
+    gone = found['status'].isin(('running', 'waiting')) & (found['host'] == socket.gethostname()) & ~found['pid'].map(alive)
     found.loc[gone, 'status'] = 'interrupted'
     found['summary'] = found['summary'].map(lambda s: json.loads(s) if isinstance(s, str) else None)
     return found
-
-# %% ../../nbs/13a_ops.records.ipynb #c016
-def _alive(pid) -> bool:
-    try: os.kill(int(pid), 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
 
 # %% ../../nbs/13a_ops.records.ipynb #c018
 def record_checks(results: list[dict], # each: name, ok (bool), seconds, detail (the line that says what was found)

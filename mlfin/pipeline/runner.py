@@ -4,15 +4,15 @@
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c003
 from __future__ import annotations
-import hashlib, json, re
+import contextlib, datetime as dt, hashlib, json, os, re, socket
 from pathlib import Path
 from .engine import in_process
 from ..config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, exclusive, apply_runtime_env, code_version, record_project,
-                          home, project_root, read_yaml, run_config, task_config, task_fields)
+                          alive, atomic_write, home, project_root, read_yaml, run_config, task_config, task_fields)
 
 # %% auto #0
-__all__ = ['TASKS', 'RUNNER', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'publish', 'task_failure', 'task_error',
-           'timings']
+__all__ = ['TASKS', 'RUNNER', 'ATTEMPT', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'attempted', 'last_attempt',
+           'publish', 'task_failure', 'task_error', 'timings']
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c006
 TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
@@ -104,11 +104,12 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         progress: bool = True, wait: float | None = None) -> dict[str, float]:
     "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run lock (`wait`: `config.exclusive`); seconds per task run"
     root, values = resolve(overrides, project)
-    with exclusive('run', wait, Path(values['home'])):   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner)
+    with exclusive('run', wait, Path(values['home'])), attempted(Path(values['home']), values) as attempt:   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner); its state recorded as it goes
         record_project(root, Path(values['home']))   # a backup run from another folder finds this project's configuration
         stamp = Path(values['home'])/'run'/'.build-stamp.json'
         if not force and _up_to_date(stamp, root, values):
-            publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); return {}
+            publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); attempt['ran'] = []; return {}
+        from ploomber.constants import TaskStatus
         from ploomber.exceptions import DAGBuildError
         from mlfin.cluster import running
         from mlfin.progress import Display
@@ -118,13 +119,49 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         with running(values['cluster'], Path(values['home'])/'run'), Display(enabled=progress) as display:
             for task in dag.values(): task.on_finish = display.finished   # on a terminal: the task at work, the symbol or model it is at
             try: built = dag.build(force=force, show_progress=False)
-            except DAGBuildError as e: raise task_failure(str(e)) from None
+            except DAGBuildError as e:
+                attempt['task'] = next((t.name for t in dag.values() if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)), None)
+                raise task_failure(str(e)) from None
         _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
         ran = timings(built)
         if 'report' in ran: _attach_report(Path(values['home'])/'run', json.loads(values['report_config'])['tracking'])
         publish(Path(values['home'])/'run'/'reports', Path(values['reports']))
+        attempt['ran'] = list(ran)
         return ran
 
+
+# %% ../../nbs/08b_pipeline.runner.ipynb #c020a
+ATTEMPT = 'attempt.json'   # the latest run's state, in the home's run folder
+
+def _save_attempt(home: Path, state: dict):
+    path = Path(home)/'run'/ATTEMPT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1, default=str)))
+
+@contextlib.contextmanager
+def attempted(home: Path, values: dict):
+    "Record the run in `home` while the block runs: running, then succeeded, failed (the block sets `task`; one line) or stopped"
+    state = {'status': 'running', 'started': _now(), 'pid': os.getpid(), 'host': socket.gethostname(),
+             'symbols': json.loads(values.get('ingest_config', '{}')).get('symbols', ''), 'ran': None, 'task': None, 'error': None}
+    _save_attempt(home, state)
+    try:
+        yield state
+        state['status'] = 'succeeded'
+    except MlfinError as e: state.update(status='failed', error=str(e)); raise
+    except BaseException as e: state.update(status='stopped', error=f"stopped before it finished ({type(e).__name__})"); raise
+    finally: state['ended'] = _now(); _save_attempt(home, state)
+
+def _now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
+_home = home   # the home, for a function whose parameter is named `home`
+
+# %% ../../nbs/08b_pipeline.runner.ipynb #c020b
+def last_attempt(home: Path | None = None) -> dict | None:
+    "The latest run's state in `home` (default: the home), or None before the first: a `running` one whose process is gone reads as `stopped`"
+    try: state = json.loads((Path(home or _home())/'run'/ATTEMPT).read_text())
+    except (FileNotFoundError, ValueError): return None
+    if state.get('status') == 'running' and state.get('host') == socket.gethostname() and not alive(state.get('pid')):
+        state.update(status='stopped', error=f"its process {state.get('pid')} is gone (killed, or the machine stopped) before it finished")
+    return state
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c011_04
 def publish(executed: Path, # the run's executed notebooks and tearsheets, kept in the home
