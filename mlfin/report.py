@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 from .config import FINISHED, MlfinError, NotFound, VALIDATIONS, atomic_write, finished_folder, run_dir
 from .backtest.portfolio import FILL_RULES
-from .backtest.tearsheet import TABLE_STYLE, metrics_frame, verdict_word
+from .backtest.tearsheet import metrics_frame, verdict_word
+from .style import TABLE_STYLE, html_table
 from .backtest.universe import PORTFOLIO
 from .models.compare import MCS_SIZE
 from .backtest.trials import CHOICES, Question, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
@@ -188,7 +189,7 @@ def run_header(run: dict) -> str:
 # %% ../nbs/07_report.ipynb #c012_01
 def symbol_tables_html(run: dict, symbol: str) -> str:
     "HTML: trading metrics beside buy-and-hold, classification metrics and the latest signals of one symbol"
-    table = lambda frame: frame.to_html(classes='mlfin-table', border=0)
+    table = html_table
     signals = recent_signals(run, symbol)
     from mlfin.backtest.tearsheet import holdout_frame, skill_frame, verdict
     m = run['symbols'][symbol]
@@ -209,7 +210,7 @@ def dashboard(folder: Path | None = None, # a run's folder; default: the latest 
     runs = _recorded_runs() if choices else []
     view = widgets.VBox([_run_view(folder)])
     if not runs: return view
-    picker = widgets.Dropdown(options=[('the latest run', '')] + runs, description='Run', layout=widgets.Layout(width='640px'))
+    picker = widgets.Dropdown(options=[('the latest run', '')] + runs, description='Run', layout=widgets.Layout(width='100%', max_width='640px'))
     def pick(change):
         from mlfin.tracking import fetch_run
         view.children = [_run_view(fetch_run(change['new']) if change['new'] else folder)]

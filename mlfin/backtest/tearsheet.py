@@ -8,11 +8,12 @@ import html
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, atomic_write
+from ..style import PAGE_STYLE, TABLE_STYLE, html_table   # the house's, for the tearsheet page
 
 # %% auto #0
-__all__ = ['VERDICTS', 'SKILL_ONLY', 'TABLE_STYLE', 'PAGE_STYLE', 'PERFORMANCE', 'judge', 'verdict_word', 'trials_said',
-           'confidence_said', 'holdout_said', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns',
-           'figures', 'metrics_frame', 'skill_frame', 'holdout_frame', 'tearsheet_page', 'write_tearsheets']
+__all__ = ['VERDICTS', 'SKILL_ONLY', 'PERFORMANCE', 'judge', 'verdict_word', 'trials_said', 'confidence_said', 'holdout_said',
+           'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame',
+           'holdout_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
@@ -155,12 +156,6 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013
-# the one style of mlfin's tables (tearsheets, the report, dashboards) and the tearsheet page around them
-TABLE_STYLE = ("<style>.mlfin-table{border-collapse:collapse;margin:0.5em 0 1.5em}.mlfin-table th,.mlfin-table td"
-               "{padding:3px 12px;text-align:right;border:none;border-bottom:1px solid #ddd}"
-               ".mlfin-table th:first-child,.mlfin-table td:first-child{text-align:left}</style>")
-PAGE_STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-         ".verdict{background:#f4f6fb;padding:0.8em 1em;border-left:4px solid #636efa}small{color:#666}</style>")
 # the one format table of performance figures: key, label, format
 PERFORMANCE = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'), ('volatility', 'Volatility', '{:.1%}'),
                ('sharpe', 'Sharpe ratio', '{:.2f}'), ('sortino', 'Sortino ratio', '{:.2f}'), ('calmar', 'Calmar ratio', '{:.2f}'),
@@ -186,7 +181,7 @@ def _table(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     for c in [c for c in shown.columns if c in _COLUMNS]:
         shown[c] = [_fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v) for v in shown[c]]
-    return shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}).to_html(classes='mlfin-table', border=0, na_rep='', escape=True)
+    return html_table(shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}))   # the house table: it fits a phone too
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_01
@@ -232,19 +227,17 @@ def holdout_frame(h: dict) -> pd.DataFrame:
     return pd.DataFrame({'': rows}).rename_axis('holdout')
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_03
-def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
-              m: dict,          # its backtest metrics
-              curve: pd.DataFrame, # its curves
-              header: str = '', # the run: when, with what (text)
-              fill_rules: str = '', quality: dict | None = None,
-              tradeable: bool = True, # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
-             ) -> str:
-    "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
-    import plotly.io as pio
-    charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False) for f in figures(curve, name))
-    parts = [f"<h1>{html.escape(name)}: tearsheet</h1>", f"<p><small>{html.escape(header.replace('**', '').replace('`', ''))}</small></p>",
-             f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", f"<p><small>{html.escape(clock_in_words(m))}</small></p>", charts,
-             "<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
+def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
+                    m: dict,          # its backtest metrics
+                    curve: pd.DataFrame, # its curves
+                    header: str = '', # the run: when, with what (text)
+                    fill_rules: str = '', quality: dict | None = None,
+                    tradeable: bool = True, # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
+                   ) -> tuple[list[str], list, list[str]]:
+    "A tearsheet's parts: the HTML above its charts, its plotly figures, the HTML below them (the file and the dashboards' page are both made of them)"
+    top = [f"<h1>{html.escape(name)}: tearsheet</h1>", f"<p><small>{html.escape(header.replace('**', '').replace('`', ''))}</small></p>",
+           f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", f"<p><small>{html.escape(clock_in_words(m))}</small></p>"]
+    parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]
     if m.get('holdout'): parts += ["<h2>Holdout after selection</h2>", f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
                                    _table(holdout_frame(m['holdout']))]
@@ -264,9 +257,17 @@ def tearsheet_page(name: str,        # a symbol, or PORTFOLIO
         if m.get(key): parts += [f"<h2>{title}</h2>", _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]))]
     if quality: parts += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
     if fill_rules: parts += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} tearsheet</title>"
-            f"<script src='plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head><body>{''.join(parts)}</body></html>")
+    return top, figures(curve, name), parts
 
+def tearsheet_page(name: str, m: dict, curve: pd.DataFrame, header: str = '', fill_rules: str = '', quality: dict | None = None,
+                   tradeable: bool = True) -> str:
+    "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
+    import plotly.io as pio
+    top, figs, parts = tearsheet_parts(name, m, curve, header, fill_rules, quality, tradeable)
+    charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True}) for f in figs)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(name)} tearsheet</title><script src='plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head>"
+            f"<body>{''.join(top)}{charts}{''.join(parts)}</body></html>")
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_04
 def write_tearsheets(folder: Path, # where the pages go (created)

@@ -7,18 +7,12 @@ from __future__ import annotations
 import html, json, os
 from pathlib import Path
 import numpy as np, pandas as pd
+from ..style import html_table   # the house table, on a screen of any width
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'html_table', 'verdict_box', 'duration_text', 'percent', 'when_text',
+__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'duration_text', 'percent', 'when_text',
            'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice', 'monitor_status', 'page',
-           'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page']
-
-# %% ../../nbs/12a_dashboards.common.ipynb #c005
-def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3) -> str:
-    "A frame as the house table (escaped, numbers to `digits` significant figures, no NaN shown)"
-    from mlfin.backtest.tearsheet import TABLE_STYLE
-    shown = frame.to_html(classes='mlfin-table', border=0, na_rep='', escape=True, index=index, float_format=lambda v: f"{v:.{digits}g}")
-    return f"{TABLE_STYLE}<div style='overflow-x:auto'>{shown}</div>"   # a wide table scrolls, the page does not
+           'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page']
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -178,7 +172,8 @@ def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -
     what = ' · '.join(str(x) for x in (m.get('timeframe'), m.get('model')) if x)
     return (f"<div class='mlfin-card' style='border:1px solid #dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
             f"<div style='display:flex;flex-wrap:wrap;gap:6px;align-items:center;justify-content:space-between'>"
-            f"<span><b style='font-size:1.15em'>{html.escape(name)}</b> <small>{html.escape(what)}</small></span>"
+            f"<span><a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(name)}' title='its tearsheet'><b style='font-size:1.15em'>{html.escape(name)}</b></a> "
+            f"<small>{html.escape(what)}</small></span>"
             f"<span class='mlfin-badge' style='background:{back};color:{fore};border-radius:12px;padding:2px 10px;font-size:.9em'>"
             f"{html.escape(verdict_word(m, tradeable))}</span></div>"
             + (sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else '')
@@ -211,8 +206,41 @@ def index_page(folder=None):   # a run's folder; default: the last run that fini
                 widgets.HTML(f"<h2>Pages</h2><ul class='mlfin-pages'>{links}</ul>"), notice=False)
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011r
-def run_page(folder=None):   # a run's folder; default: the latest run
-    "The latest run (or one MLflow recorded) in the page's frame: `report.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
-    from mlfin.report import dashboard
-    return page('mlfin: the latest run', 'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the latest `mlfin run` '
-                '(this page never retrains or re-runs anything); pick a symbol, or an earlier run.', dashboard(folder))
+def run_page(folder=None):   # a run's folder; default: the last run that finished
+    "The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then `report.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
+    import ipywidgets as widgets
+    from mlfin.errors import MlfinError
+    from mlfin.report import dashboard, load_run
+    try: run = load_run(folder, frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
+    except MlfinError: books = []
+    links = (widgets.HTML("<p>Tearsheets: " + ' · '.join(f"<a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(b)}'>"
+                                                       f"{'the portfolio of the leaders' if b == 'PORTFOLIO' else html.escape(b)}</a>" for b in books) + "</p>")
+             if books else widgets.HTML(''))
+    return page('mlfin: the latest run', 'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the last run that finished '
+                '(this page never retrains or re-runs anything); pick a symbol, or an earlier run; each book\'s tearsheet in full behind its link.',
+                links, dashboard(folder))
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c011b
+def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page's address (?book=SPX), else the first
+              folder=None):            # a run's folder; default: the last run that finished
+    "A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table), with a picker of the run's books"
+    import ipywidgets as widgets, plotly.graph_objects as go
+    from urllib.parse import parse_qs
+    from mlfin.errors import MlfinError
+    from mlfin.backtest.tearsheet import tearsheet_parts
+    from mlfin.report import load_run, run_header
+    lesson = "A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, out-of-sample and after costs."
+    try: run = load_run(folder)
+    except MlfinError as e: return page('Tearsheet', lesson, verdict_box(f"No run has finished yet: {e}"))
+    books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
+    asked = book or parse_qs(os.environ.get('QUERY_STRING', '')).get('book', [''])[0]
+    pick = widgets.Dropdown(options=books, value=asked if asked in books else books[0], description='Book', layout=widgets.Layout(width='auto', max_width='100%'))
+    body = widgets.VBox(layout=widgets.Layout(width='100%'))
+    def show(_=None):
+        name = pick.value
+        m = run['portfolio'] if name == 'PORTFOLIO' else run['symbols'][name]
+        top, figs, parts = tearsheet_parts(name, m, run['curves'][run['curves']['symbol'] == name], run_header(run), run.get('fill_rules', ''),
+                                           m.get('quality') if name != 'PORTFOLIO' else None, run.get('validation', {}).get('tradeable', True))
+        body.children = [widgets.HTML(''.join(top)), *(go.FigureWidget(f) for f in figs), widgets.HTML(''.join(parts))]
+    pick.observe(show, names='value'); show()
+    return page('Tearsheet', lesson, pick, body)

@@ -57,7 +57,7 @@ def volatility_said(v: dict) -> str:
 # %% ../../nbs/11e_monitor.report.ipynb #c011
 def report_page(report: Report) -> str:
     "The monitor run as one HTML page (charts need plotly.min.js beside it)"
-    from mlfin.backtest.tearsheet import PAGE_STYLE, TABLE_STYLE
+    from mlfin.style import PAGE_STYLE, TABLE_STYLE
     table = lambda f: f.to_html(classes='mlfin-table', border=0, na_rep='', escape=True, float_format=lambda v: f"{v:.3g}")
     parts = [f"<h1>Monitor, {report.at:%Y-%m-%d %H:%M}Z</h1>"]
     parts += [f"<p class='verdict'>{html.escape(w.verdict())}</p>" for w in report.watches]
