@@ -30,14 +30,16 @@ def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
                long: int = 90, # a text longer than this shows its start and opens on a click
               ) -> str:
     "A frame as the house table on a page: escaped, numbers to `digits` significant figures, nothing for a missing value; fits any screen"
-    shown = frame.rename_axis(frame.index.name or '').reset_index() if index and (frame.index.name or not isinstance(frame.index, pd.RangeIndex)) else frame
-    names = [html.escape(str(c)) for c in shown.columns]
+    keys = index and (any(frame.index.names) or not isinstance(frame.index, pd.RangeIndex))   # a bare 0, 1, 2... says nothing
+    labels = [n or '' for n in frame.index.names] if keys else []   # the index's columns, beside any of the frame's (even one named '')
+    names = [html.escape(str(c)) for c in [*labels, *frame.columns]]
     def cell(v) -> str:
         if v is None or (np.ndim(v) == 0 and pd.isna(v)): return ''
         text = f"{v:.{digits}g}" if isinstance(v, (float, np.floating)) else str(v)
         if len(text) <= long: return html.escape(text)
         return f"<details><summary>{html.escape(text[:long * 2 // 3].rstrip())}…</summary>{html.escape(text)}</details>"
     rows = ''.join('<tr>' + ''.join(f"<td data-label='{n}'>{cell(v)}</td>" for n, v in zip(names, row)) + '</tr>'
-                   for row in shown.itertuples(index=False, name=None))
+                   for row in (((*(k if isinstance(k, tuple) else (k,)), *r) if keys else r)
+                               for k, r in zip(frame.index, frame.itertuples(index=False, name=None))))
     return (f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table mlfin-fit'><thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
             f"<tbody>{rows}</tbody></table>")

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from ..style import html_table   # the house table, on a screen of any width
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'duration_text', 'percent', 'when_text',
+__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'row', 'duration_text', 'percent', 'when_text',
            'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice', 'monitor_status', 'page',
            'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page']
 
@@ -19,6 +19,12 @@ def verdict_box(text: str):
     "A verdict line, as a widget"
     import ipywidgets as widgets
     return widgets.HTML(f"<p class='verdict' style='background:#f4f6fb;padding:0.6em 1em;border-left:4px solid #636efa'>{html.escape(text)}</p>")
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c006r
+def row(*children):
+    "Widgets side by side, wrapping onto the next line on a narrow screen (a plain HBox would run off a phone's edge)"
+    import ipywidgets as widgets
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow='row wrap', max_width='100%'))
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006u
 def duration_text(seconds) -> str:

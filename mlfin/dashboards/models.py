@@ -12,7 +12,7 @@ __all__ = ['VERSION_COLUMNS', 'versions_frame', 'models_page']
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c005
 VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', 'kind', 'auc', 'accuracy', 'ic', 'directional_accuracy', 'backtest_sharpe',
-                   'label', 'horizon', 'cv', 'spec', 'trained_from', 'trained_to', 'decision']
+                   'label', 'cv', 'spec', 'trained on', 'decision']
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c006
 def versions_frame(versions: list[dict]) -> pd.DataFrame:
@@ -22,9 +22,11 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
         tags = v['lineage']
         decision = (f"promoted by hand: {tags['promoted']}" if tags.get('promoted') else f"refused: {tags['refused']}" if tags.get('refused')
                     else tags.get('decision', ''))
+        span = ' to '.join(str(tags[k])[:10] for k in ('trained_from', 'trained_to') if tags.get(k))   # dates: the hour says nothing here
         rows.append({'name': v['name'], 'version': v['version'], 'aliases': ', '.join(v['aliases']), 'model': v['model'], 'kind': v['kind'],
                      **{k: v['scores'].get(k) for k in ('auc', 'accuracy', 'ic', 'directional_accuracy', 'backtest_sharpe')},
-                     **{k: str(tags.get(k, ''))[:19] for k in ('label', 'horizon', 'cv', 'spec', 'trained_from', 'trained_to')}, 'decision': decision})
+                     'label': ' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)), 'cv': tags.get('cv', ''),
+                     'spec': str(tags.get('spec', ''))[:12], 'trained on': span, 'decision': decision})
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c008

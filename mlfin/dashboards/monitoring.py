@@ -77,7 +77,7 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
     history = pd.read_parquet(root/'history.parquet') if (root/'history.parquet').exists() else None
     names = [m['name'] for m in found['models']]
     if history is not None and names:
-        pick = widgets.Dropdown(options=names, description='Model', layout=widgets.Layout(width='360px'))
+        pick = widgets.Dropdown(options=names, description='Model', layout=widgets.Layout(width='100%', max_width='360px'))
         figure = lambda: drift_heatmap(drift_scores(history, pick.value), pick.value)
         heat = go.FigureWidget(figure())   # made with its first figure (an empty one filled later can stay blank in Voila)
         def show(change):

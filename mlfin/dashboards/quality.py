@@ -5,10 +5,10 @@
 # %% ../../nbs/12c_dashboards.quality.ipynb #c002
 from __future__ import annotations
 import pandas as pd
-from .common import html_table, page, verdict_box
+from .common import html_table, page, percent, verdict_box, when_text
 
 # %% auto #0
-__all__ = ['quality_verdict', 'quality_page']
+__all__ = ['quality_verdict', 'quality_page', 'readable']
 
 # %% ../../nbs/12c_dashboards.quality.ipynb #c005
 def quality_verdict(report: pd.DataFrame) -> str:
@@ -33,7 +33,7 @@ def quality_page(store=None):
     except MlfinError as e: return page('Data quality', "The store's series, against their calendars.", verdict_box(f"Nothing to show: {e}"))
     listed = open_store(store).ls()
     series = [(f"{s} {t}", (s, t, c)) for s, t, c in zip(listed['symbol'], listed['timeframe'], listed['calendar'])]
-    pick = widgets.Dropdown(options=series, description='Series', layout=widgets.Layout(width='360px'))
+    pick = widgets.Dropdown(options=series, description='Series', layout=widgets.Layout(width='100%', max_width='360px'))
     figure = lambda: quality_figure(load(pick.value[0], pick.value[1], store=store), pick.value[2] or 'XNYS')
     chart = go.FigureWidget(figure())   # made with its first figure (an empty one filled later can stay blank in Voila)
     def show(change):
@@ -43,4 +43,8 @@ def quality_page(store=None):
             chart.add_traces(list(fig.data)); chart.layout = fig.layout
     pick.observe(show, names='value')
     return page('Data quality', "Each stored series against its calendar: coverage, gaps, anomalies kept for a person to judge, rows quarantined at ingest.",
-                verdict_box(quality_verdict(report)), widgets.HTML(html_table(report)), widgets.HTML("<h2>Coverage over time</h2>"), pick, chart)
+                verdict_box(quality_verdict(report)), widgets.HTML(html_table(readable(report))), widgets.HTML("<h2>Coverage over time</h2>"), pick, chart)
+
+def readable(report: pd.DataFrame) -> pd.DataFrame:
+    "The quality report as a person reads it: coverage in percent, first and last bars as dates and times"
+    return report.assign(**{k: report[k].map(f) for k, f in (('coverage', percent), ('first', when_text), ('last', when_text)) if k in report})

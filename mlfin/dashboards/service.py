@@ -8,7 +8,7 @@ import asyncio, html, os
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..errors import BadInput
-from .common import duration_text, html_table, page, percent, session_token, verdict_box, when_text
+from .common import duration_text, html_table, page, percent, row, session_token, verdict_box, when_text
 
 # %% auto #0
 __all__ = ['Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section', 'operations_page',
@@ -78,11 +78,11 @@ def connect_form(title: str, lesson: str, build):
     if token := session_token():   # behind the login: as the person, no key asked
         show(lambda: Connection.open(url, token=token))
         return page(title, lesson, said, body)
-    where = widgets.Text(value=url, description='Service', layout=widgets.Layout(width='420px'))
-    key = widgets.Password(description='API key', placeholder='mlfin_...', layout=widgets.Layout(width='420px'))
+    where = widgets.Text(value=url, description='Service', layout=widgets.Layout(width='100%', max_width='420px'))
+    key = widgets.Password(description='API key', placeholder='mlfin_...', layout=widgets.Layout(width='100%', max_width='420px'))
     go_ = widgets.Button(description='Connect', button_style='primary')
     go_.on_click(lambda _: show(lambda: Connection.open(where.value, key.value)))
-    return page(title, lesson, widgets.HBox([where]), widgets.HBox([key, go_]), said, body)
+    return page(title, lesson, row(where), row(key, go_), said, body)
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c010
 def _answer(out, work):
@@ -114,7 +114,7 @@ def training_section(c: Connection, series: list[str]):
     # empty: the project's own run (models.yaml's models, env.yaml's folds): a narrower run is the analyst's explicit choice, and
     # every configuration it tries is counted with the ones tried on the same question before
     params = widgets.Text(value='', placeholder="the project's run; or NAME=VALUE,... e.g. models=lightgbm,threshold=0.6",
-                          description='Parameters', layout=widgets.Layout(width='520px'))
+                          description='Parameters', layout=widgets.Layout(width='100%', max_width='520px'))
     start, state, log = widgets.Button(description='Train', button_style='warning'), widgets.HTML(), widgets.HTML()
     def begin(_):
         given = {'symbols': symbols.value.strip()}
@@ -137,7 +137,7 @@ def training_section(c: Connection, series: list[str]):
             log.value += html_table(pd.DataFrame([{k: v[k] for k in ('name', 'version', 'model')} | {'aliases': ', '.join(v['aliases'])}
                                                   for v in versions]), index=False)
     start.on_click(begin)
-    return widgets.VBox([widgets.HTML("<h2>Train</h2>"), widgets.HBox([symbols, params, start]), state, log])
+    return widgets.VBox([widgets.HTML("<h2>Train</h2>"), row(symbols, params, start), state, log])
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c014
 def _predict_section(c: Connection, series: list[str]) -> list:
@@ -145,14 +145,14 @@ def _predict_section(c: Connection, series: list[str]) -> list:
     import ipywidgets as widgets
     pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar'), widgets.HTML()
     ask.on_click(lambda _: _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value))))
-    return [widgets.HTML("<h2>Predict</h2>"), widgets.HBox([pick, ask]), out]
+    return [widgets.HTML("<h2>Predict</h2>"), row(pick, ask), out]
 
 def _ingest_section(c: Connection, series: list[str]) -> list:
     "Pull the bars since the last stored one, for the series picked in its own box, from its configured source"
     import ipywidgets as widgets
     pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Ingest now'), widgets.HTML()
     ask.on_click(lambda _: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))))
-    return [widgets.HTML("<h2>Ingest now (the series' configured source)</h2>"), widgets.HBox([pick, ask]), out]
+    return [widgets.HTML("<h2>Ingest now (the series' configured source)</h2>"), row(pick, ask), out]
 
 def _promote_section(c: Connection, series: list[str]) -> list:
     "Promote a version, once the admin has ticked the confirmation"
@@ -165,7 +165,7 @@ def _promote_section(c: Connection, series: list[str]) -> list:
         _answer(out, lambda: c.call('POST', f"/models/{name.value}/promote", json={'version': version.value, 'reason': 'promoted on the operations page'}))
         sure.value = False
     ask.on_click(promote)
-    return [widgets.HTML("<h2>Promote a version (admin)</h2>"), widgets.HBox([name, version]), widgets.HBox([sure, ask]), out]
+    return [widgets.HTML("<h2>Promote a version (admin)</h2>"), row(name, version), row(sure, ask), out]
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c014b
 def operations_section(c: Connection):
