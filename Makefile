@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-ops
+.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-dashboards bench-ops
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -59,6 +59,10 @@ bench-monitor: setup ## what the monitor catches on the embedded SPX, AAPL, EURU
 
 bench-scale: setup ## past one machine: 50M-bar features and a 20-symbol x 5-model training on a local Dask cluster of 2 workers beside one process; a 500-symbol run projected (synthetic)
 	@$(BIN)/python tests/bench/bench_scale.py
+
+bench-dashboards: setup ## every dashboard page in Chromium after login: time until its content shows, warm (kernels kept ready) and cold (a kernel per visit)
+	@bash env/setup-test.sh
+	@$(BIN)/python tests/bench/bench_dashboards.py
 
 bench-ops: setup ## backup of a 10M-bar store + registry, incremental after a day of bars for 10 symbols, restore: ours beside tar + sqlite3 .backup (synthetic)
 	@bash env/setup-test.sh

@@ -11,7 +11,7 @@ import pandas as pd
 from .config import FINISHED, MlfinError, NotFound, VALIDATIONS, atomic_write, finished_folder, run_dir
 from .backtest.portfolio import FILL_RULES
 from .backtest.tearsheet import metrics_frame, verdict_word
-from .style import TABLE_STYLE, html_table
+from .style import TABLE_STYLE, chart, html_table
 from .backtest.universe import PORTFOLIO
 from .models.compare import MCS_SIZE
 from .backtest.trials import CHOICES, Question, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
@@ -234,19 +234,16 @@ def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
 # %% ../nbs/07_report.ipynb #c012_04
 def _run_view(folder: Path | None = None):
     "One run's widgets"
-    import ipywidgets as widgets, plotly.graph_objects as go
+    import ipywidgets as widgets
     try: run = load_run(folder)
     except MlfinError as e: return widgets.HTML(f"<p class='mlfin-empty'>{e}</p>")
     symbol = widgets.Dropdown(options=list(run['symbols']), description='Symbol')
-    chart, tables = go.FigureWidget(equity_figure(run, symbol.value)), widgets.HTML(symbol_tables_html(run, symbol.value))
+    drawn, tables = chart(equity_figure(run, symbol.value)), widgets.HTML(symbol_tables_html(run, symbol.value))
     def show(change):
-        fig = equity_figure(run, change['new'])
-        with chart.batch_update():
-            for trace, new in zip(chart.data, fig.data): trace.x, trace.y = new.x, new.y
-            chart.layout.title = fig.layout.title
+        chart(equity_figure(run, change['new']), drawn)
         tables.value = symbol_tables_html(run, change['new'])
     symbol.observe(show, names='value')
-    return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), symbol, chart, tables])
+    return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), symbol, drawn, tables])
 
 
 # %% ../nbs/07_report.ipynb #c012_05

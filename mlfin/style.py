@@ -8,7 +8,7 @@ import html
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'html_table']
+__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'html_table', 'chart']
 
 # %% ../nbs/00c_style.ipynb #c005
 # the one style of mlfin's tables (tearsheets, the reports, dashboards) and the report page around them
@@ -43,3 +43,16 @@ def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
                                for k, r in zip(frame.index, frame.itertuples(index=False, name=None))))
     return (f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table mlfin-fit'><thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
             f"<tbody>{rows}</tbody></table>")
+
+# %% ../nbs/00c_style.ipynb #c014c
+PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn by jupyterlab-plotly's renderer
+
+def chart(fig, # a plotly figure
+          shown=None, # a chart already on the page, to redraw with `fig`
+         ):
+    "A plotly figure as a widget of a page, as wide as the page: its data alone, drawn by plotly's renderer in the browser"
+    import json, ipywidgets as widgets
+    shown = shown or widgets.Output(layout=widgets.Layout(width='100%'))
+    drawn = {**json.loads(fig.to_json()), 'config': {'responsive': True, 'displaylogo': False}}
+    shown.outputs = ({'output_type': 'display_data', 'data': {PLOTLY_MIME: drawn}, 'metadata': {}},)
+    return shown

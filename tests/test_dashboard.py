@@ -1,5 +1,5 @@
 "The dashboard in a real browser (Debian's headless Chromium, driven by Playwright), served by Voila on loopback."
-import os, socket, subprocess, sys, tempfile, time, urllib.request
+import os, re, socket, subprocess, sys, tempfile, time, urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
@@ -45,8 +45,9 @@ def browser():
 
 
 def row_values(page, label: str) -> list[str]:
-    row = page.locator('tr', has=page.locator('th', has_text=label)).first
-    return [cell.strip() for cell in row.locator('td').all_inner_texts()]
+    "The values of the first table row whose first cell reads `label` exactly"
+    row = page.locator('tr', has=page.locator('td:first-child, th:first-child', has_text=re.compile(f"^\\s*{re.escape(label)}\\s*$"))).first
+    return [cell.strip() for cell in row.locator('td, th').all_inner_texts()][1:]
 
 
 def test_dashboard_shows_the_run_in_chromium(pipeline_run, browser, tmp_path):

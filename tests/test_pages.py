@@ -3,7 +3,7 @@ loopback against a real service and a real run: only people logged in (password 
 every page shows real figures (no placeholder, no traceback); each operations button does what it says end to end, as the person
 logged in; a read_only person is offered no operator button and is refused calling one. Without logins (`--no-login`) the
 operations page takes a key. Each page is screenshotted into reports/screenshots/."""
-import datetime as dt, json, os, shutil, time
+import datetime as dt, json, os, re, shutil, time
 from urllib.parse import urlsplit
 from contextlib import nullcontext
 from pathlib import Path
@@ -34,7 +34,7 @@ def signed_in(browser, base: str, person: dict, code: str | None = None):
     context = browser.new_context(viewport={'width': 1280, 'height': 1200})
     page = context.new_page()
     said = log_in(page, base, person, code)
-    assert urlsplit(page.url).path != '/login', said
+    assert urlsplit(page.url).path == '/voila/render/index.ipynb', (said, page.url)   # in, and on the index: not Voila's list of files
     page.close()
     return context
 
@@ -84,7 +84,7 @@ def site(served_home, tmp_path_factory, browser):
         with service(home, '--sources', str(home/'sources.yaml')) as svc:
             people = {name: svc.person(name, role) for name, role in (('reader', 'read_only'), ('ana', 'analyst'), ('root', 'admin'), ('pat', 'read_only'))}
             at = {'MLFIN_SERVICE_URL': svc.url}
-            with voila(home, 'index.ipynb', env=at, login=True) as gated, voila(home, 'index.ipynb', env=at) as solo:
+            with voila(home, 'index.ipynb', env=at, login=True) as gated, voila(home, 'index.ipynb', env=at, args=('--preheat', '0')) as solo:   # alone: a kernel started per visit
                 gated, solo = gated.rsplit('/', 1)[0], solo.rsplit('/', 1)[0]   # one Voila each: every visit runs its notebook in a kernel of its own
                 base = gated.removesuffix('/voila/render')
                 contexts = {name: signed_in(browser, base, people[name]) for name in ('reader', 'ana', 'root')}
@@ -154,9 +154,23 @@ def test_index_models_quality_and_monitoring_pages_show_the_run_registry_store_a
     latest = json.loads((site['home']/'monitor'/figures['folder']/'monitor.json').read_text())
     reader = site['contexts']['reader']   # a read_only person sees every result
     with site['voila']('index.ipynb') as url:
-        page = opened(reader, url, 'Monitor (')
+        page = opened(reader, url, 'Books of the last finished run')
         body = page.inner_text('body')
-        assert 'SPX: ' in body and 'ES: ' in body and page.locator('a[href="models.ipynb"]').count() == 1, body[:1500]
+        summary = json.loads((site['home']/'run'/'summary.json').read_text())
+        # the run's state and the monitor's on top, in coloured lines
+        states = page.locator('.mlfin-status').all_inner_texts()
+        assert len(states) == 2 and states[0].startswith('✓ Last run finished ') and states[1].startswith(('✓ Monitor, ', '! Monitor, ')), states
+        # a card per book: its badge, its line against buy-and-hold, the figures beside buy-and-hold's, DSR with its trials, PBO
+        cards = page.locator('.mlfin-card')
+        assert cards.count() == len(summary['symbols']) + bool(summary.get('portfolio')), body[:1500]
+        for i, (name, m) in enumerate(summary['symbols'].items()):
+            card = cards.nth(i).inner_text()
+            assert card.startswith(name) and f"after {m['skill']['trials']:,} trials" in card and 'Buy & hold' in card and 'Max drawdown' in card, card
+            assert cards.nth(i).locator('.mlfin-badge').count() == 1 and cards.nth(i).locator('svg.mlfin-spark polyline').count() == 2, card
+        # links that look like links: coloured and underlined
+        link = page.locator('a[href="models.ipynb"]')
+        assert link.count() == 1 and link.evaluate("a => getComputedStyle(a).textDecorationLine") == 'underline', body[-800:]
+        assert link.evaluate("a => getComputedStyle(a).color") == 'rgb(26, 86, 219)'
         assert 'Signed in as reader (read_only)' in body and page.get_by_role('link', name='Log out').count() == 1, body[:500]
         shot(page, 'index'); page.close()
     with site['voila']('models.ipynb') as url:
@@ -168,14 +182,15 @@ def test_index_models_quality_and_monitoring_pages_show_the_run_registry_store_a
         shot(page, 'models'); page.close()
     with site['voila']('quality.ipynb') as url:
         page = opened(reader, url, 'series stored')
-        page.wait_for_selector('.js-plotly-plot .trace', timeout=120_000)   # the coverage chart drew
+        page.wait_for_function(DRAWN, timeout=120_000)   # the coverage chart drew
+        assert page.locator('.js-plotly-plot .trace').count() >= 1
         assert '2 series stored' in page.inner_text('body')
         shot(page, 'quality'); page.close()
     with site['voila']('monitoring.ipynb') as url:
         page = opened(reader, url, 'Live performance against the out-of-sample record')
         body = page.inner_text('body')
         for m in latest['models']: assert m['verdict'][:60] in body, (m['verdict'], body[:1500])
-        page.wait_for_selector('.js-plotly-plot .heatmaplayer', timeout=120_000)   # the drift heatmap drew
+        page.wait_for_function(DRAWN, timeout=120_000); page.wait_for_selector('.js-plotly-plot .heatmaplayer', state='attached', timeout=60_000)   # the drift heatmap drew
         assert 'Alertmanager is not configured for this page' in body
         shot(page, 'monitoring'); page.close()
 
@@ -190,6 +205,8 @@ def test_health_page_reads_the_service_metrics_as_the_person_logged_in(site):
         failing = next((l for l in body.splitlines() if l.startswith('failing now: ')), '')
         assert 'service' in failing.removeprefix('failing now: ').split(', ') and 'ConnectError' in body, body[-3000:]
         assert 'Backups' in body and site['snapshot'] in body, body[-1500:]
+        # numbers as people read them: the stale series overdue by years, not seconds in exponent notation; times in UTC
+        assert 'e+0' not in body and re.search(r'\b\d+\.\d years\b', body) and re.search(r'\d{4}-\d\d-\d\d \d\d:\d\d UTC', body), body[-3000:]
         shot(page, 'health'); page.close()
 
 
@@ -234,7 +251,13 @@ def test_an_analyst_ingests_and_trains_on_the_operations_page_recorded_under_the
     with site['voila']('operations.ipynb') as url:
         page = opened(site['contexts']['ana'], url, 'Your role, analyst, may: predict, ingest now and train.')
         assert page.locator('button', has_text='Promote').count() == 0
+        # Predict asks for the series in its own box, whatever the Ingest box holds (it once predicted the Ingest box's)
+        page.get_by_label('Series').nth(0).fill('SPX:1d')
         page.get_by_label('Series').nth(1).fill('EURUSDT:1h')   # ingest now: from the series' configured source (a loopback exchange)
+        page.locator('button', has_text='Predict the next bar').click()
+        page.wait_for_selector(".mlfin-answer:has-text('prob_up')", timeout=120_000)
+        said = page.locator(".mlfin-answer:has-text('prob_up')").inner_text()
+        assert 'SPX' in said and 'EURUSDT' not in said, said
         page.locator('button', has_text='Ingest now').click()
         page.wait_for_selector(".mlfin-answer:has-text('quarantined')", timeout=120_000)
         bars = ask('/prices/latest', params={'symbol': 'EURUSDT', 'timeframe': '1h', 'n': 5}).json()
@@ -275,3 +298,63 @@ def test_an_admin_promotes_on_the_operations_page(site):
     promoted = audit(site, actor='user:root', action='promote')
     assert [e['target'] for e in promoted] == [f"mlfin.SPX.1d v{chosen}"], promoted
     assert svc.errors() == ''
+
+
+FIT = """() => {   // what sticks out of the screen: elements whose right edge passes the viewport's, unless a box that scrolls or clips holds them
+  const w = document.documentElement.clientWidth, wide = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    let held = false;
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if ((o === 'auto' || o === 'scroll' || o === 'hidden') && p.getBoundingClientRect().right <= w + 1) { held = true; break; }
+    }
+    if (!held && r.right > w + 1) wide.push(`${el.tagName.toLowerCase()}.${typeof el.className === 'string' ? el.className.split(' ')[0] : ''} to ${Math.round(r.right)} px`);
+  }
+  return {page: document.documentElement.scrollWidth, screen: w, wide: wide.slice(0, 6)};
+}"""
+DRAWN = "() => [...document.querySelectorAll('.widget-output')].every(o => o.querySelector('.js-plotly-plot .main-svg') || !o.textContent.trim() && !o.children.length)"
+
+
+def every_page() -> list[str]:
+    from mlfin.dashboards.common import PAGES
+    return ['index.ipynb', *(p for p, *_ in PAGES), 'tearsheet.ipynb?book=SPX']
+
+
+def test_every_page_fits_the_screen_at_1440_and_390_pixels_for_every_role(site):
+    "Nothing on any page is wider than the screen, for each role, on a desktop and a phone; both kept as screenshots for a reviewer"
+    found = {}
+    for role in ('reader', 'ana', 'root'):
+        for name in every_page():
+            with site['voila'](name) as url:
+                page = opened(site['contexts'][role], url, 'All pages' if name != 'index.ipynb' else 'Books of the last finished run')
+                page.wait_for_function(DRAWN, timeout=120_000)   # every chart drawn
+                for width in (1440, 390):
+                    page.set_viewport_size({'width': width, 'height': 900})
+                    page.wait_for_function(f"() => document.documentElement.clientWidth === {width}")
+                    page.wait_for_function(DRAWN, timeout=60_000)   # plotly redraws to the new width
+                    fit = page.evaluate(FIT)
+                    if fit['wide'] or fit['page'] > width: found[(role, name, width)] = fit
+                    shot(page, f"{name.split('.')[0]}{'-' + name.split('=')[1] if '=' in name else ''}-{role}-{width}")
+                page.close()
+    assert not found, found
+
+
+def test_a_run_that_fails_in_training_is_said_on_every_page_which_keep_showing_the_last_finished_one(site):
+    "A run that fails in its train task: every page leads with it (its task and its error), the index's first line is it; the figures shown stay the last finished run's"
+    home, reader = site['home'], site['contexts']['reader']
+    before = json.loads((home/'run'/'summary.json').read_text())
+    failed = mlfin(home, 'run', '--symbols', 'SPX', '--start', '2018-09-01', '--folds', '3', '--models', 'logistic', '--reports', str(home/'reports'), check=False)
+    assert failed.returncode != 0 and 'training rows' in failed.stderr, failed.stderr
+    for name in every_page():
+        with site['voila'](name) as url:
+            page = opened(reader, url, 'failed in train')
+            said = page.locator('.mlfin-failed').first.inner_text()
+            assert said.startswith('✗ The latest run, started') and 'on SPX' in said and 'keeps 8 training rows' in said and 'the last that finished' in said, (name, said)
+            if name == 'index.ipynb':
+                assert page.locator('.mlfin-status').first.inner_text() == said   # the run's line leads the index
+                cards = page.locator('.mlfin-card')
+                assert cards.count() == len(before['symbols']) + bool(before.get('portfolio')) and cards.first.inner_text().startswith(next(iter(before['symbols'])))
+                shot(page, 'index-after-a-failed-run')
+            page.close()

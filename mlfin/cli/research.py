@@ -13,8 +13,9 @@ from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
 
 # %% auto #0
-__all__ = ['DASHBOARD_SETTINGS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs', 'runs_compare', 'runs_get',
-           'version', 'tune', 'models_families', 'models_ls', 'models_promote', 'models_release']
+__all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs',
+           'runs_compare', 'runs_get', 'version', 'tune', 'models_families', 'models_ls', 'models_promote',
+           'models_release']
 
 # %% ../../nbs/09c_cli.research.ipynb #c006
 def run(force: bool = False, wait: float | None = None, **overrides):
@@ -79,7 +80,8 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
             f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
 
 # %% ../../nbs/09c_cli.research.ipynb #c011
-DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_*')   # the login page is the service's: every login setting, as `serve` has them
+DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_*')
+UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']   # installed for the notebooks, not the pages   # the login page is the service's: every login setting, as `serve` has them
 
 def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
                browser: bool = typer.Option(False, help="open a browser"),
@@ -87,6 +89,8 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
                                                                             "whoever reaches the port (you alone on this machine)"),
                service: str = typer.Option('http://127.0.0.1:8000', envvar='MLFIN_SERVICE_URL', help="the service the operations and health pages ask, as the person logged in"),
                secure_cookie: bool = typer.Option(False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"),
+               preheat: int = typer.Option(1, min=0, help="kernels kept ready per page, its modules loaded, so a page shows in about a second "
+                                                          "(each holds ~0.3 GB; 0: a kernel started per visit, several seconds)"),
                **settings):
     "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
     from pydantic import ValidationError
@@ -100,6 +104,9 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
            '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended
            '--VoilaConfiguration.file_allowlist=[]',   # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
+           *(['--preheat_kernel=True', f'--pool_size={preheat}', '--VoilaKernelManager.fill_delay=5'] if preheat else []),   # each page's function waits
+           # for its visitor (dashboards.common.preheated); a used kernel replaced 5 s later, once its page has drawn, not beside it on the cores
+           f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",   # the pages need widgets and plotly's renderer: the rest only slows each page's start
            *(_login_options(given, secure_cookie) if login else [])]
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
                + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page") + " (Ctrl-C stops)")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import html, json, os
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..style import html_table   # the house table, on a screen of any width
+from ..style import chart, html_table   # the house table and chart, on a screen of any width
 
 # %% auto #0
 __all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'row', 'duration_text', 'percent', 'when_text',
-           'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice', 'monitor_status', 'page',
-           'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page']
+           'session_token', 'signed_in_line', 'preheated', 'status_line', 'run_status', 'run_notice', 'monitor_status',
+           'page', 'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page']
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -69,6 +69,23 @@ def signed_in_line() -> str:
     logout = html.escape(os.environ.get('VOILA_BASE_URL', '/') + 'logout')
     return (f"<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed in as <b>{name}</b> ({role})"
             f" &middot; <a href='{logout}'>Log out</a></small></p>")
+
+# %% ../../nbs/12a_dashboards.common.ipynb #c006p
+def preheated(make):
+    "A page's function for Voila's preheated kernels: run once to load what it needs, wait for the person's request, then run for them"
+    import functools
+    @functools.wraps(make)
+    def shown(*args, **kwargs):
+        if os.environ.get('VOILA_PREHEAT') == 'True':
+            import ipywidgets as widgets
+            from voila.utils import wait_for_request   # here, not above: 0.9 s and 900 modules (jupyter_server) only a preheated kernel needs
+            try: make(*args, **kwargs)   # nobody sees this run: it only loads modules and caches
+            except Exception: pass   # noqa: the person's own run, below, shows whatever went wrong
+            widgets.Widget.close_all()   # its widgets are nobody's
+            wait_for_request()   # the request's variables (HTTP_COOKIE, QUERY_STRING) in os.environ
+            os.environ['VOILA_PREHEAT'] = 'False'   # asked once
+        return make(*args, **kwargs)
+    return shown
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006st
 STATES = {'ok': ('#e6f4ea', '#1e6b34', '✓'), 'warning': ('#fff4e0', '#7a4a00', '!'), 'failed': ('#fdecea', '#a50e0e', '✗'),
@@ -198,6 +215,7 @@ def book_cards(run: dict) -> str:
     return f"<div class='mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:12px'>{cards}</div>"
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011
+@preheated
 def index_page(folder=None):   # a run's folder; default: the last run that finished
     "The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity beside buy-and-hold), then every page"
     import ipywidgets as widgets
@@ -212,6 +230,7 @@ def index_page(folder=None):   # a run's folder; default: the last run that fini
                 widgets.HTML(f"<h2>Pages</h2><ul class='mlfin-pages'>{links}</ul>"), notice=False)
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011r
+@preheated
 def run_page(folder=None):   # a run's folder; default: the last run that finished
     "The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then `report.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
     import ipywidgets as widgets
@@ -227,10 +246,11 @@ def run_page(folder=None):   # a run's folder; default: the last run that finish
                 links, dashboard(folder))
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011b
+@preheated
 def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page's address (?book=SPX), else the first
               folder=None):            # a run's folder; default: the last run that finished
     "A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table), with a picker of the run's books"
-    import ipywidgets as widgets, plotly.graph_objects as go
+    import ipywidgets as widgets
     from urllib.parse import parse_qs
     from mlfin.errors import MlfinError
     from mlfin.backtest.tearsheet import tearsheet_parts
@@ -247,6 +267,6 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
         m = run['portfolio'] if name == 'PORTFOLIO' else run['symbols'][name]
         top, figs, parts = tearsheet_parts(name, m, run['curves'][run['curves']['symbol'] == name], run_header(run), run.get('fill_rules', ''),
                                            m.get('quality') if name != 'PORTFOLIO' else None, run.get('validation', {}).get('tradeable', True))
-        body.children = [widgets.HTML(''.join(top)), *(go.FigureWidget(f) for f in figs), widgets.HTML(''.join(parts))]
+        body.children = [widgets.HTML(''.join(top)), *(chart(f) for f in figs), widgets.HTML(''.join(parts))]
     pick.observe(show, names='value'); show()
     return page('Tearsheet', lesson, pick, body)

@@ -5,7 +5,7 @@
 # %% ../../nbs/12b_dashboards.models.ipynb #c002
 from __future__ import annotations
 import pandas as pd
-from .common import html_table, page, verdict_box
+from .common import html_table, page, preheated, verdict_box
 
 # %% auto #0
 __all__ = ['VERSION_COLUMNS', 'versions_frame', 'models_page']
@@ -30,6 +30,7 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c008
+@preheated
 def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
     "The registry and the latest run's leaderboard and model-vs-model tests"
     import ipywidgets as widgets

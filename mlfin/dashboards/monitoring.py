@@ -7,7 +7,7 @@ from __future__ import annotations
 import html, os
 from pathlib import Path
 import numpy as np, pandas as pd
-from .common import html_table, page, verdict_box
+from .common import chart, html_table, page, preheated, verdict_box
 from ..monitor.figures import keys
 
 # %% auto #0
@@ -65,9 +65,10 @@ VOLATILITY_COLUMNS = ['name', *keys('volatility')]
 LIVE_COLUMNS = ['name', 'version', *keys('live')]
 
 # %% ../../nbs/12d_dashboards.monitoring.ipynb #c013
+@preheated
 def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
     "The latest monitor run's verdicts, drift over time, live performance against the record, the alerts firing"
-    import ipywidgets as widgets, plotly.graph_objects as go
+    import ipywidgets as widgets
     from mlfin.monitor.report import latest_report, monitor_root
     found, root = latest_report(root), Path(root or monitor_root())
     if found is None:
@@ -79,12 +80,8 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
     if history is not None and names:
         pick = widgets.Dropdown(options=names, description='Model', layout=widgets.Layout(width='100%', max_width='360px'))
         figure = lambda: drift_heatmap(drift_scores(history, pick.value), pick.value)
-        heat = go.FigureWidget(figure())   # made with its first figure (an empty one filled later can stay blank in Voila)
-        def show(change):
-            fig = figure()
-            with heat.batch_update():
-                heat.data = []; heat.add_traces(list(fig.data)); heat.layout = fig.layout
-        pick.observe(show, names='value')
+        heat = chart(figure())
+        pick.observe(lambda _: chart(figure(), heat), names='value')
         parts += [widgets.HTML(f"<h2>Drift per input over {history['at'].nunique()} monitor run(s)</h2>"), pick, heat]
     if found['models']:
         models = pd.DataFrame(found['models'])
@@ -94,7 +91,7 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
                   widgets.HTML(html_table(models[[c for c in VOLATILITY_COLUMNS if c in models]], index=False))]
         if unjudged: parts.append(widgets.HTML("<h2>Inputs given no verdict, and why</h2><ul>" + ''.join(unjudged) + "</ul>"))
         table = models[[c for c in LIVE_COLUMNS if c in models]]
-        parts += [widgets.HTML("<h2>Live performance against the out-of-sample record</h2>"), go.FigureWidget(live_figure(found['models'])),
+        parts += [widgets.HTML("<h2>Live performance against the out-of-sample record</h2>"), chart(live_figure(found['models'])),
                   widgets.HTML(html_table(table, index=False))]
     alerts = firing_alerts(alertmanager)
     parts += [widgets.HTML("<h2>Alerts</h2>"), verdict_box(alerts) if isinstance(alerts, str) else

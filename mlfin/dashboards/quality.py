@@ -5,7 +5,7 @@
 # %% ../../nbs/12c_dashboards.quality.ipynb #c002
 from __future__ import annotations
 import pandas as pd
-from .common import html_table, page, percent, verdict_box, when_text
+from .common import chart, html_table, page, percent, preheated, verdict_box, when_text
 
 # %% auto #0
 __all__ = ['quality_verdict', 'quality_page', 'readable']
@@ -23,9 +23,10 @@ def quality_verdict(report: pd.DataFrame) -> str:
             + (f"least covered: {worst['symbol']} {worst['timeframe']} ({worst['coverage']:.1%} of its calendar)." if worst is not None else ''))
 
 # %% ../../nbs/12c_dashboards.quality.ipynb #c007
+@preheated
 def quality_page(store=None):
     "The quality report of every stored series, and the coverage chart of the one picked"
-    import ipywidgets as widgets, plotly.graph_objects as go
+    import ipywidgets as widgets
     from mlfin.errors import MlfinError
     from mlfin.data import load, open_store, quality_report
     from mlfin.data.quality import quality_figure
@@ -35,15 +36,10 @@ def quality_page(store=None):
     series = [(f"{s} {t}", (s, t, c)) for s, t, c in zip(listed['symbol'], listed['timeframe'], listed['calendar'])]
     pick = widgets.Dropdown(options=series, description='Series', layout=widgets.Layout(width='100%', max_width='360px'))
     figure = lambda: quality_figure(load(pick.value[0], pick.value[1], store=store), pick.value[2] or 'XNYS')
-    chart = go.FigureWidget(figure())   # made with its first figure (an empty one filled later can stay blank in Voila)
-    def show(change):
-        fig = figure()
-        with chart.batch_update():
-            chart.data = []
-            chart.add_traces(list(fig.data)); chart.layout = fig.layout
-    pick.observe(show, names='value')
+    drawn = chart(figure())
+    pick.observe(lambda _: chart(figure(), drawn), names='value')
     return page('Data quality', "Each stored series against its calendar: coverage, gaps, anomalies kept for a person to judge, rows quarantined at ingest.",
-                verdict_box(quality_verdict(report)), widgets.HTML(html_table(readable(report))), widgets.HTML("<h2>Coverage over time</h2>"), pick, chart)
+                verdict_box(quality_verdict(report)), widgets.HTML(html_table(readable(report))), widgets.HTML("<h2>Coverage over time</h2>"), pick, drawn)
 
 def readable(report: pd.DataFrame) -> pd.DataFrame:
     "The quality report as a person reads it: coverage in percent, first and last bars as dates and times"

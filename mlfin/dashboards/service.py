@@ -8,7 +8,7 @@ import asyncio, html, os
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..errors import BadInput
-from .common import duration_text, html_table, page, percent, row, session_token, verdict_box, when_text
+from .common import duration_text, html_table, page, percent, preheated, row, session_token, verdict_box, when_text
 
 # %% auto #0
 __all__ = ['Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section', 'operations_page',
@@ -180,6 +180,7 @@ def operations_section(c: Connection):
     return widgets.VBox(parts)
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c015
+@preheated
 def operations_page():
     "Buttons that call the service as the visitor: predict, ingest now, train, promote (those their role may use)"
     return connect_form('Operations', "Act on the service as yourself: what you do is recorded under your name (without logins: with your own "
@@ -287,6 +288,7 @@ def health_section(c: Connection):
     return box
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c022
+@preheated
 def health_page():
     "Requests, latency and errors per route, last bar per series, jobs: from the service's metrics, asked as the visitor"
     return connect_form('System health', "The service's own figures, read from its metrics as you (without logins: with your API key).", health_section)

@@ -79,8 +79,7 @@ def changes(today: dict, yesterday: dict | None) -> list[str]:
 # %% ../../nbs/13f_ops.daily.ipynb #c008
 def report_page(found: dict, changed: list[str]) -> str:
     "The report as one HTML page, verdict first"
-    from mlfin.style import PAGE_STYLE
-    from mlfin.dashboards.common import html_table
+    from mlfin.style import PAGE_STYLE, html_table
     down = [s for s in found['services'] if not s['ok']]
     failed = [r for r in found['runs'] if r['status'] in ('failed', 'interrupted')]
     judged = {a.said: [m['name'] for m in found['models'] if a.holds(f.value(m))] for f, a in alerts()}   # as the alert rules judge the gauges
