@@ -15,8 +15,13 @@ SHOTS = ROOT/'reports'/'screenshots'
 
 
 def shot(page, name: str):
+    "The whole page as a PNG for a reviewer: Voila scrolls its own box, not the document, so the screen is made as tall as the page first"
     SHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    tall = page.evaluate("() => Math.max(document.documentElement.scrollHeight, ...[...document.querySelectorAll('body *')].map(e => e.scrollHeight))")
+    if size and tall > size['height']: page.set_viewport_size({'width': size['width'], 'height': min(tall, 16_000)})
     page.screenshot(path=str(SHOTS/f"{name}.png"), full_page=True)
+    if size: page.set_viewport_size(size)
 
 
 def opened(browser, url: str, text: str, seconds: float = 180):
