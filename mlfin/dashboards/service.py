@@ -143,7 +143,7 @@ def training_section(c: Connection, series: list[str]):
 def _predict_section(c: Connection, series: list[str]) -> list:
     "Predict the next bar of the series picked in its own box"
     import ipywidgets as widgets
-    pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar'), widgets.HTML()
+    pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar', layout=widgets.Layout(width='auto')), widgets.HTML()
     ask.on_click(lambda _: _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value))))
     return [widgets.HTML("<h2>Predict</h2>"), row(pick, ask), out]
 
