@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-dashboards bench-ops
+.PHONY: help setup run test test-busy dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-dashboards bench-ops
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -34,6 +34,9 @@ lab: setup ## JupyterLab on the project (kernel: mlfin)
 
 export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml from mlfin.monitor.figures) and strip notebook outputs
 	@$(BIN)/nbdev_export && $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()" && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+
+test-busy: setup ## make test with two busy CPU hogs beside it for the whole run (a laptop compiling something): it must pass all the same
+	@bash tests/busy.sh 2
 
 bench: setup ## time the pipeline per task: own work against overhead (kernel start, imports, JIT)
 	@$(BIN)/python tests/bench/bench_pipeline.py
