@@ -9,12 +9,14 @@ from urllib.parse import urlsplit
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.base.handlers import JupyterHandler
+from tornado.web import HTTPError
+from voila.request_info_handler import RequestInfoSocketHandler
 from traitlets import Bool, Unicode
 from ..config import MlfinError
 from .common import COOKIE
 
 # %% auto #0
-__all__ = ['Person', 'LoginPage', 'LogoutPage', 'ToIndex', 'SessionIdentity']
+__all__ = ['Person', 'LoginPage', 'LogoutPage', 'ToIndex', 'KernelsOnly', 'SessionIdentity']
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c005
 @dataclasses.dataclass
@@ -101,6 +103,13 @@ class ToIndex(JupyterHandler):
     @allow_unauthenticated
     def get(self, *args): self.redirect(self.base_url + 'voila/render/index.ipynb')
 
+# %% ../../nbs/12f_dashboards.login.ipynb #c008k
+class KernelsOnly(RequestInfoSocketHandler):
+    "Voila's channel that hands a preheated kernel its visitor's request (their Cookie among it): for this machine's kernels, refused to anyone outside"
+    async def get(self, *args, **kwargs):
+        if not ipaddress.ip_address(_address(self)).is_loopback: raise HTTPError(403)   # outside, or outside through a proxy here
+        return await super().get(*args, **kwargs)
+
 # %% ../../nbs/12f_dashboards.login.ipynb #c009
 class SessionIdentity(IdentityProvider):
     "jupyter_server's identity provider for Voilà: the person whose mlfin session token is in the HTTP-only cookie, or nobody (the login page)"
@@ -134,7 +143,7 @@ class SessionIdentity(IdentityProvider):
                            secure=self.secure_cookie or handler.request.protocol == 'https', expires_days=token['expires_in'] / 86400)
 
     def get_handlers(self) -> list:   # before Voila's own: its list of files at the root is nobody's way in
-        return [('/login', LoginPage), ('/logout', LogoutPage), ('/', ToIndex), ('/voila/tree/?', ToIndex)]
+        return [('/login', LoginPage), ('/logout', LogoutPage), ('/', ToIndex), ('/voila/tree/?', ToIndex), ('/voila/query/(.*)', KernelsOnly)]
 
     @property
     def auth_enabled(self) -> bool: return True
