@@ -110,6 +110,10 @@ class KernelsOnly(RequestInfoSocketHandler):
         if not ipaddress.ip_address(_address(self)).is_loopback: raise HTTPError(403)   # outside, or outside through a proxy here
         return await super().get(*args, **kwargs)
 
+    def open(self, kernel_id: str) -> None:
+        super().open(kernel_id)   # the request, if it came before the kernel asked, sent now
+        RequestInfoSocketHandler._cache.pop(kernel_id, None)   # delivered: Voila would keep the visitor's cookie as long as it runs
+
 # %% ../../nbs/12f_dashboards.login.ipynb #c009
 class SessionIdentity(IdentityProvider):
     "jupyter_server's identity provider for Voilà: the person whose mlfin session token is in the HTTP-only cookie, or nobody (the login page)"
