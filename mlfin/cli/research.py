@@ -80,8 +80,8 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
             f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
 
 # %% ../../nbs/09c_cli.research.ipynb #c011
-DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_*')
-UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']   # installed for the notebooks, not the pages   # the login page is the service's: every login setting, as `serve` has them
+DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_*')   # the login page is the service's: every login setting, as `serve` has them
+UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']   # installed for the notebooks, not the pages
 
 def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
                browser: bool = typer.Option(False, help="open a browser"),
@@ -89,8 +89,8 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
                                                                             "whoever reaches the port (you alone on this machine)"),
                service: str = typer.Option('http://127.0.0.1:8000', envvar='MLFIN_SERVICE_URL', help="the service the operations and health pages ask, as the person logged in"),
                secure_cookie: bool = typer.Option(False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"),
-               preheat: int = typer.Option(1, min=0, help="kernels kept ready per page, its modules loaded, so a page shows in about a second "
-                                                          "(each holds ~0.3 GB; 0: a kernel started per visit, several seconds)"),
+               preheat: int = typer.Option(1, min=0, help="kernels kept ready per page, its modules loaded: a visit waits for no kernel start and no imports "
+                                                          "(each holds ~0.3 GB; 0: a kernel started per visit, seconds more)"),
                **settings):
     "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
     from pydantic import ValidationError
