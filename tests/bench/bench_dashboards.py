@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT/'tests'))
 from conftest import RUN, mlfin, service  # noqa: E402
 from test_dashboard import CHROMIUM, FLAGS, voila  # noqa: E402
-from test_pages import DRAWN, every_page, log_in  # noqa: E402
+from test_pages import DRAWN, every_page, signed_in  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 WARM, COLD, ROUNDS = 3.0, 10.0, 3
@@ -32,6 +32,7 @@ REFILL = 20   # seconds between two visits of one page: its used kernel replaced
 def shown(context, url: str) -> float:
     "Seconds from asking for `url` to its content shown (the page's frame visible, every chart drawn)"
     page = context.new_page()
+    page.set_viewport_size({'width': 1440, 'height': 1000})   # a desktop's screen
     started = time.perf_counter()
     page.goto(url, wait_until='commit', timeout=300_000)
     page.wait_for_selector('.mlfin-page', state='visible', timeout=300_000)
@@ -44,11 +45,7 @@ def shown(context, url: str) -> float:
 
 
 def measure(browser, base: str, person: dict, label: str) -> dict[str, list[float]]:
-    context = browser.new_context(viewport={'width': 1440, 'height': 1000})
-    page = context.new_page()
-    said = log_in(page, base, person)
-    if '/login' in page.url: raise SystemExit(f"login refused: {said}")
-    page.close()
+    context = signed_in(browser, base, person)   # logged in on the login page, as the browser tests do
     times = {name: [] for name in every_page()}
     for round_ in range(ROUNDS):
         for name in times:
@@ -73,8 +70,7 @@ def main():
             results = {}
             with voila(home, 'index.ipynb', env=at, login=True) as url:   # it returns once the server answers
                 base = url.split('/voila/')[0]
-                context = browser.new_context(viewport={'width': 1440, 'height': 1000})
-                page = context.new_page(); log_in(page, base, person); page.close()
+                context = signed_in(browser, base, person)
                 first = shown(context, f"{base}/voila/render/index.ipynb"); context.close()
                 print(f"  the index, the moment the server answers (its kernels still loading): {first:.2f} s", flush=True)
                 time.sleep(REFILL)
