@@ -17,6 +17,10 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
+class Served(str):
+    "A page's URL on a running `mlfin dashboards`, with `log()`: what the server has logged so far"
+
+
 @contextmanager
 def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None, login: bool = False, args: tuple = ()):
     "`mlfin dashboards` serving dashboards/ with state under `home` (without logins unless `login`), as a user starts it; yields `page`'s URL"
@@ -30,7 +34,9 @@ def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None, login: b
             except OSError:
                 if server.poll() is not None: log.seek(0); raise AssertionError(f"mlfin dashboards exited {server.returncode}: {log.read().decode()[-2000:]}")
                 time.sleep(0.5)
-        yield f'http://127.0.0.1:{port}/voila/render/{page}'
+        url = Served(f'http://127.0.0.1:{port}/voila/render/{page}')
+        url.log = lambda: os.pread(log.fileno(), os.fstat(log.fileno()).st_size, 0).decode(errors='replace')   # the file's offset is the server's: not moved
+        yield url
     finally:
         server.terminate(); server.wait(timeout=30); log.close()
 

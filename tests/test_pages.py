@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx, pytest, yaml
 from conftest import mlfin, service
 from test_dashboard import ROOT, browser, voila   # noqa: F401 (the browser fixture)
+from mlfin.dashboards.kernels import ready_kernels
 
 SHOTS = ROOT/'reports'/'screenshots'
 
@@ -89,13 +90,13 @@ def site(served_home, tmp_path_factory, browser):
         with service(home, '--sources', str(home/'sources.yaml')) as svc:
             people = {name: svc.person(name, role) for name, role in (('reader', 'read_only'), ('ana', 'analyst'), ('root', 'admin'), ('pat', 'read_only'))}
             at = {'MLFIN_SERVICE_URL': svc.url}
-            with voila(home, 'index.ipynb', env=at, login=True) as gated, voila(home, 'index.ipynb', env=at, args=('--preheat', '0')) as solo:   # alone: a kernel started per visit
-                gated, solo = gated.rsplit('/', 1)[0], solo.rsplit('/', 1)[0]   # one Voila each: every visit runs its notebook in a kernel of its own
+            with voila(home, 'index.ipynb', env=at, login=True) as served, voila(home, 'index.ipynb', env=at, args=('--preheat', '0')) as solo:   # alone: a kernel started per visit
+                gated, solo = served.rsplit('/', 1)[0], solo.rsplit('/', 1)[0]   # one Voila each: every visit runs its notebook in a kernel of its own
                 base = gated.removesuffix('/voila/render')
                 contexts = {name: signed_in(browser, base, people[name]) for name in ('reader', 'ana', 'root')}
                 try:
                     yield {'home': home, 'service': svc, 'snapshot': snapshot, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')},
-                           'people': people, 'contexts': contexts, 'base': base,
+                           'people': people, 'contexts': contexts, 'base': base, 'log': served.log,
                            'voila': lambda page: nullcontext(f"{gated}/{page}"), 'solo': lambda page: nullcontext(f"{solo}/{page}")}
                 finally:
                     for c in contexts.values(): c.close()
@@ -344,6 +345,20 @@ def test_every_page_fits_the_screen_at_1440_and_390_pixels_for_every_role(site):
                     shot(page, f"{name.split('.')[0]}{'-' + name.split('=')[1] if '=' in name else ''}-{role}-{width}")
                 page.close()
     assert not found, found
+
+
+def test_the_kernels_kept_ready_are_loaded_one_at_a_time_after_every_page_had_one(site):
+    "Every page got a kernel ready, and no replacement started while another was loading its page: a visit never shares the cores with two"
+    log = site['log']()
+    ready = set(ready_kernels(log))
+    assert len(ready) >= len(list((ROOT/'dashboards').glob('*.ipynb'))), log[-3000:]   # each page's first, at least
+    loading = None
+    for line in log.splitlines():
+        if (started := re.search(r'Kernel started: (\S+)', line)) and started.group(1) in ready:
+            assert loading is None, f"{started.group(1)} started while {loading} was loading its page"
+            loading = started.group(1)
+        elif made := ready_kernels(line):
+            assert made == [loading], (made, loading); loading = None
 
 
 def test_a_run_that_fails_in_training_is_said_on_every_page_which_keep_showing_the_last_finished_one(site):

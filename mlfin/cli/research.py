@@ -104,8 +104,9 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
            '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended
            '--VoilaConfiguration.file_allowlist=[]',   # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
-           *(['--preheat_kernel=True', f'--pool_size={preheat}', '--VoilaKernelManager.fill_delay=5'] if preheat else []),   # each page's function waits
-           # for its visitor (dashboards.common.preheated); a used kernel replaced 5 s later, once its page has drawn, not beside it on the cores
+           *(['--preheat_kernel=True', f'--pool_size={preheat}', '--VoilaKernelManager.fill_delay=1',   # each page's function waits for its visitor
+              '--VoilaConfiguration.multi_kernel_manager_class=mlfin.dashboards.kernels.QuietRefills'] if preheat else []),   # (dashboards.common.preheated);
+           # a used kernel replaced when no page is being drawn, one at a time, never beside a person's page on the cores (dashboards.kernels)
            f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",   # the pages need widgets and plotly's renderer: the rest only slows each page's start
            *(_login_options(given, secure_cookie) if login else [])]
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
