@@ -19,7 +19,8 @@ __all__ = ['READY', 'QuietRefills', 'ready_kernels']
 # %% ../../nbs/12g_dashboards.kernels.ipynb #c005
 class QuietRefills(AsyncMappingKernelManager):
     "jupyter_server's kernel manager under Voila's pool of preheated kernels: a replacement starts when no page is in use, one at a time"
-    quiet = Float(10.0, config=True, help="seconds with no message from any visitor's kernel before a used kernel is replaced")
+    quiet = Float(3.0, config=True, help="seconds with no message from any visitor's kernel before a used kernel is replaced (a page drawn, "
+                                         "its person reading it)")
     patience = Float(120.0, config=True, help="the longest a replacement waits for quiet (a page polling a job keeps talking) or for the one before it to load")
     poll = 0.25   # seconds between two looks at the kernels while a replacement waits
 
