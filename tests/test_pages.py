@@ -100,6 +100,7 @@ def site(served_home, tmp_path_factory, browser):
                            'voila': lambda page: nullcontext(f"{gated}/{page}"), 'solo': lambda page: nullcontext(f"{solo}/{page}")}
                 finally:
                     for c in contexts.values(): c.close()
+                    (home.parent/'voila.log').write_text(served.log())   # what the pages' server said, kept beside the home for a failure's reader
     finally: exchange.close()
 
 

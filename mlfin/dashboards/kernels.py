@@ -42,11 +42,14 @@ def visitors(self: QuietRefills) -> list[str]:
     return [k for k in self.list_kernel_ids() if k not in _waiting() and k != loading]
 
 # %% ../../nbs/12g_dashboards.kernels.ipynb #c007
+def _spoke(kernel) -> datetime | None:
+    "When `kernel` last said anything (jupyter_server stamps each IOPub message); None while it starts, before its first stamp"
+    return kernel.last_activity if kernel is not None and kernel.trait_has_value('last_activity') else None   # unset, the trait raises
+
 @patch
 def quiet_now(self: QuietRefills) -> bool:
     "No visitor's kernel has said anything for `quiet` seconds (one just starting counts as speaking now)"
-    now = self.now()
-    said = [getattr(self._kernels.get(k), 'last_activity', None) for k in self.visitors()]   # jupyter_server stamps each IOPub message
+    now, said = self.now(), [_spoke(self._kernels.get(k)) for k in self.visitors()]
     return all(t is not None and (now - t).total_seconds() >= self.quiet for t in said)
 
 # %% ../../nbs/12g_dashboards.kernels.ipynb #c008
