@@ -8,7 +8,7 @@ import html
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'html_table', 'chart']
+__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'number_text', 'html_table', 'chart']
 
 # %% ../nbs/00c_style.ipynb #c005
 # the one style of mlfin's tables (tearsheets, the reports, dashboards) and the report page around them
@@ -26,6 +26,14 @@ FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fi
              "table.mlfin-fit td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px 0}"
              "table.mlfin-fit td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>")
 
+def number_text(v: float, digits: int = 3) -> str:
+    "A number as people read it: `digits` significant figures, never in exponent notation (1,750 not 1.75e+03; 0.0000224 not 2.24e-05)"
+    if v == 0: return '0'
+    if not np.isfinite(v): return f"{v:g}"   # nan, inf
+    if abs(v) >= 10 ** digits: return f"{v:,.0f}"
+    text = f"{v:.{digits}g}"
+    return text if 'e' not in text else f"{v:.{digits - 1 - int(np.floor(np.log10(abs(v))))}f}"
+
 def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
                long: int = 90, # a text longer than this shows its start and opens on a click
               ) -> str:
@@ -35,7 +43,7 @@ def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
     names = [html.escape(str(c)) for c in [*labels, *frame.columns]]
     def cell(v) -> str:
         if v is None or (np.ndim(v) == 0 and pd.isna(v)): return ''
-        text = f"{v:.{digits}g}" if isinstance(v, (float, np.floating)) else str(v)
+        text = number_text(v, digits) if isinstance(v, (float, np.floating)) else str(v)
         if len(text) <= long: return html.escape(text)
         return f"<details><summary>{html.escape(text[:long * 2 // 3].rstrip())}…</summary>{html.escape(text)}</details>"
     rows = ''.join('<tr>' + ''.join(f"<td data-label='{n}'>{cell(v)}</td>" for n, v in zip(names, row)) + '</tr>'
