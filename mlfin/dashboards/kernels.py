@@ -38,8 +38,8 @@ def _waiting() -> set[str]:
 @patch
 def visitors(self: QuietRefills) -> list[str]:
     "The kernels people have been given: every kernel but those waiting for a visitor and the replacement loading"
-    loading = self._loading[0] if self._loading else None
-    return [k for k in self.list_kernel_ids() if k not in _waiting() and k != loading]
+    aside = _waiting() | {self._loading[0] if self._loading else None}
+    return [k for k in self.list_kernel_ids() if k not in aside]
 
 # %% ../../nbs/12g_dashboards.kernels.ipynb #c007
 def _spoke(kernel) -> datetime | None:
