@@ -20,6 +20,7 @@ test: setup ## every test: library notebooks, export, pipeline end to end, dashb
 	@$(BIN)/python -m pytest tests --durations=30 $(PYTEST_ARGS)
 
 dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866 to people logged in (ARGS="--no-login": you alone)
+	@bash env/setup-chromium.sh
 	@$(BIN)/mlfin dashboards $(ARGS)
 
 serve: setup ## the service on http://127.0.0.1:8000 (ARGS="--workers 2 --store postgresql://..."); keys: .venv/bin/mlfin keys create --role analyst

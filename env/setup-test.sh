@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# What the tests and benchmarks need beyond .venv, from Debian packages: headless Chromium (the browser tests drive
-# it with Playwright, never a downloaded browser build), the PostgreSQL server (the store's team
+# What the tests and benchmarks need beyond .venv, from Debian packages: headless Chromium (env/setup-chromium.sh: the
+# browser tests drive it with Playwright), the PostgreSQL server (the store's team
 # backend is tested against a real server, which the tests start privately on loopback), Redis (the
 # rate limits several service workers share; a private server too), hey (make bench-service), and Prometheus
 # with Alertmanager (the shipped alert rules are unit-tested by promtool and fired end to end by private servers),
 # restic (mlfin backup), an sshd for its remote repository test, and systemd's analyzer (the schedule's units are verified offline).
 # Idempotent and silent when already there.
 set -euo pipefail
+bash "$(dirname "$0")/setup-chromium.sh"
 need=()
-[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)   # the shared rate-limit store of several service workers
 command -v hey >/dev/null 2>&1 || need+=(hey)   # the HTTP load tool of make bench-service
@@ -29,5 +29,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 [ -z "${added_policy:-}" ] || $sudo rm -f /usr/sbin/policy-rc.d
-[ ! -x /usr/bin/chromium ] || /usr/bin/chromium --version
 ls /usr/lib/postgresql/*/bin/postgres

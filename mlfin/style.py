@@ -58,9 +58,12 @@ PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn b
 def chart(fig, # a plotly figure
           shown=None, # a chart already on the page, to redraw with `fig`
          ):
-    "A plotly figure as a widget of a page, as wide as the page: its data alone, drawn by plotly's renderer in the browser"
+    "A plotly figure as a widget of a page, as wide as the page: its data, drawn by plotly's renderer in the browser; in a kernel of `mlfin dashboards`, its kept picture too, shown until the reader's mouse comes (`pictures`)"
     import json, ipywidgets as widgets
+    from mlfin.pictures import picture, wanted   # here: it imports config (pydantic), 0.6 s on this machine, which a table needs none of
     shown = shown or widgets.Output(layout=widgets.Layout(width='100%'))
     drawn = {**json.loads(fig.to_json()), 'config': {'responsive': True, 'displaylogo': False}}
-    shown.outputs = ({'output_type': 'display_data', 'data': {PLOTLY_MIME: drawn}, 'metadata': {}},)
+    data = {PLOTLY_MIME: drawn}
+    if wanted() and (png := picture(drawn)): data['image/png'] = png   # jupyterlab-plotly shows it, and draws the chart on mouseenter
+    shown.outputs = ({'output_type': 'display_data', 'data': data, 'metadata': {}},)
     return shown

@@ -50,6 +50,16 @@ def browser():
         chromium.close()
 
 
+# a person's mouse entering each chart the page shows as its picture (mlfin.pictures): jupyterlab-plotly draws the interactive chart
+MOUSE_ON_CHARTS = ("document.querySelectorAll('.jp-RenderedPlotly img.plot-img').forEach(i => { if (i.offsetWidth && i.dataset.entered !== i.src.slice(-64))"
+                   " { i.dataset.entered = i.src.slice(-64); i.dispatchEvent(new MouseEvent('mouseenter')); } })")
+
+
+def until(page, condition: str, timeout: float = 120_000):
+    "Wait until the JavaScript `condition` holds, the mouse entering each chart shown as a picture as a person's would (once each)"
+    page.wait_for_function(f"() => {{ {MOUSE_ON_CHARTS}; return {condition}; }}", timeout=timeout, polling=250)
+
+
 def row_values(page, label: str) -> list[str]:
     "The values of the first table row whose first cell reads `label` exactly"
     row = page.locator('tr', has=page.locator('td:first-child, th:first-child', has_text=re.compile(f"^\\s*{re.escape(label)}\\s*$"))).first
@@ -61,7 +71,7 @@ def test_dashboard_shows_the_run_in_chromium(pipeline_run, browser, tmp_path):
     with voila(pipeline_run['home']) as url:
         page = browser.new_page(viewport={'width': 1280, 'height': 1600})
         page.goto(url, wait_until='commit', timeout=180_000)
-        page.wait_for_selector('.js-plotly-plot', timeout=180_000)
+        until(page, "!!document.querySelector('.js-plotly-plot .gtitle')", timeout=180_000)
         first = list(run['symbols'])[0]
         assert page.locator('.gtitle').first.text_content().startswith(f'{first}: value of 10,000')
         assert page.locator('.js-plotly-plot .scatterlayer .trace').count() == 2  # strategy and buy & hold
@@ -72,7 +82,7 @@ def test_dashboard_shows_the_run_in_chromium(pipeline_run, browser, tmp_path):
 
         symbols = page.locator('.widget-dropdown', has_text='Symbol').locator('select')
         symbols.select_option('EURUSD')  # the symbol selector redraws chart and tables
-        page.wait_for_function("document.querySelector('.gtitle') && document.querySelector('.gtitle').textContent.startsWith('EURUSD')", timeout=60_000)
+        until(page, "!!document.querySelector('.gtitle') && document.querySelector('.gtitle').textContent.startsWith('EURUSD')", timeout=60_000)
         assert row_values(page, 'Sharpe ratio') == metrics_table(run, 'EURUSD').loc['Sharpe ratio'].tolist()
         assert 'long' in page.inner_text('body') or 'flat' in page.inner_text('body')
         # the runs MLflow recorded are offered: picking one loads it back from the tracking store (issue 16, comparing runs)
@@ -80,7 +90,7 @@ def test_dashboard_shows_the_run_in_chromium(pipeline_run, browser, tmp_path):
         offered = [o.replace('\xa0', ' ') for o in runs.locator('option').all_inner_texts()]   # ipywidgets spaces them unbreakably
         assert offered[0] == 'the latest run' and offered[1].startswith(pipeline_run['summary']['mlflow']['parent'][:8]), offered
         runs.select_option(index=1)
-        page.wait_for_function("document.querySelectorAll('.gtitle').length > 0 && document.querySelector('.gtitle').textContent.startsWith('SPX')", timeout=120_000)
+        until(page, "document.querySelectorAll('.gtitle').length > 0 && document.querySelector('.gtitle').textContent.startsWith('SPX')", timeout=120_000)
         assert (pipeline_run['home']/'runs'/pipeline_run['summary']['mlflow']['parent'][:8]/'summary.json').exists()
         page.close()
 

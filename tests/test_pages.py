@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from pathlib import Path
 import httpx, pytest, yaml
 from conftest import mlfin, service
-from test_dashboard import ROOT, browser, voila   # noqa: F401 (the browser fixture)
+from test_dashboard import ROOT, browser, until, voila   # noqa: F401 (the browser fixture)
 from mlfin.dashboards.kernels import ready_kernels
 
 SHOTS = ROOT/'reports'/'screenshots'
@@ -189,15 +189,14 @@ def test_index_models_quality_and_monitoring_pages_show_the_run_registry_store_a
         shot(page, 'models'); page.close()
     with site['voila']('quality.ipynb') as url:
         page = opened(reader, url, 'series stored')
-        page.wait_for_function(DRAWN, timeout=120_000)   # the coverage chart drew
-        assert page.locator('.js-plotly-plot .trace').count() >= 1
+        until(page, "!!document.querySelector('.js-plotly-plot .trace')")   # the coverage chart drew (interactive once the mouse is on it)
         assert '2 series stored' in page.inner_text('body')
         shot(page, 'quality'); page.close()
     with site['voila']('monitoring.ipynb') as url:
         page = opened(reader, url, 'Live performance against the out-of-sample record')
         body = page.inner_text('body')
         for m in latest['models']: assert m['verdict'][:60] in body, (m['verdict'], body[:1500])
-        page.wait_for_function(DRAWN, timeout=120_000); page.wait_for_selector('.js-plotly-plot .heatmaplayer', state='attached', timeout=60_000)   # the drift heatmap drew
+        until(page, "!!document.querySelector('.js-plotly-plot .heatmaplayer')")   # the drift heatmap drew
         assert 'Alertmanager is not configured for this page' in body
         shot(page, 'monitoring'); page.close()
 
@@ -321,7 +320,10 @@ FIT = """() => {   // what sticks out of the screen: elements whose right edge p
   }
   return {page: document.documentElement.scrollWidth, screen: w, wide: wide.slice(0, 6)};
 }"""
-DRAWN = "() => [...document.querySelectorAll('.widget-output')].every(o => o.querySelector('.js-plotly-plot .main-svg') || !o.textContent.trim() && !o.children.length)"
+# every chart shown: drawn by plotly.js, or as its picture (mlfin.pictures: loaded, on screen), until the mouse comes
+DRAWN = ("() => [...document.querySelectorAll('.widget-output')].every(o => o.querySelector('.js-plotly-plot .main-svg')"
+         " || [...o.querySelectorAll('img.plot-img')].some(i => i.complete && i.naturalWidth > 0 && i.offsetWidth > 0)"
+         " || !o.textContent.trim() && !o.children.length)")
 
 
 def every_page() -> list[str]:
@@ -360,6 +362,30 @@ def test_the_kernels_kept_ready_are_loaded_one_at_a_time_after_every_page_had_on
             loading = started.group(1)
         elif made := ready_kernels(line):
             assert made == [loading], (made, loading); loading = None
+
+
+def test_a_chart_shows_at_once_as_its_picture_and_the_mouse_brings_the_interactive_chart(site):
+    "A page's charts arrive as the pictures drawn for them (plotly.js draws nothing before they show); a person's mouse on one draws it with plotly.js"
+    reader = site['contexts']['reader']
+    for attempt in range(2):   # the first visit of a chart nobody has seen yet shows it drawn by plotly.js, and its picture is drawn for the next
+        said = len(site['log']())
+        with site['voila']('tearsheet.ipynb?book=SPX') as url:
+            page = opened(reader, url, 'All pages')
+            page.wait_for_function(DRAWN, timeout=120_000)
+            shown = page.evaluate("() => [...document.querySelectorAll('.jp-RenderedPlotly')].map(c => [c.querySelector('img.plot-img').naturalWidth, !!c.querySelector('.js-plotly-plot')])")
+            if shown and all(width and not drawn for width, drawn in shown): break
+            page.close()
+            deadline = time.monotonic() + 300   # a hang guard: drawing a page's pictures takes seconds
+            while 'chart picture(s) drawn' not in site['log']()[said:]:
+                assert time.monotonic() < deadline, site['log']()[-3000:]
+                time.sleep(1)
+    assert len(shown) >= 2 and all(width == 1200 and not drawn for width, drawn in shown), shown   # pictures as wide as a page, no plotly.js chart yet
+    picture = page.locator('.jp-RenderedPlotly img.plot-img').first
+    picture.hover()   # a person's mouse
+    page.wait_for_selector('.jp-RenderedPlotly .js-plotly-plot .main-svg', timeout=60_000)
+    page.wait_for_function("() => getComputedStyle(document.querySelector('.jp-RenderedPlotly img.plot-img')).display === 'none'")   # the chart in its place
+    assert len(list((site['home']/'cache'/'pictures').glob('*.png'))) >= len(shown)
+    shot(page, 'tearsheet-after-the-mouse'); page.close()
 
 
 def test_a_run_that_fails_in_training_is_said_on_every_page_which_keep_showing_the_last_finished_one(site):

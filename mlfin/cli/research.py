@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..config import MlfinError, BadInput, NotFound, home, project_root, run_dir
+from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
 
@@ -99,7 +100,8 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
     if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
     try: given = ServiceSettings(home=str(home()), **settings)   # the service's words for the store, the registry and the login rules
     except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
-    env = {**os.environ, 'MLFIN_HOME': str(home()), 'MLFIN_SERVICE_URL': service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {})}
+    env = {**os.environ, 'MLFIN_HOME': str(home()), 'MLFIN_SERVICE_URL': service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
+           PICTURES_ENV: '1'}   # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
     cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
            '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended

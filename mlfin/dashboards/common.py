@@ -8,11 +8,12 @@ import html, json, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..style import chart, html_table   # the house table and chart, on a screen of any width
+from ..pictures import settle
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'row', 'duration_text', 'percent', 'when_text',
-           'session_token', 'signed_in_line', 'preheated', 'status_line', 'run_status', 'run_notice', 'monitor_status',
-           'page', 'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page']
+__all__ = ['COOKIE', 'PICTURE_WAIT', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'row', 'duration_text', 'percent',
+           'when_text', 'session_token', 'signed_in_line', 'preheated', 'status_line', 'run_status', 'run_notice',
+           'monitor_status', 'page', 'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page']
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -71,6 +72,8 @@ def signed_in_line() -> str:
             f" &middot; <a href='{logout}'>Log out</a></small></p>")
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006p
+PICTURE_WAIT = 60   # seconds a kernel kept ready waits for its charts' pictures to be drawn (a Chromium start and a few charts: seconds)
+
 def preheated(make):
     "A page's function for Voila's preheated kernels: run once to load what it needs, wait for the person's request, then run for them"
     import functools
@@ -82,6 +85,7 @@ def preheated(make):
             try: make(*args, **kwargs)   # nobody sees this run: it only loads modules and caches
             except Exception: pass   # noqa: the person's own run, below, shows whatever went wrong
             widgets.Widget.close_all()   # its widgets are nobody's
+            settle(PICTURE_WAIT)   # its charts' pictures drawn (pictures): the visitor's run finds them kept
             wait_for_request()   # the request's variables (HTTP_COOKIE, QUERY_STRING) in os.environ
             os.environ['VOILA_PREHEAT'] = 'False'   # asked once
         return make(*args, **kwargs)
@@ -146,7 +150,8 @@ STYLE = """<style>
 .mlfin-page a.mlfin-link,.mlfin-page .mlfin-pages a,.mlfin-page .mlfin-who a{color:#1a56db;text-decoration:underline}
 .mlfin-page .mlfin-pages{padding-left:1.2em;line-height:1.9em}
 .mlfin-page .mlfin-pages span{color:#555}
-</style>"""   # the pages' own rules: links that look like links, long words that wrap
+.mlfin-page img.plot-img{max-width:100%;height:auto}
+</style>"""   # the pages' own rules: links that look like links, long words that wrap, a chart's picture as wide as its column
 
 def page(title: str, lesson: str, *children,
          notice: bool = True, # the latest run's state when it is not the run the pages show (the index has its own line)
