@@ -9,14 +9,15 @@ from pathlib import Path
 from .config import home
 
 # %% auto #0
-__all__ = ['PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT', 'pictures_dir', 'wanted', 'picture_key', 'picture', 'draw',
-           'draw_folder', 'settle']
+__all__ = ['PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT', 'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'picture',
+           'draw', 'draw_folder', 'settle']
 
 # %% ../nbs/00d_pictures.ipynb #c005
 PICTURES_ENV = 'MLFIN_PICTURES'   # set to 1 by `mlfin dashboards` for its kernels: their charts carry pictures
 WIDTH, SCALE = 1200, 1   # a picture is as wide as a page's widest chart (`dashboards.common.page`), one pixel per CSS pixel
 KEPT = 300   # pictures kept; beyond, the least recently used are deleted
 DRAW_TIMEOUT = 180   # seconds one batch may take before its Chromium is stopped (a hang guard: a batch takes seconds)
+FAILED = 'last-failure.txt'   # in the pictures' folder: when and why the last batch could not be drawn (Chromium missing, ...)
 
 def pictures_dir() -> Path:
     "Where the pictures are kept: a cache under `home()` (rebuilt as pages are visited; not backed up)"
@@ -65,13 +66,12 @@ def _drain():
         with _guard:
             batch = dict(_queued); _queued.clear()
         if not batch: return
-        started = time.perf_counter()
-        try:
-            draw(batch)
-            print(f"mlfin: {len(batch)} chart picture(s) drawn in {time.perf_counter() - started:.1f} s", file=sys.stderr)   # the server's log
-        except Exception as e:   # noqa: the page works without pictures; say why once, in the kernel's log
-            print(f"mlfin: no pictures of {len(batch)} chart(s): {str(e).splitlines()[-1] if str(e) else type(e).__name__}", file=sys.stderr)
+        try: draw(batch)
+        except Exception as e:   # noqa: the page works without pictures; why is kept beside them (a kernel's own output would show on the page)
             with _guard: _failed.update(batch)
+            try: (pictures_dir()/FAILED).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: no pictures of {len(batch)} chart(s): "
+                                                     f"{str(e).strip() or type(e).__name__}\n")
+            except OSError: pass
 
 # %% ../nbs/00d_pictures.ipynb #c008
 def draw(figures: dict[str, dict], # key -> plotly JSON of the figure
@@ -84,7 +84,7 @@ def draw(figures: dict[str, dict], # key -> plotly JSON of the figure
         # asked to share; a crash or a hang of the browser stays there (and is stopped after DRAW_TIMEOUT)
         done = subprocess.run([sys.executable, '-c', f"from mlfin.pictures import draw_folder; draw_folder({work!r}, {str(folder)!r})"],
                               capture_output=True, text=True, timeout=DRAW_TIMEOUT)
-    if done.returncode: raise RuntimeError(f"kaleido exited {done.returncode}: {done.stderr.strip()[-500:]}")
+    if done.returncode: raise RuntimeError(f"kaleido exited {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:500]}")   # the exception's line
     kept = sorted(folder.glob('*.png'), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in kept[KEPT:]: old.unlink(missing_ok=True)
 
