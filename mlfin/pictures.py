@@ -81,7 +81,8 @@ def draw(figures: dict[str, dict], # key -> plotly JSON of the figure
     with tempfile.TemporaryDirectory(prefix='mlfin-pictures-') as work:
         for key, drawn in figures.items(): (Path(work)/f"{key}.json").write_text(json.dumps(drawn, default=str))
         # a child process: kaleido drives Chromium from an event loop of its own, which a kernel's running loop would be
-        # asked to share; a crash or a hang of the browser stays there (and is stopped after DRAW_TIMEOUT)
+        # asked to share; a crash or a hang of the browser stays there (and is stopped after DRAW_TIMEOUT). Not niced: beside
+        # busy work (a build, the test suite's hogs) a niced Chromium starved for minutes
         done = subprocess.run([sys.executable, '-c', f"from mlfin.pictures import draw_folder; draw_folder({work!r}, {str(folder)!r})"],
                               capture_output=True, text=True, timeout=DRAW_TIMEOUT)
     if done.returncode: raise RuntimeError(f"kaleido exited {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:500]}")   # the exception's line
@@ -99,7 +100,7 @@ def draw_folder(work: str, folder: str):
     for job in jobs: os.replace(job['path'], folder/Path(job['path']).name)
 
 # %% ../nbs/00d_pictures.ipynb #c009
-def settle(timeout: float = 120) -> bool:
+def settle(timeout: float = DRAW_TIMEOUT) -> bool:
     "Wait until every queued picture is drawn (or failed): True when nothing is left, False after `timeout` seconds"
     drawer = _drawer
     if drawer is not None: drawer.join(timeout)
