@@ -380,7 +380,8 @@ def test_a_chart_shows_at_once_as_its_picture_and_the_mouse_brings_the_interacti
                 assert time.monotonic() < deadline, (kept/'last-failure.txt').read_text() if (kept/'last-failure.txt').exists() else 'no picture drawn'
                 time.sleep(1)
     assert len(shown) >= 2 and all(width == 1200 and not drawn for width, drawn in shown), shown   # pictures as wide as a page, no plotly.js chart yet
-    box = page.locator('.jp-RenderedPlotly img.plot-img').first.bounding_box()
+    picture = page.locator('.jp-RenderedPlotly img.plot-img').first
+    picture.scroll_into_view_if_needed(); box = picture.bounding_box()   # on the screen, where a mouse can reach it
     page.mouse.move(box['x'] + box['width'] / 2, box['y'] + box['height'] / 2)   # a person's mouse onto the first chart
     page.wait_for_selector('.jp-RenderedPlotly .js-plotly-plot .main-svg', timeout=60_000)
     page.wait_for_function("() => getComputedStyle(document.querySelector('.jp-RenderedPlotly img.plot-img')).display === 'none'")   # the chart in its place

@@ -66,7 +66,7 @@ def after_the_mouse(context, url: str) -> float | None:
     page.wait_for_function(DRAWN, timeout=300_000)
     picture = page.locator('.jp-RenderedPlotly img.plot-img').first
     if not picture.evaluate("i => i.complete && i.naturalWidth > 0 && i.offsetWidth > 0"): page.close(); return None
-    box = picture.bounding_box()
+    picture.scroll_into_view_if_needed(); box = picture.bounding_box()   # on the screen, where a mouse can reach it
     started = time.perf_counter()
     page.mouse.move(box['x'] + box['width'] / 2, box['y'] + box['height'] / 2)   # the mouse onto the chart: jupyterlab-plotly draws it in place
     page.wait_for_selector('.jp-RenderedPlotly .js-plotly-plot .main-svg', timeout=300_000)
