@@ -372,7 +372,7 @@ def test_a_chart_shows_at_once_as_its_picture_and_the_mouse_brings_the_interacti
         with site['voila']('tearsheet.ipynb?book=SPX') as url:
             page = opened(reader, url, 'All pages')
             page.wait_for_function(DRAWN, timeout=120_000)
-            shown = page.evaluate("() => [...document.querySelectorAll('.jp-RenderedPlotly')].map(c => [c.querySelector('img.plot-img').naturalWidth, !!c.querySelector('.js-plotly-plot')])")
+            shown = page.evaluate("() => [...document.querySelectorAll('.jp-RenderedPlotly')].map(c => [c.querySelector('img.plot-img').naturalWidth, c.classList.contains('js-plotly-plot')])")
             if shown and all(width and not drawn for width, drawn in shown): break
             page.close()
             deadline = time.monotonic() + 300   # a hang guard: drawing a page's pictures takes seconds
@@ -383,7 +383,7 @@ def test_a_chart_shows_at_once_as_its_picture_and_the_mouse_brings_the_interacti
     picture = page.locator('.jp-RenderedPlotly img.plot-img').first
     picture.scroll_into_view_if_needed(); box = picture.bounding_box()   # on the screen, where a mouse can reach it
     page.mouse.move(box['x'] + box['width'] / 2, box['y'] + box['height'] / 2)   # a person's mouse onto the first chart
-    page.wait_for_selector('.jp-RenderedPlotly .js-plotly-plot .main-svg', timeout=60_000)
+    page.wait_for_selector('.jp-RenderedPlotly.js-plotly-plot .main-svg', timeout=60_000)
     page.wait_for_function("() => getComputedStyle(document.querySelector('.jp-RenderedPlotly img.plot-img')).display === 'none'")   # the chart in its place
     assert len(list((site['home']/'cache'/'pictures').glob('*.png'))) >= len(shown)
     shot(page, 'tearsheet-after-the-mouse'); page.close()

@@ -69,7 +69,7 @@ def after_the_mouse(context, url: str) -> float | None:
     picture.scroll_into_view_if_needed(); box = picture.bounding_box()   # on the screen, where a mouse can reach it
     started = time.perf_counter()
     page.mouse.move(box['x'] + box['width'] / 2, box['y'] + box['height'] / 2)   # the mouse onto the chart: jupyterlab-plotly draws it in place
-    page.wait_for_selector('.jp-RenderedPlotly .js-plotly-plot .main-svg', timeout=300_000)
+    page.wait_for_selector('.jp-RenderedPlotly.js-plotly-plot .main-svg', timeout=300_000)
     took = time.perf_counter() - started
     page.close()
     return took
