@@ -151,7 +151,10 @@ STYLE = """<style>
 .mlfin-page .mlfin-pages{padding-left:1.2em;line-height:1.9em}
 .mlfin-page .mlfin-pages span{color:#555}
 .mlfin-page img.plot-img{max-width:100%;height:auto}
+@media (max-width:700px){.mlfin-page .jp-RenderedPlotly:has(> img.plot-img[style*="block"])::after{content:'Tap the chart to draw it for this screen';
+display:block;text-align:center;font-size:.85em;color:#5f6368}}
 </style>"""   # the pages' own rules: links that look like links, long words that wrap, a chart's picture as wide as its column
+# (on a phone a page-wide picture is small: a line under it says that a tap draws the chart at the phone's width)
 
 def page(title: str, lesson: str, *children,
          notice: bool = True, # the latest run's state when it is not the run the pages show (the index has its own line)
