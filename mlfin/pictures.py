@@ -93,9 +93,9 @@ def draw_folder(work: str, folder: str):
     "In the child process: every `KEY.json` figure of `work` drawn as `folder/KEY.png` (written whole, then renamed)"
     import asyncio, kaleido
     work, folder = Path(work), Path(folder)
-    jobs = [{'fig': json.loads(f.read_text()), 'path': str(work/f"{f.stem}.png"),
-             'opts': {'format': 'png', 'width': WIDTH, 'height': json.loads(f.read_text()).get('layout', {}).get('height') or 360, 'scale': SCALE}}
-            for f in sorted(work.glob('*.json'))]
+    figures = {f.stem: json.loads(f.read_text()) for f in sorted(work.glob('*.json'))}   # each file read once
+    jobs = [{'fig': fig, 'path': str(work/f"{key}.png"), 'opts': {'format': 'png', 'width': WIDTH, 'height': fig.get('layout', {}).get('height') or 360, 'scale': SCALE}}
+            for key, fig in figures.items()]
     asyncio.run(kaleido.write_fig_from_object(jobs))
     for job in jobs: os.replace(job['path'], folder/Path(job['path']).name)
 
