@@ -6,17 +6,23 @@
 from __future__ import annotations
 import asyncio, html, os
 from dataclasses import dataclass, field
-import numpy as np, pandas as pd
+import httpx, ipywidgets as widgets, numpy as np, pandas as pd
+from prometheus_client.parser import text_string_to_metric_families
 from ..errors import BadInput
+from ..models.registry import series_of
+from ..ops.records import check_stats, runs
 from .common import duration_text, html_table, page, percent, preheated, row, session_token, verdict_box, when_text
 
 # %% auto #0
-__all__ = ['Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section', 'operations_page',
-           'quantile', 'health_tables', 'ops_tables', 'health_section', 'health_page']
+__all__ = ['CLIENT', 'Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section',
+           'operations_page', 'quantile', 'health_tables', 'ops_tables', 'health_section', 'health_page']
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c005
 class Refused(Exception):
     "The service said no: its one-line `detail`, with the status"
+
+# %% ../../nbs/12e_dashboards.service.ipynb #c005c
+CLIENT = httpx.Client(timeout=60)   # every call of this kernel's pages: one pool, its connections kept open
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c006
 @dataclass
@@ -52,8 +58,7 @@ class Connection:
 
     def call(self, method: str, path: str, **kw):
         "The service's answer (JSON, or text for /metrics); `Refused` with its detail when it says no"
-        import httpx
-        try: answer = httpx.request(method, f"{self.url}{path}", headers=self.headers, timeout=60, **kw)
+        try: answer = CLIENT.request(method, f"{self.url}{path}", headers=self.headers, **kw)
         except httpx.HTTPError as e: raise Refused(f"the service at {self.url} did not answer ({type(e).__name__})") from None
         if answer.status_code >= 400:
             try: detail = answer.json()['detail']
@@ -64,7 +69,6 @@ class Connection:
 # %% ../../nbs/12e_dashboards.service.ipynb #c008
 def connect_form(title: str, lesson: str, build):
     "A page showing `build(connection)`, connected as the person logged in; without logins, once the visitor gives the service's URL and a key"
-    import ipywidgets as widgets
     url = os.environ.get('MLFIN_SERVICE_URL', 'http://127.0.0.1:8000')
     said, body = widgets.HTML(), widgets.VBox()
     def show(connect):
@@ -97,7 +101,6 @@ def _answer(out, work):
 # %% ../../nbs/12e_dashboards.service.ipynb #c011
 def series_options(c: Connection) -> list[str]:
     "SYMBOL:TIMEFRAME of every registered model the service lists"
-    from mlfin.models.registry import series_of
     return sorted({':'.join(series_of(v['name'])) for v in c.call('GET', '/models')})
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c012
@@ -109,7 +112,6 @@ def _split(series: str) -> dict:
 # %% ../../nbs/12e_dashboards.service.ipynb #c013
 def training_section(c: Connection, series: list[str]):
     "Train: a run of the symbols asked, queued as a job, polled until it ends; then the registry's versions of its symbols"
-    import ipywidgets as widgets
     symbols = widgets.Text(value=','.join(sorted({s.split(':')[0] for s in series})[:1]), description='Symbols')
     # empty: the project's own run (models.yaml's models, env.yaml's folds): a narrower run is the analyst's explicit choice, and
     # every configuration it tries is counted with the ones tried on the same question before
@@ -132,7 +134,6 @@ def training_section(c: Connection, series: list[str]):
             await asyncio.sleep(2)
         if job['state'] == 'succeeded':
             wanted = {s.strip() for s in symbols.value.split(',')}
-            from mlfin.models.registry import series_of
             versions = [v for v in c.call('GET', '/models') if series_of(v['name'])[0] in wanted]
             log.value += html_table(pd.DataFrame([{k: v[k] for k in ('name', 'version', 'model')} | {'aliases': ', '.join(v['aliases'])}
                                                   for v in versions]), index=False)
@@ -142,21 +143,18 @@ def training_section(c: Connection, series: list[str]):
 # %% ../../nbs/12e_dashboards.service.ipynb #c014
 def _predict_section(c: Connection, series: list[str]) -> list:
     "Predict the next bar of the series picked in its own box"
-    import ipywidgets as widgets
     pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar', layout=widgets.Layout(width='auto')), widgets.HTML()
     ask.on_click(lambda _: _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value))))
     return [widgets.HTML("<h2>Predict</h2>"), row(pick, ask), out]
 
 def _ingest_section(c: Connection, series: list[str]) -> list:
     "Pull the bars since the last stored one, for the series picked in its own box, from its configured source"
-    import ipywidgets as widgets
     pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Ingest now'), widgets.HTML()
     ask.on_click(lambda _: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))))
     return [widgets.HTML("<h2>Ingest now (the series' configured source)</h2>"), row(pick, ask), out]
 
 def _promote_section(c: Connection, series: list[str]) -> list:
     "Promote a version, once the admin has ticked the confirmation"
-    import ipywidgets as widgets
     names = [f"mlfin.{s.replace(':', '.')}" for s in series]
     name, version = widgets.Dropdown(options=names, description='Model'), widgets.BoundedIntText(value=1, min=1, max=10**6, description='Version')
     sure, ask, out = widgets.Checkbox(description='I confirm: this version serves from now on'), widgets.Button(description='Promote', disabled=True, button_style='danger'), widgets.HTML()
@@ -170,7 +168,6 @@ def _promote_section(c: Connection, series: list[str]) -> list:
 # %% ../../nbs/12e_dashboards.service.ipynb #c014b
 def operations_section(c: Connection):
     "The buttons the caller's role may use: predict (read), ingest now and train (train), promote (admin)"
-    import ipywidgets as widgets
     series = series_options(c) if c.may('read') else []
     parts = [verdict_box(f"Your role, {c.role}, may: " + ', '.join(n for g, n in (('read', 'predict'), ('train', 'ingest now and train'),
                                                                                       ('admin', 'promote')) if c.may(g)) + '.')]
@@ -203,7 +200,6 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
 # %% ../../nbs/12e_dashboards.service.ipynb #c019
 def health_tables(text: str) -> dict[str, pd.DataFrame]:
     "The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue, quarantined rows, last push, refused pushes), jobs, production versions"
-    from prometheus_client.parser import text_string_to_metric_families
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     routes, buckets = {}, {}
     for s in samples:
@@ -238,7 +234,6 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
 # %% ../../nbs/12e_dashboards.service.ipynb #c020o
 def ops_tables(limit: int = 20) -> dict:
     "The home's operations record (`ops.records`): the latest scheduled runs, each health check's statistics, the latest backups"
-    from mlfin.ops.records import check_stats, runs
     done = runs(limit=limit)
     shown = pd.DataFrame({'job': done['job'], 'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
                           'seconds': (done['ended'] - done['started']).dt.total_seconds().round(1), 'status': done['status'],
@@ -256,7 +251,6 @@ def ops_tables(limit: int = 20) -> dict:
 # %% ../../nbs/12e_dashboards.service.ipynb #c021
 def health_section(c: Connection):
     "The service's health now, from its metrics"
-    import ipywidgets as widgets
     t = health_tables(c.call('GET', '/metrics'))
     routes, series = t['routes'], t['series']
     errors = routes.loc[routes['server errors'] > 0.01, 'route'].tolist() if len(routes) else []
