@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 __all__ = []
 
 # %% ../nbs/index.ipynb #c001a
-_AREAS = ('config', 'data', 'features', 'models', 'backtest', 'tracking', 'report', 'pipeline', 'service', 'monitor')
+_AREAS = ('config', 'data', 'features', 'params', 'models', 'backtest', 'tracking', 'report', 'pipeline', 'service', 'monitor')
 
 def __getattr__(name: str):
     "`import mlfin`, then `mlfin.data.load(...)`: each area is imported when first used, so `import mlfin` itself costs nothing"

@@ -8,7 +8,8 @@ import json, os
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import FINISHED, MlfinError, NotFound, VALIDATIONS, atomic_write, finished_folder, run_dir
+from .config import FINISHED, MlfinError, NotFound, atomic_write, finished_folder, run_dir
+from .params import VALIDATIONS
 from .backtest.portfolio import FILL_RULES
 from .backtest.tearsheet import metrics_frame, verdict_word
 from .style import TABLE_STYLE, chart, html_table
@@ -24,7 +25,7 @@ __all__ = ['FRAMES', 'SHOWN', 'execution_model', 'validation', 'summary', 'write
            'run_header', 'symbol_tables_html', 'dashboard', 'weigh_questions', 'publish_run']
 
 # %% ../nbs/07_report.ipynb #c005
-def execution_model(cv: str = 'walk_forward', # the validation that made the run's predictions (`mlfin.config.VALIDATIONS`)
+def execution_model(cv: str = 'walk_forward', # the validation that made the run's predictions (`mlfin.params.VALIDATIONS`)
                    ) -> str:
     "How to read a run's numbers: the fill rules, and what the validation behind its predictions allows one to claim"
     v = VALIDATIONS[cv]
@@ -304,7 +305,7 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                ) -> dict:
     "The run's summary written, recorded whole in MLflow, its models registered as the policy decides, its tearsheets written"
     from mlfin import backtest, tracking
-    from mlfin.config import task_params, task_values
+    from mlfin.params import task_params, task_values
     ingest, train, trading = (read_json(upstream[t][k]) for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics')))
     folder = Path(product['summary']).parent
     products = {k: os.path.relpath(upstream[t][k], folder) for t, k in

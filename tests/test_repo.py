@@ -65,3 +65,67 @@ def test_benchmarks_import_only_what_mlfin_has():
             if re.search(rf'from mlfin import [\w, ]*\b{module}\b', text) and not hasattr(importlib.import_module(f'mlfin.{module}'), name):
                 found.append(f"{path.name}: {module}.{name}")
     assert [f for f in found if f] == [] and len(found) > 10
+
+
+def area_imports(package: Path = ROOT/'mlfin') -> dict[tuple[str, str], str]:
+    """(area, area it imports) -> the first place it does, for every import of one area of mlfin by another: module-level or
+    inside a function (an import inside a function hides the shape of the house, it does not change it). An area is mlfin.X,
+    a sub-package or a top module"""
+    import ast
+    area = lambda module: module.split('.')[1] if module.startswith('mlfin.') else None
+    edges = {}
+    for path in sorted(package.rglob('*.py')):
+        if path.name == '_modidx.py': continue
+        module = '.'.join(path.relative_to(package.parent).with_suffix('').parts).removesuffix('.__init__')
+        here = area(module)
+        if here is None: continue   # mlfin/__init__.py names every area (lazily): it is the house, not a room
+        package_parts = module.split('.') if path.name == '__init__.py' else module.split('.')[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import): targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package_parts[:len(package_parts) - node.level + 1] if node.level else []
+                targets = ['.'.join(base + ([node.module] if node.module else []))] if node.level else [node.module or '']
+            else: continue
+            for target in targets:
+                if (there := area(target)) and there != here: edges.setdefault((here, there), f"{path.relative_to(package.parent)}:{node.lineno}")
+    return edges
+
+
+def loops(edges: dict[tuple[str, str], str]) -> list[list[str]]:
+    "The groups of areas that reach each other through their imports (Tarjan's strongly connected components of size > 1)"
+    graph = {}
+    for a, b in edges: graph.setdefault(a, set()).add(b); graph.setdefault(b, set())
+    index, low, stack, on, found = {}, {}, [], set(), []
+    def visit(v):
+        index[v] = low[v] = len(index); stack.append(v); on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index: visit(w); low[v] = min(low[v], low[w])
+            elif w in on: low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop(); on.discard(w); group.append(w)
+                if w == v: break
+            if len(group) > 1: found.append(sorted(group))
+    for v in sorted(graph):
+        if v not in index: visit(v)
+    return found
+
+
+def test_the_loop_check_finds_a_loop_hidden_in_a_function(tmp_path):
+    (tmp_path/'mlfin'/'low').mkdir(parents=True)
+    (tmp_path/'mlfin'/'__init__.py').write_text("from . import low, high\n")   # the package's own file names every area: no loop
+    (tmp_path/'mlfin'/'low'/'__init__.py').write_text("def f():\n    from ..high import g   # upwards, inside a function\n")
+    (tmp_path/'mlfin'/'high.py').write_text("from .low import f\n")
+    (tmp_path/'mlfin'/'apart.py').write_text("import mlfin.low\n")
+    edges = area_imports(tmp_path/'mlfin')
+    assert set(edges) == {('low', 'high'), ('high', 'low'), ('apart', 'low')}
+    assert loops(edges) == [['high', 'low']]
+
+
+def test_no_loop_between_areas():
+    "Each area imports only areas below it: no two areas reach each other, whether the import is at a module's head or in a function"
+    edges = area_imports()
+    found = loops(edges)
+    where = [f"{a} -> {b} ({at})" for (a, b), at in sorted(edges.items()) if any(a in g and b in g for g in found)]
+    assert not found, f"areas tied in a loop: {found}; their imports: {where}"

@@ -6,7 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput, SIZINGS, default
+from ..config import BadInput
+from ..params import SIZINGS, default
 
 # %% auto #0
 __all__ = ['KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'LABELS', 'check_thresholds', 'prob_sides', 'move_sides', 'Rule',

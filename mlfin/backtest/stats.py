@@ -8,7 +8,8 @@ import math
 from itertools import combinations
 import numpy as np, pandas as pd
 from scipy import stats
-from ..config import BadInput, default
+from ..config import BadInput
+from ..params import default
 
 # %% auto #0
 __all__ = ['EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'psr', 'expected_max_sharpe', 'dsr', 'min_track_record',

@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib, json, math
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput, VALIDATIONS
+from ..config import BadInput
+from ..params import VALIDATIONS
 from . import stats
 from .universe import skill
 

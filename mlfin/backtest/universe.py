@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 import numpy as np, pandas as pd
-from ..config import BadInput, RunConfig, default
+from ..config import BadInput
+from ..params import RunConfig, default
 from ..progress import step
 from ..cluster import fan_out, shipped
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds

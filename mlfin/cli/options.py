@@ -26,7 +26,7 @@ def metavar(kind: str) -> str:
 def config_options(command):
     "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force and --wait"
     import inspect
-    from mlfin.config import RunConfig
+    from mlfin.params import RunConfig
     options = []
     for name, field in RunConfig.model_fields.items():
         kind = kind_words(field.annotation)

@@ -51,7 +51,7 @@ app.command('run')(config_options(run))
 @app.command('config')
 def show_config(json_: bool = typer.Option(False, '--json', help="print the values as JSON")):
     "Every run parameter: its value, where the value comes from (default, env.yaml), and what it means"
-    from mlfin.config import RunConfig, run_config
+    from mlfin.params import RunConfig, run_config
     from mlfin.pipeline import project_values
     root = project_root()
     try: env = project_values(root) if root else {}; config = run_config(env)
@@ -184,7 +184,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
         ):
     "Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml lines"
     import pandas as pd
-    from mlfin.config import run_config
+    from mlfin.params import run_config
     from mlfin.features.labels import label_entry
     from mlfin.cluster import running
     from mlfin.models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE

@@ -5,7 +5,7 @@
 # %% ../../nbs/04e_models.compare.ipynb #c003
 from __future__ import annotations
 import numpy as np, pandas as pd
-from ..config import default
+from ..params import default
 from .metrics import LOWER_IS_BETTER, bar_losses, score
 
 # %% auto #0

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 import numpy as np, pandas as pd
-from ..config import RunConfig, default
+from ..params import RunConfig, default
 from .compare import metric_function
 from ..progress import step
 from .registry import registry_client, base_rate, describe, pinned, register_version, registered_name, refusals

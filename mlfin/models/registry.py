@@ -8,7 +8,8 @@ import json, re
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, default, home
+from ..config import BadInput, NotFound, home
+from ..params import default
 from .core import Model, load_model
 
 # %% auto #0

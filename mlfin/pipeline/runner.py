@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib, datetime as dt, hashlib, json, os, re, socket
 from pathlib import Path
 from .engine import in_process
-from ..config import (MlfinError, BadInput, NotFound, Unavailable, RunConfig, exclusive, apply_runtime_env, code_version, record_project,
-                          alive, atomic_write, home, project_root, read_yaml, run_config, task_config, task_fields)
+from ..config import (MlfinError, BadInput, NotFound, Unavailable, exclusive, apply_runtime_env, code_version, record_project,
+                          alive, atomic_write, home, project_root, read_yaml)
+from ..params import RunConfig, run_config, task_config, task_fields
 
 # %% auto #0
 __all__ = ['TASKS', 'RUNNER', 'ATTEMPT', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'attempted', 'last_attempt',

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
-from ..config import BadInput, MlfinError, NotFound, Unavailable, die_with_parent, run_config
+from ..config import BadInput, MlfinError, NotFound, Unavailable, die_with_parent
+from ..params import run_config
 from . import db as tables
 from ..backtest.tearsheet import verdict_word
 
