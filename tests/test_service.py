@@ -180,6 +180,18 @@ def test_a_collectors_mistakes_are_named_and_off_calendar_candles_never_predicte
         assert metrics['mlfin_pushes_refused_total{symbol="SPX",timeframe="1d",why="rows"}'] == 1
         assert metrics['mlfin_pushes_refused_total{symbol="MSFT",timeframe="1d",why="invalid"}'] == 6   # the six candles lacking a field
         assert sent <= metrics['mlfin_last_push_timestamp_seconds{symbol="SPX",timeframe="1d"}'] <= answered   # the resend, accepted
+        # issue 38: a symbol the store keeps is one the service serves (its pattern was a stricter copy that refused ^GSPC: 422)
+        index = client.post('/ingest', json={'symbol': '^GSPC', 'timeframe': 'D1', 'calendar': 'XNYS', 'candles': [friday]})
+        assert index.status_code == 200 and index.json()['new'] == 1, index.json()
+        latest = client.get('/prices/latest', params={'symbol': '^GSPC', 'timeframe': '1d'})
+        assert latest.status_code == 200 and latest.json()['symbol'] == '^GSPC', latest.json()
+        assert '^GSPC' in data.ls(store=served_home/'store')['symbol'].tolist()
+        unmodelled = client.get('/predict', params={'symbol': '^GSPC', 'timeframe': '1d'})
+        assert unmodelled.status_code == 404 and '^GSPC' in unmodelled.json()['detail'], unmodelled.json()   # stored, no model: not 422
+        assert client.get('/models/mlfin.^GSPC.1d').status_code == 404   # its registered model's name is a name, not refused
+        with svc.client(svc.key('admin')) as admin:   # and removed by its name in the path, leaving the shared home as it was
+            gone = admin.delete('/series/^GSPC/1d')
+            assert gone.status_code == 200 and gone.json()['removed'] == 1, gone.json()
     assert svc.errors() == ''
 
 

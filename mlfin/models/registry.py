@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound, home
+from ..data.bars import TIMEFRAMES
+from ..data.stores.rules import MODEL_NAME, check_symbol
 from ..params import default
 from .core import Model, load_model
 
@@ -21,8 +23,7 @@ ALIASES = ('candidate', 'production')
 
 def registered_name(symbol: str, timeframe: str) -> str:
     "The registered model of a series: mlfin.SYMBOL.TIMEFRAME (symbol and bar size checked first)"
-    from mlfin.data.bars import TIMEFRAMES
-    if not re.fullmatch(r"[A-Za-z0-9._^=-]{1,64}", symbol or ''): raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only")
+    check_symbol(symbol)
     if timeframe not in TIMEFRAMES: raise BadInput(f"timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
     return f"mlfin.{symbol}.{timeframe}"
 
@@ -143,11 +144,9 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
 
 
 # %% ../../nbs/04g_models.registry.ipynb #c009d
-_NAME = re.compile(r"mlfin\.[A-Za-z0-9._^=-]{1,64}\.(1m|5m|1h|1d)")
-
 def series_of(name: str) -> tuple[str, str]:
     "The symbol and timeframe of a registered model's name (mlfin.SYMBOL.TIMEFRAME), checked"
-    if not isinstance(name, str) or not _NAME.fullmatch(name): raise BadInput(f"model name {name!r}: expected mlfin.SYMBOL.TIMEFRAME, e.g. mlfin.SPX.1d")
+    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME, name): raise BadInput(f"model name {name!r}: expected mlfin.SYMBOL.TIMEFRAME, e.g. mlfin.SPX.1d")
     symbol, timeframe = name[len('mlfin.'):].rsplit('.', 1)
     registered_name(symbol, timeframe)
     return symbol, timeframe

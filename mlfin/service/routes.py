@@ -15,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from typing_extensions import Required, TypedDict   # pydantic reads typing's TypedDict only from Python 3.12
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
 from ..config import BadInput, MlfinError, NotFound
+from ..data.bars import check_timeframe
+from ..data.stores import rules
 from .auth import ROLES, Caller, Forbidden, Unauthorized, allows, credentials, identify
 
 # %% auto #0
@@ -57,17 +59,14 @@ SIGNED_IN = Depends(require(None))
 
 
 # %% ../../nbs/10e_service.routes.ipynb #c007
-SYMBOL = r'^[A-Za-z0-9][A-Za-z0-9._\-^=]{0,63}$'
-TIMEFRAME = r'^(1m|5m|1h|1d|M1|M5|H1|D1)$'
+SYMBOL, TIMEFRAME = f'^{rules.SYMBOL}$', f'^({rules.TIMEFRAME})$'   # the store's own patterns, anchored: what it keeps, the service serves
 WHEN = r'^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$'   # a date, or a time in ISO 8601
 Symbol = Annotated[str, Query(pattern=SYMBOL, description="e.g. SPX, EURUSD, BTCUSDT")]
 Timeframe = Annotated[str, Query(pattern=TIMEFRAME, description="1m, 5m, 1h, 1d (or MetaTrader's M1, M5, H1, D1)")]
-ModelName = Annotated[str, PathParam(pattern=r'^mlfin\.[A-Za-z0-9._^=-]{1,64}\.(1m|5m|1h|1d)$', description="mlfin.SYMBOL.TIMEFRAME")]
+ModelName = Annotated[str, PathParam(pattern=f'^{rules.MODEL_NAME}$', description="mlfin.SYMBOL.TIMEFRAME")]
 Number = float | str | None   # text is kept for the checks to quarantine with its reason, as a file's would be
 
-def _tf(timeframe: str) -> str:
-    from mlfin.data.bars import check_timeframe
-    return check_timeframe(timeframe)
+def _tf(timeframe: str) -> str: return check_timeframe(timeframe)
 
 def client_address(request: Request) -> str:
     "The client's address, for the audit log"

@@ -7,21 +7,26 @@ from __future__ import annotations
 import re
 import pandas as pd
 from ...config import BadInput
-from ..bars import BAR_COLUMNS, OPTIONAL_COLUMNS, bars_frame
+from ..bars import BAR_COLUMNS, OPTIONAL_COLUMNS, TIMEFRAMES, TIMEFRAME_ALIASES, bars_frame
 
 # %% auto #0
-__all__ = ['STORED_COLUMNS', 'check_symbol', 'utc_bounds', 'span', 'as_stored', 'to_bars', 'not_yet_quarantined']
+__all__ = ['STORED_COLUMNS', 'SYMBOL', 'TIMEFRAME', 'MODEL_NAME', 'check_symbol', 'utc_bounds', 'span', 'as_stored', 'to_bars',
+           'not_yet_quarantined']
 
 # %% ../../../nbs/01ca_data.stores.rules.ipynb #c006
 STORED_COLUMNS = BAR_COLUMNS + OPTIONAL_COLUMNS + ['adj_factor']
-_SYMBOL = re.compile(r'[A-Za-z0-9^][A-Za-z0-9._\-^=]{0,63}')   # never a leading dot or dash: no hidden file, no option
+SYMBOL = r'[A-Za-z0-9^][A-Za-z0-9._\-^=]{0,63}'   # a symbol: never a leading dot or dash (no hidden file, no option)
 
 # %% ../../../nbs/01ca_data.stores.rules.ipynb #c007
 def check_symbol(symbol: str) -> str:
     "`symbol` if it is safe as a file and table key, else a one-line error"
-    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
+    if not isinstance(symbol, str) or not re.fullmatch(SYMBOL, symbol):
         raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
     return symbol
+
+# %% ../../../nbs/01ca_data.stores.rules.ipynb #c009p
+TIMEFRAME = '|'.join([*TIMEFRAMES, *TIMEFRAME_ALIASES])   # a bar size as mlfin names it (1m ... 1d) or MetaTrader does (M1 ... D1)
+MODEL_NAME = rf"mlfin\.(?:{SYMBOL})\.(?:{'|'.join(TIMEFRAMES)})"   # a series' registered model: mlfin.SYMBOL.TIMEFRAME
 
 # %% ../../../nbs/01ca_data.stores.rules.ipynb #c011
 def utc_bounds(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
