@@ -35,12 +35,12 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
     "The registry and the latest run's leaderboard and model-vs-model tests"
     import ipywidgets as widgets
     from mlfin.errors import MlfinError
-    from mlfin.models.registry import describe
+    from mlfin.models.registry import describe, production as serving
     from mlfin.report import load_run
     try: versions = describe()
     except MlfinError: versions = []
     parts = []
-    production = [f"{v['name']} v{v['version']} ({v['model']})" for v in versions if 'production' in v['aliases']]
+    production = [f"{v['name']} v{v['version']} ({v['model']})" for v in serving(versions=versions)]
     names = sorted({v['name'] for v in versions})
     parts.append(verdict_box(f"{len(versions)} versions of {len(names)} registered models; in production: {', '.join(production) or 'none'}."
                              if versions else "The registry is empty: `mlfin run` registers each symbol's models."))

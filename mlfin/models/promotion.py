@@ -9,7 +9,7 @@ import numpy as np, pandas as pd
 from ..params import RunConfig, default
 from .compare import metric_function
 from ..progress import step
-from .registry import registry_client, base_rate, describe, pinned, register_version, registered_name, refusals
+from .registry import registry_client, base_rate, pinned, production, register_version, registered_name, refusals
 
 # %% auto #0
 __all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'decide', 'on_common_bars', 'Lineage', 'lineage', 'incumbent_predictions',
@@ -141,7 +141,7 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
     for i, (symbol, board) in enumerate(leaderboard.groupby('symbol', sort=False)):
         step('report', f"{symbol}: registering its models", i, leaderboard['symbol'].nunique())
         name, mine = registered_name(symbol, timeframes[symbol]), oos[oos['symbol'] == symbol]
-        incumbent = next((v for v in describe(name) if 'production' in v['aliases']), None) if client.search_registered_models(f"name = '{name}'") else None
+        incumbent = next(iter(production(name)), None) if client.search_registered_models(f"name = '{name}'") else None
         tags = {**lineage[symbol].tags(), 'kind': kind}
         for row in board.sort_values('rank', ascending=False).to_dict(orient='records'):   # the leader last: the newest version
             scores = {k: v for k, v in row.items() if k not in ('symbol', 'model', 'family', 'rank')}

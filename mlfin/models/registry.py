@@ -8,7 +8,7 @@ import json, re
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, home
+from ..config import BadInput, MlfinError, NotFound, Unavailable, home
 from ..data.bars import TIMEFRAMES
 from ..data.stores.rules import MODEL_NAME, check_symbol
 from ..params import default
@@ -16,7 +16,7 @@ from .core import Model, load_model
 
 # %% auto #0
 __all__ = ['ALIASES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client', 'register_version',
-           'promote', 'pinned', 'release', 'versions', 'series_of', 'describe', 'Predictor', 'load']
+           'promote', 'pinned', 'release', 'versions', 'series_of', 'describe', 'production', 'Predictor', 'load']
 
 # %% ../../nbs/04g_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -157,15 +157,19 @@ def describe(name: str | None = None) -> list[dict]:
     "Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run and time"
     from datetime import datetime, timezone
     from mlflow.exceptions import MlflowException
-    client = registry_client()
-    if name is not None:
-        series_of(name)
-        try: client.get_registered_model(name)
-        except MlflowException: raise NotFound(f"no registered model {name!r}; GET /models (or `mlfin models ls`) lists them") from None
-    found = client.search_model_versions(f"name = '{name}'" if name else "name LIKE 'mlfin.%'")
-    aliases = {}
-    for n in {v.name for v in found}:
-        for alias, version in client.get_registered_model(n).aliases.items(): aliases.setdefault((n, int(version)), []).append(alias)
+    if name is not None: series_of(name)
+    try:
+        client = registry_client()
+        if name is not None:
+            try: client.get_registered_model(name)
+            except MlflowException: raise NotFound(f"no registered model {name!r}; GET /models (or `mlfin models ls`) lists them") from None
+        found = client.search_model_versions(f"name = '{name}'" if name else "name LIKE 'mlfin.%'")
+        aliases = {}
+        for n in {v.name for v in found}:
+            for alias, version in client.get_registered_model(n).aliases.items(): aliases.setdefault((n, int(version)), []).append(alias)
+    except MlfinError: raise
+    except Exception as e:   # MLflow's, SQLAlchemy's or the network's: a registry that cannot be read, said once here for every caller
+        raise Unavailable(f"the model registry could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
     own = {'model', 'kind', 'symbol', 'timeframe'}
     rows = [{'name': v.name, 'version': int(v.version), 'model': v.tags.get('model'), 'kind': v.tags.get('kind'),
              'aliases': sorted(aliases.get((v.name, int(v.version)), [])),
@@ -174,6 +178,13 @@ def describe(name: str | None = None) -> list[dict]:
              'run_id': v.run_id, 'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc)} for v in found]
     return sorted(rows, key=lambda r: (r['name'], -r['version']))
 
+
+# %% ../../nbs/04g_models.registry.ipynb #c009p
+def production(name: str | None = None,            # one registered model (mlfin.SYMBOL.TIMEFRAME); default: every one of mlfin's
+               versions: list[dict] | None = None, # `describe`'s rows, when the caller has read them already
+              ) -> list[dict]:
+    "The versions the service serves (aliased production), as `describe` lists them (`Unavailable` in one line when the registry cannot be read)"
+    return [v for v in (describe(name) if versions is None else versions) if 'production' in v['aliases']]
 
 # %% ../../nbs/04g_models.registry.ipynb #c011
 @dataclass

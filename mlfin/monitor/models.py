@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
-from ..errors import BadInput
+from ..errors import BadInput, MlfinError
 from ..data.bars import TIMEFRAMES, closed_bars
 from .drift import Drift, input_drift
 from .volatility import bar_ranges, deseasoned, volatility_shift
@@ -207,11 +207,11 @@ def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | Non
            ) -> Report:
     "Every production version watched (`watch`), every stored series' freshness"
     from mlfin.data import open_store
-    from mlfin.models.registry import describe, series_of
+    from mlfin.models.registry import production as serving, series_of
     from mlfin.progress import step
     store, now = open_store(store), now or pd.Timestamp.now(tz='UTC')
-    try: production = [v for v in describe() if 'production' in v['aliases']]
-    except Exception as e: production, failed = [], {'registry': str(e).splitlines()[0]}
+    try: production = serving()
+    except MlfinError as e: production, failed = [], {'registry': str(e).splitlines()[0]}
     else: failed = {}
     states = {(r['symbol'], r['timeframe']): series_state(r, now, store.meta(r['symbol'], r['timeframe']).get('forming'))
               for r in store.ls().to_dict(orient='records')}   # once, for both uses

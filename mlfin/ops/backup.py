@@ -99,11 +99,11 @@ def fingerprints(store, target: Path) -> dict:
         return cached
     from mlfin import data
     from mlfin.features.assembly import inputs_for
-    from mlfin.models.registry import describe, load, series_of
+    from mlfin.models.registry import load, production, series_of
     out = {}
-    try: production = [v for v in describe() if 'production' in v['aliases']]
-    except Exception: return out   # no registry yet
-    for v in production:
+    try: serving = production()
+    except MlfinError: return out   # no registry to read
+    for v in serving:
         symbol, timeframe = series_of(v['name'])
         try:
             predictor = load('production', symbol, timeframe)

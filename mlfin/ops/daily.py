@@ -8,7 +8,7 @@ import html, json, os
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
-from ..config import BadInput, Unavailable, atomic_write, home
+from ..config import BadInput, MlfinError, Unavailable, atomic_write, home
 from ..monitor.figures import FIGURES, alerts
 from .records import check_history, runs
 
@@ -30,11 +30,10 @@ def figures(now: pd.Timestamp | None = None) -> dict:
     failures = history[~history['ok']].groupby('name').agg(failures=('ok', 'size'), last=('at', 'max'), detail=('detail', 'last')) if len(history) else pd.DataFrame()
     done = runs(limit=500)
     recent = done[done['started'] >= day]
-    try:
-        from mlfin.models.registry import describe
-        versions = describe()
-    except Exception: versions = []
-    production = {v['name']: v['version'] for v in versions if 'production' in v['aliases']}
+    from mlfin.models.registry import describe, production as serving
+    try: versions = describe()
+    except MlfinError: versions = []   # a registry that cannot be read: the report says what it saw
+    production = {v['name']: v['version'] for v in serving(versions=versions)}
     watched = latest_report() or {'models': [], 'errors': {}}
     backups = done[(done['job'] == 'backup') & (done['status'] == 'succeeded')]
     try: held = open_store(os.environ.get('MLFIN_STORE')).ls()

@@ -122,9 +122,9 @@ def _still_there(summary: dict) -> tuple[bool, str]:
 # %% ../../nbs/13e_ops.health.ipynb #c014
 def registry_check() -> tuple[bool, str]:
     "The registry answers; how many series have a production model"
-    from mlfin.models.registry import describe
+    from mlfin.models.registry import describe, production
     found = describe()
-    serving = sorted(v['name'] for v in found if 'production' in v['aliases'])
+    serving = sorted(v['name'] for v in production(versions=found))
     return True, f"{len(found)} version(s), {len(serving)} in production" + (f": {', '.join(serving)}" if serving else '')
 
 # %% ../../nbs/13e_ops.health.ipynb #c015

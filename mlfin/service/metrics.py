@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, time
 import pandas as pd
-from ..config import BadInput
+from ..config import BadInput, MlfinError
 from ..data.bars import check_timeframe
 from ..data.stores.rules import check_symbol
 from ..monitor.figures import FIGURES
@@ -100,11 +100,11 @@ class _States:
 
     def production(self) -> dict:
         "Registered model -> its production version, asked of the registry again only when it may have changed (its MLflow queries were 70% of a scrape)"
-        from mlfin.models.registry import describe
+        from mlfin.models.registry import production
         stamp, kept = self.state.live.registry_stamp(), self.kept.get('production')
         if kept is None or stamp is None or kept[0] != stamp:
-            try: found = {v['name']: v['version'] for v in describe() if 'production' in v['aliases']}
-            except Exception: found = {}   # no registry yet
+            try: found = {v['name']: v['version'] for v in production()}
+            except MlfinError: found = {}   # no registry to read: no version gauge
             self.kept['production'] = kept = (stamp, found)
         return kept[1]
 
