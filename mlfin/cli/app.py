@@ -5,15 +5,24 @@
 # %% ../../nbs/09b_cli.app.ipynb #h002
 from __future__ import annotations
 import typer
+from typer.core import TyperGroup
+from ..errors import MlfinError
 
 # %% auto #0
-__all__ = ['app', 'DASHBOARD_PORT', 'fail']
+__all__ = ['app', 'DASHBOARD_PORT', 'fail', 'Commands']
 
 # %% ../../nbs/09b_cli.app.ipynb #c005
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="mlfin: machine learning on market data, from bars to a backtested, published signal.")
-DASHBOARD_PORT = 8866   # Voila's port on 127.0.0.1
-
 def fail(message: str):
+    "End the command: one line on standard error, exit status 2"
     typer.echo(f"mlfin: error: {message}", err=True)
     raise typer.Exit(2)
+
+class Commands(TyperGroup):
+    "mlfin's command group: a mistake the user can fix (`MlfinError`), raised in any command or sub-command, ends it through `fail`"
+    def invoke(self, ctx):
+        try: return super().invoke(ctx)
+        except MlfinError as e: fail(str(e))
+
+app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
+                  help="mlfin: machine learning on market data, from bars to a backtested, published signal.")
+DASHBOARD_PORT = 8866   # Voila's port on 127.0.0.1

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import MlfinError, BadInput, NotFound
-from .app import app, fail
+from ..config import BadInput, NotFound
+from .app import app
 
 # %% auto #0
 __all__ = ['data_app', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'data_rm', 'quality']
@@ -52,11 +52,9 @@ def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, samp
           ):
     "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
     from mlfin import data
-    try:
-        settings = _json_file(config)
-        report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions, off_calendar,
-                             decimal, dayfirst, date_format)
-    except MlfinError as e: fail(str(e))
+    settings = _json_file(config)
+    report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions, off_calendar,
+                         decimal, dayfirst, date_format)
     typer.echo(str(report))
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="What the store holds")
@@ -68,8 +66,7 @@ app.add_typer(data_app, name='data')
 def data_ls(store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "List every stored series: symbol, bar size, bars, first, last, calendar, source, quarantined rows"
     from mlfin import data
-    try: held = data.ls(store)
-    except MlfinError as e: fail(str(e))
+    held = data.ls(store)
     typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
 
 
@@ -81,8 +78,7 @@ def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbo
     "Rows kept out of the store: series, source row, time, column, reason, value, source file and when"
     import pandas as pd
     from mlfin import data
-    try: rows = data.quarantined(symbol, store)
-    except MlfinError as e: fail(str(e))
+    rows = data.quarantined(symbol, store)
     if rows.empty: typer.echo("nothing quarantined" + (f" for {symbol}" if symbol else '')); return
     with pd.option_context('display.width', 250, 'display.max_colwidth', 60):
         typer.echo(rows.tail(limit).to_string(index=False))
@@ -106,10 +102,8 @@ def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME
     "Print a stored series' bars, adjusted as runs read them (or raw)"
     import pandas as pd
     from mlfin import data
-    try:
-        symbol, timeframe = _series(series, store)
-        bars = data.load(symbol, timeframe, start, end, not raw, store, last=None if start or end else last)
-    except MlfinError as e: fail(str(e))
+    symbol, timeframe = _series(series, store)
+    bars = data.load(symbol, timeframe, start, end, not raw, store, last=None if start or end else last)
     with pd.option_context('display.width', 200, 'display.max_rows', 100_000):
         typer.echo(f"{symbol} {timeframe}: {len(bars):,} bar(s) from {bars.attrs.get('source', '?')}, {bars.attrs.get('calendar', '')} calendar")
         typer.echo(bars.to_string())
@@ -124,10 +118,8 @@ def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRA
                 store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "Write a stored series to CSV or Parquet, in the layout `mlfin ingest` reads back"
     from mlfin import data
-    try:
-        symbol, timeframe = _series(series, store)
-        written = data.export(symbol, timeframe, path, start, end, not raw, store)
-    except MlfinError as e: fail(str(e))
+    symbol, timeframe = _series(series, store)
+    written = data.export(symbol, timeframe, path, start, end, not raw, store)
     typer.echo(f"{written}: {symbol} {timeframe}")
 
 
@@ -140,18 +132,16 @@ def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL,
             store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows"
     from mlfin import data
-    try:
-        symbol, timeframe = _series(series, store)
-        held = data.ls(store).set_index(['symbol', 'timeframe'])
-        if (symbol, timeframe) not in held.index: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-        stored = held.loc[(symbol, timeframe)]
-        ranged = start is not None or end is not None
-        what = (f"the bars of {symbol} {timeframe} from {start or 'the start'} to {end or 'the end'} (of {stored['bars']:,})" if ranged else
-                f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
-        if not yes and not typer.confirm(f"remove {what} from {data.open_store(store)!r}?", default=False):
-            typer.echo("nothing removed", err=True); raise typer.Exit(1)
-        removed = data.delete(symbol, timeframe, start, end, store)
-    except MlfinError as e: fail(str(e))
+    symbol, timeframe = _series(series, store)
+    held = data.ls(store).set_index(['symbol', 'timeframe'])
+    if (symbol, timeframe) not in held.index: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+    stored = held.loc[(symbol, timeframe)]
+    ranged = start is not None or end is not None
+    what = (f"the bars of {symbol} {timeframe} from {start or 'the start'} to {end or 'the end'} (of {stored['bars']:,})" if ranged else
+            f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
+    if not yes and not typer.confirm(f"remove {what} from {data.open_store(store)!r}?", default=False):
+        typer.echo("nothing removed", err=True); raise typer.Exit(1)
+    removed = data.delete(symbol, timeframe, start, end, store)
     typer.echo(f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}" if ranged else
                f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
 
@@ -165,13 +155,11 @@ def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SY
     "Quality report of stored bars: calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows"
     import pandas as pd
     from mlfin import data
-    try:
-        if details:
-            if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
-            name, _, timeframe = symbol.partition(':')
-            table = data.findings(name, timeframe or None, store)
-        else: table = data.quality_report(symbol.partition(':')[0] if symbol else None, store)
-    except MlfinError as e: fail(str(e))
+    if details:
+        if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
+        name, _, timeframe = symbol.partition(':')
+        table = data.findings(name, timeframe or None, store)
+    else: table = data.quality_report(symbol.partition(':')[0] if symbol else None, store)
     with pd.option_context('display.width', 250, 'display.max_rows', 10_000, 'display.max_colwidth', 80):
         typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
 

@@ -21,8 +21,7 @@ def scheduled(job: str = typer.Argument(..., help="run, monitor, backup, health 
               wait: Optional[float] = typer.Option(None, help="seconds to wait while the previous run of the job still works (default: the job's own: 0 but for report)")):
     "Run a recurring job once, as a timer does: one at a time, recorded in the ops database, a failure alerted"
     from mlfin.ops.schedules import scheduled as run_job
-    try: status = run_job(job, 'job' if wait is None else wait, echo=typer.echo)
-    except MlfinError as e: fail(str(e))
+    status = run_job(job, 'job' if wait is None else wait, echo=typer.echo)
     raise typer.Exit(status)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c007
@@ -39,8 +38,7 @@ def schedule_install(jobs: Optional[str] = typer.Option(None, help="some of run,
                      folder: Optional[Path] = typer.Option(None, '--dir', help="write the units here and enable nothing")):
     "Write a systemd service and timer per job (Persistent, a randomised delay, OnFailure alert) and enable the timers"
     from mlfin.ops.schedules import install
-    try: install(_jobs(jobs), at, system, folder, echo=typer.echo)
-    except MlfinError as e: fail(str(e))
+    install(_jobs(jobs), at, system, folder, echo=typer.echo)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c009
 @schedule_app.command('remove')
@@ -56,8 +54,7 @@ def schedule_cron(jobs: Optional[str] = typer.Option(None, help="some of run,mon
                   at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM")):
     "Print the schedule as crontab lines, for a machine without systemd (`mlfin schedule cron | crontab -`)"
     from mlfin.ops.schedules import cron_lines
-    try: typer.echo(cron_lines(_jobs(jobs), at), nl=False)
-    except MlfinError as e: fail(str(e))
+    typer.echo(cron_lines(_jobs(jobs), at), nl=False)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c011
 @schedule_app.command('ls')
@@ -78,8 +75,7 @@ def schedule_ls(job: Optional[str] = typer.Argument(None, help="one job (default
 def alert(unit: str = typer.Option(..., help="the systemd unit that failed (OnFailure= passes %i)")):
     "Post MlfinUnitFailed for a failed unit to Alertmanager (MLFIN_ALERTMANAGER_URL): what a unit's OnFailure= runs"
     from mlfin.monitor.alerting import send_alert
-    try: sent = send_alert('MlfinUnitFailed', {'unit': unit}, f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why")
-    except MlfinError as e: fail(str(e))
+    sent = send_alert('MlfinUnitFailed', {'unit': unit}, f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why")
     typer.echo(f"mlfin: {unit} failed: " + ("alert sent" if sent else "no Alertmanager configured (MLFIN_ALERTMANAGER_URL): nothing sent"))
 
 # %% ../../nbs/09f_cli.ops.ipynb #c015
@@ -123,8 +119,7 @@ def backup(ctx: typer.Context,
 def backup_ls(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
     "The repository's mlfin snapshots, oldest first"
     from mlfin.ops.repository import repository
-    try: found = repository(repo, password).snapshots()
-    except MlfinError as e: fail(str(e))
+    found = repository(repo, password).snapshots()
     if found.empty: typer.echo("no snapshot yet: `mlfin backup`"); return
     typer.echo(found.assign(home=found['home'].replace('', '(none)'), tags=[','.join(t for t in tags if t != 'mlfin' and not t.startswith('home:')) for tags in found['tags']])
                [['id', 'time', 'host', 'home', 'tags']].to_string(index=False))
@@ -138,8 +133,7 @@ def backup_forget(repo: Optional[str] = typer.Option(None, help=REPO_HELP), pass
     from mlfin.ops.repository import home_id, repository
     which = home or home_id()
     if not which: fail("this home has no id yet (its first `mlfin backup` makes one): name a home with --home (`mlfin backup ls` lists them)")
-    try: done = repository(repo, password).forget(which, dry_run=dry_run)
-    except MlfinError as e: fail(str(e))
+    done = repository(repo, password).forget(which, dry_run=dry_run)
     plan = done['plan']
     if plan.empty: typer.echo(f"no snapshot of home {which}"); return
     typer.echo(plan.assign(time=plan['time'].dt.strftime('%Y-%m-%d %H:%M')).to_string(index=False))
@@ -151,8 +145,7 @@ def backup_check(repo: Optional[str] = typer.Option(None, help=REPO_HELP), passw
                  read_data: bool = typer.Option(False, '--read-data', help="read every pack back and verify its hash (slow; finds damaged data)")):
     "restic check of the repository: its structure, and with --read-data every byte; exit 1 when damaged"
     from mlfin.ops.repository import repository
-    try: ok, said = repository(repo, password).check(read_data)
-    except MlfinError as e: fail(str(e))
+    ok, said = repository(repo, password).check(read_data)
     typer.echo(said)
     if not ok: typer.echo("mlfin: the repository is damaged: restore from another repository, or `restic repair` (see restic's manual)", err=True); raise typer.Exit(1)
 
@@ -163,8 +156,7 @@ def backup_wal(store: str = typer.Option(..., help="the PostgreSQL store, postgr
                owner: Optional[str] = typer.Option(None, help="the cluster's owner, who runs pgBackRest (postgres on Debian); default: you")):
     "WAL archiving with pgBackRest for a PostgreSQL store: RPO about a minute instead of the backup interval (run twice: before and after PostgreSQL restarts)"
     from mlfin.ops.wal import wal_setup
-    try: done = wal_setup(store, repo, owner)
-    except MlfinError as e: fail(str(e))
+    done = wal_setup(store, repo, owner)
     typer.echo(f"mlfin: {done['said']}")
     typer.echo(f"pgBackRest's configuration: {done['config']}")
     if done.get('info'): typer.echo(done['info'].rstrip())
@@ -178,8 +170,7 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
             force: bool = typer.Option(False, help="restore into a folder that is not empty (what the snapshot holds is replaced)")):
     "Rebuild a home from a snapshot: files checked against its manifest before anything is placed, production models' fingerprints reproduced"
     from mlfin.ops.restore import restore as rebuild
-    try: done = rebuild(to, snapshot, repo, password, store, force)
-    except MlfinError as e: fail(str(e))
+    done = rebuild(to, snapshot, repo, password, store, force)
     typer.echo(f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} files ({done.bytes / 1e6:,.1f} MB) checked, {done.seconds:.1f} s")
     for name, v in done.store['series'].items(): typer.echo(f"  {name}: {v['restored']:,} bars")
     for name, verdict in done.fingerprints.items(): typer.echo(f"  {name}: {verdict}")
@@ -203,8 +194,7 @@ def health(history: bool = typer.Option(False, '--history', help="print each che
             typer.echo(stats.round(3).to_string(index=False))
         return
     from mlfin.ops.health import check_all
-    try: done = check_all(store, service_url)
-    except MlfinError as e: fail(str(e))
+    done = check_all(store, service_url)
     for r in done.results: typer.echo(f"{'ok  ' if r['ok'] else 'FAIL'}  {r['name']:<22} {r['seconds'] * 1000:8.1f} ms  {r['detail']}")
     if done.fired: typer.echo(f"mlfin: alert sent for {', '.join(done.fired)}", err=True)
     if done.failing: raise typer.Exit(1)
@@ -216,7 +206,6 @@ def report(out: Optional[Path] = typer.Option(None, help="folder (default: MLFIN
            to: Optional[str] = typer.Option(None, help="whom it is mailed to, comma-separated (default: MLFIN_REPORT_TO)")):
     "The daily report: services, runs, production models with live performance and drift, backups, health failures, what changed"
     from mlfin.ops.daily import daily_report
-    try: done = daily_report(out, smtp, to)
-    except MlfinError as e: fail(str(e))
+    done = daily_report(out, smtp, to)
     typer.echo(f"{done.page}" + (f" (mailed to {', '.join(done.mailed)})" if done.mailed else ''))
     for line in done.changed: typer.echo(f"  {line}")

@@ -7,8 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Optional
 import typer
-from ..config import MlfinError
-from .app import app, fail
+from .app import app
 
 # %% auto #0
 __all__ = ['users_app', 'STORE_HELP', 'users_add', 'users_ls', 'users_disable', 'users_enable', 'users_reset', 'audit']
@@ -52,15 +51,13 @@ def users_add(name: str = typer.Argument(..., help="the login name (lower-case l
               second_factor: bool = typer.Option(True, help="require a TOTP code at every login (the default; --no-second-factor for a deliberate exception)"),
               store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "Make an account; its second factor and recovery codes are printed this once"
-    try: _show(_people(store).add(name, role, _password(password_stdin), second_factor), 'made')
-    except MlfinError as e: fail(str(e))
+    _show(_people(store).add(name, role, _password(password_stdin), second_factor), 'made')
 
 # %% ../../nbs/09h_cli.people.ipynb #h009
 @users_app.command('ls')
 def users_ls(store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "Every account: name, role, second factor, state (active, disabled, locked), made, last login"
-    try: rows = _people(store).list()
-    except MlfinError as e: fail(str(e))
+    rows = _people(store).list()
     if not rows: typer.echo("no users yet: `mlfin users add NAME --role analyst`"); return
     for r in rows:
         last = f"last login {r['last_login_at']:%Y-%m-%d %H:%M}" if r['last_login_at'] else 'never logged in'
@@ -71,15 +68,13 @@ def users_ls(store: Optional[str] = typer.Option(None, help=STORE_HELP)):
 @users_app.command('disable')
 def users_disable(name: str = typer.Argument(..., help="the account"), store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "Disable an account: no more logins, its sessions ended (everywhere within a second)"
-    try: typer.echo(f"user {_people(store).disable(name)['name']} disabled; their sessions ended")
-    except MlfinError as e: fail(str(e))
+    typer.echo(f"user {_people(store).disable(name)['name']} disabled; their sessions ended")
 
 # %% ../../nbs/09h_cli.people.ipynb #h011
 @users_app.command('enable')
 def users_enable(name: str = typer.Argument(..., help="the account"), store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "Enable a disabled account, or unlock a locked one"
-    try: typer.echo(f"user {_people(store).enable(name)['name']} enabled")
-    except MlfinError as e: fail(str(e))
+    typer.echo(f"user {_people(store).enable(name)['name']} enabled")
 
 # %% ../../nbs/09h_cli.people.ipynb #h012
 @users_app.command('reset')
@@ -88,8 +83,7 @@ def users_reset(name: str = typer.Argument(..., help="the account"),
                 second_factor: bool = typer.Option(True, help="require a TOTP code at every login"),
                 store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "A new password, second factor and recovery codes (the old ones stop working); the account unlocked, its sessions ended"
-    try: _show(_people(store).reset(name, _password(password_stdin), second_factor), 'reset')
-    except MlfinError as e: fail(str(e))
+    _show(_people(store).reset(name, _password(password_stdin), second_factor), 'reset')
 
 # %% ../../nbs/09h_cli.people.ipynb #h013
 @app.command()
@@ -101,8 +95,7 @@ def audit(limit: int = typer.Option(50, help="the latest this many events"),
     from mlfin.service.audit import Audit
     from mlfin.service.db import engine
     actor = None if user is None else user if ':' in user else f"user:{user}"
-    try: events = Audit(engine(store)).read(limit, actor, action)
-    except MlfinError as e: fail(str(e))
+    events = Audit(engine(store)).read(limit, actor, action)
     for e in events:
         typer.echo(f"{e['at']:%Y-%m-%d %H:%M:%S}Z  {e['actor']:<20} {e['action']:<14} {e['outcome']:<8} {e['target']:<20} "
                    f"{e['address'] or '-':<15} {e['detail']}")

@@ -8,7 +8,7 @@ import os, sys, time
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import MlfinError, BadInput, NotFound, home, project_root, run_dir
+from ..config import BadInput, NotFound, home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
@@ -29,8 +29,7 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     except (AttributeError, ValueError, OSError): faulthandler.enable(sys.__stderr__)
     from mlfin import pipeline
     started = time.perf_counter()
-    try: ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
-    except MlfinError as e: fail(str(e))
+    ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
     from mlfin.report import load_run, overview
@@ -54,8 +53,7 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
     from mlfin.params import RunConfig, run_config
     from mlfin.pipeline import project_values
     root = project_root()
-    try: env = project_values(root) if root else {}; config = run_config(env)
-    except MlfinError as e: fail(str(e))
+    env = project_values(root) if root else {}; config = run_config(env)
     if json_: typer.echo(config.model_dump_json(indent=1)); return
     rows = [(name, repr(getattr(config, name)), 'env.yaml' if name in env else 'default', field.json_schema_extra['task'], field.description)
             for name, field in RunConfig.model_fields.items()]
@@ -70,10 +68,8 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
     import dataclasses, json
     from mlfin.service.db import engine
     from mlfin.service.people import People
-    try:
-        people = People(engine(given.store or None), policy=given.login_policy(), storage=given.limits_storage)
-        accounts = people.list()
-    except MlfinError as e: fail(str(e))
+    people = People(engine(given.store or None), policy=given.login_policy(), storage=given.limits_storage)
+    accounts = people.list()
     if not people.addresses.reachable(): fail(f"rate-limit store {given.limits_storage} does not answer: start it, or use --limits-storage memory://")
     if not accounts: fail("no accounts in the service's store: `mlfin users add NAME --role admin` makes one (or --no-login: you alone on this machine)")
     return ['--Voila.identity_provider_class=mlfin.dashboards.login.SessionIdentity', f'--SessionIdentity.store={given.store}',
@@ -141,8 +137,7 @@ def runs_compare(first: str = typer.Argument(..., help="a run (the first charact
     "Two runs side by side: the parameters that differ, then each symbol's leader and figures"
     import pandas as pd
     from mlfin.tracking import compare_runs
-    try: asked, found = compare_runs(first, second)
-    except MlfinError as e: fail(str(e))
+    asked, found = compare_runs(first, second)
     with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
         typer.echo(asked.to_string() if len(asked) else "the same parameters")
         typer.echo('')
@@ -155,8 +150,7 @@ def runs_get(run: str = typer.Argument(..., help="a run (the first characters of
              to: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/runs/RUN)")):
     "A recorded run's summary, products, executed notebooks and tearsheets in a folder, to open or to point the dashboard at"
     from mlfin.tracking import fetch_run, find_run
-    try: folder = fetch_run(find_run(run), to)
-    except MlfinError as e: fail(str(e))
+    folder = fetch_run(find_run(run), to)
     typer.echo(f"{folder}  (tearsheets/, reports/, summary.json)")
 
 
@@ -192,42 +186,40 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     from mlfin.backtest.trials import Question, search_trials
     from mlfin.tracking import record_search, using
     from mlfin.report import read_json
-    try:
-        root = project_root()
-        config = run_config(project_values(root) if root else {})
-        path = run_dir()/'dataset.parquet'
-        if not path.exists(): raise NotFound(f"no run yet in {run_dir()}: `mlfin run` first (tune works on its dataset)")
-        data = pd.read_parquet(path)
-        label = label_entry(data.attrs['label'])
-        kind = label.kind
-        specs = choose_models(models, kind, model_params, root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None)
-        wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
-        missing = sorted(set(wanted) - set(data['symbol']))
-        if missing: raise BadInput(f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})")
-        if study and len(wanted) * len(specs) > 1:
-            raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
-        splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
-        timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
-        device, results = resolve_device(config.device), []
-        with running(cluster, run_dir()):   # a local cluster started once for every study; a scheduler's workers checked first
-            for symbol in wanted:
-                one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
-                for spec in specs:
-                    found = tune_spread(spec, kind, one, splitter, trials, storage, study, config.seed, device, label.price, pruning, timeout,
-                                        sampler_seed=config.seed + os.getpid() if study else None,  # processes sharing one study sample apart
-                                        source=str(path), weighting=config.weighting, progress=sys.stderr.isatty())
-                    results.append(found)
-                    typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
-                               f"best mean fold {found.metric} {found.value:.4f}")
-                    changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}, 'tried': found.spec.tried}   # the count rides along to later runs' DSR
-                    typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
-                    question = Question(symbol, timeframes[symbol], data.attrs['label'], int(data.attrs['horizon']), config.cv)
-                    if found.spec.tried > 1:   # the search is one more try at the question: every later run on it counts its trials (once)
-                        with using(config.tracking):
-                            record_search(question.id, question.key, symbol, search_trials(question, spec.name, spec.family, found.spec.params,
-                                                                                            found.spec.tried), found.study)
-                        typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on {question.key}")
-    except MlfinError as e: fail(str(e))
+    root = project_root()
+    config = run_config(project_values(root) if root else {})
+    path = run_dir()/'dataset.parquet'
+    if not path.exists(): raise NotFound(f"no run yet in {run_dir()}: `mlfin run` first (tune works on its dataset)")
+    data = pd.read_parquet(path)
+    label = label_entry(data.attrs['label'])
+    kind = label.kind
+    specs = choose_models(models, kind, model_params, root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None)
+    wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
+    missing = sorted(set(wanted) - set(data['symbol']))
+    if missing: raise BadInput(f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})")
+    if study and len(wanted) * len(specs) > 1:
+        raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
+    splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
+    timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
+    device, results = resolve_device(config.device), []
+    with running(cluster, run_dir()):   # a local cluster started once for every study; a scheduler's workers checked first
+        for symbol in wanted:
+            one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
+            for spec in specs:
+                found = tune_spread(spec, kind, one, splitter, trials, storage, study, config.seed, device, label.price, pruning, timeout,
+                                    sampler_seed=config.seed + os.getpid() if study else None,  # processes sharing one study sample apart
+                                    source=str(path), weighting=config.weighting, progress=sys.stderr.isatty())
+                results.append(found)
+                typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
+                           f"best mean fold {found.metric} {found.value:.4f}")
+                changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}, 'tried': found.spec.tried}   # the count rides along to later runs' DSR
+                typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
+                question = Question(symbol, timeframes[symbol], data.attrs['label'], int(data.attrs['horizon']), config.cv)
+                if found.spec.tried > 1:   # the search is one more try at the question: every later run on it counts its trials (once)
+                    with using(config.tracking):
+                        record_search(question.id, question.key, symbol, search_trials(question, spec.name, spec.family, found.spec.params,
+                                                                                        found.spec.tried), found.study)
+                    typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on {question.key}")
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion")
 app.add_typer(models_app, name='models')
@@ -251,8 +243,7 @@ def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (def
     "Registered versions: series, version, model, aliases (candidate, production), out-of-sample scores, promotion or refusal"
     import pandas as pd
     from mlfin.models import versions
-    try: table = versions(symbol)
-    except MlfinError as e: fail(str(e))
+    table = versions(symbol)
     if table.empty: typer.echo("the registry is empty: `mlfin run` registers each symbol's leading model"); return
     with pd.option_context('display.max_colwidth', 70, 'display.width', 250):
         typer.echo(table.drop(columns=['run_id']).round(4).to_string(index=False))
@@ -266,8 +257,7 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
                   ):
     "Make a version `production` whatever its scores: the deliberate override, held until `mlfin models release`"
     from mlfin.models import parse_series, promote
-    try: done = promote(*parse_series(series), version, reason)
-    except MlfinError as e: fail(str(e))
+    done = promote(*parse_series(series), version, reason)
     typer.echo(f"{done['name']} version {done['version']} is production ({reason}); runs leave it be until `mlfin models release {series}`")
 
 
@@ -276,7 +266,6 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
 def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME")):
     "Hand production back to the promotion policy: a later run's leader replaces it when it beats it on the same bars"
     from mlfin.models import parse_series, release
-    try: done = release(*parse_series(series))
-    except MlfinError as e: fail(str(e))
+    done = release(*parse_series(series))
     typer.echo(f"{done['name']}: released ({done['released']}); the promotion policy decides again from the next run")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import MlfinError, home, project_root
+from ..config import home, project_root
 from .app import app, fail
 from .options import SERVER_OPTIONS, service_options
 
@@ -23,7 +23,6 @@ def serve(**given):
     server = {name: given.pop(name) for name in SERVER_OPTIONS}
     given.update(project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or [])
     try: run_service(ServiceSettings(home=str(home()), **given), **server)   # says "serving on" once it can
-    except MlfinError as e: fail(str(e))
     except ValidationError as e: fail(f"mlfin serve: {validation_line(e.errors())}")
 
 app.command('serve')(service_options(serve))
@@ -46,8 +45,7 @@ def keys_create(role: str = typer.Option(..., help="read_only, collector (may on
                 days: Optional[float] = typer.Option(None, help="valid this many days, then refused (default: until revoked)"),
                 store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)")):
     "Make an API key; it is printed this once (only its digest is kept)"
-    try: key, record = _keys(store).create(role, name, days)
-    except MlfinError as e: fail(str(e))
+    key, record = _keys(store).create(role, name, days)
     typer.echo(key)
     typer.echo(f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) made; keep it now, it is not shown again", err=True)
 
@@ -56,8 +54,7 @@ def keys_create(role: str = typer.Option(..., help="read_only, collector (may on
 @keys_app.command('ls')
 def keys_ls(store: Optional[str] = typer.Option(None, help="the service's store")):
     "Every key: id, role, name, made, revoked (never the key)"
-    try: rows = _keys(store).list()
-    except MlfinError as e: fail(str(e))
+    rows = _keys(store).list()
     if not rows: typer.echo("no keys yet: `mlfin keys create --role analyst`"); return
     for r in rows:
         expires = f"expires {r['expires_at']:%Y-%m-%d %H:%M}" if r.get('expires_at') else 'no expiry'
@@ -70,8 +67,7 @@ def keys_ls(store: Optional[str] = typer.Option(None, help="the service's store"
 def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (`mlfin keys ls`)"),
                 store: Optional[str] = typer.Option(None, help="the service's store")):
     "Revoke a key and every token made from it (each worker sees it within a second)"
-    try: record = _keys(store).revoke(key_id)
-    except MlfinError as e: fail(str(e))
+    record = _keys(store).revoke(key_id)
     typer.echo(f"key {record['id']} ({record['role']}) revoked")
 
 
@@ -86,8 +82,7 @@ def monitor(store: Optional[str] = typer.Option(None, help="store folder or post
     from mlfin.monitor.freshness import overdue_said
     from mlfin.monitor.report import write_report
     from mlfin.service.live import served_signals
-    try: report = watch_all(store, window, signals=served_signals)
-    except MlfinError as e: fail(str(e))
+    report = watch_all(store, window, signals=served_signals)
     folder = write_report(report, out)
     for w in report.watches: typer.echo(w.verdict())
     for name, why in report.errors.items(): typer.echo(f"{name}: not watched: {why}", err=True)
@@ -110,9 +105,8 @@ def monitoring(port: int = typer.Option(8000, help="the service's port on 127.0.
     "Prometheus (scraping the service, evaluating env/monitoring/alerts.yml and figures.yml) and Alertmanager (webhook, e-mail) on loopback, beside the service"
     from mlfin.monitor.alerting import run_monitoring
     from mlfin.service.auth import scrape_key
-    try: run_monitoring(port, serve, store, scrape_key=lambda: scrape_key(store), echo=typer.echo, webhook=webhook, smtp=smtp, email_to=email_to,
-                        prometheus_port=prometheus_port, alertmanager_port=alertmanager_port)
-    except MlfinError as e: fail(str(e))
+    run_monitoring(port, serve, store, scrape_key=lambda: scrape_key(store), echo=typer.echo, webhook=webhook, smtp=smtp, email_to=email_to,
+                   prometheus_port=prometheus_port, alertmanager_port=alertmanager_port)
 
 # %% ../../nbs/09e_cli.service.ipynb #c016w
 home_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The home: where runs, the registry and the store are kept")
@@ -122,8 +116,7 @@ app.add_typer(home_app, name='home')
 def home_check():
     "Make the home's records follow the folder it is in now, and name what they point at outside it"
     from mlfin.tracking import check_home
-    try: report = check_home()
-    except MlfinError as e: fail(str(e))
+    report = check_home()
     if report['moved_from']: typer.echo(f"mlfin: the home moved from {report['moved_from']}: {report['rewritten']} recorded location(s) now under {report['home']}")
     for line in report['outside']: typer.echo(f"outside the home: {line}")
     typer.echo(f"{report['home']}: {'%d location(s) outside it' % len(report['outside']) if report['outside'] else 'every recorded location is inside it'}")
