@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import typer
-from ..config import MlfinError
-from .app import app, fail
+from .app import app
 
 # %% auto #0
 __all__ = ['tracking_app', 'tracking_serve', 'tracking_migrate']
@@ -29,11 +28,9 @@ def tracking_serve(db: str = typer.Option(..., help=_DB), artifacts: Path = type
                                                               "loopback and private addresses always: any other Host is refused")):
     "Run MLflow's tracking server on PostgreSQL with artifact serving and a login on every route but /health, until stopped"
     from mlfin.tracking.server import ADMIN, serve
-    try:
-        typer.echo(f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is MLFLOW_AUTH_ADMIN_PASSWORD, "
-                   "else ~/.config/mlfin/mlflow-admin-password); clients set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD", err=True)
-        raise typer.Exit(serve(db, artifacts, host, port, workers, default_permission, allowed_hosts))
-    except MlfinError as e: fail(str(e))
+    typer.echo(f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is MLFLOW_AUTH_ADMIN_PASSWORD, "
+               "else ~/.config/mlfin/mlflow-admin-password); clients set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD", err=True)
+    raise typer.Exit(serve(db, artifacts, host, port, workers, default_permission, allowed_hosts))
 
 # %% ../../nbs/09g_cli.tracking.ipynb #c005
 @tracking_app.command('migrate')
@@ -41,8 +38,7 @@ def tracking_migrate(db: str = typer.Option(..., help=_DB + "; fresh"), artifact
                      json_: bool = typer.Option(False, '--json', help="print what was copied as JSON")):
     "Copy the home's MLflow store into a fresh tracking server's database, row for row (run ids, versions, aliases kept), and its files into the server's folder"
     from mlfin.tracking.server import migrate
-    try: done = migrate(db, artifacts)
-    except MlfinError as e: fail(str(e))
+    done = migrate(db, artifacts)
     if json_: typer.echo(json.dumps(done, indent=1)); return
     typer.echo(f"mlfin: {done['from']} (schema {done['revision']}) copied: " + ', '.join(f"{n} {t}" for t, n in done['rows'].items()))
     typer.echo(f"mlfin: {done['files']} file(s) in {done['artifacts']}")
