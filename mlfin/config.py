@@ -10,10 +10,11 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 
 
 # %% auto #0
-__all__ = ['PROJECT_RECORD', 'FINISHED', 'KERNELS', 'project_root', 'home', 'set_home', 'record_project', 'home_project',
-           'store_dir', 'run_dir', 'finished_folder', 'tracking_uri', 'artifact_dir', 'runtime_env',
-           'apply_runtime_env', 'read_yaml', 'atomic_write', 'exclusive', 'die_with_parent', 'alive', 'run_server',
-           'secret_file', 'psycopg_url', 'code_version', 'parse_where', 'parse_tracking']
+__all__ = ['PROJECT_RECORD', 'FINISHED', 'KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL', 'SERVICE_URL_ENV',
+           'project_root', 'home', 'set_home', 'record_project', 'home_project', 'store_dir', 'run_dir',
+           'finished_folder', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml',
+           'atomic_write', 'exclusive', 'die_with_parent', 'alive', 'run_server', 'secret_file', 'psycopg_url',
+           'code_version', 'parse_where', 'parse_tracking', 'service_url']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -262,3 +263,12 @@ def parse_tracking(uri: str | None) -> str:
                                                         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL")
     return text
 
+
+# %% ../nbs/00_config.ipynb #c028_su
+SERVICE_HOST, SERVICE_PORT = '127.0.0.1', 8000   # where `mlfin serve` listens unless told: loopback
+SERVICE_URL = f"http://{SERVICE_HOST}:{SERVICE_PORT}"
+SERVICE_URL_ENV = 'MLFIN_SERVICE_URL'   # where a client (the pages, `mlfin health`, a scheduled job) finds the service
+
+def service_url(given: str | None = None) -> str:
+    "The service a client asks: `given`, else $MLFIN_SERVICE_URL, else the default address (`SERVICE_URL`)"
+    return (given or os.environ.get(SERVICE_URL_ENV) or SERVICE_URL).strip().rstrip('/')

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import MlfinError
+from ..config import SERVICE_URL, SERVICE_URL_ENV, MlfinError
 from .app import app, fail
 
 # %% auto #0
@@ -182,7 +182,7 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
 # %% ../../nbs/09f_cli.ops.ipynb #c031
 @app.command()
 def health(history: bool = typer.Option(False, '--history', help="print each check's statistics (rounds, failures, times, consecutive failures) instead"),
-           service_url: Optional[str] = typer.Option(None, help="the service (default: MLFIN_SERVICE_URL or http://127.0.0.1:8000); /ready with MLFIN_SERVICE_KEY"),
+           service_url: Optional[str] = typer.Option(None, help=f"the service (default: {SERVICE_URL_ENV} or {SERVICE_URL}); /ready with MLFIN_SERVICE_KEY"),
            store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)")):
     "Check the service, store, registry, disk, series, last run, jobs and backup once; recorded, alerted after consecutive failures; exit 1 when one fails"
     import pandas as pd

@@ -8,7 +8,7 @@ import os, sys, time
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import BadInput, NotFound, home, project_root, run_dir
+from ..config import SERVICE_URL, SERVICE_URL_ENV, BadInput, NotFound, home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
@@ -84,7 +84,7 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
                browser: bool = typer.Option(False, help="open a browser"),
                login: bool = typer.Option(True, '--login/--no-login', help="only people logged in (`mlfin users add`) see the pages; --no-login: "
                                                                             "whoever reaches the port (you alone on this machine)"),
-               service: str = typer.Option('http://127.0.0.1:8000', envvar='MLFIN_SERVICE_URL', help="the service the operations and health pages ask, as the person logged in"),
+               service: str = typer.Option(SERVICE_URL, envvar=SERVICE_URL_ENV, help="the service the operations and health pages ask, as the person logged in"),
                secure_cookie: bool = typer.Option(False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"),
                preheat: int = typer.Option(1, min=0, help="kernels kept ready per page, its modules loaded: a visit waits for no kernel start and no imports "
                                                           "(each holds ~0.3 GB; 0: a kernel started per visit, seconds more)"),
@@ -96,7 +96,7 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
     if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
     try: given = ServiceSettings(home=str(home()), **settings)   # the service's words for the store, the registry and the login rules
     except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
-    env = {**os.environ, 'MLFIN_HOME': str(home()), 'MLFIN_SERVICE_URL': service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
+    env = {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
            PICTURES_ENV: '1'}   # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
     cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),

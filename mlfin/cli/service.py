@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import home, project_root
+from ..config import SERVICE_HOST, SERVICE_PORT, home, project_root
 from .app import app, fail
 from .options import SERVER_OPTIONS, service_options
 
@@ -94,7 +94,7 @@ def monitor(store: Optional[str] = typer.Option(None, help="store folder or post
 
 # %% ../../nbs/09e_cli.service.ipynb #c014_10
 @app.command()
-def monitoring(port: int = typer.Option(8000, help="the service's port on 127.0.0.1"),
+def monitoring(port: int = typer.Option(SERVICE_PORT, help=f"the service's port on {SERVICE_HOST}"),
                serve: bool = typer.Option(True, '--serve/--no-serve', help="start `mlfin serve` too (--no-serve: one already runs on --port)"),
                webhook: Optional[str] = typer.Option(None, help="a URL Alertmanager POSTs alerts to"),
                smtp: Optional[str] = typer.Option(None, help="an SMTP server (host:port) Alertmanager mails alerts through"),

@@ -8,6 +8,7 @@ import asyncio, html, os
 from dataclasses import dataclass, field
 import httpx, ipywidgets as widgets, numpy as np, pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
+from ..config import service_url
 from ..errors import BadInput
 from ..models.registry import series_of
 from ..ops.records import check_stats, runs
@@ -69,7 +70,7 @@ class Connection:
 # %% ../../nbs/12e_dashboards.service.ipynb #c008
 def connect_form(title: str, lesson: str, build):
     "A page showing `build(connection)`, connected as the person logged in; without logins, once the visitor gives the service's URL and a key"
-    url = os.environ.get('MLFIN_SERVICE_URL', 'http://127.0.0.1:8000')
+    url = service_url()
     said, body = widgets.HTML(), widgets.VBox()
     def show(connect):
         said.value, body.children = '<p>connecting...</p>', []

@@ -8,6 +8,7 @@ import os, shutil, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
 import yaml
+from ..config import SERVICE_PORT
 from ..errors import BadInput, Unavailable
 
 # %% auto #0
@@ -132,7 +133,7 @@ def start_monitoring(folder: Path,             # configurations, data and logs
     return running
 
 # %% ../../nbs/11f_monitor.alerting.ipynb #c017r
-def run_monitoring(port: int = 8000,           # the service's port on 127.0.0.1
+def run_monitoring(port: int = SERVICE_PORT,   # the service's port on SERVICE_HOST
                    serve: bool = True,         # start `mlfin serve` too (False: one already runs there)
                    store: str | None = None,   # the service's store (its key table)
                    folder: Path | None = None, # default: MLFIN_HOME/monitoring

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import pandas as pd
-from ..config import MlfinError, home, run_dir
+from ..config import MlfinError, home, run_dir, service_url
 from .records import check_stats, mlflow_rows, record_checks, runs
 from .repository import repository
 
@@ -30,7 +30,7 @@ def _limit(name: str, default: float) -> float: return float(os.environ.get(name
 def service_check(url: str | None = None, key: str | None = None) -> tuple[bool, str]:
     "The service answers /health (and, with a key, /ready: its store, database and a production model)"
     import httpx
-    url = (url or os.environ.get('MLFIN_SERVICE_URL') or 'http://127.0.0.1:8000').rstrip('/')
+    url = service_url(url)
     key = key or os.environ.get('MLFIN_SERVICE_KEY')
     try:
         health = httpx.get(url + '/health', timeout=5)

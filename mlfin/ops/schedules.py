@@ -8,7 +8,7 @@ import os, shutil, signal, socket, subprocess, sys, threading, traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from ..config import BadInput, MlfinError, Unavailable, exclusive, home, project_root
+from ..config import SERVICE_URL_ENV, BadInput, MlfinError, Unavailable, exclusive, home, project_root
 from .records import run_ended, run_started, run_working, settle_dead
 
 # %% auto #0
@@ -118,7 +118,7 @@ def _alert(job: str, error: str | None):
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c016
 CARRIED = ('MLFIN_HOME', 'MLFIN_STORE', 'MLFIN_ALERTMANAGER_URL', 'MLFIN_BACKUP_REPO', 'MLFIN_BACKUP_PASSWORD_FILE', 'MLFIN_RESTIC_OPTIONS',
-           'MLFIN_SMTP', 'MLFIN_REPORT_TO', 'MLFIN_SERVICE_URL', 'PLOOMBER_STATS_ENABLED')
+           'MLFIN_SMTP', 'MLFIN_REPORT_TO', SERVICE_URL_ENV, 'PLOOMBER_STATS_ENABLED')
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c018
 def units(jobs: list[str] | None = None,   # default: all of JOBS

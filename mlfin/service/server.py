@@ -6,7 +6,7 @@
 from __future__ import annotations
 import ipaddress, logging, os, socket, tempfile, threading, time
 from pathlib import Path
-from ..config import BadInput
+from ..config import SERVICE_HOST, SERVICE_PORT, BadInput
 from .settings import ServiceSettings
 
 # %% auto #0
@@ -44,8 +44,8 @@ def _announce_when_answering(scheme: str, host: str, port: int,  # where the ser
 
 # %% ../../nbs/10g_service.server.ipynb #c007
 def serve(settings: ServiceSettings | None = None,
-          host: str = '127.0.0.1',   # loopback unless told otherwise
-          port: int = 8000,
+          host: str = SERVICE_HOST,   # loopback unless told otherwise
+          port: int = SERVICE_PORT,
           workers: int = 1,
           certfile: str | None = None, keyfile: str | None = None,  # TLS: both, or neither
           announce: bool = True,    # one line on stderr once it can serve
