@@ -8,6 +8,7 @@ import contextvars, datetime as dt, hashlib, hmac, math, os, secrets, threading,
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ..config import BadInput, MlfinError, NotFound
+from .settings import setting
 from . import db as tables
 from .audit import Audit, cli_actor
 
@@ -117,7 +118,7 @@ def held_only():
 # %% ../../nbs/10b_service.auth.ipynb #c007_00
 class Keys:
     "API keys of one service database: made, listed, revoked, and checked (cached for `cache_seconds`)"
-    def __init__(self, db, cache_seconds: float = 1.0):
+    def __init__(self, db, cache_seconds: float = setting('key_cache_seconds')):
         self.db, self.cache_seconds = db, cache_seconds
         self._by_digest, self._by_id = Recent(cache_seconds), Recent(cache_seconds)
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound, Unavailable, tracking_uri
+from .settings import setting
 from ..data import load, open_store
 from ..data.bars import bar_end, closed_bars
 from .. import features as F
@@ -17,7 +18,7 @@ from .. import features as F
 __all__ = ['TAIL', 'live_inputs', 'NoProductionModel', 'Forecast', 'Live', 'decide', 'Signals', 'served_signals']
 
 # %% ../../nbs/10c_service.live.ipynb #c005
-TAIL = 1000  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
+TAIL = setting('tail')  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
 
 def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.data.load(..., last=TAIL)`)
                 spec: list[str],      # the feature names the model was trained on (its `model.json`)
@@ -78,7 +79,7 @@ def _registry_file() -> Path | None:
 # %% ../../nbs/10c_service.live.ipynb #c009_02
 class Live:
     "Production models and their latest forecasts per series, kept until the bars or the registry change"
-    def __init__(self, store=None, tail: int = TAIL, registry_poll: float = 0.25):
+    def __init__(self, store=None, tail: int = TAIL, registry_poll: float = setting('registry_poll')):
         self.store, self.tail, self.registry_poll = open_store(store), tail, registry_poll
         self._series: dict[tuple[str, str], _Series] = {}
         self._lock = threading.Lock()

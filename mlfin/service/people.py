@@ -12,7 +12,7 @@ from ..config import BadInput, NotFound, Unavailable, secret_file
 from . import db as tables
 from .audit import Audit, cli_actor
 from .auth import RateLimit, Recent, TooManyRequests, Unauthorized, check_role
-from .settings import LoginPolicy
+from .settings import LoginPolicy, setting
 
 # %% auto #0
 __all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'check_name',
@@ -108,7 +108,7 @@ class Enrolment:
 # %% ../../nbs/10bb_service.people.ipynb #c022
 class People:
     "The people of one service database: accounts, their second factors and recovery codes, failures and locks, sessions"
-    def __init__(self, db, audit: Audit | None = None, policy: LoginPolicy = LoginPolicy(), cache_seconds: float = 1.0,
+    def __init__(self, db, audit: Audit | None = None, policy: LoginPolicy = LoginPolicy(), cache_seconds: float = setting('key_cache_seconds'),
                  storage: str = 'memory://',   # where attempts per address are counted: the service's `limits_storage`
                 ):
         self.db, self.audit, self.policy, self.cache_seconds = db, audit or Audit(db), policy, cache_seconds

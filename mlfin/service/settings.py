@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 from ..config import BadInput, parse_tracking
 
 # %% auto #0
-__all__ = ['LoginPolicy', 'ServiceSettings', 'validation_line']
+__all__ = ['LoginPolicy', 'ServiceSettings', 'setting', 'validation_line']
 
 # %% ../../nbs/10_service.settings.ipynb #c006
 @dataclass(frozen=True)
@@ -67,6 +67,12 @@ class ServiceSettings(BaseModel):
         try: return parse_tracking(value)
         except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
 
+
+# %% ../../nbs/10_service.settings.ipynb #c008d
+def setting(name: str): # a field of `ServiceSettings`
+    "The declared default of a service setting: what a class of the service takes when it is not told"
+    if name not in ServiceSettings.model_fields: raise KeyError(f"no service setting {name!r}; known: {', '.join(ServiceSettings.model_fields)}")
+    return ServiceSettings.model_fields[name].default
 
 # %% ../../nbs/10_service.settings.ipynb #c009
 def validation_line(errors) -> str:
