@@ -11,6 +11,7 @@ from ..config import home
 from .drift import QUANTILE
 from .figures import columns
 from .models import Report, Watch
+from ..style import PAGE_STYLE, TABLE_STYLE, html_table
 
 # %% auto #0
 __all__ = ['MODEL_COLUMNS', 'monitor_root', 'plain', 'input_chart', 'volatility_said', 'report_page', 'write_report',
@@ -57,8 +58,7 @@ def volatility_said(v: dict) -> str:
 # %% ../../nbs/11e_monitor.report.ipynb #c011
 def report_page(report: Report) -> str:
     "The monitor run as one HTML page (charts need plotly.min.js beside it)"
-    from mlfin.style import PAGE_STYLE, TABLE_STYLE
-    table = lambda f: f.to_html(classes='mlfin-table', border=0, na_rep='', escape=True, float_format=lambda v: f"{v:.3g}")
+    table = html_table   # the house table: escaped, numbers read as people do, long texts open on a click, fits a phone
     parts = [f"<h1>Monitor, {report.at:%Y-%m-%d %H:%M}Z</h1>"]
     parts += [f"<p class='verdict'>{html.escape(w.verdict())}</p>" for w in report.watches]
     parts += [f"<p class='verdict'>{html.escape(name)}: not watched: {html.escape(why)}</p>" for name, why in report.errors.items()]
