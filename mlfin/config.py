@@ -10,11 +10,11 @@ from .errors import MlfinError, BadInput, NotFound, Unavailable   # the errors, 
 
 
 # %% auto #0
-__all__ = ['PROJECT_RECORD', 'FINISHED', 'KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL', 'SERVICE_URL_ENV',
-           'project_root', 'home', 'set_home', 'record_project', 'home_project', 'store_dir', 'run_dir',
-           'finished_folder', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env', 'read_yaml',
-           'atomic_write', 'exclusive', 'die_with_parent', 'alive', 'run_server', 'secret_file', 'psycopg_url',
-           'code_version', 'parse_where', 'parse_tracking', 'service_url']
+__all__ = ['PROJECT_RECORD', 'FINISHED', 'SUMMARY', 'DATASET', 'KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL',
+           'SERVICE_URL_ENV', 'project_root', 'home', 'set_home', 'record_project', 'home_project', 'store_dir',
+           'run_dir', 'finished_folder', 'tracking_uri', 'artifact_dir', 'runtime_env', 'apply_runtime_env',
+           'read_yaml', 'atomic_write', 'exclusive', 'die_with_parent', 'alive', 'run_server', 'secret_file',
+           'psycopg_url', 'code_version', 'parse_where', 'parse_tracking', 'service_url']
 
 # %% ../nbs/00_config.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -66,6 +66,8 @@ def run_dir() -> Path: "Products of the current pipeline run (what dashboards re
 
 # %% ../nbs/00_config.ipynb #c012_02f
 FINISHED = 'finished.json'   # in the run folder: names the copy of the last run that finished (`report.keep_finished`), which pages read
+SUMMARY = 'summary.json'     # in the run folder: the run in one file, written by the report task (pipeline.yaml declares it)
+DATASET = 'dataset.parquet'  # in the run folder: features and labels of every symbol, written by the features task
 
 def finished_folder(folder: Path | None = None) -> Path | None:
     "The copy of the last finished run in a run folder (default `run_dir()`), or None (no run finished since copies were kept)"

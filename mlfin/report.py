@@ -8,7 +8,7 @@ import json, os
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import FINISHED, MlfinError, NotFound, atomic_write, finished_folder, run_dir
+from .config import FINISHED, SUMMARY, MlfinError, NotFound, atomic_write, finished_folder, run_dir
 from .params import VALIDATIONS
 from .backtest.portfolio import FILL_RULES
 from .backtest.tearsheet import metrics_frame, verdict_word
@@ -82,7 +82,7 @@ def load_run(folder: Path | None = None, # a run's folder; default: the copy of 
             ) -> dict:
     "A run's summary, with its frames loaded (`curves`, `predictions`): by default the last run that finished, whatever ran since"
     folder = Path(folder or finished_folder() or run_dir())
-    path = folder/'summary.json'
+    path = folder/SUMMARY
     if not path.exists(): raise NotFound(f"no finished run in {folder}: run `make run` (or `mlfin run`) first")
     run = read_json(path)
     for name in FRAMES if frames else ():
@@ -97,11 +97,11 @@ def keep_finished(folder: Path) -> Path:
     "Copy the summary written in `folder` and the products it names into a folder of their own, then name it in `FINISHED`; that folder"
     import secrets, shutil
     folder = Path(folder)
-    content = read_json(folder/'summary.json')
+    content = read_json(folder/SUMMARY)
     kept = folder/f"finished-{secrets.token_hex(4)}"
     kept.mkdir()
     for name, product in content['products'].items(): shutil.copy2(folder/product, kept/Path(product).name)   # copies: a later task rewrites its files in place
-    write_json({**content, 'products': {k: Path(v).name for k, v in content['products'].items()}}, kept/'summary.json')
+    write_json({**content, 'products': {k: Path(v).name for k, v in content['products'].items()}}, kept/SUMMARY)
     before = read_json(folder/FINISHED)['folder'] if (folder/FINISHED).exists() else None
     write_json({'folder': kept.name, 'created': content['created']}, folder/FINISHED)   # the switch: atomic
     for old in folder.glob('finished-*'):

@@ -129,3 +129,11 @@ def test_no_loop_between_areas():
     found = loops(edges)
     where = [f"{a} -> {b} ({at})" for (a, b), at in sorted(edges.items()) if any(a in g and b in g for g in found)]
     assert not found, f"areas tied in a loop: {found}; their imports: {where}"
+
+
+def test_the_run_products_the_code_reads_are_the_ones_the_pipeline_writes():
+    "summary.json and dataset.parquet are named once in code (config.SUMMARY, DATASET), and pipeline.yaml's products are those names"
+    import yaml
+    from mlfin.config import DATASET, SUMMARY
+    products = {name: path for task in yaml.safe_load((ROOT/'pipeline.yaml').read_text())['tasks'] for name, path in task['product'].items()}
+    assert (products['summary'], products['dataset']) == (f"{{{{home}}}}/run/{SUMMARY}", f"{{{{home}}}}/run/{DATASET}")

@@ -8,7 +8,7 @@ import os, sys, time
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import SERVICE_URL, SERVICE_URL_ENV, BadInput, NotFound, home, project_root, run_dir
+from ..config import DATASET, SERVICE_URL, SERVICE_URL_ENV, SUMMARY, BadInput, NotFound, home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
@@ -151,7 +151,7 @@ def runs_get(run: str = typer.Argument(..., help="a run (the first characters of
     "A recorded run's summary, products, executed notebooks and tearsheets in a folder, to open or to point the dashboard at"
     from mlfin.tracking import fetch_run, find_run
     folder = fetch_run(find_run(run), to)
-    typer.echo(f"{folder}  (tearsheets/, reports/, summary.json)")
+    typer.echo(f"{folder}  (tearsheets/, reports/, {SUMMARY})")
 
 
 # %% ../../nbs/09c_cli.research.ipynb #c012_02
@@ -188,7 +188,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     from mlfin.report import read_json
     root = project_root()
     config = run_config(project_values(root) if root else {})
-    path = run_dir()/'dataset.parquet'
+    path = run_dir()/DATASET
     if not path.exists(): raise NotFound(f"no run yet in {run_dir()}: `mlfin run` first (tune works on its dataset)")
     data = pd.read_parquet(path)
     label = label_entry(data.attrs['label'])

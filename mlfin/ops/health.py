@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import pandas as pd
-from ..config import MlfinError, home, run_dir, service_url
+from ..config import SUMMARY, MlfinError, home, run_dir, service_url
 from .records import check_stats, mlflow_rows, record_checks, runs
 from .repository import repository
 
@@ -65,7 +65,7 @@ def series_checks(store=None, now: pd.Timestamp | None = None) -> list[dict]:
 # %% ../../nbs/13e_ops.health.ipynb #c011
 def run_check(now: float | None = None) -> tuple[bool, str]:
     "The last pipeline run: how old its products are (or, restored without them, its MLflow record), and how the last scheduled run ended"
-    summary = run_dir()/'summary.json'
+    summary = run_dir()/SUMMARY
     last = runs('run', limit=1)
     ended = '' if last.empty else f"; the last scheduled run {last['status'].iloc[0]}" + (f": {last['error'].iloc[0]}" if isinstance(last['error'].iloc[0], str) else '')
     failed = not last.empty and last['status'].iloc[0] in ('failed', 'interrupted')

@@ -8,7 +8,7 @@ import contextlib, datetime as dt, hashlib, json, os, re, socket
 from pathlib import Path
 from .engine import in_process
 from ..config import (MlfinError, BadInput, NotFound, Unavailable, exclusive, apply_runtime_env, code_version, record_project,
-                          alive, atomic_write, home, project_root, read_yaml)
+                          alive, atomic_write, home, project_root, read_yaml, SUMMARY)
 from ..params import RunConfig, run_config, task_config, task_fields
 
 # %% auto #0
@@ -188,7 +188,7 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
 def _attach_report(run: Path, tracking: str = ''):
     "The report task's own executed notebook, logged to the run's MLflow record (on the run's server) once papermill has written it"
     from mlfin.tracking import attach, using
-    summary = json.loads((run/'summary.json').read_text()) if (run/'summary.json').exists() else {}
+    summary = json.loads((run/SUMMARY).read_text()) if (run/SUMMARY).exists() else {}
     parent = summary.get('mlflow', {}).get('parent')
     if not parent or not (run/'reports'/'report.html').exists(): return
     with using(tracking): attach(parent, [run/'reports'/'report.html'], 'reports')

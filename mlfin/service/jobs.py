@@ -6,7 +6,7 @@
 from __future__ import annotations
 import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
-from ..config import BadInput, MlfinError, NotFound, Unavailable, die_with_parent
+from ..config import SUMMARY, BadInput, MlfinError, NotFound, Unavailable, die_with_parent
 from ..params import run_config
 from . import db as tables
 from ..backtest.tearsheet import verdict_word
@@ -251,7 +251,7 @@ def _tail(path: Path) -> str:
 # %% ../../nbs/10d_service.jobs.ipynb #c007b_02
 def _summary(home: Path) -> dict:
     "What a finished run made: per symbol its leader, scores, verdict with the trials it counted, and registry outcome (from the run's summary.json)"
-    path = home/'run'/'summary.json'
+    path = home/'run'/SUMMARY
     if not path.exists(): return {}
     run = json.loads(path.read_text())
     registry = run.get('registry', {})

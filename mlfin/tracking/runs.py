@@ -6,6 +6,7 @@
 from __future__ import annotations
 import tempfile
 from pathlib import Path
+from ..config import SUMMARY
 from .store import configured_mlflow, experiment_id
 
 # %% auto #0
@@ -47,7 +48,7 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
         mlflow.log_dict({'manifest': manifest}, 'manifest.json')
         if leaderboard is not None: mlflow.log_dict({'leaderboard': leaderboard.to_dict(orient='records')}, 'leaderboard.json')
         for f in files: mlflow.log_artifact(str(f), artifact_path='reports')
-        if summary is not None: mlflow.log_dict(summary, 'summary.json')
+        if summary is not None: mlflow.log_dict(summary, SUMMARY)   # beside the run's other products, under the same name
         ids = {'parent': parent.info.run_id}
         for symbol in scores:
             with mlflow.start_run(experiment_id=eid, run_name=symbol, nested=True) as child:
