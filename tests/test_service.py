@@ -134,9 +134,11 @@ def test_schemathesis_finds_no_server_error(served_home, tmp_path):
         # one worker: two threads parsing Python source at once trip CPython 3.11's ast module (hypothesis describes its lambdas so;
         # 'AST constructor recursion depth mismatch', seen here once with --workers 2)
         # positive_data_acceptance wants every schema-valid request accepted: a valid-looking candle of an unknown
-        # series, or a threshold below the model's short threshold, is rightly refused with 400 or 404
+        # series, or a threshold below the model's short threshold, is rightly refused with 400 or 404.
+        # use_after_free (ST301) wants a resource gone after its DELETE: DELETE /jobs/{id} cancels a job and keeps its record (state
+        # 'cancelled', who cancelled it), as the routes' table says; found by the stateful phase once a job exists (an earlier test's)
         done = subprocess.run([str(Path(MLFIN).with_name('schemathesis')), '--config-file', str(tmp_path/'schemathesis.toml'), 'run',
-                               f"{svc.url}/openapi.json", '--checks', 'all', '--exclude-checks', 'positive_data_acceptance',
+                               f"{svc.url}/openapi.json", '--checks', 'all', '--exclude-checks', 'positive_data_acceptance,use_after_free',
                                '--max-examples', '40', '--workers', '1', '--seed', '20261122'],
                               capture_output=True, text=True, timeout=900, cwd=tmp_path)
         assert done.returncode == 0, done.stdout[-6000:]
