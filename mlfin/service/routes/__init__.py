@@ -7,7 +7,7 @@ __all__ = ['HOT']
 
 # %% ../../../nbs/10e_service.routes.ipynb #p003
 from .common import ADMIN, ERRORS, SCHEMES, SIGNED_IN, JsonRoute, api_key, client_address, require, router
-from . import status, data, predictions, models, jobs, keys   # each registers its routes on `router`, in this order
+from . import status, data, predictions, models, jobs, keys, operations   # each registers its routes on `router`, in this order
 
 # %% ../../../nbs/10e_service.routes.ipynb #c009_23
 HOT = ('/predict', '/signals', '/prices/latest', '/ingest')   # matched first: FastAPI tries a router's routes in order, for every request
