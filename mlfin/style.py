@@ -8,7 +8,7 @@ import html
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'number_text', 'html_table', 'chart']
+__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'number_text', 'time_text', 'html_table', 'chart']
 
 # %% ../nbs/00c_style.ipynb #c005
 # the one style of mlfin's tables (tearsheets, the reports, dashboards) and the report page around them
@@ -34,6 +34,12 @@ def number_text(v: float, digits: int = 3) -> str:
     text = f"{v:.{digits}g}"
     return text if 'e' not in text else f"{v:.{digits - 1 - int(np.floor(np.log10(abs(v))))}f}"
 
+def time_text(t: pd.Timestamp) -> str:
+    "A time as people read it in a table: the date alone at midnight (a daily bar's), else the date and minutes; UTC, said, when it has a zone"
+    if t.tz is not None: t = t.tz_convert('UTC')
+    if t == t.normalize(): return f"{t:%Y-%m-%d}"
+    return f"{t:%Y-%m-%d %H:%M}" + (' UTC' if t.tz is not None else '')
+
 def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
                long: int = 90, # a text longer than this shows its start and opens on a click
               ) -> str:
@@ -43,7 +49,7 @@ def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
     names = [html.escape(str(c)) for c in [*labels, *frame.columns]]
     def cell(v) -> str:
         if v is None or (np.ndim(v) == 0 and pd.isna(v)): return ''
-        text = number_text(v, digits) if isinstance(v, (float, np.floating)) else str(v)
+        text = number_text(v, digits) if isinstance(v, (float, np.floating)) else time_text(v) if isinstance(v, pd.Timestamp) else str(v)
         if len(text) <= long: return html.escape(text)
         return f"<details><summary>{html.escape(text[:long * 2 // 3].rstrip())}…</summary>{html.escape(text)}</details>"
     rows = ''.join('<tr>' + ''.join(f"<td data-label='{n}'>{cell(v)}</td>" for n, v in zip(names, row)) + '</tr>'
