@@ -19,9 +19,9 @@ PAGE_STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;mar
          ".verdict{background:#f4f6fb;padding:0.8em 1em;border-left:4px solid #636efa}small{color:#666}</style>")
 
 # %% ../nbs/00c_style.ipynb #c013f
-FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit th,table.mlfin-fit td{white-space:normal;overflow-wrap:anywhere;"
+FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit th,table.mlfin-fit td{white-space:normal;overflow-wrap:break-word;"
              "vertical-align:top;padding:3px 8px}table.mlfin-fit details summary{cursor:pointer;color:#1a56db}"
-             "@media (max-width:700px){table.mlfin-fit thead{display:none}table.mlfin-fit,table.mlfin-fit tbody,table.mlfin-fit tr{display:block;width:100%}"
+             "@media (max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-fit thead{display:none}table.mlfin-fit,table.mlfin-fit tbody,table.mlfin-fit tr{display:block;width:100%}"
              "table.mlfin-fit tr{border:1px solid #dadce0;border-radius:6px;margin:0 0 8px;padding:4px 8px;box-sizing:border-box}"
              "table.mlfin-fit td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px 0}"
              "table.mlfin-fit td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>")

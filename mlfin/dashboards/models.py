@@ -11,8 +11,8 @@ from .common import html_table, page, preheated, verdict_box
 __all__ = ['VERSION_COLUMNS', 'versions_frame', 'models_page']
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c005
-VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', 'kind', 'auc', 'accuracy', 'ic', 'directional_accuracy', 'backtest_sharpe',
-                   'label', 'cv', 'spec', 'trained on', 'decision']
+VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', 'auc', 'accuracy', 'ic', 'directional accuracy', 'backtest Sharpe',
+                   'trained as', 'trained on', 'decision']   # headers with spaces: a narrow column wraps them between words
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c006
 def versions_frame(versions: list[dict]) -> pd.DataFrame:
@@ -23,10 +23,11 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
         decision = (f"promoted by hand: {tags['promoted']}" if tags.get('promoted') else f"refused: {tags['refused']}" if tags.get('refused')
                     else tags.get('decision', ''))
         span = ' to '.join(str(tags[k])[:10] for k in ('trained_from', 'trained_to') if tags.get(k))   # dates: the hour says nothing here
-        rows.append({'name': v['name'], 'version': v['version'], 'aliases': ', '.join(v['aliases']), 'model': v['model'], 'kind': v['kind'],
-                     **{k: v['scores'].get(k) for k in ('auc', 'accuracy', 'ic', 'directional_accuracy', 'backtest_sharpe')},
-                     'label': ' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)), 'cv': tags.get('cv', ''),
-                     'spec': str(tags.get('spec', ''))[:12], 'trained on': span, 'decision': decision})
+        trained_as = ' · '.join(x for x in (' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)), tags.get('cv', ''),
+                                            str(tags.get('spec', ''))[:12]) if x)   # what it learned, how it was validated, on which features
+        rows.append({'name': v['name'], 'version': v['version'], 'aliases': ', '.join(v['aliases']), 'model': v['model'],
+                     **{k.replace('_', ' ').replace('sharpe', 'Sharpe'): v['scores'].get(k) for k in ('auc', 'accuracy', 'ic', 'directional_accuracy', 'backtest_sharpe')},
+                     'trained as': trained_as, 'trained on': span, 'decision': decision})
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c008
