@@ -25,7 +25,7 @@ class Question:
     timeframe: str
     label: str        # a key of `features.labels.LABELS`
     horizon: int      # bars the label looks ahead
-    validation: str   # a key of `config.VALIDATIONS`
+    validation: str   # a key of `params.VALIDATIONS`
 
     def __post_init__(self):
         if self.validation not in VALIDATIONS: raise BadInput(f"validation {self.validation!r} is not one of {', '.join(VALIDATIONS)}")
