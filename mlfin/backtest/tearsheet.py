@@ -235,7 +235,8 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                     tradeable: bool = True, # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
                    ) -> tuple[list[str], list, list[str]]:
     "A tearsheet's parts: the HTML above its charts, its plotly figures, the HTML below them (the file and the dashboards' page are both made of them)"
-    top = [f"<h1>{html.escape(name)}: tearsheet</h1>", f"<p><small>{html.escape(header.replace('**', '').replace('`', ''))}</small></p>",
+    top = [f"<h1>{html.escape(name)}: tearsheet</h1>", *(f"<p><small>{html.escape(part.replace('**', '').replace('`', ''))}</small></p>"
+                                                         for part in header.split('\n\n') if part.strip()),   # its paragraphs kept apart
            f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", f"<p><small>{html.escape(clock_in_words(m))}</small></p>"]
     parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]
