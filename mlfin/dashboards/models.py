@@ -8,11 +8,12 @@ import pandas as pd
 from .common import html_table, page, preheated, verdict_box
 
 # %% auto #0
-__all__ = ['VERSION_COLUMNS', 'versions_frame', 'models_page']
+__all__ = ['SCORES', 'VERSION_COLUMNS', 'versions_frame', 'models_page']
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c005
-VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', 'auc', 'accuracy', 'ic', 'directional accuracy', 'backtest Sharpe',
-                   'trained as', 'trained on', 'decision']   # headers with spaces: a narrow column wraps them between words
+SCORES = {'auc': 'auc', 'accuracy': 'accuracy', 'ic': 'ic', 'directional_accuracy': 'directional accuracy',
+          'backtest_sharpe': 'backtest Sharpe'}   # a version's score -> its header (with spaces: a narrow column wraps them between words)
+VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', *SCORES.values(), 'trained as', 'trained on', 'decision']
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c006
 def versions_frame(versions: list[dict]) -> pd.DataFrame:
@@ -26,7 +27,7 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
         trained_as = ' · '.join(x for x in (' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)), tags.get('cv', ''),
                                             str(tags.get('spec', ''))[:12]) if x)   # what it learned, how it was validated, on which features
         rows.append({'name': v['name'], 'version': v['version'], 'aliases': ', '.join(v['aliases']), 'model': v['model'],
-                     **{k.replace('_', ' ').replace('sharpe', 'Sharpe'): v['scores'].get(k) for k in ('auc', 'accuracy', 'ic', 'directional_accuracy', 'backtest_sharpe')},
+                     **{header: v['scores'].get(score) for score, header in SCORES.items()},
                      'trained as': trained_as, 'trained on': span, 'decision': decision})
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
 
