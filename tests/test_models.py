@@ -8,7 +8,7 @@ from conftest import MLFIN, ROOT, mlfin
 from mlfin.data import load_sample
 from mlfin.features import dataset
 from mlfin.features.labels import fixed_horizon, return_target
-from mlfin.models import model_spec, train_universe
+from mlfin.models import FAMILIES, baselines, model_spec, train_universe
 
 
 def test_two_tune_workers_share_one_study_on_postgresql(pipeline_run, postgres_server):
@@ -40,14 +40,17 @@ def test_same_seed_same_metrics_for_every_family():
     bars = {'SPX': load_sample('SPX').loc['2012':'2018']}
     _, classes = dataset(bars, fixed_horizon)
     _, returns = dataset(bars, return_target)
-    families = ['logistic', 'random_forest', 'lightgbm', 'xgboost', 'lstm']
-    specs = [model_spec(f, {'n_estimators': 40} if f in ('random_forest', 'lightgbm', 'xgboost') else {'epochs': 2} if f == 'lstm' else {}) for f in families]
-    for data, kind, chosen in ((classes, 'classifier', specs), (returns, 'regressor', [model_spec('ridge'), *specs[1:]])):
+    def quick(name):   # every registered family, made quick: fewer trees, fewer epochs
+        hyper = FAMILIES[name].hyper
+        return model_spec(name, {'n_estimators': 40} if 'n_estimators' in hyper else {'epochs': 2} if 'epochs' in hyper else {})
+    for data, kind in ((classes, 'classifier'), (returns, 'regressor')):
+        chosen = [quick(name) for name, fam in FAMILIES.items() if kind in fam.kinds]
+        assert len(chosen) >= 4, chosen
         first, second = (train_universe(data, chosen, kind, folds=3, seed=11, final=False) for _ in range(2))
         pd.testing.assert_frame_equal(first.leaderboard, second.leaderboard)
         pd.testing.assert_frame_equal(first.predictions, second.predictions)
         other = train_universe(data, chosen, kind, folds=3, seed=12, final=False)
-        seeded = other.leaderboard.set_index('model')['n_scored'].index.difference(['logistic', 'ridge'])
+        seeded = other.leaderboard.set_index('model')['n_scored'].index.difference(baselines())   # the baselines are deterministic
         differs = [m for m in seeded if not np.array_equal(other.predictions.query('model == @m')['prediction'].to_numpy(),
                                                            first.predictions.query('model == @m')['prediction'].to_numpy())]
         assert differs == sorted(seeded), kind  # the seed is used by every model with randomness
@@ -104,3 +107,85 @@ def test_the_registry_serves_what_the_run_trained(pipeline_run):
         X = inputs_of(rows[rows['symbol'] == symbol])[model.manifest['inputs']].to_numpy(dtype='float64')
         assert prob == model.predict(X, np.array([len(X) - 1]))[0]  # the registry's copy predicts what the run's file predicts
         assert 0 < prob < 1 and version == summary['registry'][symbol]['version']
+
+
+KNN = '''"""k nearest neighbours: a family added the way the house says, one module of mlfin.models.families"""
+from mlfin.models.core import HP, KINDS, Family, Model, register
+
+class KNNModel(Model):
+    "k nearest neighbours on standardised inputs, saved with skops"
+    file = 'model.skops'
+
+    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
+        from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        knn = (KNeighborsClassifier if self.kind == 'classifier' else KNeighborsRegressor)(n_neighbors=self.params['n_neighbors'], algorithm='brute')
+        self.fitted = make_pipeline(StandardScaler(), knn).fit(X[rows], y[rows].astype(int) if self.kind == 'classifier' else y[rows])
+        return self
+
+    def predict(self, X, rows=None):
+        X = X if rows is None else X[rows]
+        return self.fitted.predict_proba(X)[:, 1] if self.kind == 'classifier' else self.fitted.predict(X)
+
+    def _write(self, path):
+        import skops.io as sio
+        sio.dump(self.fitted, path)
+
+    @classmethod
+    def _read(cls, path, manifest):
+        import skops.io as sio
+        return sio.load(path)
+
+register(Family('knn', KNNModel, KINDS, {'n_neighbors': HP(50, 5, 500, log=True, min=1)}, "k nearest neighbours",
+                libraries=('scikit-learn', 'skops'), imports=('sklearn.neighbors',)))
+'''
+
+USE_IT = '''
+import sys, tempfile
+from pathlib import Path
+import numpy as np
+from mlfin.cluster.where import SAME_EVERYWHERE
+from mlfin.cluster.worker import PRELOAD
+from mlfin.data import load_sample
+from mlfin.features import dataset
+from mlfin.features.labels import fixed_horizon
+from mlfin.models import (FAMILIES, choose_models, compare_models, libraries, load_model, make_splitter, save_model, symbol_data,
+                          train_universe, tune)
+from mlfin.models.tuning import _round_pruning
+assert FAMILIES['knn'].model.__module__ == 'mlfin.models.families.knn'
+specs = choose_models('logistic,knn', 'classifier', '', Path(sys.argv[1]))   # the project's models.yaml with its new line
+assert specs[1].params == {'n_neighbors': 80}, specs
+_, rows = dataset({'SPX': load_sample('SPX').loc['2012':'2018']}, fixed_horizon)
+run = train_universe(rows, specs, 'classifier', folds=3, seed=1)
+assert sorted(run.leaderboard['model']) == ['knn', 'logistic'], run.leaderboard
+roles = set(compare_models(run.predictions, run.leaderboard, 'classifier', 'auc', reps=50)['role'])
+assert roles & {'runner-up and baseline', 'baseline'} or run.best()['SPX'] == 'logistic', roles   # tested against the baseline
+final = run.finals[('SPX', 'knn')]
+data = symbol_data(rows, 'uniqueness', 'SPX')
+with tempfile.TemporaryDirectory() as d:
+    np.testing.assert_array_equal(load_model(save_model(final, d)).predict(data.X), final.predict(data.X))
+    tuned = tune(specs[1], 'classifier', data, make_splitter('walk_forward', 3), trials=2, storage=f"sqlite:///{d}/optuna.db")
+    assert 5 <= tuned.spec.params['n_neighbors'] <= 500 and tuned.trials == 2, tuned
+assert _round_pruning(None, specs[1], 'classifier') == {}   # no boosting rounds: pruned by folds only
+assert 'sklearn.neighbors' in PRELOAD and 'scikit-learn' in SAME_EVERYWHERE and 'scikit-learn' in libraries()
+print('knn trained, compared, saved, loaded, tuned')
+'''
+
+
+def test_a_new_family_is_one_module_and_a_line_of_models_yaml(tmp_path):
+    """A family added as the house says: its module in mlfin.models.families (what its notebook exports) and a line of
+    models.yaml, beside an otherwise verbatim copy of this mlfin. Trained beside the baseline, compared, saved, loaded,
+    tuned, listed by the CLI, its libraries known to the cluster (a new library would add a line to the lock file)."""
+    import shutil
+    copy = tmp_path/'src'
+    shutil.copytree(ROOT/'mlfin', copy/'mlfin', ignore=shutil.ignore_patterns('__pycache__'))
+    (copy/'mlfin/models/families/knn.py').write_text(KNN)
+    spec_file = tmp_path/'models.yaml'
+    spec_file.write_text((ROOT/'models.yaml').read_text() + "knn: {n_neighbors: 80}\n")
+    env = {**os.environ, 'PYTHONPATH': str(copy), 'MLFIN_HOME': str(tmp_path/'home')}
+    done = subprocess.run([sys.executable, '-c', USE_IT, str(spec_file)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = subprocess.run([sys.executable, '-c', 'from mlfin.cli import app; app()', 'models', 'families'], env=env, capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert 'knn (classifier, regressor): k nearest neighbours' in listed.stdout, listed.stdout + listed.stderr

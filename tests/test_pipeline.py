@@ -143,14 +143,16 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
         assert len(parent) == 1
         ids = pipeline_run['summary']['mlflow']
         assert parent['run_id'].iloc[0] == ids['parent']
+        from mlfin.models import choose_models
+        classifiers = [spec.name for spec in choose_models('all', 'classifier')]   # the project's models.yaml: every one that learns a direction
         for symbol, entry in pipeline_run['summary']['symbols'].items():
             child = mlflow.get_run(ids[symbol])
             assert child.data.metrics['oos_auc'] == pytest.approx(entry['classification']['auc'])
             assert child.data.metrics['strategy_sharpe'] == pytest.approx(entry['strategy']['sharpe'])
             assert child.data.tags['data.fingerprint'] == entry['fingerprint']
-            assert child.data.params['models'] == 'logistic,random_forest,lightgbm,xgboost,lstm'
+            assert child.data.params['models'] == ','.join(classifiers)
             assert child.data.tags['best_model'] == entry['model']
-            for model in ('logistic', 'random_forest', 'lightgbm', 'xgboost', 'lstm'): assert f"model_{model}_auc" in child.data.metrics
+            for model in classifiers: assert f"model_{model}_auc" in child.data.metrics
         # every model comes back from the tracking store in its native format, and predicts what the run predicted
         from mlfin.models import load_model
         best = pipeline_run['summary']['symbols']['SPX']['model']

@@ -12,25 +12,31 @@ from typing import Iterator
 from ..config import BadInput, Unavailable, code_version, parse_where
 
 # %% auto #0
-__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'identity', 'check_workers', 'connect', 'client', 'running']
+__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installed', 'check_workers', 'connect', 'client',
+           'running']
 
 # %% ../../nbs/14a_cluster.where.ipynb #c005
 CLUSTER_ENV = 'MLFIN_CLUSTER'   # the run's scheduler address, set by the runner for its task notebooks (unset: in process)
 
 # %% ../../nbs/14a_cluster.where.ipynb #c010
-SAME_EVERYWHERE = ('dask', 'distributed', 'msgpack', 'pandas', 'numpy', 'pyarrow', 'scikit-learn', 'lightgbm',
-                   'xgboost', 'keras', 'jax', 'TA-Lib', 'optuna')   # results or the wire depend on them: one version on every host
+SAME_EVERYWHERE = ['dask', 'distributed', 'msgpack', 'pandas', 'numpy', 'pyarrow', 'TA-Lib', 'optuna']   # results or the wire depend on
+# them: one version on every host; each model family adds the libraries it fits with as it registers (`must_match`)
+
+# %% ../../nbs/14a_cluster.where.ipynb #c011m
+def must_match(*distributions: str):
+    "Add distributions every host must run in the same version (a model family's libraries, as it registers)"
+    SAME_EVERYWHERE.extend(name for name in distributions if name not in SAME_EVERYWHERE)
 
 # %% ../../nbs/14a_cluster.where.ipynb #c012
-def identity() -> dict:
-    "This process's mlfin (version and a hash of its code), Python, and the versions of `SAME_EVERYWHERE`"
+def identity(names: list[str] | None = None) -> dict:
+    "This process's mlfin (version and a hash of its code), Python, and the versions of `names` (default `SAME_EVERYWHERE`)"
     import mlfin
     return {'mlfin': f"{mlfin.__version__} (code {code_version()})", 'python': '.'.join(map(str, sys.version_info[:2])),
-            **{name: _version(name) for name in SAME_EVERYWHERE}}
+            **{name: installed(name) for name in (SAME_EVERYWHERE if names is None else names)}}
 
 # %% ../../nbs/14a_cluster.where.ipynb #c013
-def _version(name: str) -> str | None:
-    "An installed distribution's version; xgboost is either `xgboost` (CUDA) or `xgboost-cpu`"
+def installed(name: str) -> str | None:
+    "An installed distribution's version, or its CPU-only build's (`xgboost-cpu` for `xgboost`); None when neither is installed"
     for dist in (name, f"{name}-cpu"):
         try: return metadata.version(dist)
         except metadata.PackageNotFoundError: continue
@@ -40,7 +46,7 @@ def _version(name: str) -> str | None:
 def check_workers(client, address: str, folder: Path | None = None) -> int:
     "The number of workers, once each runs this mlfin and these `SAME_EVERYWHERE` versions and sees `folder`; `BadInput` naming the first that does not"
     mine = identity()
-    for worker, theirs in sorted(client.run(identity).items()):
+    for worker, theirs in sorted(client.run(identity, list(SAME_EVERYWHERE)).items()):   # asked for this run's list: a worker need not have imported the models
         for name, version in mine.items():
             if theirs.get(name) != version:
                 raise BadInput(f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start every worker "

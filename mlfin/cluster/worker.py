@@ -8,7 +8,7 @@ import ctypes, ctypes.util, importlib, sys, time
 from ..config import apply_runtime_env
 
 # %% auto #0
-__all__ = ['ALLOCATOR', 'PRELOAD', 'tune_allocator', 'warm', 'dask_setup']
+__all__ = ['ALLOCATOR', 'PRELOAD', 'tune_allocator', 'preload', 'warm', 'dask_setup']
 
 # %% ../../nbs/14c_cluster.worker.ipynb #c005
 ALLOCATOR = {'M_TRIM_THRESHOLD': (-1, 512 * 2**20),   # freed heap kept up to 512 MiB before it is given back to the kernel
@@ -23,15 +23,20 @@ def tune_allocator() -> bool:
     return all(libc.mallopt(option, value) == 1 for option, value in ALLOCATOR.values())
 
 # %% ../../nbs/14c_cluster.worker.ipynb #c009
-PRELOAD = ('mlfin.features', 'mlfin.models', 'mlfin.backtest', 'sklearn.ensemble', 'sklearn.linear_model', 'lightgbm', 'xgboost',
-           'jax', 'keras')   # what the units of features, training, tuning and backtests import
+PRELOAD = ['mlfin.features', 'mlfin.models', 'mlfin.backtest']   # what the units of features, training, tuning and backtests import;
+# importing mlfin.models adds each model family's own modules (`preload`, called as a family registers)
+
+# %% ../../nbs/14c_cluster.worker.ipynb #c009p
+def preload(*modules: str):
+    "Add modules a worker imports before its first unit (a model family's libraries, as it registers)"
+    PRELOAD.extend(name for name in modules if name not in PRELOAD)
 
 # %% ../../nbs/14c_cluster.worker.ipynb #c010
 def warm() -> float:
     "Import `PRELOAD` (Keras on JAX, as the models set it); the seconds it took"
     started = time.perf_counter()
     apply_runtime_env()   # KERAS_BACKEND before Keras is imported
-    for name in PRELOAD: importlib.import_module(name)
+    for name in PRELOAD: importlib.import_module(name)   # importing mlfin.models appends the families' modules: the loop goes on to them
     return time.perf_counter() - started
 
 # %% ../../nbs/14c_cluster.worker.ipynb #c011

@@ -7,7 +7,7 @@ __all__ = []
 
 # %% ../../nbs/04_models.ipynb #c003
 from .core import *
-from .lstm import LSTMModel  # registers the lstm family; Keras is imported only when one trains
+from . import families  # every family registers itself; their libraries are imported only when one trains
 from .validation import *
 from .metrics import *
 from .training import *

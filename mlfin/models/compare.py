@@ -6,10 +6,11 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from ..params import default
+from .core import baselines
 from .metrics import LOWER_IS_BETTER, bar_losses, score
 
 # %% auto #0
-__all__ = ['BASELINES', 'MCS_SIZE', 'diebold_mariano', 'paired_bootstrap', 'metric_function', 'compare_models']
+__all__ = ['MCS_SIZE', 'diebold_mariano', 'paired_bootstrap', 'metric_function', 'compare_models']
 
 # %% ../../nbs/04e_models.compare.ipynb #c006
 def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
@@ -53,7 +54,6 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     return {'diff': float(observed), 'low': float(low), 'high': float(high),
             'p': float((not_better.sum() + 1) / (len(draws) + 1)), 'block': block, 'reps': len(draws)}
 
-
 # %% ../../nbs/04e_models.compare.ipynb #c010_00
 def metric_function(kind: str, metric: str):
     "f(y, prediction, realised) -> one score, fast enough for a bootstrap (AUC by ranks, IC by correlation); others via `score`"
@@ -69,9 +69,7 @@ def metric_function(kind: str, metric: str):
             'brier': lambda y, p, r: float(np.mean((p - y) ** 2)), 'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2)))}
     return fast.get(metric) or (lambda y, p, r: score(kind, y, p, r)[metric])
 
-
 # %% ../../nbs/04e_models.compare.ipynb #c014
-BASELINES = ('logistic', 'ridge')
 MCS_SIZE = 0.1   # the model confidence set keeps the models the data cannot reject at this size: a 90% set
 
 def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, model, prediction, label, label_return
@@ -100,7 +98,7 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
         else: in_set = set(losses.columns)
         order = board['model'].tolist()
         leader = order[0]
-        baseline = next((m for m in order if families.get(m) in BASELINES), None)
+        baseline = next((m for m in order if families.get(m) in baselines()), None)
         rivals = [('runner-up and baseline' if order[1] == baseline else 'runner-up', order[1])] if len(order) > 1 else []
         if baseline and baseline not in (leader, *order[1:2]): rivals.append(('baseline', baseline))
         # a price target's score (IC, direction) is of the predicted move: the price over the close it was made at, less 1

@@ -8,17 +8,18 @@ import hashlib, json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
-import numpy as np, pandas as pd
+from typing import Any
+import numpy as np
+from ..cluster.where import installed, must_match
+from ..cluster.worker import preload
 from ..config import BadInput, NotFound, Unavailable, project_root, read_yaml
 # scikit-learn, LightGBM, XGBoost and Keras are imported where a model is made or loaded: importing
 # them all costs seconds, and the CLI imports this module to check parameters
 
 # %% auto #0
-__all__ = ['KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'Family', 'register', 'family', 'SklearnModel',
-           'LightGBMModel', 'XGBoostModel', 'gpu_available', 'xgboost_device', 'resolve_device', 'ModelSpec',
-           'model_spec', 'read_models', 'parse_overrides', 'choose_models', 'save_model', 'load_model', 'model_files',
-           'from_files']
+__all__ = ['KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares', 'Family', 'register', 'family',
+           'libraries', 'baselines', 'gpu_available', 'resolve_device', 'ModelSpec', 'model_spec', 'read_models',
+           'parse_overrides', 'choose_models', 'save_model', 'load_model', 'model_files', 'from_files']
 
 # %% ../../nbs/04_models.core.ipynb #c006
 _KIND_NAMES = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'text'}
@@ -49,14 +50,12 @@ class HP:
         if self.max is not None and value > self.max: raise BadInput(f"{where}: {value!r} must be at most {self.max}")
         return value
 
-
 # %% ../../nbs/04_models.core.ipynb #c006_00
 def _from_text(text: str):
     "A value typed on a command line: 4 -> int, 0.1 -> float, true -> bool, else the text"
     import yaml
     try: return yaml.safe_load(text)
     except yaml.YAMLError: return text
-
 
 # %% ../../nbs/04_models.core.ipynb #c009
 KINDS = ('classifier', 'regressor')
@@ -84,6 +83,16 @@ class Model:
         "P(up) per row for a classifier, the predicted target for a regressor; `rows` default: all"
         raise NotImplementedError
 
+    @classmethod
+    def runs_on(cls, device: str) -> str:
+        "What this family trains on when the run's device (`resolve_device`) is `device`: the CPU unless the family can use the GPU"
+        return 'cpu'
+
+    @classmethod
+    def pruning(cls, trial, metric: str, every: int) -> dict:
+        "`fit` options reporting `metric` on `eval_rows` to an Optuna `trial` every `every` rounds, for per-round pruning; {}: no rounds to prune"
+        return {}
+
     def built_with(self) -> dict:
         "The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on one (results do not depend on it)"
         from mlfin.cluster.fanout import capped_threads
@@ -101,15 +110,13 @@ class Model:
 
     def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
 
-
 # %% ../../nbs/04_models.core.ipynb #c009_00
-def _weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+def row_weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     "The weights of `rows`, scaled to a mean of 1 (the models' regularisation is tuned for unit weights)"
     return None if weights is None else weights[rows] / weights[rows].mean()
 
-
 # %% ../../nbs/04_models.core.ipynb #c009_01
-def _shares(found) -> np.ndarray | None:
+def shares(found) -> np.ndarray | None:
     "Non-negative per-input weights as shares of their sum (None when there are none, or all are zero)"
     if found is None: return None
     found = np.abs(np.asarray(found, dtype='float64'))
@@ -118,165 +125,42 @@ def _shares(found) -> np.ndarray | None:
 # %% ../../nbs/04_models.core.ipynb #c011
 @dataclass
 class Family:
-    "A family of models: the targets it learns, its hyperparameters, and the class that makes one"
+    "A family of models: the targets it learns, its hyperparameters, the class that makes one, and the libraries it needs"
     name: str
     model: type                 # a `Model` subclass; `model(family, kind, params, seed, device)`
     kinds: tuple[str, ...]      # of KINDS
     hyper: dict[str, HP]        # every hyperparameter a user may set, with its declared default
     summary: str                # one line, for listings
-    module: str = ''            # where it lives, when not in this module (imported on first use)
+    libraries: tuple[str, ...] = ()  # the distributions it fits and saves with: recorded in model.json, backed up, one version on every host
+    imports: tuple[str, ...] = ()    # the modules its fit imports: a Dask worker imports them before its first unit
+    baseline: bool = False           # the plain model every other must beat: comparisons test the leader against it
 
 FAMILIES: dict[str, Family] = {}
 
-
 # %% ../../nbs/04_models.core.ipynb #c011_00
 def register(family: Family) -> Family:
-    "Make a family available by name (to models.yaml, `--models`, tuning and the registry)"
+    "Make a family available by name (to models.yaml, `--models`, tuning and the registry), and its libraries known to the cluster"
     if not family.kinds or set(family.kinds) - set(KINDS): raise BadInput(f"family {family.name!r}: kinds must be among {', '.join(KINDS)}")
     FAMILIES[family.name] = family
+    must_match(*family.libraries)   # every host of a cluster runs the versions this process runs
+    preload(*family.imports)        # a Dask worker imports them before its first unit
     return family
-
 
 # %% ../../nbs/04_models.core.ipynb #c011_01
 def family(name: str) -> Family:
     "The registered family `name`, or `BadInput` naming the known ones"
-    if name not in FAMILIES: raise BadInput(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
+    if name not in FAMILIES: raise BadInput(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[name]
 
+# %% ../../nbs/04_models.core.ipynb #c011_02
+def libraries() -> tuple[str, ...]:
+    "Every registered family's distributions, once each: what a backup records beside the models it holds"
+    return tuple(dict.fromkeys(dist for fam in FAMILIES.values() for dist in fam.libraries))
 
-# %% ../../nbs/04_models.core.ipynb #c013
-class SklearnModel(Model):
-    "A scikit-learn estimator (a pipeline for the linear baselines), saved with skops"
-    file = 'model.skops'
-    trusted = ['sklearn.tree._tree.Tree']  # forests' node arrays: trusted only after the file's SHA-256 matched
-
-    def estimator(self):
-        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-        from sklearn.linear_model import LogisticRegression, Ridge
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-        p = self.params
-        if self.family == 'logistic': return make_pipeline(StandardScaler(), LogisticRegression(C=p['C'], max_iter=p['max_iter']))
-        if self.family == 'ridge': return make_pipeline(StandardScaler(), Ridge(alpha=p['alpha']))
-        forest = RandomForestClassifier if self.kind == 'classifier' else RandomForestRegressor
-        return forest(n_estimators=p['n_estimators'], max_depth=p['max_depth'] or None, min_samples_leaf=p['min_samples_leaf'],
-                      max_features=p['max_features'], max_samples=p['max_samples'], n_jobs=self.built_with()['n_jobs'], random_state=self.seed)
-
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
-        est, w = self.estimator(), _weights(weights, rows)
-        target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
-        if hasattr(est, 'steps'): est.fit(X[rows], target, **{f"{est.steps[-1][0]}__sample_weight": w})
-        else: est.fit(X[rows], target, sample_weight=w)
-        if hasattr(est, 'n_jobs'): est.n_jobs = 1  # predictions summed tree by tree in one order: the same bits every time
-        self.fitted = est
-        return self
-
-    def predict(self, X, rows=None):
-        X = X if rows is None else X[rows]
-        return self.fitted.predict_proba(X)[:, 1] if self.kind == 'classifier' else self.fitted.predict(X)
-
-    def importance(self):   # a forest's impurity decrease; a linear model's coefficients on its standardised inputs
-        last = self.fitted.steps[-1][1] if hasattr(self.fitted, 'steps') else self.fitted
-        found = getattr(last, 'feature_importances_', None)
-        if found is None and hasattr(last, 'coef_'): found = np.abs(np.ravel(last.coef_))
-        return _shares(found)
-
-    def _write(self, path):
-        import skops.io as sio
-        sio.dump(self.fitted, path)
-
-    @classmethod
-    def _read(cls, path, manifest):
-        import skops.io as sio
-        return sio.load(path, trusted=cls.trusted)
-
-# %% ../../nbs/04_models.core.ipynb #c015
-class LightGBMModel(Model):
-    "LightGBM, saved as its text model file"
-    file = 'model.lgb.txt'
-
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
-        import lightgbm as lgb
-        est = (lgb.LGBMClassifier if self.kind == 'classifier' else lgb.LGBMRegressor)(
-            **self.built_with(), random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
-        target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
-        extra = {} if eval_rows is None else {'eval_X': X[eval_rows], 'eval_y': y[eval_rows], 'callbacks': list(callbacks),
-                                              **({'eval_metric': eval_metric} if eval_metric else {})}
-        est.fit(X[rows], target, sample_weight=_weights(weights, rows), **extra)
-        self.fitted = est.booster_
-        return self
-
-    def predict(self, X, rows=None):
-        return self.fitted.predict(X if rows is None else X[rows])  # binary objective: P(up)
-
-    def importance(self): return _shares(self.fitted.feature_importance('gain'))   # the loss each input's splits removed
-
-    def _write(self, path): self.fitted.save_model(str(path))
-
-    @classmethod
-    def _read(cls, path, manifest):
-        import lightgbm as lgb
-        return lgb.Booster(model_file=str(path))
-
-
-# %% ../../nbs/04_models.core.ipynb #c015_00
-class XGBoostModel(Model):
-    "XGBoost (hist), saved as UBJSON"
-    file = 'model.ubj'
-
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
-        import xgboost as xgb
-        est = (xgb.XGBClassifier if self.kind == 'classifier' else xgb.XGBRegressor)(
-            **self.built_with(), random_state=self.seed, tree_method='hist', device=self.device, callbacks=list(callbacks) or None,
-            **({'eval_metric': eval_metric} if eval_metric else {}))
-        target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
-        extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'verbose': False}
-        est.fit(X[rows], target, sample_weight=_weights(weights, rows), **extra)
-        self.fitted = est.get_booster()
-        return self
-
-    def predict(self, X, rows=None):
-        return self.fitted.inplace_predict(X if rows is None else X[rows])  # binary:logistic: P(up)
-
-    def importance(self):   # total gain of each input's splits; an input never split on has none
-        gain = self.fitted.get_score(importance_type='total_gain')
-        names = self.fitted.feature_names or [f"f{i}" for i in range(self.fitted.num_features())]
-        return _shares(np.array([gain.get(n, 0.0) for n in names]))
-
-    def _write(self, path): self.fitted.save_model(str(path))
-
-    @classmethod
-    def _read(cls, path, manifest):
-        import xgboost as xgb
-        booster = xgb.Booster()
-        booster.load_model(str(path))
-        booster.set_param({'nthread': 1, 'device': 'cpu'})  # single rows: threads cost more than they save (xgboost#3042)
-        return booster
-
-
-# %% ../../nbs/04_models.core.ipynb #c017
-# forests: 100 trees on half the rows and 30% of the inputs each train 5x faster than 300 on 70% and 50%, with the same
-# out-of-sample AUC on the default data (measured); tuning searches the wider ranges
-_FOREST = {'n_estimators': HP(100, 50, 800, log=True, min=1), 'max_depth': HP(6, 2, 12, min=0),  # 0: unlimited
-           'min_samples_leaf': HP(50, 5, 300, log=True, min=1), 'max_features': HP(0.3, 0.1, 1.0, min=0.01, max=1.0),
-           'max_samples': HP(0.5, 0.2, 1.0, min=0.01, max=1.0), 'n_jobs': HP(2, min=1)}
-_LIGHTGBM = {'n_estimators': HP(200, 50, 1000, log=True, min=1), 'learning_rate': HP(0.03, 0.005, 0.3, log=True, min=1e-6),
-             'num_leaves': HP(15, 4, 128, log=True, min=2), 'min_child_samples': HP(50, 5, 500, log=True, min=1),
-             'subsample': HP(0.8, 0.5, 1.0, min=0.01, max=1.0), 'subsample_freq': HP(1, min=0),
-             'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0), 'reg_lambda': HP(0.0, 1e-8, 10.0, log=True, min=0.0),
-             'n_jobs': HP(2, min=1)}
-_XGBOOST = {'n_estimators': HP(200, 50, 1000, log=True, min=1), 'learning_rate': HP(0.03, 0.005, 0.3, log=True, min=1e-6),
-            'max_depth': HP(3, 2, 10, min=1, max=64), 'min_child_weight': HP(1.0, 0.1, 100.0, log=True, min=0.0),
-            'subsample': HP(0.8, 0.5, 1.0, min=0.01, max=1.0), 'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0),
-            'reg_lambda': HP(1.0, 1e-3, 10.0, log=True, min=0.0), 'n_jobs': HP(2, min=1)}
-
-register(Family('logistic', SklearnModel, ('classifier',), {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
-                "logistic regression on standardised inputs: the classification baseline"))
-register(Family('ridge', SklearnModel, ('regressor',), {'alpha': HP(1.0, 1e-3, 1e3, log=True, min=0.0)},
-                "ridge regression on standardised inputs: the regression baseline"))
-register(Family('random_forest', SklearnModel, KINDS, _FOREST, "scikit-learn random forest"))
-register(Family('lightgbm', LightGBMModel, KINDS, _LIGHTGBM, "LightGBM gradient-boosted trees (deterministic)"))
-register(Family('xgboost', XGBoostModel, KINDS, _XGBOOST, "XGBoost gradient-boosted trees (hist; CUDA when there)"));
+# %% ../../nbs/04_models.core.ipynb #c011_03
+def baselines() -> tuple[str, ...]:
+    "The families marked `baseline`: what a run's leader is tested against"
+    return tuple(name for name, fam in FAMILIES.items() if fam.baseline)
 
 # %% ../../nbs/04_models.core.ipynb #c019
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -286,24 +170,14 @@ def gpu_available() -> bool:
     gpus = Path('/proc/driver/nvidia/gpus')
     return gpus.is_dir() and any(gpus.iterdir())
 
-
-# %% ../../nbs/04_models.core.ipynb #c019_00
-def xgboost_device() -> str:
-    "'cuda' when a GPU is there and the installed XGBoost was built with CUDA, else 'cpu'"
-    if not gpu_available(): return 'cpu'
-    import xgboost
-    return 'cuda' if xgboost.build_info().get('USE_CUDA') else 'cpu'
-
-
 # %% ../../nbs/04_models.core.ipynb #c019_01
 def resolve_device(device: str = 'auto') -> str:
-    "'cuda' or 'cpu' for XGBoost: `auto` picks the GPU when usable; `cuda` without one is `Unavailable`"
+    "The run's device, 'cuda' or 'cpu': `auto` picks the GPU when there is one; `cuda` without one is `Unavailable`"
     if device not in DEVICES: raise BadInput(f"--device: {device!r} is not one of {', '.join(DEVICES)}")
     if device == 'cpu': return 'cpu'
-    found = xgboost_device()
+    found = 'cuda' if gpu_available() else 'cpu'
     if device == 'cuda' and found != 'cuda': raise Unavailable("--device cuda: no usable GPU here (an NVIDIA GPU and `MLFIN_ENV=gpu make setup` are needed); use auto or cpu")
     return found
-
 
 # %% ../../nbs/04_models.core.ipynb #c022
 @dataclass(frozen=True)
@@ -318,12 +192,10 @@ class ModelSpec:
     def kinds(self) -> tuple[str, ...]: return family(self.family).kinds
 
     def make(self, kind: str, seed: int = 0, device: str = 'cpu') -> Model:
-        "A fresh, unfitted model of this spec"
+        "A fresh, unfitted model of this spec, on what its family can use of the run's `device`"
         fam = family(self.family)
-        if fam.module: __import__(fam.module)
         if kind not in fam.kinds: raise BadInput(f"model {self.name}: {self.family} is a {' and '.join(fam.kinds)} only, not a {kind}")
-        return fam.model(self.family, kind, self.params, seed, device)
-
+        return fam.model(self.family, kind, self.params, seed, fam.model.runs_on(device))
 
 # %% ../../nbs/04_models.core.ipynb #c022_00
 def model_spec(name: str, settings: dict | None = None, where: str = '') -> ModelSpec:
@@ -344,7 +216,6 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
         params[key] = fam.hyper[key].check(value, f"{where}.{key}")
     return ModelSpec(name, fam.name, params, tried)
 
-
 # %% ../../nbs/04_models.core.ipynb #c024
 MODELS_FILE = 'models.yaml'
 
@@ -364,7 +235,6 @@ def read_models(path: str | Path | None = None, # a models spec; default: the pr
         out[str(name)] = model_spec(str(name), settings, f"{path.name}, {name}")
     return out
 
-
 # %% ../../nbs/04_models.core.ipynb #c024_00
 def parse_overrides(text: str) -> dict[str, dict]:
     "--model-params `xgboost.max_depth=4,lstm.epochs=3` as {model: {hyperparameter: text}}"
@@ -376,7 +246,6 @@ def parse_overrides(text: str) -> dict[str, dict]:
             raise BadInput(f"--model-params: {part!r} is not MODEL.HYPERPARAMETER=VALUE (e.g. xgboost.max_depth=4)")
         out.setdefault(model, {})[param.strip()] = value.strip()
     return out
-
 
 # %% ../../nbs/04_models.core.ipynb #c024_01
 def choose_models(names: str = 'all',              # comma-separated named models, or `all` (every one that can learn `kind`)
@@ -402,13 +271,11 @@ def choose_models(names: str = 'all',              # comma-separated named model
     return [model_spec(n, {'family': specs[n].family, 'tried': specs[n].tried, **_set_by(specs[n]), **extra.get(n, {})},
                        f"--model-params {n}" if n in extra else n) for n in wanted]
 
-
 # %% ../../nbs/04_models.core.ipynb #c024_02
 def _set_by(spec: ModelSpec) -> dict:
     "The hyperparameters of `spec` that differ from its family's defaults"
     declared = family(spec.family).hyper
     return {k: v for k, v in spec.params.items() if v != declared[k].default}
-
 
 # %% ../../nbs/04_models.core.ipynb #c027
 def save_model(model: Model, folder: str | Path,
@@ -417,21 +284,16 @@ def save_model(model: Model, folder: str | Path,
                extra: dict | None = None,     # anything else worth keeping beside it (metrics, data fingerprint)
               ) -> Path:
     "Write the fitted `model` into `folder` (native file + model.json); returns the folder"
-    from importlib import metadata
     if model.fitted is None: raise BadInput(f"save_model: {model!r} is not fitted")
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     path = folder/model.file
     model._write(path)
-    versions = {}
-    for dist in ('scikit-learn', 'skops', 'lightgbm', 'xgboost', 'xgboost-cpu', 'keras', 'jax'):
-        try: versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError: pass
+    versions = {dist: installed(dist) for dist in family(model.family).libraries}
     manifest = {'name': name or model.family, 'family': model.family, 'kind': model.kind, 'params': model.params, 'seed': model.seed,
                 'window': model.window, 'inputs': list(inputs or []), 'file': model.file, 'sha256': _sha256(path),
                 'versions': versions, 'saved': datetime.now(timezone.utc).isoformat(timespec='seconds'), **model._extra(), **(extra or {})}
     (folder/'model.json').write_text(json.dumps(manifest, indent=1, default=str))
     return folder
-
 
 # %% ../../nbs/04_models.core.ipynb #c027_00
 def load_model(folder: str | Path) -> Model:
@@ -440,7 +302,6 @@ def load_model(folder: str | Path) -> Model:
     try: manifest = json.loads((folder/'model.json').read_text())
     except FileNotFoundError: raise NotFound(f"{folder}: no saved model (model.json missing)") from None
     fam = family(manifest['family'])
-    if fam.module: __import__(fam.module)
     path = folder/fam.model.file  # the family's own file name, never a path taken from the manifest
     if not path.exists(): raise NotFound(f"{path}: the model file is missing")
     if _sha256(path) != manifest['sha256']: raise BadInput(f"{path}: the file does not match the hash recorded when it was saved; refusing to load it")
@@ -448,7 +309,6 @@ def load_model(folder: str | Path) -> Model:
     model.fitted, model.manifest = fam.model._read(path, manifest), manifest
     model._loaded(manifest)
     return model
-
 
 # %% ../../nbs/04_models.core.ipynb #c027_00_ff
 def model_files(model: Model) -> dict[str, bytes]:
@@ -458,7 +318,6 @@ def model_files(model: Model) -> dict[str, bytes]:
         save_model(model, d)
         return {p.name: p.read_bytes() for p in Path(d).iterdir()}
 
-
 # %% ../../nbs/04_models.core.ipynb #c027_00_fg
 def from_files(files: dict[str, bytes]) -> Model:
     "A model from its saved files' contents (`model_files`): written to a temporary folder and loaded, hash checked"
@@ -467,11 +326,9 @@ def from_files(files: dict[str, bytes]) -> Model:
         for name, content in files.items(): (Path(d)/Path(name).name).write_bytes(content)
         return load_model(d)
 
-
 # %% ../../nbs/04_models.core.ipynb #c027_01
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''): digest.update(block)
     return digest.hexdigest()
-

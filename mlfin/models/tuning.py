@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from ..config import BadInput, Unavailable, home, psycopg_url
-from .core import ModelSpec, family, model_spec
+from .core import ModelSpec, family
 from .metrics import LOWER_IS_BETTER
 from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data, unit_data
 from ..cluster import fan_out, shipped
@@ -24,7 +24,6 @@ def storage_url(url: str | None = None) -> str:
         return f"sqlite:///{home()/'optuna.db'}"
     if url.startswith(('sqlite:///', 'postgresql://', 'postgresql+psycopg://')): return psycopg_url(url)
     raise BadInput(f"--storage {url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB")
-
 
 # %% ../../nbs/04f_models.tuning.ipynb #c006_00
 def open_storage(url: str | None = None, attempts: int = 5):
@@ -44,7 +43,6 @@ def open_storage(url: str | None = None, attempts: int = 5):
             if attempt == attempts - 1: raise
             time.sleep(0.5 * (attempt + 1))  # another worker is creating the schema: it will be there in a moment
 
-
 # %% ../../nbs/04f_models.tuning.ipynb #c009
 def suggest(trial, spec: ModelSpec) -> dict:
     "Hyperparameters for one trial: every tunable one (declared with a range) drawn, the others as the spec sets them"
@@ -61,22 +59,13 @@ FOLD_STEP = 1_000_000  # folds report at FOLD_STEP + k, boosting rounds at 0..n-
 ROUND_INTERVAL = 10     # boosting rounds report every tenth round
 
 def _round_pruning(trial, spec: ModelSpec, kind: str) -> dict:
-    "`fit` options for Optuna's per-round pruning callbacks: boosters' AUC on the first fold's test rows (classifiers only)"
-    from optuna_integration import LightGBMPruningCallback, XGBoostPruningCallback
+    "`fit` options for Optuna's per-round pruning: the family's own callback (`Model.pruning`) reporting AUC on the first fold's test rows (classifiers only)"
     # the boosters report the study's own score, AUC, so that rounds and folds are judged the same way; regressors are
     # scored by IC, which no booster computes per round, so they are pruned by folds only
-    if kind != 'classifier' or spec.family not in ('lightgbm', 'xgboost'): return {}
+    if kind != 'classifier': return {}
     # every report is a write to the study's storage and every pruning check a read of its trials: on SQLite, one per
     # boosting round made pruned studies 30 s slower over 30 trials (make bench-models), so rounds report every tenth
-    if spec.family == 'lightgbm':
-        callback = LightGBMPruningCallback(trial, 'auc', valid_name='valid_0', report_interval=ROUND_INTERVAL)
-    else:
-        class Every(XGBoostPruningCallback):
-            def after_iteration(self, model, epoch, evals_log):
-                return False if (epoch + 1) % ROUND_INTERVAL else super().after_iteration(model, epoch, evals_log)
-        callback = Every(trial, 'validation_0-auc')
-    return {'eval_metric': 'auc', 'callbacks': (callback,)}
-
+    return family(spec.family).model.pruning(trial, 'auc', ROUND_INTERVAL)   # {} for a family without rounds
 
 # %% ../../nbs/04f_models.tuning.ipynb #c012_00
 def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int = 0, device: str = 'cpu',
@@ -101,7 +90,6 @@ def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int 
         return float(np.nanmean(scores))
     return run
 
-
 # %% ../../nbs/04f_models.tuning.ipynb #c014
 @dataclass
 class Tuned:
@@ -113,7 +101,6 @@ class Tuned:
     complete: int
     pruned: int
     study: str             # the study's name in its storage
-
 
 # %% ../../nbs/04f_models.tuning.ipynb #c014_sr
 def study_result(found, # an Optuna study (`optuna.load_study`)
@@ -159,7 +146,6 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
                    show_progress_bar=progress, catch=())
     return study_result(found, spec, PRIMARY[kind])
 
-
 # %% ../../nbs/04f_models.tuning.ipynb #c018
 def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitter, trials: int,
                   seed: int = 0, device: str = 'cpu', price_target: bool = False, weighting: str = 'uniqueness',
@@ -181,7 +167,6 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
                  for spec in specs for one in [found[f"{symbol} {spec.name}"]]]
     return tuned, counts, pd.DataFrame(rows)
 
-
 # %% ../../nbs/04f_models.tuning.ipynb #c018_u
 def tune_one(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows
              symbol: str, spec: ModelSpec, kind: str, splitter, trials: int, seed: int = 0, device: str = 'cpu',
@@ -193,7 +178,6 @@ def tune_one(rows: SymbolData | str, # one symbol's training arrays, or the Parq
     except KeyError: pass  # a first run: nothing to start afresh
     return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, name, seed, device,
                 price_target, pruning)
-
 
 # %% ../../nbs/04f_models.tuning.ipynb #c020s
 def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: int,

@@ -8,7 +8,9 @@ import datetime as dt, hashlib, json, os, platform, shutil, socket, sqlite3, sub
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
+from ..cluster.where import installed
 from ..config import MlfinError, Unavailable, atomic_write, code_version, home, home_project, project_root
+from ..models.core import libraries as model_libraries
 from .records import mlflow_rows
 from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share
 
@@ -144,18 +146,12 @@ def checksums(folder: Path, known: dict | None = None) -> dict:
 
 # %% ../../nbs/13c_ops.backup.ipynb #c019
 def versions() -> dict:
-    "What wrote the backup: mlfin and its code, Python, the libraries whose formats it holds, restic"
+    "What wrote the backup: mlfin and its code, Python, the libraries whose formats it holds (the frames', the tracking store's, each model family's), restic"
     from importlib import metadata
-    libraries = {name: metadata.version(name) for name in ('pandas', 'pyarrow', 'mlflow', 'lightgbm', 'xgboost', 'scikit-learn', 'keras', 'sqlalchemy')
-                 if _installed(name)}
+    libraries = {name: found for name in ('pandas', 'pyarrow', 'mlflow', 'sqlalchemy', *model_libraries()) if (found := installed(name))}
     restic = subprocess.run([restic_bin(), 'version'], capture_output=True, text=True).stdout.split()[1]
     return {'mlfin': metadata.version('mlfin'), 'code': code_version(), 'python': platform.python_version(), 'sqlite': sqlite3.sqlite_version,
             'restic': restic, **libraries}
-
-def _installed(name: str) -> bool:
-    from importlib import metadata
-    try: metadata.version(name); return True
-    except metadata.PackageNotFoundError: return False
 
 # %% ../../nbs/13c_ops.backup.ipynb #c020
 def schema_revisions(stage: Path) -> dict:

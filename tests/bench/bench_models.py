@@ -142,7 +142,7 @@ RESULT = {'first': times[0], 'again': times[1], 'samples': len(rows) * 5}
 '''
     keras_code = common + '''
 import keras
-from mlfin.models.lstm import network, windows
+from mlfin.models.families.lstm import network, windows
 target = y[rows].astype('float32')
 times = []
 for seed in (0, 1):
