@@ -20,12 +20,12 @@ WRITER = textwrap.dedent('''
     url, first, n, stop = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else ''
     if stop == 'file':   # the Parquet store: halt once the third period file's temporary is written (others renamed in, none committed)
         import itertools
-        from mlfin.data.stores import parquet
-        real, calls = parquet._write_parquet, itertools.count(1)
+        from mlfin.data.stores import parquet_write   # where the period files are written (data.stores.parquet before)
+        real, calls = parquet_write._write_parquet, itertools.count(1)
         def halted(table, tmp):
             real(table, tmp)
             if next(calls) == 3: print('inside', flush=True); time.sleep(3600)
-        parquet._write_parquet = halted
+        parquet_write._write_parquet = halted
     if stop == 'append':   # the Parquet store's tail log: halt half-way through an append's bytes (the process's own os.pwrite)
         import os
         real = os.pwrite

@@ -5,12 +5,14 @@
 # %% ../../nbs/01d_data.facade.ipynb #c003
 from __future__ import annotations
 from dataclasses import dataclass, field
+from fastcore.basics import patch
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import BadInput, NotFound
-from .bars import (BAR_COLUMNS, TIMEFRAMES, adjusted, asset_class, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
+from .bars import (BAR_COLUMNS, TIMEFRAMES, asset_class, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .files import read_file
+from .reading import load, ls, quality_report
 from .samples import SAMPLES, load_sample, package_version, read_sample
 from .sources import Batch, read_records
 from .stores import open_store
@@ -18,12 +20,12 @@ from .stores.rules import check_symbol
 
 # %% auto #0
 __all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'forming_marker',
-           'ingest', 'read_actions', 'push', 'load', 'ls', 'quality_report', 'universe', 'calendar_of', 'sample_for',
-           'ensure_sample', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES',
-           'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
+           'ingest', 'read_actions', 'push', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'findings',
+           'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint',
+           'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
-_all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store']
+_all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report']
 
 # %% ../../nbs/01d_data.facade.ipynb #c007
 @dataclass
@@ -40,25 +42,27 @@ class IngestReport:
     layout: str = ''          # how the source was read (plain, yahoo, mt5-rates, ...)
     calendar_from: str = ''   # where the calendar came from: given, the sample's, the series', another bar size's of the symbol, a guess
 
-    @property
-    def asset_class(self) -> str:
-        "What the calendar says the series is (crypto, fx, futures, equity): what its backtest's costs and annualisation follow"
-        return asset_class(self.calendar) if self.calendar else ''
+# %% ../../nbs/01d_data.facade.ipynb #f_asset_class
+@patch(as_prop=True)
+def asset_class(self:IngestReport) -> str:
+    "What the calendar says the series is (crypto, fx, futures, equity): what its backtest's costs and annualisation follow"
+    return asset_class(self.calendar) if self.calendar else ''
 
-    def __str__(self):
-        line = (f"{self.source}: {self.symbol} {self.timeframe}: {self.rows - self.quarantined:,} good row(s) "
-                f"({self.new:,} new, {self.changed:,} changed, {self.unchanged:,} unchanged; {self.total:,} stored)")
-        if self.quarantined:
-            again = f" ({self.held_already:,} held already from an earlier batch)" if self.held_already else ''
-            line += f"; {self.quarantined:,} quarantined{again}, first: {self.first_problem}"
-        if self.anomalies:  # stored, not removed: for a person to judge
-            shown = ', '.join(f"{kind} at {ts} ({detail})" for ts, kind, detail in self.anomalies[:3])
-            more = f" and {len(self.anomalies) - 3} more (mlfin quality {self.symbol})" if len(self.anomalies) > 3 else ''
-            line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
-        line += ''.join(f"; {n}" for n in self.notes)
-        return line + (f"; read as {self.layout}, calendar {self.calendar} ({self.calendar_from}), asset class {self.asset_class}"
-                       if self.calendar_from else '')
-
+# %% ../../nbs/01d_data.facade.ipynb #f_str
+@patch
+def __str__(self:IngestReport):
+    line = (f"{self.source}: {self.symbol} {self.timeframe}: {self.rows - self.quarantined:,} good row(s) "
+            f"({self.new:,} new, {self.changed:,} changed, {self.unchanged:,} unchanged; {self.total:,} stored)")
+    if self.quarantined:
+        again = f" ({self.held_already:,} held already from an earlier batch)" if self.held_already else ''
+        line += f"; {self.quarantined:,} quarantined{again}, first: {self.first_problem}"
+    if self.anomalies:  # stored, not removed: for a person to judge
+        shown = ', '.join(f"{kind} at {ts} ({detail})" for ts, kind, detail in self.anomalies[:3])
+        more = f" and {len(self.anomalies) - 3} more (mlfin quality {self.symbol})" if len(self.anomalies) > 3 else ''
+        line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
+    line += ''.join(f"; {n}" for n in self.notes)
+    return line + (f"; read as {self.layout}, calendar {self.calendar} ({self.calendar_from}), asset class {self.asset_class}"
+                   if self.calendar_from else '')
 
 # %% ../../nbs/01d_data.facade.ipynb #c007_00
 def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, reading=None) -> tuple[Batch, str | None, str | None]:
@@ -282,45 +286,6 @@ def push(candles,               # pushed candles: MetaTrader rates records, plai
         ) -> IngestReport:
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
     return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, tz=tz, store=store, off_calendar=off_calendar)
-
-# %% ../../nbs/01d_data.facade.ipynb #c011
-def load(symbol: str,          # a symbol in the store
-         timeframe: str,       # its bar size
-         start: str | None = None, # first timestamp kept (inclusive, UTC); None: from the first bar
-         end: str | None = None,   # last timestamp kept (inclusive, UTC; a date means its whole day); None: to the last bar
-         adjust: bool = True,  # apply the stored split/dividend factor (False: raw prices as ingested)
-         store=None,           # a store or its URL; default `open_store()`
-         last: int | None = None, # only the last `last` bars (read from the series' last files; `start` and `end` then unused)
-        ) -> pd.DataFrame:
-    "Canonical bars of `symbol` at `timeframe` between `start` and `end` (or its last `last`)"
-    store = open_store(store)
-    bars = store.tail(symbol, timeframe, last) if last else store.read(symbol, timeframe, start, end)
-    if 'adj_factor' in bars:
-        factor = bars.pop('adj_factor')
-        if adjust: bars = adjusted(bars, factor)
-    meta = store.meta(symbol, timeframe)
-    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=meta.get('calendar', ''), source=meta.get('source', ''))
-    return bars
-
-
-# %% ../../nbs/01d_data.facade.ipynb #c011_00
-def ls(store=None) -> pd.DataFrame:
-    "Every series in the store: symbol, timeframe, bars, first, last, calendar, source, quarantined rows"
-    return open_store(store).ls()
-
-
-# %% ../../nbs/01d_data.facade.ipynb #c011_01
-def quality_report(symbol: str | None = None, store=None) -> pd.DataFrame:
-    "The quality report of every stored series (or one symbol's): coverage, gaps, anomalies, quarantined rows"
-    from mlfin.data.quality import quality_row
-    store = open_store(store)
-    held = store.ls()
-    if symbol: held = held[held['symbol'] == symbol]
-    if held.empty: raise NotFound(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
-    rows = [quality_row(load(s, t, store=store), c or 'XNYS', q) for s, t, c, q in
-            zip(held['symbol'], held['timeframe'], held['calendar'], held['quarantined'])]
-    return pd.DataFrame(rows).set_index(['symbol', 'timeframe'])
-
 
 # %% ../../nbs/01d_data.facade.ipynb #c013
 def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such entries

@@ -5,6 +5,7 @@
 # %% ../../nbs/10d_service.jobs.ipynb #c003
 from __future__ import annotations
 import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
+from fastcore.basics import patch
 from pathlib import Path
 from ..config import SUMMARY, BadInput, MlfinError, NotFound, Unavailable, die_with_parent
 from ..params import run_config
@@ -65,155 +66,182 @@ class Jobs:
         self._stop, self._thread, self._child, self._holder = threading.Event(), None, None, None
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
 
-    def submit(self, params: dict, actor: str | None = None) -> dict:   # who asks: user:NAME or key:ID (`Caller.actor`)
-        "Queue a run of the pipeline with `params` (checked first); its record"
-        if self.project is None:
-            raise Unavailable("this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
-        params = check_params(params)
-        from mlfin.pipeline import check
-        try: check(params, self.project, self.store_url or None)   # as `mlfin run` checks: models, symbols, spec, before anything is queued
-        except MlfinError as e: raise type(e)(f"params: {e}") from None
-        job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'actor': actor,
-               'created_at': dt.datetime.now(dt.timezone.utc)}
-        with self.db.begin() as con: con.execute(tables.jobs.insert().values(**job))
-        return self.get(job['id'])
+# %% ../../nbs/10d_service.jobs.ipynb #jsubmit
+@patch
+def submit(self:Jobs, params: dict, actor: str | None = None) -> dict:   # who asks: user:NAME or key:ID (`Caller.actor`)
+    "Queue a run of the pipeline with `params` (checked first); its record"
+    if self.project is None:
+        raise Unavailable("this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
+    params = check_params(params)
+    from mlfin.pipeline import check
+    try: check(params, self.project, self.store_url or None)   # as `mlfin run` checks: models, symbols, spec, before anything is queued
+    except MlfinError as e: raise type(e)(f"params: {e}") from None
+    job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'actor': actor,
+           'created_at': dt.datetime.now(dt.timezone.utc)}
+    with self.db.begin() as con: con.execute(tables.jobs.insert().values(**job))
+    return self.get(job['id'])
 
-    def get(self, job_id: str) -> dict:
-        with self.db.connect() as con: found = con.execute(tables.jobs.select().where(tables.jobs.c.id == job_id)).mappings().first()
-        if found is None: raise NotFound(f"no job {job_id!r}")
-        return _record(found)
+# %% ../../nbs/10d_service.jobs.ipynb #jget
+@patch
+def get(self:Jobs, job_id: str) -> dict:
+    with self.db.connect() as con: found = con.execute(tables.jobs.select().where(tables.jobs.c.id == job_id)).mappings().first()
+    if found is None: raise NotFound(f"no job {job_id!r}")
+    return _record(found)
 
-    def list(self, limit: int = 50) -> list[dict]:
-        with self.db.connect() as con:
-            rows = con.execute(tables.jobs.select().order_by(tables.jobs.c.created_at.desc()).limit(limit)).mappings().all()
-        return [_record(r) for r in rows]
+# %% ../../nbs/10d_service.jobs.ipynb #jlist
+@patch
+def list(self:Jobs, limit: int = 50) -> list[dict]:
+    with self.db.connect() as con:
+        rows = con.execute(tables.jobs.select().order_by(tables.jobs.c.created_at.desc()).limit(limit)).mappings().all()
+    return [_record(r) for r in rows]
 
-    def counts(self) -> dict[str, int]:
-        "Jobs per state (for the metrics)"
-        from sqlalchemy import func
-        with self.db.connect() as con:
-            found = dict(con.execute(tables.jobs.select().with_only_columns(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state)).all())
-        return {s: int(found.get(s, 0)) for s in STATES}
+# %% ../../nbs/10d_service.jobs.ipynb #jcounts
+@patch
+def counts(self:Jobs) -> dict[str, int]:
+    "Jobs per state (for the metrics)"
+    from sqlalchemy import func
+    with self.db.connect() as con:
+        found = dict(con.execute(tables.jobs.select().with_only_columns(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state)).all())
+    return {s: int(found.get(s, 0)) for s in STATES}
 
-    def start(self):
-        "Start the runner thread (it works the queue only while it holds the project's runner lock)"
-        if self.run and self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name='mlfin-jobs', daemon=True); self._thread.start()
-        return self
+# %% ../../nbs/10d_service.jobs.ipynb #jstart
+@patch
+def start(self:Jobs):
+    "Start the runner thread (it works the queue only while it holds the project's runner lock)"
+    if self.run and self._thread is None:
+        self._thread = threading.Thread(target=self._loop, name='mlfin-jobs', daemon=True); self._thread.start()
+    return self
 
-    def stop(self, timeout: float = 15):
-        "End the runner: a job it is running is ended and recorded as interrupted"
-        self._stop.set()
-        if self._thread is not None: self._thread.join(timeout)
-        if self._holder is not None: self._holder.release()
+# %% ../../nbs/10d_service.jobs.ipynb #jstop
+@patch
+def stop(self:Jobs, timeout: float = 15):
+    "End the runner: a job it is running is ended and recorded as interrupted"
+    self._stop.set()
+    if self._thread is not None: self._thread.join(timeout)
+    if self._holder is not None: self._holder.release()
 
-    def cancel(self, job_id: str, actor: str | None = None) -> dict:
-        "Cancel a job: a queued one is cancelled now; a running one is marked, and its runner ends it within seconds"
-        j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
-        job = self.get(job_id)   # NotFound, named
-        if job['state'] not in ('queued', 'running'): raise BadInput(f"job {job_id} already ended ({job['state']}): nothing to cancel")
-        with self.db.begin() as con:
-            done = con.execute(j.update().where(j.c.id == job_id, j.c.state == 'queued').values(
-                state='cancelled', ended_at=now, error=f"cancelled before it ran (by {actor or 'an unnamed caller'})")).rowcount
-            if not done: con.execute(j.update().where(j.c.id == job_id, j.c.state == 'running').values(cancel_requested_at=now))
-        return self.get(job_id)
+# %% ../../nbs/10d_service.jobs.ipynb #jcancel
+@patch
+def cancel(self:Jobs, job_id: str, actor: str | None = None) -> dict:
+    "Cancel a job: a queued one is cancelled now; a running one is marked, and its runner ends it within seconds"
+    j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
+    job = self.get(job_id)   # NotFound, named
+    if job['state'] not in ('queued', 'running'): raise BadInput(f"job {job_id} already ended ({job['state']}): nothing to cancel")
+    with self.db.begin() as con:
+        done = con.execute(j.update().where(j.c.id == job_id, j.c.state == 'queued').values(
+            state='cancelled', ended_at=now, error=f"cancelled before it ran (by {actor or 'an unnamed caller'})")).rowcount
+        if not done: con.execute(j.update().where(j.c.id == job_id, j.c.state == 'running').values(cancel_requested_at=now))
+    return self.get(job_id)
 
-    # the runner
-    def _lock(self):
-        "The project's runner lock, if this process can take it now; None when another runner holds it"
-        try: return _PgLock(self.db.url) if self.db.dialect.name == 'postgresql' else _FileLock(self.db.url.database + '.runner.lock')
-        except _Taken: return None
+# %% ../../nbs/10d_service.jobs.ipynb #jlock
+# the runner
+@patch
+def _lock(self:Jobs):
+    "The project's runner lock, if this process can take it now; None when another runner holds it"
+    try: return _PgLock(self.db.url) if self.db.dialect.name == 'postgresql' else _FileLock(self.db.url.database + '.runner.lock')
+    except _Taken: return None
 
-    def _loop(self):
-        log, checked = logging.getLogger('mlfin.service.jobs'), 0.0
-        while not self._stop.is_set():
-            try:
-                if self._holder is not None and not self._holder.holding():
-                    log.warning('runner lock lost (its database connection broke): this process runs no job until it takes it again',
-                                extra={'runner': self.runner_id})
-                    self._holder.release(); self._holder = None
-                if self._holder is None:
-                    self._holder = self._lock()
-                    if self._holder is None: self._stop.wait(2.0); continue
-                    log.info('runner lock taken: this process runs the job queue', extra={'runner': self.runner_id})
-                    # a file lock is free only once its holder's process has ended: its jobs are over now, not after a grace
-                    if isinstance(self._holder, _FileLock): self._interrupted(grace=0.0)
-                if time.monotonic() - checked > 2.0: self._interrupted(); checked = time.monotonic()
-                job = self._claim()
-                if job is None: self._stop.wait(self.poll); continue
-                self._execute(job)
-            except Exception as e:   # a database that went away: try again, never die
-                log.warning(f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", extra={'runner': self.runner_id})
-                self._stop.wait(2.0)
-
-    def _interrupted(self, grace: float | None = None):
-        "Jobs whose runner is gone (no heartbeat for `grace` seconds: it died, or lost the lock and ended them): interrupted, said so"
-        j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
-        stale = (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace))
-        with self.db.begin() as con:
-            gone = con.execute(j.update().where(j.c.state == 'running', stale).values(
-                state='interrupted', ended_at=now,
-                error='interrupted: its runner stopped while the job ran (a restart, or a lost database); start it again with POST /train')).rowcount
-        if gone: logging.getLogger('mlfin.service.jobs').warning(f"{gone} job(s) left running by a runner that is gone: interrupted")
-
-    def _claim(self) -> dict | None:
-        "The oldest queued job, made running by this runner in one statement: only while no job runs, and (PostgreSQL) only on the connection holding the lock"
-        from sqlalchemy import select, text
-        j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
-        oldest = select(j.c.id).where(j.c.state == 'queued').order_by(j.c.created_at).limit(1).scalar_subquery()
-        busy = select(j.c.id).where(j.c.state == 'running').exists()
-        claim = j.update().where(j.c.id == oldest, ~busy).values(state='running', started_at=now, heartbeat_at=now, runner=self.runner_id)
-        if self.db.dialect.name == 'postgresql':   # fenced: a runner whose lock connection broke claims nothing
-            claim = claim.where(text(_PgLock.HELD))
-            found = self._holder.con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
-        else:
-            with self.db.begin() as con: found = con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
-        return dict(found) if found else None
-
-    def _execute(self, job: dict):
-        log = logging.getLogger('mlfin.service.jobs')
-        logs = self.home/'jobs'; logs.mkdir(parents=True, exist_ok=True)
-        path = logs/f"{job['id']}.log"
-        env = {k: v for k, v in os.environ.items() if k not in ('PROMETHEUS_MULTIPROC_DIR', 'MLFIN_SERVICE')}
-        env.update(MLFIN_HOME=str(self.home), MLFIN_STORE=self.store_url, PYTHONUNBUFFERED='1')
-        log.info('job started', extra={'job': job['id'], 'runner': self.runner_id})
-        started, ended_by = time.monotonic(), None
-        with open(path, 'wb') as out:
-            self._child = subprocess.Popen(_command(json.loads(job['params'])) + _reports(self.home), cwd=self.project, env=env, stdout=out,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                           preexec_fn=die_with_parent)
-            while self._child.poll() is None:
-                self._stop.wait(2.0)
-                if self._stop.is_set(): ended_by = ended_by or 'stopped'; break
-                if not self._holder.holding(): ended_by = 'lost'; break
-                try: asked = self._beat(job['id'], _tail(path))
-                except Exception: continue   # the database is away: the lock check above decides
-                if asked: ended_by = 'cancelled'; break
-            if ended_by: _end(self._child)
-        code = self._child.returncode
-        self._child = None
-        text = _tail(path)
-        state, error = ('succeeded', None) if code == 0 and not ended_by else _ending(ended_by, code, text)
-        done = {'state': state, 'ended_at': dt.datetime.now(dt.timezone.utc), 'exit_code': code, 'error': error, 'log': text,
-                'summary': json.dumps(_summary(self.home)) if state == 'succeeded' else None}
-        j = tables.jobs
+# %% ../../nbs/10d_service.jobs.ipynb #jloop
+@patch
+def _loop(self:Jobs):
+    log, checked = logging.getLogger('mlfin.service.jobs'), 0.0
+    while not self._stop.is_set():
         try:
-            with self.db.begin() as con:   # only if it is still ours: a runner that lost the lock may find it interrupted already
-                con.execute(j.update().where(j.c.id == job['id'], j.c.state == 'running', j.c.runner == self.runner_id).values(**done))
-        except Exception as e: log.warning(f"job {job['id']} ended {state} but its record could not be written ({type(e).__name__}); the next runner marks it interrupted")
-        log.info(f"job {state}", extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)})
+            if self._holder is not None and not self._holder.holding():
+                log.warning('runner lock lost (its database connection broke): this process runs no job until it takes it again',
+                            extra={'runner': self.runner_id})
+                self._holder.release(); self._holder = None
+            if self._holder is None:
+                self._holder = self._lock()
+                if self._holder is None: self._stop.wait(2.0); continue
+                log.info('runner lock taken: this process runs the job queue', extra={'runner': self.runner_id})
+                # a file lock is free only once its holder's process has ended: its jobs are over now, not after a grace
+                if isinstance(self._holder, _FileLock): self._interrupted(grace=0.0)
+            if time.monotonic() - checked > 2.0: self._interrupted(); checked = time.monotonic()
+            job = self._claim()
+            if job is None: self._stop.wait(self.poll); continue
+            self._execute(job)
+        except Exception as e:   # a database that went away: try again, never die
+            log.warning(f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", extra={'runner': self.runner_id})
+            self._stop.wait(2.0)
 
-    def _beat(self, job_id: str, log: str) -> bool:
-        "The job's heartbeat and output so far; True when someone asked to cancel it"
-        j = tables.jobs
-        with self.db.begin() as con:
-            asked = con.execute(j.update().where(j.c.id == job_id).values(heartbeat_at=dt.datetime.now(dt.timezone.utc), log=log)
-                                .returning(j.c.cancel_requested_at)).scalar()
-        return asked is not None
+# %% ../../nbs/10d_service.jobs.ipynb #jinterrupted
+@patch
+def _interrupted(self:Jobs, grace: float | None = None):
+    "Jobs whose runner is gone (no heartbeat for `grace` seconds: it died, or lost the lock and ended them): interrupted, said so"
+    j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
+    stale = (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace))
+    with self.db.begin() as con:
+        gone = con.execute(j.update().where(j.c.state == 'running', stale).values(
+            state='interrupted', ended_at=now,
+            error='interrupted: its runner stopped while the job ran (a restart, or a lost database); start it again with POST /train')).rowcount
+    if gone: logging.getLogger('mlfin.service.jobs').warning(f"{gone} job(s) left running by a runner that is gone: interrupted")
 
-    def _update(self, job_id: str, **values):
-        with self.db.begin() as con: con.execute(tables.jobs.update().where(tables.jobs.c.id == job_id).values(**values))
+# %% ../../nbs/10d_service.jobs.ipynb #jclaim
+@patch
+def _claim(self:Jobs) -> dict | None:
+    "The oldest queued job, made running by this runner in one statement: only while no job runs, and (PostgreSQL) only on the connection holding the lock"
+    from sqlalchemy import select, text
+    j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
+    oldest = select(j.c.id).where(j.c.state == 'queued').order_by(j.c.created_at).limit(1).scalar_subquery()
+    busy = select(j.c.id).where(j.c.state == 'running').exists()
+    claim = j.update().where(j.c.id == oldest, ~busy).values(state='running', started_at=now, heartbeat_at=now, runner=self.runner_id)
+    if self.db.dialect.name == 'postgresql':   # fenced: a runner whose lock connection broke claims nothing
+        claim = claim.where(text(_PgLock.HELD))
+        found = self._holder.con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
+    else:
+        with self.db.begin() as con: found = con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
+    return dict(found) if found else None
 
+# %% ../../nbs/10d_service.jobs.ipynb #jexecute
+@patch
+def _execute(self:Jobs, job: dict):
+    log = logging.getLogger('mlfin.service.jobs')
+    logs = self.home/'jobs'; logs.mkdir(parents=True, exist_ok=True)
+    path = logs/f"{job['id']}.log"
+    env = {k: v for k, v in os.environ.items() if k not in ('PROMETHEUS_MULTIPROC_DIR', 'MLFIN_SERVICE')}
+    env.update(MLFIN_HOME=str(self.home), MLFIN_STORE=self.store_url, PYTHONUNBUFFERED='1')
+    log.info('job started', extra={'job': job['id'], 'runner': self.runner_id})
+    started, ended_by = time.monotonic(), None
+    with open(path, 'wb') as out:
+        self._child = subprocess.Popen(_command(json.loads(job['params'])) + _reports(self.home), cwd=self.project, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=die_with_parent)
+        while self._child.poll() is None:
+            self._stop.wait(2.0)
+            if self._stop.is_set(): ended_by = ended_by or 'stopped'; break
+            if not self._holder.holding(): ended_by = 'lost'; break
+            try: asked = self._beat(job['id'], _tail(path))
+            except Exception: continue   # the database is away: the lock check above decides
+            if asked: ended_by = 'cancelled'; break
+        if ended_by: _end(self._child)
+    code = self._child.returncode
+    self._child = None
+    text = _tail(path)
+    state, error = ('succeeded', None) if code == 0 and not ended_by else _ending(ended_by, code, text)
+    done = {'state': state, 'ended_at': dt.datetime.now(dt.timezone.utc), 'exit_code': code, 'error': error, 'log': text,
+            'summary': json.dumps(_summary(self.home)) if state == 'succeeded' else None}
+    j = tables.jobs
+    try:
+        with self.db.begin() as con:   # only if it is still ours: a runner that lost the lock may find it interrupted already
+            con.execute(j.update().where(j.c.id == job['id'], j.c.state == 'running', j.c.runner == self.runner_id).values(**done))
+    except Exception as e: log.warning(f"job {job['id']} ended {state} but its record could not be written ({type(e).__name__}); the next runner marks it interrupted")
+    log.info(f"job {state}", extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)})
+
+# %% ../../nbs/10d_service.jobs.ipynb #jbeat
+@patch
+def _beat(self:Jobs, job_id: str, log: str) -> bool:
+    "The job's heartbeat and output so far; True when someone asked to cancel it"
+    j = tables.jobs
+    with self.db.begin() as con:
+        asked = con.execute(j.update().where(j.c.id == job_id).values(heartbeat_at=dt.datetime.now(dt.timezone.utc), log=log)
+                            .returning(j.c.cancel_requested_at)).scalar()
+    return asked is not None
+
+# %% ../../nbs/10d_service.jobs.ipynb #jupdate
+@patch
+def _update(self:Jobs, job_id: str, **values):
+    with self.db.begin() as con: con.execute(tables.jobs.update().where(tables.jobs.c.id == job_id).values(**values))
 
 # %% ../../nbs/10d_service.jobs.ipynb #c007b
 def _end(child: subprocess.Popen, wait: float = 10.0):

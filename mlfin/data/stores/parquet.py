@@ -4,13 +4,14 @@
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c003
 from __future__ import annotations
-import datetime as dt, fcntl, hashlib, json, os, secrets, threading, time
+import hashlib, os
 from pathlib import Path
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from ...config import NotFound, Unavailable, atomic_write, store_dir
 from ..bars import check_timeframe
-from .rules import as_stored, check_symbol, not_yet_quarantined, span, to_bars, utc_bounds
-from .tail import Tail, append_tail, new_tail, read_tail, to_records
+from .rules import check_symbol, to_bars, utc_bounds
+from .tail import Tail, read_tail
 
 # %% auto #0
 __all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'series_cut']
@@ -65,277 +66,168 @@ class ParquetStore:
             if len(self._dirs) < 100_000: self._dirs[(symbol, timeframe)] = found
         return found
 
-    def _lock(self, folder: Path):
-        "The series' lock: one writer at a time, across threads, processes and hosts sharing the folder"
-        if (lock := self._locks.get(folder)) is None:
-            lock = _SeriesLock(folder/'.lock')
-            if len(self._locks) < 100_000: self._locks[folder] = lock
-        return lock
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #phas
+@patch
+def has(self:ParquetStore, symbol: str, timeframe: str) -> bool:
+    folder = self._dir(symbol, timeframe)
+    return (folder/MANIFEST).exists() or (folder/LEGACY).exists()
 
-    def has(self, symbol: str, timeframe: str) -> bool:
-        folder = self._dir(symbol, timeframe)
-        return (folder/MANIFEST).exists() or (folder/LEGACY).exists()
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #pstamp
+@patch
+def stamp(self:ParquetStore, symbol: str, timeframe: str):
+    "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's periods' digest and its tail's length; None when it is not stored"
+    import orjson
+    if (path := self._manifests.get((symbol, timeframe))) is None:   # a text path, made once: the service asks per request
+        path = self._manifests[(symbol, timeframe)] = os.path.join(self._dir(symbol, timeframe), MANIFEST)
+    try:
+        found = os.stat(path); key = (found.st_ino, found.st_mtime_ns, found.st_size)
+        if (kept := self._stamps.get(path)) and kept[0] == key: digest, tail = kept[1], kept[2]   # a stat per call
+        else:
+            periods = orjson.loads(Path(path).read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
+            digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()   # every write names new files
+            tail = os.path.join(os.path.dirname(path), periods['tail']['file']) if periods.get('tail') else None
+            self._stamps[path] = (key, digest, tail)
+    except FileNotFoundError: return None
+    if not tail: return digest
+    try: return f"{digest}+{os.stat(tail).st_size}"   # the appends since: the one change the manifest does not show
+    except FileNotFoundError: return digest
 
-    def stamp(self, symbol: str, timeframe: str):
-        "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's periods' digest and its tail's length; None when it is not stored"
-        import orjson
-        if (path := self._manifests.get((symbol, timeframe))) is None:   # a text path, made once: the service asks per request
-            path = self._manifests[(symbol, timeframe)] = os.path.join(self._dir(symbol, timeframe), MANIFEST)
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #ptail
+@patch
+def _tail(self:ParquetStore, folder: Path, parts) -> Tail | None:
+    "The series' tail log as it is on disk (kept while its file does not move); None when its manifest names none"
+    entry = parts.tail if parts is not None else None
+    if not entry: return None
+    path = folder/entry['file']
+    try: found = os.stat(path)
+    except FileNotFoundError:
+        if (_manifest(folder) or _Parts()).tail == entry: return Tail.empty(entry["columns"])   # named, never reached the disk (a crash): empty
+        raise   # retired since the manifest was read: the caller reads the new one
+    if (kept := self._tails.get(path)) and kept[0] == (found.st_ino, found.st_mtime_ns, found.st_size): return kept[1]
+    return self._keep_tail(path, read_tail(path, entry['columns']), found)
+
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #pkeep_tail
+@patch
+def _keep_tail(self:ParquetStore, path: Path, tail: Tail, found=None) -> Tail:
+    "Keep a tail as read or just appended, under its file's identity (at most 64 series' tails)"
+    found = found or os.stat(path)
+    if len(self._tails) >= 64 and path not in self._tails: self._tails.pop(next(iter(self._tails)))
+    self._tails[path] = ((found.st_ino, found.st_mtime_ns, found.st_size), tail)
+    return tail
+
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #pread
+@patch
+def read(self:ParquetStore, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
+    "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
+    folder = self._dir(symbol, timeframe)
+    lo, hi, closed = utc_bounds(start, end)
+    where = ' AND '.join(w for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
+                                        (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi)) if v is not None)
+    for attempt in range(20):
+        parts, files = self._files(folder, symbol, timeframe)
+        picked = [f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
         try:
-            found = os.stat(path); key = (found.st_ino, found.st_mtime_ns, found.st_size)
-            if (kept := self._stamps.get(path)) and kept[0] == key: digest, tail = kept[1], kept[2]   # a stat per call
-            else:
-                periods = orjson.loads(Path(path).read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
-                digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()   # every write names new files
-                tail = os.path.join(os.path.dirname(path), periods['tail']['file']) if periods.get('tail') else None
-                self._stamps[path] = (key, digest, tail)
-        except FileNotFoundError: return None
-        if not tail: return digest
-        try: return f"{digest}+{os.stat(tail).st_size}"   # the appends since: the one change the manifest does not show
-        except FileNotFoundError: return digest
+            frame = _duckdb(f"SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) {('WHERE ' + where) if where else ''} ORDER BY ts",
+                            {'paths': [str(f) for f in picked or [files[-1][0]]],   # none overlaps: the last one, for its columns
+                             **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
+            tail = self._tail(folder, parts)
+        except Exception as e:
+            if _gone(e, folder): continue   # a writer replaced a file since the manifest was read: read the new one
+            raise
+        newest = _within(tail.bars, lo, hi, closed) if tail is not None else None
+        if newest is not None and len(newest): frame = pd.concat([frame, newest.reset_index()], ignore_index=True)   # all later than the periods' bars
+        return to_bars(frame, symbol, timeframe)
+    raise Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
 
-    def write(self, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
-              meta: dict | None = None, # kept beside the series: calendar, source, ...
-             ) -> dict:
-        "Upsert `bars`: a collector's new bars appended to the series' tail log, any other batch merged into the periods it touches (the tail's bars first); counts of new, changed and unchanged bars and the series' total"
-        symbol, timeframe = bars.attrs['symbol'], bars.attrs['timeframe']
-        folder = self._dir(symbol, timeframe); folder.mkdir(parents=True, exist_ok=True)
-        incoming = as_stored(bars)
-        if not (incoming.index.is_monotonic_increasing and incoming.index.is_unique):   # a time given twice: the last wins
-            incoming = incoming[~incoming.index.duplicated(keep='last')].sort_index(kind='stable')
-        change = None
-        with self._lock(folder):
-            parts, retired = _claim(folder, timeframe, writing=False)   # an append to the tail makes no file: no marker needed
-            tail, after = self._tail(folder, parts), parts.last[-1] if len(parts) else -2**63
-            if tail is not None and tail.takes(incoming, parts.tail['columns'], after):   # a collector's bars, new or correcting the tail's
-                records = to_records(incoming, parts.tail['columns'])   # numpy from here: a pandas selection costs more than the append
-                counts, wanted = tail.compare(records)
-                change = counts.pop('first_change', None)
-                if wanted.any():   # a resend of what it holds writes nothing
-                    path, records = folder/parts.tail['file'], records if wanted.all() else records[wanted]
-                    tail = self._keep_tail(path, tail.appended(records, append_tail(path, records, tail.length)))
-                total = parts.total + len(tail)
-            else:
-                (folder/WRITING).touch()   # files will be made: a writer killed from here leaves the marker, and its files are cleared
-                replaced, columns, more, folded = [], list(incoming.columns), [], False
-                if tail is not None and len(tail) and tail.follows(incoming, parts.tail['columns'], after):   # a full tail, then new bars: one pass
-                    counts, change, more = self._periods(folder, parts, pd.concat([tail.bars, incoming]), timeframe)
-                    counts['new'] -= len(tail); replaced.append(parts.tail['file']); folded = True
-                else:
-                    later = incoming.index.asi8 > after   # bars in the tail's span: resent as held, they need no fold
-                    kept = tail is not None and len(tail) and later.any() and list(incoming.columns) == parts.tail['columns'] \
-                           and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any()
-                    if tail is not None and len(tail) and later.any() and not kept:   # its bars into their periods first: this batch corrects or adds to them
-                        replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]; folded = True
-                    counts, change, more = self._periods(folder, parts, incoming[~later] if kept else incoming, timeframe)
-                    if kept: counts['unchanged'] += int(later.sum())
-                if replaced or more or counts['new']:
-                    if tail is None or folded or (not len(tail) and parts.tail['columns'] != columns):   # else the tail stays, bars and all
-                        if tail is not None and not folded: replaced.append(parts.tail['file'])
-                        parts.tail = {'file': new_tail(folder), 'columns': columns}   # empty, for the appends to come
-                    _commit(folder, parts, retired, replaced + more)
-                total = parts.total + (len(tail) if tail is not None and not folded else 0)   # a tail not folded holds its bars still
-            kept = self._record(folder)
-            new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
-            if new_meta != kept: atomic_write(folder/'_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
-            (folder/WRITING).unlink(missing_ok=True)
-        return {**counts, 'total': total, **({'first_change': change} if change else {})}
-
-    def _periods(self, folder: Path, parts: _Parts, incoming: pd.DataFrame, timeframe: str) -> tuple[dict, tuple | None, list]:
-        "Merge stored bars into the periods they touch, as new files on disk (`parts` updated, nothing committed): counts, the first change, the files replaced"
-        times = incoming.index.asi8
-        keys = period_keys(incoming.index, timeframe)
-        starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1] if len(keys) else np.array([], dtype='int64')
-        whole = _arrow(incoming)   # once: each period's rows are a slice of it, no copy
-        counts, replaced, files, change = {'new': 0, 'changed': 0, 'unchanged': 0}, [], _Files(many=len(starts) > 2), None
-        for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
-            key, held = int(keys[a]), parts.get(int(keys[a]))
-            # bars after the period's last one (a fold of the tail, a batch of new bars): appended to its file as Arrow, no merge needed
-            table = (_appended(folder/held[0] if held else None, whole.slice(a, b - a), self._written.get(folder))
-                     if not held or times[a] > held[3] else None)
-            if table is not None:
-                found = {'new': int(b - a), 'changed': 0, 'unchanged': 0}
-                size, first, last = table.num_rows, (held[2] if held else int(times[a])), int(times[b - 1])
-            else:
-                table, found = _upsert(_read_part(folder/held[0]) if held else None, incoming.iloc[a:b])
-                size, first, last = len(table), int(table.index.asi8[0]), int(table.index.asi8[-1])
-                change = change or found.get('first_change')   # periods in time order: the earliest change
-            for k in counts: counts[k] += found[k]
-            if found['new'] or found['changed']:
-                name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"   # never a name a reader may hold open
-                files.write(folder/name, table)
-                parts[key] = [name, size, first, last]
-                if len(starts) == 1 and not isinstance(table, pd.DataFrame): self._remember(folder, name, table)
-                if held: replaced.append(held[0])
-        files.finish()   # every file on disk before a manifest names it
-        return counts, change, replaced
-
-    def _tail(self, folder: Path, parts) -> Tail | None:
-        "The series' tail log as it is on disk (kept while its file does not move); None when its manifest names none"
-        entry = parts.tail if parts is not None else None
-        if not entry: return None
-        path = folder/entry['file']
-        try: found = os.stat(path)
-        except FileNotFoundError:
-            if (_manifest(folder) or _Parts()).tail == entry: return Tail.empty(entry["columns"])   # named, never reached the disk (a crash): empty
-            raise   # retired since the manifest was read: the caller reads the new one
-        if (kept := self._tails.get(path)) and kept[0] == (found.st_ino, found.st_mtime_ns, found.st_size): return kept[1]
-        return self._keep_tail(path, read_tail(path, entry['columns']), found)
-
-    def _keep_tail(self, path: Path, tail: Tail, found=None) -> Tail:
-        "Keep a tail as read or just appended, under its file's identity (at most 64 series' tails)"
-        found = found or os.stat(path)
-        if len(self._tails) >= 64 and path not in self._tails: self._tails.pop(next(iter(self._tails)))
-        self._tails[path] = ((found.st_ino, found.st_mtime_ns, found.st_size), tail)
-        return tail
-
-    def delete(self, symbol: str, timeframe: str,
-               start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
-              ) -> int:
-        "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows); how many bars went"
-        folder, (lo, hi, closed), ranged = self._dir(symbol, timeframe), span(start, end), start is not None or end is not None
-        if not self.has(symbol, timeframe): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-        with self._lock(folder):
-            parts, retired = _claim(folder, timeframe)
-            self._written.pop(folder, None)
-            tail, replaced = self._tail(folder, parts), []
-            if ranged and tail is not None:   # the tail's bars into their periods first: the range may hold some
-                if len(tail): replaced += self._periods(folder, parts, tail.bars, timeframe)[2]
-                replaced.append(parts.tail['file']); parts.tail = None   # the next write names a new one
-            removed, cut = _cut(folder, parts, timeframe, lo, hi, closed) if ranged else (parts.total + (len(tail) if tail else 0), [])
-            if ranged and len(parts):   # some bars stay
-                if replaced or cut: _commit(folder, parts, retired, replaced + cut)
-                (folder/WRITING).unlink()
-                return removed
-            (folder/MANIFEST).unlink()   # the commit: the series is gone (what a writer killed after it leaves, `_claim` clears)
-            for f in folder.iterdir():
-                if f.suffix in ('.parquet', '.bin') or f.name == '_meta.json': f.unlink(missing_ok=True)
-            (folder/WRITING).unlink()
-        import shutil
-        shutil.rmtree(self.root/'quarantine'/f"timeframe={timeframe}"/f"symbol={symbol}", ignore_errors=True)
-        return removed
-
-    def _remember(self, folder: Path, name: str, table):
-        "Keep the period just written (a collector appends to it next): files never change, so its name says it is current"
-        if len(self._written) >= 64: self._written.pop(next(iter(self._written)))   # at most 64 series' last periods (~35 MB)
-        self._written[folder] = (name, table)
-
-    def read(self, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
-        "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
-        folder = self._dir(symbol, timeframe)
-        lo, hi, closed = utc_bounds(start, end)
-        where = ' AND '.join(w for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
-                                            (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi)) if v is not None)
-        for attempt in range(20):
-            parts, files = self._files(folder, symbol, timeframe)
-            picked = [f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
-            try:
-                frame = _duckdb(f"SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) {('WHERE ' + where) if where else ''} ORDER BY ts",
-                                {'paths': [str(f) for f in picked or [files[-1][0]]],   # none overlaps: the last one, for its columns
-                                 **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
-                tail = self._tail(folder, parts)
-            except Exception as e:
-                if _gone(e, folder): continue   # a writer replaced a file since the manifest was read: read the new one
-                raise
-            newest = _within(tail.bars, lo, hi, closed) if tail is not None else None
-            if newest is not None and len(newest): frame = pd.concat([frame, newest.reset_index()], ignore_index=True)   # all later than the periods' bars
-            return to_bars(frame, symbol, timeframe)
-        raise Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
-
-    def tail(self, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
-        "The last `n` stored bars of one series, read from its tail log and last periods only"
-        folder = self._dir(symbol, timeframe)
-        for attempt in range(20):
-            parts = _manifest(folder)
-            if parts is None: return self.read(symbol, timeframe).iloc[-n:]   # one file, as written before periods
-            try:
-                newest = self._tail(folder, parts)
-                frames = [newest.bars] if newest is not None and len(newest) else []
-                rows, picked = sum(map(len, frames)), []
-                for i in range(len(parts) - 1, -1, -1):   # the last periods, back from the newest
-                    if rows >= n: break
-                    picked.append(folder/parts.files[i]); rows += parts.rows[i]
-                frames = [_read_part(f) for f in reversed(picked)] + frames
-            except FileNotFoundError: continue
-            if not frames: break
-            frame = pd.concat(frames) if len(frames) > 1 else frames[0]
-            return to_bars(frame.iloc[-n:].rename_axis('ts').reset_index(), symbol, timeframe)
-        raise NotFound(f"no {timeframe} bars for {symbol} in the store") if not self.has(symbol, timeframe) else \
-              Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
-
-    def _files(self, folder: Path, symbol: str, timeframe: str) -> tuple[_Parts | None, list[tuple[Path, int, int]]]:
-        "The series' manifest and its current period files with their first and last times (ns), in time order; NotFound when it is not stored"
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #ptail
+@patch
+def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+    "The last `n` stored bars of one series, read from its tail log and last periods only"
+    folder = self._dir(symbol, timeframe)
+    for attempt in range(20):
         parts = _manifest(folder)
-        if parts: return parts, [(folder/f, first, last) for _, f, _, first, last in parts.entries()]
-        if (folder/LEGACY).exists(): return None, [(folder/LEGACY, -2**63, 2**63 - 1)]
-        held = self.ls()
-        listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-        raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
+        if parts is None: return self.read(symbol, timeframe).iloc[-n:]   # one file, as written before periods
+        try:
+            newest = self._tail(folder, parts)
+            frames = [newest.bars] if newest is not None and len(newest) else []
+            rows, picked = sum(map(len, frames)), []
+            for i in range(len(parts) - 1, -1, -1):   # the last periods, back from the newest
+                if rows >= n: break
+                picked.append(folder/parts.files[i]); rows += parts.rows[i]
+            frames = [_read_part(f) for f in reversed(picked)] + frames
+        except FileNotFoundError: continue
+        if not frames: break
+        frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+        return to_bars(frame.iloc[-n:].rename_axis('ts').reset_index(), symbol, timeframe)
+    raise NotFound(f"no {timeframe} bars for {symbol} in the store") if not self.has(symbol, timeframe) else \
+          Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
 
-    def meta(self, symbol: str, timeframe: str) -> dict:
-        "What was recorded about a series (calendar, source, ...)"
-        return self._record(self._dir(symbol, timeframe))
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #pfiles
+@patch
+def _files(self:ParquetStore, folder: Path, symbol: str, timeframe: str) -> tuple[_Parts | None, list[tuple[Path, int, int]]]:
+    "The series' manifest and its current period files with their first and last times (ns), in time order; NotFound when it is not stored"
+    parts = _manifest(folder)
+    if parts: return parts, [(folder/f, first, last) for _, f, _, first, last in parts.entries()]
+    if (folder/LEGACY).exists(): return None, [(folder/LEGACY, -2**63, 2**63 - 1)]
+    held = self.ls()
+    listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+    raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
 
-    def _record(self, folder: Path) -> dict:
-        "The series' record, parsed anew each time (the caller's to change) from the file's bytes, read again only when the file moved"
-        import orjson
-        path = os.path.join(folder, '_meta.json')
-        try: found = os.stat(path)
-        except FileNotFoundError: return {}
-        key = (found.st_ino, found.st_mtime_ns, found.st_size)
-        if (kept := self._records.get(path)) is None or kept[0] != key:
-            kept = self._records[path] = (key, Path(path).read_bytes())
-        return orjson.loads(kept[1])
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #pmeta
+@patch
+def meta(self:ParquetStore, symbol: str, timeframe: str) -> dict:
+    "What was recorded about a series (calendar, source, ...)"
+    return self._record(self._dir(symbol, timeframe))
 
-    def ls(self) -> pd.DataFrame:
-        "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows (from the manifests and tails)"
-        cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
-        rows = []
-        for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
-            symbol, timeframe = folder.name.removeprefix('symbol='), folder.parent.name.removeprefix('timeframe=')
-            parts = _manifest(folder)
-            if parts:
-                try: newest = self._tail(folder, parts)
-                except FileNotFoundError: newest = None   # folded meanwhile: its bars are in the periods of a newer manifest
-                held = newest.current['ts'] if newest is not None else []
-                bars, first, last = parts.total + len(held), parts.first[0], (held[-1] if len(held) else parts.last[-1])
-            elif (folder/LEGACY).exists():
-                bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)", {'p': str(folder/LEGACY)}).iloc[0]
-            else: continue
-            meta = self.meta(symbol, timeframe)
-            rows.append([symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'), pd.Timestamp(int(last), tz='UTC'),
-                         meta.get('calendar', ''), meta.get('source', ''), meta.get('volume', ''), 0])
-        held = pd.DataFrame(rows, columns=cols).sort_values(['symbol', 'timeframe'], ignore_index=True)
-        q = self.quarantined()
-        counts = q.groupby(['symbol', 'timeframe']).size() if len(q) else pd.Series(dtype='int64')
-        held['quarantined'] = [int(counts.get((s, t), 0)) for s, t in zip(held['symbol'], held['timeframe'])]
-        return held.astype({'bars': 'int64', 'quarantined': 'int64'})
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #precord
+@patch
+def _record(self:ParquetStore, folder: Path) -> dict:
+    "The series' record, parsed anew each time (the caller's to change) from the file's bytes, read again only when the file moved"
+    import orjson
+    path = os.path.join(folder, '_meta.json')
+    try: found = os.stat(path)
+    except FileNotFoundError: return {}
+    key = (found.st_ino, found.st_mtime_ns, found.st_size)
+    if (kept := self._records.get(path)) is None or kept[0] != key:
+        kept = self._records[path] = (key, Path(path).read_bytes())
+    return orjson.loads(kept[1])
 
-    def quarantine(self, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
-        "Keep rejected rows (with their reasons) beside the store, one file per ingest, each bad row once (`not_yet_quarantined`); how many were new"
-        from filelock import FileLock
-        if rejected.empty: return 0
-        folder = self.root/'quarantine'/f"timeframe={check_timeframe(timeframe)}"/f"symbol={check_symbol(symbol)}"
-        folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(folder/'.lock', timeout=600):   # two pushes of one bad candle at once: one keeps it
-            files = sorted(folder.glob('*.parquet'))
-            held = pd.concat([pd.read_parquet(f, columns=['row', 'ts', 'column', 'reason', 'value']) for f in files]) if files else rejected.iloc[0:0]
-            fresh = not_yet_quarantined(rejected, held)
-            if fresh.empty: return 0
-            stamp = dt.datetime.now(dt.timezone.utc)
-            rows = fresh.assign(source=source, ingested=stamp.isoformat(timespec='seconds'))
-            path = folder/f"{stamp:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}.parquet"
-            atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))
-        return len(fresh)
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #pls
+@patch
+def ls(self:ParquetStore) -> pd.DataFrame:
+    "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows (from the manifests and tails)"
+    cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
+    rows = []
+    for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
+        symbol, timeframe = folder.name.removeprefix('symbol='), folder.parent.name.removeprefix('timeframe=')
+        parts = _manifest(folder)
+        if parts:
+            try: newest = self._tail(folder, parts)
+            except FileNotFoundError: newest = None   # folded meanwhile: its bars are in the periods of a newer manifest
+            held = newest.current['ts'] if newest is not None else []
+            bars, first, last = parts.total + len(held), parts.first[0], (held[-1] if len(held) else parts.last[-1])
+        elif (folder/LEGACY).exists():
+            bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)", {'p': str(folder/LEGACY)}).iloc[0]
+        else: continue
+        meta = self.meta(symbol, timeframe)
+        rows.append([symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'), pd.Timestamp(int(last), tz='UTC'),
+                     meta.get('calendar', ''), meta.get('source', ''), meta.get('volume', ''), 0])
+    held = pd.DataFrame(rows, columns=cols).sort_values(['symbol', 'timeframe'], ignore_index=True)
+    q = self.quarantined()
+    counts = q.groupby(['symbol', 'timeframe']).size() if len(q) else pd.Series(dtype='int64')
+    held['quarantined'] = [int(counts.get((s, t), 0)) for s, t in zip(held['symbol'], held['timeframe'])]
+    return held.astype({'bars': 'int64', 'quarantined': 'int64'})
 
-    def quarantined(self, symbol: str | None = None) -> pd.DataFrame:
-        "Rows kept out of the store, with reason, source and when"
-        files = sorted(self.root.glob(f"quarantine/timeframe=*/symbol={symbol or '*'}/*.parquet"))
-        if not files: return pd.DataFrame(columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
-        frames = [pd.read_parquet(f).assign(symbol=f.parent.name.removeprefix('symbol='), timeframe=f.parent.parent.name.removeprefix('timeframe='))
-                  for f in files]
-        out = pd.concat(frames, ignore_index=True)
-        return out[['symbol', 'timeframe'] + [c for c in out.columns if c not in ('symbol', 'timeframe')]]
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #pquarantined
+@patch
+def quarantined(self:ParquetStore, symbol: str | None = None) -> pd.DataFrame:
+    "Rows kept out of the store, with reason, source and when"
+    files = sorted(self.root.glob(f"quarantine/timeframe=*/symbol={symbol or '*'}/*.parquet"))
+    if not files: return pd.DataFrame(columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
+    frames = [pd.read_parquet(f).assign(symbol=f.parent.name.removeprefix('symbol='), timeframe=f.parent.parent.name.removeprefix('timeframe='))
+              for f in files]
+    out = pd.concat(frames, ignore_index=True)
+    return out[['symbol', 'timeframe'] + [c for c in out.columns if c not in ('symbol', 'timeframe')]]
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a
 MANIFEST, LEGACY, WRITING = '_parts.json', 'bars.parquet', '.writing'
@@ -426,106 +318,6 @@ def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
 
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_02
-def _commit(folder: Path, parts: _Parts, retired: list, replaced: list):
-    "Save the manifest (the commit); replaced files stay GRACE seconds for readers that listed them, then go"
-    now = time.time()
-    gone = [name for name, when in retired if now - when > GRACE]
-    retired = [r for r in retired if now - r[1] <= GRACE] + [[name, now] for name in replaced]
-    _save_manifest(folder, parts, retired)
-    for name in gone: (folder/name).unlink(missing_ok=True)
-
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_03
-def _cut(folder: Path, parts: _Parts, timeframe: str, lo, hi, closed: bool) -> tuple[int, list]:
-    "Take the bars between `lo` and `hi` out of the periods (new files, `parts` updated, nothing committed); how many, and the files replaced"
-    removed, replaced = 0, []
-    for key, name, rows, first, last in list(parts.entries()):
-        if (lo is not None and last < lo.value) or (hi is not None and (first > hi.value or (not closed and first == hi.value))): continue
-        bars = _read_part(folder/name)
-        inside = np.ones(len(bars), dtype=bool)
-        if lo is not None: inside &= bars.index >= lo
-        if hi is not None: inside &= (bars.index <= hi) if closed else (bars.index < hi)
-        if not inside.any(): continue
-        removed += int(inside.sum()); replaced.append(name)
-        kept = bars[~inside]
-        if kept.empty: del parts[key]; continue
-        new = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"
-        atomic_write(folder/new, lambda tmp: _write_parquet(kept, tmp))
-        parts[key] = [new, len(kept), int(kept.index.asi8[0]), int(kept.index.asi8[-1])]
-    return removed, replaced
-
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_04
-def _claim(folder: Path, timeframe: str,
-           writing: bool = True, # mark the folder as being written (files about to be made); False: the caller marks it when it must
-          ) -> tuple[_Parts, list]:
-    "Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series into periods"
-    marker = folder/WRITING
-    if marker.exists():   # the last writer died mid-write: files no manifest names are its leftovers
-        parts, retired = _manifest(folder, retired=True) or (_Parts(), [])
-        named = set(parts.files) | {name for name, _ in retired} | {LEGACY} | ({parts.tail['file']} if parts.tail else set())
-        for f in folder.iterdir():
-            if (f.suffix in ('.parquet', '.bin') and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
-        if not (folder/MANIFEST).exists() and not (folder/LEGACY).exists():   # a delete killed after its commit: its record goes too
-            (folder/'_meta.json').unlink(missing_ok=True)
-    if writing: marker.touch()
-    parts, retired = _manifest(folder, retired=True) or (None, [])
-    if parts is None:
-        parts = _Parts()
-        if (folder/LEGACY).exists():   # written before periods: split it once
-            marker.touch()
-            whole = _read_part(folder/LEGACY)
-            keys = period_keys(whole.index, timeframe)
-            starts = np.r_[0, np.flatnonzero(np.diff(keys)) + 1]
-            for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
-                key, chunk = keys[a], whole.iloc[a:b]
-                name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"
-                atomic_write(folder/name, lambda tmp: _write_parquet(chunk, tmp))
-                parts[int(key)] = [name, len(chunk), int(chunk.index.asi8[0]), int(chunk.index.asi8[-1])]
-            _save_manifest(folder, parts)
-            (folder/LEGACY).unlink()
-    return parts, retired
-
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_04l
-class _SeriesLock:
-    """A series' lock file held with `flock`, waiting at most `timeout` seconds: one writer at a time across threads (each its own
-    descriptor) and processes. filelock's FileLock, which the home's locks use, cost 0.2 ms a push here; this costs 10 us"""
-    def __init__(self, path: Path, timeout: float = 600.0): self.path, self.timeout, self.held = str(path), timeout, threading.local()
-    def __enter__(self):
-        fd, waited, pause = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), None, 0.0005
-        while True:
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); break
-            except BlockingIOError:   # another writer holds it (a push holds it 2 ms): looked at again after 0.5 ms, doubling to 20 ms, up to the timeout
-                waited = waited or time.monotonic()
-                if time.monotonic() - waited > self.timeout:
-                    os.close(fd); raise Unavailable(f"{self.path}: another writer held the series for {self.timeout:.0f} s; try again") from None
-                time.sleep(pause); pause = min(pause * 2, 0.02)
-        self.held.fd = fd
-        return self
-    def __exit__(self, *exc):
-        fcntl.flock(self.held.fd, fcntl.LOCK_UN); os.close(self.held.fd)
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_05
-class _Files:
-    "Period files written one after another, or (`many`: a big batch) by a few threads at once, at most 8 waiting"
-    def __init__(self, many: bool):
-        from concurrent.futures import ThreadPoolExecutor
-        self.pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1)) if many else None   # Arrow's writer and fsync let go of the GIL
-        self.waiting = []
-    def write(self, path: Path, table):
-        job = lambda: atomic_write(path, lambda tmp: _write_parquet(table, tmp))
-        if self.pool is None: return job()
-        if len(self.waiting) >= 8: self.waiting.pop(0).result()
-        self.waiting.append(self.pool.submit(job))
-    def finish(self):
-        if self.pool is None: return
-        try:
-            for done in self.waiting: done.result()
-        finally: self.pool.shutdown(wait=True)
-
-
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_06
 def _read_part(path: Path) -> pd.DataFrame:
     "One file's bars on their UTC nanosecond index"
@@ -550,54 +342,6 @@ def _within(bars: pd.DataFrame, lo, hi, closed: bool) -> pd.DataFrame:
     if lo is not None: keep &= ns >= lo.value
     if hi is not None: keep &= (ns <= hi.value) if closed else (ns < hi.value)
     return bars if keep.all() else bars[keep]
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c007_00
-def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    "`old` with `new` merged in (new values win on equal ts, in the columns `new` has), and counts of new/changed/unchanged bars"
-    if old is None or old.empty: return new, {'new': len(new), 'changed': 0, 'unchanged': 0}
-    columns = list(dict.fromkeys([*old.columns, *new.columns]))
-    given = list(new.columns)   # a column a batch lacks (a source without spread) is not given, so not erased
-    common = new.index.intersection(old.index)
-    a, b = old.reindex(index=common, columns=given).to_numpy(), new.loc[common].to_numpy()
-    same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
-    counts = {'new': len(new) - len(common), 'changed': int((~same).sum()), 'unchanged': int(same.sum())}
-    if counts['changed']:   # the first changed bar and column, old and new value: what a report names
-        i = int(np.flatnonzero(~same)[0]); j = int(np.flatnonzero((a[i] != b[i]) & ~(np.isnan(a[i]) & np.isnan(b[i])))[0])
-        counts['first_change'] = (common[i], given[j], float(a[i, j]), float(b[i, j]))
-    if not counts['new'] and not counts['changed']: return old, counts
-    merged = old.reindex(columns=columns)
-    changed = common[~same]
-    if len(changed): merged.loc[changed, given] = new.loc[changed, given].to_numpy()
-    merged = pd.concat([merged, new.drop(index=common).reindex(columns=columns)]).sort_index(kind='stable')
-    return merged, counts
-
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c007_01
-def _arrow(frame: pd.DataFrame):
-    "Stored bars as an Arrow table: `ts` then the value columns, handed over as they are (from_pandas costs more, and trips on a zoned index under pandas 3)"
-    import pyarrow as pa
-    return pa.table({'ts': pa.array(pd.DatetimeIndex(frame.index).as_unit('ns').asi8, pa.timestamp('ns', tz='UTC')),
-                     **{c: pa.array(frame[c].to_numpy(dtype='float64')) for c in frame.columns}})
-
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c007_02
-def _appended(path: Path | None, new, written: tuple | None = None):
-    "The file at `path` with `new` (an Arrow table of bars all later than its own) after its bars; None when their columns differ"
-    import pyarrow as pa, pyarrow.parquet as pq
-    if path is None: return new
-    old = written[1] if written and written[0] == path.name else pq.ParquetFile(path).read()   # this process wrote it: no read
-    # one chunk: a table kept and appended to for a week would otherwise write ten thousand chunks
-    return pa.concat_tables([old, new]).combine_chunks() if old.schema.names == new.schema.names else None
-
-
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #c007_03
-def _write_parquet(frame, path) -> None:
-    "Bars (a frame, or an Arrow table from `_arrow`) to a Parquet file"
-    import pyarrow.parquet as pq
-    table = _arrow(frame) if isinstance(frame, pd.DataFrame) else frame
-    # no dictionary encoding: prices rarely repeat, and trying costs 5x the write time (and space); snappy: 2x faster than zstd
-    pq.write_table(table, path, row_group_size=131_072, compression='snappy', use_dictionary=False)
-
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c007_04
 def _duckdb(sql: str, params: dict) -> pd.DataFrame:

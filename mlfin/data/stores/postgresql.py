@@ -6,6 +6,7 @@
 from __future__ import annotations
 import datetime as dt, json
 from contextlib import contextmanager
+from fastcore.basics import patch
 import numpy as np, pandas as pd
 from ...config import NotFound, Unavailable
 from ..bars import check_timeframe
@@ -47,181 +48,207 @@ class PostgresStore:
         self._ready = False
     def __repr__(self): return f"PostgresStore({self.url.split('@')[-1]!r})"
 
-    def _connect(self, write: bool = False):
-        "A connection; the tables made (or brought up to date) only when missing and needed: a role that may only read them reads"
-        import psycopg
-        try: con = psycopg.connect(self.url, connect_timeout=10)
-        except psycopg.OperationalError as e:
-            raise Unavailable(f"store {self!r}: cannot connect ({str(e).strip().splitlines()[0]})") from None
-        if not self._ready:
-            exists, current = con.execute(_STATE).fetchone(); con.commit()
-            if not current and (write or exists):   # created by the first write; an earlier version's tables updated at once
-                try:
-                    with con.transaction():
-                        con.execute("SELECT pg_advisory_xact_lock(7261)")  # two first writers must not race on CREATE TABLE
-                        con.execute(_SCHEMA)
-                        if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
-                            con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                            con.execute("SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
-                except psycopg.errors.InsufficientPrivilege as e:
-                    con.close()
-                    what = "create the store's tables" if not exists else "update the store's tables (of an earlier mlfin)"
-                    raise Unavailable(f"store {self!r}: this role may not {what} ({str(e).strip().splitlines()[0]}): "
-                                      "run one mlfin command with the store's owner first") from None
-                current = True
-            self._ready = current   # still False: no tables yet, and reading: the store is empty
-        return con
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gconnect
+@patch
+def _connect(self:PostgresStore, write: bool = False):
+    "A connection; the tables made (or brought up to date) only when missing and needed: a role that may only read them reads"
+    import psycopg
+    try: con = psycopg.connect(self.url, connect_timeout=10)
+    except psycopg.OperationalError as e:
+        raise Unavailable(f"store {self!r}: cannot connect ({str(e).strip().splitlines()[0]})") from None
+    if not self._ready:
+        exists, current = con.execute(_STATE).fetchone(); con.commit()
+        if not current and (write or exists):   # created by the first write; an earlier version's tables updated at once
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(7261)")  # two first writers must not race on CREATE TABLE
+                    con.execute(_SCHEMA)
+                    if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
+                        con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                        con.execute("SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
+            except psycopg.errors.InsufficientPrivilege as e:
+                con.close()
+                what = "create the store's tables" if not exists else "update the store's tables (of an earlier mlfin)"
+                raise Unavailable(f"store {self!r}: this role may not {what} ({str(e).strip().splitlines()[0]}): "
+                                  "run one mlfin command with the store's owner first") from None
+            current = True
+        self._ready = current   # still False: no tables yet, and reading: the store is empty
+    return con
 
-    @contextmanager
-    def _writing(self):
-        "A change of the store, refused in one line to a role that may only read it"
-        import psycopg
-        try: yield
-        except psycopg.errors.InsufficientPrivilege as e:
-            raise Unavailable(f"store {self!r}: this role may not change the store ({str(e).strip().splitlines()[0]}): use a role that may write") from None
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gwriting
+@patch
+@contextmanager
+def _writing(self:PostgresStore):
+    "A change of the store, refused in one line to a role that may only read it"
+    import psycopg
+    try: yield
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise Unavailable(f"store {self!r}: this role may not change the store ({str(e).strip().splitlines()[0]}): use a role that may write") from None
 
-    def has(self, symbol: str, timeframe: str) -> bool:
-        with self._connect() as con:
-            if not self._ready: return False
-            return con.execute("SELECT 1 FROM mlfin_bars WHERE symbol = %s AND timeframe = %s LIMIT 1", (symbol, timeframe)).fetchone() is not None
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #ghas
+@patch
+def has(self:PostgresStore, symbol: str, timeframe: str) -> bool:
+    with self._connect() as con:
+        if not self._ready: return False
+        return con.execute("SELECT 1 FROM mlfin_bars WHERE symbol = %s AND timeframe = %s LIMIT 1", (symbol, timeframe)).fetchone() is not None
 
-    def write(self, bars: pd.DataFrame, meta: dict | None = None) -> dict:
-        "Upsert `bars` in one transaction; counts of new, changed and unchanged bars and the series' total"
-        symbol, timeframe = check_symbol(bars.attrs['symbol']), check_timeframe(bars.attrs['timeframe'])
-        rows = as_stored(bars).reindex(columns=_VALUES)
-        given = [c for c in _VALUES if c in bars]   # a column the batch lacks (a source without spread) is not given, so not erased
-        with self._writing(), self._connect(write=True) as con, con.transaction():
-            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
-            con.execute("CREATE TEMP TABLE incoming (LIKE mlfin_bars INCLUDING DEFAULTS) ON COMMIT DROP")
-            with con.cursor().copy(f"COPY incoming (symbol, timeframe, ts, {', '.join(_VALUES)}) FROM STDIN") as copy:
-                for ts, values in zip(rows.index, rows.itertuples(index=False, name=None)):
-                    copy.write_row((symbol, timeframe, ts.to_pydatetime(), *[None if v != v else float(v) for v in values]))
-            differs = ' OR '.join(f"b.{c} IS DISTINCT FROM i.{c}" for c in given)
-            new, changed = con.execute(
-                f"SELECT count(*) FILTER (WHERE b.ts IS NULL), count(*) FILTER (WHERE b.ts IS NOT NULL AND ({differs})) "
-                "FROM incoming i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
-            change = None
-            if changed:   # the first changed bar and column, old and new value: what a report names
-                found = con.execute(f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} FROM incoming i JOIN mlfin_bars b "
-                                    f"USING (symbol, timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1").fetchone()
-                j = next(j for j in range(len(given)) if found[1 + 2 * j] != found[2 + 2 * j])
-                old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
-                change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
-            if new or changed:
-                con.execute(f"INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
-                            + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
-                            + " WHERE " + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
-            kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
-            merged = {**(kept[0] if kept else {}), **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
-            # the series' count, span and change counter kept beside it: no count(*) over its history per write
-            total = con.execute(
-                "INSERT INTO mlfin_series AS s (symbol, timeframe, meta, bars, first_ts, last_ts, changes) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (symbol, timeframe) DO UPDATE SET meta = EXCLUDED.meta, "
-                "bars = s.bars + EXCLUDED.bars, first_ts = least(s.first_ts, EXCLUDED.first_ts), "
-                "last_ts = greatest(s.last_ts, EXCLUDED.last_ts), changes = s.changes + EXCLUDED.changes RETURNING bars",
-                (symbol, timeframe, json.dumps(merged, default=str), int(new), rows.index.min().to_pydatetime(),
-                 rows.index.max().to_pydatetime(), int(bool(new or changed)))).fetchone()[0]
-            if new or changed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))  # delivered at commit
-        return {'new': int(new), 'changed': int(changed), 'unchanged': len(rows) - int(new) - int(changed), 'total': int(total),
-                **({'first_change': change} if change else {})}
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gwrite
+@patch
+def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> dict:
+    "Upsert `bars` in one transaction; counts of new, changed and unchanged bars and the series' total"
+    symbol, timeframe = check_symbol(bars.attrs['symbol']), check_timeframe(bars.attrs['timeframe'])
+    rows = as_stored(bars).reindex(columns=_VALUES)
+    given = [c for c in _VALUES if c in bars]   # a column the batch lacks (a source without spread) is not given, so not erased
+    with self._writing(), self._connect(write=True) as con, con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
+        con.execute("CREATE TEMP TABLE incoming (LIKE mlfin_bars INCLUDING DEFAULTS) ON COMMIT DROP")
+        with con.cursor().copy(f"COPY incoming (symbol, timeframe, ts, {', '.join(_VALUES)}) FROM STDIN") as copy:
+            for ts, values in zip(rows.index, rows.itertuples(index=False, name=None)):
+                copy.write_row((symbol, timeframe, ts.to_pydatetime(), *[None if v != v else float(v) for v in values]))
+        differs = ' OR '.join(f"b.{c} IS DISTINCT FROM i.{c}" for c in given)
+        new, changed = con.execute(
+            f"SELECT count(*) FILTER (WHERE b.ts IS NULL), count(*) FILTER (WHERE b.ts IS NOT NULL AND ({differs})) "
+            "FROM incoming i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
+        change = None
+        if changed:   # the first changed bar and column, old and new value: what a report names
+            found = con.execute(f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} FROM incoming i JOIN mlfin_bars b "
+                                f"USING (symbol, timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1").fetchone()
+            j = next(j for j in range(len(given)) if found[1 + 2 * j] != found[2 + 2 * j])
+            old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
+            change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
+        if new or changed:
+            con.execute(f"INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
+                        + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
+                        + " WHERE " + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
+        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
+        merged = {**(kept[0] if kept else {}), **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
+        # the series' count, span and change counter kept beside it: no count(*) over its history per write
+        total = con.execute(
+            "INSERT INTO mlfin_series AS s (symbol, timeframe, meta, bars, first_ts, last_ts, changes) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (symbol, timeframe) DO UPDATE SET meta = EXCLUDED.meta, "
+            "bars = s.bars + EXCLUDED.bars, first_ts = least(s.first_ts, EXCLUDED.first_ts), "
+            "last_ts = greatest(s.last_ts, EXCLUDED.last_ts), changes = s.changes + EXCLUDED.changes RETURNING bars",
+            (symbol, timeframe, json.dumps(merged, default=str), int(new), rows.index.min().to_pydatetime(),
+             rows.index.max().to_pydatetime(), int(bool(new or changed)))).fetchone()[0]
+        if new or changed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))  # delivered at commit
+    return {'new': int(new), 'changed': int(changed), 'unchanged': len(rows) - int(new) - int(changed), 'total': int(total),
+            **({'first_change': change} if change else {})}
 
-    def delete(self, symbol: str, timeframe: str,
-               start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
-              ) -> int:
-        "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows), in one transaction; how many bars went"
-        check_symbol(symbol); check_timeframe(timeframe)
-        lo, hi, closed = span(start, end)
-        where, args = "symbol = %s AND timeframe = %s", [symbol, timeframe]
-        with self._writing(), self._connect() as con, con.transaction():
-            if not self._ready: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
-            if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():
-                raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-            sql, cut = f"DELETE FROM mlfin_bars WHERE {where}", list(args)
-            if lo is not None: sql += " AND ts >= %s"; cut.append(lo.to_pydatetime())
-            if hi is not None: sql += f" AND ts {'<=' if closed else '<'} %s"; cut.append(hi.to_pydatetime())
-            removed = con.execute(sql, cut).rowcount
-            if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():   # nothing left: the series goes
-                con.execute(f"DELETE FROM mlfin_quarantine WHERE {where}", args)
-                # its row stays, empty, so that its change counter goes on: a series stored anew never repeats an old stamp
-                con.execute(f"UPDATE mlfin_series SET meta = '{{}}', bars = 0, first_ts = NULL, last_ts = NULL, changes = changes + 1 WHERE {where}", args)
-            elif removed:
-                con.execute(f"UPDATE mlfin_series SET bars = bars - %s, changes = changes + 1, first_ts = (SELECT min(ts) FROM mlfin_bars WHERE {where}), "
-                            f"last_ts = (SELECT max(ts) FROM mlfin_bars WHERE {where}) WHERE {where}", [removed, *args, *args, *args])
-            if removed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))
-        return removed
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gdelete
+@patch
+def delete(self:PostgresStore, symbol: str, timeframe: str,
+           start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
+          ) -> int:
+    "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows), in one transaction; how many bars went"
+    check_symbol(symbol); check_timeframe(timeframe)
+    lo, hi, closed = span(start, end)
+    where, args = "symbol = %s AND timeframe = %s", [symbol, timeframe]
+    with self._writing(), self._connect() as con, con.transaction():
+        if not self._ready: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
+        if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():
+            raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+        sql, cut = f"DELETE FROM mlfin_bars WHERE {where}", list(args)
+        if lo is not None: sql += " AND ts >= %s"; cut.append(lo.to_pydatetime())
+        if hi is not None: sql += f" AND ts {'<=' if closed else '<'} %s"; cut.append(hi.to_pydatetime())
+        removed = con.execute(sql, cut).rowcount
+        if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():   # nothing left: the series goes
+            con.execute(f"DELETE FROM mlfin_quarantine WHERE {where}", args)
+            # its row stays, empty, so that its change counter goes on: a series stored anew never repeats an old stamp
+            con.execute(f"UPDATE mlfin_series SET meta = '{{}}', bars = 0, first_ts = NULL, last_ts = NULL, changes = changes + 1 WHERE {where}", args)
+        elif removed:
+            con.execute(f"UPDATE mlfin_series SET bars = bars - %s, changes = changes + 1, first_ts = (SELECT min(ts) FROM mlfin_bars WHERE {where}), "
+                        f"last_ts = (SELECT max(ts) FROM mlfin_bars WHERE {where}) WHERE {where}", [removed, *args, *args, *args])
+        if removed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))
+    return removed
 
-    def read(self, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
-        "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
-        lo, hi, closed = utc_bounds(start, end)
-        sql = f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s"
-        args = [symbol, timeframe]
-        if lo is not None: sql += " AND ts >= %s"; args.append(lo.to_pydatetime())
-        if hi is not None: sql += f" AND ts {'<=' if closed else '<'} %s"; args.append(hi.to_pydatetime())
-        with self._connect() as con:
-            found = con.execute(sql + " ORDER BY ts", args).fetchall() if self._ready else []
-            if not found and not self.has(symbol, timeframe):
-                held = self.ls()
-                listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-                raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
-        return self._bars(found, symbol, timeframe)
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gread
+@patch
+def read(self:PostgresStore, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
+    "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
+    lo, hi, closed = utc_bounds(start, end)
+    sql = f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s"
+    args = [symbol, timeframe]
+    if lo is not None: sql += " AND ts >= %s"; args.append(lo.to_pydatetime())
+    if hi is not None: sql += f" AND ts {'<=' if closed else '<'} %s"; args.append(hi.to_pydatetime())
+    with self._connect() as con:
+        found = con.execute(sql + " ORDER BY ts", args).fetchall() if self._ready else []
+        if not found and not self.has(symbol, timeframe):
+            held = self.ls()
+            listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+            raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
+    return self._bars(found, symbol, timeframe)
 
-    def _bars(self, found: list, symbol: str, timeframe: str) -> pd.DataFrame:
-        frame = pd.DataFrame(found, columns=['ts', *_VALUES])
-        frame['ts'] = pd.to_datetime(frame['ts'], utc=True).dt.as_unit('ns')
-        for c in _VALUES: frame[c] = frame[c].astype('float64')
-        return to_bars(frame.drop(columns=[c for c in ('vwap', 'spread') if frame[c].isna().all()]), symbol, timeframe)
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gbars
+@patch
+def _bars(self:PostgresStore, found: list, symbol: str, timeframe: str) -> pd.DataFrame:
+    frame = pd.DataFrame(found, columns=['ts', *_VALUES])
+    frame['ts'] = pd.to_datetime(frame['ts'], utc=True).dt.as_unit('ns')
+    for c in _VALUES: frame[c] = frame[c].astype('float64')
+    return to_bars(frame.drop(columns=[c for c in ('vwap', 'spread') if frame[c].isna().all()]), symbol, timeframe)
 
-    def tail(self, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
-        "The last `n` stored bars of one series"
-        with self._connect() as con:
-            found = con.execute(f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s "
-                                "ORDER BY ts DESC LIMIT %s", (symbol, timeframe, int(n))).fetchall() if self._ready else []
-        if not found: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-        return self._bars(found[::-1], symbol, timeframe)
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gtail
+@patch
+def tail(self:PostgresStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+    "The last `n` stored bars of one series"
+    with self._connect() as con:
+        found = con.execute(f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s "
+                            "ORDER BY ts DESC LIMIT %s", (symbol, timeframe, int(n))).fetchall() if self._ready else []
+    if not found: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+    return self._bars(found[::-1], symbol, timeframe)
 
-    def stamp(self, symbol: str, timeframe: str):
-        "A value that changes whenever the series does (its change counter); None when it is not stored"
-        with self._connect() as con:
-            found = con.execute("SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
-        return tuple(found) if found and found[1] else None
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gstamp
+@patch
+def stamp(self:PostgresStore, symbol: str, timeframe: str):
+    "A value that changes whenever the series does (its change counter); None when it is not stored"
+    with self._connect() as con:
+        found = con.execute("SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
+    return tuple(found) if found and found[1] else None
 
-    def meta(self, symbol: str, timeframe: str) -> dict:
-        with self._connect() as con:
-            kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
-        return kept[0] if kept else {}
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gmeta
+@patch
+def meta(self:PostgresStore, symbol: str, timeframe: str) -> dict:
+    with self._connect() as con:
+        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
+    return kept[0] if kept else {}
 
-    def ls(self) -> pd.DataFrame:
-        "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows"
-        with self._connect() as con:
-            rows = con.execute(
-                "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), coalesce(s.meta->>'source', ''), "
-                "coalesce(s.meta->>'volume', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe = s.timeframe) "
-                "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall() if self._ready else []
-        held = pd.DataFrame(rows, columns=_SERIES)
-        for c in ('first', 'last'): held[c] = pd.to_datetime(held[c], utc=True)
-        return held.astype({'bars': 'int64', 'quarantined': 'int64'})
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gls
+@patch
+def ls(self:PostgresStore) -> pd.DataFrame:
+    "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows"
+    with self._connect() as con:
+        rows = con.execute(
+            "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), coalesce(s.meta->>'source', ''), "
+            "coalesce(s.meta->>'volume', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe = s.timeframe) "
+            "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall() if self._ready else []
+    held = pd.DataFrame(rows, columns=_SERIES)
+    for c in ('first', 'last'): held[c] = pd.to_datetime(held[c], utc=True)
+    return held.astype({'bars': 'int64', 'quarantined': 'int64'})
 
-    def quarantine(self, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
-        "Keep rejected rows (with their reasons) in `mlfin_quarantine`, each bad row once (`not_yet_quarantined`); how many were new"
-        if rejected.empty: return 0
-        check_symbol(symbol); check_timeframe(timeframe)
-        stamp = dt.datetime.now(dt.timezone.utc)
-        with self._writing(), self._connect(write=True) as con, con.transaction():
-            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}/quarantine",))   # two pushes of one bad candle at once: one keeps it
-            held = pd.DataFrame(con.execute('SELECT "row", ts, "column", reason, value FROM mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
-                                            (symbol, timeframe)).fetchall(), columns=['row', 'ts', 'column', 'reason', 'value'])
-            fresh = not_yet_quarantined(rejected, held)
-            with con.cursor().copy('COPY mlfin_quarantine FROM STDIN') as copy:
-                for r in fresh.itertuples(index=False):
-                    copy.write_row((symbol, timeframe, int(r.row), r.ts, r.column, r.reason, r.value, source, stamp))
-        return len(fresh)
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gquarantine
+@patch
+def quarantine(self:PostgresStore, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
+    "Keep rejected rows (with their reasons) in `mlfin_quarantine`, each bad row once (`not_yet_quarantined`); how many were new"
+    if rejected.empty: return 0
+    check_symbol(symbol); check_timeframe(timeframe)
+    stamp = dt.datetime.now(dt.timezone.utc)
+    with self._writing(), self._connect(write=True) as con, con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}/quarantine",))   # two pushes of one bad candle at once: one keeps it
+        held = pd.DataFrame(con.execute('SELECT "row", ts, "column", reason, value FROM mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
+                                        (symbol, timeframe)).fetchall(), columns=['row', 'ts', 'column', 'reason', 'value'])
+        fresh = not_yet_quarantined(rejected, held)
+        with con.cursor().copy('COPY mlfin_quarantine FROM STDIN') as copy:
+            for r in fresh.itertuples(index=False):
+                copy.write_row((symbol, timeframe, int(r.row), r.ts, r.column, r.reason, r.value, source, stamp))
+    return len(fresh)
 
-    def quarantined(self, symbol: str | None = None) -> pd.DataFrame:
-        "Rows kept out of the store, with reason, source and when"
-        with self._connect() as con:
-            rows = con.execute('SELECT symbol, timeframe, "row", ts, "column", reason, value, source, ingested FROM mlfin_quarantine '
-                               + ('WHERE symbol = %s ' if symbol else '') + 'ORDER BY ingested, "row"', [symbol] if symbol else []).fetchall() if self._ready else []
-        out = pd.DataFrame(rows, columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
-        out['ingested'] = [t.isoformat(timespec='seconds') for t in out['ingested']]
-        return out.astype({'row': 'int64'})
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gquarantined
+@patch
+def quarantined(self:PostgresStore, symbol: str | None = None) -> pd.DataFrame:
+    "Rows kept out of the store, with reason, source and when"
+    with self._connect() as con:
+        rows = con.execute('SELECT symbol, timeframe, "row", ts, "column", reason, value, source, ingested FROM mlfin_quarantine '
+                           + ('WHERE symbol = %s ' if symbol else '') + 'ORDER BY ingested, "row"', [symbol] if symbol else []).fetchall() if self._ready else []
+    out = pd.DataFrame(rows, columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
+    out['ingested'] = [t.isoformat(timespec='seconds') for t in out['ingested']]
+    return out.astype({'row': 'int64'})
