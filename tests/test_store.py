@@ -56,8 +56,8 @@ def writer(url: str, first: str, n: int, stop: str = '') -> subprocess.Popen:
 
 def strays(folder: Path) -> list:
     "Files in a Parquet series' folder that its manifest does not name: temporaries and uncommitted period files"
-    from mlfin.data.stores.parquet import _manifest
-    parts, retired = _manifest(folder, retired=True)
+    from mlfin.data.stores.parquet import read_manifest
+    parts, retired = read_manifest(folder, retired=True)
     named = set(parts.files) | {name for name, _ in retired}
     return sorted(f.name for f in folder.iterdir() if (f.suffix == '.parquet' and f.name not in named) or f.name.endswith('.tmp'))
 
@@ -88,11 +88,11 @@ def test_a_writer_killed_mid_write_leaves_the_old_data_readable(store_url):
 
 def test_a_collector_killed_mid_append_loses_that_append_only(tmp_path):
     "Parquet: a writer killed half-way through an append to the tail log leaves every bar before it readable; the next append cuts its bytes"
-    from mlfin.data.stores.parquet import _manifest
+    from mlfin.data.stores.parquet import read_manifest
     url, folder = str(tmp_path/'store'), tmp_path/'store'/'bars'/'timeframe=1m'/'symbol=SYN'
     for first, n in (('2024-01-01', 1_000), ('2024-01-01 16:40', 5)):   # periods, then five new bars: appended to the tail
         done = writer(url, first, n); assert done.wait(120) == 0, done.stderr.read()
-    tail = folder/_manifest(folder).tail['file']
+    tail = folder/read_manifest(folder).tail['file']
     before, held = data.load('SYN', '1m', store=url), tail.stat().st_size
     assert len(before) == 1_005 and held > 0
     killed = writer(url, '2024-01-01 16:45', 1, 'append')
@@ -105,7 +105,7 @@ def test_a_collector_killed_mid_append_loses_that_append_only(tmp_path):
     again = writer(url, '2024-01-01 16:45', 1); assert again.wait(120) == 0, again.stderr.read()
     assert "'new': 1" in again.stdout.read()
     after = data.load('SYN', '1m', store=url)
-    assert len(after) == 1_006 and _manifest(folder).tail['file'] == tail.name
+    assert len(after) == 1_006 and read_manifest(folder).tail['file'] == tail.name
     assert tail.stat().st_size == held + 12 + 6 * 8   # the torn half cut, then one frame: its head and one bar's time and five values
     pd.testing.assert_frame_equal(after.iloc[:-1], before)
 

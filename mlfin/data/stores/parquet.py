@@ -14,7 +14,8 @@ from .rules import check_symbol, to_bars, utc_bounds
 from .tail import Tail, read_tail
 
 # %% auto #0
-__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'series_cut']
+__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'Parts',
+           'read_manifest', 'series_cut', 'save_manifest', 'read_part']
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c005b
 # one file per period, about ten thousand bars at most (10,080 / 8,928 / 8,784 / 3,653 round the clock): a push rewrites one
@@ -101,7 +102,7 @@ def _tail(self:ParquetStore, folder: Path, parts) -> Tail | None:
     path = folder/entry['file']
     try: found = os.stat(path)
     except FileNotFoundError:
-        if (_manifest(folder) or _Parts()).tail == entry: return Tail.empty(entry["columns"])   # named, never reached the disk (a crash): empty
+        if (read_manifest(folder) or Parts()).tail == entry: return Tail.empty(entry["columns"])   # named, never reached the disk (a crash): empty
         raise   # retired since the manifest was read: the caller reads the new one
     if (kept := self._tails.get(path)) and kept[0] == (found.st_ino, found.st_mtime_ns, found.st_size): return kept[1]
     return self._keep_tail(path, read_tail(path, entry['columns']), found)
@@ -145,7 +146,7 @@ def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame
     "The last `n` stored bars of one series, read from its tail log and last periods only"
     folder = self._dir(symbol, timeframe)
     for attempt in range(20):
-        parts = _manifest(folder)
+        parts = read_manifest(folder)
         if parts is None: return self.read(symbol, timeframe).iloc[-n:]   # one file, as written before periods
         try:
             newest = self._tail(folder, parts)
@@ -154,7 +155,7 @@ def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame
             for i in range(len(parts) - 1, -1, -1):   # the last periods, back from the newest
                 if rows >= n: break
                 picked.append(folder/parts.files[i]); rows += parts.rows[i]
-            frames = [_read_part(f) for f in reversed(picked)] + frames
+            frames = [read_part(f) for f in reversed(picked)] + frames
         except FileNotFoundError: continue
         if not frames: break
         frame = pd.concat(frames) if len(frames) > 1 else frames[0]
@@ -164,9 +165,9 @@ def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #pfiles
 @patch
-def _files(self:ParquetStore, folder: Path, symbol: str, timeframe: str) -> tuple[_Parts | None, list[tuple[Path, int, int]]]:
+def _files(self:ParquetStore, folder: Path, symbol: str, timeframe: str) -> tuple[Parts | None, list[tuple[Path, int, int]]]:
     "The series' manifest and its current period files with their first and last times (ns), in time order; NotFound when it is not stored"
-    parts = _manifest(folder)
+    parts = read_manifest(folder)
     if parts: return parts, [(folder/f, first, last) for _, f, _, first, last in parts.entries()]
     if (folder/LEGACY).exists(): return None, [(folder/LEGACY, -2**63, 2**63 - 1)]
     held = self.ls()
@@ -200,7 +201,7 @@ def ls(self:ParquetStore) -> pd.DataFrame:
     rows = []
     for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
         symbol, timeframe = folder.name.removeprefix('symbol='), folder.parent.name.removeprefix('timeframe=')
-        parts = _manifest(folder)
+        parts = read_manifest(folder)
         if parts:
             try: newest = self._tail(folder, parts)
             except FileNotFoundError: newest = None   # folded meanwhile: its bars are in the periods of a newer manifest
@@ -233,7 +234,7 @@ def quarantined(self:ParquetStore, symbol: str | None = None) -> pd.DataFrame:
 MANIFEST, LEGACY, WRITING = '_parts.json', 'bars.parquet', '.writing'
 GRACE = 60.0  # seconds a replaced file stays for readers that listed it before the replacement
 
-class _Parts:
+class Parts:
     "A series' periods in time order, each with its file, rows and first and last times (ns), and their total"
     COLUMNS = ('keys', 'files', 'rows', 'first', 'last')
     def __init__(self, found: dict | None = None):
@@ -267,8 +268,8 @@ class _Parts:
 
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_00
-def _manifest(folder: Path, retired: bool = False):
-    "A series' periods (`_Parts`; and, `retired`, the replaced files still kept); None: no manifest"
+def read_manifest(folder: Path, retired: bool = False):
+    "A series' periods (`Parts`; and, `retired`, the replaced files still kept); None: no manifest"
     import orjson
     path = folder/MANIFEST
     try:
@@ -279,7 +280,7 @@ def _manifest(folder: Path, retired: bool = False):
             _READ[path] = kept
     except FileNotFoundError: return None
     found = kept[1]
-    return (_Parts(found), [list(r) for r in found.get('retired', [])]) if retired else _Parts(found)
+    return (Parts(found), [list(r) for r in found.get('retired', [])]) if retired else Parts(found)
 
 _READ = {}   # manifest -> ((inode, time, size), its content), shared by the process's stores: a push reads it once a commit
 
@@ -291,7 +292,7 @@ def series_cut(folder: Path,   # a series' folder in the store
        ) -> bool:
     "A series' committed state under `out`: the files its manifest names (read once), its tail's whole appends, that manifest with nothing retired, its record; False when it holds nothing"
     import shutil
-    parts = _manifest(folder)   # the files it names are never changed in place, only replaced by files a later manifest names
+    parts = read_manifest(folder)   # the files it names are never changed in place, only replaced by files a later manifest names
     if parts is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name in parts.files: place(folder/name, out/name)
@@ -301,25 +302,26 @@ def series_cut(folder: Path,   # a series' folder in the store
                 length = read_tail(source, parts.tail['columns']).length
                 with open(source, 'rb') as f: whole = f.read(length)
             except FileNotFoundError:
-                if (_manifest(folder) or _Parts()).tail != parts.tail: raise   # folded and gone since the manifest was read: the caller cuts again
+                if (read_manifest(folder) or Parts()).tail != parts.tail: raise   # folded and gone since the manifest was read: the caller cuts again
                 whole = b''   # named, lost in a crash before it reached the disk: empty
             (out/parts.tail['file']).write_bytes(whole)
-        _save_manifest(out, parts)
+        save_manifest(out, parts)
     elif (folder/LEGACY).exists(): out.mkdir(parents=True, exist_ok=True); place(folder/LEGACY, out/LEGACY)
     else: return False
     if (folder/'_meta.json').exists(): shutil.copy2(folder/'_meta.json', out/'_meta.json')
     return True
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_01
-def _save_manifest(folder: Path, parts: _Parts, retired: list | None = None):
+def save_manifest(folder: Path, parts: Parts, retired: list | None = None):
+    "Write a series' manifest (its periods, and the retired files still kept) in one atomic replace"
     import orjson
-    content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in _Parts.COLUMNS}, 'total': parts.total, 'tail': parts.tail,
+    content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in Parts.COLUMNS}, 'total': parts.total, 'tail': parts.tail,
                             'retired': retired or []})
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
 
 # %% ../../../nbs/01cb_data.stores.parquet.ipynb #c006a_06
-def _read_part(path: Path) -> pd.DataFrame:
+def read_part(path: Path) -> pd.DataFrame:
     "One file's bars on their UTC nanosecond index"
     import pyarrow.parquet as pq
     table = pq.ParquetFile(path).read()   # the file alone: read_table's dataset machinery costs as much as the read

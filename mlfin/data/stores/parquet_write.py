@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from ...config import NotFound, Unavailable, atomic_write
-from .parquet import (GRACE, LEGACY, MANIFEST, WRITING, ParquetStore, _Parts, _manifest, _read_part, _save_manifest,
+from .parquet import (GRACE, LEGACY, MANIFEST, WRITING, ParquetStore, Parts, read_manifest, read_part, save_manifest,
                                        period_keys, period_label)
 from .rules import as_stored, check_symbol, not_yet_quarantined, span
 from .tail import append_tail, new_tail, to_records
@@ -78,7 +78,7 @@ def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor
 
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #wperiods
 @patch
-def _periods(self:ParquetStore, folder: Path, parts: _Parts, incoming: pd.DataFrame, timeframe: str) -> tuple[dict, tuple | None, list]:
+def _periods(self:ParquetStore, folder: Path, parts: Parts, incoming: pd.DataFrame, timeframe: str) -> tuple[dict, tuple | None, list]:
     "Merge stored bars into the periods they touch, as new files on disk (`parts` updated, nothing committed): counts, the first change, the files replaced"
     times = incoming.index.asi8
     keys = period_keys(incoming.index, timeframe)
@@ -94,7 +94,7 @@ def _periods(self:ParquetStore, folder: Path, parts: _Parts, incoming: pd.DataFr
             found = {'new': int(b - a), 'changed': 0, 'unchanged': 0}
             size, first, last = table.num_rows, (held[2] if held else int(times[a])), int(times[b - 1])
         else:
-            table, found = _upsert(_read_part(folder/held[0]) if held else None, incoming.iloc[a:b])
+            table, found = _upsert(read_part(folder/held[0]) if held else None, incoming.iloc[a:b])
             size, first, last = len(table), int(table.index.asi8[0]), int(table.index.asi8[-1])
             change = change or found.get('first_change')   # periods in time order: the earliest change
         for k in counts: counts[k] += found[k]
@@ -162,22 +162,22 @@ def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe
     return len(fresh)
 
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #c006a_02
-def _commit(folder: Path, parts: _Parts, retired: list, replaced: list):
+def _commit(folder: Path, parts: Parts, retired: list, replaced: list):
     "Save the manifest (the commit); replaced files stay GRACE seconds for readers that listed them, then go"
     now = time.time()
     gone = [name for name, when in retired if now - when > GRACE]
     retired = [r for r in retired if now - r[1] <= GRACE] + [[name, now] for name in replaced]
-    _save_manifest(folder, parts, retired)
+    save_manifest(folder, parts, retired)
     for name in gone: (folder/name).unlink(missing_ok=True)
 
 
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #c006a_03
-def _cut(folder: Path, parts: _Parts, timeframe: str, lo, hi, closed: bool) -> tuple[int, list]:
+def _cut(folder: Path, parts: Parts, timeframe: str, lo, hi, closed: bool) -> tuple[int, list]:
     "Take the bars between `lo` and `hi` out of the periods (new files, `parts` updated, nothing committed); how many, and the files replaced"
     removed, replaced = 0, []
     for key, name, rows, first, last in list(parts.entries()):
         if (lo is not None and last < lo.value) or (hi is not None and (first > hi.value or (not closed and first == hi.value))): continue
-        bars = _read_part(folder/name)
+        bars = read_part(folder/name)
         inside = np.ones(len(bars), dtype=bool)
         if lo is not None: inside &= bars.index >= lo
         if hi is not None: inside &= (bars.index <= hi) if closed else (bars.index < hi)
@@ -194,23 +194,23 @@ def _cut(folder: Path, parts: _Parts, timeframe: str, lo, hi, closed: bool) -> t
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #c006a_04
 def _claim(folder: Path, timeframe: str,
            writing: bool = True, # mark the folder as being written (files about to be made); False: the caller marks it when it must
-          ) -> tuple[_Parts, list]:
+          ) -> tuple[Parts, list]:
     "Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series into periods"
     marker = folder/WRITING
     if marker.exists():   # the last writer died mid-write: files no manifest names are its leftovers
-        parts, retired = _manifest(folder, retired=True) or (_Parts(), [])
+        parts, retired = read_manifest(folder, retired=True) or (Parts(), [])
         named = set(parts.files) | {name for name, _ in retired} | {LEGACY} | ({parts.tail['file']} if parts.tail else set())
         for f in folder.iterdir():
             if (f.suffix in ('.parquet', '.bin') and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
         if not (folder/MANIFEST).exists() and not (folder/LEGACY).exists():   # a delete killed after its commit: its record goes too
             (folder/'_meta.json').unlink(missing_ok=True)
     if writing: marker.touch()
-    parts, retired = _manifest(folder, retired=True) or (None, [])
+    parts, retired = read_manifest(folder, retired=True) or (None, [])
     if parts is None:
-        parts = _Parts()
+        parts = Parts()
         if (folder/LEGACY).exists():   # written before periods: split it once
             marker.touch()
-            whole = _read_part(folder/LEGACY)
+            whole = read_part(folder/LEGACY)
             keys = period_keys(whole.index, timeframe)
             starts = np.r_[0, np.flatnonzero(np.diff(keys)) + 1]
             for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
@@ -218,7 +218,7 @@ def _claim(folder: Path, timeframe: str,
                 name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"
                 atomic_write(folder/name, lambda tmp: _write_parquet(chunk, tmp))
                 parts[int(key)] = [name, len(chunk), int(chunk.index.asi8[0]), int(chunk.index.asi8[-1])]
-            _save_manifest(folder, parts)
+            save_manifest(folder, parts)
             (folder/LEGACY).unlink()
     return parts, retired
 
