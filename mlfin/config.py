@@ -65,7 +65,7 @@ def run_dir() -> Path: "Products of the current pipeline run (what dashboards re
 
 
 # %% ../nbs/00_config.ipynb #c012_02f
-FINISHED = 'finished.json'   # in the run folder: names the copy of the last run that finished (`report.keep_finished`), which pages read
+FINISHED = 'finished.json'   # in the run folder: names the copy of the last run that finished (`report.products.keep_finished`), which pages read
 SUMMARY = 'summary.json'     # in the run folder: the run in one file, written by the report task (pipeline.yaml declares it)
 DATASET = 'dataset.parquet'  # in the run folder: features and labels of every symbol, written by the features task
 

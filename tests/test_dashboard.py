@@ -4,7 +4,8 @@ from contextlib import contextmanager
 from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
-from mlfin.report import load_run, metrics_table
+from mlfin.report.products import load_run
+from mlfin.report.tables import metrics_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = '/usr/bin/chromium'

@@ -94,7 +94,7 @@ def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(p
         assert h['long_enough'] == (h['needed'] is not None and h['bars'] >= h['needed'])
         page = (home/'run'/'reports'/'tearsheets'/f"tearsheet-{symbol}.html").read_text()
         assert 'Holdout after selection' in page and f"{h['total_return']:.1%} after costs on the {h['bars']} bars since" in page
-    from mlfin.report import symbol_tables_html   # the run page (dashboards/run.ipynb) shows it too
+    from mlfin.report.tables import symbol_tables_html   # the run page (dashboards/run.ipynb) shows it too
     assert 'Holdout after selection (one trial)' in symbol_tables_html({**now, 'curves': curves}, 'SPX')
 
 

@@ -96,7 +96,8 @@ def test_a_k_fold_record_is_not_sold_as_a_trading_record(tmp_path):
     assert 'Not a trading record' in page and '(walk-forward, purged)' not in page
     report = (tmp_path/'reports'/'report.html').read_text()
     assert 'combinatorial purged' in report and 'walk-forward, purged' not in report
-    from mlfin.report import load_run, symbol_tables_html
+    from mlfin.report.products import load_run
+    from mlfin.report.tables import symbol_tables_html
     assert 'Not a trading record' in symbol_tables_html(load_run(tmp_path/'run'), 'SPX')   # what the dashboard shows
     refused = mlfin(tmp_path, 'run', '--symbols', 'SPX', '--cv', 'purged_kfold', '--sizing', 'kelly', check=False)
     assert refused.returncode == 2 and 'it needs --cv walk_forward or rolling' in refused.stderr

@@ -272,7 +272,7 @@ def tearsheet_page(name: str, m: dict, curve: pd.DataFrame, header: str = '', fi
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_04
 def write_tearsheets(folder: Path, # where the pages go (created)
-                     run: dict,    # the run's summary, with `curves` loaded (`report.load_run`)
+                     run: dict,    # the run's summary, with `curves` loaded (`report.products.load_run`)
                      header: str = '') -> list[Path]:
     "One tearsheet per symbol and one for the portfolio, and plotly.min.js once beside them"
     from plotly.offline import get_plotlyjs

@@ -32,7 +32,8 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
-    from mlfin.report import load_run, overview
+    from mlfin.report.products import load_run
+    from mlfin.report.tables import overview
     recorded = load_run(frames=False)
     if not recorded['validation']['tradeable']:   # every figure below is a measure of skill: said before the figures, and beside each verdict
         typer.echo(f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are not a record "
@@ -185,7 +186,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     from mlfin.pipeline import project_values
     from mlfin.backtest.trials import Question, search_trials
     from mlfin.tracking import record_search, using
-    from mlfin.report import read_json
+    from mlfin.report.products import read_json
     root = project_root()
     config = run_config(project_values(root) if root else {})
     path = run_dir()/DATASET

@@ -228,7 +228,7 @@ def index_page(folder=None):   # a run's folder; default: the last run that fini
     "The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity beside buy-and-hold), then every page"
     import ipywidgets as widgets
     from mlfin.errors import MlfinError
-    from mlfin.report import load_run
+    from mlfin.report.products import load_run
     states = status_line(*run_status()) + status_line(*monitor_status())
     try: cards = book_cards(load_run(folder))
     except MlfinError as e: cards = f"<p class='mlfin-empty'>No run has finished yet: {html.escape(str(e))}</p>"
@@ -240,10 +240,11 @@ def index_page(folder=None):   # a run's folder; default: the last run that fini
 # %% ../../nbs/12a_dashboards.common.ipynb #c011r
 @preheated
 def run_page(folder=None):   # a run's folder; default: the last run that finished
-    "The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then `report.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
+    "The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then `dashboards.run.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
     import ipywidgets as widgets
     from mlfin.errors import MlfinError
-    from mlfin.report import dashboard, load_run
+    from mlfin.report.products import load_run
+    from mlfin.dashboards.run import dashboard
     try: run = load_run(folder, frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
     except MlfinError: books = []
     links = (widgets.HTML("<p>Tearsheets: " + ' · '.join(f"<a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(b)}'>"
@@ -262,7 +263,8 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
     from urllib.parse import parse_qs
     from mlfin.errors import MlfinError
     from mlfin.backtest.tearsheet import tearsheet_parts
-    from mlfin.report import load_run, run_header
+    from mlfin.report.products import load_run
+    from mlfin.report.tables import run_header
     lesson = "A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, out-of-sample and after costs."
     try: run = load_run(folder)
     except MlfinError as e: return page('Tearsheet', lesson, verdict_box(f"No run has finished yet: {e}"))

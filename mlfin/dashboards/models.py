@@ -38,7 +38,7 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
     import ipywidgets as widgets
     from mlfin.errors import MlfinError
     from mlfin.models.registry import describe, production as serving
-    from mlfin.report import load_run
+    from mlfin.report.products import load_run
     try: versions = describe()
     except MlfinError: versions = []
     parts = []
