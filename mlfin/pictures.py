@@ -6,7 +6,7 @@
 from __future__ import annotations
 import base64, hashlib, json, os, subprocess, sys, tempfile, threading, time
 from pathlib import Path
-from .config import home
+from .paths import home
 
 # %% auto #0
 __all__ = ['PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT', 'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'picture',

@@ -30,7 +30,7 @@ def early_in_a_minute(left: float = 30):
 def run_lock_held(home: Path, name: str = 'run'):
     """The home's lock `name` (the run lock by default) held by another process (as a person's `mlfin run` holds it) while the block
     runs: a job started meanwhile stays running, waiting for it, however fast the machine; released (the holder killed) when the block ends"""
-    code = ("import sys, time; from pathlib import Path; from mlfin.config import exclusive\n"
+    code = ("import sys, time; from pathlib import Path; from mlfin.processes import exclusive\n"
             "with exclusive(sys.argv[2], at=Path(sys.argv[1])): print('held', flush=True); time.sleep(3600)")
     env = {k: v for k, v in os.environ.items() if k != 'MLFIN_HOME'}   # not counted among the home's own processes
     holder = subprocess.Popen([sys.executable, '-c', code, str(home), name], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

@@ -112,7 +112,7 @@ def test_production_moves_only_for_a_better_model_of_the_same_question_and_never
         mlfin(tmp_path, *base, *extra)
         return json.loads((tmp_path/'run'/'summary.json').read_text())['registry']['ES']
     def production():
-        from mlfin.config import set_home
+        from mlfin.paths import set_home
         set_home(tmp_path)
         from mlfin.models import describe
         return next((v['version'] for v in describe('mlfin.ES.1m') if 'production' in v['aliases']), None)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np, pandas as pd
 import pytest
 from mlfin import data
-from mlfin.config import BadInput, NotFound
+from mlfin.errors import BadInput, NotFound
 from mlfin.data.remote import fetch_exchange, fetch_yahoo
 from mlfin.data.samples import read_sample
 

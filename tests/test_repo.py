@@ -132,8 +132,8 @@ def test_no_loop_between_areas():
 
 
 def test_the_run_products_the_code_reads_are_the_ones_the_pipeline_writes():
-    "summary.json and dataset.parquet are named once in code (config.SUMMARY, DATASET), and pipeline.yaml's products are those names"
+    "summary.json and dataset.parquet are named once in code (paths.SUMMARY, DATASET), and pipeline.yaml's products are those names"
     import yaml
-    from mlfin.config import DATASET, SUMMARY
+    from mlfin.paths import DATASET, SUMMARY
     products = {name: path for task in yaml.safe_load((ROOT/'pipeline.yaml').read_text())['tasks'] for name, path in task['product'].items()}
     assert (products['summary'], products['dataset']) == (f"{{{{home}}}}/run/{SUMMARY}", f"{{{{home}}}}/run/{DATASET}")

@@ -77,7 +77,7 @@ def test_two_scheduled_runs_started_together_never_overlap(served_home, tmp_path
 def test_mlfin_run_waits_for_or_refuses_a_run_already_working_on_the_home(tmp_path):
     "The pipeline's own lock: whoever holds the home's run lock, `mlfin run --wait 0` says so in one line and starts nothing"
     env = {**os.environ, 'MLFIN_HOME': str(tmp_path), 'PLOOMBER_STATS_ENABLED': 'false'}
-    code = "import time; from mlfin.config import exclusive\nwith exclusive('run'): print('held', flush=True); time.sleep(120)"
+    code = "import time; from mlfin.processes import exclusive\nwith exclusive('run'): print('held', flush=True); time.sleep(120)"
     holder = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'held'
@@ -92,7 +92,7 @@ def test_every_attempt_is_recorded_with_its_outcome_and_a_waiting_run_says_whom_
     recorded as failed with why; one killed outright (SIGKILL) is recorded as failed by the next scheduled run of any job"""
     from mlfin.ops.records import runs
     env = {**os.environ, 'MLFIN_HOME': str(tmp_path), 'PLOOMBER_STATS_ENABLED': 'false'}
-    code = "import time; from mlfin.config import exclusive\nwith exclusive('report'): print('held', flush=True); time.sleep(600)"
+    code = "import time; from mlfin.processes import exclusive\nwith exclusive('report'): print('held', flush=True); time.sleep(600)"
     holder = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'held'

@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 import pytest
 from hypothesis import event, given, settings, strategies as st
 from mlfin import data
-from mlfin.config import BadInput, NotFound, Unavailable
+from mlfin.errors import BadInput, NotFound, Unavailable
 from mlfin.data.stores import open_store
 from mlfin.data.samples import read_sample
 from mlfin.data.sources import plain_records, table_records

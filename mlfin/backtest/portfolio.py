@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput, apply_runtime_env
+from ..config import apply_runtime_env
+from ..errors import BadInput
 from ..params import COST_PRESETS
 from ..data.bars import FUTURES_CALENDARS, asset_class   # the calendar's word for what a symbol is: costs follow it
 _all_ = ['FUTURES_CALENDARS', 'asset_class']

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 from ..params import SIZINGS, default
 
 # %% auto #0

@@ -8,7 +8,7 @@ import math
 from itertools import combinations
 import numpy as np, pandas as pd
 from scipy import stats
-from ..config import BadInput
+from ..errors import BadInput
 from ..params import default
 
 # %% auto #0

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from numba import njit, prange
-from ..config import BadInput
+from ..errors import BadInput
 
 # %% auto #0
 __all__ = ['sweep_grid']

@@ -7,7 +7,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, atomic_write
+from ..errors import BadInput
+from ..processes import atomic_write
 from ..style import PAGE_STYLE, TABLE_STYLE, html_table   # the house's, for the tearsheet page
 
 # %% auto #0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, json, math
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 from ..params import VALIDATIONS
 from . import stats
 from .universe import skill

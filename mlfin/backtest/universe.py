@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 from ..params import RunConfig, default
 from ..progress import step
 from ..cluster import fan_out, shipped

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import BadInput, NotFound
+from ..errors import BadInput, NotFound
 from .app import app
 
 # %% auto #0

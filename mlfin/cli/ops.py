@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import SERVICE_URL, SERVICE_URL_ENV, MlfinError
+from ..config import SERVICE_URL, SERVICE_URL_ENV
+from ..errors import MlfinError
 from .app import app, fail
 
 # %% auto #0

@@ -8,7 +8,9 @@ import os, sys, time
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import DATASET, SERVICE_URL, SERVICE_URL_ENV, SUMMARY, BadInput, NotFound, home, project_root, run_dir
+from ..config import SERVICE_URL, SERVICE_URL_ENV
+from ..errors import BadInput, NotFound
+from ..paths import DATASET, SUMMARY, home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
@@ -110,7 +112,7 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
            *(_login_options(given, secure_cookie) if login else [])]
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
                + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page") + " (Ctrl-C stops)")
-    from mlfin.config import run_server
+    from mlfin.processes import run_server
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
 app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))

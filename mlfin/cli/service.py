@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import SERVICE_HOST, SERVICE_PORT, home, project_root
+from ..config import SERVICE_HOST, SERVICE_PORT
+from ..paths import home, project_root
 from .app import app, fail
 from .options import SERVER_OPTIONS, service_options
 

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
-from ..config import BadInput, Unavailable, code_version, parse_where
+from ..config import code_version, parse_where
+from ..errors import BadInput, Unavailable
 
 # %% auto #0
 __all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installed', 'check_workers', 'connect', 'client',

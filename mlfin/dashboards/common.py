@@ -125,7 +125,7 @@ def run_notice(home: Path | None = None) -> tuple[str, str] | None:
 
 def _finished_at(home: Path | None = None) -> str | None:
     "When the run the pages show (the last that finished) was made"
-    from mlfin.config import FINISHED, run_dir
+    from mlfin.paths import FINISHED, run_dir
     folder = Path(home)/'run' if home else run_dir()
     try: return json.loads((folder/FINISHED).read_text())['created']
     except (FileNotFoundError, KeyError, ValueError): return None

@@ -12,7 +12,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado.web import HTTPError
 from voila.request_info_handler import RequestInfoSocketHandler
 from traitlets import Bool, Unicode
-from ..config import MlfinError
+from ..errors import MlfinError
 from .common import COOKIE
 
 # %% auto #0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import pandas as pd
-from ..config import MlfinError
+from ..errors import MlfinError
 from ..style import chart
 from ..report.products import load_run
 from ..report.tables import equity_figure, run_header, symbol_tables_html
@@ -35,7 +35,7 @@ def dashboard(folder: Path | None = None, # a run's folder; default: the latest 
 # %% ../../nbs/12h_dashboards.run.ipynb #c012_03
 def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
     "(label, run id) of the runs MLflow recorded, newest first: what the dashboard offers to pick"
-    from mlfin.config import home
+    from mlfin.paths import home
     if os.environ.get('MLFLOW_TRACKING_URI') is None and not (home()/'mlflow.db').exists(): return []
     from mlfin.tracking import runs
     found = runs('pipeline', limit)

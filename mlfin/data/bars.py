@@ -6,7 +6,7 @@
 from __future__ import annotations
 from functools import lru_cache
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 
 # %% auto #0
 __all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TIMEFRAMES', 'ROUND_THE_CLOCK', 'TIMEFRAME_ALIASES',

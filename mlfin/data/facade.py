@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fastcore.basics import patch
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound
+from ..errors import BadInput, NotFound
 from .bars import (BAR_COLUMNS, TIMEFRAMES, asset_class, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .files import read_file

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, re
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound
+from ..errors import BadInput, NotFound
 from .bars import PRICE_COLUMNS
 from .quality import rejected_frame
 from .sources import ZONED, Batch, detect_layout, from_columns, records_table

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
-from ..config import MlfinError
+from ..errors import MlfinError
 from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, PRICE_COLUMNS, TIMEFRAMES, bars_frame, expected_bars
 
 # %% auto #0

@@ -5,7 +5,7 @@
 # %% ../../nbs/01d_data.reading.ipynb #r003
 from __future__ import annotations
 import pandas as pd
-from ..config import NotFound
+from ..errors import NotFound
 from .bars import adjusted
 from .stores import open_store
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import re
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, Unavailable
+from ..errors import BadInput, NotFound, Unavailable
 from .bars import check_timeframe
 from .sources import Batch, detect_layout, from_columns
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import NotFound, atomic_write, home
+from ..errors import NotFound
+from ..paths import home
+from ..processes import atomic_write
 from ..progress import step
 from .bars import BAR_COLUMNS, TIMEFRAMES, check_timeframe, fingerprint, resample
 from .facade import calendar_of, ensure_sample, load, sample_for

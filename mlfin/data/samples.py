@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
-from ..config import BadInput, NotFound, Unavailable
+from ..errors import BadInput, NotFound, Unavailable
 from .sources import Batch, detect_layout, from_columns
 
 # %% auto #0

@@ -8,7 +8,7 @@ import json, re
 from dataclasses import dataclass
 from operator import itemgetter
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 from .bars import BAR_COLUMNS, PRICE_COLUMNS, check_timeframe
 from .quality import Inspection, inspect, rejected_frame
 

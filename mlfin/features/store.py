@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import atomic_write, home
+from ..paths import home
+from ..processes import atomic_write
 from ..data.bars import fingerprint
 from . import registry, compute, specs
 

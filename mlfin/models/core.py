@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from ..cluster.where import installed, must_match
 from ..cluster.worker import preload
-from ..config import BadInput, NotFound, Unavailable, project_root, read_yaml
+from ..config import read_yaml
+from ..errors import BadInput, NotFound, Unavailable
+from ..paths import project_root
 # scikit-learn, LightGBM, XGBoost and Keras are imported where a model is made or loaded: importing
 # them all costs seconds, and the CLI imports this module to check parameters
 

@@ -8,7 +8,8 @@ import json, re
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, MlfinError, NotFound, Unavailable, home
+from ..errors import BadInput, MlfinError, NotFound, Unavailable
+from ..paths import home
 from ..data.bars import TIMEFRAMES
 from ..data.stores.rules import MODEL_NAME, check_symbol
 from ..params import default

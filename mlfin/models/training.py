@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 from ..params import VALIDATIONS
 from ..cluster import fan_out, on_worker, shipped, symbol_rows
 from .core import ModelSpec, Model, from_files, model_files

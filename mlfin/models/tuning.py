@@ -6,7 +6,9 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from ..config import BadInput, Unavailable, home, psycopg_url
+from ..config import psycopg_url
+from ..errors import BadInput, Unavailable
+from ..paths import home
 from .core import ModelSpec, family
 from .metrics import LOWER_IS_BETTER
 from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data, unit_data

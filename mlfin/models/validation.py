@@ -6,7 +6,7 @@
 from __future__ import annotations
 from itertools import combinations
 import numpy as np, pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 
 # %% auto #0
 __all__ = ['PurgedSplitter', 'WalkForward', 'PurgedKFold', 'CombinatorialPurgedCV']

@@ -176,7 +176,7 @@ def rules_text() -> str:
 
 def write_rules(path: Path | None = None) -> Path:
     "Write the rules file (default: the project's env/monitoring/figures.yml)"
-    from mlfin.config import project_root
+    from mlfin.paths import project_root
     path = Path(path or (project_root() or Path.cwd())/'env'/'monitoring'/'figures.yml')
     path.write_text(rules_text())
     return path

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html, json, math, os
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import home
+from ..paths import home
 from .drift import QUANTILE
 from .figures import columns
 from .models import Report, Watch

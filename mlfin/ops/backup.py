@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from ..cluster.where import installed
-from ..config import MlfinError, Unavailable, atomic_write, code_version, home, home_project, project_root
+from ..config import code_version
+from ..errors import MlfinError, Unavailable
+from ..paths import home, home_project, project_root
+from ..processes import atomic_write
 from ..models.core import libraries as model_libraries
 from .records import mlflow_rows
 from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share

@@ -8,7 +8,9 @@ import html, json, os
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
-from ..config import BadInput, MlfinError, Unavailable, atomic_write, home
+from ..errors import BadInput, MlfinError, Unavailable
+from ..paths import home
+from ..processes import atomic_write
 from ..monitor.figures import FIGURES, alerts
 from .records import check_history, runs
 

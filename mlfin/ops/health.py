@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import pandas as pd
-from ..config import SUMMARY, MlfinError, home, run_dir, service_url
+from ..config import service_url
+from ..errors import MlfinError
+from ..paths import SUMMARY, home, run_dir
 from .records import check_stats, mlflow_rows, record_checks, runs
 from .repository import repository
 

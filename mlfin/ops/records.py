@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt, json, os, socket, sqlite3
 from pathlib import Path
 import pandas as pd
-from ..config import alive, home
+from ..paths import home
+from ..processes import alive
 
 # %% auto #0
 __all__ = ['SCHEMA', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead', 'mlflow_rows', 'runs',

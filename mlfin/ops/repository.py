@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch
-from ..config import BadInput, NotFound, Unavailable, atomic_write, die_with_parent, home, secret_file
+from ..errors import BadInput, NotFound, Unavailable
+from ..paths import home
+from ..processes import atomic_write, die_with_parent, secret_file
 
 # %% auto #0
 __all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'RETENTION_EVERY', 'READ_EVERY', 'restic_bin', 'home_id', 'Repository',

@@ -8,7 +8,7 @@ import json, os, shutil, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, MlfinError, NotFound, Unavailable
+from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from .backup import checksums
 from .repository import RESTORED, repository
 

@@ -8,7 +8,10 @@ import os, shutil, signal, socket, subprocess, sys, threading, traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from ..config import SERVICE_URL_ENV, BadInput, MlfinError, Unavailable, exclusive, home, project_root
+from ..config import SERVICE_URL_ENV
+from ..errors import BadInput, MlfinError, Unavailable
+from ..paths import home, project_root
+from ..processes import exclusive
 from .records import run_ended, run_started, run_working, settle_dead
 
 # %% auto #0

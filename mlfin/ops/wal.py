@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, shutil, subprocess
 from pathlib import Path
-from ..config import BadInput, Unavailable
+from ..errors import BadInput, Unavailable
 
 # %% auto #0
 __all__ = ['STANZA', 'ARCHIVE_TIMEOUT', 'pgbackrest_config', 'as_owner', 'pgbackrest', 'wal_setup']

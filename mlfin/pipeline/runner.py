@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib, datetime as dt, hashlib, json, os, re, socket
 from pathlib import Path
 from .engine import in_process
-from ..config import (MlfinError, BadInput, NotFound, Unavailable, exclusive, apply_runtime_env, code_version, record_project,
-                          alive, atomic_write, home, project_root, read_yaml, SUMMARY)
+from ..config import apply_runtime_env, code_version, read_yaml
+from ..errors import MlfinError, BadInput, NotFound, Unavailable
+from ..paths import record_project, home, project_root, SUMMARY
+from ..processes import exclusive, alive, atomic_write
 from ..params import RunConfig, run_config, task_config, task_fields
 
 # %% auto #0
@@ -103,7 +105,7 @@ def _dag(root: Path, values: dict):
 # %% ../../nbs/08b_pipeline.runner.ipynb #c011_03
 def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
         progress: bool = True, wait: float | None = None) -> dict[str, float]:
-    "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run lock (`wait`: `config.exclusive`); seconds per task run"
+    "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run lock (`wait`: `processes.exclusive`); seconds per task run"
     root, values = resolve(overrides, project)
     with exclusive('run', wait, Path(values['home'])), attempted(Path(values['home']), values) as attempt:   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner); its state recorded as it goes
         record_project(root, Path(values['home']))   # a backup run from another folder finds this project's configuration

@@ -8,7 +8,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from ..config import FINISHED, SUMMARY, NotFound, atomic_write, finished_folder, run_dir
+from ..errors import NotFound
+from ..paths import FINISHED, SUMMARY, finished_folder, run_dir
+from ..processes import atomic_write
 from ..params import VALIDATIONS
 
 # %% auto #0

@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from ..config import BadInput, MlfinError, Unavailable, home, project_root, set_home
+from ..errors import BadInput, MlfinError, Unavailable
+from ..paths import home, project_root, set_home
 from ..data.stores import open_store
 from . import db as tables
 from .audit import Audit
@@ -293,7 +294,7 @@ def _openapi(app: FastAPI) -> dict:
 def app_from_env() -> FastAPI:
     "The app a uvicorn worker builds (`mlfin serve`): settings from MLFIN_SERVICE; a worker of several dies with its master"
     if os.environ.get('MLFIN_SERVICE_MASTER'):   # kill -9 of the master must not leave its workers serving the port
-        from mlfin.config import die_with_parent
+        from mlfin.processes import die_with_parent
         die_with_parent()
         if os.getppid() != int(os.environ['MLFIN_SERVICE_MASTER']): os._exit(1)   # it died before we asked
     return create_app(ServiceSettings.model_validate_json(os.environ.get('MLFIN_SERVICE', '{}')))

@@ -5,7 +5,7 @@
 # %% ../../nbs/10ba_service.audit.ipynb #c003
 from __future__ import annotations
 import datetime as dt, getpass
-from ..config import BadInput
+from ..errors import BadInput
 from . import db as tables
 
 # %% auto #0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextvars, datetime as dt, hashlib, hmac, math, os, secrets, threading, time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ..config import BadInput, MlfinError, NotFound
+from ..errors import BadInput, MlfinError, NotFound
 from .settings import setting
 from . import db as tables
 from .audit import Audit, cli_actor

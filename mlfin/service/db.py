@@ -8,7 +8,7 @@ import secrets, time
 from pathlib import Path
 from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
                         create_engine, event, text)
-from ..config import Unavailable
+from ..errors import Unavailable
 from ..data.stores import open_store
 
 # %% auto #0

@@ -7,7 +7,9 @@ from __future__ import annotations
 import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
 from fastcore.basics import patch
 from pathlib import Path
-from ..config import SUMMARY, BadInput, MlfinError, NotFound, Unavailable, die_with_parent
+from ..errors import BadInput, MlfinError, NotFound, Unavailable
+from ..paths import SUMMARY
+from ..processes import die_with_parent
 from ..params import run_config
 from . import db as tables
 from ..backtest.tearsheet import verdict_word

@@ -8,7 +8,8 @@ import datetime as dt, os, threading, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..config import BadInput, NotFound, Unavailable, tracking_uri
+from ..errors import BadInput, NotFound, Unavailable
+from ..paths import tracking_uri
 from .settings import setting
 from ..data import load, open_store
 from ..data.bars import bar_end, closed_bars

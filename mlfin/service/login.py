@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Query, Request, Security
 from pydantic import BaseModel, Field
-from ..config import BadInput
+from ..errors import BadInput
 from .audit import ACTIONS
 from .auth import GRANTS, Caller, Unauthorized
 from .routes import ADMIN, ERRORS, SIGNED_IN, client_address, api_key

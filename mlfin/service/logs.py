@@ -7,7 +7,7 @@ from __future__ import annotations
 import atexit, datetime as dt, errno, itertools, json, logging, os, queue, re, secrets, sys, threading, time, traceback
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from ..config import BadInput
+from ..errors import BadInput
 
 # %% auto #0
 __all__ = ['LEVELS', 'ACCESS', 'TextLines', 'JsonLines', 'written', 'configure', 'outage', 'Failures', 'request_id', 'AccessLog']

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, time
 import pandas as pd
-from ..config import BadInput, MlfinError
+from ..errors import BadInput, MlfinError
 from ..data.bars import check_timeframe
 from ..data.stores.rules import check_symbol
 from ..monitor.figures import FIGURES

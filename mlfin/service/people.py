@@ -8,7 +8,8 @@ import base64, datetime as dt, functools, hashlib, hmac, os, re, secrets, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
-from ..config import BadInput, NotFound, Unavailable, secret_file
+from ..errors import BadInput, NotFound, Unavailable
+from ..processes import secret_file
 from . import db as tables
 from .audit import Audit, cli_actor
 from .auth import RateLimit, Recent, TooManyRequests, Unauthorized, check_role

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import ipaddress, logging, os, socket, tempfile, threading, time
 from pathlib import Path
-from ..config import SERVICE_HOST, SERVICE_PORT, BadInput
+from ..config import SERVICE_HOST, SERVICE_PORT
+from ..errors import BadInput
 from .settings import ServiceSettings
 
 # %% auto #0

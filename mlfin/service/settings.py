@@ -6,7 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass
 from pydantic import BaseModel, Field, field_validator
-from ..config import BadInput, parse_tracking
+from ..config import parse_tracking
+from ..errors import BadInput
 
 # %% auto #0
 __all__ = ['LoginPolicy', 'ServiceSettings', 'setting', 'validation_line']

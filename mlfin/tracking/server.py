@@ -6,7 +6,10 @@
 from __future__ import annotations
 import os, shutil, sys
 from pathlib import Path
-from ..config import BadInput, NotFound, Unavailable, artifact_dir, home, psycopg_url, run_server, secret_file
+from ..config import psycopg_url
+from ..errors import BadInput, NotFound, Unavailable
+from ..paths import artifact_dir, home
+from ..processes import run_server, secret_file
 from .store import LOCATIONS, check_home
 
 # %% auto #0

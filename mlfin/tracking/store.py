@@ -8,7 +8,9 @@ import logging, os, sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
-from ..config import Unavailable, apply_runtime_env, artifact_dir, home, parse_tracking, tracking_uri
+from ..config import apply_runtime_env, parse_tracking
+from ..errors import Unavailable
+from ..paths import artifact_dir, home, tracking_uri
 
 # %% auto #0
 __all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'experiment_id', 'outside_home', 'relocate', 'using', 'check_home']

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re, tempfile
 from pathlib import Path
 import pandas as pd
-from ..config import BadInput
+from ..errors import BadInput
 from .store import configured_mlflow, experiment_id
 
 # %% auto #0

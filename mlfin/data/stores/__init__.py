@@ -7,7 +7,7 @@ __all__ = ['open_store', 'ParquetStore', 'PostgresStore']
 
 # %% ../../../nbs/01c_data.stores.ipynb #c003
 import os
-from ...config import store_dir
+from ...paths import store_dir
 from .parquet_write import ParquetStore   # data.stores.parquet's class, with the methods that change a series patched on
 from .postgresql import PostgresStore
 

@@ -8,7 +8,9 @@ import hashlib, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
-from ...config import NotFound, Unavailable, atomic_write, store_dir
+from ...errors import NotFound, Unavailable
+from ...paths import store_dir
+from ...processes import atomic_write
 from ..bars import check_timeframe
 from .rules import check_symbol, to_bars, utc_bounds
 from .tail import Tail, read_tail

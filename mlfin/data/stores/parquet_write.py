@@ -8,7 +8,8 @@ import datetime as dt, fcntl, json, os, secrets, threading, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
-from ...config import NotFound, Unavailable, atomic_write
+from ...errors import NotFound, Unavailable
+from ...processes import atomic_write
 from .parquet import (GRACE, LEGACY, MANIFEST, WRITING, ParquetStore, Parts, read_manifest, read_part, save_manifest,
                                        period_keys, period_label)
 from .rules import as_stored, check_symbol, not_yet_quarantined, span

@@ -8,7 +8,7 @@ import datetime as dt, json
 from contextlib import contextmanager
 from fastcore.basics import patch
 import numpy as np, pandas as pd
-from ...config import NotFound, Unavailable
+from ...errors import NotFound, Unavailable
 from ..bars import check_timeframe
 from .rules import STORED_COLUMNS, as_stored, check_symbol, not_yet_quarantined, span, to_bars, utc_bounds
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import re
 import pandas as pd
-from ...config import BadInput
+from ...errors import BadInput
 from ..bars import BAR_COLUMNS, OPTIONAL_COLUMNS, TIMEFRAMES, TIMEFRAME_ALIASES, bars_frame
 
 # %% auto #0

@@ -5,7 +5,8 @@
 # %% ../../../nbs/04a4_models.families.lstm.ipynb #c003
 from __future__ import annotations
 import numpy as np
-from ...config import BadInput, apply_runtime_env
+from ...config import apply_runtime_env
+from ...errors import BadInput
 from ..core import HP, KINDS, Family, Model, register, row_weights
 
 # %% auto #0

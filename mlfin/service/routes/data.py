@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import Path as PathParam, Query, Request
 from typing_extensions import Required, TypedDict   # pydantic reads typing's TypedDict only from Python 3.12
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
-from ...config import BadInput, NotFound
+from ...errors import BadInput, NotFound
 from ..auth import Caller
 from ...data.bars import check_timeframe
 from .common import ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol, Timeframe, record_action, router

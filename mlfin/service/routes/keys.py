@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Annotated, Literal
 from fastapi import Path as PathParam, Request
 from pydantic import BaseModel, ConfigDict, Field
-from ...config import BadInput
+from ...errors import BadInput
 from ..auth import ROLES, Caller
 from .common import ADMIN, ERRORS, client_address, router
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import Response
-from ...config import NotFound
+from ...errors import NotFound
 from ..auth import Caller
 from .common import ERRORS, METRICS, READ, router
 
