@@ -6,6 +6,7 @@
 from __future__ import annotations
 import html
 import numpy as np, pandas as pd
+from .pictures import picture, wanted
 
 # %% auto #0
 __all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'number_text', 'time_text', 'html_table', 'chart']
@@ -66,7 +67,6 @@ def chart(fig, # a plotly figure
          ):
     "A plotly figure as a widget of a page, as wide as the page: its data, drawn by plotly's renderer in the browser; in a kernel of `mlfin dashboards`, its kept picture too, shown until the reader's mouse comes (`pictures`)"
     import json, ipywidgets as widgets
-    from mlfin.pictures import picture, wanted   # here: it imports config (pydantic), 0.6 s on this machine, which a table needs none of
     shown = shown or widgets.Output(layout=widgets.Layout(width='100%'))
     drawn = {**json.loads(fig.to_json()), 'config': {'responsive': True, 'displaylogo': False}}
     data = {PLOTLY_MIME: drawn}

@@ -137,3 +137,26 @@ def test_the_run_products_the_code_reads_are_the_ones_the_pipeline_writes():
     from mlfin.paths import DATASET, SUMMARY
     products = {name: path for task in yaml.safe_load((ROOT/'pipeline.yaml').read_text())['tasks'] for name, path in task['product'].items()}
     assert (products['summary'], products['dataset']) == (f"{{{{home}}}}/run/{SUMMARY}", f"{{{{home}}}}/run/{DATASET}")
+
+
+def imports_inside_functions(package: Path = ROOT/'mlfin') -> list[tuple[str, int, str]]:
+    "(file, line, the line) of every import of an mlfin module inside a function: the house's shape, hidden"
+    import ast
+    found = []
+    for path in sorted(package.rglob('*.py')):
+        if path.name == '_modidx.py': continue
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse('\n'.join(lines))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)): continue
+            for node in ast.walk(fn):
+                mlfin_import = (isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').split('.')[0] == 'mlfin')) or \
+                               (isinstance(node, ast.Import) and any(a.name.split('.')[0] == 'mlfin' for a in node.names))
+                if mlfin_import: found.append((str(path.relative_to(package.parent)), node.end_lineno, lines[node.end_lineno - 1]))
+    return sorted(set(found))
+
+
+def test_an_import_inside_a_function_says_why():
+    """An mlfin module imported inside a function, not at the top, says why on its line: the seconds it adds to importing the
+    module (measured), or the cycle a top-level import would close. Without a reason it belongs at the top."""
+    silent = [f"{path}:{line}: {text.strip()}" for path, line, text in imports_inside_functions() if '#' not in text]
+    assert not silent, f"{len(silent)} imports inside functions give no reason:\n" + '\n'.join(silent[:20])

@@ -10,10 +10,12 @@ import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..params import RunConfig, default
 from ..progress import step
-from ..cluster import fan_out, shipped
+from ..cluster import fan_out, shipped, symbol_rows
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
 from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FILL_RULES
 from . import stats
+from ..data.bars import periods_per_year
+from ..data import split_symbols
 
 # %% auto #0
 __all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO_MIN_DAYS', 'PORTFOLIO', 'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings',
@@ -202,7 +204,6 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
                     leader: str, calendar: str, trials: int,            # the examined model, the symbol's calendar, configurations tried
                     costs: Costs, settings: BacktestSettings = BacktestSettings()) -> SymbolBacktest:
     "One symbol: every model after costs, the leader examined"
-    from mlfin.data.bars import periods_per_year
     timeframe = bars.attrs.get('timeframe', '')
     ppy = periods_per_year(calendar, timeframe, bars.index[0], bars.index[-1])   # the calendar's trading time in the bars' years
     if leader not in set(oos['model']): raise BadInput(f"{symbol}: the leader {leader!r} has no out-of-sample rows")
@@ -290,8 +291,6 @@ def backtest_one(bars: pd.DataFrame | str,  # the symbol's canonical bars, or th
                  oos: pd.DataFrame | str,   # its models' out-of-sample rows, or the Parquet file of every symbol's
                  symbol: str, leader: str, calendar: str, trials: int, costs: Costs, settings: BacktestSettings) -> SymbolBacktest:
     "One symbol's backtest (`backtest_universe`'s unit of work), its rows read where it runs"
-    from mlfin.cluster import symbol_rows
-    from mlfin.data import split_symbols
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     return backtest_symbol(symbol, bars, symbol_rows(oos, symbol), leader, calendar, trials, costs, settings)
 

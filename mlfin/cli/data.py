@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from ..errors import BadInput, NotFound
 from .app import app
+from .. import data
 
 # %% auto #0
 __all__ = ['data_app', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'data_rm', 'quality']
@@ -51,7 +52,6 @@ def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, samp
            date_format: Optional[str] = typer.Option(None, help="text files: the times' strptime format, e.g. %m/%d/%Y %H:%M"),
           ):
     "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
-    from mlfin import data
     settings = _json_file(config)
     report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions, off_calendar,
                          decimal, dayfirst, date_format)
@@ -65,7 +65,6 @@ app.add_typer(data_app, name='data')
 @data_app.command('ls')
 def data_ls(store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "List every stored series: symbol, bar size, bars, first, last, calendar, source, quarantined rows"
-    from mlfin import data
     held = data.ls(store)
     typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
 
@@ -77,7 +76,6 @@ def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbo
                     limit: int = typer.Option(50, help="the latest this many rows (integer)")):
     "Rows kept out of the store: series, source row, time, column, reason, value, source file and when"
     import pandas as pd
-    from mlfin import data
     rows = data.quarantined(symbol, store)
     if rows.empty: typer.echo("nothing quarantined" + (f" for {symbol}" if symbol else '')); return
     with pd.option_context('display.width', 250, 'display.max_colwidth', 60):
@@ -86,7 +84,6 @@ def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbo
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_04
 def _series(entry: str, store) -> tuple[str, str]:
-    from mlfin import data
     (symbol, timeframe), = data.universe([entry], store=store)
     return symbol, timeframe
 
@@ -101,7 +98,6 @@ def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME
               store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "Print a stored series' bars, adjusted as runs read them (or raw)"
     import pandas as pd
-    from mlfin import data
     symbol, timeframe = _series(series, store)
     bars = data.load(symbol, timeframe, start, end, not raw, store, last=None if start or end else last)
     with pd.option_context('display.width', 200, 'display.max_rows', 100_000):
@@ -117,7 +113,6 @@ def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRA
                 raw: bool = typer.Option(False, help="raw prices (default: adjusted)"),
                 store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "Write a stored series to CSV or Parquet, in the layout `mlfin ingest` reads back"
-    from mlfin import data
     symbol, timeframe = _series(series, store)
     written = data.export(symbol, timeframe, path, start, end, not raw, store)
     typer.echo(f"{written}: {symbol} {timeframe}")
@@ -131,7 +126,6 @@ def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL,
             yes: bool = typer.Option(False, '--yes', help="do not ask first"),
             store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows"
-    from mlfin import data
     symbol, timeframe = _series(series, store)
     held = data.ls(store).set_index(['symbol', 'timeframe'])
     if (symbol, timeframe) not in held.index: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
@@ -154,7 +148,6 @@ def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SY
            ):
     "Quality report of stored bars: calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows"
     import pandas as pd
-    from mlfin import data
     if details:
         if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
         name, _, timeframe = symbol.partition(':')

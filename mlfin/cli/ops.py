@@ -10,6 +10,15 @@ import typer
 from ..config import SERVICE_URL, SERVICE_URL_ENV
 from ..errors import MlfinError
 from .app import app, fail
+from ..ops.schedules import scheduled as run_job, install, remove, cron_lines, scheduled as recorded
+from ..ops.records import runs, check_stats
+from ..monitor.alerting import send_alert
+from ..ops.backup import backup as snapshot
+from ..ops.repository import password_file, repository, home_id
+from ..ops.wal import wal_setup
+from ..ops.restore import restore as rebuild
+from ..ops.health import check_all
+from ..ops.daily import daily_report
 
 # %% auto #0
 __all__ = ['schedule_app', 'backup_app', 'REPO_HELP', 'PASSWORD_HELP', 'scheduled', 'schedule_install', 'schedule_remove',
@@ -21,7 +30,6 @@ __all__ = ['schedule_app', 'backup_app', 'REPO_HELP', 'PASSWORD_HELP', 'schedule
 def scheduled(job: str = typer.Argument(..., help="run, monitor, backup, health or report"),
               wait: Optional[float] = typer.Option(None, help="seconds to wait while the previous run of the job still works (default: the job's own: 0 but for report)")):
     "Run a recurring job once, as a timer does: one at a time, recorded in the ops database, a failure alerted"
-    from mlfin.ops.schedules import scheduled as run_job
     status = run_job(job, 'job' if wait is None else wait, echo=typer.echo)
     raise typer.Exit(status)
 
@@ -38,7 +46,6 @@ def schedule_install(jobs: Optional[str] = typer.Option(None, help="some of run,
                      system: bool = typer.Option(False, '--system', help="the system's systemd (root; a User= line), not the user's"),
                      folder: Optional[Path] = typer.Option(None, '--dir', help="write the units here and enable nothing")):
     "Write a systemd service and timer per job (Persistent, a randomised delay, OnFailure alert) and enable the timers"
-    from mlfin.ops.schedules import install
     install(_jobs(jobs), at, system, folder, echo=typer.echo)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c009
@@ -46,7 +53,6 @@ def schedule_install(jobs: Optional[str] = typer.Option(None, help="some of run,
 def schedule_remove(system: bool = typer.Option(False, '--system', help="the system's units, not the user's"),
                     folder: Optional[Path] = typer.Option(None, '--dir', help="the folder they were written to")):
     "Stop and disable the timers and delete every mlfin unit"
-    from mlfin.ops.schedules import remove
     remove(system, folder, echo=typer.echo)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c010
@@ -54,7 +60,6 @@ def schedule_remove(system: bool = typer.Option(False, '--system', help="the sys
 def schedule_cron(jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
                   at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM")):
     "Print the schedule as crontab lines, for a machine without systemd (`mlfin schedule cron | crontab -`)"
-    from mlfin.ops.schedules import cron_lines
     typer.echo(cron_lines(_jobs(jobs), at), nl=False)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c011
@@ -63,7 +68,6 @@ def schedule_ls(job: Optional[str] = typer.Argument(None, help="one job (default
                 limit: int = typer.Option(20, help="the latest this many runs")):
     "The recorded runs, newest first: job, started, seconds, status, exit status, error or summary"
     import pandas as pd
-    from mlfin.ops.records import runs
     found = runs(job, limit)
     if found.empty: typer.echo("no scheduled run recorded yet: `mlfin schedule install` (or `mlfin scheduled JOB`)"); return
     found['seconds'] = (found['ended'] - found['started']).dt.total_seconds().round(1)
@@ -75,7 +79,6 @@ def schedule_ls(job: Optional[str] = typer.Argument(None, help="one job (default
 @app.command()
 def alert(unit: str = typer.Option(..., help="the systemd unit that failed (OnFailure= passes %i)")):
     "Post MlfinUnitFailed for a failed unit to Alertmanager (MLFIN_ALERTMANAGER_URL): what a unit's OnFailure= runs"
-    from mlfin.monitor.alerting import send_alert
     sent = send_alert('MlfinUnitFailed', {'unit': unit}, f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why")
     typer.echo(f"mlfin: {unit} failed: " + ("alert sent" if sent else "no Alertmanager configured (MLFIN_ALERTMANAGER_URL): nothing sent"))
 
@@ -95,9 +98,6 @@ def backup(ctx: typer.Context,
            retention: Optional[bool] = typer.Option(None, '--retention/--no-retention', help="retention (forget, prune, check) now (default: when the repository says this home's last was over 20 h ago)")):
     "A consistent cut of the home into a new snapshot tagged with its id (only new data is sent); retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"
     if ctx.invoked_subcommand: return
-    from mlfin.ops.backup import backup as snapshot
-    from mlfin.ops.repository import password_file
-    from mlfin.ops.schedules import scheduled as recorded
     fresh = not password_file(password, make=False).exists()
     made, refused = [], []
     def work(wait):
@@ -119,7 +119,6 @@ def backup(ctx: typer.Context,
 @backup_app.command('ls')
 def backup_ls(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
     "The repository's mlfin snapshots, oldest first"
-    from mlfin.ops.repository import repository
     found = repository(repo, password).snapshots()
     if found.empty: typer.echo("no snapshot yet: `mlfin backup`"); return
     typer.echo(found.assign(home=found['home'].replace('', '(none)'), tags=[','.join(t for t in tags if t != 'mlfin' and not t.startswith('home:')) for tags in found['tags']])
@@ -131,7 +130,6 @@ def backup_forget(repo: Optional[str] = typer.Option(None, help=REPO_HELP), pass
                   dry_run: bool = typer.Option(False, '--dry-run', help="say what would go and why each snapshot stays; change nothing"),
                   home: Optional[str] = typer.Option(None, help="the home whose snapshots are judged, by its id (`backup ls`; default: this home's)")):
     "Retention now, for this home's snapshots only: every one of the last 48 hours, the newest of each day for 30 days and of each week for 90, any a home was restored from"
-    from mlfin.ops.repository import home_id, repository
     which = home or home_id()
     if not which: fail("this home has no id yet (its first `mlfin backup` makes one): name a home with --home (`mlfin backup ls` lists them)")
     done = repository(repo, password).forget(which, dry_run=dry_run)
@@ -145,7 +143,6 @@ def backup_forget(repo: Optional[str] = typer.Option(None, help=REPO_HELP), pass
 def backup_check(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
                  read_data: bool = typer.Option(False, '--read-data', help="read every pack back and verify its hash (slow; finds damaged data)")):
     "restic check of the repository: its structure, and with --read-data every byte; exit 1 when damaged"
-    from mlfin.ops.repository import repository
     ok, said = repository(repo, password).check(read_data)
     typer.echo(said)
     if not ok: typer.echo("mlfin: the repository is damaged: restore from another repository, or `restic repair` (see restic's manual)", err=True); raise typer.Exit(1)
@@ -156,7 +153,6 @@ def backup_wal(store: str = typer.Option(..., help="the PostgreSQL store, postgr
                repo: Path = typer.Option(..., help="pgBackRest's folder (configuration, repository, logs): another disk"),
                owner: Optional[str] = typer.Option(None, help="the cluster's owner, who runs pgBackRest (postgres on Debian); default: you")):
     "WAL archiving with pgBackRest for a PostgreSQL store: RPO about a minute instead of the backup interval (run twice: before and after PostgreSQL restarts)"
-    from mlfin.ops.wal import wal_setup
     done = wal_setup(store, repo, owner)
     typer.echo(f"mlfin: {done['said']}")
     typer.echo(f"pgBackRest's configuration: {done['config']}")
@@ -170,7 +166,6 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
             store: Optional[str] = typer.Option(None, help="a PostgreSQL store's snapshot: the empty database to restore it into"),
             force: bool = typer.Option(False, help="restore into a folder that is not empty (what the snapshot holds is replaced)")):
     "Rebuild a home from a snapshot: files checked against its manifest before anything is placed, production models' fingerprints reproduced"
-    from mlfin.ops.restore import restore as rebuild
     done = rebuild(to, snapshot, repo, password, store, force)
     typer.echo(f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} files ({done.bytes / 1e6:,.1f} MB) checked, {done.seconds:.1f} s")
     for name, v in done.store['series'].items(): typer.echo(f"  {name}: {v['restored']:,} bars")
@@ -188,13 +183,11 @@ def health(history: bool = typer.Option(False, '--history', help="print each che
     "Check the service, store, registry, disk, series, last run, jobs and backup once; recorded, alerted after consecutive failures; exit 1 when one fails"
     import pandas as pd
     if history:
-        from mlfin.ops.records import check_stats
         stats = check_stats()
         if stats.empty: typer.echo("no check recorded yet: `mlfin health`"); return
         with pd.option_context('display.width', 250, 'display.max_colwidth', 80):
             typer.echo(stats.round(3).to_string(index=False))
         return
-    from mlfin.ops.health import check_all
     done = check_all(store, service_url)
     for r in done.results: typer.echo(f"{'ok  ' if r['ok'] else 'FAIL'}  {r['name']:<22} {r['seconds'] * 1000:8.1f} ms  {r['detail']}")
     if done.fired: typer.echo(f"mlfin: alert sent for {', '.join(done.fired)}", err=True)
@@ -206,7 +199,6 @@ def report(out: Optional[Path] = typer.Option(None, help="folder (default: MLFIN
            smtp: Optional[str] = typer.Option(None, help="an SMTP server, host:port (default: MLFIN_SMTP); none: not mailed"),
            to: Optional[str] = typer.Option(None, help="whom it is mailed to, comma-separated (default: MLFIN_REPORT_TO)")):
     "The daily report: services, runs, production models with live performance and drift, backups, health failures, what changed"
-    from mlfin.ops.daily import daily_report
     done = daily_report(out, smtp, to)
     typer.echo(f"{done.page}" + (f" (mailed to {', '.join(done.mailed)})" if done.mailed else ''))
     for line in done.changed: typer.echo(f"  {line}")

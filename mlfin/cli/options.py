@@ -6,6 +6,9 @@
 from __future__ import annotations
 from typing import Optional
 import typer
+from ..params import RunConfig
+from ..service.server import serve as run_service
+from ..service.settings import ServiceSettings
 
 # %% auto #0
 __all__ = ['SERVER_OPTIONS', 'kind_words', 'metavar', 'config_options', 'service_options']
@@ -26,7 +29,6 @@ def metavar(kind: str) -> str:
 def config_options(command):
     "`command` with one option per `RunConfig` field (text, converted and checked by `RunConfig`), then --force and --wait"
     import inspect
-    from mlfin.params import RunConfig
     options = []
     for name, field in RunConfig.model_fields.items():
         kind = kind_words(field.annotation)
@@ -49,8 +51,6 @@ SERVER_OPTIONS = {'host': ('--host', "address to listen on: loopback by default;
 def service_options(command, only: tuple[str, ...] | None = None):
     "`command` with the server's options (`service.server.serve`'s defaults) and one per `ServiceSettings` field but the home, each default declared there; with `only` (names, or patterns such as `login_*`), its own options and those fields'"
     import fnmatch, inspect
-    from mlfin.service.server import serve as run_service
-    from mlfin.service.settings import ServiceSettings
     option = lambda name, kind, default: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
     if only is None:
         options = [option(name, Optional[str] if p.default is None else type(p.default), typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]))

@@ -8,12 +8,22 @@ import os, sys, time
 from pathlib import Path
 from typing import Optional
 import typer
-from ..config import SERVICE_URL, SERVICE_URL_ENV
+from ..config import SERVICE_URL, SERVICE_URL_ENV, code_version
 from ..errors import BadInput, NotFound
 from ..paths import DATASET, SUMMARY, home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
+from .. import pipeline, __version__
+from ..report.products import load_run, read_json
+from ..params import RunConfig, run_config
+from ..pipeline import project_values
+from ..service.settings import ServiceSettings, validation_line
+from ..processes import run_server
+from ..tracking import run_table, compare_runs, fetch_run, find_run, record_search, using
+from ..features.labels import label_entry
+from ..cluster import running
+from ..models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES, versions, parse_series, promote, release
 
 # %% auto #0
 __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs',
@@ -29,13 +39,11 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     # onto the process's own stderr when sys.stderr has no file behind it (captured in memory by a caller)
     try: faulthandler.enable()
     except (AttributeError, ValueError, OSError): faulthandler.enable(sys.__stderr__)
-    from mlfin import pipeline
     started = time.perf_counter()
     ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
-    from mlfin.report.products import load_run
-    from mlfin.report.tables import overview
+    from mlfin.report.tables import overview   # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
     recorded = load_run(frames=False)
     if not recorded['validation']['tradeable']:   # every figure below is a measure of skill: said before the figures, and beside each verdict
         typer.echo(f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are not a record "
@@ -53,8 +61,6 @@ app.command('run')(config_options(run))
 @app.command('config')
 def show_config(json_: bool = typer.Option(False, '--json', help="print the values as JSON")):
     "Every run parameter: its value, where the value comes from (default, env.yaml), and what it means"
-    from mlfin.params import RunConfig, run_config
-    from mlfin.pipeline import project_values
     root = project_root()
     env = project_values(root) if root else {}; config = run_config(env)
     if json_: typer.echo(config.model_dump_json(indent=1)); return
@@ -69,8 +75,8 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
                    secure_cookie: bool) -> list[str]:
     "Voilà's options for the login: the identity provider on the service's store and login rules (checked here first), the Cookie header handed to the pages' kernels"
     import dataclasses, json
-    from mlfin.service.db import engine
-    from mlfin.service.people import People
+    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.17 s to importing this module (measured)
     people = People(engine(given.store or None), policy=given.login_policy(), storage=given.limits_storage)
     accounts = people.list()
     if not people.addresses.reachable(): fail(f"rate-limit store {given.limits_storage} does not answer: start it, or use --limits-storage memory://")
@@ -94,7 +100,6 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
                **settings):
     "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
     from pydantic import ValidationError
-    from mlfin.service.settings import ServiceSettings, validation_line
     root = project_root()
     if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
     try: given = ServiceSettings(home=str(home()), **settings)   # the service's words for the store, the registry and the login rules
@@ -112,7 +117,6 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
            *(_login_options(given, secure_cookie) if login else [])]
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
                + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page") + " (Ctrl-C stops)")
-    from mlfin.processes import run_server
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
 app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))
@@ -126,7 +130,6 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (
     "Recent pipeline runs, a line per run and symbol: label, horizon, validation, models, leader, AUC or IC, Sharpe, DSR, PBO, verdict"
     if ctx.invoked_subcommand: return
     import pandas as pd
-    from mlfin.tracking import run_table
     table = run_table(limit)
     if table.empty: typer.echo("no runs yet: `mlfin run` records one"); return
     with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
@@ -139,7 +142,6 @@ def runs_compare(first: str = typer.Argument(..., help="a run (the first charact
                  second: str = typer.Argument(..., help="another run")):
     "Two runs side by side: the parameters that differ, then each symbol's leader and figures"
     import pandas as pd
-    from mlfin.tracking import compare_runs
     asked, found = compare_runs(first, second)
     with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
         typer.echo(asked.to_string() if len(asked) else "the same parameters")
@@ -152,7 +154,6 @@ def runs_compare(first: str = typer.Argument(..., help="a run (the first charact
 def runs_get(run: str = typer.Argument(..., help="a run (the first characters of its id)"),
              to: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/runs/RUN)")):
     "A recorded run's summary, products, executed notebooks and tearsheets in a folder, to open or to point the dashboard at"
-    from mlfin.tracking import fetch_run, find_run
     folder = fetch_run(find_run(run), to)
     typer.echo(f"{folder}  (tearsheets/, reports/, {SUMMARY})")
 
@@ -161,8 +162,6 @@ def runs_get(run: str = typer.Argument(..., help="a run (the first characters of
 @app.command()
 def version():
     "Print mlfin's version and code hash"
-    from mlfin import __version__
-    from mlfin.config import code_version
     typer.echo(f"mlfin {__version__} ({code_version()})")
 
 
@@ -181,14 +180,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
         ):
     "Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml lines"
     import pandas as pd
-    from mlfin.params import run_config
-    from mlfin.features.labels import label_entry
-    from mlfin.cluster import running
-    from mlfin.models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE
-    from mlfin.pipeline import project_values
-    from mlfin.backtest.trials import Question, search_trials
-    from mlfin.tracking import record_search, using
-    from mlfin.report.products import read_json
+    from mlfin.backtest.trials import Question, search_trials   # here, not at the top: mlfin.backtest.trials adds 1.11 s to importing this module (measured)
     root = project_root()
     config = run_config(project_values(root) if root else {})
     path = run_dir()/DATASET
@@ -232,7 +224,6 @@ app.add_typer(models_app, name='models')
 @models_app.command('families')
 def models_families():
     "Every registered model family: what it learns, and each hyperparameter's default and tuning range"
-    from mlfin.models import FAMILIES
     for name, fam in FAMILIES.items():
         typer.echo(f"{name} ({', '.join(fam.kinds)}): {fam.summary}")
         for key, hp in fam.hyper.items():
@@ -245,7 +236,6 @@ def models_families():
 def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (default: all)")):
     "Registered versions: series, version, model, aliases (candidate, production), out-of-sample scores, promotion or refusal"
     import pandas as pd
-    from mlfin.models import versions
     table = versions(symbol)
     if table.empty: typer.echo("the registry is empty: `mlfin run` registers each symbol's leading model"); return
     with pd.option_context('display.max_colwidth', 70, 'display.width', 250):
@@ -259,7 +249,6 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
                    reason: str = typer.Option('promoted by hand', help="recorded on the version"),
                   ):
     "Make a version `production` whatever its scores: the deliberate override, held until `mlfin models release`"
-    from mlfin.models import parse_series, promote
     done = promote(*parse_series(series), version, reason)
     typer.echo(f"{done['name']} version {done['version']} is production ({reason}); runs leave it be until `mlfin models release {series}`")
 
@@ -268,7 +257,6 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
 @models_app.command('release')
 def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME")):
     "Hand production back to the promotion policy: a later run's leader replaces it when it beats it on the same bars"
-    from mlfin.models import parse_series, release
     done = release(*parse_series(series))
     typer.echo(f"{done['name']}: released ({done['released']}); the promotion policy decides again from the next run")
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 import typer
 from .app import app
+from ..tracking.server import ADMIN, serve, migrate
 
 # %% auto #0
 __all__ = ['tracking_app', 'tracking_serve', 'tracking_migrate']
@@ -27,7 +28,6 @@ def tracking_serve(db: str = typer.Option(..., help=_DB), artifacts: Path = type
                    allowed_hosts: str = typer.Option('', help="names clients reach it by, comma-separated (mlflow.team.internal, *.team.internal); "
                                                               "loopback and private addresses always: any other Host is refused")):
     "Run MLflow's tracking server on PostgreSQL with artifact serving and a login on every route but /health, until stopped"
-    from mlfin.tracking.server import ADMIN, serve
     typer.echo(f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is MLFLOW_AUTH_ADMIN_PASSWORD, "
                "else ~/.config/mlfin/mlflow-admin-password); clients set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD", err=True)
     raise typer.Exit(serve(db, artifacts, host, port, workers, default_permission, allowed_hosts))
@@ -37,7 +37,6 @@ def tracking_serve(db: str = typer.Option(..., help=_DB), artifacts: Path = type
 def tracking_migrate(db: str = typer.Option(..., help=_DB + "; fresh"), artifacts: Path = typer.Option(..., help=_ART),
                      json_: bool = typer.Option(False, '--json', help="print what was copied as JSON")):
     "Copy the home's MLflow store into a fresh tracking server's database, row for row (run ids, versions, aliases kept), and its files into the server's folder"
-    from mlfin.tracking.server import migrate
     done = migrate(db, artifacts)
     if json_: typer.echo(json.dumps(done, indent=1)); return
     typer.echo(f"mlfin: {done['from']} (schema {done['revision']}) copied: " + ', '.join(f"{n} {t}" for t, n in done['rows'].items()))

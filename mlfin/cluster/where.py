@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 from ..config import code_version, parse_where
 from ..errors import BadInput, Unavailable
+import mlfin
 
 # %% auto #0
 __all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installed', 'check_workers', 'connect', 'client',
@@ -31,7 +32,6 @@ def must_match(*distributions: str):
 # %% ../../nbs/14a_cluster.where.ipynb #c012
 def identity(names: list[str] | None = None) -> dict:
     "This process's mlfin (version and a hash of its code), Python, and the versions of `names` (default `SAME_EVERYWHERE`)"
-    import mlfin
     return {'mlfin': f"{mlfin.__version__} (code {code_version()})", 'python': '.'.join(map(str, sys.version_info[:2])),
             **{name: installed(name) for name in (SAME_EVERYWHERE if names is None else names)}}
 

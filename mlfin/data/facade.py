@@ -78,12 +78,12 @@ def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, read
         parts = urlsplit(text); query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         if 'table' not in query: raise BadInput(f"{parts.netloc}: name the table, e.g. postgresql://host/db?table=prices&symbol_column=ticker")
         url = urlunsplit(parts._replace(query=''))
-        from mlfin.data.remote import read_postgres
+        from mlfin.data.remote import read_postgres   # here, not at the top: importing mlfin.data.remote imports this module
         return read_postgres(url, query['table'], query.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
         if not timeframe or not start: raise BadInput(f"{text}: a remote source needs --timeframe and --start")
-        from mlfin.data.remote import fetch_exchange, fetch_yahoo
+        from mlfin.data.remote import fetch_exchange, fetch_yahoo   # here, not at the top: importing mlfin.data.remote imports this module
         if kind == 'ccxt':
             exchange, _, market = rest.partition(':')
             if not market: raise BadInput(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
@@ -126,7 +126,7 @@ OFF_CALENDAR = {'quarantine': "kept out of the store with their reason (the defa
 
 def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
     "Move the bars the calendar has no place for (`off`, from `off_calendar`) from `found.bars` to `found.rejected`, each with its source row and reason"
-    from mlfin.data.quality import rejected_frame
+    from mlfin.data.quality import rejected_frame   # here, not at the top: importing mlfin.data.quality imports this module
     if off.empty: return
     at = batch.frame['ts'].isin(off['ts'])
     rows = batch.frame.loc[at, 'ts'].drop_duplicates(keep='last')
@@ -143,7 +143,7 @@ def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-cale
                  layout: str, tz: str, # how the batch was read: its layout, and the zone its times were read in
                 ) -> str | None:
     "A note for a batch whose off-calendar bars look like times of another clock: by how much, and the `tz` that reads them right"
-    from mlfin.data.quality import clock_shift
+    from mlfin.data.quality import clock_shift   # here, not at the top: importing mlfin.data.quality imports this module
     shift = clock_shift(bars, calendar, off)
     if shift is None: return None
     offset = shift + bars.index[0].tz_convert(tz).utcoffset() / pd.Timedelta(hours=1)   # the source clock's offset from UTC
@@ -217,7 +217,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     if len(found.bars):  # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
         check_spacing(found.bars, timeframe, batch.source)
         calendar, calendar_from, inherited = settle_calendar(calendar, sample, kept, store, symbol, timeframe, found.bars, batch.source)
-        from mlfin.data.quality import off_calendar as off_the_calendar
+        from mlfin.data.quality import off_calendar as off_the_calendar   # here, not at the top: importing mlfin.data.quality imports this module
         off = off_the_calendar(found.bars, calendar)
         if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
         if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
@@ -238,7 +238,7 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     if actions is not None:
         factor = factor_from_actions(found.bars, read_actions(actions))
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
-    from mlfin.data.quality import anomalies
+    from mlfin.data.quality import anomalies   # here, not at the top: importing mlfin.data.quality imports this module
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
     odd = anomalies(found.bars, calendar, off=None if len(off) else off)   # none off the calendar: the bars are the ones looked at, none again
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
@@ -340,7 +340,7 @@ def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
 # %% ../../nbs/01d_data.facade.ipynb #c011p
 def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFrame:
     "Every anomaly and gap of a stored series, dated: kind (spike, stale, off-calendar, gap), first and last bar, what was seen"
-    from mlfin.data.quality import anomalies, gaps
+    from mlfin.data.quality import anomalies, gaps   # here, not at the top: importing mlfin.data.quality imports this module
     store = open_store(store)
     (symbol, timeframe), = universe([f"{symbol}:{timeframe}" if timeframe else symbol], store=store)
     bars = load(symbol, timeframe, store=store)

@@ -8,6 +8,7 @@ import pandas as pd
 from ..errors import NotFound
 from .bars import adjusted
 from .stores import open_store
+from .quality import quality_row
 
 # %% auto #0
 __all__ = ['load', 'ls', 'quality_report']
@@ -41,7 +42,6 @@ def ls(store=None) -> pd.DataFrame:
 # %% ../../nbs/01d_data.reading.ipynb #c011_01
 def quality_report(symbol: str | None = None, store=None) -> pd.DataFrame:
     "The quality report of every stored series (or one symbol's): coverage, gaps, anomalies, quarantined rows"
-    from mlfin.data.quality import quality_row
     store = open_store(store)
     held = store.ls()
     if symbol: held = held[held['symbol'] == symbol]

@@ -33,7 +33,7 @@ def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
 @lru_cache(maxsize=1)
 def _aggregating_code() -> str:
     "What makes coarser bars (the bars module: resampling, sessions, calendars; exchange_calendars' holidays and hours): a resampled series is made again when it changes"
-    import hashlib, mlfin.data.bars as module
+    import hashlib, mlfin.data.bars as module   # here, not at the top: importing mlfin.data.bars imports this module
     from importlib.metadata import version
     return hashlib.sha256(Path(module.__file__).read_bytes() + version('exchange_calendars').encode()).hexdigest()[:16]
 
@@ -77,7 +77,7 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                     store=None,
                    ) -> tuple[pd.DataFrame, list[dict]]:
     "Every pair's bars in range, long format, with a manifest crediting each series' source (samples ingested when missing)"
-    from mlfin.data.quality import quality_row
+    from mlfin.data.quality import quality_row   # here, not at the top: importing mlfin.data.quality imports this module
     store = open_store(store)
     frames, manifest = [], []
     for i, (symbol, timeframe) in enumerate(pairs):

@@ -77,7 +77,7 @@ _TRADES = {'ES': ('mlfinpy', 'mlfinpy/dataset/data/tick_data.csv', 'America/Chic
 def _trades_sample(symbol: str) -> pd.DataFrame:
     "One-minute bars (ts, open, high, low, close, volume, vwap) from a sample's shipped trades"
     import zipfile
-    from mlfin.data.bars import bars_from_trades
+    from mlfin.data.bars import bars_from_trades   # here, not at the top: importing mlfin.data.bars imports this module
     package, member, tz = _TRADES[symbol]
     with zipfile.ZipFile(data_wheel(package)) as wheel, wheel.open(member) as f: raw = pd.read_csv(f)
     times = pd.to_datetime(raw['DateTime'], format='%Y-%m-%d %H:%M:%S.%f').dt.tz_localize(tz).dt.tz_convert('UTC')
@@ -105,7 +105,7 @@ def read_sample(symbol: str) -> Batch:
 # %% ../../nbs/01bb_data.samples.ipynb #c020_05
 def load_sample(symbol: str) -> pd.DataFrame:
     "Canonical, split- and dividend-adjusted bars of an embedded sample (no store involved)"
-    from mlfin.data.bars import adjusted
+    from mlfin.data.bars import adjusted   # here, not at the top: importing mlfin.data.bars imports this module
     found = read_sample(symbol).inspect(symbol, SAMPLES[symbol].timeframe)
     if len(found.rejected): raise BadInput(found.first_problem(f"sample {symbol}"))
     bars = found.bars

@@ -10,6 +10,8 @@ from ..errors import BadInput, Unavailable
 from .specs import SEED_SPEC
 from .compute import build, model_inputs
 from .labels import realised_return
+from ..cluster import fan_out, shipped, symbol_rows
+from ..data import split_symbols
 
 # %% auto #0
 __all__ = ['NON_INPUTS', 'dataset', 'symbol_dataset', 'inputs_of', 'inputs_for']
@@ -22,7 +24,6 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
             source: str | None = None,               # the long Parquet file the bars came from (the ingest task's): each unit reads its symbol's bars from it
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up rows dropped"
-    from mlfin.cluster import fan_out, shipped
     calls = {symbol: (shipped(bars, source), symbol, label_fn, spec, None if store is None else store.root) for symbol, bars in bars_by_symbol.items()}
     parts = fan_out('features', symbol_dataset, calls)   # one unit a symbol, in process or on the run's cluster
     if store is not None:
@@ -36,9 +37,7 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
                    store_root=None,                # a `FeatureStore`'s folder: features read from it where cached
                   ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
     "One symbol's raw features and dataset rows (`dataset`'s unit of work), and the feature store's reads and computations"
-    from mlfin.cluster import symbol_rows
-    from mlfin.data import split_symbols
-    from mlfin.features.store import FeatureStore
+    from mlfin.features.store import FeatureStore   # here, not at the top: importing mlfin.features.store imports this module
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     store = None if store_root is None else FeatureStore(store_root)
     features = store.build(bars, spec) if store is not None else build(bars, spec)

@@ -15,6 +15,7 @@ from ..cluster.worker import preload
 from ..config import read_yaml
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import project_root
+from ..cluster.fanout import capped_threads
 # scikit-learn, LightGBM, XGBoost and Keras are imported where a model is made or loaded: importing
 # them all costs seconds, and the CLI imports this module to check parameters
 
@@ -97,7 +98,6 @@ class Model:
 
     def built_with(self) -> dict:
         "The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on one (results do not depend on it)"
-        from mlfin.cluster.fanout import capped_threads
         return {**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])} if 'n_jobs' in self.params else dict(self.params)
 
     def _write(self, path: Path): raise NotImplementedError

@@ -10,6 +10,8 @@ from ..params import RunConfig, default
 from .compare import metric_function
 from ..progress import step
 from .registry import registry_client, base_rate, pinned, production, register_version, registered_name, refusals
+from ..tracking import configured_mlflow
+from ..features.labels import label_entry
 
 # %% auto #0
 __all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'decide', 'on_common_bars', 'Lineage', 'lineage', 'incumbent_predictions',
@@ -118,7 +120,6 @@ def incumbent_predictions(version: dict, # a registered version (`registry.descr
     "The version's own out-of-sample rows, as its run recorded them (None for a version whose run recorded none)"
     import tempfile
     from mlflow.exceptions import MlflowException
-    from mlfin.tracking import configured_mlflow
     with tempfile.TemporaryDirectory() as folder:
         try: path = configured_mlflow().artifacts.download_artifacts(run_id=version['run_id'], artifact_path='oos.parquet', dst_path=folder)
         except (MlflowException, OSError): return None
@@ -174,7 +175,6 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
                      config: RunConfig,   # the promotion thresholds
                     ) -> tuple[dict, list[dict]]:
     "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
-    from mlfin.features.labels import label_entry
     made = {m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
                                  trading[m['symbol']]['costs']['round_trip_bps'], (m.get('first', ''), m.get('last', ''))) for m in symbols}
     thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic, 'min_sharpe': config.promote_min_sharpe}

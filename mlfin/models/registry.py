@@ -14,6 +14,7 @@ from ..data.bars import TIMEFRAMES
 from ..data.stores.rules import MODEL_NAME, check_symbol
 from ..params import default
 from .core import Model, load_model
+from ..tracking import configured_mlflow
 
 # %% auto #0
 __all__ = ['ALIASES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client', 'register_version',
@@ -71,7 +72,6 @@ def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'
 
 # %% ../../nbs/04g_models.registry.ipynb #c009
 def registry_client():
-    from mlfin.tracking import configured_mlflow
     return configured_mlflow().MlflowClient()
 
 
@@ -239,7 +239,6 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
     folder = home()/'registry'/name/str(found.version)
     if not (folder/'model.json').exists():  # versions never change: downloaded once
         import os, secrets, shutil
-        from mlfin.tracking import configured_mlflow
         folder.parent.mkdir(parents=True, exist_ok=True)
         part = folder.parent/f".{found.version}.{os.getpid()}.{secrets.token_hex(4)}.part"  # each loader its own: service workers race here
         try:

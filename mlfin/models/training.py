@@ -12,6 +12,8 @@ from ..cluster import fan_out, on_worker, shipped, symbol_rows
 from .core import ModelSpec, Model, from_files, model_files
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
+from ..features import inputs_of, spec_names
+from ..features.labels import uniqueness_weights
 
 # %% auto #0
 __all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'make_splitter', 'SymbolData', 'symbol_data', 'check_folds',
@@ -57,8 +59,6 @@ def symbol_data(rows: pd.DataFrame,            # one symbol's `features.dataset`
                 symbol: str = '',
                ) -> SymbolData:
     "The arrays training needs, from a symbol's dataset rows"
-    from mlfin.features import inputs_of
-    from mlfin.features.labels import uniqueness_weights
     if weighting not in WEIGHTINGS: raise BadInput(f"--weighting: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     inputs = inputs_of(rows)
     ends = rows['label_end'] if 'label_end' in rows else pd.Series(rows.index, index=rows.index).shift(-1)
@@ -214,8 +214,7 @@ def save_finals(training: Training,  # `train_universe`'s result
     "Every final model under folder/SYMBOL/MODEL in its native format; the folders written"
     import shutil
     from pathlib import Path
-    from mlfin.features import spec_names
-    from mlfin.models.core import save_model
+    from mlfin.models.core import save_model   # here, not at the top: importing mlfin.models.core imports this module
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'], 'features': spec_names(attrs['groups']),

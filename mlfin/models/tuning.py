@@ -12,7 +12,7 @@ from ..paths import home
 from .core import ModelSpec, family
 from .metrics import LOWER_IS_BETTER
 from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data, unit_data
-from ..cluster import fan_out, shipped
+from ..cluster import fan_out, shipped, client
 
 # %% auto #0
 __all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'study_result',
@@ -192,7 +192,6 @@ def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: 
                ) -> Tuned:
     "One study's `trials` spread over the run's cluster (`cluster.running`), a share per worker on the shared study; in process without one"
     import optuna
-    from mlfin.cluster import client
     found = client()
     workers = sorted(found.scheduler_info()['workers']) if found is not None else []
     if len(workers) < 2: return tune(spec, kind, data, splitter, trials, storage, study, seed, device, price_target, pruning, timeout,

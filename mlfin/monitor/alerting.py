@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from ..config import SERVICE_PORT
 from ..errors import BadInput, Unavailable
+from ..paths import project_root, home
 
 # %% auto #0
 __all__ = ['RULE_FILES', 'rules_files', 'prometheus_config', 'alertmanager_config', 'Monitoring', 'start_monitoring',
@@ -20,7 +21,6 @@ RULE_FILES = ('alerts.yml', 'figures.yml')   # in env/monitoring: written by han
 
 def rules_files() -> list[Path]:
     "The shipped alerting rules: `env/monitoring/`'s `RULE_FILES` of the project"
-    from mlfin.paths import project_root
     found = [(project_root() or Path.cwd())/'env'/'monitoring'/name for name in RULE_FILES]
     missing = [str(p) for p in found if not p.exists()]
     if missing: raise BadInput(f"no alerting rules at {', '.join(missing)}: run from the mlfin project, or pass --rules")
@@ -143,7 +143,6 @@ def run_monitoring(port: int = SERVICE_PORT,   # the service's port on SERVICE_H
     import signal, sys
     def interrupted(*_): raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupted)   # a service manager's stop: the same orderly end as Ctrl-C
-    from mlfin.paths import home
     if scrape_key is None: raise BadInput("run_monitoring needs a scrape_key: () -> (key, revoke), e.g. service.auth.scrape_key")
     key, revoke = scrape_key()
     service = None

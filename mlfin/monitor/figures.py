@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import yaml
+from ..paths import project_root
 
 # %% auto #0
 __all__ = ['HOLD', 'SCRAPED', 'INPUTS_DRIFTED', 'FIGURES', 'NOT_RUN', 'RULES_HEADER', 'held', 'Alert', 'Figure', 'columns',
@@ -176,7 +177,6 @@ def rules_text() -> str:
 
 def write_rules(path: Path | None = None) -> Path:
     "Write the rules file (default: the project's env/monitoring/figures.yml)"
-    from mlfin.paths import project_root
     path = Path(path or (project_root() or Path.cwd())/'env'/'monitoring'/'figures.yml')
     path.write_text(rules_text())
     return path

@@ -12,6 +12,13 @@ from .drift import Drift, input_drift
 from .volatility import bar_ranges, deseasoned, volatility_shift
 from .performance import against_record
 from .freshness import freshness, overdue_said
+from ..features.labels import label_entry, realised_return
+from ..data import load, open_store
+from ..features import inputs_for
+from ..models import load as load_version
+from ..models.promotion import Lineage, incumbent_predictions
+from ..models.registry import series_of, production as serving
+from ..progress import step
 
 # %% auto #0
 __all__ = ['WINDOWS', 'window_start', 'reference_rows', 'outcomes', 'live_performance', 'prediction_drift', 'Watch',
@@ -53,7 +60,6 @@ def outcomes(bars: pd.DataFrame, # a series' canonical bars (calendar in attrs)
              now: pd.Timestamp | None = None, # default: the clock
             ) -> pd.DataFrame:
     "Per bar: `up` (1, 0; NaN until known) and `realised`, the return over the label's span"
-    from mlfin.features.labels import label_entry, realised_return
     entry, bars = label_entry(label), closed_bars(bars, timeframe, now)
     target = entry.make(bars, horizon=int(horizon))
     realised = pd.Series(realised_return(bars, target['end']), index=bars.index)
@@ -158,11 +164,6 @@ def watch(version: dict,              # a production version (`registry.describe
           series: dict | None = None,          # its series' `series_state` (default: worked out here)
          ) -> Watch:
     "Inputs, the series' volatility, predictions, live performance and freshness of one production version"
-    from mlfin.data import load, open_store
-    from mlfin.features import inputs_for
-    from mlfin.models import load as load_version
-    from mlfin.models.promotion import Lineage, incumbent_predictions
-    from mlfin.models.registry import series_of
     symbol, timeframe = series_of(version['name'])
     store, made = open_store(store), Lineage.from_tags(version['lineage'])
     predictor = load_version(version['version'], symbol, timeframe)
@@ -206,9 +207,6 @@ def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | Non
             signals=None,   # how a version's served signals are read (`service.live.served_signals`): handed in, the monitor imports no service
            ) -> Report:
     "Every production version watched (`watch`), every stored series' freshness"
-    from mlfin.data import open_store
-    from mlfin.models.registry import production as serving, series_of
-    from mlfin.progress import step
     store, now = open_store(store), now or pd.Timestamp.now(tz='UTC')
     try: production = serving()
     except MlfinError as e: production, failed = [], {'registry': str(e).splitlines()[0]}

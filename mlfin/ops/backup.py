@@ -16,6 +16,11 @@ from ..processes import atomic_write
 from ..models.core import libraries as model_libraries
 from .records import mlflow_rows
 from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share
+from ..data.stores import open_store
+from ..data.stores.parquet import series_cut
+from .. import data
+from ..features.assembly import inputs_for
+from ..models.registry import load, production, series_of
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'link_or_copy', 'link_tree', 'sqlite_copy',
@@ -57,13 +62,11 @@ def sqlite_copy(source: Path, target: Path) -> Path:
 # %% ../../nbs/13c_ops.backup.ipynb #c012
 def store_cut(store, target: Path) -> dict:
     "The store as one consistent cut under `target`: Parquet periods by their manifests (linked), or a PostgreSQL dump; what it holds per series"
-    from mlfin.data.stores import open_store
     store = open_store(store)
     held = {f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()} for r in store.ls().to_dict(orient='records')}
     if store.kind == 'postgresql':
         _pg_dump(store.url, target/'store.pgdump')
         return {'kind': 'postgresql', 'series': held}
-    from mlfin.data.stores.parquet import series_cut
     root = Path(store.root)
     for folder in sorted(root.glob('bars/timeframe=*/symbol=*')):
         series_cut(folder, target/'store'/folder.relative_to(root), link_or_copy)   # each series as its manifest has it, read once
@@ -104,9 +107,6 @@ def fingerprints(store, target: Path) -> dict:
         for v in cached.values():   # the same production versions as at the last backup: their probes and predictions stand
             if 'probe' in v: link_or_copy(kept/v['probe'], target/v['probe'])
         return cached
-    from mlfin import data
-    from mlfin.features.assembly import inputs_for
-    from mlfin.models.registry import load, production, series_of
     out = {}
     try: serving = production()
     except MlfinError: return out   # no registry to read
@@ -180,7 +180,6 @@ def stage(folder: Path,                 # emptied, then filled with the cut
           known: dict | None = None,    # checksums kept from the last backup (`checksums`)
          ) -> dict:
     "Cut the home into `folder` and write its MANIFEST.json: files with SHA-256, versions, schemas, the store's series, fingerprints"
-    from mlfin.data.stores import open_store
     started = time.perf_counter()
     store, at = open_store(store), home()
     if folder.exists(): shutil.rmtree(folder)

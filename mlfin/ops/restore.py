@@ -11,6 +11,9 @@ import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from .backup import checksums
 from .repository import RESTORED, repository
+from ..models.registry import load, series_of
+from ..tracking import check_home
+from ..data.stores import open_store
 
 # %% auto #0
 __all__ = ['Restored', 'pick', 'verify', 'in_home', 'reproduce', 'unreadable', 'restore']
@@ -73,7 +76,6 @@ def in_home(path: Path):
 # %% ../../nbs/13d_ops.restore.ipynb #c010
 def reproduce(fingerprints: dict, probes: Path, store=None) -> dict:
     "Each recorded production model loaded from this home's registry and run on its probe: 'identical', or what differs"
-    from mlfin.models.registry import load, series_of
     out = {}
     for name, printed in fingerprints.items():
         if 'error' in printed: out[name] = f"not fingerprinted at backup: {printed['error']}"; continue
@@ -140,9 +142,7 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     finally: shutil.rmtree(scratch, ignore_errors=True)
     target_store = store if kind == 'postgresql' else str(to/'store')
     with in_home(to):
-        from mlfin.tracking import check_home
         check_home()   # MLflow's recorded locations follow the new folder
-        from mlfin.data.stores import open_store
         held = {f"{r['symbol']}:{r['timeframe']}": int(r['bars']) for r in open_store(target_store).ls().to_dict(orient='records')}
         prints = reproduce(manifest['fingerprints'], kept, target_store)
     series = {name: {'backed_up': v['bars'], 'restored': held.get(name, 0)} for name, v in manifest['store']['series'].items()}
@@ -176,7 +176,6 @@ def _replace(source: Path, target: Path):
 def _pg_restore(dump: Path, url: str, force: bool):
     "pg_restore a store's dump into `url`, which must hold none of mlfin's tables (unless `force`: they are dropped first)"
     if not shutil.which('pg_restore'): raise Unavailable("pg_restore is missing: install Debian's postgresql-client")
-    from mlfin.data.stores import open_store
     plain = url.replace('postgresql+psycopg://', 'postgresql://')
     if not force and len(open_store(url).ls()):
         raise BadInput(f"--store {url.split('@')[-1]}: already holds series; restore into an empty database (--force replaces them)")

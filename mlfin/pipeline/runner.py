@@ -12,6 +12,14 @@ from ..errors import MlfinError, BadInput, NotFound, Unavailable
 from ..paths import record_project, home, project_root, SUMMARY
 from ..processes import exclusive, alive, atomic_write
 from ..params import RunConfig, run_config, task_config, task_fields
+from .. import data, features
+from ..features.labels import LABELS
+from ..models.core import MODELS_FILE, choose_models, resolve_device, gpu_available
+from ..features.compute import series_named
+from ..cluster.worker import tune_allocator
+from ..cluster import running
+from ..progress import Display
+from ..tracking import attach, using
 
 # %% auto #0
 __all__ = ['TASKS', 'RUNNER', 'ATTEMPT', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'attempted', 'last_attempt',
@@ -37,9 +45,6 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
           store=None,                    # where the symbols are looked for (default: the home's store, or MLFIN_STORE)
          ) -> tuple[RunConfig, dict, list]:
     "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
-    from mlfin import data, features
-    from mlfin.features.labels import LABELS
-    from mlfin.models.core import MODELS_FILE, choose_models, resolve_device
     env = project_values(root) if root else {}
     config = run_config({**env, **(overrides or {})})
     data.universe(config.symbols, config.timeframe, store)
@@ -55,8 +60,6 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
             project: Path | None = None,   # the project folder; default: found from the working directory
            ) -> tuple[Path, dict]:
     "The project folder and what the DAG is rendered with: each task's parameters (JSON), the stored series' stamps, the state root and code version"
-    from mlfin import data
-    from mlfin.features.compute import series_named
     root = Path(project) if project else project_root()
     if root is None: raise NotFound("no pipeline.yaml found here or above: run this inside the mlfin project")
     config, groups, specs = check(overrides, root)
@@ -84,9 +87,7 @@ def load_dag(overrides: dict | None = None, project: Path | None = None):
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c011_02
 def _dag(root: Path, values: dict):
-    from mlfin.models.core import gpu_available
     apply_runtime_env(gpu_available())   # the tasks run in this process: what their kernel was started with, set here
-    from mlfin.cluster.worker import tune_allocator
     tune_allocator()   # serial units allocate as a cluster's workers do (cluster.worker)
     from ploomber.env.envdict import EnvDict
     from ploomber.spec import DAGSpec
@@ -114,8 +115,6 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
             publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); attempt['ran'] = []; return {}
         from ploomber.constants import TaskStatus
         from ploomber.exceptions import DAGBuildError
-        from mlfin.cluster import running
-        from mlfin.progress import Display
         dag = _dag(root, values)
         # the run's cluster held for the build (a local one started once), its address handed to every task; a scheduler
         # that cannot be reached, or workers that differ, are refused here, before any task starts
@@ -189,7 +188,6 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c011_05
 def _attach_report(run: Path, tracking: str = ''):
     "The report task's own executed notebook, logged to the run's MLflow record (on the run's server) once papermill has written it"
-    from mlfin.tracking import attach, using
     summary = json.loads((run/SUMMARY).read_text()) if (run/SUMMARY).exists() else {}
     parent = summary.get('mlflow', {}).get('parent')
     if not parent or not (run/'reports'/'report.html').exists(): return

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import pandas as pd
-from ..params import VALIDATIONS
+from ..params import VALIDATIONS, task_params, task_values
 from ..backtest.tearsheet import verdict_word
 from ..backtest.universe import PORTFOLIO
 from ..models.compare import MCS_SIZE
@@ -15,6 +15,8 @@ from ..backtest.trials import CHOICES, Question, holdout, latest_returns, latest
 from ..tracking.trials import kept_returns, record_trials, recorded_trials
 from .products import keep_finished, load_run, read_json, summary, write_json
 from .tables import run_header
+from .. import backtest, tracking
+from ..models import register_leaders
 
 # %% auto #0
 __all__ = ['weigh_questions', 'publish_run']
@@ -68,8 +70,6 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                 code_version: str,
                ) -> dict:
     "The run's summary written, recorded whole in MLflow, its models registered as the policy decides, its tearsheets written"
-    from mlfin import backtest, tracking
-    from mlfin.params import task_params, task_values
     ingest, train, trading = (read_json(upstream[t][k]) for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics')))
     folder = Path(product['summary']).parent
     products = {k: os.path.relpath(upstream[t][k], folder) for t, k in
@@ -91,8 +91,6 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
 # %% ../../nbs/07c_report.publish.ipynb #c016p_r
 def _record(content, params, ingest, train, trading, upstream, product, cfg, weighed: dict) -> dict:
     "`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets written"
-    from mlfin import backtest, tracking
-    from mlfin.models import register_leaders
     folder = Path(product['summary']).parent
     oos, board = pd.read_parquet(upstream['train']['oos']), pd.read_parquet(upstream['train']['leaderboard'])
     verdicts = {s: {'verdict': verdict_word(m, content['validation']['tradeable'])} for s, m in trading['metrics'].items() if s in train['best']}

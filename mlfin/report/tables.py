@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import pandas as pd
 from ..params import VALIDATIONS
-from ..backtest.tearsheet import metrics_frame, verdict_word
+from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict
 from ..style import TABLE_STYLE, html_table
 from .products import execution_model
 
@@ -98,7 +98,6 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     "HTML: trading metrics beside buy-and-hold, classification metrics and the latest signals of one symbol"
     table = html_table
     signals = recent_signals(run, symbol)
-    from mlfin.backtest.tearsheet import holdout_frame, skill_frame, verdict
     m = run['symbols'][symbol]
     tradeable = run.get('validation', {}).get('tradeable', True)
     skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m))) if 'skill' in m else ''

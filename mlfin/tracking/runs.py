@@ -6,8 +6,9 @@
 from __future__ import annotations
 import tempfile
 from pathlib import Path
-from ..paths import SUMMARY
+from ..paths import SUMMARY, home
 from .store import configured_mlflow, experiment_id
+from ..errors import BadInput, NotFound
 
 # %% auto #0
 __all__ = ['log_run', 'runs', 'attach', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
@@ -117,7 +118,6 @@ def run_table(limit: int = 10) -> pd.DataFrame:
 def find_run(prefix: str) -> str:
     "The id of the pipeline run whose id starts with `prefix` (as `mlfin runs` shows it)"
     import re
-    from mlfin.errors import BadInput, NotFound
     if not re.fullmatch(r'[0-9a-f]{4,32}', prefix or ''): raise BadInput(f"run {prefix!r}: give the first characters of its id (mlfin runs lists them)")
     found = [r for r in runs('pipeline', 10_000)['run_id'] if r.startswith(prefix)] if len(runs('pipeline', 1)) else []
     if not found: raise NotFound(f"no pipeline run {prefix!r}; `mlfin runs` lists them")
@@ -143,7 +143,6 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 # %% ../../nbs/06b_tracking.runs.ipynb #c007c_01
 def fetch_run(run_id: str, folder=None) -> Path:
     "A logged run's summary, products, executed notebooks and tearsheets in a folder (default: the home's runs/ID), ready to open"
-    from mlfin.paths import home
     from plotly.offline import get_plotlyjs
     folder = Path(folder or home()/'runs'/run_id[:8])
     folder.mkdir(parents=True, exist_ok=True)

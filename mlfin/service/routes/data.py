@@ -14,6 +14,7 @@ from ...errors import BadInput, NotFound
 from ..auth import Caller
 from ...data.bars import check_timeframe
 from .common import ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol, Timeframe, record_action, router
+from ...data import push, delete, load
 
 # %% auto #0
 __all__ = ['CheckedCandle', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'ingest',
@@ -97,7 +98,6 @@ class Prices(BaseModel):
 @router.post('/ingest', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> Ingested:
     "Store a batch of candles of one series, checked like `mlfin ingest`: bad rows quarantined with their reason (or, strict, the batch refused); a batch posted twice is stored once"
-    from mlfin.data import push
     state = request.app.state
     try:
         timeframe = check_timeframe(batch.timeframe)
@@ -122,7 +122,7 @@ def _ingested(report) -> Ingested:
 @router.post('/ingest/run', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> Ingested:
     "Pull the series' bars since its last stored one from its configured remote source (an exchange through ccxt)"
-    from mlfin.data import ingest
+    from mlfin.data import ingest   # here: its name ingest is another at the top of this module
     state = request.app.state
     timeframe = check_timeframe(series.timeframe)
     found = state.sources.get(f"{series.symbol}:{timeframe}")
@@ -144,7 +144,6 @@ def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYM
                   end: Annotated[str | None, Query(pattern=WHEN, description="last bar removed, inclusive (a date alone: its whole day)")] = None,
                   caller: Caller = ADMIN) -> Deleted:
     "Remove a series' bars between start and end; neither given: the whole series, its record and its quarantine (`mlfin data rm`)"
-    from mlfin.data import delete
     timeframe = check_timeframe(timeframe)
     removed = delete(symbol, timeframe, start, end, store=request.app.state.store)
     record_action(request, caller, 'series.delete', f"{symbol}:{timeframe}", f"{removed} bars from {start or 'the start'} to {end or 'the end'}")
@@ -156,7 +155,6 @@ def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYM
 def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
                   n: Annotated[int, Query(ge=1, le=10_000, description="how many bars")] = 100, caller: Caller = READ) -> Prices:
     "The last n bars of a series, adjusted as the pipeline reads them"
-    from mlfin.data import load
     timeframe = check_timeframe(timeframe)
     bars = load(symbol, timeframe, last=n, store=request.app.state.store)
     frame = bars.reset_index()

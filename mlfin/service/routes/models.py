@@ -9,6 +9,7 @@ from fastapi import Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 from ..auth import Caller
 from .common import ADMIN, ERRORS, READ, ModelName, record_action, router
+from ...models.registry import describe, promote as make_production, series_of, release as hand_back
 
 # %% auto #0
 __all__ = ['ModelVersion', 'Promotion', 'Released', 'models', 'model', 'promote', 'release']
@@ -37,7 +38,6 @@ class Released(BaseModel):
 @router.get('/models', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def models(caller: Caller = READ) -> list[ModelVersion]:
     "Every registered version: aliases, out-of-sample scores, lineage"
-    from mlfin.models.registry import describe
     return [ModelVersion(**v) for v in describe()]
 
 
@@ -45,7 +45,6 @@ def models(caller: Caller = READ) -> list[ModelVersion]:
 @router.get('/models/{name}', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def model(name: ModelName, caller: Caller = READ) -> list[ModelVersion]:
     "The versions of one registered model (mlfin.SYMBOL.TIMEFRAME), newest first"
-    from mlfin.models.registry import describe
     return [ModelVersion(**v) for v in describe(name)]
 
 
@@ -53,7 +52,6 @@ def model(name: ModelName, caller: Caller = READ) -> list[ModelVersion]:
 @router.post('/models/{name}/promote', response_model=ModelVersion, tags=['models'], responses=ERRORS)
 def promote(request: Request, name: ModelName, promotion: Promotion = Body(default_factory=Promotion), caller: Caller = ADMIN) -> ModelVersion:
     "Make a version (default: the candidate) production; it is served from the next request on"
-    from mlfin.models.registry import describe, promote as make_production, series_of
     symbol, timeframe = series_of(name)
     describe(name)   # NotFound, named, for a model that does not exist
     done = make_production(symbol, timeframe, promotion.version, f"{promotion.reason} ({caller.actor})")
@@ -66,7 +64,6 @@ def promote(request: Request, name: ModelName, promotion: Promotion = Body(defau
 @router.post('/models/{name}/release', response_model=Released, tags=['models'], responses=ERRORS)
 def release(request: Request, name: ModelName, caller: Caller = ADMIN) -> Released:
     "Hand production back to the promotion policy (a promotion by hand holds until released): the next run's leader may replace it"
-    from mlfin.models.registry import release as hand_back, series_of
     released = Released(**hand_back(*series_of(name)))
     record_action(request, caller, 'release', name)
     return released

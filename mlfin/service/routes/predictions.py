@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from ..auth import Caller
 from ...data.bars import check_timeframe
 from .common import ERRORS, READ, WHEN, Symbol, Timeframe, router
+from ..live import NoProductionModel, decide
 
 # %% auto #0
 __all__ = ['Closed', 'Prediction', 'Signal', 'forecast', 'predict', 'signal', 'signal_history']
@@ -45,7 +46,6 @@ Closed = Annotated[bool, Query(description="decide at the last closed bar (defau
 # %% ../../../nbs/10e4_service.routes.predictions.ipynb #c009_06f
 def forecast(state, symbol: str, timeframe: str, closed: bool):
     "The production model's forecast (`Live.forecast`); a stored series asked for without a production model is counted (an alert watches it)"
-    from mlfin.service.live import NoProductionModel
     try: return state.live.forecast(symbol, timeframe, closed)
     except NoProductionModel:
         if state.store.stamp(symbol, timeframe) is not None: state.metrics.unserved(symbol, timeframe)   # a stored series: bounded labels
@@ -84,7 +84,6 @@ def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
     """Long, short or flat for the next bar from the production model against its threshold, decided at the last closed bar and
     persisted in model_signals (once per bar and version: the decision on the bar's final values). A `threshold` of the caller's own,
     or `closed=false` (a forming candle), is a what-if, answered and never persisted: the record holds the model's signals"""
-    from mlfin.service.live import decide
     state = request.app.state
     timeframe = check_timeframe(timeframe)
     f = forecast(state, symbol, timeframe, closed)

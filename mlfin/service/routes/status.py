@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 from fastapi import Request
 from pydantic import BaseModel, Field
-from ...errors import MlfinError
+from ...errors import MlfinError, Unavailable
 from ..auth import Caller
 from .common import ERRORS, READ, router
 from ... import __version__
@@ -45,7 +45,6 @@ async def health() -> Health:
 @router.get('/ready', response_model=Ready, tags=['service'], responses=ERRORS)
 def ready(request: Request, caller: Caller = READ) -> Ready:
     "Readiness: what the service needs answers (store, database, rate-limit store, a disk with room) and a production model is loaded (or can be)"
-    from mlfin.errors import Unavailable
     state = request.app.state
     checks = state.checks()
     failing = [f"{name}: {said}" for name, said in checks.items() if said != 'ok']
