@@ -23,7 +23,8 @@ from ..processes import run_server
 from ..tracking import run_table, compare_runs, fetch_run, find_run, record_search, using
 from ..features.labels import label_entry
 from ..cluster import running
-from ..models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES, versions, parse_series, promote, release
+from ..models import (choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES, versions,
+                          parse_series, promote, release)
 
 # %% auto #0
 __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs',

@@ -12,7 +12,8 @@ from ..config import service_url
 from ..errors import BadInput
 from ..models.registry import series_of
 from ..ops.records import check_stats, runs
-from .common import duration_text, html_table, page, percent, preheated, row, session_token, verdict_box, when_text
+from .common import (duration_text, html_table, page, percent, preheated, row, session_token, verdict_box,
+                                     when_text)
 
 # %% auto #0
 __all__ = ['CLIENT', 'Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section',

@@ -11,7 +11,8 @@ from ..params import VALIDATIONS, task_params, task_values
 from ..backtest.tearsheet import verdict_word
 from ..backtest.universe import PORTFOLIO
 from ..models.compare import MCS_SIZE
-from ..backtest.trials import CHOICES, Question, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
+from ..backtest.trials import (CHOICES, Question, holdout, latest_returns, latest_sources, portfolio_skill, question_skill,
+                                   run_trials)
 from ..tracking.trials import kept_returns, record_trials, recorded_trials
 from .products import keep_finished, load_run, read_json, summary, write_json
 from .tables import run_header

@@ -13,7 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
 from ...errors import BadInput, NotFound
 from ..auth import Caller
 from ...data.bars import check_timeframe
-from .common import ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol, Timeframe, record_action, router
+from .common import (ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol, Timeframe,
+                                         record_action, router)
 from ...data import push, delete, load
 
 # %% auto #0
