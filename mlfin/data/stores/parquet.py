@@ -142,7 +142,7 @@ def read(self:ParquetStore, symbol: str, timeframe: str, start=None, end=None) -
         return to_bars(frame, symbol, timeframe)
     raise Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
 
-# %% ../../../nbs/01cb_data.stores.parquet.ipynb #ptail
+# %% ../../../nbs/01cb_data.stores.parquet.ipynb #ptail_2
 @patch
 def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
     "The last `n` stored bars of one series, read from its tail log and last periods only"
