@@ -16,7 +16,7 @@ from ..data.bars import bar_end, closed_bars
 from .. import features as F
 from ..models.promotion import Lineage
 from ..features.labels import label_entry
-from ..models.registry import registry_client
+from ..models.registry import load as load_version, registered_name, registry_client
 from ..data.stores.rules import utc_bounds
 
 # %% auto #0
@@ -108,7 +108,6 @@ class Live:
     def predictor(self, symbol: str, timeframe: str, entry: _Series | None = None):
         "The production model of a series, loaded again when the alias has moved (call with the entry's lock held)"
         from mlflow.exceptions import MlflowException
-        from mlfin.models import load, registered_name   # here: its name load is another at the top of this module
         entry = entry or self._entry(symbol, timeframe)
         stamp = self.registry_stamp()
         if entry.checked == stamp:   # nothing moved in the registry since the last look
@@ -122,7 +121,7 @@ class Live:
             entry.checked, entry.predictor, entry.forecasts = stamp, None, {}   # known to have none: not asked again until the registry changes
             raise NoProductionModel(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version") from None
         if entry.predictor is None or entry.predictor.version != int(found.version):
-            predictor = load(found.version, symbol, timeframe)   # loaded before it replaces the old one: no request goes without
+            predictor = load_version(found.version, symbol, timeframe)   # loaded before it replaces the old one: no request goes without
             if 'features' not in predictor.model.manifest:
                 raise Unavailable(f"{name} v{found.version} does not record its feature spec (saved before mlfin recorded it): retrain it")
             entry.predictor, entry.tags, entry.forecasts = predictor, dict(found.tags), {}

@@ -15,7 +15,7 @@ from ..auth import Caller
 from ...data.bars import check_timeframe
 from .common import (ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol, Timeframe,
                                          record_action, router)
-from ...data import push, delete, load
+from ...data import push, delete, load, ingest as ingest_series
 
 # %% auto #0
 __all__ = ['CheckedCandle', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'ingest',
@@ -123,7 +123,6 @@ def _ingested(report) -> Ingested:
 @router.post('/ingest/run', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> Ingested:
     "Pull the series' bars since its last stored one from its configured remote source (an exchange through ccxt)"
-    from mlfin.data import ingest   # here: its name ingest is another at the top of this module
     state = request.app.state
     timeframe = check_timeframe(series.timeframe)
     found = state.sources.get(f"{series.symbol}:{timeframe}")
@@ -131,7 +130,7 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     start = found.get('start')
     if state.store.has(series.symbol, timeframe): start = str(state.store.tail(series.symbol, timeframe, 1).index[-1])
     if not start: raise BadInput(f"{series.symbol}:{timeframe}: nothing stored yet and no start in the sources file")
-    report = ingest(found['source'], series.symbol, timeframe, start=start, config=found.get('config'), store=state.store)
+    report = ingest_series(found['source'], series.symbol, timeframe, start=start, config=found.get('config'), store=state.store)
     record_action(request, caller, 'ingest.run', f"{series.symbol}:{timeframe}", f"{report.new} new, {report.changed} changed bars from {found['source']}")
     state.metrics.ingested(series.symbol, timeframe, report)
     state.refresh(series.symbol, timeframe)
