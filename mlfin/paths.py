@@ -53,7 +53,10 @@ def home_project(at: Path | None = None) -> Path | None:
 def store_dir() -> Path: "Where validated bars are kept"; return home()/'store'
 
 # %% ../nbs/00e_paths.ipynb #c012_02
-def run_dir() -> Path: "Products of the current pipeline run (what dashboards read)"; return home()/'run'
+def run_dir(at: str | Path | None = None, # a home; default: `home()`
+           ) -> Path:
+    "The products of the current pipeline run in the home `at` (what dashboards read)"
+    return Path(at or home())/'run'
 
 # %% ../nbs/00e_paths.ipynb #c012_02f
 FINISHED = 'finished.json'   # in the run folder: names the copy of the last run that finished (`report.products.keep_finished`), which pages read

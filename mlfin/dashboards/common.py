@@ -129,7 +129,7 @@ def run_notice(home: Path | None = None) -> tuple[str, str] | None:
 
 def _finished_at(home: Path | None = None) -> str | None:
     "When the run the pages show (the last that finished) was made"
-    folder = Path(home)/'run' if home else run_dir()
+    folder = run_dir(home)
     try: return json.loads((folder/FINISHED).read_text())['created']
     except (FileNotFoundError, KeyError, ValueError): return None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from .engine import in_process
 from ..config import apply_runtime_env, code_version, read_yaml
 from ..errors import MlfinError, BadInput, NotFound, Unavailable
-from ..paths import record_project, home, project_root, SUMMARY
+from ..paths import record_project, home, project_root, run_dir, SUMMARY
 from ..processes import exclusive, alive, atomic_write
 from ..params import RunConfig, run_config, task_config, task_fields
 from .. import data, features
@@ -91,7 +91,7 @@ def _dag(root: Path, values: dict):
     tune_allocator()   # serial units allocate as a cluster's workers do (cluster.worker)
     from ploomber.env.envdict import EnvDict
     from ploomber.spec import DAGSpec
-    (Path(values['home'])/'run'/'reports').mkdir(parents=True, exist_ok=True)
+    (run_dir(values['home'])/'reports').mkdir(parents=True, exist_ok=True)
     rendered = {k: v for k, v in values.items() if k not in RUNNER}
     try: dag = DAGSpec(str(root/'pipeline.yaml'), env=EnvDict(rendered, path_to_here=root)).to_dag()
     except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
@@ -110,15 +110,15 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
     root, values = resolve(overrides, project)
     with exclusive('run', wait, Path(values['home'])), attempted(Path(values['home']), values) as attempt:   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner); its state recorded as it goes
         record_project(root, Path(values['home']))   # a backup run from another folder finds this project's configuration
-        stamp = Path(values['home'])/'run'/'.build-stamp.json'
+        stamp = run_dir(values['home'])/'.build-stamp.json'
         if not force and _up_to_date(stamp, root, values):
-            publish(Path(values['home'])/'run'/'reports', Path(values['reports'])); attempt['ran'] = []; return {}
+            publish(run_dir(values['home'])/'reports', Path(values['reports'])); attempt['ran'] = []; return {}
         from ploomber.constants import TaskStatus
         from ploomber.exceptions import DAGBuildError
         dag = _dag(root, values)
         # the run's cluster held for the build (a local one started once), its address handed to every task; a scheduler
         # that cannot be reached, or workers that differ, are refused here, before any task starts
-        with running(values['cluster'], Path(values['home'])/'run'), Display(enabled=progress) as display:
+        with running(values['cluster'], run_dir(values['home'])), Display(enabled=progress) as display:
             for task in dag.values(): task.on_finish = display.finished   # on a terminal: the task at work, the symbol or model it is at
             try: built = dag.build(force=force, show_progress=False)
             except DAGBuildError as e:
@@ -126,8 +126,8 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
                 raise task_failure(str(e)) from None
         _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
         ran = timings(built)
-        if 'report' in ran: _attach_report(Path(values['home'])/'run', json.loads(values['report_config'])['tracking'])
-        publish(Path(values['home'])/'run'/'reports', Path(values['reports']))
+        if 'report' in ran: _attach_report(run_dir(values['home']), json.loads(values['report_config'])['tracking'])
+        publish(run_dir(values['home'])/'reports', Path(values['reports']))
         attempt['ran'] = list(ran)
         return ran
 
@@ -136,7 +136,7 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
 ATTEMPT = 'attempt.json'   # the latest run's state, in the home's run folder
 
 def _save_attempt(home: Path, state: dict):
-    path = Path(home)/'run'/ATTEMPT
+    path = run_dir(home)/ATTEMPT
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1, default=str)))
 
@@ -154,12 +154,11 @@ def attempted(home: Path, values: dict):
     finally: state['ended'] = _now(); _save_attempt(home, state)
 
 def _now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
-_home = home   # the home, for a function whose parameter is named `home`
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c020b
 def last_attempt(home: Path | None = None) -> dict | None:
     "The latest run's state in `home` (default: the home), or None before the first: a `running` one whose process is gone reads as `stopped`"
-    try: state = json.loads((Path(home or _home())/'run'/ATTEMPT).read_text())
+    try: state = json.loads((run_dir(home)/ATTEMPT).read_text())
     except (FileNotFoundError, ValueError): return None
     if state.get('status') == 'running' and state.get('host') == socket.gethostname() and not alive(state.get('pid')):
         state.update(status='stopped', error=f"its process {state.get('pid')} is gone (killed, or the machine stopped) before it finished")

@@ -8,7 +8,7 @@ import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, s
 from fastcore.basics import patch
 from pathlib import Path
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
-from ..paths import SUMMARY
+from ..paths import SUMMARY, run_dir
 from ..processes import die_with_parent
 from ..params import run_config
 from . import db as tables
@@ -281,7 +281,7 @@ def _tail(path: Path) -> str:
 # %% ../../nbs/10d_service.jobs.ipynb #c007b_02
 def _summary(home: Path) -> dict:
     "What a finished run made: per symbol its leader, scores, verdict with the trials it counted, and registry outcome (from the run's summary.json)"
-    path = home/'run'/SUMMARY
+    path = run_dir(home)/SUMMARY
     if not path.exists(): return {}
     run = json.loads(path.read_text())
     registry = run.get('registry', {})
