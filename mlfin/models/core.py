@@ -16,8 +16,8 @@ from ..config import read_yaml
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import project_root
 from ..cluster.fanout import capped_threads
-# scikit-learn, LightGBM, XGBoost and Keras are imported where a model is made or loaded: importing
-# them all costs seconds, and the CLI imports this module to check parameters
+# no model library is imported here: each family (mlfin.models.families) imports its own where a model is made or
+# loaded, since importing them all costs seconds and the CLI imports this module to check parameters
 
 # %% auto #0
 __all__ = ['KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares', 'Family', 'register', 'family',

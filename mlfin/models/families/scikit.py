@@ -63,11 +63,11 @@ _FOREST = {'n_estimators': HP(100, 50, 800, log=True, min=1), 'max_depth': HP(6,
            'min_samples_leaf': HP(50, 5, 300, log=True, min=1), 'max_features': HP(0.3, 0.1, 1.0, min=0.01, max=1.0),
            'max_samples': HP(0.5, 0.2, 1.0, min=0.01, max=1.0), 'n_jobs': HP(2, min=1)}
 
+_SKLEARN = ('scikit-learn', 'skops')   # fitted with scikit-learn, saved with skops
+_BASELINE = dict(libraries=_SKLEARN, imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing'), baseline=True)
+
 register(Family('logistic', SklearnModel, ('classifier',), {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
-                "logistic regression on standardised inputs: the classification baseline", libraries=('scikit-learn', 'skops'),
-                imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing'), baseline=True))
+                "logistic regression on standardised inputs: the classification baseline", **_BASELINE))
 register(Family('ridge', SklearnModel, ('regressor',), {'alpha': HP(1.0, 1e-3, 1e3, log=True, min=0.0)},
-                "ridge regression on standardised inputs: the regression baseline", libraries=('scikit-learn', 'skops'),
-                imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing'), baseline=True))
-register(Family('random_forest', SklearnModel, KINDS, _FOREST, "scikit-learn random forest", libraries=('scikit-learn', 'skops'),
-                imports=('sklearn.ensemble',)));
+                "ridge regression on standardised inputs: the regression baseline", **_BASELINE))
+register(Family('random_forest', SklearnModel, KINDS, _FOREST, "scikit-learn random forest", libraries=_SKLEARN, imports=('sklearn.ensemble',)));
