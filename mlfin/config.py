@@ -10,7 +10,7 @@ from .errors import BadInput, NotFound
 
 # %% auto #0
 __all__ = ['KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL', 'SERVICE_URL_ENV', 'runtime_env', 'apply_runtime_env',
-           'read_yaml', 'psycopg_url', 'code_version', 'parse_where', 'parse_tracking', 'service_url']
+           'gpu_available', 'read_yaml', 'psycopg_url', 'code_version', 'parse_where', 'parse_tracking', 'service_url']
 
 # %% ../nbs/00_config.ipynb #c015
 def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as it needs it, leaving XGBoost room
@@ -32,6 +32,12 @@ def apply_runtime_env(gpu: bool = False, # a GPU is there: the GPU kernel's sett
                      ):
     "Set `runtime_env(gpu)` in this process, keeping values the user already set"
     for key, value in runtime_env(gpu).items(): os.environ.setdefault(key, value)
+
+# %% ../nbs/00_config.ipynb #c015g
+def gpu_available() -> bool:
+    "True when the NVIDIA driver reports at least one GPU on this host"
+    gpus = Path('/proc/driver/nvidia/gpus')
+    return gpus.is_dir() and any(gpus.iterdir())
 
 # %% ../nbs/00_config.ipynb #c018
 def read_yaml(path: str | Path, what: str = 'file'):

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os, sys, uuid
 from typing import Any, Callable
 import pandas as pd
+from fastcore.xtras import modified_env
+from ..paths import home
 from ..progress import step
 from .where import client
 
 # %% auto #0
-__all__ = ['fan_out', 'on_worker', 'capped_threads', 'shipped', 'symbol_rows']
+__all__ = ['RUN_ENV', 'fan_out', 'run_env', 'as_the_run', 'on_worker', 'capped_threads', 'shipped', 'symbol_rows']
 
 # %% ../../nbs/14b_cluster.fanout.ipynb #c005
 def fan_out(task: str,                    # the task at work, for progress (features, train, tune, backtest)
@@ -25,7 +27,8 @@ def fan_out(task: str,                    # the task at work, for progress (feat
         return {unit: _serial(task, fn, unit, args, i, len(calls)) for i, (unit, args) in enumerate(calls.items())}
     from distributed import as_completed
     token = uuid.uuid4().hex[:8]
-    futures = {found.submit(fn, *args, key=f"{task}-{unit}-{token}", pure=False): unit for unit, args in calls.items()}
+    carried = run_env()
+    futures = {found.submit(as_the_run, carried, fn, *args, key=f"{task}-{unit}-{token}", pure=False): unit for unit, args in calls.items()}
     done = {}
     try:
         for i, future in enumerate(as_completed(futures, loop=found.loop)):
@@ -38,6 +41,17 @@ def fan_out(task: str,                    # the task at work, for progress (feat
 def _serial(task: str, fn: Callable, unit: str, args: tuple, i: int, n: int):
     step(task, unit, i, n)
     return fn(*args)
+
+# %% ../../nbs/14b_cluster.fanout.ipynb #c006e
+RUN_ENV = ('MLFIN_HOME', 'MLFIN_STORE')   # what a unit finds its files and its store by: the run's, carried to the worker with every unit
+
+def run_env() -> dict[str, str]:
+    "This run's `RUN_ENV`, the home resolved to the absolute path every worker mounts (an unset store stays unset)"
+    return {'MLFIN_HOME': str(home()), **({'MLFIN_STORE': os.environ['MLFIN_STORE']} if os.environ.get('MLFIN_STORE') else {})}
+
+def as_the_run(env: dict[str, str], fn: Callable, *args):
+    "On a worker: `fn(*args)` with the run's `RUN_ENV`, whatever the worker was started with"
+    with modified_env(*(name for name in RUN_ENV if name not in env), **env): return fn(*args)
 
 # %% ../../nbs/14b_cluster.fanout.ipynb #c010w
 def on_worker() -> bool:

@@ -4,18 +4,19 @@
 
 # %% ../../nbs/14a_cluster.where.ipynb #c003
 from __future__ import annotations
-import os, sys
+import hashlib, os, sys, uuid
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 from ..config import code_version, parse_where
 from ..errors import BadInput, Unavailable
 import mlfin
 
 # %% auto #0
-__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installed', 'check_workers', 'connect', 'client',
-           'running']
+__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installed', 'check_workers', 'check_shared',
+           'is_loopback', 'other_hosts', 'reached_everywhere', 'connect', 'client', 'running']
 
 # %% ../../nbs/14a_cluster.where.ipynb #c005
 CLUSTER_ENV = 'MLFIN_CLUSTER'   # the run's scheduler address, set by the runner for its task notebooks (unset: in process)
@@ -45,18 +46,68 @@ def installed(name: str) -> str | None:
 
 # %% ../../nbs/14a_cluster.where.ipynb #c015
 def check_workers(client, address: str, folder: Path | None = None) -> int:
-    "The number of workers, once each runs this mlfin and these `SAME_EVERYWHERE` versions and sees `folder`; `BadInput` naming the first that does not"
+    "The number of workers, once each runs this mlfin and these `SAME_EVERYWHERE` versions and shares `folder`; `BadInput` naming the first that does not"
     mine = identity()
     for worker, theirs in sorted(client.run(identity, list(SAME_EVERYWHERE)).items()):   # asked for this run's list: a worker need not have imported the models
         for name, version in mine.items():
             if theirs.get(name) != version:
                 raise BadInput(f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start every worker "
                                "from the same checkout and env/requirements.lock (README: Past one machine)")
-    if folder is not None:
-        blind = sorted(w for w, seen in client.run(os.path.isdir, str(folder)).items() if not seen)
-        if blind: raise BadInput(f"--cluster {address}: worker {blind[0]} cannot see {folder}; the home must be on a filesystem every "
-                                 "worker mounts at the same path (MLFIN_HOME)")
+    if folder is not None: check_shared(client, address, Path(folder))
+    reached_everywhere(os.environ.get('MLFIN_STORE'), 'MLFIN_STORE', other_hosts(client))   # the units read other series from it
     return len(client.nthreads())
+
+# %% ../../nbs/14a_cluster.where.ipynb #c015s
+def check_shared(client, address: str, folder: Path):
+    """Every worker reads a token written here into `folder` and writes its answer beside it; `BadInput` naming the first worker that
+    sees no folder or another one at that path (a host's own disk), or cannot write there"""
+    token = uuid.uuid4().hex
+    asked = folder/f".cluster-{token}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True); asked.write_text(token)
+        answers = client.run(_answer, str(folder), token)
+        for worker, answer in sorted(answers.items()):
+            if answer != 'answered':
+                raise BadInput(f"--cluster {address}: worker {worker} {answer}; the home must be one filesystem every worker mounts at the same "
+                               "path, read and written (README: Past one machine)")
+            if (folder/f"{asked.name}-{_digest(worker)}").read_text() != worker:
+                raise BadInput(f"--cluster {address}: worker {worker}'s answer is not in {folder}: it writes to another folder at that path "
+                               "(README: Past one machine)")
+    finally:
+        for made in folder.glob(f".cluster-{token}*"): made.unlink(missing_ok=True)
+
+# %% ../../nbs/14a_cluster.where.ipynb #c015t
+def _answer(folder: str, token: str, *, dask_worker) -> str:
+    "On a worker: 'answered' once the run's token is read in `folder` and this worker's answer written beside it; else what it sees there"
+    asked = Path(folder)/f".cluster-{token}"
+    if not asked.parent.is_dir(): return f"cannot see {folder}"
+    try: seen = asked.read_text()
+    except OSError: return f"sees another folder at {folder} (not the run's: its token is not there)"
+    if seen != token: return f"sees another folder at {folder} (the token there differs)"
+    try: asked.with_name(f"{asked.name}-{_digest(dask_worker.address)}").write_text(dask_worker.address)
+    except OSError as e: return f"sees {folder} but cannot write there ({e.strerror})"
+    return 'answered'
+
+def _digest(worker: str) -> str: return hashlib.sha1(worker.encode()).hexdigest()[:12]
+
+# %% ../../nbs/14a_cluster.where.ipynb #c015l
+def is_loopback(address: str | None) -> bool:
+    "Whether a URL or Dask address names this host whoever reads it (`127.0.0.0/8`, `localhost`, `::1`)"
+    host = (urlsplit(address if '://' in address else f"//{address}").hostname or '') if address else ''
+    return host == 'localhost' or host.startswith('127.') or host == '::1'
+
+def other_hosts(client) -> list[str]:
+    "The workers of `client` not on loopback: on other hosts, or on this one by an address other hosts reach"
+    return sorted(w for w in client.scheduler_info()['workers'] if not is_loopback(w))
+
+def reached_everywhere(url: str | None, what: str, workers: list[str]):
+    "`BadInput` when `url` (the setting `what`) is a loopback address and `workers` are on other hosts, each of which would read it as itself"
+    if url and workers and is_loopback(url):
+        parts = urlsplit(url)
+        shown = parts._replace(netloc=parts.netloc.rsplit('@', 1)[-1] if parts.password is None else
+                               f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()   # a password is never printed
+        raise BadInput(f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would read as itself; give the "
+                       "address every host reaches (README: Past one machine)")
 
 # %% ../../nbs/14a_cluster.where.ipynb #c016
 def connect(address: str, timeout: float = 10, folder: Path | None = None):

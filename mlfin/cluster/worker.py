@@ -5,7 +5,7 @@
 # %% ../../nbs/14c_cluster.worker.ipynb #c003
 from __future__ import annotations
 import ctypes, ctypes.util, importlib, sys, time
-from ..config import apply_runtime_env
+from ..config import apply_runtime_env, gpu_available
 
 # %% auto #0
 __all__ = ['ALLOCATOR', 'PRELOAD', 'tune_allocator', 'preload', 'warm', 'dask_setup']
@@ -35,7 +35,7 @@ def preload(*modules: str):
 def warm() -> float:
     "Import `PRELOAD` (Keras on JAX, as the models set it); the seconds it took"
     started = time.perf_counter()
-    apply_runtime_env()   # KERAS_BACKEND before Keras is imported
+    apply_runtime_env(gpu_available())   # KERAS_BACKEND before Keras is imported; a GPU host's JAX takes GPU memory as it needs it
     for name in PRELOAD: importlib.import_module(name)   # importing mlfin.models appends the families' modules: the loop goes on to them
     return time.perf_counter() - started
 

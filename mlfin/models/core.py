@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from ..cluster.where import installed, must_match
 from ..cluster.worker import preload
-from ..config import read_yaml
+from ..config import gpu_available, read_yaml
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import project_root
 from ..cluster.fanout import capped_threads
@@ -21,8 +21,8 @@ from ..cluster.fanout import capped_threads
 
 # %% auto #0
 __all__ = ['KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares', 'Family', 'register', 'family',
-           'libraries', 'baselines', 'gpu_available', 'resolve_device', 'ModelSpec', 'model_spec', 'read_models',
-           'parse_overrides', 'choose_models', 'save_model', 'load_model', 'model_files', 'from_files']
+           'libraries', 'baselines', 'resolve_device', 'ModelSpec', 'model_spec', 'read_models', 'parse_overrides',
+           'choose_models', 'save_model', 'load_model', 'model_files', 'from_files']
 
 # %% ../../nbs/04_models.core.ipynb #c006
 _KIND_NAMES = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'text'}
@@ -166,11 +166,6 @@ def baselines() -> tuple[str, ...]:
 
 # %% ../../nbs/04_models.core.ipynb #c019
 DEVICES = ('auto', 'cpu', 'cuda')
-
-def gpu_available() -> bool:
-    "True when the NVIDIA driver reports at least one GPU"
-    gpus = Path('/proc/driver/nvidia/gpus')
-    return gpus.is_dir() and any(gpus.iterdir())
 
 # %% ../../nbs/04_models.core.ipynb #c019_01
 def resolve_device(device: str = 'auto') -> str:

@@ -13,14 +13,19 @@ from .core import ModelSpec, family
 from .metrics import LOWER_IS_BETTER
 from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data, unit_data
 from ..cluster import fan_out, shipped, client
+from ..cluster.where import other_hosts, reached_everywhere
 
 # %% auto #0
-__all__ = ['FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned', 'study_result',
-           'open_study', 'tune', 'tune_universe', 'tune_one', 'tune_spread', 'tune_share']
+__all__ = ['MEMORY', 'FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned',
+           'study_result', 'direction', 'open_study', 'tune', 'tune_universe', 'tune_one', 'record_study',
+           'tune_spread', 'tune_share']
 
 # %% ../../nbs/04f_models.tuning.ipynb #c006
+MEMORY = 'memory'   # a study kept in the memory of the process tuning it: a pipeline study on a worker of another host
+
 def storage_url(url: str | None = None) -> str:
-    "An Optuna storage: SQLite under `MLFIN_HOME` by default; a postgresql:// URL is given its psycopg 3 driver"
+    "An Optuna storage: SQLite under `MLFIN_HOME` by default; a postgresql:// URL is given its psycopg 3 driver; `MEMORY` as it is"
+    if url == MEMORY: return MEMORY
     if not url:
         home().mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{home()/'optuna.db'}"
@@ -32,6 +37,7 @@ def open_storage(url: str | None = None, attempts: int = 5):
     "The Optuna storage behind `url`; workers starting at once on a fresh database race to create its tables: the losers retry"
     import time, warnings, optuna, sqlalchemy
     found = storage_url(url)
+    if found == MEMORY: return optuna.storages.InMemoryStorage()
     # SQLite takes one writer at a time: studies tuned at once on a local cluster wait up to a minute for the lock
     wait = {'connect_args': {'timeout': 60}} if found.startswith('sqlite') else {}
     for attempt in range(attempts):
@@ -103,10 +109,13 @@ class Tuned:
     complete: int
     pruned: int
     study: str             # the study's name in its storage
+    held: list | None = None   # its trials, when it lived in a worker's memory (`MEMORY`): the run records them
 
 # %% ../../nbs/04f_models.tuning.ipynb #c014_sr
 def study_result(found, # an Optuna study (`optuna.load_study`)
-                 spec: ModelSpec, metric: str) -> Tuned:
+                 spec: ModelSpec, metric: str,
+                 held: bool = False,   # carry the trials themselves (a study in memory, for the run to record)
+                ) -> Tuned:
     "What a study holds: its best trial as `spec` with those hyperparameters, and every trial counted (pruned and failed ones too), added to what chose `spec`'s own values"
     import optuna
     trials = found.get_trials(deepcopy=False)
@@ -114,9 +123,13 @@ def study_result(found, # an Optuna study (`optuna.load_study`)
     if not done: raise BadInput(f"{found.study_name}: no trial completed (all {len(trials)} pruned or failed); run more trials")
     best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params}, len(trials) + spec.tried - 1)   # its start was tuned too: counted
     return Tuned(best, float(found.best_value), metric, len(trials), len(done),
-                 sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name)
+                 sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name, list(trials) if held else None)
 
 # %% ../../nbs/04f_models.tuning.ipynb #c148fbf
+def direction(kind: str) -> str:
+    "Which way a study of `kind` goes: as the kind's primary score improves"
+    return 'minimize' if PRIMARY[kind] in LOWER_IS_BETTER else 'maximize'
+
 def open_study(data: SymbolData, spec: ModelSpec, kind: str,
                study: str | None = None,   # the study's name; default: SYMBOL-MODEL-KIND
                storage: str | None = None, # sqlite:///... or postgresql://...; default: MLFIN_HOME/optuna.db
@@ -125,7 +138,7 @@ def open_study(data: SymbolData, spec: ModelSpec, kind: str,
     "The Optuna study of `spec` on `data`, made when new (maximising or minimising as the kind's primary score improves), else loaded"
     import optuna
     return optuna.create_study(study_name=study or f"{data.symbol}-{spec.name}-{kind}", storage=open_storage(storage), load_if_exists=True,
-                               direction='minimize' if PRIMARY[kind] in LOWER_IS_BETTER else 'maximize', **kwargs)
+                               direction=direction(kind), **kwargs)
 
 # %% ../../nbs/04f_models.tuning.ipynb #c014_00
 def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
@@ -146,7 +159,7 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     found = open_study(data, spec, kind, study, storage, sampler=sampler, pruner=pruner)
     found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials, timeout=timeout,
                    show_progress_bar=progress, catch=())
-    return study_result(found, spec, PRIMARY[kind])
+    return study_result(found, spec, PRIMARY[kind], held=storage == MEMORY)
 
 # %% ../../nbs/04f_models.tuning.ipynb #c018
 def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitter, trials: int,
@@ -157,9 +170,15 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
     by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
     symbols = list(by_symbol)
+    url, found = storage_url(storage), client()
+    across = [] if found is None else other_hosts(found)
+    reached_everywhere(url, '--storage', across)
+    kept = MEMORY if across and url.startswith('sqlite') else url   # SQLite's locks do not cross hosts: each study in its worker's memory
     calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed, device,
-                                        price_target, weighting, storage, pruning) for symbol in symbols for spec in specs}
+                                        price_target, weighting, kept, pruning) for symbol in symbols for spec in specs}
     found = fan_out('tune', tune_one, calls)   # one study a unit, in process or on the run's cluster
+    for one in found.values():
+        if one.held is not None: record_study(url, one.study, kind, one.held); one.held = None
     tuned, counts, rows = {}, {}, []
     for symbol in symbols:
         tuned[symbol] = [found[f"{symbol} {spec.name}"].spec for spec in specs]
@@ -176,10 +195,20 @@ def tune_one(rows: SymbolData | str, # one symbol's training arrays, or the Parq
     "One symbol's model tuned afresh in its pipeline study (`tune_universe`'s unit of work)"
     import optuna
     name = f"pipeline-{symbol}-{spec.name}-{kind}"
-    try: optuna.delete_study(study_name=name, storage=open_storage(storage))
-    except KeyError: pass  # a first run: nothing to start afresh
+    if storage != MEMORY:
+        try: optuna.delete_study(study_name=name, storage=open_storage(storage))
+        except KeyError: pass  # a first run: nothing to start afresh
     return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, name, seed, device,
                 price_target, pruning)
+
+# %% ../../nbs/04f_models.tuning.ipynb #c018_r
+def record_study(url: str, name: str, kind: str, trials: list):
+    "A study tuned in a worker's memory written into the run's storage `url` afresh under `name`, trial for trial"
+    import optuna
+    storage = open_storage(url)
+    try: optuna.delete_study(study_name=name, storage=storage)
+    except KeyError: pass  # a first run: nothing to start afresh
+    optuna.create_study(study_name=name, storage=storage, direction=direction(kind)).add_trials(trials)
 
 # %% ../../nbs/04f_models.tuning.ipynb #c020s
 def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: int,
@@ -196,10 +225,11 @@ def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: 
     workers = sorted(found.scheduler_info()['workers']) if found is not None else []
     if len(workers) < 2: return tune(spec, kind, data, splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
                                      progress, sampler_seed)
-    url = storage_url(storage)
-    if url.startswith('sqlite') and not all(w.startswith(('tcp://127.0.0.1:', 'tcp://localhost:')) for w in workers):
-        raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({workers[-1]}) share a study through PostgreSQL "
+    url, across = storage_url(storage), other_hosts(found)
+    if url.startswith('sqlite') and across:
+        raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({across[0]}) share a study through PostgreSQL "
                        "(postgresql://USER@HOST/DB), not a SQLite file")
+    reached_everywhere(url, '--storage', across)
     check_folds(data, [spec], kind, splitter)
     name = open_study(data, spec, kind, study, url).study_name   # made once, before the shares race to it
     shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]

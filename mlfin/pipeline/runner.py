@@ -7,14 +7,14 @@ from __future__ import annotations
 import contextlib, datetime as dt, hashlib, json, os, re, socket
 from pathlib import Path
 from .engine import in_process
-from ..config import apply_runtime_env, code_version, read_yaml
+from ..config import apply_runtime_env, code_version, gpu_available, read_yaml
 from ..errors import MlfinError, BadInput, NotFound, Unavailable
 from ..paths import record_project, home, project_root, run_dir, SUMMARY
 from ..processes import exclusive, alive, atomic_write
 from ..params import RunConfig, run_config, task_config, task_fields
 from .. import data, features
 from ..features.labels import LABELS
-from ..models.core import MODELS_FILE, choose_models, resolve_device, gpu_available
+from ..models.core import MODELS_FILE, choose_models, resolve_device
 from ..features.compute import series_named
 from ..cluster.worker import tune_allocator
 from ..cluster import running
