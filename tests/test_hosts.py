@@ -9,12 +9,12 @@ import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest
 from conftest import ROOT, SLICE, same_products
-from hosts import SUBNET, Network, can_make_hosts, home_server, own_view
+from hosts import SUBNET, Network, cannot_make_hosts, home_server, own_view
 
 BIN = Path(sys.executable).parent
 PASSWORD = 'a-long-admin-password-for-tests'
 TEAM = {'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWORD, 'PLOOMBER_STATS_ENABLED': 'false'}
-pytestmark = pytest.mark.skipif(can_make_hosts() is not None, reason=str(can_make_hosts()))
+pytestmark = pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts()))
 
 
 def readme_commands() -> list[str]:
@@ -35,17 +35,17 @@ def on_hosts(command: str, team: dict) -> str:
 
 
 WATCH = '''
-import sys, time
+import json, sys, time
 from distributed import Client
 address, what, host = sys.argv[1:4]
 with Client(address, timeout=120) as client:
     while True:
-        workers = client.scheduler_info()['workers']
+        workers, busy = list(client.nthreads()), {w: [str(k) for k in keys] for w, keys in client.processing().items()}
         if what == 'gone' and not any(host in w for w in workers): break
         if what == 'back' and any(host in w for w in workers): break
-        if what.endswith('-') and any(host in w and any(str(k).startswith(what) for k in keys) for w, keys in client.processing().items()): break
+        if what.endswith('-') and any(host in w and any(k.startswith(what) for k in keys) for w, keys in busy.items()): break
         time.sleep(0.05)
-print(what, host, flush=True)
+print(json.dumps({'what': what, 'at': time.time(), 'workers': workers, 'busy': busy}), flush=True)
 '''
 
 
@@ -75,8 +75,8 @@ def team(tmp_path_factory):
         for command in commands:
             if command.startswith(('createdb', f"{BIN}/mlfin tracking serve", f"{BIN}/dask scheduler")):
                 start(team, h1, command)
-        for host in (team['h2'], team['h3']):
-            start(team, host, next(c for c in commands if c.startswith(f"{BIN}/dask worker")))
+        team['worker'] = next(c for c in commands if c.startswith(f"{BIN}/dask worker"))
+        team['workers'] = {host.name: start(team, host, team['worker']) for host in (team['h2'], team['h3'])}
         h1.wait_for_port(h1.address, 5000)
         h1.call(str(BIN/'python'), '-c', f"from distributed import Client; Client('{team['scheduler']}', timeout=120).wait_for_workers(2, timeout=300)",
                 timeout=400)
@@ -90,7 +90,7 @@ def start(team: dict, host, command: str):
     "A README command run on `host`: a short one to its end, a server left running (its output in the test's logs folder)"
     env = {'MLFLOW_AUTH_ADMIN_PASSWORD': PASSWORD, 'PGUSER': 'mlfin', 'PGHOST': team['h1'].address}
     if command.startswith('createdb'): return host.call('bash', '-c', command, env=env)
-    log = open(team['logs']/f"{host.name}-{command.split()[1]}.log", 'ab')
+    log = open(team['logs']/f"{host.name}-{Path(command.split()[0]).name}-{command.split()[1]}.log", 'ab')
     return host.run('bash', '-c', f"exec {command}", env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -108,22 +108,90 @@ def start_postgres(team: dict):
             f"-c listen_addresses={h1.address} -p 5432 -k {root} -c fsync=off -c full_page_writes=off")
 
 
-def test_the_readme_commands_on_three_hosts_with_a_cable_cut_and_a_host_powered_off(team, pipeline_run):
-    "The run on h2's and h3's workers: h2's cable cut while it trains and plugged back once the scheduler gave up on it, h3 powered off while it works; the serial run's products"
-    h1, h2, h3, home = team['h1'], team['h2'], team['h3'], team['home']
-    run = next(c for c in team['commands'] if ' run --cluster ' in c)
-    started = time.time()
-    runner = h1.run('bash', '-c', f"{run} {' '.join(SLICE)} --reports {home/'reports'}", env={'MLFIN_HOME': str(home), **TEAM}, cwd=ROOT,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    events = []
-    def at(what, host):
-        seen = watch(team, what, host.address); seen.wait(900)
-        events.append((what, host.name, round(time.time() - started, 1)))
-    at('train-', h2); h2.cut()              # unplugged while it trains a model
-    at('gone', h2); h2.mend()               # the scheduler gave up on it (silence, then the TCP timeout): plugged back
-    at('back', h2)                          # its nanny's new worker joined
-    at('backtest-', h3); h3.power_off()     # h3 gone at once, mid-unit, without a word
+def readme_run(team: dict, home: Path) -> subprocess.Popen:
+    "The README's run on h1, on the session's slice of the embedded data, with `home` as MLFIN_HOME (the shared home, or a folder of it)"
+    run = next(c for c in team['commands'] if ' run --cluster ' in c).replace(f"MLFIN_HOME={team['home']} ", f"MLFIN_HOME={home} ")
+    return team['h1'].run('bash', '-c', f"{run} {' '.join(SLICE)} --reports {home/'reports'}", env=TEAM, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def when(team: dict, what: str, host, runner: subprocess.Popen):
+    "Wait for `what` to happen on `host` (see `watch`) while the run goes on; fails if the run ends first"
+    seen = watch(team, what, host.address)
+    while seen.poll() is None and runner.poll() is None: time.sleep(0.05)
+    if seen.poll() is None:
+        seen.kill(); out, err = runner.communicate()
+        raise AssertionError(f"the run ended (exit {runner.returncode}) before {what} on {host.name}:\n{out[-2000:]}\n{err[-2000:]}")
+    assert seen.returncode == 0, f"the watcher of {what} on {host.name} failed"
+    print(f"{host.name}: {seen.stdout.read().strip()}", flush=True)
+
+
+def test_a_worker_host_cut_off_mid_training_and_plugged_back(team, pipeline_run):
+    "h2's cable cut while it trains, plugged back once the scheduler gave up on it: the run ends with the serial run's products"
+    h2, home = team['h2'], team['home']
+    runner = readme_run(team, home)
+    when(team, 'train-', h2, runner); h2.cut()     # unplugged while it trains a model: its home mount and its scheduler link go at once
+    when(team, 'gone', h2, runner); h2.mend()      # the scheduler gave up on it (no reply within the TCP timeout): plugged back
     out, err = runner.communicate(timeout=1800)
     assert runner.returncode == 0, out[-3000:] + err[-3000:]
-    print(events, f"run: {time.time() - started:.0f} s")
     same_products(pipeline_run['home'], home)
+    team['workers']['h2'].wait(300)   # a worker that lost its scheduler ends itself (the README: a supervisor starts it again)
+
+
+def test_a_worker_host_powered_off_mid_unit(team, pipeline_run):
+    "h2's worker started again (as its supervisor does); h3 powered off while it trains: the run ends on h2 with the serial run's products"
+    h2, h3 = team['h2'], team['h3']
+    team['workers']['h2'] = start(team, h2, team['worker'])
+    watch(team, 'back', h2.address).wait(600)
+    home = team['home']/'second'   # a fresh run in a folder of the shared home
+    runner = readme_run(team, home)
+    when(team, 'train-', h3, runner); h3.power_off()   # gone at once, mid-unit, without a word: no reset, no goodbye
+    out, err = runner.communicate(timeout=1800)
+    assert runner.returncode == 0, out[-3000:] + err[-3000:]
+    same_products(pipeline_run['home'], home)
+
+
+def test_a_new_host_takes_the_dead_ones_place_and_shares_a_study_through_postgresql(team):
+    "A fresh h4 set up as the README says joins h2; `mlfin tune` spreads one study over both through the team's PostgreSQL; the same on loopback is refused"
+    h1, home = team['h1'], team['home']
+    h4 = team['net'].host(own_view(ROOT, home, next(c for c in team['commands'] if c.startswith('sshfs ')), team['key']))
+    start(team, h4, team['worker'])
+    watch(team, 'back', h4.address).wait(600)
+    tune = next(c for c in team['commands'] if ' tune ' in c)
+    env = {'MLFIN_HOME': str(home), **TEAM}
+    done = h1.call('bash', '-c', tune, env=env, cwd=ROOT, timeout=1200)
+    assert 'SPX lightgbm: study team-spx: 8 trials' in done.stdout and 'tried: 8}' in done.stdout, done.stdout
+    workers = h1.call(str(BIN/'python'), '-c', "import optuna, sys; from mlfin.models.tuning import storage_url; "
+                      "s = optuna.load_study(study_name='team-spx', storage=storage_url(sys.argv[1])); print(sorted({t.user_attrs['worker'] for t in s.trials}))",
+                      f"postgresql://mlfin@{h1.address}/optuna", env=env).stdout
+    assert h4.address in workers and team['h2'].address in workers, workers   # both hosts ran trials of the one study
+    loopback = h1.call('bash', '-c', tune.replace(f"@{h1.address}/", '@127.0.0.1/').replace('team-spx', 'team-local'), env=env, cwd=ROOT, check=False)
+    assert loopback.returncode == 2 and loopback.stderr.strip().splitlines() == [
+        "mlfin: error: --storage postgresql://mlfin@127.0.0.1/optuna: a loopback address, which worker "
+        f"{sorted(w for w in workers_of(team) if h4.address in w or team['h2'].address in w)[0]} on another host would read as itself; "
+        "give the address every host reaches (README: Past one machine)"], loopback.stderr
+
+
+def workers_of(team: dict) -> list[str]:
+    "The scheduler's workers now, asked on h1"
+    return json.loads(team['h1'].call(str(BIN/'python'), '-c', f"import json; from distributed import Client; "
+                                      f"print(json.dumps(sorted(Client('{team['scheduler']}', timeout=60).nthreads())))").stdout)
+
+
+def test_a_host_that_does_not_share_the_home_is_refused_before_any_unit(team):
+    "h5 has a folder of its own at the home's path (its run folder too): the run stops in one line naming its worker, nothing run"
+    h1, home = team['h1'], team['home']
+    h5 = team['net'].host(own_view(ROOT, home, None, team['key']))
+    h5.call('mkdir', '-p', str(home/'run'))
+    worker = start(team, h5, team['worker'].replace(' --preload mlfin.cluster.worker', ''))   # quicker to start; checked all the same
+    try:
+        watch(team, 'back', h5.address).wait(600)
+        blind = next(w for w in workers_of(team) if f"//{h5.address}:" in w)
+        before = sorted((p.name, p.stat().st_mtime_ns) for p in (home/'run').iterdir())
+        run = next(c for c in team['commands'] if ' run --cluster ' in c)
+        done = h1.call('bash', '-c', f"{run} {' '.join(SLICE)} --reports {home/'reports'}", env={'MLFIN_HOME': str(home), **TEAM}, cwd=ROOT, check=False)
+        assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+            f"mlfin: error: --cluster {team['scheduler']}: worker {blind} sees another folder at {home/'run'} (not the run's: its token is not "
+            "there); the home must be one filesystem every worker mounts at the same path, read and written (README: Past one machine)"], done.stderr
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in (home/'run').iterdir()) == before   # no task ran; no token left behind
+    finally: worker.terminate(); worker.wait(60)

@@ -98,7 +98,7 @@ def is_loopback(address: str | None) -> bool:
 
 def other_hosts(client) -> list[str]:
     "The workers of `client` not on loopback: on other hosts, or on this one by an address other hosts reach"
-    return sorted(w for w in client.scheduler_info()['workers'] if not is_loopback(w))
+    return sorted(w for w in client.nthreads() if not is_loopback(w))   # asked of the scheduler (`scheduler_info` can come from a cache)
 
 def reached_everywhere(url: str | None, what: str, workers: list[str]):
     "`BadInput` when `url` (the setting `what`) is a loopback address and `workers` are on other hosts, each of which would read it as itself"

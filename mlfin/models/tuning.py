@@ -222,7 +222,7 @@ def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: 
     "One study's `trials` spread over the run's cluster (`cluster.running`), a share per worker on the shared study; in process without one"
     import optuna
     found = client()
-    workers = sorted(found.scheduler_info()['workers']) if found is not None else []
+    workers = sorted(found.nthreads()) if found is not None else []
     if len(workers) < 2: return tune(spec, kind, data, splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
                                      progress, sampler_seed)
     url, across = storage_url(storage), other_hosts(found)
