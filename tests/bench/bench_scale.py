@@ -181,6 +181,7 @@ def overhead(t0: float, t1: float, units: dict, workers: list) -> dict:
     "Where the 2-worker wall went beyond the units' compute: 2 x wall = compute + 2 x (lead + trail) + gaps + idle, exactly"
     first, last = min(u[1] for u in units.values()), max(u[2] for u in units.values())
     gaps = idle = 0.0
+    busy = [w for w in workers if any(u[0] == w for u in units.values())]
     for w in workers:
         mine = [u for u in units.values() if u[0] == w]
         if not mine: idle += last - first; continue
@@ -189,7 +190,7 @@ def overhead(t0: float, t1: float, units: dict, workers: list) -> dict:
         idle += (start - first) + (last - stop)
     work, n = sum(u[3] for u in units.values()), len(units)
     return {'wall': t1 - t0, 'work': work, 'n': n, 'per_unit': (t1 - t0 - work / len(workers)) / n, 'lead': first - t0, 'trail': t1 - last,
-            'gap': gaps / max(n - len(workers), 1), 'idle': idle}
+            'gap': gaps / max(n - len(busy), 1), 'idle': idle}   # a gap between each two units on a worker
 
 
 def print_overhead(o: dict, per_task: float):
@@ -216,7 +217,7 @@ def project(compute: list, gap: float, driver: float, per_task: float, workers: 
 def projection(units: dict, o: dict, per_task: float):
     "3: the measured run checked against the model, then 500 symbols on 16 and 64 workers from the measured units, hand-off and driver"
     seconds = {unit: u[3] for unit, u in units.items()}
-    measured = list(dict.fromkeys(u.split(' ')[0] for u in units))   # fan_out's order: symbol by symbol, each symbol's models in turn
+    measured = sorted({u.split(' ')[0] for u in units})   # fan_out's order (T00, T01 ...), each symbol's models in turn
     order = lambda symbols: [(f"{measured[i % len(measured)]} {m}", seconds[f"{measured[i % len(measured)]} {m}"]) for i in range(symbols) for m in MODELS]
     print(f"3. projection from the units measured in 2: {len(units)} units, {o['work']:.1f} s of compute; mean per unit: "
           + ', '.join(f"{m} {sum(v for k, v in seconds.items() if k.endswith(' ' + m)) / len(measured):.2f} s" for m in MODELS), flush=True)
@@ -284,7 +285,6 @@ def main():
         met.append(training(per_task))
     print(f"\nbench-scale targets: {'all met' if all(met) else 'NOT all met'} "
           f"({', '.join(f'{w} {v}' for w, v in zip(('features', 'training'), ('met' if m else 'MISSED' for m in met)))})", flush=True)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def training(per_task: float) -> bool:
@@ -326,4 +326,6 @@ def training(per_task: float) -> bool:
     return met
 
 
-if __name__ == '__main__': main()
+if __name__ == '__main__':
+    try: main()
+    finally: shutil.rmtree(work, ignore_errors=True)
