@@ -17,6 +17,9 @@ against what two processes can do here, measured in the same run (issue 39, item
 - scheduler overhead per unit: 1,000 empty tasks through `fan_out`; and in the real runs, from Dask's task
   stream, (wall - units' compute / 2) / units, split into the driver's time before the first unit and after
   the last, the gaps between units on a worker (the hand-off), and workers idle at the start and end.
+- beside the ceiling and ours, the CPU seconds their processes used over the wall: the share of the cores
+  each got. This machine may be shared (another session on the cores): a share well under 2 on one side
+  only says the comparison was skewed by whoever else ran, not by the code.
 
 1. Features: the 12-indicator spec over 100 symbols x 500,000 bars = 50M bars (BENCH_SYMBOLS, BENCH_BARS).
    Floor: the bare TA-Lib loop in one process (12 calls on NumPy arrays), also with the allocator tuned;
@@ -31,7 +34,8 @@ against what two processes can do here, measured in the same run (issue 39, item
    (500 symbols cycling the measured ones), the hand-off between units on a worker and the driver's time
    (scaled by symbols) as seen in the run, the units placed in fan_out's order each onto the first free
    worker (as Dask's queue hands them out), never below the scheduler's serial time at the empty-task rate.
-   The same model is first applied to the measured run itself, beside its measured wall. The critical path
+   The same model is first applied to the measured run itself, beside its measured wall. Every worker is
+   warmed once (every model on T00, pinned to it) before the measured run, as the other contenders are. The critical path
    (the longest unit) and the overhead the projection added are printed.
 """
 import os, shutil, sys, tempfile, time
@@ -53,7 +57,7 @@ import sys, time, numpy as np, pandas as pd, talib
 from pathlib import Path
 folder, n = Path(sys.argv[1]), int(sys.argv[2])
 first = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-started, sums = time.perf_counter(), []
+started, cpu, sums = time.perf_counter(), time.process_time(), []
 for i in range(first, first + n):
     b = pd.read_parquet(folder/f"S{{i:03d}}.parquet")
     h, l, c, v = (b[k].to_numpy() for k in ('high', 'low', 'close', 'volume'))
@@ -61,7 +65,7 @@ for i in range(first, first + n):
            *talib.BBANDS(c, 20, 2, 2), talib.ATR(h, l, c, 14), talib.OBV(c, v), talib.ADX(h, l, c, 14),
            talib.CCI(h, l, c, 20), talib.MFI(h, l, c, v, 14), talib.WILLR(h, l, c, 14)]
     sums.append([float(np.nansum(x)) for x in out])
-RESULT = {{'seconds': time.perf_counter() - started, 'sums': sums}}
+RESULT = {{'seconds': time.perf_counter() - started, 'cpu': time.process_time() - cpu, 'sums': sums}}
 '''
 
 
@@ -71,13 +75,14 @@ def worker_env() -> dict:
     return {**os.environ, **{k: str(v) for k, v in dask.config.get('distributed.nanny.pre-spawn-environ').items()}}
 
 
-def _longest(procs) -> float:
-    "The seconds of the slowest of processes started together, each printing its RESULT as its last line of JSON"
+def _longest(procs) -> tuple[float, float]:
+    "Processes started together, each printing its RESULT as its last line of JSON: (the slowest's seconds, their CPU seconds together)"
     import json
-    return max(json.loads(p.communicate()[0].strip().splitlines()[-1])['seconds'] for p in procs)
+    results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    return max(r['seconds'] for r in results), sum(r['cpu'] for r in results)
 
 
-def ceiling(bars: Path, n: int) -> float:
+def ceiling(bars: Path, n: int) -> tuple[float, float]:
     "The features' two-process ceiling: the floor's loop in halves, run at once by two plain Pythons with a worker's settings (no Dask); the longer half's seconds"
     import subprocess
     half = n // 2
@@ -98,12 +103,12 @@ source, symbols = sys.argv[1], sys.argv[2].split(',')
 data = pd.read_parquet(source)
 train_universe(data[data['symbol'] == symbols[0]], specs, folds=5, source=source)   # warmed as the in-process run is
 print('ready', flush=True); sys.stdin.readline()
-started = time.perf_counter(); train_universe(data[data['symbol'].isin(symbols)], specs, folds=5, source=source)
-print(json.dumps({'seconds': time.perf_counter() - started}), flush=True)
+started, cpu = time.perf_counter(), time.process_time(); train_universe(data[data['symbol'].isin(symbols)], specs, folds=5, source=source)
+print(json.dumps({'seconds': time.perf_counter() - started, 'cpu': time.process_time() - cpu}), flush=True)
 '''
 
 
-def training_ceiling(source: str, symbols: list) -> float:
+def training_ceiling(source: str, symbols: list) -> tuple[float, float]:
     "The training's two-process ceiling: the symbols in two halves, two plain processes with a worker's settings, started together once both are warm; the longer half's seconds"
     import subprocess
     halves = (symbols[:len(symbols) // 2], symbols[len(symbols) // 2:])
@@ -125,6 +130,33 @@ def column_sums(path: str, symbol: str, spec: list) -> list:
 
 
 def empty(i: int) -> int: return i
+
+
+def warm_training(source: str, models: list) -> int:
+    "Every model once on T00, in a worker (libraries imported, the LSTM compiled), as the in-process run and the ceiling's halves are warmed"
+    import pandas as pd
+    from mlfin.models import model_spec, train_universe
+    train_universe(pd.read_parquet(source, filters=[('symbol', '==', 'T00')]), [model_spec(m) for m in models], folds=5, source=source)
+    return os.getpid()
+
+
+def on_each(fn, *args):
+    "fn(*args) once on every worker of the run's cluster, each pinned to its worker (a warm-up that none may miss)"
+    from mlfin.cluster import client
+    found = client()
+    return found.gather([found.submit(fn, *args, workers=[w], pure=False) for w in found.scheduler_info()['workers']])
+
+
+def cpu_seconds() -> dict:
+    "CPU seconds so far of this process and of every worker's (all their threads)"
+    from mlfin.cluster import client
+    return {'driver': time.process_time(), **client().run(time.process_time)}
+
+
+def cores(before: dict, after: dict, wall: float) -> str:
+    "What share of the machine the processes got between two `cpu_seconds` (another session on the cores shows here)"
+    cpu = sum(after[k] - before[k] for k in after)
+    return f"CPU {cpu:.1f} s: {cpu / wall:.2f} of {os.cpu_count()} cores"
 
 
 def _status_mb(field: str) -> float:
@@ -253,7 +285,7 @@ def main():
           f"(written in {made['seconds']:.0f} s); {len(SPEC)} indicators", flush=True)
     floor = child(FLOOR, bars, N_SYMBOLS)
     floor_tuned = child(TUNED + FLOOR, bars, N_SYMBOLS)
-    two = ceiling(bars, N_SYMBOLS)
+    two, two_cpu = ceiling(bars, N_SYMBOLS)
     calls = {f"S{i:03d}": (str(bars/f"S{i:03d}.parquet"), f"S{i:03d}", SPEC) for i in range(N_SYMBOLS)}
     column_sums(*calls['S000'])
     alone = (reset_peak(),)
@@ -262,19 +294,20 @@ def main():
     row('context', 'the floor: the bare TA-Lib loop, one process', floor['seconds'], f"peak {floor['peak_mb']:,.0f} MiB")
     row('context', 'the floor, allocator tuned as ours', floor_tuned['seconds'], f"peak {floor_tuned['peak_mb']:,.0f} MiB")
     row('context', 'ours, the same units in this process', one, f"{one / floor_tuned['seconds']:.2f}x the tuned floor's time")
-    row('ceiling', "the floor's loop in halves, two plain processes", two, f"the tuned floor / ceiling: {floor_tuned['seconds'] / two:.2f}x")
+    row('ceiling', "the floor's loop in halves, two plain processes", two, f"the tuned floor / ceiling: {floor_tuned['seconds'] / two:.2f}x; "
+        f"CPU {two_cpu:.1f} s: {two_cpu / two:.2f} of {os.cpu_count()} cores")
     started = time.perf_counter()
     with running(f'local:{WORKERS}'):
         ready = time.perf_counter() - started
-        fan_out('warm', column_sums, {f"w{i}": calls['S000'] for i in range(2 * WORKERS)})   # every indicator resolved on both
-        before = client().run(reset_peak)
+        on_each(column_sums, *calls['S000'])   # every indicator resolved on both
+        before, cpu0 = client().run(reset_peak), cpu_seconds()
         sums, t0, t1, units = traced(fan_out, 'features', column_sums, calls)
-        after = client().run(peak_mb)
+        after, cpu1 = client().run(peak_mb), cpu_seconds()
         t = time.perf_counter(); fan_out('empty', empty, {str(i): (i,) for i in range(1000)}); per_task = (time.perf_counter() - t) / 1000
     for i, (got, want) in enumerate(zip(sums.values(), floor['sums'])):
         np.testing.assert_allclose(got, want, rtol=1e-9, err_msg=f"S{i:03d}")
     o = overhead(t0, t1, units, sorted(after))
-    row('ours', f"fan_out of features.build on {WORKERS} workers", o['wall'], f"cluster up in {ready:.1f} s, not counted; column sums equal the floor's")
+    row('ours', f"fan_out of features.build on {WORKERS} workers", o['wall'], f"{cores(cpu0, cpu1, o['wall'])}; cluster up in {ready:.1f} s, not counted; column sums equal the floor's")
     met = [verdict('features', two, o['wall'])]
     print(f"   context  the floor / ours: {floor['seconds'] / o['wall']:.2f}x; the tuned floor / ours: {floor_tuned['seconds'] / o['wall']:.2f}x; "
           f"ours in process / ours on {WORKERS} workers: {one / o['wall']:.2f}x", flush=True)
@@ -307,16 +340,17 @@ def training(per_task: float) -> bool:
     t = time.perf_counter(); serial = train_universe(data, specs, folds=5, source=source); in_process = time.perf_counter() - t
     alone += (peak_mb(),)
     row('context', "in process (the models' declared threads)", in_process, 'as a notebook runs it')
-    two = training_ceiling(source, sorted(raw))
-    row('ceiling', 'the symbols in halves, two plain processes', two, f"in process / ceiling: {in_process / two:.2f}x")
+    two, two_cpu = training_ceiling(source, sorted(raw))
+    row('ceiling', 'the symbols in halves, two plain processes', two, f"CPU {two_cpu:.1f} s: {two_cpu / two:.2f} of {os.cpu_count()} cores; "
+        f"in process / ceiling: {in_process / two:.2f}x")
     with running(f'local:{WORKERS}'):
-        train_universe(data[data['symbol'].isin(['T00', 'T01'])], specs, folds=5, source=source)   # each worker warmed alike
-        before = client().run(reset_peak)
+        on_each(warm_training, source, MODELS)   # each worker warmed alike
+        before, cpu0 = client().run(reset_peak), cpu_seconds()
         spread, t0, t1, units = traced(lambda: train_universe(data, specs, folds=5, source=source))
-        after = client().run(peak_mb)
+        after, cpu1 = client().run(peak_mb), cpu_seconds()
     pd.testing.assert_frame_equal(spread.predictions, serial.predictions); pd.testing.assert_frame_equal(spread.leaderboard, serial.leaderboard)
     o = overhead(t0, t1, units, sorted(after))
-    row('ours', f"train_universe on {WORKERS} workers", o['wall'], "predictions and leaderboard equal the in-process run's")
+    row('ours', f"train_universe on {WORKERS} workers", o['wall'], f"{cores(cpu0, cpu1, o['wall'])}; predictions and leaderboard equal the in-process run's")
     met = verdict('training', two, o['wall'])
     print(f"   context  in process / ours on {WORKERS} workers: {in_process / o['wall']:.2f}x", flush=True)
     print(memory(before, after, alone), flush=True)
