@@ -61,7 +61,7 @@ bench-service: setup ## /predict asked 1,000 rps for 60 s (hey) beside a bare Fa
 bench-monitor: setup ## what the monitor catches on the embedded SPX, AAPL, EURUSD (planted volatility regimes, false alarms; ARGS="--part power"), then its drift statistics over 10 models x 24 inputs x 1M minute bars beside plain scipy (synthetic)
 	@$(BIN)/python tests/bench/bench_monitor.py $(ARGS)
 
-bench-scale: setup ## past one machine: 50M-bar features and a 20-symbol x 5-model training on a local Dask cluster of 2 workers beside one process; a 500-symbol run projected (synthetic)
+bench-scale: setup ## past one machine, synthetic: parallel efficiency of 50M-bar features and a 20-symbol x 5-model training on 2 Dask workers against two plain processes (target >= 0.95), memory per worker, scheduler overhead per unit, a 500-symbol run projected on 16 and 64 workers
 	@$(BIN)/python tests/bench/bench_scale.py
 
 bench-dashboards: setup ## every dashboard page in Chromium after login: time until its content shows, warm (kernels kept ready) and cold (a kernel per visit)
