@@ -30,7 +30,7 @@ def cannot_make_hosts() -> str | None:
 
 
 class Host:
-    "One host: a network namespace at `address`, and a process holding its mount namespace; `run` starts a command in both"
+    "One host: a network namespace at `address`, and a process holding its mount and UTS namespaces (its files, its name); `run` starts a command in them"
     def __init__(self, net: 'Network', n: int, mounts: str):
         self.net, self.n, self.name, self.address = net, n, f"h{n}", f"{SUBNET}.{n}"
         self.ns, self.port = f"{net.tag}h{n}", f"p{n}"
@@ -40,15 +40,16 @@ class Host:
         sh('ip', '-n', self.ns, 'addr', 'add', f"{self.address}/24", 'dev', 'eth0')
         sh('ip', '-n', self.ns, 'link', 'set', 'eth0', 'up'); sh('ip', '-n', self.ns, 'link', 'set', 'lo', 'up')
         self.home = '/tmp/.host/home' if mounts else os.environ.get('HOME', '/root')   # ~ of its own where its /tmp is its own
-        script = f"set -e\n{mounts}\necho ready\nexec sleep infinity\n"
-        self.holder = subprocess.Popen(['nsenter', f"--net=/run/netns/{self.ns}", 'unshare', '--mount', '--propagation', 'private',
+        script = f"set -e\nhostname {self.name}\n{mounts}\necho ready\nexec sleep infinity\n"
+        self.holder = subprocess.Popen(['nsenter', f"--net=/run/netns/{self.ns}", 'unshare', '--mount', '--uts', '--propagation', 'private',
                                         'bash', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.holder.stdout.readline().strip()   # an event: the mounts are made (or the script failed)
         if line != 'ready': raise AssertionError(f"host {self.name} did not start: {self.holder.stderr.read()[-2000:]}")
 
     def command(self, *cmd: str, cwd: str | Path = '/') -> list[str]:
         "`cmd` as run inside this host (its network, its mounts), from `cwd`"
-        return ['nsenter', f"--net=/run/netns/{self.ns}", f"--mount=/proc/{self.holder.pid}/ns/mnt", f"--wd={cwd}", '--', *cmd]
+        return ['nsenter', f"--net=/run/netns/{self.ns}", f"--mount=/proc/{self.holder.pid}/ns/mnt", f"--uts=/proc/{self.holder.pid}/ns/uts",
+                f"--wd={cwd}", '--', *cmd]
 
     def run(self, *cmd: str, env: dict | None = None, cwd: str | Path = '/', **kw) -> subprocess.Popen:
         "Start `cmd` on this host, with `env` over this machine's environment and the host's own HOME"

@@ -1,11 +1,12 @@
-"""Past one host: the README's "Past one machine" commands run on three hosts made here (tests/hosts.py).
+"""Past one host: the README's "Past one machine / Across hosts" commands, run as typed on hosts made here (tests/hosts.py).
 
 h1 holds the home (served over sshfs), the Dask scheduler, PostgreSQL and the team's MLflow server, and runs `mlfin run`; h2 and h3
-each mount the home at the same path and run a worker, with their own /tmp, /dev/shm and ~. The run's products equal the serial
-run's, with h2's cable cut mid-run and plugged back, and h3 powered off mid-run. What hosts must share is checked before any unit:
-a worker that sees another folder at the home's path, and a loopback address a worker would read as itself, are refused in one line.
+each mount the home at the same path and run a worker, with their own /tmp, /dev/shm, ~ and hostname and a read-only checkout.
+In order (the module's hosts live through all four): h2's cable cut mid-training, then h3 powered off mid-unit, each run ending
+with the serial run's products; a fresh h4 sharing an Optuna study with h2 through PostgreSQL (the same on loopback refused); h5,
+with a folder of its own at the home's path, refused in one line before any unit.
 """
-import json, os, re, subprocess, sys, time
+import json, re, subprocess, sys, time
 from pathlib import Path
 import pytest
 from conftest import ROOT, SLICE, same_products
@@ -149,6 +150,7 @@ def test_a_worker_host_powered_off_mid_unit(team, pipeline_run):
     out, err = runner.communicate(timeout=1800)
     assert runner.returncode == 0, out[-3000:] + err[-3000:]
     same_products(pipeline_run['home'], home)
+    assert not [p for p in home.rglob('*') if p.name.endswith('.tmp') or p.name.startswith('.cluster-')]   # nothing half-written left, no token
 
 
 def test_a_new_host_takes_the_dead_ones_place_and_shares_a_study_through_postgresql(team):
@@ -161,14 +163,16 @@ def test_a_new_host_takes_the_dead_ones_place_and_shares_a_study_through_postgre
     env = {'MLFIN_HOME': str(home), **TEAM}
     done = h1.call('bash', '-c', tune, env=env, cwd=ROOT, timeout=1200)
     assert 'SPX lightgbm: study team-spx: 8 trials' in done.stdout and 'tried: 8}' in done.stdout, done.stdout
-    workers = h1.call(str(BIN/'python'), '-c', "import optuna, sys; from mlfin.models.tuning import storage_url; "
-                      "s = optuna.load_study(study_name='team-spx', storage=storage_url(sys.argv[1])); print(sorted({t.user_attrs['worker'] for t in s.trials}))",
+    workers = h1.call(str(BIN/'python'), '-c', "import json, optuna, sys; from mlfin.models.tuning import storage_url; "
+                      "s = optuna.load_study(study_name='team-spx', storage=storage_url(sys.argv[1])); print(json.dumps(sorted({t.user_attrs['worker'] for t in s.trials})))",
                       f"postgresql://mlfin@{h1.address}/optuna", env=env).stdout
-    assert h4.address in workers and team['h2'].address in workers, workers   # both hosts ran trials of the one study
+    names = {h.address: h.name for h in team['net'].hosts}
+    assert {w.split(':')[0] for w in json.loads(workers)} == {names[w.split('//')[1].split(':')[0]] for w in workers_of(team)}, workers   # every host ran trials of the one study
+    assert 'h4' in workers, workers
     loopback = h1.call('bash', '-c', tune.replace(f"@{h1.address}/", '@127.0.0.1/').replace('team-spx', 'team-local'), env=env, cwd=ROOT, check=False)
     assert loopback.returncode == 2 and loopback.stderr.strip().splitlines() == [
         "mlfin: error: --storage postgresql://mlfin@127.0.0.1/optuna: a loopback address, which worker "
-        f"{sorted(w for w in workers_of(team) if h4.address in w or team['h2'].address in w)[0]} on another host would read as itself; "
+        f"{workers_of(team)[0]} on another host would read as itself; "
         "give the address every host reaches (README: Past one machine)"], loopback.stderr
 
 
@@ -187,11 +191,14 @@ def test_a_host_that_does_not_share_the_home_is_refused_before_any_unit(team):
     try:
         watch(team, 'back', h5.address).wait(600)
         blind = next(w for w in workers_of(team) if f"//{h5.address}:" in w)
-        before = sorted((p.name, p.stat().st_mtime_ns) for p in (home/'run').iterdir())
+        products = lambda: sorted((p.name, p.stat().st_mtime_ns) for p in (home/'run').iterdir() if p.name != 'attempt.json')
+        before = products()
         run = next(c for c in team['commands'] if ' run --cluster ' in c)
         done = h1.call('bash', '-c', f"{run} {' '.join(SLICE)} --reports {home/'reports'}", env={'MLFIN_HOME': str(home), **TEAM}, cwd=ROOT, check=False)
         assert done.returncode == 2 and done.stderr.strip().splitlines() == [
             f"mlfin: error: --cluster {team['scheduler']}: worker {blind} sees another folder at {home/'run'} (not the run's: its token is not "
             "there); the home must be one filesystem every worker mounts at the same path, read and written (README: Past one machine)"], done.stderr
-        assert sorted((p.name, p.stat().st_mtime_ns) for p in (home/'run').iterdir()) == before   # no task ran; no token left behind
+        assert products() == before   # no task ran; no token left behind
+        attempt = json.loads((home/'run'/'attempt.json').read_text())   # the attempt recorded as failed, with the same line (mlfin health reads it)
+        assert attempt['status'] == 'failed' and attempt['error'] == done.stderr.strip().removeprefix('mlfin: error: '), attempt
     finally: worker.terminate(); worker.wait(60)

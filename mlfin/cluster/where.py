@@ -15,8 +15,8 @@ from ..errors import BadInput, Unavailable
 import mlfin
 
 # %% auto #0
-__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installed', 'check_workers', 'check_shared',
-           'is_loopback', 'other_hosts', 'reached_everywhere', 'connect', 'client', 'running']
+__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installed', 'check_shared', 'is_loopback', 'other_hosts',
+           'reached_everywhere', 'check_workers', 'connect', 'client', 'running']
 
 # %% ../../nbs/14a_cluster.where.ipynb #c005
 CLUSTER_ENV = 'MLFIN_CLUSTER'   # the run's scheduler address, set by the runner for its task notebooks (unset: in process)
@@ -43,19 +43,6 @@ def installed(name: str) -> str | None:
         try: return metadata.version(dist)
         except metadata.PackageNotFoundError: continue
     return None
-
-# %% ../../nbs/14a_cluster.where.ipynb #c015
-def check_workers(client, address: str, folder: Path | None = None) -> int:
-    "The number of workers, once each runs this mlfin and these `SAME_EVERYWHERE` versions and shares `folder`; `BadInput` naming the first that does not"
-    mine = identity()
-    for worker, theirs in sorted(client.run(identity, list(SAME_EVERYWHERE)).items()):   # asked for this run's list: a worker need not have imported the models
-        for name, version in mine.items():
-            if theirs.get(name) != version:
-                raise BadInput(f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start every worker "
-                               "from the same checkout and env/requirements.lock (README: Past one machine)")
-    if folder is not None: check_shared(client, address, Path(folder))
-    reached_everywhere(os.environ.get('MLFIN_STORE'), 'MLFIN_STORE', other_hosts(client))   # the units read other series from it
-    return len(client.nthreads())
 
 # %% ../../nbs/14a_cluster.where.ipynb #c015s
 def check_shared(client, address: str, folder: Path):
@@ -104,10 +91,22 @@ def reached_everywhere(url: str | None, what: str, workers: list[str]):
     "`BadInput` when `url` (the setting `what`) is a loopback address and `workers` are on other hosts, each of which would read it as itself"
     if url and workers and is_loopback(url):
         parts = urlsplit(url)
-        shown = parts._replace(netloc=parts.netloc.rsplit('@', 1)[-1] if parts.password is None else
-                               f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()   # a password is never printed
+        shown = url if parts.password is None else parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()   # a password is never printed
         raise BadInput(f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would read as itself; give the "
                        "address every host reaches (README: Past one machine)")
+
+# %% ../../nbs/14a_cluster.where.ipynb #c015
+def check_workers(client, address: str, folder: Path | None = None) -> int:
+    "The number of workers, once each runs this mlfin and these `SAME_EVERYWHERE` versions and shares `folder`; `BadInput` naming the first that does not"
+    mine = identity()
+    for worker, theirs in sorted(client.run(identity, list(SAME_EVERYWHERE)).items()):   # asked for this run's list: a worker need not have imported the models
+        for name, version in mine.items():
+            if theirs.get(name) != version:
+                raise BadInput(f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start every worker "
+                               "from the same checkout and env/requirements.lock (README: Past one machine)")
+    if folder is not None: check_shared(client, address, Path(folder))
+    reached_everywhere(os.environ.get('MLFIN_STORE'), 'MLFIN_STORE', other_hosts(client))   # the units read other series from it
+    return len(client.nthreads())
 
 # %% ../../nbs/14a_cluster.where.ipynb #c016
 def connect(address: str, timeout: float = 10, folder: Path | None = None):

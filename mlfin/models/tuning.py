@@ -172,7 +172,7 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     symbols = list(by_symbol)
     url, found = storage_url(storage), client()
     across = [] if found is None else other_hosts(found)
-    reached_everywhere(url, '--storage', across)
+    reached_everywhere(storage, '--storage', across)   # as the user gave it
     kept = MEMORY if across and url.startswith('sqlite') else url   # SQLite's locks do not cross hosts: each study in its worker's memory
     calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed, device,
                                         price_target, weighting, kept, pruning) for symbol in symbols for spec in specs}
@@ -229,7 +229,7 @@ def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: 
     if url.startswith('sqlite') and across:
         raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({across[0]}) share a study through PostgreSQL "
                        "(postgresql://USER@HOST/DB), not a SQLite file")
-    reached_everywhere(url, '--storage', across)
+    reached_everywhere(storage, '--storage', across)   # as the user gave it
     check_folds(data, [spec], kind, splitter)
     name = open_study(data, spec, kind, study, url).study_name   # made once, before the shares race to it
     shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]
