@@ -170,8 +170,8 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
     by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
     symbols = list(by_symbol)
-    url, found = storage_url(storage), client()
-    across = [] if found is None else other_hosts(found)
+    url, cluster = storage_url(storage), client()
+    across = [] if cluster is None else other_hosts(cluster)
     reached_everywhere(storage, '--storage', across)   # as the user gave it
     kept = MEMORY if across and url.startswith('sqlite') else url   # SQLite's locks do not cross hosts: each study in its worker's memory
     calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed, device,
