@@ -118,8 +118,10 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         dag = _dag(root, values)
         # the run's cluster held for the build (a local one started once), its address handed to every task; a scheduler
         # that cannot be reached, or workers that differ, are refused here, before any task starts
-        with running(values['cluster'], run_dir(values['home'])), Display(enabled=progress) as display:
-            for task in dag.values(): task.on_finish = display.finished   # on a terminal: the task at work, the symbol or model it is at
+        # on a terminal (`progress`): the task at work, the symbol or model it is at; output to a file or a pipe: a line as each task starts and ends
+        with running(values['cluster'], run_dir(values['home'])), Display.auto(progress) as display:
+            dag.on_render = lambda dag: display.starting([t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped])   # the tasks that will run
+            for task in dag.values(): task.on_finish = display.finished
             try: built = dag.build(force=force, show_progress=False)
             except DAGBuildError as e:
                 attempt['task'] = next((t.name for t in dag.values() if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)), None)
