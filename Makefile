@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-busy dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-dashboards bench-ops
+.PHONY: help setup run test test-busy dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -14,10 +14,14 @@ setup: ## create .venv from env/requirements.lock, register the mlfin kernel (id
 run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbols SPX --model xgboost")
 	@$(BIN)/mlfin run $(ARGS)
 
-test: setup ## every test: library notebooks, export, pipeline end to end, dashboard in Chromium
+# The suite on both cores: pytest-xdist's two workers (a test waiting on a server or a clock overlaps one that computes), the
+# files in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order again), a module
+# whose tests share module fixtures kept on one worker (--dist loadgroup), the slowest 30 listed
+PYTEST := $(BIN)/python -m pytest tests -n 2 --dist loadgroup --durations=30
+test: setup ## every test: library notebooks (the 15 slowest listed), then the suite on both cores, its files in a random order
 	@bash env/setup-test.sh
-	@$(BIN)/nbdev_test --n_workers 2
-	@$(BIN)/python -m pytest tests --durations=30 $(PYTEST_ARGS)
+	@set -o pipefail; $(BIN)/nbdev_test --n_workers 2 --timing | awk 'NR <= 16 || !/: [0-9]+ secs$$/'
+	@$(PYTEST) --file-order random $(PYTEST_ARGS)
 
 dashboards: setup ## serve dashboards/ with Voila on http://127.0.0.1:8866 to people logged in (ARGS="--no-login": you alone)
 	@bash env/setup-chromium.sh
@@ -71,3 +75,7 @@ bench-dashboards: setup ## every dashboard page in Chromium after login: time un
 bench-ops: setup ## backup of a 10M-bar store + registry, incremental after a day of bars for 10 symbols, restore: ours beside tar + sqlite3 .backup (synthetic)
 	@bash env/setup-test.sh
 	@$(BIN)/python tests/bench/bench_ops.py
+
+bench-all: setup ## every benchmark above at its stated quick scale, one after another (about N min): one table of targets, figures and met/MISSED/not measured, kept as reports/bench-quick.json (ARGS="--only bench-data,bench-ops")
+	@bash env/setup-test.sh
+	@$(BIN)/python tests/bench/run_all.py $(ARGS)

@@ -1,13 +1,57 @@
-"Shared fixtures: one real pipeline run on a small slice of the embedded data, in a throw-away MLFIN_HOME."
-import json, os, signal, subprocess, sys, time
+"""Shared fixtures. Runs are built once: a few golden runs per session (small slices of the embedded real data), each
+built by whichever pytest-xdist worker asks first while the others wait for it, and never changed by a test (each test
+that reads one is checked afterwards to have left every file of it as it was). A test that writes takes its own copy
+(`copied`). Servers (PostgreSQL, Redis, Chromium) start once per worker."""
+import json, os, random, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFIN = str(Path(sys.executable).with_name('mlfin'))
 # a slice of real data: two daily series (index and stock, NYSE) and hourly FX (24/5)
 SLICE = ['--symbols', 'SPX,GOOGL,EURUSD', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3']
+# the smallest run that shows what a run does: one daily series, the baseline model
+SMALL = ['--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic']
+
+
+# --- the order files run in ----------------------------------------------------------------------------------------------
+# The suite passes in any file order: `make test` shuffles the files (`--file-order random`, its seed printed in the header so
+# that a failure's order can be run again) and pytest-xdist spreads them over the workers. A file's own tests keep their order:
+# a module whose tests tell one story on module fixtures (tests/test_hosts.py's hosts) says so. (pytest-randomly shuffles the
+# tests inside each file too, with no way to keep a file's order; pytest-reverse reverses them.)
+
+def pytest_addoption(parser):
+    parser.addoption('--file-order', default='as-found', help="the order test files run in: as-found, reversed, random, or random:SEED")
+
+
+def pytest_configure(config):
+    if hasattr(config, 'workerinput'): config.file_order = config.workerinput['mlfin_file_order']   # a worker: the controller's choice
+    else:
+        order = config.getoption('--file-order')
+        if order not in ('as-found', 'reversed') and not order.startswith('random'):
+            raise pytest.UsageError(f"--file-order: {order!r} is not one of as-found, reversed, random, random:SEED")
+        config.file_order = f"random:{random.SystemRandom().randrange(10**6)}" if order == 'random' else order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    "pytest-xdist: every worker collects the files in the controller's order (workers that collect differently are refused)"
+    node.workerinput['mlfin_file_order'] = node.config.file_order
+
+
+def pytest_report_header(config):
+    return f"file order: {config.file_order} (again: --file-order {config.file_order})"
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.file_order == 'as-found': return
+    files = list(dict.fromkeys(item.path for item in items))
+    if config.file_order == 'reversed': files.reverse()
+    else: random.Random(int(config.file_order.split(':')[1])).shuffle(files)
+    rank = {path: i for i, path in enumerate(files)}
+    items.sort(key=lambda item: rank[item.path])   # stable: each file's tests in their own order
 
 
 def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
@@ -40,14 +84,105 @@ def run_lock_held(home: Path, name: str = 'run'):
     finally: holder.kill(); holder.wait(30)
 
 
+# --- runs built once --------------------------------------------------------------------------------------------------
+
+SIDE_FILES = ('-wal', '-shm', '-journal')   # SQLite's files beside a database a reader has open: not the data
+
+
+def files_state(folder: Path) -> dict[str, tuple[int, int]]:
+    "Every file under `folder` (SQLite's side files aside) with its size and modification time"
+    return {str(p.relative_to(folder)): (st.st_size, st.st_mtime_ns) for p in sorted(folder.rglob('*'))
+            if not p.name.endswith(SIDE_FILES) and p.is_file() and (st := p.stat())}
+
+
+def shared_folder(tmp_path_factory) -> Path:
+    "The session's folder that every pytest-xdist worker sees (each worker's own base folder is inside it)"
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+
+
+class Golden(dict):
+    """A run built once for the session (`home`, `reports`, `summary`, `stdout`, `stderr`, `args`: the `mlfin run` arguments
+    that made it, its reports inside its home); `unchanged()` fails naming what a test changed in it"""
+    def unchanged(self):
+        now = files_state(self['home'])
+        changed = sorted(k for k in set(now) | set(self.state) if now.get(k) != self.state.get(k))
+        assert not changed, (f"the golden run {self['home'].name} was changed by this test ({len(changed)} file(s): "
+                             f"{', '.join(changed[:8])}); a test that writes takes its own copy: copied(...)")
+
+
+def built_once(tmp_path_factory, name: str, args: list[str], before=None, after=()) -> Golden:
+    """The run `mlfin run *args` in a home of its own (`before(home)` first, whose standard output is kept as `before`; then each
+    `mlfin *command` of `after`), built by the first worker to ask (under a file lock; a build that failed fails every test that
+    asks, with its output) and read by every other"""
+    root = shared_folder(tmp_path_factory)
+    home, built, failed = root/name, root/f"{name}.built.json", root/f"{name}.failed"
+    args = [*args, '--reports', str(home/'reports')]
+    with FileLock(str(root/f"{name}.lock")):
+        if failed.exists(): raise AssertionError(failed.read_text())
+        if not built.exists():
+            shutil.rmtree(home, ignore_errors=True)
+            try:
+                said = before(home) if before else ''
+                done = mlfin(home, 'run', *args)
+                for command in after: mlfin(home, *command)
+            except BaseException as e:
+                failed.write_text(f"the golden run {name} could not be built: {e}"); raise
+            built.write_text(json.dumps({'stdout': done.stdout, 'stderr': done.stderr, 'before': said, 'state': files_state(home)}))
+    record = json.loads(built.read_text())
+    golden = Golden(home=home, reports=home/'reports', summary=json.loads((home/'run'/'summary.json').read_text()),
+                    stdout=record['stdout'], stderr=record['stderr'], before=record['before'], args=args)
+    golden.state = {k: tuple(v) for k, v in record['state'].items()}
+    return golden
+
+
+def with_args(args: list[str], **changes) -> list[str]:
+    "`mlfin run` arguments with some replaced (symbols='SPX' for --symbols SPX) or added"
+    out = list(args)
+    for name, value in changes.items():
+        option = '--' + name.replace('_', '-')
+        if option in out: out[out.index(option) + 1] = str(value)
+        else: out += [option, str(value)]
+    return out
+
+
+def copied(golden: Golden, tmp_path: Path) -> dict:
+    "A home of the test's own: a copy of `golden`'s (its run up to date there), with the same arguments publishing its reports in it"
+    home = tmp_path/golden['home'].name
+    shutil.copytree(golden['home'], home, symlinks=True)
+    args = [*golden['args'][:-2], '--reports', str(home/'reports')]
+    return {**golden, 'home': home, 'reports': home/'reports', 'args': args}
+
+
 @pytest.fixture(scope='session')
-def pipeline_run(tmp_path_factory):
-    "The pipeline run once, end to end, through the CLI; returns its home, reports folder and summary"
-    home = tmp_path_factory.mktemp('mlfin-home')
-    reports = home/'reports'
-    done = mlfin(home, 'run', *SLICE, '--reports', str(reports))
-    summary = json.loads((home/'run'/'summary.json').read_text())
-    return {'home': home, 'reports': reports, 'summary': summary, 'stdout': done.stdout, 'args': [*SLICE, '--reports', str(reports)]}
+def research_golden(tmp_path_factory) -> Golden:
+    "Every family of models.yaml on the session's slice (SPX, GOOGL, EURUSD), through the CLI: the research run"
+    return built_once(tmp_path_factory, 'research', SLICE)
+
+
+@pytest.fixture
+def pipeline_run(research_golden):
+    "The research run, read only: the test is failed if it changed any of its files"
+    yield research_golden
+    research_golden.unchanged()
+
+
+@pytest.fixture
+def pipeline_copy(research_golden, tmp_path) -> dict:
+    "The research run in a home of the test's own, to change"
+    return copied(research_golden, tmp_path)
+
+
+@pytest.fixture(scope='session')
+def small_golden(tmp_path_factory) -> Golden:
+    "The smallest run (`SMALL`: SPX 2016-2017, the baseline model): for what any run shows, such as what a change reruns"
+    return built_once(tmp_path_factory, 'small', SMALL)
+
+
+@pytest.fixture
+def small_copy(small_golden, tmp_path) -> dict:
+    "The small run in a home of the test's own, to change"
+    return copied(small_golden, tmp_path)
 
 
 # --- products of two runs compared: what "the same run" means wherever and in whatever order it ran ---
@@ -151,6 +286,22 @@ def redis_server():
         server.terminate(); server.wait(30); shutil.rmtree(folder, ignore_errors=True)
 
 
+CHROMIUM = '/usr/bin/chromium'   # Debian's, installed by env/setup-test.sh (Playwright's own download needs the internet)
+CHROMIUM_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+                  '--disable-component-update', '--disable-sync']
+
+
+@pytest.fixture(scope='session')
+def browser():
+    "Headless Chromium driven by Playwright, started once: each test opens pages (or a person's context) of its own"
+    from playwright.sync_api import sync_playwright
+    assert Path(CHROMIUM).exists(), "Debian chromium is missing: env/setup-test.sh installs it"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture(params=['parquet', 'postgresql'])
 def store_url(request, tmp_path):
     "An empty store of each kind: a folder, or a fresh database on the test server"
@@ -186,14 +337,18 @@ ES = data.load_sample('ES')   # 2,264 real one-minute bars, 1-3 Sep 2013
 
 
 @pytest.fixture(scope='session')
-def served_home(tmp_path_factory):
+def served_golden(tmp_path_factory) -> Golden:
     "A pipeline run through the CLI: its registry (SPX 1d and ES 1m in production) is what the services serve"
-    home = tmp_path_factory.mktemp('service-home')
-    mlfin(home, 'run', *RUN, '--reports', str(home/'reports'))
-    for series in ('SPX:1d', 'ES:1m'):   # the daily leader's probabilities need not beat the base rate: a person chooses it here
-        mlfin(home, 'models', 'promote', series, '--reason', 'the service tests serve the leaders')
-        mlfin(home, 'models', 'release', series)
-    return home
+    # the daily leader's probabilities need not beat the base rate: a person chooses it here
+    promoted = [(*step, series, *why) for series in ('SPX:1d', 'ES:1m')
+                for step, why in ((('models', 'promote'), ('--reason', 'the service tests serve the leaders')), (('models', 'release'), ()))]
+    return built_once(tmp_path_factory, 'served', RUN, after=promoted)
+
+
+@pytest.fixture
+def served_home(served_golden, tmp_path) -> Path:
+    "The served run's home, a copy of the test's own: a service writes its keys, people, log and signals into its home"
+    return copied(served_golden, tmp_path)['home']
 
 
 def new_database(base: str) -> str:

@@ -47,8 +47,7 @@ class Collector(threading.Thread):
 
 def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_into: str | None = None, products: bool = False):
     "A served home backed up while a collector pushes (`products`: its run's products too), the home deleted, restored into an empty folder: the same service answers"
-    home, repo = tmp_path/'home', str(tmp_path/'repo')
-    shutil.copytree(served_home, home)
+    home, repo = served_home, str(tmp_path/'repo')
     if store:
         from mlfin import data
         data.ingest('sample:SPX', store=store)
@@ -103,8 +102,7 @@ def test_the_same_drill_on_a_postgresql_store(served_home, tmp_path, password, p
 
 
 def test_a_backup_killed_midway_leaves_the_previous_snapshot_restorable(served_home, tmp_path, password):
-    home, repo = tmp_path/'home', str(tmp_path/'repo')
-    shutil.copytree(served_home, home)
+    home, repo = served_home, str(tmp_path/'repo')
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
     elsewhere = subprocess.run([MLFIN, 'backup', '--repo', repo], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)   # as cron runs it: not in the project
     assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
@@ -137,8 +135,7 @@ def test_a_damaged_pack_is_found_by_the_daily_check_within_a_week_health_fails_a
     on it; a restore names the file it could not read and what to try, and places nothing"""
     import datetime as dt
     from mlfin.ops.repository import READ_EVERY, Repository, todays_share
-    home, repo = tmp_path/'home', tmp_path/'repo'
-    shutil.copytree(served_home, home)
+    home, repo = served_home, tmp_path/'repo'
     mlfin(home, 'backup', '--repo', str(repo))
     packs = sorted((p for p in (repo/'data').rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
     damaged = packs[-1]   # the largest pack: bars and models
@@ -270,8 +267,7 @@ def sshd(tmp_path):
 def test_a_repository_over_sftp_backs_up_and_restores(served_home, tmp_path, password, sshd, monkeypatch):
     "restic's sftp backend against a real OpenSSH server on loopback: the repository lives on the far side"
     monkeypatch.setenv('MLFIN_RESTIC_OPTIONS', f"sftp.command={sshd['command']}")
-    home, far = tmp_path/'home', tmp_path/'far'
-    shutil.copytree(served_home, home)
+    home, far = served_home, tmp_path/'far'
     repo = f"sftp:{sshd['user']}@127.0.0.1:{far}/repo"
     made = mlfin(home, 'backup', '--repo', repo)
     assert 'snapshot ' in made.stdout and (far/'repo'/'config').exists(), made.stdout   # written through the server

@@ -1,6 +1,6 @@
 """Past one machine: the session's serial run made again on a local Dask cluster (after a run killed whole mid-training) and on a
 scheduler with two separate worker processes, one SIGKILLed mid-training; every product equal to the serial run's"""
-import os, signal, subprocess, sys, threading, time
+import os, shutil, signal, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 from conftest import MLFIN, ROOT, SLICE, free_port, mlfin, new_database, same_products
@@ -91,20 +91,34 @@ def test_scheduler_with_a_worker_killed_mid_training(pipeline_run, tmp_path, das
     same_products(pipeline_run['home'], home)
 
 
-def test_one_study_spread_over_two_workers_on_postgresql(pipeline_run, tmp_path, readme_cluster, postgres_server):
-    "`mlfin tune --cluster ADDRESS --storage postgresql://...` on workers started as the README starts them: both run trials of the one study, which counts them all"
-    import optuna, shutil
+def test_one_study_spread_over_two_workers_and_joined_by_another_process_on_postgresql(pipeline_run, tmp_path, readme_cluster, postgres_server):
+    """`mlfin tune --cluster ADDRESS --storage postgresql://...` on workers started as the README starts them: both run trials of the
+    one study; a second `mlfin tune` elsewhere (its own process, no cluster) adds its trials to the same study; the study counts them
+    all, and each search is recorded on its question so that every later run counts the study's other trials once"""
+    import optuna
+    from mlfin.backtest.trials import Question
     from mlfin.models.tuning import storage_url
     home = tmp_path/'home'
     shutil.copytree(pipeline_run['home']/'run', home/'run')   # the run's dataset, which tune reads
     db = new_database(postgres_server)   # Optuna's own database (MLflow's would collide on alembic_version)
-    done = mlfin(home, 'tune', '--models', 'lightgbm', '--symbols', 'SPX', '--trials', '8', '--storage', db, '--study', 'team',
-                 '--cluster', readme_cluster.address)
+    args = ['tune', '--models', 'lightgbm', '--symbols', 'SPX', '--storage', db, '--study', 'team']
+    done = mlfin(home, *args, '--trials', '8', '--cluster', readme_cluster.address)
     assert 'SPX lightgbm: study team: 8 trials' in done.stdout and 'tried: 8}' in done.stdout, done.stdout   # the count models.yaml carries to a run's DSR
     held = optuna.load_study(study_name='team', storage=storage_url(db)).get_trials()
     assert len(held) == 8 and len({t.user_attrs['worker'] for t in held}) == 2, [t.user_attrs for t in held]
     best = max((t for t in held if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
     assert f"best mean fold auc {best.value:.4f}" in done.stdout, done.stdout
+    joined = mlfin(home, *args, '--trials', '4')   # another process, as a second machine runs it: 4 more trials of the one study
+    assert 'SPX lightgbm: study team: 12 trials' in joined.stdout and 'models.yaml:  lightgbm:' in joined.stdout, joined.stdout
+    trials = optuna.load_study(study_name='team', storage=storage_url(db)).get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(12)) and {t.state.name for t in trials} <= {'COMPLETE', 'PRUNED'}
+    from mlfin.tracking import recorded_trials
+    os.environ['MLFIN_HOME'] = str(home)
+    try: found = recorded_trials(Question('SPX', '1d', 'direction', 1, 'walk_forward').id)
+    finally: del os.environ['MLFIN_HOME']
+    searches = found[found['kind'] == 'search']   # each process recorded the search with the study's count when it finished
+    assert sorted(searches['models']) == [7, 11] and searches['name'].eq('lightgbm search').all(), searches
+    assert 'recorded: 7 other trial(s)' in done.stdout and 'recorded: 11 other trial(s)' in joined.stdout, (done.stdout, joined.stdout)
 
 
 def test_cluster_refused_before_any_task(tmp_path):

@@ -3,19 +3,9 @@ import os, re, socket, subprocess, sys, tempfile, time, urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
-from playwright.sync_api import sync_playwright
+from conftest import CHROMIUM, CHROMIUM_FLAGS as FLAGS, ROOT, free_port   # noqa: F401 (the browser's, for bench_dashboards)
 from mlfin.report.products import load_run
 from mlfin.report.tables import metrics_table
-
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = '/usr/bin/chromium'
-FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync']
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 class Served(str):
@@ -42,15 +32,6 @@ def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None, login: b
         server.terminate(); server.wait(timeout=30); log.close()
 
 
-@pytest.fixture(scope='module')
-def browser():
-    assert Path(CHROMIUM).exists(), "Debian chromium is missing: env/setup-test.sh installs it"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
-
-
 # a person's mouse entering each chart the page shows as its picture (mlfin.pictures): jupyterlab-plotly draws the interactive chart
 MOUSE_ON_CHARTS = ("document.querySelectorAll('.jp-RenderedPlotly img.plot-img').forEach(i => { if (i.offsetWidth && i.dataset.entered !== i.src.slice(-64))"
                    " { i.dataset.entered = i.src.slice(-64); i.dispatchEvent(new MouseEvent('mouseenter')); } })")
@@ -67,7 +48,8 @@ def row_values(page, label: str) -> list[str]:
     return [cell.strip() for cell in row.locator('td, th').all_inner_texts()][1:]
 
 
-def test_dashboard_shows_the_run_in_chromium(pipeline_run, browser, tmp_path):
+def test_dashboard_shows_the_run_in_chromium(pipeline_copy, browser, tmp_path):
+    pipeline_run = pipeline_copy   # the page fetches a run it is asked for into its home
     run = load_run(pipeline_run['home']/'run')
     with voila(pipeline_run['home']) as url:
         page = browser.new_page(viewport={'width': 1280, 'height': 1600})
@@ -119,11 +101,11 @@ def alive(pid: int) -> bool:
     return state not in ('', 'Z') and not state.startswith('Z')
 
 
-def test_stopping_mlfin_dashboards_stops_voila_and_its_kernels(pipeline_run):
+def test_stopping_mlfin_dashboards_stops_voila_and_its_kernels(small_copy):
     "SIGTERM to `mlfin dashboards`, as a service manager sends it: Voila and the kernels it started go with it (issue 16, defect 9)"
     import signal
     port = free_port()
-    env = {**os.environ, 'MLFIN_HOME': str(pipeline_run['home'])}
+    env = {**os.environ, 'MLFIN_HOME': str(small_copy['home'])}
     cli = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'dashboards', '--port', str(port), '--no-login'], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

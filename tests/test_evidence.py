@@ -1,78 +1,70 @@
-"""Evidence that cannot be gamed (issue 33): every configuration tried on a question counts. On a copy of the session's run, the
-leader re-run alone, by the command line and by a training job as the operations page's Train starts it, counts every configuration
-the first run tried and keeps its verdict; `--trials-since` is the one way to count fewer, and the verdict says it. A run whose data
-ended earlier chose a configuration: the next run judges it on the bars that came after (the holdout after selection, one trial).
-
-Each test works on a copy of the session's home, taken before test_pipeline's later tests change it (this module sorts before it)."""
-import json, shutil
+"""Evidence that cannot be gamed (issue 33): every configuration tried on a question counts. On a copy of the session's research
+run, the leader re-run alone, by the command line and by a training job as the operations page's Train starts it, counts every
+configuration the first run tried and keeps its verdict; `--trials-since` is the one way to count fewer, and the verdict says it.
+A run whose data ended earlier chose a configuration: the next run judges it on the bars that came after (the holdout after
+selection, one trial). The counts are read from what the run declares (its models, the threshold grid), never written out."""
+import json
 from pathlib import Path
-import numpy as np, pandas as pd
+import pandas as pd
 import pytest
-from conftest import mlfin, service, wait_for
+from conftest import SLICE, mlfin, service, wait_for, with_args
 from mlfin.backtest import stats
 from mlfin.backtest.tearsheet import judge, verdict, verdict_word
-
-
-def copied(pipeline_run, tmp_path: Path) -> Path:
-    home = tmp_path/'home'
-    shutil.copytree(pipeline_run['home'], home)
-    return home
-
-
-def with_args(args: list[str], home: Path, **changes) -> list[str]:
-    """The session run's arguments with some replaced (--symbols SPX) or added, its reports written in `home` (the session's own
-    reports folder is test_pipeline's to read)"""
-    out, changes = list(args), {**changes, 'reports': str(home/'reports')}
-    for name, value in changes.items():
-        option = '--' + name.replace('_', '-')
-        if option in out: out[out.index(option) + 1] = value
-        else: out += [option, value]
-    return out
+from mlfin.backtest.universe import GRID_THRESHOLDS
 
 
 def summary(home: Path) -> dict:
     return json.loads((home/'run'/'summary.json').read_text())
 
 
-def test_a_narrowed_rerun_counts_the_first_runs_configurations_and_keeps_its_verdict(pipeline_run, tmp_path):
-    home, first = copied(pipeline_run, tmp_path), pipeline_run['summary']
+def per_model(summary: dict) -> int:
+    "Configurations one model adds to its question: the threshold grid PBO is measured on, and the run's own threshold"
+    return len({*GRID_THRESHOLDS, summary['params']['threshold']})
+
+
+def test_a_narrowed_rerun_counts_the_first_runs_configurations_and_keeps_its_verdict(pipeline_copy):
+    home, first, args = pipeline_copy['home'], pipeline_copy['summary'], pipeline_copy['args']
+    alone = per_model(first)   # the leader alone: one model at each threshold
+    tried = {symbol: first['symbols'][symbol]['skill']['trials'] for symbol in ('SPX', 'EURUSD')}
     for symbol in ('SPX', 'EURUSD'):   # a daily and an hourly series: each its own question
         before, leader = first['symbols'][symbol], first['symbols'][symbol]['model']
-        mlfin(home, 'run', *with_args(pipeline_run['args'], home, symbols=symbol, models=leader))   # the leader alone, by the command line
+        assert tried[symbol] == alone * len(before['models'])   # the first run tried every model at every threshold
+        mlfin(home, 'run', *with_args(args, symbols=symbol, models=leader))   # the leader alone, by the command line
         after = summary(home)['symbols'][symbol]
-        assert after['skill']['run_trials'] == 5 and after['skill']['trials'] == before['skill']['trials'] == 25   # its 5 were among the 25
+        assert after['skill']['run_trials'] == alone and after['skill']['trials'] == tried[symbol]   # its own were among the first run's
         assert after['skill']['question']['earlier_runs'] >= 1 and after['pbo']['strategies'] == before['pbo']['strategies']
         assert after['skill']['dsr'] == pytest.approx(before['skill']['dsr'], abs=1e-12)
         assert after['pbo']['pbo'] == pytest.approx(before['pbo']['pbo'], abs=1e-9)
         assert judge(after) == judge(before), (after['skill'], after['pbo'])
         said = verdict(after)
-        assert f"after 25 trials (5 in this run, 25 on this question since {after['skill']['question']['first_recorded'][:10]})" in said, said
+        assert (f"after {tried[symbol]} trials ({alone} in this run, {tried[symbol]} on this question since "
+                f"{after['skill']['question']['first_recorded'][:10]})") in said, said
     # a training job, as the operations page's Train sends it (the person names the model; the rest is the project's run)
-    narrowed = {name.removeprefix('--').replace('-', '_'): value for name, value in zip(pipeline_run['args'][::2], pipeline_run['args'][1::2])
+    narrowed = {name.removeprefix('--').replace('-', '_'): value for name, value in zip(args[::2], args[1::2])
                 if name != '--reports'} | {'symbols': 'SPX', 'models': first['symbols']['SPX']['model']}
     with service(home) as svc, svc.client(svc.key('analyst')) as client:
         job = wait_for(client, client.post('/train', json={'params': narrowed}).json()['id'], {'succeeded', 'failed'})
         assert job['state'] == 'succeeded', job['log']
         done = job['summary']['symbols']['SPX']
-        assert (done['run_trials'], done['trials']) == (5, 25), done   # the first run's 25 counted, its own 5 among them
+        assert (done['run_trials'], done['trials']) == (alone, tried['SPX']), done   # the first run's counted, its own among them
         assert done['verdict'] == verdict_word(first['symbols']['SPX']) and done['dsr'] == pytest.approx(first['symbols']['SPX']['skill']['dsr'], abs=1e-12)
     assert svc.errors() == ''
-    # two folds instead of the first run's three: five configurations never tried before, counted with the 25
-    mlfin(home, 'run', *with_args(pipeline_run['args'], home, symbols='SPX', models=first['symbols']['SPX']['model'], folds='2'))
+    # two folds instead of the first run's three: configurations never tried before, counted with the first run's
+    mlfin(home, 'run', *with_args(args, symbols='SPX', models=first['symbols']['SPX']['model'], folds=2))
     other = summary(home)['symbols']['SPX']
-    assert (other['skill']['run_trials'], other['skill']['trials'], other['pbo']['earlier']) == (5, 30, 25), (other['skill'], other['pbo'])
+    assert (other['skill']['run_trials'], other['skill']['trials'], other['pbo']['earlier']) == (alone, tried['SPX'] + alone, tried['SPX']), \
+        (other['skill'], other['pbo'])
     # the explicit escape hatch: only trials recorded from a date on count, and the verdict says how many it left out
-    mlfin(home, 'run', *with_args(pipeline_run['args'], home, symbols='SPX', models=first['symbols']['SPX']['model'], folds='2',
-                                  trials_since='2099-01-01'))
+    mlfin(home, 'run', *with_args(args, symbols='SPX', models=first['symbols']['SPX']['model'], folds=2, trials_since='2099-01-01'))
     hatch = summary(home)['symbols']['SPX']
-    assert (hatch['skill']['trials'], hatch['skill']['question']['left_out']) == (5, 25), hatch['skill']
-    assert 'counted from 2099-01-01 by --trials-since, 25 earlier trial(s) left out' in verdict(hatch)
+    assert (hatch['skill']['trials'], hatch['skill']['question']['left_out']) == (alone, tried['SPX']), hatch['skill']
+    assert f"counted from 2099-01-01 by --trials-since, {tried['SPX']} earlier trial(s) left out" in verdict(hatch)
 
 
-def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(pipeline_run, tmp_path):
-    home = copied(pipeline_run, tmp_path)
-    two = with_args(pipeline_run['args'], home, symbols='SPX,EURUSD')   # a daily and an hourly series
-    mlfin(home, 'run', *with_args(two, home, end='2017-06-30'))   # a run whose data ended half a year earlier chose
+def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(tmp_path):
+    home = tmp_path/'home'
+    two = with_args(SLICE, symbols='SPX,EURUSD', models='logistic,lightgbm', reports=home/'reports')   # a daily and an hourly series
+    mlfin(home, 'run', *with_args(two, end='2017-06-30'))   # a run whose data ended half a year earlier chose
     chose = summary(home)
     mlfin(home, 'run', *two)   # the same run on the later bars too
     now = summary(home)

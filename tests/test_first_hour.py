@@ -6,7 +6,7 @@ import io, json, tarfile, zipfile
 from pathlib import Path
 import pandas as pd
 import pytest
-from conftest import mlfin
+from conftest import built_once, copied, mlfin
 from mlfin import data
 
 
@@ -23,19 +23,33 @@ def msft_csv(folder: Path, rows: int | None = None) -> Path:
     return path
 
 
-@pytest.fixture(scope='module')
-def user_home(tmp_path_factory):
-    "A home where a user stored their own MSFT (all but its last two bars) and ran the pipeline on it"
-    home = tmp_path_factory.mktemp('first-hour')
-    ingest = mlfin(home, 'ingest', str(msft_csv(home, 7981)), '--symbol', 'MSFT', '--timeframe', '1d')
-    run = mlfin(home, 'run', '--symbols', 'MSFT', '--reports', str(home/'reports'))
-    return {'home': home, 'ingest': ingest, 'run': run}
+@pytest.fixture(scope='session')
+def user_golden(tmp_path_factory):
+    "A home where a user stored their own MSFT (all but its last two bars) and ran the pipeline on it, built once"
+    def ingest(home: Path) -> str:
+        home.mkdir(parents=True)
+        return mlfin(home, 'ingest', str(msft_csv(home, 7981)), '--symbol', 'MSFT', '--timeframe', '1d').stdout
+    return built_once(tmp_path_factory, 'first-hour', ['--symbols', 'MSFT'], before=ingest)
+
+
+@pytest.fixture
+def user_home(user_golden):
+    "The user's home, read only: the test is failed if it changed any of its files"
+    yield user_golden
+    user_golden.unchanged()
+
+
+@pytest.fixture
+def user_copy(user_golden, tmp_path):
+    "The user's home, a copy of the test's own, to change"
+    return copied(user_golden, tmp_path)
 
 
 def test_a_run_never_overwrites_the_users_own_bars(user_home):
     "Defect 1: `mlfin run --symbols MSFT` read the user's MSFT as stored, credited it, and did not ingest the sample over it"
     home = user_home['home']
-    assert '7,981 good row(s) (7,981 new' in user_home['ingest'].stdout
+    assert '7,981 good row(s) (7,981 new' in user_home['before']
+    assert 'Corrupted' not in user_home['stderr'] and 'Warning' not in user_home['stderr'], user_home['stderr']
     raw = data.load('MSFT', '1d', adjust=False, store=home/'store')
     assert len(raw) == 7981 and raw.loc['2000-03-01', 'close'].item() == 34.164       # the user's price, not the sample's 90.81
     assert 'adj_factor' not in data.open_store(home/'store').read('MSFT', '1d')        # no sample adjustment mixed in
@@ -50,9 +64,9 @@ def test_a_run_never_overwrites_the_users_own_bars(user_home):
     assert refused.returncode == 2 and 'MSFT 1d holds your bars from' in refused.stderr, refused.stderr
 
 
-def test_new_bars_rerun_the_run_and_nothing_else_does(user_home):
+def test_new_bars_rerun_the_run_and_nothing_else_does(user_copy):
     "Defect 2 (and 10): two more bars rerun every task; then nothing changed runs nothing, whatever folder reports go to"
-    home = user_home['home']
+    home = user_copy['home']
     more = mlfin(home, 'ingest', str(msft_csv(home)), '--symbol', 'MSFT', '--timeframe', '1d')
     assert '(2 new, 0 changed, 7,981 unchanged; 7,983 stored)' in more.stdout, more.stdout
     again = mlfin(home, 'run', '--symbols', 'MSFT', '--reports', str(home/'reports'))
@@ -63,13 +77,13 @@ def test_new_bars_rerun_the_run_and_nothing_else_does(user_home):
     assert '0 task(s) ran (nothing changed)' in nothing.stdout, nothing.stdout
     assert sorted(p.name for p in (home/'elsewhere').iterdir()) == ['backtest.html', 'features.html', 'ingest.html', 'report.html',
                                                                      'tearsheets', 'train.html']
-    for done in (user_home['run'], again, nothing):
+    for done in (again, nothing):
         assert 'Corrupted' not in done.stderr and 'Warning' not in done.stderr, done.stderr
 
 
-def test_the_same_bars_under_another_name_give_the_same_results(user_home):
+def test_the_same_bars_under_another_name_give_the_same_results(user_copy):
     "Defect 1: nothing but the bars decides a run's numbers (the sample's name once pulled in its bars and adjustment)"
-    home = user_home['home']
+    home = user_copy['home']
     mlfin(home, 'ingest', str(msft_csv(home)), '--symbol', 'MYMSFT', '--timeframe', '1d')
     results = {}
     for symbol in ('MSFT', 'MYMSFT'):
@@ -135,9 +149,9 @@ def test_production_moves_only_for_a_better_model_of_the_same_question_and_never
     assert 'triple_barrier' in listing and 'walk_forward' in listing and held
 
 
-def test_reading_the_data_and_a_wrong_bar_size(user_home, tmp_path):
+def test_reading_the_data_and_a_wrong_bar_size(user_copy, tmp_path):
     "What the user missed: a series' anomalies and gaps dated, its quarantine, its bars shown and exported; defect 7's wrong bar size refused"
-    home = user_home['home']
+    home = user_copy['home']
     details = mlfin(home, 'quality', 'MSFT', '--details').stdout
     assert 'stale 1986-04-09' in ' '.join(details.split()) and 'gap' in details and '1 1d bar(s) missing' in details, details
     shown = mlfin(home, 'data', 'show', 'MSFT', '--start', '2000-03-01', '--end', '2000-03-01', '--raw').stdout

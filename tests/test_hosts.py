@@ -2,9 +2,10 @@
 
 h1 holds the home (served over sshfs), the Dask scheduler, PostgreSQL and the team's MLflow server, and runs `mlfin run`; h2 and h3
 each mount the home at the same path and run a worker, with their own /tmp, /dev/shm, ~ and hostname and a read-only checkout.
-In order (the module's hosts live through all four): h2's cable cut mid-training, then h3 powered off mid-unit, each run ending
-with the serial run's products; a fresh h4 sharing an Optuna study with h2 through PostgreSQL (the same on loopback refused); h5,
-with a folder of its own at the home's path, refused in one line before any unit.
+In order (the module's hosts live through all three tests, which run in file order): while both train, h2's cable is cut and h3 is
+powered off; a fresh h4, set up as the README says, takes their place and the run ends with the serial run's products; h2 is
+plugged back and its worker started again, and h2 and h4 share an Optuna study through PostgreSQL (the same on loopback refused);
+h5, with a folder of its own at the home's path, is refused in one line before any unit.
 """
 import json, re, subprocess, sys, time
 from pathlib import Path
@@ -15,7 +16,8 @@ from hosts import SUBNET, Network, cannot_make_hosts, home_server, own_view
 BIN = Path(sys.executable).parent
 PASSWORD = 'a-long-admin-password-for-tests'
 TEAM = {'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWORD, 'PLOOMBER_STATS_ENABLED': 'false'}
-pytestmark = pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts()))
+pytestmark = [pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts())),
+              pytest.mark.xdist_group('hosts')]   # one worker holds the module's hosts (namespaces with fixed names and addresses)
 
 
 def readme_commands() -> list[str]:
@@ -38,21 +40,22 @@ def on_hosts(command: str, team: dict) -> str:
 WATCH = '''
 import json, sys, time
 from distributed import Client
-address, what, host = sys.argv[1:4]
+address, what, hosts = sys.argv[1], sys.argv[2], sys.argv[3].split(',')
 with Client(address, timeout=120) as client:
     while True:
         workers, busy = list(client.nthreads()), {w: [str(k) for k in keys] for w, keys in client.processing().items()}
-        if what == 'gone' and not any(host in w for w in workers): break
-        if what == 'back' and any(host in w for w in workers): break
-        if what.endswith('-') and any(host in w and any(k.startswith(what) for k in keys) for w, keys in busy.items()): break
+        if what == 'gone' and not any(host in w for w in workers for host in hosts): break
+        if what == 'back' and all(any(host in w for w in workers) for host in hosts): break
+        if what.endswith('-') and all(any(host in w and any(k.startswith(what) for k in keys) for w, keys in busy.items()) for host in hosts): break
         time.sleep(0.05)
 print(json.dumps({'what': what, 'at': time.time(), 'workers': workers, 'busy': busy}), flush=True)
 '''
 
 
-def watch(team: dict, what: str, host: str) -> subprocess.Popen:
-    "On h1, a watcher of the scheduler that exits when `what` happens: 'gone' (no worker of `host` left), 'back', or 'train-' (one of its workers at a training unit)"
-    return team['h1'].run(str(BIN/'python'), '-c', WATCH, team['scheduler'], what, f"//{host}:", stdout=subprocess.PIPE, text=True)
+def watch(team: dict, what: str, *hosts: str) -> subprocess.Popen:
+    """On h1, a watcher of the scheduler that exits when `what` happens: 'gone' (no worker of the hosts left), 'back' (a worker of
+    each), or 'train-' (a worker of each at a training unit, all at once)"""
+    return team['h1'].run(str(BIN/'python'), '-c', WATCH, team['scheduler'], what, ','.join(f"//{h}:" for h in hosts), stdout=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope='module')
@@ -116,49 +119,47 @@ def readme_run(team: dict, home: Path) -> subprocess.Popen:
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def when(team: dict, what: str, host, runner: subprocess.Popen):
-    "Wait for `what` to happen on `host` (see `watch`) while the run goes on; fails if the run ends first"
-    seen = watch(team, what, host.address)
+def when(team: dict, what: str, runner: subprocess.Popen, *hosts):
+    "Wait for `what` to happen on `hosts` (see `watch`) while the run goes on; fails if the run ends first"
+    seen, names = watch(team, what, *(h.address for h in hosts)), ' and '.join(h.name for h in hosts)
     while seen.poll() is None and runner.poll() is None: time.sleep(0.05)
     if seen.poll() is None:
         seen.kill(); out, err = runner.communicate()
-        raise AssertionError(f"the run ended (exit {runner.returncode}) before {what} on {host.name}:\n{out[-2000:]}\n{err[-2000:]}")
-    assert seen.returncode == 0, f"the watcher of {what} on {host.name} failed"
-    print(f"{host.name}: {seen.stdout.read().strip()}", flush=True)
+        raise AssertionError(f"the run ended (exit {runner.returncode}) before {what} on {names}:\n{out[-2000:]}\n{err[-2000:]}")
+    assert seen.returncode == 0, f"the watcher of {what} on {names} failed"
+    print(f"{names}: {seen.stdout.read().strip()}", flush=True)
 
 
-def test_a_worker_host_cut_off_mid_training_and_plugged_back(team, pipeline_run):
-    "h2's cable cut while it trains, plugged back once the scheduler gave up on it: the run ends with the serial run's products"
-    h2, home = team['h2'], team['home']
+def new_host(team: dict):
+    "A fresh host set up by the README's lines (the home mounted over sshfs, a `dask worker`), once its worker is known to the scheduler"
+    host = team['net'].host(own_view(ROOT, team['home'], next(c for c in team['commands'] if c.startswith('sshfs ')), team['key']))
+    team['workers'][host.name], team[host.name] = start(team, host, team['worker']), host
+    return host
+
+
+def test_a_cable_cut_and_a_power_off_mid_training_and_a_new_host_in_their_place(team, pipeline_run):
+    """While h2 and h3 both train, h2's cable is cut (a partition: no reset, its peers learn it from silence) and h3 is powered off
+    (every process gone at once, mid-unit); a fresh h4 set up as the README says takes their place; h2 is plugged back once the
+    scheduler gave up on it. The run ends with the serial run's products, nothing half-written left; h2's cut-off worker ended itself"""
+    h2, h3, home = team['h2'], team['h3'], team['home']
     runner = readme_run(team, home)
-    when(team, 'train-', h2, runner); h2.cut()     # unplugged while it trains a model: its home mount and its scheduler link go at once
-    when(team, 'gone', h2, runner); h2.mend()      # the scheduler gave up on it (no reply within the TCP timeout): plugged back
-    out, err = runner.communicate(timeout=1800)
-    assert runner.returncode == 0, out[-3000:] + err[-3000:]
-    same_products(pipeline_run['home'], home)
-    team['workers']['h2'].wait(300)   # a worker that lost its scheduler ends itself (the README: a supervisor starts it again)
-
-
-def test_a_worker_host_powered_off_mid_unit(team, pipeline_run):
-    "h2's worker started again (as its supervisor does); h3 powered off while it trains: the run ends on h2 with the serial run's products"
-    h2, h3 = team['h2'], team['h3']
-    team['workers']['h2'] = start(team, h2, team['worker'])
-    watch(team, 'back', h2.address).wait(600)
-    home = team['home']/'second'   # a fresh run in a folder of the shared home
-    runner = readme_run(team, home)
-    when(team, 'train-', h3, runner); h3.power_off()   # gone at once, mid-unit, without a word: no reset, no goodbye
+    when(team, 'train-', runner, h2, h3)   # both at a training unit
+    h2.cut(); h3.power_off()               # h2's home mount and scheduler link go at once; h3 without a word
+    h4 = new_host(team)                    # the run waits for a worker: h4 joins and takes the units
+    when(team, 'gone', runner, h2); h2.mend()   # the scheduler gave up on h2 (no reply within the TCP timeout): plugged back
     out, err = runner.communicate(timeout=1800)
     assert runner.returncode == 0, out[-3000:] + err[-3000:]
     same_products(pipeline_run['home'], home)
     assert not [p for p in home.rglob('*') if p.name.endswith('.tmp') or p.name.startswith('.cluster-')]   # nothing half-written left, no token
+    team['workers']['h2'].wait(300)   # a worker that lost its scheduler ends itself (the README: a supervisor starts it again)
+    assert team['workers']['h4'].poll() is None and h4.name == 'h4'
 
 
-def test_a_new_host_takes_the_dead_ones_place_and_shares_a_study_through_postgresql(team):
-    "A fresh h4 set up as the README says joins h2; `mlfin tune` spreads one study over both through the team's PostgreSQL; the same on loopback is refused"
-    h1, home = team['h1'], team['home']
-    h4 = team['net'].host(own_view(ROOT, home, next(c for c in team['commands'] if c.startswith('sshfs ')), team['key']))
-    start(team, h4, team['worker'])
-    watch(team, 'back', h4.address).wait(600)
+def test_hosts_share_a_study_through_postgresql_and_a_loopback_address_is_refused(team):
+    "h2's worker started again (as its supervisor does) beside h4; `mlfin tune` spreads one study over both through the team's PostgreSQL; the same on loopback is refused"
+    h1, h2, home = team['h1'], team['h2'], team['home']
+    team['workers']['h2'] = start(team, h2, team['worker'])
+    watch(team, 'back', h2.address, team['h4'].address).wait(600)
     tune = next(c for c in team['commands'] if ' tune ' in c)
     env = {'MLFIN_HOME': str(home), **TEAM}
     done = h1.call('bash', '-c', tune, env=env, cwd=ROOT, timeout=1200)
@@ -168,7 +169,7 @@ def test_a_new_host_takes_the_dead_ones_place_and_shares_a_study_through_postgre
                       f"postgresql://mlfin@{h1.address}/optuna", env=env).stdout
     names = {h.address: h.name for h in team['net'].hosts}
     assert {w.split(':')[0] for w in json.loads(workers)} == {names[w.split('//')[1].split(':')[0]] for w in workers_of(team)}, workers   # every host ran trials of the one study
-    assert 'h4' in workers, workers
+    assert 'h2' in workers and 'h4' in workers, workers
     loopback = h1.call('bash', '-c', tune.replace(f"@{h1.address}/", '@127.0.0.1/').replace('team-spx', 'team-local'), env=env, cwd=ROOT, check=False)
     assert loopback.returncode == 2 and loopback.stderr.strip().splitlines() == [
         "mlfin: error: --storage postgresql://mlfin@127.0.0.1/optuna: a loopback address, which worker "

@@ -1,39 +1,12 @@
-"""Models across modules, against real components: two `mlfin tune` workers sharing one Optuna study on the real
-PostgreSQL server, the same seed giving the same metrics for every family, and the registry handing a service the
-model the run trained, from native files."""
+"""Models across modules, against real components: the same seed giving the same metrics for every family, and the registry
+handing a service the model the run trained, from native files. (Tune workers sharing one study on PostgreSQL: tests/test_cluster.py.)"""
 import json, os, subprocess, sys
 import numpy as np, pandas as pd
-import pytest
-from conftest import MLFIN, ROOT, mlfin
+from conftest import ROOT, mlfin
 from mlfin.data import load_sample
 from mlfin.features import dataset
 from mlfin.features.labels import fixed_horizon, return_target
 from mlfin.models import FAMILIES, baselines, model_spec, train_universe
-
-
-def test_two_tune_workers_share_one_study_on_postgresql(pipeline_run, postgres_server):
-    import optuna, psycopg
-    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as con: con.execute("CREATE DATABASE optuna_shared")
-    url = f"{postgres_server}/optuna_shared"
-    env = {**os.environ, 'MLFIN_HOME': str(pipeline_run['home'])}
-    args = [MLFIN, 'tune', '--symbols', 'SPX', '--models', 'lightgbm', '--trials', '4', '--storage', url, '--study', 'shared']
-    workers = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [w.communicate(timeout=600) for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
-    study = optuna.load_study(study_name='shared', storage='postgresql+psycopg://' + url.removeprefix('postgresql://'))
-    trials = study.get_trials(deepcopy=False)
-    assert len(trials) == 8 and sorted(t.number for t in trials) == list(range(8))  # both workers' trials, in one study
-    assert {t.state.name for t in trials} <= {'COMPLETE', 'PRUNED'}
-    assert 'study shared:' in outputs[0][0] and 'models.yaml:  lightgbm:' in outputs[0][0]
-    # each worker recorded the search on SPX's question with the study's count when it finished: every later run counts its 7 other trials once
-    from mlfin.backtest.trials import Question, trial_count
-    from mlfin.tracking import recorded_trials
-    os.environ['MLFIN_HOME'] = str(pipeline_run['home'])
-    try: found = recorded_trials(Question('SPX', '1d', 'direction', 1, 'walk_forward').id)
-    finally: del os.environ['MLFIN_HOME']
-    searches = found[found['kind'] == 'search']
-    assert len(searches) == 2 and searches['models'].max() == 7 and searches['name'].eq('lightgbm search').all(), searches
-    assert all('recorded: ' in out for out, _ in outputs), outputs
 
 
 def test_same_seed_same_metrics_for_every_family():
@@ -56,8 +29,8 @@ def test_same_seed_same_metrics_for_every_family():
         assert differs == sorted(seeded), kind  # the seed is used by every model with randomness
 
 
-def test_the_registry_serves_what_the_run_trained(pipeline_run):
-    home = pipeline_run['home']
+def test_the_registry_serves_what_the_run_trained(pipeline_copy):
+    home = pipeline_copy['home']   # loading a version caches its files in the home
     summary = json.loads((home/'run'/'summary.json').read_text())
     listing = mlfin(home, 'models', 'ls').stdout
     env = {**os.environ, 'MLFIN_HOME': str(home)}

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.skipif(not (shutil.which('prometheus-alertmanager') and
 def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mailed(served_home, tmp_path, monkeypatch, webhook):
     from aiosmtpd.controller import Controller
     from mlfin.monitor.alerting import alertmanager_config
-    home = tmp_path/'home'; shutil.copytree(served_home, home)
+    home = served_home
     # a real Alertmanager delivering to a webhook in the test
     hook_url, notifications = webhook
     am_port = free_port()

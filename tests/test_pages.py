@@ -9,10 +9,11 @@ from contextlib import nullcontext
 from pathlib import Path
 import httpx, pytest, yaml
 from conftest import mlfin, service
-from test_dashboard import ROOT, browser, until, voila   # noqa: F401 (the browser fixture)
+from test_dashboard import ROOT, until, voila
 from mlfin.dashboards.kernels import ready_kernels
 
 SHOTS = ROOT/'reports'/'screenshots'
+pytestmark = pytest.mark.xdist_group('pages')   # one worker holds the module's site (a service, two Voilas, logged-in people)
 
 
 def shot(page, name: str):
@@ -67,13 +68,13 @@ def connect(page, key: str, role: str):
 
 
 @pytest.fixture(scope='module')
-def site(served_home, tmp_path_factory, browser):
+def site(served_golden, tmp_path_factory, browser):
     """A copy of the service tests' home (a run, SPX 1d and ES 1m in production), a monitor run on it, the service on it with its
     job runner and a loopback exchange as EURUSDT's configured source; people of each role (`mlfin users add`), each logged in once
     in a browser context of their own; and `mlfin dashboards` on it twice: behind the login (`people`) and without (`solo`)"""
     from test_remote_sources import Server, binance
     home = tmp_path_factory.mktemp('pages')/'home'
-    shutil.copytree(served_home, home, ignore=shutil.ignore_patterns('serve-*.log', 'monitor'))
+    shutil.copytree(served_golden['home'], home, ignore=shutil.ignore_patterns('serve-*.log', 'monitor'))
     mlfin(home, 'scheduled', 'monitor')   # a monitor run recorded as a scheduled one (the health page lists it)
     mlfin(home, 'monitor', '--window', '250')   # the latest run the pages show
     mlfin(home, 'health', '--service-url', 'http://127.0.0.1:9', check=False)   # one round of checks recorded: nothing listens there

@@ -1,11 +1,12 @@
 "The research loop end to end on real data: products, metric values checked independently, tracking, incrementality, errors."
-import json, os, shutil, subprocess, sys
+import json, os, subprocess, sys
 import numpy as np, pandas as pd
 import pytest
-from conftest import ROOT, mlfin, same_products
+from conftest import ROOT, mlfin, same_products, with_args
 from mlfin.data import load_sample, periods_per_year
 from mlfin import features
 from mlfin.features import RESEARCH_SPEC, inputs_of, spec_names
+from mlfin.models import choose_models
 
 TASKS = ['ingest', 'features', 'train', 'backtest', 'report']
 
@@ -133,7 +134,7 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
     assert (curves['symbol'] == PORTFOLIO).sum() > 0
 
 
-def test_everything_is_tracked_in_mlflow(pipeline_run):
+def test_everything_is_tracked_in_mlflow(pipeline_run, tmp_path):
     import os
     os.environ['MLFIN_HOME'] = str(pipeline_run['home'])
     try:
@@ -156,7 +157,7 @@ def test_everything_is_tracked_in_mlflow(pipeline_run):
         # every model comes back from the tracking store in its native format, and predicts what the run predicted
         from mlfin.models import load_model
         best = pipeline_run['summary']['symbols']['SPX']['model']
-        folder = mlflow.artifacts.download_artifacts(run_id=ids['SPX'], artifact_path=f"models/{best}", dst_path=str(pipeline_run['home']/'back'))
+        folder = mlflow.artifacts.download_artifacts(run_id=ids['SPX'], artifact_path=f"models/{best}", dst_path=str(tmp_path/'back'))
         model = load_model(folder)
         rows = pd.read_parquet(pipeline_run['home']/'run'/'dataset.parquet').query("symbol == 'SPX'")
         inputs = inputs_of(rows)[model.manifest['inputs']].to_numpy(dtype='float64')
@@ -184,12 +185,11 @@ assert before[:2] == after[:2] and (before[2] == after[2]).all(), 'a task left s
 """
 
 
-def test_tasks_leave_nothing_behind_for_the_next_in_process(pipeline_run, tmp_path):
+def test_tasks_leave_nothing_behind_for_the_next_in_process(pipeline_run, pipeline_copy):
     "The tasks run in the runner's process: run again in reverse order in one process, each after the tasks that ran after it in the session's run, they write the same products"
-    home = tmp_path/'home'
-    shutil.copytree(pipeline_run['home'], home)
+    home = pipeline_copy['home']
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
-    args = pipeline_run['args']   # --name value pairs
+    args = pipeline_copy['args']   # --name value pairs
     overrides = {name.removeprefix('--').replace('-', '_'): value for name, value in zip(args[::2], args[1::2])} | {'reports': str(home/'reports')}
     done = subprocess.run([sys.executable, '-c', REVERSED, json.dumps(overrides), str(ROOT)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
@@ -199,11 +199,10 @@ def test_tasks_leave_nothing_behind_for_the_next_in_process(pipeline_run, tmp_pa
     same_products(pipeline_run['home'], home)
 
 
-# From here on, tests change the session's run (each names every parameter it needs, so none restores it): tests that only
-# read the session's products come before this line, and the other modules read it before this one runs.
+# What a change reruns: on a copy of the smallest run (`SMALL`: what any run shows, one series and the baseline model)
 
-def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_on_it(pipeline_run):
-    home, args = pipeline_run['home'], pipeline_run['args']
+def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_on_it(small_copy):
+    home, args = small_copy['home'], small_copy['args']
     products = sorted((home/'run').glob('*.parquet'))
     before = {p: p.stat().st_mtime_ns for p in products}
     again = mlfin(home, 'run', *args)
@@ -212,24 +211,26 @@ def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_
     costly = mlfin(home, 'run', *args, '--fees', '20')  # bps, for every symbol
     assert '2 task(s) ran (backtest, report)' in costly.stdout
     dearer = json.loads((home/'run'/'summary.json').read_text())['symbols']
-    for symbol, entry in pipeline_run['summary']['symbols'].items():  # same trades, higher costs: less return
+    for symbol, entry in small_copy['summary']['symbols'].items():  # same trades, higher costs: less return
         assert dearer[symbol]['costs']['fees_bps'] == 20
         assert dearer[symbol]['strategy']['total_return'] < entry['strategy']['total_return']
 
 
-def test_a_new_label_reruns_features_from_the_feature_store(pipeline_run):
+def test_a_new_label_reruns_features_from_the_feature_store(small_copy):
     "A label change reruns the features task; its features, unchanged, are read from the store, not computed"
-    home, args = pipeline_run['home'], pipeline_run['args']
+    home, args = small_copy['home'], small_copy['args']
     longer = mlfin(home, 'run', *args, '--horizon', '2')
     assert '4 task(s) ran (features, train, backtest, report)' in longer.stdout
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
     assert dataset.attrs['horizon'] == 2
-    assert dataset.attrs['feature_store'] == {'hits': len(spec_names(RESEARCH_SPEC)) * 3, 'misses': 0}  # 22 research features x 3 symbols
+    symbols = len(small_copy['summary']['symbols'])
+    assert dataset.attrs['feature_store'] == {'hits': len(spec_names(RESEARCH_SPEC)) * symbols, 'misses': 0}  # every research feature of every symbol
 
 
-def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_changed(pipeline_run, tmp_path):
+def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_changed(small_copy, tmp_path):
     "The default run builds the research set as written in features.yaml; a spec edit reruns features, computing only the new one"
-    home, args = pipeline_run['home'], pipeline_run['args']
+    home, args = small_copy['home'], small_copy['args']
+    symbols = len(small_copy['summary']['symbols'])
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
     assert (dataset.attrs['spec'], dataset.attrs['groups']) == ('research', RESEARCH_SPEC)
     assert inputs_of(dataset).columns.tolist() == features.build(load_sample('SPX').head(60), spec_names(RESEARCH_SPEC)).columns.tolist()
@@ -237,18 +238,18 @@ def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_c
     spec.write_text('mine:\n  trend: [sma_20, adx_14]\n')
     first = mlfin(home, 'run', *args, '--spec', f'{spec}:mine')
     assert '4 task(s) ran (features, train, backtest, report)' in first.stdout
-    assert pd.read_parquet(home/'run'/'dataset.parquet').attrs['feature_store'] == {'hits': 2 * 3, 'misses': 0}  # both in the research run
+    assert pd.read_parquet(home/'run'/'dataset.parquet').attrs['feature_store'] == {'hits': 2 * symbols, 'misses': 0}  # both in the research run
     spec.write_text('mine:\n  trend: [sma_20, adx_14]\n  momentum: [cci_20]\n')  # same parameters, edited file
     edited = mlfin(home, 'run', *args, '--spec', f'{spec}:mine')
     assert '4 task(s) ran (features, train, backtest, report)' in edited.stdout
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
-    assert dataset.attrs['feature_store'] == {'hits': 2 * 3, 'misses': 1 * 3} and 'cci_20' in dataset
+    assert dataset.attrs['feature_store'] == {'hits': 2 * symbols, 'misses': 1 * symbols} and 'cci_20' in dataset
     assert '0 task(s) ran (nothing changed)' in mlfin(home, 'run', *args, '--spec', f'{spec}:mine').stdout
 
 
-def test_triple_barrier_labels_are_purged_by_their_own_spans(pipeline_run):
+def test_triple_barrier_labels_are_purged_by_their_own_spans(small_copy):
     "--label triple_barrier: features come from the store, spans vary, and no training label reaches its test fold"
-    home, args = pipeline_run['home'], pipeline_run['args']
+    home, args = small_copy['home'], small_copy['args']
     done = mlfin(home, 'run', *args, '--label', 'triple_barrier', '--horizon', '5')
     assert '4 task(s) ran (features, train, backtest, report)' in done.stdout
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
@@ -265,10 +266,10 @@ def test_triple_barrier_labels_are_purged_by_their_own_spans(pipeline_run):
             assert rows.loc[last_train, 'label_end'] < part.index[0], (symbol, fold)  # purged by its own span
 
 
-def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(pipeline_run):
+def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(small_copy):
     "--label next_close: ridge and LightGBM regressors, scored by RMSE, direction and IC; long only where the predicted move beats a round trip"
-    home, args = pipeline_run['home'], pipeline_run['args']
-    mlfin(home, 'run', *args, '--label', 'next_close', '--models', 'ridge,lightgbm')
+    home, args = small_copy['home'], small_copy['args']
+    mlfin(home, 'run', *with_args(args, label='next_close', models='ridge,lightgbm'))
     board = pd.read_parquet(home/'run'/'leaderboard.parquet')
     assert sorted(board['model'].unique()) == ['lightgbm', 'ridge'] and (board.groupby('symbol')['rank'].min() == 1).all()
     assert {'rmse', 'mae', 'r2', 'directional_accuracy', 'ic', 'rank_ic'} <= set(board.columns) and 'auc' not in board
@@ -287,10 +288,10 @@ def test_regressors_predict_the_next_close_and_trade_moves_that_pay_their_costs(
         assert board.query('symbol == @symbol and rank == 1')['rmse'].iloc[0] == pytest.approx(rmse)
 
 
-def test_tuning_in_the_pipeline_counts_every_trial(pipeline_run):
+def test_tuning_in_the_pipeline_counts_every_trial(small_copy):
     "--trials: each model tuned per symbol on the purged folds; the run's trial count is every trial of every model"
-    home, args = pipeline_run['home'], pipeline_run['args']
-    mlfin(home, 'run', *args, '--models', 'logistic,lightgbm', '--trials', '3')
+    home, args = small_copy['home'], small_copy['args']
+    mlfin(home, 'run', *with_args(args, models='logistic,lightgbm', trials=3))
     summary = json.loads((home/'run'/'summary.json').read_text())
     train = json.loads((home/'run'/'train.json').read_text())
     assert summary['trials_per_symbol'] == {s: 6 for s in summary['symbols']} and summary['trials'] == 6
@@ -300,10 +301,13 @@ def test_tuning_in_the_pipeline_counts_every_trial(pipeline_run):
         assert train['hyperparameters'][row.symbol][row.model] == {**train['hyperparameters'][row.symbol][row.model], **row.best_params}
 
 
+CLASSIFIERS = ', '.join(spec.name for spec in choose_models('all', 'classifier', path=ROOT/'models.yaml'))   # what models.yaml declares
+
+
 @pytest.mark.parametrize('args, message', [
     (['--symbols', 'NOPE'], 'NOPE: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample'),
     (['--models', 'svm'], "--models: unknown model 'svm'; named in "),
-    (['--models', 'ridge'], "--models: ridge is a regressor only; this label needs a classifier (logistic, random_forest, lightgbm, xgboost, lstm)"),
+    (['--models', 'ridge'], f"--models: ridge is a regressor only; this label needs a classifier ({CLASSIFIERS})"),
     (['--model-params', 'xgboost.max_dept=4'], "--model-params xgboost: unknown hyperparameter 'max_dept' of xgboost (did you mean max_depth?)"),
     (['--model-params', 'lightgbm.num_leaves=many'], "--model-params lightgbm.num_leaves: 'many' is not an integer"),
     (['--symbols', 'SPX', '--start', '2017-01-01', '--folds', '40'], "SPX, logistic: fold 0 of WalkForward(embargo=0, folds=40, window='expanding', train_size=None) keeps"),
@@ -316,7 +320,7 @@ def test_tuning_in_the_pipeline_counts_every_trial(pipeline_run):
     (['--weighting', 'equal'], "--weighting: 'equal' is not one of uniqueness, none"),
     (['--label', 'barrier'], "--label: 'barrier' is not one of direction, triple_barrier"),
 ])
-def test_bad_input_is_one_clear_line(pipeline_run, tmp_path, args, message):
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
     done = mlfin(tmp_path, 'run', *args, '--reports', str(tmp_path/'reports'), check=False)
     assert done.returncode == 2
     assert done.stderr.startswith(f"mlfin: error: {message}") and done.stderr.count('\n') == 1, done.stderr
