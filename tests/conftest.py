@@ -45,7 +45,14 @@ def pytest_report_header(config):
     return f"file order: {config.file_order} (again: --file-order {config.file_order})"
 
 
+# What makes a test end to end (`make test-fast` leaves those out): a run built once, a browser, an alert receiver, a shared
+# server; a module that plays a user's whole path says so itself (pytestmark = pytest.mark.e2e)
+E2E_FIXTURES = {'research_golden', 'small_golden', 'served_golden', 'user_golden', 'browser', 'webhook', 'redis_server'}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(item.fixturenames): item.add_marker(pytest.mark.e2e)
     if config.file_order == 'as-found': return
     files = list(dict.fromkeys(item.path for item in items))
     if config.file_order == 'reversed': files.reverse()

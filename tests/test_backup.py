@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd, pytest
 from conftest import ES, MLFIN, ROOT, RUN, mlfin, new_database, service
 
-pytestmark = pytest.mark.skipif(not shutil.which('restic'), reason="restic is installed by env/setup-test.sh")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which('restic'), reason="restic is installed by env/setup-test.sh")]
 SERIES = (('SPX', '1d'), ('ES', '1m'))
 
 

@@ -4,6 +4,7 @@ import os, shutil, signal, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 from conftest import MLFIN, ROOT, SLICE, free_port, mlfin, new_database, same_products
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 DASK = str(Path(sys.executable).with_name('dask'))
 PRELOAD = ['--preload', 'mlfin.cluster.worker']   # as the README starts workers: allocator tuned, libraries imported

@@ -6,6 +6,7 @@ import pytest
 from conftest import CHROMIUM, CHROMIUM_FLAGS as FLAGS, ROOT, free_port   # noqa: F401 (the browser's, for bench_dashboards)
 from mlfin.report.products import load_run
 from mlfin.report.tables import metrics_table
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 
 class Served(str):

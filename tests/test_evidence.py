@@ -11,6 +11,7 @@ from conftest import SLICE, mlfin, service, wait_for, with_args
 from mlfin.backtest import stats
 from mlfin.backtest.tearsheet import judge, verdict, verdict_word
 from mlfin.backtest.universe import GRID_THRESHOLDS
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 
 def summary(home: Path) -> dict:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from conftest import built_once, copied, mlfin
 from mlfin import data
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 
 def msft_csv(folder: Path, rows: int | None = None) -> Path:

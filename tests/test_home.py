@@ -3,7 +3,9 @@ a copy went on reading and writing its original's folder, and recreated it when 
 itself, loads its models and reads its earlier runs from itself, and leaves its original (gone or still there) alone."""
 import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
+import pytest
 from conftest import ROOT, SLICE, mlfin
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 RUN = ['run', '--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic']
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx, pandas as pd
 import pytest
 from conftest import ES, MLFIN, ROOT, Service, free_port, mlfin, new_database, redis_answers, run_lock_held, service, wait_for
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 TRAIN = {'symbols': 'SPX', 'start': '2015-01-01', 'end': '2017-12-31', 'models': 'logistic', 'folds': 2}
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, yaml
 from conftest import free_port, mlfin, service
 
-pytestmark = pytest.mark.skipif(not (shutil.which('prometheus-alertmanager') and shutil.which('restic')), reason="installed by env/setup-test.sh")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (shutil.which('prometheus-alertmanager') and shutil.which('restic')), reason="installed by env/setup-test.sh")]
 
 
 def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mailed(served_home, tmp_path, monkeypatch, webhook):

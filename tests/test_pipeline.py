@@ -7,6 +7,7 @@ from mlfin.data import load_sample, periods_per_year
 from mlfin import features
 from mlfin.features import RESEARCH_SPEC, inputs_of, spec_names
 from mlfin.models import choose_models
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 TASKS = ['ingest', 'features', 'train', 'backtest', 'report']
 

@@ -8,6 +8,7 @@ import httpx, jwt, pandas as pd
 import pytest
 from conftest import ES, MLFIN, ROOT, copy_rates, early_in_a_minute, wait_for, free_port, market_data, mlfin, new_database, run_lock_held, service, Service
 from mlfin import data
+pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 # --- one computation ---------------------------------------------------------------------------------------------
 

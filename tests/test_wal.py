@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from conftest import ES, free_port, mlfin
 
-pytestmark = pytest.mark.skipif(not (shutil.which('pgbackrest') and sorted(Path('/usr/lib/postgresql').glob('*/bin/initdb'))),
-                                reason="pgbackrest and PostgreSQL are installed by env/setup-test.sh")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (shutil.which('pgbackrest') and sorted(Path('/usr/lib/postgresql').glob('*/bin/initdb'))),
+                                                  reason="pgbackrest and PostgreSQL are installed by env/setup-test.sh")]
 
 
 class Cluster:
