@@ -7,7 +7,7 @@ __all__ = []
 
 # %% ../../nbs/02_features.ipynb #c003
 from .registry import Indicator, Feature, INDICATORS, ALIASES, register, resolve, parse, talib_indicator
-from .specs import SEED_SPEC, RESEARCH_SPEC, METATRADER_SPEC, read_spec, spec_names
+from .specs import SEED_SPEC, RESEARCH_SPEC, METATRADER_SPEC, SPECS, read_spec, spec_names
 from .compute import build, model_inputs
 from .lookahead import LookaheadReport, check_no_lookahead
 from .context import higher_timeframe, cross_asset

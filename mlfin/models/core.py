@@ -4,7 +4,8 @@
 
 # %% ../../nbs/04_models.core.ipynb #c003
 from __future__ import annotations
-import hashlib, json
+import hashlib, inspect, json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,8 +64,10 @@ def _from_text(text: str):
 # %% ../../nbs/04_models.core.ipynb #c009
 KINDS = ('classifier', 'regressor')
 
-class Model:
-    "A model of one family and kind: fit on rows of an input matrix, predict rows, save to and load from a folder"
+class Model(ABC):
+    """A model of one family and kind: fit on rows of an input matrix, predict rows, save to and load from a folder.
+    A family's duties are the abstract methods (`fit`, `predict`, `_write`, `_read`): `register` refuses a family that
+    leaves one out. The rest has a default a family replaces when it has more to say"""
     window = 0          # rows each prediction looks back over (sequence models); 0: the row alone
     file = 'model'      # the native file's name in the model's folder
 
@@ -72,6 +75,7 @@ class Model:
         self.family, self.kind, self.params, self.seed, self.device = family, kind, dict(params), int(seed), device
         self.fitted = None
 
+    @abstractmethod
     def fit(self, X: np.ndarray,                 # the symbol's inputs, one row per bar (float)
             y: np.ndarray,                       # the target per row (0/1 for a classifier)
             rows: np.ndarray,                    # positions of the rows to train on
@@ -80,11 +84,20 @@ class Model:
             callbacks: tuple = (),               # the library's own callbacks (Optuna's pruning callbacks)
             eval_metric: str | None = None,      # what the boosters report on `eval_rows` (e.g. auc)
            ) -> Model:
-        raise NotImplementedError
+        "Fit on `rows` of `X`, setting `fitted` (what `_write` saves); returns the model"
 
+    @abstractmethod
     def predict(self, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         "P(up) per row for a classifier, the predicted target for a regressor; `rows` default: all"
-        raise NotImplementedError
+
+    @abstractmethod
+    def _write(self, path: Path):
+        "Write `fitted` to `path` in its library's own format, one that loads without running code (never a pickle)"
+
+    @classmethod
+    @abstractmethod
+    def _read(cls, path: Path, manifest: dict) -> Any:
+        "The `fitted` estimator read back from `path` by its library's own loader (`load_model` checked the file's hash first)"
 
     @classmethod
     def runs_on(cls, device: str) -> str:
@@ -100,17 +113,15 @@ class Model:
         "The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on one (results do not depend on it)"
         return {**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])} if 'n_jobs' in self.params else dict(self.params)
 
-    def _write(self, path: Path): raise NotImplementedError
-    @classmethod
-    def _read(cls, path: Path, manifest: dict) -> Any: raise NotImplementedError
     def _extra(self) -> dict: return {}                  # what model.json keeps beside the native file (e.g. input scaling)
     def _loaded(self, manifest: dict): pass              # read it back
 
     def importance(self) -> np.ndarray | None:
-        "How much the fitted model leans on each input, summing to 1 (None: the family has no such measure)"
+        "How much the fitted model leans on each input, as shares summing to 1; None (this default): the family has no such measure, and the monitor weighs its inputs alike"
         return None
 
     def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
+
 
 # %% ../../nbs/04_models.core.ipynb #c009_00
 def row_weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -143,10 +154,18 @@ FAMILIES: dict[str, Family] = {}
 def register(family: Family) -> Family:
     "Make a family available by name (to models.yaml, `--models`, tuning and the registry), and its libraries known to the cluster"
     if not family.kinds or set(family.kinds) - set(KINDS): raise BadInput(f"family {family.name!r}: kinds must be among {', '.join(KINDS)}")
+    if not (isinstance(family.model, type) and issubclass(family.model, Model)):
+        raise BadInput(f"family {family.name!r}: its model must be a subclass of mlfin.models.core.Model, not {family.model!r}")
+    if inspect.isabstract(family.model):
+        missing = sorted(family.model.__abstractmethods__, key=lambda name: (_DUTIES + (name,)).index(name))
+        raise BadInput(f"family {family.name!r}: {family.model.__name__} does not provide {', '.join(missing)} (every family's Model must: {', '.join(_DUTIES)})")
     FAMILIES[family.name] = family
     must_match(*family.libraries)   # every host of a cluster runs the versions this process runs
     preload(*family.imports)        # a Dask worker imports them before its first unit
     return family
+
+_DUTIES = tuple(name for name in vars(Model) if name in Model.__abstractmethods__)   # in the order the class states them
+
 
 # %% ../../nbs/04_models.core.ipynb #c011_01
 def family(name: str) -> Family:
