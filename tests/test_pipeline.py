@@ -5,7 +5,9 @@ import pytest
 from conftest import ROOT, mlfin, same_products, with_args
 from mlfin.data import load_sample, periods_per_year
 from mlfin import features
-from mlfin.features import RESEARCH_SPEC, inputs_of, spec_names
+from mlfin.backtest.universe import GRID_THRESHOLDS
+from mlfin.features import inputs_of, read_spec, spec_names
+from mlfin.params import RunConfig
 from mlfin.models import choose_models
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
@@ -104,9 +106,10 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         assert (mine.map({'long': 1, 'flat': 0, 'short': -1}).reindex(rows.index) == rows['signal']).all()  # the leader's signals traded
         assert (trades['book'] == symbol).sum() == entry['strategy']['trades']  # traded alone (the portfolio's book apart)
         skill = entry['skill']
-        # one trial count per book: every model configuration tried at each of the five thresholds of the grid PBO is measured on
-        assert skill['trials'] == summary['trials_per_symbol'][symbol] * 5 == skill['grid'] == entry['pbo']['strategies'] > 1
-        assert skill['grid'] == 5 * len(models)                                 # every model at five thresholds
+        # one trial count per book: every model configuration tried at each threshold of the grid PBO is measured on (and the traded one)
+        thresholds = len({*GRID_THRESHOLDS, summary['params']['threshold']})
+        assert skill['trials'] == summary['trials_per_symbol'][symbol] * thresholds == skill['grid'] == entry['pbo']['strategies'] > 1
+        assert skill['grid'] == thresholds * len(models)                        # every model at every threshold
         m = sharpe_moments(rows['strategy'].pct_change().dropna())             # recomputed from the value curve
         assert skill['dsr'] == pytest.approx(dsr(m['sr'], m['n'], m['skew'], m['kurtosis'], skill['trials'], skill['sr_variance']))
         assert skill['dsr'] <= skill['psr'] and 0 <= entry['pbo']['pbo'] <= 1
@@ -225,16 +228,17 @@ def test_a_new_label_reruns_features_from_the_feature_store(small_copy):
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
     assert dataset.attrs['horizon'] == 2
     symbols = len(small_copy['summary']['symbols'])
-    assert dataset.attrs['feature_store'] == {'hits': len(spec_names(RESEARCH_SPEC)) * symbols, 'misses': 0}  # every research feature of every symbol
+    assert dataset.attrs['feature_store'] == {'hits': len(spec_names(dataset.attrs['groups'])) * symbols, 'misses': 0}  # every feature of every symbol
 
 
 def test_the_features_task_builds_its_spec_file_and_an_edit_computes_only_what_changed(small_copy, tmp_path):
-    "The default run builds the research set as written in features.yaml; a spec edit reruns features, computing only the new one"
+    "The default run builds the default spec as declared (mlfin's research set, unless features.yaml replaces it); a spec edit reruns features, computing only the new one"
     home, args = small_copy['home'], small_copy['args']
     symbols = len(small_copy['summary']['symbols'])
     dataset = pd.read_parquet(home/'run'/'dataset.parquet')
-    assert (dataset.attrs['spec'], dataset.attrs['groups']) == ('research', RESEARCH_SPEC)
-    assert inputs_of(dataset).columns.tolist() == features.build(load_sample('SPX').head(60), spec_names(RESEARCH_SPEC)).columns.tolist()
+    default = RunConfig().spec
+    assert (dataset.attrs['spec'], dataset.attrs['groups']) == (default, read_spec(default, ROOT/'features.yaml'))
+    assert inputs_of(dataset).columns.tolist() == features.build(load_sample('SPX').head(60), spec_names(dataset.attrs['groups'])).columns.tolist()
     spec = tmp_path/'mine.yaml'
     spec.write_text('mine:\n  trend: [sma_20, adx_14]\n')
     first = mlfin(home, 'run', *args, '--spec', f'{spec}:mine')
@@ -302,7 +306,8 @@ def test_tuning_in_the_pipeline_counts_every_trial(small_copy):
         assert train['hyperparameters'][row.symbol][row.model] == {**train['hyperparameters'][row.symbol][row.model], **row.best_params}
 
 
-CLASSIFIERS = ', '.join(spec.name for spec in choose_models('all', 'classifier', path=ROOT/'models.yaml'))   # what models.yaml declares
+DECLARED = [spec.name for spec in choose_models('all', 'classifier', path=ROOT/'models.yaml')]   # what models.yaml declares
+CLASSIFIERS, FIRST = ', '.join(DECLARED), DECLARED[0]
 
 
 @pytest.mark.parametrize('args, message', [
@@ -311,7 +316,7 @@ CLASSIFIERS = ', '.join(spec.name for spec in choose_models('all', 'classifier',
     (['--models', 'ridge'], f"--models: ridge is a regressor only; this label needs a classifier ({CLASSIFIERS})"),
     (['--model-params', 'xgboost.max_dept=4'], "--model-params xgboost: unknown hyperparameter 'max_dept' of xgboost (did you mean max_depth?)"),
     (['--model-params', 'lightgbm.num_leaves=many'], "--model-params lightgbm.num_leaves: 'many' is not an integer"),
-    (['--symbols', 'SPX', '--start', '2017-01-01', '--folds', '40'], "SPX, logistic: fold 0 of WalkForward(embargo=0, folds=40, window='expanding', train_size=None) keeps"),
+    (['--symbols', 'SPX', '--start', '2017-01-01', '--folds', '40'], f"SPX, {FIRST}: fold 0 of WalkForward(embargo=0, folds=40, window='expanding', train_size=None) keeps"),
     (['--start', '2020-02-30'], "--start: '2020-02-30' is not a date (use YYYY-MM-DD)"),
     (['--symbols', 'SPX', '--start', '2030-01-01'], 'SPX 1d: no bars between 2030-01-01 and the end'),
     (['--symbols', 'SPX', '--start', '2018-11-01'], "SPX: no rows left after the features' warm-up: "),
