@@ -4,9 +4,9 @@
 # its charts before plotly.js has loaded. `make dashboards` and env/setup-test.sh run this. Idempotent and silent when there.
 set -euo pipefail
 [ -x /usr/bin/chromium ] && exit 0
-echo "mlfin: installing Debian packages: chromium fonts-dejavu-core ..."
+source "$(dirname "$0")/steps.sh"
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
-/usr/bin/chromium --version
+step "updating Debian's package lists" $sudo apt-get update -qq
+step "installing Debian's chromium and fonts-dejavu-core" $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+echo "mlfin setup: $(/usr/bin/chromium --version) ready"

@@ -22,14 +22,14 @@ command -v sshfs >/dev/null 2>&1 || need+=(sshfs)   # 3.7: FUSE; the shared home
 command -v ip >/dev/null 2>&1 || need+=(iproute2)   # ip netns, veth, bridge: the test's hosts and the switch between them
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # systemd-analyze verify/calendar check the generated units offline
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
-echo "mlfin: installing Debian packages for the tests: ${need[*]} ..."
+source "$(dirname "$0")/steps.sh"
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
+step "updating Debian's package lists" $sudo apt-get update -qq
 # policy-rc.d: the package must not start its own cluster service; the tests run a private server
 if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod +x /usr/sbin/policy-rc.d; added_policy=1
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod +x /usr/sbin/policy-rc.d
+  trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT   # taken away again, the install failed or not
 fi
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-[ -z "${added_policy:-}" ] || $sudo rm -f /usr/sbin/policy-rc.d
-ls /usr/lib/postgresql/*/bin/postgres
+step "installing Debian packages for the tests: ${need[*]}" $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null
