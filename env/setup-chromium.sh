@@ -9,4 +9,4 @@ sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 step "updating Debian's package lists" $sudo apt-get update -qq
 step "installing Debian's chromium and fonts-dejavu-core" $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
-echo "mlfin setup: $(/usr/bin/chromium --version) ready"
+echo "mlfin setup: $(/usr/bin/chromium --version 2>/dev/null) ready"   # (its launcher script can complain on stderr)
