@@ -85,7 +85,7 @@ def test_new_bars_rerun_the_run_and_nothing_else_does(user_copy):
 def test_the_same_bars_under_another_name_give_the_same_results(user_copy):
     "Defect 1: nothing but the bars decides a run's numbers (the sample's name once pulled in its bars and adjustment)"
     home = user_copy['home']
-    mlfin(home, 'ingest', str(msft_csv(home)), '--symbol', 'MYMSFT', '--timeframe', '1d')
+    mlfin(home, 'ingest', str(msft_csv(home, 7981)), '--symbol', 'MYMSFT', '--timeframe', '1d')   # the very bars stored as MSFT
     results = {}
     for symbol in ('MSFT', 'MYMSFT'):
         mlfin(home, 'run', '--symbols', symbol, '--start', '2012-01-01', '--models', 'logistic,lightgbm', '--reports', str(home/'reports'))
