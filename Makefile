@@ -16,9 +16,9 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 
 # The suite on both cores: pytest-xdist's two workers (a test waiting on a server or a clock overlaps one that computes), the
 # files in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order again), a module
-# whose tests share module fixtures kept on one worker (--dist loadgroup), the slowest 30 listed. Two workers share two cores:
+# whose tests share module fixtures kept on one worker (tests/conftest.py), the slowest 30 listed. Two workers share two cores:
 # OpenMP threads (LightGBM, XGBoost, BLAS) sleep while they wait instead of spinning on a core the other worker needs
-PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest tests -n 2 --dist loadgroup --durations=30
+PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest tests -n 2 --durations=30
 # the inner loop: the library notebooks changed against main (committed or not; NBS="nbs/A.ipynb nbs/B.ipynb" names them) and the
 # tests not marked e2e, on both cores; `make test` still runs everything
 test-fast: setup ## the notebooks you changed (against main, or NBS="...") and the unit-level tests, in minutes: the inner loop

@@ -2,7 +2,7 @@
 built by whichever pytest-xdist worker asks first while the others wait for it, and never changed by a test (each test
 that reads one is checked afterwards to have left every file of it as it was). A test that writes takes its own copy
 (`copied`). Servers (PostgreSQL, Redis, Chromium) start once per worker."""
-import json, os, random, shutil, signal, subprocess, sys, time
+import json, os, random, re, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
@@ -43,6 +43,25 @@ def pytest_configure_node(node):
 
 def pytest_report_header(config):
     return f"file order: {config.file_order} (again: --file-order {config.file_order})"
+
+
+# pytest-xdist spreads the tests one by one over its workers, but a module whose tests share module fixtures (a site, hosts,
+# a tracking server: built once, and telling one story in file order) goes to one worker whole. (xdist's own grouping,
+# --dist loadgroup, renames each test's nodeid, which pytest 9.2 no longer takes: pytest-xdist issue 1386.)
+TOGETHER = re.compile(r"scope=['\"]module['\"]")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+    together = {p.relative_to(config.rootpath).as_posix() for p in Path(__file__).parent.glob('test_*.py') if TOGETHER.search(p.read_text())}
+
+    class OneByOneButModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split('::', 1)[0]
+            return file if file in together else nodeid
+
+    return OneByOneButModules(config, log)
 
 
 # What makes a test end to end (`make test-fast` leaves those out): a run built once, a browser, an alert receiver, a shared

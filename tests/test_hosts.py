@@ -16,8 +16,8 @@ from hosts import SUBNET, Network, cannot_make_hosts, home_server, own_view
 BIN = Path(sys.executable).parent
 PASSWORD = 'a-long-admin-password-for-tests'
 TEAM = {'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWORD, 'PLOOMBER_STATS_ENABLED': 'false'}
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts())),
-              pytest.mark.xdist_group('hosts')]   # one worker holds the module's hosts (namespaces with fixed names and addresses)
+# its tests share the hosts (module fixture, namespaces with fixed names and addresses): the module runs on one worker (conftest)
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts()))]
 
 
 def readme_commands() -> list[str]:

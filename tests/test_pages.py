@@ -13,7 +13,7 @@ from test_dashboard import ROOT, until, voila
 from mlfin.dashboards.kernels import ready_kernels
 
 SHOTS = ROOT/'reports'/'screenshots'
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group('pages')]   # one worker holds the module's site (a service, two Voilas, logged-in people)
+pytestmark = pytest.mark.e2e   # its tests share one site (module fixture): the module runs on one worker (conftest)
 
 
 def shot(page, name: str):

@@ -8,7 +8,7 @@ import pytest
 from conftest import MLFIN, ROOT, RUN, free_port, mlfin, new_database, service
 
 PASSWORD = 'a-long-admin-password-for-tests'
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group('tracking')]   # one worker holds the module's tracking server
+pytestmark = pytest.mark.e2e   # its tests share one tracking server (module fixture): the module runs on one worker (conftest)
 
 
 class TrackingServer:
