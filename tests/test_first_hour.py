@@ -24,13 +24,17 @@ def msft_csv(folder: Path, rows: int | None = None) -> Path:
     return path
 
 
+# the user's run, on the smallest choice of models that shows what these tests check (their series, their bars, what reruns)
+USER_RUN = ['--symbols', 'MSFT', '--models', 'logistic']
+
+
 @pytest.fixture(scope='session')
 def user_golden(tmp_path_factory):
     "A home where a user stored their own MSFT (all but its last two bars) and ran the pipeline on it, built once"
     def ingest(home: Path) -> str:
         home.mkdir(parents=True)
         return mlfin(home, 'ingest', str(msft_csv(home, 7981)), '--symbol', 'MSFT', '--timeframe', '1d').stdout
-    return built_once(tmp_path_factory, 'first-hour', ['--symbols', 'MSFT'], before=ingest)
+    return built_once(tmp_path_factory, 'first-hour', USER_RUN, before=ingest)
 
 
 @pytest.fixture
@@ -70,11 +74,11 @@ def test_new_bars_rerun_the_run_and_nothing_else_does(user_copy):
     home = user_copy['home']
     more = mlfin(home, 'ingest', str(msft_csv(home)), '--symbol', 'MSFT', '--timeframe', '1d')
     assert '(2 new, 0 changed, 7,981 unchanged; 7,983 stored)' in more.stdout, more.stdout
-    again = mlfin(home, 'run', '--symbols', 'MSFT', '--reports', str(home/'reports'))
+    again = mlfin(home, 'run', *USER_RUN, '--reports', str(home/'reports'))
     assert '5 task(s) ran (ingest, features, train, backtest, report)' in again.stdout, again.stdout
     summary = json.loads((home/'run'/'summary.json').read_text())
     assert (summary['symbols']['MSFT']['bars'], summary['symbols']['MSFT']['last'][:10]) == (7983, '2017-11-10')
-    nothing = mlfin(home, 'run', '--symbols', 'MSFT', '--reports', str(home/'elsewhere'))
+    nothing = mlfin(home, 'run', *USER_RUN, '--reports', str(home/'elsewhere'))
     assert '0 task(s) ran (nothing changed)' in nothing.stdout, nothing.stdout
     assert sorted(p.name for p in (home/'elsewhere').iterdir()) == ['backtest.html', 'features.html', 'ingest.html', 'report.html',
                                                                      'tearsheets', 'train.html']
