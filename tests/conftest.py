@@ -1,7 +1,8 @@
 """Shared fixtures. Runs are built once: a few golden runs per session (small slices of the embedded real data), each
 built by whichever pytest-xdist worker asks first while the others wait for it, and never changed by a test (each test
 that reads one is checked afterwards to have left every file of it as it was). A test that writes takes its own copy
-(`copied`). Servers (PostgreSQL, Redis, Chromium) start once per worker."""
+(`copied`). Servers (PostgreSQL, Redis, Chromium) start once per worker; a test that needs a server of its own (a
+service with its flags, Prometheus with its rules) starts it."""
 import json, os, random, re, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +20,9 @@ SMALL = ['--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--
 # --- the order files run in ----------------------------------------------------------------------------------------------
 # The suite passes in any file order: `make test` shuffles the files (`--file-order random`, its seed printed in the header so
 # that a failure's order can be run again) and pytest-xdist spreads them over the workers. A file's own tests keep their order:
-# a module whose tests tell one story on module fixtures (tests/test_hosts.py's hosts) says so. (pytest-randomly shuffles the
-# tests inside each file too, with no way to keep a file's order; pytest-reverse reverses them.)
+# a module whose tests tell one story on module fixtures (tests/test_hosts.py's hosts) runs whole, in its order, on one worker
+# (below). (pytest-randomly shuffles the tests inside each file too, with no way to keep a file's order; pytest-reverse
+# reverses them.)
 
 def pytest_addoption(parser):
     parser.addoption('--file-order', default='as-found', help="the order test files run in: as-found, reversed, random, or random:SEED")
