@@ -23,14 +23,17 @@ part of every contender's time. The floor and ours are timed in one process, sym
 turn, so both meet the same memory conditions; ours runs once more alone for its peak memory.
 Targets (issue 4): ours within 1.25x of the floor; at least 5x faster than the peer; our peak
 memory under 2x the output frames; a store hit at least 20x faster than a build.
+BENCH_SCALE=quick (`make bench-all`): 10 symbols x 500,000 bars = 5M bars, every target held as at full scale
+(BENCH_SYMBOLS overrides the symbols at either scale).
 """
 import shutil, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _child import child, write_synthetic  # noqa: E402
+from _targets import scale, sized, table, target  # noqa: E402
 
 import os
-N_SYMBOLS, N_BARS = int(os.environ.get("BENCH_SYMBOLS", 100)), 500_000
+N_SYMBOLS, N_BARS = int(os.environ.get("BENCH_SYMBOLS", sized(100, 10))), 500_000
 SPEC = ['rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50', 'bbands_20_2', 'atr_14', 'obv', 'adx_14', 'cci_20',
         'mfi_14', 'willr_14']
 work = Path(tempfile.mkdtemp(prefix='mlfin-bench-features-'))
@@ -137,6 +140,7 @@ RESULT = {'seconds': spent, 'touched_seconds': touched, 'misses': store.misses, 
 
 def main():
     print(f"bench-features: working in {work} (SYNTHETIC bars, labelled)", flush=True)
+    scale(f"{N_SYMBOLS} symbols x 500,000 bars = {N_SYMBOLS * N_BARS / 1e6:g}M bars", "100 symbols x 500,000 bars = 50M bars")
     bars = work/'bars'
     made = write_synthetic(bars, N_SYMBOLS, N_BARS)
     print(f"{N_SYMBOLS} symbols x {N_BARS:,} one-minute bars = {N_SYMBOLS * N_BARS / 1e6:.0f}M bars "
@@ -160,11 +164,17 @@ def main():
     assert hit['hits'] == N_SYMBOLS * len(SPEC) and hit['misses'] == 0
     print(f"store  hit (fingerprint + map): {hit['seconds']:6.2f} s  with every value read: {hit['touched_seconds']:.2f} s  peak {hit['peak_mb']:7,.0f} MiB "
           f"(files in the OS page cache, just written)\n")
-    print(f"ours / floor:            {speed['ours'] / speed['floor']:5.2f}x  (target <= 1.25x; same process, interleaved)")
-    print(f"peer / ours:             {peer['seconds'] / ours['seconds']:5.1f}x  (target >= 5x faster; each alone in its process; against ours interleaved: {peer['seconds'] / speed['ours']:.1f}x)")
-    print(f"our peak / our outputs:  {ours['peak_mb'] / ours['output_mb']:5.2f}x  (target < 2x; peak includes the interpreter, libraries and one symbol's bars)")
-    print(f"build / store hit:       {ours['seconds'] / hit['seconds']:5.1f}x  (target >= 20x; ours alone; against ours interleaved: {speed['ours'] / hit['seconds']:.1f}x); "
-          f"with every value read: {ours['seconds'] / hit['touched_seconds']:.1f}x; cold store build / build: {cold['seconds'] / ours['seconds']:.2f}x")
+    print(f"peer / ours against ours interleaved: {peer['seconds'] / speed['ours']:.1f}x; build / store hit against ours interleaved: "
+          f"{speed['ours'] / hit['seconds']:.1f}x, with every value read: {ours['seconds'] / hit['touched_seconds']:.1f}x; "
+          f"cold store build / build: {cold['seconds'] / ours['seconds']:.2f}x")
+    floor_ratio, peer_ratio = speed['ours'] / speed['floor'], peer['seconds'] / ours['seconds']
+    memory, hit_ratio = ours['peak_mb'] / ours['output_mb'], ours['seconds'] / hit['seconds']
+    target('ours / the bare TA-Lib loop (same process, interleaved)', f"{floor_ratio:.2f}x", '<= 1.25x', floor_ratio <= 1.25)
+    target('pandas-ta-classic / ours (each alone in its process)', f"{peer_ratio:.1f}x", '>= 5x', peer_ratio >= 5)
+    target('our peak memory / our outputs', f"{memory:.2f}x", '< 2x', memory < 2,
+           'the peak includes the interpreter, libraries and one symbol\'s bars')
+    target('build (ours alone) / store hit', f"{hit_ratio:.1f}x", '>= 20x', hit_ratio >= 20)
+    table()
     shutil.rmtree(work, ignore_errors=True)
 
 

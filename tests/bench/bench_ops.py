@@ -14,11 +14,15 @@ Each command is timed whole, as a schedule runs it (process start included). Tar
 under 5 s; the smallest backup interval its cost allows beside the seed's 15-minute RPO. Target (issue 35, W12): a backup of
 an unchanged home within 3x of tar's incremental of the same unchanged home, with where our time goes (process start and
 imports, the stage, restic).
+BENCH_SCALE=quick (`make bench-all`): 10 symbols x 200,000 bars (2M) instead of 10 x 1M; the unchanged-home ratio is held
+to its target; the incremental backup's 5 s is a bound for the 10M-bar store (restic re-reads what a day of bars rewrote,
+so a smaller store is faster for no merit of ours): not measured there.
 """
 import os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _child import SYNTH, child, production_model  # noqa: E402
+from _targets import QUICK, not_measured, scale, sized, table, target  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -27,6 +31,7 @@ home = work/'home'
 os.environ.update(MLFIN_HOME=str(home), PLOOMBER_STATS_ENABLED='false', MLFIN_BACKUP_PASSWORD_FILE=str(work/'password'))
 ENV = dict(os.environ)
 SYMBOLS = [f"SYN{i}" for i in range(10)]
+BARS = sized(1_000_000, 200_000)   # a symbol's SYNTHETIC minute bars in the store
 
 
 def timed(*cmd, cwd=ROOT) -> tuple[float, str]:
@@ -64,7 +69,9 @@ RESULT = {'bars': int(store.ls()['bars'].sum())}
 
 def main():
     if not shutil.which('restic'): raise SystemExit("restic is missing: `bash env/setup-test.sh` installs it (Debian's restic)")
-    print(f"bench-ops: working in {work}\n", flush=True)
+    print(f"bench-ops: working in {work}", flush=True)
+    scale(f"a store of 10 x {BARS:,} bars", "a store of 10 x 1,000,000 bars")
+    print(flush=True)
     seconds = production_model(ENV, work/'reports', 'bench-ops backs it up')
     print(f"   a production model: LightGBM on the S&P 500 daily bars, trained by the pipeline ({seconds:.0f} s)", flush=True)
     written = child(SYNTH + '''
@@ -72,10 +79,10 @@ import sys
 from mlfin.data.stores import open_store
 store = open_store(sys.argv[1])
 for i in range(10):
-    bars = synthetic(1_000_000, seed=i); bars.attrs.update(symbol=f"SYN{i}", timeframe='1m'); store.write(bars, {'calendar': '24/7'})
+    bars = synthetic(int(sys.argv[2]), seed=i); bars.attrs.update(symbol=f"SYN{i}", timeframe='1m'); store.write(bars, {'calendar': '24/7'})
 RESULT = {'bars': int(store.ls()['bars'].sum())}
-''', home/'store')
-    print(f"   the store: {written['bars']:,} bars (SYNTHETIC, 10 symbols x 1M minute bars) + the S&P 500's, {size(home) / 1e6:,.0f} MB in the home "
+''', home/'store', BARS)
+    print(f"   the store: {written['bars']:,} bars (SYNTHETIC, 10 symbols x {BARS:,} minute bars) + the S&P 500's, {size(home) / 1e6:,.0f} MB in the home "
           f"({written['seconds']:.0f} s to write)\n", flush=True)
 
     # the peer works on its own copy: our backup's hard links change the files' ctime, which GNU tar's incremental mode reads as a change
@@ -95,7 +102,10 @@ RESULT = {'bars': int(store.ls()['bars'].sum())}
     before = size(work/'peer')
     p_incremental = peer(peer_home, work/'peer'/'day.tar.gz', work/'peer'/'tar.snar')
     print(f"peer, incremental backup: {p_incremental:6.1f} s   sqlite3 .backup + tar.gz --listed-incremental: {(size(work/'peer') - before) / 1e6:,.1f} MB more", flush=True)
-    print(f"   incremental target under 5 s: {'met' if incremental < 5 else 'MISSED'} ({incremental:.1f} s; ours/peer {incremental / p_incremental:.2f}x)", flush=True)
+    print(f"   ours/peer {incremental / p_incremental:.2f}x", flush=True)
+    if QUICK: not_measured('incremental backup after a day of bars', '< 5 s', f"a bound for the 10M-bar store; {incremental:.1f} s "
+                           f"on {written['bars'] / 1e6:.1f}M bars here", 'make bench-ops')
+    else: target('incremental backup after a day of bars', f"{incremental:.1f} s", '< 5 s', incremental < 5)
 
     unchanged, said = timed(BIN/'mlfin', 'backup', '--repo', repo, '--no-retention')   # nothing changed since: what every quiet 15 minutes costs
     print(f"\nours, unchanged home:     {unchanged:6.1f} s   {said.strip()}", flush=True)
@@ -109,16 +119,16 @@ RESULT = {'bars': int(store.ls()['bars'].sum())}
     print(f"   where it goes: process start and imports {started:.2f} s, the stage (cut, checksums, manifest) {staged:.2f} s, "
           f"restic and the rest {unchanged - started - staged:.2f} s (restic's floor, any call: {floor:.2f} s)", flush=True)
     print(f"   the least a restic backup run by Python can cost: {started + floor:.2f} s, {(started + floor) / p_unchanged:.0f}x tar's unchanged incremental", flush=True)
-    print(f"   unchanged-home target within 3x of tar: {'met' if unchanged <= 3 * p_unchanged else 'MISSED'} "
-          f"({unchanged:.2f} s against {p_unchanged:.2f} s: {unchanged / p_unchanged:.2f}x)", flush=True)
+    target('backup of an unchanged home / tar\'s incremental', f"{unchanged / p_unchanged:.2f}x", '<= 3x', unchanged <= 3 * p_unchanged,
+           f"{unchanged:.2f} s against {p_unchanged:.2f} s")
 
     restore, said = timed(BIN/'mlfin', 'restore', work/'restored', '--repo', repo)
     print(f"\nours, restore (RTO):      {restore:6.1f} s   {said.strip().splitlines()[0]}; {[l.strip() for l in said.splitlines() if 'mlfin.SPX.1d' in l]}", flush=True)
     t = time.perf_counter()
-    target = work/'peer-restored'; target.mkdir()
+    restored = work/'peer-restored'; restored.mkdir()
     for archive in ('full.tar.gz', 'day.tar.gz'):
-        subprocess.run(['tar', '--extract', '--gzip', '--listed-incremental=/dev/null', '--file', str(work/'peer'/archive), '-C', str(target)], check=True)
-    for db in (work/'peer'/'full.dbs').iterdir(): shutil.copy2(db, target/('store' if db.name == 'service.db' else '.')/db.name)
+        subprocess.run(['tar', '--extract', '--gzip', '--listed-incremental=/dev/null', '--file', str(work/'peer'/archive), '-C', str(restored)], check=True)
+    for db in (work/'peer'/'full.dbs').iterdir(): shutil.copy2(db, restored/('store' if db.name == 'service.db' else '.')/db.name)
     p_restore = time.perf_counter() - t
     print(f"peer, restore:            {p_restore:6.1f} s   two archives extracted, databases copied (nothing checked)", flush=True)
 
@@ -127,6 +137,7 @@ RESULT = {'bars': int(store.ls()['bars'].sum())}
           f"the shipped schedule backs up every 15 min)")
     print(f"ratios ours/peer: first {first / p_first:.2f}x, incremental {incremental / p_incremental:.2f}x, restore {restore / p_restore:.2f}x; "
           f"repository {size(repo) / 1e6:,.1f} MB, peer archives {size(work/'peer') / 1e6:,.1f} MB")
+    table()
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -18,9 +18,13 @@ One command (`make bench`), one process, a fresh MLFIN_HOME under /tmp:
              research calls alone (ingest, features, training, backtests: no records, comparisons, final
              models, MLflow, registry, figures or reports), what the issue-2 floor measured (1.72x on kernels).
 Targets (issue 21): cold pipeline < 60 s after setup, no-op < 3 s, DAG / one script <= 1.3x (1.72x on kernels).
+BENCH_SCALE=quick (`make bench-all`): the same data and every target (1, 4's `mlfin run` and 5's floor), without the
+context: 2's second execution of each task, 3's JIT, `make run`'s no-op and the research calls alone.
 """
 import atexit, json, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from _targets import QUICK, scale, table, target  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -99,21 +103,23 @@ def split_task(task) -> dict:
 
 
 def main():
-    print(f"mlfin pipeline benchmark (state in {home}, removed at the end)\n")
+    print(f"mlfin pipeline benchmark (state in {home}, removed at the end)", flush=True)
+    scale('the default data, the targets without their context (tasks run again, JIT, `make run`, the research calls alone)',
+          'the default data, the targets and their context')
+    print(flush=True)
     started = time.perf_counter()
     cold = pipeline.run({'reports': str(reports)}, force=True, progress=False)
     cold_total = time.perf_counter() - started
 
     noop_cli = wall([str(BIN/'mlfin'), 'run', '--reports', str(reports)], cwd=ROOT)
-    noop_make = wall(['make', '-s', 'run', f'ARGS=--reports {reports}'], cwd=ROOT)
-
-    dag = pipeline.load_dag({'reports': str(reports)}); dag.render(show_progress=False)
-    split = {name: split_task(dag[name]) for name in cold}
-
-    jit = subprocess.run([sys.executable, '-c', 'import time; from mlfin.backtest import warm_up; from mlfin.backtest.portfolio import _vbt; _vbt()\n'
-                          't=time.perf_counter(); warm_up(); a=time.perf_counter()-t\n'
-                          't=time.perf_counter(); warm_up(); b=time.perf_counter()-t\nprint(a-b)'],
-                         check=True, capture_output=True, text=True).stdout.split()[-1]
+    if not QUICK:
+        noop_make = wall(['make', '-s', 'run', f'ARGS=--reports {reports}'], cwd=ROOT)
+        dag = pipeline.load_dag({'reports': str(reports)}); dag.render(show_progress=False)
+        split = {name: split_task(dag[name]) for name in cold}
+        jit = subprocess.run([sys.executable, '-c', 'import time; from mlfin.backtest import warm_up; from mlfin.backtest.portfolio import _vbt; _vbt()\n'
+                              't=time.perf_counter(); warm_up(); a=time.perf_counter()-t\n'
+                              't=time.perf_counter(); warm_up(); b=time.perf_counter()-t\nprint(a-b)'],
+                             check=True, capture_output=True, text=True).stdout.split()[-1]
 
     floor_home = Path(tempfile.mkdtemp(prefix='mlfin-bench-floor-'))
     atexit.register(shutil.rmtree, floor_home, True)
@@ -123,27 +129,42 @@ def main():
     inside = float(subprocess.run([sys.executable, str(script)], check=True, capture_output=True, text=True, cwd=ROOT,
                                   env={**os.environ, 'MLFIN_HOME': str(floor_home)}).stdout.split()[-1])
     floor = time.perf_counter() - started
-    bare_home = Path(tempfile.mkdtemp(prefix='mlfin-bench-bare-'))
-    atexit.register(shutil.rmtree, bare_home, True)
-    bare = sum(map(float, subprocess.run([sys.executable, '-c', BARE], check=True, capture_output=True, text=True, cwd=ROOT,
-                                         env={**os.environ, 'MLFIN_HOME': str(bare_home)}).stdout.split()[-2:]))
+    if not QUICK:
+        bare_home = Path(tempfile.mkdtemp(prefix='mlfin-bench-bare-'))
+        atexit.register(shutil.rmtree, bare_home, True)
+        bare = sum(map(float, subprocess.run([sys.executable, '-c', BARE], check=True, capture_output=True, text=True, cwd=ROOT,
+                                             env={**os.environ, 'MLFIN_HOME': str(bare_home)}).stdout.split()[-2:]))
 
-    rows = [(name, cold[name], t['again'], t['cells'], t['papermill'], cold[name] - t['again']) for name, t in split.items()]
-    print(f"{'task':10} {'DAG (s)':>8} {'again':>8} {'cells':>8} {'papermill':>10} {'first use':>10}")
-    for row in rows: print(f"{row[0]:10} {row[1]:8.2f} {row[2]:8.2f} {row[3]:8.2f} {row[4]:10.2f} {row[5]:10.2f}")
-    print(f"{'all':10} " + ' '.join(f"{sum(r[i] for r in rows):{w}.2f}" for i, w in ((1, 8), (2, 8), (3, 8), (4, 10), (5, 10))))
-    print(f"\ncold pipeline, wall (DAG load + 5 tasks): {cold_total:6.2f} s   target < 60 s")
-    print(f"no-op `mlfin run`:                        {noop_cli:6.2f} s   target < 3 s")
-    print(f"no-op `make run` (setup check included):  {noop_make:6.2f} s")
-    print(f"JIT compile left in a fresh process:      {float(jit):6.3f} s   (vectorbt-rust kernels, numba cache in .venv)")
+    if QUICK:
+        print(f"{'task':10} {'DAG (s)':>8}")
+        for name, seconds in cold.items(): print(f"{name:10} {seconds:8.2f}")
+        print(f"{'all':10} {sum(cold.values()):8.2f}")
+    else:
+        rows = [(name, cold[name], t['again'], t['cells'], t['papermill'], cold[name] - t['again']) for name, t in split.items()]
+        print(f"{'task':10} {'DAG (s)':>8} {'again':>8} {'cells':>8} {'papermill':>10} {'first use':>10}")
+        for row in rows: print(f"{row[0]:10} {row[1]:8.2f} {row[2]:8.2f} {row[3]:8.2f} {row[4]:10.2f} {row[5]:10.2f}")
+        print(f"{'all':10} " + ' '.join(f"{sum(r[i] for r in rows):{w}.2f}" for i, w in ((1, 8), (2, 8), (3, 8), (4, 10), (5, 10))))
+    print(f"\ncold pipeline, wall (DAG load + 5 tasks): {cold_total:6.2f} s")
+    print(f"no-op `mlfin run`:                        {noop_cli:6.2f} s")
+    if not QUICK:
+        print(f"no-op `make run` (setup check included):  {noop_make:6.2f} s")
+        print(f"JIT compile left in a fresh process:      {float(jit):6.3f} s   (vectorbt-rust kernels, numba cache in .venv)")
     print(f"\nfloor: the task notebooks' code as one script, in a fresh process and home: {floor:.2f} s "
           f"(interpreter start {floor - inside:.2f} s, imports and work {inside:.2f} s)")
-    print(f"DAG / one script: {cold_total / inside:.2f}x   target <= 1.3x   (the script's imports and work beside the DAG's load and tasks)")
-    print(f"the research calls alone (no records, MLflow, registry, figures, reports): {bare:.2f} s; DAG / those: {cold_total / bare:.2f}x")
-    result = {'cold_s': cold_total, 'noop_cli_s': noop_cli, 'noop_make_s': noop_make, 'jit_s': float(jit),
-              'tasks': {r[0]: dict(zip(('dag', 'again', 'cells', 'papermill', 'first_use'), r[1:])) for r in rows},
-              'floor_s': inside, 'floor_wall_s': floor, 'ratio': cold_total / inside, 'bare_s': bare, 'bare_ratio': cold_total / bare}
+    print(f"DAG / one script: {cold_total / inside:.2f}x (the script's imports and work beside the DAG's load and tasks)")
+    if not QUICK:
+        print(f"the research calls alone (no records, MLflow, registry, figures, reports): {bare:.2f} s; DAG / those: {cold_total / bare:.2f}x")
+    print(flush=True)
+    target('cold pipeline, wall (DAG load + 5 tasks)', f"{cold_total:.1f} s", '< 60 s', cold_total < 60)
+    target('no-op `mlfin run`', f"{noop_cli:.2f} s", '< 3 s', noop_cli < 3)
+    target('DAG / the task notebooks as one script', f"{cold_total / inside:.2f}x", '<= 1.3x', cold_total / inside <= 1.3)
+    result = {'cold_s': cold_total, 'noop_cli_s': noop_cli, 'floor_s': inside, 'floor_wall_s': floor, 'ratio': cold_total / inside}
+    if QUICK: result['tasks'] = dict(cold)
+    else:
+        result.update(noop_make_s=noop_make, jit_s=float(jit), bare_s=bare, bare_ratio=cold_total / bare,
+                      tasks={r[0]: dict(zip(('dag', 'again', 'cells', 'papermill', 'first_use'), r[1:])) for r in rows})
     print(json.dumps(result))   # the state folder goes with the process: the figures stay in the output
+    table()
 
 
 if __name__ == '__main__':
