@@ -84,6 +84,6 @@ bench-ops: setup ## backup of a 10M-bar store + registry, incremental after a da
 	@bash env/setup-test.sh
 	@$(BIN)/python tests/bench/bench_ops.py
 
-bench-all: setup ## every benchmark above at its stated quick scale, one after another (about N min): one table of targets, figures and met/MISSED/not measured, kept as reports/bench-quick.json (ARGS="--only bench-data,bench-ops")
+bench-all: setup ## every benchmark above at its stated quick scale, one after another (about 15 min): one table of targets, figures and met/MISSED/not measured, kept as reports/bench-quick.json (ARGS="--only bench-data,bench-ops")
 	@bash env/setup-test.sh
 	@$(BIN)/python tests/bench/run_all.py $(ARGS)
