@@ -26,7 +26,7 @@ against what two processes can do here, measured in the same run (issue 39, item
    ours: `cluster.fan_out` of `features.build` on 2 workers started with `cluster.worker`'s preload, each
    unit reading its symbol's bars from Parquet, and the same units in this process. All read the bars
    inside the timing and reduce each output to its column sums, checked equal to the floor's.
-2. Training: 20 symbols x 5 models (logistic, random forest, LightGBM, XGBoost, LSTM) cross-validated
+2. Training: 20 symbols x every classifier models.yaml names (5 today) cross-validated
    walk-forward (5 folds) with final refits, `models.train_universe` (BENCH_TRAIN_SYMBOLS, BENCH_TRAIN_BARS):
    in process (the models' declared threads, as a notebook runs it; context) and on 2 workers,
    predictions and leaderboard checked equal; the ceiling: the symbols in two halves.
@@ -52,7 +52,8 @@ TRAIN_SYMBOLS, TRAIN_BARS = int(os.environ.get('BENCH_TRAIN_SYMBOLS', sized(20, 
 EFFICIENCY = 0.95   # target (issue 39): the two-process ceiling's seconds / ours on 2 workers, features and training
 WORKERS = 2
 SPEC = ['rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50', 'bbands_20_2', 'atr_14', 'obv', 'adx_14', 'cci_20', 'mfi_14', 'willr_14']
-MODELS = ['logistic', 'random_forest', 'lightgbm', 'xgboost', 'lstm']
+from mlfin.models import choose_models  # noqa: E402
+MODELS = [spec.name for spec in choose_models('all', 'classifier', path=Path(__file__).parents[2]/'models.yaml')]   # what the project declares
 TUNED = 'from mlfin.cluster.worker import tune_allocator; tune_allocator()\n'
 work = Path(tempfile.mkdtemp(prefix='mlfin-bench-scale-'))
 
