@@ -18,7 +18,7 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 # in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order again), a module whose tests
 # share module fixtures kept on one worker (tests/conftest.py), the slowest 30 listed. OpenMP threads (LightGBM, XGBoost, BLAS)
 # sleep while they wait instead of spinning on a core the other worker needs. Measured on this 2-core machine (clean clone): two
-# workers ran 2,805 s of tests in 1,419 s; three workers with the notebooks run beside them took 1,923 s (oversubscribed)
+# workers ran 2,805 s of tests in 1,419 s; in one run, three workers with the notebooks beside them took 1,923 s
 WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest tests -n $(WORKERS) --durations=30
 test test-fast: export OMP_WAIT_POLICY := PASSIVE

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 import pytest
 from filelock import FileLock
+from xdist.scheduler import LoadScopeScheduling
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFIN = str(Path(sys.executable).with_name('mlfin'))
@@ -55,7 +56,6 @@ TOGETHER = re.compile(r"scope=['\"]module['\"]")
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
     together = {p.relative_to(config.rootpath).as_posix() for p in Path(__file__).parent.glob('test_*.py') if TOGETHER.search(p.read_text())}
 
     class OneByOneButModules(LoadScopeScheduling):
