@@ -12,8 +12,9 @@ from ..errors import BadInput
 from ..params import default
 
 # %% auto #0
-__all__ = ['EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'psr', 'expected_max_sharpe', 'dsr', 'min_track_record',
-           'sharpe_moments', 'pbo', 'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime', 'signal_decay']
+__all__ = ['EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance',
+           'min_track_record', 'sharpe_moments', 'pbo', 'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime',
+           'signal_decay']
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c008
 def _returns(returns) -> np.ndarray:
@@ -124,6 +125,17 @@ def dsr(sr: float, n: int, skew: float, kurtosis: float,
     "Deflated Sharpe ratio: the PSR against the best Sharpe ratio `trials` unskilled strategies would show"
     return psr(sr, n, skew, kurtosis, expected_max_sharpe(trials, variance))
 
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c020v
+def sharpe_variance(n: int,              # returns behind the estimate
+                    skew: float = 0.0, kurtosis: float = 3.0, # their moments (kurtosis not excess)
+                    sr: float = 0.0,     # the true Sharpe ratio (per bar) it is taken at: 0 under the null of no skill
+                   ) -> float:
+    "The sampling variance of a per-bar Sharpe ratio estimated from `n` returns (Lo, 2002; Mertens, 2002 for skewed, fat-tailed returns)"
+    if n < 2: raise BadInput(f"a Sharpe ratio's variance needs at least 2 returns, got {n}")
+    spread = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
+    if spread <= 0: raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
+    return float(spread / (n - 1))
 
 # %% ../../nbs/05c_backtest.stats.ipynb #cd6578f6f
 def min_track_record(sr: float,            # the Sharpe ratio (per bar) to be confirmed

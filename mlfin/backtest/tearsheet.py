@@ -12,16 +12,43 @@ from ..processes import atomic_write
 from ..style import PAGE_STYLE, TABLE_STYLE, html_table   # the house's, for the tearsheet page
 
 # %% auto #0
-__all__ = ['VERDICTS', 'SKILL_ONLY', 'PERFORMANCE', 'judge', 'verdict_word', 'trials_said', 'confidence_said', 'holdout_said',
-           'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame',
-           'holdout_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
+__all__ = ['VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', 'DSR_DIGITS', 'PERFORMANCE', 'figure', 'unjudged',
+           'judge', 'verdict_word', 'trials_said', 'confidence_said', 'holdout_said', 'verdict', 'trials_in_words',
+           'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'holdout_frame',
+           'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
-VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill'}
+VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill',
+            'unjudged': 'cannot judge'}
 SKILL_ONLY = 'skill only: not tradeable in time order'   # beside every figure of a run whose models also learned from later bars
+VERDICT_MIN_TRADES = 10   # a book's trades: fewer cannot tell a rule from a handful of lucky bets
+VERDICT_MIN_BARS = 60     # out-of-sample bars behind its Sharpe ratio: fewer give no skewness or kurtosis (hence no PSR) to speak of
+DSR_DIGITS = 3            # how every table, sentence and card rounds a deflated Sharpe ratio, a PSR and a PBO
+
+def _number(x) -> bool:
+    "A finite real number (not a bool, None, NaN or an infinity)"
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+def figure(x, digits: int = DSR_DIGITS) -> str:
+    "A figure as every page writes it: `digits` decimals, or 'not a number'"
+    return f"{x:.{digits}f}" if _number(x) else 'not a number'
+
+def unjudged(m: dict) -> str | None:
+    "Why a book cannot be judged (a clause), or None when every figure the verdict rests on exists and is enough"
+    s, trades = m.get('skill') or {}, (m.get('strategy') or {}).get('trades')
+    if (record := s.get('record')) and record.get('problem'): return record['problem']
+    for name, key in (('Sharpe ratio', 'sr'), ('PSR', 'psr'), ('deflated Sharpe ratio', 'dsr')):
+        if not _number(s.get(key)): return f"its {name} is not a number ({s.get(key)})"
+    if not _number(s.get('trials')) or s['trials'] < 1: return f"its trial count is not a count ({s.get('trials')})"
+    if m.get('pbo') is not None and not _number(m['pbo'].get('pbo')): return f"its PBO is not a number ({m['pbo'].get('pbo')})"
+    if not _number(trades) or trades < VERDICT_MIN_TRADES: return f"it made {trades} trade(s), fewer than the {VERDICT_MIN_TRADES} a verdict needs"
+    if not _number(s.get('n')) or s['n'] < VERDICT_MIN_BARS:
+        return f"{s.get('n')} out-of-sample bar(s) are behind it, fewer than the {VERDICT_MIN_BARS} a verdict needs"
+    return None
 
 def judge(m: dict) -> str:
-    "The verdict on a book in a word (a key of `VERDICTS`): DSR of 0.95 and more with PBO below a half is evidence of skill"
+    "The verdict on a book in a word (a key of `VERDICTS`): DSR of 0.95 and more with PBO below a half is evidence of skill, from figures that exist"
+    if unjudged(m): return 'unjudged'
     dsr, pbo = m['skill']['dsr'], (m.get('pbo') or {}).get('pbo')
     if dsr < 0.95: return 'none'
     return 'overfit' if pbo is not None and pbo >= 0.5 else 'skill'
@@ -30,7 +57,9 @@ def judge(m: dict) -> str:
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #ca6c846c9
 def verdict_word(m: dict, tradeable: bool = True) -> str:
     "The verdict in a few words, as tables show it; a run that is not a trading record says so beside it"
-    return VERDICTS[judge(m)] + ('' if tradeable else f" ({SKILL_ONLY})")
+    word = judge(m)
+    if word == 'unjudged': return f"{VERDICTS[word]} ({unjudged(m)})"
+    return VERDICTS[word] + ('' if tradeable else f" ({SKILL_ONLY})")
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c9c317eaa
 def trials_said(s: dict) -> str:
@@ -74,26 +103,31 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     "How much to believe the backtest, in plain words: DSR against the trial count and PBO weighed together, beside the baseline"
     s, trials = m['skill'], m['skill']['trials']
     counted = trials_said(s)
-    sharpe, hold, dsr = m['strategy']['sharpe'], m['buy_and_hold']['sharpe'], s['dsr']
+    sharpe, hold, dsr = m['strategy']['sharpe'], m['buy_and_hold']['sharpe'], s.get('dsr')
     pbo, splits = (m.get('pbo') or {}).get('pbo'), (m.get('pbo') or {}).get('splits', 0)
-    overfit, found = pbo is not None and pbo >= 0.5, judge(m)
+    overfit, found = _number(pbo) and pbo >= 0.5, judge(m)
     out = '' if tradeable else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
                                 "figures measure the model's skill after costs, not what trading it in time order would have made. ")
     held = (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the configuration best in sample "
             f"ranked below the median out of sample)") if pbo is not None else ''
-    if found == 'skill':
+    if found == 'unjudged':
+        out += (f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, a whole trial "
+                f"record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars (here: a Sharpe ratio of "
+                f"{figure(sharpe, 2)}, a deflated Sharpe ratio of {figure(dsr)} after {counted}).")
+    elif found == 'skill':
         out += (f"Evidence of skill: a Sharpe ratio of {sharpe:.2f} is unlikely to be luck after {counted} (deflated Sharpe ratio "
-                f"{dsr:.2f}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
+                f"{figure(dsr)}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
                 + (f", and the choice among the configurations held up out of sample: {held}." if held else '.'))
     elif found == 'overfit':
         out += (f"No reliable evidence of skill after {counted}: a Sharpe ratio of {sharpe:.2f} survives the deflation (deflated Sharpe "
-                f"ratio {dsr:.2f}), but the choice among the configurations does not hold up out of sample: {held}, no better than a coin toss.")
+                f"ratio {figure(dsr)}), but the choice among the configurations does not hold up out of sample: {held}, no better than a coin toss.")
     else:
-        out += (f"No evidence of skill after {counted}: the deflated Sharpe ratio is {dsr:.2f} (0.95 would be evidence), so a Sharpe "
+        out += (f"No evidence of skill after {counted}: the deflated Sharpe ratio is {figure(dsr)} (0.95 would be evidence), so a Sharpe "
                 f"ratio of {sharpe:.2f} is what the best of {trials} tries could show by chance."
                 + (f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.') if held else ''))
-    out += (f" Buy-and-hold's Sharpe ratio over the same bars was {hold:.2f}: the strategy "
-            + ("did better." if sharpe > hold else "did worse, before asking whether it is skill."))
+    out += (f" Buy-and-hold's Sharpe ratio over the same bars was {figure(hold, 2)}: the strategy "
+            + (("did better." if sharpe > hold else "did worse, before asking whether it is skill.") if _number(sharpe) and _number(hold)
+               else "cannot be compared with it."))
     return out + confidence_said(m.get('confidence_set')) + holdout_said(m.get('holdout'))
 
 
@@ -205,8 +239,8 @@ def _pbo_words(p: dict | None) -> str:
 def skill_frame(m: dict) -> pd.DataFrame:
     "The tests of skill: PSR, DSR with its trial count, PBO, the bootstrap interval, Monte Carlo drawdowns and ruin"
     s, ci, mc = m['skill'], m['sharpe_interval'], m['monte_carlo']
-    rows = {'Probabilistic Sharpe ratio (vs 0)': f"{s['psr']:.3f}",
-            'Deflated Sharpe ratio': f"{s['dsr']:.3f}",
+    rows = {'Probabilistic Sharpe ratio (vs 0)': figure(s.get('psr')),
+            'Deflated Sharpe ratio': figure(s.get('dsr')),
             'Trials (configurations tried)': trials_in_words(s),
             'Best Sharpe expected by luck (annualised)': f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}",
             f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]",

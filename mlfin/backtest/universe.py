@@ -126,12 +126,16 @@ def skill(returns: pd.Series,          # the examined strategy's per-bar returns
           grid: pd.DataFrame | None,   # per-bar returns of the configurations around it (columns), same bars
           variance: float | None = None, # the trials' Sharpe ratio variance (per bar) when known beyond the grid (earlier runs' too)
          ) -> tuple[dict, dict | None]:
-    "PSR and DSR (the trials' Sharpe dispersion: `variance`, else the grid's) and PBO over the grid"
+    "PSR and DSR (the trials' Sharpe dispersion: `variance`, else the grid's, never below an unskilled Sharpe ratio's sampling variance) and PBO over the grid"
     moments = stats.sharpe_moments(returns)
     g = grid if grid is not None and grid.shape[1] > 1 else None
-    # without a grid, the sampling variance of an unskilled Sharpe ratio over these bars stands in for the trials' dispersion
-    if variance is None: variance = float(np.var([stats.sharpe(g[c]) for c in g], ddof=1)) if g is not None else 1 / (len(returns) - 1)
-    out = {**moments, 'trials': int(trials), 'sr_variance': variance, 'grid': 0 if g is None else int(g.shape[1]),
+    if variance is None and g is not None: variance = float(np.var([stats.sharpe(g[c]) for c in g], ddof=1))
+    # the floor: trials with no skill differ at least by their sampling noise over these bars (`stats.sharpe_variance`, the null)
+    floor = stats.sharpe_variance(moments['n'])
+    spread = variance if variance is not None and np.isfinite(variance) else None
+    variance = floor if spread is None else max(spread, floor)
+    out = {**moments, 'trials': int(trials), 'sr_variance': variance, 'sr_variance_trials': spread, 'sr_variance_floor': floor,
+           'grid': 0 if g is None else int(g.shape[1]),
            'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
            'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
            'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance)}

@@ -178,7 +178,8 @@ PAGES = [('run.ipynb', 'The latest run', 'out-of-sample results after costs besi
          ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs')]
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c010s
-BADGES = {'skill': ('#e6f4ea', '#1e6b34'), 'overfit': ('#fff4e0', '#7a4a00'), 'none': ('#eceff1', '#37474f')}   # verdict -> background, text
+BADGES = {'skill': ('#e6f4ea', '#1e6b34'), 'overfit': ('#fff4e0', '#7a4a00'), 'none': ('#eceff1', '#37474f'),
+          'unjudged': ('#fce8e6', '#8a1c1c')}   # verdict -> background, text
 
 def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
     "An SVG line of a strategy's value (blue) against buy-and-hold's (grey) on one log scale, as wide as its container"
@@ -196,7 +197,7 @@ def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
 # %% ../../nbs/12a_dashboards.common.ipynb #c010b
 def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -> str:
     "One book's card: name, timeframe and model, the verdict's badge, its value beside buy-and-hold's, the figures that decide"
-    from mlfin.backtest.tearsheet import judge, metrics_frame, verdict_word   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
+    from mlfin.backtest.tearsheet import figure, judge, metrics_frame, verdict_word   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
     back, fore = BADGES[judge(m)]
     shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
     rows = ''.join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(v['Strategy']))}</td><td>{html.escape(str(v['Buy & hold']))}</td></tr>"
@@ -213,7 +214,7 @@ def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -
             + "<table class='mlfin-card-figures' style='width:100%;border-collapse:collapse;font-size:.92em'>"
               "<tr><th></th><th style='text-align:right;color:#1a56db'>Strategy</th><th style='text-align:right;color:#5f6368'>Buy &amp; hold</th></tr>"
             + rows.replace('<td>', "<td style='text-align:right'>")
-            + f"</table><p style='margin:.4em 0 0;font-size:.92em'>Deflated Sharpe {m['skill']['dsr']:.2f} after {m['skill']['trials']:,} trials"
+            + f"</table><p style='margin:.4em 0 0;font-size:.92em'>Deflated Sharpe {figure(m['skill'].get('dsr'))} after {m['skill']['trials']:,} trials"
             + (f" · PBO {pbo:.0%}" if pbo is not None else '') + "</p></div>")
 
 def book_cards(run: dict) -> str:

@@ -288,7 +288,8 @@ def _summary(home: Path) -> dict:
     return {'created': run.get('created'), 'trials': run.get('trials'),
             'symbols': {s: {'model': m.get('model'), 'timeframe': m.get('timeframe'),
                             **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
-                            **({'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)), 'dsr': m['skill']['dsr'],
+                            **({'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)), 'dsr': m['skill'].get('dsr'),
+                                'pbo': (m.get('pbo') or {}).get('pbo'),
                                 'trials': m['skill']['trials'], 'run_trials': m['skill'].get('run_trials', m['skill']['trials'])} if 'skill' in m else {}),
                             'registered': registry.get(s)} for s, m in run.get('symbols', {}).items()}}
 
