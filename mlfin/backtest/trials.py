@@ -20,30 +20,40 @@ __all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLD
 # %% ../../nbs/05g_backtest.trials.ipynb #c006
 @dataclass(frozen=True)
 class Question:
-    "What a run asks of a series: every configuration tried on it is one more try at the same answer"
+    "What is traded: every configuration tried on the same bars, under any name and by any rule, is one more try at the same answer"
     symbol: str
     timeframe: str
     label: str        # a key of `features.labels.LABELS`
     horizon: int      # bars the label looks ahead
     validation: str   # a key of `params.VALIDATIONS`
+    series: str = ''  # the family of the bars' content (`tracking.ledger.family_of`): what the question is filed under
 
     def __post_init__(self):
         if self.validation not in VALIDATIONS: raise BadInput(f"validation {self.validation!r} is not one of {', '.join(VALIDATIONS)}")
 
     @property
     def key(self) -> str:
-        "The question in words: what its id is made of"
+        "The question in words: the bars it is about (and, before the ledger, the rule asked of them)"
+        if self.series: return f"{self.symbol}:{self.timeframe}'s bars (series {self.series}, under any name, by any label, horizon or validation)"
+        return self.legacy_key
+
+    @property
+    def legacy_key(self) -> str:
+        "What questions were keyed by before they followed the data: a symbol's name, the label, its horizon and the validation"
         return f"{self.symbol}:{self.timeframe} {self.label} {int(self.horizon)} bar(s) ahead, {self.validation}"
 
     @property
     def id(self) -> str:
-        "A short stable id of `key`: what the tracking store files every trial on the question under"
-        return hashlib.sha256(self.key.encode()).hexdigest()[:16]
+        "What every trial on the question is filed under: its series' family, else a short stable id of its legacy key"
+        return self.series or self.legacy_id
+
+    @property
+    def legacy_id(self) -> str: return hashlib.sha256(self.legacy_key.encode()).hexdigest()[:16]
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c008
 RESULT_NEUTRAL = frozenset({'n_jobs'})   # hyperparameters that change how fast a model trains, not what it predicts
 # the run parameters a researcher chooses besides the model and the signal's point: trying another is trying another configuration
-CHOICES = ('inputs', 'start', 'folds', 'train_size', 'embargo', 'weighting', 'seed', 'short_below', 'sizing', 'kelly', 'stop_loss', 'take_profit')
+CHOICES = ('inputs', 'start', 'end', 'label', 'horizon', 'cv', 'folds', 'train_size', 'embargo', 'weighting', 'seed', 'short_below', 'sizing', 'kelly', 'stop_loss', 'take_profit')
 
 def _canonical(value):
     "A value as identity sees it: numbers to 6 significant digits (1.0 as 1), mappings sorted"

@@ -11,11 +11,12 @@ from ..errors import BadInput
 from .store import configured_mlflow, experiment_id
 
 # %% auto #0
-__all__ = ['TAG', 'FOLDER', 'record_trials', 'record_search', 'recorded_trials', 'kept_returns']
+__all__ = ['TAG', 'FOLDER', 'LEDGER_TAG', 'record_trials', 'record_search', 'note_ledger', 'recorded_trials', 'kept_returns']
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c005
 TAG = 'mlfin.question'   # the tag of every run holding trials on a question: the question's id
 FOLDER = 'trials'        # where such a run keeps them: trials.parquet (the table) and returns.parquet (the returns kept)
+LEDGER_TAG = 'mlfin.ledger'   # the trial ledger's head once the run's trials were appended to it (`tracking.ledger`, ID:LENGTH:HASH)
 
 def _question(question_id: str) -> str:
     "A question's id as it may enter a search filter: 16 hex digits (`backtest.trials.Question.id`)"
@@ -49,9 +50,14 @@ def record_search(question_id: str, key: str, symbol: str,
     finally: client.set_terminated(run.info.run_id)
     return run.info.run_id
 
+# %% ../../nbs/06d_tracking.trials.ipynb #c7eb30e49
+def note_ledger(run_id: str, head: str):
+    "Note on a run the trial ledger's head once its trials were appended (`tracking.ledger.Check.head`): the next run checks the ledger against it"
+    configured_mlflow().MlflowClient().set_tag(run_id, LEDGER_TAG, head)
+
 # %% ../../nbs/06d_tracking.trials.ipynb #c008
 def recorded_trials(question_id: str) -> pd.DataFrame:
-    "Every trial filed under a question, oldest first, with when (`recorded`, its run's start) and which run (`source`); tables only, small"
+    "Every trial filed under a question, oldest first, with when (`recorded`, its run's start), which run (`source`) and the ledger head it noted (`ledger`); tables only, small"
     client = configured_mlflow().MlflowClient()
     found, token = [], None
     while True:   # every run on the question, a page at a time
@@ -64,9 +70,10 @@ def recorded_trials(question_id: str) -> pd.DataFrame:
         for run in found:
             mine = Path(folder)/run.info.run_id; mine.mkdir()   # a folder each: one run's file never stands in for another's
             table = Path(client.download_artifacts(run.info.run_id, f"{FOLDER}/trials.parquet", str(mine)))
-            tables.append(pd.read_parquet(table).assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'), source=run.info.run_id))
+            tables.append(pd.read_parquet(table).assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'), source=run.info.run_id,
+                                                     ledger=run.data.tags.get(LEDGER_TAG, '')))
     if not tables: return pd.DataFrame()
-    return pd.concat(tables, ignore_index=True).astype({'recorded': 'datetime64[us, UTC]', 'source': 'string'})
+    return pd.concat(tables, ignore_index=True).astype({'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'})
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c079a685f
 def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
