@@ -21,7 +21,9 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 # workers ran 2,805 s of tests in 1,419 s; in one run, three workers with the notebooks beside them took 1,923 s
 WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest tests -n $(WORKERS) --durations=30
-test test-fast: export OMP_WAIT_POLICY := PASSIVE
+test test-fast test-busy: export OMP_WAIT_POLICY := PASSIVE
+# every test home keeps its own trial ledger (the default, the user's data folder, is shared by every home): a count never depends on another test
+test test-fast test-busy bench bench-%: export MLFIN_LEDGER := home
 # the inner loop: the library notebooks changed against main (committed or not; NBS="nbs/A.ipynb nbs/B.ipynb" names them) and the
 # tests not marked e2e; `make test` still runs everything
 test-fast: setup ## the notebooks you changed (against main, or NBS="...") and the unit-level tests, in minutes: the inner loop

@@ -16,6 +16,9 @@ MLFIN = str(Path(sys.executable).with_name('mlfin'))
 SLICE = ['--symbols', 'SPX,GOOGL,EURUSD', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3']
 # the smallest run that shows what a run does: one daily series, the baseline model
 SMALL = ['--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic']
+# every home a test makes keeps its own trial ledger (`mlfin.tracking.ledger`; the default, the user's data folder, is shared by
+# every home): a copy of a golden run takes its ledger with it, and no count depends on another test (make test says so too)
+os.environ.setdefault('MLFIN_LEDGER', 'home')
 
 
 # --- the order files run in ----------------------------------------------------------------------------------------------

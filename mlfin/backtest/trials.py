@@ -13,9 +13,9 @@ from . import stats
 from .universe import skill
 
 # %% auto #0
-__all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLDOUT_MIN_BARS', 'Question', 'configuration_id',
-           'search_id', 'search_trials', 'run_trials', 'trial_count', 'latest_sources', 'latest_returns',
-           'question_skill', 'portfolio_skill', 'holdout']
+__all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLDOUT_MIN_BARS', 'WINDOW', 'Question',
+           'configuration_id', 'search_id', 'search_trials', 'run_trials', 'trial_count', 'latest_sources',
+           'latest_returns', 'question_skill', 'portfolio_skill', 'rule_id', 'holdout']
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c006
 @dataclass(frozen=True)
@@ -223,12 +223,20 @@ def portfolio_skill(book: dict,            # the portfolio's backtest metrics (i
 
 # %% ../../nbs/05g_backtest.trials.ipynb #c021
 HOLDOUT_MIN_BARS = 20   # a holdout's figures from this many bars on: below it, no skewness, kurtosis or bootstrap to speak of
+WINDOW = ('start', 'end')   # the choices that only cut the bars a configuration sees: another window, the same rule
+
+def rule_id(row) -> str:
+    "A configuration's rule (a `LEDGER` row): its identity without its window of bars (`WINDOW`), which a holdout follows onto later bars"
+    choices = {k: v for k, v in json.loads(row['choices'] or '{}').items() if k not in WINDOW}
+    params = {k: v for k, v in json.loads(row['params'] or '{}').items() if k not in RESULT_NEUTRAL}
+    return _digest({'family': row['family'], 'params': params, 'point': row['point'], 'choices': choices})
 
 def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`recorded`, `source`), oldest first
             grid: pd.DataFrame,      # this run's configurations' per-bar returns after costs (columns: configuration ids)
             hold: pd.Series,         # buy-and-hold's per-bar returns over the run's bars
             periods_per_year: float,
             tradeable: bool = True,  # walk-forward predictions: a bar's prediction used only earlier bars
+            mine: pd.DataFrame | None = None, # this run's trials (`run_trials`): the chosen rule found here under another window
            ) -> dict | None:
     "The configuration an earlier run chose, judged on the bars that came after its choice (one trial); None without such a run"
     picks = earlier[earlier['chosen'] & (earlier['last'] < grid.index.max())] if len(earlier) else earlier
@@ -239,8 +247,11 @@ def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`
            'chosen_by': pick['source'], 'through': pick['last'].isoformat(), 'chosen_sharpe': float(pick['sharpe']) * math.sqrt(periods_per_year),
            'needed': None if math.isinf(needed) else math.ceil(needed), 'trials': 1, 'min_bars': HOLDOUT_MIN_BARS}
     if not tradeable: return {**out, 'status': 'not tradeable', 'bars': 0}
-    if pick['configuration'] not in grid: return {**out, 'status': 'not in this run', 'bars': 0}
-    r = grid[pick['configuration']]
+    column = pick['configuration']
+    if column not in grid and mine is not None and len(mine):   # chosen with --end: the same rule, tried here on more bars
+        column = {rule_id(row): row['configuration'] for _, row in mine[mine['kind'] == 'configuration'].iterrows()}.get(rule_id(pick), column)
+    if column not in grid: return {**out, 'status': 'not in this run', 'bars': 0}
+    r = grid[column]
     r = r[r.index > pick['last']].dropna()
     if len(r) < HOLDOUT_MIN_BARS: return {**out, 'status': 'accumulating', 'bars': len(r)}
     m, h = stats.sharpe_moments(r), hold.reindex(r.index).fillna(0.0)

@@ -11,9 +11,10 @@ from ..params import VALIDATIONS, task_params, task_values
 from ..backtest.tearsheet import verdict_word
 from ..backtest.universe import PORTFOLIO
 from ..models.compare import MCS_SIZE
-from ..backtest.trials import (CHOICES, Question, holdout, latest_returns, latest_sources, portfolio_skill, question_skill,
-                                   run_trials)
-from ..tracking.trials import kept_returns, record_trials, recorded_trials
+from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
+from ..tracking.ledger import Check, Ledger
+from ..tracking.trials import kept_returns, record_trials
+from .evidence import earlier_trials, keep_evidence, question_of
 from .products import keep_finished, load_run, read_json, summary, write_json
 from .tables import run_header
 from .. import backtest, tracking
@@ -39,30 +40,36 @@ def weigh_questions(params: dict,         # the run's parameters: label, horizon
                     trading: dict,        # the backtest's metrics per symbol (and PORTFOLIO): weighed in place
                     grid: pd.DataFrame,   # the backtest's `grid` product: every configuration's per-bar returns, a `symbol` column
                     curves: pd.DataFrame, # the backtest's `curves`: the leaders' and buy-and-hold's values
+                    closes: dict[str, pd.Series], # each symbol's closes as the run saw them: what its question is
+                    found: Check,         # the trial ledger as read this run
                     since: str = '',      # --trials-since: count only trials recorded from this date
                    ) -> dict[str, tuple]:
-    "Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio summed; symbol -> (question, trials, returns) to record"
+    "Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio summed; symbol -> (question, new prints, trials, returns) to record"
     point = float(params['threshold']) if train['kind'] == 'classifier' else 1.0   # the traded point: the run's threshold, or the costs as they are
     choices = {**{k: params.get(k) for k in CHOICES}, 'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
     cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
-    timeframes, sets, found = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
+    timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
     for symbol, leader in train['best'].items():
         m, book = trading[symbol], curves[curves['symbol'] == symbol]
-        question = Question(symbol, timeframes[symbol], params['label'], int(params['horizon']), params['cv'])
+        question, new = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'])
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
         mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
-        earlier = recorded_trials(question.id)
-        earlier_kept = kept_returns(latest_sources(earlier)) if len(earlier) else {}   # each configuration's latest returns, not every run's
         own, own_pbo = m['skill'], m['pbo']
+        earlier, record = earlier_trials(found, question, own['per_model'])
+        earlier_kept = kept_returns(latest_sources(earlier)) if len(earlier) else {}   # each configuration's latest returns, not every run's
         m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
                                               latest_returns(earlier, earlier_kept) if len(earlier) else None, own['per_model'], cut)
         m['skill']['run'] = {k: own[k] for k in ('trials', 'dsr', 'expected_max_sharpe', 'sr_variance', 'grid')}
+        m['skill']['record'] = record   # whether the trial record is whole: a verdict cannot rise above "cannot judge" when not
         if m['pbo'] is not None: m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
-        m['holdout'] = holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'], tradeable) if len(earlier) else None
+        m['holdout'] = holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'], tradeable, mine) if len(earlier) else None
         if symbol in sets: m['confidence_set'] = sets[symbol]
-        found[symbol] = (question, mine, kept)
-    if PORTFOLIO in trading: trading[PORTFOLIO]['skill'] = portfolio_skill(trading[PORTFOLIO], {s: trading[s] for s in found})
-    return found
+        weighed[symbol] = (question, new, mine, kept)
+    if PORTFOLIO in trading:
+        trading[PORTFOLIO]['skill'] = portfolio_skill(trading[PORTFOLIO], {s: trading[s] for s in weighed})
+        broken = [trading[s]['skill']['record'] for s in weighed if trading[s]['skill']['record']['problem']]
+        trading[PORTFOLIO]['skill']['record'] = broken[0] if broken else {'problem': ''}   # a book summed over a broken record is not whole either
+    return weighed
 
 # %% ../../nbs/07c_report.publish.ipynb #c016p
 def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)
@@ -80,17 +87,20 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     params = {**ingest['params'], **{k: attrs[k] for k in ('spec', 'label', 'horizon')}, **train['params'], **trading['params'],
               **task_values(cfg, 'report'), 'code_version': code_version}
     params['models'] = ','.join(params['models'])
+    bars = pd.read_parquet(upstream['ingest']['bars'], columns=['symbol', 'close'])
+    closes = {s: bars.loc[bars['symbol'] == s, 'close'] for s in train['best']}
+    book = Ledger()   # the trial ledger ($MLFIN_LEDGER, else the user's): read once, appended to once the run is recorded
     with tracking.using(cfg.tracking):   # the run's MLflow server, when it names one: the question's earlier trials are there too
         weighed = weigh_questions(params, ingest['symbols'], train, trading['metrics'], pd.read_parquet(upstream['backtest']['grid']),
-                                  pd.read_parquet(upstream['backtest']['curves']), cfg.trials_since)
+                                  pd.read_parquet(upstream['backtest']['curves']), closes, book.check(), cfg.trials_since)
         content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
                           trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
         content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
                        portfolio=trading['metrics'].get(backtest.PORTFOLIO))
-        return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed)
+        return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed, book)
 
 # %% ../../nbs/07c_report.publish.ipynb #c016p_r
-def _record(content, params, ingest, train, trading, upstream, product, cfg, weighed: dict) -> dict:
+def _record(content, params, ingest, train, trading, upstream, product, cfg, weighed: dict, book: Ledger) -> dict:
     "`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets written"
     folder = Path(product['summary']).parent
     oos, board = pd.read_parquet(upstream['train']['oos']), pd.read_parquet(upstream['train']['leaderboard'])
@@ -98,8 +108,11 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     content['mlflow'] = tracking.log_run(params, ingest['symbols'], train['metrics'], trading['metrics'], Path(upstream['train']['models']),
                                          train['best'], board, [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
                                          content, oos, verdicts)
-    for symbol, (question, mine, returns) in weighed.items():   # kept with the symbol's run: the next run on the question counts them
+    for symbol, (question, _, mine, returns) in weighed.items():   # kept with the symbol's run: the next run on the question counts them
         record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns)
+    described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
+    content['ledger'] = keep_evidence(book, {s: (q, new) for s, (q, new, _, _) in weighed.items()}, content['mlflow'],
+                                      {s: mine for s, (_, _, mine, _) in weighed.items()}, described)   # and in the ledger, apart from the runs
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}   # every configuration tried on each symbol's question
     content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
                                               counted, params, cfg)

@@ -65,23 +65,28 @@ def recorded_trials(question_id: str) -> pd.DataFrame:
                                   order_by=['attributes.start_time ASC'], max_results=1000, page_token=token)
         found += list(page); token = page.token
         if not token: break
-    tables = []
+    tables, unreadable = [], []
     with tempfile.TemporaryDirectory() as folder:
         for run in found:
             mine = Path(folder)/run.info.run_id; mine.mkdir()   # a folder each: one run's file never stands in for another's
-            table = Path(client.download_artifacts(run.info.run_id, f"{FOLDER}/trials.parquet", str(mine)))
+            try: table = Path(client.download_artifacts(run.info.run_id, f"{FOLDER}/trials.parquet", str(mine)))
+            except Exception: unreadable.append(run.info.run_id); continue   # its file deleted or damaged: the caller says so
             tables.append(pd.read_parquet(table).assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'), source=run.info.run_id,
                                                      ledger=run.data.tags.get(LEDGER_TAG, '')))
-    if not tables: return pd.DataFrame()
-    return pd.concat(tables, ignore_index=True).astype({'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'})
+    out = (pd.concat(tables, ignore_index=True).astype({'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'})
+           if tables else pd.DataFrame())
+    out.attrs['unreadable'] = unreadable   # runs on the question whose trials file could not be read
+    return out
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c079a685f
 def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
-    "The per-bar returns the given runs kept with their trials (run id -> a frame, columns: configuration ids); a run that kept none is left out"
+    "The per-bar returns the given runs kept with their trials (run id -> a frame, columns: configuration ids); a run that kept none, or that this store does not hold (the ledger named it), is left out"
     client, kept = configured_mlflow().MlflowClient(), {}
     with tempfile.TemporaryDirectory() as folder:
         for run_id in runs:
             mine = Path(folder)/run_id; mine.mkdir()
-            if not any(f.path.endswith('returns.parquet') for f in client.list_artifacts(run_id, FOLDER)): continue
-            kept[run_id] = pd.read_parquet(client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))).astype('float64')
+            try:
+                if not any(f.path.endswith('returns.parquet') for f in client.list_artifacts(run_id, FOLDER)): continue
+                kept[run_id] = pd.read_parquet(client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))).astype('float64')
+            except Exception: continue   # a run another home recorded, or one deleted: its trials still count, its returns are not here for PBO
     return kept
