@@ -236,12 +236,29 @@ def _pbo_words(p: dict | None) -> str:
     return f"{p['pbo']:.0%} ({p['strategies']} configurations{earlier}{bars}, {p['splits']:,} splits)"
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_02
+def _spread_words(s: dict) -> str:
+    "The variance the deflation used, and whether the floor (an unskilled Sharpe ratio's sampling variance over these bars) set it"
+    spread, floor = s.get('sr_variance_trials'), s['sr_variance_floor']
+    if spread is None: return f"{floor:.3g}: no spread among trials to measure, so an unskilled Sharpe ratio's sampling variance over {s['n']:,} bars"
+    if spread >= floor: return f"{spread:.3g} among the trials (above the floor of {floor:.3g}, luck alone over {s['n']:,} bars)"
+    return (f"{floor:.3g}, the floor (luck alone over {s['n']:,} bars): the trials differ by only {spread:.3g}, near copies of one "
+            f"another, which would have made luck look small")
+
+def _record_words(r: dict) -> str:
+    "Where the count comes from, and what is wrong with it"
+    if r.get('problem'): return r['problem'][0].upper() + r['problem'][1:]
+    if 'ledger' not in r: return 'whole'
+    extra = f"; {r['from_mlflow']} run(s) recorded only in MLflow counted too" if r.get('from_mlflow') else ''
+    return f"whole: {r['entries']:,} entries in the trial ledger ({r['ledger']}), its chain and every noted head checked{extra}"
+
 def skill_frame(m: dict) -> pd.DataFrame:
     "The tests of skill: PSR, DSR with its trial count, PBO, the bootstrap interval, Monte Carlo drawdowns and ruin"
     s, ci, mc = m['skill'], m['sharpe_interval'], m['monte_carlo']
     rows = {'Probabilistic Sharpe ratio (vs 0)': figure(s.get('psr')),
             'Deflated Sharpe ratio': figure(s.get('dsr')),
             'Trials (configurations tried)': trials_in_words(s),
+            **({'Spread of the trials\' Sharpe ratios (per bar)': _spread_words(s)} if 'sr_variance_floor' in s else {}),
+            **({'Trial record': _record_words(s['record'])} if s.get('record') else {}),
             'Best Sharpe expected by luck (annualised)': f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}",
             f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]",
             'Probability of backtest overfitting': _pbo_words(m.get('pbo')),

@@ -9,7 +9,7 @@ import numpy as np, pandas as pd
 from ..params import RunConfig, default
 from .compare import metric_function
 from ..progress import step
-from .registry import registry_client, base_rate, pinned, production, register_version, registered_name, refusals
+from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version, registered_name, refusals
 from ..tracking import configured_mlflow
 from ..features.labels import label_entry
 
@@ -135,6 +135,7 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
                  kind: str, thresholds: dict, # classifier or regressor; min_auc, min_ic, min_sharpe
                  lineage: dict[str, Lineage], # symbol -> what its versions record of how they were made
                  price_target: bool = False,
+                 evidence: dict[str, dict] | None = None, # symbol -> the leader's verdict as its run judged it (dsr, pbo, trials, verdict, record)
                 ) -> tuple[dict, list[dict]]:
     "Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"
     client, leaders, every = registry_client(), {}, []
@@ -148,7 +149,8 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
             scores = {k: v for k, v in row.items() if k not in ('symbol', 'model', 'family', 'rank')}
             after_costs = trading[symbol]['models'][row['model']]   # its own backtest, same bars and costs
             scores.update(backtest_sharpe=after_costs['sharpe'], backtest_return=after_costs['total_return'])
-            version = register_version(run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind, lineage[symbol].tags())
+            judged = {f"{EVIDENCE}{k}": v for k, v in (evidence or {}).get(symbol, {}).items()} if row['rank'] == 1 else {}   # the leader was traded
+            version = register_version(run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind, {**lineage[symbol].tags(), **judged})
             every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank']})
             if row['rank'] != 1: continue
             client.set_registered_model_alias(name, 'candidate', str(version))
@@ -173,10 +175,11 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
                      kind: str, trials: dict, # classifier or regressor; symbol -> configurations tried
                      params: dict,        # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
                      config: RunConfig,   # the promotion thresholds
+                     evidence: dict[str, dict] | None = None, # symbol -> its leader's verdict (dsr, pbo, trials, verdict, record), kept on its version
                     ) -> tuple[dict, list[dict]]:
     "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
     made = {m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
                                  trading[m['symbol']]['costs']['round_trip_bps'], (m.get('first', ''), m.get('last', ''))) for m in symbols}
     thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic, 'min_sharpe': config.promote_min_sharpe}
     return register_run(run_ids, {m['symbol']: m['timeframe'] for m in symbols}, leaderboard, oos, trading, kind, thresholds, made,
-                        price_target=label_entry(params['label']).price)
+                        price_target=label_entry(params['label']).price, evidence=evidence)

@@ -17,8 +17,9 @@ from .core import Model, load_model
 from ..tracking import configured_mlflow
 
 # %% auto #0
-__all__ = ['ALIASES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client', 'register_version',
-           'promote', 'pinned', 'release', 'versions', 'series_of', 'describe', 'production', 'Predictor', 'load']
+__all__ = ['ALIASES', 'EVIDENCE', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client',
+           'register_version', 'promote', 'pinned', 'release', 'versions', 'series_of', 'describe', 'production',
+           'Predictor', 'load']
 
 # %% ../../nbs/04g_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -93,6 +94,7 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
                                            tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe,
                                                  **flat, **{k: str(v) for k, v in (tags or {}).items()}}).version)
 
+EVIDENCE = 'evidence.'   # a leader version's tags from its run's verdict: evidence.dsr, .pbo, .trials, .verdict, .record
 PINNED = 'mlfin.pinned'   # a registered model's tag: production was chosen by a person, and holds until one releases it
 
 
@@ -175,7 +177,8 @@ def describe(name: str | None = None) -> list[dict]:
     rows = [{'name': v.name, 'version': int(v.version), 'model': v.tags.get('model'), 'kind': v.tags.get('kind'),
              'aliases': sorted(aliases.get((v.name, int(v.version)), [])),
              'scores': {k[4:]: float(x) for k, x in v.tags.items() if k.startswith('oos_')},
-             'lineage': {k: x for k, x in v.tags.items() if not k.startswith('oos_') and k not in own},
+             'lineage': {k: x for k, x in v.tags.items() if not k.startswith(('oos_', EVIDENCE)) and k not in own},
+             'evidence': {k.removeprefix(EVIDENCE): x for k, x in v.tags.items() if k.startswith(EVIDENCE)},
              'run_id': v.run_id, 'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc)} for v in found]
     return sorted(rows, key=lambda r: (r['name'], -r['version']))
 

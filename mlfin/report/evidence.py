@@ -4,6 +4,7 @@
 
 # %% ../../nbs/07d_report.evidence.ipynb #c003
 from __future__ import annotations
+from pathlib import Path
 import pandas as pd
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import prints
@@ -29,8 +30,10 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[list(EARLIER)].astype(EARLIER) if len(frame) else pd.DataFrame({c: pd.Series(dtype=t) for c, t in EARLIER.items()})
 
 def _where(found: Check) -> str:
-    "The ledger's place as a page may show it (a server's address without its credentials)"
-    return found.location.split('@')[-1]
+    "The ledger's place as a page may show it: a server's address without its credentials, a file under the user's home as ~/..."
+    if '://' in found.location: return found.location.split('@')[-1]
+    mine = Path(found.location)
+    return f"~/{mine.relative_to(Path.home())}" if mine.is_relative_to(Path.home()) else str(mine)
 
 def earlier_trials(found: Check,     # the ledger as read this run
                    question: Question,

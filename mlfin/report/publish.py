@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 import pandas as pd
 from ..params import VALIDATIONS, task_params, task_values
-from ..backtest.tearsheet import verdict_word
+from ..backtest.tearsheet import figure, verdict_word
 from ..backtest.universe import PORTFOLIO
 from ..models.compare import MCS_SIZE
 from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
@@ -21,7 +21,7 @@ from .. import backtest, tracking
 from ..models import register_leaders
 
 # %% auto #0
-__all__ = ['weigh_questions', 'publish_run']
+__all__ = ['weigh_questions', 'publish_run', 'evidence']
 
 # %% ../../nbs/07c_report.publish.ipynb #c83941a22
 def _confidence_set(train: dict) -> dict[str, dict]:
@@ -99,6 +99,13 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                        portfolio=trading['metrics'].get(backtest.PORTFOLIO))
         return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed, book)
 
+# %% ../../nbs/07c_report.publish.ipynb #c016e
+def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:
+    "Each leader's verdict as the registry keeps it on its version (and the service answers it): figures rounded as every page rounds them"
+    return {s: {'dsr': figure(m['skill'].get('dsr')), 'pbo': figure((m.get('pbo') or {}).get('pbo')), 'trials': str(m['skill'].get('trials')),
+                'verdict': verdict_word(m, tradeable), 'record': (m['skill'].get('record') or {}).get('problem', '')}
+            for s, m in metrics.items() if s in best}
+
 # %% ../../nbs/07c_report.publish.ipynb #c016p_r
 def _record(content, params, ingest, train, trading, upstream, product, cfg, weighed: dict, book: Ledger) -> dict:
     "`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets written"
@@ -115,7 +122,7 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
                                       {s: mine for s, (_, _, mine, _) in weighed.items()}, described)   # and in the ledger, apart from the runs
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}   # every configuration tried on each symbol's question
     content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
-                                              counted, params, cfg)
+                                              counted, params, cfg, evidence(trading['metrics'], train['best'], content['validation']['tradeable']))
     write_json(content, product['summary'])
     parent = content['mlflow']['parent']
     tracking.attach(parent, [Path(product['summary'])], '')   # the run whole, its registry decisions too

@@ -19,6 +19,8 @@ class ModelVersion(BaseModel):
     name: str; version: int; model: str | None; kind: str | None; aliases: list[str]
     scores: dict[str, float] = Field(description="out-of-sample scores (and after-cost backtest figures) it was registered with")
     lineage: dict[str, str] = Field(description="trials, data fingerprint, code version, label, spec, thresholds, promotion or refusal")
+    evidence: dict[str, str] = Field(default_factory=dict, description="a leader's verdict as its run judged it after every trial on its "
+                                     "question: dsr, pbo, trials, verdict and record (what is wrong with the trial record; '' when whole)")
     run_id: str | None; created_at: dt.datetime
 
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from ..auth import Caller
 from ...data.bars import check_timeframe
+from ...models.registry import EVIDENCE
 from .common import ERRORS, READ, WHEN, Symbol, Timeframe, router
 from ..live import NoProductionModel, decide
 
@@ -37,6 +38,8 @@ class Signal(BaseModel):
     prob_up: float | None; label: Literal['long', 'flat', 'short']; created_at: dt.datetime
     model_version: int | None = None; prediction: float | None = None
     persisted: bool = Field(True, description="kept in model_signals (the model's own threshold); a caller's threshold is a what-if, not kept")
+    evidence: dict[str, str] = Field(default_factory=dict, description="the serving version's verdict as its run judged it: dsr, pbo, "
+                                     "trials, verdict, record (how much to believe the rule behind this signal)")
 
 
 # %% ../../../nbs/10e4_service.routes.predictions.ipynb #c009_06
@@ -87,11 +90,13 @@ def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
     state = request.app.state
     timeframe = check_timeframe(timeframe)
     f = forecast(state, symbol, timeframe, closed)
-    record = decide(f, state.live.tags(symbol, timeframe), threshold)
+    tags = state.live.tags(symbol, timeframe)
+    record = decide(f, tags, threshold)
     kept = threshold is None and closed
     if kept: state.signals.keep(record)
     state.metrics.signalled(symbol, timeframe, record['label'])
-    return Signal(**{k: v for k, v in record.items() if k in Signal.model_fields}, persisted=kept)
+    return Signal(**{k: v for k, v in record.items() if k in Signal.model_fields}, persisted=kept,
+                  evidence={k.removeprefix(EVIDENCE): v for k, v in tags.items() if k.startswith(EVIDENCE)})
 
 
 # %% ../../../nbs/10e4_service.routes.predictions.ipynb #c009_09
