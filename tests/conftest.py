@@ -85,9 +85,9 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank[item.path])   # stable: each file's tests in their own order
 
 
-def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    "Run the `mlfin` command as a user types it, with state under `home` (and `input` on its standard input)"
-    env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
+def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    "Run the `mlfin` command as a user types it, with state under `home` (and `input` on its standard input, `env` besides)"
+    env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false', **(env or {})}
     done = subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, input=input)   # a hang guard, for a busy machine
     if check and done.returncode != 0:
         raise AssertionError(f"mlfin {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")

@@ -126,3 +126,46 @@ def test_a_run_with_features_named_on_other_bars(tmp_path):
     assert '0 task(s) ran (nothing changed)' in mlfin(tmp_path, *args).stdout
     mlfin(tmp_path, 'data', 'rm', 'SPX:1d', '--start', '2018-12-28', '--yes')   # the other series changes: the run is made again
     assert '5 task(s) ran' in mlfin(tmp_path, *args).stdout
+
+
+def test_the_count_follows_the_bars_and_a_lost_record_is_said(small_copy, tmp_path):
+    """Issue 51, as a researcher would escape the count: the small run's SPX bars stored as SPXZ in a fresh home that shares the
+    user's ledger, its MLflow record of a run trimmed, a narrower window and another horizon tried; then the ledger deleted. The
+    question follows the bars, the count never falls, and a record lost makes the verdict "cannot judge" everywhere it is read."""
+    from mlfin.data import load_sample
+    honest = small_copy['summary']['symbols']['SPX']
+    shared = str(small_copy['home']/'ledger.db')   # the user's ledger: the small run's, shared by the fresh home below
+    fresh = tmp_path/'fresh'
+    env = {'MLFIN_LEDGER': shared}
+    bars = load_sample('SPX').rename_axis('Date')
+    bars.index = bars.index.strftime('%Y-%m-%d')
+    (tmp_path/'spxz.csv').write_text(bars[['open', 'high', 'low', 'close', 'volume']].to_csv())
+    mlfin(fresh, 'ingest', str(tmp_path/'spxz.csv'), '--symbol', 'SPXZ', '--timeframe', '1d', env=env)
+    renamed = with_args(small_copy['args'], symbols='SPXZ', threshold='0.52', reports=fresh/'reports')   # the small run's, on SPXZ
+    mlfin(fresh, 'run', *renamed, env=env)
+    first = summary(fresh)['symbols']['SPXZ']
+    assert first['skill']['question']['id'] == honest['skill']['question']['id'], first['skill']['question']   # the same bars: one question
+    assert first['skill']['question']['earlier_runs'] >= 1 and first['skill']['trials'] >= honest['skill']['trials']
+    assert first['skill']['record']['problem'] == '', first['skill']['record']
+    # the fresh home's MLflow record of its run trimmed to one row: the ledger still holds every trial
+    trials = next(fresh.glob('mlartifacts/*/*/artifacts/trials/trials.parquet'))
+    pd.read_parquet(trials).head(1).to_parquet(trials)
+    narrower = with_args(renamed, end='2017-06-30', horizon='2')   # another window and another horizon of the same bars: more configurations
+    mlfin(fresh, 'run', *narrower, env=env)
+    second = summary(fresh)['symbols']['SPXZ']
+    assert second['skill']['question']['id'] == honest['skill']['question']['id']
+    assert second['skill']['trials'] == first['skill']['trials'] + second['skill']['run_trials'], second['skill']   # none lost, the new ones added
+    # the user's ledger deleted: the fresh home noted it, and its MLflow holds runs that appended to it
+    Path(shared).unlink()
+    mlfin(fresh, 'run', *narrower, '--force', env=env)
+    lost = summary(fresh)['symbols']['SPXZ']
+    assert lost['skill']['record']['problem'].startswith('the trial record was reset (this home noted trial ledger'), lost['skill']['record']
+    assert judge(lost) == 'unjudged' and verdict_word(lost).startswith('cannot judge (the trial record was reset'), verdict_word(lost)
+    page = (fresh/'run'/'reports'/'tearsheets'/'tearsheet-SPXZ.html').read_text()
+    assert 'Cannot judge: the trial record was reset' in page and 'trial(s) are missing' in page
+    # the registry keeps the verdict on the leader's version (what /models and /signals answer)
+    from mlflow import MlflowClient
+    version = summary(fresh)['registry']['SPXZ']['version']
+    tags = MlflowClient(f"sqlite:///{fresh/'mlflow.db'}").get_model_version('mlfin.SPXZ.1d', str(version)).tags
+    assert (tags['evidence.verdict'], tags['evidence.record'], tags['evidence.trials']) == \
+        (verdict_word(lost), lost['skill']['record']['problem'], str(lost['skill']['trials'])), tags

@@ -90,12 +90,16 @@ def test_the_same_bars_under_another_name_give_the_same_results(user_copy):
     "Defect 1: nothing but the bars decides a run's numbers (the sample's name once pulled in its bars and adjustment)"
     home = user_copy['home']
     mlfin(home, 'ingest', str(msft_csv(home, 7981)), '--symbol', 'MYMSFT', '--timeframe', '1d')   # the very bars stored as MSFT
-    results = {}
+    results, asked = {}, {}
     for symbol in ('MSFT', 'MYMSFT'):
         mlfin(home, 'run', '--symbols', symbol, '--start', '2012-01-01', '--models', 'logistic,lightgbm', '--reports', str(home/'reports'))
         entry = json.loads((home/'run'/'summary.json').read_text())['symbols'][symbol]
         results[symbol] = (entry['fingerprint'], entry['model'], entry['strategy']['total_return'], entry['classification']['auc'])
+        asked[symbol] = entry['skill']
     assert results['MSFT'] == results['MYMSFT'], results
+    # and the same question (issue 51): MYMSFT's run counts MSFT's as an earlier run on the same bars, not a first try at a new one
+    assert asked['MYMSFT']['question']['id'] == asked['MSFT']['question']['id'] and asked['MYMSFT']['question']['earlier_runs'] >= 1
+    assert asked['MYMSFT']['trials'] >= asked['MSFT']['trials'], (asked['MSFT']['trials'], asked['MYMSFT']['trials'])
 
 
 def test_a_k_fold_record_is_not_sold_as_a_trading_record(tmp_path):

@@ -2,12 +2,13 @@
 Parquet folder, or the PostgreSQL server the tests start) and the MLflow registry of a real pipeline run. The bars are
 the embedded real samples: collectors push the E-mini S&P one-minute bars (as MetaTrader copy_rates and as
 market_data records) while readers ask for signals; the S&P 500 daily bars are trained on over HTTP."""
-import os, signal, sqlite3, subprocess, threading, time
+import json, os, signal, sqlite3, subprocess, threading, time
 from pathlib import Path
 import httpx, jwt, pandas as pd
 import pytest
 from conftest import ES, MLFIN, ROOT, copy_rates, early_in_a_minute, wait_for, free_port, market_data, mlfin, new_database, run_lock_held, service, Service
 from mlfin import data
+from mlfin.backtest.tearsheet import figure, verdict_word
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 # --- one computation ---------------------------------------------------------------------------------------------
@@ -24,6 +25,12 @@ def test_a_served_prediction_is_the_pipelines_own(served_home, monkeypatch):
         assert (got['name'], got['version'], got['kind']) == ('mlfin.SPX.1d', model.version, 'classifier')
         assert pd.Timestamp(got['bar_time']) == spx.index[-1] == pd.Timestamp('2018-12-31', tz='UTC')
         assert got['prob_up'] == pytest.approx(model(spx[model.inputs].tail(1)), abs=1e-9)   # the run's inputs, through its model
+        # the verdict travels with the model: its version and every signal it makes carry its run's DSR, PBO, trials and verdict
+        judged = json.loads((served_home/'run'/'summary.json').read_text())['symbols']['SPX']
+        said = {'dsr': figure(judged['skill']['dsr']), 'pbo': figure((judged.get('pbo') or {}).get('pbo')), 'trials': str(judged['skill']['trials']),
+                'verdict': verdict_word(judged), 'record': judged['skill']['record']['problem']}
+        assert client.get('/signals', params={'symbol': 'SPX', 'timeframe': '1d'}).json()['evidence'] == said
+        assert next(v for v in client.get('/models/mlfin.SPX.1d').json() if v['version'] == model.version)['evidence'] == said
         bars = client.get('/prices/latest', params={'symbol': 'ES', 'timeframe': 'M1', 'n': 3}).json()['bars']
         assert [b['close'] for b in bars] == ES['close'].iloc[-3:].tolist()
         assert svc.errors() == ''

@@ -130,8 +130,8 @@ def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
     if not self.remote: _private(Path(self.location))
     guard = filelock.FileLock(self.location + '.lock', mode=0o600) if not self.remote else None
     with (guard if guard is not None else _nothing()), engine.begin() as c:
+        if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})   # writers take turns, the first one's table made first
         _META.create_all(c)
-        if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})   # writers take turns
         last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)).first()
         if last is None and kind != 'genesis':
             _insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))
