@@ -97,7 +97,6 @@ def test_one_study_spread_over_two_workers_and_joined_by_another_process_on_post
     one study; a second `mlfin tune` elsewhere (its own process, no cluster) adds its trials to the same study; the study counts them
     all, and each search is recorded on its question so that every later run counts the study's other trials once"""
     import optuna
-    from mlfin.backtest.trials import Question
     from mlfin.models.tuning import storage_url
     home = tmp_path/'home'
     shutil.copytree(pipeline_run['home']/'run', home/'run')   # the run's dataset, which tune reads
@@ -114,11 +113,15 @@ def test_one_study_spread_over_two_workers_and_joined_by_another_process_on_post
     trials = optuna.load_study(study_name='team', storage=storage_url(db)).get_trials(deepcopy=False)
     assert sorted(t.number for t in trials) == list(range(12)) and {t.state.name for t in trials} <= {'COMPLETE', 'PRUNED'}
     from mlfin.tracking import recorded_trials
+    from mlfin.tracking.ledger import Ledger, ledger_trials
+    question = pipeline_run['summary']['symbols']['SPX']['skill']['question']['id']   # the family of SPX's bars: the run's question
     os.environ['MLFIN_HOME'] = str(home)
-    try: found = recorded_trials(Question('SPX', '1d', 'direction', 1, 'walk_forward').id)
+    try: found = recorded_trials(question)
     finally: del os.environ['MLFIN_HOME']
     searches = found[found['kind'] == 'search']   # each process recorded the search with the study's count when it finished
     assert sorted(searches['models']) == [7, 11] and searches['name'].eq('lightgbm search').all(), searches
+    kept = ledger_trials(Ledger(str(home/'ledger.db')).check(), question)   # and appended both to the trial ledger, apart from MLflow
+    assert sorted(kept.loc[kept['kind'] == 'search', 'models']) == [7, 11], kept
     assert 'recorded: 7 other trial(s)' in done.stdout and 'recorded: 11 other trial(s)' in joined.stdout, (done.stdout, joined.stdout)
 
 

@@ -148,7 +148,7 @@ def test_the_count_follows_the_bars_and_a_lost_record_is_said(small_copy, tmp_pa
     assert first['skill']['question']['earlier_runs'] >= 1 and first['skill']['trials'] >= honest['skill']['trials']
     assert first['skill']['record']['problem'] == '', first['skill']['record']
     # the fresh home's MLflow record of its run trimmed to one row: the ledger still holds every trial
-    trials = next(fresh.glob('mlartifacts/*/*/artifacts/trials/trials.parquet'))
+    trials = next(fresh.glob('mlartifacts/**/trials/trials.parquet'))
     pd.read_parquet(trials).head(1).to_parquet(trials)
     narrower = with_args(renamed, end='2017-06-30', horizon='2')   # another window and another horizon of the same bars: more configurations
     mlfin(fresh, 'run', *narrower, env=env)

@@ -181,7 +181,9 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
         ):
     "Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml lines"
     import pandas as pd
-    from mlfin.backtest.trials import Question, search_trials   # here, not at the top: mlfin.backtest.trials adds 1.11 s to importing this module (measured)
+    from mlfin.backtest.trials import search_trials   # here, not at the top: mlfin.backtest.trials adds 1.11 s to importing this module (measured)
+    from mlfin.report.evidence import keep_evidence, question_of   # (the same: it imports mlfin.backtest.trials)
+    from mlfin.tracking.ledger import Ledger
     root = project_root()
     config = run_config(project_values(root) if root else {})
     path = run_dir()/DATASET
@@ -198,6 +200,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
     timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
     device, results = resolve_device(config.device), []
+    bars, book = pd.read_parquet(run_dir()/'bars.parquet', columns=['symbol', 'close']), Ledger()   # the question is what the bars are
     with running(cluster, run_dir()):   # a local cluster started once for every study; a scheduler's workers checked first
         for symbol in wanted:
             one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
@@ -210,11 +213,13 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
                            f"best mean fold {found.metric} {found.value:.4f}")
                 changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}, 'tried': found.spec.tried}   # the count rides along to later runs' DSR
                 typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
-                question = Question(symbol, timeframes[symbol], data.attrs['label'], int(data.attrs['horizon']), config.cv)
                 if found.spec.tried > 1:   # the search is one more try at the question: every later run on it counts its trials (once)
                     with using(config.tracking):
-                        record_search(question.id, question.key, symbol, search_trials(question, spec.name, spec.family, found.spec.params,
-                                                                                        found.spec.tried), found.study)
+                        question, new, _ = question_of(book.check(), bars.loc[bars['symbol'] == symbol, 'close'], symbol, timeframes[symbol],
+                                                       data.attrs['label'], data.attrs['horizon'], config.cv)
+                        table = search_trials(question, spec.name, spec.family, found.spec.params, found.spec.tried)
+                        searched = record_search(question.id, question.key, symbol, table, found.study)
+                        keep_evidence(book, {symbol: (question, new)}, {symbol: searched}, {symbol: table})   # and in the ledger
                     typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on {question.key}")
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 import pandas as pd
 from ..backtest.trials import LEDGER, Question, trial_count
-from ..data.prints import prints
+from ..data.prints import MIN_PRINTS, SAME, prints, share
 from ..tracking.ledger import Check, Ledger, family_of, home_noted, ledger_trials, note_home, trials_body
-from ..tracking.trials import note_ledger, recorded_trials
+from ..tracking.trials import note_ledger, question_prints, recorded_trials
 
 # %% auto #0
 __all__ = ['EARLIER', 'question_of', 'earlier_trials', 'keep_evidence']
@@ -20,10 +20,15 @@ EARLIER = {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}   # 
 def question_of(found: Check,       # the ledger as read this run
                 close: pd.Series,   # the run's bars of the symbol (closes, as the ingest task kept them)
                 symbol: str, timeframe: str, label: str, horizon: int, validation: str,
-               ) -> tuple[Question, list[str]]:
-    "The question a run's bars put (filed under the family of their prints) and the prints they add to it"
-    family, new = family_of(found, prints(close), symbol, timeframe)
-    return Question(symbol, timeframe, label, int(horizon), validation, series=family), new
+               ) -> tuple[Question, list[str], list[str]]:
+    "The question a run's bars put (filed under the family of their prints), the prints they add to it, and all of them"
+    mine = prints(close)
+    family, new = family_of(found, mine, symbol, timeframe)
+    if len(mine) >= MIN_PRINTS and family not in {e.family for e in found.entries if e.kind == 'series'}:
+        # bars this ledger does not know: the tracking store may (the ledger deleted, or another one): its question, if it has them
+        share_, theirs = max(((share(mine, p), q) for q, p in question_prints().items()), default=(0.0, ''))
+        if share_ >= SAME: family = theirs
+    return Question(symbol, timeframe, label, int(horizon), validation, series=family), new, mine
 
 # %% ../../nbs/07d_report.evidence.ipynb #c008
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

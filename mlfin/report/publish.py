@@ -44,14 +44,14 @@ def weigh_questions(params: dict,         # the run's parameters: label, horizon
                     found: Check,         # the trial ledger as read this run
                     since: str = '',      # --trials-since: count only trials recorded from this date
                    ) -> dict[str, tuple]:
-    "Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio summed; symbol -> (question, new prints, trials, returns) to record"
+    "Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio summed; symbol -> (question, new prints, trials, returns, prints) to record"
     point = float(params['threshold']) if train['kind'] == 'classifier' else 1.0   # the traded point: the run's threshold, or the costs as they are
     choices = {**{k: params.get(k) for k in CHOICES}, 'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
     cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
     timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
     for symbol, leader in train['best'].items():
         m, book = trading[symbol], curves[curves['symbol'] == symbol]
-        question, new = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'])
+        question, new, prints = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'])
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
         mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
         own, own_pbo = m['skill'], m['pbo']
@@ -64,7 +64,7 @@ def weigh_questions(params: dict,         # the run's parameters: label, horizon
         if m['pbo'] is not None: m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
         m['holdout'] = holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'], tradeable, mine) if len(earlier) else None
         if symbol in sets: m['confidence_set'] = sets[symbol]
-        weighed[symbol] = (question, new, mine, kept)
+        weighed[symbol] = (question, new, mine, kept, prints)
     if PORTFOLIO in trading:
         trading[PORTFOLIO]['skill'] = portfolio_skill(trading[PORTFOLIO], {s: trading[s] for s in weighed})
         broken = [trading[s]['skill']['record'] for s in weighed if trading[s]['skill']['record']['problem']]
@@ -115,11 +115,11 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     content['mlflow'] = tracking.log_run(params, ingest['symbols'], train['metrics'], trading['metrics'], Path(upstream['train']['models']),
                                          train['best'], board, [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
                                          content, oos, verdicts)
-    for symbol, (question, _, mine, returns) in weighed.items():   # kept with the symbol's run: the next run on the question counts them
-        record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns)
+    for symbol, (question, _, mine, returns, prints) in weighed.items():   # kept with the symbol's run: the next run on the question counts them
+        record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns, prints)
     described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
-    content['ledger'] = keep_evidence(book, {s: (q, new) for s, (q, new, _, _) in weighed.items()}, content['mlflow'],
-                                      {s: mine for s, (_, _, mine, _) in weighed.items()}, described)   # and in the ledger, apart from the runs
+    content['ledger'] = keep_evidence(book, {s: w[:2] for s, w in weighed.items()}, content['mlflow'],
+                                      {s: w[2] for s, w in weighed.items()}, described)   # and in the ledger, apart from the runs
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}   # every configuration tried on each symbol's question
     content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
                                               counted, params, cfg, evidence(trading['metrics'], train['best'], content['validation']['tradeable']))

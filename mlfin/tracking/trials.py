@@ -4,14 +4,15 @@
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c003
 from __future__ import annotations
-import re, tempfile
+import json, re, tempfile
 from pathlib import Path
 import pandas as pd
 from ..errors import BadInput
 from .store import configured_mlflow, experiment_id
 
 # %% auto #0
-__all__ = ['TAG', 'FOLDER', 'LEDGER_TAG', 'record_trials', 'record_search', 'note_ledger', 'recorded_trials', 'kept_returns']
+__all__ = ['TAG', 'FOLDER', 'LEDGER_TAG', 'record_trials', 'record_search', 'note_ledger', 'recorded_trials', 'kept_returns',
+           'question_prints']
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c005
 TAG = 'mlfin.question'   # the tag of every run holding trials on a question: the question's id
@@ -28,6 +29,7 @@ def record_trials(run_id: str,          # the run that tried them (a pipeline ru
                   question_id: str, key: str, # the question (`Question.id`, `Question.key`)
                   table: pd.DataFrame,  # its trials (`backtest.trials.LEDGER`)
                   returns: pd.DataFrame | None = None, # the backtested configurations' per-bar returns (columns: configuration ids)
+                  prints: list[str] | None = None,     # the bars' prints (`data.prints`): how a store without the ledger finds the question
                  ) -> list[str]:
     "Keep a run's trials on a question with the run, tagged with the question, the returns as they are (a later run's PBO takes them exactly)"
     client = configured_mlflow().MlflowClient()
@@ -35,6 +37,7 @@ def record_trials(run_id: str,          # the run that tried them (a pipeline ru
     with tempfile.TemporaryDirectory() as folder:
         table.to_parquet(Path(folder)/'trials.parquet')
         if returns is not None and len(returns.columns): returns.astype('float64').to_parquet(Path(folder)/'returns.parquet')
+        if prints: (Path(folder)/'prints.json').write_text(json.dumps(sorted(prints)))
         client.log_artifacts(run_id, folder, FOLDER)
         return sorted(p.name for p in Path(folder).iterdir())
 
@@ -90,3 +93,22 @@ def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
                 kept[run_id] = pd.read_parquet(client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))).astype('float64')
             except Exception: continue   # a run another home recorded, or one deleted: its trials still count, its returns are not here for PBO
     return kept
+
+# %% ../../nbs/06d_tracking.trials.ipynb #c079a685g
+def question_prints() -> dict[str, list[str]]:
+    "Every question the store files trials under, with the prints of the bars its latest run that kept them saw (question id -> prints)"
+    client, latest, token = configured_mlflow().MlflowClient(), {}, None
+    while True:   # every run on any question, newest first, a page at a time
+        page = client.search_runs([experiment_id()], filter_string=f"tags.`{TAG}` LIKE '%'", order_by=['attributes.start_time DESC'],
+                                  max_results=1000, page_token=token)
+        for run in page: latest.setdefault(run.data.tags[TAG], []).append(run.info.run_id)
+        token = page.token
+        if not token: break
+    found = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for question, runs in latest.items():
+            for run_id in runs:
+                mine = Path(folder)/run_id; mine.mkdir()
+                try: found[question] = json.loads(Path(client.download_artifacts(run_id, f"{FOLDER}/prints.json", str(mine))).read_text()); break
+                except Exception: continue   # a run that kept no prints (recorded before they were kept, or a search): an older one may have
+    return found
