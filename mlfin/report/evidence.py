@@ -51,10 +51,13 @@ def earlier_trials(found: Check,     # the ledger as read this run
     seen = set(mine['source']) if len(mine) else set()
     extra = pd.concat([t for t in (tracked, legacy) if len(t)], ignore_index=True) if len(tracked) or len(legacy) else pd.DataFrame()
     extra = extra[~extra['source'].isin(seen)] if len(extra) else extra
-    lost = extra[extra['ledger'].fillna('') != ''] if len(extra) else extra   # appended to a ledger, but not to this one
+    # MLflow runs that appended to this ledger (or to any, when this one is empty or gone) whose trials it does not hold: lost from it.
+    # A run that appended to another ledger (another person's, before a team shared one) is counted, but lost from nothing here
+    this = lambda noted: noted != '' and (not found.id or noted.split(':')[0] == found.id)
+    lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) else extra
     gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]   # MLflow runs whose trials file was deleted, not in the ledger
-    heads = [('this home', home_noted())]
-    if len(tracked): heads += [(f"MLflow run {s}", h) for s, h in tracked.drop_duplicates('source')[['source', 'ledger']].itertuples(index=False) if h]
+    heads = [('this home', home_noted(found.location))]
+    if len(tracked): heads += [(f"MLflow run {s}", h) for s, h in tracked.drop_duplicates('source')[['source', 'ledger']].itertuples(index=False) if this(h)]
     why = found.problem or Ledger(found.location).against(found, heads)
     missing = trial_count(lost, per_model) if len(lost) else 0
     if missing and not why: why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"

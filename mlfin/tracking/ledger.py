@@ -165,18 +165,22 @@ def against(self: Ledger, found: Check,
     return ''
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c019
+def _place(location: str) -> str: return location.split('@')[-1]   # a location as noted: a server's without its credentials
+
 def note_home(found: str,   # the head after this run's appends (`Check.head`)
               location: str, at: Path | None = None):
     "Note in the home (`at`, default `home()`) the ledger it appended to and its head then: the next run checks the ledger against it"
     path = Path(at or home())/HOME_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({'location': location.split('@')[-1], 'head': found})); os.replace(tmp, path)
+    tmp.write_text(json.dumps({'location': _place(location), 'head': found})); os.replace(tmp, path)
 
-def home_noted(at: Path | None = None) -> str:
-    "The head the home noted at its last append ('' when none)"
-    try: return json.loads((Path(at or home())/HOME_RECORD).read_text())['head']
-    except (OSError, ValueError, KeyError, TypeError): return ''
+def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
+               at: Path | None = None) -> str:
+    "The head the home noted at its last append to the ledger at `location` ('' when none, or when it last appended to another one)"
+    try: noted = json.loads((Path(at or home())/HOME_RECORD).read_text())
+    except (OSError, ValueError, TypeError): return ''
+    return noted.get('head', '') if isinstance(noted, dict) and noted.get('location') == _place(location) else ''
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c021
 def _family_id(text: str) -> str: return hashlib.sha256(text.encode()).hexdigest()[:16]
