@@ -94,6 +94,7 @@ def test_strategy_curve_is_consistent(pipeline_run):
 
 def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_count(pipeline_run):
     from mlfin.backtest import SIGNAL_COLUMNS, PORTFOLIO, dsr, sharpe_moments
+    from mlfin.backtest.tearsheet import VERDICT_MIN_TRADES, judge
     home, summary = pipeline_run['home'], pipeline_run['summary']
     curves, signals = pd.read_parquet(home/'run'/'curves.parquet'), pd.read_parquet(home/'run'/'signals.parquet')
     trades, board = pd.read_parquet(home/'run'/'trades.parquet'), pd.read_parquet(home/'run'/'leaderboard.parquet')
@@ -125,7 +126,10 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         found = entry['confidence_set']
         assert found['leader'] == entry['model'] and found['leader_in'] == (entry['model'] in found['models'])
         assert ('outside the 90% model confidence set' in page) == (not found['leader_in'])
-        assert ('unlikely to be luck' in page) == (skill['dsr'] >= 0.95 and entry['pbo']['pbo'] < 0.5)   # DSR and PBO weighed together
+        assert ('unlikely to be luck' in page) == (judge(entry) == 'skill') == (skill['dsr'] >= 0.95 and entry['pbo']['pbo'] < 0.5 and
+                                                                              entry['strategy']['trades'] >= VERDICT_MIN_TRADES)   # weighed together
+        # the deflation's variance: the spread of the trials' Sharpe ratios, never below luck alone over the book's bars (issue 51)
+        assert skill['sr_variance_floor'] == pytest.approx(1 / (m['n'] - 1)) and skill['sr_variance'] == max(skill['sr_variance_trials'], skill['sr_variance_floor'])
         # trade figures from each trade's sized P&L, as the trades product records it
         pnl = trades.loc[trades['book'] == symbol, 'PnL']
         if (pnl < 0).any(): assert entry['strategy']['profit_factor'] == pytest.approx(pnl[pnl > 0].sum() / -pnl[pnl < 0].sum())

@@ -11,7 +11,7 @@ from .app import app
 from ..tracking.server import ADMIN, serve, migrate
 
 # %% auto #0
-__all__ = ['tracking_app', 'tracking_serve', 'tracking_migrate']
+__all__ = ['tracking_app', 'ledger_app', 'tracking_serve', 'tracking_migrate', 'ledger_check', 'ledger_adopt']
 
 # %% ../../nbs/09g_cli.tracking.ipynb #c004
 tracking_app = typer.Typer(add_completion=False, no_args_is_help=True, help="A team's MLflow tracking server: start it, move a home's runs into it")
@@ -41,3 +41,31 @@ def tracking_migrate(db: str = typer.Option(..., help=_DB + "; fresh"), artifact
     if json_: typer.echo(json.dumps(done, indent=1)); return
     typer.echo(f"mlfin: {done['from']} (schema {done['revision']}) copied: " + ', '.join(f"{n} {t}" for t, n in done['rows'].items()))
     typer.echo(f"mlfin: {done['files']} file(s) in {done['artifacts']}")
+
+# %% ../../nbs/09g_cli.tracking.ipynb #c006l
+ledger_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="The trial ledger: every trial tried, apart from the runs, hash-chained ($MLFIN_LEDGER, else your data folder)")
+app.add_typer(ledger_app, name='ledger')
+
+@ledger_app.command('check')
+def ledger_check():
+    "Read the ledger whole: its chain from the first entry, the head this home noted, and every run the tracking store holds that appended to it; exit 1 when it is not whole"
+    from mlfin.report.evidence import ADOPT, lost_runs   # here, not at the top: it imports mlfin.backtest.trials (1.1 s, measured) for every mlfin command
+    from mlfin.tracking.ledger import Ledger, home_noted
+    book = Ledger(); found = book.check()
+    typer.echo(f"mlfin: trial ledger {found.id or '(not begun)'} at {book!r}: {found.length:,} entries")
+    problems = [p for p in (found.problem, book.against(found, [('this home', home_noted(found.location))])) if p]
+    lost = lost_runs(found)
+    problems += [f"{len(t['source'].unique())} run(s) on question {q} appended to it and are missing from it ({len(t)} trial rows)" for q, t in lost.items()]
+    for p in problems: typer.echo(f"mlfin: not whole: {p}")
+    if problems: typer.echo(f"mlfin: {ADOPT}"); raise typer.Exit(1)
+    typer.echo("mlfin: whole: its chain, this home's head and the tracking store's runs agree")
+
+@ledger_app.command('adopt')
+def ledger_adopt():
+    "File back into the ledger the trials of every run the tracking store holds that it lacks (a ledger lost or begun anew); nothing is adopted twice"
+    from mlfin.report.evidence import adopt   # here, not at the top: see `ledger check`
+    from mlfin.tracking.ledger import Ledger
+    book = Ledger(); done = adopt(book)
+    for question, runs in done.items(): typer.echo(f"mlfin: adopted {runs} run(s) on question {question} from the tracking store")
+    typer.echo(f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}" if done else "mlfin: nothing to adopt: the ledger holds every run the tracking store has")

@@ -9,10 +9,10 @@ import pandas as pd
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
 from ..tracking.ledger import Check, Ledger, family_of, home_noted, ledger_trials, note_home, trials_body
-from ..tracking.trials import note_ledger, question_prints, recorded_trials
+from ..tracking.trials import kept_returns, note_ledger, question_prints, question_runs, recorded_trials
 
 # %% auto #0
-__all__ = ['EARLIER', 'question_of', 'earlier_trials', 'keep_evidence']
+__all__ = ['EARLIER', 'ADOPT', 'question_of', 'earlier_trials', 'keep_evidence', 'lost_runs', 'adopt', 'earlier_returns']
 
 # %% ../../nbs/07d_report.evidence.ipynb #c005
 EARLIER = {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}   # an earlier trial: its row, when, and which run
@@ -40,6 +40,8 @@ def _where(found: Check) -> str:
     mine = Path(found.location)
     return f"~/{mine.relative_to(Path.home())}" if mine.is_relative_to(Path.home()) else str(mine)
 
+ADOPT = "`mlfin ledger adopt` files back what the tracking store holds"   # the way back from a reset, said beside it
+
 def earlier_trials(found: Check,     # the ledger as read this run
                    question: Question,
                    per_model: int,   # points of the grid per model: a search's trials count at each
@@ -62,7 +64,7 @@ def earlier_trials(found: Check,     # the ledger as read this run
     missing = trial_count(lost, per_model) if len(lost) else 0
     if missing and not why: why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"
     if gone and not why: why = f"the trials file of MLflow run {gone[0]} is gone, and the ledger does not hold its trials"
-    problem = ('' if not why else f"the trial record was reset ({why}): at least {missing} trial(s) are missing" if missing
+    problem = ('' if not why else f"the trial record was reset ({why}): at least {missing} trial(s) are missing ({ADOPT})" if missing
                else f"the trial record is not whole ({why})")
     record = {'ledger': _where(found), 'entries': found.length, 'missing': int(missing), 'problem': problem,
               'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0}
@@ -75,14 +77,65 @@ def keep_evidence(book: Ledger,
                   runs: dict[str, str],            # symbol -> its MLflow run (the trials' source)
                   tables: dict[str, pd.DataFrame], # symbol -> this run's trials on its question
                   bars: dict[str, dict] | None = None, # symbol -> what the series entry says of its bars (bars, first, last)
+                  returns: dict[str, pd.DataFrame] | None = None, # symbol -> its configurations' per-bar returns (kept in the ledger too)
                  ) -> str:
     "Append each symbol's new prints and trials to the ledger, note its head on each symbol's MLflow run and in the home; the head"
     named = {(e.family, e.content.get('symbol')) for e in book.check().entries if e.kind == 'series'}
     for symbol, (question, new) in asked.items():
         if new or (question.id, symbol) not in named:
             book.append('series', question.id, {'symbol': symbol, 'timeframe': question.timeframe, **(bars or {}).get(symbol, {}), 'prints': new})
-        book.append('trials', question.id, trials_body(runs[symbol], question.key, symbol, tables[symbol]))
+        kept = (returns or {}).get(symbol)
+        digest = book.keep_returns(kept) if kept is not None and len(kept.columns) else ''
+        book.append('trials', question.id, trials_body(runs[symbol], question.key, symbol, tables[symbol], digest))
     head = book.check().head
     for symbol in asked: note_ledger(runs[symbol], head)
     note_home(head, book.location)
     return head
+
+# %% ../../nbs/07d_report.evidence.ipynb #c016
+def _appended_here(found: Check):
+    "Whether a head noted on a run names this ledger (or any, when this one is empty or gone)"
+    return lambda noted: bool(noted) and (not found.id or str(noted).split(':')[0] == found.id)
+
+def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
+    "Per question, the trials of the tracking store's runs that appended to this ledger (or to any, when it is empty) and that it does not hold"
+    held = {(e.family, e.content['source']) for e in found.entries if e.kind == 'trials'}
+    here, lost = _appended_here(found), {}
+    for question in question_runs():
+        tracked = recorded_trials(question)
+        if not len(tracked): continue
+        gone = tracked[tracked['ledger'].fillna('').map(here) & ~tracked['source'].map(lambda s: (question, s) in held)]
+        if len(gone): lost[question] = gone
+    return lost
+
+def adopt(book: Ledger) -> dict[str, int]:
+    "File back into the ledger the trials (and kept returns and prints) of every run the tracking store holds that it lacks; runs adopted per question"
+    found, adopted = book.check(), {}
+    held = {(e.family, e.content['source']) for e in found.entries if e.kind == 'trials'}
+    known, printed = {e.family for e in found.entries if e.kind == 'series'}, question_prints()
+    for question in question_runs():
+        tracked = recorded_trials(question)
+        if not len(tracked): continue
+        for source, rows in tracked.groupby('source', sort=False):
+            if (question, source) in held: continue
+            if question not in known and question in printed:
+                book.append('series', question, {'symbol': '', 'adopted': True, 'prints': printed[question]}); known.add(question)
+            kept = kept_returns([source]).get(source)
+            digest = book.keep_returns(kept) if kept is not None and len(kept.columns) else ''
+            body = trials_body(source, '', '', rows[list(LEDGER)], digest) | {'adopted': str(rows['ledger'].iloc[0] or 'before the ledger')}
+            book.append('trials', question, body); adopted[question] = adopted.get(question, 0) + 1
+    if adopted: note_home(book.check().head, book.location)
+    return adopted
+
+# %% ../../nbs/07d_report.evidence.ipynb #c013
+def earlier_returns(found: Check,   # the ledger as read this run
+                    sources: list[str], # the runs whose returns are wanted (`backtest.trials.latest_sources`)
+                   ) -> tuple[dict[str, pd.DataFrame], str]:
+    "Each run's kept per-bar returns: the ledger's, else the tracking store's; and what is wrong ('' when nothing: returns that no longer match their digest)"
+    named = {e.content['source']: e.content.get('returns') for e in found.entries if e.kind == 'trials' and e.content.get('returns')}
+    wanted = {s: named[s] for s in sources if s in named}
+    frames, bad = Ledger(found.location).returns(sorted(set(wanted.values())))
+    kept = {s: frames[d] for s, d in wanted.items() if d in frames}
+    kept |= kept_returns([s for s in sources if s not in kept])   # runs the ledger kept none for (recorded before it kept them)
+    spoilt = [s for s, d in wanted.items() if d in bad]
+    return kept, (f"the trial record is not whole (the returns of run {spoilt[0]} in the trial ledger no longer match their digest)" if spoilt else '')

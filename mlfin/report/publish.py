@@ -13,8 +13,8 @@ from ..backtest.universe import PORTFOLIO
 from ..models.compare import MCS_SIZE
 from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
 from ..tracking.ledger import Check, Ledger
-from ..tracking.trials import kept_returns, record_trials
-from .evidence import earlier_trials, keep_evidence, question_of
+from ..tracking.trials import record_trials
+from .evidence import earlier_returns, earlier_trials, keep_evidence, question_of
 from .products import keep_finished, load_run, read_json, summary, write_json
 from .tables import run_header
 from .. import backtest, tracking
@@ -56,7 +56,8 @@ def weigh_questions(params: dict,         # the run's parameters: label, horizon
         mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
         own, own_pbo = m['skill'], m['pbo']
         earlier, record = earlier_trials(found, question, own['per_model'])
-        earlier_kept = kept_returns(latest_sources(earlier)) if len(earlier) else {}   # each configuration's latest returns, not every run's
+        earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')   # each configuration's latest returns
+        if spoilt and not record['problem']: record['problem'] = spoilt
         m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
                                               latest_returns(earlier, earlier_kept) if len(earlier) else None, own['per_model'], cut)
         m['skill']['run'] = {k: own[k] for k in ('trials', 'dsr', 'expected_max_sharpe', 'sr_variance', 'grid')}
@@ -119,7 +120,7 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
         record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns, prints)
     described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
     content['ledger'] = keep_evidence(book, {s: w[:2] for s, w in weighed.items()}, content['mlflow'],
-                                      {s: w[2] for s, w in weighed.items()}, described)   # and in the ledger, apart from the runs
+                                      {s: w[2] for s, w in weighed.items()}, described, {s: w[3] for s, w in weighed.items()})   # and in the ledger, apart from the runs
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}   # every configuration tried on each symbol's question
     content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
                                               counted, params, cfg, evidence(trading['metrics'], train['best'], content['validation']['tradeable']))

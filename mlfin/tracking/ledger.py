@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c003
 from __future__ import annotations
-import hashlib, json, os, secrets
+import hashlib, io, json, os, secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -59,6 +59,9 @@ _ENTRIES = sa.Table(TABLE, _META, sa.Column('seq', sa.Integer, primary_key=True,
                     sa.Column('recorded', sa.String(40), nullable=False), sa.Column('kind', sa.String(16), nullable=False),
                     sa.Column('family', sa.String(32), nullable=False), sa.Column('body', sa.Text, nullable=False),
                     sa.Column('prev', sa.String(64), nullable=False), sa.Column('hash', sa.String(64), nullable=False))
+# a run's per-bar returns, by the SHA-256 of their Parquet bytes, which its `trials` entry names: outside the chain, vouched for by it
+_RETURNS = sa.Table(f"{TABLE}_returns", _META, sa.Column('digest', sa.String(64), primary_key=True),
+                    sa.Column('data', sa.LargeBinary, nullable=False))
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c009
 @lru_cache(maxsize=8)
@@ -212,9 +215,10 @@ def _plain(v):
 def trials_body(source: str,         # the run that tried them (its MLflow id)
                 key: str, symbol: str, # the question in words, and the name the bars had in this run
                 table: pd.DataFrame,   # the trials (`backtest.trials.LEDGER`)
+                returns: str = '',     # the digest of their per-bar returns kept in the ledger (`Ledger.keep_returns`)
                ) -> dict:
-    "A `trials` entry's content: the run, the question and every trial, exactly"
-    return {'source': source, 'key': key, 'symbol': symbol,
+    "A `trials` entry's content: the run, the question, every trial exactly, and which returns are theirs"
+    return {'source': source, 'key': key, 'symbol': symbol, 'returns': returns,
             'trials': [{k: _plain(v) for k, v in row.items()} for row in table.astype(object).to_dict('records')]}
 
 def ledger_trials(found: Check, family: str) -> pd.DataFrame:
@@ -225,3 +229,33 @@ def ledger_trials(found: Check, family: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for c in ('first', 'last', 'recorded'): frame[c] = pd.to_datetime(frame[c], utc=True, format='ISO8601')
     return frame
+
+# %% ../../nbs/06e_tracking.ledger.ipynb #c027
+@patch
+def keep_returns(self: Ledger, returns: pd.DataFrame, # per-bar returns after costs (columns: configuration ids)
+                ) -> str:
+    "Keep a run's per-bar returns in the ledger (once, by content); their digest, for the run's `trials` entry to name"
+    data = io.BytesIO(); returns.astype('float64').to_parquet(data, compression='zstd'); data = data.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    if not self.remote: _private(Path(self.location))
+    with _engine(self.location).begin() as c:
+        _META.create_all(c)
+        if c.execute(sa.select(_RETURNS.c.digest).where(_RETURNS.c.digest == digest)).first() is None:
+            try:
+                with c.begin_nested(): c.execute(sa.insert(_RETURNS).values(digest=digest, data=data))
+            except sa.exc.IntegrityError: pass   # another run kept the same returns meanwhile
+    return digest
+
+@patch
+def returns(self: Ledger, digests: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    "The returns kept under each digest ({digest: frame}), and the digests whose data is missing or no longer matches them"
+    found, bad = {}, []
+    if not digests or (not self.remote and not Path(self.location).exists()): return found, list(digests)
+    with _engine(self.location).connect() as c:
+        if not sa.inspect(c).has_table(_RETURNS.name): return found, list(digests)
+        rows = dict(c.execute(sa.select(_RETURNS.c.digest, _RETURNS.c.data).where(_RETURNS.c.digest.in_(list(digests)))).all())
+    for d in digests:
+        data = rows.get(d)
+        if data is None or hashlib.sha256(data).hexdigest() != d: bad.append(d)
+        else: found[d] = pd.read_parquet(io.BytesIO(data))
+    return found, bad

@@ -12,7 +12,7 @@ from .store import configured_mlflow, experiment_id
 
 # %% auto #0
 __all__ = ['TAG', 'FOLDER', 'LEDGER_TAG', 'record_trials', 'record_search', 'note_ledger', 'recorded_trials', 'kept_returns',
-           'question_prints']
+           'question_runs', 'question_prints']
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c005
 TAG = 'mlfin.question'   # the tag of every run holding trials on a question: the question's id
@@ -95,18 +95,22 @@ def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
     return kept
 
 # %% ../../nbs/06d_tracking.trials.ipynb #c079a685g
-def question_prints() -> dict[str, list[str]]:
-    "Every question the store files trials under, with the prints of the bars its latest run that kept them saw (question id -> prints)"
-    client, latest, token = configured_mlflow().MlflowClient(), {}, None
+def question_runs() -> dict[str, list[str]]:
+    "Every question the store files trials under, with its runs, newest first (question id -> run ids)"
+    client, runs, token = configured_mlflow().MlflowClient(), {}, None
     while True:   # every run on any question, newest first, a page at a time
         page = client.search_runs([experiment_id()], filter_string=f"tags.`{TAG}` LIKE '%'", order_by=['attributes.start_time DESC'],
                                   max_results=1000, page_token=token)
-        for run in page: latest.setdefault(run.data.tags[TAG], []).append(run.info.run_id)
+        for run in page: runs.setdefault(run.data.tags[TAG], []).append(run.info.run_id)
         token = page.token
         if not token: break
-    found = {}
+    return runs
+
+def question_prints() -> dict[str, list[str]]:
+    "Every question the store files trials under, with the prints of the bars its latest run that kept them saw (question id -> prints)"
+    client, found = configured_mlflow().MlflowClient(), {}
     with tempfile.TemporaryDirectory() as folder:
-        for question, runs in latest.items():
+        for question, runs in question_runs().items():
             for run_id in runs:
                 mine = Path(folder)/run_id; mine.mkdir()
                 try: found[question] = json.loads(Path(client.download_artifacts(run_id, f"{FOLDER}/prints.json", str(mine))).read_text()); break
