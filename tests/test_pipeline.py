@@ -94,7 +94,7 @@ def test_strategy_curve_is_consistent(pipeline_run):
 
 def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_count(pipeline_run):
     from mlfin.backtest import SIGNAL_COLUMNS, PORTFOLIO, dsr, sharpe_moments
-    from mlfin.backtest.tearsheet import VERDICT_MIN_TRADES, judge
+    from mlfin.backtest.tearsheet import VERDICT_MIN_TRADES, figure, judge
     home, summary = pipeline_run['home'], pipeline_run['summary']
     curves, signals = pd.read_parquet(home/'run'/'curves.parquet'), pd.read_parquet(home/'run'/'signals.parquet')
     trades, board = pd.read_parquet(home/'run'/'trades.parquet'), pd.read_parquet(home/'run'/'leaderboard.parquet')
@@ -118,7 +118,7 @@ def test_every_model_is_backtested_and_the_leader_deflated_by_the_runs_trial_cou
         assert stress[2]['multiple'] == 1 and stress[2]['total_return'] == pytest.approx(entry['strategy']['total_return'])
         assert entry['sharpe_interval']['low'] <= entry['strategy']['sharpe'] <= entry['sharpe_interval']['high']
         page = (pipeline_run['reports']/'tearsheets'/f"tearsheet-{symbol}.html").read_text()
-        assert f"{skill['dsr']:.2f}" in page and f"after {skill['trials']} trials" in page   # the tearsheet says it in words
+        assert figure(skill['dsr']) in page and f"after {skill['trials']} trials" in page   # the tearsheet says it in words, rounded as every page
         assert f"{entry['pbo']['strategies']} configurations" in page and 'trials: every configuration tried on the question of each symbol' in page
         assert skill['run_trials'] == skill['trials'] and skill['question']['earlier_runs'] == 0   # the first run on its questions: all its own
         assert f"after {skill['trials']} trials (all in this run, the first recorded on this question)" in page

@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
-from ..tracking.ledger import Check, Ledger, family_of, home_noted, ledger_trials, note_home, trials_body
+from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, trials_body
 from ..tracking.trials import kept_returns, note_ledger, question_prints, question_runs, recorded_trials
 
 # %% auto #0
-__all__ = ['EARLIER', 'ADOPT', 'question_of', 'earlier_trials', 'keep_evidence', 'lost_runs', 'adopt', 'earlier_returns']
+__all__ = ['EARLIER', 'ADOPT', 'question_of', 'lineage', 'earlier_trials', 'keep_evidence', 'lost_runs', 'adopt',
+           'earlier_returns']
 
 # %% ../../nbs/07d_report.evidence.ipynb #c005
 EARLIER = {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}   # an earlier trial: its row, when, and which run
@@ -42,6 +43,16 @@ def _where(found: Check) -> str:
 
 ADOPT = "`mlfin ledger adopt` files back what the tracking store holds"   # the way back from a reset, said beside it
 
+def lineage(found: Check) -> set[str]:
+    "The ids of the ledgers this one stands for: its own, those it found lost (its `reset` entries), and every one this home appended to at its place"
+    return ({found.id} | {i for e in found.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
+            | set(home_ledgers(found.location))) - {''}
+
+def _appended_here(found: Check):
+    "Whether a head noted on a run names this ledger or one it stands for (any, when this one is empty or gone)"
+    mine = lineage(found)
+    return lambda noted: bool(noted) and (not found.id or str(noted).split(':')[0] in mine)
+
 def earlier_trials(found: Check,     # the ledger as read this run
                    question: Question,
                    per_model: int,   # points of the grid per model: a search's trials count at each
@@ -53,20 +64,22 @@ def earlier_trials(found: Check,     # the ledger as read this run
     seen = set(mine['source']) if len(mine) else set()
     extra = pd.concat([t for t in (tracked, legacy) if len(t)], ignore_index=True) if len(tracked) or len(legacy) else pd.DataFrame()
     extra = extra[~extra['source'].isin(seen)] if len(extra) else extra
-    # MLflow runs that appended to this ledger (or to any, when this one is empty or gone) whose trials it does not hold: lost from it.
-    # A run that appended to another ledger (another person's, before a team shared one) is counted, but lost from nothing here
-    this = lambda noted: noted != '' and (not found.id or noted.split(':')[0] == found.id)
+    # MLflow runs that appended to this ledger or one it stands for (any, when it is empty or gone) whose trials it does not hold: lost
+    # from it. A run that appended to another ledger (another person's, before a team shared one) is counted, but lost from nothing here
+    this = _appended_here(found)
     lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) else extra
     gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]   # MLflow runs whose trials file was deleted, not in the ledger
     heads = [('this home', home_noted(found.location))]
-    if len(tracked): heads += [(f"MLflow run {s}", h) for s, h in tracked.drop_duplicates('source')[['source', 'ledger']].itertuples(index=False) if this(h)]
+    if len(tracked): heads += [(f"MLflow run {s}", h) for s, h in tracked.drop_duplicates('source')[['source', 'ledger']].itertuples(index=False)
+                       if this(h) and (not found.id or str(h).split(':')[0] == found.id)]   # a lost ledger's runs: `lost`, below
     why = found.problem or Ledger(found.location).against(found, heads)
     missing = trial_count(lost, per_model) if len(lost) else 0
     if missing and not why: why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"
     if gone and not why: why = f"the trials file of MLflow run {gone[0]} is gone, and the ledger does not hold its trials"
     problem = ('' if not why else f"the trial record was reset ({why}): at least {missing} trial(s) are missing ({ADOPT})" if missing
                else f"the trial record is not whole ({why})")
-    record = {'ledger': _where(found), 'entries': found.length, 'missing': int(missing), 'problem': problem,
+    replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []   # ledgers lost, named in this one
+    record = {'ledger': _where(found), 'entries': found.length, 'missing': int(missing), 'problem': problem, 'replaced': replaced,
               'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0}
     earlier = pd.concat([f for f in (_typed(mine), _typed(extra)) if len(f)], ignore_index=True) if len(mine) or len(extra) else _typed(mine)
     return earlier.sort_values('recorded', kind='stable', ignore_index=True), record
@@ -78,9 +91,14 @@ def keep_evidence(book: Ledger,
                   tables: dict[str, pd.DataFrame], # symbol -> this run's trials on its question
                   bars: dict[str, dict] | None = None, # symbol -> what the series entry says of its bars (bars, first, last)
                   returns: dict[str, pd.DataFrame] | None = None, # symbol -> its configurations' per-bar returns (kept in the ledger too)
+                  replaced: list[str] | None = None, # ledgers this run found lost (`earlier_trials`' record): named in this one, once
                  ) -> str:
-    "Append each symbol's new prints and trials to the ledger, note its head on each symbol's MLflow run and in the home; the head"
-    named = {(e.family, e.content.get('symbol')) for e in book.check().entries if e.kind == 'series'}
+    "Append each symbol's new prints and trials to the ledger (and the ledgers it found lost), note its head on each symbol's MLflow run and in the home; the head"
+    before = book.check()
+    named = {(e.family, e.content.get('symbol')) for e in before.entries if e.kind == 'series'}
+    named_lost = {before.id} | {i for e in before.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
+    if new_losses := sorted(set(replaced or []) - named_lost):   # the ledger remembers what it replaced, for every home and run after
+        book.append('reset', '', {'replaced': new_losses})
     for symbol, (question, new) in asked.items():
         if new or (question.id, symbol) not in named:
             book.append('series', question.id, {'symbol': symbol, 'timeframe': question.timeframe, **(bars or {}).get(symbol, {}), 'prints': new})
@@ -93,10 +111,6 @@ def keep_evidence(book: Ledger,
     return head
 
 # %% ../../nbs/07d_report.evidence.ipynb #c016
-def _appended_here(found: Check):
-    "Whether a head noted on a run names this ledger (or any, when this one is empty or gone)"
-    return lambda noted: bool(noted) and (not found.id or str(noted).split(':')[0] == found.id)
-
 def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
     "Per question, the trials of the tracking store's runs that appended to this ledger (or to any, when it is empty) and that it does not hold"
     held = {(e.family, e.content['source']) for e in found.entries if e.kind == 'trials'}

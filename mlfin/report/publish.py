@@ -120,7 +120,8 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
         record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns, prints)
     described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
     content['ledger'] = keep_evidence(book, {s: w[:2] for s, w in weighed.items()}, content['mlflow'],
-                                      {s: w[2] for s, w in weighed.items()}, described, {s: w[3] for s, w in weighed.items()})   # and in the ledger, apart from the runs
+                                      {s: w[2] for s, w in weighed.items()}, described, {s: w[3] for s, w in weighed.items()},
+                                      sorted({i for s in weighed for i in trading['metrics'][s]['skill']['record'].get('replaced', [])}))   # and in the ledger, apart from the runs
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}   # every configuration tried on each symbol's question
     content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
                                               counted, params, cfg, evidence(trading['metrics'], train['best'], content['validation']['tradeable']))

@@ -18,7 +18,7 @@ from ..data.prints import MIN_PRINTS, SAME, share
 
 # %% auto #0
 __all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'ledger_location', 'Entry', 'Check', 'Ledger', 'note_home',
-           'home_noted', 'family_of', 'trials_body', 'ledger_trials']
+           'home_noted', 'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c005
 LEDGER_ENV = 'MLFIN_LEDGER'   # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
@@ -170,20 +170,31 @@ def against(self: Ledger, found: Check,
 # %% ../../nbs/06e_tracking.ledger.ipynb #c019
 def _place(location: str) -> str: return location.split('@')[-1]   # a location as noted: a server's without its credentials
 
+def _noted(at: Path | None) -> dict:
+    try: noted = json.loads((Path(at or home())/HOME_RECORD).read_text())
+    except (OSError, ValueError, TypeError): return {}
+    return noted if isinstance(noted, dict) else {}
+
 def note_home(found: str,   # the head after this run's appends (`Check.head`)
               location: str, at: Path | None = None):
-    "Note in the home (`at`, default `home()`) the ledger it appended to and its head then: the next run checks the ledger against it"
-    path = Path(at or home())/HOME_RECORD
+    "Note in the home (`at`, default `home()`) the ledger it appended to, its head then, and every ledger it ever appended to there"
+    path, place = Path(at or home())/HOME_RECORD, _place(location)
+    before = _noted(at)
+    ledgers = [*(before.get('ledgers', []) if before.get('location') == place else []), found.split(':')[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({'location': _place(location), 'head': found})); os.replace(tmp, path)
+    tmp.write_text(json.dumps({'location': place, 'head': found, 'ledgers': list(dict.fromkeys(ledgers))})); os.replace(tmp, path)
 
 def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
                at: Path | None = None) -> str:
     "The head the home noted at its last append to the ledger at `location` ('' when none, or when it last appended to another one)"
-    try: noted = json.loads((Path(at or home())/HOME_RECORD).read_text())
-    except (OSError, ValueError, TypeError): return ''
-    return noted.get('head', '') if isinstance(noted, dict) and noted.get('location') == _place(location) else ''
+    noted = _noted(at)
+    return noted.get('head', '') if noted.get('location') == _place(location) else ''
+
+def home_ledgers(location: str, at: Path | None = None) -> list[str]:
+    "The ids of every ledger the home appended to at `location`: one that was deleted there and begun anew is among them"
+    noted = _noted(at)
+    return list(noted.get('ledgers', [])) if noted.get('location') == _place(location) else []
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c021
 def _family_id(text: str) -> str: return hashlib.sha256(text.encode()).hexdigest()[:16]
