@@ -75,7 +75,7 @@ class RunConfig(BaseModel):
     promote_min_sharpe: float = _param(0.0, 'report', "and only with an annualised Sharpe ratio above this in its own backtest, after costs")
     tracking: str = _param('', 'report', "the MLflow server (http://HOST:PORT, `mlfin tracking serve`) the run, its models and the registry's "
                            "decisions are recorded in ('': MLFLOW_TRACKING_URI when set, else the home's own store)")
-    trials_since: str = _param('', 'report', "count only the trials recorded on each symbol's question since this date (YYYY-MM-DD; '' = "
+    trials_since: str = _param('', 'report', "count only the trials recorded on each symbol's question since this time (YYYY-MM-DD[THH:MM:SS], UTC; '' = "
                                "every one ever recorded): an explicit escape hatch, named in every verdict it changes")
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)

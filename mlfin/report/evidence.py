@@ -56,6 +56,7 @@ def _appended_here(found: Check):
 def earlier_trials(found: Check,     # the ledger as read this run
                    question: Question,
                    per_model: int,   # points of the grid per model: a search's trials count at each
+                   since: pd.Timestamp | None = None, # --trials-since: counting afresh from a time after a reset lifts it
                   ) -> tuple[pd.DataFrame, dict]:
     "Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest first; and the record's state"
     mine = ledger_trials(found, question.id)
@@ -78,6 +79,12 @@ def earlier_trials(found: Check,     # the ledger as read this run
     if gone and not why: why = f"the trials file of MLflow run {gone[0]} is gone, and the ledger does not hold its trials"
     problem = ('' if not why else f"the trial record was reset ({why}): at least {missing} trial(s) are missing ({ADOPT})" if missing
                else f"the trial record is not whole ({why})")
+    resets = [e for e in found.entries if e.kind == 'reset']
+    if not problem and resets and (since is None or since < pd.Timestamp(resets[-1].recorded)):
+        # a ledger was lost: what only it held is unknown for good; adopted runs are counted, but a verdict needs counting afresh
+        when = pd.Timestamp(resets[-1].recorded).ceil('s').tz_localize(None).isoformat()
+        problem = (f"the trial record was reset on {when[:10]} (ledger {', '.join(i[:8] for e in resets for i in e.content['replaced'])} lost): "
+                   f"the trials only it held cannot be counted; count afresh with --trials-since {when}")
     replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []   # ledgers lost, named in this one
     record = {'ledger': _where(found), 'entries': found.length, 'missing': int(missing), 'problem': problem, 'replaced': replaced,
               'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0}

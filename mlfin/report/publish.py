@@ -55,7 +55,7 @@ def weigh_questions(params: dict,         # the run's parameters: label, horizon
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
         mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
         own, own_pbo = m['skill'], m['pbo']
-        earlier, record = earlier_trials(found, question, own['per_model'])
+        earlier, record = earlier_trials(found, question, own['per_model'], cut)
         earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')   # each configuration's latest returns
         if spoilt and not record['problem']: record['problem'] = spoilt
         m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
