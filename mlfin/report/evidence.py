@@ -143,7 +143,8 @@ def adopt(book: Ledger) -> dict[str, int]:
                 book.append('series', question, {'symbol': '', 'adopted': True, 'prints': printed[question]}); known.add(question)
             kept = kept_returns([source]).get(source)
             digest = book.keep_returns(kept) if kept is not None and len(kept.columns) else ''
-            body = trials_body(source, '', '', rows[list(LEDGER)], digest) | {'adopted': str(rows['ledger'].iloc[0] or 'before the ledger')}
+            body = trials_body(source, '', '', rows[list(LEDGER)], digest) | {'adopted': str(rows['ledger'].iloc[0] or 'before the ledger'),
+                                                                               'recorded': rows['recorded'].iloc[0].isoformat()}   # when it was tried
             book.append('trials', question, body); adopted[question] = adopted.get(question, 0) + 1
     if adopted: note_home(book.check().head, book.location)
     return adopted

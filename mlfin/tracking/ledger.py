@@ -234,7 +234,7 @@ def trials_body(source: str,         # the run that tried them (its MLflow id)
 
 def ledger_trials(found: Check, family: str) -> pd.DataFrame:
     "Every trial the ledger filed under a family, oldest first, with when (`recorded`) and which run (`source`), as `tracking.trials.recorded_trials` gives them"
-    rows = [{**t, 'recorded': e.recorded, 'source': e.content['source']}
+    rows = [{**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content['source']}   # an adopted run: when it was tried
             for e in found.entries if e.kind == 'trials' and e.family == family for t in e.content['trials']]
     if not rows: return pd.DataFrame()
     frame = pd.DataFrame(rows)
