@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c003
 from __future__ import annotations
-import hashlib, io, json, os, secrets
+import contextlib, hashlib, io, json, os, secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -41,7 +41,7 @@ class Entry:
     "One ledger entry: its place, when, what, under which family, its content (JSON text), and the chain"
     seq: int
     recorded: str   # ISO time, UTC
-    kind: str       # genesis, series or trials
+    kind: str       # genesis (the ledger's id), series (a family's prints), trials (a run's), reset (ledgers found lost)
     family: str     # the series family (16 hex digits; '' for genesis)
     body: str       # JSON
     prev: str       # the previous entry's hash (GENESIS for the first)
@@ -132,7 +132,7 @@ def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
     engine = _engine(self.location)
     if not self.remote: _private(Path(self.location))
     guard = filelock.FileLock(self.location + '.lock', mode=0o600) if not self.remote else None
-    with (guard if guard is not None else _nothing()), engine.begin() as c:
+    with (guard if guard is not None else contextlib.nullcontext()), engine.begin() as c:
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})   # writers take turns, the first one's table made first
         _META.create_all(c)
         last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)).first()
@@ -140,10 +140,6 @@ def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
             _insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))
             last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).where(_ENTRIES.c.seq == 1)).first()
         return _insert(c, (last.seq if last else 0) + 1, last.hash if last else GENESIS, kind, family, text)
-
-class _nothing:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
 
 def _insert(c, seq: int, prev: str, kind: str, family: str, body: str) -> Entry:
     recorded = datetime.now(timezone.utc).isoformat(timespec='microseconds')
