@@ -163,11 +163,13 @@ def test_the_count_follows_the_bars_and_a_lost_record_is_said(small_copy, tmp_pa
     assert judge(lost) == 'unjudged' and verdict_word(lost).startswith('cannot judge (the trial record was reset'), verdict_word(lost)
     page = (fresh/'run'/'reports'/'tearsheets'/'tearsheet-SPXZ.html').read_text()
     assert 'Cannot judge: the trial record was reset' in page and 'trial(s) are missing' in page
-    # the auditor's check says so too; adopting what the fresh home's MLflow still holds makes the record whole again
+    # the auditor's check says so too; adopting what the fresh home's MLflow still holds makes the ledger whole again, but what only the
+    # lost ledger held (the small run's trials) stays unknown: verdicts on the question count afresh, explicitly, with --trials-since
     checked = mlfin(fresh, 'ledger', 'check', env=env, check=False)
     assert checked.returncode == 1 and 'mlfin: not whole: ' in checked.stdout and 'mlfin ledger adopt' in checked.stdout, checked.stdout
     assert 'adopted 2 run(s) on question ' in mlfin(fresh, 'ledger', 'adopt', env=env).stdout
-    assert 'mlfin: whole: ' in mlfin(fresh, 'ledger', 'check', env=env).stdout
+    mended = mlfin(fresh, 'ledger', 'check', env=env).stdout
+    assert 'mlfin: whole: ' in mended and 'lost; verdicts on their questions count afresh with --trials-since ' in mended, mended
     # the registry keeps the verdict on the leader's version (what /models and /signals answer)
     from mlflow import MlflowClient
     version = summary(fresh)['registry']['SPXZ']['version']
