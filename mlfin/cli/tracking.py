@@ -52,7 +52,7 @@ def ledger_check():
     "Read the ledger whole: its chain from the first entry, the head this home noted, and every run the tracking store holds that appended to it; exit 1 when it is not whole"
     from mlfin.report.evidence import ADOPT, lost_runs   # here, not at the top: it imports mlfin.backtest.trials (1.1 s, measured) for every mlfin command
     import pandas as pd
-    from mlfin.tracking.ledger import Ledger, home_noted
+    from mlfin.tracking.ledger import Ledger, home_noted   # (and it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
     book = Ledger(); found = book.check()
     typer.echo(f"mlfin: trial ledger {found.id or '(not begun)'} at {book!r}: {found.length:,} entries")
     problems = [p for p in (found.problem, book.against(found, [('this home', home_noted(found.location))])) if p]
@@ -69,7 +69,7 @@ def ledger_check():
 def ledger_adopt():
     "File back into the ledger the trials of every run the tracking store holds that it lacks (a ledger lost or begun anew); nothing is adopted twice"
     from mlfin.report.evidence import adopt   # here, not at the top: see `ledger check`
-    from mlfin.tracking.ledger import Ledger
+    from mlfin.tracking.ledger import Ledger   # (the same)
     book = Ledger(); done = adopt(book)
     for question, runs in done.items(): typer.echo(f"mlfin: adopted {runs} run(s) on question {question} from the tracking store")
     typer.echo(f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}" if done else "mlfin: nothing to adopt: the ledger holds every run the tracking store has")
