@@ -56,10 +56,11 @@ def judge(m: dict) -> str:
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #ca6c846c9
 def verdict_word(m: dict, tradeable: bool = True) -> str:
-    "The verdict in a few words, as tables show it; a run that is not a trading record says so beside it"
-    word = judge(m)
+    "The verdict in a few words, as tables, cards and the registry show it; the escape hatch and a run that is not a trading record say so beside it"
+    word, q = judge(m), (m.get('skill') or {}).get('question') or {}
     if word == 'unjudged': return f"{VERDICTS[word]} ({unjudged(m)})"
-    return VERDICTS[word] + ('' if tradeable else f" ({SKILL_ONLY})")
+    hatch = f" (counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out)" if q.get('since') and q.get('left_out') else ''
+    return VERDICTS[word] + hatch + ('' if tradeable else f" ({SKILL_ONLY})")
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c9c317eaa
 def trials_said(s: dict) -> str:
