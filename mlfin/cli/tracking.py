@@ -50,8 +50,7 @@ app.add_typer(ledger_app, name='ledger')
 @ledger_app.command('check')
 def ledger_check():
     "Read the ledger whole: its chain from the first entry, the head this home noted, and every run the tracking store holds that appended to it; exit 1 when it is not whole"
-    from mlfin.report.evidence import ADOPT, lost_runs   # here, not at the top: it imports mlfin.backtest.trials (1.1 s, measured) for every mlfin command
-    import pandas as pd
+    from mlfin.report.evidence import ADOPT, afresh_from, lost_runs   # here, not at the top: it imports mlfin.backtest.trials (1.1 s, measured) for every mlfin command
     from mlfin.tracking.ledger import Ledger, home_noted   # (and it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
     book = Ledger(); found = book.check()
     typer.echo(f"mlfin: trial ledger {found.id or '(not begun)'} at {book!r}: {found.length:,} entries")
@@ -62,7 +61,7 @@ def ledger_check():
     if problems: typer.echo(f"mlfin: {ADOPT}"); raise typer.Exit(1)
     for e in (e for e in found.entries if e.kind == 'reset'):   # whole, but not the whole story: what only a lost ledger held
         typer.echo(f"mlfin: note: on {e.recorded[:10]} it found ledger(s) {', '.join(e.content['replaced'])} lost; verdicts on their questions "
-                   f"count afresh with --trials-since {pd.Timestamp(e.recorded).ceil('s').tz_localize(None).isoformat()}")
+                   f"count afresh with --trials-since {afresh_from(e)}")
     typer.echo("mlfin: whole: its chain, this home's head and the tracking store's runs agree")
 
 @ledger_app.command('adopt')

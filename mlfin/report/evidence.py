@@ -5,14 +5,15 @@
 # %% ../../nbs/07d_report.evidence.ipynb #c003
 from __future__ import annotations
 from pathlib import Path
+from typing import Callable
 import pandas as pd
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
-from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, trials_body
+from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, place, trials_body
 from ..tracking.trials import kept_returns, note_ledger, question_prints, question_runs, recorded_trials
 
 # %% auto #0
-__all__ = ['EARLIER', 'ADOPT', 'question_of', 'lineage', 'earlier_trials', 'keep_evidence', 'lost_runs', 'adopt',
+__all__ = ['EARLIER', 'ADOPT', 'question_of', 'afresh_from', 'lineage', 'earlier_trials', 'keep_evidence', 'lost_runs', 'adopt',
            'earlier_returns']
 
 # %% ../../nbs/07d_report.evidence.ipynb #c005
@@ -21,13 +22,14 @@ EARLIER = {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}   # 
 def question_of(found: Check,       # the ledger as read this run
                 close: pd.Series,   # the run's bars of the symbol (closes, as the ingest task kept them)
                 symbol: str, timeframe: str, label: str, horizon: int, validation: str,
+                stored: Callable[[], dict] = question_prints, # the tracking store's questions and prints (a run of several symbols reads them once)
                ) -> tuple[Question, list[str], list[str]]:
     "The question a run's bars put (filed under the family of their prints), the prints they add to it, and all of them"
     mine = prints(close)
     family, new = family_of(found, mine, symbol, timeframe)
     if len(mine) >= MIN_PRINTS and family not in {e.family for e in found.entries if e.kind == 'series'}:
         # bars this ledger does not know: the tracking store may (the ledger deleted, or another one): its question, if it has them
-        share_, theirs = max(((share(mine, p), q) for q, p in question_prints().items()), default=(0.0, ''))
+        share_, theirs = max(((share(mine, p), q) for q, p in stored().items()), default=(0.0, ''))
         if share_ >= SAME: family = theirs
     return Question(symbol, timeframe, label, int(horizon), validation, series=family), new, mine
 
@@ -37,11 +39,15 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _where(found: Check) -> str:
     "The ledger's place as a page may show it: a server's address without its credentials, a file under the user's home as ~/..."
-    if '://' in found.location: return found.location.split('@')[-1]
+    if '://' in found.location: return place(found.location)
     mine = Path(found.location)
     return f"~/{mine.relative_to(Path.home())}" if mine.is_relative_to(Path.home()) else str(mine)
 
 ADOPT = "`mlfin ledger adopt` files back what the tracking store holds"   # the way back from a reset, said beside it
+
+def afresh_from(reset) -> str:
+    "The time (UTC, to the second after it) a `--trials-since` must name to count afresh after a `reset` entry of the ledger"
+    return pd.Timestamp(reset.recorded).ceil('s').tz_localize(None).isoformat()
 
 def lineage(found: Check) -> set[str]:
     "The ids of the ledgers this one stands for: its own, those it found lost (its `reset` entries), and every one this home appended to at its place"
@@ -82,7 +88,7 @@ def earlier_trials(found: Check,     # the ledger as read this run
     resets = [e for e in found.entries if e.kind == 'reset']
     if not problem and resets and (since is None or since < pd.Timestamp(resets[-1].recorded)):
         # a ledger was lost: what only it held is unknown for good; adopted runs are counted, but a verdict needs counting afresh
-        when = pd.Timestamp(resets[-1].recorded).ceil('s').tz_localize(None).isoformat()
+        when = afresh_from(resets[-1])
         problem = (f"the trial record was reset on {when[:10]} (ledger {', '.join(i[:8] for e in resets for i in e.content['replaced'])} lost): "
                    f"the trials only it held cannot be counted; count afresh with --trials-since {when}")
     replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []   # ledgers lost, named in this one

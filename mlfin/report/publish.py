@@ -4,7 +4,7 @@
 
 # %% ../../nbs/07c_report.publish.ipynb #c003
 from __future__ import annotations
-import os
+import functools, os
 from pathlib import Path
 import pandas as pd
 from ..params import VALIDATIONS, task_params, task_values
@@ -13,7 +13,7 @@ from ..backtest.universe import PORTFOLIO
 from ..models.compare import MCS_SIZE
 from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
 from ..tracking.ledger import Check, Ledger
-from ..tracking.trials import record_trials
+from ..tracking.trials import question_prints, record_trials
 from .evidence import earlier_returns, earlier_trials, keep_evidence, question_of
 from .products import keep_finished, load_run, read_json, summary, write_json
 from .tables import run_header
@@ -49,9 +49,11 @@ def weigh_questions(params: dict,         # the run's parameters: label, horizon
     choices = {**{k: params.get(k) for k in CHOICES}, 'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
     cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
     timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
+    stored = functools.cache(question_prints)   # read once, and only if some symbol's bars are new to the ledger
     for symbol, leader in train['best'].items():
         m, book = trading[symbol], curves[curves['symbol'] == symbol]
-        question, new, prints = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'])
+        question, new, prints = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'],
+                                             stored)
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
         mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
         own, own_pbo = m['skill'], m['pbo']

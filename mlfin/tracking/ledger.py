@@ -17,7 +17,7 @@ from ..paths import home
 from ..data.prints import MIN_PRINTS, SAME, share
 
 # %% auto #0
-__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'ledger_location', 'Entry', 'Check', 'Ledger', 'note_home',
+__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'place', 'ledger_location', 'Entry', 'Check', 'Ledger', 'note_home',
            'home_noted', 'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c005
@@ -25,6 +25,10 @@ LEDGER_ENV = 'MLFIN_LEDGER'   # where the ledger is: a file, a postgresql:// URL
 HOME_RECORD = 'ledger.json'   # in the home: the ledger this home last appended to, with its length and last hash then
 TABLE = 'mlfin_ledger'
 GENESIS = '0' * 64            # what the first entry follows
+
+def place(location: str) -> str:
+    "A ledger's location as it may be shown or noted: a server's address without its credentials, a file's path"
+    return location.split('@')[-1]
 
 def ledger_location(given: str | None = None, # a file, a postgresql:// URL or 'home'; default: $MLFIN_LEDGER
                    ) -> str:
@@ -100,7 +104,7 @@ class Ledger:
         self.location = ledger_location(location)
         self.remote = '://' in self.location
 
-    def __repr__(self): return f"Ledger({self.location.split('@')[-1] if self.remote else self.location})"
+    def __repr__(self): return f"Ledger({place(self.location)})"
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c011
 @patch
@@ -136,10 +140,10 @@ def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})   # writers take turns, the first one's table made first
         _META.create_all(c)
         last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)).first()
-        if last is None and kind != 'genesis':
+        if last is None:   # the first append begins the ledger
             _insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))
             last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).where(_ENTRIES.c.seq == 1)).first()
-        return _insert(c, (last.seq if last else 0) + 1, last.hash if last else GENESIS, kind, family, text)
+        return _insert(c, last.seq + 1, last.hash, kind, family, text)
 
 def _insert(c, seq: int, prev: str, kind: str, family: str, body: str) -> Entry:
     recorded = datetime.now(timezone.utc).isoformat(timespec='microseconds')
@@ -164,8 +168,6 @@ def against(self: Ledger, found: Check,
     return ''
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c019
-def _place(location: str) -> str: return location.split('@')[-1]   # a location as noted: a server's without its credentials
-
 def _noted(at: Path | None) -> dict:
     try: noted = json.loads((Path(at or home())/HOME_RECORD).read_text())
     except (OSError, ValueError, TypeError): return {}
@@ -174,23 +176,23 @@ def _noted(at: Path | None) -> dict:
 def note_home(found: str,   # the head after this run's appends (`Check.head`)
               location: str, at: Path | None = None):
     "Note in the home (`at`, default `home()`) the ledger it appended to, its head then, and every ledger it ever appended to there"
-    path, place = Path(at or home())/HOME_RECORD, _place(location)
+    path, where = Path(at or home())/HOME_RECORD, place(location)
     before = _noted(at)
-    ledgers = [*(before.get('ledgers', []) if before.get('location') == place else []), found.split(':')[0]]
+    ledgers = [*(before.get('ledgers', []) if before.get('location') == where else []), found.split(':')[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({'location': place, 'head': found, 'ledgers': list(dict.fromkeys(ledgers))})); os.replace(tmp, path)
+    tmp.write_text(json.dumps({'location': where, 'head': found, 'ledgers': list(dict.fromkeys(ledgers))})); os.replace(tmp, path)
 
 def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
                at: Path | None = None) -> str:
     "The head the home noted at its last append to the ledger at `location` ('' when none, or when it last appended to another one)"
     noted = _noted(at)
-    return noted.get('head', '') if noted.get('location') == _place(location) else ''
+    return noted.get('head', '') if noted.get('location') == place(location) else ''
 
 def home_ledgers(location: str, at: Path | None = None) -> list[str]:
     "The ids of every ledger the home appended to at `location`: one that was deleted there and begun anew is among them"
     noted = _noted(at)
-    return list(noted.get('ledgers', [])) if noted.get('location') == _place(location) else []
+    return list(noted.get('ledgers', [])) if noted.get('location') == place(location) else []
 
 # %% ../../nbs/06e_tracking.ledger.ipynb #c021
 def _family_id(text: str) -> str: return hashlib.sha256(text.encode()).hexdigest()[:16]
