@@ -25,7 +25,7 @@ def cases(draw):
         value = draw(st.one_of(st.floats(0, 1), st.sampled_from([threshold, short_below])))   # the boundaries too
     else:
         move = draw(st.one_of(st.floats(-0.05, 0.05), st.just(2 * (fees + slippage) / 1e4)))
-        value = close * (1 + move) if LABELS[label].price else move
+        value = move   # every regressor forecasts a return (a price forecast is served as the close it implies)
     whatif = draw(st.one_of(st.none(), st.floats(short_below, 0.99, exclude_min=True))) if kind == 'classifier' else None
     return label, kind, threshold, short_below, Costs(fees, slippage), close, value, whatif
 
@@ -36,8 +36,8 @@ def test_the_service_signal_is_the_backtest_position(case):
     label, kind, threshold, short_below, costs, close, value, whatif = case
     # the backtest: one out-of-sample row of the model, traded with the run's settings
     rows = pd.DataFrame({'prob_up': [value]} if kind == 'classifier' else {'prediction': [value]}, index=[BAR])
-    run = BacktestSettings(threshold=whatif if whatif is not None else threshold, short_below=short_below, price=LABELS[label].price)
-    position = int(model_weights(rows, pd.Series([close], index=[BAR]), costs, run)['side'].iloc[0])
+    run = BacktestSettings(threshold=whatif if whatif is not None else threshold, short_below=short_below)
+    position = int(model_weights(rows, costs, run)['side'].iloc[0])
     # the service: the registered version's lineage, read back from its tags as text
     made = lineage('SPX', '1d', {'label': label, 'horizon': 1, 'spec': 'research', 'threshold': threshold, 'short_below': short_below},
                    1, 'f', 2 * (costs.fees + costs.slippage))

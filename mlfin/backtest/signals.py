@@ -34,7 +34,7 @@ def prob_sides(prob_up: pd.Series,  # out-of-sample probability that the next ba
 
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c008
-def move_sides(move: pd.Series,         # predicted return of each bar's next move (a regressor's; a price converted)
+def move_sides(move: pd.Series,         # predicted return of each bar's next move (a regressor's forecast)
                  cost: float,           # a round trip's cost as a share: 2 x (fees + slippage)
                  shorts: bool = False,  # also go short when the predicted fall pays for the round trip
                 ) -> pd.Series:
@@ -53,9 +53,8 @@ class Rule:
     "How a model's output becomes a side; checked when made"
     kind: str = 'classifier'                    # classifier: P(up) against thresholds; regressor: a predicted move against a cost
     threshold: float = default('threshold')     # a classifier goes long above this
-    short_below: float = default('short_below') # a classifier goes short below this; a regressor may short when it is above 0
+    short_below: float = default('short_below') # shorts allowed when above 0: a classifier's below this P(up), a regressor's on a fall that pays the cost
     cost: float = 0.0                           # a regressor's hurdle: a round trip's cost as a share, 2 x (fees + slippage)
-    price: bool = False                         # a regressor's output is a price (the next close), not a return
 
     def __post_init__(self):
         if self.kind not in KINDS: raise BadInput(f"kind {self.kind!r} must be one of {', '.join(KINDS)}")
@@ -64,15 +63,12 @@ class Rule:
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c009s
 def sides(rule: Rule,                         # how output becomes a side
-          output: pd.Series,                  # the model's output per bar: P(up), a predicted return or a predicted price
-          close: pd.Series | None = None,     # each bar's close: a predicted price becomes the move it implies
+          output: pd.Series,                  # the model's output per bar: P(up), or a forecast return
          ) -> pd.Series:
     "Side per bar, 1 long, -1 short, 0 flat: the one decision the backtest trades and the service serves"
     if rule.kind == 'classifier': return prob_sides(output, rule.threshold, rule.short_below)
-    if rule.price:
-        if close is None: raise BadInput("a predicted price needs each bar's close to become a move")
-        output = output / close.reindex(output.index) - 1
     return move_sides(output, rule.cost, shorts=rule.short_below > 0)
+
 
 # %% ../../nbs/05a_backtest.signals.ipynb #c011
 MIN_CALIBRATION_ROWS = 50

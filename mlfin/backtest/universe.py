@@ -39,21 +39,23 @@ class BacktestSettings:
     reps: int = default('reps')               # bootstrap and Monte Carlo resamples
     seed: int = default('seed')               # the run's seed: the resamples repeat
     allocation: str = default('allocation')   # the portfolio's capital among the symbols tradable at each time
-    price: bool = False                       # the label is a price (a regressor's next close)
 
     @classmethod
-    def of(cls, config: RunConfig, seed: int | None = None, price: bool = False) -> BacktestSettings:
-        "The backtest's settings from a run's parameters (the seed is the train task's, the label's kind the features task's)"
+    def of(cls, config: RunConfig, seed: int | None = None) -> BacktestSettings:
+        "The backtest's settings from a run's parameters (the seed is the train task's)"
         run = {f.name: getattr(config, f.name) for f in fields(cls) if f.name in RunConfig.model_fields}   # each field is a run parameter's
-        return cls(**{**run, 'seed': run['seed'] if seed is None else seed, 'price': price})
+        return cls(**{**run, 'seed': run['seed'] if seed is None else seed})
 
     def rule(self, kind: str, costs: Costs) -> Rule:
         "The signal rule a model of `kind` trades by under these settings and `costs`"
-        return Rule(kind, self.threshold, self.short_below, costs.round_trip, self.price)
+        return Rule(kind, self.threshold, self.short_below, costs.round_trip)
+
+    def cost_class(self, calendar: str) -> str:
+        "The asset class whose costs a symbol on `calendar` trades at: its calendar's (`asset_class`), unless the run names one for all"
+        return asset_class(calendar) if self.asset_class == 'auto' else self.asset_class
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c006
 def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one symbol (prob_up, or prediction)
-                  close: pd.Series,     # the symbol's closes (a predicted price becomes a predicted move)
                   costs: Costs,
                   settings: BacktestSettings = BacktestSettings(),
                  ) -> pd.DataFrame:
@@ -63,7 +65,7 @@ def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one 
         prob = calibrate(rows)['prob_calibrated'] if settings.sizing == 'kelly' else rows['prob_up']
         return pd.DataFrame({'side': side, 'weight': sizes(side, prob, settings.sizing, settings.kelly), 'prob_up': rows['prob_up'], 'prob': prob})
     # a regressor: its predicted move against a round trip's cost; sized fixed (no probability to size by)
-    side = sides(settings.rule('regressor', costs), rows['prediction'], close)
+    side = sides(settings.rule('regressor', costs), rows['prediction'])
     return pd.DataFrame({'side': side, 'weight': sizes(side), 'prob_up': np.nan, 'prob': np.nan})
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c008
@@ -173,7 +175,7 @@ def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and 
                 ) -> tuple[dict, object, dict]:
     "Every model's weights, traded each with its own capital on the same bars; (weights per model, the portfolio, figures per model)"
     models = list(dict.fromkeys(oos['model']))
-    made = {m: model_weights(oos[oos['model'] == m].sort_index(), bars['close'], costs, settings) for m in models}
+    made = {m: model_weights(oos[oos['model'] == m].sort_index(), costs, settings) for m in models}
     pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, settings.stop_loss, settings.take_profit, shared=False)
     values, trades = pf.value(), pf.trades.records_readable
     per_model = {m: _floats(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
@@ -188,8 +190,8 @@ def threshold_grid(bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Cos
         rows, classifier = oos[oos['model'] == m].sort_index(), w['prob_up'].notna().any()
         for t in sorted({*GRID_THRESHOLDS, settings.threshold}) if classifier else (0.5, 1.0, 2.0):   # the traded one is a configuration too
             if classifier and settings.short_below >= t: continue
-            grid[f"{m}@{t:g}"] = (model_weights(rows, bars['close'], costs, replace(settings, threshold=t)) if classifier else
-                                  model_weights(rows, bars['close'], Costs(costs.fees * t, costs.slippage * t), settings))['weight']
+            grid[f"{m}@{t:g}"] = (model_weights(rows, costs, replace(settings, threshold=t)) if classifier else
+                                  model_weights(rows, Costs(costs.fees * t, costs.slippage * t), settings))['weight']
     return grid
 
 # %% ../../nbs/05d_backtest.universe.ipynb #c011_03d
@@ -223,7 +225,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     examined, bands = examine(value, hold, trials * each, grid_returns, ppy, settings)
     examined['skill'].update(model_trials=int(trials), per_model=int(each))
     returns = value.pct_change().dropna()
-    metrics = {'model': leader, 'costs': {'asset_class': asset_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
+    metrics = {'model': leader, 'costs': {'asset_class': settings.cost_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
                                           'round_trip_bps': 2 * (costs.fees + costs.slippage)},
                'strategy': per_model[leader], 'buy_and_hold': _floats(stats.performance(hold, ppy)),
                'exposure': per_model[leader]['exposure'], 'periods_per_year': ppy, 'models': per_model,
@@ -271,7 +273,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     missing = [s for s in leaders if s not in bars_by_symbol]
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
-    costs = {s: costs_for(asset_class(calendars[s]) if settings.asset_class == 'auto' else settings.asset_class, settings.fees, settings.slippage)
+    costs = {s: costs_for(settings.cost_class(calendars[s]), settings.fees, settings.slippage)
              for s in leaders}
     bars_at, oos_at = sources or (None, None)
     calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol, leader, calendars[symbol],

@@ -36,7 +36,7 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
                    symbol: str, label_fn: Callable, spec: list[str],
                    store_root=None,                # a `FeatureStore`'s folder: features read from it where cached
                   ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
-    "One symbol's raw features and dataset rows (`dataset`'s unit of work), and the feature store's reads and computations"
+    "One symbol's raw features and dataset rows (`dataset`'s unit of work: inputs, label, its end and realised return, the bar's close), and the feature store's reads and computations"
     from mlfin.features.store import FeatureStore   # here, not at the top: importing mlfin.features.store imports this module
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     store = None if store_root is None else FeatureStore(store_root)
@@ -48,7 +48,8 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
     usable = x.notna().all(axis=1)
     if not usable.any(): raise BadInput(_warm_up(symbol, x))
     realised = realised_return(bars, target['end'])  # what a long made over each label's span: scores any model's IC
-    inputs = x[usable].assign(label=target['label'][usable], label_end=target['end'][usable], label_return=realised[usable.to_numpy()], symbol=symbol)
+    inputs = x[usable].assign(label=target['label'][usable], label_end=target['end'][usable], label_return=realised[usable.to_numpy()],
+                              last_close=bars['close'][usable], symbol=symbol)
     return features[usable].assign(symbol=symbol), inputs, store.hits if store else 0, store.misses if store else 0
 
 
@@ -64,7 +65,7 @@ def _warm_up(symbol: str, x: pd.DataFrame) -> str:
     return (f"{symbol}: no rows left after the features' warm-up: {len(x):,} bars, and no bar has every input ({late} starts at bar "
             f"{firsts[late] + 1}); use a longer date range or a spec with shorter look-backs")
 
-NON_INPUTS = ('label', 'label_end', 'label_return', 'symbol')  # the dataset's columns that are not model inputs
+NON_INPUTS = ('label', 'label_end', 'label_return', 'last_close', 'symbol')  # the dataset's columns that are not model inputs (last_close: the close a forecast moves from)
 
 
 # %% ../../nbs/02h_features.assembly.ipynb #c025_01

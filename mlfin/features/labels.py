@@ -11,8 +11,8 @@ from ..errors import BadInput
 
 # %% auto #0
 __all__ = ['LABELS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
-           'meta_labels', 'barrier_direction', 'return_target', 'close_target', 'realised_return', 'Label',
-           'label_entry', 'uniqueness_weights']
+           'meta_labels', 'barrier_direction', 'return_target', 'realised_return', 'Label', 'label_entry',
+           'uniqueness_weights']
 
 # %% ../../nbs/02g_features.labels.ipynb #c005
 def forward_return(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
@@ -118,12 +118,6 @@ def return_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     return pd.DataFrame({'label': forward_return(bars, horizon), 'end': label_end(bars, horizon)})
 
 
-# %% ../../nbs/02g_features.labels.ipynb #c008_04
-def close_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
-    "Regression target: the close `horizon` bars ahead (the next close by default), with its span (`label`, `end`)"
-    return pd.DataFrame({'label': bars['close'].shift(-horizon), 'end': label_end(bars, horizon)})
-
-
 # %% ../../nbs/02g_features.labels.ipynb #c008_05
 def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
     "The return from each bar's close to the close of the bar its label ends on: what a long held over the label's span made"
@@ -134,13 +128,13 @@ def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
 # %% ../../nbs/02g_features.labels.ipynb #c012a
 @dataclass(frozen=True)
 class Label:
-    "A label `mlfin run --label` offers: how it is made, which models learn it, and whether its values are prices"
+    "A label `mlfin run --label` offers: how it is made, which models learn it, and whether its forecast is served as a price"
     make: Callable       # (bars, horizon=...) -> frame of `label` and `end`
     kind: str            # the models that learn it: classifier or regressor
-    price: bool = False  # a price (the next close), not a return: a signal turns it into a move against the bar's close
+    price: bool = False  # served as a price: last close x (1 + the forecast return), scored in the price's units
 
 LABELS = {'direction': Label(fixed_horizon, 'classifier'), 'triple_barrier': Label(barrier_direction, 'classifier'),
-          'forward_return': Label(return_target, 'regressor'), 'next_close': Label(close_target, 'regressor', price=True)}
+          'forward_return': Label(return_target, 'regressor'), 'next_close': Label(return_target, 'regressor', price=True)}
 
 
 # %% ../../nbs/02g_features.labels.ipynb #c012b

@@ -7,27 +7,10 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 from ..params import default
 from .core import baselines
-from .metrics import LOWER_IS_BETTER, bar_losses, score
+from .metrics import LOWER_IS_BETTER, bar_losses, diebold_mariano, score
 
 # %% auto #0
-__all__ = ['MCS_SIZE', 'diebold_mariano', 'paired_bootstrap', 'metric_function', 'compare_models']
-
-# %% ../../nbs/04e_models.compare.ipynb #c006
-def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
-                    loss_b: np.ndarray,  # of model B, on the same bars
-                    horizon: int = 1,    # bars each label spans: losses overlap for horizon - 1 bars
-                   ) -> dict[str, float]:
-    "DM statistic (negative: A's losses are lower), its HLN-corrected two-sided p-value, and the mean loss difference"
-    from scipy.stats import t as student
-    from arch.covariance.kernel import Bartlett
-    d = np.asarray(loss_a, dtype='float64') - np.asarray(loss_b, dtype='float64')
-    d = d[~np.isnan(d)]
-    n = len(d)
-    if n < 10 or np.ptp(d) == 0: return {'dm': np.nan, 'p': np.nan, 'mean_diff': float(d.mean()) if n else np.nan, 'n': n}
-    variance = float(Bartlett(d, bandwidth=max(horizon - 1, 0)).cov.long_run[0, 0]) if horizon > 1 else float(d.var())
-    dm = d.mean() / np.sqrt(variance / n)
-    dm *= np.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)  # Harvey, Leybourne and Newbold
-    return {'dm': float(dm), 'p': float(2 * student.sf(abs(dm), n - 1)), 'mean_diff': float(d.mean()), 'n': n}
+__all__ = ['MCS_SIZE', 'paired_bootstrap', 'metric_function', 'compare_models']
 
 # %% ../../nbs/04e_models.compare.ipynb #c010
 def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.ndarray, kind: str,
@@ -78,7 +61,6 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
                    horizon: int = 1, reps: int = default('compare_reps'), seed: int = 0,
                    mcs_size: float = MCS_SIZE, # the model confidence set's size (1 - its level)
                    families: dict | None = None, # model -> family (to find the baseline); default: the leaderboard's
-                   price_target: bool = False, # predictions are prices (next close): scores compare the predicted moves
                   ) -> pd.DataFrame:
     "Per symbol: the leader against the runner-up and the baseline (DM and bootstrap), and which models are in the confidence set"
     from arch.bootstrap import MCS
@@ -101,11 +83,9 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
         baseline = next((m for m in order if families.get(m) in baselines()), None)
         rivals = [('runner-up and baseline' if order[1] == baseline else 'runner-up', order[1])] if len(order) > 1 else []
         if baseline and baseline not in (leader, *order[1:2]): rivals.append(('baseline', baseline))
-        # a price target's score (IC, direction) is of the predicted move: the price over the close it was made at, less 1
-        as_scored = (lambda p: p / (y / (1 + realised)) - 1) if price_target else (lambda p: p)
         for role, rival in rivals:
             dm = diebold_mariano(bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon)
-            boot = paired_bootstrap(y, as_scored(wide[leader].to_numpy()), as_scored(wide[rival].to_numpy()), kind, metric, realised, reps, seed)
+            boot = paired_bootstrap(y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed)
             better = dm['p'] < 0.05 and dm['dm'] < 0 and boot['p'] < 0.05
             rows.append({'symbol': symbol, 'leader': leader, 'against': rival, 'role': role, 'dm': dm['dm'], 'dm_p': dm['p'],
                          f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],

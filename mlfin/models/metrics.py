@@ -7,14 +7,15 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['CLASSIFICATION', 'REGRESSION', 'RANKING', 'LOWER_IS_BETTER', 'classification_metrics', 'regression_metrics',
-           'information_coefficients', 'bar_losses', 'score']
+__all__ = ['CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER', 'classification_metrics', 'diebold_mariano',
+           'versus_naive', 'regression_metrics', 'information_coefficients', 'bar_losses', 'score']
 
 # %% ../../nbs/04c_models.metrics.ipynb #c005
 CLASSIFICATION = ('accuracy', 'precision', 'recall', 'f1', 'auc', 'log_loss', 'brier')
 REGRESSION = ('rmse', 'mae', 'r2', 'directional_accuracy')
+NAIVE = ('mae_rw', 'rmse_rw', 'mae_ratio', 'rmse_ratio', 'mae_drift', 'rmse_drift', 'dm', 'dm_p')   # a forecast beside doing nothing
 RANKING = ('ic', 'rank_ic')
-LOWER_IS_BETTER = ('log_loss', 'brier', 'rmse', 'mae')
+LOWER_IS_BETTER = ('log_loss', 'brier', 'rmse', 'mae', 'mae_ratio', 'rmse_ratio')
 
 def classification_metrics(y: np.ndarray,        # 0/1 labels (NaN: unknown, left out)
                            prob: np.ndarray,     # predicted P(up)
@@ -39,26 +40,63 @@ def classification_metrics(y: np.ndarray,        # 0/1 labels (NaN: unknown, lef
 
 
 # %% ../../nbs/04c_models.metrics.ipynb #c005_00
-def regression_metrics(y: np.ndarray,           # the target (NaN: unknown, left out)
-                       pred: np.ndarray,        # the prediction
+def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
+                    loss_b: np.ndarray,  # of model B, on the same bars
+                    horizon: int = 1,    # bars each label spans: losses overlap for horizon - 1 bars
+                   ) -> dict[str, float]:
+    "DM statistic (negative: A's losses are lower), its HLN-corrected two-sided p-value, and the mean loss difference"
+    from scipy.stats import t as student
+    from arch.covariance.kernel import Bartlett
+    d = np.asarray(loss_a, dtype='float64') - np.asarray(loss_b, dtype='float64')
+    d = d[~np.isnan(d)]
+    n = len(d)
+    if n < 10 or np.ptp(d) == 0: return {'dm': np.nan, 'p': np.nan, 'mean_diff': float(d.mean()) if n else np.nan, 'n': n}
+    variance = float(Bartlett(d, bandwidth=max(horizon - 1, 0)).cov.long_run[0, 0]) if horizon > 1 else float(d.var())
+    dm = d.mean() / np.sqrt(variance / n)
+    dm *= np.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)  # Harvey, Leybourne and Newbold
+    return {'dm': float(dm), 'p': float(2 * student.sf(abs(dm), n - 1)), 'mean_diff': float(d.mean()), 'n': n}
+
+
+# %% ../../nbs/04c_models.metrics.ipynb #c005_vn
+def versus_naive(error: np.ndarray,          # the forecast's errors (forecast - outcome), in the units it is judged in
+                 walk: np.ndarray,           # the random walk's: it forecasts no change, so its error is minus the change
+                 drift: np.ndarray | None = None, # the drift-only forecast's (the mean change of the rows the model trained on)
+                 horizon: int = 1,           # bars each label spans (the DM test's overlap)
+                ) -> dict[str, float]:
+    "MAE and RMSE of the random walk and the drift beside the forecast's, the forecast's ratios to the random walk's, and DM against it"
+    mae = lambda e: float(np.mean(np.abs(e))) if len(e) else np.nan
+    rmse = lambda e: float(np.sqrt(np.mean(e ** 2))) if len(e) else np.nan
+    ratio = lambda a, b: a / b if b > 0 else np.nan
+    dm = diebold_mariano(error ** 2, walk ** 2, horizon)
+    return {'mae_rw': mae(walk), 'rmse_rw': rmse(walk), 'mae_ratio': ratio(mae(error), mae(walk)), 'rmse_ratio': ratio(rmse(error), rmse(walk)),
+            'mae_drift': mae(drift) if drift is not None else np.nan, 'rmse_drift': rmse(drift) if drift is not None else np.nan,
+            'dm': dm['dm'], 'dm_p': dm['p']}
+
+
+# %% ../../nbs/04c_models.metrics.ipynb #c005_rm
+def regression_metrics(y: np.ndarray,           # the target: a return (NaN: unknown, left out)
+                       pred: np.ndarray,        # the forecast return
                        realised: np.ndarray | None = None, # return realised over each label's span
-                       price_target: bool = False, # the target is a price (next close), not a return
+                       base: np.ndarray | None = None,  # a price forecast: the close each return moves from (errors in its units)
+                       drift: np.ndarray | None = None, # the drift-only forecast per row (the mean return the model trained on)
+                       horizon: int = 1,        # bars each label spans (the DM test's overlap)
                       ) -> dict[str, float]:
-    "RMSE, MAE, R², directional accuracy (sign of the predicted move against the realised one), IC and rank IC"
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+    "RMSE, MAE, R², directional accuracy, IC and rank IC of a return forecast, beside the random walk's and the drift's errors"
+    from sklearn.metrics import r2_score
     y, pred = np.asarray(y, dtype='float64'), np.asarray(pred, dtype='float64')
     keep = ~np.isnan(y) & ~np.isnan(pred)
+    if base is not None: keep &= ~np.isnan(np.asarray(base, dtype='float64'))
     y, pred = y[keep], pred[keep]
+    scale = 1.0 if base is None else np.asarray(base, dtype='float64')[keep]   # a price forecast's error: close x (forecast - outcome)
     realised = None if realised is None else np.asarray(realised, dtype='float64')[keep]
-    move = pred
-    if price_target:  # a price: the move is against the close at t, which the label and its realised return give back
-        if realised is None: raise ValueError("regression_metrics: a price target needs the realised return")
-        move = pred / (y / (1 + realised)) - 1
+    error, walk = scale * (pred - y), scale * -y
     actual = realised if realised is not None else y
-    out = {'rmse': np.sqrt(mean_squared_error(y, pred)) if len(y) else np.nan, 'mae': mean_absolute_error(y, pred) if len(y) else np.nan,
+    out = {'rmse': float(np.sqrt(np.mean(error ** 2))) if len(y) else np.nan, 'mae': float(np.mean(np.abs(error))) if len(y) else np.nan,
            'r2': r2_score(y, pred) if len(y) > 1 else np.nan,
-           'directional_accuracy': float(np.mean(np.sign(move) == np.sign(actual))) if len(y) else np.nan,
-           **information_coefficients(move, realised), 'n_scored': int(len(y))}
+           'directional_accuracy': float(np.mean(np.sign(pred) == np.sign(actual))) if len(y) else np.nan,
+           **information_coefficients(pred, realised),
+           **versus_naive(error, walk, None if drift is None else scale * (np.asarray(drift, dtype='float64')[keep] - y), horizon),
+           'n_scored': int(len(y))}
     return {k: float(v) if k != 'n_scored' else v for k, v in out.items()}
 
 
@@ -85,8 +123,10 @@ def bar_losses(kind: str, y: np.ndarray, prediction: np.ndarray) -> np.ndarray:
 
 # %% ../../nbs/04c_models.metrics.ipynb #c009_00
 def score(kind: str, y: np.ndarray, prediction: np.ndarray, realised: np.ndarray | None = None,
-          price_target: bool = False, threshold: float = 0.5) -> dict[str, float]:
+          threshold: float = 0.5,   # a classifier's call
+          **forecast,               # a regressor's `base`, `drift` and `horizon` (`regression_metrics`)
+         ) -> dict[str, float]:
     "The metrics of `kind`'s model on these rows"
     if kind == 'classifier': return classification_metrics(y, prediction, realised, threshold)
-    return regression_metrics(y, prediction, realised, price_target)
+    return regression_metrics(y, prediction, realised, **forecast)
 

@@ -11,7 +11,6 @@ from .compare import metric_function
 from ..progress import step
 from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version, registered_name, refusals
 from ..tracking import configured_mlflow
-from ..features.labels import label_entry
 
 # %% auto #0
 __all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'decide', 'on_common_bars', 'Lineage', 'lineage', 'incumbent_predictions',
@@ -58,16 +57,14 @@ def decide(candidate: dict,               # the leader: `lineage` (label, horizo
 def on_common_bars(candidate: pd.DataFrame,  # the candidate's out-of-sample rows: prediction, label, label_return (index: bar times)
                    incumbent: pd.DataFrame,  # the incumbent's, from its own run
                    kind: str, metric: str,   # classifier or regressor; the leaderboard's measure (auc, ic)
-                   price_target: bool = False, # predictions are prices (next close): scored as the moves they predict
                   ) -> dict:
     "Both versions scored by `metric` on the bars both predicted, against the candidate run's labels"
     common = candidate.index.intersection(incumbent.index)
     mine, theirs = candidate.loc[common], incumbent.loc[common]
     y, realised = mine['label'].to_numpy(dtype='float64'), mine['label_return'].to_numpy(dtype='float64')
-    moves = (lambda p: p / (y / (1 + realised)) - 1) if price_target else (lambda p: p)
     keep = ~np.isnan(y) & mine['prediction'].notna().to_numpy() & theirs['prediction'].notna().to_numpy()
     f = metric_function(kind, metric)
-    score = lambda p: float(f(y[keep], moves(p)[keep], realised[keep])) if keep.sum() > 2 else float('nan')
+    score = lambda p: float(f(y[keep], p[keep], realised[keep])) if keep.sum() > 2 else float('nan')
     return {'metric': metric, 'bars': int(keep.sum()), 'candidate': score(mine['prediction'].to_numpy(dtype='float64')),
             'incumbent': score(theirs['prediction'].to_numpy(dtype='float64'))}
 
@@ -134,7 +131,6 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
                  trading: dict,          # symbol -> backtest metrics, each model's under `models`
                  kind: str, thresholds: dict, # classifier or regressor; min_auc, min_ic, min_sharpe
                  lineage: dict[str, Lineage], # symbol -> what its versions record of how they were made
-                 price_target: bool = False,
                  evidence: dict[str, dict] | None = None, # symbol -> the leader's verdict as its run judged it (dsr, pbo, trials, verdict, record)
                 ) -> tuple[dict, list[dict]]:
     "Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"
@@ -157,7 +153,7 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
             rows = mine[mine['model'] == row['model']]
             failed = refusals(scores, kind, **thresholds, base=base_rate(rows['label']) if kind == 'classifier' else None)
             theirs = incumbent_predictions(incumbent) if incumbent and not failed else None
-            versus = on_common_bars(rows, theirs, kind, metric, price_target) if theirs is not None else None
+            versus = on_common_bars(rows, theirs, kind, metric) if theirs is not None else None
             said = decide({'lineage': tags}, failed, incumbent and {**incumbent, 'lineage': {**incumbent['lineage'], 'kind': incumbent['kind']}},
                           pinned(name), versus)
             if said.promote: client.set_registered_model_alias(name, 'production', str(version))
@@ -182,4 +178,4 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
                                  trading[m['symbol']]['costs']['round_trip_bps'], (m.get('first', ''), m.get('last', ''))) for m in symbols}
     thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic, 'min_sharpe': config.promote_min_sharpe}
     return register_run(run_ids, {m['symbol']: m['timeframe'] for m in symbols}, leaderboard, oos, trading, kind, thresholds, made,
-                        price_target=label_entry(params['label']).price, evidence=evidence)
+                        evidence=evidence)

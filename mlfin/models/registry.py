@@ -54,7 +54,7 @@ def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'
              min_sharpe: float | None = None, # the model's own backtest, after costs: annualised Sharpe ratio above this
              base: dict | None = None,        # a classifier's `base_rate` on the same bars: its log loss and Brier must beat it
             ) -> list[str]:
-    "Why a candidate may not become production: each threshold its out-of-sample scores fail, in words (empty: it passes)"
+    "Why a candidate may not become production: each threshold its out-of-sample scores fail, in words (empty: it passes); a forecast must beat the random walk"
     checks = [('auc', min_auc, '--promote-min-auc')] if kind == 'classifier' else [('ic', min_ic, '--promote-min-ic')]
     out = []
     for metric, floor, option in checks:
@@ -65,6 +65,12 @@ def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'
             value = scores.get(metric, np.nan)
             if not value < base[metric]:
                 out.append(f"out-of-sample {metric} {value:.4f} is no better than the base rate's {base[metric]:.4f} (always {base['share_up']:.0%} up)")
+    if kind == 'regressor':   # a forecast that loses to "the same as now" is worse than doing nothing, whatever its IC
+        for error in ('mae', 'rmse'):
+            ratio, mine, walk = (scores.get(k, np.nan) for k in (f"{error}_ratio", error, f"{error}_rw"))
+            if not ratio < 1:
+                out.append(f"out-of-sample {error.upper()} {mine:.4g} does not beat the random walk's {walk:.4g} (the next value the same as now): "
+                           + (f"{ratio:.3f}x, {ratio - 1:.1%} worse" if ratio == ratio else "their ratio is not a number"))
     if min_sharpe is not None:
         value = scores.get('backtest_sharpe', np.nan)
         if not value > min_sharpe: out.append(f"after-cost backtest Sharpe {value:.2f} is not above --promote-min-sharpe {min_sharpe}")

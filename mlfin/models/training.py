@@ -17,8 +17,8 @@ from ..features.labels import uniqueness_weights
 
 # %% auto #0
 __all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'make_splitter', 'SymbolData', 'symbol_data', 'check_folds',
-           'cross_predict', 'Training', 'train_universe', 'unit_data', 'train_one', 'leader_predictions', 'save_finals',
-           'training_record']
+           'forecast_terms', 'cross_predict', 'Training', 'train_universe', 'unit_data', 'train_one',
+           'leader_predictions', 'save_finals', 'training_record']
 
 # %% ../../nbs/04d_models.training.ipynb #c006
 CV = tuple(VALIDATIONS)   # declared once, with whether each gives a tradeable record, in `mlfin.config`
@@ -39,7 +39,7 @@ def make_splitter(cv: str = 'walk_forward', # walk_forward (expanding), rolling 
 # %% ../../nbs/04d_models.training.ipynb #c008
 @dataclass
 class SymbolData:
-    "One symbol's training rows as arrays: inputs, target, label ends, realised returns, sample weights"
+    "One symbol's training rows as arrays: inputs, target, label ends, realised returns, sample weights, each row's close"
     symbol: str
     index: pd.DatetimeIndex
     columns: list[str]
@@ -48,9 +48,17 @@ class SymbolData:
     ends: pd.Series
     realised: np.ndarray
     weights: np.ndarray | None
+    base: np.ndarray | None = None   # each row's close: what a return forecast moves from (a price forecast is scored in its units)
 
     @property
     def labelled(self) -> np.ndarray: return np.flatnonzero(~np.isnan(self.y) & ~self.ends.isna().to_numpy())
+
+    @property
+    def span(self) -> int:
+        "Bars a label spans, typically (the horizon of a fixed-horizon label): how far consecutive labels' outcomes overlap"
+        ahead = self.index.get_indexer(pd.DatetimeIndex(self.ends[self.ends.notna()])) - np.flatnonzero(self.ends.notna().to_numpy())
+        ahead = ahead[ahead > 0]
+        return int(np.median(ahead)) if len(ahead) else 1
 
 
 # %% ../../nbs/04d_models.training.ipynb #c008_00
@@ -65,9 +73,9 @@ def symbol_data(rows: pd.DataFrame,            # one symbol's `features.dataset`
     weights = None
     if weighting == 'uniqueness':  # labels may end on bars after the last row, or share an end
         weights = uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique()))).reindex(rows.index).to_numpy(dtype='float64')
-    realised = rows['label_return'].to_numpy(dtype='float64') if 'label_return' in rows else np.full(len(rows), np.nan)
+    realised, base = (rows[c].to_numpy(dtype='float64') if c in rows else np.full(len(rows), np.nan) for c in ('label_return', 'last_close'))
     return SymbolData(symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol, rows.index, list(inputs.columns),
-                      inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'), ends, realised, weights)
+                      inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'), ends, realised, weights, base)
 
 
 # %% ../../nbs/04d_models.training.ipynb #c010
@@ -93,27 +101,41 @@ def _splits(data: SymbolData, splitter: PurgedSplitter, window: int = 0) -> list
     return [(train[~np.isnan(data.y[train])], test) for train, test in splitter.split(data.X, ends=data.ends, window=window)]
 
 
+# %% ../../nbs/04d_models.training.ipynb #c011f
+def forecast_terms(kind: str,
+                   base: np.ndarray,    # each row's close
+                   drift: np.ndarray,   # each row's drift-only forecast
+                   span: int,           # bars a label spans
+                   price_target: bool,  # a price forecast: scored in the close's units
+                  ) -> dict:
+    "What a regressor's scores take beside its rows (`metrics.regression_metrics`): the close for a price forecast, the drift, the span"
+    return {'base': base if price_target else None, 'drift': drift, 'horizon': span} if kind == 'regressor' else {}
+
+
 # %% ../../nbs/04d_models.training.ipynb #c012
 def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: PurgedSplitter,
                   seed: int = 0, device: str = 'cpu',
-                  price_target: bool = False,  # the target is a price (next close)
+                  price_target: bool = False,  # a price forecast (next close): scored in the price's units
                   report=None,                 # called as report(fold, scores, model, test) after each fold (tuning prunes here)
                   fit_options=None,            # called as fit_options(fold, test) -> extra `Model.fit` keywords (pruning callbacks)
                  ) -> tuple[pd.DataFrame, list[dict]]:
-    "Out-of-sample `prediction` (P(up), or the target) for every test row with its `fold` and last training bar; scores per fold"
+    "Out-of-sample `prediction` (P(up), or the return) for every test row with its `fold`, last training bar and (a regressor) drift; scores per fold"
     window = spec.make(kind, seed, device).window
     parts, scores = [], []
     for k, (train, test) in enumerate(_splits(data, splitter, window)):
         model = spec.make(kind, seed, device).fit(data.X, data.y, train, data.weights, **(fit_options(k, test) if fit_options else {}))
         prediction = model.predict(data.X, test)
-        scored = score(kind, data.y[test], prediction, data.realised[test], price_target)
+        drift = {'drift': float(np.mean(data.y[train]))} if kind == 'regressor' else {}   # the drift-only forecast: the training rows' mean
+        scored = score(kind, data.y[test], prediction, data.realised[test],
+                       **forecast_terms(kind, data.base[test], np.full(len(test), drift.get('drift', np.nan)), data.span, price_target))
         scores.append({'fold': k, 'train_rows': len(train), 'test_start': data.index[test[0]], 'test_end': data.index[test[-1]], **scored})
-        parts.append(pd.DataFrame({'prediction': prediction, 'fold': k, 'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT},
-                                  index=data.index[test]))
+        parts.append(pd.DataFrame({'prediction': prediction, 'fold': k, 'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT,
+                                   **drift}, index=data.index[test]))
         if report is not None: report(k, scored, model, test)
     out = pd.concat(parts)
     if not out.index.is_unique:   # CPCV tests each bar in several splits: its prediction is their mean (a measure of skill, not a trade)
-        out = out.groupby(level=0, sort=True).agg(prediction=('prediction', 'mean'), fold=('fold', 'min'), train_end=('train_end', 'max'))
+        out = out.groupby(level=0, sort=True).agg(prediction=('prediction', 'mean'), fold=('fold', 'min'), train_end=('train_end', 'max'),
+                                                  **({'drift': ('drift', 'mean')} if 'drift' in out else {}))
     return out, scores
 
 # %% ../../nbs/04d_models.training.ipynb #c014
@@ -141,7 +163,7 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
                    kind: str = 'classifier',    # classifier or regressor: what the label needs
                    cv: str = 'walk_forward', folds: int = 5, embargo: int = 0, seed: int = 0,
                    weighting: str = 'uniqueness', device: str = 'cpu',
-                   price_target: bool = False,  # the label is a price (next close)
+                   price_target: bool = False,  # a price forecast (next close): scored in the price's units
                    train_size: int | None = None, # rolling windows: training rows
                    final: bool = True,          # also refit each model on every labelled row (what a service uses)
                    source: str | None = None,   # the Parquet file `data` was read from (the features task's): each unit reads its symbol's rows from it
@@ -166,8 +188,10 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
         common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
         for spec, oos in zip(per_symbol[symbol], mine):
             kept = oos[common.reindex(oos.index).to_numpy()]
+            terms = forecast_terms(kind, kept['last_close'].to_numpy() if 'last_close' in kept else None,
+                                   kept['drift'].to_numpy() if 'drift' in kept else None, by_symbol[symbol].span, price_target)
             overall.append({'symbol': symbol, 'model': spec.name, 'family': spec.family,
-                            **score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(), kept['label_return'].to_numpy(), price_target)})
+                            **score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(), kept['label_return'].to_numpy(), **terms)})
         predictions += mine
     out = pd.concat(predictions)
     if kind == 'classifier': out['prob_up'] = out['prediction']
@@ -191,11 +215,13 @@ def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Par
               symbol: str, spec: ModelSpec, kind: str, splitter: PurgedSplitter, seed: int = 0, device: str = 'cpu',
               weighting: str = 'uniqueness', price_target: bool = False, final: bool = True,
              ) -> tuple[pd.DataFrame, list[dict], Model | dict[str, bytes] | None]:
-    "One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels, its scores per fold, its final model"
+    "One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels (a regressor's: with the close it moves from, and the close it forecasts), its scores per fold, its final model"
     one = unit_data(rows, symbol, weighting)
     oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
     at = one.index.get_indexer(oos.index)
     oos = oos.assign(label=one.y[at], label_return=one.realised[at], label_end=one.ends.to_numpy()[at], symbol=symbol, model=spec.name)
+    if kind == 'regressor':   # every regressor forecasts a return; the close it implies is kept beside it
+        oos = oos.assign(last_close=one.base[at], predicted_close=one.base[at] * (1 + oos['prediction'].to_numpy()))
     model = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights) if final else None
     return oos, scores, model_files(model) if model is not None and on_worker() else model   # on a worker: the model's files
 

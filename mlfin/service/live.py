@@ -15,7 +15,6 @@ from ..data import load, open_store
 from ..data.bars import bar_end, closed_bars
 from .. import features as F
 from ..models.promotion import Lineage
-from ..features.labels import label_entry
 from ..models.registry import load as load_version, registered_name, registry_client
 from ..data.stores.rules import utc_bounds
 
@@ -49,14 +48,26 @@ class Forecast:
     symbol: str
     timeframe: str
     bar_time: pd.Timestamp   # the bar whose close it is made at: it is for the bar after
-    value: float             # P(up) for a classifier; the predicted return or close for a regressor
+    value: float             # P(up) for a classifier; the forecast return for a regressor
     kind: str                # classifier or regressor
     label: str               # what it predicts: direction, triple_barrier, forward_return, next_close
     model: str               # the named model (lightgbm, logistic, ...)
     name: str                # the registered model, mlfin.SYMBOL.TIMEFRAME
     version: int
-    last_close: float
+    last_close: float        # the close of `bar_time`: what a forecast return moves from
     computed_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz='UTC'))
+    for_bar: pd.Timestamp | None = None   # when the bar it is for begins: the moment `bar_time`'s bar is over
+    walk_ratio: float | None = None       # a regressor's out-of-sample MAE over the random walk's, as its run measured it
+
+    @property
+    def predicted_close(self) -> float | None:
+        "A regressor's forecast as a price: the last close moved by the forecast return"
+        return self.last_close * (1 + self.value) if self.kind == 'regressor' else None
+
+    @property
+    def change_pct(self) -> float | None:
+        "A regressor's forecast change, in percent"
+        return 100 * self.value if self.kind == 'regressor' else None
 
 
 # %% ../../nbs/10c_service.live.ipynb #c009_00
@@ -149,8 +160,10 @@ class Live:
                     until = bar_end(forming, timeframe, calendar)
                 if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
             x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed)
+            ratio = float(entry.tags.get('oos_mae_ratio', 'nan'))
             made = Forecast(symbol, timeframe, bars.index[-1], predictor(x.to_numpy()), predictor.kind, manifest.get('label', ''),
-                            manifest['name'], predictor.name, predictor.version, float(bars['close'].iloc[-1]))
+                            manifest['name'], predictor.name, predictor.version, float(bars['close'].iloc[-1]),
+                            for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')), walk_ratio=ratio if ratio == ratio else None)
             entry.forecasts[closed] = (stamp, until, made)
             return made
 
@@ -198,9 +211,8 @@ def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> di
     made, classifier = Lineage.from_tags(tags), forecast.kind == 'classifier'
     if threshold is not None and not classifier:
         raise BadInput("threshold: a regressor's signal compares its predicted move with a round trip's cost; it takes no threshold")
-    rule = Rule(forecast.kind, made.threshold if threshold is None else float(threshold), made.short_below,
-                made.round_trip_bps / 1e4, label_entry(forecast.label).price)
-    side = int(sides(rule, pd.Series([forecast.value]), pd.Series([forecast.last_close])).iloc[0])
+    rule = Rule(forecast.kind, made.threshold if threshold is None else float(threshold), made.short_below, made.round_trip_bps / 1e4)
+    side = int(sides(rule, pd.Series([forecast.value])).iloc[0])
     return {'ts': forecast.bar_time, 'symbol': forecast.symbol, 'timeframe': forecast.timeframe, 'model_name': forecast.model,
             'threshold': rule.threshold if classifier else rule.cost, 'prob_up': forecast.value if classifier else None,
             'label': LABELS[side], 'created_at': pd.Timestamp.now(tz='UTC'), 'model_version': forecast.version,

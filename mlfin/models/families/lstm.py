@@ -10,7 +10,7 @@ from ...errors import BadInput
 from ..core import HP, KINDS, Family, Model, register, row_weights
 
 # %% auto #0
-__all__ = ['windows', 'complete', 'network', 'standardise', 'LSTMModel']
+__all__ = ['HOLD_MIN', 'windows', 'complete', 'network', 'standardise', 'LSTMModel']
 
 # %% ../../../nbs/04a4_models.families.lstm.ipynb #c006
 def windows(X: np.ndarray,    # inputs, one row per bar
@@ -47,7 +47,10 @@ def network(window: int, features: int, units: int, dropout: float, kind: str,
     init = keras.initializers
     s = [int(x) for x in np.random.SeedSequence(seed).generate_state(5) % 2**31]
     lstm = keras.layers.LSTM(units, kernel_initializer=init.GlorotUniform(s[0]), recurrent_initializer=init.Orthogonal(seed=s[1]), seed=s[2])
-    out = keras.layers.Dense(1, activation='sigmoid' if kind == 'classifier' else None, kernel_initializer=init.GlorotUniform(s[3]))
+    # a regressor starts from forecasting its (standardised) target's mean: a zero output kernel, so what it forecasts beyond the
+    # mean is learnt, not left over from random initial weights (which alone made a minute bar's forecast 10% worse than no change)
+    first = init.GlorotUniform(s[3]) if kind == 'classifier' else init.Zeros()
+    out = keras.layers.Dense(1, activation='sigmoid' if kind == 'classifier' else None, kernel_initializer=first)
     return keras.Sequential([keras.Input((window, features)), lstm, keras.layers.Dropout(dropout, seed=s[4]), out])
 
 # %% ../../../nbs/04a4_models.families.lstm.ipynb #c009_01
@@ -95,6 +98,8 @@ def _on(device: str):
     return jax.default_device(jax.devices('cpu')[0])
 
 # %% ../../../nbs/04a4_models.families.lstm.ipynb #c011
+HOLD_MIN = 1000   # a regressor with at least this many training rows holds its last fifth back to choose its epoch
+
 class LSTMModel(Model):
     "A Keras 3 LSTM on windows of the inputs (JAX backend), saved as `.keras`"
     file = 'model.keras'
@@ -127,17 +132,39 @@ class LSTMModel(Model):
         self.scaling = (stats.mean(axis=0), np.where(deviation > 0, deviation, 1.0))
         state = (trainable, non_trainable, [jax.numpy.zeros(v.shape, v.dtype) for v in optimizer.variables])
         x_all = windows(standardise(X, self.scaling), rows, w)
-        y_all = np.asarray(y, dtype='float32')[rows]
+        target = np.asarray(y, dtype='float64')[rows]
+        # a regressor learns its target standardised by the training rows (returns of a minute bar are 1e-4: unscaled, the network's
+        # first outputs are a thousand times too large, and five epochs do not bring them down), its predictions scaled back
+        spread = target.std() if self.kind == 'regressor' else 0.0
+        self.target = (float(target.mean()), float(spread)) if spread > 0 else (0.0, 1.0)
+        y_all = ((target - self.target[0]) / self.target[1]).astype('float32')
         w_all = np.ones(len(rows), dtype='float32') if weights is None else row_weights(weights, rows).astype('float32')
-        batch = min(int(p['batch_size']), len(rows))
-        rng = np.random.default_rng(self.seed)
+        # a regressor keeps back the last fifth of its rows (and a window's gap before them) to choose its epoch: on returns that are
+        # mostly noise, later epochs fit the noise, and a forecast worse than "no change" is worse than none
+        held = len(rows) // 5 if self.kind == 'regressor' and len(rows) >= HOLD_MIN else 0
+        fitting = np.arange(len(rows) - held - w if held else len(rows))
+        batch = min(int(p['batch_size']), len(fitting))
+        rng, best = np.random.default_rng(self.seed), (np.inf, None)
         for _ in range(int(p['epochs'])):
-            order = rng.permutation(len(rows))
-            for start in range(0, len(rows) - batch + 1, batch):  # whole batches only: one compiled shape
+            order = fitting[rng.permutation(len(fitting))]
+            for start in range(0, len(order) - batch + 1, batch):  # whole batches only: one compiled shape
                 take = order[start:start + batch]
                 _, state = train_step(state, x_all[take], y_all[take], w_all[take])
-        self.fitted = jax.block_until_ready((state[0], state[1]))  # JAX runs ahead asynchronously: fitted means finished
+            if held:
+                loss = float(np.mean((self._outputs((state[0], state[1]), x_all[-held:]) - y_all[-held:]) ** 2))
+                if loss < best[0]: best = (loss, (state[0], state[1]))
+        self.fitted = jax.block_until_ready(best[1] if held else (state[0], state[1]))  # JAX runs ahead asynchronously: fitted means finished
         return self
+
+    def _outputs(self, fitted, samples: np.ndarray) -> np.ndarray:
+        "The network's outputs for windows `samples`, a compiled chunk at a time"
+        _, _, _, predict_step = _compiled(*self._arch(samples.shape[2]))
+        parts = []
+        for start in range(0, len(samples), self.chunk):
+            part = samples[start:start + self.chunk]
+            padded = np.zeros((self.chunk, *part.shape[1:]), dtype='float32'); padded[:len(part)] = part
+            parts.append(np.asarray(predict_step(*fitted, padded))[:len(part)])
+        return np.concatenate(parts).astype('float64') if parts else np.zeros(0)
 
     def predict(self, X, rows=None):
         with _on(self.device): return self._predict(X, rows)
@@ -147,14 +174,8 @@ class LSTMModel(Model):
         out = np.full(len(rows), np.nan)
         ok = complete(X, rows, self.window)
         if ok.any():
-            _, _, _, predict_step = _compiled(*self._arch(X.shape[1]))
             samples = windows(standardise(X, self.scaling), rows[ok], self.window)
-            parts = []
-            for start in range(0, len(samples), self.chunk):
-                part = samples[start:start + self.chunk]
-                padded = np.zeros((self.chunk, *part.shape[1:]), dtype='float32'); padded[:len(part)] = part
-                parts.append(np.asarray(predict_step(*self.fitted, padded))[:len(part)])
-            out[ok] = np.concatenate(parts).astype('float64')
+            out[ok] = self._outputs(self.fitted, samples) * self.target[1] + self.target[0]
         return out
 
     def _write(self, path):
@@ -166,8 +187,9 @@ class LSTMModel(Model):
         net.save(path)
 
     def _extra(self) -> dict:
-        "What model.json keeps beside the .keras file: the training rows' mean and deviation"
-        return {'scaling': {'mean': self.scaling[0].tolist(), 'scale': self.scaling[1].tolist()}}
+        "What model.json keeps beside the .keras file: the training rows' mean and deviation, of the inputs and (a regressor) the target"
+        return {'scaling': {'mean': self.scaling[0].tolist(), 'scale': self.scaling[1].tolist()},
+                'target': {'mean': self.target[0], 'scale': self.target[1]}}
 
     @classmethod
     def _read(cls, path, manifest):
@@ -178,6 +200,8 @@ class LSTMModel(Model):
     def _loaded(self, manifest: dict):
         scaling = manifest['scaling']
         self.scaling = (np.asarray(scaling['mean'], dtype='float64'), np.asarray(scaling['scale'], dtype='float64'))
+        target = manifest.get('target', {'mean': 0.0, 'scale': 1.0})   # saved before targets were standardised: as learnt
+        self.target = (float(target['mean']), float(target['scale']))
 
 register(Family('lstm', LSTMModel, KINDS,
                 {'window': HP(20, 5, 60, min=2), 'units': HP(16, 4, 64, log=True, min=1), 'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9),

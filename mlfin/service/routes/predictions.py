@@ -26,9 +26,15 @@ class Prediction(BaseModel):
     kind: Literal['classifier', 'regressor']
     label: str = Field(description="what is predicted: direction, triple_barrier, forward_return, next_close")
     prob_up: float | None = Field(description="a classifier's P(up)")
-    prediction: float = Field(description="P(up), or a regressor's predicted return or close")
+    prediction: float = Field(description="P(up), or a regressor's forecast return")
     model: str; name: str; version: int
     computed_at: dt.datetime
+    for_bar: dt.datetime | None = Field(None, description="when the bar it is for begins: the moment bar_time's bar is over")
+    last_close: float = Field(description="the close of bar_time: what a forecast return moves from")
+    predicted_close: float | None = Field(None, description="a regressor's forecast as a price: last_close x (1 + prediction)")
+    change_pct: float | None = Field(None, description="a regressor's forecast change, in percent")
+    ratio_to_random_walk: float | None = Field(None, description="a regressor's out-of-sample MAE over the random walk's (\"the next "
+                                               "close is the last close\"), as its run measured it: below 1 beat doing nothing")
 
 
 # %% ../../../nbs/10e4_service.routes.predictions.ipynb #c007_13
@@ -63,7 +69,8 @@ def _answer(f, closed: bool) -> Response:
     if (hit := _ANSWERS.get(where)) is None or hit[0] is not f:
         body = Prediction(symbol=f.symbol, timeframe=f.timeframe, bar_time=f.bar_time, kind=f.kind, label=f.label,
                           prob_up=f.value if f.kind == 'classifier' else None, prediction=f.value, model=f.model, name=f.name,
-                          version=f.version, computed_at=f.computed_at).model_dump_json().encode()
+                          version=f.version, computed_at=f.computed_at, for_bar=f.for_bar, last_close=f.last_close,
+                          predicted_close=f.predicted_close, change_pct=f.change_pct, ratio_to_random_walk=f.walk_ratio).model_dump_json().encode()
         if len(_ANSWERS) > 10_000: _ANSWERS.clear()
         hit = _ANSWERS[where] = (f, body)
     return Response(hit[1], media_type='application/json')
