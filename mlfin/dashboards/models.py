@@ -14,7 +14,7 @@ from ..report.products import load_run
 __all__ = ['SCORES', 'VERSION_COLUMNS', 'versions_frame', 'models_page']
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c005
-SCORES = {'auc': 'auc', 'accuracy': 'accuracy', 'ic': 'ic', 'directional_accuracy': 'directional accuracy',
+SCORES = {'auc': 'auc', 'accuracy': 'accuracy', 'ic': 'ic', 'directional_accuracy': 'directional accuracy', 'mae_ratio': 'MAE / random walk',
           'backtest_sharpe': 'backtest Sharpe'}   # a version's score -> its header (with spaces: a narrow column wraps them between words)
 VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', *SCORES.values(), 'trained as', 'trained on', 'decision']
 
@@ -51,7 +51,8 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
     except MlfinError as e: run = None; parts.append(verdict_box(f"No run to show a leaderboard from: {e}"))
     if run is not None:
         board = pd.DataFrame(run['leaderboard'])
-        keep = [c for c in ('symbol', 'rank', 'model', 'auc', 'accuracy', 'log_loss', 'ic', 'directional_accuracy', 'base_rate_up', 'n_scored') if c in board]
+        keep = [c for c in ('symbol', 'rank', 'model', 'auc', 'accuracy', 'log_loss', 'ic', 'directional_accuracy', 'base_rate_up', 'mae', 'mae_rw',
+                            'mae_ratio', 'rmse_ratio', 'dm', 'dm_p', 'n_scored') if c in board]
         parts += [widgets.HTML(f"<h2>Leaderboard of the latest run ({run['created'][:16]}), out-of-sample</h2>"),
                   widgets.HTML(html_table(board[keep].sort_values(['symbol', 'rank']), index=False))]
         if run.get('comparisons'):

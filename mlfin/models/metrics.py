@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER', 'classification_metrics', 'diebold_mariano',
-           'versus_naive', 'regression_metrics', 'information_coefficients', 'bar_losses', 'score']
+__all__ = ['CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER', 'WALK_ERRORS', 'classification_metrics',
+           'diebold_mariano', 'versus_naive', 'beats_random_walk', 'forecast_record', 'regression_metrics',
+           'information_coefficients', 'bar_losses', 'score']
 
 # %% ../../nbs/04c_models.metrics.ipynb #c005
 CLASSIFICATION = ('accuracy', 'precision', 'recall', 'f1', 'auc', 'log_loss', 'brier')
@@ -71,6 +72,23 @@ def versus_naive(error: np.ndarray,          # the forecast's errors (forecast -
     return {'mae_rw': mae(walk), 'rmse_rw': rmse(walk), 'mae_ratio': ratio(mae(error), mae(walk)), 'rmse_ratio': ratio(rmse(error), rmse(walk)),
             'mae_drift': mae(drift) if drift is not None else np.nan, 'rmse_drift': rmse(drift) if drift is not None else np.nan,
             'dm': dm['dm'], 'dm_p': dm['p']}
+
+
+# %% ../../nbs/04c_models.metrics.ipynb #c005_bw
+WALK_ERRORS = ('mae', 'rmse')   # a forecast beats the random walk only when each of these errors is below the random walk's
+
+def beats_random_walk(scores: dict) -> bool:
+    "Whether a forecast's out-of-sample errors are all below the random walk's (a ratio that is not a number never beats it)"
+    return all(scores.get(f"{e}_ratio", np.nan) < 1 for e in WALK_ERRORS)
+
+
+# %% ../../nbs/04c_models.metrics.ipynb #c005_fr
+def forecast_record(scores: dict,   # a regressor's out-of-sample scores (`regression_metrics`)
+                    price: bool,    # a price forecast (its errors in the price's units), else a return forecast
+                   ) -> dict:
+    "A forecast beside doing nothing, as the run's summary keeps it and every page reads it: errors, ratios, DM, and whether it beat the random walk"
+    return {'units': 'price' if price else 'return', **{k: scores.get(k) for k in ('mae', 'rmse', *NAIVE)},
+            'beats_random_walk': beats_random_walk(scores)}
 
 
 # %% ../../nbs/04c_models.metrics.ipynb #c005_rm

@@ -14,6 +14,7 @@ from ..data.bars import TIMEFRAMES
 from ..data.stores.rules import MODEL_NAME, check_symbol
 from ..params import default
 from .core import Model, load_model
+from .metrics import WALK_ERRORS
 from ..tracking import configured_mlflow
 
 # %% auto #0
@@ -66,7 +67,7 @@ def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'
             if not value < base[metric]:
                 out.append(f"out-of-sample {metric} {value:.4f} is no better than the base rate's {base[metric]:.4f} (always {base['share_up']:.0%} up)")
     if kind == 'regressor':   # a forecast that loses to "the same as now" is worse than doing nothing, whatever its IC
-        for error in ('mae', 'rmse'):
+        for error in WALK_ERRORS:
             ratio, mine, walk = (scores.get(k, np.nan) for k in (f"{error}_ratio", error, f"{error}_rw"))
             if not ratio < 1:
                 out.append(f"out-of-sample {error.upper()} {mine:.4g} does not beat the random walk's {walk:.4g} (the next value the same as now): "

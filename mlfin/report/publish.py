@@ -19,6 +19,8 @@ from .products import keep_finished, load_run, read_json, summary, write_json
 from .tables import run_header
 from .. import backtest, tracking
 from ..models import register_leaders
+from ..models.metrics import forecast_record
+from ..features.labels import label_entry
 
 # %% auto #0
 __all__ = ['weigh_questions', 'publish_run', 'evidence']
@@ -100,6 +102,8 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                           trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
         content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
                        portfolio=trading['metrics'].get(backtest.PORTFOLIO))
+        if train['kind'] == 'regressor':   # each leader's forecast beside doing nothing, where every page reads it
+            for s in train['best']: content['symbols'][s]['forecast'] = forecast_record(train['metrics'][s], label_entry(params['label']).price)
         return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed, book)
 
 # %% ../../nbs/07c_report.publish.ipynb #c016e
