@@ -79,7 +79,8 @@ class RunConfig(BaseModel):
                                "every one ever recorded): an explicit escape hatch, named in every verdict it changes")
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
-    short_below: float = _param(0.0, 'backtest', "go short when P(up) is below this (0: long only)", ge=0, lt=1)
+    short_below: float = _param(0.0, 'backtest', "shorts: a classifier goes short when P(up) is below this; a regressor, when this is "
+                                "above 0, goes short on a forecast fall that pays a round trip (0: long only, both)", ge=0, lt=1)
     sizing: Literal[SIZINGS] = _param('fixed', 'backtest', "position size: fixed (the symbol's whole capital) or kelly "
                                                "(the Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
     kelly: float = _param(0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
