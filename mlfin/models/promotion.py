@@ -11,13 +11,14 @@ from .compare import metric_function
 from ..progress import step
 from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version, registered_name, refusals
 from ..tracking import configured_mlflow
+from ..features.labels import LABELS
 
 # %% auto #0
-__all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'decide', 'on_common_bars', 'Lineage', 'lineage', 'incumbent_predictions',
-           'register_run', 'register_leaders']
+__all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'target_of', 'decide', 'on_common_bars', 'Lineage', 'lineage',
+           'incumbent_predictions', 'register_run', 'register_leaders']
 
 # %% ../../nbs/04h_models.promotion.ipynb #c006
-COMPARABLE = ('label', 'horizon', 'kind', 'cv')   # what must agree before two versions' scores mean the same thing
+COMPARABLE = ('label', 'horizon', 'kind', 'target', 'cv')   # what must agree before two versions' scores mean the same thing
 MIN_COMMON = 100   # out-of-sample bars two versions must share before one can be said to beat the other on them
 
 @dataclass
@@ -26,6 +27,15 @@ class Decision:
     promote: bool
     reason: str
     kind: str   # 'promoted', 'held' (the incumbent stays) or 'refused' (a gate failed)
+
+# %% ../../nbs/04h_models.promotion.ipynb #c006t
+def target_of(tags: dict) -> str:
+    "What a version's output is: P(up) ('probability'), a return ('return'), or a price: a next_close version trained before forecasts were returns"
+    if tags.get('target'): return str(tags['target'])
+    label = LABELS.get(str(tags.get('label', '')))
+    if tags.get('kind') == 'classifier' or (label is not None and label.kind == 'classifier'): return 'probability'
+    return 'price' if tags.get('label') == 'next_close' else 'return'
+
 
 # %% ../../nbs/04h_models.promotion.ipynb #c007
 def decide(candidate: dict,               # the leader: `lineage` (label, horizon, kind, cv) and `metric`
@@ -39,7 +49,7 @@ def decide(candidate: dict,               # the leader: `lineage` (label, horizo
     if incumbent is None: return Decision(True, 'the gates passed and no version was in production', 'promoted')
     v = f"production v{incumbent['version']}"
     if held_by_hand: return Decision(False, f"{v} was chosen by a person ({held_by_hand}); it holds until released (mlfin models release)", 'held')
-    mine, theirs = candidate['lineage'], incumbent['lineage']
+    mine, theirs = ({**l, 'target': target_of(l)} for l in (candidate['lineage'], incumbent['lineage']))   # an older version's target, said
     differ = [k for k in COMPARABLE if str(mine.get(k, '')) != str(theirs.get(k, ''))]
     if differ:
         said = ', '.join(f"{k} {theirs.get(k) or '?'} (this one: {mine.get(k) or '?'})" for k in differ)
@@ -85,6 +95,7 @@ class Lineage:
     timeframe: str
     trained_from: str = ''  # the first and last bar of the data it was trained on (the monitor's reference span)
     trained_to: str = ''
+    target: str = ''        # what its output is: probability, return, or (a next_close version from before forecasts were returns) price
 
     def tags(self) -> dict[str, str]:
         "As the registry keeps them: text, the fingerprint under `data.fingerprint`"
@@ -99,7 +110,7 @@ class Lineage:
                     'fingerprint': '', 'code_version': '', 'threshold': default('threshold'), 'short_below': default('short_below'),
                     'round_trip_bps': 0.0, 'timeframe': '', 'trained_from': '', 'trained_to': ''}
         cast = {'int': int, 'float': float, 'str': str}
-        return cls(**{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items()})
+        return cls(**{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items() if k != 'target'}, target=target_of(tags))
 
 # %% ../../nbs/04h_models.promotion.ipynb #c012n
 def lineage(symbol: str, timeframe: str, params: dict, # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
@@ -109,7 +120,7 @@ def lineage(symbol: str, timeframe: str, params: dict, # the run's parameters (l
     "A symbol's lineage in a run"
     return Lineage(params['label'], int(params['horizon']), params.get('cv', default('cv')), params['spec'], int(trials), fingerprint,
                    params.get('code_version', ''), float(params['threshold']), float(params['short_below']), float(round_trip_bps), timeframe,
-                   str(span[0]), str(span[1]))
+                   str(span[0]), str(span[1]), 'probability' if LABELS[params['label']].kind == 'classifier' else 'return')
 
 # %% ../../nbs/04h_models.promotion.ipynb #c014
 def incumbent_predictions(version: dict, # a registered version (`registry.describe`)

@@ -14,7 +14,7 @@ from .settings import setting
 from ..data import load, open_store
 from ..data.bars import bar_end, closed_bars
 from .. import features as F
-from ..models.promotion import Lineage
+from ..models.promotion import Lineage, target_of
 from ..models.registry import load as load_version, registered_name, registry_client
 from ..data.stores.rules import utc_bounds
 
@@ -160,9 +160,10 @@ class Live:
                     until = bar_end(forming, timeframe, calendar)
                 if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
             x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed)
-            ratio = float(entry.tags.get('oos_mae_ratio', 'nan'))
-            made = Forecast(symbol, timeframe, bars.index[-1], predictor(x.to_numpy()), predictor.kind, manifest.get('label', ''),
-                            manifest['name'], predictor.name, predictor.version, float(bars['close'].iloc[-1]),
+            ratio, value, last = float(entry.tags.get('oos_mae_ratio', 'nan')), predictor(x.to_numpy()), float(bars['close'].iloc[-1])
+            if target_of(entry.tags) == 'price': value = value / last - 1   # a next_close version from before forecasts were returns: its price as the return it implies
+            made = Forecast(symbol, timeframe, bars.index[-1], value, predictor.kind, manifest.get('label', ''),
+                            manifest['name'], predictor.name, predictor.version, last,
                             for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')), walk_ratio=ratio if ratio == ratio else None)
             entry.forecasts[closed] = (stamp, until, made)
             return made
