@@ -130,7 +130,9 @@ class LSTMModel(Model):
         stats = np.asarray(X, dtype='float64')[rows]  # standardise by the training rows only
         deviation = stats.std(axis=0)
         self.scaling = (stats.mean(axis=0), np.where(deviation > 0, deviation, 1.0))
-        state = (trainable, non_trainable, [jax.numpy.zeros(v.shape, v.dtype) for v in optimizer.variables])
+        # the optimizer's own starting values (iteration 0, zero moments, and its learning rate): a state of zeros set the learning
+        # rate to 0, and no weight ever moved from its initial value
+        state = (trainable, non_trainable, [jax.numpy.array(v.value) for v in optimizer.variables])
         x_all = windows(standardise(X, self.scaling), rows, w)
         target = np.asarray(y, dtype='float64')[rows]
         # a regressor learns its target standardised by the training rows (returns of a minute bar are 1e-4: unscaled, the network's
