@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -55,6 +55,9 @@ export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml fro
 
 test-busy: setup ## make test with two busy CPU hogs beside it for the whole run (a laptop compiling something): it must pass all the same
 	@bash tests/busy.sh 2
+
+bench-gpu: setup ## on a GPU host: the Keras LSTM on the GPU beside the CPU (device chosen, held-out AUC, speed)
+	@$(BIN)/python tests/bench/bench_gpu.py
 
 bench: setup ## time the pipeline per task: own work against overhead (kernel start, imports, JIT)
 	@$(BIN)/python tests/bench/bench_pipeline.py

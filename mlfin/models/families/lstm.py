@@ -41,12 +41,14 @@ def _keras():
 # %% ../../../nbs/04a4_models.families.lstm.ipynb #c009_00
 def network(window: int, features: int, units: int, dropout: float, kind: str,
             seed: int = 0,   # every initializer's and the dropout's seed comes from it: nothing is drawn from a process-wide generator
+            cudnn: bool = True, # cuDNN's kernel where Keras finds a GPU; False on a model pinned to the CPU (a GPU host's CPU cannot run it)
            ):
     "The Keras model: LSTM -> Dropout -> Dense, on inputs already standardised by the training rows' mean and deviation"
     keras = _keras()
     init = keras.initializers
     s = [int(x) for x in np.random.SeedSequence(seed).generate_state(5) % 2**31]
-    lstm = keras.layers.LSTM(units, kernel_initializer=init.GlorotUniform(s[0]), recurrent_initializer=init.Orthogonal(seed=s[1]), seed=s[2])
+    lstm = keras.layers.LSTM(units, kernel_initializer=init.GlorotUniform(s[0]), recurrent_initializer=init.Orthogonal(seed=s[1]), seed=s[2],
+                             use_cudnn='auto' if cudnn else False)
     # a regressor starts from forecasting its (standardised) target's mean: a zero output kernel, so what it forecasts beyond the
     # mean is learnt, not left over from random initial weights (which alone made a minute bar's forecast 10% worse than no change)
     first = init.GlorotUniform(s[3]) if kind == 'classifier' else init.Zeros()
@@ -60,13 +62,13 @@ def standardise(X: np.ndarray, scaling: tuple) -> np.ndarray:
     return ((np.asarray(X, dtype='float64') - mean) / scale).astype('float32')
 
 # %% ../../../nbs/04a4_models.families.lstm.ipynb #c009_02
-def _compiled(window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float):
-    "The template network and its jitted train and predict steps for this architecture"
-    key = (window, features, units, dropout, kind, learning_rate)
+def _compiled(window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float, cudnn: bool = True):
+    "The template network and its jitted train and predict steps for this architecture (and for a model pinned to the CPU, without cuDNN)"
+    key = (window, features, units, dropout, kind, learning_rate, cudnn)
     if key in _COMPILED: return _COMPILED[key]
     import jax
     keras = _keras()
-    template = network(window, features, units, dropout, kind)
+    template = network(window, features, units, dropout, kind, cudnn=cudnn)
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(template.trainable_variables)
     loss_fn = keras.losses.BinaryCrossentropy() if kind == 'classifier' else keras.losses.MeanSquaredError()
@@ -110,7 +112,9 @@ class LSTMModel(Model):
 
     def _arch(self, features: int) -> tuple:
         p = self.params
-        return (self.window, features, p['units'], p['dropout'], self.kind, p['learning_rate'])
+        # pinned to the CPU, the LSTM must not take cuDNN's kernel: Keras picks it when JAX sees a GPU, and the CPU cannot run it
+        # ("MLIR translation rule for primitive 'rnn_fwd' not found for platform cpu": --device cpu, or a service, on a GPU host)
+        return (self.window, features, p['units'], p['dropout'], self.kind, p['learning_rate'], self.device != 'cpu')
 
     @classmethod
     def runs_on(cls, device): return device   # 'cpu' pins JAX to the CPU; 'cuda' leaves JAX its own choice, its GPU when the GPU build is there
