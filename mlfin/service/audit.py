@@ -13,7 +13,7 @@ __all__ = ['ACTIONS', 'OUTCOMES', 'cli_actor', 'Audit']
 
 # %% ../../nbs/10ba_service.audit.ipynb #c005
 ACTIONS = ('login', 'logout', 'users.add', 'users.disable', 'users.enable', 'users.reset', 'keys.create', 'keys.revoke',
-           'promote', 'release', 'train', 'train.cancel', 'ingest.run', 'series.delete',
+           'promote', 'release', 'train', 'train.cancel', 'ingest.run', 'ingest.file', 'series.delete',
            'denied')   # what is audited ('denied': a route refused for the caller's role)
 OUTCOMES = ('ok', 'refused', 'locked')
 

@@ -4,22 +4,24 @@
 
 # %% ../../../nbs/10e3_service.routes.data.ipynb #h003
 from __future__ import annotations
-import datetime as dt
+import datetime as dt, re, shutil, tempfile
+from pathlib import Path
 from typing import Annotated, Literal
 import numpy as np
-from fastapi import Path as PathParam, Query, Request
+from fastapi import File, Form, Path as PathParam, Query, Request, UploadFile
 from typing_extensions import Required, TypedDict   # pydantic reads typing's TypedDict only from Python 3.12
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
-from ...errors import BadInput, NotFound
+from ...errors import BadInput, MlfinError, NotFound
 from ..auth import Caller
 from ...data.bars import check_timeframe
 from .common import (ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol, Timeframe,
                                          record_action, router)
 from ...data import push, delete, load, ingest as ingest_series
+from ...data.files import read_file
 
 # %% auto #0
-__all__ = ['CheckedCandle', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices', 'ingest',
-           'ingest_run', 'delete_series', 'prices_latest']
+__all__ = ['CheckedCandle', 'UPLOAD_NAME', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices',
+           'ingest', 'ingest_run', 'ingest_file', 'upload_name', 'delete_series', 'prices_latest']
 
 # %% ../../../nbs/10e3_service.routes.data.ipynb #c007_04
 @with_config(ConfigDict(extra='forbid'))
@@ -126,7 +128,8 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     state = request.app.state
     timeframe = check_timeframe(series.timeframe)
     found = state.sources.get(f"{series.symbol}:{timeframe}")
-    if found is None: raise NotFound(f"no remote source configured for {series.symbol}:{timeframe} (the service's --sources file)")
+    if found is None: raise NotFound(f"no remote source configured for {series.symbol}:{timeframe} (the service's --sources file): "
+                                   "upload a file of its bars instead (POST /ingest/file)")
     start = found.get('start')
     if state.store.has(series.symbol, timeframe): start = str(state.store.tail(series.symbol, timeframe, 1).index[-1])
     if not start: raise BadInput(f"{series.symbol}:{timeframe}: nothing stored yet and no start in the sources file")
@@ -135,6 +138,44 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     state.metrics.ingested(series.symbol, timeframe, report)
     state.refresh(series.symbol, timeframe)
     return _ingested(report)
+
+
+# %% ../../../nbs/10e3_service.routes.data.ipynb #c009_03f
+UPLOAD_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._ -]{0,199}')   # an uploaded file's name: no folder, no leading dot
+
+@router.post('/ingest/file', response_model=Ingested, tags=['data'], responses=ERRORS)
+def ingest_file(request: Request,
+                file: Annotated[UploadFile, File(description="a CSV/TSV/TXT, Parquet or JSON file of bars, optionally .gz, in any layout "
+                                                 "`mlfin ingest` reads (Binance's headerless klines, MetaTrader's export, OHLCV with a header)")],
+                symbol: Annotated[str, Form(pattern=SYMBOL)],
+                timeframe: Annotated[str | None, Form(pattern=TIMEFRAME, description="1m, 5m, 1h, 1d (or MetaTrader's M1...)")] = None,
+                caller: Caller = ANALYST) -> Ingested:
+    "Store an uploaded file of one series' bars, checked as `mlfin ingest FILE --symbol S --timeframe T` checks it (bad rows quarantined with their reason); its size is capped by the service's --body-limit (413)"
+    state = request.app.state
+    name = upload_name(file.filename)
+    with tempfile.TemporaryDirectory(prefix='mlfin-upload-') as folder:   # private (0700), removed when done: never a path the client names
+        path = Path(folder)/('upload' + ''.join(Path(name).suffixes[-2:]).lower())   # the suffix says the file's type (.csv.gz)
+        with open(path, 'wb') as kept: shutil.copyfileobj(file.file, kept)
+        try:
+            batch = read_file(path)   # what `mlfin ingest FILE` reads it with
+            batch.source = f"POST /ingest/file {name}"   # messages and the series' record name the upload, not the temporary file
+            report = ingest_series(batch, symbol, timeframe, store=state.store)
+        except MlfinError as e:
+            e.args = (str(e).replace(str(path), f"POST /ingest/file {name}"),)
+            if isinstance(e, BadInput): state.metrics.refused(symbol, timeframe, e)   # counted per series, its quarantined rows too, as a refused push is
+            raise
+    record_action(request, caller, 'ingest.file', f"{symbol}:{report.timeframe}", f"{report.new} new, {report.changed} changed bars from the upload {name}")
+    state.metrics.ingested(symbol, report.timeframe, report)
+    state.refresh(symbol, report.timeframe)
+    return _ingested(report)
+
+def upload_name(given: str | None) -> str:
+    "An uploaded file's own name (a browser's path cut to its last part), or `BadInput` naming what is wrong with it"
+    name = (given or '').replace('\\', '/').rsplit('/', 1)[-1].strip()
+    if not name: raise BadInput("file: no file name (its suffix says its type: .csv, .txt, .parquet, .json, each optionally .gz)")
+    if not UPLOAD_NAME.fullmatch(name):
+        raise BadInput(f"file name {name[:80]!r}: letters, digits, spaces, dots, _ and - only, at most 200, not starting with a dot")
+    return name
 
 
 # %% ../../../nbs/10e3_service.routes.data.ipynb #c009_04
