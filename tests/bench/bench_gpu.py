@@ -9,6 +9,11 @@ generated here; they give the code volume and something to learn. Correctness li
               how far their P(up) differ (the GPU's arithmetic is not the CPU's to the bit)
               targets: the GPU's model learns what the CPU's does (held-out AUC within 0.02 of it, and above 0.55: it learnt);
               the GPU's repeated fit at least as fast as the CPU's
+  3. forecast: the LSTM regressor on SYNTHETIC one-minute returns (a random walk under GARCH(1,1) volatility, as the crypto
+              desk's test makes them), its inputs the last 5 returns and their rolling volatility, on each device: its held-out
+              MAE over the random walk's ("the same as now")
+              target: within 1.05x of the random walk on both devices (on a random walk nothing beats it; a model far worse
+              than it learnt noise)
 XGBoost's CUDA build is the other GPU path (`MLFIN_ENV=gpu make setup`); its wheel is too large to carry to a machine without
 a package index, so it is said, not measured, where none is installed.
 """
@@ -68,9 +73,38 @@ def lstm():
     target('LSTM repeated fit, GPU over CPU speed', f"{speed:.2f}x", '>= 1x', speed >= 1)
 
 
+def garch_returns(n: int, seed: int = 7) -> np.ndarray:
+    "SYNTHETIC: one-minute log returns, Student-t (5) shocks under GARCH(1,1) volatility (omega 2e-8, alpha 0.08, beta 0.9)"
+    rng, omega, alpha, beta = np.random.default_rng(seed), 2e-8, 0.08, 0.9
+    var, r = omega / (1 - alpha - beta), np.empty(n)
+    for i in range(n):
+        r[i] = np.sqrt(var) * rng.standard_t(5) * np.sqrt(3 / 5)
+        var = omega + alpha * r[i] ** 2 + beta * var
+    return r
+
+
+def forecast():
+    import pandas as pd
+    from mlfin.models import model_spec
+    print(f"3. forecast: the LSTM regressor on {WINDOWS:,} one-minute returns (SYNTHETIC: a GARCH random walk), on the CPU and on the GPU", flush=True)
+    r = pd.Series(garch_returns(WINDOWS + WINDOWS // 4 + 60))
+    X = np.column_stack([r.shift(k).to_numpy() for k in range(5)] + [r.rolling(20).std().to_numpy()])   # known at each bar's close
+    y = r.shift(-1).to_numpy()   # the next bar's return
+    usable = np.flatnonzero(~np.isnan(X).any(axis=1) & ~np.isnan(y))
+    train, test = usable[:WINDOWS], usable[WINDOWS:]
+    for device in ('cpu', 'cuda'):
+        model = model_spec('lstm', {'window': 20, 'units': 16, 'epochs': 5}).make('regressor', seed=0, device=device).fit(X, y, train)
+        pred = model.predict(X, test)
+        keep = ~np.isnan(pred)
+        ratio = np.mean(np.abs(pred[keep] - y[test][keep])) / np.mean(np.abs(y[test][keep]))
+        print(f"   {device}: held-out MAE {ratio:.4f}x the random walk's", flush=True)
+        target(f"LSTM regressor on a random walk, {device}: MAE over the random walk's", f"{ratio:.4f}x", '<= 1.05x', ratio <= 1.05)
+
+
 if __name__ == '__main__':
     where()
     lstm()
+    forecast()
     try:
         import xgboost  # noqa: F401
         not_measured('XGBoost on the GPU', 'device=cuda trains', 'not part of this bench yet', 'make bench-models on a GPU host')
