@@ -35,14 +35,15 @@ def each(items, task: str, name=str):
 
 # %% ../nbs/00b_progress.ipynb #c007
 class Display:
-    "Show a run's progress: on a terminal (`live`) the task at work and where it is, redrawn; on `log` a plain line per task started, unit reached (every `gap` s) and task ended"
+    "Show a run's progress: on a terminal (`live`) the task at work and where it is, redrawn; on `log` a plain line per task started, unit reached (every `gap` s), minute of one unit (`quiet`) and task ended"
     def __init__(self, stream=None,     # where the redrawn status goes: stderr
                  live: bool = True,     # redraw the status on `stream` (a terminal)
                  log=None,              # where plain lines go (a file, a pipe); None: nowhere
                  every: float = 0.25,   # seconds between looks at the steps
                  gap: float = 5.0,      # seconds at least between plain lines saying where a task is
+                 quiet: float = 60.0,   # seconds at most without a plain line while a task works (where it is, again)
                 ):
-        self.stream, self.live, self.log, self.every, self.gap = stream or sys.stderr, live, log, every, gap
+        self.stream, self.live, self.log, self.every, self.gap, self.quiet = stream or sys.stderr, live, log, every, gap, quiet
         self.enabled = live or log is not None
         self.started = self.since = self.said = time.time()
         self.now, self.task, self.order, self.path, self.shown = None, None, [], None, None
@@ -102,7 +103,8 @@ class Display:
             with self._lock:
                 self._poll()
                 where = self._where()
-                if self.log is not None and self.now and where != self.shown and time.time() - self.said >= self.gap:
+                moved = self.now and where != self.shown and time.time() - self.said >= self.gap
+                if self.log is not None and (moved or self.task and time.time() - self.said >= self.quiet):   # a long unit: said again, with the clock
                     self._say(f"mlfin: {where} · {time.time() - self.started:.0f} s"); self.shown = where
                 if self.live: self._line(f"mlfin: {where} · {time.time() - self.started:.0f} s")
 
