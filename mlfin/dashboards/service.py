@@ -4,20 +4,22 @@
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c003
 from __future__ import annotations
-import asyncio, html, os
+import asyncio, difflib, html, os, shlex
 from dataclasses import dataclass, field
 import httpx, ipywidgets as widgets, numpy as np, pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 from ..config import service_url
 from ..errors import BadInput
 from ..models.registry import series_of
+from ..params import RunConfig
 from ..ops.records import check_stats, runs
 from .common import (duration_text, html_table, page, percent, preheated, row, session_token, verdict_box,
                                      when_text)
 
 # %% auto #0
-__all__ = ['CLIENT', 'Refused', 'Connection', 'connect_form', 'series_options', 'training_section', 'operations_section',
-           'operations_page', 'quantile', 'health_tables', 'ops_tables', 'health_section', 'health_page']
+__all__ = ['CLIENT', 'Refused', 'Connection', 'connect_form', 'series_options', 'run_options', 'training_section', 'job_line',
+           'prediction_cards', 'figure_card', 'operations_section', 'operations_page', 'quantile', 'health_tables',
+           'ops_tables', 'health_section', 'health_page']
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c005
 class Refused(Exception):
@@ -111,49 +113,87 @@ def _split(series: str) -> dict:
     if not symbol or not timeframe: raise BadInput(f"series {series!r}: SYMBOL:TIMEFRAME, e.g. SPX:1d")
     return {'symbol': symbol, 'timeframe': timeframe}
 
+# %% ../../nbs/12e_dashboards.service.ipynb #c012o
+def run_options(text: str) -> dict[str, str]:
+    "Run parameters written as `mlfin run` takes them (`--folds 3 --spec returns,returns_5`): {parameter: value}; `BadInput` naming the token that is not one"
+    try: tokens = shlex.split(text)
+    except ValueError as e: raise BadInput(f"parameters: {str(e).lower()} (a quote left open)") from None
+    options = {'--' + name.replace('_', '-'): name for name in RunConfig.model_fields}   # the run config's own names, as typer spells them
+    given, at = {}, 0
+    while at < len(tokens):
+        option, has_value, value = tokens[at].partition('=')   # --folds 3, or --folds=3
+        if option not in options:
+            if not option.startswith('-'): raise BadInput(f"parameters: {tokens[at]!r} follows no option (write --NAME VALUE, e.g. --folds 3)")
+            near = difflib.get_close_matches(option, options, n=1)
+            raise BadInput(f"parameters: {option} is not a run parameter" + (f"; did you mean {near[0]}?" if near else " (`mlfin config` lists them)"))
+        if not has_value:
+            if at + 1 == len(tokens) or tokens[at + 1].startswith('--'):
+                raise BadInput(f"parameters: {option} needs a value, e.g. {option} {RunConfig.model_fields[options[option]].default or 'VALUE'}")
+            at, value = at + 1, tokens[at + 1]
+        if options[option] in given: raise BadInput(f"parameters: {option} given twice")
+        given[options[option]], at = value, at + 1
+    return given
+
 # %% ../../nbs/12e_dashboards.service.ipynb #c013
 def training_section(c: Connection, series: list[str]):
-    "Train: a run of the symbols asked, queued as a job, polled until it ends; then the registry's versions of its symbols"
+    "Train: a run of the symbols asked, queued as a job, polled until it ends (its state, time and step each poll); then the registry's versions of its symbols"
     symbols = widgets.Text(value=','.join(sorted({s.split(':')[0] for s in series})[:1]), description='Symbols')
     # empty: the project's own run (models.yaml's models, env.yaml's folds): a narrower run is the analyst's explicit choice, and
     # every configuration it tries is counted with the ones tried on the same question before
-    params = widgets.Text(value='', placeholder="the project's run; or NAME=VALUE,... e.g. models=lightgbm,threshold=0.6",
+    params = widgets.Text(value='', placeholder="the project's run; or as mlfin run takes them, e.g. --models lightgbm --folds 3",
                           description='Parameters', layout=widgets.Layout(width='100%', max_width='520px'))
     start, state, log = widgets.Button(description='Train', button_style='warning'), widgets.HTML(), widgets.HTML()
     def begin(_):
-        given = {'symbols': symbols.value.strip()}
-        try: given |= dict(p.split('=', 1) for p in params.value.split(',') if p.strip())
-        except ValueError: state.value = "<p class='mlfin-refused'>parameters: NAME=VALUE, comma-separated (`mlfin config` lists them)</p>"; return
+        try: given = {'symbols': symbols.value.strip()} | run_options(params.value)   # --symbols typed among them wins over the box
+        except BadInput as e: state.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return
         job = _answer(state, lambda: c.call('POST', '/train', json={'params': given}))
-        if job: asyncio.get_event_loop().create_task(follow(job['id']))
-    async def follow(job_id):
+        if job: asyncio.get_event_loop().create_task(follow(job['id'], given['symbols']))
+    async def follow(job_id, asked):
         while True:
             try: job = c.call('GET', f"/jobs/{job_id}")
             except Refused as e: state.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return
-            state.value = f"<p class='mlfin-job'>job {job_id}: <b>{job['state']}</b></p>"
+            state.value = job_line(job)
             log.value = f"<pre style='max-height:220px;overflow:auto;font-size:0.8em'>{html.escape((job['log'] or '')[-2000:])}</pre>"
             if job['state'] not in ('queued', 'running'): break
             await asyncio.sleep(2)
         if job['state'] == 'succeeded':
-            wanted = {s.strip() for s in symbols.value.split(',')}
+            wanted = {s.strip().partition(':')[0] for s in asked.split(',')}   # SYMBOL or SYMBOL:TIMEFRAME
             versions = [v for v in c.call('GET', '/models') if series_of(v['name'])[0] in wanted]
             log.value += html_table(pd.DataFrame([{k: v[k] for k in ('name', 'version', 'model')} | {'aliases': ', '.join(v['aliases'])}
                                                   for v in versions]), index=False)
     start.on_click(begin)
     return widgets.VBox([widgets.HTML("<h2>Train</h2>"), row(symbols, params, start), state, log])
 
+def job_line(job: dict) -> str:
+    "A job in a line: its state, how long it has run, and while it runs the step its log last named (`train: BTCUSDT ridge (1/1)`)"
+    begun, ended = (pd.Timestamp(job[k]) if job.get(k) else None for k in ('started_at', 'ended_at'))
+    took = duration_text(((ended or pd.Timestamp.now('UTC')) - begun).total_seconds()) if begun is not None else ''
+    at = next((l.removeprefix('mlfin: ') for l in reversed((job.get('log') or '').splitlines()) if l.startswith('mlfin: ')), '')
+    return (f"<p class='mlfin-job'>job {html.escape(job['id'])}: <b>{html.escape(job['state'])}</b>" + (f" · {took}" if took else '')
+            + (f" · <span class='mlfin-step'>{html.escape(at)}</span>" if at and job['state'] == 'running' else '') + "</p>")
+
 # %% ../../nbs/12e_dashboards.service.ipynb #c014
 def _predict_section(c: Connection, series: list[str]) -> list:
-    "Predict the next bar of the series picked in its own box"
+    "Predict the next bar of the series picked in its own box: a regressor's forecast as two cards, a classifier's answer as a table"
     pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar', layout=widgets.Layout(width='auto')), widgets.HTML()
-    ask.on_click(lambda _: _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value))))
+    def predict(_):
+        found = _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value)))
+        if found and found.get('predicted_close') is not None: out.value = prediction_cards(found)
+    ask.on_click(predict)
     return [widgets.HTML("<h2>Predict</h2>"), row(pick, ask), out]
 
 def _ingest_section(c: Connection, series: list[str]) -> list:
-    "Pull the bars since the last stored one, for the series picked in its own box, from its configured source"
+    "Store the file chosen for the series typed in its own box; without a file, pull the bars since the last stored one from the series' configured source"
     pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Ingest now'), widgets.HTML()
-    ask.on_click(lambda _: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))))
-    return [widgets.HTML("<h2>Ingest now (the series' configured source)</h2>"), row(pick, ask), out]
+    chosen = widgets.FileUpload(accept='.csv,.txt,.tsv,.gz,.parquet,.pq,.json,.jsonl', multiple=False, description='File',
+                               tooltip="a file of the series' bars: CSV, TXT, Parquet or JSON (Binance's kline files as they come)")
+    def ingest(_):
+        if not chosen.value: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))); return
+        sent = chosen.value[0]
+        if _answer(out, lambda: c.call('POST', '/ingest/file', data=_split(pick.value), files={'file': (sent['name'], bytes(sent['content']))})):
+            chosen.value = ()   # stored: the next press pulls from the source again, unless another file is chosen
+    ask.on_click(ingest)
+    return [widgets.HTML("<h2>Ingest now (a file you choose, or the series' configured source)</h2>"), row(pick, chosen, ask), out]
 
 def _promote_section(c: Connection, series: list[str]) -> list:
     "Promote a version, once the admin has ticked the confirmation"
@@ -166,6 +206,28 @@ def _promote_section(c: Connection, series: list[str]) -> list:
         sure.value = False
     ask.on_click(promote)
     return [widgets.HTML("<h2>Promote a version (admin)</h2>"), row(name, version), row(sure, ask), out]
+
+# %% ../../nbs/12e_dashboards.service.ipynb #c014c
+def prediction_cards(p: dict) -> str:
+    "A regressor's answer (`GET /predict`) as two cards: the last close and its bar; the predicted next close, its change and its error beside the random walk's"
+    ratio = p.get('ratio_to_random_walk')
+    judged = (f"error {ratio:.3f}× the random walk's (MAE; under 1 beats “no change”)" if ratio is not None
+              else "error beside the random walk's: not known")
+    return ("<div class='mlfin-answer mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:12px'>"
+            + figure_card('Last close', p['last_close'], [f"bar of {when_text(p['bar_time'])}"], 'last-close')
+            + figure_card('Predicted next close', p['predicted_close'],
+                          [f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> for the bar of {when_text(p['for_bar'])}",
+                           f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
+                           f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}"], 'predicted-close', escape=False)
+            + "</div>")
+
+def figure_card(title: str, value: float, notes: list[str], figure: str, escape: bool = True) -> str:
+    "One figure as a card (the look of the index's book cards): its title, the value large (`data-value` holds it unrounded), a line for each note"
+    digits = max(2, 5 - int(np.floor(np.log10(abs(value))))) if value else 2   # six figures or so: 96,893.42, 1.08345
+    lines = ''.join(f"<p style='margin:.2em 0;font-size:.92em'>{html.escape(n) if escape else n}</p>" for n in notes)
+    return (f"<div class='mlfin-card' data-figure='{figure}' style='border:1px solid #dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
+            f"<div style='color:#5f6368'>{html.escape(title)}</div>"
+            f"<div class='mlfin-value' data-value='{value!r}' style='font-size:1.6em;font-weight:600'>{value:,.{digits}f}</div>{lines}</div>")
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c014b
 def operations_section(c: Connection):
