@@ -361,11 +361,19 @@ def check_collected(svc: Service, store: str, outcome: dict):
 
 
 @pytest.mark.parametrize('kind, workers', [('parquet', 1), ('postgresql', 1), ('postgresql', 2)])
-def test_collectors_and_readers_lose_and_double_no_candle(served_home, tmp_path, request, kind, workers):
+def test_collectors_and_readers_lose_and_double_no_candle(served_home, tmp_path, request, monkeypatch, kind, workers):
     store = str(tmp_path/'store') if kind == 'parquet' else new_database(request.getfixturevalue('postgres_server'))
+    if kind == 'postgresql':   # as a desk gives it: MLFIN_STORE, with a password (the test server trusts loopback, so any password serves)
+        store = store.replace('postgresql://mlfin@', 'postgresql://mlfin:hunter2secret@')
+        monkeypatch.setenv('MLFIN_STORE', store)
     data.ingest(ES.iloc[:1000], 'ES', '1m', calendar='CMES', store=store)   # what the store held before the collectors came
-    with service(served_home, '--no-jobs', '--rate-limit', '1000000/minute', '--workers', str(workers), store=store) as svc:
+    with service(served_home, '--no-jobs', '--rate-limit', '1000000/minute', '--workers', str(workers),
+                 store=store if kind == 'parquet' else None) as svc:
         check_collected(svc, store, collect(svc))
+    # issue 52: the start line names the store that served, a database's password hidden
+    said = next(line for line in svc.log.read_text().splitlines() if 'serving on' in line)
+    assert f"store={str(Path(store).resolve()) if kind == 'parquet' else store.replace(':hunter2secret@', ':***@')}" in said, said
+    assert 'hunter2secret' not in svc.log.read_text()
 
 
 # --- models moving under a running service -----------------------------------------------------------------------

@@ -12,9 +12,9 @@ from ..errors import BadInput
 from ..params import default
 
 # %% auto #0
-__all__ = ['EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance',
-           'min_track_record', 'sharpe_moments', 'pbo', 'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime',
-           'signal_decay']
+__all__ = ['MIN_ANNUAL_SPAN', 'ANNUALISED', 'EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'span_note', 'annualised_shown',
+           'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance', 'min_track_record', 'sharpe_moments', 'pbo',
+           'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime', 'signal_decay']
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c008
 def _returns(returns) -> np.ndarray:
@@ -54,6 +54,14 @@ def _longest_underwater(value: pd.Series) -> tuple[int, pd.Timedelta]:
     return best, best_time
 
 
+# %% ../../nbs/05c_backtest.stats.ipynb #c011s
+# days: the shortest span whose figures are scaled to a year as they stand. Beneath a quarter, a compounded annual return
+# raises a few weeks' luck to a power above 4 (five days: the 73rd, so +11% reads as +204,000% a year) and an annualised
+# Sharpe ratio's standard error, about 1/sqrt(years), passes 2; GIPS forbids annualising returns under a year at all, which
+# would hide every research run shorter than that: a quarter is where a desk's own reports start to annualise
+MIN_ANNUAL_SPAN = 90
+ANNUALISED = ('annual_return', 'volatility', 'sharpe', 'sortino', 'calmar', 'turnover')   # `performance`'s figures scaled to a year
+
 # %% ../../nbs/05c_backtest.stats.ipynb #c012
 def performance(value: pd.Series,          # portfolio value per bar, after costs
                 periods_per_year: float,   # from the asset's calendar
@@ -68,6 +76,7 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
     years = (value.index[-1] - value.index[0]) / pd.Timedelta(days=365.25) if timed else len(r) / periods_per_year
     total = float(value.iloc[-1] / value.iloc[0] - 1)
     annual = float((1 + total) ** (1 / years) - 1) if years > 0 and total > -1 else float('nan')
+    days = float(years * 365.25)
     downside = math.sqrt(np.mean(np.minimum(r, 0) ** 2)) if len(r) else 0.0
     dd = drawdown(value)
     bars_under, time_under = _longest_underwater(value)
@@ -77,7 +86,8 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
            'sortino': float(r.mean() / downside * math.sqrt(periods_per_year)) if downside > 0 else 0.0,
            'max_drawdown': float(dd.min()),
            'calmar': float(annual / -dd.min()) if dd.min() < 0 and not math.isnan(annual) else float('nan'),
-           'drawdown_bars': int(bars_under), 'drawdown_days': float(time_under / pd.Timedelta(days=1))}
+           'drawdown_bars': int(bars_under), 'drawdown_days': float(time_under / pd.Timedelta(days=1)),
+           'span_days': days, 'short_span': bool(days < MIN_ANNUAL_SPAN)}   # the figures scaled to a year are marked when short
     if position is not None:
         held = position.reindex(value.index).fillna(0).to_numpy(dtype='float64').reshape(len(value), -1)
         out['exposure'] = float((held != 0).any(axis=1).mean())   # bars with any position
@@ -89,6 +99,20 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
         out.update(trades=int(len(t)), win_rate=float((t > 0).mean()) if len(t) else float('nan'),
                    profit_factor=float(gains / losses) if losses > 0 else (float('inf') if gains > 0 else float('nan')))
     return out
+
+# %% ../../nbs/05c_backtest.stats.ipynb #c015s
+def span_note(figures: dict, # `performance`'s figures (a summary's `strategy`, `buy_and_hold`, a model's)
+             ) -> str:
+    "What to say beside a figure scaled to a year from fewer than `MIN_ANNUAL_SPAN` days ('' when long enough, or from a run that did not record it)"
+    return f"from {figures['span_days']:.3g} days: not meaningful" if figures.get('short_span') else ''
+
+def annualised_shown(key: str,     # the figure's key in `figures`
+                     text: str,    # the figure as formatted
+                     figures: dict,
+                    ) -> str:
+    "`text`, marked with `span_note` when `key` is one of `ANNUALISED` and the span is short: every page shows such a figure through this"
+    note = span_note(figures) if key in ANNUALISED and text else ''
+    return f"{text} ({note})" if note else text
 
 # %% ../../nbs/05c_backtest.stats.ipynb #c017
 EULER_GAMMA = 0.5772156649015329

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..processes import atomic_write
+from .stats import annualised_shown   # a figure scaled to a year from a short span: marked on every page
 from ..style import PAGE_STYLE, TABLE_STYLE, html_table   # the house's, for the tearsheet page
 
 # %% auto #0
@@ -107,6 +108,7 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     sharpe, hold, dsr = m['strategy']['sharpe'], m['buy_and_hold']['sharpe'], s.get('dsr')
     pbo, splits = (m.get('pbo') or {}).get('pbo'), (m.get('pbo') or {}).get('splits', 0)
     overfit, found = _number(pbo) and pbo >= 0.5, judge(m)
+    said = lambda x: annualised_shown('sharpe', figure(x, 2), m['strategy'])   # scaled to a year: marked when the span is short
     out = '' if tradeable else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
                                 "figures measure the model's skill after costs, not what trading it in time order would have made. ")
     held = (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the configuration best in sample "
@@ -114,19 +116,19 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     if found == 'unjudged':
         out += (f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, a whole trial "
                 f"record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars (here: a Sharpe ratio of "
-                f"{figure(sharpe, 2)}, a deflated Sharpe ratio of {figure(dsr)} after {counted}).")
+                f"{said(sharpe)}, a deflated Sharpe ratio of {figure(dsr)} after {counted}).")
     elif found == 'skill':
-        out += (f"Evidence of skill: a Sharpe ratio of {sharpe:.2f} is unlikely to be luck after {counted} (deflated Sharpe ratio "
+        out += (f"Evidence of skill: a Sharpe ratio of {said(sharpe)} is unlikely to be luck after {counted} (deflated Sharpe ratio "
                 f"{figure(dsr)}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
                 + (f", and the choice among the configurations held up out of sample: {held}." if held else '.'))
     elif found == 'overfit':
-        out += (f"No reliable evidence of skill after {counted}: a Sharpe ratio of {sharpe:.2f} survives the deflation (deflated Sharpe "
+        out += (f"No reliable evidence of skill after {counted}: a Sharpe ratio of {said(sharpe)} survives the deflation (deflated Sharpe "
                 f"ratio {figure(dsr)}), but the choice among the configurations does not hold up out of sample: {held}, no better than a coin toss.")
     else:
         out += (f"No evidence of skill after {counted}: the deflated Sharpe ratio is {figure(dsr)} (0.95 would be evidence), so a Sharpe "
-                f"ratio of {sharpe:.2f} is what the best of {trials} tries could show by chance."
+                f"ratio of {said(sharpe)} is what the best of {trials} tries could show by chance."
                 + (f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.') if held else ''))
-    out += (f" Buy-and-hold's Sharpe ratio over the same bars was {figure(hold, 2)}: the strategy "
+    out += (f" Buy-and-hold's Sharpe ratio over the same bars was {said(hold)}: the strategy "
             + (("did better." if sharpe > hold else "did worse, before asking whether it is skill.") if _number(sharpe) and _number(hold)
                else "cannot be compared with it."))
     return out + confidence_said(m.get('confidence_set')) + holdout_said(m.get('holdout'))
@@ -212,11 +214,13 @@ _SCALE = {'per_bar': 1e4}
 
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_00
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: pd.DataFrame,
+           figures: dict | None = None,   # the book's `performance` figures: a column scaled to a year is marked when their span is short
+          ) -> str:
     "An HTML table, its known columns given headings and formats"
     shown = frame.copy()
     for c in [c for c in shown.columns if c in _COLUMNS]:
-        shown[c] = [_fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v) for v in shown[c]]
+        shown[c] = [annualised_shown(c, _fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v), figures or {}) for v in shown[c]]
     return html_table(shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}))   # the house table: it fits a phone too
 
 
@@ -224,8 +228,9 @@ def _table(frame: pd.DataFrame) -> str:
 def metrics_frame(m: dict,             # a symbol's or the portfolio's backtest metrics
                   keys: tuple | None = None, # some of PERFORMANCE's keys (default: every figure)
                  ) -> pd.DataFrame:
-    "The performance figures of the strategy beside buy-and-hold, formatted by the one format table"
-    return pd.DataFrame({label: [_fmt(f, m['strategy'].get(k)), _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0)]
+    "The performance figures of the strategy beside buy-and-hold, formatted by the one format table (those scaled to a year marked when the span is short)"
+    return pd.DataFrame({label: [annualised_shown(k, _fmt(f, m['strategy'].get(k)), m['strategy']),
+                                 annualised_shown(k, _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0), m['buy_and_hold'])]
                          for k, label, f in PERFORMANCE if keys is None or k in keys}, index=['Strategy', 'Buy & hold']).T
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c0ff4aac8
@@ -260,8 +265,8 @@ def skill_frame(m: dict) -> pd.DataFrame:
             'Trials (configurations tried)': trials_in_words(s),
             **({'Spread of the trials\' Sharpe ratios (per bar)': _spread_words(s)} if 'sr_variance_floor' in s else {}),
             **({'Trial record': _record_words(s['record'])} if s.get('record') else {}),
-            'Best Sharpe expected by luck (annualised)': f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}",
-            f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]",
+            'Best Sharpe expected by luck (annualised)': annualised_shown('sharpe', f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}", m['strategy']),
+            f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": annualised_shown('sharpe', f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]", m['strategy']),
             'Probability of backtest overfitting': _pbo_words(m.get('pbo')),
             'Max drawdown, Monte Carlo 5% / 50% / 95%': ' / '.join(f"{mc['max_drawdown'][q]:.1%}" for q in ('0.05', '0.5', '0.95')),
             f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths"}
@@ -305,10 +310,10 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                   + "</p>", _table(stress.set_index('multiple').rename_axis('costs x'))]
     if 'models' in m:
         parts += ["<h2>Every model, same bars and costs</h2>",
-                  _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']])]
+                  _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']], m['strategy'])]
     for key, title in (('by_year', 'By year'), ('by_regime', "By the asset's volatility regime (trailing 20 bars)"),
                        ('signal_decay', 'Signal decay: return per bar held against the holding horizon')):
-        if m.get(key): parts += [f"<h2>{title}</h2>", _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]))]
+        if m.get(key): parts += [f"<h2>{title}</h2>", _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]), m['strategy'] if key == 'by_regime' else None)]   # by_year's Sharpe is per bar
     if quality: parts += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
     if fill_rules: parts += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
     return top, figures(curve, name), parts

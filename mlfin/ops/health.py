@@ -14,7 +14,7 @@ from ..errors import MlfinError
 from ..paths import SUMMARY, home, run_dir
 from .records import check_stats, mlflow_rows, record_checks, runs
 from .repository import repository
-from ..data.stores import open_store
+from ..data.stores import open_store, store_place
 from ..monitor.freshness import freshness, overdue_said
 from ..models.registry import describe, production
 from ..monitor.alerting import send_alert
@@ -132,9 +132,9 @@ def registry_check() -> tuple[bool, str]:
 
 # %% ../../nbs/13e_ops.health.ipynb #c015
 def store_check(store=None) -> tuple[bool, str]:
-    "The store answers: its series"
+    "The store answers: its series, and which store it is (`store_place`: what a shared alert may say)"
     held = open_store(store).ls()
-    return True, f"{len(held)} series, {int(held['bars'].sum()) if len(held) else 0:,} bars"
+    return True, f"{len(held)} series, {int(held['bars'].sum()) if len(held) else 0:,} bars in {store_place(store)}"
 
 # %% ../../nbs/13e_ops.health.ipynb #c016
 @dataclass

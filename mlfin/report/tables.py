@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import pandas as pd
 from ..params import VALIDATIONS
+from ..backtest.stats import annualised_shown, span_note
 from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict
 from ..style import TABLE_STYLE, html_table
 from .products import execution_model
@@ -43,8 +44,9 @@ def overview(run: dict) -> pd.DataFrame:
     tradeable = run.get('validation', {}).get('tradeable', True)
     score = lambda s, key: round(s['classification'][key], 3) if key in s.get('classification', {}) else None
     pct = lambda v: f"{v:.1%}"
+    sharpe = lambda f: annualised_shown('sharpe', f"{f['sharpe']:.2f}", f) if span_note(f) else round(f['sharpe'], 2)   # a short span: marked
     book = lambda s: {'strategy return': pct(s['strategy']['total_return']), 'buy & hold return': pct(s['buy_and_hold']['total_return']),
-                      'strategy sharpe': round(s['strategy']['sharpe'], 2), 'buy & hold sharpe': round(s['buy_and_hold']['sharpe'], 2),
+                      'strategy sharpe': sharpe(s['strategy']), 'buy & hold sharpe': sharpe(s['buy_and_hold']),
                       'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None, 'verdict': verdict_word(s, tradeable) if 'skill' in s else ''}
     rows = {sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
                   'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'), **book(s)}

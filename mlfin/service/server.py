@@ -53,6 +53,7 @@ def serve(settings: ServiceSettings | None = None,
          ):
     "Run the service under uvicorn (blocks until stopped)"
     import uvicorn
+    from mlfin.data.stores import store_place   # inside: 0.32 s of pandas and the data package (measured), paid by the command that serves
     from mlfin.service.app import create_app   # inside: 3 s of imports (FastAPI, SQLAlchemy, the monitor; measured), paid by the command that serves, not by every command reading serve's options
     settings = settings or ServiceSettings()
     if bool(certfile) != bool(keyfile): raise BadInput("TLS needs both --cert and --key")
@@ -70,7 +71,7 @@ def serve(settings: ServiceSettings | None = None,
         logging.getLogger('mlfin.service').warning(f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
     if workers > 1: os.environ['MLFIN_SERVICE_MASTER'] = str(os.getpid())
     if announce:   # said once the service answers, not before: a collector waiting for the line can send at once
-        _announce_when_answering('https' if certfile else 'http', host, port, {'workers': workers, 'store': settings.store or 'home', 'docs': '/docs'})
+        _announce_when_answering('https' if certfile else 'http', host, port, {'workers': workers, 'store': store_place(settings.store or None), 'docs': '/docs'})
     uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers,
                 log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,   # our own lines say what uvicorn's would
                 access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile, http='httptools', timeout_graceful_shutdown=15)
