@@ -7,8 +7,8 @@ import datetime as dt, json, os, re, shutil, time
 from urllib.parse import urlsplit
 from contextlib import nullcontext
 from pathlib import Path
-import httpx, numpy as np, pytest, yaml
-from conftest import mlfin, service
+import httpx, pytest, yaml
+from conftest import binance_klines, mlfin, service, write_klines
 from test_dashboard import ROOT, until, voila
 from mlfin.dashboards.kernels import ready_kernels
 
@@ -250,33 +250,12 @@ def test_operations_page_offers_a_read_only_key_prediction_alone_and_it_equals_t
         shot(page, 'operations-read-only'); page.close()
 
 
-def binance_klines(days: float = 2, seed: int = 52, start_ms: int = 1_735_948_800_000) -> str:
-    """One-minute BTCUSDT klines as Binance publishes them (no header: open time ms, open, high, low, close, volume, close time ms,
-    quote volume, trades, taker base, taker quote, ignore): a random walk whose volatility follows GARCH(1,1), from a Saturday
-    (a weekend's bars: the calendar guessed is crypto's 24/7), each bar opening at the last close, high and low around both"""
-    rng, n = np.random.default_rng(seed), int(days * 1440)
-    omega, alpha, beta = 2e-8, 0.08, 0.9   # long-run one-minute volatility sqrt(omega / (1 - alpha - beta)): 0.1%
-    variance, shock, price, rows = omega / (1 - alpha - beta), 0.0, 95_000.0, []
-    for i in range(n):
-        variance = omega + alpha * shock**2 + beta * variance
-        shock = np.sqrt(variance) * rng.standard_normal()
-        close = price * np.exp(shock)
-        high = max(price, close) * np.exp(abs(rng.normal(0, np.sqrt(variance) / 2)))
-        low = min(price, close) * np.exp(-abs(rng.normal(0, np.sqrt(variance) / 2)))
-        volume = rng.lognormal(2.0, 0.5); taker = volume * rng.uniform(0.3, 0.7)
-        t = start_ms + 60_000 * i
-        rows.append(f"{t},{price:.2f},{high:.2f},{low:.2f},{close:.2f},{volume:.5f},{t + 59_999},{volume * close:.4f},"
-                    f"{rng.integers(50, 500)},{taker:.5f},{taker * close:.4f},0\n")
-        price = close
-    return ''.join(rows)
-
-
 @pytest.mark.timeout(900)
 def test_an_analyst_ingests_and_trains_on_the_operations_page_recorded_under_their_name(site, tmp_path):
     key, svc = site['keys']['admin'], site['service']
     ask = lambda path, **kw: httpx.get(f"{svc.url}{path}", headers={'X-API-Key': key}, timeout=60, **kw)
-    klines = tmp_path/'BTCUSDT-1m-2025-01-04.csv'   # a crypto desk's file: two days of one-minute klines, no source configured
-    klines.write_text(binance_klines())
+    # a crypto desk's file: two days of one-minute klines from a Saturday (weekend bars: crypto's 24/7 calendar), no source configured
+    klines = write_klines(tmp_path/'BTCUSDT-1m-2025-01-04.csv', binance_klines(days=2, start='2025-01-04', seed=52, price=95_000.0))
     assert ask('/models/mlfin.BTCUSDT.1m').status_code == 404   # no model of it yet
     with site['voila']('operations.ipynb') as url:
         page = opened(site['contexts']['ana'], url, 'Your role, analyst, may: predict, ingest now and train.')

@@ -44,6 +44,8 @@ ROUTES = [  # method, path, request, the grant it needs (None: open; 'key': an A
     ('POST', '/token', {}, 'key'),
     ('POST', '/ingest', {'json': {'symbol': 'ES', 'timeframe': 'M1', 'candles': copy_rates(ES.iloc[-2:])}}, 'ingest'),
     ('POST', '/ingest/run', {'json': {'symbol': 'ES', 'timeframe': '1m'}}, 'train'),
+    ('POST', '/ingest/file', {'files': {'file': ('ES-1m.csv', ES.iloc[-2:].reset_index().to_csv(index=False).encode())},
+                              'data': {'symbol': 'ES', 'timeframe': '1m'}}, 'train'),   # the upload: the analyst's, as the source's pull
     ('GET', '/prices/latest', {'params': {'symbol': 'SPX', 'timeframe': '1d', 'n': 5}}, 'read'),
     ('DELETE', '/series/NOSUCH/1d', {}, 'admin'),   # 404: nothing stored by that name
     ('GET', '/predict', {'params': {'symbol': 'SPX', 'timeframe': '1d'}}, 'read'),

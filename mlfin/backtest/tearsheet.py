@@ -16,7 +16,7 @@ from ..style import PAGE_STYLE, TABLE_STYLE, html_table   # the house's, for the
 __all__ = ['VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', 'DSR_DIGITS', 'PERFORMANCE', 'figure', 'unjudged',
            'judge', 'verdict_word', 'trials_said', 'confidence_said', 'holdout_said', 'verdict', 'trials_in_words',
            'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'holdout_frame',
-           'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
+           'forecast_said', 'forecast_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c006
 VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill',
@@ -284,6 +284,32 @@ def holdout_frame(h: dict) -> pd.DataFrame:
                  'Buy-and-hold Sharpe ratio': f"{h['buy_and_hold_sharpe']:.2f}"}
     return pd.DataFrame({'': rows}).rename_axis('holdout')
 
+# %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_fc
+def _error(v, units: str) -> str:
+    "An error in its units: a price's with two decimals, a return's in basis points"
+    if not isinstance(v, (int, float)) or v != v: return 'not a number'
+    return f"{v:,.2f}" if units == 'price' else f"{v * 1e4:.2f} bps"
+
+def forecast_said(f: dict) -> str:
+    "One sentence: the forecast's MAE beside the random walk's and the drift's, the ratio, and Diebold-Mariano's test (`models.metrics.forecast_record`)"
+    walk = 'the next close is the last close' if f['units'] == 'price' else 'no change'
+    ratio = f.get('mae_ratio')
+    if not isinstance(ratio, (int, float)) or ratio != ratio: return f"The forecast's accuracy against the random walk ({walk}) is not known."
+    outcome = 'beats' if f['beats_random_walk'] else 'does not beat'
+    dm = (f" Diebold-Mariano on squared errors: {f['dm']:+.2f} (p {f['dm_p']:.3g}; negative: the forecast's errors are the smaller)."
+          if isinstance(f.get('dm'), (int, float)) and f['dm'] == f['dm'] else '')
+    return (f"Out of sample, the forecast's mean absolute error is {_error(f['mae'], f['units'])} against {_error(f['mae_rw'], f['units'])} for "
+            f"the random walk ({walk}) and {_error(f.get('mae_drift'), f['units'])} for the drift alone: {ratio:.3f}x the random walk's; "
+            f"it {outcome} doing nothing (MAE and RMSE both below the random walk's is what beating it takes).{dm}")
+
+def forecast_frame(f: dict) -> pd.DataFrame:
+    "The forecast, the random walk and the drift side by side: MAE, RMSE and the ratios to the random walk"
+    rows = {'forecast': (f['mae'], f['rmse']), 'random walk': (f['mae_rw'], f['rmse_rw']), 'drift only': (f.get('mae_drift'), f.get('rmse_drift'))}
+    ratio = lambda a, b: f"{a / b:.3f}x" if all(isinstance(v, (int, float)) and v == v for v in (a, b)) and b else ''
+    return pd.DataFrame({name: {'MAE': _error(a, f['units']), 'RMSE': _error(b, f['units']), 'MAE / random walk': ratio(a, f['mae_rw']),
+                                'RMSE / random walk': ratio(b, f['rmse_rw'])} for name, (a, b) in rows.items()}).T.rename_axis('forecast')
+
+
 # %% ../../nbs/05f_backtest.tearsheet.ipynb #c013_03
 def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                     m: dict,          # its backtest metrics
@@ -298,6 +324,8 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
            f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", f"<p><small>{html.escape(clock_in_words(m))}</small></p>"]
     parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]
+    if m.get('forecast'): parts[:0] = ["<h2>The forecast against doing nothing</h2>", f"<p>{html.escape(forecast_said(m['forecast']))}</p>",
+                                       _table(forecast_frame(m['forecast']))]
     if m.get('holdout'): parts += ["<h2>Holdout after selection</h2>", f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
                                    _table(holdout_frame(m['holdout']))]
     if 'cost_stress' in m:

@@ -8,7 +8,7 @@ import html
 import pandas as pd
 from ..params import VALIDATIONS
 from ..backtest.stats import annualised_shown, span_note
-from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict
+from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict, forecast_said, forecast_frame
 from ..style import TABLE_STYLE, html_table
 from .products import execution_model
 
@@ -49,12 +49,13 @@ def overview(run: dict) -> pd.DataFrame:
                       'strategy sharpe': sharpe(s['strategy']), 'buy & hold sharpe': sharpe(s['buy_and_hold']),
                       'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None, 'verdict': verdict_word(s, tradeable) if 'skill' in s else ''}
     rows = {sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
-                  'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'), **book(s)}
+                  'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'),
+                  'vs random walk': score(s, 'mae_ratio'), **book(s)}
             for sym, s in run['symbols'].items()}
     if run.get('portfolio'):  # its figures on its own clock (daily)
         p = run['portfolio']
         rows['PORTFOLIO'] = {'timeframe': p.get('clock', '')[:2], 'bars': '', 'first': '', 'last': '', 'model': 'leaders',
-                             'auc': '', 'accuracy': '', 'ic': '', **book(p)}
+                             'auc': '', 'accuracy': '', 'ic': '', 'vs random walk': '', **book(p)}
     return pd.DataFrame(rows).T
 
 
@@ -104,7 +105,10 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     tradeable = run.get('validation', {}).get('tradeable', True)
     skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m))) if 'skill' in m else ''
     if m.get('holdout'): skill += '<h3>Holdout after selection (one trial)</h3>' + table(holdout_frame(m['holdout']))
-    return (TABLE_STYLE + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
-            '<h3>Classification, out-of-sample</h3>' + table(classification_table(run).loc[[symbol]]) +
+    forecast = ('<h3>The forecast against doing nothing</h3>' + f"<p class='mlfin-forecast'>{html.escape(forecast_said(m['forecast']))}</p>"
+                + table(forecast_frame(m['forecast']))) if m.get('forecast') else ''
+    return (TABLE_STYLE + forecast + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
+            ('<h3>Forecast scores, out-of-sample</h3>' if m.get('forecast')
+             else '<h3>Classification, out-of-sample</h3>') + table(classification_table(run).loc[[symbol]]) +
             '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
 
