@@ -14,6 +14,7 @@ from ..ops.schedules import scheduled as run_job, install, remove, cron_lines, s
 from ..ops.records import runs, check_stats
 from ..monitor.alerting import send_alert
 from ..ops.backup import backup as snapshot
+from ..data.stores import store_place
 from ..ops.repository import password_file, repository, home_id
 from ..ops.wal import wal_setup
 from ..ops.restore import restore as rebuild
@@ -172,7 +173,7 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
     for name, verdict in done.fingerprints.items(): typer.echo(f"  {name}: {verdict}")
     if done.project: typer.echo(f"  the project's configuration: {done.project}")
     if done.kept: typer.echo(f"  {done.kept}")
-    typer.echo(f"use it: MLFIN_HOME={done.home}" + (f" MLFIN_STORE={done.store['url']}" if done.store['kind'] == 'postgresql' else ''))
+    typer.echo(f"use it: MLFIN_HOME={done.home}" + (f" MLFIN_STORE={store_place(done.store['url'])} (its password yours to add)" if done.store['kind'] == 'postgresql' else ''))
     if any(v != 'identical' for v in done.fingerprints.values()): raise typer.Exit(1)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c031

@@ -16,7 +16,7 @@ from ..processes import atomic_write
 from ..models.core import libraries as model_libraries
 from .records import mlflow_rows
 from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share
-from ..data.stores import open_store
+from ..data.stores import open_store, store_place   # a manifest names the store as it may be said: no password
 from ..data.stores.parquet import series_cut
 from .. import data
 from ..features.assembly import inputs_for
@@ -194,7 +194,7 @@ def stage(folder: Path,                 # emptied, then filled with the cut
         if (root/name).exists(): (folder/'project').mkdir(exist_ok=True); shutil.copy2(root/name, folder/'project'/name)
     prints = fingerprints(store, folder)
     manifest = {'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'host': socket.gethostname(), 'home': str(at),
-                'store': {'kind': held['kind'], 'url': store.url if held['kind'] == 'postgresql' else None, 'series': held['series']},
+                'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None, 'series': held['series']},
                 'products': products, 'versions': versions(), 'schemas': schema_revisions(folder), 'fingerprints': prints,
                 'files': checksums(folder, known), 'stage_seconds': round(time.perf_counter() - started, 3)}
     atomic_write_json(folder/'MANIFEST.json', manifest)
