@@ -281,7 +281,7 @@ def test_the_crypto_desks_next_close_is_judged_against_the_same_as_now(tmp_path)
     recomputed here from the file's own closes, is within 1.05x of "the next close is the last close"; the leaderboard, summary.json
     and the tearsheet give the ratio, nothing that loses to the random walk is promoted, and signals trade moves that pay a round trip"""
     home = tmp_path/'desk'
-    candles = write_klines(tmp_path/'BTCUSDT-1m.csv', binance_klines(days=3))
+    candles = write_klines(tmp_path/'BTCUSDT-1m.csv', binance_klines(days=2, start='2024-01-06'))   # from a Saturday: crypto's 24/7
     said = mlfin(home, 'ingest', str(candles), '--symbol', 'BTCUSDT', '--timeframe', '1m').stdout
     assert 'read as binance, calendar 24/7' in said and 'asset class crypto' in said, said
     mlfin(home, 'run', '--symbols', 'BTCUSDT:1m', '--label', 'next_close', '--reports', str(home/'reports'))

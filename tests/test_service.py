@@ -514,7 +514,8 @@ def test_ingest_run_pulls_a_series_from_its_configured_exchange(served_home, tmp
             again = client.post('/ingest/run', json={'symbol': 'EURUSDT', 'timeframe': 'H1'}).json()
             assert (again['new'], again['unchanged']) == (0, 1)   # from the last stored bar on: that bar alone, once more
             unknown = client.post('/ingest/run', json={'symbol': 'BTCUSDT', 'timeframe': '1h'})
-            assert unknown.status_code == 404 and unknown.json()['detail'] == 'no remote source configured for BTCUSDT:1h (the service\'s --sources file)'
+            assert unknown.status_code == 404 and unknown.json()['detail'] == ('no remote source configured for BTCUSDT:1h (the service\'s --sources file): '
+                                                                           'upload a file of its bars instead (POST /ingest/file)')
             assert svc.errors() == ''
     finally: exchange.close()
 

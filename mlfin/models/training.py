@@ -221,7 +221,7 @@ def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Par
     at = one.index.get_indexer(oos.index)
     oos = oos.assign(label=one.y[at], label_return=one.realised[at], label_end=one.ends.to_numpy()[at], symbol=symbol, model=spec.name)
     if kind == 'regressor':   # every regressor forecasts a return; the close it implies is kept beside it
-        oos = oos.assign(last_close=one.base[at], predicted_close=one.base[at] * (1 + oos['prediction'].to_numpy()))
+        oos = oos.assign(last_close=one.base[at], predicted_close=one.base[at] * (1 + oos['prediction'].to_numpy(dtype='float64')))   # float64: XGBoost's float32 would round a price by cents
     model = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights) if final else None
     return oos, scores, model_files(model) if model is not None and on_worker() else model   # on a worker: the model's files
 

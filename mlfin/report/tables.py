@@ -50,7 +50,7 @@ def overview(run: dict) -> pd.DataFrame:
                       'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None, 'verdict': verdict_word(s, tradeable) if 'skill' in s else ''}
     rows = {sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
                   'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'),
-                  'vs random walk': score(s, 'mae_ratio'), **book(s)}
+                  'vs random walk': score(s, 'mae_ratio') if 'mae_ratio' in s.get('classification', {}) else '', **book(s)}
             for sym, s in run['symbols'].items()}
     if run.get('portfolio'):  # its figures on its own clock (daily)
         p = run['portfolio']
