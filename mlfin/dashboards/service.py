@@ -172,6 +172,28 @@ def job_line(job: dict) -> str:
     return (f"<p class='mlfin-job'>job {html.escape(job['id'])}: <b>{html.escape(job['state'])}</b>" + (f" · {took}" if took else '')
             + (f" · <span class='mlfin-step'>{html.escape(at)}</span>" if at and job['state'] == 'running' else '') + "</p>")
 
+# %% ../../nbs/12e_dashboards.service.ipynb #c014c
+def prediction_cards(p: dict) -> str:
+    "A regressor's answer (`GET /predict`) as two cards: the last close and its bar; the predicted next close, its change and its error beside the random walk's"
+    ratio = p.get('ratio_to_random_walk')
+    judged = (f"error {ratio:.3f}× the random walk's (MAE; under 1 beats “no change”)" if ratio is not None
+              else "error beside the random walk's: not known")
+    return ("<div class='mlfin-answer mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:12px'>"
+            + figure_card('Last close', p['last_close'], [f"bar of {when_text(p['bar_time'])}"], 'last-close')
+            + figure_card('Predicted next close', p['predicted_close'],
+                          [f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> for the bar of {when_text(p['for_bar'])}",
+                           f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
+                           f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}"], 'predicted-close', escape=False)
+            + "</div>")
+
+def figure_card(title: str, value: float, notes: list[str], figure: str, escape: bool = True) -> str:
+    "One figure as a card (the look of the index's book cards): its title, the value large (`data-value` holds it unrounded), a line for each note"
+    digits = max(2, 5 - int(np.floor(np.log10(abs(value))))) if value else 2   # six figures or so: 96,893.42, 1.08345
+    lines = ''.join(f"<p style='margin:.2em 0;font-size:.92em'>{html.escape(n) if escape else n}</p>" for n in notes)
+    return (f"<div class='mlfin-card' data-figure='{figure}' style='border:1px solid #dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
+            f"<div style='color:#5f6368'>{html.escape(title)}</div>"
+            f"<div class='mlfin-value' data-value='{value!r}' style='font-size:1.6em;font-weight:600'>{value:,.{digits}f}</div>{lines}</div>")
+
 # %% ../../nbs/12e_dashboards.service.ipynb #c014
 def _predict_section(c: Connection, series: list[str]) -> list:
     "Predict the next bar of the series picked in its own box: a regressor's forecast as two cards, a classifier's answer as a table"
@@ -206,28 +228,6 @@ def _promote_section(c: Connection, series: list[str]) -> list:
         sure.value = False
     ask.on_click(promote)
     return [widgets.HTML("<h2>Promote a version (admin)</h2>"), row(name, version), row(sure, ask), out]
-
-# %% ../../nbs/12e_dashboards.service.ipynb #c014c
-def prediction_cards(p: dict) -> str:
-    "A regressor's answer (`GET /predict`) as two cards: the last close and its bar; the predicted next close, its change and its error beside the random walk's"
-    ratio = p.get('ratio_to_random_walk')
-    judged = (f"error {ratio:.3f}× the random walk's (MAE; under 1 beats “no change”)" if ratio is not None
-              else "error beside the random walk's: not known")
-    return ("<div class='mlfin-answer mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:12px'>"
-            + figure_card('Last close', p['last_close'], [f"bar of {when_text(p['bar_time'])}"], 'last-close')
-            + figure_card('Predicted next close', p['predicted_close'],
-                          [f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> for the bar of {when_text(p['for_bar'])}",
-                           f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
-                           f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}"], 'predicted-close', escape=False)
-            + "</div>")
-
-def figure_card(title: str, value: float, notes: list[str], figure: str, escape: bool = True) -> str:
-    "One figure as a card (the look of the index's book cards): its title, the value large (`data-value` holds it unrounded), a line for each note"
-    digits = max(2, 5 - int(np.floor(np.log10(abs(value))))) if value else 2   # six figures or so: 96,893.42, 1.08345
-    lines = ''.join(f"<p style='margin:.2em 0;font-size:.92em'>{html.escape(n) if escape else n}</p>" for n in notes)
-    return (f"<div class='mlfin-card' data-figure='{figure}' style='border:1px solid #dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
-            f"<div style='color:#5f6368'>{html.escape(title)}</div>"
-            f"<div class='mlfin-value' data-value='{value!r}' style='font-size:1.6em;font-weight:600'>{value:,.{digits}f}</div>{lines}</div>")
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c014b
 def operations_section(c: Connection):
