@@ -61,10 +61,15 @@ def overview(run: dict) -> pd.DataFrame:
 
 # %% ../../nbs/07b_report.tables.ipynb #c008_03
 def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
-    "The last `n` predictions and signals of `symbol`"
+    "The last `n` predictions and signals of `symbol`: a classifier's P(up), a regressor's forecast change and the close it implies"
     rows = run['curves'].query('symbol == @symbol').tail(n)
-    return pd.DataFrame({'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4),
-                         'signal': rows['signal'].astype(int).map({1: 'long', 0: 'flat', -1: 'short'})}, index=rows.index)
+    side = rows['signal'].astype(int).map({1: 'long', 0: 'flat', -1: 'short'})
+    made = run.get('predictions')
+    if made is not None and 'predicted_close' in made:   # a regressor: what it forecast, in the price's terms
+        mine = made[made['symbol'] == symbol].reindex(rows.index)
+        return pd.DataFrame({'close': rows['close'].round(5), 'forecast change %': (100 * mine['prediction']).round(4),
+                             'predicted close': mine['predicted_close'].round(5), 'signal': side}, index=rows.index)
+    return pd.DataFrame({'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4), 'signal': side}, index=rows.index)
 
 
 # %% ../../nbs/07b_report.tables.ipynb #c010
