@@ -128,6 +128,12 @@ def test_every_route_by_every_credential(served_home):
         assert len(seen) == len(ROUTES) * (len(refused) + len(credentials))
         denied = svc.client(keys['admin']).get('/audit', params={'action': 'denied', 'limit': 1000}).json()
         assert {'user:matrix-readonly', 'user:matrix-analyst'} <= {e['actor'] for e in denied}   # people refused for their role: seen
+        # a path written to forge a log line (issue 53): the newline and the carriage return are escaped, the line stays one line
+        forged = '2024-01-02T00:00:00.000Z\tINFO\tmlfin.service.access\trequest\t/models/mlfin.SPX.1d/promote\t200\troot'   # tabs: no quoting
+        assert svc.client().get('/x%0a' + forged.replace('\t', '%09') + '%0d').status_code in (401, 404)
+        time.sleep(0.5)   # the access line's writer thread
+        lines = svc.log.read_text().splitlines()
+        assert not any(l.startswith(forged[:24]) or '\r' in l for l in lines) and any('/x\\n2024-01-02' in l for l in lines), lines[-3:]
         assert svc.errors() == ''
 
 

@@ -20,17 +20,23 @@ def _utc(record) -> str:
 
 
 # %% ../../nbs/10a0_service.logs.ipynb #c005_00
+_CONTROL = re.compile('[\x00-\x1f\x7f\x85\u2028\u2029]')   # what ends a line, or rewrites one on a terminal (CR, ESC)
+
+def _escaped(text: str) -> str:
+    "Text with each control character written as its JSON escape (\\n, \\r, \\u001b): one event stays one line, whoever wrote the text"
+    return _CONTROL.sub(lambda m: json.dumps(m.group())[1:-1], text)
+
 def _shown(value) -> str:
     text = str(value)
-    return json.dumps(text) if not text or any(c in text for c in ' "=') else text
+    return json.dumps(text) if not text or any(c in text for c in ' "=') or _CONTROL.search(text) else text
 
 
 # %% ../../nbs/10a0_service.logs.ipynb #c005_01
 class TextLines(logging.Formatter):
-    "One line a record: UTC time, level, logger, message, then its fields as key=value (a traceback, when attached, below)"
+    "One line a record: UTC time, level, logger, message, then its fields as key=value, control characters escaped (a traceback, when attached, below)"
     def format(self, record):
         fields = ' '.join(f"{k}={_shown(v)}" for k, v in record.__dict__.items() if k not in _STANDARD)
-        line = f"{_utc(record)} {record.levelname} {record.name} {record.getMessage()}" + (f" {fields}" if fields else '')
+        line = f"{_utc(record)} {record.levelname} {record.name} {_escaped(record.getMessage())}" + (f" {fields}" if fields else '')
         return line + ('\n' + self.formatException(record.exc_info) if record.exc_info else '')
 
 
