@@ -4,12 +4,13 @@
 
 # %% ../nbs/00e_paths.ipynb #c003
 from __future__ import annotations
-import json, os
+import json, os, stat, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PROJECT_RECORD', 'FINISHED', 'SUMMARY', 'DATASET', 'project_root', 'home', 'set_home', 'record_project',
-           'home_project', 'store_dir', 'run_dir', 'finished_folder', 'tracking_uri', 'artifact_dir']
+__all__ = ['PROJECT_RECORD', 'FINISHED', 'SUMMARY', 'DATASET', 'OWNER_ONLY', 'project_root', 'home', 'set_home', 'record_project',
+           'home_project', 'store_dir', 'run_dir', 'finished_folder', 'tracking_uri', 'artifact_dir', 'tighten',
+           'private', 'open_home']
 
 # %% ../nbs/00e_paths.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -74,3 +75,56 @@ def tracking_uri() -> str: "The MLflow store: a SQLite file under `home()`"; ret
 
 # %% ../nbs/00e_paths.ipynb #c012_04
 def artifact_dir() -> Path: "Where MLflow keeps models and other artifacts"; return home()/'mlartifacts'
+
+# %% ../nbs/00e_paths.ipynb #p021
+OWNER_ONLY = 0o077   # the permission bits a private file or folder never has: its group's and everyone else's
+
+def tighten(path: str | Path) -> int | None:
+    "Clear `path`'s group and other permission bits (a link is left alone): its mode before when it was wider, else None"
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode) or not found.st_mode & OWNER_ONLY: return None
+    os.chmod(path, stat.S_IMODE(found.st_mode) & ~OWNER_ONLY)
+    return stat.S_IMODE(found.st_mode)
+
+# %% ../nbs/00e_paths.ipynb #p022
+def private(path: str | Path,      # a file (made empty when missing, its folder too) or a folder
+            folder: bool = False,  # `path` is a folder: made with its parents
+           ) -> Path:
+    "A file or folder only its owner reads, writes or enters, whatever the umask: made so when missing, tightened when found wider"
+    path = Path(path)
+    if folder: path.mkdir(parents=True, exist_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try: os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError: pass   # kept as it is, only tightened
+    tighten(path)
+    return path
+
+# %% ../nbs/00e_paths.ipynb #p023
+def open_home(at: str | Path | None = None, # the home; default: `home()`
+              say=None,                     # told one line on what was tightened; default: printed on standard error
+             ) -> Path:
+    "Open the home for a command that keeps state in it: what this process and its children make is owner-only from now (umask 077), the home is made private and anything in it found wider tightened, said once"
+    os.umask(OWNER_ONLY)
+    root = Path(at or home())
+    was = tighten(root) if root.exists() else None
+    private(root, folder=True)
+    files, folders, left = _tighten_under(root)
+    if was is None and not files + folders + left: return root
+    inside = ', '.join(f"{n} {kind}{'s' if n != 1 else ''}" for n, kind in ((files, 'file'), (folders, 'folder')) if n)
+    line = (f"mlfin: tightened {root}" + (f" (was {was:04o})" if was is not None else '') + (f" and {inside} in it" if inside else '')
+            + " to owner-only" + (f"; {left} not this user's left as they were" if left else ''))
+    if not (files or folders or was is not None): line = f"mlfin: {root}: {left} not this user's, left as they were (wider than owner-only)"
+    (say or (lambda s: print(s, file=sys.stderr)))(line)
+    return root
+
+def _tighten_under(root: Path) -> tuple[int, int, int]:
+    "Tighten every file and folder under `root` (links not followed): how many files and folders were tightened, and how many could not be (another user's)"
+    files = folders = left = 0
+    for top, dirs, names in os.walk(root):
+        for name, is_folder in [*((n, True) for n in dirs), *((n, False) for n in names)]:
+            try: was = tighten(os.path.join(top, name))
+            except FileNotFoundError: continue   # gone meanwhile (another process's temporary file)
+            except PermissionError: left += 1; continue
+            if was is not None: folders, files = folders + is_folder, files + (not is_folder)
+    return files, folders, left

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, datetime as dt, json, os, secrets, sys
 from pathlib import Path
 from .errors import Unavailable
-from .paths import home
+from .paths import home, tighten
 
 # %% auto #0
 __all__ = ['atomic_write', 'exclusive', 'die_with_parent', 'alive', 'run_server', 'secret_file']
@@ -98,12 +98,15 @@ def run_server(cmd: list[str], env: dict | None = None, # a server's command lin
 def secret_file(path: str | Path, # where the secret is kept (a backup repository's password, a server's admin password, ...)
                 make: bool = True, # make it (once, 0600, a random token) when it is not there
                ) -> Path:
-    "A secret in a file only its owner reads; made once, never overwritten"
+    "A secret in a file only its owner reads; made once, never overwritten; one found readable by others tightened, and said"
     found = Path(path).expanduser()
     if make and not found.exists():
-        found.parent.mkdir(parents=True, exist_ok=True)
+        found.parent.mkdir(parents=True, exist_ok=True, mode=0o700)   # a folder made for it is its owner's alone (one already there is left as it is)
         try:
             fd = os.open(found, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, 'w') as f: f.write(secrets.token_urlsafe(32) + '\n')
         except FileExistsError: pass   # another process made it first: theirs is kept
+    try: was = tighten(found)
+    except (FileNotFoundError, PermissionError): was = None   # none there (make=False), or another user's file: left as it is
+    if was is not None: print(f"mlfin: tightened {found} (was {was:04o}) to owner-only: it is a secret", file=sys.stderr)
     return found

@@ -125,3 +125,10 @@ def test_stopping_mlfin_dashboards_stops_voila_and_its_kernels(small_copy):
         with pytest.raises(OSError): socket.create_connection(('127.0.0.1', port), timeout=1)
     finally:
         if cli.poll() is None: cli.kill()
+
+
+def person(home: Path, name: str, role: str) -> dict:
+    "A person made with `mlfin users add` as an admin makes one (conftest's `Service.person`), no service running: the pages' login needs only the store"
+    from types import SimpleNamespace
+    from conftest import Service
+    return Service.person(SimpleNamespace(home=home, store=None), name, role)

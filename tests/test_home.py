@@ -1,7 +1,7 @@
 """A home copied or moved to another folder (issue 17, defect 3): MLflow records where artifacts live as absolute paths, so
 a copy went on reading and writing its original's folder, and recreated it when it was gone. Here a copy writes only into
 itself, loads its models and reads its earlier runs from itself, and leaves its original (gone or still there) alone."""
-import hashlib, json, os, shutil, subprocess, sys
+import hashlib, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from conftest import ROOT, SLICE, mlfin
@@ -103,3 +103,30 @@ def test_a_location_outside_the_home_is_named(tmp_path, monkeypatch):
                                                f"run {run.info.run_id}: {(tmp_path/'shared').as_uri()}/{run.info.run_id}/artifacts"]
     shutil.rmtree(tmp_path/'shared')
     assert all(line.endswith('(missing)') for line in tracking.check_home()['outside'])
+
+
+def test_a_home_made_with_the_usual_umask_is_tightened_at_start_and_no_other_account_reads_it():
+    """Issue 53, item 3: a home made with umask 022 (0755, its service.db 0644: the token-signing secret, readable by every local
+    account) is made owner-only when `mlfin dashboards` opens it, said in one line; then the OS user nobody cannot read service.db"""
+    import stat, tempfile
+    from test_dashboard import person, voila
+    base = Path(tempfile.mkdtemp(prefix='mlfin-home-')); base.chmod(0o755)   # in /tmp, which every account enters (pytest's folder is 0700)
+    home, kept = base/'home', os.umask(0o022)
+    as_nobody = lambda path: subprocess.run(['runuser', '-u', 'nobody', '--', 'cat', str(path)], capture_output=True, text=True, errors='replace')
+    try:
+        person(home, 'opadmin', 'admin')   # the home made by `mlfin users add`, with the usual umask
+        db = home/'store'/'service.db'
+        assert (stat.S_IMODE(home.stat().st_mode), stat.S_IMODE(db.stat().st_mode)) == (0o755, 0o644)
+        if os.geteuid() == 0: assert as_nobody(db).returncode == 0   # the attack of the issue: any account reads the secret
+        with voila(home, 'index.ipynb', login=True, args=('--preheat', '0')) as served:   # as an operator starts it, umask 022 still
+            said = [line for line in served.log().splitlines() if 'tightened' in line]
+            modes = {str(p.relative_to(home)): stat.S_IMODE(p.lstat().st_mode) for p in [home, *home.rglob('*')] if not p.is_symlink()}
+        assert len(said) == 1 and re.fullmatch(rf"mlfin: tightened {re.escape(str(home))} \(was 0755\) and \d+ files?, \d+ folders? in it to owner-only",
+                                               said[0]), said   # once, naming the home and what it was
+        wide = {name: f"{mode:04o}" for name, mode in modes.items() if mode & 0o077}
+        assert wide == {} and modes['.'] == 0o700 and modes['store/service.db'] == 0o600, wide
+        if os.geteuid() == 0:
+            refused = as_nobody(db)
+            assert refused.returncode != 0 and 'Permission denied' in refused.stderr, refused
+    finally:
+        os.umask(kept); shutil.rmtree(base, ignore_errors=True)

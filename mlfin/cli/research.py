@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from ..config import SERVICE_URL, SERVICE_URL_ENV, code_version
 from ..errors import BadInput, NotFound
-from ..paths import DATASET, SUMMARY, home, project_root, run_dir
+from ..paths import DATASET, SUMMARY, home, open_home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
@@ -35,6 +35,7 @@ __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 
 def run(force: bool = False, wait: float | None = None, **overrides):
     "Run the pipeline (ingest -> features -> train -> backtest -> report); parameters: defaults, env.yaml, then these options"
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    open_home()   # what the run makes (its products, MLflow's records, the ledger) for the home's owner alone
     import faulthandler
     # tasks run in this process: a native library's crash prints where (every thread's Python stack) before it ends it;
     # onto the process's own stderr when sys.stderr has no file behind it (captured in memory by a caller)
@@ -103,6 +104,7 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
     from pydantic import ValidationError
     root = project_root()
     if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
+    open_home()   # the accounts' store, the pictures' cache and what the kernels write, for the home's owner alone
     try: given = ServiceSettings(home=str(home()), **settings)   # the service's words for the store, the registry and the login rules
     except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
     env = {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
