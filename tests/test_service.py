@@ -212,19 +212,17 @@ def test_a_collectors_mistakes_are_named_and_off_calendar_candles_never_predicte
     assert svc.errors() == ''
 
 
-def test_a_persons_login_second_factor_and_lock_over_http(served_home):
+def test_a_persons_login_and_second_factor_over_http(served_home):
     """A person over HTTP: no code, a wrong one, a replayed one, the right one, a recovery code once; a job queued under their name;
-    a brute force against one account slowed then locked, every attempt counted; a disabled account refused and its session ended;
-    nothing readable kept in the database"""
-    with service(served_home, '--no-jobs', '--login-rate', '100000/minute', '--login-slow-after', '2', '--login-delay', '0.2',
-                 '--login-lock-after', '6', '--login-lock-minutes', '1') as svc:
+    a disabled account refused and its session ended; nothing readable kept in the database (a brute force and its locks:
+    test_attacks.py)"""
+    with service(served_home, '--no-jobs', '--login-rate', '100000/minute') as svc:
         said = lambda r: (r.status_code, r.json()['detail'])
         ann = svc.person('http-ann', 'analyst')
         refused = (401, 'wrong user name, password or code')   # whatever was wrong: a leaked password is not confirmed without the code
         assert said(svc.login(ann, code='')) == refused
         now = ann['totp'].now()
-        assert said(svc.login(ann, code=f"{(int(now) + 500_000) % 10**6:06d}")) == refused
-        time.sleep(0.2)   # two failures: the next attempt waits the policy's --login-delay first (at least; a busy machine only waits longer)
+        assert said(svc.login(ann, code=f"{(int(now) + 500_000) % 10**6:06d}")) == refused   # two failures: the third is heard at once
         ok = svc.login(ann, code=now)
         assert (ok.status_code, ok.json()['user'], ok.json()['role']) == (200, 'http-ann', 'analyst'), ok.text
         assert said(svc.login(ann, code=now)) == refused   # the same code again, within its 30 s
@@ -237,26 +235,6 @@ def test_a_persons_login_second_factor_and_lock_over_http(served_home):
         admin = svc.client(svc.key('admin'))
         assert [(e['actor'], e['target']) for e in admin.get('/audit', params={'action': 'train', 'limit': 1}).json()] == [('user:http-ann', job['id'])]
 
-        # brute force against one account, as fast as one client can: each wrong password is checked, or turned away unchecked while it must wait
-        target = svc.person('http-target', 'read_only')
-        checked, waited, started = 0, 0, time.time()
-        with svc.client() as client:
-            while time.time() - started < 60:
-                r = client.post('/token', data={'username': 'http-target', 'password': f"guess number {checked + waited}", 'totp': '000000'})
-                detail = r.json()['detail']
-                if r.status_code == 401: checked += 1
-                elif r.status_code == 429 and 'try again in' in detail: waited += 1
-                elif r.status_code == 429 and detail == 'user http-target: locked for 1 minute after 6 failed logins': checked += 1; break
-                else: raise AssertionError(f"{r.status_code} {detail}")
-        # 6 passwords checked in all; the rest refused before a hash was computed (how many were refused is the client's speed against the
-        # waits of 0.2 to 1.6 s: at least the longest wait is met on any machine)
-        assert checked == 6 and waited >= 1, (checked, waited)
-        locked = svc.login(target)   # the right password and code, while locked
-        assert locked.status_code == 429 and 'locked until' in locked.json()['detail'] and int(locked.headers['Retry-After']) > 0
-        events = admin.get('/audit', params={'actor': 'user:http-target', 'limit': 100}).json()
-        assert sorted((e['outcome'], e['detail']) for e in events) == [('locked', 'attempt while locked'), ('locked', 'wrong password')] + \
-                                                                        [('refused', 'wrong password')] * 5
-
         mlfin(served_home, 'users', 'disable', 'http-ann')
         time.sleep(1.2)
         assert said(as_ann.get('/me'))[0] == 401
@@ -265,9 +243,8 @@ def test_a_persons_login_second_factor_and_lock_over_http(served_home):
         with sqlite3.connect(served_home/'store'/'service.db') as con:   # what an attacker with a copy of the database would read
             kept = '\n'.join(str(v) for t in ('mlfin_users', 'mlfin_recovery_codes', 'mlfin_sessions', 'mlfin_audit', 'mlfin_service')
                              for row in con.execute(f"SELECT * FROM {t}") for v in row)
-        for person in (ann, target):
-            for clear in (person['password'], person['totp'].secret, *person['codes']): assert clear not in kept
-        assert kept.count('$argon2id$') >= 2 * 11   # each password and recovery code kept as its Argon2id hash
+        for clear in (ann['password'], ann['totp'].secret, *ann['codes']): assert clear not in kept
+        assert kept.count('$argon2id$') >= 11   # her password and each recovery code kept as its Argon2id hash
         assert svc.errors() == ''
 
 

@@ -56,13 +56,19 @@ def users_add(name: str = typer.Argument(..., help="the login name (lower-case l
 # %% ../../nbs/09h_cli.people.ipynb #h009
 @users_app.command('ls')
 def users_ls(store: Optional[str] = typer.Option(None, help=STORE_HELP)):
-    "Every account: name, role, second factor, state (active, disabled, locked), made, last login"
+    "Every account: name, role, second factor, state (active, disabled, locked), made, last login; below it, each address it is locked from and until when"
     rows = _people(store).list()
     if not rows: typer.echo("no users yet: `mlfin users add NAME --role analyst`"); return
     for r in rows:
         last = f"last login {r['last_login_at']:%Y-%m-%d %H:%M}" if r['last_login_at'] else 'never logged in'
         typer.echo(f"{r['name']:<16} {r['role']:<9}  {'2FA' if r['second_factor'] else 'no 2FA':<6}  {r['state']:<30}  "
                    f"made {r['created_at']:%Y-%m-%d %H:%M}  {last}")
+        for lock in r['locks']:
+            typer.echo(f"{'':<16} locked from {lock['address'] or 'the command line'} until {lock['until']:%Y-%m-%d %H:%M:%S}Z "
+                       f"after {lock['failures']} failed logins from there")
+        if r['locked_until'] and r['second_factor']:
+            typer.echo(f"{'':<16} {r['failures']} failed logins from every address: until {r['locked_until']:%Y-%m-%d %H:%M:%S}Z "
+                       f"only its password with a right code lets in")
 
 # %% ../../nbs/09h_cli.people.ipynb #h010
 @users_app.command('disable')

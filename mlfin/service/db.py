@@ -12,8 +12,8 @@ from ..errors import Unavailable
 from ..data.stores import open_store
 
 # %% auto #0
-__all__ = ['metadata', 'keys', 'jobs', 'signals', 'settings', 'users', 'recovery_codes', 'sessions', 'audit', 'database_url',
-           'engine', 'utc', 'setting']
+__all__ = ['metadata', 'keys', 'jobs', 'signals', 'settings', 'users', 'recovery_codes', 'sessions', 'login_failures', 'audit',
+           'database_url', 'engine', 'utc', 'upsert', 'setting']
 
 # %% ../../nbs/10a_service.db.ipynb #c005
 metadata = MetaData()
@@ -55,9 +55,9 @@ users = Table('mlfin_users', metadata,                                # people (
               Column('totp_secret', Text),                            # the second factor's secret, encrypted (Fernet); None: none enrolled
               Column('totp_step', BigInteger),                        # the last 30-second step a code was accepted for: no code twice
               Column('second_factor', Integer, nullable=False),       # 1: a code is required at login (the default)
-              Column('failures', Integer, nullable=False),            # failed logins since the last success
+              Column('failures', Integer, nullable=False),            # failed logins from any address since the last success or lock's end
               Column('last_failure_at', DateTime(timezone=True)),
-              Column('locked_until', DateTime(timezone=True)),
+              Column('locked_until', DateTime(timezone=True)),        # those failures reached the lock: only both factors let in
               Column('created_at', DateTime(timezone=True), nullable=False),
               Column('disabled_at', DateTime(timezone=True)),
               Column('last_login_at', DateTime(timezone=True)))
@@ -72,6 +72,13 @@ sessions = Table('mlfin_sessions', metadata,                          # a person
                  Column('expires_at', DateTime(timezone=True), nullable=False),
                  Column('revoked_at', DateTime(timezone=True)),        # logout, or the account disabled or reset
                  Column('address', String(64)))
+login_failures = Table('mlfin_login_failures', metadata,               # failed logins per account and client address
+                       Column('user_id', String(16), nullable=False),
+                       Column('address', String(64), nullable=False),       # the client's address ('' from the command line)
+                       Column('failures', Integer, nullable=False),         # since the last success from there, or the end of its lock
+                       Column('last_failure_at', DateTime(timezone=True), nullable=False),
+                       Column('locked_until', DateTime(timezone=True)),      # refused from this address until then
+                       PrimaryKeyConstraint('user_id', 'address'))
 audit = Table('mlfin_audit', metadata,
               Column('id', Integer, primary_key=True, autoincrement=True),
               Column('at', DateTime(timezone=True), nullable=False, index=True),
@@ -137,6 +144,14 @@ def utc(row) -> dict:
     return {k: (v.replace(tzinfo=dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is None else v) for k, v in dict(row).items()}
 
 
+# %% ../../nbs/10a_service.db.ipynb #c006_02u
+def upsert(db, table):
+    "An INSERT of `table` in `db`'s dialect, which takes `on_conflict_do_nothing` and `on_conflict_do_update` (SQLite's and PostgreSQL's alike)"
+    if db.dialect.name == 'postgresql': from sqlalchemy.dialects.postgresql import insert
+    else: from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 # %% ../../nbs/10a_service.db.ipynb #c006_03
 def setting(db, name: str, make) -> str:
     "A value kept in the service database, created once by `make()` (the first process to get there wins)"
@@ -144,10 +159,6 @@ def setting(db, name: str, make) -> str:
         found = con.execute(settings.select().where(settings.c.name == name)).first()
         if found: return found.value
         value = make()
-        if db.dialect.name == 'postgresql':
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        con.execute(insert(settings).values(name=name, value=value).on_conflict_do_nothing())
+        con.execute(upsert(db, settings).values(name=name, value=value).on_conflict_do_nothing())
     with db.connect() as con: return con.execute(settings.select().where(settings.c.name == name)).first().value
 

@@ -111,8 +111,10 @@ class People:
     "The people of one service database: accounts, their second factors and recovery codes, failures and locks, sessions"
     def __init__(self, db, audit: Audit | None = None, policy: LoginPolicy = LoginPolicy(), cache_seconds: float = setting('key_cache_seconds'),
                  storage: str = 'memory://',   # where attempts per address are counted: the service's `limits_storage`
+                 now=None,                     # the clock: a function giving the time in UTC (default: the real one; a test moves its own)
                 ):
         self.db, self.audit, self.policy, self.cache_seconds = db, audit or Audit(db), policy, cache_seconds
+        self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.addresses = RateLimit(policy.rate, storage, exact=True)   # exact: any minute holds at most N attempts
         self._sessions = Recent(cache_seconds)
         self._dummy = None   # a hash an unknown name is checked against: it costs what a known one does
@@ -129,14 +131,21 @@ class People:
         if found is None: raise NotFound(f"no user {name!r}; `mlfin users ls` lists them")
         return tables.utc(found)
 
+    def _quiet(self, now: dt.datetime) -> dt.datetime:
+        "Failures last counted before this are forgotten: a lock's length ago (its lock has ended, or nothing was tried for that long)"
+        return now - dt.timedelta(minutes=self.policy.lock_minutes)
+
 # %% ../../nbs/10bb_service.people.ipynb #c023
-def _public(user: dict) -> dict:
-    "An account as it may be shown: no hash, no secret; its state in words"
-    now = dt.datetime.now(dt.timezone.utc)
+def _public(user: dict, now: dt.datetime,
+            locks: list = (),   # its locks from one address each: {address, until, failures}
+           ) -> dict:
+    "An account as it may be shown: no hash, no secret; its state in words, and where it is locked from"
+    everyone = user['locked_until'] is not None and user['locked_until'] > now   # failures from all addresses: only both factors let in
     state = ('disabled' if user['disabled_at'] else
-             f"locked until {user['locked_until']:%Y-%m-%d %H:%M}Z" if user['locked_until'] and user['locked_until'] > now else 'active')
+             f"locked until {user['locked_until']:%Y-%m-%d %H:%M}Z" if everyone and not user['second_factor'] else 'active')
     return {'name': user['name'], 'role': user['role'], 'second_factor': bool(user['second_factor']), 'state': state,
-            'failures': user['failures'], 'created_at': user['created_at'], 'last_login_at': user['last_login_at']}
+            'failures': user['failures'], 'locked_until': user['locked_until'] if everyone else None, 'locks': [dict(l) for l in locks],
+            'created_at': user['created_at'], 'last_login_at': user['last_login_at']}
 
 # %% ../../nbs/10bb_service.people.ipynb #c024
 @patch
@@ -159,7 +168,7 @@ def add(self: People, name: str, role: str, password: str,
     "A new account; its second factor's URI and recovery codes are in the answer, and nowhere else"
     check_name(name); check_role(role); check_password(password, name)
     if role not in PERSON_ROLES: raise BadInput(f"role {role!r} is a program's: a person is one of {', '.join(PERSON_ROLES)}")
-    user_id, now = secrets.token_hex(6), dt.datetime.now(dt.timezone.utc)
+    user_id, now = secrets.token_hex(6), self.now()
     if second_factor: self._cipher   # read before the transaction: its key's mark may be written first
     with self.db.begin() as con:
         if con.execute(tables.users.select().where(tables.users.c.name == name)).first():
@@ -173,41 +182,64 @@ def add(self: People, name: str, role: str, password: str,
 # %% ../../nbs/10bb_service.people.ipynb #c026
 @patch
 def list(self: People) -> list[dict]:
-    "Every account as it may be shown (no hash, no secret)"
+    "Every account as it may be shown (no hash, no secret), with the addresses it is locked from now"
+    now, pairs = self.now(), tables.login_failures
     with self.db.connect() as con:
         rows = con.execute(tables.users.select().order_by(tables.users.c.name)).mappings().all()
-    return [_public(tables.utc(r)) for r in rows]
+        locked = con.execute(pairs.select().where(pairs.c.locked_until > now).order_by(pairs.c.locked_until)).mappings().all()
+    locks = {}
+    for r in map(tables.utc, locked): locks.setdefault(r['user_id'], []).append({'address': r['address'], 'until': r['locked_until'], 'failures': r['failures']})
+    return [_public(u, now, locks.get(u['id'], [])) for u in map(tables.utc, rows)]
 
 # %% ../../nbs/10bb_service.people.ipynb #c029
 @patch
 def _failed(self: People, user: dict, why: str, address: str):
-    "A failure counted in the database (attempts made at once each count), the account locked at `policy.lock_after`, audited, then refused in one line"
+    """A failure counted for the account from `address` and from every address (attempts made at once each count), each count locking at
+    `policy.lock_after`; audited, then refused in one line"""
     from sqlalchemy import case
-    now, users = dt.datetime.now(dt.timezone.utc), tables.users
-    until = now + dt.timedelta(minutes=self.policy.lock_minutes)
-    with self.db.begin() as con:
-        failures = con.execute(users.update().where(users.c.id == user['id'])
-                               .values(failures=users.c.failures + 1, last_failure_at=now,
-                                       locked_until=case((users.c.failures + 1 >= self.policy.lock_after, until), else_=users.c.locked_until))
-                               .returning(users.c.failures)).scalar_one()
-    locked = until if failures >= self.policy.lock_after else None
+    now, users, pairs = self.now(), tables.users, tables.login_failures
+    until, quiet = now + dt.timedelta(minutes=self.policy.lock_minutes), self._quiet(now)
+    locks = lambda column, count: case((count >= self.policy.lock_after, until), else_=column)
+    with self.db.begin() as con:   # a count whose last failure is a lock's length old starts again
+        con.execute(pairs.delete().where(pairs.c.user_id == user['id'], pairs.c.address == address, pairs.c.last_failure_at <= quiet))
+        con.execute(users.update().where(users.c.id == user['id'], users.c.last_failure_at <= quiet).values(failures=0, locked_until=None))
+        here = con.execute(tables.upsert(self.db, pairs)
+                           .values(user_id=user['id'], address=address, failures=1, last_failure_at=now, locked_until=locks(None, 1))
+                           .on_conflict_do_update(index_elements=['user_id', 'address'],
+                                                  set_={'failures': pairs.c.failures + 1, 'last_failure_at': now,
+                                                        'locked_until': locks(pairs.c.locked_until, pairs.c.failures + 1)})
+                           .returning(pairs.c.failures)).scalar_one()
+        con.execute(users.update().where(users.c.id == user['id'])
+                    .values(failures=users.c.failures + 1, last_failure_at=now, locked_until=locks(users.c.locked_until, users.c.failures + 1)))
+    locked = here >= self.policy.lock_after
     self.audit.record(f"user:{user['name']}", 'login', user['name'], 'locked' if locked else 'refused', why, address)
-    if locked: raise TooManyRequests(f"user {user['name']}: locked for {self.policy.lock_minutes:g} minute{'s' * (self.policy.lock_minutes != 1)} after {failures} failed logins",
-                                     int(self.policy.lock_minutes * 60))
+    if locked: raise TooManyRequests(f"user {user['name']}: locked from {address or 'the command line'} for {self.policy.lock_minutes:g} "
+                                     f"minute{'s' * (self.policy.lock_minutes != 1)} after {here} failed logins from there", int(self.policy.lock_minutes * 60))
     raise Unauthorized("wrong user name, password or code")   # whatever was wrong: the audit log says which, the caller learns nothing
 
 # %% ../../nbs/10bb_service.people.ipynb #c030
 @patch
 def _gate(self: People, user: dict, address: str):
-    "Refuse, unchecked, an attempt on a locked account, or one made before its wait is over"
-    now = dt.datetime.now(dt.timezone.utc)
-    if user['locked_until'] and user['locked_until'] > now:
+    """Refuse, unchecked, an attempt from an address the account is locked from, or made there before its wait is over; and any attempt
+    on an account without a second factor that failures from every address locked"""
+    now, pairs = self.now(), tables.login_failures
+    with self.db.connect() as con:
+        here = con.execute(pairs.select().where(pairs.c.user_id == user['id'], pairs.c.address == address)).mappings().first()
+    here = tables.utc(here) if here else None
+    if here and here['last_failure_at'] <= self._quiet(now): here = None   # its lock has ended, or it was quiet that long: forgotten
+    name = user['name']
+    if here and here['locked_until'] and here['locked_until'] > now:
+        seconds = (here['locked_until'] - now).total_seconds()
+        self.audit.record(f"user:{name}", 'login', name, 'locked', 'attempt while locked from this address', address)
+        raise TooManyRequests(f"user {name}: locked from {address or 'the command line'} until {here['locked_until']:%H:%M:%S}Z after "
+                              f"repeated failed logins from there", max(1, int(seconds + 0.999)))
+    if not user['second_factor'] and user['locked_until'] and user['locked_until'] > now:
         seconds = (user['locked_until'] - now).total_seconds()
-        self.audit.record(f"user:{user['name']}", 'login', user['name'], 'locked', 'attempt while locked', address)
-        raise TooManyRequests(f"user {user['name']}: locked until {user['locked_until']:%H:%M:%S}Z after repeated failed logins", max(1, int(seconds + 0.999)))
-    wait = self.policy.wait(user['failures'])
-    if wait and user['last_failure_at'] and (left := wait - (now - user['last_failure_at']).total_seconds()) > 0:
-        raise TooManyRequests(f"user {user['name']}: {user['failures']} failed logins; try again in {left:.1f} s", max(1, int(left + 0.999)))
+        self.audit.record(f"user:{name}", 'login', name, 'locked', 'attempt while locked (no second factor to let its owner in)', address)
+        raise TooManyRequests(f"user {name}: locked until {user['locked_until']:%H:%M:%S}Z after failed logins", max(1, int(seconds + 0.999)))
+    wait = self.policy.wait(here['failures']) if here else 0.0
+    if wait and (left := wait - (now - here['last_failure_at']).total_seconds()) > 0:
+        raise TooManyRequests(f"user {name}: {here['failures']} failed logins from there; try again in {left:.1f} s", max(1, int(left + 0.999)))
 
 # %% ../../nbs/10bb_service.people.ipynb #c031
 @patch
@@ -216,7 +248,7 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
     code = (code or '').strip().lower().replace(' ', '')
     if re.fullmatch(r'\d{6}', code):
         secret = self._cipher.decrypt(user['totp_secret'].encode()).decode()
-        step = totp_step(secret, code)
+        step = totp_step(secret, code, self.now().timestamp())
         if step is None: return False
         with self.db.begin() as con:   # one use per step, whoever races for it
             users = tables.users
@@ -229,7 +261,7 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
         for row in con.execute(codes.select().where(codes.c.user_id == user['id'], codes.c.used_at.is_(None))).mappings().all():
             if verify_hash(row['hash'], code):
                 used = con.execute(codes.update().where(codes.c.user_id == user['id'], codes.c.hash == row['hash'], codes.c.used_at.is_(None))
-                                   .values(used_at=dt.datetime.now(dt.timezone.utc)))
+                                   .values(used_at=self.now()))
                 return used.rowcount == 1
     return False
 
@@ -254,18 +286,19 @@ def login(self: People, name: str, password: str,
     if user['disabled_at']:   # said only to whoever holds both factors: to anyone else it is one more wrong guess
         self.audit.record(f"user:{name}", 'login', name, 'refused', 'account disabled', address)
         raise Unauthorized(f"user {name}: account disabled; ask an admin")
-    now = dt.datetime.now(dt.timezone.utc)
+    now, pairs = self.now(), tables.login_failures
     fresh = {'password_hash': hasher().hash(password)} if hasher().check_needs_rehash(user['password_hash']) else {}
-    with self.db.begin() as con:
+    with self.db.begin() as con:   # both counts start again: this address's, and every address's (the owner is in)
         con.execute(tables.users.update().where(tables.users.c.id == user['id'])
                     .values(failures=0, last_failure_at=None, locked_until=None, last_login_at=now, **fresh))
+        con.execute(pairs.delete().where(pairs.c.user_id == user['id'], pairs.c.address == address))
     self.audit.record(f"user:{name}", 'login', name, address=address)
-    return {'id': user['id'], **_public({**user, 'failures': 0, 'last_login_at': now})}
+    return {'id': user['id'], **_public({**user, 'failures': 0, 'locked_until': None, 'last_login_at': now}, now)}
 
 # %% ../../nbs/10bb_service.people.ipynb #c037
 @patch
 def _revoke_sessions(self: People, con, user_id: str):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = self.now()
     con.execute(tables.sessions.update().where(tables.sessions.c.user_id == user_id, tables.sessions.c.revoked_at.is_(None)).values(revoked_at=now))
     self._sessions.forget()
 
@@ -275,21 +308,22 @@ def disable(self: People, name: str, actor: str | None = None) -> dict:
     "Disable an account: no more logins, and every session of it ended"
     with self.db.begin() as con:
         user = self._user(name, con)
-        con.execute(tables.users.update().where(tables.users.c.id == user['id']).values(disabled_at=dt.datetime.now(dt.timezone.utc)))
+        con.execute(tables.users.update().where(tables.users.c.id == user['id']).values(disabled_at=self.now()))
         self._revoke_sessions(con, user['id'])
     self.audit.record(actor or cli_actor(), 'users.disable', name)
-    return _public(self._user(name))
+    return _public(self._user(name), self.now())
 
 # %% ../../nbs/10bb_service.people.ipynb #c039
 @patch
 def enable(self: People, name: str, actor: str | None = None) -> dict:
-    "Enable a disabled account, and unlock a locked one (its failures forgotten)"
+    "Enable a disabled account, and unlock a locked one from every address (its failures forgotten)"
     with self.db.begin() as con:
         user = self._user(name, con)
         con.execute(tables.users.update().where(tables.users.c.id == user['id'])
                     .values(disabled_at=None, locked_until=None, failures=0, last_failure_at=None))
+        con.execute(tables.login_failures.delete().where(tables.login_failures.c.user_id == user['id']))
     self.audit.record(actor or cli_actor(), 'users.enable', name)
-    return _public(self._user(name))
+    return _public(self._user(name), self.now())
 
 # %% ../../nbs/10bb_service.people.ipynb #c040
 @patch
@@ -302,6 +336,7 @@ def reset(self: People, name: str, password: str, second_factor: bool = True, ac
         uri, codes, factor = self._enrol(con, user['id'], name, second_factor)
         con.execute(tables.users.update().where(tables.users.c.id == user['id'])
                     .values(password_hash=hasher().hash(password), locked_until=None, failures=0, last_failure_at=None, **factor))
+        con.execute(tables.login_failures.delete().where(tables.login_failures.c.user_id == user['id']))
         self._revoke_sessions(con, user['id'])
     self.audit.record(actor or cli_actor(), 'users.reset', name, detail=f"second factor {'required' if second_factor else 'off'}")
     return Enrolment(name, user['role'], uri, codes)
@@ -312,7 +347,7 @@ def open_session(self: People, user: dict, address: str = '',
                  hours: float | None = None, # how long it lasts; default: the login policy's `session_hours`
                 ) -> dict:
     "A new session for a logged-in account: its id (a token's `jti`) and expiry"
-    now, hours = dt.datetime.now(dt.timezone.utc), hours or self.policy.session_hours
+    now, hours = self.now(), hours or self.policy.session_hours
     row = {'id': secrets.token_urlsafe(16), 'user_id': user['id'], 'created_at': now, 'expires_at': now + dt.timedelta(hours=hours),
            'revoked_at': None, 'address': (address or '')[:64]}
     with self.db.begin() as con: con.execute(tables.sessions.insert().values(**row))
@@ -336,7 +371,7 @@ def session(self: People, session_id: str) -> dict:
     if found is None: raise Unauthorized("unknown session: log in again")
     if found['revoked_at'] is not None: raise Unauthorized("session ended (logged out, or the account was disabled or reset): log in again")
     if found['disabled_at'] is not None: raise Unauthorized(f"user {found['name']}: account disabled")
-    if found['expires_at'] <= dt.datetime.now(dt.timezone.utc): raise Unauthorized("session expired: log in again")
+    if found['expires_at'] <= self.now(): raise Unauthorized("session expired: log in again")
     return found
 
 # %% ../../nbs/10bb_service.people.ipynb #c044
@@ -345,7 +380,7 @@ def close_session(self: People, session_id: str, address: str = '') -> None:
     "Log out: the session ended at once, here, and within `cache_seconds` in every process"
     s = tables.sessions
     with self.db.begin() as con:
-        con.execute(s.update().where(s.c.id == session_id, s.c.revoked_at.is_(None)).values(revoked_at=dt.datetime.now(dt.timezone.utc)))
+        con.execute(s.update().where(s.c.id == session_id, s.c.revoked_at.is_(None)).values(revoked_at=self.now()))
     self._sessions.forget(session_id)
     found = self._read_session(session_id)
     if found is not None: self.audit.record(f"user:{found['name']}", 'logout', found['name'], address=address)

@@ -15,11 +15,11 @@ __all__ = ['LoginPolicy', 'ServiceSettings', 'setting', 'validation_line']
 # %% ../../nbs/10_service.settings.ipynb #c006
 @dataclass(frozen=True)
 class LoginPolicy:
-    "How failed logins slow an account down and lock it, and how many passwords one address may try (the service's `--login-*` settings)"
-    slow_after: int = 3         # failures before each attempt must wait
+    "How failed logins from one address slow an account down there and lock it, and how many passwords one address may try (the service's `--login-*` settings)"
+    slow_after: int = 3         # failures from one address before each attempt from there must wait
     delay: float = 1.0          # the first wait in seconds, doubled at each further failure
-    lock_after: int = 10        # failures that lock the account
-    lock_minutes: float = 15.0  # for this long, correct password or not
+    lock_after: int = 10        # failures from one address that lock the account there (from all addresses: only both factors let in)
+    lock_minutes: float = 15.0  # for this long, correct password or not; then its count starts again
     rate: str = '30/minute'     # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
     session_hours: float = 8.0  # how long a person's session lasts from their login (a working day; then they log in again)
 
@@ -47,10 +47,10 @@ class ServiceSettings(BaseModel):
     body_timeout: float = Field(30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
     login_rate: str = Field(LoginPolicy.rate, description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)")
-    login_slow_after: int = Field(LoginPolicy.slow_after, ge=1, description="a person's failed logins before each further attempt must wait")
+    login_slow_after: int = Field(LoginPolicy.slow_after, ge=1, description="failed logins at an account from one address before each further attempt from there must wait")
     login_delay: float = Field(LoginPolicy.delay, ge=0, description="that first wait in seconds, doubled at each further failure")
-    login_lock_after: int = Field(LoginPolicy.lock_after, ge=1, description="failed logins that lock a person's account")
-    login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0, description="how long a locked account stays locked, right password or not")
+    login_lock_after: int = Field(LoginPolicy.lock_after, ge=1, description="failed logins at an account from one address that lock it from there (from all addresses: only its password and code let in)")
+    login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0, description="how long a lock lasts, right password or not; then its count starts again")
     login_session_hours: float = Field(LoginPolicy.session_hours, gt=0, le=24 * 31, description="how long a person's session lasts from their login, on the pages and over the API")
     log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
