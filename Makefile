@@ -14,12 +14,13 @@ setup: ## create .venv from env/requirements.lock, register the mlfin kernel (id
 run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbols SPX --model xgboost")
 	@$(BIN)/mlfin run $(ARGS)
 
-# The suite on both cores: two pytest-xdist workers (a test waiting on a server or a clock overlaps one that computes), the files
-# in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order again), a module whose tests
-# share module fixtures kept on one worker (tests/conftest.py), the slowest 30 listed. OpenMP threads (LightGBM, XGBoost, BLAS)
-# sleep while they wait instead of spinning on a core the other worker needs. Measured on this 2-core machine (clean clone): two
-# workers ran 2,805 s of tests in 1,419 s; in one run, three workers with the notebooks beside them took 1,923 s
-WORKERS ?= 2
+# The suite on both cores: two pytest-xdist workers that take any test, and a third that runs only the tests marked `waits`
+# (their time is the wall clock's: an alert's rounds, a minute to turn), so those minutes pass beside the tests that compute
+# (tests/conftest.py); the files in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order
+# again), a module whose tests share module fixtures kept on one worker, the slowest 30 listed. OpenMP threads (LightGBM,
+# XGBoost, BLAS) sleep while they wait instead of spinning on a core the other worker needs. Measured on this 2-core machine
+# (clean clone): two workers ran 2,805 to 3,438 s of tests in 1,419 to 1,739 s, the CPUs 80 to 88% busy over the whole run
+WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest tests -n $(WORKERS) --durations=30
 test test-fast test-busy: export OMP_WAIT_POLICY := PASSIVE
 # every test home keeps its own trial ledger (the default, the user's data folder, is shared by every home): a count never depends on another test

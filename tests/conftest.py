@@ -57,14 +57,40 @@ def pytest_report_header(config):
 TOGETHER = re.compile(r"scope=['\"]module['\"]")
 
 
+# A test whose time is mostly the wall clock's (an alert's `for:` and Prometheus's rounds, a minute to turn) is marked `waits`.
+# With three workers or more the last one is their lane: it runs those tests and nothing else, so their minutes pass beside the
+# tests that compute instead of holding one of the two workers the cores keep busy (the Makefile starts 3 on this 2-core machine);
+# the others take them only when nothing else is left. (The scheduler sees node ids, not markers: the decorator is read here.)
+WAITS = re.compile(r"^@pytest\.mark\.waits\b[^\n]*\n(?:@[^\n]*\n)*def (test_\w+)", re.M)
+
+
+def marked(pattern: re.Pattern, root: Path) -> set[str]:
+    "The node ids (file::test) of the tests whose decorators `pattern` finds"
+    return {f"{p.relative_to(root).as_posix()}::{name}" for p in Path(__file__).parent.glob('test_*.py') for name in pattern.findall(p.read_text())}
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     together = {p.relative_to(config.rootpath).as_posix() for p in Path(__file__).parent.glob('test_*.py') if TOGETHER.search(p.read_text())}
+    waiting, workers = marked(WAITS, config.rootpath), config.option.numprocesses
+    lane = f"gw{workers - 1}" if isinstance(workers, int) and workers >= 3 else None
 
     class OneByOneButModules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = nodeid.split('::', 1)[0]
             return file if file in together else nodeid
+
+        def _assign_work_unit(self, node):
+            "The next unit for `node`: the lane's are the waiting tests; the others take one only when nothing else is left"
+            mine = lane is not None and node.gateway.id == lane
+            scope = next((s for s in self.workqueue if (lane is not None and s.split('[')[0] in waiting) == mine), None)
+            if scope is None and not mine: scope = next(iter(self.workqueue))
+            if scope is None:   # the lane with nothing left to wait for
+                if not node.shutting_down: node.shutdown()
+                return
+            self.assigned_work.setdefault(node, {})[scope] = work = self.workqueue.pop(scope)
+            collection = self.registered_collections[node]
+            node.send_runtest_some([collection.index(nodeid) for nodeid, done in work.items() if not done])
 
     return OneByOneButModules(config, log)
 

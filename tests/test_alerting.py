@@ -68,6 +68,7 @@ def firing(notifications: list[dict]) -> set[tuple]:
             for a in n['alerts'] if a['status'] == 'firing'}
 
 
+@pytest.mark.waits   # Prometheus's and Alertmanager's rounds and the drift's `for:` on the wall clock
 @pytest.mark.timeout(900)
 def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailbox_an_unchanged_copy_nothing(tmp_path, webhook):
     """ESA and ESB: models of real E-mini minute bars (retimed to end 4.5 hours ago), in production. Then collectors push, through
@@ -164,6 +165,7 @@ def test_a_planted_drift_and_a_stopped_collector_reach_the_webhook_and_the_mailb
             smtp.stop()
 
 
+@pytest.mark.waits   # three minutes of a stopped collector, on the wall clock
 @pytest.mark.timeout(900)
 def test_a_minute_collector_that_stops_pages_within_three_minutes_of_its_last_push(tmp_path, webhook):
     """Issue 34: a collector pushes ESD's minute candles as MetaTrader does (the current candle again and again while it forms),

@@ -70,6 +70,7 @@ def test_a_resent_candle_keeps_its_volume(served_home, tmp_path):
 
 # --- defect 8: signals on closed bars -------------------------------------------------------------------------------
 
+@pytest.mark.waits   # begins at a minute's start (up to a minute's wait)
 def test_signals_are_decided_on_closed_bars_and_the_record_keeps_the_final_one(served_home, tmp_path):
     "Defect 8: the forming candle a MetaTrader collector sends is not decided on; a bar corrected after its close is decided again"
     for attempt in range(3):   # the checks need one clock minute throughout: a minute that turned on a busy machine, tried again on a fresh store
