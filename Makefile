@@ -15,7 +15,7 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 	@$(BIN)/mlfin run $(ARGS)
 
 # The suite on both cores: two pytest-xdist workers that take any test, and a third that runs only the tests marked `waits`
-# (their time is the wall clock's: an alert's rounds, a minute to turn), so those minutes pass beside the tests that compute
+# (their time is the wall clock's: an alert's rounds, a minute to turn, a cut cable's timeout), so those minutes pass beside the tests that compute
 # (tests/conftest.py); the files in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order
 # again), a module whose tests share module fixtures kept on one worker, the slowest 30 listed. OpenMP threads (LightGBM,
 # XGBoost, BLAS) sleep while they wait instead of spinning on a core the other worker needs. Measured on this 2-core machine

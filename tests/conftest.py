@@ -61,18 +61,24 @@ TOGETHER = re.compile(r"scope=['\"]module['\"]")
 # With three workers or more the last one is their lane: it runs those tests and nothing else, so their minutes pass beside the
 # tests that compute instead of holding one of the two workers the cores keep busy (the Makefile starts 3 on this 2-core machine);
 # the others take them only when nothing else is left. (The scheduler sees node ids, not markers: the decorator is read here.)
+# A module marked whole (`pytestmark = [..., pytest.mark.waits]`, hosts that wait out a cut cable) goes there whole.
 WAITS = re.compile(r"^@pytest\.mark\.waits\b[^\n]*\n(?:@[^\n]*\n)*def (test_\w+)", re.M)
+WAITS_ALL = re.compile(r"^pytestmark = .*pytest\.mark\.waits\b", re.M)
 
 
-def marked(pattern: re.Pattern, root: Path) -> set[str]:
-    "The node ids (file::test) of the tests whose decorators `pattern` finds"
-    return {f"{p.relative_to(root).as_posix()}::{name}" for p in Path(__file__).parent.glob('test_*.py') for name in pattern.findall(p.read_text())}
+def waiting_tests(root: Path) -> set[str]:
+    "The node ids (file::test) of the tests marked `waits`, and the files (file) marked whole"
+    found = set()
+    for p in Path(__file__).parent.glob('test_*.py'):
+        file, text = p.relative_to(root).as_posix(), p.read_text()
+        found |= {file} if WAITS_ALL.search(text) else {f"{file}::{name}" for name in WAITS.findall(text)}
+    return found
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     together = {p.relative_to(config.rootpath).as_posix() for p in Path(__file__).parent.glob('test_*.py') if TOGETHER.search(p.read_text())}
-    waiting, workers = marked(WAITS, config.rootpath), config.option.numprocesses
+    waiting, workers = waiting_tests(config.rootpath), config.option.numprocesses
     lane = f"gw{workers - 1}" if isinstance(workers, int) and workers >= 3 else None
 
     class OneByOneButModules(LoadScopeScheduling):
