@@ -58,7 +58,7 @@ input{{width:100%;padding:.45rem;box-sizing:border-box}}button{{margin-top:1.2re
 <button type="submit">Log in</button></form></body></html>"""
 
 class LoginPage(JupyterHandler):
-    "The login form: GET shows it, POST checks the account (`People.login`) and sets the session's cookie"
+    "The login form: GET shows it, POST checks the account (`People.attempt`, as the service's POST /token) and sets the session's cookie"
     def _show(self, said: str = '', status: int = 200):
         self.set_status(status)
         self.set_header('Cache-Control', 'no-store')
@@ -71,14 +71,11 @@ class LoginPage(JupyterHandler):
 
     @allow_unauthenticated
     async def post(self):
-        from tornado.ioloop import IOLoop
         people, tokens = self.identity_provider.service()
         address, asked = _address(self), [self.get_argument(n, '') for n in ('username', 'password', 'code')]
-        def log_in():   # in a worker thread: the hash must not hold up the pages' kernels and websockets
-            user = people.login(*asked, address)
-            return tokens.issue_session(user, people.open_session(user, address))
-        try: token = await IOLoop.current().run_in_executor(None, log_in)
-        except MlfinError as e:
+        opened = lambda user: tokens.issue_session(user, people.open_session(user, address))
+        try: token = await people.attempt(*asked, address, opened)   # in a worker thread: the hash holds up no page, kernel or websocket
+        except MlfinError as e:   # every refusal one line, after the same floor; Retry-After only for the address's own count
             if getattr(e, 'retry_after', None): self.set_header('Retry-After', str(e.retry_after))
             return self._show(str(e), e.status)
         self.identity_provider.set_session(self, token)

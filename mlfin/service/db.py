@@ -64,6 +64,7 @@ users = Table('mlfin_users', metadata,                                # people (
 recovery_codes = Table('mlfin_recovery_codes', metadata,
                        Column('user_id', String(16), nullable=False, index=True),
                        Column('hash', Text, nullable=False),          # Argon2id; each code shown once, used once
+                       Column('mark', String(64)),                    # HMAC of the code keyed outside the database: how it is found (None: made before)
                        Column('used_at', DateTime(timezone=True)))
 sessions = Table('mlfin_sessions', metadata,                          # a person's logins: each token names one (its jti)
                  Column('id', String(32), primary_key=True),

@@ -61,10 +61,8 @@ async def token(request: Request, key: Annotated[str | None, Security(api_key)] 
         return Token(**state.tokens.issue(who))
     if not form: raise Unauthorized("POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)")
     address = client_address(request)
-    def log_in():   # in a worker thread: the address's count (`LoginPolicy.rate`) first, then the hash, and the session's row
-        user = state.people.login(username or '', password or '', totp or client_secret or '', address)
-        return state.tokens.issue_session(user, state.people.open_session(user, address))
-    return Token(**await run_in_threadpool(log_in))
+    opened = lambda user: state.tokens.issue_session(user, state.people.open_session(user, address))   # in the login's worker thread
+    return Token(**await state.people.attempt(username or '', password or '', totp or client_secret or '', address, opened))
 
 # %% ../../nbs/10ea_service.login.ipynb #c009
 @router.post('/logout', status_code=204, tags=['login'], responses=ERRORS)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10bb_service.people.ipynb #c003
 from __future__ import annotations
-import base64, datetime as dt, functools, hashlib, hmac, os, re, secrets, time
+import asyncio, base64, datetime as dt, functools, hashlib, hmac, os, re, secrets, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
@@ -16,9 +16,9 @@ from .auth import RateLimit, Recent, TooManyRequests, Unauthorized, check_role
 from .settings import LoginPolicy, setting
 
 # %% auto #0
-__all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'check_name',
-           'check_password', 'hasher', 'verify_hash', 'totp_cipher', 'totp_step', 'recovery_code', 'Enrolment',
-           'People']
+__all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'REFUSED', 'check_name',
+           'check_password', 'hasher', 'verify_hash', 'totp_key', 'totp_cipher', 'totp_step', 'recovery_code',
+           'Enrolment', 'People']
 
 # %% ../../nbs/10bb_service.people.ipynb #c005
 NAME = r'[a-z][a-z0-9._-]{1,63}'   # a person's login name
@@ -26,6 +26,7 @@ PASSWORD_MIN, PASSWORD_MAX = 12, 256
 PERSON_ROLES = ('read_only', 'analyst', 'admin')   # the seed's roles for people (collector and scraper are programs' keys)
 RECOVERY_CODES = 10
 TOTP_KEY_ENV = 'MLFIN_TOTP_KEY'
+REFUSED = "wrong user name, password or code"   # the one answer to every refused login, whatever was wrong (the audit log says what)
 
 # %% ../../nbs/10bb_service.people.ipynb #c008
 def check_name(name: str) -> str:
@@ -57,15 +58,20 @@ def verify_hash(stored: str, given: str) -> bool:
     except (VerificationError, InvalidHashError): return False
 
 # %% ../../nbs/10bb_service.people.ipynb #c014
-def totp_cipher(db):
-    "The cipher of second-factor secrets: Fernet keyed by `MLFIN_TOTP_KEY`, else `~/.config/mlfin/totp-key` (made once, 0600); `Unavailable` when the database's were made with another key"
-    from cryptography.fernet import Fernet
+def totp_key(db) -> str:
+    "The key kept outside the database: `MLFIN_TOTP_KEY`, else `~/.config/mlfin/totp-key` (made once, 0600); `Unavailable` when the database's secrets were made with another"
     raw = os.environ.get(TOTP_KEY_ENV) or secret_file(Path.home()/'.config'/'mlfin'/'totp-key').read_text().strip()
     mark = hashlib.sha256(b'mlfin-totp-key:' + raw.encode()).hexdigest()[:16]
     if tables.setting(db, 'totp_key_id', lambda: mark) != mark:
         raise Unavailable(f"the second factors in {db.url.render_as_string(hide_password=True)} were encrypted with another key: set "
                           f"{TOTP_KEY_ENV}, or copy ~/.config/mlfin/totp-key from the host where the accounts were made")
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()))
+    return raw
+
+# %% ../../nbs/10bb_service.people.ipynb #c014c
+def totp_cipher(db):
+    "The cipher of second-factor secrets: Fernet keyed by `totp_key`"
+    from cryptography.fernet import Fernet
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(totp_key(db).encode()).digest()))
 
 # %% ../../nbs/10bb_service.people.ipynb #c016
 def _totp(secret: str):
@@ -117,10 +123,22 @@ class People:
         self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.addresses = RateLimit(policy.rate, storage, exact=True)   # exact: any minute holds at most N attempts
         self._sessions = Recent(cache_seconds)
-        self._dummy = None   # a hash an unknown name is checked against: it costs what a known one does
+        self._dummy = None   # a hash an unknown name, a locked account or a wait is checked against: each costs what a check does
 
     @functools.cached_property
     def _cipher(self): return totp_cipher(self.db)   # the key file and the database's mark read once, not at every login
+
+    @functools.cached_property
+    def _marker(self) -> bytes: return hashlib.sha256(b'mlfin-recovery-code:' + totp_key(self.db).encode()).digest()
+
+    def _code_mark(self, code: str) -> str:
+        "The mark a recovery code is found by: an HMAC keyed outside the database, so a wrong code costs no hash and a copy finds none"
+        return hmac.new(self._marker, code.encode(), 'sha256').hexdigest()
+
+    def _pretend(self, password: str = ''):
+        "The hash a refused attempt would have cost, spent on nothing: an answer's time says nothing of the name or of a lock"
+        if self._dummy is None: self._dummy = hasher().hash(secrets.token_urlsafe(16))
+        verify_hash(self._dummy, password or '-')
 
     def _user(self, name: str, con=None) -> dict:
         "The account called `name`; `NotFound` naming it"
@@ -155,7 +173,7 @@ def _enrol(self: People, con, user_id: str, name: str, second_factor: bool) -> t
     if not second_factor: return None, [], {'totp_secret': None, 'totp_step': None, 'second_factor': 0}
     import pyotp
     secret, codes = pyotp.random_base32(), [recovery_code() for _ in range(RECOVERY_CODES)]
-    con.execute(tables.recovery_codes.insert(), [{'user_id': user_id, 'hash': hasher().hash(c), 'used_at': None} for c in codes])
+    con.execute(tables.recovery_codes.insert(), [{'user_id': user_id, 'hash': hasher().hash(c), 'mark': self._code_mark(c), 'used_at': None} for c in codes])
     uri = _totp(secret).provisioning_uri(name=name)
     return uri, codes, {'totp_secret': self._cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1}
 
@@ -211,35 +229,32 @@ def _failed(self: People, user: dict, why: str, address: str):
                            .returning(pairs.c.failures)).scalar_one()
         con.execute(users.update().where(users.c.id == user['id'])
                     .values(failures=users.c.failures + 1, last_failure_at=now, locked_until=locks(users.c.locked_until, users.c.failures + 1)))
-    locked = here >= self.policy.lock_after
-    self.audit.record(f"user:{user['name']}", 'login', user['name'], 'locked' if locked else 'refused', why, address)
-    if locked: raise TooManyRequests(f"user {user['name']}: locked from {address or 'the command line'} for {self.policy.lock_minutes:g} "
-                                     f"minute{'s' * (self.policy.lock_minutes != 1)} after {here} failed logins from there", int(self.policy.lock_minutes * 60))
-    raise Unauthorized("wrong user name, password or code")   # whatever was wrong: the audit log says which, the caller learns nothing
+    self._refuse(user['name'], 'locked' if here >= self.policy.lock_after else 'refused', why, address)
+
+# %% ../../nbs/10bb_service.people.ipynb #c029r
+@patch
+def _refuse(self: People, name: str, outcome: str, why: str, address: str):
+    "The one answer to a refused login, audited with what was wrong: the caller learns nothing of the name, the password, the code or a lock"
+    self.audit.record(f"user:{name}", 'login', name, outcome, why, address)
+    raise Unauthorized(REFUSED)
 
 # %% ../../nbs/10bb_service.people.ipynb #c030
 @patch
 def _gate(self: People, user: dict, address: str):
     """Refuse, unchecked, an attempt from an address the account is locked from, or made there before its wait is over; and any attempt
-    on an account without a second factor that failures from every address locked"""
-    now, pairs = self.now(), tables.login_failures
+    on an account without a second factor that failures from every address locked (the hash it would have cost spent all the same)"""
+    now, pairs, name = self.now(), tables.login_failures, user['name']
     with self.db.connect() as con:
         here = con.execute(pairs.select().where(pairs.c.user_id == user['id'], pairs.c.address == address)).mappings().first()
     here = tables.utc(here) if here else None
     if here and here['last_failure_at'] <= self._quiet(now): here = None   # its lock has ended, or it was quiet that long: forgotten
-    name = user['name']
-    if here and here['locked_until'] and here['locked_until'] > now:
-        seconds = (here['locked_until'] - now).total_seconds()
-        self.audit.record(f"user:{name}", 'login', name, 'locked', 'attempt while locked from this address', address)
-        raise TooManyRequests(f"user {name}: locked from {address or 'the command line'} until {here['locked_until']:%H:%M:%S}Z after "
-                              f"repeated failed logins from there", max(1, int(seconds + 0.999)))
-    if not user['second_factor'] and user['locked_until'] and user['locked_until'] > now:
-        seconds = (user['locked_until'] - now).total_seconds()
-        self.audit.record(f"user:{name}", 'login', name, 'locked', 'attempt while locked (no second factor to let its owner in)', address)
-        raise TooManyRequests(f"user {name}: locked until {user['locked_until']:%H:%M:%S}Z after failed logins", max(1, int(seconds + 0.999)))
     wait = self.policy.wait(here['failures']) if here else 0.0
-    if wait and (left := wait - (now - here['last_failure_at']).total_seconds()) > 0:
-        raise TooManyRequests(f"user {name}: {here['failures']} failed logins from there; try again in {left:.1f} s", max(1, int(left + 0.999)))
+    if here and here['locked_until'] and here['locked_until'] > now: why = 'attempt while locked from this address'
+    elif not user['second_factor'] and user['locked_until'] and user['locked_until'] > now: why = 'attempt while locked (no second factor to let its owner in)'
+    elif wait and wait - (now - here['last_failure_at']).total_seconds() > 0: why = 'attempt before its wait was over'
+    else: return
+    self._pretend()
+    self._refuse(name, 'refused' if why.startswith('attempt before') else 'locked', why, address)
 
 # %% ../../nbs/10bb_service.people.ipynb #c031
 @patch
@@ -257,8 +272,9 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
         return done.rowcount == 1
     if not re.fullmatch(r'[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}', code): return False
     codes = tables.recovery_codes
-    with self.db.begin() as con:
-        for row in con.execute(codes.select().where(codes.c.user_id == user['id'], codes.c.used_at.is_(None))).mappings().all():
+    with self.db.begin() as con:   # the code its mark finds (codes made before marks: each tried in turn)
+        found = codes.c.user_id == user['id'], codes.c.used_at.is_(None), (codes.c.mark == self._code_mark(code)) | codes.c.mark.is_(None)
+        for row in con.execute(codes.select().where(*found)).mappings().all():
             if verify_hash(row['hash'], code):
                 used = con.execute(codes.update().where(codes.c.user_id == user['id'], codes.c.hash == row['hash'], codes.c.used_at.is_(None))
                                    .values(used_at=self.now()))
@@ -271,13 +287,14 @@ def login(self: People, name: str, password: str,
           code: str = '',     # the TOTP code, or a recovery code
           address: str = '',  # the client's address: audited, and counted against `policy.rate` first
          ) -> dict:
-    "The account (its id and what `list` shows: no hash, no secret), when `name`, `password` and `code` are right and it may log in now; else `Unauthorized` or `TooManyRequests` in one line, audited"
+    """The account (its id and what `list` shows: no hash, no secret), when `name`, `password` and `code` are right and it may log in now;
+    else `Unauthorized` with one line whatever was wrong (audited), or `TooManyRequests` when the address has tried too often (any names)"""
     if address: self.addresses.hit(f"address:{address}")   # before anything is read or hashed
     try: user = self._user(name)
     except (NotFound, BadInput):
-        if self._dummy is None: self._dummy = hasher().hash(secrets.token_urlsafe(16))
-        verify_hash(self._dummy, password or '-')   # an unknown name costs what a known one does, and is answered alike
-        raise Unauthorized("wrong user name, password or code") from None
+        self._pretend(password)   # an unknown name costs what a known one does, and is answered alike
+        known = isinstance(name, str) and re.fullmatch(NAME, name)   # only a name's characters are written to the audit log
+        self._refuse(name if known else '?', 'refused', 'no such user', address)
     self._gate(user, address)
     if not verify_hash(user['password_hash'], password or ''): self._failed(user, 'wrong password', address)
     if user['second_factor']:   # a right password with no code, or a wrong one, is answered as a wrong password: a leaked password is not confirmed without the phone
@@ -294,6 +311,21 @@ def login(self: People, name: str, password: str,
         con.execute(pairs.delete().where(pairs.c.user_id == user['id'], pairs.c.address == address))
     self.audit.record(f"user:{name}", 'login', name, address=address)
     return {'id': user['id'], **_public({**user, 'failures': 0, 'locked_until': None, 'last_login_at': now}, now)}
+
+# %% ../../nbs/10bb_service.people.ipynb #c032a
+@patch
+async def attempt(self: People, name: str, password: str, code: str = '', address: str = '',
+                  then=None,   # what to do with the account once in (in the same worker thread): open a session, make its token
+                 ):
+    "`login` (and `then`) in a worker thread, off the event loop; a refusal answered no sooner than `policy.floor` seconds after the attempt began"
+    started = time.monotonic()
+    def work():
+        user = self.login(name, password, code, address)
+        return then(user) if then else user
+    try: return await asyncio.to_thread(work)
+    except (Unauthorized, TooManyRequests):
+        await asyncio.sleep(max(0.0, started + self.policy.floor - time.monotonic()))   # awaited: no thread is held while it waits
+        raise
 
 # %% ../../nbs/10bb_service.people.ipynb #c037
 @patch

@@ -22,6 +22,7 @@ class LoginPolicy:
     lock_minutes: float = 15.0  # for this long, correct password or not; then its count starts again
     rate: str = '30/minute'     # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
     session_hours: float = 8.0  # how long a person's session lasts from their login (a working day; then they log in again)
+    floor: float = 0.5          # seconds every refused login takes at least, whatever was wrong: its time tells nothing
 
     def wait(self, failures: int) -> float:
         "Seconds an attempt must wait after the last failure, given the failures so far"
@@ -52,6 +53,7 @@ class ServiceSettings(BaseModel):
     login_lock_after: int = Field(LoginPolicy.lock_after, ge=1, description="failed logins at an account from one address that lock it from there (from all addresses: only its password and code let in)")
     login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0, description="how long a lock lasts, right password or not; then its count starts again")
     login_session_hours: float = Field(LoginPolicy.session_hours, gt=0, le=24 * 31, description="how long a person's session lasts from their login, on the pages and over the API")
+    login_floor: float = Field(LoginPolicy.floor, ge=0, le=10, description="seconds every refused login takes at least, whatever was wrong (a name, a password, a code, a lock): its time tells nothing")
     log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
     log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
@@ -60,7 +62,8 @@ class ServiceSettings(BaseModel):
 
     def login_policy(self) -> LoginPolicy:
         "The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page (`mlfin dashboards` takes the same options)"
-        return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes, self.login_rate, self.login_session_hours)
+        return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes, self.login_rate, self.login_session_hours,
+                           self.login_floor)
 
     @field_validator('tracking')
     @classmethod
