@@ -130,3 +130,30 @@ def test_every_failed_login_gets_one_answer_at_one_time(svc):
     said = sorted((e['address'], e['outcome'], e['detail']) for e in mlfin_audit(svc, 'user:same-ann')[:12] if e['address'] in (locked, waiting))
     assert said == [(waiting, 'refused', 'attempt before its wait was over')] * 3 + [(locked, 'locked', 'attempt while locked from this address')] * 3, said
     assert svc.errors() == ''
+
+
+def test_a_copy_of_the_database_makes_no_token_that_works(svc):
+    """Issue 53, attack 3: reading service.db (the signing secret and the session ids in clear), a token was forged for the admin's
+    live session and GET /keys answered 200. Now the database holds each session's digest, and its secret signs only with the key
+    kept outside it: every token made from what the file holds (a live session's row, any key's id, signed with the stored secret)
+    is refused, while the admin's own token works"""
+    import jwt, sqlite3
+    admin = svc.person('copied-admin', 'admin')
+    with client(svc, '127.0.0.40') as http:
+        real = log_in(http, admin).json()['access_token']
+        assert http.get('/keys', headers={'Authorization': f"Bearer {real}"}).status_code == 200   # the real token: in
+        svc.key('admin')   # an admin key's id in the file too
+        with sqlite3.connect(svc.home/'store'/'service.db') as con:   # what a copy of the file gives anyone who reads it
+            secret = con.execute("SELECT value FROM mlfin_service WHERE name = 'jwt_secret'").fetchone()[0]
+            sessions = [row[0] for row in con.execute("SELECT id FROM mlfin_sessions WHERE revoked_at IS NULL")]
+            keys = [row[0] for row in con.execute("SELECT id FROM mlfin_keys WHERE revoked_at IS NULL AND role = 'admin'")]
+        claims = jwt.decode(real, options={'verify_signature': False})
+        assert claims['sid'] not in sessions and sessions and keys   # the live session's id is not in the file
+        now = int(time.time())
+        forged = [jwt.encode({'sub': 'user:copied-admin', 'sid': sid, 'role': 'admin', 'iat': now, 'exp': now + 3600, 'iss': 'mlfin'}, secret, 'HS256')
+                  for sid in sessions] + \
+                 [jwt.encode({'sub': key_id, 'role': 'admin', 'iat': now, 'exp': now + 3600, 'iss': 'mlfin'}, secret, 'HS256') for key_id in keys] + \
+                 [jwt.encode({**claims, 'iat': now}, secret, 'HS256')]   # the real session's own claims, signed with the stored secret
+        answers = [http.get('/keys', headers={'Authorization': f"Bearer {token}"}).status_code for token in forged]
+        assert answers == [401] * len(forged), answers
+    assert svc.errors() == ''

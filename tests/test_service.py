@@ -83,8 +83,10 @@ def expected(needed, role: str, via: str) -> set:
 
 
 def service_secret(home: Path) -> str:
-    with sqlite3.connect(home/'store'/'service.db') as con:
-        return con.execute("SELECT value FROM mlfin_service WHERE name = 'jwt_secret'").fetchone()[0]
+    "What the service signs tokens with: its database's secret keyed with the key kept outside it (this host's, as the operator holds it)"
+    from mlfin.service.auth import token_secret
+    from mlfin.service.db import engine
+    return token_secret(engine(str(home/'store')))
 
 
 def test_every_route_by_every_credential(served_home):

@@ -7,15 +7,17 @@ from __future__ import annotations
 import contextvars, datetime as dt, hashlib, hmac, math, os, secrets, threading, time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ..errors import BadInput, MlfinError, NotFound
+from pathlib import Path
+from ..errors import BadInput, MlfinError, NotFound, Unavailable
+from ..processes import secret_file
 from .settings import setting
 from . import db as tables
 from .audit import Audit, cli_actor
 
 # %% auto #0
-__all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'Unauthorized', 'Forbidden', 'TooManyRequests', 'check_role', 'allows',
-           'Caller', 'NotHeld', 'Recent', 'held_only', 'Keys', 'scrape_key', 'Tokens', 'identify', 'credentials',
-           'RateLimit']
+__all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'TOTP_KEY_ENV', 'Unauthorized', 'Forbidden', 'TooManyRequests',
+           'check_role', 'allows', 'Caller', 'NotHeld', 'Recent', 'held_only', 'Keys', 'scrape_key', 'outside_key',
+           'token_secret', 'Tokens', 'identify', 'credentials', 'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
 ROLES = ('read_only', 'collector', 'scraper', 'analyst', 'admin')
@@ -197,6 +199,25 @@ def scrape_key(store=None,   # the service's store (its key table), as `mlfin se
     key, record = keys.create('scraper', name)
     return key, lambda: keys.revoke(record['id'])
 
+# %% ../../nbs/10b_service.auth.ipynb #c010k
+TOTP_KEY_ENV = 'MLFIN_TOTP_KEY'   # the key kept outside the database (else ~/.config/mlfin/totp-key): second factors' cipher, recovery codes' marks, tokens' signatures
+
+def outside_key(db) -> str:
+    "The service's key kept outside its database: `MLFIN_TOTP_KEY`, else `~/.config/mlfin/totp-key` (made once, 0600); `Unavailable` when the database's secrets were made with another"
+    raw = os.environ.get(TOTP_KEY_ENV) or secret_file(Path.home()/'.config'/'mlfin'/'totp-key').read_text().strip()
+    mark = hashlib.sha256(b'mlfin-totp-key:' + raw.encode()).hexdigest()[:16]
+    if tables.setting(db, 'totp_key_id', lambda: mark) != mark:
+        raise Unavailable(f"the secrets in the service database ({db.dialect.name}) were made with another key (second factors, token signatures): "
+                          f"set {TOTP_KEY_ENV}, or copy ~/.config/mlfin/totp-key from the host that made them")
+    return raw
+
+# %% ../../nbs/10b_service.auth.ipynb #c010n
+def token_secret(db) -> str:
+    "What tokens are signed with: `MLFIN_JWT_SECRET`, else the database's secret keyed with `outside_key` (the secret alone signs nothing)"
+    if os.environ.get('MLFIN_JWT_SECRET'): return os.environ['MLFIN_JWT_SECRET']
+    kept = tables.setting(db, 'jwt_secret', lambda: secrets.token_urlsafe(48))   # one per service: every worker and host reads the same
+    return hmac.new(outside_key(db).encode(), b'mlfin-token-signature:' + kept.encode(), 'sha256').hexdigest()
+
 # %% ../../nbs/10b_service.auth.ipynb #c011
 class Tokens:
     "JWT bearer tokens (HS256, 8 hours) for keys and for people's sessions, signed with the service's secret"
@@ -204,7 +225,7 @@ class Tokens:
                  people=None,   # the service's `People` (service.people): a person's token is checked against their session
                 ):
         self.keys, self.hours, self.people = keys, hours, people
-        self.secret = os.environ.get('MLFIN_JWT_SECRET') or tables.setting(db, 'jwt_secret', lambda: secrets.token_urlsafe(48))
+        self.secret = token_secret(db)   # read now: a host without the outside key fails at its start, in one line
 
     def _signed(self, claims: dict, role: str, until: dt.datetime | None = None) -> dict:
         import jwt

@@ -67,7 +67,7 @@ recovery_codes = Table('mlfin_recovery_codes', metadata,
                        Column('mark', String(64)),                    # HMAC of the code keyed outside the database: how it is found (None: made before)
                        Column('used_at', DateTime(timezone=True)))
 sessions = Table('mlfin_sessions', metadata,                          # a person's logins: each token names one (its jti)
-                 Column('id', String(32), primary_key=True),
+                 Column('id', String(32), primary_key=True),          # the digest of the id its token names (service.people.session_digest)
                  Column('user_id', String(16), nullable=False, index=True),
                  Column('created_at', DateTime(timezone=True), nullable=False),
                  Column('expires_at', DateTime(timezone=True), nullable=False),

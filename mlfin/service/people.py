@@ -12,20 +12,19 @@ from ..errors import BadInput, NotFound, Unavailable
 from ..processes import secret_file
 from . import db as tables
 from .audit import Audit, cli_actor
-from .auth import RateLimit, Recent, TooManyRequests, Unauthorized, check_role
+from .auth import TOTP_KEY_ENV, RateLimit, Recent, TooManyRequests, Unauthorized, check_role, outside_key
 from .settings import LoginPolicy, setting
 
 # %% auto #0
-__all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'TOTP_KEY_ENV', 'REFUSED', 'check_name',
-           'check_password', 'hasher', 'verify_hash', 'totp_key', 'totp_cipher', 'totp_step', 'recovery_code',
-           'Enrolment', 'People']
+__all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_CODES', 'REFUSED', 'check_name', 'check_password',
+           'hasher', 'verify_hash', 'totp_cipher', 'totp_step', 'recovery_code', 'Enrolment', 'People',
+           'session_digest']
 
 # %% ../../nbs/10bb_service.people.ipynb #c005
 NAME = r'[a-z][a-z0-9._-]{1,63}'   # a person's login name
 PASSWORD_MIN, PASSWORD_MAX = 12, 256
 PERSON_ROLES = ('read_only', 'analyst', 'admin')   # the seed's roles for people (collector and scraper are programs' keys)
 RECOVERY_CODES = 10
-TOTP_KEY_ENV = 'MLFIN_TOTP_KEY'
 REFUSED = "wrong user name, password or code"   # the one answer to every refused login, whatever was wrong (the audit log says what)
 
 # %% ../../nbs/10bb_service.people.ipynb #c008
@@ -57,21 +56,11 @@ def verify_hash(stored: str, given: str) -> bool:
     try: return hasher().verify(stored, given)
     except (VerificationError, InvalidHashError): return False
 
-# %% ../../nbs/10bb_service.people.ipynb #c014
-def totp_key(db) -> str:
-    "The key kept outside the database: `MLFIN_TOTP_KEY`, else `~/.config/mlfin/totp-key` (made once, 0600); `Unavailable` when the database's secrets were made with another"
-    raw = os.environ.get(TOTP_KEY_ENV) or secret_file(Path.home()/'.config'/'mlfin'/'totp-key').read_text().strip()
-    mark = hashlib.sha256(b'mlfin-totp-key:' + raw.encode()).hexdigest()[:16]
-    if tables.setting(db, 'totp_key_id', lambda: mark) != mark:
-        raise Unavailable(f"the second factors in {db.url.render_as_string(hide_password=True)} were encrypted with another key: set "
-                          f"{TOTP_KEY_ENV}, or copy ~/.config/mlfin/totp-key from the host where the accounts were made")
-    return raw
-
 # %% ../../nbs/10bb_service.people.ipynb #c014c
 def totp_cipher(db):
-    "The cipher of second-factor secrets: Fernet keyed by `totp_key`"
+    "The cipher of second-factor secrets: Fernet keyed by the service's key kept outside the database (`service.auth.outside_key`)"
     from cryptography.fernet import Fernet
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(totp_key(db).encode()).digest()))
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(outside_key(db).encode()).digest()))
 
 # %% ../../nbs/10bb_service.people.ipynb #c016
 def _totp(secret: str):
@@ -129,7 +118,7 @@ class People:
     def _cipher(self): return totp_cipher(self.db)   # the key file and the database's mark read once, not at every login
 
     @functools.cached_property
-    def _marker(self) -> bytes: return hashlib.sha256(b'mlfin-recovery-code:' + totp_key(self.db).encode()).digest()
+    def _marker(self) -> bytes: return hashlib.sha256(b'mlfin-recovery-code:' + outside_key(self.db).encode()).digest()
 
     def _code_mark(self, code: str) -> str:
         "The mark a recovery code is found by: an HMAC keyed outside the database, so a wrong code costs no hash and a copy finds none"
@@ -373,16 +362,21 @@ def reset(self: People, name: str, password: str, second_factor: bool = True, ac
     self.audit.record(actor or cli_actor(), 'users.reset', name, detail=f"second factor {'required' if second_factor else 'off'}")
     return Enrolment(name, user['role'], uri, codes)
 
+# %% ../../nbs/10bb_service.people.ipynb #c041d
+def session_digest(session_id: str) -> str:
+    "What the database keeps of a session's id: its SHA-256, 128 bits of it (a token names the id; the row, like a key's, only its digest)"
+    return hashlib.sha256(b'mlfin-session:' + session_id.encode()).hexdigest()[:32]
+
 # %% ../../nbs/10bb_service.people.ipynb #c042
 @patch
 def open_session(self: People, user: dict, address: str = '',
                  hours: float | None = None, # how long it lasts; default: the login policy's `session_hours`
                 ) -> dict:
-    "A new session for a logged-in account: its id (a token's `jti`) and expiry"
+    "A new session for a logged-in account: its id (what its token names; the database keeps its digest) and expiry"
     now, hours = self.now(), hours or self.policy.session_hours
     row = {'id': secrets.token_urlsafe(16), 'user_id': user['id'], 'created_at': now, 'expires_at': now + dt.timedelta(hours=hours),
            'revoked_at': None, 'address': (address or '')[:64]}
-    with self.db.begin() as con: con.execute(tables.sessions.insert().values(**row))
+    with self.db.begin() as con: con.execute(tables.sessions.insert().values(**{**row, 'id': session_digest(row['id'])}))
     return row
 
 # %% ../../nbs/10bb_service.people.ipynb #c043r
@@ -391,7 +385,7 @@ def _read_session(self: People, session_id: str) -> dict | None:
     "A session with its account's name, role and state (one query)"
     s, u = tables.sessions, tables.users
     with self.db.connect() as con:
-        found = con.execute(s.join(u, s.c.user_id == u.c.id).select().where(s.c.id == session_id)
+        found = con.execute(s.join(u, s.c.user_id == u.c.id).select().where(s.c.id == session_digest(session_id))
                             .with_only_columns(s.c.revoked_at, s.c.expires_at, u.c.id, u.c.name, u.c.role, u.c.disabled_at)).mappings().first()
     return tables.utc(found) if found else None
 
@@ -412,7 +406,7 @@ def close_session(self: People, session_id: str, address: str = '') -> None:
     "Log out: the session ended at once, here, and within `cache_seconds` in every process"
     s = tables.sessions
     with self.db.begin() as con:
-        con.execute(s.update().where(s.c.id == session_id, s.c.revoked_at.is_(None)).values(revoked_at=self.now()))
+        con.execute(s.update().where(s.c.id == session_digest(session_id), s.c.revoked_at.is_(None)).values(revoked_at=self.now()))
     self._sessions.forget(session_id)
     found = self._read_session(session_id)
     if found is not None: self.audit.record(f"user:{found['name']}", 'logout', found['name'], address=address)
