@@ -10,12 +10,14 @@ pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves
 # the login rules under attack: two failures from an address are free, then the next waits ten minutes (moved past through the
 # database, as time passing would, never slept), the third locks the account from that address for fifteen minutes
 RULES = ('--login-slow-after', '2', '--login-delay', '600', '--login-lock-after', '3', '--login-lock-minutes', '15')
+PROXY = '127.0.0.2'   # the one reverse proxy the operator lists (--trusted-proxies): its X-Forwarded-For names the client, nobody else's does
 
 
 @pytest.fixture(scope='module')
 def svc(tmp_path_factory):
     "The service an operator starts as the README says (people, their second factor), on an empty home: no run is needed to log in"
-    with service(tmp_path_factory.mktemp('attacks')/'home', '--no-jobs', *RULES) as running: yield running
+    with service(tmp_path_factory.mktemp('attacks')/'home', '--no-jobs', *RULES, '--trusted-proxies', PROXY, '--rate-limit', '320/minute') as running:
+        yield running
 
 
 def client(svc, address: str) -> httpx.Client:
@@ -65,7 +67,7 @@ def test_a_stranger_cannot_lock_the_admin_out_and_a_lock_ends_with_its_count(svc
         assert answer.status_code == 401, answer.text
         last = mlfin_audit(svc, 'user:lock-admin')[0]
         return f"{last['outcome']}: {last['detail']} ({last['address']})"
-    with client(svc, '127.0.0.66') as stranger, client(svc, '127.0.0.1') as desk, client(svc, '127.0.0.7') as phone:
+    with client(svc, '127.0.0.66') as stranger, client(svc, '127.0.0.5') as desk, client(svc, '127.0.0.7') as phone:
         assert [met(stranger, f"guess number {n}") for n in range(3)] == ['refused: wrong password (127.0.0.66)'] * 2 + \
                                                                        ['refused: attempt before its wait was over (127.0.0.66)']
         later(svc, 'lock-admin', '127.0.0.66', 600)   # ten minutes on
@@ -80,18 +82,18 @@ def test_a_stranger_cannot_lock_the_admin_out_and_a_lock_ends_with_its_count(svc
         assert met(stranger, 'and another') == 'refused: wrong password (127.0.0.66)'   # two free again: the count started afresh
 
         typos = [met(desk, f"the admin's typo {n}") for n in range(2)]   # the admin's own typos count as anyone's
-        later(svc, 'lock-admin', '127.0.0.1', 600)
-        assert typos + [met(desk, "the admin's typo 2")] == ['refused: wrong password (127.0.0.1)'] * 2 + ['locked: wrong password (127.0.0.1)']
-        assert met(desk) == 'locked: attempt while locked from this address (127.0.0.1)'   # locked at the desk,
+        later(svc, 'lock-admin', '127.0.0.5', 600)
+        assert typos + [met(desk, "the admin's typo 2")] == ['refused: wrong password (127.0.0.5)'] * 2 + ['locked: wrong password (127.0.0.5)']
+        assert met(desk) == 'locked: attempt while locked from this address (127.0.0.5)'   # locked at the desk,
         assert met(phone, code=admin['totp'].at(time.time() + 30)) == 'in'   # not on the phone (the next step's code: this one was used)
     assert svc.errors() == ''
 
 
-def mlfin_audit(svc, actor: str) -> list[dict]:
-    "The audit log of `actor`, newest first, as an admin's key reads it (GET /audit; the key made once for the module's service)"
+def mlfin_audit(svc, actor: str | None) -> list[dict]:
+    "The audit log of `actor` (None: everyone's), newest first, as an admin's key reads it (GET /audit; the key made once for the module's service)"
     if not hasattr(svc, 'admin_key'): svc.admin_key = svc.key('admin')
     with svc.client(svc.admin_key) as admin:
-        return admin.get('/audit', params={'actor': actor, 'limit': 1000}).json()
+        return admin.get('/audit', params={'limit': 1000, **({'actor': actor} if actor else {})}).json()
 
 
 def test_every_failed_login_gets_one_answer_at_one_time(svc):
@@ -156,4 +158,34 @@ def test_a_copy_of_the_database_makes_no_token_that_works(svc):
                  [jwt.encode({**claims, 'iat': now}, secret, 'HS256')]   # the real session's own claims, signed with the stored secret
         answers = [http.get('/keys', headers={'Authorization': f"Bearer {token}"}).status_code for token in forged]
         assert answers == [401] * len(forged), answers
+    assert svc.errors() == ''
+
+
+def test_a_forged_forwarded_for_is_one_address_and_refusals_are_one_audit_row_a_minute(svc):
+    """Issue 53, attacks 6 and 7: X-Forwarded-For was believed from loopback, so a local process spent 34 made-up addresses' login
+    attempts (no 429) and wrote them into the audit log; a read_only key wrote an audit row per refused request (300 in 3 s). Now the
+    header is believed from the listed proxy only: the 34, sent at once from one address, are that address's 30 and four 429s, and the
+    proxy's client is named; the key's refusals are one row per route and minute with their count, past its rate limit too"""
+    from concurrent.futures import ThreadPoolExecutor
+    def guess(n: int) -> httpx.Response:
+        with client(svc, '127.0.0.1') as http:   # loopback, which uvicorn believed by default (no other test logs in from it)
+            return http.post('/token', data={'username': f"made-up-{n}", 'password': 'a guess long enough', 'totp': '000000'},
+                             headers={'X-Forwarded-For': f"198.51.100.{n}"})
+    with ThreadPoolExecutor(34) as pool: statuses = sorted(r.status_code for r in pool.map(guess, range(34)))
+    assert statuses == [401] * 30 + [429] * 4, statuses   # --login-rate 30/minute: one address, whatever it claimed
+    with client(svc, PROXY) as proxy:   # the proxy the operator named: its client counted and audited
+        assert proxy.post('/token', data={'username': 'made-up-via-proxy', 'password': 'a guess long enough'},
+                          headers={'X-Forwarded-For': 'forged-by-client, 203.0.113.77'}).status_code == 401
+    heard = {e['address'] for n in range(34) for e in mlfin_audit(svc, f"user:made-up-{n}")}
+    assert heard == {'127.0.0.1'} and [e['address'] for e in mlfin_audit(svc, 'user:made-up-via-proxy')] == ['203.0.113.77'], heard
+
+    reader = svc.key('read_only')
+    with svc.client(reader) as http: statuses = [http.get('/keys').status_code for _ in range(330)]   # an admin's route, 330 times
+    denied, limited = statuses.count(403), statuses.count(429)
+    assert statuses == [403] * denied + [429] * limited and denied >= 300 and limited >= 1, (denied, limited)   # --rate-limit 320/minute
+    rows = [e for e in mlfin_audit(svc, None) if e['actor'].startswith('key:') and e['action'] in ('denied', 'limited')]
+    assert {e['actor'] for e in rows} and len({e['actor'] for e in rows}) == 1, rows
+    for action, refused in (('denied', denied), ('limited', limited)):
+        mine = [e for e in rows if e['action'] == action]
+        assert 1 <= len(mine) <= 2 and sum(e['count'] for e in mine) == refused and {e['target'] for e in mine} == {'GET /keys'}, mine
     assert svc.errors() == ''

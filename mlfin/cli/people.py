@@ -104,4 +104,4 @@ def audit(limit: int = typer.Option(50, help="the latest this many events"),
     events = Audit(engine(store)).read(limit, actor, action)
     for e in events:
         typer.echo(f"{e['at']:%Y-%m-%d %H:%M:%S}Z  {e['actor']:<20} {e['action']:<14} {e['outcome']:<8} {e['target']:<20} "
-                   f"{e['address'] or '-':<15} {e['detail']}")
+                   f"{e['address'] or '-':<15} {e['detail']}" + (f" (x{e['count']} in {e['minute']})" if e['count'] else ''))

@@ -14,7 +14,7 @@ from voila.request_info_handler import RequestInfoSocketHandler
 from traitlets import Bool, Unicode
 from ..errors import MlfinError
 from .common import COOKIE
-from ..service.settings import LoginPolicy
+from ..service.settings import LoginPolicy, Proxies
 
 # %% auto #0
 __all__ = ['Person', 'LoginPage', 'LogoutPage', 'ToIndex', 'KernelsOnly', 'SessionIdentity']
@@ -36,14 +36,16 @@ def _local(target: str | None, base: str = '/') -> str:
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c006a
 def _address(handler) -> str:
-    "The client's address: the peer's; behind a proxy on this machine, the nearest outside address it put in X-Forwarded-For (uvicorn's rule for the service)"
-    def outside(address: str) -> bool:   # a real address, not this machine's
-        try: return not ipaddress.ip_address(address).is_loopback
+    "The client's address: the peer's; behind a proxy the operator trusts (the login policy's `proxies`), the one its X-Forwarded-For names"
+    return handler.identity_provider.proxies.client(handler.request.remote_ip or '', handler.request.headers.get('X-Forwarded-For', ''))
+
+def _from_here(handler) -> bool:
+    "Whether a request comes from this machine and from nobody outside through it (a proxy here names them in X-Forwarded-For)"
+    def local(address: str) -> bool:
+        try: return ipaddress.ip_address(address).is_loopback
         except ValueError: return False
-    peer = handler.request.remote_ip or ''
-    if outside(peer): return peer
-    forwarded = [a.strip() for a in handler.request.headers.get('X-Forwarded-For', '').split(',')]
-    return next((a for a in reversed(forwarded) if outside(a)), peer)
+    forwarded = [a.strip() for a in handler.request.headers.get('X-Forwarded-For', '').split(',') if a.strip()]
+    return local(handler.request.remote_ip or '') and all(local(a) for a in forwarded)
 
 # %% ../../nbs/12f_dashboards.login.ipynb #c007
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlfin: log in</title>
@@ -105,7 +107,7 @@ class ToIndex(JupyterHandler):
 class KernelsOnly(RequestInfoSocketHandler):
     "Voila's channel that hands a preheated kernel its visitor's request (their Cookie among it): for this machine's kernels, refused to anyone outside"
     async def get(self, *args, **kwargs):
-        if not ipaddress.ip_address(_address(self)).is_loopback: raise HTTPError(403)   # outside, or outside through a proxy here
+        if not _from_here(self): raise HTTPError(403)   # outside, or outside through a proxy here
         return await super().get(*args, **kwargs)
 
     def open(self, kernel_id: str) -> None:
@@ -119,6 +121,11 @@ class SessionIdentity(IdentityProvider):
     secure_cookie = Bool(False, config=True, help="send the cookie over HTTPS only even when this server speaks HTTP (behind a TLS proxy)")
     policy = Unicode('', config=True, help="the login rules, a JSON object of `LoginPolicy`'s fields ('' = its defaults): `mlfin dashboards` gives the service's")
     limits_storage = Unicode('memory://', config=True, help="where attempts per address are counted: memory:// (this server) or redis://host:port (the service's: one count)")
+
+    @functools.cached_property
+    def proxies(self) -> Proxies:
+        "The proxies whose X-Forwarded-For names the client: the login policy's (the service's `--trusted-proxies`)"
+        return Proxies(json.loads(self.policy).get('proxies', '') if self.policy else '')
 
     @functools.cache
     def service(self):

@@ -17,7 +17,7 @@ from ..errors import BadInput, MlfinError, Unavailable
 from ..paths import home, project_root, set_home
 from ..data.stores import open_store
 from . import db as tables
-from .audit import Audit
+from .audit import Audit, Refusals
 from .auth import Keys, NotHeld, RateLimit, Tokens, credentials, held_only, identify
 from .jobs import Jobs
 from .live import Live, Signals
@@ -26,7 +26,7 @@ from .logs import AccessLog, Failures, configure, outage
 from .metrics import Metrics
 from .people import People
 from .routes import SCHEMES, router
-from .settings import ServiceSettings, validation_line
+from .settings import Proxies, ServiceSettings, validation_line
 from ..config import read_yaml
 from ..data.bars import check_timeframe
 from ..data.stores.rules import check_symbol
@@ -34,7 +34,8 @@ from .. import __version__
 from ..processes import die_with_parent
 
 # %% auto #0
-__all__ = ['PUBLIC', 'read_sources', 'Measured', 'error_response', 'Guard', 'create_app', 'dependencies', 'app_from_env']
+__all__ = ['PUBLIC', 'read_sources', 'Measured', 'Forwarded', 'error_response', 'Guard', 'create_app', 'dependencies',
+           'app_from_env']
 
 # %% ../../nbs/10f_service.app.ipynb #c005_00
 def read_sources(path: str | None) -> dict:
@@ -69,6 +70,18 @@ class Measured:
             if (children := self.children.get(labels)) is None:   # a route, method and status met before: its series kept (labels() takes a lock)
                 children = self.children[labels] = (self.metrics.requests.labels(*labels[:2], str(labels[2])), self.metrics.latency.labels(*labels[:2]))
             children[0].inc(); children[1].observe(time.perf_counter() - started)
+
+# %% ../../nbs/10f_service.app.ipynb #c009f
+class Forwarded:
+    "ASGI middleware: a request through a trusted proxy (`--trusted-proxies`) gets the client and scheme its X-Forwarded-For and -Proto name; from anyone else they are ignored"
+    def __init__(self, app, proxies: Proxies): self.app, self.proxies = app, proxies
+    async def __call__(self, scope, receive, send):
+        if scope['type'] in ('http', 'websocket') and scope.get('client') and self.proxies.trusts(scope['client'][0]):
+            headers = dict(scope['headers'])
+            scope = {**scope, 'client': (self.proxies.client(scope['client'][0], headers.get(b'x-forwarded-for', b'').decode('latin-1')), 0)}
+            proto = headers.get(b'x-forwarded-proto', b'').decode('latin-1').strip().lower()
+            if proto in ('http', 'https'): scope['scheme'] = proto if scope['type'] == 'http' else {'http': 'ws', 'https': 'wss'}[proto]
+        return await self.app(scope, receive, send)
 
 # %% ../../nbs/10f_service.app.ipynb #c009b
 PUBLIC = ('/health', '/token', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')   # the routes that need no credential (/token checks its own)
@@ -166,6 +179,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         # every full collection after them a 60 ms pause in some request
         app.state.refresher.submit(lambda: (gc.collect(), gc.freeze()))
         yield
+        try: app.state.refusals.flush()   # what was counted since the last write
+        except Exception: pass   # a database that does not answer: those counts are lost with the process
         app.state.jobs.stop()
         app.state.refresher.shutdown(wait=False, cancel_futures=True)
 
@@ -183,8 +198,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             except MlfinError: pass   # no production model for it: nothing to keep ready
         refresher.submit(work)
     audit = Audit(db)
+    refusals = Refusals(audit)   # refused requests: counted, written once a second, one row per caller, route and minute
     people = People(db, audit, settings.login_policy(), settings.key_cache_seconds, settings.limits_storage)
-    app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, people=people, audit=audit, tokens=Tokens(db, keys, people=people),
+    app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, people=people, audit=audit, refusals=refusals,
+                              tokens=Tokens(db, keys, people=people),
                               limit=limit, live=live, signals=Signals(db),
                               jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs), metrics=metrics,
                               sources=read_sources(settings.sources), refresher=refresher, refresh=refresh)
@@ -200,6 +217,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                            allow_headers=['Authorization', 'X-API-Key', 'Content-Type'])
     app.add_middleware(Measured, metrics=metrics)
     app.add_middleware(AccessLog)
+    app.add_middleware(Forwarded, proxies=Proxies(settings.trusted_proxies))   # outermost: every other part sees the client it names
     app.openapi = lambda: _openapi(app)
     return app
 

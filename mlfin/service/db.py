@@ -6,7 +6,7 @@
 from __future__ import annotations
 import secrets, time
 from pathlib import Path
-from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
+from sqlalchemy import (BigInteger, Column, DateTime, Float, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
                         create_engine, event, text)
 from ..errors import Unavailable
 from ..data.stores import open_store
@@ -88,7 +88,10 @@ audit = Table('mlfin_audit', metadata,
               Column('target', String(200), nullable=False),          # what it acted on (a user, a key, a model, a job)
               Column('outcome', String(16), nullable=False),          # ok, refused, locked
               Column('detail', Text, nullable=False),
-              Column('address', String(64), nullable=False))          # the client's address ('' from the command line)
+              Column('address', String(64), nullable=False),          # the client's address ('' from the command line)
+              Column('count', Integer),                               # the refused requests a row stands for (None: one event)
+              Column('minute', String(16)),                           # the minute they were refused in, YYYY-MM-DD HH:MM (None: one event)
+              Index('mlfin_audit_tally', 'actor', 'action', 'target', 'minute', unique=True))   # one row per kind of refusal a minute
 
 # %% ../../nbs/10a_service.db.ipynb #c006
 def database_url(store=None) -> str:
@@ -128,7 +131,7 @@ def engine(store=None):
 
 # %% ../../nbs/10a_service.db.ipynb #c006_01
 def _add_columns(con):
-    "Columns a newer mlfin added to tables an older one made (all nullable: existing rows need nothing); a no-op once there"
+    "Columns and indexes a newer mlfin added to tables an older one made (columns all nullable: existing rows need nothing); a no-op once there"
     from sqlalchemy import inspect
     found = inspect(con)
     for table in metadata.sorted_tables:
@@ -136,6 +139,9 @@ def _add_columns(con):
         for column in table.columns:
             if column.name not in present:
                 con.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}"))
+        indexed = {i['name'] for i in found.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexed: index.create(con)
 
 
 # %% ../../nbs/10a_service.db.ipynb #c006_02

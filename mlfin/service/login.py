@@ -35,6 +35,7 @@ class Me(BaseModel):
 class AuditEvent(BaseModel):
     at: dt.datetime; actor: str; action: str; target: str
     outcome: Literal['ok', 'refused', 'locked']; detail: str; address: str
+    count: int = Field(1, description="the refused requests the row stands for: one row per caller, route and minute (denied, limited)")
 
 # %% ../../nbs/10ea_service.login.ipynb #c008
 router = APIRouter()
@@ -87,4 +88,6 @@ def audit(request: Request,
           action: Annotated[Literal[ACTIONS] | None, Query(description="one kind of event")] = None,
           limit: Annotated[int, Query(ge=1, le=10_000)] = 100, caller: Caller = ADMIN) -> list[AuditEvent]:
     "The audit log, newest first: logins and their failures, locks, and every privileged action, with who, from where and the outcome"
-    return [AuditEvent(**{k: e[k] for k in AuditEvent.model_fields}) for e in request.app.state.audit.read(limit, actor, action)]
+    request.app.state.refusals.flush()   # this process's refusals counted so far, written first
+    return [AuditEvent(**{**{k: e[k] for k in AuditEvent.model_fields if k != 'count'}, 'count': e['count'] or 1})
+            for e in request.app.state.audit.read(limit, actor, action)]

@@ -4,13 +4,14 @@
 
 # %% ../../nbs/10_service.settings.ipynb #c003
 from __future__ import annotations
+import ipaddress
 from dataclasses import dataclass
 from pydantic import BaseModel, Field, field_validator
 from ..config import parse_tracking
 from ..errors import BadInput
 
 # %% auto #0
-__all__ = ['LoginPolicy', 'ServiceSettings', 'setting', 'validation_line']
+__all__ = ['LoginPolicy', 'Proxies', 'ServiceSettings', 'setting', 'validation_line']
 
 # %% ../../nbs/10_service.settings.ipynb #c006
 @dataclass(frozen=True)
@@ -23,10 +24,34 @@ class LoginPolicy:
     rate: str = '30/minute'     # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
     session_hours: float = 8.0  # how long a person's session lasts from their login (a working day; then they log in again)
     floor: float = 0.5          # seconds every refused login takes at least, whatever was wrong: its time tells nothing
+    proxies: str = ''           # the reverse proxies whose X-Forwarded-For names the client (`Proxies`; none: the peer is the client)
 
     def wait(self, failures: int) -> float:
         "Seconds an attempt must wait after the last failure, given the failures so far"
         return 0.0 if failures < self.slow_after else self.delay * 2 ** (failures - self.slow_after)
+
+# %% ../../nbs/10_service.settings.ipynb #c007p
+class Proxies:
+    "The reverse proxies whose X-Forwarded-For is believed: addresses or networks the operator lists (none by default, not even loopback)"
+    def __init__(self, spec: str = ''):   # comma-separated: 10.0.0.5,10.1.0.0/16,::1
+        self.spec = spec
+        try: self.networks = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(',') if p.strip())
+        except ValueError as e: raise BadInput(f"trusted proxies {spec!r}: {e}; give addresses or networks, comma-separated (10.0.0.5,10.1.0.0/16)") from None
+
+    def trusts(self, address: str) -> bool:
+        "Whether `address` is one of the proxies"
+        try: found = ipaddress.ip_address(address)
+        except ValueError: return False
+        return any(found in network for network in self.networks)
+
+    def client(self, peer: str, forwarded: str = '') -> str:
+        "The client's address: the peer's, unless the peer is a proxy; then the nearest address in X-Forwarded-For that is not one"
+        if not forwarded or not self.trusts(peer): return peer
+        for hop in reversed([h.strip() for h in forwarded.split(',')]):
+            if not self.trusts(hop):
+                try: return str(ipaddress.ip_address(hop))
+                except ValueError: return peer   # a proxy that wrote no address: the proxy is all that is known
+        return peer
 
 # %% ../../nbs/10_service.settings.ipynb #c008
 class ServiceSettings(BaseModel):
@@ -53,6 +78,8 @@ class ServiceSettings(BaseModel):
     login_lock_after: int = Field(LoginPolicy.lock_after, ge=1, description="failed logins at an account from one address that lock it from there (from all addresses: only its password and code let in)")
     login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0, description="how long a lock lasts, right password or not; then its count starts again")
     login_session_hours: float = Field(LoginPolicy.session_hours, gt=0, le=24 * 31, description="how long a person's session lasts from their login, on the pages and over the API")
+    trusted_proxies: str = Field(LoginPolicy.proxies, description="reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client: "
+                                                              "none by default, not even loopback")
     login_floor: float = Field(LoginPolicy.floor, ge=0, le=10, description="seconds every refused login takes at least, whatever was wrong (a name, a password, a code, a lock): its time tells nothing")
     log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
@@ -63,7 +90,13 @@ class ServiceSettings(BaseModel):
     def login_policy(self) -> LoginPolicy:
         "The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page (`mlfin dashboards` takes the same options)"
         return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes, self.login_rate, self.login_session_hours,
-                           self.login_floor)
+                           self.login_floor, self.trusted_proxies)
+
+    @field_validator('trusted_proxies')
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        try: return Proxies(value).spec
+        except BadInput as e: raise ValueError(str(e)) from None
 
     @field_validator('tracking')
     @classmethod

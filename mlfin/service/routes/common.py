@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/10e1_service.routes.common.ipynb #h003
 from __future__ import annotations
-import json
+import asyncio, json, logging
 from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
@@ -13,11 +13,11 @@ from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2PasswordBearer
 from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from ...data.stores import rules
-from ..auth import Caller, Forbidden, allows, credentials, identify
+from ..auth import Caller, Forbidden, TooManyRequests, allows, credentials, identify
 
 # %% auto #0
 __all__ = ['api_key', 'bearer', 'people', 'SCHEMES', 'READ', 'METRICS', 'INGEST', 'ANALYST', 'ADMIN', 'SIGNED_IN', 'SYMBOL',
-           'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'require',
+           'TIMEFRAME', 'WHEN', 'Symbol', 'Timeframe', 'ModelName', 'Number', 'router', 'ERRORS', 'require', 'refused',
            'client_address', 'Error', 'record_action', 'JsonRequest', 'JsonRoute']
 
 # %% ../../../nbs/10e1_service.routes.common.ipynb #c005
@@ -36,10 +36,10 @@ def require(grant: str | None):
         who = request.scope.get('state', {}).get('checked')
         if who is None:   # the router mounted without the Guard: check here
             who = identify(state.keys, state.tokens, *credentials(request.headers.get('x-api-key', ''), request.headers.get('authorization', '')))
-        await state.limit.ahit(who.actor)   # refused requests count too: a flood of them is limited, and writes no flood of audit rows
+        try: await state.limit.ahit(who.actor)   # refused requests count too: a flood of them is limited
+        except TooManyRequests: refused(request, who, 'limited', f"rate limit {state.limit.rate}"); raise
         if grant is not None and not allows(who.role, grant):
-            await run_in_threadpool(state.audit.record, who.actor, 'denied', f"{request.method} {request.url.path}", 'refused',
-                                    f"role {who.role} lacks {grant}", client_address(request))
+            refused(request, who, 'denied', f"role {who.role} lacks {grant}")
             raise Forbidden(f"role {who.role} may not do this: it needs the {grant} grant")
         request.state.caller = who
         return who
@@ -48,6 +48,21 @@ def require(grant: str | None):
 READ, METRICS, INGEST, ANALYST, ADMIN = (Depends(require(g)) for g in ('read', 'metrics', 'ingest', 'train', 'admin'))
 SIGNED_IN = Depends(require(None))
 
+
+# %% ../../../nbs/10e1_service.routes.common.ipynb #c005r
+def refused(request: Request, who: Caller, action: str, detail: str):
+    "A refused request counted for the audit log (`service.audit.Refusals`: one row per caller, route and minute), its write arranged a second on"
+    state, route = request.app.state, f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}"
+    refusals = getattr(state, 'refusals', None)
+    if refusals is None: return state.audit.record(who.actor, action, route, 'refused', detail, client_address(request))   # no app around it
+    if refusals.add(who.actor, action, route, detail, client_address(request)):
+        loop = asyncio.get_running_loop()
+        loop.call_later(refusals.seconds, lambda: loop.create_task(_written(refusals)))
+
+async def _written(refusals):
+    "What the refusals counted, written in a worker thread; a database that does not answer loses those counts, said in the log"
+    try: await run_in_threadpool(refusals.flush)
+    except Exception as e: logging.getLogger('mlfin.service').warning(f"refused requests not written to the audit log: {type(e).__name__}: {e}")
 
 # %% ../../../nbs/10e1_service.routes.common.ipynb #c007
 SYMBOL, TIMEFRAME = f'^{rules.SYMBOL}$', f'^({rules.TIMEFRAME})$'   # the store's own patterns, anchored: what it keeps, the service serves
