@@ -10,13 +10,15 @@ pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves
 # the login rules under attack: two failures from an address are free, then the next waits ten minutes (moved past through the
 # database, as time passing would, never slept), the third locks the account from that address for fifteen minutes
 RULES = ('--login-slow-after', '2', '--login-delay', '600', '--login-lock-after', '3', '--login-lock-minutes', '15')
+HEADERS = 2   # seconds a request's line and headers may take (--header-timeout; 10 by default): small, so the test waits little
 PROXY = '127.0.0.2'   # the one reverse proxy the operator lists (--trusted-proxies): its X-Forwarded-For names the client, nobody else's does
 
 
 @pytest.fixture(scope='module')
 def svc(tmp_path_factory):
     "The service an operator starts as the README says (people, their second factor), on an empty home: no run is needed to log in"
-    with service(tmp_path_factory.mktemp('attacks')/'home', '--no-jobs', *RULES, '--trusted-proxies', PROXY, '--rate-limit', '320/minute') as running:
+    with service(tmp_path_factory.mktemp('attacks')/'home', '--no-jobs', *RULES, '--trusted-proxies', PROXY, '--rate-limit', '320/minute',
+                 '--header-timeout', str(HEADERS)) as running:
         yield running
 
 
@@ -189,3 +191,21 @@ def test_a_forged_forwarded_for_is_one_address_and_refusals_are_one_audit_row_a_
         mine = [e for e in rows if e['action'] == action]
         assert 1 <= len(mine) <= 2 and sum(e['count'] for e in mine) == refused and {e['target'] for e in mine} == {'GET /keys'}, mine
     assert svc.errors() == ''
+
+
+def test_a_client_sending_its_headers_slowly_is_cut_off(svc):
+    """Issue 53, attack 8: a connection sending one header line every 4 s was still open after 90 s. Now a request's line and headers
+    are due within --header-timeout of its first byte: a client that sends the first line and stops is answered 408 and its connection
+    closed within the deadline (and slack for a busy machine), which the server's log says"""
+    import socket
+    with socket.create_connection(('127.0.0.1', svc.port), timeout=60) as slow:
+        slow.sendall(b'GET /health HTTP/1.1\r\n')
+        started, got = time.monotonic(), b''
+        while chunk := slow.recv(4096): got += chunk   # until the server closes
+        took = time.monotonic() - started
+    assert HEADERS <= took < HEADERS + 5 and got.startswith(b'HTTP/1.1 408 Request Timeout'), (took, got)
+    assert got.endswith(f'{{"detail": "request headers not received within {HEADERS} s"}}'.encode()), got
+    assert f"connection closed: request headers not received within {HEADERS} s" in svc.log.read_text()
+    with socket.create_connection(('127.0.0.1', svc.port), timeout=60) as prompt:   # a whole request in time: answered as ever
+        prompt.sendall(b'GET /health HTTP/1.1\r\nHost: mlfin\r\nConnection: close\r\n\r\n')
+        assert prompt.recv(4096).startswith(b'HTTP/1.1 200 OK')

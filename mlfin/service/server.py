@@ -74,6 +74,7 @@ def serve(settings: ServiceSettings | None = None,
         _announce_when_answering('https' if certfile else 'http', host, port, {'workers': workers, 'store': store_place(settings.store or None), 'docs': '/docs'})
     uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers,
                 log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,   # our own lines say what uvicorn's would
-                access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile, http='httptools', timeout_graceful_shutdown=15,
+                access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile, timeout_graceful_shutdown=15,
+                http='mlfin.service.protocol:HeaderDeadline',   # httptools', each request's headers due within --header-timeout
                 proxy_headers=False)   # X-Forwarded-For read by the app, from --trusted-proxies only (uvicorn's own believes loopback)
 

@@ -71,6 +71,7 @@ class ServiceSettings(BaseModel):
     sources: str | None = Field(None, description="YAML file naming each series' remote source for POST /ingest/run")
     tail: int = Field(1000, ge=100, description="bars the live features are computed on")
     body_timeout: float = Field(30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)")
+    header_timeout: float = Field(10.0, gt=0, description="seconds a request's line and headers may take to arrive (slow headers get 408, the connection closed)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
     login_rate: str = Field(LoginPolicy.rate, description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)")
     login_slow_after: int = Field(LoginPolicy.slow_after, ge=1, description="failed logins at an account from one address before each further attempt from there must wait")
