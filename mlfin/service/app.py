@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10f_service.app.ipynb #c003
 from __future__ import annotations
-import asyncio, os, shutil, tempfile, time
+import asyncio, logging, os, re, shutil, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,8 +34,8 @@ from .. import __version__
 from ..processes import die_with_parent
 
 # %% auto #0
-__all__ = ['PUBLIC', 'read_sources', 'Measured', 'Forwarded', 'error_response', 'Guard', 'create_app', 'dependencies',
-           'app_from_env']
+__all__ = ['PUBLIC', 'OUTAGES', 'read_sources', 'Measured', 'Forwarded', 'unavailable', 'error_response', 'Guard', 'create_app',
+           'dependencies', 'app_from_env']
 
 # %% ../../nbs/10f_service.app.ipynb #c005_00
 def read_sources(path: str | None) -> dict:
@@ -85,20 +85,27 @@ class Forwarded:
 
 # %% ../../nbs/10f_service.app.ipynb #c009b
 PUBLIC = ('/health', '/token', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')   # the routes that need no credential (/token checks its own)
+OUTAGES = {'disk': "the disk under the home or the store is full or read-only", 'database': "the service's database does not answer",
+           'redis': "the rate-limit store does not answer", 'network': "a service this one needs does not answer"}   # what a caller is told: never an address
+
+def unavailable(kind: str) -> str:
+    "The line a caller gets while a dependency is down (`logs.outage`'s kind): which kind, never its address, user, host, port or path"
+    return f"unavailable: {OUTAGES.get(kind, OUTAGES['network'])}; try again later"
 
 def error_response(e: MlfinError) -> JSONResponse:
-    "A library error as the service answers it: its status, its one line as `detail`, Retry-After and WWW-Authenticate where due"
+    "A library error as the service answers it: its status, its one line as `detail` (an outage's kind alone), Retry-After and WWW-Authenticate where due"
+    kind = outage(e) if e.status == 503 else None   # a store that does not answer names itself in its error: the caller is told the kind
     headers = {}
-    if getattr(e, 'retry_after', None): headers['Retry-After'] = str(e.retry_after)
+    if getattr(e, 'retry_after', None) or kind: headers['Retry-After'] = str(getattr(e, 'retry_after', None) or 5)
     if e.status == 401: headers['WWW-Authenticate'] = 'Bearer'
-    return JSONResponse({'detail': str(e)}, status_code=e.status, headers=headers)
+    return JSONResponse({'detail': unavailable(kind) if kind else str(e)}, status_code=e.status, headers=headers)
 
 
 # %% ../../nbs/10f_service.app.ipynb #c009b_00
 class Guard:
     """ASGI middleware between the access log and the routes: the credential checked from the headers before a body is read
     (a request without a valid one costs a header's parse), the body capped and timed out as it arrives, and any failure the
-    routes did not answer turned into one line: 503 naming the dependency that is down, else 500"""
+    routes did not answer turned into one line: 503 naming the kind of dependency that is down (its address in the log), else 500"""
     def __init__(self, app, state, limit: int, timeout: float, failures: Failures, down):
         self.app, self.state, self.limit, self.timeout, self.failures, self.down = app, state, limit, timeout, failures, down
 
@@ -117,13 +124,13 @@ class Guard:
                                           413)(scope, receive, send)
             await self.app(scope, self._receiving(receive), sending)
         except Exception as e:
-            if isinstance(e, MlfinError) and not started[0]: return await error_response(e)(scope, receive, send)
-            where = f"{scope['method']} {getattr(scope.get('route'), 'path', scope['path'])}"
             kind = outage(e)
-            detail = f"unavailable: {self.down(kind, e)}; try again later" if kind else f"internal error ({type(e).__name__}); the server's log has the details"
-            self.failures(e, where, detail, request_id=scope.get('state', {}).get('request_id'))
+            if isinstance(e, MlfinError) and not kind and not started[0]: return await error_response(e)(scope, receive, send)
+            where = f"{scope['method']} {getattr(scope.get('route'), 'path', scope['path'])}"
+            told = unavailable(kind) if kind else f"internal error ({type(e).__name__}); the server's log has the details"
+            self.failures(e, where, self.down(kind, e) if kind else told, request_id=scope.get('state', {}).get('request_id'))   # the log: what, and where
             if started[0]: return   # the response had begun: nothing more can be said to the caller
-            await JSONResponse({'detail': detail}, 503 if kind else 500, headers={'Retry-After': '5'} if kind else None)(scope, receive, send)
+            await JSONResponse({'detail': told}, 503 if kind else 500, headers={'Retry-After': '5'} if kind else None)(scope, receive, send)
 
     async def _caller(self, scope):
         """The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is read. Checked on
@@ -209,7 +216,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(login_router)
     _errors(app)
-    app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout, failures=Failures(),
+    app.state.failures = Failures()
+    app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout, failures=app.state.failures,
                        down=lambda kind, e: _down(kind, e, app.state))
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -224,33 +232,35 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 # %% ../../nbs/10f_service.app.ipynb #c011_00
 def _down(kind: str, e: BaseException, state) -> str:
-    "What is down, named for the caller and the log: which disk, which database, which Redis"
+    "What is down, for the operator's log: which disk, which database (its password hidden), which Redis; never sent to a caller"
     first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     if kind == 'disk': return f"the disk under {home()} or the store is full or read-only ({first})"
-    if kind == 'database': return f"the database {state.db.url.render_as_string(hide_password=True)} does not answer ({type(e).__name__})"
-    if kind == 'redis': return f"the rate-limit store {state.settings.limits_storage} does not answer ({type(e).__name__})"
+    if kind == 'database': return f"the database {state.db.url.render_as_string(hide_password=True)} does not answer ({type(e).__name__}: {first})"
+    if kind == 'redis': return f"the rate-limit store {re.sub(r'//[^/@]*@', '//', state.settings.limits_storage)} does not answer ({type(e).__name__})"
     return f"a service this one needs does not answer ({type(e).__name__}: {first})"
-
 
 # %% ../../nbs/10f_service.app.ipynb #c011_01
 def dependencies(state) -> dict[str, str]:
-    "What the service needs, each checked now: 'ok' or one line of what is wrong (GET /ready fails on any)"
+    "What the service needs, each checked now: 'ok' or one line of what is wrong, no address in it (GET /ready fails on any; the log says where)"
     from sqlalchemy import text
     out = {}
     def check(name, probe):
         try: out[name] = probe() or 'ok'
-        except Exception as e: out[name] = _down(outage(e) or 'other', e, state)
+        except Exception as e:
+            kind = outage(e) or 'other'
+            out[name] = OUTAGES.get(kind, OUTAGES['network'])
+            logging.getLogger('mlfin.service').warning(f"not ready: {name}: {_down(kind, e, state)}")
     check('store', lambda: state.store.ls() is not None and None)
     def database():
         with state.db.connect() as con: con.execute(text('SELECT 1'))
     check('database', database)
-    check('rate_limits', lambda: None if state.limit.reachable() else f"the rate-limit store {state.settings.limits_storage} does not answer")
+    check('rate_limits', lambda: None if state.limit.reachable() else OUTAGES['redis'])
     folders = {home()} | ({Path(state.store.root)} if state.store.kind != 'postgresql' else set())
     def disk():
         for folder in folders:
             probe = folder if folder.exists() else folder.parent
             free = shutil.disk_usage(probe).free / 2**20
-            if free < state.settings.min_free_mb: return f"{free:,.0f} MB free under {folder} (below --min-free-mb {state.settings.min_free_mb})"
+            if free < state.settings.min_free_mb: return f"{free:,.0f} MB free under the home or the store (below --min-free-mb {state.settings.min_free_mb})"
             with tempfile.NamedTemporaryFile(dir=probe, prefix='.mlfin-ready-'): pass   # writable, not only roomy
     check('disk', disk)
     return out
@@ -270,7 +280,11 @@ def _store_url(store) -> str:
 def _errors(app: FastAPI):
     "Every error a client can meet as JSON with a one-line `detail`"
     @app.exception_handler(MlfinError)
-    async def mlfin_error(request: Request, e: MlfinError): return error_response(e)
+    async def mlfin_error(request: Request, e: MlfinError):
+        if e.status == 503 and (kind := outage(e)):   # told as its kind (error_response); where, in the log
+            app.state.failures(e, f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}", _down(kind, e, app.state),
+                               request_id=request.scope.get('state', {}).get('request_id'))
+        return error_response(e)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):

@@ -29,7 +29,7 @@ class LoadedModel(BaseModel):
 # %% ../../../nbs/10e2_service.routes.status.ipynb #c007_02
 class Ready(BaseModel):
     status: Literal['ready']
-    store: str
+    store: str = Field(description="the kind of store served: parquet or postgresql (where it is, in the operator's log and `mlfin serve`'s line)")
     models: list[LoadedModel]
     checks: dict[str, str] = Field(description="what the service needs, each checked now: store, database, rate_limits, disk")
 
@@ -56,5 +56,5 @@ def ready(request: Request, caller: Caller = READ) -> Ready:
             except MlfinError: continue
     loaded = state.live.loaded()
     if not loaded: raise Unavailable("no production model for any stored series: train one (POST /train) or promote a version")
-    return Ready(status='ready', store=repr(state.store), models=[LoadedModel(**m) for m in loaded], checks=checks)
+    return Ready(status='ready', store=state.store.kind, models=[LoadedModel(**m) for m in loaded], checks=checks)
 
