@@ -202,9 +202,9 @@ def test_a_client_sending_its_headers_slowly_is_cut_off(svc):
     are due within --header-timeout of its first byte: a client that sends the first line and stops is answered 408 and its connection
     closed within the deadline (and slack for a busy machine), which the server's log says"""
     import socket
+    started, got = time.monotonic(), b''   # before connecting: the deadline is armed when the server accepts
     with socket.create_connection(('127.0.0.1', svc.port), timeout=60) as slow:
         slow.sendall(b'GET /health HTTP/1.1\r\n')
-        started, got = time.monotonic(), b''
         while chunk := slow.recv(4096): got += chunk   # until the server closes
         took = time.monotonic() - started
     assert HEADERS <= took < HEADERS + 5 and got.startswith(b'HTTP/1.1 408 Request Timeout'), (took, got)
