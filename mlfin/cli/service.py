@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..config import SERVICE_HOST, SERVICE_PORT
-from ..paths import home, project_root
+from ..paths import home, open_home, project_root
 from .app import app, fail
 from .options import SERVER_OPTIONS, service_options
 from ..service.server import serve as run_service
@@ -27,6 +27,7 @@ def serve(**given):
     from pydantic import ValidationError
     server = {name: given.pop(name) for name in SERVER_OPTIONS}
     given.update(project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or [])
+    open_home()   # its logs, keys' and sessions' store, jobs' runs: the home's owner's alone (tightened, and said, if found wider)
     try: run_service(ServiceSettings(home=str(home()), **given), **server)   # says "serving on" once it can
     except ValidationError as e: fail(f"mlfin serve: {validation_line(e.errors())}")
 

@@ -10,6 +10,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, Float, Index, Integer, Met
                         create_engine, event, text)
 from ..errors import Unavailable
 from ..data.stores import open_store
+from ..paths import private
 
 # %% auto #0
 __all__ = ['metadata', 'keys', 'jobs', 'signals', 'settings', 'users', 'recovery_codes', 'sessions', 'login_failures', 'audit',
@@ -98,8 +99,8 @@ def database_url(store=None) -> str:
     "Where the service's tables live for `store`: SQLite in a Parquet store's folder, or the PostgreSQL store's own database"
     store = open_store(store)
     if store.kind == 'postgresql': return 'postgresql+psycopg://' + store.url.split('://', 1)[1]
-    Path(store.root).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(store.root)/'service.db'}"
+    path = private(Path(store.root)/'service.db')   # the signing secret, keys' and sessions' digests: its owner's alone, whatever the umask
+    return f"sqlite:///{path}"
 
 _ENGINES: dict = {}
 
