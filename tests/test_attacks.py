@@ -1,7 +1,7 @@
 """A penetration tester's attacks on the service and its login (issue 53), each through one real `mlfin serve` on loopback
 shared by the module: a stranger locking an admin out, names told apart by the answers. Each test is one attack, from a
 loopback address of its own (Linux routes all of 127/8 to this host), so one attack's attempts are not another's."""
-import datetime as dt, statistics, time
+import datetime as dt, os, statistics, time
 import httpx, pytest
 from conftest import mlfin, service
 from mlfin.service import db as tables
@@ -17,8 +17,10 @@ PROXY = '127.0.0.2'   # the one reverse proxy the operator lists (--trusted-prox
 @pytest.fixture(scope='module')
 def svc(tmp_path_factory):
     "The service an operator starts as the README says (people, their second factor), on an empty home: no run is needed to log in"
+    os.umask(kept := os.umask(0o022))   # under a umask that leaves what is made readable by everyone (the usual one), restored after
     with service(tmp_path_factory.mktemp('attacks')/'home', '--no-jobs', *RULES, '--trusted-proxies', PROXY, '--rate-limit', '320/minute',
                  '--header-timeout', str(HEADERS)) as running:
+        os.umask(kept)
         yield running
 
 
@@ -155,6 +157,8 @@ def test_a_copy_of_the_database_makes_no_token_that_works(svc):
             secret = con.execute("SELECT value FROM mlfin_service WHERE name = 'jwt_secret'").fetchone()[0]
             sessions = [row[0] for row in con.execute("SELECT id FROM mlfin_sessions WHERE revoked_at IS NULL")]
             keys = [row[0] for row in con.execute("SELECT id FROM mlfin_keys WHERE revoked_at IS NULL AND role = 'admin'")]
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (svc.home, svc.home/'store', svc.home/'store'/'service.db')}
+        assert modes == {'home': '0o700', 'store': '0o700', 'service.db': '0o600'}, modes   # made its owner's alone by mlfin serve, umask 022 or not
         claims = jwt.decode(real, options={'verify_signature': False})
         assert claims['sid'] not in sessions and sessions and keys   # the live session's id is not in the file
         now = int(time.time())
