@@ -1,5 +1,6 @@
 "The dashboard in a real browser (Debian's headless Chromium, driven by Playwright), served by Voila on loopback."
 import os, re, socket, subprocess, sys, tempfile, time, urllib.request
+from urllib.parse import urlsplit
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves
 
 
 class Served(str):
-    "A page's URL on a running `mlfin dashboards`, with `log()`: what the server has logged so far"
+    "A page's URL on a running `mlfin dashboards`, with `log()`: what the server has logged so far, and `pid`: the command's process"
 
 
 @contextmanager
@@ -28,6 +29,7 @@ def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None, login: b
                 time.sleep(0.5)
         url = Served(f'http://127.0.0.1:{port}/voila/render/{page}')
         url.log = lambda: os.pread(log.fileno(), os.fstat(log.fileno()).st_size, 0).decode(errors='replace')   # the file's offset is the server's: not moved
+        url.pid = server.pid
         yield url
     finally:
         server.terminate(); server.wait(timeout=30); log.close()
@@ -79,15 +81,6 @@ def test_dashboard_shows_the_run_in_chromium(pipeline_copy, browser, tmp_path):
         page.close()
 
 
-def test_dashboard_without_a_run_says_what_to_do(browser, tmp_path):
-    with voila(tmp_path) as url:
-        page = browser.new_page()
-        page.goto(url, wait_until='commit', timeout=180_000)
-        page.wait_for_selector('.mlfin-empty', timeout=180_000)
-        assert 'run `make run` (or `mlfin run`) first' in page.inner_text('.mlfin-empty')
-        page.close()
-
-
 def descendants(pid: int) -> set[int]:
     "Every process started under `pid`, however deep"
     found, todo = set(), [pid]
@@ -102,33 +95,83 @@ def alive(pid: int) -> bool:
     return state not in ('', 'Z') and not state.startswith('Z')
 
 
-def test_stopping_mlfin_dashboards_stops_voila_and_its_kernels(small_copy):
-    "SIGTERM to `mlfin dashboards`, as a service manager sends it: Voila and the kernels it started go with it (issue 16, defect 9)"
+def person(home: Path, name: str, role: str, password: str = 'a passphrase of the tests, long enough') -> dict:
+    "A person made in the service's store of `home` as `mlfin users add` makes one (no service running: the pages' login needs only the store)"
+    import pyotp
+    from mlfin.service.db import engine
+    from mlfin.service.people import People
+    made = People(engine(str(home/'store')), cache_seconds=0).add(name, role, password, True)
+    return {'name': name, 'password': password, 'totp': pyotp.parse_uri(made.uri), 'codes': made.codes}
+
+
+def handshake(base: str, context, path: str) -> int:
+    "The status a websocket handshake for `path` gets, sent with the cookies of a person's browser `context` (101: connected)"
+    import base64
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    cookies = '; '.join(f"{c['name']}={c['value']}" for c in context.cookies())
+    with socket.create_connection((host, port), timeout=60) as s:
+        s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                   f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nCookie: {cookies}\r\n\r\n").encode())
+        return int(s.recv(64).split()[1])
+
+
+def api(context, method: str, url: str):
+    "A request from a person's browser `context` (their cookies, and the _xsrf token as a header, as Voila's page sends it)"
+    xsrf = next((c['value'] for c in context.cookies() if c['name'] == '_xsrf'), '')
+    return context.request.fetch(url, method=method, headers={'X-XSRFToken': xsrf}, max_redirects=0)
+
+
+def test_a_person_reaches_only_their_own_kernels_and_holds_a_bounded_number(browser, tmp_path):
+    """Issue 53, items 2 and 9: each page's kernel is its person's. Another person gets 403 reading, ending (DELETE, and Voila's
+    end-on-leave request), or connecting to it, and lists only their own; a tab closed ends its own; an admin may end anyone's. With
+    at most one page a person and two in all (`mlfin dashboards --kernels-per-person 1 --kernels-total 2`): a second page while the
+    first is open is refused with a page naming the bound and what to do (its button ends her other page and opens the one asked),
+    another person is not held back by her bound, and a third meets the server's. The home has no run: the run page says what to do.
+    Stopping `mlfin dashboards` as a service manager does (SIGTERM) stops Voila and its kernels (issue 16, defect 9)"""
     import signal
-    port = free_port()
-    env = {**os.environ, 'MLFIN_HOME': str(small_copy['home'])}
-    cli = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'dashboards', '--port', str(port), '--no-login'], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        page = None
-        deadline = time.time() + 300   # Voila started and a page rendered by a new kernel: generous, for a busy machine
-        while page is None and time.time() < deadline:
-            try: page = urllib.request.urlopen(f'http://127.0.0.1:{port}/voila/render/run.ipynb', timeout=180).read()
-            except OSError: time.sleep(0.5)
-        assert page and b'mlfin' in page
-        under = descendants(cli.pid)
-        assert len(under) >= 1   # Voila, and the kernels it keeps
-        cli.send_signal(signal.SIGTERM); cli.wait(120)
-        deadline = time.time() + 120
-        while time.time() < deadline and any(alive(p) for p in under): time.sleep(0.5)
-        assert [p for p in under if alive(p)] == []
-        with pytest.raises(OSError): socket.create_connection(('127.0.0.1', port), timeout=1)
-    finally:
-        if cli.poll() is None: cli.kill()
+    from test_pages import log_in
+    home = tmp_path/'home'
+    people = {name: person(home, name, role) for name, role in (('ana', 'read_only'), ('bob', 'read_only'), ('root', 'admin'))}
+    bounds = ('--preheat', '0', '--kernels-per-person', '1', '--kernels-total', '2')
+    with voila(home, 'index.ipynb', login=True, args=bounds) as served:
+        base = served.split('/voila/')[0]
+        mine = lambda context: [k['id'] for k in api(context, 'GET', f"{base}/api/kernels").json()]
+        def visitor(name: str):   # a person logged in, on the index the login leads to, left open
+            log_in(landing := (context := browser.new_context()).new_page(), base, people[name])
+            landing.wait_for_selector('.mlfin-page', timeout=120_000)
+            return context, landing
+        ana, first = visitor('ana')
+        landed, page = mine(ana), ana.new_page()
+        refused = page.goto(f"{base}/voila/render/run.ipynb")
+        said = page.inner_text('body')
+        assert refused.status == 429 and 'You have 1 page open' in said and '--kernels-per-person 1' in said and 'Close a tab' in said, said
+        page.get_by_role('button', name='End my 1 open page and open this one').click()   # what the page offers: her other page ended
+        page.wait_for_selector('.mlfin-empty', timeout=120_000)
+        assert 'run `make run` (or `mlfin run`) first' in page.inner_text('.mlfin-empty')   # no run yet: what to do
+        assert urlsplit(page.url).path == '/voila/render/run.ipynb' and len(landed) == 1 and landed != (hers := mine(ana)), (landed, hers)
 
+        bob, _ = visitor('bob')   # her bound is hers: bob's page opens (two in all now)
+        assert len(his := mine(bob)) == 1 and his != hers
+        at = f"{base}/api/kernels/{hers[0]}"
+        assert [api(bob, method, at).status for method in ('GET', 'DELETE')] == [403, 403]
+        assert api(bob, 'POST', f"{base}/voila/api/shutdown/{hers[0]}").status == 403   # Voila's end-on-leave request
+        assert [api(bob, 'POST', f"{at}/{action}").status for action in ('interrupt', 'restart')] == [404, 404]
+        assert [handshake(base, who, f"/api/kernels/{hers[0]}/channels") for who in (bob, ana)] == [403, 101]   # she alone connects to it
+        assert api(ana, 'GET', at).status == 200 and mine(ana) == hers
 
-def person(home: Path, name: str, role: str) -> dict:
-    "A person made with `mlfin users add` as an admin makes one (conftest's `Service.person`), no service running: the pages' login needs only the store"
-    from types import SimpleNamespace
-    from conftest import Service
-    return Service.person(SimpleNamespace(home=home, store=None), name, role)
+        log_in(third := (root := browser.new_context()).new_page(), base, people['root'])   # a third person: the server holds two pages in use
+        said = third.inner_text('body')
+        assert "The pages' server has 2 pages open" in said and '--kernels-total 2' in said, said
+        page.close(run_before_unload=True)   # she closes her tab: Voila's page asks for its kernel's end as it goes
+        deadline = time.monotonic() + 60   # a hang guard
+        while mine(ana): assert time.monotonic() < deadline, mine(ana); time.sleep(0.2)
+        assert api(root, 'DELETE', f"{base}/api/kernels/{his[0]}").status == 204 and mine(bob) == []   # an admin may end anyone's
+        third.reload(); third.wait_for_selector('.mlfin-page', timeout=120_000)   # room again: his page opens
+
+        under = descendants(served.pid)
+        assert len(under) >= 2 and mine(root)   # Voila, and the kernel it started for him
+        os.kill(served.pid, signal.SIGTERM)   # as a service manager stops it
+        deadline = time.monotonic() + 120
+        while any(alive(p) for p in under): assert time.monotonic() < deadline, [p for p in under if alive(p)]; time.sleep(0.5)
+        with pytest.raises(OSError): socket.create_connection(('127.0.0.1', urlsplit(base).port), timeout=1)
+        for context in (ana, bob, root): context.close()

@@ -106,16 +106,17 @@ def test_a_location_outside_the_home_is_named(tmp_path, monkeypatch):
 
 
 def test_a_home_made_with_the_usual_umask_is_tightened_at_start_and_no_other_account_reads_it():
-    """Issue 53, item 3: a home made with umask 022 (0755, its service.db 0644: the token-signing secret, readable by every local
-    account) is made owner-only when `mlfin dashboards` opens it, said in one line; then the OS user nobody cannot read service.db"""
+    """Issue 53, item 3: a home made with umask 022 by an earlier version (0755, its service.db 0644: the token-signing secret,
+    readable by every local account) is made owner-only when `mlfin dashboards` opens it, said in one line; then the OS user
+    nobody cannot read service.db"""
     import stat, tempfile
     from test_dashboard import person, voila
     base = Path(tempfile.mkdtemp(prefix='mlfin-home-')); base.chmod(0o755)   # in /tmp, which every account enters (pytest's folder is 0700)
     home, kept = base/'home', os.umask(0o022)
     as_nobody = lambda path: subprocess.run(['runuser', '-u', 'nobody', '--', 'cat', str(path)], capture_output=True, text=True, errors='replace')
     try:
-        person(home, 'opadmin', 'admin')   # the home made by `mlfin users add`, with the usual umask
-        db = home/'store'/'service.db'
+        person(home, 'opadmin', 'admin')   # the home made as `mlfin users add` makes it, with the usual umask
+        db = home/'store'/'service.db'; db.chmod(0o644)   # as a version before issue 53 left it
         assert (stat.S_IMODE(home.stat().st_mode), stat.S_IMODE(db.stat().st_mode)) == (0o755, 0o644)
         if os.geteuid() == 0: assert as_nobody(db).returncode == 0   # the attack of the issue: any account reads the secret
         with voila(home, 'index.ipynb', login=True, args=('--preheat', '0')) as served:   # as an operator starts it, umask 022 still

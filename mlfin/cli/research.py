@@ -97,8 +97,11 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
                                                                             "whoever reaches the port (you alone on this machine)"),
                service: str = typer.Option(SERVICE_URL, envvar=SERVICE_URL_ENV, help="the service the operations and health pages ask, as the person logged in"),
                secure_cookie: bool = typer.Option(False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"),
-               preheat: int = typer.Option(1, min=0, help="kernels kept ready per page, its modules loaded: a visit waits for no kernel start and no imports "
-                                                          "(each holds ~0.3 GB; 0: a kernel started per visit, seconds more)"),
+               preheat: int = typer.Option(2, min=0, help="kernels kept ready for any page, every page's modules loaded: a visit waits for no kernel start "
+                                                          "and no imports (each holds ~0.25 GB; 0: a kernel started per visit, seconds more)"),
+               kernels_per_person: int = typer.Option(4, min=1, help="pages (kernels) one person may have open at once; past it they get a page saying so and what to do"),
+               kernels_total: int = typer.Option(12, min=1, help="pages (kernels) open at once for everyone (those kept ready aside): each holds ~0.25-0.45 GB"),
+               idle_minutes: float = typer.Option(15.0, min=1, help="a page's kernel unused this long is ended (its tab stops answering; a reload opens it again)"),
                **settings):
     "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
     from pydantic import ValidationError
@@ -109,13 +112,12 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
     except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
     env = {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
            PICTURES_ENV: '1'}   # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
-    cmd = [sys.executable, '-m', 'voila', str(root/'dashboards'), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
-           '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
-           '--MappingKernelManager.cull_idle_timeout=900', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended
+    cmd = [sys.executable, '-c', 'from mlfin.dashboards.server import main; main()', str(root/'dashboards'),   # Voila, each kernel its person's (dashboards.server)
+           f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0', '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
+           f'--MappingKernelManager.cull_idle_timeout={round(idle_minutes * 60)}', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended
+           f'--PagesKernels.per_person={kernels_per_person}', f'--PagesKernels.in_all={kernels_total}',
+           f'--PagesKernels.ready={preheat}',   # kernels kept ready for any page, replaced when no page is being drawn, one at a time (dashboards.kernels)
            '--VoilaConfiguration.file_allowlist=[]',   # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
-           *(['--preheat_kernel=True', f'--pool_size={preheat}', '--VoilaKernelManager.fill_delay=1',   # each page's function waits for its visitor
-              '--VoilaConfiguration.multi_kernel_manager_class=mlfin.dashboards.kernels.QuietRefills'] if preheat else []),   # (dashboards.common.preheated);
-           # a used kernel replaced when no page is being drawn, one at a time, never beside a person's page on the cores (dashboards.kernels)
            f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",   # the pages need widgets and plotly's renderer: the rest only slows each page's start
            *(_login_options(given, secure_cookie) if login else [])]
     typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
