@@ -85,9 +85,9 @@ bench-monitor: setup ## what the monitor catches on the embedded SPX, AAPL, EURU
 bench-scale: setup ## past one machine, synthetic: parallel efficiency of 50M-bar features and a 20-symbol x 5-model training on 2 Dask workers against two plain processes (target >= 0.95), memory per worker, scheduler overhead per unit, a 500-symbol run projected on 16 and 64 workers
 	@$(BIN)/python tests/bench/bench_scale.py
 
-bench-dashboards: setup ## every dashboard page in Chromium after login: time until its content shows, warm (kernels kept ready) and cold (a kernel per visit)
+bench-dashboards: setup ## one visitor opening every page: processes and memory (PSS) under the pages' server before and after (target); every page in Chromium after login: time until its content shows, warm (kernels kept ready) and cold (a kernel per visit) (ARGS="--part footprint")
 	@bash env/setup-test.sh
-	@$(BIN)/python tests/bench/bench_dashboards.py
+	@$(BIN)/python tests/bench/bench_dashboards.py $(ARGS)
 
 bench-ops: setup ## backup of a 10M-bar store + registry, incremental after a day of bars for 10 symbols, restore: ours beside tar + sqlite3 .backup (synthetic)
 	@bash env/setup-test.sh
