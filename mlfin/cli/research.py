@@ -35,7 +35,6 @@ __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 
 def run(force: bool = False, wait: float | None = None, **overrides):
     "Run the pipeline (ingest -> features -> train -> backtest -> report); parameters: defaults, env.yaml, then these options"
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    open_home()   # what the run makes (its products, MLflow's records, the ledger) for the home's owner alone
     import faulthandler
     # tasks run in this process: a native library's crash prints where (every thread's Python stack) before it ends it;
     # onto the process's own stderr when sys.stderr has no file behind it (captured in memory by a caller)
