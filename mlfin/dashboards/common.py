@@ -4,21 +4,23 @@
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c002
 from __future__ import annotations
-import html, json, os
+import html, json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..style import chart, html_table   # the house table and chart, on a screen of any width
-from ..pictures import settle
+from ..pictures import DRAW_TIMEOUT, pictures_dir, settle, wanted
+from ..processes import atomic_write
 from ..pipeline.runner import last_attempt
-from ..paths import FINISHED, run_dir
+from ..paths import FINISHED, home, run_dir
 from ..monitor.figures import FIGURES
 from ..errors import MlfinError
 from ..report.products import load_run
 
 # %% auto #0
-__all__ = ['COOKIE', 'PICTURE_WAIT', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'verdict_box', 'row', 'duration_text', 'percent',
-           'when_text', 'session_token', 'signed_in_line', 'preheated', 'status_line', 'run_status', 'run_notice',
-           'monitor_status', 'page', 'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page']
+__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text', 'percent',
+           'when_text', 'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice', 'monitor_status',
+           'page', 'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page', 'draw_pictures',
+           'keep_pictures']
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -75,26 +77,6 @@ def signed_in_line() -> str:
     logout = html.escape(os.environ.get('VOILA_BASE_URL', '/') + 'logout')
     return (f"<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed in as <b>{name}</b> ({role})"
             f" &middot; <a href='{logout}'>Log out</a></small></p>")
-
-# %% ../../nbs/12a_dashboards.common.ipynb #c006p
-PICTURE_WAIT = 60   # seconds a kernel kept ready waits for its charts' pictures to be drawn (a Chromium start and a few charts: seconds)
-
-def preheated(make):
-    "A page's function for Voila's preheated kernels: run once to load what it needs, wait for the person's request, then run for them"
-    import functools
-    @functools.wraps(make)
-    def shown(*args, **kwargs):
-        if os.environ.get('VOILA_PREHEAT') == 'True':
-            import ipywidgets as widgets
-            from voila.utils import wait_for_request   # here, not above: 0.9 s and 900 modules (jupyter_server) only a preheated kernel needs
-            try: make(*args, **kwargs)   # nobody sees this run: it only loads modules and caches
-            except Exception: pass   # noqa: the person's own run, below, shows whatever went wrong
-            widgets.Widget.close_all()   # its widgets are nobody's
-            settle(PICTURE_WAIT)   # its charts' pictures drawn (pictures): the visitor's run finds them kept
-            wait_for_request()   # the request's variables (HTTP_COOKIE, QUERY_STRING) in os.environ
-            os.environ['VOILA_PREHEAT'] = 'False'   # asked once
-        return make(*args, **kwargs)
-    return shown
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c006st
 STATES = {'ok': ('#e6f4ea', '#1e6b34', '✓'), 'warning': ('#fff4e0', '#7a4a00', '!'), 'failed': ('#fdecea', '#a50e0e', '✗'),
@@ -226,7 +208,6 @@ def book_cards(run: dict) -> str:
     return f"<div class='mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:12px'>{cards}</div>"
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011
-@preheated
 def index_page(folder=None):   # a run's folder; default: the last run that finished
     "The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity beside buy-and-hold), then every page"
     import ipywidgets as widgets
@@ -239,7 +220,6 @@ def index_page(folder=None):   # a run's folder; default: the last run that fini
                 widgets.HTML(f"<h2>Pages</h2><ul class='mlfin-pages'>{links}</ul>"), notice=False)
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011r
-@preheated
 def run_page(folder=None):   # a run's folder; default: the last run that finished
     "The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then `dashboards.run.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
     import ipywidgets as widgets
@@ -254,7 +234,6 @@ def run_page(folder=None):   # a run's folder; default: the last run that finish
                 links, dashboard(folder))
 
 # %% ../../nbs/12a_dashboards.common.ipynb #c011b
-@preheated
 def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page's address (?book=SPX), else the first
               folder=None):            # a run's folder; default: the last run that finished
     "A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table), with a picker of the run's books"
@@ -277,3 +256,37 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
         body.children = [widgets.HTML(''.join(top)), *(chart(f) for f in figs), widgets.HTML(''.join(parts))]
     pick.observe(show, names='value'); show()
     return page('Tearsheet', lesson, pick, body)
+
+# %% ../../nbs/12a_dashboards.common.ipynb #p101
+def draw_pictures() -> int:
+    "Run the pages with charts once, nobody watching (each book's tearsheet among them), and wait for their charts' pictures to be drawn; how many were"
+    import functools, ipywidgets as widgets
+    from mlfin import dashboards   # here, not at the top: the pages' modules import this one
+    before = set(pictures_dir().glob('*.png'))
+    try: run = load_run(frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
+    except MlfinError: books = []
+    for show in (dashboards.run_page, dashboards.quality_page, dashboards.monitoring_page, *(functools.partial(book_page, b) for b in books)):
+        try: show()
+        except Exception: pass   # noqa: a page that fails shows it to its visitor; it has nothing to draw
+        widgets.Widget.close_all()
+    settle(DRAW_TIMEOUT)
+    return len(set(pictures_dir().glob('*.png')) - before)
+
+# %% ../../nbs/12a_dashboards.common.ipynb #p102
+DRAWN_FOR = 'pages.json'   # in the pictures' folder: the products the pages' pictures were last drawn for (`keep_pictures`)
+
+def keep_pictures(command: list[str] | None = None, # the process that draws them; default: `draw_pictures` in a fresh Python
+                  timeout: float = 100,             # seconds it may take (a kernel being made ready waits for it)
+                 ) -> bool:
+    "Draw the pages' pictures in a process of its own when the run or the monitor run the pages show changed since they were last drawn; whether it drew"
+    if not wanted(): return False
+    read = lambda path: path.read_text() if path.exists() else ''
+    shown = json.dumps({'run': read(run_dir()/FINISHED), 'monitor': read(home()/'monitor'/'latest.json')})
+    kept = pictures_dir()/DRAWN_FOR
+    if read(kept) == shown: return False
+    try: subprocess.run(command or [sys.executable, '-c', 'from mlfin.dashboards.common import draw_pictures; draw_pictures()'],
+                        capture_output=True, timeout=timeout, env={**os.environ, 'VOILA_PREHEAT': 'False'})
+    except subprocess.TimeoutExpired: pass   # not tried again for these products: their pictures are drawn as pages show them
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(kept, lambda tmp: Path(tmp).write_text(shown))
+    return True

@@ -18,7 +18,9 @@ __all__ = ['WARM', 'READY', 'GIVEN', 'FULL', 'ReadyKernels', 'ready_kernels', 'a
 WARM = """import mlfin.dashboards, mlfin.dashboards.run, mlfin.backtest.tearsheet, mlfin.report.tables, mlfin.monitor.report
 import mlflow.store.tracking.sqlalchemy_store, mlflow.store.model_registry.sqlalchemy_store, duckdb, exchange_calendars, jwt, PIL.Image, pyarrow.dataset
 import plotly.graph_objects as _go; _go.Figure([_go.Scatter(), _go.Bar(), _go.Heatmap()]); del _go
-"""   # every page's modules, those a page imports as it runs among them (the run page's MLflow store: 1.2 s); plotly loads a chart's classes on first use
+from mlfin.dashboards.common import keep_pictures; keep_pictures()
+"""   # every page's modules, those a page imports as it runs among them (the run page's MLflow store: 1.2 s; plotly loads a chart's
+# classes on first use); and the pages' charts drawn as pictures ahead, once for each run they show (in a process of its own)
 
 class ReadyKernels(AsyncMappingKernelManager):
     "jupyter_server's kernel manager for the pages: `ready` kernels kept with every page's modules imported, one given to each visit, replaced when no page is in use, one at a time"
@@ -59,10 +61,10 @@ def quiet_now(self: ReadyKernels) -> bool:
 async def _run(self: ReadyKernels, kernel_id: str, code: str):
     "Run `code` in the kernel `kernel_id`, silently, and wait for it to finish; RuntimeError with its error when it fails"
     client = self.get_kernel(kernel_id).client()
-    client.start_channels()
+    client.start_channels(iopub=False, stdin=False, hb=False, control=False)   # the reply comes on the shell channel: no wait for a subscription
     try:
-        await client.wait_for_ready(timeout=self.patience)
-        reply = await client.execute_interactive(code, silent=True, store_history=False, timeout=self.patience, output_hook=lambda msg: None)
+        asked = client.execute(code, silent=True, store_history=False, allow_stdin=False)
+        while (reply := await client.get_shell_msg(timeout=self.patience))['parent_header'].get('msg_id') != asked: pass
     finally: client.stop_channels()
     if reply['content']['status'] != 'ok': raise RuntimeError(f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
 

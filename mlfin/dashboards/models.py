@@ -5,7 +5,7 @@
 # %% ../../nbs/12b_dashboards.models.ipynb #c002
 from __future__ import annotations
 import pandas as pd
-from .common import html_table, page, preheated, verdict_box
+from .common import html_table, page, verdict_box
 from ..errors import MlfinError
 from ..models.registry import describe, production as serving
 from ..report.products import load_run
@@ -35,7 +35,6 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
 
 # %% ../../nbs/12b_dashboards.models.ipynb #c008
-@preheated
 def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
     "The registry and the latest run's leaderboard and model-vs-model tests"
     import ipywidgets as widgets

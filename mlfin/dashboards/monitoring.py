@@ -7,7 +7,7 @@ from __future__ import annotations
 import html, os
 from pathlib import Path
 import numpy as np, pandas as pd
-from .common import chart, html_table, page, preheated, verdict_box
+from .common import chart, html_table, page, verdict_box
 from ..monitor.figures import keys
 
 # %% auto #0
@@ -65,7 +65,6 @@ VOLATILITY_COLUMNS = ['name', *keys('volatility')]
 LIVE_COLUMNS = ['name', 'version', *keys('live')]
 
 # %% ../../nbs/12d_dashboards.monitoring.ipynb #c013
-@preheated
 def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
     "The latest monitor run's verdicts, drift over time, live performance against the record, the alerts firing"
     import ipywidgets as widgets

@@ -5,7 +5,7 @@
 # %% ../../nbs/12c_dashboards.quality.ipynb #c002
 from __future__ import annotations
 import pandas as pd
-from .common import chart, html_table, page, percent, preheated, verdict_box, when_text
+from .common import chart, html_table, page, percent, verdict_box, when_text
 from ..errors import MlfinError
 from ..data import load, open_store, quality_report
 from ..data.quality import quality_figure
@@ -26,7 +26,6 @@ def quality_verdict(report: pd.DataFrame) -> str:
             + (f"least covered: {worst['symbol']} {worst['timeframe']} ({worst['coverage']:.1%} of its calendar)." if worst is not None else ''))
 
 # %% ../../nbs/12c_dashboards.quality.ipynb #c007
-@preheated
 def quality_page(store=None):
     "The quality report of every stored series, and the coverage chart of the one picked"
     import ipywidgets as widgets

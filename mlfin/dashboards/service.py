@@ -13,7 +13,7 @@ from ..errors import BadInput
 from ..models.registry import series_of
 from ..params import RunConfig
 from ..ops.records import check_stats, runs
-from .common import (duration_text, html_table, page, percent, preheated, row, session_token, verdict_box,
+from .common import (duration_text, html_table, page, percent, row, session_token, verdict_box,
                                      when_text)
 
 # %% auto #0
@@ -241,7 +241,6 @@ def operations_section(c: Connection):
     return widgets.VBox(parts)
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c015
-@preheated
 def operations_page():
     "Buttons that call the service as the visitor: predict, ingest now, train, promote (those their role may use)"
     return connect_form('Operations', "Act on the service as yourself: what you do is recorded under your name (without logins: with your own "
@@ -346,7 +345,6 @@ def health_section(c: Connection):
     return box
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c022
-@preheated
 def health_page():
     "Requests, latency and errors per route, last bar per series, jobs: from the service's metrics, asked as the visitor"
     return connect_form('System health', "The service's own figures, read from its metrics as you (without logins: with your API key).", health_section)
