@@ -104,13 +104,13 @@ def private(path: str | Path,      # a file (made empty when missing, its folder
 def open_home(at: str | Path | None = None, # the home; default: `home()`
               say=None,                     # told one line on what was tightened; default: printed on standard error
              ) -> Path:
-    "Open the home for a command that keeps state in it: what this process and its children make is owner-only from now (umask 077), the home is made private and anything in it found wider tightened, said once"
+    "Open the home for a command that keeps state in it: what this process and its children make is owner-only from now (umask 077), the home is made private and anything in it found wider tightened; said in one line when others could reach the home"
     os.umask(OWNER_ONLY)
     root = Path(at or home())
     was = tighten(root) if root.exists() else None
     private(root, folder=True)
     files, folders, left = _tighten_under(root)
-    if was is None and not files + folders + left: return root
+    if was is None and not left: return root   # a private home: what was wider inside it was out of others' reach; tightened without a word
     inside = ', '.join(f"{n} {kind}{'s' if n != 1 else ''}" for n, kind in ((files, 'file'), (folders, 'folder')) if n)
     line = (f"mlfin: tightened {root}" + (f" (was {was:04o})" if was is not None else '') + (f" and {inside} in it" if inside else '')
             + " to owner-only" + (f"; {left} not this user's left as they were" if left else ''))

@@ -9,7 +9,7 @@ from pathlib import Path
 from .engine import in_process
 from ..config import apply_runtime_env, code_version, gpu_available, read_yaml
 from ..errors import MlfinError, BadInput, NotFound, Unavailable
-from ..paths import record_project, home, open_home, project_root, run_dir, SUMMARY
+from ..paths import OWNER_ONLY, record_project, home, open_home, project_root, run_dir, SUMMARY
 from ..processes import exclusive, alive, atomic_write
 from ..params import RunConfig, run_config, task_config, task_fields
 from .. import data, features
@@ -107,6 +107,7 @@ def _dag(root: Path, values: dict):
 def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
         progress: bool = True, wait: float | None = None) -> dict[str, float]:
     "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run lock (`wait`: `processes.exclusive`); seconds per task run"
+    os.umask(OWNER_ONLY)   # first: a home the checks make (its store's folder) is its owner's from the start, and none is said tightened
     root, values = resolve(overrides, project)   # the parameters checked first: a mistake touches nothing
     open_home(values['home'])   # what the run makes (products, MLflow's records, the ledger) for the home's owner alone; a home found wider tightened and said
     with exclusive('run', wait, Path(values['home'])), attempted(Path(values['home']), values) as attempt:   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner); its state recorded as it goes
