@@ -87,7 +87,7 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
             f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
 
 # %% ../../nbs/09c_cli.research.ipynb #c011
-DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'login_*')   # the login page is the service's: every login setting, as `serve` has them
+DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'trusted_proxies', 'login_*')   # the login page is the service's: every login setting, and the proxies whose X-Forwarded-For it believes, as `serve` has them
 UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']   # installed for the notebooks, not the pages
 
 def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
