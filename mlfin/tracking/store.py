@@ -4,16 +4,18 @@
 
 # %% ../../nbs/06a_tracking.store.ipynb #c003
 from __future__ import annotations
-import logging, os, sqlite3
+import logging, os, shutil, sqlite3, tempfile
 from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+import platformdirs
 from ..config import apply_runtime_env, parse_tracking
 from ..errors import Unavailable
 from ..paths import artifact_dir, home, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'experiment_id', 'outside_home', 'relocate', 'using', 'check_home']
+__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'seed_store', 'experiment_id', 'outside_home', 'relocate', 'using',
+           'check_home']
 
 # %% ../../nbs/06a_tracking.store.ipynb #c005
 EXPERIMENT = 'mlfin'
@@ -23,12 +25,41 @@ def configured_mlflow():
     logging.getLogger('mlflow').setLevel(logging.WARNING)  # keeps database-migration chatter out of reports
     apply_runtime_env()  # no download progress bars in reports and logs
     user = os.environ.get('MLFLOW_TRACKING_URI')  # a team's tracking server, when the user names one
-    if user is None: relocate()   # a home copied or moved since: its recorded locations follow it before MLflow reads them
+    if user is None: seed_store(home()/'mlflow.db'); relocate()   # a new home's store made in a moment; one copied or moved since: its recorded locations follow it before MLflow reads them
     mlflow.set_tracking_uri(user or tracking_uri())
     # set_tracking_uri also writes MLFLOW_TRACKING_URI: put back what the user had, or the next call (another
     # MLFIN_HOME in the same process) would read our own value back as the user's and stay on this store
     if user is None: os.environ.pop('MLFLOW_TRACKING_URI', None)
     return mlflow
+
+
+# %% ../../nbs/06a_tracking.store.ipynb #c005_s0
+def _empty_store() -> Path:
+    "An MLflow store with every table of this MLflow's schema and no experiment, made by MLflow itself once per MLflow version, in the user's cache"
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore   # here, not at the top: MLflow's SQL store takes 1.1 s to import (measured), and only a new store needs it here
+    made = platformdirs.user_cache_path('mlfin')/f"mlflow-{mlflow.__version__}-empty.db"
+    if made.is_file(): return made
+    made.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=made.parent) as tmp:
+        db = Path(tmp)/'mlflow.db'
+        SqlAlchemyStore(f"sqlite:///{db}", Path(tmp).as_uri()).engine.dispose()   # every table, every migration, as MLflow makes a new store
+        with closing(sqlite3.connect(db)) as con, con: con.execute('DELETE FROM experiments')   # its Default: MLflow makes it again where each copy is opened
+        os.replace(db, made)   # whole or not at all; two processes making it at once leave the same file
+    return made
+
+def seed_store(db: str | Path, # a home's MLflow store file
+              ) -> bool:
+    "Make a new store `db` as a copy of `_empty_store()`, owner-only, where MLflow would migrate an empty file through its whole history; False when `db` exists"
+    db = Path(db)
+    if db.exists(): return False
+    db.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+    shutil.copyfile(_empty_store(), tmp); os.chmod(tmp, 0o600)
+    try: os.link(tmp, db)   # only while still missing: a store another process made meanwhile is kept as it is
+    except FileExistsError: return False
+    finally: tmp.unlink()
+    return True
 
 
 # %% ../../nbs/06a_tracking.store.ipynb #c005_00
