@@ -19,7 +19,8 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 # (tests/conftest.py); the files in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order
 # again), a module whose tests share module fixtures kept on one worker, the slowest 30 listed. OpenMP threads (LightGBM,
 # XGBoost, BLAS) sleep while they wait instead of spinning on a core the other worker needs. Measured on this 2-core machine
-# (clean clone): two workers ran 2,805 to 3,438 s of tests in 1,419 to 1,739 s, the CPUs 80 to 88% busy over the whole run
+# (clean clone): two workers ran 2,805 to 3,438 s of tests in 1,419 to 1,739 s, the CPUs 80 to 88% busy over the whole run; with
+# the lane and issue 53's tests, three ran 4,578 s of tests in 1,939 to 1,991 s, the CPUs 97 to 99% busy: the cores, not the waits, bound it now
 WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest tests -n $(WORKERS) --durations=30
 test test-fast test-busy: export OMP_WAIT_POLICY := PASSIVE
