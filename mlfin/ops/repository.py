@@ -99,13 +99,24 @@ def init(self: Repository) -> bool:
 # %% ../../nbs/13ca_ops.repository.ipynb #c011
 @patch
 def snapshots(self: Repository, *tags: str) -> pd.DataFrame:
-    "mlfin's snapshots (those carrying every one of `tags` too), oldest first: id, time, host, paths, tags, home"
+    "mlfin's snapshots (those carrying every one of `tags` too), oldest first: id, time, host, paths, tags, home, and the full ids of its parent and of the snapshot it was rewritten from"
     found = json.loads(self.restic('snapshots', '--json', '--tag', ','.join((TAG, *tags))).stdout or '[]')
     table = pd.DataFrame([{'id': s['short_id'], 'full_id': s['id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
                            'paths': s['paths'], 'tags': s.get('tags') or [],
-                           'home': next((t.removeprefix('home:') for t in s.get('tags') or [] if t.startswith('home:')), '')} for s in found],
-                         columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home'])
+                           'home': next((t.removeprefix('home:') for t in s.get('tags') or [] if t.startswith('home:')), ''),
+                           'parent': s.get('parent') or '', 'original': s.get('original') or ''} for s in found],
+                         columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home', 'parent', 'original'])
     return table.sort_values('time', ignore_index=True)
+
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c011h
+@patch
+def holds(self: Repository, snapshot: str,   # its id, short or full
+         ) -> bool:
+    "Whether the repository still holds `snapshot`: under its id, or rewritten from it (a tag added: restic's `original`)"
+    found = self.snapshots()
+    return bool(snapshot) and bool(found['full_id'].str.startswith(snapshot).any() or found['original'].str.startswith(snapshot).any())
+
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c012
 @patch
