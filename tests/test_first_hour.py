@@ -131,8 +131,9 @@ def test_production_moves_only_for_a_better_model_of_the_same_question_and_never
     base = ['run', '--symbols', 'ES:1m', '--models', 'random_forest,logistic', '--model-params', 'random_forest.n_estimators=40',
             '--folds', '3', '--promote-min-sharpe', '-100',
             '--reports', str(tmp_path/'reports')]
+    said = []
     def run(*extra):
-        mlfin(tmp_path, *base, *extra)
+        said.append(mlfin(tmp_path, *base, *extra).stdout)
         return json.loads((tmp_path/'run'/'summary.json').read_text())['registry']['ES']
     def production():
         from mlfin.paths import set_home
@@ -141,6 +142,7 @@ def test_production_moves_only_for_a_better_model_of_the_same_question_and_never
         return next((v['version'] for v in describe('mlfin.ES.1m') if 'production' in v['aliases']), None)
     first = run()
     assert first['decision'] == 'promoted' and production() == first['version'], first   # gates passed, nothing in production yet
+    assert f"production: mlfin.ES.1m version {first['version']} (promoted by this run)" in said[-1], said[-1]   # the run's last lines say what is served
     second = run('--seed', '1')
     assert 'out-of-sample bars:' in second['reason'] and second['versus']['bars'] >= 100, second   # compared on the bars both predicted
     beat = second['versus']['candidate'] > second['versus']['incumbent']
@@ -150,6 +152,7 @@ def test_production_moves_only_for_a_better_model_of_the_same_question_and_never
     assert 'runs leave it be' in done.stdout
     third = run('--seed', '2')
     assert (third['decision'], production()) == ('held', first['version'] - 1) and 'chosen by a person' in third['reason'], third
+    assert f"production: mlfin.ES.1m version {first['version'] - 1} (kept: this run's version {third['version']} held: " in said[-1], said[-1]
     assert 'released' in mlfin(tmp_path, 'models', 'release', 'ES:1m').stdout
     other = run('--label', 'triple_barrier', '--horizon', '5')   # another question: never switched to by a run
     assert production() == first['version'] - 1 and other['decision'] in ('held', 'refused'), other

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..config import SERVICE_URL, SERVICE_URL_ENV, code_version
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, MlfinError, NotFound
 from ..paths import DATASET, SUMMARY, home, open_home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
@@ -24,7 +24,7 @@ from ..tracking import run_table, compare_runs, fetch_run, find_run, record_sear
 from ..features.labels import label_entry
 from ..cluster import running
 from ..models import (choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES, versions,
-                          parse_series, promote, release)
+                          parse_series, production, promote, release)
 
 # %% auto #0
 __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs',
@@ -44,12 +44,18 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
-    from mlfin.report.tables import overview   # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
+    from mlfin.report.tables import overview, production_said   # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
     recorded = load_run(frames=False)
     if not recorded['validation']['tradeable']:   # every figure below is a measure of skill: said before the figures, and beside each verdict
         typer.echo(f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are not a record "
                    "that could have been traded in time order (each bar's model also learned from later bars).")
     typer.echo(overview(recorded).to_string())
+    if recorded.get('registry'):   # what is served now: a refused leader may leave an earlier version, or nothing (then /predict is a 503)
+        try:
+            with using(recorded['params'].get('tracking')): serving = production()   # the registry the run registered in
+        except MlfinError as e: serving = None; typer.echo(f"production: the registry could not be read: {e}")
+        if serving is not None:
+            for line in production_said(recorded['registry'], serving): typer.echo(line)
     reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
     store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'   # where the run was recorded
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {store}\n"

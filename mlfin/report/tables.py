@@ -13,8 +13,8 @@ from ..style import TABLE_STYLE, html_table
 from .products import execution_model
 
 # %% auto #0
-__all__ = ['SHOWN', 'metrics_table', 'classification_table', 'quality_table', 'overview', 'recent_signals', 'equity_figure',
-           'run_header', 'symbol_tables_html']
+__all__ = ['SHOWN', 'metrics_table', 'classification_table', 'quality_table', 'overview', 'production_said', 'recent_signals',
+           'equity_figure', 'run_header', 'symbol_tables_html']
 
 # %% ../../nbs/07b_report.tables.ipynb #c008
 SHOWN = ('total_return', 'annual_return', 'sharpe', 'max_drawdown', 'trades', 'exposure')   # the report's rows of the tearsheet's table
@@ -58,6 +58,27 @@ def overview(run: dict) -> pd.DataFrame:
                              'auc': '', 'accuracy': '', 'ic': '', 'vs random walk': '', **book(p)}
     return pd.DataFrame(rows).T
 
+
+# %% ../../nbs/07b_report.tables.ipynb #c008_02c
+def production_said(registry: dict,   # the run's registry decisions (summary['registry']): symbol -> name, version, decision, reason
+                    serving: list[dict], # what the registry serves now (`models.registry.production()`): name, version
+                   ) -> list[str]:
+    "What production holds after a run, a line per series the run registered; when nothing is served, what that means and what to do"
+    served = {v['name']: v['version'] for v in serving}
+    lines = [f"production: {d['name']} version {served[d['name']]}" +
+             (' (promoted by this run)' if d['decision'] == 'promoted' and served[d['name']] == d['version'] else
+              f" (kept: this run's version {d['version']} {d['decision']}: {d['reason']})")
+             if d['name'] in served else f"production: {d['name']}: none (version {d['version']} {d['decision']}: {d['reason']})"
+             for d in registry.values()]
+    if registry and not served:
+        first = next(iter(registry.values()))
+        symbol, timeframe = first['name'].split('.')[1:3]
+        lines.append("nothing is in production, so `mlfin serve` answers /predict and /ready with 503 until a model is: no leader showed "
+                     "evidence of skill by the promotion policy's gates. `mlfin models ls` shows every version's scores and refusal; "
+                     f"`mlfin models promote {symbol}:{timeframe} {first['version']} --reason '...'` serves one by hand (held until "
+                     "`mlfin models release`; say why in --reason: the policy found it no better than its baseline), or run on more "
+                     "bars and let the policy decide")
+    return lines
 
 # %% ../../nbs/07b_report.tables.ipynb #c008_03
 def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
