@@ -4,11 +4,17 @@
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c003
 from __future__ import annotations
+import os, sqlite3
+from contextlib import closing
 import pandas as pd
+from ..errors import BadInput
+from ..paths import home
 from ..data.bars import TIMEFRAMES, bar_end, check_timeframe, expected_bars
+from ..data.stores import open_store
+from ..models.registry import production, series_of
 
 # %% auto #0
-__all__ = ['GRACE', 'COUNTED', 'freshness', 'overdue_said']
+__all__ = ['GRACE', 'COUNTED', 'PUSHED', 'MARKED', 'freshness', 'overdue_said', 'production_names', 'live_series']
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c006
 GRACE = {'1m': pd.Timedelta(seconds=30), '5m': pd.Timedelta(minutes=5), '1h': pd.Timedelta(minutes=15), '1d': pd.Timedelta(hours=6)}
@@ -40,3 +46,33 @@ def overdue_said(found: dict) -> str:
     count = (f"at least {found['missing']:,} bar(s) (counted over the {COUNTED.days} days after the last)" if found.get('capped')
              else f"{found['missing']:,} bar(s)")
     return f"{count} overdue since {found['due']:%Y-%m-%d %H:%M}Z"
+
+# %% ../../nbs/11c_monitor.freshness.ipynb #c011lc
+PUSHED, MARKED = 'pushed', 'live'   # the series' record fields: when a collector first pushed to it; an operator's mark (False: history, whoever pushed)
+
+# %% ../../nbs/11c_monitor.freshness.ipynb #c011lp
+def production_names() -> list[str]:
+    "The registered models aliased production: read from the home's MLflow database without MLflow, or asked of the registry where a team's tracking server keeps it"
+    # not `production()` first: importing MLflow costs seconds (3.8 s measured beside a test run), and health asks every round
+    if os.environ.get('MLFLOW_TRACKING_URI'): return sorted({v['name'] for v in production()})
+    if not (db := home()/'mlflow.db').exists(): return []
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as con:
+        try: return sorted(r[0] for r in con.execute("SELECT name FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'"))
+        except sqlite3.OperationalError: return []   # no registry tables yet: nothing promoted
+
+# %% ../../nbs/11c_monitor.freshness.ipynb #c011ls
+def live_series(store=None,   # a store or its URL (default: mlfin's)
+                production: list[str] | None = None,   # the registered models aliased production (default: `production_names()`)
+               ) -> dict[tuple[str, str], str]:
+    "The stored series expected live, (symbol, timeframe) -> why: served by a production model, marked live, or pushed by a collector; every other one is history"
+    store, out = open_store(store), {}
+    served = {}
+    for name in production_names() if production is None else production:
+        try: served[series_of(name)] = f"production model {name}"
+        except BadInput: continue   # not one of mlfin's names
+    for key in zip(*store.ls()[['symbol', 'timeframe']].to_dict('list').values()):
+        if key in served: out[key] = served[key]; continue
+        record = store.meta(*key)
+        if record.get(MARKED): out[key] = 'marked live'
+        elif record.get(PUSHED) and record.get(MARKED) is not False: out[key] = 'pushed by a collector'
+    return out

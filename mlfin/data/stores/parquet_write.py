@@ -162,6 +162,20 @@ def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe
         atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))
     return len(fresh)
 
+# %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #wmark
+@patch
+def mark(self:ParquetStore, symbol: str, timeframe: str,
+         **fields, # the record's fields to set (None: removed), e.g. live=True
+        ) -> dict:
+    "Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series` reads them); the record as it is now"
+    folder = self._dir(symbol, timeframe)
+    if not self._record(folder): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+    with self._lock(folder):   # a write merges the record it read: under the same lock, neither loses the other's fields
+        kept = self._record(folder)
+        new = {k: v for k, v in {**kept, **fields}.items() if v is not None}
+        if new != kept: atomic_write(folder/'_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new, indent=1, default=str)))
+    return new
+
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #c006a_02
 def _commit(folder: Path, parts: Parts, retired: list, replaced: list):
     "Save the manifest (the commit); replaced files stay GRACE seconds for readers that listed them, then go"

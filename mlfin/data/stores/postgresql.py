@@ -212,6 +212,21 @@ def meta(self:PostgresStore, symbol: str, timeframe: str) -> dict:
         kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
     return kept[0] if kept else {}
 
+# %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gmark
+@patch
+def mark(self:PostgresStore, symbol: str, timeframe: str,
+         **fields, # the record's fields to set (None: removed), e.g. live=True
+        ) -> dict:
+    "Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series` reads them); the record as it is now"
+    with self._writing(), self._connect(write=True) as con, con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))   # the write's lock: neither loses the other's fields
+        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s AND bars > 0", (symbol, timeframe)).fetchone()
+        if kept is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+        new = {k: v for k, v in {**kept[0], **fields}.items() if v is not None}
+        if new != kept[0]:
+            con.execute("UPDATE mlfin_series SET meta = %s WHERE symbol = %s AND timeframe = %s", (json.dumps(new, default=str), symbol, timeframe))
+    return new
+
 # %% ../../../nbs/01cc_data.stores.postgresql.ipynb #gls
 @patch
 def ls(self:PostgresStore) -> pd.DataFrame:
