@@ -12,22 +12,23 @@ import pandas as pd
 from ..config import service_url
 from ..errors import MlfinError
 from ..paths import SUMMARY, home, run_dir
-from .records import check_stats, mlflow_rows, record_checks, runs
-from .repository import repository
+from .records import ahead_said, check_stats, dated_ahead, mlflow_rows, record_checks, runs
+from .repository import Repository, password_file, repository
 from ..data.stores import open_store, store_place
-from ..monitor.freshness import freshness, overdue_said
+from ..monitor.freshness import freshness, live_series, overdue_said
 from ..models.registry import describe, production
 from ..monitor.alerting import send_alert
 
 # %% auto #0
-__all__ = ['FAILURES', 'RUN_MAX_AGE', 'BACKUP_MAX_AGE', 'DISK_MIN_FREE', 'service_check', 'disk_check', 'series_checks',
-           'run_check', 'jobs_check', 'backup_check', 'registry_check', 'store_check', 'Health', 'check_all']
+__all__ = ['FAILURES', 'RUN_MAX_AGE', 'BACKUP_MAX_AGE', 'DISK_MIN_FREE', 'service_check', 'disk_check', 'watched_repository',
+           'repository_disk_check', 'store_disk_check', 'series_checks', 'run_check', 'jobs_check', 'backup_check',
+           'registry_check', 'store_check', 'Health', 'check_all']
 
 # %% ../../nbs/13e_ops.health.ipynb #c005
 FAILURES = 3                  # consecutive failed rounds before an alert
 RUN_MAX_AGE = 26 * 3600       # seconds: a daily run's result may be this old (a day and its delay)
 BACKUP_MAX_AGE = 3600         # seconds: the last backup may be this old (four missed 15-minute backups)
-DISK_MIN_FREE = (0.10, 2**30) # the home's disk: at least this share free and this many bytes
+DISK_MIN_FREE = (0.10, 2**30) # each disk watched (the home's, the repository's, the store's): at least this share free and this many bytes
 
 # %% ../../nbs/13e_ops.health.ipynb #c007
 def _limit(name: str, default: float) -> float: return float(os.environ.get(name, default))
@@ -48,22 +49,63 @@ def service_check(url: str | None = None, key: str | None = None) -> tuple[bool,
     except httpx.HTTPError as e: return False, f"{url}: {type(e).__name__}: {e}"
 
 # %% ../../nbs/13e_ops.health.ipynb #c009
-def disk_check(path: Path | None = None) -> tuple[bool, str]:
-    "The home's disk has room (DISK_MIN_FREE)"
-    usage = shutil.disk_usage(path or home())
-    share, least = DISK_MIN_FREE
+def disk_check(path: Path | None = None,        # default: the home
+               minimum: tuple = DISK_MIN_FREE,  # (share, bytes) that must be free
+              ) -> tuple[bool, str]:
+    "The disk under `path` has room (`minimum`), said with the path it was measured at"
+    path = Path(path or home())
+    try: usage = shutil.disk_usage(path)
+    except FileNotFoundError: return False, f"{path} is missing: its disk cannot be measured (a disk not mounted?)"
+    share, least = minimum
     ok = usage.free >= share * usage.total and usage.free >= least
-    return ok, f"{usage.free / 2**30:,.1f} GiB free of {usage.total / 2**30:,.1f} GiB ({usage.free / usage.total:.0%})"
+    return ok, (f"{_size(usage.free)} free of {_size(usage.total)} ({usage.free / usage.total:.0%}) at {path}"
+                + ('' if ok else f"; below the {share:.0%} and {_size(least)} kept free"))
+
+def _size(n: float) -> str:
+    "Bytes in the unit that reads best: GiB, MiB or KiB"
+    for unit, scale in (('GiB', 2**30), ('MiB', 2**20)):
+        if n >= scale: return f"{n / scale:,.1f} {unit}"
+    return f"{n / 2**10:,.0f} KiB"
+
+# %% ../../nbs/13e_ops.health.ipynb #c009r
+def watched_repository(done: pd.DataFrame | None = None, # the backups recorded (`runs('backup')`); default: read here
+                      ) -> str | None:
+    "The backup repository health watches: MLFIN_BACKUP_REPO, resolved as a backup resolves it, else the one the last recorded backup named; None: neither"
+    if os.environ.get('MLFIN_BACKUP_REPO'): return repository().url
+    done = runs('backup', limit=200) if done is None else done
+    return next((s['repository'] for s in done['summary'] if isinstance(s, dict) and s.get('repository')), None)
+
+# %% ../../nbs/13e_ops.health.ipynb #c009d
+def repository_disk_check(url: str | None = None,  # default: `watched_repository()`
+                         ) -> tuple[bool, str]:
+    "The backup repository's disk has room, where the repository is a folder here (a remote one's disk is its server's to watch)"
+    url = url or watched_repository()
+    if url is None: return True, "no backup repository configured (MLFIN_BACKUP_REPO) or recorded: no disk to watch"
+    local = Repository(url, password_file=None).local   # where it is, not opened: no password needed
+    if local is None: return True, f"{url} is not a folder here: its disk is its server's to watch"
+    return disk_check(local)
+
+def store_disk_check(store=None) -> tuple[bool, str]:
+    "The store's disk has room: a Parquet store's folder; a PostgreSQL store's disk is its server's, not measurable from here (said so)"
+    found = open_store(store)
+    if found.kind == 'postgresql': return True, f"{store_place(found)}: a PostgreSQL store's disk is its server's, not measurable from here (watch it there)"
+    return disk_check(Path(found.root))
 
 # %% ../../nbs/13e_ops.health.ipynb #c010
-def series_checks(store=None, now: pd.Timestamp | None = None) -> list[dict]:
-    "One check per stored series: its next bar not overdue by its calendar (a weekend or holiday is not)"
+def series_checks(store=None, now: pd.Timestamp | None = None,
+                  live: dict | None = None,   # (symbol, timeframe) -> why it is expected live; default: `live_series(store)`
+                 ) -> list[dict]:
+    "One check per stored series: one expected live (`live_series`) must not have its next bar overdue by its calendar; any other is history, said so, never failing"
     out, store = [], open_store(store)
+    live = live_series(store) if live is None else live
     for r in store.ls().to_dict(orient='records'):
+        name, why = f"series {r['symbol']}:{r['timeframe']}", live.get((r['symbol'], r['timeframe']))
+        if why is None:
+            out.append({'name': name, 'ok': True, 'detail': f"history: last bar {r['last']:%Y-%m-%d %H:%M}Z; not expected live (no production model, no collector, not marked live)"})
+            continue
         found = freshness(r['last'], r['timeframe'], r['calendar'], now, forming=store.meta(r['symbol'], r['timeframe']).get('forming'))
-        out.append({'name': f"series {r['symbol']}:{r['timeframe']}", 'ok': not found['stale'],
-                    'detail': (overdue_said(found) if found['stale'] else
-                               f"fresh: last bar {r['last']:%Y-%m-%d %H:%M}Z")})
+        out.append({'name': name, 'ok': not found['stale'],
+                    'detail': (overdue_said(found) if found['stale'] else f"fresh: last bar {r['last']:%Y-%m-%d %H:%M}Z") + f"; expected live: {why}"})
     return out
 
 # %% ../../nbs/13e_ops.health.ipynb #c011
@@ -99,28 +141,54 @@ def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
     return failed == 0, f"{failed} of {total} job(s) failed in the last {hours:g} h"
 
 # %% ../../nbs/13e_ops.health.ipynb #c013
-def backup_check(now: pd.Timestamp | None = None) -> tuple[bool, str]:
-    "The last backup succeeded recently (BACKUP_MAX_AGE), its snapshot is still in its repository, and the repository's last check passed"
-    done = runs('backup', limit=200)
-    good = done[done['status'] == 'succeeded']
-    if good.empty: return False, "no backup yet: `mlfin backup --repo ...` (or the schedule's)"
-    age = ((now or pd.Timestamp.now(tz='UTC')) - good['ended'].iloc[0]).total_seconds()
+def backup_check(now: pd.Timestamp | None = None,
+                 url: str | None = None,   # the repository watched; default: `watched_repository()`
+                ) -> tuple[bool, str]:
+    "The watched repository's last backup attempt succeeded, recently (BACKUP_MAX_AGE) and not dated ahead of now; its snapshot still there; the repository's last check passed"
+    now = now or pd.Timestamp.now(tz='UTC')
+    done = runs('backup', limit=200)   # newest recorded first: a record's own time may be a clock's mistake
+    url = url or watched_repository(done)
+    tried = done[done['status'].isin(('succeeded', 'failed', 'interrupted')) & done['summary'].map(lambda s: _on(s, url))]
+    where = f" on {url}" if url else ''
+    if tried.empty: return False, f"no backup yet{where}: `mlfin backup` (or the schedule's)"
+    last, good = tried.iloc[0], tried[tried['status'] == 'succeeded']
+    if len(dated_ahead(tried.head(1), now)): return False, f"the last backup{where}: {ahead_said(last, now)}; its age cannot be told until the next backup is recorded"
+    if last['status'] != 'succeeded':
+        why = last['error'] if isinstance(last['error'], str) else 'its process is gone (killed, or the machine stopped)'
+        before = (f"; the last that succeeded: snapshot {good['summary'].iloc[0].get('snapshot', '?')}, {_ago(good.iloc[0], now)}" if len(good) and isinstance(good['summary'].iloc[0], dict)
+                  else '; none has succeeded there')
+        return False, f"the last backup{where} {last['status']}, {_ago(last, now)}: {why}" + before
+    summary = last['summary'] if isinstance(last['summary'], dict) else {}
+    age, limit = (now - last['ended']).total_seconds(), _limit('MLFIN_BACKUP_MAX_AGE', BACKUP_MAX_AGE)
     checked = [s['check'] for s in good['summary'] if isinstance(s, dict) and 'check' in s]
     last_check = checked[0] if checked else None
-    there, missing = _still_there(good['summary'].iloc[0])
-    ok = age <= _limit('MLFIN_BACKUP_MAX_AGE', BACKUP_MAX_AGE) and there and (last_check is None or last_check['passed'])
-    said = f"last snapshot {good['summary'].iloc[0].get('snapshot', '?')} {age / 60:,.0f} min ago" + missing
+    there, missing = _still_there(summary)
+    ok = age <= limit and there and (last_check is None or last_check['passed'])
+    said = (f"last snapshot {summary.get('snapshot', '?')}{where} {age / 60:,.0f} min ago" + (f" (over the {limit / 60:,.0f} min allowed: MLFIN_BACKUP_MAX_AGE)" if age > limit else '')
+            + missing)
     if last_check is None: return ok, said + '; repository not checked yet'
     read = f" (structure, and packs {last_check['read']} read back)" if last_check.get('read') else ''
     return ok, said + f"; repository check {'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')}{read} {last_check['at']}"
 
+def _on(summary, url: str | None) -> bool:
+    "Whether a backup record is of the repository `url`: one that names another is not (a record of an older home names none: it counts)"
+    return url is None or not isinstance(summary, dict) or not summary.get('repository') or summary['repository'] == url
+
+def _ago(record, now: pd.Timestamp) -> str:
+    "How long ago a run ended (or started, when it never ended), or that it is dated ahead"
+    if len(dated_ahead(pd.DataFrame([record]), now)): return ahead_said(record, now)
+    when = record['started'] if pd.isna(record['ended']) else record['ended']
+    return f"{(now - when).total_seconds() / 60:,.0f} min ago"
+
 def _still_there(summary: dict) -> tuple[bool, str]:
-    "Whether the last good backup's snapshot is still in its repository (retention or a mistake may have removed it), asked of the repository"
+    "Whether the last good backup's snapshot is still in its repository (retention or a mistake may have removed it; a tag added rewrites it under a new id), asked of the repository"
     url, snapshot, me = summary.get('repository'), summary.get('snapshot'), summary.get('home')
     if not url or not me: return True, ''   # recorded before backups named their repository and home
-    try: held = repository(url).snapshots(f"home:{me}")
+    try:
+        found = repository(url)
+        if found.holds(snapshot): return True, ''
+        held = found.snapshots(f"home:{me}")
     except MlfinError as e: return False, f"; its repository cannot be read: {e}"
-    if snapshot in set(held['id']): return True, ''
     return False, f"; snapshot {snapshot} is no longer in {url} (this home's newest there: {held['id'].iloc[-1] if len(held) else 'none'})"
 
 # %% ../../nbs/13e_ops.health.ipynb #c014
@@ -154,15 +222,19 @@ class Health:
 def check_all(store=None, service_url: str | None = None, alert: bool = True) -> Health:
     "Every check once, timed and recorded; an alert for each check failing FAILURES rounds in a row, resolved when it passes again"
     store = store or os.environ.get('MLFIN_STORE')
+    try: watched = watched_repository()
+    except MlfinError: watched = None   # its password file missing: the backup and repository disk checks each say so
     checks: list[tuple[str, Callable]] = [('service', lambda: service_check(service_url)), ('store', lambda: store_check(store)),
-                                          ('registry', registry_check), ('disk', disk_check), ('last run', run_check),
-                                          ('jobs', lambda: jobs_check(store)), ('backup', backup_check)]
+                                          ('registry', registry_check), ('disk home', disk_check), ('disk repository', lambda: repository_disk_check(watched)),
+                                          ('disk store', lambda: store_disk_check(store)), ('last run', run_check),
+                                          ('jobs', lambda: jobs_check(store)), ('backup', lambda: backup_check(url=watched))]
+    labels = {'backup': {'repository': watched or os.environ.get('MLFIN_BACKUP_REPO', '')}}   # one repository's recovery resolves only its own page
     results = []
     for name, check in checks:
         t = time.perf_counter()
         try: ok, detail = check()
         except Exception as e: ok, detail = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
-        results.append({'name': name, 'ok': ok, 'seconds': time.perf_counter() - t, 'detail': detail})
+        results.append({'name': name, 'ok': ok, 'seconds': time.perf_counter() - t, 'detail': detail, **({'labels': labels[name]} if name in labels else {})})
     t = time.perf_counter()
     try: per_series = series_checks(store)
     except Exception as e: per_series = [{'name': 'series', 'ok': False, 'detail': f"{type(e).__name__}: {e}"[:500]}]
@@ -179,10 +251,11 @@ def _alerts(health: Health, before: dict):
     "Fire for checks at FAILURES in a row (again each round, so the alert stays), resolve for checks that pass after having fired"
     streaks = health.stats.set_index('check')['consecutive_failures'].to_dict()
     for r in health.results:
+        labels = {'check': r['name'], **r.get('labels', {})}
         try:
             if streaks.get(r['name'], 0) >= FAILURES:
-                if send_alert('MlfinHealthCheckFailing', {'check': r['name']}, f"{r['name']}: {r['detail']} ({streaks[r['name']]} checks in a row)", ends_in=1800):
+                if send_alert('MlfinHealthCheckFailing', labels, f"{r['name']}: {r['detail']} ({streaks[r['name']]} checks in a row)", ends_in=1800):
                     health.fired.append(r['name'])
             elif r['ok'] and before.get(r['name'], 0) >= FAILURES:
-                if send_alert('MlfinHealthCheckFailing', {'check': r['name']}, f"{r['name']}: passing again", firing=False): health.resolved.append(r['name'])
+                if send_alert('MlfinHealthCheckFailing', labels, f"{r['name']}: passing again", firing=False): health.resolved.append(r['name'])
         except MlfinError as e: r['detail'] += f" (alert not sent: {e})"

@@ -11,16 +11,18 @@ from ..paths import home
 from ..processes import alive
 
 # %% auto #0
-__all__ = ['SCHEMA', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead', 'mlflow_rows', 'runs',
-           'record_checks', 'check_history', 'check_stats']
+__all__ = ['SCHEMA', 'CLOCK_SLACK', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead', 'mlflow_rows',
+           'runs', 'dated_ahead', 'ahead_said', 'record_checks', 'check_history', 'check_stats']
 
 # %% ../../nbs/13a_ops.records.ipynb #c005
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, job TEXT NOT NULL, started TEXT NOT NULL, ended TEXT, status TEXT NOT NULL,
                                  exit_code INTEGER, error TEXT, summary TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started);
+CREATE INDEX IF NOT EXISTS runs_by_job_id ON runs (job, id);
 CREATE TABLE IF NOT EXISTS checks (id INTEGER PRIMARY KEY, at TEXT NOT NULL, name TEXT NOT NULL, ok INTEGER NOT NULL, seconds REAL, detail TEXT);
 CREATE INDEX IF NOT EXISTS checks_by_name ON checks (name, at);
+CREATE INDEX IF NOT EXISTS checks_by_name_id ON checks (name, id);
 """
 
 # %% ../../nbs/13a_ops.records.ipynb #c007
@@ -40,15 +42,17 @@ def utc_now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec
 # %% ../../nbs/13a_ops.records.ipynb #c011
 def run_started(job: str, at: Path | None = None,
                 status: str = 'running',   # or 'waiting': for the previous run's lock (`run_working` when it has it)
+                when: str | None = None,   # the time written (default: this clock, `utc_now`)
                ) -> int:
     "Record a scheduled run as started (this host and process); its id"
     with _closing(ops_db(at)) as con:
         return con.execute("INSERT INTO runs (job, started, status, host, pid) VALUES (?, ?, ?, ?, ?)",
-                           (job, utc_now(), status, socket.gethostname(), os.getpid())).lastrowid
+                           (job, when or utc_now(), status, socket.gethostname(), os.getpid())).lastrowid
 
 def run_working(run_id: int, at: Path | None = None):
     "A waiting run has the lock: it starts working now"
     with _closing(ops_db(at)) as con: con.execute("UPDATE runs SET started = ?, status = 'running' WHERE id = ?", (utc_now(), run_id))
+
 
 # %% ../../nbs/13a_ops.records.ipynb #c012
 def run_ended(run_id: int,               # what `run_started` returned
@@ -56,11 +60,13 @@ def run_ended(run_id: int,               # what `run_started` returned
               exit_code: int,            # the process's exit status
               error: str | None = None,  # the one line that says why it failed (or was skipped)
               summary: dict | None = None, # what it did: figures a person or the daily report reads
-              at: Path | None = None):
+              at: Path | None = None,
+              when: str | None = None):  # the time written (default: this clock, `utc_now`)
     "Record how a scheduled run ended"
     with _closing(ops_db(at)) as con:
         con.execute("UPDATE runs SET ended = ?, status = ?, exit_code = ?, error = ?, summary = ? WHERE id = ?",
-                    (utc_now(), status, exit_code, error, json.dumps(summary, default=str) if summary is not None else None, run_id))
+                    (when or utc_now(), status, exit_code, error, json.dumps(summary, default=str) if summary is not None else None, run_id))
+
 
 # %% ../../nbs/13a_ops.records.ipynb #c012d
 def settle_dead(at: Path | None = None) -> int:
@@ -94,15 +100,36 @@ class _closing:
 def runs(job: str | None = None,   # one job (default: all)
          limit: int = 50,          # the latest this many
          at: Path | None = None) -> pd.DataFrame:
-    "Scheduled runs, newest first: job, started, ended, status, exit code, error, summary, host, pid (a `running` one whose process is gone: `interrupted`)"
+    "Scheduled runs, newest recorded first (by id, not by their times): id, job, started, ended, status, exit code, error, summary, host, pid (a `running` one whose process is gone: `interrupted`)"
     with _closing(ops_db(at)) as con:
-        found = pd.read_sql_query("SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY started DESC, id DESC LIMIT ?",
+        found = pd.read_sql_query("SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY id DESC LIMIT ?",
                                   con, params=[*([job] if job else []), int(limit)])
     for c in ('started', 'ended'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
     gone = found['status'].isin(('running', 'waiting')) & (found['host'] == socket.gethostname()) & ~found['pid'].map(alive)
     found.loc[gone, 'status'] = 'interrupted'
     found['summary'] = found['summary'].map(lambda s: json.loads(s) if isinstance(s, str) else None)
     return found
+
+# %% ../../nbs/13a_ops.records.ipynb #c017k
+CLOCK_SLACK = pd.Timedelta(minutes=5)   # a record may be dated this far past this clock (another host's, a clock stepped back) before it is said to be ahead
+
+def dated_ahead(found: pd.DataFrame,                # what `runs` returned
+                now: pd.Timestamp | None = None,    # default: this clock
+               ) -> pd.DataFrame:
+    "The runs among `found` dated later than `now` by more than CLOCK_SLACK (started or ended): recorded under a clock that ran ahead"
+    now = now or pd.Timestamp.now(tz='UTC')
+    return found[(found['started'] > now + CLOCK_SLACK) | (found['ended'] > now + CLOCK_SLACK)]
+
+
+# %% ../../nbs/13a_ops.records.ipynb #c017m
+def ahead_said(record: dict, now: pd.Timestamp | None = None) -> str:
+    "A run dated ahead (a row of `dated_ahead`), in words: which, when it says it was, how far ahead of `now`"
+    now = now or pd.Timestamp.now(tz='UTC')
+    when = max(t for t in (record['started'], record['ended']) if not pd.isna(t))
+    hours = (when - now).total_seconds() / 3600
+    return (f"{record['job']} #{record['id']} is dated {when:%Y-%m-%d %H:%M}Z, {f'{hours / 24:,.1f} days' if hours >= 48 else f'{hours:,.1f} h'} "
+            "ahead of this clock (recorded under a clock that ran ahead, or this one is behind)")
+
 
 # %% ../../nbs/13a_ops.records.ipynb #c018
 def record_checks(results: list[dict], # each: name, ok (bool), seconds, detail (the line that says what was found)
@@ -116,9 +143,9 @@ def record_checks(results: list[dict], # each: name, ok (bool), seconds, detail 
 # %% ../../nbs/13a_ops.records.ipynb #c019
 def check_history(since: str | None = None, # ISO time; default: all
                   at: Path | None = None) -> pd.DataFrame:
-    "Every check recorded (since `since`): at, name, ok, seconds, detail"
+    "Every check recorded (since `since`), in the order recorded: at, name, ok, seconds, detail"
     with _closing(ops_db(at)) as con:
-        found = pd.read_sql_query("SELECT at, name, ok, seconds, detail FROM checks" + (" WHERE at >= ?" if since else "") + " ORDER BY at, id",
+        found = pd.read_sql_query("SELECT at, name, ok, seconds, detail FROM checks" + (" WHERE at >= ?" if since else "") + " ORDER BY id",
                                   con, params=[since] if since else [])
     found['at'] = pd.to_datetime(found['at'], utc=True, format='ISO8601'); found['ok'] = found['ok'].astype(bool)
     return found
@@ -128,12 +155,14 @@ def check_stats(at: Path | None = None) -> pd.DataFrame:
     "Per check, as the seed's health table has them: rounds, failures, average, min and max seconds, consecutive failures now, last ok, last failure"
     query = """
         WITH s AS (SELECT name, count(*) AS rounds, sum(1 - ok) AS failures, avg(seconds) AS avg_s, min(seconds) AS min_s, max(seconds) AS max_s,
-                          max(CASE WHEN ok THEN at END) AS last_ok, max(CASE WHEN NOT ok THEN at END) AS last_failure
+                          max(CASE WHEN ok THEN id END) AS ok_id, max(CASE WHEN NOT ok THEN id END) AS failed_id, max(id) AS last_id
                    FROM checks GROUP BY name)
         SELECT name AS "check", rounds, failures, avg_s, min_s, max_s,
-               (SELECT count(*) FROM checks c WHERE c.name = s.name AND NOT c.ok AND (s.last_ok IS NULL OR c.at > s.last_ok)) AS consecutive_failures,
-               last_ok, last_failure, (SELECT detail FROM checks c WHERE c.name = s.name ORDER BY at DESC, id DESC LIMIT 1) AS last_detail
+               (SELECT count(*) FROM checks c WHERE c.name = s.name AND NOT c.ok AND c.id > coalesce(s.ok_id, 0)) AS consecutive_failures,
+               (SELECT at FROM checks WHERE id = s.ok_id) AS last_ok, (SELECT at FROM checks WHERE id = s.failed_id) AS last_failure,
+               (SELECT detail FROM checks WHERE id = s.last_id) AS last_detail
         FROM s ORDER BY name"""
     with _closing(ops_db(at)) as con: found = pd.read_sql_query(query, con)
     for c in ('last_ok', 'last_failure'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
     return found
+
