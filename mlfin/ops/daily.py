@@ -12,7 +12,7 @@ from ..errors import BadInput, MlfinError, Unavailable
 from ..paths import home
 from ..processes import atomic_write
 from ..monitor.figures import FIGURES, alerts
-from .records import check_history, runs
+from .records import ahead_said, check_history, dated_ahead, runs
 from ..data.stores import open_store
 from ..models.registry import describe, production as serving
 from ..style import PAGE_STYLE, html_table
@@ -30,7 +30,7 @@ def figures(now: pd.Timestamp | None = None) -> dict:
     now = now or pd.Timestamp.now(tz='UTC')
     day = now - pd.Timedelta(days=1)
     history = check_history((day).isoformat())
-    latest = history[history['at'] == history['at'].max()] if len(history) else history
+    latest = history[history['at'] == history['at'].iloc[-1]] if len(history) else history   # the last round recorded, whatever its clock said
     failures = history[~history['ok']].groupby('name').agg(failures=('ok', 'size'), last=('at', 'max'), detail=('detail', 'last')) if len(history) else pd.DataFrame()
     done = runs(limit=500)
     recent = done[done['started'] >= day]
@@ -44,6 +44,7 @@ def figures(now: pd.Timestamp | None = None) -> dict:
     return {
         'at': now.isoformat(timespec='seconds'),
         'services': [{'check': r['name'], 'ok': bool(r['ok']), 'detail': r['detail']} for r in latest.to_dict(orient='records')],
+        'ahead': [ahead_said(r, now) for r in dated_ahead(done, now).to_dict(orient='records')],
         'health_failures': [{'check': name, **{k: (str(v) if k == 'last' else v) for k, v in row.items()}} for name, row in failures.to_dict(orient='index').items()],
         'runs': [{'job': r['job'], 'started': r['started'].isoformat(), 'status': r['status'],
                   'seconds': None if pd.isna(r['ended']) else round((r['ended'] - r['started']).total_seconds(), 1),
@@ -87,6 +88,8 @@ def report_page(found: dict, changed: list[str]) -> str:
     verdict = ('All checks pass, no scheduled run failed.' if not down and not failed else
                f"{len(down)} check(s) failing ({', '.join(s['check'] for s in down)}); {len(failed)} scheduled run(s) failed in the last day.")
     verdict += ''.join(f" {said[0].upper() + said[1:]}: {', '.join(names)}." for said, names in judged.items() if names)
+    ahead = found.get('ahead', [])   # a report written before records were checked against the clock has none
+    verdict += f" {len(ahead)} record(s) dated ahead of this clock: {'; '.join(ahead)}." if ahead else ''
     table = lambda rows, empty: html_table(pd.DataFrame(rows), index=False) if rows else f"<p><small>{html.escape(empty)}</small></p>"
     parts = [f"<h1>mlfin daily report</h1><p><small>{html.escape(found['at'])} UTC; home {html.escape(str(home()))}</small></p>",
              f"<p class='verdict'>{html.escape(verdict)}</p>",
