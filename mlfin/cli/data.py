@@ -10,9 +10,10 @@ import typer
 from ..errors import BadInput, NotFound
 from .app import app
 from .. import data
+from ..monitor.freshness import MARKED, live_series
 
 # %% auto #0
-__all__ = ['data_app', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'data_rm', 'quality']
+__all__ = ['data_app', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'data_rm', 'data_live', 'quality']
 
 # %% ../../nbs/09d_cli.data.ipynb #c014
 def _mapping(text: str | None) -> dict | None:
@@ -139,6 +140,22 @@ def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL,
     typer.echo(f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}" if ranged else
                f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
 
+
+# %% ../../nbs/09d_cli.data.ipynb #c014_0l
+@data_app.command('live')
+def data_live(series: Optional[str] = typer.Argument(None, help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size) to mark; none: list the live series"),
+              off: bool = typer.Option(False, '--off', help="mark it history: its freshness no longer watched (unless a production model serves it)"),
+              store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
+    "Mark a series expected live (its freshness watched by health and alerts) or, --off, history; with no series, list the live ones and why"
+    if series is not None:
+        symbol, timeframe = _series(series, store)
+        data.open_store(store).mark(symbol, timeframe, **{MARKED: not off})
+    live = live_series(store)
+    if series is None:
+        typer.echo('\n'.join(f"{s} {t}: live ({why})" for (s, t), why in sorted(live.items())) or "no series is expected live: every stored one is history")
+    else:
+        why = live.get((symbol, timeframe))
+        typer.echo(f"{symbol} {timeframe}: " + (f"live ({why}): its freshness is watched" if why else "history: its freshness is not watched"))
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_08
 @app.command()

@@ -18,10 +18,13 @@ __all__ = ['HOLD', 'SCRAPED', 'INPUTS_DRIFTED', 'FIGURES', 'NOT_RUN', 'RULES_HEA
 HOLD = '3d'   # how long a rule keeps the last scraped value of its gauge while the service's scrape target is down or gone
 SCRAPED = 'up{job="mlfin"} == 1'   # the service's scrape target answering
 
-def held(metric: str, condition: str, on: str = 'job, instance') -> str:
+def held(metric: str, condition: str, on: str = 'job, instance',
+         only: tuple[str, str] | None = None,   # (a gauge, the labels it is matched on): only where that gauge is 1, held alike
+        ) -> str:
     "A rule expression: `metric` meeting `condition` as scraped now, or, while its target is down or gone, as last scraped within HOLD"
-    return f"{metric} {condition}\n  or (last_over_time({metric}[{HOLD}]) {condition} unless on({on}) {SCRAPED})"
-
+    gate = lambda held_: '' if only is None else f" and on({only[1]}) {held_(only[0])} == 1"
+    return (f"{metric} {condition}{gate(lambda g: g)}\n  or (last_over_time({metric}[{HOLD}]) {condition}"
+            f"{gate(lambda g: f'last_over_time({g}[{HOLD}])')} unless on({on}) {SCRAPED})")
 
 # %% ../../nbs/11ab_monitor.figures.ipynb #f009
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def monitor_rules() -> dict:
     return {'name': 'mlfin-models', 'rules': rules}
 
 def service_rules() -> list[dict]:
-    """The rules on the service's own figures: request errors and latency, failed jobs, series asked for without a production model.
+    """The rules on the service's own figures: request errors and latency, failed jobs, series asked for without a production model, its store unreadable.
     Each rate is recorded first (`mlfin:...`), so its last value can be held like a gauge's"""
     records = {
         'mlfin:error_ratio:rate5m': 'sum by (job, instance) (rate(mlfin_requests_total{status=~"5.."}[5m]))\n  / sum by (job, instance) (rate(mlfin_requests_total[5m]))',
@@ -150,13 +153,17 @@ def service_rules() -> list[dict]:
             alert('MlfinJobFailed', held('mlfin:jobs_failed:delta1h', '> 0'), None, 'warning',
                   "a training job failed in the last hour (GET /jobs shows its error and log)"),
             alert('MlfinNoProductionModel', held('mlfin:unserved:increase15m', '> 0'), None, 'warning',
-                  "{{ $labels.symbol }} {{ $labels.timeframe }} is asked for predictions but has no production model")]
+                  "{{ $labels.symbol }} {{ $labels.timeframe }} is asked for predictions but has no production model"),
+            alert('MlfinStoreDown', held('mlfin_store_up', '== 0'), '30s', 'critical',
+                  "mlfin at {{ $labels.instance }} cannot read its store: /predict answers only the forecasts it made before, "
+                  "ingest is refused (its log says which store and why)")]
 
 def data_rules() -> dict:
-    """The rules group `mlfin-data`: the service's own figures (`service_rules`) and a series whose next bar is overdue, held like the
-    monitor's gauges; 30 s of `for:` past the grace (`monitor.freshness.GRACE`): a stopped minute collector pages within 3 minutes"""
+    """The rules group `mlfin-data`: the service's own figures (`service_rules`) and a series expected live (`monitor.freshness.live_series`)
+    whose next bar is overdue, held like the monitor's gauges; 30 s of `for:` past the grace (`monitor.freshness.GRACE`): a stopped
+    minute collector pages within 3 minutes; history never pages"""
     return {'name': 'mlfin-data', 'rules': [*service_rules(),
-        {'alert': 'MlfinSeriesStale', 'expr': held('mlfin_series_overdue_seconds', '> 0'), 'for': '30s', 'labels': {'severity': 'critical'},
+        {'alert': 'MlfinSeriesStale', 'expr': held('mlfin_series_overdue_seconds', '> 0', only=('mlfin_series_live', 'job, instance, symbol, timeframe')), 'for': '30s', 'labels': {'severity': 'critical'},
          'annotations': {'summary': "{{ $labels.symbol }} {{ $labels.timeframe }}: a bar its calendar expected is {{ $value | humanizeDuration }} "
                                     "overdue (collector stopped?)"}}]}
 

@@ -282,6 +282,7 @@ def _errors(app: FastAPI):
     @app.exception_handler(MlfinError)
     async def mlfin_error(request: Request, e: MlfinError):
         if e.status == 503 and (kind := outage(e)):   # told as its kind (error_response); where, in the log
+            app.state.metrics.kept.pop('series', None)   # the next scrape looks at the store at once (`mlfin_store_up`)
             app.state.failures(e, f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}", _down(kind, e, app.state),
                                request_id=request.scope.get('state', {}).get('request_id'))
         return error_response(e)

@@ -13,11 +13,12 @@ from ..processes import secret_file
 from .settings import setting
 from . import db as tables
 from .audit import Audit, cli_actor
+from .logs import outage
 
 # %% auto #0
-__all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'TOTP_KEY_ENV', 'Unauthorized', 'Forbidden', 'TooManyRequests',
-           'check_role', 'allows', 'Caller', 'NotHeld', 'Recent', 'held_only', 'Keys', 'scrape_key', 'outside_key',
-           'token_secret', 'Tokens', 'identify', 'credentials', 'RateLimit']
+__all__ = ['ROLES', 'GRANTS', 'TOKEN_HOURS', 'ALGORITHM', 'OUTAGE_TRUST', 'TOTP_KEY_ENV', 'Unauthorized', 'Forbidden',
+           'TooManyRequests', 'check_role', 'allows', 'Caller', 'NotHeld', 'Recent', 'held_only', 'Keys', 'scrape_key',
+           'outside_key', 'token_secret', 'Tokens', 'identify', 'credentials', 'RateLimit']
 
 # %% ../../nbs/10b_service.auth.ipynb #c005
 ROLES = ('read_only', 'collector', 'scraper', 'analyst', 'admin')
@@ -82,12 +83,13 @@ def _digest(key: str) -> str: return hashlib.sha256(key.encode()).hexdigest()
 
 # %% ../../nbs/10b_service.auth.ipynb #c007_rc
 _HELD_ONLY = contextvars.ContextVar('mlfin_held_only', default=False)
+OUTAGE_TRUST = 900   # seconds a record read before its database went down still answers while it is down
 
 class NotHeld(Exception):
     "A record `Recent.get` would have to read from the database, asked inside `held_only()`: read it off the event loop"
 
 class Recent:
-    "Records read from the database, trusted for `seconds` before they are read again; a flood of unknown names cannot grow it past 10,000"
+    "Records read from the database, trusted for `seconds` before they are read again (up to OUTAGE_TRUST while the database is down); a flood of unknown names cannot grow it past 10,000"
     def __init__(self, seconds: float):
         self.seconds, self._held, self._lock = seconds, {}, threading.Lock()
 
@@ -97,7 +99,10 @@ class Recent:
         hit = self._held.get(name)
         if hit and now - hit[1] < self.seconds: return hit[0]
         if _HELD_ONLY.get(): raise NotHeld(name)
-        record = load()
+        try: record = load()
+        except Exception as e:   # its database down: nothing can revoke or change the record until it is back, so what it said stands a while
+            if hit and now - hit[1] < OUTAGE_TRUST and outage(e): return hit[0]
+            raise
         with self._lock:
             if len(self._held) > 10_000: self._held.clear()
             self._held[name] = (record, now)

@@ -82,7 +82,11 @@ class _Series:
 
 def _current(kept: tuple | None, stamp, now: pd.Timestamp, version: int) -> bool:
     "Whether a kept forecast (store stamp, valid until, Forecast) still answers: made on these bars, its forming bar not yet closed, by this version"
-    return bool(kept) and kept[0] == stamp and now < kept[1] and kept[2].version == version
+    return _standing(kept, now, version) and kept[0] == stamp
+
+def _standing(kept: tuple | None, now: pd.Timestamp, version: int) -> bool:
+    "Whether a kept forecast answers while the store cannot be read (its bars cannot be compared): its forming bar not yet closed, by this version"
+    return bool(kept) and now < kept[1] and kept[2].version == version
 
 
 # %% ../../nbs/10c_service.live.ipynb #c009_01
@@ -146,9 +150,12 @@ class Live:
         entry = self._entry(symbol, timeframe)
         with entry.lock:
             predictor = self.predictor(symbol, timeframe, entry)
-            stamp = self.store.stamp(symbol, timeframe)
-            if stamp is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
             now = pd.Timestamp.now(tz='UTC')
+            try: stamp = self.store.stamp(symbol, timeframe)
+            except Unavailable:   # the store down: the forecast made for its last bar read is answered (it names that bar); none, the 503
+                if _standing(kept := entry.forecasts.get(closed), now, predictor.version): return kept[2]
+                raise
+            if stamp is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
             if _current(kept := entry.forecasts.get(closed), stamp, now, predictor.version): return kept[2]
             manifest = predictor.model.manifest
             bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed) + 1, store=self.store)

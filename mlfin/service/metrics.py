@@ -11,7 +11,8 @@ from ..data.bars import check_timeframe
 from ..data.stores.rules import check_symbol
 from ..monitor.figures import FIGURES
 from ..models.registry import production
-from ..monitor.freshness import freshness
+from ..monitor.freshness import freshness, live_series
+from .logs import outage
 
 # %% auto #0
 __all__ = ['REFUSALS', 'MONITOR_GAUGES', 'Metrics', 'monitor_gauges']
@@ -76,7 +77,7 @@ class Metrics:
 
 # %% ../../nbs/10fa_service.metrics.ipynb #c007_00
 class _States:
-    "Scrape-time figures: production versions, jobs per state, last bar per series"
+    "Scrape-time figures: production versions, jobs per state, whether the store can be read, last bar per series, live or history"
     def __init__(self, state, kept: dict): self.state, self.kept = state, kept   # kept between scrapes: overdue seconds, production versions
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
@@ -84,19 +85,31 @@ class _States:
         for name, number in self.production().items(): version.add_metric([name], number)
         yield version
         jobs = GaugeMetricFamily('mlfin_jobs', 'jobs per state', labels=['state'])
-        for s, n in self.state.jobs.counts().items(): jobs.add_metric([s], n)
+        try:
+            for s, n in self.state.jobs.counts().items(): jobs.add_metric([s], n)
+        except Exception as e:   # the job table's database down (a PostgreSQL store's own): no job figures, the rest still scraped
+            if not outage(e): raise
         yield jobs
+        rows, up = self.series()
+        store = GaugeMetricFamily('mlfin_store_up', "1 when the service read its store at its last look (a scrape's, at most 10 s old), 0 when it could not")
+        store.add_metric([], float(up))
+        yield store
         last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series', labels=['symbol', 'timeframe'])
         held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)', labels=['symbol', 'timeframe'])
         overdue = GaugeMetricFamily('mlfin_series_overdue_seconds', 'how long a bar its calendar expected is overdue (0: fresh), per series',
                                     labels=['symbol', 'timeframe'])
-        for row in self.series():
+        live = GaugeMetricFamily('mlfin_series_live', "1 for a series expected live (a production model serves it, a collector pushes to it, or an "
+                                 "operator marked it: monitor.freshness.live_series), 0 for history: its overdue seconds page only at 1", labels=['symbol', 'timeframe'])
+        expected = self.kept.get('live', {})
+        for row in rows:
             s, t = row['symbol'], row['timeframe']
             last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
-            overdue.add_metric([s, t], self.overdue(row))
+            if up: overdue.add_metric([s, t], self.overdue(row))   # worked out from the series' record: not while the store cannot be read
+            live.add_metric([s, t], float((s, t) in expected))
         yield last
         yield held
         yield overdue
+        yield live
         from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.00 s to importing this module (measured)
         yield from monitor_gauges(latest_report())
 
@@ -109,12 +122,21 @@ class _States:
             self.kept['production'] = kept = (stamp, found)
         return kept[1]
 
-    def series(self) -> list[dict]:
-        "The store's series (`ls`), read again after 10 s or an ingest through this service: a scrape does not list the store each time"
+    def series(self) -> tuple[list[dict], bool]:
+        """The store's series (`ls`) and which are expected live, read again after 10 s, an ingest through this service or a request
+        that found the store down (a scrape does not list the store each time); and whether the store could be read. Unreadable: the
+        series last read, and it is tried again at every scrape"""
         now, kept = time.monotonic(), self.kept.get('series')
-        if kept is None or now - kept[0] > 10:
-            self.kept['series'] = kept = (now, self.state.store.ls().to_dict(orient='records'))
-        return kept[1]
+        if kept is None or now - kept[0] > 10 or not kept[2]:
+            try:
+                rows = self.state.store.ls().to_dict(orient='records')
+                self.kept['live'] = live_series(self.state.store, list(self.production()))
+                kept = (now, rows, True)
+            except MlfinError as e:
+                if e.status != 503: raise
+                kept = (now, kept[1] if kept else [], False)
+            self.kept['series'] = kept
+        return kept[1], kept[2]
 
     def overdue(self, row: dict) -> float:
         "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"

@@ -4,7 +4,8 @@
 
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #w003
 from __future__ import annotations
-import datetime as dt, fcntl, json, os, secrets, threading, time
+import datetime as dt, errno, fcntl, json, os, secrets, shutil, threading, time
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
@@ -17,7 +18,7 @@ from .tail import append_tail, new_tail, to_records
 from ..bars import check_timeframe
 
 # %% auto #0
-__all__ = []
+__all__ = ['FULL']
 
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #wlock
 @patch
@@ -28,6 +29,23 @@ def _lock(self:ParquetStore, folder: Path):
         if len(self._locks) < 100_000: self._locks[folder] = lock
     return lock
 
+# %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #wroom
+FULL = (errno.ENOSPC, errno.EDQUOT)   # a disk (or the user's quota) with no room left
+
+@contextmanager
+def _room(store: ParquetStore, folder: Path, timeframe: str):
+    "A change that met a full disk: the files it made and did not commit cleared under the series' lock, and one line naming the store's folder"
+    try: yield
+    except OSError as e:
+        if e.errno not in FULL: raise
+        store._written.pop(folder, None)   # a period it wrote and did not commit: never the next fold's start
+        if (folder/WRITING).exists():
+            with store._lock(folder):
+                if (folder/WRITING).exists(): _claim(folder, timeframe, writing=False); (folder/WRITING).unlink(missing_ok=True)
+        free = shutil.disk_usage(store.root).free / 2**20 if store.root.exists() else 0.0
+        raise Unavailable(f"the store's disk is full: no room under {store.root.resolve()} ({free:,.1f} MB free); free space there (or give "
+                          f"--store / MLFIN_STORE a disk with room) and run it again: the store keeps its last complete write") from e
+
 # %% ../../../nbs/01cb_data.stores.parquet_write.ipynb #wwrite
 @patch
 def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
@@ -35,12 +53,13 @@ def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor
          ) -> dict:
     "Upsert `bars`: a collector's new bars appended to the series' tail log, any other batch merged into the periods it touches (the tail's bars first); counts of new, changed and unchanged bars and the series' total"
     symbol, timeframe = bars.attrs['symbol'], bars.attrs['timeframe']
-    folder = self._dir(symbol, timeframe); folder.mkdir(parents=True, exist_ok=True)
+    folder = self._dir(symbol, timeframe)
+    with _room(self, folder, timeframe): folder.mkdir(parents=True, exist_ok=True)
     incoming = as_stored(bars)
     if not (incoming.index.is_monotonic_increasing and incoming.index.is_unique):   # a time given twice: the last wins
         incoming = incoming[~incoming.index.duplicated(keep='last')].sort_index(kind='stable')
     change = None
-    with self._lock(folder):
+    with _room(self, folder, timeframe), self._lock(folder):
         parts, retired = _claim(folder, timeframe, writing=False)   # an append to the tail makes no file: no marker needed
         tail, after = self._tail(folder, parts), parts.last[-1] if len(parts) else -2**63
         if tail is not None and tail.takes(incoming, parts.tail['columns'], after):   # a collector's bars, new or correcting the tail's
@@ -123,7 +142,7 @@ def delete(self:ParquetStore, symbol: str, timeframe: str,
     "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows); how many bars went"
     folder, (lo, hi, closed), ranged = self._dir(symbol, timeframe), span(start, end), start is not None or end is not None
     if not self.has(symbol, timeframe): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-    with self._lock(folder):
+    with _room(self, folder, timeframe), self._lock(folder):
         parts, retired = _claim(folder, timeframe)
         self._written.pop(folder, None)
         tail, replaced = self._tail(folder, parts), []
@@ -150,8 +169,8 @@ def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe
     from filelock import FileLock
     if rejected.empty: return 0
     folder = self.root/'quarantine'/f"timeframe={check_timeframe(timeframe)}"/f"symbol={check_symbol(symbol)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder/'.lock', timeout=600):   # two pushes of one bad candle at once: one keeps it
+    with _room(self, folder, timeframe): folder.mkdir(parents=True, exist_ok=True)
+    with _room(self, folder, timeframe), FileLock(folder/'.lock', timeout=600):   # two pushes of one bad candle at once: one keeps it
         files = sorted(folder.glob('*.parquet'))
         held = pd.concat([pd.read_parquet(f, columns=['row', 'ts', 'column', 'reason', 'value']) for f in files]) if files else rejected.iloc[0:0]
         fresh = not_yet_quarantined(rejected, held)
@@ -170,7 +189,7 @@ def mark(self:ParquetStore, symbol: str, timeframe: str,
     "Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series` reads them); the record as it is now"
     folder = self._dir(symbol, timeframe)
     if not self._record(folder): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-    with self._lock(folder):   # a write merges the record it read: under the same lock, neither loses the other's fields
+    with _room(self, folder, timeframe), self._lock(folder):   # a write merges the record it read: under the same lock, neither loses the other's fields
         kept = self._record(folder)
         new = {k: v for k, v in {**kept, **fields}.items() if v is not None}
         if new != kept: atomic_write(folder/'_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new, indent=1, default=str)))

@@ -18,10 +18,11 @@ from .common import (ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WH
                                          record_action, router)
 from ...data import push, delete, load, ingest as ingest_series
 from ...data.files import read_file
+from ...monitor.freshness import PUSHED
 
 # %% auto #0
 __all__ = ['CheckedCandle', 'UPLOAD_NAME', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices',
-           'ingest', 'ingest_run', 'ingest_file', 'upload_name', 'delete_series', 'prices_latest']
+           'ingest', 'noted_push', 'ingest_run', 'ingest_file', 'upload_name', 'delete_series', 'prices_latest']
 
 # %% ../../../nbs/10e3_service.routes.data.ipynb #c007_04
 @with_config(ConfigDict(extra='forbid'))
@@ -109,9 +110,18 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> I
     except BadInput as e:   # refused: counted per series and why; a batch of bad candles is quarantined all the same, and counted
         state.metrics.refused(batch.symbol, batch.timeframe, e)
         raise
+    noted_push(state.store, report.symbol, report.timeframe)
     state.metrics.ingested(batch.symbol, timeframe, report)
     state.refresh(batch.symbol, timeframe)   # this series' forecast, made now that its bars arrived
     return _ingested(report)
+
+_NOTED: set = set()   # the series this process has seen noted as pushed to: one look at the store each
+
+def noted_push(store, symbol: str, timeframe: str):
+    "Note in the series' record, once, that a collector pushes to it (`monitor.freshness.PUSHED`): its freshness is watched from then on"
+    if (symbol, timeframe) in _NOTED: return
+    if PUSHED not in store.meta(symbol, timeframe): store.mark(symbol, timeframe, **{PUSHED: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})
+    if len(_NOTED) < 100_000: _NOTED.add((symbol, timeframe))
 
 def _ingested(report) -> Ingested:
     return Ingested(symbol=report.symbol, timeframe=report.timeframe, calendar=report.calendar, calendar_from=report.calendar_from,
