@@ -204,21 +204,35 @@ def test_redis_down_is_a_503_naming_it_and_back_up_is_served(served_home, tmp_pa
 def test_postgresql_down_is_a_503_naming_it_and_ready_fails_until_it_is_back(served_home, postgres_server):
     """Defect 4: the database stopped under a running service: 503 naming it, /ready failing; served again once it is back.
     Issue 53, attack 10: the 503 a key holder got (a collector's too) named the database's URL, user, host and port; now its kind
-    alone, and the operator's log says where"""
+    alone, and the operator's log says where. Issue 54: meanwhile a /predict for a bar already forecast is answered from the
+    forecast the service made (a bar not forecast yet: the 503), and /metrics still answers, its store figure 0, which
+    MlfinStoreDown pages on after a minute (promtool proves the rule: env/monitoring/alerts.test.yml)"""
     store = new_database(postgres_server)
     from mlfin import data
-    data.ingest(ES.iloc[:50], 'ES', '1m', calendar='CMES', store=store)
+    data.ingest(ES, 'ES', '1m', calendar='CMES', store=store)   # the production model's look-back and more
     with service(served_home, '--no-jobs', store=store) as svc:
-        key = svc.key('read_only')
-        with svc.client(key) as client:
+        key, scraper = svc.key('read_only'), svc.key('scraper')
+        with svc.client(key) as client, svc.client(token=scraper) as scrape:
             assert client.get('/prices/latest', params={'symbol': 'ES', 'timeframe': '1m'}).status_code == 200
+            served = client.get('/predict', params={'symbol': 'ES', 'timeframe': '1m'})
+            assert served.status_code == 200, served.json()
+            figures = scrape.get('/metrics').text
+            assert 'mlfin_store_up 1.0' in figures, figures
+            live = [l for l in figures.splitlines() if l.startswith('mlfin_series_live{')]   # in production: expected live
+            assert live == ['mlfin_series_live{symbol="ES",timeframe="1m"} 1.0'], live
             postgres_server.stop()
             try:
                 down = client.get('/prices/latest', params={'symbol': 'ES', 'timeframe': '1m'})
                 ready = client.get('/ready')
+                kept = client.get('/predict', params={'symbol': 'ES', 'timeframe': '1m'})
+                unforecast = client.get('/predict', params={'symbol': 'ES', 'timeframe': '1m', 'closed': 'false'})   # never asked: not made
+                scraped = scrape.get('/metrics')
             finally: postgres_server.start()
             said = down.json()['detail']
             assert down.status_code == 503 and said == "unavailable: the service's database does not answer; try again later", said
+            assert kept.status_code == 200 and kept.json() == served.json(), kept.json()   # the forecast made for ES's last bar, from memory
+            assert unforecast.status_code == 503 and unforecast.json()['detail'] == said, unforecast.json()
+            assert scraped.status_code == 200 and 'mlfin_store_up 0.0' in scraped.text, scraped.text   # what MlfinStoreDown pages on
             place = urlsplit(store)
             assert ready.status_code == 503, ready.json()   # 'not ready: ...', or the key's check could not be read either
             for answer in (said, ready.text):   # no URL, user, host, port or database name in what a key holder reads
@@ -257,6 +271,15 @@ def test_a_full_disk_is_a_503_naming_it_and_loses_no_acknowledged_candle(served_
         assert any(r.status_code == 503 for r in answers), [r.json() for r in answers]
         refused = next(r for r in answers if r.status_code == 503)
         assert 'full or read-only' in refused.json()['detail'] and refused.headers.get('retry-after') == '5', refused.json()
+        # issue 54: `mlfin ingest FILE` on the full disk printed pyarrow's 174-line traceback; now one line naming the folder,
+        # and nothing it made is left behind
+        ES.iloc[200:2000].rename_axis('ts').reset_index().to_csv(tmp_path/'es.csv', index=False)
+        before = sorted(p.name for p in inside.rglob('*') if p.is_file())
+        cli = subprocess.run([*enter, MLFIN, 'ingest', str(tmp_path/'es.csv'), '--symbol', 'ES', '--timeframe', '1m', '--store', str(store)],
+                             env=svc.env, cwd=ROOT, capture_output=True, text=True)
+        assert cli.returncode == 2 and cli.stderr.strip().startswith(f"mlfin: error: the store's disk is full: no room under {store} ("), cli.stderr
+        assert len(cli.stderr.strip().splitlines()) == 1 and cli.stdout == '', cli.stderr
+        assert sorted(p.name for p in inside.rglob('*') if p.is_file()) == before   # the store as it was
         with reader:
             ready = reader.get('/ready')
             assert ready.status_code == 503 and 'disk' in ready.json()['detail'], ready.json()

@@ -336,13 +336,19 @@ def test_a_reader_during_writes_sees_whole_batches_only(store_url):
 
 
 def test_tail_and_stamp(store_url):
-    "The last bars of a series and a stamp that moves only when the series changes, on either store"
+    """The last bars of a series and a stamp that moves only when the series changes, on either store; a mark in the series'
+    record (issue 54: an operator's `mlfin data live`) is no change of its bars, and a later write keeps it"""
+    from mlfin.monitor.freshness import live_series
     store = open_store(store_url)
     data.ingest('sample:EURUSD', store=store)
     first = store.stamp('EURUSD', '1h')
     pd.testing.assert_frame_equal(store.tail('EURUSD', '1h', 5), store.read('EURUSD', '1h').iloc[-5:])
+    assert live_series(store, production=[]) == {}   # the sample is history
+    assert store.mark('EURUSD', '1h', live=True)['live'] is True and store.stamp('EURUSD', '1h') == first
     data.ingest('sample:EURUSD', store=store)
     assert store.stamp('EURUSD', '1h') == first and store.stamp('EURUSD', '1d') is None   # unchanged; not stored
+    assert live_series(store, production=[]) == {('EURUSD', '1h'): 'marked live'}   # kept through the write
+    with pytest.raises(NotFound, match='no 1d bars for EURUSD'): store.mark('EURUSD', '1d', live=True)
     bar = data.load_sample('EURUSD').iloc[[-1]].copy(); bar['close'] = bar['high']
     assert data.ingest(bar, 'EURUSD', '1h', store=store).changed == 1
     assert store.stamp('EURUSD', '1h') != first
