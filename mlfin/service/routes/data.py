@@ -120,7 +120,9 @@ _NOTED: set = set()   # the series this process has seen noted as pushed to: one
 def noted_push(store, symbol: str, timeframe: str):
     "Note in the series' record, once, that a collector pushes to it (`monitor.freshness.PUSHED`): its freshness is watched from then on"
     if (symbol, timeframe) in _NOTED: return
-    if PUSHED not in store.meta(symbol, timeframe): store.mark(symbol, timeframe, **{PUSHED: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})
+    try:
+        if PUSHED not in store.meta(symbol, timeframe): store.mark(symbol, timeframe, **{PUSHED: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})
+    except MlfinError: return   # the store cannot take the note now (its disk full): the batch stored stands, the next push notes it
     if len(_NOTED) < 100_000: _NOTED.add((symbol, timeframe))
 
 def _ingested(report) -> Ingested:
