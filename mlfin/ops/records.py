@@ -127,7 +127,7 @@ def ahead_said(record: dict, now: pd.Timestamp | None = None) -> str:
     now = now or pd.Timestamp.now(tz='UTC')
     when = max(t for t in (record['started'], record['ended']) if not pd.isna(t))
     hours = (when - now).total_seconds() / 3600
-    return (f"{record['job']} #{record['id']} is dated {when:%Y-%m-%d %H:%M}Z, {f'{hours / 24:,.1f} days' if hours >= 48 else f'{hours:,.1f} h'} "
+    return (f"{record['job']} #{record['id']} is dated {when:%Y-%m-%d %H:%M}Z, {f'{hours / 24:,.1f} days' if hours >= 24 else f'{hours:,.1f} h'} "
             "ahead of this clock (recorded under a clock that ran ahead, or this one is behind)")
 
 
