@@ -1,8 +1,12 @@
-"Backup and restore (issue 20): the restore drill on a served home while a collector pushes, a killed backup, a damaged repository, retention by calendar"
-import datetime as dt, os, shutil, signal, subprocess, threading, time
+"""Backup and restore (issue 20): the restore drill on a served home while a collector pushes, a killed backup, a damaged repository, retention by calendar.
+Issue 54: a backup counts only once read back (the repository moved away while restic wrote), a repository is made only on purpose (missing, or
+another at its path, is refused and pages, per repository), `restore` takes the last snapshot by the repository's order (one made under a clock
+a year ahead is not it), restic's error line is what the operator reads, a drill's tag leaves the snapshot held"""
+import datetime as dt, json, os, shutil, signal, subprocess, threading, time
+from contextlib import contextmanager
 from pathlib import Path
-import pandas as pd, pytest
-from conftest import ES, MLFIN, ROOT, RUN, mlfin, new_database, service
+import httpx, pandas as pd, pytest, yaml
+from conftest import ES, MLFIN, ROOT, RUN, free_port, mlfin, new_database, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which('restic'), reason="restic is installed by env/setup-test.sh")]
 SERIES = (('SPX', '1d'), ('ES', '1m'))
@@ -45,9 +49,15 @@ class Collector(threading.Thread):
             if self.stop.is_set(): return
 
 
-def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_into: str | None = None, products: bool = False):
-    "A served home backed up while a collector pushes (`products`: its run's products too), the home deleted, restored into an empty folder: the same service answers"
+def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_into: str | None = None, products: bool = False, ahead: bool = False):
+    """A served home backed up while a collector pushes (`products`: its run's products too), the home deleted, restored into an empty folder: the same
+    service answers. `ahead`: a backup made before it under a clock a year ahead (restic's --time), which the restore of the latest does not take"""
     home, repo = served_home, str(tmp_path/'repo')
+    mlfin(home, 'backup', 'init', '--repo', repo)   # made on purpose: a backup never makes one
+    if ahead:
+        from mlfin.ops.backup import backup
+        from mlfin.ops.restore import in_home
+        with in_home(home): future = backup(repo, store, taken=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)).snapshot
     if store:
         from mlfin import data
         data.ingest('sample:SPX', store=store)
@@ -67,11 +77,16 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
         assert any(began < at < ended for _, at in collector.acked), "the collector pushed nothing while the backup ran"
         wanted = {ts for ts, at in collector.acked if at < began}
         assert 'snapshot ' in made.stdout and '2 production model(s) fingerprinted' in made.stdout, made.stdout
+        taken = made.stdout.split()[1]
         records = {what: mlfin(home, *what.split()).stdout for what in ('runs', 'models ls')}
     shutil.rmtree(home)   # the disk is lost
     restored = tmp_path/'restored'
     done = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, *(['--store', restore_into] if restore_into else []))
     assert done.stdout.count(': identical') == 2, done.stdout   # each production model's fingerprint reproduced
+    assert done.stdout.startswith(f"restored snapshot {taken} into "), done.stdout   # the last taken, whatever the dates say
+    if ahead:
+        assert done.stderr.startswith(f"mlfin: warning: snapshot {future} is dated {dt.date.today().year + 1}-") and f", after {taken} (" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     with service(restored, '--no-jobs', store=restore_into) as svc:
         assert served(svc, reader) == before   # the old key works, the same predictions, the same signals
         assert svc.errors() == ''
@@ -87,7 +102,7 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
 
 
 def test_a_served_home_backed_up_while_a_collector_pushes_is_restored_whole(served_home, tmp_path, password):
-    restored, repo = drill(served_home, tmp_path, products=True)
+    restored, repo = drill(served_home, tmp_path, products=True, ahead=True)
     again = mlfin(restored, 'run', *RUN, '--reports', str(tmp_path/'published'))   # its run's products restored with it: nothing reruns
     assert '0 task(s) ran (nothing changed)' in again.stdout, again.stdout
     # a restore never overwrites a home without being told
@@ -104,7 +119,7 @@ def test_the_same_drill_on_a_postgresql_store(served_home, tmp_path, password, p
 def test_a_backup_killed_midway_leaves_the_previous_snapshot_restorable(served_home, tmp_path, password):
     home, repo = served_home, str(tmp_path/'repo')
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
-    elsewhere = subprocess.run([MLFIN, 'backup', '--repo', repo], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)   # as cron runs it: not in the project
+    elsewhere = subprocess.run([MLFIN, 'backup', '--init', '--repo', repo], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)   # as cron runs it: not in the project
     assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
     first = elsewhere.stdout.split()[1]
     second = subprocess.Popen([MLFIN, 'backup', '--repo', repo], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -136,7 +151,7 @@ def test_a_damaged_pack_is_found_by_the_daily_check_within_a_week_health_fails_a
     import datetime as dt
     from mlfin.ops.repository import READ_EVERY, Repository, todays_share
     home, repo = served_home, tmp_path/'repo'
-    mlfin(home, 'backup', '--repo', str(repo))
+    mlfin(home, 'backup', '--init', '--repo', str(repo))
     packs = sorted((p for p in (repo/'data').rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
     damaged = packs[-1]   # the largest pack: bars and models
     content = bytearray(damaged.read_bytes()); content[len(content) // 2] ^= 0xFF
@@ -162,12 +177,88 @@ def test_a_damaged_pack_is_found_by_the_daily_check_within_a_week_health_fails_a
     assert not (tmp_path/'restored').exists() or not any((tmp_path/'restored').iterdir())   # nothing placed
 
 
+@contextmanager
+def alertmanager(tmp_path: Path, hook: str):
+    "A real Alertmanager on loopback, configured as `mlfin alerts` writes it (groups notified after a second): its URL"
+    from mlfin.monitor.alerting import alertmanager_config
+    port = free_port()
+    (tmp_path/'am.yml').write_text(yaml.safe_dump(alertmanager_config(hook, wait='1s', interval='1s', repeat='1h')))
+    am = subprocess.Popen(['prometheus-alertmanager', f"--config.file={tmp_path/'am.yml'}", f"--storage.path={tmp_path/'am-data'}",
+                           f"--web.listen-address=127.0.0.1:{port}", '--cluster.listen-address=', '--log.level=warn'],
+                          stdout=open(tmp_path/'am.log', 'ab'), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200: break
+            except httpx.HTTPError: time.sleep(0.1)
+        yield url
+    finally: am.terminate(); am.wait(30)
+
+
+def firing(url: str) -> dict:
+    "The MlfinScheduledRunFailed alerts Alertmanager holds active now: repository -> their summary"
+    alerts = httpx.get(f"{url}/api/v2/alerts", params={'filter': 'alertname="MlfinScheduledRunFailed"', 'active': 'true'}).json()
+    return {a['labels'].get('repository', ''): a['annotations']['summary'] for a in alerts if a['status']['state'] == 'active'}
+
+
+@pytest.mark.skipif(not shutil.which('prometheus-alertmanager'), reason="installed by env/setup-test.sh")
+def test_a_backup_counts_only_once_read_back_and_never_makes_a_repository(served_home, tmp_path, password, webhook):
+    """Issue 54, items 1-3: the repository folder moved away while restic wrote (restic, holding the key, made data/, index/ and snapshots/
+    anew at the old path and said done): the backup fails in one line, recorded on its repository, and pages; the next scheduled backup refuses
+    that folder, and a path with no disk mounted, making nothing; a success on another repository resolves only its own alert"""
+    home, hook = served_home, webhook[0]
+    disk, other, unmounted = tmp_path/'disk'/'repo', tmp_path/'other'/'repo', tmp_path/'unmounted'/'repo'
+    with alertmanager(tmp_path, hook) as am:
+        env = {'MLFIN_ALERTMANAGER_URL': am}
+        for repo in (disk, other):
+            repo.parent.mkdir(); mlfin(home, 'backup', 'init', '--repo', str(repo))
+        backing = subprocess.Popen([MLFIN, 'backup', '--products', '--repo', str(disk)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false', **env}, start_new_session=True)
+        deadline, restic = time.time() + 300, None   # restic's backup holding its lock (the key read): stopped there, by that event
+        while time.time() < deadline and backing.poll() is None:
+            found = subprocess.run(['pgrep', '-s', str(backing.pid), '-f', 'restic .*backup --json'], capture_output=True, text=True).stdout.split()
+            if found and any((disk/'locks').iterdir()): restic = int(found[0]); os.kill(restic, signal.SIGSTOP); break
+            time.sleep(0.01)
+        assert restic, backing.communicate()
+        lock = next((disk/'locks').iterdir())
+        disk.rename(tmp_path/'disk'/'moved')   # the repository moves away
+        (disk/'locks').mkdir(parents=True); shutil.copy(tmp_path/'disk'/'moved'/'locks'/lock.name, disk/'locks'/lock.name)   # else restic retries its unlock for 90 s
+        os.kill(restic, signal.SIGCONT)
+        out, err = backing.communicate(timeout=600)
+        assert (disk/'snapshots').is_dir() and any((disk/'snapshots').iterdir()) and not (disk/'config').exists()   # what restic did: a snapshot nobody can read
+        assert backing.returncode == 2 and out == '' and len(err.strip().splitlines()) == 1, (out, err)
+        assert err.startswith("mlfin: error: snapshot ") and f" could not be read back from {disk}: unable to open config file: stat {disk}/config: no such file or directory; it is not recorded as a backup" in err, err
+        from mlfin.ops.records import runs
+        from mlfin.ops.restore import in_home
+        with in_home(home): attempt = runs('backup', 1).iloc[0]
+        assert (attempt['status'], attempt['error'], attempt['summary']) == ('failed', err.strip().removeprefix('mlfin: error: '), {'repository': str(disk)}), attempt.to_dict()
+        # the next scheduled backups: that folder, and a path with no disk mounted, refused; nothing made
+        refused = {}
+        for repo in (disk, unmounted):
+            done = mlfin(home, 'scheduled', 'backup', check=False, env={**env, 'MLFIN_BACKUP_REPO': str(repo)})
+            assert done.returncode == 2, done.stdout + done.stderr
+            refused[str(repo)] = done.stdout.strip().removeprefix('mlfin: backup: failed: ')
+        assert refused[str(disk)].startswith(f"no backup repository at {disk} (a folder without its config: left by restic after the repository moved?); a backup never makes one: "
+                                             f"`mlfin backup init --repo {disk}`"), refused
+        assert refused[str(unmounted)].startswith(f"no backup repository at {unmounted}: no such folder (a backup disk not mounted?)"), refused
+        assert not (disk/'config').exists() and not unmounted.parent.exists()
+        done = mlfin(home, 'scheduled', 'backup', env={**env, 'MLFIN_BACKUP_REPO': str(other)})   # another repository's success
+        assert 'mlfin: backup: done: ' in done.stdout, done.stdout
+        pages = firing(am)
+        assert pages == {str(disk): f"scheduled backup failed: {refused[str(disk)]}", str(unmounted): f"scheduled backup failed: {refused[str(unmounted)]}"}, pages
+        deadline = time.time() + 30   # notified per repository: one group for each (Alertmanager's group_by names it)
+        while time.time() < deadline and not {str(disk), str(unmounted)} <= {n['groupLabels'].get('repository') for n in webhook[1] if n['status'] == 'firing'}: time.sleep(0.1)
+        assert {str(disk), str(unmounted)} <= {n['groupLabels'].get('repository') for n in webhook[1] if n['status'] == 'firing'}, webhook[1]
+
+
 def test_retention_keeps_restore_points_thirty_daily_and_thirteen_weekly_on_a_calendar_of_snapshots(tmp_path, password):
     """Snapshots at 04:00 over 100 days (every other day, then daily; some days also at 12:00, the last two days every 15 minutes),
     one restored from long ago, and another home's: every one of the last 48 hours, the newest each of the last 30 days and
     each of the last 13 weeks, and the restored-from one stay; the other home's are not touched"""
     from mlfin.ops.repository import RESTORED, repository
-    repo = repository(str(tmp_path/'repo'), backing_up=True); repo.init()
+    repo = repository(str(tmp_path/'repo'), making=True); repo.init()
     folder = tmp_path/'stage'; folder.mkdir(); (folder/'MANIFEST.json').write_text('{}')
     start, taken = dt.datetime(2026, 7, 1, 4, 0), []
     def snapshot(when, home='drill', *tags):
@@ -215,11 +306,14 @@ def test_two_homes_on_one_repository_a_restore_and_backups_after_it_forget_no_re
     homes = {name: tmp_path/name for name in ('research', 'service')}
     for name, home in homes.items(): mlfin(home, 'ingest', 'sample:SPX' if name == 'research' else 'sample:EURUSD')
     snapshots = {name: [] for name in homes}
+    for name, home in homes.items():   # the first makes the repository, the second takes it on: each records its id
+        said = mlfin(home, 'backup', 'init', '--repo', repo, '--password', str(kept_password)).stderr
+        assert said.startswith('mlfin: made the repository' if name == 'research' else 'mlfin: this home backs up into the repository'), said
     for round_ in range(3):   # a backup of each every few minutes (the clock does not matter: all within the 48 hours)
         for name, home in homes.items():
             made = mlfin(home, 'backup', '--repo', repo, '--password', str(kept_password))
             snapshots[name].append(made.stdout.split()[1])
-    assert kept_password.exists()   # made by the first backup of a new repository
+    assert kept_password.exists()   # made with the repository
     ids = {name: (home/'home-id').read_text().strip() for name, home in homes.items()}
     assert ids['research'] != ids['service']
     listed = mlfin(tmp_path, 'backup', 'ls', '--repo', repo, '--password', str(kept_password)).stdout
@@ -228,12 +322,14 @@ def test_two_homes_on_one_repository_a_restore_and_backups_after_it_forget_no_re
     restored = tmp_path/'restored'
     done = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, '--password', str(kept_password), '--snapshot', snapshots['research'][1])
     assert 'kept as restored-from' in done.stdout, done.stdout
+    from mlfin.ops.repository import Repository
+    tagged = Repository(repo, kept_password)
+    assert snapshots['research'][1] not in set(tagged.snapshots()['id']) and tagged.holds(snapshots['research'][1])   # rewritten under a new id, still held
     assert (restored/'home-id').read_text().strip() == ids['research']   # the same home to retention
     for home in (restored, homes['service']):
         after = mlfin(home, 'backup', '--repo', repo, '--password', str(kept_password), '--retention')
         assert 'removed 0' in after.stdout, after.stdout
-    from mlfin.ops.repository import Repository
-    left = Repository(repo, kept_password).snapshots()
+    left = tagged.snapshots()
     assert (left['home'] == ids['research']).sum() == 4 and (left['home'] == ids['service']).sum() == 4   # 3 + 1 each: nothing forgotten
     assert [t for t in left['tags'] if 'restored-from' in t] and len(left) == 8
     plan = mlfin(restored, 'backup', 'forget', '--dry-run', '--repo', repo, '--password', str(kept_password)).stdout
@@ -269,7 +365,7 @@ def test_a_repository_over_sftp_backs_up_and_restores(served_home, tmp_path, pas
     monkeypatch.setenv('MLFIN_RESTIC_OPTIONS', f"sftp.command={sshd['command']}")
     home, far = served_home, tmp_path/'far'
     repo = f"sftp:{sshd['user']}@127.0.0.1:{far}/repo"
-    made = mlfin(home, 'backup', '--repo', repo)
+    made = mlfin(home, 'backup', '--init', '--repo', repo)
     assert 'snapshot ' in made.stdout and (far/'repo'/'config').exists(), made.stdout   # written through the server
     done = mlfin(tmp_path, 'restore', str(tmp_path/'restored'), '--repo', repo)
     assert done.stdout.count(': identical') == 2, done.stdout

@@ -15,7 +15,8 @@ from ..ops.records import runs, check_stats
 from ..monitor.alerting import send_alert
 from ..ops.backup import backup as snapshot
 from ..data.stores import store_place
-from ..ops.repository import password_file, repository, home_id
+from ..paths import home as home_path
+from ..ops.repository import RECORDED, SEQ, make_repository, password_file, repository, repository_url, home_id
 from ..ops.wal import wal_setup
 from ..ops.restore import restore as rebuild
 from ..ops.health import check_all
@@ -23,8 +24,8 @@ from ..ops.daily import daily_report
 
 # %% auto #0
 __all__ = ['schedule_app', 'backup_app', 'REPO_HELP', 'PASSWORD_HELP', 'scheduled', 'schedule_install', 'schedule_remove',
-           'schedule_cron', 'schedule_ls', 'alert', 'backup', 'backup_ls', 'backup_forget', 'backup_check',
-           'backup_wal', 'restore', 'health', 'report']
+           'schedule_cron', 'schedule_ls', 'alert', 'backup', 'backup_init', 'backup_ls', 'backup_forget',
+           'backup_check', 'backup_wal', 'restore', 'health', 'report']
 
 # %% ../../nbs/09f_cli.ops.ipynb #c005
 @app.command()
@@ -88,7 +89,7 @@ backup_app = typer.Typer(add_completion=False, help="Back the home up into an en
 app.add_typer(backup_app, name='backup')
 
 REPO_HELP = "the restic repository: a folder on another disk, sftp:HOST:/PATH or rest:URL (default: MLFIN_BACKUP_REPO)"
-PASSWORD_HELP = "its password file (default: MLFIN_BACKUP_PASSWORD_FILE or ~/.config/mlfin/backup-password, made by the first backup of a new repository, never by a read)"
+PASSWORD_HELP = "its password file (default: MLFIN_BACKUP_PASSWORD_FILE or ~/.config/mlfin/backup-password, made with a new repository by `mlfin backup init`, never by a read)"
 
 @backup_app.callback(invoke_without_command=True)
 def backup(ctx: typer.Context,
@@ -96,25 +97,42 @@ def backup(ctx: typer.Context,
            password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
            store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
            products: bool = typer.Option(False, help="also the latest run's products, reports and feature store (rebuildable)"),
-           retention: Optional[bool] = typer.Option(None, '--retention/--no-retention', help="retention (forget, prune, check) now (default: when the repository says this home's last was over 20 h ago)")):
-    "A consistent cut of the home into a new snapshot tagged with its id (only new data is sent); retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"
+           retention: Optional[bool] = typer.Option(None, '--retention/--no-retention', help="retention (forget, prune, check) now (default: when the repository says this home's last was over 20 h ago)"),
+           init: bool = typer.Option(False, '--init', help="first run: make the repository when none is there (as `mlfin backup init`), then back up")):
+    "A consistent cut of the home into a new snapshot of its own repository (`mlfin backup init` makes one), read back before it counts; retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"
     if ctx.invoked_subcommand: return
-    fresh = not password_file(password, make=False).exists()
     made, refused = [], []
     def work(wait):
-        try: made.append(snapshot(repo, store, products, password, retention))
+        try:
+            if init: _init(repo, password, adopt=False)   # a first run: made when none is there; one there is vouched for as always
+            made.append(snapshot(repo, store, products, password, retention))
         except MlfinError as e: refused.append(str(e)); raise
         return made[-1].summary()
-    status = recorded('backup', None, echo=lambda line: None, work=work)   # as a scheduled backup: one at a time, recorded, a failure alerted
+    about = {'repository': url} if (url := repository_url(repo)) else {}
+    status = recorded('backup', None, echo=lambda line: None, work=work, about=about)   # as a scheduled backup: one at a time, recorded, a failure alerted
     if refused: fail(refused[-1])
     if not made: raise typer.Exit(status)   # a bug: its traceback is on stderr
     done = made[-1]
-    if fresh: typer.echo(f"mlfin: the repository's password was made in {password_file(password)}: keep a copy elsewhere; without it no snapshot can be read", err=True)
     typer.echo(f"snapshot {done.snapshot} in {done.repository}: {done.files:,} files, {done.bytes / 1e6:,.1f} MB, {done.added / 1e6:,.2f} MB added, "
                f"{len(done.series)} series, {len(done.fingerprints)} production model(s) fingerprinted, {done.seconds:.1f} s"
                + (f"; retention kept {done.retention['kept']}, removed {done.retention['removed']}" if done.retention else '')
                + (f"; repository check {'passed' if done.check['passed'] else 'FAILED'}" if done.check else ''))
     raise typer.Exit(status)
+
+# %% ../../nbs/09f_cli.ops.ipynb #c015i
+@backup_app.command('init')
+def backup_init(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
+    "Make the backup repository (its password file made once), or take on the one there; its id is recorded in the home, and backups refuse any other"
+    _init(repo, password)
+
+def _init(repo: str | None, password: Path | None, adopt: bool = True):
+    "`mlfin backup init`, said in one line (and the password file's line when it was made)"
+    fresh = not password_file(password, make=False).exists()
+    made, found, new = make_repository(repo, password, adopt)
+    if not new and not adopt: return
+    typer.echo(f"mlfin: {'made the repository' if new else 'this home backs up into the repository'} at {made.url} (id {found[:8]}), recorded in {home_path()/RECORDED}", err=True)
+    if fresh and password_file(password).exists():
+        typer.echo(f"mlfin: the repository's password was made in {password_file(password)}: keep a copy elsewhere; without it no snapshot can be read", err=True)
 
 # %% ../../nbs/09f_cli.ops.ipynb #c016
 @backup_app.command('ls')
@@ -122,8 +140,8 @@ def backup_ls(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password
     "The repository's mlfin snapshots, oldest first"
     found = repository(repo, password).snapshots()
     if found.empty: typer.echo("no snapshot yet: `mlfin backup`"); return
-    typer.echo(found.assign(home=found['home'].replace('', '(none)'), tags=[','.join(t for t in tags if t != 'mlfin' and not t.startswith('home:')) for tags in found['tags']])
-               [['id', 'time', 'host', 'home', 'tags']].to_string(index=False))
+    typer.echo(found.assign(home=found['home'].replace('', '(none)'), tags=[','.join(t for t in tags if t != 'mlfin' and not t.startswith(('home:', SEQ))) for tags in found['tags']])
+               [['id', 'time', 'host', 'home', 'seq', 'tags']].to_string(index=False))
 
 # %% ../../nbs/09f_cli.ops.ipynb #c016f
 @backup_app.command('forget')
@@ -168,6 +186,7 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
             force: bool = typer.Option(False, help="restore into a folder that is not empty (what the snapshot holds is replaced)")):
     "Rebuild a home from a snapshot: files checked against its manifest before anything is placed, production models' fingerprints reproduced"
     done = rebuild(to, snapshot, repo, password, store, force)
+    if done.warning: typer.echo(f"mlfin: warning: {done.warning}", err=True)
     typer.echo(f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} files ({done.bytes / 1e6:,.1f} MB) checked, {done.seconds:.1f} s")
     for name, v in done.store['series'].items(): typer.echo(f"  {name}: {v['restored']:,} bars")
     for name, verdict in done.fingerprints.items(): typer.echo(f"  {name}: {verdict}")

@@ -52,7 +52,7 @@ def alertmanager_config(webhook: str | None = None,  # a URL alerts are POSTed t
     receiver = {'name': 'mlfin'}
     if webhook: receiver['webhook_configs'] = [{'url': webhook, 'send_resolved': True}]
     if smtp: receiver['email_configs'] = [{'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}]
-    return {'route': {'receiver': 'mlfin', 'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit'], 'group_wait': wait,
+    return {'route': {'receiver': 'mlfin', 'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit', 'repository'], 'group_wait': wait,
                       'group_interval': interval, 'repeat_interval': repeat}, 'receivers': [receiver],
             'inhibit_rules': [{'source_matchers': ['alertname="MlfinServiceDown"'], 'equal': ['job'],
                                'target_matchers': ['alertname=~"Mlfin.+"', 'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"']}]}

@@ -15,7 +15,7 @@ from ..paths import home, home_project, project_root
 from ..processes import atomic_write
 from ..models.core import libraries as model_libraries
 from .records import mlflow_rows
-from .repository import RETAINED, TAG, home_id, repository, restic_bin, todays_share
+from .repository import RECORDED, RETAINED, SEQ, TAG, home_id, latest, repository, restic_bin, restic_said, todays_share
 from ..data.stores import open_store, store_place   # a manifest names the store as it may be said: no password
 from ..data.stores.parquet import series_cut
 from .. import data
@@ -186,7 +186,8 @@ def stage(folder: Path,                 # emptied, then filled with the cut
     folder.mkdir(parents=True)
     held = store_cut(store, folder)   # first: every bar acknowledged before this moment is in the cut
     for name in sorted(p.name for p in at.glob('*.db')): sqlite_copy(at/name, folder/'home'/name)
-    if (at/'home-id').exists(): link_or_copy(at/'home-id', folder/'home'/'home-id')   # a restored home is the same home to retention
+    for name in ('home-id', RECORDED):   # a restored home is the same home to retention, backing up into the same repository
+        if (at/name).exists(): link_or_copy(at/name, folder/'home'/name)
     for name in HOME_FOLDERS + (PRODUCT_FOLDERS if products else ()):
         if (at/name).is_dir(): link_tree(at/name, folder/'home'/name)
     root = project_root() or home_project(at)   # run elsewhere (a scheduled backup): the project the home's last run came from
@@ -216,9 +217,13 @@ class Backup:
     retention: dict | None = None   # once a day: what the calendar kept and removed
     check: dict | None = None       # once a day, after retention: the repository's check (passed, at, the share of packs read, what restic said)
     home: str = ''                  # the home's id its snapshot carries
+    repository_id: str = ''         # the repository's own id (`restic cat config`), the one this home recorded
+    time: str = ''                  # the snapshot's time as restic recorded it (the clock of the machine that made it)
+    verified: str = ''              # what was read back from the repository before the backup was called one
 
     def summary(self) -> dict:
-        return {'snapshot': self.snapshot, 'repository': self.repository, 'home': self.home, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2), 'stage_seconds': round(self.stage_seconds, 2),
+        return {'snapshot': self.snapshot, 'repository': self.repository, 'home': self.home, 'repository_id': self.repository_id, 'time': self.time,
+                'verified': self.verified, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2), 'stage_seconds': round(self.stage_seconds, 2),
                 'series': len(self.series), 'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {}),
                 **({'check': self.check} if self.check else {})}
 
@@ -226,14 +231,16 @@ class Backup:
 def backup(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
            retention: bool | None = None,  # forget, prune and check now; None: when this home's last retention (read from the repository) was over 20 h ago
            day: dt.date | None = None,     # the day whose share of packs the check reads back (`todays_share`); default today (UTC)
+           taken: dt.datetime | None = None,  # the snapshot's time (restic's --time); default the clock's: a clock that jumped, in a test
           ) -> Backup:
-    "Back the home up: a consistent cut staged, then a restic snapshot tagged with the home's id (incremental: only new data is sent); retention once a day"
+    "Back the home up into its own repository: a consistent cut staged, a restic snapshot tagged with the home's id and its place in the home's order, read back before it counts; retention once a day"
     started = time.perf_counter()
     repository_ = repository(repo, password, backing_up=True)
-    made = repository_.init()
     work = home()/'.backup'; work.mkdir(parents=True, exist_ok=True)
     me = home_id(make=True)
-    retain = retention if retention is not None else (made or repository_.retention_due(me, work))
+    repository_id = repository_.vouch(me)   # never made here: missing, or another repository at the path, refused in one line
+    mine = repository_.snapshots(f"home:{me}")
+    retain = retention if retention is not None else repository_.retention_due(me, work, mine)
     sums_file = work/'checksums.json'
     try: known = json.loads(sums_file.read_text())
     except (OSError, ValueError): known = {}
@@ -241,19 +248,25 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     live = _live_keys(work/'stage')
     atomic_write_json(sums_file, {k: v for k, v in known.items() if k in live})
     repository_.unlock()   # locks a killed restic left behind (only stale ones are removed)
-    tags = ','.join((TAG, f"home:{me}", *((RETAINED,) if retain else ())))   # `retention`: when it last ran, for the next backup on any machine
-    done = repository_.restic('backup', '--json', '--tag', tags, '--host', socket.gethostname(), '--ignore-ctime', '.', cwd=work/'stage')
+    last_taken = latest(mine)[0] if len(mine) else None
+    tags = ','.join((TAG, f"home:{me}", f"{SEQ}{int(mine['seq'].max()) + 1 if len(mine) else 1}", *((RETAINED,) if retain else ())))   # `retention`: when it last ran, for the next backup on any machine
+    done = repository_.restic('backup', '--json', '--tag', tags, '--host', socket.gethostname(), '--ignore-ctime',
+                              *(['--parent', last_taken['full_id']] if last_taken is not None else []),   # the last by the order, not restic's pick by time
+                              *(['--time', taken.strftime('%Y-%m-%d %H:%M:%S')] if taken else []), '.', cwd=work/'stage')
     last = json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])
+    read = repository_.read_back(last['snapshot_id'], [*manifest['files'], 'MANIFEST.json'])   # a snapshot counts once the repository gives it back
     kept = checked = None
     if retain:
         kept = repository_.forget(me); kept.pop('plan')
         repository_.remember_retention(me, work, time.time())
         share = todays_share(day)   # a seventh of the packs read back a day: every pack within a week
         passed, said = repository_.check(share=share)
-        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'read': share, 'said': said.splitlines()[-1] if said else ''}
+        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'read': share,
+                   'said': (said.splitlines()[-1] if passed else restic_said(said)) if said else ''}
     total = sum(b for _, b in manifest['files'].values())
-    return Backup(last['snapshot_id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
-                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'], manifest['fingerprints'], kept, checked, me)
+    return Backup(read['id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
+                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'], manifest['fingerprints'], kept, checked, me,
+                  repository_id, read['time'], f"listed and its trees read back: {read['files']} files, every one its manifest lists")
 
 # %% ../../nbs/13c_ops.backup.ipynb #c029
 def _live_keys(folder: Path) -> set:

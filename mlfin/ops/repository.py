@@ -14,8 +14,9 @@ from ..paths import home
 from ..processes import atomic_write, die_with_parent, secret_file
 
 # %% auto #0
-__all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'RETENTION_EVERY', 'READ_EVERY', 'restic_bin', 'home_id', 'Repository',
-           'todays_share', 'password_file', 'repository']
+__all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'RETENTION_EVERY', 'READ_EVERY', 'RECORDED', 'restic_bin',
+           'home_id', 'restic_said', 'Repository', 'todays_share', 'password_file', 'repository_url', 'repository',
+           'recorded_ids', 'record_id', 'make_repository', 'latest']
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c005
 def restic_bin() -> str:
@@ -29,6 +30,7 @@ RETENTION = (('within', '2d', 'every snapshot of the last 48 hours'),        # r
              ('within-daily', '30d', 'the newest of each day for 30 days'),
              ('within-weekly', '90d', 'the newest of each week for 90 days'))
 RESTORED, RETAINED, TAG = 'restored-from', 'retention', 'mlfin'   # a home was restored from it; it ran retention; every mlfin snapshot
+SEQ = 'seq:'   # a tag prefix: the snapshot's place in its home's order (1, 2, ...), the order the repository keeps whatever the clocks said
 RETENTION_EVERY = 20 * 3600   # seconds: retention (forget, prune, check) at most this often, once a day for a backup every 15 minutes
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c007
@@ -43,6 +45,14 @@ def home_id(make: bool = False) -> str | None:
     except FileExistsError: pass   # another backup made it first: theirs is kept
     return path.read_text().strip()
 
+# %% ../../nbs/13ca_ops.repository.ipynb #c007r
+def restic_said(stderr: str, code: int = 1) -> str:
+    "restic's error in one line: its `Fatal:` line, a Go panic's first line, else its last line"
+    lines = [l.strip() for l in stderr.splitlines() if l.strip()]
+    said = (next((l for l in lines if l.startswith('Fatal:')), None) or next((l for l in lines if l.startswith(('panic:', 'fatal error:'))), None)
+            or (lines[-1] if lines else f"exit {code}"))
+    return said.removeprefix('Fatal: ')
+
 # %% ../../nbs/13ca_ops.repository.ipynb #c008
 @dataclass
 class Repository:
@@ -51,15 +61,13 @@ class Repository:
     password_file: Path
 
     def restic(self, *args, cwd: Path | None = None, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-        "Run restic on this repository; Unavailable with restic's last line when it fails (`check`)"
+        "Run restic on this repository; Unavailable with restic's error line when it fails (`check`)"
         env = {**os.environ, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD_FILE': str(self.password_file),
                'RESTIC_CACHE_DIR': os.environ.get('RESTIC_CACHE_DIR') or str(Path.home()/'.cache'/'restic')}
         env.pop('RESTIC_PASSWORD', None)   # the file, never a password from the environment
         done = subprocess.run([restic_bin(), *_options(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
                               preexec_fn=die_with_parent)   # `mlfin backup` killed: restic told to stop too (it removes its lock)
-        if check and done.returncode:
-            last = [l for l in done.stderr.strip().splitlines() if l.strip()]
-            raise Unavailable(f"restic {args[0]} on {self.url}: {last[-1] if last else 'exit ' + str(done.returncode)}")
+        if check and done.returncode: raise Unavailable(f"restic {next(a for a in args if not a.startswith('-'))} on {self.url}: {restic_said(done.stderr, done.returncode)}")
         return done
 
     @property
@@ -96,18 +104,28 @@ def init(self: Repository) -> bool:
     if self.exists(): return False
     self.restic('init'); return True
 
+# %% ../../nbs/13ca_ops.repository.ipynb #c019x
+@patch
+def missing(self: Repository) -> NotFound:
+    "The one line for a repository that is not there: what is at its path, and that a backup never makes one"
+    there = self.local is None or self.local.exists()
+    return NotFound(f"no backup repository at {self.url}{' (a folder without its config: left by restic after the repository moved?)' if self.local and there else ''}"
+                    f"{': no such folder (a backup disk not mounted?)' if not there else ''}; a backup never makes one: {_on_purpose(self.url)}")
+
+def _on_purpose(url: str) -> str: return f"`mlfin backup init --repo {url}` makes one on purpose, or records the one there"
+
 # %% ../../nbs/13ca_ops.repository.ipynb #c011
 @patch
 def snapshots(self: Repository, *tags: str) -> pd.DataFrame:
-    "mlfin's snapshots (those carrying every one of `tags` too), oldest first: id, time, host, paths, tags, home, and the full ids of its parent and of the snapshot it was rewritten from"
-    found = json.loads(self.restic('snapshots', '--json', '--tag', ','.join((TAG, *tags))).stdout or '[]')
+    "mlfin's snapshots (those carrying every one of `tags` too), oldest first: id, time, host, paths, tags, home, and the full ids of its parent and of the snapshot it was rewritten from, its place in its home's order (`seq`, 0: made before mlfin kept one)"
+    found = json.loads(self.restic('--no-lock', 'snapshots', '--json', '--tag', ','.join((TAG, *tags))).stdout or '[]')   # a read writes no lock: it works on a full or read-only disk
     table = pd.DataFrame([{'id': s['short_id'], 'full_id': s['id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
                            'paths': s['paths'], 'tags': s.get('tags') or [],
                            'home': next((t.removeprefix('home:') for t in s.get('tags') or [] if t.startswith('home:')), ''),
-                           'parent': s.get('parent') or '', 'original': s.get('original') or ''} for s in found],
-                         columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home', 'parent', 'original'])
+                           'parent': s.get('parent') or '', 'original': s.get('original') or '',
+                           'seq': next((int(t.removeprefix(SEQ)) for t in s.get('tags') or [] if t.startswith(SEQ) and t[len(SEQ):].isdigit()), 0)} for s in found],
+                         columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home', 'parent', 'original', 'seq'])
     return table.sort_values('time', ignore_index=True)
-
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c011h
 @patch
@@ -116,7 +134,6 @@ def holds(self: Repository, snapshot: str,   # its id, short or full
     "Whether the repository still holds `snapshot`: under its id, or rewritten from it (a tag added: restic's `original`)"
     found = self.snapshots()
     return bool(snapshot) and bool(found['full_id'].str.startswith(snapshot).any() or found['original'].str.startswith(snapshot).any())
-
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c012
 @patch
@@ -135,6 +152,23 @@ def todays_share(day=None) -> str:
     "The part of the packs the daily check reads back on `day` (default today, UTC): '1/7' .. '7/7' in turn"
     day = day or dt.datetime.now(dt.timezone.utc).date()
     return f"{day.toordinal() % READ_EVERY + 1}/{READ_EVERY}"
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c012b
+@patch
+def read_back(self: Repository, snapshot: str,   # its id, short or full
+              files=(),                           # the paths it must hold (a manifest's)
+             ) -> dict:
+    "The snapshot read back from the repository: found by its id, its trees loaded (`restic ls`), every one of `files` in them; its id, time and what was read, else Unavailable in one line"
+    done = self.restic('--no-lock', 'ls', '--json', snapshot, check=False)
+    lines = done.stdout.splitlines()
+    if done.returncode or not lines:
+        raise Unavailable(f"snapshot {snapshot} could not be read back from {self.url}: {restic_said(done.stderr, done.returncode)}; "
+                          "it is not recorded as a backup (was the repository moved or replaced while it ran?)")
+    head, nodes = json.loads(lines[0]), [json.loads(l) for l in lines[1:]]
+    held = {n['path'].lstrip('/') for n in nodes if n.get('type') == 'file'}
+    missing = sorted(set(files) - held)
+    if missing: raise Unavailable(f"snapshot {snapshot} in {self.url} lacks {len(missing)} file(s) of its manifest (first: {missing[0]}): it is not recorded as a backup")
+    return {'id': head['id'], 'time': head['time'], 'files': len(held)}
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c013
 @patch
@@ -173,32 +207,42 @@ def password_file(path: Path | None = None,
     return secret_file(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home()/'.config'/'mlfin'/'backup-password', make)
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c015
-def repository(url: str | None = None, password: Path | None = None,
-               backing_up: bool = False,   # a backup: refuse a repository inside the home; a new repository gets a new password file
-              ) -> Repository:
-    "The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given, NotFound when its password file is missing (made only for a new repository by a backup)"
+def repository_url(url: str | None = None) -> str | None:
+    "The repository's URL as a backup records it: `url` or MLFIN_BACKUP_REPO, a folder made absolute; None when neither is given"
     url = url or os.environ.get('MLFIN_BACKUP_REPO')
+    if url and not url.startswith(('sftp:', 'rest:', 's3:', 'b2:', 'azure:', 'gs:', 'rclone:')): url = str(Path(url).expanduser().resolve())
+    return url or None
+
+def repository(url: str | None = None, password: Path | None = None,
+               backing_up: bool = False,   # a backup, or making one: refuse a repository inside the home
+               making: bool = False,       # `make_repository`: a new repository gets a new password file
+              ) -> Repository:
+    "The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given, NotFound when its password file is missing (made only with a new repository)"
+    url = repository_url(url)
     if not url: raise BadInput("no backup repository: give --repo (a folder on another disk, sftp:HOST:/PATH or rest:URL) or set MLFIN_BACKUP_REPO")
-    if not url.startswith(('sftp:', 'rest:', 's3:', 'b2:', 'azure:', 'gs:', 'rclone:')):
-        url = str(Path(url).expanduser().resolve())
-        if backing_up and Path(url).is_relative_to(home().resolve()): raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
+    if backing_up and ':' not in url.split('/')[0] and Path(url).is_relative_to(home().resolve()):
+        raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
     found = Repository(url, password_file(password))
     if not found.password_file.exists():
-        if backing_up and not found.initialised(): password_file(password, make=True)   # a new repository: its password made here, once
+        there = found.initialised()
+        if making and not there: password_file(password, make=True)   # a new repository: its password made here, once
+        elif backing_up and not there: raise found.missing()   # what is wrong is the repository, not its password
         else: raise NotFound(f"the backup password file {found.password_file} is missing: put the password of the repository at {url} there "
                              "(the copy kept when it was made), or name its file with --password or MLFIN_BACKUP_PASSWORD_FILE")
     return found
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c016
 @patch
-def retention_due(self: Repository, home: str, work: Path) -> bool:
+def retention_due(self: Repository, home: str, work: Path,
+                  snapshots: pd.DataFrame | None = None,   # the home's snapshots, when the caller has them (a restic call saved)
+                 ) -> bool:
     "Whether this home's retention is due: its last run (a snapshot tagged `retention`), read from the repository unless `work` remembers it for this repository"
     cache = work/'retention.json'
     key = f"{self.url} {home}"
     try: last = json.loads(cache.read_text()).get(key)
     except (OSError, ValueError): last = None
     if last is None:   # a new machine, a restored home, another repository: the repository says
-        ran = self.snapshots(f"home:{home}", RETAINED)
+        ran = self.snapshots(f"home:{home}", RETAINED) if snapshots is None else snapshots[snapshots['tags'].map(lambda t: RETAINED in t)]
         last = ran['time'].iloc[-1].timestamp() if len(ran) else 0.0
         self.remember_retention(home, work, last)
     return pd.Timestamp.now(tz='UTC').timestamp() - last > RETENTION_EVERY
@@ -212,3 +256,66 @@ def remember_retention(self: Repository, home: str, work: Path, when: float):
     known[f"{self.url} {home}"] = when
     work.mkdir(parents=True, exist_ok=True)
     atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(known)))
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c018
+RECORDED = 'backup-repositories.json'   # in the home: each repository URL it backs up into -> that repository's id
+
+def recorded_ids() -> dict[str, str]:
+    "The repositories this home backs up into, as `mlfin backup init` (or a first backup's adoption) recorded them: URL -> restic id"
+    try: return json.loads((home()/RECORDED).read_text())
+    except (OSError, ValueError): return {}
+
+def record_id(url: str, repository_id: str):
+    "Record in the home that it backs up into the repository `repository_id` at `url`"
+    atomic_write(home()/RECORDED, lambda tmp: Path(tmp).write_text(json.dumps({**recorded_ids(), url: repository_id}, indent=1)))
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c019
+@patch
+def config_id(self: Repository) -> str | None:
+    "The repository's id, read with its password (`restic cat config`); None when no repository is there"
+    if self.local is not None and not (self.local/'config').exists(): return None   # no restic call (0.5 s) for a folder that is not one
+    done = self.restic('cat', 'config', check=False)
+    if done.returncode == 0: return json.loads(done.stdout)['id']
+    if 'Is there a repository at the following location' in done.stderr: return None
+    raise Unavailable(f"restic cat config on {self.url}: {restic_said(done.stderr, done.returncode)}")
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c020
+@patch
+def vouch(self: Repository, me: str | None,   # this home's id (`home_id`)
+         ) -> str:
+    "The repository's id when it is this home's (the one recorded for its URL; none recorded: one holding this home's snapshots); else NotFound or BadInput in one line naming it"
+    found = self.config_id()
+    if found is None: raise self.missing()
+    known = recorded_ids().get(self.url)
+    if known is None:
+        if me and len(self.snapshots(f"home:{me}")): record_id(self.url, found); return found   # backing up there before ids were recorded: adopted
+        raise NotFound(f"the repository at {self.url} holds none of this home's snapshots and this home records no repository there: {_on_purpose(self.url)}")
+    if known != found:
+        raise BadInput(f"the repository at {self.url} is another one (id {found[:8]}, this home's is {known[:8]}): a disk swapped, or a repository made anew there; "
+                       f"mount this home's, or `mlfin backup init --repo {self.url}` to back up into this one from now on")
+    return found
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c021
+def make_repository(url: str | None = None, password: Path | None = None,
+                    adopt: bool = True,   # a repository already there: record it as this home's (False: leave it to `vouch`)
+                   ) -> tuple[Repository, str, bool]:
+    "Make the repository at `url` (its password file made once), or take on the one there; record its id in this home: (repository, id, made)"
+    repo = repository(url, password, backing_up=True, making=True)
+    if repo.local is not None and not repo.local.parent.is_dir(): raise NotFound(f"{repo.local.parent}: no such folder (a backup disk not mounted?): the repository goes in a folder that is there")
+    home_id(make=True)
+    found, made = repo.config_id(), False
+    if found is None: repo.restic('init'); found, made = repo.config_id(), True
+    if made or adopt: record_id(repo.url, found)
+    return repo, found, made
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c022
+def latest(snapshots: pd.DataFrame) -> tuple[pd.Series, str]:
+    "The snapshot taken last by the repository's order (a home's `seq`; between homes, their newest by time), and a warning line when one is dated after it"
+    if snapshots.empty: raise NotFound("the repository holds no mlfin snapshot: `mlfin backup` makes one")
+    tips = snapshots.sort_values(['seq', 'time']).groupby('home', sort=False).tail(1)
+    chosen = tips.sort_values('time').iloc[-1]
+    ahead = snapshots[snapshots['time'] > chosen['time']].sort_values('time')
+    if ahead.empty: return chosen, ''
+    a, at = ahead.iloc[-1], lambda t: t.strftime('%Y-%m-%d %H:%M UTC')
+    return chosen, (f"snapshot {a['id']} is dated {at(a['time'])}, after {chosen['id']} ({at(chosen['time'])}), the last taken by the repository's order: "
+                    f"a clock was wrong when one of them was made; {chosen['id']} is the latest (--snapshot {a['id']} takes the other)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from .backup import checksums
-from .repository import RESTORED, repository
+from .repository import RESTORED, latest, repository, restic_said
 from ..models.registry import load, series_of
 from ..tracking import check_home
 from ..data.stores import open_store
@@ -31,19 +31,19 @@ class Restored:
     fingerprints: dict     # production model -> 'identical', or what differs
     project: Path | None   # the project's configuration files, restored beside the home
     kept: str = ''         # the snapshot as retention keeps it now, tagged restored-from (its new id), or why it could not be tagged
+    warning: str = ''      # the latest by the repository's order is not the latest by time: what a clock did
 
     def summary(self) -> dict:
         return {'snapshot': self.snapshot, 'home': str(self.home), 'files': self.files, 'bytes': self.bytes, 'seconds': round(self.seconds, 2),
-                'series': len(self.store['series']), 'fingerprints': self.fingerprints, 'kept': self.kept}
+                'series': len(self.store['series']), 'fingerprints': self.fingerprints, 'kept': self.kept, **({'warning': self.warning} if self.warning else {})}
 
 # %% ../../nbs/13d_ops.restore.ipynb #c006
-def pick(snapshots: pd.DataFrame, wanted: str) -> pd.Series:
-    "The snapshot `wanted` names: latest, or the first characters of its id"
-    if snapshots.empty: raise NotFound("the repository holds no mlfin snapshot: `mlfin backup` makes one")
-    if wanted == 'latest': return snapshots.iloc[-1]
+def pick(snapshots: pd.DataFrame, wanted: str) -> tuple[pd.Series, str]:
+    "The snapshot `wanted` names, latest (by the repository's order: `repository.latest`, with its warning when times disagree) or the first characters of its id"
+    if wanted == 'latest': return latest(snapshots)
     found = snapshots[snapshots['full_id'].str.startswith(wanted)]
     if len(found) != 1: raise NotFound(f"snapshot {wanted!r}: {'no such snapshot' if found.empty else 'names several'}; `mlfin backup ls` lists them")
-    return found.iloc[0]
+    return found.iloc[0], ''
 
 # %% ../../nbs/13d_ops.restore.ipynb #c008s
 def _sidecar(path: str, wanted: dict, found: dict) -> bool:
@@ -99,7 +99,7 @@ def unreadable(snapshot: str, said: str) -> str:
             first.setdefault(path.lstrip('/'), why)
     files = [f"{path} ({why})" for path, why in first.items()]
     what = (f"{len(files)} file(s) unreadable: {', '.join(files[:3])}{' and more' if len(files) > 3 else ''}" if files else
-            ([l for l in said.strip().splitlines() if l.strip()] or ['restic failed'])[-1])
+            restic_said(said))
     return (f"snapshot {snapshot} could not be restored, {what}; the repository is damaged there: `mlfin backup check --read-data` names the damaged packs; "
             "try an earlier snapshot (`mlfin backup ls`, then --snapshot ID) or another copy of the repository; nothing was placed")
 
@@ -118,7 +118,7 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
         raise BadInput(f"{to}: not empty; restore rebuilds a home in an empty folder (--force replaces what the snapshot holds there)")
     repository_ = repository(repo, password)
     if not repository_.exists(): raise NotFound(f"no restic repository at {repository_.url} (or its password is not {repository_.password_file})")
-    chosen = pick(repository_.snapshots(), snapshot)
+    chosen, warning = pick(repository_.snapshots(), snapshot)
     scratch = work = to.parent/f".{to.name}.restoring-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
@@ -149,18 +149,16 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     short = [n for n, v in series.items() if v['restored'] < v['backed_up']]
     if short: raise Unavailable(f"restored store holds fewer bars than backed up for {', '.join(short)}")
     kept = _keep(repository_, chosen)
-    return Restored(chosen['id'], to, files, size, time.perf_counter() - started, {'kind': kind, 'url': target_store, 'series': series}, prints, project, kept)
+    return Restored(chosen['id'], to, files, size, time.perf_counter() - started, {'kind': kind, 'url': target_store, 'series': series}, prints, project, kept, warning)
 
 # %% ../../nbs/13d_ops.restore.ipynb #c011k
 def _keep(repository_, chosen) -> str:
     "Tag the snapshot a home was restored from, so retention keeps it whatever its age: its id after tagging, or why it stays untagged"
     if RESTORED in chosen['tags']: return f"snapshot {chosen['id']} already kept as restored-from"
     done = repository_.restic('tag', '--add', RESTORED, chosen['full_id'], check=False)   # restic writes the snapshot anew: a new id
-    if done.returncode:
-        last = [l for l in done.stderr.strip().splitlines() if l.strip()]
-        return f"snapshot {chosen['id']} not tagged restored-from ({last[-1] if last else 'exit ' + str(done.returncode)}): retention may forget it"
+    if done.returncode: return f"snapshot {chosen['id']} not tagged restored-from ({restic_said(done.stderr, done.returncode)}): retention may forget it"
     ours = repository_.snapshots(RESTORED)
-    now = ours[(ours['time'] == chosen['time']) & (ours['host'] == chosen['host'])]
+    now = ours[ours['original'] == (chosen['original'] or chosen['full_id'])]   # restic keeps the first id of a rewritten snapshot
     return f"snapshot {chosen['id']} kept as restored-from, now {now['id'].iloc[-1] if len(now) else 'under a new id'}"
 
 # %% ../../nbs/13d_ops.restore.ipynb #c012

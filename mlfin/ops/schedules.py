@@ -18,9 +18,11 @@ from ..service.live import served_signals
 from .health import check_all
 from .daily import daily_report
 from ..monitor.alerting import send_alert
+from .repository import repository_url
 
 # %% auto #0
-__all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'scheduled', 'Stopped', 'units', 'cron_lines', 'unit_dir', 'install', 'remove']
+__all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'job_about', 'scheduled', 'Stopped', 'units', 'cron_lines', 'unit_dir',
+           'install', 'remove']
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c005
 @dataclass(frozen=True)
@@ -70,14 +72,21 @@ def job_work(job: str) -> Callable[[float | None], dict]:
         return daily_report().summary()
     return locals()[job]
 
+# %% ../../nbs/13b_ops.schedules.ipynb #c010a
+def job_about(job: str) -> dict:
+    "What a run of `job` is on, beyond the job and host: a backup's repository (its URL), so one repository's success never resolves another's failure"
+    url = repository_url() if job == 'backup' else None
+    return {'repository': url} if url else {}
+
 # %% ../../nbs/13b_ops.schedules.ipynb #c011
 def scheduled(job: str,                    # one of JOBS
               wait: float | None | str = 'job', # seconds to wait for the previous run; 'job': the job's own (`Job.wait`)
               echo: Callable = print,
               work: Callable | None = None,     # what it does (wait -> summary), when not the job's own (`mlfin backup` with its options)
+              about: dict | None = None,        # what the run is on, kept by a failed run and named by its alert (default `job_about`)
              ) -> int:
     "Run `job` once, holding its lock, recorded in the ops database; its exit status (0 done, 75 skipped: the previous still works, 2 failed on a user's mistake, 1 failed, 143 stopped by SIGTERM)"
-    work, at = work or job_work(job), home()
+    work, at, about = work or job_work(job), home(), job_about(job) if about is None else about
     wait = JOBS[job].wait if wait == 'job' else wait
     settle_dead(at)   # runs killed before they could write their outcome: failed
     if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, _stopped)   # systemd's timeout, or a person: recorded
@@ -92,16 +101,16 @@ def scheduled(job: str,                    # one of JOBS
         run_working(record, at)
         try: summary = work(wait)
         except MlfinError as e:
-            run_ended(record, 'failed', 2, str(e), at=at); _alert(job, str(e))
+            run_ended(record, 'failed', 2, str(e), summary=about or None, at=at); _alert(job, str(e), about)
             echo(f"mlfin: {job}: failed: {e}"); return 2
         except BaseException as e:   # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
             line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            run_ended(record, 'failed', 143 if isinstance(e, Stopped) else 1, line, at=at); traceback.print_exc()
-            _alert(job, line)
+            run_ended(record, 'failed', 143 if isinstance(e, Stopped) else 1, line, summary=about or None, at=at); traceback.print_exc()
+            _alert(job, line, about)
             if isinstance(e, (KeyboardInterrupt, SystemExit, Stopped)): raise
             return 1
         run_ended(record, 'succeeded', 0, summary=summary, at=at)
-        _alert(job, None)
+        _alert(job, None, {k: summary.get(k, v) for k, v in about.items()})   # what the run was on, as it found it
         echo(f"mlfin: {job}: done: {summary}")
         return 0
     finally: held.__exit__(None, None, None)
@@ -113,9 +122,9 @@ class Stopped(BaseException):
 def _stopped(signum, frame): raise Stopped("SIGTERM: the job's timeout ran out, or it was stopped")
 
 # %% ../../nbs/13b_ops.schedules.ipynb #c013
-def _alert(job: str, error: str | None):
-    "Fire (error) or resolve (None) the job's failed-run alert, when an Alertmanager is configured"
-    try: send_alert('MlfinScheduledRunFailed', {'task': job, 'host': socket.gethostname()},
+def _alert(job: str, error: str | None, about: dict | None = None):
+    "Fire (error) or resolve (None) the job's failed-run alert, labelled with what the run was on (a backup's repository), when an Alertmanager is configured"
+    try: send_alert('MlfinScheduledRunFailed', {'task': job, 'host': socket.gethostname(), **(about or {})},
                     f"scheduled {job} failed: {error}" if error else f"scheduled {job} succeeded", firing=error is not None, ends_in=26 * 3600)
     except MlfinError as e: print(f"mlfin: {job}: the alert was not sent: {e}", file=sys.stderr)
 
