@@ -132,8 +132,9 @@ def snapshots(self: Repository, *tags: str) -> pd.DataFrame:
 def holds(self: Repository, snapshot: str,   # its id, short or full
          ) -> bool:
     "Whether the repository still holds `snapshot`: under its id, or rewritten from it (a tag added: restic's `original`)"
+    if not snapshot: return False
     found = self.snapshots()
-    return bool(snapshot) and bool(found['full_id'].str.startswith(snapshot).any() or found['original'].str.startswith(snapshot).any())
+    return bool(found['full_id'].str.startswith(snapshot).any() or found['original'].str.startswith(snapshot).any())
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c012
 @patch
