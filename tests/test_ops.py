@@ -33,6 +33,7 @@ def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mail
             repo = tmp_path/'repo'
             monkeypatch.setenv('MLFIN_BACKUP_REPO', str(repo))
             monkeypatch.setenv('MLFIN_BACKUP_PASSWORD_FILE', str(tmp_path/'password'))
+            mlfin(home, 'backup', 'init')   # the repository made on purpose
             assert mlfin(home, 'scheduled', 'backup').returncode == 0
             assert mlfin(home, 'scheduled', 'monitor').returncode == 0
             from mlfin import data
@@ -63,7 +64,7 @@ def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mail
         lines = {l[6:29].strip(): l for l in said.splitlines()}
         assert lines['disk repository'].startswith('FAIL') and f"(0%) at {repo}; below the 10% and 1.0 GiB kept free" in lines['disk repository'], said
         error = runs('backup', 1, at=home)['error'].iloc[0]   # restic's own line, as the failed backup recorded it
-        assert error.startswith(f"restic backup on {repo}: ") and lines['backup'].startswith('FAIL'), (error, said)
+        assert error.startswith('restic ') and f" on {repo}: " in error and lines['backup'].startswith('FAIL'), (error, said)
         assert f"the last backup on {repo} failed, " in lines['backup'] and f" min ago: {error}; the last that succeeded: snapshot " in lines['backup'], said
         assert lines['disk home'].startswith('ok') and lines['series AAPL:1d'].startswith('ok'), said
         rounds = [subprocess.CompletedProcess(full.args, full.returncode, said, full.stderr)]   # the first of three rounds with the service down

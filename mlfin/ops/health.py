@@ -13,7 +13,7 @@ from ..config import service_url
 from ..errors import MlfinError
 from ..paths import SUMMARY, home, run_dir
 from .records import ahead_said, check_stats, dated_ahead, mlflow_rows, record_checks, runs
-from .repository import Repository, password_file, repository
+from .repository import Repository, repository, repository_url
 from ..data.stores import open_store, store_place
 from ..monitor.freshness import freshness, live_series, overdue_said, production_names
 from ..models.registry import describe, production
@@ -71,7 +71,7 @@ def _size(n: float) -> str:
 def watched_repository(done: pd.DataFrame | None = None, # the backups recorded (`runs('backup')`); default: read here
                       ) -> str | None:
     "The backup repository health watches: MLFIN_BACKUP_REPO, resolved as a backup resolves it, else the one the last recorded backup named; None: neither"
-    if os.environ.get('MLFIN_BACKUP_REPO'): return repository().url
+    if (configured := repository_url()): return configured
     done = runs('backup', limit=200) if done is None else done
     return next((s['repository'] for s in done['summary'] if isinstance(s, dict) and s.get('repository')), None)
 
@@ -226,12 +226,12 @@ def check_all(store=None, service_url: str | None = None, alert: bool = True) ->
     "Every check once, timed and recorded; an alert for each check failing FAILURES rounds in a row, resolved when it passes again"
     store = store or os.environ.get('MLFIN_STORE')
     try: watched = watched_repository()
-    except MlfinError: watched = None   # its password file missing: the backup and repository disk checks each say so
+    except Exception: watched = None   # the records unreadable: the checks that need it each fail with the reason, as any check does
     checks: list[tuple[str, Callable]] = [('service', lambda: service_check(service_url)), ('store', lambda: store_check(store)),
                                           ('registry', registry_check), ('disk home', disk_check), ('disk repository', lambda: repository_disk_check(watched)),
                                           ('disk store', lambda: store_disk_check(store)), ('last run', run_check),
                                           ('jobs', lambda: jobs_check(store)), ('backup', lambda: backup_check(url=watched))]
-    labels = {'backup': {'repository': watched or os.environ.get('MLFIN_BACKUP_REPO', '')}}   # one repository's recovery resolves only its own page
+    labels = {'backup': {'repository': watched or ''}}   # one repository's recovery resolves only its own page
     results = []
     for name, check in checks:
         t = time.perf_counter()
