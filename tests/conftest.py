@@ -3,7 +3,7 @@ built by whichever pytest-xdist worker asks first while the others wait for it, 
 that reads one is checked afterwards to have left every file of it as it was). A test that writes takes its own copy
 (`copied`). Servers (PostgreSQL, Redis, Chromium) start once per worker; a test that needs a server of its own (a
 service with its flags, Prometheus with its rules) starts it."""
-import json, os, random, re, shutil, signal, subprocess, sys, time
+import json, os, random, re, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
@@ -12,6 +12,8 @@ from xdist.scheduler import LoadScopeScheduling
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFIN = str(Path(sys.executable).with_name('mlfin'))
+import zygote
+ZYGOTE_LOGS = Path(tempfile.gettempdir())/'mlfin-zygote'   # each worker's server's own messages (none when all is well)
 # a slice of real data: two daily series (index and stock, NYSE) and hourly FX (24/5)
 SLICE = ['--symbols', 'SPX,GOOGL,EURUSD', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3']
 # the smallest run that shows what a run does: one daily series, the baseline model
@@ -120,7 +122,9 @@ def pytest_collection_modifyitems(config, items):
 def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     "Run the `mlfin` command as a user types it, with state under `home` (and `input` on its standard input, `env` besides)"
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false', **(env or {})}
-    done = subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, input=input)   # a hang guard, for a busy machine
+    # forked from this worker's server of imported libraries (tests/zygote.py says why that is the same command), else a process
+    done = (zygote.run(sys.executable, MLFIN, list(args), env, ROOT, input, 3600, ZYGOTE_LOGS) or   # a hang guard, for a busy machine
+            subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, input=input))
     if check and done.returncode != 0:
         raise AssertionError(f"mlfin {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
@@ -466,7 +470,8 @@ class Service:
     def start(self, scheme: str = 'http', verify=True):
         self.home.mkdir(parents=True, exist_ok=True)
         self.log = self.home/f"serve-{self.port}.log"
-        self.process = subprocess.Popen([*self.wrap, MLFIN, *self.args], cwd=ROOT, env=self.env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT)
+        self.process = ((not self.wrap and zygote.popen(sys.executable, MLFIN, self.args, self.env, ROOT, self.log, ZYGOTE_LOGS)) or
+                        subprocess.Popen([*self.wrap, MLFIN, *self.args], cwd=ROOT, env=self.env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT))
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
