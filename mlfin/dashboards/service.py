@@ -262,7 +262,7 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c019
 def health_tables(text: str) -> dict[str, pd.DataFrame]:
-    "The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue, quarantined rows, last push, refused pushes), jobs, production versions"
+    "The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue, quarantined rows, last push, refused pushes, expected live), jobs, production versions"
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     routes, buckets = {}, {}
     for s in samples:
@@ -278,7 +278,7 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
                               for r, v in sorted(routes.items())])
     series = {}
     for s in samples:
-        if s.name in ('mlfin_last_bar_timestamp_seconds', 'mlfin_series_overdue_seconds', 'mlfin_quarantine_rows'):
+        if s.name in ('mlfin_last_bar_timestamp_seconds', 'mlfin_series_overdue_seconds', 'mlfin_quarantine_rows', 'mlfin_series_live'):
             series.setdefault((s.labels['symbol'], s.labels['timeframe']), {})[s.name] = s.value
     pushes = {}   # the collector's view of each stored series: its last accepted batch (this service's), its pushes refused
     for s in samples:
@@ -288,7 +288,10 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
     per_series = pd.DataFrame([{'symbol': k[0], 'timeframe': k[1], 'last bar': pd.Timestamp(v.get('mlfin_last_bar_timestamp_seconds', 0), unit='s', tz='UTC'),
                                 'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0), 'quarantined rows': int(v.get('mlfin_quarantine_rows', 0)),
                                 'last push': pd.Timestamp(pushes[k]['last'], unit='s', tz='UTC') if 'last' in pushes.get(k, {}) else pd.NaT,
-                                'refused pushes': int(pushes.get(k, {}).get('refused', 0))}
+                                'refused pushes': int(pushes.get(k, {}).get('refused', 0)),
+                                # expected live (a production model, a collector, marked): its overdue bars are news; else history.
+                                # A service that does not say (before mlfin_series_live) is read as live, as its alert rules read it
+                                'live': bool(v.get('mlfin_series_live', 1.0))}
                                for k, v in sorted(series.items())])
     jobs = pd.DataFrame([{'state': s.labels['state'], 'jobs': int(s.value)} for s in samples if s.name == 'mlfin_jobs'])
     production = pd.DataFrame([{'model': s.labels['name'], 'version': int(s.value)} for s in samples if s.name == 'mlfin_model_production_version'])
@@ -296,7 +299,7 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c020o
 def ops_tables(limit: int = 20) -> dict:
-    "The home's operations record (`ops.records`): the latest scheduled runs, each health check's statistics, the latest backups"
+    "The home's operations record (`ops.records`): the latest scheduled runs, each health check's statistics, the latest backup attempts (a failed one with its line)"
     done = runs(limit=limit)
     shown = pd.DataFrame({'job': done['job'], 'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
                           'seconds': (done['ended'] - done['started']).dt.total_seconds().round(1), 'status': done['status'],
@@ -304,11 +307,14 @@ def ops_tables(limit: int = 20) -> dict:
     stats = check_stats()
     stats = stats[['check', 'rounds', 'failures', 'consecutive_failures', 'avg_s', 'max_s', 'last_detail']] if len(stats) else stats
     made = runs('backup', limit=200)
-    made = made[(made['status'] == 'succeeded') & made['summary'].map(lambda s: isinstance(s, dict))].head(10)
-    backups = pd.DataFrame([{'ended': e.strftime('%Y-%m-%d %H:%M:%S'), 'snapshot': s.get('snapshot'), 'files': s.get('files'),
-                             'MB added': round((s.get('added') or 0) / 1e6, 2), 'seconds': s.get('seconds'),
-                             'repository check': (('passed ' if s['check']['passed'] else 'FAILED ') + s['check']['at']) if s.get('check') else ''}
-                            for e, s in zip(made['ended'], made['summary'])])
+    made = made[made['status'].isin(('succeeded', 'failed', 'interrupted'))].head(10)   # attempts: a failed one shows at once, with its line
+    backups = pd.DataFrame([{'ended': e.strftime('%Y-%m-%d %H:%M:%S') if pd.notna(e) else '', 'status': st, 'repository': (s or {}).get('repository', ''),
+                             'snapshot': (s or {}).get('snapshot', ''), 'files': (s or {}).get('files'),
+                             'MB added': round(((s or {}).get('added') or 0) / 1e6, 2), 'seconds': (s or {}).get('seconds'),
+                             'repository check': (('passed ' if s['check']['passed'] else 'FAILED ') + s['check']['at']) if (s or {}).get('check') else '',
+                             'error': err if isinstance(err, str) else ''}
+                            for e, st, s, err in zip(made['ended'], made['status'], made['summary'], made['error'])],
+                           columns=['ended', 'status', 'repository', 'snapshot', 'files', 'MB added', 'seconds', 'repository check', 'error'])
     return {'runs': shown, 'checks': stats, 'backups': backups}
 
 # %% ../../nbs/12e_dashboards.service.ipynb #c021
@@ -318,14 +324,17 @@ def health_section(c: Connection):
     routes, series = t['routes'], t['series']
     errors = routes.loc[routes['server errors'] > 0.01, 'route'].tolist() if len(routes) else []
     slow = routes.loc[routes['p99 (ms)'] > 100, 'route'].tolist() if len(routes) else []
-    stale = [f"{r['symbol']} {r['timeframe']}" for r in series.to_dict(orient='records') if r['overdue (s)'] > 0] if len(series) else []
+    rows = series.to_dict(orient='records') if len(series) else []
+    stale = [f"{r['symbol']} {r['timeframe']}" for r in rows if r['overdue (s)'] > 0 and r['live']]
+    history = [f"{r['symbol']} {r['timeframe']}" for r in rows if not r['live']]   # no bar is expected: not news, said apart
     said = (f"{int(routes['requests'].sum()) if len(routes) else 0:,} requests since the service started; "
             + (f"server errors over 1% on {', '.join(errors)}; " if errors else "no route over 1% server errors; ")
             + (f"p99 over 100 ms on {', '.join(slow)}; " if slow else "every route's p99 within 100 ms; ")
-            + (f"stale: {', '.join(stale)}." if stale else "every series fresh."))
+            + (f"stale: {', '.join(stale)}" if stale else "every live series fresh")
+            + (f"; history (not expected live: no production model, no collector, not marked live): {', '.join(history)}." if history else "."))
     shown_routes = routes.assign(**{'server errors': routes['server errors'].map(percent)}) if len(routes) else routes
-    shown_series = (series.assign(**{'last bar': series['last bar'].map(when_text), 'overdue (s)': series['overdue (s)'].map(lambda s: duration_text(s) if s > 0 else 'fresh'),
-                                    'last push': series['last push'].map(when_text)}).rename(columns={'overdue (s)': 'overdue'}) if len(series) else series)
+    shown_series = (series.assign(**{'last bar': series['last bar'].map(when_text), 'overdue (s)': [duration_text(s) if s > 0 and live else 'fresh' if live else 'history' for s, live in zip(series['overdue (s)'], series['live'])],
+                                    'last push': series['last push'].map(when_text)}).rename(columns={'overdue (s)': 'overdue'}).drop(columns='live') if len(series) else series)
     parts = [verdict_box(said), widgets.HTML("<h2>Requests per route (since the service started)</h2>"), widgets.HTML(html_table(shown_routes, index=False)),
              widgets.HTML("<h2>Series</h2>"), widgets.HTML(html_table(shown_series, index=False))]
     if len(t['jobs']): parts += [widgets.HTML("<h2>Jobs</h2>"), widgets.HTML(html_table(t['jobs'], index=False))]
