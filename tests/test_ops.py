@@ -106,5 +106,15 @@ def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mail
         assert {r['job'] for r in figures['runs']} == {'backup', 'monitor'} and sorted(r['status'] for r in figures['runs']) == ['failed', 'succeeded', 'succeeded', 'succeeded']
         assert figures['backups'][0]['snapshot'] and 'service' in {f['check'] for f in figures['health_failures']}
         assert set(figures['production']) == {'mlfin.SPX.1d', 'mlfin.ES.1m'}
+        # backups go to another repository, whose last backup is good: its round resolves only its own page, never the first repository's
+        other = tmp_path/'other-repo'; other.mkdir()
+        record = run_started('backup', home)
+        run_ended(record, 'succeeded', 0, summary={'snapshot': '0a0b0c0d', 'repository': str(other)}, at=home)   # a record naming no home: not asked of restic
+        passing = mlfin(home, 'health', check=False, env={'MLFIN_BACKUP_REPO': str(other)})
+        assert any(l.startswith('ok') and l[6:29].strip() == 'backup' and f"on {other} " in l for l in passing.stdout.splitlines()), passing.stdout
+        import httpx
+        firing = httpx.get(f"http://127.0.0.1:{am_port}/api/v2/alerts", params={'filter': 'alertname="MlfinHealthCheckFailing"'}, timeout=10).json()
+        still = [a for a in firing if a['labels'].get('check') == 'backup']
+        assert [(a['labels']['repository'], a['status']['state']) for a in still] == [(str(repo), 'active')], still
     finally:
         smtp.stop(); am.terminate(); am.wait(30)
