@@ -47,11 +47,14 @@ def home_id(make: bool = False) -> str | None:
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c007r
 def restic_said(stderr: str, code: int = 1) -> str:
-    "restic's error in one line: its `Fatal:` line, a Go panic's first line, else its last line"
-    lines = [l.strip() for l in stderr.splitlines() if l.strip()]
-    said = (next((l for l in lines if l.startswith('Fatal:')), None) or next((l for l in lines if l.startswith(('panic:', 'fatal error:'))), None)
-            or (lines[-1] if lines else f"exit {code}"))
-    return said.removeprefix('Fatal: ')
+    "restic's error in one line: its `Fatal:` line, a Go panic's first line, an error printed with its stack as Go writes it (outermost first), else its last line"
+    raw = [l for l in stderr.splitlines() if l.strip()]
+    lines = [l.strip() for l in raw]
+    if said := next((l for l in lines if l.startswith('Fatal:')), None): return said.removeprefix('Fatal: ')
+    if said := next((l for l in lines if l.startswith(('panic:', 'fatal error:'))), None): return said
+    frames = {j for i, l in enumerate(raw) if l.startswith('\t') for j in (i - 1, i)}   # a function's line, then its file's, tab-indented
+    if frames: return ': '.join(reversed([l for i, l in enumerate(lines) if i not in frames])) or f"exit {code}"   # the cause first, each wrapper after it
+    return lines[-1] if lines else f"exit {code}"
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c008
 @dataclass
@@ -275,7 +278,7 @@ def record_id(url: str, repository_id: str):
 def config_id(self: Repository) -> str | None:
     "The repository's id, read with its password (`restic cat config`); None when no repository is there"
     if self.local is not None and not (self.local/'config').exists(): return None   # no restic call (0.5 s) for a folder that is not one
-    done = self.restic('cat', 'config', check=False)
+    done = self.restic('--no-lock', 'cat', 'config', check=False)   # a read: no lock written, so a full disk fails the backup itself, with its own line
     if done.returncode == 0: return json.loads(done.stdout)['id']
     if 'Is there a repository at the following location' in done.stderr: return None
     raise Unavailable(f"restic cat config on {self.url}: {restic_said(done.stderr, done.returncode)}")
