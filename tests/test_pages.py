@@ -80,7 +80,7 @@ def site(served_golden, tmp_path_factory, browser):
     mlfin(home, 'health', '--service-url', 'http://127.0.0.1:9', check=False)   # one round of checks recorded: nothing listens there
     kept = os.environ.get('MLFIN_BACKUP_PASSWORD_FILE')
     os.environ['MLFIN_BACKUP_PASSWORD_FILE'] = str(home.parent/'backup-password')   # outside the home; this module's own
-    try: snapshot = mlfin(home, 'backup', '--repo', str(home.parent/'repo')).stdout.split()[1]   # a backup, recorded
+    try: snapshot = mlfin(home, 'backup', '--init', '--repo', str(home.parent/'repo')).stdout.split()[1]   # a first backup (its repository made), recorded
     finally:
         if kept is None: del os.environ['MLFIN_BACKUP_PASSWORD_FILE']
         else: os.environ['MLFIN_BACKUP_PASSWORD_FILE'] = kept
