@@ -200,7 +200,7 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
 def health(history: bool = typer.Option(False, '--history', help="print each check's statistics (rounds, failures, times, consecutive failures) instead"),
            service_url: Optional[str] = typer.Option(None, help=f"the service (default: {SERVICE_URL_ENV} or {SERVICE_URL}); /ready with MLFIN_SERVICE_KEY"),
            store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)")):
-    "Check the service, store, registry, disk, series, last run, jobs and backup once; recorded, alerted after consecutive failures; exit 1 when one fails"
+    "Check the service, store, registry, disks (home, repository, store), live series, last run, jobs and backup once; recorded, alerted after consecutive failures; exit 1 when one fails"
     import pandas as pd
     if history:
         stats = check_stats()
