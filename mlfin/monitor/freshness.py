@@ -4,14 +4,13 @@
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c003
 from __future__ import annotations
-import os, sqlite3
-from contextlib import closing
+import os
 import pandas as pd
 from ..errors import BadInput
-from ..paths import home
 from ..data.bars import TIMEFRAMES, bar_end, check_timeframe, expected_bars
 from ..data.stores import open_store
 from ..models.registry import production, series_of
+from ..tracking.store import production_aliases
 
 # %% auto #0
 __all__ = ['GRACE', 'COUNTED', 'PUSHED', 'MARKED', 'freshness', 'overdue_said', 'production_names', 'live_series']
@@ -55,10 +54,7 @@ def production_names() -> list[str]:
     "The registered models aliased production: read from the home's MLflow database without MLflow, or asked of the registry where a team's tracking server keeps it"
     # not `production()` first: importing MLflow costs seconds (3.8 s measured beside a test run), and health asks every round
     if os.environ.get('MLFLOW_TRACKING_URI'): return sorted({v['name'] for v in production()})
-    if not (db := home()/'mlflow.db').exists(): return []
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as con:
-        try: return sorted(r[0] for r in con.execute("SELECT name FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'"))
-        except sqlite3.OperationalError: return []   # no registry tables yet: nothing promoted
+    return sorted(production_aliases() or {})   # no database or registry tables yet: nothing promoted
 
 # %% ../../nbs/11c_monitor.freshness.ipynb #c011ls
 def live_series(store=None,   # a store or its URL (default: mlfin's)

@@ -14,7 +14,7 @@ from ..errors import MlfinError, Unavailable
 from ..paths import home, home_project, project_root
 from ..processes import atomic_write
 from ..models.core import libraries as model_libraries
-from .records import mlflow_rows
+from ..tracking.store import production_aliases
 from .repository import RECORDED, RETAINED, SEQ, TAG, home_id, latest, repository, restic_bin, restic_said, todays_share
 from ..data.stores import open_store, store_place   # a manifest names the store as it may be said: no password
 from ..data.stores.parquet import series_cut
@@ -24,8 +24,8 @@ from ..models.registry import load, production, series_of
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'link_or_copy', 'link_tree', 'sqlite_copy',
-           'store_cut', 'atomic_write_json', 'production_versions', 'fingerprints', 'checksums', 'versions',
-           'schema_revisions', 'stage', 'Backup', 'backup']
+           'store_cut', 'atomic_write_json', 'fingerprints', 'checksums', 'versions', 'schema_revisions', 'stage',
+           'Backup', 'backup']
 
 # %% ../../nbs/13c_ops.backup.ipynb #c005
 CONFIG_FILES = ('env.yaml', 'features.yaml', 'models.yaml', 'pipeline.yaml')   # the project's, beside the code
@@ -88,21 +88,13 @@ def _pg_dump(url: str, target: Path):
                           capture_output=True, text=True)
     if done.returncode: raise Unavailable(f"pg_dump of the store failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
 
-# %% ../../nbs/13c_ops.backup.ipynb #c0pv
-def production_versions() -> dict[str, int] | None:
-    "Registered model -> its production version, read from the home's MLflow database without MLflow (None: a team's tracking server, or no registry)"
-    # not `models.registry.production()`: that imports MLflow (3.8 s measured beside a test run), and a backup asks only to know
-    # whether the fingerprints it kept still stand; when they do not, `fingerprints` asks the registry itself
-    rows = mlflow_rows("SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'")
-    return None if rows is None else {name: int(version) for name, version in rows}
-
 # %% ../../nbs/13c_ops.backup.ipynb #c015
 def fingerprints(store, target: Path) -> dict:
     "Each production model's predictions on its series' last PROBE_ROWS feature rows, the rows saved under `target/probe`: what a restore must reproduce"
     kept = home()/'.backup'/'fingerprints'
     try: cached = json.loads((kept/'fingerprints.json').read_text())
     except (OSError, ValueError): cached = None
-    serving = production_versions()
+    serving = production_aliases()   # not `production()`: MLflow's import costs seconds, and only whether the fingerprints kept still stand is asked
     if cached is not None and serving is not None and {n: v['version'] for n, v in cached.items() if 'error' not in v} == serving:
         for v in cached.values():   # the same production versions as at the last backup: their probes and predictions stand
             if 'probe' in v: link_or_copy(kept/v['probe'], target/v['probe'])

@@ -12,7 +12,8 @@ import pandas as pd
 from ..config import service_url
 from ..errors import MlfinError
 from ..paths import SUMMARY, home, run_dir
-from .records import ahead_said, check_stats, dated_ahead, mlflow_rows, record_checks, runs
+from .records import ahead_said, check_stats, dated_ahead, record_checks, runs
+from ..tracking.store import mlflow_rows
 from .repository import Repository, repository, repository_url
 from ..data.stores import open_store, store_place
 from ..monitor.freshness import freshness, live_series, overdue_said, production_names

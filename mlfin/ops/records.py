@@ -11,8 +11,8 @@ from ..paths import home
 from ..processes import alive
 
 # %% auto #0
-__all__ = ['SCHEMA', 'CLOCK_SLACK', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead', 'mlflow_rows',
-           'runs', 'dated_ahead', 'ahead_said', 'record_checks', 'check_history', 'check_stats']
+__all__ = ['SCHEMA', 'CLOCK_SLACK', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead', 'runs',
+           'dated_ahead', 'ahead_said', 'record_checks', 'check_history', 'check_stats']
 
 # %% ../../nbs/13a_ops.records.ipynb #c005
 SCHEMA = """
@@ -78,16 +78,6 @@ def settle_dead(at: Path | None = None) -> int:
             con.execute("UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
                         (utc_now(), f"died{' while waiting' if status == 'waiting' else ''}: its process {pid} is gone (killed, or the machine stopped); no outcome was written", i))
     return len(dead)
-
-# %% ../../nbs/13a_ops.records.ipynb #c012f
-def mlflow_rows(sql: str) -> list | None:
-    "Rows of a query on the home's MLflow database, read without MLflow (its import costs seconds); None: a team's tracking server, no database, or no such tables yet"
-    db = home()/'mlflow.db'
-    if os.environ.get('MLFLOW_TRACKING_URI') or not db.exists(): return None
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
-    try: return con.execute(sql).fetchall()
-    except sqlite3.OperationalError: return None
-    finally: con.close()
 
 # %% ../../nbs/13a_ops.records.ipynb #c013
 class _closing:

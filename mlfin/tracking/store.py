@@ -14,8 +14,8 @@ from ..errors import Unavailable
 from ..paths import artifact_dir, home, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'seed_store', 'experiment_id', 'outside_home', 'relocate', 'using',
-           'check_home']
+__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'seed_store', 'mlflow_rows', 'production_aliases', 'experiment_id',
+           'outside_home', 'relocate', 'using', 'check_home']
 
 # %% ../../nbs/06a_tracking.store.ipynb #c005
 EXPERIMENT = 'mlfin'
@@ -61,6 +61,22 @@ def seed_store(db: str | Path, # a home's MLflow store file
     finally: tmp.unlink()
     return True
 
+
+# %% ../../nbs/06a_tracking.store.ipynb #c012f
+def mlflow_rows(sql: str) -> list | None:
+    "Rows of a query on the home's MLflow database, read without MLflow (its import costs seconds); None: a team's tracking server, no database, or no such tables yet"
+    db = home()/'mlflow.db'
+    if os.environ.get('MLFLOW_TRACKING_URI') or not db.exists(): return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
+    try: return con.execute(sql).fetchall()
+    except sqlite3.OperationalError: return None
+    finally: con.close()
+
+# %% ../../nbs/06a_tracking.store.ipynb #c005_pa
+def production_aliases() -> dict[str, int] | None:
+    "mlfin's registered models aliased production -> their version, read from the home's MLflow database without MLflow; None where it cannot be read so (a team's tracking server, no database or registry yet)"
+    rows = mlflow_rows("SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'")
+    return None if rows is None else {name: int(version) for name, version in rows}
 
 # %% ../../nbs/06a_tracking.store.ipynb #c005_00
 def experiment_id(name: str = EXPERIMENT) -> str:
