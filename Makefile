@@ -20,7 +20,9 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 # again), a module whose tests share module fixtures kept on one worker, the slowest 30 listed. OpenMP threads (LightGBM,
 # XGBoost, BLAS) sleep while they wait instead of spinning on a core the other worker needs. Measured on this 2-core machine
 # (clean clone): two workers ran 2,805 to 3,438 s of tests in 1,419 to 1,739 s, the CPUs 80 to 88% busy over the whole run; with
-# the lane and issue 53's tests, three ran 4,578 s of tests in 1,939 to 1,991 s, the CPUs 97 to 99% busy: the cores, not the waits, bound it now
+# the lane and issue 53's tests, three ran 4,578 s of tests in 1,939 to 1,991 s, the CPUs 97 to 99% busy: the cores, not the waits, bound it.
+# With each worker's mlfin commands forked from a process that imported their libraries once (tests/zygote.py), three ran 3,011 to
+# 3,596 s of tests in 1,217 to 1,451 s (make test 1,380 to 1,657 s)
 WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest tests -n $(WORKERS) --durations=30
 test test-fast test-busy: export OMP_WAIT_POLICY := PASSIVE
