@@ -6,7 +6,7 @@ service with its flags, Prometheus with its rules) starts it."""
 import json, os, random, re, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
-import pytest
+import pytest, yaml
 from filelock import FileLock
 from xdist.scheduler import LoadScopeScheduling
 
@@ -369,7 +369,6 @@ def redis_answers(port: int, within: float = 30):
 @pytest.fixture(scope='session')
 def redis_server():
     "A private Redis server on loopback (Debian's redis-server, installed by env/setup-test.sh), nothing saved; yields its URL"
-    import shutil, socket, tempfile, time
     binary = shutil.which('redis-server') or '/usr/bin/redis-server'
     assert Path(binary).exists(), "redis-server is missing: env/setup-test.sh installs it"
     port, folder = free_port(), tempfile.mkdtemp(prefix='mlfin-redis-')
@@ -518,6 +517,29 @@ def service(home, *args, store=None, **kw):
     s = Service(home, *args, store=store, **kw)
     try: yield s
     finally: s.stop()
+
+
+@contextmanager
+def alertmanager(tmp_path: Path, hook: str):
+    "A real Alertmanager on loopback delivering to the webhook `hook`, configured as mlfin writes it (groups notified after a second), once ready: its URL"
+    from mlfin.monitor.alerting import alertmanager_config
+    port = free_port()
+    (tmp_path/'am.yml').write_text(yaml.safe_dump(alertmanager_config(hook, wait='1s', interval='1s', repeat='1h')))
+    am = subprocess.Popen(['prometheus-alertmanager', f"--config.file={tmp_path/'am.yml'}", f"--storage.path={tmp_path/'am-data'}",
+                           f"--web.listen-address=127.0.0.1:{port}", '--cluster.listen-address=', '--log.level=warn'],
+                          stdout=open(tmp_path/'am.log', 'ab'), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60   # a hang guard: it answers once it listens
+        while True:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200: break
+            except httpx.HTTPError: pass
+            if am.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"Alertmanager did not start:\n{(tmp_path/'am.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally: am.terminate(); am.wait(30)
 
 
 def copy_rates(bars: pd.DataFrame) -> list[dict]:

@@ -2,11 +2,10 @@
 Issue 54: a backup counts only once read back (the repository moved away while restic wrote), a repository is made only on purpose (missing, or
 another at its path, is refused and pages, per repository), `restore` takes the last snapshot by the repository's order (one made under a clock
 a year ahead is not it), restic's error line is what the operator reads, a drill's tag leaves the snapshot held"""
-import datetime as dt, json, os, shutil, signal, subprocess, threading, time
-from contextlib import contextmanager
+import datetime as dt, os, shutil, signal, subprocess, threading, time
 from pathlib import Path
-import httpx, pandas as pd, pytest, yaml
-from conftest import ES, MLFIN, ROOT, RUN, free_port, mlfin, new_database, service
+import httpx, pandas as pd, pytest
+from conftest import ES, MLFIN, ROOT, RUN, alertmanager, mlfin, new_database, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which('restic'), reason="restic is installed by env/setup-test.sh")]
 SERIES = (('SPX', '1d'), ('ES', '1m'))
@@ -175,26 +174,6 @@ def test_a_damaged_pack_is_found_by_the_daily_check_within_a_week_health_fails_a
     assert done.returncode == 2 and 'could not be restored, ' in done.stderr and 'file(s) unreadable: ' in done.stderr, done.stderr
     assert 'try an earlier snapshot' in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path/'restored').exists() or not any((tmp_path/'restored').iterdir())   # nothing placed
-
-
-@contextmanager
-def alertmanager(tmp_path: Path, hook: str):
-    "A real Alertmanager on loopback, configured as `mlfin alerts` writes it (groups notified after a second): its URL"
-    from mlfin.monitor.alerting import alertmanager_config
-    port = free_port()
-    (tmp_path/'am.yml').write_text(yaml.safe_dump(alertmanager_config(hook, wait='1s', interval='1s', repeat='1h')))
-    am = subprocess.Popen(['prometheus-alertmanager', f"--config.file={tmp_path/'am.yml'}", f"--storage.path={tmp_path/'am-data'}",
-                           f"--web.listen-address=127.0.0.1:{port}", '--cluster.listen-address=', '--log.level=warn'],
-                          stdout=open(tmp_path/'am.log', 'ab'), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200: break
-            except httpx.HTTPError: time.sleep(0.1)
-        yield url
-    finally: am.terminate(); am.wait(30)
 
 
 def firing(url: str) -> dict:

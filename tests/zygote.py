@@ -103,7 +103,7 @@ if __name__ == '__main__': serve(sys.argv[1])
 
 
 # --- the tests' side -------------------------------------------------------------------------------------------------------
-import subprocess, tempfile, threading, time
+import subprocess, tempfile, threading
 from pathlib import Path
 
 # what an interpreter or a native library reads as it starts or loads: a command given other values than the server's runs as a

@@ -14,7 +14,7 @@ from ..errors import MlfinError
 from ..paths import SUMMARY, home, run_dir
 from .records import ahead_said, check_stats, dated_ahead, record_checks, runs
 from ..tracking.store import mlflow_rows
-from .repository import Repository, repository, repository_url
+from .repository import local_path, repository, repository_url
 from ..data.stores import open_store, store_place
 from ..monitor.freshness import freshness, live_series, overdue_said, production_names
 from ..models.registry import describe, production
@@ -82,7 +82,7 @@ def repository_disk_check(url: str | None = None,  # default: `watched_repositor
     "The backup repository's disk has room, where the repository is a folder here (a remote one's disk is its server's to watch)"
     url = url or watched_repository()
     if url is None: return True, "no backup repository configured (MLFIN_BACKUP_REPO) or recorded: no disk to watch"
-    local = Repository(url, password_file=None).local   # where it is, not opened: no password needed
+    local = local_path(url)   # where it is, not opened: no password needed
     if local is None: return True, f"{url} is not a folder here: its disk is its server's to watch"
     return disk_check(local)
 

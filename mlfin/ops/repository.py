@@ -15,8 +15,8 @@ from ..processes import atomic_write, die_with_parent, secret_file
 
 # %% auto #0
 __all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'RETENTION_EVERY', 'READ_EVERY', 'RECORDED', 'restic_bin',
-           'home_id', 'restic_said', 'Repository', 'todays_share', 'password_file', 'repository_url', 'repository',
-           'recorded_ids', 'record_id', 'make_repository', 'latest']
+           'home_id', 'restic_said', 'Repository', 'local_path', 'todays_share', 'password_file', 'repository_url',
+           'repository', 'recorded_ids', 'record_id', 'make_repository', 'latest']
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c005
 def restic_bin() -> str:
@@ -74,9 +74,14 @@ class Repository:
         return done
 
     @property
-    def local(self) -> Path | None: return None if ':' in self.url.split('/')[0] else Path(self.url)   # a folder, not sftp:/rest:/...
+    def local(self) -> Path | None: return local_path(self.url)
 
 def _options() -> list[str]: return [f"--option={o.strip()}" for o in os.environ.get('MLFIN_RESTIC_OPTIONS', '').split(';') if o.strip()]
+
+# %% ../../nbs/13ca_ops.repository.ipynb #c008lp
+def local_path(url: str) -> Path | None:
+    "The folder a repository URL names; None for a backend (sftp:HOST:/PATH, rest:URL, s3:...): its first part holds a colon"
+    return None if ':' in url.split('/')[0] else Path(url)
 
 # %% ../../nbs/13ca_ops.repository.ipynb #c009
 @patch
@@ -214,7 +219,7 @@ def password_file(path: Path | None = None,
 def repository_url(url: str | None = None) -> str | None:
     "The repository's URL as a backup records it: `url` or MLFIN_BACKUP_REPO, a folder made absolute; None when neither is given"
     url = url or os.environ.get('MLFIN_BACKUP_REPO')
-    if url and not url.startswith(('sftp:', 'rest:', 's3:', 'b2:', 'azure:', 'gs:', 'rclone:')): url = str(Path(url).expanduser().resolve())
+    if url and local_path(url) is not None: url = str(Path(url).expanduser().resolve())   # a folder: absolute, as records name it
     return url or None
 
 def repository(url: str | None = None, password: Path | None = None,
@@ -224,7 +229,7 @@ def repository(url: str | None = None, password: Path | None = None,
     "The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given, NotFound when its password file is missing (made only with a new repository)"
     url = repository_url(url)
     if not url: raise BadInput("no backup repository: give --repo (a folder on another disk, sftp:HOST:/PATH or rest:URL) or set MLFIN_BACKUP_REPO")
-    if backing_up and ':' not in url.split('/')[0] and Path(url).is_relative_to(home().resolve()):
+    if backing_up and local_path(url) is not None and local_path(url).is_relative_to(home().resolve()):
         raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
     found = Repository(url, password_file(password))
     if not found.password_file.exists():
