@@ -1,7 +1,7 @@
 """The `mlfin` command for the tests, forked from a process that imported its libraries once (tests/conftest.py's `mlfin`).
 
-A fresh `mlfin` process spends most of a small command in imports: about 1.3 s of CPU for the CLI alone, and 8 to 10 s for a
-small `mlfin run` (MLflow, Ploomber, vectorbt and numba, skops, scikit-learn). The suite types `mlfin` some 250 times, so each
+A fresh `mlfin` process spends most of a small command in imports: about 1.3 s of CPU for the CLI alone, and 10 to 12 s for
+what a small `mlfin run` imports (MLflow, Ploomber, vectorbt and numba, skops, scikit-learn), of its 22 to 25 s of CPU. The suite types `mlfin` some 250 times, so each
 test worker starts this server once: it imports what the commands import, then forks a child per command, which sets the
 command's environment, folder, standard streams and arguments and runs the same entry point the `mlfin` script runs
 (`mlfin.cli:app`), then exits as an interpreter does (threads joined, atexit handlers run, streams flushed).
