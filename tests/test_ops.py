@@ -3,22 +3,23 @@ Issue 54: a series no model serves is history, never a failure; a backup that fa
 the very next round with its own line, beside the repository's disk; a record dated ahead of the clock is flagged, and the backup page names its repository"""
 import html, json, os, shutil, subprocess, time
 from pathlib import Path
-import pandas as pd, pytest
-from conftest import MLFIN, ROOT, alertmanager, free_port, mlfin, service
+import pandas as pd, pytest, yaml
+from conftest import MLFIN, ROOT, free_port, mlfin, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (shutil.which('prometheus-alertmanager') and shutil.which('restic')), reason="installed by env/setup-test.sh")]
 
 
 def test_health_history_alerts_after_three_failures_and_the_daily_report_is_mailed(served_home, tmp_path, monkeypatch, webhook):
-    home = served_home
-    hook_url, notifications = webhook
-    with alertmanager(tmp_path, hook_url) as am_url:   # a real Alertmanager delivering to a webhook in the test
-        _health_and_report(home, tmp_path, monkeypatch, notifications, am_url)
-
-
-def _health_and_report(home, tmp_path, monkeypatch, notifications, am_url):
-    "The test's story, told while the Alertmanager at `am_url` delivers to the webhook whose `notifications` it reads"
     from aiosmtpd.controller import Controller
+    from mlfin.monitor.alerting import alertmanager_config
+    home = served_home
+    # a real Alertmanager delivering to a webhook in the test
+    hook_url, notifications = webhook
+    am_port = free_port()
+    (tmp_path/'am.yml').write_text(yaml.safe_dump(alertmanager_config(hook_url, wait='1s', interval='1s', repeat='1h')))
+    am = subprocess.Popen(['prometheus-alertmanager', f"--config.file={tmp_path/'am.yml'}", f"--storage.path={tmp_path/'am-data'}",
+                           f"--web.listen-address=127.0.0.1:{am_port}", '--cluster.listen-address=', '--log.level=warn'],
+                          stdout=open(tmp_path/'am.log', 'ab'), stderr=subprocess.STDOUT)
     class Mailbox:
         def __init__(self): self.messages = []
         async def handle_DATA(self, server, session, envelope):
@@ -28,7 +29,7 @@ def _health_and_report(home, tmp_path, monkeypatch, notifications, am_url):
         with service(home, '--no-jobs') as svc:
             monkeypatch.setenv('MLFIN_SERVICE_URL', svc.url)
             monkeypatch.setenv('MLFIN_SERVICE_KEY', svc.key('read_only'))
-            monkeypatch.setenv('MLFIN_ALERTMANAGER_URL', am_url)
+            monkeypatch.setenv('MLFIN_ALERTMANAGER_URL', f"http://127.0.0.1:{am_port}")
             repo = tmp_path/'repo'
             monkeypatch.setenv('MLFIN_BACKUP_REPO', str(repo))
             monkeypatch.setenv('MLFIN_BACKUP_PASSWORD_FILE', str(tmp_path/'password'))
@@ -112,8 +113,8 @@ def _health_and_report(home, tmp_path, monkeypatch, notifications, am_url):
         passing = mlfin(home, 'health', check=False, env={'MLFIN_BACKUP_REPO': str(other)})
         assert any(l.startswith('ok') and l[6:29].strip() == 'backup' and f"on {other} " in l for l in passing.stdout.splitlines()), passing.stdout
         import httpx
-        firing = httpx.get(f"{am_url}/api/v2/alerts", params={'filter': 'alertname="MlfinHealthCheckFailing"'}, timeout=10).json()
+        firing = httpx.get(f"http://127.0.0.1:{am_port}/api/v2/alerts", params={'filter': 'alertname="MlfinHealthCheckFailing"'}, timeout=10).json()
         still = [a for a in firing if a['labels'].get('check') == 'backup']
         assert [(a['labels']['repository'], a['status']['state']) for a in still] == [(str(repo), 'active')], still
     finally:
-        smtp.stop()
+        smtp.stop(); am.terminate(); am.wait(30)
