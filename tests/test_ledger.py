@@ -2,7 +2,6 @@
 once both follow one chain; an entry edited in the table, or the table cut short, is found; the file ledger on several processes."""
 import subprocess, sys
 import psycopg
-import pytest
 from conftest import new_database
 from mlfin.tracking.ledger import TABLE, Ledger
 

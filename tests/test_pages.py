@@ -6,7 +6,6 @@ operations page takes a key. Each page is screenshotted into reports/screenshots
 import datetime as dt, json, os, re, shutil, time
 from urllib.parse import urlsplit
 from contextlib import nullcontext
-from pathlib import Path
 import httpx, pytest, yaml
 from conftest import binance_klines, mlfin, service, write_klines
 from test_dashboard import ROOT, until, voila

@@ -1,5 +1,5 @@
 "The repository's own contracts: mlfin/ is what nbs/ exports, notebooks are committed clean, tasks keep their parameters."
-import filecmp, json, shutil, subprocess, sys
+import filecmp, shutil, subprocess, sys
 from pathlib import Path
 import nbformat
 

@@ -1,5 +1,5 @@
 "Schedules (issue 20): the generated units pass systemd's own checks, the cron line and the timer fire at the same times, runs never overlap"
-import datetime as dt, os, shutil, signal, subprocess, sys, time
+import datetime as dt, os, shutil, signal, subprocess, sys
 import pytest
 from conftest import MLFIN, ROOT, mlfin, run_lock_held
 

@@ -2,7 +2,7 @@
 mid-write leaves the previous data readable; two concurrent writers of one series both land; range
 queries and raw/adjusted reads. Bars for the big writes are synthetic (labelled) scale fillers; the
 content checks use the real SPX sample."""
-import datetime as dt, os, signal, subprocess, sys, textwrap, time
+import datetime as dt, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest

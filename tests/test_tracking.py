@@ -142,7 +142,6 @@ def test_a_home_store_moves_to_a_server_with_ids_versions_and_predictions_kept(s
         assert version == before_version
         pd.testing.assert_series_equal(after, before)   # the champion, loaded through the server, predicts as it did at home
         from mlflow import MlflowClient
-        import mlflow
         monkeypatch.setenv('MLFLOW_TRACKING_USERNAME', 'admin'); monkeypatch.setenv('MLFLOW_TRACKING_PASSWORD', PASSWORD)
         client = MlflowClient(tracking_uri=server.url)
         made = client.create_experiment('after the move')   # the server's own ids continue past the copied ones
