@@ -4,13 +4,14 @@
 
 # %% ../../nbs/04e_models.compare.ipynb #c003
 from __future__ import annotations
+import json
 import numpy as np, pandas as pd
 from ..params import default
-from .core import baselines
+from .core import ModelSpec, baselines
 from .metrics import LOWER_IS_BETTER, bar_losses, diebold_mariano, score
 
 # %% auto #0
-__all__ = ['MCS_SIZE', 'paired_bootstrap', 'metric_function', 'compare_models']
+__all__ = ['MCS_SIZE', 'paired_bootstrap', 'metric_function', 'shown', 'compare_models', 'group_pairs', 'compare_groups']
 
 # %% ../../nbs/04e_models.compare.ipynb #c010
 def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.ndarray, kind: str,
@@ -52,6 +53,16 @@ def metric_function(kind: str, metric: str):
             'brier': lambda y, p, r: float(np.mean((p - y) ** 2)), 'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2)))}
     return fast.get(metric) or (lambda y, p, r: score(kind, y, p, r)[metric])
 
+# %% ../../nbs/04e_models.compare.ipynb #c013s
+def shown(dm: dict,     # `diebold_mariano` of A's per-bar losses against B's
+          boot: dict,   # `paired_bootstrap` of A's score against B's
+          metric: str,  # the score compared
+         ) -> str:
+    "What the data show of A against B: better (both tests at 5%), worse (Diebold-Mariano at 5% and the interval all on the wrong side), else ''"
+    if dm['p'] < 0.05 and dm['dm'] < 0 and boot['p'] < 0.05: return 'better'
+    wrong = boot['low'] > 0 if metric in LOWER_IS_BETTER else boot['high'] < 0
+    return 'worse' if dm['p'] < 0.05 and dm['dm'] > 0 and wrong else ''   # a NaN compares false: shown nothing
+
 # %% ../../nbs/04e_models.compare.ipynb #c014
 MCS_SIZE = 0.1   # the model confidence set keeps the models the data cannot reject at this size: a 90% set
 
@@ -86,10 +97,43 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
         for role, rival in rivals:
             dm = diebold_mariano(bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon)
             boot = paired_bootstrap(y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed)
-            better = dm['p'] < 0.05 and dm['dm'] < 0 and boot['p'] < 0.05
+            better = shown(dm, boot, metric) == 'better'
             rows.append({'symbol': symbol, 'leader': leader, 'against': rival, 'role': role, 'dm': dm['dm'], 'dm_p': dm['p'],
                          f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
                          'verdict': f"{leader} is better than {rival}" if better else f"{leader} is not shown better than {rival}",
                          'confidence_set': ', '.join(m for m in order if m in in_set)})
     columns = ['symbol', 'leader', 'against', 'role', 'dm', 'dm_p', f'{metric}_diff', 'low', 'high', 'bootstrap_p', 'verdict', 'confidence_set']
     return pd.DataFrame(rows, columns=columns)   # a run of one model compares nothing: no rows, the same columns
+
+# %% ../../nbs/04e_models.compare.ipynb #c016g
+def group_pairs(specs: list[ModelSpec]) -> list[tuple[str, str, tuple]]:
+    "Each variant without feature groups beside the run's model of the same family and values that has them: (with, without, groups)"
+    key = lambda s: (s.family, json.dumps(s.params, sort_keys=True, default=str))
+    plain = {key(s): s.name for s in specs if not s.without}
+    return [(plain[key(s)], s.name, s.without) for s in specs if s.without and key(s) in plain]
+
+# %% ../../nbs/04e_models.compare.ipynb #c016h
+def compare_groups(predictions: pd.DataFrame, # `Training.predictions`: symbol, model, prediction, label, label_return
+                   pairs: list[tuple],        # `group_pairs`: (model with the groups, model without them, the groups)
+                   kind: str, metric: str,    # the model kind and the leaderboard's score
+                   horizon: int = 1, reps: int = default('compare_reps'), seed: int = 0,
+                  ) -> pd.DataFrame:
+    "Per symbol and pair: the model with its feature groups against the same model without them (bootstrap and DM), and what the data show"
+    one, rows = metric_function(kind, metric), []
+    for symbol, mine in predictions.groupby('symbol', sort=False):
+        wide = mine.pivot_table(index=mine.index, columns='model', values='prediction', dropna=False)
+        facts = mine.groupby(level=0)[['label', 'label_return']].first().reindex(wide.index)
+        y, realised = facts['label'].to_numpy(dtype='float64'), facts['label_return'].to_numpy(dtype='float64')
+        for with_, without, groups in pairs:
+            if with_ not in wide or without not in wide: continue
+            a, b = wide[with_].to_numpy(), wide[without].to_numpy()
+            keep = ~np.isnan(y) & ~np.isnan(a) & ~np.isnan(b)   # the bars both scored, as the bootstrap takes them
+            dm = diebold_mariano(bar_losses(kind, y, a), bar_losses(kind, y, b), horizon)
+            boot = paired_bootstrap(y, a, b, kind, metric, realised, reps, seed)
+            rows.append({'symbol': symbol, 'groups': ', '.join(groups), 'with': with_, 'without': without, 'bars': int(keep.sum()),
+                         f'{metric}_with': float(one(y[keep], a[keep], realised[keep])), f'{metric}_without': float(one(y[keep], b[keep], realised[keep])),
+                         f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
+                         'dm': dm['dm'], 'dm_p': dm['p'], 'shown': {'better': 'helped', 'worse': 'hurt'}.get(shown(dm, boot, metric), '')})
+    columns = ['symbol', 'groups', 'with', 'without', 'bars', f'{metric}_with', f'{metric}_without', f'{metric}_diff', 'low', 'high',
+               'bootstrap_p', 'dm', 'dm_p', 'shown']
+    return pd.DataFrame(rows, columns=columns)   # no variant in the run: no rows, the same columns

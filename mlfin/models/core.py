@@ -23,7 +23,7 @@ from ..cluster.fanout import capped_threads
 # %% auto #0
 __all__ = ['KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares', 'Family', 'register', 'family',
            'libraries', 'baselines', 'resolve_device', 'ModelSpec', 'model_spec', 'read_models', 'parse_overrides',
-           'choose_models', 'save_model', 'load_model', 'model_files', 'from_files']
+           'choose_models', 'task_models', 'for_groups', 'save_model', 'load_model', 'model_files', 'from_files']
 
 # %% ../../nbs/04_models.core.ipynb #c006
 _KIND_NAMES = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'text'}
@@ -203,6 +203,7 @@ class ModelSpec:
     family: str
     params: dict
     tried: int = 1   # configurations tried on this data to choose these values (a study's trials); 1: chosen by hand
+    without: tuple[str, ...] = ()   # feature groups of the run's spec it trains without (a variant asking what they add)
 
     @property
     def kinds(self) -> tuple[str, ...]: return family(self.family).kinds
@@ -223,6 +224,9 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
     tried = settings.pop('tried', 1)
     if isinstance(tried, bool) or not isinstance(tried, int) or tried < 1:
         raise BadInput(f"{where}: tried: {tried!r} is not a count of configurations tried (a whole number, 1 or more)")
+    without = settings.pop('without', [])
+    if not isinstance(without, list) or not all(isinstance(g, str) and g.strip() for g in without) or len(set(without)) < len(without):
+        raise BadInput(f"{where}: without: {without!r} is not a list of feature groups, each once (e.g. without: [volume])")
     params = {key: hp.default for key, hp in fam.hyper.items()}
     for key, value in settings.items():
         if key not in fam.hyper:
@@ -230,7 +234,7 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
             raise BadInput(f"{where}: unknown hyperparameter {key!r} of {fam.name}" + (f" (did you mean {close[0]}?)" if close else '') +
                            f"; known: {', '.join(fam.hyper)}")
         params[key] = fam.hyper[key].check(value, f"{where}.{key}")
-    return ModelSpec(name, fam.name, params, tried)
+    return ModelSpec(name, fam.name, params, tried, tuple(without))
 
 # %% ../../nbs/04_models.core.ipynb #c024
 MODELS_FILE = 'models.yaml'
@@ -284,7 +288,7 @@ def choose_models(names: str = 'all',              # comma-separated named model
     extra = parse_overrides(overrides)
     stray = sorted(set(extra) - set(wanted))
     if stray: raise BadInput(f"--model-params: {stray[0]!r} is not among the run's models ({', '.join(wanted)})")
-    return [model_spec(n, {'family': specs[n].family, 'tried': specs[n].tried, **_set_by(specs[n]), **extra.get(n, {})},
+    return [model_spec(n, {'family': specs[n].family, 'tried': specs[n].tried, 'without': list(specs[n].without), **_set_by(specs[n]), **extra.get(n, {})},
                        f"--model-params {n}" if n in extra else n) for n in wanted]
 
 # %% ../../nbs/04_models.core.ipynb #c024_02
@@ -292,6 +296,27 @@ def _set_by(spec: ModelSpec) -> dict:
     "The hyperparameters of `spec` that differ from its family's defaults"
     declared = family(spec.family).hyper
     return {k: v for k, v in spec.params.items() if v != declared[k].default}
+
+# %% ../../nbs/04_models.core.ipynb #c024_03
+def task_models(specs: list[ModelSpec]) -> str:
+    "The run's models as the train task takes them (JSON): each one's family, trials, values and, for a variant, the groups it drops"
+    return json.dumps({s.name: {'family': s.family, 'tried': s.tried, **({'without': list(s.without)} if s.without else {}), **s.params}
+                       for s in specs})   # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
+
+# %% ../../nbs/04_models.core.ipynb #c025g
+def for_groups(specs: list[ModelSpec],          # the run's models (`choose_models`)
+               groups: dict[str, list[str]],    # the run's feature spec by group (`features.read_spec`)
+               spec: str = 'the run',           # the spec's name, for what is said
+              ) -> tuple[list[ModelSpec], str]:
+    "The models the spec's groups allow (a variant drops only groups the spec has), and one line on those skipped ('' when none)"
+    missing = {s.name: [g for g in s.without if g not in groups] for s in specs}
+    kept = [s for s in specs if not missing[s.name]]
+    said = '; '.join(f"{n} (without {', '.join(m)})" for n, m in missing.items() if m)
+    said = f"not trained: {said}: spec {spec} has no such group (its groups: {', '.join(groups)})" if said else ''
+    if not kept: raise BadInput(f"--models: {said}")
+    empty = next((s for s in kept if s.without and not set(groups) - set(s.without)), None)
+    if empty: raise BadInput(f"{empty.name}: without: {', '.join(empty.without)} leaves no group of spec {spec} to train on")
+    return kept, said
 
 # %% ../../nbs/04_models.core.ipynb #c027
 def save_model(model: Model, folder: str | Path,

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/04d_models.training.ipynb #c003
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..params import VALIDATIONS
@@ -13,6 +13,7 @@ from .core import ModelSpec, Model, from_files, model_files
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
 from ..features import inputs_of, spec_names
+from ..features.registry import resolve
 from ..features.labels import uniqueness_weights
 
 # %% auto #0
@@ -49,6 +50,7 @@ class SymbolData:
     realised: np.ndarray
     weights: np.ndarray | None
     base: np.ndarray | None = None   # each row's close: what a return forecast moves from (a price forecast is scored in its units)
+    groups: dict = field(default_factory=dict)   # the run's feature groups -> their input columns (from the dataset's attrs)
 
     @property
     def labelled(self) -> np.ndarray: return np.flatnonzero(~np.isnan(self.y) & ~self.ends.isna().to_numpy())
@@ -59,6 +61,20 @@ class SymbolData:
         ahead = self.index.get_indexer(pd.DatetimeIndex(self.ends[self.ends.notna()])) - np.flatnonzero(self.ends.notna().to_numpy())
         ahead = ahead[ahead > 0]
         return int(np.median(ahead)) if len(ahead) else 1
+
+    def kept(self, without: tuple = ()) -> list[str]:
+        "The input columns left without the feature groups `without`; `BadInput` naming a group these rows do not have"
+        unknown = [g for g in without if g not in self.groups]
+        if unknown: raise BadInput(f"{self.symbol}: no feature group {unknown[0]!r} to train without (its groups: {', '.join(self.groups) or 'none recorded'})")
+        dropped = {c for g in without for c in self.groups[g]}
+        return [c for c in self.columns if c not in dropped]
+
+    def without(self, groups: tuple = ()) -> SymbolData:
+        "These rows without the columns of the feature groups `groups` (what a variant `ModelSpec.without` trains on); themselves when none"
+        if not groups: return self
+        kept = self.kept(groups)
+        return replace(self, columns=kept, X=self.X[:, [self.columns.index(c) for c in kept]],
+                       groups={g: c for g, c in self.groups.items() if g not in groups})
 
 
 # %% ../../nbs/04d_models.training.ipynb #c008_00
@@ -74,14 +90,16 @@ def symbol_data(rows: pd.DataFrame,            # one symbol's `features.dataset`
     if weighting == 'uniqueness':  # labels may end on bars after the last row, or share an end
         weights = uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique()))).reindex(rows.index).to_numpy(dtype='float64')
     realised, base = (rows[c].to_numpy(dtype='float64') if c in rows else np.full(len(rows), np.nan) for c in ('label_return', 'last_close'))
+    groups = {g: [c for n in names for c in resolve(n).columns() if c in inputs] for g, names in (rows.attrs.get('groups') or {}).items()}
     return SymbolData(symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol, rows.index, list(inputs.columns),
-                      inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'), ends, realised, weights, base)
+                      inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'), ends, realised, weights, base, groups)
 
 
 # %% ../../nbs/04d_models.training.ipynb #c010
 def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: PurgedSplitter):
     "`BadInput` naming the symbol, model, fold and parameter when a fold would train on too few rows or on one class"
     for spec in specs:
+        data.kept(spec.without)   # a variant's groups are the run's
         window = int(spec.params.get('window', 0))
         if window and window >= len(data.labelled):
             raise BadInput(f"{data.symbol}, {spec.name}: window={window} is longer than the {len(data.labelled)} labelled rows; use a shorter window or a longer date range")
@@ -149,6 +167,12 @@ class Training:
     finals: dict = field(default_factory=dict) # (symbol, model) -> a Model refitted on every labelled row
     columns: dict = field(default_factory=dict) # symbol -> input columns, in the order the models take them
     primary: str = 'auc'      # the score the leaderboard ranks by
+    narrower: dict = field(default_factory=dict) # (symbol, model) -> input columns of a variant trained without feature groups
+    without: dict = field(default_factory=dict)  # model -> the feature groups it trained without (`ModelSpec.without`)
+
+    def inputs(self, symbol: str, model: str) -> list[str]:
+        "The input columns `model` takes on `symbol`, in its order"
+        return self.narrower.get((symbol, model), self.columns.get(symbol, []))
 
     def best(self) -> dict[str, str]:
         "The leading model of each symbol"
@@ -200,7 +224,9 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
     board['rank'] = board.groupby('symbol')[primary].rank(ascending=primary in LOWER_IS_BETTER, method='first', na_option='bottom').astype(int)
     board = board.sort_values(['symbol', 'rank'], key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c)
     return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
-                    {s: d.columns for s, d in by_symbol.items()}, primary)
+                    {s: d.columns for s, d in by_symbol.items()}, primary,
+                    {(s, spec.name): by_symbol[s].kept(spec.without) for s in by_symbol for spec in per_symbol[s] if spec.without},
+                    {spec.name: spec.without for s in by_symbol for spec in per_symbol[s] if spec.without})
 
 
 # %% ../../nbs/04d_models.training.ipynb #c026u
@@ -216,7 +242,7 @@ def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Par
               weighting: str = 'uniqueness', price_target: bool = False, final: bool = True,
              ) -> tuple[pd.DataFrame, list[dict], Model | dict[str, bytes] | None]:
     "One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels (a regressor's: with the close it moves from, and the close it forecasts), its scores per fold, its final model"
-    one = unit_data(rows, symbol, weighting)
+    one = unit_data(rows, symbol, weighting).without(spec.without)   # a variant: its inputs without the groups it drops
     oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
     at = one.index.get_indexer(oos.index)
     oos = oos.assign(label=one.y[at], label_return=one.realised[at], label_end=one.ends.to_numpy()[at], symbol=symbol, model=spec.name)
@@ -243,21 +269,29 @@ def save_finals(training: Training,  # `train_universe`'s result
     from mlfin.models.core import save_model   # here, not at the top: importing mlfin.models.core imports this module
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
-    meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'], 'features': spec_names(attrs['groups']),
-            'code_version': code_version}
-    return [save_model(model, folder/symbol/name, name, training.columns[symbol], {'symbol': symbol, **meta})
+    meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'], 'code_version': code_version}
+    names = lambda model: spec_names({g: n for g, n in attrs['groups'].items() if g not in training.without.get(model, ())})   # the features it takes
+    return [save_model(model, folder/symbol/name, name, training.inputs(symbol, name), {'symbol': symbol, 'features': names(name), **meta})
             for (symbol, name), model in training.finals.items()]
 
 # %% ../../nbs/04d_models.training.ipynb #c026r
 def training_record(training: Training, specs, # the models trained: one list, or symbol -> list (tuned per symbol)
-                    trials: dict, comparisons: pd.DataFrame, studies: pd.DataFrame, params: dict, code_version: str) -> dict:
+                    trials: dict, comparisons: pd.DataFrame, studies: pd.DataFrame, params: dict, code_version: str,
+                    groups: pd.DataFrame | None = None, # `compare.compare_groups`: what each dropped feature group did
+                   ) -> dict:
     "The train task's metrics: parameters, each symbol's leader with its hyperparameters and scores, every model trained (its family, values and the trials that chose them: what a configuration is), the inputs, the leaderboard, comparisons, studies"
     board, best = training.leaderboard, training.best()
     trained = lambda s: specs[s] if isinstance(specs, dict) else specs
     leader = lambda s, m: board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank'])
     return {'params': params, 'kind': training.kind, 'primary': training.primary, 'trials': trials, 'best': best,
             'hyperparameters': {s: {spec.name: spec.params for spec in trained(s)} for s in best},
-            'models': {s: [{'model': spec.name, 'family': spec.family, 'params': spec.params, 'tried': spec.tried} for spec in trained(s)] for s in best},
+            'models': {s: [{'model': spec.name, 'family': spec.family, 'params': _identity(spec), 'tried': spec.tried} for spec in trained(s)] for s in best},
             'inputs': {s: list(training.columns.get(s, [])) for s in best},
             'metrics': {s: leader(s, m).to_dict() for s, m in best.items()}, 'leaderboard': board.to_dict(orient='records'),
-            'comparisons': comparisons.to_dict(orient='records'), 'studies': studies.to_dict(orient='records'), 'code_version': code_version}
+            'comparisons': comparisons.to_dict(orient='records'), 'studies': studies.to_dict(orient='records'), 'code_version': code_version,
+            'group_comparisons': [] if groups is None else groups.to_dict(orient='records')}
+
+# %% ../../nbs/04d_models.training.ipynb #c026r_i
+def _identity(spec: ModelSpec) -> dict:
+    "What a model is, as the trial ledger tells configurations apart: its values, and the feature groups a variant trains without"
+    return {**spec.params, 'without': sorted(spec.without)} if spec.without else spec.params

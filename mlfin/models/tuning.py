@@ -4,7 +4,7 @@
 
 # %% ../../nbs/04f_models.tuning.ipynb #c003
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import numpy as np, pandas as pd
 from ..config import psycopg_url
 from ..errors import BadInput, Unavailable
@@ -85,7 +85,7 @@ def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int 
     def run(trial) -> float:
         trial.set_user_attr('worker', f"{socket.gethostname()}:{os.getpid()}")   # which process ran it, when a study's trials are spread
         params = suggest(trial, spec)
-        trial_spec = ModelSpec(spec.name, spec.family, params)
+        trial_spec = replace(spec, params=params, tried=1)
         scores = []
         def report(fold, scored, model, test):
             scores.append(scored[metric])
@@ -121,7 +121,7 @@ def study_result(found, # an Optuna study (`optuna.load_study`)
     trials = found.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done: raise BadInput(f"{found.study_name}: no trial completed (all {len(trials)} pruned or failed); run more trials")
-    best = ModelSpec(spec.name, spec.family, {**spec.params, **found.best_params}, len(trials) + spec.tried - 1)   # its start was tuned too: counted
+    best = replace(spec, params={**spec.params, **found.best_params}, tried=len(trials) + spec.tried - 1)   # its start was tuned too: counted
     return Tuned(best, float(found.best_value), metric, len(trials), len(done),
                  sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name, list(trials) if held else None)
 
@@ -154,6 +154,7 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study from the caller, not one per trial
     check_folds(data, [spec], kind, splitter)
+    data = data.without(spec.without)   # a variant without feature groups is tuned on the inputs it trains on
     sampler = optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
     found = open_study(data, spec, kind, study, storage, sampler=sampler, pruner=pruner)
