@@ -11,6 +11,7 @@ from ..data.bars import TIMEFRAMES, bar_ends, resample, session_bins
 from ..data.facade import calendar_of, universe
 from ..data.runs import series_bars
 from .registry import Feature, resolve
+from .known import series_columns, stored_observations
 from .specs import SEED_SPEC
 
 # %% auto #0
@@ -21,12 +22,14 @@ __all__ = ['build', 'model_inputs', 'closes_at', 'completed_coarse', 'completed_
 def build(bars: pd.DataFrame,         # canonical bars
           spec: list[str] = SEED_SPEC, # feature names
           others: Callable | None = None, # (symbol, size named or None, the bars' size) -> another series' bars, for `NAME@SYMBOL`; default: the store's (`other_bars`)
+          observations: Callable | None = None, # (series name, symbol or None) -> its observations, for `@known`/`@filed` names; default: the store's
          ) -> pd.DataFrame:
     "The features of `spec` on `bars`, aligned to `bars.index` (NaN while an indicator warms up)"
     columns = {}
     for name in spec:
         feature = resolve(name)
         if feature.context: columns.update(_in_context(bars, feature, others or other_bars)); continue
+        if feature.series: columns.update(series_columns(bars, feature, closes_at(bars), observations or stored_observations)); continue
         outputs = _outputs(feature.indicator.fn(bars, *feature.params))
         picked = [(feature.indicator.outputs or ('',)).index(feature.output)] if feature.output is not None else range(len(outputs))
         for column, i in zip(feature.columns(), picked):

@@ -12,9 +12,11 @@ import numpy as np, pandas as pd, talib
 from ..errors import BadInput
 from ..data.bars import BAR_COLUMNS, TIMEFRAMES
 from ..data.stores.rules import check_symbol
+from ..data.observations import check_name
 
 # %% auto #0
-__all__ = ['INDICATORS', 'ALIASES', 'Indicator', 'register', 'talib_indicator', 'Feature', 'resolve', 'parse']
+__all__ = ['INDICATORS', 'ALIASES', 'SERIES_PLACES', 'SERIES_TRANSFORMS', 'SERIES_COUNTED', 'SERIES_ON_BARS', 'Indicator',
+           'register', 'talib_indicator', 'Feature', 'resolve', 'parse']
 
 # %% ../../nbs/02a_features.registry.ipynb #c006
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Feature:
     output: str | None = None      # one output of a multi-output indicator (`macd_signal`)
     transforms: tuple = ()         # ((kind, n), ...): lag, diff, pct, z
     context: tuple | None = None   # (symbol or None, timeframe or None): computed on another series or bar size (`rsi_14@1d`, `returns@SPX`)
+    series: tuple | None = None    # (series name, 'known' or 'filed'): a non-bar series joined as known (`cpi_core__pct_12@known`)
 
     def columns(self) -> list[str]:
         name, at, where = self.name.partition('@')
@@ -115,7 +118,7 @@ class Feature:
     @property
     def scale(self) -> str:
         "How the final values relate to price, after the transforms"
-        if self.context: return 'unit'   # taken scale-free from the bars it is computed on: those bars' prices, not these
+        if self.context or self.series: return 'unit'   # taken scale-free from the bars it is computed on, or as a series gives it
         scale = self.indicator.scale
         for kind, _ in self.transforms:
             if kind in ('pct', 'z'): scale = 'unit'
@@ -137,6 +140,42 @@ def _number(text: str) -> float | int:
 def _talib_names() -> frozenset: return frozenset(f.lower() for f in talib.get_functions())
 
 
+# %% ../../nbs/02a_features.registry.ipynb #c_series
+SERIES_PLACES = {'known': "a non-bar series, as known at each bar's close", 'filed': "the bar's own company's field, as filed"}
+SERIES_TRANSFORMS = {'lag': 'the value N releases earlier', 'diff': 'change over N releases', 'pct': 'relative change over N releases',
+                     'z': 'z-score over the last N releases',
+                     'surprise': 'the change from the previous release over the standard deviation of the N changes before it',
+                     'ttm': 'sum of the last 4 periods (company fields)', 'age': "bars since the series' last release",
+                     'per_share': 'divided by the last known `shares` (company fields)', 'yield': "divided by the bar's close (company fields)"}
+SERIES_COUNTED = ('lag', 'diff', 'pct', 'z', 'surprise')   # written with their N: `pct_12`
+SERIES_ON_BARS = ('age', 'per_share', 'yield')             # applied to the joined value, after every transform over releases
+_COMPANY_ONLY = ('ttm', 'per_share', 'yield')
+_SERIES = Indicator(lambda bars, *params: _not_on_bars(), (), 'unit')
+
+
+def _not_on_bars():
+    raise BadInput("a feature on a non-bar series is computed by features.build, which reads the series")
+
+
+def _series(name: str, base: str, where: str) -> Feature:
+    "A name on a non-bar series: its series, then transforms over releases, then on bars"
+    head, *tails = base.split('__')
+    check_name(head, f"feature {name!r}")
+    usage = (f"feature {name!r}: transforms on a series are {', '.join(k + '_N' for k in SERIES_COUNTED)}, "
+             f"{', '.join(k for k in SERIES_TRANSFORMS if k not in SERIES_COUNTED)}")
+    transforms = []
+    for tail in tails:
+        counted = re.fullmatch(r'([a-z]+)_(\d+)', tail)
+        kind, n = (counted[1], int(counted[2])) if counted and counted[1] in SERIES_COUNTED else (tail, None)
+        if kind not in SERIES_TRANSFORMS or (kind in SERIES_COUNTED) != (n is not None): raise BadInput(usage)
+        if n is not None and n < (2 if kind in ('z', 'surprise') else 1): raise BadInput(f"feature {name!r}: {tail} needs N of at least {2 if kind in ('z', 'surprise') else 1}")
+        if kind in _COMPANY_ONLY and where != 'filed': raise BadInput(f"feature {name!r}: {kind} is for a company's fields (FIELD__{kind}@filed)")
+        if transforms and transforms[-1][0] == 'age': raise BadInput(f"feature {name!r}: age comes last")
+        if kind not in SERIES_ON_BARS and any(k in SERIES_ON_BARS for k, _ in transforms):
+            raise BadInput(f"feature {name!r}: {kind} is over releases: write it before {', '.join(SERIES_ON_BARS)}")
+        transforms.append((kind, n))
+    return Feature(name, _SERIES, (), None, tuple(transforms), None, (head, where))
+
 # %% ../../nbs/02a_features.registry.ipynb #c9da79deb
 def _context(where: str, name: str) -> tuple[str | None, str | None]:
     "What follows a feature's @: a bar size (the same series'), a symbol (another series), or SYMBOL:SIZE"
@@ -152,8 +191,9 @@ def _context(where: str, name: str) -> tuple[str | None, str | None]:
 
 # %% ../../nbs/02a_features.registry.ipynb #c009_02
 def resolve(name: str) -> Feature:
-    "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`; `NAME@1d`, `NAME@SPX`, `NAME@SPX:1d`"
+    "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`; `NAME@1d`, `NAME@SPX`, `NAME@SPX:1d`; `SERIES[__T...]@known`, `FIELD[__T...]@filed`"
     base, at, where = name.partition('@')
+    if at and where in SERIES_PLACES: return _series(name, base, where)
     if at: return replace(resolve(base), name=name, context=_context(where, name))
     head, *tails = name.split('__')
     transforms = []
