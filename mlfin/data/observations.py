@@ -12,8 +12,8 @@ from .bars import check_zone, check_calendar, exchange
 
 # %% auto #0
 __all__ = ['OBSERVATION_COLUMNS', 'OBSERVATION_ATTRS', 'FREQUENCIES', 'SERIES_NAME', 'RULE_FORMS', 'check_name',
-           'check_frequency', 'period_starts', 'period_ends', 'infer_frequency', 'Rule', 'parse_rule',
-           'observations_frame']
+           'check_frequency', 'period_starts', 'period_ends', 'infer_frequency', 'Rule', 'parse_rule', 'parse_dates',
+           'has_zone', 'observations_frame']
 
 # %% ../../nbs/01h_data.observations.ipynb #c011
 OBSERVATION_COLUMNS = ('period', 'known', 'value')
@@ -162,8 +162,8 @@ def _values(value, where, rows, column) -> np.ndarray:
         _refuse(where, rows, i, column, what + (f" (and {int(bad.sum()) - 1} more such row(s))" if bad.sum() > 1 else ''))
     return numbers
 
-def _dates(period, where, rows, column) -> pd.DatetimeIndex:
-    "naive dates, refusing the first that is not a date"
+def parse_dates(period, where: str, rows, column: str) -> pd.DatetimeIndex:
+    "Naive dates of `period` (text, dates or times), refusing the first that is not a date (named by `where`, `rows`, `column`)"
     raw = pd.Series(period, copy=False).reset_index(drop=True)
     dates = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', format='mixed'))
     if dates.isna().any():
@@ -186,6 +186,13 @@ def _check_order(periods, known, frequency, where, rows, columns):
         _refuse(where, rows, again, columns['period'], f"period {periods[again]:%Y-%m-%d} known at {known[again]:%Y-%m-%d %H:%M} UTC "
                 f"twice (rows {rows[first]} and {rows[again]}); a revision is a new row known later")
 
+# %% ../../nbs/01h_data.observations.ipynb #c051z
+def has_zone(values) -> np.ndarray:
+    "Whether each of `values` (text or times) carries its time zone: `Z` or an offset after a time (`2018-11-15T08:30-05:00`)"
+    values = pd.Series(values, copy=False)
+    if pd.api.types.is_datetime64_any_dtype(values): return np.full(len(values), values.dt.tz is not None)
+    return values.astype(str).str.strip().str.contains(r'\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$', regex=True).to_numpy()
+
 # %% ../../nbs/01h_data.observations.ipynb #c052
 def observations_frame(period,                 # the dates of the periods (any day in each: mapped to the period's first)
                        value,                  # the values: numbers
@@ -204,7 +211,7 @@ def observations_frame(period,                 # the dates of the periods (any d
     rows = np.arange(1, len(value) + 1) if rows is None else np.asarray(rows)
     if not len(rows): raise BadInput(f"{where}: no rows")
     values = _values(value, where, rows, columns['value'])
-    dates = _dates(period, where, rows, columns['period'])
+    dates = parse_dates(period, where, rows, columns['period'])
     frequency = check_frequency(frequency) if frequency else infer_frequency(dates, where)
     periods = period_starts(dates, frequency)
     rule = parse_rule(rule, where)
@@ -214,7 +221,7 @@ def observations_frame(period,                 # the dates of the periods (any d
         known = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', utc=True, format='mixed'))
         if known.isna().any(): i = int(np.argmax(known.isna())); _refuse(where, rows, i, columns['known'], f"{raw.iloc[i]!r} is not a time")
         if not pd.api.types.is_datetime64_any_dtype(raw):   # text read as UTC would be a guess: each time must carry its zone
-            naive = ~raw.astype(str).str.strip().str.contains(r'(?:Z|[+-]\d{2}(?::?\d{2})?)$', regex=True).to_numpy()
+            naive = ~has_zone(raw)
             if naive.any(): i = int(np.argmax(naive)); _refuse(where, rows, i, columns['known'], f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule")
         if known.tz is None: raise BadInput(f"{where}: column {columns['known']}: times without a time zone; give them with one or state a rule")
         known = known.tz_convert('UTC').as_unit('ns')
