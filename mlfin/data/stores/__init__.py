@@ -11,6 +11,7 @@ from pathlib import Path
 from ...paths import store_dir
 from .parquet_write import ParquetStore   # data.stores.parquet's class, with the methods that change a series patched on
 from .postgresql import PostgresStore
+from . import observations, observations_pg   # the observation methods, patched onto both stores
 
 # %% ../../../nbs/01c_data.stores.ipynb #c004
 _all_ = ['ParquetStore', 'PostgresStore']

@@ -1,0 +1,65 @@
+"""Series that are not bars in both stores (issue 55): every vintage kept, a resend unchanged, an overwrite of what was
+known refused in one line, a batch stored whole or not at all, read back as written, listed, stamped and deleted; the
+same promises on the Parquet store and on a real PostgreSQL server. The rows are real: core CPI from arch.data."""
+import pandas as pd, pytest
+from arch.data import core_cpi
+from conftest import store_snapshot
+from mlfin.errors import BadInput, NotFound
+from mlfin.data.observations import observations_frame
+from mlfin.data.stores import open_store
+from mlfin.data.stores.observations import as_observations, record
+
+RULE = 'day 15 of next month 08:30 America/New_York'
+CPI = core_cpi.load()['CPILFESL']   # 743 months, 1957-2018
+
+
+def cpi(rows=slice(None), name='cpi_core', symbol=None, rule=RULE, later=None, add=0.0):
+    "Real core CPI as an observations frame; `later`: the same months known that much later (a vintage); `add`: values moved (an overwrite)"
+    part = CPI.iloc[rows]
+    frame = observations_frame(part.index, part.to_numpy() + add, rule=rule, frequency='M', name=name, symbol=symbol,
+                               source='FRED CPILFESL (arch.data)', licence='NCSA')
+    if later is not None:
+        attrs = frame.attrs; frame = frame.assign(known=frame['known'] + pd.Timedelta(later)); frame.attrs = attrs
+    return frame
+
+
+def test_vintages_resends_and_refusals_leave_the_store_as_it_was(store_url):
+    store = open_store(store_url)
+    # nothing stored yet (no observation tables on PostgreSQL): an empty listing, no stamp, a one-line NotFound
+    assert (len(store.observation_series()), store.observations_stamp('cpi_core')) == (0, None)
+    with pytest.raises(NotFound, match="^no observations of cpi_core in the store; it holds none$"): store.read_observations('cpi_core')
+    assert store.write_observations(cpi()) == {'added': 743, 'unchanged': 0}
+    assert store.write_observations(cpi(slice(-24, None))) == {'added': 0, 'unchanged': 24}   # the last two years resent
+    stamp = store.observations_stamp('cpi_core')
+    assert stamp == record(as_observations(cpi()), {})['digest']   # the rows' digest: the same in both stores
+    # a revision of the last year, known 60 days after each first print, and a company's series, in one batch
+    assert store.write_observations([cpi(slice(-12, None), later='60D', add=0.1), cpi(slice(-8, None), name='eps', symbol='AAPL')]) == \
+           {'added': 20, 'unchanged': 0}
+    assert store.observations_stamp('cpi_core') != stamp
+    before = store_snapshot(store_url)
+    # a batch whose second series overwrites a known value: refused in one line, its first series (new) not stored either
+    with pytest.raises(BadInput) as refused:
+        store.write_observations([cpi(slice(0, 12), name='cpi_again'), cpi(slice(-3, None), add=0.2)])
+    assert str(refused.value) == ("cpi_core: period 2018-09-01 known 2018-10-15 12:30 UTC is stored as 258.441, the batch gives 258.641; "
+                                  "a revision is a new row known later, never an overwrite; nothing stored")
+    with pytest.raises(BadInput, match=f"^cpi_core: stored with rule '{RULE}', the batch gives 'next session open XNYS'; a series keeps its rule"):
+        store.write_observations(cpi(slice(0, 3), rule='next session open XNYS'))
+    assert store_snapshot(store_url) == before
+    # read back: every vintage, the first prints as written, the record as attrs
+    back = store.read_observations('cpi_core')
+    assert (len(back), back.attrs['rule'], back.attrs['source'], back.attrs['symbol']) == (755, RULE, 'FRED CPILFESL (arch.data)', None)
+    pd.testing.assert_frame_equal(back.groupby('period').head(1).reset_index(drop=True), as_observations(cpi()))
+    october = back[back['period'] == '2018-10-01']
+    assert october['known'].tolist() == [pd.Timestamp('2018-11-15 13:30', tz='UTC'), pd.Timestamp('2019-01-14 13:30', tz='UTC')]
+    assert october['value'].round(3).tolist() == [258.939, 259.039]
+    listed = store.observation_series()
+    assert listed[['name', 'symbol', 'frequency', 'rule', 'rows', 'periods', 'vintages']].values.tolist() == \
+           [['cpi_core', None, 'M', RULE, 755, 743, 2], ['eps', 'AAPL', 'M', RULE, 8, 8, 1]]
+    assert (listed['first_period'][0], listed['last_known'][0]) == (pd.Timestamp('1957-01-01'), pd.Timestamp('2019-02-13 13:30', tz='UTC'))
+    assert store.read_observations('eps', 'AAPL').attrs['symbol'] == 'AAPL'
+    with pytest.raises(NotFound, match="^no observations of eps of MSFT in the store; it holds cpi_core, eps of AAPL$"): store.read_observations('eps', 'MSFT')
+    # deleted whole; stored again, the same rows give the same stamp
+    assert store.delete_observations('cpi_core') == 755
+    assert (store.observations_stamp('cpi_core'), store.observation_series()['name'].tolist()) == (None, ['eps'])
+    store.write_observations(cpi())
+    assert store.observations_stamp('cpi_core') == stamp
