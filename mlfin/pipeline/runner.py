@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08b_pipeline.runner.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime as dt, hashlib, json, os, re, socket
+import contextlib, datetime as dt, hashlib, json, os, re, socket, sys
 from pathlib import Path
 from .engine import in_process
 from ..config import apply_runtime_env, code_version, gpu_available, read_yaml
@@ -14,7 +14,7 @@ from ..processes import exclusive, alive, atomic_write
 from ..params import RunConfig, run_config, task_config, task_fields
 from .. import data, features
 from ..features.labels import LABELS
-from ..models.core import MODELS_FILE, choose_models, resolve_device
+from ..models.core import MODELS_FILE, choose_models, for_groups, resolve_device, task_models
 from ..features.compute import series_named
 from ..cluster.worker import tune_allocator
 from ..cluster import running
@@ -43,6 +43,7 @@ def project_values(root: Path) -> dict:
 def check(overrides: dict | None = None, # parameter -> value, from the command line
           root: Path | None = None,      # the project; its env.yaml, features.yaml and models.yaml
           store=None,                    # where the symbols are looked for (default: the home's store, or MLFIN_STORE)
+          say=None,                      # told the one line on models skipped (a variant without a group the spec lacks); default: standard error
          ) -> tuple[RunConfig, dict, list]:
     "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
     env = project_values(root) if root else {}
@@ -50,7 +51,8 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
     data.universe(config.symbols, config.timeframe, store)
     groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
     models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
-    specs = choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file)
+    specs, skipped = for_groups(choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file, groups), groups, config.spec)
+    if skipped: (say or (lambda line: print(line, file=sys.stderr)))(skipped)
     resolve_device(config.device)
     return config, groups, specs
 
@@ -68,7 +70,7 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     # features.yaml reruns the features task, and an edit of models.yaml the train task
     values = {f"{task}_config": task_config(config, task) for task in TASKS}
     values['features'] = json.dumps(groups)
-    values['models'] = json.dumps({spec.name: {'family': spec.family, 'tried': spec.tried, **spec.params} for spec in specs})   # `tried`: the DSR's count
+    values['models'] = task_models(specs)   # `tried`: the DSR's count; `without`: a variant's dropped groups
     # the bars the run reads are an input too: a series' stamp changes with every write that adds or changes a bar
     pairs = data.universe(config.symbols, config.timeframe)
     others = [p for p in series_named([n for names in groups.values() for n in names], {tf for _, tf in pairs}) if p not in pairs]

@@ -16,7 +16,7 @@ from ..tracking.ledger import Check, Ledger
 from ..tracking.trials import question_prints, record_trials
 from .evidence import earlier_returns, earlier_trials, keep_evidence, question_of
 from .products import keep_finished, load_run, read_json, summary, write_json
-from .tables import run_header
+from .tables import group_said, run_header
 from .. import backtest, tracking
 from ..models import register_leaders
 from ..models.metrics import forecast_record
@@ -102,6 +102,9 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                           trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
         content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
                        portfolio=trading['metrics'].get(backtest.PORTFOLIO))
+        said = {s: [group_said(r, train['primary'], trading['metrics'][s]['skill']) for r in train.get('group_comparisons', []) if r['symbol'] == s]
+                for s in train['best']}   # what each dropped feature group did, its trials counted on the question as just weighed
+        content['groups_added'] = {s: lines for s, lines in said.items() if lines}
         if train['kind'] == 'regressor':   # each leader's forecast beside doing nothing, where every page reads it
             for s in train['best']: content['symbols'][s]['forecast'] = forecast_record(train['metrics'][s], label_entry(params['label']).price)
         return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed, book)

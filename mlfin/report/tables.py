@@ -8,13 +8,13 @@ import html
 import pandas as pd
 from ..params import VALIDATIONS
 from ..backtest.stats import annualised_shown, span_note
-from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict, forecast_said, forecast_frame
+from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict, forecast_said, forecast_frame, figure, trials_said
 from ..style import TABLE_STYLE, html_table
 from .products import execution_model
 
 # %% auto #0
-__all__ = ['SHOWN', 'metrics_table', 'classification_table', 'quality_table', 'overview', 'production_said', 'recent_signals',
-           'equity_figure', 'run_header', 'symbol_tables_html']
+__all__ = ['SHOWN', 'GROUP_SHOWN', 'metrics_table', 'classification_table', 'quality_table', 'overview', 'production_said',
+           'recent_signals', 'group_said', 'equity_figure', 'run_header', 'symbol_tables_html']
 
 # %% ../../nbs/07b_report.tables.ipynb #c008
 SHOWN = ('total_return', 'annual_return', 'sharpe', 'max_drawdown', 'trades', 'exposure')   # the report's rows of the tearsheet's table
@@ -92,6 +92,28 @@ def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
                              'predicted close': mine['predicted_close'].round(5), 'signal': side}, index=rows.index)
     return pd.DataFrame({'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4), 'signal': side}, index=rows.index)
 
+
+# %% ../../nbs/07b_report.tables.ipynb #c008_05
+GROUP_SHOWN = {'helped': 'it helped (Diebold-Mariano and the bootstrap both at 5%)',
+               'hurt': 'it hurt (Diebold-Mariano at 5%, the interval all on the worse side)',
+               '': 'not shown to help or to hurt'}
+
+def group_said(row: dict,     # a row of the train task's `group_comparisons` (`compare.compare_groups`)
+               metric: str,   # the score compared (the leaderboard's: auc, ic)
+               skill: dict,   # the symbol's skill record after its question was weighed (its trials counted)
+              ) -> str:
+    "One sentence: what a dropped feature group did on a symbol, with the figures, the tests and the trials counted"
+    groups = row['groups'].split(', ')
+    named = f"the {' and '.join(groups)} group{'s' if len(groups) > 1 else ''}"
+    signed = lambda x: figure(x, 4) if figure(x, 4) == 'not a number' else f"{x:+.4f}"
+    tests = {'difference': row[f'{metric}_diff'], 'interval': row['low'], 'bootstrap p': row['bootstrap_p'], 'Diebold-Mariano p': row['dm_p']}
+    missing = [name for name, x in tests.items() if figure(x) == 'not a number']
+    shown = (f"no verdict: the {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a number" if missing
+             else GROUP_SHOWN[row['shown']])
+    return (f"{row['symbol']}, {named}: {row['with']} scored {metric.upper()} {figure(row[f'{metric}_with'], 4)} with {'it' if len(groups) == 1 else 'them'} "
+            f"and {figure(row[f'{metric}_without'], 4)} without ({row['without']}), on the same {row['bars']:,} bars: a difference of "
+            f"{signed(row[f'{metric}_diff'])} (95% interval {signed(row['low'])} to {signed(row['high'])}, bootstrap p {figure(row['bootstrap_p'], 3)}, "
+            f"Diebold-Mariano p {figure(row['dm_p'], 3)}): {shown}; {trials_said(skill)} counted on this question.")
 
 # %% ../../nbs/07b_report.tables.ipynb #c010
 def equity_figure(run: dict, symbol: str):
