@@ -13,7 +13,8 @@ from .. import data
 from ..monitor.freshness import MARKED, live_series
 
 # %% auto #0
-__all__ = ['data_app', 'ingest', 'data_ls', 'data_quarantine', 'data_show', 'data_export', 'data_rm', 'data_live', 'quality']
+__all__ = ['data_app', 'ingest', 'data_ls', 'data_ingest_observations', 'data_quarantine', 'data_show', 'data_export', 'data_rm',
+           'data_live', 'quality']
 
 # %% ../../nbs/09d_cli.data.ipynb #c014
 def _mapping(text: str | None) -> dict | None:
@@ -69,6 +70,26 @@ def data_ls(store: Optional[str] = typer.Option(None, help="store folder or post
     held = data.ls(store)
     typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
 
+
+# %% ../../nbs/09d_cli.data.ipynb #c014_0o
+@data_app.command('ingest-observations')
+def data_ingest_observations(
+        source: str = typer.Argument(..., help="a CSV/Parquet file (wide: a date column, optional release times `known`, value columns; or the long "
+                                               "layout symbol, field, period_end, filed_at, value), embedded:NAME or postgresql://host/db?table=T"),
+        name: Optional[str] = typer.Option(None, help="the series' name (lower case: cpi_core) for a source of one value column; default: the column's"),
+        rule: Optional[str] = typer.Option(None, help="when each value became known: 'day 15 of next month 08:30 America/New_York', 'next session open XNYS', "
+                                                      "...; default: the source's release times (long layout: 'filed, next session open XNYS')"),
+        frequency: Optional[str] = typer.Option(None, help="D, W, M, Q or A; default: from the periods' spacing"),
+        symbol: Optional[str] = typer.Option(None, help="the company a wide source's series are of (the long layout names its own)"),
+        origin: Optional[str] = typer.Option(None, help="who made the numbers (kept as the series' source)"),
+        licence: Optional[str] = typer.Option(None, help="the licence the numbers are under"),
+        description: Optional[str] = typer.Option(None, help="what the series is"),
+        unit: Optional[str] = typer.Option(None, help="its unit: percent, index, US dollars per barrel..."),
+        store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"),
+       ):
+    "Validate non-bar series (macro, fundamental, alternative) from SOURCE into the store, with when each value became known: all or nothing"
+    about = dict(source=origin, licence=licence, description=description, unit=unit)
+    typer.echo(str(data.ingest_observations(source, name, rule, frequency, symbol, store, about)))
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_03
 @data_app.command('quarantine')

@@ -8,3 +8,5 @@ __all__ = []
 # %% ../../nbs/01_data.ipynb #c003
 from .facade import *
 from .runs import *
+from .observations import *
+from .observations_sources import *

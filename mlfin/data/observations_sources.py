@@ -139,12 +139,14 @@ def observation_frames(source,               # a file, postgresql://host/db?tabl
                        rule: str | None = None,      # the release rule; default: `as given` where the source gives times, the filing rule for the long layout
                        frequency: str | None = None, # D, W, M, Q, A; default: from the periods' spacing
                        symbol: str | None = None,    # the company a wide source's series are of (the long layout names its own)
-                       **attrs,                      # source, licence, description, unit
+                       about: dict | None = None,    # what the series is, kept with it: source (who made it), licence, description, unit
                       ) -> list[pd.DataFrame]:
     "Validated observations frames, one per series of `source`, or a one-line refusal naming the file, row and column"
     text = source if isinstance(source, pd.DataFrame) else str(source)
+    attrs = {k: v for k, v in (about or {}).items() if v is not None}
+    if set(attrs) - {'source', 'licence', 'description', 'unit'}: raise BadInput(f"about: {', '.join(sorted(attrs))}: say only source, licence, description, unit")
     if isinstance(text, str) and text.startswith('embedded:'):
-        if name or rule or frequency or symbol: raise BadInput(f"{text}: an embedded series comes with its own name, rule and frequency")
+        if name or rule or frequency or symbol or attrs: raise BadInput(f"{text}: an embedded series comes with its own name, rule, frequency and description")
         return [read_embedded(text.removeprefix('embedded:'))]
     table, where = (source.reset_index(drop=True), 'frame') if isinstance(source, pd.DataFrame) else _read_table(source)
     if not len(table): raise BadInput(f"{where}: no rows")
@@ -225,10 +227,10 @@ class ObservationsIngest:
 def ingest_observations(source,               # a file, postgresql://host/db?table=T, a DataFrame, or embedded:NAME
                         name: str | None = None, rule: str | None = None, frequency: str | None = None, symbol: str | None = None,
                         store=None,                   # a store, its URL or folder; default: the one `open_store()` opens
-                        **attrs,                      # source, licence, description, unit
+                        about: dict | None = None,    # source (who made it), licence, description, unit
                        ) -> ObservationsIngest:
     "Store every series of `source`, all or nothing (the store checks the whole batch before it writes any)"
-    frames = observation_frames(source, name, rule, frequency, symbol, **attrs)
+    frames = observation_frames(source, name, rule, frequency, symbol, about)
     counts = open_store(store).write_observations(frames)
     series = pd.DataFrame([{**{k: f.attrs[k] for k in ('name', 'symbol', 'frequency', 'rule')}, 'rows': len(f),
                             'first_period': f['period'].min(), 'last_period': f['period'].max()} for f in frames])
