@@ -18,7 +18,7 @@ from .parquet_write import FULL, ParquetStore   # the class with its series' loc
 # %% auto #0
 __all__ = ['SERIES_COLUMNS', 'FIXED', 'OBSERVATIONS', 'NO_SYMBOL', 'RECORD', 'series_label', 'as_observations', 'merged',
            'record', 'observation_batch', 'series_order', 'series_listing', 'not_stored', 'as_read', 'observations_cut',
-           'series_key']
+           'series_key', 'observations_listing']
 
 # %% ../../../nbs/01cd_data.stores.observations.ipynb #o006
 SERIES_COLUMNS = ['name', 'symbol', 'frequency', 'rule', 'source', 'licence', 'rows', 'periods', 'vintages',
@@ -260,3 +260,15 @@ def observations_cut(root: Path, # a Parquet store's folder
 def series_key(name: str, symbol: str | None = None) -> str:
     "A series as a manifest keys it: `cpi_core`, `eps:AAPL`"
     return name if symbol is None else f"{name}:{symbol}"
+
+# %% ../../../nbs/01cd_data.stores.observations.ipynb #o035
+def observations_listing(store, # an open store (`data.open_store`)
+                        ) -> str:
+    "The stored non-bar series as `mlfin data ls` prints them under the bars; '' when none is stored"
+    held = store.observation_series()
+    if not len(held): return ''
+    day = lambda c: held[c].dt.strftime('%Y-%m-%d')
+    shown = held.assign(symbol=held['symbol'].fillna('-'), first_period=day('first_period'), last_period=day('last_period'),
+                        last_known=held['last_known'].dt.strftime('%Y-%m-%d %H:%M UTC'))
+    return "non-bar series (each value for a period, known at a time):\n" + shown[
+        ['name', 'symbol', 'frequency', 'rule', 'source', 'rows', 'periods', 'vintages', 'first_period', 'last_period', 'last_known']].to_string(index=False)
