@@ -7,6 +7,10 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 from mlfin import features
 from mlfin.features import labels
 from mlfin.data import load_sample
+from mlfin.data.observations import observations_frame
+from mlfin.features.compute import closes_at
+from mlfin.features.lookahead import check_known_no_lookahead, known_by
+from arch.data import core_cpi
 
 from mlfin.data.bars import resample
 
@@ -156,6 +160,40 @@ def test_features_named_on_other_bars_are_unchanged_by_removing_the_future(symbo
         at = other.index.searchsorted(closes_at(b), side='right') - 1
         return pd.DataFrame({'spx': other['close'].pct_change().to_numpy()[np.clip(at, 0, None)]}, index=b.index)
     if symbol == 'EURUSD': assert not features.check_no_lookahead(opened, bars, cuts=30).clean
+
+
+CPI_CORE = core_cpi.load()['CPILFESL']
+CPI = observations_frame(CPI_CORE.index, CPI_CORE.to_numpy(), rule='day 15 of next month 08:30 America/New_York', frequency='M', name='cpi_core')
+KNOWN_BARS = BARS['SPX'].loc['2016':'2018']
+KNOWN_SPEC = ['cpi_core@known', 'cpi_core__pct_12@known', 'cpi_core__diff_1__z_12@known', 'cpi_core__surprise_6@known',
+              'cpi_core__lag_3__age@known']
+
+
+def revised(series: pd.DataFrame, revisions: list[tuple[int, int, float]]) -> pd.DataFrame:
+    "`series` with revisions (synthetic: no vintages ship offline): (months before its last, days after the first print, change)"
+    first = series.iloc[[len(series) - 1 - back for back, _, _ in revisions]].reset_index(drop=True)
+    rows = first.assign(value=first['value'] + [c for *_, c in revisions],
+                        known=first['known'] + pd.to_timedelta([days for _, days, _ in revisions], unit='D'))
+    out = pd.concat([series, rows], ignore_index=True).drop_duplicates(['period', 'known']).sort_values(['known', 'period'], ignore_index=True)
+    out.attrs = dict(series.attrs)
+    return out
+
+
+@SETTINGS
+@given(cut=st.integers(min_value=30, max_value=len(KNOWN_BARS) - 1),
+       revisions=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 500), st.floats(-3, 3, allow_nan=False).filter(bool)), max_size=8))
+def test_a_series_feature_is_unchanged_by_removing_what_was_known_later(cut, revisions):
+    """Core CPI joined as known (its release rule), with revisions known later: with every row known after a bar's close removed
+    (first prints and revisions alike) and the bars after it, nothing at or before that bar changes"""
+    vintages = revised(CPI, revisions)
+    full = features.build(KNOWN_BARS, KNOWN_SPEC, observations=lambda name, symbol: vintages)
+    bars = KNOWN_BARS.iloc[:cut]
+    short = features.build(bars, KNOWN_SPEC, observations=known_by(lambda name, symbol: vintages, closes_at(bars)[-1]))
+    assert full.notna().any().all(), full.notna().sum()
+    for column in short:
+        assert same(short[[column]], full[[column]].iloc[:cut]), f"{column} sees a later release or revision (cut {cut}, {revisions})"
+    found = check_known_no_lookahead(KNOWN_SPEC, KNOWN_BARS, lambda name, symbol: vintages, cuts=3)
+    assert found.clean, found
 
 
 def talib_functions():

@@ -11,7 +11,8 @@ from ..data.bars import TIMEFRAMES, bar_ends, resample, session_bins
 from ..data.facade import calendar_of, universe
 from ..data.runs import series_bars
 from .registry import Feature, resolve
-from .known import series_columns, stored_observations
+from ..data.observations_sources import load_observations
+from .known import series_columns
 from .specs import SEED_SPEC
 
 # %% auto #0
@@ -29,7 +30,7 @@ def build(bars: pd.DataFrame,         # canonical bars
     for name in spec:
         feature = resolve(name)
         if feature.context: columns.update(_in_context(bars, feature, others or other_bars)); continue
-        if feature.series: columns.update(series_columns(bars, feature, closes_at(bars), observations or stored_observations)); continue
+        if feature.series: columns.update(series_columns(bars, feature, closes_at(bars), observations or load_observations)); continue
         outputs = _outputs(feature.indicator.fn(bars, *feature.params))
         picked = [(feature.indicator.outputs or ('',)).index(feature.output)] if feature.output is not None else range(len(outputs))
         for column, i in zip(feature.columns(), picked):

@@ -12,7 +12,7 @@ from ..errors import BadInput, MlfinError
 from .registry import Feature, SERIES_ON_BARS, resolve
 
 # %% auto #0
-__all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'stored_observations', 'series_read']
+__all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'series_read']
 
 # %% ../../nbs/02i_features.known.ipynb #c011
 PERIODS = {'D': pd.offsets.BDay(), 'W': pd.DateOffset(weeks=1), 'M': pd.DateOffset(months=1),
@@ -110,12 +110,6 @@ def series_columns(bars: pd.DataFrame,     # canonical bars (attrs['symbol'] nam
 def _read(read: Callable, feature: Feature, name: str, symbol: str | None) -> pd.DataFrame:
     try: return read(name, symbol)
     except MlfinError as e: raise type(e)(f"feature {feature.name!r}: {e}") from None
-
-# %% ../../nbs/02i_features.known.ipynb #c023
-def stored_observations(name: str, symbol: str | None = None) -> pd.DataFrame:
-    "A series from the store (`mlfin.data.observations_sources.load_observations`): what `build` reads by default"
-    from mlfin.data.observations_sources import load_observations   # TEMPORARY: module not landed yet (helper DATA); moves to the imports then
-    return load_observations(name, symbol)
 
 # %% ../../nbs/02i_features.known.ipynb #c031
 def series_read(spec: list[str],      # feature names

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Callable
 import numpy as np, pandas as pd
 from ..errors import BadInput
+from .compute import build, closes_at
 
 # %% auto #0
-__all__ = ['LookaheadReport', 'check_no_lookahead']
+__all__ = ['LookaheadReport', 'check_no_lookahead', 'known_by', 'check_known_no_lookahead']
 
 # %% ../../nbs/02d_features.lookahead.ipynb #c028
 @dataclass
@@ -63,3 +64,24 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
 
+
+# %% ../../nbs/02d_features.lookahead.ipynb #c041
+def known_by(read: Callable,    # (series name, symbol or None) -> its observations
+             t: pd.Timestamp,   # a time (UTC)
+            ) -> Callable:
+    "`read` as it stood at `t`: each series without the rows known after `t` (a later first print or revision)"
+    def cut(name: str, symbol: str | None = None) -> pd.DataFrame:
+        frame = read(name, symbol)
+        kept = frame[frame['known'] <= t].reset_index(drop=True)
+        kept.attrs = dict(frame.attrs)
+        return kept
+    return cut
+
+# %% ../../nbs/02d_features.lookahead.ipynb #c042
+def check_known_no_lookahead(spec: list[str],     # feature names, `@known`/`@filed` ones among them
+                             bars: pd.DataFrame,  # canonical bars
+                             read: Callable,      # (series name, symbol or None) -> its observations
+                             cuts: int = 25, warmup: int = 50, seed: int = 0,
+                            ) -> LookaheadReport:
+    "`check_no_lookahead` of `build(bars, spec)` with the series cut too: at each cut, every row known after the last kept bar's close removed"
+    return check_no_lookahead(lambda b: build(b, spec, observations=known_by(read, closes_at(b)[-1])), bars, cuts, warmup, seed)
