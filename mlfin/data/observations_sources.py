@@ -111,7 +111,9 @@ def _read_table(source) -> tuple[pd.DataFrame, str]:
         if head[:2] == b'\x1f\x8b': import gzip; head = gzip.open(path).read(4096)   # here: gzip only for .gz files
         first = head.decode('utf-8-sig', errors='replace').splitlines()[0] if head.strip() else ''
         if not first: raise BadInput(f"{path}: file is empty")
-        return pd.read_csv(path, dtype=str, sep=max('\t,;', key=first.count), encoding='utf-8-sig', skipinitialspace=True), str(path)
+        # only an empty cell is missing: 'n/a' or 'NULL' is a value that is not a number, refused as such
+        return pd.read_csv(path, dtype=str, sep=max('\t,;', key=first.count), encoding='utf-8-sig', skipinitialspace=True,
+                           keep_default_na=False, na_values=['']), str(path)
     except (ValueError, OSError, UnicodeDecodeError) as e:
         if isinstance(e, BadInput): raise
         raise BadInput(f"{path}: not a readable CSV or Parquet file ({str(e).strip().splitlines()[0]})") from None
