@@ -11,6 +11,7 @@ from ..errors import BadInput, NotFound
 from .app import app
 from .. import data
 from ..monitor.freshness import MARKED, live_series
+from ..data.stores.observations import observations_listing
 
 # %% auto #0
 __all__ = ['data_app', 'ingest', 'data_ls', 'data_ingest_observations', 'data_quarantine', 'data_show', 'data_export', 'data_rm',
@@ -66,9 +67,10 @@ app.add_typer(data_app, name='data')
 # %% ../../nbs/09d_cli.data.ipynb #c014_02
 @data_app.command('ls')
 def data_ls(store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
-    "List every stored series: symbol, bar size, bars, first, last, calendar, source, quarantined rows"
-    held = data.ls(store)
-    typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
+    "List every stored series: symbol, bar size, bars, first, last, calendar, source, quarantined rows; then the series that are not bars"
+    held, listed = data.ls(store), observations_listing(data.open_store(store))
+    if len(held) or not listed: typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
+    if listed: typer.echo(('\n' if len(held) else '') + listed)
 
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_0o
