@@ -281,6 +281,17 @@ def small_copy(small_golden, tmp_path) -> dict:
     return copied(small_golden, tmp_path)
 
 
+# what the economy added (issue 55): SPX 2016-2017 on the macro spec, lightgbm beside the same model without the macro group
+MACRO = ['--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--spec', 'macro',
+         '--models', 'logistic,lightgbm,lightgbm_without_macro']
+
+
+@pytest.fixture(scope='session')
+def macro_golden(tmp_path_factory) -> Golden:
+    "The macro run (`MACRO`): features.yaml's macro spec (non-bar series joined as known) and models.yaml's lightgbm_without_macro"
+    return built_once(tmp_path_factory, 'macro', MACRO)
+
+
 # --- products of two runs compared: what "the same run" means wherever and in whatever order it ran ---
 VOLATILE = {'created_at'}                  # signals: when each was made
 MODEL_VOLATILE = {'saved', 'sha256'}       # model.json: when the file was written, and its hash (zip timestamps, LightGBM's thread count)
