@@ -9,10 +9,13 @@ from typing import Callable
 import numpy as np, pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import BadInput, MlfinError
+from ..data.observations_sources import load_observations
+from ..data.stores import open_store
+from ..data.stores.observations import series_label
 from .registry import Feature, SERIES_ON_BARS, resolve
 
 # %% auto #0
-__all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'series_read']
+__all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'series_read', 'observation_stamps']
 
 # %% ../../nbs/02i_features.known.ipynb #c011
 PERIODS = {'D': pd.offsets.BDay(), 'W': pd.DateOffset(weeks=1), 'M': pd.DateOffset(months=1),
@@ -125,3 +128,14 @@ def series_read(spec: list[str],      # feature names
             pairs.add((series, symbol))
             if ('per_share', None) in feature.transforms: pairs.add(('shares', symbol))
     return sorted(pairs, key=lambda p: (p[0], p[1] or ''))
+
+# %% ../../nbs/02i_features.known.ipynb #c032
+def observation_stamps(pairs: list[tuple[str, str | None]], # (series name, symbol or None), as `series_read` gives them
+                       store=None,                          # a store, its URL or folder; default: the one `open_store()` opens
+                      ) -> dict[str, str]:
+    "Per series, a value that moves with every release or revision stored (an embedded series ingested first): what reruns a run and recomputes a cached feature"
+    store, stamps = open_store(store), {}
+    for name, symbol in pairs:
+        if store.observations_stamp(name, symbol) is None: load_observations(name, symbol, store)
+        stamps[series_label(name, symbol)] = store.observations_stamp(name, symbol)
+    return stamps

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/02f_features.store.ipynb #c003
 from __future__ import annotations
-import errno, hashlib, mmap, os
+import errno, hashlib, json, mmap, os
 from functools import lru_cache
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -13,7 +13,7 @@ import numpy as np, pandas as pd
 from ..paths import home
 from ..processes import atomic_write
 from ..data.bars import fingerprint
-from . import registry, compute, specs
+from . import registry, compute, specs, known
 
 # %% auto #0
 __all__ = ['FeatureStore']
@@ -21,8 +21,8 @@ __all__ = ['FeatureStore']
 # %% ../../nbs/02f_features.store.ipynb #c005
 @lru_cache(maxsize=1)
 def _library_version() -> str:
-    "A hash of the registry's and compute module's sources and TA-Lib's version: computed once per process"
-    return hashlib.sha256(b''.join(Path(m.__file__).read_bytes() for m in (registry, compute)) + metadata.version('TA-Lib').encode()).hexdigest()[:16]
+    "A hash of the registry's, compute and known modules' sources and TA-Lib's version: computed once per process"
+    return hashlib.sha256(b''.join(Path(m.__file__).read_bytes() for m in (registry, compute, known)) + metadata.version('TA-Lib').encode()).hexdigest()[:16]
 
 
 # %% ../../nbs/02f_features.store.ipynb #c005_00
@@ -44,8 +44,11 @@ class FeatureStore:
     misses: int = 0
 
     def key(self, bars: pd.DataFrame, name: str, bars_fingerprint: str | None = None) -> str:
+        feature = registry.resolve(name)
         parts = [bars_fingerprint or fingerprint(bars), str(bars.attrs.get('symbol')), str(bars.attrs.get('timeframe')),
-                 name, _code_version(registry.resolve(name))]
+                 name, _code_version(feature)]
+        if feature.series:   # a non-bar series: its stored releases and revisions decide the values too
+            parts.append(json.dumps(known.observation_stamps(known.series_read([name], [bars.attrs.get('symbol')]))))
         return hashlib.sha256('|'.join(parts).encode()).hexdigest()[:24]
 
     def __post_init__(self): _allow_open_files()

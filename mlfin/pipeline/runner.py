@@ -16,6 +16,7 @@ from .. import data, features
 from ..features.labels import LABELS
 from ..models.core import MODELS_FILE, choose_models, for_groups, resolve_device, task_models
 from ..features.compute import series_named
+from ..features.known import observation_stamps, series_read
 from ..cluster.worker import tune_allocator
 from ..cluster import running
 from ..progress import Display
@@ -73,8 +74,10 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     values['models'] = task_models(specs)   # `tried`: the DSR's count; `without`: a variant's dropped groups
     # the bars the run reads are an input too: a series' stamp changes with every write that adds or changes a bar
     pairs = data.universe(config.symbols, config.timeframe)
-    others = [p for p in series_named([n for names in groups.values() for n in names], {tf for _, tf in pairs}) if p not in pairs]
-    values['data'] = json.dumps(data.series_stamps(pairs + others))   # the series `@SYMBOL` features read too: new bars there rerun the run
+    named = [n for group in groups.values() for n in group]
+    others = [p for p in series_named(named, {tf for _, tf in pairs}) if p not in pairs]
+    observed = observation_stamps(series_read(named, [symbol for symbol, _ in pairs]))   # `@known`/`@filed` features' series: a release or revision reruns the run
+    values['data'] = json.dumps(data.series_stamps(pairs + others) | observed)   # the series `@SYMBOL` features read too: new bars there rerun the run
     # the executed notebooks are products in the home (so that where a user publishes them never reruns a task)
     values.update(home=str(home()), code_version=code_version(), reports=str(reports), cluster=config.cluster)
     return root, values
