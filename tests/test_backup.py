@@ -2,7 +2,7 @@
 Issue 54: a backup counts only once read back (the repository moved away while restic wrote), a repository is made only on purpose (missing, or
 another at its path, is refused and pages, per repository), `restore` takes the last snapshot by the repository's order (one made under a clock
 a year ahead is not it), restic's error line is what the operator reads, a drill's tag leaves the snapshot held"""
-import datetime as dt, os, shutil, signal, subprocess, threading, time
+import datetime as dt, json, os, shutil, signal, subprocess, threading, time
 from pathlib import Path
 import httpx, pandas as pd, pytest
 from conftest import ES, MLFIN, ROOT, RUN, alertmanager, mlfin, new_database, service
@@ -61,6 +61,13 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
         from mlfin import data
         data.ingest('sample:SPX', store=store)
         data.ingest(ES, 'ES', '1m', calendar='CMES', store=store)
+    from arch.data import core_cpi
+    from mlfin.data.observations import observations_frame
+    from mlfin.data.stores import open_store
+    cpi = core_cpi.load()['CPILFESL']   # a non-bar series (issue 55), real core CPI with its release rule: backed up and restored with the bars
+    open_store(store or home/'store').write_observations(observations_frame(cpi.index, cpi.to_numpy(), rule='day 15 of next month 08:30 America/New_York',
+                                                                            frequency='M', name='cpi_core', source='FRED CPILFESL (arch.data)'))
+    observed = open_store(store or home/'store').read_observations('cpi_core')
     with service(home, '--no-jobs', store=store) as svc:
         reader = svc.key('read_only')
         with svc.client(reader) as c: assert c.get('/signals', params={'symbol': 'SPX', 'timeframe': '1d'}).status_code == 200   # a signal served and kept
@@ -97,6 +104,9 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
     from mlfin import data
     held = set(data.load('ESC', '1m', store=restore_into or str(restored/'store')).index)
     assert wanted and wanted <= held, sorted(wanted - held)[:5]   # every bar acknowledged before the backup began
+    back = data.open_store(restore_into or restored/'store').read_observations('cpi_core')
+    pd.testing.assert_frame_equal(back, observed); assert back.attrs == observed.attrs   # every row and its record
+    assert json.loads((restored/'.backup'/'restored'/'MANIFEST.json').read_text())['store']['observations'] == {'cpi_core': 743}   # what the restore checked
     return restored, repo
 
 

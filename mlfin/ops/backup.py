@@ -18,6 +18,7 @@ from ..tracking.store import production_aliases
 from .repository import RECORDED, RETAINED, SEQ, TAG, home_id, latest, repository, restic_bin, restic_said, todays_share
 from ..data.stores import open_store, store_place   # a manifest names the store as it may be said: no password
 from ..data.stores.parquet import series_cut
+from ..data.stores.observations import observations_cut, series_key
 from .. import data
 from ..features.assembly import inputs_for
 from ..models.registry import load, production, series_of
@@ -61,18 +62,20 @@ def sqlite_copy(source: Path, target: Path) -> Path:
 
 # %% ../../nbs/13c_ops.backup.ipynb #c012
 def store_cut(store, target: Path) -> dict:
-    "The store as one consistent cut under `target`: Parquet periods by their manifests (linked), or a PostgreSQL dump; what it holds per series"
+    "The store as one consistent cut under `target`: Parquet periods by their manifests and non-bar series by their records (linked), or a PostgreSQL dump; what it holds per series"
     store = open_store(store)
     held = {f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()} for r in store.ls().to_dict(orient='records')}
-    if store.kind == 'postgresql':
+    if store.kind == 'postgresql':   # the dump holds every table: the observations' too
+        observed = {series_key(r['name'], r['symbol']): int(r['rows']) for r in store.observation_series().to_dict(orient='records')}
         _pg_dump(store.url, target/'store.pgdump')
-        return {'kind': 'postgresql', 'series': held}
+        return {'kind': 'postgresql', 'series': held, 'observations': observed}
     root = Path(store.root)
     for folder in sorted(root.glob('bars/timeframe=*/symbol=*')):
         series_cut(folder, target/'store'/folder.relative_to(root), link_or_copy)   # each series as its manifest has it, read once
     if (root/'quarantine').is_dir(): link_tree(root/'quarantine', target/'store'/'quarantine')
     if (root/'service.db').exists(): sqlite_copy(root/'service.db', target/'store'/'service.db')
-    return {'kind': 'parquet', 'series': held}
+    observed = observations_cut(root, target/'store', link_or_copy)   # each non-bar series as its record names it, read once
+    return {'kind': 'parquet', 'series': held, 'observations': observed}
 
 # %% ../../nbs/13c_ops.backup.ipynb #c013
 def atomic_write_json(path: Path, value) -> Path:
@@ -187,7 +190,8 @@ def stage(folder: Path,                 # emptied, then filled with the cut
         if (root/name).exists(): (folder/'project').mkdir(exist_ok=True); shutil.copy2(root/name, folder/'project'/name)
     prints = fingerprints(store, folder)
     manifest = {'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'host': socket.gethostname(), 'home': str(at),
-                'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None, 'series': held['series']},
+                'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None, 'series': held['series'],
+                          'observations': held['observations']},
                 'products': products, 'versions': versions(), 'schemas': schema_revisions(folder), 'fingerprints': prints,
                 'files': checksums(folder, known), 'stage_seconds': round(time.perf_counter() - started, 3)}
     atomic_write_json(folder/'MANIFEST.json', manifest)

@@ -14,6 +14,7 @@ from .repository import RESTORED, latest, repository, restic_said
 from ..models.registry import load, series_of
 from ..tracking import check_home
 from ..data.stores import open_store
+from ..data.stores.observations import series_key
 
 # %% auto #0
 __all__ = ['Restored', 'pick', 'verify', 'in_home', 'reproduce', 'unreadable', 'restore']
@@ -27,7 +28,7 @@ class Restored:
     files: int
     bytes: int
     seconds: float
-    store: dict            # kind, url, and per series: bars restored against bars backed up
+    store: dict            # kind, url, and per series: bars restored against bars backed up (`series`), rows of each non-bar series (`observations`)
     fingerprints: dict     # production model -> 'identical', or what differs
     project: Path | None   # the project's configuration files, restored beside the home
     kept: str = ''         # the snapshot as retention keeps it now, tagged restored-from (its new id), or why it could not be tagged
@@ -144,12 +145,16 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     with in_home(to):
         check_home()   # MLflow's recorded locations follow the new folder
         held = {f"{r['symbol']}:{r['timeframe']}": int(r['bars']) for r in open_store(target_store).ls().to_dict(orient='records')}
+        observed = {series_key(r['name'], r['symbol']): int(r['rows']) for r in open_store(target_store).observation_series().to_dict(orient='records')}
         prints = reproduce(manifest['fingerprints'], kept, target_store)
     series = {name: {'backed_up': v['bars'], 'restored': held.get(name, 0)} for name, v in manifest['store']['series'].items()}
     short = [n for n, v in series.items() if v['restored'] < v['backed_up']]
     if short: raise Unavailable(f"restored store holds fewer bars than backed up for {', '.join(short)}")
+    observations = {name: {'backed_up': rows, 'restored': observed.get(name, 0)} for name, rows in manifest['store'].get('observations', {}).items()}   # none listed by a snapshot made before them
+    short = [n for n, v in observations.items() if v['restored'] < v['backed_up']]
+    if short: raise Unavailable(f"restored store holds fewer rows than backed up of the non-bar series {', '.join(short)}")
     kept = _keep(repository_, chosen)
-    return Restored(chosen['id'], to, files, size, time.perf_counter() - started, {'kind': kind, 'url': target_store, 'series': series}, prints, project, kept, warning)
+    return Restored(chosen['id'], to, files, size, time.perf_counter() - started, {'kind': kind, 'url': target_store, 'series': series, 'observations': observations}, prints, project, kept, warning)
 
 # %% ../../nbs/13d_ops.restore.ipynb #c011k
 def _keep(repository_, chosen) -> str:
@@ -175,7 +180,7 @@ def _pg_restore(dump: Path, url: str, force: bool):
     "pg_restore a store's dump into `url`, which must hold none of mlfin's tables (unless `force`: they are dropped first)"
     if not shutil.which('pg_restore'): raise Unavailable("pg_restore is missing: install Debian's postgresql-client")
     plain = url.replace('postgresql+psycopg://', 'postgresql://')
-    if not force and len(open_store(url).ls()):
+    if not force and (len(open_store(url).ls()) or len(open_store(url).observation_series())):
         raise BadInput(f"--store {url.split('@')[-1]}: already holds series; restore into an empty database (--force replaces them)")
     done = subprocess.run(['pg_restore', '--no-owner', '--no-privileges', *(['--clean', '--if-exists'] if force else []), '--dbname', plain, str(dump)],
                           capture_output=True, text=True)
