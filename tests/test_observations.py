@@ -5,7 +5,7 @@ Moody's yields from arch.data), except the fundamentals file, which is made here
 fundamentals ship offline). The stores' own promises (both stores, vintages, stamps) are tests/test_observation_store.py's."""
 import gzip
 import pandas as pd, pytest
-from conftest import mlfin
+from conftest import ROOT, mlfin
 from mlfin.errors import BadInput, Unavailable
 from mlfin.data.observations_sources import EMBEDDED_OBSERVATIONS, ingest_observations, load_observations, read_embedded
 from mlfin.data.samples import shipped_file
@@ -134,3 +134,13 @@ def test_postgresql_table_source(postgres_server, tmp_path):
            (3, 'as given', rows(cpi))
     with pytest.raises(Unavailable, match=r'^postgresql table nothing: relation "nothing" does not exist'):
         ingest_observations(f"{postgres_server}/{db}?table=nothing", store=store)
+
+
+def test_readme_states_each_embedded_series_rule():
+    "The README's table of embedded non-bar series says the rule each is ingested under (one fact: the code's table)"
+    said = {}
+    for line in (ROOT/'README.md').read_text().split('### Embedded series that are not bars')[1].split('\n## ')[0].splitlines():
+        cells = [c.strip() for c in line.split('|')[1:-1]]
+        if len(cells) == 7 and cells[5].startswith('`'):
+            for name in cells[0].split(', '): said[name.strip('`')] = cells[5].strip('`')
+    assert said == {name: e.rule for name, e in EMBEDDED_OBSERVATIONS.items()}
