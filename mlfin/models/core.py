@@ -23,7 +23,7 @@ from ..cluster.fanout import capped_threads
 # %% auto #0
 __all__ = ['KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares', 'Family', 'register', 'family',
            'libraries', 'baselines', 'resolve_device', 'ModelSpec', 'model_spec', 'read_models', 'parse_overrides',
-           'choose_models', 'task_models', 'for_groups', 'save_model', 'load_model', 'model_files', 'from_files']
+           'choose_models', 'for_groups', 'task_models', 'save_model', 'load_model', 'model_files', 'from_files']
 
 # %% ../../nbs/04_models.core.ipynb #c006
 _KIND_NAMES = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'text'}
@@ -298,12 +298,6 @@ def _set_by(spec: ModelSpec) -> dict:
     declared = family(spec.family).hyper
     return {k: v for k, v in spec.params.items() if v != declared[k].default}
 
-# %% ../../nbs/04_models.core.ipynb #c024_03
-def task_models(specs: list[ModelSpec]) -> str:
-    "The run's models as the train task takes them (JSON): each one's family, trials, values and, for a variant, the groups it drops"
-    return json.dumps({s.name: {'family': s.family, 'tried': s.tried, **({'without': list(s.without)} if s.without else {}), **s.params}
-                       for s in specs})   # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
-
 # %% ../../nbs/04_models.core.ipynb #c025g
 def for_groups(specs: list[ModelSpec],          # the run's models (`choose_models`)
                groups: dict[str, list[str]],    # the run's feature spec by group (`features.read_spec`)
@@ -318,6 +312,12 @@ def for_groups(specs: list[ModelSpec],          # the run's models (`choose_mode
     empty = next((s for s in kept if s.without and not set(groups) - set(s.without)), None)
     if empty: raise BadInput(f"{empty.name}: without: {', '.join(empty.without)} leaves no group of spec {spec} to train on")
     return kept, said
+
+# %% ../../nbs/04_models.core.ipynb #c025t
+def task_models(specs: list[ModelSpec]) -> str:
+    "The run's models as the train task takes them (JSON): each one's family, trials, values and, for a variant, the groups it drops"
+    return json.dumps({s.name: {'family': s.family, 'tried': s.tried, **({'without': list(s.without)} if s.without else {}), **s.params}
+                       for s in specs})   # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
 
 # %% ../../nbs/04_models.core.ipynb #c027
 def save_model(model: Model, folder: str | Path,

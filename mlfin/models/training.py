@@ -274,6 +274,11 @@ def save_finals(training: Training,  # `train_universe`'s result
     return [save_model(model, folder/symbol/name, name, training.inputs(symbol, name), {'symbol': symbol, 'features': names(name), **meta})
             for (symbol, name), model in training.finals.items()]
 
+# %% ../../nbs/04d_models.training.ipynb #c026r_i
+def _identity(spec: ModelSpec) -> dict:
+    "What a model is, as the trial ledger tells configurations apart: its values, and the feature groups a variant trains without"
+    return {**spec.params, 'without': sorted(spec.without)} if spec.without else spec.params
+
 # %% ../../nbs/04d_models.training.ipynb #c026r
 def training_record(training: Training, specs, # the models trained: one list, or symbol -> list (tuned per symbol)
                     trials: dict, comparisons: pd.DataFrame, studies: pd.DataFrame, params: dict, code_version: str,
@@ -290,8 +295,3 @@ def training_record(training: Training, specs, # the models trained: one list, o
             'metrics': {s: leader(s, m).to_dict() for s, m in best.items()}, 'leaderboard': board.to_dict(orient='records'),
             'comparisons': comparisons.to_dict(orient='records'), 'studies': studies.to_dict(orient='records'), 'code_version': code_version,
             'group_comparisons': [] if groups is None else groups.to_dict(orient='records')}
-
-# %% ../../nbs/04d_models.training.ipynb #c026r_i
-def _identity(spec: ModelSpec) -> dict:
-    "What a model is, as the trial ledger tells configurations apart: its values, and the feature groups a variant trains without"
-    return {**spec.params, 'without': sorted(spec.without)} if spec.without else spec.params
