@@ -4,7 +4,7 @@ same promises on the Parquet store and on a real PostgreSQL server. The rows are
 import pandas as pd, pytest
 from arch.data import core_cpi
 from conftest import store_snapshot
-from mlfin.errors import BadInput, NotFound
+from mlfin.errors import BadInput, NotFound, Unavailable
 from mlfin.data.observations import observations_frame
 from mlfin.data.stores import open_store
 from mlfin.data.stores.observations import as_observations, record
@@ -63,3 +63,61 @@ def test_vintages_resends_and_refusals_leave_the_store_as_it_was(store_url):
     assert (store.observations_stamp('cpi_core'), store.observation_series()['name'].tolist()) == (None, ['eps'])
     store.write_observations(cpi())
     assert store.observations_stamp('cpi_core') == stamp
+
+
+def test_concurrent_writers_of_one_series_all_land_and_a_read_only_role_reads(store_url):
+    "Four writers of one series at once (overlapping months, a vintage among them) each land whole; a role that may only read reads, and is told in one line it may not write"
+    import threading
+    store = open_store(store_url)
+    batches = [cpi(slice(0, 300)), cpi(slice(200, 500)), cpi(slice(400, None)), cpi(slice(0, 100), later='45D')]
+    said = []
+    def write(frame):
+        try: said.append(open_store(store_url).write_observations(frame))
+        except Exception as e: said.append(e)
+    writers = [threading.Thread(target=write, args=(b,)) for b in batches]
+    for w in writers: w.start()
+    for w in writers: w.join(60)
+    assert sum(s['added'] for s in said) == 843 and sum(s['unchanged'] for s in said) == 200, said   # 743 first prints and 100 vintages, each once
+    back = store.read_observations('cpi_core')
+    expected = pd.concat([cpi(), batches[-1]], ignore_index=True); expected.attrs = batches[-1].attrs
+    assert (len(back), back['period'].nunique(), store.observations_stamp('cpi_core')) == (843, 743, record(as_observations(expected), {})['digest'])
+    if not store_url.startswith('postgresql://'): return
+    import psycopg, uuid
+    role = f"reader_{uuid.uuid4().hex[:8]}"   # roles are the server's, not the database's: one of the test's own
+    with psycopg.connect(store_url, autocommit=True) as con:
+        con.execute(f"CREATE ROLE {role} LOGIN"); con.execute(f"GRANT SELECT ON mlfin_observations, mlfin_observation_series TO {role}")
+    reader = open_store(store_url.replace('://mlfin@', f'://{role}@'))
+    assert len(reader.read_observations('cpi_core')) == 843 and reader.observation_series()['rows'].tolist() == [843]
+    with pytest.raises(Unavailable, match="this role may not change the store") as refused: reader.write_observations(cpi(slice(0, 3), name='aaa'))
+    assert len(str(refused.value).splitlines()) == 1
+
+
+KILLED = '''
+import os, sys, time
+from arch.data import core_cpi
+from mlfin.data.observations import observations_frame
+from mlfin.data.stores import open_store
+real = os.replace
+def halted(source, target):   # every series' file and record on disk, no record renamed in: the moment before the commit
+    if str(target).endswith('_meta.json'): print('inside', flush=True); time.sleep(3600)
+    return real(source, target)
+os.replace = halted
+cpi = core_cpi.load()['CPILFESL']
+open_store(sys.argv[1]).write_observations(observations_frame(cpi.index, cpi.to_numpy(), rule=sys.argv[2], frequency='M', name='cpi_core'))
+'''
+
+
+def test_a_writer_killed_before_its_commit_leaves_the_series_as_it_was(tmp_path):
+    "Parquet (PostgreSQL's is its transaction): the writer killed with its new file and record on disk; readers see the old rows, the next write clears what it left"
+    import signal, subprocess, sys
+    store = open_store(tmp_path/'store')
+    store.write_observations(cpi(slice(0, 600)))
+    before, folder = store.read_observations('cpi_core'), tmp_path/'store'/'observations'/'name=cpi_core'/'symbol=_'
+    child = subprocess.Popen([sys.executable, '-c', KILLED, str(tmp_path/'store'), RULE], stdout=subprocess.PIPE, text=True)
+    try: assert child.stdout.readline().strip() == 'inside'
+    finally: child.send_signal(signal.SIGKILL); child.wait(30)
+    left = sorted(p.name for p in folder.iterdir())
+    assert len(left) == 5 and sum(n.endswith('.tmp') for n in left) == 1, left   # .lock, the record, the old file, the new one, the staged record
+    pd.testing.assert_frame_equal(store.read_observations('cpi_core'), before)
+    assert store.write_observations(cpi()) == {'added': 143, 'unchanged': 600}
+    assert sorted(p.name for p in folder.iterdir() if p.name != '.lock') == ['_meta.json', store._record(folder)['file']]
