@@ -54,7 +54,7 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
         if len(file) != 1: raise BadInput(f"{path}: holds several specs ({', '.join(file)}): name one, as {path}:NAME")
         name = next(iter(file))
     if name not in file: raise NotFound(f"{path} has no spec {name!r} (it has: {', '.join(file)})")
-    return _groups(name, file[name], f"{path}: {name}")
+    return _groups(name, _spliced(name, file[name], file, f"{path}: {name}"), f"{path}: {name}")
 
 
 # %% ../../nbs/02b_features.specs.ipynb #c016_00
@@ -84,6 +84,24 @@ def _groups(name: str, entry, where: str) -> dict[str, list[str]]:
         raise BadInput(f"{where}: must be a list of feature names, or groups of such lists")
     return _checked({str(g): list(names) for g, names in groups.items()}, where)
 
+
+# %% ../../nbs/02b_features.specs.ipynb #c016_00s
+def _spliced(name: str, entry, file: dict, where: str, seen: tuple = ()):
+    "A spec file's entry with each group written as text (a spec's name: the file's, else mlfin's) replaced by that spec's groups, in order"
+    if not isinstance(entry, dict): return entry
+    out = {}
+    for group, value in entry.items():
+        parts = {group: value}
+        if isinstance(value, str):
+            if value in (*seen, name): raise BadInput(f"{where}, {group}: spec {value!r} takes itself ({' -> '.join((*seen, name, value))})")
+            if value not in file and value not in SPECS:
+                raise NotFound(f"{where}, {group}: {value!r} is no spec of the file ({', '.join(file)}) nor of mlfin ({', '.join(SPECS)})")
+            taken = _spliced(value, file[value], file, where, (*seen, name)) if value in file else SPECS[value]
+            parts = {value: taken} if isinstance(taken, list) else dict(taken)
+        twice = [g for g in parts if g in out]
+        if twice: raise BadInput(f"{where}, {group}: group {twice[0]!r} is taken twice")
+        out.update(parts)
+    return out
 
 # %% ../../nbs/02b_features.specs.ipynb #c016_02
 def spec_names(groups: dict[str, list[str]]) -> list[str]:
