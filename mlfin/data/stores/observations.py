@@ -268,7 +268,8 @@ def observations_listing(store, # an open store (`data.open_store`)
     held = store.observation_series()
     if not len(held): return ''
     day = lambda c: held[c].dt.strftime('%Y-%m-%d')
-    shown = held.assign(symbol=held['symbol'].fillna('-'), first_period=day('first_period'), last_period=day('last_period'),
+    short = lambda text: text if len(text or '') <= 40 else text[:39] + '…'   # a line a terminal holds: the quality page has the whole source
+    shown = held.assign(symbol=held['symbol'].fillna('-'), source=held['source'].map(short), first_period=day('first_period'), last_period=day('last_period'),
                         last_known=held['last_known'].dt.strftime('%Y-%m-%d %H:%M UTC'))
     return "non-bar series (each value for a period, known at a time):\n" + shown[
         ['name', 'symbol', 'frequency', 'rule', 'source', 'rows', 'periods', 'vintages', 'first_period', 'last_period', 'last_known']].to_string(index=False)
