@@ -36,7 +36,8 @@ class Restored:
 
     def summary(self) -> dict:
         return {'snapshot': self.snapshot, 'home': str(self.home), 'files': self.files, 'bytes': self.bytes, 'seconds': round(self.seconds, 2),
-                'series': len(self.store['series']), 'fingerprints': self.fingerprints, 'kept': self.kept, **({'warning': self.warning} if self.warning else {})}
+                'series': len(self.store['series']),
+                'observations': len(self.store.get('observations', {})), 'fingerprints': self.fingerprints, 'kept': self.kept, **({'warning': self.warning} if self.warning else {})}
 
 # %% ../../nbs/13d_ops.restore.ipynb #c006
 def pick(snapshots: pd.DataFrame, wanted: str) -> tuple[pd.Series, str]:
