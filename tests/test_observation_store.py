@@ -121,3 +121,32 @@ def test_a_writer_killed_before_its_commit_leaves_the_series_as_it_was(tmp_path)
     pd.testing.assert_frame_equal(store.read_observations('cpi_core'), before)
     assert store.write_observations(cpi()) == {'added': 143, 'unchanged': 600}
     assert sorted(p.name for p in folder.iterdir() if p.name != '.lock') == ['_meta.json', store._record(folder)['file']]
+
+
+FULL = '''
+import os, shutil, sys
+from arch.data import core_cpi
+from mlfin.data.observations import observations_frame
+from mlfin.data.stores import open_store
+from mlfin.errors import Unavailable
+cpi, store = core_cpi.load()['CPILFESL'], open_store(sys.argv[1])
+frame = lambda n: observations_frame(cpi.index[:n], cpi.to_numpy()[:n], rule=sys.argv[2], frequency='M', name='cpi_core')
+store.write_observations(frame(3))
+with open(os.path.join(sys.argv[1], 'fill'), 'wb') as f: f.write(b'0' * (shutil.disk_usage(sys.argv[1]).free - 4096))   # a page left
+try: store.write_observations(frame(743)); print('stored')
+except Unavailable as e: print(e)
+folder = os.path.join(sys.argv[1], 'observations', 'name=cpi_core', 'symbol=_')
+print(len(store.read_observations('cpi_core')), sorted(n for n in os.listdir(folder) if n != '.lock'))
+'''
+
+
+def test_a_full_disk_refuses_the_write_in_one_line_and_keeps_the_series(tmp_path):
+    "Parquet on a 1 MB tmpfs in a mount namespace of its own, filled: the write is refused naming the folder, its files cleared, the series as it was"
+    import subprocess, sys
+    store = tmp_path/'store'; store.mkdir()
+    done = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', f'mount -t tmpfs -o size=1m tmpfs {store} && exec "$@"', 'sh',
+                           sys.executable, '-c', FULL, str(store), RULE], capture_output=True, text=True, timeout=120)
+    said = done.stdout.splitlines()
+    assert done.returncode == 0 and len(said) == 2, (done.stdout, done.stderr[-2000:])
+    assert said[0].startswith(f"the store's disk is full: no room under {store} (") and said[0].endswith("nothing of this batch was stored"), said[0]
+    assert said[1].startswith("3 ['_meta.json', 'observations.") and said[1].count('.parquet') == 1, said[1]   # three rows, one file: nothing left of the refused write
