@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 from fastcore.basics import patch
 from ...errors import BadInput, NotFound, Unavailable
 from ...processes import atomic_write
-from ..observations import OBSERVATION_ATTRS, OBSERVATION_COLUMNS, check_frequency, check_name
+from ..observations import OBSERVATION_ATTRS, OBSERVATION_COLUMNS, check_frequency, check_name, parse_rule
 from .rules import check_symbol
 from .parquet_write import FULL, ParquetStore   # the class with its series' lock patched on
 
@@ -37,8 +37,9 @@ def as_observations(frame: pd.DataFrame) -> pd.DataFrame:
     label = series_label(name, None if symbol is None else check_symbol(symbol))
     if list(frame.columns) != list(OBSERVATION_COLUMNS):
         raise BadInput(f"{label}: columns {list(frame.columns)}; observations have exactly {', '.join(OBSERVATION_COLUMNS)}")
-    check_frequency(attrs.get('frequency'), label)
     if not isinstance(attrs.get('rule'), str) or not attrs['rule'].strip(): raise BadInput(f"{label}: no release rule stated; a series says when its values became known")
+    # as the contract writes them, so that a series' rule and frequency compare equal however a writer spelled them
+    attrs['frequency'], attrs['rule'] = check_frequency(attrs.get('frequency'), f"{label}: frequency"), parse_rule(attrs['rule'], f"{label}: rule").text
     period, known = frame['period'], frame['known']
     if not pd.api.types.is_datetime64_dtype(period.dtype) or getattr(period.dtype, 'tz', None) is not None:
         raise BadInput(f"{label}: period is {period.dtype}; periods are dates without a zone")
