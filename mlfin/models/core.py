@@ -272,12 +272,12 @@ def choose_models(names: str = 'all',              # comma-separated named model
                   kind: str = 'classifier',        # what the target needs
                   overrides: str = '',             # --model-params
                   path: str | Path | None = None,  # the models spec (default: the project's)
-                  groups: dict | None = None,      # the run's feature groups: `all` takes the variants without feature groups only against a spec
+                  groups: dict | None = None,      # the run's feature groups: `all` takes a variant without feature groups only where they hold its groups
                  ) -> list[ModelSpec]:
     "The run's models, each checked for the target's kind, with the command line's hyperparameters applied"
     specs = read_models(path)
     wanted = [n for n in (specs if names.strip() == 'all' else [n.strip() for n in names.split(',') if n.strip()])]
-    if names.strip() == 'all': wanted = [n for n in wanted if kind in specs[n].kinds and (groups is not None or not specs[n].without)]
+    if names.strip() == 'all': wanted = [n for n in wanted if kind in specs[n].kinds and set(specs[n].without) <= set(groups or ())]
     if not wanted: raise BadInput(f"--models: no model given (named models: {', '.join(specs)})")
     unknown = [n for n in wanted if n not in specs]
     if unknown: raise BadInput(f"--models: unknown model {unknown[0]!r}; named in {path or MODELS_FILE}: {', '.join(specs)}")

@@ -44,7 +44,7 @@ def project_values(root: Path) -> dict:
 def check(overrides: dict | None = None, # parameter -> value, from the command line
           root: Path | None = None,      # the project; its env.yaml, features.yaml and models.yaml
           store=None,                    # where the symbols are looked for (default: the home's store, or MLFIN_STORE)
-          say=None,                      # told the one line on models skipped (a variant without a group the spec lacks); default: standard error
+          say=None,                      # told the one line on models skipped (a variant named whose group the spec lacks); default: standard error
          ) -> tuple[RunConfig, dict, list]:
     "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
     env = project_values(root) if root else {}
