@@ -66,24 +66,35 @@ def _ns(times) -> np.ndarray:
 # %% ../../nbs/02i_features.known.ipynb #c013_01
 def _as_of(observations: pd.DataFrame, known: np.ndarray, releases: np.ndarray, moments: np.ndarray, width: int) -> np.ndarray:
     "Per moment (an index into `releases`), the values of the series' last `width` periods known then, each at its latest vintage by then, oldest first"
-    period, p = np.unique(_ns(observations['period']), return_inverse=True)
+    _, p = np.unique(_ns(observations['period']), return_inverse=True)
     rank = np.searchsorted(releases, known)
     order = np.lexsort((rank, p))                       # by period, then release
-    keys = p[order] * len(releases) + rank[order]       # one sortable number per row
     starts = np.flatnonzero(np.r_[True, np.diff(p[order]) != 0])
     first = rank[order][starts]                         # each period's first release
-    if (np.diff(first) >= 0).all():
+    value = observations['value'].to_numpy(dtype='float64')[order]
+    prints = np.r_[value[starts], np.nan]               # each period's first print; position -1 (no period) reads NaN
+    ordered, cols = (np.diff(first) >= 0).all(), None
+    if ordered:   # the known periods are the first few: each moment's window one slice of the prints
         last = np.searchsorted(first, moments, 'right') - 1
-        cols = last[:, None] + np.arange(1 - width, 1)
-    else: cols = _latest_periods(first, moments, width)
-    row = np.searchsorted(keys, cols * len(releases) + moments[:, None], 'right') - 1
-    row = np.clip(row, 0, None)
-    found = (cols >= 0) & (p[order][row] == cols)       # the period had a release by then
-    return np.where(found, observations['value'].to_numpy(dtype='float64')[order][row], np.nan)
+        columns = sliding_window_view(np.r_[np.full(width - 1, np.nan), prints[:-1]], width)[last]
+    else: cols = _latest_periods(first, moments, width); columns = prints[cols]
+    ends = np.r_[starts[1:], len(order)] - 1            # each period's last vintage
+    if (ends > starts).any():   # revisions: a moment after a period's last vintage reads it; only the moments between are searched
+        if cols is None: cols = sliding_window_view(np.r_[np.full(width - 1, -1), np.arange(len(starts))], width)[last]
+        final = rank[order][np.r_[ends, 0]][cols]       # position -1: no period, the NaN already there kept
+        real = cols >= 0
+        settled = real & (moments[:, None] >= final)
+        columns = np.where(settled, np.r_[value[ends], np.nan][cols], columns)
+        between = real & ~settled & (moments[:, None] > np.r_[first, 0][cols])
+        if between.any():
+            keys = p[order] * len(releases) + rank[order]   # one sortable number per row
+            moment = np.broadcast_to(moments[:, None], cols.shape)[between]
+            columns[between] = value[np.searchsorted(keys, cols[between] * len(releases) + moment, 'right') - 1]
+    return columns
 
-
+# %% ../../nbs/02i_features.known.ipynb #c013_02
 def _latest_periods(first: np.ndarray, moments: np.ndarray, width: int) -> np.ndarray:
-    "Per moment, the last `width` periods (by position) released by then: the walk for a series whose periods were not first released in order"
+    "Per moment, the last `width` periods (by position; -1: none) released by then: the walk for a series whose periods were not first released in order"
     cols, known, by_release, i = np.full((len(moments), width), -1), [], np.argsort(first, kind='stable'), 0
     for row, moment in enumerate(moments):
         while i < len(by_release) and first[by_release[i]] <= moment: bisect.insort(known, int(by_release[i])); i += 1
