@@ -1,6 +1,7 @@
 """Non-bar series joined as they were known (issue 55): core CPI stored with its release rule and read back into features
 through each store; the vectorised join against the vintages rebuilt by hand; a company's fields (synthetic: no
 fundamentals ship offline) seen only from the bar after their filing; a revision stored recomputes a cached feature."""
+import json
 import numpy as np, pandas as pd
 from hypothesis import given, settings, HealthCheck, strategies as st
 from mlfin import features
@@ -122,3 +123,17 @@ def test_a_revision_stored_recomputes_the_cached_feature(tmp_path, monkeypatch):
     assert cache.misses == 8 and not again.equals(first)
     after = closes_at(bars) >= revision['known'].iloc[0]
     pd.testing.assert_frame_equal(again[~after], first[~after])
+
+
+def test_a_revision_stored_changes_the_runs_data_stamps(tmp_path, monkeypatch):
+    "A run's parameters hold the stamps of the series its spec reads (ploomber reruns on a changed parameter); a spec without any keeps its own"
+    from mlfin.pipeline.runner import resolve
+    monkeypatch.setenv('MLFIN_HOME', str(tmp_path/'home'))
+    stamps = lambda spec: json.loads(resolve({'symbols': 'SPX', 'spec': spec})[1]['data'])
+    first, bars_only = stamps('rsi_14,cpi_core__pct_12@known'), stamps('rsi_14')
+    assert set(first) == {'SPX:1d', 'cpi_core'} and bars_only == {'SPX:1d': first['SPX:1d']}
+    cpi = load_observations('cpi_core')
+    revision = cpi.iloc[[-1]].assign(known=cpi['known'].iloc[-1] + pd.Timedelta(days=30), value=cpi['value'].iloc[-1] + 1).reset_index(drop=True)
+    revision.attrs = dict(cpi.attrs)
+    open_store().write_observations(revision)
+    assert stamps('rsi_14,cpi_core__pct_12@known')['cpi_core'] != first['cpi_core']
