@@ -227,6 +227,7 @@ def resolve(name: str) -> Feature:
 def parse(name: str) -> tuple[str, tuple]:
     "Split a feature name into its registry key and parameters: `bbands_20_2` -> `('bbands', (20, 2))`"
     feature = resolve(name)
+    if feature.series: return feature.series[0], ()   # a non-bar series: its name, no parameters
     key = next((k for k, v in INDICATORS.items() if v is feature.indicator), name.split('_')[0])
     return key, feature.params
 
