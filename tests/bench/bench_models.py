@@ -7,7 +7,7 @@ here; they only give the code volume (and something to find) to chew on. Correct
                     ours: `models.training.cross_predict` (splits purged by label span, fit, predict, score per fold)
                     bare: LGBMClassifier.fit / predict_proba on the same folds (the folds computed outside the timer)
                     target: overhead under 10%
-  2. tuning:        Optuna (TPE), 30 trials of LightGBM on 60k rows x 20 features, 5 purged folds, SQLite storage (the
+  2. tuning:        Optuna (TPE), 30 tuning trials of LightGBM on 60k rows x 20 features, 5 purged folds, SQLite storage (the
                     default), three sampler seeds; with pruning (median on folds, LightGBM's callback every tenth round)
                     against without, on the same 30-trial budget
                     target: at least 2x less time to reach the best value the unpruned study found (within 0.001 AUC)
@@ -223,8 +223,8 @@ RESULT = {'p50': float(np.percentile(times, 50)) / 1e3, 'p99': float(np.percenti
 if __name__ == '__main__':
     which = sys.argv[1:] or ['walk_forward', 'tuning', 'lstm', 'serving']
     print("bench-models (SYNTHETIC data, labelled)", flush=True)
-    scale(f"walk-forward on {WALK_ROWS:,} rows, tuning {TRIALS} trials with seeds {list(SEEDS)}, LSTM on {WINDOWS:,} windows, served models fit on {SERVED_ROWS:,} rows",
-          "walk-forward on 1,000,000 rows, tuning 30 trials with seeds [0, 1, 2], LSTM on 20,000 windows, served models fit on 100,000 rows")
+    scale(f"walk-forward on {WALK_ROWS:,} rows, tuning {TRIALS} Optuna trials with seeds {list(SEEDS)}, LSTM on {WINDOWS:,} windows, served models fit on {SERVED_ROWS:,} rows",
+          "walk-forward on 1,000,000 rows, tuning 30 Optuna trials with seeds [0, 1, 2], LSTM on 20,000 windows, served models fit on 100,000 rows")
     print(flush=True)
     results = {name: globals()[name]() for name in which}
     print(json.dumps(results, default=str))
