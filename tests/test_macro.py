@@ -42,7 +42,7 @@ def test_the_report_says_what_the_macro_group_did_with_its_trials_counted(macro_
     # the sentence: the figures as every page rounds them, what the tests show, the trials counted
     [said] = summary['groups_added']['SPX']
     for x in (auc[plain], auc[variant]): assert figure(x, 4) in said, said
-    assert f"bootstrap p {figure(row['bootstrap_p'], 3)}, Diebold-Mariano p {figure(row['dm_p'], 3)}" in said, said
+    assert f"one-sided bootstrap p {figure(row['bootstrap_p'], 3)}, Diebold-Mariano p {figure(row['dm_p'], 3)}" in said, said
     assert said.startswith(f"SPX, the macro group: {plain} scored AUC") and f"({variant})" in said, said
     shown = 'no verdict' if any(figure(row[k]) == 'not a number' for k in ('auc_diff', 'low', 'bootstrap_p', 'dm_p')) else GROUP_SHOWN[row['shown']]
     assert f"): {shown}" in said, said

@@ -106,13 +106,13 @@ def group_said(row: dict,     # a row of the train task's `group_comparisons` (`
     groups = row['groups'].split(', ')
     named = f"the {' and '.join(groups)} group{'s' if len(groups) > 1 else ''}"
     signed = lambda x: figure(x, 4) if figure(x, 4) == 'not a number' else f"{x:+.4f}"
-    tests = {'difference': row[f'{metric}_diff'], 'interval': row['low'], 'bootstrap p': row['bootstrap_p'], 'Diebold-Mariano p': row['dm_p']}
+    tests = {'difference': row[f'{metric}_diff'], 'interval': row['low'], 'bootstrap p': row['bootstrap_p'], 'Diebold-Mariano p': row['dm_p']}   # the p: that it did not help
     missing = [name for name, x in tests.items() if figure(x) == 'not a number']
     shown = (f"no verdict: the {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a number" if missing
              else GROUP_SHOWN[row['shown']])
     return (f"{row['symbol']}, {named}: {row['with']} scored {metric.upper()} {figure(row[f'{metric}_with'], 4)} with {'it' if len(groups) == 1 else 'them'} "
             f"and {figure(row[f'{metric}_without'], 4)} without ({row['without']}), on the same {row['bars']:,} bars: a difference of "
-            f"{signed(row[f'{metric}_diff'])} (95% interval {signed(row['low'])} to {signed(row['high'])}, bootstrap p {figure(row['bootstrap_p'], 3)}, "
+            f"{signed(row[f'{metric}_diff'])} (95% interval {signed(row['low'])} to {signed(row['high'])}, one-sided bootstrap p {figure(row['bootstrap_p'], 3)}, "
             f"Diebold-Mariano p {figure(row['dm_p'], 3)}): {shown}; {trials_said(skill)} counted on this question.")
 
 # %% ../../nbs/07b_report.tables.ipynb #c010
