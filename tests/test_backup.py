@@ -107,6 +107,7 @@ def drill(served_home: Path, tmp_path: Path, store: str | None = None, restore_i
     back = data.open_store(restore_into or restored/'store').read_observations('cpi_core')
     pd.testing.assert_frame_equal(back, observed); assert back.attrs == observed.attrs   # every row and its record
     assert json.loads((restored/'.backup'/'restored'/'MANIFEST.json').read_text())['store']['observations'] == {'cpi_core': 743}   # what the restore checked
+    assert '  cpi_core: 743 rows' in done.stdout, done.stdout   # and said
     return restored, repo
 
 

@@ -56,6 +56,7 @@ def test_the_report_says_what_the_macro_group_did_with_its_trials_counted(macro_
     assert json.loads(next(t['params'] for t in trials if t['model'] == variant))['without'] == ['macro']
     assert f"; {len(configurations)} trials (all in this run" in said, said
     assert said in (macro_golden['reports']/'report.html').read_text()   # the report says it too
+    assert said in macro_golden['stdout']   # and `mlfin run` ends with it
 
 
 def test_a_variant_whose_group_the_spec_lacks_is_not_trained_and_said_once(tmp_path):

@@ -189,6 +189,7 @@ def restore(to: Path = typer.Argument(..., help="the new home: an empty (or abse
     if done.warning: typer.echo(f"mlfin: warning: {done.warning}", err=True)
     typer.echo(f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} files ({done.bytes / 1e6:,.1f} MB) checked, {done.seconds:.1f} s")
     for name, v in done.store['series'].items(): typer.echo(f"  {name}: {v['restored']:,} bars")
+    for name, v in done.store.get('observations', {}).items(): typer.echo(f"  {name}: {v['restored']:,} rows (a series that is not bars)")
     for name, verdict in done.fingerprints.items(): typer.echo(f"  {name}: {verdict}")
     if done.project: typer.echo(f"  the project's configuration: {done.project}")
     if done.kept: typer.echo(f"  {done.kept}")

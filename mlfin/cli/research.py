@@ -50,6 +50,8 @@ def run(force: bool = False, wait: float | None = None, **overrides):
         typer.echo(f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are not a record "
                    "that could have been traded in time order (each bar's model also learned from later bars).")
     typer.echo(overview(recorded).to_string())
+    for lines in recorded.get('groups_added', {}).values():   # what each dropped feature group did (models.yaml's `without`), a sentence naming its symbol
+        for line in lines: typer.echo(line)
     if recorded.get('registry'):   # what is served now: a refused leader may leave an earlier version, or nothing (then /predict is a 503)
         try:
             with using(recorded['params'].get('tracking')): serving = production()   # the registry the run registered in
