@@ -78,9 +78,10 @@ def inputs_of(data: pd.DataFrame) -> pd.DataFrame:
 def inputs_for(bars: pd.DataFrame,  # canonical bars of one series
                spec: list[str],     # the feature names the model was trained on (its `model.json`)
                columns: list[str],  # its input columns, in its order
+               store=None,          # the store its `@SYMBOL` and `@known` features read (a service's own); default: the one `open_store()` opens
               ) -> pd.DataFrame:
     "A trained model's inputs on every bar of `bars`, in its column order (NaN through each feature's warm-up)"
-    x = model_inputs(build(bars, spec), bars, spec)
+    x = model_inputs(build(bars, spec, store=store), bars, spec)
     missing = [c for c in columns if c not in x]
     if missing: raise Unavailable(f"the model takes inputs {missing[:3]} that its spec does not make; retrain it")
     return x[columns]

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/02c_features.compute.ipynb #c002h
 from __future__ import annotations
+from functools import partial
 from typing import Callable
 import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError
@@ -23,14 +24,15 @@ __all__ = ['build', 'model_inputs', 'closes_at', 'completed_coarse', 'completed_
 def build(bars: pd.DataFrame,         # canonical bars
           spec: list[str] = SEED_SPEC, # feature names
           others: Callable | None = None, # (symbol, size named or None, the bars' size) -> another series' bars, for `NAME@SYMBOL`; default: the store's (`other_bars`)
-          observations: Callable | None = None, # (series name, symbol or None) -> its observations, for `@known`/`@filed` names; default: the store's
+          observations: Callable | None = None, # (series name, symbol or None) -> its observations, for `@known`/`@filed` names; default: the store's (`load_observations`)
+          store=None,                  # the store those defaults read (a service's own); default: the one `open_store()` opens
          ) -> pd.DataFrame:
     "The features of `spec` on `bars`, aligned to `bars.index` (NaN while an indicator warms up)"
     columns = {}
     for name in spec:
         feature = resolve(name)
-        if feature.context: columns.update(_in_context(bars, feature, others or other_bars)); continue
-        if feature.series: columns.update(series_columns(bars, feature, closes_at(bars), observations or load_observations)); continue
+        if feature.context: columns.update(_in_context(bars, feature, others or partial(other_bars, store=store))); continue
+        if feature.series: columns.update(series_columns(bars, feature, closes_at(bars), observations or partial(load_observations, store=store))); continue
         outputs = _outputs(feature.indicator.fn(bars, *feature.params))
         picked = [(feature.indicator.outputs or ('',)).index(feature.output)] if feature.output is not None else range(len(outputs))
         for column, i in zip(feature.columns(), picked):
@@ -107,17 +109,18 @@ def completed_other(bars: pd.DataFrame, other: pd.DataFrame, values: np.ndarray)
 # %% ../../nbs/02c_features.compute.ipynb #c8573ee5e
 def other_series(symbol: str, timeframe: str | None, # the size the feature names (`@SPX:1d`), or none (`@SPX`)
                  near: str | None = None,             # none named: the size of the bars it is for, when the series has it or a finer one
+                 store=None,                          # where it is stored (default: the one `open_store()` opens)
                 ) -> tuple[str, str]:
     "Which bars an `@SYMBOL` feature reads: the size named; else `near` (resampled from a finer size when needed), else the series' own"
     if timeframe: return symbol, timeframe
-    (_, native), = universe([symbol])
+    (_, native), = universe([symbol], store=store)
     order = list(TIMEFRAMES)
     return symbol, near if near and order.index(near) >= order.index(native) else native
 
 
-def other_bars(symbol: str, timeframe: str | None, near: str | None = None) -> pd.DataFrame:
+def other_bars(symbol: str, timeframe: str | None, near: str | None = None, store=None) -> pd.DataFrame:
     "Another series' bars from the store, as `other_series` picks them (its sample ingested when missing)"
-    return series_bars(*other_series(symbol, timeframe, near))
+    return series_bars(*other_series(symbol, timeframe, near, store), store=store)
 
 
 def series_named(spec: list[str], timeframes: set[str]) -> list[tuple[str, str]]:

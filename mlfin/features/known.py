@@ -15,7 +15,8 @@ from ..data.stores.observations import series_label
 from .registry import Feature, SERIES_ON_BARS, resolve
 
 # %% auto #0
-__all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'series_read', 'observation_stamps']
+__all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'undefined_said', 'series_read',
+           'observation_stamps']
 
 # %% ../../nbs/02i_features.known.ipynb #c011
 PERIODS = {'D': pd.offsets.BDay(), 'W': pd.DateOffset(weeks=1), 'M': pd.DateOffset(months=1),
@@ -124,6 +125,29 @@ def series_columns(bars: pd.DataFrame,     # canonical bars (attrs['symbol'] nam
 def _read(read: Callable, feature: Feature, name: str, symbol: str | None) -> pd.DataFrame:
     try: return read(name, symbol)
     except MlfinError as e: raise type(e)(f"feature {feature.name!r}: {e}") from None
+
+# %% ../../nbs/02i_features.known.ipynb #c023
+def undefined_said(close: pd.Timestamp,  # when the last bar closes (`compute.closes_at(bars)[-1]`)
+                   symbol: str | None,   # the bars' symbol (a `@filed` field's company)
+                   spec: list[str],      # feature names
+                   undefined: list[str], # the input columns found NaN at the last bar
+                   read: Callable,       # (series name, symbol or None) -> its observations frame
+                  ) -> list[str]:
+    "Per non-bar series behind `undefined` columns, why it has no value at the last bar's close: no release known by then, or none for too long"
+    said = []
+    for name in spec:
+        feature = resolve(name)
+        if not feature.series or not set(feature.columns()) & set(undefined): continue
+        series, where = feature.series
+        company = symbol if where == 'filed' else None
+        found = _read(read, feature, series, company)
+        known = pd.DatetimeIndex(found['known'])
+        label = series if company is None else f"{company}'s {series}"
+        if not len(known) or known.min() > close: said.append(f"{label} has no release known by the last bar's close ({close:%Y-%m-%d %H:%M}Z)")
+        elif close > known.max() + STALE_AFTER * PERIODS[found.attrs['frequency']]:
+            said.append(f"{label}'s last release was {known.max():%Y-%m-%d %H:%M}Z, more than {STALE_AFTER} of its periods ({found.attrs['frequency']}) "
+                        f"before the last bar's close ({close:%Y-%m-%d %H:%M}Z): store its new releases (mlfin data ingest-observations)")
+    return list(dict.fromkeys(said))
 
 # %% ../../nbs/02i_features.known.ipynb #c031
 def series_read(spec: list[str],      # feature names

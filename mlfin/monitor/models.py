@@ -168,7 +168,7 @@ def watch(version: dict,              # a production version (`registry.describe
     store, made = open_store(store), Lineage.from_tags(version['lineage'])
     predictor = load_version(version['version'], symbol, timeframe)
     bars = closed_bars(load(symbol, timeframe, store=store), timeframe, now)
-    x = inputs_for(bars, predictor.features, predictor.inputs) if inputs is None else inputs[predictor.inputs]
+    x = inputs_for(bars, predictor.features, predictor.inputs, store) if inputs is None else inputs[predictor.inputs]
     start = window_start(x.index, window or WINDOWS[timeframe])
     reference = reference_rows(x.index, (made.trained_from, made.trained_to), start)
     shares = predictor.model.importance()

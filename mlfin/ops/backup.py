@@ -111,7 +111,7 @@ def fingerprints(store, target: Path) -> dict:
             predictor = load('production', symbol, timeframe)
             bars = data.load(symbol, timeframe, store=store, last=1000)
         except MlfinError as e: out[v['name']] = {'version': v['version'], 'error': str(e)}; continue
-        X = inputs_for(bars, predictor.features, predictor.inputs).dropna().iloc[-(PROBE_ROWS + predictor.rows_needed - 1):]
+        X = inputs_for(bars, predictor.features, predictor.inputs, store).dropna().iloc[-(PROBE_ROWS + predictor.rows_needed - 1):]
         rows = np.arange(predictor.rows_needed - 1, len(X))
         predicted = predictor.model.predict(X.to_numpy(dtype='float64'), rows)
         probe = target/'probe'/f"{v['name']}.parquet"

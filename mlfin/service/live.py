@@ -5,6 +5,7 @@
 # %% ../../nbs/10c_service.live.ipynb #c003
 from __future__ import annotations
 import datetime as dt, os, threading, time
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -14,6 +15,9 @@ from .settings import setting
 from ..data import load, open_store
 from ..data.bars import bar_end, closed_bars
 from .. import features as F
+from ..features.compute import closes_at
+from ..features.known import undefined_said
+from ..data.observations_sources import load_observations
 from ..models.promotion import Lineage, target_of
 from ..models.registry import load as load_version, registered_name, registry_client
 from ..data.stores.rules import utc_bounds
@@ -28,13 +32,16 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
                 spec: list[str],      # the feature names the model was trained on (its `model.json`)
                 columns: list[str],   # its input columns, in its order
                 rows: int = 1,        # how many of the last rows it needs (a sequence model's window)
+                store=None,           # the store its `@SYMBOL` and `@known` features read: the service's own
                ) -> pd.DataFrame:
     "The model's inputs at the last `rows` bars, computed as the features task computed them"
-    last = F.inputs_for(bars, spec, columns).iloc[-rows:]
+    last = F.inputs_for(bars, spec, columns, store).iloc[-rows:]
     if len(last) < rows or last.isna().any().any():
         bad = last.columns[last.isna().any()].tolist()
+        # a non-bar series that stopped (or has not started) is the reason, not the bars: said as such (features.known)
+        series = undefined_said(closes_at(bars)[-1], bars.attrs.get('symbol'), spec, bad, partial(load_observations, store=store)) if len(last) else []
         raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} ({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
-                          f"{len(bars)} bars are too few, or a bar there has no volume or range")
+                          + ('; '.join(series) if series else f"{len(bars)} bars are too few, or a bar there has no volume or range"))
     return last
 
 # %% ../../nbs/10c_service.live.ipynb #c008z
@@ -166,7 +173,7 @@ class Live:
                 if forming is not None and (not len(bars) or bars.index[-1] != forming):   # ...or the forming bar closes
                     until = bar_end(forming, timeframe, calendar)
                 if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
-            x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed)
+            x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed, self.store)
             ratio, value, last = float(entry.tags.get('oos_mae_ratio', 'nan')), predictor(x.to_numpy()), float(bars['close'].iloc[-1])
             if target_of(entry.tags) == 'price': value = value / last - 1   # a next_close version from before forecasts were returns: its price as the return it implies
             made = Forecast(symbol, timeframe, bars.index[-1], value, predictor.kind, manifest.get('label', ''),
