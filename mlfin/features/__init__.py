@@ -9,7 +9,8 @@ __all__ = []
 from .registry import Indicator, Feature, INDICATORS, ALIASES, register, resolve, parse, talib_indicator
 from .specs import SEED_SPEC, RESEARCH_SPEC, METATRADER_SPEC, SPECS, read_spec, spec_names
 from .compute import build, model_inputs
-from .lookahead import LookaheadReport, check_no_lookahead
+from .known import as_known
+from .lookahead import LookaheadReport, check_no_lookahead, check_known_no_lookahead, known_by
 from .context import higher_timeframe, cross_asset
 from .store import FeatureStore
 from .assembly import NON_INPUTS, dataset, inputs_of, inputs_for
