@@ -116,6 +116,16 @@ def test_fundamentals_long_layout(tmp_path):
     with pytest.raises(BadInput, match=r"early\.csv: row 6, column Filed At: filed 2023-12-29, before its period ends on 2023-12-31: a look-ahead$"):
         ingest_observations(tmp_path/'early.csv', frequency='Q', store=store)
     assert load_observations('eps', 'MSFT', store=store)['value'].tolist() == [2.99, 2.93]
+    # the CLI as a user types it: a company's series is NAME:SYMBOL, its restatement a second vintage of its period; rm asks, --yes does not
+    shown = mlfin(tmp_path, 'data', 'show', 'eps:AAPL', '--observations', '--last', '2', '--store', store).stdout.splitlines()
+    assert [line.split() for line in shown[-3:]] == [['period', 'known', 'value', 'vintage'], ['2023-07-01', '2023-11-06', '14:30', 'UTC', '1.46', '1'],
+                                                     ['2023-07-01', '2024-02-05', '14:30', 'UTC', '1.47', '2']], shown
+    assert '  3 row(s): 2 period(s) from 2023-04-01 to 2023-07-01, at most 2 vintage(s) a period' in shown[3], shown
+    asked = mlfin(tmp_path, 'data', 'rm', 'eps:MSFT', '--observations', '--store', store, input='n\n', check=False)
+    gone = mlfin(tmp_path, 'data', 'rm', 'eps:MSFT', '--observations', '--yes', '--store', store)
+    unknown = mlfin(tmp_path, 'data', 'show', 'eps', '--observations', '--store', store, check=False)
+    assert (asked.returncode, gone.stdout.strip(), unknown.returncode, unknown.stderr.strip(), stored(store)) == \
+           (1, 'removed eps of MSFT: 2 row(s) and its record', 2, 'mlfin: error: no observations of eps in the store; it holds eps of AAPL, shares of AAPL', ['eps', 'shares'])
 
 
 def test_postgresql_table_source(postgres_server, tmp_path):

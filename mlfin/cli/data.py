@@ -11,7 +11,9 @@ from ..errors import BadInput, NotFound
 from .app import app
 from .. import data
 from ..monitor.freshness import MARKED, live_series
-from ..data.stores.observations import observations_listing
+from ..data.observations import check_name
+from ..data.stores.rules import check_symbol
+from ..data.stores.observations import not_stored, observations_listing, series_label
 
 # %% auto #0
 __all__ = ['data_app', 'ingest', 'data_ls', 'data_ingest_observations', 'data_quarantine', 'data_show', 'data_export', 'data_rm',
@@ -108,20 +110,51 @@ def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbo
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_04
 def _series(entry: str, store) -> tuple[str, str]:
-    (symbol, timeframe), = data.universe([entry], store=store)
+    try: (symbol, timeframe), = data.universe([entry], store=store)
+    except (NotFound, BadInput) as e:
+        name = entry.partition(':')[0]
+        if name not in set(data.open_store(store).observation_series()['name']): raise
+        raise type(e)(f"{e}; {name} is a stored non-bar series: `mlfin data show|rm {entry} --observations`") from None
     return symbol, timeframe
+
+
+# %% ../../nbs/09d_cli.data.ipynb #c014_fo
+def _observed(entry: str) -> tuple[str, str | None]:
+    "A non-bar series as `--observations` names it: NAME, or NAME:SYMBOL for a company's; a one-line error for anything else"
+    name, _, symbol = entry.partition(':')
+    return check_name(name, entry), (check_symbol(symbol) if symbol else None)
+
+
+# %% ../../nbs/09d_cli.data.ipynb #c014_fs
+def _observations_shown(name: str, symbol: str | None, last: int, store) -> str:
+    "A non-bar series' record, then its last `last` rows by known time, each with its vintage (1: its period's first print)"
+    import pandas as pd
+    rows = data.open_store(store).read_observations(name, symbol)   # NotFound names what is stored
+    a, vintage = rows.attrs, rows.groupby('period').cumcount() + 1   # rows come by known time: a period's n-th row is its n-th vintage
+    day, when = rows['period'].dt.strftime('%Y-%m-%d'), rows['known'].dt.strftime('%Y-%m-%d %H:%M UTC')
+    record = [f"{series_label(name, symbol)}: {a.get('description') or 'no description'}" + (f" ({a['unit']})" if a.get('unit') else ''),
+              f"  frequency {a['frequency']}, known by the rule: {a['rule']}",
+              f"  source: {a.get('source') or 'not stated'}; licence: {a.get('licence') or 'not stated'}",
+              f"  {len(rows):,} row(s): {rows['period'].nunique():,} period(s) from {rows['period'].min():%Y-%m-%d} to {rows['period'].max():%Y-%m-%d}, "
+              f"at most {vintage.max()} vintage(s) a period, known from {when.iloc[0]} to {when.iloc[-1]}"]
+    shown = pd.DataFrame({'period': day, 'known': when, 'value': rows['value'], 'vintage': vintage}).tail(last)
+    return '\n'.join(record) + '\n' + shown.to_string(index=False)
 
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_05
 @data_app.command('show')
-def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
+def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME; with --observations, NAME or NAME:SYMBOL"),
               start: Optional[str] = typer.Option(None, help="first bar (UTC date or time)"),
               end: Optional[str] = typer.Option(None, help="last bar, inclusive"),
-              last: int = typer.Option(20, help="without --start/--end: the last this many bars (integer)"),
+              last: int = typer.Option(20, help="without --start/--end: the last this many bars (or rows) (integer)"),
               raw: bool = typer.Option(False, help="raw prices, as ingested (default: split- and dividend-adjusted)"),
+              observations: bool = typer.Option(False, '--observations', help="SERIES is a non-bar series: its record and last rows, each vintage shown"),
               store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
-    "Print a stored series' bars, adjusted as runs read them (or raw)"
+    "Print a stored series' bars, adjusted as runs read them (or raw); or, --observations, a non-bar series' record and rows"
     import pandas as pd
+    if observations:
+        if start or end or raw: raise BadInput("--start, --end and --raw are for bars; a non-bar series shows its last --last rows")
+        typer.echo(_observations_shown(*_observed(series), last, store)); return
     symbol, timeframe = _series(series, store)
     bars = data.load(symbol, timeframe, start, end, not raw, store, last=None if start or end else last)
     with pd.option_context('display.width', 200, 'display.max_rows', 100_000):
@@ -144,17 +177,21 @@ def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRA
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_07
 @data_app.command('rm')
-def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size)"),
+def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size); with --observations, NAME or NAME:SYMBOL"),
             start: Optional[str] = typer.Option(None, help="first bar removed (UTC date or time)"),
             end: Optional[str] = typer.Option(None, help="last bar removed, inclusive (a date: its whole day)"),
             yes: bool = typer.Option(False, '--yes', help="do not ask first"),
+            observations: bool = typer.Option(False, '--observations', help="SERIES is a non-bar series: removed whole, every vintage with its record"),
             store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
-    "Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows"
+    "Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows; or, --observations, a non-bar series"
+    ranged = start is not None or end is not None
+    if observations:
+        if ranged: raise BadInput("--start, --end: a non-bar series is removed whole, every vintage with its record; leave them out")
+        typer.echo(_observations_removed(*_observed(series), yes, store)); return
     symbol, timeframe = _series(series, store)
     held = data.ls(store).set_index(['symbol', 'timeframe'])
     if (symbol, timeframe) not in held.index: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
     stored = held.loc[(symbol, timeframe)]
-    ranged = start is not None or end is not None
     what = (f"the bars of {symbol} {timeframe} from {start or 'the start'} to {end or 'the end'} (of {stored['bars']:,})" if ranged else
             f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
     if not yes and not typer.confirm(f"remove {what} from {data.open_store(store)!r}?", default=False):
@@ -162,6 +199,22 @@ def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL,
     removed = data.delete(symbol, timeframe, start, end, store)
     typer.echo(f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}" if ranged else
                f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
+
+
+# %% ../../nbs/09d_cli.data.ipynb #c014_ro
+def _observations_removed(name: str, symbol: str | None, yes: bool, store) -> str:
+    "Remove a non-bar series whole through the store's `delete_observations`, after saying what goes and asking (unless `yes`)"
+    opened = data.open_store(store)
+    held = opened.observation_series()
+    kept = held[[n == name and s == symbol for n, s in zip(held['name'], held['symbol'])]]
+    if not len(kept): raise not_stored(name, symbol, held)
+    r, label = kept.iloc[0], series_label(name, symbol)
+    if not yes and not typer.confirm(f"remove all of {label}: {r['rows']:,} row(s) ({r['periods']:,} period(s), at most {r['vintages']} vintage(s) each) "
+                                     f"and its record from {opened!r}?", default=False):
+        typer.echo("nothing removed", err=True); raise typer.Exit(1)
+    removed = opened.delete_observations(name, symbol)
+    embedded = symbol is None and name in data.EMBEDDED_OBSERVATIONS   # load_observations ingests an embedded series on its first use
+    return f"removed {label}: {removed:,} row(s) and its record" + ("; it is embedded: a feature that reads it ingests it again" if embedded else '')
 
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_0l
