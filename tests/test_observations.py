@@ -126,6 +126,10 @@ def test_fundamentals_long_layout(tmp_path):
     unknown = mlfin(tmp_path, 'data', 'show', 'eps', '--observations', '--store', store, check=False)
     assert (asked.returncode, gone.stdout.strip(), unknown.returncode, unknown.stderr.strip(), stored(store)) == \
            (1, 'removed eps of MSFT: 2 row(s) and its record', 2, 'mlfin: error: no observations of eps in the store; it holds eps of AAPL, shares of AAPL', ['eps', 'shares'])
+    # a store of non-bar series only: `mlfin quality` lists them (the quality page's table), where it said the store was empty
+    said = mlfin(tmp_path, 'quality', '--store', store).stdout.splitlines()
+    assert (said[0], [line.split()[:4] for line in said[4:]]) == \
+           ('no bars stored (`mlfin ingest`)', [['eps', 'of', 'AAPL', 'Q'], ['shares', 'of', 'AAPL', 'Q']]), said
 
 
 def test_postgresql_table_source(postgres_server, tmp_path):

@@ -111,11 +111,14 @@ def data_quarantine(symbol: Optional[str] = typer.Argument(None, help="one symbo
 # %% ../../nbs/09d_cli.data.ipynb #c014_04
 def _series(entry: str, store) -> tuple[str, str]:
     try: (symbol, timeframe), = data.universe([entry], store=store)
-    except (NotFound, BadInput) as e:
-        name = entry.partition(':')[0]
-        if name not in set(data.open_store(store).observation_series()['name']): raise
-        raise type(e)(f"{e}; {name} is a stored non-bar series: `mlfin data show|rm {entry} --observations`") from None
+    except (NotFound, BadInput) as e: raise _not_bars(e, entry, store) from None
     return symbol, timeframe
+
+def _not_bars(error: Exception, entry: str, store) -> Exception:
+    "`error` about bars, told the flag that shows `entry` where it names a stored non-bar series"
+    name = entry.partition(':')[0]
+    if name not in set(data.open_store(store).observation_series()['name']): return error
+    return type(error)(f"{error}; {name} is a stored non-bar series: `mlfin data show|rm {entry} --observations`")
 
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_fo
@@ -235,17 +238,26 @@ def data_live(series: Optional[str] = typer.Argument(None, help="SYMBOL:TIMEFRAM
 
 # %% ../../nbs/09d_cli.data.ipynb #c014_08
 @app.command()
-def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SYMBOL:TIMEFRAME (default: all)"),
+def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SYMBOL:TIMEFRAME (default: all, and the series that are not bars)"),
             store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
             details: bool = typer.Option(False, help="list each anomaly and gap with its dates (needs a symbol)"),
            ):
-    "Quality report of stored bars: calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows"
+    "Quality report of stored bars (calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows), then each non-bar series' rule, source, licence, periods and vintages"
     import pandas as pd
-    if details:
-        if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
-        name, _, timeframe = symbol.partition(':')
-        table = data.findings(name, timeframe or None, store)
-    else: table = data.quality_report(symbol.partition(':')[0] if symbol else None, store)
+    observed = data.observations_report(store) if not symbol else None   # the quality page's table: one symbol's report is its bars'
+    try:
+        if details:
+            if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
+            name, _, timeframe = symbol.partition(':')
+            table = data.findings(name, timeframe or None, store)
+        else: table = data.quality_report(symbol.partition(':')[0] if symbol else None, store)
+    except NotFound as e:
+        if symbol: raise _not_bars(e, symbol, store) from None
+        if not len(observed): raise
+        table = None
     with pd.option_context('display.width', 250, 'display.max_rows', 10_000, 'display.max_colwidth', 80):
-        typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
+        if table is None: typer.echo("no bars stored (`mlfin ingest`)")
+        else: typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
+        if observed is not None and len(observed):
+            typer.echo("\nseries that are not bars (each value for a period, known at a time):\n" + observed.to_string(index=False))
 

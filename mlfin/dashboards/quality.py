@@ -7,11 +7,11 @@ from __future__ import annotations
 import pandas as pd
 from .common import chart, html_table, page, percent, verdict_box, when_text
 from ..errors import MlfinError
-from ..data import load, open_store, quality_report
+from ..data import load, observations_report, open_store, quality_report
 from ..data.quality import quality_figure
 
 # %% auto #0
-__all__ = ['quality_verdict', 'observations_table', 'observations_verdict', 'quality_page', 'readable']
+__all__ = ['quality_verdict', 'observations_verdict', 'quality_page', 'readable']
 
 # %% ../../nbs/12c_dashboards.quality.ipynb #c005
 def quality_verdict(report: pd.DataFrame) -> str:
@@ -26,27 +26,19 @@ def quality_verdict(report: pd.DataFrame) -> str:
             + (f"least covered: {worst['symbol']} {worst['timeframe']} ({worst['coverage']:.1%} of its calendar)." if worst is not None else ''))
 
 # %% ../../nbs/12c_dashboards.quality.ipynb #c008p
-def observations_table(store=None) -> pd.DataFrame:
-    "The stored non-bar series as a person reads them: name (and company), frequency, rule, source, licence, periods, vintages, first and last period and known time"
-    held = open_store(store).observation_series()
-    day = lambda c: held[c].dt.strftime('%Y-%m-%d')
-    return pd.DataFrame({'series': [n if s is None else f"{n} of {s}" for n, s in zip(held['name'], held['symbol'])],
-                         'frequency': held['frequency'], 'rule': held['rule'], 'source': held['source'], 'licence': held['licence'],
-                         'periods': held['periods'], 'vintages': held['vintages'], 'first period': day('first_period'), 'last period': day('last_period'),
-                         'first known': held['first_known'].map(when_text), 'last known': held['last_known'].map(when_text)})
-
 def observations_verdict(table: pd.DataFrame) -> str:
-    "One line: how many non-bar series, each known by a stated rule, and which were revised"
+    "One line of `data.observations_report`: how many non-bar series, each known by a stated rule, and which were revised"
     if not len(table): return "No non-bar series stored (`mlfin data ingest-observations`)."
     revised = table[table['vintages'] > 1]['series'].tolist()
     return (f"{len(table)} non-bar series stored, each known by its stated rule; "
             + (f"revised (later vintages kept beside the first print): {', '.join(revised[:5])}." if revised else "none revised."))
 
+
 # %% ../../nbs/12c_dashboards.quality.ipynb #c007
 def quality_page(store=None):
     "The quality report of every stored series, the coverage chart of the one picked, and every non-bar series with its rule"
     import ipywidgets as widgets
-    shown = observations_table(store)
+    shown = observations_report(store)
     observed = [widgets.HTML("<h2>Series that are not bars</h2>"), verdict_box(observations_verdict(shown))] + \
                ([widgets.HTML(html_table(shown, index=False))] if len(shown) else [])
     lesson = ("Each stored series against its calendar: coverage, gaps, anomalies kept for a person to judge, rows quarantined at ingest; "

@@ -12,7 +12,7 @@ from ..errors import BadInput, NotFound
 from .bars import (BAR_COLUMNS, TIMEFRAMES, asset_class, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .files import read_file
-from .reading import load, ls, quality_report
+from .reading import load, ls, observations_report, quality_report
 from .samples import SAMPLES, load_sample, package_version, read_sample
 from .sources import Batch, read_records
 from .stores import open_store
@@ -22,10 +22,10 @@ from .stores.rules import check_symbol
 __all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'forming_marker',
            'ingest', 'read_actions', 'push', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'findings',
            'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint',
-           'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report']
+           'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report', 'observations_report']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
-_all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report']
+_all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report', 'observations_report']
 
 # %% ../../nbs/01d_data.facade.ipynb #c007
 @dataclass
