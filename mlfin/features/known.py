@@ -171,6 +171,8 @@ def observation_stamps(pairs: list[tuple[str, str | None]], # (series name, symb
     "Per series, a value that moves with every release or revision stored (an embedded series ingested first): what reruns a run and recomputes a cached feature"
     store, stamps = open_store(store), {}
     for name, symbol in pairs:
-        if store.observations_stamp(name, symbol) is None: load_observations(name, symbol, store)
-        stamps[series_label(name, symbol)] = store.observations_stamp(name, symbol)
+        stamp = store.observations_stamp(name, symbol)   # one read a stored series (a query on PostgreSQL): runs and the feature cache ask often
+        if stamp is None: load_observations(name, symbol, store); stamp = store.observations_stamp(name, symbol)   # an embedded one, ingested now
+        stamps[series_label(name, symbol)] = stamp
     return stamps
+
