@@ -6,9 +6,9 @@ cfg = ConfigParser(delimiters=['='])
 cfg.read('settings.ini', encoding='utf-8')
 c = cfg['DEFAULT']
 requirements = c.get('requirements', '').split()
-extras = {'dev': c.get('dev_requirements', '').split(),
-          'backtest': ['vectorbt==1.2.0', 'vectorbt-rust==1.2.0'],
-          'xgboost': ['xgboost>=2']}
+# the core's and every extra's requirements are written by env/extras.py from env/requirements.in (`extra_NAME = ...`)
+extras = {key.removeprefix('extra_'): value.split() for key, value in c.items() if key.startswith('extra_')}
+extras['dev'] = c.get('dev_requirements', '').split()
 
 setuptools.setup(
     name=c['lib_name'], version=c['version'], description=c['description'],

@@ -7,6 +7,9 @@ __version__ = "0.1.0"
 __all__ = []
 
 # %% ../nbs/index.ipynb #c001a
+from .extras import watch
+watch()   # from here on, a library an area needs but is not installed is one line naming its extra (mlfin.extras)
+
 _AREAS = ('config', 'data', 'features', 'params', 'models', 'backtest', 'tracking', 'report', 'pipeline', 'service', 'monitor')
 
 def __getattr__(name: str):

@@ -1,0 +1,111 @@
+"""The package's requirements against its imports: every library a module imports is declared by the core or by its area's extras
+(mlfin.extras.AREAS), `import` of a module needs no more than that, and settings.ini's requirement lines are env/extras.py's. Static: seconds."""
+import ast, re, runpy, sys
+from configparser import ConfigParser
+from importlib.metadata import packages_distributions
+from pathlib import Path
+from mlfin.extras import AREAS, EXTRAS, brings, extras_of
+
+ROOT = Path(__file__).resolve().parent.parent
+canonical = lambda name: re.sub(r'[-_.]+', '-', name).lower()
+
+
+def declared() -> dict[str, set[str]]:
+    "What pip installs for the core ('') and each extra, as setup.py reads settings.ini: canonical distribution names"
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
+    names = lambda line: {canonical(re.match(r'[A-Za-z0-9_.-]+', req)[0]) for req in line.split()}
+    c = cfg['DEFAULT']
+    return {'': names(c['requirements']), **{key.removeprefix('extra_'): names(value) for key, value in c.items() if key.startswith('extra_')}}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted((ROOT / 'mlfin').rglob('*.py')):
+        if path.name == '_modidx.py': continue
+        name = '.'.join(path.relative_to(ROOT).with_suffix('').parts)
+        found[name.removesuffix('.__init__')] = path
+    return found
+
+
+def imports(name: str, path: Path) -> tuple[set[str], set[str], set[str]]:
+    "A module's libraries imported at its top, its libraries imported anywhere, and the mlfin modules it imports at its top"
+    top, anywhere, internal = set(), set(), set()
+    package = path.name == '__init__.py'
+    def walk(node, nested):
+        for child in ast.iter_child_nodes(node):
+            deeper = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))   # a class body runs at import
+            if isinstance(child, ast.Import): targets = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ''
+                if child.level:
+                    parts = name.split('.')[:len(name.split('.')) - child.level + package]
+                    base = '.'.join(parts + ([child.module] if child.module else []))
+                targets = [base] + [f"{base}.{a.name}" for a in child.names]
+            else: targets = []
+            for target in targets:
+                head = target.split('.')[0]
+                if head == 'mlfin':
+                    if not deeper: internal.add(target)
+                elif head and head not in sys.stdlib_module_names and target == targets[0]:
+                    anywhere.add(head)
+                    if not deeper: top.add(head)
+            walk(child, deeper)
+    walk(ast.parse(path.read_text()), False)
+    return top, anywhere, internal
+
+
+def graph():
+    found = modules()
+    return found, {name: imports(name, path) for name, path in found.items()}
+
+
+def allowed(module: str, declared: dict, distributions: dict) -> callable:
+    "Whether `library` (an import name) is installed with the core and `module`'s extras"
+    dists = set().union(declared[''], *(declared[e] for e in brings(*extras_of(module))))
+    return lambda library: bool({canonical(d) for d in distributions.get(library, [library])} & dists)
+
+
+def test_settings_current():
+    "settings.ini's requirement lines are what env/extras.py writes from env/requirements.in now"
+    extras = runpy.run_path(str(ROOT / 'env/extras.py'))
+    assert extras['write'](check=True), "settings.ini's requirements are not env/requirements.in's: run .venv/bin/python env/extras.py"
+
+
+def test_every_extra_declared():
+    "Every extra of mlfin.extras is one pip knows (an `extra_NAME` line), and every AREAS key names a module"
+    found, want = declared(), modules()
+    assert set(found) - {'', 'dev'} == set(EXTRAS)
+    assert [key for key in AREAS if key not in want] == []
+
+
+def test_imports_declared():
+    "Each library a module imports, at its top or inside a function, is declared by the core or by an extra of the module's area"
+    found, deps, distributions = declared(), graph()[1], packages_distributions()
+    wrong = [f"{module} imports {library} ({', '.join(distributions.get(library, ['not installed here']))}), which "
+             + (f"mlfin[{','.join(extras_of(module))}] does not declare" if extras_of(module) else "the core does not declare (or list the module in mlfin.extras.AREAS)")
+             for module, (_, anywhere, _) in deps.items() for library in sorted(anywhere)
+             if not allowed(module, found, distributions)(library)]
+    assert wrong == [], '\n'.join(wrong)
+
+
+def test_top_level_imports_fit():
+    "Importing a module needs only the core and its area's extras: its top-level imports, followed through the mlfin modules it imports"
+    found, (mods, deps), distributions = declared(), graph(), packages_distributions()
+    def reached(module):   # every mlfin module imported at module level, `module` first; a package's __init__ with each of its modules
+        seen, todo = [], [module]
+        while todo:
+            name = todo.pop()
+            parts = name.split('.')
+            for n in range(1, len(parts) + 1):
+                step = '.'.join(parts[:n])
+                if step in mods and step not in seen: seen.append(step); todo.extend(deps[step][2])
+        return seen
+    wrong = {}
+    for module in mods:
+        ok = allowed(module, found, distributions)
+        for via in reached(module):
+            for library in sorted(deps[via][0]):
+                if not ok(library): wrong.setdefault((via, library), []).append(f"{module} ({','.join(extras_of(module)) or 'core'})")
+    said = [f"{via} imports {library} at its top, which these modules import but their extras do not bring: {', '.join(where)}"
+            for (via, library), where in wrong.items()]
+    assert said == [], '\n'.join(said)
