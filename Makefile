@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export wheel serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -56,6 +56,13 @@ lab: setup ## JupyterLab on the project (kernel: mlfin)
 
 export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml from mlfin.monitor.figures) and strip notebook outputs
 	@$(BIN)/nbdev_export && $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()" && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+
+# from a copy of the package's files: setuptools writes build/ and *.egg-info beside its sources, and a build/ left over from an
+# earlier build puts modules since removed into the wheel. DIST=folder puts it elsewhere (tests/test_wheel.py builds it so)
+DIST ?= dist
+wheel: setup ## the wheel a service installs, dist/mlfin-VERSION-py3-none-any.whl (README: Environment); DIST=folder builds it there
+	@src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && tar -c --exclude=__pycache__ mlfin setup.py settings.ini pyproject.toml | tar -x -C "$$src" && \
+	 $(BIN)/uv build -q --wheel --out-dir "$(DIST)" "$$src" && ls "$(DIST)"/mlfin-*.whl
 
 test-busy: setup ## make test with two busy CPU hogs beside it for the whole run (a laptop compiling something): it must pass all the same
 	@bash tests/busy.sh 2
