@@ -148,6 +148,9 @@ def test_postgresql_table_source(postgres_server, tmp_path):
            (3, 'as given', rows(cpi))
     with pytest.raises(Unavailable, match=r'^postgresql table nothing: relation "nothing" does not exist'):
         ingest_observations(f"{postgres_server}/{db}?table=nothing", store=store)
+    # the address is read as bars' are (data.postgres_address): an option a series table does not take is refused, not ignored
+    with pytest.raises(BadInput, match=r'^127\.0\.0\.1:\d+: unknown option symbol_column; the address is postgresql://host/db\?table=T$'):
+        ingest_observations(f"{postgres_server}/{db}?table=cpi&symbol_column=ticker", store=store)
 
 
 def test_readme_states_each_embedded_series_rule():

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fastcore.basics import patch
 from pathlib import Path
+import re
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 import numpy as np, pandas as pd
 from ..errors import BadInput, NotFound
 from .bars import (BAR_COLUMNS, TIMEFRAMES, asset_class, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
@@ -19,10 +21,11 @@ from .stores import open_store
 from .stores.rules import check_symbol
 
 # %% auto #0
-__all__ = ['OFF_CALENDAR', 'IngestReport', 'check_spacing', 'guess_calendar', 'shifted_note', 'settle_calendar', 'forming_marker',
-           'ingest', 'read_actions', 'push', 'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'findings',
-           'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint',
-           'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report', 'observations_report']
+__all__ = ['TABLE_NAME', 'OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 'guess_calendar', 'shifted_note',
+           'settle_calendar', 'forming_marker', 'ingest', 'read_actions', 'push', 'universe', 'calendar_of',
+           'sample_for', 'ensure_sample', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES',
+           'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls',
+           'quality_report', 'observations_report']
 
 # %% ../../nbs/01d_data.facade.ipynb #c004
 _all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report', 'observations_report']
@@ -64,6 +67,22 @@ def __str__(self:IngestReport):
     return line + (f"; read as {self.layout}, calendar {self.calendar} ({self.calendar_from}), asset class {self.asset_class}"
                    if self.calendar_from else '')
 
+# %% ../../nbs/01d_data.facade.ipynb #c007_pg
+TABLE_NAME = r'[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?'   # a table, optionally schema.table
+
+def postgres_address(text: str,             # postgresql://user@host:port/db?table=T[&option=...]
+                     options: tuple = (),   # the other query options the reader takes (bars: symbol_column)
+                    ) -> tuple[str, str, dict]:
+    "A `postgresql://host/db?table=T` source as the database's URL, the table and its options, or a one-line error"
+    parts = urlsplit(text); query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    host, table = parts.netloc.rpartition('@')[2], query.pop('table', '')
+    usage = "postgresql://host/db?table=T" + ''.join(f"[&{o}=...]" for o in options)
+    if not table: raise BadInput(f"{host}: name the table, e.g. {usage}")
+    if not re.fullmatch(TABLE_NAME, table): raise BadInput(f"postgresql table {table!r}: not a table name (letters, digits and _, optionally schema.table)")
+    if unknown := sorted(set(query) - set(options)): raise BadInput(f"{host}: unknown option {', '.join(unknown)}; the address is {usage}")
+    return urlunsplit(parts._replace(query='')), table, query
+
+
 # %% ../../nbs/01d_data.facade.ipynb #c007_00
 def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, reading=None) -> tuple[Batch, str | None, str | None]:
     "A batch from `source`, with the symbol and timeframe the source itself implies (samples do)"
@@ -74,12 +93,9 @@ def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, read
         symbol = text.removeprefix('sample:')
         return read_sample(symbol), symbol, SAMPLES[symbol].timeframe
     if text.startswith(('postgresql://', 'postgres://')):  # postgresql://.../db?table=prices[&symbol_column=ticker]
-        from urllib.parse import parse_qs, urlsplit, urlunsplit
-        parts = urlsplit(text); query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        if 'table' not in query: raise BadInput(f"{parts.netloc}: name the table, e.g. postgresql://host/db?table=prices&symbol_column=ticker")
-        url = urlunsplit(parts._replace(query=''))
+        url, table, options = postgres_address(text, ('symbol_column',))
         from mlfin.data.remote import read_postgres   # here, not at the top: importing mlfin.data.remote imports this module
-        return read_postgres(url, query['table'], query.get('symbol_column'), symbol, columns, tz), None, None
+        return read_postgres(url, table, options.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
         if not timeframe or not start: raise BadInput(f"{text}: a remote source needs --timeframe and --start")

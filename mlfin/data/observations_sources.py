@@ -13,6 +13,7 @@ from .observations import check_name, has_zone, infer_frequency, observations_fr
 from .samples import package_version, shipped_file
 from .stores import open_store
 from .stores.rules import check_symbol
+from .facade import postgres_address
 
 # %% auto #0
 __all__ = ['EMBEDDED_OBSERVATIONS', 'DATE_COLUMNS', 'KNOWN_COLUMNS', 'LONG_COLUMNS', 'FILED_RULE', 'Embedded', 'read_embedded',
@@ -120,20 +121,17 @@ def _read_table(source) -> tuple[pd.DataFrame, str]:
 
 # %% ../../nbs/01ha_data.observations_sources.ipynb #c024
 def _postgres_table(text: str) -> tuple[pd.DataFrame, str]:
-    "Every row of the table a `postgresql://host/db?table=T` source names"
-    from urllib.parse import parse_qs, urlsplit, urlunsplit
+    "Every row of the table a `postgresql://host/db?table=T` source names (the address read as bars' is: `data.postgres_address`)"
     import psycopg   # here: the driver costs 0.3 s at import (measured), paid only by a PostgreSQL source
     from psycopg import sql
-    parts = urlsplit(text); query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    table = query.get('table', '')
-    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?', table):
-        raise BadInput(f"{parts.netloc}: name the table, e.g. postgresql://host/db?table=cpi" if not table else f"postgresql table {table!r}: not a table name")
+    url, table, _ = postgres_address(text)   # no options: a series table is read whole
     where = f"postgresql table {table}"
     try:
-        with psycopg.connect(urlunsplit(parts._replace(query='')), connect_timeout=10) as con:
+        with psycopg.connect(url, connect_timeout=10) as con:
             cursor = con.execute(sql.SQL('SELECT * FROM {}').format(sql.Identifier(*table.split('.'))))
             return pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description]), where
     except psycopg.Error as e: raise Unavailable(f"{where}: {str(e).strip().splitlines()[0]}") from None
+
 
 # %% ../../nbs/01ha_data.observations_sources.ipynb #c025
 def observation_frames(source,               # a file, postgresql://host/db?table=T, a DataFrame, or embedded:NAME
