@@ -47,8 +47,6 @@ print(json.dumps({'file': mlfin.__file__, 'version': model.version, 'prob_up': f
                   'bar': str(spx.index[-1])}))"""
 
 
-@pytest.mark.xfail(reason="issue 56: the wheel declares 12 of the libraries mlfin imports until its extras land (helper EXTRAS); "
-                          "remove this mark then", strict=False)
 def test_the_wheel_installed_outside_the_checkout_ingests_predicts_and_serves(served_golden, tmp_path, monkeypatch):
     figures, extras = {}, readme_install()
     began = time.perf_counter()
