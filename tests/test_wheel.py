@@ -32,8 +32,9 @@ def timed(figures: dict, name: str, *command, **kw) -> subprocess.CompletedProce
 
 def outside(venv: Path, home: Path) -> dict:
     """The environment of a service's own machine: the venv's commands first on PATH, nothing of the checkout (its .venv, PYTHONPATH,
-    the suite's MLFIN_* settings) and Python writing bytecode (a service's venv keeps it; CI's PYTHONDONTWRITEBYTECODE had each of
-    the test's processes compile every module it imports again)"""
+    the suite's MLFIN_* settings) and Python writing bytecode (a service's venv keeps it; with CI's PYTHONDONTWRITEBYTECODE each
+    process compiled every module it imports again: six commands took 34 s against 15 s. uv's --compile-bytecode instead compiles
+    all 180 packages at install, 26 s)"""
     path = [str(venv/'bin'), *(p for p in os.environ['PATH'].split(os.pathsep) if p and not Path(p).resolve().is_relative_to(ROOT))]
     kept = {k: v for k, v in os.environ.items() if not k.startswith(('PYTHON', 'MLFIN_', 'VIRTUAL_ENV'))}
     return {**kept, 'PATH': os.pathsep.join(path), 'MLFIN_HOME': str(home), 'MLFIN_LEDGER': 'home', 'PLOOMBER_STATS_ENABLED': 'false'}
@@ -58,7 +59,8 @@ def test_the_wheel_installed_outside_the_checkout_ingests_predicts_and_serves(se
         metadata = z.read(next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))).decode()
     declared = set(re.findall(r'^Provides-Extra: (\S+)', metadata, re.M))
     assert set(extras) <= declared, f"the README installs extras the wheel does not declare: {sorted(set(extras) - declared)} (it has {sorted(declared)})"
-    # a fresh venv with the project's Python, the wheel and its extras at the lock's versions (the suite's own, in uv's cache)
+    # a fresh venv with the project's Python, the wheel and its extras at the lock's versions (the suite's own, in uv's cache: 180
+    # packages hard-linked from it in 2-3 s; copied, --link-mode=copy, 6.5 s; with the cache empty, downloaded here in 5.3 s)
     venv = tmp_path/'venv'
     timed(figures, 'venv_s', UV, 'venv', '-q', '--python', sys.executable, venv)
     done = timed(figures, 'install_s', UV, 'pip', 'install', '--python', venv/'bin'/'python', '-c', ROOT/'env'/'requirements.lock',
