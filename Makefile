@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export wheel serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export docs wheel serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -56,6 +56,10 @@ lab: setup ## JupyterLab on the project (kernel: mlfin)
 
 export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml from mlfin.monitor.figures) and strip notebook outputs
 	@$(BIN)/nbdev_export && $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()" && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+
+# nbdev's processors, then HTML without Quarto (not installable offline: nbs/_site.py says why); tests/test_docs.py builds it too
+docs: setup ## the notebooks as a site in _docs/ (open _docs/index.html): every notebook a page, every link inside it checked
+	@$(BIN)/python nbs/_site.py
 
 # from a copy of the package's files: setuptools writes build/ and *.egg-info beside its sources, and a build/ left over from an
 # earlier build puts modules since removed into the wheel. DIST=folder puts it elsewhere (tests/test_wheel.py builds it so)

@@ -1,0 +1,58 @@
+"""The documentation site as `make docs` builds it (nbs/_site.py): every notebook a page, every link inside it resolving; and a
+notebook that fails to render, a broken link or two notebooks on one page each said in one line, with exit code 1."""
+import json, re, subprocess, sys
+from pathlib import Path
+import pytest
+from conftest import ROOT
+
+SITE = ROOT/'nbs'/'_site.py'
+
+
+def built(out: Path, *args) -> subprocess.CompletedProcess:
+    "`make docs`' command into `out`, from the repository's root (settings.ini)"
+    return subprocess.run([sys.executable, str(SITE), '--out', str(out), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.e2e
+def test_every_notebook_is_a_page(tmp_path):
+    "The whole site from the checkout's notebooks: each one a page named as nbdev names it, the documented names' anchors there"
+    done = built(tmp_path/'site')
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    assert 'every link inside it resolves' in done.stdout, done.stdout
+    nbs = [p.relative_to(ROOT/'nbs') for p in (ROOT/'nbs').rglob('*.ipynb') if not any(s[0] in '_.' for s in p.relative_to(ROOT/'nbs').parts)]
+    pages = {p.with_name(re.sub(r'^\d+[a-zA-Z0-9]*_', '', p.name.lower())).with_suffix('.html') for p in nbs}
+    assert len(pages) == len(nbs) > 100
+    assert not [p for p in pages if not (tmp_path/'site'/p).is_file()]
+    assert re.search(rf'^{len(nbs) + 1} pages from {len(nbs)} notebooks', done.stdout), done.stdout   # and the modules' map
+    portfolio = (tmp_path/'site'/'backtest.portfolio.html').read_text()
+    assert 'id="buy_and_hold"' in portfolio and 'The baseline: buy at the open' in portfolio      # show_doc, from the module
+    assert 'href="backtest.portfolio.html"' in (tmp_path/'site'/'modules.html').read_text()
+
+
+def _nb(path: Path, *cells):
+    "A notebook of (kind, source) cells, as nbdev_clean leaves one"
+    path.write_text(json.dumps({'cells': [{'cell_type': k, 'id': f'c{i}', 'metadata': {}, 'source': s,
+                                           **({'outputs': [], 'execution_count': None} if k == 'code' else {})} for i, (k, s) in enumerate(cells)],
+                                'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}},
+                                'nbformat': 4, 'nbformat_minor': 5}))
+
+
+def test_what_is_broken_is_said(tmp_path):
+    "A definition exported in a notebook but not in its module (nbdev_export not run), links to a missing page and anchor, two pages on one name"
+    nbs = tmp_path/'nbs'; nbs.mkdir()
+    _nb(nbs/'index.ipynb', ('markdown', '# Home\n\n> where the header links'))
+    _nb(nbs/'01_stale.ipynb', ('code', '#| default_exp errors'), ('markdown', '# Stale\n\n> exported, never written to the module'),
+        ('code', '#| export\ndef not_in_the_module(): "shown by show_doc, found nowhere"'))
+    _nb(nbs/'02_links.ipynb', ('markdown', '# Links\n\n> three of them go nowhere'),
+        ('markdown', '## Here\n\n[the bars](01_data.nowhere.ipynb), [a section](#no-such-section), [this one](#here), [stale](01_stale.ipynb)'))
+    _nb(nbs/'03_twice.ipynb', ('markdown', '# Twice')); _nb(nbs/'03a_twice.ipynb', ('markdown', '# Twice again'))
+    done = built(tmp_path/'site', '--nbs', nbs)
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = done.stderr.splitlines()
+    assert "did not render: nbs/01_stale.ipynb: cell c2: show_doc(not_in_the_module): NameError: name 'not_in_the_module' is not defined" in said, said
+    assert 'did not render: nbs/03_twice.ipynb and nbs/03a_twice.ipynb both render to twice.html' in said, said
+    assert 'broken link: links.html: data.nowhere.html (no such page)' in said, said
+    assert 'broken link: links.html: #no-such-section (no such anchor)' in said, said
+    assert 'broken link: links.html: stale.html (no such page)' in said, said         # the page that did not render
+    assert len(said) == 5, said                                                         # `#here` resolves; nothing else said
+    assert '2 did not render, 3 broken links' in done.stdout, done.stdout
