@@ -1,7 +1,9 @@
 """mlfin as a service meets it: the wheel built from this checkout, installed with the README's extras into a fresh virtual
 environment outside the checkout, then used from a folder with no repository on the path: a CSV of real bars ingested, a
-registered model loaded from a home and asked, `mlfin serve` answering /health and /predict. The served run's production
-models (SPX daily, ES minutes) are the ones `make run`'s pipeline trains, so what is installed is what a service of it needs."""
+registered model loaded from a home and asked, `mlfin serve` answering /health and /predict. The home is a copy of the served
+run's (`mlfin run`, the pipeline `make run` runs, on SPX daily and ES minutes; production: LightGBM and logistic), with no
+project recorded in it: nothing is read from the checkout. About 30-36 s (the commands' first imports, mostly) beside the
+served run, which the service tests build anyway."""
 import json, os, re, shutil, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 import httpx, pandas as pd
