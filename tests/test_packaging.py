@@ -1,10 +1,12 @@
 """The package's requirements against its imports: every library a module imports is declared by the core or by its area's extras
 (mlfin.extras.AREAS), `import` of a module needs no more than that, and settings.ini's requirement lines are env/extras.py's. Static: seconds."""
-import ast, re, runpy, sys
+import ast, re, runpy, subprocess, sys
 from configparser import ConfigParser
 from importlib.metadata import packages_distributions
 from pathlib import Path
+import pytest
 from mlfin.extras import AREAS, EXTRAS, brings, extras_of
+from test_wheel import UV, outside   # uv, and a service's environment with nothing of the checkout
 
 ROOT = Path(__file__).resolve().parent.parent
 canonical = lambda name: re.sub(r'[-_.]+', '-', name).lower()
@@ -109,3 +111,26 @@ def test_top_level_imports_fit():
     said = [f"{via} imports {library} at its top, which these modules import but their extras do not bring: {', '.join(where)}"
             for (via, library), where in wrong.items()]
     assert said == [], '\n'.join(said)
+
+
+@pytest.mark.e2e
+def test_the_core_alone(tmp_path):
+    """`pip install mlfin` without an extra, outside the checkout: the core's areas import and ingest a CSV, and a command of an area
+    whose extra is missing ends in one line naming it (about 10 s: the wheel, a venv from uv's cache, four commands)"""
+    subprocess.run(['make', '-s', '-o', 'setup', 'wheel', f"DIST={tmp_path/'dist'}"], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    wheel, = (tmp_path/'dist').glob('mlfin-*.whl')
+    venv, here = tmp_path/'venv', tmp_path/'elsewhere'
+    subprocess.run([UV, 'venv', '-q', '--python', sys.executable, venv], check=True, timeout=120)
+    subprocess.run([UV, 'pip', 'install', '-q', '--python', venv/'bin'/'python', '-c', ROOT/'env/requirements.lock', wheel], check=True, timeout=600)
+    here.mkdir()
+    env = outside(venv, tmp_path/'home')
+    run = lambda *args: subprocess.run([str(a) for a in args], cwd=here, env=env, capture_output=True, text=True, timeout=300)
+    (here/'bars.csv').write_text('ts,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,100\n2024-01-03,1.5,2,1,1.8,120\n')
+    done = run(venv/'bin'/'python', '-c', 'import mlfin, mlfin.data, mlfin.features, mlfin.models, mlfin.backtest; print(mlfin.__file__)')
+    assert done.returncode == 0 and done.stdout.startswith(str(venv)), done.stderr[-2000:]
+    done = run(venv/'bin'/'mlfin', 'ingest', 'bars.csv', '--symbol', 'ABC', '--timeframe', '1d')
+    assert done.returncode == 0 and '2 good row(s)' in done.stdout, done.stdout + done.stderr[-2000:]
+    for args, extra in [(('serve',), 'service'), (('models', 'ls'), 'tracking')]:
+        done = run(venv/'bin'/'mlfin', *args)
+        last = done.stderr.splitlines()[-1] if done.stderr else ''
+        assert done.returncode == 2 and 'Traceback' not in done.stderr and re.fullmatch(rf"mlfin: error: mlfin\.\S+ needs \w+, which is not installed: pip install 'mlfin\[{extra}\]'", last), done.stderr[-2000:]
