@@ -8,7 +8,7 @@ c = cfg['DEFAULT']
 requirements = c.get('requirements', '').split()
 # the core's and every extra's requirements are written by env/extras.py from env/requirements.in (`extra_NAME = ...`)
 extras = {key.removeprefix('extra_'): value.split() for key, value in c.items() if key.startswith('extra_')}
-extras['dev'] = c.get('dev_requirements', '').split()
+extras['dev'] = extras['all'] + c.get('dev_requirements', '').split()   # the workbench: every extra and its tools
 
 setuptools.setup(
     name=c['lib_name'], version=c['version'], description=c['description'],

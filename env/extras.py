@@ -25,6 +25,11 @@ def pins(path: Path = ROOT / 'env/requirements.in') -> list[dict]:
     return [dict(m.groupdict(), exact=bool(m['exact'])) for line in path.read_text().splitlines() if (m := PIN.match(line))]
 
 
+def tools(path: Path = ROOT / 'env/requirements.in') -> list[str]:
+    "The pins without an annotation, as they are: the workbench's own tools (`pip install 'mlfin[dev]'` adds them to every extra)"
+    return [m[1] for line in path.read_text().splitlines() if (m := re.match(r'^([A-Za-z0-9_.-]+(?:\[[^\]]*\])?==\S+)', line)) and not PIN.match(line)]
+
+
 def locked(path: Path = ROOT / 'env/requirements.lock') -> dict[str, str]:
     return {canonical(n): v for n, v in re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)', path.read_text(), re.M)}
 
@@ -41,7 +46,7 @@ def spec(pin: dict) -> str:
 
 
 def generated() -> list[str]:
-    "settings.ini's generated lines: `requirements` (the core) and `extra_NAME` for every extra, flattened"
+    "settings.ini's generated lines: `requirements` (the core), `extra_NAME` for every extra (flattened), `dev_requirements`"
     sys.path.insert(0, str(ROOT))
     from mlfin.extras import EXTRAS, brings
     found, lock = pins(), locked()
@@ -52,7 +57,8 @@ def generated() -> list[str]:
             sys.exit(f"env/requirements.in: {pin['name']} is annotated mlfin[{pin['extra']}], not an extra (mlfin.extras.EXTRAS: {', '.join(EXTRAS)})")
     own = lambda extras: [spec(p) for p in found if p['extra'] in extras]
     return [BEGIN, f"requirements = {' '.join(own(('core',)))}",
-            *(f"extra_{extra} = {' '.join(own(brings(extra)))}" for extra in EXTRAS), END]
+            *(f"extra_{extra} = {' '.join(own(brings(extra)))}" for extra in EXTRAS),
+            f"dev_requirements = {' '.join(tools())}", END]
 
 
 def write(check: bool = False, path: Path = ROOT / 'settings.ini') -> bool:
@@ -66,7 +72,7 @@ def write(check: bool = False, path: Path = ROOT / 'settings.ini') -> bool:
         for line in sorted(set(want) ^ set(current)): print(('settings.ini lacks: ' if line in want else 'settings.ini has, stale: ') + line)
         return current == want
     lines[start:stop] = want
-    lines = [l for l in lines if not (l.startswith('requirements =') and l not in want)]   # the old hand-kept line
+    lines = [l for l in lines if not (l.startswith(('requirements =', 'dev_requirements =')) and l not in want)]   # the old hand-kept lines
     path.write_text('\n'.join(lines) + '\n')
     return True
 

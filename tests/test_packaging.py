@@ -63,8 +63,9 @@ def graph():
 
 def allowed(module: str, declared: dict, distributions: dict) -> callable:
     "Whether `library` (an import name) is installed with the core and `module`'s extras"
-    dists = set().union(declared[''], *(declared[e] for e in brings(*extras_of(module))))
-    return lambda library: bool({canonical(d) for d in distributions.get(library, [library])} & dists)
+    build = lambda dist: dist.removesuffix('-cpu')   # xgboost-cpu (the lock's) and xgboost (MLFIN_ENV=gpu's) are one library's two builds
+    dists = {build(d) for d in set().union(declared[''], *(declared[e] for e in brings(*extras_of(module))))}
+    return lambda library: bool({build(canonical(d)) for d in distributions.get(library, [library])} & dists)
 
 
 def test_settings_current():
