@@ -33,7 +33,8 @@ from nbdev.showdoc import BasicMarkdownRenderer, show_doc
 from pygments.formatters import HtmlFormatter
 
 HERE = Path(__file__).parent
-TASKS = 'Pipeline tasks'  # the sidebar's group for nbs/tasks/: the DAG's steps (pipeline.yaml)
+# the sidebar's groups for nbs/' folders, in its order: tutorials before the library's areas, the DAG's steps (pipeline.yaml) after
+FOLDERS = {'tutorials': 'Tutorials', 'tasks': 'Pipeline tasks'}
 _lib = get_config().lib_name
 
 class SiteError(Exception): "A notebook that does not render, said in one line: the cell and what failed"
@@ -41,9 +42,8 @@ class SiteError(Exception): "A notebook that does not render, said in one line: 
 # ---- which pages, under which area
 
 def notebooks(nbs: Path) -> list:
-    "Every notebook the site shows, in reading order: nbdev's glob (no `_` or `.` names), the library's first, then nbs/tasks/"
-    return sorted((p for p in nbs.rglob('*.ipynb') if not any(s[0] in '_.' for s in p.relative_to(nbs).parts)),
-                  key=lambda p: (len(p.relative_to(nbs).parts), str(p)))
+    "Every notebook the site shows: nbdev's glob (no `_` or `.` names)"
+    return sorted(p for p in nbs.rglob('*.ipynb') if not any(s[0] in '_.' for s in p.relative_to(nbs).parts))
 
 def module_of(exp: str) -> str:
     "The module a `#| default_exp` names: `data.__init__` is `mlfin.data`"
@@ -51,22 +51,23 @@ def module_of(exp: str) -> str:
 
 def page_info(nb: Path, nbs: Path) -> dict:
     """A notebook's page: its name in the site (nbdev's, so `_modidx`'s links find it: the number dropped), its group (the
-    number's leading digits, `01cb_` -> `01`: the area the numbers order), and the title and subtitle nbdev's FrontmatterProc
+    number's leading digits, `01cb_` -> `01`: the area the numbers order; or its folder), and the title and subtitle nbdev's FrontmatterProc
     takes from the first Markdown cell (`# Title` / `> subtitle`)"""
     rel, cells = nb.relative_to(nbs), read_nb(nb).cells
     first, exp = next((c for c in cells if c.cell_type == 'markdown'), None), _default_exp(AttrDict(cells=cells))
-    group = 'home' if rel.name == 'index.ipynb' and len(rel.parts) == 1 else TASKS if len(rel.parts) > 1 else re.match(r'\d*', rel.name)[0]
+    group = 'home' if rel.as_posix() == 'index.ipynb' else rel.parts[0] if len(rel.parts) > 1 else re.match(r'\d*', rel.name)[0]
     return dict(nb=nb, page=_nbpath2html(rel).as_posix(), group=group, source=nb.relative_to(nbs.parent).as_posix(),
                 module=module_of(exp) if exp else '', **{'title': nb.stem, 'description': '', **((_md2dict(first.source) if first else None) or {})})
 
 def with_areas(pages: list) -> list:
-    "Pages with their area's title, the title of the area's own page (the fewest dots in its module: `data` of `data.*`); home first"
+    "Pages with their area's title (the title of its own page, the fewest dots in its module: `data` of `data.*`), in the sidebar's order"
     areas = {}
     for p in pages: areas.setdefault(p['group'], []).append(p)
     for g, ps in areas.items():
-        area = TASKS if g == TASKS else min(ps, key=lambda p: p['module'].count('.'))['title']
+        area = FOLDERS.get(g, g.capitalize()) if not g[:1].isdigit() and g != 'home' else min(ps, key=lambda p: p['module'].count('.'))['title']
         for p in ps: p['area'] = area
-    return sorted(pages, key=lambda p: p['group'] != 'home')
+    rank = lambda g: 0 if g == 'home' else 2 if g[:1].isdigit() else 1 + 2 * (g != 'tutorials')   # home, tutorials, areas, other folders
+    return sorted(pages, key=lambda p: (rank(p['group']), p['source']))
 
 # ---- a notebook, processed as nbdev_docs processes it, then rendered
 
@@ -219,7 +220,7 @@ def modules_page(pages: list) -> tuple:
     "The map of the package, generated: each module's page and what it is for, by area (what the README kept by hand)"
     rows, headings, seen, area = [], [], {}, None
     for p in pages:
-        if p['group'] in ('home', TASKS): continue
+        if not p['group'][:1].isdigit(): continue  # the library's modules, not the home page nor the folders' notebooks
         if p['area'] != area:
             area = p['area']; i = heading_id(area, seen); headings.append((2, i, area)); rows.append(f'<h2 id="{i}">{html.escape(area)}</h2>')
         rows.append(f'<p><a href="{p["page"]}"><code>{html.escape(p["module"] or p["page"])}</code></a> {html.escape(p["title"])}: '

@@ -46,7 +46,11 @@ def test_what_is_broken_is_said(tmp_path):
     _nb(nbs/'02_links.ipynb', ('markdown', '# Links\n\n> three of them go nowhere'),
         ('markdown', '## Here\n\n[the bars](01_data.nowhere.ipynb), [a section](#no-such-section), [this one](#here), [stale](01_stale.ipynb)'))
     _nb(nbs/'03_twice.ipynb', ('markdown', '# Twice')); _nb(nbs/'03a_twice.ipynb', ('markdown', '# Twice again'))
+    (nbs/'tutorials').mkdir(); _nb(nbs/'tutorials'/'own_data.ipynb', ('markdown', '# Your own data'), ('markdown', 'Back to [links](../02_links.ipynb#here)'))
     done = built(tmp_path/'site', '--nbs', nbs)
+    assert 'href="../links.html#here"' in (tmp_path/'site'/'tutorials'/'own_data.html').read_text()      # a folder's page, linked across
+    sidebar = (tmp_path/'site'/'links.html').read_text()
+    assert sidebar.index('<summary>Tutorials') < sidebar.index('<summary>Links'), 'tutorials come before the library in the sidebar'
     assert done.returncode == 1, done.stdout + done.stderr
     said = done.stderr.splitlines()
     assert "did not render: nbs/01_stale.ipynb: cell c2: show_doc(not_in_the_module): NameError: name 'not_in_the_module' is not defined" in said, said
