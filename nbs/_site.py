@@ -56,8 +56,11 @@ def page_info(nb: Path, nbs: Path) -> dict:
     rel, cells = nb.relative_to(nbs), read_nb(nb).cells
     first, exp = next((c for c in cells if c.cell_type == 'markdown'), None), _default_exp(AttrDict(cells=cells))
     group = 'home' if rel.as_posix() == 'index.ipynb' else rel.parts[0] if len(rel.parts) > 1 else re.match(r'\d*', rel.name)[0]
+    head = {'title': nb.stem, **((_md2dict(first.source) if first else None) or {})}
+    # the whole subtitle: _md2dict keeps its first line, and the house wraps a long one over several `>` lines
+    head['description'] = ' '.join(re.findall(r'^>\s*(.*?)\s*$', first.source, re.M)) if first else ''
     return dict(nb=nb, page=_nbpath2html(rel).as_posix(), group=group, source=nb.relative_to(nbs.parent).as_posix(),
-                module=module_of(exp) if exp else '', **{'title': nb.stem, 'description': '', **((_md2dict(first.source) if first else None) or {})})
+                module=module_of(exp) if exp else '', **head)
 
 def with_areas(pages: list) -> list:
     "Pages with their area's title (the title of its own page, the fewest dots in its module: `data` of `data.*`), in the sidebar's order"
@@ -199,9 +202,13 @@ def _sidebar(pages: list, here: str, root: str) -> str:
                    f'<details{" open" if any(p["page"] == here for p in ps) else ""}><summary>{html.escape(area)}</summary><ul>{links}</ul></details>')
     return '\n'.join(out)
 
+def inline_md(text: str) -> str:
+    "A subtitle's Markdown (`code`, *emphasis*) as HTML, without the paragraph around it"
+    return re.sub(r'^<p>|</p>\s*$', '', MarkdownWithMath(renderer=IPythonRenderer(escape=False)).render(text).strip())
+
 def shell(p: dict, body: str, headings: list, pages: list, site: dict) -> str:
     "A page: the header, the sidebar, the notebook, its contents (its second- and third-level headings)"
-    root, sub = '../' * p['page'].count('/'), MarkdownWithMath(renderer=IPythonRenderer(escape=False)).render(p['description'])
+    root, sub = '../' * p['page'].count('/'), inline_md(p['description'])
     toc = ''.join(f'<li class="h{lvl}"><a href="#{i}">{re.sub(r"<[^>]+>", "", t)}</a></li>' for lvl, i, t in headings if lvl in (2, 3))
     return f'''<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -210,7 +217,7 @@ def shell(p: dict, body: str, headings: list, pages: list, site: dict) -> str:
 <body><header><a class="site" href="{root}index.html">{html.escape(site["title"])}</a><span>{html.escape(site["description"])}</span>
 <a href="{root}modules.html">Modules</a></header>
 <nav class="sidebar">{_sidebar(pages, p["page"], root)}</nav>
-<main><h1 class="title">{html.escape(p["title"])}</h1><div class="subtitle">{sub}</div>
+<main><h1 class="title">{html.escape(p["title"])}</h1><p class="subtitle">{sub}</p>
 <p class="source">{html.escape(p["source"])}{" · " + html.escape(p["module"]) if p["module"] else ""}</p>
 {body}</main>
 <aside class="toc"><h2>On this page</h2><ul>{toc}</ul></aside></body></html>
@@ -224,7 +231,7 @@ def modules_page(pages: list) -> tuple:
         if p['area'] != area:
             area = p['area']; i = heading_id(area, seen); headings.append((2, i, area)); rows.append(f'<h2 id="{i}">{html.escape(area)}</h2>')
         rows.append(f'<p><a href="{p["page"]}"><code>{html.escape(p["module"] or p["page"])}</code></a> {html.escape(p["title"])}: '
-                    f'{html.escape(p["description"])}</p>')
+                    f'{inline_md(p["description"])}</p>')
     return dict(page='modules.html', title='Modules', description='Every module of the package, by area, in reading order',
                 source='generated from the notebooks', module='', group='', area=''), '\n'.join(rows), headings
 
