@@ -18,10 +18,10 @@ from .reading import load, ls, observations_report, quality_report
 from .samples import SAMPLES, load_sample, package_version, read_sample
 from .sources import Batch, read_records
 from .stores import open_store
-from .stores.rules import check_symbol
+from .stores.rules import TABLE_NAME, check_symbol
 
 # %% auto #0
-__all__ = ['TABLE_NAME', 'OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 'guess_calendar', 'shifted_note',
+__all__ = ['OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 'guess_calendar', 'shifted_note',
            'settle_calendar', 'forming_marker', 'ingest', 'read_actions', 'push', 'universe', 'calendar_of',
            'sample_for', 'ensure_sample', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES',
            'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls',
@@ -68,8 +68,6 @@ def __str__(self:IngestReport):
                    if self.calendar_from else '')
 
 # %% ../../nbs/01d_data.facade.ipynb #c007_pg
-TABLE_NAME = r'[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?'   # a table, optionally schema.table
-
 def postgres_address(text: str,             # postgresql://user@host:port/db?table=T[&option=...]
                      options: tuple = (),   # the other query options the reader takes (bars: symbol_column)
                     ) -> tuple[str, str, dict]:

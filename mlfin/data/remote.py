@@ -9,6 +9,7 @@ import numpy as np, pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
 from .bars import check_timeframe
 from .sources import Batch, detect_layout, from_columns
+from .stores.rules import TABLE_NAME
 
 # %% auto #0
 __all__ = ['fetch_exchange', 'fetch_yahoo', 'read_postgres']
@@ -101,7 +102,7 @@ def read_postgres(url: str,                 # postgresql://user@host:port/db
     import psycopg
     from psycopg import sql
     source = f"postgresql table {table}"
-    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?', table): raise BadInput(f"{source}: not a table name")
+    if not re.fullmatch(TABLE_NAME, table): raise BadInput(f"{source}: not a table name")
     name = sql.Identifier(*table.split('.'))
     query = sql.SQL('SELECT * FROM {}').format(name)
     args = []
