@@ -4,7 +4,7 @@ into a switch (a bridge in a namespace of its own) by a veth cable, and a mount 
 - Nothing leaves the test's namespaces: the subnet lives only on their interfaces; this machine's own network has no route to it.
 - A worker host sees this machine's files except what a host of its own would not share: its /tmp and /dev/shm are empty
   tmpfs of its own, its ~ (HOME) is a folder in that /tmp, and the checkout is read-only (a host's own copy of the same commit).
-- What the README says hosts share is shared the way a team shares it: the home, served by the first host's sshd and mounted
+- What the tutorial "Past one machine" says hosts share is shared the way a team shares it: the home, served by the first host's sshd and mounted
   with sshfs (FUSE) at the same path. Kernel NFS cannot run here: `nfs` is not in /proc/filesystems and there are no modules.
 - A fault is what it is on a network: `cut` unplugs a host's cable at the switch (no packet, no reset: its peers learn it
   from silence), `mend` plugs it back, `power_off` unplugs it and kills every process in the host at once.
@@ -122,7 +122,7 @@ class Network:
 
 def own_view(root: Path, shared: Path, mount: str | None, key: Path) -> str:
     """The mounts of a worker host: /tmp, /dev/shm and ~ its own; the checkout `root` read-only; the folder `shared` (the home)
-    mounted at the same path by the command `mount` (the README's sshfs line), told the key made for the test (None: not mounted,
+    mounted at the same path by the command `mount` (the tutorial's sshfs line), told the key made for the test (None: not mounted,
     an empty folder of the host's own at that path)"""
     return f"""
 key="$(cat {key})"

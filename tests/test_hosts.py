@@ -1,9 +1,9 @@
-"""Past one host: the README's "Past one machine / Across hosts" commands, run as typed on hosts made here (tests/hosts.py).
+"""Past one host: the "Past one machine / Across hosts" commands of its tutorial (nbs/tutorials), run as typed on hosts made here (tests/hosts.py).
 
 h1 holds the home (served over sshfs), the Dask scheduler, PostgreSQL and the team's MLflow server, and runs `mlfin run`; h2 and h3
 each mount the home at the same path and run a worker, with their own /tmp, /dev/shm, ~ and hostname and a read-only checkout.
 In order (the module's hosts live through all three tests, which run in file order): while both train, h2's cable is cut and h3 is
-powered off; a fresh h4, set up as the README says, takes their place and the run ends with the serial run's products; h2 is
+powered off; a fresh h4, set up as the tutorial says, takes their place and the run ends with the serial run's products; h2 is
 plugged back and its worker started again, and h2 and h4 share an Optuna study through PostgreSQL (the same on loopback refused);
 h5, with a folder of its own at the home's path, is refused in one line before any unit.
 """
@@ -21,17 +21,19 @@ TEAM = {'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWOR
 pytestmark = [pytest.mark.e2e, pytest.mark.waits, pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts()))]
 
 
-def readme_commands() -> list[str]:
-    "The commands of the README's 'Past one machine: across hosts' (its bash blocks, comments dropped), as a person copies them"
-    text = (ROOT/'README.md').read_text()
-    section = text.split('\n## Past one machine\n', 1)[1].split('\n### Across hosts: what they share\n', 1)[1]
+def tutorial_commands() -> list[str]:
+    "The commands of the tutorial 'Past one machine: across hosts' (its bash blocks, comments dropped), as a person copies them"
+    import nbformat
+    nb, = (ROOT/'nbs'/'tutorials').glob('*past_one_machine.ipynb')
+    text = '\n\n'.join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == 'markdown')
+    section = text.split('\n### Across hosts: what they share\n', 1)[1]
     section = re.split(r'\n#{2,3} ', section, maxsplit=1)[0]
     lines = [line.split('  #', 1)[0].strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S) for line in block.splitlines()]
     return [line for line in lines if line and not line.startswith('#')]
 
 
 def on_hosts(command: str, team: dict) -> str:
-    "A README command as typed on the hosts made here: their addresses, the test's home, this checkout's .venv, 1 worker a host, sshfs as root"
+    "A tutorial command as typed on the hosts made here: their addresses, the test's home, this checkout's .venv, 1 worker a host, sshfs as root"
     for theirs, ours in (('mlfin@10.0.0.5:', 'root@10.0.0.5:'), ('10.0.0.5', team['h1'].address), ('10.0.0.6', team['h1'].address), ('/srv/mlfin', str(team['home'])), ('/srv/mlflow', str(team['base']/'mlflow')),
                          ('--nworkers 8', '--nworkers 1'), ('.venv/bin/', f"{BIN}/")):
         command = command.replace(theirs, ours)
@@ -61,7 +63,7 @@ def watch(team: dict, what: str, *hosts: str) -> subprocess.Popen:
 
 @pytest.fixture(scope='module')
 def team(tmp_path_factory):
-    "Three hosts, set up as the README's 'Past one machine' says; every command of it that sets up is run here, as typed"
+    "Three hosts, set up as the tutorial 'Past one machine' says; every command of it that sets up is run here, as typed"
     base = tmp_path_factory.mktemp('hosts')
     net, cleanup = Network(), []
     try:
@@ -72,7 +74,7 @@ def team(tmp_path_factory):
         h1.run('/usr/sbin/sshd', '-D', '-e', '-f', config, stdout=open(logs/'sshd.log', 'ab'), stderr=subprocess.STDOUT)
         h1.wait_for_port(h1.address, 22)
         team = {'net': net, 'cleanup': cleanup, 'h1': h1, 'home': home, 'base': base, 'logs': logs, 'key': key, 'scheduler': f"tcp://{h1.address}:8786"}
-        commands = [on_hosts(c, team) for c in readme_commands()]
+        commands = [on_hosts(c, team) for c in tutorial_commands()]
         team['commands'] = commands
         mount = next(c for c in commands if c.startswith('sshfs '))
         team['h2'], team['h3'] = (net.host(own_view(ROOT, home, mount, key)) for _ in range(2))
@@ -92,7 +94,7 @@ def team(tmp_path_factory):
 
 
 def start(team: dict, host, command: str):
-    "A README command run on `host`: a short one to its end, a server left running (its output in the test's logs folder)"
+    "A tutorial command run on `host`: a short one to its end, a server left running (its output in the test's logs folder)"
     env = {'MLFLOW_AUTH_ADMIN_PASSWORD': PASSWORD, 'PGUSER': 'mlfin', 'PGHOST': team['h1'].address}
     if command.startswith('createdb'): return host.call('bash', '-c', command, env=env)
     log = open(team['logs']/f"{host.name}-{Path(command.split()[0]).name}-{command.split()[1]}.log", 'ab')
@@ -113,8 +115,8 @@ def start_postgres(team: dict):
             f"-c listen_addresses={h1.address} -p 5432 -k {root} -c fsync=off -c full_page_writes=off")
 
 
-def readme_run(team: dict, home: Path) -> subprocess.Popen:
-    "The README's run on h1, on the session's slice of the embedded data, with `home` as MLFIN_HOME (the shared home, or a folder of it)"
+def tutorial_run(team: dict, home: Path) -> subprocess.Popen:
+    "The tutorial's run on h1, on the session's slice of the embedded data, with `home` as MLFIN_HOME (the shared home, or a folder of it)"
     run = next(c for c in team['commands'] if ' run --cluster ' in c).replace(f"MLFIN_HOME={team['home']} ", f"MLFIN_HOME={home} ")
     return team['h1'].run('bash', '-c', f"{run} {' '.join(SLICE)} --reports {home/'reports'}", env=TEAM, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -132,7 +134,7 @@ def when(team: dict, what: str, runner: subprocess.Popen, *hosts):
 
 
 def new_host(team: dict):
-    "A fresh host set up by the README's lines (the home mounted over sshfs, a `dask worker`), once its worker is known to the scheduler"
+    "A fresh host set up by the tutorial's lines (the home mounted over sshfs, a `dask worker`), once its worker is known to the scheduler"
     host = team['net'].host(own_view(ROOT, team['home'], next(c for c in team['commands'] if c.startswith('sshfs ')), team['key']))
     team['workers'][host.name], team[host.name] = start(team, host, team['worker']), host
     return host
@@ -140,10 +142,10 @@ def new_host(team: dict):
 
 def test_a_cable_cut_and_a_power_off_mid_training_and_a_new_host_in_their_place(team, pipeline_run):
     """While h2 and h3 both train, h2's cable is cut (a partition: no reset, its peers learn it from silence) and h3 is powered off
-    (every process gone at once, mid-unit); a fresh h4 set up as the README says takes their place; h2 is plugged back once the
+    (every process gone at once, mid-unit); a fresh h4 set up as the tutorial says takes their place; h2 is plugged back once the
     scheduler gave up on it. The run ends with the serial run's products, nothing half-written left; h2's cut-off worker ended itself"""
     h2, h3, home = team['h2'], team['h3'], team['home']
-    runner = readme_run(team, home)
+    runner = tutorial_run(team, home)
     when(team, 'train-', runner, h2, h3)   # both at a training unit
     h2.cut(); h3.power_off()               # h2's home mount and scheduler link go at once; h3 without a word
     h4 = new_host(team)                    # the run waits for a worker: h4 joins and takes the units
@@ -152,7 +154,7 @@ def test_a_cable_cut_and_a_power_off_mid_training_and_a_new_host_in_their_place(
     assert runner.returncode == 0, out[-3000:] + err[-3000:]
     same_products(pipeline_run['home'], home)
     assert not [p for p in home.rglob('*') if p.name.endswith('.tmp') or p.name.startswith('.cluster-')]   # nothing half-written left, no token
-    team['workers']['h2'].wait(300)   # a worker that lost its scheduler ends itself (the README: a supervisor starts it again)
+    team['workers']['h2'].wait(300)   # a worker that lost its scheduler ends itself (the tutorial: a supervisor starts it again)
     assert team['workers']['h4'].poll() is None and h4.name == 'h4'
 
 

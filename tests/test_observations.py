@@ -153,11 +153,24 @@ def test_postgresql_table_source(postgres_server, tmp_path):
         ingest_observations(f"{postgres_server}/{db}?table=cpi&symbol_column=ticker", store=store)
 
 
-def test_readme_states_each_embedded_series_rule():
-    "The README's table of embedded non-bar series says the rule each is ingested under (one fact: the code's table)"
+def tutorial_tables(heading: str) -> list[list[str]]:
+    "The rows of the Markdown table under `heading` in the tutorial 'Your own data' (nbs/tutorials), each a list of its cells"
+    import nbformat
+    nb, = (ROOT/'nbs'/'tutorials').glob('*own_data.ipynb')
+    text = '\n\n'.join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == 'markdown')
+    section = text.split(f'\n{heading}\n', 1)[1].split('\n#', 1)[0]
+    return [[c.strip() for c in line.split('|')[1:-1]] for line in section.splitlines() if line.startswith('|') and not line.startswith('|---')][1:]
+
+
+def test_the_tutorial_states_each_embedded_series_as_the_code_does():
+    """The tutorial's tables of the embedded data say what the code ingests (one fact: the code's tables): each non-bar series' rule
+    and frequency (EMBEDDED_OBSERVATIONS), each bar sample's bar size, asset class and package (SAMPLES), none left out"""
+    from mlfin.data.samples import SAMPLES
     said = {}
-    for line in (ROOT/'README.md').read_text().split('### Embedded series that are not bars')[1].split('\n## ')[0].splitlines():
-        cells = [c.strip() for c in line.split('|')[1:-1]]
-        if len(cells) == 7 and cells[5].startswith('`'):
-            for name in cells[0].split(', '): said[name.strip('`')] = cells[5].strip('`')
-    assert said == {name: e.rule for name, e in EMBEDDED_OBSERVATIONS.items()}
+    for cells in tutorial_tables('### Embedded series that are not bars'):
+        for name in cells[0].split(', '): said[name.strip('`')] = (cells[5].strip('`'), cells[4])
+    assert said == {name: (e.rule, e.frequency) for name, e in EMBEDDED_OBSERVATIONS.items()}
+    bars = {}
+    for symbols, asset_class, size, _, package, _ in tutorial_tables('## The embedded data'):
+        for symbol in symbols.split(', '): bars[symbol] = (size, asset_class.lower(), package.split('`')[1])
+    assert bars == {s.symbol: (s.timeframe, s.asset_class, s.package) for s in SAMPLES.values()}
