@@ -6,7 +6,7 @@ What stays of nbdev's way is all it does before Quarto: its own processors (`Fil
 each notebook's title and subtitle from its first cell, put a `show_doc` after each exported definition, drop hidden cells and
 exported code, and link each name in backticks to the page that documents it (`mlfin/_modidx.py`). One processor is replaced:
 nbdev's `exec_show_docs` re-runs a notebook's imports and exports in a kernel, and stops at a cell that mixes an import and a
-check whose helpers it did not run (`raised` undefined in 00a_errors: the house writes such cells); here each `show_doc` is
+check whose helpers it did not run (`raised` undefined in 00_errors: the house writes such cells); here each `show_doc` is
 evaluated among the names of the notebook's generated module, imported once, and its import cells'. nbconvert's Markdown renderer
 (mistune, pygments) writes the HTML with Pandoc's heading ids (the anchors nbdev's links point at); a page shell adds the sidebar.
 

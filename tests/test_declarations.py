@@ -8,7 +8,7 @@ from mlfin.backtest.universe import GRID_THRESHOLDS
 from mlfin.models import FAMILIES, read_models
 
 ROOT = Path(__file__).resolve().parents[1]
-READERS = ('04_models', '04a_models.families', '04_models.core', '08b_pipeline.runner')   # the notebooks that read them
+READERS = ('06_models', '06f_models.families', '06a_models.core', '09b_pipeline.runner')   # the notebooks that read them
 
 NEAREST = '''"""k nearest neighbours, added as the README says: one module of mlfin.models.families; it has no importance measure"""
 from mlfin.models.core import HP, KINDS, Family, Model, register

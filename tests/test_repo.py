@@ -131,6 +131,31 @@ def test_no_loop_between_areas():
     assert not found, f"areas tied in a loop: {found}; their imports: {where}"
 
 
+def notebook_numbers(nbs: Path = ROOT/'nbs') -> dict[str, str]:
+    "The library notebooks' numbers by the module each exports (`#| default_exp`): '05b' for nbs/05b_tracking.runs.ipynb"
+    import re
+    found = {}
+    for path in sorted(nbs.glob('[0-9]*.ipynb')):
+        exp = re.search(r'^#\|\s*default_exp\s+([\w.]+)', ''.join(c.source for c in nbformat.read(path, as_version=4).cells), re.M)
+        assert exp, f"{path.name} exports no module (`#| default_exp`)"
+        found[exp[1].removesuffix('.__init__')] = path.name.split('_')[0]
+    return found
+
+
+def test_notebooks_are_numbered_once_in_the_order_areas_depend_on_each_other():
+    """Every library notebook has a number of its own; an area's notebooks share its two digits, and an area imports only areas
+    numbered before it (a top module such as `config` is an area of one notebook): reading the site in order, nothing is used
+    before its page"""
+    numbers = notebook_numbers()
+    twice = sorted(n for n in set(numbers.values()) if list(numbers.values()).count(n) > 1)
+    assert not twice, f"notebook numbers used twice: {twice}"
+    area = {m: numbers[m.split('.')[0]] if m.split('.')[0] in numbers else None for m in numbers}
+    strays = sorted(f"{m} ({numbers[m]})" for m in numbers if area[m] is None or numbers[m][:2] != area[m][:2])
+    assert not strays, f"notebooks numbered outside their area's two digits (or an area without its own notebook): {strays}"
+    late = [f"{a} ({area[a]}) imports {b} ({area[b]}) at {at}" for (a, b), at in sorted(area_imports().items()) if area[a] <= area[b]]
+    assert not late, f"areas numbered before an area they import (renumber the notebooks): {late}"
+
+
 def test_the_run_products_the_code_reads_are_the_ones_the_pipeline_writes():
     "summary.json and dataset.parquet are named once in code (paths.SUMMARY, DATASET), and pipeline.yaml's products are those names"
     import yaml

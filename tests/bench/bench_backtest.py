@@ -1,7 +1,7 @@
 """Benchmark: a parameter sweep through our path beside what a user would write instead, in one run (`make bench-backtest`).
 
 SYNTHETIC DATA (labelled): random-walk minute bars and a random, slightly persistent P(up) per bar, generated here; they
-only give the code volume to chew on. Correctness (the sweep's numbers equal `simulate`'s) lives in nbs/05e_backtest.sweep.
+only give the code volume to chew on. Correctness (the sweep's numbers equal `simulate`'s) lives in nbs/07e_backtest.sweep.
 
   The sweep: 1,000 combinations (40 thresholds x 25 costs) over 20 symbols x 100,000 bars: long above the threshold, all
   in at the next open, fees and slippage on every fill; total return, Sharpe ratio, max drawdown and trades per combination.
