@@ -6,8 +6,9 @@ What stays of nbdev's way is all it does before Quarto: its own processors (`Fil
 each notebook's title and subtitle from its first cell, put a `show_doc` after each exported definition, drop hidden cells and
 exported code, and link each name in backticks to the page that documents it (`mlfin/_modidx.py`). One processor is replaced:
 nbdev's `exec_show_docs` re-runs a notebook's imports and exports in a kernel, and stops at a cell that mixes an import and a
-check whose helpers it did not run (`raised` undefined in 00_errors: the house writes such cells); here each `show_doc` is
-evaluated among the names of the notebook's generated module, imported once, and its import cells'. nbconvert's Markdown renderer
+check whose helpers it did not run (`raised` undefined in the notebook of `mlfin.errors`: the house writes such cells); here each `show_doc` is
+evaluated among the names of the notebook's generated module, imported once, and its import cells'; so is each cell marked
+`#| exec_doc` (nbdev's directive for a cell run when the page is made), its value's Markdown shown on the page. nbconvert's Markdown renderer
 (mistune, pygments) writes the HTML with Pandoc's heading ids (the anchors nbdev's links point at); a page shell adds the sidebar.
 
     python nbs/_site.py [--out _docs] [--nbs nbs]     (make docs) the pages, the time and the size; each notebook that failed to
@@ -107,18 +108,22 @@ def _code(src: str) -> list:
 
 class show_docs:
     """nbdev's `exec_show_docs` without a kernel: each `show_doc(...)` cell's Markdown, evaluated among its module's names and the
-    notebook's import cells' (nbdev's kernel runs those too: a string annotation `pd.DataFrame` may need the notebook's `pd`)"""
+    notebook's import cells' (nbdev's kernel runs those too: a string annotation `pd.DataFrame` may need the notebook's `pd`); and,
+    as nbdev does, each `#| exec_doc` cell run there for its page, its value's Markdown shown under it (a tutorial's table made
+    from the code it describes, never restated by hand)"""
     def __init__(self, nb): self.nb, self.ns = nb, None
     def begin(self):
-        if not (exp := _default_exp(self.nb)): return
+        exp = _default_exp(self.nb)
+        if not exp and not any('exec_doc' in getattr(c, 'directives_', ()) for c in self.nb.cells): return
         with warnings.catch_warnings():  # what a module's libraries warn of on import (starlette's of httpx) is its tests' to say
             warnings.simplefilter('ignore')
-            self.ns = {**vars(importlib.import_module(module_of(exp))), 'show_doc': partial(show_doc, renderer=_Doc)}
+            self.ns = {**(vars(importlib.import_module(module_of(exp))) if exp else {}), 'show_doc': partial(show_doc, renderer=_Doc)}
             for c in self.nb.cells:
                 if c.cell_type == 'code' and (body := _code(c.source)) and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in body):
                     try: exec(c.source, self.ns)
                     except Exception as e: raise SiteError(f"cell {c.get('id', c.idx_)}: {c.source.strip()}: {type(e).__name__}: {e}") from None
     def __call__(self, cell):
+        if cell.cell_type == 'code' and 'exec_doc' in getattr(cell, 'directives_', ()): return self.exec_doc(cell)
         if cell.cell_type != 'code' or not re.search(r'^show_doc\(', cell.source, re.M): return
         # the cell that exports the name (add_show_docs put this one after it): where the reader looks
         where = 'cell ' + next((c['id'] for c in reversed(self.nb.cells[:cell.idx_ + 1]) if c.get('id') and not getattr(c, 'has_sd', 0)), str(cell.idx_))
@@ -126,6 +131,17 @@ class show_docs:
         calls = [ast.unparse(s) for s in _code(cell.source)]
         try: cell.md_ = '\n\n'.join(eval(c, self.ns)._repr_markdown_() for c in calls)
         except Exception as e: raise SiteError(f"{where}: {'; '.join(calls)}: {type(e).__name__}: {e}") from None
+    def exec_doc(self, cell):
+        "An `#| exec_doc` cell run among the page's names; the Markdown of its last expression's value (`_repr_markdown_`) goes under it"
+        if not (body := _code(cell.source)): return
+        *run, last = body
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                exec(compile(ast.Module(run + ([] if isinstance(last, ast.Expr) else [last]), []), f"cell {cell.get('id')}", 'exec'), self.ns)
+                value = eval(compile(ast.Expression(last.value), f"cell {cell.get('id')}", 'eval'), self.ns) if isinstance(last, ast.Expr) else None
+        except Exception as e: raise SiteError(f"cell {cell.get('id', cell.idx_)}: exec_doc: {type(e).__name__}: {e}") from None
+        if hasattr(value, '_repr_markdown_'): cell.out_ = value._repr_markdown_()
 
 def processors() -> list:
     "nbdev_docs' processors, `exec_show_docs` replaced (the module's docstring says why), the HTML comment in each page dropped"
@@ -168,6 +184,7 @@ def render(nb_path: Path) -> tuple:
             out.append(f'<details class="fold"><summary>{html.escape(opts.get("code-summary", "Code"))}</summary>{block}</details>'
                        if 'code-fold' in opts else f'<div class="cell">{block}</div>')
         if getattr(c, 'md_', None): out.append(f'<div class="doc">{md(NbdevLookup().linkify(c.md_))}</div>')
+        if getattr(c, 'out_', None): out.append(f'<div class="output">{md(NbdevLookup().linkify(c.out_))}</div>')
     return '\n'.join(out), r.headings
 
 def local_links(body: str, page: str, ids: dict, base: str) -> str:

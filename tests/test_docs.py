@@ -27,6 +27,13 @@ def test_every_notebook_is_a_page(tmp_path):
     portfolio = (tmp_path/'site'/'backtest.portfolio.html').read_text()
     assert 'id="buy_and_hold"' in portfolio and 'The baseline: buy at the open' in portfolio      # show_doc, from the module
     assert 'href="backtest.portfolio.html"' in (tmp_path/'site'/'modules.html').read_text()
+    # the README's links into the site (`_docs/PAGE#ANCHOR`) resolve in the site built, and it links every tutorial
+    links = re.findall(r'\]\(_docs/([^)#\s]+)(?:#([^)\s]+))?\)', (ROOT/'README.md').read_text())
+    ids = {page: set(re.findall(r' id="([^"]+)"', (tmp_path/'site'/page).read_text())) for page, _ in links if (tmp_path/'site'/page).is_file()}
+    broken = [f"_docs/{p}{'#' + a if a else ''}" for p, a in links if p not in ids or a and a not in ids[p]]
+    assert links and not broken, f"README links to pages or anchors the site lacks: {broken}"
+    tutorials = {p.with_name(re.sub(r'^\d+_', '', p.name)).with_suffix('.html').as_posix() for p in nbs if p.parts[0] == 'tutorials'}
+    assert len(tutorials) >= 8 and tutorials <= {p for p, _ in links}, f"tutorials the README does not link: {tutorials - {p for p, _ in links}}"
 
 
 def _nb(path: Path, *cells):
@@ -38,7 +45,8 @@ def _nb(path: Path, *cells):
 
 
 def test_what_is_broken_is_said(tmp_path):
-    "A definition exported in a notebook but not in its module (nbdev_export not run), links to a missing page and anchor, two pages on one name"
+    """A definition exported in a notebook but not in its module (nbdev_export not run), links to a missing page and anchor, two pages
+    on one name, an `#| exec_doc` cell that fails; and one that works shows its value's Markdown (a table made from code), not its code"""
     nbs = tmp_path/'nbs'; nbs.mkdir()
     _nb(nbs/'index.ipynb', ('markdown', '# Home\n\n> where the header links'))
     _nb(nbs/'01_stale.ipynb', ('code', '#| default_exp errors'), ('markdown', '# Stale\n\n> exported, never written to the module'),
@@ -46,9 +54,14 @@ def test_what_is_broken_is_said(tmp_path):
     _nb(nbs/'02_links.ipynb', ('markdown', '# Links\n\n> three of them go nowhere'),
         ('markdown', '## Here\n\n[the bars](01_data.nowhere.ipynb), [a section](#no-such-section), [this one](#here), [stale](01_stale.ipynb)'))
     _nb(nbs/'03_twice.ipynb', ('markdown', '# Twice')); _nb(nbs/'03a_twice.ipynb', ('markdown', '# Twice again'))
-    (nbs/'tutorials').mkdir(); _nb(nbs/'tutorials'/'own_data.ipynb', ('markdown', '# Your own data'), ('markdown', 'Back to [links](../02_links.ipynb#here)'))
+    (nbs/'tutorials').mkdir(); _nb(nbs/'tutorials'/'01_own_data.ipynb', ('markdown', '# Your own data'), ('markdown', 'Back to [links](../02_links.ipynb#here)'),
+                                   ('code', 'from IPython.display import Markdown\nfrom fractions import Fraction'),
+                                   ('code', "#| echo: false\n#| exec_doc\nkinds = [Fraction]\nMarkdown('| kind |\\n|---|\\n' + '\\n'.join(f'| {k.__name__} made here |' for k in kinds))"))
+    _nb(nbs/'tutorials'/'02_fails.ipynb', ('markdown', '# Fails'), ('code', '#| exec_doc\n1 / 0'))
     done = built(tmp_path/'site', '--nbs', nbs)
-    assert 'href="../links.html#here"' in (tmp_path/'site'/'tutorials'/'own_data.html').read_text()      # a folder's page, linked across
+    own = (tmp_path/'site'/'tutorials'/'own_data.html').read_text()
+    assert 'href="../links.html#here"' in own                                                            # a folder's page, linked across
+    assert re.search(r'<div class="output"><table>.*<td>Fraction made here</td>.*</table>', own, re.S) and 'kinds = ' not in own   # exec_doc: its table, not its code
     sidebar = (tmp_path/'site'/'links.html').read_text()
     assert sidebar.index('<summary>Tutorials') < sidebar.index('<summary>Links'), 'tutorials come before the library in the sidebar'
     assert done.returncode == 1, done.stdout + done.stderr
@@ -58,5 +71,6 @@ def test_what_is_broken_is_said(tmp_path):
     assert 'broken link: links.html: data.nowhere.html (no such page)' in said, said
     assert 'broken link: links.html: #no-such-section (no such anchor)' in said, said
     assert 'broken link: links.html: stale.html (no such page)' in said, said         # the page that did not render
-    assert len(said) == 5, said                                                         # `#here` resolves; nothing else said
-    assert '2 did not render, 3 broken links' in done.stdout, done.stdout
+    assert 'did not render: nbs/tutorials/02_fails.ipynb: cell c1: exec_doc: ZeroDivisionError: division by zero' in said, said
+    assert len(said) == 6, said                                                         # `#here` resolves; nothing else said
+    assert '3 did not render, 3 broken links' in done.stdout, done.stdout

@@ -151,26 +151,3 @@ def test_postgresql_table_source(postgres_server, tmp_path):
     # the address is read as bars' are (data.postgres_address): an option a series table does not take is refused, not ignored
     with pytest.raises(BadInput, match=r'^127\.0\.0\.1:\d+: unknown option symbol_column; the address is postgresql://host/db\?table=T$'):
         ingest_observations(f"{postgres_server}/{db}?table=cpi&symbol_column=ticker", store=store)
-
-
-def tutorial_tables(heading: str) -> list[list[str]]:
-    "The rows of the Markdown table under `heading` in the tutorial 'Your own data' (nbs/tutorials), each a list of its cells"
-    import nbformat
-    nb, = (ROOT/'nbs'/'tutorials').glob('*own_data.ipynb')
-    text = '\n\n'.join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == 'markdown')
-    section = text.split(f'\n{heading}\n', 1)[1].split('\n#', 1)[0]
-    return [[c.strip() for c in line.split('|')[1:-1]] for line in section.splitlines() if line.startswith('|') and not line.startswith('|---')][1:]
-
-
-def test_the_tutorial_states_each_embedded_series_as_the_code_does():
-    """The tutorial's tables of the embedded data say what the code ingests (one fact: the code's tables): each non-bar series' rule
-    and frequency (EMBEDDED_OBSERVATIONS), each bar sample's bar size, asset class and package (SAMPLES), none left out"""
-    from mlfin.data.samples import SAMPLES
-    said = {}
-    for cells in tutorial_tables('### Embedded series that are not bars'):
-        for name in cells[0].split(', '): said[name.strip('`')] = (cells[5].strip('`'), cells[4])
-    assert said == {name: (e.rule, e.frequency) for name, e in EMBEDDED_OBSERVATIONS.items()}
-    bars = {}
-    for symbols, asset_class, size, _, package, _ in tutorial_tables('## The embedded data'):
-        for symbol in symbols.split(', '): bars[symbol] = (size, asset_class.lower(), package.split('`')[1])
-    assert bars == {s.symbol: (s.timeframe, s.asset_class, s.package) for s in SAMPLES.values()}
