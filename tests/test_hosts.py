@@ -177,7 +177,7 @@ def test_hosts_share_a_study_through_postgresql_and_a_loopback_address_is_refuse
     assert loopback.returncode == 2 and loopback.stderr.strip().splitlines() == [
         "mlfin: error: --storage postgresql://mlfin@127.0.0.1/optuna: a loopback address, which worker "
         f"{workers_of(team)[0]} on another host would read as itself; "
-        "give the address every host reaches (README: Past one machine)"], loopback.stderr
+        "give the address every host reaches (tutorial: Past one machine)"], loopback.stderr
 
 
 def workers_of(team: dict) -> list[str]:
@@ -202,7 +202,7 @@ def test_a_host_that_does_not_share_the_home_is_refused_before_any_unit(team):
                        check=False)   # --force: the first test's products are up to date, and a run with nothing to do needs no cluster
         assert done.returncode == 2 and done.stderr.strip().splitlines() == [
             f"mlfin: error: --cluster {team['scheduler']}: worker {blind} sees another folder at {home/'run'} (not the run's: its token is not "
-            "there); the home must be one filesystem every worker mounts at the same path, read and written (README: Past one machine)"], done.stderr
+            "there); the home must be one filesystem every worker mounts at the same path, read and written (tutorial: Past one machine)"], done.stderr
         assert products() == before   # no task ran; no token left behind
         attempt = json.loads((home/'run'/'attempt.json').read_text())   # the attempt recorded as failed, with the same line (mlfin health reads it)
         assert attempt['status'] == 'failed' and attempt['error'] == done.stderr.strip().removeprefix('mlfin: error: '), attempt

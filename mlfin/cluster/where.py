@@ -56,10 +56,10 @@ def check_shared(client, address: str, folder: Path):
         for worker, answer in sorted(answers.items()):
             if answer != 'answered':
                 raise BadInput(f"--cluster {address}: worker {worker} {answer}; the home must be one filesystem every worker mounts at the same "
-                               "path, read and written (README: Past one machine)")
+                               "path, read and written (tutorial: Past one machine)")
             if (folder/f"{asked.name}-{_digest(worker)}").read_text() != worker:
                 raise BadInput(f"--cluster {address}: worker {worker}'s answer is not in {folder}: it writes to another folder at that path "
-                               "(README: Past one machine)")
+                               "(tutorial: Past one machine)")
     finally:
         for made in folder.glob(f".cluster-{token}*"): made.unlink(missing_ok=True)
 
@@ -93,7 +93,7 @@ def reached_everywhere(url: str | None, what: str, workers: list[str]):
         parts = urlsplit(url)
         shown = url if parts.password is None else parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()   # a password is never printed
         raise BadInput(f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would read as itself; give the "
-                       "address every host reaches (README: Past one machine)")
+                       "address every host reaches (tutorial: Past one machine)")
 
 # %% ../../nbs/02a_cluster.where.ipynb #c015
 def check_workers(client, address: str, folder: Path | None = None) -> int:
@@ -103,7 +103,7 @@ def check_workers(client, address: str, folder: Path | None = None) -> int:
         for name, version in mine.items():
             if theirs.get(name) != version:
                 raise BadInput(f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start every worker "
-                               "from the same checkout and env/requirements.lock (README: Past one machine)")
+                               "from the same checkout and env/requirements.lock (tutorial: Past one machine)")
     if folder is not None: check_shared(client, address, Path(folder))
     reached_everywhere(os.environ.get('MLFIN_STORE'), 'MLFIN_STORE', other_hosts(client))   # the units read other series from it
     return len(client.nthreads())

@@ -169,7 +169,7 @@ def _wide(table, keys, where, name, rule, frequency, symbol, attrs) -> list[pd.D
     if name and len(values) > 1: raise BadInput(f"{where}: a name names one series; this source has {len(values)} value columns ({', '.join(map(str, values))}): drop the name to take each by its column's")
     if known is not None and rule not in (None, 'as given'): raise BadInput(f"{where}: column {known} gives the release times; drop the rule {rule!r} (or the column)")
     if known is None and not rule:
-        raise BadInput(f"{where}: no release times (a column named known) and no rule: state when each value became known, e.g. 'day 15 of next month 08:30 America/New_York' (mlfin README: release rules)")
+        raise BadInput(f"{where}: no release times (a column named known) and no rule: state when each value became known, e.g. 'day 15 of next month 08:30 America/New_York' (mlfin tutorial: Your own data)")
     rows = np.arange(1, len(table) + 1)
     return [observations_frame(table[date], table[column], known=None if known is None else table[known], rule=rule or 'as given',
                                frequency=frequency, name=name or _series_name(column, where), symbol=symbol and check_symbol(symbol),
