@@ -241,7 +241,7 @@ def shell(p: dict, body: str, headings: list, pages: list, site: dict) -> str:
 '''
 
 def modules_page(pages: list) -> tuple:
-    "The map of the package, generated: each module's page and what it is for, by area (what the README kept by hand)"
+    "The map of the package, generated: each module's page and what it is for, by area (the README kept one by hand, out of date)"
     rows, headings, seen, area = [], [], {}, None
     for p in pages:
         if not p['group'][:1].isdigit(): continue  # the library's modules, not the home page nor the folders' notebooks
