@@ -185,3 +185,33 @@ def test_an_import_inside_a_function_says_why():
     module (measured), or the cycle a top-level import would close. Without a reason it belongs at the top."""
     silent = [f"{path}:{line}: {text.strip()}" for path, line, text in imports_inside_functions() if '#' not in text]
     assert not silent, f"{len(silent)} imports inside functions give no reason:\n" + '\n'.join(silent[:20])
+
+
+def flakes(package: Path = ROOT/'mlfin') -> list[str]:
+    """pyflakes' unused imports and local names and its undefined names in the package (pyflakes comes with ploomber). An area's
+    __init__ imports to re-export, and a line marked `noqa` says why it keeps a name (a preload): neither is reported"""
+    import ast
+    from pyflakes import checker, messages
+    wanted = (messages.UnusedImport, messages.UnusedVariable, messages.UndefinedName, messages.UndefinedLocal, messages.UndefinedExport)
+    found = []
+    for path in sorted(package.rglob('*.py')):
+        if path.name == '_modidx.py': continue
+        text = path.read_text(); lines = text.splitlines()
+        for m in checker.Checker(ast.parse(text), filename=str(path)).messages:
+            if not isinstance(m, wanted) or 'noqa' in lines[m.lineno - 1]: continue
+            if path.name == '__init__.py' and isinstance(m, messages.UnusedImport): continue
+            found.append((str(path.relative_to(package.parent)), m.lineno, m.message % m.message_args))
+    return [f"{path}:{line}: {said}" for path, line, said in sorted(found)]
+
+
+def test_the_flakes_check_finds_an_unused_import_and_an_undefined_name(tmp_path):
+    (tmp_path/'area').mkdir(); (tmp_path/'area'/'__init__.py').write_text('from .m import json\n')   # a re-export: meant
+    (tmp_path/'area'/'m.py').write_text('import json, os\nimport re   # noqa: F401 preloaded\ndef f() -> pd.DataFrame:\n    x = 1\n    return json\n')
+    assert flakes(tmp_path/'area') == ["area/m.py:1: 'os' imported but unused", "area/m.py:3: undefined name 'pd'",
+                                       "area/m.py:4: local variable 'x' is assigned to but never used"]
+
+
+def test_no_unused_import_or_undefined_name():
+    "An import nothing uses is a false neighbour in the module's head; a name never defined (an annotation's `pd`) breaks the docs' signatures"
+    found = flakes()
+    assert not found, f"{len(found)} findings (fix them in the notebook's export cell):\n" + '\n'.join(found[:20])

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c003
 from __future__ import annotations
-import math
 from dataclasses import dataclass, field, fields, replace
 import numpy as np, pandas as pd
 from ..errors import BadInput
@@ -12,7 +11,7 @@ from ..params import RunConfig, default
 from ..progress import step
 from ..cluster import fan_out, shipped, symbol_rows
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
-from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold, FILL_RULES
+from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold
 from . import stats
 from ..data.bars import periods_per_year
 from ..data import split_symbols

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c003
 from __future__ import annotations
-import ctypes, ctypes.util, importlib, sys, time
+import ctypes, ctypes.util, importlib, time
 from ..config import apply_runtime_env, gpu_available
 
 # %% auto #0

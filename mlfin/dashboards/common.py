@@ -7,7 +7,7 @@ from __future__ import annotations
 import html, json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..style import chart, html_table   # the house table and chart, on a screen of any width
+from ..style import chart, html_table   # noqa: F401 (the pages import html_table from here) the house table and chart, on a screen of any width
 from ..pictures import DRAW_TIMEOUT, pictures_dir, settle, wanted
 from ..processes import atomic_write
 from ..pipeline.runner import last_attempt

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c003
 from __future__ import annotations
-import asyncio, difflib, html, os, shlex
+import asyncio, difflib, html, shlex
 from dataclasses import dataclass, field
 import httpx, ipywidgets as widgets, numpy as np, pandas as pd
 from prometheus_client.parser import text_string_to_metric_families

@@ -6,8 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
-from ..errors import MlfinError
-from .bars import BAR_COLUMNS, OPTIONAL_COLUMNS, PRICE_COLUMNS, TIMEFRAMES, bars_frame, expected_bars
+from .bars import BAR_COLUMNS, PRICE_COLUMNS, TIMEFRAMES, bars_frame, expected_bars
 
 # %% auto #0
 __all__ = ['REJECT_COLUMNS', 'OBVIOUS', 'rejected_frame', 'all_good', 'Inspection', 'inspect', 'spikes', 'stale_runs', 'gaps',

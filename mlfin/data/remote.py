@@ -5,7 +5,7 @@
 # %% ../../nbs/01k_data.remote.ipynb #c003
 from __future__ import annotations
 import re
-import numpy as np, pandas as pd
+import pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
 from .bars import check_timeframe
 from .sources import Batch, detect_layout, from_columns

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable
-import numpy as np, pandas as pd, talib
+import numpy as np, talib
 from ..errors import BadInput
 from ..data.bars import BAR_COLUMNS, TIMEFRAMES
 from ..data.stores.rules import check_symbol

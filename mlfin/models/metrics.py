@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06h_models.metrics.ipynb #c003
 from __future__ import annotations
-import numpy as np, pandas as pd
+import numpy as np
 
 # %% auto #0
 __all__ = ['CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER', 'WALK_ERRORS', 'classification_metrics',

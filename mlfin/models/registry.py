@@ -4,9 +4,8 @@
 
 # %% ../../nbs/06l_models.registry.ipynb #c003
 from __future__ import annotations
-import json, re
+import re
 from dataclasses import dataclass
-from pathlib import Path
 import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from ..paths import home

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError
-from ..data.bars import TIMEFRAMES, closed_bars
+from ..data.bars import closed_bars
 from .drift import Drift, input_drift
 from .volatility import bar_ranges, deseasoned, volatility_shift
 from .performance import against_record

@@ -174,8 +174,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         import gc
-        import mlflow.exceptions, mlfin.models.registry, skops.io   # MLflow's, the zoo's and scikit-learn's imports (seconds) before the first request
-        import exchange_calendars, pandera.pandas, mlfin.data.facade, mlfin.data.quality   # and an ingest's (1.5 s): 23,000 objects frozen with the rest
+        import mlflow.exceptions, mlfin.models.registry, skops.io   # noqa: F401 (preloaded, not used here) MLflow's, the zoo's and scikit-learn's imports (seconds) before the first request
+        import exchange_calendars, pandera.pandas, mlfin.data.facade, mlfin.data.quality   # noqa: F401 and an ingest's (1.5 s): 23,000 objects frozen with the rest
         gc.collect(); gc.freeze()   # the libraries' own objects out of the collector's way: a full collection over them took 40 ms mid-request
         app.state.jobs.start()
         try: held = app.state.store.ls()

@@ -155,8 +155,8 @@ class Keys:
     def revoke(self, key_id: str, actor: str | None = None, address: str = '') -> dict:
         "Revoke a key (and every token made from it)"
         with self.db.begin() as con:
-            done = con.execute(tables.keys.update().where(tables.keys.c.id == key_id, tables.keys.c.revoked_at.is_(None))
-                               .values(revoked_at=dt.datetime.now(dt.timezone.utc)))
+            con.execute(tables.keys.update().where(tables.keys.c.id == key_id, tables.keys.c.revoked_at.is_(None))
+                        .values(revoked_at=dt.datetime.now(dt.timezone.utc)))
             found = con.execute(tables.keys.select().where(tables.keys.c.id == key_id)).mappings().first()
         if found is None: raise NotFound(f"no key {key_id!r}; `mlfin keys ls` lists them")
         self._by_digest.forget(); self._by_id.forget()

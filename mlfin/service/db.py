@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11c_service.db.ipynb #c003
 from __future__ import annotations
-import secrets, time
+import time
 from pathlib import Path
 from sqlalchemy import (BigInteger, Column, DateTime, Float, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
                         create_engine, event, text)

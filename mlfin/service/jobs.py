@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11h_service.jobs.ipynb #c003
 from __future__ import annotations
-import ctypes, datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
+import datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
 from fastcore.basics import patch
 from pathlib import Path
 from ..errors import BadInput, MlfinError, NotFound, Unavailable

@@ -4,11 +4,11 @@
 
 # %% ../../nbs/11g_service.live.ipynb #c003
 from __future__ import annotations
-import datetime as dt, os, threading, time
+import os, threading, time
 from functools import partial
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
+import pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import tracking_uri
 from .settings import setting

@@ -4,15 +4,13 @@
 
 # %% ../../nbs/11f_service.people.ipynb #c003
 from __future__ import annotations
-import asyncio, base64, datetime as dt, functools, hashlib, hmac, os, re, secrets, time
+import asyncio, base64, datetime as dt, functools, hashlib, hmac, re, secrets, time
 from dataclasses import dataclass, field
-from pathlib import Path
 from fastcore.basics import patch
-from ..errors import BadInput, NotFound, Unavailable
-from ..processes import secret_file
+from ..errors import BadInput, NotFound
 from . import db as tables
 from .audit import Audit, cli_actor
-from .auth import TOTP_KEY_ENV, RateLimit, Recent, TooManyRequests, Unauthorized, check_role, outside_key
+from .auth import RateLimit, Recent, TooManyRequests, Unauthorized, check_role, outside_key
 from .settings import LoginPolicy, setting
 
 # %% auto #0

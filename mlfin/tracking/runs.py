@@ -6,6 +6,7 @@
 from __future__ import annotations
 import tempfile
 from pathlib import Path
+import pandas as pd
 from ..paths import SUMMARY, home
 from .store import configured_mlflow, experiment_id
 from ..errors import BadInput, NotFound

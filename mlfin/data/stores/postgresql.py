@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt, json
 from contextlib import contextmanager
 from fastcore.basics import patch
-import numpy as np, pandas as pd
+import pandas as pd
 from ...errors import NotFound, Unavailable
 from ..bars import check_timeframe
 from .rules import STORED_COLUMNS, as_stored, check_symbol, not_yet_quarantined, span, to_bars, utc_bounds
@@ -117,7 +117,7 @@ def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> d
             old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
             change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
         if new or changed:
-            con.execute(f"INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
+            con.execute("INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
                         + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
                         + " WHERE " + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
         kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()

@@ -185,7 +185,6 @@ class LSTMModel(Model):
         return out
 
     def _write(self, path):
-        keras = _keras()
         trainable, non_trainable = self.fitted
         net = network(self.window, int(np.shape(trainable[0])[0]), self.params['units'], self.params['dropout'], self.kind)
         for v, val in zip(net.trainable_variables, trainable): v.assign(val)
