@@ -470,6 +470,8 @@ def new_database(base: str) -> str:
 class Service:
     "`mlfin serve` as a user starts it, on a free loopback port, until stopped"
     wrap = ()   # a command it runs under (unshare ...)
+    patience = 120   # seconds it has to answer /health
+    grace = 60       # seconds it has to end after a signal, before it is killed
     def __init__(self, home: Path, *args: str, store: str | None = None, wrap: tuple = (), port: int | None = None):
         self.home, self.store, self.port, self.wrap = Path(home), store, port or free_port(), list(wrap)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -482,18 +484,26 @@ class Service:
         self.log = self.home/f"serve-{self.port}.log"
         self.process = ((not self.wrap and zygote.popen(sys.executable, MLFIN, self.args, self.env, ROOT, self.log, ZYGOTE_LOGS)) or
                         subprocess.Popen([*self.wrap, MLFIN, *self.args], cwd=ROOT, env=self.env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT))
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{scheme}://127.0.0.1:{self.port}/health", timeout=1, verify=verify).status_code == 200: return
-            except httpx.HTTPError: pass
-            if self.process.poll() is not None: raise AssertionError(f"mlfin serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"mlfin serve did not answer /health in 120 s:\n{self.log.read_text()[-3000:]}")
+        try:
+            deadline = time.time() + self.patience
+            while time.time() < deadline:
+                try:
+                    if httpx.get(f"{scheme}://127.0.0.1:{self.port}/health", timeout=1, verify=verify).status_code == 200: return
+                except httpx.HTTPError: pass
+                if self.process.poll() is not None: raise AssertionError(f"mlfin serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+                time.sleep(0.2)
+            raise AssertionError(f"mlfin serve did not answer /health in {self.patience} s:\n{self.log.read_text()[-3000:]}")
+        except BaseException:   # a start that failed (or was interrupted) leaves nothing running: the caller never gets a Service to stop
+            self.stop()
+            raise
 
     def stop(self, sig=signal.SIGTERM):
+        "Signal it and wait; killed if it has not ended after `grace` seconds"
         if self.process.poll() is None:
-            self.process.send_signal(sig); self.process.wait(60)
+            self.process.send_signal(sig)
+            try: self.process.wait(self.grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill(); self.process.wait(self.grace)
 
     def key(self, role: str) -> str:
         "A new key, made with `mlfin keys create` as an operator makes one"

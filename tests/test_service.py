@@ -2,7 +2,7 @@
 Parquet folder, or the PostgreSQL server the tests start) and the MLflow registry of a real pipeline run. The bars are
 the embedded real samples: collectors push the E-mini S&P one-minute bars (as MetaTrader copy_rates and as
 market_data records) while readers ask for signals; the S&P 500 daily bars are trained on over HTTP."""
-import json, os, signal, sqlite3, subprocess, threading, time
+import json, os, signal, sqlite3, subprocess, sys, threading, time
 from pathlib import Path
 import httpx, jwt, pandas as pd
 import pytest
@@ -521,3 +521,16 @@ def test_serving_on_is_said_once_the_service_answers(tmp_path, workers):
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 200
     finally:
         server.send_signal(signal.SIGTERM); server.wait(60)
+
+
+# --- the harness ----------------------------------------------------------------------------------------------------
+
+def test_a_start_that_times_out_leaves_nothing_running(tmp_path):
+    "A service that never answers /health, and ignores SIGTERM, is killed after the grace: the start's error raised, no process left"
+    stopped = []
+    class Deaf(Service):
+        patience, grace = 0.5, 0.5
+        def stop(self, sig=signal.SIGTERM): stopped.append(self.process); super().stop(sig)
+    deaf = [sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)']   # mlfin serve's args follow, unread
+    with pytest.raises(AssertionError, match=r'did not answer /health in 0\.5 s'): Deaf(tmp_path/'home', wrap=deaf)
+    assert [p.poll() for p in stopped] == [-signal.SIGKILL]
