@@ -6,6 +6,7 @@ import ast, os, re, shutil, subprocess, sys
 from pathlib import Path
 from mlfin.backtest.universe import GRID_THRESHOLDS
 from mlfin.models import FAMILIES, read_models
+from mlfin.pipeline.runner import check
 
 ROOT = Path(__file__).resolve().parents[1]
 READERS = ('06_models', '06f_models.families', '06a_models.core', '09b_pipeline.runner')   # the notebooks that read them
@@ -73,9 +74,18 @@ def declared() -> dict[str, set[str]]:
 
 
 def counts() -> set[int]:
-    "The counts a run's trials follow from: a model at every threshold, every classifier at every threshold"
-    classifiers = [name for name, spec in read_models(ROOT/'models.yaml').items() if 'classifier' in spec.kinds]
-    return {len(GRID_THRESHOLDS), len(classifiers) * len(GRID_THRESHOLDS)}
+    """The counts a run's trials follow from: a model at every threshold, and a default run's models at every threshold. Those are
+    the ones `mlfin run` checks for the project (its label's kind, and a variant only where the spec has the groups it drops: a
+    `without: [macro]` variant is not trained on the default spec, which has no macro group)"""
+    config, groups, models = check(root=ROOT, say=lambda line: None)
+    return {len(GRID_THRESHOLDS), len(models) * len(GRID_THRESHOLDS)}
+
+
+def test_the_counts_are_a_default_runs(research_golden):
+    "The research run (the default models and spec on the session's slice) tries each of its models at every threshold: the larger count"
+    summary = research_golden['summary']
+    assert summary['params']['threshold'] in GRID_THRESHOLDS, summary['params']   # no extra threshold traded beside the grid's
+    assert {entry['skill']['grid'] for entry in summary['symbols'].values()} == {max(counts())}, summary['symbols']
 
 
 def written_out(source: str, sets: dict[str, set[str]], numbers: set[int]) -> list[str]:
