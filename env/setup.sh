@@ -3,7 +3,7 @@
 # and warm the JIT caches, one line per step with its seconds (on a terminal and in a log alike;
 # a step's own output is shown only when it fails). Idempotent: when nothing it depends on changed,
 # it does nothing and prints nothing. Variant: MLFIN_ENV=gpu adds env/requirements-gpu.txt.
-# Installer: uv (pinned below, installed into .venv by pip), about 3x faster than pip on the lock (README: Environment);
+# Installer: uv (pinned below, installed into .venv by pip), about 3x faster than pip on the lock (the tutorial "The project": Environment);
 # pip when uv cannot be installed, or with MLFIN_INSTALLER=pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."

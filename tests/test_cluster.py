@@ -8,7 +8,7 @@ from hosts import cannot_make_hosts
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 DASK = str(Path(sys.executable).with_name('dask'))
-PRELOAD = ['--preload', 'mlfin.cluster.worker']   # as the README starts workers: allocator tuned, libraries imported
+PRELOAD = ['--preload', 'mlfin.cluster.worker']   # as the tutorial "Past one machine" starts workers: allocator tuned, libraries imported
 def run_in(home: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
     return subprocess.Popen([MLFIN, 'run', *SLICE, '--reports', str(home/'reports'), *args], cwd=ROOT, env=env, text=True,
@@ -32,14 +32,14 @@ def test_local_cluster_after_a_run_killed_whole(pipeline_run, tmp_path):
 
 
 class Cluster:
-    """A Dask scheduler and workers as separate processes on loopback, as on a cluster: as the README starts them (`nanny`: one
+    """A Dask scheduler and workers as separate processes on loopback, as on a cluster: as the tutorial "Past one machine" starts them (`nanny`: one
     `dask worker --nworkers N`, its nanny keeping N worker processes), or N `--no-nanny` workers, so that a killed one stays dead"""
     def __init__(self, workers: int = 2, nanny: bool = False):
         self.address = f"tcp://127.0.0.1:{free_port()}"
         env = {**os.environ, 'PYTHONPATH': str(ROOT)}
         port = self.address.rsplit(':', 1)[1]
         quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.scheduler = subprocess.Popen([DASK, 'scheduler', '--host', '127.0.0.1', '--port', port], **quiet)   # the README's commands
+        self.scheduler = subprocess.Popen([DASK, 'scheduler', '--host', '127.0.0.1', '--port', port], **quiet)   # the tutorial's commands
         self.workers = ([subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--nworkers', str(workers), *PRELOAD], **quiet)] if nanny
                         else [subprocess.Popen([DASK, 'worker', self.address, '--nthreads', '1', '--no-nanny', '--no-dashboard', '--name', f"w{i}", *PRELOAD],
                                                **quiet) for i in range(workers)])
@@ -97,7 +97,7 @@ def test_scheduler_with_a_worker_killed_mid_training(pipeline_run, tmp_path, das
 
 
 def test_one_study_spread_over_two_workers_and_joined_by_another_process_on_postgresql(pipeline_run, tmp_path, readme_cluster, postgres_server):
-    """`mlfin tune --cluster ADDRESS --storage postgresql://...` on workers started as the README starts them: both run trials of the
+    """`mlfin tune --cluster ADDRESS --storage postgresql://...` on workers started as the tutorial "Past one machine" starts them: both run trials of the
     one study; a second `mlfin tune` elsewhere (its own process, no cluster) adds its trials to the same study; the study counts them
     all, and each search is recorded on its question so that every later run counts the study's other trials once"""
     import optuna
