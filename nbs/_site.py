@@ -36,6 +36,7 @@ from pygments.formatters import HtmlFormatter
 HERE = Path(__file__).parent
 # the sidebar's groups for nbs/' folders, in its order: tutorials before the library's areas, the DAG's steps (pipeline.yaml) after
 FOLDERS = {'tutorials': 'Tutorials', 'tasks': 'Pipeline tasks'}
+TOP_MODULES = 'Foundations'   # the area of mlfin's top modules (config, errors, paths...): no package page names it
 _lib = get_config().lib_name
 
 class SiteError(Exception): "A notebook that does not render, said in one line: the cell and what failed"
@@ -64,11 +65,14 @@ def page_info(nb: Path, nbs: Path) -> dict:
                 module=module_of(exp) if exp else '', **head)
 
 def with_areas(pages: list) -> list:
-    "Pages with their area's title (the title of its own page, the fewest dots in its module: `data` of `data.*`), in the sidebar's order"
+    """Pages with their area's title (the title of its own page, the fewest dots in its module: `data` of `data.*`; `TOP_MODULES`
+    for a group of top modules, none of which names the others), in the sidebar's order"""
     areas = {}
     for p in pages: areas.setdefault(p['group'], []).append(p)
     for g, ps in areas.items():
-        area = FOLDERS.get(g, g.capitalize()) if not g[:1].isdigit() and g != 'home' else min(ps, key=lambda p: p['module'].count('.'))['title']
+        dots = sorted(p['module'].count('.') for p in ps)
+        area = (FOLDERS.get(g, g.capitalize()) if not g[:1].isdigit() and g != 'home'
+                else TOP_MODULES if dots[0] == 1 and dots[1:2] == [1] else min(ps, key=lambda p: p['module'].count('.'))['title'])
         for p in ps: p['area'] = area
     rank = lambda g: 0 if g == 'home' else 2 if g[:1].isdigit() else 1 + 2 * (g != 'tutorials')   # home, tutorials, areas, other folders
     return sorted(pages, key=lambda p: (rank(p['group']), p['source']))
