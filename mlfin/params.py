@@ -27,6 +27,7 @@ class Validation:
 SIZINGS = ('fixed', 'kelly')   # how a position is sized: the whole capital, or a share of the Kelly fraction
 # each asset class's costs per fill, bps of traded value (fees) and of the price (slippage): the presets a run may name
 COST_PRESETS = {'equity': (1.0, 2.0), 'fx': (0.3, 0.5), 'crypto': (10.0, 2.0), 'futures': (0.2, 0.5)}
+COST_PRESETS['index'] = COST_PRESETS['equity']   # an index is traded through its tracker funds, at a share's costs
 
 VALIDATIONS = {
     'walk_forward': Validation('walk-forward (expanding window), purged', True),
@@ -85,7 +86,7 @@ class RunConfig(BaseModel):
                                                "(the Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
     kelly: float = _param(0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
     asset_class: Literal[('auto', *COST_PRESETS)] = _param('auto', 'backtest', "cost preset: auto (each "
-                                               "symbol's from its calendar: 24/7 crypto, 24/5 fx, futures exchanges, else equity) or one for all")
+                                               "symbol's: index for an index the samples list, else from its calendar: 24/7 crypto, 24/5 fx, futures exchanges, else equity) or one for all")
     fees: float | None = _param(None, 'backtest', "bps of traded value paid per fill (default: the asset class's preset)", ge=0, lt=1000)
     slippage: float | None = _param(None, 'backtest', "bps of price lost per fill, against the trade (default: the preset)", ge=0, lt=1000)
     stop_loss: float | None = _param(None, 'backtest', "close a position this share beyond its entry open against it (0.02 = 2%; default: none)", gt=0, lt=1)

@@ -3,7 +3,7 @@ import json, os, subprocess, sys
 import numpy as np, pandas as pd
 import pytest
 from conftest import ROOT, binance_klines, mlfin, same_products, with_args, write_klines
-from mlfin.data import load_sample, periods_per_year
+from mlfin.data import SAMPLES, load_sample, periods_per_year
 from mlfin import features
 from mlfin.backtest.universe import GRID_THRESHOLDS
 from mlfin.features import inputs_of, read_spec, spec_names
@@ -62,7 +62,7 @@ def test_buy_and_hold_matches_an_independent_computation(pipeline_run):
     curves = pd.read_parquet(pipeline_run['home']/'run'/'curves.parquet')
     for symbol, entry in summary['symbols'].items():
         fees, slippage = entry['costs']['fees_bps'] / 1e4, entry['costs']['slippage_bps'] / 1e4  # the asset class's preset
-        assert entry['costs']['asset_class'] == ('fx' if symbol == 'EURUSD' else 'equity')
+        assert entry['costs']['asset_class'] == SAMPLES[symbol].asset_class   # the samples' word: SPX an index, GOOGL a share, EURUSD fx
         bars = load_sample(symbol)
         rows = curves[curves['symbol'] == symbol]
         entry_open = bars['open'].loc[rows.index[1]]  # bought at the open of the bar after the first signal

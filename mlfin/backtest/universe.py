@@ -11,7 +11,8 @@ from ..params import RunConfig, default
 from ..progress import step
 from ..cluster import fan_out, shipped, symbol_rows
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
-from .portfolio import Costs, costs_for, asset_class, simulate, buy_and_hold
+from ..data.samples import asset_class_of
+from .portfolio import Costs, costs_for, simulate, buy_and_hold
 from . import stats
 from ..data.bars import periods_per_year
 from ..data import split_symbols
@@ -49,9 +50,9 @@ class BacktestSettings:
         "The signal rule a model of `kind` trades by under these settings and `costs`"
         return Rule(kind, self.threshold, self.short_below, costs.round_trip)
 
-    def cost_class(self, calendar: str) -> str:
-        "The asset class whose costs a symbol on `calendar` trades at: its calendar's (`asset_class`), unless the run names one for all"
-        return asset_class(calendar) if self.asset_class == 'auto' else self.asset_class
+    def cost_class(self, symbol: str, calendar: str) -> str:
+        "The asset class whose costs `symbol` on `calendar` trades at: the series' (`asset_class_of`), unless the run names one for all"
+        return asset_class_of(symbol, calendar) if self.asset_class == 'auto' else self.asset_class
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c006
 def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one symbol (prob_up, or prediction)
@@ -224,7 +225,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     examined, bands = examine(value, hold, trials * each, grid_returns, ppy, settings)
     examined['skill'].update(model_trials=int(trials), per_model=int(each))
     returns = value.pct_change().dropna()
-    metrics = {'model': leader, 'costs': {'asset_class': settings.cost_class(calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
+    metrics = {'model': leader, 'costs': {'asset_class': settings.cost_class(symbol, calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
                                           'round_trip_bps': 2 * (costs.fees + costs.slippage)},
                'strategy': per_model[leader], 'buy_and_hold': _floats(stats.performance(hold, ppy)),
                'exposure': per_model[leader]['exposure'], 'periods_per_year': ppy, 'models': per_model,
@@ -272,7 +273,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     missing = [s for s in leaders if s not in bars_by_symbol]
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
-    costs = {s: costs_for(settings.cost_class(calendars[s]), settings.fees, settings.slippage)
+    costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees, settings.slippage)
              for s in leaders}
     bars_at, oos_at = sources or (None, None)
     calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol, leader, calendars[symbol],

@@ -59,7 +59,7 @@ def check_calendar(calendar: str, where: str = 'calendar') -> str:
 FUTURES_CALENDARS = {'CMES', 'CBOT', 'COMEX', 'NYMEX', 'IEPA', 'XCBF', 'us_futures'}
 
 def asset_class(calendar: str) -> str:
-    "The asset class a calendar implies (what a backtest's cost preset and an ingest's report name): crypto trades 24/7, FX 24/5, futures on their exchanges' calendars, the rest equity"
+    "The asset class a calendar implies (`samples.asset_class_of` adds the indices the samples list: what a backtest's cost preset and an ingest's report name): crypto trades 24/7, FX 24/5, futures on their exchanges' calendars, the rest equity"
     return {'24/7': 'crypto', '24/5': 'fx'}.get(calendar, 'futures' if calendar in FUTURES_CALENDARS else 'equity')
 
 # %% ../../nbs/01a_data.bars.ipynb #c006_02

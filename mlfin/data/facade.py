@@ -11,11 +11,11 @@ import re
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 import numpy as np, pandas as pd
 from ..errors import BadInput, NotFound
-from .bars import (BAR_COLUMNS, TIMEFRAMES, asset_class, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
+from .bars import (BAR_COLUMNS, TIMEFRAMES, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
                         periods_per_year, resample)
 from .files import read_file
 from .reading import load, ls, observations_report, quality_report
-from .samples import SAMPLES, load_sample, package_version, read_sample
+from .samples import SAMPLES, asset_class_of, load_sample, package_version, read_sample
 from .sources import Batch, read_records
 from .stores import open_store
 from .stores.rules import TABLE_NAME, check_symbol
@@ -48,8 +48,8 @@ class IngestReport:
 # %% ../../nbs/01r_data.facade.ipynb #f_asset_class
 @patch(as_prop=True)
 def asset_class(self:IngestReport) -> str:
-    "What the calendar says the series is (crypto, fx, futures, equity): what its backtest's costs and annualisation follow"
-    return asset_class(self.calendar) if self.calendar else ''
+    "What the series is (an index the samples list, else its calendar's: crypto, fx, futures, equity): the cost preset its backtest pays"
+    return asset_class_of(self.symbol, self.calendar) if self.calendar else ''
 
 # %% ../../nbs/01r_data.facade.ipynb #f_str
 @patch

@@ -11,7 +11,8 @@ from ..errors import NotFound
 from ..paths import home
 from ..processes import atomic_write
 from ..progress import step
-from .bars import BAR_COLUMNS, TIMEFRAMES, asset_class, check_timeframe, fingerprint, resample
+from .bars import BAR_COLUMNS, TIMEFRAMES, check_timeframe, fingerprint, resample
+from .samples import asset_class_of
 from .facade import calendar_of, ensure_sample, load, sample_for
 from .stores import open_store
 from .stores.rules import span
@@ -89,7 +90,7 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
         sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another
         calendar = kept.get('calendar') or 'XNYS'
         manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
-                         'asset_class': asset_class(calendar),   # the one rule the backtest's costs follow: what the calendar says the series is
+                         'asset_class': asset_class_of(symbol, calendar),   # the one rule the backtest's costs follow: an index the samples list, else the calendar's class
                          'source': kept.get('origin', kept['source']) if sampled else kept.get('source', 'store'),
                          'licence': kept.get('licence', '') if sampled else '', 'package': kept.get('package', '') if sampled else '',
                          'bars': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1]),

@@ -9,10 +9,11 @@ from importlib import metadata
 from pathlib import Path
 import pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
+from .bars import asset_class
 from .sources import Batch, detect_layout, from_columns
 
 # %% auto #0
-__all__ = ['SAMPLES', 'Sample', 'shipped_file', 'data_wheel', 'package_version', 'read_sample', 'load_sample']
+__all__ = ['SAMPLES', 'Sample', 'asset_class_of', 'shipped_file', 'data_wheel', 'package_version', 'read_sample', 'load_sample']
 
 # %% ../../nbs/01e_data.samples.ipynb #c020
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Sample:
     "A real bar series shipped inside a PyPI package"
     symbol: str       # our name for it
     timeframe: str    # its native bar size
-    asset_class: str  # index, equity, fx
+    asset_class: str  # index, equity, fx, futures: what `asset_class_of` says of the symbol on its calendar
     calendar: str     # XNYS (NYSE sessions) or 24/5 (FX)
     package: str      # the PyPI distribution that ships it
     licence: str      # the licence the data is shipped under
@@ -34,7 +35,7 @@ SAMPLES = {s.symbol: s for s in [
       for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')],
     Sample('GOOGL', '1d', 'equity', 'XNYS', 'gym-anytrading', 'MIT', 'Alphabet class A, shipped by gym_anytrading.datasets'),
     Sample('EURUSD', '1h', 'fx', '24/5', 'gym-anytrading', 'MIT', 'EUR/USD hourly ask bars (UTC), shipped by gym_anytrading.datasets'),
-    Sample('ES', '1m', 'future', 'CMES', 'mlfinpy', 'MIT', 'E-mini S&P 500 futures trades, 2013-09-01 to 09-03 (Chicago time), '
+    Sample('ES', '1m', 'futures', 'CMES', 'mlfinpy', 'MIT', 'E-mini S&P 500 futures trades, 2013-09-01 to 09-03 (Chicago time), '
            'shipped by mlfinpy.dataset (tick_data.csv); one-minute bars made from them here'),
 ]}
 
@@ -44,6 +45,14 @@ _FILES = {'SPX': ('arch', 'data/sp500/sp500.csv.gz', 'Date', '%m/%d/%Y'),
           'EURUSD': ('gym_anytrading', 'datasets/data/FOREX_EURUSD_1H_ASK.csv', 'Time', '%d.%m.%Y %H:%M:%S.%f'),
           **{t: ('bokeh_sampledata', '_data/stocks.csv.gz', 'Date', '%Y-%m-%d') for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')}}
 
+
+# %% ../../nbs/01e_data.samples.ipynb #c020k
+def asset_class_of(symbol: str,    # the series' name
+                   calendar: str,  # the calendar it trades on
+                  ) -> str:
+    "What a series is, and whose cost preset its backtest pays: `index` for a symbol `SAMPLES` lists as one, else its calendar's class"
+    known = SAMPLES.get(symbol)
+    return 'index' if known is not None and known.asset_class == 'index' else asset_class(calendar)
 
 # %% ../../nbs/01e_data.samples.ipynb #c020_00
 def shipped_file(module: str, relative: str) -> Path:

@@ -66,7 +66,7 @@ class Anomaly(BaseModel):
 class Ingested(BaseModel):
     symbol: str; timeframe: str; calendar: str
     calendar_from: str = Field('', description="where the calendar came from: given, the series', the symbol's stored at another bar size, a guess")
-    asset_class: str = Field('', description="what the calendar says the series is (equity, fx, futures, crypto): its backtest's costs follow it")
+    asset_class: str = Field('', description="what the series is (index for an index the samples list, else the calendar's: equity, fx, futures, crypto): its backtest's costs follow it")
     layout: str = Field('', description="how the candles were read (mt5-rates, plain, ...)")
     rows: int = Field(description="candles received")
     new: int; changed: int; unchanged: int; quarantined: int; total: int
