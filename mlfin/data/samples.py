@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 import pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
-from .bars import asset_class
+from .bars import asset_class, bars_from_trades
 from .sources import Batch, detect_layout, from_columns
 
 # %% auto #0
@@ -86,7 +86,6 @@ _TRADES = {'ES': ('mlfinpy', 'mlfinpy/dataset/data/tick_data.csv', 'America/Chic
 def _trades_sample(symbol: str) -> pd.DataFrame:
     "One-minute bars (ts, open, high, low, close, volume, vwap) from a sample's shipped trades"
     import zipfile
-    from mlfin.data.bars import bars_from_trades   # here, not at the top: importing mlfin.data.bars imports this module
     package, member, tz = _TRADES[symbol]
     with zipfile.ZipFile(data_wheel(package)) as wheel, wheel.open(member) as f: raw = pd.read_csv(f)
     times = pd.to_datetime(raw['DateTime'], format='%Y-%m-%d %H:%M:%S.%f').dt.tz_localize(tz).dt.tz_convert('UTC')
