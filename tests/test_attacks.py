@@ -16,7 +16,7 @@ PROXY = '127.0.0.2'   # the one reverse proxy the operator lists (--trusted-prox
 
 @pytest.fixture(scope='module')
 def svc(tmp_path_factory):
-    "The service an operator starts as the tutorial "The service" says (people, their second factor), on an empty home: no run is needed to log in"
+    "The service an operator starts as the tutorial The service says (people, their second factor), on an empty home: no run is needed to log in"
     os.umask(kept := os.umask(0o022))   # under a umask that leaves what is made readable by everyone (the usual one), restored after
     with service(tmp_path_factory.mktemp('attacks')/'home', '--no-jobs', *RULES, '--trusted-proxies', PROXY, '--rate-limit', '320/minute',
                  '--header-timeout', str(HEADERS)) as running:

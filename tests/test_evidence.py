@@ -92,7 +92,7 @@ def test_the_configuration_an_earlier_run_chose_is_judged_on_the_bars_after_it(t
 
 
 def test_a_run_of_five_minute_es_resamples_the_stored_minutes_on_the_cme_calendar(tmp_path):
-    "`--symbols ES:5m` as the tutorial "Your own data" promises: the one-minute sample resampled on Globex's sessions, futures costs, Globex's year"
+    "`--symbols ES:5m` as the tutorial Your own data promises: the one-minute sample resampled on Globex's sessions, futures costs, Globex's year"
     from mlfin.data import load_sample, resample
     done = mlfin(tmp_path, 'run', '--symbols', 'ES:5m', '--models', 'logistic,lightgbm', '--reports', str(tmp_path/'reports'))
     entry = summary(tmp_path)['symbols']['ES']
