@@ -5,7 +5,7 @@ Moody's yields from arch.data), except the fundamentals file, which is made here
 fundamentals ship offline). The stores' own promises (both stores, vintages, stamps) are tests/test_observation_store.py's."""
 import gzip
 import pandas as pd, pytest
-from conftest import ROOT, mlfin
+from conftest import mlfin
 from mlfin.errors import BadInput, Unavailable
 from mlfin.data.observations_sources import EMBEDDED_OBSERVATIONS, ingest_observations, load_observations, read_embedded
 from mlfin.data.samples import shipped_file

@@ -23,7 +23,7 @@ Each measurement runs in its own fresh process. Figures measured on the developm
 BENCH_SCALE=quick (`make bench-all`): walk-forward on 100k rows, tuning 10 trials with one sampler seed, the LSTM on 10k windows,
 serving models trained on 20k rows (the same trees, inputs and calls); every target held as at full scale.
 """
-import json, sys, tempfile
+import json, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _child import child  # noqa: E402

@@ -336,7 +336,7 @@ def training(per_task: float) -> bool:
     from mlfin.features.labels import fixed_horizon
     from mlfin.models import model_spec, train_universe
     exec(SYNTH, globals())
-    raw = {f"T{i:02d}": synthetic(TRAIN_BARS, seed=100 + i) for i in range(TRAIN_SYMBOLS)}
+    raw = {f"T{i:02d}": synthetic(TRAIN_BARS, seed=100 + i) for i in range(TRAIN_SYMBOLS)}   # noqa: F821 (defined by exec(SYNTH) above)
     for s, b in raw.items(): b.attrs.update(symbol=s, timeframe='1m')
     _, data = dataset(raw, fixed_horizon, ['rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50', 'bbands_20_2', 'atr_14', 'adx_14', 'cci_20', 'willr_14'])
     source = str(work/'dataset.parquet'); data.to_parquet(source)

@@ -1,7 +1,7 @@
 """Writes the malformed-input corpus (tests/corpus/*), from ten real AAPL daily bars (Quandl WIKI,
 public domain, shipped by bokeh-sampledata). Run it to regenerate; the files are committed so that
 each can be opened and read. tests/test_ingest_corpus.py holds the documented outcome of each."""
-import gzip, io, json, os
+import gzip, io, json
 from pathlib import Path
 import numpy as np, pandas as pd
 
