@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from execnb.nbio import read_nb
 from fastcore.basics import AttrDict
-from fastcore.docments import MarkdownRenderer, _unwrap_sym
+from fastcore.docments import MarkdownRenderer
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbdev.config import get_config
 from nbdev.doclinks import NbdevLookup, _nbpath2html
@@ -79,27 +79,11 @@ def with_areas(pages: list) -> list:
 
 # ---- a notebook, processed as nbdev_docs processes it, then rendered
 
-class _Named(str):
-    "A name a module imports only inside its functions (`pd`), standing in while show_doc reads a signature: shown as written"
-    def __getattr__(self, a): return _Named(f'{self}.{a}')
-    def __getitem__(self, k): return _Named(f'{self}[{k}]')
-    def __or__(self, o): return _Named(f'{self} | {o}')
-    def __ror__(self, o): return _Named(f'{o} | {self}')
-    def __repr__(self): return str(self)
-
 class _Doc(BasicMarkdownRenderer):
     """show_doc's Markdown, less its `[source](...){...}` link (Pandoc attributes; `git_url` names no public host) and less a
     docstring the definition does not have (a pydantic model without one showed BaseModel's, with links into pydantic's docs)"""
     def __init__(self, sym, **kw):
-        added, g = [], getattr(_unwrap_sym(sym), '__globals__', None)
-        try:
-            while True:
-                try: super().__init__(sym, **kw); break
-                except NameError as e:  # a string annotation naming a library its module imports lazily (`pd.DataFrame`)
-                    if g is None or e.name in g or len(added) > 9: raise
-                    g[e.name] = _Named(e.name); added.append(e.name)
-        finally:
-            for n in added: g.pop(n, None)
+        super().__init__(sym, **kw)   # every annotation's name is imported by its module (test_repo's flakes check)
         if isclass(sym) and vars(sym).get('__doc__') is None: self.docs = ''
     def _repr_markdown_(self):
         nm = self.nm.replace('_', r'\_')  # `__getattr__` is a name, not a bold `getattr`
