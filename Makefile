@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export docs wheel serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export format docs wheel serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -56,6 +56,11 @@ lab: setup ## JupyterLab on the project (kernel: mlfin)
 
 export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml from mlfin.monitor.figures) and strip notebook outputs
 	@$(BIN)/nbdev_export && $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()" && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+
+# only the lines over pyproject.toml's [tool.ruff] line-length, in the notebooks (nbs/ and its folders, dashboards/); mlfin/
+# follows by the export; what no step can shorten is listed (env/format.py says how each kind is handled). Idempotent
+format: setup ## bring notebook code (and so mlfin/) within the line length: ruff on the long statements only, long comments and strings wrapped
+	@$(BIN)/python env/format.py && $(BIN)/nbdev_export
 
 # nbdev's processors, then HTML without Quarto (not installable offline: nbs/_site.py says why); tests/test_docs.py builds it too
 docs: setup ## the notebooks as a site in _docs/ (open _docs/index.html): every notebook a page, every link inside it checked

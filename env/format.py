@@ -1,0 +1,353 @@
+"""Bring notebook code within the line length of pyproject.toml's `[tool.ruff]` (`make format`; mlfin/ follows by
+nbdev_export).
+
+    .venv/bin/python env/format.py              # rewrite the notebooks' over-long lines in place, list those it cannot
+    .venv/bin/python env/format.py nbs/X.ipynb  # only these notebooks
+
+Only what is too long is touched, so the house's dense style (one-line `if x: return y`, docments comments) stays:
+1. a statement whose code is too long is formatted by ruff (`ruff format --range`: that statement alone);
+2. a trailing comment that makes its line too long moves, wrapped, to the lines just above (docments reads a
+   parameter's comment there too);
+3. a docstring that is too long is wrapped as the house writes a long one: triple-quoted, a one-line docstring
+   made so, the rest of its paragraph re-wrapped;
+4. a string literal that still runs past the limit is cut at spaces into adjacent literals (Python joins them:
+   the value is the same), in parentheses where it stood bare;
+5. a comment line that is too long is wrapped with the prose comment lines that follow it.
+A step's change is kept only when the cell's syntax tree is unchanged, strings' values included (for 3: its
+docstrings' words, in order), so formatting cannot change what runs. Running it twice changes nothing.
+What no step can shorten (an f-string whose fields are long, a string without spaces, SQL or CSS inside a
+multi-line string) is listed by ruff's own check (E501), not changed: a person rewrites it, or marks it
+`# noqa: E501` (a multi-line string: where it closes), which this and the check respect. tests/test_format.py
+runs that check on every notebook and on mlfin/.
+"""
+from __future__ import annotations
+import ast, io, json, re, subprocess, sys, textwrap, tokenize, tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / 'pyproject.toml'
+LIMIT = tomllib.loads(CONFIG.read_text())['tool']['ruff']['line-length']
+RUFF = Path(sys.executable).parent / 'ruff'
+NOTEBOOKS = ('nbs/**/*.ipynb', 'dashboards/*.ipynb')
+PRAGMA = re.compile(r'#\s*(noqa|type:|pragma|fmt:|pyright:|mypy:|nosec)')
+NOQA = re.compile(r'#\s*noqa\b(?!:)|#\s*noqa:[\sA-Z0-9,]*\bE501\b')
+
+
+def notebooks(names=()) -> list[Path]:
+    "The notebooks to format: `names`, or every notebook of nbs/ (its folders too) and dashboards/"
+    if names: return [Path(n).resolve() for n in names]
+    return sorted(p for pattern in NOTEBOOKS for p in ROOT.glob(pattern) if '.ipynb_checkpoints' not in p.parts)
+
+
+def code_cells(nb: dict):
+    "(index, cell) of each code cell; a cell with IPython magics or shell lines is not Python: left alone"
+    for i, cell in enumerate(nb['cells']):
+        if cell['cell_type'] != 'code': continue
+        source = ''.join(cell['source'])
+        if any(line.lstrip().startswith(('%', '!')) for line in source.splitlines()): continue
+        yield i, cell
+
+
+def long_lines(source: str) -> list[int]:
+    "Lines over the limit, but for those a person marked long on purpose (`# noqa: E501`, as ruff's check reads it)"
+    return [i + 1 for i, line in enumerate(source.splitlines()) if len(line) > LIMIT and not NOQA.search(line)]
+
+
+def docstrings(node: ast.AST):
+    "The docstring nodes (a module's, a class's, a function's) under `node`"
+    for n in ast.walk(node):
+        body = getattr(n, 'body', None)
+        if not isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or not body: continue
+        first = body[0].value if isinstance(body[0], ast.Expr) else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str): yield first
+
+
+def tree(source: str, prose: bool = False) -> str | None:
+    """The syntax tree of `source`, as text; `prose`: its docstrings' words only (their line breaks aside); None: no
+    Python"""
+    try: parsed = ast.parse(source)
+    except SyntaxError: return None
+    if prose:
+        for doc in docstrings(parsed): doc.value = ' '.join(doc.value.split())
+    return ast.dump(parsed)
+
+
+def tokens(source: str) -> list[tokenize.TokenInfo]: return list(tokenize.generate_tokens(io.StringIO(source).readline))
+
+
+def comment_at(toks, row: int):
+    "The comment token that ends line `row`, if any"
+    return next((t for t in toks if t.type == tokenize.COMMENT and t.start[0] == row), None)
+
+
+def inside_string(toks, row: int) -> bool:
+    "Whether line `row` begins inside a token that started on an earlier line (a multi-line string)"
+    return any(t.start[0] < row <= t.end[0] for t in toks if t.type == tokenize.STRING)
+
+
+def ruff_range(source: str, row: int) -> str:
+    """`source` with the statement on line `row` formatted by ruff (its settings: pyproject.toml), or as it was where
+    ruff refuses"""
+    lines = source.splitlines(keepends=True)
+    span = f'{row}:1-{row}:{len(lines[row - 1]) + 1}'
+    out = subprocess.run([str(RUFF), 'format', '--config', str(CONFIG), '--range', span, '--stdin-filename', 'cell.py',
+                          '-'], input=source, capture_output=True, text=True)
+    return source if out.returncode else out.stdout
+
+
+def format_code(source: str) -> str:
+    "Statements whose code (its trailing comment aside) is too long, formatted by ruff, the last first so rows hold"
+    for row in reversed(long_lines(source)):
+        toks = tokens(source)
+        line = source.splitlines()[row - 1]
+        if inside_string(toks, row): continue
+        comment = comment_at(toks, row)
+        code = line[:comment.start[1]].rstrip() if comment else line
+        if len(code) <= LIMIT and not (comment and defines_parameter(source, row)): continue
+        source = ruff_range(source, row)
+    return source
+
+
+def defines_parameter(source: str, row: int) -> bool:
+    """Whether line `row` opens a `def` with a parameter on it: a comment moved above it would leave the function
+    (docments)"""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.lineno == row:
+            args = node.args
+            return any(
+                a.lineno == row for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if a
+            )
+    return False
+
+
+def comment_lines(text: str, indent: str) -> list[str]:
+    "`text` (a comment's words) as comment lines of at most LIMIT characters at `indent`"
+    return [indent + '# ' + part for part in textwrap.wrap(text, LIMIT - len(indent) - 2, break_long_words=False,
+                                                           break_on_hyphens=False)] or [indent + '#']
+
+
+def move_comments(source: str) -> str:
+    "Trailing comments that make their line too long, moved (wrapped) to the lines above it"
+    for row in reversed(long_lines(source)):
+        toks = tokens(source)
+        lines = source.splitlines(keepends=True)
+        line = lines[row - 1]
+        comment = comment_at(toks, row)
+        if not comment or inside_string(toks, row) or line.lstrip().startswith('#'): continue
+        if row > 1 and lines[row - 2].rstrip('\n').endswith('\\'): continue      # inside a backslash continuation
+        if PRAGMA.match(comment.string): continue      # a tool's directive holds only where it stands
+        if defines_parameter(source, row): continue
+        code = line[:comment.start[1]].rstrip()
+        indent = re.match(r'\s*', line)[0]
+        text = comment.string.lstrip('#').strip()
+        moved = ''.join(l + '\n' for l in comment_lines(text, indent))
+        lines[row - 1:row] = [moved, code + line[len(line.rstrip('\n')):]]
+        source = ''.join(lines)
+    return source
+
+
+def prose(line: str, indent: str) -> str | None:
+    """The words of comment line `line` when it is prose at `indent` (not a directive, an indented item, a list entry),
+    else None"""
+    if not line.startswith(indent + '#') or line[len(indent):len(indent) + 2] in ('#|', '#!'): return None
+    text = line[len(indent) + 1:].rstrip('\n')
+    if not text.startswith(' ') or text[1:2] in ('', ' ', '-', '*', '|', '>') or re.match(r' \d+[.)] ', text):
+        return None
+    return text.strip()
+
+
+def wrap_comments(source: str) -> str:
+    """A comment line that is too long, re-wrapped with the prose comment lines after it (at its indent) so no word is
+    left alone"""
+    for row in reversed(long_lines(source)):
+        toks = tokens(source)
+        lines = source.splitlines(keepends=True)
+        line = lines[row - 1]
+        indent = line[:len(line) - len(line.lstrip())]
+        if inside_string(toks, row) or prose(line, indent) is None: continue
+        end = row
+        while end < len(lines) and prose(lines[end], indent) is not None: end += 1
+        words = ' '.join(prose(l, indent) for l in lines[row - 1:end])
+        wrapped = comment_lines(words, indent)
+        if any(len(l) > LIMIT for l in wrapped[:1]) and len(wrapped) == 1: continue
+        nl = lines[end - 1][len(lines[end - 1].rstrip('\n')):]
+        lines[row - 1:end] = ['\n'.join(wrapped) + nl]
+        source = ''.join(lines)
+    return source
+
+
+def wrap_docstrings(source: str) -> str:
+    """A triple-quoted docstring's line that is too long, re-wrapped with the rest of its paragraph (the words stay, in
+    order)"""
+    for row in reversed(long_lines(source)):
+        lines = source.splitlines(keepends=True)
+        doc = next(
+            (d for d in docstrings(ast.parse(source)) if d.lineno <= row <= d.end_lineno and d.lineno < d.end_lineno),
+            None,
+        )
+        if doc is None:
+            source = triple_quoted(source, row)
+            continue
+        end = row
+        while end < doc.end_lineno and lines[end].strip() and not lines[end].startswith(' ' * (doc.col_offset + 1)):
+            end += 1
+        first = lines[row - 1]
+        lead = first[:doc.col_offset + 3] if row == doc.lineno else first[:len(first) - len(first.lstrip())]
+        if row == doc.lineno and lead.strip() not in ('"""', "'''"): continue
+        text = ' '.join(l.strip() for l in lines[row - 1:end])[len(lead.strip()):].split()
+        if not text: continue
+        wrapped = textwrap.wrap(' '.join(text), LIMIT, initial_indent=lead, subsequent_indent=' ' * doc.col_offset,
+                                break_long_words=False, break_on_hyphens=False)
+        nl = lines[end - 1][len(lines[end - 1].rstrip('\n')):]
+        lines[row - 1:end] = ['\n'.join(wrapped) + nl]
+        source = ''.join(lines)
+    return source
+
+
+def triple_quoted(source: str, row: int) -> str:
+    """A one-line docstring on line `row` that is too long, as the house writes a longer one: triple-quoted, wrapped at
+    its indent"""
+    doc = next((d for d in docstrings(ast.parse(source)) if d.lineno == d.end_lineno == row), None)
+    lines = source.splitlines(keepends=True)
+    if doc is None: return source
+    line = lines[row - 1]
+    m = STRING.match(line[doc.col_offset:doc.end_col_offset])
+    if (
+        not m
+        or m['prefix']
+        or len(m['quote']) != 1
+        or '\\' in m['body']
+        or m['quote'] in m['body']
+        or line[doc.end_col_offset :].strip()
+    ):
+        return source
+    quotes = m['quote'] * 3
+    wrapped = textwrap.wrap(m['body'] + quotes, LIMIT, initial_indent=line[:doc.col_offset] + quotes,
+                            subsequent_indent=' ' * doc.col_offset, break_long_words=False, break_on_hyphens=False)
+    lines[row - 1] = '\n'.join(wrapped) + line[len(line.rstrip('\n')):]
+    return ''.join(lines)
+
+
+STRING = re.compile(r'(?P<prefix>[a-zA-Z]*)(?P<quote>\'\'\'|"""|\'|")(?P<body>.*)(?P=quote)$', re.S)
+
+
+def cut_points(body: str, fstring: bool) -> list[int]:
+    "Where `body` (a string literal's text) may be cut: after a space, outside f-string fields, not after a backslash"
+    points, depth, i = [], 0, 0
+    while i < len(body):
+        ch = body[i]
+        if ch == '\\': i += 2; continue
+        if fstring and ch in '{}':
+            if body[i:i + 2] in ('{{', '}}') and depth == 0: i += 2; continue
+            depth += 1 if ch == '{' else -1
+        elif ch == ' ' and depth == 0 and 0 < i < len(body) - 1: points.append(i + 1)
+        i += 1
+    return points
+
+
+def cut_string(token: tokenize.TokenInfo, width: int, tail: int) -> list[str] | None:
+    """The literal `token` as adjacent literals of at most `width` characters, the last leaving `tail` more; None: no
+    cut fits"""
+    m = STRING.match(token.string)
+    if not m or '\n' in token.string: return None
+    prefix, quote, body = m['prefix'], m['quote'], m['body']
+    fstring = 'f' in prefix.lower()
+    points, parts, start, frame = cut_points(body, fstring), [], 0, len(prefix) + 2 * len(quote)
+    while frame + len(body) - start > width - tail:
+        fitting = [p for p in points if p > start and frame + p - start <= width]
+        if not fitting: return None
+        parts.append(body[start:fitting[-1]]); start = fitting[-1]
+    parts.append(body[start:])
+    if len(parts) == 1: return None
+    own = lambda part: (
+        prefix if not fstring or re.search(r'(?<!\{)\{(?!\{)', part) else prefix.replace('f', '').replace('F', '')
+    )
+    return [own(part) + quote + part + quote for part in parts]
+
+
+def depth_at(toks, token) -> int:
+    "How many brackets are open where `token` starts"
+    depth = 0
+    for t in toks:
+        if t is token: return depth
+        if t.type == tokenize.OP and t.string in '([{': depth += 1
+        elif t.type == tokenize.OP and t.string in ')]}': depth -= 1
+    return depth
+
+
+def cut_strings(source: str) -> str:
+    "String literals that run past the limit, cut into adjacent literals aligned under the first"
+    for row in reversed(long_lines(source)):
+        toks = tokens(source)
+        lines = source.splitlines(keepends=True)
+        line = lines[row - 1]
+        if inside_string(toks, row): continue
+        on_row = [
+            t for t in toks if t.type == tokenize.STRING and t.start[0] == t.end[0] == row and t.start[1] < LIMIT - 20
+        ]
+        if not on_row: continue
+        # the one past the limit, or the last before a tail
+        token = next((t for t in on_row if t.end[1] > LIMIT), on_row[-1])
+        bare = depth_at(toks, token) == 0
+        col = token.start[1] + bare
+        tail = line[token.end[1]:].rstrip('\n')
+        nl = line[len(line.rstrip('\n')):]
+        parts = cut_string(token, LIMIT - col, len(tail) + bare)
+        if not parts: continue
+        head = line[:token.start[1]] + ('(' if bare else '')
+        pad = ' ' * col
+        lines[row - 1] = head + f'\n{pad}'.join(parts) + (')' if bare else '') + tail + nl
+        source = ''.join(lines)
+    return source
+
+
+def format_source(source: str) -> str:
+    "A cell's source brought within the limit by the five steps; a step that would change its syntax tree is left out"
+    if not long_lines(source) or (before := tree(source)) is None: return source
+    new, words = source, tree(source, prose=True)
+    for step in (format_code, move_comments, wrap_docstrings, cut_strings, wrap_comments):
+        try: changed = step(new)
+        except (SyntaxError, tokenize.TokenError, IndentationError): continue
+        if tree(changed) == before or step is wrap_docstrings and tree(changed, prose=True) == words:
+            new, before = changed, tree(changed)
+    return new
+
+
+def nb_text(nb: dict) -> str:
+    "The notebook's text as nbdev_clean writes it"
+    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + '\n'
+
+
+def format_notebook(path: Path) -> bool:
+    "Format `path` in place; whether it changed"
+    text = path.read_text(encoding='utf-8')
+    nb = json.loads(text)
+    for _, cell in code_cells(nb):
+        source = ''.join(cell['source'])
+        new = format_source(source)
+        if new != source: cell['source'] = new.splitlines(keepends=True)
+    new_text = nb_text(nb)
+    changed = new_text != text and new_text != nb_text(json.loads(text))
+    if changed: path.write_text(new_text, encoding='utf-8')
+    return changed
+
+
+def over_limit(paths: list[Path]) -> list[str]:
+    """ruff's check of the line length (E501) on `paths`: 'file:cell N:line:column: E501 ...' for each line over the
+    limit"""
+    check = [str(RUFF), 'check', '--config', str(CONFIG), '--select', 'E501', '--no-cache', '--output-format=concise']
+    out = subprocess.run([*check, '--quiet', *map(str, paths)], capture_output=True, text=True, cwd=ROOT)
+    return [line for line in out.stdout.splitlines() if ': E501 ' in line]
+
+
+def main(args: list[str]) -> int:
+    paths = notebooks(args)
+    changed = sum(format_notebook(path) for path in paths)
+    left = over_limit(paths)
+    for line in left: print(line)
+    print(f'{len(paths)} notebooks, {changed} rewritten; {len(left)} code lines over {LIMIT} characters that no step '
+          'can shorten: rewrite them, or mark one long on purpose with `# noqa: E501`', file=sys.stderr)
+    return 0
+
+
+if __name__ == '__main__': sys.exit(main(sys.argv[1:]))

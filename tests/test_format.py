@@ -1,0 +1,67 @@
+"""Lines a reader can follow: every notebook's code and every module of mlfin/ within the line length of
+pyproject.toml's [tool.ruff], as ruff's own check (E501) reads it; `make format` (env/format.py) brings the
+notebooks there. Static: a few seconds."""
+import ast, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'env'))
+import format as fmt
+
+
+def tracked(*patterns) -> list[str]:
+    "The files git tracks that match `patterns`"
+    return subprocess.run(['git', 'ls-files', *patterns], cwd=ROOT, capture_output=True, text=True).stdout.split()
+
+
+def test_lines_within_the_limit():
+    "Every notebook code line and mlfin/ line is within the limit or marked `# noqa: E501`; a failure names where"
+    # mlfin/_modidx.py is nbdev's index of symbols, written by nbdev_export itself, not from a notebook's code
+    modules = [p for p in tracked('mlfin/*.py') if not p.endswith('_modidx.py')]
+    paths = tracked('nbs/*.ipynb', 'dashboards/*.ipynb') + modules
+    assert len(paths) > 100, paths
+    left = fmt.over_limit(paths)
+    said = f"{len(left)} lines over {fmt.LIMIT} characters: run `make format`, then rewrite or mark what it lists:\n"
+    assert not left, said + '\n'.join(left[:50])
+
+
+def test_check_finds_a_long_line(tmp_path):
+    "The check is not blind: a module with one line over the limit is named, at that line"
+    (tmp_path / 'long.py').write_text('x = 1\ny = ' + ' + '.join(['1'] * fmt.LIMIT) + '\n')
+    left = fmt.over_limit([tmp_path / 'long.py'])
+    assert len(left) == 1 and 'long.py:2:' in left[0], left
+
+
+CELL = '''#| export
+def performance(value: float,   # the value curve
+                position: float | None = None, # held position per bar (1, 0, -1, or a fraction; a column per symbol of a portfolio): turnover
+               ) -> dict:
+    "Return, risk and trading figures of a value curve: risk annualised by the calendar's bars a year, returns by the time elapsed"
+    # a year is the calendar's: the time from the first bar to the last (missing bars make no shorter year); without times, bars
+    # count as the calendar's bars
+    if value < 0: raise ValueError(f"value {value} is negative: a value curve of a portfolio never goes below zero, whatever it held")
+    figures = dict(annual_return=1.0, volatility=2.0, sharpe=3.0, sortino=4.0, calmar=5.0, turnover=6.0, exposure=7.0, win_rate=8.0)
+    return figures   # the figures, every one of them scaled to a year when the span is long enough for that to mean something at all
+'''  # noqa: E501 (long on purpose: one line of each kind the formatter shortens)
+
+
+def test_format_shortens_without_changing_the_code(tmp_path):
+    """Each kind of long line (signature comment, docstring, comment, one-line `if`, call, trailing comment) comes
+    within the limit; the syntax tree is the same (strings' values included; a docstring's words), the short lines
+    stay as written, and a second pass changes nothing"""
+    assert any(len(l) > fmt.LIMIT for l in CELL.splitlines())
+    new = fmt.format_source(CELL)
+    assert [l for l in new.splitlines() if len(l) > fmt.LIMIT] == [], new
+    assert fmt.tree(new, prose=True) == fmt.tree(CELL, prose=True)
+    code = lambda source: [ast.dump(s) for s in ast.parse(source).body[0].body[1:]]   # after the docstring
+    assert code(new) == code(CELL)
+    assert '    """Return, risk and trading figures' in new, new   # a long docstring as the house writes one
+    assert new.splitlines()[:2] == CELL.splitlines()[:2]          # the dense lines that fit are not touched
+    assert fmt.format_source(new) == new
+    (tmp_path / 'cell.py').write_text(new)
+    sys.path.insert(0, str(tmp_path))
+    try: from cell import performance
+    finally: sys.path.remove(str(tmp_path))
+    from fastcore.docments import docments
+    # a parameter's comment moved above it is still its docment (fastcore reads the lines above a parameter too)
+    assert docments(performance)['position'].startswith('held position per bar'), docments(performance)
