@@ -14,13 +14,24 @@ def tracked(*patterns) -> list[str]:
     return subprocess.run(['git', 'ls-files', *patterns], cwd=ROOT, capture_output=True, text=True).stdout.split()
 
 
+def nbdev_own(line: str) -> bool:
+    """Whether ruff's finding `line` ('mlfin/x.py:ROW:COL: E501 ...') is on a line nbdev writes, not a notebook's code:
+    the module docstring (the notebook's subtitle, a line of Markdown) or the `__all__` list (wrapped by nbdev at 120
+    before its 10-character `__all__ = `); mlfin/_modidx.py, nbdev's index, is not checked at all"""
+    path, row = line.split(':')[:2]
+    if not path.endswith('.py'): return False
+    lines = (ROOT / path).read_text().splitlines()[:int(row)]
+    if int(row) == 1: return lines[0].startswith('"""')
+    start = next((i for i, l in enumerate(lines) if l.startswith('__all__ = [')), None)
+    return start is not None and all(l.startswith(' ' * 11) for l in lines[start + 1:])
+
+
 def test_lines_within_the_limit():
     "Every notebook code line and mlfin/ line is within the limit or marked `# noqa: E501`; a failure names where"
-    # mlfin/_modidx.py is nbdev's index of symbols, written by nbdev_export itself, not from a notebook's code
     modules = [p for p in tracked('mlfin/*.py') if not p.endswith('_modidx.py')]
     paths = tracked('nbs/*.ipynb', 'dashboards/*.ipynb') + modules
     assert len(paths) > 100, paths
-    left = fmt.over_limit(paths)
+    left = [line for line in fmt.over_limit(paths) if not nbdev_own(line)]
     said = f"{len(left)} lines over {fmt.LIMIT} characters: run `make format`, then rewrite or mark what it lists:\n"
     assert not left, said + '\n'.join(left[:50])
 
