@@ -7,7 +7,7 @@ nbdev_export).
 Only what is too long is touched, so the house's dense style (one-line `if x: return y`, docments comments) stays:
 1. a statement whose code is too long is formatted by ruff (`ruff format --range`: that statement alone);
 2. a trailing comment that makes its line too long moves, wrapped, to the lines just above (docments reads a
-   parameter's comment there too);
+   parameter's comment there too; after a multi-line string: above its statement);
 3. a docstring that is too long is wrapped as the house writes a long one: triple-quoted, a one-line docstring
    made so, the rest of its paragraph re-wrapped;
 4. a string literal that still runs past the limit is cut at spaces into adjacent literals (Python joins them:
@@ -133,17 +133,36 @@ def move_comments(source: str) -> str:
         lines = source.splitlines(keepends=True)
         line = lines[row - 1]
         comment = comment_at(toks, row)
-        if not comment or inside_string(toks, row) or line.lstrip().startswith('#'): continue
-        if row > 1 and lines[row - 2].rstrip('\n').endswith('\\'): continue      # inside a backslash continuation
-        if PRAGMA.match(comment.string): continue      # a tool's directive holds only where it stands
+        if not comment or line.lstrip().startswith('#') or PRAGMA.match(comment.string): continue   # a directive stays
+        # after a multi-line string's close: above the statement it ends
+        above = statement_start(source, row) if inside_string(toks, row) else row
+        if above is None or above > 1 and lines[above - 2].rstrip('\n').endswith('\\'): continue   # a continued line
         if defines_parameter(source, row): continue
-        code = line[:comment.start[1]].rstrip()
-        indent = re.match(r'\s*', line)[0]
-        text = comment.string.lstrip('#').strip()
-        moved = ''.join(l + '\n' for l in comment_lines(text, indent))
-        lines[row - 1:row] = [moved, code + line[len(line.rstrip('\n')):]]
+        more = continued(lines, row, comment.start[1])
+        words = lambda comment: comment.strip().lstrip('#').strip()
+        text = ' '.join(map(words, [comment.string, *lines[row:row + more]]))
+        lines[row - 1:row + more] = [line[:comment.start[1]].rstrip() + line[len(line.rstrip('\n')):]]
+        indent = re.match(r'\s*', lines[above - 1])[0]
+        lines.insert(above - 1, ''.join(l + '\n' for l in comment_lines(text, indent)))
         source = ''.join(lines)
     return source
+
+
+def continued(lines: list[str], row: int, col: int) -> int:
+    """How many comment lines after line `row` go on with its trailing comment (at column `col`): those aligned under
+    it, or those followed by a blank line or the end (no lead-in to the next statement)"""
+    n, comment = 0, lambda line: line.lstrip().startswith('#') and not line.lstrip().startswith('#|')
+    while row + n < len(lines) and comment(lines[row + n]): n += 1
+    aligned = all(len(l) - len(l.lstrip()) == col for l in lines[row:row + n])
+    return n if n and (aligned or row + n == len(lines) or not lines[row + n].strip()) else 0
+
+
+def statement_start(source: str, row: int) -> int | None:
+    "The first line of the innermost simple statement that line `row` ends, if any"
+    blocks = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.While, ast.With, ast.Try)
+    ends = [n for n in ast.walk(ast.parse(source))
+            if isinstance(n, ast.stmt) and not isinstance(n, blocks) and n.lineno < row == n.end_lineno]
+    return max((n.lineno for n in ends), default=None)
 
 
 def prose(line: str, indent: str) -> str | None:
