@@ -62,10 +62,16 @@ def docstrings(node: ast.AST):
         if isinstance(first, ast.Constant) and isinstance(first.value, str): yield first
 
 
+class OneNamePerImport(ast.NodeTransformer):
+    "`from m import a, b` as `from m import a` and `from m import b`: the same names bound, however lines split them"
+    def visit_ImportFrom(self, node):
+        return [ast.ImportFrom(module=node.module, names=[name], level=node.level) for name in node.names]
+
+
 def tree(source: str, prose: bool = False) -> str | None:
     """The syntax tree of `source`, as text; `prose`: its docstrings' words only (their line breaks aside); None: no
     Python"""
-    try: parsed = ast.parse(source)
+    try: parsed = OneNamePerImport().visit(ast.parse(source))
     except SyntaxError: return None
     if prose:
         for doc in docstrings(parsed): doc.value = ' '.join(doc.value.split())
@@ -96,7 +102,9 @@ def ruff_range(source: str, row: int) -> str:
 
 
 def format_code(source: str) -> str:
-    "Statements whose code (its trailing comment aside) is too long, formatted by ruff, the last first so rows hold"
+    """Statements whose code (its trailing comment aside) is too long, formatted by ruff, the last first so rows hold;
+    a `from m import ...` split into several one-line imports instead (nbdev makes mlfin's own imports relative only
+    on one line)"""
     for row in reversed(long_lines(source)):
         toks = tokens(source)
         line = source.splitlines()[row - 1]
@@ -104,8 +112,27 @@ def format_code(source: str) -> str:
         comment = comment_at(toks, row)
         code = line[:comment.start[1]].rstrip() if comment else line
         if len(code) <= LIMIT and not (comment and defines_parameter(source, row)): continue
-        source = ruff_range(source, row)
+        source = split_import(source, row) or ruff_range(source, row)
     return source
+
+
+def split_import(source: str, row: int) -> str | None:
+    "The `from m import a, b, ...` that line `row` is part of, as one-line imports within the limit; None: not one"
+    found = [n for n in ast.walk(ast.parse(source)) if type(n) is ast.ImportFrom and n.lineno <= row <= n.end_lineno]
+    if not found: return None
+    node, lines, toks = found[0], source.splitlines(keepends=True), tokens(source)
+    last = lines[node.end_lineno - 1]
+    after = last[node.end_col_offset:].strip()
+    if after and not after.startswith('#'): return None   # another statement after a `;`
+    if any(t.type == tokenize.COMMENT and node.lineno <= t.start[0] < node.end_lineno for t in toks): return None
+    first = lines[node.lineno - 1]
+    head = first[:node.col_offset] + 'from ' + '.' * node.level + (node.module or '') + ' import '
+    imports = ['']
+    for name in (a.name + (f' as {a.asname}' if a.asname else '') for a in node.names):
+        if imports[-1] and len(head + imports[-1] + ', ' + name) > LIMIT: imports.append('')
+        imports[-1] += (', ' if imports[-1] else '') + name
+    lines[node.lineno - 1:node.end_lineno] = ['\n'.join(head + i for i in imports) + last[node.end_col_offset:]]
+    return ''.join(lines)
 
 
 def defines_parameter(source: str, row: int) -> bool:

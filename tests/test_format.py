@@ -76,3 +76,14 @@ def test_format_shortens_without_changing_the_code(tmp_path):
     from fastcore.docments import docments
     # a parameter's comment moved above it is still its docment (fastcore reads the lines above a parameter too)
     assert docments(performance)['position'].startswith('held position per bar'), docments(performance)
+
+
+def test_long_import_split_into_one_line_imports():
+    "A long `from mlfin... import` becomes one-line imports: nbdev_export makes those relative (not a wrapped one)"
+    source = 'from mlfin.backtest.tearsheet import ' + ', '.join(f'name_{i}' for i in range(20))
+    new = fmt.format_source(f'#| export\n{source}\n').splitlines()[1:]
+    assert len(new) > 1, new
+    assert all(len(l) <= fmt.LIMIT and l.startswith('from mlfin.backtest.tearsheet import ') for l in new), new
+    assert fmt.tree('\n'.join(new)) == fmt.tree(source)
+    wrapped = source.replace('import ', 'import (', 1).replace('name_10, ', 'name_10,\n    ') + ')'   # first line long
+    assert fmt.format_source(f'#| export\n{wrapped}\n').splitlines()[1:] == new
