@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export format docs wheel serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export format docs wheel extras-check serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -72,6 +72,12 @@ DIST ?= dist
 wheel: setup ## the wheel a service installs, dist/mlfin-VERSION-py3-none-any.whl (README: Environment); DIST=folder builds it there
 	@src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && tar -c --exclude=__pycache__ mlfin setup.py settings.ini pyproject.toml | tar -x -C "$$src" && \
 	 $(BIN)/uv build -q --wheel --out-dir "$(DIST)" "$$src" && ls "$(DIST)"/mlfin-*.whl
+
+# each extra alone on the core, in a fresh venv outside the checkout: its areas' modules import, its smallest real action runs, another
+# area's modules and first steps end in MissingExtra's one line (env/check_extras.py; 15 installs, ~12 min: too long for make test, so
+# run by hand and before a release). ARGS="service tuning" checks only those; ARGS=--unlocked the newest versions settings.ini admits
+extras-check: setup ## the wheel with each extra alone, fresh venvs outside the checkout: its areas import and act, others refuse in one line
+	@$(BIN)/python env/check_extras.py $(ARGS)
 
 test-busy: setup ## make test with two busy CPU hogs beside it for the whole run (a laptop compiling something): it must pass all the same
 	@bash tests/busy.sh 2
