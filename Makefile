@@ -74,7 +74,7 @@ wheel: setup ## the wheel a service installs, dist/mlfin-VERSION-py3-none-any.wh
 	 $(BIN)/uv build -q --wheel --out-dir "$(DIST)" "$$src" && ls "$(DIST)"/mlfin-*.whl
 
 # each extra alone on the core, in a fresh venv outside the checkout: its areas' modules import, its smallest real action runs, another
-# area's modules and first steps end in MissingExtra's one line (env/check_extras.py; 15 installs, ~12 min: too long for make test, so
+# area's modules and first steps end in MissingExtra's one line (env/check_extras.py; 15 installs, ~9 min: too long for make test, so
 # run by hand and before a release). ARGS="service tuning" checks only those; ARGS=--unlocked the newest versions settings.ini admits
 extras-check: setup ## the wheel with each extra alone, fresh venvs outside the checkout: its areas import and act, others refuse in one line
 	@$(BIN)/python env/check_extras.py $(ARGS)

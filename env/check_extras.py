@@ -14,7 +14,7 @@ folder outside the checkout, nothing of it on the path:
   bring (REFUSE), which must end in that one line naming the area's extra; at least one refusal per extra but `all`.
 Then a table, and exit 1 on any failure. The extras are settings.ini's `extra_*` lines (what pip knows; env/extras.py
 writes them from mlfin.extras.EXTRAS), checked against the wheel's `Provides-Extra`. A script, not a test under tests/
-(15 installs and their imports take ~12 minutes, past make test's budget), nor a benchmark under tests/bench/ (it
+(15 installs and their imports take ~9 minutes, past make test's budget), nor a benchmark under tests/bench/ (it
 measures nothing against a peer); env/ beside extras.py, which writes what it checks.
 """
 from __future__ import annotations
