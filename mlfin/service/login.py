@@ -6,6 +6,7 @@
 from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
+import python_multipart  # noqa: F401 (Form needs it; imported first so that without [service] (fastapi comes with mlflow) the error is the one line naming the extra, not FastAPI's RuntimeError)
 from fastapi import APIRouter, Form, Query, Request, Security
 from pydantic import BaseModel, Field
 from ..errors import BadInput

@@ -5,6 +5,7 @@
 # %% ../../nbs/11v_service.protocol.ipynb #c003
 from __future__ import annotations
 import functools, json, logging, os
+import httptools  # noqa: F401 (uvicorn's module below imports it: imported here, missing it is the one line naming [service])
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .settings import ServiceSettings
 

@@ -8,6 +8,7 @@ import datetime as dt, re, shutil, tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 import numpy as np
+import python_multipart  # noqa: F401 (File and Form need it: as in service.login, missing it is the one line naming [service])
 from fastapi import File, Form, Path as PathParam, Query, Request, UploadFile
 from typing_extensions import Required, TypedDict   # pydantic reads typing's TypedDict only from Python 3.12
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
