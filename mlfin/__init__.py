@@ -11,12 +11,14 @@ from .extras import watch
 watch()   # from here on, a library an area needs but is not installed is one line naming its extra (mlfin.extras)
 
 def _areas() -> list[str]:
-    "mlfin's areas, as its folder holds them (its sub-packages and top modules, `_` names left out): the layout is the one list"
+    """mlfin's areas, as its folder holds them (its sub-packages and top modules, `_` names left out): the layout is the
+    one list"""
     import pkgutil   # only when an area is asked for by attribute: `import mlfin` stays free
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_'))
 
 def __getattr__(name: str):
-    "`import mlfin`, then `mlfin.data.load(...)`: each area is imported when first used, so `import mlfin` itself costs nothing"
+    """`import mlfin`, then `mlfin.data.load(...)`: each area is imported when first used, so `import mlfin` itself
+    costs nothing"""
     if not name.startswith('_') and name in _areas():
         import importlib   # as above: paid by the first use of an area, not by `import mlfin`
         return importlib.import_module(f"mlfin.{name}")

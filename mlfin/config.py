@@ -20,16 +20,18 @@ def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as i
             'KERAS_BACKEND': 'jax',
             'PLOOMBER_STATS_ENABLED': 'false',
             'MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR': 'false',
-            # XLA's CPU kernels on one thread: its multi-threaded Eigen paths gave an LSTM fold different numbers when two
-            # worker processes shared the cores (1 run in 3 of 20 symbols on a local cluster); as fast for these small networks
+            # XLA's CPU kernels on one thread: its multi-threaded Eigen paths gave an LSTM fold different numbers when
+            # two worker processes shared the cores (1 run in 3 of 20 symbols on a local cluster); as fast for these
+            # small networks
             'XLA_FLAGS': '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1',
             **({'XLA_PYTHON_CLIENT_PREALLOCATE': 'false'} if gpu else {})}
 
 KERNELS = {'cpu': 'mlfin', 'gpu': 'mlfin-gpu'}  # Jupyter kernels setup registers; the GPU one with the GPU variant
 
 # %% ../nbs/00a_config.ipynb #c015_00
-def apply_runtime_env(gpu: bool = False, # a GPU is there: the GPU kernel's settings too (the pipeline's tasks run in its process)
-                     ):
+def apply_runtime_env(
+    gpu: bool = False,  # a GPU is there: the GPU kernel's settings too (the pipeline's tasks run in its process)
+):
     "Set `runtime_env(gpu)` in this process, keeping values the user already set"
     for key, value in runtime_env(gpu).items(): os.environ.setdefault(key, value)
 
@@ -73,10 +75,14 @@ def parse_where(where: str | None) -> tuple[str, int | str | None]:
     if text == 'local': return 'local', _cores()
     if text.startswith('local:'):
         n = text.removeprefix('local:')
-        if not n.isdigit() or int(n) < 1: raise BadInput(f"--cluster {text!r}: needs a number of workers, 1 or more (local:N)")
+        if not n.isdigit() or int(n) < 1:
+            raise BadInput(f"--cluster {text!r}: needs a number of workers, 1 or more (local:N)")
         return 'local', int(n)
     if text.startswith(('tcp://', 'tls://')) and ':' in text.split('://', 1)[1]: return 'address', text
-    raise BadInput(f"--cluster {text!r}: is not serial, local, local:N (N worker processes here) or tcp://HOST:PORT (a Dask scheduler)")
+    raise BadInput(
+        f"--cluster {text!r}: is not serial, local, local:N (N worker processes here) or tcp://HOST:PORT (a Dask "
+        "scheduler)"
+    )
 
 # %% ../nbs/00a_config.ipynb #c028_pc
 def _cores() -> int:
@@ -85,17 +91,23 @@ def _cores() -> int:
 
 # %% ../nbs/00a_config.ipynb #c028_tr
 def parse_tracking(uri: str | None) -> str:
-    "The MLflow tracking server a run records to, as an http(s)://HOST[:PORT] URL ('': the home's own store); `BadInput` in one line otherwise"
+    """The MLflow tracking server a run records to, as an http(s)://HOST[:PORT] URL ('': the home's own store);
+    `BadInput` in one line otherwise"""
     from urllib.parse import urlsplit
     text = (uri or '').strip().rstrip('/')
     if not text: return ''
     try: parts = urlsplit(text); parts.port
     except ValueError: parts = None
     if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname or parts.query or parts.fragment:
-        raise BadInput(f"--tracking {text!r}: is not the URL of an MLflow server (http://HOST:PORT, `mlfin tracking serve`)")
+        raise BadInput(
+            f"--tracking {text!r}: is not the URL of an MLflow server (http://HOST:PORT, `mlfin tracking serve`)"
+        )
     # the URL is recorded with every run: a password in it would be too
-    if parts.username or parts.password: raise BadInput(f"--tracking {parts.scheme}://{parts.hostname}: give the account in "
-                                                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL")
+    if parts.username or parts.password:
+        raise BadInput(
+            f"--tracking {parts.scheme}://{parts.hostname}: give the account in "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL"
+        )
     return text
 
 # %% ../nbs/00a_config.ipynb #c028_su

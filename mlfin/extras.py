@@ -33,14 +33,27 @@ def brings(*extras: str) -> tuple[str, ...]:
     return tuple(e for e in EXTRAS if e in seen)
 
 # %% ../nbs/00g_extras.ipynb #x011
-AREAS: dict[str, tuple[str, ...]] = {  # a module (or a package, for all its modules) -> the extras it may import from; not listed: the core
-    'mlfin.data.remote': ('remote',), 'mlfin.data.observations_sources': ('postgresql',),
-    'mlfin.data.stores.postgresql': ('postgresql',), 'mlfin.data.stores.observations_pg': ('postgresql',),
-    'mlfin.models.families.lightgbm': ('lightgbm', 'tuning'), 'mlfin.models.families.xgboost': ('xgboost', 'tuning'),  # tuning: their pruning hooks
-    'mlfin.models.families.lstm': ('lstm',), 'mlfin.models.tuning': ('tuning',),
-    'mlfin.models.registry': ('tracking',), 'mlfin.models.promotion': ('tracking',), 'mlfin.tracking': ('tracking',), 'mlfin.report': ('tracking',),
-    'mlfin.service': ('service',), 'mlfin.monitor': ('service',), 'mlfin.pipeline': ('pipeline',),
-    'mlfin.dashboards': ('dashboards',), 'mlfin.pictures': ('dashboards',), 'mlfin.cluster': ('cluster',),
+AREAS: dict[
+    str, tuple[str, ...]
+] = {  # a module (or a package, for all its modules) -> the extras it may import from; not listed: the core
+    'mlfin.data.remote': ('remote',),
+    'mlfin.data.observations_sources': ('postgresql',),
+    'mlfin.data.stores.postgresql': ('postgresql',),
+    'mlfin.data.stores.observations_pg': ('postgresql',),
+    'mlfin.models.families.lightgbm': ('lightgbm', 'tuning'),
+    'mlfin.models.families.xgboost': ('xgboost', 'tuning'),  # tuning: their pruning hooks
+    'mlfin.models.families.lstm': ('lstm',),
+    'mlfin.models.tuning': ('tuning',),
+    'mlfin.models.registry': ('tracking',),
+    'mlfin.models.promotion': ('tracking',),
+    'mlfin.tracking': ('tracking',),
+    'mlfin.report': ('tracking',),
+    'mlfin.service': ('service',),
+    'mlfin.monitor': ('service',),
+    'mlfin.pipeline': ('pipeline',),
+    'mlfin.dashboards': ('dashboards',),
+    'mlfin.pictures': ('dashboards',),
+    'mlfin.cluster': ('cluster',),
     'mlfin.ops': ('ops',),
 }
 
@@ -54,7 +67,9 @@ def extras_of(module: str) -> tuple[str, ...]:
 
 # %% ../nbs/00g_extras.ipynb #x016
 class MissingExtra(Unavailable, ModuleNotFoundError):
-    "A library an area needs is not installed: the message says which `pip install` brings it (a `ModuleNotFoundError` too)"
+    """A library an area needs is not installed: the message says which `pip install` brings it (a `ModuleNotFoundError`
+    too)"""
+
 
 def missing(library: str, module: str) -> MissingExtra:
     "The error for `module` importing `library`, which is not installed"

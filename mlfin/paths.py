@@ -38,7 +38,8 @@ def set_home(path: str | Path) -> Path:
 PROJECT_RECORD = 'project.json'   # in the home: the project whose pipeline last ran on it
 
 def record_project(root: Path, at: Path | None = None):
-    "Note in the home (`at`, default `home()`) the project whose pipeline runs on it: a command run elsewhere (a backup from cron) finds its configuration"
+    """Note in the home (`at`, default `home()`) the project whose pipeline runs on it: a command run elsewhere (a
+    backup from cron) finds its configuration"""
     path, said = (at or home())/PROJECT_RECORD, json.dumps({'project': str(Path(root).resolve())})
     if path.exists() and path.read_text() == said: return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,12 +61,15 @@ def run_dir(at: str | Path | None = None, # a home; default: `home()`
     return Path(at or home())/'run'
 
 # %% ../nbs/00c_paths.ipynb #c012_02f
-FINISHED = 'finished.json'   # in the run folder: names the copy of the last run that finished (`report.products.keep_finished`), which pages read
-SUMMARY = 'summary.json'     # in the run folder: the run in one file, written by the report task (pipeline.yaml declares it)
+# in the run folder: names the copy of the last run that finished (`report.products.keep_finished`), which pages read
+FINISHED = 'finished.json'
+# in the run folder: the run in one file, written by the report task (pipeline.yaml declares it)
+SUMMARY = 'summary.json'
 DATASET = 'dataset.parquet'  # in the run folder: features and labels of every symbol, written by the features task
 
 def finished_folder(folder: Path | None = None) -> Path | None:
-    "The copy of the last finished run in a run folder (default `run_dir()`), or None (no run finished since copies were kept)"
+    """The copy of the last finished run in a run folder (default `run_dir()`), or None (no run finished since copies
+    were kept)"""
     folder = Path(folder or run_dir())
     try: return folder/json.loads((folder/FINISHED).read_text())['folder']
     except (FileNotFoundError, KeyError, ValueError): return None
@@ -80,7 +84,8 @@ def artifact_dir() -> Path: "Where MLflow keeps models and other artifacts"; ret
 OWNER_ONLY = 0o077   # the permission bits a private file or folder never has: its group's and everyone else's
 
 def tighten(path: str | Path) -> int | None:
-    "Clear `path`'s group and other permission bits (a link is left alone): its mode before when it was wider, else None"
+    """Clear `path`'s group and other permission bits (a link is left alone): its mode before when it was wider, else
+    None"""
     found = os.lstat(path)
     if stat.S_ISLNK(found.st_mode) or not found.st_mode & OWNER_ONLY: return None
     os.chmod(path, stat.S_IMODE(found.st_mode) & ~OWNER_ONLY)
@@ -90,7 +95,8 @@ def tighten(path: str | Path) -> int | None:
 def private(path: str | Path,      # a file (made empty when missing, its folder too) or a folder
             folder: bool = False,  # `path` is a folder: made with its parents
            ) -> Path:
-    "A file or folder only its owner reads, writes or enters, whatever the umask: made so when missing, tightened when found wider"
+    """A file or folder only its owner reads, writes or enters, whatever the umask: made so when missing, tightened when
+    found wider"""
     path = Path(path)
     if folder: path.mkdir(parents=True, exist_ok=True)
     else:
@@ -104,22 +110,32 @@ def private(path: str | Path,      # a file (made empty when missing, its folder
 def open_home(at: str | Path | None = None, # the home; default: `home()`
               say=None,                     # told one line on what was tightened; default: printed on standard error
              ) -> Path:
-    "Open the home for a command that keeps state in it: what this process and its children make is owner-only from now (umask 077), the home is made private and anything in it found wider tightened; said in one line when others could reach the home"
+    """Open the home for a command that keeps state in it: what this process and its children make is owner-only from
+    now (umask 077), the home is made private and anything in it found wider tightened; said in one line when others
+    could reach the home"""
     os.umask(OWNER_ONLY)
     root = Path(at or home())
     was = tighten(root) if root.exists() else None
     private(root, folder=True)
     files, folders, left = _tighten_under(root)
-    if was is None and not left: return root   # a private home: what was wider inside it was out of others' reach; tightened without a word
+    # a private home: what was wider inside it was out of others' reach; tightened without a word
+    if was is None and not left: return root
     inside = ', '.join(f"{n} {kind}{'s' if n != 1 else ''}" for n, kind in ((files, 'file'), (folders, 'folder')) if n)
-    line = (f"mlfin: tightened {root}" + (f" (was {was:04o})" if was is not None else '') + (f" and {inside} in it" if inside else '')
-            + " to owner-only" + (f"; {left} not this user's left as they were" if left else ''))
-    if not (files or folders or was is not None): line = f"mlfin: {root}: {left} not this user's, left as they were (wider than owner-only)"
+    line = (
+        f"mlfin: tightened {root}"
+        + (f" (was {was:04o})" if was is not None else '')
+        + (f" and {inside} in it" if inside else '')
+        + " to owner-only"
+        + (f"; {left} not this user's left as they were" if left else '')
+    )
+    if not (files or folders or was is not None):
+        line = f"mlfin: {root}: {left} not this user's, left as they were (wider than owner-only)"
     (say or (lambda s: print(s, file=sys.stderr)))(line)
     return root
 
 def _tighten_under(root: Path) -> tuple[int, int, int]:
-    "Tighten every file and folder under `root` (links not followed): how many files and folders were tightened, and how many could not be (another user's)"
+    """Tighten every file and folder under `root` (links not followed): how many files and folders were tightened, and
+    how many could not be (another user's)"""
     files = folders = left = 0
     for top, dirs, names in os.walk(root):
         for name, is_folder in [*((n, True) for n in dirs), *((n, False) for n in names)]:

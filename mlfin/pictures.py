@@ -14,10 +14,12 @@ __all__ = ['PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT', 'FAILED', '
 
 # %% ../nbs/00d_pictures.ipynb #c005
 PICTURES_ENV = 'MLFIN_PICTURES'   # set to 1 by `mlfin dashboards` for its kernels: their charts carry pictures
-WIDTH, SCALE = 1200, 1   # a picture is as wide as a page's widest chart (`dashboards.common.page`), one pixel per CSS pixel
+# a picture is as wide as a page's widest chart (`dashboards.common.page`), one pixel per CSS pixel
+WIDTH, SCALE = 1200, 1
 KEPT = 300   # pictures kept; beyond, the least recently used are deleted
 DRAW_TIMEOUT = 180   # seconds one batch may take before its Chromium is stopped (a hang guard: a batch takes seconds)
-FAILED = 'last-failure.txt'   # in the pictures' folder: when and why the last batch could not be drawn (Chromium missing, ...)
+# in the pictures' folder: when and why the last batch could not be drawn (Chromium missing, ...)
+FAILED = 'last-failure.txt'
 
 def pictures_dir() -> Path:
     "Where the pictures are kept: a cache under `home()` (rebuilt as pages are visited; not backed up)"
@@ -29,19 +31,22 @@ def wanted() -> bool:
 
 # %% ../nbs/00d_pictures.ipynb #c006
 def picture_key(drawn: dict) -> str:
-    "The name of a figure's picture: a hash of the figure as sent (data, layout, config), the size it is drawn at and plotly's version"
+    """The name of a figure's picture: a hash of the figure as sent (data, layout, config), the size it is drawn at and
+    plotly's version"""
     import plotly
     text = json.dumps(drawn, sort_keys=True, separators=(',', ':'), default=str)
     return hashlib.sha256(f"plotly {plotly.__version__} {WIDTH}x{SCALE} {text}".encode()).hexdigest()[:32]
 
 # %% ../nbs/00d_pictures.ipynb #c007
 _queued: dict[str, dict] = {}   # key -> figure to draw
-_failed: set[str] = set()   # drawn and failed in this process: not tried again (a broken Chromium is not restarted per visit)
+# drawn and failed in this process: not tried again (a broken Chromium is not restarted per visit)
+_failed: set[str] = set()
 _guard = threading.Lock()
 _drawer: threading.Thread | None = None
 
 def picture(drawn: dict) -> str | None:
-    "The kept picture of the figure `drawn` (plotly's JSON) as base64 PNG, or None after queueing it to be drawn in the background"
+    """The kept picture of the figure `drawn` (plotly's JSON) as base64 PNG, or None after queueing it to be drawn in
+    the background"""
     key = picture_key(drawn)
     path = pictures_dir()/f"{key}.png"
     try: data = path.read_bytes()
@@ -69,23 +74,35 @@ def _drain():
         try: draw(batch)
         except Exception as e:   # noqa: the page works without pictures; why is kept beside them (a kernel's own output would show on the page)
             with _guard: _failed.update(batch)
-            try: (pictures_dir()/FAILED).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: no pictures of {len(batch)} chart(s): "
-                                                     f"{str(e).strip() or type(e).__name__}\n")
-            except OSError: pass
+            try:
+                (pictures_dir() / FAILED).write_text(
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: no pictures of {len(batch)} chart(s): "
+                    f"{str(e).strip() or type(e).__name__}\n"
+                )
+            except OSError:
+                pass
 
 # %% ../nbs/00d_pictures.ipynb #c008
 def draw(figures: dict[str, dict], # key -> plotly JSON of the figure
-         folder: Path | None = None): # where the pictures go; default `pictures_dir()`
-    "Draw `figures` as PNG pictures in one child process (kaleido, one headless Chromium for all), then keep the `KEPT` most recently used"
+         folder: Path | None = None):  # where the pictures go; default `pictures_dir()`
+    """Draw `figures` as PNG pictures in one child process (kaleido, one headless Chromium for all), then keep the
+    `KEPT` most recently used"""
     folder = Path(folder or pictures_dir()); folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='mlfin-pictures-') as work:
         for key, drawn in figures.items(): (Path(work)/f"{key}.json").write_text(json.dumps(drawn, default=str))
         # a child process: kaleido drives Chromium from an event loop of its own, which a kernel's running loop would be
-        # asked to share; a crash or a hang of the browser stays there (and is stopped after DRAW_TIMEOUT). Not niced: beside
-        # busy work (a build, the test suite's hogs) a niced Chromium starved for minutes
-        done = subprocess.run([sys.executable, '-c', f"from mlfin.pictures import draw_folder; draw_folder({work!r}, {str(folder)!r})"],
-                              capture_output=True, text=True, timeout=DRAW_TIMEOUT)
-    if done.returncode: raise RuntimeError(f"kaleido exited {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:500]}")   # the exception's line
+        # asked to share; a crash or a hang of the browser stays there (and is stopped after DRAW_TIMEOUT). Not niced:
+        # beside busy work (a build, the test suite's hogs) a niced Chromium starved for minutes
+        done = subprocess.run(
+            [sys.executable, '-c', f"from mlfin.pictures import draw_folder; draw_folder({work!r}, {str(folder)!r})"],
+            capture_output=True,
+            text=True,
+            timeout=DRAW_TIMEOUT,
+        )
+    if done.returncode:
+        raise RuntimeError(
+            f"kaleido exited {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:500]}"
+        )  # the exception's line
     kept = sorted(folder.glob('*.png'), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in kept[KEPT:]: old.unlink(missing_ok=True)
 
@@ -93,9 +110,20 @@ def draw_folder(work: str, folder: str):
     "In the child process: every `KEY.json` figure of `work` drawn as `folder/KEY.png` (written whole, then renamed)"
     import asyncio, kaleido
     work, folder = Path(work), Path(folder)
-    figures = {f.stem: json.loads(f.read_text()) for f in sorted(work.glob('*.json'))}   # each file read once
-    jobs = [{'fig': fig, 'path': str(work/f"{key}.png"), 'opts': {'format': 'png', 'width': WIDTH, 'height': fig.get('layout', {}).get('height') or 360, 'scale': SCALE}}
-            for key, fig in figures.items()]
+    figures = {f.stem: json.loads(f.read_text()) for f in sorted(work.glob('*.json'))}  # each file read once
+    jobs = [
+        {
+            'fig': fig,
+            'path': str(work / f"{key}.png"),
+            'opts': {
+                'format': 'png',
+                'width': WIDTH,
+                'height': fig.get('layout', {}).get('height') or 360,
+                'scale': SCALE,
+            },
+        }
+        for key, fig in figures.items()
+    ]
     asyncio.run(kaleido.write_fig_from_object(jobs))
     for job in jobs: os.replace(job['path'], folder/Path(job['path']).name)
 

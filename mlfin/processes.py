@@ -59,13 +59,15 @@ _HELD: set = set()   # the locks this process holds
 
 # %% ../nbs/00f_processes.ipynb #c022p
 def die_with_parent():
-    "For `subprocess.Popen(preexec_fn=...)`: the child gets SIGTERM when the process that started it dies, however it dies (Linux)"
+    """For `subprocess.Popen(preexec_fn=...)`: the child gets SIGTERM when the process that started it dies, however it
+    dies (Linux)"""
     import ctypes, signal
     if sys.platform.startswith('linux'): ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 # %% ../nbs/00f_processes.ipynb #c022pa
 def alive(pid) -> bool:
-    "Whether process `pid` runs on this machine (a record of a run, a job, a lock's holder: is its process still there?)"
+    """Whether process `pid` runs on this machine (a record of a run, a job, a lock's holder: is its process still
+    there?)"""
     try: os.kill(int(pid), 0)
     except ProcessLookupError: return False
     except PermissionError: return True   # another user's: there all the same
@@ -76,7 +78,8 @@ def alive(pid) -> bool:
 def run_server(cmd: list[str], env: dict | None = None, # a server's command line and environment
                grace: float = 20.0,                    # seconds it has to stop (and stop its own children) once told to
               ) -> int:
-    "Run a server as this process's child until it ends: SIGTERM, SIGINT and SIGHUP passed on, killed if we die; its exit status"
+    """Run a server as this process's child until it ends: SIGTERM, SIGINT and SIGHUP passed on, killed if we die; its
+    exit status"""
     import signal, subprocess
     child = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent)
     def pass_on(signum, frame):
@@ -95,18 +98,23 @@ def run_server(cmd: list[str], env: dict | None = None, # a server's command lin
             except subprocess.TimeoutExpired: child.kill(); child.wait()
 
 # %% ../nbs/00f_processes.ipynb #c022s
-def secret_file(path: str | Path, # where the secret is kept (a backup repository's password, a server's admin password, ...)
-                make: bool = True, # make it (once, 0600, a random token) when it is not there
-               ) -> Path:
-    "A secret in a file only its owner reads; made once, never overwritten; one found readable by others tightened, and said"
+def secret_file(
+    path: str | Path,  # where the secret is kept (a backup repository's password, a server's admin password, ...)
+    make: bool = True,  # make it (once, 0600, a random token) when it is not there
+) -> Path:
+    """A secret in a file only its owner reads; made once, never overwritten; one found readable by others tightened,
+    and said"""
     found = Path(path).expanduser()
     if make and not found.exists():
-        found.parent.mkdir(parents=True, exist_ok=True, mode=0o700)   # a folder made for it is its owner's alone (one already there is left as it is)
+        # a folder made for it is its owner's alone (one already there is left as it is)
+        found.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             fd = os.open(found, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, 'w') as f: f.write(secrets.token_urlsafe(32) + '\n')
         except FileExistsError: pass   # another process made it first: theirs is kept
     try: was = tighten(found)
-    except (FileNotFoundError, PermissionError): was = None   # none there (make=False), or another user's file: left as it is
-    if was is not None: print(f"mlfin: tightened {found} (was {was:04o}) to owner-only: it is a secret", file=sys.stderr)
+    # none there (make=False), or another user's file: left as it is
+    except (FileNotFoundError, PermissionError): was = None
+    if was is not None:
+        print(f"mlfin: tightened {found} (was {was:04o}) to owner-only: it is a secret", file=sys.stderr)
     return found

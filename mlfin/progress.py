@@ -22,8 +22,10 @@ def step(task: str,   # the task at work: ingest, features, train, backtest, rep
     path = os.environ.get(ENV)
     if not path: return
     try:
-        with open(path, 'a') as f: f.write(json.dumps({'task': task, 'unit': str(unit), 'done': int(done), 'total': int(total)}) + '\n')
-    except OSError: pass   # progress is never worth failing a run for
+        with open(path, 'a') as f:
+            f.write(json.dumps({'task': task, 'unit': str(unit), 'done': int(done), 'total': int(total)}) + '\n')
+    except OSError:
+        pass   # progress is never worth failing a run for
 
 # %% ../nbs/00b_progress.ipynb #c006
 def each(items, task: str, name=str):
@@ -35,7 +37,9 @@ def each(items, task: str, name=str):
 
 # %% ../nbs/00b_progress.ipynb #c007
 class Display:
-    "Show a run's progress: on a terminal (`live`) the task at work and where it is, redrawn; on `log` a plain line per task started, unit reached (every `gap` s), minute of one unit (`quiet`) and task ended"
+    """Show a run's progress: on a terminal (`live`) the task at work and where it is, redrawn; on `log` a plain line
+    per task started, unit reached (every `gap` s), minute of one unit (`quiet`) and task ended"""
+
     def __init__(self, stream=None,     # where the redrawn status goes: stderr
                  live: bool = True,     # redraw the status on `stream` (a terminal)
                  log=None,              # where plain lines go (a file, a pipe); None: nowhere
@@ -43,15 +47,23 @@ class Display:
                  gap: float = 5.0,      # seconds at least between plain lines saying where a task is
                  quiet: float = 60.0,   # seconds at most without a plain line while a task works (where it is, again)
                 ):
-        self.stream, self.live, self.log, self.every, self.gap, self.quiet = stream or sys.stderr, live, log, every, gap, quiet
+        self.stream, self.live, self.log, self.every, self.gap, self.quiet = (
+            stream or sys.stderr,
+            live,
+            log,
+            every,
+            gap,
+            quiet,
+        )
         self.enabled = live or log is not None
         self.started = self.since = self.said = time.time()
         self.now, self.task, self.order, self.path, self.shown = None, None, [], None, None
         self._stop, self._thread, self._read, self._lock = threading.Event(), None, 0, threading.RLock()
 
     @classmethod
-    def auto(cls, live: bool = True):   # the caller's terminal wants the redrawn status
-        "The display a command wants: plain lines on stdout when it goes to a file or a pipe; else the redrawn status when `live`"
+    def auto(cls, live: bool = True):  # the caller's terminal wants the redrawn status
+        """The display a command wants: plain lines on stdout when it goes to a file or a pipe; else the redrawn status
+        when `live`"""
         out = sys.stdout
         if not getattr(out, 'isatty', lambda: False)(): return cls(live=False, log=out)
         return cls(live=live)
@@ -104,7 +116,8 @@ class Display:
                 self._poll()
                 where = self._where()
                 moved = self.now and where != self.shown and time.time() - self.said >= self.gap
-                if self.log is not None and (moved or self.task and time.time() - self.said >= self.quiet):   # a long unit: said again, with the clock
+                # a long unit: said again, with the clock
+                if self.log is not None and (moved or self.task and time.time() - self.said >= self.quiet):
                     self._say(f"mlfin: {where} · {time.time() - self.started:.0f} s"); self.shown = where
                 if self.live: self._line(f"mlfin: {where} · {time.time() - self.started:.0f} s")
 
@@ -118,8 +131,11 @@ class Display:
         if not self.enabled: return False
         self._stop.set(); self._thread.join(5)
         if self.live: self.stream.write('\r\x1b[K'); self.stream.flush()
-        if self.log is not None and kind is not None and self.task:   # the error itself follows on stderr
-            self._say(f"mlfin: {self.task} {'failed' if issubclass(kind, Exception) else 'stopped'} after {time.time() - self.since:.1f} s")
+        if self.log is not None and kind is not None and self.task:  # the error itself follows on stderr
+            self._say(
+                f"mlfin: {self.task} {'failed' if issubclass(kind, Exception) else 'stopped'} after "
+                f"{time.time() - self.since:.1f} s"
+            )
         if self._kept is None: os.environ.pop(ENV, None)
         else: os.environ[ENV] = self._kept
         Path(self.path).unlink(missing_ok=True)

@@ -20,15 +20,23 @@ PAGE_STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;mar
          ".verdict{background:#f4f6fb;padding:0.8em 1em;border-left:4px solid #636efa}small{color:#666}</style>")
 
 # %% ../nbs/00e_style.ipynb #c013f
-FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit th,table.mlfin-fit td{white-space:normal;overflow-wrap:break-word;"
-             "vertical-align:top;padding:3px 8px}table.mlfin-fit details summary{cursor:pointer;color:#1a56db}"
-             "@media (max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-fit thead{display:none}table.mlfin-fit,table.mlfin-fit tbody,table.mlfin-fit tr{display:block;width:100%}"
-             "table.mlfin-fit tr{border:1px solid #dadce0;border-radius:6px;margin:0 0 8px;padding:4px 8px;box-sizing:border-box}"
-             "table.mlfin-fit td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px 0}"
-             "table.mlfin-fit td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>")
+FIT_STYLE = (
+    "<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit th,table.mlfin-fit "
+    "td{white-space:normal;overflow-wrap:break-word;"
+    "vertical-align:top;padding:3px 8px}table.mlfin-fit details summary{cursor:pointer;color:#1a56db}"
+    "@media (max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-fit "
+    "thead{display:none}table.mlfin-fit,table.mlfin-fit tbody,table.mlfin-fit tr{display:block;width:100%}"
+    "table.mlfin-fit tr{border:1px solid #dadce0;border-radius:6px;margin:0 0 8px;padding:4px "
+    "8px;box-sizing:border-box}"
+    "table.mlfin-fit "
+    "td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px 0}"
+    "table.mlfin-fit td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>"
+)
+
 
 def number_text(v: float, digits: int = 3) -> str:
-    "A number as people read it: `digits` significant figures, never in exponent notation (1,750 not 1.75e+03; 0.0000224 not 2.24e-05)"
+    """A number as people read it: `digits` significant figures, never in exponent notation (1,750 not 1.75e+03;
+    0.0000224 not 2.24e-05)"""
     if v == 0: return '0'
     if not np.isfinite(v): return f"{v:g}"   # nan, inf
     if abs(v) >= 10 ** digits: return f"{v:,.0f}"
@@ -36,7 +44,8 @@ def number_text(v: float, digits: int = 3) -> str:
     return text if 'e' not in text else f"{v:.{digits - 1 - int(np.floor(np.log10(abs(v))))}f}"
 
 def time_text(t: pd.Timestamp) -> str:
-    "A time as people read it in a table: the date alone at midnight (a daily bar's), else the date and minutes; UTC, said, when it has a zone"
+    """A time as people read it in a table: the date alone at midnight (a daily bar's), else the date and minutes; UTC,
+    said, when it has a zone"""
     if t.tz is not None: t = t.tz_convert('UTC')
     if t == t.normalize(): return f"{t:%Y-%m-%d}"
     return f"{t:%Y-%m-%d %H:%M}" + (' UTC' if t.tz is not None else '')
@@ -44,20 +53,32 @@ def time_text(t: pd.Timestamp) -> str:
 def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
                long: int = 90, # a text longer than this shows its start and opens on a click
               ) -> str:
-    "A frame as the house table on a page: escaped, numbers to `digits` significant figures, nothing for a missing value; fits any screen"
-    keys = index and (any(frame.index.names) or not isinstance(frame.index, pd.RangeIndex))   # a bare 0, 1, 2... says nothing
-    labels = [n or '' for n in frame.index.names] if keys else []   # the index's columns, beside any of the frame's (even one named '')
+    """A frame as the house table on a page: escaped, numbers to `digits` significant figures, nothing for a missing
+    value; fits any screen"""
+    # a bare 0, 1, 2... says nothing
+    keys = index and (any(frame.index.names) or not isinstance(frame.index, pd.RangeIndex))
+    # the index's columns, beside any of the frame's (even one named '')
+    labels = [n or '' for n in frame.index.names] if keys else []
     names = [html.escape(str(c)) for c in [*labels, *frame.columns]]
     def cell(v) -> str:
         if v is None or (np.ndim(v) == 0 and pd.isna(v)): return ''
-        text = number_text(v, digits) if isinstance(v, (float, np.floating)) else time_text(v) if isinstance(v, pd.Timestamp) else str(v)
+        text = (
+            number_text(v, digits)
+            if isinstance(v, (float, np.floating))
+            else time_text(v)
+            if isinstance(v, pd.Timestamp)
+            else str(v)
+        )
         if len(text) <= long: return html.escape(text)
         return f"<details><summary>{html.escape(text[:long * 2 // 3].rstrip())}…</summary>{html.escape(text)}</details>"
     rows = ''.join('<tr>' + ''.join(f"<td data-label='{n}'>{cell(v)}</td>" for n, v in zip(names, row)) + '</tr>'
                    for row in (((*(k if isinstance(k, tuple) else (k,)), *r) if keys else r)
                                for k, r in zip(frame.index, frame.itertuples(index=False, name=None))))
-    return (f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table mlfin-fit'><thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    return (
+        f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table "
+        f"mlfin-fit'><thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 # %% ../nbs/00e_style.ipynb #c014c
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn by jupyterlab-plotly's renderer
@@ -65,11 +86,13 @@ PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn b
 def chart(fig, # a plotly figure
           shown=None, # a chart already on the page, to redraw with `fig`
          ):
-    "A plotly figure as a widget of a page, as wide as the page: its data, drawn by plotly's renderer in the browser; in a kernel of `mlfin dashboards`, its kept picture too, shown until the reader's mouse comes (`pictures`)"
+    """A plotly figure as a widget of a page, as wide as the page: its data, drawn by plotly's renderer in the browser;
+    in a kernel of `mlfin dashboards`, its kept picture too, shown until the reader's mouse comes (`pictures`)"""
     import json, ipywidgets as widgets
     shown = shown or widgets.Output(layout=widgets.Layout(width='100%'))
     drawn = {**json.loads(fig.to_json()), 'config': {'responsive': True, 'displaylogo': False}}
     data = {PLOTLY_MIME: drawn}
-    if wanted() and (png := picture(drawn)): data['image/png'] = png   # jupyterlab-plotly shows it, and draws the chart on mouseenter
+    # jupyterlab-plotly shows it, and draws the chart on mouseenter
+    if wanted() and (png := picture(drawn)): data['image/png'] = png
     shown.outputs = ({'output_type': 'display_data', 'data': data, 'metadata': {}},)
     return shown

@@ -18,15 +18,18 @@ __all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_or
            'FUTURES_CALENDARS', 'asset_class']
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c005
-FILL_RULES = ("A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares of the "
-              "portfolio's value; several symbols share cash, each scaled by its share of the capital, by default equal among "
-              "the symbols tradable at the time). Every book ends flat: a symbol is closed at the open of its last bar, alone or in a "
-              "portfolio, the exit's costs paid. Every fill pays the fee (bps of traded "
-              "value) and the slippage (bps of price, against the trade), stop fills included. Stop-loss and take-profit levels "
-              "are set from the entry open and watched from the next bar: a bar opening through a level fills at its open, "
-              "one touching it fills at the level, and when both are touched in one bar the stop is taken first. After a stop "
-              "the symbol stays flat until its signal goes flat or changes side. Buy-and-hold buys at the first traded open "
-              "and sells at the last bar's open, with the same costs.")
+FILL_RULES = (
+    "A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares of the "
+    "portfolio's value; several symbols share cash, each scaled by its share of the capital, by default equal among "
+    "the symbols tradable at the time). Every book ends flat: a symbol is closed at the open of its last bar, alone or "
+    "in a "
+    "portfolio, the exit's costs paid. Every fill pays the fee (bps of traded "
+    "value) and the slippage (bps of price, against the trade), stop fills included. Stop-loss and take-profit levels "
+    "are set from the entry open and watched from the next bar: a bar opening through a level fills at its open, "
+    "one touching it fills at the level, and when both are touched in one bar the stop is taken first. After a stop "
+    "the symbol stays flat until its signal goes flat or changes side. Buy-and-hold buys at the first traded open "
+    "and sells at the last bar's open, with the same costs."
+)
 
 def _vbt():
     apply_runtime_env()
@@ -88,11 +91,13 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
                 wanted: pd.Series,    # the weight wanted from each bar's open (already one bar after the decision)
                 stop_loss: float | None = None,   # share of the entry open, e.g. 0.02
                 take_profit: float | None = None, # share of the entry open
-                close_last: bool = False,         # close at the open of the last bar, whatever is wanted (the fill rules' end of a book)
+                # close at the open of the last bar, whatever is wanted (the fill rules' end of a book)
+                close_last: bool = False,
                ) -> pd.DataFrame:
     "Per bar: the order's target weight (NaN: none), its fill price, the exit reason, and the weight held after the bar"
     for name, v in (('stop_loss', stop_loss), ('take_profit', take_profit)):
-        if v is not None and not 0 < v < 1: raise BadInput(f"{name} {v} must lie between 0 and 1 (a share of the entry price)")
+        if v is not None and not 0 < v < 1:
+            raise BadInput(f"{name} {v} must lie between 0 and 1 (a share of the entry price)")
     o, h, l = (bars[c].to_numpy(dtype='float64') for c in ('open', 'high', 'low'))
     w = wanted.reindex(bars.index).fillna(0).to_numpy(dtype='float64')
     n = len(o)
@@ -115,8 +120,10 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
             if not math.isnan(fill):
                 size[i], price[i], reason[i], blocked, pos = 0.0, fill, why, side, 0.0
         held[i] = pos
-    return pd.DataFrame({'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS), 'held': held},
-                        index=bars.index)
+    return pd.DataFrame(
+        {'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS), 'held': held},
+        index=bars.index,
+    )
 
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c015
@@ -126,9 +133,11 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
              stop_loss: float | None = None, take_profit: float | None = None,
              cash: float = 10_000.0,
              shared: bool = True,             # one portfolio sharing cash; False: each symbol alone with `cash`
-             shares: pd.DataFrame | None = None, # shared: each symbol's share of the capital from each bar's open (a column per symbol); None: 1/N
+             # shared: each symbol's share of the capital from each bar's open (a column per symbol); None: 1/N
+             shares: pd.DataFrame | None = None,
             ):
-    "A vectorbt portfolio trading each symbol's weights at its next bar's open, after costs, with the fill rules' stops; each symbol closed at its last bar's open"
+    """A vectorbt portfolio trading each symbol's weights at its next bar's open, after costs, with the fill rules'
+    stops; each symbol closed at its last bar's open"""
     symbols = list(weights)
     if not symbols: raise BadInput("no signals to simulate")
     missing = [s for s in symbols if s not in bars]
@@ -142,22 +151,32 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
         b = b.loc[w.index[0]:w.index[-1]]
         scale = (1 / len(symbols) if shares is None else shares[s].reindex(b.index).fillna(0)) if shared else 1.0
         wanted = w.reindex(b.index).fillna(0).shift(1).fillna(0) * scale   # decided at t, held from t+1's open
-        frames[s] = (b, stop_orders(b, wanted, stop_loss, take_profit, close_last=True))   # every book ends flat, its exit paid
+        # every book ends flat, its exit paid
+        frames[s] = (b, stop_orders(b, wanted, stop_loss, take_profit, close_last=True))
     index = pd.DatetimeIndex(sorted(set().union(*(b.index for b, _ in frames.values()))), name='ts')
     grid = lambda f: pd.DataFrame({s: f(b, o) for s, (b, o) in frames.items()}).reindex(index)
     close = grid(lambda b, o: b['close']).ffill().bfill()
     size, price = grid(lambda b, o: o['size']), grid(lambda b, o: o['price']).fillna(close)
     per_col = lambda attr: np.broadcast_to(np.array([[getattr(costs[s], attr) / 1e4 for s in symbols]]), close.shape)
     step = pd.Timedelta(pd.Series(index).diff().median()) if len(index) > 1 else pd.Timedelta(days=1)
-    pf = _vbt().Portfolio.from_orders(close, size=size, size_type='targetpercent', price=price, fees=per_col('fees'),
-                                      slippage=per_col('slippage'), init_cash=cash, freq=step,
-                                      **({'group_by': True, 'cash_sharing': True, 'call_seq': 'auto'} if shared and len(symbols) > 1 else {}))
+    pf = _vbt().Portfolio.from_orders(
+        close,
+        size=size,
+        size_type='targetpercent',
+        price=price,
+        fees=per_col('fees'),
+        slippage=per_col('slippage'),
+        init_cash=cash,
+        freq=step,
+        **({'group_by': True, 'cash_sharing': True, 'call_seq': 'auto'} if shared and len(symbols) > 1 else {}),
+    )
     pf.orders_by_bar = {s: o for s, (_, o) in frames.items()}  # why each order was placed (signal, stop, target)
     return pf
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c025
 def buy_and_hold(bars: pd.DataFrame, start, end, costs: Costs, cash: float = 10_000.0):
-    "The baseline: buy at the open of the first bar after `start`, sell at the open of the last bar up to `end`, same costs"
+    """The baseline: buy at the open of the first bar after `start`, sell at the open of the last bar up to `end`, same
+    costs"""
     window = bars.loc[start:end]
     entries, exits = pd.Series(False, index=window.index), pd.Series(False, index=window.index)
     entries.iloc[1:2], exits.iloc[-1:] = True, len(window) > 2   # ends flat, as every book does (the fill rules)
@@ -171,6 +190,8 @@ def warm_up():
     index = pd.date_range('2020-01-01', periods=64, freq='D', tz='UTC')
     close = pd.Series(np.linspace(100, 110, 64), index=index)
     bars = pd.DataFrame({'open': close, 'high': close, 'low': close, 'close': close, 'volume': 1.0})
-    simulate({'X': bars}, {'X': pd.Series(np.tile([0.0, 1.0], 32), index=index)}, COSTS['equity'], stop_loss=0.1).value()
+    simulate(
+        {'X': bars}, {'X': pd.Series(np.tile([0.0, 1.0], 32), index=index)}, COSTS['equity'], stop_loss=0.1
+    ).value()
     buy_and_hold(bars, index[0], index[-1], COSTS['equity']).value()
 

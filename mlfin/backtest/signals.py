@@ -17,7 +17,8 @@ __all__ = ['KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'LABELS', 'check_t
 def check_thresholds(threshold: float, short_below: float = 0.0):
     "One-line errors for thresholds that cannot work, before anything runs"
     if not 0 < threshold < 1: raise BadInput(f"threshold {threshold} must lie between 0 and 1")
-    if not 0 <= short_below < threshold: raise BadInput(f"short_below {short_below} must lie between 0 and the threshold {threshold}")
+    if not 0 <= short_below < threshold:
+        raise BadInput(f"short_below {short_below} must lie between 0 and the threshold {threshold}")
 
 
 # %% ../../nbs/07a_backtest.signals.ipynb #c006_00
@@ -51,10 +52,13 @@ KINDS = ('classifier', 'regressor')
 @dataclass(frozen=True)
 class Rule:
     "How a model's output becomes a side; checked when made"
-    kind: str = 'classifier'                    # classifier: P(up) against thresholds; regressor: a predicted move against a cost
+    # classifier: P(up) against thresholds; regressor: a predicted move against a cost
+    kind: str = 'classifier'
     threshold: float = default('threshold')     # a classifier goes long above this
-    short_below: float = default('short_below') # shorts allowed when above 0: a classifier's below this P(up), a regressor's on a fall that pays the cost
-    cost: float = 0.0                           # a regressor's hurdle: a round trip's cost as a share, 2 x (fees + slippage)
+    # shorts allowed when above 0: a classifier's below this P(up), a regressor's on a fall that pays the cost
+    short_below: float = default('short_below')
+    # a regressor's hurdle: a round trip's cost as a share, 2 x (fees + slippage)
+    cost: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS: raise BadInput(f"kind {self.kind!r} must be one of {', '.join(KINDS)}")
@@ -112,11 +116,13 @@ LABELS = {1: 'long', 0: 'flat', -1: 'short'}
 def signal_records(side: pd.Series, prob_up: pd.Series, symbol: str, timeframe: str, model: str, threshold: float,
                    weight: pd.Series | None = None, prob_calibrated: pd.Series | None = None,
                    created_at: pd.Timestamp | None = None) -> pd.DataFrame:
-    "Signals as `model_signals` rows: ts, symbol, timeframe, model_name, threshold, prob_up, label, created_at (+ weight)"
+    """Signals as `model_signals` rows: ts, symbol, timeframe, model_name, threshold, prob_up, label, created_at (+
+    weight)"""
     out = pd.DataFrame({'ts': side.index, 'symbol': symbol, 'timeframe': timeframe, 'model_name': model,
                         'threshold': float(threshold), 'prob_up': prob_up.reindex(side.index).to_numpy(dtype='float64'),
                         'label': side.map(LABELS).to_numpy(),
                         'created_at': created_at or pd.Timestamp.now(tz='UTC')})
     if weight is not None: out['weight'] = weight.reindex(side.index).to_numpy(dtype='float64')
-    if prob_calibrated is not None: out['prob_calibrated'] = prob_calibrated.reindex(side.index).to_numpy(dtype='float64')
+    if prob_calibrated is not None:
+        out['prob_calibrated'] = prob_calibrated.reindex(side.index).to_numpy(dtype='float64')
     return out

@@ -55,23 +55,30 @@ def _longest_underwater(value: pd.Series) -> tuple[int, pd.Timedelta]:
 
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c011s
-# days: the shortest span whose figures are scaled to a year as they stand. Beneath a quarter, a compounded annual return
-# raises a few weeks' luck to a power above 4 (five days: the 73rd, so +11% reads as +204,000% a year) and an annualised
-# Sharpe ratio's standard error, about 1/sqrt(years), passes 2; GIPS forbids annualising returns under a year at all, which
-# would hide every research run shorter than that: a quarter is where a desk's own reports start to annualise
+# days: the shortest span whose figures are scaled to a year as they stand. Beneath a quarter, a compounded annual
+# return raises a few weeks' luck to a power above 4 (five days: the 73rd, so +11% reads as +204,000% a year) and an
+# annualised Sharpe ratio's standard error, about 1/sqrt(years), passes 2; GIPS forbids annualising returns under a year
+# at all, which would hide every research run shorter than that: a quarter is where a desk's own reports start to
+# annualise
 MIN_ANNUAL_SPAN = 90
-ANNUALISED = ('annual_return', 'volatility', 'sharpe', 'sortino', 'calmar', 'turnover')   # `performance`'s figures scaled to a year
+# `performance`'s figures scaled to a year
+ANNUALISED = ('annual_return', 'volatility', 'sharpe', 'sortino', 'calmar', 'turnover')
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c012
 def performance(value: pd.Series,          # portfolio value per bar, after costs
                 periods_per_year: float,   # from the asset's calendar
-                position: pd.Series | pd.DataFrame | None = None, # held position per bar (1, 0, -1, or a fraction; a column per symbol of a portfolio): turnover and exposure
-                trade_pnl: np.ndarray | None = None, # each closed trade's profit or loss in money, sized and after costs: win rate, profit factor
+                # held position per bar (1, 0, -1, or a fraction; a column per symbol of a portfolio): turnover and
+                # exposure
+                position: pd.Series | pd.DataFrame | None = None,
+                # each closed trade's profit or loss in money, sized and after costs: win rate, profit factor
+                trade_pnl: np.ndarray | None = None,
                ) -> dict[str, float]:
-    "Return, risk and trading figures of a value curve: risk annualised by the calendar's bars a year, returns by the time elapsed"
+    """Return, risk and trading figures of a value curve: risk annualised by the calendar's bars a year, returns by the
+    time elapsed"""
     returns = value.pct_change().dropna()
     r = returns.to_numpy()
-    # a year is the calendar's: the time from the first bar to the last (missing bars make no shorter year); without times, bars
+    # a year is the calendar's: the time from the first bar to the last (missing bars make no shorter year); without
+    # times, bars
     timed = isinstance(value.index, pd.DatetimeIndex) and len(value) > 1
     years = (value.index[-1] - value.index[0]) / pd.Timedelta(days=365.25) if timed else len(r) / periods_per_year
     total = float(value.iloc[-1] / value.iloc[0] - 1)
@@ -87,7 +94,8 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
            'max_drawdown': float(dd.min()),
            'calmar': float(annual / -dd.min()) if dd.min() < 0 and not math.isnan(annual) else float('nan'),
            'drawdown_bars': int(bars_under), 'drawdown_days': float(time_under / pd.Timedelta(days=1)),
-           'span_days': days, 'short_span': bool(days < MIN_ANNUAL_SPAN)}   # the figures scaled to a year are marked when short
+           # the figures scaled to a year are marked when short
+           'span_days': days, 'short_span': bool(days < MIN_ANNUAL_SPAN)}
     if position is not None:
         held = position.reindex(value.index).fillna(0).to_numpy(dtype='float64').reshape(len(value), -1)
         out['exposure'] = float((held != 0).any(axis=1).mean())   # bars with any position
@@ -103,14 +111,16 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
 # %% ../../nbs/07c_backtest.stats.ipynb #c015s
 def span_note(figures: dict, # `performance`'s figures (a summary's `strategy`, `buy_and_hold`, a model's)
              ) -> str:
-    "What to say beside a figure scaled to a year from fewer than `MIN_ANNUAL_SPAN` days ('' when long enough, or from a run that did not record it)"
+    """What to say beside a figure scaled to a year from fewer than `MIN_ANNUAL_SPAN` days ('' when long enough, or from
+    a run that did not record it)"""
     return f"from {figures['span_days']:.3g} days: not meaningful" if figures.get('short_span') else ''
 
 def annualised_shown(key: str,     # the figure's key in `figures`
                      text: str,    # the figure as formatted
                      figures: dict,
                     ) -> str:
-    "`text`, marked with `span_note` when `key` is one of `ANNUALISED` and the span is short: every page shows such a figure through this"
+    """`text`, marked with `span_note` when `key` is one of `ANNUALISED` and the span is short: every page shows such a
+    figure through this"""
     note = span_note(figures) if key in ANNUALISED and text else ''
     return f"{text} ({note})" if note else text
 
@@ -126,7 +136,8 @@ def psr(sr: float,            # observed Sharpe ratio, per bar
     "Probabilistic Sharpe ratio: the probability that the true Sharpe ratio exceeds `benchmark`"
     if n < 2: raise BadInput(f"PSR needs at least 2 returns, got {n}")
     spread = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
-    if spread <= 0: raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
+    if spread <= 0:
+        raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
     return float(stats.norm.cdf((sr - benchmark) * math.sqrt(n - 1) / math.sqrt(spread)))
 
 
@@ -155,10 +166,12 @@ def sharpe_variance(n: int,              # returns behind the estimate
                     skew: float = 0.0, kurtosis: float = 3.0, # their moments (kurtosis not excess)
                     sr: float = 0.0,     # the true Sharpe ratio (per bar) it is taken at: 0 under the null of no skill
                    ) -> float:
-    "The sampling variance of a per-bar Sharpe ratio estimated from `n` returns (Lo, 2002; Mertens, 2002 for skewed, fat-tailed returns)"
+    """The sampling variance of a per-bar Sharpe ratio estimated from `n` returns (Lo, 2002; Mertens, 2002 for skewed,
+    fat-tailed returns)"""
     if n < 2: raise BadInput(f"a Sharpe ratio's variance needs at least 2 returns, got {n}")
     spread = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
-    if spread <= 0: raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
+    if spread <= 0:
+        raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
     return float(spread / (n - 1))
 
 # %% ../../nbs/07c_backtest.stats.ipynb #cd6578f6f
@@ -167,11 +180,13 @@ def min_track_record(sr: float,            # the Sharpe ratio (per bar) to be co
                      prob: float = 0.95,   # the PSR to reach
                      benchmark: float = 0.0, # the Sharpe ratio (per bar) to beat
                     ) -> float:
-    "Returns needed before a Sharpe ratio `sr` has a PSR of `prob` against `benchmark` (infinite when it does not exceed it)"
+    """Returns needed before a Sharpe ratio `sr` has a PSR of `prob` against `benchmark` (infinite when it does not
+    exceed it)"""
     if not 0 < prob < 1: raise BadInput(f"prob {prob} must lie between 0 and 1")
     if sr <= benchmark: return math.inf
     spread = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
-    if spread <= 0: raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
+    if spread <= 0:
+        raise BadInput(f"skew {skew} and kurtosis {kurtosis} give no valid Sharpe ratio variance at SR {sr}")
     return float(1 + spread * (stats.norm.ppf(prob) / (sr - benchmark)) ** 2)
 
 
@@ -189,13 +204,15 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
        ) -> dict:
     "Probability of backtest overfitting by CSCV, with the logits, performance degradation and probability of loss"
     m = np.asarray(returns, dtype='float64')
-    if m.ndim != 2 or m.shape[1] < 2: raise BadInput(f"PBO needs a T x N matrix of at least 2 strategies, got shape {m.shape}")
+    if m.ndim != 2 or m.shape[1] < 2:
+        raise BadInput(f"PBO needs a T x N matrix of at least 2 strategies, got shape {m.shape}")
     if blocks < 2 or blocks % 2: raise BadInput(f"blocks must be an even number of at least 2, got {blocks}")
     if np.isnan(m).any(): raise BadInput(f"the returns matrix holds {int(np.isnan(m).sum())} NaN values")
     size = m.shape[0] // blocks
     if size < 2: raise BadInput(f"{m.shape[0]} bars cannot make {blocks} blocks of at least 2 bars")
     m = m[m.shape[0] - size * blocks:]            # whole blocks, the most recent bars kept
-    if not (m.std(0) > 0).any():                   # no configuration ever moved: nothing was selected, nothing to overfit
+    # no configuration ever moved: nothing was selected, nothing to overfit
+    if not (m.std(0) > 0).any():
         return {'pbo': float('nan'), 'logits': np.array([]), 'splits': 0, 'strategies': m.shape[1],
                 'degradation_slope': float('nan'), 'degradation_intercept': float('nan'), 'prob_oos_loss': float('nan')}
     parts = m.reshape(blocks, size, -1)
@@ -209,8 +226,8 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
         with np.errstate(divide='ignore', invalid='ignore'): return np.where(sd > 0, mean / sd, 0.0)
     is_sr, oos_sr = ratio(inside), ratio(1 - inside)
     chosen_is = is_sr.max(1)
-    # the configurations best in sample, ties included (identical ones, in any column order): the pick is any of them alike, so
-    # its out-of-sample rank and Sharpe ratio are theirs averaged; the order the columns come in never decides
+    # the configurations best in sample, ties included (identical ones, in any column order): the pick is any of them
+    # alike, so its out-of-sample rank and Sharpe ratio are theirs averaged; the order the columns come in never decides
     tied = is_sr >= chosen_is[:, None] - 1e-12 * np.maximum(np.abs(chosen_is[:, None]), 1e-300)
     ranks = stats.rankdata(oos_sr, axis=1)        # 1 worst .. N best out of sample, ties sharing their ranks
     rank, picked = (ranks * tied).sum(1) / tied.sum(1), (oos_sr * tied).sum(1) / tied.sum(1)
@@ -237,8 +254,17 @@ def sharpe_interval(returns,                 # per-bar returns
     r = _returns(returns)
     if len(r) < 20: raise BadInput(f"a bootstrap interval needs at least 20 returns, got {len(r)}")
     bs, block = _bootstrap(r, seed)
-    low, high = bs.conf_int(lambda x: np.array([sharpe(x, periods_per_year)]), reps=reps, method='percentile', size=level)[:, 0]
-    return {'sharpe': sharpe(r, periods_per_year), 'low': float(low), 'high': float(high), 'level': level, 'block': block, 'reps': reps}
+    low, high = bs.conf_int(
+        lambda x: np.array([sharpe(x, periods_per_year)]), reps=reps, method='percentile', size=level
+    )[:, 0]
+    return {
+        'sharpe': sharpe(r, periods_per_year),
+        'low': float(low),
+        'high': float(high),
+        'level': level,
+        'block': block,
+        'reps': reps,
+    }
 
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c040
@@ -265,7 +291,11 @@ def by_year(value: pd.Series, benchmark: pd.Series | None = None) -> pd.DataFram
     for year, v in value.groupby(value.index.year):
         start = value[value.index < v.index[0]]
         v = pd.concat([start.iloc[-1:], v]) if len(start) else v  # the year's return runs from last year's close
-        row = {'return': float(v.iloc[-1] / v.iloc[0] - 1), 'max_drawdown': float(drawdown(v).min()), 'bars': len(v) - 1}
+        row = {
+            'return': float(v.iloc[-1] / v.iloc[0] - 1),
+            'max_drawdown': float(drawdown(v).min()),
+            'bars': len(v) - 1,
+        }
         if benchmark is not None:
             b = benchmark.reindex(v.index).dropna()
             row['benchmark_return'] = float(b.iloc[-1] / b.iloc[0] - 1) if len(b) > 1 else float('nan')
@@ -275,7 +305,8 @@ def by_year(value: pd.Series, benchmark: pd.Series | None = None) -> pd.DataFram
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c044_00
 def by_regime(returns: pd.Series, close: pd.Series, periods_per_year: float, window: int = 20) -> pd.DataFrame:
-    "Annualised return, volatility and Sharpe ratio in the low, middle and high thirds of the asset's trailing volatility"
+    """Annualised return, volatility and Sharpe ratio in the low, middle and high thirds of the asset's trailing
+    volatility"""
     vol = close.pct_change().rolling(window).std().shift(1).reindex(returns.index)  # known before the bar
     known = vol.dropna()
     if len(known) < 3: raise BadInput(f"volatility regimes need more than {window} bars of history")
@@ -283,8 +314,12 @@ def by_regime(returns: pd.Series, close: pd.Series, periods_per_year: float, win
     rows = {}
     for name in ['low', 'middle', 'high']:
         x = returns.reindex(regime.index[regime == name]).to_numpy()
-        rows[name] = {'bars': len(x), 'annual_return': float(x.mean() * periods_per_year),
-                      'volatility': float(x.std(ddof=1) * math.sqrt(periods_per_year)), 'sharpe': sharpe(x, periods_per_year)}
+        rows[name] = {
+            'bars': len(x),
+            'annual_return': float(x.mean() * periods_per_year),
+            'volatility': float(x.std(ddof=1) * math.sqrt(periods_per_year)),
+            'sharpe': sharpe(x, periods_per_year),
+        }
     return pd.DataFrame(rows).T.rename_axis('regime')
 
 

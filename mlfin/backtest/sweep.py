@@ -14,7 +14,8 @@ __all__ = ['sweep_grid']
 # %% ../../nbs/07e_backtest.sweep.ipynb #c005
 @njit(parallel=True, cache=True)
 def _sweep(open_, close, prob, thresholds, fees, slippage, ppy):
-    "For each threshold x cost: total return, annualised Sharpe ratio, maximum drawdown, round trips (running sums only)"
+    """For each threshold x cost: total return, annualised Sharpe ratio, maximum drawdown, round trips (running sums
+    only)"""
     n_t, n_c, T = len(thresholds), len(fees), len(close)
     out = np.empty((n_t * n_c, 4))
     for k in prange(n_t * n_c):
@@ -50,13 +51,26 @@ def sweep_grid(bars: pd.DataFrame,     # canonical bars of one symbol
          ) -> pd.DataFrame:
     "Every threshold x cost: total return, Sharpe ratio, max drawdown and trades of the long-only, all-in strategy"
     thresholds = np.asarray(thresholds, dtype='float64')
-    if ((thresholds <= 0) | (thresholds >= 1)).any(): raise BadInput(f"thresholds must lie between 0 and 1, got {thresholds.min()}..{thresholds.max()}")
+    if ((thresholds <= 0) | (thresholds >= 1)).any():
+        raise BadInput(f"thresholds must lie between 0 and 1, got {thresholds.min()}..{thresholds.max()}")
     b = bars.loc[prob_up.index[0]:prob_up.index[-1]]
     if len(b) < 3: raise BadInput(f"a sweep needs at least 3 bars under the signals, got {len(b)}")
     p = prob_up.reindex(b.index).fillna(0.0).to_numpy(dtype='float64')
     fees = np.array([c.fees for c in costs], dtype='float64') / 1e4
     slip = np.array([c.slippage for c in costs], dtype='float64') / 1e4
-    out = _sweep(b['open'].to_numpy(dtype='float64'), b['close'].to_numpy(dtype='float64'), p, thresholds, fees, slip, float(periods_per_year))
-    index = pd.MultiIndex.from_product([thresholds, [2 * (c.fees + c.slippage) for c in costs]], names=['threshold', 'round_trip_bps'])
-    return pd.DataFrame(out, index=index, columns=['total_return', 'sharpe', 'max_drawdown', 'trades']).astype({'trades': 'int64'})
+    out = _sweep(
+        b['open'].to_numpy(dtype='float64'),
+        b['close'].to_numpy(dtype='float64'),
+        p,
+        thresholds,
+        fees,
+        slip,
+        float(periods_per_year),
+    )
+    index = pd.MultiIndex.from_product(
+        [thresholds, [2 * (c.fees + c.slippage) for c in costs]], names=['threshold', 'round_trip_bps']
+    )
+    return pd.DataFrame(out, index=index, columns=['total_return', 'sharpe', 'max_drawdown', 'trades']).astype(
+        {'trades': 'int64'}
+    )
 

@@ -19,11 +19,17 @@ __all__ = ['VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', '
            'forecast_said', 'forecast_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006
-VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)', 'none': 'no evidence of skill',
-            'unjudged': 'cannot judge'}
-SKILL_ONLY = 'skill only: not tradeable in time order'   # beside every figure of a run whose models also learned from later bars
+VERDICTS = {
+    'skill': 'evidence of skill',
+    'overfit': 'no reliable evidence of skill (overfit choice)',
+    'none': 'no evidence of skill',
+    'unjudged': 'cannot judge',
+}
+# beside every figure of a run whose models also learned from later bars
+SKILL_ONLY = 'skill only: not tradeable in time order'
 VERDICT_MIN_TRADES = 10   # a book's trades: fewer cannot tell a rule from a handful of lucky bets
-VERDICT_MIN_BARS = 60     # out-of-sample bars behind its Sharpe ratio: fewer give no skewness or kurtosis (hence no PSR) to speak of
+# out-of-sample bars behind its Sharpe ratio: fewer give no skewness or kurtosis (hence no PSR) to speak of
+VERDICT_MIN_BARS = 60
 DSR_DIGITS = 3            # how every table, sentence and card rounds a deflated Sharpe ratio, a PSR and a PBO
 
 def _number(x) -> bool:
@@ -41,14 +47,17 @@ def unjudged(m: dict) -> str | None:
     for name, key in (('Sharpe ratio', 'sr'), ('PSR', 'psr'), ('deflated Sharpe ratio', 'dsr')):
         if not _number(s.get(key)): return f"its {name} is not a number ({s.get(key)})"
     if not _number(s.get('trials')) or s['trials'] < 1: return f"its trial count is not a count ({s.get('trials')})"
-    if m.get('pbo') is not None and not _number(m['pbo'].get('pbo')): return f"its PBO is not a number ({m['pbo'].get('pbo')})"
-    if not _number(trades) or trades < VERDICT_MIN_TRADES: return f"it made {trades} trade(s), fewer than the {VERDICT_MIN_TRADES} a verdict needs"
+    if m.get('pbo') is not None and not _number(m['pbo'].get('pbo')):
+        return f"its PBO is not a number ({m['pbo'].get('pbo')})"
+    if not _number(trades) or trades < VERDICT_MIN_TRADES:
+        return f"it made {trades} trade(s), fewer than the {VERDICT_MIN_TRADES} a verdict needs"
     if not _number(s.get('n')) or s['n'] < VERDICT_MIN_BARS:
         return f"{s.get('n')} out-of-sample bar(s) are behind it, fewer than the {VERDICT_MIN_BARS} a verdict needs"
     return None
 
 def judge(m: dict) -> str:
-    "The verdict on a book in a word (a key of `VERDICTS`): DSR of 0.95 and more with PBO below a half is evidence of skill, from figures that exist"
+    """The verdict on a book in a word (a key of `VERDICTS`): DSR of 0.95 and more with PBO below a half is evidence of
+    skill, from figures that exist"""
     if unjudged(m): return 'unjudged'
     dsr, pbo = m['skill']['dsr'], (m.get('pbo') or {}).get('pbo')
     if dsr < 0.95: return 'none'
@@ -57,103 +66,189 @@ def judge(m: dict) -> str:
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #ca6c846c9
 def verdict_word(m: dict, tradeable: bool = True) -> str:
-    "The verdict in a few words, as tables, cards and the registry show it; the escape hatch and a run that is not a trading record say so beside it"
+    """The verdict in a few words, as tables, cards and the registry show it; the escape hatch and a run that is not a
+    trading record say so beside it"""
     word, q = judge(m), (m.get('skill') or {}).get('question') or {}
     if word == 'unjudged': return f"{VERDICTS[word]} ({unjudged(m)})"
-    hatch = f" (counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out)" if q.get('since') and q.get('left_out') else ''
+    hatch = (
+        f" (counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out)"
+        if q.get('since') and q.get('left_out')
+        else ''
+    )
     return VERDICTS[word] + hatch + ('' if tradeable else f" ({SKILL_ONLY})")
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c9c317eaa
 def trials_said(s: dict) -> str:
     "A book's trial count in words: every configuration tried on its question, this run's share, and since when"
     q = s.get('question')
-    if q is None: return f"{s['trials']} trials"   # a portfolio (its table says whose), or a run recorded before questions were
-    where = (f"{s['run_trials']} in this run, {s['trials']} on this question since {q['first_recorded'][:10]}" if q.get('earlier_runs')
-             else "all in this run" + ('' if q.get('left_out') else ", the first recorded on this question"))
-    if q.get('since'): where += f"; counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out"
+    # a portfolio (its table says whose), or a run recorded before questions were
+    if q is None: return f"{s['trials']} trials"
+    where = (
+        f"{s['run_trials']} in this run, {s['trials']} on this question since {q['first_recorded'][:10]}"
+        if q.get('earlier_runs')
+        else "all in this run" + ('' if q.get('left_out') else ", the first recorded on this question")
+    )
+    if q.get('since'):
+        where += f"; counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out"
     return f"{s['trials']} trials ({where})"
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c6776dac7
 def confidence_said(found: dict | None) -> str:
-    "A sentence when the leader by the leaderboard's score is outside the model confidence set of per-bar losses ('' when inside or unknown)"
+    """A sentence when the leader by the leaderboard's score is outside the model confidence set of per-bar losses (''
+    when inside or unknown)"""
     if not found or found['leader_in']: return ''
-    return (f" The leader by {found['score'].upper()} ({found['leader']}) is outside the {found['level']:.0%} model confidence set of per-bar "
-            f"losses, which holds {', '.join(found['models'])}: judged by their losses the data prefer "
-            + ("that model" if len(found['models']) == 1 else "those models") + ", so which model leads is itself uncertain.")
+    return (
+        f" The leader by {found['score'].upper()} ({found['leader']}) is outside the {found['level']:.0%} model "
+        "confidence set of per-bar "
+        f"losses, which holds {', '.join(found['models'])}: judged by their losses the data prefer "
+        + ("that model" if len(found['models']) == 1 else "those models")
+        + ", so which model leads is itself uncertain."
+    )
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #cd5738d82
 def holdout_said(h: dict | None) -> str:
-    "The holdout after selection in a sentence: the configuration an earlier run chose, on the bars that came after its choice"
+    """The holdout after selection in a sentence: the configuration an earlier run chose, on the bars that came after
+    its choice"""
     if not h: return ''
     chose = f"{h['configuration']}, chosen on {h['chosen_at'][:10]} on bars through {h['through'][:10]}"
-    if h['status'] == 'not tradeable': return f" Holdout after selection: {chose}; under this validation the later bars' predictions are no holdout."
-    if h['status'] == 'not in this run': return (f" Holdout after selection: {chose}, was not tried in this run, so the bars since cannot judge "
-                                                  f"it; run it again (its model, threshold and choices) to measure it.")
-    if h['status'] == 'accumulating': return (f" Holdout after selection: {chose}, has {h['bars']} bar(s) after its choice; its figures "
-                                               f"are given from {h['min_bars']}.")
-    confirm = (f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes" if h['long_enough']
-               else (f"confirming the Sharpe ratio it was chosen with ({h['chosen_sharpe']:.2f}) takes {h['needed']:,} bars" if h['needed']
-                     else f"it was chosen with a Sharpe ratio of {h['chosen_sharpe']:.2f}, so there is no skill for it to confirm"))
-    return (f" Holdout after selection (one trial): {chose}, made {h['total_return']:.1%} after costs on the {h['bars']} bars since "
-            f"(Sharpe ratio {h['sharpe']:.2f}, PSR {h['psr']:.2f}; buy-and-hold {h['buy_and_hold_return']:.1%}, Sharpe ratio "
-            f"{h['buy_and_hold_sharpe']:.2f}); {confirm}.")
+    if h['status'] == 'not tradeable':
+        return f" Holdout after selection: {chose}; under this validation the later bars' predictions are no holdout."
+    if h['status'] == 'not in this run':
+        return (
+            f" Holdout after selection: {chose}, was not tried in this run, so the bars since cannot judge "
+            f"it; run it again (its model, threshold and choices) to measure it."
+        )
+    if h['status'] == 'accumulating':
+        return (
+            f" Holdout after selection: {chose}, has {h['bars']} bar(s) after its choice; its figures "
+            f"are given from {h['min_bars']}."
+        )
+    confirm = (
+        f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes"
+        if h['long_enough']
+        else (
+            f"confirming the Sharpe ratio it was chosen with ({h['chosen_sharpe']:.2f}) takes {h['needed']:,} bars"
+            if h['needed']
+            else f"it was chosen with a Sharpe ratio of {h['chosen_sharpe']:.2f}, so there is no skill for it to "
+                 "confirm"
+        )
+    )
+    return (
+        f" Holdout after selection (one trial): {chose}, made {h['total_return']:.1%} after costs on the {h['bars']} "
+        "bars since "
+        f"(Sharpe ratio {h['sharpe']:.2f}, PSR {h['psr']:.2f}; buy-and-hold {h['buy_and_hold_return']:.1%}, Sharpe "
+        "ratio "
+        f"{h['buy_and_hold_sharpe']:.2f}); {confirm}."
+    )
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006_00
 def verdict(m: dict,             # one symbol's (or the portfolio's) backtest metrics
             tradeable: bool = True, # the predictions came from walk-forward validation (else: a measure of skill only)
            ) -> str:
-    "How much to believe the backtest, in plain words: DSR against the trial count and PBO weighed together, beside the baseline"
+    """How much to believe the backtest, in plain words: DSR against the trial count and PBO weighed together, beside
+    the baseline"""
     s, trials = m['skill'], m['skill']['trials']
     counted = trials_said(s)
     sharpe, hold, dsr = m['strategy']['sharpe'], m['buy_and_hold']['sharpe'], s.get('dsr')
     pbo, splits = (m.get('pbo') or {}).get('pbo'), (m.get('pbo') or {}).get('splits', 0)
     overfit, found = _number(pbo) and pbo >= 0.5, judge(m)
-    said = lambda x: annualised_shown('sharpe', figure(x, 2), m['strategy'])   # scaled to a year: marked when the span is short
-    out = '' if tradeable else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
-                                "figures measure the model's skill after costs, not what trading it in time order would have made. ")
-    held = (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the configuration best in sample "
-            f"ranked below the median out of sample)") if pbo is not None else ''
+    # scaled to a year: marked when the span is short
+    said = lambda x: annualised_shown('sharpe', figure(x, 2), m['strategy'])
+    out = (
+        ''
+        if tradeable
+        else (
+            "Not a trading record: every bar was predicted by models that also learned from later bars, so these "
+            "figures measure the model's skill after costs, not what trading it in time order would have made. "
+        )
+    )
+    held = (
+        (
+            f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the "
+            "configuration best in sample "
+            f"ranked below the median out of sample)"
+        )
+        if pbo is not None
+        else ''
+    )
     if found == 'unjudged':
-        out += (f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, a whole trial "
-                f"record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars (here: a Sharpe ratio of "
-                f"{said(sharpe)}, a deflated Sharpe ratio of {figure(dsr)} after {counted}).")
+        out += (
+            f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, a "
+            "whole trial "
+            f"record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars (here: a Sharpe "
+            "ratio of "
+            f"{said(sharpe)}, a deflated Sharpe ratio of {figure(dsr)} after {counted})."
+        )
     elif found == 'skill':
-        out += (f"Evidence of skill: a Sharpe ratio of {said(sharpe)} is unlikely to be luck after {counted} (deflated Sharpe ratio "
-                f"{figure(dsr)}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
-                + (f", and the choice among the configurations held up out of sample: {held}." if held else '.'))
+        out += (
+            f"Evidence of skill: a Sharpe ratio of {said(sharpe)} is unlikely to be luck after {counted} (deflated "
+            "Sharpe ratio "
+            f"{figure(dsr)}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries "
+            "would show)"
+            + (f", and the choice among the configurations held up out of sample: {held}." if held else '.')
+        )
     elif found == 'overfit':
-        out += (f"No reliable evidence of skill after {counted}: a Sharpe ratio of {said(sharpe)} survives the deflation (deflated Sharpe "
-                f"ratio {figure(dsr)}), but the choice among the configurations does not hold up out of sample: {held}, no better than a coin toss.")
+        out += (
+            f"No reliable evidence of skill after {counted}: a Sharpe ratio of {said(sharpe)} survives the deflation "
+            "(deflated Sharpe "
+            f"ratio {figure(dsr)}), but the choice among the configurations does not hold up out of sample: {held}, no "
+            "better than a coin toss."
+        )
     else:
-        out += (f"No evidence of skill after {counted}: the deflated Sharpe ratio is {figure(dsr)} (0.95 would be evidence), so a Sharpe "
-                f"ratio of {said(sharpe)} is what the best of {trials} tries could show by chance."
-                + (f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.') if held else ''))
-    out += (f" Buy-and-hold's Sharpe ratio over the same bars was {said(hold)}: the strategy "
-            + (("did better." if sharpe > hold else "did worse, before asking whether it is skill.") if _number(sharpe) and _number(hold)
-               else "cannot be compared with it."))
+        out += (
+            f"No evidence of skill after {counted}: the deflated Sharpe ratio is {figure(dsr)} (0.95 would be "
+            "evidence), so a Sharpe "
+            f"ratio of {said(sharpe)} is what the best of {trials} tries could show by chance."
+            + (
+                f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.')
+                if held
+                else ''
+            )
+        )
+    out += f" Buy-and-hold's Sharpe ratio over the same bars was {said(hold)}: the strategy " + (
+        ("did better." if sharpe > hold else "did worse, before asking whether it is skill.")
+        if _number(sharpe) and _number(hold)
+        else "cannot be compared with it."
+    )
     return out + confidence_said(m.get('confidence_set')) + holdout_said(m.get('holdout'))
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006_01
 def trials_in_words(s: dict) -> str:
     "What a book's trial count is made of"
-    if 'symbols' in s: return f"{s['trials']}: the sum of its {s['symbols']} symbols' trials (each symbol's leader was chosen on its own)"
+    if 'symbols' in s:
+        return (
+            f"{s['trials']}: the sum of its {s['symbols']} symbols' trials (each symbol's leader was chosen on its own)"
+        )
     if 'question' in s:
-        return (f"{trials_said(s)}: this run's {s['run_trials']} = {s['model_trials']} model configuration(s) (tuning trials included) x "
-                f"{s['per_model']} threshold(s) each; the spread of every counted configuration's Sharpe ratio sets the deflation")
+        return (
+            f"{trials_said(s)}: this run's {s['run_trials']} = {s['model_trials']} model configuration(s) (tuning "
+            "trials included) x "
+            f"{s['per_model']} threshold(s) each; the spread of every counted configuration's Sharpe ratio sets the "
+            "deflation"
+        )
     if 'model_trials' in s:
-        return (f"{s['trials']} = {s['model_trials']} model configuration(s) tried (tuning trials included) x {s['per_model']} "
-                f"threshold(s) each: the grid whose spread of Sharpe ratios sets the deflation")
+        return (
+            f"{s['trials']} = {s['model_trials']} model configuration(s) tried (tuning trials included) x "
+            f"{s['per_model']} "
+            f"threshold(s) each: the grid whose spread of Sharpe ratios sets the deflation"
+        )
     return str(s['trials'])
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006_02
 def clock_in_words(m: dict) -> str:
     "On what clock a book's figures are computed and annualised, and how a portfolio shares its capital"
-    if 'clock' in m: return (f"Clock: {m['clock']}." + (f" Capital: {m['allocation']}, {m['allocation_rule']}; buy-and-hold allocated alike."
-                                                        if 'allocation' in m else ''))
+    if 'clock' in m:
+        return f"Clock: {m['clock']}." + (
+            f" Capital: {m['allocation']}, {m['allocation_rule']}; buy-and-hold allocated alike."
+            if 'allocation' in m
+            else ''
+        )
     bars = f"{m['timeframe']} bars" if m.get('timeframe') else 'its own bars'
-    return f"Clock: {bars}, {m['periods_per_year']:g} a year" + (f" by the {m['calendar']} calendar." if m.get('calendar') else '.')
+    return f"Clock: {bars}, {m['periods_per_year']:g} a year" + (
+        f" by the {m['calendar']} calendar." if m.get('calendar') else '.'
+    )
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c010
@@ -162,7 +257,9 @@ def monthly_returns(value: pd.Series) -> pd.DataFrame:
     month = value.resample('ME').last()
     first = value.iloc[:1].set_axis([month.index[0] - pd.offsets.MonthEnd(1)])
     r = pd.concat([first, month]).pct_change().dropna()
-    table = pd.DataFrame({'year': r.index.year, 'month': r.index.month, 'r': r.to_numpy()}).pivot(index='year', columns='month', values='r')
+    table = pd.DataFrame({'year': r.index.year, 'month': r.index.month, 'r': r.to_numpy()}).pivot(
+        index='year', columns='month', values='r'
+    )
     return table.reindex(columns=range(1, 13))
 
 
@@ -172,116 +269,211 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
     "Plotly figures: equity against buy-and-hold with Monte Carlo bands, drawdowns, monthly returns"
     import plotly.graph_objects as go
     x = curve.index
-    eq = go.Figure([go.Scatter(x=x, y=curve['mc_high'], line=dict(width=0), showlegend=False, hoverinfo='skip'),
-                    go.Scatter(x=x, y=curve['mc_low'], fill='tonexty', line=dict(width=0), fillcolor='rgba(99,110,250,0.15)',
-                               name='Monte Carlo 5-95%'),
-                    go.Scatter(x=x, y=curve['strategy'], name='Strategy', line=dict(color='#636efa')),
-                    go.Scatter(x=x, y=curve['buy_and_hold'], name='Buy & hold', line=dict(color='#7f7f7f'))])
+    eq = go.Figure(
+        [
+            go.Scatter(x=x, y=curve['mc_high'], line=dict(width=0), showlegend=False, hoverinfo='skip'),
+            go.Scatter(
+                x=x,
+                y=curve['mc_low'],
+                fill='tonexty',
+                line=dict(width=0),
+                fillcolor='rgba(99,110,250,0.15)',
+                name='Monte Carlo 5-95%',
+            ),
+            go.Scatter(x=x, y=curve['strategy'], name='Strategy', line=dict(color='#636efa')),
+            go.Scatter(x=x, y=curve['buy_and_hold'], name='Buy & hold', line=dict(color='#7f7f7f')),
+        ]
+    )
     # a log axis: equal moves look equal, and a strategy beside a buy-and-hold that grew 60-fold is not a flat line
-    eq.update_layout(title=f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)", height=380,
-                     yaxis_type='log')
-    dd = go.Figure([go.Scatter(x=x, y=curve[c] / curve[c].cummax() - 1, name=n, fill='tozeroy' if c == 'strategy' else None)
-                    for c, n in (('strategy', 'Strategy'), ('buy_and_hold', 'Buy & hold'))])
+    eq.update_layout(
+        title=f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)",
+        height=380,
+        yaxis_type='log',
+    )
+    dd = go.Figure(
+        [
+            go.Scatter(x=x, y=curve[c] / curve[c].cummax() - 1, name=n, fill='tozeroy' if c == 'strategy' else None)
+            for c, n in (('strategy', 'Strategy'), ('buy_and_hold', 'Buy & hold'))
+        ]
+    )
     dd.update_layout(title="Drawdown", height=260, yaxis_tickformat='.0%')
     months = monthly_returns(curve['strategy'])
-    heat = go.Figure(go.Heatmap(z=months.to_numpy() * 100, x=['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'],
-                                y=[str(y) for y in months.index], colorscale='RdYlGn', zmid=0,
-                                text=np.vectorize(lambda v: '' if np.isnan(v) else f"{v:.1f}%")(months.to_numpy() * 100),
-                                texttemplate='%{text}', colorbar=dict(title='%')))
+    heat = go.Figure(
+        go.Heatmap(
+            z=months.to_numpy() * 100,
+            x=['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'],
+            y=[str(y) for y in months.index],
+            colorscale='RdYlGn',
+            zmid=0,
+            text=np.vectorize(lambda v: '' if np.isnan(v) else f"{v:.1f}%")(months.to_numpy() * 100),
+            texttemplate='%{text}',
+            colorbar=dict(title='%'),
+        )
+    )
     heat.update_layout(title="Monthly returns", height=max(220, 28 * len(months) + 100))
-    for fig in (eq, dd, heat): fig.update_layout(margin=dict(l=50, r=20, t=45, b=30), legend=dict(orientation='h', y=1.08, x=0))
+    for fig in (eq, dd, heat):
+        fig.update_layout(margin=dict(l=50, r=20, t=45, b=30), legend=dict(orientation='h', y=1.08, x=0))
     return [eq, dd, heat]
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013
 # the one format table of performance figures: key, label, format
-PERFORMANCE = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'), ('volatility', 'Volatility', '{:.1%}'),
-               ('sharpe', 'Sharpe ratio', '{:.2f}'), ('sortino', 'Sortino ratio', '{:.2f}'), ('calmar', 'Calmar ratio', '{:.2f}'),
-               ('max_drawdown', 'Max drawdown', '{:.1%}'), ('drawdown_days', 'Longest drawdown (days)', '{:.0f}'),
-               ('trades', 'Trades', '{:.0f}'), ('win_rate', 'Win rate', '{:.0%}'), ('profit_factor', 'Profit factor', '{:.2f}'),
-               ('turnover', 'Turnover (position changes a year)', '{:.1f}'), ('exposure', 'Time in market', '{:.0%}')]
+PERFORMANCE = [
+    ('total_return', 'Total return', '{:.1%}'),
+    ('annual_return', 'Annual return', '{:.1%}'),
+    ('volatility', 'Volatility', '{:.1%}'),
+    ('sharpe', 'Sharpe ratio', '{:.2f}'),
+    ('sortino', 'Sortino ratio', '{:.2f}'),
+    ('calmar', 'Calmar ratio', '{:.2f}'),
+    ('max_drawdown', 'Max drawdown', '{:.1%}'),
+    ('drawdown_days', 'Longest drawdown (days)', '{:.0f}'),
+    ('trades', 'Trades', '{:.0f}'),
+    ('win_rate', 'Win rate', '{:.0%}'),
+    ('profit_factor', 'Profit factor', '{:.2f}'),
+    ('turnover', 'Turnover (position changes a year)', '{:.1f}'),
+    ('exposure', 'Time in market', '{:.0%}'),
+]
 
 def _fmt(fmt: str, v) -> str:
     return '' if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
 
 # how the tables' columns read: their headings and formats (shares as percentages, counts whole)
-_COLUMNS = {'total_return': ('total return', '{:.1%}'), 'annual_return': ('annual return', '{:.1%}'), 'return': ('return', '{:.1%}'),
-            'benchmark_return': ('buy & hold', '{:.1%}'), 'max_drawdown': ('max drawdown', '{:.1%}'), 'volatility': ('volatility', '{:.1%}'),
-            'exposure': ('time in market', '{:.0%}'), 'sharpe': ('Sharpe', '{:.2f}'), 'trades': ('trades', '{:,.0f}'),
-            'bars': ('bars', '{:,.0f}'), 'round_trip_bps': ('round trip (bps)', '{:g}'), 'per_bar': ('return per bar held (bps)', '{:.2f}'),
-            'rank_ic': ('rank IC', '{:.3f}')}
+_COLUMNS = {
+    'total_return': ('total return', '{:.1%}'),
+    'annual_return': ('annual return', '{:.1%}'),
+    'return': ('return', '{:.1%}'),
+    'benchmark_return': ('buy & hold', '{:.1%}'),
+    'max_drawdown': ('max drawdown', '{:.1%}'),
+    'volatility': ('volatility', '{:.1%}'),
+    'exposure': ('time in market', '{:.0%}'),
+    'sharpe': ('Sharpe', '{:.2f}'),
+    'trades': ('trades', '{:,.0f}'),
+    'bars': ('bars', '{:,.0f}'),
+    'round_trip_bps': ('round trip (bps)', '{:g}'),
+    'per_bar': ('return per bar held (bps)', '{:.2f}'),
+    'rank_ic': ('rank IC', '{:.3f}'),
+}
 _SCALE = {'per_bar': 1e4}
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_00
 def _table(frame: pd.DataFrame,
-           figures: dict | None = None,   # the book's `performance` figures: a column scaled to a year is marked when their span is short
+           # the book's `performance` figures: a column scaled to a year is marked when their span is short
+           figures: dict | None = None,
           ) -> str:
     "An HTML table, its known columns given headings and formats"
     shown = frame.copy()
     for c in [c for c in shown.columns if c in _COLUMNS]:
-        shown[c] = [annualised_shown(c, _fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v), figures or {}) for v in shown[c]]
-    return html_table(shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}))   # the house table: it fits a phone too
+        shown[c] = [
+            annualised_shown(
+                c, _fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v), figures or {}
+            )
+            for v in shown[c]
+        ]
+    # the house table: it fits a phone too
+    return html_table(shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}))
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_01
 def metrics_frame(m: dict,             # a symbol's or the portfolio's backtest metrics
                   keys: tuple | None = None, # some of PERFORMANCE's keys (default: every figure)
                  ) -> pd.DataFrame:
-    "The performance figures of the strategy beside buy-and-hold, formatted by the one format table (those scaled to a year marked when the span is short)"
-    return pd.DataFrame({label: [annualised_shown(k, _fmt(f, m['strategy'].get(k)), m['strategy']),
-                                 annualised_shown(k, _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0), m['buy_and_hold'])]
-                         for k, label, f in PERFORMANCE if keys is None or k in keys}, index=['Strategy', 'Buy & hold']).T
+    """The performance figures of the strategy beside buy-and-hold, formatted by the one format table (those scaled to a
+    year marked when the span is short)"""
+    return pd.DataFrame(
+        {
+            label: [
+                annualised_shown(k, _fmt(f, m['strategy'].get(k)), m['strategy']),
+                annualised_shown(k, _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0), m['buy_and_hold']),
+            ]
+            for k, label, f in PERFORMANCE
+            if keys is None or k in keys
+        },
+        index=['Strategy', 'Buy & hold'],
+    ).T
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c0ff4aac8
 def _pbo_words(p: dict | None) -> str:
     "PBO with what it was measured over: configurations (those earlier runs kept among them), bars, splits"
     if not p: return 'n/a (one configuration)'
     earlier = f", {p['earlier']} of them from earlier runs on the question" if p.get('earlier') else ''
-    bars = f" on the {p['bars']:,} bars any of them traded, each in cash where it had no decision" if p.get('earlier') and p.get('bars') else ''
+    bars = (
+        f" on the {p['bars']:,} bars any of them traded, each in cash where it had no decision"
+        if p.get('earlier') and p.get('bars')
+        else ''
+    )
     return f"{p['pbo']:.0%} ({p['strategies']} configurations{earlier}{bars}, {p['splits']:,} splits)"
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_02
 def _spread_words(s: dict) -> str:
-    "The variance the deflation used, and whether the floor (an unskilled Sharpe ratio's sampling variance over these bars) set it"
+    """The variance the deflation used, and whether the floor (an unskilled Sharpe ratio's sampling variance over these
+    bars) set it"""
     spread, floor = s.get('sr_variance_trials'), s['sr_variance_floor']
-    if spread is None: return f"{floor:.3g}: no spread among trials to measure, so an unskilled Sharpe ratio's sampling variance over {s['n']:,} bars"
-    if spread >= floor: return f"{spread:.3g} among the trials (above the floor of {floor:.3g}, luck alone over {s['n']:,} bars)"
-    return (f"{floor:.3g}, the floor (luck alone over {s['n']:,} bars): the trials differ by only {spread:.3g}, near copies of one "
-            f"another, which would have made luck look small")
+    if spread is None:
+        return (f"{floor:.3g}: no spread among trials to measure, so an unskilled Sharpe ratio's sampling variance "
+                f"over {s['n']:,} bars")
+    if spread >= floor:
+        return f"{spread:.3g} among the trials (above the floor of {floor:.3g}, luck alone over {s['n']:,} bars)"
+    return (
+        f"{floor:.3g}, the floor (luck alone over {s['n']:,} bars): the trials differ by only {spread:.3g}, near "
+        "copies of one "
+        f"another, which would have made luck look small"
+    )
 
 def _record_words(r: dict) -> str:
     "Where the count comes from, and what is wrong with it"
     if r.get('problem'): return r['problem'][0].upper() + r['problem'][1:]
     if 'ledger' not in r: return 'whole'
     extra = f"; {r['from_mlflow']} run(s) recorded only in MLflow counted too" if r.get('from_mlflow') else ''
-    return f"whole: {r['entries']:,} entries in the trial ledger ({r['ledger']}), its chain and every noted head checked{extra}"
+    return (f"whole: {r['entries']:,} entries in the trial ledger ({r['ledger']}), its chain and every noted head "
+            f"checked{extra}")
+
 
 def skill_frame(m: dict) -> pd.DataFrame:
     "The tests of skill: PSR, DSR with its trial count, PBO, the bootstrap interval, Monte Carlo drawdowns and ruin"
     s, ci, mc = m['skill'], m['sharpe_interval'], m['monte_carlo']
-    rows = {'Probabilistic Sharpe ratio (vs 0)': figure(s.get('psr')),
-            'Deflated Sharpe ratio': figure(s.get('dsr')),
-            'Trials (configurations tried)': trials_in_words(s),
-            **({'Spread of the trials\' Sharpe ratios (per bar)': _spread_words(s)} if 'sr_variance_floor' in s else {}),
-            **({'Trial record': _record_words(s['record'])} if s.get('record') else {}),
-            'Best Sharpe expected by luck (annualised)': annualised_shown('sharpe', f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}", m['strategy']),
-            f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": annualised_shown('sharpe', f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]", m['strategy']),
-            'Probability of backtest overfitting': _pbo_words(m.get('pbo')),
-            'Max drawdown, Monte Carlo 5% / 50% / 95%': ' / '.join(f"{mc['max_drawdown'][q]:.1%}" for q in ('0.05', '0.5', '0.95')),
-            f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths"}
+    rows = {
+        'Probabilistic Sharpe ratio (vs 0)': figure(s.get('psr')),
+        'Deflated Sharpe ratio': figure(s.get('dsr')),
+        'Trials (configurations tried)': trials_in_words(s),
+        **({'Spread of the trials\' Sharpe ratios (per bar)': _spread_words(s)} if 'sr_variance_floor' in s else {}),
+        **({'Trial record': _record_words(s['record'])} if s.get('record') else {}),
+        'Best Sharpe expected by luck (annualised)': annualised_shown(
+            'sharpe', f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}", m['strategy']
+        ),
+        f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": annualised_shown(
+            'sharpe', f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]", m['strategy']
+        ),
+        'Probability of backtest overfitting': _pbo_words(m.get('pbo')),
+        'Max drawdown, Monte Carlo 5% / 50% / 95%': ' / '.join(
+            f"{mc['max_drawdown'][q]:.1%}" for q in ('0.05', '0.5', '0.95')
+        ),
+        f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths",
+    }
     return pd.DataFrame({'': rows}).rename_axis('test')
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c73e64244
 def holdout_frame(h: dict) -> pd.DataFrame:
-    "The holdout after selection as a table: what was chosen, when, on which bars, and how it did on the bars since beside buy-and-hold"
-    rows = {'Configuration chosen': h['configuration'], 'Chosen on': h['chosen_at'][:10], 'On bars through': h['through'][:10],
-            'Bars since the choice': f"{h['bars']:,}", 'Bars that would confirm it (minimum track record, PSR 95%)': f"{h['needed']:,}" if h['needed'] else 'never (no positive Sharpe ratio chosen)'}
+    """The holdout after selection as a table: what was chosen, when, on which bars, and how it did on the bars since
+    beside buy-and-hold"""
+    rows = {
+        'Configuration chosen': h['configuration'],
+        'Chosen on': h['chosen_at'][:10],
+        'On bars through': h['through'][:10],
+        'Bars since the choice': f"{h['bars']:,}",
+        'Bars that would confirm it (minimum track record, PSR 95%)': f"{h['needed']:,}"
+        if h['needed']
+        else 'never (no positive Sharpe ratio chosen)',
+    }
     if h['status'] == 'measured':
-        rows |= {'Return after costs': f"{h['total_return']:.1%}", 'Sharpe ratio (annualised)': f"{h['sharpe']:.2f}",
-                 'PSR (one trial: nothing to deflate)': f"{h['psr']:.3f}", 'Buy-and-hold return': f"{h['buy_and_hold_return']:.1%}",
-                 'Buy-and-hold Sharpe ratio': f"{h['buy_and_hold_sharpe']:.2f}"}
+        rows |= {
+            'Return after costs': f"{h['total_return']:.1%}",
+            'Sharpe ratio (annualised)': f"{h['sharpe']:.2f}",
+            'PSR (one trial: nothing to deflate)': f"{h['psr']:.3f}",
+            'Buy-and-hold return': f"{h['buy_and_hold_return']:.1%}",
+            'Buy-and-hold Sharpe ratio': f"{h['buy_and_hold_sharpe']:.2f}",
+        }
     return pd.DataFrame({'': rows}).rename_axis('holdout')
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_fc
@@ -291,23 +483,46 @@ def _error(v, units: str) -> str:
     return f"{v:,.2f}" if units == 'price' else f"{v * 1e4:.2f} bps"
 
 def forecast_said(f: dict) -> str:
-    "One sentence: the forecast's MAE beside the random walk's and the drift's, the ratio, and Diebold-Mariano's test (`models.metrics.forecast_record`)"
+    """One sentence: the forecast's MAE beside the random walk's and the drift's, the ratio, and Diebold-Mariano's test
+    (`models.metrics.forecast_record`)"""
     walk = 'the next close is the last close' if f['units'] == 'price' else 'no change'
     ratio = f.get('mae_ratio')
-    if not isinstance(ratio, (int, float)) or ratio != ratio: return f"The forecast's accuracy against the random walk ({walk}) is not known."
+    if not isinstance(ratio, (int, float)) or ratio != ratio:
+        return f"The forecast's accuracy against the random walk ({walk}) is not known."
     outcome = 'beats' if f['beats_random_walk'] else 'does not beat'
-    dm = (f" Diebold-Mariano on squared errors: {f['dm']:+.2f} (p {f['dm_p']:.3g}; negative: the forecast's errors are the smaller)."
-          if isinstance(f.get('dm'), (int, float)) and f['dm'] == f['dm'] else '')
-    return (f"Out of sample, the forecast's mean absolute error is {_error(f['mae'], f['units'])} against {_error(f['mae_rw'], f['units'])} for "
-            f"the random walk ({walk}) and {_error(f.get('mae_drift'), f['units'])} for the drift alone: {ratio:.3f}x the random walk's; "
-            f"it {outcome} doing nothing (MAE and RMSE both below the random walk's is what beating it takes).{dm}")
+    dm = (
+        f" Diebold-Mariano on squared errors: {f['dm']:+.2f} (p {f['dm_p']:.3g}; negative: the forecast's errors are "
+        "the smaller)."
+        if isinstance(f.get('dm'), (int, float)) and f['dm'] == f['dm']
+        else ''
+    )
+    return (
+        f"Out of sample, the forecast's mean absolute error is {_error(f['mae'], f['units'])} against "
+        f"{_error(f['mae_rw'], f['units'])} for "
+        f"the random walk ({walk}) and {_error(f.get('mae_drift'), f['units'])} for the drift alone: {ratio:.3f}x the "
+        "random walk's; "
+        f"it {outcome} doing nothing (MAE and RMSE both below the random walk's is what beating it takes).{dm}"
+    )
 
 def forecast_frame(f: dict) -> pd.DataFrame:
     "The forecast, the random walk and the drift side by side: MAE, RMSE and the ratios to the random walk"
-    rows = {'forecast': (f['mae'], f['rmse']), 'random walk': (f['mae_rw'], f['rmse_rw']), 'drift only': (f.get('mae_drift'), f.get('rmse_drift'))}
+    rows = {
+        'forecast': (f['mae'], f['rmse']),
+        'random walk': (f['mae_rw'], f['rmse_rw']),
+        'drift only': (f.get('mae_drift'), f.get('rmse_drift')),
+    }
     ratio = lambda a, b: f"{a / b:.3f}x" if all(isinstance(v, (int, float)) and v == v for v in (a, b)) and b else ''
-    return pd.DataFrame({name: {'MAE': _error(a, f['units']), 'RMSE': _error(b, f['units']), 'MAE / random walk': ratio(a, f['mae_rw']),
-                                'RMSE / random walk': ratio(b, f['rmse_rw'])} for name, (a, b) in rows.items()}).T.rename_axis('forecast')
+    return pd.DataFrame(
+        {
+            name: {
+                'MAE': _error(a, f['units']),
+                'RMSE': _error(b, f['units']),
+                'MAE / random walk': ratio(a, f['mae_rw']),
+                'RMSE / random walk': ratio(b, f['rmse_rw']),
+            }
+            for name, (a, b) in rows.items()
+        }
+    ).T.rename_axis('forecast')
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_03
@@ -316,45 +531,92 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                     curve: pd.DataFrame, # its curves
                     header: str = '', # the run: when, with what (text)
                     fill_rules: str = '', quality: dict | None = None,
-                    tradeable: bool = True, # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
+                    # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
+                    tradeable: bool = True,
                    ) -> tuple[list[str], list, list[str]]:
-    "A tearsheet's parts: the HTML above its charts, its plotly figures, the HTML below them (the file and the dashboards' page are both made of them)"
-    top = [f"<h1>{html.escape(name)}: tearsheet</h1>", *(f"<p><small>{html.escape(part.replace('**', '').replace('`', ''))}</small></p>"
-                                                         for part in header.split('\n\n') if part.strip()),   # its paragraphs kept apart
-           f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>", f"<p><small>{html.escape(clock_in_words(m))}</small></p>"]
+    """A tearsheet's parts: the HTML above its charts, its plotly figures, the HTML below them (the file and the
+    dashboards' page are both made of them)"""
+    top = [
+        f"<h1>{html.escape(name)}: tearsheet</h1>",
+        *(
+            f"<p><small>{html.escape(part.replace('**', '').replace('`', ''))}</small></p>"
+            for part in header.split('\n\n')
+            if part.strip()
+        ),  # its paragraphs kept apart
+        f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>",
+        f"<p><small>{html.escape(clock_in_words(m))}</small></p>",
+    ]
     parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]
-    if m.get('forecast'): parts[:0] = ["<h2>The forecast against doing nothing</h2>", f"<p>{html.escape(forecast_said(m['forecast']))}</p>",
-                                       _table(forecast_frame(m['forecast']))]
-    if m.get('holdout'): parts += ["<h2>Holdout after selection</h2>", f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
-                                   _table(holdout_frame(m['holdout']))]
+    if m.get('forecast'):
+        parts[:0] = [
+            "<h2>The forecast against doing nothing</h2>",
+            f"<p>{html.escape(forecast_said(m['forecast']))}</p>",
+            _table(forecast_frame(m['forecast'])),
+        ]
+    if m.get('holdout'):
+        parts += [
+            "<h2>Holdout after selection</h2>",
+            f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
+            _table(holdout_frame(m['holdout'])),
+        ]
     if 'cost_stress' in m:
         stress = pd.DataFrame(m['cost_stress']['table'])
         be = m['cost_stress']['break_even_bps']
-        parts += ["<h2>Costs stressed</h2>",
-                  f"<p>Costs used: {m['costs']['asset_class']}, {m['costs']['fees_bps']:g} bps fees + {m['costs']['slippage_bps']:g} bps "
-                  f"slippage per fill ({m['costs']['round_trip_bps']:g} bps a round trip). Break-even: "
-                  + (f"<b>{be:.1f} bps</b> a round trip." if be is not None else f"above {stress['round_trip_bps'].max():g} bps a round trip (the grid's end).")
-                  + "</p>", _table(stress.set_index('multiple').rename_axis('costs x'))]
+        parts += [
+            "<h2>Costs stressed</h2>",
+            f"<p>Costs used: {m['costs']['asset_class']}, {m['costs']['fees_bps']:g} bps fees + "
+            f"{m['costs']['slippage_bps']:g} bps "
+            f"slippage per fill ({m['costs']['round_trip_bps']:g} bps a round trip). Break-even: "
+            + (
+                f"<b>{be:.1f} bps</b> a round trip."
+                if be is not None
+                else f"above {stress['round_trip_bps'].max():g} bps a round trip (the grid's end)."
+            )
+            + "</p>",
+            _table(stress.set_index('multiple').rename_axis('costs x')),
+        ]
     if 'models' in m:
-        parts += ["<h2>Every model, same bars and costs</h2>",
-                  _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']], m['strategy'])]
+        parts += [
+            "<h2>Every model, same bars and costs</h2>",
+            _table(
+                pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
+                m['strategy'],
+            ),
+        ]
     for key, title in (('by_year', 'By year'), ('by_regime', "By the asset's volatility regime (trailing 20 bars)"),
                        ('signal_decay', 'Signal decay: return per bar held against the holding horizon')):
-        if m.get(key): parts += [f"<h2>{title}</h2>", _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]), m['strategy'] if key == 'by_regime' else None)]   # by_year's Sharpe is per bar
+        if m.get(key):
+            parts += [
+                f"<h2>{title}</h2>",
+                _table(
+                    pd.DataFrame(m[key]).set_index(list(m[key][0])[0]), m['strategy'] if key == 'by_regime' else None
+                ),
+            ]  # by_year's Sharpe is per bar
     if quality: parts += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
     if fill_rules: parts += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
     return top, figures(curve, name), parts
 
-def tearsheet_page(name: str, m: dict, curve: pd.DataFrame, header: str = '', fill_rules: str = '', quality: dict | None = None,
-                   tradeable: bool = True) -> str:
+def tearsheet_page(
+    name: str,
+    m: dict,
+    curve: pd.DataFrame,
+    header: str = '',
+    fill_rules: str = '',
+    quality: dict | None = None,
+    tradeable: bool = True,
+) -> str:
     "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
     import plotly.io as pio
     top, figs, parts = tearsheet_parts(name, m, curve, header, fill_rules, quality, tradeable)
     charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True}) for f in figs)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(name)} tearsheet</title><script src='plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head>"
-            f"<body>{''.join(top)}{charts}{''.join(parts)}</body></html>")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+        "initial-scale=1'>"
+        f"<title>{html.escape(name)} tearsheet</title><script "
+        f"src='plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head>"
+        f"<body>{''.join(top)}{charts}{''.join(parts)}</body></html>"
+    )
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_04
 def write_tearsheets(folder: Path, # where the pages go (created)
@@ -362,7 +624,8 @@ def write_tearsheets(folder: Path, # where the pages go (created)
                      header: str = '') -> list[Path]:
     "One tearsheet per symbol and one for the portfolio, and plotly.min.js once beside them"
     from plotly.offline import get_plotlyjs
-    from mlfin.backtest.universe import PORTFOLIO   # here, not at the top: importing mlfin.backtest.universe imports this module
+    from mlfin.backtest.universe import PORTFOLIO   # here, not at the top: importing mlfin.backtest.universe imports
+                                                    # this module
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     (folder/'plotly.min.js').write_text(get_plotlyjs())
     pages = {sym: (s, s.get('quality')) for sym, s in run['symbols'].items()}
@@ -372,7 +635,9 @@ def write_tearsheets(folder: Path, # where the pages go (created)
         curve = run['curves'][run['curves']['symbol'] == name]
         if curve.empty: raise BadInput(f"tearsheet {name}: no curves in the run")
         path = folder/f"tearsheet-{name}.html"
-        page = tearsheet_page(name, m, curve, header, run.get('fill_rules', ''), quality, run.get('validation', {}).get('tradeable', True))
+        page = tearsheet_page(
+            name, m, curve, header, run.get('fill_rules', ''), quality, run.get('validation', {}).get('tradeable', True)
+        )
         atomic_write(path, lambda tmp: Path(tmp).write_text(page))
         written.append(path)
     return written

@@ -20,7 +20,9 @@ __all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLD
 # %% ../../nbs/07g_backtest.trials.ipynb #c006
 @dataclass(frozen=True)
 class Question:
-    "What is traded: every configuration tried on the same bars, under any name and by any rule, is one more try at the same answer"
+    """What is traded: every configuration tried on the same bars, under any name and by any rule, is one more try at
+    the same answer"""
+
     symbol: str
     timeframe: str
     label: str        # a key of `features.labels.LABELS`
@@ -29,17 +31,21 @@ class Question:
     series: str = ''  # the family of the bars' content (`tracking.ledger.family_of`): what the question is filed under
 
     def __post_init__(self):
-        if self.validation not in VALIDATIONS: raise BadInput(f"validation {self.validation!r} is not one of {', '.join(VALIDATIONS)}")
+        if self.validation not in VALIDATIONS:
+            raise BadInput(f"validation {self.validation!r} is not one of {', '.join(VALIDATIONS)}")
 
     @property
     def key(self) -> str:
         "The question in words: the bars it is about (and, before the ledger, the rule asked of them)"
-        if self.series: return f"{self.symbol}:{self.timeframe}'s bars (series {self.series}, under any name, by any label, horizon or validation)"
+        if self.series:
+            return (f"{self.symbol}:{self.timeframe}'s bars (series {self.series}, under any name, by any label, "
+                    "horizon or validation)")
         return self.legacy_key
 
     @property
     def legacy_key(self) -> str:
-        "What questions were keyed by before they followed the data: a symbol's name, the label, its horizon and the validation"
+        """What questions were keyed by before they followed the data: a symbol's name, the label, its horizon and the
+        validation"""
         return f"{self.symbol}:{self.timeframe} {self.label} {int(self.horizon)} bar(s) ahead, {self.validation}"
 
     @property
@@ -52,8 +58,27 @@ class Question:
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c008
 RESULT_NEUTRAL = frozenset({'n_jobs'})   # hyperparameters that change how fast a model trains, not what it predicts
-# the run parameters a researcher chooses besides the model and the signal's point: trying another is trying another configuration
-CHOICES = ('inputs', 'start', 'end', 'label', 'horizon', 'cv', 'folds', 'train_size', 'embargo', 'weighting', 'seed', 'short_below', 'sizing', 'kelly', 'stop_loss', 'take_profit')
+# the run parameters a researcher chooses besides the model and the signal's point: trying another is trying another
+# configuration
+CHOICES = (
+    'inputs',
+    'start',
+    'end',
+    'label',
+    'horizon',
+    'cv',
+    'folds',
+    'train_size',
+    'embargo',
+    'weighting',
+    'seed',
+    'short_below',
+    'sizing',
+    'kelly',
+    'stop_loss',
+    'take_profit',
+)
+
 
 def _canonical(value):
     "A value as identity sees it: numbers to 6 significant digits (1.0 as 1), mappings sorted"
@@ -78,44 +103,94 @@ def configuration_id(family: str,   # the model's family
                      choices: dict, # the run's other choices (`CHOICES`; missing ones count as None)
                     ) -> str:
     "A configuration's identity: its model's family and values, its point, and the run's other choices"
-    return _digest({'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'point': point,
-                    'choices': {k: choices.get(k) for k in CHOICES}})
+    return _digest(
+        {
+            'family': family,
+            'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL},
+            'point': point,
+            'choices': {k: choices.get(k) for k in CHOICES},
+        }
+    )
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c010
 def search_id(family: str, params: dict, # the values a search found
              ) -> str:
-    "The identity of a search: the values it found, whoever ran it (`mlfin tune`, its workers sharing a study, a run's --trials)"
-    return _digest({'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'search': True})
+    """The identity of a search: the values it found, whoever ran it (`mlfin tune`, its workers sharing a study, a run's
+    --trials)"""
+    return _digest(
+        {'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'search': True}
+    )
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c012
-LEDGER = {'question': 'string', 'configuration': 'string', 'kind': 'string', 'name': 'string', 'model': 'string', 'family': 'string',
-          'point': 'float64', 'models': 'int64', 'params': 'string', 'choices': 'string', 'sharpe': 'float64', 'skew': 'float64',
-          'kurtosis': 'float64', 'bars': 'int64', 'first': 'datetime64[us, UTC]', 'last': 'datetime64[us, UTC]', 'chosen': 'bool'}
-KINDS = {'configuration': "a model's values at one point of the grid, backtested after costs: one trial",
-         'search': "the other trials of the search that chose a model's values: `models` of them, each at every point of the grid"}
+LEDGER = {
+    'question': 'string',
+    'configuration': 'string',
+    'kind': 'string',
+    'name': 'string',
+    'model': 'string',
+    'family': 'string',
+    'point': 'float64',
+    'models': 'int64',
+    'params': 'string',
+    'choices': 'string',
+    'sharpe': 'float64',
+    'skew': 'float64',
+    'kurtosis': 'float64',
+    'bars': 'int64',
+    'first': 'datetime64[us, UTC]',
+    'last': 'datetime64[us, UTC]',
+    'chosen': 'bool',
+}
+KINDS = {
+    'configuration': "a model's values at one point of the grid, backtested after costs: one trial",
+    'search': "the other trials of the search that chose a model's values: `models` of them, each at every point of "
+              "the grid",
+}
 
 # %% ../../nbs/07g_backtest.trials.ipynb #cfe06a5a4
 def search_trials(question: Question, model: str, family: str,
                   params: dict,   # the values the search found
                   tried: int,     # its trials, the found one included
                  ) -> pd.DataFrame:
-    "A search's record on a question (a run's --trials, or `mlfin tune`): its other trials, one `search` row of `LEDGER`"
+    """A search's record on a question (a run's --trials, or `mlfin tune`): its other trials, one `search` row of
+    `LEDGER`"""
     if tried < 2: raise BadInput(f"{model}: a search of {tried} trial(s) tried nothing besides its values")
-    row = {'question': question.id, 'configuration': search_id(family, params), 'kind': 'search', 'name': f"{model} search",
-           'model': model, 'family': family, 'point': math.nan, 'models': tried - 1, 'params': json.dumps(_canonical(params)),
-           'choices': '{}', 'sharpe': math.nan, 'skew': math.nan, 'kurtosis': math.nan, 'bars': 0, 'first': None, 'last': None,
-           'chosen': False}
+    row = {
+        'question': question.id,
+        'configuration': search_id(family, params),
+        'kind': 'search',
+        'name': f"{model} search",
+        'model': model,
+        'family': family,
+        'point': math.nan,
+        'models': tried - 1,
+        'params': json.dumps(_canonical(params)),
+        'choices': '{}',
+        'sharpe': math.nan,
+        'skew': math.nan,
+        'kurtosis': math.nan,
+        'bars': 0,
+        'first': None,
+        'last': None,
+        'chosen': False,
+    }
     return pd.DataFrame([row])[list(LEDGER)].astype(LEDGER)
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c013
 def _moments(r: pd.Series) -> dict:
     "Per-bar Sharpe ratio, skewness and kurtosis of a configuration's returns; NaN when too few to tell"
-    return stats.sharpe_moments(r) if len(r) >= 4 else {'sr': math.nan, 'n': len(r), 'skew': math.nan, 'kurtosis': math.nan}
+    return (
+        stats.sharpe_moments(r)
+        if len(r) >= 4
+        else {'sr': math.nan, 'n': len(r), 'skew': math.nan, 'kurtosis': math.nan}
+    )
 
 
 def run_trials(question: Question,
-               models: list[dict],     # the run's models of the symbol: model, family, params, tried (the train task's record)
-               returns: pd.DataFrame,  # per-bar returns after costs of every configuration of the grid (columns MODEL@POINT)
+               # the run's models of the symbol: model, family, params, tried (the train task's record)
+               models: list[dict],
+               # per-bar returns after costs of every configuration of the grid (columns MODEL@POINT)
+               returns: pd.DataFrame,
                choices: dict,          # the run's other choices (`CHOICES`)
                chosen: str,            # the configuration traded: the leader at the run's point (MODEL@POINT)
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -123,33 +198,55 @@ def run_trials(question: Question,
     by_name, rows, ids = {m['model']: m for m in models}, [], {}
     for name in returns.columns:
         model, _, point = name.rpartition('@')
-        if model not in by_name: raise BadInput(f"{question.symbol}: the grid's {name} is no model of the run ({', '.join(by_name)})")
+        if model not in by_name:
+            raise BadInput(f"{question.symbol}: the grid's {name} is no model of the run ({', '.join(by_name)})")
         m, r = by_name[model], returns[name].dropna()
         ids[name] = configuration_id(m['family'], m['params'], float(point), choices)
         found = _moments(r)
-        rows.append({'configuration': ids[name], 'kind': 'configuration', 'name': name, 'model': model, 'family': m['family'],
-                     'point': float(point), 'models': 1, 'params': json.dumps(_canonical(m['params'])), 'sharpe': found['sr'],
-                     'skew': found['skew'], 'kurtosis': found['kurtosis'], 'bars': len(r), 'first': r.index.min(), 'last': r.index.max(),
-                     'chosen': name == chosen})
-    table = pd.DataFrame(rows).assign(question=question.id, choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES})))
+        rows.append(
+            {
+                'configuration': ids[name],
+                'kind': 'configuration',
+                'name': name,
+                'model': model,
+                'family': m['family'],
+                'point': float(point),
+                'models': 1,
+                'params': json.dumps(_canonical(m['params'])),
+                'sharpe': found['sr'],
+                'skew': found['skew'],
+                'kurtosis': found['kurtosis'],
+                'bars': len(r),
+                'first': r.index.min(),
+                'last': r.index.max(),
+                'chosen': name == chosen,
+            }
+        )
+    table = pd.DataFrame(rows).assign(
+        question=question.id, choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES}))
+    )
     # two names of one configuration (a variant differing only in `n_jobs`, a copy): one trial, traded if either was
     table['chosen'] = table.groupby('configuration')['chosen'].transform('any')
     table, returns = table.drop_duplicates('configuration'), returns.rename(columns=ids)
     returns = returns.loc[:, ~returns.columns.duplicated()]
-    searches = [search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models if m['tried'] > 1]
+    searches = [
+        search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models if m['tried'] > 1
+    ]
     return pd.concat([table[list(LEDGER)].astype(LEDGER), *searches], ignore_index=True), returns
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c014
 def trial_count(ledger: pd.DataFrame, # trials (`LEDGER` frames), any number of runs'
                 per_model: int,       # points of the grid per model: a search's trials count at each
                ) -> int:
-    "Trials a ledger holds: each configuration once however often it ran, each search's other trials (the most any record of it counted) at every point of the grid"
+    """Trials a ledger holds: each configuration once however often it ran, each search's other trials (the most any
+    record of it counted) at every point of the grid"""
     configurations = ledger.loc[ledger['kind'] == 'configuration', 'configuration'].nunique()
     searched = ledger[ledger['kind'] == 'search'].groupby('configuration')['models'].max().sum()
     return int(configurations + searched * per_model)
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c016
-PBO_COVERAGE = 0.5   # an earlier configuration's kept returns join PBO when they cover at least this share of the run's bars
+# an earlier configuration's kept returns join PBO when they cover at least this share of the run's bars
+PBO_COVERAGE = 0.5
 
 def latest_sources(earlier: pd.DataFrame, # trials recorded before (a `LEDGER` frame with `source`), oldest first
                   ) -> list[str]:
@@ -158,9 +255,10 @@ def latest_sources(earlier: pd.DataFrame, # trials recorded before (a `LEDGER` f
     return list(dict.fromkeys(tried.drop_duplicates('configuration', keep='last')['source']))
 
 
-def latest_returns(earlier: pd.DataFrame,             # trials recorded before (a `LEDGER` frame with `source`), oldest first
-                   kept: dict[str, pd.DataFrame],     # source -> its configurations' returns (columns: configuration ids)
-                  ) -> pd.DataFrame:
+def latest_returns(
+    earlier: pd.DataFrame,  # trials recorded before (a `LEDGER` frame with `source`), oldest first
+    kept: dict[str, pd.DataFrame],  # source -> its configurations' returns (columns: configuration ids)
+) -> pd.DataFrame:
     "Each configuration's returns from the latest record that kept them"
     frames = {}
     for source in earlier['source'].drop_duplicates():
@@ -169,9 +267,14 @@ def latest_returns(earlier: pd.DataFrame,             # trials recorded before (
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c017
 def _pbo_matrix(grid: pd.DataFrame, counted: pd.DataFrame, kept: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    "The run's configurations and every earlier one kept over most of the run's bars, on every bar any of them traded to the run's last, each in cash where it had no decision"
+    """The run's configurations and every earlier one kept over most of the run's bars, on every bar any of them traded
+    to the run's last, each in cash where it had no decision"""
     grid = grid.loc[:, ~grid.columns.duplicated()]
-    wanted = [c for c in counted.loc[counted['kind'] == 'configuration', 'configuration'].unique() if c in kept and c not in grid]
+    wanted = [
+        c
+        for c in counted.loc[counted['kind'] == 'configuration', 'configuration'].unique()
+        if c in kept and c not in grid
+    ]
     if not wanted: return grid, 0
     others = kept[wanted]
     others = others.loc[others.index <= grid.index.max(), others.reindex(grid.index).notna().mean() >= PBO_COVERAGE]
@@ -180,14 +283,18 @@ def _pbo_matrix(grid: pd.DataFrame, counted: pd.DataFrame, kept: pd.DataFrame) -
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c018
 def _empty_ledger() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}.items()})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=t) for c, t in {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}.items()}
+    )
 
 
 def question_skill(question: Question,
-                   returns: pd.Series,        # the traded configuration's per-bar returns after costs (the leader's book)
+                   # the traded configuration's per-bar returns after costs (the leader's book)
+                   returns: pd.Series,
                    mine: pd.DataFrame,        # this run's trials (`run_trials`)
                    grid: pd.DataFrame,        # their per-bar returns (columns: configuration ids)
-                   earlier: pd.DataFrame | None = None,   # trials recorded on the question before (a `LEDGER` frame with `recorded`, `source`), oldest first
+                   # trials recorded on the question before (a `LEDGER` frame with `recorded`, `source`), oldest first
+                   earlier: pd.DataFrame | None = None,
                    kept: pd.DataFrame | None = None,      # their returns where kept (`latest_returns`)
                    per_model: int = 1,        # points of the grid per model
                    since: pd.Timestamp | None = None,     # count only trials recorded since (`--trials-since`)
@@ -202,11 +309,22 @@ def question_skill(question: Question,
     matrix, joined = _pbo_matrix(grid, counted, pd.DataFrame() if kept is None else kept)
     tested, overfit = skill(returns, trials, matrix, float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else None)
     everything = trial_count(pd.concat([earlier, mine], ignore_index=True), per_model)
-    tested.update(run_trials=trial_count(mine, per_model), per_model=int(per_model),
-                  model_trials=int(mine.loc[mine['kind'] == 'configuration', 'model'].nunique() + mine.loc[mine['kind'] == 'search', 'models'].sum()),
-                  question={'id': question.id, 'key': question.key, 'earlier_runs': int(counted['source'].nunique()),
-                            'first_recorded': counted['recorded'].min().isoformat() if len(counted) else None,
-                            'since': since.isoformat() if since is not None else None, 'left_out': everything - trials})
+    tested.update(
+        run_trials=trial_count(mine, per_model),
+        per_model=int(per_model),
+        model_trials=int(
+            mine.loc[mine['kind'] == 'configuration', 'model'].nunique()
+            + mine.loc[mine['kind'] == 'search', 'models'].sum()
+        ),
+        question={
+            'id': question.id,
+            'key': question.key,
+            'earlier_runs': int(counted['source'].nunique()),
+            'first_recorded': counted['recorded'].min().isoformat() if len(counted) else None,
+            'since': since.isoformat() if since is not None else None,
+            'left_out': everything - trials,
+        },
+    )
     if overfit is not None: overfit.update(earlier=joined, bars=int(len(matrix)))
     return tested, overfit
 
@@ -214,49 +332,82 @@ def question_skill(question: Question,
 def portfolio_skill(book: dict,            # the portfolio's backtest metrics (its own moments and grid)
                     symbols: dict[str, dict], # each symbol's metrics, its skill weighed against its question
                    ) -> dict:
-    "The portfolio's PSR and DSR with every symbol's trials on its question: their sum deflates it (each leader was chosen on its own)"
+    """The portfolio's PSR and DSR with every symbol's trials on its question: their sum deflates it (each leader was
+    chosen on its own)"""
     s = dict(book['skill'])
     trials = sum(m['skill']['trials'] for m in symbols.values())
-    s.update(run_trials=s['trials'], trials=int(trials), expected_max_sharpe=stats.expected_max_sharpe(int(trials), s['sr_variance']),
-             dsr=stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], int(trials), s['sr_variance']))
+    s.update(
+        run_trials=s['trials'],
+        trials=int(trials),
+        expected_max_sharpe=stats.expected_max_sharpe(int(trials), s['sr_variance']),
+        dsr=stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], int(trials), s['sr_variance']),
+    )
     return s
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c021
-HOLDOUT_MIN_BARS = 20   # a holdout's figures from this many bars on: below it, no skewness, kurtosis or bootstrap to speak of
+# a holdout's figures from this many bars on: below it, no skewness, kurtosis or bootstrap to speak of
+HOLDOUT_MIN_BARS = 20
 WINDOW = ('start', 'end')   # the choices that only cut the bars a configuration sees: another window, the same rule
 
 def rule_id(row) -> str:
-    "A configuration's rule (a `LEDGER` row): its identity without its window of bars (`WINDOW`), which a holdout follows onto later bars"
+    """A configuration's rule (a `LEDGER` row): its identity without its window of bars (`WINDOW`), which a holdout
+    follows onto later bars"""
     choices = {k: v for k, v in json.loads(row['choices'] or '{}').items() if k not in WINDOW}
     params = {k: v for k, v in json.loads(row['params'] or '{}').items() if k not in RESULT_NEUTRAL}
     return _digest({'family': row['family'], 'params': params, 'point': row['point'], 'choices': choices})
 
 def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`recorded`, `source`), oldest first
-            grid: pd.DataFrame,      # this run's configurations' per-bar returns after costs (columns: configuration ids)
+            # this run's configurations' per-bar returns after costs (columns: configuration ids)
+            grid: pd.DataFrame,
             hold: pd.Series,         # buy-and-hold's per-bar returns over the run's bars
             periods_per_year: float,
             tradeable: bool = True,  # walk-forward predictions: a bar's prediction used only earlier bars
-            mine: pd.DataFrame | None = None, # this run's trials (`run_trials`): the chosen rule found here under another window
+            # this run's trials (`run_trials`): the chosen rule found here under another window
+            mine: pd.DataFrame | None = None,
            ) -> dict | None:
-    "The configuration an earlier run chose, judged on the bars that came after its choice (one trial); None without such a run"
+    """The configuration an earlier run chose, judged on the bars that came after its choice (one trial); None without
+    such a run"""
     picks = earlier[earlier['chosen'] & (earlier['last'] < grid.index.max())] if len(earlier) else earlier
     if not len(picks): return None
     pick = picks.iloc[-1]
-    needed = stats.min_track_record(pick['sharpe'], pick['skew'], pick['kurtosis']) if pick['sharpe'] == pick['sharpe'] else math.inf
-    out = {'configuration': pick['name'], 'id': pick['configuration'], 'chosen_at': pick['recorded'].isoformat(),
-           'chosen_by': pick['source'], 'through': pick['last'].isoformat(), 'chosen_sharpe': float(pick['sharpe']) * math.sqrt(periods_per_year),
-           'needed': None if math.isinf(needed) else math.ceil(needed), 'trials': 1, 'min_bars': HOLDOUT_MIN_BARS}
+    needed = (
+        stats.min_track_record(pick['sharpe'], pick['skew'], pick['kurtosis'])
+        if pick['sharpe'] == pick['sharpe']
+        else math.inf
+    )
+    out = {
+        'configuration': pick['name'],
+        'id': pick['configuration'],
+        'chosen_at': pick['recorded'].isoformat(),
+        'chosen_by': pick['source'],
+        'through': pick['last'].isoformat(),
+        'chosen_sharpe': float(pick['sharpe']) * math.sqrt(periods_per_year),
+        'needed': None if math.isinf(needed) else math.ceil(needed),
+        'trials': 1,
+        'min_bars': HOLDOUT_MIN_BARS,
+    }
     if not tradeable: return {**out, 'status': 'not tradeable', 'bars': 0}
     column = pick['configuration']
-    if column not in grid and mine is not None and len(mine):   # chosen with --end: the same rule, tried here on more bars
-        column = {rule_id(row): row['configuration'] for _, row in mine[mine['kind'] == 'configuration'].iterrows()}.get(rule_id(pick), column)
+    # chosen with --end: the same rule, tried here on more bars
+    if column not in grid and mine is not None and len(mine):
+        column = {
+            rule_id(row): row['configuration'] for _, row in mine[mine['kind'] == 'configuration'].iterrows()
+        }.get(rule_id(pick), column)
     if column not in grid: return {**out, 'status': 'not in this run', 'bars': 0}
     r = grid[column]
     r = r[r.index > pick['last']].dropna()
     if len(r) < HOLDOUT_MIN_BARS: return {**out, 'status': 'accumulating', 'bars': len(r)}
     m, h = stats.sharpe_moments(r), hold.reindex(r.index).fillna(0.0)
-    return {**out, 'status': 'measured', 'bars': len(r), 'first': r.index[0].isoformat(), 'last': r.index[-1].isoformat(),
-            'total_return': float((1 + r).prod() - 1), 'sharpe': stats.sharpe(r, periods_per_year),
-            'psr': stats.psr(m['sr'], m['n'], m['skew'], m['kurtosis']),
-            'buy_and_hold_return': float((1 + h).prod() - 1), 'buy_and_hold_sharpe': stats.sharpe(h, periods_per_year),
-            'long_enough': bool(len(r) >= needed)}   # as many bars as confirming its chosen Sharpe ratio would take; not a confirmation
+    return {
+        **out,
+        'status': 'measured',
+        'bars': len(r),
+        'first': r.index[0].isoformat(),
+        'last': r.index[-1].isoformat(),
+        'total_return': float((1 + r).prod() - 1),
+        'sharpe': stats.sharpe(r, periods_per_year),
+        'psr': stats.psr(m['sr'], m['n'], m['skew'], m['kurtosis']),
+        'buy_and_hold_return': float((1 + h).prod() - 1),
+        'buy_and_hold_sharpe': stats.sharpe(h, periods_per_year),
+        'long_enough': bool(len(r) >= needed),
+    }   # as many bars as confirming its chosen Sharpe ratio would take; not a confirmation

@@ -31,7 +31,8 @@ class BacktestSettings:
     short_below: float = default('short_below')
     sizing: str = default('sizing')
     kelly: float = default('kelly')
-    asset_class: str = default('asset_class') # the cost preset: auto (each symbol's calendar) or one asset class for all
+    # the cost preset: auto (each symbol's calendar) or one asset class for all
+    asset_class: str = default('asset_class')
     fees: float | None = default('fees')      # bps; None: the preset's
     slippage: float | None = default('slippage')
     stop_loss: float | None = default('stop_loss')
@@ -43,7 +44,8 @@ class BacktestSettings:
     @classmethod
     def of(cls, config: RunConfig, seed: int | None = None) -> BacktestSettings:
         "The backtest's settings from a run's parameters (the seed is the train task's)"
-        run = {f.name: getattr(config, f.name) for f in fields(cls) if f.name in RunConfig.model_fields}   # each field is a run parameter's
+        # each field is a run parameter's
+        run = {f.name: getattr(config, f.name) for f in fields(cls) if f.name in RunConfig.model_fields}
         return cls(**{**run, 'seed': run['seed'] if seed is None else seed})
 
     def rule(self, kind: str, costs: Costs) -> Rule:
@@ -51,7 +53,8 @@ class BacktestSettings:
         return Rule(kind, self.threshold, self.short_below, costs.round_trip)
 
     def cost_class(self, symbol: str, calendar: str) -> str:
-        "The asset class whose costs `symbol` on `calendar` trades at: the series' (`asset_class_of`), unless the run names one for all"
+        """The asset class whose costs `symbol` on `calendar` trades at: the series' (`asset_class_of`), unless the run
+        names one for all"""
         return asset_class_of(symbol, calendar) if self.asset_class == 'auto' else self.asset_class
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c006
@@ -63,7 +66,14 @@ def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one 
     if 'prob_up' in rows and rows['prob_up'].notna().any():
         side = sides(settings.rule('classifier', costs), rows['prob_up'])
         prob = calibrate(rows)['prob_calibrated'] if settings.sizing == 'kelly' else rows['prob_up']
-        return pd.DataFrame({'side': side, 'weight': sizes(side, prob, settings.sizing, settings.kelly), 'prob_up': rows['prob_up'], 'prob': prob})
+        return pd.DataFrame(
+            {
+                'side': side,
+                'weight': sizes(side, prob, settings.sizing, settings.kelly),
+                'prob_up': rows['prob_up'],
+                'prob': prob,
+            }
+        )
     # a regressor: its predicted move against a round trip's cost; sized fixed (no probability to size by)
     side = sides(settings.rule('regressor', costs), rows['prediction'])
     return pd.DataFrame({'side': side, 'weight': sizes(side), 'prob_up': np.nan, 'prob': np.nan})
@@ -72,7 +82,8 @@ def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one 
 COST_MULTIPLES = (0, 0.5, 1, 2, 3, 5, 10)
 
 def break_even(round_trip_bps: np.ndarray, annual: np.ndarray) -> float | None:
-    "The round-trip cost (bps) where the annual return first reaches zero, interpolated; 0 if it never was positive; None past the grid"
+    """The round-trip cost (bps) where the annual return first reaches zero, interpolated; 0 if it never was positive;
+    None past the grid"""
     if not annual[0] > 0: return 0.0
     for i in range(1, len(annual)):
         if annual[i] <= 0:
@@ -87,12 +98,27 @@ def cost_stress(bars: pd.DataFrame, weight: pd.Series, costs: Costs, periods_per
                 multiples: tuple = COST_MULTIPLES) -> dict:
     "Total and annual return and Sharpe ratio at multiples of the costs, and the break-even round-trip cost"
     names = [f"x{m:g}" for m in multiples]
-    pf = simulate({n: bars for n in names}, {n: weight for n in names},
-                  {n: Costs(costs.fees * m, costs.slippage * m) for n, m in zip(names, multiples)}, stop_loss, take_profit, shared=False)
+    pf = simulate(
+        {n: bars for n in names},
+        {n: weight for n in names},
+        {n: Costs(costs.fees * m, costs.slippage * m) for n, m in zip(names, multiples)},
+        stop_loss,
+        take_profit,
+        shared=False,
+    )
     values = pf.value()
-    rows = [{'multiple': m, 'round_trip_bps': 2 * (costs.fees + costs.slippage) * m,
-             **{k: v for k, v in stats.performance(values[n], periods_per_year).items() if k in ('total_return', 'annual_return', 'sharpe')}}
-            for n, m in zip(names, multiples)]
+    rows = [
+        {
+            'multiple': m,
+            'round_trip_bps': 2 * (costs.fees + costs.slippage) * m,
+            **{
+                k: v
+                for k, v in stats.performance(values[n], periods_per_year).items()
+                if k in ('total_return', 'annual_return', 'sharpe')
+            },
+        }
+        for n, m in zip(names, multiples)
+    ]
     table = pd.DataFrame(rows)
     return {'table': table.to_dict(orient='records'),
             'break_even_bps': break_even(table['round_trip_bps'].to_numpy(), table['annual_return'].to_numpy())}
@@ -103,12 +129,18 @@ GRID_THRESHOLDS = (0.50, 0.52, 0.55, 0.58, 0.60)
 
 def _floats(d: dict) -> dict:
     "JSON-able: numpy numbers as Python ones"
-    return {k: (float(v) if isinstance(v, (np.floating, float)) else int(v) if isinstance(v, (np.integer,)) else v) for k, v in d.items()}
+    return {
+        k: (float(v) if isinstance(v, (np.floating, float)) else int(v) if isinstance(v, (np.integer,)) else v)
+        for k, v in d.items()
+    }
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_00
 def _table(frame: pd.DataFrame) -> list[dict]:
-    return [_floats({frame.index.name or 'index': (i if isinstance(i, (str, int)) else str(i)), **row}) for i, row in frame.iterrows()]
+    return [
+        _floats({frame.index.name or 'index': (i if isinstance(i, (str, int)) else str(i)), **row})
+        for i, row in frame.iterrows()
+    ]
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_01
@@ -119,28 +151,38 @@ class Backtests:
     curves: pd.DataFrame    # per symbol (and PORTFOLIO): the leader's value, buy-and-hold, Monte Carlo bands, signals
     trades: pd.DataFrame    # the leaders' trades, with why each closed; `book`: the symbol traded alone, or PORTFOLIO
     metrics: dict           # per symbol and for the portfolio: every figure of the tearsheet
-    grid: pd.DataFrame = field(default_factory=pd.DataFrame) # per-bar returns after costs of every configuration of each symbol's grid (columns MODEL@POINT, and `symbol`)
+    # per-bar returns after costs of every configuration of each symbol's grid (columns MODEL@POINT, and `symbol`)
+    grid: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_02
 def skill(returns: pd.Series,          # the examined strategy's per-bar returns, after costs
           trials: int,                 # configurations tried (tuning and the model list)
           grid: pd.DataFrame | None,   # per-bar returns of the configurations around it (columns), same bars
-          variance: float | None = None, # the trials' Sharpe ratio variance (per bar) when known beyond the grid (earlier runs' too)
+          # the trials' Sharpe ratio variance (per bar) when known beyond the grid (earlier runs' too)
+          variance: float | None = None,
          ) -> tuple[dict, dict | None]:
-    "PSR and DSR (the trials' Sharpe dispersion: `variance`, else the grid's, never below an unskilled Sharpe ratio's sampling variance) and PBO over the grid"
+    """PSR and DSR (the trials' Sharpe dispersion: `variance`, else the grid's, never below an unskilled Sharpe ratio's
+    sampling variance) and PBO over the grid"""
     moments = stats.sharpe_moments(returns)
     g = grid if grid is not None and grid.shape[1] > 1 else None
     if variance is None and g is not None: variance = float(np.var([stats.sharpe(g[c]) for c in g], ddof=1))
-    # the floor: trials with no skill differ at least by their sampling noise over these bars (`stats.sharpe_variance`, the null)
+    # the floor: trials with no skill differ at least by their sampling noise over these bars (`stats.sharpe_variance`,
+    # the null)
     floor = stats.sharpe_variance(moments['n'])
     spread = variance if variance is not None and np.isfinite(variance) else None
     variance = floor if spread is None else max(spread, floor)
-    out = {**moments, 'trials': int(trials), 'sr_variance': variance, 'sr_variance_trials': spread, 'sr_variance_floor': floor,
-           'grid': 0 if g is None else int(g.shape[1]),
-           'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
-           'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
-           'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance)}
+    out = {
+        **moments,
+        'trials': int(trials),
+        'sr_variance': variance,
+        'sr_variance_trials': spread,
+        'sr_variance_floor': floor,
+        'grid': 0 if g is None else int(g.shape[1]),
+        'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
+        'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
+        'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance),
+    }
     overfit, blocks = None, (min(16, 2 * (len(g) // 4 // 2)) if g is not None else 0)
     if blocks >= 4:
         found = stats.pbo(g.to_numpy(), blocks)
@@ -161,34 +203,54 @@ def examine(value: pd.Series,          # the examined strategy's value per bar, 
             grid: pd.DataFrame | None, # per-bar returns of the configurations around it (columns), same bars
             periods_per_year: float, settings: BacktestSettings,
            ) -> tuple[dict, dict]:
-    "How much to believe a strategy: skill (PSR, DSR), PBO, a bootstrap Sharpe interval, Monte Carlo drawdowns, by year; (figures, bands)"
+    """How much to believe a strategy: skill (PSR, DSR), PBO, a bootstrap Sharpe interval, Monte Carlo drawdowns, by
+    year; (figures, bands)"""
     returns = value.pct_change().dropna()
     tested, overfit = skill(returns, trials, grid)
     bands = stats.drawdown_bands(returns.to_numpy(), reps=settings.reps, seed=settings.seed)
-    return {'skill': tested, 'pbo': overfit,
-            'sharpe_interval': _floats(stats.sharpe_interval(returns.to_numpy(), periods_per_year, reps=settings.reps, seed=settings.seed)),
-            'monte_carlo': _monte_carlo(bands), 'by_year': _table(stats.by_year(value, hold))}, bands
+    return {
+        'skill': tested,
+        'pbo': overfit,
+        'sharpe_interval': _floats(
+            stats.sharpe_interval(returns.to_numpy(), periods_per_year, reps=settings.reps, seed=settings.seed)
+        ),
+        'monte_carlo': _monte_carlo(bands),
+        'by_year': _table(stats.by_year(value, hold)),
+    }, bands
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_03b
 def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and every model's out-of-sample rows
                  costs: Costs, settings: BacktestSettings, periods_per_year: float,
                 ) -> tuple[dict, object, dict]:
-    "Every model's weights, traded each with its own capital on the same bars; (weights per model, the portfolio, figures per model)"
+    """Every model's weights, traded each with its own capital on the same bars; (weights per model, the portfolio,
+    figures per model)"""
     models = list(dict.fromkeys(oos['model']))
     made = {m: model_weights(oos[oos['model'] == m].sort_index(), costs, settings) for m in models}
-    pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, settings.stop_loss, settings.take_profit, shared=False)
+    pf = simulate(
+        {m: bars for m in models},
+        {m: w['weight'] for m, w in made.items()},
+        costs,
+        settings.stop_loss,
+        settings.take_profit,
+        shared=False,
+    )
     values, trades = pf.value(), pf.trades.records_readable
     per_model = {m: _floats(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
-                                              trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}   # sized P&L
+                                              # sized P&L
+                                              trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}
     return made, pf, per_model
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_03c
-def threshold_grid(bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Costs, settings: BacktestSettings) -> dict[str, pd.Series]:
-    "The configurations around the leader: every model at every threshold of the grid (a regressor: at cost multiples); name -> weights"
+def threshold_grid(
+    bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Costs, settings: BacktestSettings
+) -> dict[str, pd.Series]:
+    """The configurations around the leader: every model at every threshold of the grid (a regressor: at cost
+    multiples); name -> weights"""
     grid = {}
     for m, w in made.items():
         rows, classifier = oos[oos['model'] == m].sort_index(), w['prob_up'].notna().any()
-        for t in sorted({*GRID_THRESHOLDS, settings.threshold}) if classifier else (0.5, 1.0, 2.0):   # the traded one is a configuration too
+        # the traded one is a configuration too
+        for t in sorted({*GRID_THRESHOLDS, settings.threshold}) if classifier else (0.5, 1.0, 2.0):
             if classifier and settings.short_below >= t: continue
             grid[f"{m}@{t:g}"] = (model_weights(rows, costs, replace(settings, threshold=t)) if classifier else
                                   model_weights(rows, Costs(costs.fees * t, costs.slippage * t), settings))['weight']
@@ -197,62 +259,111 @@ def threshold_grid(bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Cos
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_03d
 @dataclass
 class SymbolBacktest:
-    "One symbol's backtest: its figures, the leader's curves and trades, every model's signals, the grid's weights and per-bar returns"
+    """One symbol's backtest: its figures, the leader's curves and trades, every model's signals, the grid's weights and
+    per-bar returns"""
+
     metrics: dict
     curves: pd.DataFrame
     trades: pd.DataFrame
     signals: pd.DataFrame
     grid: dict[str, pd.Series]
-    grid_returns: pd.DataFrame   # every configuration's per-bar returns after costs (columns: MODEL@POINT), from the bar after the first decision
+    # every configuration's per-bar returns after costs (columns: MODEL@POINT), from the bar after the first decision
+    grid_returns: pd.DataFrame
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_04
 def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its bars, every model's out-of-sample rows
-                    leader: str, calendar: str, trials: int,            # the examined model, the symbol's calendar, configurations tried
+                    # the examined model, the symbol's calendar, configurations tried
+                    leader: str, calendar: str, trials: int,
                     costs: Costs, settings: BacktestSettings = BacktestSettings()) -> SymbolBacktest:
     "One symbol: every model after costs, the leader examined"
     timeframe = bars.attrs.get('timeframe', '')
-    ppy = periods_per_year(calendar, timeframe, bars.index[0], bars.index[-1])   # the calendar's trading time in the bars' years
+    # the calendar's trading time in the bars' years
+    ppy = periods_per_year(calendar, timeframe, bars.index[0], bars.index[-1])
     if leader not in set(oos['model']): raise BadInput(f"{symbol}: the leader {leader!r} has no out-of-sample rows")
     made, pf, per_model = trade_models(bars, oos, costs, settings, ppy)
     value, chosen = pf.value()[leader], made[leader]
     hold = buy_and_hold(bars, chosen.index[0], chosen.index[-1], costs).value()
     grid = threshold_grid(bars, oos, made, costs, settings)
-    grid_values = simulate({k: bars for k in grid}, grid, costs, settings.stop_loss, settings.take_profit, shared=False).value()
-    # one trial count for the book: every model configuration tried (tuning trials included) at every threshold of the grid whose
-    # Sharpe dispersion deflates it and over which PBO is measured
+    grid_values = simulate(
+        {k: bars for k in grid}, grid, costs, settings.stop_loss, settings.take_profit, shared=False
+    ).value()
+    # one trial count for the book: every model configuration tried (tuning trials included) at every threshold of the
+    # grid whose Sharpe dispersion deflates it and over which PBO is measured
     each = len(grid) // len(made)   # thresholds (or cost multiples) per model
     grid_returns = grid_values.pct_change().iloc[1:]
     examined, bands = examine(value, hold, trials * each, grid_returns, ppy, settings)
     examined['skill'].update(model_trials=int(trials), per_model=int(each))
     returns = value.pct_change().dropna()
-    metrics = {'model': leader, 'costs': {'asset_class': settings.cost_class(symbol, calendar), 'fees_bps': costs.fees, 'slippage_bps': costs.slippage,
-                                          'round_trip_bps': 2 * (costs.fees + costs.slippage)},
-               'strategy': per_model[leader], 'buy_and_hold': _floats(stats.performance(hold, ppy)),
-               'exposure': per_model[leader]['exposure'], 'periods_per_year': ppy, 'models': per_model,
-               'skill': examined['skill'], 'pbo': examined['pbo'], 'sharpe_interval': examined['sharpe_interval'],
-               'monte_carlo': examined['monte_carlo'], 'by_year': examined['by_year'], 'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
-               'cost_stress': cost_stress(bars.loc[chosen.index[0]:chosen.index[-1]], chosen['weight'], costs, ppy, settings.stop_loss, settings.take_profit),
-               'signal_decay': _table(stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
-                                                          chosen['prob_up'] if chosen['prob_up'].notna().any() else None))}
-    if settings.sizing == 'kelly': metrics['calibrated_share'] = float(calibrate(oos[oos['model'] == leader].sort_index())['calibrated'].mean())
-    curves = pd.DataFrame({'symbol': symbol, 'strategy': value, 'buy_and_hold': hold.reindex(value.index),
-                           'prob_up': chosen['prob_up'].reindex(value.index), 'signal': chosen['side'].reindex(value.index),
-                           'weight': chosen['weight'].reindex(value.index), 'close': bars['close'].reindex(value.index)})
+    metrics = {
+        'model': leader,
+        'costs': {
+            'asset_class': settings.cost_class(symbol, calendar),
+            'fees_bps': costs.fees,
+            'slippage_bps': costs.slippage,
+            'round_trip_bps': 2 * (costs.fees + costs.slippage),
+        },
+        'strategy': per_model[leader],
+        'buy_and_hold': _floats(stats.performance(hold, ppy)),
+        'exposure': per_model[leader]['exposure'],
+        'periods_per_year': ppy,
+        'models': per_model,
+        'skill': examined['skill'],
+        'pbo': examined['pbo'],
+        'sharpe_interval': examined['sharpe_interval'],
+        'monte_carlo': examined['monte_carlo'],
+        'by_year': examined['by_year'],
+        'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
+        'cost_stress': cost_stress(
+            bars.loc[chosen.index[0] : chosen.index[-1]],
+            chosen['weight'],
+            costs,
+            ppy,
+            settings.stop_loss,
+            settings.take_profit,
+        ),
+        'signal_decay': _table(
+            stats.signal_decay(
+                chosen['side'].astype('float64'),
+                bars['close'],
+                chosen['prob_up'] if chosen['prob_up'].notna().any() else None,
+            )
+        ),
+    }
+    if settings.sizing == 'kelly':
+        metrics['calibrated_share'] = float(calibrate(oos[oos['model'] == leader].sort_index())['calibrated'].mean())
+    curves = pd.DataFrame(
+        {
+            'symbol': symbol,
+            'strategy': value,
+            'buy_and_hold': hold.reindex(value.index),
+            'prob_up': chosen['prob_up'].reindex(value.index),
+            'signal': chosen['side'].reindex(value.index),
+            'weight': chosen['weight'].reindex(value.index),
+            'close': bars['close'].reindex(value.index),
+        }
+    )
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
         curves[name] = np.r_[1.0, q] * value.iloc[0]
     trades, reason = pf.trades.records_readable, pf.orders_by_bar[leader]['reason']
     mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
-    mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
+    mine['exit_reason'] = [
+        str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])
+    ]
     records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, settings.threshold, w['weight'],
                                         w['prob'] if settings.sizing == 'kelly' else None) for m, w in made.items()])
     return SymbolBacktest(metrics, curves, mine, records, grid, grid_returns)
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c012z
-PORTFOLIO_MIN_DAYS = 20   # the leaders' portfolio is valued on a daily clock: over fewer days its statistics mean nothing
+# the leaders' portfolio is valued on a daily clock: over fewer days its statistics mean nothing
+PORTFOLIO_MIN_DAYS = 20
 
 def clock_days(bars_by_symbol: dict) -> int:
     "The UTC days any of the symbols has a bar on: what a portfolio on the daily clock would be valued over"
-    return int(pd.DatetimeIndex(np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])).nunique())
+    return int(
+        pd.DatetimeIndex(
+            np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])
+        ).nunique()
+    )
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013
 PORTFOLIO = 'PORTFOLIO'
@@ -262,40 +373,79 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
                       leaders: dict[str, str],      # symbol -> the leading model
                       calendars: dict[str, str],    # symbol -> calendar: annualising and the cost preset
                       trials: dict[str, int] | int = 1, # symbol -> configurations tried (tuning and the model list)
-                      settings: BacktestSettings | None = None, # the run's (`BacktestSettings.of`); default: the run defaults
-                      sources: tuple[str, str] | None = None, # the Parquet files of the bars and `oos` (the run's): each unit reads its symbol's rows
+                      # the run's (`BacktestSettings.of`); default: the run defaults
+                      settings: BacktestSettings | None = None,
+                      # the Parquet files of the bars and `oos` (the run's): each unit reads its symbol's rows
+                      sources: tuple[str, str] | None = None,
                       **changes,                    # fields of the settings that differ (reps=200, threshold=0.6, ...)
                      ) -> Backtests:
     "Every symbol's models after costs and its leader examined, then the leaders as one portfolio sharing cash"
     settings = replace(settings or BacktestSettings(), **changes)
     check_thresholds(settings.threshold, settings.short_below)
-    if settings.allocation not in ALLOCATIONS: raise BadInput(f"unknown allocation {settings.allocation!r}; known: {', '.join(ALLOCATIONS)}")
+    if settings.allocation not in ALLOCATIONS:
+        raise BadInput(f"unknown allocation {settings.allocation!r}; known: {', '.join(ALLOCATIONS)}")
     missing = [s for s in leaders if s not in bars_by_symbol]
     if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
     costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees, settings.slippage)
              for s in leaders}
     bars_at, oos_at = sources or (None, None)
-    calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol, leader, calendars[symbol],
-                      trials[symbol], costs[symbol], settings) for symbol, leader in leaders.items()}
-    done = fan_out('backtest', backtest_one, calls)   # one unit a symbol, in process or on the run's cluster; the portfolio here, after
+    calls = {
+        symbol: (
+            shipped(bars_by_symbol[symbol], bars_at),
+            shipped(oos[oos['symbol'] == symbol], oos_at),
+            symbol,
+            leader,
+            calendars[symbol],
+            trials[symbol],
+            costs[symbol],
+            settings,
+        )
+        for symbol, leader in leaders.items()
+    }
+    # one unit a symbol, in process or on the run's cluster; the portfolio here, after
+    done = fan_out('backtest', backtest_one, calls)
     metrics, curves, trades, records, weights, grids, returns = {}, [], [], [], {}, {}, []
     for symbol, one in done.items():
         metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
-        curves.append(one.curves); trades.append(one.trades); records.append(one.signals); returns.append(one.grid_returns.assign(symbol=symbol))
-    if len(leaders) > 1 and clock_days(bars_by_symbol) >= PORTFOLIO_MIN_DAYS:   # fewer days: no portfolio, each symbol stands alone
+        curves.append(one.curves)
+        trades.append(one.trades)
+        records.append(one.signals)
+        returns.append(one.grid_returns.assign(symbol=symbol))
+    # fewer days: no portfolio, each symbol stands alone
+    if len(leaders) > 1 and clock_days(bars_by_symbol) >= PORTFOLIO_MIN_DAYS:
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
-        p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs, sum(m['skill']['trials'] for m in metrics.values()),
-                                                          grids, calendars, settings)
+        p_metrics, p_curve, p_trades = backtest_portfolio(
+            bars_by_symbol,
+            weights,
+            costs,
+            sum(m['skill']['trials'] for m in metrics.values()),
+            grids,
+            calendars,
+            settings,
+        )
         p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
-    return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True), metrics, pd.concat(returns))
+    return Backtests(
+        pd.concat(records, ignore_index=True),
+        pd.concat(curves),
+        pd.concat(trades, ignore_index=True),
+        metrics,
+        pd.concat(returns),
+    )
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_u
-def backtest_one(bars: pd.DataFrame | str,  # the symbol's canonical bars, or the long Parquet file of the run's bars
-                 oos: pd.DataFrame | str,   # its models' out-of-sample rows, or the Parquet file of every symbol's
-                 symbol: str, leader: str, calendar: str, trials: int, costs: Costs, settings: BacktestSettings) -> SymbolBacktest:
+def backtest_one(
+    bars: pd.DataFrame | str,  # the symbol's canonical bars, or the long Parquet file of the run's bars
+    oos: pd.DataFrame | str,  # its models' out-of-sample rows, or the Parquet file of every symbol's
+    symbol: str,
+    leader: str,
+    calendar: str,
+    trials: int,
+    costs: Costs,
+    settings: BacktestSettings,
+) -> SymbolBacktest:
     "One symbol's backtest (`backtest_universe`'s unit of work), its rows read where it runs"
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     return backtest_symbol(symbol, bars, symbol_rows(oos, symbol), leader, calendar, trials, costs, settings)
@@ -303,12 +453,15 @@ def backtest_one(bars: pd.DataFrame | str,  # the symbol's canonical bars, or th
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_00
 def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], costs: dict[str, Costs], trials: int,
-                       grids: dict[str, dict] | None = None, # per symbol: the configurations' weights (model@threshold -> weight)
+                       # per symbol: the configurations' weights (model@threshold -> weight)
+                       grids: dict[str, dict] | None = None,
                        calendars: dict[str, str] | None = None, # symbol -> calendar: named beside the clock
                        settings: BacktestSettings | None = None, # the run's; default: the run defaults
-                       **changes,                    # fields of the settings that differ (reps=200, allocation='inverse_vol')
+                       # fields of the settings that differ (reps=200, allocation='inverse_vol')
+                       **changes,
                       ):
-    "The leaders of every symbol in one portfolio sharing cash among the symbols tradable at each time, beside buy-and-hold allocated alike, on one daily clock"
+    """The leaders of every symbol in one portfolio sharing cash among the symbols tradable at each time, beside
+    buy-and-hold allocated alike, on one daily clock"""
     settings = replace(settings or BacktestSettings(), **changes)
     stop_loss, take_profit, allocation = settings.stop_loss, settings.take_profit, settings.allocation
     shares = capital_shares(bars_by_symbol, weights, allocation)
@@ -317,36 +470,66 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     on_bars = pf.value()
     value = daily_clock(on_bars)
     ppy = days_per_year(value)
-    hold_weights = {s: pd.Series(1.0, index=bars_by_symbol[s].loc[w.index[0]:w.index[-1]].index) for s, w in weights.items()}
+    hold_weights = {
+        s: pd.Series(1.0, index=bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index) for s, w in weights.items()
+    }
     hold = daily_clock(book(hold_weights).value()).reindex(value.index)
     # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash alike
     keys = [k for k in next(iter(grids.values())) if all(k in g for g in grids.values())] if grids else []
-    grid = pd.DataFrame({k: daily_clock(book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss, take_profit=take_profit).value())
-                         for k in keys}).reindex(value.index).pct_change().iloc[1:] if keys else None
+    grid = (
+        pd.DataFrame(
+            {
+                k: daily_clock(
+                    book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss, take_profit=take_profit).value()
+                )
+                for k in keys
+            }
+        )
+        .reindex(value.index)
+        .pct_change()
+        .iloc[1:]
+        if keys
+        else None
+    )
     examined, bands = examine(value, hold, trials, grid, ppy, settings)
     trades = pf.trades.records_readable
-    held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)  # between a symbol's own bars
-    strategy = _floats({**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()), **_activity(held, value.index, ppy)})
+    # between a symbol's own bars
+    held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)
+    strategy = _floats(
+        {**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()), **_activity(held, value.index, ppy)}
+    )
     named = ', '.join(f"{s} {calendars[s]}" for s in weights if calendars and s in calendars)
-    metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
-               'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed" + (f"; {named})" if named else ")"),
-               'allocation': allocation, 'allocation_rule': ALLOCATIONS[allocation],
-               'strategy': strategy, 'buy_and_hold': _floats(stats.performance(hold, ppy)), 'exposure': strategy['exposure'],
-               **examined}
+    metrics = {
+        'model': 'leaders',
+        'symbols': list(weights),
+        'periods_per_year': ppy,
+        'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed"
+        + (f"; {named})" if named else ")"),
+        'allocation': allocation,
+        'allocation_rule': ALLOCATIONS[allocation],
+        'strategy': strategy,
+        'buy_and_hold': _floats(stats.performance(hold, ppy)),
+        'exposure': strategy['exposure'],
+        **examined,
+    }
     curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
     return metrics, curve, trades.rename(columns={'Column': 'symbol'}).assign(book=PORTFOLIO)
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_11
-ALLOCATIONS = {'equal': "an equal share of the capital for each symbol tradable at the time (1/N_t)",
-               'inverse_vol': "each tradable symbol's share inversely proportional to its volatility over the previous 91 days, summing to 1"}
+ALLOCATIONS = {
+    'equal': "an equal share of the capital for each symbol tradable at the time (1/N_t)",
+    'inverse_vol': "each tradable symbol's share inversely proportional to its volatility over the previous 91 days, "
+                   "summing to 1",
+}
 VOL_DAYS = 91   # the trailing window of `inverse_vol`, calendar days (a quarter)
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_12
 def trailing_volatility(bars: pd.DataFrame, days: int = VOL_DAYS) -> pd.Series:
-    "Annualised realised volatility of the daily closes over the `days` calendar days before each UTC day (NaN before 20 returns)"
+    """Annualised realised volatility of the daily closes over the `days` calendar days before each UTC day (NaN before
+    20 returns)"""
     close = bars['close'].resample('1D').last().dropna()
     squared = close.pct_change().dropna() ** 2
     window = squared.rolling(f"{days}D")
@@ -365,15 +548,22 @@ def tradable(weights: dict[str, pd.Series], # per symbol: the weights decided at
 def capital_shares(bars_by_symbol: dict[str, pd.DataFrame], weights: dict[str, pd.Series],
                    rule: str = 'equal',   # a key of ALLOCATIONS
                   ) -> pd.DataFrame:
-    "Each symbol's share of the capital from each bar's open, on the union of their bars: 0 when not tradable, summing to 1 over those that are"
+    """Each symbol's share of the capital from each bar's open, on the union of their bars: 0 when not tradable, summing
+    to 1 over those that are"""
     if rule not in ALLOCATIONS: raise BadInput(f"unknown allocation {rule!r}; known: {', '.join(ALLOCATIONS)}")
-    index = pd.DatetimeIndex(sorted(set().union(*(bars_by_symbol[s].loc[w.index[0]:w.index[-1]].index for s, w in weights.items()))), name='ts')
+    index = pd.DatetimeIndex(
+        sorted(set().union(*(bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index for s, w in weights.items()))),
+        name='ts',
+    )
     live = tradable(weights, index)
     if rule == 'equal': raw = live.astype('float64')
     else:
-        inverse = pd.DataFrame({s: 1 / trailing_volatility(bars_by_symbol[s]).reindex(index, method='ffill') for s in weights}, index=index)
+        inverse = pd.DataFrame(
+            {s: 1 / trailing_volatility(bars_by_symbol[s]).reindex(index, method='ffill') for s in weights}, index=index
+        )
         inverse = inverse.where(live)
-        inverse = inverse.where(inverse.notna(), inverse.mean(axis=1), axis=0).fillna(1.0)  # not measured yet: the others' mean
+        # not measured yet: the others' mean
+        inverse = inverse.where(inverse.notna(), inverse.mean(axis=1), axis=0).fillna(1.0)
         raw = inverse.where(live, 0.0)
     total = raw.sum(axis=1)
     return raw.div(total.where(total > 0), axis=0).fillna(0.0)

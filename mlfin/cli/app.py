@@ -18,7 +18,9 @@ def fail(message: str):
     raise typer.Exit(2)
 
 class Commands(TyperGroup):
-    "mlfin's command group: a mistake the user can fix (`MlfinError`), raised in any command or sub-command, ends it through `fail`"
+    """mlfin's command group: a mistake the user can fix (`MlfinError`), raised in any command or sub-command, ends it
+    through `fail`"""
+
     def invoke(self, ctx):
         try: return super().invoke(ctx)
         except MlfinError as e: fail(str(e))

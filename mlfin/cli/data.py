@@ -25,7 +25,9 @@ def _mapping(text: str | None) -> dict | None:
     if not text: return None
     pairs = [p.split('=', 1) for p in text.split(',') if p.strip()]
     if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
-        raise BadInput(f"--map {text!r}: use ours=theirs pairs, e.g. ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume")
+        raise BadInput(
+            f"--map {text!r}: use ours=theirs pairs, e.g. ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume"
+        )
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -39,27 +41,57 @@ def _json_file(path: Path | None) -> dict | None:
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_01
 @app.command()
-def ingest(source: str = typer.Argument(..., help="a CSV/Parquet/JSON file, sample:SYMBOL, ccxt:EXCHANGE:MARKET, yfinance:TICKER or postgresql://host/db?table=T[&symbol_column=C]"),
-           symbol: Optional[str] = typer.Option(None, help="what the bars are of"),
-           timeframe: Optional[str] = typer.Option(None, help="their bar size: 1m, 5m, 1h, 1d"),
-           strict: bool = typer.Option(False, help="reject the whole file if any row is bad (nothing stored)"),
-           calendar: Optional[str] = typer.Option(None, help="XNYS (or another exchange code), 24/5 or 24/7; default: guessed"),
-           map: Optional[str] = typer.Option(None, help="columns of an unrecognised layout: ts=Date,open=Open,..."),
-           tz: str = typer.Option('UTC', help="time zone of naive timestamps (MetaTrader: the broker's)"),
-           store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"),
-           start: Optional[str] = typer.Option(None, help="remote sources: first bar wanted (UTC)"),
-           end: Optional[str] = typer.Option(None, help="remote sources: last bar wanted (default: the last finished one)"),
-           config: Optional[Path] = typer.Option(None, help="ccxt: a JSON file of exchange settings (keys, urls, options)"),
-           actions: Optional[Path] = typer.Option(None, help="splits and dividends (CSV: ex_date, split, dividend) to adjust with; raw bars are kept"),
-           off_calendar: str = typer.Option('quarantine', help="bars the calendar has no place for (a Saturday on NYSE): quarantine (kept out, with the reason) or keep"),
-           decimal: str = typer.Option('.', help="text files: the decimal mark, . or , (European files: 1234,56)"),
-           dayfirst: bool = typer.Option(False, help="text files: dates are day first (31.12.2024, 31/12/2024 14:30)"),
-           date_format: Optional[str] = typer.Option(None, help="text files: the times' strptime format, e.g. %m/%d/%Y %H:%M"),
-          ):
+def ingest(
+    source: str = typer.Argument(
+        ...,
+        help="a CSV/Parquet/JSON file, sample:SYMBOL, ccxt:EXCHANGE:MARKET, yfinance:TICKER or "
+             "postgresql://host/db?table=T[&symbol_column=C]",
+    ),
+    symbol: Optional[str] = typer.Option(None, help="what the bars are of"),
+    timeframe: Optional[str] = typer.Option(None, help="their bar size: 1m, 5m, 1h, 1d"),
+    strict: bool = typer.Option(False, help="reject the whole file if any row is bad (nothing stored)"),
+    calendar: Optional[str] = typer.Option(
+        None, help="XNYS (or another exchange code), 24/5 or 24/7; default: guessed"
+    ),
+    map: Optional[str] = typer.Option(None, help="columns of an unrecognised layout: ts=Date,open=Open,..."),
+    tz: str = typer.Option('UTC', help="time zone of naive timestamps (MetaTrader: the broker's)"),
+    store: Optional[str] = typer.Option(
+        None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"
+    ),
+    start: Optional[str] = typer.Option(None, help="remote sources: first bar wanted (UTC)"),
+    end: Optional[str] = typer.Option(None, help="remote sources: last bar wanted (default: the last finished one)"),
+    config: Optional[Path] = typer.Option(None, help="ccxt: a JSON file of exchange settings (keys, urls, options)"),
+    actions: Optional[Path] = typer.Option(
+        None, help="splits and dividends (CSV: ex_date, split, dividend) to adjust with; raw bars are kept"
+    ),
+    off_calendar: str = typer.Option(
+        'quarantine',
+        help="bars the calendar has no place for (a Saturday on NYSE): quarantine (kept out, with the reason) or keep",
+    ),
+    decimal: str = typer.Option('.', help="text files: the decimal mark, . or , (European files: 1234,56)"),
+    dayfirst: bool = typer.Option(False, help="text files: dates are day first (31.12.2024, 31/12/2024 14:30)"),
+    date_format: Optional[str] = typer.Option(None, help="text files: the times' strptime format, e.g. %m/%d/%Y %H:%M"),
+):
     "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
     settings = _json_file(config)
-    report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings, actions, off_calendar,
-                         decimal, dayfirst, date_format)
+    report = data.ingest(
+        source,
+        symbol,
+        timeframe,
+        strict,
+        calendar,
+        _mapping(map),
+        tz,
+        store,
+        start,
+        end,
+        settings,
+        actions,
+        off_calendar,
+        decimal,
+        dayfirst,
+        date_format,
+    )
     typer.echo(str(report))
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="What the store holds")
@@ -69,29 +101,48 @@ app.add_typer(data_app, name='data')
 # %% ../../nbs/14d_cli.data.ipynb #c014_02
 @data_app.command('ls')
 def data_ls(store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
-    "List every stored series: symbol, bar size, bars, first, last, calendar, source, quarantined rows; then the series that are not bars"
+    """List every stored series: symbol, bar size, bars, first, last, calendar, source, quarantined rows; then the
+    series that are not bars"""
     held, listed = data.ls(store), observations_listing(data.open_store(store))
-    if len(held) or not listed: typer.echo(held.to_string(index=False) if len(held) else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
+    if len(held) or not listed:
+        typer.echo(
+            held.to_string(index=False)
+            if len(held)
+            else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`"
+        )
     if listed: typer.echo(('\n' if len(held) else '') + listed)
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_0o
 @data_app.command('ingest-observations')
 def data_ingest_observations(
-        source: str = typer.Argument(..., help="a CSV/Parquet file (wide: a date column, optional release times `known`, value columns; or the long "
-                                               "layout symbol, field, period_end, filed_at, value), embedded:NAME or postgresql://host/db?table=T"),
-        name: Optional[str] = typer.Option(None, help="the series' name (lower case: cpi_core) for a source of one value column; default: the column's"),
-        rule: Optional[str] = typer.Option(None, help="when each value became known: 'day 15 of next month 08:30 America/New_York', 'next session open XNYS', "
-                                                      "...; default: the source's release times (long layout: 'filed, next session open XNYS')"),
-        frequency: Optional[str] = typer.Option(None, help="D, W, M, Q or A; default: from the periods' spacing"),
-        symbol: Optional[str] = typer.Option(None, help="the company a wide source's series are of (the long layout names its own)"),
-        origin: Optional[str] = typer.Option(None, help="who made the numbers (kept as the series' source)"),
-        licence: Optional[str] = typer.Option(None, help="the licence the numbers are under"),
-        description: Optional[str] = typer.Option(None, help="what the series is"),
-        unit: Optional[str] = typer.Option(None, help="its unit: percent, index, US dollars per barrel..."),
-        store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"),
-       ):
-    "Validate non-bar series (macro, fundamental, alternative) from SOURCE into the store, with when each value became known: all or nothing"
+    source: str = typer.Argument(
+        ...,
+        help="a CSV/Parquet file (wide: a date column, optional release times `known`, value columns; or the long "
+        "layout symbol, field, period_end, filed_at, value), embedded:NAME or postgresql://host/db?table=T",
+    ),
+    name: Optional[str] = typer.Option(
+        None, help="the series' name (lower case: cpi_core) for a source of one value column; default: the column's"
+    ),
+    rule: Optional[str] = typer.Option(
+        None,
+        help="when each value became known: 'day 15 of next month 08:30 America/New_York', 'next session open XNYS', "
+        "...; default: the source's release times (long layout: 'filed, next session open XNYS')",
+    ),
+    frequency: Optional[str] = typer.Option(None, help="D, W, M, Q or A; default: from the periods' spacing"),
+    symbol: Optional[str] = typer.Option(
+        None, help="the company a wide source's series are of (the long layout names its own)"
+    ),
+    origin: Optional[str] = typer.Option(None, help="who made the numbers (kept as the series' source)"),
+    licence: Optional[str] = typer.Option(None, help="the licence the numbers are under"),
+    description: Optional[str] = typer.Option(None, help="what the series is"),
+    unit: Optional[str] = typer.Option(None, help="its unit: percent, index, US dollars per barrel..."),
+    store: Optional[str] = typer.Option(
+        None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"
+    ),
+):
+    """Validate non-bar series (macro, fundamental, alternative) from SOURCE into the store, with when each value became
+    known: all or nothing"""
     about = dict(source=origin, licence=licence, description=description, unit=unit)
     typer.echo(str(data.ingest_observations(source, name, rule, frequency, symbol, store, about)))
 
@@ -123,55 +174,74 @@ def _not_bars(error: Exception, entry: str, store) -> Exception:
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_fo
 def _observed(entry: str) -> tuple[str, str | None]:
-    "A non-bar series as `--observations` names it: NAME, or NAME:SYMBOL for a company's; a one-line error for anything else"
+    """A non-bar series as `--observations` names it: NAME, or NAME:SYMBOL for a company's; a one-line error for
+    anything else"""
     name, _, symbol = entry.partition(':')
     return check_name(name, entry), (check_symbol(symbol) if symbol else None)
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_fs
 def _observations_shown(name: str, symbol: str | None, last: int, store) -> str:
-    "A non-bar series' record, then its last `last` rows by known time, each with its vintage (1: its period's first print)"
+    """A non-bar series' record, then its last `last` rows by known time, each with its vintage (1: its period's first
+    print)"""
     import pandas as pd
     rows = data.open_store(store).read_observations(name, symbol)   # NotFound names what is stored
-    a, vintage = rows.attrs, rows.groupby('period').cumcount() + 1   # rows come by known time: a period's n-th row is its n-th vintage
+    # rows come by known time: a period's n-th row is its n-th vintage
+    a, vintage = rows.attrs, rows.groupby('period').cumcount() + 1
     day, when = rows['period'].dt.strftime('%Y-%m-%d'), rows['known'].dt.strftime('%Y-%m-%d %H:%M UTC')
-    record = [f"{series_label(name, symbol)}: {a.get('description') or 'no description'}" + (f" ({a['unit']})" if a.get('unit') else ''),
-              f"  frequency {a['frequency']}, known by the rule: {a['rule']}",
-              f"  source: {a.get('source') or 'not stated'}; licence: {a.get('licence') or 'not stated'}",
-              f"  {len(rows):,} row(s): {rows['period'].nunique():,} period(s) from {rows['period'].min():%Y-%m-%d} to {rows['period'].max():%Y-%m-%d}, "
-              f"at most {vintage.max()} vintage(s) a period, known from {when.iloc[0]} to {when.iloc[-1]}"]
+    record = [
+        f"{series_label(name, symbol)}: {a.get('description') or 'no description'}"
+        + (f" ({a['unit']})" if a.get('unit') else ''),
+        f"  frequency {a['frequency']}, known by the rule: {a['rule']}",
+        f"  source: {a.get('source') or 'not stated'}; licence: {a.get('licence') or 'not stated'}",
+        f"  {len(rows):,} row(s): {rows['period'].nunique():,} period(s) from {rows['period'].min():%Y-%m-%d} to "
+        f"{rows['period'].max():%Y-%m-%d}, "
+        f"at most {vintage.max()} vintage(s) a period, known from {when.iloc[0]} to {when.iloc[-1]}",
+    ]
     shown = pd.DataFrame({'period': day, 'known': when, 'value': rows['value'], 'vintage': vintage}).tail(last)
     return '\n'.join(record) + '\n' + shown.to_string(index=False)
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_05
 @data_app.command('show')
-def data_show(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME; with --observations, NAME or NAME:SYMBOL"),
-              start: Optional[str] = typer.Option(None, help="first bar (UTC date or time)"),
-              end: Optional[str] = typer.Option(None, help="last bar, inclusive"),
-              last: int = typer.Option(20, help="without --start/--end: the last this many bars (or rows) (integer)"),
-              raw: bool = typer.Option(False, help="raw prices, as ingested (default: split- and dividend-adjusted)"),
-              observations: bool = typer.Option(False, '--observations', help="SERIES is a non-bar series: its record and last rows, each vintage shown"),
-              store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
-    "Print a stored series' bars, adjusted as runs read them (or raw); or, --observations, a non-bar series' record and rows"
+def data_show(
+    series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME; with --observations, NAME or NAME:SYMBOL"),
+    start: Optional[str] = typer.Option(None, help="first bar (UTC date or time)"),
+    end: Optional[str] = typer.Option(None, help="last bar, inclusive"),
+    last: int = typer.Option(20, help="without --start/--end: the last this many bars (or rows) (integer)"),
+    raw: bool = typer.Option(False, help="raw prices, as ingested (default: split- and dividend-adjusted)"),
+    observations: bool = typer.Option(
+        False, '--observations', help="SERIES is a non-bar series: its record and last rows, each vintage shown"
+    ),
+    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+):
+    """Print a stored series' bars, adjusted as runs read them (or raw); or, --observations, a non-bar series' record
+    and rows"""
     import pandas as pd
     if observations:
-        if start or end or raw: raise BadInput("--start, --end and --raw are for bars; a non-bar series shows its last --last rows")
+        if start or end or raw:
+            raise BadInput("--start, --end and --raw are for bars; a non-bar series shows its last --last rows")
         typer.echo(_observations_shown(*_observed(series), last, store)); return
     symbol, timeframe = _series(series, store)
     bars = data.load(symbol, timeframe, start, end, not raw, store, last=None if start or end else last)
     with pd.option_context('display.width', 200, 'display.max_rows', 100_000):
-        typer.echo(f"{symbol} {timeframe}: {len(bars):,} bar(s) from {bars.attrs.get('source', '?')}, {bars.attrs.get('calendar', '')} calendar")
+        typer.echo(
+            f"{symbol} {timeframe}: {len(bars):,} bar(s) from {bars.attrs.get('source', '?')}, "
+            f"{bars.attrs.get('calendar', '')} calendar"
+        )
         typer.echo(bars.to_string())
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_06
 @data_app.command('export')
-def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
-                path: Path = typer.Argument(..., help="a .csv, .csv.gz or .parquet file to write"),
-                start: Optional[str] = typer.Option(None, help="first bar"), end: Optional[str] = typer.Option(None, help="last bar"),
-                raw: bool = typer.Option(False, help="raw prices (default: adjusted)"),
-                store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
+def data_export(
+    series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
+    path: Path = typer.Argument(..., help="a .csv, .csv.gz or .parquet file to write"),
+    start: Optional[str] = typer.Option(None, help="first bar"),
+    end: Optional[str] = typer.Option(None, help="last bar"),
+    raw: bool = typer.Option(False, help="raw prices (default: adjusted)"),
+    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+):
     "Write a stored series to CSV or Parquet, in the layout `mlfin ingest` reads back"
     symbol, timeframe = _series(series, store)
     written = data.export(symbol, timeframe, path, start, end, not raw, store)
@@ -180,71 +250,115 @@ def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRA
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_07
 @data_app.command('rm')
-def data_rm(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size); with --observations, NAME or NAME:SYMBOL"),
-            start: Optional[str] = typer.Option(None, help="first bar removed (UTC date or time)"),
-            end: Optional[str] = typer.Option(None, help="last bar removed, inclusive (a date: its whole day)"),
-            yes: bool = typer.Option(False, '--yes', help="do not ask first"),
-            observations: bool = typer.Option(False, '--observations', help="SERIES is a non-bar series: removed whole, every vintage with its record"),
-            store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
-    "Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows; or, --observations, a non-bar series"
+def data_rm(
+    series: str = typer.Argument(
+        ..., help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size); with --observations, NAME or NAME:SYMBOL"
+    ),
+    start: Optional[str] = typer.Option(None, help="first bar removed (UTC date or time)"),
+    end: Optional[str] = typer.Option(None, help="last bar removed, inclusive (a date: its whole day)"),
+    yes: bool = typer.Option(False, '--yes', help="do not ask first"),
+    observations: bool = typer.Option(
+        False, '--observations', help="SERIES is a non-bar series: removed whole, every vintage with its record"
+    ),
+    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+):
+    """Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows;
+    or, --observations, a non-bar series"""
     ranged = start is not None or end is not None
     if observations:
-        if ranged: raise BadInput("--start, --end: a non-bar series is removed whole, every vintage with its record; leave them out")
+        if ranged:
+            raise BadInput(
+                "--start, --end: a non-bar series is removed whole, every vintage with its record; leave them out"
+            )
         typer.echo(_observations_removed(*_observed(series), yes, store)); return
     symbol, timeframe = _series(series, store)
     held = data.ls(store).set_index(['symbol', 'timeframe'])
     if (symbol, timeframe) not in held.index: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
     stored = held.loc[(symbol, timeframe)]
-    what = (f"the bars of {symbol} {timeframe} from {start or 'the start'} to {end or 'the end'} (of {stored['bars']:,})" if ranged else
-            f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
+    what = (
+        f"the bars of {symbol} {timeframe} from {start or 'the start'} to {end or 'the end'} (of {stored['bars']:,})"
+        if ranged
+        else f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), its record and {stored['quarantined']:,} "
+             "quarantined row(s)"
+    )
     if not yes and not typer.confirm(f"remove {what} from {data.open_store(store)!r}?", default=False):
         typer.echo("nothing removed", err=True); raise typer.Exit(1)
     removed = data.delete(symbol, timeframe, start, end, store)
-    typer.echo(f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}" if ranged else
-               f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined row(s)")
+    typer.echo(
+        f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}"
+        if ranged
+        else f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined "
+             "row(s)"
+    )
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_ro
 def _observations_removed(name: str, symbol: str | None, yes: bool, store) -> str:
-    "Remove a non-bar series whole through the store's `delete_observations`, after saying what goes and asking (unless `yes`)"
+    """Remove a non-bar series whole through the store's `delete_observations`, after saying what goes and asking
+    (unless `yes`)"""
     opened = data.open_store(store)
     held = opened.observation_series()
     kept = held[[n == name and s == symbol for n, s in zip(held['name'], held['symbol'])]]
     if not len(kept): raise not_stored(name, symbol, held)
     r, label = kept.iloc[0], series_label(name, symbol)
-    if not yes and not typer.confirm(f"remove all of {label}: {r['rows']:,} row(s) ({r['periods']:,} period(s), at most {r['vintages']} vintage(s) each) "
-                                     f"and its record from {opened!r}?", default=False):
+    if not yes and not typer.confirm(
+        f"remove all of {label}: {r['rows']:,} row(s) ({r['periods']:,} period(s), at most {r['vintages']} vintage(s) "
+        "each) "
+        f"and its record from {opened!r}?",
+        default=False,
+    ):
         typer.echo("nothing removed", err=True); raise typer.Exit(1)
     removed = opened.delete_observations(name, symbol)
-    embedded = symbol is None and name in data.EMBEDDED_OBSERVATIONS   # load_observations ingests an embedded series on its first use
-    return f"removed {label}: {removed:,} row(s) and its record" + ("; it is embedded: a feature that reads it ingests it again" if embedded else '')
+    # load_observations ingests an embedded series on its first use
+    embedded = symbol is None and name in data.EMBEDDED_OBSERVATIONS
+    return f"removed {label}: {removed:,} row(s) and its record" + (
+        "; it is embedded: a feature that reads it ingests it again" if embedded else ''
+    )
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_0l
 @data_app.command('live')
-def data_live(series: Optional[str] = typer.Argument(None, help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size) to mark; none: list the live series"),
-              off: bool = typer.Option(False, '--off', help="mark it history: its freshness no longer watched (unless a production model serves it)"),
-              store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
-    "Mark a series expected live (its freshness watched by health and alerts) or, --off, history; with no series, list the live ones and why"
+def data_live(
+    series: Optional[str] = typer.Argument(
+        None, help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size) to mark; none: list the live series"
+    ),
+    off: bool = typer.Option(
+        False, '--off', help="mark it history: its freshness no longer watched (unless a production model serves it)"
+    ),
+    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+):
+    """Mark a series expected live (its freshness watched by health and alerts) or, --off, history; with no series, list
+    the live ones and why"""
     if series is not None:
         symbol, timeframe = _series(series, store)
         data.open_store(store).mark(symbol, timeframe, **{MARKED: not off})
     live = live_series(store)
     if series is None:
-        typer.echo('\n'.join(f"{s} {t}: live ({why})" for (s, t), why in sorted(live.items())) or "no series is expected live: every stored one is history")
+        typer.echo(
+            '\n'.join(f"{s} {t}: live ({why})" for (s, t), why in sorted(live.items()))
+            or "no series is expected live: every stored one is history"
+        )
     else:
         why = live.get((symbol, timeframe))
-        typer.echo(f"{symbol} {timeframe}: " + (f"live ({why}): its freshness is watched" if why else "history: its freshness is not watched"))
+        typer.echo(
+            f"{symbol} {timeframe}: "
+            + (f"live ({why}): its freshness is watched" if why else "history: its freshness is not watched")
+        )
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_08
 @app.command()
-def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SYMBOL:TIMEFRAME (default: all, and the series that are not bars)"),
-            store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
-            details: bool = typer.Option(False, help="list each anomaly and gap with its dates (needs a symbol)"),
-           ):
-    "Quality report of stored bars (calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows), then each non-bar series' rule, source, licence, periods and vintages"
+def quality(
+    symbol: Optional[str] = typer.Argument(
+        None, help="one symbol, or SYMBOL:TIMEFRAME (default: all, and the series that are not bars)"
+    ),
+    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+    details: bool = typer.Option(False, help="list each anomaly and gap with its dates (needs a symbol)"),
+):
+    """Quality report of stored bars (calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows),
+    then each non-bar series' rule, source, licence, periods and vintages"""
     import pandas as pd
-    observed = data.observations_report(store) if not symbol else None   # the quality page's table: one symbol's report is its bars'
+    # the quality page's table: one symbol's report is its bars'
+    observed = data.observations_report(store) if not symbol else None
     try:
         if details:
             if not symbol: raise BadInput("--details: name a symbol, e.g. mlfin quality SPX --details")
@@ -259,5 +373,8 @@ def quality(symbol: Optional[str] = typer.Argument(None, help="one symbol, or SY
         if table is None: typer.echo("no bars stored (`mlfin ingest`)")
         else: typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
         if observed is not None and len(observed):
-            typer.echo("\nseries that are not bars (each value for a period, known at a time):\n" + observed.to_string(index=False))
+            typer.echo(
+                "\nseries that are not bars (each value for a period, known at a time):\n"
+                + observed.to_string(index=False)
+            )
 

@@ -29,24 +29,36 @@ __all__ = ['schedule_app', 'backup_app', 'REPO_HELP', 'PASSWORD_HELP', 'schedule
 
 # %% ../../nbs/14f_cli.ops.ipynb #c005
 @app.command()
-def scheduled(job: str = typer.Argument(..., help="run, monitor, backup, health or report"),
-              wait: Optional[float] = typer.Option(None, help="seconds to wait while the previous run of the job still works (default: the job's own: 0 but for report)")):
+def scheduled(
+    job: str = typer.Argument(..., help="run, monitor, backup, health or report"),
+    wait: Optional[float] = typer.Option(
+        None,
+        help="seconds to wait while the previous run of the job still works (default: the job's own: 0 but for report)",
+    ),
+):
     "Run a recurring job once, as a timer does: one at a time, recorded in the ops database, a failure alerted"
     status = run_job(job, 'job' if wait is None else wait, echo=typer.echo)
     raise typer.Exit(status)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c007
-schedule_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The recurring jobs: their systemd timers (or cron lines) and their recorded runs")
+schedule_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="The recurring jobs: their systemd timers (or cron lines) and their recorded runs",
+)
 app.add_typer(schedule_app, name='schedule')
 
-def _jobs(text: str | None) -> list[str] | None: return [j.strip() for j in text.split(',') if j.strip()] if text else None
+def _jobs(text: str | None) -> list[str] | None:
+    return [j.strip() for j in text.split(',') if j.strip()] if text else None
 
 # %% ../../nbs/14f_cli.ops.ipynb #c008
 @schedule_app.command('install')
-def schedule_install(jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
-                     at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM (default 04:00; the report 2.5 h later)"),
-                     system: bool = typer.Option(False, '--system', help="the system's systemd (root; a User= line), not the user's"),
-                     folder: Optional[Path] = typer.Option(None, '--dir', help="write the units here and enable nothing")):
+def schedule_install(
+    jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
+    at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM (default 04:00; the report 2.5 h later)"),
+    system: bool = typer.Option(False, '--system', help="the system's systemd (root; a User= line), not the user's"),
+    folder: Optional[Path] = typer.Option(None, '--dir', help="write the units here and enable nothing"),
+):
     "Write a systemd service and timer per job (Persistent, a randomised delay, OnFailure alert) and enable the timers"
     install(_jobs(jobs), at, system, folder, echo=typer.echo)
 
@@ -59,8 +71,10 @@ def schedule_remove(system: bool = typer.Option(False, '--system', help="the sys
 
 # %% ../../nbs/14f_cli.ops.ipynb #c010
 @schedule_app.command('cron')
-def schedule_cron(jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
-                  at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM")):
+def schedule_cron(
+    jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
+    at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM"),
+):
     "Print the schedule as crontab lines, for a machine without systemd (`mlfin schedule cron | crontab -`)"
     typer.echo(cron_lines(_jobs(jobs), at), nl=False)
 
@@ -71,9 +85,13 @@ def schedule_ls(job: Optional[str] = typer.Argument(None, help="one job (default
     "The recorded runs, newest first: job, started, seconds, status, exit status, error or summary"
     import pandas as pd
     found = runs(job, limit)
-    if found.empty: typer.echo("no scheduled run recorded yet: `mlfin schedule install` (or `mlfin scheduled JOB`)"); return
+    if found.empty:
+        typer.echo("no scheduled run recorded yet: `mlfin schedule install` (or `mlfin scheduled JOB`)")
+        return
     found['seconds'] = (found['ended'] - found['started']).dt.total_seconds().round(1)
-    found['what'] = [e if isinstance(e, str) else (str(s)[:120] if s else '') for e, s in zip(found['error'], found['summary'])]
+    found['what'] = [
+        e if isinstance(e, str) else (str(s)[:120] if s else '') for e, s in zip(found['error'], found['summary'])
+    ]
     with pd.option_context('display.width', 250, 'display.max_colwidth', 120):
         typer.echo(found[['job', 'started', 'seconds', 'status', 'exit_code', 'what']].to_string(index=False))
 
@@ -81,48 +99,81 @@ def schedule_ls(job: Optional[str] = typer.Argument(None, help="one job (default
 @app.command()
 def alert(unit: str = typer.Option(..., help="the systemd unit that failed (OnFailure= passes %i)")):
     "Post MlfinUnitFailed for a failed unit to Alertmanager (MLFIN_ALERTMANAGER_URL): what a unit's OnFailure= runs"
-    sent = send_alert('MlfinUnitFailed', {'unit': unit}, f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why")
-    typer.echo(f"mlfin: {unit} failed: " + ("alert sent" if sent else "no Alertmanager configured (MLFIN_ALERTMANAGER_URL): nothing sent"))
+    sent = send_alert(
+        'MlfinUnitFailed',
+        {'unit': unit},
+        f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why",
+    )
+    typer.echo(
+        f"mlfin: {unit} failed: "
+        + ("alert sent" if sent else "no Alertmanager configured (MLFIN_ALERTMANAGER_URL): nothing sent")
+    )
 
 # %% ../../nbs/14f_cli.ops.ipynb #c015
-backup_app = typer.Typer(add_completion=False, help="Back the home up into an encrypted restic repository (MLFIN_BACKUP_REPO); list and check its snapshots")
+backup_app = typer.Typer(
+    add_completion=False,
+    help="Back the home up into an encrypted restic repository (MLFIN_BACKUP_REPO); list and check its snapshots",
+)
 app.add_typer(backup_app, name='backup')
 
 REPO_HELP = "the restic repository: a folder on another disk, sftp:HOST:/PATH or rest:URL (default: MLFIN_BACKUP_REPO)"
-PASSWORD_HELP = "its password file (default: MLFIN_BACKUP_PASSWORD_FILE or ~/.config/mlfin/backup-password, made with a new repository by `mlfin backup init`, never by a read)"
+PASSWORD_HELP = ("its password file (default: MLFIN_BACKUP_PASSWORD_FILE or ~/.config/mlfin/backup-password, made with "
+                 "a new repository by `mlfin backup init`, never by a read)")
+
 
 @backup_app.callback(invoke_without_command=True)
-def backup(ctx: typer.Context,
-           repo: Optional[str] = typer.Option(None, help=REPO_HELP),
-           password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-           store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
-           products: bool = typer.Option(False, help="also the latest run's products, reports and feature store (rebuildable)"),
-           retention: Optional[bool] = typer.Option(None, '--retention/--no-retention', help="retention (forget, prune, check) now (default: when the repository says this home's last was over 20 h ago)"),
-           init: bool = typer.Option(False, '--init', help="first run: make the repository when none is there (as `mlfin backup init`), then back up")):
-    "A consistent cut of the home into a new snapshot of its own repository (`mlfin backup init` makes one), read back before it counts; retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"
+def backup(
+    ctx: typer.Context,
+    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+    store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
+    products: bool = typer.Option(
+        False, help="also the latest run's products, reports and feature store (rebuildable)"
+    ),
+    retention: Optional[bool] = typer.Option(
+        None,
+        '--retention/--no-retention',
+        help="retention (forget, prune, check) now (default: when the repository says this home's last was over 20 h "
+             "ago)",
+    ),
+    init: bool = typer.Option(
+        False, '--init', help="first run: make the repository when none is there (as `mlfin backup init`), then back up"
+    ),
+):
+    """A consistent cut of the home into a new snapshot of its own repository (`mlfin backup init` makes one), read back
+    before it counts; retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"""
     if ctx.invoked_subcommand: return
     made, refused = [], []
     def work(wait):
         try:
-            if init: _init(repo, password, adopt=False)   # a first run: made when none is there; one there is vouched for as always
+            # a first run: made when none is there; one there is vouched for as always
+            if init: _init(repo, password, adopt=False)
             made.append(snapshot(repo, store, products, password, retention))
         except MlfinError as e: refused.append(str(e)); raise
         return made[-1].summary()
     about = {'repository': url} if (url := repository_url(repo)) else {}
-    status = recorded('backup', None, echo=lambda line: None, work=work, about=about)   # as a scheduled backup: one at a time, recorded, a failure alerted
+    # as a scheduled backup: one at a time, recorded, a failure alerted
+    status = recorded('backup', None, echo=lambda line: None, work=work, about=about)
     if refused: fail(refused[-1])
     if not made: raise typer.Exit(status)   # a bug: its traceback is on stderr
     done = made[-1]
-    typer.echo(f"snapshot {done.snapshot} in {done.repository}: {done.files:,} files, {done.bytes / 1e6:,.1f} MB, {done.added / 1e6:,.2f} MB added, "
-               f"{len(done.series)} series, {len(done.fingerprints)} production model(s) fingerprinted, {done.seconds:.1f} s"
-               + (f"; retention kept {done.retention['kept']}, removed {done.retention['removed']}" if done.retention else '')
-               + (f"; repository check {'passed' if done.check['passed'] else 'FAILED'}" if done.check else ''))
+    typer.echo(
+        f"snapshot {done.snapshot} in {done.repository}: {done.files:,} files, {done.bytes / 1e6:,.1f} MB, "
+        f"{done.added / 1e6:,.2f} MB added, "
+        f"{len(done.series)} series, {len(done.fingerprints)} production model(s) fingerprinted, {done.seconds:.1f} s"
+        + (f"; retention kept {done.retention['kept']}, removed {done.retention['removed']}" if done.retention else '')
+        + (f"; repository check {'passed' if done.check['passed'] else 'FAILED'}" if done.check else '')
+    )
     raise typer.Exit(status)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c015i
 @backup_app.command('init')
-def backup_init(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
-    "Make the backup repository (its password file made once), or take on the one there; its id is recorded in the home, and backups refuse any other"
+def backup_init(
+    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+):
+    """Make the backup repository (its password file made once), or take on the one there; its id is recorded in the
+    home, and backups refuse any other"""
     _init(repo, password)
 
 def _init(repo: str | None, password: Path | None, adopt: bool = True):
@@ -130,48 +181,96 @@ def _init(repo: str | None, password: Path | None, adopt: bool = True):
     fresh = not password_file(password, make=False).exists()
     made, found, new = make_repository(repo, password, adopt)
     if not new and not adopt: return
-    typer.echo(f"mlfin: {'made the repository' if new else 'this home backs up into the repository'} at {made.url} (id {found[:8]}), recorded in {home_path()/RECORDED}", err=True)
+    typer.echo(
+        f"mlfin: {'made the repository' if new else 'this home backs up into the repository'} at {made.url} (id "
+        f"{found[:8]}), recorded in {home_path() / RECORDED}",
+        err=True,
+    )
     if fresh and password_file(password).exists():
-        typer.echo(f"mlfin: the repository's password was made in {password_file(password)}: keep a copy elsewhere; without it no snapshot can be read", err=True)
+        typer.echo(
+            f"mlfin: the repository's password was made in {password_file(password)}: keep a copy elsewhere; without "
+            "it no snapshot can be read",
+            err=True,
+        )
 
 # %% ../../nbs/14f_cli.ops.ipynb #c016
 @backup_app.command('ls')
-def backup_ls(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
+def backup_ls(
+    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+):
     "The repository's mlfin snapshots, oldest first"
     found = repository(repo, password).snapshots()
     if found.empty: typer.echo("no snapshot yet: `mlfin backup`"); return
-    typer.echo(found.assign(home=found['home'].replace('', '(none)'), tags=[','.join(t for t in tags if t != 'mlfin' and not t.startswith(('home:', SEQ))) for tags in found['tags']])
-               [['id', 'time', 'host', 'home', 'seq', 'tags']].to_string(index=False))
+    typer.echo(
+        found.assign(
+            home=found['home'].replace('', '(none)'),
+            tags=[
+                ','.join(t for t in tags if t != 'mlfin' and not t.startswith(('home:', SEQ))) for tags in found['tags']
+            ],
+        )[['id', 'time', 'host', 'home', 'seq', 'tags']].to_string(index=False)
+    )
 
 # %% ../../nbs/14f_cli.ops.ipynb #c016f
 @backup_app.command('forget')
-def backup_forget(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-                  dry_run: bool = typer.Option(False, '--dry-run', help="say what would go and why each snapshot stays; change nothing"),
-                  home: Optional[str] = typer.Option(None, help="the home whose snapshots are judged, by its id (`backup ls`; default: this home's)")):
-    "Retention now, for this home's snapshots only: every one of the last 48 hours, the newest of each day for 30 days and of each week for 90, any a home was restored from"
+def backup_forget(
+    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+    dry_run: bool = typer.Option(
+        False, '--dry-run', help="say what would go and why each snapshot stays; change nothing"
+    ),
+    home: Optional[str] = typer.Option(
+        None, help="the home whose snapshots are judged, by its id (`backup ls`; default: this home's)"
+    ),
+):
+    """Retention now, for this home's snapshots only: every one of the last 48 hours, the newest of each day for 30 days
+    and of each week for 90, any a home was restored from"""
     which = home or home_id()
-    if not which: fail("this home has no id yet (its first `mlfin backup` makes one): name a home with --home (`mlfin backup ls` lists them)")
+    if not which:
+        fail(
+            "this home has no id yet (its first `mlfin backup` makes one): name a home with --home (`mlfin backup ls` "
+            "lists them)"
+        )
     done = repository(repo, password).forget(which, dry_run=dry_run)
     plan = done['plan']
     if plan.empty: typer.echo(f"no snapshot of home {which}"); return
     typer.echo(plan.assign(time=plan['time'].dt.strftime('%Y-%m-%d %H:%M')).to_string(index=False))
-    typer.echo(f"{'would keep' if dry_run else 'kept'} {done['kept']}, {'would forget' if dry_run else 'forgot'} {done['removed']} of home {which}'s snapshots")
+    typer.echo(
+        f"{'would keep' if dry_run else 'kept'} {done['kept']}, {'would forget' if dry_run else 'forgot'} "
+        f"{done['removed']} of home {which}'s snapshots"
+    )
 
 # %% ../../nbs/14f_cli.ops.ipynb #c017
 @backup_app.command('check')
-def backup_check(repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-                 read_data: bool = typer.Option(False, '--read-data', help="read every pack back and verify its hash (slow; finds damaged data)")):
+def backup_check(
+    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+    read_data: bool = typer.Option(
+        False, '--read-data', help="read every pack back and verify its hash (slow; finds damaged data)"
+    ),
+):
     "restic check of the repository: its structure, and with --read-data every byte; exit 1 when damaged"
     ok, said = repository(repo, password).check(read_data)
     typer.echo(said)
-    if not ok: typer.echo("mlfin: the repository is damaged: restore from another repository, or `restic repair` (see restic's manual)", err=True); raise typer.Exit(1)
+    if not ok:
+        typer.echo(
+            "mlfin: the repository is damaged: restore from another repository, or `restic repair` (see restic's "
+            "manual)",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c0wal
 @backup_app.command('wal')
-def backup_wal(store: str = typer.Option(..., help="the PostgreSQL store, postgresql://SUPERUSER@HOST:PORT/DB"),
-               repo: Path = typer.Option(..., help="pgBackRest's folder (configuration, repository, logs): another disk"),
-               owner: Optional[str] = typer.Option(None, help="the cluster's owner, who runs pgBackRest (postgres on Debian); default: you")):
-    "WAL archiving with pgBackRest for a PostgreSQL store: RPO about a minute instead of the backup interval (run twice: before and after PostgreSQL restarts)"
+def backup_wal(
+    store: str = typer.Option(..., help="the PostgreSQL store, postgresql://SUPERUSER@HOST:PORT/DB"),
+    repo: Path = typer.Option(..., help="pgBackRest's folder (configuration, repository, logs): another disk"),
+    owner: Optional[str] = typer.Option(
+        None, help="the cluster's owner, who runs pgBackRest (postgres on Debian); default: you"
+    ),
+):
+    """WAL archiving with pgBackRest for a PostgreSQL store: RPO about a minute instead of the backup interval (run
+    twice: before and after PostgreSQL restarts)"""
     done = wal_setup(store, repo, owner)
     typer.echo(f"mlfin: {done['said']}")
     typer.echo(f"pgBackRest's configuration: {done['config']}")
@@ -179,29 +278,57 @@ def backup_wal(store: str = typer.Option(..., help="the PostgreSQL store, postgr
 
 # %% ../../nbs/14f_cli.ops.ipynb #c018
 @app.command()
-def restore(to: Path = typer.Argument(..., help="the new home: an empty (or absent) folder"),
-            snapshot: str = typer.Option('latest', help="latest, or the first characters of a snapshot's id (`mlfin backup ls`)"),
-            repo: Optional[str] = typer.Option(None, help=REPO_HELP), password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-            store: Optional[str] = typer.Option(None, help="a PostgreSQL store's snapshot: the empty database to restore it into"),
-            force: bool = typer.Option(False, help="restore into a folder that is not empty (what the snapshot holds is replaced)")):
-    "Rebuild a home from a snapshot: files checked against its manifest before anything is placed, production models' fingerprints reproduced"
+def restore(
+    to: Path = typer.Argument(..., help="the new home: an empty (or absent) folder"),
+    snapshot: str = typer.Option(
+        'latest', help="latest, or the first characters of a snapshot's id (`mlfin backup ls`)"
+    ),
+    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+    store: Optional[str] = typer.Option(
+        None, help="a PostgreSQL store's snapshot: the empty database to restore it into"
+    ),
+    force: bool = typer.Option(
+        False, help="restore into a folder that is not empty (what the snapshot holds is replaced)"
+    ),
+):
+    """Rebuild a home from a snapshot: files checked against its manifest before anything is placed, production models'
+    fingerprints reproduced"""
     done = rebuild(to, snapshot, repo, password, store, force)
     if done.warning: typer.echo(f"mlfin: warning: {done.warning}", err=True)
-    typer.echo(f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} files ({done.bytes / 1e6:,.1f} MB) checked, {done.seconds:.1f} s")
+    typer.echo(
+        f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} files ({done.bytes / 1e6:,.1f} MB) "
+        f"checked, {done.seconds:.1f} s"
+    )
     for name, v in done.store['series'].items(): typer.echo(f"  {name}: {v['restored']:,} bars")
-    for name, v in done.store.get('observations', {}).items(): typer.echo(f"  {name}: {v['restored']:,} rows (a series that is not bars)")
+    for name, v in done.store.get('observations', {}).items():
+        typer.echo(f"  {name}: {v['restored']:,} rows (a series that is not bars)")
     for name, verdict in done.fingerprints.items(): typer.echo(f"  {name}: {verdict}")
     if done.project: typer.echo(f"  the project's configuration: {done.project}")
     if done.kept: typer.echo(f"  {done.kept}")
-    typer.echo(f"use it: MLFIN_HOME={done.home}" + (f" MLFIN_STORE={store_place(done.store['url'])} (its password yours to add)" if done.store['kind'] == 'postgresql' else ''))
+    typer.echo(
+        f"use it: MLFIN_HOME={done.home}"
+        + (
+            f" MLFIN_STORE={store_place(done.store['url'])} (its password yours to add)"
+            if done.store['kind'] == 'postgresql'
+            else ''
+        )
+    )
     if any(v != 'identical' for v in done.fingerprints.values()): raise typer.Exit(1)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c031
 @app.command()
-def health(history: bool = typer.Option(False, '--history', help="print each check's statistics (rounds, failures, times, consecutive failures) instead"),
-           service_url: Optional[str] = typer.Option(None, help=f"the service (default: {SERVICE_URL_ENV} or {SERVICE_URL}); /ready with MLFIN_SERVICE_KEY"),
-           store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)")):
-    "Check the service, store, registry, disks (home, repository, store), live series, last run, jobs and backup once; recorded, alerted after consecutive failures; exit 1 when one fails"
+def health(
+    history: bool = typer.Option(
+        False, '--history', help="print each check's statistics (rounds, failures, times, consecutive failures) instead"
+    ),
+    service_url: Optional[str] = typer.Option(
+        None, help=f"the service (default: {SERVICE_URL_ENV} or {SERVICE_URL}); /ready with MLFIN_SERVICE_KEY"
+    ),
+    store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
+):
+    """Check the service, store, registry, disks (home, repository, store), live series, last run, jobs and backup once;
+    recorded, alerted after consecutive failures; exit 1 when one fails"""
     import pandas as pd
     if history:
         stats = check_stats()
@@ -210,16 +337,20 @@ def health(history: bool = typer.Option(False, '--history', help="print each che
             typer.echo(stats.round(3).to_string(index=False))
         return
     done = check_all(store, service_url)
-    for r in done.results: typer.echo(f"{'ok  ' if r['ok'] else 'FAIL'}  {r['name']:<22} {r['seconds'] * 1000:8.1f} ms  {r['detail']}")
+    for r in done.results:
+        typer.echo(f"{'ok  ' if r['ok'] else 'FAIL'}  {r['name']:<22} {r['seconds'] * 1000:8.1f} ms  {r['detail']}")
     if done.fired: typer.echo(f"mlfin: alert sent for {', '.join(done.fired)}", err=True)
     if done.failing: raise typer.Exit(1)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c032
 @app.command()
-def report(out: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/reports/daily)"),
-           smtp: Optional[str] = typer.Option(None, help="an SMTP server, host:port (default: MLFIN_SMTP); none: not mailed"),
-           to: Optional[str] = typer.Option(None, help="whom it is mailed to, comma-separated (default: MLFIN_REPORT_TO)")):
-    "The daily report: services, runs, production models with live performance and drift, backups, health failures, what changed"
+def report(
+    out: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/reports/daily)"),
+    smtp: Optional[str] = typer.Option(None, help="an SMTP server, host:port (default: MLFIN_SMTP); none: not mailed"),
+    to: Optional[str] = typer.Option(None, help="whom it is mailed to, comma-separated (default: MLFIN_REPORT_TO)"),
+):
+    """The daily report: services, runs, production models with live performance and drift, backups, health failures,
+    what changed"""
     done = daily_report(out, smtp, to)
     typer.echo(f"{done.page}" + (f" (mailed to {', '.join(done.mailed)})" if done.mailed else ''))
     for line in done.changed: typer.echo(f"  {line}")

@@ -23,8 +23,8 @@ from ..processes import run_server
 from ..tracking import run_table, compare_runs, fetch_run, find_run, record_search, using
 from ..features.labels import label_entry
 from ..cluster import running
-from ..models import (choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES, versions,
-                          parse_series, production, promote, release)
+from ..models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES
+from ..models import versions, parse_series, production, promote, release
 
 # %% auto #0
 __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs',
@@ -33,7 +33,8 @@ __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 
 
 # %% ../../nbs/14c_cli.research.ipynb #c006
 def run(force: bool = False, wait: float | None = None, **overrides):
-    "Run the pipeline (ingest -> features -> train -> backtest -> report); parameters: defaults, env.yaml, then these options"
+    """Run the pipeline (ingest -> features -> train -> backtest -> report); parameters: defaults, env.yaml, then these
+    options"""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     import faulthandler
     # tasks run in this process: a native library's crash prints where (every thread's Python stack) before it ends it;
@@ -44,22 +45,31 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
-    from mlfin.report.tables import overview, production_said   # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
+    from mlfin.report.tables import overview, production_said   # here, not at the top: mlfin.report.tables adds 1.10 s
+                                                                # to importing this module (measured)
     recorded = load_run(frames=False)
-    if not recorded['validation']['tradeable']:   # every figure below is a measure of skill: said before the figures, and beside each verdict
-        typer.echo(f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are not a record "
-                   "that could have been traded in time order (each bar's model also learned from later bars).")
+    # every figure below is a measure of skill: said before the figures, and beside each verdict
+    if not recorded['validation']['tradeable']:
+        typer.echo(
+            f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are "
+            "not a record "
+            "that could have been traded in time order (each bar's model also learned from later bars)."
+        )
     typer.echo(overview(recorded).to_string())
-    for lines in recorded.get('groups_added', {}).values():   # what each dropped feature group did (models.yaml's `without`), a sentence naming its symbol
+    # what each dropped feature group did (models.yaml's `without`), a sentence naming its symbol
+    for lines in recorded.get('groups_added', {}).values():
         for line in lines: typer.echo(line)
-    if recorded.get('registry'):   # what is served now: a refused leader may leave an earlier version, or nothing (then /predict is a 503)
+    # what is served now: a refused leader may leave an earlier version, or nothing (then /predict is a 503)
+    if recorded.get('registry'):
         try:
-            with using(recorded['params'].get('tracking')): serving = production()   # the registry the run registered in
+            # the registry the run registered in
+            with using(recorded['params'].get('tracking')): serving = production()
         except MlfinError as e: serving = None; typer.echo(f"production: the registry could not be read: {e}")
         if serving is not None:
             for line in production_said(recorded['registry'], serving): typer.echo(line)
     reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
-    store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'   # where the run was recorded
+    # where the run was recorded
+    store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {store}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:{DASHBOARD_PORT})")
 
@@ -73,8 +83,16 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
     root = project_root()
     env = project_values(root) if root else {}; config = run_config(env)
     if json_: typer.echo(config.model_dump_json(indent=1)); return
-    rows = [(name, repr(getattr(config, name)), 'env.yaml' if name in env else 'default', field.json_schema_extra['task'], field.description)
-            for name, field in RunConfig.model_fields.items()]
+    rows = [
+        (
+            name,
+            repr(getattr(config, name)),
+            'env.yaml' if name in env else 'default',
+            field.json_schema_extra['task'],
+            field.description,
+        )
+        for name, field in RunConfig.model_fields.items()
+    ]
     widths = [max(len(r[i]) for r in rows + [('parameter', 'value', 'from', 'task', '')]) for i in range(4)]
     for row in [('parameter', 'value', 'from', 'task', 'meaning'), *rows]:
         typer.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[4])
@@ -82,64 +100,132 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
 # %% ../../nbs/14c_cli.research.ipynb #c010z
 def _login_options(given, # the service's settings (`ServiceSettings`) the command was given
                    secure_cookie: bool) -> list[str]:
-    "Voilà's options for the login: the identity provider on the service's store and login rules (checked here first), the Cookie header handed to the pages' kernels"
+    """Voilà's options for the login: the identity provider on the service's store and login rules (checked here first),
+    the Cookie header handed to the pages' kernels"""
     import dataclasses, json
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
-    from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.17 s to importing this module (measured)
+    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
+                                          # (measured)
+    from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.17 s to importing this
+                                              # module (measured)
     people = People(engine(given.store or None), policy=given.login_policy(), storage=given.limits_storage)
     accounts = people.list()
-    if not people.addresses.reachable(): fail(f"rate-limit store {given.limits_storage} does not answer: start it, or use --limits-storage memory://")
-    if not accounts: fail("no accounts in the service's store: `mlfin users add NAME --role admin` makes one (or --no-login: you alone on this machine)")
-    return ['--Voila.identity_provider_class=mlfin.dashboards.login.SessionIdentity', f'--SessionIdentity.store={given.store}',
-            f'--SessionIdentity.policy={json.dumps(dataclasses.asdict(given.login_policy()))}', f'--SessionIdentity.limits_storage={given.limits_storage}',
-            f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
+    if not people.addresses.reachable():
+        fail(f"rate-limit store {given.limits_storage} does not answer: start it, or use --limits-storage memory://")
+    if not accounts:
+        fail(
+            "no accounts in the service's store: `mlfin users add NAME --role admin` makes one (or --no-login: you "
+            "alone on this machine)"
+        )
+    return [
+        '--Voila.identity_provider_class=mlfin.dashboards.login.SessionIdentity',
+        f'--SessionIdentity.store={given.store}',
+        f'--SessionIdentity.policy={json.dumps(dataclasses.asdict(given.login_policy()))}',
+        f'--SessionIdentity.limits_storage={given.limits_storage}',
+        f'--SessionIdentity.secure_cookie={secure_cookie}',
+        "--VoilaConfiguration.http_header_envs=['Cookie']",
+    ]
 
 # %% ../../nbs/14c_cli.research.ipynb #c011
-DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'trusted_proxies', 'login_*')   # the login page is the service's: every login setting, and the proxies whose X-Forwarded-For it believes, as `serve` has them
-UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']   # installed for the notebooks, not the pages
+# the login page is the service's: every login setting, and the proxies whose X-Forwarded-For it believes, as `serve`
+# has them
+DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'trusted_proxies', 'login_*')
+# installed for the notebooks, not the pages
+UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']
 
-def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
-               browser: bool = typer.Option(False, help="open a browser"),
-               login: bool = typer.Option(True, '--login/--no-login', help="only people logged in (`mlfin users add`) see the pages; --no-login: "
-                                                                            "whoever reaches the port (you alone on this machine)"),
-               service: str = typer.Option(SERVICE_URL, envvar=SERVICE_URL_ENV, help="the service the operations and health pages ask, as the person logged in"),
-               secure_cookie: bool = typer.Option(False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"),
-               preheat: int = typer.Option(2, min=0, help="kernels kept ready for any page, every page's modules loaded: a visit waits for no kernel start "
-                                                          "and no imports (each holds ~0.25 GB; 0: a kernel started per visit, seconds more)"),
-               kernels_per_person: int = typer.Option(4, min=1, help="pages (kernels) one person may have open at once; past it they get a page saying so and what to do"),
-               kernels_total: int = typer.Option(12, min=1, help="pages (kernels) open at once for everyone (those kept ready aside): each holds ~0.25-0.45 GB"),
-               idle_minutes: float = typer.Option(15.0, min=1, help="a page's kernel unused this long is ended (its tab stops answering; a reload opens it again)"),
-               **settings):
-    "Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as the person)"
+def dashboards(
+    port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
+    browser: bool = typer.Option(False, help="open a browser"),
+    login: bool = typer.Option(
+        True,
+        '--login/--no-login',
+        help="only people logged in (`mlfin users add`) see the pages; --no-login: "
+        "whoever reaches the port (you alone on this machine)",
+    ),
+    service: str = typer.Option(
+        SERVICE_URL,
+        envvar=SERVICE_URL_ENV,
+        help="the service the operations and health pages ask, as the person logged in",
+    ),
+    secure_cookie: bool = typer.Option(
+        False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"
+    ),
+    preheat: int = typer.Option(
+        2,
+        min=0,
+        help="kernels kept ready for any page, every page's modules loaded: a visit waits for no kernel start "
+        "and no imports (each holds ~0.25 GB; 0: a kernel started per visit, seconds more)",
+    ),
+    kernels_per_person: int = typer.Option(
+        4,
+        min=1,
+        help="pages (kernels) one person may have open at once; past it they get a page saying so and what to do",
+    ),
+    kernels_total: int = typer.Option(
+        12, min=1, help="pages (kernels) open at once for everyone (those kept ready aside): each holds ~0.25-0.45 GB"
+    ),
+    idle_minutes: float = typer.Option(
+        15.0, min=1, help="a page's kernel unused this long is ended (its tab stops answering; a reload opens it again)"
+    ),
+    **settings,
+):
+    """Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as
+    the person)"""
     from pydantic import ValidationError
     root = project_root()
-    if root is None or not (root/'dashboards').is_dir(): fail("no dashboards/ folder found here or above: run this inside the mlfin project")
+    if root is None or not (root / 'dashboards').is_dir():
+        fail("no dashboards/ folder found here or above: run this inside the mlfin project")
     open_home()   # the accounts' store, the pictures' cache and what the kernels write, for the home's owner alone
-    try: given = ServiceSettings(home=str(home()), **settings)   # the service's words for the store, the registry and the login rules
+    # the service's words for the store, the registry and the login rules
+    try: given = ServiceSettings(home=str(home()), **settings)
     except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
-    env = {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service, **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
-           PICTURES_ENV: '1'}   # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
-    cmd = [sys.executable, '-c', 'from mlfin.dashboards.server import main; main()', str(root/'dashboards'),   # Voila, each kernel its person's (dashboards.server)
-           f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0', '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
-           f'--MappingKernelManager.cull_idle_timeout={round(idle_minutes * 60)}', '--MappingKernelManager.cull_interval=60',   # one kernel per open tab: idle ones ended
-           f'--PagesKernels.per_person={kernels_per_person}', f'--PagesKernels.in_all={kernels_total}',
-           f'--PagesKernels.ready={preheat}',   # kernels kept ready for any page, replaced when no page is being drawn, one at a time (dashboards.kernels)
-           '--VoilaConfiguration.file_allowlist=[]',   # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
-           f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",   # the pages need widgets and plotly's renderer: the rest only slows each page's start
-           *(_login_options(given, secure_cookie) if login else [])]
-    typer.echo(f"mlfin: serving {root/'dashboards'} on http://127.0.0.1:{port} "
-               + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page") + " (Ctrl-C stops)")
+    env = {
+        **os.environ,
+        'MLFIN_HOME': str(home()),
+        SERVICE_URL_ENV: service,
+        **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
+        PICTURES_ENV: '1',
+    }   # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
+    cmd = [
+        sys.executable,
+        '-c',
+        'from mlfin.dashboards.server import main; main()',
+        str(root / 'dashboards'),  # Voila, each kernel its person's (dashboards.server)
+        f'--port={port}',
+        '--Voila.ip=127.0.0.1',
+        '--Voila.port_retries=0',
+        '--MappingKernelManager.default_kernel_name=mlfin',
+        *([] if browser else ['--no-browser']),
+        f'--MappingKernelManager.cull_idle_timeout={round(idle_minutes * 60)}',
+        '--MappingKernelManager.cull_interval=60',  # one kernel per open tab: idle ones ended
+        f'--PagesKernels.per_person={kernels_per_person}',
+        f'--PagesKernels.in_all={kernels_total}',
+        # kernels kept ready for any page, replaced when no page is being drawn, one at a time (dashboards.kernels)
+        f'--PagesKernels.ready={preheat}',
+        # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
+        '--VoilaConfiguration.file_allowlist=[]',
+        # the pages need widgets and plotly's renderer: the rest only slows each page's start
+        f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",
+        *(_login_options(given, secure_cookie) if login else []),
+    ]
+    typer.echo(
+        f"mlfin: serving {root / 'dashboards'} on http://127.0.0.1:{port} "
+        + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page")
+        + " (Ctrl-C stops)"
+    )
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
 app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))
 
 # %% ../../nbs/14c_cli.research.ipynb #c012
-runs_app = typer.Typer(add_completion=False, help="The runs recorded in MLflow: what each asked and found, side by side, and its reports")
+runs_app = typer.Typer(
+    add_completion=False, help="The runs recorded in MLflow: what each asked and found, side by side, and its reports"
+)
 app.add_typer(runs_app, name='runs')
 
 @runs_app.callback(invoke_without_command=True)
 def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (integer)")):
-    "Recent pipeline runs, a line per run and symbol: label, horizon, validation, models, leader, AUC or IC, Sharpe, DSR, PBO, verdict"
+    """Recent pipeline runs, a line per run and symbol: label, horizon, validation, models, leader, AUC or IC, Sharpe,
+    DSR, PBO, verdict"""
     if ctx.invoked_subcommand: return
     import pandas as pd
     table = run_table(limit)
@@ -150,8 +236,10 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (
 
 # %% ../../nbs/14c_cli.research.ipynb #c012_00
 @runs_app.command('compare')
-def runs_compare(first: str = typer.Argument(..., help="a run (the first characters of its id, as `mlfin runs` shows it)"),
-                 second: str = typer.Argument(..., help="another run")):
+def runs_compare(
+    first: str = typer.Argument(..., help="a run (the first characters of its id, as `mlfin runs` shows it)"),
+    second: str = typer.Argument(..., help="another run"),
+):
     "Two runs side by side: the parameters that differ, then each symbol's leader and figures"
     import pandas as pd
     asked, found = compare_runs(first, second)
@@ -165,7 +253,8 @@ def runs_compare(first: str = typer.Argument(..., help="a run (the first charact
 @runs_app.command('get')
 def runs_get(run: str = typer.Argument(..., help="a run (the first characters of its id)"),
              to: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/runs/RUN)")):
-    "A recorded run's summary, products, executed notebooks and tearsheets in a folder, to open or to point the dashboard at"
+    """A recorded run's summary, products, executed notebooks and tearsheets in a folder, to open or to point the
+    dashboard at"""
     folder = fetch_run(find_run(run), to)
     typer.echo(f"{folder}  (tearsheets/, reports/, {SUMMARY})")
 
@@ -179,22 +268,35 @@ def version():
 
 # %% ../../nbs/14c_cli.research.ipynb #c016
 @app.command()
-def tune(models: str = typer.Option('all', help="named models of models.yaml, comma-separated, or all"),
-         trials: int = typer.Option(20, help="trials per model and symbol in this process"),
-         symbols: Optional[str] = typer.Option(None, help="some of the last run's symbols, comma-separated (default: all)"),
-         storage: Optional[str] = typer.Option(None, help="sqlite:///PATH or postgresql://USER@HOST/DB (several workers share one); default: MLFIN_HOME/optuna.db"),
-         study: Optional[str] = typer.Option(None, help="the study's name (workers sharing a study name share its trials); default: SYMBOL-MODEL-KIND"),
-         pruning: bool = typer.Option(True, '--pruning/--no-pruning', help="median pruning on folds (and boosting rounds)"),
-         timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
-         model_params: str = typer.Option('', help="hyperparameters held fixed, MODEL.NAME=VALUE comma-separated"),
-         cluster: str = typer.Option('serial', help="where the trials run: serial (here), local or local:N (a share of each study's trials per "
-                                     "worker process here), tcp://HOST:PORT (a Dask scheduler; workers on other hosts need a postgresql:// --storage)"),
-        ):
-    "Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml lines"
+def tune(
+    models: str = typer.Option('all', help="named models of models.yaml, comma-separated, or all"),
+    trials: int = typer.Option(20, help="trials per model and symbol in this process"),
+    symbols: Optional[str] = typer.Option(None, help="some of the last run's symbols, comma-separated (default: all)"),
+    storage: Optional[str] = typer.Option(
+        None,
+        help="sqlite:///PATH or postgresql://USER@HOST/DB (several workers share one); default: MLFIN_HOME/optuna.db",
+    ),
+    study: Optional[str] = typer.Option(
+        None, help="the study's name (workers sharing a study name share its trials); default: SYMBOL-MODEL-KIND"
+    ),
+    pruning: bool = typer.Option(True, '--pruning/--no-pruning', help="median pruning on folds (and boosting rounds)"),
+    timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
+    model_params: str = typer.Option('', help="hyperparameters held fixed, MODEL.NAME=VALUE comma-separated"),
+    cluster: str = typer.Option(
+        'serial',
+        help="where the trials run: serial (here), local or local:N (a share of each study's trials per "
+        "worker process here), tcp://HOST:PORT (a Dask scheduler; workers on other hosts need a postgresql:// "
+        "--storage)",
+    ),
+):
+    """Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml
+    lines"""
     import pandas as pd
-    from mlfin.backtest.trials import search_trials   # here, not at the top: mlfin.backtest.trials adds 1.11 s to importing this module (measured)
+    from mlfin.backtest.trials import search_trials   # here, not at the top: mlfin.backtest.trials adds 1.11 s to
+                                                      # importing this module (measured)
     from mlfin.report.evidence import keep_evidence, question_of   # (the same: it imports mlfin.backtest.trials)
-    from mlfin.tracking.ledger import Ledger   # (here too: it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
+    from mlfin.tracking.ledger import Ledger   # (here too: it adds 0.2 s, SQLAlchemy, to every mlfin command at the
+                                               # top; measured)
     root = project_root()
     config = run_config(project_values(root) if root else {})
     path = run_dir()/DATASET
@@ -202,38 +304,82 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     data = pd.read_parquet(path)
     label = label_entry(data.attrs['label'])
     kind = label.kind
-    specs = choose_models(models, kind, model_params, root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None)
+    specs = choose_models(
+        models, kind, model_params, root / MODELS_FILE if root and (root / MODELS_FILE).exists() else None
+    )
     wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
     missing = sorted(set(wanted) - set(data['symbol']))
-    if missing: raise BadInput(f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})")
+    if missing:
+        raise BadInput(
+            f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})"
+        )
     if study and len(wanted) * len(specs) > 1:
         raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
     splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
     timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
     device, results = resolve_device(config.device), []
-    bars, book = pd.read_parquet(run_dir()/'bars.parquet', columns=['symbol', 'close']), Ledger()   # the question is what the bars are
-    with running(cluster, run_dir()):   # a local cluster started once for every study; a scheduler's workers checked first
+    # the question is what the bars are
+    bars, book = pd.read_parquet(run_dir()/'bars.parquet', columns=['symbol', 'close']), Ledger()
+    # a local cluster started once for every study; a scheduler's workers checked first
+    with running(cluster, run_dir()):
         for symbol in wanted:
             one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
             for spec in specs:
-                found = tune_spread(spec, kind, one, splitter, trials, storage, study, config.seed, device, label.price, pruning, timeout,
-                                    sampler_seed=config.seed + os.getpid() if study else None,  # processes sharing one study sample apart
-                                    source=str(path), weighting=config.weighting, progress=sys.stderr.isatty())
+                found = tune_spread(
+                    spec,
+                    kind,
+                    one,
+                    splitter,
+                    trials,
+                    storage,
+                    study,
+                    config.seed,
+                    device,
+                    label.price,
+                    pruning,
+                    timeout,
+                    sampler_seed=config.seed + os.getpid()
+                    if study
+                    else None,  # processes sharing one study sample apart
+                    source=str(path),
+                    weighting=config.weighting,
+                    progress=sys.stderr.isatty(),
+                )
                 results.append(found)
                 typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
                            f"best mean fold {found.metric} {found.value:.4f}")
-                changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)}, 'tried': found.spec.tried}   # the count rides along to later runs' DSR
-                typer.echo(f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}")
-                if found.spec.tried > 1:   # the search is one more try at the question: every later run on it counts its trials (once)
+                changed = {
+                    **{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)},
+                    'tried': found.spec.tried,
+                }  # the count rides along to later runs' DSR
+                typer.echo(
+                    f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}"  # noqa: E501
+                )
+                # the search is one more try at the question: every later run on it counts its trials (once)
+                if found.spec.tried > 1:
                     with using(config.tracking):
-                        question, new, _ = question_of(book.check(), bars.loc[bars['symbol'] == symbol, 'close'], symbol, timeframes[symbol],
-                                                       data.attrs['label'], data.attrs['horizon'], config.cv)
+                        question, new, _ = question_of(
+                            book.check(),
+                            bars.loc[bars['symbol'] == symbol, 'close'],
+                            symbol,
+                            timeframes[symbol],
+                            data.attrs['label'],
+                            data.attrs['horizon'],
+                            config.cv,
+                        )
                         table = search_trials(question, spec.name, spec.family, found.spec.params, found.spec.tried)
                         searched = record_search(question.id, question.key, symbol, table, found.study)
-                        keep_evidence(book, {symbol: (question, new)}, {symbol: searched}, {symbol: table})   # and in the ledger
-                    typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on {question.key}")
+                        # and in the ledger
+                        keep_evidence(book, {symbol: (question, new)}, {symbol: searched}, {symbol: table})
+                    typer.echo(
+                        f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on "
+                        f"{question.key}"
+                    )
 
-models_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion")
+
+models_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion"
+)
 app.add_typer(models_app, name='models')
 
 
@@ -251,7 +397,8 @@ def models_families():
 # %% ../../nbs/14c_cli.research.ipynb #c016_01
 @models_app.command('ls')
 def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (default: all)")):
-    "Registered versions: series, version, model, aliases (candidate, production), out-of-sample scores, promotion or refusal"
+    """Registered versions: series, version, model, aliases (candidate, production), out-of-sample scores, promotion or
+    refusal"""
     import pandas as pd
     table = versions(symbol)
     if table.empty: typer.echo("the registry is empty: `mlfin run` registers each symbol's leading model"); return
@@ -267,7 +414,10 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
                   ):
     "Make a version `production` whatever its scores: the deliberate override, held until `mlfin models release`"
     done = promote(*parse_series(series), version, reason)
-    typer.echo(f"{done['name']} version {done['version']} is production ({reason}); runs leave it be until `mlfin models release {series}`")
+    typer.echo(
+        f"{done['name']} version {done['version']} is production ({reason}); runs leave it be until `mlfin models "
+        f"release {series}`"
+    )
 
 
 # %% ../../nbs/14c_cli.research.ipynb #c016_03

@@ -26,34 +26,50 @@ def serve(**given):
     "Serve bars, predictions, signals, models and training jobs over HTTP (FastAPI under uvicorn)"
     from pydantic import ValidationError
     server = {name: given.pop(name) for name in SERVER_OPTIONS}
-    given.update(project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or [])
-    open_home()   # its logs, keys' and sessions' store, jobs' runs: the home's owner's alone (tightened, and said, if found wider)
+    given.update(
+        project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or []
+    )
+    # its logs, keys' and sessions' store, jobs' runs: the home's owner's alone (tightened, and said, if found wider)
+    open_home()
     try: run_service(ServiceSettings(home=str(home()), **given), **server)   # says "serving on" once it can
     except ValidationError as e: fail(f"mlfin serve: {validation_line(e.errors())}")
 
 app.command('serve')(service_options(serve))
 
-keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The service's API keys (stored hashed; a key is shown once)")
+keys_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The service's API keys (stored hashed; a key is shown once)"
+)
 app.add_typer(keys_app, name='keys')
 
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_00
 def _keys(store: str | None):
-    from mlfin.service.auth import Keys   # here, not at the top: mlfin.service.auth adds 0.15 s to importing this module (measured)
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service.auth import Keys   # here, not at the top: mlfin.service.auth adds 0.15 s to importing this
+                                          # module (measured)
+    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
+                                          # (measured)
     return Keys(engine(store), cache_seconds=0)
 
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_01
 @keys_app.command('create')
-def keys_create(role: str = typer.Option(..., help="read_only, collector (may only push bars), scraper (may only GET /metrics: Prometheus's), analyst or admin"),
-                name: str = typer.Option('', help="what the key is for (a host, a person)"),
-                days: Optional[float] = typer.Option(None, help="valid this many days, then refused (default: until revoked)"),
-                store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)")):
+def keys_create(
+    role: str = typer.Option(
+        ...,
+        help="read_only, collector (may only push bars), scraper (may only GET /metrics: Prometheus's), analyst or "
+             "admin",
+    ),
+    name: str = typer.Option('', help="what the key is for (a host, a person)"),
+    days: Optional[float] = typer.Option(None, help="valid this many days, then refused (default: until revoked)"),
+    store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)"),
+):
     "Make an API key; it is printed this once (only its digest is kept)"
     key, record = _keys(store).create(role, name, days)
     typer.echo(key)
-    typer.echo(f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) made; keep it now, it is not shown again", err=True)
+    typer.echo(
+        f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) made; keep it now, it is not shown again",
+        err=True,
+    )
 
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_02
@@ -64,8 +80,11 @@ def keys_ls(store: Optional[str] = typer.Option(None, help="the service's store"
     if not rows: typer.echo("no keys yet: `mlfin keys create --role analyst`"); return
     for r in rows:
         expires = f"expires {r['expires_at']:%Y-%m-%d %H:%M}" if r.get('expires_at') else 'no expiry'
-        typer.echo(f"{r['id']}  {r['role']:<9}  made {r['created_at']:%Y-%m-%d %H:%M}  "
-                   f"{'revoked ' + format(r['revoked_at'], '%Y-%m-%d %H:%M') if r['revoked_at'] else 'active':<24}  {expires:<26}  {r['name']}")
+        typer.echo(
+            f"{r['id']}  {r['role']:<9}  made {r['created_at']:%Y-%m-%d %H:%M}  "
+            f"{'revoked ' + format(r['revoked_at'], '%Y-%m-%d %H:%M') if r['revoked_at'] else 'active':<24}  "
+            f"{expires:<26}  {r['name']}"
+        )
 
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_03
@@ -79,13 +98,23 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (`mlfin key
 
 # %% ../../nbs/14e_cli.service.ipynb #c014_09
 @app.command()
-def monitor(store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"),
-            window: Optional[str] = typer.Option(None, help="bars watched: a count (250) or a span back from the last bar (90D); default by bar size"),
-            out: Optional[Path] = typer.Option(None, help="where runs are written (default: MLFIN_HOME/monitor, which the service reads)"),
-           ):
-    "Watch every production model once (drift, predictions, live performance) and every series' freshness; write the report (for a schedule)"
-    from mlfin.monitor.models import monitor as watch_all   # here, not at the top: mlfin.monitor.models adds 0.97 s to importing this module (measured)
-    from mlfin.monitor.report import write_report   # here, not at the top: mlfin.monitor.report adds 1.01 s to importing this module (measured)
+def monitor(
+    store: Optional[str] = typer.Option(
+        None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"
+    ),
+    window: Optional[str] = typer.Option(
+        None, help="bars watched: a count (250) or a span back from the last bar (90D); default by bar size"
+    ),
+    out: Optional[Path] = typer.Option(
+        None, help="where runs are written (default: MLFIN_HOME/monitor, which the service reads)"
+    ),
+):
+    """Watch every production model once (drift, predictions, live performance) and every series' freshness; write the
+    report (for a schedule)"""
+    from mlfin.monitor.models import monitor as watch_all   # here, not at the top: mlfin.monitor.models adds 0.97 s to
+                                                            # importing this module (measured)
+    from mlfin.monitor.report import write_report   # here, not at the top: mlfin.monitor.report adds 1.01 s to
+                                                    # importing this module (measured)
     report = watch_all(store, window, signals=served_signals)
     folder = write_report(report, out)
     for w in report.watches: typer.echo(w.verdict())
@@ -98,28 +127,53 @@ def monitor(store: Optional[str] = typer.Option(None, help="store folder or post
 
 # %% ../../nbs/14e_cli.service.ipynb #c014_10
 @app.command()
-def monitoring(port: int = typer.Option(SERVICE_PORT, help=f"the service's port on {SERVICE_HOST}"),
-               serve: bool = typer.Option(True, '--serve/--no-serve', help="start `mlfin serve` too (--no-serve: one already runs on --port)"),
-               webhook: Optional[str] = typer.Option(None, help="a URL Alertmanager POSTs alerts to"),
-               smtp: Optional[str] = typer.Option(None, help="an SMTP server (host:port) Alertmanager mails alerts through"),
-               email_to: Optional[str] = typer.Option(None, help="whom the alerts are mailed to (with --smtp)"),
-               prometheus_port: int = typer.Option(9090, help="Prometheus on 127.0.0.1"),
-               alertmanager_port: int = typer.Option(9093, help="Alertmanager on 127.0.0.1"),
-               store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)")):
-    "Prometheus (scraping the service, evaluating env/monitoring/alerts.yml and figures.yml) and Alertmanager (webhook, e-mail) on loopback, beside the service"
-    from mlfin.service.auth import scrape_key   # here, not at the top: mlfin.service.auth adds 0.15 s to importing this module (measured)
-    run_monitoring(port, serve, store, scrape_key=lambda: scrape_key(store), echo=typer.echo, webhook=webhook, smtp=smtp, email_to=email_to,
-                   prometheus_port=prometheus_port, alertmanager_port=alertmanager_port)
+def monitoring(
+    port: int = typer.Option(SERVICE_PORT, help=f"the service's port on {SERVICE_HOST}"),
+    serve: bool = typer.Option(
+        True, '--serve/--no-serve', help="start `mlfin serve` too (--no-serve: one already runs on --port)"
+    ),
+    webhook: Optional[str] = typer.Option(None, help="a URL Alertmanager POSTs alerts to"),
+    smtp: Optional[str] = typer.Option(None, help="an SMTP server (host:port) Alertmanager mails alerts through"),
+    email_to: Optional[str] = typer.Option(None, help="whom the alerts are mailed to (with --smtp)"),
+    prometheus_port: int = typer.Option(9090, help="Prometheus on 127.0.0.1"),
+    alertmanager_port: int = typer.Option(9093, help="Alertmanager on 127.0.0.1"),
+    store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)"),
+):
+    """Prometheus (scraping the service, evaluating env/monitoring/alerts.yml and figures.yml) and Alertmanager
+    (webhook, e-mail) on loopback, beside the service"""
+    from mlfin.service.auth import scrape_key  # here, not at the top: mlfin.service.auth adds 0.15 s to importing this
+                                               # module (measured)
+
+    run_monitoring(
+        port,
+        serve,
+        store,
+        scrape_key=lambda: scrape_key(store),
+        echo=typer.echo,
+        webhook=webhook,
+        smtp=smtp,
+        email_to=email_to,
+        prometheus_port=prometheus_port,
+        alertmanager_port=alertmanager_port,
+    )
 
 # %% ../../nbs/14e_cli.service.ipynb #c016w
-home_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The home: where runs, the registry and the store are kept")
+home_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The home: where runs, the registry and the store are kept"
+)
 app.add_typer(home_app, name='home')
 
 @home_app.command('check')
 def home_check():
     "Make the home's records follow the folder it is in now, and name what they point at outside it"
     report = check_home()
-    if report['moved_from']: typer.echo(f"mlfin: the home moved from {report['moved_from']}: {report['rewritten']} recorded location(s) now under {report['home']}")
+    if report['moved_from']:
+        typer.echo(
+            f"mlfin: the home moved from {report['moved_from']}: {report['rewritten']} recorded location(s) now under "
+            f"{report['home']}"
+        )
     for line in report['outside']: typer.echo(f"outside the home: {line}")
-    typer.echo(f"{report['home']}: {'%d location(s) outside it' % len(report['outside']) if report['outside'] else 'every recorded location is inside it'}")
+    typer.echo(
+        f"{report['home']}: {'%d location(s) outside it' % len(report['outside']) if report['outside'] else 'every recorded location is inside it'}"  # noqa: E501
+    )
     if report['outside']: raise typer.Exit(1)

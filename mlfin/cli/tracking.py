@@ -14,61 +14,107 @@ from ..tracking.server import ADMIN, serve, migrate
 __all__ = ['tracking_app', 'ledger_app', 'tracking_serve', 'tracking_migrate', 'ledger_check', 'ledger_adopt']
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c004
-tracking_app = typer.Typer(add_completion=False, no_args_is_help=True, help="A team's MLflow tracking server: start it, move a home's runs into it")
+tracking_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="A team's MLflow tracking server: start it, move a home's runs into it",
+)
 app.add_typer(tracking_app, name='tracking')
 
 _DB = "the server's PostgreSQL database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (its own, not Optuna's)"
 _ART = "the folder the server keeps every run's files in (clients reach them through the server)"
 
 @tracking_app.command('serve')
-def tracking_serve(db: str = typer.Option(..., help=_DB), artifacts: Path = typer.Option(..., help=_ART),
-                   host: str = typer.Option('127.0.0.1', help="address to listen on (loopback by default; a team's host: its address)"),
-                   port: int = typer.Option(5000, help="port"), workers: int = typer.Option(2, help="server processes"),
-                   default_permission: str = typer.Option('EDIT', help="what every account may do with what others made: READ, EDIT, MANAGE or NO_PERMISSIONS"),
-                   allowed_hosts: str = typer.Option('', help="names clients reach it by, comma-separated (mlflow.team.internal, *.team.internal); "
-                                                              "loopback and private addresses always: any other Host is refused")):
-    "Run MLflow's tracking server on PostgreSQL with artifact serving and a login on every route but /health, until stopped"
-    typer.echo(f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is MLFLOW_AUTH_ADMIN_PASSWORD, "
-               "else ~/.config/mlfin/mlflow-admin-password); clients set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD", err=True)
+def tracking_serve(
+    db: str = typer.Option(..., help=_DB),
+    artifacts: Path = typer.Option(..., help=_ART),
+    host: str = typer.Option(
+        '127.0.0.1', help="address to listen on (loopback by default; a team's host: its address)"
+    ),
+    port: int = typer.Option(5000, help="port"),
+    workers: int = typer.Option(2, help="server processes"),
+    default_permission: str = typer.Option(
+        'EDIT', help="what every account may do with what others made: READ, EDIT, MANAGE or NO_PERMISSIONS"
+    ),
+    allowed_hosts: str = typer.Option(
+        '',
+        help="names clients reach it by, comma-separated (mlflow.team.internal, *.team.internal); "
+        "loopback and private addresses always: any other Host is refused",
+    ),
+):
+    """Run MLflow's tracking server on PostgreSQL with artifact serving and a login on every route but /health, until
+    stopped"""
+    typer.echo(
+        f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is MLFLOW_AUTH_ADMIN_PASSWORD, "
+        "else ~/.config/mlfin/mlflow-admin-password); clients set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, "
+        "MLFLOW_TRACKING_PASSWORD",
+        err=True,
+    )
     raise typer.Exit(serve(db, artifacts, host, port, workers, default_permission, allowed_hosts))
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c005
 @tracking_app.command('migrate')
 def tracking_migrate(db: str = typer.Option(..., help=_DB + "; fresh"), artifacts: Path = typer.Option(..., help=_ART),
                      json_: bool = typer.Option(False, '--json', help="print what was copied as JSON")):
-    "Copy the home's MLflow store into a fresh tracking server's database, row for row (run ids, versions, aliases kept), and its files into the server's folder"
+    """Copy the home's MLflow store into a fresh tracking server's database, row for row (run ids, versions, aliases
+    kept), and its files into the server's folder"""
     done = migrate(db, artifacts)
     if json_: typer.echo(json.dumps(done, indent=1)); return
-    typer.echo(f"mlfin: {done['from']} (schema {done['revision']}) copied: " + ', '.join(f"{n} {t}" for t, n in done['rows'].items()))
+    typer.echo(
+        f"mlfin: {done['from']} (schema {done['revision']}) copied: "
+        + ', '.join(f"{n} {t}" for t, n in done['rows'].items())
+    )
     typer.echo(f"mlfin: {done['files']} file(s) in {done['artifacts']}")
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c006l
-ledger_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                         help="The trial ledger: every trial tried, apart from the runs, hash-chained ($MLFIN_LEDGER, else your data folder)")
+ledger_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="The trial ledger: every trial tried, apart from the runs, hash-chained ($MLFIN_LEDGER, else your data "
+         "folder)",
+)
 app.add_typer(ledger_app, name='ledger')
 
 @ledger_app.command('check')
 def ledger_check():
-    "Read the ledger whole: its chain from the first entry, the head this home noted, and every run the tracking store holds that appended to it; exit 1 when it is not whole"
-    from mlfin.report.evidence import ADOPT, afresh_from, lost_runs   # here, not at the top: it imports mlfin.backtest.trials (1.1 s, measured) for every mlfin command
-    from mlfin.tracking.ledger import Ledger, home_noted   # (and it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
+    """Read the ledger whole: its chain from the first entry, the head this home noted, and every run the tracking store
+    holds that appended to it; exit 1 when it is not whole"""
+    from mlfin.report.evidence import ADOPT, afresh_from, lost_runs   # here, not at the top: it imports
+                                                                      # mlfin.backtest.trials (1.1 s, measured) for
+                                                                      # every mlfin command
+    from mlfin.tracking.ledger import Ledger, home_noted   # (and it adds 0.2 s, SQLAlchemy, to every mlfin command at
+                                                           # the top; measured)
     book = Ledger(); found = book.check()
     typer.echo(f"mlfin: trial ledger {found.id or '(not begun)'} at {book!r}: {found.length:,} entries")
     problems = [p for p in (found.problem, book.against(found, [('this home', home_noted(found.location))])) if p]
     lost = lost_runs(found)
-    problems += [f"{len(t['source'].unique())} run(s) on question {q} appended to it and are missing from it ({len(t)} trial rows)" for q, t in lost.items()]
+    problems += [
+        f"{len(t['source'].unique())} run(s) on question {q} appended to it and are missing from it ({len(t)} trial "
+        "rows)"
+        for q, t in lost.items()
+    ]
     for p in problems: typer.echo(f"mlfin: not whole: {p}")
     if problems: typer.echo(f"mlfin: {ADOPT}"); raise typer.Exit(1)
-    for e in (e for e in found.entries if e.kind == 'reset'):   # whole, but not the whole story: what only a lost ledger held
-        typer.echo(f"mlfin: note: on {e.recorded[:10]} it found ledger(s) {', '.join(e.content['replaced'])} lost; verdicts on their questions "
-                   f"count afresh with --trials-since {afresh_from(e)}")
+    # whole, but not the whole story: what only a lost ledger held
+    for e in (e for e in found.entries if e.kind == 'reset'):
+        typer.echo(
+            f"mlfin: note: on {e.recorded[:10]} it found ledger(s) {', '.join(e.content['replaced'])} lost; verdicts "
+            "on their questions "
+            f"count afresh with --trials-since {afresh_from(e)}"
+        )
     typer.echo("mlfin: whole: its chain, this home's head and the tracking store's runs agree")
 
 @ledger_app.command('adopt')
 def ledger_adopt():
-    "File back into the ledger the trials of every run the tracking store holds that it lacks (a ledger lost or begun anew); nothing is adopted twice"
+    """File back into the ledger the trials of every run the tracking store holds that it lacks (a ledger lost or begun
+    anew); nothing is adopted twice"""
     from mlfin.report.evidence import adopt   # here, not at the top: see `ledger check`
     from mlfin.tracking.ledger import Ledger   # (the same)
     book = Ledger(); done = adopt(book)
-    for question, runs in done.items(): typer.echo(f"mlfin: adopted {runs} run(s) on question {question} from the tracking store")
-    typer.echo(f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}" if done else "mlfin: nothing to adopt: the ledger holds every run the tracking store has")
+    for question, runs in done.items():
+        typer.echo(f"mlfin: adopted {runs} run(s) on question {question} from the tracking store")
+    typer.echo(
+        f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}"
+        if done
+        else "mlfin: nothing to adopt: the ledger holds every run the tracking store has"
+    )

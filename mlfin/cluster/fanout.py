@@ -21,14 +21,18 @@ def fan_out(task: str,                    # the task at work, for progress (feat
             calls: dict[str, tuple],      # unit -> fn's arguments: paths, names and settings, not frames of bars
             address: str | None = None,   # a scheduler; default: the run's (`MLFIN_CLUSTER`); neither: in this process
            ) -> dict[str, Any]:
-    "`fn(*args)` for every unit, in `calls`' order, in this process or on the run's cluster; the first failure raised as it was"
+    """`fn(*args)` for every unit, in `calls`' order, in this process or on the run's cluster; the first failure raised
+    as it was"""
     found = client(address)
     if found is None:
         return {unit: _serial(task, fn, unit, args, i, len(calls)) for i, (unit, args) in enumerate(calls.items())}
     from distributed import as_completed
     token = uuid.uuid4().hex[:8]
     carried = run_env()
-    futures = {found.submit(as_the_run, carried, fn, *args, key=f"{task}-{unit}-{token}", pure=False): unit for unit, args in calls.items()}
+    futures = {
+        found.submit(as_the_run, carried, fn, *args, key=f"{task}-{unit}-{token}", pure=False): unit
+        for unit, args in calls.items()
+    }
     done = {}
     try:
         for i, future in enumerate(as_completed(futures, loop=found.loop)):
@@ -43,11 +47,16 @@ def _serial(task: str, fn: Callable, unit: str, args: tuple, i: int, n: int):
     return fn(*args)
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c006e
-RUN_ENV = ('MLFIN_HOME', 'MLFIN_STORE')   # what a unit finds its files and its store by: the run's, carried to the worker with every unit
+# what a unit finds its files and its store by: the run's, carried to the worker with every unit
+RUN_ENV = ('MLFIN_HOME', 'MLFIN_STORE')
 
 def run_env() -> dict[str, str]:
     "This run's `RUN_ENV`, the home resolved to the absolute path every worker mounts (an unset store stays unset)"
-    return {'MLFIN_HOME': str(home()), **({'MLFIN_STORE': os.environ['MLFIN_STORE']} if os.environ.get('MLFIN_STORE') else {})}
+    return {
+        'MLFIN_HOME': str(home()),
+        **({'MLFIN_STORE': os.environ['MLFIN_STORE']} if os.environ.get('MLFIN_STORE') else {}),
+    }
+
 
 def as_the_run(env: dict[str, str], fn: Callable, *args):
     "On a worker: `fn(*args)` with the run's `RUN_ENV`, whatever the worker was started with"
@@ -64,18 +73,22 @@ def on_worker() -> bool:
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c010
 def capped_threads(declared: int) -> int:
-    "A model's thread count: as declared in this process; on a Dask worker at most its per-task budget (`OMP_NUM_THREADS`, 1 by default)"
+    """A model's thread count: as declared in this process; on a Dask worker at most its per-task budget
+    (`OMP_NUM_THREADS`, 1 by default)"""
     return max(1, min(int(declared), int(os.environ.get('OMP_NUM_THREADS') or 1))) if on_worker() else declared
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c_ship
 def shipped(rows, source: str | None = None):
-    "What a unit is given: the rows themselves while work stays in this process; on a cluster, the file they came from (when known), which the unit reads"
+    """What a unit is given: the rows themselves while work stays in this process; on a cluster, the file they came from
+    (when known), which the unit reads"""
     return source if source is not None and client() is not None else rows
 
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c013
-def symbol_rows(source: pd.DataFrame | str, # the rows themselves (in process), or a long Parquet table with a `symbol` column
-                symbol: str) -> pd.DataFrame:
+def symbol_rows(
+    source: pd.DataFrame | str,  # the rows themselves (in process), or a long Parquet table with a `symbol` column
+    symbol: str,
+) -> pd.DataFrame:
     "One symbol's rows of a long table: read from the file where the unit runs, so that only its path crosses the wire"
     if isinstance(source, pd.DataFrame): return source
     return pd.read_parquet(source, filters=[('symbol', '==', symbol)])

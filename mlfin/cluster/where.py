@@ -19,11 +19,14 @@ __all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'must_match', 'identity', 'installe
            'reached_everywhere', 'check_workers', 'connect', 'client', 'running']
 
 # %% ../../nbs/02a_cluster.where.ipynb #c005
-CLUSTER_ENV = 'MLFIN_CLUSTER'   # the run's scheduler address, set by the runner for its task notebooks (unset: in process)
+# the run's scheduler address, set by the runner for its task notebooks (unset: in process)
+CLUSTER_ENV = 'MLFIN_CLUSTER'
 
 # %% ../../nbs/02a_cluster.where.ipynb #c010
-SAME_EVERYWHERE = ['dask', 'distributed', 'msgpack', 'pandas', 'numpy', 'pyarrow', 'TA-Lib', 'optuna']   # results or the wire depend on
-# them: one version on every host; each model family adds the libraries it fits with as it registers (`must_match`)
+# results or the wire depend on them: one version on every host; each model family adds the libraries it fits with as it
+# registers (`must_match`)
+SAME_EVERYWHERE = ['dask', 'distributed', 'msgpack', 'pandas', 'numpy', 'pyarrow', 'TA-Lib', 'optuna']
+
 
 # %% ../../nbs/02a_cluster.where.ipynb #c011m
 def must_match(*distributions: str):
@@ -32,13 +35,15 @@ def must_match(*distributions: str):
 
 # %% ../../nbs/02a_cluster.where.ipynb #c012
 def identity(names: list[str] | None = None) -> dict:
-    "This process's mlfin (version and a hash of its code), Python, and the versions of `names` (default `SAME_EVERYWHERE`)"
+    """This process's mlfin (version and a hash of its code), Python, and the versions of `names` (default
+    `SAME_EVERYWHERE`)"""
     return {'mlfin': f"{mlfin.__version__} (code {code_version()})", 'python': '.'.join(map(str, sys.version_info[:2])),
             **{name: installed(name) for name in (SAME_EVERYWHERE if names is None else names)}}
 
 # %% ../../nbs/02a_cluster.where.ipynb #c013
 def installed(name: str) -> str | None:
-    "An installed distribution's version, or its CPU-only build's (`xgboost-cpu` for `xgboost`); None when neither is installed"
+    """An installed distribution's version, or its CPU-only build's (`xgboost-cpu` for `xgboost`); None when neither is
+    installed"""
     for dist in (name, f"{name}-cpu"):
         try: return metadata.version(dist)
         except metadata.PackageNotFoundError: continue
@@ -46,8 +51,8 @@ def installed(name: str) -> str | None:
 
 # %% ../../nbs/02a_cluster.where.ipynb #c015s
 def check_shared(client, address: str, folder: Path):
-    """Every worker reads a token written here into `folder` and writes its answer beside it; `BadInput` naming the first worker that
-    sees no folder or another one at that path (a host's own disk), or cannot write there"""
+    """Every worker reads a token written here into `folder` and writes its answer beside it; `BadInput` naming the
+    first worker that sees no folder or another one at that path (a host's own disk), or cannot write there"""
     token = uuid.uuid4().hex
     asked = folder/f".cluster-{token}"
     try:
@@ -55,17 +60,24 @@ def check_shared(client, address: str, folder: Path):
         answers = client.run(_answer, str(folder), token)
         for worker, answer in sorted(answers.items()):
             if answer != 'answered':
-                raise BadInput(f"--cluster {address}: worker {worker} {answer}; the home must be one filesystem every worker mounts at the same "
-                               "path, read and written (tutorial: Past one machine)")
+                raise BadInput(
+                    f"--cluster {address}: worker {worker} {answer}; the home must be one filesystem every worker "
+                    "mounts at the same "
+                    "path, read and written (tutorial: Past one machine)"
+                )
             if (folder/f"{asked.name}-{_digest(worker)}").read_text() != worker:
-                raise BadInput(f"--cluster {address}: worker {worker}'s answer is not in {folder}: it writes to another folder at that path "
-                               "(tutorial: Past one machine)")
+                raise BadInput(
+                    f"--cluster {address}: worker {worker}'s answer is not in {folder}: it writes to another folder at "
+                    "that path "
+                    "(tutorial: Past one machine)"
+                )
     finally:
         for made in folder.glob(f".cluster-{token}*"): made.unlink(missing_ok=True)
 
 # %% ../../nbs/02a_cluster.where.ipynb #c015t
 def _answer(folder: str, token: str, *, dask_worker) -> str:
-    "On a worker: 'answered' once the run's token is read in `folder` and this worker's answer written beside it; else what it sees there"
+    """On a worker: 'answered' once the run's token is read in `folder` and this worker's answer written beside it; else
+    what it sees there"""
     asked = Path(folder)/f".cluster-{token}"
     if not asked.parent.is_dir(): return f"cannot see {folder}"
     try: seen = asked.read_text()
@@ -85,37 +97,55 @@ def is_loopback(address: str | None) -> bool:
 
 def other_hosts(client) -> list[str]:
     "The workers of `client` not on loopback: on other hosts, or on this one by an address other hosts reach"
-    return sorted(w for w in client.nthreads() if not is_loopback(w))   # asked of the scheduler (`scheduler_info` can come from a cache)
+    # asked of the scheduler (`scheduler_info` can come from a cache)
+    return sorted(w for w in client.nthreads() if not is_loopback(w))
 
 def reached_everywhere(url: str | None, what: str, workers: list[str]):
-    "`BadInput` when `url` (the setting `what`) is a loopback address and `workers` are on other hosts, each of which would read it as itself"
+    """`BadInput` when `url` (the setting `what`) is a loopback address and `workers` are on other hosts, each of which
+    would read it as itself"""
     if url and workers and is_loopback(url):
         parts = urlsplit(url)
-        shown = url if parts.password is None else parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()   # a password is never printed
-        raise BadInput(f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would read as itself; give the "
-                       "address every host reaches (tutorial: Past one machine)")
+        shown = (
+            url
+            if parts.password is None
+            else parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()
+        )  # a password is never printed
+        raise BadInput(
+            f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would read as itself; give "
+            "the "
+            "address every host reaches (tutorial: Past one machine)"
+        )
 
 # %% ../../nbs/02a_cluster.where.ipynb #c015
 def check_workers(client, address: str, folder: Path | None = None) -> int:
-    "The number of workers, once each runs this mlfin and these `SAME_EVERYWHERE` versions and shares `folder`; `BadInput` naming the first that does not"
+    """The number of workers, once each runs this mlfin and these `SAME_EVERYWHERE` versions and shares `folder`;
+    `BadInput` naming the first that does not"""
     mine = identity()
-    for worker, theirs in sorted(client.run(identity, list(SAME_EVERYWHERE)).items()):   # asked for this run's list: a worker need not have imported the models
+    # asked for this run's list: a worker need not have imported the models
+    for worker, theirs in sorted(client.run(identity, list(SAME_EVERYWHERE)).items()):
         for name, version in mine.items():
             if theirs.get(name) != version:
-                raise BadInput(f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start every worker "
-                               "from the same checkout and env/requirements.lock (tutorial: Past one machine)")
+                raise BadInput(
+                    f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start "
+                    "every worker "
+                    "from the same checkout and env/requirements.lock (tutorial: Past one machine)"
+                )
     if folder is not None: check_shared(client, address, Path(folder))
-    reached_everywhere(os.environ.get('MLFIN_STORE'), 'MLFIN_STORE', other_hosts(client))   # the units read other series from it
+    # the units read other series from it
+    reached_everywhere(os.environ.get('MLFIN_STORE'), 'MLFIN_STORE', other_hosts(client))
     return len(client.nthreads())
 
 # %% ../../nbs/02a_cluster.where.ipynb #c016
 def connect(address: str, timeout: float = 10, folder: Path | None = None):
-    "A client of the scheduler at `address`, its workers checked (`check_workers`); `Unavailable` in one line when none answers or no worker joins"
+    """A client of the scheduler at `address`, its workers checked (`check_workers`); `Unavailable` in one line when
+    none answers or no worker joins"""
     from distributed import Client
     try: found = Client(address, timeout=timeout, set_as_default=False, direct_to_workers=True)
     except (OSError, TimeoutError) as e:
-        raise Unavailable(f"--cluster {address}: no Dask scheduler answers there within {timeout:g} s ({_first_line(e)}); "
-                          "start one with `dask scheduler`, or run with --cluster local") from None
+        raise Unavailable(
+            f"--cluster {address}: no Dask scheduler answers there within {timeout:g} s ({_first_line(e)}); "
+            "start one with `dask scheduler`, or run with --cluster local"
+        ) from None
     try:
         try: found.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
@@ -135,7 +165,8 @@ def _first_line(e: BaseException) -> str:
 _CLIENTS: dict = {}   # address -> this process's client of it
 
 def client(address: str | None = None, folder: Path | None = None):
-    "This process's client of `address` (default: the run's, `MLFIN_CLUSTER`), connected and checked once; None: work in process"
+    """This process's client of `address` (default: the run's, `MLFIN_CLUSTER`), connected and checked once; None: work
+    in process"""
     address = address or os.environ.get(CLUSTER_ENV) or None
     if address is None: return None
     found = _CLIENTS.get(address)
@@ -168,10 +199,18 @@ def running(where: str | None = 'serial', # the `cluster` run parameter
 
 # %% ../../nbs/02a_cluster.where.ipynb #c023
 def _local(workers: int):
-    "A Dask cluster of `workers` processes on loopback, one thread each, started as `cluster.worker` says, no dashboard; (cluster, scheduler address)"
+    """A Dask cluster of `workers` processes on loopback, one thread each, started as `cluster.worker` says, no
+    dashboard; (cluster, scheduler address)"""
     import logging
     from distributed import LocalCluster
-    found = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None,
-                         silence_logs=logging.CRITICAL,   # a unit's error reaches the run as its own exception
-                         preload=['mlfin.cluster.worker'])   # the allocator tuned, the libraries imported (cluster.worker)
+
+    found = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host='127.0.0.1',
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,  # a unit's error reaches the run as its own exception
+        preload=['mlfin.cluster.worker'],
+    )   # the allocator tuned, the libraries imported (cluster.worker)
     return found, found.scheduler_address

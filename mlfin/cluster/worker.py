@@ -11,8 +11,10 @@ from ..config import apply_runtime_env, gpu_available
 __all__ = ['ALLOCATOR', 'PRELOAD', 'tune_allocator', 'preload', 'warm', 'dask_setup']
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c005
-ALLOCATOR = {'M_TRIM_THRESHOLD': (-1, 512 * 2**20),   # freed heap kept up to 512 MiB before it is given back to the kernel
-             'M_MMAP_THRESHOLD': (-3, 32 * 2**20)}    # arrays up to 32 MiB (glibc's largest) from the heap, not mapped one by one
+# freed heap kept up to 512 MiB before it is given back to the kernel
+ALLOCATOR = {'M_TRIM_THRESHOLD': (-1, 512 * 2**20),
+             # arrays up to 32 MiB (glibc's largest) from the heap, not mapped one by one
+             'M_MMAP_THRESHOLD': (-3, 32 * 2**20)}
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c006
 def tune_allocator() -> bool:
@@ -23,8 +25,10 @@ def tune_allocator() -> bool:
     return all(libc.mallopt(option, value) == 1 for option, value in ALLOCATOR.values())
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c009
-PRELOAD = ['mlfin.features', 'mlfin.models', 'mlfin.backtest']   # what the units of features, training, tuning and backtests import;
-# importing mlfin.models adds each model family's own modules (`preload`, called as a family registers)
+# what the units of features, training, tuning and backtests import; importing mlfin.models adds each model family's own
+# modules (`preload`, called as a family registers)
+PRELOAD = ['mlfin.features', 'mlfin.models', 'mlfin.backtest']
+
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c009p
 def preload(*modules: str):
@@ -35,8 +39,10 @@ def preload(*modules: str):
 def warm() -> float:
     "Import `PRELOAD` (Keras on JAX, as the models set it); the seconds it took"
     started = time.perf_counter()
-    apply_runtime_env(gpu_available())   # KERAS_BACKEND before Keras is imported; a GPU host's JAX takes GPU memory as it needs it
-    for name in PRELOAD: importlib.import_module(name)   # importing mlfin.models appends the families' modules: the loop goes on to them
+    # KERAS_BACKEND before Keras is imported; a GPU host's JAX takes GPU memory as it needs it
+    apply_runtime_env(gpu_available())
+    # importing mlfin.models appends the families' modules: the loop goes on to them
+    for name in PRELOAD: importlib.import_module(name)
     return time.perf_counter() - started
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c011

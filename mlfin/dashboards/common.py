@@ -26,7 +26,11 @@ __all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'DRAWN_FOR', 'verdict
 def verdict_box(text: str):
     "A verdict line, as a widget"
     import ipywidgets as widgets
-    return widgets.HTML(f"<p class='verdict' style='background:#f4f6fb;padding:0.6em 1em;border-left:4px solid #636efa'>{html.escape(text)}</p>")
+
+    return widgets.HTML(
+        "<p class='verdict' style='background:#f4f6fb;padding:0.6em 1em;border-left:4px solid "
+        f"#636efa'>{html.escape(text)}</p>"
+    )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006r
 def row(*children):
@@ -59,7 +63,8 @@ def when_text(t) -> str:
 COOKIE = 'mlfin-session'   # the cookie holding a person's session token (HTTP-only; set by the login page)
 
 def session_token(cookies: str | None = None) -> str:
-    "The visitor's session token, in a page's kernel: from `cookies` (a Cookie header; default the request's, `HTTP_COOKIE`); '' without a login"
+    """The visitor's session token, in a page's kernel: from `cookies` (a Cookie header; default the request's,
+    `HTTP_COOKIE`); '' without a login"""
     for part in (os.environ.get('HTTP_COOKIE', '') if cookies is None else cookies).split(';'):
         name, _, value = part.strip().partition('=')
         if name == COOKIE: return value.strip('"')
@@ -71,38 +76,62 @@ def signed_in_line() -> str:
     import jwt
     token = session_token()
     if not token: return ''
-    try: claims = jwt.decode(token, options={'verify_signature': False})   # shown only: the server verified it before the page ran
+    # shown only: the server verified it before the page ran
+    try: claims = jwt.decode(token, options={'verify_signature': False})
     except jwt.InvalidTokenError: return ''
     name, role = html.escape(str(claims.get('sub', '')).removeprefix('user:')), html.escape(str(claims.get('role', '')))
     logout = html.escape(os.environ.get('VOILA_BASE_URL', '/') + 'logout')
-    return (f"<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed in as <b>{name}</b> ({role})"
-            f" &middot; <a href='{logout}'>Log out</a></small></p>")
+    return (
+        "<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed in as "
+        f"<b>{name}</b> ({role})"
+        f" &middot; <a href='{logout}'>Log out</a></small></p>"
+    )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006st
-STATES = {'ok': ('#e6f4ea', '#1e6b34', '✓'), 'warning': ('#fff4e0', '#7a4a00', '!'), 'failed': ('#fdecea', '#a50e0e', '✗'),
-          'running': ('#e8f0fe', '#174ea6', '…')}   # kind -> background, text, mark
+STATES = {
+    'ok': ('#e6f4ea', '#1e6b34', '✓'),
+    'warning': ('#fff4e0', '#7a4a00', '!'),
+    'failed': ('#fdecea', '#a50e0e', '✗'),
+    'running': ('#e8f0fe', '#174ea6', '…'),
+}   # kind -> background, text, mark
 
 def status_line(kind: str, text: str) -> str:
     "A state in one line (wrapping on a narrow screen), coloured by its kind: ok, warning, failed, running"
     back, fore, mark = STATES[kind]
-    return (f"<div class='mlfin-status mlfin-{kind}' style='background:{back};color:{fore};padding:.5em .8em;border-radius:6px;"
-            f"margin:.4em 0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(text)}</div>")
+    return (
+        f"<div class='mlfin-status mlfin-{kind}' style='background:{back};color:{fore};padding:.5em "
+        ".8em;border-radius:6px;"
+        f"margin:.4em 0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(text)}</div>"
+    )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006rs
 def run_status(home: Path | None = None) -> tuple[str, str]:
-    "The latest run in a line, and its kind: finished (ok), running, failed or stopped (both `failed`); None of them yet: a warning"
+    """The latest run in a line, and its kind: finished (ok), running, failed or stopped (both `failed`); None of them
+    yet: a warning"""
     attempt, shown = last_attempt(home), _finished_at(home)
     said = lambda iso: when_text(iso) if iso else 'an earlier time'
     what = lambda a: f"started {said(a.get('started'))}" + (f" on {a['symbols']}" if a.get('symbols') else '')
     kept = f"The pages show the run of {said(shown)}, the last that finished." if shown else "No run has finished yet."
-    if attempt is None: return ('ok', f"Last run finished {said(shown)}.") if shown else ('warning', "No run yet: `make run` (or `mlfin run`) makes one.")
+    if attempt is None:
+        return (
+            ('ok', f"Last run finished {said(shown)}.")
+            if shown
+            else ('warning', "No run yet: `make run` (or `mlfin run`) makes one.")
+        )
     if attempt['status'] == 'running': return 'running', f"A run is in progress: {what(attempt)}. {kept}"
     if attempt['status'] in ('failed', 'stopped'):
         where = f" in {attempt['task']}" if attempt.get('task') else ''
-        return 'failed', f"The latest run, {what(attempt)}, {attempt['status']}{where}: {attempt.get('error') or 'no reason recorded'}. {kept}"
+        return (
+            'failed',
+            f"The latest run, {what(attempt)}, {attempt['status']}{where}: "
+            f"{attempt.get('error') or 'no reason recorded'}. {kept}",
+        )
     ran = attempt.get('ran')
-    return 'ok', (f"Last run finished {said(attempt.get('ended'))}, " + (f"ran {', '.join(ran)}" if ran else 'nothing changed since the one before')
-                  + (f" ({attempt['symbols']})." if attempt.get('symbols') else '.'))
+    return 'ok', (
+        f"Last run finished {said(attempt.get('ended'))}, "
+        + (f"ran {', '.join(ran)}" if ran else 'nothing changed since the one before')
+        + (f" ({attempt['symbols']})." if attempt.get('symbols') else '.')
+    )
 
 def run_notice(home: Path | None = None) -> tuple[str, str] | None:
     "`run_status` when the latest run is not the one the pages show (running, failed, stopped), else None"
@@ -117,18 +146,26 @@ def _finished_at(home: Path | None = None) -> str | None:
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006ms
 def monitor_status() -> tuple[str, str]:
-    "The monitor's latest run in a line: when, how many production models it watched, which are past an alert's bar (and why), which it could not watch"
-    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 0.99 s to importing this module (measured)
+    """The monitor's latest run in a line: when, how many production models it watched, which are past an alert's bar
+    (and why), which it could not watch"""
+    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 0.99 s to
+                                                     # importing this module (measured)
     found = latest_report()
     if found is None: return 'warning', "The monitor has not run yet (`mlfin monitor`, or its schedule)."
-    past = {m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))] for m in found['models']}
+    past = {
+        m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))] for m in found['models']
+    }
     past = {name: said for name, said in past.items() if said}
     text = f"Monitor, {when_text(found['at'])}: {len(found['models'])} production model(s) watched"
     if past: text += '; ' + '; '.join(f"{name}: {', '.join(said)}" for name, said in past.items())
     if found.get('errors'): text += '; not watched: ' + ', '.join(found['errors'])
-    return ('warning' if past or found.get('errors') else 'ok'), text + ('.' if past or found.get('errors') else ', none past an alert.')
+    return ('warning' if past or found.get('errors') else 'ok'), text + (
+        '.' if past or found.get('errors') else ', none past an alert.'
+    )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c007
+# the pages' own rules: links that look like links, long words that wrap, a chart's picture as wide as its column (on a
+# phone a page-wide picture is small: a line under it says that a tap draws the chart at the phone's width)
 STYLE = """<style>
 .mlfin-page{font-family:system-ui,sans-serif;overflow-wrap:anywhere}
 .mlfin-page a.mlfin-link,.mlfin-page .mlfin-pages a,.mlfin-page .mlfin-who a{color:#1a56db;text-decoration:underline}
@@ -137,27 +174,38 @@ STYLE = """<style>
 .mlfin-page img.plot-img{max-width:100%;height:auto}
 @media (max-width:700px){.mlfin-page .jp-RenderedPlotly:has(> img.plot-img[style*="block"])::after{content:'Tap the chart to draw it for this screen';
 display:block;text-align:center;font-size:.85em;color:#5f6368}}
-</style>"""   # the pages' own rules: links that look like links, long words that wrap, a chart's picture as wide as its column
-# (on a phone a page-wide picture is small: a line under it says that a tap draws the chart at the phone's width)
+</style>"""  # noqa: E501
 
 def page(title: str, lesson: str, *children,
-         notice: bool = True, # the latest run's state when it is not the run the pages show (the index has its own line)
+         # the latest run's state when it is not the run the pages show (the index has its own line)
+         notice: bool = True,
         ):
-    "A page: who is signed in (with a way out), its title, a link back to every page, a line on what it shows, what is wrong with the latest run, then its parts"
+    """A page: who is signed in (with a way out), its title, a link back to every page, a line on what it shows, what is
+    wrong with the latest run, then its parts"""
     import ipywidgets as widgets
     back = '' if title == 'mlfin' else "<p><a class='mlfin-link' href='index.ipynb'>All pages</a></p>"
     said = run_notice() if notice else ''
-    head = widgets.HTML(f"{STYLE}{signed_in_line()}<h1>{html.escape(title)}</h1>{back}<p><small>{html.escape(lesson)}</small></p>"
-                        + (status_line(*said) if said else ''))
-    return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px', width='100%')).add_class('mlfin-page')
+    head = widgets.HTML(
+        f"{STYLE}{signed_in_line()}<h1>{html.escape(title)}</h1>{back}<p><small>{html.escape(lesson)}</small></p>"
+        + (status_line(*said) if said else '')
+    )
+    return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px', width='100%')).add_class(
+        'mlfin-page'
+    )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010
-PAGES = [('run.ipynb', 'The latest run', 'out-of-sample results after costs beside buy-and-hold; tearsheets'),
-         ('models.ipynb', 'Models', 'registry versions, aliases, lineage, promotion; leaderboard and model-vs-model tests'),
-         ('quality.ipynb', 'Data quality', 'coverage, gaps, anomalies, quarantined rows per series'),
-         ('monitoring.ipynb', 'Monitoring', 'drift per input over time, live performance against the out-of-sample band, alerts'),
-         ('operations.ipynb', 'Operations', 'predict, ingest now, train, promote: the buttons your role may use'),
-         ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs')]
+PAGES = [
+    ('run.ipynb', 'The latest run', 'out-of-sample results after costs beside buy-and-hold; tearsheets'),
+    ('models.ipynb', 'Models', 'registry versions, aliases, lineage, promotion; leaderboard and model-vs-model tests'),
+    ('quality.ipynb', 'Data quality', 'coverage, gaps, anomalies, quarantined rows per series'),
+    (
+        'monitoring.ipynb',
+        'Monitoring',
+        'drift per input over time, live performance against the out-of-sample band, alerts',
+    ),
+    ('operations.ipynb', 'Operations', 'predict, ingest now, train, promote: the buttons your role may use'),
+    ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs'),
+]
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010s
 BADGES = {'skill': ('#e6f4ea', '#1e6b34'), 'overfit': ('#fff4e0', '#7a4a00'), 'none': ('#eceff1', '#37474f'),
@@ -170,34 +218,56 @@ def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
     values = [v[::step] for v in values]
     lo, hi = min(v.min() for v in values), max(v.max() for v in values)
     span = (hi - lo) or 1.0
-    line = lambda v: ' '.join(f"{width * i / max(len(v) - 1, 1):.1f},{height - 2 - (height - 4) * (x - lo) / span:.1f}" for i, x in enumerate(v))
-    return (f"<svg class='mlfin-spark' viewBox='0 0 {width} {height}' preserveAspectRatio='none' style='width:100%;height:{height}px;display:block'>"
-            "<title>value of the strategy (blue) and of buy-and-hold (grey), on one log scale</title>"
-            f"<polyline points='{line(values[1])}' fill='none' stroke='#9aa0a6' stroke-width='1.5' vector-effect='non-scaling-stroke'/>"
-            f"<polyline points='{line(values[0])}' fill='none' stroke='#1a56db' stroke-width='2' vector-effect='non-scaling-stroke'/></svg>")
+    line = lambda v: ' '.join(
+        f"{width * i / max(len(v) - 1, 1):.1f},{height - 2 - (height - 4) * (x - lo) / span:.1f}"
+        for i, x in enumerate(v)
+    )
+    return (
+        f"<svg class='mlfin-spark' viewBox='0 0 {width} {height}' preserveAspectRatio='none' "
+        f"style='width:100%;height:{height}px;display:block'>"
+        "<title>value of the strategy (blue) and of buy-and-hold (grey), on one log scale</title>"
+        f"<polyline points='{line(values[1])}' fill='none' stroke='#9aa0a6' stroke-width='1.5' "
+        "vector-effect='non-scaling-stroke'/>"
+        f"<polyline points='{line(values[0])}' fill='none' stroke='#1a56db' stroke-width='2' "
+        "vector-effect='non-scaling-stroke'/></svg>"
+    )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010b
 def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -> str:
-    "One book's card: name, timeframe and model, the verdict's badge, its value beside buy-and-hold's, the figures that decide"
-    from mlfin.backtest.tearsheet import figure, judge, metrics_frame, verdict_word   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
+    """One book's card: name, timeframe and model, the verdict's badge, its value beside buy-and-hold's, the figures
+    that decide"""
+    from mlfin.backtest.tearsheet import figure, judge, metrics_frame, verdict_word   # here, not at the top:
+                                                                                      # mlfin.backtest.tearsheet adds
+                                                                                      # 1.08 s to importing this module
+                                                                                      # (measured)
     back, fore = BADGES[judge(m)]
     shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
-    rows = ''.join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(v['Strategy']))}</td><td>{html.escape(str(v['Buy & hold']))}</td></tr>"
-                   for label, v in shown.iterrows())
+    rows = ''.join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(v['Strategy']))}</td><td>{html.escape(str(v['Buy & hold']))}</td></tr>"  # noqa: E501
+        for label, v in shown.iterrows()
+    )
     pbo = (m.get('pbo') or {}).get('pbo')
     what = ' · '.join(str(x) for x in (m.get('timeframe'), m.get('model')) if x)
-    return (f"<div class='mlfin-card' style='border:1px solid #dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
-            f"<div style='display:flex;flex-wrap:wrap;gap:6px;align-items:center;justify-content:space-between'>"
-            f"<span><a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(name)}' title='its tearsheet'><b style='font-size:1.15em'>{html.escape(name)}</b></a> "
-            f"<small>{html.escape(what)}</small></span>"
-            f"<span class='mlfin-badge' style='background:{back};color:{fore};border-radius:12px;padding:2px 10px;font-size:.9em'>"
-            f"{html.escape(verdict_word(m, tradeable))}</span></div>"
-            + (sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else '')
-            + "<table class='mlfin-card-figures' style='width:100%;border-collapse:collapse;font-size:.92em'>"
-              "<tr><th></th><th style='text-align:right;color:#1a56db'>Strategy</th><th style='text-align:right;color:#5f6368'>Buy &amp; hold</th></tr>"
-            + rows.replace('<td>', "<td style='text-align:right'>")
-            + f"</table><p style='margin:.4em 0 0;font-size:.92em'>Deflated Sharpe {figure(m['skill'].get('dsr'))} after {m['skill']['trials']:,} trials"
-            + (f" · PBO {pbo:.0%}" if pbo is not None else '') + "</p></div>")
+    return (
+        "<div class='mlfin-card' style='border:1px solid "
+        "#dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
+        f"<div style='display:flex;flex-wrap:wrap;gap:6px;align-items:center;justify-content:space-between'>"
+        f"<span><a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(name)}' title='its tearsheet'><b "
+        f"style='font-size:1.15em'>{html.escape(name)}</b></a> "
+        f"<small>{html.escape(what)}</small></span>"
+        f"<span class='mlfin-badge' style='background:{back};color:{fore};border-radius:12px;padding:2px "
+        "10px;font-size:.9em'>"
+        f"{html.escape(verdict_word(m, tradeable))}</span></div>"
+        + (sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else '')
+        + "<table class='mlfin-card-figures' style='width:100%;border-collapse:collapse;font-size:.92em'>"
+        "<tr><th></th><th style='text-align:right;color:#1a56db'>Strategy</th><th "
+        "style='text-align:right;color:#5f6368'>Buy &amp; hold</th></tr>"
+        + rows.replace('<td>', "<td style='text-align:right'>")
+        + f"</table><p style='margin:.4em 0 0;font-size:.92em'>Deflated Sharpe {figure(m['skill'].get('dsr'))} after "
+          f"{m['skill']['trials']:,} trials"
+        + (f" · PBO {pbo:.0%}" if pbo is not None else '')
+        + "</p></div>"
+    )
 
 def book_cards(run: dict) -> str:
     "Every book's card of a run (each symbol, then the portfolio), in a grid as wide as the page"
@@ -205,67 +275,115 @@ def book_cards(run: dict) -> str:
     books = [*run['symbols'].items(), *([('PORTFOLIO', run['portfolio'])] if run.get('portfolio') else [])]
     curves = run['curves']
     cards = ''.join(book_card(name, m, curves[curves['symbol'] == name], tradeable) for name, m in books)
-    return f"<div class='mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:12px'>{cards}</div>"
+    return f"<div class='mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:12px'>{cards}</div>"  # noqa: E501
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c011
-def index_page(folder=None):   # a run's folder; default: the last run that finished
-    "The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity beside buy-and-hold), then every page"
+def index_page(folder=None):  # a run's folder; default: the last run that finished
+    """The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity
+    beside buy-and-hold), then every page"""
     import ipywidgets as widgets
     states = status_line(*run_status()) + status_line(*monitor_status())
     try: cards = book_cards(load_run(folder))
     except MlfinError as e: cards = f"<p class='mlfin-empty'>No run has finished yet: {html.escape(str(e))}</p>"
-    links = ''.join(f"<li><a class='mlfin-link' href='{p}'>{html.escape(t)}</a> <span>{html.escape(d)}</span></li>" for p, t, d in PAGES)
+    links = ''.join(
+        f"<li><a class='mlfin-link' href='{p}'>{html.escape(t)}</a> <span>{html.escape(d)}</span></li>"
+        for p, t, d in PAGES
+    )
     return page('mlfin', 'Every page reads saved products or asks the service; none retrains.', widgets.HTML(states),
                 widgets.HTML(f"<h2>Books of the last finished run</h2>{cards}"),
                 widgets.HTML(f"<h2>Pages</h2><ul class='mlfin-pages'>{links}</ul>"), notice=False)
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c011r
-def run_page(folder=None):   # a run's folder; default: the last run that finished
-    "The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then `dashboards.run.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"
+def run_page(folder=None):  # a run's folder; default: the last run that finished
+    """The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then
+    `dashboards.run.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"""
     import ipywidgets as widgets
-    from mlfin.dashboards.run import dashboard   # here, not at the top: importing mlfin.dashboards.run imports this module
-    try: run = load_run(folder, frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
-    except MlfinError: books = []
-    links = (widgets.HTML("<p>Tearsheets: " + ' · '.join(f"<a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(b)}'>"
-                                                       f"{'the portfolio of the leaders' if b == 'PORTFOLIO' else html.escape(b)}</a>" for b in books) + "</p>")
-             if books else widgets.HTML(''))
-    return page('mlfin: the latest run', 'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the last run that finished '
-                '(this page never retrains or re-runs anything); pick a symbol, or an earlier run; each book\'s tearsheet in full behind its link.',
-                links, dashboard(folder))
+    from mlfin.dashboards.run import dashboard  # here, not at the top: importing mlfin.dashboards.run imports this
+                                                # module
+
+    try:
+        run = load_run(folder, frames=False)
+        books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
+    except MlfinError:
+        books = []
+    links = (
+        widgets.HTML(
+            "<p>Tearsheets: "
+            + ' · '.join(
+                f"<a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(b)}'>"
+                f"{'the portfolio of the leaders' if b == 'PORTFOLIO' else html.escape(b)}</a>"
+                for b in books
+            )
+            + "</p>"
+        )
+        if books
+        else widgets.HTML('')
+    )
+    return page(
+        'mlfin: the latest run',
+        'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the last run that finished '
+        '(this page never retrains or re-runs anything); pick a symbol, or an earlier run; each book\'s tearsheet in '
+        'full behind its link.',
+        links,
+        dashboard(folder),
+    )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c011b
 def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page's address (?book=SPX), else the first
-              folder=None):            # a run's folder; default: the last run that finished
-    "A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table), with a picker of the run's books"
+              folder=None):  # a run's folder; default: the last run that finished
+    """A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table), with a
+    picker of the run's books"""
     import ipywidgets as widgets
     from urllib.parse import parse_qs
-    from mlfin.backtest.tearsheet import tearsheet_parts   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
-    from mlfin.report.tables import run_header   # here, not at the top: mlfin.report.tables adds 1.08 s to importing this module (measured)
-    lesson = "A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, out-of-sample and after costs."
+    from mlfin.backtest.tearsheet import tearsheet_parts   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s
+                                                           # to importing this module (measured)
+    from mlfin.report.tables import run_header  # here, not at the top: mlfin.report.tables adds 1.08 s to importing
+                                                # this module (measured)
+
+    lesson = ("A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, "
+              "out-of-sample and after costs.")
     try: run = load_run(folder)
     except MlfinError as e: return page('Tearsheet', lesson, verdict_box(f"No run has finished yet: {e}"))
     books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
     asked = book or parse_qs(os.environ.get('QUERY_STRING', '')).get('book', [''])[0]
-    pick = widgets.Dropdown(options=books, value=asked if asked in books else books[0], description='Book', layout=widgets.Layout(width='auto', max_width='100%'))
+    pick = widgets.Dropdown(
+        options=books,
+        value=asked if asked in books else books[0],
+        description='Book',
+        layout=widgets.Layout(width='auto', max_width='100%'),
+    )
     body = widgets.VBox(layout=widgets.Layout(width='100%'))
     def show(_=None):
         name = pick.value
         m = run['portfolio'] if name == 'PORTFOLIO' else run['symbols'][name]
-        top, figs, parts = tearsheet_parts(name, m, run['curves'][run['curves']['symbol'] == name], run_header(run), run.get('fill_rules', ''),
-                                           m.get('quality') if name != 'PORTFOLIO' else None, run.get('validation', {}).get('tradeable', True))
+        top, figs, parts = tearsheet_parts(
+            name,
+            m,
+            run['curves'][run['curves']['symbol'] == name],
+            run_header(run),
+            run.get('fill_rules', ''),
+            m.get('quality') if name != 'PORTFOLIO' else None,
+            run.get('validation', {}).get('tradeable', True),
+        )
         body.children = [widgets.HTML(''.join(top)), *(chart(f) for f in figs), widgets.HTML(''.join(parts))]
     pick.observe(show, names='value'); show()
     return page('Tearsheet', lesson, pick, body)
 
 # %% ../../nbs/13c_dashboards.common.ipynb #p101
 def draw_pictures() -> int:
-    "Run the pages with charts once, nobody watching (each book's tearsheet among them), and wait for their charts' pictures to be drawn; how many were"
+    """Run the pages with charts once, nobody watching (each book's tearsheet among them), and wait for their charts'
+    pictures to be drawn; how many were"""
     import functools, ipywidgets as widgets
     from mlfin import dashboards   # here, not at the top: the pages' modules import this one
     before = set(pictures_dir().glob('*.png'))
     try: run = load_run(frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
     except MlfinError: books = []
-    for show in (dashboards.run_page, dashboards.quality_page, dashboards.monitoring_page, *(functools.partial(book_page, b) for b in books)):
+    for show in (
+        dashboards.run_page,
+        dashboards.quality_page,
+        dashboards.monitoring_page,
+        *(functools.partial(book_page, b) for b in books),
+    ):
         try: show()
         except Exception: pass   # noqa: a page that fails shows it to its visitor; it has nothing to draw
         widgets.Widget.close_all()
@@ -273,20 +391,29 @@ def draw_pictures() -> int:
     return len(set(pictures_dir().glob('*.png')) - before)
 
 # %% ../../nbs/13c_dashboards.common.ipynb #p102
-DRAWN_FOR = 'pages.json'   # in the pictures' folder: the products the pages' pictures were last drawn for (`keep_pictures`)
+# in the pictures' folder: the products the pages' pictures were last drawn for (`keep_pictures`)
+DRAWN_FOR = 'pages.json'
 
-def keep_pictures(command: list[str] | None = None, # the process that draws them; default: `draw_pictures` in a fresh Python
-                  timeout: float = 100,             # seconds it may take (a kernel being made ready waits for it)
-                 ) -> bool:
-    "Draw the pages' pictures in a process of its own when the run or the monitor run the pages show changed since they were last drawn; whether it drew"
+def keep_pictures(
+    command: list[str] | None = None,  # the process that draws them; default: `draw_pictures` in a fresh Python
+    timeout: float = 100,  # seconds it may take (a kernel being made ready waits for it)
+) -> bool:
+    """Draw the pages' pictures in a process of its own when the run or the monitor run the pages show changed since
+    they were last drawn; whether it drew"""
     if not wanted(): return False
     read = lambda path: path.read_text() if path.exists() else ''
     shown = json.dumps({'run': read(run_dir()/FINISHED), 'monitor': read(home()/'monitor'/'latest.json')})
     kept = pictures_dir()/DRAWN_FOR
     if read(kept) == shown: return False
-    try: subprocess.run(command or [sys.executable, '-c', 'from mlfin.dashboards.common import draw_pictures; draw_pictures()'],
-                        capture_output=True, timeout=timeout, env={**os.environ, 'VOILA_PREHEAT': 'False'})
-    except subprocess.TimeoutExpired: pass   # not tried again for these products: their pictures are drawn as pages show them
+    try:
+        subprocess.run(
+            command or [sys.executable, '-c', 'from mlfin.dashboards.common import draw_pictures; draw_pictures()'],
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, 'VOILA_PREHEAT': 'False'},
+        )
+    except subprocess.TimeoutExpired:
+        pass   # not tried again for these products: their pictures are drawn as pages show them
     kept.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(kept, lambda tmp: Path(tmp).write_text(shown))
     return True

@@ -15,28 +15,49 @@ from traitlets import Float, Int, Unicode
 __all__ = ['WARM', 'READY', 'GIVEN', 'FULL', 'ReadyKernels', 'ready_kernels', 'all_ready']
 
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c005
+# every page's modules, those a page imports as it runs among them (the run page's MLflow store: 1.2 s; plotly loads a
+# chart's classes on first use); and the pages' charts drawn as pictures ahead, once for each run they show (in a
+# process of its own)
 WARM = """import mlfin.dashboards, mlfin.dashboards.run, mlfin.backtest.tearsheet, mlfin.report.tables, mlfin.monitor.report
 import mlflow.store.tracking.sqlalchemy_store, mlflow.store.model_registry.sqlalchemy_store, duckdb, exchange_calendars, jwt, PIL.Image, pyarrow.dataset
 import plotly.graph_objects as _go; _go.Figure([_go.Scatter(), _go.Bar(), _go.Heatmap()]); del _go
 from mlfin.dashboards.common import keep_pictures; keep_pictures()
-"""   # every page's modules, those a page imports as it runs among them (the run page's MLflow store: 1.2 s; plotly loads a chart's
-# classes on first use); and the pages' charts drawn as pictures ahead, once for each run they show (in a process of its own)
+"""  # noqa: E501
 
 class ReadyKernels(AsyncMappingKernelManager):
-    "jupyter_server's kernel manager for the pages: `ready` kernels kept with every page's modules imported, one given to each visit, replaced when no page is in use, one at a time"
-    ready = Int(0, config=True, help="kernels kept started with every page's modules imported, for any page's visit (0: a kernel started per visit)")
+    """jupyter_server's kernel manager for the pages: `ready` kernels kept with every page's modules imported, one given
+    to each visit, replaced when no page is in use, one at a time"""
+
+    ready = Int(
+        0,
+        config=True,
+        help="kernels kept started with every page's modules imported, for any page's visit (0: a kernel started per "
+             "visit)",
+    )
     warm = Unicode(WARM, config=True, help="the code a kernel runs before it is ready: the pages' imports")
-    quiet = Float(3.0, config=True, help="seconds with no message from any visitor's kernel before a replacement is made (a page drawn, its person reading it)")
-    patience = Float(120.0, config=True, help="the longest a replacement waits for quiet (a page polling a job keeps talking), and for its start and imports")
+    quiet = Float(
+        3.0,
+        config=True,
+        help="seconds with no message from any visitor's kernel before a replacement is made (a page drawn, its person "
+             "reading it)",
+    )
+    patience = Float(
+        120.0,
+        config=True,
+        help="the longest a replacement waits for quiet (a page polling a job keeps talking), and for its start and "
+             "imports",
+    )
     poll = 0.25   # seconds between two looks at the kernels while a replacement waits
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.now = lambda: datetime.now(timezone.utc)   # the clock the waits are read on (a lesson sets its own)
         self._ready: list[str] = []   # the kernels ready, oldest first
-        self._loading: tuple[str | None, datetime] | None = None   # the replacement being made: kernel id (None: starting) and since when
+        # the replacement being made: kernel id (None: starting) and since when
+        self._loading: tuple[str | None, datetime] | None = None
         self._closing = False
-        self._keeping = asyncio.get_event_loop().create_task(self._keep_ready()) if self.ready else None   # kept: the loop holds its tasks weakly
+        # kept: the loop holds its tasks weakly
+        self._keeping = asyncio.get_event_loop().create_task(self._keep_ready()) if self.ready else None
 
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c006
 @patch
@@ -47,8 +68,10 @@ def visitors(self: ReadyKernels) -> list[str]:
 
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c007
 def _spoke(kernel) -> datetime | None:
-    "When `kernel` last said anything (jupyter_server stamps each IOPub message); None while it starts, before its first stamp"
-    return kernel.last_activity if kernel is not None and kernel.trait_has_value('last_activity') else None   # unset, the trait raises
+    """When `kernel` last said anything (jupyter_server stamps each IOPub message); None while it starts, before its
+    first stamp"""
+    # unset, the trait raises
+    return kernel.last_activity if kernel is not None and kernel.trait_has_value('last_activity') else None
 
 @patch
 def quiet_now(self: ReadyKernels) -> bool:
@@ -59,17 +82,21 @@ def quiet_now(self: ReadyKernels) -> bool:
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c008
 @patch
 async def _run(self: ReadyKernels, kernel_id: str, code: str):
-    "Run `code` in the kernel `kernel_id`, silently, and wait for it to finish; RuntimeError with its error when it fails"
+    """Run `code` in the kernel `kernel_id`, silently, and wait for it to finish; RuntimeError with its error when it
+    fails"""
     client = self.get_kernel(kernel_id).client()
-    client.start_channels(iopub=False, stdin=False, hb=False, control=False)   # the reply comes on the shell channel: no wait for a subscription
+    # the reply comes on the shell channel: no wait for a subscription
+    client.start_channels(iopub=False, stdin=False, hb=False, control=False)
     try:
         asked = client.execute(code, silent=True, store_history=False, allow_stdin=False)
         while (reply := await client.get_shell_msg(timeout=self.patience))['parent_header'].get('msg_id') != asked: pass
     finally: client.stop_channels()
-    if reply['content']['status'] != 'ok': raise RuntimeError(f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+    if reply['content']['status'] != 'ok':
+        raise RuntimeError(f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
 
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c009
-READY = "mlfin: kernel {} is ready for a visitor of {}"   # the server's log line once a kernel has loaded the pages' modules
+# the server's log line once a kernel has loaded the pages' modules
+READY = "mlfin: kernel {} is ready for a visitor of {}"
 GIVEN = "mlfin: kernel {} given to a visit of {}"          # ... once a ready kernel was given to a visit
 FULL = "mlfin: {} kernel(s) ready for the pages' visitors"  # ... once as many are ready as it keeps
 
@@ -85,17 +112,23 @@ def all_ready(log: str) -> bool:
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c011
 @patch
 async def _make_ready(self: ReadyKernels):
-    "Start a kernel and give it the pages' modules; it joins those ready, or is stopped and the failure said (the next try waits `patience`)"
+    """Start a kernel and give it the pages' modules; it joins those ready, or is stopped and the failure said (the next
+    try waits `patience`)"""
     self._loading, kernel_id = (None, self.now()), None
     try:
-        kernel_id = await super(ReadyKernels, self).start_kernel(kernel_name=self.default_kernel_name, path='', env={**os.environ, 'VOILA_PREHEAT': 'False'})
+        kernel_id = await super(ReadyKernels, self).start_kernel(
+            kernel_name=self.default_kernel_name, path='', env={**os.environ, 'VOILA_PREHEAT': 'False'}
+        )
         self._loading = (kernel_id, self.now())
         await self._run(kernel_id, self.warm)
     except Exception as e:
-        self.log.warning("mlfin: a kernel for the pages could not be made ready (%s): the next try in %.0f s", e, self.patience)
+        self.log.warning(
+            "mlfin: a kernel for the pages could not be made ready (%s): the next try in %.0f s", e, self.patience
+        )
         if kernel_id in self: await self.shutdown_kernel(kernel_id, now=True)
         self._loading = None
-        await asyncio.sleep(self.patience)   # a page's module that fails to import fails again at once: no kernel started in a loop
+        # a page's module that fails to import fails again at once: no kernel started in a loop
+        await asyncio.sleep(self.patience)
         return
     self._ready.append(kernel_id)
     self._loading = None
@@ -105,7 +138,8 @@ async def _make_ready(self: ReadyKernels):
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c012
 @patch
 async def _keep_ready(self: ReadyKernels):
-    "Until the server stops: make a kernel ready whenever fewer than `ready` are, when no page is in use (or after `patience`), one at a time"
+    """Until the server stops: make a kernel ready whenever fewer than `ready` are, when no page is in use (or after
+    `patience`), one at a time"""
     asked = None
     while not self._closing:
         if len([k for k in self._ready if k in self]) >= self.ready: asked = None
@@ -124,13 +158,21 @@ async def start_kernel(self: ReadyKernels, *args, **kwargs) -> str:
     while self._ready and name in (None, self.default_kernel_name):
         kernel_id = self._ready.pop(0)
         if kernel_id not in self: continue   # it died while it waited
-        self.get_kernel(kernel_id).last_activity = utcnow()   # the visit's, from now: its page speaks (no replacement beside it), its idle time starts
-        told = {k: v for k, v in env.items() if os.environ.get(k) != v or k == 'VOILA_PREHEAT'}   # the request's variables (HTTP_COOKIE, QUERY_STRING, ...)
+        # the visit's, from now: its page speaks (no replacement beside it), its idle time starts
+        self.get_kernel(kernel_id).last_activity = utcnow()
+        # the request's variables (HTTP_COOKIE, QUERY_STRING, ...)
+        told = {k: v for k, v in env.items() if os.environ.get(k) != v or k == 'VOILA_PREHEAT'}
         folder = self.cwd_for_path(kwargs.get('path') or '')
-        try: await self._run(kernel_id, f"import json as _j, os as _o\n_o.environ.update(_j.loads({json.dumps(told)!r})); _o.chdir({folder!r})\ndel _j, _o")
+        try:
+            await self._run(
+                kernel_id,
+                f"import json as _j, os as _o\n_o.environ.update(_j.loads({json.dumps(told)!r})); "
+                f"_o.chdir({folder!r})\ndel _j, _o",
+            )
         except Exception as e:
             self.log.warning("mlfin: kernel %s could not be given its visit (%s): stopped", kernel_id, e)
-            await self.shutdown_kernel(kernel_id, now=True); continue
+            await self.shutdown_kernel(kernel_id, now=True)
+            continue
         self.log.info(GIVEN.format(kernel_id, env.get('SCRIPT_NAME', 'a page')))
         return kernel_id
     return await super(ReadyKernels, self).start_kernel(*args, **kwargs)

@@ -27,20 +27,28 @@ class Person(User):
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c006
 def _local(target: str | None, base: str = '/') -> str:
-    "Where to go after logging in: a page on this server (never another host); the index for none, the root or Voila's list of files"
+    """Where to go after logging in: a page on this server (never another host); the index for none, the root or Voila's
+    list of files"""
     index = base + 'voila/render/index.ipynb'
     if not target: return index
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith('/') or target.startswith('//') or '\\' in target: return index
+    if parts.scheme or parts.netloc or not target.startswith('/') or target.startswith('//') or '\\' in target:
+        return index
     return index if parts.path.rstrip('/') in (base.rstrip('/'), base + 'voila/tree', base + 'voila') else target
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c006a
 def _address(handler) -> str:
-    "The client's address: the peer's; behind a proxy the operator trusts (the login policy's `proxies`), the one its X-Forwarded-For names"
-    return handler.identity_provider.proxies.client(handler.request.remote_ip or '', handler.request.headers.get('X-Forwarded-For', ''))
+    """The client's address: the peer's; behind a proxy the operator trusts (the login policy's `proxies`), the one its
+    X-Forwarded-For names"""
+    return handler.identity_provider.proxies.client(
+        handler.request.remote_ip or '', handler.request.headers.get('X-Forwarded-For', '')
+    )
+
 
 def _from_here(handler) -> bool:
-    "Whether a request comes from this machine and from nobody outside through it (a proxy here names them in X-Forwarded-For)"
+    """Whether a request comes from this machine and from nobody outside through it (a proxy here names them in
+    X-Forwarded-For)"""
+
     def local(address: str) -> bool:
         try: return ipaddress.ip_address(address).is_loopback
         except ValueError: return False
@@ -57,16 +65,24 @@ input{{width:100%;padding:.45rem;box-sizing:border-box}}button{{margin-top:1.2re
 <label for="username">User</label><input id="username" name="username" autocomplete="username" value="{username}" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <label for="code">Code from your authenticator app (or a recovery code)</label><input id="code" name="code" autocomplete="one-time-code" inputmode="text">
-<button type="submit">Log in</button></form></body></html>"""
+<button type="submit">Log in</button></form></body></html>"""  # noqa: E501
 
 class LoginPage(JupyterHandler):
-    "The login form: GET shows it, POST checks the account (`People.attempt`, as the service's POST /token) and sets the session's cookie"
+    """The login form: GET shows it, POST checks the account (`People.attempt`, as the service's POST /token) and sets
+    the session's cookie"""
+
     def _show(self, said: str = '', status: int = 200):
         self.set_status(status)
         self.set_header('Cache-Control', 'no-store')
-        self.finish(_PAGE.format(said=f'<p class="said" role="alert">{html.escape(said)}</p>' if said else '', action=html.escape(self.request.path),
-                                 xsrf=self.xsrf_form_html(), next=html.escape(_local(self.get_argument('next', None), self.base_url)),
-                                 username=html.escape(self.get_argument('username', '')[:64])))
+        self.finish(
+            _PAGE.format(
+                said=f'<p class="said" role="alert">{html.escape(said)}</p>' if said else '',
+                action=html.escape(self.request.path),
+                xsrf=self.xsrf_form_html(),
+                next=html.escape(_local(self.get_argument('next', None), self.base_url)),
+                username=html.escape(self.get_argument('username', '')[:64]),
+            )
+        )
 
     @allow_unauthenticated
     def get(self): self._show()
@@ -76,8 +92,10 @@ class LoginPage(JupyterHandler):
         people, tokens = self.identity_provider.service()
         address, asked = _address(self), [self.get_argument(n, '') for n in ('username', 'password', 'code')]
         opened = lambda user: tokens.issue_session(user, people.open_session(user, address))
-        try: token = await people.attempt(*asked, address, opened)   # in a worker thread: the hash holds up no page, kernel or websocket
-        except MlfinError as e:   # every refusal one line, after the same floor; Retry-After only for the address's own count
+        # in a worker thread: the hash holds up no page, kernel or websocket
+        try: token = await people.attempt(*asked, address, opened)
+        # every refusal one line, after the same floor; Retry-After only for the address's own count
+        except MlfinError as e:
             if getattr(e, 'retry_after', None): self.set_header('Retry-After', str(e.retry_after))
             return self._show(str(e), e.status)
         self.identity_provider.set_session(self, token)
@@ -85,7 +103,9 @@ class LoginPage(JupyterHandler):
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c008
 class LogoutPage(JupyterHandler):
-    "End the session (here, and everywhere its token is checked, within the second), clear the cookie, back to the login page"
+    """End the session (here, and everywhere its token is checked, within the second), clear the cookie, back to the
+    login page"""
+
     @allow_unauthenticated
     def get(self):
         token = self.get_cookie(COOKIE)
@@ -99,28 +119,53 @@ class LogoutPage(JupyterHandler):
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c008i
 class ToIndex(JupyterHandler):
-    "The root and Voila's list of files lead to the index, which links every page (and, without a session, on to the login page)"
+    """The root and Voila's list of files lead to the index, which links every page (and, without a session, on to the
+    login page)"""
+
     @allow_unauthenticated
     def get(self, *args): self.redirect(self.base_url + 'voila/render/index.ipynb')
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c008k
 class KernelsOnly(RequestInfoSocketHandler):
-    "Voila's channel that hands a preheated kernel its visitor's request (their Cookie among it): for this machine's kernels, refused to anyone outside"
+    """Voila's channel that hands a preheated kernel its visitor's request (their Cookie among it): for this machine's
+    kernels, refused to anyone outside"""
+
     async def get(self, *args, **kwargs):
         if not _from_here(self): raise HTTPError(403)   # outside, or outside through a proxy here
         return await super().get(*args, **kwargs)
 
     def open(self, kernel_id: str) -> None:
         super().open(kernel_id)   # the request, if it came before the kernel asked, sent now
-        RequestInfoSocketHandler._cache.pop(kernel_id, None)   # delivered: Voila would keep the visitor's cookie as long as it runs
+        # delivered: Voila would keep the visitor's cookie as long as it runs
+        RequestInfoSocketHandler._cache.pop(kernel_id, None)
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c009
 class SessionIdentity(IdentityProvider):
-    "jupyter_server's identity provider for Voilà: the person whose mlfin session token is in the HTTP-only cookie, or nobody (the login page)"
-    store = Unicode('', config=True, help="the service's store, where accounts and sessions are ('' = MLFIN_STORE, else the home's store)")
-    secure_cookie = Bool(False, config=True, help="send the cookie over HTTPS only even when this server speaks HTTP (behind a TLS proxy)")
-    policy = Unicode('', config=True, help="the login rules, a JSON object of `LoginPolicy`'s fields ('' = its defaults): `mlfin dashboards` gives the service's")
-    limits_storage = Unicode('memory://', config=True, help="where attempts per address are counted: memory:// (this server) or redis://host:port (the service's: one count)")
+    """jupyter_server's identity provider for Voilà: the person whose mlfin session token is in the HTTP-only cookie, or
+    nobody (the login page)"""
+
+    store = Unicode(
+        '',
+        config=True,
+        help="the service's store, where accounts and sessions are ('' = MLFIN_STORE, else the home's store)",
+    )
+    secure_cookie = Bool(
+        False,
+        config=True,
+        help="send the cookie over HTTPS only even when this server speaks HTTP (behind a TLS proxy)",
+    )
+    policy = Unicode(
+        '',
+        config=True,
+        help="the login rules, a JSON object of `LoginPolicy`'s fields ('' = its defaults): `mlfin dashboards` gives "
+             "the service's",
+    )
+    limits_storage = Unicode(
+        'memory://',
+        config=True,
+        help="where attempts per address are counted: memory:// (this server) or redis://host:port (the service's: one "
+             "count)",
+    )
 
     @functools.cached_property
     def proxies(self) -> Proxies:
@@ -130,11 +175,18 @@ class SessionIdentity(IdentityProvider):
     @functools.cache
     def service(self):
         "(People, Tokens) of the service database: the accounts and the sessions the service checks too"
-        from mlfin.service.auth import Keys, Tokens   # here, not at the top: mlfin.service.auth adds 0.13 s to importing this module (measured)
-        from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.13 s to importing this module (measured)
-        from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.15 s to importing this module (measured)
+        from mlfin.service.auth import Keys, Tokens   # here, not at the top: mlfin.service.auth adds 0.13 s to
+                                                      # importing this module (measured)
+        from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.13 s to importing this
+                                              # module (measured)
+        from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.15 s to importing
+                                                  # this module (measured)
         db = engine(self.store or None)
-        people = People(db, policy=LoginPolicy(**json.loads(self.policy)) if self.policy else LoginPolicy(), storage=self.limits_storage)
+        people = People(
+            db,
+            policy=LoginPolicy(**json.loads(self.policy)) if self.policy else LoginPolicy(),
+            storage=self.limits_storage,
+        )
         return people, Tokens(db, Keys(db), people=people)
 
     def get_user(self, handler) -> Person | None:
@@ -147,11 +199,24 @@ class SessionIdentity(IdentityProvider):
 
     def set_session(self, handler, token: dict):
         "The session's token in the cookie: HTTP-only, SameSite=Strict, Secure over HTTPS, expiring with the session"
-        handler.set_cookie(COOKIE, token['access_token'], path=handler.base_url, httponly=True, samesite='Strict',
-                           secure=self.secure_cookie or handler.request.protocol == 'https', expires_days=token['expires_in'] / 86400)
+        handler.set_cookie(
+            COOKIE,
+            token['access_token'],
+            path=handler.base_url,
+            httponly=True,
+            samesite='Strict',
+            secure=self.secure_cookie or handler.request.protocol == 'https',
+            expires_days=token['expires_in'] / 86400,
+        )
 
-    def get_handlers(self) -> list:   # before Voila's own: its list of files at the root is nobody's way in
-        return [('/login', LoginPage), ('/logout', LogoutPage), ('/', ToIndex), ('/voila/tree/?', ToIndex), ('/voila/query/(.*)', KernelsOnly)]
+    def get_handlers(self) -> list:  # before Voila's own: its list of files at the root is nobody's way in
+        return [
+            ('/login', LoginPage),
+            ('/logout', LogoutPage),
+            ('/', ToIndex),
+            ('/voila/tree/?', ToIndex),
+            ('/voila/query/(.*)', KernelsOnly),
+        ]
 
     @property
     def auth_enabled(self) -> bool: return True

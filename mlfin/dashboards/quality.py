@@ -21,39 +21,81 @@ def quality_verdict(report: pd.DataFrame) -> str:
     held = q[q.get('quarantined', 0) > 0] if 'quarantined' in q else q.iloc[0:0]
     gaps = q[q.get('gaps', 0) > 0] if 'gaps' in q else q.iloc[0:0]
     worst = q.sort_values('coverage').iloc[0] if 'coverage' in q and len(q) else None
-    return (f"{len(q)} series stored; " + (f"quarantined rows in {named(held)}; " if len(held) else "no quarantined rows; ")
-            + (f"gaps in {named(gaps)}; " if len(gaps) else "no gaps; ")
-            + (f"least covered: {worst['symbol']} {worst['timeframe']} ({worst['coverage']:.1%} of its calendar)." if worst is not None else ''))
+    return (
+        f"{len(q)} series stored; "
+        + (f"quarantined rows in {named(held)}; " if len(held) else "no quarantined rows; ")
+        + (f"gaps in {named(gaps)}; " if len(gaps) else "no gaps; ")
+        + (
+            f"least covered: {worst['symbol']} {worst['timeframe']} ({worst['coverage']:.1%} of its calendar)."
+            if worst is not None
+            else ''
+        )
+    )
 
 # %% ../../nbs/13e_dashboards.quality.ipynb #c008p
 def observations_verdict(table: pd.DataFrame) -> str:
-    "One line of `data.observations_report`: how many non-bar series, each known by a stated rule, and which were revised"
+    """One line of `data.observations_report`: how many non-bar series, each known by a stated rule, and which were
+    revised"""
     if not len(table): return "No non-bar series stored (`mlfin data ingest-observations`)."
     revised = table[table['vintages'] > 1]['series'].tolist()
-    return (f"{len(table)} non-bar series stored, each known by its stated rule; "
-            + (f"revised (later vintages kept beside the first print): {', '.join(revised[:5])}." if revised else "none revised."))
+    return f"{len(table)} non-bar series stored, each known by its stated rule; " + (
+        f"revised (later vintages kept beside the first print): {', '.join(revised[:5])}."
+        if revised
+        else "none revised."
+    )
 
 
 # %% ../../nbs/13e_dashboards.quality.ipynb #c007
 def quality_page(store=None):
-    "The quality report of every stored series, the coverage chart of the one picked, and every non-bar series with its rule"
+    """The quality report of every stored series, the coverage chart of the one picked, and every non-bar series with
+    its rule"""
     import ipywidgets as widgets
     shown = observations_report(store)
     observed = [widgets.HTML("<h2>Series that are not bars</h2>"), verdict_box(observations_verdict(shown))] + \
                ([widgets.HTML(html_table(shown, index=False))] if len(shown) else [])
-    lesson = ("Each stored series against its calendar: coverage, gaps, anomalies kept for a person to judge, rows quarantined at ingest; "
-              "each non-bar series with the rule that says when its values became known.")
-    try: report = quality_report(store=store)
-    except MlfinError as e: return page('Data quality', lesson, verdict_box(f"Nothing to show: {e}" if not len(shown) else "No bars stored yet (`mlfin ingest`); the non-bar series are below."), *observed)
+    lesson = (
+        "Each stored series against its calendar: coverage, gaps, anomalies kept for a person to judge, rows "
+        "quarantined at ingest; "
+        "each non-bar series with the rule that says when its values became known."
+    )
+    try:
+        report = quality_report(store=store)
+    except MlfinError as e:
+        return page(
+            'Data quality',
+            lesson,
+            verdict_box(
+                f"Nothing to show: {e}"
+                if not len(shown)
+                else "No bars stored yet (`mlfin ingest`); the non-bar series are below."
+            ),
+            *observed,
+        )
     listed = open_store(store).ls()
     series = [(f"{s} {t}", (s, t, c)) for s, t, c in zip(listed['symbol'], listed['timeframe'], listed['calendar'])]
-    pick = widgets.Dropdown(options=series, description='Series', layout=widgets.Layout(width='100%', max_width='360px'))
+    pick = widgets.Dropdown(
+        options=series, description='Series', layout=widgets.Layout(width='100%', max_width='360px')
+    )
     figure = lambda: quality_figure(load(pick.value[0], pick.value[1], store=store), pick.value[2] or 'XNYS')
     drawn = chart(figure())
     pick.observe(lambda _: chart(figure(), drawn), names='value')
-    return page('Data quality', lesson, verdict_box(quality_verdict(report)), widgets.HTML(html_table(readable(report))),
-                widgets.HTML("<h2>Coverage over time</h2>"), pick, drawn, *observed)
+    return page(
+        'Data quality',
+        lesson,
+        verdict_box(quality_verdict(report)),
+        widgets.HTML(html_table(readable(report))),
+        widgets.HTML("<h2>Coverage over time</h2>"),
+        pick,
+        drawn,
+        *observed,
+    )
 
 def readable(report: pd.DataFrame) -> pd.DataFrame:
     "The quality report as a person reads it: coverage in percent, first and last bars as dates and times"
-    return report.assign(**{k: report[k].map(f) for k, f in (('coverage', percent), ('first', when_text), ('last', when_text)) if k in report})
+    return report.assign(
+        **{
+            k: report[k].map(f)
+            for k, f in (('coverage', percent), ('first', when_text), ('last', when_text))
+            if k in report
+        }
+    )

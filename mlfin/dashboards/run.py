@@ -21,12 +21,18 @@ __all__ = ['dashboard']
 def dashboard(folder: Path | None = None, # a run's folder; default: the latest run
               choices: bool = True,       # offer the runs recorded in MLflow to pick from
              ):
-    "The latest run (or one picked from those recorded) as widgets: symbol selector, equity against buy-and-hold, metrics, signals"
+    """The latest run (or one picked from those recorded) as widgets: symbol selector, equity against buy-and-hold,
+    metrics, signals"""
     import ipywidgets as widgets
     runs = _recorded_runs() if choices else []
     view = widgets.VBox([_run_view(folder)])
     if not runs: return view
-    picker = widgets.Dropdown(options=[('the latest run', '')] + runs, description='Run', layout=widgets.Layout(width='100%', max_width='640px'))
+    picker = widgets.Dropdown(
+        options=[('the latest run', '')] + runs,
+        description='Run',
+        layout=widgets.Layout(width='100%', max_width='640px'),
+    )
+
     def pick(change):
         view.children = [_run_view(fetch_run(change['new']) if change['new'] else folder)]
     picker.observe(pick, names='value')
@@ -40,8 +46,12 @@ def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
     found = runs('pipeline', limit)
     if found.empty: return []
     param = lambda name: found[name] if name in found else pd.Series('', index=found.index)
-    return [(f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {s} · {l} · {cv}", r) for r, t, s, l, cv in
-            zip(found['run_id'], found['start_time'], param('params.symbols'), param('params.label'), param('params.cv'))]
+    return [
+        (f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {s} · {l} · {cv}", r)
+        for r, t, s, l, cv in zip(
+            found['run_id'], found['start_time'], param('params.symbols'), param('params.label'), param('params.cv')
+        )
+    ]
 
 
 # %% ../../nbs/13b_dashboards.run.ipynb #c012_04

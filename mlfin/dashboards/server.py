@@ -29,15 +29,31 @@ class Claim:
     person: str
     kernel: str | None = None
 
-OWNER: contextvars.ContextVar[Claim | None] = contextvars.ContextVar('mlfin_owner', default=None)   # the visit a page's request serves (`CappedPage`)
+# the visit a page's request serves (`CappedPage`)
+OWNER: contextvars.ContextVar[Claim | None] = contextvars.ContextVar('mlfin_owner', default=None)
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c006
 class PagesKernels(ReadyKernels):
-    "The pages' kernels (`ReadyKernels`), each recorded as its visitor's, and how many a person and the server may hold at once"
+    """The pages' kernels (`ReadyKernels`), each recorded as its visitor's, and how many a person and the server may
+    hold at once"""
+
     per_person = Int(0, config=True, help="kernels (pages open) one person may hold at once (0: no bound)")
-    in_all = Int(0, config=True, help="kernels given to visits the server may hold at once, for everyone, those kept ready aside (0: no bound)")
-    grace = Float(1.0, config=True, help="seconds a visit at a bound waits for one of its person's kernels to end (the page before, left in the same tab)")
-    abandon = Float(10.0, config=True, help="seconds after its page was sent that a kernel no page has connected to counts as left (a plain download)")
+    in_all = Int(
+        0,
+        config=True,
+        help="kernels given to visits the server may hold at once, for everyone, those kept ready aside (0: no bound)",
+    )
+    grace = Float(
+        1.0,
+        config=True,
+        help="seconds a visit at a bound waits for one of its person's kernels to end (the page before, left in the "
+             "same tab)",
+    )
+    abandon = Float(
+        10.0,
+        config=True,
+        help="seconds after its page was sent that a kernel no page has connected to counts as left (a plain download)",
+    )
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -45,7 +61,8 @@ class PagesKernels(ReadyKernels):
         self._claims: list[Claim] = []      # the visits being served
         self._served: dict[str, datetime] = {}   # kernel id -> when its page was sent
         self._seen: set[str] = set()        # the kernels a page has connected to
-        self._ending: set = set()           # the kernels being ended to make room (their tasks: the loop holds them weakly)
+        # the kernels being ended to make room (their tasks: the loop holds them weakly)
+        self._ending: set = set()
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c007
 @patch
@@ -83,7 +100,9 @@ async def shutdown_kernel(self: PagesKernels, kernel_id: str, *args, **kwargs):
 # %% ../../nbs/13i_dashboards.server.ipynb #c009
 @dataclasses.dataclass
 class Refusal:
-    "A visit refused at a bound: which (`person` or `all`), the bound, how many kernels count against it, and how many are the person's"
+    """A visit refused at a bound: which (`person` or `all`), the bound, how many kernels count against it, and how many
+    are the person's"""
+
     bound: str
     most: int
     held: int
@@ -91,7 +110,8 @@ class Refusal:
 
 @patch
 def refusal(self: PagesKernels, person: str) -> Refusal | None:
-    "Why `person` may not have another kernel now (their bound, or the server's), or None: the visits being served count as kernels"
+    """Why `person` may not have another kernel now (their bound, or the server's), or None: the visits being served
+    count as kernels"""
     waiting = [c for c in self._claims if c.kernel is None]
     mine = len(self.held(person)) + sum(c.person == person for c in waiting)
     if self.per_person and mine >= self.per_person: return Refusal('person', self.per_person, mine, mine)
@@ -108,25 +128,31 @@ def notify_connect(self: PagesKernels, kernel_id: str):
 
 @patch
 def left(self: PagesKernels, person: str | None = None) -> list[str]:
-    "The kernels of `person` (anyone's without one) whose page is gone: connected once and no longer, or never, `abandon` seconds after it was sent; oldest first"
+    """The kernels of `person` (anyone's without one) whose page is gone: connected once and no longer, or never,
+    `abandon` seconds after it was sent; oldest first"""
     now, gone = self.now(), []
     for kernel_id in self.held(person):
         sent = self._served.get(kernel_id)
-        if self._kernel_connections.get(kernel_id, 0) or sent is None: continue   # a page on it, or its page still being sent
+        # a page on it, or its page still being sent
+        if self._kernel_connections.get(kernel_id, 0) or sent is None: continue
         if kernel_id in self._seen or (now - sent).total_seconds() >= self.abandon: gone.append(kernel_id)
     return sorted(gone, key=self._served.get)
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c011
 @patch
 async def claim(self: PagesKernels, person: str) -> Claim | Refusal:
-    "A place for `person`'s visit, held until `release`; at a bound, kernels whose page was left are ended to make room, else, after `grace` seconds, the Refusal"
+    """A place for `person`'s visit, held until `release`; at a bound, kernels whose page was left are ended to make
+    room, else, after `grace` seconds, the Refusal"""
     waited = 0.0
     while refused := self.refusal(person):
         if room := self.left(person if refused.bound == 'person' else None)[:refused.held - refused.most + 1]:
             for kernel_id in room:
-                self._owners.pop(kernel_id, None)   # nobody's at once: it counts no more while its process stops
-                self._ending.add(task := asyncio.ensure_future(self.shutdown_kernel(kernel_id))); task.add_done_callback(self._ending.discard)
-            self.log.info("mlfin: %d kernel(s) whose page was left ended to make room for a visit of %s", len(room), person)
+                self._owners.pop(kernel_id, None)  # nobody's at once: it counts no more while its process stops
+                self._ending.add(task := asyncio.ensure_future(self.shutdown_kernel(kernel_id)))
+                task.add_done_callback(self._ending.discard)
+            self.log.info(
+                "mlfin: %d kernel(s) whose page was left ended to make room for a visit of %s", len(room), person
+            )
             continue
         if waited >= self.grace: return refused
         await asyncio.sleep(self.poll); waited += self.poll
@@ -141,23 +167,27 @@ def release(self: PagesKernels, claim: Claim):
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c012
 def may(user, owner: str | None, action: str) -> bool:
-    "Whether jupyter_server's `user` may `action` (read, write, execute) a kernel held by `owner`: its person only; an admin may read and end any"
+    """Whether jupyter_server's `user` may `action` (read, write, execute) a kernel held by `owner`: its person only; an
+    admin may read and end any"""
     if owner is not None and getattr(user, 'username', None) == owner: return True
     return action != 'execute' and getattr(user, 'role', '') == 'admin' and owner is not None
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c013
 class OwnKernels(Authorizer):
-    "jupyter_server's authorizer for the pages: a kernel is reached by its person (an admin may read and end it, `may`); everything else as Voilà has it, for anyone logged in"
+    """jupyter_server's authorizer for the pages: a kernel is reached by its person (an admin may read and end it,
+    `may`); everything else as Voilà has it, for anyone logged in"""
+
     def is_authorized(self, handler, user, action: str, resource: str) -> bool:
         if resource != 'kernels': return True
-        kernel_id = handler.path_kwargs.get('kernel_id') or getattr(handler, 'kernel_id', None)   # a kernel's API, or its channels (set before they ask)
+        # a kernel's API, or its channels (set before they ask)
+        kernel_id = handler.path_kwargs.get('kernel_id') or getattr(handler, 'kernel_id', None)
         return may(user, handler.kernel_manager.owner(kernel_id), action)
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c014
 _REFUSED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlfin: {title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#222}}.said{{color:#a00}}button{{padding:.5rem 1.2rem}}</style>
-</head><body><h1>mlfin dashboards</h1><p class="said" role="alert">{said}</p><p class="todo">{todo}</p>{end}</body></html>"""
+</head><body><h1>mlfin dashboards</h1><p class="said" role="alert">{said}</p><p class="todo">{todo}</p>{end}</body></html>"""  # noqa: E501
 
 def refusal_page(refused: Refusal, # the bound reached
                  idle: float,      # minutes after which a page without use is ended
@@ -180,7 +210,9 @@ def refusal_page(refused: Refusal, # the bound reached
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c015
 class CappedPage(TornadoVoilaHandler):
-    "Voilà's page: each visit holds a place among the kernels for its person while it is served; past a bound, the page saying so"
+    """Voilà's page: each visit holds a place among the kernels for its person while it is served; past a bound, the
+    page saying so"""
+
     @tornado.web.authenticated
     async def get(self, path=None):
         km = self.kernel_manager
@@ -193,9 +225,12 @@ class CappedPage(TornadoVoilaHandler):
     def _refuse(self, refused: Refusal):
         self.set_status(429 if refused.bound == 'person' else 503)
         self.set_header('Retry-After', '60'); self.set_header('Cache-Control', 'no-store')
-        end = (f'<form method="post" action="{html.escape(self.base_url)}voila/api/mine">{self.xsrf_form_html()}'
-               f'<input type="hidden" name="next" value="{html.escape(self.request.uri)}">'
-               f'<button type="submit">End my {refused.mine} open page{"s" if refused.mine != 1 else ""} and open this one</button></form>')
+        end = (
+            f'<form method="post" action="{html.escape(self.base_url)}voila/api/mine">{self.xsrf_form_html()}'
+            f'<input type="hidden" name="next" value="{html.escape(self.request.uri)}">'
+            f'<button type="submit">End my {refused.mine} open page{"s" if refused.mine != 1 else ""} and open this '
+            'one</button></form>'
+        )
         self.finish(refusal_page(refused, self.kernel_manager.cull_idle_timeout / 60, end))
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c016
@@ -212,32 +247,53 @@ class OwnList(APIHandler):
     async def get(self):
         km, user = self.kernel_manager, self.current_user
         kernels = km.held() if getattr(user, 'role', '') == 'admin' else km.held(user.username)
-        self.finish(json.dumps([{**await ensure_async(km.kernel_model(k)), 'person': km.owner(k)} for k in kernels], default=str))
+        self.finish(
+            json.dumps(
+                [{**await ensure_async(km.kernel_model(k)), 'person': km.owner(k)} for k in kernels], default=str
+            )
+        )
+
 
 class EndMine(JupyterHandler):
-    "`POST /voila/api/mine` (the button on the page at a bound): end the person's kernels, then open the page they asked for"
+    """`POST /voila/api/mine` (the button on the page at a bound): end the person's kernels, then open the page they
+    asked for"""
+
     @tornado.web.authenticated
     async def post(self):
         km = self.kernel_manager
         for kernel_id in km.held(self.current_user.username): await km.shutdown_kernel(kernel_id)
         asked, pages = self.get_argument('next', ''), self.base_url + 'voila/render/'
-        self.redirect(asked if asked.startswith(pages) and '//' not in asked and '\\' not in asked else pages + 'index.ipynb')
+        self.redirect(
+            asked if asked.startswith(pages) and '//' not in asked and '\\' not in asked else pages + 'index.ipynb'
+        )
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c017
 class Pages(Voila):
-    "Voilà for `mlfin dashboards`: its kernels `PagesKernels`, each its person's (`OwnKernels`), its pages bounded (`CappedPage`)"
-    authorizer_class = Type(OwnKernels, klass=Authorizer, config=True, help="who may reach a kernel: its person (an admin may read and end any)")
+    """Voilà for `mlfin dashboards`: its kernels `PagesKernels`, each its person's (`OwnKernels`), its pages bounded
+    (`CappedPage`)"""
+
+    authorizer_class = Type(
+        OwnKernels,
+        klass=Authorizer,
+        config=True,
+        help="who may reach a kernel: its person (an admin may read and end any)",
+    )
 
     def initialize(self, argv=None):
         super().initialize(argv)
         if not issubclass(self.voila_configuration.multi_kernel_manager_class, PagesKernels):
-            self.voila_configuration.multi_kernel_manager_class = PagesKernels   # whose each kernel is: what the handlers below ask
+            # whose each kernel is: what the handlers below ask
+            self.voila_configuration.multi_kernel_manager_class = PagesKernels
 
     def init_handlers(self) -> list:
         swap = {TornadoVoilaHandler: CappedPage, VoilaShutdownKernelHandler: OwnShutdown}
-        ours = [(url_path_join(self.server_url, '/api/kernels'), OwnList), (url_path_join(self.server_url, '/voila/api/mine'), EndMine)]
+        ours = [
+            (url_path_join(self.server_url, '/api/kernels'), OwnList),
+            (url_path_join(self.server_url, '/voila/api/mine'), EndMine),
+        ]
         return ours + [(route[0], swap.get(route[1], route[1]), *route[2:]) for route in super().init_handlers()]
 
 def main():
-    "Run the pages' server: `python -c 'from mlfin.dashboards.server import main; main()' FOLDER --option=...` (Voilà's options)"
+    """Run the pages' server: `python -c 'from mlfin.dashboards.server import main; main()' FOLDER --option=...`
+    (Voilà's options)"""
     Pages.launch_instance()

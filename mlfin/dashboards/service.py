@@ -31,16 +31,20 @@ CLIENT = httpx.Client(timeout=60)   # every call of this kernel's pages: one poo
 # %% ../../nbs/13g_dashboards.service.ipynb #c006
 @dataclass
 class Connection:
-    "The service at `url`, asked as one caller (a person's session token, or an API key); `me` is what the service says of the caller (`GET /me`)"
+    """The service at `url`, asked as one caller (a person's session token, or an API key); `me` is what the service
+    says of the caller (`GET /me`)"""
+
     url: str
     headers: dict   # the credential, sent with every call
     me: dict = field(default_factory=dict)
 
     @classmethod
     def open(cls, url: str, key: str = '', token: str = '') -> Connection:
-        "Connect with a session `token` or an API `key`: who the caller is and what it may do, from the service; or `Refused` with its reason"
+        """Connect with a session `token` or an API `key`: who the caller is and what it may do, from the service; or
+        `Refused` with its reason"""
         url = url.strip().rstrip('/')
-        if not url.startswith(('http://', 'https://')): raise BadInput(f"service URL {url!r}: start it with http:// or https://")
+        if not url.startswith(('http://', 'https://')):
+            raise BadInput(f"service URL {url!r}: start it with http:// or https://")
         if token: headers = {'Authorization': f"Bearer {token}"}
         elif key.strip(): headers = {'X-API-Key': key.strip()}
         else: raise BadInput("no key: paste an API key (`mlfin keys create --role ...` makes one)")
@@ -57,13 +61,16 @@ class Connection:
         return self.me.get('user') or self.me.get('actor', '')
 
     def may(self, grant: str) -> bool:
-        "Whether the caller is granted `grant` (read, metrics, ingest, train, admin), as the service answered: its rule, not a copy"
+        """Whether the caller is granted `grant` (read, metrics, ingest, train, admin), as the service answered: its
+        rule, not a copy"""
         return grant in self.me.get('grants', ())
 
     def call(self, method: str, path: str, **kw):
         "The service's answer (JSON, or text for /metrics); `Refused` with its detail when it says no"
-        try: answer = CLIENT.request(method, f"{self.url}{path}", headers=self.headers, **kw)
-        except httpx.HTTPError as e: raise Refused(f"the service at {self.url} did not answer ({type(e).__name__})") from None
+        try:
+            answer = CLIENT.request(method, f"{self.url}{path}", headers=self.headers, **kw)
+        except httpx.HTTPError as e:
+            raise Refused(f"the service at {self.url} did not answer ({type(e).__name__})") from None
         if answer.status_code >= 400:
             try: detail = answer.json()['detail']
             except (ValueError, KeyError, TypeError): detail = answer.text[:200]
@@ -72,29 +79,35 @@ class Connection:
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c008
 def connect_form(title: str, lesson: str, build):
-    "A page showing `build(connection)`, connected as the person logged in; without logins, once the visitor gives the service's URL and a key"
+    """A page showing `build(connection)`, connected as the person logged in; without logins, once the visitor gives the
+    service's URL and a key"""
     url = service_url()
     said, body = widgets.HTML(), widgets.VBox()
     def show(connect):
         said.value, body.children = '<p>connecting...</p>', []
         try: connection = connect()
         except (Refused, BadInput) as e: said.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return
-        said.value = (f"<p class='mlfin-connected'>Connected to {html.escape(connection.url)} as {html.escape(connection.who)}"
-                      f" (<b>{html.escape(connection.role)}</b>).</p>")
+        said.value = (
+            f"<p class='mlfin-connected'>Connected to {html.escape(connection.url)} as {html.escape(connection.who)}"
+            f" (<b>{html.escape(connection.role)}</b>).</p>"
+        )
         try: body.children = [build(connection)]
         except Refused as e: body.children = [verdict_box(str(e))]
     if token := session_token():   # behind the login: as the person, no key asked
         show(lambda: Connection.open(url, token=token))
         return page(title, lesson, said, body)
     where = widgets.Text(value=url, description='Service', layout=widgets.Layout(width='100%', max_width='420px'))
-    key = widgets.Password(description='API key', placeholder='mlfin_...', layout=widgets.Layout(width='100%', max_width='420px'))
+    key = widgets.Password(
+        description='API key', placeholder='mlfin_...', layout=widgets.Layout(width='100%', max_width='420px')
+    )
     go_ = widgets.Button(description='Connect', button_style='primary')
     go_.on_click(lambda _: show(lambda: Connection.open(where.value, key.value)))
     return page(title, lesson, row(where), row(key, go_), said, body)
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c010
 def _answer(out, work):
-    "Run `work()` and show its answer in `out` (an HTML widget): a table of a dict's fields (lists joined), the service's reason for a refusal"
+    """Run `work()` and show its answer in `out` (an HTML widget): a table of a dict's fields (lists joined), the
+    service's reason for a refusal"""
     try: found = work()
     except (Refused, BadInput) as e: out.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return None
     shown = {k: ', '.join(map(str, v)) if isinstance(v, list) and all(not isinstance(x, dict) for x in v) else str(v)
@@ -115,20 +128,29 @@ def _split(series: str) -> dict:
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c012o
 def run_options(text: str) -> dict[str, str]:
-    "Run parameters written as `mlfin run` takes them (`--folds 3 --spec returns,returns_5`): {parameter: value}; `BadInput` naming the token that is not one"
+    """Run parameters written as `mlfin run` takes them (`--folds 3 --spec returns,returns_5`): {parameter: value};
+    `BadInput` naming the token that is not one"""
     try: tokens = shlex.split(text)
     except ValueError as e: raise BadInput(f"parameters: {str(e).lower()} (a quote left open)") from None
-    options = {'--' + name.replace('_', '-'): name for name in RunConfig.model_fields}   # the run config's own names, as typer spells them
+    # the run config's own names, as typer spells them
+    options = {'--' + name.replace('_', '-'): name for name in RunConfig.model_fields}
     given, at = {}, 0
     while at < len(tokens):
         option, has_value, value = tokens[at].partition('=')   # --folds 3, or --folds=3
         if option not in options:
-            if not option.startswith('-'): raise BadInput(f"parameters: {tokens[at]!r} follows no option (write --NAME VALUE, e.g. --folds 3)")
+            if not option.startswith('-'):
+                raise BadInput(f"parameters: {tokens[at]!r} follows no option (write --NAME VALUE, e.g. --folds 3)")
             near = difflib.get_close_matches(option, options, n=1)
-            raise BadInput(f"parameters: {option} is not a run parameter" + (f"; did you mean {near[0]}?" if near else " (`mlfin config` lists them)"))
+            raise BadInput(
+                f"parameters: {option} is not a run parameter"
+                + (f"; did you mean {near[0]}?" if near else " (`mlfin config` lists them)")
+            )
         if not has_value:
             if at + 1 == len(tokens) or tokens[at + 1].startswith('--'):
-                raise BadInput(f"parameters: {option} needs a value, e.g. {option} {RunConfig.model_fields[options[option]].default or 'VALUE'}")
+                raise BadInput(
+                    f"parameters: {option} needs a value, e.g. {option} "
+                    f"{RunConfig.model_fields[options[option]].default or 'VALUE'}"
+                )
             at, value = at + 1, tokens[at + 1]
         if options[option] in given: raise BadInput(f"parameters: {option} given twice")
         given[options[option]], at = value, at + 1
@@ -136,15 +158,21 @@ def run_options(text: str) -> dict[str, str]:
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c013
 def training_section(c: Connection, series: list[str]):
-    "Train: a run of the symbols asked, queued as a job, polled until it ends (its state, time and step each poll); then the registry's versions of its symbols"
+    """Train: a run of the symbols asked, queued as a job, polled until it ends (its state, time and step each poll);
+    then the registry's versions of its symbols"""
     symbols = widgets.Text(value=','.join(sorted({s.split(':')[0] for s in series})[:1]), description='Symbols')
-    # empty: the project's own run (models.yaml's models, env.yaml's folds): a narrower run is the analyst's explicit choice, and
-    # every configuration it tries is counted with the ones tried on the same question before
-    params = widgets.Text(value='', placeholder="the project's run; or as mlfin run takes them, e.g. --models lightgbm --folds 3",
-                          description='Parameters', layout=widgets.Layout(width='100%', max_width='520px'))
+    # empty: the project's own run (models.yaml's models, env.yaml's folds): a narrower run is the analyst's explicit
+    # choice, and every configuration it tries is counted with the ones tried on the same question before
+    params = widgets.Text(
+        value='',
+        placeholder="the project's run; or as mlfin run takes them, e.g. --models lightgbm --folds 3",
+        description='Parameters',
+        layout=widgets.Layout(width='100%', max_width='520px'),
+    )
     start, state, log = widgets.Button(description='Train', button_style='warning'), widgets.HTML(), widgets.HTML()
     def begin(_):
-        try: given = {'symbols': symbols.value.strip()} | run_options(params.value)   # --symbols typed among them wins over the box
+        # --symbols typed among them wins over the box
+        try: given = {'symbols': symbols.value.strip()} | run_options(params.value)
         except BadInput as e: state.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return
         job = _answer(state, lambda: c.call('POST', '/train', json={'params': given}))
         if job: asyncio.get_event_loop().create_task(follow(job['id'], given['symbols']))
@@ -153,51 +181,89 @@ def training_section(c: Connection, series: list[str]):
             try: job = c.call('GET', f"/jobs/{job_id}")
             except Refused as e: state.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return
             state.value = job_line(job)
-            log.value = f"<pre style='max-height:220px;overflow:auto;font-size:0.8em'>{html.escape((job['log'] or '')[-2000:])}</pre>"
+            log.value = f"<pre style='max-height:220px;overflow:auto;font-size:0.8em'>{html.escape((job['log'] or '')[-2000:])}</pre>"  # noqa: E501
             if job['state'] not in ('queued', 'running'): break
             await asyncio.sleep(2)
         if job['state'] == 'succeeded':
             wanted = {s.strip().partition(':')[0] for s in asked.split(',')}   # SYMBOL or SYMBOL:TIMEFRAME
             versions = [v for v in c.call('GET', '/models') if series_of(v['name'])[0] in wanted]
-            log.value += html_table(pd.DataFrame([{k: v[k] for k in ('name', 'version', 'model')} | {'aliases': ', '.join(v['aliases'])}
-                                                  for v in versions]), index=False)
+            log.value += html_table(
+                pd.DataFrame(
+                    [
+                        {k: v[k] for k in ('name', 'version', 'model')} | {'aliases': ', '.join(v['aliases'])}
+                        for v in versions
+                    ]
+                ),
+                index=False,
+            )
     start.on_click(begin)
     return widgets.VBox([widgets.HTML("<h2>Train</h2>"), row(symbols, params, start), state, log])
 
 def job_line(job: dict) -> str:
-    "A job in a line: its state, how long it has run, and while it runs the step its log last named (`train: BTCUSDT ridge (1/1)`)"
+    """A job in a line: its state, how long it has run, and while it runs the step its log last named (`train: BTCUSDT
+    ridge (1/1)`)"""
     begun, ended = (pd.Timestamp(job[k]) if job.get(k) else None for k in ('started_at', 'ended_at'))
     took = duration_text(((ended or pd.Timestamp.now('UTC')) - begun).total_seconds()) if begun is not None else ''
-    at = next((l.removeprefix('mlfin: ') for l in reversed((job.get('log') or '').splitlines()) if l.startswith('mlfin: ')), '')
-    return (f"<p class='mlfin-job'>job {html.escape(job['id'])}: <b>{html.escape(job['state'])}</b>" + (f" · {took}" if took else '')
-            + (f" · <span class='mlfin-step'>{html.escape(at)}</span>" if at and job['state'] == 'running' else '') + "</p>")
+    at = next(
+        (l.removeprefix('mlfin: ') for l in reversed((job.get('log') or '').splitlines()) if l.startswith('mlfin: ')),
+        '',
+    )
+    return (
+        f"<p class='mlfin-job'>job {html.escape(job['id'])}: <b>{html.escape(job['state'])}</b>"
+        + (f" · {took}" if took else '')
+        + (f" · <span class='mlfin-step'>{html.escape(at)}</span>" if at and job['state'] == 'running' else '')
+        + "</p>"
+    )
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c014c
 def prediction_cards(p: dict) -> str:
-    "A regressor's answer (`GET /predict`) as two cards: the last close and its bar; the predicted next close, its change and its error beside the random walk's"
+    """A regressor's answer (`GET /predict`) as two cards: the last close and its bar; the predicted next close, its
+    change and its error beside the random walk's"""
     ratio = p.get('ratio_to_random_walk')
     judged = (f"error {ratio:.3f}× the random walk's (MAE; under 1 beats “no change”)" if ratio is not None
               else "error beside the random walk's: not known")
-    return ("<div class='mlfin-answer mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:12px'>"
-            + figure_card('Last close', p['last_close'], [f"bar of {when_text(p['bar_time'])}"], 'last-close')
-            + figure_card('Predicted next close', p['predicted_close'],
-                          [f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> for the bar of {when_text(p['for_bar'])}",
-                           f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
-                           f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}"], 'predicted-close', escape=False)
-            + "</div>")
+    return (
+        "<div class='mlfin-answer mlfin-cards' "
+        "style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:12px'>"
+        + figure_card('Last close', p['last_close'], [f"bar of {when_text(p['bar_time'])}"], 'last-close')
+        + figure_card(
+            'Predicted next close',
+            p['predicted_close'],
+            [
+                f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> for the "
+                f"bar of {when_text(p['for_bar'])}",
+                f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
+                f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}",
+            ],
+            'predicted-close',
+            escape=False,
+        )
+        + "</div>"
+    )
 
 def figure_card(title: str, value: float, notes: list[str], figure: str, escape: bool = True) -> str:
-    "One figure as a card (the look of the index's book cards): its title, the value large (`data-value` holds it unrounded), a line for each note"
+    """One figure as a card (the look of the index's book cards): its title, the value large (`data-value` holds it
+    unrounded), a line for each note"""
     digits = max(2, 5 - int(np.floor(np.log10(abs(value))))) if value else 2   # six figures or so: 96,893.42, 1.08345
     lines = ''.join(f"<p style='margin:.2em 0;font-size:.92em'>{html.escape(n) if escape else n}</p>" for n in notes)
-    return (f"<div class='mlfin-card' data-figure='{figure}' style='border:1px solid #dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
-            f"<div style='color:#5f6368'>{html.escape(title)}</div>"
-            f"<div class='mlfin-value' data-value='{value!r}' style='font-size:1.6em;font-weight:600'>{value:,.{digits}f}</div>{lines}</div>")
+    return (
+        f"<div class='mlfin-card' data-figure='{figure}' style='border:1px solid "
+        "#dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
+        f"<div style='color:#5f6368'>{html.escape(title)}</div>"
+        f"<div class='mlfin-value' data-value='{value!r}' "
+        f"style='font-size:1.6em;font-weight:600'>{value:,.{digits}f}</div>{lines}</div>"
+    )
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c014
 def _predict_section(c: Connection, series: list[str]) -> list:
-    "Predict the next bar of the series picked in its own box: a regressor's forecast as two cards, a classifier's answer as a table"
-    pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Predict the next bar', layout=widgets.Layout(width='auto')), widgets.HTML()
+    """Predict the next bar of the series picked in its own box: a regressor's forecast as two cards, a classifier's
+    answer as a table"""
+    pick, ask, out = (
+        widgets.Combobox(options=series, value=series[0] if series else '', description='Series'),
+        widgets.Button(description='Predict the next bar', layout=widgets.Layout(width='auto')),
+        widgets.HTML(),
+    )
+
     def predict(_):
         found = _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value)))
         if found and found.get('predicted_close') is not None: out.value = prediction_cards(found)
@@ -205,26 +271,60 @@ def _predict_section(c: Connection, series: list[str]) -> list:
     return [widgets.HTML("<h2>Predict</h2>"), row(pick, ask), out]
 
 def _ingest_section(c: Connection, series: list[str]) -> list:
-    "Store the file chosen for the series typed in its own box; without a file, pull the bars since the last stored one from the series' configured source"
-    pick, ask, out = widgets.Combobox(options=series, value=series[0] if series else '', description='Series'), widgets.Button(description='Ingest now'), widgets.HTML()
-    chosen = widgets.FileUpload(accept='.csv,.txt,.tsv,.gz,.parquet,.pq,.json,.jsonl', multiple=False, description='File',
-                               tooltip="a file of the series' bars: CSV, TXT, Parquet or JSON (Binance's kline files as they come)")
+    """Store the file chosen for the series typed in its own box; without a file, pull the bars since the last stored
+    one from the series' configured source"""
+    pick, ask, out = (
+        widgets.Combobox(options=series, value=series[0] if series else '', description='Series'),
+        widgets.Button(description='Ingest now'),
+        widgets.HTML(),
+    )
+    chosen = widgets.FileUpload(
+        accept='.csv,.txt,.tsv,.gz,.parquet,.pq,.json,.jsonl',
+        multiple=False,
+        description='File',
+        tooltip="a file of the series' bars: CSV, TXT, Parquet or JSON (Binance's kline files as they come)",
+    )
+
     def ingest(_):
         if not chosen.value: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))); return
         sent = chosen.value[0]
-        if _answer(out, lambda: c.call('POST', '/ingest/file', data=_split(pick.value), files={'file': (sent['name'], bytes(sent['content']))})):
+        if _answer(
+            out,
+            lambda: c.call(
+                'POST', '/ingest/file', data=_split(pick.value), files={'file': (sent['name'], bytes(sent['content']))}
+            ),
+        ):
             chosen.value = ()   # stored: the next press pulls from the source again, unless another file is chosen
     ask.on_click(ingest)
-    return [widgets.HTML("<h2>Ingest now (a file you choose, or the series' configured source)</h2>"), row(pick, chosen, ask), out]
+    return [
+        widgets.HTML("<h2>Ingest now (a file you choose, or the series' configured source)</h2>"),
+        row(pick, chosen, ask),
+        out,
+    ]
+
 
 def _promote_section(c: Connection, series: list[str]) -> list:
     "Promote a version, once the admin has ticked the confirmation"
     names = [f"mlfin.{s.replace(':', '.')}" for s in series]
-    name, version = widgets.Dropdown(options=names, description='Model'), widgets.BoundedIntText(value=1, min=1, max=10**6, description='Version')
-    sure, ask, out = widgets.Checkbox(description='I confirm: this version serves from now on'), widgets.Button(description='Promote', disabled=True, button_style='danger'), widgets.HTML()
+    name, version = (
+        widgets.Dropdown(options=names, description='Model'),
+        widgets.BoundedIntText(value=1, min=1, max=10**6, description='Version'),
+    )
+    sure, ask, out = (
+        widgets.Checkbox(description='I confirm: this version serves from now on'),
+        widgets.Button(description='Promote', disabled=True, button_style='danger'),
+        widgets.HTML(),
+    )
     sure.observe(lambda change: setattr(ask, 'disabled', not change['new']), names='value')
     def promote(_):
-        _answer(out, lambda: c.call('POST', f"/models/{name.value}/promote", json={'version': version.value, 'reason': 'promoted on the operations page'}))
+        _answer(
+            out,
+            lambda: c.call(
+                'POST',
+                f"/models/{name.value}/promote",
+                json={'version': version.value, 'reason': 'promoted on the operations page'},
+            ),
+        )
         sure.value = False
     ask.on_click(promote)
     return [widgets.HTML("<h2>Promote a version (admin)</h2>"), row(name, version), row(sure, ask), out]
@@ -233,8 +333,15 @@ def _promote_section(c: Connection, series: list[str]) -> list:
 def operations_section(c: Connection):
     "The buttons the caller's role may use: predict (read), ingest now and train (train), promote (admin)"
     series = series_options(c) if c.may('read') else []
-    parts = [verdict_box(f"Your role, {c.role}, may: " + ', '.join(n for g, n in (('read', 'predict'), ('train', 'ingest now and train'),
-                                                                                      ('admin', 'promote')) if c.may(g)) + '.')]
+    parts = [
+        verdict_box(
+            f"Your role, {c.role}, may: "
+            + ', '.join(
+                n for g, n in (('read', 'predict'), ('train', 'ingest now and train'), ('admin', 'promote')) if c.may(g)
+            )
+            + '.'
+        )
+    ]
     if c.may('read'): parts += _predict_section(c, series)
     if c.may('train'): parts += [*_ingest_section(c, series), training_section(c, series)]
     if c.may('admin'): parts += _promote_section(c, series)
@@ -243,8 +350,12 @@ def operations_section(c: Connection):
 # %% ../../nbs/13g_dashboards.service.ipynb #c015
 def operations_page():
     "Buttons that call the service as the visitor: predict, ingest now, train, promote (those their role may use)"
-    return connect_form('Operations', "Act on the service as yourself: what you do is recorded under your name (without logins: with your own "
-                        "API key, kept in this page's kernel only, never saved).", operations_section)
+    return connect_form(
+        'Operations',
+        "Act on the service as yourself: what you do is recorded under your name (without logins: with your own "
+        "API key, kept in this page's kernel only, never saved).",
+        operations_section,
+    )
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c017
 def quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -262,7 +373,8 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c019
 def health_tables(text: str) -> dict[str, pd.DataFrame]:
-    "The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue, quarantined rows, last push, refused pushes, expected live), jobs, production versions"
+    """The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue,
+    quarantined rows, last push, refused pushes, expected live), jobs, production versions"""
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     routes, buckets = {}, {}
     for s in samples:
@@ -272,49 +384,118 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
         elif s.name == 'mlfin_request_seconds_bucket':
             b = buckets.setdefault(s.labels['route'], {})
             b[float(s.labels['le'])] = b.get(float(s.labels['le']), 0.0) + s.value
-    per_route = pd.DataFrame([{'route': r, 'requests': int(v['requests']), 'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
-                               'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
-                               'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.99)}
-                              for r, v in sorted(routes.items())])
+    per_route = pd.DataFrame(
+        [
+            {
+                'route': r,
+                'requests': int(v['requests']),
+                'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
+                'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
+                'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.99),
+            }
+            for r, v in sorted(routes.items())
+        ]
+    )
     series = {}
     for s in samples:
-        if s.name in ('mlfin_last_bar_timestamp_seconds', 'mlfin_series_overdue_seconds', 'mlfin_quarantine_rows', 'mlfin_series_live'):
+        if s.name in (
+            'mlfin_last_bar_timestamp_seconds',
+            'mlfin_series_overdue_seconds',
+            'mlfin_quarantine_rows',
+            'mlfin_series_live',
+        ):
             series.setdefault((s.labels['symbol'], s.labels['timeframe']), {})[s.name] = s.value
-    pushes = {}   # the collector's view of each stored series: its last accepted batch (this service's), its pushes refused
+    # the collector's view of each stored series: its last accepted batch (this service's), its pushes refused
+    pushes = {}
     for s in samples:
         key = (s.labels.get('symbol'), s.labels.get('timeframe'))
-        if s.name == 'mlfin_last_push_timestamp_seconds': pushes.setdefault(key, {})['last'] = s.value
-        elif s.name == 'mlfin_pushes_refused_total': pushes.setdefault(key, {})['refused'] = pushes.get(key, {}).get('refused', 0) + s.value
-    per_series = pd.DataFrame([{'symbol': k[0], 'timeframe': k[1], 'last bar': pd.Timestamp(v.get('mlfin_last_bar_timestamp_seconds', 0), unit='s', tz='UTC'),
-                                'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0), 'quarantined rows': int(v.get('mlfin_quarantine_rows', 0)),
-                                'last push': pd.Timestamp(pushes[k]['last'], unit='s', tz='UTC') if 'last' in pushes.get(k, {}) else pd.NaT,
-                                'refused pushes': int(pushes.get(k, {}).get('refused', 0)),
-                                # expected live (a production model, a collector, marked): its overdue bars are news; else history.
-                                # A service that does not say (before mlfin_series_live) is read as live, as its alert rules read it
-                                'live': bool(v.get('mlfin_series_live', 1.0))}
-                               for k, v in sorted(series.items())])
+        if s.name == 'mlfin_last_push_timestamp_seconds':
+            pushes.setdefault(key, {})['last'] = s.value
+        elif s.name == 'mlfin_pushes_refused_total':
+            pushes.setdefault(key, {})['refused'] = pushes.get(key, {}).get('refused', 0) + s.value
+    per_series = pd.DataFrame(
+        [
+            {
+                'symbol': k[0],
+                'timeframe': k[1],
+                'last bar': pd.Timestamp(v.get('mlfin_last_bar_timestamp_seconds', 0), unit='s', tz='UTC'),
+                'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0),
+                'quarantined rows': int(v.get('mlfin_quarantine_rows', 0)),
+                'last push': pd.Timestamp(pushes[k]['last'], unit='s', tz='UTC')
+                if 'last' in pushes.get(k, {})
+                else pd.NaT,
+                'refused pushes': int(pushes.get(k, {}).get('refused', 0)),
+                # expected live (a production model, a collector, marked): its overdue bars are news; else history.
+                # A service that does not say (before mlfin_series_live) is read as live, as its alert rules read it
+                'live': bool(v.get('mlfin_series_live', 1.0)),
+            }
+            for k, v in sorted(series.items())
+        ]
+    )
     jobs = pd.DataFrame([{'state': s.labels['state'], 'jobs': int(s.value)} for s in samples if s.name == 'mlfin_jobs'])
-    production = pd.DataFrame([{'model': s.labels['name'], 'version': int(s.value)} for s in samples if s.name == 'mlfin_model_production_version'])
+    production = pd.DataFrame(
+        [
+            {'model': s.labels['name'], 'version': int(s.value)}
+            for s in samples
+            if s.name == 'mlfin_model_production_version'
+        ]
+    )
     return {'routes': per_route, 'series': per_series, 'jobs': jobs, 'production': production}
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c020o
 def ops_tables(limit: int = 20) -> dict:
-    "The home's operations record (`ops.records`): the latest scheduled runs, each health check's statistics, the latest backup attempts (a failed one with its line)"
+    """The home's operations record (`ops.records`): the latest scheduled runs, each health check's statistics, the
+    latest backup attempts (a failed one with its line)"""
     done = runs(limit=limit)
-    shown = pd.DataFrame({'job': done['job'], 'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
-                          'seconds': (done['ended'] - done['started']).dt.total_seconds().round(1), 'status': done['status'],
-                          'error or summary': [e if isinstance(e, str) else str(s or '')[:160] for e, s in zip(done['error'], done['summary'])]})
+    shown = pd.DataFrame(
+        {
+            'job': done['job'],
+            'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
+            'seconds': (done['ended'] - done['started']).dt.total_seconds().round(1),
+            'status': done['status'],
+            'error or summary': [
+                e if isinstance(e, str) else str(s or '')[:160] for e, s in zip(done['error'], done['summary'])
+            ],
+        }
+    )
     stats = check_stats()
-    stats = stats[['check', 'rounds', 'failures', 'consecutive_failures', 'avg_s', 'max_s', 'last_detail']] if len(stats) else stats
+    stats = (
+        stats[['check', 'rounds', 'failures', 'consecutive_failures', 'avg_s', 'max_s', 'last_detail']]
+        if len(stats)
+        else stats
+    )
     made = runs('backup', limit=200)
-    made = made[made['status'].isin(('succeeded', 'failed', 'interrupted'))].head(10)   # attempts: a failed one shows at once, with its line
-    backups = pd.DataFrame([{'ended': e.strftime('%Y-%m-%d %H:%M:%S') if pd.notna(e) else '', 'status': st, 'repository': (s or {}).get('repository', ''),
-                             'snapshot': (s or {}).get('snapshot', ''), 'files': (s or {}).get('files'),
-                             'MB added': round(((s or {}).get('added') or 0) / 1e6, 2), 'seconds': (s or {}).get('seconds'),
-                             'repository check': (('passed ' if s['check']['passed'] else 'FAILED ') + s['check']['at']) if (s or {}).get('check') else '',
-                             'error': err if isinstance(err, str) else ''}
-                            for e, st, s, err in zip(made['ended'], made['status'], made['summary'], made['error'])],
-                           columns=['ended', 'status', 'repository', 'snapshot', 'files', 'MB added', 'seconds', 'repository check', 'error'])
+    # attempts: a failed one shows at once, with its line
+    made = made[made['status'].isin(('succeeded', 'failed', 'interrupted'))].head(10)
+    backups = pd.DataFrame(
+        [
+            {
+                'ended': e.strftime('%Y-%m-%d %H:%M:%S') if pd.notna(e) else '',
+                'status': st,
+                'repository': (s or {}).get('repository', ''),
+                'snapshot': (s or {}).get('snapshot', ''),
+                'files': (s or {}).get('files'),
+                'MB added': round(((s or {}).get('added') or 0) / 1e6, 2),
+                'seconds': (s or {}).get('seconds'),
+                'repository check': (('passed ' if s['check']['passed'] else 'FAILED ') + s['check']['at'])
+                if (s or {}).get('check')
+                else '',
+                'error': err if isinstance(err, str) else '',
+            }
+            for e, st, s, err in zip(made['ended'], made['status'], made['summary'], made['error'])
+        ],
+        columns=[
+            'ended',
+            'status',
+            'repository',
+            'snapshot',
+            'files',
+            'MB added',
+            'seconds',
+            'repository check',
+            'error',
+        ],
+    )
     return {'runs': shown, 'checks': stats, 'backups': backups}
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c021
@@ -326,28 +507,73 @@ def health_section(c: Connection):
     slow = routes.loc[routes['p99 (ms)'] > 100, 'route'].tolist() if len(routes) else []
     rows = series.to_dict(orient='records') if len(series) else []
     stale = [f"{r['symbol']} {r['timeframe']}" for r in rows if r['overdue (s)'] > 0 and r['live']]
-    history = [f"{r['symbol']} {r['timeframe']}" for r in rows if not r['live']]   # no bar is expected: not news, said apart
-    said = (f"{int(routes['requests'].sum()) if len(routes) else 0:,} requests since the service started; "
-            + (f"server errors over 1% on {', '.join(errors)}; " if errors else "no route over 1% server errors; ")
-            + (f"p99 over 100 ms on {', '.join(slow)}; " if slow else "every route's p99 within 100 ms; ")
-            + (f"stale: {', '.join(stale)}" if stale else "every live series fresh")
-            + (f"; history (not expected live: no production model, no collector, not marked live): {', '.join(history)}." if history else "."))
+    # no bar is expected: not news, said apart
+    history = [f"{r['symbol']} {r['timeframe']}" for r in rows if not r['live']]
+    said = (
+        f"{int(routes['requests'].sum()) if len(routes) else 0:,} requests since the service started; "
+        + (f"server errors over 1% on {', '.join(errors)}; " if errors else "no route over 1% server errors; ")
+        + (f"p99 over 100 ms on {', '.join(slow)}; " if slow else "every route's p99 within 100 ms; ")
+        + (f"stale: {', '.join(stale)}" if stale else "every live series fresh")
+        + (
+            f"; history (not expected live: no production model, no collector, not marked live): {', '.join(history)}."
+            if history
+            else "."
+        )
+    )
     shown_routes = routes.assign(**{'server errors': routes['server errors'].map(percent)}) if len(routes) else routes
-    shown_series = (series.assign(**{'last bar': series['last bar'].map(when_text), 'overdue (s)': [duration_text(s) if s > 0 and live else 'fresh' if live else 'history' for s, live in zip(series['overdue (s)'], series['live'])],
-                                    'last push': series['last push'].map(when_text)}).rename(columns={'overdue (s)': 'overdue'}).drop(columns='live') if len(series) else series)
-    parts = [verdict_box(said), widgets.HTML("<h2>Requests per route (since the service started)</h2>"), widgets.HTML(html_table(shown_routes, index=False)),
-             widgets.HTML("<h2>Series</h2>"), widgets.HTML(html_table(shown_series, index=False))]
+    shown_series = (
+        series.assign(
+            **{
+                'last bar': series['last bar'].map(when_text),
+                'overdue (s)': [
+                    duration_text(s) if s > 0 and live else 'fresh' if live else 'history'
+                    for s, live in zip(series['overdue (s)'], series['live'])
+                ],
+                'last push': series['last push'].map(when_text),
+            }
+        )
+        .rename(columns={'overdue (s)': 'overdue'})
+        .drop(columns='live')
+        if len(series)
+        else series
+    )
+    parts = [
+        verdict_box(said),
+        widgets.HTML("<h2>Requests per route (since the service started)</h2>"),
+        widgets.HTML(html_table(shown_routes, index=False)),
+        widgets.HTML("<h2>Series</h2>"),
+        widgets.HTML(html_table(shown_series, index=False)),
+    ]
     if len(t['jobs']): parts += [widgets.HTML("<h2>Jobs</h2>"), widgets.HTML(html_table(t['jobs'], index=False))]
-    if len(t['production']): parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
+    if len(t['production']):
+        parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
     ops = ops_tables()
-    failing = ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks']) else []
-    parts += [widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
-              widgets.HTML(html_table(ops['runs'], index=False) if len(ops['runs']) else "<p><small>none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`</small></p>"),
-              widgets.HTML("<h2>Health checks (their history)</h2>"),
-              verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check passed its last round") if len(ops['checks']) else widgets.HTML(''),
-              widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks']) else "<p><small>no check recorded: `mlfin health`</small></p>"),
-              widgets.HTML("<h2>Backups</h2>"),
-              widgets.HTML(html_table(ops['backups'], index=False) if len(ops['backups']) else "<p><small>no backup recorded: `mlfin backup`</small></p>")]
+    failing = (
+        ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks']) else []
+    )
+    parts += [
+        widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
+        widgets.HTML(
+            html_table(ops['runs'], index=False)
+            if len(ops['runs'])
+            else "<p><small>none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`</small></p>"
+        ),
+        widgets.HTML("<h2>Health checks (their history)</h2>"),
+        verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check passed its last round")
+        if len(ops['checks'])
+        else widgets.HTML(''),
+        widgets.HTML(
+            html_table(ops['checks'], index=False)
+            if len(ops['checks'])
+            else "<p><small>no check recorded: `mlfin health`</small></p>"
+        ),
+        widgets.HTML("<h2>Backups</h2>"),
+        widgets.HTML(
+            html_table(ops['backups'], index=False)
+            if len(ops['backups'])
+            else "<p><small>no backup recorded: `mlfin backup`</small></p>"
+        ),
+    ]
     refresh = widgets.Button(description='Refresh')
     box = widgets.VBox([refresh, *parts])
     refresh.on_click(lambda _: setattr(box, 'children', health_section(c).children))
@@ -355,5 +581,10 @@ def health_section(c: Connection):
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c022
 def health_page():
-    "Requests, latency and errors per route, last bar per series, jobs: from the service's metrics, asked as the visitor"
-    return connect_form('System health', "The service's own figures, read from its metrics as you (without logins: with your API key).", health_section)
+    """Requests, latency and errors per route, last bar per series, jobs: from the service's metrics, asked as the
+    visitor"""
+    return connect_form(
+        'System health',
+        "The service's own figures, read from its metrics as you (without logins: with your API key).",
+        health_section,
+    )

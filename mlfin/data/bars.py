@@ -29,7 +29,10 @@ def check_timeframe(timeframe: str, where: str = 'timeframe') -> str:
     "`timeframe` (or MetaTrader's name for it: M1, M5, H1, D1) as we name it, else a one-line error"
     timeframe = TIMEFRAME_ALIASES.get(timeframe, timeframe)
     if timeframe not in TIMEFRAMES:
-        raise BadInput(f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)} (or {', '.join(TIMEFRAME_ALIASES)})")
+        raise BadInput(
+            f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)} (or "
+            f"{', '.join(TIMEFRAME_ALIASES)})"
+        )
     return timeframe
 
 
@@ -37,8 +40,12 @@ def check_timeframe(timeframe: str, where: str = 'timeframe') -> str:
 def check_zone(tz: str, where: str = 'tz') -> str:
     "`tz` if pandas knows the time zone (IANA names, fixed offsets), else a one-line error"
     if tz in _ZONES: return tz   # asked twice a push: known once is known
-    try: pd.Timestamp('2020-01-01').tz_localize(tz)
-    except Exception: raise BadInput(f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2") from None
+    try:
+        pd.Timestamp('2020-01-01').tz_localize(tz)
+    except Exception:
+        raise BadInput(
+            f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2"
+        ) from None
     if len(_ZONES) < 1_000: _ZONES.add(tz)
     return tz
 
@@ -59,15 +66,20 @@ def check_calendar(calendar: str, where: str = 'calendar') -> str:
 FUTURES_CALENDARS = {'CMES', 'CBOT', 'COMEX', 'NYMEX', 'IEPA', 'XCBF', 'us_futures'}
 
 def asset_class(calendar: str) -> str:
-    "The asset class a calendar implies (`samples.asset_class_of` adds the indices the samples list: what a backtest's cost preset and an ingest's report name): crypto trades 24/7, FX 24/5, futures on their exchanges' calendars, the rest equity"
+    """The asset class a calendar implies (`samples.asset_class_of` adds the indices the samples list: what a backtest's
+    cost preset and an ingest's report name): crypto trades 24/7, FX 24/5, futures on their exchanges' calendars, the
+    rest equity"""
     return {'24/7': 'crypto', '24/5': 'fx'}.get(calendar, 'futures' if calendar in FUTURES_CALENDARS else 'equity')
 
 # %% ../../nbs/01a_data.bars.ipynb #c006_02
 def bars_frame(frame: pd.DataFrame, symbol: str, timeframe: str,
-               writable: bool = True, # copy read-only columns (zero-copy views of Arrow buffers) so the caller can write
-               times=None,            # the bars' times when they are a column of `frame`, not its index (no `set_index`: 0.4 ms a push)
+               # copy read-only columns (zero-copy views of Arrow buffers) so the caller can write
+               writable: bool = True,
+               # the bars' times when they are a column of `frame`, not its index (no `set_index`: 0.4 ms a push)
+               times=None,
               ) -> pd.DataFrame:
-    "`frame` (indexed by time, or with `times` beside it) as canonical bars: UTC ns index named `ts`, float64 columns in contract order"
+    """`frame` (indexed by time, or with `times` beside it) as canonical bars: UTC ns index named `ts`, float64 columns
+    in contract order"""
     index = pd.DatetimeIndex(frame.index if times is None else times)
     index = (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts')
     cols = BAR_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in frame]
@@ -85,7 +97,8 @@ def fingerprint(bars: pd.DataFrame) -> str:
     # xxHash (XXH3, 128 bits) reads 20+ GB/s, column by column without copying: the feature store
     # fingerprints every series it serves, so this is on the path of every cache hit
     import xxhash
-    index = bars.index if bars.index.unit == 'ns' else bars.index.as_unit('ns')  # canonical bars are ns already: no copy
+    # canonical bars are ns already: no copy
+    index = bars.index if bars.index.unit == 'ns' else bars.index.as_unit('ns')
     digest = xxhash.xxh3_128(np.ascontiguousarray(index.asi8))
     for column in BAR_COLUMNS: digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype='float64')))
     return digest.hexdigest()[:16]
@@ -93,12 +106,14 @@ def fingerprint(bars: pd.DataFrame) -> str:
 
 # %% ../../nbs/01a_data.bars.ipynb #c009
 def exchange(calendar: str, since=None):
-    "The `exchange_calendars` calendar for `calendar` (XNYS, XLON, ...), from 1990, or from `since` (a time) when earlier, to next year"
+    """The `exchange_calendars` calendar for `calendar` (XNYS, XLON, ...), from 1990, or from `since` (a time) when
+    earlier, to next year"""
     return _exchange(check_calendar(calendar), _start_year(since))
 
 
 def _start_year(since) -> int:
-    "The year a calendar is built from: 1990, or the year before `since` when earlier (daily bars stamped 00:00 precede the first open)"
+    """The year a calendar is built from: 1990, or the year before `since` when earlier (daily bars stamped 00:00
+    precede the first open)"""
     return 1990 if since is None else min(1990, pd.Timestamp(since).year - 1)
 
 
@@ -111,8 +126,13 @@ def _exchange(calendar: str, year: int):
 
 
 # CME Globex's equity-index hours, which exchange_calendars' CMES (17:00 to 17:00 Chicago time, no halt) does not model
-GLOBEX = ("CMES: CME Globex equity-index hours, 17:00 to 16:00 Chicago time from 28 June 2021 (a daily one-hour halt); before, "
-          "17:00 to 16:15 with a halt from 15:15 to 15:30: 23 hours a session either way, 12:00 closes on the exchange's holidays")
+GLOBEX = (
+    "CMES: CME Globex equity-index hours, 17:00 to 16:00 Chicago time from 28 June 2021 (a daily one-hour halt); "
+    "before, "
+    "17:00 to 16:15 with a halt from 15:15 to 15:30: 23 hours a session either way, 12:00 closes on the exchange's "
+    "holidays"
+)
+
 
 @lru_cache(maxsize=1)
 def _globex():
@@ -128,7 +148,13 @@ def _globex():
 # %% ../../nbs/01a_data.bars.ipynb #c009_01
 def _fx_trading_day(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     "The FX trading day of each time: days roll at 17:00 New York (so Sunday evening is Monday's)"
-    return (index.tz_convert('America/New_York') + pd.Timedelta(hours=7)).normalize().tz_localize(None).tz_localize('UTC').as_unit('ns')
+    return (
+        (index.tz_convert('America/New_York') + pd.Timedelta(hours=7))
+        .normalize()
+        .tz_localize(None)
+        .tz_localize('UTC')
+        .as_unit('ns')
+    )
 
 
 # %% ../../nbs/01a_data.bars.ipynb #c009_02
@@ -150,8 +176,11 @@ def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.T
     sessions = cal.sessions_in_range(lo, hi)
     if timeframe == '1d': return pd.DatetimeIndex(sessions).tz_localize('UTC').as_unit('ns')
     if not len(sessions): return pd.DatetimeIndex([], tz='UTC').as_unit('ns')
-    bins = session_bins(cal.minutes_in_range(cal.session_first_minute(sessions[0]), cal.session_last_minute(sessions[-1])),
-                        calendar, timeframe).unique()
+    bins = session_bins(
+        cal.minutes_in_range(cal.session_first_minute(sessions[0]), cal.session_last_minute(sessions[-1])),
+        calendar,
+        timeframe,
+    ).unique()
     return bins[(bins >= first) & (bins <= last)]
 
 
@@ -166,18 +195,22 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     cal = exchange(calendar, index[0] if len(index) else None)
     opens = pd.DatetimeIndex(cal.opens).tz_convert('UTC').as_unit('ns')
     if len(index) and (index[0] < opens[0] or index[-1] > opens[-1] + pd.Timedelta(days=1)):
-        raise BadInput(f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})")
+        raise BadInput(
+            f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})"
+        )
     # the session each time belongs to: the last one opened at or before it (extended hours join the day's session)
     at = np.clip(opens.searchsorted(index, side='right') - 1, 0, None)
     if timeframe == '1d': return pd.DatetimeIndex(cal.sessions[at]).tz_localize('UTC').as_unit('ns')
     session_open = opens[at]
-    return session_open + ((index - session_open) // step) * step  # bars anchored at each session's open (09:30, 10:30, ...)
+    # bars anchored at each session's open (09:30, 10:30, ...)
+    return session_open + ((index - session_open) // step) * step
 
 
 # %% ../../nbs/01a_data.bars.ipynb #c010b
 @lru_cache(maxsize=16)
 def _edges(calendar: str, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "An exchange calendar's sessions (their dates at 00:00 UTC), opens and closes (UTC), as nanoseconds: searched per request, built once"
+    """An exchange calendar's sessions (their dates at 00:00 UTC), opens and closes (UTC), as nanoseconds: searched per
+    request, built once"""
     cal = _exchange(calendar, year)
     as_ns = lambda times: pd.DatetimeIndex(times).tz_convert('UTC').as_unit('ns').asi8
     return pd.DatetimeIndex(cal.sessions).tz_localize('UTC').as_unit('ns').asi8, as_ns(cal.opens), as_ns(cal.closes)
@@ -185,7 +218,8 @@ def _edges(calendar: str, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _exchange_ends(at: np.ndarray, # bars' opens, UTC nanoseconds
                    timeframe: str, calendar: str, year: int) -> np.ndarray:
-    "When bars of an exchange calendar are over, in nanoseconds: a daily bar at its session's close, any other at its open plus its size or the session's close, whichever is first"
+    """When bars of an exchange calendar are over, in nanoseconds: a daily bar at its session's close, any other at its
+    open plus its size or the session's close, whichever is first"""
     sessions, opens, closes = _edges(calendar, min(1990, year - 1))   # as `exchange` settles the start year
     later = at + pd.Timedelta(TIMEFRAMES[timeframe]).value
     if timeframe == '1d':   # the session of that date, if it is one: its close
@@ -194,30 +228,41 @@ def _exchange_ends(at: np.ndarray, # bars' opens, UTC nanoseconds
         return np.where(sessions[found] == day, closes[found], later)
     session = np.clip(opens.searchsorted(at, side='right') - 1, 0, None)   # the session each bar belongs to
     close = closes[session]
-    return np.where(close > at, np.minimum(later, close), later)   # a bar off the calendar (kept, after its session's close): its own size
+    # a bar off the calendar (kept, after its session's close): its own size
+    return np.where(close > at, np.minimum(later, close), later)
 
 
 def _fx_day_ends(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
     "When FX trading days end: 17:00 New York on their date"
-    return (days.tz_localize(None).normalize() + pd.Timedelta(hours=17)).tz_localize('America/New_York').tz_convert('UTC').as_unit('ns')
+    return (
+        (days.tz_localize(None).normalize() + pd.Timedelta(hours=17))
+        .tz_localize('America/New_York')
+        .tz_convert('UTC')
+        .as_unit('ns')
+    )
 
 
 def bar_ends(index: pd.DatetimeIndex,  # bars' times (their opens, as the store labels bars)
              timeframe: str,           # their bar size
              calendar: str,            # their series' calendar
             ) -> pd.DatetimeIndex:
-    "When each bar is over: its open plus its size, but never past its session's close (a daily bar of an exchange: the session's close; of FX: 17:00 New York)"
+    """When each bar is over: its open plus its size, but never past its session's close (a daily bar of an exchange:
+    the session's close; of FX: 17:00 New York)"""
     index = pd.DatetimeIndex(index).as_unit('ns')
     if calendar == '24/5' and timeframe == '1d': return _fx_day_ends(index)
-    if calendar in ROUND_THE_CLOCK or not len(index): return index + pd.Timedelta(TIMEFRAMES[check_timeframe(timeframe)])
-    return pd.DatetimeIndex(_exchange_ends(index.asi8, check_timeframe(timeframe), check_calendar(calendar), index[0].year), tz='UTC').as_unit('ns')
+    if calendar in ROUND_THE_CLOCK or not len(index):
+        return index + pd.Timedelta(TIMEFRAMES[check_timeframe(timeframe)])
+    return pd.DatetimeIndex(
+        _exchange_ends(index.asi8, check_timeframe(timeframe), check_calendar(calendar), index[0].year), tz='UTC'
+    ).as_unit('ns')
 
 
 def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
             timeframe: str,       # its bar size
             calendar: str = '',   # its series' calendar ('' : its open plus its size)
            ) -> pd.Timestamp:
-    "When the bar that opened at `ts` is over: `bar_ends` of one bar, without building an index (the service asks it per request)"
+    """When the bar that opened at `ts` is over: `bar_ends` of one bar, without building an index (the service asks it
+    per request)"""
     if calendar == '24/5' and timeframe == '1d': return _fx_day_ends(pd.DatetimeIndex([ts]))[0]
     if calendar in ('', *ROUND_THE_CLOCK): return ts + pd.Timedelta(TIMEFRAMES[timeframe])
     return pd.Timestamp(int(_exchange_ends(np.array([ts.value]), timeframe, calendar, ts.year)[0]), tz='UTC')
@@ -229,7 +274,8 @@ def closed_bars(bars: pd.DataFrame,    # a series' last bars (`load(..., last=n)
                ) -> pd.DataFrame:
     "`bars` without a last bar that is still forming at `now`"
     now = now or pd.Timestamp.now(tz='UTC')
-    if not len(bars) or bars.index[-1] + pd.Timedelta(days=2) <= now: return bars   # long over, whatever its session: no calendar asked
+    # long over, whatever its session: no calendar asked
+    if not len(bars) or bars.index[-1] + pd.Timedelta(days=2) <= now: return bars
     if bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')) > now: return bars.iloc[:-1]
     return bars
 
@@ -245,17 +291,25 @@ def resample(bars: pd.DataFrame, # canonical bars
     source = bars.attrs.get('timeframe')
     order = list(TIMEFRAMES)
     if source not in TIMEFRAMES or order.index(check_timeframe(timeframe)) < order.index(source):
-        raise BadInput(f"cannot resample {source} bars to {timeframe}: only to a coarser bar size ({', '.join(order[order.index(source):]) if source in order else '?'})")
+        raise BadInput(
+            f"cannot resample {source} bars to {timeframe}: only to a coarser bar size "
+            f"({', '.join(order[order.index(source) :]) if source in order else '?'})"
+        )
     if timeframe == source: return bars
-    return _aggregate(bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'), timeframe)
+    return _aggregate(
+        bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'), timeframe
+    )
 
 
 # %% ../../nbs/01a_data.bars.ipynb #c014_00
 def _aggregate(bars: pd.DataFrame, keys, symbol: str, timeframe: str) -> pd.DataFrame:
-    "One bar per bin of `keys`: first open, highest high, lowest low, last close, summed volume, volume-weighted vwap, mean spread"
+    """One bar per bin of `keys`: first open, highest high, lowest low, last close, summed volume, volume-weighted vwap,
+    mean spread"""
     out = bars.groupby(keys, sort=True).agg({c: _AGG[c] for c in bars.columns if c in _AGG})
     if 'vwap' in bars:
-        out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys, sort=True).sum() / out['volume'].where(out['volume'] > 0)
+        out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys, sort=True).sum() / out['volume'].where(
+            out['volume'] > 0
+        )
     return bars_frame(out, symbol, timeframe)
 
 
@@ -271,7 +325,8 @@ def bars_from_trades(trades: pd.DataFrame, # `price` and `size` per trade, index
     if not index.is_monotonic_increasing: raise BadInput("trades: not in time order")
     keys = session_bins(index.tz_convert('UTC').as_unit('ns'), check_calendar(calendar), check_timeframe(timeframe))
     price, size = trades['price'].to_numpy(dtype='float64'), trades['size'].to_numpy(dtype='float64')
-    one_bar_each = pd.DataFrame({**{c: price for c in PRICE_COLUMNS}, 'volume': size, 'vwap': price}, index=index)  # a trade is a bar
+    # a trade is a bar
+    one_bar_each = pd.DataFrame({**{c: price for c in PRICE_COLUMNS}, 'volume': size, 'vwap': price}, index=index)
     return _aggregate(one_bar_each, keys, symbol, timeframe)
 
 # %% ../../nbs/01a_data.bars.ipynb #c020
@@ -282,7 +337,9 @@ def factor_from_adjusted_close(close: pd.Series, adj_close: pd.Series) -> pd.Ser
 
 # %% ../../nbs/01a_data.bars.ipynb #c020_00
 def factor_from_actions(bars: pd.DataFrame, # raw canonical bars
-                        actions: pd.DataFrame, # indexed by ex-date; `split` (new shares per old, 2.0 for 2:1) and/or `dividend` (cash per share)
+                        # indexed by ex-date; `split` (new shares per old, 2.0 for 2:1) and/or `dividend` (cash per
+                        # share)
+                        actions: pd.DataFrame,
                        ) -> pd.Series:
     "Backward adjustment factor per bar from a table of splits and cash dividends"
     factor = pd.Series(1.0, index=bars.index, name='adj_factor')
@@ -296,7 +353,10 @@ def factor_from_actions(bars: pd.DataFrame, # raw canonical bars
         if pd.notna(split) and split > 0: step /= float(split)
         if pd.notna(dividend) and dividend > 0:
             prev_close = bars['close'][before].iloc[-1]
-            if dividend >= prev_close: raise BadInput(f"actions: dividend {dividend} on {ex_date.date()} is not below the previous close {prev_close}")
+            if dividend >= prev_close:
+                raise BadInput(
+                    f"actions: dividend {dividend} on {ex_date.date()} is not below the previous close {prev_close}"
+                )
             step *= 1 - float(dividend) / prev_close
         factor[before] *= step
     return factor
@@ -321,9 +381,11 @@ def _bars_in_year(calendar: str, timeframe: str, year: int) -> int:
 
 
 def periods_per_year(calendar: str, timeframe: str,
-                     first: pd.Timestamp, last: pd.Timestamp, # the bars' first and last times: the years whose trading time counts
+                     # the bars' first and last times: the years whose trading time counts
+                     first: pd.Timestamp, last: pd.Timestamp,
                     ) -> float:
-    "Bars a year of `calendar` trades at `timeframe`, counted on the calendar (sessions, hours, halts, holidays, early closes) and averaged over the years from `first` to `last`"
+    """Bars a year of `calendar` trades at `timeframe`, counted on the calendar (sessions, hours, halts, holidays, early
+    closes) and averaged over the years from `first` to `last`"""
     check_calendar(calendar); check_timeframe(timeframe)
     years = range(pd.Timestamp(first).tz_convert('UTC').year, pd.Timestamp(last).tz_convert('UTC').year + 1)
     return float(np.mean([_bars_in_year(calendar, timeframe, y) for y in years]))

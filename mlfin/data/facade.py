@@ -11,8 +11,8 @@ import re
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 import numpy as np, pandas as pd
 from ..errors import BadInput, NotFound
-from .bars import (BAR_COLUMNS, TIMEFRAMES, bar_end, check_calendar, check_timeframe, check_zone, factor_from_actions, fingerprint,
-                        periods_per_year, resample)
+from .bars import BAR_COLUMNS, TIMEFRAMES, bar_end, check_calendar, check_timeframe, check_zone
+from .bars import factor_from_actions, fingerprint, periods_per_year, resample
 from .files import read_file
 from .reading import load, ls, observations_report, quality_report
 from .samples import SAMPLES, asset_class_of, load_sample, package_version, read_sample
@@ -28,7 +28,20 @@ __all__ = ['OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 
            'quality_report', 'observations_report']
 
 # %% ../../nbs/01r_data.facade.ipynb #c004
-_all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report', 'observations_report']
+_all_ = [
+    'BAR_COLUMNS',
+    'TIMEFRAMES',
+    'SAMPLES',
+    'load_sample',
+    'fingerprint',
+    'periods_per_year',
+    'resample',
+    'open_store',
+    'load',
+    'ls',
+    'quality_report',
+    'observations_report',
+]
 
 # %% ../../nbs/01r_data.facade.ipynb #c007
 @dataclass
@@ -38,17 +51,21 @@ class IngestReport:
     rows: int                 # rows read from the source
     new: int = 0; changed: int = 0; unchanged: int = 0; total: int = 0
     quarantined: int = 0      # rows kept out, with reasons, in the quarantine
-    held_already: int = 0     # of them, rows the quarantine held from an earlier batch (the same bad candles sent again): kept once
+    # of them, rows the quarantine held from an earlier batch (the same bad candles sent again): kept once
+    held_already: int = 0
     first_problem: str = ''   # the first of them, as a one-line message
     notes: list = field(default_factory=list)
-    anomalies: list = field(default_factory=list) # (time, kind, detail) of each spike, stale run or off-calendar bar found in the batch
+    # (time, kind, detail) of each spike, stale run or off-calendar bar found in the batch
+    anomalies: list = field(default_factory=list)
     layout: str = ''          # how the source was read (plain, yahoo, mt5-rates, ...)
-    calendar_from: str = ''   # where the calendar came from: given, the sample's, the series', another bar size's of the symbol, a guess
+    # where the calendar came from: given, the sample's, the series', another bar size's of the symbol, a guess
+    calendar_from: str = ''
 
 # %% ../../nbs/01r_data.facade.ipynb #f_asset_class
 @patch(as_prop=True)
 def asset_class(self:IngestReport) -> str:
-    "What the series is (an index the samples list, else its calendar's: crypto, fx, futures, equity): the cost preset its backtest pays"
+    """What the series is (an index the samples list, else its calendar's: crypto, fx, futures, equity): the cost preset
+    its backtest pays"""
     return asset_class_of(self.symbol, self.calendar) if self.calendar else ''
 
 # %% ../../nbs/01r_data.facade.ipynb #f_str
@@ -64,8 +81,11 @@ def __str__(self:IngestReport):
         more = f" and {len(self.anomalies) - 3} more (mlfin quality {self.symbol})" if len(self.anomalies) > 3 else ''
         line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
     line += ''.join(f"; {n}" for n in self.notes)
-    return line + (f"; read as {self.layout}, calendar {self.calendar} ({self.calendar_from}), asset class {self.asset_class}"
-                   if self.calendar_from else '')
+    return line + (
+        f"; read as {self.layout}, calendar {self.calendar} ({self.calendar_from}), asset class {self.asset_class}"
+        if self.calendar_from
+        else ''
+    )
 
 # %% ../../nbs/01r_data.facade.ipynb #c007_pg
 def postgres_address(text: str,             # postgresql://user@host:port/db?table=T[&option=...]
@@ -76,13 +96,17 @@ def postgres_address(text: str,             # postgresql://user@host:port/db?tab
     host, table = parts.netloc.rpartition('@')[2], query.pop('table', '')
     usage = "postgresql://host/db?table=T" + ''.join(f"[&{o}=...]" for o in options)
     if not table: raise BadInput(f"{host}: name the table, e.g. {usage}")
-    if not re.fullmatch(TABLE_NAME, table): raise BadInput(f"postgresql table {table!r}: not a table name (letters, digits and _, optionally schema.table)")
-    if unknown := sorted(set(query) - set(options)): raise BadInput(f"{host}: unknown option {', '.join(unknown)}; the address is {usage}")
+    if not re.fullmatch(TABLE_NAME, table):
+        raise BadInput(f"postgresql table {table!r}: not a table name (letters, digits and _, optionally schema.table)")
+    if unknown := sorted(set(query) - set(options)):
+        raise BadInput(f"{host}: unknown option {', '.join(unknown)}; the address is {usage}")
     return urlunsplit(parts._replace(query='')), table, query
 
 
 # %% ../../nbs/01r_data.facade.ipynb #c007_00
-def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, reading=None) -> tuple[Batch, str | None, str | None]:
+def _batch(
+    source, columns, tz, timeframe, start, end, config, symbol=None, reading=None
+) -> tuple[Batch, str | None, str | None]:
     "A batch from `source`, with the symbol and timeframe the source itself implies (samples do)"
     if isinstance(source, Batch): return source, None, None
     if isinstance(source, pd.DataFrame): return read_records(source, 'frame', tz), None, None
@@ -92,12 +116,14 @@ def _batch(source, columns, tz, timeframe, start, end, config, symbol=None, read
         return read_sample(symbol), symbol, SAMPLES[symbol].timeframe
     if text.startswith(('postgresql://', 'postgres://')):  # postgresql://.../db?table=prices[&symbol_column=ticker]
         url, table, options = postgres_address(text, ('symbol_column',))
-        from mlfin.data.remote import read_postgres   # here, not at the top: importing mlfin.data.remote imports this module
+        from mlfin.data.remote import read_postgres   # here, not at the top: importing mlfin.data.remote imports this
+                                                      # module
         return read_postgres(url, table, options.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
         if not timeframe or not start: raise BadInput(f"{text}: a remote source needs --timeframe and --start")
-        from mlfin.data.remote import fetch_exchange, fetch_yahoo   # here, not at the top: importing mlfin.data.remote imports this module
+        from mlfin.data.remote import fetch_exchange, fetch_yahoo   # here, not at the top: importing mlfin.data.remote
+                                                                    # imports this module
         if kind == 'ccxt':
             exchange, _, market = rest.partition(':')
             if not market: raise BadInput(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
@@ -111,21 +137,29 @@ def check_spacing(bars: pd.DataFrame, timeframe: str, source: str):
     "Refuse bars whose spacing contradicts their declared size: closer than it, or as far apart as a larger size's bars"
     if len(bars) < 3: return
     step = pd.Timedelta(TIMEFRAMES[timeframe])
-    seen = pd.Timedelta(int(np.median(np.diff(bars.index.asi8[:200_001]))), 'ns')  # the first 200k bars tell the bar size; no copy of millions
+    # the first 200k bars tell the bar size; no copy of millions
+    seen = pd.Timedelta(int(np.median(np.diff(bars.index.asi8[:200_001]))), 'ns')
     larger = [k for k, v in TIMEFRAMES.items() if pd.Timedelta(v) > step]
-    # gaps (nights, weekends, a quiet market) only make spacing larger, so only a spacing of a whole larger bar size contradicts
+    # gaps (nights, weekends, a quiet market) only make spacing larger, so only a spacing of a whole larger bar size
+    # contradicts
     wrong = seen < step or (larger and seen >= 2 * step and seen >= 0.9 * pd.Timedelta(TIMEFRAMES[larger[0]]))
     if wrong:
-        size = next((k for k, v in TIMEFRAMES.items() if abs(pd.Timedelta(v) - seen) <= 0.1 * pd.Timedelta(v)), str(seen))
+        size = next(
+            (k for k, v in TIMEFRAMES.items() if abs(pd.Timedelta(v) - seen) <= 0.1 * pd.Timedelta(v)), str(seen)
+        )
         fix = 'then resample' if seen < step else 'or resample finer bars you have'
-        raise BadInput(f"{source}: bars are {size} apart, not {timeframe}: ingest them as --timeframe {size} ({fix}), or fix --timeframe")
+        raise BadInput(
+            f"{source}: bars are {size} apart, not {timeframe}: ingest them as --timeframe {size} ({fix}), or fix "
+            "--timeframe"
+        )
 
 
 # %% ../../nbs/01r_data.facade.ipynb #c007d
 def guess_calendar(bars: pd.DataFrame) -> str:
     "24/7 when a tenth of the bars fall on weekends, 24/5 when intraday bars fall outside NYSE hours, else XNYS"
     days = bars.index.day_of_week
-    # a stray Saturday bar in a stock's file is an off-calendar bar (quarantined), not evidence of a round-the-clock market
+    # a stray Saturday bar in a stock's file is an off-calendar bar (quarantined), not evidence of a round-the-clock
+    # market
     if ((days == 5) | ((days == 6) & (bars.index.hour < 20))).mean() >= 0.1: return '24/7'
     if bars.attrs['timeframe'] != '1d':
         ny = bars.index.tz_convert('America/New_York')
@@ -139,15 +173,19 @@ OFF_CALENDAR = {'quarantine': "kept out of the store with their reason (the defa
                 'keep': "stored, and reported as anomalies"}
 
 def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
-    "Move the bars the calendar has no place for (`off`, from `off_calendar`) from `found.bars` to `found.rejected`, each with its source row and reason"
-    from mlfin.data.quality import rejected_frame   # here, not at the top: importing mlfin.data.quality imports this module
+    """Move the bars the calendar has no place for (`off`, from `off_calendar`) from `found.bars` to `found.rejected`,
+    each with its source row and reason"""
+    from mlfin.data.quality import rejected_frame   # here, not at the top: importing mlfin.data.quality imports this
+                                                    # module
     if off.empty: return
     at = batch.frame['ts'].isin(off['ts'])
     rows = batch.frame.loc[at, 'ts'].drop_duplicates(keep='last')
     why = dict(zip(off['ts'], off['detail']))
     reasons = [f"off the calendar: {why[t]} (--off-calendar keep stores such bars)" for t in rows]
-    found.rejected = pd.concat([found.rejected, rejected_frame(rows.index, rows, ['ts'] * len(rows), reasons, rows.astype('str'))],
-                               ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
+    found.rejected = pd.concat(
+        [found.rejected, rejected_frame(rows.index, rows, ['ts'] * len(rows), reasons, rows.astype('str'))],
+        ignore_index=True,
+    ).sort_values('row', kind='stable', ignore_index=True)
     found.bars = found.bars[~found.bars.index.isin(off['ts'])]
 
 
@@ -156,12 +194,19 @@ def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-cale
                  calendar: str, off: pd.DataFrame, # the series' calendar, and the bars off it
                  layout: str, tz: str, # how the batch was read: its layout, and the zone its times were read in
                 ) -> str | None:
-    "A note for a batch whose off-calendar bars look like times of another clock: by how much, and the `tz` that reads them right"
-    from mlfin.data.quality import clock_shift   # here, not at the top: importing mlfin.data.quality imports this module
+    """A note for a batch whose off-calendar bars look like times of another clock: by how much, and the `tz` that reads
+    them right"""
+    from mlfin.data.quality import clock_shift   # here, not at the top: importing mlfin.data.quality imports this
+                                                 # module
     shift = clock_shift(bars, calendar, off)
     if shift is None: return None
-    offset = shift + bars.index[0].tz_convert(tz).utcoffset() / pd.Timedelta(hours=1)   # the source clock's offset from UTC
-    zone = ('UTC' if offset == 0 else f"Etc/GMT{-int(offset):+d}") if float(offset).is_integer() and -12 <= offset <= 14 else None
+    # the source clock's offset from UTC
+    offset = shift + bars.index[0].tz_convert(tz).utcoffset() / pd.Timedelta(hours=1)
+    zone = (
+        ('UTC' if offset == 0 else f"Etc/GMT{-int(offset):+d}")
+        if float(offset).is_integer() and -12 <= offset <= 14
+        else None
+    )
     who = "are they in the broker's zone?" if layout in ('mt5', 'mt5-rates') else "are they in another zone?"
     return (f"times look shifted by {shift:+d} h against calendar {calendar}: {who} send "
             + (f"tz={zone} (or the zone's name)" if zone else "tz=the zone's name"))
@@ -170,14 +215,20 @@ def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-cale
 def settle_calendar(given: str | None, # the calendar the caller named, if any
                     sample: str | None, kept: dict, # the sample read, if any; the series' stored record
                     store, symbol: str, timeframe: str, bars: pd.DataFrame, source: str) -> tuple[str, str, dict]:
-    "A batch's calendar and where it came from: given, the sample's, the series' own, the symbol's stored at another bar size, else a guess; and what else that series recorded"
+    """A batch's calendar and where it came from: given, the sample's, the series' own, the symbol's stored at another
+    bar size, else a guess; and what else that series recorded"""
     if given: return check_calendar(given, source), 'given', {}
     if sample: return SAMPLES[sample].calendar, "the sample's", {}
     if kept.get('calendar'): return kept['calendar'], "the series'", {}
-    for other in TIMEFRAMES:   # the same symbol at another bar size: five-minute ES is the one-minute ES's future, not a guess's
+    # the same symbol at another bar size: five-minute ES is the one-minute ES's future, not a guess's
+    for other in TIMEFRAMES:
         found = store.meta(symbol, other) if other != timeframe else {}
         if found.get('calendar'):
-            return found['calendar'], f"the stored {symbol}:{other}'s", {k: found[k] for k in ('asset_class',) if k in found}
+            return (
+                found['calendar'],
+                f"the stored {symbol}:{other}'s",
+                {k: found[k] for k in ('asset_class',) if k in found},
+            )
     return check_calendar(guess_calendar(bars), source), 'guessed from the bars; --calendar names another', {}
 
 # %% ../../nbs/01r_data.facade.ipynb #c007fm
@@ -194,26 +245,29 @@ def forming_marker(kept: dict,            # the series' meta as stored
     return '' if not marked or pd.Timestamp(marked) <= last else marked
 
 # %% ../../nbs/01r_data.facade.ipynb #c007f
-def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
-           symbol: str | None = None,    # what the bars are of (samples know)
-           timeframe: str | None = None, # their bar size: 1m, 5m, 1h, 1d (samples know)
-           strict: bool = False,         # any bad row rejects the whole batch (nothing stored)
-           calendar: str | None = None,  # XNYS (or any exchange code), 24/5, 24/7; default: recorded, known, or guessed
-           columns: dict | None = None,  # explicit {our column: their column} for unrecognised layouts
-           tz: str = 'UTC',              # zone of naive timestamps in the source
-           store=None,                   # a store or its URL; default `open_store()`
-           start: str | None = None,     # remote sources (ccxt:EXCHANGE:MARKET, yfinance:TICKER): first bar wanted
-           end: str | None = None,       # remote sources: last bar wanted (default: the last finished one)
-           config: dict | None = None,   # remote sources: ccxt exchange settings (keys, urls, options)
-           actions=None,                 # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
-           off_calendar: str = 'quarantine', # bars the calendar has no place for (a Saturday for NYSE): quarantine or keep
-           decimal: str = '.',           # text files: the decimal mark, . or , (European files)
-           dayfirst: bool = False,       # text files: dates are day first (31.12.2024)
-           date_format: str | None = None, # text files: a strptime format of the times, e.g. %m/%d/%Y
-          ) -> IngestReport:
-    "Parse, inspect and store bars from `source`; bad rows and off-calendar bars quarantined (or, `strict`, the batch rejected)"
+def ingest(
+    source,  # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
+    symbol: str | None = None,  # what the bars are of (samples know)
+    timeframe: str | None = None,  # their bar size: 1m, 5m, 1h, 1d (samples know)
+    strict: bool = False,  # any bad row rejects the whole batch (nothing stored)
+    calendar: str | None = None,  # XNYS (or any exchange code), 24/5, 24/7; default: recorded, known, or guessed
+    columns: dict | None = None,  # explicit {our column: their column} for unrecognised layouts
+    tz: str = 'UTC',  # zone of naive timestamps in the source
+    store=None,  # a store or its URL; default `open_store()`
+    start: str | None = None,  # remote sources (ccxt:EXCHANGE:MARKET, yfinance:TICKER): first bar wanted
+    end: str | None = None,  # remote sources: last bar wanted (default: the last finished one)
+    config: dict | None = None,  # remote sources: ccxt exchange settings (keys, urls, options)
+    actions=None,  # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
+    off_calendar: str = 'quarantine',  # bars the calendar has no place for (a Saturday for NYSE): quarantine or keep
+    decimal: str = '.',  # text files: the decimal mark, . or , (European files)
+    dayfirst: bool = False,  # text files: dates are day first (31.12.2024)
+    date_format: str | None = None,  # text files: a strptime format of the times, e.g. %m/%d/%Y
+) -> IngestReport:
+    """Parse, inspect and store bars from `source`; bad rows and off-calendar bars quarantined (or, `strict`, the batch
+    rejected)"""
     check_zone(tz)
-    if off_calendar not in OFF_CALENDAR: raise BadInput(f"--off-calendar {off_calendar!r}: use {' or '.join(OFF_CALENDAR)}")
+    if off_calendar not in OFF_CALENDAR:
+        raise BadInput(f"--off-calendar {off_calendar!r}: use {' or '.join(OFF_CALENDAR)}")
     reading = {'decimal': decimal, 'dayfirst': dayfirst, 'date_format': date_format}
     batch, sample, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol, reading)
     symbol, timeframe = symbol or sample, timeframe or known_timeframe
@@ -223,15 +277,25 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
     store = open_store(store)
     kept = store.meta(symbol, timeframe)
     volume = batch.volume_choice(kept.get('volume'))   # MetaTrader's: the series' own, recorded by its first batch
-    found = batch.inspect(symbol, timeframe, writable=False, volume=volume)  # only stored, never handed out: no copy of the columns
-    rows = len(batch.frame) + (int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems) else 0)  # rows of the wrong length too
+    # only stored, never handed out: no copy of the columns
+    found = batch.inspect(symbol, timeframe, writable=False, volume=volume)
+    rows = len(batch.frame) + (
+        int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems) else 0
+    )  # rows of the wrong length too
     if sample and symbol == sample and kept and not _is_sample(kept, sample):
-        raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from {kept.get('source', 'another source')}; the sample "
-                       f"would mix with them. Store it under another name: --symbol {symbol}_SAMPLE")
-    if len(found.bars):  # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
+        raise BadInput(
+            f"{batch.source}: {symbol} {timeframe} holds your bars from {kept.get('source', 'another source')}; the "
+            "sample "
+            f"would mix with them. Store it under another name: --symbol {symbol}_SAMPLE"
+        )
+    # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
+    if len(found.bars):
         check_spacing(found.bars, timeframe, batch.source)
-        calendar, calendar_from, inherited = settle_calendar(calendar, sample, kept, store, symbol, timeframe, found.bars, batch.source)
-        from mlfin.data.quality import off_calendar as off_the_calendar   # here, not at the top: importing mlfin.data.quality imports this module
+        calendar, calendar_from, inherited = settle_calendar(
+            calendar, sample, kept, store, symbol, timeframe, found.bars, batch.source
+        )
+        from mlfin.data.quality import off_calendar as off_the_calendar   # here, not at the top: importing
+                                                                          # mlfin.data.quality imports this module
         off = off_the_calendar(found.bars, calendar)
         if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
         if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
@@ -239,30 +303,51 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
         refused = BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
         refused.why = 'strict'   # why the batch was refused, for a caller that counts refusals (the service's metrics)
         raise refused
-    report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected), notes=found.notes,
-                          layout=batch.layout, calendar_from=calendar_from if len(found.bars) else '')
+    report = IngestReport(
+        batch.source,
+        symbol,
+        timeframe,
+        calendar or '',
+        rows,
+        quarantined=len(found.rejected),
+        notes=found.notes,
+        layout=batch.layout,
+        calendar_from=calendar_from if len(found.bars) else '',
+    )
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         report.held_already = len(found.rejected) - store.quarantine(found.rejected, symbol, timeframe, batch.source)
     if found.bars.empty:
         refused = BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}"
                            + ''.join(f"; {n}" for n in found.notes if n.startswith('times look shifted')))
-        refused.report, refused.why = report, 'rows'   # what was quarantined, and why nothing was stored, for a caller that counts them (the service's metrics)
+        # what was quarantined, and why nothing was stored, for a caller that counts them (the service's metrics)
+        refused.report, refused.why = report, 'rows'
         raise refused
     if actions is not None:
         factor = factor_from_actions(found.bars, read_actions(actions))
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
     from mlfin.data.quality import anomalies   # here, not at the top: importing mlfin.data.quality imports this module
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
-    odd = anomalies(found.bars, calendar, off=None if len(off) else off)   # none off the calendar: the bars are the ones looked at, none again
+    # none off the calendar: the bars are the ones looked at, none again
+    odd = anomalies(found.bars, calendar, off=None if len(off) else off)
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
-    meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout, **({'volume': volume} if volume else {}), **inherited,
-            **(_provenance(sample) if sample else {}), 'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar)}
+    meta = {
+        'calendar': calendar,
+        'source': batch.source,
+        'layout': batch.layout,
+        **({'volume': volume} if volume else {}),
+        **inherited,
+        **(_provenance(sample) if sample else {}),
+        'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar),
+    }
     counts = store.write(found.bars, meta)
     change = counts.pop('first_change', None)
     for k, v in counts.items(): setattr(report, k, v)
-    if change:   # a resend never changes a stored value unsaid
-        report.notes.append(f"{report.changed:,} stored bar(s) changed, first change: {change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
+    if change:  # a resend never changes a stored value unsaid
+        report.notes.append(
+            f"{report.changed:,} stored bar(s) changed, first change: {change[0]} {change[1]} {change[2]:.10g} -> "
+            f"{change[3]:.10g}"
+        )
     return report
 
 
@@ -270,7 +355,12 @@ def ingest(source,                       # a file path, `sample:SYM`, `ccxt:EXCH
 def _provenance(sample: str) -> dict:
     "What a sample's bars are, recorded with the series so that a run credits them rightly"
     s = SAMPLES[sample]
-    return {'origin': s.origin, 'licence': s.licence, 'package': f"{s.package}=={package_version(s.package)}", 'asset_class': s.asset_class}
+    return {
+        'origin': s.origin,
+        'licence': s.licence,
+        'package': f"{s.package}=={package_version(s.package)}",
+        'asset_class': s.asset_class,
+    }
 
 
 # %% ../../nbs/01r_data.facade.ipynb #c007f_01
@@ -281,13 +371,26 @@ def _is_sample(meta: dict, symbol: str) -> bool:
 
 # %% ../../nbs/01r_data.facade.ipynb #c007g
 def read_actions(actions) -> pd.DataFrame:
-    "A splits-and-dividends table (CSV/Parquet file or frame): ex-date first (`date`, `ex_date` or `ts`), then `split` and/or `dividend`"
-    frame = actions if isinstance(actions, pd.DataFrame) else (pd.read_parquet(actions) if str(actions).endswith('.parquet') else pd.read_csv(actions))
+    """A splits-and-dividends table (CSV/Parquet file or frame): ex-date first (`date`, `ex_date` or `ts`), then `split`
+    and/or `dividend`"""
+    frame = (
+        actions
+        if isinstance(actions, pd.DataFrame)
+        else (pd.read_parquet(actions) if str(actions).endswith('.parquet') else pd.read_csv(actions))
+    )
     frame = frame.rename(columns=lambda c: str(c).strip().lower().replace(' ', '_'))
     when = next((c for c in ('ex_date', 'date', 'ts') if c in frame), None)
-    if when is None or not {'split', 'dividend'} & set(frame): raise BadInput(f"actions {actions if not isinstance(actions, pd.DataFrame) else ''}: need an ex-date column (ex_date, date or ts) and split and/or dividend")
+    if when is None or not {'split', 'dividend'} & set(frame):
+        raise BadInput(
+            f"actions {actions if not isinstance(actions, pd.DataFrame) else ''}: need an ex-date column (ex_date, "
+            "date or ts) and split and/or dividend"
+        )
     index = pd.to_datetime(frame[when], utc=True, errors='coerce')
-    if index.isna().any(): raise BadInput(f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: {frame[when][index.isna()].iloc[0]!r} is not a date")
+    if index.isna().any():
+        raise BadInput(
+            f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: {frame[when][index.isna()].iloc[0]!r} is not a "
+            "date"
+        )
     return frame.drop(columns=[when]).set_index(pd.DatetimeIndex(index)).sort_index()
 
 
@@ -299,7 +402,16 @@ def push(candles,               # pushed candles: MetaTrader rates records, plai
          off_calendar: str = 'quarantine',
         ) -> IngestReport:
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
-    return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, tz=tz, store=store, off_calendar=off_calendar)
+    return ingest(
+        read_records(candles, source, check_zone(tz)),
+        symbol,
+        timeframe,
+        strict,
+        calendar,
+        tz=tz,
+        store=store,
+        off_calendar=off_calendar,
+    )
 
 # %% ../../nbs/01r_data.facade.ipynb #c013
 def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such entries
@@ -314,13 +426,20 @@ def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such 
         symbol, _, tf = entry.partition(':')
         tf = tf or timeframe
         if tf == 'native':
-            held = ls(store) if held is None else held   # the store first: a series stored under a sample's name is the user's
+            # the store first: a series stored under a sample's name is the user's
+            held = ls(store) if held is None else held
             sizes = held.loc[held['symbol'] == symbol, 'timeframe'].tolist()
-            if len(sizes) > 1: raise NotFound(f"{symbol}: stored at {', '.join(sizes)}: name one (e.g. {symbol}:{sizes[0]})")
+            if len(sizes) > 1:
+                raise NotFound(f"{symbol}: stored at {', '.join(sizes)}: name one (e.g. {symbol}:{sizes[0]})")
             if sizes: tf = sizes[0]
             elif symbol in SAMPLES: tf = SAMPLES[symbol].timeframe
-            else: raise NotFound(f"{symbol}: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, or name a sample")
-        if tf not in TIMEFRAMES: raise BadInput(f"{entry}: unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}")
+            else:
+                raise NotFound(
+                    f"{symbol}: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, "
+                    "or name a sample"
+                )
+        if tf not in TIMEFRAMES:
+            raise BadInput(f"{entry}: unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}")
         pairs.append((symbol, tf))
     return pairs
 
@@ -335,7 +454,8 @@ def calendar_of(symbol: str, timeframe: str | None = None, store=None) -> str:
 
 # %% ../../nbs/01r_data.facade.ipynb #c013a
 def sample_for(symbol: str, timeframe: str, store=None) -> str | None:
-    "The embedded sample a run reads for this series, or None: a series stored from any other source is the user's, never replaced"
+    """The embedded sample a run reads for this series, or None: a series stored from any other source is the user's,
+    never replaced"""
     if symbol not in SAMPLES or SAMPLES[symbol].timeframe != timeframe: return None
     kept = open_store(store).meta(symbol, timeframe)
     return symbol if not kept or _is_sample(kept, symbol) else None
@@ -343,7 +463,8 @@ def sample_for(symbol: str, timeframe: str, store=None) -> str | None:
 
 # %% ../../nbs/01r_data.facade.ipynb #c013a_00
 def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
-    "Ingest the embedded sample of this series when the store lacks it or holds an older package's; whether a sample backs the series"
+    """Ingest the embedded sample of this series when the store lacks it or holds an older package's; whether a sample
+    backs the series"""
     store = open_store(store)
     if sample_for(symbol, timeframe, store) is None: return False
     kept = store.meta(symbol, timeframe)
@@ -353,22 +474,28 @@ def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
 
 # %% ../../nbs/01r_data.facade.ipynb #c011p
 def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFrame:
-    "Every anomaly and gap of a stored series, dated: kind (spike, stale, off-calendar, gap), first and last bar, what was seen"
-    from mlfin.data.quality import anomalies, gaps   # here, not at the top: importing mlfin.data.quality imports this module
+    """Every anomaly and gap of a stored series, dated: kind (spike, stale, off-calendar, gap), first and last bar, what
+    was seen"""
+    from mlfin.data.quality import anomalies, gaps   # here, not at the top: importing mlfin.data.quality imports this
+                                                     # module
     store = open_store(store)
     (symbol, timeframe), = universe([f"{symbol}:{timeframe}" if timeframe else symbol], store=store)
     bars = load(symbol, timeframe, store=store)
     calendar = bars.attrs['calendar'] or 'XNYS'
     odd, holes = anomalies(bars, calendar), gaps(bars, calendar)
     rows = [(t, t, k, d) for t, k, d in zip(odd['ts'], odd['kind'], odd['detail'])]
-    rows += [(a, b, 'gap', f"{n:,} {timeframe} bar(s) missing") for a, b, n in zip(holes['first_missing'], holes['last_missing'], holes['bars'])]
+    rows += [
+        (a, b, 'gap', f"{n:,} {timeframe} bar(s) missing")
+        for a, b, n in zip(holes['first_missing'], holes['last_missing'], holes['bars'])
+    ]
     found = pd.DataFrame(rows, columns=['first', 'last', 'kind', 'detail']).sort_values('first', ignore_index=True)
     return found.assign(symbol=symbol, timeframe=timeframe)[['symbol', 'timeframe', 'kind', 'first', 'last', 'detail']]
 
 
 # %% ../../nbs/01r_data.facade.ipynb #c011p_00
 def quarantined(symbol: str | None = None, store=None) -> pd.DataFrame:
-    "The rows kept out of the store, each with its series, source row, time, column, reason, value, source file and when"
+    """The rows kept out of the store, each with its series, source row, time, column, reason, value, source file and
+    when"""
     return open_store(store).quarantined(symbol)
 
 
@@ -377,9 +504,11 @@ def export(symbol: str, timeframe: str, path: str | Path,   # a .csv, .csv.gz or
            start: str | None = None, end: str | None = None, adjust: bool = True, store=None) -> Path:
     "Write a stored series (a range of it, adjusted or raw) to CSV or Parquet, in the layout `ingest` reads back"
     path = Path(path)
-    if not str(path).lower().endswith(('.csv', '.csv.gz', '.parquet')): raise BadInput(f"{path}: export to a .csv, .csv.gz or .parquet file")
+    if not str(path).lower().endswith(('.csv', '.csv.gz', '.parquet')):
+        raise BadInput(f"{path}: export to a .csv, .csv.gz or .parquet file")
     bars = load(symbol, timeframe, start, end, adjust, store)
-    if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
+    if bars.empty:
+        raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
     table = bars.reset_index()
     table['ts'] = table['ts'].map(lambda t: t.isoformat())
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -394,6 +523,7 @@ def delete(symbol: str, timeframe: str,
            end: str | None = None,   # last bar removed (inclusive; a date means its whole day)
            store=None,               # a store or its URL; default `open_store()`
           ) -> int:
-    "Remove a series' bars between `start` and `end`, or, neither given, the whole series with its record and quarantine; how many bars went"
+    """Remove a series' bars between `start` and `end`, or, neither given, the whole series with its record and
+    quarantine; how many bars went"""
     check_symbol(symbol); timeframe = check_timeframe(timeframe)
     return open_store(store).delete(symbol, timeframe, start, end)

@@ -20,7 +20,10 @@ _TEXT = ('.csv', '.txt', '.tsv', '.csv.gz', '.txt.gz', '.tsv.gz')
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    return next((s for s in _TEXT + ('.parquet', '.pq', '.json', '.jsonl', '.json.gz', '.jsonl.gz') if name.endswith(s)), path.suffix.lower())
+    return next(
+        (s for s in _TEXT + ('.parquet', '.pq', '.json', '.jsonl', '.json.gz', '.jsonl.gz') if name.endswith(s)),
+        path.suffix.lower(),
+    )
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_00
@@ -39,7 +42,8 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
     if path.stat().st_size == 0: raise BadInput(f"{source}: file is empty")
     kind = _suffix(path)
     ragged = rejected_frame()
-    if kind in _TEXT: table, layout, mapping, ragged = _read_text(path, source, columns, decimal, dayfirst or bool(date_format))
+    if kind in _TEXT:
+        table, layout, mapping, ragged = _read_text(path, source, columns, decimal, dayfirst or bool(date_format))
     elif kind in ('.parquet', '.pq'): table = _read_parquet(path, source)
     elif kind.startswith('.json'): table = _read_json(path, source)
     else: raise BadInput(f"{source}: unknown file type {kind!r}; use CSV, TSV, TXT, Parquet or JSON")
@@ -49,7 +53,8 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
     if dayfirst and not date_format and layout != 'mt5' and len(table):
         date_format = dayfirst_format(str(table[mapping['ts']].iloc[0]).strip(), source)
     batch = from_columns(table, mapping, source, layout, tz, date_format)
-    if len(ragged): batch.problems = pd.concat([batch.problems, ragged], ignore_index=True).sort_values('row', ignore_index=True)
+    if len(ragged):
+        batch.problems = pd.concat([batch.problems, ragged], ignore_index=True).sort_values('row', ignore_index=True)
     return batch
 
 _DAY_FIRST = re.compile(r'(\d{1,2})([./-])(\d{1,2})\2(\d{4})(?:([ T])(\d{1,2}):(\d{2})(:\d{2})?)?')
@@ -59,7 +64,10 @@ _DAY_FIRST = re.compile(r'(\d{1,2})([./-])(\d{1,2})\2(\d{4})(?:([ T])(\d{1,2}):(
 def dayfirst_format(sample: str, source: str = 'file') -> str:
     "The strptime format of day-first dates like `sample` (31.12.2024, 31/12/2024 14:30, 31-12-2024T14:30:05)"
     m = _DAY_FIRST.fullmatch(sample)
-    if not m: raise BadInput(f"{source}: --dayfirst: {sample!r} is not a day-first date such as 31.12.2024 or 31/12/2024 14:30")
+    if not m:
+        raise BadInput(
+            f"{source}: --dayfirst: {sample!r} is not a day-first date such as 31.12.2024 or 31/12/2024 14:30"
+        )
     sep = m.group(2)
     return f"%d{sep}%m{sep}%Y" + (f"{m.group(5)}%H:%M" + (':%S' if m.group(8) else '') if m.group(5) else '')
 
@@ -79,7 +87,10 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
         with opener(path, 'rb') as f: head = f.read(65536)
         text = head.decode('utf-8-sig')
     except UnicodeDecodeError as e:
-        if e.start < len(head) - 4: raise BadInput(f"{source}: not a text file (byte 0x{head[e.start]:02x} at offset {e.start} is not UTF-8)") from None
+        if e.start < len(head) - 4:
+            raise BadInput(
+                f"{source}: not a text file (byte 0x{head[e.start]:02x} at offset {e.start} is not UTF-8)"
+            ) from None
         text = head[:e.start].decode('utf-8-sig')
     except (OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     if '\x00' in text: raise BadInput(f"{source}: not a text file (NUL bytes)")
@@ -97,45 +108,78 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     if len(lines) > 1: _hint(lines[1], first, delimiter, mapping, header, decimal, dates_given, source)
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
     ragged = []
-    def on_ragged(row):  # a row with too many or too few fields: quarantined, named by its line, after the others are read
+
+    def on_ragged(
+        row,
+    ):  # a row with too many or too few fields: quarantined, named by its line, after the others are read
         ragged.append(row); return 'skip'
     parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_ragged)
     wanted = [str(v) for v in mapping.values()]
     text_only = {c: pa.string() for c in wanted}
     numeric = {str(v): pa.float64() for k, v in mapping.items() if k not in ('ts', 'date', 'time')}
     def read_as(types):
-        ragged.clear()   # a second reading meets the same rows again
-        convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True, column_types=types,
-                                      decimal_point=decimal)
+        ragged.clear()  # a second reading meets the same rows again
+        convert = pcsv.ConvertOptions(
+            include_columns=wanted,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            column_types=types,
+            decimal_point=decimal,
+        )
         # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart; the
         # system allocator, so that each column's chunks, once joined into one array, are reused for the next
-        held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert, memory_pool=pa.system_memory_pool())]
+        held = [
+            pcsv.read_csv(
+                path,
+                read_options=read,
+                parse_options=parse,
+                convert_options=convert,
+                memory_pool=pa.system_memory_pool(),
+            )
+        ]
         return _arrow_frame(held)
-    times = {}  # ISO times, all zoned or all naive (judged by the first row), parsed by the reader: no column of strings
+    # ISO times, all zoned or all naive (judged by the first row), parsed by the reader: no column of strings
+    times = {}
     if header and 'ts' in mapping and str(mapping['ts']) in first and len(lines) > 1:
         cells = [c.strip().strip('"') for c in lines[1].split(delimiter)]
         sample = cells[first.index(str(mapping['ts']))] if len(cells) == len(first) else ''
         if re.fullmatch(r'\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?', sample):
-            times = {str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample) else pa.timestamp('ns')}
+            times = {
+                str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample) else pa.timestamp('ns')
+            }
     try:
-        try: table = read_as({**text_only, **numeric, **times})  # fast path: numbers and times parsed by Arrow, in parallel
+        # fast path: numbers and times parsed by Arrow, in parallel
+        try: table = read_as({**text_only, **numeric, **times})
         except pa.ArrowInvalid as e:
             if 'conversion error' not in str(e) and 'parse' not in str(e).lower(): raise
-            table = read_as(text_only)  # some value is not a number or a time like the rest: read text, so that its row can be named
+            # some value is not a number or a time like the rest: read text, so that its row can be named
+            table = read_as(text_only)
             if decimal == ',':   # the text road parses numbers the Python way: 1234,5 becomes 1234.5 first
                 for c in numeric: table[c] = table[c].str.replace(',', '.', regex=False)
     except pa.ArrowInvalid as e:
         message = str(e).splitlines()[0]
         if 'include_columns' in message or 'not found' in message.lower():
-            raise BadInput(f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} (columns: {', '.join(first[:12])})") from None
+            raise BadInput(
+                f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} (columns: "
+                f"{', '.join(first[:12])})"
+            ) from None
         raise BadInput(f"{source}: not a readable CSV ({message})") from None
     except (UnicodeDecodeError, OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     table.index = pd.RangeIndex(1, len(table) + 1)
     if not ragged: return table, layout, mapping, rejected_frame()
     rows, numbers = _ragged_rows(path, opener, ragged, header)
-    table.index = pd.Index(np.setdiff1d(np.arange(1, len(table) + len(rows) + 1), rows))   # rows keep the file's numbering
-    reasons = [f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})" for r, n in zip(ragged, numbers)]
-    return table, layout, mapping, rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged])
+    # rows keep the file's numbering
+    table.index = pd.Index(np.setdiff1d(np.arange(1, len(table) + len(rows) + 1), rows))
+    reasons = [
+        f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})"
+        for r, n in zip(ragged, numbers)
+    ]
+    return (
+        table,
+        layout,
+        mapping,
+        rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged]),
+    )
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_04
@@ -155,7 +199,16 @@ def _ragged_rows(path: Path, opener, ragged: list, header: bool) -> tuple[list[i
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_05
-def _hint(row: str, names: list[str], delimiter: str, mapping: dict, header: bool, decimal: str, dates_given: bool, source: str):
+def _hint(
+    row: str,
+    names: list[str],
+    delimiter: str,
+    mapping: dict,
+    header: bool,
+    decimal: str,
+    dates_given: bool,
+    source: str,
+):
     "A whole-file problem told at once, with the option that reads it: decimal commas, day-first or month-first dates"
     cells = [c.strip().strip('"') for c in row.split(delimiter)]
     if not header or len(cells) != len(names): return
@@ -165,13 +218,17 @@ def _hint(row: str, names: list[str], delimiter: str, mapping: dict, header: boo
         if comma: raise BadInput(f"{source}: numbers such as {comma!r} have a decimal comma: pass --decimal ,")
     when = at('ts')
     if not dates_given and re.match(r'\d{1,2}[./-]\d{1,2}[./-]\d{4}', when):
-        raise BadInput(f"{source}: dates such as {when!r} are not ISO (2024-12-31): pass --dayfirst for day-first dates (31.12.2024), "
-                       "or --date-format, e.g. '%m/%d/%Y'")
+        raise BadInput(
+            f"{source}: dates such as {when!r} are not ISO (2024-12-31): pass --dayfirst for day-first dates "
+            "(31.12.2024), "
+            "or --date-format, e.g. '%m/%d/%Y'"
+        )
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_06
 def _arrow_frame(held: list) -> pd.DataFrame:
-    "The Arrow table in `held` (taken out, so that its columns can be freed one by one) as pandas: numbers as float64 arrays, text left in Arrow"
+    """The Arrow table in `held` (taken out, so that its columns can be freed one by one) as pandas: numbers as float64
+    arrays, text left in Arrow"""
     import pyarrow as pa, pyarrow.compute as pc
     table = held.pop()
     columns = {}

@@ -34,21 +34,30 @@ def check_name(name: str, where: str = 'name') -> str:
 def check_frequency(frequency: str, where: str = 'frequency') -> str:
     "`frequency` (D, W, M, Q, A; any case) upper-cased, else a one-line error"
     if not isinstance(frequency, str) or frequency.upper() not in FREQUENCIES:
-        raise BadInput(f"{where}: unknown frequency {frequency!r}; use one of " + ', '.join(f"{k} ({v})" for k, v in FREQUENCIES.items()))
+        raise BadInput(
+            f"{where}: unknown frequency {frequency!r}; use one of "
+            + ', '.join(f"{k} ({v})" for k, v in FREQUENCIES.items())
+        )
     return frequency.upper()
 
 # %% ../../nbs/01m_data.observations.ipynb #c017
 _PANDAS_PERIOD = {'D': 'D', 'W': 'W-SUN', 'M': 'M', 'Q': 'Q', 'A': 'Y'}   # weeks run Monday to Sunday
 
 def period_starts(dates, frequency: str) -> pd.DatetimeIndex:
-    "The first day of the period (of `frequency`) that holds each date: a month's series dated the 15th or the 31st is that month's"
+    """The first day of the period (of `frequency`) that holds each date: a month's series dated the 15th or the 31st is
+    that month's"""
     dates = pd.DatetimeIndex(dates)
     if dates.tz is not None: dates = dates.tz_localize(None)
     return dates.to_period(_PANDAS_PERIOD[check_frequency(frequency)]).start_time.as_unit('ns')
 
 def period_ends(periods, frequency: str) -> pd.DatetimeIndex:
     "The last day of each period (of `frequency`) starting at `periods`"
-    return pd.DatetimeIndex(periods).to_period(_PANDAS_PERIOD[check_frequency(frequency)]).end_time.normalize().as_unit('ns')
+    return (
+        pd.DatetimeIndex(periods)
+        .to_period(_PANDAS_PERIOD[check_frequency(frequency)])
+        .end_time.normalize()
+        .as_unit('ns')
+    )
 
 # %% ../../nbs/01m_data.observations.ipynb #c019
 def infer_frequency(dates, where: str = 'series') -> str:
@@ -106,10 +115,14 @@ def parse_rule(text: str | Rule, where: str = 'rule') -> Rule:
             if 'calendar' in found: return Rule(form, calendar=check_calendar(found['calendar'].upper(), where))
             if 'zone' not in found: return Rule(form)
             hour, minute, day = int(found['hour']), int(found['minute']), int(found.get('day') or 0)
-            if hour > 23 or minute > 59: raise BadInput(f"{where}: {text!r}: {found['hour']}:{found['minute']} is not a time of day")
-            if form == 'day' and not 1 <= day <= 31: raise BadInput(f"{where}: {text!r}: day {day} is not a day of a month")
+            if hour > 23 or minute > 59:
+                raise BadInput(f"{where}: {text!r}: {found['hour']}:{found['minute']} is not a time of day")
+            if form == 'day' and not 1 <= day <= 31:
+                raise BadInput(f"{where}: {text!r}: day {day} is not a day of a month")
             return Rule(form, day, f"{hour:02d}:{minute:02d}", check_zone(found['zone'], where))
-    raise BadInput(f"{where}: cannot read the release rule {text!r}; use one of: " + '; '.join(g for g, _ in RULE_FORMS.values()))
+    raise BadInput(
+        f"{where}: cannot read the release rule {text!r}; use one of: " + '; '.join(g for g, _ in RULE_FORMS.values())
+    )
 
 # %% ../../nbs/01m_data.observations.ipynb #c035
 def _first_opens(dates: pd.DatetimeIndex, calendar: str, where: str) -> pd.DatetimeIndex:
@@ -118,24 +131,43 @@ def _first_opens(dates: pd.DatetimeIndex, calendar: str, where: str) -> pd.Datet
     sessions = exchange(calendar, since=dates.min())
     i = sessions.sessions.searchsorted(dates, side='right')
     if i.max() >= len(sessions.sessions):
-        raise BadInput(f"{where}: {dates.max():%Y-%m-%d} is after the last session calendar {calendar} knows ({sessions.sessions[-1]:%Y-%m-%d})")
+        raise BadInput(
+            f"{where}: {dates.max():%Y-%m-%d} is after the last session calendar {calendar} knows "
+            f"({sessions.sessions[-1]:%Y-%m-%d})"
+        )
     return pd.DatetimeIndex(sessions.opens.iloc[i]).tz_convert('UTC').as_unit('ns')
 
 def _at(days: pd.DatetimeIndex, rule: Rule) -> pd.DatetimeIndex:
     "Naive `days` at the rule's local time in its zone, as UTC (an ambiguous autumn hour read as the later one)"
     hour, minute = map(int, rule.at.split(':'))
     local = days + pd.Timedelta(hours=hour, minutes=minute)
-    return local.tz_localize(rule.zone, ambiguous=np.zeros(len(local), bool), nonexistent='shift_forward').tz_convert('UTC').as_unit('ns')
+    return (
+        local.tz_localize(rule.zone, ambiguous=np.zeros(len(local), bool), nonexistent='shift_forward')
+        .tz_convert('UTC')
+        .as_unit('ns')
+    )
+
 
 def _known(self: Rule, periods, frequency: str, given=None, where: str = 'rule') -> pd.DatetimeIndex:
-    "When each period's value became known (UTC), by this rule; `given`: the source's times (`as given`) or dates (`filed`)"
+    """When each period's value became known (UTC), by this rule; `given`: the source's times (`as given`) or dates
+    (`filed`)"""
     if self.needs_given:
-        if given is None: raise BadInput(f"{where}: the rule {self.text!r} needs the source's release {'times' if self.form == 'given' else 'dates'}")
+        if given is None:
+            raise BadInput(
+                f"{where}: the rule {self.text!r} needs the source's release "
+                f"{'times' if self.form == 'given' else 'dates'}"
+            )
         given = pd.DatetimeIndex(given)
         if self.form == 'given':
-            if given.tz is None: raise BadInput(f"{where}: release times without a time zone; give them with one (2018-11-15T08:30-05:00) or state a rule")
+            if given.tz is None:
+                raise BadInput(
+                    f"{where}: release times without a time zone; give them with one (2018-11-15T08:30-05:00) or state "
+                    "a rule"
+                )
             return given.tz_convert('UTC').as_unit('ns')
-        return _first_opens((given.tz_localize(None) if given.tz is not None else given).normalize(), self.calendar, where)
+        return _first_opens(
+            (given.tz_localize(None) if given.tz is not None else given).normalize(), self.calendar, where
+        )
     ends = period_ends(periods, frequency)
     if self.form == 'session': return _first_opens(ends, self.calendar, where)
     if self.form in ('same_day', 'next_day', 'days_later'):
@@ -158,54 +190,89 @@ def _values(value, where, rows, column) -> np.ndarray:
     bad = ~np.isfinite(numbers)
     if bad.any():
         i = int(np.argmax(bad)); shown = raw.iloc[i]
-        what = 'missing value' if pd.isna(shown) else (f"{float(shown)} is not a finite number" if isinstance(shown, (int, float, np.number)) else f"{shown!r} is not a number")
-        _refuse(where, rows, i, column, what + (f" (and {int(bad.sum()) - 1} more such row(s))" if bad.sum() > 1 else ''))
+        what = (
+            'missing value'
+            if pd.isna(shown)
+            else (
+                f"{float(shown)} is not a finite number"
+                if isinstance(shown, (int, float, np.number))
+                else f"{shown!r} is not a number"
+            )
+        )
+        _refuse(
+            where, rows, i, column, what + (f" (and {int(bad.sum()) - 1} more such row(s))" if bad.sum() > 1 else '')
+        )
     return numbers
 
 def parse_dates(period, where: str, rows, column: str) -> pd.DatetimeIndex:
-    "Naive dates of `period` (text, dates or times), refusing the first that is not a date (named by `where`, `rows`, `column`)"
+    """Naive dates of `period` (text, dates or times), refusing the first that is not a date (named by `where`, `rows`,
+    `column`)"""
     raw = pd.Series(period, copy=False).reset_index(drop=True)
-    dates = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', format='mixed'))
+    dates = pd.DatetimeIndex(
+        raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', format='mixed')
+    )
     if dates.isna().any():
         i = int(np.argmax(dates.isna())); _refuse(where, rows, i, column, f"{raw.iloc[i]!r} is not a date")
     return (dates.tz_localize(None) if dates.tz is not None else dates).as_unit('ns')
 
 def _check_order(periods, known, frequency, where, rows, columns):
     "Refuse a release before its period's last day, and a (period, known) given twice"
-    # compared as dates at the far east of the world's clocks (UTC+14): a day's release in Tokyo is not refused for being the day before in UTC
+    # compared as dates at the far east of the world's clocks (UTC+14): a day's release in Tokyo is not refused for
+    # being the day before in UTC
     latest_day = (known.tz_convert(None) + pd.Timedelta(hours=14)).normalize()
     early = np.asarray(latest_day < period_ends(periods, frequency))
     if early.any():
         i = int(np.argmax(early))
-        _refuse(where, rows, i, columns['known'], f"released {known[i]:%Y-%m-%d %H:%M} UTC, before its period "
-                f"({periods[i]:%Y-%m-%d}, {FREQUENCIES[frequency]}) ends on {period_ends(periods[i:i+1], frequency)[0]:%Y-%m-%d}: a look-ahead")
+        _refuse(
+            where,
+            rows,
+            i,
+            columns['known'],
+            f"released {known[i]:%Y-%m-%d %H:%M} UTC, before its period "
+            f"({periods[i]:%Y-%m-%d}, {FREQUENCIES[frequency]}) ends on "
+            f"{period_ends(periods[i : i + 1], frequency)[0]:%Y-%m-%d}: a look-ahead",
+        )
     keys = pd.DataFrame({'period': periods, 'known': known})
     twice = keys.duplicated(keep=False).to_numpy()
     if twice.any():
         first, again = np.flatnonzero(twice)[:1][0], np.flatnonzero(keys.duplicated().to_numpy())[0]
-        _refuse(where, rows, again, columns['period'], f"period {periods[again]:%Y-%m-%d} known at {known[again]:%Y-%m-%d %H:%M} UTC "
-                f"twice (rows {rows[first]} and {rows[again]}); a revision is a new row known later")
+        _refuse(
+            where,
+            rows,
+            again,
+            columns['period'],
+            f"period {periods[again]:%Y-%m-%d} known at {known[again]:%Y-%m-%d %H:%M} UTC "
+            f"twice (rows {rows[first]} and {rows[again]}); a revision is a new row known later",
+        )
 
 # %% ../../nbs/01m_data.observations.ipynb #c051z
 def has_zone(values) -> np.ndarray:
-    "Whether each of `values` (text or times) carries its time zone: `Z` or an offset after a time (`2018-11-15T08:30-05:00`)"
+    """Whether each of `values` (text or times) carries its time zone: `Z` or an offset after a time
+    (`2018-11-15T08:30-05:00`)"""
     values = pd.Series(values, copy=False)
     if pd.api.types.is_datetime64_any_dtype(values): return np.full(len(values), values.dt.tz is not None)
-    return values.astype(str).str.strip().str.contains(r'\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$', regex=True).to_numpy()
+    return (
+        values.astype(str)
+        .str.strip()
+        .str.contains(r'\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$', regex=True)
+        .to_numpy()
+    )
 
 # %% ../../nbs/01m_data.observations.ipynb #c052
-def observations_frame(period,                 # the dates of the periods (any day in each: mapped to the period's first)
-                       value,                  # the values: numbers
-                       known=None,             # when each became known (UTC, or with a zone); None: by `rule`
-                       rule: str | Rule = 'as given', # the release rule (`known` given: `as given`)
-                       frequency: str | None = None,  # D, W, M, Q, A; None: from the periods' spacing
-                       name: str = 'value', symbol: str | None = None,
-                       where: str = 'frame',   # the source, as refusals name it (a file's path)
-                       rows=None,              # each row's number in the source (1-based); None: 1, 2, ...
-                       columns: dict | None = None, # the source's name for period, known, value (for refusals)
-                       given=None,             # the source's release times or filing dates, when the rule needs them
-                       **attrs,                # source, licence, description, unit
-                      ) -> pd.DataFrame:
+def observations_frame(
+    period,  # the dates of the periods (any day in each: mapped to the period's first)
+    value,  # the values: numbers
+    known=None,  # when each became known (UTC, or with a zone); None: by `rule`
+    rule: str | Rule = 'as given',  # the release rule (`known` given: `as given`)
+    frequency: str | None = None,  # D, W, M, Q, A; None: from the periods' spacing
+    name: str = 'value',
+    symbol: str | None = None,
+    where: str = 'frame',  # the source, as refusals name it (a file's path)
+    rows=None,  # each row's number in the source (1-based); None: 1, 2, ...
+    columns: dict | None = None,  # the source's name for period, known, value (for refusals)
+    given=None,  # the source's release times or filing dates, when the rule needs them
+    **attrs,  # source, licence, description, unit
+) -> pd.DataFrame:
     "A validated observations frame, or a one-line refusal naming the source, row and column"
     columns = {c: c for c in OBSERVATION_COLUMNS} | (columns or {})
     rows = np.arange(1, len(value) + 1) if rows is None else np.asarray(rows)
@@ -218,17 +285,37 @@ def observations_frame(period,                 # the dates of the periods (any d
     if known is None: known = rule.known(periods, frequency, given, where)
     else:
         raw = pd.Series(known, copy=False).reset_index(drop=True)
-        known = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', utc=True, format='mixed'))
-        if known.isna().any(): i = int(np.argmax(known.isna())); _refuse(where, rows, i, columns['known'], f"{raw.iloc[i]!r} is not a time")
-        if not pd.api.types.is_datetime64_any_dtype(raw):   # text read as UTC would be a guess: each time must carry its zone
+        known = pd.DatetimeIndex(
+            raw
+            if pd.api.types.is_datetime64_any_dtype(raw)
+            else pd.to_datetime(raw, errors='coerce', utc=True, format='mixed')
+        )
+        if known.isna().any():
+            i = int(np.argmax(known.isna()))
+            _refuse(where, rows, i, columns['known'], f"{raw.iloc[i]!r} is not a time")
+        # text read as UTC would be a guess: each time must carry its zone
+        if not pd.api.types.is_datetime64_any_dtype(raw):
             naive = ~has_zone(raw)
-            if naive.any(): i = int(np.argmax(naive)); _refuse(where, rows, i, columns['known'], f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule")
-        if known.tz is None: raise BadInput(f"{where}: column {columns['known']}: times without a time zone; give them with one or state a rule")
+            if naive.any():
+                i = int(np.argmax(naive))
+                _refuse(
+                    where,
+                    rows,
+                    i,
+                    columns['known'],
+                    f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule",
+                )
+        if known.tz is None:
+            raise BadInput(
+                f"{where}: column {columns['known']}: times without a time zone; give them with one or state a rule"
+            )
         known = known.tz_convert('UTC').as_unit('ns')
     _check_order(periods, known, frequency, where, rows, columns)
     frame = pd.DataFrame({'period': periods, 'known': known, 'value': values})
     order = np.lexsort((frame['period'].to_numpy(), frame['known'].to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
-    frame.attrs.update(dict.fromkeys(OBSERVATION_ATTRS, '') | dict(description='', unit='', licence='', source=where) | attrs)
+    frame.attrs.update(
+        dict.fromkeys(OBSERVATION_ATTRS, '') | dict(description='', unit='', licence='', source=where) | attrs
+    )
     frame.attrs.update(name=check_name(name), symbol=symbol or None, frequency=frequency, rule=rule.text)
     return frame

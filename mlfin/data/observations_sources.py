@@ -36,43 +36,125 @@ class Embedded:
     licence: str = 'NCSA (as shipped by arch)'
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c012
-_FRED_SA = "one vintage, as FRED held it when arch took it (about 2018-12); BLS revises seasonal factors each February for five years back, so earlier values differ from the first prints"
+_FRED_SA = ("one vintage, as FRED held it when arch took it (about 2018-12); BLS revises seasonal factors each "
+            "February for five years back, so earlier values differ from the first prints")
 _MARKET = "market prices: not revised"
-_CRUDE_WHY = "monthly averages of daily prices, complete after the month's last trading day and tabulated in monthly releases weeks later; the last day of the next month is no earlier"
-_FF_WHY = ("Ken French builds the factors from CRSP long after the fact; dated here when the month's market data were complete, "
-           "the next NYSE open after the month ends (a factor's ingredients were all known then, its publication came later)")
+_CRUDE_WHY = ("monthly averages of daily prices, complete after the month's last trading day and tabulated in monthly "
+              "releases weeks later; the last day of the next month is no earlier")
+_FF_WHY = (
+    "Ken French builds the factors from CRSP long after the fact; dated here when the month's market data were "
+    "complete, "
+    "the next NYSE open after the month ends (a factor's ingredients were all known then, its publication came later)"
+)
 _FF = "Fama/French three factors, Ken French's data library (CRSP), shipped by arch.data.frenchdata"
 _FF_VINTAGE = "one vintage (French rebuilds the whole history when CRSP or his method changes)"
-EMBEDDED_OBSERVATIONS = {e.name: e for e in [
-    Embedded('cpi_core', 'data/core_cpi/core-cpi.csv.gz', 'CPILFESL', 'M', 'last day of next month 08:30 America/New_York',
-             "BLS publishes the CPI at 08:30 New York, in recent decades mid-month (October 2018's on 14 November), in "
-             "earlier ones later, and as late as 30 October 2013 (September's, delayed by the shutdown)",
-             'FRED CPILFESL (U.S. Bureau of Labor Statistics), shipped by arch.data.core_cpi',
-             'Consumer price index for all urban consumers: all items less food and energy, seasonally adjusted', 'index (1982-84 = 100)', _FRED_SA),
-    *[Embedded(name, 'data/default/default.csv.gz', column, 'M', 'day 15 of next month 16:15 America/New_York',
-               "a monthly average of daily yields, complete after the month's last business day and published in the Federal "
-               "Reserve's weekly H.15 release (Mondays, 16:15 New York); the 15th leaves room for the week and its holidays",
-               f'FRED {column} (Moody\'s Investors Service, via the Federal Reserve H.15), shipped by arch.data.default',
-               f"Moody's seasoned {column} corporate bond yield, monthly average", 'percent', _MARKET) for name, column in (('aaa', 'AAA'), ('baa', 'BAA'))],
-    Embedded('vix', 'data/vix/vix.csv.gz', 'vix', 'D', 'same day 16:15 America/New_York',
-             "Cboe's VIX closing value is set at 16:15 New York, after the stock market's 16:00 close: that day's close bar has not seen it",
-             'Cboe Volatility Index close (as on FRED VIXCLS), shipped by arch.data.vix', 'CBOE Volatility Index (VIX), daily close', 'index points', _MARKET),
-    Embedded('wti', 'data/wti/wti.csv.gz', 'DCOILWTICO', 'D', '14 days later 17:00 America/New_York',
-             "the EIA publishes its daily spot assessments weekly, up to about twelve days after the day; fourteen days is no earlier",
-             'FRED DCOILWTICO (U.S. Energy Information Administration, from Thomson Reuters), shipped by arch.data.wti',
-             'West Texas Intermediate crude oil spot price, Cushing, Oklahoma', 'US dollars per barrel', _MARKET),
-    Embedded('brent_monthly', 'data/crude/crude.csv.gz', 'Brent', 'M', 'last day of next month 17:00 America/New_York', _CRUDE_WHY,
-             'arch.data.crude (the package names no source: its docstring is copied from core_cpi)', 'Brent crude oil price, monthly average (dated the 15th in the file)',
-             'US dollars per barrel', _MARKET),
-    Embedded('wti_monthly', 'data/crude/crude.csv.gz', 'WTI', 'M', 'last day of next month 17:00 America/New_York', _CRUDE_WHY,
-             'arch.data.crude (the package names no source: its docstring is copied from core_cpi)', 'WTI crude oil price, monthly average (dated the 15th in the file)',
-             'US dollars per barrel', _MARKET),
-    *[Embedded(name, 'data/frenchdata/frenchdata.csv.gz', column, 'M', 'next session open XNYS', _FF_WHY, _FF, what, 'percent', _FF_VINTAGE)
-      for name, column, what in (('ff_mkt_rf', 'Mkt-RF', 'Fama-French market return less the risk-free rate, monthly'),
-                                 ('ff_smb', 'SMB', 'Fama-French size factor (small minus big), monthly'),
-                                 ('ff_hml', 'HML', 'Fama-French value factor (high minus low book-to-market), monthly'),
-                                 ('ff_rf', 'RF', 'One-month Treasury bill rate (the Fama-French risk-free rate), monthly'))],
-]}
+EMBEDDED_OBSERVATIONS = {
+    e.name: e
+    for e in [
+        Embedded(
+            'cpi_core',
+            'data/core_cpi/core-cpi.csv.gz',
+            'CPILFESL',
+            'M',
+            'last day of next month 08:30 America/New_York',
+            "BLS publishes the CPI at 08:30 New York, in recent decades mid-month (October 2018's on 14 November), in "
+            "earlier ones later, and as late as 30 October 2013 (September's, delayed by the shutdown)",
+            'FRED CPILFESL (U.S. Bureau of Labor Statistics), shipped by arch.data.core_cpi',
+            'Consumer price index for all urban consumers: all items less food and energy, seasonally adjusted',
+            'index (1982-84 = 100)',
+            _FRED_SA,
+        ),
+        *[
+            Embedded(
+                name,
+                'data/default/default.csv.gz',
+                column,
+                'M',
+                'day 15 of next month 16:15 America/New_York',
+                "a monthly average of daily yields, complete after the month's last business day and published in the "
+                "Federal "
+                "Reserve's weekly H.15 release (Mondays, 16:15 New York); the 15th leaves room for the week and its "
+                "holidays",
+                f'FRED {column} (Moody\'s Investors Service, via the Federal Reserve H.15), shipped by '
+                'arch.data.default',
+                f"Moody's seasoned {column} corporate bond yield, monthly average",
+                'percent',
+                _MARKET,
+            )
+            for name, column in (('aaa', 'AAA'), ('baa', 'BAA'))
+        ],
+        Embedded(
+            'vix',
+            'data/vix/vix.csv.gz',
+            'vix',
+            'D',
+            'same day 16:15 America/New_York',
+            "Cboe's VIX closing value is set at 16:15 New York, after the stock market's 16:00 close: that day's close "
+            "bar has not seen it",
+            'Cboe Volatility Index close (as on FRED VIXCLS), shipped by arch.data.vix',
+            'CBOE Volatility Index (VIX), daily close',
+            'index points',
+            _MARKET,
+        ),
+        Embedded(
+            'wti',
+            'data/wti/wti.csv.gz',
+            'DCOILWTICO',
+            'D',
+            '14 days later 17:00 America/New_York',
+            "the EIA publishes its daily spot assessments weekly, up to about twelve days after the day; fourteen days "
+            "is no earlier",
+            'FRED DCOILWTICO (U.S. Energy Information Administration, from Thomson Reuters), shipped by arch.data.wti',
+            'West Texas Intermediate crude oil spot price, Cushing, Oklahoma',
+            'US dollars per barrel',
+            _MARKET,
+        ),
+        Embedded(
+            'brent_monthly',
+            'data/crude/crude.csv.gz',
+            'Brent',
+            'M',
+            'last day of next month 17:00 America/New_York',
+            _CRUDE_WHY,
+            'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
+            'Brent crude oil price, monthly average (dated the 15th in the file)',
+            'US dollars per barrel',
+            _MARKET,
+        ),
+        Embedded(
+            'wti_monthly',
+            'data/crude/crude.csv.gz',
+            'WTI',
+            'M',
+            'last day of next month 17:00 America/New_York',
+            _CRUDE_WHY,
+            'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
+            'WTI crude oil price, monthly average (dated the 15th in the file)',
+            'US dollars per barrel',
+            _MARKET,
+        ),
+        *[
+            Embedded(
+                name,
+                'data/frenchdata/frenchdata.csv.gz',
+                column,
+                'M',
+                'next session open XNYS',
+                _FF_WHY,
+                _FF,
+                what,
+                'percent',
+                _FF_VINTAGE,
+            )
+            for name, column, what in (
+                ('ff_mkt_rf', 'Mkt-RF', 'Fama-French market return less the risk-free rate, monthly'),
+                ('ff_smb', 'SMB', 'Fama-French size factor (small minus big), monthly'),
+                ('ff_hml', 'HML', 'Fama-French value factor (high minus low book-to-market), monthly'),
+                ('ff_rf', 'RF', 'One-month Treasury bill rate (the Fama-French risk-free rate), monthly'),
+            )
+        ],
+    ]
+}
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c014
 # how each file writes its dates; FRED writes '.' for a day with no value (a holiday): no observation, not a missing one
@@ -80,18 +162,32 @@ _DATES = {'data/frenchdata/frenchdata.csv.gz': '%Y%m', 'data/crude/crude.csv.gz'
 
 def read_embedded(name: str) -> pd.DataFrame:
     "The embedded series `name` as a validated observations frame, with its rule, source and licence (offline)"
-    if name not in EMBEDDED_OBSERVATIONS: raise NotFound(f"no embedded series {name!r}; embedded: {', '.join(EMBEDDED_OBSERVATIONS)}")
+    if name not in EMBEDDED_OBSERVATIONS:
+        raise NotFound(f"no embedded series {name!r}; embedded: {', '.join(EMBEDDED_OBSERVATIONS)}")
     e = EMBEDDED_OBSERVATIONS[name]
-    raw = pd.read_csv(shipped_file('arch', e.file), dtype=str, encoding='utf-8-sig')   # crude.csv starts with a byte-order mark
+    # crude.csv starts with a byte-order mark
+    raw = pd.read_csv(shipped_file('arch', e.file), dtype=str, encoding='utf-8-sig')
     rows = np.arange(1, len(raw) + 1)
     kept = (raw[e.column].str.strip() != '.').to_numpy()
     dates = pd.to_datetime(raw['Date'][kept], format=_DATES.get(e.file, '%m/%d/%Y'))
-    return observations_frame(dates, raw[e.column][kept], rule=e.rule, frequency=e.frequency, name=e.name, rows=rows[kept],
-                              where=f"embedded:{name} (arch=={package_version('arch')} {e.file})", columns=dict(period='Date', value=e.column),
-                              source=e.source, licence=e.licence, description=e.description, unit=e.unit)
+    return observations_frame(
+        dates,
+        raw[e.column][kept],
+        rule=e.rule,
+        frequency=e.frequency,
+        name=e.name,
+        rows=rows[kept],
+        where=f"embedded:{name} (arch=={package_version('arch')} {e.file})",
+        columns=dict(period='Date', value=e.column),
+        source=e.source,
+        licence=e.licence,
+        description=e.description,
+        unit=e.unit,
+    )
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c021
-DATE_COLUMNS = ('date', 'period', 'observation_date', 'month')   # the wide layout's date column, by name (else the first)
+# the wide layout's date column, by name (else the first)
+DATE_COLUMNS = ('date', 'period', 'observation_date', 'month')
 KNOWN_COLUMNS = ('known', 'known_at', 'released', 'released_at')  # its release times, when the source gives them
 LONG_COLUMNS = ('symbol', 'field', 'period_end', 'filed_at', 'value')
 FILED_RULE = 'filed, next session open XNYS'
@@ -100,7 +196,8 @@ def _key(column) -> str: return re.sub(r'[^a-z0-9]+', '_', str(column).strip().l
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c023
 def _read_table(source) -> tuple[pd.DataFrame, str]:
-    "The rows of a file (CSV/TSV/TXT, optionally .gz, or Parquet) or a PostgreSQL table, as read, and how refusals name it"
+    """The rows of a file (CSV/TSV/TXT, optionally .gz, or Parquet) or a PostgreSQL table, as read, and how refusals
+    name it"""
     text = str(source)
     if text.startswith(('postgresql://', 'postgres://')): return _postgres_table(text)
     path = Path(text)
@@ -113,15 +210,23 @@ def _read_table(source) -> tuple[pd.DataFrame, str]:
         first = head.decode('utf-8-sig', errors='replace').splitlines()[0] if head.strip() else ''
         if not first: raise BadInput(f"{path}: file is empty")
         # only an empty cell is missing: 'n/a' or 'NULL' is a value that is not a number, refused as such
-        return pd.read_csv(path, dtype=str, sep=max('\t,;', key=first.count), encoding='utf-8-sig', skipinitialspace=True,
-                           keep_default_na=False, na_values=['']), str(path)
+        return pd.read_csv(
+            path,
+            dtype=str,
+            sep=max('\t,;', key=first.count),
+            encoding='utf-8-sig',
+            skipinitialspace=True,
+            keep_default_na=False,
+            na_values=[''],
+        ), str(path)
     except (ValueError, OSError, UnicodeDecodeError) as e:
         if isinstance(e, BadInput): raise
         raise BadInput(f"{path}: not a readable CSV or Parquet file ({str(e).strip().splitlines()[0]})") from None
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c024
 def _postgres_table(text: str) -> tuple[pd.DataFrame, str]:
-    "Every row of the table a `postgresql://host/db?table=T` source names (the address read as bars' is: `data.postgres_address`)"
+    """Every row of the table a `postgresql://host/db?table=T` source names (the address read as bars' is:
+    `data.postgres_address`)"""
     import psycopg   # here: the driver costs 0.3 s at import (measured), paid only by a PostgreSQL source
     from psycopg import sql
     url, table, _ = postgres_address(text)   # no options: a series table is read whole
@@ -135,18 +240,25 @@ def _postgres_table(text: str) -> tuple[pd.DataFrame, str]:
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c025
 def observation_frames(source,               # a file, postgresql://host/db?table=T, a DataFrame, or embedded:NAME
-                       name: str | None = None,      # the series' name (a wide source of one value column); default: the column's
-                       rule: str | None = None,      # the release rule; default: `as given` where the source gives times, the filing rule for the long layout
+                       # the series' name (a wide source of one value column); default: the column's
+                       name: str | None = None,
+                       # the release rule; default: `as given` where the source gives times, the filing rule for the
+                       # long layout
+                       rule: str | None = None,
                        frequency: str | None = None, # D, W, M, Q, A; default: from the periods' spacing
-                       symbol: str | None = None,    # the company a wide source's series are of (the long layout names its own)
-                       about: dict | None = None,    # what the series is, kept with it: source (who made it), licence, description, unit
+                       # the company a wide source's series are of (the long layout names its own)
+                       symbol: str | None = None,
+                       # what the series is, kept with it: source (who made it), licence, description, unit
+                       about: dict | None = None,
                       ) -> list[pd.DataFrame]:
     "Validated observations frames, one per series of `source`, or a one-line refusal naming the file, row and column"
     text = source if isinstance(source, pd.DataFrame) else str(source)
     attrs = {k: v for k, v in (about or {}).items() if v is not None}
-    if set(attrs) - {'source', 'licence', 'description', 'unit'}: raise BadInput(f"about: {', '.join(sorted(attrs))}: say only source, licence, description, unit")
+    if set(attrs) - {'source', 'licence', 'description', 'unit'}:
+        raise BadInput(f"about: {', '.join(sorted(attrs))}: say only source, licence, description, unit")
     if isinstance(text, str) and text.startswith('embedded:'):
-        if name or rule or frequency or symbol or attrs: raise BadInput(f"{text}: an embedded series comes with its own name, rule, frequency and description")
+        if name or rule or frequency or symbol or attrs:
+            raise BadInput(f"{text}: an embedded series comes with its own name, rule, frequency and description")
         return [read_embedded(text.removeprefix('embedded:'))]
     if isinstance(source, pd.DataFrame):   # dates in the index (a named or a DatetimeIndex) are a column like any other
         dated = source.index.name is not None or isinstance(source.index, pd.DatetimeIndex)
@@ -155,7 +267,8 @@ def observation_frames(source,               # a file, postgresql://host/db?tabl
     if not len(table): raise BadInput(f"{where}: no rows")
     keys = {_key(c): c for c in table.columns}
     if set(LONG_COLUMNS) <= set(keys):
-        if name or symbol: raise BadInput(f"{where}: the long layout names its series (field) and companies (symbol) itself")
+        if name or symbol:
+            raise BadInput(f"{where}: the long layout names its series (field) and companies (symbol) itself")
         return _long(table, keys, where, rule, frequency, attrs)
     return _wide(table, keys, where, name, rule, frequency, symbol, attrs)
 
@@ -166,14 +279,36 @@ def _wide(table, keys, where, name, rule, frequency, symbol, attrs) -> list[pd.D
     known = next((keys[k] for k in KNOWN_COLUMNS if k in keys), None)
     values = [c for c in table.columns if c not in (date, known)]
     if not values: raise BadInput(f"{where}: no value column beside {date!r}")
-    if name and len(values) > 1: raise BadInput(f"{where}: a name names one series; this source has {len(values)} value columns ({', '.join(map(str, values))}): drop the name to take each by its column's")
-    if known is not None and rule not in (None, 'as given'): raise BadInput(f"{where}: column {known} gives the release times; drop the rule {rule!r} (or the column)")
+    if name and len(values) > 1:
+        raise BadInput(
+            f"{where}: a name names one series; this source has {len(values)} value columns "
+            f"({', '.join(map(str, values))}): drop the name to take each by its column's"
+        )
+    if known is not None and rule not in (None, 'as given'):
+        raise BadInput(f"{where}: column {known} gives the release times; drop the rule {rule!r} (or the column)")
     if known is None and not rule:
-        raise BadInput(f"{where}: no release times (a column named known) and no rule: state when each value became known, e.g. 'day 15 of next month 08:30 America/New_York' (mlfin tutorial: Your own data)")
+        raise BadInput(
+            f"{where}: no release times (a column named known) and no rule: state when each value became known, e.g. "
+            "'day 15 of next month 08:30 America/New_York' (mlfin tutorial: Your own data)"
+        )
     rows = np.arange(1, len(table) + 1)
-    return [observations_frame(table[date], table[column], known=None if known is None else table[known], rule=rule or 'as given',
-                               frequency=frequency, name=name or _series_name(column, where), symbol=symbol and check_symbol(symbol),
-                               where=where, rows=rows, columns=dict(period=date, known=known, value=column), **attrs) for column in values]
+    return [
+        observations_frame(
+            table[date],
+            table[column],
+            known=None if known is None else table[known],
+            rule=rule or 'as given',
+            frequency=frequency,
+            name=name or _series_name(column, where),
+            symbol=symbol and check_symbol(symbol),
+            where=where,
+            rows=rows,
+            columns=dict(period=date, known=known, value=column),
+            **attrs,
+        )
+        for column in values
+    ]
+
 
 def _series_name(column, where: str) -> str:
     name = _key(column)
@@ -188,26 +323,51 @@ def _long(table, keys, where, rule, frequency, attrs) -> list[pd.DataFrame]:
     filed = table[c['filed_at']]
     zoned = has_zone(filed)
     if zoned.any() and not zoned.all():
-        i = int(np.argmax(~zoned)); raise BadInput(f"{where}: row {rows[i]}, column {c['filed_at']}: {filed.iloc[i]!r} has no time zone while others have: give every filing its zone, or none (filing dates)")
+        i = int(np.argmax(~zoned))
+        raise BadInput(
+            f"{where}: row {rows[i]}, column {c['filed_at']}: {filed.iloc[i]!r} has no time zone while others have: "
+            "give every filing its zone, or none (filing dates)"
+        )
     if zoned.all(): rule = rule or 'as given'
     else:
         rule = parse_rule(rule or FILED_RULE, where)
-        if rule.form != 'filed': raise BadInput(f"{where}: column {c['filed_at']} holds filing dates: the rule is a filing rule ({FILED_RULE!r}), not {rule.text!r}")
+        if rule.form != 'filed':
+            raise BadInput(
+                f"{where}: column {c['filed_at']} holds filing dates: the rule is a filing rule ({FILED_RULE!r}), not "
+                f"{rule.text!r}"
+            )
         days = parse_dates(filed, where, rows, c['filed_at']).normalize()
         early = np.asarray(days < ends.normalize())
         if early.any():
-            i = int(np.argmax(early)); raise BadInput(f"{where}: row {rows[i]}, column {c['filed_at']}: filed {days[i]:%Y-%m-%d}, before its period ends on {ends[i]:%Y-%m-%d}: a look-ahead")
-    # a fiscal period is dated by the calendar period holding its end less a week: 52-53 week years end up to a week into the next month
+            i = int(np.argmax(early))
+            raise BadInput(
+                f"{where}: row {rows[i]}, column {c['filed_at']}: filed {days[i]:%Y-%m-%d}, before its period ends on "
+                f"{ends[i]:%Y-%m-%d}: a look-ahead"
+            )
+    # a fiscal period is dated by the calendar period holding its end less a week: 52-53 week years end up to a week
+    # into the next month
     starts_from = ends - pd.Timedelta(days=7)
     frames = []
     for (symbol, field), group in table.groupby([c['symbol'], c['field']], sort=True):
         at, first = group.index.to_numpy(), rows[group.index[0]]
         name = check_name(str(field), f"{where}: row {first}, column {c['field']}")
         company = check_symbol(str(symbol))
-        frames.append(observations_frame(starts_from[at], group[c['value']], known=filed.iloc[at] if zoned.all() else None, rule=rule,
-                                         given=None if zoned.all() else filed.iloc[at].to_numpy(), frequency=frequency or _fiscal_frequency(ends[at], where, name, company),
-                                         name=name, symbol=company, where=where, rows=rows[at],
-                                         columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']), **attrs))
+        frames.append(
+            observations_frame(
+                starts_from[at],
+                group[c['value']],
+                known=filed.iloc[at] if zoned.all() else None,
+                rule=rule,
+                given=None if zoned.all() else filed.iloc[at].to_numpy(),
+                frequency=frequency or _fiscal_frequency(ends[at], where, name, company),
+                name=name,
+                symbol=company,
+                where=where,
+                rows=rows[at],
+                columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']),
+                **attrs,
+            )
+        )
     return frames
 
 def _fiscal_frequency(ends: pd.DatetimeIndex, where: str, name: str, symbol: str) -> str:
@@ -216,22 +376,32 @@ def _fiscal_frequency(ends: pd.DatetimeIndex, where: str, name: str, symbol: str
 # %% ../../nbs/01t_data.observations_sources.ipynb #c031
 @dataclass
 class ObservationsIngest:
-    "What an ingest stored: each series (name, symbol, frequency, rule, rows, first and last period) and the rows added and unchanged"
+    """What an ingest stored: each series (name, symbol, frequency, rule, rows, first and last period) and the rows
+    added and unchanged"""
+
     series: pd.DataFrame
     added: int
     unchanged: int
 
     def __str__(self) -> str:
-        lines = [f"{r.name}{'' if r.symbol is None else f' of {r.symbol}'}: {r.rows:,} rows, {r.first_period:%Y-%m-%d} to {r.last_period:%Y-%m-%d}, "
-                 f"{r.frequency}, known by rule: {r.rule}" for r in self.series.itertuples()]
+        lines = [
+            f"{r.name}{'' if r.symbol is None else f' of {r.symbol}'}: {r.rows:,} rows, {r.first_period:%Y-%m-%d} to "
+            f"{r.last_period:%Y-%m-%d}, "
+            f"{r.frequency}, known by rule: {r.rule}"
+            for r in self.series.itertuples()
+        ]
         return '\n'.join(lines + [f"{self.added:,} rows added, {self.unchanged:,} already stored"])
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c032
-def ingest_observations(source,               # a file, postgresql://host/db?table=T, a DataFrame, or embedded:NAME
-                        name: str | None = None, rule: str | None = None, frequency: str | None = None, symbol: str | None = None,
-                        store=None,                   # a store, its URL or folder; default: the one `open_store()` opens
-                        about: dict | None = None,    # source (who made it), licence, description, unit
-                       ) -> ObservationsIngest:
+def ingest_observations(
+    source,  # a file, postgresql://host/db?table=T, a DataFrame, or embedded:NAME
+    name: str | None = None,
+    rule: str | None = None,
+    frequency: str | None = None,
+    symbol: str | None = None,
+    store=None,  # a store, its URL or folder; default: the one `open_store()` opens
+    about: dict | None = None,  # source (who made it), licence, description, unit
+) -> ObservationsIngest:
     "Store every series of `source`, all or nothing (the store checks the whole batch before it writes any)"
     frames = observation_frames(source, name, rule, frequency, symbol, about)
     counts = open_store(store).write_observations(frames)

@@ -26,23 +26,27 @@ def _mixed(h: np.ndarray) -> np.ndarray:
 
 def prints(close: pd.Series | np.ndarray, # a series' closes, oldest first
           ) -> list[str]:
-    "The series' content-defined prints: sorted 16-hex-digit hashes of `GRAM` consecutive rounded log returns, one gram in `KEEP`"
+    """The series' content-defined prints: sorted 16-hex-digit hashes of `GRAM` consecutive rounded log returns, one
+    gram in `KEEP`"""
     c = np.asarray(close, dtype='float64')
     c = c[np.isfinite(c) & (c > 0)]
     if len(c) <= GRAM: return []
     steps = np.round(np.diff(np.log(c)) * 10 ** DIGITS).astype('int64').view('uint64')
     grams = np.lib.stride_tricks.sliding_window_view(steps, GRAM)
-    flat = (np.diff(np.sort(grams, axis=1), axis=1) != 0).sum(axis=1) + 1 < GRAM // 2   # fewer than half the returns distinct
+    # fewer than half the returns distinct
+    flat = (np.diff(np.sort(grams, axis=1), axis=1) != 0).sum(axis=1) + 1 < GRAM // 2
     h = np.zeros(len(grams), dtype='uint64')
     with np.errstate(over='ignore'):
         for j in range(GRAM): h = _mixed(h * _MIX[0] + grams[:, j])
-    kept = h[(h % np.uint64(KEEP) == 0) & ~flat]   # flat stretches (no trading, a holiday) are alike in every series: never a print
+    # flat stretches (no trading, a holiday) are alike in every series: never a print
+    kept = h[(h % np.uint64(KEEP) == 0) & ~flat]
     return sorted({f"{int(x):016x}" for x in kept})
 
 # %% ../../nbs/01l_data.prints.ipynb #c009
 def share(mine: list[str] | set[str], # a series' prints
           theirs: list[str] | set[str], # a family's prints (every series recorded under it)
          ) -> float:
-    "The share of the smaller set of prints that the other holds: 1 for a copy, a window or an extension of the same bars, 0 for unrelated bars"
+    """The share of the smaller set of prints that the other holds: 1 for a copy, a window or an extension of the same
+    bars, 0 for unrelated bars"""
     mine, theirs = set(mine), set(theirs)
     return len(mine & theirs) / min(len(mine), len(theirs)) if mine and theirs else 0.0

@@ -35,7 +35,8 @@ _CHECK_COLUMN = {'high < low': 'high', 'high below open or close': 'high', 'low 
 # %% ../../nbs/01b_data.quality.ipynb #c006_00
 def rejected_frame(rows=(), ts=(), columns=(), reasons=(), values=()) -> pd.DataFrame:
     "The table of rejected rows: source row (1-based), its timestamp, the column at fault, why, the value"
-    if not len(rows) and _NONE_REJECTED: return _NONE_REJECTED[0].copy(deep=False)  # the common case, built once (1 ms each)
+    # the common case, built once (1 ms each)
+    if not len(rows) and _NONE_REJECTED: return _NONE_REJECTED[0].copy(deep=False)
     return pd.DataFrame({'row': pd.array(list(rows), dtype='int64'), 'ts': pd.array([str(t) for t in ts], dtype='str'),
                          'column': pd.array(list(columns), dtype='str'), 'reason': pd.array(list(reasons), dtype='str'),
                          'value': pd.array([str(v) for v in values], dtype='str')})
@@ -45,9 +46,11 @@ _NONE_REJECTED.append(rejected_frame())
 
 # %% ../../nbs/01b_data.quality.ipynb #c006_01
 def all_good(rows: pd.DataFrame) -> bool:
-    "Whether every row passes the schema: the same checks in plain numpy, so that the schema runs only to name what fails"
+    """Whether every row passes the schema: the same checks in plain numpy, so that the schema runs only to name what
+    fails"""
     if not {'ts', *BAR_COLUMNS} <= set(rows.columns): return False
-    ts, *values = (rows[c] for c in ('ts', *BAR_COLUMNS))   # each column looked up once: a lookup costs more than checking a thousand values
+    # each column looked up once: a lookup costs more than checking a thousand values
+    ts, *values = (rows[c] for c in ('ts', *BAR_COLUMNS))
     if str(ts.dtype) != 'datetime64[ns, UTC]' or any(x.dtype != 'float64' for x in values) or ts.hasnans: return False
     o, h, l, c, v = (x.to_numpy() for x in values)
     with np.errstate(invalid='ignore'):
@@ -74,29 +77,40 @@ class Inspection:
 def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, columns `ts` + OHLCV (+ optional)
             symbol: str, timeframe: str,
             problems: pd.DataFrame | None = None, # rows the source could not parse (REJECT_COLUMNS)
-            writable: bool = True, # False: the bars may share read-only memory with `frame` (saves a copy of every column)
+            # False: the bars may share read-only memory with `frame` (saves a copy of every column)
+            writable: bool = True,
            ) -> Inspection:
     "Split a parsed batch into canonical good bars and rejected rows, each with its reason"
     import pandera.pandas as pa
     bad = [problems] if problems is not None and len(problems) else []
     rows = frame.drop(index=problems['row'].to_numpy(), errors='ignore') if bad else frame
     try:
-        if not all_good(rows): _schema().validate(rows, lazy=True, inplace=True)  # inplace, whole frame: no copy of millions of rows
+        # inplace, whole frame: no copy of millions of rows
+        if not all_good(rows): _schema().validate(rows, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as e:
         cases = e.failure_cases.dropna(subset=['index'])
         cases = cases[cases['column'].isna() | cases['column'].isin(['ts', *BAR_COLUMNS])]
         reason = cases['check'].map(lambda c: _REASONS.get(str(c), str(c)))
         column = np.where(cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN), cases['column'])
-        found = pd.DataFrame({'row': cases['index'].astype('int64').to_numpy(), 'column': column, 'reason': reason.to_numpy()})
-        found['rank'] = found['reason'].isin(list(_CHECK_COLUMN)).astype(int)  # a row's own bad value before a broken relation
-        found = found.sort_values(['row', 'rank'], kind='stable').drop_duplicates('row').drop(columns='rank').set_index('row')
+        found = pd.DataFrame(
+            {'row': cases['index'].astype('int64').to_numpy(), 'column': column, 'reason': reason.to_numpy()}
+        )
+        # a row's own bad value before a broken relation
+        found['rank'] = found['reason'].isin(list(_CHECK_COLUMN)).astype(int)
+        found = (
+            found.sort_values(['row', 'rank'], kind='stable')
+            .drop_duplicates('row')
+            .drop(columns='rank')
+            .set_index('row')
+        )
         at = rows.loc[found.index]
         values = [at.at[r, c] if c in at else '' for r, c in zip(found.index, found['column'])]
         bad.append(rejected_frame(found.index, at['ts'], found['column'], found['reason'], values))
         rows = rows.drop(index=found.index)
     notes = []
     stamps = pd.DatetimeIndex(rows['ts']).asi8
-    in_order = bool(len(stamps) < 2 or (np.diff(stamps) > 0).all())  # strictly increasing: unique and sorted, no hashing needed
+    # strictly increasing: unique and sorted, no hashing needed
+    in_order = bool(len(stamps) < 2 or (np.diff(stamps) > 0).all())
     dup = None if in_order else rows['ts'].duplicated(keep=False)   # in order: no time twice, nothing to look for
     if dup is not None and dup.any():
         copies = rows[dup]
@@ -115,7 +129,11 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
         rows = rows.sort_values('ts', kind='stable')
     bars = bars_frame(rows, symbol, timeframe, writable, times=rows['ts'])
     if 'adj_factor' in rows: bars['adj_factor'] = rows['adj_factor'].to_numpy(dtype='float64')
-    rejected = pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True) if bad else rejected_frame()
+    rejected = (
+        pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
+        if bad
+        else rejected_frame()
+    )
     return Inspection(bars, rejected, notes)
 
 
@@ -123,20 +141,29 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
 OBVIOUS = 5.0  # a close this many times above (or below 1/this of) both neighbours is a spike, history or not
 
 def _found(ts, kind: str, details: list) -> pd.DataFrame:
-    "Anomalies as a frame (ts, kind, detail); none found: an empty one, not built anew (a pushed candle meets three checks)"
+    """Anomalies as a frame (ts, kind, detail); none found: an empty one, not built anew (a pushed candle meets three
+    checks)"""
     if not len(ts): return _NONE.copy(deep=False)
     return pd.DataFrame({'ts': ts, 'kind': kind, 'detail': details})
 
-_NONE = pd.DataFrame({'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'), 'kind': pd.Series([], dtype='str'), 'detail': pd.Series([], dtype='str')})
+_NONE = pd.DataFrame(
+    {
+        'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'),
+        'kind': pd.Series([], dtype='str'),
+        'detail': pd.Series([], dtype='str'),
+    }
+)
 
 
 # %% ../../nbs/01b_data.quality.ipynb #c010_00
 def spikes(bars: pd.DataFrame, spike_sigmas: float = 10.0, window: int = 100) -> pd.DataFrame:
-    "Bars whose close jumps more than `spike_sigmas` recent standard deviations (or `OBVIOUS`-fold) and reverts on the next bar"
+    """Bars whose close jumps more than `spike_sigmas` recent standard deviations (or `OBVIOUS`-fold) and reverts on the
+    next bar"""
     close = bars['close'].to_numpy(dtype='float64')
     hits, r_all = [], {}
     for a in range(0, len(close), _CHUNK):   # a million bars at a time: ten million cost no more memory than one
-        lo, hi = max(0, a - window - 1), min(len(close), a + _CHUNK + 1)   # the window before the chunk, the bar after it
+        # the window before the chunk, the bar after it
+        lo, hi = max(0, a - window - 1), min(len(close), a + _CHUNK + 1)
         found, r = _spikes_in(close[lo:hi], spike_sigmas, window)
         found = found[(found >= a - lo) & (found < min(a + _CHUNK, len(close)) - lo)]
         hits.append(found + lo); r_all.update({int(i + lo): r[i] for i in found})
@@ -152,7 +179,8 @@ def _spikes_in(close: np.ndarray, spike_sigmas: float, window: int) -> tuple[np.
     "Positions of spikes in `close`, and its returns"
     if len(close) < 3: return np.array([], dtype='int64'), np.array([])
     r = np.r_[np.nan, np.diff(np.log(close))]
-    sigma = np.r_[np.nan, pd.Series(r).rolling(window, min_periods=20).std().to_numpy()[:-1]]   # of the returns known before the bar
+    # of the returns known before the bar
+    sigma = np.r_[np.nan, pd.Series(r).rolling(window, min_periods=20).std().to_numpy()[:-1]]
     after = np.r_[r[1:], np.nan]
     with np.errstate(invalid='ignore'):
         # a short file has no history to measure a standard deviation by: a jump of OBVIOUS-fold needs none
@@ -170,7 +198,9 @@ def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     edges = np.diff(np.r_[0, flat.astype('int8'), 0])   # runs of flat bars: where they start and end
     starts, lengths = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
     keep = lengths >= stale_run
-    return _found(bars.index[starts[keep]], 'stale', [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])])
+    return _found(
+        bars.index[starts[keep]], 'stale', [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])]
+    )
 
 
 # %% ../../nbs/01b_data.quality.ipynb #c010_03
@@ -186,7 +216,8 @@ def gaps(bars: pd.DataFrame, calendar: str,
     if bars.empty: return pd.DataFrame(columns=['first_missing', 'last_missing', 'bars'])
     expected = _expected(bars, calendar) if expected is None else expected
     missing = expected.difference(_on_grid(bars))
-    if missing.empty: return pd.DataFrame({'first_missing': missing, 'last_missing': missing, 'bars': pd.array([], dtype='int64')})
+    if missing.empty:
+        return pd.DataFrame({'first_missing': missing, 'last_missing': missing, 'bars': pd.array([], dtype='int64')})
     position = expected.get_indexer(missing)
     run = np.r_[0, np.cumsum(np.diff(position) != 1)]
     grouped = pd.Series(missing, index=missing).groupby(run)
@@ -198,20 +229,26 @@ def gaps(bars: pd.DataFrame, calendar: str,
 def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex | None = None) -> pd.DataFrame:
     "Bars at times `calendar` says the market is closed (or off the bar-size grid)"
     if bars.empty: return pd.DataFrame(columns=['ts', 'kind', 'detail'])
-    if expected is None and calendar == '24/7' and bars.attrs['timeframe'] != '1d':   # every step from the first bar: off the grid is off
+    # every step from the first bar: off the grid is off
+    if expected is None and calendar == '24/7' and bars.attrs['timeframe'] != '1d':
         ns, step = bars.index.as_unit('ns').asi8, pd.Timedelta(TIMEFRAMES[bars.attrs['timeframe']]).value
-        off = np.concatenate([np.flatnonzero((ns[a:a + _CHUNK] - ns[0]) % step != 0) + a for a in range(0, len(ns), _CHUNK)])
+        off = np.concatenate(
+            [np.flatnonzero((ns[a : a + _CHUNK] - ns[0]) % step != 0) + a for a in range(0, len(ns), _CHUNK)]
+        )
         extra = bars.index[off]
     else:
         expected = _expected(bars, calendar) if expected is None else expected
         extra = bars.index[~_on_grid(bars).isin(expected)]
-    if not len(extra): return _NONE.copy(deep=False)   # the usual answer: naming no days costs 0.3 ms
-    return _found(extra, 'off-calendar', list(f"no {bars.attrs['timeframe']} bar expected on {calendar} on a " + extra.day_name()))
+    if not len(extra): return _NONE.copy(deep=False)  # the usual answer: naming no days costs 0.3 ms
+    return _found(
+        extra, 'off-calendar', list(f"no {bars.attrs['timeframe']} bar expected on {calendar} on a " + extra.day_name())
+    )
 
 
 # %% ../../nbs/01b_data.quality.ipynb #c010_06
 def _on_grid(bars: pd.DataFrame) -> pd.DatetimeIndex:
-    "The bars' times as the calendar lists them: a daily bar by its date (vendors stamp days at midnight, at the close or in their zone)"
+    """The bars' times as the calendar lists them: a daily bar by its date (vendors stamp days at midnight, at the close
+    or in their zone)"""
     return bars.index.normalize() if bars.attrs['timeframe'] == '1d' else bars.index
 
 
@@ -232,8 +269,10 @@ def clock_shift(bars: pd.DataFrame,  # intraday canonical bars
                 off: pd.DataFrame | None = None, # `off_calendar(bars, calendar)`, when already known
                 most: int = 20_000,  # bars looked at, at most
                ) -> int | None:
-    "The whole hours (-12 to +14) the bars' times look ahead of `calendar`'s clock (moved back by them, their off-calendar bars are on it); None when no shift explains them"
-    if bars.empty or bars.attrs['timeframe'] == '1d' or calendar == '24/7': return None   # round the clock: no hour is closed
+    """The whole hours (-12 to +14) the bars' times look ahead of `calendar`'s clock (moved back by them, their
+    off-calendar bars are on it); None when no shift explains them"""
+    # round the clock: no hour is closed
+    if bars.empty or bars.attrs['timeframe'] == '1d' or calendar == '24/7': return None
     off = off_calendar(bars, calendar) if off is None else off
     if off.empty: return None
     times = bars.index
@@ -255,7 +294,14 @@ def clock_shift(bars: pd.DataFrame,  # intraday canonical bars
 def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict:
     "The quality summary of one symbol's bars"
     tf = bars.attrs['timeframe']
-    if bars.empty: return {'symbol': bars.attrs.get('symbol'), 'timeframe': tf, 'calendar': calendar, 'bars': 0, 'quarantined': quarantined}
+    if bars.empty:
+        return {
+            'symbol': bars.attrs.get('symbol'),
+            'timeframe': tf,
+            'calendar': calendar,
+            'bars': 0,
+            'quarantined': quarantined,
+        }
     expected = _expected(bars, calendar)  # once: gaps and off-calendar bars both compare against it
     holes, odd = gaps(bars, calendar, expected), anomalies(bars, calendar, expected=expected)
     kinds = odd['kind'].value_counts() if len(odd) else pd.Series(dtype='int64')
@@ -274,14 +320,24 @@ def quality_figure(bars: pd.DataFrame, calendar: str):
     import plotly.graph_objects as go
     expected = _expected(bars, calendar)
     month = lambda idx: idx.tz_localize(None).to_period('M').to_timestamp()
-    present = pd.Series(1, index=bars.index.intersection(expected)).groupby(month(bars.index.intersection(expected))).sum()
+    present = (
+        pd.Series(1, index=bars.index.intersection(expected)).groupby(month(bars.index.intersection(expected))).sum()
+    )
     wanted = pd.Series(1, index=expected).groupby(month(expected)).sum()
     share = (present.reindex(wanted.index, fill_value=0) / wanted).rename('coverage')
     odd = anomalies(bars, calendar, expected=expected)
     fig = go.Figure(go.Bar(x=share.index, y=share.values, name='bars present / expected'))
     for kind, rows in odd.groupby('kind'):
-        fig.add_trace(go.Scatter(x=rows['ts'].dt.tz_localize(None), y=[1.02] * len(rows), mode='markers', name=kind, text=rows['detail']))
-    fig.update_layout(title=f"{bars.attrs.get('symbol')} {bars.attrs['timeframe']}: coverage of the {calendar} calendar",
-                      yaxis=dict(range=[0, 1.06], tickformat='.0%'), height=320, margin=dict(l=40, r=20, t=50, b=30))
+        fig.add_trace(
+            go.Scatter(
+                x=rows['ts'].dt.tz_localize(None), y=[1.02] * len(rows), mode='markers', name=kind, text=rows['detail']
+            )
+        )
+    fig.update_layout(
+        title=f"{bars.attrs.get('symbol')} {bars.attrs['timeframe']}: coverage of the {calendar} calendar",
+        yaxis=dict(range=[0, 1.06], tickformat='.0%'),
+        height=320,
+        margin=dict(l=40, r=20, t=50, b=30),
+    )
     return fig
 

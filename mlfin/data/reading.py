@@ -17,10 +17,12 @@ __all__ = ['load', 'ls', 'quality_report', 'observations_report']
 def load(symbol: str,          # a symbol in the store
          timeframe: str,       # its bar size
          start: str | None = None, # first timestamp kept (inclusive, UTC); None: from the first bar
-         end: str | None = None,   # last timestamp kept (inclusive, UTC; a date means its whole day); None: to the last bar
+         # last timestamp kept (inclusive, UTC; a date means its whole day); None: to the last bar
+         end: str | None = None,
          adjust: bool = True,  # apply the stored split/dividend factor (False: raw prices as ingested)
          store=None,           # a store or its URL; default `open_store()`
-         last: int | None = None, # only the last `last` bars (read from the series' last files; `start` and `end` then unused)
+         # only the last `last` bars (read from the series' last files; `start` and `end` then unused)
+         last: int | None = None,
         ) -> pd.DataFrame:
     "Canonical bars of `symbol` at `timeframe` between `start` and `end` (or its last `last`)"
     store = open_store(store)
@@ -29,7 +31,9 @@ def load(symbol: str,          # a symbol in the store
         factor = bars.pop('adj_factor')
         if adjust: bars = adjusted(bars, factor)
     meta = store.meta(symbol, timeframe)
-    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=meta.get('calendar', ''), source=meta.get('source', ''))
+    bars.attrs.update(
+        symbol=symbol, timeframe=timeframe, calendar=meta.get('calendar', ''), source=meta.get('source', '')
+    )
     return bars
 
 
@@ -46,8 +50,12 @@ def quality_report(symbol: str | None = None, store=None) -> pd.DataFrame:
     held = store.ls()
     if symbol: held = held[held['symbol'] == symbol]
     if held.empty and not symbol and len(store.observation_series()):
-        raise NotFound("no bars in the store, only series that are not bars (`observations_report`, `mlfin quality`): `mlfin ingest` bars first")
-    if held.empty: raise NotFound(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
+        raise NotFound(
+            "no bars in the store, only series that are not bars (`observations_report`, `mlfin quality`): `mlfin "
+            "ingest` bars first"
+        )
+    if held.empty:
+        raise NotFound(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
     rows = [quality_row(load(s, t, store=store), c or 'XNYS', q) for s, t, c, q in
             zip(held['symbol'], held['timeframe'], held['calendar'], held['quarantined'])]
     return pd.DataFrame(rows).set_index(['symbol', 'timeframe'])
@@ -55,11 +63,23 @@ def quality_report(symbol: str | None = None, store=None) -> pd.DataFrame:
 
 # %% ../../nbs/01q_data.reading.ipynb #c011_02
 def observations_report(store=None) -> pd.DataFrame:
-    "The stored non-bar series as a person reads them: name (and company), frequency, rule, source, licence, periods, vintages, first and last period and known time"
+    """The stored non-bar series as a person reads them: name (and company), frequency, rule, source, licence, periods,
+    vintages, first and last period and known time"""
     held = open_store(store).observation_series()
     day, when = (lambda c: held[c].dt.strftime('%Y-%m-%d')), (lambda c: held[c].dt.strftime('%Y-%m-%d %H:%M UTC'))
-    return pd.DataFrame({'series': [n if s is None else f"{n} of {s}" for n, s in zip(held['name'], held['symbol'])],
-                         'frequency': held['frequency'], 'rule': held['rule'], 'source': held['source'], 'licence': held['licence'],
-                         'periods': held['periods'], 'vintages': held['vintages'], 'first period': day('first_period'), 'last period': day('last_period'),
-                         'first known': when('first_known'), 'last known': when('last_known')})
+    return pd.DataFrame(
+        {
+            'series': [n if s is None else f"{n} of {s}" for n, s in zip(held['name'], held['symbol'])],
+            'frequency': held['frequency'],
+            'rule': held['rule'],
+            'source': held['source'],
+            'licence': held['licence'],
+            'periods': held['periods'],
+            'vintages': held['vintages'],
+            'first period': day('first_period'),
+            'last period': day('last_period'),
+            'first known': when('first_known'),
+            'last known': when('last_known'),
+        }
+    )
 

@@ -28,18 +28,23 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
     "Finished OHLCV bars of `market` on `exchange` as a batch"
     import time, ccxt
     source = f"ccxt {exchange} {market}"
-    if exchange not in ccxt.exchanges: raise BadInput(f"{source}: unknown exchange (ccxt knows {len(ccxt.exchanges)}, e.g. binance, kraken)")
+    if exchange not in ccxt.exchanges:
+        raise BadInput(f"{source}: unknown exchange (ccxt knows {len(ccxt.exchanges)}, e.g. binance, kraken)")
     client = getattr(ccxt, exchange)({'enableRateLimit': True, **(config or {})})
     step = client.parse_timeframe(timeframe) * 1000
     first = int(pd.Timestamp(start, tz='UTC').timestamp() * 1000)
-    finished = int(pd.Timestamp(now or pd.Timestamp.now('UTC')).timestamp() * 1000) - step  # opened a whole bar ago or more
+    # opened a whole bar ago or more
+    finished = int(pd.Timestamp(now or pd.Timestamp.now('UTC')).timestamp() * 1000) - step
     last = min(int(pd.Timestamp(end, tz='UTC').timestamp() * 1000), finished) if end else finished
     def call(fn, *args, **kw):
         for attempt in range(retries):
             try: return fn(*args, **kw)
             except ccxt.BadSymbol as e: raise NotFound(f"{source}: no such market ({str(e)[:120]})") from None
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
-                if attempt == retries - 1: raise Unavailable(f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})") from None
+                if attempt == retries - 1:
+                    raise Unavailable(
+                        f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})"
+                    ) from None
                 time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
             except ccxt.ExchangeError as e: raise Unavailable(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
     call(client.load_markets)
@@ -51,7 +56,9 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
         if not page: break
         rows += page
         since = page[-1][0] + step
-    table = pd.DataFrame(rows, columns=['ts', 'open', 'high', 'low', 'close', 'volume'], index=pd.RangeIndex(1, len(rows) + 1))
+    table = pd.DataFrame(
+        rows, columns=['ts', 'open', 'high', 'low', 'close', 'volume'], index=pd.RangeIndex(1, len(rows) + 1)
+    )
     if table.empty: raise NotFound(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
     return from_columns(table, {c: c for c in table.columns}, source, f"ccxt {exchange}")
 
@@ -70,7 +77,8 @@ def fetch_yahoo(ticker: str,           # Yahoo's ticker: AAPL, ^GSPC, EURUSD=X
     from yfinance.exceptions import YFException, YFRateLimitError
     source = f"yfinance {ticker}"
     check_timeframe(timeframe, source)
-    stop = (pd.Timestamp(end) + pd.Timedelta(days=1)).strftime('%Y-%m-%d') if end else None  # yfinance's end is exclusive
+    # yfinance's end is exclusive
+    stop = (pd.Timestamp(end) + pd.Timedelta(days=1)).strftime('%Y-%m-%d') if end else None
     yf.config.debug.hide_exceptions = False  # errors raised, not printed and swallowed
     for attempt in range(retries):
         try:
@@ -79,12 +87,16 @@ def fetch_yahoo(ticker: str,           # Yahoo's ticker: AAPL, ^GSPC, EURUSD=X
                 prepost=False, repair=False)
             break
         except YFRateLimitError:
-            if attempt == retries - 1: raise Unavailable(f"{source}: Yahoo keeps answering 'too many requests'; try later") from None
+            if attempt == retries - 1:
+                raise Unavailable(f"{source}: Yahoo keeps answering 'too many requests'; try later") from None
             time.sleep(2 ** attempt)
         except YFException as e: raise BadInput(f"{source}: {str(e).strip().splitlines()[0][:200]}") from None
     if history.empty: raise NotFound(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
     index = pd.DatetimeIndex(history.index)
-    if timeframe == '1d': index = (index.tz_localize(None) if index.tz is not None else index).normalize().tz_localize('UTC')  # the session's local date
+    if timeframe == '1d':
+        index = (
+            (index.tz_localize(None) if index.tz is not None else index).normalize().tz_localize('UTC')
+        )  # the session's local date
     table = history.reset_index(drop=True).assign(ts=index.as_unit('ns'))
     table.index = pd.RangeIndex(1, len(table) + 1)
     layout, mapping = detect_layout(list(table.columns), source)
@@ -118,7 +130,8 @@ def read_postgres(url: str,                 # postgresql://user@host:port/db
     if symbol_column: frame = frame.drop(columns=[symbol_column])
     if frame.empty: raise NotFound(f"{source}: no rows" + (f" for {symbol_column} = {symbol}" if symbol_column else ''))
     for c in frame.columns:  # numeric (Decimal) columns to floats; times stay times
-        if frame[c].dtype == object and len(frame) and isinstance(frame[c].iloc[0], __import__('decimal').Decimal): frame[c] = frame[c].astype('float64')
+        if frame[c].dtype == object and len(frame) and isinstance(frame[c].iloc[0], __import__('decimal').Decimal):
+            frame[c] = frame[c].astype('float64')
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     layout, mapping = ('mapped', columns) if columns else detect_layout(list(frame.columns), source)
     return from_columns(frame, mapping, source, layout, tz)

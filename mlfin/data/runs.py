@@ -22,7 +22,8 @@ __all__ = ['source_timeframe', 'resampled', 'series_bars', 'ingest_universe', 's
 
 # %% ../../nbs/01s_data.runs.ipynb #c2a034378
 def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
-    "The bar size a run reads to give `symbol`'s `timeframe` bars: that one when stored (or a sample's), else the coarsest finer one, to be resampled"
+    """The bar size a run reads to give `symbol`'s `timeframe` bars: that one when stored (or a sample's), else the
+    coarsest finer one, to be resampled"""
     store = open_store(store)
     held = lambda tf: bool(store.meta(symbol, tf)) or sample_for(symbol, tf, store) is not None
     if held(timeframe): return timeframe
@@ -33,7 +34,8 @@ def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
 # %% ../../nbs/01s_data.runs.ipynb #c66c101a5
 @lru_cache(maxsize=1)
 def _aggregating_code() -> str:
-    "What makes coarser bars (the bars module: resampling, sessions, calendars; exchange_calendars' holidays and hours): a resampled series is made again when it changes"
+    """What makes coarser bars (the bars module: resampling, sessions, calendars; exchange_calendars' holidays and
+    hours): a resampled series is made again when it changes"""
     import hashlib, mlfin.data.bars as module   # here, not at the top: importing mlfin.data.bars imports this module
     from importlib.metadata import version
     return hashlib.sha256(Path(module.__file__).read_bytes() + version('exchange_calendars').encode()).hexdigest()[:16]
@@ -44,12 +46,15 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
               start: str | None = None, end: str | None = None, # as `load`'s
               store=None,
              ) -> pd.DataFrame:
-    "A stored series' bars at a coarser size, on its own calendar's sessions; cached like a feature (keyed by the series' stamp and the aggregating code)"
+    """A stored series' bars at a coarser size, on its own calendar's sessions; cached like a feature (keyed by the
+    series' stamp and the aggregating code)"""
     import hashlib
     store = open_store(store)
     meta = store.meta(symbol, source)
-    calendar = calendar_of(symbol, source, store)   # the one rule: recorded, else the sample's, else NYSE
-    key = hashlib.sha256('|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)), _aggregating_code()]).encode()).hexdigest()[:24]
+    calendar = calendar_of(symbol, source, store)  # the one rule: recorded, else the sample's, else NYSE
+    key = hashlib.sha256(
+        '|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)), _aggregating_code()]).encode()
+    ).hexdigest()[:24]
     path = home()/'resampled'/f"{key}.parquet"
     if path.exists(): bars = pd.read_parquet(path)
     else:
@@ -61,60 +66,93 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     if lo is not None: keep &= bars.index >= lo
     if hi is not None: keep &= (bars.index <= hi) if closed else (bars.index < hi)
     bars = bars[keep]
-    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=calendar, source=meta.get('source', ''), resampled_from=source)
+    bars.attrs.update(
+        symbol=symbol, timeframe=timeframe, calendar=calendar, source=meta.get('source', ''), resampled_from=source
+    )
     return bars
 
 # %% ../../nbs/01s_data.runs.ipynb #c2847f0a6
-def series_bars(symbol: str, timeframe: str, start: str | None = None, end: str | None = None, store=None) -> pd.DataFrame:
-    "A series' bars at `timeframe` for a run or a feature: read from the store (its sample ingested first), or resampled from a finer stored size"
+def series_bars(
+    symbol: str, timeframe: str, start: str | None = None, end: str | None = None, store=None
+) -> pd.DataFrame:
+    """A series' bars at `timeframe` for a run or a feature: read from the store (its sample ingested first), or
+    resampled from a finer stored size"""
     store = open_store(store)
     source = source_timeframe(symbol, timeframe, store)
     ensure_sample(symbol, source, store)
-    return load(symbol, timeframe, start, end, store=store) if source == timeframe else resampled(symbol, source, timeframe, start, end, store)
+    return (
+        load(symbol, timeframe, start, end, store=store)
+        if source == timeframe
+        else resampled(symbol, source, timeframe, start, end, store)
+    )
 
 # %% ../../nbs/01s_data.runs.ipynb #c013d
 def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                     start: str | None = None, end: str | None = None, # date range kept for the run
                     store=None,
                    ) -> tuple[pd.DataFrame, list[dict]]:
-    "Every pair's bars in range, long format, with a manifest crediting each series' source (samples ingested when missing)"
-    from mlfin.data.quality import quality_row   # here, not at the top: importing mlfin.data.quality imports this module
+    """Every pair's bars in range, long format, with a manifest crediting each series' source (samples ingested when
+    missing)"""
+    from mlfin.data.quality import quality_row   # here, not at the top: importing mlfin.data.quality imports this
+                                                 # module
     store = open_store(store)
     frames, manifest = [], []
     for i, (symbol, timeframe) in enumerate(pairs):
         step('ingest', f"{symbol} {timeframe}", i, len(pairs))
         bars = series_bars(symbol, timeframe, start, end, store)
-        source = bars.attrs.get('resampled_from', timeframe)   # a coarser size than stored: resampled from the finer series
-        if bars.empty: raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
+        # a coarser size than stored: resampled from the finer series
+        source = bars.attrs.get('resampled_from', timeframe)
+        if bars.empty:
+            raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
         kept = store.meta(symbol, source)
         sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another
         calendar = kept.get('calendar') or 'XNYS'
-        manifest.append({'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
-                         'asset_class': asset_class_of(symbol, calendar),   # the one rule the backtest's costs follow: an index the samples list, else the calendar's class
-                         'source': kept.get('origin', kept['source']) if sampled else kept.get('source', 'store'),
-                         'licence': kept.get('licence', '') if sampled else '', 'package': kept.get('package', '') if sampled else '',
-                         'bars': len(bars), 'first': str(bars.index[0]), 'last': str(bars.index[-1]),
-                         'fingerprint': fingerprint(bars),
-                         'quality': {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in
-                                     quality_row(bars, calendar, len(store.quarantined(symbol).query('timeframe == @source'))).items()},
-                         **({'resampled_from': source} if source != timeframe else {})})
+        manifest.append(
+            {
+                'symbol': symbol,
+                'timeframe': timeframe,
+                'calendar': calendar,
+                'asset_class': asset_class_of(
+                    symbol, calendar
+                ),  # the one rule the backtest's costs follow: an index the samples list, else the calendar's class
+                'source': kept.get('origin', kept['source']) if sampled else kept.get('source', 'store'),
+                'licence': kept.get('licence', '') if sampled else '',
+                'package': kept.get('package', '') if sampled else '',
+                'bars': len(bars),
+                'first': str(bars.index[0]),
+                'last': str(bars.index[-1]),
+                'fingerprint': fingerprint(bars),
+                'quality': {
+                    k: (str(v) if isinstance(v, pd.Timestamp) else v)
+                    for k, v in quality_row(
+                        bars, calendar, len(store.quarantined(symbol).query('timeframe == @source'))
+                    ).items()
+                },
+                **({'resampled_from': source} if source != timeframe else {}),
+            }
+        )
         frames.append(bars.assign(symbol=symbol, timeframe=timeframe, calendar=calendar))
     return pd.concat(frames), manifest
 
 
 # %% ../../nbs/01s_data.runs.ipynb #c013d_00
 def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
-    "A value per series that changes whenever its stored bars do (samples ingested first): what tells a run that new bars arrived"
+    """A value per series that changes whenever its stored bars do (samples ingested first): what tells a run that new
+    bars arrived"""
     store = open_store(store)
     stamps = {}
     for symbol, timeframe in pairs:
         source = source_timeframe(symbol, timeframe, store)   # a resampled series changes when its source does
         ensure_sample(symbol, source, store)
-        found = store.stamp(symbol, source)   # a text on the embedded store, a tuple on PostgreSQL
-        stamps[f"{symbol}:{timeframe}"] = None if found is None else str(found) + ('' if source == timeframe else f" <- {source}")
+        found = store.stamp(symbol, source)  # a text on the embedded store, a tuple on PostgreSQL
+        stamps[f"{symbol}:{timeframe}"] = (
+            None if found is None else str(found) + ('' if source == timeframe else f" <- {source}")
+        )
         if found is None:   # before any task starts, not in the ingest task's kernel
             held = store.ls()
-            listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+            listing = (
+                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+            )
             raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
     return {k: str(v) for k, v in stamps.items()}
 
@@ -125,7 +163,11 @@ def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     out = {}
     for symbol, rows in long.groupby('symbol', sort=False):
         bars = rows[BAR_COLUMNS].copy()
-        bars.attrs.update(symbol=symbol, timeframe=rows['timeframe'].iloc[0], **({'calendar': rows['calendar'].iloc[0]} if 'calendar' in rows else {}))
+        bars.attrs.update(
+            symbol=symbol,
+            timeframe=rows['timeframe'].iloc[0],
+            **({'calendar': rows['calendar'].iloc[0]} if 'calendar' in rows else {}),
+        )
         out[symbol] = bars
     return out
 

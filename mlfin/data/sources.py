@@ -26,20 +26,27 @@ class Batch:
     layout: str = 'frame'   # which layout was recognised
 
     def inspect(self, symbol: str, timeframe: str,
-                writable: bool = True, # False: bars may share read-only memory with the parsed file (ingest, which only stores them)
-                volume: str | None = None, # MetaTrader's: the series' volume, tick_volume or real_volume (default: `volume_choice()`)
+                # False: bars may share read-only memory with the parsed file (ingest, which only stores them)
+                writable: bool = True,
+                # MetaTrader's: the series' volume, tick_volume or real_volume (default: `volume_choice()`)
+                volume: str | None = None,
                ) -> Inspection:
         "Good canonical bars and rejected rows of this batch"
         if self.frame.empty and self.problems.empty: raise BadInput(f"{self.source}: no rows")
-        return inspect(self._with_volume(volume), symbol, check_timeframe(timeframe, self.source), self.problems, writable)
+        return inspect(
+            self._with_volume(volume), symbol, check_timeframe(timeframe, self.source), self.problems, writable
+        )
 
     def volume_choice(self, recorded: str | None = None, # the volume the series already uses, if any
                      ) -> str | None:
-        "Which MetaTrader volume is the bars' volume: the recorded one, else real volume where the broker reports any, else ticks; None: the batch has `volume`"
+        """Which MetaTrader volume is the bars' volume: the recorded one, else real volume where the broker reports any,
+        else ticks; None: the batch has `volume`"""
         held = [c for c in MT5_VOLUMES if c in self.frame]
         if not held or 'volume' in self.frame: return None
         if recorded: return recorded
-        return 'real_volume' if 'real_volume' in held and np.nansum(self.frame['real_volume'].to_numpy()) > 0 else held[0]
+        return (
+            'real_volume' if 'real_volume' in held and np.nansum(self.frame['real_volume'].to_numpy()) > 0 else held[0]
+        )
 
     def _with_volume(self, volume: str | None) -> pd.DataFrame:
         "The frame with `volume` from the chosen MetaTrader column (no copy of the others)"
@@ -50,7 +57,8 @@ class Batch:
                            f"(only {', '.join(c for c in MT5_VOLUMES if c in self.frame)}): send {volume}")
         return self.frame.drop(columns=[c for c in MT5_VOLUMES if c in self.frame]).assign(volume=self.frame[volume])
 
-MT5_VOLUMES = ('tick_volume', 'real_volume')  # MetaTrader's two volumes, kept side by side until the series' choice is known
+# MetaTrader's two volumes, kept side by side until the series' choice is known
+MT5_VOLUMES = ('tick_volume', 'real_volume')
 
 # %% ../../nbs/01c_data.sources.ipynb #c007
 _TIME_NAMES = ('ts', 'timestamp', 'time', 'date', 'datetime', 'open_time', 'opentime')
@@ -76,7 +84,10 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
     keys = {_key(n): n for n in names}
     if {'tick_volume', 'real_volume'} & set(keys) and 'time' in keys:
         lacking = [c for c in PRICE_COLUMNS if c not in keys]
-        if lacking: raise BadInput(f"{source}: MetaTrader rates without {', '.join(lacking)} (columns: {', '.join(map(str, names[:12]))})")
+        if lacking:
+            raise BadInput(
+                f"{source}: MetaTrader rates without {', '.join(lacking)} (columns: {', '.join(map(str, names[:12]))})"
+            )
         mapping = {'ts': keys['time'], **{c: keys[c] for c in PRICE_COLUMNS}}
         mapping.update({k: keys[k] for k in ('tick_volume', 'real_volume', 'spread') if k in keys})
         return 'mt5-rates', mapping
@@ -85,8 +96,11 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
     if 'vol' in keys and mapping['volume'] is None: mapping['volume'] = keys['vol']
     missing = [c for c, v in mapping.items() if v is None]
     if missing:
-        raise BadInput(f"{source}: layout not recognised (columns: {', '.join(map(str, names[:12]))}); missing {', '.join(missing)}: "
-                         f"map them, e.g. --map ts=Date,open=Open,...")
+        raise BadInput(
+            f"{source}: layout not recognised (columns: {', '.join(map(str, names[:12]))}); missing "
+            f"{', '.join(missing)}: "
+            f"map them, e.g. --map ts=Date,open=Open,..."
+        )
     for extra in ('adj_close', 'vwap', 'spread'):
         if extra in keys: mapping[extra] = keys[extra]
     return ('yahoo' if 'adj_close' in keys else 'plain'), mapping
@@ -117,7 +131,8 @@ def _numbers(values: pd.Series, column: str) -> tuple[np.ndarray, pd.DataFrame]:
 def _epoch(values: np.ndarray) -> pd.DatetimeIndex:
     "Epoch numbers in s, ms, µs or ns (told apart by their typical size) as UTC times; NaT where one is out of range"
     finite = np.isfinite(values)
-    typical = np.median(np.abs(values[finite])) if finite.any() else 0   # the median: one wild value does not change the unit
+    # the median: one wild value does not change the unit
+    typical = np.median(np.abs(values[finite])) if finite.any() else 0
     ns = values * (1 if typical > 1e17 else 1e3 if typical > 1e14 else 1e6 if typical > 1e11 else 1e9)
     ok = finite & (np.abs(ns) < 9.2e18)   # inside what nanoseconds since 1970 can hold (1677 to 2262)
     stamps = np.full(len(values), np.iinfo('int64').min, dtype='int64')   # NaT
@@ -129,7 +144,8 @@ def _epoch(values: np.ndarray) -> pd.DatetimeIndex:
 def _on_clock(times: pd.DatetimeIndex, # times read as UTC that count another clock
               zone: str,                # the zone of that clock (MetaTrader: the broker's server)
              ) -> pd.DatetimeIndex:
-    "UTC times of wall-clock times that were read as UTC; NaT where `zone`'s clock skips or repeats the time (a change of summer time)"
+    """UTC times of wall-clock times that were read as UTC; NaT where `zone`'s clock skips or repeats the time (a change
+    of summer time)"""
     if zone == 'UTC': return times
     return times.tz_localize(None).tz_localize(zone, ambiguous='NaT', nonexistent='NaT').tz_convert('UTC').as_unit('ns')
 
@@ -145,9 +161,14 @@ def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str,
     if wall and wall != 'UTC':
         local = _on_clock(times, wall)
         skipped = local.isna() & ~times.isna()
-        if skipped.any(): problems.append(_unparsed(values, skipped, column, f"not a time on the clock of {wall} (it skips or repeats it)"))
+        if skipped.any():
+            problems.append(
+                _unparsed(values, skipped, column, f"not a time on the clock of {wall} (it skips or repeats it)")
+            )
         times = local
-    return pd.Series(times, index=values.index), (pd.concat(problems, ignore_index=True) if problems else rejected_frame())
+    return pd.Series(times, index=values.index), (
+        pd.concat(problems, ignore_index=True) if problems else rejected_frame()
+    )
 
 
 # %% ../../nbs/01c_data.sources.ipynb #c010_04
@@ -155,25 +176,39 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
            wall: bool = False, # epoch numbers count `tz`'s clock (MetaTrader's), not UTC
           ) -> tuple[pd.Series, pd.DataFrame]:
     "UTC times of a column (ISO text, epoch numbers or datetimes), and the rows that are not times"
-    if isinstance(values.dtype, pd.DatetimeTZDtype): return values.dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
-    if pd.api.types.is_datetime64_dtype(values.dtype): return values.dt.tz_localize(tz).dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.tz_localize(tz).dt.tz_convert('UTC').dt.as_unit('ns'), rejected_frame()
     if pd.api.types.is_numeric_dtype(values.dtype):
         return _epoch_times(values.to_numpy(dtype='float64', na_value=np.nan), values, column, tz if wall else None)
     import pyarrow as pa, pyarrow.compute as pc
-    if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(values.array.__arrow_array__().type):
+
+    if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(
+        values.array.__arrow_array__().type
+    ):
         text = values.array.__arrow_array__()  # zero-copy: parsed in Arrow, never as Python strings
     else: text = pa.chunked_array([pa.array(values.astype('str'), type=pa.string())])
     head = [v for v in text.slice(0, 100).to_pylist() if v]
-    if any(v != v.strip() for v in head): text = pc.utf8_trim_whitespace(text)  # padded times: a copy of every string, only then
+    # padded times: a copy of every string, only then
+    if any(v != v.strip() for v in head): text = pc.utf8_trim_whitespace(text)
     first = next((v.strip() for v in head), '')
-    if first.isdigit():   # epoch numbers written as text: each such row is one; any other row is parsed (or named) on its own
+    # epoch numbers written as text: each such row is one; any other row is parsed (or named) on its own
+    if first.isdigit():
         digits = pc.match_substring_regex(text, r'^\s*\d{9,19}(\.\d*)?\s*$')
         if pc.all(digits).as_py():
-            return _epoch_times(pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False), values, column, tz if wall else None)
+            return _epoch_times(
+                pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False),
+                values,
+                column,
+                tz if wall else None,
+            )
         is_digits = digits.fill_null(False).to_numpy(zero_copy_only=False)
         if is_digits.any():
             numbers = np.full(len(text), np.nan)
-            numbers[is_digits] = pc.cast(pc.utf8_trim_whitespace(text.filter(pa.array(is_digits))), pa.float64()).to_numpy(zero_copy_only=False)
+            numbers[is_digits] = pc.cast(
+                pc.utf8_trim_whitespace(text.filter(pa.array(is_digits))), pa.float64()
+            ).to_numpy(zero_copy_only=False)
             times, bad = _epoch_times(numbers, values, column, tz if wall else None)
             rest = ~is_digits & text.is_valid().to_numpy(zero_copy_only=False)
             if not rest.any(): return times, bad
@@ -183,15 +218,20 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
     zoned = pc.match_substring_regex(text, ZONED)
     n_zoned = pc.sum(zoned).as_py() or 0
     problems = []
-    if 0 < n_zoned < len(text) - text.null_count:  # some times carry a zone and some do not: which is right is unknowable
+    # some times carry a zone and some do not: which is right is unknowable
+    if 0 < n_zoned < len(text) - text.null_count:
         is_zoned = zoned.fill_null(False).to_numpy(zero_copy_only=False)
         minority = ~is_zoned if n_zoned * 2 >= len(text) else is_zoned
         minority &= text.is_valid().to_numpy(zero_copy_only=False)
-        problems.append(_unparsed(values, minority, column, 'time zone differs from the other rows (mixed naive and zoned times)'))
+        problems.append(
+            _unparsed(values, minority, column, 'time zone differs from the other rows (mixed naive and zoned times)')
+        )
+
     def arrow_times(text):
         if fmt: parsed = pc.strptime(text, format=fmt, unit='ns', error_is_null=False)
         else: parsed = text.cast(pa.timestamp('ns', tz='UTC') if n_zoned else pa.timestamp('ns'))
-        if not n_zoned and tz == 'UTC': parsed = parsed.cast(pa.timestamp('ns', tz='UTC'))  # naive read as UTC: a label, no copy
+        # naive read as UTC: a label, no copy
+        if not n_zoned and tz == 'UTC': parsed = parsed.cast(pa.timestamp('ns', tz='UTC'))
         return pd.Series(parsed.to_pandas().array, index=values.index)  # .array: by position, not by label
     try:
         try: times = arrow_times(text)
@@ -204,9 +244,13 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
         problems.append(_unparsed(values, bad, column, 'not a time'))
     if times.dt.tz is None: times = times.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
     times = times.dt.tz_convert('UTC')
-    if times.dt.unit != 'ns':   # parsed at a coarser unit: a time before 1677 or after 2262 has no nanosecond stamp
-        wild = times.notna() & ((times < pd.Timestamp.min.tz_localize('UTC')) | (times > pd.Timestamp.max.tz_localize('UTC')))
-        if wild.any(): problems.append(_unparsed(values, wild.to_numpy(), column, 'not a time (before 1677 or after 2262)')); times = times.mask(wild)
+    if times.dt.unit != 'ns':  # parsed at a coarser unit: a time before 1677 or after 2262 has no nanosecond stamp
+        wild = times.notna() & (
+            (times < pd.Timestamp.min.tz_localize('UTC')) | (times > pd.Timestamp.max.tz_localize('UTC'))
+        )
+        if wild.any():
+            problems.append(_unparsed(values, wild.to_numpy(), column, 'not a time (before 1677 or after 2262)'))
+            times = times.mask(wild)
     times = times.dt.as_unit('ns')
     if problems: times[pd.concat(problems)['row'].to_numpy()] = pd.NaT
     return times, (pd.concat(problems, ignore_index=True) if problems else rejected_frame())
@@ -221,24 +265,34 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
                 ) -> Batch:
     "A batch from a table of source columns: times parsed, numbers parsed, adjusted close turned into a factor"
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
-    if missing: raise BadInput(f"{source}: column(s) {', '.join(map(str, missing))} not found (columns: {', '.join(map(str, table.columns[:12]))})")
+    if missing:
+        raise BadInput(
+            f"{source}: column(s) {', '.join(map(str, missing))} not found (columns: "
+            f"{', '.join(map(str, table.columns[:12]))})"
+        )
     problems, out = [], {}  # columns gathered first, framed once without copies (millions of rows)
     if layout == 'mt5':  # date and time in two columns, 2024.01.02 and 00:00:00 (or 00:00)
         text = table[mapping['date']].astype('str').str.strip() + ' ' + table[mapping['time']].astype('str').str.strip()
         fmt = '%Y.%m.%d %H:%M:%S' if text.str.len().max() > 16 else '%Y.%m.%d %H:%M'
         out['ts'], bad = _times(text, tz, '<DATE>', fmt); problems.append(bad)
     else:
-        # MetaTrader's copy_rates `time` counts seconds of the broker's server clock: read in `tz`, like a naive text time
-        out['ts'], bad = _times(table[mapping['ts']], tz, str(mapping['ts']), date_format, wall=layout == 'mt5-rates'); problems.append(bad)
+        # MetaTrader's copy_rates `time` counts seconds of the broker's server clock: read in `tz`, like a naive text
+        # time
+        out['ts'], bad = _times(table[mapping['ts']], tz, str(mapping['ts']), date_format, wall=layout == 'mt5-rates')
+        problems.append(bad)
     for ours in PRICE_COLUMNS + [c for c in ('vwap', 'spread', 'adj_close') if c in mapping]:
         out[ours], bad = _numbers(table[mapping[ours]], str(mapping[ours])); problems.append(bad)
-    # MetaTrader's two volumes both kept: which one a series uses is the series' (`Batch.volume_choice`), not one batch's
+    # MetaTrader's two volumes both kept: which one a series uses is the series' (`Batch.volume_choice`), not one
+    # batch's
     for ours in ['volume'] if 'volume' in mapping else [c for c in MT5_VOLUMES if c in mapping]:
         out[ours], bad = _numbers(table[mapping[ours]], str(mapping[ours])); problems.append(bad)
-    if not {'volume', *MT5_VOLUMES} & set(out): out['volume'] = np.zeros(len(table))   # a MetaTrader export without volumes
+    # a MetaTrader export without volumes
+    if not {'volume', *MT5_VOLUMES} & set(out): out['volume'] = np.zeros(len(table))
     if 'adj_close' in out:
         out['adj_factor'] = out.pop('adj_close') / out['close']
-    out = pd.DataFrame({k: (v.array if isinstance(v, pd.Series) else v) for k, v in out.items()}, index=table.index, copy=False)
+    out = pd.DataFrame(
+        {k: (v.array if isinstance(v, pd.Series) else v) for k, v in out.items()}, index=table.index, copy=False
+    )
     problems = [p for p in problems if len(p)]
     problems = pd.concat(problems, ignore_index=True).drop_duplicates('row') if problems else rejected_frame()
     if len(problems): problems['ts'] = [str(out.at[r, 'ts']) for r in problems['row']]
@@ -248,8 +302,13 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
 def records_table(data, source: str) -> pd.DataFrame:
     "Rows from JSON-like data: a list of objects, a list of Binance kline arrays, or an object holding either"
     if isinstance(data, dict):
-        data = next((data[k] for k in ('candles', 'bars', 'data', 'rates', 'klines') if isinstance(data.get(k), list)), None)
-        if data is None: raise BadInput(f"{source}: JSON object without a list of candles (under candles, bars, data, rates or klines)")
+        data = next(
+            (data[k] for k in ('candles', 'bars', 'data', 'rates', 'klines') if isinstance(data.get(k), list)), None
+        )
+        if data is None:
+            raise BadInput(
+                f"{source}: JSON object without a list of candles (under candles, bars, data, rates or klines)"
+            )
     if not isinstance(data, list): raise BadInput(f"{source}: JSON is not a list of candles")
     if data and all(isinstance(r, list) for r in data):
         table = pd.DataFrame(data, columns=None if len(data[0]) != 12 else BINANCE_COLUMNS)
@@ -264,8 +323,10 @@ PLAIN_MAX = 1_000   # the most records `plain_records` takes: a collector's minu
 
 def _plain_numbers(values: list) -> np.ndarray | None:
     "float64 of JSON numbers (ints inside int64, floats); None when any is something else (text, null, a bool)"
-    kinds = set(map(type, values))   # the types, once over in C: checked value by value, a thousand cost a millisecond a column
-    if not kinds <= {float, int} or (int in kinds and not all(-2**63 <= v < 2**63 for v in values if type(v) is int)): return None
+    # the types, once over in C: checked value by value, a thousand cost a millisecond a column
+    kinds = set(map(type, values))
+    if not kinds <= {float, int} or (int in kinds and not all(-(2**63) <= v < 2**63 for v in values if type(v) is int)):
+        return None
     return np.array(values, dtype='float64')
 
 _ZONED_AT = re.compile(r'(Z|[+-]\d\d:?\d\d)\s*$')
@@ -273,25 +334,33 @@ _ZONED_AT = re.compile(r'(Z|[+-]\d\d:?\d\d)\s*$')
 
 # %% ../../nbs/01c_data.sources.ipynb #c023_00
 def _plain_times(values: list, tz: str) -> pd.DatetimeIndex | None:
-    "UTC times of ISO strings all zoned or all naive (the latter in `tz`), parsed as `_times` parses them; None for anything else"
+    """UTC times of ISO strings all zoned or all naive (the latter in `tz`), parsed as `_times` parses them; None for
+    anything else"""
     import pyarrow as pa
-    # checked in Python: Arrow's kernels would check a thousand in a third of the time, but cost 0.7 ms for the one a collector sends
-    if set(map(type, values)) != {str} or not all(v and v == v.strip() for v in values) or values[0].isdigit(): return None   # digits alone: epoch numbers as text
+    # checked in Python: Arrow's kernels would check a thousand in a third of the time, but cost 0.7 ms for the one a
+    # collector sends
+    if set(map(type, values)) != {str} or not all(v and v == v.strip() for v in values) or values[0].isdigit():
+        return None  # digits alone: epoch numbers as text
     zoned = sum(1 for v in values if _ZONED_AT.search(v))
     if 0 < zoned < len(values): return None
     try: parsed = pa.array(values, pa.string()).cast(pa.timestamp('ns', tz='UTC') if zoned else pa.timestamp('ns'))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError): return None
-    # the nanoseconds as they are: an index made from Arrow's pandas conversion costs 0.5 ms, a push's largest fixed cost
+    # the nanoseconds as they are: an index made from Arrow's pandas conversion costs 0.5 ms, a push's largest fixed
+    # cost
     times = pd.DatetimeIndex(parsed.cast(pa.int64()).to_numpy().view('M8[ns]'))
-    return times.tz_localize('UTC') if zoned else times.tz_localize(tz, ambiguous='NaT', nonexistent='NaT').tz_convert('UTC')
+    return (
+        times.tz_localize('UTC')
+        if zoned
+        else times.tz_localize(tz, ambiguous='NaT', nonexistent='NaT').tz_convert('UTC')
+    )
 
 
 # %% ../../nbs/01c_data.sources.ipynb #c023_01
 def plain_records(candles,  # what a collector pushed
                   source: str = 'push', tz: str = 'UTC') -> Batch | None:
-    """The batch `read_records` would make of a short list of plain records (same keys in each, JSON numbers, ISO or epoch
-    times, every value parsable), made without tables of objects: a collector's push of one bar costs what one bar costs.
-    None when anything is not plain: then the general road parses it and names what is wrong"""
+    """The batch `read_records` would make of a short list of plain records (same keys in each, JSON numbers, ISO or
+    epoch times, every value parsable), made without tables of objects: a collector's push of one bar costs what one bar
+    costs. None when anything is not plain: then the general road parses it and names what is wrong"""
     if type(candles) is not list or not 0 < len(candles) <= PLAIN_MAX or type(candles[0]) is not dict: return None
     names = candles[0].keys()
     if not all(type(r) is dict and r.keys() == names for r in candles): return None
@@ -303,13 +372,16 @@ def plain_records(candles,  # what a collector pushed
     if type(stamps[0]) is str: times = _plain_times(stamps, tz)   # all text, or the general road
     else:
         numbers = _plain_numbers(stamps)
-        times = None if numbers is None else _epoch(numbers) if layout != 'mt5-rates' else _on_clock(_epoch(numbers), tz)  # as `from_columns`
+        times = (
+            None if numbers is None else _epoch(numbers) if layout != 'mt5-rates' else _on_clock(_epoch(numbers), tz)
+        )  # as `from_columns`
     if times is None or times.hasnans: return None
     out = {'ts': times.array}
     for ours in PRICE_COLUMNS + [c for c in ('vwap', 'spread') if c in mapping]:
         out[ours] = _plain_numbers(column(mapping[ours]))
         if out[ours] is None: return None
-    for ours in ['volume'] if 'volume' in mapping else [c for c in MT5_VOLUMES if c in mapping]:   # as `from_columns`: both kept
+    # as `from_columns`: both kept
+    for ours in ['volume'] if 'volume' in mapping else [c for c in MT5_VOLUMES if c in mapping]:
         out[ours] = _plain_numbers(column(mapping[ours]))
         if out[ours] is None: return None
     frame = pd.DataFrame(out, index=pd.RangeIndex(1, len(candles) + 1), copy=False)
@@ -332,6 +404,8 @@ def table_records(candles, source: str = 'push', tz: str = 'UTC') -> Batch:
     table = candles.reset_index() if isinstance(candles, pd.DataFrame) else records_table(candles, source)
     if table.empty: raise BadInput(f"{source}: no candles")
     table.index = pd.RangeIndex(1, len(table) + 1)
-    layout, mapping = detect_layout([str(c) for c in table.columns] if table.columns.dtype != 'int64' else list(table.iloc[0]), source)
+    layout, mapping = detect_layout(
+        [str(c) for c in table.columns] if table.columns.dtype != 'int64' else list(table.iloc[0]), source
+    )
     return from_columns(table, mapping, source, layout, tz)
 

@@ -18,13 +18,20 @@ __all__ = ['NON_INPUTS', 'dataset', 'symbol_dataset', 'inputs_of', 'inputs_for']
 
 # %% ../../nbs/03i_features.assembly.ipynb #c025
 def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
-            label_fn: Callable,                      # bars -> frame of `label` and `end` (e.g. `labels.fixed_horizon`); a module-level function or a partial of one
+            # bars -> frame of `label` and `end` (e.g. `labels.fixed_horizon`); a module-level function or a partial of
+            # one
+            label_fn: Callable,
             spec: list[str] = SEED_SPEC,
             store=None,                              # a `FeatureStore`: features read from it where cached
-            source: str | None = None,               # the long Parquet file the bars came from (the ingest task's): each unit reads its symbol's bars from it
+            # the long Parquet file the bars came from (the ingest task's): each unit reads its symbol's bars from it
+            source: str | None = None,
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up rows dropped"
-    calls = {symbol: (shipped(bars, source), symbol, label_fn, spec, None if store is None else store.root) for symbol, bars in bars_by_symbol.items()}
+    """Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up
+    rows dropped"""
+    calls = {
+        symbol: (shipped(bars, source), symbol, label_fn, spec, None if store is None else store.root)
+        for symbol, bars in bars_by_symbol.items()
+    }
     parts = fan_out('features', symbol_dataset, calls)   # one unit a symbol, in process or on the run's cluster
     if store is not None:
         for *_, hits, misses in parts.values(): store.hits += hits; store.misses += misses
@@ -36,20 +43,30 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
                    symbol: str, label_fn: Callable, spec: list[str],
                    store_root=None,                # a `FeatureStore`'s folder: features read from it where cached
                   ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
-    "One symbol's raw features and dataset rows (`dataset`'s unit of work: inputs, label, its end and realised return, the bar's close), and the feature store's reads and computations"
-    from mlfin.features.store import FeatureStore   # here, not at the top: importing mlfin.features.store imports this module
+    """One symbol's raw features and dataset rows (`dataset`'s unit of work: inputs, label, its end and realised return,
+    the bar's close), and the feature store's reads and computations"""
+    from mlfin.features.store import FeatureStore   # here, not at the top: importing mlfin.features.store imports this
+                                                    # module
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     store = None if store_root is None else FeatureStore(store_root)
     features = store.build(bars, spec) if store is not None else build(bars, spec)
     x = model_inputs(features, bars, spec)
     target = label_fn(bars)
     if not isinstance(target, pd.DataFrame) or not {'label', 'end'} <= set(target.columns):
-        raise BadInput("dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as mlfin.features.labels.fixed_horizon does")
+        raise BadInput(
+            "dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as "
+            "mlfin.features.labels.fixed_horizon does"
+        )
     usable = x.notna().all(axis=1)
     if not usable.any(): raise BadInput(_warm_up(symbol, x))
     realised = realised_return(bars, target['end'])  # what a long made over each label's span: scores any model's IC
-    inputs = x[usable].assign(label=target['label'][usable], label_end=target['end'][usable], label_return=realised[usable.to_numpy()],
-                              last_close=bars['close'][usable], symbol=symbol)
+    inputs = x[usable].assign(
+        label=target['label'][usable],
+        label_end=target['end'][usable],
+        label_return=realised[usable.to_numpy()],
+        last_close=bars['close'][usable],
+        symbol=symbol,
+    )
     return features[usable].assign(symbol=symbol), inputs, store.hits if store else 0, store.misses if store else 0
 
 
@@ -58,14 +75,22 @@ def _warm_up(symbol: str, x: pd.DataFrame) -> str:
     "Why no row of `x` has every input: the input that waits longest for its first value, and how long"
     firsts = {c: x[c].notna().to_numpy().argmax() if x[c].notna().any() else None for c in x}
     never = [c for c, k in firsts.items() if k is None]
-    if never: return (f"{symbol}: no rows left after the features' warm-up: {', '.join(never[:3])}{' and more' if len(never) > 3 else ''} "
-                      f"ha{'s' if len(never) == 1 else 've'} no value in all {len(x):,} bars; "
-                      "use a longer date range (--start earlier) or a spec with shorter look-backs")
+    if never:
+        return (
+            f"{symbol}: no rows left after the features' warm-up: "
+            f"{', '.join(never[:3])}{' and more' if len(never) > 3 else ''} "
+            f"ha{'s' if len(never) == 1 else 've'} no value in all {len(x):,} bars; "
+            "use a longer date range (--start earlier) or a spec with shorter look-backs"
+        )
     late = max(firsts, key=firsts.get)
-    return (f"{symbol}: no rows left after the features' warm-up: {len(x):,} bars, and no bar has every input ({late} starts at bar "
-            f"{firsts[late] + 1}); use a longer date range or a spec with shorter look-backs")
+    return (
+        f"{symbol}: no rows left after the features' warm-up: {len(x):,} bars, and no bar has every input ({late} "
+        "starts at bar "
+        f"{firsts[late] + 1}); use a longer date range or a spec with shorter look-backs"
+    )
 
-NON_INPUTS = ('label', 'label_end', 'label_return', 'last_close', 'symbol')  # the dataset's columns that are not model inputs (last_close: the close a forecast moves from)
+# the dataset's columns that are not model inputs (last_close: the close a forecast moves from)
+NON_INPUTS = ('label', 'label_end', 'label_return', 'last_close', 'symbol')
 
 
 # %% ../../nbs/03i_features.assembly.ipynb #c025_01
@@ -78,7 +103,9 @@ def inputs_of(data: pd.DataFrame) -> pd.DataFrame:
 def inputs_for(bars: pd.DataFrame,  # canonical bars of one series
                spec: list[str],     # the feature names the model was trained on (its `model.json`)
                columns: list[str],  # its input columns, in its order
-               store=None,          # the store its `@SYMBOL` and `@known` features read (a service's own); default: the one `open_store()` opens
+               # the store its `@SYMBOL` and `@known` features read (a service's own); default: the one `open_store()`
+               # opens
+               store=None,
               ) -> pd.DataFrame:
     "A trained model's inputs on every bar of `bars`, in its column order (NaN through each feature's warm-up)"
     x = model_inputs(build(bars, spec, store=store), bars, spec)

@@ -23,18 +23,33 @@ __all__ = ['build', 'model_inputs', 'closes_at', 'completed_coarse', 'completed_
 # %% ../../nbs/03e_features.compute.ipynb #c012
 def build(bars: pd.DataFrame,         # canonical bars
           spec: list[str] = SEED_SPEC, # feature names
-          others: Callable | None = None, # (symbol, size named or None, the bars' size) -> another series' bars, for `NAME@SYMBOL`; default: the store's (`other_bars`)
-          observations: Callable | None = None, # (series name, symbol or None) -> its observations, for `@known`/`@filed` names; default: the store's (`load_observations`)
-          store=None,                  # the store those defaults read (a service's own); default: the one `open_store()` opens
+          # (symbol, size named or None, the bars' size) -> another series' bars, for `NAME@SYMBOL`; default: the
+          # store's (`other_bars`)
+          others: Callable | None = None,
+          # (series name, symbol or None) -> its observations, for `@known`/`@filed` names; default: the store's
+          # (`load_observations`)
+          observations: Callable | None = None,
+          # the store those defaults read (a service's own); default: the one `open_store()` opens
+          store=None,
          ) -> pd.DataFrame:
     "The features of `spec` on `bars`, aligned to `bars.index` (NaN while an indicator warms up)"
     columns = {}
     for name in spec:
         feature = resolve(name)
-        if feature.context: columns.update(_in_context(bars, feature, others or partial(other_bars, store=store))); continue
-        if feature.series: columns.update(series_columns(bars, feature, closes_at(bars), observations or partial(load_observations, store=store))); continue
+        if feature.context:
+            columns.update(_in_context(bars, feature, others or partial(other_bars, store=store)))
+            continue
+        if feature.series:
+            columns.update(
+                series_columns(bars, feature, closes_at(bars), observations or partial(load_observations, store=store))
+            )
+            continue
         outputs = _outputs(feature.indicator.fn(bars, *feature.params))
-        picked = [(feature.indicator.outputs or ('',)).index(feature.output)] if feature.output is not None else range(len(outputs))
+        picked = (
+            [(feature.indicator.outputs or ('',)).index(feature.output)]
+            if feature.output is not None
+            else range(len(outputs))
+        )
         for column, i in zip(feature.columns(), picked):
             columns[column] = _transform(outputs[i], bars.index, feature.transforms)
     # each column its own block, not copied into one 2-D block: a build costs TA-Lib's time, not memcpy's
@@ -85,13 +100,19 @@ def model_inputs(features: pd.DataFrame, # output of `build`
 
 # %% ../../nbs/03e_features.compute.ipynb #c3cf7851d
 def closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
-    "When each bar is complete, by its series' calendar (a daily stock bar at its session's close, an FX day at 17:00 New York)"
+    """When each bar is complete, by its series' calendar (a daily stock bar at its session's close, an FX day at 17:00
+    New York)"""
     timeframe, symbol = bars.attrs.get('timeframe'), bars.attrs.get('symbol', 'bars')
-    if timeframe not in TIMEFRAMES: raise BadInput(f"{symbol}: its bar size is not known (attrs['timeframe']); load bars with mlfin.data.load or set it")
+    if timeframe not in TIMEFRAMES:
+        raise BadInput(
+            f"{symbol}: its bar size is not known (attrs['timeframe']); load bars with mlfin.data.load or set it"
+        )
     return bar_ends(bars.index, timeframe, bars.attrs.get('calendar') or calendar_of(symbol, timeframe))
 
 
-def completed_coarse(bars: pd.DataFrame, coarse: pd.DataFrame, values: np.ndarray, timeframe: str, calendar: str) -> np.ndarray:
+def completed_coarse(
+    bars: pd.DataFrame, coarse: pd.DataFrame, values: np.ndarray, timeframe: str, calendar: str
+) -> np.ndarray:
     "Per fine bar, the values of the last coarse bar completed before the one it falls in (NaN before any)"
     previous = coarse.index.searchsorted(session_bins(bars.index, calendar, timeframe), side='left') - 1
     taken = values[np.clip(previous, 0, None)]
@@ -108,10 +129,12 @@ def completed_other(bars: pd.DataFrame, other: pd.DataFrame, values: np.ndarray)
 
 # %% ../../nbs/03e_features.compute.ipynb #c8573ee5e
 def other_series(symbol: str, timeframe: str | None, # the size the feature names (`@SPX:1d`), or none (`@SPX`)
-                 near: str | None = None,             # none named: the size of the bars it is for, when the series has it or a finer one
+                 # none named: the size of the bars it is for, when the series has it or a finer one
+                 near: str | None = None,
                  store=None,                          # where it is stored (default: the one `open_store()` opens)
                 ) -> tuple[str, str]:
-    "Which bars an `@SYMBOL` feature reads: the size named; else `near` (resampled from a finer size when needed), else the series' own"
+    """Which bars an `@SYMBOL` feature reads: the size named; else `near` (resampled from a finer size when needed),
+    else the series' own"""
     if timeframe: return symbol, timeframe
     (_, native), = universe([symbol], store=store)
     order = list(TIMEFRAMES)
@@ -124,13 +147,15 @@ def other_bars(symbol: str, timeframe: str | None, near: str | None = None, stor
 
 
 def series_named(spec: list[str], timeframes: set[str]) -> list[tuple[str, str]]:
-    "The other series a spec's `@SYMBOL` features read for bars of `timeframes`: what a run's stamps must cover, so new bars there rerun it"
+    """The other series a spec's `@SYMBOL` features read for bars of `timeframes`: what a run's stamps must cover, so
+    new bars there rerun it"""
     named = {resolve(n).context for n in spec} - {None}
     return sorted({other_series(symbol, size, near) for symbol, size in named if symbol for near in timeframes})
 
 
 def _in_context(bars: pd.DataFrame, feature: Feature, others: Callable) -> dict[str, np.ndarray]:
-    "An @ feature's columns on `bars`: computed scale-free on the other bars, each bar taking what had completed by its close"
+    """An @ feature's columns on `bars`: computed scale-free on the other bars, each bar taking what had completed by
+    its close"""
     symbol, timeframe = feature.context
     base = feature.name.partition('@')[0]
     if symbol is None:   # the same series, at a coarser bar size, on its calendar's sessions

@@ -19,11 +19,13 @@ def higher_timeframe(bars: pd.DataFrame,   # canonical bars (the finer size)
                      spec: list[str] | Callable = SEED_SPEC, # feature names, or a function of bars
                      calendar: str = '24/7', # the asset's calendar: coarse bars follow its sessions
                     ) -> pd.DataFrame:
-    "Features of the coarser `timeframe` bars, each fine bar seeing only the last completed coarse bar (columns prefixed `1d_`, ...)"
+    """Features of the coarser `timeframe` bars, each fine bar seeing only the last completed coarse bar (columns
+    prefixed `1d_`, ...)"""
     coarse = resample(bars, timeframe, calendar)
     values = build(coarse, spec) if not callable(spec) else spec(coarse)
     values = values.to_frame() if isinstance(values, pd.Series) else values
-    taken = completed_coarse(bars, coarse, values.to_numpy(dtype='float64'), timeframe, calendar)   # the rule `NAME@1d` follows too
+    # the rule `NAME@1d` follows too
+    taken = completed_coarse(bars, coarse, values.to_numpy(dtype='float64'), timeframe, calendar)
     return pd.DataFrame(taken, index=bars.index, columns=[f"{timeframe}_{c}" for c in values.columns])
 
 # %% ../../nbs/03g_features.context.ipynb #c032_01

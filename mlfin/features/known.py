@@ -34,16 +34,27 @@ def _surprise(m, n):
 OVER_RELEASES = {'lag': lambda m, n: m[:, :-n], 'diff': lambda m, n: m[:, n:] - m[:, :-n],
                  'pct': lambda m, n: m[:, n:] / m[:, :-n] - 1, 'z': _z, 'surprise': _surprise,
                  'ttm': lambda m, n: sliding_window_view(m, 4, axis=1).sum(-1)}
-WIDTH = {'lag': lambda n: n, 'diff': lambda n: n, 'pct': lambda n: n, 'z': lambda n: n - 1, 'surprise': lambda n: n + 1, 'ttm': lambda n: 3}
+WIDTH = {
+    'lag': lambda n: n,
+    'diff': lambda n: n,
+    'pct': lambda n: n,
+    'z': lambda n: n - 1,
+    'surprise': lambda n: n + 1,
+    'ttm': lambda n: 3,
+}
 
 # %% ../../nbs/03d_features.known.ipynb #c013
 def as_known(observations: pd.DataFrame,  # a non-bar series: `period`, `known` (UTC), `value`; attrs['frequency']
              closes: pd.DatetimeIndex,    # when each bar is complete (`compute.closes_at`), ascending
              transforms: tuple = (),      # ((kind, n), ...) over releases: lag, diff, pct, z, surprise, ttm
             ) -> tuple[np.ndarray, np.ndarray]:
-    "Per close: the value at the series' latest period as known then (after `transforms`), NaN before any release or once stale; and the index of the last release seen (-1 before any)"
+    """Per close: the value at the series' latest period as known then (after `transforms`), NaN before any release or
+    once stale; and the index of the last release seen (-1 before any)"""
     frequency = observations.attrs.get('frequency')
-    if frequency not in PERIODS: raise BadInput(f"series {observations.attrs.get('name')!r}: its frequency {frequency!r} is not one of {', '.join(PERIODS)}")
+    if frequency not in PERIODS:
+        raise BadInput(
+            f"series {observations.attrs.get('name')!r}: its frequency {frequency!r} is not one of {', '.join(PERIODS)}"
+        )
     known, at_close = _ns(observations['known']), _ns(closes)
     releases = np.unique(known)
     seen = np.searchsorted(releases, at_close, 'right') - 1   # per bar: the last release known at its close
@@ -65,8 +76,11 @@ def _ns(times) -> np.ndarray:
     return (index.tz_convert('UTC') if index.tz is not None else index).as_unit('ns').asi8
 
 # %% ../../nbs/03d_features.known.ipynb #c013_01
-def _as_of(observations: pd.DataFrame, known: np.ndarray, releases: np.ndarray, moments: np.ndarray, width: int) -> np.ndarray:
-    "Per moment (an index into `releases`), the values of the series' last `width` periods known then, each at its latest vintage by then, oldest first"
+def _as_of(
+    observations: pd.DataFrame, known: np.ndarray, releases: np.ndarray, moments: np.ndarray, width: int
+) -> np.ndarray:
+    """Per moment (an index into `releases`), the values of the series' last `width` periods known then, each at its
+    latest vintage by then, oldest first"""
     _, p = np.unique(_ns(observations['period']), return_inverse=True)
     rank = np.searchsorted(releases, known)
     order = np.lexsort((rank, p))                       # by period, then release
@@ -80,7 +94,8 @@ def _as_of(observations: pd.DataFrame, known: np.ndarray, releases: np.ndarray, 
         columns = sliding_window_view(np.r_[np.full(width - 1, np.nan), prints[:-1]], width)[last]
     else: cols = _latest_periods(first, moments, width); columns = prints[cols]
     ends = np.r_[starts[1:], len(order)] - 1            # each period's last vintage
-    if (ends > starts).any():   # revisions: a moment after a period's last vintage reads it; only the moments between are searched
+    # revisions: a moment after a period's last vintage reads it; only the moments between are searched
+    if (ends > starts).any():
         if cols is None: cols = sliding_window_view(np.r_[np.full(width - 1, -1), np.arange(len(starts))], width)[last]
         final = rank[order][np.r_[ends, 0]][cols]       # position -1: no period, the NaN already there kept
         real = cols >= 0
@@ -95,7 +110,8 @@ def _as_of(observations: pd.DataFrame, known: np.ndarray, releases: np.ndarray, 
 
 # %% ../../nbs/03d_features.known.ipynb #c013_02
 def _latest_periods(first: np.ndarray, moments: np.ndarray, width: int) -> np.ndarray:
-    "Per moment, the last `width` periods (by position; -1: none) released by then: the walk for a series whose periods were not first released in order"
+    """Per moment, the last `width` periods (by position; -1: none) released by then: the walk for a series whose
+    periods were not first released in order"""
     cols, known, by_release, i = np.full((len(moments), width), -1), [], np.argsort(first, kind='stable'), 0
     for row, moment in enumerate(moments):
         while i < len(by_release) and first[by_release[i]] <= moment: bisect.insort(known, int(by_release[i])); i += 1
@@ -112,11 +128,15 @@ def series_columns(bars: pd.DataFrame,     # canonical bars (attrs['symbol'] nam
     "A non-bar series' feature column on `bars`: joined as known at each bar's close, then the transforms on bars"
     name, where = feature.series
     symbol = bars.attrs.get('symbol') if where == 'filed' else None
-    if where == 'filed' and not symbol: raise BadInput(f"feature {feature.name!r}: a company's field needs the bars' symbol (attrs['symbol'])")
-    values, seen = as_known(_read(read, feature, name, symbol), closes, tuple(t for t in feature.transforms if t[0] not in SERIES_ON_BARS))
+    if where == 'filed' and not symbol:
+        raise BadInput(f"feature {feature.name!r}: a company's field needs the bars' symbol (attrs['symbol'])")
+    values, seen = as_known(
+        _read(read, feature, name, symbol), closes, tuple(t for t in feature.transforms if t[0] not in SERIES_ON_BARS)
+    )
     with np.errstate(divide='ignore', invalid='ignore'):
         for kind, _ in feature.transforms:
-            if kind == 'age': values = np.where(np.isnan(values), np.nan, np.arange(len(seen)) - np.searchsorted(seen, seen))
+            if kind == 'age':
+                values = np.where(np.isnan(values), np.nan, np.arange(len(seen)) - np.searchsorted(seen, seen))
             elif kind == 'per_share': values = values / as_known(_read(read, feature, 'shares', symbol), closes)[0]
             elif kind == 'yield': values = values / bars['close'].to_numpy(dtype='float64')
     return {feature.columns()[0]: values}
@@ -133,7 +153,8 @@ def undefined_said(close: pd.Timestamp,  # when the last bar closes (`compute.cl
                    undefined: list[str], # the input columns found NaN at the last bar
                    read: Callable,       # (series name, symbol or None) -> its observations frame
                   ) -> list[str]:
-    "Per non-bar series behind `undefined` columns, why it has no value at the last bar's close: no release known by then, or none for too long"
+    """Per non-bar series behind `undefined` columns, why it has no value at the last bar's close: no release known by
+    then, or none for too long"""
     said = []
     for name in spec:
         feature = resolve(name)
@@ -143,10 +164,15 @@ def undefined_said(close: pd.Timestamp,  # when the last bar closes (`compute.cl
         found = _read(read, feature, series, company)
         known = pd.DatetimeIndex(found['known'])
         label = series if company is None else f"{company}'s {series}"
-        if not len(known) or known.min() > close: said.append(f"{label} has no release known by the last bar's close ({close:%Y-%m-%d %H:%M}Z)")
+        if not len(known) or known.min() > close:
+            said.append(f"{label} has no release known by the last bar's close ({close:%Y-%m-%d %H:%M}Z)")
         elif close > known.max() + STALE_AFTER * PERIODS[found.attrs['frequency']]:
-            said.append(f"{label}'s last release was {known.max():%Y-%m-%d %H:%M}Z, more than {STALE_AFTER} of its periods ({found.attrs['frequency']}) "
-                        f"before the last bar's close ({close:%Y-%m-%d %H:%M}Z): store its new releases (mlfin data ingest-observations)")
+            said.append(
+                f"{label}'s last release was {known.max():%Y-%m-%d %H:%M}Z, more than {STALE_AFTER} of its periods "
+                f"({found.attrs['frequency']}) "
+                f"before the last bar's close ({close:%Y-%m-%d %H:%M}Z): store its new releases (mlfin data "
+                "ingest-observations)"
+            )
     return list(dict.fromkeys(said))
 
 # %% ../../nbs/03d_features.known.ipynb #c031
@@ -166,13 +192,17 @@ def series_read(spec: list[str],      # feature names
 
 # %% ../../nbs/03d_features.known.ipynb #c032
 def observation_stamps(pairs: list[tuple[str, str | None]], # (series name, symbol or None), as `series_read` gives them
-                       store=None,                          # a store, its URL or folder; default: the one `open_store()` opens
+                       # a store, its URL or folder; default: the one `open_store()` opens
+                       store=None,
                       ) -> dict[str, str]:
-    "Per series, a value that moves with every release or revision stored (an embedded series ingested first): what reruns a run and recomputes a cached feature"
+    """Per series, a value that moves with every release or revision stored (an embedded series ingested first): what
+    reruns a run and recomputes a cached feature"""
     store, stamps = open_store(store), {}
     for name, symbol in pairs:
-        stamp = store.observations_stamp(name, symbol)   # one read a stored series (a query on PostgreSQL): runs and the feature cache ask often
-        if stamp is None: load_observations(name, symbol, store); stamp = store.observations_stamp(name, symbol)   # an embedded one, ingested now
+        # one read a stored series (a query on PostgreSQL): runs and the feature cache ask often
+        stamp = store.observations_stamp(name, symbol)
+        # an embedded one, ingested now
+        if stamp is None: load_observations(name, symbol, store); stamp = store.observations_stamp(name, symbol)
         stamps[series_label(name, symbol)] = stamp
     return stamps
 

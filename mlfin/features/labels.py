@@ -25,7 +25,8 @@ def forward_return(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
 def direction(bars: pd.DataFrame, horizon: int = 1,
               dead_zone: float = 0.0, # returns within +-dead_zone are no label (NaN): too small to call
              ) -> pd.Series:
-    "1.0 when the close `horizon` bars ahead is higher (by more than `dead_zone`), 0.0 when lower, NaN when not known or too close to call"
+    """1.0 when the close `horizon` bars ahead is higher (by more than `dead_zone`), 0.0 when lower, NaN when not known
+    or too close to call"""
     ahead = forward_return(bars, horizon)
     label = (ahead > 0).astype('float64').where(ahead.notna())
     if dead_zone: label = label.where(ahead.abs() > dead_zone)
@@ -64,13 +65,19 @@ def triple_barrier(bars: pd.DataFrame,
                    span: int = 20,        # volatility span
                    side: pd.Series | None = None, # +1 long / -1 short per bar (meta-labelling); default long
                   ) -> pd.DataFrame:
-    "Per bar: `label` (+1 profit, -1 stop, sign at the vertical barrier), `ret` at exit, `end` (exit bar's time), `barrier`"
+    """Per bar: `label` (+1 profit, -1 stop, sign at the vertical barrier), `ret` at exit, `end` (exit bar's time),
+    `barrier`"""
     if horizon < 1: raise BadInput(f"triple_barrier: horizon must be at least 1, not {horizon}")
     close, high, low = (bars[c].to_numpy(dtype='float64') for c in ('close', 'high', 'low'))
     vol = volatility(bars, span).to_numpy()
     sides = np.ones(len(bars)) if side is None else side.reindex(bars.index).to_numpy(dtype='float64')
     n = len(bars)
-    label, ret, end, barrier = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, dtype='int64'), np.full(n, '', dtype=object)
+    label, ret, end, barrier = (
+        np.full(n, np.nan),
+        np.full(n, np.nan),
+        np.full(n, -1, dtype='int64'),
+        np.full(n, '', dtype=object),
+    )
     for k in range(1, horizon + 1):  # k-th bar ahead, all entries at once
         rows = np.arange(n - k)
         pending = rows[np.isnan(label[rows]) & ~np.isnan(vol[rows]) & (sides[rows] != 0) & ~np.isnan(sides[rows])]
@@ -92,7 +99,9 @@ def triple_barrier(bars: pd.DataFrame,
             r = sides[last] * (close[last + k] / close[last] - 1)
             label[last], ret[last], end[last], barrier[last] = np.sign(r), r, last + k, 'vertical'
     ends = pd.DatetimeIndex([bars.index[e] if e >= 0 else pd.NaT for e in end]) if n else pd.DatetimeIndex([], tz='UTC')
-    return pd.DataFrame({'label': label, 'ret': ret, 'end': ends, 'barrier': pd.array(barrier, dtype='str')}, index=bars.index)
+    return pd.DataFrame(
+        {'label': label, 'ret': ret, 'end': ends, 'barrier': pd.array(barrier, dtype='str')}, index=bars.index
+    )
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_01
@@ -100,16 +109,22 @@ def meta_labels(bars: pd.DataFrame,
                 side: pd.Series,       # the primary model's call per bar: +1 long, -1 short, 0 none
                 horizon: int = 10, profit: float = 2.0, stop: float = 2.0, span: int = 20,
                ) -> pd.Series:
-    "1.0 where acting on the primary signal made money (triple barrier in its direction), 0.0 where not, NaN without a call or not yet known"
+    """1.0 where acting on the primary signal made money (triple barrier in its direction), 0.0 where not, NaN without a
+    call or not yet known"""
     outcome = triple_barrier(bars, horizon, profit, stop, span, side)
     return (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()).rename('meta')
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_02
-def barrier_direction(bars: pd.DataFrame, horizon: int = 10, profit: float = 2.0, stop: float = 2.0, span: int = 20) -> pd.DataFrame:
-    "Training label from the triple barrier, with its span: `label` 1.0 when a long made money (profit barrier, or a gain at the vertical one), `end`"
+def barrier_direction(
+    bars: pd.DataFrame, horizon: int = 10, profit: float = 2.0, stop: float = 2.0, span: int = 20
+) -> pd.DataFrame:
+    """Training label from the triple barrier, with its span: `label` 1.0 when a long made money (profit barrier, or a
+    gain at the vertical one), `end`"""
     outcome = triple_barrier(bars, horizon, profit, stop, span)
-    return pd.DataFrame({'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']})
+    return pd.DataFrame(
+        {'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']}
+    )
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_03
@@ -120,21 +135,32 @@ def return_target(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_05
 def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
-    "The return from each bar's close to the close of the bar its label ends on: what a long held over the label's span made"
+    """The return from each bar's close to the close of the bar its label ends on: what a long held over the label's
+    span made"""
     close = bars['close']
-    return (close.reindex(pd.DatetimeIndex(ends)).to_numpy() / close.to_numpy() - 1).astype('float64') if len(bars) else close
+    return (
+        (close.reindex(pd.DatetimeIndex(ends)).to_numpy() / close.to_numpy() - 1).astype('float64')
+        if len(bars)
+        else close
+    )
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c012a
 @dataclass(frozen=True)
 class Label:
-    "A label `mlfin run --label` offers: how it is made, which models learn it, and whether its forecast is served as a price"
+    """A label `mlfin run --label` offers: how it is made, which models learn it, and whether its forecast is served as
+    a price"""
+
     make: Callable       # (bars, horizon=...) -> frame of `label` and `end`
     kind: str            # the models that learn it: classifier or regressor
     price: bool = False  # served as a price: last close x (1 + the forecast return), scored in the price's units
 
-LABELS = {'direction': Label(fixed_horizon, 'classifier'), 'triple_barrier': Label(barrier_direction, 'classifier'),
-          'forward_return': Label(return_target, 'regressor'), 'next_close': Label(return_target, 'regressor', price=True)}
+LABELS = {
+    'direction': Label(fixed_horizon, 'classifier'),
+    'triple_barrier': Label(barrier_direction, 'classifier'),
+    'forward_return': Label(return_target, 'regressor'),
+    'next_close': Label(return_target, 'regressor', price=True),
+}
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c012b

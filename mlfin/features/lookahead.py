@@ -27,8 +27,10 @@ class LookaheadReport:
 
     def __repr__(self):
         if self.clean: return f"no look-ahead found in {self.cuts} truncations"
-        return (f"look-ahead: {self.column!r} at {self.first} is {self.full:.6g} with all bars but {self.truncated:.6g} "
-                f"when bars after {self.cut} are removed")
+        return (
+            f"look-ahead: {self.column!r} at {self.first} is {self.full:.6g} with all bars but {self.truncated:.6g} "
+            f"when bars after {self.cut} are removed"
+        )
 
 
 # %% ../../nbs/03f_features.lookahead.ipynb #c028_00
@@ -59,7 +61,15 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
         differs = ~(np.isclose(a, b, rtol=rtol, atol=atol) | (np.isnan(a) & np.isnan(b)))
         if differs.any():
             row, col = map(int, np.argwhere(differs)[0])
-            found = LookaheadReport(False, len(positions), short.index[row], str(short.columns[col]), kept.index[-1], float(a[row, col]), float(b[row, col]))
+            found = LookaheadReport(
+                False,
+                len(positions),
+                short.index[row],
+                str(short.columns[col]),
+                kept.index[-1],
+                float(a[row, col]),
+                float(b[row, col]),
+            )
             if worst is None or found.first < worst.first: worst = found
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
@@ -83,5 +93,8 @@ def check_known_no_lookahead(spec: list[str],     # feature names, `@known`/`@fi
                              read: Callable,      # (series name, symbol or None) -> its observations
                              cuts: int = 25, warmup: int = 50, seed: int = 0,
                             ) -> LookaheadReport:
-    "`check_no_lookahead` of `build(bars, spec)` with the series cut too: at each cut, every row known after the last kept bar's close removed"
-    return check_no_lookahead(lambda b: build(b, spec, observations=known_by(read, closes_at(b)[-1])), bars, cuts, warmup, seed)
+    """`check_no_lookahead` of `build(bars, spec)` with the series cut too: at each cut, every row known after the last
+    kept bar's close removed"""
+    return check_no_lookahead(
+        lambda b: build(b, spec, observations=known_by(read, closes_at(b)[-1])), bars, cuts, warmup, seed
+    )

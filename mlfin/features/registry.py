@@ -40,18 +40,21 @@ INDICATORS: dict[str, Indicator] = {
     'log_returns': Indicator(lambda b, n: np.log(b['close']).diff(n), (1,), 'unit'),
     'rsi': Indicator(lambda b, n: talib.RSI(_close(b), n), (14,), 'unit'),
     'mom': Indicator(lambda b, n: talib.MOM(_close(b), n), (10,), 'spread'),
-    'macd': Indicator(lambda b, f, s, g: talib.MACD(_close(b), f, s, g), (12, 26, 9), 'spread',
-                      ('', 'signal', 'hist')),
+    'macd': Indicator(lambda b, f, s, g: talib.MACD(_close(b), f, s, g), (12, 26, 9), 'spread', ('', 'signal', 'hist')),
     'sma': Indicator(lambda b, n: talib.SMA(_close(b), n), (20,), 'level'),
     'ema': Indicator(lambda b, n: talib.EMA(_close(b), n), (20,), 'level'),
-    'bbands': Indicator(lambda b, n, k: talib.BBANDS(_close(b), n, k, k), (20, 2), 'level',
-                        ('upper', 'middle', 'lower')),
+    'bbands': Indicator(
+        lambda b, n, k: talib.BBANDS(_close(b), n, k, k), (20, 2), 'level', ('upper', 'middle', 'lower')
+    ),
     'atr': Indicator(lambda b, n: talib.ATR(*_hlc(b), n), (14,), 'spread'),
     # standard deviation of log returns over n bars (per bar, not annualised: comparable across timeframes)
     'historical_vol': Indicator(lambda b, n: talib.STDDEV(np.log(b['close']).diff().to_numpy(), n, 1.0), (21,), 'unit'),
     'volume_ma': Indicator(lambda b, n: talib.SMA(b['volume'].to_numpy(), n), (20,), 'volume'),
     'obv': Indicator(lambda b: talib.OBV(_close(b), b['volume'].to_numpy()), (), 'flow'),
-    **{c: Indicator(lambda b, c=c: b[c], (), 'volume' if c == 'volume' else 'level') for c in ('open', 'high', 'low', 'close', 'volume')},
+    **{
+        c: Indicator(lambda b, c=c: b[c], (), 'volume' if c == 'volume' else 'level')
+        for c in ('open', 'high', 'low', 'close', 'volume')
+    },
 }
 ALIASES = {'ret': 'returns', 'ma': 'sma', 'vol': 'historical_vol'}  # the seed systems' short names
 
@@ -64,8 +67,10 @@ def register(name: str,            # the feature's name in specs (lower case, le
              outputs: tuple = (),  # column suffixes when `fn` returns several columns
             ) -> Indicator:
     "Add a custom feature, usable in specs by name like any built-in one"
-    if not re.fullmatch(r'[a-z][a-z_]*[a-z]', name): raise BadInput(f"feature name {name!r}: use lower-case letters and underscores")
-    if scale not in ('level', 'spread', 'volume', 'flow', 'unit'): raise BadInput(f"feature {name!r}: unknown scale {scale!r}")
+    if not re.fullmatch(r'[a-z][a-z_]*[a-z]', name):
+        raise BadInput(f"feature name {name!r}: use lower-case letters and underscores")
+    if scale not in ('level', 'spread', 'volume', 'flow', 'unit'):
+        raise BadInput(f"feature {name!r}: unknown scale {scale!r}")
     INDICATORS[name] = Indicator(fn, tuple(defaults), scale, tuple(outputs))
     return INDICATORS[name]
 
@@ -86,7 +91,9 @@ def talib_indicator(function: str) -> Indicator:
     inputs = [c for v in info['input_names'].values() for c in ([v] if isinstance(v, str) else v)]
     missing = sorted(set(inputs) - set(BAR_COLUMNS))
     if missing:
-        def compute(bars, *params): raise BadInput(f"TA-Lib {name} needs {', '.join(missing)} per bar, which bars do not have")
+
+        def compute(bars, *params):
+            raise BadInput(f"TA-Lib {name} needs {', '.join(missing)} per bar, which bars do not have")
     else:
         kinds = [type(v) for v in info['parameters'].values()]  # TA-Lib's function API takes ints as ints
         def compute(bars, *params):  # the function API (no per-call setup), several outputs as a tuple
@@ -107,18 +114,25 @@ class Feature:
     params: tuple
     output: str | None = None      # one output of a multi-output indicator (`macd_signal`)
     transforms: tuple = ()         # ((kind, n), ...): lag, diff, pct, z
-    context: tuple | None = None   # (symbol or None, timeframe or None): computed on another series or bar size (`rsi_14@1d`, `returns@SPX`)
-    series: tuple | None = None    # (series name, 'known' or 'filed'): a non-bar series joined as known (`cpi_core__pct_12@known`)
+    # (symbol or None, timeframe or None): computed on another series or bar size (`rsi_14@1d`, `returns@SPX`)
+    context: tuple | None = None
+    # (series name, 'known' or 'filed'): a non-bar series joined as known (`cpi_core__pct_12@known`)
+    series: tuple | None = None
 
     def columns(self) -> list[str]:
         name, at, where = self.name.partition('@')
-        found = [name] if self.output is not None or not self.indicator.outputs else [f"{name}_{s}" if s else name for s in self.indicator.outputs]
+        found = (
+            [name]
+            if self.output is not None or not self.indicator.outputs
+            else [f"{name}_{s}" if s else name for s in self.indicator.outputs]
+        )
         return [f"{c}@{where}" for c in found] if at else found
 
     @property
     def scale(self) -> str:
         "How the final values relate to price, after the transforms"
-        if self.context or self.series: return 'unit'   # taken scale-free from the bars it is computed on, or as a series gives it
+        # taken scale-free from the bars it is computed on, or as a series gives it
+        if self.context or self.series: return 'unit'
         scale = self.indicator.scale
         for kind, _ in self.transforms:
             if kind in ('pct', 'z'): scale = 'unit'
@@ -141,14 +155,24 @@ def _talib_names() -> frozenset: return frozenset(f.lower() for f in talib.get_f
 
 
 # %% ../../nbs/03a_features.registry.ipynb #c_series
-SERIES_PLACES = {'known': "a non-bar series, as known at each bar's close", 'filed': "the bar's own company's field, as filed"}
-SERIES_TRANSFORMS = {'lag': 'the value N releases earlier', 'diff': 'change over N releases', 'pct': 'relative change over N releases',
-                     'z': 'z-score over the last N releases',
-                     'surprise': 'the change from the previous release over the standard deviation of the N changes before it',
-                     'ttm': 'sum of the last 4 periods (company fields)', 'age': "bars since the series' last release",
-                     'per_share': 'divided by the last known `shares` (company fields)', 'yield': "divided by the bar's close (company fields)"}
+SERIES_PLACES = {
+    'known': "a non-bar series, as known at each bar's close",
+    'filed': "the bar's own company's field, as filed",
+}
+SERIES_TRANSFORMS = {
+    'lag': 'the value N releases earlier',
+    'diff': 'change over N releases',
+    'pct': 'relative change over N releases',
+    'z': 'z-score over the last N releases',
+    'surprise': 'the change from the previous release over the standard deviation of the N changes before it',
+    'ttm': 'sum of the last 4 periods (company fields)',
+    'age': "bars since the series' last release",
+    'per_share': 'divided by the last known `shares` (company fields)',
+    'yield': "divided by the bar's close (company fields)",
+}
 SERIES_COUNTED = ('lag', 'diff', 'pct', 'z', 'surprise')   # written with their N: `pct_12`
-SERIES_ON_BARS = ('age', 'per_share', 'yield')             # applied to the joined value, after every transform over releases
+# applied to the joined value, after every transform over releases
+SERIES_ON_BARS = ('age', 'per_share', 'yield')
 _COMPANY_ONLY = ('ttm', 'per_share', 'yield')
 _SERIES = Indicator(lambda bars, *params: _not_on_bars(), (), 'unit')
 
@@ -168,8 +192,10 @@ def _series(name: str, base: str, where: str) -> Feature:
         counted = re.fullmatch(r'([a-z]+)_(\d+)', tail)
         kind, n = (counted[1], int(counted[2])) if counted and counted[1] in SERIES_COUNTED else (tail, None)
         if kind not in SERIES_TRANSFORMS or (kind in SERIES_COUNTED) != (n is not None): raise BadInput(usage)
-        if n is not None and n < (2 if kind in ('z', 'surprise') else 1): raise BadInput(f"feature {name!r}: {tail} needs N of at least {2 if kind in ('z', 'surprise') else 1}")
-        if kind in _COMPANY_ONLY and where != 'filed': raise BadInput(f"feature {name!r}: {kind} is for a company's fields (FIELD__{kind}@filed)")
+        if n is not None and n < (2 if kind in ('z', 'surprise') else 1):
+            raise BadInput(f"feature {name!r}: {tail} needs N of at least {2 if kind in ('z', 'surprise') else 1}")
+        if kind in _COMPANY_ONLY and where != 'filed':
+            raise BadInput(f"feature {name!r}: {kind} is for a company's fields (FIELD__{kind}@filed)")
         if transforms and transforms[-1][0] == 'age': raise BadInput(f"feature {name!r}: age comes last")
         if kind not in SERIES_ON_BARS and any(k in SERIES_ON_BARS for k, _ in transforms):
             raise BadInput(f"feature {name!r}: {kind} is over releases: write it before {', '.join(SERIES_ON_BARS)}")
@@ -183,15 +209,23 @@ def _context(where: str, name: str) -> tuple[str | None, str | None]:
              "(rsi_14@1d, returns@SPX, rsi_14@SPX:1d)")
     symbol, colon, timeframe = where.partition(':')
     if not colon and where in TIMEFRAMES: return None, where
-    looks_like_a_size = lambda text: re.fullmatch(r'\d+[a-zA-Z]{1,3}', text) is not None   # 2h, 15min: a bar size we do not know, not a symbol
-    if not symbol or '@' in where or (colon and timeframe not in TIMEFRAMES) or (not colon and looks_like_a_size(where)): raise BadInput(usage)
+    # 2h, 15min: a bar size we do not know, not a symbol
+    looks_like_a_size = lambda text: re.fullmatch(r'\d+[a-zA-Z]{1,3}', text) is not None
+    if (
+        not symbol
+        or '@' in where
+        or (colon and timeframe not in TIMEFRAMES)
+        or (not colon and looks_like_a_size(where))
+    ):
+        raise BadInput(usage)
     try: check_symbol(symbol)
     except BadInput as e: raise BadInput(f"{usage}: {e}") from None
     return symbol, timeframe or None
 
 # %% ../../nbs/03a_features.registry.ipynb #c009_02
 def resolve(name: str) -> Feature:
-    "Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function), `rsi_14__lag_1`; `NAME@1d`, `NAME@SPX`, `NAME@SPX:1d`; `SERIES[__T...]@known`, `FIELD[__T...]@filed`"
+    """Resolve a spec name: `rsi_14`, `macd_12_26_9`, `macd_signal`, `ma60`, `adx_14` (any TA-Lib function),
+    `rsi_14__lag_1`; `NAME@1d`, `NAME@SPX`, `NAME@SPX:1d`; `SERIES[__T...]@known`, `FIELD[__T...]@filed`"""
     base, at, where = name.partition('@')
     if at and where in SERIES_PLACES: return _series(name, base, where)
     if at: return replace(resolve(base), name=name, context=_context(where, name))
@@ -200,7 +234,9 @@ def resolve(name: str) -> Feature:
     for tail in tails:
         match = re.fullmatch(r'([a-z]+)_(\d+)', tail)
         if not match or match[1] not in _TRANSFORMS or int(match[2]) < 1:
-            raise BadInput(f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}")
+            raise BadInput(
+                f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}"
+            )
         transforms.append((match[1], int(match[2])))
     parts = head.split('_')
     params = []
@@ -210,14 +246,18 @@ def resolve(name: str) -> Feature:
     if not known(key) and (attached := re.fullmatch(r'([a-z][a-z_]*?)(\d+)', key)) and known(attached[1]):
         key, params = attached[1], [int(attached[2]), *params]  # ma60: digits written onto the name
     if not known(key):
-        base = next(((k, sfx) for k, ind in INDICATORS.items() for sfx in ind.outputs if sfx and key == f"{k}_{sfx}"), None)
+        base = next(
+            ((k, sfx) for k, ind in INDICATORS.items() for sfx in ind.outputs if sfx and key == f"{k}_{sfx}"), None
+        )
         if base is None:
             raise BadInput(f"unknown feature {name!r}; known: {', '.join(INDICATORS)}, aliases {', '.join(ALIASES)} "
                              f"and every TA-Lib function by its name (e.g. adx_14), with parameters, e.g. rsi_14")
         key, output = base
     key = ALIASES.get(key, key)
     indicator = INDICATORS[key] if key in INDICATORS else talib_indicator(key)
-    if len(params) > len(indicator.defaults) or (key in INDICATORS and params and len(params) != len(indicator.defaults)):
+    if len(params) > len(indicator.defaults) or (
+        key in INDICATORS and params and len(params) != len(indicator.defaults)
+    ):
         raise BadInput(f"feature {name!r}: {key} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
     params = tuple(params) + tuple(indicator.defaults[len(params):])
     return Feature(name, indicator, params, output, tuple(transforms))

@@ -39,15 +39,18 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
     if not path and default_file is not None and Path(default_file).exists():
         default = _spec_file(Path(default_file))
         if name in default: path, file = str(default_file), default
-    if not path and name in SPECS: return _groups(name, SPECS[name], f"mlfin's {name}")   # a copy: the caller may change it
+    # a copy: the caller may change it
+    if not path and name in SPECS: return _groups(name, SPECS[name], f"mlfin's {name}")
     if not path:  # names written out
         names = [n.strip() for n in spec.split(',') if n.strip()]
         if not names: raise BadInput("--spec: no feature names given")
         if len(names) == 1 and default_file is not None and Path(default_file).exists():
             try: resolve(names[0])
             except MlfinError:
-                raise NotFound(f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(default)}) nor of mlfin "
-                               f"({', '.join(SPECS)}) nor a feature") from None
+                raise NotFound(
+                    f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(default)}) nor of mlfin "
+                    f"({', '.join(SPECS)}) nor a feature"
+                ) from None
         return _checked({'features': names}, '--spec')
     file = file or _spec_file(Path(path))
     if not name:
@@ -60,7 +63,8 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
 # %% ../../nbs/03b_features.specs.ipynb #c016_00
 def _spec_file(path: Path) -> dict:
     content = read_yaml(path, 'spec file')
-    if not isinstance(content, dict) or not content: raise BadInput(f"{path}: expected named specs (NAME: [feature, ...])")
+    if not isinstance(content, dict) or not content:
+        raise BadInput(f"{path}: expected named specs (NAME: [feature, ...])")
     return content
 
 
@@ -80,22 +84,29 @@ def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
 def _groups(name: str, entry, where: str) -> dict[str, list[str]]:
     "A spec's entry (a list of names, or groups of lists) as groups, every name checked"
     groups = {name: entry} if isinstance(entry, list) else entry
-    if not isinstance(groups, dict) or not all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups.values()):
+    if not isinstance(groups, dict) or not all(
+        isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups.values()
+    ):
         raise BadInput(f"{where}: must be a list of feature names, or groups of such lists")
     return _checked({str(g): list(names) for g, names in groups.items()}, where)
 
 
 # %% ../../nbs/03b_features.specs.ipynb #c016_00s
 def _spliced(name: str, entry, file: dict, where: str, seen: tuple = ()):
-    "A spec file's entry with each group written as text (a spec's name: the file's, else mlfin's) replaced by that spec's groups, in order"
+    """A spec file's entry with each group written as text (a spec's name: the file's, else mlfin's) replaced by that
+    spec's groups, in order"""
     if not isinstance(entry, dict): return entry
     out = {}
     for group, value in entry.items():
         parts = {group: value}
         if isinstance(value, str):
-            if value in (*seen, name): raise BadInput(f"{where}, {group}: spec {value!r} takes itself ({' -> '.join((*seen, name, value))})")
+            if value in (*seen, name):
+                raise BadInput(f"{where}, {group}: spec {value!r} takes itself ({' -> '.join((*seen, name, value))})")
             if value not in file and value not in SPECS:
-                raise NotFound(f"{where}, {group}: {value!r} is no spec of the file ({', '.join(file)}) nor of mlfin ({', '.join(SPECS)})")
+                raise NotFound(
+                    f"{where}, {group}: {value!r} is no spec of the file ({', '.join(file)}) nor of mlfin "
+                    f"({', '.join(SPECS)})"
+                )
             taken = _spliced(value, file[value], file, where, (*seen, name)) if value in file else SPECS[value]
             parts = {value: taken} if isinstance(taken, list) else dict(taken)
         twice = [g for g in parts if g in out]

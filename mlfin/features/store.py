@@ -22,7 +22,10 @@ __all__ = ['FeatureStore']
 @lru_cache(maxsize=1)
 def _library_version() -> str:
     "A hash of the registry's, compute and known modules' sources and TA-Lib's version: computed once per process"
-    return hashlib.sha256(b''.join(Path(m.__file__).read_bytes() for m in (registry, compute, known)) + metadata.version('TA-Lib').encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        b''.join(Path(m.__file__).read_bytes() for m in (registry, compute, known))
+        + metadata.version('TA-Lib').encode()
+    ).hexdigest()[:16]
 
 
 # %% ../../nbs/03h_features.store.ipynb #c005_00
@@ -59,7 +62,8 @@ class FeatureStore:
         bars_fingerprint, root = fingerprint(bars), os.fspath(self.root)
         columns = {}
         for name in spec:
-            if registry.resolve(name).context:   # computed on other bars (`rsi_14@1d`, `returns@SPX`): theirs decide it too, so never cached
+            # computed on other bars (`rsi_14@1d`, `returns@SPX`): theirs decide it too, so never cached
+            if registry.resolve(name).context:
                 columns.update(compute.build(bars, [name]).items()); self.misses += 1; continue
             names = registry.resolve(name).columns()
             path = os.path.join(root, f"{self.key(bars, name, bars_fingerprint)}.f64")
@@ -83,7 +87,8 @@ def _read(path: str, shape: tuple[int, int]) -> np.ndarray | None:
     "The file mapped copy-on-write (writes stay in this process); None when it is not a whole cache file of that shape"
     try:
         with open(path, 'rb') as f:
-            if os.fstat(f.fileno()).st_size != shape[0] * shape[1] * 8: return None  # damaged, or another series': computed again
+            # damaged, or another series': computed again
+            if os.fstat(f.fileno()).st_size != shape[0] * shape[1] * 8: return None
             if not shape[0] * shape[1]: return np.empty(shape, dtype='<f8')  # nothing to map
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         return np.frombuffer(mapped, dtype='<f8').reshape(shape)
@@ -99,7 +104,8 @@ def _read(path: str, shape: tuple[int, int]) -> np.ndarray | None:
 
 # %% ../../nbs/03h_features.store.ipynb #c005_04
 def _allow_open_files(wanted: int = 65536):
-    "Raise this process's soft limit on open files towards `wanted` (up to the hard limit): a mapped feature file holds one"
+    """Raise this process's soft limit on open files towards `wanted` (up to the hard limit): a mapped feature file
+    holds one"""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)

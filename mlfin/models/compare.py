@@ -19,7 +19,8 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
                      realised: np.ndarray | None = None,
                      reps: int = default('compare_reps'), seed: int = 0,
                     ) -> dict[str, float]:
-    "Score difference A - B on the same bars, a 95% interval and the p-value that A is not better, by a stationary block bootstrap"
+    """Score difference A - B on the same bars, a 95% interval and the p-value that A is not better, by a stationary
+    block bootstrap"""
     from arch.bootstrap import StationaryBootstrap, optimal_block_length
     y, pa, pb = (np.asarray(v, dtype='float64') for v in (y, prediction_a, prediction_b))
     realised = np.full(len(y), np.nan) if realised is None else np.asarray(realised, dtype='float64')
@@ -29,10 +30,13 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     diff = lambda rows: one(y[rows], pa[rows], realised[rows]) - one(y[rows], pb[rows], realised[rows])
     everything = np.arange(len(y))
     observed = diff(everything)
-    block = max(1, int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary'].iloc[0])))
+    block = max(
+        1, int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary'].iloc[0]))
+    )
     draws = np.array([diff(rows) for (rows,), _ in StationaryBootstrap(block, everything, seed=seed).bootstrap(reps)])
     draws = draws[~np.isnan(draws)]
-    if not len(draws): return {'diff': float(observed), 'low': np.nan, 'high': np.nan, 'p': np.nan, 'block': block, 'reps': 0}
+    if not len(draws):
+        return {'diff': float(observed), 'low': np.nan, 'high': np.nan, 'p': np.nan, 'block': block, 'reps': 0}
     not_better = draws >= 0 if metric in LOWER_IS_BETTER else draws <= 0  # a lower log loss is better, a higher AUC
     low, high = np.percentile(draws, [2.5, 97.5])
     return {'diff': float(observed), 'low': float(low), 'high': float(high),
@@ -40,7 +44,8 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
 
 # %% ../../nbs/06j_models.compare.ipynb #c010_00
 def metric_function(kind: str, metric: str):
-    "f(y, prediction, realised) -> one score, fast enough for a bootstrap (AUC by ranks, IC by correlation); others via `score`"
+    """f(y, prediction, realised) -> one score, fast enough for a bootstrap (AUC by ranks, IC by correlation); others
+    via `score`"""
     from scipy.stats import rankdata
     def auc(y, p, r):
         positive = y == 1
@@ -49,8 +54,13 @@ def metric_function(kind: str, metric: str):
     def ic(y, p, r):
         keep = ~np.isnan(r)
         return np.corrcoef(p[keep], r[keep])[0, 1] if keep.sum() > 2 else np.nan
-    fast = {'auc': auc, 'ic': ic, 'log_loss': lambda y, p, r: float(np.mean(bar_losses('classifier', y, p))),
-            'brier': lambda y, p, r: float(np.mean((p - y) ** 2)), 'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2)))}
+    fast = {
+        'auc': auc,
+        'ic': ic,
+        'log_loss': lambda y, p, r: float(np.mean(bar_losses('classifier', y, p))),
+        'brier': lambda y, p, r: float(np.mean((p - y) ** 2)),
+        'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2))),
+    }
     return fast.get(metric) or (lambda y, p, r: score(kind, y, p, r)[metric])
 
 # %% ../../nbs/06j_models.compare.ipynb #c013s
@@ -58,7 +68,8 @@ def shown(dm: dict,     # `diebold_mariano` of A's per-bar losses against B's
           boot: dict,   # `paired_bootstrap` of A's score against B's
           metric: str,  # the score compared
          ) -> str:
-    "What the data show of A against B: better (both tests at 5%), worse (Diebold-Mariano at 5% and the interval all on the wrong side), else ''"
+    """What the data show of A against B: better (both tests at 5%), worse (Diebold-Mariano at 5% and the interval all
+    on the wrong side), else ''"""
     if dm['p'] < 0.05 and dm['dm'] < 0 and boot['p'] < 0.05: return 'better'
     wrong = boot['low'] > 0 if metric in LOWER_IS_BETTER else boot['high'] < 0
     return 'worse' if dm['p'] < 0.05 and dm['dm'] > 0 and wrong else ''   # a NaN compares false: shown nothing
@@ -73,14 +84,21 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
                    mcs_size: float = MCS_SIZE, # the model confidence set's size (1 - its level)
                    families: dict | None = None, # model -> family (to find the baseline); default: the leaderboard's
                   ) -> pd.DataFrame:
-    "Per symbol: the leader against the runner-up and the baseline (DM and bootstrap), and which models are in the confidence set"
+    """Per symbol: the leader against the runner-up and the baseline (DM and bootstrap), and which models are in the
+    confidence set"""
     from arch.bootstrap import MCS
     families = families or dict(zip(leaderboard['model'], leaderboard['family']))
     rows = []
     for symbol, board in leaderboard.groupby('symbol', sort=False):
-        wide = predictions[predictions['symbol'] == symbol].pivot_table(index=predictions[predictions['symbol'] == symbol].index,
-                                                                         columns='model', values='prediction', dropna=False)
-        facts = predictions[(predictions['symbol'] == symbol)].groupby(level=0)[['label', 'label_return']].first().reindex(wide.index)
+        wide = predictions[predictions['symbol'] == symbol].pivot_table(
+            index=predictions[predictions['symbol'] == symbol].index, columns='model', values='prediction', dropna=False
+        )
+        facts = (
+            predictions[(predictions['symbol'] == symbol)]
+            .groupby(level=0)[['label', 'label_return']]
+            .first()
+            .reindex(wide.index)
+        )
         y, realised = facts['label'].to_numpy(), facts['label_return'].to_numpy()
         losses = pd.DataFrame({m: bar_losses(kind, y, wide[m].to_numpy()) for m in wide}, index=wide.index).dropna()
         in_set = set()
@@ -92,22 +110,56 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
         order = board['model'].tolist()
         leader = order[0]
         baseline = next((m for m in order if families.get(m) in baselines()), None)
-        rivals = [('runner-up and baseline' if order[1] == baseline else 'runner-up', order[1])] if len(order) > 1 else []
+        rivals = (
+            [('runner-up and baseline' if order[1] == baseline else 'runner-up', order[1])] if len(order) > 1 else []
+        )
         if baseline and baseline not in (leader, *order[1:2]): rivals.append(('baseline', baseline))
         for role, rival in rivals:
-            dm = diebold_mariano(bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon)
-            boot = paired_bootstrap(y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed)
+            dm = diebold_mariano(
+                bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon
+            )
+            boot = paired_bootstrap(
+                y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed
+            )
             better = shown(dm, boot, metric) == 'better'
-            rows.append({'symbol': symbol, 'leader': leader, 'against': rival, 'role': role, 'dm': dm['dm'], 'dm_p': dm['p'],
-                         f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
-                         'verdict': f"{leader} is better than {rival}" if better else f"{leader} is not shown better than {rival}",
-                         'confidence_set': ', '.join(m for m in order if m in in_set)})
-    columns = ['symbol', 'leader', 'against', 'role', 'dm', 'dm_p', f'{metric}_diff', 'low', 'high', 'bootstrap_p', 'verdict', 'confidence_set']
+            rows.append(
+                {
+                    'symbol': symbol,
+                    'leader': leader,
+                    'against': rival,
+                    'role': role,
+                    'dm': dm['dm'],
+                    'dm_p': dm['p'],
+                    f'{metric}_diff': boot['diff'],
+                    'low': boot['low'],
+                    'high': boot['high'],
+                    'bootstrap_p': boot['p'],
+                    'verdict': f"{leader} is better than {rival}"
+                    if better
+                    else f"{leader} is not shown better than {rival}",
+                    'confidence_set': ', '.join(m for m in order if m in in_set),
+                }
+            )
+    columns = [
+        'symbol',
+        'leader',
+        'against',
+        'role',
+        'dm',
+        'dm_p',
+        f'{metric}_diff',
+        'low',
+        'high',
+        'bootstrap_p',
+        'verdict',
+        'confidence_set',
+    ]
     return pd.DataFrame(rows, columns=columns)   # a run of one model compares nothing: no rows, the same columns
 
 # %% ../../nbs/06j_models.compare.ipynb #c016g
 def group_pairs(specs: list[ModelSpec]) -> list[tuple[str, str, tuple]]:
-    "Each variant without feature groups beside the run's model of the same family and values that has them: (with, without, groups)"
+    """Each variant without feature groups beside the run's model of the same family and values that has them: (with,
+    without, groups)"""
     key = lambda s: (s.family, json.dumps(s.params, sort_keys=True, default=str))
     plain = {key(s): s.name for s in specs if not s.without}
     return [(plain[key(s)], s.name, s.without) for s in specs if s.without and key(s) in plain]
@@ -118,7 +170,8 @@ def compare_groups(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
                    kind: str, metric: str,    # the model kind and the leaderboard's score
                    horizon: int = 1, reps: int = default('compare_reps'), seed: int = 0,
                   ) -> pd.DataFrame:
-    "Per symbol and pair: the model with its feature groups against the same model without them (bootstrap and DM), and what the data show"
+    """Per symbol and pair: the model with its feature groups against the same model without them (bootstrap and DM),
+    and what the data show"""
     one, rows = metric_function(kind, metric), []
     for symbol, mine in predictions.groupby('symbol', sort=False):
         wide = mine.pivot_table(index=mine.index, columns='model', values='prediction', dropna=False)
@@ -130,10 +183,38 @@ def compare_groups(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
             keep = ~np.isnan(y) & ~np.isnan(a) & ~np.isnan(b)   # the bars both scored, as the bootstrap takes them
             dm = diebold_mariano(bar_losses(kind, y, a), bar_losses(kind, y, b), horizon)
             boot = paired_bootstrap(y, a, b, kind, metric, realised, reps, seed)
-            rows.append({'symbol': symbol, 'groups': ', '.join(groups), 'with': with_, 'without': without, 'bars': int(keep.sum()),
-                         f'{metric}_with': float(one(y[keep], a[keep], realised[keep])), f'{metric}_without': float(one(y[keep], b[keep], realised[keep])),
-                         f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
-                         'dm': dm['dm'], 'dm_p': dm['p'], 'shown': {'better': 'helped', 'worse': 'hurt'}.get(shown(dm, boot, metric), '')})
-    columns = ['symbol', 'groups', 'with', 'without', 'bars', f'{metric}_with', f'{metric}_without', f'{metric}_diff', 'low', 'high',
-               'bootstrap_p', 'dm', 'dm_p', 'shown']
+            rows.append(
+                {
+                    'symbol': symbol,
+                    'groups': ', '.join(groups),
+                    'with': with_,
+                    'without': without,
+                    'bars': int(keep.sum()),
+                    f'{metric}_with': float(one(y[keep], a[keep], realised[keep])),
+                    f'{metric}_without': float(one(y[keep], b[keep], realised[keep])),
+                    f'{metric}_diff': boot['diff'],
+                    'low': boot['low'],
+                    'high': boot['high'],
+                    'bootstrap_p': boot['p'],
+                    'dm': dm['dm'],
+                    'dm_p': dm['p'],
+                    'shown': {'better': 'helped', 'worse': 'hurt'}.get(shown(dm, boot, metric), ''),
+                }
+            )
+    columns = [
+        'symbol',
+        'groups',
+        'with',
+        'without',
+        'bars',
+        f'{metric}_with',
+        f'{metric}_without',
+        f'{metric}_diff',
+        'low',
+        'high',
+        'bootstrap_p',
+        'dm',
+        'dm_p',
+        'shown',
+    ]
     return pd.DataFrame(rows, columns=columns)   # no variant in the run: no rows, the same columns

@@ -43,13 +43,18 @@ class HP:
         "`value` converted to the default's type and checked, or `BadInput` naming `where` and the value"
         kind = type(self.default)
         if isinstance(value, str) and kind is not str: value = _from_text(value)
-        if kind is bool: ok = isinstance(value, bool)
-        elif kind is int: ok = not isinstance(value, bool) and (isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()))
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is int:
+            ok = not isinstance(value, bool) and (
+                isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())
+            )
         elif kind is float: ok = not isinstance(value, bool) and isinstance(value, (int, float, np.number))
         else: ok = isinstance(value, kind)
         if not ok: raise BadInput(f"{where}: {value!r} is not {_KIND_NAMES.get(kind, kind.__name__)}")
         value = kind(value)
-        if self.choices and value not in self.choices: raise BadInput(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+        if self.choices and value not in self.choices:
+            raise BadInput(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min: raise BadInput(f"{where}: {value!r} must be at least {self.min}")
         if self.max is not None and value > self.max: raise BadInput(f"{where}: {value!r} must be at most {self.max}")
         return value
@@ -97,30 +102,44 @@ class Model(ABC):
     @classmethod
     @abstractmethod
     def _read(cls, path: Path, manifest: dict) -> Any:
-        "The `fitted` estimator read back from `path` by its library's own loader (`load_model` checked the file's hash first)"
+        """The `fitted` estimator read back from `path` by its library's own loader (`load_model` checked the file's
+        hash first)"""
 
     @classmethod
     def runs_on(cls, device: str) -> str:
-        "What this family trains on when the run's device (`resolve_device`) is `device`: the CPU unless the family can use the GPU"
+        """What this family trains on when the run's device (`resolve_device`) is `device`: the CPU unless the family
+        can use the GPU"""
         return 'cpu'
 
     @classmethod
     def pruning(cls, trial, metric: str, every: int) -> dict:
-        "`fit` options reporting `metric` on `eval_rows` to an Optuna `trial` every `every` rounds, for per-round pruning; {}: no rounds to prune"
+        """`fit` options reporting `metric` on `eval_rows` to an Optuna `trial` every `every` rounds, for per-round
+        pruning; {}: no rounds to prune"""
         return {}
 
     def built_with(self) -> dict:
-        "The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on one (results do not depend on it)"
-        return {**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])} if 'n_jobs' in self.params else dict(self.params)
+        """The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on
+        one (results do not depend on it)"""
+        return (
+            {**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])}
+            if 'n_jobs' in self.params
+            else dict(self.params)
+        )
 
-    def _extra(self) -> dict: return {}                  # what model.json keeps beside the native file (e.g. input scaling)
+    def _extra(self) -> dict:
+        return {}  # what model.json keeps beside the native file (e.g. input scaling)
+
     def _loaded(self, manifest: dict): pass              # read it back
 
     def importance(self) -> np.ndarray | None:
-        "How much the fitted model leans on each input, as shares summing to 1; None (this default): the family has no such measure, and the monitor weighs its inputs alike"
+        """How much the fitted model leans on each input, as shares summing to 1; None (this default): the family has no
+        such measure, and the monitor weighs its inputs alike"""
         return None
 
-    def __repr__(self): return f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
+        )
 
 
 # %% ../../nbs/06a_models.core.ipynb #c009_00
@@ -138,13 +157,16 @@ def shares(found) -> np.ndarray | None:
 # %% ../../nbs/06a_models.core.ipynb #c011
 @dataclass
 class Family:
-    "A family of models: the targets it learns, its hyperparameters, the class that makes one, and the libraries it needs"
+    """A family of models: the targets it learns, its hyperparameters, the class that makes one, and the libraries it
+    needs"""
+
     name: str
     model: type                 # a `Model` subclass; `model(family, kind, params, seed, device)`
     kinds: tuple[str, ...]      # of KINDS
     hyper: dict[str, HP]        # every hyperparameter a user may set, with its declared default
     summary: str                # one line, for listings
-    libraries: tuple[str, ...] = ()  # the distributions it fits and saves with: recorded in model.json, backed up, one version on every host
+    # the distributions it fits and saves with: recorded in model.json, backed up, one version on every host
+    libraries: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()    # the modules its fit imports: a Dask worker imports them before its first unit
     baseline: bool = False           # the plain model every other must beat: comparisons test the leader against it
 
@@ -152,19 +174,27 @@ FAMILIES: dict[str, Family] = {}
 
 # %% ../../nbs/06a_models.core.ipynb #c011_00
 def register(family: Family) -> Family:
-    "Make a family available by name (to models.yaml, `--models`, tuning and the registry), and its libraries known to the cluster"
-    if not family.kinds or set(family.kinds) - set(KINDS): raise BadInput(f"family {family.name!r}: kinds must be among {', '.join(KINDS)}")
+    """Make a family available by name (to models.yaml, `--models`, tuning and the registry), and its libraries known to
+    the cluster"""
+    if not family.kinds or set(family.kinds) - set(KINDS):
+        raise BadInput(f"family {family.name!r}: kinds must be among {', '.join(KINDS)}")
     if not (isinstance(family.model, type) and issubclass(family.model, Model)):
-        raise BadInput(f"family {family.name!r}: its model must be a subclass of mlfin.models.core.Model, not {family.model!r}")
+        raise BadInput(
+            f"family {family.name!r}: its model must be a subclass of mlfin.models.core.Model, not {family.model!r}"
+        )
     if inspect.isabstract(family.model):
         missing = sorted(family.model.__abstractmethods__, key=lambda name: (_DUTIES + (name,)).index(name))
-        raise BadInput(f"family {family.name!r}: {family.model.__name__} does not provide {', '.join(missing)} (every family's Model must: {', '.join(_DUTIES)})")
+        raise BadInput(
+            f"family {family.name!r}: {family.model.__name__} does not provide {', '.join(missing)} (every family's "
+            f"Model must: {', '.join(_DUTIES)})"
+        )
     FAMILIES[family.name] = family
     must_match(*family.libraries)   # every host of a cluster runs the versions this process runs
     preload(*family.imports)        # a Dask worker imports them before its first unit
     return family
 
-_DUTIES = tuple(name for name in vars(Model) if name in Model.__abstractmethods__)   # in the order the class states them
+# in the order the class states them
+_DUTIES = tuple(name for name in vars(Model) if name in Model.__abstractmethods__)
 
 
 # %% ../../nbs/06a_models.core.ipynb #c011_01
@@ -192,7 +222,11 @@ def resolve_device(device: str = 'auto') -> str:
     if device not in DEVICES: raise BadInput(f"--device: {device!r} is not one of {', '.join(DEVICES)}")
     if device == 'cpu': return 'cpu'
     found = 'cuda' if gpu_available() else 'cpu'
-    if device == 'cuda' and found != 'cuda': raise Unavailable("--device cuda: no usable GPU here (an NVIDIA GPU and `MLFIN_ENV=gpu make setup` are needed); use auto or cpu")
+    if device == 'cuda' and found != 'cuda':
+        raise Unavailable(
+            "--device cuda: no usable GPU here (an NVIDIA GPU and `MLFIN_ENV=gpu make setup` are needed); use auto or "
+            "cpu"
+        )
     return found
 
 # %% ../../nbs/06a_models.core.ipynb #c022
@@ -203,7 +237,8 @@ class ModelSpec:
     family: str
     params: dict
     tried: int = 1   # configurations tried on this data to choose these values (a study's trials); 1: chosen by hand
-    without: tuple[str, ...] = ()   # feature groups of the run's spec it trains without (a variant asking what they add)
+    # feature groups of the run's spec it trains without (a variant asking what they add)
+    without: tuple[str, ...] = ()
 
     @property
     def kinds(self) -> tuple[str, ...]: return family(self.family).kinds
@@ -211,7 +246,8 @@ class ModelSpec:
     def make(self, kind: str, seed: int = 0, device: str = 'cpu') -> Model:
         "A fresh, unfitted model of this spec, on what its family can use of the run's `device`"
         fam = family(self.family)
-        if kind not in fam.kinds: raise BadInput(f"model {self.name}: {self.family} is a {' and '.join(fam.kinds)} only, not a {kind}")
+        if kind not in fam.kinds:
+            raise BadInput(f"model {self.name}: {self.family} is a {' and '.join(fam.kinds)} only, not a {kind}")
         return fam.model(self.family, kind, self.params, seed, fam.model.runs_on(device))
 
 # %% ../../nbs/06a_models.core.ipynb #c022_00
@@ -225,22 +261,34 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
     if isinstance(tried, bool) or not isinstance(tried, int) or tried < 1:
         raise BadInput(f"{where}: tried: {tried!r} is not a count of configurations tried (a whole number, 1 or more)")
     without = settings.pop('without', [])
-    if not isinstance(without, list) or not all(isinstance(g, str) and g.strip() for g in without) or len(set(without)) < len(without):
-        raise BadInput(f"{where}: without: {without!r} is not a list of feature groups, each once (e.g. without: [volume])")
+    if (
+        not isinstance(without, list)
+        or not all(isinstance(g, str) and g.strip() for g in without)
+        or len(set(without)) < len(without)
+    ):
+        raise BadInput(
+            f"{where}: without: {without!r} is not a list of feature groups, each once (e.g. without: [volume])"
+        )
     params = {key: hp.default for key, hp in fam.hyper.items()}
     for key, value in settings.items():
         if key not in fam.hyper:
             close = difflib.get_close_matches(key, fam.hyper, n=1)
-            raise BadInput(f"{where}: unknown hyperparameter {key!r} of {fam.name}" + (f" (did you mean {close[0]}?)" if close else '') +
-                           f"; known: {', '.join(fam.hyper)}")
+            raise BadInput(
+                f"{where}: unknown hyperparameter {key!r} of {fam.name}"
+                + (f" (did you mean {close[0]}?)" if close else '')
+                + f"; known: {', '.join(fam.hyper)}"
+            )
         params[key] = fam.hyper[key].check(value, f"{where}.{key}")
     return ModelSpec(name, fam.name, params, tried, tuple(without))
 
 # %% ../../nbs/06a_models.core.ipynb #c024
 MODELS_FILE = 'models.yaml'
 
-def read_models(path: str | Path | None = None, # a models spec; default: the project's models.yaml (else every family, as declared)
-               ) -> dict[str, ModelSpec]:
+def read_models(
+    path: str
+    | Path
+    | None = None,  # a models spec; default: the project's models.yaml (else every family, as declared)
+) -> dict[str, ModelSpec]:
     "Every named model of the spec file, checked; `BadInput` names the file, model, hyperparameter and value"
     if path is None:
         root = project_root()
@@ -248,10 +296,12 @@ def read_models(path: str | Path | None = None, # a models spec; default: the pr
     if path is None: return {name: model_spec(name) for name in FAMILIES}
     path = Path(path)
     content = read_yaml(path, 'models spec')
-    if not isinstance(content, dict) or not content: raise BadInput(f"{path}: expected named models (NAME: {{hyperparameter: value}})")
+    if not isinstance(content, dict) or not content:
+        raise BadInput(f"{path}: expected named models (NAME: {{hyperparameter: value}})")
     out = {}
     for name, settings in content.items():
-        if settings is not None and not isinstance(settings, dict): raise BadInput(f"{path}, {name}: expected hyperparameter: value pairs")
+        if settings is not None and not isinstance(settings, dict):
+            raise BadInput(f"{path}, {name}: expected hyperparameter: value pairs")
         out[str(name)] = model_spec(str(name), settings, f"{path.name}, {name}")
     return out
 
@@ -268,29 +318,50 @@ def parse_overrides(text: str) -> dict[str, dict]:
     return out
 
 # %% ../../nbs/06a_models.core.ipynb #c024_01
-def choose_models(names: str = 'all',              # comma-separated named models, or `all` (every one that can learn `kind`)
-                  kind: str = 'classifier',        # what the target needs
-                  overrides: str = '',             # --model-params
-                  path: str | Path | None = None,  # the models spec (default: the project's)
-                  groups: dict | None = None,      # the run's feature groups: `all` takes a variant without feature groups only where they hold its groups
-                 ) -> list[ModelSpec]:
+def choose_models(
+    names: str = 'all',  # comma-separated named models, or `all` (every one that can learn `kind`)
+    kind: str = 'classifier',  # what the target needs
+    overrides: str = '',  # --model-params
+    path: str | Path | None = None,  # the models spec (default: the project's)
+    groups: dict
+    # the run's feature groups: `all` takes a variant without feature groups only where they hold its groups
+    | None = None,
+) -> list[ModelSpec]:
     "The run's models, each checked for the target's kind, with the command line's hyperparameters applied"
     specs = read_models(path)
     wanted = [n for n in (specs if names.strip() == 'all' else [n.strip() for n in names.split(',') if n.strip()])]
-    if names.strip() == 'all': wanted = [n for n in wanted if kind in specs[n].kinds and set(specs[n].without) <= set(groups or ())]
+    if names.strip() == 'all':
+        wanted = [n for n in wanted if kind in specs[n].kinds and set(specs[n].without) <= set(groups or ())]
     if not wanted: raise BadInput(f"--models: no model given (named models: {', '.join(specs)})")
     unknown = [n for n in wanted if n not in specs]
-    if unknown: raise BadInput(f"--models: unknown model {unknown[0]!r}; named in {path or MODELS_FILE}: {', '.join(specs)}")
+    if unknown:
+        raise BadInput(f"--models: unknown model {unknown[0]!r}; named in {path or MODELS_FILE}: {', '.join(specs)}")
     if len(set(wanted)) < len(wanted): raise BadInput(f"--models: a model is listed twice ({names})")
     wrong = [n for n in wanted if kind not in specs[n].kinds]
     if wrong:
-        fit = [n for n, s in specs.items() if kind in s.kinds and not s.without]   # the plain ones: a variant is one of them, less some inputs
-        raise BadInput(f"--models: {wrong[0]} is a {' and '.join(specs[wrong[0]].kinds)} only; this label needs a {kind} ({', '.join(fit)})")
+        # the plain ones: a variant is one of them, less some inputs
+        fit = [n for n, s in specs.items() if kind in s.kinds and not s.without]
+        raise BadInput(
+            f"--models: {wrong[0]} is a {' and '.join(specs[wrong[0]].kinds)} only; this label needs a {kind} "
+            f"({', '.join(fit)})"
+        )
     extra = parse_overrides(overrides)
     stray = sorted(set(extra) - set(wanted))
     if stray: raise BadInput(f"--model-params: {stray[0]!r} is not among the run's models ({', '.join(wanted)})")
-    return [model_spec(n, {'family': specs[n].family, 'tried': specs[n].tried, 'without': list(specs[n].without), **_set_by(specs[n]), **extra.get(n, {})},
-                       f"--model-params {n}" if n in extra else n) for n in wanted]
+    return [
+        model_spec(
+            n,
+            {
+                'family': specs[n].family,
+                'tried': specs[n].tried,
+                'without': list(specs[n].without),
+                **_set_by(specs[n]),
+                **extra.get(n, {}),
+            },
+            f"--model-params {n}" if n in extra else n,
+        )
+        for n in wanted
+    ]
 
 # %% ../../nbs/06a_models.core.ipynb #c024_02
 def _set_by(spec: ModelSpec) -> dict:
@@ -303,21 +374,33 @@ def for_groups(specs: list[ModelSpec],          # the run's models (`choose_mode
                groups: dict[str, list[str]],    # the run's feature spec by group (`features.read_spec`)
                spec: str = 'the run',           # the spec's name, for what is said
               ) -> tuple[list[ModelSpec], str]:
-    "The models the spec's groups allow (a variant drops only groups the spec has), and one line on those skipped ('' when none)"
+    """The models the spec's groups allow (a variant drops only groups the spec has), and one line on those skipped (''
+    when none)"""
     missing = {s.name: [g for g in s.without if g not in groups] for s in specs}
     kept = [s for s in specs if not missing[s.name]]
     said = '; '.join(f"{n} (without {', '.join(m)})" for n, m in missing.items() if m)
     said = f"not trained: {said}: spec {spec} has no such group (its groups: {', '.join(groups)})" if said else ''
     if not kept: raise BadInput(f"--models: {said}")
     empty = next((s for s in kept if s.without and not set(groups) - set(s.without)), None)
-    if empty: raise BadInput(f"{empty.name}: without: {', '.join(empty.without)} leaves no group of spec {spec} to train on")
+    if empty:
+        raise BadInput(f"{empty.name}: without: {', '.join(empty.without)} leaves no group of spec {spec} to train on")
     return kept, said
 
 # %% ../../nbs/06a_models.core.ipynb #c025t
 def task_models(specs: list[ModelSpec]) -> str:
-    "The run's models as the train task takes them (JSON): each one's family, trials, values and, for a variant, the groups it drops"
-    return json.dumps({s.name: {'family': s.family, 'tried': s.tried, **({'without': list(s.without)} if s.without else {}), **s.params}
-                       for s in specs})   # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
+    """The run's models as the train task takes them (JSON): each one's family, trials, values and, for a variant, the
+    groups it drops"""
+    return json.dumps(
+        {
+            s.name: {
+                'family': s.family,
+                'tried': s.tried,
+                **({'without': list(s.without)} if s.without else {}),
+                **s.params,
+            }
+            for s in specs
+        }
+    )   # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
 
 # %% ../../nbs/06a_models.core.ipynb #c027
 def save_model(model: Model, folder: str | Path,
@@ -331,9 +414,21 @@ def save_model(model: Model, folder: str | Path,
     path = folder/model.file
     model._write(path)
     versions = {dist: installed(dist) for dist in family(model.family).libraries}
-    manifest = {'name': name or model.family, 'family': model.family, 'kind': model.kind, 'params': model.params, 'seed': model.seed,
-                'window': model.window, 'inputs': list(inputs or []), 'file': model.file, 'sha256': _sha256(path),
-                'versions': versions, 'saved': datetime.now(timezone.utc).isoformat(timespec='seconds'), **model._extra(), **(extra or {})}
+    manifest = {
+        'name': name or model.family,
+        'family': model.family,
+        'kind': model.kind,
+        'params': model.params,
+        'seed': model.seed,
+        'window': model.window,
+        'inputs': list(inputs or []),
+        'file': model.file,
+        'sha256': _sha256(path),
+        'versions': versions,
+        'saved': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        **model._extra(),
+        **(extra or {}),
+    }
     (folder/'model.json').write_text(json.dumps(manifest, indent=1, default=str))
     return folder
 
@@ -346,7 +441,8 @@ def load_model(folder: str | Path) -> Model:
     fam = family(manifest['family'])
     path = folder/fam.model.file  # the family's own file name, never a path taken from the manifest
     if not path.exists(): raise NotFound(f"{path}: the model file is missing")
-    if _sha256(path) != manifest['sha256']: raise BadInput(f"{path}: the file does not match the hash recorded when it was saved; refusing to load it")
+    if _sha256(path) != manifest['sha256']:
+        raise BadInput(f"{path}: the file does not match the hash recorded when it was saved; refusing to load it")
     model = fam.model(manifest['family'], manifest['kind'], manifest['params'], manifest['seed'])
     model.fitted, model.manifest = fam.model._read(path, manifest), manifest
     model._loaded(manifest)
@@ -354,7 +450,8 @@ def load_model(folder: str | Path) -> Model:
 
 # %% ../../nbs/06a_models.core.ipynb #c027_00_ff
 def model_files(model: Model) -> dict[str, bytes]:
-    "A fitted model as the contents of the files `save_model` writes: what crosses between processes (a Dask worker's result)"
+    """A fitted model as the contents of the files `save_model` writes: what crosses between processes (a Dask worker's
+    result)"""
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         save_model(model, d)

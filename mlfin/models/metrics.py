@@ -14,7 +14,8 @@ __all__ = ['CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER'
 # %% ../../nbs/06h_models.metrics.ipynb #c005
 CLASSIFICATION = ('accuracy', 'precision', 'recall', 'f1', 'auc', 'log_loss', 'brier')
 REGRESSION = ('rmse', 'mae', 'r2', 'directional_accuracy')
-NAIVE = ('mae_rw', 'rmse_rw', 'mae_ratio', 'rmse_ratio', 'mae_drift', 'rmse_drift', 'dm', 'dm_p')   # a forecast beside doing nothing
+# a forecast beside doing nothing
+NAIVE = ('mae_rw', 'rmse_rw', 'mae_ratio', 'rmse_ratio', 'mae_drift', 'rmse_drift', 'dm', 'dm_p')
 RANKING = ('ic', 'rank_ic')
 LOWER_IS_BETTER = ('log_loss', 'brier', 'rmse', 'mae', 'mae_ratio', 'rmse_ratio')
 
@@ -23,10 +24,12 @@ def classification_metrics(y: np.ndarray,        # 0/1 labels (NaN: unknown, lef
                            realised: np.ndarray | None = None, # return realised over each label's span (for the IC)
                            threshold: float = 0.5, # P(up) above which "up" is called
                           ) -> dict[str, float]:
-    "Accuracy, precision, recall, F1, AUC, log loss, Brier score, IC and rank IC of the scored rows, beside the share of up labels"
+    """Accuracy, precision, recall, F1, AUC, log loss, Brier score, IC and rank IC of the scored rows, beside the share
+    of up labels"""
     from sklearn.metrics import (accuracy_score, brier_score_loss, f1_score, log_loss, precision_score, recall_score,
                                  roc_auc_score)
-    keep = ~np.isnan(np.asarray(y, dtype='float64')) & ~np.isnan(np.asarray(prob, dtype='float64'))  # a sequence model's first rows: no window, no prediction
+    # a sequence model's first rows: no window, no prediction
+    keep = ~np.isnan(np.asarray(y, dtype='float64')) & ~np.isnan(np.asarray(prob, dtype='float64'))
     y, prob = np.asarray(y, dtype='float64')[keep].astype(int), np.asarray(prob, dtype='float64')[keep]
     call = (prob > threshold).astype(int)
     both = len(np.unique(y)) == 2
@@ -51,7 +54,8 @@ def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
     d = np.asarray(loss_a, dtype='float64') - np.asarray(loss_b, dtype='float64')
     d = d[~np.isnan(d)]
     n = len(d)
-    if n < 10 or np.ptp(d) == 0: return {'dm': np.nan, 'p': np.nan, 'mean_diff': float(d.mean()) if n else np.nan, 'n': n}
+    if n < 10 or np.ptp(d) == 0:
+        return {'dm': np.nan, 'p': np.nan, 'mean_diff': float(d.mean()) if n else np.nan, 'n': n}
     variance = float(Bartlett(d, bandwidth=max(horizon - 1, 0)).cov.long_run[0, 0]) if horizon > 1 else float(d.var())
     dm = d.mean() / np.sqrt(variance / n)
     dm *= np.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)  # Harvey, Leybourne and Newbold
@@ -60,25 +64,37 @@ def diebold_mariano(loss_a: np.ndarray,  # per-bar losses of model A
 
 # %% ../../nbs/06h_models.metrics.ipynb #c005_vn
 def versus_naive(error: np.ndarray,          # the forecast's errors (forecast - outcome), in the units it is judged in
-                 walk: np.ndarray,           # the random walk's: it forecasts no change, so its error is minus the change
-                 drift: np.ndarray | None = None, # the drift-only forecast's (the mean change of the rows the model trained on)
+                 # the random walk's: it forecasts no change, so its error is minus the change
+                 walk: np.ndarray,
+                 # the drift-only forecast's (the mean change of the rows the model trained on)
+                 drift: np.ndarray | None = None,
                  horizon: int = 1,           # bars each label spans (the DM test's overlap)
                 ) -> dict[str, float]:
-    "MAE and RMSE of the random walk and the drift beside the forecast's, the forecast's ratios to the random walk's, and DM against it"
+    """MAE and RMSE of the random walk and the drift beside the forecast's, the forecast's ratios to the random walk's,
+    and DM against it"""
     mae = lambda e: float(np.mean(np.abs(e))) if len(e) else np.nan
     rmse = lambda e: float(np.sqrt(np.mean(e ** 2))) if len(e) else np.nan
     ratio = lambda a, b: a / b if b > 0 else np.nan
     dm = diebold_mariano(error ** 2, walk ** 2, horizon)
-    return {'mae_rw': mae(walk), 'rmse_rw': rmse(walk), 'mae_ratio': ratio(mae(error), mae(walk)), 'rmse_ratio': ratio(rmse(error), rmse(walk)),
-            'mae_drift': mae(drift) if drift is not None else np.nan, 'rmse_drift': rmse(drift) if drift is not None else np.nan,
-            'dm': dm['dm'], 'dm_p': dm['p']}
+    return {
+        'mae_rw': mae(walk),
+        'rmse_rw': rmse(walk),
+        'mae_ratio': ratio(mae(error), mae(walk)),
+        'rmse_ratio': ratio(rmse(error), rmse(walk)),
+        'mae_drift': mae(drift) if drift is not None else np.nan,
+        'rmse_drift': rmse(drift) if drift is not None else np.nan,
+        'dm': dm['dm'],
+        'dm_p': dm['p'],
+    }
 
 
 # %% ../../nbs/06h_models.metrics.ipynb #c005_bw
-WALK_ERRORS = ('mae', 'rmse')   # a forecast beats the random walk only when each of these errors is below the random walk's
+# a forecast beats the random walk only when each of these errors is below the random walk's
+WALK_ERRORS = ('mae', 'rmse')
 
 def beats_random_walk(scores: dict) -> bool:
-    "Whether a forecast's out-of-sample errors are all below the random walk's (a ratio that is not a number never beats it)"
+    """Whether a forecast's out-of-sample errors are all below the random walk's (a ratio that is not a number never
+    beats it)"""
     return all(scores.get(f"{e}_ratio", np.nan) < 1 for e in WALK_ERRORS)
 
 
@@ -86,7 +102,8 @@ def beats_random_walk(scores: dict) -> bool:
 def forecast_record(scores: dict,   # a regressor's out-of-sample scores (`regression_metrics`)
                     price: bool,    # a price forecast (its errors in the price's units), else a return forecast
                    ) -> dict:
-    "A forecast beside doing nothing, as the run's summary keeps it and every page reads it: errors, ratios, DM, and whether it beat the random walk"
+    """A forecast beside doing nothing, as the run's summary keeps it and every page reads it: errors, ratios, DM, and
+    whether it beat the random walk"""
     return {'units': 'price' if price else 'return', **{k: scores.get(k) for k in ('mae', 'rmse', *NAIVE)},
             'beats_random_walk': beats_random_walk(scores)}
 
@@ -95,26 +112,35 @@ def forecast_record(scores: dict,   # a regressor's out-of-sample scores (`regre
 def regression_metrics(y: np.ndarray,           # the target: a return (NaN: unknown, left out)
                        pred: np.ndarray,        # the forecast return
                        realised: np.ndarray | None = None, # return realised over each label's span
-                       base: np.ndarray | None = None,  # a price forecast: the close each return moves from (errors in its units)
-                       drift: np.ndarray | None = None, # the drift-only forecast per row (the mean return the model trained on)
+                       # a price forecast: the close each return moves from (errors in its units)
+                       base: np.ndarray | None = None,
+                       # the drift-only forecast per row (the mean return the model trained on)
+                       drift: np.ndarray | None = None,
                        horizon: int = 1,        # bars each label spans (the DM test's overlap)
                       ) -> dict[str, float]:
-    "RMSE, MAE, R², directional accuracy, IC and rank IC of a return forecast, beside the random walk's and the drift's errors"
+    """RMSE, MAE, R², directional accuracy, IC and rank IC of a return forecast, beside the random walk's and the
+    drift's errors"""
     from sklearn.metrics import r2_score
     y, pred = np.asarray(y, dtype='float64'), np.asarray(pred, dtype='float64')
     keep = ~np.isnan(y) & ~np.isnan(pred)
     if base is not None: keep &= ~np.isnan(np.asarray(base, dtype='float64'))
     y, pred = y[keep], pred[keep]
-    scale = 1.0 if base is None else np.asarray(base, dtype='float64')[keep]   # a price forecast's error: close x (forecast - outcome)
+    # a price forecast's error: close x (forecast - outcome)
+    scale = 1.0 if base is None else np.asarray(base, dtype='float64')[keep]
     realised = None if realised is None else np.asarray(realised, dtype='float64')[keep]
     error, walk = scale * (pred - y), scale * -y
     actual = realised if realised is not None else y
-    out = {'rmse': float(np.sqrt(np.mean(error ** 2))) if len(y) else np.nan, 'mae': float(np.mean(np.abs(error))) if len(y) else np.nan,
-           'r2': r2_score(y, pred) if len(y) > 1 else np.nan,
-           'directional_accuracy': float(np.mean(np.sign(pred) == np.sign(actual))) if len(y) else np.nan,
-           **information_coefficients(pred, realised),
-           **versus_naive(error, walk, None if drift is None else scale * (np.asarray(drift, dtype='float64')[keep] - y), horizon),
-           'n_scored': int(len(y))}
+    out = {
+        'rmse': float(np.sqrt(np.mean(error**2))) if len(y) else np.nan,
+        'mae': float(np.mean(np.abs(error))) if len(y) else np.nan,
+        'r2': r2_score(y, pred) if len(y) > 1 else np.nan,
+        'directional_accuracy': float(np.mean(np.sign(pred) == np.sign(actual))) if len(y) else np.nan,
+        **information_coefficients(pred, realised),
+        **versus_naive(
+            error, walk, None if drift is None else scale * (np.asarray(drift, dtype='float64')[keep] - y), horizon
+        ),
+        'n_scored': int(len(y)),
+    }
     return {k: float(v) if k != 'n_scored' else v for k, v in out.items()}
 
 

@@ -9,7 +9,8 @@ import numpy as np, pandas as pd
 from ..params import RunConfig, default
 from .compare import metric_function
 from ..progress import step
-from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version, registered_name, refusals
+from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version
+from .registry import registered_name, refusals
 from ..tracking import configured_mlflow
 from ..features.labels import LABELS
 
@@ -18,7 +19,8 @@ __all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'target_of', 'decide', 'on_co
            'incumbent_predictions', 'register_run', 'register_leaders']
 
 # %% ../../nbs/06m_models.promotion.ipynb #c006
-COMPARABLE = ('label', 'horizon', 'kind', 'target', 'cv')   # what must agree before two versions' scores mean the same thing
+# what must agree before two versions' scores mean the same thing
+COMPARABLE = ('label', 'horizon', 'kind', 'target', 'cv')
 MIN_COMMON = 100   # out-of-sample bars two versions must share before one can be said to beat the other on them
 
 @dataclass
@@ -30,7 +32,8 @@ class Decision:
 
 # %% ../../nbs/06m_models.promotion.ipynb #c006t
 def target_of(tags: dict) -> str:
-    "What a version's output is: P(up) ('probability'), a return ('return'), or a price: a next_close version trained before forecasts were returns"
+    """What a version's output is: P(up) ('probability'), a return ('return'), or a price: a next_close version trained
+    before forecasts were returns"""
     if tags.get('target'): return str(tags['target'])
     label = LABELS.get(str(tags.get('label', '')))
     if tags.get('kind') == 'classifier' or (label is not None and label.kind == 'classifier'): return 'probability'
@@ -44,30 +47,57 @@ def decide(candidate: dict,               # the leader: `lineage` (label, horizo
            held_by_hand: str | None = None, # `registry.pinned`: a person's choice, if production is theirs
            versus: dict | None = None,    # `on_common_bars`: both scored on the bars they share (None: none recorded)
           ) -> Decision:
-    "Whether the candidate becomes production: gates, then a person's choice, then like for like, then better on the same bars"
+    """Whether the candidate becomes production: gates, then a person's choice, then like for like, then better on the
+    same bars"""
     if failed: return Decision(False, '; '.join(failed), 'refused')
     if incumbent is None: return Decision(True, 'the gates passed and no version was in production', 'promoted')
     v = f"production v{incumbent['version']}"
-    if held_by_hand: return Decision(False, f"{v} was chosen by a person ({held_by_hand}); it holds until released (mlfin models release)", 'held')
-    mine, theirs = ({**l, 'target': target_of(l)} for l in (candidate['lineage'], incumbent['lineage']))   # an older version's target, said
+    if held_by_hand:
+        return Decision(
+            False,
+            f"{v} was chosen by a person ({held_by_hand}); it holds until released (mlfin models release)",
+            'held',
+        )
+    # an older version's target, said
+    mine, theirs = ({**l, 'target': target_of(l)} for l in (candidate['lineage'], incumbent['lineage']))
     differ = [k for k in COMPARABLE if str(mine.get(k, '')) != str(theirs.get(k, ''))]
     if differ:
         said = ', '.join(f"{k} {theirs.get(k) or '?'} (this one: {mine.get(k) or '?'})" for k in differ)
         return Decision(False, f"{v} answers another question: {said}; promote by hand to switch", 'held')
     if versus is None:
-        return Decision(False, f"{v}'s out-of-sample predictions are not recorded, so the two cannot be compared on the same bars; "
-                               "promote by hand", 'held')
+        return Decision(
+            False,
+            f"{v}'s out-of-sample predictions are not recorded, so the two cannot be compared on the same bars; "
+            "promote by hand",
+            'held',
+        )
     if versus['bars'] < MIN_COMMON:
-        return Decision(False, f"only {versus['bars']} out-of-sample bars in common with {v} (at least {MIN_COMMON} needed); promote by hand", 'held')
+        return Decision(
+            False,
+            f"only {versus['bars']} out-of-sample bars in common with {v} (at least {MIN_COMMON} needed); promote by "
+            "hand",
+            'held',
+        )
     m, a, b = versus['metric'], versus['candidate'], versus['incumbent']
-    if a > b: return Decision(True, f"beats {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}", 'promoted')
-    return Decision(False, f"does not beat {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}", 'held')
+    if a > b:
+        return Decision(
+            True,
+            f"beats {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}",
+            'promoted',
+        )
+    return Decision(
+        False,
+        f"does not beat {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}",
+        'held',
+    )
 
 # %% ../../nbs/06m_models.promotion.ipynb #c010
-def on_common_bars(candidate: pd.DataFrame,  # the candidate's out-of-sample rows: prediction, label, label_return (index: bar times)
-                   incumbent: pd.DataFrame,  # the incumbent's, from its own run
-                   kind: str, metric: str,   # classifier or regressor; the leaderboard's measure (auc, ic)
-                  ) -> dict:
+def on_common_bars(
+    candidate: pd.DataFrame,  # the candidate's out-of-sample rows: prediction, label, label_return (index: bar times)
+    incumbent: pd.DataFrame,  # the incumbent's, from its own run
+    kind: str,
+    metric: str,  # classifier or regressor; the leaderboard's measure (auc, ic)
+) -> dict:
     "Both versions scored by `metric` on the bars both predicted, against the candidate run's labels"
     common = candidate.index.intersection(incumbent.index)
     mine, theirs = candidate.loc[common], incumbent.loc[common]
@@ -95,7 +125,8 @@ class Lineage:
     timeframe: str
     trained_from: str = ''  # the first and last bar of the data it was trained on (the monitor's reference span)
     trained_to: str = ''
-    target: str = ''        # what its output is: probability, return, or (a next_close version from before forecasts were returns) price
+    # what its output is: probability, return, or (a next_close version from before forecasts were returns) price
+    target: str = ''
 
     def tags(self) -> dict[str, str]:
         "As the registry keeps them: text, the fingerprint under `data.fingerprint`"
@@ -106,21 +137,54 @@ class Lineage:
         "Read back from a version's tags; a tag an older version lacks takes the run default"
         kinds = {f.name: f.type for f in fields(cls)}
         given = {k: tags.get('data.fingerprint' if k == 'fingerprint' else k) for k in kinds}
-        fallback = {'label': default('label'), 'horizon': default('horizon'), 'cv': default('cv'), 'spec': default('spec'), 'trials': 1,
-                    'fingerprint': '', 'code_version': '', 'threshold': default('threshold'), 'short_below': default('short_below'),
-                    'round_trip_bps': 0.0, 'timeframe': '', 'trained_from': '', 'trained_to': ''}
+        fallback = {
+            'label': default('label'),
+            'horizon': default('horizon'),
+            'cv': default('cv'),
+            'spec': default('spec'),
+            'trials': 1,
+            'fingerprint': '',
+            'code_version': '',
+            'threshold': default('threshold'),
+            'short_below': default('short_below'),
+            'round_trip_bps': 0.0,
+            'timeframe': '',
+            'trained_from': '',
+            'trained_to': '',
+        }
         cast = {'int': int, 'float': float, 'str': str}
-        return cls(**{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items() if k != 'target'}, target=target_of(tags))
+        return cls(
+            **{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items() if k != 'target'},
+            target=target_of(tags),
+        )
 
 # %% ../../nbs/06m_models.promotion.ipynb #c012n
-def lineage(symbol: str, timeframe: str, params: dict, # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
-            trials: int, fingerprint: str, round_trip_bps: float,
-            span: tuple[str, str] = ('', ''), # the first and last bar of its data
-           ) -> Lineage:
+def lineage(
+    symbol: str,
+    timeframe: str,
+    params: dict,  # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
+    trials: int,
+    fingerprint: str,
+    round_trip_bps: float,
+    span: tuple[str, str] = ('', ''),  # the first and last bar of its data
+) -> Lineage:
     "A symbol's lineage in a run"
-    return Lineage(params['label'], int(params['horizon']), params.get('cv', default('cv')), params['spec'], int(trials), fingerprint,
-                   params.get('code_version', ''), float(params['threshold']), float(params['short_below']), float(round_trip_bps), timeframe,
-                   str(span[0]), str(span[1]), 'probability' if LABELS[params['label']].kind == 'classifier' else 'return')
+    return Lineage(
+        params['label'],
+        int(params['horizon']),
+        params.get('cv', default('cv')),
+        params['spec'],
+        int(trials),
+        fingerprint,
+        params.get('code_version', ''),
+        float(params['threshold']),
+        float(params['short_below']),
+        float(round_trip_bps),
+        timeframe,
+        str(span[0]),
+        str(span[1]),
+        'probability' if LABELS[params['label']].kind == 'classifier' else 'return',
+    )
 
 # %% ../../nbs/06m_models.promotion.ipynb #c014
 def incumbent_predictions(version: dict, # a registered version (`registry.describe`)
@@ -129,22 +193,30 @@ def incumbent_predictions(version: dict, # a registered version (`registry.descr
     import tempfile
     from mlflow.exceptions import MlflowException
     with tempfile.TemporaryDirectory() as folder:
-        try: path = configured_mlflow().artifacts.download_artifacts(run_id=version['run_id'], artifact_path='oos.parquet', dst_path=folder)
-        except (MlflowException, OSError): return None
+        try:
+            path = configured_mlflow().artifacts.download_artifacts(
+                run_id=version['run_id'], artifact_path='oos.parquet', dst_path=folder
+            )
+        except (MlflowException, OSError):
+            return None
         rows = pd.read_parquet(path)
     return rows[rows['model'] == version['model']]
 
 # %% ../../nbs/06m_models.promotion.ipynb #c015
-def register_run(run_ids: dict,          # symbol -> the MLflow run holding its models and out-of-sample rows (`tracking.log_run`)
-                 timeframes: dict,       # symbol -> timeframe
-                 leaderboard: pd.DataFrame, # every model's out-of-sample scores, best first per symbol (train's leaderboard)
-                 oos: pd.DataFrame,      # every model's out-of-sample rows (train's `oos` product)
-                 trading: dict,          # symbol -> backtest metrics, each model's under `models`
-                 kind: str, thresholds: dict, # classifier or regressor; min_auc, min_ic, min_sharpe
-                 lineage: dict[str, Lineage], # symbol -> what its versions record of how they were made
-                 evidence: dict[str, dict] | None = None, # symbol -> the leader's verdict as its run judged it (dsr, pbo, trials, verdict, record)
-                ) -> tuple[dict, list[dict]]:
-    "Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"
+def register_run(
+    run_ids: dict,  # symbol -> the MLflow run holding its models and out-of-sample rows (`tracking.log_run`)
+    timeframes: dict,  # symbol -> timeframe
+    leaderboard: pd.DataFrame,  # every model's out-of-sample scores, best first per symbol (train's leaderboard)
+    oos: pd.DataFrame,  # every model's out-of-sample rows (train's `oos` product)
+    trading: dict,  # symbol -> backtest metrics, each model's under `models`
+    kind: str,
+    thresholds: dict,  # classifier or regressor; min_auc, min_ic, min_sharpe
+    lineage: dict[str, Lineage],  # symbol -> what its versions record of how they were made
+    evidence: dict[str, dict]
+    | None = None,  # symbol -> the leader's verdict as its run judged it (dsr, pbo, trials, verdict, record)
+) -> tuple[dict, list[dict]]:
+    """Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says;
+    (leaders, every version)"""
     client, leaders, every = registry_client(), {}, []
     metric = 'auc' if kind == 'classifier' else 'ic'
     for i, (symbol, board) in enumerate(leaderboard.groupby('symbol', sort=False)):
@@ -152,41 +224,93 @@ def register_run(run_ids: dict,          # symbol -> the MLflow run holding its 
         name, mine = registered_name(symbol, timeframes[symbol]), oos[oos['symbol'] == symbol]
         incumbent = next(iter(production(name)), None) if client.search_registered_models(f"name = '{name}'") else None
         tags = {**lineage[symbol].tags(), 'kind': kind}
-        for row in board.sort_values('rank', ascending=False).to_dict(orient='records'):   # the leader last: the newest version
+        # the leader last: the newest version
+        for row in board.sort_values('rank', ascending=False).to_dict(orient='records'):
             scores = {k: v for k, v in row.items() if k not in ('symbol', 'model', 'family', 'rank')}
             after_costs = trading[symbol]['models'][row['model']]   # its own backtest, same bars and costs
             scores.update(backtest_sharpe=after_costs['sharpe'], backtest_return=after_costs['total_return'])
-            judged = {f"{EVIDENCE}{k}": v for k, v in (evidence or {}).get(symbol, {}).items()} if row['rank'] == 1 else {}   # the leader was traded
-            version = register_version(run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind, {**lineage[symbol].tags(), **judged})
+            judged = (
+                {f"{EVIDENCE}{k}": v for k, v in (evidence or {}).get(symbol, {}).items()} if row['rank'] == 1 else {}
+            )  # the leader was traded
+            version = register_version(
+                run_ids[symbol],
+                symbol,
+                timeframes[symbol],
+                row['model'],
+                scores,
+                kind,
+                {**lineage[symbol].tags(), **judged},
+            )
             every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank']})
             if row['rank'] != 1: continue
             client.set_registered_model_alias(name, 'candidate', str(version))
             rows = mine[mine['model'] == row['model']]
-            failed = refusals(scores, kind, **thresholds, base=base_rate(rows['label']) if kind == 'classifier' else None)
+            failed = refusals(
+                scores, kind, **thresholds, base=base_rate(rows['label']) if kind == 'classifier' else None
+            )
             theirs = incumbent_predictions(incumbent) if incumbent and not failed else None
             versus = on_common_bars(rows, theirs, kind, metric) if theirs is not None else None
-            said = decide({'lineage': tags}, failed, incumbent and {**incumbent, 'lineage': {**incumbent['lineage'], 'kind': incumbent['kind']}},
-                          pinned(name), versus)
+            said = decide(
+                {'lineage': tags},
+                failed,
+                incumbent and {**incumbent, 'lineage': {**incumbent['lineage'], 'kind': incumbent['kind']}},
+                pinned(name),
+                versus,
+            )
             if said.promote: client.set_registered_model_alias(name, 'production', str(version))
             client.set_model_version_tag(name, str(version), said.kind, said.reason)
-            leaders[symbol] = {'name': name, 'version': version, 'model': row['model'], 'production': said.promote, 'decision': said.kind,
-                               'reason': said.reason, 'refused': said.reason if said.kind == 'refused' else '',
-                               'held': said.reason if said.kind == 'held' else '', 'versus': versus}
+            leaders[symbol] = {
+                'name': name,
+                'version': version,
+                'model': row['model'],
+                'production': said.promote,
+                'decision': said.kind,
+                'reason': said.reason,
+                'refused': said.reason if said.kind == 'refused' else '',
+                'held': said.reason if said.kind == 'held' else '',
+                'versus': versus,
+            }
     return leaders, every
 
 # %% ../../nbs/06m_models.promotion.ipynb #c015a
 def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.log_run`)
                      symbols: list[dict], # the ingest manifest's symbols: symbol, timeframe, fingerprint
-                     leaderboard: pd.DataFrame, oos: pd.DataFrame, # train's leaderboard and every model's out-of-sample rows
+                     # train's leaderboard and every model's out-of-sample rows
+                     leaderboard: pd.DataFrame, oos: pd.DataFrame,
                      trading: dict,       # symbol -> backtest metrics
                      kind: str, trials: dict, # classifier or regressor; symbol -> configurations tried
-                     params: dict,        # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
+                     # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
+                     params: dict,
                      config: RunConfig,   # the promotion thresholds
-                     evidence: dict[str, dict] | None = None, # symbol -> its leader's verdict (dsr, pbo, trials, verdict, record), kept on its version
+                     # symbol -> its leader's verdict (dsr, pbo, trials, verdict, record), kept on its version
+                     evidence: dict[str, dict] | None = None,
                     ) -> tuple[dict, list[dict]]:
     "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
-    made = {m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
-                                 trading[m['symbol']]['costs']['round_trip_bps'], (m.get('first', ''), m.get('last', ''))) for m in symbols}
-    thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic, 'min_sharpe': config.promote_min_sharpe}
-    return register_run(run_ids, {m['symbol']: m['timeframe'] for m in symbols}, leaderboard, oos, trading, kind, thresholds, made,
-                        evidence=evidence)
+    made = {
+        m['symbol']: lineage(
+            m['symbol'],
+            m['timeframe'],
+            params,
+            trials[m['symbol']],
+            m['fingerprint'],
+            trading[m['symbol']]['costs']['round_trip_bps'],
+            (m.get('first', ''), m.get('last', '')),
+        )
+        for m in symbols
+    }
+    thresholds = {
+        'min_auc': config.promote_min_auc,
+        'min_ic': config.promote_min_ic,
+        'min_sharpe': config.promote_min_sharpe,
+    }
+    return register_run(
+        run_ids,
+        {m['symbol']: m['timeframe'] for m in symbols},
+        leaderboard,
+        oos,
+        trading,
+        kind,
+        thresholds,
+        made,
+        evidence=evidence,
+    )

@@ -36,25 +36,32 @@ def parse_series(text: str) -> tuple[str, str]:
     "A series as a person names it, SPX:1d, or as the registry does, mlfin.SPX.1d: its symbol and timeframe, checked"
     if isinstance(text, str) and text.startswith('mlfin.') and ':' not in text: return series_of(text)
     symbol, _, timeframe = str(text).partition(':')
-    if not timeframe: raise BadInput(f"{text!r}: name the series as SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME, e.g. SPX:1d")
+    if not timeframe:
+        raise BadInput(f"{text!r}: name the series as SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME, e.g. SPX:1d")
     registered_name(symbol, timeframe)
     return symbol, timeframe
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c006_01
 def base_rate(labels) -> dict[str, float]:
-    "Log loss and Brier score of always predicting the share of ups: what a probability model must beat to know anything"
+    """Log loss and Brier score of always predicting the share of ups: what a probability model must beat to know
+    anything"""
     y = np.asarray(labels, dtype='float64'); y = y[~np.isnan(y)]
     p = float(np.clip(y.mean(), 1e-12, 1 - 1e-12)) if len(y) else 0.5
     return {'log_loss': float(-(p * np.log(p) + (1 - p) * np.log(1 - p))), 'brier': float(p * (1 - p)), 'share_up': p}
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c006_02
-def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'), min_ic: float = default('promote_min_ic'),
-             min_sharpe: float | None = None, # the model's own backtest, after costs: annualised Sharpe ratio above this
-             base: dict | None = None,        # a classifier's `base_rate` on the same bars: its log loss and Brier must beat it
-            ) -> list[str]:
-    "Why a candidate may not become production: each threshold its out-of-sample scores fail, in words (empty: it passes); a forecast must beat the random walk"
+def refusals(
+    scores: dict,
+    kind: str,
+    min_auc: float = default('promote_min_auc'),
+    min_ic: float = default('promote_min_ic'),
+    min_sharpe: float | None = None,  # the model's own backtest, after costs: annualised Sharpe ratio above this
+    base: dict | None = None,  # a classifier's `base_rate` on the same bars: its log loss and Brier must beat it
+) -> list[str]:
+    """Why a candidate may not become production: each threshold its out-of-sample scores fail, in words (empty: it
+    passes); a forecast must beat the random walk"""
     checks = [('auc', min_auc, '--promote-min-auc')] if kind == 'classifier' else [('ic', min_ic, '--promote-min-ic')]
     out = []
     for metric, floor, option in checks:
@@ -64,16 +71,23 @@ def refusals(scores: dict, kind: str, min_auc: float = default('promote_min_auc'
         for metric in ('log_loss', 'brier'):
             value = scores.get(metric, np.nan)
             if not value < base[metric]:
-                out.append(f"out-of-sample {metric} {value:.4f} is no better than the base rate's {base[metric]:.4f} (always {base['share_up']:.0%} up)")
+                out.append(
+                    f"out-of-sample {metric} {value:.4f} is no better than the base rate's {base[metric]:.4f} (always "
+                    f"{base['share_up']:.0%} up)"
+                )
     if kind == 'regressor':   # a forecast that loses to "the same as now" is worse than doing nothing, whatever its IC
         for error in WALK_ERRORS:
             ratio, mine, walk = (scores.get(k, np.nan) for k in (f"{error}_ratio", error, f"{error}_rw"))
             if not ratio < 1:
-                out.append(f"out-of-sample {error.upper()} {mine:.4g} does not beat the random walk's {walk:.4g} (the next value the same as now): "
-                           + (f"{ratio:.3f}x, {ratio - 1:.1%} worse" if ratio == ratio else "their ratio is not a number"))
+                out.append(
+                    f"out-of-sample {error.upper()} {mine:.4g} does not beat the random walk's {walk:.4g} (the next "
+                    "value the same as now): "
+                    + (f"{ratio:.3f}x, {ratio - 1:.1%} worse" if ratio == ratio else "their ratio is not a number")
+                )
     if min_sharpe is not None:
         value = scores.get('backtest_sharpe', np.nan)
-        if not value > min_sharpe: out.append(f"after-cost backtest Sharpe {value:.2f} is not above --promote-min-sharpe {min_sharpe}")
+        if not value > min_sharpe:
+            out.append(f"after-cost backtest Sharpe {value:.2f} is not above --promote-min-sharpe {min_sharpe}")
     return out
 
 
@@ -90,28 +104,38 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
              kind: str,              # classifier or regressor
              tags: dict | None = None, # lineage: label, horizon, validation, trials, data fingerprint, code version...
             ) -> int:
-    "Register `model` as a new version of its series (no alias: `models.promotion` decides what the leader becomes); its number"
+    """Register `model` as a new version of its series (no alias: `models.promotion` decides what the leader becomes);
+    its number"""
     from mlflow.exceptions import MlflowException
     client, name = registry_client(), registered_name(symbol, timeframe)
-    try: client.get_registered_model(name)
-    except MlflowException: client.create_registered_model(name, description=f"mlfin models of {symbol} {timeframe} bars")
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"mlfin models of {symbol} {timeframe} bars")
     flat = {f"oos_{k}": f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float)) and v == v}
     return int(client.create_model_version(name, source=f"runs:/{run_id}/models/{model}", run_id=run_id,
                                            tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe,
                                                  **flat, **{k: str(v) for k, v in (tags or {}).items()}}).version)
 
-EVIDENCE = 'evidence.'   # a leader version's tags from its run's verdict: evidence.dsr, .pbo, .trials, .verdict, .record
+# a leader version's tags from its run's verdict: evidence.dsr, .pbo, .trials, .verdict, .record
+EVIDENCE = 'evidence.'
 PINNED = 'mlfin.pinned'   # a registered model's tag: production was chosen by a person, and holds until one releases it
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_01
 def promote(symbol: str, timeframe: str, version: int | None = None, # default: the current candidate
             reason: str = 'promoted by hand') -> dict:
-    "Make a version `production` whatever its scores: the deliberate override, recorded on the version, holding until released"
+    """Make a version `production` whatever its scores: the deliberate override, recorded on the version, holding until
+    released"""
     from mlflow.exceptions import MlflowException
     client, name = registry_client(), registered_name(symbol, timeframe)
-    try: version = int(version or client.get_model_version_by_alias(name, 'candidate').version); client.get_model_version(name, str(version))
-    except MlflowException: raise NotFound(f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them") from None
+    try:
+        version = int(version or client.get_model_version_by_alias(name, 'candidate').version)
+        client.get_model_version(name, str(version))
+    except MlflowException:
+        raise NotFound(
+            f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them"
+        ) from None
     client.set_registered_model_alias(name, 'production', str(version))
     client.set_model_version_tag(name, str(version), 'promoted', reason)
     client.set_registered_model_tag(name, PINNED, f"v{version}: {reason}")   # runs and training jobs leave it be
@@ -144,18 +168,39 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
     for found in client.search_model_versions("name LIKE 'mlfin.%'"):
         if symbol and found.tags.get('symbol') != symbol: continue
         aliases = client.get_model_version(found.name, found.version).aliases
-        rows.append({'name': found.name, 'version': int(found.version), 'model': found.tags.get('model'), 'aliases': ','.join(sorted(aliases)),
-                     'label': found.tags.get('label', ''), 'horizon': found.tags.get('horizon', ''), 'validation': found.tags.get('cv', ''),
-                     **{k.removeprefix('oos_'): float(v) for k, v in found.tags.items() if k.startswith('oos_') and k[4:] in ('auc', 'accuracy', 'log_loss', 'ic', 'rmse')},
-                     'trials': found.tags.get('trials', ''), 'promoted': found.tags.get('promoted', ''),
-                     'held': found.tags.get('held', ''), 'refused': found.tags.get('refused', ''), 'run_id': found.run_id})
-    return pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True) if rows else pd.DataFrame()
+        rows.append(
+            {
+                'name': found.name,
+                'version': int(found.version),
+                'model': found.tags.get('model'),
+                'aliases': ','.join(sorted(aliases)),
+                'label': found.tags.get('label', ''),
+                'horizon': found.tags.get('horizon', ''),
+                'validation': found.tags.get('cv', ''),
+                **{
+                    k.removeprefix('oos_'): float(v)
+                    for k, v in found.tags.items()
+                    if k.startswith('oos_') and k[4:] in ('auc', 'accuracy', 'log_loss', 'ic', 'rmse')
+                },
+                'trials': found.tags.get('trials', ''),
+                'promoted': found.tags.get('promoted', ''),
+                'held': found.tags.get('held', ''),
+                'refused': found.tags.get('refused', ''),
+                'run_id': found.run_id,
+            }
+        )
+    return (
+        pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True)
+        if rows
+        else pd.DataFrame()
+    )
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009d
 def series_of(name: str) -> tuple[str, str]:
     "The symbol and timeframe of a registered model's name (mlfin.SYMBOL.TIMEFRAME), checked"
-    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME, name): raise BadInput(f"model name {name!r}: expected mlfin.SYMBOL.TIMEFRAME, e.g. mlfin.SPX.1d")
+    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME, name):
+        raise BadInput(f"model name {name!r}: expected mlfin.SYMBOL.TIMEFRAME, e.g. mlfin.SPX.1d")
     symbol, timeframe = name[len('mlfin.'):].rsplit('.', 1)
     registered_name(symbol, timeframe)
     return symbol, timeframe
@@ -163,37 +208,57 @@ def series_of(name: str) -> tuple[str, str]:
 
 # %% ../../nbs/06l_models.registry.ipynb #c009d_00
 def describe(name: str | None = None) -> list[dict]:
-    "Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run and time"
+    """Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run
+    and time"""
     from datetime import datetime, timezone
     from mlflow.exceptions import MlflowException
     if name is not None: series_of(name)
     try:
         client = registry_client()
         if name is not None:
-            try: client.get_registered_model(name)
-            except MlflowException: raise NotFound(f"no registered model {name!r}; GET /models (or `mlfin models ls`) lists them") from None
+            try:
+                client.get_registered_model(name)
+            except MlflowException:
+                raise NotFound(f"no registered model {name!r}; GET /models (or `mlfin models ls`) lists them") from None
         found = client.search_model_versions(f"name = '{name}'" if name else "name LIKE 'mlfin.%'")
         aliases = {}
         for n in {v.name for v in found}:
-            for alias, version in client.get_registered_model(n).aliases.items(): aliases.setdefault((n, int(version)), []).append(alias)
-    except MlfinError: raise
-    except Exception as e:   # MLflow's, SQLAlchemy's or the network's: a registry that cannot be read, said once here for every caller
-        raise Unavailable(f"the model registry could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
+            for alias, version in client.get_registered_model(n).aliases.items():
+                aliases.setdefault((n, int(version)), []).append(alias)
+    except MlfinError:
+        raise
+    except (
+        Exception
+    ) as e:  # MLflow's, SQLAlchemy's or the network's: a registry that cannot be read, said once here for every caller
+        raise Unavailable(
+            f"the model registry could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+        ) from None
     own = {'model', 'kind', 'symbol', 'timeframe'}
-    rows = [{'name': v.name, 'version': int(v.version), 'model': v.tags.get('model'), 'kind': v.tags.get('kind'),
-             'aliases': sorted(aliases.get((v.name, int(v.version)), [])),
-             'scores': {k[4:]: float(x) for k, x in v.tags.items() if k.startswith('oos_')},
-             'lineage': {k: x for k, x in v.tags.items() if not k.startswith(('oos_', EVIDENCE)) and k not in own},
-             'evidence': {k.removeprefix(EVIDENCE): x for k, x in v.tags.items() if k.startswith(EVIDENCE)},
-             'run_id': v.run_id, 'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc)} for v in found]
+    rows = [
+        {
+            'name': v.name,
+            'version': int(v.version),
+            'model': v.tags.get('model'),
+            'kind': v.tags.get('kind'),
+            'aliases': sorted(aliases.get((v.name, int(v.version)), [])),
+            'scores': {k[4:]: float(x) for k, x in v.tags.items() if k.startswith('oos_')},
+            'lineage': {k: x for k, x in v.tags.items() if not k.startswith(('oos_', EVIDENCE)) and k not in own},
+            'evidence': {k.removeprefix(EVIDENCE): x for k, x in v.tags.items() if k.startswith(EVIDENCE)},
+            'run_id': v.run_id,
+            'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc),
+        }
+        for v in found
+    ]
     return sorted(rows, key=lambda r: (r['name'], -r['version']))
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009p
-def production(name: str | None = None,            # one registered model (mlfin.SYMBOL.TIMEFRAME); default: every one of mlfin's
-               versions: list[dict] | None = None, # `describe`'s rows, when the caller has read them already
-              ) -> list[dict]:
-    "The versions the service serves (aliased production), as `describe` lists them (`Unavailable` in one line when the registry cannot be read)"
+def production(
+    name: str | None = None,  # one registered model (mlfin.SYMBOL.TIMEFRAME); default: every one of mlfin's
+    versions: list[dict] | None = None,  # `describe`'s rows, when the caller has read them already
+) -> list[dict]:
+    """The versions the service serves (aliased production), as `describe` lists them (`Unavailable` in one line when
+    the registry cannot be read)"""
     return [v for v in (describe(name) if versions is None else versions) if 'production' in v['aliases']]
 
 # %% ../../nbs/06l_models.registry.ipynb #c011
@@ -221,14 +286,23 @@ class Predictor:
 
     def __repr__(self):
         what = f"{self.label} {self.horizon} bar(s) ahead" if self.label else 'its label'
-        return (f"Predictor({self.name} v{self.version} [{self.alias}]: {self.model.manifest.get('name', self.model.family)} {self.kind} of {what}; "
-                f"inputs: {len(self.inputs)} columns from {len(self.features)} features of spec {self.spec or '?'}, last {self.rows_needed} row(s))")
+        return (
+            f"Predictor({self.name} v{self.version} [{self.alias}]: "
+            f"{self.model.manifest.get('name', self.model.family)} {self.kind} of {what}; "
+            f"inputs: {len(self.inputs)} columns from {len(self.features)} features of spec {self.spec or '?'}, last "
+            f"{self.rows_needed} row(s))"
+        )
 
     def __call__(self, features) -> float:
         "The prediction for the last row of `features` (a frame with the input columns, or an array in their order)"
-        X = features[self.inputs].to_numpy(dtype='float64') if isinstance(features, pd.DataFrame) else np.asarray(features, dtype='float64')
+        X = (
+            features[self.inputs].to_numpy(dtype='float64')
+            if isinstance(features, pd.DataFrame)
+            else np.asarray(features, dtype='float64')
+        )
         if X.ndim == 1: X = X[None, :]
-        if len(X) < self.rows_needed: raise BadInput(f"{self.name} v{self.version}: needs the last {self.rows_needed} feature rows, got {len(X)}")
+        if len(X) < self.rows_needed:
+            raise BadInput(f"{self.name} v{self.version}: needs the last {self.rows_needed} feature rows, got {len(X)}")
         X = X[-self.rows_needed:]
         return float(self.model.predict(X, np.array([len(X) - 1]))[0])
 
@@ -241,15 +315,23 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
     from mlflow.exceptions import MlflowException
     client, name = registry_client(), registered_name(symbol, timeframe)
     try:
-        found = client.get_model_version(name, str(alias)) if str(alias).isdigit() else client.get_model_version_by_alias(name, alias)
+        found = (
+            client.get_model_version(name, str(alias))
+            if str(alias).isdigit()
+            else client.get_model_version_by_alias(name, alias)
+        )
     except MlflowException:
-        raise NotFound(f"{name}: no {'version ' + str(alias) if str(alias).isdigit() else repr(alias) + ' version'} in the registry; "
-                       "`mlfin models ls` lists what there is") from None
+        raise NotFound(
+            f"{name}: no {'version ' + str(alias) if str(alias).isdigit() else repr(alias) + ' version'} in the "
+            "registry; "
+            "`mlfin models ls` lists what there is"
+        ) from None
     folder = home()/'registry'/name/str(found.version)
     if not (folder/'model.json').exists():  # versions never change: downloaded once
         import os, secrets, shutil
         folder.parent.mkdir(parents=True, exist_ok=True)
-        part = folder.parent/f".{found.version}.{os.getpid()}.{secrets.token_hex(4)}.part"  # each loader its own: service workers race here
+        # each loader its own: service workers race here
+        part = folder.parent/f".{found.version}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
             configured_mlflow().artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(part))
             try: (part/found.source.rstrip('/').split('/')[-1]).rename(folder)
@@ -257,5 +339,7 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
                 if not (folder/'model.json').exists(): raise
         finally: shutil.rmtree(part, ignore_errors=True)
     model = load_model(folder)
-    return Predictor(model, name, int(found.version), alias if not str(alias).isdigit() else f"v{alias}", model.manifest['inputs'])
+    return Predictor(
+        model, name, int(found.version), alias if not str(alias).isdigit() else f"v{alias}", model.manifest['inputs']
+    )
 

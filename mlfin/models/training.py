@@ -26,8 +26,12 @@ CV = tuple(VALIDATIONS)   # declared once, with whether each gives a tradeable r
 WEIGHTINGS = ('uniqueness', 'none')
 MIN_TRAIN = 30  # fewer training rows than this in a fold is a mistake, not a model
 
-def make_splitter(cv: str = 'walk_forward', # walk_forward (expanding), rolling (the latest `train_size` rows), purged_kfold, cpcv
-                  folds: int = 5, embargo: int = 0, train_size: int | None = None) -> PurgedSplitter:
+def make_splitter(
+    cv: str = 'walk_forward',  # walk_forward (expanding), rolling (the latest `train_size` rows), purged_kfold, cpcv
+    folds: int = 5,
+    embargo: int = 0,
+    train_size: int | None = None,
+) -> PurgedSplitter:
     "The splitter a run validates with"
     if cv == 'walk_forward': return WalkForward(folds, embargo)
     if cv == 'rolling': return WalkForward(folds, embargo, window='rolling', train_size=train_size)
@@ -40,7 +44,9 @@ def make_splitter(cv: str = 'walk_forward', # walk_forward (expanding), rolling 
 # %% ../../nbs/06i_models.training.ipynb #c008
 @dataclass
 class SymbolData:
-    "One symbol's training rows as arrays: inputs, target, label ends, realised returns, sample weights, each row's close"
+    """One symbol's training rows as arrays: inputs, target, label ends, realised returns, sample weights, each row's
+    close"""
+
     symbol: str
     index: pd.DatetimeIndex
     columns: list[str]
@@ -49,28 +55,38 @@ class SymbolData:
     ends: pd.Series
     realised: np.ndarray
     weights: np.ndarray | None
-    base: np.ndarray | None = None   # each row's close: what a return forecast moves from (a price forecast is scored in its units)
-    groups: dict = field(default_factory=dict)   # the run's feature groups -> their input columns (from the dataset's attrs)
+    # each row's close: what a return forecast moves from (a price forecast is scored in its units)
+    base: np.ndarray | None = None
+    # the run's feature groups -> their input columns (from the dataset's attrs)
+    groups: dict = field(default_factory=dict)
 
     @property
     def labelled(self) -> np.ndarray: return np.flatnonzero(~np.isnan(self.y) & ~self.ends.isna().to_numpy())
 
     @property
     def span(self) -> int:
-        "Bars a label spans, typically (the horizon of a fixed-horizon label): how far consecutive labels' outcomes overlap"
-        ahead = self.index.get_indexer(pd.DatetimeIndex(self.ends[self.ends.notna()])) - np.flatnonzero(self.ends.notna().to_numpy())
+        """Bars a label spans, typically (the horizon of a fixed-horizon label): how far consecutive labels' outcomes
+        overlap"""
+        ahead = self.index.get_indexer(pd.DatetimeIndex(self.ends[self.ends.notna()])) - np.flatnonzero(
+            self.ends.notna().to_numpy()
+        )
         ahead = ahead[ahead > 0]
         return int(np.median(ahead)) if len(ahead) else 1
 
     def kept(self, without: tuple = ()) -> list[str]:
         "The input columns left without the feature groups `without`; `BadInput` naming a group these rows do not have"
         unknown = [g for g in without if g not in self.groups]
-        if unknown: raise BadInput(f"{self.symbol}: no feature group {unknown[0]!r} to train without (its groups: {', '.join(self.groups) or 'none recorded'})")
+        if unknown:
+            raise BadInput(
+                f"{self.symbol}: no feature group {unknown[0]!r} to train without (its groups: "
+                f"{', '.join(self.groups) or 'none recorded'})"
+            )
         dropped = {c for g in without for c in self.groups[g]}
         return [c for c in self.columns if c not in dropped]
 
     def without(self, groups: tuple = ()) -> SymbolData:
-        "These rows without the columns of the feature groups `groups` (what a variant `ModelSpec.without` trains on); themselves when none"
+        """These rows without the columns of the feature groups `groups` (what a variant `ModelSpec.without` trains on);
+        themselves when none"""
         if not groups: return self
         kept = self.kept(groups)
         return replace(self, columns=kept, X=self.X[:, [self.columns.index(c) for c in kept]],
@@ -78,21 +94,42 @@ class SymbolData:
 
 
 # %% ../../nbs/06i_models.training.ipynb #c008_00
-def symbol_data(rows: pd.DataFrame,            # one symbol's `features.dataset` rows: inputs, label, label_end, label_return
-                weighting: str = 'uniqueness', # sample weights: label uniqueness, or none
-                symbol: str = '',
-               ) -> SymbolData:
+def symbol_data(
+    rows: pd.DataFrame,  # one symbol's `features.dataset` rows: inputs, label, label_end, label_return
+    weighting: str = 'uniqueness',  # sample weights: label uniqueness, or none
+    symbol: str = '',
+) -> SymbolData:
     "The arrays training needs, from a symbol's dataset rows"
     if weighting not in WEIGHTINGS: raise BadInput(f"--weighting: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     inputs = inputs_of(rows)
     ends = rows['label_end'] if 'label_end' in rows else pd.Series(rows.index, index=rows.index).shift(-1)
     weights = None
     if weighting == 'uniqueness':  # labels may end on bars after the last row, or share an end
-        weights = uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique()))).reindex(rows.index).to_numpy(dtype='float64')
-    realised, base = (rows[c].to_numpy(dtype='float64') if c in rows else np.full(len(rows), np.nan) for c in ('label_return', 'last_close'))
-    groups = {g: [c for n in names for c in resolve(n).columns() if c in inputs] for g, names in (rows.attrs.get('groups') or {}).items()}
-    return SymbolData(symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol, rows.index, list(inputs.columns),
-                      inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'), ends, realised, weights, base, groups)
+        weights = (
+            uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique())))
+            .reindex(rows.index)
+            .to_numpy(dtype='float64')
+        )
+    realised, base = (
+        rows[c].to_numpy(dtype='float64') if c in rows else np.full(len(rows), np.nan)
+        for c in ('label_return', 'last_close')
+    )
+    groups = {
+        g: [c for n in names for c in resolve(n).columns() if c in inputs]
+        for g, names in (rows.attrs.get('groups') or {}).items()
+    }
+    return SymbolData(
+        symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol,
+        rows.index,
+        list(inputs.columns),
+        inputs.to_numpy(dtype='float64'),
+        rows['label'].to_numpy(dtype='float64'),
+        ends,
+        realised,
+        weights,
+        base,
+        groups,
+    )
 
 
 # %% ../../nbs/06i_models.training.ipynb #c010
@@ -102,21 +139,32 @@ def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: P
         data.kept(spec.without)   # a variant's groups are the run's
         window = int(spec.params.get('window', 0))
         if window and window >= len(data.labelled):
-            raise BadInput(f"{data.symbol}, {spec.name}: window={window} is longer than the {len(data.labelled)} labelled rows; use a shorter window or a longer date range")
+            raise BadInput(
+                f"{data.symbol}, {spec.name}: window={window} is longer than the {len(data.labelled)} labelled rows; "
+                "use a shorter window or a longer date range"
+            )
         for k, (train, test) in enumerate(_splits(data, splitter, window)):
             if len(train) < MIN_TRAIN:
-                raise BadInput(f"{data.symbol}, {spec.name}: fold {k} of {splitter!r} keeps {len(train)} training rows"
-                               + (f" with window={window}" if window else '') + f" (of {len(data.X)}); use fewer folds, a shorter embargo"
-                               + (' or window' if window else ' or horizon') + ", or a longer date range")
+                raise BadInput(
+                    f"{data.symbol}, {spec.name}: fold {k} of {splitter!r} keeps {len(train)} training rows"
+                    + (f" with window={window}" if window else '')
+                    + f" (of {len(data.X)}); use fewer folds, a shorter embargo"
+                    + (' or window' if window else ' or horizon')
+                    + ", or a longer date range"
+                )
             if kind == 'classifier' and len(np.unique(data.y[train])) < 2:
-                raise BadInput(f"{data.symbol}, {spec.name}: fold {k}'s training labels are all {int(data.y[train][0])}; "
-                               "use fewer folds, a wider date range or another label")
+                raise BadInput(
+                    f"{data.symbol}, {spec.name}: fold {k}'s training labels are all {int(data.y[train][0])}; "
+                    "use fewer folds, a wider date range or another label"
+                )
 
 
 # %% ../../nbs/06i_models.training.ipynb #c010_00
 def _splits(data: SymbolData, splitter: PurgedSplitter, window: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     "The splitter's folds over this symbol's rows (unlabelled rows never train)"
-    return [(train[~np.isnan(data.y[train])], test) for train, test in splitter.split(data.X, ends=data.ends, window=window)]
+    return [
+        (train[~np.isnan(data.y[train])], test) for train, test in splitter.split(data.X, ends=data.ends, window=window)
+    ]
 
 
 # %% ../../nbs/06i_models.training.ipynb #c011f
@@ -126,7 +174,8 @@ def forecast_terms(kind: str,
                    span: int,           # bars a label spans
                    price_target: bool,  # a price forecast: scored in the close's units
                   ) -> dict:
-    "What a regressor's scores take beside its rows (`metrics.regression_metrics`): the close for a price forecast, the drift, the span"
+    """What a regressor's scores take beside its rows (`metrics.regression_metrics`): the close for a price forecast,
+    the drift, the span"""
     return {'base': base if price_target else None, 'drift': drift, 'horizon': span} if kind == 'regressor' else {}
 
 
@@ -134,26 +183,61 @@ def forecast_terms(kind: str,
 def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: PurgedSplitter,
                   seed: int = 0, device: str = 'cpu',
                   price_target: bool = False,  # a price forecast (next close): scored in the price's units
-                  report=None,                 # called as report(fold, scores, model, test) after each fold (tuning prunes here)
-                  fit_options=None,            # called as fit_options(fold, test) -> extra `Model.fit` keywords (pruning callbacks)
+                  # called as report(fold, scores, model, test) after each fold (tuning prunes here)
+                  report=None,
+                  # called as fit_options(fold, test) -> extra `Model.fit` keywords (pruning callbacks)
+                  fit_options=None,
                  ) -> tuple[pd.DataFrame, list[dict]]:
-    "Out-of-sample `prediction` (P(up), or the return) for every test row with its `fold`, last training bar and (a regressor) drift; scores per fold"
+    """Out-of-sample `prediction` (P(up), or the return) for every test row with its `fold`, last training bar and (a
+    regressor) drift; scores per fold"""
     window = spec.make(kind, seed, device).window
     parts, scores = [], []
     for k, (train, test) in enumerate(_splits(data, splitter, window)):
-        model = spec.make(kind, seed, device).fit(data.X, data.y, train, data.weights, **(fit_options(k, test) if fit_options else {}))
+        model = spec.make(kind, seed, device).fit(
+            data.X, data.y, train, data.weights, **(fit_options(k, test) if fit_options else {})
+        )
         prediction = model.predict(data.X, test)
-        drift = {'drift': float(np.mean(data.y[train]))} if kind == 'regressor' else {}   # the drift-only forecast: the training rows' mean
-        scored = score(kind, data.y[test], prediction, data.realised[test],
-                       **forecast_terms(kind, data.base[test], np.full(len(test), drift.get('drift', np.nan)), data.span, price_target))
-        scores.append({'fold': k, 'train_rows': len(train), 'test_start': data.index[test[0]], 'test_end': data.index[test[-1]], **scored})
-        parts.append(pd.DataFrame({'prediction': prediction, 'fold': k, 'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT,
-                                   **drift}, index=data.index[test]))
+        # the drift-only forecast: the training rows' mean
+        drift = {'drift': float(np.mean(data.y[train]))} if kind == 'regressor' else {}
+        scored = score(
+            kind,
+            data.y[test],
+            prediction,
+            data.realised[test],
+            **forecast_terms(
+                kind, data.base[test], np.full(len(test), drift.get('drift', np.nan)), data.span, price_target
+            ),
+        )
+        scores.append(
+            {
+                'fold': k,
+                'train_rows': len(train),
+                'test_start': data.index[test[0]],
+                'test_end': data.index[test[-1]],
+                **scored,
+            }
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    'prediction': prediction,
+                    'fold': k,
+                    'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT,
+                    **drift,
+                },
+                index=data.index[test],
+            )
+        )
         if report is not None: report(k, scored, model, test)
     out = pd.concat(parts)
-    if not out.index.is_unique:   # CPCV tests each bar in several splits: its prediction is their mean (a measure of skill, not a trade)
-        out = out.groupby(level=0, sort=True).agg(prediction=('prediction', 'mean'), fold=('fold', 'min'), train_end=('train_end', 'max'),
-                                                  **({'drift': ('drift', 'mean')} if 'drift' in out else {}))
+    # CPCV tests each bar in several splits: its prediction is their mean (a measure of skill, not a trade)
+    if not out.index.is_unique:
+        out = out.groupby(level=0, sort=True).agg(
+            prediction=('prediction', 'mean'),
+            fold=('fold', 'min'),
+            train_end=('train_end', 'max'),
+            **({'drift': ('drift', 'mean')} if 'drift' in out else {}),
+        )
     return out, scores
 
 # %% ../../nbs/06i_models.training.ipynb #c014
@@ -161,13 +245,16 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
 class Training:
     "What training a run's models produced"
     kind: str                 # classifier or regressor
-    predictions: pd.DataFrame # out-of-sample, long: symbol, model, fold, prediction (+ prob_up for classifiers), label, label_return, label_end, train_end
+    # out-of-sample, long: symbol, model, fold, prediction (+ prob_up for classifiers), label, label_return, label_end,
+    # train_end
+    predictions: pd.DataFrame
     folds: pd.DataFrame       # scores per symbol, model and fold
     leaderboard: pd.DataFrame # overall out-of-sample scores per symbol and model, best first
     finals: dict = field(default_factory=dict) # (symbol, model) -> a Model refitted on every labelled row
     columns: dict = field(default_factory=dict) # symbol -> input columns, in the order the models take them
     primary: str = 'auc'      # the score the leaderboard ranks by
-    narrower: dict = field(default_factory=dict) # (symbol, model) -> input columns of a variant trained without feature groups
+    # (symbol, model) -> input columns of a variant trained without feature groups
+    narrower: dict = field(default_factory=dict)
     without: dict = field(default_factory=dict)  # model -> the feature groups it trained without (`ModelSpec.without`)
 
     def inputs(self, symbol: str, model: str) -> list[str]:
@@ -182,23 +269,46 @@ PRIMARY = {'classifier': 'auc', 'regressor': 'ic'}
 
 
 # %% ../../nbs/06i_models.training.ipynb #c014_00
-def train_universe(data: pd.DataFrame,         # `features.dataset` output: inputs, label, label_end, label_return, symbol
-                   specs: list[ModelSpec] | dict, # the run's models (`core.choose_models`), or per symbol (tuned)
-                   kind: str = 'classifier',    # classifier or regressor: what the label needs
-                   cv: str = 'walk_forward', folds: int = 5, embargo: int = 0, seed: int = 0,
-                   weighting: str = 'uniqueness', device: str = 'cpu',
-                   price_target: bool = False,  # a price forecast (next close): scored in the price's units
-                   train_size: int | None = None, # rolling windows: training rows
-                   final: bool = True,          # also refit each model on every labelled row (what a service uses)
-                   source: str | None = None,   # the Parquet file `data` was read from (the features task's): each unit reads its symbol's rows from it
-                  ) -> Training:
-    "Every model cross-validated on identical purged folds per symbol: predictions, scores per fold, a leaderboard, final models"
+def train_universe(
+    data: pd.DataFrame,  # `features.dataset` output: inputs, label, label_end, label_return, symbol
+    specs: list[ModelSpec] | dict,  # the run's models (`core.choose_models`), or per symbol (tuned)
+    kind: str = 'classifier',  # classifier or regressor: what the label needs
+    cv: str = 'walk_forward',
+    folds: int = 5,
+    embargo: int = 0,
+    seed: int = 0,
+    weighting: str = 'uniqueness',
+    device: str = 'cpu',
+    price_target: bool = False,  # a price forecast (next close): scored in the price's units
+    train_size: int | None = None,  # rolling windows: training rows
+    final: bool = True,  # also refit each model on every labelled row (what a service uses)
+    source: str
+    # the Parquet file `data` was read from (the features task's): each unit reads its symbol's rows from it
+    | None = None,
+) -> Training:
+    """Every model cross-validated on identical purged folds per symbol: predictions, scores per fold, a leaderboard,
+    final models"""
     splitter = make_splitter(cv, folds, embargo, train_size)
     by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
     per_symbol = specs if isinstance(specs, dict) else {symbol: specs for symbol in by_symbol}
-    for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)  # every mistake before any training
-    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, seed, device, weighting,
-                                        price_target, final) for symbol in by_symbol for spec in per_symbol[symbol]}
+    # every mistake before any training
+    for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)
+    calls = {
+        f"{symbol} {spec.name}": (
+            shipped(by_symbol[symbol], source),
+            symbol,
+            spec,
+            kind,
+            splitter,
+            seed,
+            device,
+            weighting,
+            price_target,
+            final,
+        )
+        for symbol in by_symbol
+        for spec in per_symbol[symbol]
+    }
     units = fan_out('train', train_one, calls)   # one unit a symbol's model, in process or on the run's cluster
     predictions, fold_rows, overall, finals = [], [], [], {}
     for symbol in by_symbol:
@@ -212,27 +322,62 @@ def train_universe(data: pd.DataFrame,         # `features.dataset` output: inpu
         common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
         for spec, oos in zip(per_symbol[symbol], mine):
             kept = oos[common.reindex(oos.index).to_numpy()]
-            terms = forecast_terms(kind, kept['last_close'].to_numpy() if 'last_close' in kept else None,
-                                   kept['drift'].to_numpy() if 'drift' in kept else None, by_symbol[symbol].span, price_target)
-            overall.append({'symbol': symbol, 'model': spec.name, 'family': spec.family,
-                            **score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(), kept['label_return'].to_numpy(), **terms)})
+            terms = forecast_terms(
+                kind,
+                kept['last_close'].to_numpy() if 'last_close' in kept else None,
+                kept['drift'].to_numpy() if 'drift' in kept else None,
+                by_symbol[symbol].span,
+                price_target,
+            )
+            overall.append(
+                {
+                    'symbol': symbol,
+                    'model': spec.name,
+                    'family': spec.family,
+                    **score(
+                        kind,
+                        kept['label'].to_numpy(),
+                        kept['prediction'].to_numpy(),
+                        kept['label_return'].to_numpy(),
+                        **terms,
+                    ),
+                }
+            )
         predictions += mine
     out = pd.concat(predictions)
     if kind == 'classifier': out['prob_up'] = out['prediction']
     primary = PRIMARY[kind]
     board = pd.DataFrame(overall)
-    board['rank'] = board.groupby('symbol')[primary].rank(ascending=primary in LOWER_IS_BETTER, method='first', na_option='bottom').astype(int)
-    board = board.sort_values(['symbol', 'rank'], key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c)
-    return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
-                    {s: d.columns for s, d in by_symbol.items()}, primary,
-                    {(s, spec.name): by_symbol[s].kept(spec.without) for s in by_symbol for spec in per_symbol[s] if spec.without},
-                    {spec.name: spec.without for s in by_symbol for spec in per_symbol[s] if spec.without})
+    board['rank'] = (
+        board.groupby('symbol')[primary]
+        .rank(ascending=primary in LOWER_IS_BETTER, method='first', na_option='bottom')
+        .astype(int)
+    )
+    board = board.sort_values(
+        ['symbol', 'rank'], key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c
+    )
+    return Training(
+        kind,
+        out,
+        pd.DataFrame(fold_rows),
+        board.reset_index(drop=True),
+        finals,
+        {s: d.columns for s, d in by_symbol.items()},
+        primary,
+        {(s, spec.name): by_symbol[s].kept(spec.without) for s in by_symbol for spec in per_symbol[s] if spec.without},
+        {spec.name: spec.without for s in by_symbol for spec in per_symbol[s] if spec.without},
+    )
 
 
 # %% ../../nbs/06i_models.training.ipynb #c026u
-def unit_data(rows: SymbolData | str, # a symbol's training arrays (in process), or the Parquet dataset holding its rows (on a worker)
-              symbol: str, weighting: str = 'uniqueness') -> SymbolData:
-    "What a unit of work trains on: the arrays it was given, or its symbol's rows read from the run's dataset and made into them"
+def unit_data(
+    rows: SymbolData
+    | str,  # a symbol's training arrays (in process), or the Parquet dataset holding its rows (on a worker)
+    symbol: str,
+    weighting: str = 'uniqueness',
+) -> SymbolData:
+    """What a unit of work trains on: the arrays it was given, or its symbol's rows read from the run's dataset and made
+    into them"""
     return rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)
 
 
@@ -241,15 +386,25 @@ def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Par
               symbol: str, spec: ModelSpec, kind: str, splitter: PurgedSplitter, seed: int = 0, device: str = 'cpu',
               weighting: str = 'uniqueness', price_target: bool = False, final: bool = True,
              ) -> tuple[pd.DataFrame, list[dict], Model | dict[str, bytes] | None]:
-    "One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels (a regressor's: with the close it moves from, and the close it forecasts), its scores per fold, its final model"
+    """One symbol's model (`train_universe`'s unit of work): its out-of-sample rows with their labels (a regressor's:
+    with the close it moves from, and the close it forecasts), its scores per fold, its final model"""
     one = unit_data(rows, symbol, weighting).without(spec.without)   # a variant: its inputs without the groups it drops
     oos, scores = cross_predict(spec, kind, one, splitter, seed, device, price_target)
     at = one.index.get_indexer(oos.index)
-    oos = oos.assign(label=one.y[at], label_return=one.realised[at], label_end=one.ends.to_numpy()[at], symbol=symbol, model=spec.name)
-    if kind == 'regressor':   # every regressor forecasts a return; the close it implies is kept beside it
-        oos = oos.assign(last_close=one.base[at], predicted_close=one.base[at] * (1 + oos['prediction'].to_numpy(dtype='float64')))   # float64: XGBoost's float32 would round a price by cents
+    oos = oos.assign(
+        label=one.y[at],
+        label_return=one.realised[at],
+        label_end=one.ends.to_numpy()[at],
+        symbol=symbol,
+        model=spec.name,
+    )
+    if kind == 'regressor':  # every regressor forecasts a return; the close it implies is kept beside it
+        oos = oos.assign(
+            last_close=one.base[at], predicted_close=one.base[at] * (1 + oos['prediction'].to_numpy(dtype='float64'))
+        )  # float64: XGBoost's float32 would round a price by cents
     model = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights) if final else None
-    return oos, scores, model_files(model) if model is not None and on_worker() else model   # on a worker: the model's files
+    # on a worker: the model's files
+    return oos, scores, model_files(model) if model is not None and on_worker() else model
 
 
 # %% ../../nbs/06i_models.training.ipynb #c026p
@@ -269,14 +424,30 @@ def save_finals(training: Training,  # `train_universe`'s result
     from mlfin.models.core import save_model   # here, not at the top: importing mlfin.models.core imports this module
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
-    meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'], 'code_version': code_version}
-    names = lambda model: spec_names({g: n for g, n in attrs['groups'].items() if g not in training.without.get(model, ())})   # the features it takes
-    return [save_model(model, folder/symbol/name, name, training.inputs(symbol, name), {'symbol': symbol, 'features': names(name), **meta})
-            for (symbol, name), model in training.finals.items()]
+    meta = {
+        'label': attrs['label'],
+        'horizon': int(attrs['horizon']),
+        'spec': attrs['spec'],
+        'code_version': code_version,
+    }
+    names = lambda model: spec_names(
+        {g: n for g, n in attrs['groups'].items() if g not in training.without.get(model, ())}
+    )  # the features it takes
+    return [
+        save_model(
+            model,
+            folder / symbol / name,
+            name,
+            training.inputs(symbol, name),
+            {'symbol': symbol, 'features': names(name), **meta},
+        )
+        for (symbol, name), model in training.finals.items()
+    ]
 
 # %% ../../nbs/06i_models.training.ipynb #c026r_i
 def _identity(spec: ModelSpec) -> dict:
-    "What a model is, as the trial ledger tells configurations apart: its values, and the feature groups a variant trains without"
+    """What a model is, as the trial ledger tells configurations apart: its values, and the feature groups a variant
+    trains without"""
     return {**spec.params, 'without': sorted(spec.without)} if spec.without else spec.params
 
 # %% ../../nbs/06i_models.training.ipynb #c026r
@@ -284,14 +455,33 @@ def training_record(training: Training, specs, # the models trained: one list, o
                     trials: dict, comparisons: pd.DataFrame, studies: pd.DataFrame, params: dict, code_version: str,
                     groups: pd.DataFrame | None = None, # `compare.compare_groups`: what each dropped feature group did
                    ) -> dict:
-    "The train task's metrics: parameters, each symbol's leader with its hyperparameters and scores, every model trained (its family, values and the trials that chose them: what a configuration is), the inputs, the leaderboard, comparisons, studies"
+    """The train task's metrics: parameters, each symbol's leader with its hyperparameters and scores, every model
+    trained (its family, values and the trials that chose them: what a configuration is), the inputs, the leaderboard,
+    comparisons, studies"""
     board, best = training.leaderboard, training.best()
     trained = lambda s: specs[s] if isinstance(specs, dict) else specs
-    leader = lambda s, m: board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank'])
-    return {'params': params, 'kind': training.kind, 'primary': training.primary, 'trials': trials, 'best': best,
-            'hyperparameters': {s: {spec.name: spec.params for spec in trained(s)} for s in best},
-            'models': {s: [{'model': spec.name, 'family': spec.family, 'params': _identity(spec), 'tried': spec.tried} for spec in trained(s)] for s in best},
-            'inputs': {s: list(training.columns.get(s, [])) for s in best},
-            'metrics': {s: leader(s, m).to_dict() for s, m in best.items()}, 'leaderboard': board.to_dict(orient='records'),
-            'comparisons': comparisons.to_dict(orient='records'), 'studies': studies.to_dict(orient='records'), 'code_version': code_version,
-            'group_comparisons': [] if groups is None else groups.to_dict(orient='records')}
+    leader = lambda s, m: (
+        board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank'])
+    )
+    return {
+        'params': params,
+        'kind': training.kind,
+        'primary': training.primary,
+        'trials': trials,
+        'best': best,
+        'hyperparameters': {s: {spec.name: spec.params for spec in trained(s)} for s in best},
+        'models': {
+            s: [
+                {'model': spec.name, 'family': spec.family, 'params': _identity(spec), 'tried': spec.tried}
+                for spec in trained(s)
+            ]
+            for s in best
+        },
+        'inputs': {s: list(training.columns.get(s, [])) for s in best},
+        'metrics': {s: leader(s, m).to_dict() for s, m in best.items()},
+        'leaderboard': board.to_dict(orient='records'),
+        'comparisons': comparisons.to_dict(orient='records'),
+        'studies': studies.to_dict(orient='records'),
+        'code_version': code_version,
+        'group_comparisons': [] if groups is None else groups.to_dict(orient='records'),
+    }

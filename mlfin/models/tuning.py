@@ -24,7 +24,8 @@ __all__ = ['MEMORY', 'FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage
 MEMORY = 'memory'   # a study kept in the memory of the process tuning it: a pipeline study on a worker of another host
 
 def storage_url(url: str | None = None) -> str:
-    "An Optuna storage: SQLite under `MLFIN_HOME` by default; a postgresql:// URL is given its psycopg 3 driver; `MEMORY` as it is"
+    """An Optuna storage: SQLite under `MLFIN_HOME` by default; a postgresql:// URL is given its psycopg 3 driver;
+    `MEMORY` as it is"""
     if url == MEMORY: return MEMORY
     if not url:
         home().mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,8 @@ def storage_url(url: str | None = None) -> str:
 
 # %% ../../nbs/06k_models.tuning.ipynb #c006_00
 def open_storage(url: str | None = None, attempts: int = 5):
-    "The Optuna storage behind `url`; workers starting at once on a fresh database race to create its tables: the losers retry"
+    """The Optuna storage behind `url`; workers starting at once on a fresh database race to create its tables: the
+    losers retry"""
     import time, warnings, optuna, sqlalchemy
     found = storage_url(url)
     if found == MEMORY: return optuna.storages.InMemoryStorage()
@@ -42,7 +44,8 @@ def open_storage(url: str | None = None, attempts: int = 5):
     wait = {'connect_args': {'timeout': 60}} if found.startswith('sqlite') else {}
     for attempt in range(attempts):
         try:
-            with warnings.catch_warnings():   # heartbeats are marked experimental; they are what frees a dead worker's trials
+            # heartbeats are marked experimental; they are what frees a dead worker's trials
+            with warnings.catch_warnings():
                 warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(found, heartbeat_interval=60, grace_period=180, engine_kwargs=wait)
         except sqlalchemy.exc.OperationalError as e:
@@ -67,7 +70,8 @@ FOLD_STEP = 1_000_000  # folds report at FOLD_STEP + k, boosting rounds at 0..n-
 ROUND_INTERVAL = 10     # boosting rounds report every tenth round
 
 def _round_pruning(trial, spec: ModelSpec, kind: str) -> dict:
-    "`fit` options for Optuna's per-round pruning: the family's own callback (`Model.pruning`) reporting AUC on the first fold's test rows (classifiers only)"
+    """`fit` options for Optuna's per-round pruning: the family's own callback (`Model.pruning`) reporting AUC on the
+    first fold's test rows (classifiers only)"""
     # the boosters report the study's own score, AUC, so that rounds and folds are judged the same way; regressors are
     # scored by IC, which no booster computes per round, so they are pruned by folds only
     if kind != 'classifier': return {}
@@ -83,7 +87,8 @@ def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int 
     metric = PRIMARY[kind]
 
     def run(trial) -> float:
-        trial.set_user_attr('worker', f"{socket.gethostname()}:{os.getpid()}")   # which process ran it, when a study's trials are spread
+        # which process ran it, when a study's trials are spread
+        trial.set_user_attr('worker', f"{socket.gethostname()}:{os.getpid()}")
         params = suggest(trial, spec)
         trial_spec = replace(spec, params=params, tried=1)
         scores = []
@@ -91,7 +96,9 @@ def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int 
             scores.append(scored[metric])
             if pruning:
                 trial.report(float(np.nanmean(scores)), FOLD_STEP + fold)
-                if trial.should_prune(): raise optuna.TrialPruned(f"fold {fold}: mean {metric} {np.nanmean(scores):.4f}")
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"fold {fold}: mean {metric} {np.nanmean(scores):.4f}")
+
         rounds = _round_pruning(trial, spec, kind) if pruning else {}
         options = (lambda fold, test: {'eval_rows': test, **rounds} if fold == 0 else {}) if rounds else None
         cross_predict(trial_spec, kind, data, splitter, seed, device, price_target, report=report, fit_options=options)
@@ -116,14 +123,25 @@ def study_result(found, # an Optuna study (`optuna.load_study`)
                  spec: ModelSpec, metric: str,
                  held: bool = False,   # carry the trials themselves (a study in memory, for the run to record)
                 ) -> Tuned:
-    "What a study holds: its best trial as `spec` with those hyperparameters, and every trial counted (pruned and failed ones too), added to what chose `spec`'s own values"
+    """What a study holds: its best trial as `spec` with those hyperparameters, and every trial counted (pruned and
+    failed ones too), added to what chose `spec`'s own values"""
     import optuna
     trials = found.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done: raise BadInput(f"{found.study_name}: no trial completed (all {len(trials)} pruned or failed); run more trials")
-    best = replace(spec, params={**spec.params, **found.best_params}, tried=len(trials) + spec.tried - 1)   # its start was tuned too: counted
-    return Tuned(best, float(found.best_value), metric, len(trials), len(done),
-                 sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name, list(trials) if held else None)
+    if not done:
+        raise BadInput(f"{found.study_name}: no trial completed (all {len(trials)} pruned or failed); run more trials")
+    # its start was tuned too: counted
+    best = replace(spec, params={**spec.params, **found.best_params}, tried=len(trials) + spec.tried - 1)
+    return Tuned(
+        best,
+        float(found.best_value),
+        metric,
+        len(trials),
+        len(done),
+        sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        found.study_name,
+        list(trials) if held else None,
+    )
 
 # %% ../../nbs/06k_models.tuning.ipynb #c148fbf
 def direction(kind: str) -> str:
@@ -135,10 +153,17 @@ def open_study(data: SymbolData, spec: ModelSpec, kind: str,
                storage: str | None = None, # sqlite:///... or postgresql://...; default: MLFIN_HOME/optuna.db
                **kwargs,                   # Optuna's `sampler`, `pruner`
               ):
-    "The Optuna study of `spec` on `data`, made when new (maximising or minimising as the kind's primary score improves), else loaded"
+    """The Optuna study of `spec` on `data`, made when new (maximising or minimising as the kind's primary score
+    improves), else loaded"""
     import optuna
-    return optuna.create_study(study_name=study or f"{data.symbol}-{spec.name}-{kind}", storage=open_storage(storage), load_if_exists=True,
-                               direction=direction(kind), **kwargs)
+
+    return optuna.create_study(
+        study_name=study or f"{data.symbol}-{spec.name}-{kind}",
+        storage=open_storage(storage),
+        load_if_exists=True,
+        direction=direction(kind),
+        **kwargs,
+    )
 
 # %% ../../nbs/06k_models.tuning.ipynb #c014_00
 def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
@@ -146,9 +171,11 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
          storage: str | None = None,  # sqlite:///... or postgresql://...; default: MLFIN_HOME/optuna.db
          study: str | None = None,    # the study's name; default: SYMBOL-MODEL-KIND
          seed: int = 0, device: str = 'cpu', price_target: bool = False,
-         pruning: bool = True,        # median pruning on folds (and boosting rounds); False: every trial runs to the end
+         # median pruning on folds (and boosting rounds); False: every trial runs to the end
+         pruning: bool = True,
          timeout: float | None = None, progress: bool = False,
-         sampler_seed: int | None = None, # the sampler's seed (default: `seed`); give workers sharing a study different ones
+         # the sampler's seed (default: `seed`); give workers sharing a study different ones
+         sampler_seed: int | None = None,
         ) -> Tuned:
     "Tune `spec` on `data`'s purged folds with Optuna; returns the best hyperparameters and the study's trial counts"
     import optuna
@@ -156,17 +183,25 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     check_folds(data, [spec], kind, splitter)
     data = data.without(spec.without)   # a variant without feature groups is tuned on the inputs it trains on
     sampler = optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
+    )
     found = open_study(data, spec, kind, study, storage, sampler=sampler, pruner=pruner)
-    found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials, timeout=timeout,
-                   show_progress_bar=progress, catch=())
+    found.optimize(
+        objective(spec, kind, data, splitter, seed, device, price_target, pruning),
+        n_trials=trials,
+        timeout=timeout,
+        show_progress_bar=progress,
+        catch=(),
+    )
     return study_result(found, spec, PRIMARY[kind], held=storage == MEMORY)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c018
 def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitter, trials: int,
                   seed: int = 0, device: str = 'cpu', price_target: bool = False, weighting: str = 'uniqueness',
                   storage: str | None = None, pruning: bool = True,
-                  source: str | None = None,   # the Parquet file `data` was read from: each unit reads its symbol's rows from it
+                  # the Parquet file `data` was read from: each unit reads its symbol's rows from it
+                  source: str | None = None,
                  ) -> tuple[dict[str, list[ModelSpec]], dict[str, int], pd.DataFrame]:
     "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
     by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
@@ -174,9 +209,26 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     url, cluster = storage_url(storage), client()
     across = [] if cluster is None else other_hosts(cluster)
     reached_everywhere(storage, '--storage', across)   # as the user gave it
-    kept = MEMORY if across and url.startswith('sqlite') else url   # SQLite's locks do not cross hosts: each study in its worker's memory
-    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed, device,
-                                        price_target, weighting, kept, pruning) for symbol in symbols for spec in specs}
+    # SQLite's locks do not cross hosts: each study in its worker's memory
+    kept = MEMORY if across and url.startswith('sqlite') else url
+    calls = {
+        f"{symbol} {spec.name}": (
+            shipped(by_symbol[symbol], source),
+            symbol,
+            spec,
+            kind,
+            splitter,
+            trials,
+            seed,
+            device,
+            price_target,
+            weighting,
+            kept,
+            pruning,
+        )
+        for symbol in symbols
+        for spec in specs
+    }
     found = fan_out('tune', tune_one, calls)   # one study a unit, in process or on the run's cluster
     for one in found.values():
         if one.held is not None: record_study(url, one.study, kind, one.held); one.held = None
@@ -184,15 +236,37 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     for symbol in symbols:
         tuned[symbol] = [found[f"{symbol} {spec.name}"].spec for spec in specs]
         counts[symbol] = sum(found[f"{symbol} {spec.name}"].spec.tried for spec in specs)
-        rows += [{'symbol': symbol, 'model': spec.name, 'study': one.study, 'trials': one.trials, 'complete': one.complete,
-                  'pruned': one.pruned, f'best_{one.metric}': one.value, 'best_params': one.spec.params}
-                 for spec in specs for one in [found[f"{symbol} {spec.name}"]]]
+        rows += [
+            {
+                'symbol': symbol,
+                'model': spec.name,
+                'study': one.study,
+                'trials': one.trials,
+                'complete': one.complete,
+                'pruned': one.pruned,
+                f'best_{one.metric}': one.value,
+                'best_params': one.spec.params,
+            }
+            for spec in specs
+            for one in [found[f"{symbol} {spec.name}"]]
+        ]
     return tuned, counts, pd.DataFrame(rows)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c018_u
-def tune_one(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows
-             symbol: str, spec: ModelSpec, kind: str, splitter, trials: int, seed: int = 0, device: str = 'cpu',
-             price_target: bool = False, weighting: str = 'uniqueness', storage: str | None = None, pruning: bool = True) -> Tuned:
+def tune_one(
+    rows: SymbolData | str,  # one symbol's training arrays, or the Parquet dataset holding its rows
+    symbol: str,
+    spec: ModelSpec,
+    kind: str,
+    splitter,
+    trials: int,
+    seed: int = 0,
+    device: str = 'cpu',
+    price_target: bool = False,
+    weighting: str = 'uniqueness',
+    storage: str | None = None,
+    pruning: bool = True,
+) -> Tuned:
     "One symbol's model tuned afresh in its pipeline study (`tune_universe`'s unit of work)"
     import optuna
     name = f"pipeline-{symbol}-{spec.name}-{kind}"
@@ -212,39 +286,112 @@ def record_study(url: str, name: str, kind: str, trials: list):
     optuna.create_study(study_name=name, storage=storage, direction=direction(kind)).add_trials(trials)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c020s
-def tune_spread(spec: ModelSpec, kind: str, data: SymbolData, splitter, trials: int,
-                storage: str | None = None, study: str | None = None, seed: int = 0, device: str = 'cpu', price_target: bool = False,
-                pruning: bool = True, timeout: float | None = None,
-                sampler_seed: int | None = None, # the first share's sampler seed (default: `seed`); the others follow it
-                source: str | None = None,       # the Parquet dataset `data` came from: a worker reads its symbol's rows from it
-                weighting: str = 'uniqueness',   # how `data`'s sample weights were made, for a worker making them again
-                progress: bool = False,          # Optuna's progress bar, in process
-               ) -> Tuned:
-    "One study's `trials` spread over the run's cluster (`cluster.running`), a share per worker on the shared study; in process without one"
+def tune_spread(
+    spec: ModelSpec,
+    kind: str,
+    data: SymbolData,
+    splitter,
+    trials: int,
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int = 0,
+    device: str = 'cpu',
+    price_target: bool = False,
+    pruning: bool = True,
+    timeout: float | None = None,
+    sampler_seed: int | None = None,  # the first share's sampler seed (default: `seed`); the others follow it
+    source: str | None = None,  # the Parquet dataset `data` came from: a worker reads its symbol's rows from it
+    weighting: str = 'uniqueness',  # how `data`'s sample weights were made, for a worker making them again
+    progress: bool = False,  # Optuna's progress bar, in process
+) -> Tuned:
+    """One study's `trials` spread over the run's cluster (`cluster.running`), a share per worker on the shared study;
+    in process without one"""
     import optuna
     found = client()
     workers = sorted(found.nthreads()) if found is not None else []
-    if len(workers) < 2: return tune(spec, kind, data, splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
-                                     progress, sampler_seed)
+    if len(workers) < 2:
+        return tune(
+            spec,
+            kind,
+            data,
+            splitter,
+            trials,
+            storage,
+            study,
+            seed,
+            device,
+            price_target,
+            pruning,
+            timeout,
+            progress,
+            sampler_seed,
+        )
     url, across = storage_url(storage), other_hosts(found)
     if url.startswith('sqlite') and across:
-        raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({across[0]}) share a study through PostgreSQL "
-                       "(postgresql://USER@HOST/DB), not a SQLite file")
+        raise BadInput(
+            f"--storage {url.split(':', 1)[0]}: workers on other hosts ({across[0]}) share a study through PostgreSQL "
+            "(postgresql://USER@HOST/DB), not a SQLite file"
+        )
     reached_everywhere(storage, '--storage', across)   # as the user gave it
     check_folds(data, [spec], kind, splitter)
     name = open_study(data, spec, kind, study, url).study_name   # made once, before the shares race to it
     shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]
     first = seed if sampler_seed is None else sampler_seed
-    calls = {f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, kind, splitter, n, url, name, seed, device,
-                                                          price_target, pruning, timeout, first + i, weighting)
-             for i, n in enumerate(shares) if n}
+    calls = {
+        f"{data.symbol} {spec.name} share {i + 1}": (
+            shipped(data, source),
+            data.symbol,
+            spec,
+            kind,
+            splitter,
+            n,
+            url,
+            name,
+            seed,
+            device,
+            price_target,
+            pruning,
+            timeout,
+            first + i,
+            weighting,
+        )
+        for i, n in enumerate(shares)
+        if n
+    }
     fan_out('tune', tune_share, calls)
     return study_result(optuna.load_study(study_name=name, storage=open_storage(url)), spec, PRIMARY[kind])
 
 # %% ../../nbs/06k_models.tuning.ipynb #c020t
-def tune_share(rows: SymbolData | str, # one symbol's training arrays, or the Parquet dataset holding its rows
-               symbol: str, spec: ModelSpec, kind: str, splitter, trials: int, storage: str, study: str, seed: int, device: str,
-               price_target: bool, pruning: bool, timeout: float | None, sampler_seed: int, weighting: str) -> Tuned:
+def tune_share(
+    rows: SymbolData | str,  # one symbol's training arrays, or the Parquet dataset holding its rows
+    symbol: str,
+    spec: ModelSpec,
+    kind: str,
+    splitter,
+    trials: int,
+    storage: str,
+    study: str,
+    seed: int,
+    device: str,
+    price_target: bool,
+    pruning: bool,
+    timeout: float | None,
+    sampler_seed: int,
+    weighting: str,
+) -> Tuned:
     "A worker's share of a spread study (`tune_spread`'s unit of work)"
-    return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
-                sampler_seed=sampler_seed)
+    return tune(
+        spec,
+        kind,
+        unit_data(rows, symbol, weighting),
+        splitter,
+        trials,
+        storage,
+        study,
+        seed,
+        device,
+        price_target,
+        pruning,
+        timeout,
+        sampler_seed=sampler_seed,
+    )

@@ -34,7 +34,8 @@ class PurgedSplitter:
         return len(self.blocks(len(X))) if X is not None else self._n_splits()
 
     def split(self, X, y=None, groups=None,
-              ends: pd.Series | None = None, # per row, the time of the last bar its label looks at (NaT: unknown); index: bar times
+              # per row, the time of the last bar its label looks at (NaT: unknown); index: bar times
+              ends: pd.Series | None = None,
               window: int = 0,               # sequence models: rows each sample looks back over (its own included)
              ):
         "(train, test) row positions per split: training rows purged, embargoed and (with `window`) clear of every zone"
@@ -53,7 +54,8 @@ class PurgedSplitter:
         n, out = len(times), []
         for a, b in blocks:
             reach = end[a:b + 1][~np.isnat(end[a:b + 1])]
-            last = max(b, int(np.searchsorted(times, reach.max()))) if len(reach) else b  # the row the block's labels look to
+            # the row the block's labels look to
+            last = max(b, int(np.searchsorted(times, reach.max()))) if len(reach) else b
             out.append((times[max(a - self.embargo, 0)], times[min(last + self.embargo, n - 1)]))
         return out
 
@@ -67,10 +69,14 @@ class PurgedSplitter:
 # %% ../../nbs/06g_models.validation.ipynb #c006_00
 def _times_and_ends(X, ends: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     "The rows' bar times and label ends as datetime64[ns] arrays, checked against `X`"
-    if ends is None: raise BadInput("split: pass `ends` (each row's label_end, indexed by the rows' bar times) to purge by label span")
+    if ends is None:
+        raise BadInput(
+            "split: pass `ends` (each row's label_end, indexed by the rows' bar times) to purge by label span"
+        )
     if len(ends) != len(X): raise BadInput(f"split: {len(ends)} label ends for {len(X)} rows")
     times = pd.DatetimeIndex(ends.index)
-    if not times.is_monotonic_increasing or not times.is_unique: raise BadInput("split: rows must be in time order, one per bar")
+    if not times.is_monotonic_increasing or not times.is_unique:
+        raise BadInput("split: rows must be in time order, one per bar")
     return _naive_ns(times), _naive_ns(pd.DatetimeIndex(ends))
 
 
@@ -83,7 +89,9 @@ def _naive_ns(times: pd.DatetimeIndex) -> np.ndarray:
 
 # %% ../../nbs/06g_models.validation.ipynb #c008
 class WalkForward(PurgedSplitter):
-    "Test folds in time order, each trained on the rows before it (expanding, or the latest `train_size`: rolling), purged"
+    """Test folds in time order, each trained on the rows before it (expanding, or the latest `train_size`: rolling),
+    purged"""
+
     def __init__(self, folds: int = 5,            # test folds
                  embargo: int = 0,                # rows forbidden before each fold, beyond the purge
                  window: str = 'expanding',       # expanding or rolling
@@ -91,8 +99,10 @@ class WalkForward(PurgedSplitter):
                  ends: pd.Series | None = None):
         super().__init__(embargo, ends)
         if folds < 2: raise BadInput(f"WalkForward: folds {folds} must be at least 2")
-        if window not in ('expanding', 'rolling'): raise BadInput(f"WalkForward: window {window!r} is not expanding or rolling")
-        if window == 'rolling' and not (train_size and train_size > 0): raise BadInput("WalkForward: a rolling window needs train_size > 0")
+        if window not in ('expanding', 'rolling'):
+            raise BadInput(f"WalkForward: window {window!r} is not expanding or rolling")
+        if window == 'rolling' and not (train_size and train_size > 0):
+            raise BadInput("WalkForward: a rolling window needs train_size > 0")
         self.folds, self.window, self.train_size = int(folds), window, train_size
 
     def blocks(self, n: int) -> list[list[tuple[int, int]]]:
@@ -124,10 +134,15 @@ class PurgedKFold(PurgedSplitter):
 
 # %% ../../nbs/06g_models.validation.ipynb #c015
 class CombinatorialPurgedCV(PurgedSplitter):
-    "Every choice of `test_groups` of `groups` contiguous blocks as a test set, purged and embargoed; `paths()` assembles backtest paths"
+    """Every choice of `test_groups` of `groups` contiguous blocks as a test set, purged and embargoed; `paths()`
+    assembles backtest paths"""
+
     def __init__(self, groups: int = 6, test_groups: int = 2, embargo: int = 0, ends: pd.Series | None = None):
         super().__init__(embargo, ends)
-        if not 1 <= test_groups < groups: raise BadInput(f"CombinatorialPurgedCV: test_groups {test_groups} must be between 1 and groups - 1 ({groups - 1})")
+        if not 1 <= test_groups < groups:
+            raise BadInput(
+                f"CombinatorialPurgedCV: test_groups {test_groups} must be between 1 and groups - 1 ({groups - 1})"
+            )
         self.groups, self.test_groups = int(groups), int(test_groups)
         self.combinations = list(combinations(range(self.groups), self.test_groups))
 

@@ -23,7 +23,8 @@ def rules_files() -> list[Path]:
     "The shipped alerting rules: `env/monitoring/`'s `RULE_FILES` of the project"
     found = [(project_root() or Path.cwd())/'env'/'monitoring'/name for name in RULE_FILES]
     missing = [str(p) for p in found if not p.exists()]
-    if missing: raise BadInput(f"no alerting rules at {', '.join(missing)}: run from the mlfin project, or pass --rules")
+    if missing:
+        raise BadInput(f"no alerting rules at {', '.join(missing)}: run from the mlfin project, or pass --rules")
     return found
 
 # %% ../../nbs/10h_monitor.alerting.ipynb #c008
@@ -33,10 +34,20 @@ def prometheus_config(target: str,          # the service, host:port
                       alertmanager: str | None = None, # Alertmanager, host:port
                       every: str = '15s',   # scrape and rule-evaluation interval
                      ) -> dict:
-    "Prometheus's configuration: scrape mlfin with the key as a bearer credential, evaluate the rules, send alerts to Alertmanager"
-    scrape = {'job_name': 'mlfin', 'metrics_path': '/metrics', 'scheme': 'http',
-              'authorization': {'type': 'Bearer', 'credentials_file': str(key_file)}, 'static_configs': [{'targets': [target]}]}
-    out = {'global': {'scrape_interval': every, 'evaluation_interval': every}, 'rule_files': [str(r) for r in rules], 'scrape_configs': [scrape]}
+    """Prometheus's configuration: scrape mlfin with the key as a bearer credential, evaluate the rules, send alerts to
+    Alertmanager"""
+    scrape = {
+        'job_name': 'mlfin',
+        'metrics_path': '/metrics',
+        'scheme': 'http',
+        'authorization': {'type': 'Bearer', 'credentials_file': str(key_file)},
+        'static_configs': [{'targets': [target]}],
+    }
+    out = {
+        'global': {'scrape_interval': every, 'evaluation_interval': every},
+        'rule_files': [str(r) for r in rules],
+        'scrape_configs': [scrape],
+    }
     if alertmanager: out['alerting'] = {'alertmanagers': [{'static_configs': [{'targets': [alertmanager]}]}]}
     return out
 
@@ -44,18 +55,36 @@ def prometheus_config(target: str,          # the service, host:port
 def alertmanager_config(webhook: str | None = None,  # a URL alerts are POSTed to (JSON)
                         smtp: str | None = None,     # an SMTP server, host:port
                         email_to: str | None = None, email_from: str = 'mlfin-alerts@localhost',
-                        wait: str = '30s', interval: str = '5m', repeat: str = '4h', # first notice, a group's next, the same again
+                        # first notice, a group's next, the same again
+                        wait: str = '30s', interval: str = '5m', repeat: str = '4h',
                        ) -> dict:
-    """Alertmanager's configuration: every alert, grouped per alert and series, to the webhook and the e-mail address given; while
-    MlfinServiceDown fires, every other alert of its job is inhibited (held, not resolved: see `monitor.figures.held`)"""
+    """Alertmanager's configuration: every alert, grouped per alert and series, to the webhook and the e-mail address
+    given; while MlfinServiceDown fires, every other alert of its job is inhibited (held, not resolved: see
+    `monitor.figures.held`)"""
     if smtp and not email_to: raise BadInput("--smtp needs --email-to: whom the alerts are mailed to")
     receiver = {'name': 'mlfin'}
     if webhook: receiver['webhook_configs'] = [{'url': webhook, 'send_resolved': True}]
-    if smtp: receiver['email_configs'] = [{'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}]
-    return {'route': {'receiver': 'mlfin', 'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit', 'repository'], 'group_wait': wait,
-                      'group_interval': interval, 'repeat_interval': repeat}, 'receivers': [receiver],
-            'inhibit_rules': [{'source_matchers': ['alertname="MlfinServiceDown"'], 'equal': ['job'],
-                               'target_matchers': ['alertname=~"Mlfin.+"', 'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"']}]}
+    if smtp:
+        receiver['email_configs'] = [
+            {'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}
+        ]
+    return {
+        'route': {
+            'receiver': 'mlfin',
+            'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit', 'repository'],
+            'group_wait': wait,
+            'group_interval': interval,
+            'repeat_interval': repeat,
+        },
+        'receivers': [receiver],
+        'inhibit_rules': [
+            {
+                'source_matchers': ['alertname="MlfinServiceDown"'],
+                'equal': ['job'],
+                'target_matchers': ['alertname=~"Mlfin.+"', 'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"'],
+            }
+        ],
+    }
 
 # %% ../../nbs/10h_monitor.alerting.ipynb #c013
 @dataclass
@@ -75,7 +104,10 @@ class Monitoring:
     def rules(self) -> list[dict]:
         "Prometheus's alerting rules with their state (inactive, pending, firing)"
         import httpx
-        groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", params={'type': 'alert'}, timeout=10).json()['data']['groups']
+
+        groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", params={'type': 'alert'}, timeout=10).json()['data'][
+            'groups'
+        ]
         return [r for g in groups for r in g['rules']]
 
     def stop(self):
@@ -91,7 +123,8 @@ def _ready(url: str, process: subprocess.Popen, log: Path, seconds: float = 60):
     import httpx
     deadline = time.time() + seconds
     while time.time() < deadline:
-        if process.poll() is not None: raise Unavailable(f"{process.args[0]} exited {process.returncode}: {log.read_text()[-500:]}")
+        if process.poll() is not None:
+            raise Unavailable(f"{process.args[0]} exited {process.returncode}: {log.read_text()[-500:]}")
         try:
             if httpx.get(url, timeout=1).status_code == 200: return
         except httpx.HTTPError: pass
@@ -110,23 +143,47 @@ def start_monitoring(folder: Path,             # configurations, data and logs
                     ) -> Monitoring:
     "Prometheus (scraping the service, evaluating the rules) and Alertmanager (delivering), started on 127.0.0.1"
     for tool in ('prometheus', 'prometheus-alertmanager'):
-        if not shutil.which(tool): raise Unavailable(f"{tool} is not installed: `bash env/setup-test.sh` installs Debian's")
+        if not shutil.which(tool):
+            raise Unavailable(f"{tool} is not installed: `bash env/setup-test.sh` installs Debian's")
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     key_file = folder/'scrape.key'
     key_file.touch(mode=0o600); key_file.write_text(key)
     am = f"127.0.0.1:{alertmanager_port}"
-    (folder/'prometheus.yml').write_text(yaml.safe_dump(prometheus_config(service, key_file, rules or rules_files(), am, every)))
-    (folder/'alertmanager.yml').write_text(yaml.safe_dump(alertmanager_config(webhook, smtp, email_to, **(timing or {}))))
+    (folder / 'prometheus.yml').write_text(
+        yaml.safe_dump(prometheus_config(service, key_file, rules or rules_files(), am, every))
+    )
+    (folder / 'alertmanager.yml').write_text(
+        yaml.safe_dump(alertmanager_config(webhook, smtp, email_to, **(timing or {})))
+    )
     logs = {name: open(folder/f"{name}.log", 'ab') for name in ('prometheus', 'alertmanager')}
-    alertmanager = subprocess.Popen(['prometheus-alertmanager', f"--config.file={folder/'alertmanager.yml'}",
-                                     f"--storage.path={folder/'alertmanager-data'}", f"--web.listen-address={am}",
-                                     '--cluster.listen-address=', '--log.level=warn'], stdout=logs['alertmanager'], stderr=subprocess.STDOUT)
-    try: _ready(f"http://{am}/-/ready", alertmanager, folder/'alertmanager.log')   # first: an alert sent before it listens is dropped
+    alertmanager = subprocess.Popen(
+        [
+            'prometheus-alertmanager',
+            f"--config.file={folder / 'alertmanager.yml'}",
+            f"--storage.path={folder / 'alertmanager-data'}",
+            f"--web.listen-address={am}",
+            '--cluster.listen-address=',
+            '--log.level=warn',
+        ],
+        stdout=logs['alertmanager'],
+        stderr=subprocess.STDOUT,
+    )
+    # first: an alert sent before it listens is dropped
+    try: _ready(f"http://{am}/-/ready", alertmanager, folder/'alertmanager.log')
     except Exception: alertmanager.terminate(); raise
     # firing alerts are sent again every `every` (Prometheus's default waits a minute after a failed or dropped send)
-    prometheus = subprocess.Popen(['prometheus', f"--config.file={folder/'prometheus.yml'}", f"--storage.tsdb.path={folder/'prometheus-data'}",
-                                   f"--web.listen-address=127.0.0.1:{prometheus_port}", f"--rules.alert.resend-delay={every}", '--log.level=warn'],
-                                  stdout=logs['prometheus'], stderr=subprocess.STDOUT)
+    prometheus = subprocess.Popen(
+        [
+            'prometheus',
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            f"--rules.alert.resend-delay={every}",
+            '--log.level=warn',
+        ],
+        stdout=logs['prometheus'],
+        stderr=subprocess.STDOUT,
+    )
     running = Monitoring(folder, prometheus, alertmanager, f"http://127.0.0.1:{prometheus_port}", f"http://{am}")
     try: _ready(f"{running.prometheus_url}/-/ready", prometheus, folder/'prometheus.log')
     except Exception: running.stop(); raise
@@ -137,23 +194,41 @@ def run_monitoring(port: int = SERVICE_PORT,   # the service's port on SERVICE_H
                    serve: bool = True,         # start `mlfin serve` too (False: one already runs there)
                    store: str | None = None,   # the service's store (its key table)
                    folder: Path | None = None, # default: MLFIN_HOME/monitoring
-                   scrape_key=None,            # () -> (key, revoke): a scraper key for this run (`service.auth.scrape_key`)
-                   echo=print, **given):       # webhook, smtp, email_to, prometheus_port, alertmanager_port, every: `start_monitoring`'s
-    "The service (unless running), Prometheus and Alertmanager on loopback, with a scrape key of their own, until interrupted (or terminated)"
+                   # () -> (key, revoke): a scraper key for this run (`service.auth.scrape_key`)
+                   scrape_key=None,
+                   # webhook, smtp, email_to, prometheus_port, alertmanager_port, every: `start_monitoring`'s
+                   echo=print, **given):
+    """The service (unless running), Prometheus and Alertmanager on loopback, with a scrape key of their own, until
+    interrupted (or terminated)"""
     import signal, sys
     def interrupted(*_): raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupted)   # a service manager's stop: the same orderly end as Ctrl-C
-    if scrape_key is None: raise BadInput("run_monitoring needs a scrape_key: () -> (key, revoke), e.g. service.auth.scrape_key")
+    signal.signal(signal.SIGTERM, interrupted)  # a service manager's stop: the same orderly end as Ctrl-C
+    if scrape_key is None:
+        raise BadInput("run_monitoring needs a scrape_key: () -> (key, revoke), e.g. service.auth.scrape_key")
     key, revoke = scrape_key()
     service = None
     try:
         if serve:
-            service = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'serve', '--port', str(port), *(['--store', store] if store else [])])
+            service = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name('mlfin')),
+                    'serve',
+                    '--port',
+                    str(port),
+                    *(['--store', store] if store else []),
+                ]
+            )
             _ready(f"http://127.0.0.1:{port}/health", service, Path(os.devnull), 120)
         running = start_monitoring(Path(folder or home()/'monitoring'), f"127.0.0.1:{port}", key, **given)
-        echo(f"service http://127.0.0.1:{port}, Prometheus {running.prometheus_url}, Alertmanager {running.alertmanager_url}; Ctrl-C stops them")
+        echo(
+            f"service http://127.0.0.1:{port}, Prometheus {running.prometheus_url}, Alertmanager "
+            f"{running.alertmanager_url}; Ctrl-C stops them"
+        )
         try:
-            while all(p.poll() is None for p in (running.prometheus, running.alertmanager, *([service] if service else []))): time.sleep(1)
+            while all(
+                p.poll() is None for p in (running.prometheus, running.alertmanager, *([service] if service else []))
+            ):
+                time.sleep(1)
             echo("a process of the monitoring stack exited: stopping the rest")
         except KeyboardInterrupt: pass
         finally: running.stop()
@@ -169,14 +244,20 @@ def send_alert(name: str,                # the alert's name, e.g. MlfinScheduled
                ends_in: float = 3600.0,  # seconds it stays firing unless posted again
                url: str | None = None,   # Alertmanager; default: MLFIN_ALERTMANAGER_URL
               ) -> bool:
-    "Post an alert to Alertmanager's API (v2); False when no Alertmanager is configured, Unavailable when it does not take it"
+    """Post an alert to Alertmanager's API (v2); False when no Alertmanager is configured, Unavailable when it does not
+    take it"""
     import datetime as dt
     url = url or os.environ.get('MLFIN_ALERTMANAGER_URL')
     if not url: return False
-    import httpx   # here: 0.34 s of imports (measured), paid only where an Alertmanager is configured, not by every scheduled job
+    import httpx   # here: 0.34 s of imports (measured), paid only where an Alertmanager is configured, not by every
+                   # scheduled job
     now = dt.datetime.now(dt.timezone.utc)
-    alert = {'labels': {'alertname': name, 'severity': 'page', **{k: str(v) for k, v in labels.items()}}, 'annotations': {'summary': summary},
-             'startsAt': now.isoformat(), 'endsAt': (now + dt.timedelta(seconds=ends_in if firing else 0)).isoformat()}
+    alert = {
+        'labels': {'alertname': name, 'severity': 'page', **{k: str(v) for k, v in labels.items()}},
+        'annotations': {'summary': summary},
+        'startsAt': now.isoformat(),
+        'endsAt': (now + dt.timedelta(seconds=ends_in if firing else 0)).isoformat(),
+    }
     try: answer = httpx.post(url.rstrip('/') + '/api/v2/alerts', json=[alert], timeout=10)
     except httpx.HTTPError as e: raise Unavailable(f"Alertmanager {url}: {e}") from None
     if answer.status_code != 200: raise Unavailable(f"Alertmanager {url}: {answer.status_code} {answer.text[:200]}")

@@ -62,7 +62,8 @@ def effective_size(n: int, rho: float) -> float:
 def history_psi(history: np.ndarray, window: int, bins: int = 10, stride: int | None = None) -> np.ndarray:
     "PSI of every past window of `window` values against the rest of the history, on the history's bins"
     h = np.asarray(history, dtype='float64'); h = h[~np.isnan(h)]
-    if window < 2 or len(h) < 2 * window: raise BadInput(f"a history of {len(h)} values holds no two windows of {window}")
+    if window < 2 or len(h) < 2 * window:
+        raise BadInput(f"a history of {len(h)} values holds no two windows of {window}")
     edges = quantile_edges(h, bins)
     k = len(edges) + 1
     running = np.zeros((len(h) + 1, k), dtype='int32')
@@ -85,7 +86,8 @@ def grid_quantiles(rows: np.ndarray) -> np.ndarray:
 def history_wasserstein(history: np.ndarray, window: int, stride: int | None = None) -> np.ndarray:
     "Scaled Wasserstein distance of every past window of `window` values from the rest of the history"
     h = np.asarray(history, dtype='float64'); h = h[~np.isnan(h)]
-    if window < 2 or len(h) < 2 * window: raise BadInput(f"a history of {len(h)} values holds no two windows of {window}")
+    if window < 2 or len(h) < 2 * window:
+        raise BadInput(f"a history of {len(h)} values holds no two windows of {window}")
     views = np.lib.stride_tricks.sliding_window_view(h, window)[::stride or max(1, window // 50)]
     whole = np.quantile(h, GRID)
     out = np.concatenate([np.mean(np.abs(grid_quantiles(views[i:i + 2000]) - whole), axis=1)
@@ -115,7 +117,9 @@ MIN_EFFECTIVE = 1.0   # a window worth less than one independent draw says nothi
 @dataclass
 class Drift:
     "What `input_drift` found for one model"
-    inputs: pd.DataFrame   # per input: psi, psi_bar, wasserstein, wasserstein_bar, ks, ks_p, effective, verdict (drifted, stable, too few), reason
+    # per input: psi, psi_bar, wasserstein, wasserstein_bar, ks, ks_p, effective, verdict (drifted, stable, too few),
+    # reason
+    inputs: pd.DataFrame
     share: float           # the drifted share of the inputs judged (weighted by importance where given)
     judged: int            # inputs with a verdict
 
@@ -141,16 +145,31 @@ def input_drift(reference: pd.DataFrame,   # the model's inputs over its trainin
         r, c = reference[name].to_numpy(dtype='float64'), current[name].to_numpy(dtype='float64')
         r, c = r[~np.isnan(r)], c[~np.isnan(c)]
         eff = effective_size(len(c), persistence(r))
-        why = (f"{len(c)} value(s) in the window" if len(c) < 2 else f"a reference of {len(r)} values holds fewer than two windows of {window}"
-               if len(r) < 2 * window else f"too persistent: {len(c)} bars are worth {eff:.2g} independent draws" if eff < min_effective else '')
+        why = (
+            f"{len(c)} value(s) in the window"
+            if len(c) < 2
+            else f"a reference of {len(r)} values holds fewer than two windows of {window}"
+            if len(r) < 2 * window
+            else f"too persistent: {len(c)} bars are worth {eff:.2g} independent draws"
+            if eff < min_effective
+            else ''
+        )
         if why:
             rows[name] = {'effective': eff, 'verdict': 'too few', 'reason': why}; continue
         ks = stats.ks_2samp(r, c)
         score, distance = psi(r, c, bins), wasserstein(r, c)
         bar, far = own_threshold(r, len(c), bins, q)
-        rows[name] = {'psi': score, 'psi_bar': bar, 'wasserstein': distance, 'wasserstein_bar': far, 'ks': float(ks.statistic),
-                      'ks_p': float(ks.pvalue), 'effective': eff,
-                      'verdict': 'drifted' if score > bar or distance > far else 'stable', 'reason': ''}
+        rows[name] = {
+            'psi': score,
+            'psi_bar': bar,
+            'wasserstein': distance,
+            'wasserstein_bar': far,
+            'ks': float(ks.statistic),
+            'ks_p': float(ks.pvalue),
+            'effective': eff,
+            'verdict': 'drifted' if score > bar or distance > far else 'stable',
+            'reason': '',
+        }
     columns = ['psi', 'psi_bar', 'wasserstein', 'wasserstein_bar', 'ks', 'ks_p', 'effective', 'verdict', 'reason']
     table = pd.DataFrame.from_dict(rows, orient='index').reindex(columns=columns)
     judged = table[table['verdict'] != 'too few']

@@ -16,51 +16,78 @@ from ..tracking.store import production_aliases
 __all__ = ['GRACE', 'COUNTED', 'PUSHED', 'MARKED', 'freshness', 'overdue_said', 'production_names', 'live_series']
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c006
-GRACE = {'1m': pd.Timedelta(seconds=30), '5m': pd.Timedelta(minutes=5), '1h': pd.Timedelta(minutes=15), '1d': pd.Timedelta(hours=6)}
-COUNTED = pd.Timedelta(days=31)   # missing bars are counted over at most this span after the last (a year of minutes is 500k)
+GRACE = {
+    '1m': pd.Timedelta(seconds=30),
+    '5m': pd.Timedelta(minutes=5),
+    '1h': pd.Timedelta(minutes=15),
+    '1d': pd.Timedelta(hours=6),
+}
+# missing bars are counted over at most this span after the last (a year of minutes is 500k)
+COUNTED = pd.Timedelta(days=31)
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c007
 def freshness(last: pd.Timestamp,     # the series' last stored bar (its open time, as the store labels bars)
               timeframe: str, calendar: str,
               now: pd.Timestamp | None = None,   # default: the clock
               grace: pd.Timedelta | None = None, # default: GRACE of the bar size
-              forming: str | None = None,        # the series' `forming` meta: a last bar written while it was still forming
+              # the series' `forming` meta: a last bar written while it was still forming
+              forming: str | None = None,
              ) -> dict:
-    "Whether bars the calendar expected after `last` are overdue: stale, how many are missing (counted within `COUNTED`: capped), since when, by how long"
+    """Whether bars the calendar expected after `last` are overdue: stale, how many are missing (counted within
+    `COUNTED`: capped), since when, by how long"""
     timeframe = check_timeframe(timeframe)
     now, grace = now or pd.Timestamp.now(tz='UTC'), GRACE[timeframe] if grace is None else grace
     step = pd.Timedelta(TIMEFRAMES[timeframe])
-    half = bool(forming) and pd.Timestamp(forming) == last   # a candle stored while forming: not the last closed bar, still due itself
+    # a candle stored while forming: not the last closed bar, still due itself
+    half = bool(forming) and pd.Timestamp(forming) == last
     until, first = min(now, last + COUNTED), last if half else last + step
     expected = expected_bars(calendar, timeframe, first, until) if first <= until else pd.DatetimeIndex([], tz='UTC')
     expected = expected[expected >= last] if half else expected[expected > last]
-    while len(expected) and bar_end(expected[-1], timeframe, calendar) + grace > now: expected = expected[:-1]   # still forming, or within its grace
-    if not len(expected): return {'stale': False, 'missing': 0, 'capped': False, 'due': None, 'overdue_seconds': 0.0, 'forming': half}
+    # still forming, or within its grace
+    while len(expected) and bar_end(expected[-1], timeframe, calendar) + grace > now: expected = expected[:-1]
+    if not len(expected):
+        return {'stale': False, 'missing': 0, 'capped': False, 'due': None, 'overdue_seconds': 0.0, 'forming': half}
     due = bar_end(expected[0], timeframe, calendar) + grace
-    return {'stale': True, 'missing': len(expected), 'capped': until < now, 'due': due, 'overdue_seconds': (now - due).total_seconds(), 'forming': half}
+    return {
+        'stale': True,
+        'missing': len(expected),
+        'capped': until < now,
+        'due': due,
+        'overdue_seconds': (now - due).total_seconds(),
+        'forming': half,
+    }
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c011s
 def overdue_said(found: dict) -> str:
-    "A stale series' missing bars in words, as every page and line says them: exact, or a floor when the count was capped"
-    count = (f"at least {found['missing']:,} bar(s) (counted over the {COUNTED.days} days after the last)" if found.get('capped')
-             else f"{found['missing']:,} bar(s)")
+    """A stale series' missing bars in words, as every page and line says them: exact, or a floor when the count was
+    capped"""
+    count = (
+        f"at least {found['missing']:,} bar(s) (counted over the {COUNTED.days} days after the last)"
+        if found.get('capped')
+        else f"{found['missing']:,} bar(s)"
+    )
     return f"{count} overdue since {found['due']:%Y-%m-%d %H:%M}Z"
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c011lc
-PUSHED, MARKED = 'pushed', 'live'   # the series' record fields: when a collector first pushed to it; an operator's mark (False: history, whoever pushed)
+# the series' record fields: when a collector first pushed to it; an operator's mark (False: history, whoever pushed)
+PUSHED, MARKED = 'pushed', 'live'
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c011lp
 def production_names() -> list[str]:
-    "The registered models aliased production: read from the home's MLflow database without MLflow, or asked of the registry where a team's tracking server keeps it"
-    # not `production()` first: importing MLflow costs seconds (3.8 s measured beside a test run), and health asks every round
+    """The registered models aliased production: read from the home's MLflow database without MLflow, or asked of the
+    registry where a team's tracking server keeps it"""
+    # not `production()` first: importing MLflow costs seconds (3.8 s measured beside a test run), and health asks every
+    # round
     if os.environ.get('MLFLOW_TRACKING_URI'): return sorted({v['name'] for v in production()})
     return sorted(production_aliases() or {})   # no database or registry tables yet: nothing promoted
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c011ls
 def live_series(store=None,   # a store or its URL (default: mlfin's)
-                production: list[str] | None = None,   # the registered models aliased production (default: `production_names()`)
+                # the registered models aliased production (default: `production_names()`)
+                production: list[str] | None = None,
                ) -> dict[tuple[str, str], str]:
-    "The stored series expected live, (symbol, timeframe) -> why: served by a production model, marked live, or pushed by a collector; every other one is history"
+    """The stored series expected live, (symbol, timeframe) -> why: served by a production model, marked live, or pushed
+    by a collector; every other one is history"""
     store, out = open_store(store), {}
     served = {}
     for name in production_names() if production is None else production:

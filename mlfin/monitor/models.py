@@ -25,7 +25,8 @@ __all__ = ['WINDOWS', 'window_start', 'reference_rows', 'outcomes', 'live_perfor
            'series_state', 'window_predictions', 'watch', 'Report', 'monitor']
 
 # %% ../../nbs/10f_monitor.models.ipynb #c006
-WINDOWS = {'1m': '7D', '5m': '30D', '1h': '90D', '1d': '365D'}   # the window watched per bar size, back from the last bar
+# the window watched per bar size, back from the last bar
+WINDOWS = {'1m': '7D', '5m': '30D', '1h': '90D', '1d': '365D'}
 
 # %% ../../nbs/10f_monitor.models.ipynb #c007
 def window_start(index: pd.DatetimeIndex,  # the bars' times
@@ -35,8 +36,12 @@ def window_start(index: pd.DatetimeIndex,  # the bars' times
     if isinstance(window, (int, np.integer)) or str(window).isdigit():
         if int(window) < 2: raise BadInput(f"window {window}: at least 2 bars")
         return max(0, len(index) - int(window))
-    try: span = pd.Timedelta(str(window))
-    except ValueError: raise BadInput(f"window {window!r}: a number of bars (250) or a duration back from the last bar (90D, 36h)") from None
+    try:
+        span = pd.Timedelta(str(window))
+    except ValueError:
+        raise BadInput(
+            f"window {window!r}: a number of bars (250) or a duration back from the last bar (90D, 36h)"
+        ) from None
     if span <= pd.Timedelta(0): raise BadInput(f"window {window!r}: a positive duration")
     return int(index.searchsorted(index[-1] - span, side='right')) if len(index) else 0
 
@@ -67,21 +72,33 @@ def outcomes(bars: pd.DataFrame, # a series' canonical bars (calendar in attrs)
     return pd.DataFrame({'up': up.astype('float64'), 'realised': realised})
 
 # %% ../../nbs/10f_monitor.models.ipynb #c016
-def live_performance(served: pd.DataFrame,   # signals served (index: bar time): prediction, side (1 long, 0 flat, -1 short)
-                     known: pd.DataFrame,    # `outcomes` of the series
-                     scores: dict,           # the version's out-of-sample scores (registry tags)
-                     kind: str,              # classifier or regressor
-                     round_trip_bps: float,  # what a round trip cost in its backtest
-                    ) -> dict:
+def live_performance(
+    served: pd.DataFrame,  # signals served (index: bar time): prediction, side (1 long, 0 flat, -1 short)
+    known: pd.DataFrame,  # `outcomes` of the series
+    scores: dict,  # the version's out-of-sample scores (registry tags)
+    kind: str,  # classifier or regressor
+    round_trip_bps: float,  # what a round trip cost in its backtest
+) -> dict:
     "The served signals with known outcomes against the version's record; the return of following them after costs"
     joined = served.join(known, how='inner').dropna(subset=['up'])
     classifier = kind == 'classifier'
-    record = {'accuracy': scores.get('accuracy' if classifier else 'directional_accuracy', np.nan), 'auc': scores.get('auc') if classifier else None}
-    out = {'served': len(served)} | against_record(joined.rename(columns={'up': 'label'}), record, cut=0.5 if classifier else 0.0)
+    record = {
+        'accuracy': scores.get('accuracy' if classifier else 'directional_accuracy', np.nan),
+        'auc': scores.get('auc') if classifier else None,
+    }
+    out = {'served': len(served)} | against_record(
+        joined.rename(columns={'up': 'label'}), record, cut=0.5 if classifier else 0.0
+    )
     if len(joined):
         net = joined['side'] * joined['realised'] - (joined['side'] != 0) * round_trip_bps / 1e4
-        out.update(signal_return=float(np.prod(1 + net) - 1), signal_mean=float(net.mean()), signals_traded=int((joined['side'] != 0).sum()))
-    out.update(record_backtest_return=scores.get('backtest_return'), record_backtest_sharpe=scores.get('backtest_sharpe'))
+        out.update(
+            signal_return=float(np.prod(1 + net) - 1),
+            signal_mean=float(net.mean()),
+            signals_traded=int((joined['side'] != 0).sum()),
+        )
+    out.update(
+        record_backtest_return=scores.get('backtest_return'), record_backtest_sharpe=scores.get('backtest_sharpe')
+    )
     return out
 
 # %% ../../nbs/10f_monitor.models.ipynb #c019
@@ -89,9 +106,12 @@ def prediction_drift(record: pd.Series,  # the version's out-of-sample predictio
                      current: pd.Series, # its predictions over the window watched
                     ) -> dict:
     "PSI, distance, KS of the window's predictions against the record's, and the verdict (drifted, stable, too few)"
-    if not len(record.dropna()) or not len(current.dropna()): return {'verdict': 'too few', 'bars': int(current.notna().sum())}
+    if not len(record.dropna()) or not len(current.dropna()):
+        return {'verdict': 'too few', 'bars': int(current.notna().sum())}
     found = input_drift(record.to_frame('prediction'), current.to_frame('prediction')).inputs.loc['prediction']
-    return {k: (v if isinstance(v, str) else float(v)) for k, v in found.dropna().items()} | {'bars': int(current.notna().sum())}
+    return {k: (v if isinstance(v, str) else float(v)) for k, v in found.dropna().items()} | {
+        'bars': int(current.notna().sum())
+    }
 
 # %% ../../nbs/10f_monitor.models.ipynb #c022
 @dataclass
@@ -109,34 +129,60 @@ class Watch:
     series: dict        # freshness and quarantine of its series
 
     def verdict(self) -> str:
-        "One line: what drifted (inputs, volatility), what was not judged and why, how it performs live, whether its series is fresh"
+        """One line: what drifted (inputs, volatility), what was not judged and why, how it performs live, whether its
+        series is fresh"""
         d, drifted, unjudged, v = self.drift, self.drift.drifted(), self.drift.unjudged(), self.volatility
-        inputs = (f"{len(drifted)} of {d.judged} inputs drifted ({d.share:.0%} by importance: {', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''})"
-                  if drifted else f"no input drifted ({d.judged} judged)" if d.judged
-                  else f"inputs not judged (a reference of {self.window['reference_bars']:,} bars against a window of {self.window['window_bars']:,})")
+        inputs = (
+            f"{len(drifted)} of {d.judged} inputs drifted ({d.share:.0%} by importance: "
+            f"{', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''})"
+            if drifted
+            else f"no input drifted ({d.judged} judged)"
+            if d.judged
+            else f"inputs not judged (a reference of {self.window['reference_bars']:,} bars against a window of "
+                 f"{self.window['window_bars']:,})"
+        )
         if unjudged and d.judged:
-            inputs += f", {len(unjudged)} not judged ({'; '.join(f'{n}: {why}' for n, why in list(unjudged.items())[:2])}{'; ...' if len(unjudged) > 2 else ''})"
-        moved = (f"volatility rose: {v['ratio']:.1f}x the window's earlier bars over its last {v['span']} ({v['level']:.1f}x the training span's)"
-                 if v['verdict'] == 'drifted' else "volatility steady" if v['verdict'] == 'stable' else f"volatility not judged ({v['reason']})")
+            inputs += f", {len(unjudged)} not judged ({'; '.join(f'{n}: {why}' for n, why in list(unjudged.items())[:2])}{'; ...' if len(unjudged) > 2 else ''})"  # noqa: E501
+        moved = (
+            f"volatility rose: {v['ratio']:.1f}x the window's earlier bars over its last {v['span']} "
+            f"({v['level']:.1f}x the training span's)"
+            if v['verdict'] == 'drifted'
+            else "volatility steady"
+            if v['verdict'] == 'stable'
+            else f"volatility not judged ({v['reason']})"
+        )
         fresh = (f"series stale: {overdue_said(self.series)}" if self.series.get('stale')
                  else "series fresh")
-        return f"{self.name} v{self.version}: {inputs}; {moved}; predictions {self.predictions['verdict']}; live {self.live['verdict']}; {fresh}"
+        return (f"{self.name} v{self.version}: {inputs}; {moved}; predictions {self.predictions['verdict']}; live "
+                f"{self.live['verdict']}; {fresh}")
 
     def summary(self) -> dict:
         "A flat record of the figures (JSON-able): what the report tabulates and the service's gauges show"
         d = self.drift
-        return {'name': self.name, 'version': self.version, 'model': self.model, 'kind': self.kind, **self.window,
-                'drifted_share': d.share, 'inputs_judged': d.judged, 'inputs_drifted': d.drifted(), 'inputs_unjudged': d.unjudged(),
-                **{f"volatility_{k}": v for k, v in self.volatility.items()},
-                **{f"prediction_{k}": v for k, v in self.predictions.items()}, **{f"live_{k}": v for k, v in self.live.items()},
-                **{f"series_{k}": v for k, v in self.series.items()}, 'verdict': self.verdict()}
+        return {
+            'name': self.name,
+            'version': self.version,
+            'model': self.model,
+            'kind': self.kind,
+            **self.window,
+            'drifted_share': d.share,
+            'inputs_judged': d.judged,
+            'inputs_drifted': d.drifted(),
+            'inputs_unjudged': d.unjudged(),
+            **{f"volatility_{k}": v for k, v in self.volatility.items()},
+            **{f"prediction_{k}": v for k, v in self.predictions.items()},
+            **{f"live_{k}": v for k, v in self.live.items()},
+            **{f"series_{k}": v for k, v in self.series.items()},
+            'verdict': self.verdict(),
+        }
 
 # %% ../../nbs/10f_monitor.models.ipynb #c023
 def series_state(row: dict,    # a series as `store.ls()` lists it
                  now: pd.Timestamp | None = None,
                  forming: str | None = None,   # its `forming` meta (`data.forming_marker`)
                 ) -> dict:
-    "Freshness of a stored series by its calendar (a last candle stored while forming is no closed bar), and its quarantined share of rows"
+    """Freshness of a stored series by its calendar (a last candle stored while forming is no closed bar), and its
+    quarantined share of rows"""
     found = freshness(row['last'], row['timeframe'], row['calendar'], now, forming=forming)
     seen = int(row['bars']) + int(row['quarantined'])
     return {**found, 'last': row['last'], 'bars': int(row['bars']), 'quarantined': int(row['quarantined']),
@@ -144,10 +190,12 @@ def series_state(row: dict,    # a series as `store.ls()` lists it
 
 # %% ../../nbs/10f_monitor.models.ipynb #c026
 def window_predictions(model, X: np.ndarray, start: int) -> np.ndarray:
-    "The model's output at every row from `start` whose inputs (its whole look-back, for a sequence model) are defined; NaN elsewhere"
+    """The model's output at every row from `start` whose inputs (its whole look-back, for a sequence model) are
+    defined; NaN elsewhere"""
     valid = ~np.isnan(X).any(axis=1)
     need = max(int(getattr(model, 'window', 0)), 1)
-    whole = np.convolve(valid.astype(int), np.ones(need, dtype=int))[:len(valid)] == need   # the last `need` rows all defined
+    # the last `need` rows all defined
+    whole = np.convolve(valid.astype(int), np.ones(need, dtype=int))[:len(valid)] == need
     rows = np.flatnonzero(whole[start:]) + start
     out = np.full(len(X) - start, np.nan)
     if len(rows): out[rows - start] = model.predict(np.nan_to_num(X), rows)
@@ -158,9 +206,11 @@ def watch(version: dict,              # a production version (`registry.describe
           store=None,                 # the store its bars are read from (default: mlfin's)
           window: int | str | None = None, # default: WINDOWS of its bar size
           now: pd.Timestamp | None = None,
-          inputs: pd.DataFrame | None = None,  # its inputs on the stored bars (default: computed, `features.inputs_for`)
+          # its inputs on the stored bars (default: computed, `features.inputs_for`)
+          inputs: pd.DataFrame | None = None,
           served: pd.DataFrame | None = None,  # its served signals (default: read by `signals`)
-          signals=None,                        # (symbol, timeframe, version, kind, store) -> served signals (`service.live.served_signals`); None: none read
+          # (symbol, timeframe, version, kind, store) -> served signals (`service.live.served_signals`); None: none read
+          signals=None,
           series: dict | None = None,          # its series' `series_state` (default: worked out here)
          ) -> Watch:
     "Inputs, the series' volatility, predictions, live performance and freshness of one production version"
@@ -173,7 +223,8 @@ def watch(version: dict,              # a production version (`registry.describe
     reference = reference_rows(x.index, (made.trained_from, made.trained_to), start)
     shares = predictor.model.importance()
     drift = input_drift(x[reference], x.iloc[start:], None if shares is None else dict(zip(predictor.inputs, shares)))
-    moves = deseasoned(bar_ranges(bars).reindex(x.index), reference, timeframe)   # the series' bar sizes, on the inputs' bars
+    # the series' bar sizes, on the inputs' bars
+    moves = deseasoned(bar_ranges(bars).reindex(x.index), reference, timeframe)
     volatility = volatility_shift(moves[reference], moves.iloc[start:])
     current = pd.Series(window_predictions(predictor.model, x.to_numpy(dtype='float64'), start), index=x.index[start:])
     record = incumbent_predictions(version)
@@ -181,17 +232,36 @@ def watch(version: dict,              # a production version (`registry.describe
     if served is None:
         served = (signals(symbol, timeframe, version['version'], version['kind'], store) if signals else
                   pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts')))
-    live = live_performance(served, outcomes(bars, made.label, made.horizon, timeframe, now), version['scores'], version['kind'],
-                            made.round_trip_bps)
+    live = live_performance(
+        served,
+        outcomes(bars, made.label, made.horizon, timeframe, now),
+        version['scores'],
+        version['kind'],
+        made.round_trip_bps,
+    )
     if series is None:
         listed = store.ls()
-        series = series_state(listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(), now,
-                              store.meta(symbol, timeframe).get('forming'))
+        series = series_state(
+            listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(),
+            now,
+            store.meta(symbol, timeframe).get('forming'),
+        )
     span = x.index[reference]
     window_facts = {'symbol': symbol, 'timeframe': timeframe, 'window_start': x.index[start], 'window_end': x.index[-1],
                     'window_bars': len(x) - start, 'reference_from': span[0] if len(span) else None,
                     'reference_to': span[-1] if len(span) else None, 'reference_bars': len(span)}
-    return Watch(version['name'], int(version['version']), version['model'], version['kind'], window_facts, drift, volatility, predictions, live, series)
+    return Watch(
+        version['name'],
+        int(version['version']),
+        version['model'],
+        version['kind'],
+        window_facts,
+        drift,
+        volatility,
+        predictions,
+        live,
+        series,
+    )
 
 # %% ../../nbs/10f_monitor.models.ipynb #c029
 @dataclass
@@ -204,18 +274,30 @@ class Report:
 
 # %% ../../nbs/10f_monitor.models.ipynb #c030
 def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | None = None,
-            signals=None,   # how a version's served signals are read (`service.live.served_signals`): handed in, the monitor imports no service
+            # how a version's served signals are read (`service.live.served_signals`): handed in, the monitor imports no
+            # service
+            signals=None,
            ) -> Report:
     "Every production version watched (`watch`), every stored series' freshness"
     store, now = open_store(store), now or pd.Timestamp.now(tz='UTC')
     try: production = serving()
     except MlfinError as e: production, failed = [], {'registry': str(e).splitlines()[0]}
     else: failed = {}
-    states = {(r['symbol'], r['timeframe']): series_state(r, now, store.meta(r['symbol'], r['timeframe']).get('forming'))
-              for r in store.ls().to_dict(orient='records')}   # once, for both uses
-    report = Report(now, errors=failed, series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]))
+    states = {
+        (r['symbol'], r['timeframe']): series_state(r, now, store.meta(r['symbol'], r['timeframe']).get('forming'))
+        for r in store.ls().to_dict(orient='records')
+    }  # once, for both uses
+    report = Report(
+        now,
+        errors=failed,
+        series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]),
+    )
     for i, version in enumerate(production):
         step('monitor', f"{version['name']} v{version['version']}", i, len(production))
-        try: report.watches.append(watch(version, store, window, now, series=states.get(series_of(version['name'])), signals=signals))
-        except Exception as e: report.errors[version['name']] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        try:
+            report.watches.append(
+                watch(version, store, window, now, series=states.get(series_of(version['name'])), signals=signals)
+            )
+        except Exception as e:
+            report.errors[version['name']] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return report

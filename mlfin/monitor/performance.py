@@ -25,23 +25,32 @@ def auc_error(auc: float, positives: int, negatives: int) -> float:
     "The Hanley-McNeil standard error of an AUC from `positives` and `negatives` outcomes"
     if positives < 1 or negatives < 1: raise BadInput("an AUC needs outcomes of both classes")
     q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
-    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc ** 2) + (negatives - 1) * (q2 - auc ** 2)) / (positives * negatives)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+        positives * negatives
+    )
     return float(math.sqrt(max(variance, 0.0)))
 
 # %% ../../nbs/10d_monitor.performance.ipynb #c012
 MIN_LABELS = 100   # labelled predictions before a verdict
 ALPHA = 0.01       # each one-sided test's level
 
-def against_record(live: pd.DataFrame,   # the served predictions whose outcome is known: prediction, label (1 up, 0 not)
-                   record: dict,         # the model's out-of-sample figures: accuracy (its hit rate), auc (None: not recorded)
-                   cut: float = 0.5,     # a prediction above it calls "up": 0.5 for P(up), 0 for a predicted move
-                   min_labels: int = MIN_LABELS, alpha: float = ALPHA,
-                  ) -> dict:
-    "Hit rate (Wilson band), AUC (Hanley-McNeil error), Brier (probabilities) of the live predictions beside the record; the verdict"
+def against_record(
+    live: pd.DataFrame,  # the served predictions whose outcome is known: prediction, label (1 up, 0 not)
+    record: dict,  # the model's out-of-sample figures: accuracy (its hit rate), auc (None: not recorded)
+    cut: float = 0.5,  # a prediction above it calls "up": 0.5 for P(up), 0 for a predicted move
+    min_labels: int = MIN_LABELS,
+    alpha: float = ALPHA,
+) -> dict:
+    """Hit rate (Wilson band), AUC (Hanley-McNeil error), Brier (probabilities) of the live predictions beside the
+    record; the verdict"""
     from sklearn.metrics import roc_auc_score
     rows = live.dropna(subset=['prediction', 'label'])
     n, has_auc = len(rows), record.get('auc') is not None and np.isfinite(record['auc'])
-    out = {'labelled': n, 'record_accuracy': float(record['accuracy']), 'record_auc': float(record['auc']) if has_auc else None}
+    out = {
+        'labelled': n,
+        'record_accuracy': float(record['accuracy']),
+        'record_auc': float(record['auc']) if has_auc else None,
+    }
     if n < min_labels: return out | {'verdict': f"not enough labels yet ({n} of the {min_labels} a verdict needs)"}
     y, p = rows['label'].to_numpy(dtype='int64'), rows['prediction'].to_numpy(dtype='float64')
     hits = int(((p > cut) == (y == 1)).sum())

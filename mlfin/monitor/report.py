@@ -35,13 +35,19 @@ def plain(value):
 
 # %% ../../nbs/10g_monitor.report.ipynb #c009
 def input_chart(w: Watch) -> str:
-    "A bar per input: its PSI and its distance, each as a multiple of its own bar (drifted above 1), as an HTML fragment"
+    """A bar per input: its PSI and its distance, each as a multiple of its own bar (drifted above 1), as an HTML
+    fragment"""
     import plotly.graph_objects as go, plotly.io as pio
     t = w.drift.inputs.dropna(subset=['psi'])
     fig = go.Figure([go.Bar(name='PSI / its bar', x=t.index, y=t['psi'] / t['psi_bar']),
                      go.Bar(name='distance / its bar', x=t.index, y=t['wasserstein'] / t['wasserstein_bar'])])
     fig.add_hline(y=1, line_dash='dash', annotation_text='drifted above')
-    fig.update_layout(barmode='group', height=340, margin=dict(l=40, r=20, t=40, b=100), title=f"{w.name} v{w.version}: each input against its own bar")
+    fig.update_layout(
+        barmode='group',
+        height=340,
+        margin=dict(l=40, r=20, t=40, b=100),
+        title=f"{w.name} v{w.version}: each input against its own bar",
+    )
     return pio.to_html(fig, full_html=False, include_plotlyjs=False)
 
 # %% ../../nbs/10g_monitor.report.ipynb #c010
@@ -51,9 +57,13 @@ MODEL_COLUMNS = columns()   # the models table's columns, as the figures' table 
 def volatility_said(v: dict) -> str:
     "The volatility judgement in a sentence"
     if v['verdict'] == 'too few': return f"not judged ({v['reason']})."
-    return (f"over its last {v['span']} bars the typical move was {v['ratio']:.2f}x the window's earlier bars' and {v['level']:.2f}x the "
-            f"training span's, a score of {v['score']:.2f} against a bar of {v['bar']:.2f} (the {QUANTILE * 100:g}th percentile of the series' own past windows): "
-            + ("a volatility regime." if v['verdict'] == 'drifted' else "steady."))
+    return (
+        f"over its last {v['span']} bars the typical move was {v['ratio']:.2f}x the window's earlier bars' and "
+        f"{v['level']:.2f}x the "
+        f"training span's, a score of {v['score']:.2f} against a bar of {v['bar']:.2f} (the {QUANTILE * 100:g}th "
+        "percentile of the series' own past windows): "
+        + ("a volatility regime." if v['verdict'] == 'drifted' else "steady.")
+    )
 
 # %% ../../nbs/10g_monitor.report.ipynb #c011
 def report_page(report: Report) -> str:
@@ -61,29 +71,45 @@ def report_page(report: Report) -> str:
     table = html_table   # the house table: escaped, numbers read as people do, long texts open on a click, fits a phone
     parts = [f"<h1>Monitor, {report.at:%Y-%m-%d %H:%M}Z</h1>"]
     parts += [f"<p class='verdict'>{html.escape(w.verdict())}</p>" for w in report.watches]
-    parts += [f"<p class='verdict'>{html.escape(name)}: not watched: {html.escape(why)}</p>" for name, why in report.errors.items()]
-    if not report.watches and not report.errors: parts.append("<p class='verdict'>No production model in the registry: nothing to watch.</p>")
+    parts += [
+        f"<p class='verdict'>{html.escape(name)}: not watched: {html.escape(why)}</p>"
+        for name, why in report.errors.items()
+    ]
+    if not report.watches and not report.errors:
+        parts.append("<p class='verdict'>No production model in the registry: nothing to watch.</p>")
     if report.watches:
         rows = pd.DataFrame([w.summary() for w in report.watches]).reindex(columns=list(MODEL_COLUMNS))
         parts += ["<h2>Production models</h2>", table(rows.rename(columns=MODEL_COLUMNS).set_index('Model'))]
     for w in report.watches:
-        parts += [f"<h2>{html.escape(w.name)} v{w.version}: inputs, {w.window['window_start']:%Y-%m-%d %H:%M} to {w.window['window_end']:%Y-%m-%d %H:%M}</h2>",
-                  f"<p><small>Against {w.window['reference_bars']:,} bars of its training span. PSI and distance decide, each "
-                  "against the input's own bar (its 99th percentile over past windows of the same length, at least 0.2 and 0.1); "
-                  "KS is shown, not used: on persistent series its p-values flag nearly everything. An input given no verdict says why "
-                  "(too persistent: its window is worth less than one independent draw). The series' volatility is judged on its own: "
-                  + html.escape(volatility_said(w.volatility)) + "</small></p>",
-                  input_chart(w), table(w.drift.inputs)]
+        parts += [
+            f"<h2>{html.escape(w.name)} v{w.version}: inputs, {w.window['window_start']:%Y-%m-%d %H:%M} to "
+            f"{w.window['window_end']:%Y-%m-%d %H:%M}</h2>",
+            f"<p><small>Against {w.window['reference_bars']:,} bars of its training span. PSI and distance decide, "
+            "each "
+            "against the input's own bar (its 99th percentile over past windows of the same length, at least 0.2 and "
+            "0.1); "
+            "KS is shown, not used: on persistent series its p-values flag nearly everything. An input given no "
+            "verdict says why "
+            "(too persistent: its window is worth less than one independent draw). The series' volatility is judged on "
+            "its own: "
+            + html.escape(volatility_said(w.volatility))
+            + "</small></p>",
+            input_chart(w),
+            table(w.drift.inputs),
+        ]
     if report.series is not None and len(report.series):
         parts += ["<h2>Series</h2>", table(report.series.set_index(['symbol', 'timeframe']))]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>mlfin monitor {report.at:%Y-%m-%d %H:%M}Z</title>"
-            f"<script src='../plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head><body>{''.join(parts)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>mlfin monitor {report.at:%Y-%m-%d %H:%M}Z</title>"
+        f"<script src='../plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head><body>{''.join(parts)}</body></html>"
+    )
 
 # %% ../../nbs/10g_monitor.report.ipynb #c013
 def write_report(report: Report,
                  root: Path | None = None, # default: `monitor_root()`
                 ) -> Path:
-    "The run's folder under `root` (figures, inputs, series, page), its inputs added to the history, then `latest.json` pointed at it"
+    """The run's folder under `root` (figures, inputs, series, page), its inputs added to the history, then
+    `latest.json` pointed at it"""
     from plotly.offline import get_plotlyjs
     root = Path(root or monitor_root())
     folder = root/report.at.strftime('%Y%m%dT%H%M%S%fZ')
@@ -93,7 +119,11 @@ def write_report(report: Report,
     figures = {'at': report.at, 'models': [w.summary() for w in report.watches], 'errors': report.errors,
                'series': series.to_dict(orient='records')}
     (folder/'monitor.json').write_text(json.dumps(plain(figures), indent=1))
-    inputs = pd.concat([w.drift.inputs.reset_index().assign(name=w.name, version=w.version) for w in report.watches]) if report.watches else pd.DataFrame()
+    inputs = (
+        pd.concat([w.drift.inputs.reset_index().assign(name=w.name, version=w.version) for w in report.watches])
+        if report.watches
+        else pd.DataFrame()
+    )
     inputs.to_parquet(folder/'inputs.parquet'); series.to_parquet(folder/'series.parquet')
     (folder/'index.html').write_text(report_page(report))
     if len(inputs):
@@ -109,12 +139,16 @@ _READ: dict = {}
 
 
 def latest_report(root: Path | None = None) -> dict | None:
-    "The latest run's figures (`monitor.json`, and its `inputs` as records), read again only when `latest.json` changes; None before the first run"
+    """The latest run's figures (`monitor.json`, and its `inputs` as records), read again only when `latest.json`
+    changes; None before the first run"""
     pointer = Path(root or monitor_root())/'latest.json'
     try: stamp = pointer.stat().st_mtime_ns
     except FileNotFoundError: return None
     if _READ.get(pointer, (None,))[0] != stamp:
         folder = pointer.parent/json.loads(pointer.read_text())['folder']
         inputs = plain(pd.read_parquet(folder/'inputs.parquet').to_dict(orient='records'))
-        _READ[pointer] = (stamp, json.loads((folder/'monitor.json').read_text()) | {'folder': str(folder), 'inputs': inputs})
+        _READ[pointer] = (
+            stamp,
+            json.loads((folder / 'monitor.json').read_text()) | {'folder': str(folder), 'inputs': inputs},
+        )
     return _READ[pointer][1]

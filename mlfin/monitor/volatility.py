@@ -14,10 +14,12 @@ __all__ = ['FLOOR', 'RISE_FLOOR', 'SPANS', 'bar_ranges', 'log_sizes', 'deseasone
 # %% ../../nbs/10b_monitor.volatility.ipynb #v006
 FLOOR = 0.01   # a bar that did not move counts as this quantile of the reference's non-zero moves
 
-RISE_FLOOR = 1.5   # a rise to less than this multiple of both the window's earlier bars and the training span is no regime
+# a rise to less than this multiple of both the window's earlier bars and the training span is no regime
+RISE_FLOOR = 1.5
 
 def bar_ranges(bars: pd.DataFrame) -> pd.Series:
-    "Each bar's true range as a log ratio: max(high, previous close) over min(low, previous close); the first bar's high over its low"
+    """Each bar's true range as a log ratio: max(high, previous close) over min(low, previous close); the first bar's
+    high over its low"""
     before = bars['close'].astype('float64').shift(1)
     high, low = bars['high'].astype('float64'), bars['low'].astype('float64')
     return np.log(np.fmax(high, before) / np.fmin(low, before))
@@ -33,7 +35,8 @@ def deseasoned(returns: pd.Series,     # sizes of bars (or returns) on a bar ind
                reference: np.ndarray,  # mask of the bars the usual sizes are taken from
                timeframe: str,
               ) -> pd.Series:
-    "Intraday values divided by the median size of their hour of the week's over `reference`; daily and coarser ones as given"
+    """Intraday values divided by the median size of their hour of the week's over `reference`; daily and coarser ones
+    as given"""
     if pd.Timedelta(TIMEFRAMES[check_timeframe(timeframe)]) >= pd.Timedelta('1D'): return returns
     hour = pd.Series(returns.index.day_of_week * 24 + returns.index.hour, index=returns.index)
     size = returns.abs()
@@ -50,25 +53,37 @@ def shift_history(sizes: np.ndarray, # `log_sizes` of the reference
                   span: int,         # the recent span's length
                   centre: float,     # the reference's mean size
                  ) -> tuple[np.ndarray, np.ndarray]:
-    "At every end point of `sizes` with a whole window before it: (the span's change against the window's earlier bars, its level against `centre`)"
+    """At every end point of `sizes` with a whole window before it: (the span's change against the window's earlier
+    bars, its level against `centre`)"""
     c = np.concatenate([[0.0], np.cumsum(sizes)])
     end = np.arange(window, len(sizes) + 1)
     recent = (c[end] - c[end - span]) / span
     return recent - (c[end - span] - c[end - window]) / (window - span), recent - centre
 
 # %% ../../nbs/10b_monitor.volatility.ipynb #v018
-def volatility_shift(reference: np.ndarray,  # the series' bar sizes (`bar_ranges`, or returns) over the training span, deseasoned where intraday
-                     current: np.ndarray,    # the same over the window watched
-                     q: float = QUANTILE,    # the quantile of the reference's own scores that is the bar
-                     spans: tuple = SPANS,
-                    ) -> dict:
-    """Whether volatility rose at the end of the window: the span with the largest score (span, ratio to the window's earlier
-    bars, level against the reference, score in the history's spreads), the bar, the verdict (drifted: past the bar and a rise of at least `RISE_FLOOR`; stable; too few, with why)"""
+def volatility_shift(
+    # the series' bar sizes (`bar_ranges`, or returns) over the training span, deseasoned where intraday
+    reference: np.ndarray,
+    current: np.ndarray,  # the same over the window watched
+    q: float = QUANTILE,  # the quantile of the reference's own scores that is the bar
+    spans: tuple = SPANS,
+) -> dict:
+    """Whether volatility rose at the end of the window: the span with the largest score (span, ratio to the window's
+    earlier bars, level against the reference, score in the history's spreads), the bar, the verdict (drifted: past the
+    bar and a rise of at least `RISE_FLOOR`; stable; too few, with why)"""
     r, c = (np.asarray(x, dtype='float64') for x in (reference, current))
     r, c = r[~np.isnan(r)], c[~np.isnan(c)]
     window, used = len(c), [s for s in spans if 2 * s <= len(c)]
-    if not used: return {'verdict': 'too few', 'reason': f"a window of {window} bars is shorter than twice the shortest span ({spans[0]} bars)"}
-    if len(r) < 2 * window: return {'verdict': 'too few', 'reason': f"a reference of {len(r)} bars holds fewer than two windows of {window}"}
+    if not used:
+        return {
+            'verdict': 'too few',
+            'reason': f"a window of {window} bars is shorter than twice the shortest span ({spans[0]} bars)",
+        }
+    if len(r) < 2 * window:
+        return {
+            'verdict': 'too few',
+            'reason': f"a reference of {len(r)} bars holds fewer than two windows of {window}",
+        }
     moved = np.abs(r[r != 0])
     floor = float(np.quantile(moved, FLOOR)) if len(moved) else np.finfo('float64').tiny
     ref, now = log_sizes(r, floor), log_sizes(c, floor)

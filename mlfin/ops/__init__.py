@@ -6,12 +6,26 @@
 __all__ = []
 
 # %% ../../nbs/12_ops.ipynb #c003
-_WHERE = {'check_history': 'records', 'check_stats': 'records', 'ops_db': 'records', 'runs': 'records',
-          'JOBS': 'schedules', 'scheduled': 'schedules', 'units': 'schedules', 'cron_lines': 'schedules',
-          'backup': 'backup', 'repository': 'repository', 'restore': 'restore', 'check_all': 'health', 'daily_report': 'daily'}
+_WHERE = {
+    'check_history': 'records',
+    'check_stats': 'records',
+    'ops_db': 'records',
+    'runs': 'records',
+    'JOBS': 'schedules',
+    'scheduled': 'schedules',
+    'units': 'schedules',
+    'cron_lines': 'schedules',
+    'backup': 'backup',
+    'repository': 'repository',
+    'restore': 'restore',
+    'check_all': 'health',
+    'daily_report': 'daily',
+}
+
 
 def __getattr__(name: str):
-    "`mlfin.ops.backup(...)`: each module imported when first used, so `mlfin backup` does not import the daily report's monitor and scipy (2.7 s, measured)"
+    """`mlfin.ops.backup(...)`: each module imported when first used, so `mlfin backup` does not import the daily
+    report's monitor and scipy (2.7 s, measured)"""
     if name in _WHERE:
         import importlib
         return getattr(importlib.import_module(f"mlfin.ops.{_WHERE[name]}"), name)

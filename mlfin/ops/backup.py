@@ -15,7 +15,8 @@ from ..paths import home, home_project, project_root
 from ..processes import atomic_write
 from ..models.core import libraries as model_libraries
 from ..tracking.store import production_aliases
-from .repository import RECORDED, RETAINED, SEQ, TAG, home_id, latest, repository, restic_bin, restic_said, todays_share
+from .repository import RECORDED, RETAINED, SEQ, TAG, home_id, latest, repository, restic_bin, restic_said
+from .repository import todays_share
 from ..data.stores import open_store, store_place   # a manifest names the store as it may be said: no password
 from ..data.stores.parquet import series_cut
 from ..data.stores.observations import observations_cut, series_key
@@ -46,13 +47,19 @@ def link_tree(source: Path, target: Path, skip=('.tmp', '.part', '-wal', '-shm',
     "Every file under `source` linked (or copied) under `target`, leaving half-written and lock files out; how many"
     n = 0
     for path in sorted(source.rglob('*')):
-        if not path.is_file() or path.name.endswith(skip) or any(p.startswith('.') and p.endswith('.part') for p in path.parts): continue
+        if (
+            not path.is_file()
+            or path.name.endswith(skip)
+            or any(p.startswith('.') and p.endswith('.part') for p in path.parts)
+        ):
+            continue
         link_or_copy(path, target/path.relative_to(source)); n += 1
     return n
 
 # %% ../../nbs/12c_ops.backup.ipynb #c009
 def sqlite_copy(source: Path, target: Path) -> Path:
-    "A consistent copy of a live SQLite database through its online backup API (never a file copy: committed rows may sit in its WAL)"
+    """A consistent copy of a live SQLite database through its online backup API (never a file copy: committed rows may
+    sit in its WAL)"""
     target.parent.mkdir(parents=True, exist_ok=True)
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
     dst = sqlite3.connect(target)
@@ -62,19 +69,28 @@ def sqlite_copy(source: Path, target: Path) -> Path:
 
 # %% ../../nbs/12c_ops.backup.ipynb #c012
 def store_cut(store, target: Path) -> dict:
-    "The store as one consistent cut under `target`: Parquet periods by their manifests and non-bar series by their records (linked), or a PostgreSQL dump; what it holds per series"
+    """The store as one consistent cut under `target`: Parquet periods by their manifests and non-bar series by their
+    records (linked), or a PostgreSQL dump; what it holds per series"""
     store = open_store(store)
-    held = {f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()} for r in store.ls().to_dict(orient='records')}
-    if store.kind == 'postgresql':   # the dump holds every table: the observations' too
-        observed = {series_key(r['name'], r['symbol']): int(r['rows']) for r in store.observation_series().to_dict(orient='records')}
+    held = {
+        f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()}
+        for r in store.ls().to_dict(orient='records')
+    }
+    if store.kind == 'postgresql':  # the dump holds every table: the observations' too
+        observed = {
+            series_key(r['name'], r['symbol']): int(r['rows'])
+            for r in store.observation_series().to_dict(orient='records')
+        }
         _pg_dump(store.url, target/'store.pgdump')
         return {'kind': 'postgresql', 'series': held, 'observations': observed}
     root = Path(store.root)
     for folder in sorted(root.glob('bars/timeframe=*/symbol=*')):
-        series_cut(folder, target/'store'/folder.relative_to(root), link_or_copy)   # each series as its manifest has it, read once
+        # each series as its manifest has it, read once
+        series_cut(folder, target/'store'/folder.relative_to(root), link_or_copy)
     if (root/'quarantine').is_dir(): link_tree(root/'quarantine', target/'store'/'quarantine')
     if (root/'service.db').exists(): sqlite_copy(root/'service.db', target/'store'/'service.db')
-    observed = observations_cut(root, target/'store', link_or_copy)   # each non-bar series as its record names it, read once
+    # each non-bar series as its record names it, read once
+    observed = observations_cut(root, target/'store', link_or_copy)
     return {'kind': 'parquet', 'series': held, 'observations': observed}
 
 # %% ../../nbs/12c_ops.backup.ipynb #c013
@@ -87,19 +103,42 @@ def _pg_dump(url: str, target: Path):
     "pg_dump's custom format (one snapshot of every table; restored by pg_restore)"
     if not shutil.which('pg_dump'): raise Unavailable("pg_dump is missing: install Debian's postgresql-client")
     target.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(['pg_dump', '--format=custom', '--no-owner', '--no-privileges', '--file', str(target), '--dbname', url.replace('postgresql+psycopg://', 'postgresql://')],
-                          capture_output=True, text=True)
-    if done.returncode: raise Unavailable(f"pg_dump of the store failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    done = subprocess.run(
+        [
+            'pg_dump',
+            '--format=custom',
+            '--no-owner',
+            '--no-privileges',
+            '--file',
+            str(target),
+            '--dbname',
+            url.replace('postgresql+psycopg://', 'postgresql://'),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise Unavailable(
+            "pg_dump of the store failed: "
+            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        )
 
 # %% ../../nbs/12c_ops.backup.ipynb #c015
 def fingerprints(store, target: Path) -> dict:
-    "Each production model's predictions on its series' last PROBE_ROWS feature rows, the rows saved under `target/probe`: what a restore must reproduce"
+    """Each production model's predictions on its series' last PROBE_ROWS feature rows, the rows saved under
+    `target/probe`: what a restore must reproduce"""
     kept = home()/'.backup'/'fingerprints'
     try: cached = json.loads((kept/'fingerprints.json').read_text())
     except (OSError, ValueError): cached = None
-    serving = production_aliases()   # not `production()`: MLflow's import costs seconds, and only whether the fingerprints kept still stand is asked
-    if cached is not None and serving is not None and {n: v['version'] for n, v in cached.items() if 'error' not in v} == serving:
-        for v in cached.values():   # the same production versions as at the last backup: their probes and predictions stand
+    # not `production()`: MLflow's import costs seconds, and only whether the fingerprints kept still stand is asked
+    serving = production_aliases()
+    if (
+        cached is not None
+        and serving is not None
+        and {n: v['version'] for n, v in cached.items() if 'error' not in v} == serving
+    ):
+        # the same production versions as at the last backup: their probes and predictions stand
+        for v in cached.values():
             if 'probe' in v: link_or_copy(kept/v['probe'], target/v['probe'])
         return cached
     out = {}
@@ -111,14 +150,22 @@ def fingerprints(store, target: Path) -> dict:
             predictor = load('production', symbol, timeframe)
             bars = data.load(symbol, timeframe, store=store, last=1000)
         except MlfinError as e: out[v['name']] = {'version': v['version'], 'error': str(e)}; continue
-        X = inputs_for(bars, predictor.features, predictor.inputs, store).dropna().iloc[-(PROBE_ROWS + predictor.rows_needed - 1):]
+        X = (
+            inputs_for(bars, predictor.features, predictor.inputs, store)
+            .dropna()
+            .iloc[-(PROBE_ROWS + predictor.rows_needed - 1) :]
+        )
         rows = np.arange(predictor.rows_needed - 1, len(X))
         predicted = predictor.model.predict(X.to_numpy(dtype='float64'), rows)
         probe = target/'probe'/f"{v['name']}.parquet"
         probe.parent.mkdir(parents=True, exist_ok=True)
         X.to_parquet(probe)
-        out[v['name']] = {'version': v['version'], 'probe': str(probe.relative_to(target)), 'rows': [int(r) for r in rows],
-                          'predictions': [float(p) for p in predicted]}
+        out[v['name']] = {
+            'version': v['version'],
+            'probe': str(probe.relative_to(target)),
+            'rows': [int(r) for r in rows],
+            'predictions': [float(p) for p in predicted],
+        }
     shutil.rmtree(kept, ignore_errors=True)
     for v in out.values():
         if 'probe' in v: link_or_copy(target/v['probe'], kept/v['probe'])
@@ -127,7 +174,8 @@ def fingerprints(store, target: Path) -> dict:
 
 # %% ../../nbs/12c_ops.backup.ipynb #c017
 def checksums(folder: Path, known: dict | None = None) -> dict:
-    "SHA-256 and size of every file under `folder` (relative path -> [sha256, bytes]); `known`: (inode, size, mtime) -> sha256 kept from the last backup"
+    """SHA-256 and size of every file under `folder` (relative path -> [sha256, bytes]); `known`: (inode, size, mtime)
+    -> sha256 kept from the last backup"""
     out = {}
     for path in sorted(folder.rglob('*')):
         if not path.is_file(): continue
@@ -144,23 +192,38 @@ def checksums(folder: Path, known: dict | None = None) -> dict:
 
 # %% ../../nbs/12c_ops.backup.ipynb #c019
 def versions() -> dict:
-    "What wrote the backup: mlfin and its code, Python, the libraries whose formats it holds (the frames', the tracking store's, each model family's), restic"
+    """What wrote the backup: mlfin and its code, Python, the libraries whose formats it holds (the frames', the
+    tracking store's, each model family's), restic"""
     from importlib import metadata
-    libraries = {name: found for name in ('pandas', 'pyarrow', 'mlflow', 'sqlalchemy', *model_libraries()) if (found := installed(name))}
+
+    libraries = {
+        name: found
+        for name in ('pandas', 'pyarrow', 'mlflow', 'sqlalchemy', *model_libraries())
+        if (found := installed(name))
+    }
     restic = subprocess.run([restic_bin(), 'version'], capture_output=True, text=True).stdout.split()[1]
-    return {'mlfin': metadata.version('mlfin'), 'code': code_version(), 'python': platform.python_version(), 'sqlite': sqlite3.sqlite_version,
-            'restic': restic, **libraries}
+    return {
+        'mlfin': metadata.version('mlfin'),
+        'code': code_version(),
+        'python': platform.python_version(),
+        'sqlite': sqlite3.sqlite_version,
+        'restic': restic,
+        **libraries,
+    }
 
 # %% ../../nbs/12c_ops.backup.ipynb #c020
 def schema_revisions(stage: Path) -> dict:
-    "The database schemas in the cut: MLflow's alembic revision, the service's tables and their columns (each database closed before the cut is checksummed)"
+    """The database schemas in the cut: MLflow's alembic revision, the service's tables and their columns (each database
+    closed before the cut is checksummed)"""
     from contextlib import closing
     out = {}
     mlflow_db = stage/'home'/'mlflow.db'
-    # closed, not `with sqlite3.connect(...)` alone (which commits and leaves it open until collected): an open copy in WAL mode
-    # keeps -wal and -shm files beside it, which the manifest would list and the snapshot, taken after they went, would lack
+    # closed, not `with sqlite3.connect(...)` alone (which commits and leaves it open until collected): an open copy in
+    # WAL mode keeps -wal and -shm files beside it, which the manifest would list and the snapshot, taken after they
+    # went, would lack
     if mlflow_db.exists():
-        with closing(sqlite3.connect(mlflow_db)) as con: out['mlflow'] = con.execute('SELECT version_num FROM alembic_version').fetchone()[0]
+        with closing(sqlite3.connect(mlflow_db)) as con:
+            out['mlflow'] = con.execute('SELECT version_num FROM alembic_version').fetchone()[0]
     service_db = stage/'store'/'service.db'
     if service_db.exists():
         with closing(sqlite3.connect(service_db)) as con:
@@ -174,26 +237,41 @@ def stage(folder: Path,                 # emptied, then filled with the cut
           products: bool = False,       # also the latest run's products, reports and feature store
           known: dict | None = None,    # checksums kept from the last backup (`checksums`)
          ) -> dict:
-    "Cut the home into `folder` and write its MANIFEST.json: files with SHA-256, versions, schemas, the store's series, fingerprints"
+    """Cut the home into `folder` and write its MANIFEST.json: files with SHA-256, versions, schemas, the store's
+    series, fingerprints"""
     started = time.perf_counter()
     store, at = open_store(store), home()
     if folder.exists(): shutil.rmtree(folder)
     folder.mkdir(parents=True)
     held = store_cut(store, folder)   # first: every bar acknowledged before this moment is in the cut
     for name in sorted(p.name for p in at.glob('*.db')): sqlite_copy(at/name, folder/'home'/name)
-    for name in ('home-id', RECORDED):   # a restored home is the same home to retention, backing up into the same repository
+    # a restored home is the same home to retention, backing up into the same repository
+    for name in ('home-id', RECORDED):
         if (at/name).exists(): link_or_copy(at/name, folder/'home'/name)
     for name in HOME_FOLDERS + (PRODUCT_FOLDERS if products else ()):
         if (at/name).is_dir(): link_tree(at/name, folder/'home'/name)
-    root = project_root() or home_project(at)   # run elsewhere (a scheduled backup): the project the home's last run came from
+    # run elsewhere (a scheduled backup): the project the home's last run came from
+    root = project_root() or home_project(at)
     for name in CONFIG_FILES if root else ():
         if (root/name).exists(): (folder/'project').mkdir(exist_ok=True); shutil.copy2(root/name, folder/'project'/name)
     prints = fingerprints(store, folder)
-    manifest = {'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'host': socket.gethostname(), 'home': str(at),
-                'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None, 'series': held['series'],
-                          'observations': held['observations']},
-                'products': products, 'versions': versions(), 'schemas': schema_revisions(folder), 'fingerprints': prints,
-                'files': checksums(folder, known), 'stage_seconds': round(time.perf_counter() - started, 3)}
+    manifest = {
+        'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+        'host': socket.gethostname(),
+        'home': str(at),
+        'store': {
+            'kind': held['kind'],
+            'url': store_place(store) if held['kind'] == 'postgresql' else None,
+            'series': held['series'],
+            'observations': held['observations'],
+        },
+        'products': products,
+        'versions': versions(),
+        'schemas': schema_revisions(folder),
+        'fingerprints': prints,
+        'files': checksums(folder, known),
+        'stage_seconds': round(time.perf_counter() - started, 3),
+    }
     atomic_write_json(folder/'MANIFEST.json', manifest)
     return manifest
 
@@ -211,30 +289,50 @@ class Backup:
     series: dict
     fingerprints: dict
     retention: dict | None = None   # once a day: what the calendar kept and removed
-    check: dict | None = None       # once a day, after retention: the repository's check (passed, at, the share of packs read, what restic said)
+    # once a day, after retention: the repository's check (passed, at, the share of packs read, what restic said)
+    check: dict | None = None
     home: str = ''                  # the home's id its snapshot carries
     repository_id: str = ''         # the repository's own id (`restic cat config`), the one this home recorded
     time: str = ''                  # the snapshot's time as restic recorded it (the clock of the machine that made it)
     verified: str = ''              # what was read back from the repository before the backup was called one
 
     def summary(self) -> dict:
-        return {'snapshot': self.snapshot, 'repository': self.repository, 'home': self.home, 'repository_id': self.repository_id, 'time': self.time,
-                'verified': self.verified, 'files': self.files, 'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2), 'stage_seconds': round(self.stage_seconds, 2),
-                'series': len(self.series), 'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {}),
-                **({'check': self.check} if self.check else {})}
+        return {
+            'snapshot': self.snapshot,
+            'repository': self.repository,
+            'home': self.home,
+            'repository_id': self.repository_id,
+            'time': self.time,
+            'verified': self.verified,
+            'files': self.files,
+            'bytes': self.bytes,
+            'added': self.added,
+            'seconds': round(self.seconds, 2),
+            'stage_seconds': round(self.stage_seconds, 2),
+            'series': len(self.series),
+            'models': len(self.fingerprints),
+            **({'retention': self.retention} if self.retention else {}),
+            **({'check': self.check} if self.check else {}),
+        }
 
 # %% ../../nbs/12c_ops.backup.ipynb #c028
 def backup(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
-           retention: bool | None = None,  # forget, prune and check now; None: when this home's last retention (read from the repository) was over 20 h ago
-           day: dt.date | None = None,     # the day whose share of packs the check reads back (`todays_share`); default today (UTC)
-           taken: dt.datetime | None = None,  # the snapshot's time (restic's --time); default the clock's: a clock that jumped, in a test
+           # forget, prune and check now; None: when this home's last retention (read from the repository) was over 20 h
+           # ago
+           retention: bool | None = None,
+           # the day whose share of packs the check reads back (`todays_share`); default today (UTC)
+           day: dt.date | None = None,
+           # the snapshot's time (restic's --time); default the clock's: a clock that jumped, in a test
+           taken: dt.datetime | None = None,
           ) -> Backup:
-    "Back the home up into its own repository: a consistent cut staged, a restic snapshot tagged with the home's id and its place in the home's order, read back before it counts; retention once a day"
+    """Back the home up into its own repository: a consistent cut staged, a restic snapshot tagged with the home's id
+    and its place in the home's order, read back before it counts; retention once a day"""
     started = time.perf_counter()
     repository_ = repository(repo, password, backing_up=True)
     work = home()/'.backup'; work.mkdir(parents=True, exist_ok=True)
     me = home_id(make=True)
-    repository_id = repository_.vouch(me)   # never made here: missing, or another repository at the path, refused in one line
+    # never made here: missing, or another repository at the path, refused in one line
+    repository_id = repository_.vouch(me)
     mine = repository_.snapshots(f"home:{me}")
     retain = retention if retention is not None else repository_.retention_due(me, work, mine)
     sums_file = work/'checksums.json'
@@ -245,24 +343,57 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     atomic_write_json(sums_file, {k: v for k, v in known.items() if k in live})
     repository_.unlock()   # locks a killed restic left behind (only stale ones are removed)
     last_taken = latest(mine)[0] if len(mine) else None
-    tags = ','.join((TAG, f"home:{me}", f"{SEQ}{int(mine['seq'].max()) + 1 if len(mine) else 1}", *((RETAINED,) if retain else ())))   # `retention`: when it last ran, for the next backup on any machine
-    done = repository_.restic('backup', '--json', '--tag', tags, '--host', socket.gethostname(), '--ignore-ctime',
-                              *(['--parent', last_taken['full_id']] if last_taken is not None else []),   # the last by the order, not restic's pick by time
-                              *(['--time', taken.strftime('%Y-%m-%d %H:%M:%S')] if taken else []), '.', cwd=work/'stage')
+    tags = ','.join(
+        (TAG, f"home:{me}", f"{SEQ}{int(mine['seq'].max()) + 1 if len(mine) else 1}", *((RETAINED,) if retain else ()))
+    )  # `retention`: when it last ran, for the next backup on any machine
+    done = repository_.restic(
+        'backup',
+        '--json',
+        '--tag',
+        tags,
+        '--host',
+        socket.gethostname(),
+        '--ignore-ctime',
+        *(
+            ['--parent', last_taken['full_id']] if last_taken is not None else []
+        ),  # the last by the order, not restic's pick by time
+        *(['--time', taken.strftime('%Y-%m-%d %H:%M:%S')] if taken else []),
+        '.',
+        cwd=work / 'stage',
+    )
     last = json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])
-    read = repository_.read_back(last['snapshot_id'], [*manifest['files'], 'MANIFEST.json'])   # a snapshot counts once the repository gives it back
+    # a snapshot counts once the repository gives it back
+    read = repository_.read_back(last['snapshot_id'], [*manifest['files'], 'MANIFEST.json'])
     kept = checked = None
     if retain:
         kept = repository_.forget(me); kept.pop('plan')
         repository_.remember_retention(me, work, time.time())
         share = todays_share(day)   # a seventh of the packs read back a day: every pack within a week
         passed, said = repository_.check(share=share)
-        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'read': share,
-                   'said': (said.splitlines()[-1] if passed else restic_said(said)) if said else ''}
+        checked = {
+            'passed': passed,
+            'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+            'read': share,
+            'said': (said.splitlines()[-1] if passed else restic_said(said)) if said else '',
+        }
     total = sum(b for _, b in manifest['files'].values())
-    return Backup(read['id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
-                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'], manifest['fingerprints'], kept, checked, me,
-                  repository_id, read['time'], f"listed and its trees read back: {read['files']} files, every one its manifest lists")
+    return Backup(
+        read['id'][:8],
+        repository_.url,
+        len(manifest['files']),
+        total,
+        int(last.get('data_added', 0)),
+        time.perf_counter() - started,
+        manifest['stage_seconds'],
+        manifest['store']['series'],
+        manifest['fingerprints'],
+        kept,
+        checked,
+        me,
+        repository_id,
+        read['time'],
+        f"listed and its trees read back: {read['files']} files, every one its manifest lists",
+    )
 
 # %% ../../nbs/12c_ops.backup.ipynb #c029
 def _live_keys(folder: Path) -> set:

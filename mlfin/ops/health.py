@@ -29,7 +29,8 @@ __all__ = ['FAILURES', 'RUN_MAX_AGE', 'BACKUP_MAX_AGE', 'DISK_MIN_FREE', 'servic
 FAILURES = 3                  # consecutive failed rounds before an alert
 RUN_MAX_AGE = 26 * 3600       # seconds: a daily run's result may be this old (a day and its delay)
 BACKUP_MAX_AGE = 3600         # seconds: the last backup may be this old (four missed 15-minute backups)
-DISK_MIN_FREE = (0.10, 2**30) # each disk watched (the home's, the repository's, the store's): at least this share free and this many bytes
+# each disk watched (the home's, the repository's, the store's): at least this share free and this many bytes
+DISK_MIN_FREE = (0.10, 2**30)
 
 # %% ../../nbs/12e_ops.health.ipynb #c007
 def _limit(name: str, default: float) -> float: return float(os.environ.get(name, default))
@@ -45,7 +46,11 @@ def service_check(url: str | None = None, key: str | None = None) -> tuple[bool,
         if health.status_code != 200: return False, f"{url}/health answered {health.status_code}"
         if not key: return True, f"{url}/health ok (/ready not asked: set MLFIN_SERVICE_KEY to a read_only key)"
         ready = httpx.get(url + '/ready', headers={'X-API-Key': key}, timeout=30)
-        if ready.status_code != 200: return False, f"{url}/ready answered {ready.status_code}: {ready.json().get('detail', '') if ready.headers.get('content-type', '').startswith('application/json') else ready.text[:200]}"
+        if ready.status_code != 200:
+            return (
+                False,
+                f"{url}/ready answered {ready.status_code}: {ready.json().get('detail', '') if ready.headers.get('content-type', '').startswith('application/json') else ready.text[:200]}",  # noqa: E501
+            )
         return True, f"{url}/health and /ready ok"
     except httpx.HTTPError as e: return False, f"{url}: {type(e).__name__}: {e}"
 
@@ -71,7 +76,8 @@ def _size(n: float) -> str:
 # %% ../../nbs/12e_ops.health.ipynb #c009r
 def watched_repository(done: pd.DataFrame | None = None, # the backups recorded (`runs('backup')`); default: read here
                       ) -> str | None:
-    "The backup repository health watches: MLFIN_BACKUP_REPO, resolved as a backup resolves it, else the one the last recorded backup named; None: neither"
+    """The backup repository health watches: MLFIN_BACKUP_REPO, resolved as a backup resolves it, else the one the last
+    recorded backup named; None: neither"""
     if (configured := repository_url()): return configured
     done = runs('backup', limit=200) if done is None else done
     return next((s['repository'] for s in done['summary'] if isinstance(s, dict) and s.get('repository')), None)
@@ -79,7 +85,8 @@ def watched_repository(done: pd.DataFrame | None = None, # the backups recorded 
 # %% ../../nbs/12e_ops.health.ipynb #c009d
 def repository_disk_check(url: str | None = None,  # default: `watched_repository()`
                          ) -> tuple[bool, str]:
-    "The backup repository's disk has room, where the repository is a folder here (a remote one's disk is its server's to watch)"
+    """The backup repository's disk has room, where the repository is a folder here (a remote one's disk is its server's
+    to watch)"""
     url = url or watched_repository()
     if url is None: return True, "no backup repository configured (MLFIN_BACKUP_REPO) or recorded: no disk to watch"
     local = local_path(url)   # where it is, not opened: no password needed
@@ -87,57 +94,103 @@ def repository_disk_check(url: str | None = None,  # default: `watched_repositor
     return disk_check(local)
 
 def store_disk_check(store=None) -> tuple[bool, str]:
-    "The store's disk has room: a Parquet store's folder; a PostgreSQL store's disk is its server's, not measurable from here (said so)"
+    """The store's disk has room: a Parquet store's folder; a PostgreSQL store's disk is its server's, not measurable
+    from here (said so)"""
     found = open_store(store)
-    if found.kind == 'postgresql': return True, f"{store_place(found)}: a PostgreSQL store's disk is its server's, not measurable from here (watch it there)"
+    if found.kind == 'postgresql':
+        return (
+            True,
+            f"{store_place(found)}: a PostgreSQL store's disk is its server's, not measurable from here (watch it "
+            "there)",
+        )
     return disk_check(Path(found.root))
 
 # %% ../../nbs/12e_ops.health.ipynb #c010
 def series_checks(store=None, now: pd.Timestamp | None = None,
-                  live: dict | None = None,   # (symbol, timeframe) -> why it is expected live; default: `live_series(store)`
+                  # (symbol, timeframe) -> why it is expected live; default: `live_series(store)`
+                  live: dict | None = None,
                  ) -> list[dict]:
-    "One check per stored series: one expected live (`live_series`) must not have its next bar overdue by its calendar; any other is history, said so, never failing"
+    """One check per stored series: one expected live (`live_series`) must not have its next bar overdue by its
+    calendar; any other is history, said so, never failing"""
     out, store = [], open_store(store)
     live = live_series(store) if live is None else live
     for r in store.ls().to_dict(orient='records'):
         name, why = f"series {r['symbol']}:{r['timeframe']}", live.get((r['symbol'], r['timeframe']))
         if why is None:
-            out.append({'name': name, 'ok': True, 'detail': f"history: last bar {r['last']:%Y-%m-%d %H:%M}Z; not expected live (no production model, no collector, not marked live)"})
+            out.append(
+                {
+                    'name': name,
+                    'ok': True,
+                    'detail': f"history: last bar {r['last']:%Y-%m-%d %H:%M}Z; not expected live (no production model, "
+                              "no collector, not marked live)",
+                }
+            )
             continue
-        found = freshness(r['last'], r['timeframe'], r['calendar'], now, forming=store.meta(r['symbol'], r['timeframe']).get('forming'))
-        out.append({'name': name, 'ok': not found['stale'],
-                    'detail': (overdue_said(found) if found['stale'] else f"fresh: last bar {r['last']:%Y-%m-%d %H:%M}Z") + f"; expected live: {why}"})
+        found = freshness(
+            r['last'],
+            r['timeframe'],
+            r['calendar'],
+            now,
+            forming=store.meta(r['symbol'], r['timeframe']).get('forming'),
+        )
+        out.append(
+            {
+                'name': name,
+                'ok': not found['stale'],
+                'detail': (overdue_said(found) if found['stale'] else f"fresh: last bar {r['last']:%Y-%m-%d %H:%M}Z")
+                + f"; expected live: {why}",
+            }
+        )
     return out
 
 # %% ../../nbs/12e_ops.health.ipynb #c011
 def run_check(now: float | None = None) -> tuple[bool, str]:
-    "The last pipeline run: how old its products are (or, restored without them, its MLflow record), and how the last scheduled run ended"
+    """The last pipeline run: how old its products are (or, restored without them, its MLflow record), and how the last
+    scheduled run ended"""
     summary = run_dir()/SUMMARY
     last = runs('run', limit=1)
-    ended = '' if last.empty else f"; the last scheduled run {last['status'].iloc[0]}" + (f": {last['error'].iloc[0]}" if isinstance(last['error'].iloc[0], str) else '')
+    ended = (
+        ''
+        if last.empty
+        else f"; the last scheduled run {last['status'].iloc[0]}"
+        + (f": {last['error'].iloc[0]}" if isinstance(last['error'].iloc[0], str) else '')
+    )
     failed = not last.empty and last['status'].iloc[0] in ('failed', 'interrupted')
     if summary.exists():
         age = (now or time.time()) - summary.stat().st_mtime
-        return age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed, f"products {age / 3600:,.1f} h old{ended}"
+        return age <= _limit(
+            'MLFIN_RUN_MAX_AGE', RUN_MAX_AGE
+        ) and not failed, f"products {age / 3600:,.1f} h old{ended}"
     tracked = _last_tracked_run()
     if tracked is None: return False, "no run yet: `mlfin run` (or the schedule's) makes one"
     age = (now or time.time()) - tracked[1]
-    return (age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed,
-            f"MLflow run {tracked[0][:8]} ended {age / 3600:,.1f} h ago; its products are not in this home (restored without --products): `mlfin run` rebuilds them{ended}")
+    return (
+        age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed,
+        f"MLflow run {tracked[0][:8]} ended {age / 3600:,.1f} h ago; its products are not in this home (restored "
+        f"without --products): `mlfin run` rebuilds them{ended}",
+    )
+
 
 def _last_tracked_run() -> tuple[str, float] | None:
-    "The home's last finished MLflow run (id, end time in epoch seconds), read from its database without MLflow; None: none, or a tracking server's"
-    rows = mlflow_rows("SELECT run_uuid, end_time FROM runs WHERE status = 'FINISHED' AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT 1")
+    """The home's last finished MLflow run (id, end time in epoch seconds), read from its database without MLflow; None:
+    none, or a tracking server's"""
+    rows = mlflow_rows(
+        "SELECT run_uuid, end_time FROM runs WHERE status = 'FINISHED' AND end_time IS NOT NULL ORDER BY end_time DESC "
+        "LIMIT 1"
+    )
     return (rows[0][0], rows[0][1] / 1000) if rows else None
 
 # %% ../../nbs/12e_ops.health.ipynb #c012
 def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
     "No training job of the service failed in the last `hours`"
     from sqlalchemy import func, select
-    from mlfin.service.db import engine, jobs   # here, not at the top: mlfin.service.db adds 0.22 s to importing this module (measured)
+    from mlfin.service.db import engine, jobs   # here, not at the top: mlfin.service.db adds 0.22 s to importing this
+                                                # module (measured)
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=hours)
     with engine(store).connect() as con:
-        failed = con.execute(select(func.count()).select_from(jobs).where(jobs.c.state == 'failed', jobs.c.ended_at >= since)).scalar()
+        failed = con.execute(
+            select(func.count()).select_from(jobs).where(jobs.c.state == 'failed', jobs.c.ended_at >= since)
+        ).scalar()
         total = con.execute(select(func.count()).select_from(jobs).where(jobs.c.created_at >= since)).scalar()
     return failed == 0, f"{failed} of {total} job(s) failed in the last {hours:g} h"
 
@@ -145,19 +198,33 @@ def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
 def backup_check(now: pd.Timestamp | None = None,
                  url: str | None = None,   # the repository watched; default: `watched_repository()`
                 ) -> tuple[bool, str]:
-    "The watched repository's last backup attempt succeeded, recently (BACKUP_MAX_AGE) and not dated ahead of now; its snapshot still there; the repository's last check passed"
+    """The watched repository's last backup attempt succeeded, recently (BACKUP_MAX_AGE) and not dated ahead of now; its
+    snapshot still there; the repository's last check passed"""
     now = now or pd.Timestamp.now(tz='UTC')
     done = runs('backup', limit=200)   # newest recorded first: a record's own time may be a clock's mistake
     url = url or watched_repository(done)
-    tried = done[done['status'].isin(('succeeded', 'failed', 'interrupted')) & done['summary'].map(lambda s: _on(s, url))]
+    tried = done[
+        done['status'].isin(('succeeded', 'failed', 'interrupted')) & done['summary'].map(lambda s: _on(s, url))
+    ]
     where = f" on {url}" if url else ''
     if tried.empty: return False, f"no backup yet{where}: `mlfin backup` (or the schedule's)"
     last, good = tried.iloc[0], tried[tried['status'] == 'succeeded']
-    if len(dated_ahead(tried.head(1), now)): return False, f"the last backup{where}: {ahead_said(last, now)}; its age cannot be told until the next backup is recorded"
+    if len(dated_ahead(tried.head(1), now)):
+        return (
+            False,
+            f"the last backup{where}: {ahead_said(last, now)}; its age cannot be told until the next backup is "
+            "recorded",
+        )
     if last['status'] != 'succeeded':
-        why = last['error'] if isinstance(last['error'], str) else 'its process is gone (killed, or the machine stopped)'
-        before = (f"; the last that succeeded: snapshot {good['summary'].iloc[0].get('snapshot', '?')}, {_ago(good.iloc[0], now)}" if len(good) and isinstance(good['summary'].iloc[0], dict)
-                  else '; none has succeeded there')
+        why = (
+            last['error'] if isinstance(last['error'], str) else 'its process is gone (killed, or the machine stopped)'
+        )
+        before = (
+            f"; the last that succeeded: snapshot {good['summary'].iloc[0].get('snapshot', '?')}, "
+            f"{_ago(good.iloc[0], now)}"
+            if len(good) and isinstance(good['summary'].iloc[0], dict)
+            else '; none has succeeded there'
+        )
         return False, f"the last backup{where} {last['status']}, {_ago(last, now)}: {why}" + before
     summary = last['summary'] if isinstance(last['summary'], dict) else {}
     age, limit = (now - last['ended']).total_seconds(), _limit('MLFIN_BACKUP_MAX_AGE', BACKUP_MAX_AGE)
@@ -165,14 +232,24 @@ def backup_check(now: pd.Timestamp | None = None,
     last_check = checked[0] if checked else None
     there, missing = _still_there(summary)
     ok = age <= limit and there and (last_check is None or last_check['passed'])
-    said = (f"last snapshot {summary.get('snapshot', '?')}{where} {age / 60:,.0f} min ago" + (f" (over the {limit / 60:,.0f} min allowed: MLFIN_BACKUP_MAX_AGE)" if age > limit else '')
-            + missing)
+    said = (
+        f"last snapshot {summary.get('snapshot', '?')}{where} {age / 60:,.0f} min ago"
+        + (f" (over the {limit / 60:,.0f} min allowed: MLFIN_BACKUP_MAX_AGE)" if age > limit else '')
+        + missing
+    )
     if last_check is None: return ok, said + '; repository not checked yet'
     read = f" (structure, and packs {last_check['read']} read back)" if last_check.get('read') else ''
-    return ok, said + f"; repository check {'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')}{read} {last_check['at']}"
+    return (
+        ok,
+        said
+        + f"; repository check {'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')}{read} "
+          f"{last_check['at']}",
+    )
+
 
 def _on(summary, url: str | None) -> bool:
-    "Whether a backup record is of the repository `url`: one that names another is not (a record of an older home names none: it counts)"
+    """Whether a backup record is of the repository `url`: one that names another is not (a record of an older home
+    names none: it counts)"""
     return url is None or not isinstance(summary, dict) or not summary.get('repository') or summary['repository'] == url
 
 def _ago(record, now: pd.Timestamp) -> str:
@@ -182,7 +259,8 @@ def _ago(record, now: pd.Timestamp) -> str:
     return f"{(now - when).total_seconds() / 60:,.0f} min ago"
 
 def _still_there(summary: dict) -> tuple[bool, str]:
-    "Whether the last good backup's snapshot is still in its repository (retention or a mistake may have removed it; a tag added rewrites it under a new id), asked of the repository"
+    """Whether the last good backup's snapshot is still in its repository (retention or a mistake may have removed it; a
+    tag added rewrites it under a new id), asked of the repository"""
     url, snapshot, me = summary.get('repository'), summary.get('snapshot'), summary.get('home')
     if not url or not me: return True, ''   # recorded before backups named their repository and home
     try:
@@ -190,13 +268,19 @@ def _still_there(summary: dict) -> tuple[bool, str]:
         if found.holds(snapshot): return True, ''
         held = found.snapshots(f"home:{me}")
     except MlfinError as e: return False, f"; its repository cannot be read: {e}"
-    return False, f"; snapshot {snapshot} is no longer in {url} (this home's newest there: {held['id'].iloc[-1] if len(held) else 'none'})"
+    return (
+        False,
+        f"; snapshot {snapshot} is no longer in {url} (this home's newest there: "
+        f"{held['id'].iloc[-1] if len(held) else 'none'})",
+    )
 
 # %% ../../nbs/12e_ops.health.ipynb #c014
 def registry_check() -> tuple[bool, str]:
-    "The registry answers: how many versions it holds, which are in production (the home's MLflow database read without MLflow; a tracking server's registry asked)"
+    """The registry answers: how many versions it holds, which are in production (the home's MLflow database read
+    without MLflow; a tracking server's registry asked)"""
     counted = mlflow_rows("SELECT count(*) FROM model_versions WHERE name LIKE 'mlfin.%'")
-    if counted is None:   # a team's tracking server, or no registry tables yet: MLflow asked (its import costs 4-5 s a round, measured)
+    # a team's tracking server, or no registry tables yet: MLflow asked (its import costs 4-5 s a round, measured)
+    if counted is None:
         found = describe()
         count, serving = len(found), sorted(v['name'] for v in production(versions=found))
     else: count, serving = counted[0][0], production_names()
@@ -220,25 +304,49 @@ class Health:
     @property
     def failing(self) -> list[dict]: return [r for r in self.results if not r['ok']]
     def summary(self) -> dict:
-        return {'checks': len(self.results), 'failing': {r['name']: r['detail'] for r in self.failing}, 'fired': self.fired, 'resolved': self.resolved}
+        return {
+            'checks': len(self.results),
+            'failing': {r['name']: r['detail'] for r in self.failing},
+            'fired': self.fired,
+            'resolved': self.resolved,
+        }
 
 # %% ../../nbs/12e_ops.health.ipynb #c017
 def check_all(store=None, service_url: str | None = None, alert: bool = True) -> Health:
-    "Every check once, timed and recorded; an alert for each check failing FAILURES rounds in a row, resolved when it passes again"
+    """Every check once, timed and recorded; an alert for each check failing FAILURES rounds in a row, resolved when it
+    passes again"""
     store = store or os.environ.get('MLFIN_STORE')
     try: watched = watched_repository()
-    except Exception: watched = None   # the records unreadable: the checks that need it each fail with the reason, as any check does
-    checks: list[tuple[str, Callable]] = [('service', lambda: service_check(service_url)), ('store', lambda: store_check(store)),
-                                          ('registry', registry_check), ('disk home', disk_check), ('disk repository', lambda: repository_disk_check(watched)),
-                                          ('disk store', lambda: store_disk_check(store)), ('last run', run_check),
-                                          ('jobs', lambda: jobs_check(store)), ('backup', lambda: backup_check(url=watched))]
+    # the records unreadable: the checks that need it each fail with the reason, as any check does
+    except Exception: watched = None
+    checks: list[tuple[str, Callable]] = [
+        ('service', lambda: service_check(service_url)),
+        ('store', lambda: store_check(store)),
+        ('registry', registry_check),
+        ('disk home', disk_check),
+        ('disk repository', lambda: repository_disk_check(watched)),
+        ('disk store', lambda: store_disk_check(store)),
+        ('last run', run_check),
+        ('jobs', lambda: jobs_check(store)),
+        ('backup', lambda: backup_check(url=watched)),
+    ]
     labels = {'backup': {'repository': watched or ''}}   # one repository's recovery resolves only its own page
     results = []
     for name, check in checks:
         t = time.perf_counter()
-        try: ok, detail = check()
-        except Exception as e: ok, detail = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
-        results.append({'name': name, 'ok': ok, 'seconds': time.perf_counter() - t, 'detail': detail, **({'labels': labels[name]} if name in labels else {})})
+        try:
+            ok, detail = check()
+        except Exception as e:
+            ok, detail = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+        results.append(
+            {
+                'name': name,
+                'ok': ok,
+                'seconds': time.perf_counter() - t,
+                'detail': detail,
+                **({'labels': labels[name]} if name in labels else {}),
+            }
+        )
     t = time.perf_counter()
     try: per_series = series_checks(store)
     except Exception as e: per_series = [{'name': 'series', 'ok': False, 'detail': f"{type(e).__name__}: {e}"[:500]}]
@@ -252,14 +360,22 @@ def check_all(store=None, service_url: str | None = None, alert: bool = True) ->
 
 # %% ../../nbs/12e_ops.health.ipynb #c018
 def _alerts(health: Health, before: dict):
-    "Fire for checks at FAILURES in a row (again each round, so the alert stays), resolve for checks that pass after having fired"
+    """Fire for checks at FAILURES in a row (again each round, so the alert stays), resolve for checks that pass after
+    having fired"""
     streaks = health.stats.set_index('check')['consecutive_failures'].to_dict()
     for r in health.results:
         labels = {'check': r['name'], **r.get('labels', {})}
         try:
             if streaks.get(r['name'], 0) >= FAILURES:
-                if send_alert('MlfinHealthCheckFailing', labels, f"{r['name']}: {r['detail']} ({streaks[r['name']]} checks in a row)", ends_in=1800):
+                if send_alert(
+                    'MlfinHealthCheckFailing',
+                    labels,
+                    f"{r['name']}: {r['detail']} ({streaks[r['name']]} checks in a row)",
+                    ends_in=1800,
+                ):
                     health.fired.append(r['name'])
             elif r['ok'] and before.get(r['name'], 0) >= FAILURES:
-                if send_alert('MlfinHealthCheckFailing', labels, f"{r['name']}: passing again", firing=False): health.resolved.append(r['name'])
-        except MlfinError as e: r['detail'] += f" (alert not sent: {e})"
+                if send_alert('MlfinHealthCheckFailing', labels, f"{r['name']}: passing again", firing=False):
+                    health.resolved.append(r['name'])
+        except MlfinError as e:
+            r['detail'] += f" (alert not sent: {e})"

@@ -23,7 +23,7 @@ CREATE INDEX IF NOT EXISTS runs_by_job_id ON runs (job, id);
 CREATE TABLE IF NOT EXISTS checks (id INTEGER PRIMARY KEY, at TEXT NOT NULL, name TEXT NOT NULL, ok INTEGER NOT NULL, seconds REAL, detail TEXT);
 CREATE INDEX IF NOT EXISTS checks_by_name ON checks (name, at);
 CREATE INDEX IF NOT EXISTS checks_by_name_id ON checks (name, id);
-"""
+"""  # noqa: E501
 
 # %% ../../nbs/12a_ops.records.ipynb #c007
 def ops_db(at: Path | None = None, # the home; default: `home()`
@@ -51,7 +51,8 @@ def run_started(job: str, at: Path | None = None,
 
 def run_working(run_id: int, at: Path | None = None):
     "A waiting run has the lock: it starts working now"
-    with _closing(ops_db(at)) as con: con.execute("UPDATE runs SET started = ?, status = 'running' WHERE id = ?", (utc_now(), run_id))
+    with _closing(ops_db(at)) as con:
+        con.execute("UPDATE runs SET started = ?, status = 'running' WHERE id = ?", (utc_now(), run_id))
 
 
 # %% ../../nbs/12a_ops.records.ipynb #c012
@@ -64,19 +65,39 @@ def run_ended(run_id: int,               # what `run_started` returned
               when: str | None = None):  # the time written (default: this clock, `utc_now`)
     "Record how a scheduled run ended"
     with _closing(ops_db(at)) as con:
-        con.execute("UPDATE runs SET ended = ?, status = ?, exit_code = ?, error = ?, summary = ? WHERE id = ?",
-                    (when or utc_now(), status, exit_code, error, json.dumps(summary, default=str) if summary is not None else None, run_id))
+        con.execute(
+            "UPDATE runs SET ended = ?, status = ?, exit_code = ?, error = ?, summary = ? WHERE id = ?",
+            (
+                when or utc_now(),
+                status,
+                exit_code,
+                error,
+                json.dumps(summary, default=str) if summary is not None else None,
+                run_id,
+            ),
+        )
 
 
 # %% ../../nbs/12a_ops.records.ipynb #c012d
 def settle_dead(at: Path | None = None) -> int:
-    "Record as failed every run still running or waiting on this host whose process is gone (killed with SIGKILL, or the machine stopped); how many"
+    """Record as failed every run still running or waiting on this host whose process is gone (killed with SIGKILL, or
+    the machine stopped); how many"""
     with _closing(ops_db(at)) as con:
-        open_ = con.execute("SELECT id, pid, status FROM runs WHERE status IN ('running', 'waiting') AND host = ?", (socket.gethostname(),)).fetchall()
+        open_ = con.execute(
+            "SELECT id, pid, status FROM runs WHERE status IN ('running', 'waiting') AND host = ?",
+            (socket.gethostname(),),
+        ).fetchall()
         dead = [(i, pid, status) for i, pid, status in open_ if not alive(pid)]
         for i, pid, status in dead:
-            con.execute("UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
-                        (utc_now(), f"died{' while waiting' if status == 'waiting' else ''}: its process {pid} is gone (killed, or the machine stopped); no outcome was written", i))
+            con.execute(
+                "UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
+                (
+                    utc_now(),
+                    f"died{' while waiting' if status == 'waiting' else ''}: its process {pid} is gone (killed, or the "
+                    "machine stopped); no outcome was written",
+                    i,
+                ),
+            )
     return len(dead)
 
 # %% ../../nbs/12a_ops.records.ipynb #c013
@@ -90,23 +111,33 @@ class _closing:
 def runs(job: str | None = None,   # one job (default: all)
          limit: int = 50,          # the latest this many
          at: Path | None = None) -> pd.DataFrame:
-    "Scheduled runs, newest recorded first (by id, not by their times): id, job, started, ended, status, exit code, error, summary, host, pid (a `running` one whose process is gone: `interrupted`)"
+    """Scheduled runs, newest recorded first (by id, not by their times): id, job, started, ended, status, exit code,
+    error, summary, host, pid (a `running` one whose process is gone: `interrupted`)"""
     with _closing(ops_db(at)) as con:
-        found = pd.read_sql_query("SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY id DESC LIMIT ?",
-                                  con, params=[*([job] if job else []), int(limit)])
+        found = pd.read_sql_query(
+            "SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY id DESC LIMIT ?",
+            con,
+            params=[*([job] if job else []), int(limit)],
+        )
     for c in ('started', 'ended'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
-    gone = found['status'].isin(('running', 'waiting')) & (found['host'] == socket.gethostname()) & ~found['pid'].map(alive)
+    gone = (
+        found['status'].isin(('running', 'waiting'))
+        & (found['host'] == socket.gethostname())
+        & ~found['pid'].map(alive)
+    )
     found.loc[gone, 'status'] = 'interrupted'
     found['summary'] = found['summary'].map(lambda s: json.loads(s) if isinstance(s, str) else None)
     return found
 
 # %% ../../nbs/12a_ops.records.ipynb #c017k
-CLOCK_SLACK = pd.Timedelta(minutes=5)   # a record may be dated this far past this clock (another host's, a clock stepped back) before it is said to be ahead
+# a record may be dated this far past this clock (another host's, a clock stepped back) before it is said to be ahead
+CLOCK_SLACK = pd.Timedelta(minutes=5)
 
 def dated_ahead(found: pd.DataFrame,                # what `runs` returned
                 now: pd.Timestamp | None = None,    # default: this clock
                ) -> pd.DataFrame:
-    "The runs among `found` dated later than `now` by more than CLOCK_SLACK (started or ended): recorded under a clock that ran ahead"
+    """The runs among `found` dated later than `now` by more than CLOCK_SLACK (started or ended): recorded under a clock
+    that ran ahead"""
     now = now or pd.Timestamp.now(tz='UTC')
     return found[(found['started'] > now + CLOCK_SLACK) | (found['ended'] > now + CLOCK_SLACK)]
 
@@ -117,8 +148,11 @@ def ahead_said(record: dict, now: pd.Timestamp | None = None) -> str:
     now = now or pd.Timestamp.now(tz='UTC')
     when = max(t for t in (record['started'], record['ended']) if not pd.isna(t))
     hours = (when - now).total_seconds() / 3600
-    return (f"{record['job']} #{record['id']} is dated {when:%Y-%m-%d %H:%M}Z, {f'{hours / 24:,.1f} days' if hours >= 24 else f'{hours:,.1f} h'} "
-            "ahead of this clock (recorded under a clock that ran ahead, or this one is behind)")
+    return (
+        f"{record['job']} #{record['id']} is dated {when:%Y-%m-%d %H:%M}Z, "
+        f"{f'{hours / 24:,.1f} days' if hours >= 24 else f'{hours:,.1f} h'} "
+        "ahead of this clock (recorded under a clock that ran ahead, or this one is behind)"
+    )
 
 
 # %% ../../nbs/12a_ops.records.ipynb #c018
@@ -135,14 +169,18 @@ def check_history(since: str | None = None, # ISO time; default: all
                   at: Path | None = None) -> pd.DataFrame:
     "Every check recorded (since `since`), in the order recorded: at, name, ok, seconds, detail"
     with _closing(ops_db(at)) as con:
-        found = pd.read_sql_query("SELECT at, name, ok, seconds, detail FROM checks" + (" WHERE at >= ?" if since else "") + " ORDER BY id",
-                                  con, params=[since] if since else [])
+        found = pd.read_sql_query(
+            "SELECT at, name, ok, seconds, detail FROM checks" + (" WHERE at >= ?" if since else "") + " ORDER BY id",
+            con,
+            params=[since] if since else [],
+        )
     found['at'] = pd.to_datetime(found['at'], utc=True, format='ISO8601'); found['ok'] = found['ok'].astype(bool)
     return found
 
 # %% ../../nbs/12a_ops.records.ipynb #c020
 def check_stats(at: Path | None = None) -> pd.DataFrame:
-    "Per check, as the seed's health table has them: rounds, failures, average, min and max seconds, consecutive failures now, last ok, last failure"
+    """Per check, as the seed's health table has them: rounds, failures, average, min and max seconds, consecutive
+    failures now, last ok, last failure"""
     query = """
         WITH s AS (SELECT name, count(*) AS rounds, sum(1 - ok) AS failures, avg(seconds) AS avg_s, min(seconds) AS min_s, max(seconds) AS max_s,
                           max(CASE WHEN ok THEN id END) AS ok_id, max(CASE WHEN NOT ok THEN id END) AS failed_id, max(id) AS last_id
@@ -151,7 +189,7 @@ def check_stats(at: Path | None = None) -> pd.DataFrame:
                (SELECT count(*) FROM checks c WHERE c.name = s.name AND NOT c.ok AND c.id > coalesce(s.ok_id, 0)) AS consecutive_failures,
                (SELECT at FROM checks WHERE id = s.ok_id) AS last_ok, (SELECT at FROM checks WHERE id = s.failed_id) AS last_failure,
                (SELECT detail FROM checks WHERE id = s.last_id) AS last_detail
-        FROM s ORDER BY name"""
+        FROM s ORDER BY name"""  # noqa: E501
     with _closing(ops_db(at)) as con: found = pd.read_sql_query(query, con)
     for c in ('last_ok', 'last_failure'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
     return found

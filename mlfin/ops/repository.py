@@ -22,20 +22,27 @@ __all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'RETENTION_EVERY',
 def restic_bin() -> str:
     "The restic binary (Debian's), or Unavailable saying how to install it"
     found = shutil.which('restic')
-    if not found: raise Unavailable("restic is missing: `sudo apt-get install restic` (Debian), or `bash env/setup-test.sh`")
+    if not found:
+        raise Unavailable("restic is missing: `sudo apt-get install restic` (Debian), or `bash env/setup-test.sh`")
     return found
 
 # %% ../../nbs/12b_ops.repository.ipynb #c006
-RETENTION = (('within', '2d', 'every snapshot of the last 48 hours'),        # restic's --keep-within: the restore points
+# restic's --keep-within: the restore points
+RETENTION = (('within', '2d', 'every snapshot of the last 48 hours'),
              ('within-daily', '30d', 'the newest of each day for 30 days'),
              ('within-weekly', '90d', 'the newest of each week for 90 days'))
-RESTORED, RETAINED, TAG = 'restored-from', 'retention', 'mlfin'   # a home was restored from it; it ran retention; every mlfin snapshot
-SEQ = 'seq:'   # a tag prefix: the snapshot's place in its home's order (1, 2, ...), the order the repository keeps whatever the clocks said
-RETENTION_EVERY = 20 * 3600   # seconds: retention (forget, prune, check) at most this often, once a day for a backup every 15 minutes
+# a home was restored from it; it ran retention; every mlfin snapshot
+RESTORED, RETAINED, TAG = 'restored-from', 'retention', 'mlfin'
+# a tag prefix: the snapshot's place in its home's order (1, 2, ...), the order the repository keeps whatever the clocks
+# said
+SEQ = 'seq:'
+# seconds: retention (forget, prune, check) at most this often, once a day for a backup every 15 minutes
+RETENTION_EVERY = 20 * 3600
 
 # %% ../../nbs/12b_ops.repository.ipynb #c007
 def home_id(make: bool = False) -> str | None:
-    "This home's id (HOME/home-id): made once by its first backup, backed up with it, so a restored home is the same home to retention"
+    """This home's id (HOME/home-id): made once by its first backup, backed up with it, so a restored home is the same
+    home to retention"""
     path = home()/'home-id'
     if path.exists(): return path.read_text().strip()
     if not make: return None
@@ -47,57 +54,84 @@ def home_id(make: bool = False) -> str | None:
 
 # %% ../../nbs/12b_ops.repository.ipynb #c007r
 def restic_said(stderr: str, code: int = 1) -> str:
-    "restic's error in one line: its `Fatal:` line, a Go panic's first line, an error printed with its stack as Go writes it (outermost first), else its last line"
+    """restic's error in one line: its `Fatal:` line, a Go panic's first line, an error printed with its stack as Go
+    writes it (outermost first), else its last line"""
     raw = [l for l in stderr.splitlines() if l.strip()]
     lines = [l.strip() for l in raw]
     if said := next((l for l in lines if l.startswith('Fatal:')), None): return said.removeprefix('Fatal: ')
     if said := next((l for l in lines if l.startswith(('panic:', 'fatal error:'))), None): return said
-    frames = {j for i, l in enumerate(raw) if l.startswith('\t') for j in (i - 1, i)}   # a function's line, then its file's, tab-indented
-    if frames: return ': '.join(reversed([l for i, l in enumerate(lines) if i not in frames])) or f"exit {code}"   # the cause first, each wrapper after it
+    # a function's line, then its file's, tab-indented
+    frames = {j for i, l in enumerate(raw) if l.startswith('\t') for j in (i - 1, i)}
+    # the cause first, each wrapper after it
+    if frames: return ': '.join(reversed([l for i, l in enumerate(lines) if i not in frames])) or f"exit {code}"
     return lines[-1] if lines else f"exit {code}"
 
 # %% ../../nbs/12b_ops.repository.ipynb #c008
 @dataclass
 class Repository:
-    "A restic repository: a folder, sftp:HOST:/PATH or rest:URL, and the file holding its password (backend options: MLFIN_RESTIC_OPTIONS, `;`-separated)"
+    """A restic repository: a folder, sftp:HOST:/PATH or rest:URL, and the file holding its password (backend options:
+    MLFIN_RESTIC_OPTIONS, `;`-separated)"""
+
     url: str
     password_file: Path
 
-    def restic(self, *args, cwd: Path | None = None, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    def restic(
+        self, *args, cwd: Path | None = None, check: bool = True, timeout: float | None = None
+    ) -> subprocess.CompletedProcess:
         "Run restic on this repository; Unavailable with restic's error line when it fails (`check`)"
         env = {**os.environ, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD_FILE': str(self.password_file),
                'RESTIC_CACHE_DIR': os.environ.get('RESTIC_CACHE_DIR') or str(Path.home()/'.cache'/'restic')}
-        env.pop('RESTIC_PASSWORD', None)   # the file, never a password from the environment
-        done = subprocess.run([restic_bin(), *_options(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=die_with_parent)   # `mlfin backup` killed: restic told to stop too (it removes its lock)
-        if check and done.returncode: raise Unavailable(f"restic {next(a for a in args if not a.startswith('-'))} on {self.url}: {restic_said(done.stderr, done.returncode)}")
+        env.pop('RESTIC_PASSWORD', None)  # the file, never a password from the environment
+        done = subprocess.run(
+            [restic_bin(), *_options(), *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=die_with_parent,
+        )  # `mlfin backup` killed: restic told to stop too (it removes its lock)
+        if check and done.returncode:
+            raise Unavailable(
+                f"restic {next(a for a in args if not a.startswith('-'))} on {self.url}: "
+                f"{restic_said(done.stderr, done.returncode)}"
+            )
         return done
 
     @property
     def local(self) -> Path | None: return local_path(self.url)
 
-def _options() -> list[str]: return [f"--option={o.strip()}" for o in os.environ.get('MLFIN_RESTIC_OPTIONS', '').split(';') if o.strip()]
+def _options() -> list[str]:
+    return [f"--option={o.strip()}" for o in os.environ.get('MLFIN_RESTIC_OPTIONS', '').split(';') if o.strip()]
 
 # %% ../../nbs/12b_ops.repository.ipynb #c008lp
 def local_path(url: str) -> Path | None:
-    "The folder a repository URL names; None for a backend (sftp:HOST:/PATH, rest:URL, s3:...): its first part holds a colon"
+    """The folder a repository URL names; None for a backend (sftp:HOST:/PATH, rest:URL, s3:...): its first part holds a
+    colon"""
     return None if ':' in url.split('/')[0] else Path(url)
 
 # %% ../../nbs/12b_ops.repository.ipynb #c009
 @patch
 def initialised(self: Repository) -> bool:
-    "Whether a repository is there, asked without its password: a folder's config file, else restic's answer to a password that cannot be its"
+    """Whether a repository is there, asked without its password: a folder's config file, else restic's answer to a
+    password that cannot be its"""
     if self.local is not None: return (self.local/'config').exists()
     env = {k: v for k, v in os.environ.items() if k != 'RESTIC_PASSWORD_FILE'}
-    done = subprocess.run([restic_bin(), *_options(), 'cat', 'config'], env={**env, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD': '-'},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [restic_bin(), *_options(), 'cat', 'config'],
+        env={**env, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD': '-'},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return done.returncode == 0 or 'wrong password' in done.stderr
 
 # %% ../../nbs/12b_ops.repository.ipynb #c010
 @patch
 def exists(self: Repository) -> bool:
     "Whether the repository is there and opens with its password"
-    if self.local is not None and not (self.local/'config').exists(): return False   # each restic call derives the key (scrypt): half a second
+    # each restic call derives the key (scrypt): half a second
+    if self.local is not None and not (self.local/'config').exists(): return False
     return self.restic('cat', 'config', check=False).returncode == 0
 
 @patch
@@ -108,7 +142,8 @@ def unlock(self: Repository):
 @patch
 def init(self: Repository) -> bool:
     "Make the repository if it is not there yet; True when made"
-    if self.local is not None and (self.local/'config').exists(): return False   # there: not asked again (a restic call, 0.7 s); a wrong password fails the backup itself
+    # there: not asked again (a restic call, 0.7 s); a wrong password fails the backup itself
+    if self.local is not None and (self.local/'config').exists(): return False
     if self.exists(): return False
     self.restic('init'); return True
 
@@ -117,29 +152,57 @@ def init(self: Repository) -> bool:
 def missing(self: Repository) -> NotFound:
     "The one line for a repository that is not there: what is at its path, and that a backup never makes one"
     there = self.local is None or self.local.exists()
-    return NotFound(f"no backup repository at {self.url}{' (a folder without its config: left by restic after the repository moved?)' if self.local and there else ''}"
-                    f"{': no such folder (a backup disk not mounted?)' if not there else ''}; a backup never makes one: {_on_purpose(self.url)}")
+    return NotFound(
+        f"no backup repository at {self.url}{' (a folder without its config: left by restic after the repository moved?)' if self.local and there else ''}"  # noqa: E501
+        f"{': no such folder (a backup disk not mounted?)' if not there else ''}; a backup never makes one: "
+        f"{_on_purpose(self.url)}"
+    )
 
-def _on_purpose(url: str) -> str: return f"`mlfin backup init --repo {url}` makes one on purpose, or records the one there"
+
+def _on_purpose(url: str) -> str:
+    return f"`mlfin backup init --repo {url}` makes one on purpose, or records the one there"
 
 # %% ../../nbs/12b_ops.repository.ipynb #c011
 @patch
 def snapshots(self: Repository, *tags: str) -> pd.DataFrame:
-    "mlfin's snapshots (those carrying every one of `tags` too), oldest first: id, time, host, paths, tags, home, and the full ids of its parent and of the snapshot it was rewritten from, its place in its home's order (`seq`, 0: made before mlfin kept one)"
-    found = json.loads(self.restic('--no-lock', 'snapshots', '--json', '--tag', ','.join((TAG, *tags))).stdout or '[]')   # a read writes no lock: it works on a full or read-only disk
-    table = pd.DataFrame([{'id': s['short_id'], 'full_id': s['id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
-                           'paths': s['paths'], 'tags': s.get('tags') or [],
-                           'home': next((t.removeprefix('home:') for t in s.get('tags') or [] if t.startswith('home:')), ''),
-                           'parent': s.get('parent') or '', 'original': s.get('original') or '',
-                           'seq': next((int(t.removeprefix(SEQ)) for t in s.get('tags') or [] if t.startswith(SEQ) and t[len(SEQ):].isdigit()), 0)} for s in found],
-                         columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home', 'parent', 'original', 'seq'])
+    """mlfin's snapshots (those carrying every one of `tags` too), oldest first: id, time, host, paths, tags, home, and
+    the full ids of its parent and of the snapshot it was rewritten from, its place in its home's order (`seq`, 0: made
+    before mlfin kept one)"""
+    # a read writes no lock: it works on a full or read-only disk
+    found = json.loads(self.restic('--no-lock', 'snapshots', '--json', '--tag', ','.join((TAG, *tags))).stdout or '[]')
+    table = pd.DataFrame(
+        [
+            {
+                'id': s['short_id'],
+                'full_id': s['id'],
+                'time': pd.Timestamp(s['time']).tz_convert('UTC'),
+                'host': s['hostname'],
+                'paths': s['paths'],
+                'tags': s.get('tags') or [],
+                'home': next((t.removeprefix('home:') for t in s.get('tags') or [] if t.startswith('home:')), ''),
+                'parent': s.get('parent') or '',
+                'original': s.get('original') or '',
+                'seq': next(
+                    (
+                        int(t.removeprefix(SEQ))
+                        for t in s.get('tags') or []
+                        if t.startswith(SEQ) and t[len(SEQ) :].isdigit()
+                    ),
+                    0,
+                ),
+            }
+            for s in found
+        ],
+        columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home', 'parent', 'original', 'seq'],
+    )
     return table.sort_values('time', ignore_index=True)
 
 # %% ../../nbs/12b_ops.repository.ipynb #c011h
 @patch
 def holds(self: Repository, snapshot: str,   # its id, short or full
          ) -> bool:
-    "Whether the repository still holds `snapshot`: under its id, or rewritten from it (a tag added: restic's `original`)"
+    """Whether the repository still holds `snapshot`: under its id, or rewritten from it (a tag added: restic's
+    `original`)"""
     if not snapshot: return False
     found = self.snapshots()
     return bool(found['full_id'].str.startswith(snapshot).any() or found['original'].str.startswith(snapshot).any())
@@ -149,9 +212,12 @@ def holds(self: Repository, snapshot: str,   # its id, short or full
 def check(self: Repository, read_data: bool = False,
           share: str | None = None,   # 'n/t': read back the n-th t-th of the packs (restic's --read-data-subset)
          ) -> tuple[bool, str]:
-    "restic check: the repository's structure; with `read_data` every pack read back and its hash verified, with `share` that part of them; (passed, what it said)"
-    self.unlock()   # a killed backup's lock (stale: its process is gone) would stop the check
-    done = self.restic('check', *(['--read-data'] if read_data else ['--read-data-subset', share] if share else []), check=False)
+    """restic check: the repository's structure; with `read_data` every pack read back and its hash verified, with
+    `share` that part of them; (passed, what it said)"""
+    self.unlock()  # a killed backup's lock (stale: its process is gone) would stop the check
+    done = self.restic(
+        'check', *(['--read-data'] if read_data else ['--read-data-subset', share] if share else []), check=False
+    )
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 # %% ../../nbs/12b_ops.repository.ipynb #c012r
@@ -167,16 +233,23 @@ def todays_share(day=None) -> str:
 def read_back(self: Repository, snapshot: str,   # its id, short or full
               files=(),                           # the paths it must hold (a manifest's)
              ) -> dict:
-    "The snapshot read back from the repository: found by its id, its trees loaded (`restic ls`), every one of `files` in them; its id, time and what was read, else Unavailable in one line"
+    """The snapshot read back from the repository: found by its id, its trees loaded (`restic ls`), every one of `files`
+    in them; its id, time and what was read, else Unavailable in one line"""
     done = self.restic('--no-lock', 'ls', '--json', snapshot, check=False)
     lines = done.stdout.splitlines()
     if done.returncode or not lines:
-        raise Unavailable(f"snapshot {snapshot} could not be read back from {self.url}: {restic_said(done.stderr, done.returncode)}; "
-                          "it is not recorded as a backup (was the repository moved or replaced while it ran?)")
+        raise Unavailable(
+            f"snapshot {snapshot} could not be read back from {self.url}: {restic_said(done.stderr, done.returncode)}; "
+            "it is not recorded as a backup (was the repository moved or replaced while it ran?)"
+        )
     head, nodes = json.loads(lines[0]), [json.loads(l) for l in lines[1:]]
     held = {n['path'].lstrip('/') for n in nodes if n.get('type') == 'file'}
     missing = sorted(set(files) - held)
-    if missing: raise Unavailable(f"snapshot {snapshot} in {self.url} lacks {len(missing)} file(s) of its manifest (first: {missing[0]}): it is not recorded as a backup")
+    if missing:
+        raise Unavailable(
+            f"snapshot {snapshot} in {self.url} lacks {len(missing)} file(s) of its manifest (first: {missing[0]}): it "
+            "is not recorded as a backup"
+        )
     return {'id': head['id'], 'time': head['time'], 'files': len(held)}
 
 # %% ../../nbs/12b_ops.repository.ipynb #c013
@@ -185,22 +258,56 @@ def forget(self: Repository, home: str,     # the home whose snapshots are judge
            dry_run: bool = False,           # only say what would go, and why each stays
            prune: bool = True,              # remove the data no snapshot uses any more
           ) -> dict:
-    "Retention of one home's snapshots by `RETENTION`, never a snapshot it was restored from: counts kept and removed, and each snapshot's verdict with why"
+    """Retention of one home's snapshots by `RETENTION`, never a snapshot it was restored from: counts kept and removed,
+    and each snapshot's verdict with why"""
     keep = [a for name, value, _ in RETENTION for a in (f"--keep-{name}", value)]
-    done = self.restic('forget', '--json', '--tag', f"{TAG},home:{home}", '--group-by', '', *keep, '--keep-tag', RESTORED,
-                       *(['--dry-run'] if dry_run else ['--prune'] if prune else []))
+    done = self.restic(
+        'forget',
+        '--json',
+        '--tag',
+        f"{TAG},home:{home}",
+        '--group-by',
+        '',
+        *keep,
+        '--keep-tag',
+        RESTORED,
+        *(['--dry-run'] if dry_run else ['--prune'] if prune else []),
+    )
     first = done.stdout.strip().splitlines()[0] if done.stdout.strip() else '[]'
     groups = json.loads(first) if first.startswith('[') else []
     plan = []
     for g in groups:
-        for s, r in zip(g.get('keep') or [], g.get('reasons') or []):   # one reason a kept snapshot, in the same order (the reason's copy has no id)
-            plan.append({'id': s['short_id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'], 'verdict': 'kept',
-                         'why': '; '.join(_said(m) for m in r['matches'])})
+        # one reason a kept snapshot, in the same order (the reason's copy has no id)
+        for s, r in zip(g.get('keep') or [], g.get('reasons') or []):
+            plan.append(
+                {
+                    'id': s['short_id'],
+                    'time': pd.Timestamp(s['time']).tz_convert('UTC'),
+                    'host': s['hostname'],
+                    'verdict': 'kept',
+                    'why': '; '.join(_said(m) for m in r['matches']),
+                }
+            )
         for s in g.get('remove') or []:
-            plan.append({'id': s['short_id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'], 'verdict': 'forgotten' if not dry_run else 'would go',
-                         'why': 'in no tier: not within 48 hours, not the newest of its day within 30 days nor of its week within 90'})
-    table = pd.DataFrame(plan, columns=['id', 'time', 'host', 'verdict', 'why']).sort_values('time', ascending=False, ignore_index=True)
-    return {'kept': int((table['verdict'] == 'kept').sum()), 'removed': int((table['verdict'] != 'kept').sum()), 'plan': table}
+            plan.append(
+                {
+                    'id': s['short_id'],
+                    'time': pd.Timestamp(s['time']).tz_convert('UTC'),
+                    'host': s['hostname'],
+                    'verdict': 'forgotten' if not dry_run else 'would go',
+                    'why': 'in no tier: not within 48 hours, not the newest of its day within 30 days nor of its week '
+                           'within 90',
+                }
+            )
+    table = pd.DataFrame(plan, columns=['id', 'time', 'host', 'verdict', 'why']).sort_values(
+        'time', ascending=False, ignore_index=True
+    )
+    return {
+        'kept': int((table['verdict'] == 'kept').sum()),
+        'removed': int((table['verdict'] != 'kept').sum()),
+        'plan': table,
+    }
+
 
 def _said(match: str) -> str:
     "restic's reason for keeping a snapshot in our words"
@@ -213,22 +320,32 @@ def password_file(path: Path | None = None,
                   make: bool = False,  # make it (once, 0600) when it is not there: only for a new repository
                  ) -> Path:
     "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password"
-    return secret_file(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home()/'.config'/'mlfin'/'backup-password', make)
+    return secret_file(
+        path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home() / '.config' / 'mlfin' / 'backup-password',
+        make,
+    )
 
 # %% ../../nbs/12b_ops.repository.ipynb #c015
 def repository_url(url: str | None = None) -> str | None:
-    "The repository's URL as a backup records it: `url` or MLFIN_BACKUP_REPO, a folder made absolute; None when neither is given"
+    """The repository's URL as a backup records it: `url` or MLFIN_BACKUP_REPO, a folder made absolute; None when
+    neither is given"""
     url = url or os.environ.get('MLFIN_BACKUP_REPO')
-    if url and local_path(url) is not None: url = str(Path(url).expanduser().resolve())   # a folder: absolute, as records name it
+    # a folder: absolute, as records name it
+    if url and local_path(url) is not None: url = str(Path(url).expanduser().resolve())
     return url or None
 
 def repository(url: str | None = None, password: Path | None = None,
                backing_up: bool = False,   # a backup, or making one: refuse a repository inside the home
                making: bool = False,       # `make_repository`: a new repository gets a new password file
               ) -> Repository:
-    "The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given, NotFound when its password file is missing (made only with a new repository)"
+    """The backup repository: `url`, or MLFIN_BACKUP_REPO; BadInput when neither is given, NotFound when its password
+    file is missing (made only with a new repository)"""
     url = repository_url(url)
-    if not url: raise BadInput("no backup repository: give --repo (a folder on another disk, sftp:HOST:/PATH or rest:URL) or set MLFIN_BACKUP_REPO")
+    if not url:
+        raise BadInput(
+            "no backup repository: give --repo (a folder on another disk, sftp:HOST:/PATH or rest:URL) or set "
+            "MLFIN_BACKUP_REPO"
+        )
     if backing_up and local_path(url) is not None and local_path(url).is_relative_to(home().resolve()):
         raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
     found = Repository(url, password_file(password))
@@ -236,22 +353,32 @@ def repository(url: str | None = None, password: Path | None = None,
         there = found.initialised()
         if making and not there: password_file(password, make=True)   # a new repository: its password made here, once
         elif backing_up and not there: raise found.missing()   # what is wrong is the repository, not its password
-        else: raise NotFound(f"the backup password file {found.password_file} is missing: put the password of the repository at {url} there "
-                             "(the copy kept when it was made), or name its file with --password or MLFIN_BACKUP_PASSWORD_FILE")
+        else:
+            raise NotFound(
+                f"the backup password file {found.password_file} is missing: put the password of the repository at "
+                f"{url} there "
+                "(the copy kept when it was made), or name its file with --password or MLFIN_BACKUP_PASSWORD_FILE"
+            )
     return found
 
 # %% ../../nbs/12b_ops.repository.ipynb #c016
 @patch
 def retention_due(self: Repository, home: str, work: Path,
-                  snapshots: pd.DataFrame | None = None,   # the home's snapshots, when the caller has them (a restic call saved)
+                  # the home's snapshots, when the caller has them (a restic call saved)
+                  snapshots: pd.DataFrame | None = None,
                  ) -> bool:
-    "Whether this home's retention is due: its last run (a snapshot tagged `retention`), read from the repository unless `work` remembers it for this repository"
+    """Whether this home's retention is due: its last run (a snapshot tagged `retention`), read from the repository
+    unless `work` remembers it for this repository"""
     cache = work/'retention.json'
     key = f"{self.url} {home}"
     try: last = json.loads(cache.read_text()).get(key)
     except (OSError, ValueError): last = None
-    if last is None:   # a new machine, a restored home, another repository: the repository says
-        ran = self.snapshots(f"home:{home}", RETAINED) if snapshots is None else snapshots[snapshots['tags'].map(lambda t: RETAINED in t)]
+    if last is None:  # a new machine, a restored home, another repository: the repository says
+        ran = (
+            self.snapshots(f"home:{home}", RETAINED)
+            if snapshots is None
+            else snapshots[snapshots['tags'].map(lambda t: RETAINED in t)]
+        )
         last = ran['time'].iloc[-1].timestamp() if len(ran) else 0.0
         self.remember_retention(home, work, last)
     return pd.Timestamp.now(tz='UTC').timestamp() - last > RETENTION_EVERY
@@ -270,20 +397,26 @@ def remember_retention(self: Repository, home: str, work: Path, when: float):
 RECORDED = 'backup-repositories.json'   # in the home: each repository URL it backs up into -> that repository's id
 
 def recorded_ids() -> dict[str, str]:
-    "The repositories this home backs up into, as `mlfin backup init` (or a first backup's adoption) recorded them: URL -> restic id"
+    """The repositories this home backs up into, as `mlfin backup init` (or a first backup's adoption) recorded them:
+    URL -> restic id"""
     try: return json.loads((home()/RECORDED).read_text())
     except (OSError, ValueError): return {}
 
 def record_id(url: str, repository_id: str):
     "Record in the home that it backs up into the repository `repository_id` at `url`"
-    atomic_write(home()/RECORDED, lambda tmp: Path(tmp).write_text(json.dumps({**recorded_ids(), url: repository_id}, indent=1)))
+    atomic_write(
+        home() / RECORDED,
+        lambda tmp: Path(tmp).write_text(json.dumps({**recorded_ids(), url: repository_id}, indent=1)),
+    )
 
 # %% ../../nbs/12b_ops.repository.ipynb #c019
 @patch
 def config_id(self: Repository) -> str | None:
     "The repository's id, read with its password (`restic cat config`); None when no repository is there"
-    if self.local is not None and not (self.local/'config').exists(): return None   # no restic call (0.5 s) for a folder that is not one
-    done = self.restic('--no-lock', 'cat', 'config', check=False)   # a read: no lock written, so a full disk fails the backup itself, with its own line
+    # no restic call (0.5 s) for a folder that is not one
+    if self.local is not None and not (self.local/'config').exists(): return None
+    # a read: no lock written, so a full disk fails the backup itself, with its own line
+    done = self.restic('--no-lock', 'cat', 'config', check=False)
     if done.returncode == 0: return json.loads(done.stdout)['id']
     if 'Is there a repository at the following location' in done.stderr: return None
     raise Unavailable(f"restic cat config on {self.url}: {restic_said(done.stderr, done.returncode)}")
@@ -292,25 +425,39 @@ def config_id(self: Repository) -> str | None:
 @patch
 def vouch(self: Repository, me: str | None,   # this home's id (`home_id`)
          ) -> str:
-    "The repository's id when it is this home's (the one recorded for its URL; none recorded: one holding this home's snapshots); else NotFound or BadInput in one line naming it"
+    """The repository's id when it is this home's (the one recorded for its URL; none recorded: one holding this home's
+    snapshots); else NotFound or BadInput in one line naming it"""
     found = self.config_id()
     if found is None: raise self.missing()
     known = recorded_ids().get(self.url)
     if known is None:
-        if me and len(self.snapshots(f"home:{me}")): record_id(self.url, found); return found   # backing up there before ids were recorded: adopted
-        raise NotFound(f"the repository at {self.url} holds none of this home's snapshots and this home records no repository there: {_on_purpose(self.url)}")
+        # backing up there before ids were recorded: adopted
+        if me and len(self.snapshots(f"home:{me}")): record_id(self.url, found); return found
+        raise NotFound(
+            f"the repository at {self.url} holds none of this home's snapshots and this home records no repository "
+            f"there: {_on_purpose(self.url)}"
+        )
     if known != found:
-        raise BadInput(f"the repository at {self.url} is another one (id {found[:8]}, this home's is {known[:8]}): a disk swapped, or a repository made anew there; "
-                       f"mount this home's, or `mlfin backup init --repo {self.url}` to back up into this one from now on")
+        raise BadInput(
+            f"the repository at {self.url} is another one (id {found[:8]}, this home's is {known[:8]}): a disk "
+            "swapped, or a repository made anew there; "
+            f"mount this home's, or `mlfin backup init --repo {self.url}` to back up into this one from now on"
+        )
     return found
 
 # %% ../../nbs/12b_ops.repository.ipynb #c021
 def make_repository(url: str | None = None, password: Path | None = None,
-                    adopt: bool = True,   # a repository already there: record it as this home's (False: leave it to `vouch`)
+                    # a repository already there: record it as this home's (False: leave it to `vouch`)
+                    adopt: bool = True,
                    ) -> tuple[Repository, str, bool]:
-    "Make the repository at `url` (its password file made once), or take on the one there; record its id in this home: (repository, id, made)"
+    """Make the repository at `url` (its password file made once), or take on the one there; record its id in this home:
+    (repository, id, made)"""
     repo = repository(url, password, backing_up=True, making=True)
-    if repo.local is not None and not repo.local.parent.is_dir(): raise NotFound(f"{repo.local.parent}: no such folder (a backup disk not mounted?): the repository goes in a folder that is there")
+    if repo.local is not None and not repo.local.parent.is_dir():
+        raise NotFound(
+            f"{repo.local.parent}: no such folder (a backup disk not mounted?): the repository goes in a folder that "
+            "is there"
+        )
     home_id(make=True)
     found, made = repo.config_id(), False
     if found is None: repo.restic('init'); found, made = repo.config_id(), True
@@ -319,12 +466,17 @@ def make_repository(url: str | None = None, password: Path | None = None,
 
 # %% ../../nbs/12b_ops.repository.ipynb #c022
 def latest(snapshots: pd.DataFrame) -> tuple[pd.Series, str]:
-    "The snapshot taken last by the repository's order (a home's `seq`; between homes, their newest by time), and a warning line when one is dated after it"
+    """The snapshot taken last by the repository's order (a home's `seq`; between homes, their newest by time), and a
+    warning line when one is dated after it"""
     if snapshots.empty: raise NotFound("the repository holds no mlfin snapshot: `mlfin backup` makes one")
     tips = snapshots.sort_values(['seq', 'time']).groupby('home', sort=False).tail(1)
     chosen = tips.sort_values('time').iloc[-1]
     ahead = snapshots[snapshots['time'] > chosen['time']].sort_values('time')
     if ahead.empty: return chosen, ''
     a, at = ahead.iloc[-1], lambda t: t.strftime('%Y-%m-%d %H:%M UTC')
-    return chosen, (f"snapshot {a['id']} is dated {at(a['time'])}, after {chosen['id']} ({at(chosen['time'])}), the last taken by the repository's order: "
-                    f"a clock was wrong when one of them was made; {chosen['id']} is the latest (--snapshot {a['id']} takes the other)")
+    return chosen, (
+        f"snapshot {a['id']} is dated {at(a['time'])}, after {chosen['id']} ({at(chosen['time'])}), the last taken by "
+        "the repository's order: "
+        f"a clock was wrong when one of them was made; {chosen['id']} is the latest (--snapshot {a['id']} takes the "
+        "other)"
+    )

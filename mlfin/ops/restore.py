@@ -28,28 +28,46 @@ class Restored:
     files: int
     bytes: int
     seconds: float
-    store: dict            # kind, url, and per series: bars restored against bars backed up (`series`), rows of each non-bar series (`observations`)
+    # kind, url, and per series: bars restored against bars backed up (`series`), rows of each non-bar series
+    # (`observations`)
+    store: dict
     fingerprints: dict     # production model -> 'identical', or what differs
     project: Path | None   # the project's configuration files, restored beside the home
-    kept: str = ''         # the snapshot as retention keeps it now, tagged restored-from (its new id), or why it could not be tagged
+    # the snapshot as retention keeps it now, tagged restored-from (its new id), or why it could not be tagged
+    kept: str = ''
     warning: str = ''      # the latest by the repository's order is not the latest by time: what a clock did
 
     def summary(self) -> dict:
-        return {'snapshot': self.snapshot, 'home': str(self.home), 'files': self.files, 'bytes': self.bytes, 'seconds': round(self.seconds, 2),
-                'series': len(self.store['series']),
-                'observations': len(self.store.get('observations', {})), 'fingerprints': self.fingerprints, 'kept': self.kept, **({'warning': self.warning} if self.warning else {})}
+        return {
+            'snapshot': self.snapshot,
+            'home': str(self.home),
+            'files': self.files,
+            'bytes': self.bytes,
+            'seconds': round(self.seconds, 2),
+            'series': len(self.store['series']),
+            'observations': len(self.store.get('observations', {})),
+            'fingerprints': self.fingerprints,
+            'kept': self.kept,
+            **({'warning': self.warning} if self.warning else {}),
+        }
 
 # %% ../../nbs/12d_ops.restore.ipynb #c006
 def pick(snapshots: pd.DataFrame, wanted: str) -> tuple[pd.Series, str]:
-    "The snapshot `wanted` names, latest (by the repository's order: `repository.latest`, with its warning when times disagree) or the first characters of its id"
+    """The snapshot `wanted` names, latest (by the repository's order: `repository.latest`, with its warning when times
+    disagree) or the first characters of its id"""
     if wanted == 'latest': return latest(snapshots)
     found = snapshots[snapshots['full_id'].str.startswith(wanted)]
-    if len(found) != 1: raise NotFound(f"snapshot {wanted!r}: {'no such snapshot' if found.empty else 'names several'}; `mlfin backup ls` lists them")
+    if len(found) != 1:
+        raise NotFound(
+            f"snapshot {wanted!r}: {'no such snapshot' if found.empty else 'names several'}; `mlfin backup ls` lists "
+            "them"
+        )
     return found.iloc[0], ''
 
 # %% ../../nbs/12d_ops.restore.ipynb #c008s
 def _sidecar(path: str, wanted: dict, found: dict) -> bool:
-    "Whether `path` is SQLite's index or an empty write-ahead log beside a database the snapshot holds: nothing of the database is lost without it"
+    """Whether `path` is SQLite's index or an empty write-ahead log beside a database the snapshot holds: nothing of the
+    database is lost without it"""
     # backups made before the cut's databases were closed listed the -shm and an empty -wal of a copy read after it was
     # made (its pages were all in the database file by then), and restic, reading later, found them gone
     base, _, kind = path.rpartition('-')
@@ -57,7 +75,8 @@ def _sidecar(path: str, wanted: dict, found: dict) -> bool:
 
 # %% ../../nbs/12d_ops.restore.ipynb #c008
 def verify(folder: Path, manifest: dict) -> tuple[int, int]:
-    "Every file the manifest lists, present under `folder` with its SHA-256 and size; (files, bytes), or Unavailable naming the first that differs"
+    """Every file the manifest lists, present under `folder` with its SHA-256 and size; (files, bytes), or Unavailable
+    naming the first that differs"""
     found = checksums(folder)
     found.pop('MANIFEST.json', None)
     wanted = manifest['files']
@@ -65,8 +84,11 @@ def verify(folder: Path, manifest: dict) -> tuple[int, int]:
     changed = sorted(p for p in set(wanted) & set(found) if found[p] != wanted[p])
     if missing or changed:
         first = (missing or changed)[0]
-        raise Unavailable(f"the snapshot does not match its manifest: {len(missing)} file(s) missing, {len(changed)} changed (first: {first}); "
-                          "the repository is damaged (`mlfin backup check --read-data`); nothing was restored")
+        raise Unavailable(
+            f"the snapshot does not match its manifest: {len(missing)} file(s) missing, {len(changed)} changed (first: "
+            f"{first}); "
+            "the repository is damaged (`mlfin backup check --read-data`); nothing was restored"
+        )
     return sum(p in found for p in wanted), sum(b for p, (_, b) in wanted.items() if p in found)
 
 # %% ../../nbs/12d_ops.restore.ipynb #c009
@@ -84,7 +106,9 @@ def reproduce(fingerprints: dict, probes: Path, store=None) -> dict:
         symbol, timeframe = series_of(name)
         try: predictor = load('production', symbol, timeframe)
         except MlfinError as e: out[name] = f"not loaded: {e}"; continue
-        if predictor.version != printed['version']: out[name] = f"production is v{predictor.version}, the backup had v{printed['version']}"; continue
+        if predictor.version != printed['version']:
+            out[name] = f"production is v{predictor.version}, the backup had v{printed['version']}"
+            continue
         X = pd.read_parquet(probes/printed['probe'])
         again = predictor.model.predict(X.to_numpy(dtype='float64'), np.asarray(printed['rows']))
         gap = float(np.max(np.abs(np.asarray(again) - np.asarray(printed['predictions'])))) if len(again) else 0.0
@@ -100,10 +124,17 @@ def unreadable(snapshot: str, said: str) -> str:
             path, _, why = line.removeprefix('ignoring error for ').partition(': ')
             first.setdefault(path.lstrip('/'), why)
     files = [f"{path} ({why})" for path, why in first.items()]
-    what = (f"{len(files)} file(s) unreadable: {', '.join(files[:3])}{' and more' if len(files) > 3 else ''}" if files else
-            restic_said(said))
-    return (f"snapshot {snapshot} could not be restored, {what}; the repository is damaged there: `mlfin backup check --read-data` names the damaged packs; "
-            "try an earlier snapshot (`mlfin backup ls`, then --snapshot ID) or another copy of the repository; nothing was placed")
+    what = (
+        f"{len(files)} file(s) unreadable: {', '.join(files[:3])}{' and more' if len(files) > 3 else ''}"
+        if files
+        else restic_said(said)
+    )
+    return (
+        f"snapshot {snapshot} could not be restored, {what}; the repository is damaged there: `mlfin backup check "
+        "--read-data` names the damaged packs; "
+        "try an earlier snapshot (`mlfin backup ls`, then --snapshot ID) or another copy of the repository; nothing "
+        "was placed"
+    )
 
 # %% ../../nbs/12d_ops.restore.ipynb #c011
 def restore(to: Path,                     # the new home: an empty (or absent) folder
@@ -111,15 +142,23 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
             repo: str | None = None,      # default: MLFIN_BACKUP_REPO
             password: Path | None = None, # default: MLFIN_BACKUP_PASSWORD_FILE or ~/.config/mlfin/backup-password
             store: str | None = None,     # a PostgreSQL store's snapshot: the empty database it is restored into
-            force: bool = False,          # restore into a folder that is not empty (what the snapshot holds is replaced)
+            # restore into a folder that is not empty (what the snapshot holds is replaced)
+            force: bool = False,
            ) -> Restored:
-    "Rebuild a home from a snapshot into `to`: checked against its manifest first, placed, its MLflow locations moved, fingerprints reproduced"
+    """Rebuild a home from a snapshot into `to`: checked against its manifest first, placed, its MLflow locations moved,
+    fingerprints reproduced"""
     started = time.perf_counter()
     to = Path(to).expanduser().resolve()
     if to.exists() and any(to.iterdir()) and not force:
-        raise BadInput(f"{to}: not empty; restore rebuilds a home in an empty folder (--force replaces what the snapshot holds there)")
+        raise BadInput(
+            f"{to}: not empty; restore rebuilds a home in an empty folder (--force replaces what the snapshot holds "
+            "there)"
+        )
     repository_ = repository(repo, password)
-    if not repository_.exists(): raise NotFound(f"no restic repository at {repository_.url} (or its password is not {repository_.password_file})")
+    if not repository_.exists():
+        raise NotFound(
+            f"no restic repository at {repository_.url} (or its password is not {repository_.password_file})"
+        )
     chosen, warning = pick(repository_.snapshots(), snapshot)
     scratch = work = to.parent/f".{to.name}.restoring-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -130,7 +169,10 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
         manifest = json.loads((work/'MANIFEST.json').read_text())
         files, size = verify(work, manifest)          # before anything is put in place
         kind = manifest['store']['kind']
-        if kind == 'postgresql' and not store: raise BadInput("this snapshot's store is PostgreSQL: give --store postgresql://HOST/EMPTY_DATABASE to restore it into")
+        if kind == 'postgresql' and not store:
+            raise BadInput(
+                "this snapshot's store is PostgreSQL: give --store postgresql://HOST/EMPTY_DATABASE to restore it into"
+            )
         to.mkdir(parents=True, exist_ok=True)
         for part in sorted((work/'home').iterdir()) if (work/'home').is_dir() else []:
             _replace(part, to/part.name)
@@ -144,27 +186,55 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     finally: shutil.rmtree(scratch, ignore_errors=True)
     target_store = store if kind == 'postgresql' else str(to/'store')
     with in_home(to):
-        check_home()   # MLflow's recorded locations follow the new folder
-        held = {f"{r['symbol']}:{r['timeframe']}": int(r['bars']) for r in open_store(target_store).ls().to_dict(orient='records')}
-        observed = {series_key(r['name'], r['symbol']): int(r['rows']) for r in open_store(target_store).observation_series().to_dict(orient='records')}
+        check_home()  # MLflow's recorded locations follow the new folder
+        held = {
+            f"{r['symbol']}:{r['timeframe']}": int(r['bars'])
+            for r in open_store(target_store).ls().to_dict(orient='records')
+        }
+        observed = {
+            series_key(r['name'], r['symbol']): int(r['rows'])
+            for r in open_store(target_store).observation_series().to_dict(orient='records')
+        }
         prints = reproduce(manifest['fingerprints'], kept, target_store)
-    series = {name: {'backed_up': v['bars'], 'restored': held.get(name, 0)} for name, v in manifest['store']['series'].items()}
+    series = {
+        name: {'backed_up': v['bars'], 'restored': held.get(name, 0)} for name, v in manifest['store']['series'].items()
+    }
     short = [n for n, v in series.items() if v['restored'] < v['backed_up']]
     if short: raise Unavailable(f"restored store holds fewer bars than backed up for {', '.join(short)}")
-    observations = {name: {'backed_up': rows, 'restored': observed.get(name, 0)} for name, rows in manifest['store'].get('observations', {}).items()}   # none listed by a snapshot made before them
+    observations = {
+        name: {'backed_up': rows, 'restored': observed.get(name, 0)}
+        for name, rows in manifest['store'].get('observations', {}).items()
+    }  # none listed by a snapshot made before them
     short = [n for n, v in observations.items() if v['restored'] < v['backed_up']]
-    if short: raise Unavailable(f"restored store holds fewer rows than backed up of the non-bar series {', '.join(short)}")
+    if short:
+        raise Unavailable(f"restored store holds fewer rows than backed up of the non-bar series {', '.join(short)}")
     kept = _keep(repository_, chosen)
-    return Restored(chosen['id'], to, files, size, time.perf_counter() - started, {'kind': kind, 'url': target_store, 'series': series, 'observations': observations}, prints, project, kept, warning)
+    return Restored(
+        chosen['id'],
+        to,
+        files,
+        size,
+        time.perf_counter() - started,
+        {'kind': kind, 'url': target_store, 'series': series, 'observations': observations},
+        prints,
+        project,
+        kept,
+        warning,
+    )
 
 # %% ../../nbs/12d_ops.restore.ipynb #c011k
 def _keep(repository_, chosen) -> str:
-    "Tag the snapshot a home was restored from, so retention keeps it whatever its age: its id after tagging, or why it stays untagged"
+    """Tag the snapshot a home was restored from, so retention keeps it whatever its age: its id after tagging, or why
+    it stays untagged"""
     if RESTORED in chosen['tags']: return f"snapshot {chosen['id']} already kept as restored-from"
-    done = repository_.restic('tag', '--add', RESTORED, chosen['full_id'], check=False)   # restic writes the snapshot anew: a new id
-    if done.returncode: return f"snapshot {chosen['id']} not tagged restored-from ({restic_said(done.stderr, done.returncode)}): retention may forget it"
+    # restic writes the snapshot anew: a new id
+    done = repository_.restic('tag', '--add', RESTORED, chosen['full_id'], check=False)
+    if done.returncode:
+        return (f"snapshot {chosen['id']} not tagged restored-from ({restic_said(done.stderr, done.returncode)}): "
+                "retention may forget it")
     ours = repository_.snapshots(RESTORED)
-    now = ours[ours['original'] == (chosen['original'] or chosen['full_id'])]   # restic keeps the first id of a rewritten snapshot
+    # restic keeps the first id of a rewritten snapshot
+    now = ours[ours['original'] == (chosen['original'] or chosen['full_id'])]
     return f"snapshot {chosen['id']} kept as restored-from, now {now['id'].iloc[-1] if len(now) else 'under a new id'}"
 
 # %% ../../nbs/12d_ops.restore.ipynb #c012
@@ -178,11 +248,30 @@ def _replace(source: Path, target: Path):
 
 # %% ../../nbs/12d_ops.restore.ipynb #c013
 def _pg_restore(dump: Path, url: str, force: bool):
-    "pg_restore a store's dump into `url`, which must hold none of mlfin's tables (unless `force`: they are dropped first)"
+    """pg_restore a store's dump into `url`, which must hold none of mlfin's tables (unless `force`: they are dropped
+    first)"""
     if not shutil.which('pg_restore'): raise Unavailable("pg_restore is missing: install Debian's postgresql-client")
     plain = url.replace('postgresql+psycopg://', 'postgresql://')
     if not force and (len(open_store(url).ls()) or len(open_store(url).observation_series())):
-        raise BadInput(f"--store {url.split('@')[-1]}: already holds series; restore into an empty database (--force replaces them)")
-    done = subprocess.run(['pg_restore', '--no-owner', '--no-privileges', *(['--clean', '--if-exists'] if force else []), '--dbname', plain, str(dump)],
-                          capture_output=True, text=True)
-    if done.returncode: raise Unavailable(f"pg_restore into the store failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        raise BadInput(
+            f"--store {url.split('@')[-1]}: already holds series; restore into an empty database (--force replaces "
+            "them)"
+        )
+    done = subprocess.run(
+        [
+            'pg_restore',
+            '--no-owner',
+            '--no-privileges',
+            *(['--clean', '--if-exists'] if force else []),
+            '--dbname',
+            plain,
+            str(dump),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise Unavailable(
+            "pg_restore into the store failed: "
+            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        )

@@ -27,13 +27,17 @@ __all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'job_about', 'scheduled', 'Stop
 # %% ../../nbs/12g_ops.schedules.ipynb #c005
 @dataclass(frozen=True)
 class Job:
-    "A recurring job: when it runs (cron's minute and hour fields), how late it may start, and whether a run waits for the previous one"
+    """A recurring job: when it runs (cron's minute and hour fields), how late it may start, and whether a run waits for
+    the previous one"""
+
     what: str                 # one line: what it does
     minute: str               # cron's minute field: 0, 10, */15
     hour: str = '*'           # cron's hour field: 4, *
     delay: str = '1min'       # systemd's RandomizedDelaySec: spread over this much after the time
-    wait: float | None = 0    # seconds to wait while the previous run still works (0: skip this one, recorded as skipped)
-    timeout: int = 3600       # seconds a run may take before systemd (TimeoutStartSec) or cron (`timeout`) stops it, recorded as failed
+    # seconds to wait while the previous run still works (0: skip this one, recorded as skipped)
+    wait: float | None = 0
+    # seconds a run may take before systemd (TimeoutStartSec) or cron (`timeout`) stops it, recorded as failed
+    timeout: int = 3600
 
     def cron(self) -> str: return f"{self.minute} {self.hour} * * *"
     def calendar(self) -> str:
@@ -43,11 +47,23 @@ class Job:
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c008
 JOBS = {
-    'run':     Job("the pipeline: ingest -> features -> train -> backtest -> report", '0', '4', '15min', timeout=4 * 3600),
-    'monitor': Job("the monitor: every production model's drift and live performance, every series' freshness", '10', '*', '2min', timeout=1800),
-    'backup':  Job("a snapshot of the home into the backup repository (and, once a day, retention)", '*/15', '*', '1min', timeout=2 * 3600),
-    'health':  Job("every health check, recorded; an alert after consecutive failures", '*/5', '*', '30s', timeout=240),
-    'report':  Job("the daily report (HTML, and e-mail when configured)", '30', '6', '5min', wait=None, timeout=1800),
+    'run': Job("the pipeline: ingest -> features -> train -> backtest -> report", '0', '4', '15min', timeout=4 * 3600),
+    'monitor': Job(
+        "the monitor: every production model's drift and live performance, every series' freshness",
+        '10',
+        '*',
+        '2min',
+        timeout=1800,
+    ),
+    'backup': Job(
+        "a snapshot of the home into the backup repository (and, once a day, retention)",
+        '*/15',
+        '*',
+        '1min',
+        timeout=2 * 3600,
+    ),
+    'health': Job("every health check, recorded; an alert after consecutive failures", '*/5', '*', '30s', timeout=240),
+    'report': Job("the daily report (HTML, and e-mail when configured)", '30', '6', '5min', wait=None, timeout=1800),
 }
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c010
@@ -58,13 +74,16 @@ def job_work(job: str) -> Callable[[float | None], dict]:
         ran = pipeline.run(wait=wait, progress=False)
         return {'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed'}
     def monitor(wait):
-        from mlfin.monitor.models import monitor as watch_all   # here, not at the top: mlfin.monitor.models adds 0.99 s to importing this module (measured)
-        from mlfin.monitor.report import write_report   # here, not at the top: mlfin.monitor.report adds 1.03 s to importing this module (measured)
+        from mlfin.monitor.models import monitor as watch_all   # here, not at the top: mlfin.monitor.models adds 0.99 s
+                                                                # to importing this module (measured)
+        from mlfin.monitor.report import write_report   # here, not at the top: mlfin.monitor.report adds 1.03 s to
+                                                        # importing this module (measured)
         report = watch_all(signals=served_signals)
         folder = write_report(report)
         return {'watched': [w.verdict() for w in report.watches], 'not_watched': report.errors, 'report': str(folder)}
     def backup(wait):
-        from mlfin.ops.backup import backup as snapshot   # here, not at the top: mlfin.ops.backup adds 0.11 s to importing this module (measured)
+        from mlfin.ops.backup import backup as snapshot   # here, not at the top: mlfin.ops.backup adds 0.11 s to
+                                                          # importing this module (measured)
         return snapshot().summary()
     def health(wait):
         return check_all().summary()
@@ -74,24 +93,31 @@ def job_work(job: str) -> Callable[[float | None], dict]:
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c010a
 def job_about(job: str) -> dict:
-    "What a run of `job` is on, beyond the job and host: a backup's repository (its URL), so one repository's success never resolves another's failure"
+    """What a run of `job` is on, beyond the job and host: a backup's repository (its URL), so one repository's success
+    never resolves another's failure"""
     url = repository_url() if job == 'backup' else None
     return {'repository': url} if url else {}
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c011
 def scheduled(job: str,                    # one of JOBS
-              wait: float | None | str = 'job', # seconds to wait for the previous run; 'job': the job's own (`Job.wait`)
+              # seconds to wait for the previous run; 'job': the job's own (`Job.wait`)
+              wait: float | None | str = 'job',
               echo: Callable = print,
-              work: Callable | None = None,     # what it does (wait -> summary), when not the job's own (`mlfin backup` with its options)
-              about: dict | None = None,        # what the run is on, kept by a failed run and named by its alert (default `job_about`)
+              # what it does (wait -> summary), when not the job's own (`mlfin backup` with its options)
+              work: Callable | None = None,
+              # what the run is on, kept by a failed run and named by its alert (default `job_about`)
+              about: dict | None = None,
              ) -> int:
-    "Run `job` once, holding its lock, recorded in the ops database; its exit status (0 done, 75 skipped: the previous still works, 2 failed on a user's mistake, 1 failed, 143 stopped by SIGTERM)"
+    """Run `job` once, holding its lock, recorded in the ops database; its exit status (0 done, 75 skipped: the previous
+    still works, 2 failed on a user's mistake, 1 failed, 143 stopped by SIGTERM)"""
     work, at, about = work or job_work(job), home(), job_about(job) if about is None else about
     wait = JOBS[job].wait if wait == 'job' else wait
     settle_dead(at)   # runs killed before they could write their outcome: failed
-    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, _stopped)   # systemd's timeout, or a person: recorded
+    # systemd's timeout, or a person: recorded
+    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, _stopped)
     record = run_started(job, at, 'waiting')   # every attempt recorded, one killed while it waits too (`settle_dead`)
-    try: held = exclusive(job, wait, at, waiting=lambda line: echo(f"mlfin: {line}")); held.__enter__()   # the run job's lock is the pipeline's own
+    # the run job's lock is the pipeline's own
+    try: held = exclusive(job, wait, at, waiting=lambda line: echo(f"mlfin: {line}")); held.__enter__()
     except Unavailable as e:
         run_ended(record, 'skipped', 75, str(e), at=at)
         echo(f"mlfin: {job}: skipped: {e}"); return 75
@@ -103,9 +129,11 @@ def scheduled(job: str,                    # one of JOBS
         except MlfinError as e:
             run_ended(record, 'failed', 2, str(e), summary=about or None, at=at); _alert(job, str(e), about)
             echo(f"mlfin: {job}: failed: {e}"); return 2
-        except BaseException as e:   # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
+        # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
+        except BaseException as e:
             line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            run_ended(record, 'failed', 143 if isinstance(e, Stopped) else 1, line, summary=about or None, at=at); traceback.print_exc()
+            run_ended(record, 'failed', 143 if isinstance(e, Stopped) else 1, line, summary=about or None, at=at)
+            traceback.print_exc()
             _alert(job, line, about)
             if isinstance(e, (KeyboardInterrupt, SystemExit, Stopped)): raise
             return 1
@@ -117,20 +145,40 @@ def scheduled(job: str,                    # one of JOBS
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c011s
 class Stopped(BaseException):
-    "SIGTERM during a scheduled run: its timeout ran out (systemd's TimeoutStartSec, cron's `timeout`), or a person stopped it"
+    """SIGTERM during a scheduled run: its timeout ran out (systemd's TimeoutStartSec, cron's `timeout`), or a person
+    stopped it"""
+
 
 def _stopped(signum, frame): raise Stopped("SIGTERM: the job's timeout ran out, or it was stopped")
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c013
 def _alert(job: str, error: str | None, about: dict | None = None):
-    "Fire (error) or resolve (None) the job's failed-run alert, labelled with what the run was on (a backup's repository), when an Alertmanager is configured"
-    try: send_alert('MlfinScheduledRunFailed', {'task': job, 'host': socket.gethostname(), **(about or {})},
-                    f"scheduled {job} failed: {error}" if error else f"scheduled {job} succeeded", firing=error is not None, ends_in=26 * 3600)
-    except MlfinError as e: print(f"mlfin: {job}: the alert was not sent: {e}", file=sys.stderr)
+    """Fire (error) or resolve (None) the job's failed-run alert, labelled with what the run was on (a backup's
+    repository), when an Alertmanager is configured"""
+    try:
+        send_alert(
+            'MlfinScheduledRunFailed',
+            {'task': job, 'host': socket.gethostname(), **(about or {})},
+            f"scheduled {job} failed: {error}" if error else f"scheduled {job} succeeded",
+            firing=error is not None,
+            ends_in=26 * 3600,
+        )
+    except MlfinError as e:
+        print(f"mlfin: {job}: the alert was not sent: {e}", file=sys.stderr)
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c016
-CARRIED = ('MLFIN_HOME', 'MLFIN_STORE', 'MLFIN_ALERTMANAGER_URL', 'MLFIN_BACKUP_REPO', 'MLFIN_BACKUP_PASSWORD_FILE', 'MLFIN_RESTIC_OPTIONS',
-           'MLFIN_SMTP', 'MLFIN_REPORT_TO', SERVICE_URL_ENV, 'PLOOMBER_STATS_ENABLED')
+CARRIED = (
+    'MLFIN_HOME',
+    'MLFIN_STORE',
+    'MLFIN_ALERTMANAGER_URL',
+    'MLFIN_BACKUP_REPO',
+    'MLFIN_BACKUP_PASSWORD_FILE',
+    'MLFIN_RESTIC_OPTIONS',
+    'MLFIN_SMTP',
+    'MLFIN_REPORT_TO',
+    SERVICE_URL_ENV,
+    'PLOOMBER_STATS_ENABLED',
+)
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c018
 def units(jobs: list[str] | None = None,   # default: all of JOBS
@@ -141,21 +189,54 @@ def units(jobs: list[str] | None = None,   # default: all of JOBS
          ) -> dict[str, str]:
     "systemd unit files (name -> text): a service and a timer per job, and the OnFailure alert unit"
     chosen, (env, project, mlfin) = _chosen(jobs, at), _where(env, project)
-    lines = [f'Environment="{k}={_unit_quoted(env[k])}"' for k in CARRIED if env.get(k)]   # a value may hold spaces (restic's sftp.command)
+    # a value may hold spaces (restic's sftp.command)
+    lines = [f'Environment="{k}={_unit_quoted(env[k])}"' for k in CARRIED if env.get(k)]
     user = [f"User={_user()}"] if system else []
     out = {}
     for name, job in chosen.items():
-        out[f'mlfin-{name}.service'] = '\n'.join([
-            '[Unit]', f"Description=mlfin {name}: {job.what}", 'OnFailure=mlfin-alert@%n.service', '',
-            '[Service]', 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} scheduled {name}",
-            'SuccessExitStatus=75', f"TimeoutStartSec={job.timeout}", *(['Nice=10'] if name == 'run' else []), '']) + '\n'
+        out[f'mlfin-{name}.service'] = (
+            '\n'.join(
+                [
+                    '[Unit]',
+                    f"Description=mlfin {name}: {job.what}",
+                    'OnFailure=mlfin-alert@%n.service',
+                    '',
+                    '[Service]',
+                    'Type=oneshot',
+                    *user,
+                    f"WorkingDirectory={project}",
+                    *lines,
+                    f"ExecStart={mlfin} scheduled {name}",
+                    'SuccessExitStatus=75',
+                    f"TimeoutStartSec={job.timeout}",
+                    *(['Nice=10'] if name == 'run' else []),
+                    '',
+                ]
+            )
+            + '\n'
+        )
         out[f'mlfin-{name}.timer'] = '\n'.join([
             '[Unit]', f"Description=mlfin {name} on its schedule ({job.cron()})", '',
             '[Timer]', f"OnCalendar={job.calendar()}", 'Persistent=true', f"RandomizedDelaySec={job.delay}", '',
             '[Install]', 'WantedBy=timers.target', '']) + '\n'
-    out['mlfin-alert@.service'] = '\n'.join([
-        '[Unit]', 'Description=mlfin: alert that the unit %i failed', '',
-        '[Service]', 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} alert --unit %i", 'TimeoutStartSec=120', '']) + '\n'
+    out['mlfin-alert@.service'] = (
+        '\n'.join(
+            [
+                '[Unit]',
+                'Description=mlfin: alert that the unit %i failed',
+                '',
+                '[Service]',
+                'Type=oneshot',
+                *user,
+                f"WorkingDirectory={project}",
+                *lines,
+                f"ExecStart={mlfin} alert --unit %i",
+                'TimeoutStartSec=120',
+                '',
+            ]
+        )
+        + '\n'
+    )
     return out
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c019
@@ -170,7 +251,8 @@ def _chosen(jobs: list[str] | None, at: str | None) -> dict[str, Job]:
         m = re.fullmatch(r'([01]?\d|2[0-3]):([0-5]\d)', at)
         if not m: raise BadInput(f"--at {at!r}: a time of day, HH:MM (e.g. 04:00)")
         minutes = int(m[1]) * 60 + int(m[2])
-        if 'run' in chosen: chosen['run'] = dataclasses.replace(chosen['run'], minute=str(minutes % 60), hour=str(minutes // 60))
+        if 'run' in chosen:
+            chosen['run'] = dataclasses.replace(chosen['run'], minute=str(minutes % 60), hour=str(minutes // 60))
         if 'report' in chosen:
             later = (minutes + 150) % 1440
             chosen['report'] = dataclasses.replace(chosen['report'], minute=str(later % 60), hour=str(later // 60))
@@ -181,23 +263,34 @@ def _user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 def _unit_quoted(value: str) -> str:
-    "A value inside a double-quoted systemd assignment: backslashes and quotes escaped, % doubled (systemd reads %x as a specifier)"
+    """A value inside a double-quoted systemd assignment: backslashes and quotes escaped, % doubled (systemd reads %x as
+    a specifier)"""
     return value.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%')
 
 def _where(env: dict | None, project: Path | None) -> tuple[dict, Path, Path]:
-    "What a scheduled job runs with: the environment carried (the home resolved), the project folder, this environment's `mlfin`"
+    """What a scheduled job runs with: the environment carried (the home resolved), the project folder, this
+    environment's `mlfin`"""
     env = {**os.environ, **(env or {})}
     env['MLFIN_HOME'] = str(Path(env.get('MLFIN_HOME') or home()).resolve())
     env.setdefault('PLOOMBER_STATS_ENABLED', 'false')
     return env, Path(project or project_root() or Path.cwd()).resolve(), Path(sys.executable).parent/'mlfin'
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c021
-def cron_lines(jobs: list[str] | None = None, at: str | None = None, env: dict | None = None, project: Path | None = None) -> str:
-    "The same schedule as crontab lines, for a machine without systemd (no randomised delay; the lock still keeps runs apart)"
+def cron_lines(
+    jobs: list[str] | None = None, at: str | None = None, env: dict | None = None, project: Path | None = None
+) -> str:
+    """The same schedule as crontab lines, for a machine without systemd (no randomised delay; the lock still keeps runs
+    apart)"""
     chosen, (env, project, mlfin) = _chosen(jobs, at), _where(env, project)
     settings = ' '.join(f"{k}={_quoted(env[k])}" for k in CARRIED if env.get(k))
-    return '\n'.join(f"{job.cron()} cd {_quoted(str(project))} && {settings} timeout -k 60 {job.timeout} {mlfin} scheduled {name} >> {_quoted(env['MLFIN_HOME'])}/ops-{name}.log 2>&1"
-                     for name, job in chosen.items()) + '\n'
+    return (
+        '\n'.join(
+            f"{job.cron()} cd {_quoted(str(project))} && {settings} timeout -k 60 {job.timeout} {mlfin} scheduled "
+            f"{name} >> {_quoted(env['MLFIN_HOME'])}/ops-{name}.log 2>&1"
+            for name, job in chosen.items()
+        )
+        + '\n'
+    )
 
 def _quoted(text: str) -> str:
     import shlex
@@ -206,7 +299,11 @@ def _quoted(text: str) -> str:
 # %% ../../nbs/12g_ops.schedules.ipynb #c023
 def unit_dir(system: bool = False) -> Path:
     "Where systemd reads units: the system's /etc/systemd/system, or the user's ~/.config/systemd/user"
-    return Path('/etc/systemd/system') if system else Path(os.environ.get('XDG_CONFIG_HOME') or Path.home()/'.config')/'systemd'/'user'
+    return (
+        Path('/etc/systemd/system')
+        if system
+        else Path(os.environ.get('XDG_CONFIG_HOME') or Path.home() / '.config') / 'systemd' / 'user'
+    )
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c024
 def install(jobs: list[str] | None = None, at: str | None = None, system: bool = False,
@@ -223,9 +320,15 @@ def install(jobs: list[str] | None = None, at: str | None = None, system: bool =
     if folder == unit_dir(system) and shutil.which('systemctl') and Path('/run/systemd/system').is_dir():
         subprocess.run([*ctl, 'daemon-reload'], check=True)
         subprocess.run([*ctl, 'enable', '--now', *timers], check=True)
-        echo(f"mlfin: {len(timers)} timer(s) enabled: {' '.join(timers)}; `{' '.join(ctl)} list-timers 'mlfin-*'` shows them")
+        echo(
+            f"mlfin: {len(timers)} timer(s) enabled: {' '.join(timers)}; `{' '.join(ctl)} list-timers 'mlfin-*'` shows "
+            "them"
+        )
     else:
-        echo(f"mlfin: units written to {folder}; to start them: {' '.join(ctl)} daemon-reload && {' '.join(ctl)} enable --now {' '.join(timers)}")
+        echo(
+            f"mlfin: units written to {folder}; to start them: {' '.join(ctl)} daemon-reload && {' '.join(ctl)} enable "
+            f"--now {' '.join(timers)}"
+        )
     return written
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c025

@@ -17,22 +17,32 @@ ARCHIVE_TIMEOUT = '60s'   # a WAL segment closed and archived at least this ofte
 
 # %% ../../nbs/12h_ops.wal.ipynb #c006
 def pgbackrest_config(repo: Path, data: str, port: int, socket_dir: str, user: str = 'postgres') -> str:
-    "pgBackRest's configuration: the repository folder (two full backups kept, with the WAL between) and the cluster's data folder, port, socket and superuser"
-    return (f"[global]\nrepo1-path={repo/'repo'}\nrepo1-retention-full=2\nlog-path={repo/'log'}\nlock-path={repo/'lock'}\n"
-            f"start-fast=y\narchive-async=n\n\n[{STANZA}]\npg1-path={data}\npg1-port={port}\npg1-socket-path={socket_dir}\npg1-user={user}\n")
+    """pgBackRest's configuration: the repository folder (two full backups kept, with the WAL between) and the cluster's
+    data folder, port, socket and superuser"""
+    return (
+        f"[global]\nrepo1-path={repo / 'repo'}\nrepo1-retention-full=2\nlog-path={repo / 'log'}\nlock-path={repo / 'lock'}\n"  # noqa: E501
+        f"start-fast=y\narchive-async=n\n\n[{STANZA}]\npg1-path={data}\npg1-port={port}\npg1-socket-path={socket_dir}\npg1-user={user}\n"
+    )
 
 # %% ../../nbs/12h_ops.wal.ipynb #c008
 def as_owner(owner: str | None) -> list[str]:
-    "The prefix that runs a command as the cluster's owner (pgBackRest must read its data folder): runuser when we are root, nothing when we are it"
+    """The prefix that runs a command as the cluster's owner (pgBackRest must read its data folder): runuser when we are
+    root, nothing when we are it"""
     import pwd
     if not owner or owner == pwd.getpwuid(os.getuid()).pw_name: return []
-    if os.geteuid() != 0: raise BadInput(f"--owner {owner}: run this as {owner} (or root): pgBackRest reads the cluster's data folder")
+    if os.geteuid() != 0:
+        raise BadInput(f"--owner {owner}: run this as {owner} (or root): pgBackRest reads the cluster's data folder")
     return ['runuser', '-u', owner, '--']
 
 # %% ../../nbs/12h_ops.wal.ipynb #c009
 def pgbackrest(conf: Path, owner: str | None, *args: str, timeout: float = 600) -> str:
     "Run pgBackRest on the stanza as the cluster's owner; Unavailable with its last line when it fails"
-    done = subprocess.run([*as_owner(owner), 'pgbackrest', f'--config={conf}', f'--stanza={STANZA}', *args], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [*as_owner(owner), 'pgbackrest', f'--config={conf}', f'--stanza={STANZA}', *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode:
         last = [l for l in (done.stdout + done.stderr).strip().splitlines() if l.strip()]
         raise Unavailable(f"pgbackrest {args[0]}: {last[-1] if last else 'exit ' + str(done.returncode)}")
@@ -43,19 +53,32 @@ def wal_setup(store: str,                # the PostgreSQL store, postgresql://US
               repo: Path,                # pgBackRest's folder: its configuration, repository and logs (another disk)
               owner: str | None = None,  # the cluster's owner (postgres on Debian); default: this user
              ) -> dict:
-    "Archive the store's WAL with pgBackRest: configuration and settings now; once archive_mode is on, the stanza, a check and a full backup"
+    """Archive the store's WAL with pgBackRest: configuration and settings now; once archive_mode is on, the stanza, a
+    check and a full backup"""
     import psycopg
-    if not shutil.which('pgbackrest'): raise Unavailable("pgbackrest is missing: `sudo apt-get install pgbackrest` (Debian)")
-    if not str(store).startswith(('postgresql://', 'postgres://')): raise BadInput(f"--store {store!r}: WAL archiving is for a postgresql:// store")
+
+    if not shutil.which('pgbackrest'):
+        raise Unavailable("pgbackrest is missing: `sudo apt-get install pgbackrest` (Debian)")
+    if not str(store).startswith(('postgresql://', 'postgres://')):
+        raise BadInput(f"--store {store!r}: WAL archiving is for a postgresql:// store")
     repo = Path(repo).expanduser().resolve()
     url = str(store).replace('postgresql+psycopg://', 'postgresql://')
     try:
         with psycopg.connect(url, autocommit=True) as con:
             show = lambda name: con.execute(f"SHOW {name}").fetchone()[0]
-            data, port, sockets, mode, superuser = show('data_directory'), int(show('port')), show('unix_socket_directories'), show('archive_mode'), show('is_superuser')
+            data, port, sockets, mode, superuser = (
+                show('data_directory'),
+                int(show('port')),
+                show('unix_socket_directories'),
+                show('archive_mode'),
+                show('is_superuser'),
+            )
             user = con.execute("SELECT current_user").fetchone()[0]
-            if superuser != 'on': raise BadInput("ALTER SYSTEM needs a superuser: give --store with one (postgresql://postgres@...) to set "
-                                                 "archive_mode, archive_command and archive_timeout")
+            if superuser != 'on':
+                raise BadInput(
+                    "ALTER SYSTEM needs a superuser: give --store with one (postgresql://postgres@...) to set "
+                    "archive_mode, archive_command and archive_timeout"
+                )
             for folder in ('repo', 'log', 'lock'): (repo/folder).mkdir(parents=True, exist_ok=True)
             conf = repo/'pgbackrest.conf'
             conf.write_text(pgbackrest_config(repo, data, port, sockets.split(',')[0].strip(), user))
@@ -68,11 +91,19 @@ def wal_setup(store: str,                # the PostgreSQL store, postgresql://US
             con.execute("SELECT pg_reload_conf()")
     except psycopg.Error as e: raise Unavailable(f"the store's server: {str(e).strip().splitlines()[0]}") from None
     if mode != 'on':
-        return {'restart': True, 'config': str(conf), 'said': "archive_mode is set but takes effect only when PostgreSQL restarts: restart it, "
-                                                              "then run `mlfin backup wal` again (it creates the stanza and takes the first full backup)"}
+        return {
+            'restart': True,
+            'config': str(conf),
+            'said': "archive_mode is set but takes effect only when PostgreSQL restarts: restart it, "
+            "then run `mlfin backup wal` again (it creates the stanza and takes the first full backup)",
+        }
     pgbackrest(conf, owner, 'stanza-create')
     pgbackrest(conf, owner, 'check')
     pgbackrest(conf, owner, '--type=full', 'backup', timeout=3600)
     info = pgbackrest(conf, owner, 'info')
-    return {'restart': False, 'config': str(conf), 'said': f"WAL archived to {repo/'repo'} (archive_timeout {ARCHIVE_TIMEOUT}); a full backup taken",
-            'info': info}
+    return {
+        'restart': False,
+        'config': str(conf),
+        'said': f"WAL archived to {repo / 'repo'} (archive_timeout {ARCHIVE_TIMEOUT}); a full backup taken",
+        'info': info,
+    }

@@ -13,7 +13,8 @@ __all__ = ['ENGINE', 'isolated', 'engine', 'in_process']
 
 # %% ../../nbs/09a_pipeline.engine.ipynb #c006
 def _kept() -> list[tuple]:
-    "Process state a task may change and the next must not see, as (read, put back) pairs; the libraries whose settings are kept imported first"
+    """Process state a task may change and the next must not see, as (read, put back) pairs; the libraries whose
+    settings are kept imported first"""
     import numpy as np, plotly.io as pio, matplotlib
     from pandas._config import config as pandas_config   # pandas has no public way to read every option at once
     def put_environ(saved): os.environ.clear(); os.environ.update(saved)
@@ -22,17 +23,26 @@ def _kept() -> list[tuple]:
     def put_root(saved): root = logging.getLogger(); root.handlers[:], root.level = saved
     def put_renderer(saved): pio.renderers.default = saved
     def put_rc(saved): dict.update(matplotlib.rcParams, saved)
-    return [(lambda: dict(os.environ), put_environ), (os.getcwd, os.chdir),
-            (lambda: (list(sys.path), list(sys.argv), sys.modules.get('__main__'), sys.displayhook, sys.excepthook), put_sys),
-            (random.getstate, random.setstate), (np.random.get_state, np.random.set_state),
-            (lambda: copy.deepcopy(pandas_config._global_config), put_options),
-            (lambda: (list(logging.getLogger().handlers), logging.getLogger().level), put_root),
-            (lambda: pio.renderers.default, put_renderer), (lambda: dict(matplotlib.rcParams), put_rc)]
+    return [
+        (lambda: dict(os.environ), put_environ),
+        (os.getcwd, os.chdir),
+        (
+            lambda: (list(sys.path), list(sys.argv), sys.modules.get('__main__'), sys.displayhook, sys.excepthook),
+            put_sys,
+        ),
+        (random.getstate, random.setstate),
+        (np.random.get_state, np.random.set_state),
+        (lambda: copy.deepcopy(pandas_config._global_config), put_options),
+        (lambda: (list(logging.getLogger().handlers), logging.getLogger().level), put_root),
+        (lambda: pio.renderers.default, put_renderer),
+        (lambda: dict(matplotlib.rcParams), put_rc),
+    ]
 
 # %% ../../nbs/09a_pipeline.engine.ipynb #c008
 @contextmanager
 def isolated():
-    "Run the block as if in a fresh kernel of this environment: the process state in `_kept` (and warnings filters) put back when it ends"
+    """Run the block as if in a fresh kernel of this environment: the process state in `_kept` (and warnings filters)
+    put back when it ends"""
     saved = [(put, read()) for read, put in _kept()]
     try:
         with warnings.catch_warnings(): yield
@@ -42,7 +52,8 @@ def isolated():
 # %% ../../nbs/09a_pipeline.engine.ipynb #c012
 @cache
 def _client():
-    "ploomber-engine's client class for papermill's managed notebook, on a shell without history, released when the notebook ends"
+    """ploomber-engine's client class for papermill's managed notebook, on a shell without history, released when the
+    notebook ends"""
     from IPython.core.history import HistoryManager
     from ploomber_engine.ipython import PloomberManagedClient, PloomberShell
     class Shell(PloomberShell):
@@ -55,7 +66,8 @@ def _client():
             atexit.unregister(self._shell.atexit_operations)
             return self
         def execute_cell(self, cell, cell_index, execution_count, store_history):
-            cells = list(self._nb.cells)   # a failing cell: ploomber-engine inserts its own banners, which papermill cannot mark
+            # a failing cell: ploomber-engine inserts its own banners, which papermill cannot mark
+            cells = list(self._nb.cells)
             try: return super().execute_cell(cell, cell_index, execution_count, store_history)
             finally: self._nb.cells[:] = cells
     return Client
@@ -65,7 +77,8 @@ ENGINE = 'mlfin'   # papermill's name for it (`engine_name`)
 
 @cache
 def engine():
-    "The papermill engine that runs a notebook in this process, `isolated`; registered with papermill as `ENGINE` (once)"
+    """The papermill engine that runs a notebook in this process, `isolated`; registered with papermill as `ENGINE`
+    (once)"""
     from papermill.engines import Engine, papermill_engines
     class InProcess(Engine):
         @classmethod
@@ -80,5 +93,6 @@ def in_process(dag):
     from ploomber.tasks import NotebookRunner
     engine()
     for task in dag.values():
-        if isinstance(task, NotebookRunner) and task.executor == 'papermill': task.executor_params['engine_name'] = ENGINE
+        if isinstance(task, NotebookRunner) and task.executor == 'papermill':
+            task.executor_params['engine_name'] = ENGINE
     return dag

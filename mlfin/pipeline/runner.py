@@ -28,7 +28,8 @@ __all__ = ['TASKS', 'RUNNER', 'ATTEMPT', 'project_values', 'check', 'resolve', '
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c006
 TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
-RUNNER = tuple(task_fields('run'))   # the runner's own parameters (reports, cluster): where reports go and where work runs change no product
+# the runner's own parameters (reports, cluster): where reports go and where work runs change no product
+RUNNER = tuple(task_fields('run'))
 
 def project_values(root: Path) -> dict:
     "What the project's env.yaml sets (only the values it changes from `RunConfig`'s defaults), checked"
@@ -44,7 +45,8 @@ def project_values(root: Path) -> dict:
 def check(overrides: dict | None = None, # parameter -> value, from the command line
           root: Path | None = None,      # the project; its env.yaml, features.yaml and models.yaml
           store=None,                    # where the symbols are looked for (default: the home's store, or MLFIN_STORE)
-          say=None,                      # told the one line on models skipped (a variant named whose group the spec lacks); default: standard error
+          # told the one line on models skipped (a variant named whose group the spec lacks); default: standard error
+          say=None,
          ) -> tuple[RunConfig, dict, list]:
     "The run's checked config, its feature spec by group and its models, or `BadInput` naming the first bad parameter"
     env = project_values(root) if root else {}
@@ -52,7 +54,11 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
     data.universe(config.symbols, config.timeframe, store)
     groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
     models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
-    specs, skipped = for_groups(choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file, groups), groups, config.spec)
+    specs, skipped = for_groups(
+        choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file, groups),
+        groups,
+        config.spec,
+    )
     if skipped: (say or (lambda line: print(line, file=sys.stderr)))(skipped)
     resolve_device(config.device)
     return config, groups, specs
@@ -62,7 +68,8 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
             project: Path | None = None,   # the project folder; default: found from the working directory
            ) -> tuple[Path, dict]:
-    "The project folder and what the DAG is rendered with: each task's parameters (JSON), the stored series' stamps, the state root and code version"
+    """The project folder and what the DAG is rendered with: each task's parameters (JSON), the stored series' stamps,
+    the state root and code version"""
     root = Path(project) if project else project_root()
     if root is None: raise NotFound("no pipeline.yaml found here or above: run this inside the mlfin project")
     config, groups, specs = check(overrides, root)
@@ -76,8 +83,10 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     pairs = data.universe(config.symbols, config.timeframe)
     named = [n for group in groups.values() for n in group]
     others = [p for p in series_named(named, {tf for _, tf in pairs}) if p not in pairs]
-    observed = observation_stamps(series_read(named, [symbol for symbol, _ in pairs]))   # `@known`/`@filed` features' series: a release or revision reruns the run
-    values['data'] = json.dumps(data.series_stamps(pairs + others) | observed)   # the series `@SYMBOL` features read too: new bars there rerun the run
+    # `@known`/`@filed` features' series: a release or revision reruns the run
+    observed = observation_stamps(series_read(named, [symbol for symbol, _ in pairs]))
+    # the series `@SYMBOL` features read too: new bars there rerun the run
+    values['data'] = json.dumps(data.series_stamps(pairs + others) | observed)
     # the executed notebooks are products in the home (so that where a user publishes them never reruns a task)
     values.update(home=str(home()), code_version=code_version(), reports=str(reports), cluster=config.cluster)
     return root, values
@@ -111,12 +120,19 @@ def _dag(root: Path, values: dict):
 # %% ../../nbs/09b_pipeline.runner.ipynb #c011_03
 def run(overrides: dict | None = None, force: bool = False, project: Path | None = None,
         progress: bool = True, wait: float | None = None) -> dict[str, float]:
-    "Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run lock (`wait`: `processes.exclusive`); seconds per task run"
-    os.umask(OWNER_ONLY)   # first: a home the checks make (its store's folder) is its owner's from the start, and none is said tightened
+    """Build the DAG (only tasks whose notebook, parameters, library code or upstream changed) holding the home's run
+    lock (`wait`: `processes.exclusive`); seconds per task run"""
+    # first: a home the checks make (its store's folder) is its owner's from the start, and none is said tightened
+    os.umask(OWNER_ONLY)
     root, values = resolve(overrides, project)   # the parameters checked first: a mistake touches nothing
-    open_home(values['home'])   # what the run makes (products, MLflow's records, the ledger) for the home's owner alone; a home found wider tightened and said
-    with exclusive('run', wait, Path(values['home'])), attempted(Path(values['home']), values) as attempt:   # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner); its state recorded as it goes
-        record_project(root, Path(values['home']))   # a backup run from another folder finds this project's configuration
+    # what the run makes (products, MLflow's records, the ledger) for the home's owner alone; a home found wider
+    # tightened and said
+    open_home(values['home'])
+    # one run at a time on a home, whoever starts it (a person, a schedule, the service's job runner); its state
+    # recorded as it goes
+    with exclusive('run', wait, Path(values['home'])), attempted(Path(values['home']), values) as attempt:
+        # a backup run from another folder finds this project's configuration
+        record_project(root, Path(values['home']))
         stamp = run_dir(values['home'])/'.build-stamp.json'
         if not force and _up_to_date(stamp, root, values):
             publish(run_dir(values['home'])/'reports', Path(values['reports'])); attempt['ran'] = []; return {}
@@ -125,13 +141,19 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         dag = _dag(root, values)
         # the run's cluster held for the build (a local one started once), its address handed to every task; a scheduler
         # that cannot be reached, or workers that differ, are refused here, before any task starts
-        # on a terminal (`progress`): the task at work, the symbol or model it is at; output to a file or a pipe: a line as each task starts and ends
+        # on a terminal (`progress`): the task at work, the symbol or model it is at; output to a file or a pipe: a line
+        # as each task starts and ends
         with running(values['cluster'], run_dir(values['home'])), Display.auto(progress) as display:
-            dag.on_render = lambda dag: display.starting([t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped])   # the tasks that will run
+            dag.on_render = lambda dag: display.starting(
+                [t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped]
+            )  # the tasks that will run
             for task in dag.values(): task.on_finish = display.finished
             try: built = dag.build(force=force, show_progress=False)
             except DAGBuildError as e:
-                attempt['task'] = next((t.name for t in dag.values() if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)), None)
+                attempt['task'] = next(
+                    (t.name for t in dag.values() if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)),
+                    None,
+                )
                 raise task_failure(str(e)) from None
         _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
         ran = timings(built)
@@ -151,33 +173,51 @@ def _save_attempt(home: Path, state: dict):
 
 @contextlib.contextmanager
 def attempted(home: Path, values: dict):
-    "Record the run in `home` while the block runs: running, then succeeded, failed (the block sets `task`; one line) or stopped"
-    state = {'status': 'running', 'started': _now(), 'pid': os.getpid(), 'host': socket.gethostname(),
-             'symbols': json.loads(values.get('ingest_config', '{}')).get('symbols', ''), 'ran': None, 'task': None, 'error': None}
+    """Record the run in `home` while the block runs: running, then succeeded, failed (the block sets `task`; one line)
+    or stopped"""
+    state = {
+        'status': 'running',
+        'started': _now(),
+        'pid': os.getpid(),
+        'host': socket.gethostname(),
+        'symbols': json.loads(values.get('ingest_config', '{}')).get('symbols', ''),
+        'ran': None,
+        'task': None,
+        'error': None,
+    }
     _save_attempt(home, state)
     try:
         yield state
         state['status'] = 'succeeded'
-    except MlfinError as e: state.update(status='failed', error=str(e)); raise
-    except BaseException as e: state.update(status='stopped', error=f"stopped before it finished ({type(e).__name__})"); raise
+    except MlfinError as e:
+        state.update(status='failed', error=str(e))
+        raise
+    except BaseException as e:
+        state.update(status='stopped', error=f"stopped before it finished ({type(e).__name__})")
+        raise
     finally: state['ended'] = _now(); _save_attempt(home, state)
 
 def _now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c020b
 def last_attempt(home: Path | None = None) -> dict | None:
-    "The latest run's state in `home` (default: the home), or None before the first: a `running` one whose process is gone reads as `stopped`"
+    """The latest run's state in `home` (default: the home), or None before the first: a `running` one whose process is
+    gone reads as `stopped`"""
     try: state = json.loads((run_dir(home)/ATTEMPT).read_text())
     except (FileNotFoundError, ValueError): return None
     if state.get('status') == 'running' and state.get('host') == socket.gethostname() and not alive(state.get('pid')):
-        state.update(status='stopped', error=f"its process {state.get('pid')} is gone (killed, or the machine stopped) before it finished")
+        state.update(
+            status='stopped',
+            error=f"its process {state.get('pid')} is gone (killed, or the machine stopped) before it finished",
+        )
     return state
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c011_04
 def publish(executed: Path, # the run's executed notebooks and tearsheets, kept in the home
             reports: Path,  # where the user wants them (`--reports`)
            ) -> Path:
-    "Copy the run's executed notebooks and tearsheets into the reports folder (only what changed; tearsheets of symbols gone removed)"
+    """Copy the run's executed notebooks and tearsheets into the reports folder (only what changed; tearsheets of
+    symbols gone removed)"""
     import shutil
     reports = Path(reports)
     if reports.resolve() == Path(executed).resolve() or not Path(executed).is_dir(): return reports
@@ -185,7 +225,11 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
     wanted = {p.relative_to(executed) for p in Path(executed).rglob('*') if p.is_file() and not p.name.startswith('.')}
     for relative in sorted(wanted):
         source, target = Path(executed)/relative, reports/relative
-        if target.exists() and (target.stat().st_size, target.stat().st_mtime_ns) == (source.stat().st_size, source.stat().st_mtime_ns): continue
+        if target.exists() and (target.stat().st_size, target.stat().st_mtime_ns) == (
+            source.stat().st_size,
+            source.stat().st_mtime_ns,
+        ):
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
     for old in (reports/'tearsheets').glob('*') if (reports/'tearsheets').is_dir() else ():
@@ -195,7 +239,8 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c011_05
 def _attach_report(run: Path, tracking: str = ''):
-    "The report task's own executed notebook, logged to the run's MLflow record (on the run's server) once papermill has written it"
+    """The report task's own executed notebook, logged to the run's MLflow record (on the run's server) once papermill
+    has written it"""
     summary = json.loads((run/SUMMARY).read_text()) if (run/SUMMARY).exists() else {}
     parent = summary.get('mlflow', {}).get('parent')
     if not parent or not (run/'reports'/'report.html').exists(): return
@@ -219,13 +264,15 @@ def task_error(message: str) -> str:
     found = re.findall(_OWN_ERROR, message)
     if found: return found[-1][1].strip()
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
-    return f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for the traceback)"
+    return (f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for "
+            "the traceback)")
 
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c015
 def _inputs_hash(root: Path, values: dict) -> str:
     from importlib import metadata
-    # where reports are published, or work runs, is not an input; nor where the home is (a home moved elsewhere reruns nothing)
+    # where reports are published, or work runs, is not an input; nor where the home is (a home moved elsewhere reruns
+    # nothing)
     rendered = {k: v for k, v in values.items() if k not in (*RUNNER, 'home')}
     digest = hashlib.sha256(json.dumps(rendered, sort_keys=True).encode())
     digest.update(metadata.version('ploomber').encode())
@@ -240,13 +287,17 @@ def _file_states(products: list[Path], home: Path) -> dict[str, list | None]:
     for product in products:
         for path in (product, product.with_name(f".{product.name}.metadata")):
             st = path.stat() if path.exists() else None
-            states[str(path.relative_to(home) if path.is_relative_to(home) else path)] = [st.st_mtime_ns, st.st_size] if st else None
+            states[str(path.relative_to(home) if path.is_relative_to(home) else path)] = (
+                [st.st_mtime_ns, st.st_size] if st else None
+            )
     return states
 
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c015_01
 def _write_stamp(stamp: Path, root: Path, values: dict, products: list[Path]):
-    stamp.write_text(json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products, Path(values['home']))}))
+    stamp.write_text(
+        json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products, Path(values['home']))})
+    )
 
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c015_02
@@ -255,7 +306,10 @@ def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
     recorded = json.loads(stamp.read_text())
     if recorded['inputs'] != _inputs_hash(root, values): return False
     home = Path(values['home'])
-    return _file_states([home/p for p in recorded['files'] if not Path(p).name.endswith('.metadata')], home) == recorded['files']
+    return (
+        _file_states([home / p for p in recorded['files'] if not Path(p).name.endswith('.metadata')], home)
+        == recorded['files']
+    )
 
 
 # %% ../../nbs/09b_pipeline.runner.ipynb #c018

@@ -6,4 +6,5 @@
 __all__ = []
 
 # %% ../../nbs/08_report.ipynb #c003
-# nothing is imported here: `from mlfin.report.products import load_run` loads that room alone, not the tables' plotly or publish's MLflow
+# nothing is imported here: `from mlfin.report.products import load_run` loads that room alone, not the tables' plotly
+# or publish's MLflow

@@ -9,7 +9,8 @@ from typing import Callable
 import pandas as pd
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
-from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, place, trials_body
+from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, place
+from ..tracking.ledger import trials_body
 from ..tracking.trials import kept_returns, note_ledger, question_prints, question_runs, recorded_trials
 
 # %% auto #0
@@ -17,28 +18,37 @@ __all__ = ['EARLIER', 'ADOPT', 'question_of', 'afresh_from', 'lineage', 'earlier
            'earlier_returns']
 
 # %% ../../nbs/08c_report.evidence.ipynb #c005
-EARLIER = {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}   # an earlier trial: its row, when, and which run
+# an earlier trial: its row, when, and which run
+EARLIER = {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}
 
 def question_of(found: Check,       # the ledger as read this run
                 close: pd.Series,   # the run's bars of the symbol (closes, as the ingest task kept them)
                 symbol: str, timeframe: str, label: str, horizon: int, validation: str,
-                stored: Callable[[], dict] = question_prints, # the tracking store's questions and prints (a run of several symbols reads them once)
+                # the tracking store's questions and prints (a run of several symbols reads them once)
+                stored: Callable[[], dict] = question_prints,
                ) -> tuple[Question, list[str], list[str]]:
     "The question a run's bars put (filed under the family of their prints), the prints they add to it, and all of them"
     mine = prints(close)
     family, new = family_of(found, mine, symbol, timeframe)
     if len(mine) >= MIN_PRINTS and family not in {e.family for e in found.entries if e.kind == 'series'}:
-        # bars this ledger does not know: the tracking store may (the ledger deleted, or another one): its question, if it has them
+        # bars this ledger does not know: the tracking store may (the ledger deleted, or another one): its question, if
+        # it has them
         share_, theirs = max(((share(mine, p), q) for q, p in stored().items()), default=(0.0, ''))
         if share_ >= SAME: family = theirs
     return Question(symbol, timeframe, label, int(horizon), validation, series=family), new, mine
 
 # %% ../../nbs/08c_report.evidence.ipynb #c008
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[list(EARLIER)].astype(EARLIER) if len(frame) else pd.DataFrame({c: pd.Series(dtype=t) for c, t in EARLIER.items()})
+    return (
+        frame[list(EARLIER)].astype(EARLIER)
+        if len(frame)
+        else pd.DataFrame({c: pd.Series(dtype=t) for c, t in EARLIER.items()})
+    )
+
 
 def _where(found: Check) -> str:
-    "The ledger's place as a page may show it: a server's address without its credentials, a file under the user's home as ~/..."
+    """The ledger's place as a page may show it: a server's address without its credentials, a file under the user's
+    home as ~/..."""
     if '://' in found.location: return place(found.location)
     mine = Path(found.location)
     return f"~/{mine.relative_to(Path.home())}" if mine.is_relative_to(Path.home()) else str(mine)
@@ -46,11 +56,13 @@ def _where(found: Check) -> str:
 ADOPT = "`mlfin ledger adopt` files back what the tracking store holds"   # the way back from a reset, said beside it
 
 def afresh_from(reset) -> str:
-    "The time (UTC, to the second after it) a `--trials-since` must name to count afresh after a `reset` entry of the ledger"
+    """The time (UTC, to the second after it) a `--trials-since` must name to count afresh after a `reset` entry of the
+    ledger"""
     return pd.Timestamp(reset.recorded).ceil('s').tz_localize(None).isoformat()
 
 def lineage(found: Check) -> set[str]:
-    "The ids of the ledgers this one stands for: its own, those it found lost (its `reset` entries), and every one this home appended to at its place"
+    """The ids of the ledgers this one stands for: its own, those it found lost (its `reset` entries), and every one
+    this home appended to at its place"""
     return ({found.id} | {i for e in found.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
             | set(home_ledgers(found.location))) - {''}
 
@@ -62,59 +74,104 @@ def _appended_here(found: Check):
 def earlier_trials(found: Check,     # the ledger as read this run
                    question: Question,
                    per_model: int,   # points of the grid per model: a search's trials count at each
-                   since: pd.Timestamp | None = None, # --trials-since: counting afresh from a time after a reset lifts it
+                   # --trials-since: counting afresh from a time after a reset lifts it
+                   since: pd.Timestamp | None = None,
                   ) -> tuple[pd.DataFrame, dict]:
-    "Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest first; and the record's state"
+    """Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest
+    first; and the record's state"""
     mine = ledger_trials(found, question.id)
     tracked = recorded_trials(question.id)
-    legacy = recorded_trials(question.legacy_id) if question.legacy_id != question.id else pd.DataFrame()   # filed before questions followed the data
+    # filed before questions followed the data
+    legacy = recorded_trials(question.legacy_id) if question.legacy_id != question.id else pd.DataFrame()
     seen = set(mine['source']) if len(mine) else set()
-    extra = pd.concat([t for t in (tracked, legacy) if len(t)], ignore_index=True) if len(tracked) or len(legacy) else pd.DataFrame()
+    extra = (
+        pd.concat([t for t in (tracked, legacy) if len(t)], ignore_index=True)
+        if len(tracked) or len(legacy)
+        else pd.DataFrame()
+    )
     extra = extra[~extra['source'].isin(seen)] if len(extra) else extra
-    # MLflow runs that appended to this ledger or one it stands for (any, when it is empty or gone) whose trials it does not hold: lost
-    # from it. A run that appended to another ledger (another person's, before a team shared one) is counted, but lost from nothing here
+    # MLflow runs that appended to this ledger or one it stands for (any, when it is empty or gone) whose trials it does
+    # not hold: lost from it. A run that appended to another ledger (another person's, before a team shared one) is
+    # counted, but lost from nothing here
     this = _appended_here(found)
     lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) else extra
-    gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]   # MLflow runs whose trials file was deleted, not in the ledger
+    # MLflow runs whose trials file was deleted, not in the ledger
+    gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]
     heads = [('this home', home_noted(found.location))]
-    if len(tracked): heads += [(f"MLflow run {s}", h) for s, h in tracked.drop_duplicates('source')[['source', 'ledger']].itertuples(index=False)
-                       if this(h) and (not found.id or str(h).split(':')[0] == found.id)]   # a lost ledger's runs: `lost`, below
+    if len(tracked):
+        heads += [
+            (f"MLflow run {s}", h)
+            for s, h in tracked.drop_duplicates('source')[['source', 'ledger']].itertuples(index=False)
+            if this(h) and (not found.id or str(h).split(':')[0] == found.id)
+        ]   # a lost ledger's runs: `lost`, below
     why = found.problem or Ledger(found.location).against(found, heads)
     missing = trial_count(lost, per_model) if len(lost) else 0
-    if missing and not why: why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"
-    if gone and not why: why = f"the trials file of MLflow run {gone[0]} is gone, and the ledger does not hold its trials"
-    problem = ('' if not why else f"the trial record was reset ({why}): at least {missing} trial(s) are missing ({ADOPT})" if missing
-               else f"the trial record is not whole ({why})")
+    if missing and not why:
+        why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"
+    if gone and not why:
+        why = f"the trials file of MLflow run {gone[0]} is gone, and the ledger does not hold its trials"
+    problem = (
+        ''
+        if not why
+        else f"the trial record was reset ({why}): at least {missing} trial(s) are missing ({ADOPT})"
+        if missing
+        else f"the trial record is not whole ({why})"
+    )
     resets = [e for e in found.entries if e.kind == 'reset']
     if not problem and resets and (since is None or since < pd.Timestamp(resets[-1].recorded)):
-        # a ledger was lost: what only it held is unknown for good; adopted runs are counted, but a verdict needs counting afresh
+        # a ledger was lost: what only it held is unknown for good; adopted runs are counted, but a verdict needs
+        # counting afresh
         when = afresh_from(resets[-1])
-        problem = (f"the trial record was reset on {when[:10]} (ledger {', '.join(i[:8] for e in resets for i in e.content['replaced'])} lost): "
-                   f"the trials only it held cannot be counted; count afresh with --trials-since {when}")
-    replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []   # ledgers lost, named in this one
-    record = {'ledger': _where(found), 'entries': found.length, 'missing': int(missing), 'problem': problem, 'replaced': replaced,
-              'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0}
-    earlier = pd.concat([f for f in (_typed(mine), _typed(extra)) if len(f)], ignore_index=True) if len(mine) or len(extra) else _typed(mine)
+        problem = (
+            f"the trial record was reset on {when[:10]} (ledger "
+            f"{', '.join(i[:8] for e in resets for i in e.content['replaced'])} lost): "
+            f"the trials only it held cannot be counted; count afresh with --trials-since {when}"
+        )
+    # ledgers lost, named in this one
+    replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []
+    record = {
+        'ledger': _where(found),
+        'entries': found.length,
+        'missing': int(missing),
+        'problem': problem,
+        'replaced': replaced,
+        'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0,
+    }
+    earlier = (
+        pd.concat([f for f in (_typed(mine), _typed(extra)) if len(f)], ignore_index=True)
+        if len(mine) or len(extra)
+        else _typed(mine)
+    )
     return earlier.sort_values('recorded', kind='stable', ignore_index=True), record
 
 # %% ../../nbs/08c_report.evidence.ipynb #c011
 def keep_evidence(book: Ledger,
-                  asked: dict[str, tuple[Question, list[str]]], # symbol -> its question and the prints its bars add (`question_of`)
+                  # symbol -> its question and the prints its bars add (`question_of`)
+                  asked: dict[str, tuple[Question, list[str]]],
                   runs: dict[str, str],            # symbol -> its MLflow run (the trials' source)
                   tables: dict[str, pd.DataFrame], # symbol -> this run's trials on its question
-                  bars: dict[str, dict] | None = None, # symbol -> what the series entry says of its bars (bars, first, last)
-                  returns: dict[str, pd.DataFrame] | None = None, # symbol -> its configurations' per-bar returns (kept in the ledger too)
-                  replaced: list[str] | None = None, # ledgers this run found lost (`earlier_trials`' record): named in this one, once
+                  # symbol -> what the series entry says of its bars (bars, first, last)
+                  bars: dict[str, dict] | None = None,
+                  # symbol -> its configurations' per-bar returns (kept in the ledger too)
+                  returns: dict[str, pd.DataFrame] | None = None,
+                  # ledgers this run found lost (`earlier_trials`' record): named in this one, once
+                  replaced: list[str] | None = None,
                  ) -> str:
-    "Append each symbol's new prints and trials to the ledger (and the ledgers it found lost), note its head on each symbol's MLflow run and in the home; the head"
+    """Append each symbol's new prints and trials to the ledger (and the ledgers it found lost), note its head on each
+    symbol's MLflow run and in the home; the head"""
     before = book.check()
     named = {(e.family, e.content.get('symbol')) for e in before.entries if e.kind == 'series'}
     named_lost = {before.id} | {i for e in before.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
-    if new_losses := sorted(set(replaced or []) - named_lost):   # the ledger remembers what it replaced, for every home and run after
+    # the ledger remembers what it replaced, for every home and run after
+    if new_losses := sorted(set(replaced or []) - named_lost):
         book.append('reset', '', {'replaced': new_losses})
     for symbol, (question, new) in asked.items():
         if new or (question.id, symbol) not in named:
-            book.append('series', question.id, {'symbol': symbol, 'timeframe': question.timeframe, **(bars or {}).get(symbol, {}), 'prints': new})
+            book.append(
+                'series',
+                question.id,
+                {'symbol': symbol, 'timeframe': question.timeframe, **(bars or {}).get(symbol, {}), 'prints': new},
+            )
         kept = (returns or {}).get(symbol)
         digest = book.keep_returns(kept) if kept is not None and len(kept.columns) else ''
         book.append('trials', question.id, trials_body(runs[symbol], question.key, symbol, tables[symbol], digest))
@@ -125,7 +182,8 @@ def keep_evidence(book: Ledger,
 
 # %% ../../nbs/08c_report.evidence.ipynb #c016
 def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
-    "Per question, the trials of the tracking store's runs that appended to this ledger (or to any, when it is empty) and that it does not hold"
+    """Per question, the trials of the tracking store's runs that appended to this ledger (or to any, when it is empty)
+    and that it does not hold"""
     held = {(e.family, e.content['source']) for e in found.entries if e.kind == 'trials'}
     here, lost = _appended_here(found), {}
     for question in question_runs():
@@ -136,7 +194,8 @@ def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
     return lost
 
 def adopt(book: Ledger) -> dict[str, int]:
-    "File back into the ledger the trials (and kept returns and prints) of every run the tracking store holds that it lacks; runs adopted per question"
+    """File back into the ledger the trials (and kept returns and prints) of every run the tracking store holds that it
+    lacks; runs adopted per question"""
     found, adopted = book.check(), {}
     held = {(e.family, e.content['source']) for e in found.entries if e.kind == 'trials'}
     known, printed = {e.family for e in found.entries if e.kind == 'series'}, question_prints()
@@ -146,11 +205,14 @@ def adopt(book: Ledger) -> dict[str, int]:
         for source, rows in tracked.groupby('source', sort=False):
             if (question, source) in held: continue
             if question not in known and question in printed:
-                book.append('series', question, {'symbol': '', 'adopted': True, 'prints': printed[question]}); known.add(question)
+                book.append('series', question, {'symbol': '', 'adopted': True, 'prints': printed[question]})
+                known.add(question)
             kept = kept_returns([source]).get(source)
             digest = book.keep_returns(kept) if kept is not None and len(kept.columns) else ''
-            body = trials_body(source, '', '', rows[list(LEDGER)], digest) | {'adopted': str(rows['ledger'].iloc[0] or 'before the ledger'),
-                                                                               'recorded': rows['recorded'].iloc[0].isoformat()}   # when it was tried
+            body = trials_body(source, '', '', rows[list(LEDGER)], digest) | {
+                'adopted': str(rows['ledger'].iloc[0] or 'before the ledger'),
+                'recorded': rows['recorded'].iloc[0].isoformat(),
+            }  # when it was tried
             book.append('trials', question, body); adopted[question] = adopted.get(question, 0) + 1
     if adopted: note_home(book.check().head, book.location)
     return adopted
@@ -159,11 +221,22 @@ def adopt(book: Ledger) -> dict[str, int]:
 def earlier_returns(found: Check,   # the ledger as read this run
                     sources: list[str], # the runs whose returns are wanted (`backtest.trials.latest_sources`)
                    ) -> tuple[dict[str, pd.DataFrame], str]:
-    "Each run's kept per-bar returns: the ledger's, else the tracking store's; and what is wrong ('' when nothing: returns that no longer match their digest)"
-    named = {e.content['source']: e.content.get('returns') for e in found.entries if e.kind == 'trials' and e.content.get('returns')}
+    """Each run's kept per-bar returns: the ledger's, else the tracking store's; and what is wrong ('' when nothing:
+    returns that no longer match their digest)"""
+    named = {
+        e.content['source']: e.content.get('returns')
+        for e in found.entries
+        if e.kind == 'trials' and e.content.get('returns')
+    }
     wanted = {s: named[s] for s in sources if s in named}
     frames, bad = Ledger(found.location).returns(sorted(set(wanted.values())))
     kept = {s: frames[d] for s, d in wanted.items() if d in frames}
-    kept |= kept_returns([s for s in sources if s not in kept])   # runs the ledger kept none for (recorded before it kept them)
+    # runs the ledger kept none for (recorded before it kept them)
+    kept |= kept_returns([s for s in sources if s not in kept])
     spoilt = [s for s, d in wanted.items() if d in bad]
-    return kept, (f"the trial record is not whole (the returns of run {spoilt[0]} in the trial ledger no longer match their digest)" if spoilt else '')
+    return kept, (
+        f"the trial record is not whole (the returns of run {spoilt[0]} in the trial ledger no longer match their "
+        "digest)"
+        if spoilt
+        else ''
+    )

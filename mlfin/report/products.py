@@ -17,20 +17,32 @@ from ..params import VALIDATIONS
 __all__ = ['FRAMES', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'keep_finished']
 
 # %% ../../nbs/08a_report.products.ipynb #c005
-def execution_model(cv: str = 'walk_forward', # the validation that made the run's predictions (`mlfin.params.VALIDATIONS`)
-                   ) -> str:
+def execution_model(
+    cv: str = 'walk_forward',  # the validation that made the run's predictions (`mlfin.params.VALIDATIONS`)
+) -> str:
     "How to read a run's numbers: the fill rules, and what the validation behind its predictions allows one to claim"
-    from mlfin.backtest.portfolio import FILL_RULES   # here, not above: importing the backtest takes seconds, and every task imports this module
+    from mlfin.backtest.portfolio import FILL_RULES   # here, not above: importing the backtest takes seconds, and every
+                                                      # task imports this module
     v = VALIDATIONS[cv]
-    if v.tradeable: return FILL_RULES + f" All figures are out-of-sample ({v.words}) and after costs; annualisation uses the asset's calendar."
-    return (FILL_RULES + f" The predictions are out-of-sample but come from {v.words} validation: the model behind each bar also learned "
-            "from later bars, so the trading figures measure the model's skill after costs; they are not a record that could have been "
-            "traded in time order. Annualisation uses the asset's calendar.")
+    if v.tradeable:
+        return (
+            FILL_RULES
+            + f" All figures are out-of-sample ({v.words}) and after costs; annualisation uses the asset's calendar."
+        )
+    return (
+        FILL_RULES
+        + f" The predictions are out-of-sample but come from {v.words} validation: the model behind each bar also "
+          "learned "
+        "from later bars, so the trading figures measure the model's skill after costs; they are not a record that "
+        "could have been "
+        "traded in time order. Annualisation uses the asset's calendar."
+    )
 
 
 # %% ../../nbs/08a_report.products.ipynb #c005_00
 def validation(cv: str = 'walk_forward') -> dict:
-    "The validation of a run as its summary records it: the scheme, in words, and whether the backtest is a trading record"
+    """The validation of a run as its summary records it: the scheme, in words, and whether the backtest is a trading
+    record"""
     return {'cv': cv, 'words': VALIDATIONS[cv].words, 'tradeable': VALIDATIONS[cv].tradeable}
 
 
@@ -51,10 +63,17 @@ def summary(params: dict,           # the run's parameters
         symbol = entry['symbol']
         symbols[symbol] = {**entry, 'model': (best or {}).get(symbol, params.get('models', '')),
                            'classification': classification[symbol], **trading[symbol]}
-    return {'created': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'params': params,
-            'validation': validation(params.get('cv', 'walk_forward')), 'execution_model': execution_model(params.get('cv', 'walk_forward')),
-            'trials': int(trials), 'symbols': symbols, 'products': products,
-            'leaderboard': leaderboard or [], 'mlflow': run_ids or {}}
+    return {
+        'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        'params': params,
+        'validation': validation(params.get('cv', 'walk_forward')),
+        'execution_model': execution_model(params.get('cv', 'walk_forward')),
+        'trials': int(trials),
+        'symbols': symbols,
+        'products': products,
+        'leaderboard': leaderboard or [],
+        'mlflow': run_ids or {},
+    }
 
 
 # %% ../../nbs/08a_report.products.ipynb #c006
@@ -73,7 +92,8 @@ def read_json(path: Path) -> dict:
 def load_run(folder: Path | None = None, # a run's folder; default: the copy of the last finished run (`keep_finished`)
              frames: bool = True,        # also load its `FRAMES`
             ) -> dict:
-    "A run's summary, with its frames loaded (`curves`, `predictions`): by default the last run that finished, whatever ran since"
+    """A run's summary, with its frames loaded (`curves`, `predictions`): by default the last run that finished,
+    whatever ran since"""
     folder = Path(folder or finished_folder() or run_dir())
     path = folder/SUMMARY
     if not path.exists(): raise NotFound(f"no finished run in {folder}: run `make run` (or `mlfin run`) first")
@@ -87,13 +107,15 @@ FRAMES = ('curves', 'predictions')   # the frames a reader of a run loads beside
 
 # %% ../../nbs/08a_report.products.ipynb #c006k
 def keep_finished(folder: Path) -> Path:
-    "Copy the summary written in `folder` and the products it names into a folder of their own, then name it in `FINISHED`; that folder"
+    """Copy the summary written in `folder` and the products it names into a folder of their own, then name it in
+    `FINISHED`; that folder"""
     import secrets, shutil
     folder = Path(folder)
     content = read_json(folder/SUMMARY)
     kept = folder/f"finished-{secrets.token_hex(4)}"
     kept.mkdir()
-    for name, product in content['products'].items(): shutil.copy2(folder/product, kept/Path(product).name)   # copies: a later task rewrites its files in place
+    # copies: a later task rewrites its files in place
+    for name, product in content['products'].items(): shutil.copy2(folder/product, kept/Path(product).name)
     write_json({**content, 'products': {k: Path(v).name for k, v in content['products'].items()}}, kept/SUMMARY)
     before = read_json(folder/FINISHED)['folder'] if (folder/FINISHED).exists() else None
     write_json({'folder': kept.name, 'created': content['created']}, folder/FINISHED)   # the switch: atomic

@@ -11,7 +11,8 @@ from ..params import VALIDATIONS, task_params, task_values
 from ..backtest.tearsheet import figure, verdict_word
 from ..backtest.universe import PORTFOLIO
 from ..models.compare import MCS_SIZE
-from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, portfolio_skill, question_skill, run_trials
+from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, portfolio_skill, question_skill
+from ..backtest.trials import run_trials
 from ..tracking.ledger import Check, Ledger
 from ..tracking.trials import question_prints, record_trials
 from .evidence import earlier_returns, earlier_trials, keep_evidence, question_of
@@ -27,53 +28,88 @@ __all__ = ['weigh_questions', 'publish_run', 'evidence']
 
 # %% ../../nbs/08d_report.publish.ipynb #c83941a22
 def _confidence_set(train: dict) -> dict[str, dict]:
-    "Per symbol: the models of the model confidence set (per-bar losses), and whether the leader by the leaderboard's score is among them"
+    """Per symbol: the models of the model confidence set (per-bar losses), and whether the leader by the leaderboard's
+    score is among them"""
     found = {}
     for row in train.get('comparisons', []):
         models = [m.strip() for m in str(row.get('confidence_set') or '').split(',') if m.strip()]
-        if models: found[row['symbol']] = {'models': models, 'leader': row['leader'], 'leader_in': row['leader'] in models,
-                                           'score': train.get('primary', 'auc'), 'level': 1 - MCS_SIZE}
+        if models:
+            found[row['symbol']] = {
+                'models': models,
+                'leader': row['leader'],
+                'leader_in': row['leader'] in models,
+                'score': train.get('primary', 'auc'),
+                'level': 1 - MCS_SIZE,
+            }
     return found
 
 # %% ../../nbs/08d_report.publish.ipynb #c4661655a
-def weigh_questions(params: dict,         # the run's parameters: label, horizon, cv, threshold and the choices (`CHOICES`)
-                    manifest: list[dict], # the ingest manifest: each symbol's timeframe
-                    train: dict,          # the train task's record: leaders, models, inputs, kind
-                    trading: dict,        # the backtest's metrics per symbol (and PORTFOLIO): weighed in place
-                    grid: pd.DataFrame,   # the backtest's `grid` product: every configuration's per-bar returns, a `symbol` column
-                    curves: pd.DataFrame, # the backtest's `curves`: the leaders' and buy-and-hold's values
-                    closes: dict[str, pd.Series], # each symbol's closes as the run saw them: what its question is
-                    found: Check,         # the trial ledger as read this run
-                    since: str = '',      # --trials-since: count only trials recorded from this date
-                   ) -> dict[str, tuple]:
-    "Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio summed; symbol -> (question, new prints, trials, returns, prints) to record"
-    point = float(params['threshold']) if train['kind'] == 'classifier' else 1.0   # the traded point: the run's threshold, or the costs as they are
-    choices = {**{k: params.get(k) for k in CHOICES}, 'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
+def weigh_questions(
+    params: dict,  # the run's parameters: label, horizon, cv, threshold and the choices (`CHOICES`)
+    manifest: list[dict],  # the ingest manifest: each symbol's timeframe
+    train: dict,  # the train task's record: leaders, models, inputs, kind
+    trading: dict,  # the backtest's metrics per symbol (and PORTFOLIO): weighed in place
+    grid: pd.DataFrame,  # the backtest's `grid` product: every configuration's per-bar returns, a `symbol` column
+    curves: pd.DataFrame,  # the backtest's `curves`: the leaders' and buy-and-hold's values
+    closes: dict[str, pd.Series],  # each symbol's closes as the run saw them: what its question is
+    found: Check,  # the trial ledger as read this run
+    since: str = '',  # --trials-since: count only trials recorded from this date
+) -> dict[str, tuple]:
+    """Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio
+    summed; symbol -> (question, new prints, trials, returns, prints) to record"""
+    # the traded point: the run's threshold, or the costs as they are
+    point = float(params['threshold']) if train['kind'] == 'classifier' else 1.0
+    choices = {
+        **{k: params.get(k) for k in CHOICES},
+        'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None,
+    }
     cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
     timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
     stored = functools.cache(question_prints)   # read once, and only if some symbol's bars are new to the ledger
     for symbol, leader in train['best'].items():
         m, book = trading[symbol], curves[curves['symbol'] == symbol]
-        question, new, prints = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'],
-                                             stored)
+        question, new, prints = question_of(
+            found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'], stored
+        )
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
-        mine, kept = run_trials(question, train['models'][symbol], returns, {**choices, 'inputs': sorted(train['inputs'][symbol])}, f"{leader}@{point:g}")
+        mine, kept = run_trials(
+            question,
+            train['models'][symbol],
+            returns,
+            {**choices, 'inputs': sorted(train['inputs'][symbol])},
+            f"{leader}@{point:g}",
+        )
         own, own_pbo = m['skill'], m['pbo']
         earlier, record = earlier_trials(found, question, own['per_model'], cut)
-        earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')   # each configuration's latest returns
+        # each configuration's latest returns
+        earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')
         if spoilt and not record['problem']: record['problem'] = spoilt
-        m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
-                                              latest_returns(earlier, earlier_kept) if len(earlier) else None, own['per_model'], cut)
+        m['skill'], m['pbo'] = question_skill(
+            question,
+            book['strategy'].pct_change().dropna(),
+            mine,
+            kept,
+            earlier,
+            latest_returns(earlier, earlier_kept) if len(earlier) else None,
+            own['per_model'],
+            cut,
+        )
         m['skill']['run'] = {k: own[k] for k in ('trials', 'dsr', 'expected_max_sharpe', 'sr_variance', 'grid')}
-        m['skill']['record'] = record   # whether the trial record is whole: a verdict cannot rise above "cannot judge" when not
-        if m['pbo'] is not None: m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
-        m['holdout'] = holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'], tradeable, mine) if len(earlier) else None
+        m['skill']['record'] = record
+        if m['pbo'] is not None:
+            m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
+        m['holdout'] = (
+            holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'], tradeable, mine)
+            if len(earlier)
+            else None
+        )
         if symbol in sets: m['confidence_set'] = sets[symbol]
         weighed[symbol] = (question, new, mine, kept, prints)
     if PORTFOLIO in trading:
         trading[PORTFOLIO]['skill'] = portfolio_skill(trading[PORTFOLIO], {s: trading[s] for s in weighed})
         broken = [trading[s]['skill']['record'] for s in weighed if trading[s]['skill']['record']['problem']]
-        trading[PORTFOLIO]['skill']['record'] = broken[0] if broken else {'problem': ''}   # a book summed over a broken record is not whole either
+        # a book summed over a broken record is not whole either
+        trading[PORTFOLIO]['skill']['record'] = broken[0] if broken else {'problem': ''}
     return weighed
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p
@@ -82,65 +118,150 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                 given: str | dict, # the report task's parameters (promotion thresholds), as the task received them
                 code_version: str,
                ) -> dict:
-    "The run's summary written, recorded whole in MLflow, its models registered as the policy decides, its tearsheets written"
-    ingest, train, trading = (read_json(upstream[t][k]) for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics')))
+    """The run's summary written, recorded whole in MLflow, its models registered as the policy decides, its tearsheets
+    written"""
+    ingest, train, trading = (
+        read_json(upstream[t][k]) for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics'))
+    )
     folder = Path(product['summary']).parent
-    products = {k: os.path.relpath(upstream[t][k], folder) for t, k in
-                (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'), ('train', 'predictions'), ('train', 'leaderboard'))}
+    products = {
+        k: os.path.relpath(upstream[t][k], folder)
+        for t, k in (
+            ('backtest', 'curves'),
+            ('backtest', 'signals'),
+            ('backtest', 'trades'),
+            ('train', 'predictions'),
+            ('train', 'leaderboard'),
+        )
+    }
     attrs = pd.read_parquet(upstream['features']['dataset']).attrs
     cfg = task_params('report', given)
-    params = {**ingest['params'], **{k: attrs[k] for k in ('spec', 'label', 'horizon')}, **train['params'], **trading['params'],
-              **task_values(cfg, 'report'), 'code_version': code_version}
+    params = {
+        **ingest['params'],
+        **{k: attrs[k] for k in ('spec', 'label', 'horizon')},
+        **train['params'],
+        **trading['params'],
+        **task_values(cfg, 'report'),
+        'code_version': code_version,
+    }
     params['models'] = ','.join(params['models'])
     bars = pd.read_parquet(upstream['ingest']['bars'], columns=['symbol', 'close'])
     closes = {s: bars.loc[bars['symbol'] == s, 'close'] for s in train['best']}
-    book = Ledger()   # the trial ledger ($MLFIN_LEDGER, else the user's): read once, appended to once the run is recorded
-    with tracking.using(cfg.tracking):   # the run's MLflow server, when it names one: the question's earlier trials are there too
-        weighed = weigh_questions(params, ingest['symbols'], train, trading['metrics'], pd.read_parquet(upstream['backtest']['grid']),
-                                  pd.read_parquet(upstream['backtest']['curves']), closes, book.check(), cfg.trials_since)
+    # the trial ledger ($MLFIN_LEDGER, else the user's): read once, appended to once the run is recorded
+    book = Ledger()
+    # the run's MLflow server, when it names one: the question's earlier trials are there too
+    with tracking.using(cfg.tracking):
+        weighed = weigh_questions(
+            params,
+            ingest['symbols'],
+            train,
+            trading['metrics'],
+            pd.read_parquet(upstream['backtest']['grid']),
+            pd.read_parquet(upstream['backtest']['curves']),
+            closes,
+            book.check(),
+            cfg.trials_since,
+        )
         content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
                           trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
-        content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'], fill_rules=trading['fill_rules'],
-                       portfolio=trading['metrics'].get(backtest.PORTFOLIO))
-        said = {s: [group_said(r, train['primary'], trading['metrics'][s]['skill']) for r in train.get('group_comparisons', []) if r['symbol'] == s]
-                for s in train['best']}   # what each dropped feature group did, its trials counted on the question as just weighed
+        content.update(
+            trials_per_symbol=train['trials'],
+            comparisons=train['comparisons'],
+            fill_rules=trading['fill_rules'],
+            portfolio=trading['metrics'].get(backtest.PORTFOLIO),
+        )
+        said = {
+            s: [
+                group_said(r, train['primary'], trading['metrics'][s]['skill'])
+                for r in train.get('group_comparisons', [])
+                if r['symbol'] == s
+            ]
+            for s in train['best']
+        }   # what each dropped feature group did, its trials counted on the question as just weighed
         content['groups_added'] = {s: lines for s, lines in said.items() if lines}
-        if train['kind'] == 'regressor':   # each leader's forecast beside doing nothing, where every page reads it
-            for s in train['best']: content['symbols'][s]['forecast'] = forecast_record(train['metrics'][s], label_entry(params['label']).price)
+        if train['kind'] == 'regressor':  # each leader's forecast beside doing nothing, where every page reads it
+            for s in train['best']:
+                content['symbols'][s]['forecast'] = forecast_record(
+                    train['metrics'][s], label_entry(params['label']).price
+                )
         return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed, book)
 
 # %% ../../nbs/08d_report.publish.ipynb #c016e
 def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:
-    "Each leader's verdict as the registry keeps it on its version (and the service answers it): figures rounded as every page rounds them"
-    return {s: {'dsr': figure(m['skill'].get('dsr')), 'pbo': figure((m.get('pbo') or {}).get('pbo')), 'trials': str(m['skill'].get('trials')),
-                'verdict': verdict_word(m, tradeable), 'record': (m['skill'].get('record') or {}).get('problem', '')}
-            for s, m in metrics.items() if s in best}
+    """Each leader's verdict as the registry keeps it on its version (and the service answers it): figures rounded as
+    every page rounds them"""
+    return {
+        s: {
+            'dsr': figure(m['skill'].get('dsr')),
+            'pbo': figure((m.get('pbo') or {}).get('pbo')),
+            'trials': str(m['skill'].get('trials')),
+            'verdict': verdict_word(m, tradeable),
+            'record': (m['skill'].get('record') or {}).get('problem', ''),
+        }
+        for s, m in metrics.items()
+        if s in best
+    }
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p_r
 def _record(content, params, ingest, train, trading, upstream, product, cfg, weighed: dict, book: Ledger) -> dict:
-    "`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets written"
+    """`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets
+    written"""
     folder = Path(product['summary']).parent
     oos, board = pd.read_parquet(upstream['train']['oos']), pd.read_parquet(upstream['train']['leaderboard'])
-    verdicts = {s: {'verdict': verdict_word(m, content['validation']['tradeable'])} for s, m in trading['metrics'].items() if s in train['best']}
-    content['mlflow'] = tracking.log_run(params, ingest['symbols'], train['metrics'], trading['metrics'], Path(upstream['train']['models']),
-                                         train['best'], board, [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
-                                         content, oos, verdicts)
-    for symbol, (question, _, mine, returns, prints) in weighed.items():   # kept with the symbol's run: the next run on the question counts them
+    verdicts = {
+        s: {'verdict': verdict_word(m, content['validation']['tradeable'])}
+        for s, m in trading['metrics'].items()
+        if s in train['best']
+    }
+    content['mlflow'] = tracking.log_run(
+        params,
+        ingest['symbols'],
+        train['metrics'],
+        trading['metrics'],
+        Path(upstream['train']['models']),
+        train['best'],
+        board,
+        [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
+        content,
+        oos,
+        verdicts,
+    )
+    # kept with the symbol's run: the next run on the question counts them
+    for symbol, (question, _, mine, returns, prints) in weighed.items():
         record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns, prints)
     described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
-    content['ledger'] = keep_evidence(book, {s: w[:2] for s, w in weighed.items()}, content['mlflow'],
-                                      {s: w[2] for s, w in weighed.items()}, described, {s: w[3] for s, w in weighed.items()},
-                                      sorted({i for s in weighed for i in trading['metrics'][s]['skill']['record'].get('replaced', [])}))   # and in the ledger, apart from the runs
-    counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}   # every configuration tried on each symbol's question
-    content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'], train['kind'],
-                                              counted, params, cfg, evidence(trading['metrics'], train['best'], content['validation']['tradeable']))
+    content['ledger'] = keep_evidence(
+        book,
+        {s: w[:2] for s, w in weighed.items()},
+        content['mlflow'],
+        {s: w[2] for s, w in weighed.items()},
+        described,
+        {s: w[3] for s, w in weighed.items()},
+        sorted({i for s in weighed for i in trading['metrics'][s]['skill']['record'].get('replaced', [])}),
+    )  # and in the ledger, apart from the runs
+    # every configuration tried on each symbol's question
+    counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}
+    content['registry'], _ = register_leaders(
+        content['mlflow'],
+        ingest['symbols'],
+        board,
+        oos,
+        trading['metrics'],
+        train['kind'],
+        counted,
+        params,
+        cfg,
+        evidence(trading['metrics'], train['best'], content['validation']['tradeable']),
+    )
     write_json(content, product['summary'])
     parent = content['mlflow']['parent']
     tracking.attach(parent, [Path(product['summary'])], '')   # the run whole, its registry decisions too
     tracking.attach(parent, [Path(upstream['backtest'][k]) for k in ('curves', 'signals', 'trades')]
-                    + [Path(upstream['train'][k]) for k in ('predictions', 'leaderboard')], '')   # what `mlfin runs get` and the dashboard reload
+                    # what `mlfin runs get` and the dashboard reload
+                    + [Path(upstream['train'][k]) for k in ('predictions', 'leaderboard')], '')
     run = load_run(folder)
     backtest.write_tearsheets(product['tearsheets'], run, run_header(run))  # one per symbol and the portfolio
-    tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))  # kept with the run (plotly.js: from the package)
+    # kept with the run (plotly.js: from the package)
+    tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))
     keep_finished(folder)   # last: what the pages show from now on
     return content

@@ -8,7 +8,8 @@ import html
 import pandas as pd
 from ..params import VALIDATIONS
 from ..backtest.stats import annualised_shown, span_note
-from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict, forecast_said, forecast_frame, figure, trials_said
+from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict, forecast_said
+from ..backtest.tearsheet import forecast_frame, figure, trials_said
 from ..style import TABLE_STYLE, html_table
 from .products import execution_model
 
@@ -17,7 +18,8 @@ __all__ = ['SHOWN', 'GROUP_SHOWN', 'metrics_table', 'classification_table', 'qua
            'recent_signals', 'group_said', 'equity_figure', 'run_header', 'symbol_tables_html']
 
 # %% ../../nbs/08b_report.tables.ipynb #c008
-SHOWN = ('total_return', 'annual_return', 'sharpe', 'max_drawdown', 'trades', 'exposure')   # the report's rows of the tearsheet's table
+# the report's rows of the tearsheet's table
+SHOWN = ('total_return', 'annual_return', 'sharpe', 'max_drawdown', 'trades', 'exposure')
 
 def metrics_table(run: dict, symbol: str) -> pd.DataFrame:
     "Strategy against buy-and-hold for one symbol: the tearsheet's figures and formats, the rows the report shows"
@@ -34,55 +36,109 @@ def classification_table(run: dict) -> pd.DataFrame:
 def quality_table(run: dict) -> pd.DataFrame:
     "Data quality of each symbol's bars in the run: calendar coverage, gaps, anomalies, quarantined rows"
     rows = {sym: s.get('quality', {}) for sym, s in run['symbols'].items()}
-    keep = ['calendar', 'bars', 'coverage', 'gaps', 'missing_bars', 'largest_gap', 'spikes', 'stale_runs', 'off_calendar', 'quarantined']
+    keep = [
+        'calendar',
+        'bars',
+        'coverage',
+        'gaps',
+        'missing_bars',
+        'largest_gap',
+        'spikes',
+        'stale_runs',
+        'off_calendar',
+        'quarantined',
+    ]
     return pd.DataFrame(rows).T.reindex(columns=keep)
 
 
 # %% ../../nbs/08b_report.tables.ipynb #c008_02
 def overview(run: dict) -> pd.DataFrame:
-    "One row per symbol and one for the portfolio: data, model quality, trading result (%) beside the baseline, DSR and the verdict (skill only, when not tradeable)"
+    """One row per symbol and one for the portfolio: data, model quality, trading result (%) beside the baseline, DSR
+    and the verdict (skill only, when not tradeable)"""
     tradeable = run.get('validation', {}).get('tradeable', True)
     score = lambda s, key: round(s['classification'][key], 3) if key in s.get('classification', {}) else None
     pct = lambda v: f"{v:.1%}"
-    sharpe = lambda f: annualised_shown('sharpe', f"{f['sharpe']:.2f}", f) if span_note(f) else round(f['sharpe'], 2)   # a short span: marked
-    book = lambda s: {'strategy return': pct(s['strategy']['total_return']), 'buy & hold return': pct(s['buy_and_hold']['total_return']),
-                      'strategy sharpe': sharpe(s['strategy']), 'buy & hold sharpe': sharpe(s['buy_and_hold']),
-                      'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None, 'verdict': verdict_word(s, tradeable) if 'skill' in s else ''}
-    rows = {sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
-                  'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'), 'ic': score(s, 'ic'),
-                  'vs random walk': score(s, 'mae_ratio') if 'mae_ratio' in s.get('classification', {}) else '', **book(s)}
-            for sym, s in run['symbols'].items()}
+    # a short span: marked
+    sharpe = lambda f: annualised_shown('sharpe', f"{f['sharpe']:.2f}", f) if span_note(f) else round(f['sharpe'], 2)
+    book = lambda s: {
+        'strategy return': pct(s['strategy']['total_return']),
+        'buy & hold return': pct(s['buy_and_hold']['total_return']),
+        'strategy sharpe': sharpe(s['strategy']),
+        'buy & hold sharpe': sharpe(s['buy_and_hold']),
+        'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None,
+        'verdict': verdict_word(s, tradeable) if 'skill' in s else '',
+    }
+    rows = {
+        sym: {
+            'timeframe': s['timeframe'],
+            'bars': s['bars'],
+            'first': s['first'][:10],
+            'last': s['last'][:10],
+            'model': s.get('model', ''),
+            'auc': score(s, 'auc'),
+            'accuracy': score(s, 'accuracy'),
+            'ic': score(s, 'ic'),
+            'vs random walk': score(s, 'mae_ratio') if 'mae_ratio' in s.get('classification', {}) else '',
+            **book(s),
+        }
+        for sym, s in run['symbols'].items()
+    }
     if run.get('portfolio'):  # its figures on its own clock (daily)
         p = run['portfolio']
-        rows['PORTFOLIO'] = {'timeframe': p.get('clock', '')[:2], 'bars': '', 'first': '', 'last': '', 'model': 'leaders',
-                             'auc': '', 'accuracy': '', 'ic': '', 'vs random walk': '', **book(p)}
+        rows['PORTFOLIO'] = {
+            'timeframe': p.get('clock', '')[:2],
+            'bars': '',
+            'first': '',
+            'last': '',
+            'model': 'leaders',
+            'auc': '',
+            'accuracy': '',
+            'ic': '',
+            'vs random walk': '',
+            **book(p),
+        }
     return pd.DataFrame(rows).T
 
 
 # %% ../../nbs/08b_report.tables.ipynb #c008_02c
-def production_said(registry: dict,   # the run's registry decisions (summary['registry']): symbol -> name, version, decision, reason
-                    serving: list[dict], # what the registry serves now (`models.registry.production()`): name, version
-                   ) -> list[str]:
-    "What production holds after a run, a line per series the run registered; when nothing is served, what that means and what to do"
+def production_said(
+    registry: dict,  # the run's registry decisions (summary['registry']): symbol -> name, version, decision, reason
+    serving: list[dict],  # what the registry serves now (`models.registry.production()`): name, version
+) -> list[str]:
+    """What production holds after a run, a line per series the run registered; when nothing is served, what that means
+    and what to do"""
     served = {v['name']: v['version'] for v in serving}
-    lines = [f"production: {d['name']} version {served[d['name']]}" +
-             (' (promoted by this run)' if d['decision'] == 'promoted' and served[d['name']] == d['version'] else
-              f" (kept: this run's version {d['version']} {d['decision']}: {d['reason']})")
-             if d['name'] in served else f"production: {d['name']}: none (version {d['version']} {d['decision']}: {d['reason']})"
-             for d in registry.values()]
+    lines = [
+        f"production: {d['name']} version {served[d['name']]}"
+        + (
+            ' (promoted by this run)'
+            if d['decision'] == 'promoted' and served[d['name']] == d['version']
+            else f" (kept: this run's version {d['version']} {d['decision']}: {d['reason']})"
+        )
+        if d['name'] in served
+        else f"production: {d['name']}: none (version {d['version']} {d['decision']}: {d['reason']})"
+        for d in registry.values()
+    ]
     if registry and not served:
         first = next(iter(registry.values()))
         symbol, timeframe = first['name'].split('.')[1:3]
-        lines.append("nothing is in production, so `mlfin serve` answers /predict and /ready with 503 until a model is: no leader showed "
-                     "evidence of skill by the promotion policy's gates. `mlfin models ls` shows every version's scores and refusal; "
-                     f"`mlfin models promote {symbol}:{timeframe} {first['version']} --reason '...'` serves one by hand (held until "
-                     "`mlfin models release`; say why in --reason: the policy found it no better than its baseline), or run on more "
-                     "bars and let the policy decide")
+        lines.append(
+            "nothing is in production, so `mlfin serve` answers /predict and /ready with 503 until a model is: no "
+            "leader showed "
+            "evidence of skill by the promotion policy's gates. `mlfin models ls` shows every version's scores and "
+            "refusal; "
+            f"`mlfin models promote {symbol}:{timeframe} {first['version']} --reason '...'` serves one by hand (held "
+            "until "
+            "`mlfin models release`; say why in --reason: the policy found it no better than its baseline), or run on "
+            "more "
+            "bars and let the policy decide"
+        )
     return lines
 
 # %% ../../nbs/08b_report.tables.ipynb #c008_03
 def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
-    "The last `n` predictions and signals of `symbol`: a classifier's P(up), a regressor's forecast change and the close it implies"
+    """The last `n` predictions and signals of `symbol`: a classifier's P(up), a regressor's forecast change and the
+    close it implies"""
     rows = run['curves'].query('symbol == @symbol').tail(n)
     side = rows['signal'].astype(int).map({1: 'long', 0: 'flat', -1: 'short'})
     made = run.get('predictions')
@@ -90,7 +146,9 @@ def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
         mine = made[made['symbol'] == symbol].reindex(rows.index)
         return pd.DataFrame({'close': rows['close'].round(5), 'forecast change %': (100 * mine['prediction']).round(4),
                              'predicted close': mine['predicted_close'].round(5), 'signal': side}, index=rows.index)
-    return pd.DataFrame({'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4), 'signal': side}, index=rows.index)
+    return pd.DataFrame(
+        {'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4), 'signal': side}, index=rows.index
+    )
 
 
 # %% ../../nbs/08b_report.tables.ipynb #c008_05
@@ -106,14 +164,24 @@ def group_said(row: dict,     # a row of the train task's `group_comparisons` (`
     groups = row['groups'].split(', ')
     named = f"the {' and '.join(groups)} group{'s' if len(groups) > 1 else ''}"
     signed = lambda x: figure(x, 4) if figure(x, 4) == 'not a number' else f"{x:+.4f}"
-    tests = {'difference': row[f'{metric}_diff'], 'interval': row['low'], 'bootstrap p': row['bootstrap_p'], 'Diebold-Mariano p': row['dm_p']}   # the p: that it did not help
+    tests = {
+        'difference': row[f'{metric}_diff'],
+        'interval': row['low'],
+        'bootstrap p': row['bootstrap_p'],
+        'Diebold-Mariano p': row['dm_p'],
+    }  # the p: that it did not help
     missing = [name for name, x in tests.items() if figure(x) == 'not a number']
     shown = (f"no verdict: the {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a number" if missing
              else GROUP_SHOWN[row['shown']])
-    return (f"{row['symbol']}, {named}: {row['with']} scored {metric.upper()} {figure(row[f'{metric}_with'], 4)} with {'it' if len(groups) == 1 else 'them'} "
-            f"and {figure(row[f'{metric}_without'], 4)} without ({row['without']}), on the same {row['bars']:,} bars: a difference of "
-            f"{signed(row[f'{metric}_diff'])} (95% interval {signed(row['low'])} to {signed(row['high'])}, one-sided bootstrap p {figure(row['bootstrap_p'], 3)}, "
-            f"Diebold-Mariano p {figure(row['dm_p'], 3)}): {shown}; {trials_said(skill)} counted on this question.")
+    return (
+        f"{row['symbol']}, {named}: {row['with']} scored {metric.upper()} {figure(row[f'{metric}_with'], 4)} with "
+        f"{'it' if len(groups) == 1 else 'them'} "
+        f"and {figure(row[f'{metric}_without'], 4)} without ({row['without']}), on the same {row['bars']:,} bars: a "
+        "difference of "
+        f"{signed(row[f'{metric}_diff'])} (95% interval {signed(row['low'])} to {signed(row['high'])}, one-sided "
+        f"bootstrap p {figure(row['bootstrap_p'], 3)}, "
+        f"Diebold-Mariano p {figure(row['dm_p'], 3)}): {shown}; {trials_said(skill)} counted on this question."
+    )
 
 # %% ../../nbs/08b_report.tables.ipynb #c010
 def equity_figure(run: dict, symbol: str):
@@ -122,15 +190,23 @@ def equity_figure(run: dict, symbol: str):
     rows = run['curves'].query('symbol == @symbol')
     fig = go.Figure([go.Scatter(x=rows.index, y=rows['strategy'], name='Strategy'),
                      go.Scatter(x=rows.index, y=rows['buy_and_hold'], name='Buy & hold')])
-    fig.update_layout(title=f"{symbol}: value of 10,000 (out-of-sample, after costs; log scale)", height=420, yaxis_type='log',
-                      margin=dict(l=40, r=20, t=50, b=30), legend=dict(orientation='h', y=1.02, x=0))
+    fig.update_layout(
+        title=f"{symbol}: value of 10,000 (out-of-sample, after costs; log scale)",
+        height=420,
+        yaxis_type='log',
+        margin=dict(l=40, r=20, t=50, b=30),
+        legend=dict(orientation='h', y=1.02, x=0),
+    )
     return fig
 
 # %% ../../nbs/08b_report.tables.ipynb #c012
 def _costs(run: dict) -> str:
     "Each symbol's asset class and costs, as the backtest used them"
     c = {sym: s['costs'] for sym, s in run['symbols'].items() if 'costs' in s}
-    return ', '.join(f"{sym} {v['asset_class']} {v['fees_bps']:g}+{v['slippage_bps']:g}" for sym, v in c.items()) or 'none recorded'
+    return (
+        ', '.join(f"{sym} {v['asset_class']} {v['fees_bps']:g}+{v['slippage_bps']:g}" for sym, v in c.items())
+        or 'none recorded'
+    )
 
 
 # %% ../../nbs/08b_report.tables.ipynb #c012_00
@@ -138,10 +214,16 @@ def run_header(run: dict) -> str:
     "Markdown: when the run was made, with what, and how to read its numbers"
     p = run['params']
     cv = p.get('cv', 'walk_forward')
-    return (f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · label {p.get('label', 'direction')}, "
-            f"horizon {p.get('horizon')} · {p.get('folds')} folds of {VALIDATIONS[cv].words} validation (purged by label span, embargo "
-            f"{p.get('embargo')} bars) · threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): {_costs(run)} · "
-            f"trials: every configuration tried on the question of each symbol, counted in its verdict · code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
+    return (
+        f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · label "
+        f"{p.get('label', 'direction')}, "
+        f"horizon {p.get('horizon')} · {p.get('folds')} folds of {VALIDATIONS[cv].words} validation (purged by label "
+        "span, embargo "
+        f"{p.get('embargo')} bars) · threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): "
+        f"{_costs(run)} · "
+        "trials: every configuration tried on the question of each symbol, counted in its verdict · code "
+        f"`{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}"
+    )
 
 
 # %% ../../nbs/08b_report.tables.ipynb #c012_01
@@ -151,12 +233,30 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     signals = recent_signals(run, symbol)
     m = run['symbols'][symbol]
     tradeable = run.get('validation', {}).get('tradeable', True)
-    skill = (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m))) if 'skill' in m else ''
+    skill = (
+        (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m)))
+        if 'skill' in m
+        else ''
+    )
     if m.get('holdout'): skill += '<h3>Holdout after selection (one trial)</h3>' + table(holdout_frame(m['holdout']))
-    forecast = ('<h3>The forecast against doing nothing</h3>' + f"<p class='mlfin-forecast'>{html.escape(forecast_said(m['forecast']))}</p>"
-                + table(forecast_frame(m['forecast']))) if m.get('forecast') else ''
-    return (TABLE_STYLE + forecast + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol)) + skill +
-            ('<h3>Forecast scores, out-of-sample</h3>' if m.get('forecast')
-             else '<h3>Classification, out-of-sample</h3>') + table(classification_table(run).loc[[symbol]]) +
-            '<h3>Latest predictions and signals</h3>' + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
+    forecast = (
+        (
+            '<h3>The forecast against doing nothing</h3>'
+            + f"<p class='mlfin-forecast'>{html.escape(forecast_said(m['forecast']))}</p>"
+            + table(forecast_frame(m['forecast']))
+        )
+        if m.get('forecast')
+        else ''
+    )
+    return (
+        TABLE_STYLE
+        + forecast
+        + '<h3>Trading, out-of-sample, after costs</h3>'
+        + table(metrics_table(run, symbol))
+        + skill
+        + ('<h3>Forecast scores, out-of-sample</h3>' if m.get('forecast') else '<h3>Classification, out-of-sample</h3>')
+        + table(classification_table(run).loc[[symbol]])
+        + '<h3>Latest predictions and signals</h3>'
+        + table(signals.rename_axis(None).rename_axis('bar', axis=1))
+    )
 

@@ -42,15 +42,19 @@ def read_sources(path: str | None) -> dict:
     "SYMBOL:TIMEFRAME -> {source, start, config} from the --sources file"
     if not path: return {}
     found = read_yaml(path, 'sources file') or {}
-    if not isinstance(found, dict): raise BadInput(f"{path}: expected SYMBOL:TIMEFRAME: {{source: ccxt:EXCHANGE:MARKET, start: ...}} entries")
+    if not isinstance(found, dict):
+        raise BadInput(f"{path}: expected SYMBOL:TIMEFRAME: {{source: ccxt:EXCHANGE:MARKET, start: ...}} entries")
     out = {}
     for series, entry in found.items():
         symbol, _, timeframe = str(series).partition(':')
         check_symbol(symbol); timeframe = check_timeframe(timeframe, f"{path}: {series}")
         if not isinstance(entry, dict) or not str(entry.get('source', '')).startswith('ccxt:'):
             raise BadInput(f"{path}: {series}: needs source: ccxt:EXCHANGE:MARKET")
-        out[f"{symbol}:{timeframe}"] = {'source': entry['source'], 'start': str(entry['start']) if entry.get('start') else None,
-                                        'config': entry.get('config')}
+        out[f"{symbol}:{timeframe}"] = {
+            'source': entry['source'],
+            'start': str(entry['start']) if entry.get('start') else None,
+            'config': entry.get('config'),
+        }
     return out
 
 
@@ -67,34 +71,55 @@ class Measured:
         try: await self.app(scope, receive, sending)
         finally:
             labels = (getattr(scope.get('route'), 'path', 'unmatched'), scope['method'], status[0])
-            if (children := self.children.get(labels)) is None:   # a route, method and status met before: its series kept (labels() takes a lock)
-                children = self.children[labels] = (self.metrics.requests.labels(*labels[:2], str(labels[2])), self.metrics.latency.labels(*labels[:2]))
+            # a route, method and status met before: its series kept (labels() takes a lock)
+            if (children := self.children.get(labels)) is None:
+                children = self.children[labels] = (
+                    self.metrics.requests.labels(*labels[:2], str(labels[2])),
+                    self.metrics.latency.labels(*labels[:2]),
+                )
             children[0].inc(); children[1].observe(time.perf_counter() - started)
 
 # %% ../../nbs/11t_service.app.ipynb #c009f
 class Forwarded:
-    "ASGI middleware: a request through a trusted proxy (`--trusted-proxies`) gets the client and scheme its X-Forwarded-For and -Proto name; from anyone else they are ignored"
+    """ASGI middleware: a request through a trusted proxy (`--trusted-proxies`) gets the client and scheme its
+    X-Forwarded-For and -Proto name; from anyone else they are ignored"""
+
     def __init__(self, app, proxies: Proxies): self.app, self.proxies = app, proxies
     async def __call__(self, scope, receive, send):
         if scope['type'] in ('http', 'websocket') and scope.get('client') and self.proxies.trusts(scope['client'][0]):
             headers = dict(scope['headers'])
-            scope = {**scope, 'client': (self.proxies.client(scope['client'][0], headers.get(b'x-forwarded-for', b'').decode('latin-1')), 0)}
+            scope = {
+                **scope,
+                'client': (
+                    self.proxies.client(scope['client'][0], headers.get(b'x-forwarded-for', b'').decode('latin-1')),
+                    0,
+                ),
+            }
             proto = headers.get(b'x-forwarded-proto', b'').decode('latin-1').strip().lower()
-            if proto in ('http', 'https'): scope['scheme'] = proto if scope['type'] == 'http' else {'http': 'ws', 'https': 'wss'}[proto]
+            if proto in ('http', 'https'):
+                scope['scheme'] = proto if scope['type'] == 'http' else {'http': 'ws', 'https': 'wss'}[proto]
         return await self.app(scope, receive, send)
 
 # %% ../../nbs/11t_service.app.ipynb #c009b
-PUBLIC = ('/health', '/token', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')   # the routes that need no credential (/token checks its own)
-OUTAGES = {'disk': "the disk under the home or the store is full or read-only", 'database': "the service's database does not answer",
-           'redis': "the rate-limit store does not answer", 'network': "a service this one needs does not answer"}   # what a caller is told: never an address
+# the routes that need no credential (/token checks its own)
+PUBLIC = ('/health', '/token', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')
+OUTAGES = {
+    'disk': "the disk under the home or the store is full or read-only",
+    'database': "the service's database does not answer",
+    'redis': "the rate-limit store does not answer",
+    'network': "a service this one needs does not answer",
+}   # what a caller is told: never an address
 
 def unavailable(kind: str) -> str:
-    "The line a caller gets while a dependency is down (`logs.outage`'s kind): which kind, never its address, user, host, port or path"
+    """The line a caller gets while a dependency is down (`logs.outage`'s kind): which kind, never its address, user,
+    host, port or path"""
     return f"unavailable: {OUTAGES.get(kind, OUTAGES['network'])}; try again later"
 
 def error_response(e: MlfinError) -> JSONResponse:
-    "A library error as the service answers it: its status, its one line as `detail` (an outage's kind alone), Retry-After and WWW-Authenticate where due"
-    kind = outage(e) if e.status == 503 else None   # a store that does not answer names itself in its error: the caller is told the kind
+    """A library error as the service answers it: its status, its one line as `detail` (an outage's kind alone),
+    Retry-After and WWW-Authenticate where due"""
+    # a store that does not answer names itself in its error: the caller is told the kind
+    kind = outage(e) if e.status == 503 else None
     headers = {}
     if getattr(e, 'retry_after', None) or kind: headers['Retry-After'] = str(getattr(e, 'retry_after', None) or 5)
     if e.status == 401: headers['WWW-Authenticate'] = 'Bearer'
@@ -103,11 +128,19 @@ def error_response(e: MlfinError) -> JSONResponse:
 
 # %% ../../nbs/11t_service.app.ipynb #c009b_00
 class Guard:
-    """ASGI middleware between the access log and the routes: the credential checked from the headers before a body is read
-    (a request without a valid one costs a header's parse), the body capped and timed out as it arrives, and any failure the
-    routes did not answer turned into one line: 503 naming the kind of dependency that is down (its address in the log), else 500"""
+    """ASGI middleware between the access log and the routes: the credential checked from the headers before a body is
+    read (a request without a valid one costs a header's parse), the body capped and timed out as it arrives, and any
+    failure the routes did not answer turned into one line: 503 naming the kind of dependency that is down (its address
+    in the log), else 500"""
     def __init__(self, app, state, limit: int, timeout: float, failures: Failures, down):
-        self.app, self.state, self.limit, self.timeout, self.failures, self.down = app, state, limit, timeout, failures, down
+        self.app, self.state, self.limit, self.timeout, self.failures, self.down = (
+            app,
+            state,
+            limit,
+            timeout,
+            failures,
+            down,
+        )
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
@@ -120,23 +153,39 @@ class Guard:
                 scope.setdefault('state', {})['checked'] = await self._caller(scope)
             declared = dict(scope['headers']).get(b'content-length')
             if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-                return await JSONResponse({'detail': f"request body over {self.limit:,} bytes ({declared.decode(errors='replace')[:20]} declared)"},
-                                          413)(scope, receive, send)
+                return await JSONResponse(
+                    {
+                        'detail': f"request body over {self.limit:,} bytes ({declared.decode(errors='replace')[:20]} "
+                                  "declared)"
+                    },
+                    413,
+                )(scope, receive, send)
             await self.app(scope, self._receiving(receive), sending)
         except Exception as e:
             kind = outage(e)
-            if isinstance(e, MlfinError) and not kind and not started[0]: return await error_response(e)(scope, receive, send)
+            if isinstance(e, MlfinError) and not kind and not started[0]:
+                return await error_response(e)(scope, receive, send)
             where = f"{scope['method']} {getattr(scope.get('route'), 'path', scope['path'])}"
-            told = unavailable(kind) if kind else f"internal error ({type(e).__name__}); the server's log has the details"
-            self.failures(e, where, self.down(kind, e) if kind else told, request_id=scope.get('state', {}).get('request_id'))   # the log: what, and where
-            if started[0]: return   # the response had begun: nothing more can be said to the caller
-            await JSONResponse({'detail': told}, 503 if kind else 500, headers={'Retry-After': '5'} if kind else None)(scope, receive, send)
+            told = (
+                unavailable(kind) if kind else f"internal error ({type(e).__name__}); the server's log has the details"
+            )
+            self.failures(
+                e, where, self.down(kind, e) if kind else told, request_id=scope.get('state', {}).get('request_id')
+            )  # the log: what, and where
+            if started[0]:
+                return  # the response had begun: nothing more can be said to the caller
+            await JSONResponse({'detail': told}, 503 if kind else 500, headers={'Retry-After': '5'} if kind else None)(
+                scope, receive, send
+            )
 
     async def _caller(self, scope):
-        """The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is read. Checked on
-        the event loop from the records held (a key, a session: each read at most `key_cache_seconds` ago); a record to read, in a thread"""
+        """The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is
+        read. Checked on the event loop from the records held (a key, a session: each read at most `key_cache_seconds`
+        ago); a record to read, in a thread"""
         headers = dict(scope['headers'])
-        key, token = credentials(headers.get(b'x-api-key', b'').decode('latin-1'), headers.get(b'authorization', b'').decode('latin-1'))
+        key, token = credentials(
+            headers.get(b'x-api-key', b'').decode('latin-1'), headers.get(b'authorization', b'').decode('latin-1')
+        )
         try:
             with held_only(): return identify(self.state.keys, self.state.tokens, key, token)
         except NotHeld: return await run_in_threadpool(identify, self.state.keys, self.state.tokens, key, token)
@@ -148,8 +197,10 @@ class Guard:
             nonlocal seen, deadline, done
             if done: return await receive()   # after the body: a disconnect, awaited as long as the response takes
             deadline = deadline or time.monotonic() + self.timeout
-            try: message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError: raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
             seen += len(message.get('body', b''))
             if seen > self.limit: raise HTTPException(413, f"request body over {self.limit:,} bytes")
             done = not message.get('more_body', False)
@@ -166,8 +217,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     store = open_store(settings.store or None)
     db = tables.engine(store)
     limit = RateLimit(settings.rate_limit, settings.limits_storage, aio=True)   # counted on the event loop
-    if not limit.reachable():   # a service that cannot count its callers' requests would answer each with 503: say so now
-        raise Unavailable(f"rate-limit store {settings.limits_storage} does not answer: start it, or use --limits-storage memory:// (counts per worker)")
+    # a service that cannot count its callers' requests would answer each with 503: say so now
+    if not limit.reachable():
+        raise Unavailable(
+            f"rate-limit store {settings.limits_storage} does not answer: start it, or use --limits-storage memory:// "
+            "(counts per worker)"
+        )
     project = Path(settings.project) if settings.project else project_root()
     metrics = Metrics()
 
@@ -176,14 +231,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         import gc
         import mlflow.exceptions, mlfin.models.registry, skops.io   # noqa: F401 (preloaded, not used here) MLflow's, the zoo's and scikit-learn's imports (seconds) before the first request
         import exchange_calendars, pandera.pandas, mlfin.data.facade, mlfin.data.quality   # noqa: F401 and an ingest's (1.5 s): 23,000 objects frozen with the rest
-        gc.collect(); gc.freeze()   # the libraries' own objects out of the collector's way: a full collection over them took 40 ms mid-request
+        # the libraries' own objects out of the collector's way: a full collection over them took 40 ms mid-request
+        gc.collect(); gc.freeze()
         app.state.jobs.start()
         try: held = app.state.store.ls()
         except Exception: held = None   # a store that does not answer: /ready says so
-        if held is not None:   # each production model loaded and its forecast made in the background, before anyone asks
+        # each production model loaded and its forecast made in the background, before anyone asks
+        if held is not None:
             for symbol, timeframe in zip(held['symbol'], held['timeframe']): app.state.refresh(symbol, timeframe)
-        # once they are made, what they loaded is frozen too: MLflow, LightGBM, TA-Lib and 300 modules more (110,000 objects), which made
-        # every full collection after them a 60 ms pause in some request
+        # once they are made, what they loaded is frozen too: MLflow, LightGBM, TA-Lib and 300 modules more (110,000
+        # objects), which made every full collection after them a 60 ms pause in some request
         app.state.refresher.submit(lambda: (gc.collect(), gc.freeze()))
         yield
         try: app.state.refusals.flush()   # what was counted since the last write
@@ -191,10 +248,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.jobs.stop()
         app.state.refresher.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title='mlfin', version=_version(), lifespan=lifespan,
-                  description="Bars in, predictions and signals out, computed by the research pipeline's own code. "
-                              "Every route but /health needs an API key (X-API-Key) or a bearer token (POST /token: for a key, or for a person's "
-                              "password and second factor).")
+    app = FastAPI(
+        title='mlfin',
+        version=_version(),
+        lifespan=lifespan,
+        description="Bars in, predictions and signals out, computed by the research pipeline's own code. "
+        "Every route but /health needs an API key (X-API-Key) or a bearer token (POST /token: for a key, or for a "
+        "person's "
+        "password and second factor).",
+    )
     keys = Keys(db, settings.key_cache_seconds)
     live = Live(store, settings.tail, settings.registry_poll)
     refresher = ThreadPoolExecutor(1, thread_name_prefix='mlfin-refresh')
@@ -205,43 +267,70 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             except MlfinError: pass   # no production model for it: nothing to keep ready
         refresher.submit(work)
     audit = Audit(db)
-    refusals = Refusals(audit)   # refused requests: counted, written once a second, one row per caller, route and minute
+    # refused requests: counted, written once a second, one row per caller, route and minute
+    refusals = Refusals(audit)
     people = People(db, audit, settings.login_policy(), settings.key_cache_seconds, settings.limits_storage)
-    app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, people=people, audit=audit, refusals=refusals,
-                              tokens=Tokens(db, keys, people=people),
-                              limit=limit, live=live, signals=Signals(db),
-                              jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs), metrics=metrics,
-                              sources=read_sources(settings.sources), refresher=refresher, refresh=refresh)
+    app.state.__dict__.update(
+        settings=settings,
+        store=store,
+        db=db,
+        keys=keys,
+        people=people,
+        audit=audit,
+        refusals=refusals,
+        tokens=Tokens(db, keys, people=people),
+        limit=limit,
+        live=live,
+        signals=Signals(db),
+        jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs),
+        metrics=metrics,
+        sources=read_sources(settings.sources),
+        refresher=refresher,
+        refresh=refresh,
+    )
     app.state.checks = lambda: dependencies(app.state)
     app.include_router(router)
     app.include_router(login_router)
     _errors(app)
     app.state.failures = Failures()
-    app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout, failures=app.state.failures,
-                       down=lambda kind, e: _down(kind, e, app.state))
+    app.add_middleware(
+        Guard,
+        state=app.state,
+        limit=settings.body_limit,
+        timeout=settings.body_timeout,
+        failures=app.state.failures,
+        down=lambda kind, e: _down(kind, e, app.state),
+    )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=['GET', 'POST', 'DELETE'],
                            allow_headers=['Authorization', 'X-API-Key', 'Content-Type'])
     app.add_middleware(Measured, metrics=metrics)
     app.add_middleware(AccessLog)
-    app.add_middleware(Forwarded, proxies=Proxies(settings.trusted_proxies))   # outermost: every other part sees the client it names
+    # outermost: every other part sees the client it names
+    app.add_middleware(Forwarded, proxies=Proxies(settings.trusted_proxies))
     app.openapi = lambda: _openapi(app)
     return app
 
 
 # %% ../../nbs/11t_service.app.ipynb #c011_00
 def _down(kind: str, e: BaseException, state) -> str:
-    "What is down, for the operator's log: which disk, which database (its password hidden), which Redis; never sent to a caller"
+    """What is down, for the operator's log: which disk, which database (its password hidden), which Redis; never sent
+    to a caller"""
     first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     if kind == 'disk': return f"the disk under {home()} or the store is full or read-only ({first})"
-    if kind == 'database': return f"the database {state.db.url.render_as_string(hide_password=True)} does not answer ({type(e).__name__}: {first})"
-    if kind == 'redis': return f"the rate-limit store {re.sub(r'//[^/@]*@', '//', state.settings.limits_storage)} does not answer ({type(e).__name__})"
+    if kind == 'database':
+        return (f"the database {state.db.url.render_as_string(hide_password=True)} does not answer "
+                f"({type(e).__name__}: {first})")
+    if kind == 'redis':
+        return (f"the rate-limit store {re.sub(r'//[^/@]*@', '//', state.settings.limits_storage)} does not answer "
+                f"({type(e).__name__})")
     return f"a service this one needs does not answer ({type(e).__name__}: {first})"
 
 # %% ../../nbs/11t_service.app.ipynb #c011_01
 def dependencies(state) -> dict[str, str]:
-    "What the service needs, each checked now: 'ok' or one line of what is wrong, no address in it (GET /ready fails on any; the log says where)"
+    """What the service needs, each checked now: 'ok' or one line of what is wrong, no address in it (GET /ready fails
+    on any; the log says where)"""
     from sqlalchemy import text
     out = {}
     def check(name, probe):
@@ -260,7 +349,9 @@ def dependencies(state) -> dict[str, str]:
         for folder in folders:
             probe = folder if folder.exists() else folder.parent
             free = shutil.disk_usage(probe).free / 2**20
-            if free < state.settings.min_free_mb: return f"{free:,.0f} MB free under the home or the store (below --min-free-mb {state.settings.min_free_mb})"
+            if free < state.settings.min_free_mb:
+                return (f"{free:,.0f} MB free under the home or the store (below --min-free-mb "
+                        f"{state.settings.min_free_mb})")
             with tempfile.NamedTemporaryFile(dir=probe, prefix='.mlfin-ready-'): pass   # writable, not only roomy
     check('disk', disk)
     return out
@@ -282,22 +373,36 @@ def _errors(app: FastAPI):
     @app.exception_handler(MlfinError)
     async def mlfin_error(request: Request, e: MlfinError):
         if e.status == 503 and (kind := outage(e)):   # told as its kind (error_response); where, in the log
-            app.state.metrics.kept.pop('series', None)   # the next scrape looks at the store at once (`mlfin_store_up`)
-            app.state.failures(e, f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}", _down(kind, e, app.state),
-                               request_id=request.scope.get('state', {}).get('request_id'))
+            app.state.metrics.kept.pop('series', None)  # the next scrape looks at the store at once (`mlfin_store_up`)
+            app.state.failures(
+                e,
+                f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}",
+                _down(kind, e, app.state),
+                request_id=request.scope.get('state', {}).get('request_id'),
+            )
         return error_response(e)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
         headers = dict(e.headers or {})
-        if e.status_code == 405:   # every method the path has, not only the first route's (GET /keys and POST /keys are two routes)
-            headers['Allow'] = ', '.join(sorted({m for r in app.routes if getattr(r, 'methods', None) and r.path_regex.match(request.url.path)
-                                                 for m in r.methods}))
+        # every method the path has, not only the first route's (GET /keys and POST /keys are two routes)
+        if e.status_code == 405:
+            headers['Allow'] = ', '.join(
+                sorted(
+                    {
+                        m
+                        for r in app.routes
+                        if getattr(r, 'methods', None) and r.path_regex.match(request.url.path)
+                        for m in r.methods
+                    }
+                )
+            )
         return JSONResponse({'detail': str(e.detail)}, status_code=e.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
-        if request.url.path == '/ingest' and isinstance(e.body, dict):   # a push that does not fit: counted against the series it names
+        # a push that does not fit: counted against the series it names
+        if request.url.path == '/ingest' and isinstance(e.body, dict):
             app.state.metrics.refused(e.body.get('symbol'), e.body.get('timeframe'))
         return JSONResponse({'detail': validation_line(e.errors())}, status_code=422)
     # anything else (a bug, a dependency down) is answered by the Guard: one line, 503 or 500, logged once
@@ -312,10 +417,14 @@ def _openapi(app: FastAPI) -> dict:
     for path in schema.get('paths', {}).values():
         for operation in path.values():
             if '422' in operation.get('responses', {}):
-                operation['responses']['422'] = {'description': 'The request does not fit its model',
-                                                 'content': {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}}}
-    for unused in ('HTTPValidationError', 'ValidationError'): schema.get('components', {}).get('schemas', {}).pop(unused, None)
-    schemes = {s.scheme_name: s.model.model_dump(mode='json', by_alias=True, exclude_none=True) for s in SCHEMES}   # the Guard checks them, not a dependency
+                operation['responses']['422'] = {
+                    'description': 'The request does not fit its model',
+                    'content': {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}},
+                }
+    for unused in ('HTTPValidationError', 'ValidationError'):
+        schema.get('components', {}).get('schemas', {}).pop(unused, None)
+    # the Guard checks them, not a dependency
+    schemes = {s.scheme_name: s.model.model_dump(mode='json', by_alias=True, exclude_none=True) for s in SCHEMES}
     schema.setdefault('components', {}).setdefault('securitySchemes', {}).update(schemes)
     for where, path in schema.get('paths', {}).items():
         for operation in path.values():
@@ -326,7 +435,8 @@ def _openapi(app: FastAPI) -> dict:
 
 # %% ../../nbs/11t_service.app.ipynb #c013
 def app_from_env() -> FastAPI:
-    "The app a uvicorn worker builds (`mlfin serve`): settings from MLFIN_SERVICE; a worker of several dies with its master"
+    """The app a uvicorn worker builds (`mlfin serve`): settings from MLFIN_SERVICE; a worker of several dies with its
+    master"""
     if os.environ.get('MLFIN_SERVICE_MASTER'):   # kill -9 of the master must not leave its workers serving the port
         die_with_parent()
         if os.getppid() != int(os.environ['MLFIN_SERVICE_MASTER']): os._exit(1)   # it died before we asked

@@ -14,7 +14,8 @@ __all__ = ['ACTIONS', 'OUTCOMES', 'cli_actor', 'Audit', 'Refusals']
 # %% ../../nbs/11d_service.audit.ipynb #c005
 ACTIONS = ('login', 'logout', 'users.add', 'users.disable', 'users.enable', 'users.reset', 'keys.create', 'keys.revoke',
            'promote', 'release', 'train', 'train.cancel', 'ingest.run', 'ingest.file', 'series.delete',
-           'denied', 'limited')   # what is audited ('denied': a route refused for the caller's role; 'limited': its rate limit spent)
+           # what is audited ('denied': a route refused for the caller's role; 'limited': its rate limit spent)
+           'denied', 'limited')
 OUTCOMES = ('ok', 'refused', 'locked')
 
 # %% ../../nbs/11d_service.audit.ipynb #c006
@@ -28,24 +29,48 @@ class Audit:
     "The audit log of one service database: events added, never changed; read newest first"
     def __init__(self, db): self.db = db
 
-    def record(self, actor: str, action: str, target: str = '', outcome: str = 'ok', detail: str = '', address: str = '') -> None:
+    def record(
+        self, actor: str, action: str, target: str = '', outcome: str = 'ok', detail: str = '', address: str = ''
+    ) -> None:
         "Add one event"
         if action not in ACTIONS: raise BadInput(f"audit action {action!r}: use one of {', '.join(ACTIONS)}")
         if outcome not in OUTCOMES: raise BadInput(f"audit outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
-        row = dict(at=dt.datetime.now(dt.timezone.utc), actor=actor[:80], action=action, target=str(target)[:200], outcome=outcome,
-                   detail=str(detail)[:2000], address=(address or '')[:64])
+        row = dict(
+            at=dt.datetime.now(dt.timezone.utc),
+            actor=actor[:80],
+            action=action,
+            target=str(target)[:200],
+            outcome=outcome,
+            detail=str(detail)[:2000],
+            address=(address or '')[:64],
+        )
         with self.db.begin() as con: con.execute(tables.audit.insert().values(**row))
 
     def tally(self, actor: str, action: str, target: str, minute: str, count: int, detail: str = '', address: str = '',
               at: dt.datetime | None = None) -> None:
-        "Add `count` refusals of one kind to their row for `minute` (made by the first): one row per actor, action, target and minute, whoever writes"
+        """Add `count` refusals of one kind to their row for `minute` (made by the first): one row per actor, action,
+        target and minute, whoever writes"""
         if action not in ACTIONS: raise BadInput(f"audit action {action!r}: use one of {', '.join(ACTIONS)}")
         audit = tables.audit
-        row = dict(at=at or dt.datetime.now(dt.timezone.utc), actor=actor[:80], action=action, target=str(target)[:200], outcome='refused',
-                   detail=str(detail)[:2000], address=(address or '')[:64], count=count, minute=minute)
+        row = dict(
+            at=at or dt.datetime.now(dt.timezone.utc),
+            actor=actor[:80],
+            action=action,
+            target=str(target)[:200],
+            outcome='refused',
+            detail=str(detail)[:2000],
+            address=(address or '')[:64],
+            count=count,
+            minute=minute,
+        )
         with self.db.begin() as con:
-            con.execute(tables.upsert(self.db, audit).values(**row)
-                        .on_conflict_do_update(index_elements=['actor', 'action', 'target', 'minute'], set_={'count': audit.c.count + count}))
+            con.execute(
+                tables.upsert(self.db, audit)
+                .values(**row)
+                .on_conflict_do_update(
+                    index_elements=['actor', 'action', 'target', 'minute'], set_={'count': audit.c.count + count}
+                )
+            )
 
     def read(self, limit: int = 100, actor: str | None = None, action: str | None = None) -> list[dict]:
         "The latest `limit` events (of `actor`, of `action`), newest first (a row of refusals counted by its first)"
@@ -54,16 +79,24 @@ class Audit:
         if actor: query = query.where(tables.audit.c.actor == actor)
         if action: query = query.where(tables.audit.c.action == action)
         with self.db.connect() as con:
-            rows = con.execute(query.order_by(tables.audit.c.at.desc(), tables.audit.c.id.desc()).limit(limit)).mappings().all()
+            rows = (
+                con.execute(query.order_by(tables.audit.c.at.desc(), tables.audit.c.id.desc()).limit(limit))
+                .mappings()
+                .all()
+            )
         return [tables.utc(r) for r in rows]
 
 # %% ../../nbs/11d_service.audit.ipynb #c009r
 class Refusals:
-    "Refused requests (403, 429) counted in memory and written at most once a `seconds`: one audit row per actor, route and minute, with its count"
+    """Refused requests (403, 429) counted in memory and written at most once a `seconds`: one audit row per actor,
+    route and minute, with its count"""
+
     def __init__(self, audit: Audit, seconds: float = 1.0):
         self.audit, self.seconds, self._pending, self._lock, self._due = audit, seconds, {}, threading.Lock(), False
 
-    def add(self, actor: str, action: str, target: str, detail: str = '', address: str = '', at: dt.datetime | None = None) -> bool:
+    def add(
+        self, actor: str, action: str, target: str, detail: str = '', address: str = '', at: dt.datetime | None = None
+    ) -> bool:
         "Count one refusal; True when it is the first since the last write (its caller arranges `flush` in `seconds`)"
         at = at or dt.datetime.now(dt.timezone.utc)
         kind = (actor, action, target, f"{at:%Y-%m-%d %H:%M}")
@@ -74,7 +107,8 @@ class Refusals:
         return not due
 
     def flush(self) -> None:
-        "Write what was counted: each kind's row for its minute raised by its count (the first refusal's detail, address and time kept)"
+        """Write what was counted: each kind's row for its minute raised by its count (the first refusal's detail,
+        address and time kept)"""
         with self._lock: pending, self._pending, self._due = self._pending, {}, False
         for (actor, action, target, minute), (count, (detail, address, at)) in pending.items():
             self.audit.tally(actor, action, target, minute, count, detail, address, at)

@@ -89,18 +89,22 @@ class NotHeld(Exception):
     "A record `Recent.get` would have to read from the database, asked inside `held_only()`: read it off the event loop"
 
 class Recent:
-    "Records read from the database, trusted for `seconds` before they are read again (up to OUTAGE_TRUST while the database is down); a flood of unknown names cannot grow it past 10,000"
+    """Records read from the database, trusted for `seconds` before they are read again (up to OUTAGE_TRUST while the
+    database is down); a flood of unknown names cannot grow it past 10,000"""
+
     def __init__(self, seconds: float):
         self.seconds, self._held, self._lock = seconds, {}, threading.Lock()
 
     def get(self, name: str, load):
-        "The record held for `name` if read less than `seconds` ago, else `load()` (None too is held); inside `held_only()`, `NotHeld` instead of a read"
+        """The record held for `name` if read less than `seconds` ago, else `load()` (None too is held); inside
+        `held_only()`, `NotHeld` instead of a read"""
         now = time.monotonic()
         hit = self._held.get(name)
         if hit and now - hit[1] < self.seconds: return hit[0]
         if _HELD_ONLY.get(): raise NotHeld(name)
         try: record = load()
-        except Exception as e:   # its database down: nothing can revoke or change the record until it is back, so what it said stands a while
+        # its database down: nothing can revoke or change the record until it is back, so what it said stands a while
+        except Exception as e:
             if hit and now - hit[1] < OUTAGE_TRUST and outage(e): return hit[0]
             raise
         with self._lock:
@@ -116,7 +120,8 @@ class Recent:
 
 @contextmanager
 def held_only():
-    "Inside, every `Recent` answers from what it holds or raises `NotHeld`: the event loop checks a credential without a thread, and sends a read to one"
+    """Inside, every `Recent` answers from what it holds or raises `NotHeld`: the event loop checks a credential without
+    a thread, and sends a read to one"""
     token = _HELD_ONLY.set(True)
     try: yield
     finally: _HELD_ONLY.reset(token)
@@ -143,7 +148,13 @@ class Keys:
         record = {'id': secrets.token_hex(6), 'role': role, 'name': name, 'created_at': now, 'revoked_at': None,
                   'expires_at': now + dt.timedelta(days=days) if days else None}
         with self.db.begin() as con: con.execute(tables.keys.insert().values(hash=_digest(key), **record))
-        Audit(self.db).record(actor or cli_actor(), 'keys.create', record['id'], detail=f"role {role}{', ' + name if name else ''}", address=address)
+        Audit(self.db).record(
+            actor or cli_actor(),
+            'keys.create',
+            record['id'],
+            detail=f"role {role}{', ' + name if name else ''}",
+            address=address,
+        )
         return key, record
 
     def list(self) -> list[dict]:
@@ -191,7 +202,9 @@ def _unexpired(record: dict) -> dict:
     if expires is not None:
         if expires.tzinfo is None: expires = expires.replace(tzinfo=dt.timezone.utc)   # SQLite keeps no zone
         if expires <= dt.datetime.now(dt.timezone.utc):
-            raise Unauthorized(f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
+            raise Unauthorized(
+                f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one"
+            )
     return record
 
 
@@ -205,29 +218,38 @@ def scrape_key(store=None,   # the service's store (its key table), as `mlfin se
     return key, lambda: keys.revoke(record['id'])
 
 # %% ../../nbs/11e_service.auth.ipynb #c010k
-TOTP_KEY_ENV = 'MLFIN_TOTP_KEY'   # the key kept outside the database (else ~/.config/mlfin/totp-key): second factors' cipher, recovery codes' marks, tokens' signatures
+# the key kept outside the database (else ~/.config/mlfin/totp-key): second factors' cipher, recovery codes' marks,
+# tokens' signatures
+TOTP_KEY_ENV = 'MLFIN_TOTP_KEY'
 
 def outside_key(db) -> str:
-    "The service's key kept outside its database: `MLFIN_TOTP_KEY`, else `~/.config/mlfin/totp-key` (made once, 0600); `Unavailable` when the database's secrets were made with another"
+    """The service's key kept outside its database: `MLFIN_TOTP_KEY`, else `~/.config/mlfin/totp-key` (made once, 0600);
+    `Unavailable` when the database's secrets were made with another"""
     raw = os.environ.get(TOTP_KEY_ENV) or secret_file(Path.home()/'.config'/'mlfin'/'totp-key').read_text().strip()
     mark = hashlib.sha256(b'mlfin-totp-key:' + raw.encode()).hexdigest()[:16]
     if tables.setting(db, 'totp_key_id', lambda: mark) != mark:
-        raise Unavailable(f"the secrets in the service database ({db.dialect.name}) were made with another key (second factors, token signatures): "
-                          f"set {TOTP_KEY_ENV}, or copy ~/.config/mlfin/totp-key from the host that made them")
+        raise Unavailable(
+            f"the secrets in the service database ({db.dialect.name}) were made with another key (second factors, "
+            "token signatures): "
+            f"set {TOTP_KEY_ENV}, or copy ~/.config/mlfin/totp-key from the host that made them"
+        )
     return raw
 
 # %% ../../nbs/11e_service.auth.ipynb #c010n
 def token_secret(db) -> str:
-    "What tokens are signed with: `MLFIN_JWT_SECRET`, else the database's secret keyed with `outside_key` (the secret alone signs nothing)"
+    """What tokens are signed with: `MLFIN_JWT_SECRET`, else the database's secret keyed with `outside_key` (the secret
+    alone signs nothing)"""
     if os.environ.get('MLFIN_JWT_SECRET'): return os.environ['MLFIN_JWT_SECRET']
-    kept = tables.setting(db, 'jwt_secret', lambda: secrets.token_urlsafe(48))   # one per service: every worker and host reads the same
+    # one per service: every worker and host reads the same
+    kept = tables.setting(db, 'jwt_secret', lambda: secrets.token_urlsafe(48))
     return hmac.new(outside_key(db).encode(), b'mlfin-token-signature:' + kept.encode(), 'sha256').hexdigest()
 
 # %% ../../nbs/11e_service.auth.ipynb #c011
 class Tokens:
     "JWT bearer tokens (HS256, 8 hours) for keys and for people's sessions, signed with the service's secret"
     def __init__(self, db, keys: Keys, hours: float = TOKEN_HOURS,
-                 people=None,   # the service's `People` (service.people): a person's token is checked against their session
+                 # the service's `People` (service.people): a person's token is checked against their session
+                 people=None,
                 ):
         self.keys, self.hours, self.people = keys, hours, people
         self.secret = token_secret(db)   # read now: a host without the outside key fails at its start, in one line
@@ -245,16 +267,29 @@ class Tokens:
         return self._signed({'sub': caller.key_id}, caller.role)
 
     def issue_session(self, user: dict, session: dict) -> dict:
-        "A token for a person's session (`People.open_session`): it names the session (`sid`), which logout and disabling end"
-        return {**self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'], session['expires_at']), 'user': user['name']}
+        """A token for a person's session (`People.open_session`): it names the session (`sid`), which logout and
+        disabling end"""
+        return {
+            **self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'], session['expires_at']),
+            'user': user['name'],
+        }
 
     def check(self, token: str) -> Caller:
-        "The caller a token stands for; `Unauthorized` for a bad signature, another algorithm, expiry, a revoked key or an ended session"
+        """The caller a token stands for; `Unauthorized` for a bad signature, another algorithm, expiry, a revoked key
+        or an ended session"""
         import jwt
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer='mlfin', options={'require': ['exp', 'sub', 'role', 'iss']})
-        except jwt.ExpiredSignatureError: raise Unauthorized("token expired: ask POST /token for a new one") from None
-        except jwt.InvalidTokenError as e: raise Unauthorized(f"invalid token ({e})") from None
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                issuer='mlfin',
+                options={'require': ['exp', 'sub', 'role', 'iss']},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired: ask POST /token for a new one") from None
+        except jwt.InvalidTokenError as e:
+            raise Unauthorized(f"invalid token ({e})") from None
         if 'sid' in claims:
             if self.people is None: raise Unauthorized("a person's token, and this service has no accounts")
             found = self.people.session(str(claims['sid']))
@@ -265,37 +300,48 @@ class Tokens:
 
 # %% ../../nbs/11e_service.auth.ipynb #c012a
 def identify(keys: Keys, tokens: Tokens, key: str | None, token: str | None) -> Caller:
-    """The caller a request's credentials name: every credential sent must be valid (a bad key beside a good token is refused); the key's
-    when both are. An API key is taken as a bearer credential too (a JWT has two dots, a key none): Prometheus before 2.55 can send
-    `Authorization: Bearer` when it scrapes, and no other header"""
-    if not key and not token: raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
+    """The caller a request's credentials name: every credential sent must be valid (a bad key beside a good token is
+    refused); the key's when both are. An API key is taken as a bearer credential too (a JWT has two dots, a key none):
+    Prometheus before 2.55 can send `Authorization: Bearer` when it scrapes, and no other header"""
+    if not key and not token:
+        raise Unauthorized("no credential: send X-API-Key: <key>, or Authorization: Bearer <token> from POST /token")
     who = (tokens.check(token) if token.count('.') == 2 else keys.check(token)) if token else None
     return keys.check(key) if key else who
 
 def credentials(key: str, authorization: str) -> tuple[str | None, str | None]:
-    "The API key and the bearer token a request's `X-API-Key` and `Authorization` headers carry (None where absent); `Unauthorized` for another scheme"
+    """The API key and the bearer token a request's `X-API-Key` and `Authorization` headers carry (None where absent);
+    `Unauthorized` for another scheme"""
     scheme, _, token = authorization.partition(' ')
-    if authorization and scheme.lower() != 'bearer': raise Unauthorized(f"Authorization: use the Bearer scheme with a token from POST /token (got {scheme[:20]!r})")
+    if authorization and scheme.lower() != 'bearer':
+        raise Unauthorized(f"Authorization: use the Bearer scheme with a token from POST /token (got {scheme[:20]!r})")
     return key.strip() or None, token.strip() or None
 
 # %% ../../nbs/11e_service.auth.ipynb #c014
 def _storage(url: str, aio: bool):
-    "limits' storage at `url` (memory://, redis://...); `aio`: its asyncio twin, Redis through redis-py's asyncio client (the lock holds redis-py, not coredis)"
+    """limits' storage at `url` (memory://, redis://...); `aio`: its asyncio twin, Redis through redis-py's asyncio
+    client (the lock holds redis-py, not coredis)"""
     from limits.storage import storage_from_string
     if not aio: return storage_from_string(url)
     return storage_from_string(f"async+{url}", **({} if url.startswith('memory') else {'implementation': 'redispy'}))
 
 class RateLimit:
-    """A limit per key, e.g. '1200/minute'; `hit` (or `ahit` on an event loop, for a limit made with `aio`) raises `TooManyRequests` with
-    the seconds to wait; `reachable` says whether its store answers"""
-    def __init__(self, rate: str, storage: str = 'memory://', # the service's: `ServiceSettings.rate_limit`, `limits_storage`
-                 exact: bool = False,   # any window of the period holds at most N (limits' moving window), not the sliding counter's estimate
-                 aio: bool = False,     # counted by `ahit`, awaited on the event loop: Redis asked without blocking it
-                ):
+    """A limit per key, e.g. '1200/minute'; `hit` (or `ahit` on an event loop, for a limit made with `aio`) raises
+    `TooManyRequests` with the seconds to wait; `reachable` says whether its store answers"""
+
+    def __init__(
+        self,
+        rate: str,
+        storage: str = 'memory://',  # the service's: `ServiceSettings.rate_limit`, `limits_storage`
+        # any window of the period holds at most N (limits' moving window), not the sliding counter's estimate
+        exact: bool = False,
+        aio: bool = False,  # counted by `ahit`, awaited on the event loop: Redis asked without blocking it
+    ):
         from limits import parse, strategies
         from limits.aio import strategies as aio_strategies
-        try: self.item = parse(rate)
-        except ValueError: raise BadInput(f"rate limit {rate!r}: use N/second, N/minute or N/hour, e.g. 1200/minute") from None
+        try:
+            self.item = parse(rate)
+        except ValueError:
+            raise BadInput(f"rate limit {rate!r}: use N/second, N/minute or N/hour, e.g. 1200/minute") from None
         kinds = aio_strategies if aio else strategies
         strategy = kinds.MovingWindowRateLimiter if exact else kinds.SlidingWindowCounterRateLimiter
         self.limiter, self.rate, self.url, self.aio = strategy(_storage(storage, aio)), rate, storage, aio
@@ -311,10 +357,13 @@ class RateLimit:
         self._refuse(who, (await self.limiter.get_window_stats(self.item, who)).reset_time)
 
     def _refuse(self, who: str, reset: float):
-        raise TooManyRequests(f"rate limit {self.rate} reached for {who.replace(':', ' ', 1)}", max(1, math.ceil(reset - time.time())))
+        raise TooManyRequests(
+            f"rate limit {self.rate} reached for {who.replace(':', ' ', 1)}", max(1, math.ceil(reset - time.time()))
+        )
 
     def reachable(self) -> bool:
-        "Whether the counts' store answers (memory always does; Redis when it is up), asked from synchronous code either way"
+        """Whether the counts' store answers (memory always does; Redis when it is up), asked from synchronous code
+        either way"""
         if self.url.startswith('memory'): return True
         try: return bool((_storage(self.url, False) if self.aio else self.limiter.storage).check())
         except Exception: return False

@@ -6,8 +6,8 @@
 from __future__ import annotations
 import time
 from pathlib import Path
-from sqlalchemy import (BigInteger, Column, DateTime, Float, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
-                        create_engine, event, text)
+from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, PrimaryKeyConstraint, String
+from sqlalchemy import Table, Text, create_engine, event, text
 from ..errors import Unavailable
 from ..data.stores import open_store
 from ..paths import private
@@ -31,44 +31,58 @@ jobs = Table('mlfin_jobs', metadata,
              Column('state', String(16), nullable=False, index=True),  # queued, running, succeeded, failed
              Column('params', Text, nullable=False),                   # JSON: the run's parameters
              Column('key_id', String(16)),                             # the key that asked, in rows from before `actor`
-             Column('actor', String(80)),                              # who asked: user:NAME or key:ID (None: before mlfin recorded it)
+             # who asked: user:NAME or key:ID (None: before mlfin recorded it)
+             Column('actor', String(80)),
              Column('created_at', DateTime(timezone=True), nullable=False),
              Column('started_at', DateTime(timezone=True)), Column('ended_at', DateTime(timezone=True)),
              Column('runner', String(200)),                            # host and process that ran it
              Column('exit_code', Integer), Column('error', Text), Column('summary', Text),
-             Column('log', Text),                                      # the run's output, its last 8 KB (any host can show it)
+             # the run's output, its last 8 KB (any host can show it)
+             Column('log', Text),
              Column('heartbeat_at', DateTime(timezone=True)),          # its runner's last sign of life while it runs
-             Column('cancel_requested_at', DateTime(timezone=True)))   # asked to stop (DELETE /jobs/{id}): its runner ends it
+             # asked to stop (DELETE /jobs/{id}): its runner ends it
+             Column('cancel_requested_at', DateTime(timezone=True)))
 signals = Table('model_signals', metadata,
                 Column('ts', DateTime(timezone=True), nullable=False),    # the bar the signal is decided at (its close)
                 Column('symbol', String(64), nullable=False), Column('timeframe', String(8), nullable=False),
                 Column('model_name', String(200), nullable=False), Column('threshold', Float, nullable=False),
                 Column('prob_up', Float), Column('label', String(8), nullable=False),
                 Column('created_at', DateTime(timezone=True), nullable=False),
-                Column('model_version', Integer), Column('prediction', Float),   # beyond the seed's shape: which version, a regressor's output
+                # beyond the seed's shape: which version, a regressor's output
+                Column('model_version', Integer), Column('prediction', Float),
                 PrimaryKeyConstraint('symbol', 'timeframe', 'ts', 'model_name', 'threshold'))
-settings = Table('mlfin_service', metadata, Column('name', String(64), primary_key=True), Column('value', Text, nullable=False))
+settings = Table(
+    'mlfin_service', metadata, Column('name', String(64), primary_key=True), Column('value', Text, nullable=False)
+)
 users = Table('mlfin_users', metadata,                                # people (programs have keys)
               Column('id', String(16), primary_key=True),
               Column('name', String(64), nullable=False, unique=True),  # what they log in as
               Column('role', String(16), nullable=False),
-              Column('password_hash', Text, nullable=False),          # Argon2id (PHC string); the password is never kept
-              Column('totp_secret', Text),                            # the second factor's secret, encrypted (Fernet); None: none enrolled
-              Column('totp_step', BigInteger),                        # the last 30-second step a code was accepted for: no code twice
+              # Argon2id (PHC string); the password is never kept
+              Column('password_hash', Text, nullable=False),
+              # the second factor's secret, encrypted (Fernet); None: none enrolled
+              Column('totp_secret', Text),
+              # the last 30-second step a code was accepted for: no code twice
+              Column('totp_step', BigInteger),
               Column('second_factor', Integer, nullable=False),       # 1: a code is required at login (the default)
-              Column('failures', Integer, nullable=False),            # failed logins from any address since the last success or lock's end
+              # failed logins from any address since the last success or lock's end
+              Column('failures', Integer, nullable=False),
               Column('last_failure_at', DateTime(timezone=True)),
-              Column('locked_until', DateTime(timezone=True)),        # those failures reached the lock: only both factors let in
+              # those failures reached the lock: only both factors let in
+              Column('locked_until', DateTime(timezone=True)),
               Column('created_at', DateTime(timezone=True), nullable=False),
               Column('disabled_at', DateTime(timezone=True)),
               Column('last_login_at', DateTime(timezone=True)))
 recovery_codes = Table('mlfin_recovery_codes', metadata,
                        Column('user_id', String(16), nullable=False, index=True),
                        Column('hash', Text, nullable=False),          # Argon2id; each code shown once, used once
-                       Column('mark', String(64)),                    # HMAC of the code keyed outside the database: how it is found (None: made before)
+                       # HMAC of the code keyed outside the database: how it is found (None: made before)
+                       Column('mark', String(64)),
                        Column('used_at', DateTime(timezone=True)))
-sessions = Table('mlfin_sessions', metadata,                          # a person's logins: each token names one (its jti)
-                 Column('id', String(32), primary_key=True),          # the digest of the id its token names (service.people.session_digest)
+# a person's logins: each token names one (its jti)
+sessions = Table('mlfin_sessions', metadata,
+                 # the digest of the id its token names (service.people.session_digest)
+                 Column('id', String(32), primary_key=True),
                  Column('user_id', String(16), nullable=False, index=True),
                  Column('created_at', DateTime(timezone=True), nullable=False),
                  Column('expires_at', DateTime(timezone=True), nullable=False),
@@ -76,8 +90,10 @@ sessions = Table('mlfin_sessions', metadata,                          # a person
                  Column('address', String(64)))
 login_failures = Table('mlfin_login_failures', metadata,               # failed logins per account and client address
                        Column('user_id', String(16), nullable=False),
-                       Column('address', String(64), nullable=False),       # the client's address ('' from the command line)
-                       Column('failures', Integer, nullable=False),         # since the last success from there, or the end of its lock
+                       # the client's address ('' from the command line)
+                       Column('address', String(64), nullable=False),
+                       # since the last success from there, or the end of its lock
+                       Column('failures', Integer, nullable=False),
                        Column('last_failure_at', DateTime(timezone=True), nullable=False),
                        Column('locked_until', DateTime(timezone=True)),      # refused from this address until then
                        PrimaryKeyConstraint('user_id', 'address'))
@@ -85,21 +101,27 @@ audit = Table('mlfin_audit', metadata,
               Column('id', Integer, primary_key=True, autoincrement=True),
               Column('at', DateTime(timezone=True), nullable=False, index=True),
               Column('actor', String(80), nullable=False),            # user:NAME, key:ID, or cli:OS-USER
-              Column('action', String(32), nullable=False),           # login, logout, users.add, keys.revoke, promote, train, ...
+              # login, logout, users.add, keys.revoke, promote, train, ...
+              Column('action', String(32), nullable=False),
               Column('target', String(200), nullable=False),          # what it acted on (a user, a key, a model, a job)
               Column('outcome', String(16), nullable=False),          # ok, refused, locked
               Column('detail', Text, nullable=False),
               Column('address', String(64), nullable=False),          # the client's address ('' from the command line)
-              Column('count', Integer),                               # the refused requests a row stands for (None: one event)
-              Column('minute', String(16)),                           # the minute they were refused in, YYYY-MM-DD HH:MM (None: one event)
-              Index('mlfin_audit_tally', 'actor', 'action', 'target', 'minute', unique=True))   # one row per kind of refusal a minute
+              # the refused requests a row stands for (None: one event)
+              Column('count', Integer),
+              # the minute they were refused in, YYYY-MM-DD HH:MM (None: one event)
+              Column('minute', String(16)),
+              # one row per kind of refusal a minute
+              Index('mlfin_audit_tally', 'actor', 'action', 'target', 'minute', unique=True))
 
 # %% ../../nbs/11c_service.db.ipynb #c006
 def database_url(store=None) -> str:
-    "Where the service's tables live for `store`: SQLite in a Parquet store's folder, or the PostgreSQL store's own database"
+    """Where the service's tables live for `store`: SQLite in a Parquet store's folder, or the PostgreSQL store's own
+    database"""
     store = open_store(store)
     if store.kind == 'postgresql': return 'postgresql+psycopg://' + store.url.split('://', 1)[1]
-    path = private(Path(store.root)/'service.db')   # the signing secret, keys' and sessions' digests: its owner's alone, whatever the umask
+    # the signing secret, keys' and sessions' digests: its owner's alone, whatever the umask
+    path = private(Path(store.root)/'service.db')
     return f"sqlite:///{path}"
 
 _ENGINES: dict = {}
@@ -113,8 +135,10 @@ def engine(store=None):
     if url.startswith('sqlite'):
         made = create_engine(url, connect_args={'timeout': 30, 'check_same_thread': False})
         @event.listens_for(made, 'connect')
-        def _pragmas(con, _):   # several processes on one file: readers never block the writer
-            con.execute('PRAGMA journal_mode=WAL'); con.execute('PRAGMA synchronous=NORMAL'); con.execute('PRAGMA busy_timeout=30000')
+        def _pragmas(con, _):  # several processes on one file: readers never block the writer
+            con.execute('PRAGMA journal_mode=WAL')
+            con.execute('PRAGMA synchronous=NORMAL')
+            con.execute('PRAGMA busy_timeout=30000')
     else: made = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
     for attempt in range(5):   # workers starting together race to create the tables: the losers see them made
         try:
@@ -124,7 +148,10 @@ def engine(store=None):
                 _add_columns(con)
             break
         except Exception as e:
-            if attempt == 4: raise Unavailable(f"service database {made.url.render_as_string(hide_password=True)}: {str(e).splitlines()[0]}") from None
+            if attempt == 4:
+                raise Unavailable(
+                    f"service database {made.url.render_as_string(hide_password=True)}: {str(e).splitlines()[0]}"
+                ) from None
             time.sleep(0.2 * (attempt + 1))
     _ENGINES[url] = made
     return made
@@ -132,14 +159,17 @@ def engine(store=None):
 
 # %% ../../nbs/11c_service.db.ipynb #c006_01
 def _add_columns(con):
-    "Columns and indexes a newer mlfin added to tables an older one made (columns all nullable: existing rows need nothing); a no-op once there"
+    """Columns and indexes a newer mlfin added to tables an older one made (columns all nullable: existing rows need
+    nothing); a no-op once there"""
     from sqlalchemy import inspect
     found = inspect(con)
     for table in metadata.sorted_tables:
         present = {c['name'] for c in found.get_columns(table.name)}
         for column in table.columns:
             if column.name not in present:
-                con.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}"))
+                con.execute(
+                    text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}")
+                )
         indexed = {i['name'] for i in found.get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexed: index.create(con)
@@ -149,12 +179,17 @@ def _add_columns(con):
 def utc(row) -> dict:
     "A row as a dict, its times in UTC (SQLite keeps none: times come back naive)"
     import datetime as dt
-    return {k: (v.replace(tzinfo=dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is None else v) for k, v in dict(row).items()}
+
+    return {
+        k: (v.replace(tzinfo=dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is None else v)
+        for k, v in dict(row).items()
+    }
 
 
 # %% ../../nbs/11c_service.db.ipynb #c006_02u
 def upsert(db, table):
-    "An INSERT of `table` in `db`'s dialect, which takes `on_conflict_do_nothing` and `on_conflict_do_update` (SQLite's and PostgreSQL's alike)"
+    """An INSERT of `table` in `db`'s dialect, which takes `on_conflict_do_nothing` and `on_conflict_do_update`
+    (SQLite's and PostgreSQL's alike)"""
     if db.dialect.name == 'postgresql': from sqlalchemy.dialects.postgresql import insert
     else: from sqlalchemy.dialects.sqlite import insert
     return insert(table)

@@ -26,13 +26,21 @@ GRACE = 15.0   # seconds without a heartbeat (one every 2 s) after which a runni
 _NOT_OVER_HTTP = {'reports': 'where reports are written is the server\'s choice'}
 
 def check_params(params: dict) -> dict:
-    "A job's run parameters, checked by the run config (one line naming the first bad one); paths are not a client's to choose"
-    if not isinstance(params, dict): raise BadInput("params: expected an object of run parameters, e.g. {\"symbols\": \"SPX\"}")
+    """A job's run parameters, checked by the run config (one line naming the first bad one); paths are not a client's
+    to choose"""
+    if not isinstance(params, dict):
+        raise BadInput("params: expected an object of run parameters, e.g. {\"symbols\": \"SPX\"}")
     for name, why in _NOT_OVER_HTTP.items():
         if name in params: raise BadInput(f"params.{name}: not settable over HTTP ({why})")
     spec = params.get('spec')
-    if spec is not None and not re.fullmatch(r"[A-Za-z0-9_,.\- ]{1,500}", str(spec)) or re.search(r"\.ya?ml\b", str(spec or '')):
-        raise BadInput(f"params.spec {spec!r}: name a spec of the project's features.yaml, or feature names (no files over HTTP)")
+    if (
+        spec is not None
+        and not re.fullmatch(r"[A-Za-z0-9_,.\- ]{1,500}", str(spec))
+        or re.search(r"\.ya?ml\b", str(spec or ''))
+    ):
+        raise BadInput(
+            f"params.spec {spec!r}: name a spec of the project's features.yaml, or feature names (no files over HTTP)"
+        )
     params = {**params, **_timeframes(params)}   # MetaTrader's M1, H1, D1 as the service takes them everywhere else
     run_config(params, 'params')   # the same checks as `mlfin run`
     return {k: v for k, v in params.items() if v is not None}
@@ -42,10 +50,13 @@ def check_params(params: dict) -> dict:
 def _timeframes(params: dict) -> dict:
     "The run's bar sizes in mlfin's names: `timeframe` and each SYMBOL:TIMEFRAME of `symbols`"
     out = {}
-    if params.get('timeframe') not in (None, 'native'): out['timeframe'] = check_timeframe(str(params['timeframe']), 'params.timeframe')
+    if params.get('timeframe') not in (None, 'native'):
+        out['timeframe'] = check_timeframe(str(params['timeframe']), 'params.timeframe')
     if isinstance(params.get('symbols'), str) and ':' in params['symbols']:
         entries = [e.strip().partition(':') for e in params['symbols'].split(',')]
-        out['symbols'] = ','.join(s + (':' + check_timeframe(t, f"params.symbols {s}") if t else '') for s, _, t in entries)
+        out['symbols'] = ','.join(
+            s + (':' + check_timeframe(t, f"params.symbols {s}") if t else '') for s, _, t in entries
+        )
     return out
 
 
@@ -64,19 +75,42 @@ def _reports(home: Path) -> list[str]:   # a service's runs keep their reports u
 # %% ../../nbs/11h_service.jobs.ipynb #c007
 class Jobs:
     "The job queue of a service database, and (with `run`) the runner that works it when it holds the project's lock"
-    def __init__(self, db, project: Path | None, home: Path, store_url: str, run: bool = True, poll: float = 0.5, grace: float = GRACE):
-        self.db, self.project, self.home, self.store_url, self.run, self.poll, self.grace = db, project, Path(home), store_url, run, poll, grace
+
+    def __init__(
+        self,
+        db,
+        project: Path | None,
+        home: Path,
+        store_url: str,
+        run: bool = True,
+        poll: float = 0.5,
+        grace: float = GRACE,
+    ):
+        self.db, self.project, self.home, self.store_url, self.run, self.poll, self.grace = (
+            db,
+            project,
+            Path(home),
+            store_url,
+            run,
+            poll,
+            grace,
+        )
         self._stop, self._thread, self._child, self._holder = threading.Event(), None, None, None
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
 
 # %% ../../nbs/11h_service.jobs.ipynb #jsubmit
 @patch
-def submit(self:Jobs, params: dict, actor: str | None = None) -> dict:   # who asks: user:NAME or key:ID (`Caller.actor`)
+def submit(
+    self: Jobs, params: dict, actor: str | None = None
+) -> dict:  # who asks: user:NAME or key:ID (`Caller.actor`)
     "Queue a run of the pipeline with `params` (checked first); its record"
     if self.project is None:
-        raise Unavailable("this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
+        raise Unavailable(
+            "this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)"
+        )
     params = check_params(params)
-    try: check(params, self.project, self.store_url or None)   # as `mlfin run` checks: models, symbols, spec, before anything is queued
+    # as `mlfin run` checks: models, symbols, spec, before anything is queued
+    try: check(params, self.project, self.store_url or None)
     except MlfinError as e: raise type(e)(f"params: {e}") from None
     job = {'id': secrets.token_hex(8), 'state': 'queued', 'params': json.dumps(params), 'actor': actor,
            'created_at': dt.datetime.now(dt.timezone.utc)}
@@ -86,7 +120,8 @@ def submit(self:Jobs, params: dict, actor: str | None = None) -> dict:   # who a
 # %% ../../nbs/11h_service.jobs.ipynb #jget
 @patch
 def get(self:Jobs, job_id: str) -> dict:
-    with self.db.connect() as con: found = con.execute(tables.jobs.select().where(tables.jobs.c.id == job_id)).mappings().first()
+    with self.db.connect() as con:
+        found = con.execute(tables.jobs.select().where(tables.jobs.c.id == job_id)).mappings().first()
     if found is None: raise NotFound(f"no job {job_id!r}")
     return _record(found)
 
@@ -103,7 +138,11 @@ def counts(self:Jobs) -> dict[str, int]:
     "Jobs per state (for the metrics)"
     from sqlalchemy import func
     with self.db.connect() as con:
-        found = dict(con.execute(tables.jobs.select().with_only_columns(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state)).all())
+        found = dict(
+            con.execute(
+                tables.jobs.select().with_only_columns(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state)
+            ).all()
+        )
     return {s: int(found.get(s, 0)) for s in STATES}
 
 # %% ../../nbs/11h_service.jobs.ipynb #jstart
@@ -127,12 +166,19 @@ def stop(self:Jobs, timeout: float = 15):
 def cancel(self:Jobs, job_id: str, actor: str | None = None) -> dict:
     "Cancel a job: a queued one is cancelled now; a running one is marked, and its runner ends it within seconds"
     j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
-    job = self.get(job_id)   # NotFound, named
-    if job['state'] not in ('queued', 'running'): raise BadInput(f"job {job_id} already ended ({job['state']}): nothing to cancel")
+    job = self.get(job_id)  # NotFound, named
+    if job['state'] not in ('queued', 'running'):
+        raise BadInput(f"job {job_id} already ended ({job['state']}): nothing to cancel")
     with self.db.begin() as con:
-        done = con.execute(j.update().where(j.c.id == job_id, j.c.state == 'queued').values(
-            state='cancelled', ended_at=now, error=f"cancelled before it ran (by {actor or 'an unnamed caller'})")).rowcount
-        if not done: con.execute(j.update().where(j.c.id == job_id, j.c.state == 'running').values(cancel_requested_at=now))
+        done = con.execute(
+            j.update()
+            .where(j.c.id == job_id, j.c.state == 'queued')
+            .values(
+                state='cancelled', ended_at=now, error=f"cancelled before it ran (by {actor or 'an unnamed caller'})"
+            )
+        ).rowcount
+        if not done:
+            con.execute(j.update().where(j.c.id == job_id, j.c.state == 'running').values(cancel_requested_at=now))
     return self.get(job_id)
 
 # %% ../../nbs/11h_service.jobs.ipynb #jlock
@@ -140,8 +186,14 @@ def cancel(self:Jobs, job_id: str, actor: str | None = None) -> dict:
 @patch
 def _lock(self:Jobs):
     "The project's runner lock, if this process can take it now; None when another runner holds it"
-    try: return _PgLock(self.db.url) if self.db.dialect.name == 'postgresql' else _FileLock(self.db.url.database + '.runner.lock')
-    except _Taken: return None
+    try:
+        return (
+            _PgLock(self.db.url)
+            if self.db.dialect.name == 'postgresql'
+            else _FileLock(self.db.url.database + '.runner.lock')
+        )
+    except _Taken:
+        return None
 
 # %% ../../nbs/11h_service.jobs.ipynb #jloop
 @patch
@@ -150,8 +202,11 @@ def _loop(self:Jobs):
     while not self._stop.is_set():
         try:
             if self._holder is not None and not self._holder.holding():
-                log.warning('runner lock lost (its database connection broke): this process runs no job until it takes it again',
-                            extra={'runner': self.runner_id})
+                log.warning(
+                    'runner lock lost (its database connection broke): this process runs no job until it takes it '
+                    'again',
+                    extra={'runner': self.runner_id},
+                )
                 self._holder.release(); self._holder = None
             if self._holder is None:
                 self._holder = self._lock()
@@ -163,31 +218,52 @@ def _loop(self:Jobs):
             job = self._claim()
             if job is None: self._stop.wait(self.poll); continue
             self._execute(job)
-        except Exception as e:   # a database that went away: try again, never die
-            log.warning(f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", extra={'runner': self.runner_id})
+        except Exception as e:  # a database that went away: try again, never die
+            log.warning(
+                f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+                extra={'runner': self.runner_id},
+            )
             self._stop.wait(2.0)
 
 # %% ../../nbs/11h_service.jobs.ipynb #jinterrupted
 @patch
 def _interrupted(self:Jobs, grace: float | None = None):
-    "Jobs whose runner is gone (no heartbeat for `grace` seconds: it died, or lost the lock and ended them): interrupted, said so"
+    """Jobs whose runner is gone (no heartbeat for `grace` seconds: it died, or lost the lock and ended them):
+    interrupted, said so"""
     j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
-    stale = (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace))
+    stale = (j.c.heartbeat_at.is_(None)) | (
+        j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace)
+    )
     with self.db.begin() as con:
-        gone = con.execute(j.update().where(j.c.state == 'running', stale).values(
-            state='interrupted', ended_at=now,
-            error='interrupted: its runner stopped while the job ran (a restart, or a lost database); start it again with POST /train')).rowcount
-    if gone: logging.getLogger('mlfin.service.jobs').warning(f"{gone} job(s) left running by a runner that is gone: interrupted")
+        gone = con.execute(
+            j.update()
+            .where(j.c.state == 'running', stale)
+            .values(
+                state='interrupted',
+                ended_at=now,
+                error='interrupted: its runner stopped while the job ran (a restart, or a lost database); start it '
+                      'again with POST /train',
+            )
+        ).rowcount
+    if gone:
+        logging.getLogger('mlfin.service.jobs').warning(
+            f"{gone} job(s) left running by a runner that is gone: interrupted"
+        )
 
 # %% ../../nbs/11h_service.jobs.ipynb #jclaim
 @patch
 def _claim(self:Jobs) -> dict | None:
-    "The oldest queued job, made running by this runner in one statement: only while no job runs, and (PostgreSQL) only on the connection holding the lock"
+    """The oldest queued job, made running by this runner in one statement: only while no job runs, and (PostgreSQL)
+    only on the connection holding the lock"""
     from sqlalchemy import select, text
     j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
     oldest = select(j.c.id).where(j.c.state == 'queued').order_by(j.c.created_at).limit(1).scalar_subquery()
     busy = select(j.c.id).where(j.c.state == 'running').exists()
-    claim = j.update().where(j.c.id == oldest, ~busy).values(state='running', started_at=now, heartbeat_at=now, runner=self.runner_id)
+    claim = (
+        j.update()
+        .where(j.c.id == oldest, ~busy)
+        .values(state='running', started_at=now, heartbeat_at=now, runner=self.runner_id)
+    )
     if self.db.dialect.name == 'postgresql':   # fenced: a runner whose lock connection broke claims nothing
         claim = claim.where(text(_PgLock.HELD))
         found = self._holder.con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
@@ -206,9 +282,16 @@ def _execute(self:Jobs, job: dict):
     log.info('job started', extra={'job': job['id'], 'runner': self.runner_id})
     started, ended_by = time.monotonic(), None
     with open(path, 'wb') as out:
-        self._child = subprocess.Popen(_command(json.loads(job['params'])) + _reports(self.home), cwd=self.project, env=env, stdout=out,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                       preexec_fn=die_with_parent)
+        self._child = subprocess.Popen(
+            _command(json.loads(job['params'])) + _reports(self.home),
+            cwd=self.project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         while self._child.poll() is None:
             self._stop.wait(2.0)
             if self._stop.is_set(): ended_by = ended_by or 'stopped'; break
@@ -221,14 +304,31 @@ def _execute(self:Jobs, job: dict):
     self._child = None
     text = _tail(path)
     state, error = ('succeeded', None) if code == 0 and not ended_by else _ending(ended_by, code, text)
-    done = {'state': state, 'ended_at': dt.datetime.now(dt.timezone.utc), 'exit_code': code, 'error': error, 'log': text,
-            'summary': json.dumps(_summary(self.home)) if state == 'succeeded' else None}
+    done = {
+        'state': state,
+        'ended_at': dt.datetime.now(dt.timezone.utc),
+        'exit_code': code,
+        'error': error,
+        'log': text,
+        'summary': json.dumps(_summary(self.home)) if state == 'succeeded' else None,
+    }
     j = tables.jobs
     try:
-        with self.db.begin() as con:   # only if it is still ours: a runner that lost the lock may find it interrupted already
-            con.execute(j.update().where(j.c.id == job['id'], j.c.state == 'running', j.c.runner == self.runner_id).values(**done))
-    except Exception as e: log.warning(f"job {job['id']} ended {state} but its record could not be written ({type(e).__name__}); the next runner marks it interrupted")
-    log.info(f"job {state}", extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)})
+        # only if it is still ours: a runner that lost the lock may find it interrupted already
+        with self.db.begin() as con:
+            con.execute(
+                j.update()
+                .where(j.c.id == job['id'], j.c.state == 'running', j.c.runner == self.runner_id)
+                .values(**done)
+            )
+    except Exception as e:
+        log.warning(
+            f"job {job['id']} ended {state} but its record could not be written ({type(e).__name__}); the next runner "
+            "marks it interrupted"
+        )
+    log.info(
+        f"job {state}", extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)}
+    )
 
 # %% ../../nbs/11h_service.jobs.ipynb #jbeat
 @patch
@@ -236,8 +336,12 @@ def _beat(self:Jobs, job_id: str, log: str) -> bool:
     "The job's heartbeat and output so far; True when someone asked to cancel it"
     j = tables.jobs
     with self.db.begin() as con:
-        asked = con.execute(j.update().where(j.c.id == job_id).values(heartbeat_at=dt.datetime.now(dt.timezone.utc), log=log)
-                            .returning(j.c.cancel_requested_at)).scalar()
+        asked = con.execute(
+            j.update()
+            .where(j.c.id == job_id)
+            .values(heartbeat_at=dt.datetime.now(dt.timezone.utc), log=log)
+            .returning(j.c.cancel_requested_at)
+        ).scalar()
     return asked is not None
 
 # %% ../../nbs/11h_service.jobs.ipynb #jupdate
@@ -261,13 +365,23 @@ CRASHES = ('SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT')   # what a native
 def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
     "A job's final state and error from why it ended"
     if ended_by == 'cancelled': return 'cancelled', 'cancelled while it ran (DELETE /jobs/{id})'
-    if ended_by == 'stopped': return 'interrupted', 'interrupted: the service stopped while the job ran (start it again with POST /train)'
-    if ended_by == 'lost': return 'interrupted', 'interrupted: its runner lost the runner lock (the database restarted?); start it again with POST /train'
-    said = next((l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None)
-    if said is None and code < 0:   # a signal: a native crash in a library (its Python traceback is in the log: `mlfin run` turns on faulthandler)
+    if ended_by == 'stopped':
+        return 'interrupted', 'interrupted: the service stopped while the job ran (start it again with POST /train)'
+    if ended_by == 'lost':
+        return (
+            'interrupted',
+            'interrupted: its runner lost the runner lock (the database restarted?); start it again with POST /train',
+        )
+    said = next(
+        (l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None
+    )
+    # a signal: a native crash in a library (its Python traceback is in the log: `mlfin run` turns on faulthandler)
+    if said is None and code < 0:
         try: name = signal.Signals(-code).name
         except ValueError: name = f"signal {-code}"
-        return 'failed', f"mlfin run was killed by {name}" + (" (a crash inside a native library; the job's log has the Python traceback)" if name in CRASHES else '')
+        return 'failed', f"mlfin run was killed by {name}" + (
+            " (a crash inside a native library; the job's log has the Python traceback)" if name in CRASHES else ''
+        )
     return 'failed', said or f"mlfin run ended with exit status {code}"
 
 
@@ -280,18 +394,36 @@ def _tail(path: Path) -> str:
 
 # %% ../../nbs/11h_service.jobs.ipynb #c007b_02
 def _summary(home: Path) -> dict:
-    "What a finished run made: per symbol its leader, scores, verdict with the trials it counted, and registry outcome (from the run's summary.json)"
+    """What a finished run made: per symbol its leader, scores, verdict with the trials it counted, and registry outcome
+    (from the run's summary.json)"""
     path = run_dir(home)/SUMMARY
     if not path.exists(): return {}
     run = json.loads(path.read_text())
     registry = run.get('registry', {})
-    return {'created': run.get('created'), 'trials': run.get('trials'),
-            'symbols': {s: {'model': m.get('model'), 'timeframe': m.get('timeframe'),
-                            **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
-                            **({'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)), 'dsr': m['skill'].get('dsr'),
-                                'pbo': (m.get('pbo') or {}).get('pbo'),
-                                'trials': m['skill']['trials'], 'run_trials': m['skill'].get('run_trials', m['skill']['trials'])} if 'skill' in m else {}),
-                            'registered': registry.get(s)} for s, m in run.get('symbols', {}).items()}}
+    return {
+        'created': run.get('created'),
+        'trials': run.get('trials'),
+        'symbols': {
+            s: {
+                'model': m.get('model'),
+                'timeframe': m.get('timeframe'),
+                **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
+                **(
+                    {
+                        'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)),
+                        'dsr': m['skill'].get('dsr'),
+                        'pbo': (m.get('pbo') or {}).get('pbo'),
+                        'trials': m['skill']['trials'],
+                        'run_trials': m['skill'].get('run_trials', m['skill']['trials']),
+                    }
+                    if 'skill' in m
+                    else {}
+                ),
+                'registered': registry.get(s),
+            }
+            for s, m in run.get('symbols', {}).items()
+        },
+    }
 
 
 # %% ../../nbs/11h_service.jobs.ipynb #c007b_03
@@ -311,8 +443,12 @@ class _Taken(Exception): "Another runner holds the lock"
 
 # %% ../../nbs/11h_service.jobs.ipynb #c007d_00
 class _PgLock:
-    "The runner lock as a PostgreSQL session advisory lock on a connection of its own: lost with that connection (a restart), and checked"
-    HELD = "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 7263 AND pid = pg_backend_pid() AND granted)"
+    """The runner lock as a PostgreSQL session advisory lock on a connection of its own: lost with that connection (a
+    restart), and checked"""
+
+    HELD = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 7263 AND pid = pg_backend_pid() "
+            "AND granted)")
+
     def __init__(self, url):
         from sqlalchemy import create_engine, text
         from sqlalchemy.pool import NullPool

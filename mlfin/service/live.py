@@ -39,9 +39,18 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
     if len(last) < rows or last.isna().any().any():
         bad = last.columns[last.isna().any()].tolist()
         # a non-bar series that stopped (or has not started) is the reason, not the bars: said as such (features.known)
-        series = undefined_said(closes_at(bars)[-1], bars.attrs.get('symbol'), spec, bad, partial(load_observations, store=store)) if len(last) else []
-        raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} ({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
-                          + ('; '.join(series) if series else f"{len(bars)} bars are too few, or a bar there has no volume or range"))
+        series = (
+            undefined_said(
+                closes_at(bars)[-1], bars.attrs.get('symbol'), spec, bad, partial(load_observations, store=store)
+            )
+            if len(last)
+            else []
+        )
+        raise Unavailable(
+            f"inputs undefined at the last bar{'s' if rows > 1 else ''} "
+            f"({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
+            + ('; '.join(series) if series else f"{len(bars)} bars are too few, or a bar there has no volume or range")
+        )
     return last
 
 # %% ../../nbs/11g_service.live.ipynb #c008z
@@ -64,7 +73,8 @@ class Forecast:
     last_close: float        # the close of `bar_time`: what a forecast return moves from
     computed_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz='UTC'))
     for_bar: pd.Timestamp | None = None   # when the bar it is for begins: the moment `bar_time`'s bar is over
-    walk_ratio: float | None = None       # a regressor's out-of-sample MAE over the random walk's, as its run measured it
+    # a regressor's out-of-sample MAE over the random walk's, as its run measured it
+    walk_ratio: float | None = None
 
     @property
     def predicted_close(self) -> float | None:
@@ -88,11 +98,13 @@ class _Series:
     forecasts: dict = field(default_factory=dict)   # closed only or not -> (store stamp, valid until, Forecast)
 
 def _current(kept: tuple | None, stamp, now: pd.Timestamp, version: int) -> bool:
-    "Whether a kept forecast (store stamp, valid until, Forecast) still answers: made on these bars, its forming bar not yet closed, by this version"
+    """Whether a kept forecast (store stamp, valid until, Forecast) still answers: made on these bars, its forming bar
+    not yet closed, by this version"""
     return _standing(kept, now, version) and kept[0] == stamp
 
 def _standing(kept: tuple | None, now: pd.Timestamp, version: int) -> bool:
-    "Whether a kept forecast answers while the store cannot be read (its bars cannot be compared): its forming bar not yet closed, by this version"
+    """Whether a kept forecast answers while the store cannot be read (its bars cannot be compared): its forming bar not
+    yet closed, by this version"""
     return bool(kept) and now < kept[1] and kept[2].version == version
 
 
@@ -117,7 +129,8 @@ class Live:
         with self._lock: return self._series.setdefault((symbol, timeframe), _Series())
 
     def registry_stamp(self):
-        "A value that changes when the registry may have: the database file's time, or the clock every `registry_poll` s for a server"
+        """A value that changes when the registry may have: the database file's time, or the clock every `registry_poll`
+        s for a server"""
         now = time.monotonic()
         stamp, when = self._registry
         if now - when < self.registry_poll: return stamp
@@ -134,18 +147,37 @@ class Live:
         stamp = self.registry_stamp()
         if entry.checked == stamp:   # nothing moved in the registry since the last look
             if entry.predictor is not None: return entry.predictor
-            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version")
+            raise NoProductionModel(
+                f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a "
+                "version"
+            )
         name = registered_name(symbol, timeframe)
-        if stamp is None: raise NoProductionModel(f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)")
-        if self._client is None: self._client = registry_client()   # one client: each new one opens the registry's database again
-        try: found = self._client.get_model_version_by_alias(name, 'production')
+        if stamp is None:
+            raise NoProductionModel(
+                f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)"
+            )
+        # one client: each new one opens the registry's database again
+        if self._client is None: self._client = registry_client()
+        try:
+            found = self._client.get_model_version_by_alias(name, 'production')
         except MlflowException:
-            entry.checked, entry.predictor, entry.forecasts = stamp, None, {}   # known to have none: not asked again until the registry changes
-            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a version") from None
+            entry.checked, entry.predictor, entry.forecasts = (
+                stamp,
+                None,
+                {},
+            )  # known to have none: not asked again until the registry changes
+            raise NoProductionModel(
+                f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a "
+                "version"
+            ) from None
         if entry.predictor is None or entry.predictor.version != int(found.version):
-            predictor = load_version(found.version, symbol, timeframe)   # loaded before it replaces the old one: no request goes without
+            # loaded before it replaces the old one: no request goes without
+            predictor = load_version(found.version, symbol, timeframe)
             if 'features' not in predictor.model.manifest:
-                raise Unavailable(f"{name} v{found.version} does not record its feature spec (saved before mlfin recorded it): retrain it")
+                raise Unavailable(
+                    f"{name} v{found.version} does not record its feature spec (saved before mlfin recorded it): "
+                    "retrain it"
+                )
             entry.predictor, entry.tags, entry.forecasts = predictor, dict(found.tags), {}
         entry.checked = stamp
         return entry.predictor
@@ -153,13 +185,15 @@ class Live:
     def forecast(self, symbol: str, timeframe: str,
                  closed: bool = True,   # at the last closed bar (False: the last stored, which may be forming)
                 ) -> Forecast:
-        "The production model's prediction for the bar after the last stored (closed) one, made once per new bar and model version"
+        """The production model's prediction for the bar after the last stored (closed) one, made once per new bar and
+        model version"""
         entry = self._entry(symbol, timeframe)
         with entry.lock:
             predictor = self.predictor(symbol, timeframe, entry)
             now = pd.Timestamp.now(tz='UTC')
             try: stamp = self.store.stamp(symbol, timeframe)
-            except Unavailable:   # the store down: the forecast made for its last bar read is answered (it names that bar); none, the 503
+            # the store down: the forecast made for its last bar read is answered (it names that bar); none, the 503
+            except Unavailable:
                 if _standing(kept := entry.forecasts.get(closed), now, predictor.version): return kept[2]
                 raise
             if stamp is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
@@ -170,32 +204,56 @@ class Live:
             if closed:
                 forming, calendar = (bars.index[-1] if len(bars) else None), bars.attrs.get('calendar', '')
                 bars = closed_bars(bars, timeframe, now)
-                if forming is not None and (not len(bars) or bars.index[-1] != forming):   # ...or the forming bar closes
+                # ...or the forming bar closes
+                if forming is not None and (not len(bars) or bars.index[-1] != forming):
                     until = bar_end(forming, timeframe, calendar)
                 if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
             x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed, self.store)
-            ratio, value, last = float(entry.tags.get('oos_mae_ratio', 'nan')), predictor(x.to_numpy()), float(bars['close'].iloc[-1])
-            if target_of(entry.tags) == 'price': value = value / last - 1   # a next_close version from before forecasts were returns: its price as the return it implies
-            made = Forecast(symbol, timeframe, bars.index[-1], value, predictor.kind, manifest.get('label', ''),
-                            manifest['name'], predictor.name, predictor.version, last,
-                            for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')), walk_ratio=ratio if ratio == ratio else None)
+            ratio, value, last = (
+                float(entry.tags.get('oos_mae_ratio', 'nan')),
+                predictor(x.to_numpy()),
+                float(bars['close'].iloc[-1]),
+            )
+            # a next_close version from before forecasts were returns: its price as the return it implies
+            if target_of(entry.tags) == 'price': value = value / last - 1
+            made = Forecast(
+                symbol,
+                timeframe,
+                bars.index[-1],
+                value,
+                predictor.kind,
+                manifest.get('label', ''),
+                manifest['name'],
+                predictor.name,
+                predictor.version,
+                last,
+                for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')),
+                walk_ratio=ratio if ratio == ratio else None,
+            )
             entry.forecasts[closed] = (stamp, until, made)
             return made
 
     def kept(self, symbol: str, timeframe: str, closed: bool = True) -> Forecast | None:
-        """The forecast `forecast` would answer with now, when that is known without waiting or computing: the series' lock free, the
-        registry unchanged since its version was checked, the store's stamp a local read (`cheap_stamp`: Parquet's stat; PostgreSQL's is
-        a query). An event loop answers with it; None: ask `forecast` (in a thread)"""
+        """The forecast `forecast` would answer with now, when that is known without waiting or computing: the series'
+        lock free, the registry unchanged since its version was checked, the store's stamp a local read (`cheap_stamp`:
+        Parquet's stat; PostgreSQL's is a query). An event loop answers with it; None: ask `forecast` (in a thread)"""
         entry = self._series.get((symbol, timeframe))
         if not self.store.cheap_stamp or entry is None or not entry.lock.acquire(blocking=False): return None
         try:
             if entry.predictor is None or entry.checked != self.registry_stamp(): return None
             kept = entry.forecasts.get(closed)
-            return kept[2] if _current(kept, self.store.stamp(symbol, timeframe), pd.Timestamp.now(tz='UTC'), entry.predictor.version) else None
+            return (
+                kept[2]
+                if _current(
+                    kept, self.store.stamp(symbol, timeframe), pd.Timestamp.now(tz='UTC'), entry.predictor.version
+                )
+                else None
+            )
         finally: entry.lock.release()
 
     def may_serve(self, symbol: str, timeframe: str) -> bool:
-        "False when the series is known to have no production model (and the registry has not changed since): nothing to keep ready"
+        """False when the series is known to have no production model (and the registry has not changed since): nothing
+        to keep ready"""
         entry = self._series.get((symbol, timeframe))
         return entry is None or entry.predictor is not None or entry.checked != self.registry_stamp()
 
@@ -222,16 +280,34 @@ class Live:
 # %% ../../nbs/11g_service.live.ipynb #c011
 def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> dict:
     "The signal of a forecast as a `model_signals` row (plus the model's version and a regressor's prediction)"
-    from mlfin.backtest.signals import LABELS, Rule, sides   # here, not at the top: mlfin.backtest.signals adds 1.11 s to importing this module (measured)
+    from mlfin.backtest.signals import LABELS, Rule, sides   # here, not at the top: mlfin.backtest.signals adds 1.11 s
+                                                             # to importing this module (measured)
     made, classifier = Lineage.from_tags(tags), forecast.kind == 'classifier'
     if threshold is not None and not classifier:
-        raise BadInput("threshold: a regressor's signal compares its predicted move with a round trip's cost; it takes no threshold")
-    rule = Rule(forecast.kind, made.threshold if threshold is None else float(threshold), made.short_below, made.round_trip_bps / 1e4)
+        raise BadInput(
+            "threshold: a regressor's signal compares its predicted move with a round trip's cost; it takes no "
+            "threshold"
+        )
+    rule = Rule(
+        forecast.kind,
+        made.threshold if threshold is None else float(threshold),
+        made.short_below,
+        made.round_trip_bps / 1e4,
+    )
     side = int(sides(rule, pd.Series([forecast.value])).iloc[0])
-    return {'ts': forecast.bar_time, 'symbol': forecast.symbol, 'timeframe': forecast.timeframe, 'model_name': forecast.model,
-            'threshold': rule.threshold if classifier else rule.cost, 'prob_up': forecast.value if classifier else None,
-            'label': LABELS[side], 'created_at': pd.Timestamp.now(tz='UTC'), 'model_version': forecast.version,
-            'prediction': None if classifier else forecast.value, 'short_below': rule.short_below}
+    return {
+        'ts': forecast.bar_time,
+        'symbol': forecast.symbol,
+        'timeframe': forecast.timeframe,
+        'model_name': forecast.model,
+        'threshold': rule.threshold if classifier else rule.cost,
+        'prob_up': forecast.value if classifier else None,
+        'label': LABELS[side],
+        'created_at': pd.Timestamp.now(tz='UTC'),
+        'model_version': forecast.version,
+        'prediction': None if classifier else forecast.value,
+        'short_below': rule.short_below,
+    }
 
 # %% ../../nbs/11g_service.live.ipynb #c013
 class Signals:
@@ -240,22 +316,36 @@ class Signals:
         self.db, self._kept, self._lock = db, set(), threading.Lock()
 
     def keep(self, record: dict):
-        """Persist a served signal, once per bar, model and threshold: a repeated request writes nothing; a bar whose values were
-        corrected after it closed (a collector's late push) is decided again, and the record keeps the decision on its final values"""
+        """Persist a served signal, once per bar, model and threshold: a repeated request writes nothing; a bar whose
+        values were corrected after it closed (a collector's late push) is decided again, and the record keeps the
+        decision on its final values"""
         from sqlalchemy import or_
-        from mlfin.service import db as tables   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
-        key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'], record['threshold'],
-               record['prob_up'], record['prediction'])
+        from mlfin.service import db as tables  # here, not at the top: mlfin.service.db adds 0.14 s to importing this
+                                                # module (measured)
+
+        key = (
+            record['symbol'],
+            record['timeframe'],
+            record['ts'],
+            record['model_name'],
+            record['model_version'],
+            record['threshold'],
+            record['prob_up'],
+            record['prediction'],
+        )
         if key in self._kept: return
         row = {c.name: record.get(c.name) for c in tables.signals.columns}
         row['ts'], row['created_at'] = row['ts'].to_pydatetime(), row['created_at'].to_pydatetime()
         if self.db.dialect.name == 'postgresql': from sqlalchemy.dialects.postgresql import insert
         else: from sqlalchemy.dialects.sqlite import insert
         decided = insert(tables.signals).values(**row)
-        changed = ('prob_up', 'label', 'prediction', 'model_version')   # the decision; `created_at` moves only with it (a restart decides the same again)
-        decided = decided.on_conflict_do_update(index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
-                                                set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
-                                                where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c]) for c in changed)))
+        # the decision; `created_at` moves only with it (a restart decides the same again)
+        changed = ('prob_up', 'label', 'prediction', 'model_version')
+        decided = decided.on_conflict_do_update(
+            index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
+            set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
+            where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c]) for c in changed)),
+        )
         with self.db.begin() as con: con.execute(decided)
         with self._lock:
             if len(self._kept) > 100_000: self._kept.clear()
@@ -266,7 +356,8 @@ class Signals:
                 version: int | None = None, # only those of this model version
                ) -> list[dict]:
         "Signals served for a series between `start` and `end` (UTC), oldest first"
-        from mlfin.service import db as tables   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+        from mlfin.service import db as tables   # here, not at the top: mlfin.service.db adds 0.14 s to importing this
+                                                 # module (measured)
         s = tables.signals
         try:
             lo, hi, closed = utc_bounds(start, end)
@@ -277,17 +368,22 @@ class Signals:
         if lo is not None: query = query.where(s.c.ts >= lo)
         if hi is not None: query = query.where(s.c.ts <= hi if closed else s.c.ts < hi)
         query = query.order_by(s.c.ts, s.c.model_name)
-        with self.db.connect() as con: rows = con.execute(query if limit is None else query.limit(limit)).mappings().all()
+        with self.db.connect() as con:
+            rows = con.execute(query if limit is None else query.limit(limit)).mappings().all()
         return [tables.utc(r) for r in rows]
 
 # %% ../../nbs/11g_service.live.ipynb #c014s
 def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=None) -> pd.DataFrame:
-    "The signals the service served for a version (index: bar time): prediction, side; one per bar (what `monitor.models.watch` judges live)"
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
-    from mlfin.backtest.signals import LABELS   # inside, as in `decide`: mlfin.backtest adds 0.5 s to the import (measured), which serving never needs
+    """The signals the service served for a version (index: bar time): prediction, side; one per bar (what
+    `monitor.models.watch` judges live)"""
+    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
+                                          # (measured)
+    from mlfin.backtest.signals import LABELS   # inside, as in `decide`: mlfin.backtest adds 0.5 s to the import
+                                                # (measured), which serving never needs
     sides = {v: k for k, v in LABELS.items()}
     rows = pd.DataFrame(Signals(engine(store)).history(symbol, timeframe, limit=None, version=version))
-    if not len(rows): return pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts'))
+    if not len(rows):
+        return pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts'))
     rows = rows.drop_duplicates('ts')   # what-if thresholds repeat a bar: its prediction is the same
     value = rows['prob_up'] if kind == 'classifier' else rows['prediction']
     return pd.DataFrame({'prediction': value.to_numpy(dtype='float64'), 'side': rows['label'].map(sides).to_numpy()},

@@ -26,7 +26,9 @@ class Token(BaseModel):
 class Me(BaseModel):
     actor: str = Field(description="who is asking, as the audit log and the jobs name them: user:NAME or key:ID")
     role: str
-    via: Literal['key', 'token', 'session'] = Field(description="an API key, a key's token, or a person's session token")
+    via: Literal['key', 'token', 'session'] = Field(
+        description="an API key, a key's token, or a person's session token"
+    )
     user: str | None = Field(description="the person (a session)")
     key_id: str | None = Field(description="the key (a key, or a key's token)")
     grants: list[str] = Field(description="what the role may do: read, metrics, ingest, train, admin")
@@ -36,42 +38,63 @@ class Me(BaseModel):
 class AuditEvent(BaseModel):
     at: dt.datetime; actor: str; action: str; target: str
     outcome: Literal['ok', 'refused', 'locked']; detail: str; address: str
-    count: int = Field(1, description="the refused requests the row stands for: one row per caller, route and minute (denied, limited)")
+    count: int = Field(
+        1, description="the refused requests the row stands for: one row per caller, route and minute (denied, limited)"
+    )
 
 # %% ../../nbs/11r_service.login.ipynb #c008
 router = APIRouter()
 
 @router.post('/token', response_model=Token, tags=['login'], responses=ERRORS)
-async def token(request: Request, key: Annotated[str | None, Security(api_key)] = None,
-                grant_type: Annotated[str | None, Form(pattern='^password$', description="OAuth2's: password")] = None,
-                username: Annotated[str | None, Form(max_length=64, description="a person's login name")] = None,
-                password: Annotated[str | None, Form(max_length=256, json_schema_extra={'format': 'password'})] = None,
-                totp: Annotated[str | None, Form(max_length=32, description="the 6-digit code of the authenticator app, or a recovery code")] = None,
-                client_secret: Annotated[str | None, Form(max_length=32, description="the code, when /docs' login dialog sends it")] = None,
-               ) -> Token:
-    """A bearer token (8 hours): for the API key in X-API-Key, or for a person: the OAuth2 password form (username, password, and the
-    second factor in `totp`)"""
+async def token(
+    request: Request,
+    key: Annotated[str | None, Security(api_key)] = None,
+    grant_type: Annotated[str | None, Form(pattern='^password$', description="OAuth2's: password")] = None,
+    username: Annotated[str | None, Form(max_length=64, description="a person's login name")] = None,
+    password: Annotated[str | None, Form(max_length=256, json_schema_extra={'format': 'password'})] = None,
+    totp: Annotated[
+        str | None, Form(max_length=32, description="the 6-digit code of the authenticator app, or a recovery code")
+    ] = None,
+    client_secret: Annotated[
+        str | None, Form(max_length=32, description="the code, when /docs' login dialog sends it")
+    ] = None,
+) -> Token:
+    """A bearer token (8 hours): for the API key in X-API-Key, or for a person: the OAuth2 password form (username,
+    password, and the second factor in `totp`)"""
     from starlette.concurrency import run_in_threadpool
     state = request.app.state
-    form = await request.form() if 'form' in request.headers.get('content-type', '') else {}   # every field sent, empty ones too
+    # every field sent, empty ones too
+    form = await request.form() if 'form' in request.headers.get('content-type', '') else {}
     if form.get('grant_type', 'password') != 'password':
-        raise BadInput(f"grant_type {str(form['grant_type'])[:40]!r}: only password is offered (OAuth2's password flow); a program sends its key in X-API-Key")
+        raise BadInput(
+            f"grant_type {str(form['grant_type'])[:40]!r}: only password is offered (OAuth2's password flow); a "
+            "program sends its key in X-API-Key"
+        )
     if key:
         if form: raise BadInput("POST /token: send an API key or a person's password, not both")
-        who = await run_in_threadpool(state.keys.check, key)   # in a worker thread: a key not cached is read from the database
+        # in a worker thread: a key not cached is read from the database
+        who = await run_in_threadpool(state.keys.check, key)
         await state.limit.ahit(who.actor)
         return Token(**state.tokens.issue(who))
-    if not form: raise Unauthorized("POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)")
+    if not form:
+        raise Unauthorized(
+            "POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)"
+        )
     address = client_address(request)
-    opened = lambda user: state.tokens.issue_session(user, state.people.open_session(user, address))   # in the login's worker thread
-    return Token(**await state.people.attempt(username or '', password or '', totp or client_secret or '', address, opened))
+    # in the login's worker thread
+    opened = lambda user: state.tokens.issue_session(user, state.people.open_session(user, address))
+    return Token(
+        **await state.people.attempt(username or '', password or '', totp or client_secret or '', address, opened)
+    )
 
 # %% ../../nbs/11r_service.login.ipynb #c009
 @router.post('/logout', status_code=204, tags=['login'], responses=ERRORS)
 def logout(request: Request, caller: Caller = SIGNED_IN) -> None:
     "End this person's session: its token is refused from now on, by every worker within a second"
     if caller.via != 'session':
-        raise BadInput("POST /logout ends a person's session; a key's tokens end when the key is revoked (DELETE /keys/{id})")
+        raise BadInput(
+            "POST /logout ends a person's session; a key's tokens end when the key is revoked (DELETE /keys/{id})"
+        )
     request.app.state.people.close_session(caller.session, client_address(request))
 
 # %% ../../nbs/11r_service.login.ipynb #c010
@@ -79,16 +102,30 @@ def logout(request: Request, caller: Caller = SIGNED_IN) -> None:
 def me(request: Request, caller: Caller = SIGNED_IN) -> Me:
     "Who is asking: the person or key, the role, what it may do, and when a session ends"
     ends = request.app.state.people.session(caller.session)['expires_at'] if caller.via == 'session' else None
-    return Me(actor=caller.actor, role=caller.role, via=caller.via, user=caller.person or None, key_id=caller.key_id or None,
-              grants=sorted(GRANTS.get(caller.role, ())), expires_at=ends)
+    return Me(
+        actor=caller.actor,
+        role=caller.role,
+        via=caller.via,
+        user=caller.person or None,
+        key_id=caller.key_id or None,
+        grants=sorted(GRANTS.get(caller.role, ())),
+        expires_at=ends,
+    )
 
 # %% ../../nbs/11r_service.login.ipynb #c011
 @router.get('/audit', response_model=list[AuditEvent], tags=['login'], responses=ERRORS)
-def audit(request: Request,
-          actor: Annotated[str | None, Query(pattern=r'^(user|key|cli):[A-Za-z0-9._@-]{1,76}$', description="user:NAME, key:ID or cli:OSUSER")] = None,
-          action: Annotated[Literal[ACTIONS] | None, Query(description="one kind of event")] = None,
-          limit: Annotated[int, Query(ge=1, le=10_000)] = 100, caller: Caller = ADMIN) -> list[AuditEvent]:
-    "The audit log, newest first: logins and their failures, locks, and every privileged action, with who, from where and the outcome"
+def audit(
+    request: Request,
+    actor: Annotated[
+        str | None,
+        Query(pattern=r'^(user|key|cli):[A-Za-z0-9._@-]{1,76}$', description="user:NAME, key:ID or cli:OSUSER"),
+    ] = None,
+    action: Annotated[Literal[ACTIONS] | None, Query(description="one kind of event")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    caller: Caller = ADMIN,
+) -> list[AuditEvent]:
+    """The audit log, newest first: logins and their failures, locks, and every privileged action, with who, from where
+    and the outcome"""
     request.app.state.refusals.flush()   # this process's refusals counted so far, written first
     return [AuditEvent(**{**{k: e[k] for k in AuditEvent.model_fields if k != 'count'}, 'count': e['count'] or 1})
             for e in request.app.state.audit.read(limit, actor, action)]

@@ -16,14 +16,19 @@ __all__ = ['LEVELS', 'ACCESS', 'TextLines', 'JsonLines', 'written', 'configure',
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {'message', 'asctime', 'taskName'}
 
 def _utc(record) -> str:
-    return dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+    return (
+        dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+        .isoformat(timespec='milliseconds')
+        .replace('+00:00', 'Z')
+    )
 
 
 # %% ../../nbs/11b_service.logs.ipynb #c005_00
 _CONTROL = re.compile('[\x00-\x1f\x7f\x85\u2028\u2029]')   # what ends a line, or rewrites one on a terminal (CR, ESC)
 
 def _escaped(text: str) -> str:
-    "Text with each control character written as its JSON escape (\\n, \\r, \\u001b): one event stays one line, whoever wrote the text"
+    ("Text with each control character written as its JSON escape (\\n, \\r, \\u001b): one event stays one line, "
+     "whoever wrote the text")
     return _CONTROL.sub(lambda m: json.dumps(m.group())[1:-1], text)
 
 def _shown(value) -> str:
@@ -33,10 +38,14 @@ def _shown(value) -> str:
 
 # %% ../../nbs/11b_service.logs.ipynb #c005_01
 class TextLines(logging.Formatter):
-    "One line a record: UTC time, level, logger, message, then its fields as key=value, control characters escaped (a traceback, when attached, below)"
+    """One line a record: UTC time, level, logger, message, then its fields as key=value, control characters escaped (a
+    traceback, when attached, below)"""
+
     def format(self, record):
         fields = ' '.join(f"{k}={_shown(v)}" for k, v in record.__dict__.items() if k not in _STANDARD)
-        line = f"{_utc(record)} {record.levelname} {record.name} {_escaped(record.getMessage())}" + (f" {fields}" if fields else '')
+        line = f"{_utc(record)} {record.levelname} {record.name} {_escaped(record.getMessage())}" + (
+            f" {fields}" if fields else ''
+        )
         return line + ('\n' + self.formatException(record.exc_info) if record.exc_info else '')
 
 
@@ -67,7 +76,8 @@ def _stop_writer():
 atexit.register(_stop_writer)
 
 def written():
-    "Wait until every access line handed to the writer is written (a reader of the log in the same process calls it first)"
+    """Wait until every access line handed to the writer is written (a reader of the log in the same process calls it
+    first)"""
     if _writer is not None: _writer.queue.join()
 
 
@@ -77,8 +87,9 @@ def configure(level: str = 'info',        # the least a line must be to be writt
               max_bytes: int = 10 * 2**20, # rotate the file past this size
               backups: int = 5,           # rotated files kept (file.1 ... file.5)
              ) -> logging.Logger:
-    """The `mlfin` logger, writing to stderr or a rotated file (safe with several workers); configuring again replaces what it wrote to.
-    Access lines (`ACCESS`) are handed to a writer thread: a request pays for a queue's put, not for formatting, a write and a file lock"""
+    """The `mlfin` logger, writing to stderr or a rotated file (safe with several workers); configuring again replaces
+    what it wrote to. Access lines (`ACCESS`) are handed to a writer thread: a request pays for a queue's put, not for
+    formatting, a write and a file lock"""
     global _writer
     if level not in LEVELS: raise BadInput(f"log level {level!r}: use one of {', '.join(LEVELS)}")
     logger, access = logging.getLogger('mlfin'), logging.getLogger(ACCESS)
@@ -116,11 +127,18 @@ _DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 def outage(e: BaseException) -> str | None:
     "What a failure says is down: 'disk' (full, read-only, I/O errors), 'database', 'redis', 'network'; None for a bug"
     for x in _chain(e):
-        kinds, module = {c.__name__ for c in type(x).__mro__}, type(x).__module__.split('.')[0]   # by family: AdminShutdown is an OperationalError
+        # by family: AdminShutdown is an OperationalError
+        kinds, module = {c.__name__ for c in type(x).__mro__}, type(x).__module__.split('.')[0]
         if isinstance(x, OSError) and (x.errno in _DISK or 'No space left' in str(x)): return 'disk'
-        if module == 'sqlite3' and 'OperationalError' in kinds and re.search(r'disk|full|readonly|read-only', str(x)): return 'disk'
-        if module == 'redis' and kinds & {'ConnectionError', 'TimeoutError', 'BusyLoadingError', 'ReadOnlyError'}: return 'redis'
-        if module in ('psycopg', 'psycopg2', 'sqlite3', 'sqlalchemy') and kinds & {'OperationalError', 'InterfaceError', 'DisconnectionError'}:
+        if module == 'sqlite3' and 'OperationalError' in kinds and re.search(r'disk|full|readonly|read-only', str(x)):
+            return 'disk'
+        if module == 'redis' and kinds & {'ConnectionError', 'TimeoutError', 'BusyLoadingError', 'ReadOnlyError'}:
+            return 'redis'
+        if module in ('psycopg', 'psycopg2', 'sqlite3', 'sqlalchemy') and kinds & {
+            'OperationalError',
+            'InterfaceError',
+            'DisconnectionError',
+        }:
             return 'database'
         if isinstance(x, (ConnectionError, TimeoutError)): return 'network'
     return None
@@ -139,15 +157,20 @@ class Failures:
         frame = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
         kind = (type(e).__name__, where, *(f"{f.filename}:{f.lineno}" for f in frame))
         with self._lock: first = kind not in self.seen; self.seen.add(kind)
-        self.log.error(detail + ('' if first else ' (traceback logged before)'), extra={'where': where, 'error': type(e).__name__, **fields},
-                       exc_info=e if first else None)
+        self.log.error(
+            detail + ('' if first else ' (traceback logged before)'),
+            extra={'where': where, 'error': type(e).__name__, **fields},
+            exc_info=e if first else None,
+        )
 
 # %% ../../nbs/11b_service.logs.ipynb #c019
 _REQUEST_ID = re.compile(rb'[A-Za-z0-9._:\-]{1,64}')
-_PROCESS, _COUNT = secrets.token_hex(4), itertools.count()   # a new id: this process's random half and its count (no system call per request)
+# a new id: this process's random half and its count (no system call per request)
+_PROCESS, _COUNT = secrets.token_hex(4), itertools.count()
 
 def request_id(scope) -> str:
-    "The request's id: the caller's X-Request-ID when it is a sane token (so a trace crosses services), else a new one, unique across processes"
+    """The request's id: the caller's X-Request-ID when it is a sane token (so a trace crosses services), else a new
+    one, unique across processes"""
     given = next((v for k, v in scope.get('headers', ()) if k == b'x-request-id'), b'')
     return given.decode() if _REQUEST_ID.fullmatch(given) else f"{_PROCESS}{next(_COUNT) & 0xffffffff:08x}"
 
@@ -165,7 +188,9 @@ os.register_at_fork(after_in_child=_forked)
 
 # %% ../../nbs/11b_service.logs.ipynb #c019_00
 class AccessLog:
-    "ASGI middleware: every request gets an id (returned in X-Request-ID) and one access line, handed to the log's writer before its answer leaves"
+    """ASGI middleware: every request gets an id (returned in X-Request-ID) and one access line, handed to the log's
+    writer before its answer leaves"""
+
     def __init__(self, app, logger: logging.Logger | None = None):
         self.app, self.log = app, logger or logging.getLogger(ACCESS)
 
@@ -176,12 +201,22 @@ class AccessLog:
         started, logged = time.perf_counter(), [False]
         def line(status):   # before the answer is sent: a caller that got an answer has its line, whatever happens next
             logged[0] = True
-            caller = scope['state'].get('caller') or scope['state'].get('checked')   # the key, once its headers were checked
-            self.log.info('request', extra={'method': scope['method'], 'path': scope['path'], 'status': status,
-                                            'ms': round((time.perf_counter() - started) * 1e3, 2),
-                                            'route': getattr(scope.get('route'), 'path', None), 'key_id': getattr(caller, 'key_id', None) or None,
-                                            'user': getattr(caller, 'person', None) or None,
-                                            'request_id': rid, 'client': (scope.get('client') or (None,))[0]})
+            # the key, once its headers were checked
+            caller = scope['state'].get('caller') or scope['state'].get('checked')
+            self.log.info(
+                'request',
+                extra={
+                    'method': scope['method'],
+                    'path': scope['path'],
+                    'status': status,
+                    'ms': round((time.perf_counter() - started) * 1e3, 2),
+                    'route': getattr(scope.get('route'), 'path', None),
+                    'key_id': getattr(caller, 'key_id', None) or None,
+                    'user': getattr(caller, 'person', None) or None,
+                    'request_id': rid,
+                    'client': (scope.get('client') or (None,))[0],
+                },
+            )
         async def sending(message):
             if message['type'] == 'http.response.start':
                 line(message['status'])

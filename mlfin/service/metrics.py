@@ -18,8 +18,12 @@ from .logs import outage
 __all__ = ['REFUSALS', 'MONITOR_GAUGES', 'Metrics', 'monitor_gauges']
 
 # %% ../../nbs/11s_service.metrics.ipynb #c006r
-REFUSALS = {'rows': "every candle bad: all quarantined", 'strict': "a bad candle under strict: nothing stored",
-            'batch': "the batch as a whole: its bar size, spacing, calendar or zone", 'invalid': "the request does not fit its model: 422"}
+REFUSALS = {
+    'rows': "every candle bad: all quarantined",
+    'strict': "a bad candle under strict: nothing stored",
+    'batch': "the batch as a whole: its bar size, spacing, calendar or zone",
+    'invalid': "the request does not fit its model: 422",
+}
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007
 class Metrics:
@@ -30,28 +34,50 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.multiprocess = bool(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))
         kw = {'registry': None if self.multiprocess else self.registry}
-        self.requests = Counter('mlfin_requests', 'HTTP requests by route, method and status', ['route', 'method', 'status'], **kw)
+        self.requests = Counter(
+            'mlfin_requests', 'HTTP requests by route, method and status', ['route', 'method', 'status'], **kw
+        )
         self.latency = Histogram('mlfin_request_seconds', 'request latency by route and method', ['route', 'method'],
                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), **kw)
-        self.candles = Counter('mlfin_candles_ingested', 'candles received by ingest, by outcome', ['symbol', 'timeframe', 'outcome'], **kw)
-        self.quarantined = Counter('mlfin_rows_quarantined', 'rows newly quarantined by ingest (a bad candle sent again is held, and counted, once)', ['symbol', 'timeframe'], **kw)
-        self.refusals = Counter('mlfin_pushes_refused', 'pushes of candles refused, per series and why: ' + ', '.join(f'{k} ({v})' for k, v in REFUSALS.items()),
-                                ['symbol', 'timeframe', 'why'], **kw)
-        self.last_push = Gauge('mlfin_last_push_timestamp_seconds', 'wall-clock time of the last accepted batch of candles, per series (pushed, or pulled by POST /ingest/run)',
-                               ['symbol', 'timeframe'], multiprocess_mode='max', **kw)   # several workers: the latest of theirs
+        self.candles = Counter(
+            'mlfin_candles_ingested', 'candles received by ingest, by outcome', ['symbol', 'timeframe', 'outcome'], **kw
+        )
+        self.quarantined = Counter(
+            'mlfin_rows_quarantined',
+            'rows newly quarantined by ingest (a bad candle sent again is held, and counted, once)',
+            ['symbol', 'timeframe'],
+            **kw,
+        )
+        self.refusals = Counter(
+            'mlfin_pushes_refused',
+            'pushes of candles refused, per series and why: ' + ', '.join(f'{k} ({v})' for k, v in REFUSALS.items()),
+            ['symbol', 'timeframe', 'why'],
+            **kw,
+        )
+        self.last_push = Gauge(
+            'mlfin_last_push_timestamp_seconds',
+            'wall-clock time of the last accepted batch of candles, per series (pushed, or pulled by POST /ingest/run)',
+            ['symbol', 'timeframe'],
+            multiprocess_mode='max',
+            **kw,
+        )   # several workers: the latest of theirs
         self.predictions = Counter('mlfin_predictions_served', 'predictions served', ['symbol', 'timeframe'], **kw)
         self.signals = Counter('mlfin_signals_served', 'signals served', ['symbol', 'timeframe', 'label'], **kw)
-        self.unserved_ = Counter('mlfin_unserved', 'requests for a stored series that has no production model', ['symbol', 'timeframe'], **kw)
+        self.unserved_ = Counter(
+            'mlfin_unserved', 'requests for a stored series that has no production model', ['symbol', 'timeframe'], **kw
+        )
         self.kept: dict = {}   # what scrapes keep between them (`_States`)
 
     def ingested(self, symbol, timeframe, report):
         "A batch accepted: its candles by outcome, the rows it quarantined anew, and now as the series' last push"
-        self.kept.pop('series', None)   # the series' gauges read again at the next scrape
-        for outcome in ('new', 'changed', 'unchanged'): self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
+        self.kept.pop('series', None)  # the series' gauges read again at the next scrape
+        for outcome in ('new', 'changed', 'unchanged'):
+            self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
         self._quarantined(symbol, timeframe, report)
         self.last_push.labels(symbol, timeframe).set(time.time())
     def refused(self, symbol, timeframe, error=None):
-        "A push refused, by its series (a name that is no series' counted under '') and why (`REFUSALS`); the rows of a batch of bad candles quarantined anew"
+        """A push refused, by its series (a name that is no series' counted under '') and why (`REFUSALS`); the rows of
+        a batch of bad candles quarantined anew"""
         try: symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
         except (BadInput, TypeError, AttributeError): symbol = timeframe = ''
         self.refusals.labels(symbol, timeframe, 'invalid' if error is None else getattr(error, 'why', 'batch')).inc()
@@ -59,7 +85,9 @@ class Metrics:
             self.kept.pop('series', None)
             self._quarantined(symbol, timeframe, report)
     def _quarantined(self, symbol, timeframe, report):
-        if fresh := report.quarantined - getattr(report, 'held_already', 0): self.quarantined.labels(symbol, timeframe).inc(fresh)
+        if fresh := report.quarantined - getattr(report, 'held_already', 0):
+            self.quarantined.labels(symbol, timeframe).inc(fresh)
+
     def predicted(self, symbol, timeframe): self.predictions.labels(symbol, timeframe).inc()
     def signalled(self, symbol, timeframe, label): self.signals.labels(symbol, timeframe, label).inc()
     def unserved(self, symbol, timeframe): self.unserved_.labels(symbol, timeframe).inc()
@@ -77,44 +105,73 @@ class Metrics:
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007_00
 class _States:
-    "Scrape-time figures: production versions, jobs per state, whether the store can be read, last bar per series, live or history"
-    def __init__(self, state, kept: dict): self.state, self.kept = state, kept   # kept between scrapes: overdue seconds, production versions
+    """Scrape-time figures: production versions, jobs per state, whether the store can be read, last bar per series,
+    live or history"""
+
+    def __init__(self, state, kept: dict):
+        self.state, self.kept = state, kept  # kept between scrapes: overdue seconds, production versions
+
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
-        version = GaugeMetricFamily('mlfin_model_production_version', 'the version aliased production, per registered model', labels=['name'])
+
+        version = GaugeMetricFamily(
+            'mlfin_model_production_version', 'the version aliased production, per registered model', labels=['name']
+        )
         for name, number in self.production().items(): version.add_metric([name], number)
         yield version
         jobs = GaugeMetricFamily('mlfin_jobs', 'jobs per state', labels=['state'])
         try:
             for s, n in self.state.jobs.counts().items(): jobs.add_metric([s], n)
-        except Exception as e:   # the job table's database down (a PostgreSQL store's own): no job figures, the rest still scraped
+        # the job table's database down (a PostgreSQL store's own): no job figures, the rest still scraped
+        except Exception as e:
             if not outage(e): raise
         yield jobs
         rows, up = self.series()
-        store = GaugeMetricFamily('mlfin_store_up', "1 when the service read its store at its last look (a scrape's, at most 10 s old), 0 when it could not")
+        store = GaugeMetricFamily(
+            'mlfin_store_up',
+            "1 when the service read its store at its last look (a scrape's, at most 10 s old), 0 when it could not",
+        )
         store.add_metric([], float(up))
         yield store
-        last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series', labels=['symbol', 'timeframe'])
-        held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)', labels=['symbol', 'timeframe'])
-        overdue = GaugeMetricFamily('mlfin_series_overdue_seconds', 'how long a bar its calendar expected is overdue (0: fresh), per series',
-                                    labels=['symbol', 'timeframe'])
-        live = GaugeMetricFamily('mlfin_series_live', "1 for a series expected live (a production model serves it, a collector pushes to it, or an "
-                                 "operator marked it: monitor.freshness.live_series), 0 for history: its overdue seconds page only at 1", labels=['symbol', 'timeframe'])
+        last = GaugeMetricFamily(
+            'mlfin_last_bar_timestamp_seconds',
+            'time of the last stored bar, per series',
+            labels=['symbol', 'timeframe'],
+        )
+        held = GaugeMetricFamily(
+            'mlfin_quarantine_rows',
+            'rows held in quarantine, per series (whoever ingested them)',
+            labels=['symbol', 'timeframe'],
+        )
+        overdue = GaugeMetricFamily(
+            'mlfin_series_overdue_seconds',
+            'how long a bar its calendar expected is overdue (0: fresh), per series',
+            labels=['symbol', 'timeframe'],
+        )
+        live = GaugeMetricFamily(
+            'mlfin_series_live',
+            "1 for a series expected live (a production model serves it, a collector pushes to it, or an "
+            "operator marked it: monitor.freshness.live_series), 0 for history: its overdue seconds page only at 1",
+            labels=['symbol', 'timeframe'],
+        )
         expected = self.kept.get('live', {})
         for row in rows:
             s, t = row['symbol'], row['timeframe']
             last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
-            if up: overdue.add_metric([s, t], self.overdue(row))   # worked out from the series' record: not while the store cannot be read
+            # worked out from the series' record: not while the store cannot be read
+            if up: overdue.add_metric([s, t], self.overdue(row))
             live.add_metric([s, t], float((s, t) in expected))
         yield last
         yield held
         yield overdue
         yield live
-        from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.00 s to importing this module (measured)
+        from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.00 s to
+                                                         # importing this module (measured)
         yield from monitor_gauges(latest_report())
 
     def production(self) -> dict:
-        "Registered model -> its production version, asked of the registry again only when it may have changed (its MLflow queries were 70% of a scrape)"
+        """Registered model -> its production version, asked of the registry again only when it may have changed (its
+        MLflow queries were 70% of a scrape)"""
         stamp, kept = self.state.live.registry_stamp(), self.kept.get('production')
         if kept is None or stamp is None or kept[0] != stamp:
             try: found = {v['name']: v['version'] for v in production()}
@@ -123,9 +180,9 @@ class _States:
         return kept[1]
 
     def series(self) -> tuple[list[dict], bool]:
-        """The store's series (`ls`) and which are expected live, read again after 10 s, an ingest through this service or a request
-        that found the store down (a scrape does not list the store each time); and whether the store could be read. Unreadable: the
-        series last read, and it is tried again at every scrape"""
+        """The store's series (`ls`) and which are expected live, read again after 10 s, an ingest through this service
+        or a request that found the store down (a scrape does not list the store each time); and whether the store could
+        be read. Unreadable: the series last read, and it is tried again at every scrape"""
         now, kept = time.monotonic(), self.kept.get('series')
         if kept is None or now - kept[0] > 10 or not kept[2]:
             try:
@@ -139,23 +196,35 @@ class _States:
         return kept[1], kept[2]
 
     def overdue(self, row: dict) -> float:
-        "The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per series"
-        key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()   # one entry per series, whatever its last bar
+        """The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per
+        series"""
+        # one entry per series, whatever its last bar
+        key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()
         kept = self.kept.get(key)
         if kept is None or kept[1] != row['last'] or now - kept[0] > 10:
-            forming = self.state.store.meta(row['symbol'], row['timeframe']).get('forming')   # a last candle stored while forming is no closed bar
-            self.kept[key] = kept = (now, row['last'], max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']))
+            # a last candle stored while forming is no closed bar
+            forming = self.state.store.meta(row['symbol'], row['timeframe']).get('forming')
+            self.kept[key] = kept = (
+                now,
+                row['last'],
+                max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']),
+            )
         return kept[2]
 
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007_01
-MONITOR_GAUGES = [f for f in FIGURES if f.gauge]   # the latest monitor run's figures per production model, as the figures' table declares them
+# the latest monitor run's figures per production model, as the figures' table declares them
+MONITOR_GAUGES = [f for f in FIGURES if f.gauge]
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007_02
 def monitor_gauges(found: dict | None):
-    "The latest monitor run as Prometheus gauges: the run's time (0 before the first run, so a rule sees it never ran), per model, per input"
+    """The latest monitor run as Prometheus gauges: the run's time (0 before the first run, so a rule sees it never
+    ran), per model, per input"""
     from prometheus_client.core import GaugeMetricFamily
-    at = GaugeMetricFamily('mlfin_monitor_run_timestamp_seconds', 'when the latest monitor run watched the production models (0: never)')
+
+    at = GaugeMetricFamily(
+        'mlfin_monitor_run_timestamp_seconds', 'when the latest monitor run watched the production models (0: never)'
+    )
     at.add_metric([], pd.Timestamp(found['at']).timestamp() if found else 0.0)
     yield at
     if found is None: return
@@ -165,11 +234,16 @@ def monitor_gauges(found: dict | None):
             value = figure.value(m)
             if value is not None: family.add_metric([m['name']], float(value))
         yield family
-    failed = GaugeMetricFamily('mlfin_monitor_failed', '1 for a production model the monitor could not watch', labels=['name'])
+    failed = GaugeMetricFamily(
+        'mlfin_monitor_failed', '1 for a production model the monitor could not watch', labels=['name']
+    )
     for name in found['errors']: failed.add_metric([name], 1.0)
     yield failed
-    for gauge, key, text in (('input_psi', 'psi', "an input's PSI against its training span"), ('input_psi_bar', 'psi_bar', "that input's own PSI bar"),
-                             ('input_drifted', 'verdict', '1 when the input drifted')):
+    for gauge, key, text in (
+        ('input_psi', 'psi', "an input's PSI against its training span"),
+        ('input_psi_bar', 'psi_bar', "that input's own PSI bar"),
+        ('input_drifted', 'verdict', '1 when the input drifted'),
+    ):
         family = GaugeMetricFamily(f'mlfin_monitor_{gauge}', text, labels=['name', 'input'])
         for row in found.get('inputs', []):
             value = float(row['verdict'] == 'drifted') if key == 'verdict' else row.get(key)

@@ -21,15 +21,20 @@ __all__ = ['NAME', 'PASSWORD_MIN', 'PASSWORD_MAX', 'PERSON_ROLES', 'RECOVERY_COD
 # %% ../../nbs/11f_service.people.ipynb #c005
 NAME = r'[a-z][a-z0-9._-]{1,63}'   # a person's login name
 PASSWORD_MIN, PASSWORD_MAX = 12, 256
-PERSON_ROLES = ('read_only', 'analyst', 'admin')   # the seed's roles for people (collector and scraper are programs' keys)
+# the seed's roles for people (collector and scraper are programs' keys)
+PERSON_ROLES = ('read_only', 'analyst', 'admin')
 RECOVERY_CODES = 10
-REFUSED = "wrong user name, password or code"   # the one answer to every refused login, whatever was wrong (the audit log says what)
+# the one answer to every refused login, whatever was wrong (the audit log says what)
+REFUSED = "wrong user name, password or code"
 
 # %% ../../nbs/11f_service.people.ipynb #c008
 def check_name(name: str) -> str:
     "A login name as given, or `BadInput` saying what a name may be"
     if not isinstance(name, str) or not re.fullmatch(NAME, name):
-        raise BadInput(f"user name {str(name)[:70]!r}: 2 to 64 characters, lower-case letters, digits, '.', '_' or '-', starting with a letter")
+        raise BadInput(
+            f"user name {str(name)[:70]!r}: 2 to 64 characters, lower-case letters, digits, '.', '_' or '-', starting "
+            "with a letter"
+        )
     return name
 
 # %% ../../nbs/11f_service.people.ipynb #c009
@@ -56,7 +61,8 @@ def verify_hash(stored: str, given: str) -> bool:
 
 # %% ../../nbs/11f_service.people.ipynb #c014c
 def totp_cipher(db):
-    "The cipher of second-factor secrets: Fernet keyed by the service's key kept outside the database (`service.auth.outside_key`)"
+    """The cipher of second-factor secrets: Fernet keyed by the service's key kept outside the database
+    (`service.auth.outside_key`)"""
     from cryptography.fernet import Fernet
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(outside_key(db).encode()).digest()))
 
@@ -101,29 +107,40 @@ class Enrolment:
 
 # %% ../../nbs/11f_service.people.ipynb #c022
 class People:
-    "The people of one service database: accounts, their second factors and recovery codes, failures and locks, sessions"
-    def __init__(self, db, audit: Audit | None = None, policy: LoginPolicy = LoginPolicy(), cache_seconds: float = setting('key_cache_seconds'),
-                 storage: str = 'memory://',   # where attempts per address are counted: the service's `limits_storage`
-                 now=None,                     # the clock: a function giving the time in UTC (default: the real one; a test moves its own)
-                ):
+    """The people of one service database: accounts, their second factors and recovery codes, failures and locks,
+    sessions"""
+
+    def __init__(
+        self,
+        db,
+        audit: Audit | None = None,
+        policy: LoginPolicy = LoginPolicy(),
+        cache_seconds: float = setting('key_cache_seconds'),
+        storage: str = 'memory://',  # where attempts per address are counted: the service's `limits_storage`
+        now=None,  # the clock: a function giving the time in UTC (default: the real one; a test moves its own)
+    ):
         self.db, self.audit, self.policy, self.cache_seconds = db, audit or Audit(db), policy, cache_seconds
         self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.addresses = RateLimit(policy.rate, storage, exact=True)   # exact: any minute holds at most N attempts
         self._sessions = Recent(cache_seconds)
-        self._dummy = None   # a hash an unknown name, a locked account or a wait is checked against: each costs what a check does
+        # a hash an unknown name, a locked account or a wait is checked against: each costs what a check does
+        self._dummy = None
 
     @functools.cached_property
-    def _cipher(self): return totp_cipher(self.db)   # the key file and the database's mark read once, not at every login
+    def _cipher(self):
+        return totp_cipher(self.db)  # the key file and the database's mark read once, not at every login
 
     @functools.cached_property
     def _marker(self) -> bytes: return hashlib.sha256(b'mlfin-recovery-code:' + outside_key(self.db).encode()).digest()
 
     def _code_mark(self, code: str) -> str:
-        "The mark a recovery code is found by: an HMAC keyed outside the database, so a wrong code costs no hash and a copy finds none"
+        """The mark a recovery code is found by: an HMAC keyed outside the database, so a wrong code costs no hash and a
+        copy finds none"""
         return hmac.new(self._marker, code.encode(), 'sha256').hexdigest()
 
     def _pretend(self, password: str = ''):
-        "The hash a refused attempt would have cost, spent on nothing: an answer's time says nothing of the name or of a lock"
+        """The hash a refused attempt would have cost, spent on nothing: an answer's time says nothing of the name or of
+        a lock"""
         if self._dummy is None: self._dummy = hasher().hash(secrets.token_urlsafe(16))
         verify_hash(self._dummy, password or '-')
 
@@ -137,7 +154,8 @@ class People:
         return tables.utc(found)
 
     def _quiet(self, now: dt.datetime) -> dt.datetime:
-        "Failures last counted before this are forgotten: a lock's length ago (its lock has ended, or nothing was tried for that long)"
+        """Failures last counted before this are forgotten: a lock's length ago (its lock has ended, or nothing was
+        tried for that long)"""
         return now - dt.timedelta(minutes=self.policy.lock_minutes)
 
 # %% ../../nbs/11f_service.people.ipynb #c023
@@ -145,43 +163,83 @@ def _public(user: dict, now: dt.datetime,
             locks: list = (),   # its locks from one address each: {address, until, failures}
            ) -> dict:
     "An account as it may be shown: no hash, no secret; its state in words, and where it is locked from"
-    everyone = user['locked_until'] is not None and user['locked_until'] > now   # failures from all addresses: only both factors let in
-    state = ('disabled' if user['disabled_at'] else
-             f"locked until {user['locked_until']:%Y-%m-%d %H:%M}Z" if everyone and not user['second_factor'] else 'active')
-    return {'name': user['name'], 'role': user['role'], 'second_factor': bool(user['second_factor']), 'state': state,
-            'failures': user['failures'], 'locked_until': user['locked_until'] if everyone else None, 'locks': [dict(l) for l in locks],
-            'created_at': user['created_at'], 'last_login_at': user['last_login_at']}
+    # failures from all addresses: only both factors let in
+    everyone = user['locked_until'] is not None and user['locked_until'] > now
+    state = (
+        'disabled'
+        if user['disabled_at']
+        else f"locked until {user['locked_until']:%Y-%m-%d %H:%M}Z"
+        if everyone and not user['second_factor']
+        else 'active'
+    )
+    return {
+        'name': user['name'],
+        'role': user['role'],
+        'second_factor': bool(user['second_factor']),
+        'state': state,
+        'failures': user['failures'],
+        'locked_until': user['locked_until'] if everyone else None,
+        'locks': [dict(l) for l in locks],
+        'created_at': user['created_at'],
+        'last_login_at': user['last_login_at'],
+    }
 
 # %% ../../nbs/11f_service.people.ipynb #c024
 @patch
 def _enrol(self: People, con, user_id: str, name: str, second_factor: bool) -> tuple[str | None, list[str], dict]:
-    "A new second factor and recovery codes for an account (inside `con`'s transaction; the cipher read before it): (URI, codes, the columns to set)"
+    """A new second factor and recovery codes for an account (inside `con`'s transaction; the cipher read before it):
+    (URI, codes, the columns to set)"""
     con.execute(tables.recovery_codes.delete().where(tables.recovery_codes.c.user_id == user_id))
     if not second_factor: return None, [], {'totp_secret': None, 'totp_step': None, 'second_factor': 0}
     import pyotp
     secret, codes = pyotp.random_base32(), [recovery_code() for _ in range(RECOVERY_CODES)]
-    con.execute(tables.recovery_codes.insert(), [{'user_id': user_id, 'hash': hasher().hash(c), 'mark': self._code_mark(c), 'used_at': None} for c in codes])
+    con.execute(
+        tables.recovery_codes.insert(),
+        [{'user_id': user_id, 'hash': hasher().hash(c), 'mark': self._code_mark(c), 'used_at': None} for c in codes],
+    )
     uri = _totp(secret).provisioning_uri(name=name)
-    return uri, codes, {'totp_secret': self._cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1}
+    return (
+        uri,
+        codes,
+        {'totp_secret': self._cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1},
+    )
 
 # %% ../../nbs/11f_service.people.ipynb #c025
 @patch
 def add(self: People, name: str, role: str, password: str,
-        second_factor: bool = True,   # a TOTP code required at every login (the seed's rule); False only for a deliberate exception
+        # a TOTP code required at every login (the seed's rule); False only for a deliberate exception
+        second_factor: bool = True,
         actor: str | None = None,     # who adds them (audit); default: this host's user
        ) -> Enrolment:
     "A new account; its second factor's URI and recovery codes are in the answer, and nowhere else"
     check_name(name); check_role(role); check_password(password, name)
-    if role not in PERSON_ROLES: raise BadInput(f"role {role!r} is a program's: a person is one of {', '.join(PERSON_ROLES)}")
+    if role not in PERSON_ROLES:
+        raise BadInput(f"role {role!r} is a program's: a person is one of {', '.join(PERSON_ROLES)}")
     user_id, now = secrets.token_hex(6), self.now()
     if second_factor: self._cipher   # read before the transaction: its key's mark may be written first
     with self.db.begin() as con:
         if con.execute(tables.users.select().where(tables.users.c.name == name)).first():
-            raise BadInput(f"user {name!r} exists already; `mlfin users reset {name}` gives them a new password and second factor")
+            raise BadInput(
+                f"user {name!r} exists already; `mlfin users reset {name}` gives them a new password and second factor"
+            )
         uri, codes, factor = self._enrol(con, user_id, name, second_factor)
-        con.execute(tables.users.insert().values(id=user_id, name=name, role=role, password_hash=hasher().hash(password), failures=0,
-                                                 created_at=now, **factor))
-    self.audit.record(actor or cli_actor(), 'users.add', name, detail=f"role {role}, second factor {'required' if second_factor else 'off'}")
+        con.execute(
+            tables.users.insert().values(
+                id=user_id,
+                name=name,
+                role=role,
+                password_hash=hasher().hash(password),
+                failures=0,
+                created_at=now,
+                **factor,
+            )
+        )
+    self.audit.record(
+        actor or cli_actor(),
+        'users.add',
+        name,
+        detail=f"role {role}, second factor {'required' if second_factor else 'off'}",
+    )
     return Enrolment(name, role, uri, codes)
 
 # %% ../../nbs/11f_service.people.ipynb #c026
@@ -191,53 +249,91 @@ def list(self: People) -> list[dict]:
     now, pairs = self.now(), tables.login_failures
     with self.db.connect() as con:
         rows = con.execute(tables.users.select().order_by(tables.users.c.name)).mappings().all()
-        locked = con.execute(pairs.select().where(pairs.c.locked_until > now).order_by(pairs.c.locked_until)).mappings().all()
+        locked = (
+            con.execute(pairs.select().where(pairs.c.locked_until > now).order_by(pairs.c.locked_until))
+            .mappings()
+            .all()
+        )
     locks = {}
-    for r in map(tables.utc, locked): locks.setdefault(r['user_id'], []).append({'address': r['address'], 'until': r['locked_until'], 'failures': r['failures']})
+    for r in map(tables.utc, locked):
+        locks.setdefault(r['user_id'], []).append(
+            {'address': r['address'], 'until': r['locked_until'], 'failures': r['failures']}
+        )
     return [_public(u, now, locks.get(u['id'], [])) for u in map(tables.utc, rows)]
 
 # %% ../../nbs/11f_service.people.ipynb #c029
 @patch
 def _failed(self: People, user: dict, why: str, address: str):
-    """A failure counted for the account from `address` and from every address (attempts made at once each count), each count locking at
-    `policy.lock_after`; audited, then refused in one line"""
+    """A failure counted for the account from `address` and from every address (attempts made at once each count), each
+    count locking at `policy.lock_after`; audited, then refused in one line"""
     from sqlalchemy import case
     now, users, pairs = self.now(), tables.users, tables.login_failures
     until, quiet = now + dt.timedelta(minutes=self.policy.lock_minutes), self._quiet(now)
     locks = lambda column, count: case((count >= self.policy.lock_after, until), else_=column)
-    with self.db.begin() as con:   # a count whose last failure is a lock's length old starts again
-        con.execute(pairs.delete().where(pairs.c.user_id == user['id'], pairs.c.address == address, pairs.c.last_failure_at <= quiet))
-        con.execute(users.update().where(users.c.id == user['id'], users.c.last_failure_at <= quiet).values(failures=0, locked_until=None))
-        here = con.execute(tables.upsert(self.db, pairs)
-                           .values(user_id=user['id'], address=address, failures=1, last_failure_at=now, locked_until=locks(None, 1))
-                           .on_conflict_do_update(index_elements=['user_id', 'address'],
-                                                  set_={'failures': pairs.c.failures + 1, 'last_failure_at': now,
-                                                        'locked_until': locks(pairs.c.locked_until, pairs.c.failures + 1)})
-                           .returning(pairs.c.failures)).scalar_one()
-        con.execute(users.update().where(users.c.id == user['id'])
-                    .values(failures=users.c.failures + 1, last_failure_at=now, locked_until=locks(users.c.locked_until, users.c.failures + 1)))
+    with self.db.begin() as con:  # a count whose last failure is a lock's length old starts again
+        con.execute(
+            pairs.delete().where(
+                pairs.c.user_id == user['id'], pairs.c.address == address, pairs.c.last_failure_at <= quiet
+            )
+        )
+        con.execute(
+            users.update()
+            .where(users.c.id == user['id'], users.c.last_failure_at <= quiet)
+            .values(failures=0, locked_until=None)
+        )
+        here = con.execute(
+            tables.upsert(self.db, pairs)
+            .values(user_id=user['id'], address=address, failures=1, last_failure_at=now, locked_until=locks(None, 1))
+            .on_conflict_do_update(
+                index_elements=['user_id', 'address'],
+                set_={
+                    'failures': pairs.c.failures + 1,
+                    'last_failure_at': now,
+                    'locked_until': locks(pairs.c.locked_until, pairs.c.failures + 1),
+                },
+            )
+            .returning(pairs.c.failures)
+        ).scalar_one()
+        con.execute(
+            users.update()
+            .where(users.c.id == user['id'])
+            .values(
+                failures=users.c.failures + 1,
+                last_failure_at=now,
+                locked_until=locks(users.c.locked_until, users.c.failures + 1),
+            )
+        )
     self._refuse(user['name'], 'locked' if here >= self.policy.lock_after else 'refused', why, address)
 
 # %% ../../nbs/11f_service.people.ipynb #c029r
 @patch
 def _refuse(self: People, name: str, outcome: str, why: str, address: str):
-    "The one answer to a refused login, audited with what was wrong: the caller learns nothing of the name, the password, the code or a lock"
+    """The one answer to a refused login, audited with what was wrong: the caller learns nothing of the name, the
+    password, the code or a lock"""
     self.audit.record(f"user:{name}", 'login', name, outcome, why, address)
     raise Unauthorized(REFUSED)
 
 # %% ../../nbs/11f_service.people.ipynb #c030
 @patch
 def _gate(self: People, user: dict, address: str):
-    """Refuse, unchecked, an attempt from an address the account is locked from, or made there before its wait is over; and any attempt
-    on an account without a second factor that failures from every address locked (the hash it would have cost spent all the same)"""
+    """Refuse, unchecked, an attempt from an address the account is locked from, or made there before its wait is over;
+    and any attempt on an account without a second factor that failures from every address locked (the hash it would
+    have cost spent all the same)"""
     now, pairs, name = self.now(), tables.login_failures, user['name']
     with self.db.connect() as con:
-        here = con.execute(pairs.select().where(pairs.c.user_id == user['id'], pairs.c.address == address)).mappings().first()
+        here = (
+            con.execute(pairs.select().where(pairs.c.user_id == user['id'], pairs.c.address == address))
+            .mappings()
+            .first()
+        )
     here = tables.utc(here) if here else None
-    if here and here['last_failure_at'] <= self._quiet(now): here = None   # its lock has ended, or it was quiet that long: forgotten
+    # its lock has ended, or it was quiet that long: forgotten
+    if here and here['last_failure_at'] <= self._quiet(now): here = None
     wait = self.policy.wait(here['failures']) if here else 0.0
-    if here and here['locked_until'] and here['locked_until'] > now: why = 'attempt while locked from this address'
-    elif not user['second_factor'] and user['locked_until'] and user['locked_until'] > now: why = 'attempt while locked (no second factor to let its owner in)'
+    if here and here['locked_until'] and here['locked_until'] > now:
+        why = 'attempt while locked from this address'
+    elif not user['second_factor'] and user['locked_until'] and user['locked_until'] > now:
+        why = 'attempt while locked (no second factor to let its owner in)'
     elif wait and wait - (now - here['last_failure_at']).total_seconds() > 0: why = 'attempt before its wait was over'
     else: return
     self._pretend()
@@ -246,7 +342,8 @@ def _gate(self: People, user: dict, address: str):
 # %% ../../nbs/11f_service.people.ipynb #c031
 @patch
 def _second_factor(self: People, user: dict, code: str) -> bool:
-    "Whether `code` is the account's TOTP code for a step not used before (recording it), or one of its unused recovery codes (using it up)"
+    """Whether `code` is the account's TOTP code for a step not used before (recording it), or one of its unused
+    recovery codes (using it up)"""
     code = (code or '').strip().lower().replace(' ', '')
     if re.fullmatch(r'\d{6}', code):
         secret = self._cipher.decrypt(user['totp_secret'].encode()).decode()
@@ -254,17 +351,27 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
         if step is None: return False
         with self.db.begin() as con:   # one use per step, whoever races for it
             users = tables.users
-            done = con.execute(users.update().where(users.c.id == user['id'], (users.c.totp_step.is_(None)) | (users.c.totp_step < step))
-                               .values(totp_step=step))
+            done = con.execute(
+                users.update()
+                .where(users.c.id == user['id'], (users.c.totp_step.is_(None)) | (users.c.totp_step < step))
+                .values(totp_step=step)
+            )
         return done.rowcount == 1
     if not re.fullmatch(r'[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}', code): return False
     codes = tables.recovery_codes
-    with self.db.begin() as con:   # the code its mark finds (codes made before marks: each tried in turn)
-        found = codes.c.user_id == user['id'], codes.c.used_at.is_(None), (codes.c.mark == self._code_mark(code)) | codes.c.mark.is_(None)
+    with self.db.begin() as con:  # the code its mark finds (codes made before marks: each tried in turn)
+        found = (
+            codes.c.user_id == user['id'],
+            codes.c.used_at.is_(None),
+            (codes.c.mark == self._code_mark(code)) | codes.c.mark.is_(None),
+        )
         for row in con.execute(codes.select().where(*found)).mappings().all():
             if verify_hash(row['hash'], code):
-                used = con.execute(codes.update().where(codes.c.user_id == user['id'], codes.c.hash == row['hash'], codes.c.used_at.is_(None))
-                                   .values(used_at=self.now()))
+                used = con.execute(
+                    codes.update()
+                    .where(codes.c.user_id == user['id'], codes.c.hash == row['hash'], codes.c.used_at.is_(None))
+                    .values(used_at=self.now())
+                )
                 return used.rowcount == 1
     return False
 
@@ -274,17 +381,21 @@ def login(self: People, name: str, password: str,
           code: str = '',     # the TOTP code, or a recovery code
           address: str = '',  # the client's address: audited, and counted against `policy.rate` first
          ) -> dict:
-    """The account (its id and what `list` shows: no hash, no secret), when `name`, `password` and `code` are right and it may log in now;
-    else `Unauthorized` with one line whatever was wrong (audited), or `TooManyRequests` when the address has tried too often (any names)"""
+    """The account (its id and what `list` shows: no hash, no secret), when `name`, `password` and `code` are right and
+    it may log in now; else `Unauthorized` with one line whatever was wrong (audited), or `TooManyRequests` when the
+    address has tried too often (any names)"""
     if address: self.addresses.hit(f"address:{address}")   # before anything is read or hashed
     try: user = self._user(name)
     except (NotFound, BadInput):
         self._pretend(password)   # an unknown name costs what a known one does, and is answered alike
-        known = isinstance(name, str) and re.fullmatch(NAME, name)   # only a name's characters are written to the audit log
+        # only a name's characters are written to the audit log
+        known = isinstance(name, str) and re.fullmatch(NAME, name)
         self._refuse(name if known else '?', 'refused', 'no such user', address)
     self._gate(user, address)
     if not verify_hash(user['password_hash'], password or ''): self._failed(user, 'wrong password', address)
-    if user['second_factor']:   # a right password with no code, or a wrong one, is answered as a wrong password: a leaked password is not confirmed without the phone
+    # a right password with no code, or a wrong one, is answered as a wrong password: a leaked password is not confirmed
+    # without the phone
+    if user['second_factor']:
         if not (code or '').strip(): self._failed(user, 'no code', address)
         if not self._second_factor(user, code): self._failed(user, 'wrong code', address)
     if user['disabled_at']:   # said only to whoever holds both factors: to anyone else it is one more wrong guess
@@ -302,23 +413,30 @@ def login(self: People, name: str, password: str,
 # %% ../../nbs/11f_service.people.ipynb #c032a
 @patch
 async def attempt(self: People, name: str, password: str, code: str = '', address: str = '',
-                  then=None,   # what to do with the account once in (in the same worker thread): open a session, make its token
+                  # what to do with the account once in (in the same worker thread): open a session, make its token
+                  then=None,
                  ):
-    "`login` (and `then`) in a worker thread, off the event loop; a refusal answered no sooner than `policy.floor` seconds after the attempt began"
+    """`login` (and `then`) in a worker thread, off the event loop; a refusal answered no sooner than `policy.floor`
+    seconds after the attempt began"""
     started = time.monotonic()
     def work():
         user = self.login(name, password, code, address)
         return then(user) if then else user
     try: return await asyncio.to_thread(work)
     except (Unauthorized, TooManyRequests):
-        await asyncio.sleep(max(0.0, started + self.policy.floor - time.monotonic()))   # awaited: no thread is held while it waits
+        # awaited: no thread is held while it waits
+        await asyncio.sleep(max(0.0, started + self.policy.floor - time.monotonic()))
         raise
 
 # %% ../../nbs/11f_service.people.ipynb #c037
 @patch
 def _revoke_sessions(self: People, con, user_id: str):
     now = self.now()
-    con.execute(tables.sessions.update().where(tables.sessions.c.user_id == user_id, tables.sessions.c.revoked_at.is_(None)).values(revoked_at=now))
+    con.execute(
+        tables.sessions.update()
+        .where(tables.sessions.c.user_id == user_id, tables.sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
     self._sessions.forget()
 
 # %% ../../nbs/11f_service.people.ipynb #c038
@@ -347,22 +465,31 @@ def enable(self: People, name: str, actor: str | None = None) -> dict:
 # %% ../../nbs/11f_service.people.ipynb #c040
 @patch
 def reset(self: People, name: str, password: str, second_factor: bool = True, actor: str | None = None) -> Enrolment:
-    "A new password, a new second factor and new recovery codes (the old ones stop working), the account unlocked, its sessions ended"
+    """A new password, a new second factor and new recovery codes (the old ones stop working), the account unlocked, its
+    sessions ended"""
     check_password(password, name)
     if second_factor: self._cipher
     with self.db.begin() as con:
         user = self._user(name, con)
         uri, codes, factor = self._enrol(con, user['id'], name, second_factor)
-        con.execute(tables.users.update().where(tables.users.c.id == user['id'])
-                    .values(password_hash=hasher().hash(password), locked_until=None, failures=0, last_failure_at=None, **factor))
+        con.execute(
+            tables.users.update()
+            .where(tables.users.c.id == user['id'])
+            .values(
+                password_hash=hasher().hash(password), locked_until=None, failures=0, last_failure_at=None, **factor
+            )
+        )
         con.execute(tables.login_failures.delete().where(tables.login_failures.c.user_id == user['id']))
         self._revoke_sessions(con, user['id'])
-    self.audit.record(actor or cli_actor(), 'users.reset', name, detail=f"second factor {'required' if second_factor else 'off'}")
+    self.audit.record(
+        actor or cli_actor(), 'users.reset', name, detail=f"second factor {'required' if second_factor else 'off'}"
+    )
     return Enrolment(name, user['role'], uri, codes)
 
 # %% ../../nbs/11f_service.people.ipynb #c041d
 def session_digest(session_id: str) -> str:
-    "What the database keeps of a session's id: its SHA-256, 128 bits of it (a token names the id; the row, like a key's, only its digest)"
+    """What the database keeps of a session's id: its SHA-256, 128 bits of it (a token names the id; the row, like a
+    key's, only its digest)"""
     return hashlib.sha256(b'mlfin-session:' + session_id.encode()).hexdigest()[:32]
 
 # %% ../../nbs/11f_service.people.ipynb #c042
@@ -372,9 +499,16 @@ def open_session(self: People, user: dict, address: str = '',
                 ) -> dict:
     "A new session for a logged-in account: its id (what its token names; the database keeps its digest) and expiry"
     now, hours = self.now(), hours or self.policy.session_hours
-    row = {'id': secrets.token_urlsafe(16), 'user_id': user['id'], 'created_at': now, 'expires_at': now + dt.timedelta(hours=hours),
-           'revoked_at': None, 'address': (address or '')[:64]}
-    with self.db.begin() as con: con.execute(tables.sessions.insert().values(**{**row, 'id': session_digest(row['id'])}))
+    row = {
+        'id': secrets.token_urlsafe(16),
+        'user_id': user['id'],
+        'created_at': now,
+        'expires_at': now + dt.timedelta(hours=hours),
+        'revoked_at': None,
+        'address': (address or '')[:64],
+    }
+    with self.db.begin() as con:
+        con.execute(tables.sessions.insert().values(**{**row, 'id': session_digest(row['id'])}))
     return row
 
 # %% ../../nbs/11f_service.people.ipynb #c043r
@@ -383,17 +517,27 @@ def _read_session(self: People, session_id: str) -> dict | None:
     "A session with its account's name, role and state (one query)"
     s, u = tables.sessions, tables.users
     with self.db.connect() as con:
-        found = con.execute(s.join(u, s.c.user_id == u.c.id).select().where(s.c.id == session_digest(session_id))
-                            .with_only_columns(s.c.revoked_at, s.c.expires_at, u.c.id, u.c.name, u.c.role, u.c.disabled_at)).mappings().first()
+        found = (
+            con.execute(
+                s.join(u, s.c.user_id == u.c.id)
+                .select()
+                .where(s.c.id == session_digest(session_id))
+                .with_only_columns(s.c.revoked_at, s.c.expires_at, u.c.id, u.c.name, u.c.role, u.c.disabled_at)
+            )
+            .mappings()
+            .first()
+        )
     return tables.utc(found) if found else None
 
 # %% ../../nbs/11f_service.people.ipynb #c043
 @patch
 def session(self: People, session_id: str) -> dict:
-    "The account behind a live session (checked at most `cache_seconds` ago); `Unauthorized` once it is ended, expired or its account disabled"
+    """The account behind a live session (checked at most `cache_seconds` ago); `Unauthorized` once it is ended, expired
+    or its account disabled"""
     found = self._sessions.get(session_id, lambda: self._read_session(session_id))
     if found is None: raise Unauthorized("unknown session: log in again")
-    if found['revoked_at'] is not None: raise Unauthorized("session ended (logged out, or the account was disabled or reset): log in again")
+    if found['revoked_at'] is not None:
+        raise Unauthorized("session ended (logged out, or the account was disabled or reset): log in again")
     if found['disabled_at'] is not None: raise Unauthorized(f"user {found['name']}: account disabled")
     if found['expires_at'] <= self.now(): raise Unauthorized("session expired: log in again")
     return found
@@ -404,7 +548,11 @@ def close_session(self: People, session_id: str, address: str = '') -> None:
     "Log out: the session ended at once, here, and within `cache_seconds` in every process"
     s = tables.sessions
     with self.db.begin() as con:
-        con.execute(s.update().where(s.c.id == session_digest(session_id), s.c.revoked_at.is_(None)).values(revoked_at=self.now()))
+        con.execute(
+            s.update()
+            .where(s.c.id == session_digest(session_id), s.c.revoked_at.is_(None))
+            .values(revoked_at=self.now())
+        )
     self._sessions.forget(session_id)
     found = self._read_session(session_id)
     if found is not None: self.audit.record(f"user:{found['name']}", 'logout', found['name'], address=address)

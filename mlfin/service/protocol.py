@@ -19,7 +19,9 @@ def _seconds() -> float:
     return ServiceSettings.model_validate_json(os.environ.get('MLFIN_SERVICE', '{}')).header_timeout
 
 class HeaderDeadline(HttpToolsProtocol):
-    "uvicorn's httptools protocol, each request's line and headers due within `seconds` of the connection opening or the request's first byte"
+    """uvicorn's httptools protocol, each request's line and headers due within `seconds` of the connection opening or
+    the request's first byte"""
+
     seconds: float | None = None   # None: `mlfin serve`'s --header-timeout
 
     def connection_made(self, transport):
@@ -53,8 +55,12 @@ class HeaderDeadline(HttpToolsProtocol):
         seconds = self.seconds or _seconds()
         if self._begun:
             body = json.dumps({'detail': f"request headers not received within {seconds:g} s"}).encode()
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: " + str(len(body)).encode()
-                                 + b"\r\nconnection: close\r\n\r\n" + body)
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\nconnection: close\r\n\r\n"
+                + body
+            )
         logging.getLogger('mlfin.service').info(f"connection closed: request headers not received within {seconds:g} s",
                                                 extra={'client': (self.client or ('',))[0]})
         self.transport.close()

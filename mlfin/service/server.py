@@ -19,8 +19,12 @@ def _bindable(host: str, port: int):
     family = socket.AF_INET6 if ':' in host else socket.AF_INET
     with socket.socket(family) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try: s.bind((host, port))
-        except OSError as e: raise BadInput(f"cannot listen on {host}:{port}: {e.strerror} (another server there? --port chooses another)") from None
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise BadInput(
+                f"cannot listen on {host}:{port}: {e.strerror} (another server there? --port chooses another)"
+            ) from None
 
 
 # %% ../../nbs/11u_service.server.ipynb #c006
@@ -53,28 +57,43 @@ def serve(settings: ServiceSettings | None = None,
          ):
     "Run the service under uvicorn (blocks until stopped)"
     import uvicorn
-    from mlfin.data.stores import store_place   # inside: 0.32 s of pandas and the data package (measured), paid by the command that serves
-    from mlfin.service.app import create_app   # inside: 3 s of imports (FastAPI, SQLAlchemy, the monitor; measured), paid by the command that serves, not by every command reading serve's options
+    from mlfin.data.stores import store_place   # inside: 0.32 s of pandas and the data package (measured), paid by the
+                                                # command that serves
+    from mlfin.service.app import create_app   # inside: 3 s of imports (FastAPI, SQLAlchemy, the monitor; measured),
+                                               # paid by the command that serves, not by every command reading serve's
+                                               # options
     settings = settings or ServiceSettings()
     if bool(certfile) != bool(keyfile): raise BadInput("TLS needs both --cert and --key")
     for f in (certfile, keyfile):
         if f and not Path(f).is_file(): raise BadInput(f"{f}: no such file")
     os.environ['MLFIN_SERVICE'] = settings.model_dump_json()
     if settings.home: os.environ['MLFIN_HOME'] = str(Path(settings.home).resolve())
-    # MLflow's own variable, so that every worker, the registry's reads and a job's pipeline run all use the server (account: MLFLOW_TRACKING_USERNAME/PASSWORD)
+    # MLflow's own variable, so that every worker, the registry's reads and a job's pipeline run all use the server
+    # (account: MLFLOW_TRACKING_USERNAME/PASSWORD)
     if settings.tracking: os.environ['MLFLOW_TRACKING_URI'] = settings.tracking
     if workers > 1:   # every worker writes its counters to one folder; /metrics sums them
         folder = tempfile.mkdtemp(prefix='mlfin-metrics-'); os.environ['PROMETHEUS_MULTIPROC_DIR'] = folder
-    create_app(settings)   # fail here, once, with one line, not in every worker: the store, its database, the rate-limit store
+    # fail here, once, with one line, not in every worker: the store, its database, the rate-limit store
+    create_app(settings)
     _bindable(host, port)
     if workers > 1 and settings.limits_storage.startswith('memory'):
-        logging.getLogger('mlfin.service').warning(f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
+        logging.getLogger('mlfin.service').warning(
+            f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them"
+        )
     if workers > 1: os.environ['MLFIN_SERVICE_MASTER'] = str(os.getpid())
-    if announce:   # said once the service answers, not before: a collector waiting for the line can send at once
-        _announce_when_answering('https' if certfile else 'http', host, port, {'workers': workers, 'store': store_place(settings.store or None), 'docs': '/docs'})
+    if announce:  # said once the service answers, not before: a collector waiting for the line can send at once
+        _announce_when_answering(
+            'https' if certfile else 'http',
+            host,
+            port,
+            {'workers': workers, 'store': store_place(settings.store or None), 'docs': '/docs'},
+        )
     uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers,
-                log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,   # our own lines say what uvicorn's would
+                # our own lines say what uvicorn's would
+                log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,
                 access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile, timeout_graceful_shutdown=15,
-                http='mlfin.service.protocol:HeaderDeadline',   # httptools', each request's headers due within --header-timeout
-                proxy_headers=False)   # X-Forwarded-For read by the app, from --trusted-proxies only (uvicorn's own believes loopback)
+                # httptools', each request's headers due within --header-timeout
+                http='mlfin.service.protocol:HeaderDeadline',
+                # X-Forwarded-For read by the app, from --trusted-proxies only (uvicorn's own believes loopback)
+                proxy_headers=False)
 

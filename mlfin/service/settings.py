@@ -16,15 +16,21 @@ __all__ = ['LoginPolicy', 'Proxies', 'ServiceSettings', 'setting', 'validation_l
 # %% ../../nbs/11a_service.settings.ipynb #c006
 @dataclass(frozen=True)
 class LoginPolicy:
-    "How failed logins from one address slow an account down there and lock it, and how many passwords one address may try (the service's `--login-*` settings)"
+    """How failed logins from one address slow an account down there and lock it, and how many passwords one address may
+    try (the service's `--login-*` settings)"""
+
     slow_after: int = 3         # failures from one address before each attempt from there must wait
     delay: float = 1.0          # the first wait in seconds, doubled at each further failure
-    lock_after: int = 10        # failures from one address that lock the account there (from all addresses: only both factors let in)
+    # failures from one address that lock the account there (from all addresses: only both factors let in)
+    lock_after: int = 10
     lock_minutes: float = 15.0  # for this long, correct password or not; then its count starts again
-    rate: str = '30/minute'     # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
-    session_hours: float = 8.0  # how long a person's session lasts from their login (a working day; then they log in again)
+    # password attempts per client address, whatever the accounts (N/second, N/minute, N/hour)
+    rate: str = '30/minute'
+    # how long a person's session lasts from their login (a working day; then they log in again)
+    session_hours: float = 8.0
     floor: float = 0.5          # seconds every refused login takes at least, whatever was wrong: its time tells nothing
-    proxies: str = ''           # the reverse proxies whose X-Forwarded-For names the client (`Proxies`; none: the peer is the client)
+    # the reverse proxies whose X-Forwarded-For names the client (`Proxies`; none: the peer is the client)
+    proxies: str = ''
 
     def wait(self, failures: int) -> float:
         "Seconds an attempt must wait after the last failure, given the failures so far"
@@ -32,11 +38,17 @@ class LoginPolicy:
 
 # %% ../../nbs/11a_service.settings.ipynb #c007p
 class Proxies:
-    "The reverse proxies whose X-Forwarded-For is believed: addresses or networks the operator lists (none by default, not even loopback)"
+    """The reverse proxies whose X-Forwarded-For is believed: addresses or networks the operator lists (none by default,
+    not even loopback)"""
+
     def __init__(self, spec: str = ''):   # comma-separated: 10.0.0.5,10.1.0.0/16,::1
         self.spec = spec
-        try: self.networks = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(',') if p.strip())
-        except ValueError as e: raise BadInput(f"trusted proxies {spec!r}: {e}; give addresses or networks, comma-separated (10.0.0.5,10.1.0.0/16)") from None
+        try:
+            self.networks = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(',') if p.strip())
+        except ValueError as e:
+            raise BadInput(
+                f"trusted proxies {spec!r}: {e}; give addresses or networks, comma-separated (10.0.0.5,10.1.0.0/16)"
+            ) from None
 
     def trusts(self, address: str) -> bool:
         "Whether `address` is one of the proxies"
@@ -45,7 +57,8 @@ class Proxies:
         return any(found in network for network in self.networks)
 
     def client(self, peer: str, forwarded: str = '') -> str:
-        "The client's address: the peer's, unless the peer is a proxy; then the nearest address in X-Forwarded-For that is not one"
+        """The client's address: the peer's, unless the peer is a proxy; then the nearest address in X-Forwarded-For
+        that is not one"""
         if not forwarded or not self.trusts(peer): return peer
         for hop in reversed([h.strip() for h in forwarded.split(',')]):
             if not self.trusts(hop):
@@ -56,42 +69,113 @@ class Proxies:
 # %% ../../nbs/11a_service.settings.ipynb #c008
 class ServiceSettings(BaseModel):
     "What a service runs with (every worker gets the same)"
-    home: str = Field('', description="MLFIN_HOME: runs, registry, feature store ('' = the usual: $MLFIN_HOME, the project's .mlfin)")
-    store: str = Field('', description="the store: a folder or postgresql://... ('' = $MLFIN_STORE, else the home's store)")
-    project: str | None = Field(None, description="the project whose pipeline POST /train runs (default: the one around the working folder)")
+
+    home: str = Field(
+        '', description="MLFIN_HOME: runs, registry, feature store ('' = the usual: $MLFIN_HOME, the project's .mlfin)"
+    )
+    store: str = Field(
+        '', description="the store: a folder or postgresql://... ('' = $MLFIN_STORE, else the home's store)"
+    )
+    project: str | None = Field(
+        None, description="the project whose pipeline POST /train runs (default: the one around the working folder)"
+    )
     rate_limit: str = Field('1200/minute', description="requests per key: N/second, N/minute, N/hour")
-    limits_storage: str = Field('memory://', description="where rate limits are counted: memory:// (per process) or redis://host:port (shared)")
+    limits_storage: str = Field(
+        'memory://', description="where rate limits are counted: memory:// (per process) or redis://host:port (shared)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed cross-site (none: closed)")
     body_limit: int = Field(10 * 2**20, ge=1024, description="largest request body, bytes")
-    key_cache_seconds: float = Field(1.0, ge=0, description="how long a key's record is trusted before it is read again (revocation delay)")
-    registry_poll: float = Field(0.25, ge=0, description="at most this often the registry is looked at again after it changed")
-    tracking: str = Field('', description="the MLflow server whose registry is served and whose runs POST /train records to (http://HOST:PORT, "
-                                         "`mlfin tracking serve`; '' = MLFLOW_TRACKING_URI, else the home's store)")
-    jobs: bool = Field(True, description="run the job runner in this process (it works only while it holds the project's runner lock)")
+    key_cache_seconds: float = Field(
+        1.0, ge=0, description="how long a key's record is trusted before it is read again (revocation delay)"
+    )
+    registry_poll: float = Field(
+        0.25, ge=0, description="at most this often the registry is looked at again after it changed"
+    )
+    tracking: str = Field(
+        '',
+        description="the MLflow server whose registry is served and whose runs POST /train records to "
+                    "(http://HOST:PORT, "
+        "`mlfin tracking serve`; '' = MLFLOW_TRACKING_URI, else the home's store)",
+    )
+    jobs: bool = Field(
+        True, description="run the job runner in this process (it works only while it holds the project's runner lock)"
+    )
     sources: str | None = Field(None, description="YAML file naming each series' remote source for POST /ingest/run")
     tail: int = Field(1000, ge=100, description="bars the live features are computed on")
-    body_timeout: float = Field(30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)")
-    header_timeout: float = Field(10.0, gt=0, description="seconds a request's line and headers may take to arrive (slow headers get 408, the connection closed)")
+    body_timeout: float = Field(
+        30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)"
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a request's line and headers may take to arrive (slow headers get 408, the connection "
+                    "closed)",
+    )
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
-    login_rate: str = Field(LoginPolicy.rate, description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)")
-    login_slow_after: int = Field(LoginPolicy.slow_after, ge=1, description="failed logins at an account from one address before each further attempt from there must wait")
-    login_delay: float = Field(LoginPolicy.delay, ge=0, description="that first wait in seconds, doubled at each further failure")
-    login_lock_after: int = Field(LoginPolicy.lock_after, ge=1, description="failed logins at an account from one address that lock it from there (from all addresses: only its password and code let in)")
-    login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0, description="how long a lock lasts, right password or not; then its count starts again")
-    login_session_hours: float = Field(LoginPolicy.session_hours, gt=0, le=24 * 31, description="how long a person's session lasts from their login, on the pages and over the API")
-    trusted_proxies: str = Field(LoginPolicy.proxies, description="reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client: "
-                                                              "none by default, not even loopback")
-    login_floor: float = Field(LoginPolicy.floor, ge=0, le=10, description="seconds every refused login takes at least, whatever was wrong (a name, a password, a code, a lock): its time tells nothing")
-    log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$', description="the least a log line must be: debug, info, warning, error")
+    login_rate: str = Field(
+        LoginPolicy.rate,
+        description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)",
+    )
+    login_slow_after: int = Field(
+        LoginPolicy.slow_after,
+        ge=1,
+        description="failed logins at an account from one address before each further attempt from there must wait",
+    )
+    login_delay: float = Field(
+        LoginPolicy.delay, ge=0, description="that first wait in seconds, doubled at each further failure"
+    )
+    login_lock_after: int = Field(
+        LoginPolicy.lock_after,
+        ge=1,
+        description="failed logins at an account from one address that lock it from there (from all addresses: only "
+                    "its password and code let in)",
+    )
+    login_lock_minutes: float = Field(
+        LoginPolicy.lock_minutes,
+        gt=0,
+        description="how long a lock lasts, right password or not; then its count starts again",
+    )
+    login_session_hours: float = Field(
+        LoginPolicy.session_hours,
+        gt=0,
+        le=24 * 31,
+        description="how long a person's session lasts from their login, on the pages and over the API",
+    )
+    trusted_proxies: str = Field(
+        LoginPolicy.proxies,
+        description="reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client: "
+        "none by default, not even loopback",
+    )
+    login_floor: float = Field(
+        LoginPolicy.floor,
+        ge=0,
+        le=10,
+        description="seconds every refused login takes at least, whatever was wrong (a name, a password, a code, a "
+                    "lock): its time tells nothing",
+    )
+    log_level: str = Field(
+        'info',
+        pattern=r'^(debug|info|warning|error)$',
+        description="the least a log line must be: debug, info, warning, error",
+    )
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
     log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
     log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
     log_backups: int = Field(5, ge=0, description="rotated log files kept")
 
     def login_policy(self) -> LoginPolicy:
-        "The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page (`mlfin dashboards` takes the same options)"
-        return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes, self.login_rate, self.login_session_hours,
-                           self.login_floor, self.trusted_proxies)
+        """The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page
+        (`mlfin dashboards` takes the same options)"""
+        return LoginPolicy(
+            self.login_slow_after,
+            self.login_delay,
+            self.login_lock_after,
+            self.login_lock_minutes,
+            self.login_rate,
+            self.login_session_hours,
+            self.login_floor,
+            self.trusted_proxies,
+        )
 
     @field_validator('trusted_proxies')
     @classmethod
@@ -109,7 +193,8 @@ class ServiceSettings(BaseModel):
 # %% ../../nbs/11a_service.settings.ipynb #c008d
 def setting(name: str): # a field of `ServiceSettings`
     "The declared default of a service setting: what a class of the service takes when it is not told"
-    if name not in ServiceSettings.model_fields: raise KeyError(f"no service setting {name!r}; known: {', '.join(ServiceSettings.model_fields)}")
+    if name not in ServiceSettings.model_fields:
+        raise KeyError(f"no service setting {name!r}; known: {', '.join(ServiceSettings.model_fields)}")
     return ServiceSettings.model_fields[name].default
 
 # %% ../../nbs/11a_service.settings.ipynb #c009
@@ -121,6 +206,7 @@ def validation_line(errors) -> str:
     value = first.get('input')
     shown = '' if first.get('type') == 'missing' or isinstance(value, (dict, list)) else f" (got {str(value)[:80]!r})"
     more = f"; and {len(errors) - 1} more problem(s)" if len(errors) > 1 else ''
-    what = first.get('msg', 'invalid').removeprefix('Value error, ')   # our validators' own words, without pydantic's label
+    # our validators' own words, without pydantic's label
+    what = first.get('msg', 'invalid').removeprefix('Value error, ')
     return f"{where}: {what}{shown}{more}"
 

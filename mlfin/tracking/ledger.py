@@ -21,7 +21,8 @@ __all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'place', 'ledger_loc
            'home_noted', 'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c005
-LEDGER_ENV = 'MLFIN_LEDGER'   # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
+# where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
+LEDGER_ENV = 'MLFIN_LEDGER'
 HOME_RECORD = 'ledger.json'   # in the home: the ledger this home last appended to, with its length and last hash then
 TABLE = 'mlfin_ledger'
 GENESIS = '0' * 64            # what the first entry follows
@@ -32,11 +33,13 @@ def place(location: str) -> str:
 
 def ledger_location(given: str | None = None, # a file, a postgresql:// URL or 'home'; default: $MLFIN_LEDGER
                    ) -> str:
-    "Where the trial ledger is: `given`, else $MLFIN_LEDGER, else `ledger.db` in the user's data folder (every home of the user on this machine shares it)"
+    """Where the trial ledger is: `given`, else $MLFIN_LEDGER, else `ledger.db` in the user's data folder (every home of
+    the user on this machine shares it)"""
     value = (given or os.environ.get(LEDGER_ENV, '')).strip()
     if value == 'home': return str(home()/'ledger.db')
     if value.startswith(('postgresql://', 'postgres://', 'postgresql+psycopg://')): return value
-    if '://' in value: raise BadInput(f"{LEDGER_ENV}={value.split('://')[0]}://...: a ledger is a file, a postgresql:// URL or 'home'")
+    if '://' in value:
+        raise BadInput(f"{LEDGER_ENV}={value.split('://')[0]}://...: a ledger is a file, a postgresql:// URL or 'home'")
     return str(Path(value).expanduser().resolve()) if value else str(platformdirs.user_data_path('mlfin')/'ledger.db')
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c008
@@ -45,7 +48,8 @@ class Entry:
     "One ledger entry: its place, when, what, under which family, its content (JSON text), and the chain"
     seq: int
     recorded: str   # ISO time, UTC
-    kind: str       # genesis (the ledger's id), series (a family's prints), trials (a run's), reset (ledgers found lost)
+    # genesis (the ledger's id), series (a family's prints), trials (a run's), reset (ledgers found lost)
+    kind: str
     family: str     # the series family (16 hex digits; '' for genesis)
     body: str       # JSON
     prev: str       # the previous entry's hash (GENESIS for the first)
@@ -59,11 +63,19 @@ def _hash(prev: str, seq: int, recorded: str, kind: str, family: str, body: str)
     return hashlib.sha256('\x1f'.join((prev, str(seq), recorded, kind, family, body)).encode()).hexdigest()
 
 _META = sa.MetaData()
-_ENTRIES = sa.Table(TABLE, _META, sa.Column('seq', sa.Integer, primary_key=True, autoincrement=False),
-                    sa.Column('recorded', sa.String(40), nullable=False), sa.Column('kind', sa.String(16), nullable=False),
-                    sa.Column('family', sa.String(32), nullable=False), sa.Column('body', sa.Text, nullable=False),
-                    sa.Column('prev', sa.String(64), nullable=False), sa.Column('hash', sa.String(64), nullable=False))
-# a run's per-bar returns, by the SHA-256 of their Parquet bytes, which its `trials` entry names: outside the chain, vouched for by it
+_ENTRIES = sa.Table(
+    TABLE,
+    _META,
+    sa.Column('seq', sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column('recorded', sa.String(40), nullable=False),
+    sa.Column('kind', sa.String(16), nullable=False),
+    sa.Column('family', sa.String(32), nullable=False),
+    sa.Column('body', sa.Text, nullable=False),
+    sa.Column('prev', sa.String(64), nullable=False),
+    sa.Column('hash', sa.String(64), nullable=False),
+)
+# a run's per-bar returns, by the SHA-256 of their Parquet bytes, which its `trials` entry names: outside the chain,
+# vouched for by it
 _RETURNS = sa.Table(f"{TABLE}_returns", _META, sa.Column('digest', sa.String(64), primary_key=True),
                     sa.Column('data', sa.LargeBinary, nullable=False))
 
@@ -72,10 +84,13 @@ _RETURNS = sa.Table(f"{TABLE}_returns", _META, sa.Column('digest', sa.String(64)
 def _engine(location: str) -> sa.Engine:
     "An engine on the ledger: PostgreSQL through psycopg 3, else a SQLite file its owner alone can read"
     if '://' in location:
-        return sa.create_engine(location.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1),
-                                pool_pre_ping=True)
+        return sa.create_engine(
+            location.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1),
+            pool_pre_ping=True,
+        )
     return sa.create_engine(f"sqlite:///{location}", connect_args={'timeout': 60},
-                            poolclass=sa.pool.NullPool)   # a connection per use: a file deleted or restored is met as it is now
+                            # a connection per use: a file deleted or restored is met as it is now
+                            poolclass=sa.pool.NullPool)
 
 def _private(path: Path):
     "The ledger's folder and file, readable by their owner alone (made so when they do not exist)"
@@ -86,7 +101,9 @@ def _private(path: Path):
 # %% ../../nbs/05e_tracking.ledger.ipynb #c010
 @dataclass
 class Check:
-    "What a reading of the ledger found: its id, length and last hash, its entries, and what is wrong with it ('' when whole)"
+    """What a reading of the ledger found: its id, length and last hash, its entries, and what is wrong with it ('' when
+    whole)"""
+
     location: str
     id: str = ''
     entries: list = field(default_factory=list)
@@ -99,7 +116,9 @@ class Check:
 
 
 class Ledger:
-    "The trial ledger at `location` (`ledger_location`): read, checked and appended to; nothing is ever changed or removed"
+    """The trial ledger at `location` (`ledger_location`): read, checked and appended to; nothing is ever changed or
+    removed"""
+
     def __init__(self, location: str | None = None):
         self.location = ledger_location(location)
         self.remote = '://' in self.location
@@ -122,7 +141,10 @@ def check(self: Ledger) -> Check:
     for i, e in enumerate(entries, 1):
         if e.seq != i: problem = f"entry {i} of the trial ledger is gone (the next one is {e.seq})"; break
         if e.prev != prev or _hash(e.prev, e.seq, e.recorded, e.kind, e.family, e.body) != e.hash:
-            problem = f"entry {i} of the trial ledger ({e.kind}, recorded {e.recorded[:19]}) was changed after it was written"; break
+            problem = (
+                f"entry {i} of the trial ledger ({e.kind}, recorded {e.recorded[:19]}) was changed after it was written"
+            )
+            break
         prev = e.hash
     first = entries[0].content.get('ledger', '') if entries and entries[0].kind == 'genesis' else ''
     if entries and not first and not problem: problem = "the trial ledger's first entry is not its beginning"
@@ -137,7 +159,8 @@ def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
     if not self.remote: _private(Path(self.location))
     guard = filelock.FileLock(self.location + '.lock', mode=0o600) if not self.remote else None
     with (guard if guard is not None else contextlib.nullcontext()), engine.begin() as c:
-        if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})   # writers take turns, the first one's table made first
+        # writers take turns, the first one's table made first
+        if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
         _META.create_all(c)
         last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)).first()
         if last is None:   # the first append begins the ledger
@@ -163,8 +186,10 @@ def against(self: Ledger, found: Check,
         if lid != found.id:
             return (f"{who} noted trial ledger {lid[:8]} with {n} entries, but the ledger at {self} is "
                     + (f"another one ({found.id[:8]}): it was replaced or begun anew" if found.id else "empty or gone"))
-        if int(n) > found.length: return f"{who} noted {n} entries in the trial ledger, which now holds {found.length}: it was cut short"
-        if found.entries[int(n) - 1].hash != h: return f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten"
+        if int(n) > found.length:
+            return f"{who} noted {n} entries in the trial ledger, which now holds {found.length}: it was cut short"
+        if found.entries[int(n) - 1].hash != h:
+            return f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten"
     return ''
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c019
@@ -175,22 +200,27 @@ def _noted(at: Path | None) -> dict:
 
 def note_home(found: str,   # the head after this run's appends (`Check.head`)
               location: str, at: Path | None = None):
-    "Note in the home (`at`, default `home()`) the ledger it appended to, its head then, and every ledger it ever appended to there"
+    """Note in the home (`at`, default `home()`) the ledger it appended to, its head then, and every ledger it ever
+    appended to there"""
     path, where = Path(at or home())/HOME_RECORD, place(location)
     before = _noted(at)
     ledgers = [*(before.get('ledgers', []) if before.get('location') == where else []), found.split(':')[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({'location': where, 'head': found, 'ledgers': list(dict.fromkeys(ledgers))})); os.replace(tmp, path)
+    tmp.write_text(json.dumps({'location': where, 'head': found, 'ledgers': list(dict.fromkeys(ledgers))}))
+    os.replace(tmp, path)
+
 
 def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
                at: Path | None = None) -> str:
-    "The head the home noted at its last append to the ledger at `location` ('' when none, or when it last appended to another one)"
+    """The head the home noted at its last append to the ledger at `location` ('' when none, or when it last appended to
+    another one)"""
     noted = _noted(at)
     return noted.get('head', '') if noted.get('location') == place(location) else ''
 
 def home_ledgers(location: str, at: Path | None = None) -> list[str]:
-    "The ids of every ledger the home appended to at `location`: one that was deleted there and begun anew is among them"
+    """The ids of every ledger the home appended to at `location`: one that was deleted there and begun anew is among
+    them"""
     noted = _noted(at)
     return list(noted.get('ledgers', [])) if noted.get('location') == place(location) else []
 
@@ -201,19 +231,23 @@ def family_of(found: Check,
               mine: list[str],   # the run's bars' prints (`data.prints.prints`)
               symbol: str, timeframe: str,
              ) -> tuple[str, list[str]]:
-    "The family of questions a series belongs to (the recorded family sharing most prints with it, `SAME` of the smaller set at least) and the prints it adds"
-    if len(mine) < MIN_PRINTS: return _family_id(f"name:{symbol}:{timeframe}"), []   # too little content: its name stands in
+    """The family of questions a series belongs to (the recorded family sharing most prints with it, `SAME` of the
+    smaller set at least) and the prints it adds"""
+    # too little content: its name stands in
+    if len(mine) < MIN_PRINTS: return _family_id(f"name:{symbol}:{timeframe}"), []
     known: dict[str, set] = {}
     for e in found.entries:
         if e.kind == 'series': known.setdefault(e.family, set()).update(e.content.get('prints', []))
-    scored = [(share(mine, p), -i, f) for i, (f, p) in enumerate(known.items())]   # the best share; the oldest family on a tie
+    # the best share; the oldest family on a tie
+    scored = [(share(mine, p), -i, f) for i, (f, p) in enumerate(known.items())]
     best = max(scored, default=(0.0, 0, ''))
     if best[0] >= SAME: return best[2], sorted(set(mine) - known[best[2]])
     return _family_id(json.dumps(sorted(mine))), list(mine)
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c024
 def _plain(v):
-    "A table's value as JSON keeps it exactly: times as ISO text, numpy numbers as Python's (a float's repr round-trips)"
+    """A table's value as JSON keeps it exactly: times as ISO text, numpy numbers as Python's (a float's repr
+    round-trips)"""
     if v is None or v is pd.NaT: return None
     if isinstance(v, pd.Timestamp): return v.isoformat()
     if isinstance(v, np.bool_): return bool(v)
@@ -231,8 +265,10 @@ def trials_body(source: str,         # the run that tried them (its MLflow id)
             'trials': [{k: _plain(v) for k, v in row.items()} for row in table.astype(object).to_dict('records')]}
 
 def ledger_trials(found: Check, family: str) -> pd.DataFrame:
-    "Every trial the ledger filed under a family, oldest first, with when (`recorded`) and which run (`source`), as `tracking.trials.recorded_trials` gives them"
-    rows = [{**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content['source']}   # an adopted run: when it was tried
+    """Every trial the ledger filed under a family, oldest first, with when (`recorded`) and which run (`source`), as
+    `tracking.trials.recorded_trials` gives them"""
+    # an adopted run: when it was tried
+    rows = [{**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content['source']}
             for e in found.entries if e.kind == 'trials' and e.family == family for t in e.content['trials']]
     if not rows: return pd.DataFrame()
     frame = pd.DataFrame(rows)
@@ -257,12 +293,15 @@ def keep_returns(self: Ledger, returns: pd.DataFrame, # per-bar returns after co
 
 @patch
 def returns(self: Ledger, digests: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    "The returns kept under each digest ({digest: frame}), and the digests whose data is missing or no longer matches them"
+    """The returns kept under each digest ({digest: frame}), and the digests whose data is missing or no longer matches
+    them"""
     found, bad = {}, []
     if not digests or (not self.remote and not Path(self.location).exists()): return found, list(digests)
     with _engine(self.location).connect() as c:
         if not sa.inspect(c).has_table(_RETURNS.name): return found, list(digests)
-        rows = dict(c.execute(sa.select(_RETURNS.c.digest, _RETURNS.c.data).where(_RETURNS.c.digest.in_(list(digests)))).all())
+        rows = dict(
+            c.execute(sa.select(_RETURNS.c.digest, _RETURNS.c.data).where(_RETURNS.c.digest.in_(list(digests)))).all()
+        )
     for d in digests:
         data = rows.get(d)
         if data is None or hashlib.sha256(data).hexdigest() != d: bad.append(d)

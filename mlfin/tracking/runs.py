@@ -35,7 +35,9 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
             leaderboard=None,     # every model's overall scores (a frame: symbol, model, metrics)
             files: list[Path] = (), # reports to attach to the pipeline run
             summary: dict | None = None, # the run's summary, attached as summary.json
-            oos=None,             # every model's out-of-sample rows (train's `oos`): each symbol's kept with its run, for the promotion policy
+            # every model's out-of-sample rows (train's `oos`): each symbol's kept with its run, for the promotion
+            # policy
+            oos=None,
             tags: dict | None = None, # symbol -> more tags for its run (its verdict, say)
            ) -> dict[str, str]:
     "Record a pipeline run: a parent run and one child per symbol, with params, lineage, every model's scores and files"
@@ -48,24 +50,43 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
         mlflow.log_params(params)
         mlflow.set_tags({'mlfin.kind': 'pipeline', **{f"data.{s}": f for s, f in fingerprints.items()}})
         mlflow.log_dict({'manifest': manifest}, 'manifest.json')
-        if leaderboard is not None: mlflow.log_dict({'leaderboard': leaderboard.to_dict(orient='records')}, 'leaderboard.json')
+        if leaderboard is not None:
+            mlflow.log_dict({'leaderboard': leaderboard.to_dict(orient='records')}, 'leaderboard.json')
         for f in files: mlflow.log_artifact(str(f), artifact_path='reports')
-        if summary is not None: mlflow.log_dict(summary, SUMMARY)   # beside the run's other products, under the same name
+        # beside the run's other products, under the same name
+        if summary is not None: mlflow.log_dict(summary, SUMMARY)
         ids = {'parent': parent.info.run_id}
         for symbol in scores:
             with mlflow.start_run(experiment_id=eid, run_name=symbol, nested=True) as child:
                 mlflow.log_params(params)
-                mlflow.set_tags({'mlfin.kind': 'symbol', 'symbol': symbol, 'data.fingerprint': fingerprints.get(symbol, ''),
-                                 'best_model': best.get(symbol, ''), **(tags or {}).get(symbol, {})})
-                every = {} if leaderboard is None else {
-                    f"model_{row['model']}_{k}": v for row in leaderboard[leaderboard['symbol'] == symbol].to_dict(orient='records')
-                    for k, v in row.items() if isinstance(v, (int, float)) and k not in ('rank',) and v == v}
+                mlflow.set_tags(
+                    {
+                        'mlfin.kind': 'symbol',
+                        'symbol': symbol,
+                        'data.fingerprint': fingerprints.get(symbol, ''),
+                        'best_model': best.get(symbol, ''),
+                        **(tags or {}).get(symbol, {}),
+                    }
+                )
+                every = (
+                    {}
+                    if leaderboard is None
+                    else {
+                        f"model_{row['model']}_{k}": v
+                        for row in leaderboard[leaderboard['symbol'] == symbol].to_dict(orient='records')
+                        for k, v in row.items()
+                        if isinstance(v, (int, float)) and k not in ('rank',) and v == v
+                    }
+                )
                 mlflow.log_metrics({**_flat('oos_', scores[symbol]), **_flat('', trading[symbol]), **every})
-                if models_dir is not None and (Path(models_dir)/symbol).is_dir():  # native files: they load without unpickling
+                # native files: they load without unpickling
+                if models_dir is not None and (Path(models_dir)/symbol).is_dir():
                     mlflow.log_artifacts(str(Path(models_dir)/symbol), artifact_path='models')
                 if oos is not None:   # a later run's leader is compared with this run's on the bars both predicted
                     with tempfile.TemporaryDirectory() as folder:
-                        kept = [c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end') if c in oos]
+                        kept = [
+                            c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end') if c in oos
+                        ]
                         oos.loc[oos['symbol'] == symbol, kept].to_parquet(Path(folder)/'oos.parquet')
                         mlflow.log_artifact(str(Path(folder)/'oos.parquet'))
                 ids[symbol] = child.info.run_id
@@ -91,21 +112,40 @@ def attach(run_id: str,       # an MLflow run (a pipeline run's parent)
     for f in map(Path, files):
         for one in sorted(f.iterdir()) if f.is_dir() else [f]:
             if one.is_file() and one.name not in skip:
-                client.log_artifact(run_id, str(one), artifact_path or None); kept.append(f"{artifact_path}/{one.name}" if artifact_path else one.name)
+                client.log_artifact(run_id, str(one), artifact_path or None)
+                kept.append(f"{artifact_path}/{one.name}" if artifact_path else one.name)
     return kept
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007b
-_ASKED = {'params.label': 'label', 'params.horizon': 'horizon', 'params.cv': 'cv', 'params.models': 'models', 'params.code_version': 'code'}
-_FOUND = {'tags.best_model': 'leader', 'metrics.oos_auc': 'auc', 'metrics.oos_ic': 'ic', 'metrics.strategy_sharpe': 'sharpe',
-          'metrics.buy_and_hold_sharpe': 'hold_sharpe', 'metrics.strategy_total_return': 'return', 'metrics.skill_trials': 'trials',
-          'metrics.skill_dsr': 'dsr', 'metrics.pbo_pbo': 'pbo', 'tags.verdict': 'verdict'}
+_ASKED = {
+    'params.label': 'label',
+    'params.horizon': 'horizon',
+    'params.cv': 'cv',
+    'params.models': 'models',
+    'params.code_version': 'code',
+}
+_FOUND = {
+    'tags.best_model': 'leader',
+    'metrics.oos_auc': 'auc',
+    'metrics.oos_ic': 'ic',
+    'metrics.strategy_sharpe': 'sharpe',
+    'metrics.buy_and_hold_sharpe': 'hold_sharpe',
+    'metrics.strategy_total_return': 'return',
+    'metrics.skill_trials': 'trials',
+    'metrics.skill_dsr': 'dsr',
+    'metrics.pbo_pbo': 'pbo',
+    'tags.verdict': 'verdict',
+}
 
 def run_table(limit: int = 10) -> pd.DataFrame:
-    "Recent pipeline runs, a row per run and symbol: what was asked (label, horizon, validation, models) and what came of it"
+    """Recent pipeline runs, a row per run and symbol: what was asked (label, horizon, validation, models) and what came
+    of it"""
     import pandas as pd
     parents = runs('pipeline', limit)
     if parents.empty: return pd.DataFrame()
-    children = configured_mlflow().search_runs([experiment_id()], filter_string="tags.`mlfin.kind` = 'symbol'", max_results=max(200, 50 * limit))
+    children = configured_mlflow().search_runs(
+        [experiment_id()], filter_string="tags.`mlfin.kind` = 'symbol'", max_results=max(200, 50 * limit)
+    )
     children = children[children['tags.mlflow.parentRunId'].isin(parents['run_id'])] if len(children) else children
     out = parents[['run_id', 'start_time', *[c for c in _ASKED if c in parents]]].rename(columns=_ASKED)
     found = children[['tags.mlflow.parentRunId', 'tags.symbol', *[c for c in _FOUND if c in children]]].rename(
@@ -113,13 +153,17 @@ def run_table(limit: int = 10) -> pd.DataFrame:
     table = out.merge(found, on='run_id', how='left')
     table['run'] = table.pop('run_id').str[:8]
     table['start_time'] = table['start_time'].dt.strftime('%Y-%m-%d %H:%M')
-    return table[['run', 'start_time', *[c for c in table.columns if c not in ('run', 'start_time')]]].rename(columns={'start_time': 'started'})
+    return table[['run', 'start_time', *[c for c in table.columns if c not in ('run', 'start_time')]]].rename(
+        columns={'start_time': 'started'}
+    )
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c
 def find_run(prefix: str) -> str:
     "The id of the pipeline run whose id starts with `prefix` (as `mlfin runs` shows it)"
     import re
-    if not re.fullmatch(r'[0-9a-f]{4,32}', prefix or ''): raise BadInput(f"run {prefix!r}: give the first characters of its id (mlfin runs lists them)")
+
+    if not re.fullmatch(r'[0-9a-f]{4,32}', prefix or ''):
+        raise BadInput(f"run {prefix!r}: give the first characters of its id (mlfin runs lists them)")
     found = [r for r in runs('pipeline', 10_000)['run_id'] if r.startswith(prefix)] if len(runs('pipeline', 1)) else []
     if not found: raise NotFound(f"no pipeline run {prefix!r}; `mlfin runs` lists them")
     if len(found) > 1: raise BadInput(f"run {prefix!r} is the start of {len(found)} runs' ids; give more of it")
@@ -134,21 +178,29 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     client = configured_mlflow().MlflowClient()
     params = [client.get_run(i).data.params for i in ids]
     first, second = params
-    differ = {k: [first.get(k, ''), second.get(k, '')] for k in sorted(set(first) | set(second)) if first.get(k) != second.get(k)}
+    differ = {
+        k: [first.get(k, ''), second.get(k, '')]
+        for k in sorted(set(first) | set(second))
+        if first.get(k) != second.get(k)
+    }
     asked = pd.DataFrame(differ, index=[i[:8] for i in ids]).T.rename_axis('parameter')
     table = run_table(10_000)
-    figures = table[table['run'].isin([i[:8] for i in ids])].drop(columns=['started', *[c for c in _ASKED.values() if c in table]])
+    figures = table[table['run'].isin([i[:8] for i in ids])].drop(
+        columns=['started', *[c for c in _ASKED.values() if c in table]]
+    )
     return asked, figures.set_index(['symbol', 'run']).sort_index()
 
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c_01
 def fetch_run(run_id: str, folder=None) -> Path:
-    "A logged run's summary, products, executed notebooks and tearsheets in a folder (default: the home's runs/ID), ready to open"
+    """A logged run's summary, products, executed notebooks and tearsheets in a folder (default: the home's runs/ID),
+    ready to open"""
     from plotly.offline import get_plotlyjs
     folder = Path(folder or home()/'runs'/run_id[:8])
     folder.mkdir(parents=True, exist_ok=True)
     configured_mlflow().artifacts.download_artifacts(run_id=run_id, dst_path=str(folder))
     for sheets in [folder/'tearsheets', *(folder/'products').glob('tearsheets')]:
-        if sheets.is_dir() and not (sheets/'plotly.min.js').exists(): (sheets/'plotly.min.js').write_text(get_plotlyjs())   # kept once, in the package
+        if sheets.is_dir() and not (sheets / 'plotly.min.js').exists():
+            (sheets / 'plotly.min.js').write_text(get_plotlyjs())  # kept once, in the package
     return folder
 

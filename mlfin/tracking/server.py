@@ -18,18 +18,26 @@ __all__ = ['SERVER_PORT', 'PERMISSIONS', 'ADMIN', 'ARTIFACTS', 'database_url', '
 
 # %% ../../nbs/05c_tracking.server.ipynb #c005
 SERVER_PORT = 5000   # MLflow's own default
-PERMISSIONS = ('READ', 'EDIT', 'MANAGE', 'NO_PERMISSIONS')   # MLflow's, for what an account may do with what others made
+# MLflow's, for what an account may do with what others made
+PERMISSIONS = ('READ', 'EDIT', 'MANAGE', 'NO_PERMISSIONS')
 ADMIN = 'admin'      # the account the server makes at its first start
 
 def database_url(url: str, what: str = '--db') -> str:
     "A PostgreSQL database as SQLAlchemy opens it (psycopg 3); `BadInput` in one line for anything else"
     if url.startswith(('postgresql://', 'postgresql+psycopg://')): return psycopg_url(url)
-    raise BadInput(f"{what} {url.split('@')[-1]!r}: a tracking server keeps its runs in PostgreSQL (postgresql://USER@HOST[:PORT]/DB)")
+    raise BadInput(
+        f"{what} {url.split('@')[-1]!r}: a tracking server keeps its runs in PostgreSQL "
+        "(postgresql://USER@HOST[:PORT]/DB)"
+    )
 
 # %% ../../nbs/05c_tracking.server.ipynb #c007
 def admin_password() -> str:
-    "The server's admin password: `MLFLOW_AUTH_ADMIN_PASSWORD`, else the file `~/.config/mlfin/mlflow-admin-password` (made once, 0600)"
-    return os.environ.get('MLFLOW_AUTH_ADMIN_PASSWORD') or secret_file(Path.home()/'.config'/'mlfin'/'mlflow-admin-password').read_text().strip()
+    """The server's admin password: `MLFLOW_AUTH_ADMIN_PASSWORD`, else the file `~/.config/mlfin/mlflow-admin-password`
+    (made once, 0600)"""
+    return (
+        os.environ.get('MLFLOW_AUTH_ADMIN_PASSWORD')
+        or secret_file(Path.home() / '.config' / 'mlfin' / 'mlflow-admin-password').read_text().strip()
+    )
 
 # %% ../../nbs/05c_tracking.server.ipynb #c009
 def _reachable(db: str):
@@ -38,31 +46,45 @@ def _reachable(db: str):
     try:
         with sa.create_engine(db).connect() as con: con.execute(sa.text('SELECT 1'))
     except sa.exc.SQLAlchemyError as e:
-        raise Unavailable(f"--db {db.split('@')[-1]}: cannot connect ({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:160]})") from None
+        raise Unavailable(
+            f"--db {db.split('@')[-1]}: cannot connect "
+            f"({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:160]})"
+        ) from None
 
 # %% ../../nbs/05c_tracking.server.ipynb #c009h
-def allowed_hosts(names: str, # comma-separated names a team reaches the server by: mlflow.team.internal, *.team.internal
-                 ) -> str:
-    "MLflow's `--allowed-hosts`: its defaults (loopback, private addresses) and each name with any port; `BadInput` in one line for a name that is not one"
+def allowed_hosts(
+    names: str,  # comma-separated names a team reaches the server by: mlflow.team.internal, *.team.internal
+) -> str:
+    """MLflow's `--allowed-hosts`: its defaults (loopback, private addresses) and each name with any port; `BadInput` in
+    one line for a name that is not one"""
     import re
     from mlflow.server.security_utils import get_default_allowed_hosts
     label = r'[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?'
-    given = list(dict.fromkeys(v for n in names.split(',') if n.strip() for v in (n.strip(), n.strip().lower())))   # MLflow compares case-sensitively
+    # MLflow compares case-sensitively
+    given = list(dict.fromkeys(v for n in names.split(',') if n.strip() for v in (n.strip(), n.strip().lower())))
     for name in given:
         if not re.fullmatch(rf'(\*\.)?{label}(\.{label})*', name.lower()):
-            raise BadInput(f"--allowed-hosts {name!r}: not a host name (letters, digits, hyphens and dots; *.domain for its subdomains)")
+            raise BadInput(
+                f"--allowed-hosts {name!r}: not a host name (letters, digits, hyphens and dots; *.domain for its "
+                "subdomains)"
+            )
     return ','.join([*get_default_allowed_hosts(), *(h for n in given for h in (n, f"{n}:*"))])
 
 
 # %% ../../nbs/05c_tracking.server.ipynb #c010
-def server_command(db: str,            # the PostgreSQL database of runs, models and accounts: postgresql://USER@HOST[:PORT]/DB
-                   artifacts: str | Path, # the folder the server keeps every run's files in
-                   host: str = '127.0.0.1', port: int = SERVER_PORT, workers: int = 2,
-                   default_permission: str = 'EDIT', # what every account may do with runs and models others made
-                   names: str = '',  # the names clients reach it by (`allowed_hosts`); loopback and private addresses always
-                  ) -> tuple[list[str], dict]:
-    "The `mlflow server` command line and environment: PostgreSQL behind it, artifacts served from a folder, a login on every route but /health"
-    if default_permission not in PERMISSIONS: raise BadInput(f"--default-permission {default_permission!r}: is not one of {', '.join(PERMISSIONS)}")
+def server_command(
+    db: str,  # the PostgreSQL database of runs, models and accounts: postgresql://USER@HOST[:PORT]/DB
+    artifacts: str | Path,  # the folder the server keeps every run's files in
+    host: str = '127.0.0.1',
+    port: int = SERVER_PORT,
+    workers: int = 2,
+    default_permission: str = 'EDIT',  # what every account may do with runs and models others made
+    names: str = '',  # the names clients reach it by (`allowed_hosts`); loopback and private addresses always
+) -> tuple[list[str], dict]:
+    """The `mlflow server` command line and environment: PostgreSQL behind it, artifacts served from a folder, a login
+    on every route but /health"""
+    if default_permission not in PERMISSIONS:
+        raise BadInput(f"--default-permission {default_permission!r}: is not one of {', '.join(PERMISSIONS)}")
     hosts = allowed_hosts(names) if names else None
     url = database_url(db)
     _reachable(url)
@@ -70,18 +92,41 @@ def server_command(db: str,            # the PostgreSQL database of runs, models
     ini = folder/'auth.ini'   # holds the database's URL (maybe with its password): its owner's only
     fd = os.open(ini, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w') as f:
-        # accounts in the same database: MLflow's auth keeps its own schema version (alembic_version_auth), apart from the runs'
+        # accounts in the same database: MLflow's auth keeps its own schema version (alembic_version_auth), apart from
+        # the runs'
         f.write(f"[mlflow]\ndefault_permission = {default_permission}\ndatabase_uri = {url}\nadmin_username = {ADMIN}\n"
                 "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    env = {**os.environ, 'MLFLOW_AUTH_CONFIG_PATH': str(ini), 'MLFLOW_AUTH_ADMIN_PASSWORD': admin_password(),
-           # Flask's CSRF key: the same for every worker and every restart
-           'MLFLOW_FLASK_SERVER_SECRET_KEY': secret_file(Path.home()/'.config'/'mlfin'/'mlflow-server-key').read_text().strip(),
-           # MLflow 3's job runner (a process and two Huey consumers, each MLflow imported, for its GenAI jobs): mlfin runs none of them
-           'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'}
+    env = {
+        **os.environ,
+        'MLFLOW_AUTH_CONFIG_PATH': str(ini),
+        'MLFLOW_AUTH_ADMIN_PASSWORD': admin_password(),
+        # Flask's CSRF key: the same for every worker and every restart
+        'MLFLOW_FLASK_SERVER_SECRET_KEY': secret_file(Path.home() / '.config' / 'mlfin' / 'mlflow-server-key')
+        .read_text()
+        .strip(),
+        # MLflow 3's job runner (a process and two Huey consumers, each MLflow imported, for its GenAI jobs): mlfin runs
+        # none of them
+        'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false',
+    }
     Path(artifacts).mkdir(parents=True, exist_ok=True)
-    cmd = [str(Path(sys.executable).with_name('mlflow')), 'server', '--backend-store-uri', url,
-           '--serve-artifacts', '--artifacts-destination', str(Path(artifacts).resolve()), '--app-name', 'basic-auth',
-           '--host', host, '--port', str(port), '--workers', str(workers), *(['--allowed-hosts', hosts] if hosts else [])]
+    cmd = [
+        str(Path(sys.executable).with_name('mlflow')),
+        'server',
+        '--backend-store-uri',
+        url,
+        '--serve-artifacts',
+        '--artifacts-destination',
+        str(Path(artifacts).resolve()),
+        '--app-name',
+        'basic-auth',
+        '--host',
+        host,
+        '--port',
+        str(port),
+        '--workers',
+        str(workers),
+        *(['--allowed-hosts', hosts] if hosts else []),
+    ]
     return cmd, env
 
 # %% ../../nbs/05c_tracking.server.ipynb #c011
@@ -98,7 +143,8 @@ def _moved(value, old: Path):
     "A recorded location under the home's artifact folder `old`, as the server names it; anything else as it was"
     if not isinstance(value, str): return value
     for prefix in (old.as_uri(), str(old)):
-        if value == prefix or value.startswith(prefix + '/'): return f"mlflow-artifacts:/{ARTIFACTS}" + value[len(prefix):]
+        if value == prefix or value.startswith(prefix + '/'):
+            return f"mlflow-artifacts:/{ARTIFACTS}" + value[len(prefix) :]
     return value
 
 # %% ../../nbs/05c_tracking.server.ipynb #c015
@@ -114,18 +160,30 @@ def _schema(engine) -> str:
 def _fresh(con):
     "`BadInput` unless the server's database holds nothing but MLflow's empty Default experiment"
     import sqlalchemy as sa
-    held = {t: con.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in ('runs', 'registered_models', 'logged_models')}
+
+    held = {
+        t: con.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+        for t in ('runs', 'registered_models', 'logged_models')
+    }
     held['experiments'] = con.execute(sa.text("SELECT count(*) FROM experiments WHERE experiment_id <> 0")).scalar_one()
     found = {t: n for t, n in held.items() if n}
-    if found: raise BadInput(f"--db: the server's database already holds {', '.join(f'{n} {t}' for t, n in found.items())}; "
-                             "migrate into a fresh database (the copy keeps every id, which must not meet others)")
+    if found:
+        raise BadInput(
+            f"--db: the server's database already holds {', '.join(f'{n} {t}' for t, n in found.items())}; "
+            "migrate into a fresh database (the copy keeps every id, which must not meet others)"
+        )
 
 # %% ../../nbs/05c_tracking.server.ipynb #c017
 def _sequences(con) -> int:
     "PostgreSQL's id sequences moved past the copied ids (the server's next experiment must not take a copied one's id)"
     import sqlalchemy as sa
-    found = con.execute(sa.text("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-                                "AND (column_default LIKE 'nextval%' OR is_identity = 'YES')")).all()
+
+    found = con.execute(
+        sa.text(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND (column_default LIKE 'nextval%' OR is_identity = 'YES')"
+        )
+    ).all()
     for table, column in found:
         con.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                             f"COALESCE((SELECT max({column}) FROM {table}), 0) + 1, false)"))
@@ -133,34 +191,56 @@ def _sequences(con) -> int:
 
 # %% ../../nbs/05c_tracking.server.ipynb #c_rows
 def _rows(src, have, want, located: set) -> list[dict]:
-    "Every row of the home's table `have`, as the server's table `want` takes it: locations moved to the server's, SQLite's 0/1 as booleans"
+    """Every row of the home's table `have`, as the server's table `want` takes it: locations moved to the server's,
+    SQLite's 0/1 as booleans"""
     import sqlalchemy as sa
     columns = [c.name for c in want.columns if c.name in have.columns]
     booleans = {c.name for c in want.columns if isinstance(c.type, sa.Boolean)}
-    return [{c: (_moved(v, artifact_dir()) if (want.name, c) in located else bool(v) if c in booleans and v is not None else v)
-             for c, v in row.items()} for row in src.execute(sa.select(*[have.c[c] for c in columns])).mappings()]
+    return [
+        {
+            c: (
+                _moved(v, artifact_dir())
+                if (want.name, c) in located
+                else bool(v)
+                if c in booleans and v is not None
+                else v
+            )
+            for c, v in row.items()
+        }
+        for row in src.execute(sa.select(*[have.c[c] for c in columns])).mappings()
+    ]
 
 # %% ../../nbs/05c_tracking.server.ipynb #c018
-def migrate(db: str,                 # the server's PostgreSQL database (fresh: made by the server at its first start, or empty)
-            artifacts: str | Path,   # the server's artifact folder (`mlfin tracking serve --artifacts`)
-           ) -> dict:
-    "The home's MLflow store copied row for row into the server's database (run ids, versions, aliases kept), its files into the server's folder"
+def migrate(
+    db: str,  # the server's PostgreSQL database (fresh: made by the server at its first start, or empty)
+    artifacts: str | Path,  # the server's artifact folder (`mlfin tracking serve --artifacts`)
+) -> dict:
+    """The home's MLflow store copied row for row into the server's database (run ids, versions, aliases kept), its
+    files into the server's folder"""
     import logging, sqlalchemy as sa
     logging.getLogger('mlflow').setLevel(logging.WARNING)   # MLflow's notes on making the tables
     source = home()/'mlflow.db'
-    if os.environ.get('MLFLOW_TRACKING_URI'): raise BadInput("MLFLOW_TRACKING_URI is set: migrate moves the home's own store; unset it")
+    if os.environ.get('MLFLOW_TRACKING_URI'):
+        raise BadInput("MLFLOW_TRACKING_URI is set: migrate moves the home's own store; unset it")
     if not source.is_file(): raise NotFound(f"{source}: no MLflow store in this home to migrate")
-    checked = check_home()   # the store made to follow the home first, MLflow's unused Default experiment taken in
-    if checked['outside']: raise BadInput(f"{source}: {len(checked['outside'])} location(s) lie outside the home (e.g. {checked['outside'][0]}); "
-                                          "migrate copies the home's files only: move them into the home first")
+    checked = check_home()  # the store made to follow the home first, MLflow's unused Default experiment taken in
+    if checked['outside']:
+        raise BadInput(
+            f"{source}: {len(checked['outside'])} location(s) lie outside the home (e.g. {checked['outside'][0]}); "
+            "migrate copies the home's files only: move them into the home first"
+        )
     url = database_url(db)
     _reachable(url)
     target = sa.create_engine(url)
     reader = sa.create_engine(f"sqlite:///{source}")
     ours, theirs = _schema(reader), _schema(target)
-    if ours != theirs: raise BadInput(f"{source}: schema revision {ours}, the server's {theirs}: run `mlflow db upgrade` on the older one first")
+    if ours != theirs:
+        raise BadInput(
+            f"{source}: schema revision {ours}, the server's {theirs}: run `mlflow db upgrade` on the older one first"
+        )
     files = Path(artifacts).resolve()/ARTIFACTS
-    if files.exists() and any(files.iterdir()): raise BadInput(f"--artifacts {files}: not empty; migrate into the folder of a fresh server")
+    if files.exists() and any(files.iterdir()):
+        raise BadInput(f"--artifacts {files}: not empty; migrate into the folder of a fresh server")
     have, want = sa.MetaData(), sa.MetaData()
     have.reflect(reader); want.reflect(target)
     located = {(t, c) for t, c, *_ in LOCATIONS}
@@ -171,7 +251,9 @@ def migrate(db: str,                 # the server's PostgreSQL database (fresh: 
             _fresh(dst)
             tables = [t for t in want.sorted_tables if t.name in have.tables and t.name != 'alembic_version']
             rows = {t.name: _rows(src, have.tables[t.name], t, located) for t in tables}
-            for table in reversed(tables):   # what the server made itself (its Default experiment, the default workspace): the home's rows take their place
+            # what the server made itself (its Default experiment, the default workspace): the home's rows take their
+            # place
+            for table in reversed(tables):
                 keys = [c.name for c in table.primary_key.columns]
                 for row in rows[table.name] if keys else ():
                     dst.execute(table.delete().where(*[table.c[k] == row[k] for k in keys]))
@@ -182,5 +264,11 @@ def migrate(db: str,                 # the server's PostgreSQL database (fresh: 
     except Exception:
         shutil.rmtree(files, ignore_errors=True)
         raise
-    return {'from': str(source), 'revision': ours, 'rows': {t: n for t, n in copied.items() if n}, 'sequences': sequences,
-            'artifacts': str(files), 'files': sum(1 for f in files.rglob('*') if f.is_file()) if files.exists() else 0}
+    return {
+        'from': str(source),
+        'revision': ours,
+        'rows': {t: n for t, n in copied.items() if n},
+        'sequences': sequences,
+        'artifacts': str(files),
+        'files': sum(1 for f in files.rglob('*') if f.is_file()) if files.exists() else 0,
+    }

@@ -25,7 +25,9 @@ def configured_mlflow():
     logging.getLogger('mlflow').setLevel(logging.WARNING)  # keeps database-migration chatter out of reports
     apply_runtime_env()  # no download progress bars in reports and logs
     user = os.environ.get('MLFLOW_TRACKING_URI')  # a team's tracking server, when the user names one
-    if user is None: seed_store(home()/'mlflow.db'); relocate()   # a new home's store made in a moment; one copied or moved since: its recorded locations follow it before MLflow reads them
+    # a new home's store made in a moment; one copied or moved since: its recorded locations follow it before MLflow
+    # reads them
+    if user is None: seed_store(home()/'mlflow.db'); relocate()
     mlflow.set_tracking_uri(user or tracking_uri())
     # set_tracking_uri also writes MLFLOW_TRACKING_URI: put back what the user had, or the next call (another
     # MLFIN_HOME in the same process) would read our own value back as the user's and stay on this store
@@ -35,22 +37,28 @@ def configured_mlflow():
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_s0
 def _empty_store() -> Path:
-    "An MLflow store with every table of this MLflow's schema and no experiment, made by MLflow itself once per MLflow version, in the user's cache"
+    """An MLflow store with every table of this MLflow's schema and no experiment, made by MLflow itself once per MLflow
+    version, in the user's cache"""
     import mlflow
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore   # here, not at the top: MLflow's SQL store takes 1.1 s to import (measured), and only a new store needs it here
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore   # here, not at the top: MLflow's SQL store
+                                                                         # takes 1.1 s to import (measured), and only a
+                                                                         # new store needs it here
     made = platformdirs.user_cache_path('mlfin')/f"mlflow-{mlflow.__version__}-empty.db"
     if made.is_file(): return made
     made.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=made.parent) as tmp:
         db = Path(tmp)/'mlflow.db'
-        SqlAlchemyStore(f"sqlite:///{db}", Path(tmp).as_uri()).engine.dispose()   # every table, every migration, as MLflow makes a new store
-        with closing(sqlite3.connect(db)) as con, con: con.execute('DELETE FROM experiments')   # its Default: MLflow makes it again where each copy is opened
+        # every table, every migration, as MLflow makes a new store
+        SqlAlchemyStore(f"sqlite:///{db}", Path(tmp).as_uri()).engine.dispose()
+        # its Default: MLflow makes it again where each copy is opened
+        with closing(sqlite3.connect(db)) as con, con: con.execute('DELETE FROM experiments')
         os.replace(db, made)   # whole or not at all; two processes making it at once leave the same file
     return made
 
 def seed_store(db: str | Path, # a home's MLflow store file
               ) -> bool:
-    "Make a new store `db` as a copy of `_empty_store()`, owner-only, where MLflow would migrate an empty file through its whole history; False when `db` exists"
+    """Make a new store `db` as a copy of `_empty_store()`, owner-only, where MLflow would migrate an empty file through
+    its whole history; False when `db` exists"""
     db = Path(db)
     if db.exists(): return False
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +72,8 @@ def seed_store(db: str | Path, # a home's MLflow store file
 
 # %% ../../nbs/05a_tracking.store.ipynb #c012f
 def mlflow_rows(sql: str) -> list | None:
-    "Rows of a query on the home's MLflow database, read without MLflow (its import costs seconds); None: a team's tracking server, no database, or no such tables yet"
+    """Rows of a query on the home's MLflow database, read without MLflow (its import costs seconds); None: a team's
+    tracking server, no database, or no such tables yet"""
     db = home()/'mlflow.db'
     if os.environ.get('MLFLOW_TRACKING_URI') or not db.exists(): return None
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
@@ -74,17 +83,22 @@ def mlflow_rows(sql: str) -> list | None:
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_pa
 def production_aliases() -> dict[str, int] | None:
-    "mlfin's registered models aliased production -> their version, read from the home's MLflow database without MLflow; None where it cannot be read so (a team's tracking server, no database or registry yet)"
-    rows = mlflow_rows("SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'")
+    """mlfin's registered models aliased production -> their version, read from the home's MLflow database without
+    MLflow; None where it cannot be read so (a team's tracking server, no database or registry yet)"""
+    rows = mlflow_rows(
+        "SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'"
+    )
     return None if rows is None else {name: int(version) for name, version in rows}
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_00
 def experiment_id(name: str = EXPERIMENT) -> str:
-    "The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`, or where a tracking server keeps them) if needed"
+    """The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`, or where a tracking server keeps
+    them) if needed"""
     mlflow = configured_mlflow()
     found = mlflow.get_experiment_by_name(name)
     if found: return found.experiment_id
-    if mlflow.get_tracking_uri().startswith(('http://', 'https://')): return mlflow.create_experiment(name)   # the server's folder, through the server
+    # the server's folder, through the server
+    if mlflow.get_tracking_uri().startswith(('http://', 'https://')): return mlflow.create_experiment(name)
     artifact_dir().mkdir(parents=True, exist_ok=True)
     return mlflow.create_experiment(name, artifact_location=artifact_dir().as_uri())
 
@@ -99,14 +113,16 @@ LOCATIONS = [('experiments', 'artifact_location', "'experiment ' || name", ''),
               ('trace_tags', 'value', "'trace ' || request_id", "key = 'mlflow.artifactLocation'")]
 
 def _local(location: str | None) -> Path | None:
-    "The local folder a recorded location names (a file: URI or an absolute path); None for anything else (runs:/, a server's, s3://)"
+    """The local folder a recorded location names (a file: URI or an absolute path); None for anything else (runs:/, a
+    server's, s3://)"""
     if not location: return None
     if location.startswith('file:'): return Path(unquote(urlparse(location).path))
     return Path(location) if location.startswith('/') else None
 
 # %% ../../nbs/05a_tracking.store.ipynb #c016
 def _made_in(con) -> Path | None:
-    "Where the home was when the store last recorded it: the folder of the `mlfin` experiment's artifact folder (None: no such experiment yet)"
+    """Where the home was when the store last recorded it: the folder of the `mlfin` experiment's artifact folder (None:
+    no such experiment yet)"""
     try: row = con.execute("SELECT artifact_location FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
     except sqlite3.OperationalError: return None   # a store MLflow is still making
     folder = _local(row[0]) if row else None
@@ -118,26 +134,42 @@ def _rewrite(con, old: Path, new: Path) -> int:
     "Every recorded location under `old` put under `new` (written as a file: URI or as a plain path alike); how many"
     count = 0
     for table, column, _, rows in LOCATIONS:
-        if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}: continue   # an older MLflow's schema
+        # an older MLflow's schema
+        if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}: continue
         for before, after in ((old.as_uri(), new.as_uri()), (str(old), str(new))):
             # substr, not LIKE: a folder's name may hold _ or %
-            count += con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE ({column} = ? OR substr({column}, 1, ?) = ?)"
-                                 + (f" AND {rows}" if rows else ''), (after, len(before) + 1, before, len(before) + 1, before + '/')).rowcount
+            count += con.execute(
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE ({column} = ? OR substr({column}, 1, ?) "
+                "= ?)"
+                + (f" AND {rows}" if rows else ''),
+                (after, len(before) + 1, before, len(before) + 1, before + '/'),
+            ).rowcount
     return count
 
 
 # %% ../../nbs/05a_tracking.store.ipynb #c016_01
 def _claim_default(con) -> int:
-    "MLflow's Default experiment, made in whatever folder the first command ran in and never used by mlfin, put in the home while it has no runs"
-    row = con.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0 AND name = 'Default'").fetchone()
+    """MLflow's Default experiment, made in whatever folder the first command ran in and never used by mlfin, put in the
+    home while it has no runs"""
+    row = con.execute(
+        "SELECT artifact_location FROM experiments WHERE experiment_id = 0 AND name = 'Default'"
+    ).fetchone()
     folder = _local(row[0]) if row else None
-    if folder is None or folder.is_relative_to(home()) or con.execute("SELECT 1 FROM runs WHERE experiment_id = 0 LIMIT 1").fetchone(): return 0
-    return con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", ((artifact_dir()/'0').as_uri(),)).rowcount
+    if (
+        folder is None
+        or folder.is_relative_to(home())
+        or con.execute("SELECT 1 FROM runs WHERE experiment_id = 0 LIMIT 1").fetchone()
+    ):
+        return 0
+    return con.execute(
+        "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", ((artifact_dir() / '0').as_uri(),)
+    ).rowcount
 
 
 # %% ../../nbs/05a_tracking.store.ipynb #c016a
 def outside_home(con=None) -> list[str]:
-    "Every local location the home's MLflow store records outside the home, named (`(missing)`: nothing there): what a copy of the home lacks"
+    """Every local location the home's MLflow store records outside the home, named (`(missing)`: nothing there): what a
+    copy of the home lacks"""
     if con is None:
         with closing(sqlite3.connect(home()/'mlflow.db', timeout=60)) as con: return outside_home(con)
     out, at = [], home()
@@ -150,10 +182,12 @@ def outside_home(con=None) -> list[str]:
     return out
 
 # %% ../../nbs/05a_tracking.store.ipynb #c017
-_AT_HOME = {}   # home -> its store file's (inode, size, mtime) when last found at home: while it is unchanged, one stat decides
+# home -> its store file's (inode, size, mtime) when last found at home: while it is unchanged, one stat decides
+_AT_HOME = {}
 
 def relocate() -> dict | None:
-    "Make the home's MLflow store follow the home when it was copied or moved: locations under the old folder rewritten to the new one"
+    """Make the home's MLflow store follow the home when it was copied or moved: locations under the old folder
+    rewritten to the new one"""
     if os.environ.get('MLFLOW_TRACKING_URI'): return None   # a team's server or the user's own store: not the home's
     at, db = home(), home()/'mlflow.db'
     try: found = db.stat()
@@ -161,29 +195,40 @@ def relocate() -> dict | None:
     stamp = (found.st_ino, found.st_size, found.st_mtime_ns)
     if _AT_HOME.get(at) == stamp: return None
     with closing(sqlite3.connect(db, timeout=60, isolation_level=None)) as con:
-        if _made_in(con) in (None, at):   # a first read costs ~1 ms (SQLite parses MLflow's 200-odd tables); a later one, the stat above
+        # a first read costs ~1 ms (SQLite parses MLflow's 200-odd tables); a later one, the stat above
+        if _made_in(con) in (None, at):
             _AT_HOME[at] = stamp; return None
         try:
-            con.execute('BEGIN IMMEDIATE')   # one process rewrites; another opening the same copy waits, then finds it done
+            # one process rewrites; another opening the same copy waits, then finds it done
+            con.execute('BEGIN IMMEDIATE')
             old = _made_in(con)
             count = _rewrite(con, old, at) + _claim_default(con) if old not in (None, at) else 0
             con.execute('COMMIT')
         except sqlite3.Error as e:
-            if con.in_transaction: con.execute('ROLLBACK')
-            raise Unavailable(f"{db}: the home was copied or moved here, and its MLflow store's locations could not be rewritten ({e})") from None
+            if con.in_transaction:
+                con.execute('ROLLBACK')
+            raise Unavailable(
+                f"{db}: the home was copied or moved here, and its MLflow store's locations could not be rewritten "
+                f"({e})"
+            ) from None
         outside = outside_home(con) if count else []
     if not count: return None
     log = logging.getLogger('mlfin')
     log.info(f"the home moved from {old} to {at}: {count} location(s) in its MLflow store rewritten")
-    if outside: log.warning(f"mlfin: {len(outside)} location(s) in the MLflow store of {at} point outside it, e.g. {outside[0]} "
-                            "(`mlfin home check` lists them)")
+    if outside:
+        log.warning(
+            f"mlfin: {len(outside)} location(s) in the MLflow store of {at} point outside it, e.g. {outside[0]} "
+            "(`mlfin home check` lists them)"
+        )
     return {'from': str(old), 'to': str(at), 'rewritten': count, 'outside': outside}
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_us
 @contextmanager
-def using(uri: str | None, # an MLflow server's URL (`config.parse_tracking`); '' or None: the store this process uses anyway
-         ):
-    "Every MLflow call in the block goes to the server at `uri` (a run's `tracking` parameter), as `MLFLOW_TRACKING_URI` would send it"
+def using(
+    uri: str | None,  # an MLflow server's URL (`config.parse_tracking`); '' or None: the store this process uses anyway
+):
+    """Every MLflow call in the block goes to the server at `uri` (a run's `tracking` parameter), as
+    `MLFLOW_TRACKING_URI` would send it"""
     from fastcore.xtras import modified_env
     found = parse_tracking(uri)
     if not found: yield; return
@@ -192,10 +237,12 @@ def using(uri: str | None, # an MLflow server's URL (`config.parse_tracking`); '
 
 # %% ../../nbs/05a_tracking.store.ipynb #c021
 def check_home() -> dict:
-    "The home's MLflow store made to follow the home (`relocate`, MLflow's unused Default experiment moved in), and what still points outside it"
+    """The home's MLflow store made to follow the home (`relocate`, MLflow's unused Default experiment moved in), and
+    what still points outside it"""
     store = os.environ.get('MLFLOW_TRACKING_URI') or tracking_uri()
     report = {'home': str(home()), 'store': store, 'moved_from': None, 'rewritten': 0, 'outside': []}
-    if os.environ.get('MLFLOW_TRACKING_URI') or not (home()/'mlflow.db').is_file(): return report   # a team's store, or none yet
+    # a team's store, or none yet
+    if os.environ.get('MLFLOW_TRACKING_URI') or not (home()/'mlflow.db').is_file(): return report
     moved = relocate()
     if moved: report.update(moved_from=moved['from'], rewritten=moved['rewritten'])
     with closing(sqlite3.connect(home()/'mlflow.db', timeout=60, isolation_level=None)) as con:

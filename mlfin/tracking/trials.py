@@ -16,27 +16,34 @@ __all__ = ['TAG', 'FOLDER', 'LEDGER_TAG', 'record_trials', 'record_search', 'not
 
 # %% ../../nbs/05d_tracking.trials.ipynb #c005
 TAG = 'mlfin.question'   # the tag of every run holding trials on a question: the question's id
-FOLDER = 'trials'        # where such a run keeps them: trials.parquet (the table) and returns.parquet (the returns kept)
-LEDGER_TAG = 'mlfin.ledger'   # the trial ledger's head once the run's trials were appended to it (`tracking.ledger`, ID:LENGTH:HASH)
+# where such a run keeps them: trials.parquet (the table) and returns.parquet (the returns kept)
+FOLDER = 'trials'
+# the trial ledger's head once the run's trials were appended to it (`tracking.ledger`, ID:LENGTH:HASH)
+LEDGER_TAG = 'mlfin.ledger'
 
 def _question(question_id: str) -> str:
     "A question's id as it may enter a search filter: 16 hex digits (`backtest.trials.Question.id`)"
-    if not re.fullmatch(r'[0-9a-f]{16}', question_id or ''): raise BadInput(f"question {question_id!r}: not a question's id (16 hex digits)")
+    if not re.fullmatch(r'[0-9a-f]{16}', question_id or ''):
+        raise BadInput(f"question {question_id!r}: not a question's id (16 hex digits)")
     return question_id
 
 # %% ../../nbs/05d_tracking.trials.ipynb #c006
 def record_trials(run_id: str,          # the run that tried them (a pipeline run's symbol, or a search's own run)
                   question_id: str, key: str, # the question (`Question.id`, `Question.key`)
                   table: pd.DataFrame,  # its trials (`backtest.trials.LEDGER`)
-                  returns: pd.DataFrame | None = None, # the backtested configurations' per-bar returns (columns: configuration ids)
-                  prints: list[str] | None = None,     # the bars' prints (`data.prints`): how a store without the ledger finds the question
+                  # the backtested configurations' per-bar returns (columns: configuration ids)
+                  returns: pd.DataFrame | None = None,
+                  # the bars' prints (`data.prints`): how a store without the ledger finds the question
+                  prints: list[str] | None = None,
                  ) -> list[str]:
-    "Keep a run's trials on a question with the run, tagged with the question, the returns as they are (a later run's PBO takes them exactly)"
+    """Keep a run's trials on a question with the run, tagged with the question, the returns as they are (a later run's
+    PBO takes them exactly)"""
     client = configured_mlflow().MlflowClient()
     client.set_tag(run_id, TAG, _question(question_id)); client.set_tag(run_id, 'mlfin.question_key', key)
     with tempfile.TemporaryDirectory() as folder:
         table.to_parquet(Path(folder)/'trials.parquet')
-        if returns is not None and len(returns.columns): returns.astype('float64').to_parquet(Path(folder)/'returns.parquet')
+        if returns is not None and len(returns.columns):
+            returns.astype('float64').to_parquet(Path(folder) / 'returns.parquet')
         if prints: (Path(folder)/'prints.json').write_text(json.dumps(sorted(prints)))
         client.log_artifacts(run_id, folder, FOLDER)
         return sorted(p.name for p in Path(folder).iterdir())
@@ -46,7 +53,8 @@ def record_search(question_id: str, key: str, symbol: str,
                   table: pd.DataFrame,   # the search's trials (`backtest.trials.LEDGER`, kind `search`)
                   name: str = 'search',  # the run's name (`mlfin tune` names the study)
                  ) -> str:
-    "A search tried outside a pipeline run (`mlfin tune`): a run of its own, kind `search`, holding its trials on the question; its id"
+    """A search tried outside a pipeline run (`mlfin tune`): a run of its own, kind `search`, holding its trials on the
+    question; its id"""
     client = configured_mlflow().MlflowClient()
     run = client.create_run(experiment_id(), run_name=name, tags={'mlfin.kind': 'search', 'symbol': symbol})
     try: record_trials(run.info.run_id, question_id, key, table)
@@ -55,12 +63,14 @@ def record_search(question_id: str, key: str, symbol: str,
 
 # %% ../../nbs/05d_tracking.trials.ipynb #c7eb30e49
 def note_ledger(run_id: str, head: str):
-    "Note on a run the trial ledger's head once its trials were appended (`tracking.ledger.Check.head`): the next run checks the ledger against it"
+    """Note on a run the trial ledger's head once its trials were appended (`tracking.ledger.Check.head`): the next run
+    checks the ledger against it"""
     configured_mlflow().MlflowClient().set_tag(run_id, LEDGER_TAG, head)
 
 # %% ../../nbs/05d_tracking.trials.ipynb #c008
 def recorded_trials(question_id: str) -> pd.DataFrame:
-    "Every trial filed under a question, oldest first, with when (`recorded`, its run's start), which run (`source`) and the ledger head it noted (`ledger`); tables only, small"
+    """Every trial filed under a question, oldest first, with when (`recorded`, its run's start), which run (`source`)
+    and the ledger head it noted (`ledger`); tables only, small"""
     client = configured_mlflow().MlflowClient()
     found, token = [], None
     while True:   # every run on the question, a page at a time
@@ -71,48 +81,77 @@ def recorded_trials(question_id: str) -> pd.DataFrame:
     tables, unreadable = [], []
     with tempfile.TemporaryDirectory() as folder:
         for run in found:
-            mine = Path(folder)/run.info.run_id; mine.mkdir()   # a folder each: one run's file never stands in for another's
+            # a folder each: one run's file never stands in for another's
+            mine = Path(folder)/run.info.run_id; mine.mkdir()
             try: table = Path(client.download_artifacts(run.info.run_id, f"{FOLDER}/trials.parquet", str(mine)))
-            except Exception: unreadable.append(run.info.run_id); continue   # its file deleted or damaged: the caller says so
-            tables.append(pd.read_parquet(table).assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'), source=run.info.run_id,
-                                                     ledger=run.data.tags.get(LEDGER_TAG, '')))
-    out = (pd.concat(tables, ignore_index=True).astype({'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'})
-           if tables else pd.DataFrame())
+            # its file deleted or damaged: the caller says so
+            except Exception: unreadable.append(run.info.run_id); continue
+            tables.append(
+                pd.read_parquet(table).assign(
+                    recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'),
+                    source=run.info.run_id,
+                    ledger=run.data.tags.get(LEDGER_TAG, ''),
+                )
+            )
+    out = (
+        pd.concat(tables, ignore_index=True).astype(
+            {'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'}
+        )
+        if tables
+        else pd.DataFrame()
+    )
     out.attrs['unreadable'] = unreadable   # runs on the question whose trials file could not be read
     return out
 
 # %% ../../nbs/05d_tracking.trials.ipynb #c079a685f
 def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
-    "The per-bar returns the given runs kept with their trials (run id -> a frame, columns: configuration ids); a run that kept none, or that this store does not hold (the ledger named it), is left out"
+    """The per-bar returns the given runs kept with their trials (run id -> a frame, columns: configuration ids); a run
+    that kept none, or that this store does not hold (the ledger named it), is left out"""
     client, kept = configured_mlflow().MlflowClient(), {}
     with tempfile.TemporaryDirectory() as folder:
         for run_id in runs:
             mine = Path(folder)/run_id; mine.mkdir()
             try:
                 if not any(f.path.endswith('returns.parquet') for f in client.list_artifacts(run_id, FOLDER)): continue
-                kept[run_id] = pd.read_parquet(client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))).astype('float64')
-            except Exception: continue   # a run another home recorded, or one deleted: its trials still count, its returns are not here for PBO
+                kept[run_id] = pd.read_parquet(
+                    client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))
+                ).astype('float64')
+            except Exception:
+                # a run another home recorded, or one deleted: its trials still count, its returns are not here for PBO
+                continue
     return kept
 
 # %% ../../nbs/05d_tracking.trials.ipynb #c079a685g
 def question_runs() -> dict[str, list[str]]:
     "Every question the store files trials under, with its runs, newest first (question id -> run ids)"
     client, runs, token = configured_mlflow().MlflowClient(), {}, None
-    while True:   # every run on any question, newest first, a page at a time
-        page = client.search_runs([experiment_id()], filter_string=f"tags.`{TAG}` LIKE '%'", order_by=['attributes.start_time DESC'],
-                                  max_results=1000, page_token=token)
+    while True:  # every run on any question, newest first, a page at a time
+        page = client.search_runs(
+            [experiment_id()],
+            filter_string=f"tags.`{TAG}` LIKE '%'",
+            order_by=['attributes.start_time DESC'],
+            max_results=1000,
+            page_token=token,
+        )
         for run in page: runs.setdefault(run.data.tags[TAG], []).append(run.info.run_id)
         token = page.token
         if not token: break
     return runs
 
 def question_prints() -> dict[str, list[str]]:
-    "Every question the store files trials under, with the prints of the bars its latest run that kept them saw (question id -> prints)"
+    """Every question the store files trials under, with the prints of the bars its latest run that kept them saw
+    (question id -> prints)"""
     client, found = configured_mlflow().MlflowClient(), {}
     with tempfile.TemporaryDirectory() as folder:
         for question, runs in question_runs().items():
             for run_id in runs:
                 mine = Path(folder)/run_id; mine.mkdir()
-                try: found[question] = json.loads(Path(client.download_artifacts(run_id, f"{FOLDER}/prints.json", str(mine))).read_text()); break
-                except Exception: continue   # a run that kept no prints (recorded before they were kept, or a search): an older one may have
+                try:
+                    found[question] = json.loads(
+                        Path(client.download_artifacts(run_id, f"{FOLDER}/prints.json", str(mine))).read_text()
+                    )
+                    break
+                except Exception:
+                    # a run that kept no prints (recorded before they were kept, or a search): an older one may have
+                    continue
     return found

@@ -9,7 +9,8 @@ __all__ = ['open_store', 'store_place', 'ParquetStore', 'PostgresStore']
 import os
 from pathlib import Path
 from ...paths import store_dir
-from .parquet_write import ParquetStore   # data.stores.parquet's class, with the methods that change a series patched on
+from .parquet_write import ParquetStore   # data.stores.parquet's class, with the methods that change a
+                                                           # series patched on
 from .postgresql import PostgresStore
 from . import observations, observations_pg   # the observation methods, patched onto both stores
 
@@ -18,7 +19,8 @@ _all_ = ['ParquetStore', 'PostgresStore']
 
 # %% ../../../nbs/01p_data.stores.ipynb #c006
 def open_store(url=None):
-    "The store at `url`: a folder (Parquet + DuckDB, the default `store_dir()`) or `postgresql://...`; a store is returned as it is"
+    """The store at `url`: a folder (Parquet + DuckDB, the default `store_dir()`) or `postgresql://...`; a store is
+    returned as it is"""
     if getattr(url, 'kind', None) in ('parquet', 'postgresql'): return url  # already a store
     url = str(url or os.environ.get('MLFIN_STORE') or store_dir())
     if url.startswith(('postgresql://', 'postgres://')):
@@ -31,5 +33,6 @@ def store_place(store=None, # a store, its URL or folder; default: the one `open
     "Where the store is, as it may be said: a PostgreSQL URL with its password hidden, a Parquet store's folder"
     store = open_store(store)
     if store.kind != 'postgresql': return str(Path(store.root).resolve())
-    from sqlalchemy.engine import make_url   # inside: 0.12 s of SQLAlchemy at import (measured), paid only where a PostgreSQL store is named
+    from sqlalchemy.engine import make_url   # inside: 0.12 s of SQLAlchemy at import (measured), paid only where a
+                                             # PostgreSQL store is named
     return make_url(store.url).render_as_string(hide_password=True)

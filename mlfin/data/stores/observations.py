@@ -31,27 +31,48 @@ def series_label(name: str, symbol: str | None = None) -> str:
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o011
 def as_observations(frame: pd.DataFrame) -> pd.DataFrame:
-    "`frame` as the stores keep it (nanosecond times, `known` in UTC rounded up to the microsecond, sorted by known then period), or a one-line error"
+    """`frame` as the stores keep it (nanosecond times, `known` in UTC rounded up to the microsecond, sorted by known
+    then period), or a one-line error"""
     attrs = dict(frame.attrs)
     name, symbol = check_name(attrs.get('name')), attrs.get('symbol')
     label = series_label(name, None if symbol is None else check_symbol(symbol))
     if list(frame.columns) != list(OBSERVATION_COLUMNS):
-        raise BadInput(f"{label}: columns {list(frame.columns)}; observations have exactly {', '.join(OBSERVATION_COLUMNS)}")
-    if not isinstance(attrs.get('rule'), str) or not attrs['rule'].strip(): raise BadInput(f"{label}: no release rule stated; a series says when its values became known")
+        raise BadInput(
+            f"{label}: columns {list(frame.columns)}; observations have exactly {', '.join(OBSERVATION_COLUMNS)}"
+        )
+    if not isinstance(attrs.get('rule'), str) or not attrs['rule'].strip():
+        raise BadInput(f"{label}: no release rule stated; a series says when its values became known")
     # as the contract writes them, so that a series' rule and frequency compare equal however a writer spelled them
-    attrs['frequency'], attrs['rule'] = check_frequency(attrs.get('frequency'), f"{label}: frequency"), parse_rule(attrs['rule'], f"{label}: rule").text
+    attrs['frequency'], attrs['rule'] = (
+        check_frequency(attrs.get('frequency'), f"{label}: frequency"),
+        parse_rule(attrs['rule'], f"{label}: rule").text,
+    )
     period, known = frame['period'], frame['known']
     if not pd.api.types.is_datetime64_dtype(period.dtype) or getattr(period.dtype, 'tz', None) is not None:
         raise BadInput(f"{label}: period is {period.dtype}; periods are dates without a zone")
-    if getattr(known.dtype, 'tz', None) is None: raise BadInput(f"{label}: known is {known.dtype}; known times carry their zone (UTC)")
+    if getattr(known.dtype, 'tz', None) is None:
+        raise BadInput(f"{label}: known is {known.dtype}; known times carry their zone (UTC)")
     value = pd.to_numeric(frame['value'], errors='coerce').to_numpy(dtype='float64', na_value=np.nan)
     bad = ~np.isfinite(value) | period.isna().to_numpy() | known.isna().to_numpy()
     if bad.any():
         i = int(np.argmax(bad))
-        raise BadInput(f"{label}: period {period.iloc[i]} known {known.iloc[i]}: value {frame['value'].iloc[i]}: a period, a known time and a number wanted; nothing stored")
-    out = pd.DataFrame({'period': period.dt.as_unit('ns').to_numpy(), 'known': known.dt.tz_convert('UTC').dt.ceil('us').dt.as_unit('ns').array, 'value': value})
+        raise BadInput(
+            f"{label}: period {period.iloc[i]} known {known.iloc[i]}: value {frame['value'].iloc[i]}: a period, a "
+            "known time and a number wanted; nothing stored"
+        )
+    out = pd.DataFrame(
+        {
+            'period': period.dt.as_unit('ns').to_numpy(),
+            'known': known.dt.tz_convert('UTC').dt.ceil('us').dt.as_unit('ns').array,
+            'value': value,
+        }
+    )
     twice = out.duplicated(['period', 'known']).to_numpy()
-    if twice.any(): i = int(np.argmax(twice)); raise BadInput(f"{label}: period {_day(out['period'][i])} known {_when(out['known'][i])} given twice; nothing stored")
+    if twice.any():
+        i = int(np.argmax(twice))
+        raise BadInput(
+            f"{label}: period {_day(out['period'][i])} known {_when(out['known'][i])} given twice; nothing stored"
+        )
     out = out.sort_values(['known', 'period'], ignore_index=True, kind='stable')
     out.attrs = {**{k: attrs.get(k) for k in OBSERVATION_ATTRS}, 'name': name, 'symbol': symbol}
     return out
@@ -61,41 +82,61 @@ def _when(t) -> str: return f"{pd.Timestamp(t):%Y-%m-%d %H:%M:%S} UTC".replace('
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o014
 def merged(stored: pd.DataFrame | None, incoming: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    "The series with `incoming` in it, the rows that are new, and how many it held already; BadInput where a stored (period, known) is given another value"
+    """The series with `incoming` in it, the rows that are new, and how many it held already; BadInput where a stored
+    (period, known) is given another value"""
     if stored is None or not len(stored): return incoming, incoming, 0
     both = incoming.merge(stored, on=['period', 'known'], how='left', suffixes=('', '_stored'), indicator=True)
     held = (both['_merge'] == 'both').to_numpy()
     clash = held & (both['value'] != both['value_stored']).to_numpy()
     if clash.any():
         r = both[clash].iloc[0]
-        raise BadInput(f"{series_label(incoming.attrs['name'], incoming.attrs['symbol'])}: period {_day(r['period'])} known {_when(r['known'])} "
-                       f"is stored as {r['value_stored']:.10g}, the batch gives {r['value']:.10g}; a revision is a new row known later, never an overwrite; nothing stored")
+        raise BadInput(
+            f"{series_label(incoming.attrs['name'], incoming.attrs['symbol'])}: period {_day(r['period'])} known "
+            f"{_when(r['known'])} "
+            f"is stored as {r['value_stored']:.10g}, the batch gives {r['value']:.10g}; a revision is a new row known "
+            "later, never an overwrite; nothing stored"
+        )
     added = incoming[~held]
     if not len(added): return stored, added, int(held.sum())
-    whole = pd.concat([stored, added], ignore_index=True).sort_values(['known', 'period'], ignore_index=True, kind='stable')
+    whole = pd.concat([stored, added], ignore_index=True).sort_values(
+        ['known', 'period'], ignore_index=True, kind='stable'
+    )
     return whole, added, int(held.sum())
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o017
 def record(frame: pd.DataFrame, # the series as it will be stored, attrs from the batch
            kept: dict,          # the record stored ({}: none)
           ) -> dict:
-    "The series' record after the write: its attrs over the kept ones, counts, span and digest; refused where `rule` or `frequency` would change"
+    """The series' record after the write: its attrs over the kept ones, counts, span and digest; refused where `rule`
+    or `frequency` would change"""
     label = series_label(frame.attrs['name'], frame.attrs['symbol'])
     for k in FIXED:
         if kept.get(k) is not None and frame.attrs.get(k) != kept[k]:
-            raise BadInput(f"{label}: stored with {k} {kept[k]!r}, the batch gives {frame.attrs.get(k)!r}; a series keeps its {k} "
-                           "(delete it and ingest it again to change it); nothing stored")
+            raise BadInput(
+                f"{label}: stored with {k} {kept[k]!r}, the batch gives {frame.attrs.get(k)!r}; a series keeps its {k} "
+                "(delete it and ingest it again to change it); nothing stored"
+            )
     period, known = frame['period'], frame['known']
     digest = hashlib.blake2b(digest_size=12)
-    for column in (pd.DatetimeIndex(period).asi8, pd.DatetimeIndex(known).asi8, frame['value'].to_numpy('float64')): digest.update(np.ascontiguousarray(column).tobytes())
-    return {**{k: kept.get(k) for k in OBSERVATION_ATTRS}, **{k: v for k, v in frame.attrs.items() if k in OBSERVATION_ATTRS and v is not None},
-            'rows': len(frame), 'periods': int(period.nunique()), 'vintages': int(period.value_counts().max()),
-            'first_period': period.min().isoformat(), 'last_period': period.max().isoformat(),
-            'first_known': known.min().isoformat(), 'last_known': known.max().isoformat(), 'digest': digest.hexdigest()}
+    for column in (pd.DatetimeIndex(period).asi8, pd.DatetimeIndex(known).asi8, frame['value'].to_numpy('float64')):
+        digest.update(np.ascontiguousarray(column).tobytes())
+    return {
+        **{k: kept.get(k) for k in OBSERVATION_ATTRS},
+        **{k: v for k, v in frame.attrs.items() if k in OBSERVATION_ATTRS and v is not None},
+        'rows': len(frame),
+        'periods': int(period.nunique()),
+        'vintages': int(period.value_counts().max()),
+        'first_period': period.min().isoformat(),
+        'last_period': period.max().isoformat(),
+        'first_known': known.min().isoformat(),
+        'last_known': known.max().isoformat(),
+        'digest': digest.hexdigest(),
+    }
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o019
 def observation_batch(frames) -> dict:
-    "Each frame of a batch (one frame, or several) as stored, by its series (name, symbol): a series given twice is refused"
+    """Each frame of a batch (one frame, or several) as stored, by its series (name, symbol): a series given twice is
+    refused"""
     out = {}
     for frame in [frames] if isinstance(frames, pd.DataFrame) else list(frames):
         frame = as_observations(frame); key = (frame.attrs['name'], frame.attrs['symbol'])
@@ -103,7 +144,9 @@ def observation_batch(frames) -> dict:
         out[key] = frame
     return out
 
-def series_order(key) -> tuple: return key[0], key[1] or ''   # locks are taken in one order, so two batches never wait on each other
+def series_order(key) -> tuple:
+    return key[0], key[1] or ''  # locks are taken in one order, so two batches never wait on each other
+
 
 def series_listing(records: list[dict]) -> pd.DataFrame:
     "The stored series' records as the listing (`SERIES_COLUMNS`), by name and symbol"
@@ -111,19 +154,32 @@ def series_listing(records: list[dict]) -> pd.DataFrame:
     for c in ('first_period', 'last_period'): out[c] = pd.to_datetime(out[c]).astype('datetime64[ns]')
     for c in ('first_known', 'last_known'): out[c] = pd.to_datetime(out[c], utc=True).dt.as_unit('ns')
     out = out.astype({'rows': 'int64', 'periods': 'int64', 'vintages': 'int64'})
-    out['symbol'] = pd.Series([r.get('symbol') for r in records], dtype=object)   # None for a series of no company, not a string column's NaN
-    return out.iloc[sorted(range(len(out)), key=lambda i: (out['name'].iat[i], out['symbol'].iat[i] or ''))].reset_index(drop=True)
+    # None for a series of no company, not a string column's NaN
+    out['symbol'] = pd.Series([r.get('symbol') for r in records], dtype=object)
+    return out.iloc[
+        sorted(range(len(out)), key=lambda i: (out['name'].iat[i], out['symbol'].iat[i] or ''))
+    ].reset_index(drop=True)
+
 
 def not_stored(name: str, symbol, listing: pd.DataFrame) -> NotFound:
     held = [series_label(n, s) for n, s in zip(listing['name'], listing['symbol'])]
-    return NotFound(f"no observations of {series_label(name, symbol)} in the store; it holds {', '.join(held) if held else 'none'}")
+    return NotFound(
+        f"no observations of {series_label(name, symbol)} in the store; it holds {', '.join(held) if held else 'none'}"
+    )
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o021
-OBSERVATIONS, NO_SYMBOL, RECORD = 'observations', '_', '_meta.json'   # NO_SYMBOL: the folder of a series of no company (never a symbol)
+# NO_SYMBOL: the folder of a series of no company (never a symbol)
+OBSERVATIONS, NO_SYMBOL, RECORD = 'observations', '_', '_meta.json'
 
 @patch
 def _observation_dir(self:ParquetStore, name: str, symbol: str | None = None) -> Path:
-    return self.root/OBSERVATIONS/f"name={check_name(name)}"/f"symbol={NO_SYMBOL if symbol is None else check_symbol(symbol)}"
+    return (
+        self.root
+        / OBSERVATIONS
+        / f"name={check_name(name)}"
+        / f"symbol={NO_SYMBOL if symbol is None else check_symbol(symbol)}"
+    )
+
 
 @patch
 def _observations_at(self:ParquetStore, folder: Path) -> tuple[dict, pd.DataFrame | None]:
@@ -132,14 +188,19 @@ def _observations_at(self:ParquetStore, folder: Path) -> tuple[dict, pd.DataFram
         kept = self._record(folder)
         if not kept: return {}, None
         try: return kept, pd.read_parquet(folder/kept['file'])
-        except FileNotFoundError: continue   # replaced since its record was read: read the new one
-    raise Unavailable(f"{series_label(kept['name'], kept['symbol'])}: the series kept changing while it was read (20 tries)")
+        except FileNotFoundError: continue  # replaced since its record was read: read the new one
+    raise Unavailable(
+        f"{series_label(kept['name'], kept['symbol'])}: the series kept changing while it was read (20 tries)"
+    )
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o022
 @patch
-def write_observations(self:ParquetStore, frames, # an observations frame, or several (every series of one file): all stored or none
-                      ) -> dict:
-    "Store new rows of each series (vintages kept, a stored row resent unchanged), checked whole before anything is written; rows added and unchanged"
+def write_observations(
+    self: ParquetStore,
+    frames,  # an observations frame, or several (every series of one file): all stored or none
+) -> dict:
+    """Store new rows of each series (vintages kept, a stored row resent unchanged), checked whole before anything is
+    written; rows added and unchanged"""
     batch = observation_batch(frames)
     folders = {key: self._observation_dir(*key) for key in batch}
     created = [f for f in folders.values() if not f.exists()]
@@ -163,12 +224,16 @@ def write_observations(self:ParquetStore, frames, # an observations frame, or se
             for folder, kept, whole, added, meta in plans:
                 _clear(folder, kept)
                 if added:
-                    meta['file'] = f"observations.{secrets.token_hex(4)}.parquet"   # a new name: a reader of the old file is not disturbed
+                    # a new name: a reader of the old file is not disturbed
+                    meta['file'] = f"observations.{secrets.token_hex(4)}.parquet"
                     made.append(atomic_write(folder/meta['file'], lambda tmp: whole.to_parquet(tmp, index=False)))
                     if kept.get('file'): gone.append(folder/kept['file'])
-                if meta != kept: renames.append((_staged(folder/RECORD, json.dumps(meta, indent=1)), folder/RECORD)); made.append(renames[-1][0])
+                if meta != kept:
+                    renames.append((_staged(folder / RECORD, json.dumps(meta, indent=1)), folder / RECORD))
+                    made.append(renames[-1][0])
         except OSError as e:
-            for f in made: f.unlink(missing_ok=True)
+            for f in made:
+                f.unlink(missing_ok=True)
             raise (self._full(e) if e.errno in FULL else e) from e
         for tmp, path in renames: os.replace(tmp, path)   # the commits, after every series' files are on disk
         for f in gone: f.unlink(missing_ok=True)
@@ -184,7 +249,8 @@ def _staged(path: Path, text: str) -> Path:
 
 def _unmade(root: Path, created: list):
     "A refused batch leaves no trace: the folders it made for new series (a lock file each, held by it) go"
-    for folder in created:   # a first writer of the same series waiting on this lock fails on the missing folder, and is run again
+    # a first writer of the same series waiting on this lock fails on the missing folder, and is run again
+    for folder in created:
         (folder/'.lock').unlink(missing_ok=True)
         for f in (folder, folder.parent, folder.parent.parent):
             if f == root: break
@@ -199,13 +265,17 @@ def _clear(folder: Path, kept: dict):
 @patch
 def _full(self:ParquetStore, error: OSError) -> Unavailable:
     free = shutil.disk_usage(self.root).free / 2**20 if self.root.exists() else 0.0
-    return Unavailable(f"the store's disk is full: no room under {self.root.resolve()} ({free:,.1f} MB free); free space there and run it again: "
-                       "nothing of this batch was stored")
+    return Unavailable(
+        f"the store's disk is full: no room under {self.root.resolve()} ({free:,.1f} MB free); free space there and "
+        "run it again: "
+        "nothing of this batch was stored"
+    )
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o027
 @patch
 def read_observations(self:ParquetStore, name: str, symbol: str | None = None) -> pd.DataFrame:
-    "A stored series, every vintage, sorted by known time then period, its record as attrs; NotFound naming what is stored"
+    """A stored series, every vintage, sorted by known time then period, its record as attrs; NotFound naming what is
+    stored"""
     kept, rows = self._observations_at(self._observation_dir(name, symbol))
     if rows is None: raise not_stored(name, symbol, self.observation_series())
     return as_read(rows, kept)
@@ -218,12 +288,21 @@ def as_read(rows: pd.DataFrame, kept: dict) -> pd.DataFrame:
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o029
 @patch
 def observation_series(self:ParquetStore) -> pd.DataFrame:
-    "Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and last period and known time"
-    return series_listing([kept for f in sorted(self.root.glob(f'{OBSERVATIONS}/name=*/symbol=*/{RECORD}')) if (kept := self._record(f.parent))])
+    """Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and
+    last period and known time"""
+    return series_listing(
+        [
+            kept
+            for f in sorted(self.root.glob(f'{OBSERVATIONS}/name=*/symbol=*/{RECORD}'))
+            if (kept := self._record(f.parent))
+        ]
+    )
+
 
 @patch
 def observations_stamp(self:ParquetStore, name: str, symbol: str | None = None) -> str | None:
-    "A digest of the series' rows: moved by every write that adds one, the same after a backup and restore; None when not stored"
+    """A digest of the series' rows: moved by every write that adds one, the same after a backup and restore; None when
+    not stored"""
     return self._record(self._observation_dir(name, symbol)).get('digest')
 
 @patch
@@ -234,7 +313,8 @@ def delete_observations(self:ParquetStore, name: str, symbol: str | None = None)
     with self._lock(folder):
         kept = self._record(folder)
         if not kept: raise not_stored(name, symbol, self.observation_series())
-        (folder/RECORD).unlink()   # the commit: the series is gone (its file, if a crash keeps it, the next write clears)
+        # the commit: the series is gone (its file, if a crash keeps it, the next write clears)
+        (folder/RECORD).unlink()
         _clear(folder, {})
     return kept['rows']
 
@@ -243,7 +323,8 @@ def observations_cut(root: Path, # a Parquet store's folder
                      out: Path,  # the cut's store folder
                      place,      # place(source, target): how a file gets there (a hard link, a copy)
                     ) -> dict:
-    "Every committed series of a Parquet store under `out`: its record and the file it names; rows per series (`name` or `name:SYMBOL`)"
+    """Every committed series of a Parquet store under `out`: its record and the file it names; rows per series (`name`
+    or `name:SYMBOL`)"""
     held = {}
     for path in sorted(Path(root).glob(f'{OBSERVATIONS}/name=*/symbol=*/{RECORD}')):
         target = out/path.parent.relative_to(root)
@@ -269,8 +350,27 @@ def observations_listing(store, # an open store (`data.open_store`)
     held = store.observation_series()
     if not len(held): return ''
     day = lambda c: held[c].dt.strftime('%Y-%m-%d')
-    short = lambda text: text if len(text or '') <= 40 else text[:39] + '…'   # a line a terminal holds: the quality page has the whole source
-    shown = held.assign(symbol=held['symbol'].fillna('-'), source=held['source'].map(short), first_period=day('first_period'), last_period=day('last_period'),
-                        last_known=held['last_known'].dt.strftime('%Y-%m-%d %H:%M UTC'))
+    # a line a terminal holds: the quality page has the whole source
+    short = lambda text: text if len(text or '') <= 40 else text[:39] + '…'
+    shown = held.assign(
+        symbol=held['symbol'].fillna('-'),
+        source=held['source'].map(short),
+        first_period=day('first_period'),
+        last_period=day('last_period'),
+        last_known=held['last_known'].dt.strftime('%Y-%m-%d %H:%M UTC'),
+    )
     return "non-bar series (each value for a period, known at a time):\n" + shown[
-        ['name', 'symbol', 'frequency', 'rule', 'source', 'rows', 'periods', 'vintages', 'first_period', 'last_period', 'last_known']].to_string(index=False)
+        [
+            'name',
+            'symbol',
+            'frequency',
+            'rule',
+            'source',
+            'rows',
+            'periods',
+            'vintages',
+            'first_period',
+            'last_period',
+            'last_known',
+        ]
+    ].to_string(index=False)

@@ -8,7 +8,8 @@ import json
 import pandas as pd
 from fastcore.basics import patch
 from ..observations import OBSERVATION_COLUMNS, check_name
-from .observations import as_read, merged, not_stored, observation_batch, record, series_listing, series_order
+from .observations import as_read, merged, not_stored, observation_batch, record, series_listing
+from .observations import series_order
 from .postgresql import PostgresStore
 
 # %% auto #0
@@ -26,27 +27,41 @@ CREATE TABLE IF NOT EXISTS mlfin_observation_series (name text NOT NULL, symbol 
 def _observation_tables(self:PostgresStore, con, write: bool = False) -> bool:
     "Whether the observation tables are there; made when `write` (in the caller's transaction) and not"
     if con.execute("SELECT to_regclass('mlfin_observation_series') IS NOT NULL").fetchone()[0]: return True
-    if write: con.execute("SELECT pg_advisory_xact_lock(7262)"); con.execute(_TABLES)   # two first writers must not race on CREATE TABLE
+    # two first writers must not race on CREATE TABLE
+    if write: con.execute("SELECT pg_advisory_xact_lock(7262)"); con.execute(_TABLES)
     return write
 
 def _pg_series(con, name: str, symbol: str | None) -> tuple[dict, pd.DataFrame | None]:
     "A series' record and rows as stored; ({}, None) when it is not"
-    kept = con.execute("SELECT meta FROM mlfin_observation_series WHERE name = %s AND symbol = %s", (name, symbol or '')).fetchone()
+    kept = con.execute(
+        "SELECT meta FROM mlfin_observation_series WHERE name = %s AND symbol = %s", (name, symbol or '')
+    ).fetchone()
     if kept is None: return {}, None
-    rows = pd.DataFrame(con.execute("SELECT period, known, value FROM mlfin_observations WHERE name = %s AND symbol = %s ORDER BY known, period",
-                                    (name, symbol or '')).fetchall(), columns=list(OBSERVATION_COLUMNS))
-    rows['period'], rows['known'] = pd.to_datetime(rows['period']).astype('datetime64[ns]'), pd.to_datetime(rows['known'], utc=True).dt.as_unit('ns')
+    rows = pd.DataFrame(
+        con.execute(
+            "SELECT period, known, value FROM mlfin_observations WHERE name = %s AND symbol = %s ORDER BY known, "
+            "period",
+            (name, symbol or ''),
+        ).fetchall(),
+        columns=list(OBSERVATION_COLUMNS),
+    )
+    rows['period'], rows['known'] = (
+        pd.to_datetime(rows['period']).astype('datetime64[ns]'),
+        pd.to_datetime(rows['known'], utc=True).dt.as_unit('ns'),
+    )
     return kept[0], rows.astype({'value': 'float64'})
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o042
 @patch
 def write_observations(self:PostgresStore, frames) -> dict:
-    "Store new rows of each series (vintages kept, a stored row resent unchanged) in one transaction; rows added and unchanged"
+    """Store new rows of each series (vintages kept, a stored row resent unchanged) in one transaction; rows added and
+    unchanged"""
     batch = observation_batch(frames)
     counts = {'added': 0, 'unchanged': 0}
     with self._writing(), self._connect() as con, con.transaction():
         self._observation_tables(con, write=True)
-        for name, symbol in sorted(batch, key=series_order): con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"observations/{name}/{symbol or ''}",))
+        for name, symbol in sorted(batch, key=series_order):
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"observations/{name}/{symbol or ''}",))
         plans = []
         for (name, symbol), frame in batch.items():
             kept, stored = _pg_series(con, name, symbol)
@@ -56,18 +71,24 @@ def write_observations(self:PostgresStore, frames) -> dict:
             counts['added'] += len(added); counts['unchanged'] += same
         for name, symbol, kept, added, meta in plans:   # every series checked: now written
             if len(added):
-                with con.cursor().copy("COPY mlfin_observations (name, symbol, period, known, value) FROM STDIN") as copy:
+                with con.cursor().copy(
+                    "COPY mlfin_observations (name, symbol, period, known, value) FROM STDIN"
+                ) as copy:
                     for period, known, value in zip(added['period'], added['known'], added['value']):
                         copy.write_row((name, symbol, period.to_pydatetime(), known.to_pydatetime(), float(value)))
             if meta != kept:
-                con.execute("INSERT INTO mlfin_observation_series (name, symbol, meta) VALUES (%s, %s, %s) "
-                            "ON CONFLICT (name, symbol) DO UPDATE SET meta = EXCLUDED.meta", (name, symbol, json.dumps(meta)))
+                con.execute(
+                    "INSERT INTO mlfin_observation_series (name, symbol, meta) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (name, symbol) DO UPDATE SET meta = EXCLUDED.meta",
+                    (name, symbol, json.dumps(meta)),
+                )
     return counts
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o043
 @patch
 def read_observations(self:PostgresStore, name: str, symbol: str | None = None) -> pd.DataFrame:
-    "A stored series, every vintage, sorted by known time then period, its record as attrs; NotFound naming what is stored"
+    """A stored series, every vintage, sorted by known time then period, its record as attrs; NotFound naming what is
+    stored"""
     check_name(name)
     with self._connect() as con:
         kept, rows = _pg_series(con, name, symbol) if self._observation_tables(con) else ({}, None)
@@ -76,14 +97,20 @@ def read_observations(self:PostgresStore, name: str, symbol: str | None = None) 
 
 @patch
 def observation_series(self:PostgresStore) -> pd.DataFrame:
-    "Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and last period and known time"
+    """Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and
+    last period and known time"""
     with self._connect() as con:
-        found = con.execute("SELECT meta FROM mlfin_observation_series ORDER BY name, symbol").fetchall() if self._observation_tables(con) else []
+        found = (
+            con.execute("SELECT meta FROM mlfin_observation_series ORDER BY name, symbol").fetchall()
+            if self._observation_tables(con)
+            else []
+        )
     return series_listing([r[0] for r in found])
 
 @patch
 def observations_stamp(self:PostgresStore, name: str, symbol: str | None = None) -> str | None:
-    "A digest of the series' rows: moved by every write that adds one, the same after a backup and restore; None when not stored"
+    """A digest of the series' rows: moved by every write that adds one, the same after a backup and restore; None when
+    not stored"""
     with self._connect() as con:
         found = con.execute("SELECT meta->>'digest' FROM mlfin_observation_series WHERE name = %s AND symbol = %s",
                             (name, symbol or '')).fetchone() if self._observation_tables(con) else None
@@ -95,6 +122,11 @@ def delete_observations(self:PostgresStore, name: str, symbol: str | None = None
     with self._writing(), self._connect() as con, con.transaction():
         if self._observation_tables(con):
             con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"observations/{name}/{symbol or ''}",))
-            removed = con.execute("DELETE FROM mlfin_observations WHERE name = %s AND symbol = %s", (name, symbol or '')).rowcount
-            if con.execute("DELETE FROM mlfin_observation_series WHERE name = %s AND symbol = %s", (name, symbol or '')).rowcount: return removed
+            removed = con.execute(
+                "DELETE FROM mlfin_observations WHERE name = %s AND symbol = %s", (name, symbol or '')
+            ).rowcount
+            if con.execute(
+                "DELETE FROM mlfin_observation_series WHERE name = %s AND symbol = %s", (name, symbol or '')
+            ).rowcount:
+                return removed
     raise not_stored(name, symbol, self.observation_series())

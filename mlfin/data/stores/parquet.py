@@ -20,8 +20,9 @@ __all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', '
            'read_manifest', 'series_cut', 'save_manifest', 'read_part']
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c005b
-# one file per period, about ten thousand bars at most (10,080 / 8,928 / 8,784 / 3,653 round the clock): a push rewrites one
-# such file, and ten million one-minute bars are a thousand files, not seven thousand (each file costs a write and an fsync)
+# one file per period, about ten thousand bars at most (10,080 / 8,928 / 8,784 / 3,653 round the clock): a push rewrites
+# one such file, and ten million one-minute bars are a thousand files, not seven thousand (each file costs a write and
+# an fsync)
 PERIODS = {'1m': 'week', '5m': 'month', '1h': 'year', '1d': 'decade'}
 _DAY_NS = 86_400_000_000_000
 
@@ -30,8 +31,11 @@ def period_keys(index: pd.DatetimeIndex, # UTC times of bars
                ) -> np.ndarray:
     "The period each bar's file is: Monday-weeks since 1970 (1m), months (5m), years (1h) or decades (1d)"
     ns, period = pd.DatetimeIndex(index).as_unit('ns').asi8, PERIODS[check_timeframe(timeframe)]
-    if period == 'week':   # 1970-01-01 was a Thursday: weeks from Monday (in place, 4 bytes a bar: ten million bars cost 40 MB once)
-        keys = np.floor_divide(ns, _DAY_NS, out=np.empty(len(ns), dtype='int32'), casting='unsafe'); keys += 3; keys //= 7
+    # 1970-01-01 was a Thursday: weeks from Monday (in place, 4 bytes a bar: ten million bars cost 40 MB once)
+    if period == 'week':
+        keys = np.floor_divide(ns, _DAY_NS, out=np.empty(len(ns), dtype='int32'), casting='unsafe')
+        keys += 3
+        keys //= 7
         return keys
     if period == 'month': return ns.astype('datetime64[ns]').astype('datetime64[M]').astype('int64')
     years = ns.astype('datetime64[ns]').astype('datetime64[Y]').astype('int64') + 1970
@@ -49,13 +53,18 @@ def period_label(key: int, timeframe: str) -> str:
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c006
 class ParquetStore:
-    "Bars in Parquet files (one per period of each series) named by a manifest, the newest in a tail log, read with DuckDB"
+    """Bars in Parquet files (one per period of each series) named by a manifest, the newest in a tail log, read with
+    DuckDB"""
+
     kind = 'parquet'
-    cheap_stamp = True   # stamp() is a stat or two of local files (the manifest read again only when it moved): cheap enough for an event loop
+    # stamp() is a stat or two of local files (the manifest read again only when it moved): cheap enough for an event
+    # loop
+    cheap_stamp = True
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root or store_dir())
         self._written = {}   # folder -> (file, its Arrow table): the last period this process wrote, for the next fold
-        self._stamps = {}    # manifest -> ((inode, time, size), its digest, its tail's file): read again only when the file moved
+        # manifest -> ((inode, time, size), its digest, its tail's file): read again only when the file moved
+        self._stamps = {}
         self._dirs = {}      # (symbol, timeframe) -> its folder, checked once (the service asks per request)
         self._tails = {}     # tail log -> ((inode, time, size), Tail): read again only when the file moved
         self._locks = {}     # folder -> its series' lock
@@ -78,16 +87,20 @@ def has(self:ParquetStore, symbol: str, timeframe: str) -> bool:
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pstamp
 @patch
 def stamp(self:ParquetStore, symbol: str, timeframe: str):
-    "A value that changes whenever the series does and stays when the store is copied, moved or restored: its manifest's periods' digest and its tail's length; None when it is not stored"
+    """A value that changes whenever the series does and stays when the store is copied, moved or restored: its
+    manifest's periods' digest and its tail's length; None when it is not stored"""
     import orjson
-    if (path := self._manifests.get((symbol, timeframe))) is None:   # a text path, made once: the service asks per request
+    # a text path, made once: the service asks per request
+    if (path := self._manifests.get((symbol, timeframe))) is None:
         path = self._manifests[(symbol, timeframe)] = os.path.join(self._dir(symbol, timeframe), MANIFEST)
     try:
         found = os.stat(path); key = (found.st_ino, found.st_mtime_ns, found.st_size)
         if (kept := self._stamps.get(path)) and kept[0] == key: digest, tail = kept[1], kept[2]   # a stat per call
         else:
-            periods = orjson.loads(Path(path).read_bytes()); periods.pop('retired', None)   # replaced files kept a while: not the series (a backup's cut drops them)
-            digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()   # every write names new files
+            # replaced files kept a while: not the series (a backup's cut drops them)
+            periods = orjson.loads(Path(path).read_bytes()); periods.pop('retired', None)
+            # every write names new files
+            digest = hashlib.blake2b(orjson.dumps(periods, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
             tail = os.path.join(os.path.dirname(path), periods['tail']['file']) if periods.get('tail') else None
             self._stamps[path] = (key, digest, tail)
     except FileNotFoundError: return None
@@ -104,7 +117,8 @@ def _tail(self:ParquetStore, folder: Path, parts) -> Tail | None:
     path = folder/entry['file']
     try: found = os.stat(path)
     except FileNotFoundError:
-        if (read_manifest(folder) or Parts()).tail == entry: return Tail.empty(entry["columns"])   # named, never reached the disk (a crash): empty
+        # named, never reached the disk (a crash): empty
+        if (read_manifest(folder) or Parts()).tail == entry: return Tail.empty(entry["columns"])
         raise   # retired since the manifest was read: the caller reads the new one
     if (kept := self._tails.get(path)) and kept[0] == (found.st_ino, found.st_mtime_ns, found.st_size): return kept[1]
     return self._keep_tail(path, read_tail(path, entry['columns']), found)
@@ -124,21 +138,36 @@ def read(self:ParquetStore, symbol: str, timeframe: str, start=None, end=None) -
     "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
     folder = self._dir(symbol, timeframe)
     lo, hi, closed = utc_bounds(start, end)
-    where = ' AND '.join(w for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
-                                        (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi)) if v is not None)
+    where = ' AND '.join(
+        w
+        for w, v in (
+            ('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
+            (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi),
+        )
+        if v is not None
+    )
     for attempt in range(20):
         parts, files = self._files(folder, symbol, timeframe)
-        picked = [f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
+        picked = [
+            f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)
+        ]
         try:
-            frame = _duckdb(f"SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) {('WHERE ' + where) if where else ''} ORDER BY ts",
-                            {'paths': [str(f) for f in picked or [files[-1][0]]],   # none overlaps: the last one, for its columns
-                             **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
+            frame = _duckdb(
+                "SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) "
+                f"{('WHERE ' + where) if where else ''} ORDER BY ts",
+                {
+                    'paths': [str(f) for f in picked or [files[-1][0]]],  # none overlaps: the last one, for its columns
+                    **({'lo': lo} if lo is not None else {}),
+                    **({'hi': hi} if hi is not None else {}),
+                },
+            )
             tail = self._tail(folder, parts)
         except Exception as e:
             if _gone(e, folder): continue   # a writer replaced a file since the manifest was read: read the new one
             raise
         newest = _within(tail.bars, lo, hi, closed) if tail is not None else None
-        if newest is not None and len(newest): frame = pd.concat([frame, newest.reset_index()], ignore_index=True)   # all later than the periods' bars
+        # all later than the periods' bars
+        if newest is not None and len(newest): frame = pd.concat([frame, newest.reset_index()], ignore_index=True)
         return to_bars(frame, symbol, timeframe)
     raise Unavailable(f"{symbol} {timeframe}: the series kept changing while it was read (20 tries)")
 
@@ -167,8 +196,11 @@ def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pfiles
 @patch
-def _files(self:ParquetStore, folder: Path, symbol: str, timeframe: str) -> tuple[Parts | None, list[tuple[Path, int, int]]]:
-    "The series' manifest and its current period files with their first and last times (ns), in time order; NotFound when it is not stored"
+def _files(
+    self: ParquetStore, folder: Path, symbol: str, timeframe: str
+) -> tuple[Parts | None, list[tuple[Path, int, int]]]:
+    """The series' manifest and its current period files with their first and last times (ns), in time order; NotFound
+    when it is not stored"""
     parts = read_manifest(folder)
     if parts: return parts, [(folder/f, first, last) for _, f, _, first, last in parts.entries()]
     if (folder/LEGACY).exists(): return None, [(folder/LEGACY, -2**63, 2**63 - 1)]
@@ -185,7 +217,8 @@ def meta(self:ParquetStore, symbol: str, timeframe: str) -> dict:
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #precord
 @patch
 def _record(self:ParquetStore, folder: Path) -> dict:
-    "The series' record, parsed anew each time (the caller's to change) from the file's bytes, read again only when the file moved"
+    """The series' record, parsed anew each time (the caller's to change) from the file's bytes, read again only when
+    the file moved"""
     import orjson
     path = os.path.join(folder, '_meta.json')
     try: found = os.stat(path)
@@ -198,7 +231,8 @@ def _record(self:ParquetStore, folder: Path) -> dict:
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pls
 @patch
 def ls(self:ParquetStore) -> pd.DataFrame:
-    "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows (from the manifests and tails)"
+    """Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined
+    rows (from the manifests and tails)"""
     cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
     rows = []
     for folder in sorted(self.root.glob('bars/timeframe=*/symbol=*')):
@@ -206,15 +240,30 @@ def ls(self:ParquetStore) -> pd.DataFrame:
         parts = read_manifest(folder)
         if parts:
             try: newest = self._tail(folder, parts)
-            except FileNotFoundError: newest = None   # folded meanwhile: its bars are in the periods of a newer manifest
+            # folded meanwhile: its bars are in the periods of a newer manifest
+            except FileNotFoundError: newest = None
             held = newest.current['ts'] if newest is not None else []
             bars, first, last = parts.total + len(held), parts.first[0], (held[-1] if len(held) else parts.last[-1])
         elif (folder/LEGACY).exists():
-            bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)", {'p': str(folder/LEGACY)}).iloc[0]
+            bars, first, last = _duckdb(
+                "SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)",
+                {'p': str(folder / LEGACY)},
+            ).iloc[0]
         else: continue
         meta = self.meta(symbol, timeframe)
-        rows.append([symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'), pd.Timestamp(int(last), tz='UTC'),
-                     meta.get('calendar', ''), meta.get('source', ''), meta.get('volume', ''), 0])
+        rows.append(
+            [
+                symbol,
+                timeframe,
+                int(bars),
+                pd.Timestamp(int(first), tz='UTC'),
+                pd.Timestamp(int(last), tz='UTC'),
+                meta.get('calendar', ''),
+                meta.get('source', ''),
+                meta.get('volume', ''),
+                0,
+            ]
+        )
     held = pd.DataFrame(rows, columns=cols).sort_values(['symbol', 'timeframe'], ignore_index=True)
     q = self.quarantined()
     counts = q.groupby(['symbol', 'timeframe']).size() if len(q) else pd.Series(dtype='int64')
@@ -226,9 +275,16 @@ def ls(self:ParquetStore) -> pd.DataFrame:
 def quarantined(self:ParquetStore, symbol: str | None = None) -> pd.DataFrame:
     "Rows kept out of the store, with reason, source and when"
     files = sorted(self.root.glob(f"quarantine/timeframe=*/symbol={symbol or '*'}/*.parquet"))
-    if not files: return pd.DataFrame(columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
-    frames = [pd.read_parquet(f).assign(symbol=f.parent.name.removeprefix('symbol='), timeframe=f.parent.parent.name.removeprefix('timeframe='))
-              for f in files]
+    if not files:
+        return pd.DataFrame(
+            columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested']
+        )
+    frames = [
+        pd.read_parquet(f).assign(
+            symbol=f.parent.name.removeprefix('symbol='), timeframe=f.parent.parent.name.removeprefix('timeframe=')
+        )
+        for f in files
+    ]
     out = pd.concat(frames, ignore_index=True)
     return out[['symbol', 'timeframe'] + [c for c in out.columns if c not in ('symbol', 'timeframe')]]
 
@@ -240,10 +296,12 @@ class Parts:
     "A series' periods in time order, each with its file, rows and first and last times (ns), and their total"
     COLUMNS = ('keys', 'files', 'rows', 'first', 'last')
     def __init__(self, found: dict | None = None):
-        # kept as columns, not a dict of periods: a push touches one period of a thousand, and reads and writes them all as arrays
+        # kept as columns, not a dict of periods: a push touches one period of a thousand, and reads and writes them all
+        # as arrays
         for name in self.COLUMNS: setattr(self, name, list((found or {}).get(name, [])))
         self.total = (found or {}).get('total', sum(self.rows))
-        self.tail = dict(t) if (t := (found or {}).get('tail')) else None   # the tail log: {'file': ..., 'columns': [...]}, or None
+        # the tail log: {'file': ..., 'columns': [...]}, or None
+        self.tail = dict(t) if (t := (found or {}).get('tail')) else None
     def __len__(self): return len(self.keys)
     def _at(self, key) -> int:
         import bisect
@@ -251,14 +309,20 @@ class Parts:
     def get(self, key) -> list | None:
         "[file, rows, first ns, last ns] of a period, or None"
         i = self._at(key)
-        return [self.files[i], self.rows[i], self.first[i], self.last[i]] if i < len(self.keys) and self.keys[i] == key else None
+        return (
+            [self.files[i], self.rows[i], self.first[i], self.last[i]]
+            if i < len(self.keys) and self.keys[i] == key
+            else None
+        )
+
     def __setitem__(self, key, entry: list):
         i = self._at(key)
         if i < len(self.keys) and self.keys[i] == key:
             self.total -= self.rows[i]
             self.files[i], self.rows[i], self.first[i], self.last[i] = entry
         else:
-            for column, value in zip((self.keys, self.files, self.rows, self.first, self.last), (key, *entry)): column.insert(i, value)
+            for column, value in zip((self.keys, self.files, self.rows, self.first, self.last), (key, *entry)):
+                column.insert(i, value)
         self.total += entry[1]
     def __delitem__(self, key):
         i = self._at(key)
@@ -276,7 +340,8 @@ def read_manifest(folder: Path, retired: bool = False):
     path = folder/MANIFEST
     try:
         at = os.stat(path); key = (at.st_ino, at.st_mtime_ns, at.st_size)
-        if (kept := _READ.get(path)) is None or kept[0] != key:   # parsed again only when a commit moved it (ten million bars: 60 KB)
+        # parsed again only when a commit moved it (ten million bars: 60 KB)
+        if (kept := _READ.get(path)) is None or kept[0] != key:
             kept = (key, orjson.loads(path.read_bytes()))
             if len(_READ) >= 256: _READ.pop(next(iter(_READ)))
             _READ[path] = kept
@@ -284,7 +349,8 @@ def read_manifest(folder: Path, retired: bool = False):
     found = kept[1]
     return (Parts(found), [list(r) for r in found.get('retired', [])]) if retired else Parts(found)
 
-_READ = {}   # manifest -> ((inode, time, size), its content), shared by the process's stores: a push reads it once a commit
+# manifest -> ((inode, time, size), its content), shared by the process's stores: a push reads it once a commit
+_READ = {}
 
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c006a_pub
@@ -292,19 +358,23 @@ def series_cut(folder: Path,   # a series' folder in the store
         out: Path,      # where its cut goes
         place,          # place(source, target): how a period file gets there (a hard link, a copy)
        ) -> bool:
-    "A series' committed state under `out`: the files its manifest names (read once), its tail's whole appends, that manifest with nothing retired, its record; False when it holds nothing"
+    """A series' committed state under `out`: the files its manifest names (read once), its tail's whole appends, that
+    manifest with nothing retired, its record; False when it holds nothing"""
     import shutil
-    parts = read_manifest(folder)   # the files it names are never changed in place, only replaced by files a later manifest names
+    # the files it names are never changed in place, only replaced by files a later manifest names
+    parts = read_manifest(folder)
     if parts is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name in parts.files: place(folder/name, out/name)
-        if parts.tail:   # appended to in place: copied, up to its last whole append now (a link would follow later appends)
+        # appended to in place: copied, up to its last whole append now (a link would follow later appends)
+        if parts.tail:
             source = folder/parts.tail['file']
             try:
                 length = read_tail(source, parts.tail['columns']).length
                 with open(source, 'rb') as f: whole = f.read(length)
             except FileNotFoundError:
-                if (read_manifest(folder) or Parts()).tail != parts.tail: raise   # folded and gone since the manifest was read: the caller cuts again
+                # folded and gone since the manifest was read: the caller cuts again
+                if (read_manifest(folder) or Parts()).tail != parts.tail: raise
                 whole = b''   # named, lost in a crash before it reached the disk: empty
             (out/parts.tail['file']).write_bytes(whole)
         save_manifest(out, parts)
@@ -317,8 +387,16 @@ def series_cut(folder: Path,   # a series' folder in the store
 def save_manifest(folder: Path, parts: Parts, retired: list | None = None):
     "Write a series' manifest (its periods, and the retired files still kept) in one atomic replace"
     import orjson
-    content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in Parts.COLUMNS}, 'total': parts.total, 'tail': parts.tail,
-                            'retired': retired or []})
+
+    content = orjson.dumps(
+        {
+            'format': 2,
+            **{name: getattr(parts, name) for name in Parts.COLUMNS},
+            'total': parts.total,
+            'tail': parts.tail,
+            'retired': retired or [],
+        }
+    )
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
 
@@ -335,7 +413,11 @@ def read_part(path: Path) -> pd.DataFrame:
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c006a_07
 def _gone(error: Exception, folder: Path) -> bool:
     "Whether `error` is a read of a file that a writer replaced meanwhile"
-    return isinstance(error, FileNotFoundError) or ('No files found' in str(error) or 'No such file' in str(error)) and str(folder) in str(error)
+    return (
+        isinstance(error, FileNotFoundError)
+        or ('No files found' in str(error) or 'No such file' in str(error))
+        and str(folder) in str(error)
+    )
 
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c006a_08

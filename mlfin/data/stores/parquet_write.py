@@ -11,8 +11,8 @@ import numpy as np, pandas as pd
 from fastcore.basics import patch
 from ...errors import NotFound, Unavailable
 from ...processes import atomic_write
-from .parquet import (GRACE, LEGACY, MANIFEST, WRITING, ParquetStore, Parts, read_manifest, read_part, save_manifest,
-                                       period_keys, period_label)
+from .parquet import GRACE, LEGACY, MANIFEST, WRITING, ParquetStore, Parts, read_manifest, read_part
+from .parquet import save_manifest, period_keys, period_label
 from .rules import as_stored, check_symbol, not_yet_quarantined, span
 from .tail import append_tail, new_tail, to_records
 from ..bars import check_timeframe
@@ -34,24 +34,31 @@ FULL = (errno.ENOSPC, errno.EDQUOT)   # a disk (or the user's quota) with no roo
 
 @contextmanager
 def _room(store: ParquetStore, folder: Path, timeframe: str):
-    "A change that met a full disk: the files it made and did not commit cleared under the series' lock, and one line naming the store's folder"
+    """A change that met a full disk: the files it made and did not commit cleared under the series' lock, and one line
+    naming the store's folder"""
     try: yield
     except OSError as e:
         if e.errno not in FULL: raise
         store._written.pop(folder, None)   # a period it wrote and did not commit: never the next fold's start
         if (folder/WRITING).exists():
             with store._lock(folder):
-                if (folder/WRITING).exists(): _claim(folder, timeframe, writing=False); (folder/WRITING).unlink(missing_ok=True)
+                if (folder / WRITING).exists():
+                    _claim(folder, timeframe, writing=False)
+                    (folder / WRITING).unlink(missing_ok=True)
         free = shutil.disk_usage(store.root).free / 2**20 if store.root.exists() else 0.0
-        raise Unavailable(f"the store's disk is full: no room under {store.root.resolve()} ({free:,.1f} MB free); free space there (or give "
-                          f"--store / MLFIN_STORE a disk with room) and run it again: the store keeps its last complete write") from e
+        raise Unavailable(
+            f"the store's disk is full: no room under {store.root.resolve()} ({free:,.1f} MB free); free space there "
+            "(or give "
+            f"--store / MLFIN_STORE a disk with room) and run it again: the store keeps its last complete write"
+        ) from e
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wwrite
 @patch
 def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
           meta: dict | None = None, # kept beside the series: calendar, source, ...
          ) -> dict:
-    "Upsert `bars`: a collector's new bars appended to the series' tail log, any other batch merged into the periods it touches (the tail's bars first); counts of new, changed and unchanged bars and the series' total"
+    """Upsert `bars`: a collector's new bars appended to the series' tail log, any other batch merged into the periods
+    it touches (the tail's bars first); counts of new, changed and unchanged bars and the series' total"""
     symbol, timeframe = bars.attrs['symbol'], bars.attrs['timeframe']
     folder = self._dir(symbol, timeframe)
     with _room(self, folder, timeframe): folder.mkdir(parents=True, exist_ok=True)
@@ -60,10 +67,13 @@ def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor
         incoming = incoming[~incoming.index.duplicated(keep='last')].sort_index(kind='stable')
     change = None
     with _room(self, folder, timeframe), self._lock(folder):
-        parts, retired = _claim(folder, timeframe, writing=False)   # an append to the tail makes no file: no marker needed
+        # an append to the tail makes no file: no marker needed
+        parts, retired = _claim(folder, timeframe, writing=False)
         tail, after = self._tail(folder, parts), parts.last[-1] if len(parts) else -2**63
-        if tail is not None and tail.takes(incoming, parts.tail['columns'], after):   # a collector's bars, new or correcting the tail's
-            records = to_records(incoming, parts.tail['columns'])   # numpy from here: a pandas selection costs more than the append
+        # a collector's bars, new or correcting the tail's
+        if tail is not None and tail.takes(incoming, parts.tail['columns'], after):
+            # numpy from here: a pandas selection costs more than the append
+            records = to_records(incoming, parts.tail['columns'])
             counts, wanted = tail.compare(records)
             change = counts.pop('first_change', None)
             if wanted.any():   # a resend of what it holds writes nothing
@@ -71,35 +81,52 @@ def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor
                 tail = self._keep_tail(path, tail.appended(records, append_tail(path, records, tail.length)))
             total = parts.total + len(tail)
         else:
-            (folder/WRITING).touch()   # files will be made: a writer killed from here leaves the marker, and its files are cleared
+            # files will be made: a writer killed from here leaves the marker, and its files are cleared
+            (folder/WRITING).touch()
             replaced, columns, more, folded = [], list(incoming.columns), [], False
-            if tail is not None and len(tail) and tail.follows(incoming, parts.tail['columns'], after):   # a full tail, then new bars: one pass
+            # a full tail, then new bars: one pass
+            if tail is not None and len(tail) and tail.follows(incoming, parts.tail['columns'], after):
                 counts, change, more = self._periods(folder, parts, pd.concat([tail.bars, incoming]), timeframe)
                 counts['new'] -= len(tail); replaced.append(parts.tail['file']); folded = True
             else:
-                later = incoming.index.asi8 > after   # bars in the tail's span: resent as held, they need no fold
-                kept = tail is not None and len(tail) and later.any() and list(incoming.columns) == parts.tail['columns'] \
-                       and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any()
-                if tail is not None and len(tail) and later.any() and not kept:   # its bars into their periods first: this batch corrects or adds to them
-                    replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]; folded = True
+                later = incoming.index.asi8 > after  # bars in the tail's span: resent as held, they need no fold
+                kept = (
+                    tail is not None
+                    and len(tail)
+                    and later.any()
+                    and list(incoming.columns) == parts.tail['columns']
+                    and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any()
+                )
+                # its bars into their periods first: this batch corrects or adds to them
+                if tail is not None and len(tail) and later.any() and not kept:
+                    replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]
+                    folded = True
                 counts, change, more = self._periods(folder, parts, incoming[~later] if kept else incoming, timeframe)
                 if kept: counts['unchanged'] += int(later.sum())
             if replaced or more or counts['new']:
-                if tail is None or folded or (not len(tail) and parts.tail['columns'] != columns):   # else the tail stays, bars and all
+                # else the tail stays, bars and all
+                if tail is None or folded or (not len(tail) and parts.tail['columns'] != columns):
                     if tail is not None and not folded: replaced.append(parts.tail['file'])
                     parts.tail = {'file': new_tail(folder), 'columns': columns}   # empty, for the appends to come
                 _commit(folder, parts, retired, replaced + more)
-            total = parts.total + (len(tail) if tail is not None and not folded else 0)   # a tail not folded holds its bars still
+            # a tail not folded holds its bars still
+            total = parts.total + (len(tail) if tail is not None and not folded else 0)
         kept = self._record(folder)
         new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
-        if new_meta != kept: atomic_write(folder/'_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
+        if new_meta != kept:
+            atomic_write(
+                folder / '_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str))
+            )
         (folder/WRITING).unlink(missing_ok=True)
     return {**counts, 'total': total, **({'first_change': change} if change else {})}
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wperiods
 @patch
-def _periods(self:ParquetStore, folder: Path, parts: Parts, incoming: pd.DataFrame, timeframe: str) -> tuple[dict, tuple | None, list]:
-    "Merge stored bars into the periods they touch, as new files on disk (`parts` updated, nothing committed): counts, the first change, the files replaced"
+def _periods(
+    self: ParquetStore, folder: Path, parts: Parts, incoming: pd.DataFrame, timeframe: str
+) -> tuple[dict, tuple | None, list]:
+    """Merge stored bars into the periods they touch, as new files on disk (`parts` updated, nothing committed): counts,
+    the first change, the files replaced"""
     times = incoming.index.asi8
     keys = period_keys(incoming.index, timeframe)
     starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1] if len(keys) else np.array([], dtype='int64')
@@ -107,7 +134,8 @@ def _periods(self:ParquetStore, folder: Path, parts: Parts, incoming: pd.DataFra
     counts, replaced, files, change = {'new': 0, 'changed': 0, 'unchanged': 0}, [], _Files(many=len(starts) > 2), None
     for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
         key, held = int(keys[a]), parts.get(int(keys[a]))
-        # bars after the period's last one (a fold of the tail, a batch of new bars): appended to its file as Arrow, no merge needed
+        # bars after the period's last one (a fold of the tail, a batch of new bars): appended to its file as Arrow, no
+        # merge needed
         table = (_appended(folder/held[0] if held else None, whole.slice(a, b - a), self._written.get(folder))
                  if not held or times[a] > held[3] else None)
         if table is not None:
@@ -119,7 +147,8 @@ def _periods(self:ParquetStore, folder: Path, parts: Parts, incoming: pd.DataFra
             change = change or found.get('first_change')   # periods in time order: the earliest change
         for k in counts: counts[k] += found[k]
         if found['new'] or found['changed']:
-            name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"   # never a name a reader may hold open
+            # never a name a reader may hold open
+            name = f"{period_label(key, timeframe)}.{secrets.token_hex(4)}.parquet"
             files.write(folder/name, table)
             parts[key] = [name, size, first, last]
             if len(starts) == 1 and not isinstance(table, pd.DataFrame): self._remember(folder, name, table)
@@ -131,16 +160,22 @@ def _periods(self:ParquetStore, folder: Path, parts: Parts, incoming: pd.DataFra
 @patch
 def _remember(self:ParquetStore, folder: Path, name: str, table):
     "Keep the period just written (a collector appends to it next): files never change, so its name says it is current"
-    if len(self._written) >= 64: self._written.pop(next(iter(self._written)))   # at most 64 series' last periods (~35 MB)
+    # at most 64 series' last periods (~35 MB)
+    if len(self._written) >= 64: self._written.pop(next(iter(self._written)))
     self._written[folder] = (name, table)
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wdelete
 @patch
 def delete(self:ParquetStore, symbol: str, timeframe: str,
-           start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
+           # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
+           start=None, end=None,
           ) -> int:
     "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows); how many bars went"
-    folder, (lo, hi, closed), ranged = self._dir(symbol, timeframe), span(start, end), start is not None or end is not None
+    folder, (lo, hi, closed), ranged = (
+        self._dir(symbol, timeframe),
+        span(start, end),
+        start is not None or end is not None,
+    )
     if not self.has(symbol, timeframe): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
     with _room(self, folder, timeframe), self._lock(folder):
         parts, retired = _claim(folder, timeframe)
@@ -148,13 +183,16 @@ def delete(self:ParquetStore, symbol: str, timeframe: str,
         tail, replaced = self._tail(folder, parts), []
         if ranged and tail is not None:   # the tail's bars into their periods first: the range may hold some
             if len(tail): replaced += self._periods(folder, parts, tail.bars, timeframe)[2]
-            replaced.append(parts.tail['file']); parts.tail = None   # the next write names a new one
-        removed, cut = _cut(folder, parts, timeframe, lo, hi, closed) if ranged else (parts.total + (len(tail) if tail else 0), [])
+            replaced.append(parts.tail['file']); parts.tail = None  # the next write names a new one
+        removed, cut = (
+            _cut(folder, parts, timeframe, lo, hi, closed) if ranged else (parts.total + (len(tail) if tail else 0), [])
+        )
         if ranged and len(parts):   # some bars stay
             if replaced or cut: _commit(folder, parts, retired, replaced + cut)
             (folder/WRITING).unlink()
             return removed
-        (folder/MANIFEST).unlink()   # the commit: the series is gone (what a writer killed after it leaves, `_claim` clears)
+        # the commit: the series is gone (what a writer killed after it leaves, `_claim` clears)
+        (folder/MANIFEST).unlink()
         for f in folder.iterdir():
             if f.suffix in ('.parquet', '.bin') or f.name == '_meta.json': f.unlink(missing_ok=True)
         (folder/WRITING).unlink()
@@ -165,14 +203,20 @@ def delete(self:ParquetStore, symbol: str, timeframe: str,
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wquarantine
 @patch
 def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
-    "Keep rejected rows (with their reasons) beside the store, one file per ingest, each bad row once (`not_yet_quarantined`); how many were new"
+    """Keep rejected rows (with their reasons) beside the store, one file per ingest, each bad row once
+    (`not_yet_quarantined`); how many were new"""
     from filelock import FileLock
     if rejected.empty: return 0
     folder = self.root/'quarantine'/f"timeframe={check_timeframe(timeframe)}"/f"symbol={check_symbol(symbol)}"
     with _room(self, folder, timeframe): folder.mkdir(parents=True, exist_ok=True)
-    with _room(self, folder, timeframe), FileLock(folder/'.lock', timeout=600):   # two pushes of one bad candle at once: one keeps it
+    # two pushes of one bad candle at once: one keeps it
+    with _room(self, folder, timeframe), FileLock(folder/'.lock', timeout=600):
         files = sorted(folder.glob('*.parquet'))
-        held = pd.concat([pd.read_parquet(f, columns=['row', 'ts', 'column', 'reason', 'value']) for f in files]) if files else rejected.iloc[0:0]
+        held = (
+            pd.concat([pd.read_parquet(f, columns=['row', 'ts', 'column', 'reason', 'value']) for f in files])
+            if files
+            else rejected.iloc[0:0]
+        )
         fresh = not_yet_quarantined(rejected, held)
         if fresh.empty: return 0
         stamp = dt.datetime.now(dt.timezone.utc)
@@ -186,13 +230,18 @@ def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe
 def mark(self:ParquetStore, symbol: str, timeframe: str,
          **fields, # the record's fields to set (None: removed), e.g. live=True
         ) -> dict:
-    "Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series` reads them); the record as it is now"
+    """Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series`
+    reads them); the record as it is now"""
     folder = self._dir(symbol, timeframe)
     if not self._record(folder): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
-    with _room(self, folder, timeframe), self._lock(folder):   # a write merges the record it read: under the same lock, neither loses the other's fields
+    # a write merges the record it read: under the same lock, neither loses the other's fields
+    with _room(self, folder, timeframe), self._lock(folder):
         kept = self._record(folder)
         new = {k: v for k, v in {**kept, **fields}.items() if v is not None}
-        if new != kept: atomic_write(folder/'_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new, indent=1, default=str)))
+        if new != kept:
+            atomic_write(
+                folder / '_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new, indent=1, default=str))
+            )
     return new
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c006a_02
@@ -207,10 +256,14 @@ def _commit(folder: Path, parts: Parts, retired: list, replaced: list):
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c006a_03
 def _cut(folder: Path, parts: Parts, timeframe: str, lo, hi, closed: bool) -> tuple[int, list]:
-    "Take the bars between `lo` and `hi` out of the periods (new files, `parts` updated, nothing committed); how many, and the files replaced"
+    """Take the bars between `lo` and `hi` out of the periods (new files, `parts` updated, nothing committed); how many,
+    and the files replaced"""
     removed, replaced = 0, []
     for key, name, rows, first, last in list(parts.entries()):
-        if (lo is not None and last < lo.value) or (hi is not None and (first > hi.value or (not closed and first == hi.value))): continue
+        if (lo is not None and last < lo.value) or (
+            hi is not None and (first > hi.value or (not closed and first == hi.value))
+        ):
+            continue
         bars = read_part(folder/name)
         inside = np.ones(len(bars), dtype=bool)
         if lo is not None: inside &= bars.index >= lo
@@ -227,16 +280,25 @@ def _cut(folder: Path, parts: Parts, timeframe: str, lo, hi, closed: bool) -> tu
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c006a_04
 def _claim(folder: Path, timeframe: str,
-           writing: bool = True, # mark the folder as being written (files about to be made); False: the caller marks it when it must
+           # mark the folder as being written (files about to be made); False: the caller marks it when it must
+           writing: bool = True,
           ) -> tuple[Parts, list]:
-    "Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series into periods"
+    """Under the series' lock: its manifest, after clearing what a killed writer left and splitting a one-file series
+    into periods"""
     marker = folder/WRITING
     if marker.exists():   # the last writer died mid-write: files no manifest names are its leftovers
         parts, retired = read_manifest(folder, retired=True) or (Parts(), [])
-        named = set(parts.files) | {name for name, _ in retired} | {LEGACY} | ({parts.tail['file']} if parts.tail else set())
+        named = (
+            set(parts.files)
+            | {name for name, _ in retired}
+            | {LEGACY}
+            | ({parts.tail['file']} if parts.tail else set())
+        )
         for f in folder.iterdir():
-            if (f.suffix in ('.parquet', '.bin') and f.name not in named) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
-        if not (folder/MANIFEST).exists() and not (folder/LEGACY).exists():   # a delete killed after its commit: its record goes too
+            if (f.suffix in ('.parquet', '.bin') and f.name not in named) or f.name.endswith('.tmp'):
+                f.unlink(missing_ok=True)
+        # a delete killed after its commit: its record goes too
+        if not (folder/MANIFEST).exists() and not (folder/LEGACY).exists():
             (folder/'_meta.json').unlink(missing_ok=True)
     if writing: marker.touch()
     parts, retired = read_manifest(folder, retired=True) or (None, [])
@@ -259,17 +321,26 @@ def _claim(folder: Path, timeframe: str,
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c006a_04l
 class _SeriesLock:
-    """A series' lock file held with `flock`, waiting at most `timeout` seconds: one writer at a time across threads (each its own
-    descriptor) and processes. filelock's FileLock, which the home's locks use, cost 0.2 ms a push here; this costs 10 us"""
-    def __init__(self, path: Path, timeout: float = 600.0): self.path, self.timeout, self.held = str(path), timeout, threading.local()
+    """A series' lock file held with `flock`, waiting at most `timeout` seconds: one writer at a time across threads
+    (each its own descriptor) and processes. filelock's FileLock, which the home's locks use, cost 0.2 ms a push here;
+    this costs 10 us"""
+
+    def __init__(self, path: Path, timeout: float = 600.0):
+        self.path, self.timeout, self.held = str(path), timeout, threading.local()
+
     def __enter__(self):
         fd, waited, pause = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), None, 0.0005
         while True:
             try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); break
-            except BlockingIOError:   # another writer holds it (a push holds it 2 ms): looked at again after 0.5 ms, doubling to 20 ms, up to the timeout
+            # another writer holds it (a push holds it 2 ms): looked at again after 0.5 ms, doubling to 20 ms, up to the
+            # timeout
+            except BlockingIOError:
                 waited = waited or time.monotonic()
                 if time.monotonic() - waited > self.timeout:
-                    os.close(fd); raise Unavailable(f"{self.path}: another writer held the series for {self.timeout:.0f} s; try again") from None
+                    os.close(fd)
+                    raise Unavailable(
+                        f"{self.path}: another writer held the series for {self.timeout:.0f} s; try again"
+                    ) from None
                 time.sleep(pause); pause = min(pause * 2, 0.02)
         self.held.fd = fd
         return self
@@ -281,7 +352,8 @@ class _Files:
     "Period files written one after another, or (`many`: a big batch) by a few threads at once, at most 8 waiting"
     def __init__(self, many: bool):
         from concurrent.futures import ThreadPoolExecutor
-        self.pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1)) if many else None   # Arrow's writer and fsync let go of the GIL
+        # Arrow's writer and fsync let go of the GIL
+        self.pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1)) if many else None
         self.waiting = []
     def write(self, path: Path, table):
         job = lambda: atomic_write(path, lambda tmp: _write_parquet(table, tmp))
@@ -297,7 +369,8 @@ class _Files:
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c007_00
 def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    "`old` with `new` merged in (new values win on equal ts, in the columns `new` has), and counts of new/changed/unchanged bars"
+    """`old` with `new` merged in (new values win on equal ts, in the columns `new` has), and counts of
+    new/changed/unchanged bars"""
     if old is None or old.empty: return new, {'new': len(new), 'changed': 0, 'unchanged': 0}
     columns = list(dict.fromkeys([*old.columns, *new.columns]))
     given = list(new.columns)   # a column a batch lacks (a source without spread) is not given, so not erased
@@ -305,8 +378,9 @@ def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, 
     a, b = old.reindex(index=common, columns=given).to_numpy(), new.loc[common].to_numpy()
     same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
     counts = {'new': len(new) - len(common), 'changed': int((~same).sum()), 'unchanged': int(same.sum())}
-    if counts['changed']:   # the first changed bar and column, old and new value: what a report names
-        i = int(np.flatnonzero(~same)[0]); j = int(np.flatnonzero((a[i] != b[i]) & ~(np.isnan(a[i]) & np.isnan(b[i])))[0])
+    if counts['changed']:  # the first changed bar and column, old and new value: what a report names
+        i = int(np.flatnonzero(~same)[0])
+        j = int(np.flatnonzero((a[i] != b[i]) & ~(np.isnan(a[i]) & np.isnan(b[i])))[0])
         counts['first_change'] = (common[i], given[j], float(a[i, j]), float(b[i, j]))
     if not counts['new'] and not counts['changed']: return old, counts
     merged = old.reindex(columns=columns)
@@ -318,7 +392,8 @@ def _upsert(old: pd.DataFrame | None, new: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c007_01
 def _arrow(frame: pd.DataFrame):
-    "Stored bars as an Arrow table: `ts` then the value columns, handed over as they are (from_pandas costs more, and trips on a zoned index under pandas 3)"
+    """Stored bars as an Arrow table: `ts` then the value columns, handed over as they are (from_pandas costs more, and
+    trips on a zoned index under pandas 3)"""
     import pyarrow as pa
     return pa.table({'ts': pa.array(pd.DatetimeIndex(frame.index).as_unit('ns').asi8, pa.timestamp('ns', tz='UTC')),
                      **{c: pa.array(frame[c].to_numpy(dtype='float64')) for c in frame.columns}})
@@ -326,10 +401,12 @@ def _arrow(frame: pd.DataFrame):
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c007_02
 def _appended(path: Path | None, new, written: tuple | None = None):
-    "The file at `path` with `new` (an Arrow table of bars all later than its own) after its bars; None when their columns differ"
+    """The file at `path` with `new` (an Arrow table of bars all later than its own) after its bars; None when their
+    columns differ"""
     import pyarrow as pa, pyarrow.parquet as pq
     if path is None: return new
-    old = written[1] if written and written[0] == path.name else pq.ParquetFile(path).read()   # this process wrote it: no read
+    # this process wrote it: no read
+    old = written[1] if written and written[0] == path.name else pq.ParquetFile(path).read()
     # one chunk: a table kept and appended to for a week would otherwise write ten thousand chunks
     return pa.concat_tables([old, new]).combine_chunks() if old.schema.names == new.schema.names else None
 
@@ -339,6 +416,7 @@ def _write_parquet(frame, path) -> None:
     "Bars (a frame, or an Arrow table from `_arrow`) to a Parquet file"
     import pyarrow.parquet as pq
     table = _arrow(frame) if isinstance(frame, pd.DataFrame) else frame
-    # no dictionary encoding: prices rarely repeat, and trying costs 5x the write time (and space); snappy: 2x faster than zstd
+    # no dictionary encoding: prices rarely repeat, and trying costs 5x the write time (and space); snappy: 2x faster
+    # than zstd
     pq.write_table(table, path, row_group_size=131_072, compression='snappy', use_dictionary=False)
 

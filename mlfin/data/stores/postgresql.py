@@ -10,7 +10,8 @@ from fastcore.basics import patch
 import pandas as pd
 from ...errors import NotFound, Unavailable
 from ..bars import check_timeframe
-from .rules import STORED_COLUMNS, as_stored, check_symbol, not_yet_quarantined, span, to_bars, utc_bounds
+from .rules import STORED_COLUMNS, as_stored, check_symbol, not_yet_quarantined, span, to_bars
+from .rules import utc_bounds
 
 # %% auto #0
 __all__ = ['PostgresStore']
@@ -35,7 +36,7 @@ CREATE INDEX IF NOT EXISTS mlfin_quarantine_series ON mlfin_quarantine (symbol, 
 _VALUES = [c for c in STORED_COLUMNS]
 # whether the tables are there, and of this version (a `changes` column): read in the catalogue, which any role may read
 _STATE = """SELECT to_regclass('mlfin_bars') IS NOT NULL, to_regclass('mlfin_quarantine') IS NOT NULL AND EXISTS (
-    SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('mlfin_series') AND attname = 'changes' AND NOT attisdropped)"""
+    SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('mlfin_series') AND attname = 'changes' AND NOT attisdropped)"""  # noqa: E501
 _SERIES = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #c004b
@@ -51,26 +52,32 @@ class PostgresStore:
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gconnect
 @patch
 def _connect(self:PostgresStore, write: bool = False):
-    "A connection; the tables made (or brought up to date) only when missing and needed: a role that may only read them reads"
+    """A connection; the tables made (or brought up to date) only when missing and needed: a role that may only read
+    them reads"""
     import psycopg
     try: con = psycopg.connect(self.url, connect_timeout=10)
     except psycopg.OperationalError as e:
         raise Unavailable(f"store {self!r}: cannot connect ({str(e).strip().splitlines()[0]})") from None
     if not self._ready:
         exists, current = con.execute(_STATE).fetchone(); con.commit()
-        if not current and (write or exists):   # created by the first write; an earlier version's tables updated at once
+        # created by the first write; an earlier version's tables updated at once
+        if not current and (write or exists):
             try:
                 with con.transaction():
                     con.execute("SELECT pg_advisory_xact_lock(7261)")  # two first writers must not race on CREATE TABLE
                     con.execute(_SCHEMA)
                     if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
                         con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                        con.execute("SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
+                        con.execute(
+                            "SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)"
+                        )
             except psycopg.errors.InsufficientPrivilege as e:
                 con.close()
                 what = "create the store's tables" if not exists else "update the store's tables (of an earlier mlfin)"
-                raise Unavailable(f"store {self!r}: this role may not {what} ({str(e).strip().splitlines()[0]}): "
-                                  "run one mlfin command with the store's owner first") from None
+                raise Unavailable(
+                    f"store {self!r}: this role may not {what} ({str(e).strip().splitlines()[0]}): "
+                    "run one mlfin command with the store's owner first"
+                ) from None
             current = True
         self._ready = current   # still False: no tables yet, and reading: the store is empty
     return con
@@ -83,14 +90,22 @@ def _writing(self:PostgresStore):
     import psycopg
     try: yield
     except psycopg.errors.InsufficientPrivilege as e:
-        raise Unavailable(f"store {self!r}: this role may not change the store ({str(e).strip().splitlines()[0]}): use a role that may write") from None
+        raise Unavailable(
+            f"store {self!r}: this role may not change the store ({str(e).strip().splitlines()[0]}): use a role that "
+            "may write"
+        ) from None
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #ghas
 @patch
 def has(self:PostgresStore, symbol: str, timeframe: str) -> bool:
     with self._connect() as con:
         if not self._ready: return False
-        return con.execute("SELECT 1 FROM mlfin_bars WHERE symbol = %s AND timeframe = %s LIMIT 1", (symbol, timeframe)).fetchone() is not None
+        return (
+            con.execute(
+                "SELECT 1 FROM mlfin_bars WHERE symbol = %s AND timeframe = %s LIMIT 1", (symbol, timeframe)
+            ).fetchone()
+            is not None
+        )
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gwrite
 @patch
@@ -98,7 +113,8 @@ def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> d
     "Upsert `bars` in one transaction; counts of new, changed and unchanged bars and the series' total"
     symbol, timeframe = check_symbol(bars.attrs['symbol']), check_timeframe(bars.attrs['timeframe'])
     rows = as_stored(bars).reindex(columns=_VALUES)
-    given = [c for c in _VALUES if c in bars]   # a column the batch lacks (a source without spread) is not given, so not erased
+    # a column the batch lacks (a source without spread) is not given, so not erased
+    given = [c for c in _VALUES if c in bars]
     with self._writing(), self._connect(write=True) as con, con.transaction():
         con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
         con.execute("CREATE TEMP TABLE incoming (LIKE mlfin_bars INCLUDING DEFAULTS) ON COMMIT DROP")
@@ -110,17 +126,24 @@ def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> d
             f"SELECT count(*) FILTER (WHERE b.ts IS NULL), count(*) FILTER (WHERE b.ts IS NOT NULL AND ({differs})) "
             "FROM incoming i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
         change = None
-        if changed:   # the first changed bar and column, old and new value: what a report names
-            found = con.execute(f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} FROM incoming i JOIN mlfin_bars b "
-                                f"USING (symbol, timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1").fetchone()
+        if changed:  # the first changed bar and column, old and new value: what a report names
+            found = con.execute(
+                f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} FROM incoming i JOIN mlfin_bars b "
+                f"USING (symbol, timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1"
+            ).fetchone()
             j = next(j for j in range(len(given)) if found[1 + 2 * j] != found[2 + 2 * j])
             old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
             change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
         if new or changed:
-            con.execute("INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
-                        + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
-                        + " WHERE " + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
-        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone()
+            con.execute(
+                "INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
+                + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
+                + " WHERE "
+                + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given)
+            )
+        kept = con.execute(
+            "SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
+        ).fetchone()
         merged = {**(kept[0] if kept else {}), **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
         # the series' count, span and change counter kept beside it: no count(*) over its history per write
         total = con.execute(
@@ -130,16 +153,24 @@ def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> d
             "last_ts = greatest(s.last_ts, EXCLUDED.last_ts), changes = s.changes + EXCLUDED.changes RETURNING bars",
             (symbol, timeframe, json.dumps(merged, default=str), int(new), rows.index.min().to_pydatetime(),
              rows.index.max().to_pydatetime(), int(bool(new or changed)))).fetchone()[0]
-        if new or changed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))  # delivered at commit
-    return {'new': int(new), 'changed': int(changed), 'unchanged': len(rows) - int(new) - int(changed), 'total': int(total),
-            **({'first_change': change} if change else {})}
+        # delivered at commit
+        if new or changed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))
+    return {
+        'new': int(new),
+        'changed': int(changed),
+        'unchanged': len(rows) - int(new) - int(changed),
+        'total': int(total),
+        **({'first_change': change} if change else {}),
+    }
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gdelete
 @patch
 def delete(self:PostgresStore, symbol: str, timeframe: str,
-           start=None, end=None, # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
+           # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
+           start=None, end=None,
           ) -> int:
-    "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows), in one transaction; how many bars went"
+    """Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows), in one
+    transaction; how many bars went"""
     check_symbol(symbol); check_timeframe(timeframe)
     lo, hi, closed = span(start, end)
     where, args = "symbol = %s AND timeframe = %s", [symbol, timeframe]
@@ -152,13 +183,20 @@ def delete(self:PostgresStore, symbol: str, timeframe: str,
         if lo is not None: sql += " AND ts >= %s"; cut.append(lo.to_pydatetime())
         if hi is not None: sql += f" AND ts {'<=' if closed else '<'} %s"; cut.append(hi.to_pydatetime())
         removed = con.execute(sql, cut).rowcount
-        if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():   # nothing left: the series goes
+        # nothing left: the series goes
+        if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():
             con.execute(f"DELETE FROM mlfin_quarantine WHERE {where}", args)
             # its row stays, empty, so that its change counter goes on: a series stored anew never repeats an old stamp
-            con.execute(f"UPDATE mlfin_series SET meta = '{{}}', bars = 0, first_ts = NULL, last_ts = NULL, changes = changes + 1 WHERE {where}", args)
+            con.execute(
+                f"UPDATE mlfin_series SET meta = '{{}}', bars = 0, first_ts = NULL, last_ts = NULL, changes = changes + 1 WHERE {where}",  # noqa: E501
+                args,
+            )
         elif removed:
-            con.execute(f"UPDATE mlfin_series SET bars = bars - %s, changes = changes + 1, first_ts = (SELECT min(ts) FROM mlfin_bars WHERE {where}), "
-                        f"last_ts = (SELECT max(ts) FROM mlfin_bars WHERE {where}) WHERE {where}", [removed, *args, *args, *args])
+            con.execute(
+                f"UPDATE mlfin_series SET bars = bars - %s, changes = changes + 1, first_ts = (SELECT min(ts) FROM mlfin_bars WHERE {where}), "  # noqa: E501
+                f"last_ts = (SELECT max(ts) FROM mlfin_bars WHERE {where}) WHERE {where}",
+                [removed, *args, *args, *args],
+            )
         if removed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))
     return removed
 
@@ -175,7 +213,9 @@ def read(self:PostgresStore, symbol: str, timeframe: str, start=None, end=None) 
         found = con.execute(sql + " ORDER BY ts", args).fetchall() if self._ready else []
         if not found and not self.has(symbol, timeframe):
             held = self.ls()
-            listing = ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+            listing = (
+                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
+            )
             raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
     return self._bars(found, symbol, timeframe)
 
@@ -202,14 +242,26 @@ def tail(self:PostgresStore, symbol: str, timeframe: str, n: int) -> pd.DataFram
 def stamp(self:PostgresStore, symbol: str, timeframe: str):
     "A value that changes whenever the series does (its change counter); None when it is not stored"
     with self._connect() as con:
-        found = con.execute("SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
+        found = (
+            con.execute(
+                "SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
+            ).fetchone()
+            if self._ready
+            else None
+        )
     return tuple(found) if found and found[1] else None
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gmeta
 @patch
 def meta(self:PostgresStore, symbol: str, timeframe: str) -> dict:
     with self._connect() as con:
-        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)).fetchone() if self._ready else None
+        kept = (
+            con.execute(
+                "SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
+            ).fetchone()
+            if self._ready
+            else None
+        )
     return kept[0] if kept else {}
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gmark
@@ -217,14 +269,21 @@ def meta(self:PostgresStore, symbol: str, timeframe: str) -> dict:
 def mark(self:PostgresStore, symbol: str, timeframe: str,
          **fields, # the record's fields to set (None: removed), e.g. live=True
         ) -> dict:
-    "Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series` reads them); the record as it is now"
+    """Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series`
+    reads them); the record as it is now"""
     with self._writing(), self._connect(write=True) as con, con.transaction():
-        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))   # the write's lock: neither loses the other's fields
-        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s AND bars > 0", (symbol, timeframe)).fetchone()
+        # the write's lock: neither loses the other's fields
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
+        kept = con.execute(
+            "SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s AND bars > 0", (symbol, timeframe)
+        ).fetchone()
         if kept is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
         new = {k: v for k, v in {**kept[0], **fields}.items() if v is not None}
         if new != kept[0]:
-            con.execute("UPDATE mlfin_series SET meta = %s WHERE symbol = %s AND timeframe = %s", (json.dumps(new, default=str), symbol, timeframe))
+            con.execute(
+                "UPDATE mlfin_series SET meta = %s WHERE symbol = %s AND timeframe = %s",
+                (json.dumps(new, default=str), symbol, timeframe),
+            )
     return new
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gls
@@ -232,10 +291,17 @@ def mark(self:PostgresStore, symbol: str, timeframe: str,
 def ls(self:PostgresStore) -> pd.DataFrame:
     "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows"
     with self._connect() as con:
-        rows = con.execute(
-            "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), coalesce(s.meta->>'source', ''), "
-            "coalesce(s.meta->>'volume', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe = s.timeframe) "
-            "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall() if self._ready else []
+        rows = (
+            con.execute(
+                "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), "
+                "coalesce(s.meta->>'source', ''), "
+                "coalesce(s.meta->>'volume', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol "
+                "AND q.timeframe = s.timeframe) "
+                "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe"
+            ).fetchall()
+            if self._ready
+            else []
+        )
     held = pd.DataFrame(rows, columns=_SERIES)
     for c in ('first', 'last'): held[c] = pd.to_datetime(held[c], utc=True)
     return held.astype({'bars': 'int64', 'quarantined': 'int64'})
@@ -243,14 +309,21 @@ def ls(self:PostgresStore) -> pd.DataFrame:
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gquarantine
 @patch
 def quarantine(self:PostgresStore, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
-    "Keep rejected rows (with their reasons) in `mlfin_quarantine`, each bad row once (`not_yet_quarantined`); how many were new"
+    """Keep rejected rows (with their reasons) in `mlfin_quarantine`, each bad row once (`not_yet_quarantined`); how
+    many were new"""
     if rejected.empty: return 0
     check_symbol(symbol); check_timeframe(timeframe)
     stamp = dt.datetime.now(dt.timezone.utc)
     with self._writing(), self._connect(write=True) as con, con.transaction():
-        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}/quarantine",))   # two pushes of one bad candle at once: one keeps it
-        held = pd.DataFrame(con.execute('SELECT "row", ts, "column", reason, value FROM mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
-                                        (symbol, timeframe)).fetchall(), columns=['row', 'ts', 'column', 'reason', 'value'])
+        # two pushes of one bad candle at once: one keeps it
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}/quarantine",))
+        held = pd.DataFrame(
+            con.execute(
+                'SELECT "row", ts, "column", reason, value FROM mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
+                (symbol, timeframe),
+            ).fetchall(),
+            columns=['row', 'ts', 'column', 'reason', 'value'],
+        )
         fresh = not_yet_quarantined(rejected, held)
         with con.cursor().copy('COPY mlfin_quarantine FROM STDIN') as copy:
             for r in fresh.itertuples(index=False):
@@ -262,8 +335,18 @@ def quarantine(self:PostgresStore, rejected: pd.DataFrame, symbol: str, timefram
 def quarantined(self:PostgresStore, symbol: str | None = None) -> pd.DataFrame:
     "Rows kept out of the store, with reason, source and when"
     with self._connect() as con:
-        rows = con.execute('SELECT symbol, timeframe, "row", ts, "column", reason, value, source, ingested FROM mlfin_quarantine '
-                           + ('WHERE symbol = %s ' if symbol else '') + 'ORDER BY ingested, "row"', [symbol] if symbol else []).fetchall() if self._ready else []
-    out = pd.DataFrame(rows, columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
+        rows = (
+            con.execute(
+                'SELECT symbol, timeframe, "row", ts, "column", reason, value, source, ingested FROM mlfin_quarantine '
+                + ('WHERE symbol = %s ' if symbol else '')
+                + 'ORDER BY ingested, "row"',
+                [symbol] if symbol else [],
+            ).fetchall()
+            if self._ready
+            else []
+        )
+    out = pd.DataFrame(
+        rows, columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested']
+    )
     out['ingested'] = [t.isoformat(timespec='seconds') for t in out['ingested']]
     return out.astype({'row': 'int64'})

@@ -16,17 +16,21 @@ __all__ = ['STORED_COLUMNS', 'SYMBOL', 'TABLE_NAME', 'TIMEFRAME', 'MODEL_NAME', 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c006
 STORED_COLUMNS = BAR_COLUMNS + OPTIONAL_COLUMNS + ['adj_factor']
 SYMBOL = r'[A-Za-z0-9^][A-Za-z0-9._\-^=]{0,63}'   # a symbol: never a leading dot or dash (no hidden file, no option)
-TABLE_NAME = r'[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?'   # a PostgreSQL table a source names, optionally schema.table
+# a PostgreSQL table a source names, optionally schema.table
+TABLE_NAME = r'[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?'
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c007
 def check_symbol(symbol: str) -> str:
     "`symbol` if it is safe as a file and table key, else a one-line error"
     if not isinstance(symbol, str) or not re.fullmatch(SYMBOL, symbol):
-        raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
+        raise BadInput(
+            f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64"
+        )
     return symbol
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c009p
-TIMEFRAME = '|'.join([*TIMEFRAMES, *TIMEFRAME_ALIASES])   # a bar size as mlfin names it (1m ... 1d) or MetaTrader does (M1 ... D1)
+# a bar size as mlfin names it (1m ... 1d) or MetaTrader does (M1 ... D1)
+TIMEFRAME = '|'.join([*TIMEFRAMES, *TIMEFRAME_ALIASES])
 MODEL_NAME = rf"mlfin\.(?:{SYMBOL})\.(?:{'|'.join(TIMEFRAMES)})"   # a series' registered model: mlfin.SYMBOL.TIMEFRAME
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c011
@@ -43,10 +47,15 @@ def utc_bounds(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bo
 def span(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
     "`utc_bounds`, checked: each a time, and `start` not after `end`"
     for name, value in (('start', start), ('end', end)):
-        try: value and pd.Timestamp(value)
-        except (ValueError, TypeError): raise BadInput(f"{name} {value!r}: not a time; use a date or a time, e.g. 2024-01-31 or 2024-01-31T12:00") from None
+        try:
+            value and pd.Timestamp(value)
+        except (ValueError, TypeError):
+            raise BadInput(
+                f"{name} {value!r}: not a time; use a date or a time, e.g. 2024-01-31 or 2024-01-31T12:00"
+            ) from None
     lo, hi, closed = utc_bounds(start, end)
-    if lo is not None and hi is not None and (lo > hi or (lo == hi and not closed)): raise BadInput(f"start {start} is after end {end}")
+    if lo is not None and hi is not None and (lo > hi or (lo == hi and not closed)):
+        raise BadInput(f"start {start} is after end {end}")
     return lo, hi, closed
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c018
@@ -56,26 +65,43 @@ def as_stored(bars: pd.DataFrame) -> pd.DataFrame:
     out = bars if list(bars.columns) == columns else bars[columns]
     index = pd.DatetimeIndex(out.index)
     if index.tz is None or str(index.tz) != 'UTC' or index.unit != 'ns':
-        out = out.set_axis((index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts'))
+        out = out.set_axis(
+            (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts')
+        )
     return out
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c019
 def to_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame:
-    "Rows read back from a store (a `ts` column and the stored columns) as canonical bars, with `adj_factor` where one is known"
+    """Rows read back from a store (a `ts` column and the stored columns) as canonical bars, with `adj_factor` where one
+    is known"""
     frame = frame.set_index('ts')
     bars = bars_frame(frame, symbol, timeframe)
-    if 'adj_factor' in frame and frame['adj_factor'].notna().any(): bars['adj_factor'] = frame['adj_factor'].to_numpy(dtype='float64')
+    if 'adj_factor' in frame and frame['adj_factor'].notna().any():
+        bars['adj_factor'] = frame['adj_factor'].to_numpy(dtype='float64')
     return bars
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c023
 def not_yet_quarantined(rejected: pd.DataFrame, # a batch's rejected rows (`data.quality.rejected_frame`)
-                        held: pd.DataFrame,     # the series' quarantine as stored: its ts, column, reason and value (and row)
+                        # the series' quarantine as stored: its ts, column, reason and value (and row)
+                        held: pd.DataFrame,
                        ) -> pd.DataFrame:
     "The rejected rows the series' quarantine does not hold yet: a candle is held once, however often it is sent"
     if rejected.empty or held.empty: return rejected
-    def key(frame):   # a row is its time, the column at fault, why and the value; a row without a time (ragged, unparsed) also its place in the batch
+
+    def key(
+        frame,
+    # a row is its time, the column at fault, why and the value; a row without a time (ragged, unparsed) also its place
+    # in the batch
+    ):
         ts = frame['ts'].astype('str')
         timeless = ts.isin(('', 'NaT', 'None', 'nan'))
-        return (ts.where(~timeless, 'row ' + frame['row'].astype('str')) + '\x1f' + frame['column'].astype('str') + '\x1f'
-                + frame['reason'].astype('str') + '\x1f' + frame['value'].astype('str'))
+        return (
+            ts.where(~timeless, 'row ' + frame['row'].astype('str'))
+            + '\x1f'
+            + frame['column'].astype('str')
+            + '\x1f'
+            + frame['reason'].astype('str')
+            + '\x1f'
+            + frame['value'].astype('str')
+        )
     return rejected[~key(rejected).isin(set(key(held)))]

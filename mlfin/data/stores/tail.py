@@ -15,8 +15,10 @@ import numpy as np, pandas as pd
 __all__ = ['TAIL_FRAMES', 'TAIL_ROWS', 'new_tail', 'to_records', 'append_tail', 'Tail', 'read_tail']
 
 # %% ../../../nbs/01g_data.stores.tail.ipynb #c005
-TAIL_FRAMES, TAIL_ROWS = 256, 20_000   # appends and bars a tail holds before the series' next write folds them into periods
-_HEAD, _MAGIC = struct.Struct('<4sII'), b'MLT1'   # an append: the magic, its bar count, the CRC-32 of its records; then the records
+# appends and bars a tail holds before the series' next write folds them into periods
+TAIL_FRAMES, TAIL_ROWS = 256, 20_000
+# an append: the magic, its bar count, the CRC-32 of its records; then the records
+_HEAD, _MAGIC = struct.Struct('<4sII'), b'MLT1'
 
 def _records(columns: list) -> np.dtype:
     "One bar as a record: its time (ns since 1970, UTC) then its values in the tail's columns, 8 bytes each"
@@ -25,8 +27,10 @@ def _records(columns: list) -> np.dtype:
 # %% ../../../nbs/01g_data.stores.tail.ipynb #c006
 def new_tail(folder: Path) -> str:
     "An empty tail log in `folder`, made before a manifest names it; its name"
-    name = f"_tail.{secrets.token_hex(4)}.bin"   # a new name each time: a reader holding the old manifest keeps reading the old tail
-    os.close(os.open(folder/name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))   # not synced: lost in a crash, it is read as empty and made again
+    # a new name each time: a reader holding the old manifest keeps reading the old tail
+    name = f"_tail.{secrets.token_hex(4)}.bin"
+    # not synced: lost in a crash, it is read as empty and made again
+    os.close(os.open(folder/name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     return name
 
 # %% ../../../nbs/01g_data.stores.tail.ipynb #c007
@@ -44,12 +48,15 @@ def append_tail(path: Path,          # a tail log named by the series' manifest
                 records: np.ndarray, # `to_records` of bars later than all it holds
                 length: int,         # the bytes of its whole appends (`read_tail(...).length`)
                ) -> int:
-    "Append `records` as one checked frame after the first `length` bytes (a torn append beyond them is cut first), synced; the new length"
+    """Append `records` as one checked frame after the first `length` bytes (a torn append beyond them is cut first),
+    synced; the new length"""
     payload = records.tobytes()
     frame = memoryview(_HEAD.pack(_MAGIC, len(records), zlib.crc32(payload)) + payload)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)   # named but lost in a crash before it reached the disk: made again
+    # named but lost in a crash before it reached the disk: made again
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        if os.fstat(fd).st_size != length: os.ftruncate(fd, length)   # what a writer killed mid-append left: never read, now gone
+        # what a writer killed mid-append left: never read, now gone
+        if os.fstat(fd).st_size != length: os.ftruncate(fd, length)
         written = 0
         while written < len(frame): written += os.pwrite(fd, frame[written:], length + written)
         os.fdatasync(fd)   # on disk before the caller says it is stored
@@ -59,7 +66,9 @@ def append_tail(path: Path,          # a tail log named by the series' manifest
 # %% ../../../nbs/01g_data.stores.tail.ipynb #c008
 @dataclass
 class Tail:
-    "A tail log as read: every append's records in order (a later record of a time replaces an earlier one), its appends, and the bytes they fill"
+    """A tail log as read: every append's records in order (a later record of a time replaces an earlier one), its
+    appends, and the bytes they fill"""
+
     records: np.ndarray
     frames: int
     length: int   # bytes of whole, checked appends: anything after them is a torn append, which the next writer cuts
@@ -87,7 +96,8 @@ def takes(self: Tail, incoming: pd.DataFrame, # stored bars about to be written 
           columns: list,                       # the tail's columns
           after: int,                          # the last time (ns) in the series' periods
          ) -> bool:
-    "Whether the tail can hold `incoming`: every bar later than the periods' last, in the tail's columns, with room left"
+    """Whether the tail can hold `incoming`: every bar later than the periods' last, in the tail's columns, with room
+    left"""
     return (len(incoming) > 0 and int(incoming.index.asi8[0]) > after and list(incoming.columns) == list(columns)
             and self.frames < TAIL_FRAMES and len(self.records) + len(incoming) <= TAIL_ROWS)
 
@@ -103,12 +113,14 @@ def follows(self: Tail, incoming: pd.DataFrame, columns: list, after: int) -> bo
 @patch
 def compare(self: Tail, records: np.ndarray, # `to_records` of bars in the tail's columns, sorted, each time once
            ) -> tuple[dict, np.ndarray]:
-    "What `records` would change: counts of new, changed and unchanged bars (and the first change: time, column, old, new), and which to append"
+    """What `records` would change: counts of new, changed and unchanged bars (and the first change: time, column, old,
+    new), and which to append"""
     held, ts = self.current, records['ts']
     at = np.searchsorted(held['ts'], ts).clip(max=max(len(held) - 1, 0))
     found = held['ts'][at] == ts if len(held) else np.zeros(len(ts), dtype=bool)
     old, new = held[at[found]], records[found]
-    differs = [(old[c] != new[c]) & ~(np.isnan(old[c]) & np.isnan(new[c])) for c in held.dtype.names[1:]]   # NaN is NaN: a spread still unknown
+    # NaN is NaN: a spread still unknown
+    differs = [(old[c] != new[c]) & ~(np.isnan(old[c]) & np.isnan(new[c])) for c in held.dtype.names[1:]]
     same = ~np.logical_or.reduce(differs) if differs else np.ones(len(old), dtype=bool)
     counts = {'new': int((~found).sum()), 'changed': int((~same).sum()), 'unchanged': int(same.sum())}
     if counts['changed']:   # as the periods' merge names it, for the report

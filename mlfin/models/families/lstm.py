@@ -18,20 +18,23 @@ def windows(X: np.ndarray,    # inputs, one row per bar
             window: int,
            ) -> np.ndarray:
     "(len(rows), window, features) float32: for each row, the `window` rows of `X` up to and including it"
-    view = np.lib.stride_tricks.sliding_window_view(np.asarray(X, dtype='float32'), window, axis=0)  # (n - w + 1, f, w), no copy
+    # (n - w + 1, f, w), no copy
+    view = np.lib.stride_tricks.sliding_window_view(np.asarray(X, dtype='float32'), window, axis=0)
     return np.ascontiguousarray(view[np.asarray(rows) - window + 1].transpose(0, 2, 1))
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c006_00
 def complete(X: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
     "Which of `rows` have a full window behind them: at least `window - 1` earlier rows, none with a missing input"
     rows = np.asarray(rows)
-    missing = np.r_[0, np.cumsum(np.isnan(np.asarray(X, dtype='float64')).any(axis=1))]  # missing rows before each position
+    # missing rows before each position
+    missing = np.r_[0, np.cumsum(np.isnan(np.asarray(X, dtype='float64')).any(axis=1))]
     ok = rows >= window - 1
     ok[ok] = (missing[rows[ok] + 1] - missing[rows[ok] - window + 1]) == 0
     return ok
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c009
-_COMPILED: dict = {}  # architecture -> (template network, optimizer, train step, predict step): compiled once per process
+# architecture -> (template network, optimizer, train step, predict step): compiled once per process
+_COMPILED: dict = {}
 
 def _keras():
     apply_runtime_env()  # KERAS_BACKEND=jax before the first import
@@ -40,30 +43,43 @@ def _keras():
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c009_00
 def network(window: int, features: int, units: int, dropout: float, kind: str,
-            seed: int = 0,   # every initializer's and the dropout's seed comes from it: nothing is drawn from a process-wide generator
-            cudnn: bool = True, # cuDNN's kernel where Keras finds a GPU; False on a model pinned to the CPU (a GPU host's CPU cannot run it)
+            # every initializer's and the dropout's seed comes from it: nothing is drawn from a process-wide generator
+            seed: int = 0,
+            # cuDNN's kernel where Keras finds a GPU; False on a model pinned to the CPU (a GPU host's CPU cannot run
+            # it)
+            cudnn: bool = True,
            ):
     "The Keras model: LSTM -> Dropout -> Dense, on inputs already standardised by the training rows' mean and deviation"
     keras = _keras()
     init = keras.initializers
     s = [int(x) for x in np.random.SeedSequence(seed).generate_state(5) % 2**31]
-    lstm = keras.layers.LSTM(units, kernel_initializer=init.GlorotUniform(s[0]), recurrent_initializer=init.Orthogonal(seed=s[1]), seed=s[2],
-                             use_cudnn='auto' if cudnn else False)
-    # a regressor starts from forecasting its (standardised) target's mean: a zero output kernel, so what it forecasts beyond the
-    # mean is learnt, not left over from random initial weights (which alone made a minute bar's forecast 10% worse than no change)
+    lstm = keras.layers.LSTM(
+        units,
+        kernel_initializer=init.GlorotUniform(s[0]),
+        recurrent_initializer=init.Orthogonal(seed=s[1]),
+        seed=s[2],
+        use_cudnn='auto' if cudnn else False,
+    )
+    # a regressor starts from forecasting its (standardised) target's mean: a zero output kernel, so what it forecasts
+    # beyond the mean is learnt, not left over from random initial weights (which alone made a minute bar's forecast 10%
+    # worse than no change)
     first = init.GlorotUniform(s[3]) if kind == 'classifier' else init.Zeros()
     out = keras.layers.Dense(1, activation='sigmoid' if kind == 'classifier' else None, kernel_initializer=first)
     return keras.Sequential([keras.Input((window, features)), lstm, keras.layers.Dropout(dropout, seed=s[4]), out])
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c009_01
 def standardise(X: np.ndarray, scaling: tuple) -> np.ndarray:
-    "Inputs minus the training rows' mean, over their deviation, as float32 (the same arithmetic when fitting and serving)"
+    """Inputs minus the training rows' mean, over their deviation, as float32 (the same arithmetic when fitting and
+    serving)"""
     mean, scale = scaling
     return ((np.asarray(X, dtype='float64') - mean) / scale).astype('float32')
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c009_02
-def _compiled(window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float, cudnn: bool = True):
-    "The template network and its jitted train and predict steps for this architecture (and for a model pinned to the CPU, without cuDNN)"
+def _compiled(
+    window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float, cudnn: bool = True
+):
+    """The template network and its jitted train and predict steps for this architecture (and for a model pinned to the
+    CPU, without cuDNN)"""
     key = (window, features, units, dropout, kind, learning_rate, cudnn)
     if key in _COMPILED: return _COMPILED[key]
     import jax
@@ -93,7 +109,8 @@ def _compiled(window: int, features: int, units: int, dropout: float, kind: str,
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c009_03
 def _on(device: str):
-    "JAX's default device for `device`: the CPU when asked (even with a GPU there), else JAX's own choice (a GPU when present)"
+    """JAX's default device for `device`: the CPU when asked (even with a GPU there), else JAX's own choice (a GPU when
+    present)"""
     import contextlib
     if device != 'cpu': return contextlib.nullcontext()
     import jax
@@ -112,12 +129,16 @@ class LSTMModel(Model):
 
     def _arch(self, features: int) -> tuple:
         p = self.params
-        # pinned to the CPU, the LSTM must not take cuDNN's kernel: Keras picks it when JAX sees a GPU, and the CPU cannot run it
-        # ("MLIR translation rule for primitive 'rnn_fwd' not found for platform cpu": --device cpu, or a service, on a GPU host)
+        # pinned to the CPU, the LSTM must not take cuDNN's kernel: Keras picks it when JAX sees a GPU, and the CPU
+        # cannot run it ("MLIR translation rule for primitive 'rnn_fwd' not found for platform cpu": --device cpu, or a
+        # service, on a GPU host)
         return (self.window, features, p['units'], p['dropout'], self.kind, p['learning_rate'], self.device != 'cpu')
 
     @classmethod
-    def runs_on(cls, device): return device   # 'cpu' pins JAX to the CPU; 'cuda' leaves JAX its own choice, its GPU when the GPU build is there
+    def runs_on(cls, device):
+        return (
+            device  # 'cpu' pins JAX to the CPU; 'cuda' leaves JAX its own choice, its GPU when the GPU build is there
+        )
 
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         with _on(self.device): return self._fit(X, y, rows, weights)
@@ -134,19 +155,21 @@ class LSTMModel(Model):
         stats = np.asarray(X, dtype='float64')[rows]  # standardise by the training rows only
         deviation = stats.std(axis=0)
         self.scaling = (stats.mean(axis=0), np.where(deviation > 0, deviation, 1.0))
-        # the optimizer's own starting values (iteration 0, zero moments, and its learning rate): a state of zeros set the learning
-        # rate to 0, and no weight ever moved from its initial value
+        # the optimizer's own starting values (iteration 0, zero moments, and its learning rate): a state of zeros set
+        # the learning rate to 0, and no weight ever moved from its initial value
         state = (trainable, non_trainable, [jax.numpy.array(v.value) for v in optimizer.variables])
         x_all = windows(standardise(X, self.scaling), rows, w)
         target = np.asarray(y, dtype='float64')[rows]
-        # a regressor learns its target standardised by the training rows (returns of a minute bar are 1e-4: unscaled, the network's
-        # first outputs are a thousand times too large, and five epochs do not bring them down), its predictions scaled back
+        # a regressor learns its target standardised by the training rows (returns of a minute bar are 1e-4: unscaled,
+        # the network's first outputs are a thousand times too large, and five epochs do not bring them down), its
+        # predictions scaled back
         spread = target.std() if self.kind == 'regressor' else 0.0
         self.target = (float(target.mean()), float(spread)) if spread > 0 else (0.0, 1.0)
         y_all = ((target - self.target[0]) / self.target[1]).astype('float32')
         w_all = np.ones(len(rows), dtype='float32') if weights is None else row_weights(weights, rows).astype('float32')
-        # a regressor keeps back the last fifth of its rows (and a window's gap before them) to choose its epoch: on returns that are
-        # mostly noise, later epochs fit the noise, and a forecast worse than "no change" is worse than none
+        # a regressor keeps back the last fifth of its rows (and a window's gap before them) to choose its epoch: on
+        # returns that are mostly noise, later epochs fit the noise, and a forecast worse than "no change" is worse than
+        # none
         held = len(rows) // 5 if self.kind == 'regressor' and len(rows) >= HOLD_MIN else 0
         fitting = np.arange(len(rows) - held - w if held else len(rows))
         batch = min(int(p['batch_size']), len(fitting))
@@ -159,7 +182,8 @@ class LSTMModel(Model):
             if held:
                 loss = float(np.mean((self._outputs((state[0], state[1]), x_all[-held:]) - y_all[-held:]) ** 2))
                 if loss < best[0]: best = (loss, (state[0], state[1]))
-        self.fitted = jax.block_until_ready(best[1] if held else (state[0], state[1]))  # JAX runs ahead asynchronously: fitted means finished
+        # JAX runs ahead asynchronously: fitted means finished
+        self.fitted = jax.block_until_ready(best[1] if held else (state[0], state[1]))
         return self
 
     def _outputs(self, fitted, samples: np.ndarray) -> np.ndarray:
@@ -186,13 +210,16 @@ class LSTMModel(Model):
 
     def _write(self, path):
         trainable, non_trainable = self.fitted
-        net = network(self.window, int(np.shape(trainable[0])[0]), self.params['units'], self.params['dropout'], self.kind)
+        net = network(
+            self.window, int(np.shape(trainable[0])[0]), self.params['units'], self.params['dropout'], self.kind
+        )
         for v, val in zip(net.trainable_variables, trainable): v.assign(val)
         for v, val in zip(net.non_trainable_variables, non_trainable): v.assign(val)
         net.save(path)
 
     def _extra(self) -> dict:
-        "What model.json keeps beside the .keras file: the training rows' mean and deviation, of the inputs and (a regressor) the target"
+        """What model.json keeps beside the .keras file: the training rows' mean and deviation, of the inputs and (a
+        regressor) the target"""
         return {'scaling': {'mean': self.scaling[0].tolist(), 'scale': self.scaling[1].tolist()},
                 'target': {'mean': self.target[0], 'scale': self.target[1]}}
 
@@ -205,10 +232,25 @@ class LSTMModel(Model):
     def _loaded(self, manifest: dict):
         scaling = manifest['scaling']
         self.scaling = (np.asarray(scaling['mean'], dtype='float64'), np.asarray(scaling['scale'], dtype='float64'))
-        target = manifest.get('target', {'mean': 0.0, 'scale': 1.0})   # saved before targets were standardised: as learnt
+        # saved before targets were standardised: as learnt
+        target = manifest.get('target', {'mean': 0.0, 'scale': 1.0})
         self.target = (float(target['mean']), float(target['scale']))
 
-register(Family('lstm', LSTMModel, KINDS,
-                {'window': HP(20, 5, 60, min=2), 'units': HP(16, 4, 64, log=True, min=1), 'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9),
-                 'epochs': HP(5, 2, 30, min=1), 'batch_size': HP(256, min=1), 'learning_rate': HP(0.003, 1e-4, 1e-2, log=True, min=1e-7)},
-                "Keras 3 LSTM on windows of the inputs (JAX)", libraries=('keras', 'jax'), imports=('jax', 'keras')));
+register(
+    Family(
+        'lstm',
+        LSTMModel,
+        KINDS,
+        {
+            'window': HP(20, 5, 60, min=2),
+            'units': HP(16, 4, 64, log=True, min=1),
+            'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9),
+            'epochs': HP(5, 2, 30, min=1),
+            'batch_size': HP(256, min=1),
+            'learning_rate': HP(0.003, 1e-4, 1e-2, log=True, min=1e-7),
+        },
+        "Keras 3 LSTM on windows of the inputs (JAX)",
+        libraries=('keras', 'jax'),
+        imports=('jax', 'keras'),
+    )
+);

@@ -22,18 +22,27 @@ class SklearnModel(Model):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
         p = self.params
-        if self.family == 'logistic': return make_pipeline(StandardScaler(), LogisticRegression(C=p['C'], max_iter=p['max_iter']))
+        if self.family == 'logistic':
+            return make_pipeline(StandardScaler(), LogisticRegression(C=p['C'], max_iter=p['max_iter']))
         if self.family == 'ridge': return make_pipeline(StandardScaler(), Ridge(alpha=p['alpha']))
         forest = RandomForestClassifier if self.kind == 'classifier' else RandomForestRegressor
-        return forest(n_estimators=p['n_estimators'], max_depth=p['max_depth'] or None, min_samples_leaf=p['min_samples_leaf'],
-                      max_features=p['max_features'], max_samples=p['max_samples'], n_jobs=self.built_with()['n_jobs'], random_state=self.seed)
+        return forest(
+            n_estimators=p['n_estimators'],
+            max_depth=p['max_depth'] or None,
+            min_samples_leaf=p['min_samples_leaf'],
+            max_features=p['max_features'],
+            max_samples=p['max_samples'],
+            n_jobs=self.built_with()['n_jobs'],
+            random_state=self.seed,
+        )
 
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         est, w = self.estimator(), row_weights(weights, rows)
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
         if hasattr(est, 'steps'): est.fit(X[rows], target, **{f"{est.steps[-1][0]}__sample_weight": w})
         else: est.fit(X[rows], target, sample_weight=w)
-        if hasattr(est, 'n_jobs'): est.n_jobs = 1  # predictions summed tree by tree in one order: the same bits every time
+        # predictions summed tree by tree in one order: the same bits every time
+        if hasattr(est, 'n_jobs'): est.n_jobs = 1
         self.fitted = est
         return self
 
@@ -64,10 +73,31 @@ _FOREST = {'n_estimators': HP(100, 50, 800, log=True, min=1), 'max_depth': HP(6,
            'max_samples': HP(0.5, 0.2, 1.0, min=0.01, max=1.0), 'n_jobs': HP(2, min=1)}
 
 _SKLEARN = ('scikit-learn', 'skops')   # fitted with scikit-learn, saved with skops
-_BASELINE = dict(libraries=_SKLEARN, imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing'), baseline=True)
+_BASELINE = dict(
+    libraries=_SKLEARN, imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing'), baseline=True
+)
 
-register(Family('logistic', SklearnModel, ('classifier',), {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
-                "logistic regression on standardised inputs: the classification baseline", **_BASELINE))
+register(
+    Family(
+        'logistic',
+        SklearnModel,
+        ('classifier',),
+        {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
+        "logistic regression on standardised inputs: the classification baseline",
+        **_BASELINE,
+    )
+)
 register(Family('ridge', SklearnModel, ('regressor',), {'alpha': HP(1.0, 1e-3, 1e3, log=True, min=0.0)},
                 "ridge regression on standardised inputs: the regression baseline", **_BASELINE))
-register(Family('random_forest', SklearnModel, KINDS, _FOREST, "scikit-learn random forest", libraries=_SKLEARN, imports=('sklearn.ensemble',)));
+register(
+    Family(
+        'random_forest',
+        SklearnModel,
+        KINDS,
+        _FOREST,
+        "scikit-learn random forest",
+        libraries=_SKLEARN,
+        imports=('sklearn.ensemble',),
+    )
+)
+

@@ -6,9 +6,14 @@
 __all__ = ['HOT']
 
 # %% ../../../nbs/11q_service.routes.ipynb #p003
-from .common import ADMIN, ERRORS, SCHEMES, SIGNED_IN, JsonRoute, api_key, client_address, require, router
-from . import status, data, predictions, models, jobs, keys, operations   # each registers its routes on `router`, in this order
+from .common import ADMIN, ERRORS, SCHEMES, SIGNED_IN, JsonRoute, api_key, client_address, require
+from .common import router
+from . import status, data, predictions, models, jobs, keys, operations   # each registers its routes
+                                                                                             # on `router`, in this
+                                                                                             # order
 
 # %% ../../../nbs/11q_service.routes.ipynb #c009_23
-HOT = ('/predict', '/signals', '/prices/latest', '/ingest')   # matched first: FastAPI tries a router's routes in order, for every request
-router.routes.sort(key=lambda route: getattr(route, 'path', None) not in HOT)   # (stable: the rest keep their order; no route above shadows these paths)
+# matched first: FastAPI tries a router's routes in order, for every request
+HOT = ('/predict', '/signals', '/prices/latest', '/ingest')
+# (stable: the rest keep their order; no route above shadows these paths)
+router.routes.sort(key=lambda route: getattr(route, 'path', None) not in HOT)

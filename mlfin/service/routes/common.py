@@ -23,19 +23,29 @@ __all__ = ['api_key', 'bearer', 'people', 'SCHEMES', 'READ', 'METRICS', 'INGEST'
 # %% ../../../nbs/11i_service.routes.common.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
 bearer = HTTPBearer(auto_error=False, description="a token from POST /token")
-people = OAuth2PasswordBearer(tokenUrl='token', auto_error=False, scheme_name='OAuth2PasswordBearer',
-                              description="a person's login: user name, password and, for the second factor, the TOTP code as client_secret "
-                                          "(sent in the request body); the token it gives is sent as `Authorization: Bearer`")
-SCHEMES = (api_key, bearer, people)   # how a caller signs in, as the OpenAPI schema (and /docs' Authorize dialog) shows it on every route but the public ones
+people = OAuth2PasswordBearer(
+    tokenUrl='token',
+    auto_error=False,
+    scheme_name='OAuth2PasswordBearer',
+    description="a person's login: user name, password and, for the second factor, the TOTP code as client_secret "
+    "(sent in the request body); the token it gives is sent as `Authorization: Bearer`",
+)
+# how a caller signs in, as the OpenAPI schema (and /docs' Authorize dialog) shows it on every route but the public ones
+SCHEMES = (api_key, bearer, people)
 
 def require(grant: str | None):
-    """A dependency: the caller, when its key or token is valid, its role is granted `grant` (None: anyone signed in) and its rate limit
-    is not spent. The app's Guard checked the credential before the body was read; this counts the request and checks the role"""
+    """A dependency: the caller, when its key or token is valid, its role is granted `grant` (None: anyone signed in)
+    and its rate limit is not spent. The app's Guard checked the credential before the body was read; this counts the
+    request and checks the role"""
     async def caller(request: Request) -> Caller:
         state = request.app.state
         who = request.scope.get('state', {}).get('checked')
-        if who is None:   # the router mounted without the Guard: check here
-            who = identify(state.keys, state.tokens, *credentials(request.headers.get('x-api-key', ''), request.headers.get('authorization', '')))
+        if who is None:  # the router mounted without the Guard: check here
+            who = identify(
+                state.keys,
+                state.tokens,
+                *credentials(request.headers.get('x-api-key', ''), request.headers.get('authorization', '')),
+            )
         try: await state.limit.ahit(who.actor)   # refused requests count too: a flood of them is limited
         except TooManyRequests: refused(request, who, 'limited', f"rate limit {state.limit.rate}"); raise
         if grant is not None and not allows(who.role, grant):
@@ -51,22 +61,34 @@ SIGNED_IN = Depends(require(None))
 
 # %% ../../../nbs/11i_service.routes.common.ipynb #c005r
 def refused(request: Request, who: Caller, action: str, detail: str):
-    "A refused request counted for the audit log (`service.audit.Refusals`: one row per caller, route and minute), its write arranged a second on"
-    state, route = request.app.state, f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}"
+    """A refused request counted for the audit log (`service.audit.Refusals`: one row per caller, route and minute), its
+    write arranged a second on"""
+    state, route = (
+        request.app.state,
+        f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}",
+    )
     refusals = getattr(state, 'refusals', None)
-    if refusals is None: return state.audit.record(who.actor, action, route, 'refused', detail, client_address(request))   # no app around it
+    # no app around it
+    if refusals is None: return state.audit.record(who.actor, action, route, 'refused', detail, client_address(request))
     if refusals.add(who.actor, action, route, detail, client_address(request)):
         loop = asyncio.get_running_loop()
         loop.call_later(refusals.seconds, lambda: loop.create_task(_written(refusals)))
 
 async def _written(refusals):
-    "What the refusals counted, written in a worker thread; a database that does not answer loses those counts, said in the log"
-    try: await run_in_threadpool(refusals.flush)
-    except Exception as e: logging.getLogger('mlfin.service').warning(f"refused requests not written to the audit log: {type(e).__name__}: {e}")
+    """What the refusals counted, written in a worker thread; a database that does not answer loses those counts, said
+    in the log"""
+    try:
+        await run_in_threadpool(refusals.flush)
+    except Exception as e:
+        logging.getLogger('mlfin.service').warning(
+            f"refused requests not written to the audit log: {type(e).__name__}: {e}"
+        )
 
 # %% ../../../nbs/11i_service.routes.common.ipynb #c007
-SYMBOL, TIMEFRAME = f'^{rules.SYMBOL}$', f'^({rules.TIMEFRAME})$'   # the store's own patterns, anchored: what it keeps, the service serves
-WHEN = r'^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$'   # a date, or a time in ISO 8601
+# the store's own patterns, anchored: what it keeps, the service serves
+SYMBOL, TIMEFRAME = f'^{rules.SYMBOL}$', f'^({rules.TIMEFRAME})$'
+# a date, or a time in ISO 8601
+WHEN = r'^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$'
 Symbol = Annotated[str, Query(pattern=SYMBOL, description="e.g. SPX, EURUSD, BTCUSDT")]
 Timeframe = Annotated[str, Query(pattern=TIMEFRAME, description="1m, 5m, 1h, 1d (or MetaTrader's M1, M5, H1, D1)")]
 ModelName = Annotated[str, PathParam(pattern=f'^{rules.MODEL_NAME}$', description="mlfin.SYMBOL.TIMEFRAME")]
@@ -92,7 +114,8 @@ class JsonRequest(Request):
         if not hasattr(self, '_json'):
             body = await self.body()
             try: self._json = orjson.loads(body)
-            except orjson.JSONDecodeError: self._json = json.loads(body)   # what orjson refuses and the standard library reads (NaN, integers past 64 bits): read as before
+            # what orjson refuses and the standard library reads (NaN, integers past 64 bits): read as before
+            except orjson.JSONDecodeError: self._json = json.loads(body)
         return self._json
 
 class JsonRoute(APIRoute):

@@ -15,8 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
 from ...errors import BadInput, MlfinError, NotFound
 from ..auth import Caller
 from ...data.bars import check_timeframe
-from .common import (ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol, Timeframe,
-                                         record_action, router)
+from .common import ADMIN, ANALYST, ERRORS, INGEST, READ, SYMBOL, TIMEFRAME, WHEN, Number, Symbol
+from .common import Timeframe, record_action, router
 from ...data import push, delete, load, ingest as ingest_series
 from ...data.files import read_file
 from ...monitor.freshness import PUSHED
@@ -28,9 +28,10 @@ __all__ = ['CheckedCandle', 'UPLOAD_NAME', 'Candle', 'IngestRequest', 'Anomaly',
 # %% ../../../nbs/11k_service.routes.data.ipynb #c007_04
 @with_config(ConfigDict(extra='forbid'))
 class Candle(TypedDict, total=False):
-    """One candle: the market_data shape (ts, open, high, low, close, volume, spread) or MetaTrader's copy_rates (time, ..., tick_volume,
-    spread, real_volume). Every candle names its time and its four prices and a volume; a value the source lacks is sent as null
-    (that candle is quarantined with the reason), a field left out is the caller's mistake (422, naming the candle and the field)"""
+    """One candle: the market_data shape (ts, open, high, low, close, volume, spread) or MetaTrader's copy_rates (time,
+    ..., tick_volume, spread, real_volume). Every candle names its time and its four prices and a volume; a value the
+    source lacks is sent as null (that candle is quarantined with the reason), a field left out is the caller's mistake
+    (422, naming the candle and the field)"""
     ts: str | int | float | None
     time: str | int | float | None
     open: Required[Number]; high: Required[Number]; low: Required[Number]; close: Required[Number]
@@ -38,7 +39,8 @@ class Candle(TypedDict, total=False):
 
 def _complete(candle: dict) -> dict:
     "A candle that names its time and a volume; else the caller's mistake"
-    if 'ts' not in candle and 'time' not in candle: raise ValueError("no time: send `time` (MetaTrader's epoch seconds) or `ts` (ISO 8601 or epoch)")
+    if 'ts' not in candle and 'time' not in candle:
+        raise ValueError("no time: send `time` (MetaTrader's epoch seconds) or `ts` (ISO 8601 or epoch)")
     if 'volume' not in candle and 'tick_volume' not in candle and 'real_volume' not in candle:
         raise ValueError("no volume: send `volume`, or `tick_volume` / `real_volume`")
     return candle
@@ -53,9 +55,15 @@ class IngestRequest(BaseModel):
     timeframe: str = Field(pattern=TIMEFRAME)
     candles: list[CheckedCandle] = Field(min_length=1, max_length=100_000)
     strict: bool = Field(False, description="any bad row rejects the batch (nothing stored)")
-    calendar: str | None = Field(None, pattern=r'^([A-Z0-9]{3,5}|24/5|24/7)$', description="XNYS, 24/5, 24/7...; default: recorded or guessed")
-    tz: str = Field('UTC', pattern=r'^[A-Za-z0-9_+\-/]{1,40}$', description="zone of naive times (MetaTrader: the broker's)")
-    off_calendar: Literal['quarantine', 'keep'] = Field('quarantine', description="candles the series' calendar has no place for (a Saturday on NYSE)")
+    calendar: str | None = Field(
+        None, pattern=r'^([A-Z0-9]{3,5}|24/5|24/7)$', description="XNYS, 24/5, 24/7...; default: recorded or guessed"
+    )
+    tz: str = Field(
+        'UTC', pattern=r'^[A-Za-z0-9_+\-/]{1,40}$', description="zone of naive times (MetaTrader: the broker's)"
+    )
+    off_calendar: Literal['quarantine', 'keep'] = Field(
+        'quarantine', description="candles the series' calendar has no place for (a Saturday on NYSE)"
+    )
 
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c007_06
@@ -66,12 +74,24 @@ class Anomaly(BaseModel):
 # %% ../../../nbs/11k_service.routes.data.ipynb #c007_07
 class Ingested(BaseModel):
     symbol: str; timeframe: str; calendar: str
-    calendar_from: str = Field('', description="where the calendar came from: given, the series', the symbol's stored at another bar size, a guess")
-    asset_class: str = Field('', description="what the series is (index for an index the samples list, else the calendar's: equity, fx, futures, crypto): its backtest's costs follow it")
+    calendar_from: str = Field(
+        '',
+        description="where the calendar came from: given, the series', the symbol's stored at another bar size, a "
+                    "guess",
+    )
+    asset_class: str = Field(
+        '',
+        description="what the series is (index for an index the samples list, else the calendar's: equity, fx, "
+                    "futures, crypto): its backtest's costs follow it",
+    )
     layout: str = Field('', description="how the candles were read (mt5-rates, plain, ...)")
     rows: int = Field(description="candles received")
     new: int; changed: int; unchanged: int; quarantined: int; total: int
-    held_already: int = Field(0, description="of the quarantined rows, those the quarantine held from an earlier batch (sent again): kept and counted once")
+    held_already: int = Field(
+        0,
+        description="of the quarantined rows, those the quarantine held from an earlier batch (sent again): kept and "
+                    "counted once",
+    )
     first_problem: str = Field(description="the first quarantined row's reason, if any")
     anomalies: list[Anomaly]; notes: list[str]
 
@@ -102,13 +122,24 @@ class Prices(BaseModel):
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_02
 @router.post('/ingest', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> Ingested:
-    "Store a batch of candles of one series, checked like `mlfin ingest`: bad rows quarantined with their reason (or, strict, the batch refused); a batch posted twice is stored once"
+    """Store a batch of candles of one series, checked like `mlfin ingest`: bad rows quarantined with their reason (or,
+    strict, the batch refused); a batch posted twice is stored once"""
     state = request.app.state
     try:
         timeframe = check_timeframe(batch.timeframe)
-        report = push(batch.candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz, store=state.store,
-                      source='POST /ingest', off_calendar=batch.off_calendar)
-    except BadInput as e:   # refused: counted per series and why; a batch of bad candles is quarantined all the same, and counted
+        report = push(
+            batch.candles,
+            batch.symbol,
+            timeframe,
+            strict=batch.strict,
+            calendar=batch.calendar,
+            tz=batch.tz,
+            store=state.store,
+            source='POST /ingest',
+            off_calendar=batch.off_calendar,
+        )
+    # refused: counted per series and why; a batch of bad candles is quarantined all the same, and counted
+    except BadInput as e:
         state.metrics.refused(batch.symbol, batch.timeframe, e)
         raise
     noted_push(state.store, report.symbol, report.timeframe)
@@ -119,19 +150,35 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> I
 _NOTED: set = set()   # the series this process has seen noted as pushed to: one look at the store each
 
 def noted_push(store, symbol: str, timeframe: str):
-    "Note in the series' record, once, that a collector pushes to it (`monitor.freshness.PUSHED`): its freshness is watched from then on"
+    """Note in the series' record, once, that a collector pushes to it (`monitor.freshness.PUSHED`): its freshness is
+    watched from then on"""
     if (symbol, timeframe) in _NOTED: return
     try:
-        if PUSHED not in store.meta(symbol, timeframe): store.mark(symbol, timeframe, **{PUSHED: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})
-    except MlfinError: return   # the store cannot take the note now (its disk full): the batch stored stands, the next push notes it
+        if PUSHED not in store.meta(symbol, timeframe):
+            store.mark(symbol, timeframe, **{PUSHED: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})
+    except MlfinError:
+        return   # the store cannot take the note now (its disk full): the batch stored stands, the next push notes it
     if len(_NOTED) < 100_000: _NOTED.add((symbol, timeframe))
 
 def _ingested(report) -> Ingested:
-    return Ingested(symbol=report.symbol, timeframe=report.timeframe, calendar=report.calendar, calendar_from=report.calendar_from,
-                    asset_class=report.asset_class, layout=report.layout, rows=report.rows, new=report.new,
-                    changed=report.changed, unchanged=report.unchanged, quarantined=report.quarantined, held_already=report.held_already, total=report.total,
-                    first_problem=report.first_problem, anomalies=[Anomaly(ts=t, kind=k, detail=d) for t, k, d in report.anomalies],
-                    notes=[str(n) for n in report.notes])
+    return Ingested(
+        symbol=report.symbol,
+        timeframe=report.timeframe,
+        calendar=report.calendar,
+        calendar_from=report.calendar_from,
+        asset_class=report.asset_class,
+        layout=report.layout,
+        rows=report.rows,
+        new=report.new,
+        changed=report.changed,
+        unchanged=report.unchanged,
+        quarantined=report.quarantined,
+        held_already=report.held_already,
+        total=report.total,
+        first_problem=report.first_problem,
+        anomalies=[Anomaly(ts=t, kind=k, detail=d) for t, k, d in report.anomalies],
+        notes=[str(n) for n in report.notes],
+    )
 
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_03
@@ -141,13 +188,24 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     state = request.app.state
     timeframe = check_timeframe(series.timeframe)
     found = state.sources.get(f"{series.symbol}:{timeframe}")
-    if found is None: raise NotFound(f"no remote source configured for {series.symbol}:{timeframe} (the service's --sources file): "
-                                   "upload a file of its bars instead (POST /ingest/file)")
+    if found is None:
+        raise NotFound(
+            f"no remote source configured for {series.symbol}:{timeframe} (the service's --sources file): "
+            "upload a file of its bars instead (POST /ingest/file)"
+        )
     start = found.get('start')
     if state.store.has(series.symbol, timeframe): start = str(state.store.tail(series.symbol, timeframe, 1).index[-1])
     if not start: raise BadInput(f"{series.symbol}:{timeframe}: nothing stored yet and no start in the sources file")
-    report = ingest_series(found['source'], series.symbol, timeframe, start=start, config=found.get('config'), store=state.store)
-    record_action(request, caller, 'ingest.run', f"{series.symbol}:{timeframe}", f"{report.new} new, {report.changed} changed bars from {found['source']}")
+    report = ingest_series(
+        found['source'], series.symbol, timeframe, start=start, config=found.get('config'), store=state.store
+    )
+    record_action(
+        request,
+        caller,
+        'ingest.run',
+        f"{series.symbol}:{timeframe}",
+        f"{report.new} new, {report.changed} changed bars from {found['source']}",
+    )
     state.metrics.ingested(series.symbol, timeframe, report)
     state.refresh(series.symbol, timeframe)
     return _ingested(report)
@@ -157,27 +215,47 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
 UPLOAD_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._ -]{0,199}')   # an uploaded file's name: no folder, no leading dot
 
 @router.post('/ingest/file', response_model=Ingested, tags=['data'], responses=ERRORS)
-def ingest_file(request: Request,
-                file: Annotated[UploadFile, File(description="a CSV/TSV/TXT, Parquet or JSON file of bars, optionally .gz, in any layout "
-                                                 "`mlfin ingest` reads (Binance's headerless klines, MetaTrader's export, OHLCV with a header)")],
-                symbol: Annotated[str, Form(pattern=SYMBOL)],
-                timeframe: Annotated[str | None, Form(pattern=TIMEFRAME, description="1m, 5m, 1h, 1d (or MetaTrader's M1...)")] = None,
-                caller: Caller = ANALYST) -> Ingested:
-    "Store an uploaded file of one series' bars, checked as `mlfin ingest FILE --symbol S --timeframe T` checks it (bad rows quarantined with their reason); its size is capped by the service's --body-limit (413)"
+def ingest_file(
+    request: Request,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="a CSV/TSV/TXT, Parquet or JSON file of bars, optionally .gz, in any layout "
+            "`mlfin ingest` reads (Binance's headerless klines, MetaTrader's export, OHLCV with a header)"
+        ),
+    ],
+    symbol: Annotated[str, Form(pattern=SYMBOL)],
+    timeframe: Annotated[
+        str | None, Form(pattern=TIMEFRAME, description="1m, 5m, 1h, 1d (or MetaTrader's M1...)")
+    ] = None,
+    caller: Caller = ANALYST,
+) -> Ingested:
+    """Store an uploaded file of one series' bars, checked as `mlfin ingest FILE --symbol S --timeframe T` checks it
+    (bad rows quarantined with their reason); its size is capped by the service's --body-limit (413)"""
     state = request.app.state
     name = upload_name(file.filename)
-    with tempfile.TemporaryDirectory(prefix='mlfin-upload-') as folder:   # private (0700), removed when done: never a path the client names
-        path = Path(folder)/('upload' + ''.join(Path(name).suffixes[-2:]).lower())   # the suffix says the file's type (.csv.gz)
+    # private (0700), removed when done: never a path the client names
+    with tempfile.TemporaryDirectory(prefix='mlfin-upload-') as folder:
+        # the suffix says the file's type (.csv.gz)
+        path = Path(folder)/('upload' + ''.join(Path(name).suffixes[-2:]).lower())
         with open(path, 'wb') as kept: shutil.copyfileobj(file.file, kept)
         try:
             batch = read_file(path)   # what `mlfin ingest FILE` reads it with
-            batch.source = f"POST /ingest/file {name}"   # messages and the series' record name the upload, not the temporary file
+            # messages and the series' record name the upload, not the temporary file
+            batch.source = f"POST /ingest/file {name}"
             report = ingest_series(batch, symbol, timeframe, store=state.store)
         except MlfinError as e:
             e.args = (str(e).replace(str(path), f"POST /ingest/file {name}"),)
-            if isinstance(e, BadInput): state.metrics.refused(symbol, timeframe, e)   # counted per series, its quarantined rows too, as a refused push is
+            # counted per series, its quarantined rows too, as a refused push is
+            if isinstance(e, BadInput): state.metrics.refused(symbol, timeframe, e)
             raise
-    record_action(request, caller, 'ingest.file', f"{symbol}:{report.timeframe}", f"{report.new} new, {report.changed} changed bars from the upload {name}")
+    record_action(
+        request,
+        caller,
+        'ingest.file',
+        f"{symbol}:{report.timeframe}",
+        f"{report.new} new, {report.changed} changed bars from the upload {name}",
+    )
     state.metrics.ingested(symbol, report.timeframe, report)
     state.refresh(symbol, report.timeframe)
     return _ingested(report)
@@ -185,34 +263,72 @@ def ingest_file(request: Request,
 def upload_name(given: str | None) -> str:
     "An uploaded file's own name (a browser's path cut to its last part), or `BadInput` naming what is wrong with it"
     name = (given or '').replace('\\', '/').rsplit('/', 1)[-1].strip()
-    if not name: raise BadInput("file: no file name (its suffix says its type: .csv, .txt, .parquet, .json, each optionally .gz)")
+    if not name:
+        raise BadInput(
+            "file: no file name (its suffix says its type: .csv, .txt, .parquet, .json, each optionally .gz)"
+        )
     if not UPLOAD_NAME.fullmatch(name):
-        raise BadInput(f"file name {name[:80]!r}: letters, digits, spaces, dots, _ and - only, at most 200, not starting with a dot")
+        raise BadInput(
+            f"file name {name[:80]!r}: letters, digits, spaces, dots, _ and - only, at most 200, not starting with a "
+            "dot"
+        )
     return name
 
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_04
 @router.delete('/series/{symbol}/{timeframe}', response_model=Deleted, tags=['data'], responses=ERRORS)
-def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYMBOL)], timeframe: Annotated[str, PathParam(pattern=TIMEFRAME)],
-                  start: Annotated[str | None, Query(pattern=WHEN, description="first bar removed (ISO 8601, UTC unless zoned)")] = None,
-                  end: Annotated[str | None, Query(pattern=WHEN, description="last bar removed, inclusive (a date alone: its whole day)")] = None,
-                  caller: Caller = ADMIN) -> Deleted:
-    "Remove a series' bars between start and end; neither given: the whole series, its record and its quarantine (`mlfin data rm`)"
+def delete_series(
+    request: Request,
+    symbol: Annotated[str, PathParam(pattern=SYMBOL)],
+    timeframe: Annotated[str, PathParam(pattern=TIMEFRAME)],
+    start: Annotated[
+        str | None, Query(pattern=WHEN, description="first bar removed (ISO 8601, UTC unless zoned)")
+    ] = None,
+    end: Annotated[
+        str | None, Query(pattern=WHEN, description="last bar removed, inclusive (a date alone: its whole day)")
+    ] = None,
+    caller: Caller = ADMIN,
+) -> Deleted:
+    """Remove a series' bars between start and end; neither given: the whole series, its record and its quarantine
+    (`mlfin data rm`)"""
     timeframe = check_timeframe(timeframe)
     removed = delete(symbol, timeframe, start, end, store=request.app.state.store)
-    record_action(request, caller, 'series.delete', f"{symbol}:{timeframe}", f"{removed} bars from {start or 'the start'} to {end or 'the end'}")
+    record_action(
+        request,
+        caller,
+        'series.delete',
+        f"{symbol}:{timeframe}",
+        f"{removed} bars from {start or 'the start'} to {end or 'the end'}",
+    )
     return Deleted(symbol=symbol, timeframe=timeframe, removed=removed, start=start, end=end)
 
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_05
 @router.get('/prices/latest', response_model=Prices, tags=['data'], responses=ERRORS)
-def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
-                  n: Annotated[int, Query(ge=1, le=10_000, description="how many bars")] = 100, caller: Caller = READ) -> Prices:
+def prices_latest(
+    request: Request,
+    symbol: Symbol,
+    timeframe: Timeframe,
+    n: Annotated[int, Query(ge=1, le=10_000, description="how many bars")] = 100,
+    caller: Caller = READ,
+) -> Prices:
     "The last n bars of a series, adjusted as the pipeline reads them"
     timeframe = check_timeframe(timeframe)
     bars = load(symbol, timeframe, last=n, store=request.app.state.store)
     frame = bars.reset_index()
     records = frame.to_dict(orient='records')
-    return Prices(symbol=symbol, timeframe=timeframe, bars=[Bar(**{k: (None if isinstance(v, float) and np.isnan(v) else v)
-                                                                  for k, v in r.items() if k in Bar.model_fields}) for r in records])
+    return Prices(
+        symbol=symbol,
+        timeframe=timeframe,
+        bars=[
+            Bar(
+                **{
+                    k: (None if isinstance(v, float) and np.isnan(v) else v)
+                    for k, v in r.items()
+                    if k in Bar.model_fields
+                }
+            )
+            for r in records
+        ],
+    )
 

@@ -17,10 +17,17 @@ __all__ = ['ModelVersion', 'Promotion', 'Released', 'models', 'model', 'promote'
 # %% ../../../nbs/11m_service.routes.models.ipynb #c007_14
 class ModelVersion(BaseModel):
     name: str; version: int; model: str | None; kind: str | None; aliases: list[str]
-    scores: dict[str, float] = Field(description="out-of-sample scores (and after-cost backtest figures) it was registered with")
-    lineage: dict[str, str] = Field(description="trials, data fingerprint, code version, label, spec, thresholds, promotion or refusal")
-    evidence: dict[str, str] = Field(default_factory=dict, description="a leader's verdict as its run judged it after every trial on its "
-                                     "question: dsr, pbo, trials, verdict and record (what is wrong with the trial record; '' when whole)")
+    scores: dict[str, float] = Field(
+        description="out-of-sample scores (and after-cost backtest figures) it was registered with"
+    )
+    lineage: dict[str, str] = Field(
+        description="trials, data fingerprint, code version, label, spec, thresholds, promotion or refusal"
+    )
+    evidence: dict[str, str] = Field(
+        default_factory=dict,
+        description="a leader's verdict as its run judged it after every trial on its "
+        "question: dsr, pbo, trials, verdict and record (what is wrong with the trial record; '' when whole)",
+    )
     run_id: str | None; created_at: dt.datetime
 
 
@@ -52,7 +59,9 @@ def model(name: ModelName, caller: Caller = READ) -> list[ModelVersion]:
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_12
 @router.post('/models/{name}/promote', response_model=ModelVersion, tags=['models'], responses=ERRORS)
-def promote(request: Request, name: ModelName, promotion: Promotion = Body(default_factory=Promotion), caller: Caller = ADMIN) -> ModelVersion:
+def promote(
+    request: Request, name: ModelName, promotion: Promotion = Body(default_factory=Promotion), caller: Caller = ADMIN
+) -> ModelVersion:
     "Make a version (default: the candidate) production; it is served from the next request on"
     symbol, timeframe = series_of(name)
     describe(name)   # NotFound, named, for a model that does not exist
@@ -65,7 +74,8 @@ def promote(request: Request, name: ModelName, promotion: Promotion = Body(defau
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_13
 @router.post('/models/{name}/release', response_model=Released, tags=['models'], responses=ERRORS)
 def release(request: Request, name: ModelName, caller: Caller = ADMIN) -> Released:
-    "Hand production back to the promotion policy (a promotion by hand holds until released): the next run's leader may replace it"
+    """Hand production back to the promotion policy (a promotion by hand holds until released): the next run's leader
+    may replace it"""
     released = Released(**hand_back(*series_of(name)))
     record_action(request, caller, 'release', name)
     return released

@@ -14,12 +14,16 @@ from .common import ERRORS, METRICS, READ, router
 __all__ = ['metrics', 'monitor']
 
 # %% ../../../nbs/11p_service.routes.operations.ipynb #c009_21
-@router.get('/metrics', tags=['service'], responses={**ERRORS, 200: {'content': {'text/plain': {}}, 'description': 'Prometheus text format'}},
-            response_class=Response)
+@router.get(
+    '/metrics',
+    tags=['service'],
+    responses={**ERRORS, 200: {'content': {'text/plain': {}}, 'description': 'Prometheus text format'}},
+    response_class=Response,
+)
 def metrics(request: Request, caller: Caller = METRICS) -> Response:
-    """Prometheus metrics: requests and latency per route and status, candles, quarantined rows, predictions and signals, models in
-    production, jobs, last bar and freshness per series, the latest monitor run's figures (a scraper key may read this and nothing else;
-    Prometheus sends it as `Authorization: Bearer`)"""
+    """Prometheus metrics: requests and latency per route and status, candles, quarantined rows, predictions and
+    signals, models in production, jobs, last bar and freshness per series, the latest monitor run's figures (a scraper
+    key may read this and nothing else; Prometheus sends it as `Authorization: Bearer`)"""
     body, kind = request.app.state.metrics.render(request.app.state)
     return Response(body, media_type=kind)
 
@@ -27,8 +31,10 @@ def metrics(request: Request, caller: Caller = METRICS) -> Response:
 # %% ../../../nbs/11p_service.routes.operations.ipynb #c009_22
 @router.get('/monitor', tags=['service'], responses=ERRORS)
 def monitor(caller: Caller = READ) -> dict:
-    "The latest monitor run (`mlfin monitor`): each production version's drift, predictions, live performance and verdict; every series' freshness"
-    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.01 s to importing this module (measured)
+    """The latest monitor run (`mlfin monitor`): each production version's drift, predictions, live performance and
+    verdict; every series' freshness"""
+    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.01 s to
+                                                     # importing this module (measured)
     found = latest_report()
     if found is None: raise NotFound("no monitor run yet: `mlfin monitor` writes one (a schedule runs it)")
     return {k: v for k, v in found.items() if k != 'folder'}

@@ -29,9 +29,14 @@ class LoadedModel(BaseModel):
 # %% ../../../nbs/11j_service.routes.status.ipynb #c007_02
 class Ready(BaseModel):
     status: Literal['ready']
-    store: str = Field(description="the kind of store served: parquet or postgresql (where it is, in the operator's log and `mlfin serve`'s line)")
+    store: str = Field(
+        description="the kind of store served: parquet or postgresql (where it is, in the operator's log and `mlfin "
+                    "serve`'s line)"
+    )
     models: list[LoadedModel]
-    checks: dict[str, str] = Field(description="what the service needs, each checked now: store, database, rate_limits, disk")
+    checks: dict[str, str] = Field(
+        description="what the service needs, each checked now: store, database, rate_limits, disk"
+    )
 
 
 # %% ../../../nbs/11j_service.routes.status.ipynb #c009
@@ -44,7 +49,8 @@ async def health() -> Health:
 # %% ../../../nbs/11j_service.routes.status.ipynb #c009_00
 @router.get('/ready', response_model=Ready, tags=['service'], responses=ERRORS)
 def ready(request: Request, caller: Caller = READ) -> Ready:
-    "Readiness: what the service needs answers (store, database, rate-limit store, a disk with room) and a production model is loaded (or can be)"
+    """Readiness: what the service needs answers (store, database, rate-limit store, a disk with room) and a production
+    model is loaded (or can be)"""
     state = request.app.state
     checks = state.checks()
     failing = [f"{name}: {said}" for name, said in checks.items() if said != 'ok']
@@ -55,6 +61,7 @@ def ready(request: Request, caller: Caller = READ) -> Ready:
             try: state.live.tags(symbol, timeframe); break   # loads the series' production model, under its lock
             except MlfinError: continue
     loaded = state.live.loaded()
-    if not loaded: raise Unavailable("no production model for any stored series: train one (POST /train) or promote a version")
+    if not loaded:
+        raise Unavailable("no production model for any stored series: train one (POST /train) or promote a version")
     return Ready(status='ready', store=state.store.kind, models=[LoadedModel(**m) for m in loaded], checks=checks)
 
