@@ -154,8 +154,8 @@ def comment_lines(text: str, indent: str) -> list[str]:
 
 
 def move_comments(source: str) -> str:
-    """Trailing comments that make their line too long, moved (wrapped) to the lines above it; an import's wrapped
-    where it stands, its next lines aligned under it"""
+    """Trailing comments that make their line too long, moved (wrapped) to the lines above it (an import's reason too:
+    tests/test_repo.py reads it on the import's line or on the comment lines right above it)"""
     for row in reversed(long_lines(source)):
         toks = tokens(source)
         lines = source.splitlines(keepends=True)
@@ -170,22 +170,11 @@ def move_comments(source: str) -> str:
         words = lambda comment: comment.strip().lstrip('#').strip()
         text = ' '.join(map(words, [comment.string, *lines[row:row + more]]))
         code, nl = line[:comment.start[1]].rstrip(), line[len(line.rstrip('\n')):]
-        col = comment.start[1]
-        if imports(source, row) and LIMIT - col >= 24:   # an import's reason stays on its line (tests/test_repo.py)
-            wrapped = comment_lines(text, ' ' * col)
-            lines[row - 1:row + more] = ['\n'.join([code + wrapped[0][len(code):], *wrapped[1:]]) + nl]
-        else:
-            lines[row - 1:row + more] = [code + nl]
-            indent = re.match(r'\s*', lines[above - 1])[0]
-            lines.insert(above - 1, ''.join(l + '\n' for l in comment_lines(text, indent)))
+        lines[row - 1:row + more] = [code + nl]
+        indent = re.match(r'\s*', lines[above - 1])[0]
+        lines.insert(above - 1, ''.join(l + '\n' for l in comment_lines(text, indent)))
         source = ''.join(lines)
     return source
-
-
-def imports(source: str, row: int) -> bool:
-    "Whether line `row` is a one-line import statement"
-    nodes = ast.walk(ast.parse(source))
-    return any(isinstance(n, (ast.Import, ast.ImportFrom)) and n.lineno == row == n.end_lineno for n in nodes)
 
 
 def continued(lines: list[str], row: int, col: int) -> int:

@@ -176,13 +176,17 @@ def imports_inside_functions(package: Path = ROOT/'mlfin') -> list[tuple[str, in
             for node in ast.walk(fn):
                 mlfin_import = (isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').split('.')[0] == 'mlfin')) or \
                                (isinstance(node, ast.Import) and any(a.name.split('.')[0] == 'mlfin' for a in node.names))
-                if mlfin_import: found.append((str(path.relative_to(package.parent)), node.end_lineno, lines[node.end_lineno - 1]))
+                if mlfin_import:   # the import's last line, and the comment line right above the import, if any
+                    above = lines[node.lineno - 2].strip() if node.lineno > 1 else ''
+                    found.append((str(path.relative_to(package.parent)), node.end_lineno,
+                                  lines[node.end_lineno - 1] + ('   ' + above if above.startswith('#') else '')))
     return sorted(set(found))
 
 
 def test_an_import_inside_a_function_says_why():
-    """An mlfin module imported inside a function, not at the top, says why on its line: the seconds it adds to importing the
-    module (measured), or the cycle a top-level import would close. Without a reason it belongs at the top."""
+    """An mlfin module imported inside a function, not at the top, says why on its line or in the comment right above it:
+    the seconds it adds to importing the module (measured), or the cycle a top-level import would close. Without a reason it
+    belongs at the top."""
     silent = [f"{path}:{line}: {text.strip()}" for path, line, text in imports_inside_functions() if '#' not in text]
     assert not silent, f"{len(silent)} imports inside functions give no reason:\n" + '\n'.join(silent[:20])
 

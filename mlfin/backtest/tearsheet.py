@@ -624,8 +624,8 @@ def write_tearsheets(folder: Path, # where the pages go (created)
                      header: str = '') -> list[Path]:
     "One tearsheet per symbol and one for the portfolio, and plotly.min.js once beside them"
     from plotly.offline import get_plotlyjs
-    from mlfin.backtest.universe import PORTFOLIO   # here, not at the top: importing mlfin.backtest.universe imports
-                                                    # this module
+    # here, not at the top: importing mlfin.backtest.universe imports this module
+    from mlfin.backtest.universe import PORTFOLIO
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     (folder/'plotly.min.js').write_text(get_plotlyjs())
     pages = {sym: (s, s.get('quality')) for sym, s in run['symbols'].items()}

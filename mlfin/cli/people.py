@@ -25,10 +25,10 @@ STORE_HELP = "the service's store (default: MLFIN_STORE or the home's store)"
 
 # %% ../../nbs/14h_cli.people.ipynb #h005
 def _people(store: str | None):
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
-                                          # (measured)
-    from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.17 s to importing this
-                                              # module (measured)
+    # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service.db import engine
+    # here, not at the top: mlfin.service.people adds 0.17 s to importing this module (measured)
+    from mlfin.service.people import People
     return People(engine(store), cache_seconds=0)
 
 # %% ../../nbs/14h_cli.people.ipynb #h006
@@ -134,10 +134,10 @@ def audit(
     store: Optional[str] = typer.Option(None, help=STORE_HELP),
 ):
     "The audit log, newest first: logins and failures, and every privileged action (users, keys, promotions, training)"
-    from mlfin.service.audit import Audit   # here, not at the top: mlfin.service.audit adds 0.14 s to importing this
-                                            # module (measured)
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
-                                          # (measured)
+    # here, not at the top: mlfin.service.audit adds 0.14 s to importing this module (measured)
+    from mlfin.service.audit import Audit
+    # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service.db import engine
     actor = None if user is None else user if ':' in user else f"user:{user}"
     events = Audit(engine(store)).read(limit, actor, action)
     for e in events:

@@ -45,8 +45,8 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
     seconds = time.perf_counter() - started
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
-    from mlfin.report.tables import overview, production_said   # here, not at the top: mlfin.report.tables adds 1.10 s
-                                                                # to importing this module (measured)
+    # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
+    from mlfin.report.tables import overview, production_said
     recorded = load_run(frames=False)
     # every figure below is a measure of skill: said before the figures, and beside each verdict
     if not recorded['validation']['tradeable']:
@@ -103,10 +103,10 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
     """Voilà's options for the login: the identity provider on the service's store and login rules (checked here first),
     the Cookie header handed to the pages' kernels"""
     import dataclasses, json
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
-                                          # (measured)
-    from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.17 s to importing this
-                                              # module (measured)
+    # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service.db import engine
+    # here, not at the top: mlfin.service.people adds 0.17 s to importing this module (measured)
+    from mlfin.service.people import People
     people = People(engine(given.store or None), policy=given.login_policy(), storage=given.limits_storage)
     accounts = people.list()
     if not people.addresses.reachable():
@@ -292,11 +292,11 @@ def tune(
     """Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml
     lines"""
     import pandas as pd
-    from mlfin.backtest.trials import search_trials   # here, not at the top: mlfin.backtest.trials adds 1.11 s to
-                                                      # importing this module (measured)
+    # here, not at the top: mlfin.backtest.trials adds 1.11 s to importing this module (measured)
+    from mlfin.backtest.trials import search_trials
     from mlfin.report.evidence import keep_evidence, question_of   # (the same: it imports mlfin.backtest.trials)
-    from mlfin.tracking.ledger import Ledger   # (here too: it adds 0.2 s, SQLAlchemy, to every mlfin command at the
-                                               # top; measured)
+    # (here too: it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
+    from mlfin.tracking.ledger import Ledger
     root = project_root()
     config = run_config(project_values(root) if root else {})
     path = run_dir()/DATASET
@@ -352,9 +352,8 @@ def tune(
                     **{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)},
                     'tried': found.spec.tried,
                 }  # the count rides along to later runs' DSR
-                typer.echo(
-                    f"  models.yaml:  {spec.name}: {{{', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())}}}"  # noqa: E501
-                )
+                pairs = ', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())
+                typer.echo(f"  models.yaml:  {spec.name}: {{{pairs}}}")
                 # the search is one more try at the question: every later run on it counts its trials (once)
                 if found.spec.tried > 1:
                     with using(config.tracking):

@@ -44,10 +44,10 @@ app.add_typer(keys_app, name='keys')
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_00
 def _keys(store: str | None):
-    from mlfin.service.auth import Keys   # here, not at the top: mlfin.service.auth adds 0.15 s to importing this
-                                          # module (measured)
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
-                                          # (measured)
+    # here, not at the top: mlfin.service.auth adds 0.15 s to importing this module (measured)
+    from mlfin.service.auth import Keys
+    # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service.db import engine
     return Keys(engine(store), cache_seconds=0)
 
 
@@ -111,10 +111,10 @@ def monitor(
 ):
     """Watch every production model once (drift, predictions, live performance) and every series' freshness; write the
     report (for a schedule)"""
-    from mlfin.monitor.models import monitor as watch_all   # here, not at the top: mlfin.monitor.models adds 0.97 s to
-                                                            # importing this module (measured)
-    from mlfin.monitor.report import write_report   # here, not at the top: mlfin.monitor.report adds 1.01 s to
-                                                    # importing this module (measured)
+    # here, not at the top: mlfin.monitor.models adds 0.97 s to importing this module (measured)
+    from mlfin.monitor.models import monitor as watch_all
+    # here, not at the top: mlfin.monitor.report adds 1.01 s to importing this module (measured)
+    from mlfin.monitor.report import write_report
     report = watch_all(store, window, signals=served_signals)
     folder = write_report(report, out)
     for w in report.watches: typer.echo(w.verdict())
@@ -141,8 +141,8 @@ def monitoring(
 ):
     """Prometheus (scraping the service, evaluating env/monitoring/alerts.yml and figures.yml) and Alertmanager
     (webhook, e-mail) on loopback, beside the service"""
-    from mlfin.service.auth import scrape_key  # here, not at the top: mlfin.service.auth adds 0.15 s to importing this
-                                               # module (measured)
+    # here, not at the top: mlfin.service.auth adds 0.15 s to importing this module (measured)
+    from mlfin.service.auth import scrape_key
 
     run_monitoring(
         port,
@@ -173,7 +173,9 @@ def home_check():
             f"{report['home']}"
         )
     for line in report['outside']: typer.echo(f"outside the home: {line}")
+    outside = report['outside']
     typer.echo(
-        f"{report['home']}: {'%d location(s) outside it' % len(report['outside']) if report['outside'] else 'every recorded location is inside it'}"  # noqa: E501
+        f"{report['home']}: "
+        + (f"{len(outside)} location(s) outside it" if outside else "every recorded location is inside it")
     )
     if report['outside']: raise typer.Exit(1)

@@ -79,11 +79,10 @@ app.add_typer(ledger_app, name='ledger')
 def ledger_check():
     """Read the ledger whole: its chain from the first entry, the head this home noted, and every run the tracking store
     holds that appended to it; exit 1 when it is not whole"""
-    from mlfin.report.evidence import ADOPT, afresh_from, lost_runs   # here, not at the top: it imports
-                                                                      # mlfin.backtest.trials (1.1 s, measured) for
-                                                                      # every mlfin command
-    from mlfin.tracking.ledger import Ledger, home_noted   # (and it adds 0.2 s, SQLAlchemy, to every mlfin command at
-                                                           # the top; measured)
+    # here, not at the top: it imports mlfin.backtest.trials (1.1 s, measured) for every mlfin command
+    from mlfin.report.evidence import ADOPT, afresh_from, lost_runs
+    # (and it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
+    from mlfin.tracking.ledger import Ledger, home_noted
     book = Ledger(); found = book.check()
     typer.echo(f"mlfin: trial ledger {found.id or '(not begun)'} at {book!r}: {found.length:,} entries")
     problems = [p for p in (found.problem, book.against(found, [('this home', home_noted(found.location))])) if p]

@@ -148,8 +148,8 @@ def _finished_at(home: Path | None = None) -> str | None:
 def monitor_status() -> tuple[str, str]:
     """The monitor's latest run in a line: when, how many production models it watched, which are past an alert's bar
     (and why), which it could not watch"""
-    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 0.99 s to
-                                                     # importing this module (measured)
+    # here, not at the top: mlfin.monitor.report adds 0.99 s to importing this module (measured)
+    from mlfin.monitor.report import latest_report
     found = latest_report()
     if found is None: return 'warning', "The monitor has not run yet (`mlfin monitor`, or its schedule)."
     past = {
@@ -236,14 +236,13 @@ def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
 def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -> str:
     """One book's card: name, timeframe and model, the verdict's badge, its value beside buy-and-hold's, the figures
     that decide"""
-    from mlfin.backtest.tearsheet import figure, judge, metrics_frame, verdict_word   # here, not at the top:
-                                                                                      # mlfin.backtest.tearsheet adds
-                                                                                      # 1.08 s to importing this module
-                                                                                      # (measured)
+    # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
+    from mlfin.backtest.tearsheet import figure, judge, metrics_frame, verdict_word
     back, fore = BADGES[judge(m)]
     shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
+    cells = lambda *values: ''.join(f"<td>{html.escape(str(v))}</td>" for v in values)
     rows = ''.join(
-        f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(v['Strategy']))}</td><td>{html.escape(str(v['Buy & hold']))}</td></tr>"  # noqa: E501
+        f"<tr><th>{html.escape(label)}</th>{cells(v['Strategy'], v['Buy & hold'])}</tr>"
         for label, v in shown.iterrows()
     )
     pbo = (m.get('pbo') or {}).get('pbo')
@@ -275,7 +274,8 @@ def book_cards(run: dict) -> str:
     books = [*run['symbols'].items(), *([('PORTFOLIO', run['portfolio'])] if run.get('portfolio') else [])]
     curves = run['curves']
     cards = ''.join(book_card(name, m, curves[curves['symbol'] == name], tradeable) for name, m in books)
-    return f"<div class='mlfin-cards' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:12px'>{cards}</div>"  # noqa: E501
+    grid = 'display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:12px'
+    return f"<div class='mlfin-cards' style='{grid}'>{cards}</div>"
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c011
 def index_page(folder=None):  # a run's folder; default: the last run that finished
@@ -298,8 +298,8 @@ def run_page(folder=None):  # a run's folder; default: the last run that finishe
     """The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then
     `dashboards.run.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"""
     import ipywidgets as widgets
-    from mlfin.dashboards.run import dashboard  # here, not at the top: importing mlfin.dashboards.run imports this
-                                                # module
+    # here, not at the top: importing mlfin.dashboards.run imports this module
+    from mlfin.dashboards.run import dashboard
 
     try:
         run = load_run(folder, frames=False)
@@ -335,10 +335,10 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
     picker of the run's books"""
     import ipywidgets as widgets
     from urllib.parse import parse_qs
-    from mlfin.backtest.tearsheet import tearsheet_parts   # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s
-                                                           # to importing this module (measured)
-    from mlfin.report.tables import run_header  # here, not at the top: mlfin.report.tables adds 1.08 s to importing
-                                                # this module (measured)
+    # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
+    from mlfin.backtest.tearsheet import tearsheet_parts
+    # here, not at the top: mlfin.report.tables adds 1.08 s to importing this module (measured)
+    from mlfin.report.tables import run_header
 
     lesson = ("A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, "
               "out-of-sample and after costs.")

@@ -175,12 +175,12 @@ class SessionIdentity(IdentityProvider):
     @functools.cache
     def service(self):
         "(People, Tokens) of the service database: the accounts and the sessions the service checks too"
-        from mlfin.service.auth import Keys, Tokens   # here, not at the top: mlfin.service.auth adds 0.13 s to
-                                                      # importing this module (measured)
-        from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.13 s to importing this
-                                              # module (measured)
-        from mlfin.service.people import People   # here, not at the top: mlfin.service.people adds 0.15 s to importing
-                                                  # this module (measured)
+        # here, not at the top: mlfin.service.auth adds 0.13 s to importing this module (measured)
+        from mlfin.service.auth import Keys, Tokens
+        # here, not at the top: mlfin.service.db adds 0.13 s to importing this module (measured)
+        from mlfin.service.db import engine
+        # here, not at the top: mlfin.service.people adds 0.15 s to importing this module (measured)
+        from mlfin.service.people import People
         db = engine(self.store or None)
         people = People(
             db,

@@ -107,8 +107,8 @@ LIVE_COLUMNS = ['name', 'version', *keys('live')]
 def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
     "The latest monitor run's verdicts, drift over time, live performance against the record, the alerts firing"
     import ipywidgets as widgets
-    from mlfin.monitor.report import latest_report, monitor_root   # here, not at the top: mlfin.monitor.report adds
-                                                                   # 0.99 s to importing this module (measured)
+    # here, not at the top: mlfin.monitor.report adds 0.99 s to importing this module (measured)
+    from mlfin.monitor.report import latest_report, monitor_root
     found, root = latest_report(root), Path(root or monitor_root())
     if found is None:
         return page(

@@ -181,7 +181,8 @@ def training_section(c: Connection, series: list[str]):
             try: job = c.call('GET', f"/jobs/{job_id}")
             except Refused as e: state.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return
             state.value = job_line(job)
-            log.value = f"<pre style='max-height:220px;overflow:auto;font-size:0.8em'>{html.escape((job['log'] or '')[-2000:])}</pre>"  # noqa: E501
+            tail = html.escape((job['log'] or '')[-2000:])
+            log.value = f"<pre style='max-height:220px;overflow:auto;font-size:0.8em'>{tail}</pre>"
             if job['state'] not in ('queued', 'running'): break
             await asyncio.sleep(2)
         if job['state'] == 'succeeded':

@@ -116,14 +116,14 @@ def _batch(
         return read_sample(symbol), symbol, SAMPLES[symbol].timeframe
     if text.startswith(('postgresql://', 'postgres://')):  # postgresql://.../db?table=prices[&symbol_column=ticker]
         url, table, options = postgres_address(text, ('symbol_column',))
-        from mlfin.data.remote import read_postgres   # here, not at the top: importing mlfin.data.remote imports this
-                                                      # module
+        # here, not at the top: importing mlfin.data.remote imports this module
+        from mlfin.data.remote import read_postgres
         return read_postgres(url, table, options.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
         if not timeframe or not start: raise BadInput(f"{text}: a remote source needs --timeframe and --start")
-        from mlfin.data.remote import fetch_exchange, fetch_yahoo   # here, not at the top: importing mlfin.data.remote
-                                                                    # imports this module
+        # here, not at the top: importing mlfin.data.remote imports this module
+        from mlfin.data.remote import fetch_exchange, fetch_yahoo
         if kind == 'ccxt':
             exchange, _, market = rest.partition(':')
             if not market: raise BadInput(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
@@ -175,8 +175,8 @@ OFF_CALENDAR = {'quarantine': "kept out of the store with their reason (the defa
 def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
     """Move the bars the calendar has no place for (`off`, from `off_calendar`) from `found.bars` to `found.rejected`,
     each with its source row and reason"""
-    from mlfin.data.quality import rejected_frame   # here, not at the top: importing mlfin.data.quality imports this
-                                                    # module
+    # here, not at the top: importing mlfin.data.quality imports this module
+    from mlfin.data.quality import rejected_frame
     if off.empty: return
     at = batch.frame['ts'].isin(off['ts'])
     rows = batch.frame.loc[at, 'ts'].drop_duplicates(keep='last')
@@ -196,8 +196,8 @@ def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-cale
                 ) -> str | None:
     """A note for a batch whose off-calendar bars look like times of another clock: by how much, and the `tz` that reads
     them right"""
-    from mlfin.data.quality import clock_shift   # here, not at the top: importing mlfin.data.quality imports this
-                                                 # module
+    # here, not at the top: importing mlfin.data.quality imports this module
+    from mlfin.data.quality import clock_shift
     shift = clock_shift(bars, calendar, off)
     if shift is None: return None
     # the source clock's offset from UTC
@@ -294,8 +294,8 @@ def ingest(
         calendar, calendar_from, inherited = settle_calendar(
             calendar, sample, kept, store, symbol, timeframe, found.bars, batch.source
         )
-        from mlfin.data.quality import off_calendar as off_the_calendar   # here, not at the top: importing
-                                                                          # mlfin.data.quality imports this module
+        # here, not at the top: importing mlfin.data.quality imports this module
+        from mlfin.data.quality import off_calendar as off_the_calendar
         off = off_the_calendar(found.bars, calendar)
         if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
         if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
@@ -476,8 +476,8 @@ def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
 def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFrame:
     """Every anomaly and gap of a stored series, dated: kind (spike, stale, off-calendar, gap), first and last bar, what
     was seen"""
-    from mlfin.data.quality import anomalies, gaps   # here, not at the top: importing mlfin.data.quality imports this
-                                                     # module
+    # here, not at the top: importing mlfin.data.quality imports this module
+    from mlfin.data.quality import anomalies, gaps
     store = open_store(store)
     (symbol, timeframe), = universe([f"{symbol}:{timeframe}" if timeframe else symbol], store=store)
     bars = load(symbol, timeframe, store=store)

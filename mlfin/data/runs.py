@@ -93,8 +93,8 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                    ) -> tuple[pd.DataFrame, list[dict]]:
     """Every pair's bars in range, long format, with a manifest crediting each series' source (samples ingested when
     missing)"""
-    from mlfin.data.quality import quality_row   # here, not at the top: importing mlfin.data.quality imports this
-                                                 # module
+    # here, not at the top: importing mlfin.data.quality imports this module
+    from mlfin.data.quality import quality_row
     store = open_store(store)
     frames, manifest = [], []
     for i, (symbol, timeframe) in enumerate(pairs):

@@ -45,8 +45,8 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
                   ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
     """One symbol's raw features and dataset rows (`dataset`'s unit of work: inputs, label, its end and realised return,
     the bar's close), and the feature store's reads and computations"""
-    from mlfin.features.store import FeatureStore   # here, not at the top: importing mlfin.features.store imports this
-                                                    # module
+    # here, not at the top: importing mlfin.features.store imports this module
+    from mlfin.features.store import FeatureStore
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     store = None if store_root is None else FeatureStore(store_root)
     features = store.build(bars, spec) if store is not None else build(bars, spec)

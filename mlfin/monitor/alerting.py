@@ -249,8 +249,8 @@ def send_alert(name: str,                # the alert's name, e.g. MlfinScheduled
     import datetime as dt
     url = url or os.environ.get('MLFIN_ALERTMANAGER_URL')
     if not url: return False
-    import httpx   # here: 0.34 s of imports (measured), paid only where an Alertmanager is configured, not by every
-                   # scheduled job
+    # here: 0.34 s of imports (measured), paid only where an Alertmanager is configured, not by every scheduled job
+    import httpx
     now = dt.datetime.now(dt.timezone.utc)
     alert = {
         'labels': {'alertname': name, 'severity': 'page', **{k: str(v) for k, v in labels.items()}},

@@ -142,7 +142,8 @@ class Watch:
                  f"{self.window['window_bars']:,})"
         )
         if unjudged and d.judged:
-            inputs += f", {len(unjudged)} not judged ({'; '.join(f'{n}: {why}' for n, why in list(unjudged.items())[:2])}{'; ...' if len(unjudged) > 2 else ''})"  # noqa: E501
+            first = '; '.join(f'{n}: {why}' for n, why in list(unjudged.items())[:2])
+            inputs += f", {len(unjudged)} not judged ({first}{'; ...' if len(unjudged) > 2 else ''})"
         moved = (
             f"volatility rose: {v['ratio']:.1f}x the window's earlier bars over its last {v['span']} "
             f"({v['level']:.1f}x the training span's)"

@@ -30,8 +30,8 @@ DAILY_KEYS = [f.key for f in FIGURES if f.alert or f.group in ('identity', 'live
 def figures(now: pd.Timestamp | None = None) -> dict:
     """What the report says, as data: health, scheduled runs of the last day, production models and their monitor
     verdicts, backups, the store"""
-    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.01 s to
-                                                     # importing this module (measured)
+    # here, not at the top: mlfin.monitor.report adds 1.01 s to importing this module (measured)
+    from mlfin.monitor.report import latest_report
     now = now or pd.Timestamp.now(tz='UTC')
     day = now - pd.Timedelta(days=1)
     history = check_history((day).isoformat())

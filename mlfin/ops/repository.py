@@ -152,9 +152,10 @@ def init(self: Repository) -> bool:
 def missing(self: Repository) -> NotFound:
     "The one line for a repository that is not there: what is at its path, and that a backup never makes one"
     there = self.local is None or self.local.exists()
+    why = (' (a folder without its config: left by restic after the repository moved?)' if self.local and there
+           else ': no such folder (a backup disk not mounted?)' if not there else '')
     return NotFound(
-        f"no backup repository at {self.url}{' (a folder without its config: left by restic after the repository moved?)' if self.local and there else ''}"  # noqa: E501
-        f"{': no such folder (a backup disk not mounted?)' if not there else ''}; a backup never makes one: "
+        f"no backup repository at {self.url}{why}; a backup never makes one: "
         f"{_on_purpose(self.url)}"
     )
 

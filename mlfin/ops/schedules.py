@@ -74,16 +74,16 @@ def job_work(job: str) -> Callable[[float | None], dict]:
         ran = pipeline.run(wait=wait, progress=False)
         return {'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed'}
     def monitor(wait):
-        from mlfin.monitor.models import monitor as watch_all   # here, not at the top: mlfin.monitor.models adds 0.99 s
-                                                                # to importing this module (measured)
-        from mlfin.monitor.report import write_report   # here, not at the top: mlfin.monitor.report adds 1.03 s to
-                                                        # importing this module (measured)
+        # here, not at the top: mlfin.monitor.models adds 0.99 s to importing this module (measured)
+        from mlfin.monitor.models import monitor as watch_all
+        # here, not at the top: mlfin.monitor.report adds 1.03 s to importing this module (measured)
+        from mlfin.monitor.report import write_report
         report = watch_all(signals=served_signals)
         folder = write_report(report)
         return {'watched': [w.verdict() for w in report.watches], 'not_watched': report.errors, 'report': str(folder)}
     def backup(wait):
-        from mlfin.ops.backup import backup as snapshot   # here, not at the top: mlfin.ops.backup adds 0.11 s to
-                                                          # importing this module (measured)
+        # here, not at the top: mlfin.ops.backup adds 0.11 s to importing this module (measured)
+        from mlfin.ops.backup import backup as snapshot
         return snapshot().summary()
     def health(wait):
         return check_all().summary()

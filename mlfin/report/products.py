@@ -21,8 +21,8 @@ def execution_model(
     cv: str = 'walk_forward',  # the validation that made the run's predictions (`mlfin.params.VALIDATIONS`)
 ) -> str:
     "How to read a run's numbers: the fill rules, and what the validation behind its predictions allows one to claim"
-    from mlfin.backtest.portfolio import FILL_RULES   # here, not above: importing the backtest takes seconds, and every
-                                                      # task imports this module
+    # here, not above: importing the backtest takes seconds, and every task imports this module
+    from mlfin.backtest.portfolio import FILL_RULES
     v = VALIDATIONS[cv]
     if v.tradeable:
         return (

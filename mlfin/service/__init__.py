@@ -13,7 +13,7 @@ def __getattr__(name: str):
     """`create_app` imported when first asked for: the app brings FastAPI, SQLAlchemy and the monitor (3 s, measured),
     which the settings and `serve`'s options do not need"""
     if name == 'create_app':
-        from mlfin.service.app import create_app   # here, not at the top: importing mlfin.service.app imports this
-                                                   # module
+        # here, not at the top: importing mlfin.service.app imports this module
+        from mlfin.service.app import create_app
         return create_app
     raise AttributeError(f"module 'mlfin.service' has no attribute {name!r}")

@@ -280,8 +280,8 @@ class Live:
 # %% ../../nbs/11g_service.live.ipynb #c011
 def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> dict:
     "The signal of a forecast as a `model_signals` row (plus the model's version and a regressor's prediction)"
-    from mlfin.backtest.signals import LABELS, Rule, sides   # here, not at the top: mlfin.backtest.signals adds 1.11 s
-                                                             # to importing this module (measured)
+    # here, not at the top: mlfin.backtest.signals adds 1.11 s to importing this module (measured)
+    from mlfin.backtest.signals import LABELS, Rule, sides
     made, classifier = Lineage.from_tags(tags), forecast.kind == 'classifier'
     if threshold is not None and not classifier:
         raise BadInput(
@@ -320,8 +320,8 @@ class Signals:
         values were corrected after it closed (a collector's late push) is decided again, and the record keeps the
         decision on its final values"""
         from sqlalchemy import or_
-        from mlfin.service import db as tables  # here, not at the top: mlfin.service.db adds 0.14 s to importing this
-                                                # module (measured)
+        # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+        from mlfin.service import db as tables
 
         key = (
             record['symbol'],
@@ -356,8 +356,8 @@ class Signals:
                 version: int | None = None, # only those of this model version
                ) -> list[dict]:
         "Signals served for a series between `start` and `end` (UTC), oldest first"
-        from mlfin.service import db as tables   # here, not at the top: mlfin.service.db adds 0.14 s to importing this
-                                                 # module (measured)
+        # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+        from mlfin.service import db as tables
         s = tables.signals
         try:
             lo, hi, closed = utc_bounds(start, end)
@@ -376,10 +376,10 @@ class Signals:
 def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=None) -> pd.DataFrame:
     """The signals the service served for a version (index: bar time): prediction, side; one per bar (what
     `monitor.models.watch` judges live)"""
-    from mlfin.service.db import engine   # here, not at the top: mlfin.service.db adds 0.14 s to importing this module
-                                          # (measured)
-    from mlfin.backtest.signals import LABELS   # inside, as in `decide`: mlfin.backtest adds 0.5 s to the import
-                                                # (measured), which serving never needs
+    # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service.db import engine
+    # inside, as in `decide`: mlfin.backtest adds 0.5 s to the import (measured), which serving never needs
+    from mlfin.backtest.signals import LABELS
     sides = {v: k for k, v in LABELS.items()}
     rows = pd.DataFrame(Signals(engine(store)).history(symbol, timeframe, limit=None, version=version))
     if not len(rows):

@@ -165,8 +165,8 @@ class _States:
         yield held
         yield overdue
         yield live
-        from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.00 s to
-                                                         # importing this module (measured)
+        # here, not at the top: mlfin.monitor.report adds 1.00 s to importing this module (measured)
+        from mlfin.monitor.report import latest_report
         yield from monitor_gauges(latest_report())
 
     def production(self) -> dict:

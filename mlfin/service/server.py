@@ -57,11 +57,11 @@ def serve(settings: ServiceSettings | None = None,
          ):
     "Run the service under uvicorn (blocks until stopped)"
     import uvicorn
-    from mlfin.data.stores import store_place   # inside: 0.32 s of pandas and the data package (measured), paid by the
-                                                # command that serves
-    from mlfin.service.app import create_app   # inside: 3 s of imports (FastAPI, SQLAlchemy, the monitor; measured),
-                                               # paid by the command that serves, not by every command reading serve's
-                                               # options
+    # inside: 0.32 s of pandas and the data package (measured), paid by the command that serves
+    from mlfin.data.stores import store_place
+    # inside: 3 s of imports (FastAPI, SQLAlchemy, the monitor; measured), paid by the command that serves, not by every
+    # command reading serve's options
+    from mlfin.service.app import create_app
     settings = settings or ServiceSettings()
     if bool(certfile) != bool(keyfile): raise BadInput("TLS needs both --cert and --key")
     for f in (certfile, keyfile):

@@ -40,9 +40,8 @@ def _empty_store() -> Path:
     """An MLflow store with every table of this MLflow's schema and no experiment, made by MLflow itself once per MLflow
     version, in the user's cache"""
     import mlflow
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore   # here, not at the top: MLflow's SQL store
-                                                                         # takes 1.1 s to import (measured), and only a
-                                                                         # new store needs it here
+    # here, not at the top: MLflow's SQL store takes 1.1 s to import (measured), and only a new store needs it here
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     made = platformdirs.user_cache_path('mlfin')/f"mlflow-{mlflow.__version__}-empty.db"
     if made.is_file(): return made
     made.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ __all__ = ['open_store', 'store_place', 'ParquetStore', 'PostgresStore']
 import os
 from pathlib import Path
 from ...paths import store_dir
-from .parquet_write import ParquetStore   # data.stores.parquet's class, with the methods that change a
-                                                           # series patched on
+# data.stores.parquet's class, with the methods that change a series patched on
+from .parquet_write import ParquetStore
 from .postgresql import PostgresStore
 from . import observations, observations_pg   # the observation methods, patched onto both stores
 
@@ -33,6 +33,6 @@ def store_place(store=None, # a store, its URL or folder; default: the one `open
     "Where the store is, as it may be said: a PostgreSQL URL with its password hidden, a Parquet store's folder"
     store = open_store(store)
     if store.kind != 'postgresql': return str(Path(store.root).resolve())
-    from sqlalchemy.engine import make_url   # inside: 0.12 s of SQLAlchemy at import (measured), paid only where a
-                                             # PostgreSQL store is named
+    # inside: 0.12 s of SQLAlchemy at import (measured), paid only where a PostgreSQL store is named
+    from sqlalchemy.engine import make_url
     return make_url(store.url).render_as_string(hide_password=True)

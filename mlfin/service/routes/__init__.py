@@ -8,9 +8,8 @@ __all__ = ['HOT']
 # %% ../../../nbs/11q_service.routes.ipynb #p003
 from .common import ADMIN, ERRORS, SCHEMES, SIGNED_IN, JsonRoute, api_key, client_address, require
 from .common import router
-from . import status, data, predictions, models, jobs, keys, operations   # each registers its routes
-                                                                                             # on `router`, in this
-                                                                                             # order
+# each registers its routes on `router`, in this order
+from . import status, data, predictions, models, jobs, keys, operations
 
 # %% ../../../nbs/11q_service.routes.ipynb #c009_23
 # matched first: FastAPI tries a router's routes in order, for every request

@@ -33,8 +33,8 @@ def metrics(request: Request, caller: Caller = METRICS) -> Response:
 def monitor(caller: Caller = READ) -> dict:
     """The latest monitor run (`mlfin monitor`): each production version's drift, predictions, live performance and
     verdict; every series' freshness"""
-    from mlfin.monitor.report import latest_report   # here, not at the top: mlfin.monitor.report adds 1.01 s to
-                                                     # importing this module (measured)
+    # here, not at the top: mlfin.monitor.report adds 1.01 s to importing this module (measured)
+    from mlfin.monitor.report import latest_report
     found = latest_report()
     if found is None: raise NotFound("no monitor run yet: `mlfin monitor` writes one (a schedule runs it)")
     return {k: v for k, v in found.items() if k != 'folder'}
