@@ -12,7 +12,7 @@ from ..errors import BadInput, NotFound, Unavailable
 from .observations import check_name, has_zone, infer_frequency, observations_frame, parse_dates, parse_rule
 from .samples import package_version, shipped_file
 from .stores import open_store
-from .stores.rules import check_symbol
+from .stores.rules import CONNECT_SECONDS, check_symbol
 from .facade import postgres_address
 
 # %% auto #0
@@ -232,7 +232,7 @@ def _postgres_table(text: str) -> tuple[pd.DataFrame, str]:
     url, table, _ = postgres_address(text)   # no options: a series table is read whole
     where = f"postgresql table {table}"
     try:
-        with psycopg.connect(url, connect_timeout=10) as con:
+        with psycopg.connect(url, connect_timeout=CONNECT_SECONDS) as con:
             cursor = con.execute(sql.SQL('SELECT * FROM {}').format(sql.Identifier(*table.split('.'))))
             return pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description]), where
     except psycopg.Error as e: raise Unavailable(f"{where}: {str(e).strip().splitlines()[0]}") from None

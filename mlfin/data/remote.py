@@ -9,7 +9,7 @@ import pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
 from .bars import check_timeframe
 from .sources import Batch, detect_layout, from_columns
-from .stores.rules import TABLE_NAME
+from .stores.rules import CONNECT_SECONDS, TABLE_NAME
 
 # %% auto #0
 __all__ = ['fetch_exchange', 'fetch_yahoo', 'read_postgres']
@@ -121,7 +121,7 @@ def read_postgres(url: str,                 # postgresql://user@host:port/db
     if symbol_column:
         query = sql.SQL('SELECT * FROM {} WHERE {} = %s').format(name, sql.Identifier(symbol_column)); args = [symbol]
     try:
-        with psycopg.connect(url, connect_timeout=10) as con:
+        with psycopg.connect(url, connect_timeout=CONNECT_SECONDS) as con:
             cursor = con.execute(query, args)
             names = [d.name for d in cursor.description]
             rows = cursor.fetchall()

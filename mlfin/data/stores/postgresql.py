@@ -11,7 +11,7 @@ import pandas as pd
 from ...errors import NotFound, Unavailable
 from ..bars import check_timeframe
 from .rules import STORED_COLUMNS, as_stored, check_symbol, not_yet_quarantined, span, to_bars
-from .rules import utc_bounds
+from .rules import CONNECT_SECONDS, utc_bounds
 
 # %% auto #0
 __all__ = ['PostgresStore']
@@ -55,7 +55,7 @@ def _connect(self:PostgresStore, write: bool = False):
     """A connection; the tables made (or brought up to date) only when missing and needed: a role that may only read
     them reads"""
     import psycopg
-    try: con = psycopg.connect(self.url, connect_timeout=10)
+    try: con = psycopg.connect(self.url, connect_timeout=CONNECT_SECONDS)
     except psycopg.OperationalError as e:
         raise Unavailable(f"store {self!r}: cannot connect ({str(e).strip().splitlines()[0]})") from None
     if not self._ready:

@@ -10,14 +10,17 @@ from ...errors import BadInput
 from ..bars import BAR_COLUMNS, OPTIONAL_COLUMNS, TIMEFRAMES, TIMEFRAME_ALIASES, bars_frame
 
 # %% auto #0
-__all__ = ['STORED_COLUMNS', 'SYMBOL', 'TABLE_NAME', 'TIMEFRAME', 'MODEL_NAME', 'check_symbol', 'utc_bounds', 'span', 'as_stored',
-           'to_bars', 'not_yet_quarantined']
+__all__ = ['STORED_COLUMNS', 'SYMBOL', 'TABLE_NAME', 'CONNECT_SECONDS', 'TIMEFRAME', 'MODEL_NAME', 'check_symbol', 'utc_bounds',
+           'span', 'as_stored', 'to_bars', 'not_yet_quarantined']
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c006
 STORED_COLUMNS = BAR_COLUMNS + OPTIONAL_COLUMNS + ['adj_factor']
 SYMBOL = r'[A-Za-z0-9^][A-Za-z0-9._\-^=]{0,63}'   # a symbol: never a leading dot or dash (no hidden file, no option)
 # a PostgreSQL table a source names, optionally schema.table
 TABLE_NAME = r'[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?'
+# seconds a PostgreSQL connection may take before it is refused in one line (a host gone silent: the OS's own wait is
+# minutes)
+CONNECT_SECONDS = 10
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c007
 def check_symbol(symbol: str) -> str:
