@@ -10,7 +10,8 @@ from .errors import BadInput, NotFound
 
 # %% auto #0
 __all__ = ['KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL', 'SERVICE_URL_ENV', 'runtime_env', 'apply_runtime_env',
-           'gpu_available', 'read_yaml', 'psycopg_url', 'code_version', 'parse_where', 'parse_tracking', 'service_url']
+           'gpu_available', 'read_yaml', 'psycopg_url', 'code_version', 'parse_where', 'parse_tracking', 'assignments',
+           'service_url']
 
 # %% ../nbs/00a_config.ipynb #c015
 def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as it needs it, leaving XGBoost room
@@ -109,6 +110,22 @@ def parse_tracking(uri: str | None) -> str:
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL"
         )
     return text
+
+# %% ../nbs/00a_config.ipynb #c028_as
+def assignments(text: str | None, # `NAME.KEY=VALUE` comma-separated
+                option: str,      # the option it came from, for the error: --model-params
+                form: str,        # what each part is, for the error: MODEL.HYPERPARAMETER=VALUE
+                example: str,     # a right one, for the error: xgboost.max_depth=4
+               ) -> dict[str, dict[str, str]]:
+    "`a.x=1,b.y=2` as {'a': {'x': '1'}, 'b': {'y': '2'}}, values as text; `BadInput` naming the part that is not one"
+    out = {}
+    for part in filter(None, (p.strip() for p in (text or '').split(','))):
+        key, eq, value = part.partition('=')
+        name, dot, inner = key.strip().partition('.')
+        if not (eq and dot and name and inner.strip() and value.strip()):
+            raise BadInput(f"{option}: {part!r} is not {form} (e.g. {example})")
+        out.setdefault(name, {})[inner.strip()] = value.strip()
+    return out
 
 # %% ../nbs/00a_config.ipynb #c028_su
 SERVICE_HOST, SERVICE_PORT = '127.0.0.1', 8000   # where `mlfin serve` listens unless told: loopback

@@ -10,12 +10,12 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from .errors import BadInput
-from .config import parse_tracking, parse_where
+from .config import assignments, parse_tracking, parse_where
 from .features.labels import LABELS
 
 # %% auto #0
-__all__ = ['SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'Validation', 'RunConfig', 'run_config', 'default', 'task_fields',
-           'task_values', 'task_config', 'task_params']
+__all__ = ['SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'Validation', 'own_params', 'RunConfig', 'run_config', 'default',
+           'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/04_params.ipynb #c028
 @dataclass(frozen=True)
@@ -46,6 +46,13 @@ def _param(default, task: str, help: str, **checks):
     "A run parameter: its default, the task that receives it, one line of help, and pydantic checks (ge, gt, lt...)"
     return Field(default, description=help, json_schema_extra={'task': task}, **checks)
 
+
+# %% ../nbs/04_params.ipynb #c028_op
+def own_params(text: str | None, # --task-params: TASK.PARAMETER=VALUE comma-separated
+              ) -> dict[str, dict[str, str]]:
+    """The values given to your own tasks' parameters, as text by task; whether each task declares it is the pipeline's
+    to check"""
+    return assignments(text, '--task-params', 'TASK.PARAMETER=VALUE', 'momentum.window=40')
 
 # %% ../nbs/04_params.ipynb #c028_01
 class RunConfig(BaseModel):
@@ -178,6 +185,13 @@ class RunConfig(BaseModel):
         "the portfolio's capital among the symbols tradable at each "
         "time: equal (1/N) or inverse_vol (by their trailing 91-day volatility, past days only)",
     )
+    # your own tasks of pipeline.yaml (every task besides mlfin's five): their parameters, declared there with defaults
+    task_params: str = _param(
+        '',
+        'own',
+        "parameters of your own tasks of pipeline.yaml, TASK.PARAMETER=VALUE comma-separated (e.g. "
+        "momentum.window=40); each declared there, with its default, under the task's params",
+    )
     # where the executed notebooks go
     reports: str = _param('reports', 'run', "folder for the executed task notebooks (HTML), relative to the project")
     # where per-symbol work runs (the runner's choice: the products are the same wherever it runs)
@@ -201,6 +215,14 @@ class RunConfig(BaseModel):
     def _cluster(cls, value: str) -> str:
         try: parse_where(value)
         except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
+        return value
+
+    @field_validator('task_params')
+    @classmethod
+    def _own(cls, value: str) -> str:
+        try: own_params(value)
+        except BadInput as e:   # the part at fault, named beside the whole value
+            raise ValueError('has ' + str(e).split(': ', 1)[1].replace(' is not ', ', which is not ', 1)) from None
         return value
 
     @field_validator('tracking')
@@ -231,7 +253,6 @@ class RunConfig(BaseModel):
                 "takes one"
             )
         return self
-
 
 # %% ../nbs/04_params.ipynb #c030
 def run_config(values: dict | None = None, # parameter -> value (strings are converted to the field's type)

@@ -9,7 +9,7 @@ from mlfin.models import FAMILIES, read_models
 from mlfin.pipeline.runner import check
 
 ROOT = Path(__file__).resolve().parents[1]
-READERS = ('06_models', '06f_models.families', '06a_models.core', '09b_pipeline.runner')   # the notebooks that read them
+READERS = ('06_models', '06f_models.families', '06a_models.core', '09c_pipeline.runner')   # the notebooks that read them
 
 NEAREST = '''"""k nearest neighbours, added as the README says: one module of mlfin.models.families; it has no importance measure"""
 from mlfin.models.core import HP, KINDS, Family, Model, register

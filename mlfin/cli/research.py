@@ -5,6 +5,7 @@
 # %% ../../nbs/14c_cli.research.ipynb #h002
 from __future__ import annotations
 import os, sys, time
+import psutil
 from pathlib import Path
 from typing import Optional
 import typer
@@ -16,8 +17,9 @@ from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
 from .. import pipeline, __version__
 from ..report.products import load_run, read_json
-from ..params import RunConfig, run_config
+from ..params import RunConfig, own_params, run_config
 from ..pipeline import project_values
+from ..pipeline.spec import own_tasks, read_pipeline, set_task_params
 from ..service.settings import ServiceSettings, validation_line
 from ..processes import run_server
 from ..tracking import run_table, compare_runs, fetch_run, find_run, record_search, using
@@ -41,10 +43,13 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     # onto the process's own stderr when sys.stderr has no file behind it (captured in memory by a caller)
     try: faulthandler.enable()
     except (AttributeError, ValueError, OSError): faulthandler.enable(sys.__stderr__)
-    started = time.perf_counter()
     ran = pipeline.run(overrides, force=force, progress=sys.stderr.isatty(), wait=wait)
-    seconds = time.perf_counter() - started
+    # the command's own time, its start and imports included: what its user waited
+    seconds = time.time() - psutil.Process().create_time()
     typer.echo(f"mlfin: {len(ran)} task(s) ran ({', '.join(ran) or 'nothing changed'}) in {seconds:.1f} s")
+    reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
+    for task, products in ran.products.items():   # what each task made, its executed notebook where it is published
+        typer.echo(f"  {task} ({ran[task]:.1f} s): {_made(products.values(), reports_dir)}")
     # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
     from mlfin.report.tables import overview, production_said
     recorded = load_run(frames=False)
@@ -67,19 +72,28 @@ def run(force: bool = False, wait: float | None = None, **overrides):
         except MlfinError as e: serving = None; typer.echo(f"production: the registry could not be read: {e}")
         if serving is not None:
             for line in production_said(recorded['registry'], serving): typer.echo(line)
-    reports_dir = Path(overrides.get('reports') or (project_root() or Path.cwd())/'reports')
     # where the run was recorded
     store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'
     typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {store}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:{DASHBOARD_PORT})")
 
-app.command('run')(config_options(run))
+def _made(paths, reports: Path) -> str:
+    """A task's products in one line, by folder (from here where they lie below it): its executed notebooks where they
+    are published, the rest where it wrote them"""
+    folders = {}
+    for path in map(Path, paths):
+        if path.parent == run_dir()/'reports': path = reports/path.name
+        folders.setdefault(path.parent, []).append(path.name)
+    shown = lambda f: os.path.relpath(f) if f.is_relative_to(Path.cwd()) else str(f)
+    return '; '.join(f"{', '.join(names)} in {shown(folder)}" for folder, names in folders.items())
 
+app.command('run')(config_options(run))
 
 # %% ../../nbs/14c_cli.research.ipynb #c009
 @app.command('config')
 def show_config(json_: bool = typer.Option(False, '--json', help="print the values as JSON")):
-    "Every run parameter: its value, where the value comes from (default, env.yaml), and what it means"
+    """Every run parameter, and every parameter of your own tasks of pipeline.yaml: its value, where the value comes
+    from (default, pipeline.yaml, env.yaml), and what it means"""
     root = project_root()
     env = project_values(root) if root else {}; config = run_config(env)
     if json_: typer.echo(config.model_dump_json(indent=1)); return
@@ -92,6 +106,14 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
             field.description,
         )
         for name, field in RunConfig.model_fields.items()
+    ]
+    # your own tasks' parameters: pipeline.yaml's defaults, or what env.yaml's task_params sets
+    given = {f"{task}.{name}" for task, values in own_params(config.task_params).items() for name in values}
+    mine = own_tasks(set_task_params(read_pipeline(root), config.task_params)) if root else {}
+    rows += [
+        (f"{task}.{name}", repr(value), 'env.yaml' if f"{task}.{name}" in given else 'pipeline.yaml', task,
+         f"a parameter of your task {task}: --task-params {task}.{name}=VALUE")
+        for task, params in mine.items() for name, value in params.items()
     ]
     widths = [max(len(r[i]) for r in rows + [('parameter', 'value', 'from', 'task', '')]) for i in range(4)]
     for row in [('parameter', 'value', 'from', 'task', 'meaning'), *rows]:

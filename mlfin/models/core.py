@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from ..cluster.where import installed, must_match
 from ..cluster.worker import preload
-from ..config import gpu_available, read_yaml
+from ..config import assignments, gpu_available, read_yaml
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import project_root
 from ..cluster.fanout import capped_threads
@@ -308,14 +308,7 @@ def read_models(
 # %% ../../nbs/06a_models.core.ipynb #c024_00
 def parse_overrides(text: str) -> dict[str, dict]:
     "--model-params `xgboost.max_depth=4,lstm.epochs=3` as {model: {hyperparameter: text}}"
-    out = {}
-    for part in filter(None, (p.strip() for p in (text or '').split(','))):
-        key, eq, value = part.partition('=')
-        model, dot, param = key.strip().partition('.')
-        if not (eq and dot and model and param and value.strip()):
-            raise BadInput(f"--model-params: {part!r} is not MODEL.HYPERPARAMETER=VALUE (e.g. xgboost.max_depth=4)")
-        out.setdefault(model, {})[param.strip()] = value.strip()
-    return out
+    return assignments(text, '--model-params', 'MODEL.HYPERPARAMETER=VALUE', 'xgboost.max_depth=4')
 
 # %% ../../nbs/06a_models.core.ipynb #c024_01
 def choose_models(

@@ -14,7 +14,8 @@ from ..processes import atomic_write
 from ..params import VALIDATIONS
 
 # %% auto #0
-__all__ = ['FRAMES', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run', 'keep_finished']
+__all__ = ['FRAMES', 'NOTEBOOKS', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run',
+           'keep_finished', 'finished_notebook']
 
 # %% ../../nbs/08a_report.products.ipynb #c005
 def execution_model(
@@ -106,16 +107,19 @@ FRAMES = ('curves', 'predictions')   # the frames a reader of a run loads beside
 
 
 # %% ../../nbs/08a_report.products.ipynb #c006k
+NOTEBOOKS = 'notebooks'   # in a finished copy: every task's executed notebook, TASK.ipynb
+
 def keep_finished(folder: Path) -> Path:
-    """Copy the summary written in `folder` and the products it names into a folder of their own, then name it in
-    `FINISHED`; that folder"""
+    """Copy the summary written in `folder`, the products it names and the executed notebooks in its reports/ into a
+    folder of their own, then name it in `FINISHED`; that folder"""
     import secrets, shutil
     folder = Path(folder)
     content = read_json(folder/SUMMARY)
     kept = folder/f"finished-{secrets.token_hex(4)}"
-    kept.mkdir()
+    (kept/NOTEBOOKS).mkdir(parents=True)
     # copies: a later task rewrites its files in place
     for name, product in content['products'].items(): shutil.copy2(folder/product, kept/Path(product).name)
+    for notebook in (folder/'reports').glob('*.ipynb'): shutil.copy2(notebook, kept/NOTEBOOKS/notebook.name)
     write_json({**content, 'products': {k: Path(v).name for k, v in content['products'].items()}}, kept/SUMMARY)
     before = read_json(folder/FINISHED)['folder'] if (folder/FINISHED).exists() else None
     write_json({'folder': kept.name, 'created': content['created']}, folder/FINISHED)   # the switch: atomic
@@ -123,3 +127,13 @@ def keep_finished(folder: Path) -> Path:
         if old.name not in (kept.name, before): shutil.rmtree(old, ignore_errors=True)
     return kept
 
+# %% ../../nbs/08a_report.products.ipynb #c006kn
+def finished_notebook(task: str,                # a task of the pipeline, mlfin's or yours
+                      folder: Path | None = None, # a run folder; default: the home's (`run_dir`)
+                     ) -> Path:
+    "The executed notebook of `task` in the last finished run (`keep_finished`); `NotFound` saying what to do otherwise"
+    found = finished_folder(folder)
+    path = found/NOTEBOOKS/f"{task}.ipynb" if found else None
+    if path is None or not path.is_file():
+        raise NotFound(f"no executed notebook of task {task} in the last finished run: `mlfin run` it first")
+    return path

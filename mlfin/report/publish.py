@@ -16,7 +16,7 @@ from ..backtest.trials import run_trials
 from ..tracking.ledger import Check, Ledger
 from ..tracking.trials import question_prints, record_trials
 from .evidence import earlier_returns, earlier_trials, keep_evidence, question_of
-from .products import keep_finished, load_run, read_json, summary, write_json
+from .products import load_run, read_json, summary, write_json
 from .tables import group_said, run_header
 from .. import backtest, tracking
 from ..models import register_leaders
@@ -221,7 +221,7 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
         Path(upstream['train']['models']),
         train['best'],
         board,
-        [Path(upstream[t]['nb']) for t in ('ingest', 'features', 'train', 'backtest')],
+        [],   # the tasks' executed notebooks: the runner attaches them once papermill has written every one
         content,
         oos,
         verdicts,
@@ -263,5 +263,4 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     backtest.write_tearsheets(product['tearsheets'], run, run_header(run))  # one per symbol and the portfolio
     # kept with the run (plotly.js: from the package)
     tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))
-    keep_finished(folder)   # last: what the pages show from now on
     return content

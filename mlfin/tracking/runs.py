@@ -12,7 +12,7 @@ from .store import configured_mlflow, experiment_id
 from ..errors import BadInput, NotFound
 
 # %% auto #0
-__all__ = ['log_run', 'runs', 'attach', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
+__all__ = ['log_run', 'runs', 'attach', 'task_run', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c006
 def _flat(prefix: str, metrics: dict) -> dict[str, float]:
@@ -115,6 +115,17 @@ def attach(run_id: str,       # an MLflow run (a pipeline run's parent)
                 client.log_artifact(run_id, str(one), artifact_path or None)
                 kept.append(f"{artifact_path}/{one.name}" if artifact_path else one.name)
     return kept
+
+# %% ../../nbs/05b_tracking.runs.ipynb #c007t
+def task_run(parent: str,      # the pipeline run the tasks' products sit beside (its summary's)
+             tasks: list[str], # the tasks that ran
+            ) -> str:
+    "A record of its own under `parent` (kind `task`) for tasks that ran without the report; its id"
+    client = configured_mlflow().MlflowClient()
+    made = client.create_run(experiment_id(), run_name=f"tasks {', '.join(tasks)}",
+                             tags={'mlfin.kind': 'task', 'mlfin.tasks': ','.join(tasks), 'mlflow.parentRunId': parent})
+    client.set_terminated(made.info.run_id)
+    return made.info.run_id
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007b
 _ASKED = {
