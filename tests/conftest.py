@@ -119,12 +119,14 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank[item.path])   # stable: each file's tests in their own order
 
 
-def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    "Run the `mlfin` command as a user types it, with state under `home` (and `input` on its standard input, `env` besides)"
+def mlfin(home: Path, *args: str, check: bool = True, input: str | None = None, env: dict | None = None,
+          cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run the `mlfin` command as a user types it, with state under `home` (and `input` on its standard input, `env` besides), in
+    the project `cwd` (default: this one)"""
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false', **(env or {})}
     # forked from this worker's server of imported libraries (tests/zygote.py says why that is the same command), else a process
-    done = (zygote.run(sys.executable, MLFIN, list(args), env, ROOT, input, 3600, ZYGOTE_LOGS) or   # a hang guard, for a busy machine
-            subprocess.run([MLFIN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, input=input))
+    done = (zygote.run(sys.executable, MLFIN, list(args), env, cwd, input, 3600, ZYGOTE_LOGS) or   # a hang guard, for a busy machine
+            subprocess.run([MLFIN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=3600, input=input))
     if check and done.returncode != 0:
         raise AssertionError(f"mlfin {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
@@ -279,6 +281,45 @@ def small_golden(tmp_path_factory) -> Golden:
 def small_copy(small_golden, tmp_path) -> dict:
     "The small run in a home of the test's own, to change"
     return copied(small_golden, tmp_path)
+
+
+# --- a project of the researcher's own: mlfin's tasks and one of theirs (pipeline.yaml's own tasks: mlfin.pipeline.spec) ---
+PROJECT_FILES = ('settings.ini', 'env.yaml', 'features.yaml', 'models.yaml')   # what makes a folder a project, and its parameters
+
+
+def notebook(parameters: str, *cells: str, title: str = '# A research notebook') -> 'nbformat.NotebookNode':
+    "A task notebook as a researcher writes one: a title, a cell tagged `parameters`, then its code cells"
+    import nbformat
+    nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'mlfin', 'display_name': 'mlfin', 'language': 'python'}})
+    nb.cells = [nbformat.v4.new_markdown_cell(title), nbformat.v4.new_code_cell(parameters, metadata={'tags': ['parameters']}),
+                *map(nbformat.v4.new_code_cell, cells)]
+    return nb
+
+
+# a research notebook of the researcher's own, outside nbs/tasks: reads the features task's dataset, writes a table of its own
+MOMENTUM = {'source': 'research/momentum.ipynb', 'name': 'momentum', 'upstream': ['features'],
+            'product': {'nb': '{{home}}/run/reports/momentum.html', 'table': '{{home}}/run/momentum.parquet'},
+            'params': {'window': 20}}
+MOMENTUM_NOTEBOOK = notebook(
+    "upstream = None\nproduct = None\nwindow = 20",
+    "import pandas as pd\ndataset = pd.read_parquet(upstream['features']['dataset'])",
+    "table = dataset.groupby('symbol').size().rename('rows').to_frame().assign(window=window)\n"
+    "table.to_parquet(product['table'])\ntable",
+    title='# Momentum\n\nRows per symbol and the window asked for: a research notebook run as a task of the DAG.')
+
+
+def own_project(folder: Path, tasks: list[dict], notebooks: dict[str, 'nbformat.NotebookNode']) -> Path:
+    """A project of the researcher's own in `folder`: this one's settings, run parameters, specs and task notebooks, its
+    pipeline.yaml with `tasks` added, and their `notebooks` (path in the project -> notebook)"""
+    import nbformat
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES: shutil.copy(ROOT/name, folder)
+    shutil.copytree(ROOT/'nbs'/'tasks', folder/'nbs'/'tasks')
+    spec = yaml.safe_load((ROOT/'pipeline.yaml').read_text())
+    (folder/'pipeline.yaml').write_text(yaml.safe_dump({**spec, 'tasks': [*spec['tasks'], *tasks]}, sort_keys=False))
+    for path, nb in notebooks.items():
+        (folder/path).parent.mkdir(parents=True, exist_ok=True); nbformat.write(nb, folder/path)
+    return folder
 
 
 # what the economy added (issue 55): SPX 2016-2017 on the macro spec, lightgbm beside the same model without the macro group
