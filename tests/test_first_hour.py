@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import built_once, copied, mlfin
-from mlfin import data
+from mlfin import data, pipeline
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 
@@ -80,8 +80,9 @@ def test_new_bars_rerun_the_run_and_nothing_else_does(user_copy):
     assert (summary['symbols']['MSFT']['bars'], summary['symbols']['MSFT']['last'][:10]) == (7983, '2017-11-10')
     nothing = mlfin(home, 'run', *USER_RUN, '--reports', str(home/'elsewhere'))
     assert '0 task(s) ran (nothing changed)' in nothing.stdout, nothing.stdout
-    assert sorted(p.name for p in (home/'elsewhere').iterdir()) == ['backtest.html', 'features.html', 'ingest.html', 'report.html',
-                                                                     'tearsheets', 'train.html']
+    # every task's executed notebook, as HTML and .ipynb, and the tearsheets
+    assert sorted(p.name for p in (home/'elsewhere').iterdir()) == sorted(
+        ['tearsheets', *(f"{task}.{kind}" for task in pipeline.TASKS for kind in ('html', 'ipynb'))])
     for done in (again, nothing):
         assert 'Corrupted' not in done.stderr and 'Warning' not in done.stderr, done.stderr
 

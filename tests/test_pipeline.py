@@ -172,7 +172,8 @@ def test_everything_is_tracked_in_mlflow(pipeline_run, tmp_path):
         assert model.predict(inputs[-5:]).shape == (5,)
         assert not any(p.suffix in ('.pkl', '.pickle', '.joblib') for p in (pipeline_run['home']/'run'/'models').rglob('*'))
         artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'reports')]
-        assert sorted(artifacts) == [f"reports/{t}.html" for t in sorted(TASKS)]   # the report's own too, logged once papermill wrote it
+        # every task's executed notebook, as .ipynb and HTML, the report's own too, logged once papermill wrote it
+        assert sorted(artifacts) == sorted(f"reports/{t}.{kind}" for t in TASKS for kind in ('html', 'ipynb'))
         sheets = [a.path for a in mlflow.MlflowClient().list_artifacts(ids['parent'], 'tearsheets')]
         assert sorted(sheets) == sorted(f"tearsheets/tearsheet-{s}.html" for s in [*pipeline_run['summary']['symbols'], 'PORTFOLIO'])
     finally:
