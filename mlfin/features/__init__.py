@@ -7,10 +7,11 @@ __all__ = []
 
 # %% ../../nbs/03_features.ipynb #c003
 from .registry import Indicator, Feature, INDICATORS, ALIASES, register, resolve, parse, talib_indicator
+from .registry import LookaheadReport, check_no_lookahead
 from .specs import SEED_SPEC, RESEARCH_SPEC, METATRADER_SPEC, SPECS, read_spec, spec_names
 from .compute import build, model_inputs
 from .known import as_known
-from .lookahead import LookaheadReport, check_no_lookahead, check_known_no_lookahead, known_by
+from .lookahead import check_known_no_lookahead, known_by
 from .context import higher_timeframe, cross_asset
 from .store import FeatureStore
 from .assembly import NON_INPUTS, dataset, inputs_of, inputs_for

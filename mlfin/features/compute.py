@@ -11,7 +11,7 @@ from ..errors import BadInput, MlfinError
 from ..data.bars import TIMEFRAMES, bar_ends, resample, session_bins
 from ..data.facade import calendar_of, universe
 from ..data.runs import series_bars
-from .registry import Feature, resolve
+from .registry import Feature, output_arrays, resolve
 from ..data.observations_sources import load_observations
 from .known import series_columns
 from .specs import SEED_SPEC
@@ -44,7 +44,7 @@ def build(bars: pd.DataFrame,         # canonical bars
                 series_columns(bars, feature, closes_at(bars), observations or partial(load_observations, store=store))
             )
             continue
-        outputs = _outputs(feature.indicator.fn(bars, *feature.params))
+        outputs = output_arrays(feature.indicator.fn(bars, *feature.params))
         picked = (
             [(feature.indicator.outputs or ('',)).index(feature.output)]
             if feature.output is not None
@@ -54,16 +54,6 @@ def build(bars: pd.DataFrame,         # canonical bars
             columns[column] = _transform(outputs[i], bars.index, feature.transforms)
     # each column its own block, not copied into one 2-D block: a build costs TA-Lib's time, not memcpy's
     return pd.DataFrame(columns, index=bars.index, copy=False)
-
-
-# %% ../../nbs/03e_features.compute.ipynb #c012_00
-def _outputs(result) -> list[np.ndarray]:
-    "An indicator's result as one float64 array per output, each the frame's own (writable, not a view of the bars)"
-    if isinstance(result, (tuple, list)): arrays = [np.asarray(r, dtype='float64') for r in result]
-    else:
-        values = np.asarray(result, dtype='float64')
-        arrays = [values[:, i] for i in range(values.shape[1])] if values.ndim == 2 else [values]
-    return [a if a.flags.writeable and a.flags.c_contiguous and a.base is None else a.copy() for a in arrays]
 
 
 # %% ../../nbs/03e_features.compute.ipynb #c012_01

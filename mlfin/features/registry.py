@@ -8,15 +8,17 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable
-import numpy as np, talib
-from ..errors import BadInput
-from ..data.bars import BAR_COLUMNS, TIMEFRAMES
+import numpy as np, pandas as pd, talib
+from ..errors import BadInput, MlfinError
+from ..data.bars import BAR_COLUMNS, OPTIONAL_COLUMNS, TIMEFRAMES
+from ..data.samples import load_sample
 from ..data.stores.rules import check_symbol
 from ..data.observations import check_name
 
 # %% auto #0
-__all__ = ['INDICATORS', 'ALIASES', 'SERIES_PLACES', 'SERIES_TRANSFORMS', 'SERIES_COUNTED', 'SERIES_ON_BARS', 'Indicator',
-           'register', 'talib_indicator', 'Feature', 'resolve', 'parse']
+__all__ = ['INDICATORS', 'ALIASES', 'PROOF_SAMPLES', 'PROOF_CUTS', 'SERIES_PLACES', 'SERIES_TRANSFORMS', 'SERIES_COUNTED',
+           'SERIES_ON_BARS', 'Indicator', 'LookaheadReport', 'check_no_lookahead', 'output_arrays', 'proof_bars',
+           'prove', 'register', 'talib_indicator', 'Feature', 'resolve', 'parse']
 
 # %% ../../nbs/03a_features.registry.ipynb #c006
 @dataclass(frozen=True)
@@ -59,6 +61,129 @@ INDICATORS: dict[str, Indicator] = {
 ALIASES = {'ret': 'returns', 'ma': 'sma', 'vol': 'historical_vol'}  # the seed systems' short names
 
 
+# %% ../../nbs/03a_features.registry.ipynb #c028
+@dataclass
+class LookaheadReport:
+    "What `check_no_lookahead` found"
+    clean: bool
+    cuts: int                     # how many truncations were compared
+    first: pd.Timestamp | None = None  # earliest timestamp whose value changed when later bars were removed
+    column: str | None = None
+    cut: pd.Timestamp | None = None    # the last bar kept in the truncation that showed it
+    full: float | None = None          # the value computed on all bars
+    truncated: float | None = None     # the value computed on bars up to `cut`
+
+    def __repr__(self):
+        if self.clean: return f"no look-ahead found in {self.cuts} truncations"
+        return (
+            f"look-ahead: {self.column!r} at {self.first} is {self.full:.6g} with all bars but {self.truncated:.6g} "
+            f"when bars after {self.cut} are removed"
+        )
+
+
+# %% ../../nbs/03a_features.registry.ipynb #c028_00
+def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame aligned to bars.index
+                       bars: pd.DataFrame,   # canonical bars
+                       cuts: int = 25,       # truncations to compare (spread over the bars, plus the last few)
+                       warmup: int = 50,     # no cut before this many bars
+                       seed: int = 0,
+                       rtol: float = 1e-9, atol: float = 1e-12,
+                      ) -> LookaheadReport:
+    "Compute `fn` on all bars and on bars cut at many times; report the first value that depends on later bars"
+    def frame(x, on):
+        out = x.to_frame() if isinstance(x, pd.Series) else x
+        if not isinstance(out, pd.DataFrame) or not (
+            out.index.equals(on.index) or out.index.equals(bars.index.intersection(out.index))
+        ):
+            raise BadInput("check_no_lookahead: the function must return a Series or DataFrame indexed like the bars")
+        return out.astype('float64')
+    if len(bars) <= warmup + 1: raise BadInput(f"check_no_lookahead: {len(bars)} bars; need more than warmup={warmup}")
+    full = frame(fn(bars), bars)
+    values, aligned = full.to_numpy(), full.index.equals(bars.index)
+    rng = np.random.default_rng(seed)
+    spread = rng.choice(np.arange(warmup, len(bars) - 1), size=min(cuts, len(bars) - 1 - warmup), replace=False)
+    positions = sorted(set(spread.tolist()) | set(range(max(warmup, len(bars) - 4), len(bars) - 1)))
+    worst = None
+    for position in positions:
+        kept = bars.iloc[:position + 1]
+        short = frame(fn(kept), kept)
+        b = short.to_numpy()
+        # the common case, a frame like the bars: the full values' first rows, not a reindex per cut
+        if aligned and short.index.equals(kept.index) and short.columns.equals(full.columns): a = values[:len(b)]
+        else: a = full.reindex(index=short.index, columns=short.columns).to_numpy()
+        differs = ~(np.isclose(a, b, rtol=rtol, atol=atol) | (np.isnan(a) & np.isnan(b)))
+        if differs.any():
+            row, col = map(int, np.argwhere(differs)[0])
+            found = LookaheadReport(
+                False,
+                len(positions),
+                short.index[row],
+                str(short.columns[col]),
+                kept.index[-1],
+                float(a[row, col]),
+                float(b[row, col]),
+            )
+            if worst is None or found.first < worst.first: worst = found
+    if worst is not None: worst.cuts = len(positions); return worst
+    return LookaheadReport(True, len(positions))
+
+
+# %% ../../nbs/03a_features.registry.ipynb #c012_00
+def output_arrays(result) -> list[np.ndarray]:
+    "An indicator's result as one float64 array per output, each its own (writable, not a view of the bars)"
+    if isinstance(result, (tuple, list)): arrays = [np.asarray(r, dtype='float64') for r in result]
+    else:
+        values = np.asarray(result, dtype='float64')
+        arrays = [values[:, i] for i in range(values.shape[1])] if values.ndim == 2 else [values]
+    return [a if a.flags.writeable and a.flags.c_contiguous and a.base is None else a.copy() for a in arrays]
+
+
+# %% ../../nbs/03a_features.registry.ipynb #c_proof_bars
+PROOF_SAMPLES = ('SPX', 'EURUSD')   # daily and hourly bars: a leak within a day shows on the second only
+PROOF_CUTS = 10                     # truncations per sample, beside its last three bars
+
+# the optional columns a sample lacks, from each bar's own prices: its typical price, a tenth of its range
+_STAND_INS = {
+    'vwap': lambda b: (b['high'] + b['low'] + b['close']) / 3,
+    'spread': lambda b: (b['high'] - b['low']) / 10,
+}
+
+
+@lru_cache(maxsize=1)
+def proof_bars() -> tuple[pd.DataFrame, ...]:
+    "The real bars every registered feature is proven on: the `PROOF_SAMPLES`, with every column bars may have"
+    return tuple(
+        bars.assign(**{c: _STAND_INS[c](bars) for c in OPTIONAL_COLUMNS if c not in bars})
+        for bars in map(load_sample, PROOF_SAMPLES)
+    )
+
+
+# %% ../../nbs/03a_features.registry.ipynb #c_prove_fn
+def prove(name: str,            # the feature's name, as the message shows it
+          indicator: Indicator,
+          params: tuple,        # the parameters proven
+         ) -> None:
+    "Refuse, in one line naming the first bar that changed, a feature whose values depend on later bars"
+    labels = [suffix or name for suffix in indicator.outputs] or [name]
+    values = lambda b: pd.DataFrame(dict(zip(labels, output_arrays(indicator.fn(b, *params)))), index=b.index)
+    refusals = []
+    for bars in proof_bars():
+        where = f"the {bars.attrs['symbol']} {bars.attrs['timeframe']} sample"
+        # a shallow copy: a feature that writes a column into its bars leaves the proof bars as they were
+        try: found = check_no_lookahead(values, bars.copy(deep=False), cuts=PROOF_CUTS)
+        except MlfinError as e: refusals.append(f"{where}: {e}"); continue   # the feature's own refusal of these bars
+        except Exception as e:
+            raise BadInput(f"feature {name!r} fails on {where}: {type(e).__name__}: {e}") from None
+        if not found.clean:
+            output = f" (its {found.column!r})" if len(labels) > 1 else ''
+            raise BadInput(
+                f"feature {name!r} looks ahead{output}: on {where} its value at {found.first:%Y-%m-%d %H:%M} is "
+                f"{found.full:.6g} with all bars but {found.truncated:.6g} once the bars after "
+                f"{found.cut:%Y-%m-%d %H:%M} are removed; a feature at bar t may use bars up to t only"
+            )
+    if len(refusals) == len(PROOF_SAMPLES): raise BadInput(f"feature {name!r} cannot be proven: {'; '.join(refusals)}")
+
+
 # %% ../../nbs/03a_features.registry.ipynb #c006_02
 def register(name: str,            # the feature's name in specs (lower case, letters and underscores)
              fn: Callable,         # (bars, *params) -> Series, array, or 2-D array for several outputs
@@ -66,13 +191,20 @@ def register(name: str,            # the feature's name in specs (lower case, le
              scale: str = 'unit',  # level, spread, volume, flow or unit (see above)
              outputs: tuple = (),  # column suffixes when `fn` returns several columns
             ) -> Indicator:
-    "Add a custom feature, usable in specs by name like any built-in one"
+    "Add a custom feature, usable in specs by name like any built-in one, once `prove` finds it uses no later bars"
     if not re.fullmatch(r'[a-z][a-z_]*[a-z]', name):
         raise BadInput(f"feature name {name!r}: use lower-case letters and underscores")
     if scale not in ('level', 'spread', 'volume', 'flow', 'unit'):
         raise BadInput(f"feature {name!r}: unknown scale {scale!r}")
-    INDICATORS[name] = Indicator(fn, tuple(defaults), scale, tuple(outputs))
-    return INDICATORS[name]
+    indicator = Indicator(fn, tuple(defaults), scale, tuple(outputs))
+    prove(name, indicator, indicator.defaults)
+    INDICATORS[name] = _PROVEN[name] = indicator
+    _PROVEN_AT[name] = {indicator.defaults}
+    return indicator
+
+# each registered feature, and the parameters it has been proven at (`resolve` proves others when a name asks for them)
+_PROVEN: dict[str, Indicator] = {}
+_PROVEN_AT: dict[str, set[tuple]] = {}
 
 # TA-Lib functions whose output is a price difference (scaled by close), not a price level or an oscillator
 _TALIB_SPREAD = {'ATR', 'TRANGE', 'MOM', 'MACD', 'MACDEXT', 'MACDFIX', 'APO', 'STDDEV', 'PLUS_DM', 'MINUS_DM',
@@ -260,6 +392,8 @@ def resolve(name: str) -> Feature:
     ):
         raise BadInput(f"feature {name!r}: {key} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
     params = tuple(params) + tuple(indicator.defaults[len(params):])
+    if _PROVEN.get(key) is indicator and params not in _PROVEN_AT[key]:   # a registered feature, at new parameters
+        prove(head, indicator, params); _PROVEN_AT[key].add(params)
     return Feature(name, indicator, params, output, tuple(transforms))
 
 
