@@ -176,3 +176,29 @@ def test_the_count_follows_the_bars_and_a_lost_record_is_said(small_copy, tmp_pa
     tags = MlflowClient(f"sqlite:///{fresh/'mlflow.db'}").get_model_version('mlfin.SPXZ.1d', str(version)).tags
     assert (tags['evidence.verdict'], tags['evidence.record'], tags['evidence.trials']) == \
         (verdict_word(lost), lost['skill']['record']['problem'], str(lost['skill']['trials'])), tags
+
+
+def test_the_next_run_counts_a_notebooks_experiment(small_copy, monkeypatch):
+    """Issue 66: an experiment in a notebook (the small run's model on its bars, on two folds instead of three, only trained:
+    the call backtests it) recorded with `mlfin.report.record_experiment` in the small run's home files its configurations as
+    trials on SPX's question: the next `mlfin run` on those bars counts them in its DSR. (That `mlfin runs` lists it, and
+    that recording it twice counts nothing new: nbs/08e_report.experiments.ipynb.)"""
+    from functools import partial
+    from mlfin import data, features, models
+    from mlfin.features import labels
+    from mlfin.report import record_experiment   # the one call, as the tutorial gives it
+    home, before = small_copy['home'], small_copy['summary']['symbols']['SPX']['skill']
+    monkeypatch.setenv('MLFIN_HOME', str(home))   # the notebook's kernel, in the run's home (the ledger: the home's, as conftest sets it)
+    bars = {'SPX': data.load_sample('SPX').loc['2016':'2017']}
+    _, dataset = features.dataset(bars, partial(labels.fixed_horizon, horizon=1))
+    training = models.train_universe(dataset, [models.model_spec(small_copy['summary']['symbols']['SPX']['model'])], folds=2)
+    tried = record_experiment('two folds', bars, dataset, training)
+    mine = tried.metrics['SPX']['skill']
+    assert mine['question']['id'] == before['question']['id'] and mine['question']['earlier_runs'] >= 1, mine['question']
+    # the run's trials, and its own beside them: one model at each threshold, on folds the run never tried
+    assert (mine['run_trials'], mine['trials']) == (per_model(small_copy['summary']), before['trials'] + per_model(small_copy['summary'])), mine
+    # the next run on the same bars (its promotion bar changed: only the report is made again, weighing the question anew)
+    mlfin(home, 'run', *with_args(small_copy['args'], promote_min_sharpe='-99'))
+    after = summary(home)['symbols']['SPX']['skill']
+    assert after['question']['id'] == before['question']['id'], after['question']
+    assert (after['run_trials'], after['trials']) == (before['run_trials'], mine['trials']), after   # the notebook's counted

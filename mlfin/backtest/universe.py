@@ -153,6 +153,8 @@ class Backtests:
     metrics: dict           # per symbol and for the portfolio: every figure of the tearsheet
     # per-bar returns after costs of every configuration of each symbol's grid (columns MODEL@POINT, and `symbol`)
     grid: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # how it traded (threshold, sizing, stops, costs): the choices its configurations are recorded with
+    settings: BacktestSettings | None = None
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_02
@@ -432,6 +434,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         pd.concat(trades, ignore_index=True),
         metrics,
         pd.concat(returns),
+        settings,
     )
 
 

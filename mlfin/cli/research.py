@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from ..config import SERVICE_URL, SERVICE_URL_ENV, code_version
 from ..errors import BadInput, MlfinError, NotFound
-from ..paths import DATASET, SUMMARY, home, open_home, project_root, run_dir
+from ..paths import DATASET, home, open_home, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
@@ -246,12 +246,14 @@ app.add_typer(runs_app, name='runs')
 
 @runs_app.callback(invoke_without_command=True)
 def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (integer)")):
-    """Recent pipeline runs, a line per run and symbol: label, horizon, validation, models, leader, AUC or IC, Sharpe,
-    DSR, PBO, verdict"""
+    """Recent runs, pipeline runs and notebooks' experiments (kind, name), a line per run and symbol: label, horizon,
+    validation, models, leader, AUC or IC, Sharpe, DSR, PBO, verdict"""
     if ctx.invoked_subcommand: return
     import pandas as pd
     table = run_table(limit)
-    if table.empty: typer.echo("no runs yet: `mlfin run` records one"); return
+    if table.empty:
+        typer.echo("no runs yet: `mlfin run` records one (and `mlfin.report.record_experiment` a notebook's)")
+        return
     with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
         typer.echo(table.round(3).to_string(index=False))
 
@@ -276,9 +278,10 @@ def runs_compare(
 def runs_get(run: str = typer.Argument(..., help="a run (the first characters of its id)"),
              to: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/runs/RUN)")):
     """A recorded run's summary, products, executed notebooks and tearsheets in a folder, to open or to point the
-    dashboard at"""
+    dashboard at (a notebook's experiment: its manifest, leaderboard and experiment.json)"""
     folder = fetch_run(find_run(run), to)
-    typer.echo(f"{folder}  (tearsheets/, reports/, {SUMMARY})")
+    got = sorted(f"{p.name}/" if p.is_dir() else p.name for p in folder.iterdir())
+    typer.echo(f"{folder}  ({', '.join(got)})")
 
 
 # %% ../../nbs/14c_cli.research.ipynb #c012_02

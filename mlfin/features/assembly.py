@@ -9,7 +9,7 @@ import pandas as pd
 from ..errors import BadInput, Unavailable
 from .specs import SEED_SPEC
 from .compute import build, model_inputs
-from .labels import realised_return
+from .labels import label_of, realised_return
 from ..cluster import fan_out, shipped, symbol_rows
 from ..data import split_symbols
 
@@ -27,7 +27,7 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
             source: str | None = None,
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up
-    rows dropped"""
+    rows dropped; a registered label's name and horizon on the inputs' `attrs`"""
     calls = {
         symbol: (shipped(bars, source), symbol, label_fn, spec, None if store is None else store.root)
         for symbol, bars in bars_by_symbol.items()
@@ -35,7 +35,10 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
     parts = fan_out('features', symbol_dataset, calls)   # one unit a symbol, in process or on the run's cluster
     if store is not None:
         for *_, hits, misses in parts.values(): store.hits += hits; store.misses += misses
-    return pd.concat([p[0] for p in parts.values()]), pd.concat([p[1] for p in parts.values()])
+    raw, inputs = pd.concat([p[0] for p in parts.values()]), pd.concat([p[1] for p in parts.values()])
+    # what a notebook's experiment is recorded under (`report.experiments`), as the features task names it
+    if named := label_of(label_fn): inputs.attrs.update(label=named[0], horizon=named[1])
+    return raw, inputs
 
 
 # %% ../../nbs/03i_features.assembly.ipynb #c025_u

@@ -4,14 +4,16 @@
 
 # %% ../../nbs/03c_features.labels.ipynb #c002
 from __future__ import annotations
+import inspect
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 import numpy as np, pandas as pd
 from ..errors import BadInput
 
 # %% auto #0
 __all__ = ['LABELS', 'forward_return', 'direction', 'next_close', 'label_end', 'fixed_horizon', 'volatility', 'triple_barrier',
-           'meta_labels', 'barrier_direction', 'return_target', 'realised_return', 'Label', 'label_entry',
+           'meta_labels', 'barrier_direction', 'return_target', 'realised_return', 'Label', 'label_entry', 'label_of',
            'uniqueness_weights']
 
 # %% ../../nbs/03c_features.labels.ipynb #c005
@@ -168,6 +170,17 @@ def label_entry(name: str) -> Label:
     "The registry entry of label `name`, or a one-line error naming the labels there are"
     if name not in LABELS: raise BadInput(f"label {name!r} is not one of {', '.join(LABELS)}")
     return LABELS[name]
+
+# %% ../../nbs/03c_features.labels.ipynb #c012d
+def label_of(label_fn: Callable, # a label function as `features.dataset` takes it: `make`, bare or a `partial`
+            ) -> tuple[str, int] | None:
+    """The registered label a label function makes (a `LABELS` entry's `make`, bare or with only its horizon fixed) and
+    its horizon; None for any other, or for one that two labels share"""
+    plain = isinstance(label_fn, partial) and not label_fn.args
+    fn, fixed = (label_fn.func, label_fn.keywords) if plain else (label_fn, {})
+    named = [name for name, entry in LABELS.items() if entry.make is fn]
+    if len(named) != 1 or set(fixed) - {'horizon'}: return None
+    return named[0], int(fixed.get('horizon', inspect.signature(fn).parameters['horizon'].default))
 
 # %% ../../nbs/03c_features.labels.ipynb #c014
 def uniqueness_weights(ends: pd.Series, # end time of each label, indexed by the label's bar (NaT: unknown)

@@ -256,6 +256,10 @@ class Training:
     # (symbol, model) -> input columns of a variant trained without feature groups
     narrower: dict = field(default_factory=dict)
     without: dict = field(default_factory=dict)  # model -> the feature groups it trained without (`ModelSpec.without`)
+    specs: dict = field(default_factory=dict)    # symbol -> the models trained (`ModelSpec`s: what a configuration is)
+    # how the folds were made, by the names of a run's parameters (`params.RunConfig`: cv, folds, embargo, train_size,
+    # weighting, seed): the choices a trial is recorded with (`report.experiments`)
+    validation: dict = field(default_factory=dict)
 
     def inputs(self, symbol: str, model: str) -> list[str]:
         "The input columns `model` takes on `symbol`, in its order"
@@ -366,6 +370,9 @@ def train_universe(
         primary,
         {(s, spec.name): by_symbol[s].kept(spec.without) for s in by_symbol for spec in per_symbol[s] if spec.without},
         {spec.name: spec.without for s in by_symbol for spec in per_symbol[s] if spec.without},
+        specs={s: list(per_symbol[s]) for s in by_symbol},
+        validation={'cv': cv, 'folds': folds, 'embargo': embargo, 'train_size': train_size or 0, 'weighting': weighting,
+                    'seed': seed},
     )
 
 
@@ -454,11 +461,13 @@ def _identity(spec: ModelSpec) -> dict:
 def training_record(training: Training, specs, # the models trained: one list, or symbol -> list (tuned per symbol)
                     trials: dict, comparisons: pd.DataFrame, studies: pd.DataFrame, params: dict, code_version: str,
                     groups: pd.DataFrame | None = None, # `compare.compare_groups`: what each dropped feature group did
+                    # symbol -> the model traded, when not the leaderboard's leader (a notebook's own pick)
+                    leaders: dict | None = None,
                    ) -> dict:
     """The train task's metrics: parameters, each symbol's leader with its hyperparameters and scores, every model
     trained (its family, values and the trials that chose them: what a configuration is), the inputs, the leaderboard,
     comparisons, studies"""
-    board, best = training.leaderboard, training.best()
+    board, best = training.leaderboard, leaders or training.best()
     trained = lambda s: specs[s] if isinstance(specs, dict) else specs
     leader = lambda s, m: (
         board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank'])

@@ -24,7 +24,7 @@ from ..models.metrics import forecast_record
 from ..features.labels import label_entry
 
 # %% auto #0
-__all__ = ['weigh_questions', 'publish_run', 'evidence']
+__all__ = ['weigh_questions', 'publish_run', 'evidence', 'file_trials']
 
 # %% ../../nbs/08d_report.publish.ipynb #c83941a22
 def _confidence_set(train: dict) -> dict[str, dict]:
@@ -54,6 +54,8 @@ def weigh_questions(
     closes: dict[str, pd.Series],  # each symbol's closes as the run saw them: what its question is
     found: Check,  # the trial ledger as read this run
     since: str = '',  # --trials-since: count only trials recorded from this date
+    # symbol -> choices of its own (a notebook's window of each symbol's bars)
+    symbol_choices: dict[str, dict] | None = None,
 ) -> dict[str, tuple]:
     """Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio
     summed; symbol -> (question, new prints, trials, returns, prints) to record"""
@@ -76,7 +78,7 @@ def weigh_questions(
             question,
             train['models'][symbol],
             returns,
-            {**choices, 'inputs': sorted(train['inputs'][symbol])},
+            {**choices, **(symbol_choices or {}).get(symbol, {}), 'inputs': sorted(train['inputs'][symbol])},
             f"{leader}@{point:g}",
         )
         own, own_pbo = m['skill'], m['pbo']
@@ -226,19 +228,8 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
         oos,
         verdicts,
     )
-    # kept with the symbol's run: the next run on the question counts them
-    for symbol, (question, _, mine, returns, prints) in weighed.items():
-        record_trials(content['mlflow'][symbol], question.id, question.key, mine, returns, prints)
     described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
-    content['ledger'] = keep_evidence(
-        book,
-        {s: w[:2] for s, w in weighed.items()},
-        content['mlflow'],
-        {s: w[2] for s, w in weighed.items()},
-        described,
-        {s: w[3] for s, w in weighed.items()},
-        sorted({i for s in weighed for i in trading['metrics'][s]['skill']['record'].get('replaced', [])}),
-    )  # and in the ledger, apart from the runs
+    content['ledger'] = file_trials(book, weighed, content['mlflow'], trading['metrics'], described)
     # every configuration tried on each symbol's question
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}
     content['registry'], _ = register_leaders(
@@ -264,3 +255,26 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     # kept with the run (plotly.js: from the package)
     tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))
     return content
+
+# %% ../../nbs/08d_report.publish.ipynb #c016t
+def file_trials(book: Ledger,
+                # `weigh_questions`': symbol -> (question, new prints, trials, returns, prints)
+                weighed: dict[str, tuple],
+                runs: dict[str, str],       # symbol -> its MLflow run (`tracking.log_run`)
+                trading: dict,              # the metrics as weighed, per symbol: the ledgers each found lost
+                # symbol -> what the ledger's series entry says of its bars (bars, first, last)
+                bars: dict[str, dict],
+               ) -> str:
+    """Each symbol's trials kept with its MLflow run and appended to the trial ledger, where every later run on its
+    question counts them; the ledger's head"""
+    for symbol, (question, _, mine, returns, prints) in weighed.items():
+        record_trials(runs[symbol], question.id, question.key, mine, returns, prints)
+    return keep_evidence(
+        book,
+        {s: w[:2] for s, w in weighed.items()},
+        runs,
+        {s: w[2] for s, w in weighed.items()},
+        bars,
+        {s: w[3] for s, w in weighed.items()},
+        sorted({i for s in weighed for i in trading[s]['skill']['record'].get('replaced', [])}),
+    )
