@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # JupyterLab on the project in the working directory: `make lab` runs it, and tests/test_lab.py starts it the same way.
 #   bash env/lab.sh [jupyter lab options]    PORT=8890 picks the port (else Jupyter's 8888, or the next free one)
-# On 127.0.0.1, no browser opened (its address with the token is printed), every extension the lock installs enabled. The
-# contents manager is mlfin's (mlfin.pipeline.lab.ContentsManager, named in env/jupyter_server_config.json, which
-# env/setup.sh installs for every Jupyter server of .venv): a task notebook opens with Ploomber's injected cell, its real
-# upstream and parameters. ENTRY_POINT points Ploomber's own commands, typed in Lab's terminals, at the same DAG
+# On 127.0.0.1, no browser opened (its address with the token is printed), every extension the lock installs enabled.
+# The contents manager is mlfin's (mlfin.pipeline.lab.ContentsManager, named in env/jupyter_server_config.json, which
+# env/setup.sh installs for every Jupyter server of .venv): a task notebook opens with Ploomber's injected cell, its
+# real upstream and parameters. ENTRY_POINT points Ploomber's own commands, typed in Lab's terminals, at the same DAG
 # (`ploomber status`, `ploomber nb --inject`).
 set -euo pipefail
 bin=$(cd "$(dirname "$0")/.." && pwd)/.venv/bin

@@ -66,11 +66,13 @@ def load_dag(self: ContentsManager,
         loaded = dag(root)
         loaded.render(force=True, show_progress=False)   # each task's upstream and product, as the run sees them
     except Exception as e:   # any: opening a file never fails for the DAG's sake
-        self.log.warning(f"[mlfin] {model['path']}: no parameters injected, the project's DAG does not load: {_one_line(e)}")
+        why = _one_line(e)
+        self.log.warning(f"[mlfin] {model['path']}: no parameters injected, the project's DAG does not load: {why}")
         return
     base = Path(self.root_dir).resolve()
     tasks = [t for t in loaded.values() if isinstance(t, NotebookMixin) and t.source.loc is not None]
-    self.spec = {'meta': {'jupyter_hot_reload': False, 'jupyter_functions_as_notebooks': False, 'extract_upstream': False}}
+    # what Ploomber reads of a spec: a DAG given whole (as by a dotted path), no functions as notebooks
+    self.spec = {'meta': dict(jupyter_hot_reload=False, jupyter_functions_as_notebooks=False, extract_upstream=False)}
     self.dag, self.path, self._loaded = loaded, str(root), state
     self.dag_mapping = DAGMapping([(resolve_path(base, t.source.loc), t) for t in tasks])
 
@@ -83,7 +85,8 @@ def save(self: ContentsManager,
     """Save as Ploomber does; a notebook of an mlfin project without the injected cell and papermill's metadata that
     came with it, even when the DAG does not load now (unless `ploomber nb --inject` put them there)"""
     nb = model.get('content') if model.get('type') == 'notebook' else None
-    if (nb and find_cell_with_tags(nb, ['injected-parameters']) and project_root(Path(self.root_dir, path.strip('/')).parent)
+    ours = project_root(Path(self.root_dir, path.strip('/')).parent) is not None
+    if (nb and ours and find_cell_with_tags(nb, ['injected-parameters'])
             and not nb.get('metadata', {}).get('ploomber', {}).get('injected_manually')):
         model['content'] = _cleanup_rendered_nb(nb, print_=False)
         model['content'].get('metadata', {}).pop('papermill', None)
