@@ -5,6 +5,7 @@ injected cell, naming the home's upstream products and the run's parameters, and
 import json, os, re, secrets, shutil, subprocess, tempfile, time
 from pathlib import Path
 import httpx, nbformat, pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from jupyter_server.extension.config import ExtensionConfigManager
 from conftest import ROOT, copied, free_port
 from mlfin.config import read_yaml
@@ -97,16 +98,21 @@ def test_lab_opens_runs_and_saves_with_every_extension(small_golden, browser, tm
             assert [(c['source'], c['metadata']) for c in saved['cells']] == [(c['source'], c['metadata']) for c in before['cells']]
             assert 'papermill' not in saved['metadata'] and not any(m.exists() for m in metadata)
 
-            # a notebook opened in the Lab, run on the project's kernel, saved with its output
+            # a notebook opened in the Lab, run on the project's kernel once it is ready, saved with its output
             page = browser.new_page(viewport={'width': 1280, 'height': 900})
-            page.goto(f"{base}/lab/tree/probe.ipynb?token={token}", timeout=120_000)
-            page.locator('.jp-NotebookPanel .jp-Cell .cm-content').first.click(timeout=120_000)
-            page.keyboard.press('Shift+Enter')
             expected = f"mlfin home {home.resolve()}"
-            page.locator('.jp-OutputArea-output', has_text=expected).wait_for(timeout=120_000)
-            page.locator('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty', has_text='probe.ipynb').wait_for(timeout=60_000)
-            page.keyboard.press('Control+s')
-            page.locator('.lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)', has_text='probe.ipynb').wait_for(timeout=60_000)
+            try:
+                page.goto(f"{base}/lab/tree/probe.ipynb?token={token}", timeout=120_000)
+                page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=120_000)
+                page.locator('.jp-NotebookPanel .jp-Cell .cm-content').first.click()
+                page.keyboard.press('Shift+Enter')
+                page.locator('.jp-OutputArea-output', has_text=expected).wait_for(timeout=120_000)
+                page.locator('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty', has_text='probe.ipynb').wait_for(timeout=60_000)
+                page.keyboard.press('Control+s')
+                page.locator('.lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)', has_text='probe.ipynb').wait_for(timeout=60_000)
+            except PlaywrightTimeout as e:
+                page.screenshot(path=str(tmp_path/'lab.png'))
+                raise AssertionError(f"{e}\nthe page: {tmp_path/'lab.png'}; the server's log:\n{said(log)[-3000:]}") from None
             kept = nbformat.read(project/'probe.ipynb', as_version=4)
             assert kept.metadata.kernelspec.name == 'mlfin'
             assert [o.get('text') for o in kept.cells[0].outputs] == [expected + '\n'], kept.cells[0].outputs
