@@ -51,8 +51,9 @@ monitoring: setup ## the service, Prometheus (:9090, env/monitoring/alerts.yml a
 	@bash env/setup-test.sh
 	@$(BIN)/mlfin monitoring $(ARGS)
 
-lab: setup ## JupyterLab on the project (kernel: mlfin)
-	@$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser
+# env/lab.sh holds the command line (tests/test_lab.py starts Lab with it too); PORT is that port or an error
+lab: setup ## JupyterLab on 127.0.0.1 (kernel: mlfin), every extension on; task notebooks open with their real upstream and parameters (PORT=8890 ARGS="--ServerApp.token=...")
+	@PORT=$(PORT) bash env/lab.sh $(ARGS)
 
 export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml from mlfin.monitor.figures) and strip notebook outputs
 	@$(BIN)/nbdev_export && $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()" && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards

@@ -11,7 +11,7 @@ venv=.venv
 python=${PYTHON:-python3}
 variant=${MLFIN_ENV:-cpu}
 uv_version=0.13.9   # the one place uv's version is pinned
-inputs=(env/requirements.lock env/data-wheels.txt env/setup.sh setup.py settings.ini)
+inputs=(env/requirements.lock env/data-wheels.txt env/setup.sh env/jupyter_server_config.json setup.py settings.ini)
 [ "$variant" = gpu ] && inputs+=(env/requirements-gpu.txt)
 want="$variant $(cat "${inputs[@]}" | sha256sum | cut -c1-16)"
 stamp=$venv/.mlfin-setup
@@ -103,13 +103,17 @@ for kind in ('cpu', 'gpu') if os.environ['MLFIN_ENV'] == 'gpu' else ('cpu',):
 if os.environ['MLFIN_ENV'] != 'gpu':   # back from the GPU variant: its kernel would start without the CUDA builds it was made for
     import shutil
     shutil.rmtree(Path(sys.prefix)/'share'/'jupyter'/'kernels'/KERNELS['gpu'], ignore_errors=True)
-# Ploomber's JupyterLab extension breaks opening files in the Lab: off for Lab and Voila alike
-labconfig = Path(sys.prefix)/'etc'/'jupyter'/'labconfig'
-labconfig.mkdir(parents=True, exist_ok=True)
-(labconfig/'page_config.json').write_text(json.dumps({'disabledExtensions': {'ploomber-extension': True}}, indent=1))
+# an earlier setup turned Ploomber's Lab extension off here; the contents managers were what broke opening files (below)
+(Path(sys.prefix)/'etc'/'jupyter'/'labconfig'/'page_config.json').unlink(missing_ok=True)
 PY
 }
 step "registering the Jupyter kernel$([ "$variant" = gpu ] && echo 's mlfin and mlfin-gpu' || echo ' mlfin')" kernels
+# every Jupyter server of .venv (make lab, a plain jupyter lab) on mlfin's contents manager: synchronous, as Ploomber's,
+# which otherwise wraps jupytext's asynchronous one and answers every file with HTTP 500 (mlfin.pipeline.lab says how).
+# The environment's own server config file (jupyter_server_config.d/ holds only the extensions' switches, the server
+# reads nothing else there); coreutils' install (`command`), not the packages' install() above
+step "configuring Jupyter's contents manager (env/jupyter_server_config.json)" \
+  command install -D -m 644 env/jupyter_server_config.json "$venv/etc/jupyter/jupyter_server_config.json"
 # warm the caches a fresh kernel would otherwise fill: numba's on-disk cache, compiled bytecode
 step "warming numba's cache (vectorbt's first backtest)" "$venv/bin/python" -c "from mlfin.backtest import warm_up; warm_up()"
 echo "$want" > "$stamp"
