@@ -309,12 +309,13 @@ MOMENTUM_NOTEBOOK = notebook(
 
 
 def own_project(folder: Path, tasks: list[dict], notebooks: dict[str, 'nbformat.NotebookNode']) -> Path:
-    """A project of the researcher's own in `folder`: this one's settings, run parameters, specs and task notebooks, its
+    """A project of the researcher's own in `folder`: this one's settings, run parameters, specs, task notebooks and pages, its
     pipeline.yaml with `tasks` added, and their `notebooks` (path in the project -> notebook)"""
     import nbformat
+    from mlfin.paths import DASHBOARDS
     folder.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES: shutil.copy(ROOT/name, folder)
-    shutil.copytree(ROOT/'nbs'/'tasks', folder/'nbs'/'tasks')
+    for name in ('nbs/tasks', DASHBOARDS): shutil.copytree(ROOT/name, folder/name)
     spec = yaml.safe_load((ROOT/'pipeline.yaml').read_text())
     (folder/'pipeline.yaml').write_text(yaml.safe_dump({**spec, 'tasks': [*spec['tasks'], *tasks]}, sort_keys=False))
     for path, nb in notebooks.items():
