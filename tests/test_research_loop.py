@@ -3,10 +3,10 @@ own, outside nbs/tasks, added to pipeline.yaml as a task; rerun when it is edite
 line, and only then; its executed notebook kept as .ipynb beside its HTML, in the finished copy the pages read and on a
 record of its own under the run's MLflow record, each version kept. Published (`mlfin publish`), it is a page of the
 dashboards a read_only colleague finds on the index and reads in Chromium, and their visit runs nothing of it."""
-import json, re, sqlite3
+import copy, json, re, sqlite3
 import nbformat, pandas as pd
 from conftest import MOMENTUM, MOMENTUM_NOTEBOOK, files_state, mlfin, own_project
-from test_dashboard import person, voila
+from test_dashboard import person, until, voila
 from test_pages import log_in
 from mlfin.config import code_version
 from mlfin.report.products import finished_notebook
@@ -76,7 +76,9 @@ def recorded(home) -> tuple[dict, int]:
 def test_a_published_notebook_is_a_page_on_the_index_that_a_read_only_colleague_reads_and_their_visit_runs_nothing(small_copy, tmp_path,
                                                                                                                    browser):
     home, args = small_copy['home'], small_copy['args']
-    project = own_project(tmp_path/'project', [MOMENTUM], {MOMENTUM['source']: MOMENTUM_NOTEBOOK})
+    charted = copy.deepcopy(MOMENTUM_NOTEBOOK)   # its table, then a chart of it, as a researcher draws one
+    charted.cells.append(nbformat.v4.new_code_cell("import plotly.express as px\npx.bar(table.reset_index(), x='symbol', y='rows')"))
+    project = own_project(tmp_path/'project', [MOMENTUM], {MOMENTUM['source']: charted})
     assert ran(mlfin(home, 'run', *args, cwd=project)) == ['momentum']
     done = mlfin(home, 'publish', 'momentum', cwd=project)
     assert done.stdout.startswith("mlfin: published momentum as dashboards/momentum.ipynb, on the index as 'Momentum'"), done.stdout
@@ -97,5 +99,6 @@ def test_a_published_notebook_is_a_page_on_the_index_that_a_read_only_colleague_
         cells = page.locator('.mlfin-notebook table.mlfin-table tbody tr').first.locator('th, td').all_inner_texts()
         assert cells == [*table.index, *map(str, table.iloc[0])], (cells, table)   # the table the notebook made: SPX, its rows, the window
         assert 'groupby' not in body and 'Traceback' not in body   # its code is not shown
+        until(page, "!!document.querySelector('.mlfin-notebook .js-plotly-plot .trace.bars')")   # its chart, as the pages draw charts
         context.close()
     assert recorded(home) == before   # nothing trained, written or logged by the visit
