@@ -193,7 +193,9 @@ class RunConfig(BaseModel):
         "momentum.window=40); each declared there, with its default, under the task's params",
     )
     # where the executed notebooks go
-    reports: str = _param('reports', 'run', "folder for the executed task notebooks (HTML and .ipynb), relative to the project")
+    reports: str = _param(
+        'reports', 'run', "folder for the executed task notebooks (HTML and .ipynb), relative to the project"
+    )
     # where per-symbol work runs (the runner's choice: the products are the same wherever it runs)
     cluster: str = _param(
         'serial',

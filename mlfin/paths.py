@@ -6,11 +6,12 @@
 from __future__ import annotations
 import json, os, stat, sys
 from pathlib import Path
+from .errors import NotFound
 
 # %% auto #0
-__all__ = ['PROJECT_RECORD', 'FINISHED', 'SUMMARY', 'DATASET', 'OWNER_ONLY', 'project_root', 'home', 'set_home', 'record_project',
-           'home_project', 'store_dir', 'run_dir', 'finished_folder', 'tracking_uri', 'artifact_dir', 'tighten',
-           'private', 'open_home']
+__all__ = ['DASHBOARDS', 'PROJECT_RECORD', 'FINISHED', 'SUMMARY', 'DATASET', 'OWNER_ONLY', 'project_root', 'pages_dir', 'home',
+           'set_home', 'record_project', 'home_project', 'store_dir', 'run_dir', 'finished_folder', 'tracking_uri',
+           'artifact_dir', 'tighten', 'private', 'open_home']
 
 # %% ../nbs/00c_paths.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -20,6 +21,18 @@ def project_root(start: Path | None = None, # folder to search upwards from; def
     for folder in (here, *here.parents):
         if (folder/'pipeline.yaml').is_file() and (folder/'settings.ini').is_file(): return folder
     return None
+
+# %% ../nbs/00c_paths.ipynb #c011p
+# in the project: the pages `mlfin dashboards` serves, the house's and those `mlfin publish` wrote
+DASHBOARDS = 'dashboards'
+
+def pages_dir(start: Path | None = None, # a folder in the project; default: the working directory
+             ) -> Path:
+    "The project's folder of pages (`DASHBOARDS`); `NotFound` saying what to do outside a project, or in one without it"
+    root = project_root(start)
+    if root is None or not (root/DASHBOARDS).is_dir():
+        raise NotFound(f"no {DASHBOARDS}/ folder found here or above: run this inside the mlfin project")
+    return root/DASHBOARDS
 
 # %% ../nbs/00c_paths.ipynb #c012
 def home() -> Path:

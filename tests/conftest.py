@@ -6,7 +6,7 @@ service with its flags, Prometheus with its rules) starts it."""
 import json, os, random, re, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
-import pytest, yaml
+import nbformat, pytest, yaml
 from filelock import FileLock
 from xdist.scheduler import LoadScopeScheduling
 
@@ -287,9 +287,8 @@ def small_copy(small_golden, tmp_path) -> dict:
 PROJECT_FILES = ('settings.ini', 'env.yaml', 'features.yaml', 'models.yaml')   # what makes a folder a project, and its parameters
 
 
-def notebook(parameters: str, *cells: str, title: str = '# A research notebook') -> 'nbformat.NotebookNode':
+def notebook(parameters: str, *cells: str, title: str = '# A research notebook') -> nbformat.NotebookNode:
     "A task notebook as a researcher writes one: a title, a cell tagged `parameters`, then its code cells"
-    import nbformat
     nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'mlfin', 'display_name': 'mlfin', 'language': 'python'}})
     nb.cells = [nbformat.v4.new_markdown_cell(title), nbformat.v4.new_code_cell(parameters, metadata={'tags': ['parameters']}),
                 *map(nbformat.v4.new_code_cell, cells)]
@@ -308,13 +307,13 @@ MOMENTUM_NOTEBOOK = notebook(
     title='# Momentum\n\nRows per symbol and the window asked for: a research notebook run as a task of the DAG.')
 
 
-def own_project(folder: Path, tasks: list[dict], notebooks: dict[str, 'nbformat.NotebookNode']) -> Path:
-    """A project of the researcher's own in `folder`: this one's settings, run parameters, specs and task notebooks, its
+def own_project(folder: Path, tasks: list[dict], notebooks: dict[str, nbformat.NotebookNode]) -> Path:
+    """A project of the researcher's own in `folder`: this one's settings, run parameters, specs, task notebooks and pages, its
     pipeline.yaml with `tasks` added, and their `notebooks` (path in the project -> notebook)"""
-    import nbformat
+    from mlfin.paths import DASHBOARDS
     folder.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES: shutil.copy(ROOT/name, folder)
-    shutil.copytree(ROOT/'nbs'/'tasks', folder/'nbs'/'tasks')
+    for name in ('nbs/tasks', DASHBOARDS): shutil.copytree(ROOT/name, folder/name)
     spec = yaml.safe_load((ROOT/'pipeline.yaml').read_text())
     (folder/'pipeline.yaml').write_text(yaml.safe_dump({**spec, 'tasks': [*spec['tasks'], *tasks]}, sort_keys=False))
     for path, nb in notebooks.items():

@@ -16,12 +16,13 @@ class Served(str):
 
 
 @contextmanager
-def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None, login: bool = False, args: tuple = ()):
-    "`mlfin dashboards` serving dashboards/ with state under `home` (without logins unless `login`), as a user starts it; yields `page`'s URL"
+def voila(home: Path, page: str = 'run.ipynb', env: dict | None = None, login: bool = False, args: tuple = (), cwd: Path = ROOT):
+    """`mlfin dashboards` serving the pages of the project `cwd` with state under `home` (without logins unless `login`), as a user
+    starts it; yields `page`'s URL"""
     port = free_port()
     env = {**os.environ, 'MLFIN_HOME': str(home), **(env or {})}
     server = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'dashboards', '--port', str(port), *([] if login else ['--no-login']), *args],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(log := tempfile.TemporaryFile()))   # Voila logs each request: not a pipe
+                              cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=(log := tempfile.TemporaryFile()))   # Voila logs each request: not a pipe
     try:
         for _ in range(240):
             try: urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=1); break

@@ -11,12 +11,12 @@ from typing import Optional
 import typer
 from ..config import SERVICE_URL, SERVICE_URL_ENV, code_version
 from ..errors import BadInput, MlfinError, NotFound
-from ..paths import DATASET, home, open_home, project_root, run_dir
+from ..paths import DATASET, home, open_home, pages_dir, project_root, run_dir
 from ..pictures import PICTURES_ENV
 from .app import DASHBOARD_PORT, app, fail
 from .options import config_options, service_options
 from .. import pipeline, __version__
-from ..report.products import load_run, read_json
+from ..report.products import finished_notebook, load_run, read_json
 from ..params import RunConfig, own_params, run_config
 from ..pipeline import project_values
 from ..pipeline.spec import own_tasks, read_pipeline, set_task_params
@@ -29,9 +29,9 @@ from ..models import choose_models, make_splitter, resolve_device, symbol_data, 
 from ..models import versions, parse_series, production, promote, release
 
 # %% auto #0
-__all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards', 'runs',
-           'runs_compare', 'runs_get', 'version', 'tune', 'models_families', 'models_ls', 'models_promote',
-           'models_release']
+__all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards',
+           'publish_page', 'runs', 'runs_compare', 'runs_get', 'version', 'tune', 'models_families', 'models_ls',
+           'models_promote', 'models_release']
 
 # %% ../../nbs/14c_cli.research.ipynb #c006
 def run(force: bool = False, wait: float | None = None, **overrides):
@@ -193,9 +193,7 @@ def dashboards(
     """Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as
     the person)"""
     from pydantic import ValidationError
-    root = project_root()
-    if root is None or not (root / 'dashboards').is_dir():
-        fail("no dashboards/ folder found here or above: run this inside the mlfin project")
+    pages = pages_dir()   # the house's pages and those published (`mlfin publish`)
     open_home()   # the accounts' store, the pictures' cache and what the kernels write, for the home's owner alone
     # the service's words for the store, the registry and the login rules
     try: given = ServiceSettings(home=str(home()), **settings)
@@ -211,7 +209,7 @@ def dashboards(
         sys.executable,
         '-c',
         'from mlfin.dashboards.server import main; main()',
-        str(root / 'dashboards'),  # Voila, each kernel its person's (dashboards.server)
+        str(pages),  # Voila, each kernel its person's (dashboards.server)
         f'--port={port}',
         '--Voila.ip=127.0.0.1',
         '--Voila.port_retries=0',
@@ -230,13 +228,31 @@ def dashboards(
         *(_login_options(given, secure_cookie) if login else []),
     ]
     typer.echo(
-        f"mlfin: serving {root / 'dashboards'} on http://127.0.0.1:{port} "
+        f"mlfin: serving {pages} on http://127.0.0.1:{port} "
         + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page")
         + " (Ctrl-C stops)"
     )
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
 app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))
+
+# %% ../../nbs/14c_cli.research.ipynb #c011pub
+@app.command('publish')
+def publish_page(
+    task: str = typer.Argument(..., help="a task of pipeline.yaml (yours, or mlfin's)"),
+    title: Optional[str] = typer.Option(None, help="the page's title (default: the H1 opening the task's notebook)"),
+    lesson: Optional[str] = typer.Option(None, help="the line under the title (default: the words after that H1)"),
+):
+    """Publish a task's executed notebook from the last finished run as a page of `mlfin dashboards`, on the index: its
+    notes and outputs, never its code (a visit runs nothing)"""
+    # here, not at the top: mlfin.dashboards needs mlfin[dashboards] and adds 0.3 s to every command's start (measured)
+    from mlfin.dashboards.published import publish, published_pages
+    path = publish(task, title, lesson)
+    shown = dict((f, t) for f, t, _ in published_pages(path.parent))[path.name]
+    typer.echo(f"mlfin: published {task} as {os.path.relpath(path)}, on the index as {shown!r} "
+               f"(mlfin dashboards: http://127.0.0.1:{DASHBOARD_PORT}/voila/render/{path.name})")
+    try: finished_notebook(task)
+    except NotFound as e: typer.echo(f"  its page says so until a run has made it: {e}")
 
 # %% ../../nbs/14c_cli.research.ipynb #c012
 runs_app = typer.Typer(

@@ -12,3 +12,4 @@ from .quality import quality_page
 from .monitoring import monitoring_page
 from .service import Connection, operations_page, health_page
 from .common import book_page, index_page, run_page
+from .published import published_page

@@ -11,16 +11,16 @@ from ..style import chart, html_table   # noqa: F401 (the pages import html_tabl
 from ..pictures import DRAW_TIMEOUT, pictures_dir, settle, wanted
 from ..processes import atomic_write
 from ..pipeline.runner import last_attempt
-from ..paths import FINISHED, home, run_dir
+from ..paths import FINISHED, home, pages_dir, run_dir
 from ..monitor.figures import FIGURES
-from ..errors import MlfinError
+from ..errors import MlfinError, NotFound
 from ..report.products import load_run
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'BADGES', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text', 'percent',
-           'when_text', 'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice', 'monitor_status',
-           'page', 'sparkline', 'book_card', 'book_cards', 'index_page', 'run_page', 'book_page', 'draw_pictures',
-           'keep_pictures']
+__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'PUBLISHED', 'BADGES', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text',
+           'percent', 'when_text', 'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice',
+           'monitor_status', 'page', 'published_pages', 'sparkline', 'book_card', 'book_cards', 'index_page',
+           'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -207,6 +207,22 @@ PAGES = [
     ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs'),
 ]
 
+# %% ../../nbs/13c_dashboards.common.ipynb #c010p
+PUBLISHED = 'mlfin-published'   # in a page's notebook metadata: the task, title and line `mlfin publish` wrote it with
+
+def published_pages(folder: Path | None = None, # a folder of pages; default: the project's (`pages_dir`)
+                   ) -> list[tuple[str, str, str]]:
+    "The pages `mlfin publish` wrote, as `PAGES` lists the house's: file, title, line; none outside a project"
+    try: folder = Path(folder) if folder else pages_dir()
+    except NotFound: return []
+    found = []
+    for path in sorted(folder.glob('*.ipynb')):
+        try: said = json.loads(path.read_text()).get('metadata', {}).get(PUBLISHED)
+        except (OSError, ValueError, AttributeError): continue   # not a notebook: not a page of anyone's
+        if isinstance(said, dict):
+            found.append((path.name, str(said.get('title') or path.stem), str(said.get('lesson') or '')))
+    return found
+
 # %% ../../nbs/13c_dashboards.common.ipynb #c010s
 BADGES = {'skill': ('#e6f4ea', '#1e6b34'), 'overfit': ('#fff4e0', '#7a4a00'), 'none': ('#eceff1', '#37474f'),
           'unjudged': ('#fce8e6', '#8a1c1c')}   # verdict -> background, text
@@ -280,18 +296,22 @@ def book_cards(run: dict) -> str:
 # %% ../../nbs/13c_dashboards.common.ipynb #c011
 def index_page(folder=None):  # a run's folder; default: the last run that finished
     """The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity
-    beside buy-and-hold), then every page"""
+    beside buy-and-hold), then every page, the house's and those published from research"""
     import ipywidgets as widgets
     states = status_line(*run_status()) + status_line(*monitor_status())
     try: cards = book_cards(load_run(folder))
     except MlfinError as e: cards = f"<p class='mlfin-empty'>No run has finished yet: {html.escape(str(e))}</p>"
-    links = ''.join(
-        f"<li><a class='mlfin-link' href='{p}'>{html.escape(t)}</a> <span>{html.escape(d)}</span></li>"
-        for p, t, d in PAGES
+    links = lambda pages: ''.join(
+        f"<li><a class='mlfin-link' href='{html.escape(p)}'>{html.escape(t)}</a> <span>{html.escape(d)}</span></li>"
+        for p, t, d in pages
     )
+    published = published_pages()
     return page('mlfin', 'Every page reads saved products or asks the service; none retrains.', widgets.HTML(states),
                 widgets.HTML(f"<h2>Books of the last finished run</h2>{cards}"),
-                widgets.HTML(f"<h2>Pages</h2><ul class='mlfin-pages'>{links}</ul>"), notice=False)
+                widgets.HTML(f"<h2>Pages</h2><ul class='mlfin-pages'>{links(PAGES)}</ul>"),
+                *([widgets.HTML(f"<h2>Results published from research</h2><ul class='mlfin-pages "
+                                f"mlfin-published'>{links(published)}</ul>")] if published else []),
+                notice=False)
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c011r
 def run_page(folder=None):  # a run's folder; default: the last run that finished

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import cache
 
 # %% auto #0
-__all__ = ['ENGINE', 'isolated', 'engine', 'in_process']
+__all__ = ['KERNEL_RENDERER', 'ENGINE', 'isolated', 'engine', 'in_process']
 
 # %% ../../nbs/09a_pipeline.engine.ipynb #c006
 def _kept() -> list[tuple]:
@@ -39,11 +39,17 @@ def _kept() -> list[tuple]:
     ]
 
 # %% ../../nbs/09a_pipeline.engine.ipynb #c008
+# plotly's default renderer in a fresh kernel (its own choice under ipykernel): a figure kept as data in the executed
+# notebook, which a published page draws; a process that is not a kernel (`mlfin run`) has none, and a figure was text
+KERNEL_RENDERER = 'plotly_mimetype'
+
 @contextmanager
 def isolated():
-    """Run the block as if in a fresh kernel of this environment: the process state in `_kept` (and warnings filters)
-    put back when it ends"""
+    """Run the block as if in a fresh kernel of this environment: plotly's renderer a kernel's (`KERNEL_RENDERER`); the
+    process state in `_kept` (and warnings filters) put back when it ends"""
     saved = [(put, read()) for read, put in _kept()]
+    import plotly.io as pio   # imported by `_kept`, just above
+    pio.renderers.default = KERNEL_RENDERER
     try:
         with warnings.catch_warnings(): yield
     finally:
