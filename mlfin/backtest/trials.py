@@ -279,7 +279,7 @@ def _pbo_matrix(grid: pd.DataFrame, counted: pd.DataFrame, kept: pd.DataFrame) -
     others = kept[wanted]
     others = others.loc[others.index <= grid.index.max(), others.reindex(grid.index).notna().mean() >= PBO_COVERAGE]
     window = grid.index.union(others.dropna(how='all').index)
-    return pd.concat([grid, others], axis=1).reindex(window).fillna(0.0), int(others.shape[1])
+    return pd.concat([grid, others], axis=1, sort=False).reindex(window).fillna(0.0), int(others.shape[1])
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c018
 def _empty_ledger() -> pd.DataFrame:

@@ -186,6 +186,8 @@ def run_table(limit: int = 10) -> pd.DataFrame:
     table = out.merge(found, on='run_id', how='left')
     table['run'] = table.pop('run_id').str[:8]
     table['start_time'] = table['start_time'].dt.strftime('%Y-%m-%d %H:%M')
+    # a count, though MLflow keeps every metric as a float
+    if 'trials' in table: table['trials'] = table['trials'].round().astype('Int64')
     return table[['run', 'start_time', *[c for c in table.columns if c not in ('run', 'start_time')]]].rename(
         columns={'start_time': 'started'}
     )
