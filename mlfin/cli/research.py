@@ -74,7 +74,7 @@ def run(force: bool = False, wait: float | None = None, **overrides):
             for line in production_said(recorded['registry'], serving): typer.echo(line)
     # where the run was recorded
     store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'
-    typer.echo(f"reports:   {reports_dir}/*.html\nproducts:  {run_dir()}\nmlflow:    {store}\n"
+    typer.echo(f"reports:   {reports_dir}/*.html, *.ipynb\nproducts:  {run_dir()}\nmlflow:    {store}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:{DASHBOARD_PORT})")
 
 def _made(paths, reports: Path) -> str:
