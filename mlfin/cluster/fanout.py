@@ -37,7 +37,9 @@ def fan_out(task: str,                    # the task at work, for progress (feat
     try:
         for i, future in enumerate(as_completed(futures, loop=found.loop)):
             done[futures[future]] = future.result()   # a unit's own error, re-raised here with its type and line
-            step(task, futures[future], i + 1, len(calls))
+            # the unit that just finished, the (i + 1)-th: `step` counts the units done before the one it names (it said
+            # 26/25 at the last of 25)
+            step(task, futures[future], i, len(calls))
     finally: found.cancel([f for f in futures if not f.done()])
     return {unit: done[unit] for unit in calls}
 

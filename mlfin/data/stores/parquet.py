@@ -432,7 +432,7 @@ def _within(bars: pd.DataFrame, lo, hi, closed: bool) -> pd.DataFrame:
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c007_04
 def _duckdb(sql: str, params: dict) -> pd.DataFrame:
     import duckdb
+    # its own progress bar off: a query over a large store drew it into logs (a run's progress is mlfin.progress')
     with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET TimeZone = 'UTC'"); con.execute('SET enable_progress_bar = false')
         return con.sql(sql, params=params).to_arrow_table().to_pandas()
-
