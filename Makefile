@@ -89,8 +89,8 @@ bench-gpu: setup ## on a GPU host: the Keras LSTM on the GPU beside the CPU (dev
 bench: setup ## time the pipeline per task: own work against overhead (kernel start, imports, JIT)
 	@$(BIN)/python tests/bench/bench_pipeline.py
 
-bench-data: setup ## data layer beside plain pandas: 10M-bar ingest, range query on a 100 x 1M store (synthetic)
-	@$(BIN)/python tests/bench/bench_data.py
+bench-data: setup ## data layer beside plain pandas: 10M-bar ingest, a 50-file minute universe in one command beside one command per file, range query on a 100 x 1M store (synthetic; ARGS="--part universe")
+	@$(BIN)/python tests/bench/bench_data.py $(ARGS)
 
 bench-features: setup ## a 12-indicator spec over 50M bars: ours beside a bare TA-Lib loop and pandas-ta-classic; store hit vs build (synthetic)
 	@$(BIN)/python tests/bench/bench_features.py

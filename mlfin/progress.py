@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, os, sys, tempfile, threading, time
 from pathlib import Path
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['ENV', 'step', 'each', 'Display']
@@ -140,3 +141,17 @@ class Display:
         else: os.environ[ENV] = self._kept
         Path(self.path).unlink(missing_ok=True)
         return False
+
+# %% ../nbs/00b_progress.ipynb #c009c
+@patch
+def above(self:Display, text: str,
+          out=None, # where the line goes: stdout (a refusal: stderr)
+         ):
+    "A line of the command's own output, printed above the redrawn status (which then comes back under it)"
+    out = out or sys.stdout
+    with self._lock:
+        live = self.enabled and self.live
+        if live: self.stream.write('\r\x1b[K'); self.stream.flush()
+        out.write(text + '\n'); out.flush()
+        # as it is now
+        if live: self._poll(); self._line(f"mlfin: {self._where()} · {time.time() - self.started:.0f} s")

@@ -5,12 +5,15 @@
 # %% ../../nbs/14d_cli.data.ipynb #h002
 from __future__ import annotations
 from pathlib import Path
-from typing import Optional
+import sys, time
+from typing import List, Optional
 import typer
 from ..errors import BadInput, NotFound
 from .app import app
 from .. import data
 from ..monitor.freshness import MARKED, live_series
+from ..progress import Display
+from ..data.folders import is_pattern, symbol_from_name
 from ..data.observations import check_name
 from ..data.stores.rules import check_symbol
 from ..data.stores.observations import not_stored, observations_listing, series_label
@@ -42,13 +45,18 @@ def _json_file(path: Path | None) -> dict | None:
 # %% ../../nbs/14d_cli.data.ipynb #c014_01
 @app.command()
 def ingest(
-    source: str = typer.Argument(
+    sources: List[str] = typer.Argument(
         ...,
-        help="a CSV/Parquet/JSON file, sample:SYMBOL, ccxt:EXCHANGE:MARKET, yfinance:TICKER or "
-             "postgresql://host/db?table=T[&symbol_column=C]",
+        help="a CSV/Parquet/JSON file; several, a folder or a quoted glob ('data/*.csv') of them; sample:SYMBOL, "
+             "ccxt:EXCHANGE:MARKET, yfinance:TICKER or postgresql://host/db?table=T[&symbol_column=C]",
     ),
-    symbol: Optional[str] = typer.Option(None, help="what the bars are of"),
-    timeframe: Optional[str] = typer.Option(None, help="their bar size: 1m, 5m, 1h, 1d"),
+    symbol: Optional[str] = typer.Option(
+        None, help="what the bars are of (one source; a file's default: its name without its ending, upper-cased)"
+    ),
+    symbol_column: Optional[str] = typer.Option(
+        None, help="files: the column naming each row's symbol, instead of the file's name (a file may hold several)"
+    ),
+    timeframe: Optional[str] = typer.Option(None, help="their bar size: 1m, 5m, 1h, 1d (one for all the files)"),
     strict: bool = typer.Option(False, help="reject the whole file if any row is bad (nothing stored)"),
     calendar: Optional[str] = typer.Option(
         None, help="XNYS (or another exchange code), 24/5 or 24/7; default: guessed"
@@ -72,8 +80,18 @@ def ingest(
     dayfirst: bool = typer.Option(False, help="text files: dates are day first (31.12.2024, 31/12/2024 14:30)"),
     date_format: Optional[str] = typer.Option(None, help="text files: the times' strptime format, e.g. %m/%d/%Y %H:%M"),
 ):
-    "Validate bars from SOURCE into the store: bad rows quarantined with their reason (or, --strict, the file rejected)"
+    """Validate bars from SOURCES into the store: bad rows quarantined with their reason (or, --strict, the file
+    rejected); many files in one process, a line each"""
     settings = _json_file(config)
+    if _many(sources, symbol_column):
+        if symbol:
+            raise BadInput("--symbol names one file's bars; several take each one's from its name, or --symbol-column")
+        if actions:
+            raise BadInput("--actions are one symbol's splits and dividends: ingest that file alone with them")
+        return _ingest_files(sources, timeframe, symbol_column, strict, calendar, _mapping(map), tz, store,
+                             off_calendar, decimal, dayfirst, date_format)
+    source = sources[0]
+    if symbol is None and Path(source).is_file(): symbol = symbol_from_name(source)
     report = data.ingest(
         source,
         symbol,
@@ -97,6 +115,25 @@ def ingest(
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="What the store holds")
 app.add_typer(data_app, name='data')
 
+
+# %% ../../nbs/14d_cli.data.ipynb #c014_01m
+def _many(sources: list[str], symbol_column: str | None) -> bool:
+    "Whether SOURCES are files taken many at a time: several, a folder, a glob, or symbols from a column"
+    return len(sources) > 1 or bool(symbol_column) or Path(sources[0]).is_dir() or is_pattern(sources[0])
+
+
+def _ingest_files(sources: list[str], timeframe: str | None, symbol_column: str | None, *options):
+    """Ingest many files in this process (`data.ingest_files`): a line each as it is done (a refusal on stderr), over
+    the redrawn status on a terminal, then the summary; exit status 2 when any was refused"""
+    started, outcomes = time.perf_counter(), []
+    with Display(live=sys.stdout.isatty() and sys.stderr.isatty()) as shown:
+        shown.starting(['ingest'])
+        for outcome in data.ingest_files(sources, timeframe, symbol_column, *options):
+            outcomes.append(outcome)
+            if outcome.refused: shown.above(f"mlfin: refused: {outcome}", sys.stderr)
+            else: shown.above(str(outcome))
+    typer.echo(data.ingest_summary(outcomes, time.perf_counter() - started))
+    if any(o.refused for o in outcomes): raise typer.Exit(2)
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_02
 @data_app.command('ls')

@@ -7,6 +7,7 @@ __all__ = []
 
 # %% ../../nbs/01_data.ipynb #c003
 from .facade import *
+from .folders import *
 from .runs import *
 from .observations import *
 from .observations_sources import *

@@ -13,17 +13,16 @@ from .quality import rejected_frame
 from .sources import ZONED, Batch, detect_layout, from_columns, records_table
 
 # %% auto #0
-__all__ = ['read_file', 'dayfirst_format']
+__all__ = ['FILE_KINDS', 'file_kind', 'read_file', 'dayfirst_format']
 
 # %% ../../nbs/01d_data.files.ipynb #c014
 _TEXT = ('.csv', '.txt', '.tsv', '.csv.gz', '.txt.gz', '.tsv.gz')
+FILE_KINDS = _TEXT + ('.parquet', '.pq', '.json', '.jsonl', '.json.gz', '.jsonl.gz')   # the endings `read_file` reads
 
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return next(
-        (s for s in _TEXT + ('.parquet', '.pq', '.json', '.jsonl', '.json.gz', '.jsonl.gz') if name.endswith(s)),
-        path.suffix.lower(),
-    )
+def file_kind(path: str | Path) -> str:
+    "A file's kind: the whole ending `read_file` knows it by (`.csv.gz`), else its last suffix"
+    name = Path(path).name.lower()
+    return next((s for s in FILE_KINDS if name.endswith(s)), Path(path).suffix.lower())
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_00
@@ -33,6 +32,7 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
               decimal: str = '.',        # a text file's decimal mark: '.' or ',' (European files: 1234,56)
               dayfirst: bool = False,    # text dates are day first: 31.12.2024, 31/12/2024 14:30
               date_format: str | None = None, # or any strptime format of the times, e.g. '%m/%d/%Y'
+              symbol_column: str | None = None, # a column naming each row's symbol: kept as the batch's `symbols`
              ) -> Batch:
     "Parse a file of bars in any recognised layout into a batch (rows of the wrong length quarantined with their line)"
     path = Path(path)
@@ -40,10 +40,12 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
     if decimal not in ('.', ','): raise BadInput(f"--decimal {decimal!r}: use . or ,")
     if not path.is_file(): raise NotFound(f"{source}: no such file")
     if path.stat().st_size == 0: raise BadInput(f"{source}: file is empty")
-    kind = _suffix(path)
+    kind = file_kind(path)
     ragged = rejected_frame()
     if kind in _TEXT:
-        table, layout, mapping, ragged = _read_text(path, source, columns, decimal, dayfirst or bool(date_format))
+        table, layout, mapping, ragged = _read_text(
+            path, source, columns, decimal, dayfirst or bool(date_format), [symbol_column] if symbol_column else []
+        )
     elif kind in ('.parquet', '.pq'): table = _read_parquet(path, source)
     elif kind.startswith('.json'): table = _read_json(path, source)
     else: raise BadInput(f"{source}: unknown file type {kind!r}; use CSV, TSV, TXT, Parquet or JSON")
@@ -53,6 +55,13 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
     if dayfirst and not date_format and layout != 'mt5' and len(table):
         date_format = dayfirst_format(str(table[mapping['ts']].iloc[0]).strip(), source)
     batch = from_columns(table, mapping, source, layout, tz, date_format)
+    if symbol_column:
+        if symbol_column not in table:
+            raise BadInput(
+                f"{source}: no column {symbol_column!r} (--symbol-column) among "
+                f"{', '.join(map(str, table.columns[:12]))}"
+            )
+        batch.symbols = table[symbol_column]
     if len(ragged):
         batch.problems = pd.concat([batch.problems, ragged], ignore_index=True).sort_values('row', ignore_index=True)
     return batch
@@ -80,7 +89,9 @@ def _opener(path: Path):
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_03
-def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.', dates_given: bool = False):
+def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.', dates_given: bool = False,
+               carried: list = (), # other columns read as text beside the bars' (a symbol column)
+              ):
     import pyarrow as pa, pyarrow.csv as pcsv
     opener = _opener(path)
     try:
@@ -114,7 +125,7 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     ):  # a row with too many or too few fields: quarantined, named by its line, after the others are read
         ragged.append(row); return 'skip'
     parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_ragged)
-    wanted = [str(v) for v in mapping.values()]
+    wanted = list(dict.fromkeys([str(v) for v in mapping.values()] + list(carried)))
     text_only = {c: pa.string() for c in wanted}
     numeric = {str(v): pa.float64() for k, v in mapping.items() if k not in ('ts', 'date', 'time')}
     def read_as(types):
@@ -156,7 +167,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
             table = read_as(text_only)
             if decimal == ',':   # the text road parses numbers the Python way: 1234,5 becomes 1234.5 first
                 for c in numeric: table[c] = table[c].str.replace(',', '.', regex=False)
-    except pa.ArrowInvalid as e:
+    # a column named (--map, --symbol-column) and not in the file: a key
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as e:
         message = str(e).splitlines()[0]
         if 'include_columns' in message or 'not found' in message.lower():
             raise BadInput(

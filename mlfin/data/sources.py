@@ -24,6 +24,8 @@ class Batch:
     problems: pd.DataFrame  # rows that could not be parsed (REJECT_COLUMNS)
     source: str             # names the source in messages: a file path, `sample SPX`, `push`
     layout: str = 'frame'   # which layout was recognised
+    # each row's symbol (index: source row), from the column a file names (`read_file(symbol_column=...)`); else None
+    symbols: pd.Series | None = None
 
     def inspect(self, symbol: str, timeframe: str,
                 # False: bars may share read-only memory with the parsed file (ingest, which only stores them)
