@@ -23,7 +23,8 @@ instead of spinning; OMP_NUM_THREADS = the cores; LightGBM's n_jobs as models.ya
   mlfin's leaderboard: the same rows, features, folds and models, or the comparison says it is not.
 Measured for each process: CPU seconds of its whole tree (user + system of the process and every descendant it
 waited for: os.wait4's rusage, so the bench's own work and py-spy's never count), its peak memory (ru_maxrss: the
-largest single process's peak resident set) and, sampled every 0.2 s, the tree's peak total resident memory. Beside
+largest single process's peak resident set) and, sampled every 0.2 s, the tree's peak total proportional memory (PSS:
+a page a forked child shares with its parent counted once), with the processes it started named. Beside
 mlfin's run, per task: its seconds (mlfin's own output: `TASK done in S s`) and its CPU seconds (the run process's CPU,
 threads and waited children included, read when mlfin prints each task's start and end).
 
@@ -140,7 +141,7 @@ def measured(cmd: list, spy: Path | None = None, stop_after: float | None = None
     started = time.perf_counter()
     p = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
-    proc, lines, peak, stopped, done, spies = psutil.Process(p.pid), [], [0], [], threading.Event(), []
+    proc, lines, peak, stopped, done, spies, children = psutil.Process(p.pid), [], [0], [], threading.Event(), [], {}
 
     def cpu_now():
         try: t = proc.cpu_times(); return t.user + t.system + t.children_user + t.children_system
@@ -166,8 +167,10 @@ def measured(cmd: list, spy: Path | None = None, stop_after: float | None = None
             try: tree = [proc, *proc.children(recursive=True)]
             except psutil.Error: continue
             total = 0
-            for q in tree:
-                try: total += q.memory_info().rss
+            for q in tree:   # proportional: pages a forked child shares with its parent counted once
+                try:
+                    total += q.memory_full_info().pss
+                    if q.pid != p.pid: children.setdefault(q.pid, ' '.join(q.cmdline()[:3])[:80])
                 except psutil.Error: pass
             peak[0] = max(peak[0], total)
             if stopped: continue
@@ -185,7 +188,7 @@ def measured(cmd: list, spy: Path | None = None, stop_after: float | None = None
         except subprocess.TimeoutExpired: s.kill(); s.wait()
     return {'cpu': usage.ru_utime + usage.ru_stime, 'user': usage.ru_utime, 'system': usage.ru_stime,
             'maxrss_mb': usage.ru_maxrss / 1024, 'tree_peak_mb': peak[0] / 2**20, 'wall': wall, 'exit': p.returncode,
-            'stopped': stopped[0] if stopped else '', 'lines': lines}
+            'stopped': stopped[0] if stopped else '', 'lines': lines, 'children': sorted(set(children.values()))}
 
 
 def ingest(home: Path, size: str, symbols: list) -> dict:
@@ -196,7 +199,7 @@ def ingest(home: Path, size: str, symbols: list) -> dict:
     for s, r in zip(symbols, runs):
         if r['exit']: raise SystemExit(f"mlfin ingest {s} failed:\n" + '\n'.join(line for *_, line in r['lines'][-20:]))
     return {**{k: sum(r[k] for r in runs) for k in ('cpu', 'user', 'system')}, 'wall': sum(r['wall'] for r in runs), 'maxrss_mb': max(r['maxrss_mb'] for r in runs),
-            'tree_peak_mb': max(r['tree_peak_mb'] for r in runs), 'files': len(runs)}
+            'tree_peak_mb': max(r['tree_peak_mb'] for r in runs), 'files': len(runs), 'children': sorted({c for r in runs for c in r['children']})}
 
 
 def mlfin_run(home: Path, size: str, symbols: list, spy: Path | None = None, stop_after: float | None = None) -> dict:
@@ -240,8 +243,9 @@ def load() -> str: return f"load average {os.getloadavg()[0]:.1f} on {CORES} cor
 
 
 def said(r: dict) -> str:
-    return (f"CPU {r['cpu']:6.1f} s ({r.get('user', 0):.1f} user, {r.get('system', 0):.1f} system), wall {r['wall']:6.1f} s, "
-            f"peak {r['maxrss_mb']:,.0f} MiB (largest process), {r['tree_peak_mb']:,.0f} MiB (tree, sampled)")
+    return (f"CPU {r['cpu']:6.1f} s ({r['user']:.1f} user, {r['system']:.1f} system), wall {r['wall']:6.1f} s, "
+            f"peak {r['maxrss_mb']:,.0f} MiB (largest process), {r['tree_peak_mb']:,.0f} MiB (tree, PSS sampled)"
+            + (f"; processes it started: {', '.join(r['children'])}" if r.get('children') else ''))
 
 
 def per_task(r: dict):
@@ -286,7 +290,7 @@ def profile(raw: Path):
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(' ')
         frames = [f.strip() for f in stack.split(';')[1:] if f.strip()]   # the first names the process
-        if not frames: continue
+        if not frames or not count.isdigit(): continue   # a line of the process's name, its command line broken
         n = int(count); total += n
         cell = next((i for i, f in enumerate(frames) if f.startswith('<module> (<ipython-input')), None)
         call = name(frames[cell + 1]) if cell is not None and cell + 1 < len(frames) else (
@@ -404,8 +408,8 @@ def main():
           f"LightGBM n_jobs as models.yaml says\ntargets: 5 symbols x 5m, mlfin <= {CPU_RATIO:g}x the plain script's CPU and "
           f"<= {MEMORY_RATIO:g}x its peak memory; adding {GROW_BY} symbols to {GROW_FROM} <= {GROW_SHARE_TEXT} the first run's CPU; "
           f"{UNIVERSE} symbols x 1 year ingest to report <= {WALL_TARGETS['1m'] // 60} min at 1m, <= {WALL_TARGETS['5m'] // 60} min at 5m", flush=True)
-    scale(f"parts 1 and 2 as at full scale; part 3 on {STAND_IN[0]} symbols x {STAND_IN[3]} {YEAR} of 1m (its targets not measured)",
-          f"parts 1 and 2, and part 3 on {UNIVERSE} symbols x {YEAR} of 1m and of 5m")
+    scale(f"part 3 on {STAND_IN[0]} symbols x {STAND_IN[3]} {YEAR} of 1m, its targets not measured",
+          f"part 3 on {UNIVERSE} symbols x {YEAR} of 1m and of 5m; parts 1 and 2 at the issue's sizes at both scales")
     sizes = ('5m',) if QUICK else ('1m', '5m')
     made = write_universe(GROW_FROM + GROW_BY if QUICK else UNIVERSE, sizes)
     print(f"universe: {GROW_FROM + GROW_BY if QUICK else UNIVERSE} symbols x {YEAR}, "
