@@ -57,7 +57,7 @@ if __name__ == '__main__':   # --scale before _targets reads BENCH_SCALE
     if ARGS.scale: os.environ['BENCH_SCALE'] = ARGS.scale
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _targets import QUICK, scale, sized, table, target, not_measured  # noqa: E402
+from _targets import QUICK, scale, table, target, not_measured  # noqa: E402
 import exchange_calendars as xc, numpy as np, pandas as pd, psutil, pyarrow.parquet as pq  # noqa: E402
 from mlfin.data.bars import bars_frame, resample  # noqa: E402
 from mlfin.models import model_spec  # noqa: E402
@@ -326,7 +326,7 @@ def cost() -> dict:
     print(f"   mlfin ingest, {loaded['files']} files:  {said(loaded)}", flush=True)
     print(f"   mlfin run:                {said(run)}", flush=True)
     print(f"   the plain script:         {said(theirs)}", flush=True)
-    print(f"     its phases, CPU s: " + ', '.join(f"{k} {v:.1f}" for k, v in theirs['result']['cpu'].items()), flush=True)
+    print("     its phases, CPU s: " + ', '.join(f"{k} {v:.1f}" for k, v in theirs['result']['cpu'].items()), flush=True)
     print(f"   {same_work(theirs['result'], home)}", flush=True)
     per_task(run)
     cpu, memory = ours['cpu'] / theirs['cpu'], ours['maxrss_mb'] / theirs['maxrss_mb']
@@ -368,7 +368,8 @@ def ingest_to_report(size: str, symbols: list, limit: float | None) -> dict:
     reached = ''
     if run['stopped']:
         last = next((line for *_, line in reversed(run['lines']) if line.startswith('mlfin: ')), '')
-        reached = f"; {run['stopped']}, its last line: {last!r}"
+        why = run['stopped'] if 'memory' in run['stopped'] else f"stopped {limit:,.0f} s after the first ingest ({STOP_AT:g}x the target)"
+        reached = f"; {why}, its last line: {last!r}"
     print(f"   {len(symbols)} symbols of {size}: ingest {loaded['wall']:.0f} s ({loaded['cpu']:.0f} CPU s), run {run['wall']:.0f} s "
           f"({run['cpu']:.0f} CPU s, peak {run['maxrss_mb']:,.0f} MiB, tree {run['tree_peak_mb']:,.0f} MiB); from the first ingest "
           f"to the report {wall:.0f} s{reached}", flush=True)
