@@ -20,8 +20,9 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [('bench', 'bench_pipeline.py'), ('bench-data', 'bench_data.py'), ('bench-features', 'bench_features.py'),
            ('bench-models', 'bench_models.py'), ('bench-backtest', 'bench_backtest.py'), ('bench-service', 'bench_service.py'),
            ('bench-monitor', 'bench_monitor.py'), ('bench-scale', 'bench_scale.py'), ('bench-dashboards', 'bench_dashboards.py'),
-           ('bench-ops', 'bench_ops.py')]
+           ('bench-ops', 'bench_ops.py'), ('bench-universe', 'bench_universe.py')]
 PATIENCE = 1800   # seconds a bench may run before it counts as crashed (a hang guard, not a target)
+LONGER = {('bench-universe', 'full'): 4800}   # its full scale runs 50 symbols of 1m and of 5m to their reports (up to 40 min)
 
 
 def run(name: str, script: str, scale: str, logs: Path) -> dict:
@@ -34,7 +35,7 @@ def run(name: str, script: str, scale: str, logs: Path) -> dict:
     when, load, cpu0, started = now(), os.getloadavg()[0], cpu(), time.perf_counter()
     with open(log, 'w') as out:
         try: code = subprocess.run([sys.executable, str(HERE/script)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   timeout=PATIENCE).returncode
+                                   timeout=LONGER.get((name, scale), PATIENCE)).returncode
         except subprocess.TimeoutExpired: code = None
     seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu0
     lines = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
