@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export format docs wheel extras-check serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-dashboards bench-ops bench-universe bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export format docs wheel extras-check serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-scale bench-dashboards bench-ops bench-universe bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 

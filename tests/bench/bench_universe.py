@@ -13,8 +13,8 @@ written as CSV: both sides read the same 5-minute files.
 
 What runs, each as its own process with the same environment (OMP_WAIT_POLICY=PASSIVE: waiting OpenMP threads sleep
 instead of spinning; OMP_NUM_THREADS = the cores; LightGBM's n_jobs as models.yaml declares it, on both sides):
-- mlfin as a user runs it: `mlfin ingest FILE --symbol S --timeframe T --calendar XNYS` for each file into a fresh
-  home's store, then `mlfin run --symbols ... --timeframe T --models logistic,lightgbm --folds 5` (the run's reports
+- mlfin as a user runs it: `mlfin ingest FILE... --timeframe T --calendar XNYS` (one command, each file's symbol from its
+  name) into a fresh home's store, then `mlfin run --symbols ... --timeframe T --models logistic,lightgbm --folds 5` (the run's reports
   into the home).
 - the plain script (tests/bench/plain_universe.py): pandas + TA-Lib + LightGBM, the research spec's 22 features
   computed with TA-Lib directly and made scale-free as mlfin does, the same label (up 1 bar ahead), logistic and
@@ -192,14 +192,12 @@ def measured(cmd: list, spy: Path | None = None, stop_after: float | None = None
 
 
 def ingest(home: Path, size: str, symbols: list) -> dict:
-    "`mlfin ingest` of each symbol's CSV into `home`'s store, one command a file as a user runs them: their CPU, wall and peaks"
+    """`mlfin ingest` of the symbols' CSVs into `home`'s store in one command, as a user ingests a universe (each file's symbol
+    from its name): its CPU, wall and peaks"""
     ENV['MLFIN_HOME'] = str(home)
-    runs = [measured([BIN/'mlfin', 'ingest', work/size/f"{s}.csv", '--symbol', s, '--timeframe', size, '--calendar', 'XNYS'])
-            for s in symbols]
-    for s, r in zip(symbols, runs):
-        if r['exit']: raise SystemExit(f"mlfin ingest {s} failed:\n" + '\n'.join(line for *_, line in r['lines'][-20:]))
-    return {**{k: sum(r[k] for r in runs) for k in ('cpu', 'user', 'system')}, 'wall': sum(r['wall'] for r in runs), 'maxrss_mb': max(r['maxrss_mb'] for r in runs),
-            'tree_peak_mb': max(r['tree_peak_mb'] for r in runs), 'files': len(runs), 'children': sorted({c for r in runs for c in r['children']})}
+    r = measured([BIN/'mlfin', 'ingest', *(work/size/f"{s}.csv" for s in symbols), '--timeframe', size, '--calendar', 'XNYS'])
+    if r['exit']: raise SystemExit("mlfin ingest failed:\n" + '\n'.join(line for *_, line in r['lines'][-20:]))
+    return {**{k: r[k] for k in ('cpu', 'user', 'system', 'wall', 'maxrss_mb', 'tree_peak_mb', 'children')}, 'files': len(symbols)}
 
 
 def mlfin_run(home: Path, size: str, symbols: list, spy: Path | None = None, stop_after: float | None = None) -> dict:
