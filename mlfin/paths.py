@@ -10,8 +10,8 @@ from .errors import NotFound
 
 # %% auto #0
 __all__ = ['DASHBOARDS', 'PROJECT_RECORD', 'FINISHED', 'SUMMARY', 'DATASET', 'OWNER_ONLY', 'project_root', 'pages_dir', 'home',
-           'set_home', 'record_project', 'home_project', 'store_dir', 'run_dir', 'finished_folder', 'tracking_uri',
-           'artifact_dir', 'tighten', 'private', 'open_home']
+           'set_home', 'record_project', 'home_project', 'store_dir', 'units_dir', 'run_dir', 'finished_folder',
+           'tracking_uri', 'artifact_dir', 'tighten', 'private', 'open_home']
 
 # %% ../nbs/00c_paths.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -66,6 +66,13 @@ def home_project(at: Path | None = None) -> Path | None:
 
 # %% ../nbs/00c_paths.ipynb #c012_01
 def store_dir() -> Path: "Where validated bars are kept"; return home()/'store'
+
+# %% ../nbs/00c_paths.ipynb #c012_u
+def units_dir(at: str | Path | None = None, # a home; default: `home()`
+             ) -> Path:
+    """Where a run keeps its units of work (a symbol's model, a symbol's book) under the key of what decided them
+    (`cluster.units`)"""
+    return Path(at or home())/'units'
 
 # %% ../nbs/00c_paths.ipynb #c012_02
 def run_dir(at: str | Path | None = None, # a home; default: `home()`

@@ -8,3 +8,4 @@ __all__ = []
 # %% ../../nbs/02_cluster.ipynb #c003
 from .where import CLUSTER_ENV, parse_where, running, client, connect, check_workers
 from .fanout import fan_out, capped_threads, on_worker, shipped, symbol_rows
+from .units import Codec, Units, code_digest, digest, frame_bytes, frame_of, json_bytes, reuse

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..params import VALIDATIONS
-from ..cluster import fan_out, on_worker, shipped, symbol_rows
+from ..cluster import on_worker, shipped, symbol_rows
+from ..cluster.units import Codec, code_digest, digest, frame_bytes, frame_of, reuse
 from .core import ModelSpec, Model, from_files, model_files
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
@@ -17,9 +18,9 @@ from ..features.registry import resolve
 from ..features.labels import uniqueness_weights
 
 # %% auto #0
-__all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'make_splitter', 'SymbolData', 'symbol_data', 'check_folds',
-           'forecast_terms', 'cross_predict', 'Training', 'train_universe', 'unit_data', 'train_one',
-           'leader_predictions', 'save_finals', 'training_record']
+__all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'TRAIN_LIBRARIES', 'TRAINED', 'make_splitter', 'SymbolData', 'symbol_data',
+           'check_folds', 'forecast_terms', 'cross_predict', 'Training', 'train_universe', 'unit_data', 'train_one',
+           'unit_key', 'leader_predictions', 'save_finals', 'training_record']
 
 # %% ../../nbs/06i_models.training.ipynb #c006
 CV = tuple(VALIDATIONS)   # declared once, with whether each gives a tradeable record, in `mlfin.config`
@@ -260,6 +261,8 @@ class Training:
     # how the folds were made, by the names of a run's parameters (`params.RunConfig`: cv, folds, embargo, train_size,
     # weighting, seed): the choices a trial is recorded with (`report.experiments`)
     validation: dict = field(default_factory=dict)
+    # which units were trained and which read back, with each one's key (`cluster.units.Units.record`)
+    units: dict = field(default_factory=dict)
 
     def inputs(self, symbol: str, model: str) -> list[str]:
         "The input columns `model` takes on `symbol`, in its order"
@@ -270,7 +273,6 @@ class Training:
         return self.leaderboard.groupby('symbol', sort=False)['model'].first().to_dict()
 
 PRIMARY = {'classifier': 'auc', 'regressor': 'ic'}
-
 
 # %% ../../nbs/06i_models.training.ipynb #c014_00
 def train_universe(
@@ -289,6 +291,9 @@ def train_universe(
     source: str
     # the Parquet file `data` was read from (the features task's): each unit reads its symbol's rows from it
     | None = None,
+    # where units are kept (`paths.units_dir()`): a symbol's model met again with the same rows, configuration, folds
+    # and code is read back, not trained; None: every unit trained
+    units: str | None = None,
 ) -> Training:
     """Every model cross-validated on identical purged folds per symbol: predictions, scores per fold, a leaderboard,
     final models"""
@@ -313,7 +318,14 @@ def train_universe(
         for symbol in by_symbol
         for spec in per_symbol[symbol]
     }
-    units = fan_out('train', train_one, calls)   # one unit a symbol's model, in process or on the run's cluster
+    keys = {
+        f"{symbol} {spec.name}": unit_key(by_symbol[symbol], spec, kind, splitter, seed, device, price_target, final)
+        for symbol in by_symbol
+        for spec in per_symbol[symbol]
+    }
+    # one unit a symbol's model, in process or on the run's cluster; those met before read back
+    done = reuse('train', train_one, calls, keys, TRAINED, units)
+    units = done.results
     predictions, fold_rows, overall, finals = [], [], [], {}
     for symbol in by_symbol:
         mine = []
@@ -373,8 +385,8 @@ def train_universe(
         specs={s: list(per_symbol[s]) for s in by_symbol},
         validation={'cv': cv, 'folds': folds, 'embargo': embargo, 'train_size': train_size or 0, 'weighting': weighting,
                     'seed': seed},
+        units=done.record(),
     )
-
 
 # %% ../../nbs/06i_models.training.ipynb #c026u
 def unit_data(
@@ -413,6 +425,36 @@ def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Par
     # on a worker: the model's files
     return oos, scores, model_files(model) if model is not None and on_worker() else model
 
+
+# %% ../../nbs/06i_models.training.ipynb #c014_k
+# the libraries a model's training calls: another version of any of them trains again
+TRAIN_LIBRARIES = ('numpy', 'pandas', 'scikit-learn', 'lightgbm', 'xgboost', 'keras', 'tensorflow', 'torch', 'jax')
+
+def unit_key(data: SymbolData, spec: ModelSpec, kind: str, splitter: PurgedSplitter, seed: int = 0,
+             device: str = 'cpu', price_target: bool = False, final: bool = True) -> str:
+    """What decides a symbol's model (`train_one`): its rows (inputs, labels, their ends, weights), the model's family
+    and values, the folds, the seed, where it trains, and the code and libraries that train it"""
+    return digest(data, spec.name, spec.family, spec.params, spec.without, kind, repr(splitter), seed, device,
+                  price_target, final, code_digest('mlfin.models', 'mlfin.cluster.fanout', dists=TRAIN_LIBRARIES))
+
+# %% ../../nbs/06i_models.training.ipynb #c014_kc
+def _kept(result: tuple) -> dict[str, bytes]:
+    "A trained unit as files: its out-of-sample rows and scores as Parquet, its final model's native files"
+    oos, scores, model = result
+    files = {'oos.parquet': frame_bytes(oos), 'scores.parquet': frame_bytes(pd.DataFrame(scores))}
+    if model is not None:
+        files.update({f"final-{name}": content
+                      for name, content in (model if isinstance(model, dict) else model_files(model)).items()})
+    return files
+
+
+def _read_back(files: dict[str, bytes]) -> tuple:
+    "A kept unit as `train_one` returned it, its final model as its files (what a worker sends)"
+    model = {name.removeprefix('final-'): c for name, c in files.items() if name.startswith('final-')}
+    return (frame_of(files['oos.parquet']), frame_of(files['scores.parquet']).to_dict(orient='records'),
+            model or None)
+
+TRAINED = Codec(_kept, _read_back)   # how a symbol's model is kept between runs
 
 # %% ../../nbs/06i_models.training.ipynb #c026p
 def leader_predictions(training: Training) -> pd.DataFrame:
@@ -493,4 +535,5 @@ def training_record(training: Training, specs, # the models trained: one list, o
         'studies': studies.to_dict(orient='records'),
         'code_version': code_version,
         'group_comparisons': [] if groups is None else groups.to_dict(orient='records'),
+        'units': training.units,   # which symbol's models were trained and which read back, each one's key
     }
