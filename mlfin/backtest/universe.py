@@ -9,7 +9,10 @@ import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..params import RunConfig, default
 from ..progress import step
-from ..cluster import fan_out, shipped, symbol_rows
+import json
+from ..cluster import shipped, symbol_rows
+from ..cluster.units import Codec, code_digest, digest, frame_bytes, frame_of, json_bytes, reuse
+from ..data.bars import fingerprint
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
 from ..data.samples import asset_class_of
 from .portfolio import Costs, costs_for, simulate, buy_and_hold
@@ -18,10 +21,11 @@ from ..data.bars import periods_per_year
 from ..data import split_symbols
 
 # %% auto #0
-__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO_MIN_DAYS', 'PORTFOLIO', 'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings',
-           'model_weights', 'break_even', 'cost_stress', 'Backtests', 'skill', 'examine', 'trade_models',
-           'threshold_grid', 'SymbolBacktest', 'backtest_symbol', 'clock_days', 'backtest_universe', 'backtest_one',
-           'backtest_portfolio', 'trailing_volatility', 'tradable', 'capital_shares', 'daily_clock', 'days_per_year']
+__all__ = ['COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO_MIN_DAYS', 'PORTFOLIO', 'BACKTEST_LIBRARIES', 'BOOKED', 'ALLOCATIONS',
+           'VOL_DAYS', 'BacktestSettings', 'model_weights', 'break_even', 'cost_stress', 'Backtests', 'skill',
+           'examine', 'trade_models', 'threshold_grid', 'SymbolBacktest', 'backtest_symbol', 'clock_days',
+           'backtest_universe', 'backtest_one', 'book_key', 'backtest_portfolio', 'trailing_volatility', 'tradable',
+           'capital_shares', 'daily_clock', 'days_per_year']
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c004s
 @dataclass(frozen=True)
@@ -155,6 +159,8 @@ class Backtests:
     grid: pd.DataFrame = field(default_factory=pd.DataFrame)
     # how it traded (threshold, sizing, stops, costs): the choices its configurations are recorded with
     settings: BacktestSettings | None = None
+    # which symbols' books were traded and which read back, with each one's key (`cluster.units.Units.record`)
+    units: dict = field(default_factory=dict)
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_02
@@ -379,6 +385,9 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
                       settings: BacktestSettings | None = None,
                       # the Parquet files of the bars and `oos` (the run's): each unit reads its symbol's rows
                       sources: tuple[str, str] | None = None,
+                      # where units are kept (`paths.units_dir()`): a symbol's book met again (same bars, predictions,
+                      # leader, trials, costs, settings, code) is read back, not traded again; None: every book traded
+                      units: str | None = None,
                       **changes,                    # fields of the settings that differ (reps=200, threshold=0.6, ...)
                      ) -> Backtests:
     "Every symbol's models after costs and its leader examined, then the leaders as one portfolio sharing cash"
@@ -405,8 +414,13 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         )
         for symbol, leader in leaders.items()
     }
-    # one unit a symbol, in process or on the run's cluster; the portfolio here, after
-    done = fan_out('backtest', backtest_one, calls)
+    keys = {
+        symbol: book_key(bars_by_symbol[symbol], oos[oos['symbol'] == symbol], *args[2:])
+        for symbol, args in calls.items()
+    }
+    # one unit a symbol, in process or on the run's cluster, those met before read back; the portfolio here, after
+    booked = reuse('backtest', backtest_one, calls, keys, BOOKED, units)
+    done = booked.results
     metrics, curves, trades, records, weights, grids, returns = {}, [], [], [], {}, {}, []
     for symbol, one in done.items():
         metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
@@ -435,8 +449,8 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         metrics,
         pd.concat(returns),
         settings,
+        booked.record(),
     )
-
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_u
 def backtest_one(
@@ -453,6 +467,50 @@ def backtest_one(
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     return backtest_symbol(symbol, bars, symbol_rows(oos, symbol), leader, calendar, trials, costs, settings)
 
+
+# %% ../../nbs/07d_backtest.universe.ipynb #c013_k
+# the libraries a book's trading and statistics call: another version of any of them trades again
+BACKTEST_LIBRARIES = ('numpy', 'pandas', 'scipy', 'vectorbt', 'numba')
+
+def book_key(bars: pd.DataFrame, oos: pd.DataFrame, symbol: str, leader: str, calendar: str, trials: int, costs: Costs,
+             settings: BacktestSettings) -> str:
+    """What decides a symbol's book (`backtest_one`): its bars, its models' out-of-sample rows, the leader, the trials
+    it is deflated by, costs and settings, and the code and libraries that trade and examine it"""
+    return digest(fingerprint(bars), bars.attrs.get('timeframe', ''), oos, symbol, leader, calendar, int(trials), costs,
+                  settings, code_digest('mlfin.backtest', 'mlfin.data.bars', 'mlfin.data.samples', 'mlfin.params',
+                                        dists=BACKTEST_LIBRARIES))
+
+# %% ../../nbs/07d_backtest.universe.ipynb #c013_kc
+def _numbers(o):
+    "JSON for what the standard encoder refuses: numpy's scalars as numbers, anything else as its text"
+    return o.item() if isinstance(o, np.generic) else str(o)
+
+
+def _book_files(one: SymbolBacktest) -> dict[str, bytes]:
+    "A symbol's book as files: its figures as JSON, its frames and its grid's weights as Parquet"
+    grid = pd.concat([w.rename('weight').to_frame().assign(configuration=name) for name, w in one.grid.items()])
+    return {
+        'metrics.json': json.dumps(one.metrics, default=_numbers).encode(),
+        'curves.parquet': frame_bytes(one.curves),
+        'trades.parquet': frame_bytes(one.trades),
+        'signals.parquet': frame_bytes(one.signals),
+        'grid.parquet': frame_bytes(grid),
+        'grid_names.json': json_bytes({name: w.name for name, w in one.grid.items()}),
+        'grid_returns.parquet': frame_bytes(one.grid_returns),
+    }
+
+
+def _book_of(files: dict[str, bytes]) -> SymbolBacktest:
+    "A kept book as `backtest_one` returned it"
+    grid, names = frame_of(files['grid.parquet']), json.loads(files['grid_names.json'])
+    return SymbolBacktest(
+        json.loads(files['metrics.json']),
+        *(frame_of(files[f"{part}.parquet"]) for part in ('curves', 'trades', 'signals')),
+        {name: grid.loc[grid['configuration'] == name, 'weight'].rename(names[name]) for name in names},
+        frame_of(files['grid_returns.parquet']),
+    )
+
+BOOKED = Codec(_book_files, _book_of)   # how a symbol's book is kept between runs
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_00
 def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], costs: dict[str, Costs], trials: int,

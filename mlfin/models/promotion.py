@@ -12,11 +12,12 @@ from ..progress import step
 from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version
 from .registry import registered_name, refusals
 from ..tracking import configured_mlflow
+from ..cluster.units import digest
 from ..features.labels import LABELS
 
 # %% auto #0
-__all__ = ['COMPARABLE', 'MIN_COMMON', 'Decision', 'target_of', 'decide', 'on_common_bars', 'Lineage', 'lineage',
-           'incumbent_predictions', 'register_run', 'register_leaders']
+__all__ = ['COMPARABLE', 'MIN_COMMON', 'IDENTITY', 'UNCHANGED', 'Decision', 'target_of', 'decide', 'on_common_bars', 'Lineage',
+           'lineage', 'incumbent_predictions', 'version_identity', 'register_run', 'register_leaders']
 
 # %% ../../nbs/06m_models.promotion.ipynb #c006
 # what must agree before two versions' scores mean the same thing
@@ -202,6 +203,18 @@ def incumbent_predictions(version: dict, # a registered version (`registry.descr
         rows = pd.read_parquet(path)
     return rows[rows['model'] == version['model']]
 
+# %% ../../nbs/06m_models.promotion.ipynb #c014i
+IDENTITY = 'mlfin.identity'   # a version's tag: what made it (its unit's key) and every figure it was registered with
+UNCHANGED = 'the same model, scores and evidence as when it was registered: no new version'
+
+def version_identity(unit: str,    # the key of the unit that trained the model (`training.unit_key`)
+                     scores: dict, # what the version is registered with: its out-of-sample and backtest scores
+                     tags: dict,   # its lineage and, for a leader, its evidence (DSR, PBO, trials, verdict)
+                    ) -> str:
+    """What a registered version is: the same model trained from the same rows the same way, with the same figures; a
+    run meeting it again registers nothing new"""
+    return digest(unit, scores, tags)
+
 # %% ../../nbs/06m_models.promotion.ipynb #c015
 def register_run(
     run_ids: dict,  # symbol -> the MLflow run holding its models and out-of-sample rows (`tracking.log_run`)
@@ -214,15 +227,24 @@ def register_run(
     lineage: dict[str, Lineage],  # symbol -> what its versions record of how they were made
     evidence: dict[str, dict]
     | None = None,  # symbol -> the leader's verdict as its run judged it (dsr, pbo, trials, verdict, record)
+    # 'SYMBOL MODEL' -> the key of the unit that trained it (train's `units`): a version met again is not registered again
+    units: dict[str, str] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Register every model of the run; each symbol's leader becomes candidate, and production as `decide` says;
-    (leaders, every version)"""
+    """Register every model of the run (one registered before with the same identity is that version, not a new one);
+    each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"""
     client, leaders, every = registry_client(), {}, []
     metric = 'auc' if kind == 'classifier' else 'ic'
     for i, (symbol, board) in enumerate(leaderboard.groupby('symbol', sort=False)):
         step('report', f"{symbol}: registering its models", i, leaderboard['symbol'].nunique())
         name, mine = registered_name(symbol, timeframes[symbol]), oos[oos['symbol'] == symbol]
-        incumbent = next(iter(production(name)), None) if client.search_registered_models(f"name = '{name}'") else None
+        exists = bool(client.search_registered_models(f"name = '{name}'"))
+        incumbent = next(iter(production(name)), None) if exists else None
+        # the versions registered before, by identity
+        before = (
+            {v.tags.get(IDENTITY): int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+            if exists
+            else {}
+        )
         tags = {**lineage[symbol].tags(), 'kind': kind}
         # the leader last: the newest version
         for row in board.sort_values('rank', ascending=False).to_dict(orient='records'):
@@ -232,18 +254,25 @@ def register_run(
             judged = (
                 {f"{EVIDENCE}{k}": v for k, v in (evidence or {}).get(symbol, {}).items()} if row['rank'] == 1 else {}
             )  # the leader was traded
-            version = register_version(
-                run_ids[symbol],
-                symbol,
-                timeframes[symbol],
-                row['model'],
-                scores,
-                kind,
-                {**lineage[symbol].tags(), **judged},
-            )
-            every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank']})
+            given = {**lineage[symbol].tags(), **judged}
+            unit = (units or {}).get(f"{symbol} {row['model']}")
+            same = version_identity(unit, scores, given) if unit else None
+            version = before.get(same) if same else None
+            new = version is None
+            if new:
+                version = register_version(
+                    run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind,
+                    {**given, **({IDENTITY: same} if same else {})},
+                )
+            every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank'], 'new': new})
             if row['rank'] != 1: continue
             client.set_registered_model_alias(name, 'candidate', str(version))
+            if not new and incumbent and int(incumbent['version']) == version:   # production met again: nothing to decide
+                leaders[symbol] = {
+                    'name': name, 'version': version, 'model': row['model'], 'production': True,
+                    'decision': 'unchanged', 'reason': UNCHANGED, 'refused': '', 'held': '', 'versus': None,
+                }
+                continue
             rows = mine[mine['model'] == row['model']]
             failed = refusals(
                 scores, kind, **thresholds, base=base_rate(rows['label']) if kind == 'classifier' else None
@@ -284,6 +313,8 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
                      config: RunConfig,   # the promotion thresholds
                      # symbol -> its leader's verdict (dsr, pbo, trials, verdict, record), kept on its version
                      evidence: dict[str, dict] | None = None,
+                     # 'SYMBOL MODEL' -> the key of the unit that trained it (train's `units`)
+                     units: dict[str, str] | None = None,
                     ) -> tuple[dict, list[dict]]:
     "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
     made = {
@@ -313,4 +344,5 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
         thresholds,
         made,
         evidence=evidence,
+        units=units,
     )

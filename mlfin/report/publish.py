@@ -243,6 +243,7 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
         params,
         cfg,
         evidence(trading['metrics'], train['best'], content['validation']['tradeable']),
+        units=train.get('units', {}).get('keys'),   # a version met again is that version, not a new one
     )
     write_json(content, product['summary'])
     parent = content['mlflow']['parent']
