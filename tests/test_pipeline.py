@@ -225,6 +225,32 @@ def test_second_run_executes_nothing_and_a_cost_change_reruns_only_what_depends_
         assert dearer[symbol]['strategy']['total_return'] < entry['strategy']['total_return']
 
 
+def test_an_added_symbol_trains_and_trades_only_itself_and_a_forced_rerun_adds_no_version_or_trial(small_copy):
+    "Growing the universe (issue 67): the old symbol's model and book are read back, not redone; a forced rerun redoes nothing"
+    home, args, first = small_copy['home'], small_copy['args'], small_copy['summary']
+    units = lambda task: (lambda u: (u['reused'], u['computed']))(json.loads((home/'run'/f"{task}.json").read_text())['units'])
+    oos = lambda: pd.read_parquet(home/'run'/'oos.parquet').query("symbol == 'SPX'")
+    listed = lambda: mlfin(home, 'models', 'ls').stdout
+    earlier, grown = oos(), with_args(args, symbols='SPX,GOOGL')
+    mlfin(home, 'run', *grown)
+    assert (units('train'), units('backtest')) == ((['SPX logistic'], ['GOOGL logistic']), (['SPX'], ['GOOGL']))
+    pd.testing.assert_frame_equal(oos(), earlier)   # read back to the last bit
+    summary = lambda home: json.loads((home/'run'/'summary.json').read_text())
+    after = summary(home)
+    spx, first_spx = after['symbols']['SPX'], first['symbols']['SPX']
+    assert (spx['strategy'], spx['skill']['trials'], spx['skill']['dsr']) == (first_spx['strategy'], first_spx['skill']['trials'],
+                                                                            first_spx['skill']['dsr'])
+    assert after['registry']['SPX']['version'] == first['registry']['SPX']['version'] and listed().count('mlfin.SPX.1d') == 1
+    registered, trials = listed(), {s: e['skill']['trials'] for s, e in after['symbols'].items()}
+    forced = mlfin(home, 'run', *grown, '--force')
+    assert '5 task(s) ran' in forced.stdout
+    assert (units('train'), units('backtest')) == ((['SPX logistic', 'GOOGL logistic'], []), (['SPX', 'GOOGL'], []))
+    again = summary(home)
+    assert {s: e['skill']['trials'] for s, e in again['symbols'].items()} == trials   # no trial counted twice
+    assert {s: d['version'] for s, d in again['registry'].items()} == {s: d['version'] for s, d in after['registry'].items()}
+    assert listed() == registered   # no new version
+
+
 def test_a_new_label_reruns_features_from_the_feature_store(small_copy):
     "A label change reruns the features task; its features, unchanged, are read from the store, not computed"
     home, args = small_copy['home'], small_copy['args']
