@@ -362,11 +362,11 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     return SymbolBacktest(metrics, curves, mine, records, grid, grid_returns)
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c012z
-# the leaders' portfolio is valued on a daily clock: over fewer days its statistics mean nothing
+# the leaders' portfolio is valued on a daily clock: over fewer daily returns its statistics mean nothing
 PORTFOLIO_MIN_DAYS = 20
 
 def clock_days(bars_by_symbol: dict) -> int:
-    "The UTC days any of the symbols has a bar on: what a portfolio on the daily clock would be valued over"
+    "The UTC days any of the symbols has a bar (or a weight) on: what a portfolio on the daily clock would be valued over"
     return int(
         pd.DatetimeIndex(
             np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])
@@ -429,7 +429,8 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         records.append(one.signals)
         returns.append(one.grid_returns.assign(symbol=symbol))
     # fewer days: no portfolio, each symbol stands alone
-    if len(leaders) > 1 and clock_days(bars_by_symbol) >= PORTFOLIO_MIN_DAYS:
+    # the days the leaders trade on, from their first decision: a day's value each, a daily return between two
+    if len(leaders) > 1 and clock_days(weights) - 1 >= PORTFOLIO_MIN_DAYS:
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
         p_metrics, p_curve, p_trades = backtest_portfolio(
             bars_by_symbol,
