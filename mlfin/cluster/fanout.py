@@ -20,12 +20,17 @@ def fan_out(task: str,                    # the task at work, for progress (feat
             fn: Callable,                 # a module-level function (a worker imports it by name)
             calls: dict[str, tuple],      # unit -> fn's arguments: paths, names and settings, not frames of bars
             address: str | None = None,   # a scheduler; default: the run's (`MLFIN_CLUSTER`); neither: in this process
+            # called as finished(unit, result) as each unit finishes (`units.reuse` keeps it: a run cut short keeps what
+            # it had done)
+            finished: Callable | None = None,
            ) -> dict[str, Any]:
     """`fn(*args)` for every unit, in `calls`' order, in this process or on the run's cluster; the first failure raised
     as it was"""
     found = client(address)
     if found is None:
-        return {unit: _serial(task, fn, unit, args, i, len(calls)) for i, (unit, args) in enumerate(calls.items())}
+        return {
+            unit: _serial(task, fn, unit, args, i, len(calls), finished) for i, (unit, args) in enumerate(calls.items())
+        }
     from distributed import as_completed
     token = uuid.uuid4().hex[:8]
     carried = run_env()
@@ -37,6 +42,7 @@ def fan_out(task: str,                    # the task at work, for progress (feat
     try:
         for i, future in enumerate(as_completed(futures, loop=found.loop)):
             done[futures[future]] = future.result()   # a unit's own error, re-raised here with its type and line
+            if finished is not None: finished(futures[future], done[futures[future]])
             # the unit that just finished, the (i + 1)-th: `step` counts the units done before the one it names (it said
             # 26/25 at the last of 25)
             step(task, futures[future], i, len(calls))
@@ -44,9 +50,11 @@ def fan_out(task: str,                    # the task at work, for progress (feat
     return {unit: done[unit] for unit in calls}
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c006
-def _serial(task: str, fn: Callable, unit: str, args: tuple, i: int, n: int):
+def _serial(task: str, fn: Callable, unit: str, args: tuple, i: int, n: int, finished: Callable | None = None):
     step(task, unit, i, n)
-    return fn(*args)
+    result = fn(*args)
+    if finished is not None: finished(unit, result)
+    return result
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c006e
 # what a unit finds its files and its store by: the run's, carried to the worker with every unit

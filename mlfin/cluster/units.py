@@ -139,7 +139,8 @@ def reuse(task: str,               # the task at work: train, backtest
     folder = Path(root)/task
     kept = {unit: _read(folder/keys[unit]) for unit in calls}
     found = {unit: codec.load(files) for unit, files in kept.items() if files is not None}
-    done = fan_out(task, fn, {unit: args for unit, args in calls.items() if unit not in found})
-    for unit, result in done.items(): _keep(folder/keys[unit], codec.dump(result))
+    # each kept as it finishes: a run cut short keeps what it had done
+    done = fan_out(task, fn, {unit: args for unit, args in calls.items() if unit not in found},
+                   finished=lambda unit, result: _keep(folder/keys[unit], codec.dump(result)))
     return Units({unit: found[unit] if unit in found else done[unit] for unit in calls}, list(found), list(done),
                  {unit: keys[unit] for unit in calls})
