@@ -23,10 +23,10 @@ def test_one_html_report_per_task(pipeline_run):
     # plotly.js beside the tearsheets (each book's own charts are there); its size the tables', not the bars' (issue 67)
     report = (pipeline_run['reports']/'report.html').read_text()
     assert 'class="highlight' not in report and 'publish_run' not in report
-    assert report.count('class="plotly-graph-div"') == 1 and report.count('Plotly.newPlot(') == 1 and f"src='tearsheets/{PLOTLY_JS}'" in report
-    assert report.index("class='mlfin-universe'") < report.index('class="plotly-graph-div"')
+    assert report.count('class="plotly-graph-div"') == 1 and report.count('Plotly.newPlot(') == 1 and f'src="tearsheets/{PLOTLY_JS}"' in report
+    assert report.index('class="mlfin-universe"') < report.index('class="plotly-graph-div"')
     for symbol in [*pipeline_run['summary']['symbols'], PORTFOLIO]:
-        assert f"<a href='tearsheets/{TEARSHEET.format(book=symbol)}'>{symbol}</a>" in report, symbol
+        assert f'<a href="tearsheets/{TEARSHEET.format(book=symbol)}">{symbol}</a>' in report, symbol   # as nbconvert writes it
         assert (pipeline_run['reports']/'tearsheets'/TEARSHEET.format(book=symbol)).stat().st_size < 1_000_000, symbol
     assert len(report.encode()) < 1_000_000
 
