@@ -1,5 +1,5 @@
 "The research loop end to end on real data: products, metric values checked independently, tracking, incrementality, errors."
-import json, os, subprocess, sys
+import json, os, re, subprocess, sys
 import numpy as np, pandas as pd
 import pytest
 from conftest import ROOT, binance_klines, mlfin, same_products, with_args, write_klines
@@ -29,6 +29,15 @@ def test_one_html_report_per_task(pipeline_run):
         assert f'<a href="tearsheets/{TEARSHEET.format(book=symbol)}">{symbol}</a>' in report, symbol   # as nbconvert writes it
         assert (pipeline_run['reports']/'tearsheets'/TEARSHEET.format(book=symbol)).stat().st_size < 1_000_000, symbol
     assert len(report.encode()) < 1_000_000
+
+
+
+def test_its_log_has_no_progress_bar_and_no_count_past_its_total(pipeline_run):
+    "The run's output went to a pipe, as a schedule's log does: no library's bar (tqdm's redraws), every (done/total) within its total"
+    log = pipeline_run['stdout'] + pipeline_run['stderr']
+    assert '\r' not in log and '%|' not in log and 'it/s]' not in log, log[-2000:]
+    counts = [(int(done), int(total)) for done, total in re.findall(r"\((\d+)/(\d+)\)", log)]
+    assert all(done <= total for done, total in counts), counts
 
 
 def test_ingested_bars_are_the_real_samples(pipeline_run):

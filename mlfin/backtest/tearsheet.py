@@ -289,7 +289,11 @@ def typed(values, # numbers
           dtype: str = 'f4', # numpy's little-endian type: f4 what the eye sees, f8 a date's milliseconds
          ) -> dict:
     "Numbers as plotly.js reads a typed array: base64 of their bytes (4 a value at f4, not a float64's ~18 characters)"
-    return {'dtype': dtype, 'bdata': base64.b64encode(np.ascontiguousarray(values, dtype='<' + dtype).tobytes()).decode()}
+    return {
+        'dtype': dtype,
+        'bdata': base64.b64encode(np.ascontiguousarray(values, dtype='<' + dtype).tobytes()).decode(),
+    }
+
 
 def untyped(spec: dict) -> np.ndarray:
     "A typed array's numbers back (what plotly.js draws)"
@@ -311,15 +315,27 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
     at = shown_at([*value.to_numpy().T, *drawdown.to_numpy().T])
     x = dates(curve.index[at])
     line = lambda y, **kw: {'type': 'scatter', 'mode': 'lines', 'x': x, 'y': typed(y.to_numpy()[at]), **kw}
-    eq = {'data': [
-        line(curve['mc_high'], line={'width': 0}, showlegend=False, hoverinfo='skip'),
-        line(curve['mc_low'], fill='tonexty', line={'width': 0}, fillcolor='rgba(99,110,250,0.15)',
-             name='Monte Carlo 5-95%'),
-        line(curve['strategy'], name='Strategy', line={'color': '#636efa'}),
-        line(curve['buy_and_hold'], name='Buy & hold', line={'color': '#7f7f7f'}),
-    ], 'layout': {   # a log axis: equal moves look equal, and a strategy beside a 60-fold buy-and-hold is not flat
-        'title': {'text': f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)"},
-        'height': 380, 'yaxis': {'type': 'log'}}}
+    eq = {
+        'data': [
+            line(curve['mc_high'], line={'width': 0}, showlegend=False, hoverinfo='skip'),
+            line(
+                curve['mc_low'],
+                fill='tonexty',
+                line={'width': 0},
+                fillcolor='rgba(99,110,250,0.15)',
+                name='Monte Carlo 5-95%',
+            ),
+            line(curve['strategy'], name='Strategy', line={'color': '#636efa'}),
+            line(curve['buy_and_hold'], name='Buy & hold', line={'color': '#7f7f7f'}),
+        ],
+        'layout': {  # a log axis: equal moves look equal, and a strategy beside a 60-fold buy-and-hold is not flat
+            'title': {
+                'text': f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)"
+            },
+            'height': 380,
+            'yaxis': {'type': 'log'},
+        },
+    }
     dd = {'data': [line(drawdown[c], name=n, line={'color': color}, **({'fill': 'tozeroy'} if c == 'strategy' else {}))
                    for c, n, color in (('strategy', 'Strategy', '#636efa'), ('buy_and_hold', 'Buy & hold', '#7f7f7f'))],
           'layout': {'title': {'text': 'Drawdown'}, 'height': 260, 'yaxis': {'tickformat': '.0%'}}}
@@ -333,7 +349,10 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
     for fig in (eq, dd):
         fig['layout']['xaxis'] = {'type': 'date'}
     for fig in (eq, dd, heat):
-        fig['layout'] |= {'margin': {'l': 50, 'r': 20, 't': 45, 'b': 30}, 'legend': {'orientation': 'h', 'y': 1.08, 'x': 0}}
+        fig['layout'] |= {
+            'margin': {'l': 50, 'r': 20, 't': 45, 'b': 30},
+            'legend': {'orientation': 'h', 'y': 1.08, 'x': 0},
+        }
     return [eq, dd, heat]
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013
@@ -546,6 +565,9 @@ def forecast_frame(f: dict) -> pd.DataFrame:
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_03
+PLOTLY_JS = 'plotly.min.js'   # written once beside the tearsheets: their charts and the report's draw with it
+TEARSHEET = 'tearsheet-{book}.html'   # a book's tearsheet, `{book}` a symbol or PORTFOLIO
+
 def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                     m: dict,          # its backtest metrics
                     curve: pd.DataFrame, # its curves
@@ -554,8 +576,8 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                     # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
                     tradeable: bool = True,
                    ) -> tuple[list[str], list[dict], list[str]]:
-    """A tearsheet's parts: the HTML above its charts, its plotly figures (plain specs), the HTML below them (the file and the
-    dashboards' page are both made of them)"""
+    """A tearsheet's parts: the HTML above its charts, its plotly figures (plain specs), the HTML below them (the file
+    and the dashboards' page are both made of them)"""
     top = [
         f"<h1>{html.escape(name)}: tearsheet</h1>",
         *(
@@ -629,8 +651,10 @@ def tearsheet_page(
     "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
     import plotly.io as pio
     top, figs, parts = tearsheet_parts(name, m, curve, header, fill_rules, quality, tradeable)
-    charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True}, validate=False)
-                     for f in figs)
+    charts = ''.join(
+        pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True}, validate=False)
+        for f in figs
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
         "initial-scale=1'>"
@@ -640,9 +664,6 @@ def tearsheet_page(
     )
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_04
-PLOTLY_JS = 'plotly.min.js'   # written once beside the tearsheets: their charts and the report's draw with it
-TEARSHEET = 'tearsheet-{book}.html'   # a book's tearsheet, `{book}` a symbol or PORTFOLIO
-
 def write_tearsheets(folder: Path, # where the pages go (created)
                      run: dict,    # the run's summary, with `curves` loaded (`report.products.load_run`)
                      header: str = '') -> list[Path]:

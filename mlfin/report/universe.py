@@ -16,7 +16,8 @@ __all__ = ['HANDFUL', 'PORTFOLIO_BOOK', 'BADGES', 'VERDICT_CHOICES', 'COLUMNS', 
 
 # %% ../../nbs/08f_report.universe.ipynb #u006
 HANDFUL = 6   # a run of at most this many books shows them as cards on the index; more, as the universe's table
-PORTFOLIO_BOOK = 'PORTFOLIO'   # the portfolio of the leaders' book (`backtest.universe.PORTFOLIO`, not imported: seconds)
+# the portfolio of the leaders' book (`backtest.universe.PORTFOLIO`, not imported: seconds)
+PORTFOLIO_BOOK = 'PORTFOLIO'
 
 def books(run: dict) -> list[tuple[str, dict]]:
     "A run's books, each symbol's then the portfolio's, with their metrics"
@@ -105,8 +106,11 @@ def universe_table(run: dict,   # a run's summary (`report.products.load_run`, f
     its rows, each book's name a link to its page"""
     frame = universe_frame(run)
     shown = [c for c in COLUMNS if c in frame]
-    heads = ''.join(f"<th class='{'t' if COLUMNS[c][1] is None else ''}' data-kind='{'text' if COLUMNS[c][1] is None else 'num'}'"
-                    f">{html.escape(COLUMNS[c][0])}</th>" for c in shown)
+    heads = ''.join(
+        f"<th class='{'t' if COLUMNS[c][1] is None else ''}' data-kind='{'text' if COLUMNS[c][1] is None else 'num'}'"
+        f">{html.escape(COLUMNS[c][0])}</th>"
+        for c in shown
+    )
     def row(r) -> str:
         back, fore = BADGES[r['judged']]
         cells = []
@@ -132,17 +136,28 @@ def universe_table(run: dict,   # a run's summary (`report.products.load_run`, f
 
 # %% ../../nbs/08f_report.universe.ipynb #u018
 def universe_figure(run: dict) -> dict:
-    "The portfolio's value against buy-and-hold (one symbol's, without a portfolio), out-of-sample, after costs: a plain spec"
+    """The portfolio's value against buy-and-hold (one symbol's, without a portfolio), out-of-sample, after costs: a
+    plain spec"""
     name = PORTFOLIO_BOOK if run.get('portfolio') else next(iter(run['symbols']))
     rows = run['curves'][run['curves']['symbol'] == name]
     at = shown_at([rows['strategy'].to_numpy(), rows['buy_and_hold'].to_numpy()])
     line = lambda column, label, color: {'type': 'scatter', 'mode': 'lines', 'name': label, 'x': dates(rows.index[at]),
                                          'y': typed(rows[column].to_numpy()[at]), 'line': {'color': color}}
     what = 'the portfolio of the leaders' if name == PORTFOLIO_BOOK else name
-    return {'data': [line('strategy', 'Strategy', '#636efa'), line('buy_and_hold', 'Buy & hold', '#7f7f7f')],
-            'layout': {'title': {'text': f"{what}: value of {rows['strategy'].iloc[0]:,.0f} (out-of-sample, after costs; "
-                                         "log scale)"}, 'height': 420, 'yaxis': {'type': 'log'}, 'xaxis': {'type': 'date'},
-                       'margin': {'l': 40, 'r': 20, 't': 50, 'b': 30}, 'legend': {'orientation': 'h', 'y': 1.02, 'x': 0}}}
+    return {
+        'data': [line('strategy', 'Strategy', '#636efa'), line('buy_and_hold', 'Buy & hold', '#7f7f7f')],
+        'layout': {
+            'title': {
+                'text': f"{what}: value of {rows['strategy'].iloc[0]:,.0f} (out-of-sample, after costs; log scale)"
+            },
+            'height': 420,
+            'yaxis': {'type': 'log'},
+            'xaxis': {'type': 'date'},
+            'margin': {'l': 40, 'r': 20, 't': 50, 'b': 30},
+            'legend': {'orientation': 'h', 'y': 1.02, 'x': 0},
+        },
+    }
+
 
 def figure_html(fig: dict,      # a plotly figure's spec
                 plotly_js: str, # the path of plotly.js from the page (beside the tearsheets: `PLOTLY_JS` there)
@@ -152,5 +167,7 @@ def figure_html(fig: dict,      # a plotly figure's spec
     import plotly.io as pio   # here, not at the top: plotly.io adds ~0.5 s to a page that draws no chart
     shown = pio.to_html(fig, full_html=False, include_plotlyjs=False, validate=False,
                         config={'responsive': True, 'displaylogo': False})
-    return ("<script>window.mlfinDefine=window.define;window.define=undefined;</script>"
-            f"<script src='{html.escape(plotly_js)}'></script><script>window.define=window.mlfinDefine;</script>{shown}")
+    return (
+        "<script>window.mlfinDefine=window.define;window.define=undefined;</script>"
+        f"<script src='{html.escape(plotly_js)}'></script><script>window.define=window.mlfinDefine;</script>{shown}"
+    )
