@@ -125,7 +125,7 @@ def prepared(spec: dict,         # pipeline.yaml (`read_pipeline`)
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s019r
 GIVEN_TO_ALL = r"These parameters are not used in the task's source code: 'code_version'$"   # Ploomber's warning
-# Ploomber's warning that a task's kept .ipynb (`keep_notebook`) is not exported with the task's nbconvert_export_kwargs:
+# Ploomber's warning that a task's kept .ipynb (`keep_notebook`) is not exported with its nbconvert_export_kwargs:
 # it is not meant to be; its HTML is
 KEPT_AS_IS = r"Output '.*\.ipynb' is a notebook file\. nbconvert_export_kwargs .* will be ignored"
 

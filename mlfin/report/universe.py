@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 from urllib.parse import quote
 import numpy as np, pandas as pd
-from ..backtest.tearsheet import DSR_DIGITS, PLOTLY_JS, TEARSHEET, VERDICTS, dates, judge, shown_at, typed
+from ..backtest.tearsheet import DSR_DIGITS, TEARSHEET, VERDICTS, dates, judge, shown_at, typed
 from ..backtest.tearsheet import verdict_word
 
 # %% auto #0
