@@ -9,19 +9,18 @@ from urllib.parse import quote
 import numpy as np, pandas as pd
 from ..backtest.tearsheet import DSR_DIGITS, TEARSHEET, VERDICTS, dates, judge, shown_at, typed
 from ..backtest.tearsheet import verdict_word
+from ..backtest.universe import PORTFOLIO
 
 # %% auto #0
-__all__ = ['HANDFUL', 'PORTFOLIO_BOOK', 'BADGES', 'VERDICT_CHOICES', 'COLUMNS', 'UNIVERSE_STYLE', 'books', 'score_of',
-           'universe_frame', 'universe_table', 'universe_figure', 'figure_html']
+__all__ = ['HANDFUL', 'BADGES', 'VERDICT_CHOICES', 'COLUMNS', 'UNIVERSE_STYLE', 'books', 'score_of', 'universe_frame',
+           'universe_table', 'universe_figure', 'figure_html']
 
 # %% ../../nbs/08f_report.universe.ipynb #u006
 HANDFUL = 6   # a run of at most this many books shows them as cards on the index; more, as the universe's table
-# the portfolio of the leaders' book (`backtest.universe.PORTFOLIO`, not imported: seconds)
-PORTFOLIO_BOOK = 'PORTFOLIO'
 
 def books(run: dict) -> list[tuple[str, dict]]:
     "A run's books, each symbol's then the portfolio's, with their metrics"
-    return [*run['symbols'].items(), *([(PORTFOLIO_BOOK, run['portfolio'])] if run.get('portfolio') else [])]
+    return [*run['symbols'].items(), *([(PORTFOLIO, run['portfolio'])] if run.get('portfolio') else [])]
 
 # %% ../../nbs/08f_report.universe.ipynb #u008
 def score_of(run: dict) -> str:
@@ -39,7 +38,7 @@ def universe_frame(run: dict) -> pd.DataFrame:
             'book': name,
             'timeframe': m.get('timeframe') or (m.get('clock') or '')[:2],
             'bars': number(m.get('bars')),
-            'leader': m.get('model') or ('leaders' if name == PORTFOLIO_BOOK else ''),
+            'leader': m.get('model') or ('leaders' if name == PORTFOLIO else ''),
             score: number((m.get('classification') or {}).get(score)),
             'return': number(m['strategy'].get('total_return')),
             'buy & hold': number(m['buy_and_hold'].get('total_return')),
@@ -138,12 +137,12 @@ def universe_table(run: dict,   # a run's summary (`report.products.load_run`, f
 def universe_figure(run: dict) -> dict:
     """The portfolio's value against buy-and-hold (one symbol's, without a portfolio), out-of-sample, after costs: a
     plain spec"""
-    name = PORTFOLIO_BOOK if run.get('portfolio') else next(iter(run['symbols']))
+    name = PORTFOLIO if run.get('portfolio') else next(iter(run['symbols']))
     rows = run['curves'][run['curves']['symbol'] == name]
     at = shown_at([rows['strategy'].to_numpy(), rows['buy_and_hold'].to_numpy()])
     line = lambda column, label, color: {'type': 'scatter', 'mode': 'lines', 'name': label, 'x': dates(rows.index[at]),
                                          'y': typed(rows[column].to_numpy()[at]), 'line': {'color': color}}
-    what = 'the portfolio of the leaders' if name == PORTFOLIO_BOOK else name
+    what = 'the portfolio of the leaders' if name == PORTFOLIO else name
     return {
         'data': [line('strategy', 'Strategy', '#636efa'), line('buy_and_hold', 'Buy & hold', '#7f7f7f')],
         'layout': {
