@@ -9,7 +9,7 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ENV', 'step', 'each', 'Display']
+__all__ = ['ENV', 'QUIET', 'step', 'each', 'Display', 'quiet_bars']
 
 # %% ../nbs/00b_progress.ipynb #c005
 ENV = 'MLFIN_PROGRESS'   # the file a listening runner reads; kernels inherit it from the runner's environment
@@ -155,3 +155,15 @@ def above(self:Display, text: str,
         out.write(text + '\n'); out.flush()
         # as it is now
         if live: self._poll(); self._line(f"mlfin: {self._where()} · {time.time() - self.started:.0f} s")
+
+# %% ../nbs/00b_progress.ipynb #c009qm3
+QUIET = {'TQDM_DISABLE': '1'}   # libraries' own progress bars off (tqdm reads TQDM_* as its defaults)
+
+def quiet_bars(streams: tuple | None = None, # the output to look at: stdout and stderr
+              ) -> bool:
+    """Libraries' progress bars off (`QUIET`, unless set already) in this process and those it starts, when `streams`
+    are not all terminals (a file, a pipe); whether they were"""
+    streams = (sys.stdout, sys.stderr) if streams is None else streams
+    if all(getattr(s, 'isatty', lambda: False)() for s in streams): return False
+    for key, value in QUIET.items(): os.environ.setdefault(key, value)
+    return True

@@ -83,14 +83,15 @@ def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
 # %% ../nbs/00e_style.ipynb #c014c
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn by jupyterlab-plotly's renderer
 
-def chart(fig, # a plotly figure
+def chart(fig, # a plotly figure, or its plain spec (a dict)
           shown=None, # a chart already on the page, to redraw with `fig`
          ):
     """A plotly figure as a widget of a page, as wide as the page: its data, drawn by plotly's renderer in the browser;
     in a kernel of `mlfin dashboards`, its kept picture too, shown until the reader's mouse comes (`pictures`)"""
-    import json, ipywidgets as widgets
+    import json, ipywidgets as widgets, plotly.io as pio
     shown = shown or widgets.Output(layout=widgets.Layout(width='100%'))
-    drawn = {**json.loads(fig.to_json()), 'config': {'responsive': True, 'displaylogo': False}}
+    # a plain spec (a dict) as it is: plotly.py's validation copies every array
+    drawn = {**json.loads(pio.to_json(fig, validate=False)), 'config': {'responsive': True, 'displaylogo': False}}
     data = {PLOTLY_MIME: drawn}
     # jupyterlab-plotly shows it, and draws the chart on mouseenter
     if wanted() and (png := picture(drawn)): data['image/png'] = png

@@ -1,11 +1,12 @@
 "The research loop end to end on real data: products, metric values checked independently, tracking, incrementality, errors."
-import json, os, shutil, subprocess, sys
+import json, os, re, shutil, subprocess, sys
 import numpy as np, pandas as pd
 import pytest
 from conftest import ROOT, binance_klines, mlfin, same_products, with_args, write_klines
 from mlfin.data import SAMPLES, load_sample, periods_per_year
 from mlfin import features
-from mlfin.backtest.universe import GRID_THRESHOLDS
+from mlfin.backtest.universe import GRID_THRESHOLDS, PORTFOLIO
+from mlfin.backtest.tearsheet import PLOTLY_JS, TEARSHEET
 from mlfin.features import inputs_of, read_spec, spec_names
 from mlfin.params import RunConfig
 from mlfin.models import choose_models
@@ -18,11 +19,25 @@ def test_one_html_report_per_task(pipeline_run):
     for task in TASKS:
         html = (pipeline_run['reports']/f"{task}.html").read_text()
         assert len(html) > 50_000 and 'Traceback' not in html, task
-    # one rendered equity chart per symbol in the run report (a figure div and its Plotly.newPlot call), not just the word
+    # the report for readers: no code; the universe's table first, each book a link to its tearsheet; one chart, drawn by the
+    # plotly.js beside the tearsheets (each book's own charts are there); its size the tables', not the bars' (issue 67)
     report = (pipeline_run['reports']/'report.html').read_text()
-    symbols = len(pipeline_run['summary']['symbols'])
-    assert report.count('class="plotly-graph-div"') == symbols and report.count('Plotly.newPlot(') == symbols
-    for symbol in pipeline_run['summary']['symbols']: assert f"{symbol}: value of 10,000" in report
+    assert 'class="highlight' not in report and 'publish_run' not in report
+    assert report.count('class="plotly-graph-div"') == 1 and report.count('Plotly.newPlot(') == 1 and f'src="tearsheets/{PLOTLY_JS}"' in report
+    assert report.index('class="mlfin-universe"') < report.index('class="plotly-graph-div"')
+    for symbol in [*pipeline_run['summary']['symbols'], PORTFOLIO]:
+        assert f'<a href="tearsheets/{TEARSHEET.format(book=symbol)}">{symbol}</a>' in report, symbol   # as nbconvert writes it
+        assert (pipeline_run['reports']/'tearsheets'/TEARSHEET.format(book=symbol)).stat().st_size < 1_000_000, symbol
+    assert len(report.encode()) < 1_000_000
+
+
+
+def test_its_log_has_no_progress_bar_and_no_count_past_its_total(pipeline_run):
+    "The run's output went to a pipe, as a schedule's log does: no library's bar (tqdm's redraws), every (done/total) within its total"
+    log = pipeline_run['stdout'] + pipeline_run['stderr']
+    assert '\r' not in log and '%|' not in log and 'it/s]' not in log, log[-2000:]
+    counts = [(int(done), int(total)) for done, total in re.findall(r"\((\d+)/(\d+)\)", log)]
+    assert all(done <= total for done, total in counts), counts
 
 
 def test_ingested_bars_are_the_real_samples(pipeline_run):

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c003
 from __future__ import annotations
-import html
+import base64, html
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..errors import BadInput
@@ -13,9 +13,10 @@ from .stats import annualised_shown   # a figure scaled to a year from a short s
 from ..style import PAGE_STYLE, TABLE_STYLE, html_table   # the house's, for the tearsheet page
 
 # %% auto #0
-__all__ = ['VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', 'DSR_DIGITS', 'PERFORMANCE', 'figure', 'unjudged',
-           'judge', 'verdict_word', 'trials_said', 'confidence_said', 'holdout_said', 'verdict', 'trials_in_words',
-           'clock_in_words', 'monthly_returns', 'figures', 'metrics_frame', 'skill_frame', 'holdout_frame',
+__all__ = ['VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', 'DSR_DIGITS', 'DISPLAY_BUCKETS', 'MONTHS',
+           'PERFORMANCE', 'PLOTLY_JS', 'TEARSHEET', 'figure', 'unjudged', 'judge', 'verdict_word', 'trials_said',
+           'confidence_said', 'holdout_said', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns',
+           'shown_at', 'typed', 'untyped', 'dates', 'figures', 'metrics_frame', 'skill_frame', 'holdout_frame',
            'forecast_said', 'forecast_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006
@@ -263,58 +264,96 @@ def monthly_returns(value: pd.Series) -> pd.DataFrame:
     return table.reindex(columns=range(1, 13))
 
 
+# %% ../../nbs/07f_backtest.tearsheet.ipynb #c010_0b
+DISPLAY_BUCKETS = 500   # a long curve is drawn from each of this many buckets' extremes (a chart's width in pixels)
+
+def shown_at(lines: list,   # lines of one length (arrays of numbers)
+             buckets: int = DISPLAY_BUCKETS,
+            ) -> np.ndarray:
+    """The positions to draw `lines` at: all of them when few, else the first, the last and each bucket's lowest and
+    highest of every line"""
+    n = len(lines[0])
+    if n <= 2 * buckets: return np.arange(n)
+    size = -(-n // buckets)
+    kept = [np.array([0, n - 1])]
+    for line in lines:
+        v = np.full(size * buckets, np.nan); v[:n] = np.asarray(line, dtype='float64')
+        v = v.reshape(buckets, size)
+        low, high = np.where(np.isnan(v), np.inf, v).argmin(1), np.where(np.isnan(v), -np.inf, v).argmax(1)
+        start = np.arange(buckets) * size
+        kept += [start + low, start + high]
+    at = np.unique(np.concatenate(kept))
+    return at[at < n]
+
+def typed(values, # numbers
+          dtype: str = 'f4', # numpy's little-endian type: f4 what the eye sees, f8 a date's milliseconds
+         ) -> dict:
+    "Numbers as plotly.js reads a typed array: base64 of their bytes (4 a value at f4, not a float64's ~18 characters)"
+    return {
+        'dtype': dtype,
+        'bdata': base64.b64encode(np.ascontiguousarray(values, dtype='<' + dtype).tobytes()).decode(),
+    }
+
+
+def untyped(spec: dict) -> np.ndarray:
+    "A typed array's numbers back (what plotly.js draws)"
+    return np.frombuffer(base64.b64decode(spec['bdata']), dtype='<' + spec['dtype'])
+
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c010_00
+MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+
+def dates(index: pd.DatetimeIndex) -> dict:
+    "Times as a date axis of plotly.js reads numbers: milliseconds since the epoch (UTC), a typed array"
+    return typed(index.as_unit('ms').asi8, 'f8')
+
 def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, mc_low/mc_mid/mc_high
-            title: str) -> list:
-    "Plotly figures: equity against buy-and-hold with Monte Carlo bands, drawdowns, monthly returns"
-    import plotly.graph_objects as go
-    x = curve.index
-    eq = go.Figure(
-        [
-            go.Scatter(x=x, y=curve['mc_high'], line=dict(width=0), showlegend=False, hoverinfo='skip'),
-            go.Scatter(
-                x=x,
-                y=curve['mc_low'],
+            title: str) -> list[dict]:
+    """Plotly figures as plain specs: equity against buy-and-hold with Monte Carlo bands, drawdowns, monthly returns;
+    long curves drawn at `shown_at`'s points"""
+    value = curve[['strategy', 'buy_and_hold']]
+    drawdown = value / value.cummax() - 1
+    at = shown_at([*value.to_numpy().T, *drawdown.to_numpy().T])
+    x = dates(curve.index[at])
+    line = lambda y, **kw: {'type': 'scatter', 'mode': 'lines', 'x': x, 'y': typed(y.to_numpy()[at]), **kw}
+    eq = {
+        'data': [
+            line(curve['mc_high'], line={'width': 0}, showlegend=False, hoverinfo='skip'),
+            line(
+                curve['mc_low'],
                 fill='tonexty',
-                line=dict(width=0),
+                line={'width': 0},
                 fillcolor='rgba(99,110,250,0.15)',
                 name='Monte Carlo 5-95%',
             ),
-            go.Scatter(x=x, y=curve['strategy'], name='Strategy', line=dict(color='#636efa')),
-            go.Scatter(x=x, y=curve['buy_and_hold'], name='Buy & hold', line=dict(color='#7f7f7f')),
-        ]
-    )
-    # a log axis: equal moves look equal, and a strategy beside a buy-and-hold that grew 60-fold is not a flat line
-    eq.update_layout(
-        title=f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)",
-        height=380,
-        yaxis_type='log',
-    )
-    dd = go.Figure(
-        [
-            go.Scatter(x=x, y=curve[c] / curve[c].cummax() - 1, name=n, fill='tozeroy' if c == 'strategy' else None)
-            for c, n in (('strategy', 'Strategy'), ('buy_and_hold', 'Buy & hold'))
-        ]
-    )
-    dd.update_layout(title="Drawdown", height=260, yaxis_tickformat='.0%')
-    months = monthly_returns(curve['strategy'])
-    heat = go.Figure(
-        go.Heatmap(
-            z=months.to_numpy() * 100,
-            x=['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'],
-            y=[str(y) for y in months.index],
-            colorscale='RdYlGn',
-            zmid=0,
-            text=np.vectorize(lambda v: '' if np.isnan(v) else f"{v:.1f}%")(months.to_numpy() * 100),
-            texttemplate='%{text}',
-            colorbar=dict(title='%'),
-        )
-    )
-    heat.update_layout(title="Monthly returns", height=max(220, 28 * len(months) + 100))
+            line(curve['strategy'], name='Strategy', line={'color': '#636efa'}),
+            line(curve['buy_and_hold'], name='Buy & hold', line={'color': '#7f7f7f'}),
+        ],
+        'layout': {  # a log axis: equal moves look equal, and a strategy beside a 60-fold buy-and-hold is not flat
+            'title': {
+                'text': f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)"
+            },
+            'height': 380,
+            'yaxis': {'type': 'log'},
+        },
+    }
+    dd = {'data': [line(drawdown[c], name=n, line={'color': color}, **({'fill': 'tozeroy'} if c == 'strategy' else {}))
+                   for c, n, color in (('strategy', 'Strategy', '#636efa'), ('buy_and_hold', 'Buy & hold', '#7f7f7f'))],
+          'layout': {'title': {'text': 'Drawdown'}, 'height': 260, 'yaxis': {'tickformat': '.0%'}}}
+    months = (monthly_returns(curve['strategy']) * 100).round(2)
+    z = months.to_numpy()
+    heat = {'data': [{'type': 'heatmap', 'z': [[None if np.isnan(v) else v for v in row] for row in z], 'x': MONTHS,
+                      'y': [str(y) for y in months.index], 'colorscale': 'RdYlGn', 'zmid': 0,
+                      'text': [['' if np.isnan(v) else f"{v:.1f}%" for v in row] for row in z],
+                      'texttemplate': '%{text}', 'colorbar': {'title': {'text': '%'}}}],
+            'layout': {'title': {'text': 'Monthly returns'}, 'height': max(220, 28 * len(months) + 100)}}
+    for fig in (eq, dd):
+        fig['layout']['xaxis'] = {'type': 'date'}
     for fig in (eq, dd, heat):
-        fig.update_layout(margin=dict(l=50, r=20, t=45, b=30), legend=dict(orientation='h', y=1.08, x=0))
+        fig['layout'] |= {
+            'margin': {'l': 50, 'r': 20, 't': 45, 'b': 30},
+            'legend': {'orientation': 'h', 'y': 1.08, 'x': 0},
+        }
     return [eq, dd, heat]
-
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013
 # the one format table of performance figures: key, label, format
@@ -526,6 +565,9 @@ def forecast_frame(f: dict) -> pd.DataFrame:
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_03
+PLOTLY_JS = 'plotly.min.js'   # written once beside the tearsheets: their charts and the report's draw with it
+TEARSHEET = 'tearsheet-{book}.html'   # a book's tearsheet, `{book}` a symbol or PORTFOLIO
+
 def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                     m: dict,          # its backtest metrics
                     curve: pd.DataFrame, # its curves
@@ -533,9 +575,9 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                     fill_rules: str = '', quality: dict | None = None,
                     # walk-forward predictions (else the page says it is a measure of skill, not a trading record)
                     tradeable: bool = True,
-                   ) -> tuple[list[str], list, list[str]]:
-    """A tearsheet's parts: the HTML above its charts, its plotly figures, the HTML below them (the file and the
-    dashboards' page are both made of them)"""
+                   ) -> tuple[list[str], list[dict], list[str]]:
+    """A tearsheet's parts: the HTML above its charts, its plotly figures (plain specs), the HTML below them (the file
+    and the dashboards' page are both made of them)"""
     top = [
         f"<h1>{html.escape(name)}: tearsheet</h1>",
         *(
@@ -609,12 +651,15 @@ def tearsheet_page(
     "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
     import plotly.io as pio
     top, figs, parts = tearsheet_parts(name, m, curve, header, fill_rules, quality, tradeable)
-    charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True}) for f in figs)
+    charts = ''.join(
+        pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True}, validate=False)
+        for f in figs
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
         "initial-scale=1'>"
         f"<title>{html.escape(name)} tearsheet</title><script "
-        f"src='plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head>"
+        f"src='{PLOTLY_JS}'></script>{TABLE_STYLE}{PAGE_STYLE}</head>"
         f"<body>{''.join(top)}{charts}{''.join(parts)}</body></html>"
     )
 
@@ -627,18 +672,17 @@ def write_tearsheets(folder: Path, # where the pages go (created)
     # here, not at the top: importing mlfin.backtest.universe imports this module
     from mlfin.backtest.universe import PORTFOLIO
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    (folder/'plotly.min.js').write_text(get_plotlyjs())
+    (folder/PLOTLY_JS).write_text(get_plotlyjs())
     pages = {sym: (s, s.get('quality')) for sym, s in run['symbols'].items()}
     if run.get('portfolio'): pages[PORTFOLIO] = (run['portfolio'], None)
     written = []
     for name, (m, quality) in pages.items():
         curve = run['curves'][run['curves']['symbol'] == name]
         if curve.empty: raise BadInput(f"tearsheet {name}: no curves in the run")
-        path = folder/f"tearsheet-{name}.html"
+        path = folder/TEARSHEET.format(book=name)
         page = tearsheet_page(
             name, m, curve, header, run.get('fill_rules', ''), quality, run.get('validation', {}).get('tradeable', True)
         )
         atomic_write(path, lambda tmp: Path(tmp).write_text(page))
         written.append(path)
     return written
-

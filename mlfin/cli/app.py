@@ -7,6 +7,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 from ..errors import MlfinError
+from ..progress import quiet_bars
 
 # %% auto #0
 __all__ = ['app', 'DASHBOARD_PORT', 'fail', 'Commands']
@@ -19,9 +20,10 @@ def fail(message: str):
 
 class Commands(TyperGroup):
     """mlfin's command group: a mistake the user can fix (`MlfinError`), raised in any command or sub-command, ends it
-    through `fail`"""
+    through `fail`; output to a file or a pipe gets no library's progress bar (`progress.quiet_bars`)"""
 
     def invoke(self, ctx):
+        quiet_bars()
         try: return super().invoke(ctx)
         except MlfinError as e: fail(str(e))
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import html, json, os, subprocess, sys
 from pathlib import Path
+from urllib.parse import quote
 import numpy as np, pandas as pd
 from ..style import chart, html_table   # noqa: F401 (the pages import html_table from here) the house table and chart, on a screen of any width
 from ..pictures import DRAW_TIMEOUT, pictures_dir, settle, wanted
@@ -17,7 +18,7 @@ from ..errors import MlfinError, NotFound
 from ..report.products import load_run
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'PUBLISHED', 'BADGES', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text',
+__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text',
            'percent', 'when_text', 'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice',
            'monitor_status', 'page', 'published_pages', 'sparkline', 'book_card', 'book_cards', 'index_page',
            'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
@@ -224,8 +225,7 @@ def published_pages(folder: Path | None = None, # a folder of pages; default: th
     return found
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010s
-BADGES = {'skill': ('#e6f4ea', '#1e6b34'), 'overfit': ('#fff4e0', '#7a4a00'), 'none': ('#eceff1', '#37474f'),
-          'unjudged': ('#fce8e6', '#8a1c1c')}   # verdict -> background, text
+BOOK_PAGE = 'tearsheet.ipynb?book={book}'   # a book's tearsheet among the pages, `{book}` its name (URL-quoted)
 
 def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
     "An SVG line of a strategy's value (blue) against buy-and-hold's (grey) on one log scale, as wide as its container"
@@ -254,6 +254,7 @@ def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -
     that decide"""
     # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
     from mlfin.backtest.tearsheet import figure, judge, metrics_frame, verdict_word
+    from mlfin.report.universe import BADGES   # here, not at the top: it imports mlfin.backtest.tearsheet (above)
     back, fore = BADGES[judge(m)]
     shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
     cells = lambda *values: ''.join(f"<td>{html.escape(str(v))}</td>" for v in values)
@@ -267,7 +268,8 @@ def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -
         "<div class='mlfin-card' style='border:1px solid "
         "#dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
         f"<div style='display:flex;flex-wrap:wrap;gap:6px;align-items:center;justify-content:space-between'>"
-        f"<span><a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(name)}' title='its tearsheet'><b "
+        f"<span><a class='mlfin-link' href='{html.escape(BOOK_PAGE.format(book=quote(name, safe='')))}' "
+        "title='its tearsheet'><b "
         f"style='font-size:1.15em'>{html.escape(name)}</b></a> "
         f"<small>{html.escape(what)}</small></span>"
         f"<span class='mlfin-badge' style='background:{back};color:{fore};border-radius:12px;padding:2px "
@@ -296,10 +298,18 @@ def book_cards(run: dict) -> str:
 # %% ../../nbs/13c_dashboards.common.ipynb #c011
 def index_page(folder=None):  # a run's folder; default: the last run that finished
     """The front page: the last run's state and the monitor's on top, a card per book (figures, verdict, its equity
-    beside buy-and-hold), then every page, the house's and those published from research"""
+    beside buy-and-hold; more than `HANDFUL` books: the universe's table), then every page, the house's and those
+    published from research"""
     import ipywidgets as widgets
     states = status_line(*run_status()) + status_line(*monitor_status())
-    try: cards = book_cards(load_run(folder))
+    # here, not at the top: mlfin.report.universe imports mlfin.backtest.tearsheet (1.08 s, measured)
+    from mlfin.report.universe import HANDFUL, books, universe_table
+    try:
+        run = load_run(folder)
+        many = len(books(run)) > HANDFUL
+        cards = (f"<p><small>{len(books(run))} books: click a heading to sort, type or pick a verdict to filter; a "
+                 "book's name opens its tearsheet.</small></p>" + universe_table(run, link=BOOK_PAGE)
+                 if many else book_cards(run))
     except MlfinError as e: cards = f"<p class='mlfin-empty'>No run has finished yet: {html.escape(str(e))}</p>"
     links = lambda pages: ''.join(
         f"<li><a class='mlfin-link' href='{html.escape(p)}'>{html.escape(t)}</a> <span>{html.escape(d)}</span></li>"
@@ -330,7 +340,7 @@ def run_page(folder=None):  # a run's folder; default: the last run that finishe
         widgets.HTML(
             "<p>Tearsheets: "
             + ' · '.join(
-                f"<a class='mlfin-link' href='tearsheet.ipynb?book={html.escape(b)}'>"
+                f"<a class='mlfin-link' href='{html.escape(BOOK_PAGE.format(book=quote(b, safe='')))}'>"
                 f"{'the portfolio of the leaders' if b == 'PORTFOLIO' else html.escape(b)}</a>"
                 for b in books
             )

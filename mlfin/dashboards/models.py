@@ -7,11 +7,11 @@ from __future__ import annotations
 import pandas as pd
 from .common import html_table, page, verdict_box
 from ..errors import MlfinError
-from ..models.registry import describe, production as serving
+from ..models.registry import ALIASES, describe, production as serving
 from ..report.products import load_run
 
 # %% auto #0
-__all__ = ['SCORES', 'VERSION_COLUMNS', 'versions_frame', 'models_page']
+__all__ = ['SCORES', 'VERSION_COLUMNS', 'versions_frame', 'standing', 'models_page']
 
 # %% ../../nbs/13d_dashboards.models.ipynb #c005
 SCORES = {
@@ -62,6 +62,14 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
         )
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
 
+# %% ../../nbs/13d_dashboards.models.ipynb #c007t
+def standing(versions: list[dict]) -> tuple[list[dict], list[dict]]:
+    "Registry versions split: those that serve or stand as candidates (production first, then by name), and the rest"
+    rank = lambda v: min((ALIASES[::-1].index(a) for a in v['aliases'] if a in ALIASES), default=len(ALIASES))
+    first = sorted((v for v in versions if rank(v) < len(ALIASES)), key=lambda v: (rank(v), v['name'], -v['version']))
+    rest = sorted((v for v in versions if rank(v) == len(ALIASES)), key=lambda v: (v['name'], -v['version']))
+    return first, rest
+
 # %% ../../nbs/13d_dashboards.models.ipynb #c008
 def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
     "The registry and the latest run's leaderboard and model-vs-model tests"
@@ -80,10 +88,16 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
         )
     )
     if versions:
+        first, rest = standing(versions)
         parts += [
-            widgets.HTML("<h2>Registered versions</h2>"),
-            widgets.HTML(html_table(versions_frame(versions), index=False)),
+            widgets.HTML("<h2>Registered versions: serving and candidates</h2>"
+                         + (html_table(versions_frame(first), index=False) if first else
+                            "<p>None serves or stands as a candidate.</p>")),
         ]
+        if rest:
+            parts.append(widgets.HTML(f"<details class='mlfin-earlier'><summary>{len(rest)} earlier version(s), "
+                                      "neither serving nor candidates</summary>"
+                                      f"{html_table(versions_frame(rest), index=False)}</details>"))
     try: run = load_run(folder)
     except MlfinError as e: run = None; parts.append(verdict_box(f"No run to show a leaderboard from: {e}"))
     if run is not None:

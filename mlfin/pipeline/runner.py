@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, datetime as dt, hashlib, json, os, re, socket, sys
 from pathlib import Path
 from .engine import in_process
-from .spec import TASKS, prepared, quiet_code_version, read_pipeline, set_task_params, sources_digest
+from .spec import TASKS, prepared, quiet_ploomber, read_pipeline, set_task_params, sources_digest
 from ..config import apply_runtime_env, code_version, gpu_available, read_yaml
 from ..errors import MlfinError, BadInput, NotFound, Unavailable
 from ..paths import OWNER_ONLY, record_project, home, open_home, project_root, run_dir, SUMMARY
@@ -156,7 +156,7 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
             )  # the tasks that will run
             for task in dag.values(): task.on_finish = display.finished
             try:
-                with quiet_code_version(): built = dag.build(force=force, show_progress=False)
+                with quiet_ploomber(): built = dag.build(force=force, show_progress=False)
             except DAGBuildError as e:
                 attempt['task'] = next(
                     (t.name for t in dag.values() if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)),

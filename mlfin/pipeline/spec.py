@@ -13,8 +13,8 @@ from ..errors import BadInput
 from ..params import own_params
 
 # %% auto #0
-__all__ = ['PIPELINE', 'TASKS', 'PAPERMILL', 'GIVEN_TO_ALL', 'read_pipeline', 'task_name', 'own_tasks', 'set_task_params',
-           'with_code_version', 'keep_notebook', 'prepared', 'quiet_code_version', 'sources_digest']
+__all__ = ['PIPELINE', 'TASKS', 'PAPERMILL', 'GIVEN_TO_ALL', 'KEPT_AS_IS', 'read_pipeline', 'task_name', 'own_tasks',
+           'set_task_params', 'with_code_version', 'keep_notebook', 'prepared', 'quiet_ploomber', 'sources_digest']
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s006
 PIPELINE = 'pipeline.yaml'   # the project's DAG, in its folder beside env.yaml
@@ -125,12 +125,16 @@ def prepared(spec: dict,         # pipeline.yaml (`read_pipeline`)
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s019r
 GIVEN_TO_ALL = r"These parameters are not used in the task's source code: 'code_version'$"   # Ploomber's warning
+# Ploomber's warning that a task's kept .ipynb (`keep_notebook`) is not exported with its nbconvert_export_kwargs:
+# it is not meant to be; its HTML is
+KEPT_AS_IS = r"Output '.*\.ipynb' is a notebook file\. nbconvert_export_kwargs .* will be ignored"
 
 @contextmanager
-def quiet_code_version():
-    "Ploomber's warning that a task's code does not read the code version left out in the block; every other one kept"
+def quiet_ploomber():
+    """Ploomber's warnings about what mlfin does on purpose left out in the block (a task's code not reading the code
+    version, its kept .ipynb not exported as its HTML is); every other one kept"""
     with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message=GIVEN_TO_ALL)
+        for said in (GIVEN_TO_ALL, KEPT_AS_IS): warnings.filterwarnings('ignore', message=said)
         yield
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s021

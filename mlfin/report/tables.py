@@ -201,13 +201,14 @@ def equity_figure(run: dict, symbol: str):
 
 # %% ../../nbs/08b_report.tables.ipynb #c012
 def _costs(run: dict) -> str:
-    "Each symbol's asset class and costs, as the backtest used them"
-    c = {sym: s['costs'] for sym, s in run['symbols'].items() if 'costs' in s}
-    return (
-        ', '.join(f"{sym} {v['asset_class']} {v['fees_bps']:g}+{v['slippage_bps']:g}" for sym, v in c.items())
-        or 'none recorded'
-    )
-
+    "Each symbol's asset class and costs, as the backtest used them; symbols that paid alike named together"
+    alike = {}   # symbols that paid the same costs, said once: a universe's header is not a list of fifty
+    for sym, s in run['symbols'].items():
+        if 'costs' in s:
+            v = s['costs']
+            alike.setdefault(f"{v['asset_class']} {v['fees_bps']:g}+{v['slippage_bps']:g}", []).append(sym)
+    named = lambda syms: ', '.join(syms) if len(syms) <= 3 else f"{syms[0]} … {syms[-1]} ({len(syms)} symbols)"
+    return ', '.join(f"{named(syms)} {costs}" for costs, syms in alike.items()) or 'none recorded'
 
 # %% ../../nbs/08b_report.tables.ipynb #c012_00
 def run_header(run: dict) -> str:
