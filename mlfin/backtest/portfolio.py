@@ -14,8 +14,8 @@ from ..data.bars import FUTURES_CALENDARS, asset_class   # the calendar's word f
 _all_ = ['FUTURES_CALENDARS', 'asset_class']
 
 # %% auto #0
-__all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'simulate', 'buy_and_hold', 'warm_up',
-           'FUTURES_CALENDARS', 'asset_class']
+__all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'union_index', 'simulate', 'buy_and_hold',
+           'warm_up', 'FUTURES_CALENDARS', 'asset_class']
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c005
 FILL_RULES = (
@@ -126,6 +126,15 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
     )
 
 
+# %% ../../nbs/07b_backtest.portfolio.ipynb #c014u
+def union_index(indexes) -> pd.DatetimeIndex:
+    "The sorted union of bar indexes, named ts: on their int64 values (a set of them made one Timestamp a bar)"
+    indexes = list(indexes)
+    index = indexes[0]
+    for other in indexes[1:]:
+        if not index.equals(other): index = index.union(other, sort=True)   # one symbol's models share their bars
+    return pd.DatetimeIndex(index.unique().sort_values(), name='ts', freq=None)
+
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c015
 def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
              weights: dict[str, pd.Series],   # weight decided at each bar's close, per symbol
@@ -153,7 +162,7 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
         wanted = w.reindex(b.index).fillna(0).shift(1).fillna(0) * scale   # decided at t, held from t+1's open
         # every book ends flat, its exit paid
         frames[s] = (b, stop_orders(b, wanted, stop_loss, take_profit, close_last=True))
-    index = pd.DatetimeIndex(sorted(set().union(*(b.index for b, _ in frames.values()))), name='ts')
+    index = union_index(b.index for b, _ in frames.values())
     grid = lambda f: pd.DataFrame({s: f(b, o) for s, (b, o) in frames.items()}).reindex(index)
     close = grid(lambda b, o: b['close']).ffill().bfill()
     size, price = grid(lambda b, o: o['size']), grid(lambda b, o: o['price']).fillna(close)

@@ -14,7 +14,8 @@ from ..params import default
 # %% auto #0
 __all__ = ['MIN_ANNUAL_SPAN', 'ANNUALISED', 'EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'span_note', 'annualised_shown',
            'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance', 'min_track_record', 'sharpe_moments', 'pbo',
-           'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime', 'signal_decay']
+           'block_length', 'stationary_resamples', 'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime',
+           'signal_decay']
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c008
 def _returns(returns) -> np.ndarray:
@@ -239,24 +240,54 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
             'prob_oos_loss': float((picked < 0).mean())}
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c036
-def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
-    from arch.bootstrap import StationaryBootstrap, optimal_block_length
-    if block is None: block = float(optimal_block_length(r)['stationary'].iloc[0]) if r.std() > 0 else 1.0
-    return StationaryBootstrap(max(block, 1.0), r, seed=np.random.default_rng(seed)), max(block, 1.0)
+def block_length(r: np.ndarray) -> float:
+    "The stationary bootstrap's block length for a series (Politis and White), at least 1; 1 for a series that never moves"
+    # here, not at the top: arch (with its numba kernels) loads only when a bootstrap runs
+    from arch.bootstrap import optimal_block_length
+    return max(float(optimal_block_length(r)['stationary'].iloc[0]) if r.std() > 0 else 1.0, 1.0)
 
+
+def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
+    from arch.bootstrap import StationaryBootstrap
+    block = block_length(r) if block is None else max(block, 1.0)
+    return StationaryBootstrap(block, r, seed=np.random.default_rng(seed)), block
+
+# %% ../../nbs/07c_backtest.stats.ipynb #c036r
+def stationary_resamples(n: int,        # rows of the series resampled
+                         block: float,  # the mean block length
+                         reps: int,
+                         seed: int | np.random.Generator,  # an int: `np.random.default_rng(seed)`, as arch takes it
+                         cells: int = 2 ** 21,  # index cells a chunk holds at most (8 bytes each)
+                        ):
+    """The stationary block bootstrap's resamples as index matrices (a row a resample, chunks of at most `cells`):
+    arch's own draws in arch's order, so a statistic computed on them row-wise equals one computed resample by resample"""
+    from arch.bootstrap import StationaryBootstrap   # here, not at the top: arch loads only when a bootstrap runs
+    bs = StationaryBootstrap(max(block, 1.0), np.empty(n), seed=seed)
+    chunk = max(1, min(reps, cells // max(n, 1)))
+    for first in range(0, reps, chunk):
+        yield np.stack([bs.update_indices() for _ in range(min(chunk, reps - first))])
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c036_00
+def _sharpes(m: np.ndarray, periods_per_year: float) -> np.ndarray:
+    "`sharpe` of each row of `m`"
+    mean, sd = m.mean(1), m.std(1, ddof=1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(sd > 0, mean / sd * math.sqrt(periods_per_year), 0.0)
+
+
 def sharpe_interval(returns,                 # per-bar returns
                     periods_per_year: float, # the Sharpe ratio is annualised
                     level: float = 0.95, reps: int = default('reps'), seed: int = default('seed'),
+                    block: float | None = None, # the bootstrap's mean block length; None: `block_length` of the returns
                    ) -> dict[str, float]:
     "Stationary block bootstrap percentile interval of the annualised Sharpe ratio"
     r = _returns(returns)
     if len(r) < 20: raise BadInput(f"a bootstrap interval needs at least 20 returns, got {len(r)}")
-    bs, block = _bootstrap(r, seed)
-    low, high = bs.conf_int(
-        lambda x: np.array([sharpe(x, periods_per_year)]), reps=reps, method='percentile', size=level
-    )[:, 0]
+    block = block_length(r) if block is None else max(block, 1.0)
+    draws = np.concatenate([_sharpes(r[rows], periods_per_year)
+                            for rows in stationary_resamples(len(r), block, reps, np.random.default_rng(seed))])
+    alpha = (1.0 - level) / 2   # arch's percentile interval: its tails, as it computes them
+    low, high = np.percentile(draws, [100 * alpha, 100 * (1.0 - alpha)])
     return {
         'sharpe': sharpe(r, periods_per_year),
         'low': float(low),
@@ -266,21 +297,28 @@ def sharpe_interval(returns,                 # per-bar returns
         'reps': reps,
     }
 
-
 # %% ../../nbs/07c_backtest.stats.ipynb #c040
 def drawdown_bands(returns,            # per-bar returns
                    reps: int = default('reps'), seed: int = default('seed'),
                    ruin: float = 0.5,  # the loss from the start that counts as ruin
                    quantiles: tuple = (0.05, 0.5, 0.95),
+                   block: float | None = None, # the bootstrap's mean block length; None: `block_length` of the returns
                   ) -> dict:
     "Block-bootstrap paths of the value curve: equity bands, maximum-drawdown quantiles, probability of ruin"
     r = _returns(returns)
     if len(r) < 20: raise BadInput(f"Monte Carlo bands need at least 20 returns, got {len(r)}")
     if not 0 < ruin < 1: raise BadInput(f"ruin {ruin} must lie between 0 and 1")
-    bs, block = _bootstrap(r, seed)
-    paths = np.cumprod(1 + np.stack([data[0] for data, _ in bs.bootstrap(reps)]), axis=1)
-    worst = (paths / np.maximum.accumulate(paths, axis=1) - 1).min(1)
-    return {'equity': np.quantile(paths, quantiles, axis=0), 'quantiles': quantiles,
+    block = block_length(r) if block is None else max(block, 1.0)
+    # every path is kept (the bands are quantiles across them at each bar), and nothing else of that size
+    paths, worst, done = np.empty((reps, len(r))), np.empty(reps), 0
+    for rows in stationary_resamples(len(r), block, reps, np.random.default_rng(seed)):
+        chunk = paths[done:done + len(rows)]
+        np.cumprod(np.add(1, r[rows], out=chunk), axis=1, out=chunk)
+        worst[done:done + len(rows)] = (chunk / np.maximum.accumulate(chunk, axis=1) - 1).min(1)
+        done += len(rows)
+    step = max(1, 2 ** 18 // reps)   # the quantiles a slice of bars at a time: each sorts a copy of its slice
+    equity = np.concatenate([np.quantile(paths[:, a:a + step], quantiles, axis=0) for a in range(0, len(r), step)], axis=1)
+    return {'equity': equity, 'quantiles': quantiles,
             'max_drawdown': dict(zip(quantiles, np.quantile(worst, quantiles).tolist())),
             'prob_ruin': float((paths.min(1) <= 1 - ruin).mean()), 'ruin': ruin, 'reps': reps, 'block': block}
 

@@ -12,7 +12,7 @@ from ..progress import step
 from ..cluster import fan_out, shipped, symbol_rows
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
 from ..data.samples import asset_class_of
-from .portfolio import Costs, costs_for, simulate, buy_and_hold
+from .portfolio import Costs, costs_for, simulate, buy_and_hold, union_index
 from . import stats
 from ..data.bars import periods_per_year
 from ..data import split_symbols
@@ -209,12 +209,14 @@ def examine(value: pd.Series,          # the examined strategy's value per bar, 
     year; (figures, bands)"""
     returns = value.pct_change().dropna()
     tested, overfit = skill(returns, trials, grid)
-    bands = stats.drawdown_bands(returns.to_numpy(), reps=settings.reps, seed=settings.seed)
+    r = returns.to_numpy()
+    block = stats.block_length(r)   # once: the interval and the bands resample alike
+    bands = stats.drawdown_bands(r, reps=settings.reps, seed=settings.seed, block=block)
     return {
         'skill': tested,
         'pbo': overfit,
         'sharpe_interval': _floats(
-            stats.sharpe_interval(returns.to_numpy(), periods_per_year, reps=settings.reps, seed=settings.seed)
+            stats.sharpe_interval(r, periods_per_year, reps=settings.reps, seed=settings.seed, block=block)
         ),
         'monte_carlo': _monte_carlo(bands),
         'by_year': _table(stats.by_year(value, hold)),
@@ -554,10 +556,7 @@ def capital_shares(bars_by_symbol: dict[str, pd.DataFrame], weights: dict[str, p
     """Each symbol's share of the capital from each bar's open, on the union of their bars: 0 when not tradable, summing
     to 1 over those that are"""
     if rule not in ALLOCATIONS: raise BadInput(f"unknown allocation {rule!r}; known: {', '.join(ALLOCATIONS)}")
-    index = pd.DatetimeIndex(
-        sorted(set().union(*(bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index for s, w in weights.items()))),
-        name='ts',
-    )
+    index = union_index(bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index for s, w in weights.items())
     live = tradable(weights, index)
     if rule == 'equal': raw = live.astype('float64')
     else:
