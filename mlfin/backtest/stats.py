@@ -241,7 +241,7 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c036
 def block_length(r: np.ndarray) -> float:
-    "The stationary bootstrap's block length for a series (Politis and White), at least 1; 1 for a series that never moves"
+    "The stationary bootstrap's mean block length for a series (Politis and White), at least 1; 1 if it never moves"
     # here, not at the top: arch (with its numba kernels) loads only when a bootstrap runs
     from arch.bootstrap import optimal_block_length
     return max(float(optimal_block_length(r)['stationary'].iloc[0]) if r.std() > 0 else 1.0, 1.0)
@@ -260,7 +260,7 @@ def stationary_resamples(n: int,        # rows of the series resampled
                          cells: int = 2 ** 21,  # index cells a chunk holds at most (8 bytes each)
                         ):
     """The stationary block bootstrap's resamples as index matrices (a row a resample, chunks of at most `cells`):
-    arch's own draws in arch's order, so a statistic computed on them row-wise equals one computed resample by resample"""
+    arch's own draws in arch's order, so a statistic computed row-wise equals one computed resample by resample"""
     from arch.bootstrap import StationaryBootstrap   # here, not at the top: arch loads only when a bootstrap runs
     bs = StationaryBootstrap(max(block, 1.0), np.empty(n), seed=seed)
     chunk = max(1, min(reps, cells // max(n, 1)))
@@ -317,7 +317,9 @@ def drawdown_bands(returns,            # per-bar returns
         worst[done:done + len(rows)] = (chunk / np.maximum.accumulate(chunk, axis=1) - 1).min(1)
         done += len(rows)
     step = max(1, 2 ** 18 // reps)   # the quantiles a slice of bars at a time: each sorts a copy of its slice
-    equity = np.concatenate([np.quantile(paths[:, a:a + step], quantiles, axis=0) for a in range(0, len(r), step)], axis=1)
+    equity = np.concatenate(
+        [np.quantile(paths[:, a : a + step], quantiles, axis=0) for a in range(0, len(r), step)], axis=1
+    )
     return {'equity': equity, 'quantiles': quantiles,
             'max_drawdown': dict(zip(quantiles, np.quantile(worst, quantiles).tolist())),
             'prob_ruin': float((paths.min(1) <= 1 - ruin).mean()), 'ruin': ruin, 'reps': reps, 'block': block}

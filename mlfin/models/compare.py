@@ -36,8 +36,10 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
         1, int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary'].iloc[0]))
     )
     # the same resamples for both models, a chunk of them at a time
-    draws = np.concatenate([score_rows(kind, metric, y, pa, realised, rows) - score_rows(kind, metric, y, pb, realised, rows)
-                            for rows in stationary_resamples(len(y), block, reps, seed)])
+    scores = lambda p, rows: score_rows(kind, metric, y, p, realised, rows)
+    draws = np.concatenate(
+        [scores(pa, rows) - scores(pb, rows) for rows in stationary_resamples(len(y), block, reps, seed)]
+    )
     draws = draws[~np.isnan(draws)]
     if not len(draws):
         return {'diff': float(observed), 'low': np.nan, 'high': np.nan, 'p': np.nan, 'block': block, 'reps': 0}
