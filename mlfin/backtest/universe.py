@@ -209,15 +209,12 @@ def examine(value: pd.Series,          # the examined strategy's value per bar, 
     year; (figures, bands)"""
     returns = value.pct_change().dropna()
     tested, overfit = skill(returns, trials, grid)
-    r = returns.to_numpy()
-    block = stats.block_length(r)   # once: the interval and the bands resample alike
-    bands = stats.drawdown_bands(r, reps=settings.reps, seed=settings.seed, block=block)
+    # one pass over the resamples: the interval and the bands draw the same ones
+    interval, bands = stats.interval_and_bands(returns.to_numpy(), periods_per_year, settings.reps, settings.seed)
     return {
         'skill': tested,
         'pbo': overfit,
-        'sharpe_interval': _floats(
-            stats.sharpe_interval(r, periods_per_year, reps=settings.reps, seed=settings.seed, block=block)
-        ),
+        'sharpe_interval': _floats(interval),
         'monte_carlo': _monte_carlo(bands),
         'by_year': _table(stats.by_year(value, hold)),
     }, bands
