@@ -236,6 +236,7 @@ def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and 
         shared=False,
     )
     values, trades = pf.value(), pf.trades.records_readable
+    pf.trades_readable = trades   # read once: vectorbt makes the table anew (a Timestamp a trade) each time asked
     per_model = {m: _floats(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
                                               # sized P&L
                                               trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}
@@ -345,7 +346,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     )
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
         curves[name] = np.r_[1.0, q] * value.iloc[0]
-    trades, reason = pf.trades.records_readable, pf.orders_by_bar[leader]['reason']
+    trades, reason = pf.trades_readable, pf.orders_by_bar[leader]['reason']
     mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
     mine['exit_reason'] = [
         str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])
