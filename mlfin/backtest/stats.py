@@ -14,8 +14,8 @@ from ..params import default
 # %% auto #0
 __all__ = ['MIN_ANNUAL_SPAN', 'ANNUALISED', 'EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'span_note', 'annualised_shown',
            'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance', 'min_track_record', 'sharpe_moments', 'pbo',
-           'block_length', 'stationary_resamples', 'sharpe_interval', 'drawdown_bands', 'interval_and_bands', 'by_year',
-           'by_regime', 'signal_decay']
+           'block_length', 'sharpe_interval', 'drawdown_bands', 'interval_and_bands', 'by_year', 'by_regime',
+           'signal_decay']
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c008
 def _returns(returns) -> np.ndarray:
@@ -252,21 +252,6 @@ def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
     block = block_length(r) if block is None else max(block, 1.0)
     return StationaryBootstrap(block, r, seed=np.random.default_rng(seed)), block
 
-# %% ../../nbs/07c_backtest.stats.ipynb #c036r
-def stationary_resamples(n: int,        # rows of the series resampled
-                         block: float,  # the mean block length
-                         reps: int,
-                         seed: int | np.random.Generator,  # an int: `np.random.default_rng(seed)`, as arch takes it
-                         cells: int = 2 ** 21,  # index cells a chunk holds at most (8 bytes each)
-                        ):
-    """The stationary block bootstrap's resamples as index matrices (a row a resample, chunks of at most `cells`):
-    arch's own draws in arch's order, so a statistic computed row-wise equals one computed resample by resample"""
-    from arch.bootstrap import StationaryBootstrap   # here, not at the top: arch loads only when a bootstrap runs
-    bs = StationaryBootstrap(max(block, 1.0), np.empty(n), seed=seed)
-    chunk = max(1, min(reps, cells // max(n, 1)))
-    for first in range(0, reps, chunk):
-        yield np.stack([bs.update_indices() for _ in range(min(chunk, reps - first))])
-
 # %% ../../nbs/07c_backtest.stats.ipynb #c036_00
 def _sharpes(m: np.ndarray, periods_per_year: float) -> np.ndarray:
     "`sharpe` of each row of `m`"
@@ -282,6 +267,8 @@ def _resampled(r: np.ndarray, block: float, reps: int, seed: int,
     "One pass over the stationary bootstrap's resamples of `r`: what `sharpe_interval` and `drawdown_bands` take"
     out = {'sharpe': None if periods_per_year is None else np.empty(reps),
            'paths': np.empty((reps, len(r))) if paths else None, 'worst': np.empty(reps) if paths else None}
+    # here, not at the top: mlfin.models adds 1.7 s to importing mlfin.backtest (measured); a run has it already
+    from mlfin.models.metrics import stationary_resamples
     done = 0
     for rows in stationary_resamples(len(r), block, reps, np.random.default_rng(seed)):
         at, drawn = slice(done, done + len(rows)), r[rows]

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import numpy as np, pandas as pd
 from ..params import default
-from ..backtest.stats import stationary_resamples
 from .core import ModelSpec, baselines
-from .metrics import LOWER_IS_BETTER, bar_losses, diebold_mariano, score
+from .metrics import LOWER_IS_BETTER, bar_losses, diebold_mariano, score, stationary_resamples
 
 # %% auto #0
 __all__ = ['MCS_SIZE', 'paired_bootstrap', 'metric_function', 'score_rows', 'shown', 'compare_models', 'group_pairs',
