@@ -14,8 +14,8 @@ from ..data.bars import FUTURES_CALENDARS, asset_class   # the calendar's word f
 _all_ = ['FUTURES_CALENDARS', 'asset_class']
 
 # %% auto #0
-__all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'simulate', 'buy_and_hold', 'warm_up',
-           'FUTURES_CALENDARS', 'asset_class']
+__all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'union_index', 'simulate', 'buy_and_hold',
+           'warm_up', 'FUTURES_CALENDARS', 'asset_class']
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c005
 FILL_RULES = (
@@ -87,6 +87,30 @@ def _level_fill(side: float, level: float, o: float, h: float, l: float, adverse
 
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c010_00
+def _stop_loop(o, h, l, w, # the bars' opens, highs, lows and the wanted weights, as lists (Python floats: fast)
+               stop_loss, take_profit, close_last, size, price, reason, held):
+    "`stop_orders`' bar by bar rules with stops: fills `size`, `price`, `reason` and `held` in place"
+    sign = lambda x: (x > 0) - (x < 0)
+    n, pos, entry, entry_i, blocked = len(o), 0.0, math.nan, -1, 0
+    for i in range(n):
+        want = 0.0 if close_last and i == n - 1 else w[i]
+        if blocked:
+            if sign(want) == blocked: want = 0.0     # stopped out: flat until the signal goes flat or changes side
+            else: blocked = 0
+        if want != pos:                               # the signal's order, at the open
+            if pos == 0 or sign(want) != sign(pos): entry, entry_i = o[i], i
+            pos, size[i], reason[i] = want, want, 4 if close_last and i == n - 1 else 1
+        if pos != 0 and entry_i < i:                  # stops, from the bar after the entry
+            side, fill, why = sign(pos), math.nan, 0
+            if stop_loss is not None:
+                fill, why = _level_fill(side, entry * (1 - side * stop_loss), o[i], h[i], l[i], True), 2
+            if math.isnan(fill) and take_profit is not None:
+                fill, why = _level_fill(side, entry * (1 + side * take_profit), o[i], h[i], l[i], False), 3
+            if not math.isnan(fill):
+                size[i], price[i], reason[i], blocked, pos = 0.0, fill, why, side, 0.0
+        held[i] = pos
+
+
 def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
                 wanted: pd.Series,    # the weight wanted from each bar's open (already one bar after the decision)
                 stop_loss: float | None = None,   # share of the entry open, e.g. 0.02
@@ -102,29 +126,28 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
     w = wanted.reindex(bars.index).fillna(0).to_numpy(dtype='float64')
     n = len(o)
     size, price, reason, held = np.full(n, np.nan), o.copy(), np.zeros(n, dtype='int8'), np.zeros(n)
-    pos, entry, entry_i, blocked = 0.0, math.nan, -1, 0.0
-    for i in range(n):
-        want = 0.0 if close_last and i == n - 1 else w[i]
-        if blocked:
-            if np.sign(want) == blocked: want = 0.0   # stopped out: flat until the signal goes flat or changes side
-            else: blocked = 0.0
-        if want != pos:                               # the signal's order, at the open
-            if pos == 0 or np.sign(want) != np.sign(pos): entry, entry_i = o[i], i
-            pos, size[i], reason[i] = want, want, 4 if close_last and i == n - 1 else 1
-        if pos != 0 and entry_i < i:                  # stops, from the bar after the entry
-            side, fill, why = np.sign(pos), math.nan, 0
-            if stop_loss is not None:
-                fill, why = _level_fill(side, entry * (1 - side * stop_loss), o[i], h[i], l[i], True), 2
-            if math.isnan(fill) and take_profit is not None:
-                fill, why = _level_fill(side, entry * (1 + side * take_profit), o[i], h[i], l[i], False), 3
-            if not math.isnan(fill):
-                size[i], price[i], reason[i], blocked, pos = 0.0, fill, why, side, 0.0
-        held[i] = pos
+    if stop_loss is None and take_profit is None:   # the signal's orders alone: found at once, no loop over the bars
+        held = w.copy()
+        if close_last and n: held[-1] = 0.0
+        moved = held != np.r_[0.0, held[:-1]]
+        size[moved], reason[moved] = held[moved], 1
+        if close_last and n and moved[-1]: reason[-1] = 4
+    else: _stop_loop(o.tolist(), h.tolist(), l.tolist(), w.tolist(), stop_loss, take_profit, close_last, size, price,
+                     reason, held)
     return pd.DataFrame(
         {'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS), 'held': held},
         index=bars.index,
     )
 
+
+# %% ../../nbs/07b_backtest.portfolio.ipynb #c014u
+def union_index(indexes) -> pd.DatetimeIndex:
+    "The sorted union of bar indexes, named ts: on their int64 values (a set of them made one Timestamp a bar)"
+    indexes = list(indexes)
+    index = indexes[0]
+    for other in indexes[1:]:
+        if not index.equals(other): index = index.union(other, sort=True)   # one symbol's models share their bars
+    return pd.DatetimeIndex(index.unique().sort_values(), name='ts', freq=None)
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c015
 def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
@@ -153,7 +176,7 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
         wanted = w.reindex(b.index).fillna(0).shift(1).fillna(0) * scale   # decided at t, held from t+1's open
         # every book ends flat, its exit paid
         frames[s] = (b, stop_orders(b, wanted, stop_loss, take_profit, close_last=True))
-    index = pd.DatetimeIndex(sorted(set().union(*(b.index for b, _ in frames.values()))), name='ts')
+    index = union_index(b.index for b, _ in frames.values())
     grid = lambda f: pd.DataFrame({s: f(b, o) for s, (b, o) in frames.items()}).reindex(index)
     close = grid(lambda b, o: b['close']).ffill().bfill()
     size, price = grid(lambda b, o: o['size']), grid(lambda b, o: o['price']).fillna(close)

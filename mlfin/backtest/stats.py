@@ -14,7 +14,8 @@ from ..params import default
 # %% auto #0
 __all__ = ['MIN_ANNUAL_SPAN', 'ANNUALISED', 'EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'span_note', 'annualised_shown',
            'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance', 'min_track_record', 'sharpe_moments', 'pbo',
-           'sharpe_interval', 'drawdown_bands', 'by_year', 'by_regime', 'signal_decay']
+           'block_length', 'sharpe_interval', 'drawdown_bands', 'interval_and_bands', 'by_year', 'by_regime',
+           'signal_decay']
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c008
 def _returns(returns) -> np.ndarray:
@@ -239,50 +240,103 @@ def pbo(returns: pd.DataFrame | np.ndarray, # T x N: each column one strategy's 
             'prob_oos_loss': float((picked < 0).mean())}
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c036
-def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
-    from arch.bootstrap import StationaryBootstrap, optimal_block_length
-    if block is None: block = float(optimal_block_length(r)['stationary'].iloc[0]) if r.std() > 0 else 1.0
-    return StationaryBootstrap(max(block, 1.0), r, seed=np.random.default_rng(seed)), max(block, 1.0)
+def block_length(r: np.ndarray) -> float:
+    "The stationary bootstrap's mean block length for a series (Politis and White), at least 1; 1 if it never moves"
+    # here, not at the top: arch (with its numba kernels) loads only when a bootstrap runs
+    from arch.bootstrap import optimal_block_length
+    return max(float(optimal_block_length(r)['stationary'].iloc[0]) if r.std() > 0 else 1.0, 1.0)
 
+
+def _bootstrap(r: np.ndarray, seed: int, block: float | None = None):
+    from arch.bootstrap import StationaryBootstrap
+    block = block_length(r) if block is None else max(block, 1.0)
+    return StationaryBootstrap(block, r, seed=np.random.default_rng(seed)), block
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c036_00
+def _sharpes(m: np.ndarray, periods_per_year: float) -> np.ndarray:
+    "`sharpe` of each row of `m`"
+    mean, sd = m.mean(1), m.std(1, ddof=1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(sd > 0, mean / sd * math.sqrt(periods_per_year), 0.0)
+
+
+def _resampled(r: np.ndarray, block: float, reps: int, seed: int,
+               periods_per_year: float | None = None, # each resample's annualised Sharpe ratio (None: not wanted)
+               paths: bool = False,                   # every resample's value path (from 1) and its worst drawdown
+              ) -> dict:
+    "One pass over the stationary bootstrap's resamples of `r`: what `sharpe_interval` and `drawdown_bands` take"
+    out = {'sharpe': None if periods_per_year is None else np.empty(reps),
+           'paths': np.empty((reps, len(r))) if paths else None, 'worst': np.empty(reps) if paths else None}
+    # here, not at the top: mlfin.models adds 1.7 s to importing mlfin.backtest (measured); a run has it already
+    from mlfin.models.metrics import stationary_resamples
+    done = 0
+    for rows in stationary_resamples(len(r), block, reps, np.random.default_rng(seed)):
+        at, drawn = slice(done, done + len(rows)), r[rows]
+        if periods_per_year is not None: out['sharpe'][at] = _sharpes(drawn, periods_per_year)
+        if paths:   # every path is kept (the bands are quantiles across them at each bar), nothing else of that size
+            chunk = out['paths'][at]
+            np.cumprod(np.add(1, drawn, out=chunk), axis=1, out=chunk)
+            out['worst'][at] = (chunk / np.maximum.accumulate(chunk, axis=1) - 1).min(1)
+        done += len(rows)
+    return out
+
+
+def _interval(r: np.ndarray, draws: np.ndarray, periods_per_year: float, level: float, block: float) -> dict:
+    alpha = (1.0 - level) / 2   # arch's percentile interval: its tails, as it computes them
+    low, high = np.percentile(draws, [100 * alpha, 100 * (1.0 - alpha)])
+    return {'sharpe': sharpe(r, periods_per_year), 'low': float(low), 'high': float(high), 'level': level,
+            'block': block, 'reps': len(draws)}
+
+
 def sharpe_interval(returns,                 # per-bar returns
                     periods_per_year: float, # the Sharpe ratio is annualised
                     level: float = 0.95, reps: int = default('reps'), seed: int = default('seed'),
+                    block: float | None = None, # the bootstrap's mean block length; None: `block_length` of the returns
                    ) -> dict[str, float]:
     "Stationary block bootstrap percentile interval of the annualised Sharpe ratio"
     r = _returns(returns)
     if len(r) < 20: raise BadInput(f"a bootstrap interval needs at least 20 returns, got {len(r)}")
-    bs, block = _bootstrap(r, seed)
-    low, high = bs.conf_int(
-        lambda x: np.array([sharpe(x, periods_per_year)]), reps=reps, method='percentile', size=level
-    )[:, 0]
-    return {
-        'sharpe': sharpe(r, periods_per_year),
-        'low': float(low),
-        'high': float(high),
-        'level': level,
-        'block': block,
-        'reps': reps,
-    }
-
+    block = block_length(r) if block is None else max(block, 1.0)
+    return _interval(r, _resampled(r, block, reps, seed, periods_per_year)['sharpe'], periods_per_year, level, block)
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c040
+def _bands(drawn: dict, ruin: float, quantiles: tuple, block: float) -> dict:
+    paths, worst = drawn['paths'], drawn['worst']
+    step = max(1, 2 ** 18 // len(paths))   # the quantiles a slice of bars at a time: each sorts a copy of its slice
+    equity = np.concatenate(
+        [np.quantile(paths[:, a : a + step], quantiles, axis=0) for a in range(0, paths.shape[1], step)], axis=1
+    )
+    return {'equity': equity, 'quantiles': quantiles,
+            'max_drawdown': dict(zip(quantiles, np.quantile(worst, quantiles).tolist())),
+            'prob_ruin': float((paths.min(1) <= 1 - ruin).mean()), 'ruin': ruin, 'reps': len(paths), 'block': block}
+
+
 def drawdown_bands(returns,            # per-bar returns
                    reps: int = default('reps'), seed: int = default('seed'),
                    ruin: float = 0.5,  # the loss from the start that counts as ruin
                    quantiles: tuple = (0.05, 0.5, 0.95),
+                   block: float | None = None, # the bootstrap's mean block length; None: `block_length` of the returns
                   ) -> dict:
     "Block-bootstrap paths of the value curve: equity bands, maximum-drawdown quantiles, probability of ruin"
     r = _returns(returns)
     if len(r) < 20: raise BadInput(f"Monte Carlo bands need at least 20 returns, got {len(r)}")
     if not 0 < ruin < 1: raise BadInput(f"ruin {ruin} must lie between 0 and 1")
-    bs, block = _bootstrap(r, seed)
-    paths = np.cumprod(1 + np.stack([data[0] for data, _ in bs.bootstrap(reps)]), axis=1)
-    worst = (paths / np.maximum.accumulate(paths, axis=1) - 1).min(1)
-    return {'equity': np.quantile(paths, quantiles, axis=0), 'quantiles': quantiles,
-            'max_drawdown': dict(zip(quantiles, np.quantile(worst, quantiles).tolist())),
-            'prob_ruin': float((paths.min(1) <= 1 - ruin).mean()), 'ruin': ruin, 'reps': reps, 'block': block}
+    block = block_length(r) if block is None else max(block, 1.0)
+    return _bands(_resampled(r, block, reps, seed, paths=True), ruin, quantiles, block)
+
+# %% ../../nbs/07c_backtest.stats.ipynb #c042b
+def interval_and_bands(returns,                 # per-bar returns
+                       periods_per_year: float, # the Sharpe ratio is annualised
+                       reps: int = default('reps'), seed: int = default('seed'),
+                       level: float = 0.95, ruin: float = 0.5, quantiles: tuple = (0.05, 0.5, 0.95),
+                      ) -> tuple[dict, dict]:
+    "`sharpe_interval` and `drawdown_bands` of the same returns from one pass over their shared resamples"
+    r = _returns(returns)
+    if len(r) < 20: raise BadInput(f"a bootstrap interval and Monte Carlo bands need at least 20 returns, got {len(r)}")
+    if not 0 < ruin < 1: raise BadInput(f"ruin {ruin} must lie between 0 and 1")
+    block = block_length(r)
+    drawn = _resampled(r, block, reps, seed, periods_per_year, paths=True)
+    return _interval(r, drawn['sharpe'], periods_per_year, level, block), _bands(drawn, ruin, quantiles, block)
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c044
 def by_year(value: pd.Series, benchmark: pd.Series | None = None) -> pd.DataFrame:

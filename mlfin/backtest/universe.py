@@ -15,7 +15,7 @@ from ..cluster.units import Codec, code_digest, digest, frame_bytes, frame_of, j
 from ..data.bars import fingerprint
 from .signals import Rule, sides, calibrate, sizes, signal_records, check_thresholds
 from ..data.samples import asset_class_of
-from .portfolio import Costs, costs_for, simulate, buy_and_hold
+from .portfolio import Costs, costs_for, simulate, buy_and_hold, union_index
 from . import stats
 from ..data.bars import periods_per_year
 from ..data import split_symbols
@@ -215,13 +215,12 @@ def examine(value: pd.Series,          # the examined strategy's value per bar, 
     year; (figures, bands)"""
     returns = value.pct_change().dropna()
     tested, overfit = skill(returns, trials, grid)
-    bands = stats.drawdown_bands(returns.to_numpy(), reps=settings.reps, seed=settings.seed)
+    # one pass over the resamples: the interval and the bands draw the same ones
+    interval, bands = stats.interval_and_bands(returns.to_numpy(), periods_per_year, settings.reps, settings.seed)
     return {
         'skill': tested,
         'pbo': overfit,
-        'sharpe_interval': _floats(
-            stats.sharpe_interval(returns.to_numpy(), periods_per_year, reps=settings.reps, seed=settings.seed)
-        ),
+        'sharpe_interval': _floats(interval),
         'monte_carlo': _monte_carlo(bands),
         'by_year': _table(stats.by_year(value, hold)),
     }, bands
@@ -243,6 +242,7 @@ def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and 
         shared=False,
     )
     values, trades = pf.value(), pf.trades.records_readable
+    pf.trades_readable = trades   # read once: vectorbt makes the table anew (a Timestamp a trade) each time asked
     per_model = {m: _floats(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
                                               # sized P&L
                                               trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}
@@ -352,7 +352,7 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     )
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
         curves[name] = np.r_[1.0, q] * value.iloc[0]
-    trades, reason = pf.trades.records_readable, pf.orders_by_bar[leader]['reason']
+    trades, reason = pf.trades_readable, pf.orders_by_bar[leader]['reason']
     mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
     mine['exit_reason'] = [
         str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])
@@ -613,10 +613,7 @@ def capital_shares(bars_by_symbol: dict[str, pd.DataFrame], weights: dict[str, p
     """Each symbol's share of the capital from each bar's open, on the union of their bars: 0 when not tradable, summing
     to 1 over those that are"""
     if rule not in ALLOCATIONS: raise BadInput(f"unknown allocation {rule!r}; known: {', '.join(ALLOCATIONS)}")
-    index = pd.DatetimeIndex(
-        sorted(set().union(*(bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index for s, w in weights.items()))),
-        name='ts',
-    )
+    index = union_index(bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index for s, w in weights.items())
     live = tradable(weights, index)
     if rule == 'equal': raw = live.astype('float64')
     else:

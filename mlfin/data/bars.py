@@ -158,6 +158,15 @@ def _fx_trading_day(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
 
 
 # %% ../../nbs/01a_data.bars.ipynb #c009_02
+def _session_minutes(cal, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """Every trading minute of `cal`'s consecutive `sessions`, as `minutes_in_range` gives them: from those sessions
+    alone (the calendar's own `minutes` spans every session since 1990, 57 MB built once a process)"""
+    from exchange_calendars.calendar_helpers import compute_minutes   # here, as the calendars: where one is used
+    at = slice(cal.sessions.get_loc(sessions[0]), cal.sessions.get_loc(sessions[-1]) + 1)
+    nanos = (cal.opens_nanos[at], cal.break_starts_nanos[at], cal.break_ends_nanos[at], cal.closes_nanos[at])
+    return pd.DatetimeIndex(compute_minutes(*nanos, cal.side), tz='UTC')
+
+
 def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
     "Open times of every bar `calendar` trades at `timeframe` between `first` and `last` (inclusive)"
     first, last = pd.Timestamp(first).tz_convert('UTC'), pd.Timestamp(last).tz_convert('UTC')
@@ -176,11 +185,7 @@ def expected_bars(calendar: str, timeframe: str, first: pd.Timestamp, last: pd.T
     sessions = cal.sessions_in_range(lo, hi)
     if timeframe == '1d': return pd.DatetimeIndex(sessions).tz_localize('UTC').as_unit('ns')
     if not len(sessions): return pd.DatetimeIndex([], tz='UTC').as_unit('ns')
-    bins = session_bins(
-        cal.minutes_in_range(cal.session_first_minute(sessions[0]), cal.session_last_minute(sessions[-1])),
-        calendar,
-        timeframe,
-    ).unique()
+    bins = session_bins(_session_minutes(cal, sessions), calendar, timeframe).unique()
     return bins[(bins >= first) & (bins <= last)]
 
 

@@ -8,10 +8,11 @@ import json
 import numpy as np, pandas as pd
 from ..params import default
 from .core import ModelSpec, baselines
-from .metrics import LOWER_IS_BETTER, bar_losses, diebold_mariano, score
+from .metrics import LOWER_IS_BETTER, bar_losses, diebold_mariano, score, stationary_resamples
 
 # %% auto #0
-__all__ = ['MCS_SIZE', 'paired_bootstrap', 'metric_function', 'shown', 'compare_models', 'group_pairs', 'compare_groups']
+__all__ = ['MCS_SIZE', 'paired_bootstrap', 'metric_function', 'score_rows', 'shown', 'compare_models', 'group_pairs',
+           'compare_groups']
 
 # %% ../../nbs/06j_models.compare.ipynb #c010
 def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.ndarray, kind: str,
@@ -21,7 +22,7 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
                     ) -> dict[str, float]:
     """Score difference A - B on the same bars, a 95% interval and the p-value that A is not better, by a stationary
     block bootstrap"""
-    from arch.bootstrap import StationaryBootstrap, optimal_block_length
+    from arch.bootstrap import optimal_block_length
     y, pa, pb = (np.asarray(v, dtype='float64') for v in (y, prediction_a, prediction_b))
     realised = np.full(len(y), np.nan) if realised is None else np.asarray(realised, dtype='float64')
     keep = ~np.isnan(y) & ~np.isnan(pa) & ~np.isnan(pb)
@@ -33,7 +34,11 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     block = max(
         1, int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary'].iloc[0]))
     )
-    draws = np.array([diff(rows) for (rows,), _ in StationaryBootstrap(block, everything, seed=seed).bootstrap(reps)])
+    # the same resamples for both models, a chunk of them at a time
+    scores = lambda p, rows: score_rows(kind, metric, y, p, realised, rows)
+    draws = np.concatenate(
+        [scores(pa, rows) - scores(pb, rows) for rows in stationary_resamples(len(y), block, reps, seed)]
+    )
     draws = draws[~np.isnan(draws)]
     if not len(draws):
         return {'diff': float(observed), 'low': np.nan, 'high': np.nan, 'p': np.nan, 'block': block, 'reps': 0}
@@ -62,6 +67,26 @@ def metric_function(kind: str, metric: str):
         'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2))),
     }
     return fast.get(metric) or (lambda y, p, r: score(kind, y, p, r)[metric])
+
+# %% ../../nbs/06j_models.compare.ipynb #c011r
+def score_rows(kind: str, metric: str, y: np.ndarray, prediction: np.ndarray, realised: np.ndarray,
+               rows: np.ndarray, # resamples: a row of indices each
+              ) -> np.ndarray:
+    """`metric_function`'s score of each resample: AUC for all rows at once (each resample's Mann-Whitney count on the
+    predictions' ranks, found once), others one resample at a time"""
+    if metric != 'auc':
+        one = metric_function(kind, metric)
+        return np.array([one(y[r], prediction[r], realised[r]) for r in rows], dtype='float64')
+    level, at = np.unique(prediction, return_inverse=True)   # tied predictions share a level: half a count each
+    k, m = rows.shape[0], len(level)
+    cell = (np.arange(k)[:, None] * m + at[rows]).ravel()    # (resample, level) of each drawn bar
+    positive = (y == 1)[rows].ravel()
+    ups = np.bincount(cell[positive], minlength=k * m).reshape(k, m).astype('float64')
+    downs = np.bincount(cell[~positive], minlength=k * m).reshape(k, m).astype('float64')
+    below = np.cumsum(downs, axis=1) - downs                  # negatives drawn at lower levels
+    n1, n0 = ups.sum(1), downs.sum(1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where((n1 > 0) & (n0 > 0), (ups * (below + 0.5 * downs)).sum(1) / (n1 * n0), np.nan)
 
 # %% ../../nbs/06j_models.compare.ipynb #c013s
 def shown(dm: dict,     # `diebold_mariano` of A's per-bar losses against B's

@@ -9,7 +9,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER', 'WALK_ERRORS', 'classification_metrics',
            'diebold_mariano', 'versus_naive', 'beats_random_walk', 'forecast_record', 'regression_metrics',
-           'information_coefficients', 'bar_losses', 'score']
+           'information_coefficients', 'bar_losses', 'score', 'stationary_resamples']
 
 # %% ../../nbs/06h_models.metrics.ipynb #c005
 CLASSIFICATION = ('accuracy', 'precision', 'recall', 'f1', 'auc', 'log_loss', 'brier')
@@ -174,3 +174,18 @@ def score(kind: str, y: np.ndarray, prediction: np.ndarray, realised: np.ndarray
     if kind == 'classifier': return classification_metrics(y, prediction, realised, threshold)
     return regression_metrics(y, prediction, realised, **forecast)
 
+
+# %% ../../nbs/06h_models.metrics.ipynb #c036r
+def stationary_resamples(n: int,        # rows of the series resampled
+                         block: float,  # the mean block length
+                         reps: int,
+                         seed: int | np.random.Generator,  # an int: `np.random.default_rng(seed)`, as arch takes it
+                         cells: int = 2 ** 21,  # index cells a chunk holds at most (8 bytes each)
+                        ):
+    """The stationary block bootstrap's resamples as index matrices (a row a resample, chunks of at most `cells`):
+    arch's own draws in arch's order, so a statistic computed row-wise equals one computed resample by resample"""
+    from arch.bootstrap import StationaryBootstrap   # here, not at the top: arch loads only when a bootstrap runs
+    bs = StationaryBootstrap(max(block, 1.0), np.empty(n), seed=seed)
+    chunk = max(1, min(reps, cells // max(n, 1)))
+    for first in range(0, reps, chunk):
+        yield np.stack([bs.update_indices() for _ in range(min(chunk, reps - first))])

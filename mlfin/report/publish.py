@@ -136,7 +136,7 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
             ('train', 'leaderboard'),
         )
     }
-    attrs = pd.read_parquet(upstream['features']['dataset']).attrs
+    attrs = pd.read_parquet(upstream['features']['dataset'], columns=[]).attrs   # its metadata, none of its rows
     cfg = task_params('report', given)
     params = {
         **ingest['params'],
