@@ -49,10 +49,13 @@ minutes. CPU seconds are robust to other work on the machine; wall seconds are n
 import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
+PARTS = ('cost', 'growth', 'minute')   # 1, 2 and 3 below
+
 if __name__ == '__main__':   # --scale before _targets reads BENCH_SCALE
     _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _ap.add_argument('--scale', choices=['quick', 'full'], help='default: BENCH_SCALE, else full')
     _ap.add_argument('--keep', action='store_true', help='keep the working folder (homes, CSVs, profile) and say where')
+    _ap.add_argument('--part', action='append', choices=PARTS, help='only these parts (repeatable); default: every one')
     ARGS = _ap.parse_args()
     if ARGS.scale: os.environ['BENCH_SCALE'] = ARGS.scale
 
@@ -386,10 +389,11 @@ def minute(part1: dict):
         not_measured(f"{UNIVERSE} symbols x 1 year of 1m, ingest to report: wall", f"<= {WALL_TARGETS['1m'] // 60} min",
                      f"{n} symbols x {months} of 1m took {done['wall']:.0f} s here", 'make bench-universe',
                      figure=f"{done['wall']:.0f} s ({n} x 2 months)")
-        five = part1['ingest']['wall'] + part1['run']['wall']
-        not_measured(f"{UNIVERSE} symbols x 1 year of 5m, ingest to report: wall", f"<= {WALL_TARGETS['5m'] // 60} min",
-                     f"{COST_SYMBOLS} symbols x 1 year of 5m took {five:.0f} s here (part 1)", 'make bench-universe',
-                     figure=f"{five:.0f} s ({COST_SYMBOLS} x 1 year)")
+        if part1 is not None:   # part 1 ran: its wall beside the 5m target
+            five = part1['ingest']['wall'] + part1['run']['wall']
+            not_measured(f"{UNIVERSE} symbols x 1 year of 5m, ingest to report: wall", f"<= {WALL_TARGETS['5m'] // 60} min",
+                         f"{COST_SYMBOLS} symbols x 1 year of 5m took {five:.0f} s here (part 1)", 'make bench-universe',
+                         figure=f"{five:.0f} s ({COST_SYMBOLS} x 1 year)")
         return
     print(f"\n3. minute research: {UNIVERSE} symbols x {YEAR}, from the first ingest to the report, a fresh home each; "
           f"a run still going at {STOP_AT:g}x its target is stopped ({load()})", flush=True)
@@ -409,13 +413,14 @@ def main():
           f"{UNIVERSE} symbols x 1 year ingest to report <= {WALL_TARGETS['1m'] // 60} min at 1m, <= {WALL_TARGETS['5m'] // 60} min at 5m", flush=True)
     scale(f"part 3 on {STAND_IN[0]} symbols x {STAND_IN[3]} {YEAR} of 1m, its targets not measured",
           f"part 3 on {UNIVERSE} symbols x {YEAR} of 1m and of 5m; parts 1 and 2 at the issue's sizes at both scales")
-    sizes = ('5m',) if QUICK else ('1m', '5m')
-    made = write_universe(GROW_FROM + GROW_BY if QUICK else UNIVERSE, sizes)
+    parts = ARGS.part or PARTS
+    sizes = ('5m',) if QUICK else ('1m', '5m') if 'minute' in parts else ('5m',)
+    made = write_universe(GROW_FROM + GROW_BY if QUICK or 'minute' not in parts else UNIVERSE, sizes)
     print(f"universe: {GROW_FROM + GROW_BY if QUICK else UNIVERSE} symbols x {YEAR}, "
           + ', '.join(f"{made['bars'][s]:,} {s} bars a symbol" for s in sizes) + f", SYNTHETIC, written in {made['seconds']:.0f} s", flush=True)
-    part1 = cost()
-    growth()
-    minute(part1)
+    part1 = cost() if 'cost' in parts else None
+    if 'growth' in parts: growth()
+    if 'minute' in parts: minute(part1)
     table()
 
 
