@@ -25,6 +25,10 @@ def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as i
             # two worker processes shared the cores (1 run in 3 of 20 symbols on a local cluster); as fast for these
             # small networks
             'XLA_FLAGS': '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1',
+            # OpenBLAS on one thread (read when numpy and scipy load it): its threads spin on the run's small products
+            # (a logistic fit on 19k rows x 27 inputs 18x the CPU of one thread, arch's block length on a 19k-bar book
+            # seconds instead of milliseconds; measured), with the same numbers. Models thread with OpenMP, not BLAS
+            'OPENBLAS_NUM_THREADS': '1',
             **({'XLA_PYTHON_CLIENT_PREALLOCATE': 'false'} if gpu else {})}
 
 KERNELS = {'cpu': 'mlfin', 'gpu': 'mlfin-gpu'}  # Jupyter kernels setup registers; the GPU one with the GPU variant
