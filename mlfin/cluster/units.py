@@ -132,11 +132,12 @@ def reuse(task: str,               # the task at work: train, backtest
           keys: dict[str, str],    # unit -> the key of what decides it (`digest`)
           codec: Codec,            # how its result is kept
           root: str | Path | None = None, # where units are kept (`paths.units_dir()`); None: nothing kept or reused
+          kind: str | None = None, # what the units are, their folder under `root` (default: `task`)
          ) -> Units:
     """`fan_out(task, fn, calls)` for the units not kept under their key in `root`; the others read back; what was
     computed kept"""
     if root is None: return Units(fan_out(task, fn, calls), [], list(calls), {})
-    folder = Path(root)/task
+    folder = Path(root)/(kind or task)
     kept = {unit: _read(folder/keys[unit]) for unit in calls}
     found = {unit: codec.load(files) for unit, files in kept.items() if files is not None}
     # each kept as it finishes: a run cut short keeps what it had done

@@ -9,10 +9,11 @@ import numpy as np, pandas as pd
 from ..params import default
 from .core import ModelSpec, baselines
 from .metrics import LOWER_IS_BETTER, bar_losses, diebold_mariano, score, stationary_resamples
+from ..cluster.units import Codec, code_digest, digest, json_bytes, reuse
 
 # %% auto #0
-__all__ = ['MCS_SIZE', 'paired_bootstrap', 'metric_function', 'score_rows', 'shown', 'compare_models', 'group_pairs',
-           'compare_groups']
+__all__ = ['MCS_SIZE', 'COMPARED_COLUMNS', 'COMPARE_LIBRARIES', 'COMPARED', 'paired_bootstrap', 'metric_function', 'score_rows',
+           'shown', 'compare_models', 'compare_symbol', 'group_pairs', 'compare_groups']
 
 # %% ../../nbs/06j_models.compare.ipynb #c010
 def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.ndarray, kind: str,
@@ -101,6 +102,10 @@ def shown(dm: dict,     # `diebold_mariano` of A's per-bar losses against B's
 
 # %% ../../nbs/06j_models.compare.ipynb #c014
 MCS_SIZE = 0.1   # the model confidence set keeps the models the data cannot reject at this size: a 90% set
+COMPARED_COLUMNS = ['symbol', 'leader', 'against', 'role', 'dm', 'dm_p', '{metric}_diff', 'low', 'high', 'bootstrap_p',
+                    'verdict', 'confidence_set']   # a comparison's row (`{metric}`: the leaderboard's score)
+# the libraries a comparison calls: another version of any of them compares again
+COMPARE_LIBRARIES = ('numpy', 'pandas', 'scipy', 'arch')
 
 def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, model, prediction, label, label_return
                    leaderboard: pd.DataFrame, # `Training.leaderboard`, best first per symbol
@@ -108,78 +113,64 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
                    horizon: int = 1, reps: int = default('compare_reps'), seed: int = 0,
                    mcs_size: float = MCS_SIZE, # the model confidence set's size (1 - its level)
                    families: dict | None = None, # model -> family (to find the baseline); default: the leaderboard's
+                   # where units are kept (`paths.units_dir()`): a symbol's comparison met again with the same
+                   # predictions and settings is read back; None: every symbol compared
+                   units: str | None = None,
                   ) -> pd.DataFrame:
     """Per symbol: the leader against the runner-up and the baseline (DM and bootstrap), and which models are in the
     confidence set"""
-    from arch.bootstrap import MCS
     families = families or dict(zip(leaderboard['model'], leaderboard['family']))
-    rows = []
+    calls, keys = {}, {}
     for symbol, board in leaderboard.groupby('symbol', sort=False):
-        wide = predictions[predictions['symbol'] == symbol].pivot_table(
-            index=predictions[predictions['symbol'] == symbol].index, columns='model', values='prediction', dropna=False
-        )
-        facts = (
-            predictions[(predictions['symbol'] == symbol)]
-            .groupby(level=0)[['label', 'label_return']]
-            .first()
-            .reindex(wide.index)
-        )
-        y, realised = facts['label'].to_numpy(), facts['label_return'].to_numpy()
-        losses = pd.DataFrame({m: bar_losses(kind, y, wide[m].to_numpy()) for m in wide}, index=wide.index).dropna()
-        in_set = set()
-        if len(losses.columns) > 1 and len(losses) > 20:
-            mcs = MCS(losses, size=mcs_size, reps=reps, seed=seed)
-            mcs.compute()
-            in_set = set(mcs.included)
-        else: in_set = set(losses.columns)
+        mine = predictions.loc[predictions['symbol'] == symbol, ['model', 'prediction', 'label', 'label_return']]
         order = board['model'].tolist()
-        leader = order[0]
-        baseline = next((m for m in order if families.get(m) in baselines()), None)
-        rivals = (
-            [('runner-up and baseline' if order[1] == baseline else 'runner-up', order[1])] if len(order) > 1 else []
+        mapped = {m: families.get(m) for m in order}
+        calls[symbol] = (symbol, mine, order, mapped, kind, metric, horizon, reps, seed, mcs_size)
+        keys[symbol] = digest(*calls[symbol], code_digest('mlfin.models', dists=COMPARE_LIBRARIES))
+    done = reuse('train', compare_symbol, calls, keys, COMPARED, units, kind='compare')
+    rows = [row for symbol in calls for row in done.results[symbol]]
+    # a run of one model compares nothing: no rows, the same columns
+    return pd.DataFrame(rows, columns=[c.format(metric=metric) for c in COMPARED_COLUMNS])
+
+# %% ../../nbs/06j_models.compare.ipynb #c014s
+def compare_symbol(symbol: str,
+                   rows: pd.DataFrame,  # its models' out-of-sample rows: model, prediction, label, label_return
+                   order: list[str],    # its models, best first (the leaderboard's)
+                   families: dict,      # model -> family (to find the baseline)
+                   kind: str, metric: str, horizon: int = 1, reps: int = default('compare_reps'), seed: int = 0,
+                   mcs_size: float = MCS_SIZE) -> list[dict]:
+    "One symbol's comparisons (`compare_models`' unit of work): the leader against the runner-up and the baseline"
+    from arch.bootstrap import MCS   # here, not at the top: arch (with its numba kernels) loads only when one compares
+    wide = rows.pivot_table(index=rows.index, columns='model', values='prediction', dropna=False)
+    facts = rows.groupby(level=0)[['label', 'label_return']].first().reindex(wide.index)
+    y, realised = facts['label'].to_numpy(), facts['label_return'].to_numpy()
+    losses = pd.DataFrame({m: bar_losses(kind, y, wide[m].to_numpy()) for m in wide}, index=wide.index).dropna()
+    if len(losses.columns) > 1 and len(losses) > 20:
+        mcs = MCS(losses, size=mcs_size, reps=reps, seed=seed)
+        mcs.compute()
+        in_set = set(mcs.included)
+    else: in_set = set(losses.columns)
+    leader = order[0]
+    baseline = next((m for m in order if families.get(m) in baselines()), None)
+    rivals = [('runner-up and baseline' if order[1] == baseline else 'runner-up', order[1])] if len(order) > 1 else []
+    if baseline and baseline not in (leader, *order[1:2]): rivals.append(('baseline', baseline))
+    out = []
+    for role, rival in rivals:
+        dm = diebold_mariano(
+            bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon
         )
-        if baseline and baseline not in (leader, *order[1:2]): rivals.append(('baseline', baseline))
-        for role, rival in rivals:
-            dm = diebold_mariano(
-                bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon
-            )
-            boot = paired_bootstrap(
-                y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed
-            )
-            better = shown(dm, boot, metric) == 'better'
-            rows.append(
-                {
-                    'symbol': symbol,
-                    'leader': leader,
-                    'against': rival,
-                    'role': role,
-                    'dm': dm['dm'],
-                    'dm_p': dm['p'],
-                    f'{metric}_diff': boot['diff'],
-                    'low': boot['low'],
-                    'high': boot['high'],
-                    'bootstrap_p': boot['p'],
-                    'verdict': f"{leader} is better than {rival}"
-                    if better
-                    else f"{leader} is not shown better than {rival}",
-                    'confidence_set': ', '.join(m for m in order if m in in_set),
-                }
-            )
-    columns = [
-        'symbol',
-        'leader',
-        'against',
-        'role',
-        'dm',
-        'dm_p',
-        f'{metric}_diff',
-        'low',
-        'high',
-        'bootstrap_p',
-        'verdict',
-        'confidence_set',
-    ]
-    return pd.DataFrame(rows, columns=columns)   # a run of one model compares nothing: no rows, the same columns
+        boot = paired_bootstrap(y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed)
+        better = shown(dm, boot, metric) == 'better'
+        out.append({
+            'symbol': symbol, 'leader': leader, 'against': rival, 'role': role, 'dm': dm['dm'], 'dm_p': dm['p'],
+            f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
+            'verdict': f"{leader} is better than {rival}" if better else f"{leader} is not shown better than {rival}",
+            'confidence_set': ', '.join(m for m in order if m in in_set),
+        })
+    return out
+
+# a symbol's comparisons kept between runs: their rows as JSON (numbers and text only)
+COMPARED = Codec(lambda rows: {'rows.json': json_bytes(rows)}, lambda files: json.loads(files['rows.json']))
 
 # %% ../../nbs/06j_models.compare.ipynb #c016g
 def group_pairs(specs: list[ModelSpec]) -> list[tuple[str, str, tuple]]:
