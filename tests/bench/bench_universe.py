@@ -35,7 +35,8 @@ threads and waited children included, read when mlfin prints each task's start a
    2 more ingested and the run again with all 8. Target: the second (ingest of 2 + run) costs <= half the first's
    CPU (item 3). What reran: tasks, features computed or read from the feature store, training units, models
    registered.
-3. Minute research that finishes (item 4): 50 symbols x 1 year, from the first ingest to the run's report, wall
+3. Minute research that finishes (item 4), run as the minute recipe says (RECIPE: every core, `--cluster local`):
+   50 symbols x 1 year, from the first ingest to the run's report, wall
    clock on this machine: 1m bars <= 20 min, 5m bars <= 5 min, each a fresh home (the same models and folds as 1: no
    minute recipe exists yet). A run still going at 1.5x its target is stopped there (its figure then says how far
    it got) and so is one whose process tree passes 3/4 of the memory available when the bench started.
@@ -56,6 +57,7 @@ if __name__ == '__main__':   # --scale before _targets reads BENCH_SCALE
     _ap.add_argument('--scale', choices=['quick', 'full'], help='default: BENCH_SCALE, else full')
     _ap.add_argument('--keep', action='store_true', help='keep the working folder (homes, CSVs, profile) and say where')
     _ap.add_argument('--part', action='append', choices=PARTS, help='only these parts (repeatable); default: every one')
+    _ap.add_argument('--sizes', default='5m,1m', help='the bar sizes of part 3 at full scale (default: 5m,1m)')
     ARGS = _ap.parse_args()
     if ARGS.scale: os.environ['BENCH_SCALE'] = ARGS.scale
 
@@ -78,6 +80,8 @@ STAND_IN = (5, f'{YEAR}-01-01', f'{YEAR}-02-29', 'January and February')   # 3 a
 CPU_RATIO, MEMORY_RATIO, GROWTH_SHARE = 2.0, 2.0, 0.5            # targets: items 2 and 3
 WALL_TARGETS = {'1m': 20 * 60, '5m': 5 * 60}                     # item 4, seconds from the first ingest to the report
 GROW_SHARE_TEXT = f"{GROWTH_SHARE:g} (half)"
+# the minute recipe (tutorial "Past one machine", A minute universe): the run's models and folds above, every core
+RECIPE = ('--cluster', 'local')
 STOP_AT = 1.5                       # a part-3 run still going at this many times its target is stopped
 work = Path(tempfile.mkdtemp(prefix='mlfin-bench-universe-'))
 CORES = os.cpu_count()
@@ -203,11 +207,12 @@ def ingest(home: Path, size: str, symbols: list) -> dict:
     return {**{k: r[k] for k in ('cpu', 'user', 'system', 'wall', 'maxrss_mb', 'tree_peak_mb', 'children')}, 'files': len(symbols)}
 
 
-def mlfin_run(home: Path, size: str, symbols: list, spy: Path | None = None, stop_after: float | None = None) -> dict:
+def mlfin_run(home: Path, size: str, symbols: list, spy: Path | None = None, stop_after: float | None = None,
+              extra: tuple = ()) -> dict:
     "`mlfin run` of `symbols` at `size` in `home` with the run's models and folds, measured; its output parsed (`tasks`)"
     ENV['MLFIN_HOME'] = str(home)
     r = measured([BIN/'mlfin', 'run', '--symbols', ','.join(symbols), '--timeframe', size, '--models', ','.join(MODELS),
-                  '--folds', str(FOLDS), '--reports', home/'reports'], spy, stop_after)
+                  '--folds', str(FOLDS), '--reports', home/'reports', *extra], spy, stop_after)
     if r['exit'] and not r['stopped']:
         raise SystemExit(f"mlfin run failed (exit {r['exit']}):\n" + '\n'.join(line for *_, line in r['lines'][-30:]))
     return {**r, **tasks(r['lines'])}
@@ -364,7 +369,8 @@ def ingest_to_report(size: str, symbols: list, limit: float | None) -> dict:
     "3: a fresh home, every symbol's CSV ingested, then the run: wall from the first ingest to the report (stopped at `limit`)"
     home = work/f'home-{size}-{len(symbols)}'
     loaded = ingest(home, size, symbols)
-    run = mlfin_run(home, size, symbols, stop_after=None if limit is None else max(limit - loaded['wall'], 1.0))
+    run = mlfin_run(home, size, symbols, stop_after=None if limit is None else max(limit - loaded['wall'], 1.0),
+                    extra=RECIPE)
     wall = loaded['wall'] + run['wall']
     reached = ''
     if run['stopped']:
@@ -397,7 +403,7 @@ def minute(part1: dict):
         return
     print(f"\n3. minute research: {UNIVERSE} symbols x {YEAR}, from the first ingest to the report, a fresh home each; "
           f"a run still going at {STOP_AT:g}x its target is stopped ({load()})", flush=True)
-    for size in ('5m', '1m'):
+    for size in ARGS.sizes.split(','):
         limit = WALL_TARGETS[size]
         done = ingest_to_report(size, [SYMBOL(i) for i in range(UNIVERSE)], STOP_AT * limit)
         figure = f"> {done['wall'] / 60:.1f} min (stopped)" if done['stopped'] else f"{done['wall'] / 60:.1f} min"
@@ -414,7 +420,8 @@ def main():
     scale(f"part 3 on {STAND_IN[0]} symbols x {STAND_IN[3]} {YEAR} of 1m, its targets not measured",
           f"part 3 on {UNIVERSE} symbols x {YEAR} of 1m and of 5m; parts 1 and 2 at the issue's sizes at both scales")
     parts = ARGS.part or PARTS
-    sizes = ('5m',) if QUICK else ('1m', '5m') if 'minute' in parts else ('5m',)
+    wanted = {*(ARGS.sizes.split(',') if 'minute' in parts else ()), *(('5m',) if {'cost', 'growth'} & {*parts} else ())}
+    sizes = ('5m',) if QUICK else tuple(sorted(wanted))
     made = write_universe(GROW_FROM + GROW_BY if QUICK or 'minute' not in parts else UNIVERSE, sizes)
     print(f"universe: {GROW_FROM + GROW_BY if QUICK else UNIVERSE} symbols x {YEAR}, "
           + ', '.join(f"{made['bars'][s]:,} {s} bars a symbol" for s in sizes) + f", SYNTHETIC, written in {made['seconds']:.0f} s", flush=True)
