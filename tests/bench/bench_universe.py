@@ -37,8 +37,8 @@ threads and waited children included, read when mlfin prints each task's start a
    registered.
 3. Minute research that finishes (item 4), run as the minute recipe says (RECIPE: every core, `--cluster local`):
    50 symbols x 1 year, from the first ingest to the run's report, wall
-   clock on this machine: 1m bars <= 20 min, 5m bars <= 5 min, each a fresh home (the same models and folds as 1: no
-   minute recipe exists yet). A run still going at 1.5x its target is stopped there (its figure then says how far
+   clock on this machine: 1m bars <= 20 min, 5m bars <= 5 min, each a fresh home (the same models and folds as 1).
+   A run still going at 1.5x its target is stopped there (its figure then says how far
    it got) and so is one whose process tree passes 3/4 of the memory available when the bench started.
 
 BENCH_SCALE=quick (`make bench-all`, or `make bench-universe ARGS="--scale quick"`): 1 and 2 as at full scale (their
