@@ -278,13 +278,17 @@ def same_work(p: dict, home: Path) -> str:
 
 
 def reran(r: dict, home: Path) -> str:
-    "What a run redid: tasks, features computed or read from the store, training units, models registered"
+    """What a run redid: tasks, features computed or read from the store, training units and books computed or read back
+    (as train.json and backtest.json record them), models registered"""
     meta = (pq.read_schema(home/'run'/'dataset.parquet').metadata or {}).get(b'PANDAS_ATTRS')
     store = json.loads(meta).get('feature_store', {}) if meta else {}
-    units = lambda task, what: f"{r['units'][task][1]} {what}" if task in r['units'] else f"no {what} counted"
+    def units(task: str, what: str) -> str:
+        kept = json.loads((home/'run'/f"{task}.json").read_text()).get('units') or {}
+        return f"{len(kept.get('computed', []))} {what} computed, {len(kept.get('reused', []))} read back" if kept else '?'
+    registered = f"{r['units']['report'][1]} symbols registered" if 'report' in r['units'] else 'none counted'
     return (f"tasks that ran: {r['ran'] or '?'}; feature store: {store.get('misses', '?')} computed, {store.get('hits', '?')} read; "
             f"training: {units('train', 'units (symbol x model)')}; backtest: {units('backtest', 'books')}; "
-            f"report: {units('report', 'symbols registered')}")
+            f"report: {registered}")
 
 
 def profile(raw: Path):
