@@ -125,10 +125,11 @@ def compare_models(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
         mine = predictions.loc[predictions['symbol'] == symbol, ['model', 'prediction', 'label', 'label_return']]
         order = board['model'].tolist()
         mapped = {m: families.get(m) for m in order}
-        calls[symbol] = (symbol, mine, order, mapped, kind, metric, horizon, reps, seed, mcs_size)
-        keys[symbol] = digest(*calls[symbol], code_digest('mlfin.models', dists=COMPARE_LIBRARIES))
+        unit = f"{symbol}: models compared"   # as the run's progress names it
+        calls[unit] = (symbol, mine, order, mapped, kind, metric, horizon, reps, seed, mcs_size)
+        keys[unit] = digest(*calls[unit], code_digest('mlfin.models', dists=COMPARE_LIBRARIES))
     done = reuse('train', compare_symbol, calls, keys, COMPARED, units, kind='compare')
-    rows = [row for symbol in calls for row in done.results[symbol]]
+    rows = [row for unit in calls for row in done.results[unit]]
     # a run of one model compares nothing: no rows, the same columns
     return pd.DataFrame(rows, columns=[c.format(metric=metric) for c in COMPARED_COLUMNS])
 
