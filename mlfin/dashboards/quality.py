@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 from .common import chart, html_table, page, percent, verdict_box, when_text
 from ..errors import MlfinError
+from ..paths import home
 from ..data import load, observations_report, open_store, quality_report
 from ..data.quality import quality_figure
 
@@ -59,7 +60,7 @@ def quality_page(store=None):
         "each non-bar series with the rule that says when its values became known."
     )
     try:
-        report = quality_report(store=store)
+        report = quality_report(store=store, kept=home()/'cache'/'quality')   # a series read again only once changed
     except MlfinError as e:
         return page(
             'Data quality',

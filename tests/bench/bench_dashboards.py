@@ -24,13 +24,14 @@ and the service share this machine's cores: the figures are a person's wait on o
 BENCH_SCALE=quick (`make bench-all`): every page opened once warm and once cold instead of 3 times (its one time held to
 the target instead of the median of 3). --part footprint|times measures one part; --home DIR takes a home holding the run.
 """
-import argparse, shutil, statistics, sys, tempfile, time
+import argparse, json, shutil, statistics, sys, tempfile, time
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT/'tests'))
 from conftest import RUN, mlfin, service  # noqa: E402
 from test_dashboard import CHROMIUM, FLAGS, voila  # noqa: E402
-from test_pages import DRAWN, every_page, log_in, signed_in  # noqa: E402
+from test_pages import DRAWN, log_in, signed_in  # noqa: E402
+import test_pages  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 sys.path.insert(0, str(ROOT/'tests'/'bench'))
 from _targets import scale, sized, table, target  # noqa: E402
@@ -38,6 +39,19 @@ from mlfin.dashboards.kernels import all_ready  # noqa: E402
 
 WARM, COLD, ROUNDS = 3.0, 10.0, sized(3, 1)
 PATIENCE = 600   # seconds the bench waits for the kernels to be ready before it gives up (a hang guard, not a target)
+
+
+BOOK = 'SPX'   # the book whose tearsheet is opened: the bench's run's first; with --home, that home's first (`first_book`)
+
+
+def every_page() -> list[str]:
+    "The pages one visitor opens: test_pages's, the tearsheet's book the home's (BOOK)"
+    return [n.replace('book=SPX', f"book={BOOK}") for n in test_pages.every_page()]
+
+
+def first_book(home: Path) -> str:
+    "The first book of the last run's backtest under `home` (its run/backtest.json)"
+    return next(iter(json.loads((home/'run'/'backtest.json').read_text())['metrics']))
 
 
 def until_ready(served) -> float:
@@ -150,7 +164,10 @@ def main():
     home = work/'home'
     try:
         scale(f"every page opened {ROUNDS} time(s) warm and cold", "every page opened 3 times warm and cold")
-        if args.home: shutil.copytree(args.home, home, symlinks=True, ignore=shutil.ignore_patterns('serve-*.log'))
+        global BOOK
+        if args.home:
+            shutil.copytree(args.home, home, symlinks=True, ignore=shutil.ignore_patterns('serve-*.log'))
+            BOOK = first_book(home)
         else:
             print("the pipeline on the embedded SPX 1d and ES 1m bars, then a monitor run ...", flush=True)
             mlfin(home, 'run', *RUN, '--reports', str(home/'reports'))
