@@ -4,14 +4,11 @@
 
 # %% ../../nbs/01q_data.reading.ipynb #r003
 from __future__ import annotations
-import json, os
-from pathlib import Path
 import pandas as pd
 from ..errors import NotFound
 from .bars import adjusted
-from .stores import open_store, store_place
+from .stores import open_store
 from .quality import quality_row
-from ..cluster.units import code_digest, digest
 
 # %% auto #0
 __all__ = ['load', 'ls', 'series_quality', 'quality_report', 'observations_report']
@@ -47,29 +44,14 @@ def ls(store=None) -> pd.DataFrame:
 
 
 # %% ../../nbs/01q_data.reading.ipynb #c011_q1
-def series_quality(symbol: str, timeframe: str, calendar: str, quarantined: int = 0, store=None,
-                   kept: str | Path | None = None, # a folder keeping the row beside its stamp: reused while unchanged
-                  ) -> dict:
-    "One stored series' quality row (`quality_row` of all its bars), kept in `kept` while the series and the code are the same"
-    store = open_store(store)
-    if kept is None: return quality_row(load(symbol, timeframe, store=store), calendar, quarantined)
-    path = Path(kept)/f"{digest(store_place(store), symbol, timeframe)}.json"
-    stamp = digest(str(store.stamp(symbol, timeframe)), calendar, quarantined,
-                     code_digest('mlfin.data.quality', 'mlfin.data.bars', dists=('exchange_calendars', 'pandas')))
-    try: found = json.loads(path.read_bytes())
-    except (OSError, ValueError): found = {}
-    if found.get('stamp') == stamp:
-        return {k: pd.Timestamp(v) if k in ('first', 'last') else v for k, v in found['row'].items()}
-    row = quality_row(load(symbol, timeframe, store=store), calendar, quarantined)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({'stamp': stamp, 'row': row}, default=lambda v: v.isoformat() if hasattr(v, 'isoformat') else v.item())
-    (part := path.with_name(f"{path.name}.{os.getpid()}")).write_text(text); os.replace(part, path)   # whole or absent
-    return row
+def series_quality(symbol: str, timeframe: str, calendar: str, quarantined: int = 0, store=None) -> dict:
+    "One stored series' quality row: `quality_row` of all its bars against `calendar`"
+    return quality_row(load(symbol, timeframe, store=store), calendar, quarantined)
 
 
 # %% ../../nbs/01q_data.reading.ipynb #c011_01
 def quality_report(symbol: str | None = None, store=None,
-                   kept: str | Path | None = None, # a folder keeping each series' row beside its stamp: reused while unchanged
+                   row=None, # how a series' row is made: `series_quality`'s arguments (the pages' keeps rows)
                   ) -> pd.DataFrame:
     "The quality report of every stored series (or one symbol's): coverage, gaps, anomalies, quarantined rows"
     store = open_store(store)
@@ -82,7 +64,7 @@ def quality_report(symbol: str | None = None, store=None,
         )
     if held.empty:
         raise NotFound(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
-    rows = [series_quality(s, t, c or 'XNYS', int(q), store, kept) for s, t, c, q in
+    rows = [(row or series_quality)(s, t, c or 'XNYS', int(q), store) for s, t, c, q in
             zip(held['symbol'], held['timeframe'], held['calendar'], held['quarantined'])]
     return pd.DataFrame(rows).set_index(['symbol', 'timeframe'])
 
