@@ -4,14 +4,20 @@
 
 # %% ../../nbs/13e_dashboards.quality.ipynb #c002
 from __future__ import annotations
+import json, os
+from pathlib import Path
 import pandas as pd
 from .common import chart, html_table, page, percent, verdict_box, when_text
 from ..errors import MlfinError
+from ..paths import home
+from ..cluster.units import code_digest, digest
 from ..data import load, observations_report, open_store, quality_report
+from ..data.reading import series_quality
+from ..data.stores import store_place
 from ..data.quality import quality_figure
 
 # %% auto #0
-__all__ = ['quality_verdict', 'observations_verdict', 'quality_page', 'readable']
+__all__ = ['quality_verdict', 'observations_verdict', 'kept_quality', 'quality_page', 'readable']
 
 # %% ../../nbs/13e_dashboards.quality.ipynb #c005
 def quality_verdict(report: pd.DataFrame) -> str:
@@ -45,6 +51,27 @@ def observations_verdict(table: pd.DataFrame) -> str:
     )
 
 
+# %% ../../nbs/13e_dashboards.quality.ipynb #c006_q1
+def kept_quality(symbol: str, timeframe: str, calendar: str, quarantined: int = 0, store=None,
+                 kept: Path | None = None, # where rows are kept; default: the home's cache (quality/)
+                ) -> dict:
+    "`series_quality`'s row, kept in `kept` beside the series' stamp: made again once the series or the code changes"
+    store = open_store(store)
+    path = Path(kept or home()/'cache'/'quality')/f"{digest(store_place(store), symbol, timeframe)}.json"   # a series'
+    stamp = digest(str(store.stamp(symbol, timeframe)), calendar, quarantined,
+                   code_digest('mlfin.data.quality', 'mlfin.data.bars', dists=('exchange_calendars', 'pandas')))
+    try: found = json.loads(path.read_bytes())
+    except (OSError, ValueError): found = {}
+    if found.get('stamp') == stamp:
+        return {k: pd.Timestamp(v) if k in ('first', 'last') else v for k, v in found['row'].items()}
+    row = series_quality(symbol, timeframe, calendar, quarantined, store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = lambda v: v.isoformat() if hasattr(v, 'isoformat') else v.item()   # times as ISO text; NumPy numbers
+    part = path.with_name(f"{path.name}.{os.getpid()}")
+    part.write_text(json.dumps({'stamp': stamp, 'row': row}, default=plain)); os.replace(part, path)   # whole or absent
+    return row
+
+
 # %% ../../nbs/13e_dashboards.quality.ipynb #c007
 def quality_page(store=None):
     """The quality report of every stored series, the coverage chart of the one picked, and every non-bar series with
@@ -59,7 +86,7 @@ def quality_page(store=None):
         "each non-bar series with the rule that says when its values became known."
     )
     try:
-        report = quality_report(store=store)
+        report = quality_report(store=store, row=kept_quality)   # a series read again only once changed
     except MlfinError as e:
         return page(
             'Data quality',

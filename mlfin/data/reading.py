@@ -11,7 +11,7 @@ from .stores import open_store
 from .quality import quality_row
 
 # %% auto #0
-__all__ = ['load', 'ls', 'quality_report', 'observations_report']
+__all__ = ['load', 'ls', 'series_quality', 'quality_report', 'observations_report']
 
 # %% ../../nbs/01q_data.reading.ipynb #c011
 def load(symbol: str,          # a symbol in the store
@@ -43,8 +43,16 @@ def ls(store=None) -> pd.DataFrame:
     return open_store(store).ls()
 
 
+# %% ../../nbs/01q_data.reading.ipynb #c011_q1
+def series_quality(symbol: str, timeframe: str, calendar: str, quarantined: int = 0, store=None) -> dict:
+    "One stored series' quality row: `quality_row` of all its bars against `calendar`"
+    return quality_row(load(symbol, timeframe, store=store), calendar, quarantined)
+
+
 # %% ../../nbs/01q_data.reading.ipynb #c011_01
-def quality_report(symbol: str | None = None, store=None) -> pd.DataFrame:
+def quality_report(symbol: str | None = None, store=None,
+                   row=None, # how a series' row is made: `series_quality`'s arguments (the pages' keeps rows)
+                  ) -> pd.DataFrame:
     "The quality report of every stored series (or one symbol's): coverage, gaps, anomalies, quarantined rows"
     store = open_store(store)
     held = store.ls()
@@ -56,7 +64,7 @@ def quality_report(symbol: str | None = None, store=None) -> pd.DataFrame:
         )
     if held.empty:
         raise NotFound(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
-    rows = [quality_row(load(s, t, store=store), c or 'XNYS', q) for s, t, c, q in
+    rows = [(row or series_quality)(s, t, c or 'XNYS', int(q), store) for s, t, c, q in
             zip(held['symbol'], held['timeframe'], held['calendar'], held['quarantined'])]
     return pd.DataFrame(rows).set_index(['symbol', 'timeframe'])
 
