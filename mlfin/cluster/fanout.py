@@ -13,7 +13,8 @@ from ..progress import step
 from .where import client
 
 # %% auto #0
-__all__ = ['RUN_ENV', 'fan_out', 'run_env', 'as_the_run', 'on_worker', 'capped_threads', 'shipped', 'symbol_rows']
+__all__ = ['RUN_ENV', 'fan_out', 'costliest_first', 'run_env', 'as_the_run', 'on_worker', 'capped_threads', 'shipped',
+           'symbol_rows']
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c005
 def fan_out(task: str,                    # the task at work, for progress (features, train, tune, backtest)
@@ -23,6 +24,9 @@ def fan_out(task: str,                    # the task at work, for progress (feat
             # called as finished(unit, result) as each unit finishes (`units.reuse` keeps it: a run cut short keeps what
             # it had done)
             finished: Callable | None = None,
+            # unit -> its expected cost (any unit: rows x a family's `cost`): on a cluster the costliest start first, so
+            # the last to finish is a short one (results still in `calls`' order)
+            cost: dict[str, float] | None = None,
            ) -> dict[str, Any]:
     """`fn(*args)` for every unit, in `calls`' order, in this process or on the run's cluster; the first failure raised
     as it was"""
@@ -34,20 +38,32 @@ def fan_out(task: str,                    # the task at work, for progress (feat
     from distributed import as_completed
     token = uuid.uuid4().hex[:8]
     carried = run_env()
-    futures = {
-        found.submit(as_the_run, carried, fn, *args, key=f"{task}-{unit}-{token}", pure=False): unit
-        for unit, args in calls.items()
+    order = costliest_first(calls, cost)
+    futures = {   # Dask hands out the higher priority first
+        found.submit(as_the_run, carried, fn, *calls[unit], key=f"{task}-{unit}-{token}", pure=False,
+                     priority=len(order) - i): unit
+        for i, unit in enumerate(order)
     }
     done = {}
     try:
         for i, future in enumerate(as_completed(futures, loop=found.loop)):
-            done[futures[future]] = future.result()   # a unit's own error, re-raised here with its type and line
-            if finished is not None: finished(futures[future], done[futures[future]])
+            # its last reference dropped as it is gathered: the worker forgets the result (a model's files, its rows)
+            # rather than holding every unit's until the last
+            unit = futures.pop(future)
+            done[unit] = future.result()   # a unit's own error, re-raised here with its type and line
+            if finished is not None: finished(unit, done[unit])
             # the unit that just finished, the (i + 1)-th: `step` counts the units done before the one it names (it said
             # 26/25 at the last of 25)
-            step(task, futures[future], i, len(calls))
+            step(task, unit, i, len(calls))
     finally: found.cancel([f for f in futures if not f.done()])
     return {unit: done[unit] for unit in calls}
+
+# %% ../../nbs/02b_cluster.fanout.ipynb #c005o
+def costliest_first(calls: dict[str, tuple], # unit -> fn's arguments
+                    cost: dict[str, float] | None = None, # unit -> its expected cost; None: `calls`' order
+                   ) -> list[str]:
+    "The order a cluster should start the units in: the costliest first (longest first), ties in `calls`' order"
+    return sorted(calls, key=lambda unit: -cost.get(unit, 0.0)) if cost else list(calls)
 
 # %% ../../nbs/02b_cluster.fanout.ipynb #c006
 def _serial(task: str, fn: Callable, unit: str, args: tuple, i: int, n: int, finished: Callable | None = None):

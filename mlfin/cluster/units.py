@@ -132,16 +132,21 @@ def reuse(task: str,               # the task at work: train, backtest
           keys: dict[str, str],    # unit -> the key of what decides it (`digest`)
           codec: Codec,            # how its result is kept
           root: str | Path | None = None, # where units are kept (`paths.units_dir()`); None: nothing kept or reused
+          cost: dict[str, float] | None = None, # unit -> its expected cost: the costliest started first (`fan_out`)
+          # called as finished(unit, result) as each computed unit finishes (the caller's work on it, while others run)
+          finished: Callable | None = None,
           kind: str | None = None, # what the units are, their folder under `root` (default: `task`)
          ) -> Units:
     """`fan_out(task, fn, calls)` for the units not kept under their key in `root`; the others read back; what was
     computed kept"""
-    if root is None: return Units(fan_out(task, fn, calls), [], list(calls), {})
+    if root is None: return Units(fan_out(task, fn, calls, finished=finished, cost=cost), [], list(calls), {})
     folder = Path(root)/(kind or task)
     kept = {unit: _read(folder/keys[unit]) for unit in calls}
     found = {unit: codec.load(files) for unit, files in kept.items() if files is not None}
-    # each kept as it finishes: a run cut short keeps what it had done
-    done = fan_out(task, fn, {unit: args for unit, args in calls.items() if unit not in found},
-                   finished=lambda unit, result: _keep(folder/keys[unit], codec.dump(result)))
+    def keep(unit, result):   # each kept as it finishes: a run cut short keeps what it had done
+        _keep(folder/keys[unit], codec.dump(result))
+        if finished is not None: finished(unit, result)
+    done = fan_out(task, fn, {unit: args for unit, args in calls.items() if unit not in found}, finished=keep,
+                   cost=cost)
     return Units({unit: found[unit] if unit in found else done[unit] for unit in calls}, list(found), list(done),
                  {unit: keys[unit] for unit in calls})

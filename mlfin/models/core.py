@@ -169,6 +169,9 @@ class Family:
     libraries: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()    # the modules its fit imports: a Dask worker imports them before its first unit
     baseline: bool = False           # the plain model every other must beat: comparisons test the leader against it
+    # a unit's expected seconds per 1,000 rows with its declared defaults, one thread: relative costs (measured: `make
+    # bench-scale`'s units, 5 folds and a refit, 6k rows, a busy machine); a cluster starts the costliest units first
+    cost: float = 1.0
 
 FAMILIES: dict[str, Family] = {}
 

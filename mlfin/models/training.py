@@ -10,7 +10,7 @@ from ..errors import BadInput
 from ..params import VALIDATIONS
 from ..cluster import on_worker, shipped, symbol_rows
 from ..cluster.units import Codec, code_digest, digest, frame_bytes, frame_of, reuse
-from .core import ModelSpec, Model, from_files, model_files
+from .core import ModelSpec, Model, family, from_files, model_files
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
 from ..features import inputs_of, spec_names
@@ -318,13 +318,22 @@ def train_universe(
         for symbol in by_symbol
         for spec in per_symbol[symbol]
     }
-    keys = {
+    keys = {   # none without a place to keep units: hashing every symbol's rows is the lead's work between units
         f"{symbol} {spec.name}": unit_key(by_symbol[symbol], spec, kind, splitter, seed, device, price_target, final)
         for symbol in by_symbol
         for spec in per_symbol[symbol]
+    } if units is not None else {}
+    cost = {   # expected seconds: rows x the family's cost (on a cluster the costliest start first)
+        f"{symbol} {spec.name}": len(by_symbol[symbol].X) / 1000 * family(spec.family).cost
+        for symbol in by_symbol
+        for spec in per_symbol[symbol]
     }
+    # a worker's final model (its files) made into a model as it arrives, while the other units still train
+    made = {}
+    def arrived(unit, result):
+        if isinstance(result[2], dict): made[unit] = from_files(result[2])
     # one unit a symbol's model, in process or on the run's cluster; those met before read back
-    done = reuse('train', train_one, calls, keys, TRAINED, units)
+    done = reuse('train', train_one, calls, keys, TRAINED, units, cost, arrived if final else None)
     units = done.results
     predictions, fold_rows, overall, finals = [], [], [], {}
     for symbol in by_symbol:
@@ -333,7 +342,9 @@ def train_universe(
             oos, scores, model = units[f"{symbol} {spec.name}"]
             mine.append(oos)
             fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
-            if final: finals[(symbol, spec.name)] = from_files(model) if isinstance(model, dict) else model
+            if final:
+                model = made.get(f"{symbol} {spec.name}", model)   # made as it arrived, else as trained or read back
+                finals[(symbol, spec.name)] = from_files(model) if isinstance(model, dict) else model
         # overall scores on the rows every model predicted (a sequence model has none for its first rows)
         common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
         for spec, oos in zip(per_symbol[symbol], mine):

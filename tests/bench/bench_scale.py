@@ -36,7 +36,8 @@ against what two processes can do here, measured in the same run (issue 39, item
    worker (as Dask's queue hands them out), never below the scheduler's serial time at the empty-task rate.
    The same model is first applied to the measured run itself, beside its measured wall. Every worker is
    warmed once (every model on T00, pinned to it) before the measured run, as the other contenders are. The critical path
-   (the longest unit) and the overhead the projection added are printed.
+   (the longest unit) and the overhead the projection added are printed. Then at 1m: a year of one-minute bars a
+   symbol (MINUTE_ROWS), every measured unit and the driver's time scaled by rows, on 16, 64 and 256 workers.
 
 BENCH_SCALE=quick (`make bench-all`): features over 20 symbols x 500,000 bars (10M) and training of 10 symbols x 5 models;
 both efficiency targets held as at full scale (fewer units: a unit's hand-off and the driver weigh more, the harder case).
@@ -49,6 +50,7 @@ from _targets import scale, sized, table, target  # noqa: E402
 
 N_SYMBOLS, N_BARS = int(os.environ.get('BENCH_SYMBOLS', sized(100, 20))), int(os.environ.get('BENCH_BARS', 500_000))
 TRAIN_SYMBOLS, TRAIN_BARS = int(os.environ.get('BENCH_TRAIN_SYMBOLS', sized(20, 10))), int(os.environ.get('BENCH_TRAIN_BARS', 6_000))
+MINUTE_ROWS = 97_000   # a year of one-minute bars a symbol (issue 67): the projection at 1m scales the measured units to it
 EFFICIENCY = 0.95   # target (issue 39): the two-process ceiling's seconds / ours on 2 workers, features and training
 WORKERS = 2
 SPEC = ['rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50', 'bbands_20_2', 'atr_14', 'obv', 'adx_14', 'cci_20', 'mfi_14', 'willr_14']
@@ -252,7 +254,7 @@ def project(compute: list, gap: float, driver: float, per_task: float, workers: 
             'scheduler': scheduler, 'longest': max(compute, key=lambda u: u[1])}
 
 
-def projection(units: dict, o: dict, per_task: float):
+def projection(units: dict, o: dict, per_task: float, rows: int):
     "3: the measured run checked against the model, then 500 symbols on 16 and 64 workers from the measured units, hand-off and driver"
     seconds = {unit: u[3] for unit, u in units.items()}
     measured = sorted({u.split(' ')[0] for u in units})   # fan_out's order (T00, T01 ...), each symbol's models in turn
@@ -275,6 +277,18 @@ def projection(units: dict, o: dict, per_task: float):
               f"     critical path: the longest unit, {unit}, {longest:.2f} s (with the driver, {longest + p['driver']:.1f} s: "
               f"no count of workers goes below it); the scheduler's serial time, {p['scheduler']:.1f} s, "
               f"{'binds' if p['scheduler'] > p['busy'] + p['handoff'] else 'does not bind'}", flush=True)
+    # a year of one-minute bars a symbol: each measured unit's compute and the driver's time scaled by rows (linear in
+    # rows: LightGBM, XGBoost, the LSTM and logistic regression are; a forest's n log n makes it a floor)
+    scaled = lambda symbols: [(u, t * MINUTE_ROWS / rows) for u, t in order(symbols)]
+    driver = (o['lead'] + o['trail']) * 500 / len(measured) * MINUTE_ROWS / rows
+    print(f"   at 1m ({MINUTE_ROWS:,} rows a symbol, {MINUTE_ROWS / rows:.1f}x the {rows:,} measured; units scaled by rows): "
+          f"serial compute {sum(t for _, t in scaled(500)) / 3600:,.1f} CPU-hours", flush=True)
+    for workers in (16, 64, 256):
+        p = project(scaled(500), o['gap'], driver, per_task, workers)
+        (unit, longest), added = p['longest'], p['wall'] - p['busy']
+        print(f"   500 symbols x {len(MODELS)} models at 1m on {workers} workers: {p['wall'] / 60:6.1f} min projected "
+              f"(the busiest worker's {p['count']} units {p['busy'] / 60:.1f} min + the driver {p['driver'] / 60:.1f} min; "
+              f"longest unit {unit} {longest:.0f} s)", flush=True)
 
 
 def main():
@@ -364,7 +378,7 @@ def training(per_task: float) -> bool:
     print(memory(before, after, alone), flush=True)
     print_overhead(o, per_task)
     print(flush=True)
-    projection(units, o, per_task)
+    projection(units, o, per_task, len(data) // TRAIN_SYMBOLS)
     return met
 
 

@@ -68,4 +68,4 @@ _LIGHTGBM = {
 }
 
 register(Family('lightgbm', LightGBMModel, KINDS, _LIGHTGBM, "LightGBM gradient-boosted trees (deterministic)",
-                libraries=('lightgbm',), imports=('lightgbm',)));
+                libraries=('lightgbm',), imports=('lightgbm',), cost=0.6));

@@ -252,5 +252,6 @@ register(
         "Keras 3 LSTM on windows of the inputs (JAX)",
         libraries=('keras', 'jax'),
         imports=('jax', 'keras'),
+        cost=0.35,
     )
 );

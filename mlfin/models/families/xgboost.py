@@ -79,4 +79,4 @@ _XGBOOST = {
 }
 
 register(Family('xgboost', XGBoostModel, KINDS, _XGBOOST, "XGBoost gradient-boosted trees (hist; CUDA when there)",
-                libraries=('xgboost',), imports=('xgboost',)));
+                libraries=('xgboost',), imports=('xgboost',), cost=0.4));
