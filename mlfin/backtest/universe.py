@@ -366,7 +366,8 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
 PORTFOLIO_MIN_DAYS = 20
 
 def clock_days(bars_by_symbol: dict) -> int:
-    "The UTC days any of the symbols has a bar (or a weight) on: what a portfolio on the daily clock would be valued over"
+    """The UTC days any of the symbols has a bar (or a weight) on: what a portfolio on the daily clock would be valued
+    over"""
     return int(
         pd.DatetimeIndex(
             np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])

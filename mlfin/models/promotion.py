@@ -227,7 +227,8 @@ def register_run(
     lineage: dict[str, Lineage],  # symbol -> what its versions record of how they were made
     evidence: dict[str, dict]
     | None = None,  # symbol -> the leader's verdict as its run judged it (dsr, pbo, trials, verdict, record)
-    # 'SYMBOL MODEL' -> the key of the unit that trained it (train's `units`): a version met again is not registered again
+    # 'SYMBOL MODEL' -> the key of the unit that trained it (train's `units`): a version met again is not registered
+    # again
     units: dict[str, str] | None = None,
 ) -> tuple[dict, list[dict]]:
     """Register every model of the run (one registered before with the same identity is that version, not a new one);
@@ -267,7 +268,8 @@ def register_run(
             every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank'], 'new': new})
             if row['rank'] != 1: continue
             client.set_registered_model_alias(name, 'candidate', str(version))
-            if not new and incumbent and int(incumbent['version']) == version:   # production met again: nothing to decide
+            # production met again: nothing to decide
+            if not new and incumbent and int(incumbent['version']) == version:
                 leaders[symbol] = {
                     'name': name, 'version': version, 'model': row['model'], 'production': True,
                     'decision': 'unchanged', 'reason': UNCHANGED, 'refused': '', 'held': '', 'versus': None,
