@@ -37,15 +37,9 @@ class SklearnModel(Model):
         )
 
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
-        # here, not at the top: threadpoolctl adds 33 ms to every import of mlfin.models (measured), used only in a fit
-        from threadpoolctl import threadpool_limits
         est, w = self.estimator(), row_weights(weights, rows)
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
-        # a linear baseline's BLAS on one thread: OpenBLAS's threads spin on these small products (18x the CPU of one
-        # thread for a logistic fit on 19k rows x 27 inputs, measured), with the same numbers
-        if hasattr(est, 'steps'):
-            with threadpool_limits(1, user_api='blas'):
-                est.fit(X[rows], target, **{f"{est.steps[-1][0]}__sample_weight": w})
+        if hasattr(est, 'steps'): est.fit(X[rows], target, **{f"{est.steps[-1][0]}__sample_weight": w})
         else: est.fit(X[rows], target, sample_weight=w)
         # predictions summed tree by tree in one order: the same bits every time
         if hasattr(est, 'n_jobs'): est.n_jobs = 1
