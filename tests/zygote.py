@@ -4,7 +4,7 @@ A fresh `mlfin` process spends most of a small command in imports: about 1.3 s o
 what a small `mlfin run` imports (MLflow, Ploomber, vectorbt and numba, skops, scikit-learn), of its 22 to 25 s of CPU. The suite types `mlfin` some 250 times, so each
 test worker starts this server once: it imports what the commands import, then forks a child per command, which sets the
 command's environment, folder, standard streams and arguments and runs the same entry point the `mlfin` script runs
-(`mlfin.cli:app`), then exits as an interpreter does (threads joined, atexit handlers run, streams flushed).
+(`mlfin.cli:main`), which exits as an interpreter does (threads joined, atexit handlers run, streams flushed).
 
 What a child shares with its server, and why that is safe here: the modules were imported under the suite's own environment
 (mlfin reads its settings when called, not when imported; `config.runtime_env` is applied before the imports, as every mlfin
@@ -17,7 +17,7 @@ own process.
 Protocol: a Unix socket; a request is one JSON line {args, env, cwd, stdin, stdout, stderr} (file paths); the answer is a line
 with the command's pid, then a line with its exit status (negative: the signal that ended it), as `subprocess` reports it.
 """
-import json, os, signal, socket, sys
+import json, os, signal, socket, sys, traceback
 
 PRELOAD = ('mlfin.cli', 'mlfin.pipeline', 'mlfin.ops.backup', 'mlfin.ops.restore', 'mlfin.ops.health', 'mlfin.service.app',
            'mlflow', 'mlflow.tracking', 'ploomber', 'papermill', 'vectorbt', 'skops.io', 'sklearn.linear_model', 'sklearn.ensemble',
@@ -26,7 +26,6 @@ PRELOAD = ('mlfin.cli', 'mlfin.pipeline', 'mlfin.ops.backup', 'mlfin.ops.restore
 
 def _command(request: dict, conn: socket.socket):
     "In the forked child: become the command, run it, and exit as a fresh interpreter would"
-    import atexit, threading, traceback
     conn.close()
     os.setpgrp()   # its own process group, as a command started by a shell: a test's kill of the group reaches its children
     for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP): signal.signal(s, signal.SIG_DFL)
@@ -43,22 +42,9 @@ def _command(request: dict, conn: socket.socket):
     sys.stderr = open(2, 'w', buffering=1, encoding='utf-8', errors='backslashreplace', closefd=False)
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     sys.argv = [request['argv0'], *request['args']]
-    code = 0
-    try:
-        from mlfin.cli import app
-        app(args=request['args'], prog_name='mlfin')
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 0 if e.code is None else (print(e.code, file=sys.stderr) or 1)
-    except KeyboardInterrupt: code = 130
-    except BaseException: traceback.print_exc(); code = 1
-    try:
-        threading._shutdown()   # as the interpreter does at exit: non-daemon threads joined, then the atexit handlers
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try: stream.flush()
-            except Exception: pass
-        os._exit(code & 0xFF)
+    try: from mlfin.cli import main
+    except BaseException: traceback.print_exc(); os._exit(1)
+    main(request['args'])   # exits as the `mlfin` script does, never returning here
 
 
 def _session(conn: socket.socket):

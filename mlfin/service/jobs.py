@@ -64,7 +64,7 @@ def _timeframes(params: dict) -> dict:
 def _command(params: dict) -> list[str]:
     "`mlfin run` with `params` as its options"
     args = [a for k, v in params.items() for a in (f"--{k.replace('_', '-')}", str(v))]
-    return [sys.executable, '-c', 'from mlfin.cli import app; app()', 'run', *args]
+    return [sys.executable, '-c', 'from mlfin.cli import main; main()', 'run', *args]
 
 
 # %% ../../nbs/11h_service.jobs.ipynb #c005_02
