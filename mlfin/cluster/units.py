@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np, pandas as pd
 import xxhash
 from .fanout import fan_out
+from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['digest', 'code_digest', 'Codec', 'frame_bytes', 'frame_of', 'json_bytes', 'Units', 'reuse']
@@ -82,7 +83,7 @@ class Codec:
 # %% ../../nbs/02d_cluster.units.ipynb #u015
 def frame_bytes(frame: pd.DataFrame) -> bytes:
     "A frame as Parquet bytes: its values, dtypes, index and time zone as they were"
-    out = io.BytesIO(); frame.to_parquet(out); return out.getvalue()
+    out = io.BytesIO(); write_parquet(frame, out); return out.getvalue()
 
 def frame_of(content: bytes) -> pd.DataFrame:
     "A frame from `frame_bytes`"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..errors import NotFound
 from ..paths import home
-from ..processes import atomic_write
+from ..processes import atomic_write, write_parquet
 from ..progress import step
 from .bars import BAR_COLUMNS, TIMEFRAMES, check_timeframe, fingerprint, resample
 from .samples import asset_class_of
@@ -60,7 +60,7 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     else:
         bars = resample(load(symbol, source, store=store), timeframe, calendar)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: bars.to_parquet(tmp))   # a reader never sees half a file
+        atomic_write(path, lambda tmp: write_parquet(bars, tmp))   # a reader never sees half a file
     lo, hi, closed = span(start, end)
     keep = np.ones(len(bars), dtype=bool)
     if lo is not None: keep &= bars.index >= lo

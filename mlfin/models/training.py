@@ -424,7 +424,7 @@ def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Par
     oos = oos.assign(
         label=one.y[at],
         label_return=one.realised[at],
-        label_end=one.ends.to_numpy()[at],
+        label_end=one.ends.array[at],   # zoned times as they are: to_numpy() made a Timestamp a row
         symbol=symbol,
         model=spec.name,
     )

@@ -12,6 +12,7 @@ from .drift import QUANTILE
 from .figures import columns
 from .models import Report, Watch
 from ..style import PAGE_STYLE, TABLE_STYLE, html_table
+from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['MODEL_COLUMNS', 'monitor_root', 'plain', 'input_chart', 'volatility_said', 'report_page', 'write_report',
@@ -124,11 +125,11 @@ def write_report(report: Report,
         if report.watches
         else pd.DataFrame()
     )
-    inputs.to_parquet(folder/'inputs.parquet'); series.to_parquet(folder/'series.parquet')
+    write_parquet(inputs, folder/'inputs.parquet'); write_parquet(series, folder/'series.parquet')
     (folder/'index.html').write_text(report_page(report))
     if len(inputs):
         past = pd.read_parquet(root/'history.parquet') if (root/'history.parquet').exists() else None
-        pd.concat([past, inputs.assign(at=report.at)]).to_parquet(root/'history.parquet')
+        write_parquet(pd.concat([past, inputs.assign(at=report.at)]), root/'history.parquet')
     pointer = root/f".latest.{os.getpid()}.json"
     pointer.write_text(json.dumps({'at': report.at.isoformat(), 'folder': folder.name}))
     pointer.replace(root/'latest.json')   # atomic: a reader sees the old run or the new, never half

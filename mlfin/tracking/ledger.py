@@ -15,6 +15,7 @@ import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..paths import home
 from ..data.prints import MIN_PRINTS, SAME, share
+from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'place', 'ledger_location', 'Entry', 'Check', 'Ledger', 'note_home',
@@ -280,7 +281,7 @@ def ledger_trials(found: Check, family: str) -> pd.DataFrame:
 def keep_returns(self: Ledger, returns: pd.DataFrame, # per-bar returns after costs (columns: configuration ids)
                 ) -> str:
     "Keep a run's per-bar returns in the ledger (once, by content); their digest, for the run's `trials` entry to name"
-    data = io.BytesIO(); returns.astype('float64').to_parquet(data, compression='zstd'); data = data.getvalue()
+    data = io.BytesIO(); write_parquet(returns.astype('float64'), data, compression='zstd'); data = data.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     if not self.remote: _private(Path(self.location))
     with _engine(self.location).begin() as c:

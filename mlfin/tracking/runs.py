@@ -10,6 +10,7 @@ import pandas as pd
 from ..paths import SUMMARY, home
 from .store import configured_mlflow, experiment_id
 from ..errors import BadInput, NotFound
+from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['LISTED', 'log_run', 'runs', 'attach', 'task_run', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
@@ -98,7 +99,7 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
                         kept = [
                             c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end') if c in oos
                         ]
-                        oos.loc[oos['symbol'] == symbol, kept].to_parquet(Path(folder)/'oos.parquet')
+                        write_parquet(oos.loc[oos['symbol'] == symbol, kept], Path(folder)/'oos.parquet')
                         mlflow.log_artifact(str(Path(folder)/'oos.parquet'))
                 ids[symbol] = child.info.run_id
     return ids

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from ..errors import BadInput
 from .store import configured_mlflow, experiment_id
+from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['TAG', 'FOLDER', 'LEDGER_TAG', 'record_trials', 'record_search', 'note_ledger', 'recorded_trials', 'kept_returns',
@@ -41,9 +42,9 @@ def record_trials(run_id: str,          # the run that tried them (a pipeline ru
     client = configured_mlflow().MlflowClient()
     client.set_tag(run_id, TAG, _question(question_id)); client.set_tag(run_id, 'mlfin.question_key', key)
     with tempfile.TemporaryDirectory() as folder:
-        table.to_parquet(Path(folder)/'trials.parquet')
+        write_parquet(table, Path(folder)/'trials.parquet')
         if returns is not None and len(returns.columns):
-            returns.astype('float64').to_parquet(Path(folder) / 'returns.parquet')
+            write_parquet(returns.astype('float64'), Path(folder)/'returns.parquet')
         if prints: (Path(folder)/'prints.json').write_text(json.dumps(sorted(prints)))
         client.log_artifacts(run_id, folder, FOLDER)
         return sorted(p.name for p in Path(folder).iterdir())

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from ...errors import BadInput, NotFound, Unavailable
-from ...processes import atomic_write
+from ...processes import atomic_write, write_parquet
 from ..observations import OBSERVATION_ATTRS, OBSERVATION_COLUMNS, check_frequency, check_name, parse_rule
 from .rules import check_symbol
 from .parquet_write import FULL, ParquetStore   # the class with its series' lock patched on
@@ -226,7 +226,7 @@ def write_observations(
                 if added:
                     # a new name: a reader of the old file is not disturbed
                     meta['file'] = f"observations.{secrets.token_hex(4)}.parquet"
-                    made.append(atomic_write(folder/meta['file'], lambda tmp: whole.to_parquet(tmp, index=False)))
+                    made.append(atomic_write(folder/meta['file'], lambda tmp: write_parquet(whole, tmp, index=False)))
                     if kept.get('file'): gone.append(folder/kept['file'])
                 if meta != kept:
                     renames.append((_staged(folder / RECORD, json.dumps(meta, indent=1)), folder / RECORD))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from ...errors import NotFound, Unavailable
-from ...processes import atomic_write
+from ...processes import atomic_write, write_parquet
 from .parquet import GRACE, LEGACY, MANIFEST, WRITING, ParquetStore, Parts, read_manifest, read_part
 from .parquet import save_manifest, period_keys, period_label
 from .rules import as_stored, check_symbol, not_yet_quarantined, span
@@ -222,7 +222,7 @@ def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe
         stamp = dt.datetime.now(dt.timezone.utc)
         rows = fresh.assign(source=source, ingested=stamp.isoformat(timespec='seconds'))
         path = folder/f"{stamp:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}.parquet"
-        atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))
+        atomic_write(path, lambda tmp: write_parquet(rows, tmp, index=False))
     return len(fresh)
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wmark
