@@ -172,6 +172,9 @@ class Family:
     # a unit's expected seconds per 1,000 rows with its declared defaults, one thread: relative costs (measured: `make
     # bench-scale`'s units, 5 folds and a refit, 6k rows, a busy machine); a cluster starts the costliest units first
     cost: float = 1.0
+    # modules whose import costs what the process has already loaded (skops searches every loaded module for each of the
+    # ~840 types it trusts: 0.8 CPU-s before the tasks, 2.4 at the training task, measured): a run imports them first
+    first: tuple[str, ...] = ()
 
 FAMILIES: dict[str, Family] = {}
 

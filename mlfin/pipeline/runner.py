@@ -4,7 +4,7 @@
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime as dt, hashlib, json, os, re, socket, sys
+import contextlib, datetime as dt, hashlib, importlib, json, os, re, socket, sys
 from pathlib import Path
 from .engine import in_process
 from .spec import TASKS, prepared, quiet_ploomber, read_pipeline, set_task_params, sources_digest
@@ -15,7 +15,7 @@ from ..processes import exclusive, alive, atomic_write
 from ..params import RunConfig, run_config, task_config, task_fields
 from .. import data, features
 from ..features.labels import LABELS
-from ..models.core import MODELS_FILE, choose_models, for_groups, resolve_device, task_models
+from ..models.core import MODELS_FILE, choose_models, family, for_groups, resolve_device, task_models
 from ..features.compute import series_named
 from ..features.known import observation_stamps, series_read
 from ..cluster.worker import tune_allocator
@@ -143,6 +143,12 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         stamp = run_dir(values['home'])/'.build-stamp.json'
         if not force and _up_to_date(stamp, root, values):
             publish(run_dir(values['home'])/'reports', Path(values['reports'])); attempt['ran'] = []; return Ran()
+        # what the models' families import first (`Family.first`), before Ploomber and the tasks' libraries make it
+        # dearer
+        for name in dict.fromkeys(
+            m for spec in json.loads(values['models']).values() for m in family(spec['family']).first
+        ):
+            importlib.import_module(name)
         from ploomber.constants import TaskStatus
         from ploomber.exceptions import DAGBuildError
         dag = _dag(root, values)

@@ -73,8 +73,12 @@ _FOREST = {'n_estimators': HP(100, 50, 800, log=True, min=1), 'max_depth': HP(6,
            'max_samples': HP(0.5, 0.2, 1.0, min=0.01, max=1.0), 'n_jobs': HP(2, min=1)}
 
 _SKLEARN = ('scikit-learn', 'skops')   # fitted with scikit-learn, saved with skops
+_SAVER = ('skops.io',)
 _BASELINE = dict(
-    libraries=_SKLEARN, imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing'), baseline=True
+    libraries=_SKLEARN,
+    imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing', *_SAVER),
+    first=_SAVER,
+    baseline=True,
 )
 
 register(
@@ -99,7 +103,8 @@ register(
         "scikit-learn random forest",
         libraries=_SKLEARN,
         cost=1.7,
-        imports=('sklearn.ensemble',),
+        imports=('sklearn.ensemble', *_SAVER),
+        first=_SAVER,
     )
 )
 
