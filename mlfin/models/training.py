@@ -19,8 +19,8 @@ from ..features.labels import uniqueness_weights
 
 # %% auto #0
 __all__ = ['CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'TRAIN_LIBRARIES', 'TRAINED', 'make_splitter', 'SymbolData', 'symbol_data',
-           'check_folds', 'forecast_terms', 'cross_predict', 'Training', 'train_universe', 'unit_data', 'train_one',
-           'unit_key', 'leader_predictions', 'save_finals', 'training_record']
+           'check_folds', 'forecast_terms', 'cross_predict', 'Finals', 'Training', 'train_universe', 'unit_data',
+           'train_one', 'unit_key', 'leader_predictions', 'save_finals', 'training_record']
 
 # %% ../../nbs/06i_models.training.ipynb #c006
 CV = tuple(VALIDATIONS)   # declared once, with whether each gives a tradeable record, in `mlfin.config`
@@ -241,6 +241,23 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
         )
     return out, scores
 
+# %% ../../nbs/06i_models.training.ipynb #c014f
+class Finals(dict):
+    """(symbol, model) -> the final model. One that came as its saved files (a worker's result, a kept unit read back)
+    stays so until it is asked for, then is loaded once (`from_files`): a run writes the files as they are
+    (`save_finals`), and only a notebook that predicts with a model loads it"""
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        if isinstance(value, dict): value = from_files(value); super().__setitem__(key, value)
+        return value
+    def get(self, key, default=None): return self[key] if key in self else default
+    def values(self): return [self[k] for k in self]
+    def items(self): return [(k, self[k]) for k in self]
+    def files(self, key) -> dict[str, bytes] | None:
+        "The model's saved files if it has not been loaded (None once it is a model)"
+        value = super().__getitem__(key)
+        return value if isinstance(value, dict) else None
+
 # %% ../../nbs/06i_models.training.ipynb #c014
 @dataclass
 class Training:
@@ -251,7 +268,7 @@ class Training:
     predictions: pd.DataFrame
     folds: pd.DataFrame       # scores per symbol, model and fold
     leaderboard: pd.DataFrame # overall out-of-sample scores per symbol and model, best first
-    finals: dict = field(default_factory=dict) # (symbol, model) -> a Model refitted on every labelled row
+    finals: Finals = field(default_factory=Finals) # (symbol, model) -> a Model refitted on every labelled row
     columns: dict = field(default_factory=dict) # symbol -> input columns, in the order the models take them
     primary: str = 'auc'      # the score the leaderboard ranks by
     # (symbol, model) -> input columns of a variant trained without feature groups
@@ -328,23 +345,18 @@ def train_universe(
         for symbol in by_symbol
         for spec in per_symbol[symbol]
     }
-    # a worker's final model (its files) made into a model as it arrives, while the other units still train
-    made = {}
-    def arrived(unit, result):
-        if isinstance(result[2], dict): made[unit] = from_files(result[2])
     # one unit a symbol's model, in process or on the run's cluster; those met before read back
-    done = reuse('train', train_one, calls, keys, TRAINED, units, cost, arrived if final else None)
+    done = reuse('train', train_one, calls, keys, TRAINED, units, cost)
     units = done.results
-    predictions, fold_rows, overall, finals = [], [], [], {}
+    predictions, fold_rows, overall, finals = [], [], [], Finals()
     for symbol in by_symbol:
         mine = []
         for spec in per_symbol[symbol]:
             oos, scores, model = units[f"{symbol} {spec.name}"]
             mine.append(oos)
             fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
-            if final:
-                model = made.get(f"{symbol} {spec.name}", model)   # made as it arrived, else as trained or read back
-                finals[(symbol, spec.name)] = from_files(model) if isinstance(model, dict) else model
+            # as trained here, or its files as a worker sent them or a kept unit held them
+            if final: finals[(symbol, spec.name)] = model
         # overall scores on the rows every model predicted (a sequence model has none for its first rows)
         common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
         for spec, oos in zip(per_symbol[symbol], mine):
@@ -481,7 +493,7 @@ def save_finals(training: Training,  # `train_universe`'s result
     "Every final model under folder/SYMBOL/MODEL in its native format; the folders written"
     import shutil
     from pathlib import Path
-    from mlfin.models.core import save_model   # here, not at the top: importing mlfin.models.core imports this module
+    from mlfin.models.core import save_files, save_model   # here: importing mlfin.models.core imports this module
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     meta = {
@@ -493,16 +505,12 @@ def save_finals(training: Training,  # `train_universe`'s result
     names = lambda model: spec_names(
         {g: n for g, n in attrs['groups'].items() if g not in training.without.get(model, ())}
     )  # the features it takes
-    return [
-        save_model(
-            model,
-            folder / symbol / name,
-            name,
-            training.inputs(symbol, name),
-            {'symbol': symbol, 'features': names(name), **meta},
-        )
-        for (symbol, name), model in training.finals.items()
-    ]
+    def save(symbol, name):   # a model still in its files written as they are, never loaded to be saved again
+        files = training.finals.files((symbol, name)) if isinstance(training.finals, Finals) else None
+        where, extra = folder/symbol/name, {'symbol': symbol, 'features': names(name), **meta}
+        if files: return save_files(files, where, name, training.inputs(symbol, name), extra)
+        return save_model(training.finals[(symbol, name)], where, name, training.inputs(symbol, name), extra)
+    return [save(symbol, name) for symbol, name in training.finals]
 
 # %% ../../nbs/06i_models.training.ipynb #c026r_i
 def _identity(spec: ModelSpec) -> dict:
