@@ -345,20 +345,11 @@ def train_universe(
         for symbol in by_symbol
         for spec in per_symbol[symbol]
     }
-    # one unit a symbol's model, in process or on the run's cluster; those met before read back
-    done = reuse('train', train_one, calls, keys, TRAINED, units, cost)
-    units = done.results
-    predictions, fold_rows, overall, finals = [], [], [], Finals()
-    for symbol in by_symbol:
-        mine = []
-        for spec in per_symbol[symbol]:
-            oos, scores, model = units[f"{symbol} {spec.name}"]
-            mine.append(oos)
-            fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
-            # as trained here, or its files as a worker sent them or a kept unit held them
-            if final: finals[(symbol, spec.name)] = model
-        # overall scores on the rows every model predicted (a sequence model has none for its first rows)
+    def symbol_scores(symbol: str, results: dict) -> list[dict]:
+        "A symbol's overall scores, on the rows every one of its models predicted (a sequence model has none at first)"
+        mine = [results[f"{symbol} {spec.name}"][0] for spec in per_symbol[symbol]]
         common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
+        rows = []
         for spec, oos in zip(per_symbol[symbol], mine):
             kept = oos[common.reindex(oos.index).to_numpy()]
             terms = forecast_terms(
@@ -368,21 +359,29 @@ def train_universe(
                 by_symbol[symbol].span,
                 price_target,
             )
-            overall.append(
-                {
-                    'symbol': symbol,
-                    'model': spec.name,
-                    'family': spec.family,
-                    **score(
-                        kind,
-                        kept['label'].to_numpy(),
-                        kept['prediction'].to_numpy(),
-                        kept['label_return'].to_numpy(),
-                        **terms,
-                    ),
-                }
-            )
-        predictions += mine
+            scores = score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(),
+                           kept['label_return'].to_numpy(), **terms)
+            rows.append({'symbol': symbol, 'model': spec.name, 'family': spec.family, **scores})
+        return rows
+    symbol_of = {f"{symbol} {spec.name}": symbol for symbol in by_symbol for spec in per_symbol[symbol]}
+    arrived, scored = {}, {}
+    def finished(unit, result):   # a symbol scored once its models are all in, while a cluster's workers train others
+        arrived[unit] = result
+        symbol = symbol_of[unit]
+        if all(f"{symbol} {spec.name}" in arrived for spec in per_symbol[symbol]):
+            scored[symbol] = symbol_scores(symbol, arrived)
+    # one unit a symbol's model, in process or on the run's cluster; those met before read back
+    done = reuse('train', train_one, calls, keys, TRAINED, units, cost, finished)
+    units = done.results
+    predictions, fold_rows, overall, finals = [], [], [], Finals()
+    for symbol in by_symbol:
+        for spec in per_symbol[symbol]:
+            oos, scores, model = units[f"{symbol} {spec.name}"]
+            predictions.append(oos)
+            fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
+            # as trained here, or its files as a worker sent them or a kept unit held them
+            if final: finals[(symbol, spec.name)] = model
+        overall += scored[symbol] if symbol in scored else symbol_scores(symbol, units)   # units read back: here
     out = pd.concat(predictions)
     if kind == 'classifier': out['prob_up'] = out['prediction']
     primary = PRIMARY[kind]
