@@ -4,7 +4,7 @@
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c003
 from __future__ import annotations
-import math, sys
+import math, sys, threading
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from ..config import apply_runtime_env
@@ -31,15 +31,18 @@ FILL_RULES = (
     "and sells at the last bar's open, with the same costs."
 )
 
+_IMPORTING = threading.Lock()
+
 def _vbt():
     apply_runtime_env()
     # vectorbt imports ccxt for a type hint alone (vectorbt/data/custom.py): 0.4 CPU-s and 44 MiB of each process that
     # backtests, measured. Hidden while vectorbt loads (the hint falls back to Any); `import ccxt` works as before.
-    hide = 'vectorbt' not in sys.modules and 'ccxt.base.exchange' not in sys.modules
-    if hide: sys.modules['ccxt.base.exchange'] = None
-    try: import vectorbt
-    finally:
-        if hide: del sys.modules['ccxt.base.exchange']
+    with _IMPORTING:   # one thread at a time (a worker of many threads backtests several books at once)
+        hide = 'vectorbt' not in sys.modules and 'ccxt.base.exchange' not in sys.modules
+        if hide: sys.modules['ccxt.base.exchange'] = None
+        try: import vectorbt
+        finally:
+            if hide and sys.modules.get('ccxt.base.exchange', 0) is None: del sys.modules['ccxt.base.exchange']
     from vectorbt.utils import checks
     if not getattr(checks, '_mlfin_index_as_is', False):
         # vectorbt checks a result's shape against its index through np.asarray(index), which under pandas 3 turns a

@@ -12,7 +12,7 @@ from .app import DASHBOARD_PORT, app, fail
 from . import research, data, service, people, ops, tracking   # each registers its commands on app
 
 # %% ../../nbs/14_cli.ipynb #c003m
-import atexit, ctypes, os, sys, threading, traceback
+import atexit, ctypes, os, sys, threading
 
 def main(args: list[str] | None = None):  # the command's arguments (None: the process's own)
     """The `mlfin` command (its console script, and each command the tests' forked server runs): `app`, then the process
@@ -25,13 +25,11 @@ def main(args: list[str] | None = None):  # the command's arguments (None: the p
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 0 if e.code is None else (print(e.code, file=sys.stderr) or 1)
     except KeyboardInterrupt: code = 130
-    except BaseException: traceback.print_exc(); code = 1
-    try:
-        threading._shutdown()   # as the interpreter does at exit: non-daemon threads joined, then the atexit handlers
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try: stream.flush()
-            except Exception: pass
-        ctypes.CDLL(None).fflush(None)   # and what a C library (LightGBM, DuckDB) left in its stdio buffers
-        os._exit(code & 0xFF)
+    except BaseException: sys.excepthook(*sys.exc_info()); code = 1   # Typer's or the user's hook, as at exit
+    # as the interpreter does at exit: non-daemon threads joined, then the atexit handlers (each step even when the one
+    # before was interrupted), the streams flushed, Python's and a C library's (LightGBM, DuckDB)
+    for step in (threading._shutdown, atexit._run_exitfuncs, sys.stdout.flush, sys.stderr.flush,
+                 lambda: ctypes.CDLL(None).fflush(None)):
+        try: step()
+        except BaseException: pass
+    os._exit(code & 0xFF)

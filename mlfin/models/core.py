@@ -488,6 +488,7 @@ def save_files(files: dict[str, bytes],  # a saved model's files (`model_files`:
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
         if file != 'model.json': (folder/Path(file).name).write_bytes(content)
-    manifest.update({'name': name or manifest['family'], 'inputs': list(inputs or []), **(extra or {})})
+    manifest.update({'name': name or manifest['family'], 'inputs': list(inputs or []), **(extra or {}),
+                     'saved': datetime.now(timezone.utc).isoformat(timespec='seconds')})
     (folder/'model.json').write_text(json.dumps(manifest, indent=1, default=str))
     return folder

@@ -250,6 +250,10 @@ class Finals(dict):
         value = super().__getitem__(key)
         if isinstance(value, dict): value = from_files(value); super().__setitem__(key, value)
         return value
+    def __iter__(self): return super().__iter__()   # so dict(finals) and {**finals} go through __getitem__ too
+    def __repr__(self):
+        return f"Finals({', '.join(f'{s}:{m}' + (' (files)' if self.files((s, m)) else '') for s, m in self)})"
+    def copy(self): return Finals(super().items())
     def get(self, key, default=None): return self[key] if key in self else default
     def values(self): return [self[k] for k in self]
     def items(self): return [(k, self[k]) for k in self]
@@ -369,7 +373,9 @@ def train_universe(
         arrived[unit] = result
         symbol = symbol_of[unit]
         if all(f"{symbol} {spec.name}" in arrived for spec in per_symbol[symbol]):
-            scored[symbol] = symbol_scores(symbol, arrived)
+            # a failure here must not stop the others: the symbol is scored again below, where it raises
+            try: scored[symbol] = symbol_scores(symbol, arrived)
+            except Exception: pass
     # one unit a symbol's model, in process or on the run's cluster; those met before read back
     done = reuse('train', train_one, calls, keys, TRAINED, units, cost, finished)
     units = done.results
@@ -456,8 +462,20 @@ def unit_key(data: SymbolData, spec: ModelSpec, kind: str, splitter: PurgedSplit
              device: str = 'cpu', price_target: bool = False, final: bool = True) -> str:
     """What decides a symbol's model (`train_one`): its rows (inputs, labels, their ends, weights), the model's family
     and values, the folds, the seed, where it trains, and the code and libraries that train it"""
-    return digest(data, spec.name, spec.family, spec.params, spec.without, kind, repr(splitter), seed, device,
-                  price_target, final, code_digest('mlfin.models', 'mlfin.cluster.fanout', dists=TRAIN_LIBRARIES))
+    return digest(
+        data,
+        spec.name,
+        spec.family,
+        spec.params,
+        spec.without,
+        kind,
+        repr(splitter),
+        seed,
+        device,
+        price_target,
+        final,
+        code_digest('mlfin.models', 'mlfin.cluster.fanout', dists=TRAIN_LIBRARIES + family(spec.family).libraries),
+    )
 
 # %% ../../nbs/06i_models.training.ipynb #c014_kc
 def _kept(result: tuple) -> dict[str, bytes]:

@@ -148,7 +148,8 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         for name in dict.fromkeys(
             m for spec in json.loads(values['models']).values() for m in family(spec['family']).first
         ):
-            importlib.import_module(name)
+            try: importlib.import_module(name)
+            except ImportError as e: raise Unavailable(f"{name}, which the run's models need: {e}") from None
         from ploomber.constants import TaskStatus
         from ploomber.exceptions import DAGBuildError
         dag = _dag(root, values)
