@@ -163,6 +163,7 @@ def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
         # writers take turns, the first one's table made first
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
         _META.create_all(c)
+        if self.remote: _append_only(c, self.location)
         last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)).first()
         if last is None:   # the first append begins the ledger
             _insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))
@@ -174,6 +175,24 @@ def _insert(c, seq: int, prev: str, kind: str, family: str, body: str) -> Entry:
     e = Entry(seq, recorded, kind, family, body, prev, _hash(prev, seq, recorded, kind, family, body))
     c.execute(sa.insert(_ENTRIES).values(**e.__dict__))
     return e
+
+# %% ../../nbs/05e_tracking.ledger.ipynb #c013g
+_GUARDED: set[str] = set()   # the PostgreSQL ledgers this process has seen guarded
+
+def _append_only(c, location: str):
+    """Make PostgreSQL itself refuse to change or remove a ledger entry or a kept return: a trigger on each table
+    raises on UPDATE, DELETE and TRUNCATE, whoever asks, the tables' owner included (a member's `DELETE ... WHERE
+    seq=10`, a script's `UPDATE`). Appends pass. Made when missing, under the append's lock"""
+    if location in _GUARDED: return
+    c.execute(sa.text(f"""
+        CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the trial ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME; END $$"""))
+    for table in (TABLE, f"{TABLE}_returns"):
+        c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_rows BEFORE UPDATE OR DELETE ON {table} "
+                          f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()"))
+        c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_truncate BEFORE TRUNCATE ON {table} "
+                          f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"))
+    _GUARDED.add(location)
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c016
 @patch
