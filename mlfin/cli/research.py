@@ -23,6 +23,7 @@ from ..pipeline.spec import own_tasks, read_pipeline, set_task_params
 from ..service.settings import ServiceSettings, validation_line
 from ..processes import run_server
 from ..tracking import run_table, compare_runs, fetch_run, find_run, record_search, using
+from ..report.verdicts import judged
 from ..features.labels import label_entry
 from ..cluster import running
 from ..models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES
@@ -263,16 +264,18 @@ app.add_typer(runs_app, name='runs')
 @runs_app.callback(invoke_without_command=True)
 def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (integer)")):
     """Recent runs, pipeline runs and notebooks' experiments (kind, name), a line per run and symbol: label, horizon,
-    validation, models, leader, AUC or IC, Sharpe, DSR, PBO, verdict"""
+    validation, models, leader, AUC or IC, Sharpe, and the trials, DSR, PBO and verdict the trial ledger filed (then
+    and now); below, where MLflow's figures disagree with the ledger's"""
     if ctx.invoked_subcommand: return
     import pandas as pd
-    table = run_table(limit)
+    table = judged(run_table(limit))
     if table.empty:
         typer.echo("no runs yet: `mlfin run` records one (and `mlfin.report.record_experiment` a notebook's)")
         return
     with pd.option_context('display.width', 250, 'display.max_columns', 30, 'display.max_colwidth', 60):
-        typer.echo(table.round(3).to_string(index=False))
-
+        typer.echo(table.drop(columns='record').round(3).to_string(index=False))
+    for record, rows in table[table['record'] != ''].groupby('record', sort=False):   # each said once, with its rows
+        typer.echo(f"{', '.join(rows['run'] + ' ' + rows['symbol'].fillna(''))}: {record}")
 
 # %% ../../nbs/14c_cli.research.ipynb #c012_00
 @runs_app.command('compare')

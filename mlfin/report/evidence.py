@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 import pandas as pd
+import numpy as np
+from ..backtest import stats
+from ..backtest.tearsheet import verdict_word
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
 from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, place
@@ -14,7 +17,8 @@ from ..tracking.ledger import trials_body
 from ..tracking.trials import kept_returns, note_ledger, question_prints, question_runs, recorded_trials
 
 # %% auto #0
-__all__ = ['EARLIER', 'ADOPT', 'question_of', 'afresh_from', 'lineage', 'earlier_trials', 'keep_evidence', 'lost_runs', 'adopt',
+__all__ = ['EARLIER', 'ADOPT', 'COUNTED', 'question_of', 'afresh_from', 'lineage', 'earlier_trials', 'keep_evidence',
+           'counted_record', 'moved_questions', 'counted_now', 'filed_verdicts', 'lost_runs', 'adopt',
            'earlier_returns']
 
 # %% ../../nbs/08c_report.evidence.ipynb #c005
@@ -156,29 +160,108 @@ def keep_evidence(book: Ledger,
                   returns: dict[str, pd.DataFrame] | None = None,
                   # ledgers this run found lost (`earlier_trials`' record): named in this one, once
                   replaced: list[str] | None = None,
+                  # given the ledger as read inside the append: symbol -> its verdict counted there (`counted_record`),
+                  # filed in its trials entry
+                  counted: Callable[[Check], dict[str, dict]] | None = None,
                  ) -> str:
-    """Append each symbol's new prints and trials to the ledger (and the ledgers it found lost), note its head on each
-    symbol's MLflow run and in the home; the head"""
-    before = book.check()
-    named = {(e.family, e.content.get('symbol')) for e in before.entries if e.kind == 'series'}
-    named_lost = {before.id} | {i for e in before.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
-    # the ledger remembers what it replaced, for every home and run after
-    if new_losses := sorted(set(replaced or []) - named_lost):
-        book.append('reset', '', {'replaced': new_losses})
-    for symbol, (question, new) in asked.items():
-        if new or (question.id, symbol) not in named:
-            book.append(
-                'series',
-                question.id,
-                {'symbol': symbol, 'timeframe': question.timeframe, **(bars or {}).get(symbol, {}), 'prints': new},
-            )
-        kept = (returns or {}).get(symbol)
-        digest = book.keep_returns(kept) if kept is not None and len(kept.columns) else ''
-        book.append('trials', question.id, trials_body(runs[symbol], question.key, symbol, tables[symbol], digest))
-    head = book.check().head
+    """Append each symbol's new prints and trials to the ledger (and the ledgers it found lost) in one transaction,
+    with the verdict each counted on the ledger read in it; note its head on each symbol's MLflow run and in the home;
+    the head"""
+    kept = {s: r for s, r in (returns or {}).items() if r is not None and len(r.columns)}
+    digests = {s: book.keep_returns(r) for s, r in kept.items()}   # by content, before: another run's may be the same
+
+    def make(now: Check) -> list[tuple[str, str, dict]]:
+        named = {(e.family, e.content.get('symbol')) for e in now.entries if e.kind == 'series'}
+        named_lost = {now.id} | {i for e in now.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
+        # the ledger remembers what it replaced, for every home and run after
+        made = [('reset', '', {'replaced': lost})] if (lost := sorted(set(replaced or []) - named_lost)) else []
+        said = counted(now) if counted else {}
+        for symbol, (question, new) in asked.items():
+            if new or (question.id, symbol) not in named:
+                made.append(('series', question.id, {'symbol': symbol, 'timeframe': question.timeframe,
+                                                     **(bars or {}).get(symbol, {}), 'prints': new}))
+            body = trials_body(runs[symbol], question.key, symbol, tables[symbol], digests.get(symbol, ''))
+            made.append(('trials', question.id, body | ({'counted': said[symbol]} if symbol in said else {})))
+        return made
+
+    now, made = book.extend(make)
+    head = f"{now.id}:{made[-1].seq}:{made[-1].hash}"
     for symbol in asked: note_ledger(runs[symbol], head)
     note_home(head, book.location)
     return head
+
+# %% ../../nbs/08c_report.evidence.ipynb #c0aaa921
+# a verdict's figures a trials entry files (the leader's `skill`): enough to say it again and to count it anew
+COUNTED = ('sr', 'n', 'skew', 'kurtosis', 'psr', 'dsr', 'trials', 'run_trials', 'per_model', 'sr_variance',
+           'sr_variance_floor')
+
+def counted_record(m: dict,          # a symbol's metrics, weighed on its question (`report.publish.weigh_questions`)
+                   tradeable: bool,  # its validation is a trading record
+                   at: int,          # the ledger's length it was counted on
+                  ) -> dict:
+    """What a run's `trials` entry files of its verdict: the figures it rests on (a book `verdict_word` reads), its
+    words, and the ledger's length it was counted on"""
+    s, pbo, q = m['skill'], m.get('pbo'), m['skill'].get('question') or {}
+    return {
+        'skill': {**{k: s.get(k) for k in COUNTED}, 'question': {k: q.get(k) for k in ('since', 'left_out')},
+                  'record': {'problem': (s.get('record') or {}).get('problem', '')}},
+        'pbo': None if pbo is None else {'pbo': pbo.get('pbo')},
+        'strategy': {'trades': (m.get('strategy') or {}).get('trades')},
+        'tradeable': bool(tradeable),
+        'verdict': verdict_word(m, tradeable),
+        'at': int(at),
+    }
+
+def moved_questions(read: Check,  # the ledger as the run first read it
+                    now: Check,   # the ledger as read inside the run's append
+                    questions: dict[str, str], # symbol -> its question's id
+                   ) -> list[str]:
+    """The symbols whose question got trials (or lost ledgers) between the two readings: a colleague's run filed them;
+    every symbol when the ledger is another one now"""
+    fresh = now.entries if now.id != read.id else now.entries[read.length:]
+    if any(e.kind == 'reset' for e in fresh): return list(questions)
+    filed = {e.family for e in fresh if e.kind == 'trials'}
+    return [s for s, q in questions.items() if q in filed]
+
+# %% ../../nbs/08c_report.evidence.ipynb #7d4cead2
+def _tally(found: Check, entries: list, family: str, since) -> pd.DataFrame:
+    frame = ledger_trials(Check(found.location, found.id, entries), family)
+    return frame[frame['recorded'] >= pd.Timestamp(since)] if since and len(frame) else frame
+
+def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry`)
+                found: Check,   # the ledger as read now
+               ) -> dict | None:
+    """A filed verdict then and now: its count, DSR and words as filed, and again with the trials filed on its question
+    after it (their Sharpe ratios in the spread); None for an entry that filed no verdict"""
+    said = entry.content.get('counted')
+    if not said: return None
+    s = said['skill']
+    since, per = s['question'].get('since'), int(s['per_model'] or 1)
+    then, now = (_tally(found, found.entries[:entry.seq], entry.family, since),
+                 _tally(found, found.entries, entry.family, since))
+    added = (trial_count(now, per) if len(now) else 0) - (trial_count(then, per) if len(then) else 0)
+    out = {'trials_then': s['trials'], 'dsr_then': s['dsr'], 'verdict_then': said['verdict'], 'at': said['at'],
+           'pbo': (said.get('pbo') or {}).get('pbo'),
+           'trials_now': s['trials'], 'dsr_now': s['dsr'], 'verdict_now': said['verdict']}
+    if added <= 0 or not isinstance(s['trials'], (int, float)): return out
+    latest = now.drop_duplicates('configuration', keep='last')
+    sharpes = latest.loc[latest['kind'] == 'configuration', 'sharpe'].dropna()
+    spread = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else float('nan')
+    floor = s['sr_variance_floor'] if s['sr_variance_floor'] is not None else s['sr_variance']
+    variance = max(spread, floor) if np.isfinite(spread) else s['sr_variance']
+    trials = int(s['trials'] + added)
+    dsr = stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], trials, variance)
+    again = {**said, 'skill': {**s, 'trials': trials, 'dsr': dsr, 'sr_variance': variance}}
+    return out | {'trials_now': trials, 'dsr_now': dsr, 'verdict_now': verdict_word(again, said['tradeable'])}
+
+def filed_verdicts(found: Check,       # the ledger as read now
+                   sources: list[str], # runs (a symbol's MLflow run: its trials' source)
+                  ) -> dict[str, dict]:
+    "Each run's verdict as its last trials entry filed it, then and now (`counted_now`): source -> record"
+    last = {
+        e.content['source']: e for e in found.entries if e.kind == 'trials' and e.content.get('source') in set(sources)
+    }
+    return {s: c for s, e in last.items() if (c := counted_now(e, found)) is not None}
 
 # %% ../../nbs/08c_report.evidence.ipynb #c016
 def lost_runs(found: Check) -> dict[str, pd.DataFrame]:

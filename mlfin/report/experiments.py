@@ -19,7 +19,7 @@ from ..models.training import Training, training_record
 from ..tracking.ledger import Ledger
 from ..tracking.runs import attach, log_run
 from .products import write_json
-from .publish import file_trials, weigh_questions
+from .publish import Weighing, file_trials, recount
 
 # %% auto #0
 __all__ = ['EXPERIMENT', 'Experiment', 'record_experiment']
@@ -100,17 +100,29 @@ def record_experiment(
     )
     trading = copy.deepcopy(backtests.metrics)   # weighed in place: the notebook's own result stays as it was
     manifest, book = [_described(s, bars[s]) for s in symbols], Ledger()
-    weighed = weigh_questions(
-        params, manifest, train, trading, backtests.grid, backtests.curves, {s: bars[s]['close'] for s in symbols},
-        book.check(), symbol_choices=windows,
-    )
     tradeable = VALIDATIONS[params['cv']].tradeable
+    weighing = Weighing(
+        dict(
+            params=params,
+            manifest=manifest,
+            train=train,
+            grid=backtests.grid,
+            curves=backtests.curves,
+            closes={s: bars[s]['close'] for s in symbols},
+            symbol_choices=windows,
+        ),
+        trading,
+        book.check(),
+        tradeable,
+    )
     ids = log_run(
         params, manifest, train['metrics'], trading, best=leaders, leaderboard=training.leaderboard,
         tags={s: {'verdict': verdict_word(trading[s], tradeable)} for s in symbols}, kind='notebook', name=name,
     )
-    head = file_trials(book, weighed, ids, trading, {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')}
-                                                     for m in manifest})
+    head = file_trials(
+        book, weighing, ids, {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in manifest}
+    )
+    recount(ids, trading, weighing)   # a colleague's run on a question meanwhile: the figures counted at the append
     done = Experiment(
         name, ids['parent'], {s: ids[s] for s in symbols},
         {s: m for s, m in trading.items() if s in symbols or s == PORTFOLIO}, tradeable, head,

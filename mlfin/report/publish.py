@@ -4,7 +4,8 @@
 
 # %% ../../nbs/08d_report.publish.ipynb #c003
 from __future__ import annotations
-import functools, os
+import copy, functools, os
+from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from ..params import VALIDATIONS, task_params, task_values
@@ -15,7 +16,8 @@ from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, 
 from ..backtest.trials import run_trials
 from ..tracking.ledger import Check, Ledger
 from ..tracking.trials import question_prints, record_trials
-from .evidence import earlier_returns, earlier_trials, keep_evidence, question_of
+from .evidence import counted_record, earlier_returns, earlier_trials, keep_evidence, moved_questions
+from .evidence import question_of
 from .products import load_run, read_json, summary, write_json
 from .tables import group_said, run_header
 from .. import backtest, tracking
@@ -24,7 +26,7 @@ from ..models.metrics import forecast_record
 from ..features.labels import label_entry
 
 # %% auto #0
-__all__ = ['weigh_questions', 'publish_run', 'evidence', 'file_trials']
+__all__ = ['weigh_questions', 'weigh_portfolio', 'Weighing', 'publish_run', 'evidence', 'file_trials', 'recount']
 
 # %% ../../nbs/08d_report.publish.ipynb #c83941a22
 def _confidence_set(train: dict) -> dict[str, dict]:
@@ -56,6 +58,7 @@ def weigh_questions(
     since: str = '',  # --trials-since: count only trials recorded from this date
     # symbol -> choices of its own (a notebook's window of each symbol's bars)
     symbol_choices: dict[str, dict] | None = None,
+    only: list[str] | None = None,  # these symbols alone, the portfolio left as it is (weighed again: `reweigh`)
 ) -> dict[str, tuple]:
     """Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio
     summed; symbol -> (question, new prints, trials, returns, prints) to record"""
@@ -69,6 +72,7 @@ def weigh_questions(
     timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
     stored = functools.cache(question_prints)   # read once, and only if some symbol's bars are new to the ledger
     for symbol, leader in train['best'].items():
+        if only is not None and symbol not in only: continue
         m, book = trading[symbol], curves[curves['symbol'] == symbol]
         question, new, prints = question_of(
             found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'], stored
@@ -107,12 +111,53 @@ def weigh_questions(
         )
         if symbol in sets: m['confidence_set'] = sets[symbol]
         weighed[symbol] = (question, new, mine, kept, prints)
-    if PORTFOLIO in trading:
-        trading[PORTFOLIO]['skill'] = portfolio_skill(trading[PORTFOLIO], {s: trading[s] for s in weighed})
-        broken = [trading[s]['skill']['record'] for s in weighed if trading[s]['skill']['record']['problem']]
-        # a book summed over a broken record is not whole either
-        trading[PORTFOLIO]['skill']['record'] = broken[0] if broken else {'problem': ''}
+    if only is None: weigh_portfolio(trading, list(weighed))
     return weighed
+
+def weigh_portfolio(trading: dict, # the metrics per symbol (and PORTFOLIO), each symbol weighed on its question
+                    symbols: list[str]):
+    "The portfolio's DSR with its symbols' trials summed (in place); its record broken where one of theirs is"
+    if PORTFOLIO not in trading: return
+    trading[PORTFOLIO]['skill'] = portfolio_skill(trading[PORTFOLIO], {s: trading[s] for s in symbols})
+    broken = [trading[s]['skill']['record'] for s in symbols if trading[s]['skill']['record']['problem']]
+    # a book summed over a broken record is not whole either
+    trading[PORTFOLIO]['skill']['record'] = broken[0] if broken else {'problem': ''}
+
+# %% ../../nbs/08d_report.publish.ipynb #c6efweighc
+@dataclass
+class Weighing:
+    """A run's symbols weighed on their questions (`weigh_questions`), ready to be weighed again on the ledger as read
+    inside the run's append"""
+    args: dict        # `weigh_questions`' arguments but `trading` and `found`
+    metrics: dict     # the backtest's metrics per symbol (and PORTFOLIO): weighed in place
+    found: Check      # the ledger as the run first read it
+    tradeable: bool   # the run's validation is a trading record
+    # `weigh_questions`' symbol -> (question, new, trials, returns, prints)
+    weighed: dict = field(default_factory=dict)
+    again: list = field(default_factory=list)     # the symbols weighed again at the append
+
+    def __post_init__(self):
+        self.original = copy.deepcopy(self.metrics)   # each symbol's own figures, before any weighing
+        self.weighed = weigh_questions(trading=self.metrics, found=self.found, **self.args)
+
+    def counted(self, now: Check) -> dict[str, dict]:
+        """Each symbol's verdict counted on `now` (`counted_record`), those whose question moved since the first
+        reading weighed again on it first"""
+        moved = moved_questions(self.found, now, {s: w[0].id for s, w in self.weighed.items()})
+        if moved:
+            fresh = copy.deepcopy({s: self.original[s] for s in moved})
+            weigh_questions(trading=fresh, found=now, only=moved, **self.args)
+            for s in moved: self.metrics[s].update(fresh[s])
+            weigh_portfolio(self.metrics, list(self.weighed))
+        self.again = moved
+        return {s: counted_record(self.metrics[s], self.tradeable, now.length) for s in self.weighed}
+
+# %% ../../nbs/08d_report.publish.ipynb #c016gs
+def _groups_said(train: dict, metrics: dict) -> dict[str, list[str]]:
+    "What each dropped feature group did, its trials counted on the question as weighed"
+    said = {s: [group_said(r, train['primary'], metrics[s]['skill']) for r in train.get('group_comparisons', [])
+                if r['symbol'] == s] for s in train['best']}
+    return {s: lines for s, lines in said.items() if lines}
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p
 def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)
@@ -153,16 +198,19 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     book = Ledger()
     # the run's MLflow server, when it names one: the question's earlier trials are there too
     with tracking.using(cfg.tracking):
-        weighed = weigh_questions(
-            params,
-            ingest['symbols'],
-            train,
+        weighing = Weighing(
+            dict(
+                params=params,
+                manifest=ingest['symbols'],
+                train=train,
+                grid=pd.read_parquet(upstream['backtest']['grid']),
+                curves=pd.read_parquet(upstream['backtest']['curves']),
+                closes=closes,
+                since=cfg.trials_since,
+            ),
             trading['metrics'],
-            pd.read_parquet(upstream['backtest']['grid']),
-            pd.read_parquet(upstream['backtest']['curves']),
-            closes,
             book.check(),
-            cfg.trials_since,
+            VALIDATIONS[params['cv']].tradeable,
         )
         content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
                           trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
@@ -172,21 +220,13 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
             fill_rules=trading['fill_rules'],
             portfolio=trading['metrics'].get(backtest.PORTFOLIO),
         )
-        said = {
-            s: [
-                group_said(r, train['primary'], trading['metrics'][s]['skill'])
-                for r in train.get('group_comparisons', [])
-                if r['symbol'] == s
-            ]
-            for s in train['best']
-        }   # what each dropped feature group did, its trials counted on the question as just weighed
-        content['groups_added'] = {s: lines for s, lines in said.items() if lines}
+        content['groups_added'] = _groups_said(train, trading['metrics'])
         if train['kind'] == 'regressor':  # each leader's forecast beside doing nothing, where every page reads it
             for s in train['best']:
                 content['symbols'][s]['forecast'] = forecast_record(
                     train['metrics'][s], label_entry(params['label']).price
                 )
-        return _record(content, params, ingest, train, trading, upstream, product, cfg, weighed, book)
+        return _record(content, params, ingest, train, trading, upstream, product, cfg, weighing, book)
 
 # %% ../../nbs/08d_report.publish.ipynb #c016e
 def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:
@@ -205,7 +245,7 @@ def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:
     }
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p_r
-def _record(content, params, ingest, train, trading, upstream, product, cfg, weighed: dict, book: Ledger) -> dict:
+def _record(content, params, ingest, train, trading, upstream, product, cfg, weighing: Weighing, book: Ledger) -> dict:
     """`publish_run`'s second half: the run recorded in MLflow, its leaders registered, the summary and tearsheets
     written"""
     folder = Path(product['summary']).parent
@@ -229,7 +269,11 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
         verdicts,
     )
     described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
-    content['ledger'] = file_trials(book, weighed, content['mlflow'], trading['metrics'], described)
+    content['ledger'] = file_trials(book, weighing, content['mlflow'], described)
+    if weighing.again:   # a colleague's run filed trials on a question meanwhile: its figures as counted at the append
+        for s in weighing.again: content['symbols'][s].update(trading['metrics'][s])
+        content['groups_added'] = _groups_said(train, trading['metrics'])
+        recount(content['mlflow'], trading['metrics'], weighing)
     # every configuration tried on each symbol's question
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}
     content['registry'], _ = register_leaders(
@@ -259,15 +303,14 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
 
 # %% ../../nbs/08d_report.publish.ipynb #c016t
 def file_trials(book: Ledger,
-                # `weigh_questions`': symbol -> (question, new prints, trials, returns, prints)
-                weighed: dict[str, tuple],
+                weighing: Weighing,         # the run's symbols weighed on their questions
                 runs: dict[str, str],       # symbol -> its MLflow run (`tracking.log_run`)
-                trading: dict,              # the metrics as weighed, per symbol: the ledgers each found lost
                 # symbol -> what the ledger's series entry says of its bars (bars, first, last)
                 bars: dict[str, dict],
                ) -> str:
-    """Each symbol's trials kept with its MLflow run and appended to the trial ledger, where every later run on its
-    question counts them; the ledger's head"""
+    """Each symbol's trials kept with its MLflow run and appended to the trial ledger with the verdict counted at the
+    append (`Weighing.counted`), where every later run on its question counts them; the ledger's head"""
+    weighed, trading = weighing.weighed, weighing.metrics
     for symbol, (question, _, mine, returns, prints) in weighed.items():
         record_trials(runs[symbol], question.id, question.key, mine, returns, prints)
     return keep_evidence(
@@ -278,4 +321,14 @@ def file_trials(book: Ledger,
         bars,
         {s: w[3] for s, w in weighed.items()},
         sorted({i for s in weighed for i in trading[s]['skill']['record'].get('replaced', [])}),
+        weighing.counted,
     )
+
+def recount(runs: dict[str, str], # symbol -> its MLflow run
+            trading: dict,        # the metrics, as counted at the append
+            weighing: Weighing):
+    "The figures and verdicts of the symbols weighed again at the append, amended on their MLflow runs"
+    for s in weighing.again:
+        m = trading[s]
+        tracking.amend_run(runs[s], {'skill': m['skill'], 'pbo': m.get('pbo') or {}},
+                           {'verdict': verdict_word(m, weighing.tradeable)})

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 import filelock, platformdirs, sqlalchemy as sa
 from fastcore.basics import patch
 import numpy as np, pandas as pd
@@ -127,18 +128,20 @@ class Ledger:
     def __repr__(self): return f"Ledger({place(self.location)})"
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c011
+def _read(c) -> list[Entry]:
+    "Every entry, in order, on an open connection (none when the table does not exist yet)"
+    if not sa.inspect(c).has_table(TABLE): return []
+    return [Entry(**row._mapping) for row in c.execute(sa.select(_ENTRIES).order_by(_ENTRIES.c.seq))]
+
 @patch
 def entries(self: Ledger) -> list[Entry]:
     "Every entry, in order (none when the ledger does not exist yet)"
     if not self.remote and not Path(self.location).exists(): return []
-    with _engine(self.location).connect() as c:
-        if not sa.inspect(c).has_table(TABLE): return []
-        return [Entry(**row._mapping) for row in c.execute(sa.select(_ENTRIES).order_by(_ENTRIES.c.seq))]
+    with _engine(self.location).connect() as c: return _read(c)
 
-@patch
-def check(self: Ledger) -> Check:
-    "The ledger read and its chain checked from the first entry: the first break found is its problem"
-    entries, prev, problem = self.entries(), GENESIS, ''
+def _checked(location: str, entries: list[Entry]) -> Check:
+    "Entries read and their chain checked from the first: the first break found is the problem"
+    prev, problem = GENESIS, ''
     for i, e in enumerate(entries, 1):
         if e.seq != i: problem = f"entry {i} of the trial ledger is gone (the next one is {e.seq})"; break
         if e.prev != prev or _hash(e.prev, e.seq, e.recorded, e.kind, e.family, e.body) != e.hash:
@@ -149,13 +152,22 @@ def check(self: Ledger) -> Check:
         prev = e.hash
     first = entries[0].content.get('ledger', '') if entries and entries[0].kind == 'genesis' else ''
     if entries and not first and not problem: problem = "the trial ledger's first entry is not its beginning"
-    return Check(self.location, first, entries, problem)
+    return Check(location, first, entries, problem)
+
+@patch
+def check(self: Ledger) -> Check:
+    "The ledger read and its chain checked from the first entry: the first break found is its problem"
+    return _checked(self.location, self.entries())
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c013
 @patch
-def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
-    "Append one entry after the last (the ledger and its genesis made on the first append); one writer at a time"
-    text = json.dumps(body, sort_keys=True, default=str)
+def extend(self: Ledger,
+           # given the ledger as it is when the append begins (`Check`), what to append: (kind, family, body) each
+           make: Callable[[Check], list[tuple[str, str, dict]]],
+          ) -> tuple[Check, list[Entry]]:
+    """Read the ledger and append what `make` says of it in one transaction, one writer at a time (the ledger and its
+    genesis made on the first append): what `make` counted is exactly what its entries follow. The ledger as `make`
+    read it, and the entries appended"""
     engine = _engine(self.location)
     if not self.remote: _private(Path(self.location))
     guard = filelock.FileLock(self.location + '.lock', mode=0o600) if not self.remote else None
@@ -164,11 +176,19 @@ def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
         _META.create_all(c)
         if self.remote: _append_only(c, self.location)
-        last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)).first()
-        if last is None:   # the first append begins the ledger
-            _insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))
-            last = c.execute(sa.select(_ENTRIES.c.seq, _ENTRIES.c.hash).where(_ENTRIES.c.seq == 1)).first()
-        return _insert(c, last.seq + 1, last.hash, kind, family, text)
+        read = _read(c)
+        if not read:   # the first append begins the ledger
+            read = [_insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))]
+        now, made, last = _checked(self.location, read), [], read[-1]
+        for kind, family, body in make(now):
+            last = _insert(c, last.seq + 1, last.hash, kind, family, json.dumps(body, sort_keys=True, default=str))
+            made.append(last)
+        return now, made
+
+@patch
+def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
+    "Append one entry after the last (`extend`)"
+    return self.extend(lambda now: [(kind, family, body)])[1][0]
 
 def _insert(c, seq: int, prev: str, kind: str, family: str, body: str) -> Entry:
     recorded = datetime.now(timezone.utc).isoformat(timespec='microseconds')

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c003
 from __future__ import annotations
-import tempfile
+import tempfile, time
 from pathlib import Path
 import pandas as pd
 from ..paths import SUMMARY, home
@@ -13,7 +13,7 @@ from ..errors import BadInput, NotFound
 from ..processes import write_parquet
 
 # %% auto #0
-__all__ = ['LISTED', 'log_run', 'runs', 'attach', 'task_run', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
+__all__ = ['LISTED', 'log_run', 'runs', 'attach', 'amend_run', 'task_run', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c006
 def _flat(prefix: str, metrics: dict) -> dict[str, float]:
@@ -138,6 +138,17 @@ def attach(run_id: str,       # an MLflow run (a pipeline run's parent)
                 kept.append(f"{artifact_path}/{one.name}" if artifact_path else one.name)
     return kept
 
+# %% ../../nbs/05b_tracking.runs.ipynb #c007am
+def amend_run(run_id: str,   # an ended run (a symbol's)
+              metrics: dict, # nested figures, flattened as `log_run` flattens them ({'skill': {'dsr': ...}})
+              tags: dict | None = None,
+             ):
+    "Log figures again on an ended run, one step after the first (the latest value is theirs), and set its tags"
+    mlflow = configured_mlflow()
+    flat, now = _flat('', metrics), int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, now, 1) for k, v in flat.items()],
+                                    tags=[mlflow.entities.RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
 # %% ../../nbs/05b_tracking.runs.ipynb #c007t
 def task_run(parent: str,      # the pipeline run the tasks' products sit beside (its summary's)
              tasks: list[str], # the tasks that ran
@@ -182,8 +193,10 @@ def run_table(limit: int = 10) -> pd.DataFrame:
     )
     children = children[children['tags.mlflow.parentRunId'].isin(parents['run_id'])] if len(children) else children
     out = parents[['run_id', 'start_time', *[c for c in _ASKED if c in parents]]].rename(columns=_ASKED)
-    found = children[['tags.mlflow.parentRunId', 'tags.symbol', *[c for c in _FOUND if c in children]]].rename(
-        columns={'tags.mlflow.parentRunId': 'run_id', 'tags.symbol': 'symbol', **_FOUND})
+    # the symbol's own run (`symbol_run`): the source its trials are filed under in the ledger
+    found = children[
+        ['tags.mlflow.parentRunId', 'run_id', 'tags.symbol', *[c for c in _FOUND if c in children]]
+    ].rename(columns={'run_id': 'symbol_run', 'tags.mlflow.parentRunId': 'run_id', 'tags.symbol': 'symbol', **_FOUND})
     table = out.merge(found, on='run_id', how='left')
     table['run'] = table.pop('run_id').str[:8]
     table['start_time'] = table['start_time'].dt.strftime('%Y-%m-%d %H:%M')
@@ -222,10 +235,9 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     asked = pd.DataFrame(differ, index=[i[:8] for i in ids]).T.rename_axis('parameter')
     table = run_table(10_000)
     figures = table[table['run'].isin([i[:8] for i in ids])].drop(
-        columns=['started', *[c for c in _ASKED.values() if c in table]]
+        columns=['started', 'symbol_run', *[c for c in _ASKED.values() if c in table]]
     )
     return asked, figures.set_index(['symbol', 'run']).sort_index()
-
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c_01
 def fetch_run(run_id: str, folder=None) -> Path:
