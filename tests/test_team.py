@@ -1,14 +1,67 @@
-"""A team's record that no member can bend (issue 68), as three researchers share one: a PostgreSQL ledger for every home,
-each home its own MLflow. Two runs started together on one question both read the ledger before either appends (the
-test holds the ledger's writers' lock until both wait on it: an event, not a clock): the later counts the earlier's trials
-at its append, its summary, its MLflow run and its ledger entry agree, and the earlier's count reads "then" and "now".
-A member who logs a better headline on their MLflow run changes nothing `mlfin runs` shows, and is named there."""
+"""A team's record that no member can bend (issue 68), as researchers share one: one PostgreSQL set up by `mlfin team init`
+(its owner's), each member appending to the trial ledger through their own login, each home its own MLflow.
+
+A member may read and append the ledger and use the store, and nothing else: every change of the ledger (its rows, its
+guard, the tables) is refused, and the service's people and audit, moved out of their reach, cannot be read or changed.
+Two runs started together on one question both read the ledger before either appends (the test holds the ledger's
+writers' lock until both wait on it: an event, not a clock): the later counts the earlier's trials at its append, its
+summary, its MLflow run and its ledger entry agree, and the earlier's count reads "then" and "now". A member who logs a
+better headline on their MLflow run changes nothing `mlfin runs` shows, and is named there."""
 import json, os, subprocess, time
 from pathlib import Path
 import psycopg, pytest
 from conftest import MLFIN, ROOT, copied, mlfin, new_database, with_args
 from mlfin.tracking.ledger import TABLE, Ledger
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
+
+
+def login(url: str, who: str) -> str:
+    "The team database's URL as `who` logs in (the test server admits every login on loopback: no password)"
+    return url.replace('//mlfin@', f"//{who}@", 1)
+
+
+def team_database(postgres_server, tmp_path: Path) -> str:
+    "A fresh database set up as the docs say: `mlfin team init` by its owner, for members ana and ben"
+    url = new_database(postgres_server)
+    mlfin(tmp_path/'owner', 'team', 'init', url, '--member', 'ana', '--member', 'ben')
+    return url
+
+
+def test_members_read_and_append_the_ledger_and_nothing_else_and_the_services_people_are_out_of_their_reach(postgres_server, tmp_path):
+    url = new_database(postgres_server)
+    # the one-account setup before: the service's tables made by the shared account, in public, a person in them
+    from mlfin.service.db import engine
+    engine(url).dispose()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("INSERT INTO mlfin_users (id, name, role, password_hash, second_factor, failures, created_at) "
+                   "VALUES ('u1', 'ana', 'analyst', 'x', 1, 0, now())")
+    first = mlfin(tmp_path, 'team', 'init', url, '--member', 'ana', '--member', 'ben').stdout
+    assert 'mlfin_member: may read and append the ledger, never change it, and use the store; granted to ana, ben' in first, first
+    assert 'moved there from public: mlfin_keys' in first and 'mlfin_audit' in first, first
+    again = mlfin(tmp_path, 'team', 'init', url, '--member', 'ana', '--member', 'ben').stdout   # idempotent: nothing left to move
+    assert again == first.replace(first[first.index(' (moved there'):first.index(')', first.index(' (moved there')) + 1], ''), again
+    book = Ledger(login(url, 'ana'))
+    book.append('trials', 'a' * 16, {'source': 'ana-run'})   # a member appends
+    assert (book.check().problem, book.check().length) == ('', 2)
+    with psycopg.connect(login(url, 'ana'), autocommit=True) as db:
+        for sql in (f"UPDATE {TABLE} SET body = '{{}}' WHERE seq = 2", f"DELETE FROM {TABLE} WHERE seq = 2", f"TRUNCATE {TABLE}",
+                    f"DELETE FROM {TABLE}_returns", f"ALTER TABLE {TABLE} DISABLE TRIGGER USER", f"DROP TRIGGER {TABLE}_rows ON {TABLE}",
+                    f"DROP TABLE {TABLE}", f"ALTER TABLE {TABLE} OWNER TO ana",
+                    "SELECT name FROM mlfin_service.mlfin_users", "UPDATE mlfin_service.mlfin_users SET role = 'admin'",
+                    "DELETE FROM mlfin_service.mlfin_audit", "CREATE TABLE public.mlfin_users (id text)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                db.execute(sql)
+        assert db.execute("SELECT count(*) FROM mlfin_bars").fetchone() == (0,)   # the store is theirs to use
+    assert (Ledger(url).check().problem, Ledger(url).check().length) == ('', 2)
+    # the service's own login finds its people where the setup moved them (its search_path), and makes nothing in public
+    with psycopg.connect(login(url, 'mlfin_service'), autocommit=True) as db:
+        assert db.execute("SELECT name, role FROM mlfin_users").fetchall() == [('ana', 'analyst')]
+    engine(login(url, 'mlfin_service')).dispose()   # the service starting: its tables all there, in its schema
+    with psycopg.connect(url, autocommit=True) as db:
+        where = dict(db.execute("SELECT table_name, table_schema FROM information_schema.tables WHERE table_name LIKE 'mlfin_%'").fetchall())
+    assert {t: where[t] for t in ('mlfin_users', 'mlfin_audit', 'mlfin_sessions', 'mlfin_keys')} == dict.fromkeys(
+        ('mlfin_users', 'mlfin_audit', 'mlfin_sessions', 'mlfin_keys'), 'mlfin_service'), where
+    assert where[TABLE] == 'public'
 
 
 def summary(home: Path) -> dict:
@@ -33,15 +86,15 @@ def waiting_on_the_ledger(db, runs: list[subprocess.Popen], count: int):
 
 def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_and_mlflow_cannot_change_a_headline(
         small_golden, postgres_server, tmp_path):
-    ledger = new_database(postgres_server)
-    a, b = (copied(small_golden, tmp_path/who) for who in 'ab')   # two members' homes, each with the small run's MLflow record
-    env = {'MLFIN_LEDGER': ledger}
+    ledger = team_database(postgres_server, tmp_path)   # the owner's URL: what the test reads and holds; members log in as themselves
+    a, b = (copied(small_golden, tmp_path/who) for who in 'ab')   # ana's and ben's homes, each with the small run's MLflow record
+    env = {'MLFIN_LEDGER': login(ledger, 'ana')}
     assert 'adopted 1 run(s) on question ' in mlfin(a['home'], 'ledger', 'adopt', env=env).stdout   # the team's ledger begins with it
     before = Ledger(ledger).check().length
     with psycopg.connect(ledger, autocommit=True) as db:
         db.execute("SELECT pg_advisory_lock(hashtext(%s))", (TABLE,))   # as a third writer holds it, for as long as it takes
-        runs = {'a': started(a['home'], with_args(a['args'], threshold='0.53'), ledger),   # another signal threshold each:
-                'b': started(b['home'], with_args(b['args'], threshold='0.57'), ledger)}   # one more configuration each
+        runs = {'a': started(a['home'], with_args(a['args'], threshold='0.53'), login(ledger, 'ana')),   # another threshold each:
+                'b': started(b['home'], with_args(b['args'], threshold='0.57'), login(ledger, 'ben'))}   # one more configuration
         waiting_on_the_ledger(db, list(runs.values()), 2)   # both read the ledger (at their report's start), neither appended
         db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (TABLE,))
         for run in runs.values():
@@ -66,6 +119,7 @@ def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_a
     ran = {who: summary(homes[who])['mlflow'] for who in 'ab'}
     assert client[later].get_run(ran[later]['SPX']).data.metrics['skill_trials'] == small + 2   # MLflow's figure amended to the append's
     # the first run's count then and now, in its own home
+    env = {'MLFIN_LEDGER': login(ledger, {'a': 'ana', 'b': 'ben'}[first])}
     shown = mlfin(homes[first], 'runs', env=env).stdout
     line = next(l for l in shown.splitlines() if l.startswith(ran[first]['parent'][:8]))
     assert f"{small + 1} then, {small + 2} now" in line, shown

@@ -11,7 +11,8 @@ from .app import app
 from ..tracking.server import ADMIN, serve, migrate
 
 # %% auto #0
-__all__ = ['tracking_app', 'ledger_app', 'tracking_serve', 'tracking_migrate', 'ledger_check', 'ledger_adopt']
+__all__ = ['tracking_app', 'ledger_app', 'team_app', 'tracking_serve', 'tracking_migrate', 'ledger_check', 'ledger_adopt',
+           'team_init']
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c004
 tracking_app = typer.Typer(
@@ -117,3 +118,25 @@ def ledger_adopt():
         if done
         else "mlfin: nothing to adopt: the ledger holds every run the tracking store has"
     )
+
+# %% ../../nbs/14g_cli.tracking.ipynb #c006t
+team_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="A team's PostgreSQL with least privilege: members read and append the trial ledger, never change it; the "
+         "service's people and audit out of their reach",
+)
+app.add_typer(team_app, name='team')
+
+@team_app.command('init')
+def team_init(
+    url: str = typer.Argument(..., help="the team's database, as its owner: postgresql://OWNER@HOST[:PORT]/DB"),
+    member: list[str] = typer.Option([], '--member', help="a member's login, made when missing (repeat it)"),
+    service: str = typer.Option('mlfin_service', help="the service's login: its tables in a schema of its own"),
+):
+    """Set the team's database up once, as its owner (again to add a member): roles, the ledger's guard, grants; each
+    member then gives MLFIN_LEDGER and --store as their own login"""
+    # here, not at the top: SQLAlchemy and the service's tables (see above)
+    from mlfin.ops.team import team_init as init
+    for line in init(url, member, service): typer.echo(f"mlfin: {line}")
+    typer.echo("mlfin: each login's password is PostgreSQL's to set (psql: \\password NAME), or pg_hba.conf admits it")

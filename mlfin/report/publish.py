@@ -152,13 +152,6 @@ class Weighing:
         self.again = moved
         return {s: counted_record(self.metrics[s], self.tradeable, now.length) for s in self.weighed}
 
-# %% ../../nbs/08d_report.publish.ipynb #c016gs
-def _groups_said(train: dict, metrics: dict) -> dict[str, list[str]]:
-    "What each dropped feature group did, its trials counted on the question as weighed"
-    said = {s: [group_said(r, train['primary'], metrics[s]['skill']) for r in train.get('group_comparisons', [])
-                if r['symbol'] == s] for s in train['best']}
-    return {s: lines for s, lines in said.items() if lines}
-
 # %% ../../nbs/08d_report.publish.ipynb #c016p
 def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)
                 product: dict,    # summary, tearsheets
@@ -227,6 +220,12 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                     train['metrics'][s], label_entry(params['label']).price
                 )
         return _record(content, params, ingest, train, trading, upstream, product, cfg, weighing, book)
+
+def _groups_said(train: dict, metrics: dict) -> dict[str, list[str]]:
+    "What each dropped feature group did, its trials counted on the question as weighed"
+    said = {s: [group_said(r, train['primary'], metrics[s]['skill']) for r in train.get('group_comparisons', [])
+                if r['symbol'] == s] for s in train['best']}
+    return {s: lines for s, lines in said.items() if lines}
 
 # %% ../../nbs/08d_report.publish.ipynb #c016e
 def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:

@@ -13,14 +13,14 @@ from typing import Callable
 import filelock, platformdirs, sqlalchemy as sa
 from fastcore.basics import patch
 import numpy as np, pandas as pd
-from ..errors import BadInput
+from ..errors import BadInput, Unavailable
 from ..paths import home
 from ..data.prints import MIN_PRINTS, SAME, share
 from ..processes import write_parquet
 
 # %% auto #0
-__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'place', 'ledger_location', 'Entry', 'Check', 'Ledger', 'note_home',
-           'home_noted', 'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
+__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'TABLES', 'place', 'ledger_location', 'Entry', 'Check', 'Ledger',
+           'append_only', 'note_home', 'home_noted', 'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c005
 # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
@@ -175,7 +175,7 @@ def extend(self: Ledger,
         # writers take turns, the first one's table made first
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
         _META.create_all(c)
-        if self.remote: _append_only(c, self.location)
+        if self.remote: append_only(c, self.location)
         read = _read(c)
         if not read:   # the first append begins the ledger
             read = [_insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))]
@@ -197,22 +197,46 @@ def _insert(c, seq: int, prev: str, kind: str, family: str, body: str) -> Entry:
     return e
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c013g
+TABLES = (TABLE, f"{TABLE}_returns")   # the ledger's tables: its entries, and the returns they name
 _GUARDED: set[str] = set()   # the PostgreSQL ledgers this process has seen guarded
+_TRIGGERS = [f"{t}_{kind}" for t in TABLES for kind in ('rows', 'truncate')]
 
-def _append_only(c, location: str):
+def append_only(c, location: str):
     """Make PostgreSQL itself refuse to change or remove a ledger entry or a kept return: a trigger on each table
     raises on UPDATE, DELETE and TRUNCATE, whoever asks, the tables' owner included (a member's `DELETE ... WHERE
-    seq=10`, a script's `UPDATE`). Appends pass. Made when missing, under the append's lock"""
+    seq=10`, a script's `UPDATE`). Appends pass. Made when missing, under the append's lock; a member's role, which
+    may not make them, finds them made by the team's setup (`ops.team`)"""
     if location in _GUARDED: return
-    c.execute(sa.text(f"""
-        CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'the trial ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME; END $$"""))
-    for table in (TABLE, f"{TABLE}_returns"):
-        c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_rows BEFORE UPDATE OR DELETE ON {table} "
-                          f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()"))
-        c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_truncate BEFORE TRUNCATE ON {table} "
-                          f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"))
+    made = c.execute(sa.text("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgname = ANY(:names) AND "
+                             "pg_table_is_visible(tgrelid)"), {'names': _TRIGGERS}).scalar()
+    if made < len(_TRIGGERS):
+        try:
+            with c.begin_nested():
+                c.execute(sa.text(f"""
+                    CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN RAISE EXCEPTION 'the trial ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
+                    END $$"""))
+                for table in TABLES:
+                    c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_rows BEFORE UPDATE OR DELETE ON {table} "
+                                      f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()"))
+                    c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_truncate BEFORE TRUNCATE ON {table} "
+                                      f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"))
+        except sa.exc.ProgrammingError as e:
+            raise Unavailable(
+                f"the trial ledger at {place(location)} has no append-only guard and this account may not "
+                f"make it ({str(e.orig).strip().splitlines()[0]}): run `mlfin team init` as the database's "
+                "owner"
+            ) from None
     _GUARDED.add(location)
+
+@patch
+def make(self: Ledger):
+    """The ledger's tables and their append-only guard made where missing: by a role that may (a team's setup,
+    `ops.team`)"""
+    with _engine(self.location).begin() as c:
+        if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
+        _META.create_all(c)
+        if self.remote: append_only(c, self.location)
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c016
 @patch

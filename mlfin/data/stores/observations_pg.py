@@ -13,7 +13,7 @@ from .observations import series_order
 from .postgresql import PostgresStore
 
 # %% auto #0
-__all__ = []
+__all__ = ['STORE_TABLES']
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o041
 _TABLES = """
@@ -50,6 +50,18 @@ def _pg_series(con, name: str, symbol: str | None) -> tuple[dict, pd.DataFrame |
         pd.to_datetime(rows['known'], utc=True).dt.as_unit('ns'),
     )
     return kept[0], rows.astype({'value': 'float64'})
+
+# %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o041u
+# every table of a PostgreSQL store: bars, their series' records, quarantined rows, observations and their series
+STORE_TABLES = ('mlfin_bars', 'mlfin_series', 'mlfin_quarantine', 'mlfin_observations', 'mlfin_observation_series')
+
+@patch
+def make_tables(self:PostgresStore):
+    "Every table of the store (`STORE_TABLES`) made, or brought up to date, now: by a role that may create them"
+    con = self._connect(write=True)
+    try:
+        with con.transaction(): self._observation_tables(con, write=True)
+    finally: con.close()
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o042
 @patch
