@@ -11,6 +11,7 @@ import json, os, subprocess, time
 from pathlib import Path
 import psycopg, pytest
 from conftest import MLFIN, ROOT, copied, mlfin, new_database, with_args
+from mlfin.report.evidence import filed_verdicts
 from mlfin.tracking.ledger import TABLE, Ledger
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
@@ -119,16 +120,23 @@ def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_a
     ran = {who: summary(homes[who])['mlflow'] for who in 'ab'}
     assert client[later].get_run(ran[later]['SPX']).data.metrics['skill_trials'] == small + 2   # MLflow's figure amended to the append's
     # the first run's count then and now, in its own home
-    env = {'MLFIN_LEDGER': login(ledger, {'a': 'ana', 'b': 'ben'}[first])}
+    who = {'a': 'ana', 'b': 'ben'}
+    env = {'MLFIN_LEDGER': login(ledger, who[first])}
     shown = mlfin(homes[first], 'runs', env=env).stdout
     line = next(l for l in shown.splitlines() if l.startswith(ran[first]['parent'][:8]))
     assert f"{small + 1} then, {small + 2} now" in line, shown
+    assert f" {who[first]} " in line, shown   # filed by its member's login, as PostgreSQL stamped it
     # its member logs a better headline on their run (MLflow lets them): `mlfin runs` shows the ledger's, and says what MLflow says
     mine_run = ran[first]['SPX']
     client[first].log_metric(mine_run, 'skill_dsr', 0.97); client[first].log_metric(mine_run, 'skill_trials', 1)
     client[first].set_tag(mine_run, 'verdict', 'evidence of skill')
+    # and the other member appends a better verdict for it to the ledger (they may append): it stands beside, named, not instead
+    forged = {**entry[first].content, 'counted': {**entry[first].content['counted'], 'verdict': 'evidence of skill'}}
+    Ledger(login(ledger, who[later])).append('trials', entry[first].family, forged | {'trials': []})
     shown = mlfin(homes[first], 'runs', env=env).stdout
     line = next(l for l in shown.splitlines() if l.startswith(ran[first]['parent'][:8]))
-    assert f"{small + 1} then, {small + 2} now" in line and '0.970' not in line, shown
+    now = filed_verdicts(Ledger(ledger).check(), [mine_run])[mine_run]['verdict_now']   # the run's own verdict, as its question stands
+    assert f"{small + 1} then, {small + 2} now" in line and '0.970' not in line and line.rstrip().endswith(f" {now}") and now != 'evidence of skill', shown
     assert (f"{ran[first]['parent'][:8]} SPX: MLflow says trials 1, DSR 0.970, verdict 'evidence of skill': changed after the run "
-            "(the ledger's figures are shown)") in shown, shown
+            "(the ledger's figures are shown); the ledger holds another verdict for this run, appended later (entry "
+            f"{Ledger(ledger).check().length} by {who[later]}): the run's own is shown") in shown, shown

@@ -69,7 +69,8 @@ def team_grants(service: str = SERVICE, moved: list[str] = ()) -> list[str]:
                                                f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {MEMBER}, {service}")]
     theirs = [s for t in moved for s in (f"ALTER TABLE public.{t} SET SCHEMA {SERVICE}",
                                          f"ALTER TABLE {SERVICE}.{t} OWNER TO {service}")]
-    return [*ledger, f"ALTER FUNCTION {TABLE}_append_only() OWNER TO {OWNER}", *store, *theirs]
+    guard = [f"ALTER FUNCTION {TABLE}_{f}() OWNER TO {OWNER}" for f in ('append_only', 'login')]
+    return [*ledger, *guard, *store, *theirs]
 
 # %% ../../nbs/12i_ops.team.ipynb #t010
 def team_init(url: str,           # the team's database, as its owner (a superuser, or the owner with CREATEROLE)

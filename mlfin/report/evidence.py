@@ -240,9 +240,17 @@ def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry
     then, now = (_tally(found, found.entries[:entry.seq], entry.family, since),
                  _tally(found, found.entries, entry.family, since))
     added = (trial_count(now, per) if len(now) else 0) - (trial_count(then, per) if len(then) else 0)
-    out = {'trials_then': s['trials'], 'dsr_then': s['dsr'], 'verdict_then': said['verdict'], 'at': said['at'],
-           'pbo': (said.get('pbo') or {}).get('pbo'),
-           'trials_now': s['trials'], 'dsr_now': s['dsr'], 'verdict_now': said['verdict']}
+    out = {
+        'trials_then': s['trials'],
+        'dsr_then': s['dsr'],
+        'verdict_then': said['verdict'],
+        'at': said['at'],
+        'by': entry.login,
+        'pbo': (said.get('pbo') or {}).get('pbo'),
+        'trials_now': s['trials'],
+        'dsr_now': s['dsr'],
+        'verdict_now': said['verdict'],
+    }
     if added <= 0 or not isinstance(s['trials'], (int, float)): return out
     latest = now.drop_duplicates('configuration', keep='last')
     sharpes = latest.loc[latest['kind'] == 'configuration', 'sharpe'].dropna()
@@ -257,11 +265,13 @@ def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry
 def filed_verdicts(found: Check,       # the ledger as read now
                    sources: list[str], # runs (a symbol's MLflow run: its trials' source)
                   ) -> dict[str, dict]:
-    "Each run's verdict as its last trials entry filed it, then and now (`counted_now`): source -> record"
-    last = {
-        e.content['source']: e for e in found.entries if e.kind == 'trials' and e.content.get('source') in set(sources)
-    }
-    return {s: c for s, e in last.items() if (c := counted_now(e, found)) is not None}
+    """Each run's verdict as its trials entry filed it (the first: a run files once, so a later entry for the same run
+    is another's, named in `others`), then and now (`counted_now`): source -> record"""
+    wanted, filed = set(sources), {}
+    for e in found.entries:
+        if e.kind == 'trials' and e.content.get('source') in wanted and e.content.get('counted'):
+            filed.setdefault(e.content['source'], []).append(e)
+    return {s: counted_now(es[0], found) | {'others': [(e.seq, e.login) for e in es[1:]]} for s, es in filed.items()}
 
 # %% ../../nbs/08c_report.evidence.ipynb #c016
 def lost_runs(found: Check) -> dict[str, pd.DataFrame]:

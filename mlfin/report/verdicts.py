@@ -38,10 +38,12 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
            found: Check | None = None, # the trial ledger as read (default: the one this home appends to)
           ) -> pd.DataFrame:
     """The rows with each run's trials, DSR, PBO and verdict as the trial ledger filed them, and as its question stands
-    now where it moved; `record` says where MLflow's figures disagree, or why none are vouched for"""
+    now where it moved, and who filed them (`by`: the ledger's login, else MLflow's user); `record` says where MLflow's
+    figures disagree, or why none are vouched for"""
     if table.empty: return table
     found = Ledger().check() if found is None else found
     out = table.astype({c: object for c in ('trials', 'dsr', 'pbo', 'verdict') if c in table}).copy()
+    if 'by' not in out: out.insert(list(out.columns).index('symbol') + 1 if 'symbol' in out else 0, 'by', None)
     filed = filed_verdicts(found, out['symbol_run'].dropna().tolist()) if 'symbol_run' in out else {}
     held = {e.content.get('source') for e in found.entries if e.kind == 'trials'}
     records = []
@@ -53,7 +55,23 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
                             f"not in the trial ledger at {place(found.location)}")
                            + ": MLflow's figures, which a member can change")
             continue
-        records.append(mlflow_disagrees(row.to_dict(), f))
+        others = [f"entry {seq} by {who or 'someone'}" for seq, who in f['others']]
+        records.append(
+            '; '.join(
+                filter(
+                    None,
+                    [
+                        mlflow_disagrees(row.to_dict(), f),
+                        others
+                        and (
+                            f"the ledger holds another verdict for this run, appended later ({', '.join(others)}): the "
+                            "run's own is shown"
+                        ),
+                    ],
+                )
+            )
+        )
+        if f['by']: out.at[i, 'by'] = f['by']
         out.at[i, 'trials'] = _then_now(f['trials_then'], f['trials_now'], str)
         out.at[i, 'dsr'] = _then_now(f['dsr_then'], f['dsr_now'], figure)
         out.at[i, 'pbo'] = figure(f['pbo']) if f['pbo'] is not None else ''

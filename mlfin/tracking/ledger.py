@@ -4,7 +4,7 @@
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c003
 from __future__ import annotations
-import contextlib, hashlib, io, json, os, secrets
+import contextlib, getpass, hashlib, io, json, os, secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -56,6 +56,9 @@ class Entry:
     body: str       # JSON
     prev: str       # the previous entry's hash (GENESIS for the first)
     hash: str
+    # who appended it, outside the hash: the PostgreSQL login that inserted it (set by the database itself), a file
+    # ledger's OS account; None where a ledger kept none
+    login: str | None = None
 
     @property
     def content(self) -> dict: return json.loads(self.body)
@@ -75,6 +78,7 @@ _ENTRIES = sa.Table(
     sa.Column('body', sa.Text, nullable=False),
     sa.Column('prev', sa.String(64), nullable=False),
     sa.Column('hash', sa.String(64), nullable=False),
+    sa.Column('login', sa.String(64)),
 )
 # a run's per-bar returns, by the SHA-256 of their Parquet bytes, which its `trials` entry names: outside the chain,
 # vouched for by it
@@ -129,9 +133,13 @@ class Ledger:
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c011
 def _read(c) -> list[Entry]:
-    "Every entry, in order, on an open connection (none when the table does not exist yet)"
-    if not sa.inspect(c).has_table(TABLE): return []
-    return [Entry(**row._mapping) for row in c.execute(sa.select(_ENTRIES).order_by(_ENTRIES.c.seq))]
+    """Every entry, in order, on an open connection (none when the table does not exist yet; a ledger begun before
+    logins were kept: none)"""
+    inspect = sa.inspect(c)
+    if not inspect.has_table(TABLE): return []
+    kept = {col['name'] for col in inspect.get_columns(TABLE)}
+    columns = [col for col in _ENTRIES.c if col.name in kept]
+    return [Entry(**row._mapping) for row in c.execute(sa.select(*columns).order_by(_ENTRIES.c.seq))]
 
 @patch
 def entries(self: Ledger) -> list[Entry]:
@@ -175,37 +183,58 @@ def extend(self: Ledger,
         # writers take turns, the first one's table made first
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
         _META.create_all(c)
+        _login_column(c, self.location)
         if self.remote: append_only(c, self.location)
+        # who appends: PostgreSQL's trigger writes the session's login; a file's is its OS account
+        who = None if self.remote else getpass.getuser()
         read = _read(c)
-        if not read:   # the first append begins the ledger
-            read = [_insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True))]
+        if not read:  # the first append begins the ledger
+            read = [
+                _insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True), who)
+            ]
         now, made, last = _checked(self.location, read), [], read[-1]
         for kind, family, body in make(now):
-            last = _insert(c, last.seq + 1, last.hash, kind, family, json.dumps(body, sort_keys=True, default=str))
+            last = _insert(c, last.seq + 1, last.hash, kind, family, json.dumps(body, sort_keys=True, default=str), who)
             made.append(last)
         return now, made
+
+_COLUMNED: set[str] = set()   # the ledgers this process has seen with their `login` column
+
+def _login_column(c, location: str):
+    "A ledger begun before logins were kept gains the column (by its owner: a team's setup, `ops.team`)"
+    if location in _COLUMNED: return
+    if 'login' not in {col['name'] for col in sa.inspect(c).get_columns(TABLE)}:
+        try:
+            with c.begin_nested(): c.execute(sa.text(f"ALTER TABLE {TABLE} ADD COLUMN login VARCHAR(64)"))
+        except sa.exc.DBAPIError as e:
+            raise Unavailable(
+                f"the trial ledger at {place(location)} keeps no logins and this account may not add them "
+                f"({str(e.orig).strip().splitlines()[0]}): run `mlfin team init` as the database's owner"
+            ) from None
+    _COLUMNED.add(location)
 
 @patch
 def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
     "Append one entry after the last (`extend`)"
     return self.extend(lambda now: [(kind, family, body)])[1][0]
 
-def _insert(c, seq: int, prev: str, kind: str, family: str, body: str) -> Entry:
+def _insert(c, seq: int, prev: str, kind: str, family: str, body: str, login: str | None) -> Entry:
     recorded = datetime.now(timezone.utc).isoformat(timespec='microseconds')
-    e = Entry(seq, recorded, kind, family, body, prev, _hash(prev, seq, recorded, kind, family, body))
+    e = Entry(seq, recorded, kind, family, body, prev, _hash(prev, seq, recorded, kind, family, body), login)
     c.execute(sa.insert(_ENTRIES).values(**e.__dict__))
     return e
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c013g
 TABLES = (TABLE, f"{TABLE}_returns")   # the ledger's tables: its entries, and the returns they name
 _GUARDED: set[str] = set()   # the PostgreSQL ledgers this process has seen guarded
-_TRIGGERS = [f"{t}_{kind}" for t in TABLES for kind in ('rows', 'truncate')]
+_TRIGGERS = [f"{t}_{kind}" for t in TABLES for kind in ('rows', 'truncate')] + [f"{TABLE}_login"]
 
 def append_only(c, location: str):
     """Make PostgreSQL itself refuse to change or remove a ledger entry or a kept return: a trigger on each table
     raises on UPDATE, DELETE and TRUNCATE, whoever asks, the tables' owner included (a member's `DELETE ... WHERE
-    seq=10`, a script's `UPDATE`). Appends pass. Made when missing, under the append's lock; a member's role, which
-    may not make them, finds them made by the team's setup (`ops.team`)"""
+    seq=10`, a script's `UPDATE`). Appends pass, each stamped with the session's login by another trigger. Made when
+    missing, under the append's lock; a member's role, which may not make them, finds them made by the team's setup
+    (`ops.team`)"""
     if location in _GUARDED: return
     made = c.execute(sa.text("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgname = ANY(:names) AND "
                              "pg_table_is_visible(tgrelid)"), {'names': _TRIGGERS}).scalar()
@@ -216,6 +245,11 @@ def append_only(c, location: str):
                     CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN RAISE EXCEPTION 'the trial ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
                     END $$"""))
+                c.execute(sa.text(f"""
+                    CREATE OR REPLACE FUNCTION {TABLE}_login() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN NEW.login := session_user; RETURN NEW; END $$"""))
+                c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {TABLE}_login BEFORE INSERT ON {TABLE} "
+                                  f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_login()"))
                 for table in TABLES:
                     c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_rows BEFORE UPDATE OR DELETE ON {table} "
                                       f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()"))
@@ -236,6 +270,7 @@ def make(self: Ledger):
     with _engine(self.location).begin() as c:
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
         _META.create_all(c)
+        _login_column(c, self.location)
         if self.remote: append_only(c, self.location)
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c016

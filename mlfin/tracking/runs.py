@@ -171,6 +171,7 @@ _ASKED = {
     'params.code_version': 'code',
 }
 _FOUND = {
+    'tags.mlflow.user': 'by',
     'tags.best_model': 'leader',
     'metrics.oos_auc': 'auc',
     'metrics.oos_ic': 'ic',
