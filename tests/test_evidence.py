@@ -169,7 +169,7 @@ def test_the_count_follows_the_bars_and_a_lost_record_is_said(small_copy, tmp_pa
     assert checked.returncode == 1 and 'mlfin: not whole: ' in checked.stdout and 'mlfin ledger adopt' in checked.stdout, checked.stdout
     assert 'adopted 2 run(s) on question ' in mlfin(fresh, 'ledger', 'adopt', env=env).stdout
     mended = mlfin(fresh, 'ledger', 'check', env=env).stdout
-    assert 'mlfin: whole: ' in mended and 'lost; verdicts on their questions count afresh with --trials-since ' in mended, mended
+    assert 'mlfin: whole from ' in mended and ' lost)\n' in mended and 'a verdict counts from then (--trials-since ' in mended, mended
     # the registry keeps the verdict on the leader's version (what /models and /signals answer)
     from mlflow import MlflowClient
     version = summary(fresh)['registry']['SPXZ']['version']

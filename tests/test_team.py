@@ -140,3 +140,28 @@ def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_a
     assert (f"{ran[first]['parent'][:8]} SPX: MLflow says trials 1, DSR 0.970, verdict 'evidence of skill': changed after the run "
             "(the ledger's figures are shown); the ledger holds another verdict for this run, appended later (entry "
             f"{Ledger(ledger).check().length} by {who[later]}): the run's own is shown") in shown, shown
+
+
+def test_after_a_rewrite_the_check_and_every_verdict_say_the_same_until_the_one_repair_and_after_it(small_copy):
+    """The ledger cut short behind the home's back (its owner may): `mlfin ledger check` and the next run's verdict both say
+    so; `mlfin ledger adopt` files back what MLflow holds and acknowledges the heads the ledger no longer matches; then the
+    check and the verdict both say to count afresh from the same moment, and a run that does is judged."""
+    import sqlite3
+    from mlfin.backtest.tearsheet import judge
+    home, args = small_copy['home'], small_copy['args']
+    with sqlite3.connect(home/"ledger.db") as db:   # the small run's trials entry, its last, taken out (the home and its MLflow run noted one head)
+        db.execute(f"DELETE FROM {TABLE} WHERE seq = (SELECT max(seq) FROM {TABLE})")
+    checked = mlfin(home, 'ledger', 'check', check=False)
+    assert checked.returncode == 1 and 'it was cut short' in checked.stdout, checked.stdout
+    done = mlfin(home, 'ledger', 'adopt').stdout
+    assert 'adopted 1 run(s) on question ' in done and 'acknowledged 1 noted head(s) the ledger no longer matches' in done, done
+    mended = mlfin(home, 'ledger', 'check').stdout
+    since = mended.split('(--trials-since ')[1].split(')')[0]
+    assert f"mlfin: whole from {since}: " in mended and '(1 noted head(s) it no longer matched)' in mended, mended
+    mlfin(home, 'run', *with_args(args, threshold='0.53'))   # the next run: the same moment, the same words
+    said = summary(home)['symbols']['SPX']['skill']['record']['problem']
+    assert said == (f"the trial record was reset on {since[:10]} (1 noted head(s) it no longer matched): the trials only it held "
+                    f"cannot be counted; count afresh with --trials-since {since}"), said
+    mlfin(home, 'run', *with_args(args, threshold='0.53', trials_since=since))   # counting afresh, as both say
+    judged = summary(home)['symbols']['SPX']
+    assert judged['skill']['record']['problem'] == '' and judge(judged) != 'unjudged', judged['skill']

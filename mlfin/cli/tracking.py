@@ -81,28 +81,26 @@ def ledger_check():
     """Read the ledger whole: its chain from the first entry, the head this home noted, and every run the tracking store
     holds that appended to it; exit 1 when it is not whole"""
     # here, not at the top: it imports mlfin.backtest.trials (1.1 s, measured) for every mlfin command
-    from mlfin.report.evidence import ADOPT, afresh_from, lost_runs
+    from mlfin.report.evidence import ADOPT, afresh_from, record_problems, reset_said
     # (and it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
-    from mlfin.tracking.ledger import Ledger, home_noted
+    from mlfin.tracking.ledger import Ledger
     book = Ledger(); found = book.check()
     typer.echo(f"mlfin: trial ledger {found.id or '(not begun)'} at {book!r}: {found.length:,} entries")
-    problems = [p for p in (found.problem, book.against(found, [('this home', home_noted(found.location))])) if p]
-    lost = lost_runs(found)
-    problems += [
-        f"{len(t['source'].unique())} run(s) on question {q} appended to it and are missing from it ({len(t)} trial "
-        "rows)"
-        for q, t in lost.items()
-    ]
+    problems = record_problems(found)   # what every run's verdict judges too
     for p in problems: typer.echo(f"mlfin: not whole: {p}")
     if problems: typer.echo(f"mlfin: {ADOPT}"); raise typer.Exit(1)
-    # whole, but not the whole story: what only a lost ledger held
-    for e in (e for e in found.entries if e.kind == 'reset'):
+    resets = [e for e in found.entries if e.kind == 'reset']
+    if resets:   # whole since, not before: what only a lost ledger held, or what a rewrite took, is unknown for good
+        for e in resets: typer.echo(f"mlfin: note: on {e.recorded[:10]} it was reset ({reset_said([e])})")
         typer.echo(
-            f"mlfin: note: on {e.recorded[:10]} it found ledger(s) {', '.join(e.content['replaced'])} lost; verdicts "
-            "on their questions "
-            f"count afresh with --trials-since {afresh_from(e)}"
+            f"mlfin: whole from {afresh_from(resets[-1])}: its chain, every noted head and the tracking store's "
+            f"runs agree; a verdict counts from then (--trials-since {afresh_from(resets[-1])}), as every run says"
         )
-    typer.echo("mlfin: whole: its chain, this home's head and the tracking store's runs agree")
+        return
+    typer.echo(
+        "mlfin: whole: its chain, every noted head (this home's, the tracking store's runs') and their runs agree"
+    )
+
 
 @ledger_app.command('adopt')
 def ledger_adopt():
@@ -111,12 +109,20 @@ def ledger_adopt():
     from mlfin.report.evidence import adopt   # here, not at the top: see `ledger check`
     from mlfin.tracking.ledger import Ledger   # (the same)
     book = Ledger(); done = adopt(book)
+    heads = done.pop('acknowledged', 0)
     for question, runs in done.items():
         typer.echo(f"mlfin: adopted {runs} run(s) on question {question} from the tracking store")
+    if heads:
+        typer.echo(
+            f"mlfin: acknowledged {heads} noted head(s) the ledger no longer matches (rewritten or cut short) in "
+            "a reset entry: verdicts count afresh from it (--trials-since, as `mlfin ledger check` says)"
+        )
     typer.echo(
         f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}"
         if done
         else "mlfin: nothing to adopt: the ledger holds every run the tracking store has"
+        if not heads
+        else "mlfin: no run to adopt"
     )
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c006t

@@ -14,12 +14,13 @@ from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
 from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, place
 from ..tracking.ledger import trials_body
-from ..tracking.trials import kept_returns, note_ledger, question_prints, question_runs, recorded_trials
+from ..tracking.trials import kept_returns, ledger_heads, note_ledger, question_prints, question_runs
+from ..tracking.trials import recorded_trials
 
 # %% auto #0
-__all__ = ['EARLIER', 'ADOPT', 'COUNTED', 'question_of', 'afresh_from', 'lineage', 'earlier_trials', 'keep_evidence',
-           'counted_record', 'moved_questions', 'counted_now', 'filed_verdicts', 'lost_runs', 'adopt',
-           'earlier_returns']
+__all__ = ['EARLIER', 'ADOPT', 'COUNTED', 'question_of', 'afresh_from', 'lineage', 'noted_heads', 'reset_said', 'earlier_trials',
+           'keep_evidence', 'counted_record', 'moved_questions', 'counted_now', 'filed_verdicts', 'lost_runs',
+           'record_problems', 'adopt', 'earlier_returns']
 
 # %% ../../nbs/08c_report.evidence.ipynb #c005
 # an earlier trial: its row, when, and which run
@@ -75,11 +76,28 @@ def _appended_here(found: Check):
     mine = lineage(found)
     return lambda noted: bool(noted) and (not found.id or str(noted).split(':')[0] in mine)
 
+def noted_heads(found: Check) -> list[tuple[str, str]]:
+    """Every head noted of this ledger: this home's, and each tracking-store run's that appended to it (on any question;
+    a lost ledger's runs are `lost_runs`)"""
+    this = _appended_here(found)
+    return [('this home', home_noted(found.location))] + [
+        (f"MLflow run {run}", head) for run, head in ledger_heads().items()
+        if this(head) and (not found.id or head.split(':')[0] == found.id)]
+
+def reset_said(resets: list) -> str:
+    "What a ledger's `reset` entries found, in words: the ledgers lost, the noted heads it no longer matched"
+    lost = [i[:8] for e in resets for i in e.content.get('replaced', [])]
+    heads = sum(len(e.content.get('acknowledged', [])) for e in resets)
+    return '; '.join(filter(None, [f"ledger {', '.join(lost)} lost" if lost else '',
+                                   f"{heads} noted head(s) it no longer matched" if heads else '']))
+
 def earlier_trials(found: Check,     # the ledger as read this run
                    question: Question,
                    per_model: int,   # points of the grid per model: a search's trials count at each
                    # --trials-since: counting afresh from a time after a reset lifts it
                    since: pd.Timestamp | None = None,
+                   # every head noted of it (`noted_heads`): read when None
+                   heads: list[tuple[str, str]] | None = None,
                   ) -> tuple[pd.DataFrame, dict]:
     """Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest
     first; and the record's state"""
@@ -101,14 +119,8 @@ def earlier_trials(found: Check,     # the ledger as read this run
     lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) else extra
     # MLflow runs whose trials file was deleted, not in the ledger
     gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]
-    heads = [('this home', home_noted(found.location))]
-    if len(tracked):
-        heads += [
-            (f"MLflow run {s}", h)
-            for s, h in tracked.drop_duplicates('source')[['source', 'ledger']].itertuples(index=False)
-            if this(h) and (not found.id or str(h).split(':')[0] == found.id)
-        ]   # a lost ledger's runs: `lost`, below
-    why = found.problem or Ledger(found.location).against(found, heads)
+    # checked against every head noted of it, as `mlfin ledger check` checks it
+    why = found.problem or Ledger(found.location).against(found, noted_heads(found) if heads is None else heads)
     missing = trial_count(lost, per_model) if len(lost) else 0
     if missing and not why:
         why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"
@@ -127,8 +139,7 @@ def earlier_trials(found: Check,     # the ledger as read this run
         # counting afresh
         when = afresh_from(resets[-1])
         problem = (
-            f"the trial record was reset on {when[:10]} (ledger "
-            f"{', '.join(i[:8] for e in resets for i in e.content['replaced'])} lost): "
+            f"the trial record was reset on {when[:10]} ({reset_said(resets)}): "
             f"the trials only it held cannot be counted; count afresh with --trials-since {when}"
         )
     # ledgers lost, named in this one
@@ -276,19 +287,41 @@ def filed_verdicts(found: Check,       # the ledger as read now
 # %% ../../nbs/08c_report.evidence.ipynb #c016
 def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
     """Per question, the trials of the tracking store's runs that appended to this ledger (or to any, when it is empty)
-    and that it does not hold"""
+    and that it does not hold; a run whose trials file is gone, and the ledger lacks, is named in `attrs['gone']`"""
     held = {(e.family, e.content['source']) for e in found.entries if e.kind == 'trials'}
     here, lost = _appended_here(found), {}
     for question in question_runs():
         tracked = recorded_trials(question)
-        if not len(tracked): continue
-        gone = tracked[tracked['ledger'].fillna('').map(here) & ~tracked['source'].map(lambda s: (question, s) in held)]
-        if len(gone): lost[question] = gone
+        gone = [s for s in tracked.attrs.get('unreadable', []) if (question, s) not in held]
+        if not len(tracked) and not gone: continue
+        missing = (
+            tracked[tracked['ledger'].fillna('').map(here) & ~tracked['source'].map(lambda s: (question, s) in held)]
+            if len(tracked)
+            else tracked
+        )
+        if len(missing) or gone:
+            lost[question] = missing
+            lost[question].attrs['gone'] = gone
     return lost
+
+def record_problems(found: Check) -> list[str]:
+    """Everything wrong with the record, as `mlfin ledger check` says it and every run's verdict judges it: the chain,
+    every noted head (`noted_heads`), the tracking store's runs it lacks; none when whole"""
+    problems = [p for p in (found.problem, Ledger(found.location).against(found, noted_heads(found))) if p]
+    for q, t in lost_runs(found).items():
+        if len(t):
+            problems.append(f"{t['source'].nunique()} run(s) on question {q} appended to it and are missing from it "
+                            f"({len(t)} trial rows)")
+        problems += [
+            f"the trials file of MLflow run {s} (question {q}) is gone, and the ledger does not hold its trials"
+            for s in t.attrs['gone']
+        ]
+    return problems
 
 def adopt(book: Ledger) -> dict[str, int]:
     """File back into the ledger the trials (and kept returns and prints) of every run the tracking store holds that it
-    lacks; runs adopted per question"""
+    lacks, and acknowledge in a `reset` entry the noted heads it no longer matches (rewritten or cut short); runs
+    adopted per question (and `acknowledged`: the heads)"""
     found, adopted = book.check(), {}
     held = {(e.family, e.content['source']) for e in found.entries if e.kind == 'trials'}
     known, printed = {e.family for e in found.entries if e.kind == 'series'}, question_prints()
@@ -307,6 +340,12 @@ def adopt(book: Ledger) -> dict[str, int]:
                 'recorded': rows['recorded'].iloc[0].isoformat(),
             }  # when it was tried
             book.append('trials', question, body); adopted[question] = adopted.get(question, 0) + 1
+    # heads the ledger no longer matches (rewritten, cut short): acknowledged once, in a reset entry; verdicts count
+    # afresh from it, as after a lost ledger
+    now = book.check()
+    if at_odds := [head for _, head, _ in book.conflicts(now, noted_heads(now)) if head.split(':')[0] == now.id]:
+        book.append('reset', '', {'replaced': [], 'acknowledged': sorted(set(at_odds))})
+        adopted['acknowledged'] = len(set(at_odds))
     if adopted: note_home(book.check().head, book.location)
     return adopted
 

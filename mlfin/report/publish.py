@@ -17,7 +17,7 @@ from ..backtest.trials import run_trials
 from ..tracking.ledger import Check, Ledger
 from ..tracking.trials import question_prints, record_trials
 from .evidence import counted_record, earlier_returns, earlier_trials, keep_evidence, moved_questions
-from .evidence import question_of
+from .evidence import noted_heads, question_of
 from .products import load_run, read_json, summary, write_json
 from .tables import group_said, run_header
 from .. import backtest, tracking
@@ -70,6 +70,7 @@ def weigh_questions(
     }
     cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
     timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
+    heads = None
     stored = functools.cache(question_prints)   # read once, and only if some symbol's bars are new to the ledger
     for symbol, leader in train['best'].items():
         if only is not None and symbol not in only: continue
@@ -86,7 +87,8 @@ def weigh_questions(
             f"{leader}@{point:g}",
         )
         own, own_pbo = m['skill'], m['pbo']
-        earlier, record = earlier_trials(found, question, own['per_model'], cut)
+        heads = noted_heads(found) if heads is None else heads   # every head noted of the ledger: read once
+        earlier, record = earlier_trials(found, question, own['per_model'], cut, heads)
         # each configuration's latest returns
         earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')
         if spoilt and not record['problem']: record['problem'] = spoilt

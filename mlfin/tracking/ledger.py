@@ -20,7 +20,8 @@ from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'TABLES', 'place', 'ledger_location', 'Entry', 'Check', 'Ledger',
-           'append_only', 'note_home', 'home_noted', 'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
+           'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_ledgers', 'family_of', 'trials_body',
+           'ledger_trials']
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c005
 # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
@@ -274,22 +275,50 @@ def make(self: Ledger):
         if self.remote: append_only(c, self.location)
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c016
+def acknowledged(found: Check) -> set[str]:
+    "The heads this ledger's `reset` entries acknowledge it no longer matches (`report.evidence.adopt`)"
+    return {h for e in found.entries if e.kind == 'reset' for h in e.content.get('acknowledged', [])}
+
+@patch
+def conflicts(self: Ledger, found: Check,
+              known: list[tuple[str, str]], # (who noted it, 'ID:LENGTH:HASH'): the home's record, the MLflow runs'
+             ) -> list[tuple[str, str, str]]:
+    """Each head others noted that the ledger no longer matches, and how: (who, head, what is wrong); a head a reset
+    entry acknowledged is not one"""
+    out, known_ok = [], acknowledged(found)
+    for who, said in known:
+        lid, _, rest = (said or '').partition(':'); n, _, h = rest.partition(':')
+        if not lid or not n.isdigit() or said in known_ok: continue
+        if lid != found.id:
+            out.append(
+                (
+                    who,
+                    said,
+                    f"{who} noted trial ledger {lid[:8]} with {n} entries, but the ledger at {self} is "
+                    + (f"another one ({found.id[:8]}): it was replaced or begun anew" if found.id else "empty or gone"),
+                )
+            )
+        elif int(n) > found.length:
+            out.append(
+                (
+                    who,
+                    said,
+                    f"{who} noted {n} entries in the trial ledger, which now holds {found.length}: it was cut short",
+                )
+            )
+        elif found.entries[int(n) - 1].hash != h:
+            out.append(
+                (who, said, f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten")
+            )
+    return out
+
 @patch
 def against(self: Ledger, found: Check,
              known: list[tuple[str, str]], # (who noted it, 'ID:LENGTH:HASH'): the home's record, the MLflow runs'
             ) -> str:
-    "What is wrong with the ledger against the heads others noted ('' when each is there, as noted)"
-    for who, said in known:
-        lid, _, rest = (said or '').partition(':'); n, _, h = rest.partition(':')
-        if not lid or not n.isdigit(): continue
-        if lid != found.id:
-            return (f"{who} noted trial ledger {lid[:8]} with {n} entries, but the ledger at {self} is "
-                    + (f"another one ({found.id[:8]}): it was replaced or begun anew" if found.id else "empty or gone"))
-        if int(n) > found.length:
-            return f"{who} noted {n} entries in the trial ledger, which now holds {found.length}: it was cut short"
-        if found.entries[int(n) - 1].hash != h:
-            return f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten"
-    return ''
+    "What is wrong with the ledger against the heads others noted ('' when each is there, as noted): the first conflict"
+    found_ = self.conflicts(found, known)
+    return found_[0][2] if found_ else ''
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c019
 def _noted(at: Path | None) -> dict:

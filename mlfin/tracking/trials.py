@@ -13,7 +13,7 @@ from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['TAG', 'FOLDER', 'LEDGER_TAG', 'record_trials', 'record_search', 'note_ledger', 'recorded_trials', 'kept_returns',
-           'question_runs', 'question_prints']
+           'question_runs', 'question_prints', 'ledger_heads']
 
 # %% ../../nbs/05d_tracking.trials.ipynb #c005
 TAG = 'mlfin.question'   # the tag of every run holding trials on a question: the question's id
@@ -156,3 +156,12 @@ def question_prints() -> dict[str, list[str]]:
                     # a run that kept no prints (recorded before they were kept, or a search): an older one may have
                     continue
     return found
+
+def ledger_heads() -> dict[str, str]:
+    "Every run's noted head of the trial ledger (`note_ledger`): run id -> 'ID:LENGTH:HASH'"
+    client, heads, token = configured_mlflow().MlflowClient(), {}, None
+    while True:   # every run that noted one, a page at a time
+        page = client.search_runs([experiment_id()], filter_string=f"tags.`{LEDGER_TAG}` LIKE '%'", max_results=1000,
+                                  page_token=token)
+        heads.update({run.info.run_id: run.data.tags[LEDGER_TAG] for run in page}); token = page.token
+        if not token: return heads
