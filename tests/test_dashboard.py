@@ -183,6 +183,7 @@ def test_a_person_reaches_only_their_own_kernels_and_holds_a_bounded_number(brow
 
         under = descendants(served.pid)
         assert len(under) >= 2 and mine(root)   # Voila, and the kernel it started for him
+        under.add(served.pid)   # and the command itself: the port is closed once all of them are gone
         os.kill(served.pid, signal.SIGTERM)   # as a service manager stops it
         deadline = time.monotonic() + 120
         while any(alive(p) for p in under): assert time.monotonic() < deadline, [p for p in under if alive(p)]; time.sleep(0.5)
