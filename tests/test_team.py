@@ -22,9 +22,9 @@ def login(url: str, who: str) -> str:
 
 
 def team_database(postgres_server, tmp_path: Path) -> str:
-    "A fresh database set up as the docs say: `mlfin team init` by its owner, for members ana and ben"
+    "A fresh database set up as the docs say: `mlfin team init` by its owner, for members ana and ben and the promoter lead"
     url = new_database(postgres_server)
-    mlfin(tmp_path/'owner', 'team', 'init', url, '--member', 'ana', '--member', 'ben')
+    mlfin(tmp_path/'owner', 'team', 'init', url, '--member', 'ana', '--member', 'ben', '--promoter', 'lead')
     return url
 
 
@@ -141,6 +141,18 @@ def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_a
             "(the ledger's figures are shown); the ledger holds another verdict for this run, appended later (entry "
             f"{Ledger(ledger).check().length} by {who[later]}): the run's own is shown") in shown, shown
 
+    # promotion is the promoter's act: a member's is refused by the ledger before production moves; the promoter's is filed, named
+    before = [l for l in mlfin(homes[first], 'models', 'ls', env=env).stdout.splitlines() if 'production' in l]
+    refused = mlfin(homes[first], 'models', 'promote', 'SPX:1d', '1', '--reason', 'mine is better', env=env, check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"mlfin: error: mlfin.SPX.1d: promote refused by the team's ledger (a promotion by {who[first]} refused: only the team's "
+        "promoters (role mlfin_promoter) promote)"), refused.stderr
+    assert [l for l in mlfin(homes[first], 'models', 'ls', env=env).stdout.splitlines() if 'production' in l] == before
+    mlfin(homes[first], 'models', 'promote', 'SPX:1d', '1', '--reason', 'the desk asked', env={'MLFIN_LEDGER': login(ledger, 'lead')})
+    listed = mlfin(homes[first], 'models', 'ls', env=env).stdout
+    assert next(l for l in listed.splitlines() if ' production' in l).split()[:2] == ['mlfin.SPX.1d', '1'] and ' lead ' in listed, listed
+    filed = [e for e in Ledger(ledger).entries() if e.kind == 'promotion']
+    assert [(e.login, e.content['act'], e.content['version'], e.content['reason']) for e in filed] == [('lead', 'promote', 1, 'the desk asked')]
 
 def test_after_a_rewrite_the_check_and_every_verdict_say_the_same_until_the_one_repair_and_after_it(small_copy):
     """The ledger cut short behind the home's back (its owner may): `mlfin ledger check` and the next run's verdict both say

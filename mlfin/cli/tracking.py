@@ -139,10 +139,11 @@ def team_init(
     url: str = typer.Argument(..., help="the team's database, as its owner: postgresql://OWNER@HOST[:PORT]/DB"),
     member: list[str] = typer.Option([], '--member', help="a member's login, made when missing (repeat it)"),
     service: str = typer.Option('mlfin_service', help="the service's login: its tables in a schema of its own"),
+    promoter: list[str] = typer.Option([], '--promoter', help="a login that may promote a model by hand (repeat it)"),
 ):
     """Set the team's database up once, as its owner (again to add a member): roles, the ledger's guard, grants; each
     member then gives MLFIN_LEDGER and --store as their own login"""
     # here, not at the top: SQLAlchemy and the service's tables (see above)
     from mlfin.ops.team import team_init as init
-    for line in init(url, member, service): typer.echo(f"mlfin: {line}")
+    for line in init(url, member, service, promoter): typer.echo(f"mlfin: {line}")
     typer.echo("mlfin: each login's password is PostgreSQL's to set (psql: \\password NAME), or pg_hba.conf admits it")

@@ -14,12 +14,13 @@ from ..data.stores.rules import MODEL_NAME, check_symbol
 from ..params import default
 from .core import Model, load_model
 from .metrics import WALK_ERRORS
-from ..tracking import configured_mlflow
+from ..tracking import configured_mlflow, person
+from ..tracking.ledger import Ledger
 
 # %% auto #0
 __all__ = ['ALIASES', 'EVIDENCE', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client',
-           'register_version', 'promote', 'pinned', 'release', 'versions', 'series_of', 'describe', 'production',
-           'Predictor', 'load']
+           'register_version', 'filed_act', 'promote', 'pinned', 'release', 'versions', 'series_of', 'describe',
+           'production', 'Predictor', 'load']
 
 # %% ../../nbs/06l_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -113,20 +114,50 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
     except MlflowException:
         client.create_registered_model(name, description=f"mlfin models of {symbol} {timeframe} bars")
     flat = {f"oos_{k}": f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float)) and v == v}
-    return int(client.create_model_version(name, source=f"runs:/{run_id}/models/{model}", run_id=run_id,
-                                           tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe,
-                                                 **flat, **{k: str(v) for k, v in (tags or {}).items()}}).version)
+    return int(
+        client.create_model_version(
+            name,
+            source=f"runs:/{run_id}/models/{model}",
+            run_id=run_id,
+            tags={
+                'model': model,
+                'kind': kind,
+                'symbol': symbol,
+                'timeframe': timeframe,
+                'by': person(),
+                **flat,
+                **{k: str(v) for k, v in (tags or {}).items()},
+            },
+        ).version
+    )
 
 # a leader version's tags from its run's verdict: evidence.dsr, .pbo, .trials, .verdict, .record
 EVIDENCE = 'evidence.'
 PINNED = 'mlfin.pinned'   # a registered model's tag: production was chosen by a person, and holds until one releases it
 
-
 # %% ../../nbs/06l_models.registry.ipynb #c009_01
+def filed_act(act: str,      # promote or release
+              name: str, version: int | None, reason: str,
+              by: str = '',  # who asked (a service's person: `user:ana`); default: this process's (`tracking.person`)
+             ):
+    """A promotion or release filed in the trial ledger before it is done, by whom, when and why: no member can remove
+    it, and where the team's setup made promoters, PostgreSQL refuses it from anyone else
+    (`tracking.ledger.PROMOTER`)"""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        Ledger().append(
+            'promotion', '', {'act': act, 'model': name, 'version': version, 'reason': reason, 'by': by or person()}
+        )
+    except DBAPIError as e:
+        raise BadInput(f"{name}: {act} refused by the team's ledger ({str(e.orig).strip().splitlines()[0]})") from None
+
 def promote(symbol: str, timeframe: str, version: int | None = None, # default: the current candidate
-            reason: str = 'promoted by hand') -> dict:
-    """Make a version `production` whatever its scores: the deliberate override, recorded on the version, holding until
-    released"""
+            reason: str = 'promoted by hand',
+            by: str = '',   # who asked (default: this process's person)
+           ) -> dict:
+    """Make a version `production` whatever its scores: the deliberate override, filed in the trial ledger with who and
+    why (`filed_act`), recorded on the version, holding until released"""
     from mlflow.exceptions import MlflowException
     client, name = registry_client(), registered_name(symbol, timeframe)
     try:
@@ -136,11 +167,11 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
         raise NotFound(
             f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them"
         ) from None
+    filed_act('promote', name, version, reason, by)
     client.set_registered_model_alias(name, 'production', str(version))
     client.set_model_version_tag(name, str(version), 'promoted', reason)
     client.set_registered_model_tag(name, PINNED, f"v{version}: {reason}")   # runs and training jobs leave it be
     return {'name': name, 'version': version, 'production': True, 'pinned': True}
-
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_02
 def pinned(name: str) -> str | None:
@@ -151,19 +182,25 @@ def pinned(name: str) -> str | None:
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_03
-def release(symbol: str, timeframe: str) -> dict:
-    "Hand production back to the promotion policy: the next run's leader may replace it when it beats it"
+def release(symbol: str, timeframe: str,
+            by: str = '',   # who asked (default: this process's person)
+           ) -> dict:
+    """Hand production back to the promotion policy (filed in the trial ledger, `filed_act`): the next run's leader may
+    replace it when it beats it"""
     client, name = registry_client(), registered_name(symbol, timeframe)
     held = pinned(name)
     if held is None: raise NotFound(f"{name}: production is not held by hand; nothing to release")
+    filed_act('release', name, None, held, by)
     client.delete_registered_model_tag(name, PINNED)
     return {'name': name, 'released': held}
 
-
 # %% ../../nbs/06l_models.registry.ipynb #c009_04
 def versions(symbol: str | None = None) -> pd.DataFrame:
-    "Every registered version: series, version, model, aliases, out-of-sample scores, promotion or refusal"
+    """Every registered version: series, version, model, who registered it, aliases, out-of-sample scores, promotion
+    or refusal, and who promoted it by hand (the trial ledger's last `promote` of it: its login, else who it names)"""
     client = registry_client()
+    promoted_by = {(e.content['model'], e.content['version']): e.login or e.content['by']
+                   for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') == 'promote'}
     rows = []
     for found in client.search_model_versions("name LIKE 'mlfin.%'"):
         if symbol and found.tags.get('symbol') != symbol: continue
@@ -173,6 +210,7 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
                 'name': found.name,
                 'version': int(found.version),
                 'model': found.tags.get('model'),
+                'by': found.tags.get('by', ''),
                 'aliases': ','.join(sorted(aliases)),
                 'label': found.tags.get('label', ''),
                 'horizon': found.tags.get('horizon', ''),
@@ -184,6 +222,7 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
                 },
                 'trials': found.tags.get('trials', ''),
                 'promoted': found.tags.get('promoted', ''),
+                'promoted_by': promoted_by.get((found.name, int(found.version)), ''),
                 'held': found.tags.get('held', ''),
                 'refused': found.tags.get('refused', ''),
                 'run_id': found.run_id,
@@ -194,7 +233,6 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
         if rows
         else pd.DataFrame()
     )
-
 
 # %% ../../nbs/06l_models.registry.ipynb #c009d
 def series_of(name: str) -> tuple[str, str]:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from ..errors import BadInput, Unavailable
 from ..data.stores.postgresql import PostgresStore
 from ..data.stores.observations_pg import STORE_TABLES
-from ..tracking.ledger import TABLE, TABLES, Ledger, place
+from ..tracking.ledger import PROMOTER, TABLE, TABLES, Ledger, place
 from ..service.db import metadata as service_metadata
 
 # %% auto #0
@@ -28,7 +28,7 @@ def role_name(name: str, what: str = 'member') -> str:
         raise BadInput(
             f"{what} {name!r}: a login is lower-case letters, digits and _, at most 63, not starting with a digit"
         )
-    if name in (OWNER, MEMBER, 'postgres', 'public') or name.startswith('pg_'):
+    if name in (OWNER, MEMBER, PROMOTER, 'postgres', 'public') or name.startswith('pg_'):
         raise BadInput(f"{what} {name!r}: a name PostgreSQL or the team's setup keeps for itself")
     return name
 
@@ -37,13 +37,18 @@ def _role(name: str, login: bool) -> str:
     return (f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN CREATE ROLE {name} "
             f"{'LOGIN' if login else 'NOLOGIN'}; END IF; END $$")
 
-def team_roles(members: list[str], service: str = SERVICE) -> list[str]:
-    "The setup's first statements: its roles, the members' logins, the service's login and schema; each idempotent"
+def team_roles(members: list[str], service: str = SERVICE,
+               promoters: list[str] = (), # the logins that may promote a model by hand (members or not)
+              ) -> list[str]:
+    """The setup's first statements: its roles, the members' logins, the promoters, the service's login (a promoter:
+    its own people's roles decide, and its audit says who) and schema; each idempotent"""
     members, service = [role_name(m) for m in members], role_name(service, 'service')
+    promoters = [role_name(m, 'promoter') for m in promoters]
     return [
-        _role(OWNER, False), _role(MEMBER, False),
+        _role(OWNER, False), _role(MEMBER, False), _role(PROMOTER, False),
         *[s for m in members for s in (_role(m, True), f"GRANT {MEMBER} TO {m}")],
-        _role(service, True),
+        *[s for m in promoters for s in (_role(m, True), f"GRANT {MEMBER} TO {m}", f"GRANT {PROMOTER} TO {m}")],
+        _role(service, True), f"GRANT {PROMOTER} TO {service}",
         f"CREATE SCHEMA IF NOT EXISTS {SERVICE} AUTHORIZATION {service}",
         f"REVOKE ALL ON SCHEMA {SERVICE} FROM PUBLIC",
         f"ALTER ROLE {service} SET search_path = {SERVICE}, public",
@@ -61,8 +66,7 @@ def team_grants(service: str = SERVICE, moved: list[str] = ()) -> list[str]:
         for s in (
             f"ALTER TABLE {t} OWNER TO {OWNER}",
             f"REVOKE ALL ON {t} FROM PUBLIC",
-            f"GRANT SELECT, INSERT ON {t} TO {MEMBER}",
-            f"GRANT SELECT ON {t} TO {service}",
+            f"GRANT SELECT, INSERT ON {t} TO {MEMBER}, {service}",
         )
     ]
     store = [s for t in STORE_TABLES for s in (f"ALTER TABLE {t} OWNER TO {OWNER}", f"REVOKE ALL ON {t} FROM PUBLIC",
@@ -76,19 +80,21 @@ def team_grants(service: str = SERVICE, moved: list[str] = ()) -> list[str]:
 def team_init(url: str,           # the team's database, as its owner (a superuser, or the owner with CREATEROLE)
               members: list[str], # the members' logins (made when missing)
               service: str = SERVICE, # the service's login
+              promoters: list[str] = (), # the logins that may promote by hand (`tracking.ledger.PROMOTER`)
              ) -> list[str]:
     """Set the team's database up with least privilege (`team_roles`, the tables, `team_grants`); what it did, a line
     each"""
     if not url.startswith(('postgresql://', 'postgres://')):
         raise BadInput(f"team database {place(url)}: a postgresql:// URL")
     members, service = [role_name(m) for m in members], role_name(service, 'service')  # before any connection
+    promoters = [role_name(m, 'promoter') for m in promoters]
     engine = sa.create_engine(
         url.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1)
     )
     try:
         with engine.begin() as c:
             c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('mlfin_team'))"))
-            for statement in team_roles(members, service): c.execute(sa.text(statement))
+            for statement in team_roles(members, service, promoters): c.execute(sa.text(statement))
         Ledger(url).make()                 # the ledger's tables and guard
         PostgresStore(url).make_tables()   # the store's
         with engine.begin() as c:
@@ -110,6 +116,8 @@ def team_init(url: str,           # the team's database, as its owner (a superus
         f"{OWNER}: owns the trial ledger ({', '.join(TABLES)}), its append-only guard and the store's tables; no login",
         f"{MEMBER}: may read and append the ledger, never change it, and use the store; granted to "
         + (', '.join(members) or 'no login yet'),
+        f"{PROMOTER}: may promote a model by hand (filed in the ledger; refused to anyone else); granted to "
+        + ', '.join([*promoters, service]),
         f"{service}: the service's login; its tables in schema {SERVICE}, which no member may enter"
         + (f" (moved there from public: {', '.join(moved)})" if moved else ''),
     ]

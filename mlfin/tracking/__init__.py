@@ -6,6 +6,7 @@
 __all__ = []
 
 # %% ../../nbs/05_tracking.ipynb #c003
-from .store import EXPERIMENT, configured_mlflow, experiment_id, using, outside_home, relocate, check_home
+from .store import EXPERIMENT, configured_mlflow, experiment_id, person, using, outside_home, relocate
+from .store import check_home
 from .runs import log_run, runs, attach, amend_run, task_run, run_table, find_run, compare_runs, fetch_run
 from .trials import record_trials, record_search, recorded_trials, kept_returns, note_ledger

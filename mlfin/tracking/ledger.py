@@ -19,9 +19,9 @@ from ..data.prints import MIN_PRINTS, SAME, share
 from ..processes import write_parquet
 
 # %% auto #0
-__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'TABLES', 'place', 'ledger_location', 'Entry', 'Check', 'Ledger',
-           'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_ledgers', 'family_of', 'trials_body',
-           'ledger_trials']
+__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'TABLES', 'PROMOTER', 'place', 'ledger_location', 'Entry', 'Check',
+           'Ledger', 'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_ledgers', 'family_of',
+           'trials_body', 'ledger_trials']
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c005
 # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
@@ -227,19 +227,23 @@ def _insert(c, seq: int, prev: str, kind: str, family: str, body: str, login: st
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c013g
 TABLES = (TABLE, f"{TABLE}_returns")   # the ledger's tables: its entries, and the returns they name
+# the role whose logins may append a `promotion` (where it exists: a team's setup, `ops.team`; elsewhere anyone may)
+PROMOTER = 'mlfin_promoter'
 _GUARDED: set[str] = set()   # the PostgreSQL ledgers this process has seen guarded
 _TRIGGERS = [f"{t}_{kind}" for t in TABLES for kind in ('rows', 'truncate')] + [f"{TABLE}_login"]
 
-def append_only(c, location: str):
+def append_only(c, location: str, again: bool = False, # made anew whether or not it is there (the owner's setup)
+               ):
     """Make PostgreSQL itself refuse to change or remove a ledger entry or a kept return: a trigger on each table
     raises on UPDATE, DELETE and TRUNCATE, whoever asks, the tables' owner included (a member's `DELETE ... WHERE
-    seq=10`, a script's `UPDATE`). Appends pass, each stamped with the session's login by another trigger. Made when
+    seq=10`, a script's `UPDATE`). Appends pass, each stamped with the session's login by another trigger, which also
+    refuses a `promotion` from a login without the `PROMOTER` role where the team's setup made it. Made when
     missing, under the append's lock; a member's role, which may not make them, finds them made by the team's setup
     (`ops.team`)"""
-    if location in _GUARDED: return
+    if location in _GUARDED and not again: return
     made = c.execute(sa.text("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgname = ANY(:names) AND "
                              "pg_table_is_visible(tgrelid)"), {'names': _TRIGGERS}).scalar()
-    if made < len(_TRIGGERS):
+    if made < len(_TRIGGERS) or again:
         try:
             with c.begin_nested():
                 c.execute(sa.text(f"""
@@ -248,7 +252,15 @@ def append_only(c, location: str):
                     END $$"""))
                 c.execute(sa.text(f"""
                     CREATE OR REPLACE FUNCTION {TABLE}_login() RETURNS trigger LANGUAGE plpgsql AS $$
-                    BEGIN NEW.login := session_user; RETURN NEW; END $$"""))
+                    BEGIN
+                        NEW.login := session_user;
+                        IF NEW.kind = 'promotion' AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
+                           AND NOT pg_has_role(session_user, '{PROMOTER}', 'MEMBER') THEN
+                            RAISE EXCEPTION 'a promotion by % refused: only the team''s promoters (role {PROMOTER}) promote',
+                                session_user;
+                        END IF;
+                        RETURN NEW;
+                    END $$"""))
                 c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {TABLE}_login BEFORE INSERT ON {TABLE} "
                                   f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_login()"))
                 for table in TABLES:
@@ -272,7 +284,7 @@ def make(self: Ledger):
         if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
         _META.create_all(c)
         _login_column(c, self.location)
-        if self.remote: append_only(c, self.location)
+        if self.remote: append_only(c, self.location, again=True)
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c016
 def acknowledged(found: Check) -> set[str]:

@@ -65,7 +65,7 @@ def promote(
     "Make a version (default: the candidate) production; it is served from the next request on"
     symbol, timeframe = series_of(name)
     describe(name)   # NotFound, named, for a model that does not exist
-    done = make_production(symbol, timeframe, promotion.version, f"{promotion.reason} ({caller.actor})")
+    done = make_production(symbol, timeframe, promotion.version, f"{promotion.reason} ({caller.actor})", caller.actor)
     request.app.state.live.moved(symbol, timeframe)
     record_action(request, caller, 'promote', f"{name} v{done['version']}", promotion.reason)
     return ModelVersion(**next(v for v in describe(name) if v['version'] == done['version']))
@@ -76,7 +76,7 @@ def promote(
 def release(request: Request, name: ModelName, caller: Caller = ADMIN) -> Released:
     """Hand production back to the promotion policy (a promotion by hand holds until released): the next run's leader
     may replace it"""
-    released = Released(**hand_back(*series_of(name)))
+    released = Released(**hand_back(*series_of(name), caller.actor))
     record_action(request, caller, 'release', name)
     return released
 
