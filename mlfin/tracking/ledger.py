@@ -256,7 +256,8 @@ def append_only(c, location: str, again: bool = False, # made anew whether or no
                         NEW.login := session_user;
                         IF NEW.kind = 'promotion' AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
                            AND NOT pg_has_role(session_user, '{PROMOTER}', 'MEMBER') THEN
-                            RAISE EXCEPTION 'a promotion by % refused: only the team''s promoters (role {PROMOTER}) promote',
+                            RAISE EXCEPTION
+                                'a promotion by % refused: only the team''s promoters (role {PROMOTER}) promote',
                                 session_user;
                         END IF;
                         RETURN NEW;
