@@ -177,3 +177,27 @@ def test_after_a_rewrite_the_check_and_every_verdict_say_the_same_until_the_one_
     mlfin(home, 'run', *with_args(args, threshold='0.53', trials_since=since))   # counting afresh, as both say
     judged = summary(home)['symbols']['SPX']
     assert judged['skill']['record']['problem'] == '' and judge(judged) != 'unjudged', judged['skill']
+
+
+def test_a_home_copied_under_another_account_counts_what_it_filed_before_or_withholds_its_verdict(small_copy, tmp_path):
+    """A home run under another account, whose default ledger is another file, with its MLflow store deleted, runs the best
+    configuration again: it counts the trials it filed in its old ledger (readable here); with that ledger gone, the check
+    and the next verdict name it, until `mlfin ledger adopt` names it lost and both say to count afresh"""
+    import shutil
+    home, args = small_copy['home'], small_copy['args']
+    small = small_copy['summary']['symbols']['SPX']['skill']['trials']
+    old = home/'ledger.db'
+    noted = json.loads((home/'ledger.json').read_text())   # the copy's record names the golden home's file: this home's, here
+    (home/'ledger.json').write_text(json.dumps({**noted, 'location': str(old)}))
+    elsewhere = {'MLFIN_LEDGER': str(tmp_path/'other-account'/'ledger.db')}   # the other account's default: another file
+    (home/'mlflow.db').unlink(); shutil.rmtree(home/'mlartifacts', ignore_errors=True)   # and no tracking store to read
+    mlfin(home, 'run', *with_args(args, threshold='0.53'), env=elsewhere)
+    mine = summary(home)['symbols']['SPX']['skill']
+    assert (mine['trials'], mine['record']['problem']) == (small + 1, ''), mine   # the old ledger's trials counted
+    old.rename(tmp_path/'moved-away.db')   # now it cannot be read from here
+    checked = mlfin(home, 'ledger', 'check', env=elsewhere, check=False)
+    assert checked.returncode == 1 and (f"mlfin: not whole: this home appended to trial ledger {noted['head'][:8]} at {old} ("
+                                        in checked.stdout), checked.stdout
+    assert 'mlfin: named lost 1 ledger(s) this home appended to elsewhere' in mlfin(home, 'ledger', 'adopt', env=elsewhere).stdout
+    mended = mlfin(home, 'ledger', 'check', env=elsewhere).stdout
+    assert 'mlfin: whole from ' in mended and ' lost)' in mended, mended

@@ -109,9 +109,14 @@ def ledger_adopt():
     from mlfin.report.evidence import adopt   # here, not at the top: see `ledger check`
     from mlfin.tracking.ledger import Ledger   # (the same)
     book = Ledger(); done = adopt(book)
-    heads = done.pop('acknowledged', 0)
+    heads, away = done.pop('acknowledged', 0), done.pop('elsewhere', 0)
     for question, runs in done.items():
         typer.echo(f"mlfin: adopted {runs} run(s) on question {question} from the tracking store")
+    if away:
+        typer.echo(
+            f"mlfin: named lost {away} ledger(s) this home appended to elsewhere and cannot read: verdicts count "
+            "afresh from now (--trials-since, as `mlfin ledger check` says)"
+        )
     if heads:
         typer.echo(
             f"mlfin: acknowledged {heads} noted head(s) the ledger no longer matches (rewritten or cut short) in "
@@ -121,7 +126,7 @@ def ledger_adopt():
         f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}"
         if done
         else "mlfin: nothing to adopt: the ledger holds every run the tracking store has"
-        if not heads
+        if not heads and not away
         else "mlfin: no run to adopt"
     )
 

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/08c_report.evidence.ipynb #c003
 from __future__ import annotations
+import os
 from pathlib import Path
 from typing import Callable
 import pandas as pd
@@ -12,15 +13,16 @@ from ..backtest import stats
 from ..backtest.tearsheet import verdict_word
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
-from ..tracking.ledger import Check, Ledger, family_of, home_ledgers, home_noted, ledger_trials, note_home, place
+from ..tracking.ledger import Check, Ledger, family_of, home_elsewhere, home_ledgers, home_noted, ledger_trials
+from ..tracking.ledger import note_home, place
 from ..tracking.ledger import trials_body
 from ..tracking.trials import kept_returns, ledger_heads, note_ledger, question_prints, question_runs
 from ..tracking.trials import recorded_trials
 
 # %% auto #0
-__all__ = ['EARLIER', 'ADOPT', 'COUNTED', 'question_of', 'afresh_from', 'lineage', 'noted_heads', 'reset_said', 'earlier_trials',
-           'keep_evidence', 'counted_record', 'moved_questions', 'counted_now', 'filed_verdicts', 'lost_runs',
-           'record_problems', 'adopt', 'earlier_returns']
+__all__ = ['EARLIER', 'ADOPT', 'COUNTED', 'question_of', 'afresh_from', 'lineage', 'noted_heads', 'reset_said',
+           'trials_elsewhere', 'earlier_trials', 'keep_evidence', 'counted_record', 'moved_questions', 'counted_now',
+           'filed_verdicts', 'lost_runs', 'record_problems', 'adopt', 'earlier_returns']
 
 # %% ../../nbs/08c_report.evidence.ipynb #c005
 # an earlier trial: its row, when, and which run
@@ -91,6 +93,41 @@ def reset_said(resets: list) -> str:
     return '; '.join(filter(None, [f"ledger {', '.join(lost)} lost" if lost else '',
                                    f"{heads} noted head(s) it no longer matched" if heads else '']))
 
+def _readable(location: str, lid: str) -> Check | None:
+    """The ledger noted at `location`, read, when this account can read it and it is the one noted (a file: a server's
+    place is noted without its credentials)"""
+    if not location.startswith('/') or not os.access(location, os.R_OK): return None
+    try: read = Ledger(location).check()
+    except Exception: return None   # not a ledger this account can open
+    return read if read.id == lid else None
+
+def _away(found: Check) -> list[tuple[dict, Check | None]]:
+    "The ledgers this home appended to elsewhere that this one does not stand for, each read where it can be"
+    stands = lineage(found)
+    return [(p, _readable(p['location'], p['head'].split(':')[0])) for p in home_elsewhere(found.location)
+            if p['head'].split(':')[0] not in stands]
+
+def _unread(p: dict) -> str:
+    lid, _, rest = p['head'].partition(':')
+    return (
+        f"this home appended to trial ledger {lid[:8]} at {p['location']} ({rest.partition(':')[0]} entries) before, "
+        "which the ledger here does not stand for and this run cannot read: its trials there are not counted "
+        "(MLFIN_LEDGER naming it counts them; `mlfin ledger adopt` here names it lost)"
+    )
+
+def trials_elsewhere(found: Check, question: Question,
+                     mine: list[str],   # the run's bars' prints (`question_of`): their family in the other ledger
+                    ) -> tuple[pd.DataFrame, str]:
+    """The trials on the question this home filed in ledgers it appended to elsewhere (another account's default,
+    another `MLFIN_LEDGER`), which this one does not stand for, read where they can be; and what is wrong ('' when
+    each was read)"""
+    frames, unread = [], ''
+    for p, other in _away(found):
+        if other is None: unread = unread or _unread(p); continue
+        family = family_of(other, mine, question.symbol, question.timeframe)[0] if mine else question.id
+        if len(t := ledger_trials(other, family)): frames.append(t)
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), unread
+
 def earlier_trials(found: Check,     # the ledger as read this run
                    question: Question,
                    per_model: int,   # points of the grid per model: a search's trials count at each
@@ -98,6 +135,7 @@ def earlier_trials(found: Check,     # the ledger as read this run
                    since: pd.Timestamp | None = None,
                    # every head noted of it (`noted_heads`): read when None
                    heads: list[tuple[str, str]] | None = None,
+                   prints: list[str] | None = None,   # the run's bars' prints: the question in ledgers elsewhere
                   ) -> tuple[pd.DataFrame, dict]:
     """Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest
     first; and the record's state"""
@@ -106,9 +144,11 @@ def earlier_trials(found: Check,     # the ledger as read this run
     # filed before questions followed the data
     legacy = recorded_trials(question.legacy_id) if question.legacy_id != question.id else pd.DataFrame()
     seen = set(mine['source']) if len(mine) else set()
+    # what this home filed in ledgers elsewhere that this one does not stand for: counted, or the verdict withheld
+    away, unread = trials_elsewhere(found, question, prints or [])
     extra = (
-        pd.concat([t for t in (tracked, legacy) if len(t)], ignore_index=True)
-        if len(tracked) or len(legacy)
+        pd.concat([t for t in (tracked, legacy, away) if len(t)], ignore_index=True)
+        if len(tracked) or len(legacy) or len(away)
         else pd.DataFrame()
     )
     extra = extra[~extra['source'].isin(seen)] if len(extra) else extra
@@ -116,11 +156,13 @@ def earlier_trials(found: Check,     # the ledger as read this run
     # not hold: lost from it. A run that appended to another ledger (another person's, before a team shared one) is
     # counted, but lost from nothing here
     this = _appended_here(found)
-    lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) else extra
+    lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) and 'ledger' in extra else extra.iloc[:0]
     # MLflow runs whose trials file was deleted, not in the ledger
     gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]
     # checked against every head noted of it, as `mlfin ledger check` checks it
-    why = found.problem or Ledger(found.location).against(found, noted_heads(found) if heads is None else heads)
+    why = (
+        found.problem or Ledger(found.location).against(found, noted_heads(found) if heads is None else heads) or unread
+    )
     missing = trial_count(lost, per_model) if len(lost) else 0
     if missing and not why:
         why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"
@@ -308,6 +350,7 @@ def record_problems(found: Check) -> list[str]:
     """Everything wrong with the record, as `mlfin ledger check` says it and every run's verdict judges it: the chain,
     every noted head (`noted_heads`), the tracking store's runs it lacks; none when whole"""
     problems = [p for p in (found.problem, Ledger(found.location).against(found, noted_heads(found))) if p]
+    problems += [_unread(p) for p, other in _away(found) if other is None]
     for q, t in lost_runs(found).items():
         if len(t):
             problems.append(f"{t['source'].nunique()} run(s) on question {q} appended to it and are missing from it "
@@ -340,6 +383,9 @@ def adopt(book: Ledger) -> dict[str, int]:
                 'recorded': rows['recorded'].iloc[0].isoformat(),
             }  # when it was tried
             book.append('trials', question, body); adopted[question] = adopted.get(question, 0) + 1
+    # ledgers this home appended to elsewhere that it cannot read: named lost, as a lost ledger is
+    if away := sorted({p['head'].split(':')[0] for p, other in _away(found) if other is None}):
+        book.append('reset', '', {'replaced': away}); adopted['elsewhere'] = len(away)
     # heads the ledger no longer matches (rewritten, cut short): acknowledged once, in a reset entry; verdicts count
     # afresh from it, as after a lost ledger
     now = book.check()

@@ -88,7 +88,7 @@ def weigh_questions(
         )
         own, own_pbo = m['skill'], m['pbo']
         heads = noted_heads(found) if heads is None else heads   # every head noted of the ledger: read once
-        earlier, record = earlier_trials(found, question, own['per_model'], cut, heads)
+        earlier, record = earlier_trials(found, question, own['per_model'], cut, heads, prints)
         # each configuration's latest returns
         earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')
         if spoilt and not record['problem']: record['problem'] = spoilt

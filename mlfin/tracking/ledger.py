@@ -20,8 +20,8 @@ from ..processes import write_parquet
 
 # %% auto #0
 __all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'TABLES', 'PROMOTER', 'place', 'ledger_location', 'Entry', 'Check',
-           'Ledger', 'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_ledgers', 'family_of',
-           'trials_body', 'ledger_trials']
+           'Ledger', 'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_elsewhere', 'home_ledgers',
+           'family_of', 'trials_body', 'ledger_trials']
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c005
 # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
@@ -341,14 +341,20 @@ def _noted(at: Path | None) -> dict:
 
 def note_home(found: str,   # the head after this run's appends (`Check.head`)
               location: str, at: Path | None = None):
-    """Note in the home (`at`, default `home()`) the ledger it appended to, its head then, and every ledger it ever
-    appended to there"""
+    """Note in the home (`at`, default `home()`) the ledger it appended to, its head then, every ledger it ever
+    appended to there, and the last head of each ledger it appended to elsewhere (`home_elsewhere`)"""
     path, where = Path(at or home())/HOME_RECORD, place(location)
     before = _noted(at)
     ledgers = [*(before.get('ledgers', []) if before.get('location') == where else []), found.split(':')[0]]
+    elsewhere = {p['location']: p for p in before.get('elsewhere', []) if isinstance(p, dict) and p.get('location')}
+    if before.get('location') and before['location'] != where and before.get('head'):   # moved: remember where from
+        elsewhere[before['location']] = {k: before.get(k, '') for k in ('location', 'head', 'at')}
+    elsewhere.pop(where, None)   # appending here again: this place is the current one
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({'location': where, 'head': found, 'ledgers': list(dict.fromkeys(ledgers))}))
+    tmp.write_text(json.dumps({'location': where, 'head': found, 'ledgers': list(dict.fromkeys(ledgers)),
+                               'at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                               'elsewhere': list(elsewhere.values())}))
     os.replace(tmp, path)
 
 
@@ -358,6 +364,16 @@ def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
     another one)"""
     noted = _noted(at)
     return noted.get('head', '') if noted.get('location') == place(location) else ''
+
+def home_elsewhere(location: str,   # the ledger asked about (`Ledger.location`)
+                   at: Path | None = None) -> list[dict]:
+    """Every other place the home appended trials to, with its last head there and when: {location, head, at} each
+    (a home copied to another account, or moved to another `MLFIN_LEDGER`, keeps what it did before)"""
+    noted, here = _noted(at), place(location)
+    out = [p for p in noted.get('elsewhere', []) if isinstance(p, dict) and p.get('location') != here and p.get('head')]
+    if noted.get('location') and noted['location'] != here and noted.get('head'):
+        out.append({k: noted.get(k, '') for k in ('location', 'head', 'at')})
+    return out
 
 def home_ledgers(location: str, at: Path | None = None) -> list[str]:
     """The ids of every ledger the home appended to at `location`: one that was deleted there and begun anew is among
