@@ -9,6 +9,7 @@ from .common import html_table, page, verdict_box
 from ..errors import MlfinError
 from ..models.registry import ALIASES, describe, production as serving
 from ..report.products import load_run
+from ..report.verdicts import judged_versions
 
 # %% auto #0
 __all__ = ['SCORES', 'VERSION_COLUMNS', 'versions_frame', 'standing', 'models_page']
@@ -74,7 +75,7 @@ def standing(versions: list[dict]) -> tuple[list[dict], list[dict]]:
 def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
     "The registry and the latest run's leaderboard and model-vs-model tests"
     import ipywidgets as widgets
-    try: versions = describe()
+    try: versions = judged_versions(describe())   # each leader's verdict from the trial ledger
     except MlfinError: versions = []
     parts = []
     production = [f"{v['name']} v{v['version']} ({v['model']})" for v in serving(versions=versions)]

@@ -300,6 +300,7 @@ def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry
         'at': said['at'],
         'by': entry.login,
         'pbo': (said.get('pbo') or {}).get('pbo'),
+        'record': s['record'].get('problem', ''),
         'trials_now': s['trials'],
         'dsr_now': s['dsr'],
         'verdict_now': said['verdict'],

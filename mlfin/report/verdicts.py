@@ -10,7 +10,7 @@ from ..tracking.ledger import Check, Ledger, place
 from .evidence import filed_verdicts
 
 # %% auto #0
-__all__ = ['mlflow_disagrees', 'judged']
+__all__ = ['mlflow_disagrees', 'judged', 'judged_versions']
 
 # %% ../../nbs/08g_report.verdicts.ipynb #v005
 def _then_now(then, now, shown) -> str:
@@ -79,3 +79,30 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
                                 else f"{f['verdict_then']} then; {f['verdict_now']} now")
     out['record'] = [f"the trial ledger is not whole ({found.problem})" if found.problem else r for r in records]
     return out.drop(columns=['symbol_run'], errors='ignore')
+
+# %% ../../nbs/08g_report.verdicts.ipynb #v011
+def judged_versions(rows: list[dict],           # `models.registry.describe`'s versions
+                    found: Check | None = None, # the trial ledger as read (default: the one this home appends to)
+                   ) -> list[dict]:
+    """The versions with each leader's evidence as the trial ledger filed it for its run (then, and now where its
+    question grew), in place of the tags a member can set; `evidence['tags']` says where those disagree"""
+    leaders = [r['run_id'] for r in rows if r.get('evidence') and r.get('run_id')]
+    if not leaders: return rows
+    found = Ledger().check() if found is None else found
+    filed, out = filed_verdicts(found, leaders), []
+    for r in rows:
+        f = filed.get(r.get('run_id')) if r.get('evidence') else None
+        if f is None: out.append(r); continue
+        said = {'dsr': figure(f['dsr_then']), 'pbo': figure(f['pbo']), 'trials': str(f['trials_then']),
+                'verdict': f['verdict_then'], 'record': f['record']}
+        if f['trials_now'] != f['trials_then']:
+            said |= {
+                'trials_now': str(f['trials_now']),
+                'dsr_now': figure(f['dsr_now']),
+                'verdict_now': f['verdict_now'],
+            }
+        differ = [f"{k} {r['evidence'][k]}" for k in ('dsr', 'pbo', 'trials', 'verdict')
+                  if r['evidence'].get(k, said[k]) != said[k]]
+        if differ: said['tags'] = f"its tags say {', '.join(differ)}: changed after its run (the ledger's are given)"
+        out.append({**r, 'evidence': said})
+    return out

@@ -9,6 +9,7 @@ from fastapi import Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 from ..auth import Caller
 from .common import ADMIN, ERRORS, READ, ModelName, record_action, router
+from ...report.verdicts import judged_versions
 from ...models.registry import describe, promote as make_production, series_of, release as hand_back
 
 # %% auto #0
@@ -25,8 +26,9 @@ class ModelVersion(BaseModel):
     )
     evidence: dict[str, str] = Field(
         default_factory=dict,
-        description="a leader's verdict as its run judged it after every trial on its "
-        "question: dsr, pbo, trials, verdict and record (what is wrong with the trial record; '' when whole)",
+        description="a leader's verdict as its run filed it in the trial ledger after every trial on its "
+        "question: dsr, pbo, trials, verdict and record (what is wrong with the trial record; '' when whole); "
+        "trials_now, dsr_now, verdict_now where later runs added trials; tags: where the version's tags disagree",
     )
     run_id: str | None; created_at: dt.datetime
 
@@ -47,14 +49,14 @@ class Released(BaseModel):
 @router.get('/models', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def models(caller: Caller = READ) -> list[ModelVersion]:
     "Every registered version: aliases, out-of-sample scores, lineage"
-    return [ModelVersion(**v) for v in describe()]
+    return [ModelVersion(**v) for v in judged_versions(describe())]
 
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_11
 @router.get('/models/{name}', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def model(name: ModelName, caller: Caller = READ) -> list[ModelVersion]:
     "The versions of one registered model (mlfin.SYMBOL.TIMEFRAME), newest first"
-    return [ModelVersion(**v) for v in describe(name)]
+    return [ModelVersion(**v) for v in judged_versions(describe(name))]
 
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_12
