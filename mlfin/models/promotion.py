@@ -11,13 +11,13 @@ from .compare import metric_function
 from ..progress import step
 from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version
 from .registry import registered_name, refusals
-from ..tracking import configured_mlflow
+from ..tracking import configured_mlflow, person
 from ..cluster.units import digest
 from ..features.labels import LABELS
 
 # %% auto #0
 __all__ = ['COMPARABLE', 'MIN_COMMON', 'IDENTITY', 'UNCHANGED', 'Decision', 'target_of', 'decide', 'on_common_bars', 'Lineage',
-           'lineage', 'incumbent_predictions', 'version_identity', 'register_run', 'register_leaders']
+           'lineage', 'incumbent_predictions', 'version_identity', 'candidate_of', 'register_run', 'register_leaders']
 
 # %% ../../nbs/06m_models.promotion.ipynb #c006
 # what must agree before two versions' scores mean the same thing
@@ -216,6 +216,12 @@ def version_identity(unit: str,    # the key of the unit that trained the model 
     return digest(unit, scores, tags)
 
 # %% ../../nbs/06m_models.promotion.ipynb #c015
+def candidate_of(client, name: str):
+    "The version a registered model's `candidate` alias names now (None when it names none)"
+    from mlflow.exceptions import MlflowException
+    try: return client.get_model_version_by_alias(name, 'candidate')
+    except MlflowException: return None
+
 def register_run(
     run_ids: dict,  # symbol -> the MLflow run holding its models and out-of-sample rows (`tracking.log_run`)
     timeframes: dict,  # symbol -> timeframe
@@ -267,12 +273,20 @@ def register_run(
                 )
             every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank'], 'new': new})
             if row['rank'] != 1: continue
+            # the candidate this run moves off: said when another person's (a colleague's run registered it)
+            was = candidate_of(client, name)
+            moved = (
+                {'version': int(was.version), 'by': was.tags['by']}
+                if was is not None and int(was.version) != version and was.tags.get('by', person()) != person()
+                else None
+            )
             client.set_registered_model_alias(name, 'candidate', str(version))
             # production met again: nothing to decide
             if not new and incumbent and int(incumbent['version']) == version:
                 leaders[symbol] = {
                     'name': name, 'version': version, 'model': row['model'], 'production': True,
                     'decision': 'unchanged', 'reason': UNCHANGED, 'refused': '', 'held': '', 'versus': None,
+                    'candidate_was': moved,
                 }
                 continue
             rows = mine[mine['model'] == row['model']]
@@ -300,6 +314,7 @@ def register_run(
                 'refused': said.reason if said.kind == 'refused' else '',
                 'held': said.reason if said.kind == 'held' else '',
                 'versus': versus,
+                'candidate_was': moved,
             }
     return leaders, every
 

@@ -119,6 +119,10 @@ def production_said(
         else f"production: {d['name']}: none (version {d['version']} {d['decision']}: {d['reason']})"
         for d in registry.values()
     ]
+    # a colleague's candidate moved off: never silently
+    lines += [f"candidate: {d['name']} moved from version {d['candidate_was']['version']} (registered by "
+              f"{d['candidate_was']['by']}) to this run's version {d['version']}"
+              for d in registry.values() if d.get('candidate_was')]
     if registry and not served:
         first = next(iter(registry.values()))
         symbol, timeframe = first['name'].split('.')[1:3]
