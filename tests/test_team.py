@@ -21,10 +21,20 @@ def login(url: str, who: str) -> str:
     return url.replace('//mlfin@', f"//{who}@", 1)
 
 
+def recipe() -> list[str]:
+    "The `mlfin team init` line of the tutorial's team recipe ('A team's database'), its arguments after the URL, as typed"
+    import nbformat, shlex
+    nb, = (ROOT/'nbs'/'tutorials').glob('*past_one_machine.ipynb')
+    text = '\n\n'.join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == 'markdown')
+    section = text.split("\n### A team's database\n", 1)[1].split('\n### ', 1)[0]
+    line, = [l.split('  #', 1)[0] for l in section.splitlines() if l.startswith('mlfin team init ')]
+    return shlex.split(line)[4:]   # after `mlfin team init URL`
+
+
 def team_database(postgres_server, tmp_path: Path) -> str:
-    "A fresh database set up as the docs say: `mlfin team init` by its owner, for members ana and ben and the promoter lead"
+    "A fresh database set up as the tutorial's recipe says: `mlfin team init` by its owner (members ana, ben, cy; promoter lead)"
     url = new_database(postgres_server)
-    mlfin(tmp_path/'owner', 'team', 'init', url, '--member', 'ana', '--member', 'ben', '--promoter', 'lead')
+    mlfin(tmp_path/'owner', 'team', 'init', url, *recipe())
     return url
 
 
@@ -36,10 +46,10 @@ def test_members_read_and_append_the_ledger_and_nothing_else_and_the_services_pe
     with psycopg.connect(url, autocommit=True) as db:
         db.execute("INSERT INTO mlfin_users (id, name, role, password_hash, second_factor, failures, created_at) "
                    "VALUES ('u1', 'ana', 'analyst', 'x', 1, 0, now())")
-    first = mlfin(tmp_path, 'team', 'init', url, '--member', 'ana', '--member', 'ben').stdout
-    assert 'mlfin_member: may read and append the ledger, never change it, and use the store; granted to ana, ben' in first, first
+    first = mlfin(tmp_path, 'team', 'init', url, *recipe()).stdout   # the tutorial's line
+    assert 'mlfin_member: may read and append the ledger, never change it, and use the store; granted to ana, ben, cy' in first, first
     assert 'moved there from public: mlfin_keys' in first and 'mlfin_audit' in first, first
-    again = mlfin(tmp_path, 'team', 'init', url, '--member', 'ana', '--member', 'ben').stdout   # idempotent: nothing left to move
+    again = mlfin(tmp_path, 'team', 'init', url, *recipe()).stdout   # idempotent: nothing left to move
     assert again == first.replace(first[first.index(' (moved there'):first.index(')', first.index(' (moved there')) + 1], ''), again
     book = Ledger(login(url, 'ana'))
     book.append('trials', 'a' * 16, {'source': 'ana-run'})   # a member appends
