@@ -7,7 +7,7 @@ Two runs started together on one question both read the ledger before either app
 writers' lock until both wait on it: an event, not a clock): the later counts the earlier's trials at its append, its
 summary, its MLflow run and its ledger entry agree, and the earlier's count reads "then" and "now". A member who logs a
 better headline on their MLflow run changes nothing `mlfin runs` shows, and is named there."""
-import json, os, subprocess, time
+import hashlib, json, os, subprocess, time
 from pathlib import Path
 import psycopg, pytest
 from conftest import MLFIN, ROOT, copied, mlfin, new_database, with_args
@@ -63,7 +63,31 @@ def test_members_read_and_append_the_ledger_and_nothing_else_and_the_services_pe
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 db.execute(sql)
         assert db.execute("SELECT count(*) FROM mlfin_bars").fetchone() == (0,)   # the store is theirs to use
+        # what a member may insert is the chain's next entry as mlfin makes it, and nothing else
+        last_seq, last_hash = db.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+        def insert(kind: str, body: str, seq: int = last_seq + 1, prev: str = last_hash, good: bool = True):
+            when = '2026-11-28T12:00:00+00:00'
+            digest = hashlib.sha256('\x1f'.join((prev, str(seq), when, kind, 'a' * 16, body)).encode()).hexdigest()
+            db.execute(f"INSERT INTO {TABLE} (seq, recorded, kind, family, body, prev, hash) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                       (seq, when, kind, 'a' * 16, body, prev, digest if good else '0' * 64))
+        for attempt, refused in ((lambda: insert('trials', '{}', good=False), 'its hash is not of what it says'),
+                                 (lambda: insert('trials', '{}', seq=last_seq + 5), 'next entry is'),
+                                 (lambda: insert('trials', '[1, 2]'), 'its body is not a JSON object'),
+                                 (lambda: insert('reset', '{"replaced": []}'), 'a reset by ana refused'),
+                                 (lambda: (db.execute("CREATE TEMP VIEW pg_roles AS SELECT 'x'::name AS rolname WHERE false"),
+                                           insert('promotion', '{"act": "promote"}')), 'a promotion by ana refused')):
+            with pytest.raises(psycopg.errors.RaiseException, match=refused):
+                attempt()
+        with pytest.raises(psycopg.errors.CheckViolation):   # a kept return is the bytes its digest names
+            db.execute(f"INSERT INTO {TABLE}_returns (digest, data) VALUES (%s, %s)", ('0' * 64, b'not those bytes'))
     assert (Ledger(url).check().problem, Ledger(url).check().length) == ('', 2)
+    import mlfin.tracking.ledger as ledger
+    with psycopg.connect(login(url, 'ben'), autocommit=True) as held, pytest.MonkeyPatch.context() as patch:
+        held.execute("SELECT pg_advisory_lock(hashtext(%s))", (TABLE,))   # a colleague's session that never lets go
+        patch.setattr(ledger, 'LOCK_WAIT', '1s')
+        with pytest.raises(Exception, match="its writers' lock has been held for 1s by ben"):
+            book.append('trials', 'a' * 16, {'source': 'ana-run-2'})
+    assert Ledger(url).check().length == 2   # nothing appended
     # the service's own login finds its people where the setup moved them (its search_path), and makes nothing in public
     with psycopg.connect(login(url, 'mlfin_service'), autocommit=True) as db:
         assert db.execute("SELECT name, role FROM mlfin_users").fetchall() == [('ana', 'analyst')]
@@ -156,7 +180,7 @@ def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_a
     refused = mlfin(homes[first], 'models', 'promote', 'SPX:1d', '1', '--reason', 'mine is better', env=env, check=False)
     assert refused.returncode == 2 and refused.stderr.strip() == (
         f"mlfin: error: mlfin.SPX.1d: promote refused by the team's ledger (a promotion by {who[first]} refused: only the team's "
-        "promoters (role mlfin_promoter) promote)"), refused.stderr
+        "promoters (role mlfin_promoter) promote or reset)"), refused.stderr
     assert [l for l in mlfin(homes[first], 'models', 'ls', env=env).stdout.splitlines() if 'production' in l] == before
     mlfin(homes[first], 'models', 'promote', 'SPX:1d', '1', '--reason', 'the desk asked', env={'MLFIN_LEDGER': login(ledger, 'lead')})
     listed = mlfin(homes[first], 'models', 'ls', env=env).stdout

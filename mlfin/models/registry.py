@@ -199,7 +199,7 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
     """Every registered version: series, version, model, who registered it, aliases, out-of-sample scores, promotion
     or refusal, and who promoted it by hand (the trial ledger's last `promote` of it: its login, else who it names)"""
     client = registry_client()
-    promoted_by = {(e.content['model'], e.content['version']): e.login or e.content['by']
+    promoted_by = {(e.content.get('model'), e.content.get('version')): e.login or e.content.get('by', '')
                    for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') == 'promote'}
     rows = []
     for found in client.search_model_versions("name LIKE 'mlfin.%'"):

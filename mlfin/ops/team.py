@@ -6,6 +6,7 @@
 from __future__ import annotations
 import re
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
 from ..errors import BadInput, Unavailable
 from ..data.stores.postgresql import PostgresStore
 from ..data.stores.observations_pg import STORE_TABLES
@@ -28,7 +29,7 @@ def role_name(name: str, what: str = 'member') -> str:
         raise BadInput(
             f"{what} {name!r}: a login is lower-case letters, digits and _, at most 63, not starting with a digit"
         )
-    if name in (OWNER, MEMBER, PROMOTER, 'postgres', 'public') or name.startswith('pg_'):
+    if name in (OWNER, MEMBER, PROMOTER, 'postgres', 'public') or name.startswith('pg_') or name in RESERVED_WORDS:
         raise BadInput(f"{what} {name!r}: a name PostgreSQL or the team's setup keeps for itself")
     return name
 
@@ -44,6 +45,8 @@ def team_roles(members: list[str], service: str = SERVICE,
     its own people's roles decide, and its audit says who) and schema; each idempotent"""
     members, service = [role_name(m) for m in members], role_name(service, 'service')
     promoters = [role_name(m, 'promoter') for m in promoters]
+    if service in {*members, *promoters}:
+        raise BadInput(f"member {service!r}: the service's login is not a person's (give each person their own)")
     return [
         _role(OWNER, False), _role(MEMBER, False), _role(PROMOTER, False),
         *[s for m in members for s in (_role(m, True), f"GRANT {MEMBER} TO {m}")],

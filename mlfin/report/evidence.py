@@ -10,7 +10,7 @@ from typing import Callable
 import pandas as pd
 import numpy as np
 from ..backtest import stats
-from ..backtest.tearsheet import verdict_word
+from ..backtest.tearsheet import figure, verdict_word
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
 from ..tracking.ledger import Check, Ledger, family_of, home_elsewhere, home_ledgers, home_noted, ledger_trials
@@ -274,7 +274,11 @@ def moved_questions(read: Check,  # the ledger as the run first read it
     fresh = now.entries if now.id != read.id else now.entries[read.length:]
     if any(e.kind == 'reset' for e in fresh): return list(questions)
     filed = {e.family for e in fresh if e.kind == 'trials'}
-    return [s for s, q in questions.items() if q in filed]
+    # bars new to the ledger at the first reading: a colleague's run may have filed them since, under a family of its
+    # own
+    known = {e.family for e in read.entries if e.kind == 'series'}
+    new_series = any(e.kind == 'series' for e in fresh)
+    return [s for s, q in questions.items() if q in filed or (new_series and q not in known)]
 
 # %% ../../nbs/08c_report.evidence.ipynb #7d4cead2
 def _tally(found: Check, entries: list, family: str, since) -> pd.DataFrame:
@@ -284,26 +288,42 @@ def _tally(found: Check, entries: list, family: str, since) -> pd.DataFrame:
 def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry`)
                 found: Check,   # the ledger as read now
                ) -> dict | None:
-    """A filed verdict then and now: its count, DSR and words as filed, and again with the trials filed on its question
-    after it (their Sharpe ratios in the spread); None for an entry that filed no verdict"""
+    """A filed verdict then and now: its count, DSR and words as its figures give them (what it filed otherwise is
+    named in `doubts`: a count below the ledger's own, a DSR or words its figures do not give), and again with the
+    trials filed on its question after it (their Sharpe ratios in the spread); None for an entry with no verdict"""
     said = entry.content.get('counted')
-    if not said: return None
-    s = said['skill']
+    if not isinstance(said, dict) or not isinstance(said.get('skill'), dict): return None
+    s = {**said['skill']}
+    if not all(k in s for k in COUNTED) or not isinstance(s.get('question'), dict): return None
     since, per = s['question'].get('since'), int(s['per_model'] or 1)
     then, now = (_tally(found, found.entries[:entry.seq], entry.family, since),
                  _tally(found, found.entries, entry.family, since))
-    added = (trial_count(now, per) if len(now) else 0) - (trial_count(then, per) if len(then) else 0)
+    held, doubts = trial_count(then, per) if len(then) else 0, []
+    if isinstance(s['trials'], (int, float)) and held > s['trials']:  # never fewer than the ledger held with it
+        doubts.append(f"it filed {s['trials']} trial(s) where the ledger held {held} on its question")
+        s['trials'] = held
+    if all(isinstance(s[k], (int, float)) for k in ('sr', 'n', 'skew', 'kurtosis', 'trials', 'sr_variance')):
+        dsr = stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], int(s['trials']), s['sr_variance'])
+        if figure(dsr) != figure(s['dsr']):
+            doubts.append(f"its filed DSR {figure(s['dsr'])} is not its figures' {figure(dsr)}")
+        s['dsr'] = dsr
+    filed = {**said, 'skill': s}
+    words = verdict_word(filed, said.get('tradeable', True))
+    if words != said.get('verdict'):
+        doubts.append(f"its filed verdict '{said.get('verdict')}' is not its figures' '{words}'")
+    added = (trial_count(now, per) if len(now) else 0) - held
     out = {
         'trials_then': s['trials'],
         'dsr_then': s['dsr'],
-        'verdict_then': said['verdict'],
-        'at': said['at'],
+        'verdict_then': words,
+        'at': said.get('at'),
         'by': entry.login,
         'pbo': (said.get('pbo') or {}).get('pbo'),
-        'record': s['record'].get('problem', ''),
+        'record': (s.get('record') or {}).get('problem', ''),
         'trials_now': s['trials'],
         'dsr_now': s['dsr'],
-        'verdict_now': said['verdict'],
+        'verdict_now': words,
+        'doubts': doubts,
     }
     if added <= 0 or not isinstance(s['trials'], (int, float)): return out
     latest = now.drop_duplicates('configuration', keep='last')
@@ -313,19 +333,23 @@ def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry
     variance = max(spread, floor) if np.isfinite(spread) else s['sr_variance']
     trials = int(s['trials'] + added)
     dsr = stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], trials, variance)
-    again = {**said, 'skill': {**s, 'trials': trials, 'dsr': dsr, 'sr_variance': variance}}
-    return out | {'trials_now': trials, 'dsr_now': dsr, 'verdict_now': verdict_word(again, said['tradeable'])}
+    again = {**filed, 'skill': {**s, 'trials': trials, 'dsr': dsr, 'sr_variance': variance}}
+    return out | {'trials_now': trials, 'dsr_now': dsr, 'verdict_now': verdict_word(again, said.get('tradeable', True))}
 
 def filed_verdicts(found: Check,       # the ledger as read now
                    sources: list[str], # runs (a symbol's MLflow run: its trials' source)
                   ) -> dict[str, dict]:
-    """Each run's verdict as its trials entry filed it (the first: a run files once, so a later entry for the same run
-    is another's, named in `others`), then and now (`counted_now`): source -> record"""
+    """Each run's verdict as its first trials entry filed it (a run files once: a later entry for the same run is
+    another's, named in `others` with its login, and never shown instead), then and now (`counted_now`): source ->
+    record; a run whose first entry filed no verdict has none here"""
     wanted, filed = set(sources), {}
     for e in found.entries:
-        if e.kind == 'trials' and e.content.get('source') in wanted and e.content.get('counted'):
-            filed.setdefault(e.content['source'], []).append(e)
-    return {s: counted_now(es[0], found) | {'others': [(e.seq, e.login) for e in es[1:]]} for s, es in filed.items()}
+        if e.kind == 'trials' and e.content.get('source') in wanted: filed.setdefault(e.content['source'], []).append(e)
+    out = {}
+    for s, es in filed.items():
+        if (first := counted_now(es[0], found)) is not None:
+            out[s] = first | {'others': [(e.seq, e.login) for e in es[1:]]}
+    return out
 
 # %% ../../nbs/08c_report.evidence.ipynb #c016
 def lost_runs(found: Check) -> dict[str, pd.DataFrame]:

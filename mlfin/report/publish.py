@@ -148,8 +148,11 @@ class Weighing:
         moved = moved_questions(self.found, now, {s: w[0].id for s, w in self.weighed.items()})
         if moved:
             fresh = copy.deepcopy({s: self.original[s] for s in moved})
-            weigh_questions(trading=fresh, found=now, only=moved, **self.args)
+            # the question too may be another now (a colleague's run filed the same new bars first): filed under it
+            self.weighed.update(weigh_questions(trading=fresh, found=now, only=moved, **self.args))
             for s in moved: self.metrics[s].update(fresh[s])
+            if PORTFOLIO in self.metrics:   # summed again from its own figures, not from the first summing's
+                self.metrics[PORTFOLIO]['skill'] = copy.deepcopy(self.original[PORTFOLIO]['skill'])
             weigh_portfolio(self.metrics, list(self.weighed))
         self.again = moved
         return {s: counted_record(self.metrics[s], self.tradeable, now.length) for s in self.weighed}
@@ -314,15 +317,22 @@ def file_trials(book: Ledger,
     weighed, trading = weighing.weighed, weighing.metrics
     for symbol, (question, _, mine, returns, prints) in weighed.items():
         record_trials(runs[symbol], question.id, question.key, mine, returns, prints)
+    asked = {s: w[:2] for s, w in weighed.items()}
+
+    def counted(now: Check) -> dict[str, dict]:   # inside the append: a question weighed again is filed as it is now
+        said = weighing.counted(now)
+        asked.update({s: w[:2] for s, w in weighing.weighed.items()})
+        return said
+
     return keep_evidence(
         book,
-        {s: w[:2] for s, w in weighed.items()},
+        asked,
         runs,
         {s: w[2] for s, w in weighed.items()},
         bars,
         {s: w[3] for s, w in weighed.items()},
         sorted({i for s in weighed for i in trading[s]['skill']['record'].get('replaced', [])}),
-        weighing.counted,
+        counted,
     )
 
 def recount(runs: dict[str, str], # symbol -> its MLflow run

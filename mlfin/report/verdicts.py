@@ -41,7 +41,13 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
     now where it moved, and who filed them (`by`: the ledger's login, else MLflow's user); `record` says where MLflow's
     figures disagree, or why none are vouched for"""
     if table.empty: return table
-    found = Ledger().check() if found is None else found
+    if found is None:
+        try: found = Ledger().check()
+        except Exception as e:   # a ledger this login cannot read, or a server that is down: said, MLflow's shown
+            return table.assign(
+                record=f"the trial ledger could not be read ({type(e).__name__}: "
+                f"{(str(e).splitlines() or [''])[0]}): MLflow's figures, which a member can change"
+            ).drop(columns=['symbol_run'], errors='ignore')
     out = table.astype({c: object for c in ('trials', 'dsr', 'pbo', 'verdict') if c in table}).copy()
     if 'by' not in out: out.insert(list(out.columns).index('symbol') + 1 if 'symbol' in out else 0, 'by', None)
     filed = filed_verdicts(found, out['symbol_run'].dropna().tolist()) if 'symbol_run' in out else {}
@@ -62,6 +68,7 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
                     None,
                     [
                         mlflow_disagrees(row.to_dict(), f),
+                        *(f"doubt: {d} (its figures' are shown)" for d in f['doubts']),
                         others
                         and (
                             f"the ledger holds another verdict for this run, appended later ({', '.join(others)}): the "
@@ -88,11 +95,19 @@ def judged_versions(rows: list[dict],           # `models.registry.describe`'s v
     question grew), in place of the tags a member can set; `evidence['tags']` says where those disagree"""
     leaders = [r['run_id'] for r in rows if r.get('evidence') and r.get('run_id')]
     if not leaders: return rows
-    found = Ledger().check() if found is None else found
+    try: found = Ledger().check() if found is None else found
+    except Exception as e:  # a ledger this login cannot read, or a server that is down: the tags, said to be only that
+        why = (f"the trial ledger could not be read ({type(e).__name__}): the version's tags, which anyone with EDIT "
+               "may set")
+        return [{**r, 'evidence': {**r['evidence'], 'tags': why}} if r.get('evidence') else r for r in rows]
     filed, out = filed_verdicts(found, leaders), []
     for r in rows:
-        f = filed.get(r.get('run_id')) if r.get('evidence') else None
-        if f is None: out.append(r); continue
+        if not r.get('evidence'): out.append(r); continue
+        f = filed.get(r.get('run_id'))
+        if f is None:   # its run filed no verdict in this ledger: the tags, said to be only that
+            out.append({**r, 'evidence': {**r['evidence'], 'tags': "its run filed no verdict in the trial ledger: the "
+                                                                   "version's tags, which anyone with EDIT may set"}})
+            continue
         said = {'dsr': figure(f['dsr_then']), 'pbo': figure(f['pbo']), 'trials': str(f['trials_then']),
                 'verdict': f['verdict_then'], 'record': f['record']}
         if f['trials_now'] != f['trials_then']:
@@ -104,5 +119,6 @@ def judged_versions(rows: list[dict],           # `models.registry.describe`'s v
         differ = [f"{k} {r['evidence'][k]}" for k in ('dsr', 'pbo', 'trials', 'verdict')
                   if r['evidence'].get(k, said[k]) != said[k]]
         if differ: said['tags'] = f"its tags say {', '.join(differ)}: changed after its run (the ledger's are given)"
+        if f['doubts']: said['doubts'] = '; '.join(f['doubts'])
         out.append({**r, 'evidence': said})
     return out

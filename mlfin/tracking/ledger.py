@@ -17,11 +17,12 @@ from ..errors import BadInput, Unavailable
 from ..paths import home
 from ..data.prints import MIN_PRINTS, SAME, share
 from ..processes import write_parquet
+from .store import os_account
 
 # %% auto #0
-__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'TABLES', 'PROMOTER', 'place', 'ledger_location', 'Entry', 'Check',
-           'Ledger', 'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_elsewhere', 'home_ledgers',
-           'family_of', 'trials_body', 'ledger_trials']
+__all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'LOCK_WAIT', 'TABLES', 'PROMOTER', 'place', 'ledger_location',
+           'Entry', 'Check', 'Ledger', 'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_elsewhere',
+           'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c005
 # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
@@ -62,7 +63,11 @@ class Entry:
     login: str | None = None
 
     @property
-    def content(self) -> dict: return json.loads(self.body)
+    def content(self) -> dict:
+        "Its body read: a JSON object ({} for anything else, which a team's ledger refuses at the insert)"
+        try: said = json.loads(self.body)
+        except ValueError: return {}
+        return said if isinstance(said, dict) else {}
 
 def _hash(prev: str, seq: int, recorded: str, kind: str, family: str, body: str) -> str:
     "An entry's hash: of everything it says and the hash before it"
@@ -181,13 +186,13 @@ def extend(self: Ledger,
     if not self.remote: _private(Path(self.location))
     guard = filelock.FileLock(self.location + '.lock', mode=0o600) if not self.remote else None
     with (guard if guard is not None else contextlib.nullcontext()), engine.begin() as c:
-        # writers take turns, the first one's table made first
-        if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
+        # writers take turns, the first one's table made first; a lock held for longer than any append takes is said
+        if self.remote: _writers_turn(c, self.location)
         _META.create_all(c)
         _login_column(c, self.location)
         if self.remote: append_only(c, self.location)
         # who appends: PostgreSQL's trigger writes the session's login; a file's is its OS account
-        who = None if self.remote else getpass.getuser()
+        who = None if self.remote else os_account()
         read = _read(c)
         if not read:  # the first append begins the ledger
             read = [
@@ -198,6 +203,23 @@ def extend(self: Ledger,
             last = _insert(c, last.seq + 1, last.hash, kind, family, json.dumps(body, sort_keys=True, default=str), who)
             made.append(last)
         return now, made
+
+LOCK_WAIT = '15min'   # how long an append waits for the writers' lock before it says who holds it
+
+def _writers_turn(c, location: str):
+    "The writers' lock of a PostgreSQL ledger, waited for `LOCK_WAIT` at most"
+    c.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+    try:
+        with c.begin_nested(): c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
+    except sa.exc.OperationalError:
+        held = c.execute(
+            sa.text(
+                "SELECT string_agg(DISTINCT usename || ' (pid ' || pid || ')', ', ') FROM pg_locks JOIN "
+                "pg_stat_activity USING (pid) WHERE locktype = 'advisory' AND granted"
+            )
+        ).scalar()
+        raise Unavailable(f"the trial ledger at {place(location)}: its writers' lock has been held for {LOCK_WAIT} by "
+                          f"{held or 'another session'}; nothing was appended") from None
 
 _COLUMNED: set[str] = set()   # the ledgers this process has seen with their `login` column
 
@@ -236,8 +258,10 @@ def append_only(c, location: str, again: bool = False, # made anew whether or no
                ):
     """Make PostgreSQL itself refuse to change or remove a ledger entry or a kept return: a trigger on each table
     raises on UPDATE, DELETE and TRUNCATE, whoever asks, the tables' owner included (a member's `DELETE ... WHERE
-    seq=10`, a script's `UPDATE`). Appends pass, each stamped with the session's login by another trigger, which also
-    refuses a `promotion` from a login without the `PROMOTER` role where the team's setup made it. Made when
+    seq=10`, a script's `UPDATE`). An insert passes only as the chain's next entry (its place, the hash before it and
+    its own hash, recomputed; a JSON object for a body), stamped with the session's login; a `promotion` or `reset`
+    only from a login with the `PROMOTER` role where the team's setup made it; a kept return only as the bytes its
+    digest names. Made when
     missing, under the append's lock; a member's role, which may not make them, finds them made by the team's setup
     (`ops.team`)"""
     if location in _GUARDED and not again: return
@@ -246,21 +270,46 @@ def append_only(c, location: str, again: bool = False, # made anew whether or no
     if made < len(_TRIGGERS) or again:
         try:
             with c.begin_nested():
+                # both functions run with pg_catalog first and nothing a session may shadow (its temporary objects last)
                 c.execute(sa.text(f"""
-                    CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                    CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql
+                    SET search_path = pg_catalog, pg_temp AS $$
                     BEGIN RAISE EXCEPTION 'the trial ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
                     END $$"""))
                 c.execute(sa.text(f"""
-                    CREATE OR REPLACE FUNCTION {TABLE}_login() RETURNS trigger LANGUAGE plpgsql AS $$
+                    CREATE OR REPLACE FUNCTION {TABLE}_login() RETURNS trigger LANGUAGE plpgsql
+                    SET search_path = pg_catalog, pg_temp AS $$
+                    DECLARE last_seq integer; last_hash text;
                     BEGIN
                         NEW.login := session_user;
-                        IF NEW.kind = 'promotion' AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
+                        EXECUTE format('SELECT seq, hash FROM %I.%I ORDER BY seq DESC LIMIT 1', TG_TABLE_SCHEMA,
+                                       TG_TABLE_NAME) INTO last_seq, last_hash;
+                        IF NEW.seq <> coalesce(last_seq, 0) + 1 OR NEW.prev <> coalesce(last_hash, repeat('0', 64)) THEN
+                            RAISE EXCEPTION 'entry % refused: the trial ledger''s next entry is % and follows its last',
+                                NEW.seq, coalesce(last_seq, 0) + 1;
+                        END IF;
+                        IF NEW.hash <> encode(sha256(convert_to(concat_ws(chr(31), NEW.prev, NEW.seq::text, NEW.recorded,
+                                                                          NEW.kind, NEW.family, NEW.body), 'UTF8')), 'hex') THEN
+                            RAISE EXCEPTION 'entry % refused: its hash is not of what it says', NEW.seq;
+                        END IF;
+                        IF jsonb_typeof(NEW.body::jsonb) <> 'object' THEN
+                            RAISE EXCEPTION 'entry % refused: its body is not a JSON object', NEW.seq;
+                        END IF;
+                        IF NEW.kind IN ('promotion', 'reset') AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
                            AND NOT pg_has_role(session_user, '{PROMOTER}', 'MEMBER') THEN
                             RAISE EXCEPTION
-                                'a promotion by % refused: only the team''s promoters (role {PROMOTER}) promote',
-                                session_user;
+                                'a % by % refused: only the team''s promoters (role {PROMOTER}) promote or reset',
+                                NEW.kind, session_user;
                         END IF;
                         RETURN NEW;
+                    END $$"""))
+                # a kept return is the bytes its name is the digest of, whoever inserts it
+                c.execute(sa.text(f"""
+                    DO $$ BEGIN
+                        IF NOT EXISTS (SELECT FROM pg_constraint WHERE conname = '{TABLE}_returns_digest') THEN
+                            ALTER TABLE {TABLE}_returns ADD CONSTRAINT {TABLE}_returns_digest
+                                CHECK (digest = encode(sha256(data), 'hex'));
+                        END IF;
                     END $$"""))
                 c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {TABLE}_login BEFORE INSERT ON {TABLE} "
                                   f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_login()"))
@@ -282,7 +331,7 @@ def make(self: Ledger):
     """The ledger's tables and their append-only guard made where missing: by a role that may (a team's setup,
     `ops.team`)"""
     with _engine(self.location).begin() as c:
-        if self.remote: c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
+        if self.remote: _writers_turn(c, self.location)
         _META.create_all(c)
         _login_column(c, self.location)
         if self.remote: append_only(c, self.location, again=True)
@@ -425,8 +474,13 @@ def ledger_trials(found: Check, family: str) -> pd.DataFrame:
     """Every trial the ledger filed under a family, oldest first, with when (`recorded`) and which run (`source`), as
     `tracking.trials.recorded_trials` gives them"""
     # an adopted run: when it was tried
-    rows = [{**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content['source']}
-            for e in found.entries if e.kind == 'trials' and e.family == family for t in e.content['trials']]
+    rows = [
+        {**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content.get('source', '')}
+        for e in found.entries
+        if e.kind == 'trials' and e.family == family
+        for t in (e.content.get('trials') if isinstance(e.content.get('trials'), list) else [])
+        if isinstance(t, dict)
+    ]
     if not rows: return pd.DataFrame()
     frame = pd.DataFrame(rows)
     for c in ('first', 'last', 'recorded'): frame[c] = pd.to_datetime(frame[c], utc=True, format='ISO8601')

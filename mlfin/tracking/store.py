@@ -4,7 +4,7 @@
 
 # %% ../../nbs/05a_tracking.store.ipynb #c003
 from __future__ import annotations
-import getpass, logging, os, shutil, sqlite3, tempfile
+import getpass, logging, os, pwd, shutil, sqlite3, tempfile
 from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -14,8 +14,8 @@ from ..errors import Unavailable
 from ..paths import artifact_dir, home, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'person', 'seed_store', 'mlflow_rows', 'production_aliases',
-           'experiment_id', 'outside_home', 'relocate', 'using', 'check_home']
+__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'os_account', 'person', 'seed_store', 'mlflow_rows',
+           'production_aliases', 'experiment_id', 'outside_home', 'relocate', 'using', 'check_home']
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005
 EXPERIMENT = 'mlfin'
@@ -36,10 +36,16 @@ def configured_mlflow():
 
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_p
+def os_account() -> str:
+    """The operating system's account this process runs as (its user id's name; what the environment says only without
+    one)"""
+    try: return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError: return getpass.getuser()   # a user id with no name (a container's)
+
 def person() -> str:
     """Who records from this process: the tracking server's login (`MLFLOW_TRACKING_USERNAME`), else the operating
     system's account; what a run, a version and a promotion are said to be by"""
-    return os.environ.get('MLFLOW_TRACKING_USERNAME', '').strip() or getpass.getuser()
+    return os.environ.get('MLFLOW_TRACKING_USERNAME', '').strip() or os_account()
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_s0
 def _empty_store() -> Path:
