@@ -288,14 +288,15 @@ def append_only(c, location: str, again: bool = False, # made anew whether or no
                             RAISE EXCEPTION 'entry % refused: the trial ledger''s next entry is % and follows its last',
                                 NEW.seq, coalesce(last_seq, 0) + 1;
                         END IF;
-                        IF NEW.hash <> encode(sha256(convert_to(concat_ws(chr(31), NEW.prev, NEW.seq::text, NEW.recorded,
-                                                                          NEW.kind, NEW.family, NEW.body), 'UTF8')), 'hex') THEN
+                        IF NEW.hash <> encode(sha256(convert_to(concat_ws(chr(31), NEW.prev, NEW.seq::text,
+                                NEW.recorded, NEW.kind, NEW.family, NEW.body), 'UTF8')), 'hex') THEN
                             RAISE EXCEPTION 'entry % refused: its hash is not of what it says', NEW.seq;
                         END IF;
                         IF jsonb_typeof(NEW.body::jsonb) <> 'object' THEN
                             RAISE EXCEPTION 'entry % refused: its body is not a JSON object', NEW.seq;
                         END IF;
-                        IF NEW.kind IN ('promotion', 'reset') AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
+                        IF NEW.kind IN ('promotion', 'reset')
+                           AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
                            AND NOT pg_has_role(session_user, '{PROMOTER}', 'MEMBER') THEN
                             RAISE EXCEPTION
                                 'a % by % refused: only the team''s promoters (role {PROMOTER}) promote or reset',
