@@ -464,8 +464,8 @@ def _record_words(r: dict) -> str:
     if r.get('problem'): return r['problem'][0].upper() + r['problem'][1:]
     if 'ledger' not in r: return 'whole'
     extra = f"; {r['from_mlflow']} run(s) recorded only in MLflow counted too" if r.get('from_mlflow') else ''
-    return (f"whole: {r['entries']:,} entries in the trial ledger ({r['ledger']}), its chain and every noted head "
-            f"checked{extra}")
+    which = f"trial ledger {r['id'][:8]} at {r['ledger']}" if r.get('id') else f"the trial ledger ({r['ledger']})"
+    return f"whole: counted in {which}, {r['entries']:,} entries, its chain and every noted head checked{extra}"
 
 
 def skill_frame(m: dict) -> pd.DataFrame:
@@ -490,7 +490,6 @@ def skill_frame(m: dict) -> pd.DataFrame:
         f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths",
     }
     return pd.DataFrame({'': rows}).rename_axis('test')
-
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c73e64244
 def holdout_frame(h: dict) -> pd.DataFrame:

@@ -188,6 +188,7 @@ def earlier_trials(found: Check,     # the ledger as read this run
     replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []
     record = {
         'ledger': _where(found),
+        'id': found.id,
         'entries': found.length,
         'missing': int(missing),
         'problem': problem,
