@@ -4,7 +4,7 @@
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c003
 from __future__ import annotations
-import contextlib, getpass, hashlib, io, json, os, secrets
+import contextlib, hashlib, io, json, os, secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
