@@ -20,7 +20,7 @@ from ..tracking.trials import kept_returns, ledger_heads, note_ledger, question_
 from ..tracking.trials import recorded_trials
 
 # %% auto #0
-__all__ = ['EARLIER', 'ADOPT', 'COUNTED', 'question_of', 'afresh_from', 'lineage', 'noted_heads', 'reset_said',
+__all__ = ['EARLIER', 'ADOPT', 'COUNTED', 'question_of', 'afresh_from', 'lineage', 'noted_heads', 'reset_said', 'away_ledgers',
            'trials_elsewhere', 'earlier_trials', 'keep_evidence', 'counted_record', 'moved_questions', 'counted_now',
            'filed_verdicts', 'lost_runs', 'record_problems', 'adopt', 'earlier_returns']
 
@@ -101,7 +101,7 @@ def _readable(location: str, lid: str) -> Check | None:
     except Exception: return None   # not a ledger this account can open
     return read if read.id == lid else None
 
-def _away(found: Check) -> list[tuple[dict, Check | None]]:
+def away_ledgers(found: Check) -> list[tuple[dict, Check | None]]:
     "The ledgers this home appended to elsewhere that this one does not stand for, each read where it can be"
     stands = lineage(found)
     return [(p, _readable(p['location'], p['head'].split(':')[0])) for p in home_elsewhere(found.location)
@@ -117,12 +117,13 @@ def _unread(p: dict) -> str:
 
 def trials_elsewhere(found: Check, question: Question,
                      mine: list[str],   # the run's bars' prints (`question_of`): their family in the other ledger
+                     away: list | None = None,   # `away_ledgers(found)`, read once for a run's symbols; read when None
                     ) -> tuple[pd.DataFrame, str]:
     """The trials on the question this home filed in ledgers it appended to elsewhere (another account's default,
     another `MLFIN_LEDGER`), which this one does not stand for, read where they can be; and what is wrong ('' when
     each was read)"""
     frames, unread = [], ''
-    for p, other in _away(found):
+    for p, other in away_ledgers(found) if away is None else away:
         if other is None: unread = unread or _unread(p); continue
         family = family_of(other, mine, question.symbol, question.timeframe)[0] if mine else question.id
         if len(t := ledger_trials(other, family)): frames.append(t)
@@ -136,6 +137,7 @@ def earlier_trials(found: Check,     # the ledger as read this run
                    # every head noted of it (`noted_heads`): read when None
                    heads: list[tuple[str, str]] | None = None,
                    prints: list[str] | None = None,   # the run's bars' prints: the question in ledgers elsewhere
+                   away: list | None = None,   # `away_ledgers(found)`: read when None
                   ) -> tuple[pd.DataFrame, dict]:
     """Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest
     first; and the record's state"""
@@ -145,10 +147,10 @@ def earlier_trials(found: Check,     # the ledger as read this run
     legacy = recorded_trials(question.legacy_id) if question.legacy_id != question.id else pd.DataFrame()
     seen = set(mine['source']) if len(mine) else set()
     # what this home filed in ledgers elsewhere that this one does not stand for: counted, or the verdict withheld
-    away, unread = trials_elsewhere(found, question, prints or [])
+    theirs, unread = trials_elsewhere(found, question, prints or [], away)
     extra = (
-        pd.concat([t for t in (tracked, legacy, away) if len(t)], ignore_index=True)
-        if len(tracked) or len(legacy) or len(away)
+        pd.concat([t for t in (tracked, legacy, theirs) if len(t)], ignore_index=True)
+        if len(tracked) or len(legacy) or len(theirs)
         else pd.DataFrame()
     )
     extra = extra[~extra['source'].isin(seen)] if len(extra) else extra
@@ -376,7 +378,7 @@ def record_problems(found: Check) -> list[str]:
     """Everything wrong with the record, as `mlfin ledger check` says it and every run's verdict judges it: the chain,
     every noted head (`noted_heads`), the tracking store's runs it lacks; none when whole"""
     problems = [p for p in (found.problem, Ledger(found.location).against(found, noted_heads(found))) if p]
-    problems += [_unread(p) for p, other in _away(found) if other is None]
+    problems += [_unread(p) for p, other in away_ledgers(found) if other is None]
     for q, t in lost_runs(found).items():
         if len(t):
             problems.append(f"{t['source'].nunique()} run(s) on question {q} appended to it and are missing from it "
@@ -410,7 +412,7 @@ def adopt(book: Ledger) -> dict[str, int]:
             }  # when it was tried
             book.append('trials', question, body); adopted[question] = adopted.get(question, 0) + 1
     # ledgers this home appended to elsewhere that it cannot read: named lost, as a lost ledger is
-    if away := sorted({p['head'].split(':')[0] for p, other in _away(found) if other is None}):
+    if away := sorted({p['head'].split(':')[0] for p, other in away_ledgers(found) if other is None}):
         book.append('reset', '', {'replaced': away}); adopted['elsewhere'] = len(away)
     # heads the ledger no longer matches (rewritten, cut short): acknowledged once, in a reset entry; verdicts count
     # afresh from it, as after a lost ledger

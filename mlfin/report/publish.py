@@ -17,7 +17,7 @@ from ..backtest.trials import run_trials
 from ..tracking.ledger import Check, Ledger
 from ..tracking.trials import question_prints, record_trials
 from .evidence import counted_record, earlier_returns, earlier_trials, keep_evidence, moved_questions
-from .evidence import noted_heads, question_of
+from .evidence import away_ledgers, noted_heads, question_of
 from .products import load_run, read_json, summary, write_json
 from .tables import group_said, run_header
 from .. import backtest, tracking
@@ -87,8 +87,9 @@ def weigh_questions(
             f"{leader}@{point:g}",
         )
         own, own_pbo = m['skill'], m['pbo']
-        heads = noted_heads(found) if heads is None else heads   # every head noted of the ledger: read once
-        earlier, record = earlier_trials(found, question, own['per_model'], cut, heads, prints)
+        if heads is None:   # every head noted of the ledger, and the ledgers this home appended to elsewhere: read once
+            heads, away = noted_heads(found), away_ledgers(found)
+        earlier, record = earlier_trials(found, question, own['per_model'], cut, heads, prints, away)
         # each configuration's latest returns
         earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')
         if spoilt and not record['problem']: record['problem'] = spoilt
