@@ -58,7 +58,7 @@ def weigh_questions(
     since: str = '',  # --trials-since: count only trials recorded from this date
     # symbol -> choices of its own (a notebook's window of each symbol's bars)
     symbol_choices: dict[str, dict] | None = None,
-    only: list[str] | None = None,  # these symbols alone, the portfolio left as it is (weighed again: `reweigh`)
+    only: list[str] | None = None,  # these symbols alone, the portfolio left as it is (weighed again: `Weighing.counted`)
 ) -> dict[str, tuple]:
     """Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio
     summed; symbol -> (question, new prints, trials, returns, prints) to record"""
