@@ -88,6 +88,7 @@ def test_dashboard_shows_the_run_in_chromium(pipeline_copy, browser, tmp_path):
         runs = page.locator('.widget-dropdown', has_text='Run').locator('select')
         offered = [o.replace('\xa0', ' ') for o in runs.locator('option').all_inner_texts()]   # ipywidgets spaces them unbreakably
         assert offered[0] == 'the latest run' and offered[1].startswith(pipeline_run['summary']['mlflow']['parent'][:8]), offered
+        assert f" · {pipeline_run['summary']['by']} · " in offered[1], offered   # who ran it, as the run's summary names them
         runs.select_option(index=1)
         until(page, "document.querySelectorAll('.gtitle').length > 0 && document.querySelector('.gtitle').textContent.startsWith('SPX')", timeout=120_000)
         assert (pipeline_run['home']/'runs'/pipeline_run['summary']['mlflow']['parent'][:8]/'summary.json').exists()

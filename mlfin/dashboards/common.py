@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c002
 from __future__ import annotations
-import html, json, os, subprocess, sys
+import functools, html, json, os, subprocess, sys
 from pathlib import Path
 from urllib.parse import quote
 import numpy as np, pandas as pd
@@ -12,16 +12,17 @@ from ..style import chart, html_table   # noqa: F401 (the pages import html_tabl
 from ..pictures import DRAW_TIMEOUT, pictures_dir, settle, wanted
 from ..processes import atomic_write
 from ..pipeline.runner import last_attempt
-from ..paths import FINISHED, home, pages_dir, run_dir
+from ..paths import FINISHED, SUMMARY, finished_folder, home, pages_dir, run_dir
 from ..monitor.figures import FIGURES
-from ..errors import MlfinError, NotFound
+from ..errors import MlfinError, NotFound, Unavailable
 from ..report.products import load_run
+from ..tracking.runs import fetch_run, runs
 
 # %% auto #0
 __all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text',
-           'percent', 'when_text', 'session_token', 'signed_in_line', 'status_line', 'run_status', 'run_notice',
-           'monitor_status', 'page', 'published_pages', 'sparkline', 'book_card', 'book_cards', 'index_page',
-           'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
+           'percent', 'when_text', 'session_token', 'signed_in_line', 'status_line', 'team_run', 'shown_folder',
+           'run_status', 'run_notice', 'monitor_status', 'page', 'published_pages', 'sparkline', 'book_card',
+           'book_cards', 'index_page', 'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -105,6 +106,36 @@ def status_line(kind: str, text: str) -> str:
         f"margin:.4em 0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(text)}</div>"
     )
 
+# %% ../../nbs/13c_dashboards.common.ipynb #cd9e2223
+@functools.cache   # once a page: its status line and its tables ask, and a page is a kernel of its own
+def team_run(at: Path | None = None, # a home; default: `home()`
+            ) -> dict | None:
+    """What a home without a run of its own shows: the newest pipeline run on the tracking server the process names
+    (`MLFLOW_TRACKING_URI`: a team's), fetched into the home's runs/ folder: {'folder', 'run', 'by', 'started'}. None
+    where the home has a run, no server is named, or the server holds no run; `Unavailable` in one line where it
+    cannot be read"""
+    own = run_dir(at)
+    if not os.environ.get('MLFLOW_TRACKING_URI') or finished_folder(own) or (own/SUMMARY).exists(): return None
+    try:
+        found = runs('pipeline', 1)
+        if found.empty: return None
+        newest = found.iloc[0]
+        folder = fetch_run(newest['run_id'], Path(at or home())/'runs'/newest['run_id'][:8])
+    except Exception as e:  # MLflow's, the network's or a login's: said once here for every page
+        raise Unavailable(
+            f"the tracking server could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+        ) from None
+    return {'folder': folder, 'run': newest['run_id'], 'by': newest.get('tags.mlflow.user') or 'someone unnamed',
+            'started': newest['start_time']}
+
+def shown_folder(folder=None) -> Path | None:
+    """The run folder a page shows: `folder` when given; else the home's own last finished run (None: `load_run`'s
+    default); else the team's newest (`team_run`)"""
+    if folder is not None: return folder
+    try: team = team_run()
+    except MlfinError: return None   # the status line says why
+    return team['folder'] if team else None
+
 # %% ../../nbs/13c_dashboards.common.ipynb #c006rs
 def run_status(home: Path | None = None) -> tuple[str, str]:
     """The latest run in a line, and its kind: finished (ok), running, failed or stopped (both `failed`); None of them
@@ -113,12 +144,13 @@ def run_status(home: Path | None = None) -> tuple[str, str]:
     said = lambda iso: when_text(iso) if iso else 'an earlier time'
     what = lambda a: f"started {said(a.get('started'))}" + (f" on {a['symbols']}" if a.get('symbols') else '')
     kept = f"The pages show the run of {said(shown)}, the last that finished." if shown else "No run has finished yet."
-    if attempt is None:
-        return (
-            ('ok', f"Last run finished {said(shown)}.")
-            if shown
-            else ('warning', "No run yet: `make run` (or `mlfin run`) makes one.")
-        )
+    if attempt is None and shown: return 'ok', f"Last run finished {said(shown)}."
+    if attempt is None:   # nothing run here: a team's dashboards home shows the team's newest run
+        try: team = team_run(home)
+        except MlfinError as e: return 'warning', f"No run in this home, and {e}."
+        if team is None: return 'warning', "No run yet: `make run` (or `mlfin run`) makes one."
+        return 'ok', (f"No run in this home: the pages show the team's newest, run {team['run'][:8]} by {team['by']}, "
+                      f"started {when_text(team['started'])} (from the tracking server).")
     if attempt['status'] == 'running': return 'running', f"A run is in progress: {what(attempt)}. {kept}"
     if attempt['status'] in ('failed', 'stopped'):
         where = f" in {attempt['task']}" if attempt.get('task') else ''
@@ -305,7 +337,7 @@ def index_page(folder=None):  # a run's folder; default: the last run that finis
     # here, not at the top: mlfin.report.universe imports mlfin.backtest.tearsheet (1.08 s, measured)
     from mlfin.report.universe import HANDFUL, books, universe_table
     try:
-        run = load_run(folder)
+        run = load_run(shown_folder(folder))
         many = len(books(run)) > HANDFUL
         cards = (f"<p><small>{len(books(run))} books: click a heading to sort, type or pick a verdict to filter; a "
                  "book's name opens its tearsheet.</small></p>" + universe_table(run, link=BOOK_PAGE)
@@ -331,6 +363,7 @@ def run_page(folder=None):  # a run's folder; default: the last run that finishe
     # here, not at the top: importing mlfin.dashboards.run imports this module
     from mlfin.dashboards.run import dashboard
 
+    folder = shown_folder(folder)
     try:
         run = load_run(folder, frames=False)
         books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
@@ -372,7 +405,7 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
 
     lesson = ("A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, "
               "out-of-sample and after costs.")
-    try: run = load_run(folder)
+    try: run = load_run(shown_folder(folder))
     except MlfinError as e: return page('Tearsheet', lesson, verdict_box(f"No run has finished yet: {e}"))
     books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
     asked = book or parse_qs(os.environ.get('QUERY_STRING', '')).get('book', [''])[0]

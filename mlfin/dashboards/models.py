@@ -5,9 +5,9 @@
 # %% ../../nbs/13d_dashboards.models.ipynb #c002
 from __future__ import annotations
 import pandas as pd
-from .common import html_table, page, verdict_box
+from .common import html_table, page, shown_folder, verdict_box
 from ..errors import MlfinError
-from ..models.registry import ALIASES, describe, production as serving
+from ..models.registry import ALIASES, describe, production as serving, promoters
 from ..report.products import load_run
 from ..report.verdicts import judged_versions
 
@@ -23,16 +23,29 @@ SCORES = {
     'mae_ratio': 'MAE / random walk',
     'backtest_sharpe': 'backtest Sharpe',
 }   # a version's score -> its header (with spaces: a narrow column wraps them between words)
-VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', *SCORES.values(), 'trained as', 'trained on', 'decision']
+VERSION_COLUMNS = [
+    'name',
+    'version',
+    'aliases',
+    'model',
+    'by',
+    *SCORES.values(),
+    'trained as',
+    'trained on',
+    'decision',
+]
 
 # %% ../../nbs/13d_dashboards.models.ipynb #c006
-def versions_frame(versions: list[dict]) -> pd.DataFrame:
-    "Registry versions (`registry.describe`) as one table: aliases, scores, lineage, the decision recorded"
-    rows = []
+def versions_frame(versions: list[dict],  # `registry.describe`'s rows
+                   promoted: dict | None = None,  # (name, version) -> who promoted it by hand (`registry.promoters`)
+                  ) -> pd.DataFrame:
+    """Registry versions as one table: aliases, who registered each, scores, lineage, the decision recorded (a promotion
+    by hand with its promoter)"""
+    rows, promoted = [], promoted or {}
     for v in versions:
         tags = v['lineage']
         decision = (
-            f"promoted by hand: {tags['promoted']}"
+            f"promoted by hand{_by(promoted.get((v['name'], v['version'])))}: {tags['promoted']}"
             if tags.get('promoted')
             else f"refused: {tags['refused']}"
             if tags.get('refused')
@@ -55,6 +68,7 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
                 'version': v['version'],
                 'aliases': ', '.join(v['aliases']),
                 'model': v['model'],
+                'by': tags.get('by') or None,   # versions from before people were named: the column goes when all are
                 **{header: v['scores'].get(score) for score, header in SCORES.items()},
                 'trained as': trained_as,
                 'trained on': span,
@@ -62,6 +76,8 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
+
+def _by(person: str | None) -> str: return f" by {person}" if person else ""
 
 # %% ../../nbs/13d_dashboards.models.ipynb #c007t
 def standing(versions: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -75,8 +91,8 @@ def standing(versions: list[dict]) -> tuple[list[dict], list[dict]]:
 def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
     "The registry and the latest run's leaderboard and model-vs-model tests"
     import ipywidgets as widgets
-    try: versions = judged_versions(describe())   # each leader's verdict from the trial ledger
-    except MlfinError: versions = []
+    try: versions, promoted = judged_versions(describe()), promoters()   # verdicts and promoters: the trial ledger's
+    except MlfinError: versions, promoted = [], {}
     parts = []
     production = [f"{v['name']} v{v['version']} ({v['model']})" for v in serving(versions=versions)]
     names = sorted({v['name'] for v in versions})
@@ -92,14 +108,14 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
         first, rest = standing(versions)
         parts += [
             widgets.HTML("<h2>Registered versions: serving and candidates</h2>"
-                         + (html_table(versions_frame(first), index=False) if first else
+                         + (html_table(versions_frame(first, promoted), index=False) if first else
                             "<p>None serves or stands as a candidate.</p>")),
         ]
         if rest:
             parts.append(widgets.HTML(f"<details class='mlfin-earlier'><summary>{len(rest)} earlier version(s), "
                                       "neither serving nor candidates</summary>"
-                                      f"{html_table(versions_frame(rest), index=False)}</details>"))
-    try: run = load_run(folder)
+                                      f"{html_table(versions_frame(rest, promoted), index=False)}</details>"))
+    try: run = load_run(shown_folder(folder))
     except MlfinError as e: run = None; parts.append(verdict_box(f"No run to show a leaderboard from: {e}"))
     if run is not None:
         board = pd.DataFrame(run['leaderboard'])

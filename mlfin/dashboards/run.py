@@ -41,18 +41,18 @@ def dashboard(folder: Path | None = None, # a run's folder; default: the latest 
 
 # %% ../../nbs/13b_dashboards.run.ipynb #c012_03
 def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
-    "(label, run id) of the runs MLflow recorded, newest first: what the dashboard offers to pick"
+    "(label, run id) of the runs MLflow recorded, newest first, each with who ran it: what the dashboard offers to pick"
     if os.environ.get('MLFLOW_TRACKING_URI') is None and not (home()/'mlflow.db').exists(): return []
     found = runs('pipeline', limit)
     if found.empty: return []
     param = lambda name: found[name] if name in found else pd.Series('', index=found.index)
     return [
-        (f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {s} · {l} · {cv}", r)
-        for r, t, s, l, cv in zip(
-            found['run_id'], found['start_time'], param('params.symbols'), param('params.label'), param('params.cv')
+        (f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {by} · {s} · {l} · {cv}", r)
+        for r, t, by, s, l, cv in zip(
+            found['run_id'], found['start_time'], param('tags.mlflow.user'), param('params.symbols'),
+            param('params.label'), param('params.cv')
         )
     ]
-
 
 # %% ../../nbs/13b_dashboards.run.ipynb #c012_04
 def _run_view(folder: Path | None = None):

@@ -19,8 +19,8 @@ from ..tracking.ledger import Ledger
 
 # %% auto #0
 __all__ = ['ALIASES', 'EVIDENCE', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client',
-           'register_version', 'filed_act', 'promote', 'pinned', 'release', 'versions', 'series_of', 'describe',
-           'production', 'Predictor', 'load']
+           'register_version', 'filed_act', 'promote', 'pinned', 'release', 'promoters', 'versions', 'series_of',
+           'describe', 'production', 'Predictor', 'load']
 
 # %% ../../nbs/06l_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -194,13 +194,18 @@ def release(symbol: str, timeframe: str,
     client.delete_registered_model_tag(name, PINNED)
     return {'name': name, 'released': held}
 
+# %% ../../nbs/06l_models.registry.ipynb #858816c6
+def promoters() -> dict[tuple[str, int], str]:
+    """Who promoted each version by hand: (name, version) -> the person of the trial ledger's last `promote` of it (the
+    login PostgreSQL stamped on the entry in a team's database, else the person the entry names)"""
+    return {(e.content.get('model'), e.content.get('version')): e.login or e.content.get('by', '')
+            for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') == 'promote'}
+
 # %% ../../nbs/06l_models.registry.ipynb #c009_04
 def versions(symbol: str | None = None) -> pd.DataFrame:
     """Every registered version: series, version, model, who registered it, aliases, out-of-sample scores, promotion
     or refusal, and who promoted it by hand (the trial ledger's last `promote` of it: its login, else who it names)"""
-    client = registry_client()
-    promoted_by = {(e.content.get('model'), e.content.get('version')): e.login or e.content.get('by', '')
-                   for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') == 'promote'}
+    client, promoted_by = registry_client(), promoters()
     rows = []
     for found in client.search_model_versions("name LIKE 'mlfin.%'"):
         if symbol and found.tags.get('symbol') != symbol: continue

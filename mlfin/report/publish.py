@@ -58,7 +58,8 @@ def weigh_questions(
     since: str = '',  # --trials-since: count only trials recorded from this date
     # symbol -> choices of its own (a notebook's window of each symbol's bars)
     symbol_choices: dict[str, dict] | None = None,
-    only: list[str] | None = None,  # these symbols alone, the portfolio left as it is (weighed again: `Weighing.counted`)
+    # these symbols alone, the portfolio left as it is (weighed again: `Weighing.counted`)
+    only: list[str] | None = None,
 ) -> dict[str, tuple]:
     """Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio
     summed; symbol -> (question, new prints, trials, returns, prints) to record"""
@@ -218,6 +219,7 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
             comparisons=train['comparisons'],
             fill_rules=trading['fill_rules'],
             portfolio=trading['metrics'].get(backtest.PORTFOLIO),
+            by=tracking.person(),   # whose run: the pages and a team's views name them
         )
         content['groups_added'] = _groups_said(train, trading['metrics'])
         if train['kind'] == 'regressor':  # each leader's forecast beside doing nothing, where every page reads it

@@ -216,11 +216,12 @@ def _costs(run: dict) -> str:
 
 # %% ../../nbs/08b_report.tables.ipynb #c012_00
 def run_header(run: dict) -> str:
-    "Markdown: when the run was made, with what, and how to read its numbers"
+    "Markdown: when the run was made and by whom, with what, and how to read its numbers"
     p = run['params']
     cv = p.get('cv', 'walk_forward')
+    by = f" by {run['by']}" if run.get('by') else ''   # runs from before people were named say no one
     return (
-        f"**Run of {run['created']}** · models `{p.get('models')}`, the leader traded · label "
+        f"**Run of {run['created']}{by}** · models `{p.get('models')}`, the leader traded · label "
         f"{p.get('label', 'direction')}, "
         f"horizon {p.get('horizon')} · {p.get('folds')} folds of {VALIDATIONS[cv].words} validation (purged by label "
         "span, embargo "
@@ -229,7 +230,6 @@ def run_header(run: dict) -> str:
         "trials: every configuration tried on the question of each symbol, counted in its verdict · code "
         f"`{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}"
     )
-
 
 # %% ../../nbs/08b_report.tables.ipynb #c012_01
 def symbol_tables_html(run: dict, symbol: str) -> str:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c003
 from __future__ import annotations
-import tempfile, time
+import json, tempfile, time
 from pathlib import Path
 import pandas as pd
 from ..paths import SUMMARY, home
@@ -13,7 +13,8 @@ from ..errors import BadInput, NotFound
 from ..processes import write_parquet
 
 # %% auto #0
-__all__ = ['LISTED', 'log_run', 'runs', 'attach', 'amend_run', 'task_run', 'run_table', 'find_run', 'compare_runs', 'fetch_run']
+__all__ = ['LISTED', 'FETCHED', 'log_run', 'runs', 'attach', 'amend_run', 'task_run', 'run_table', 'find_run', 'compare_runs',
+           'fetch_run']
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c006
 def _flat(prefix: str, metrics: dict) -> dict[str, float]:
@@ -241,15 +242,25 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return asked, figures.set_index(['symbol', 'run']).sort_index()
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c_01
-def fetch_run(run_id: str, folder=None) -> Path:
+FETCHED = '.fetched.json'   # in a fetched run's folder: the run's top-level artifacts, written once every one came back
+
+def fetch_run(run_id: str, folder=None,
+              again: bool = False,  # download even when the folder holds the run whole already
+             ) -> Path:
     """A logged run's summary, products, executed notebooks and tearsheets in a folder (default: the home's runs/ID),
-    ready to open"""
+    ready to open; a folder that holds them all (`FETCHED` names the same artifacts the run has now) is not fetched
+    again"""
     from plotly.offline import get_plotlyjs
+    mlflow = configured_mlflow()
     folder = Path(folder or home()/'runs'/run_id[:8])
     folder.mkdir(parents=True, exist_ok=True)
-    configured_mlflow().artifacts.download_artifacts(run_id=run_id, dst_path=str(folder))
+    listed = sorted(a.path for a in mlflow.MlflowClient().list_artifacts(run_id))
+    try: whole = not again and json.loads((folder/FETCHED).read_text()) == listed
+    except (FileNotFoundError, ValueError): whole = False
+    if whole: return folder
+    mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(folder))
     for sheets in [folder/'tearsheets', *(folder/'products').glob('tearsheets')]:
         if sheets.is_dir() and not (sheets / 'plotly.min.js').exists():
             (sheets / 'plotly.min.js').write_text(get_plotlyjs())  # kept once, in the package
+    (folder/FETCHED).write_text(json.dumps(listed))   # last: a download cut short is fetched again
     return folder
-
