@@ -104,15 +104,18 @@ def production_aliases() -> dict[str, int] | None:
 # %% ../../nbs/05a_tracking.store.ipynb #c005_00
 def experiment_id(name: str = EXPERIMENT) -> str:
     """The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`, or where a tracking server keeps
-    them) if needed"""
+    them) if needed; made by another process between the look and the make (a team's first two runs at once): theirs"""
+    from mlflow.exceptions import MlflowException
     mlflow = configured_mlflow()
     found = mlflow.get_experiment_by_name(name)
     if found: return found.experiment_id
-    # the server's folder, through the server
-    if mlflow.get_tracking_uri().startswith(('http://', 'https://')): return mlflow.create_experiment(name)
-    artifact_dir().mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(name, artifact_location=artifact_dir().as_uri())
-
+    # a server's runs keep their files in the server's folder, through the server
+    remote = mlflow.get_tracking_uri().startswith(('http://', 'https://'))
+    if not remote: artifact_dir().mkdir(parents=True, exist_ok=True)
+    try: return mlflow.create_experiment(name, **({} if remote else {'artifact_location': artifact_dir().as_uri()}))
+    except MlflowException as e:
+        if e.error_code != 'RESOURCE_ALREADY_EXISTS' or not (found := mlflow.get_experiment_by_name(name)): raise
+        return found.experiment_id
 
 # %% ../../nbs/05a_tracking.store.ipynb #c014
 # the columns of MLflow 3's SQLite schema that hold where a thing's files live: (table, column, what it is, which rows)
