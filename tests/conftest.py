@@ -364,6 +364,40 @@ def same_products(serial: Path, other: Path):
         np.testing.assert_array_equal(load_model(a/'models'/folder).predict(rows), load_model(b/'models'/folder).predict(rows), str(folder))
 
 
+# --- a team's MLflow: `mlfin tracking serve` on a real PostgreSQL (tests/test_tracking.py, tests/test_team.py) ---
+
+TRACKING_PASSWORD = 'a-long-admin-password-for-tests'   # its admin's
+
+
+class TrackingServer:
+    "`mlfin tracking serve` as an operator starts it, on a free loopback port, until stopped"
+    def __init__(self, home: Path, db: str, artifacts: Path, *args: str):
+        self.db, self.artifacts, self.port = db, artifacts, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, 'MLFIN_HOME': str(home), 'MLFLOW_AUTH_ADMIN_PASSWORD': TRACKING_PASSWORD, 'HOME': str(home)}
+        home.mkdir(parents=True, exist_ok=True)
+        self.log = home/f"tracking-{self.port}.log"
+        self.process = subprocess.Popen([MLFIN, 'tracking', 'serve', '--db', db, '--artifacts', str(artifacts), '--port', str(self.port),
+                                         '--workers', '1', *args], cwd=ROOT, env=env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200: return
+            except httpx.HTTPError: pass
+            if self.process.poll() is not None: raise AssertionError(f"mlfin tracking serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        raise AssertionError(f"mlfin tracking serve did not answer /health in 120 s:\n{self.log.read_text()[-3000:]}")
+
+    def client_env(self) -> dict:
+        "What a client of the server sets: MLflow's own variables"
+        return {'MLFLOW_TRACKING_URI': self.url, 'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': TRACKING_PASSWORD}
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM); self.process.wait(60)
+
+
 # --- stores: the embedded Parquet store and a real PostgreSQL server, behind the same tests ---
 
 def free_port() -> int:

@@ -10,11 +10,10 @@ h5, with a folder of its own at the home's path, is refused in one line before a
 import json, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import ROOT, SLICE, same_products
+from conftest import ROOT, SLICE, TRACKING_PASSWORD as PASSWORD, same_products
 from hosts import SUBNET, Network, cannot_make_hosts, home_server, own_view
 
 BIN = Path(sys.executable).parent
-PASSWORD = 'a-long-admin-password-for-tests'
 TEAM = {'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWORD, 'PLOOMBER_STATS_ENABLED': 'false'}
 # its tests share the hosts (module fixture, namespaces with fixed names and addresses): the module runs on one worker (conftest);
 # waits: much of its time is a cut cable's timeout and hosts starting, so it runs beside the tests that compute

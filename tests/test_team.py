@@ -7,10 +7,10 @@ Two runs started together on one question both read the ledger before either app
 writers' lock until both wait on it: an event, not a clock): the later counts the earlier's trials at its append, its
 summary, its MLflow run and its ledger entry agree, and the earlier's count reads "then" and "now". A member who logs a
 better headline on their MLflow run changes nothing `mlfin runs` shows, and is named there."""
-import hashlib, json, os, subprocess, time
+import hashlib, json, os, subprocess, sys, time
 from pathlib import Path
 import psycopg, pytest
-from conftest import MLFIN, ROOT, copied, mlfin, new_database, with_args
+from conftest import MLFIN, ROOT, TrackingServer, copied, mlfin, new_database, with_args
 from mlfin.report.evidence import filed_verdicts
 from mlfin.tracking.ledger import TABLE, Ledger
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
@@ -103,10 +103,27 @@ def summary(home: Path) -> dict:
     return json.loads((home/'run'/'summary.json').read_text())
 
 
-def started(home: Path, args: list[str], ledger: str) -> subprocess.Popen:
-    "`mlfin run` in `home` as a person starts it, in the background, appending to the team's ledger"
-    env = {**os.environ, 'MLFIN_HOME': str(home), 'MLFIN_LEDGER': ledger, 'PLOOMBER_STATS_ENABLED': 'false'}
+def started(home: Path, args: list[str], env: dict) -> subprocess.Popen:
+    "`mlfin run` in `home` as a person starts it, in the background, with their settings (`member`)"
+    env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false', **env}
     return subprocess.Popen([MLFIN, 'run', *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def member(who: str, ledger: str, server: TrackingServer) -> dict:
+    """What a member sets, as the tutorial's recipe says: the team's ledger as their PostgreSQL login, the team's MLflow server
+    as their MLflow login (an account the admin made)"""
+    return {'MLFIN_LEDGER': login(ledger, who), 'MLFLOW_TRACKING_URI': server.url, 'MLFLOW_TRACKING_USERNAME': who,
+            'MLFLOW_TRACKING_PASSWORD': f"{who}-long-enough-password"}
+
+
+def team_tracking(postgres_server, tmp_path: Path, *people: str) -> TrackingServer:
+    "The team's MLflow server as the tutorial starts it (`mlfin tracking serve` on PostgreSQL), with an account for each of `people`"
+    from mlflow.server.auth.client import AuthServiceClient
+    server = TrackingServer(tmp_path/'mlflow-home', new_database(postgres_server), tmp_path/'mlflow-artifacts')
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in server.client_env().items(): patch.setenv(key, value)   # as its admin
+        for who in people: AuthServiceClient(server.url).create_user(who, f"{who}-long-enough-password")
+    return server
 
 
 def waiting_on_the_ledger(db, runs: list[subprocess.Popen], count: int):
@@ -120,16 +137,26 @@ def waiting_on_the_ledger(db, runs: list[subprocess.Popen], count: int):
 
 
 def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_and_mlflow_cannot_change_a_headline(
-        small_golden, postgres_server, tmp_path):
+        small_golden, postgres_server, tmp_path, monkeypatch):
+    """The team recipe of the tutorial end to end: one PostgreSQL set up by `mlfin team init`, the team's MLflow server
+    (`mlfin tracking serve`, its logins), ana's and ben's homes, lead the promoter, a dashboards home of the team's"""
     ledger = team_database(postgres_server, tmp_path)   # the owner's URL: what the test reads and holds; members log in as themselves
+    server = team_tracking(postgres_server, tmp_path, 'ana', 'ben', 'lead')
+    try: _the_teams_runs(small_golden, ledger, server, tmp_path, monkeypatch)
+    finally: server.stop()
+
+
+def _the_teams_runs(small_golden, ledger: str, server: TrackingServer, tmp_path: Path, monkeypatch):
     a, b = (copied(small_golden, tmp_path/who) for who in 'ab')   # ana's and ben's homes, each with the small run's MLflow record
-    env = {'MLFIN_LEDGER': login(ledger, 'ana')}
-    assert 'adopted 1 run(s) on question ' in mlfin(a['home'], 'ledger', 'adopt', env=env).stdout   # the team's ledger begins with it
+    who = {'a': 'ana', 'b': 'ben'}
+    people = {w: member(name, ledger, server) for w, name in who.items()}
+    env = {'MLFIN_LEDGER': login(ledger, 'ana')}   # ana's home's own MLflow record (the small run) begins the team's ledger
+    assert 'adopted 1 run(s) on question ' in mlfin(a['home'], 'ledger', 'adopt', env=env).stdout
     before = Ledger(ledger).check().length
     with psycopg.connect(ledger, autocommit=True) as db:
         db.execute("SELECT pg_advisory_lock(hashtext(%s))", (TABLE,))   # as a third writer holds it, for as long as it takes
-        runs = {'a': started(a['home'], with_args(a['args'], threshold='0.53'), login(ledger, 'ana')),   # another threshold each:
-                'b': started(b['home'], with_args(b['args'], threshold='0.57'), login(ledger, 'ben'))}   # one more configuration
+        runs = {'a': started(a['home'], with_args(a['args'], threshold='0.53', tracking=server.url), people['a']),   # another threshold
+                'b': started(b['home'], with_args(b['args'], threshold='0.57', tracking=server.url), people['b'])}   # each: one more
         waiting_on_the_ledger(db, list(runs.values()), 2)   # both read the ledger (at their report's start), neither appended
         db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (TABLE,))
         for run in runs.values():
@@ -138,32 +165,44 @@ def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_a
     found = Ledger(ledger).check()
     assert found.problem == '', found.problem
     filed = {e.content['source']: e for e in found.entries[before:] if e.kind == 'trials'}
-    mine = {who: summary(h['home'])['symbols']['SPX'] for who, h in (('a', a), ('b', b))}
-    entry = {who: filed[summary(h['home'])['mlflow']['SPX']] for who, h in (('a', a), ('b', b))}
-    first, later = sorted('ab', key=lambda who: entry[who].seq)
+    mine = {w: summary(h['home'])['symbols']['SPX'] for w, h in (('a', a), ('b', b))}
+    entry = {w: filed[summary(h['home'])['mlflow']['SPX']] for w, h in (('a', a), ('b', b))}
+    first, later = sorted('ab', key=lambda w: entry[w].seq)
     small = small_golden['summary']['symbols']['SPX']['skill']['trials']   # the adopted run's configurations
     # the first to append counted the small run's and its own one more; the later, the first's one more too
     assert (mine[first]['skill']['trials'], mine[later]['skill']['trials']) == (small + 1, small + 2), (mine[first]['skill'], mine[later]['skill'])
-    for who in 'ab':   # the ledger's entry files the count and verdict of the run's summary: counted at the append
-        said = entry[who].content['counted']
-        assert said['skill']['trials'] == mine[who]['skill']['trials'] and said['skill']['dsr'] == pytest.approx(mine[who]['skill']['dsr'], abs=1e-12)
+    for w in 'ab':   # the ledger's entry files the count and verdict of the run's summary: counted at the append
+        said = entry[w].content['counted']
+        assert said['skill']['trials'] == mine[w]['skill']['trials'] and said['skill']['dsr'] == pytest.approx(mine[w]['skill']['dsr'], abs=1e-12)
     assert entry[later].content['counted']['at'] >= entry[first].seq   # counted on a ledger that held the first's entry
     homes = {'a': a['home'], 'b': b['home']}
     from mlflow import MlflowClient
-    client = {who: MlflowClient(f"sqlite:///{homes[who]/'mlflow.db'}") for who in 'ab'}
-    ran = {who: summary(homes[who])['mlflow'] for who in 'ab'}
-    assert client[later].get_run(ran[later]['SPX']).data.metrics['skill_trials'] == small + 2   # MLflow's figure amended to the append's
-    # the first run's count then and now, in its own home
-    who = {'a': 'ana', 'b': 'ben'}
-    env = {'MLFIN_LEDGER': login(ledger, who[first])}
+    def client(w: str) -> MlflowClient:   # the server as member `w` (MLflow's client reads its login from the environment)
+        for key, value in people[w].items(): monkeypatch.setenv(key, value)
+        return MlflowClient(server.url)
+    ran = {w: summary(homes[w])['mlflow'] for w in 'ab'}
+    assert client(later).get_run(ran[later]['SPX']).data.metrics['skill_trials'] == small + 2   # MLflow's figure amended to the append's
+    # the team's dashboards home, where no one runs: its pages show the team's newest run, named, from the server
+    shown = subprocess.run([sys.executable, '-c', "from mlfin.dashboards.common import run_status, shown_folder; import json; "
+                            "from mlfin.report.products import load_run; print(json.dumps([run_status(), load_run(shown_folder(), frames=False)['by']]))"],
+                           env={**os.environ, **member('lead', ledger, server), 'MLFIN_HOME': str(tmp_path/'dashboards')},
+                           capture_output=True, text=True, timeout=600)
+    newest = max('ab', key=lambda w: client(w).get_run(ran[w]['parent']).info.start_time)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    (kind, said), by = json.loads(shown.stdout.splitlines()[-1])
+    assert kind == 'ok' and by == who[newest] and said.startswith(
+        f"No run in this home: the pages show the team's newest, run {ran[newest]['parent'][:8]} by {who[newest]}, started "), said
+    # the first run's count then and now, in its own home: `mlfin runs` reads the team's server, each run named by its member
+    env = people[first]
     shown = mlfin(homes[first], 'runs', env=env).stdout
     line = next(l for l in shown.splitlines() if l.startswith(ran[first]['parent'][:8]))
     assert f"{small + 1} then, {small + 2} now" in line, shown
     assert f" {who[first]} " in line, shown   # filed by its member's login, as PostgreSQL stamped it
     # its member logs a better headline on their run (MLflow lets them): `mlfin runs` shows the ledger's, and says what MLflow says
     mine_run = ran[first]['SPX']
-    client[first].log_metric(mine_run, 'skill_dsr', 0.97); client[first].log_metric(mine_run, 'skill_trials', 1)
-    client[first].set_tag(mine_run, 'verdict', 'evidence of skill')
+    editor = client(first)
+    editor.log_metric(mine_run, 'skill_dsr', 0.97); editor.log_metric(mine_run, 'skill_trials', 1)
+    editor.set_tag(mine_run, 'verdict', 'evidence of skill')
     # and the other member appends a better verdict for it to the ledger (they may append): it stands beside, named, not instead
     forged = {**entry[first].content, 'counted': {**entry[first].content['counted'], 'verdict': 'evidence of skill'}}
     Ledger(login(ledger, who[later])).append('trials', entry[first].family, forged | {'trials': []})
@@ -182,7 +221,7 @@ def test_two_runs_on_one_question_at_once_the_later_counts_the_earliers_trials_a
         f"mlfin: error: mlfin.SPX.1d: promote refused by the team's ledger (a promotion by {who[first]} refused: only the team's "
         "promoters (role mlfin_promoter) promote or reset)"), refused.stderr
     assert [l for l in mlfin(homes[first], 'models', 'ls', env=env).stdout.splitlines() if 'production' in l] == before
-    mlfin(homes[first], 'models', 'promote', 'SPX:1d', '1', '--reason', 'the desk asked', env={'MLFIN_LEDGER': login(ledger, 'lead')})
+    mlfin(homes[first], 'models', 'promote', 'SPX:1d', '1', '--reason', 'the desk asked', env=member('lead', ledger, server))
     listed = mlfin(homes[first], 'models', 'ls', env=env).stdout
     assert next(l for l in listed.splitlines() if ' production' in l).split()[:2] == ['mlfin.SPX.1d', '1'] and ' lead ' in listed, listed
     filed = [e for e in Ledger(ledger).entries() if e.kind == 'promotion']

@@ -1,43 +1,13 @@
 """A team's MLflow as its users meet it: `mlfin tracking serve` (MLflow's server with basic auth, artifact serving and
 PostgreSQL behind it, on loopback), a pipeline run recorded to it through `--tracking`, its registered model served by
 `mlfin serve` from it, and a home's own SQLite store moved into a fresh server with every id and prediction kept."""
-import os, shutil, signal, sqlite3, subprocess, time
+import os, shutil, sqlite3, subprocess
 from pathlib import Path
 import httpx, pandas as pd, psycopg
 import pytest
-from conftest import MLFIN, ROOT, RUN, free_port, mlfin, new_database, service
+from conftest import RUN, TRACKING_PASSWORD as PASSWORD, TrackingServer, mlfin, new_database, service
 
-PASSWORD = 'a-long-admin-password-for-tests'
 pytestmark = pytest.mark.e2e   # its tests share one tracking server (module fixture): the module runs on one worker (conftest)
-
-
-class TrackingServer:
-    "`mlfin tracking serve` as an operator starts it, on a free loopback port, until stopped"
-    def __init__(self, home: Path, db: str, artifacts: Path, *args: str):
-        self.db, self.artifacts, self.port = db, artifacts, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, 'MLFIN_HOME': str(home), 'MLFLOW_AUTH_ADMIN_PASSWORD': PASSWORD, 'HOME': str(home)}
-        home.mkdir(parents=True, exist_ok=True)
-        self.log = home/f"tracking-{self.port}.log"
-        self.process = subprocess.Popen([MLFIN, 'tracking', 'serve', '--db', db, '--artifacts', str(artifacts), '--port', str(self.port),
-                                         '--workers', '1', *args], cwd=ROOT, env=env, stdout=open(self.log, 'ab'), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200: return
-            except httpx.HTTPError: pass
-            if self.process.poll() is not None: raise AssertionError(f"mlfin tracking serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        raise AssertionError(f"mlfin tracking serve did not answer /health in 120 s:\n{self.log.read_text()[-3000:]}")
-
-    def client_env(self) -> dict:
-        "What a client of the server sets: MLflow's own variables"
-        return {'MLFLOW_TRACKING_URI': self.url, 'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWORD}
-
-    def stop(self):
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM); self.process.wait(60)
 
 
 @pytest.fixture(scope='module')
