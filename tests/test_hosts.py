@@ -10,7 +10,7 @@ h5, with a folder of its own at the home's path, is refused in one line before a
 import json, re, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import ROOT, SLICE, TRACKING_PASSWORD as PASSWORD, same_products
+from conftest import MACRO, ROOT, TRACKING_PASSWORD as PASSWORD, same_products
 from hosts import SUBNET, Network, cannot_make_hosts, home_server, own_view
 
 BIN = Path(sys.executable).parent
@@ -115,9 +115,10 @@ def start_postgres(team: dict):
 
 
 def tutorial_run(team: dict, home: Path) -> subprocess.Popen:
-    "The tutorial's run on h1, on the session's slice of the embedded data, with `home` as MLFIN_HOME (the shared home, or a folder of it)"
+    """The tutorial's run on h1 with the macro golden's arguments (`MACRO`: SPX, three models, so both workers train at once, at a
+    fraction of the session's slice's cost), with `home` as MLFIN_HOME (the shared home, or a folder of it)"""
     run = next(c for c in team['commands'] if ' run --cluster ' in c).replace(f"MLFIN_HOME={team['home']} ", f"MLFIN_HOME={home} ")
-    return team['h1'].run('bash', '-c', f"{run} {' '.join(SLICE)} --reports {home/'reports'}", env=TEAM, cwd=ROOT,
+    return team['h1'].run('bash', '-c', f"{run} {' '.join(MACRO)} --reports {home/'reports'}", env=TEAM, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -139,7 +140,7 @@ def new_host(team: dict):
     return host
 
 
-def test_a_cable_cut_and_a_power_off_mid_training_and_a_new_host_in_their_place(team, pipeline_run):
+def test_a_cable_cut_and_a_power_off_mid_training_and_a_new_host_in_their_place(team, macro_golden):
     """While h2 and h3 both train, h2's cable is cut (a partition: no reset, its peers learn it from silence) and h3 is powered off
     (every process gone at once, mid-unit); a fresh h4 set up as the tutorial says takes their place; h2 is plugged back once the
     scheduler gave up on it. The run ends with the serial run's products, nothing half-written left; h2's cut-off worker ended itself"""
@@ -151,7 +152,7 @@ def test_a_cable_cut_and_a_power_off_mid_training_and_a_new_host_in_their_place(
     when(team, 'gone', runner, h2); h2.mend()   # the scheduler gave up on h2 (no reply within the TCP timeout): plugged back
     out, err = runner.communicate(timeout=1800)
     assert runner.returncode == 0, out[-3000:] + err[-3000:]
-    same_products(pipeline_run['home'], home)
+    same_products(macro_golden['home'], home, models=3)
     assert not [p for p in home.rglob('*') if p.name.endswith('.tmp') or p.name.startswith('.cluster-')]   # nothing half-written left, no token
     team['workers']['h2'].wait(300)   # a worker that lost its scheduler ends itself (the tutorial: a supervisor starts it again)
     assert team['workers']['h4'].poll() is None and h4.name == 'h4'
@@ -197,7 +198,7 @@ def test_a_host_that_does_not_share_the_home_is_refused_before_any_unit(team):
         products = lambda: sorted((p.name, p.stat().st_mtime_ns) for p in (home/'run').iterdir() if p.name != 'attempt.json')
         before = products()
         run = next(c for c in team['commands'] if ' run --cluster ' in c)
-        done = h1.call('bash', '-c', f"{run} {' '.join(SLICE)} --reports {home/'reports'} --force", env={'MLFIN_HOME': str(home), **TEAM}, cwd=ROOT,
+        done = h1.call('bash', '-c', f"{run} {' '.join(MACRO)} --reports {home/'reports'} --force", env={'MLFIN_HOME': str(home), **TEAM}, cwd=ROOT,
                        check=False)   # --force: the first test's products are up to date, and a run with nothing to do needs no cluster
         assert done.returncode == 2 and done.stderr.strip().splitlines() == [
             f"mlfin: error: --cluster {team['scheduler']}: worker {blind} sees another folder at {home/'run'} (not the run's: its token is not "
