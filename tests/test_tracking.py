@@ -5,7 +5,7 @@ import os, shutil, sqlite3, subprocess
 from pathlib import Path
 import httpx, pandas as pd, psycopg
 import pytest
-from conftest import RUN, TRACKING_PASSWORD as PASSWORD, TrackingServer, mlfin, new_database, service
+from conftest import TRACKING_PASSWORD as PASSWORD, TrackingServer, copied, mlfin, new_database, service
 
 pytestmark = pytest.mark.e2e   # its tests share one tracking server (module fixture): the module runs on one worker (conftest)
 
@@ -51,15 +51,15 @@ def predictions(env: dict, home: Path) -> tuple[int, pd.Series]:
     return found['version'], pd.Series(found['p'])
 
 
-def test_a_run_recorded_on_the_server_is_served_from_it(tracking_server, served_home, tmp_path, monkeypatch):
+def test_a_run_recorded_on_the_server_is_served_from_it(tracking_server, served_golden, served_home, tmp_path, monkeypatch):
     "`--tracking URL`: the report task records the run, its models and the registry's decisions on the server"
-    home = tmp_path/'home'
-    shutil.copytree(served_home, home)
+    mine = copied(served_golden, tmp_path/'mine')   # the served run's home as the test's own, up to date with its arguments
+    home = mine['home']
     for key, value in tracking_server.client_env().items(): monkeypatch.setenv(key, value)
     monkeypatch.delenv('MLFLOW_TRACKING_URI')   # the run names its server itself; the registry commands read MLflow's variable
-    done = mlfin(home, 'run', *RUN, '--reports', str(home/'reports'), '--tracking', tracking_server.url)
-    # (a copied home reruns every task: its products' recorded paths moved; the tracking parameter alone reruns the report)
-    assert 'report)' in done.stdout and f"mlflow:    {tracking_server.url}" in done.stdout, done.stdout
+    done = mlfin(home, 'run', *mine['args'], '--tracking', tracking_server.url)
+    # the tracking parameter alone reruns the report, which records the run on the server
+    assert 'mlfin: 1 task(s) ran (report) in ' in done.stdout and f"mlflow:    {tracking_server.url}" in done.stdout, done.stdout
     from mlflow import MlflowClient
     client = MlflowClient(tracking_uri=tracking_server.url)
     experiment = client.get_experiment_by_name('mlfin')
