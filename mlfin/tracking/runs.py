@@ -4,7 +4,7 @@
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c003
 from __future__ import annotations
-import json, tempfile, time
+import json, re, tempfile, time
 from pathlib import Path
 import pandas as pd
 from ..paths import SUMMARY, home
@@ -251,6 +251,9 @@ def fetch_run(run_id: str, folder=None,
     ready to open; a folder that holds them all (`FETCHED` names the same artifacts the run has now) is not fetched
     again"""
     from plotly.offline import get_plotlyjs
+    # a folder is named after it: an id as MLflow makes them, whoever answered (a team's server), before it names a path
+    if not re.fullmatch(r'[0-9a-f]{32}', str(run_id)):
+        raise BadInput(f"run {run_id!r}: not an MLflow run id (32 hexadecimal characters; `mlfin runs` lists them)")
     mlflow = configured_mlflow()
     folder = Path(folder or home()/'runs'/run_id[:8])
     folder.mkdir(parents=True, exist_ok=True)
