@@ -120,7 +120,8 @@ def team_run(at: Path | None = None, # a home; default: `home()`
         found = runs('pipeline', 1)
         if found.empty: return None
         newest = found.iloc[0]
-        folder = fetch_run(newest['run_id'], Path(at or home())/'runs'/newest['run_id'][:8])
+        # the home's runs/ folder: fetch_run's own default, or the home asked about's
+        folder = fetch_run(newest['run_id'], Path(at)/'runs'/newest['run_id'][:8] if at else None)
     except Exception as e:  # MLflow's, the network's or a login's: said once here for every page
         raise Unavailable(
             f"the tracking server could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"

@@ -244,9 +244,7 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c_01
 FETCHED = '.fetched.json'   # in a fetched run's folder: the run's top-level artifacts, written once every one came back
 
-def fetch_run(run_id: str, folder=None,
-              again: bool = False,  # download even when the folder holds the run whole already
-             ) -> Path:
+def fetch_run(run_id: str, folder=None) -> Path:
     """A logged run's summary, products, executed notebooks and tearsheets in a folder (default: the home's runs/ID),
     ready to open; a folder that holds them all (`FETCHED` names the same artifacts the run has now) is not fetched
     again"""
@@ -258,7 +256,7 @@ def fetch_run(run_id: str, folder=None,
     folder = Path(folder or home()/'runs'/run_id[:8])
     folder.mkdir(parents=True, exist_ok=True)
     listed = sorted(a.path for a in mlflow.MlflowClient().list_artifacts(run_id))
-    try: whole = not again and json.loads((folder/FETCHED).read_text()) == listed
+    try: whole = json.loads((folder/FETCHED).read_text()) == listed
     except (FileNotFoundError, ValueError): whole = False
     if whole: return folder
     mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(folder))
