@@ -33,6 +33,17 @@ def test_a_served_prediction_is_the_pipelines_own(served_home, monkeypatch):
         assert next(v for v in client.get('/models/mlfin.SPX.1d').json() if v['version'] == model.version)['evidence'] == said
         bars = client.get('/prices/latest', params={'symbol': 'ES', 'timeframe': 'M1', 'n': 3}).json()['bars']
         assert [b['close'] for b in bars] == ES['close'].iloc[-3:].tolist()
+        # production moved through MLflow's own API (not filed in the trial ledger): served by no one, said on /predict and /models
+        from mlfin.models.registry import registry_client
+        other = next(v['version'] for v in client.get('/models/mlfin.SPX.1d').json() if v['version'] != model.version)
+        registry_client().set_registered_model_alias('mlfin.SPX.1d', 'production', str(other))
+        moved = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})
+        assert moved.status_code == 503 and moved.json()['detail'].startswith(
+            f"mlfin.SPX.1d: production names v{other}, which the trial ledger does not (its last filed move names v{model.version} (by hand, "), moved.text
+        assert next(v for v in client.get('/models/mlfin.SPX.1d').json() if v['version'] == other)['unfiled'] == moved.json()['detail']
+        with svc.client(svc.key('admin')) as admin:   # a promoter's promotion files the choice: served again
+            assert admin.post('/models/mlfin.SPX.1d/promote', json={'version': other, 'reason': 'the desk asked'}).status_code == 200
+        assert client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()['version'] == other
         assert svc.errors() == ''
 
 

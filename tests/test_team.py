@@ -226,6 +226,18 @@ def _the_teams_runs(small_golden, ledger: str, server: TrackingServer, tmp_path:
     assert next(l for l in listed.splitlines() if ' production' in l).split()[:2] == ['mlfin.SPX.1d', '1'] and ' lead ' in listed, listed
     filed = [e for e in Ledger(ledger).entries() if e.kind == 'promotion']
     assert [(e.login, e.content['act'], e.content['version'], e.content['reason']) for e in filed] == [('lead', 'promote', 1, 'the desk asked')]
+    # a member moves production through MLflow's own API (the permission that registers a version sets an alias too): no
+    # one serves it, and every reader is told
+    other = max(int(v.version) for v in client(first).search_model_versions("name = 'mlfin.SPX.1d'"))
+    client(first).set_registered_model_alias('mlfin.SPX.1d', 'production', str(other))
+    line = (f"mlfin.SPX.1d: production names v{other}, which the trial ledger does not (its last filed move names v1 (by "
+            f"hand, lead, entry {filed[-1].seq})): moved outside mlfin, so not served until a promoter files the choice "
+            "(`mlfin models promote SPX:1d VERSION`)")
+    assert f"not served: {line}" in mlfin(homes[first], 'models', 'ls', env=env).stdout.splitlines()
+    served = subprocess.run([sys.executable, '-c', "from mlfin.models.registry import load; load('production', 'SPX', '1d')"],
+                            env={**os.environ, **member('lead', ledger, server), 'MLFIN_HOME': str(homes[first])}, capture_output=True,
+                            text=True, timeout=600)   # what a service loads
+    assert served.returncode == 1 and served.stderr.strip().splitlines()[-1] == f"mlfin.errors.Unavailable: {line}", served.stderr[-2000:]
 
 def test_after_a_rewrite_the_check_and_every_verdict_say_the_same_until_the_one_repair_and_after_it(small_copy):
     """The ledger cut short behind the home's back (its owner may): `mlfin ledger check` and the next run's verdict both say

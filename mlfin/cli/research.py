@@ -447,8 +447,9 @@ def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (def
     table = versions(symbol)
     if table.empty: typer.echo("the registry is empty: `mlfin run` registers each symbol's leading model"); return
     with pd.option_context('display.max_colwidth', 70, 'display.width', 250):
-        typer.echo(table.drop(columns=['run_id']).round(4).to_string(index=False))
-
+        typer.echo(table.drop(columns=['run_id', 'unfiled']).round(4).to_string(index=False))
+    for line in dict.fromkeys(table['unfiled']):   # production moved outside mlfin: said under the table, once a model
+        if line: typer.echo(f"not served: {line}")
 
 # %% ../../nbs/14c_cli.research.ipynb #c016_02
 @models_app.command('promote')

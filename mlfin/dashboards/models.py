@@ -104,6 +104,10 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
             else "The registry is empty: `mlfin run` registers each symbol's models."
         )
     )
+    # production moved outside mlfin (the trial ledger did not file it): not served, said first
+    parts += [
+        verdict_box(f"Not served: {line}") for line in dict.fromkeys(v['unfiled'] for v in versions if v.get('unfiled'))
+    ]
     if versions:
         first, rest = standing(versions)
         parts += [

@@ -9,7 +9,9 @@ import numpy as np, pandas as pd
 from ..params import RunConfig, default
 from .compare import metric_function
 from ..progress import step
+from ..errors import BadInput
 from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version
+from .registry import move_production
 from .registry import registered_name, refusals
 from ..tracking import configured_mlflow, person
 from ..cluster.units import digest
@@ -302,7 +304,16 @@ def register_run(
                 pinned(name),
                 versus,
             )
-            if said.promote: client.set_registered_model_alias(name, 'production', str(version))
+            if said.promote:
+                try:
+                    move_production(name, version, 'policy', said.reason)  # filed first, then the alias
+                except BadInput as e:  # a team's ledger files a move from its promoters alone: the leader waits for one
+                    said = Decision(
+                        False,
+                        f"{said.reason}; not moved: {str(e).split(': ', 1)[1]}; a promoter makes it "
+                        f"production (`mlfin models promote {symbol}:{timeframes[symbol]} {version}`)",
+                        'held',
+                    )
             client.set_model_version_tag(name, str(version), said.kind, said.reason)
             leaders[symbol] = {
                 'name': name,

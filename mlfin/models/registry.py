@@ -18,9 +18,10 @@ from ..tracking import configured_mlflow, person
 from ..tracking.ledger import Ledger
 
 # %% auto #0
-__all__ = ['ALIASES', 'EVIDENCE', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals', 'registry_client',
-           'register_version', 'filed_act', 'promote', 'pinned', 'release', 'promoters', 'versions', 'series_of',
-           'describe', 'production', 'Predictor', 'load']
+__all__ = ['ALIASES', 'EVIDENCE', 'MOVES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals',
+           'registry_client', 'register_version', 'filed_act', 'move_production', 'promote', 'pinned', 'release',
+           'promoters', 'filed_production', 'unfiled', 'versions', 'series_of', 'unfiled_of', 'describe', 'production',
+           'Predictor', 'load']
 
 # %% ../../nbs/06l_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -133,15 +134,17 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
 
 # a leader version's tags from its run's verdict: evidence.dsr, .pbo, .trials, .verdict, .record
 EVIDENCE = 'evidence.'
+# the filed acts that move `production` (a `release` hands it back to the policy and moves nothing)
+MOVES = ('promote', 'policy')
 PINNED = 'mlfin.pinned'   # a registered model's tag: production was chosen by a person, and holds until one releases it
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_01
-def filed_act(act: str,      # promote or release
+def filed_act(act: str,      # promote (by hand), policy (a run's leader, as `models.promotion.decide` says) or release
               name: str, version: int | None, reason: str,
               by: str = '',  # who asked (a service's person: `user:ana`); default: this process's (`tracking.person`)
              ):
-    """A promotion or release filed in the trial ledger before it is done, by whom, when and why: no member can remove
-    it, and where the team's setup made promoters, PostgreSQL refuses it from anyone else
+    """A move of production or a release filed in the trial ledger before it is done, by whom, when and why: no member
+    can remove it, and where the team's setup made promoters, PostgreSQL refuses it from anyone else
     (`tracking.ledger.PROMOTER`)"""
     from sqlalchemy.exc import DBAPIError
 
@@ -151,6 +154,13 @@ def filed_act(act: str,      # promote or release
         )
     except DBAPIError as e:
         raise BadInput(f"{name}: {act} refused by the team's ledger ({str(e.orig).strip().splitlines()[0]})") from None
+
+def move_production(name: str, version: int, act: str, # promote (by hand) or policy (a run's leader)
+                    reason: str, by: str = ''):
+    """`production` of `name` moved to `version`: filed first (`filed_act`, refused in a team's ledger to all but its
+    promoters), then the alias"""
+    filed_act(act, name, version, reason, by)
+    registry_client().set_registered_model_alias(name, 'production', str(version))
 
 def promote(symbol: str, timeframe: str, version: int | None = None, # default: the current candidate
             reason: str = 'promoted by hand',
@@ -167,8 +177,7 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
         raise NotFound(
             f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them"
         ) from None
-    filed_act('promote', name, version, reason, by)
-    client.set_registered_model_alias(name, 'production', str(version))
+    move_production(name, version, 'promote', reason, by)
     client.set_model_version_tag(name, str(version), 'promoted', reason)
     client.set_registered_model_tag(name, PINNED, f"v{version}: {reason}")   # runs and training jobs leave it be
     return {'name': name, 'version': version, 'production': True, 'pinned': True}
@@ -201,10 +210,37 @@ def promoters() -> dict[tuple[str, int], str]:
     return {(e.content.get('model'), e.content.get('version')): e.login or e.content.get('by', '')
             for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') == 'promote'}
 
+# %% ../../nbs/06l_models.registry.ipynb #abf5c995
+def filed_production() -> dict[str, dict]:
+    """Each registered model's production as the trial ledger's filed moves leave it: name -> the version its last
+    `promote` (by hand) or `policy` (a run's leader) names, the act, who filed it (the login PostgreSQL stamped in a
+    team's database, else the person it names) and the entry's place"""
+    return {e.content.get('model'): {'version': e.content.get('version'), 'act': e.content.get('act'),
+                                     'by': e.login or e.content.get('by', ''), 'seq': e.seq}
+            for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') in MOVES}
+
+def unfiled(name: str, version: int,   # a registered model and the version its `production` alias names
+            filed: dict | None,        # `filed_production()`'s entry for it (None: no move of it filed)
+           ) -> str:
+    "The line saying `production` is not where the trial ledger's last filed move put it ('' where it is)"
+    if filed and filed['version'] == version: return ''
+    symbol, timeframe = series_of(name)
+    last = (
+        f"its last filed move names v{filed['version']} ({'by hand' if filed['act'] == 'promote' else 'the policy'}, "
+        f"{filed['by']}, entry {filed['seq']})"
+        if filed
+        else 'it files no move of it'
+    )
+    return (
+        f"{name}: production names v{version}, which the trial ledger does not ({last}): moved outside mlfin, so not "
+        f"served until a promoter files the choice (`mlfin models promote {symbol}:{timeframe} VERSION`)"
+    )
+
 # %% ../../nbs/06l_models.registry.ipynb #c009_04
 def versions(symbol: str | None = None) -> pd.DataFrame:
     """Every registered version: series, version, model, who registered it, aliases, out-of-sample scores, promotion
-    or refusal, and who promoted it by hand (the trial ledger's last `promote` of it: its login, else who it names)"""
+    or refusal, who promoted it by hand (the trial ledger's last `promote` of it: its login, else who it names), and
+    for production, whether the ledger filed it there (`unfiled`)"""
     client, promoted_by = registry_client(), promoters()
     rows = []
     for found in client.search_model_versions("name LIKE 'mlfin.%'"):
@@ -233,6 +269,9 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
                 'run_id': found.run_id,
             }
         )
+    # production where the trial ledger did not file it: said beside the version (`unfiled`)
+    moved = unfiled_of({r['name']: r['version'] for r in rows if 'production' in r['aliases'].split(',')})
+    for r in rows: r['unfiled'] = moved.get(r['name'], '') if 'production' in r['aliases'].split(',') else ''
     return (
         pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True)
         if rows
@@ -250,9 +289,23 @@ def series_of(name: str) -> tuple[str, str]:
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009d_00
+def _filed_or_said() -> dict | str:
+    "`filed_production()`, or the line saying the trial ledger could not be read (then no production is taken)"
+    try: return filed_production()
+    except Exception as e:   # a ledger this login cannot read, or a server that is down
+        return (f"the trial ledger could not be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}), so "
+                "production cannot be checked against it")
+
+def unfiled_of(aliases: dict[str, int], # registered models -> the version `production` names
+              ) -> dict[str, str]:
+    "`unfiled` of each, the trial ledger read once now: name -> its line, for those it did not file there"
+    filed = _filed_or_said()
+    said = {n: filed if isinstance(filed, str) else unfiled(n, v, filed.get(n)) for n, v in aliases.items()}
+    return {n: line for n, line in said.items() if line}
+
 def describe(name: str | None = None) -> list[dict]:
     """Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run
-    and time"""
+    and time, and for production, whether the trial ledger filed it there (`unfiled`)"""
     from datetime import datetime, timezone
     from mlflow.exceptions import MlflowException
     if name is not None: series_of(name)
@@ -282,7 +335,7 @@ def describe(name: str | None = None) -> list[dict]:
         raise Unavailable(
             f"the model registry could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
         ) from None
-    own = {'model', 'kind', 'symbol', 'timeframe'}
+    own, filed = {'model', 'kind', 'symbol', 'timeframe'}, _filed_or_said()
     rows = [
         {
             'name': v.name,
@@ -295,20 +348,23 @@ def describe(name: str | None = None) -> list[dict]:
             'evidence': {k.removeprefix(EVIDENCE): x for k, x in v.tags.items() if k.startswith(EVIDENCE)},
             'run_id': v.run_id,
             'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc),
+            # '' unless production names it and the trial ledger does not
+            'unfiled': (filed if isinstance(filed, str) else unfiled(v.name, int(v.version), filed.get(v.name)))
+            if 'production' in aliases.get((v.name, int(v.version)), []) else '',
         }
         for v in found
     ]
     return sorted(rows, key=lambda r: (r['name'], -r['version']))
-
 
 # %% ../../nbs/06l_models.registry.ipynb #c009p
 def production(
     name: str | None = None,  # one registered model (mlfin.SYMBOL.TIMEFRAME); default: every one of mlfin's
     versions: list[dict] | None = None,  # `describe`'s rows, when the caller has read them already
 ) -> list[dict]:
-    """The versions the service serves (aliased production), as `describe` lists them (`Unavailable` in one line when
-    the registry cannot be read)"""
-    return [v for v in (describe(name) if versions is None else versions) if 'production' in v['aliases']]
+    """The versions the service serves (aliased production where the trial ledger's last filed move put it), as
+    `describe` lists them (`Unavailable` in one line when the registry cannot be read)"""
+    return [v for v in (describe(name) if versions is None else versions)
+            if 'production' in v['aliases'] and not v.get('unfiled')]
 
 # %% ../../nbs/06l_models.registry.ipynb #c011
 @dataclass
@@ -360,7 +416,8 @@ class Predictor:
 def load(alias: str = 'production',   # production or candidate, or a version number
          symbol: str = '', timeframe: str = '',
         ) -> Predictor:
-    "The registered model of a series by alias (or version), loaded from its native files; never unpickled"
+    """The registered model of a series by alias (or version), loaded from its native files; never unpickled; production
+    only where the trial ledger filed it there (`unfiled`)"""
     from mlflow.exceptions import MlflowException
     client, name = registry_client(), registered_name(symbol, timeframe)
     try:
@@ -375,6 +432,7 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
             "registry; "
             "`mlfin models ls` lists what there is"
         ) from None
+    if alias == 'production' and (line := unfiled_of({name: int(found.version)}).get(name)): raise Unavailable(line)
     folder = home()/'registry'/name/str(found.version)
     if not (folder/'model.json').exists():  # versions never change: downloaded once
         import os, secrets, shutil
@@ -391,4 +449,3 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
     return Predictor(
         model, name, int(found.version), alias if not str(alias).isdigit() else f"v{alias}", model.manifest['inputs']
     )
-

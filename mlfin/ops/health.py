@@ -13,11 +13,11 @@ from ..config import service_url
 from ..errors import MlfinError
 from ..paths import SUMMARY, home, run_dir
 from .records import ahead_said, check_stats, dated_ahead, record_checks, runs
-from ..tracking.store import mlflow_rows
+from ..tracking.store import mlflow_rows, production_aliases
 from .repository import local_path, repository, repository_url
 from ..data.stores import open_store, store_place
 from ..monitor.freshness import freshness, live_series, overdue_said, production_names
-from ..models.registry import describe, production
+from ..models.registry import describe, production, unfiled_of
 from ..monitor.alerting import send_alert
 
 # %% auto #0
@@ -276,14 +276,19 @@ def _still_there(summary: dict) -> tuple[bool, str]:
 # %% ../../nbs/12e_ops.health.ipynb #c014
 def registry_check() -> tuple[bool, str]:
     """The registry answers: how many versions it holds, which are in production (the home's MLflow database read
-    without MLflow; a tracking server's registry asked)"""
+    without MLflow; a tracking server's registry asked); failed where production names a version the trial ledger did
+    not file there (`models.registry.unfiled`: moved outside mlfin, served by no one)"""
     counted = mlflow_rows("SELECT count(*) FROM model_versions WHERE name LIKE 'mlfin.%'")
     # a team's tracking server, or no registry tables yet: MLflow asked (its import costs 4-5 s a round, measured)
     if counted is None:
         found = describe()
         count, serving = len(found), sorted(v['name'] for v in production(versions=found))
-    else: count, serving = counted[0][0], production_names()
-    return True, f"{count} version(s), {len(serving)} in production" + (f": {', '.join(serving)}" if serving else '')
+        moved = {v['name']: v['unfiled'] for v in found if v.get('unfiled')}
+    else:
+        moved = unfiled_of(production_aliases() or {})
+        count, serving = counted[0][0], [n for n in production_names() if n not in moved]
+    said = f"{count} version(s), {len(serving)} in production" + (f": {', '.join(serving)}" if serving else '')
+    return (False, f"{said}; {'; '.join(moved.values())}") if moved else (True, said)
 
 # %% ../../nbs/12e_ops.health.ipynb #c015
 def store_check(store=None) -> tuple[bool, str]:

@@ -19,7 +19,7 @@ from ..features.compute import closes_at
 from ..features.known import undefined_said
 from ..data.observations_sources import load_observations
 from ..models.promotion import Lineage, target_of
-from ..models.registry import load as load_version, registered_name, registry_client
+from ..models.registry import load as load_version, registered_name, registry_client, unfiled_of
 from ..data.stores.rules import utc_bounds
 
 # %% auto #0
@@ -95,6 +95,8 @@ class _Series:
     predictor: object = None
     tags: dict = field(default_factory=dict)
     checked: float = -1.0      # the registry stamp its version was last checked against
+    # why its production is not served (moved outside mlfin), until the registry changes
+    refused: Exception | None = None
     forecasts: dict = field(default_factory=dict)   # closed only or not -> (store stamp, valid until, Forecast)
 
 def _current(kept: tuple | None, stamp, now: pd.Timestamp, version: int) -> bool:
@@ -106,7 +108,6 @@ def _standing(kept: tuple | None, now: pd.Timestamp, version: int) -> bool:
     """Whether a kept forecast answers while the store cannot be read (its bars cannot be compared): its forming bar not
     yet closed, by this version"""
     return bool(kept) and now < kept[1] and kept[2].version == version
-
 
 # %% ../../nbs/11g_service.live.ipynb #c009_01
 def _registry_file() -> Path | None:
@@ -147,6 +148,7 @@ class Live:
         stamp = self.registry_stamp()
         if entry.checked == stamp:   # nothing moved in the registry since the last look
             if entry.predictor is not None: return entry.predictor
+            if entry.refused is not None: raise entry.refused
             raise NoProductionModel(
                 f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a "
                 "version"
@@ -161,15 +163,17 @@ class Live:
         try:
             found = self._client.get_model_version_by_alias(name, 'production')
         except MlflowException:
-            entry.checked, entry.predictor, entry.forecasts = (
-                stamp,
-                None,
-                {},
-            )  # known to have none: not asked again until the registry changes
+            # known to have none: not asked again until the registry changes
+            entry.checked, entry.predictor, entry.forecasts, entry.refused = stamp, None, {}, None
             raise NoProductionModel(
                 f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a "
                 "version"
             ) from None
+        # an alias the trial ledger did not file (moved through MLflow's own API): served by no one, said to everyone
+        entry.refused = Unavailable(line) if (line := unfiled_of({name: int(found.version)}).get(name)) else None
+        if entry.refused is not None:
+            entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
+            raise entry.refused
         if entry.predictor is None or entry.predictor.version != int(found.version):
             # loaded before it replaces the old one: no request goes without
             predictor = load_version(found.version, symbol, timeframe)
@@ -275,7 +279,6 @@ class Live:
         with self._lock: items = list(self._series.items())
         return [{'symbol': s, 'timeframe': t, 'name': e.predictor.name, 'version': e.predictor.version}
                 for (s, t), e in items if e.predictor is not None]
-
 
 # %% ../../nbs/11g_service.live.ipynb #c011
 def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> dict:

@@ -31,7 +31,10 @@ class ModelVersion(BaseModel):
         "trials_now, dsr_now, verdict_now where later runs added trials; tags: where the version's tags disagree",
     )
     run_id: str | None; created_at: dt.datetime
-
+    unfiled: str = Field(
+        '', description="for production: why it is not served ('' when it is): the alias names a version the trial "
+        "ledger's last filed move does not (moved through MLflow's own API)"
+    )
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c007_15
 class Promotion(BaseModel):
