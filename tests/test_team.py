@@ -117,12 +117,15 @@ def member(who: str, ledger: str, server: TrackingServer) -> dict:
 
 
 def team_tracking(postgres_server, tmp_path: Path, *people: str) -> TrackingServer:
-    "The team's MLflow server as the tutorial starts it (`mlfin tracking serve` on PostgreSQL), with an account for each of `people`"
-    from mlflow.server.auth.client import AuthServiceClient
+    """The team's MLflow server as the tutorial starts it (`mlfin tracking serve` on PostgreSQL: members read what others made),
+    each of `people` added by its admin as the tutorial says (`mlfin tracking member`, the password on standard input)"""
     server = TrackingServer(tmp_path/'mlflow-home', new_database(postgres_server), tmp_path/'mlflow-artifacts')
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in server.client_env().items(): patch.setenv(key, value)   # as its admin
-        for who in people: AuthServiceClient(server.url).create_user(who, f"{who}-long-enough-password")
+    for who in people:
+        password = f"{who}-long-enough-password"
+        said = mlfin(tmp_path/'admin', 'tracking', 'member', who, '--tracking', server.url, input=f"{password}\n{password}\n",
+                     env=server.client_env()).stdout
+        assert said.strip().endswith(f"mlfin: {who}: account made, role mlfin-members (reads every run, changes their own, registers "
+                                     "versions of any model)"), said
     return server
 
 
@@ -198,6 +201,14 @@ def _the_teams_runs(small_golden, ledger: str, server: TrackingServer, tmp_path:
     line = next(l for l in shown.splitlines() if l.startswith(ran[first]['parent'][:8]))
     assert f"{small + 1} then, {small + 2} now" in line, shown
     assert f" {who[first]} " in line, shown   # filed by its member's login, as PostgreSQL stamped it
+    # a colleague may read the run, not change it: each member records to an experiment of their own, the team reads it
+    from mlflow.exceptions import MlflowException
+    colleague = client(later)
+    assert colleague.get_run(ran[first]['SPX']).info.run_id == ran[first]['SPX']
+    for change in (lambda: colleague.log_metric(ran[first]['SPX'], 'skill_dsr', 0.97), lambda: colleague.set_tag(ran[first]['SPX'], 'verdict', 'x'),
+                   lambda: colleague.create_run(colleague.get_run(ran[first]['SPX']).info.experiment_id)):
+        with pytest.raises(MlflowException, match='Permission denied'): change()
+    assert {e.name for e in colleague.search_experiments() if e.name.startswith('mlfin')} >= {'mlfin/ana', 'mlfin/ben'}
     # its member logs a better headline on their run (MLflow lets them): `mlfin runs` shows the ledger's, and says what MLflow says
     mine_run = ran[first]['SPX']
     editor = client(first)

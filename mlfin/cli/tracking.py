@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 import typer
 from .app import app
-from ..tracking.server import ADMIN, serve, migrate
+from ..tracking.server import ADMIN, DEFAULT_PERMISSION, add_member, serve, migrate
 
 # %% auto #0
-__all__ = ['tracking_app', 'ledger_app', 'team_app', 'tracking_serve', 'tracking_migrate', 'ledger_check', 'ledger_adopt',
-           'team_init']
+__all__ = ['tracking_app', 'ledger_app', 'team_app', 'tracking_serve', 'tracking_migrate', 'tracking_member', 'ledger_check',
+           'ledger_adopt', 'team_init']
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c004
 tracking_app = typer.Typer(
@@ -35,7 +35,9 @@ def tracking_serve(
     port: int = typer.Option(5000, help="port"),
     workers: int = typer.Option(2, help="server processes"),
     default_permission: str = typer.Option(
-        'EDIT', help="what every account may do with what others made: READ, EDIT, MANAGE or NO_PERMISSIONS"
+        DEFAULT_PERMISSION,
+        help="what every account may do with what others made: READ (members read every run and change their own), "
+        "EDIT, MANAGE or NO_PERMISSIONS",
     ),
     allowed_hosts: str = typer.Option(
         '',
@@ -66,6 +68,18 @@ def tracking_migrate(db: str = typer.Option(..., help=_DB + "; fresh"), artifact
         + ', '.join(f"{n} {t}" for t, n in done['rows'].items())
     )
     typer.echo(f"mlfin: {done['files']} file(s) in {done['artifacts']}")
+
+# %% ../../nbs/14g_cli.tracking.ipynb #f61b616d
+@tracking_app.command('member')
+def tracking_member(
+    login: str = typer.Argument(..., help="the member's login (their MLFLOW_TRACKING_USERNAME)"),
+    tracking: str = typer.Option(..., help="the team's server: http://HOST:PORT"),
+):
+    """Add a member to the team's server, as its admin (MLFLOW_TRACKING_USERNAME=admin and its password): their account
+    (its password asked, not shown; 12 characters or more) and the members' role: they read every run, change their own,
+    register versions of any model"""
+    password = typer.prompt(f"{login}'s password", hide_input=True, confirmation_prompt=True)
+    typer.echo(f"mlfin: {add_member(tracking, login, password)}")
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c006l
 ledger_app = typer.Typer(

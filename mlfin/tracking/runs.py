@@ -8,7 +8,7 @@ import json, re, tempfile, time
 from pathlib import Path
 import pandas as pd
 from ..paths import SUMMARY, home
-from .store import configured_mlflow, experiment_id
+from .store import configured_mlflow, experiment_id, experiment_ids
 from ..errors import BadInput, NotFound
 from ..processes import write_parquet
 
@@ -113,7 +113,7 @@ def runs(kind: str | tuple[str, ...] = 'pipeline', # pipeline, notebook or symbo
     mlflow, kinds = configured_mlflow(), (kind,) if isinstance(kind, str) else kind
     # MLflow's filter has no IN for tags: a search a kind
     found = [
-        mlflow.search_runs([experiment_id()], filter_string=f"tags.`mlfin.kind` = '{k}'",
+        mlflow.search_runs(experiment_ids(), filter_string=f"tags.`mlfin.kind` = '{k}'",
                            order_by=['attributes.start_time DESC'], max_results=max_results)
         for k in kinds
     ]
@@ -191,7 +191,7 @@ def run_table(limit: int = 10) -> pd.DataFrame:
     parents = runs(tuple(LISTED), limit)
     if parents.empty: return pd.DataFrame()
     children = configured_mlflow().search_runs(
-        [experiment_id()], filter_string="tags.`mlfin.kind` = 'symbol'", max_results=max(200, 50 * limit)
+        experiment_ids(), filter_string="tags.`mlfin.kind` = 'symbol'", max_results=max(200, 50 * limit)
     )
     children = children[children['tags.mlflow.parentRunId'].isin(parents['run_id'])] if len(children) else children
     out = parents[['run_id', 'start_time', *[c for c in _ASKED if c in parents]]].rename(columns=_ASKED)

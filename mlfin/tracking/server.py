@@ -13,14 +13,19 @@ from ..processes import run_server, secret_file
 from .store import LOCATIONS, check_home
 
 # %% auto #0
-__all__ = ['SERVER_PORT', 'PERMISSIONS', 'ADMIN', 'ARTIFACTS', 'database_url', 'admin_password', 'allowed_hosts',
-           'server_command', 'serve', 'migrate']
+__all__ = ['SERVER_PORT', 'PERMISSIONS', 'DEFAULT_PERMISSION', 'ADMIN', 'MEMBERS', 'ARTIFACTS', 'database_url', 'admin_password',
+           'allowed_hosts', 'server_command', 'serve', 'add_member', 'migrate']
 
 # %% ../../nbs/05c_tracking.server.ipynb #c005
 SERVER_PORT = 5000   # MLflow's own default
 # MLflow's, for what an account may do with what others made
 PERMISSIONS = ('READ', 'EDIT', 'MANAGE', 'NO_PERMISSIONS')
+# members read each other's runs and change only their own (each records to an experiment of their own,
+# `tracking.store.own_experiment`, which MLflow gives its maker MANAGE on)
+DEFAULT_PERMISSION = 'READ'
 ADMIN = 'admin'      # the account the server makes at its first start
+# the role every member holds: EDIT on every registered model, so each may register versions of a series another made
+MEMBERS = 'mlfin-members'
 
 def database_url(url: str, what: str = '--db') -> str:
     "A PostgreSQL database as SQLAlchemy opens it (psycopg 3); `BadInput` in one line for anything else"
@@ -78,7 +83,7 @@ def server_command(
     host: str = '127.0.0.1',
     port: int = SERVER_PORT,
     workers: int = 2,
-    default_permission: str = 'EDIT',  # what every account may do with runs and models others made
+    default_permission: str = DEFAULT_PERMISSION,  # what every account may do with runs and models others made
     names: str = '',  # the names clients reach it by (`allowed_hosts`); loopback and private addresses always
 ) -> tuple[list[str], dict]:
     """The `mlflow server` command line and environment: PostgreSQL behind it, artifacts served from a folder, a login
@@ -131,10 +136,35 @@ def server_command(
 
 # %% ../../nbs/05c_tracking.server.ipynb #c011
 def serve(db: str, artifacts: str | Path, host: str = '127.0.0.1', port: int = SERVER_PORT, workers: int = 2,
-          default_permission: str = 'EDIT', names: str = '') -> int:
+          default_permission: str = DEFAULT_PERMISSION, names: str = '') -> int:
     "Run the team's tracking server in the foreground until stopped (SIGTERM, Ctrl-C); its exit status"
     cmd, env = server_command(db, artifacts, host, port, workers, default_permission, names)
     return run_server(cmd, env)
+
+# %% ../../nbs/05c_tracking.server.ipynb #a22ca21f
+def add_member(
+    url: str,  # the team's tracking server (http://HOST:PORT); its admin's login in MLFLOW_TRACKING_USERNAME/PASSWORD
+    login: str,
+    password: str,  # the member's; MLflow asks 12 characters or more
+) -> str:
+    """A member's account on the team's server, as its admin: the account (made where missing) and the `MEMBERS` role,
+    EDIT on every registered model; what was done, in a line"""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+    admin = AuthServiceClient(url)
+    try: admin.create_user(login, password); made = 'made'
+    except MlflowException as e:
+        if e.error_code != 'RESOURCE_ALREADY_EXISTS':
+            raise BadInput(f"member {login!r}: {str(e).splitlines()[0]}") from None
+        made = 'there already'
+    role = next((r for r in admin.list_roles('default') if r.name == MEMBERS), None)
+    if role is None:   # made once, by the first member's addition
+        role = admin.create_role('default', MEMBERS, "a team's member: registers versions of any of its models")
+        admin.add_role_permission(role.id, 'registered_model', '*', 'EDIT')
+    if all(r.name != MEMBERS for r in admin.list_user_roles(login)): admin.assign_role(login, role.id)
+    return (
+        f"{login}: account {made}, role {MEMBERS} (reads every run, changes their own, registers versions of any model)"
+    )
 
 # %% ../../nbs/05c_tracking.server.ipynb #c013
 ARTIFACTS = 'mlfin'   # the folder, in the server's artifact folder, a migrated home's files go to

@@ -15,7 +15,8 @@ from ..paths import artifact_dir, home, tracking_uri
 
 # %% auto #0
 __all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'os_account', 'person', 'seed_store', 'mlflow_rows',
-           'production_aliases', 'experiment_id', 'outside_home', 'relocate', 'using', 'check_home']
+           'production_aliases', 'own_experiment', 'experiment_id', 'experiment_ids', 'outside_home', 'relocate',
+           'using', 'check_home']
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005
 EXPERIMENT = 'mlfin'
@@ -102,11 +103,20 @@ def production_aliases() -> dict[str, int] | None:
     return None if rows is None else {name: int(version) for name, version in rows}
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_00
-def experiment_id(name: str = EXPERIMENT) -> str:
+def own_experiment() -> str:
+    """The experiment this process records to: `mlfin` in a home's store; on a team's tracking server with a login, the
+    member's own, `mlfin/LOGIN`: MLflow gives its maker MANAGE on it and the team reads it (`tracking.server`'s default
+    permission READ), so a member's runs are theirs alone to change"""
+    login = os.environ.get('MLFLOW_TRACKING_USERNAME', '').strip()
+    served = os.environ.get('MLFLOW_TRACKING_URI', '').startswith(('http://', 'https://'))
+    return f"{EXPERIMENT}/{login}" if served and login else EXPERIMENT
+
+def experiment_id(name: str | None = None, # default: this process's own (`own_experiment`)
+                 ) -> str:
     """The id of experiment `name`, created (with its artifacts under `MLFIN_HOME`, or where a tracking server keeps
     them) if needed; made by another process between the look and the make (a team's first two runs at once): theirs"""
     from mlflow.exceptions import MlflowException
-    mlflow = configured_mlflow()
+    mlflow, name = configured_mlflow(), name or own_experiment()
     found = mlflow.get_experiment_by_name(name)
     if found: return found.experiment_id
     # a server's runs keep their files in the server's folder, through the server
@@ -116,6 +126,13 @@ def experiment_id(name: str = EXPERIMENT) -> str:
     except MlflowException as e:
         if e.error_code != 'RESOURCE_ALREADY_EXISTS' or not (found := mlflow.get_experiment_by_name(name)): raise
         return found.experiment_id
+
+def experiment_ids() -> list[str]:
+    """Every experiment mlfin records to in this store, what a reader searches: `mlfin` and each member's `mlfin/LOGIN`
+    on a team's server (this process's own made first where missing, so a search always has one)"""
+    mine = experiment_id()
+    found = configured_mlflow().search_experiments(filter_string=f"name LIKE '{EXPERIMENT}%'")
+    return list(dict.fromkeys([mine, *(e.experiment_id for e in found if e.name.split('/')[0] == EXPERIMENT)]))
 
 # %% ../../nbs/05a_tracking.store.ipynb #c014
 # the columns of MLflow 3's SQLite schema that hold where a thing's files live: (table, column, what it is, which rows)

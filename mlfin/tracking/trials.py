@@ -8,7 +8,7 @@ import json, re, tempfile
 from pathlib import Path
 import pandas as pd
 from ..errors import BadInput
-from .store import configured_mlflow, experiment_id
+from .store import configured_mlflow, experiment_id, experiment_ids
 from ..processes import write_parquet
 
 # %% auto #0
@@ -75,7 +75,7 @@ def recorded_trials(question_id: str) -> pd.DataFrame:
     client = configured_mlflow().MlflowClient()
     found, token = [], None
     while True:   # every run on the question, a page at a time
-        page = client.search_runs([experiment_id()], filter_string=f"tags.`{TAG}` = '{_question(question_id)}'",
+        page = client.search_runs(experiment_ids(), filter_string=f"tags.`{TAG}` = '{_question(question_id)}'",
                                   order_by=['attributes.start_time ASC'], max_results=1000, page_token=token)
         found += list(page); token = page.token
         if not token: break
@@ -128,7 +128,7 @@ def question_runs() -> dict[str, list[str]]:
     client, runs, token = configured_mlflow().MlflowClient(), {}, None
     while True:  # every run on any question, newest first, a page at a time
         page = client.search_runs(
-            [experiment_id()],
+            experiment_ids(),
             filter_string=f"tags.`{TAG}` LIKE '%'",
             order_by=['attributes.start_time DESC'],
             max_results=1000,
@@ -161,7 +161,7 @@ def ledger_heads() -> dict[str, str]:
     "Every run's noted head of the trial ledger (`note_ledger`): run id -> 'ID:LENGTH:HASH'"
     client, heads, token = configured_mlflow().MlflowClient(), {}, None
     while True:   # every run that noted one, a page at a time
-        page = client.search_runs([experiment_id()], filter_string=f"tags.`{LEDGER_TAG}` LIKE '%'", max_results=1000,
+        page = client.search_runs(experiment_ids(), filter_string=f"tags.`{LEDGER_TAG}` LIKE '%'", max_results=1000,
                                   page_token=token)
         heads.update({run.info.run_id: run.data.tags[LEDGER_TAG] for run in page}); token = page.token
         if not token: return heads
