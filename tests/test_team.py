@@ -126,6 +126,14 @@ def team_tracking(postgres_server, tmp_path: Path, *people: str) -> TrackingServ
                      env=server.client_env()).stdout
         assert said.strip().endswith(f"mlfin: {who}: account made, role mlfin-members (reads every run, changes their own, registers "
                                      "versions of any model)"), said
+    # refused in one line: a password MLflow finds too short; a member adding a member
+    colleague = {**server.client_env(), 'MLFLOW_TRACKING_USERNAME': people[0], 'MLFLOW_TRACKING_PASSWORD': f"{people[0]}-long-enough-password"}
+    for env, password, said in ((server.client_env(), 'short', "INVALID_PARAMETER_VALUE: Password must be at least 12 characters."),
+                                (colleague, 'eve-long-enough-password', f"{server.url} refused: adding a member is its admin's "
+                                                                        "(MLFLOW_TRACKING_USERNAME=admin and its password)")):
+        refused = mlfin(tmp_path/'admin', 'tracking', 'member', 'eve', '--tracking', server.url, input=f"{password}\n{password}\n", env=env,
+                        check=False)
+        assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == f"mlfin: error: member 'eve': {said}", refused.stderr
     return server
 
 

@@ -110,10 +110,10 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
 def runs(kind: str | tuple[str, ...] = 'pipeline', # pipeline, notebook or symbol (a `LISTED` kind's), or several
          max_results: int = 20):
     "Recent runs of `kind` as a frame, newest first"
-    mlflow, kinds = configured_mlflow(), (kind,) if isinstance(kind, str) else kind
+    mlflow, kinds, where = configured_mlflow(), (kind,) if isinstance(kind, str) else kind, experiment_ids()
     # MLflow's filter has no IN for tags: a search a kind
     found = [
-        mlflow.search_runs(experiment_ids(), filter_string=f"tags.`mlfin.kind` = '{k}'",
+        mlflow.search_runs(where, filter_string=f"tags.`mlfin.kind` = '{k}'",
                            order_by=['attributes.start_time DESC'], max_results=max_results)
         for k in kinds
     ]

@@ -154,6 +154,12 @@ def add_member(
     admin = AuthServiceClient(url)
     try: admin.create_user(login, password); made = 'made'
     except MlflowException as e:
+        if e.error_code == 'PERMISSION_DENIED':
+            raise BadInput(
+                f"member {login!r}: {url} refused: adding a member is its admin's (MLFLOW_TRACKING_USERNAME={ADMIN} "
+                "and "
+                "its password)"
+            ) from None
         if e.error_code != 'RESOURCE_ALREADY_EXISTS':
             raise BadInput(f"member {login!r}: {str(e).splitlines()[0]}") from None
         made = 'there already'
