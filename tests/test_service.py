@@ -2,13 +2,15 @@
 Parquet folder, or the PostgreSQL server the tests start) and the MLflow registry of a real pipeline run. The bars are
 the embedded real samples: collectors push the E-mini S&P one-minute bars (as MetaTrader copy_rates and as
 market_data records) while readers ask for signals; the S&P 500 daily bars are trained on over HTTP."""
-import json, os, signal, sqlite3, subprocess, sys, threading, time
+import json, os, re, signal, sqlite3, subprocess, sys, threading, time
 from pathlib import Path
 import httpx, jwt, pandas as pd
 import pytest
 from conftest import ES, MLFIN, ROOT, copy_rates, early_in_a_minute, wait_for, free_port, market_data, mlfin, new_database, run_lock_held, service, Service
 from mlfin import data
 from mlfin.backtest.tearsheet import figure, verdict_word
+from mlfin.tracking.ledger import Ledger, place
+from mlfin.tracking.store import os_account
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 # --- one computation ---------------------------------------------------------------------------------------------
@@ -39,11 +41,14 @@ def test_a_served_prediction_is_the_pipelines_own(served_home, monkeypatch):
         registry_client().set_registered_model_alias('mlfin.SPX.1d', 'production', str(other))
         moved = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})
         assert moved.status_code == 503 and moved.json()['detail'].startswith(
-            f"mlfin.SPX.1d: production names v{other}, which the trial ledger does not (its last filed move names v{model.version} (by hand, "), moved.text
+            f"mlfin.SPX.1d: production names v{other}, which the trial ledger at {place(Ledger().location)} does not (its last filed move names "
+            f"v{model.version} (by hand, "), moved.text
         assert next(v for v in client.get('/models/mlfin.SPX.1d').json() if v['version'] == other)['unfiled'] == moved.json()['detail']
         with svc.client(svc.key('admin')) as admin:   # a promoter's promotion files the choice: served again
             assert admin.post('/models/mlfin.SPX.1d/promote', json={'version': other, 'reason': 'the desk asked'}).status_code == 200
         assert client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()['version'] == other
+        promoted = next(v for v in client.get('/models/mlfin.SPX.1d').json() if v['version'] == other)   # who, from the ledger
+        assert re.fullmatch(rf"key:\S+ \(filed by {os_account()}\)", promoted['promoted_by']) and promoted['unfiled'] == '', promoted
         assert svc.errors() == ''
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg, pytest
 from conftest import MLFIN, ROOT, TrackingServer, copied, mlfin, new_database, with_args
 from mlfin.report.evidence import filed_verdicts
-from mlfin.tracking.ledger import TABLE, Ledger
+from mlfin.tracking.ledger import TABLE, Ledger, place
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 
@@ -249,14 +249,17 @@ def _the_teams_runs(small_golden, ledger: str, server: TrackingServer, tmp_path:
     # one serves it, and every reader is told
     other = max(int(v.version) for v in client(first).search_model_versions("name = 'mlfin.SPX.1d'"))
     client(first).set_registered_model_alias('mlfin.SPX.1d', 'production', str(other))
-    line = (f"mlfin.SPX.1d: production names v{other}, which the trial ledger does not (its last filed move names v1 (by "
-            f"hand, lead, entry {filed[-1].seq})): moved outside mlfin, so not served until a promoter files the choice "
-            "(`mlfin models promote SPX:1d VERSION`)")
+    client(first).delete_registered_model_tag('mlfin.SPX.1d', 'mlfin.pinned')   # and the tag that said a person holds it
+    line = (f"mlfin.SPX.1d: production names v{other}, which the trial ledger at {place(ledger)} does not (its last filed move names "
+            f"v1 (by hand, lead, entry {filed[-1].seq})): moved outside mlfin, or filed in another ledger; not served until a promoter "
+            "files the choice here (`mlfin models promote SPX:1d VERSION`)")
     assert f"not served: {line}" in mlfin(homes[first], 'models', 'ls', env=env).stdout.splitlines()
-    served = subprocess.run([sys.executable, '-c', "from mlfin.models.registry import load; load('production', 'SPX', '1d')"],
+    served = subprocess.run([sys.executable, '-c', "from mlfin.models.registry import load, pinned; print(pinned('mlfin.SPX.1d')); "
+                             "load('production', 'SPX', '1d')"],
                             env={**os.environ, **member('lead', ledger, server), 'MLFIN_HOME': str(homes[first])}, capture_output=True,
                             text=True, timeout=600)   # what a service loads
     assert served.returncode == 1 and served.stderr.strip().splitlines()[-1] == f"mlfin.errors.Unavailable: {line}", served.stderr[-2000:]
+    assert served.stdout.strip().splitlines()[-1] == 'v1: the desk asked'   # still held by hand: the ledger says so, not the tag
 
 def test_after_a_rewrite_the_check_and_every_verdict_say_the_same_until_the_one_repair_and_after_it(small_copy):
     """The ledger cut short behind the home's back (its owner may): `mlfin ledger check` and the next run's verdict both say

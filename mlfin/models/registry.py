@@ -15,7 +15,7 @@ from ..params import default
 from .core import Model, load_model
 from .metrics import WALK_ERRORS
 from ..tracking import configured_mlflow, person
-from ..tracking.ledger import Ledger
+from ..tracking.ledger import Ledger, place
 
 # %% auto #0
 __all__ = ['ALIASES', 'EVIDENCE', 'MOVES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals',
@@ -184,11 +184,14 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_02
 def pinned(name: str) -> str | None:
-    "Why production of a registered model is held by hand (`promote`), or None when the promotion policy may move it"
-    from mlflow.exceptions import MlflowException
-    try: return registry_client().get_registered_model(name).tags.get(PINNED)
-    except MlflowException: return None
-
+    """Why production of a registered model is held by hand (`promote`), or None when the promotion policy may move it:
+    the trial ledger's last filed act on it, where that is a promotion by hand not released since (the model's `PINNED`
+    tag is written for MLflow's own pages, and not asked: anyone who may register a version may remove it)"""
+    last = None
+    for e in Ledger().entries():
+        if e.kind == 'promotion' and e.content.get('model') == name and e.content.get('act') in (*MOVES, 'release'):
+            last = e.content
+    return f"v{last['version']}: {last['reason']}" if last and last['act'] == 'promote' else None
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_03
 def release(symbol: str, timeframe: str,
@@ -200,14 +203,23 @@ def release(symbol: str, timeframe: str,
     held = pinned(name)
     if held is None: raise NotFound(f"{name}: production is not held by hand; nothing to release")
     filed_act('release', name, None, held, by)
-    client.delete_registered_model_tag(name, PINNED)
+    from mlflow.exceptions import MlflowException
+    try: client.delete_registered_model_tag(name, PINNED)
+    except MlflowException: pass   # removed already (by anyone who may register a version): the ledger decides
     return {'name': name, 'released': held}
 
 # %% ../../nbs/06l_models.registry.ipynb #858816c6
+def _filer(e) -> str:
+    """Who filed a ledger entry: the person it names, and the login that appended it where that is another (a service's
+    caller, `user:ana`, filed by the service's account); the login alone where it names no one"""
+    by, login = e.content.get('by', ''), e.login or ''
+    return login if not by or by == login else f"{by} (filed by {login})" if login else by
+
 def promoters() -> dict[tuple[str, int], str]:
-    """Who promoted each version by hand: (name, version) -> the person of the trial ledger's last `promote` of it (the
-    login PostgreSQL stamped on the entry in a team's database, else the person the entry names)"""
-    return {(e.content.get('model'), e.content.get('version')): e.login or e.content.get('by', '')
+    """Who promoted each version by hand: (name, version) -> who filed the trial ledger's last `promote` of it
+    (`_filer`: the login PostgreSQL stamped on the entry in a team's database, or a file ledger's account, and the
+    person it names where that is another)"""
+    return {(e.content.get('model'), e.content.get('version')): _filer(e)
             for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') == 'promote'}
 
 # %% ../../nbs/06l_models.registry.ipynb #abf5c995
@@ -216,7 +228,7 @@ def filed_production() -> dict[str, dict]:
     `promote` (by hand) or `policy` (a run's leader) names, the act, who filed it (the login PostgreSQL stamped in a
     team's database, else the person it names) and the entry's place"""
     return {e.content.get('model'): {'version': e.content.get('version'), 'act': e.content.get('act'),
-                                     'by': e.login or e.content.get('by', ''), 'seq': e.seq}
+                                     'by': _filer(e), 'seq': e.seq}
             for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') in MOVES}
 
 def unfiled(name: str, version: int,   # a registered model and the version its `production` alias names
@@ -232,8 +244,9 @@ def unfiled(name: str, version: int,   # a registered model and the version its 
         else 'it files no move of it'
     )
     return (
-        f"{name}: production names v{version}, which the trial ledger does not ({last}): moved outside mlfin, so not "
-        f"served until a promoter files the choice (`mlfin models promote {symbol}:{timeframe} VERSION`)"
+        f"{name}: production names v{version}, which the trial ledger at {place(Ledger().location)} does not ({last}): "
+        "moved outside mlfin, or filed in another ledger; not served until a promoter files the choice here (`mlfin "
+        f"models promote {symbol}:{timeframe} VERSION`)"
     )
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_04

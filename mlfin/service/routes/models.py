@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..auth import Caller
 from .common import ADMIN, ERRORS, READ, ModelName, record_action, router
 from ...report.verdicts import judged_versions
-from ...models.registry import describe, promote as make_production, series_of, release as hand_back
+from ...models.registry import describe, promote as make_production, promoters, series_of, release as hand_back
 
 # %% auto #0
-__all__ = ['ModelVersion', 'Promotion', 'Released', 'models', 'model', 'promote', 'release']
+__all__ = ['ModelVersion', 'Promotion', 'Released', 'models', 'shown', 'model', 'promote', 'release']
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c007_14
 class ModelVersion(BaseModel):
@@ -31,6 +31,7 @@ class ModelVersion(BaseModel):
         "trials_now, dsr_now, verdict_now where later runs added trials; tags: where the version's tags disagree",
     )
     run_id: str | None; created_at: dt.datetime
+    promoted_by: str = Field('', description="who promoted it by hand, as the trial ledger filed it ('' for no one)")
     unfiled: str = Field(
         '', description="for production: why it is not served ('' when it is): the alias names a version the trial "
         "ledger's last filed move does not (moved through MLflow's own API)"
@@ -51,16 +52,19 @@ class Released(BaseModel):
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_10
 @router.get('/models', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def models(caller: Caller = READ) -> list[ModelVersion]:
-    "Every registered version: aliases, out-of-sample scores, lineage"
-    return [ModelVersion(**v) for v in judged_versions(describe())]
+    "Every registered version: aliases, out-of-sample scores, lineage, who promoted it by hand"
+    return shown(describe())
 
+def shown(versions: list[dict]) -> list[ModelVersion]:
+    "`describe`'s rows as the service answers them: verdicts and promoters from the trial ledger, not from tags"
+    by = promoters()
+    return [ModelVersion(**v, promoted_by=by.get((v['name'], v['version']), '')) for v in judged_versions(versions)]
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_11
 @router.get('/models/{name}', response_model=list[ModelVersion], tags=['models'], responses=ERRORS)
 def model(name: ModelName, caller: Caller = READ) -> list[ModelVersion]:
     "The versions of one registered model (mlfin.SYMBOL.TIMEFRAME), newest first"
-    return [ModelVersion(**v) for v in judged_versions(describe(name))]
-
+    return shown(describe(name))
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_12
 @router.post('/models/{name}/promote', response_model=ModelVersion, tags=['models'], responses=ERRORS)
