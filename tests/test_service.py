@@ -39,7 +39,9 @@ def test_a_served_prediction_is_the_pipelines_own(served_home, monkeypatch):
         from mlfin.models.registry import registry_client
         other = next(v['version'] for v in client.get('/models/mlfin.SPX.1d').json() if v['version'] != model.version)
         registry_client().set_registered_model_alias('mlfin.SPX.1d', 'production', str(other))
-        moved = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})
+        moved, deadline = None, time.monotonic() + 60   # the service looks at the registry again at most every registry_poll s
+        while (moved is None or moved.status_code == 200) and time.monotonic() < deadline:
+            moved = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})
         assert moved.status_code == 503 and moved.json()['detail'].startswith(
             f"mlfin.SPX.1d: production names v{other}, which the trial ledger at {place(Ledger().location)} does not (its last filed move names "
             f"v{model.version} (by hand, "), moved.text
