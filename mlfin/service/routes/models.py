@@ -77,8 +77,7 @@ def promote(
     done = make_production(symbol, timeframe, promotion.version, f"{promotion.reason} ({caller.actor})", caller.actor)
     request.app.state.live.moved(symbol, timeframe)
     record_action(request, caller, 'promote', f"{name} v{done['version']}", promotion.reason)
-    return ModelVersion(**next(v for v in describe(name) if v['version'] == done['version']))
-
+    return next(v for v in shown(describe(name)) if v.version == done['version'])
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_13
 @router.post('/models/{name}/release', response_model=Released, tags=['models'], responses=ERRORS)
