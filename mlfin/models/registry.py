@@ -19,9 +19,9 @@ from ..tracking.ledger import Ledger, place
 
 # %% auto #0
 __all__ = ['ALIASES', 'EVIDENCE', 'MOVES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals',
-           'registry_client', 'register_version', 'filed_act', 'move_production', 'promote', 'pinned', 'release',
-           'promoters', 'filed_production', 'unfiled', 'versions', 'series_of', 'unfiled_of', 'describe', 'production',
-           'Predictor', 'load']
+           'registry_client', 'register_version', 'filed_act', 'move_production', 'promote', 'acts', 'pinned',
+           'release', 'promoters', 'filed_production', 'unfiled', 'versions', 'series_of', 'unfiled_of', 'describe',
+           'production', 'Predictor', 'load']
 
 # %% ../../nbs/06l_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -183,14 +183,16 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
     return {'name': name, 'version': version, 'production': True, 'pinned': True}
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_02
+def acts() -> list:
+    "The trial ledger's filed acts on production, oldest first: each move (by hand, or the policy's) and each release"
+    return [e for e in Ledger().entries() if e.kind == 'promotion']
+
 def pinned(name: str) -> str | None:
     """Why production of a registered model is held by hand (`promote`), or None when the promotion policy may move it:
     the trial ledger's last filed act on it, where that is a promotion by hand not released since (the model's `PINNED`
     tag is written for MLflow's own pages, and not asked: anyone who may register a version may remove it)"""
-    last = None
-    for e in Ledger().entries():
-        if e.kind == 'promotion' and e.content.get('model') == name and e.content.get('act') in (*MOVES, 'release'):
-            last = e.content
+    last = next((e.content for e in reversed(acts()) if e.content.get('model') == name
+                 and e.content.get('act') in (*MOVES, 'release')), None)
     return f"v{last['version']}: {last['reason']}" if last and last['act'] == 'promote' else None
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_03
@@ -220,7 +222,7 @@ def promoters() -> dict[tuple[str, int], str]:
     (`_filer`: the login PostgreSQL stamped on the entry in a team's database, or a file ledger's account, and the
     person it names where that is another)"""
     return {(e.content.get('model'), e.content.get('version')): _filer(e)
-            for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') == 'promote'}
+            for e in acts() if e.content.get('act') == 'promote'}
 
 # %% ../../nbs/06l_models.registry.ipynb #abf5c995
 def filed_production() -> dict[str, dict]:
@@ -229,7 +231,7 @@ def filed_production() -> dict[str, dict]:
     team's database, else the person it names) and the entry's place"""
     return {e.content.get('model'): {'version': e.content.get('version'), 'act': e.content.get('act'),
                                      'by': _filer(e), 'seq': e.seq}
-            for e in Ledger().entries() if e.kind == 'promotion' and e.content.get('act') in MOVES}
+            for e in acts() if e.content.get('act') in MOVES}
 
 def unfiled(name: str, version: int,   # a registered model and the version its `production` alias names
             filed: dict | None,        # `filed_production()`'s entry for it (None: no move of it filed)
