@@ -9,10 +9,13 @@ from pathlib import Path
 from .paths import home
 
 # %% auto #0
-__all__ = ['PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT', 'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'picture',
-           'draw', 'draw_folder', 'settle']
+__all__ = ['CHROMIUM', 'PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT', 'FAILED', 'pictures_dir', 'wanted',
+           'picture_key', 'picture', 'draw', 'draw_folder', 'settle']
 
 # %% ../nbs/00d_pictures.ipynb #c005
+# Debian's headless browser (env/setup-chromium.sh installs it): it draws the pictures (kaleido finds it) and prints the
+# meeting view's PDF (`dashboards.meeting.printed`); the browser tests drive it
+CHROMIUM = '/usr/bin/chromium'
 PICTURES_ENV = 'MLFIN_PICTURES'   # set to 1 by `mlfin dashboards` for its kernels: their charts carry pictures
 # a picture is as wide as a page's widest chart (`dashboards.common.page`), one pixel per CSS pixel
 WIDTH, SCALE = 1200, 1

@@ -474,7 +474,7 @@ def redis_server():
         server.terminate(); server.wait(30); shutil.rmtree(folder, ignore_errors=True)
 
 
-CHROMIUM = '/usr/bin/chromium'   # Debian's, installed by env/setup-test.sh (Playwright's own download needs the internet)
+from mlfin.pictures import CHROMIUM   # Debian's, installed by env/setup-test.sh (Playwright's own download needs the internet)
 CHROMIUM_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
                   '--disable-component-update', '--disable-sync']
 

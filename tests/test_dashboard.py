@@ -150,8 +150,9 @@ def test_a_person_reaches_only_their_own_kernels_and_holds_a_bounded_number(brow
     with voila(home, 'index.ipynb', login=True, args=bounds) as served:
         base = served.split('/voila/')[0]
         mine = lambda context: [k['id'] for k in api(context, 'GET', f"{base}/api/kernels").json()]
-        def visitor(name: str):   # a person logged in, on the index the login leads to, left open
+        def visitor(name: str):   # a person logged in, on the index, left open
             log_in(landing := (context := browser.new_context()).new_page(), base, people[name])
+            landing.goto(served)   # the login leads to the meeting view (no kernel); the index is a page's kernel
             landing.wait_for_selector('.mlfin-page', timeout=120_000)
             return context, landing
         ana, first = visitor('ana')
@@ -174,6 +175,7 @@ def test_a_person_reaches_only_their_own_kernels_and_holds_a_bounded_number(brow
         assert api(ana, 'GET', at).status == 200 and mine(ana) == hers
 
         log_in(third := (root := browser.new_context()).new_page(), base, people['root'])   # a third person: the server holds two pages in use
+        third.goto(served)   # the index (the meeting view the login leads to takes no kernel)
         said = third.inner_text('body')
         assert "The pages' server has 2 pages open" in said and '--kernels-total 2' in said, said
         page.close(run_before_unload=True)   # she closes her tab: Voila's page asks for its kernel's end as it goes

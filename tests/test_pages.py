@@ -4,6 +4,7 @@ every page shows real figures (no placeholder, no traceback); each operations bu
 logged in; a read_only person is offered no operator button and is refused calling one. Without logins (`--no-login`) the
 operations page takes a key. Each page is screenshotted into reports/screenshots/."""
 import datetime as dt, json, os, re, shutil, time
+from pathlib import Path
 from urllib.parse import urlsplit
 from contextlib import nullcontext
 import httpx, pytest, yaml
@@ -40,7 +41,7 @@ def signed_in(browser, base: str, person: dict, code: str | None = None):
     context = browser.new_context(viewport={'width': 1280, 'height': 1200})
     page = context.new_page()
     said = log_in(page, base, person, code)
-    assert urlsplit(page.url).path == '/voila/render/index.ipynb', (said, page.url)   # in, and on the index: not Voila's list of files
+    assert re.fullmatch(r'/meeting/[0-9a-f]{32}', urlsplit(page.url).path), (said, page.url)   # in, on the meeting view of the run it names
     page.close()
     return context
 
@@ -448,3 +449,102 @@ def test_a_run_that_fails_in_training_is_said_on_every_page_which_keep_showing_t
                 assert cards.count() == len(before['symbols']) + bool(before.get('portfolio')) and cards.first.inner_text().startswith(next(iter(before['symbols'])))
                 shot(page, 'index-after-a-failed-run')
             page.close()
+
+
+# a phone as Chrome's tools emulate one (the issue's): 390x844 CSS px, three device pixels to one, touch
+PHONE = {'viewport': {'width': 390, 'height': 844}, 'device_scale_factor': 3, 'is_mobile': True, 'has_touch': True}
+GLASS = """() => {   // what a thumb and an eye meet: tap targets under 44x44 CSS px, text under 12 px, anything wider than the screen
+  const small = [], tiny = [], seen = el => { const s = getComputedStyle(el); return s.display !== 'none' && s.visibility !== 'hidden' && el.getClientRects().length; };
+  for (const el of document.querySelectorAll('a, button, summary, input, select')) {
+    const r = el.getBoundingClientRect();
+    if (seen(el) && (r.width < 44 || r.height < 44)) small.push([el.tagName, el.textContent.trim().slice(0, 40), Math.round(r.width), Math.round(r.height)]);
+  }
+  for (const el of document.querySelectorAll('body *')) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (own && seen(el) && parseFloat(getComputedStyle(el).fontSize) < 12) tiny.push([el.tagName, el.textContent.trim().slice(0, 40), getComputedStyle(el).fontSize]);
+  }
+  return {small, tiny, wide: document.documentElement.scrollWidth - document.documentElement.clientWidth};
+}"""
+
+
+def meeting_answers(page) -> dict:
+    "The four answers of a meeting view: each question's word and its text"
+    return {q.get_attribute('data-question'): q.inner_text() for q in page.locator('[data-question]').all()}
+
+
+def test_the_meeting_view_answers_the_desks_four_questions_on_a_phone_and_prints_them(site, browser):
+    """A read_only person (the head of desk) logs in on a phone and lands on the meeting view, its address naming the run: the four answers in plain
+    words, each question on the first screen (production's forecasts said with the day they are for and the data's end: the
+    served run's data end in 2018 and 2013), health in one word, no command to type; every tap target 44 px, no text under 12 px,
+    nothing sideways, on it and on the login page. Its PDF, opened, reads like the page. No kernel was started for it"""
+    from pypdf import PdfReader
+    import io
+    run = json.loads((site['home']/'run'/'summary.json').read_text())['mlflow']['parent']
+    kernels = len(re.findall(r'Kernel started', site['log']()))
+    phone = browser.new_context(**PHONE)
+    try:
+        page = phone.new_page()
+        page.goto(f"{site['base']}/login")
+        assert page.evaluate(GLASS) == {'small': [], 'tiny': [], 'wide': 0}, page.evaluate(GLASS)   # the login page, on the glass
+        assert log_in(page, site['base'], site['service'].person('desk', 'read_only')) == ''   # a read_only person's first login
+        assert urlsplit(page.url).path == f"/meeting/{run}", page.url   # the address names the run
+        answers = meeting_answers(page)
+        assert list(answers) == ['skill', 'tomorrow', 'health', 'holding'], answers
+        assert answers['skill'].split('\n')[0].endswith('no') and 'none of the 3 books shows evidence of skill' in answers['skill'], answers['skill']
+        assert 'SPX 1d: the data end on 2018-12-31, so no forecast for tomorrow' in answers['tomorrow'], answers['tomorrow']
+        assert 'ES 1m: the data end on 2013-09-03, so no forecast for tomorrow' in answers['tomorrow'], answers['tomorrow']
+        assert answers['health'].split('\n')[0].split()[-1] in ('healthy', 'attention', 'failing'), answers['health']
+        assert 'SPX: ' in answers['holding'] and 'for holding, after costs' in answers['holding'], answers['holding']
+        shot(page, 'meeting-read_only-390')
+        tops = page.evaluate("() => [...document.querySelectorAll('[data-question] h2')].map(h => h.getBoundingClientRect().bottom)")
+        assert all(0 < bottom <= 844 for bottom in tops), tops   # every question and its word on the first screen
+        assert page.locator('[data-question] svg').first.is_visible()   # the first figure
+        assert '`' not in page.inner_text('body'), page.inner_text('body')   # no command shown to a read_only reader
+        assert page.evaluate(GLASS) == {'small': [], 'tiny': [], 'wide': 0}, page.evaluate(GLASS)
+        pdf = page.request.get(f"{site['base']}/meeting/{run}.pdf")
+        assert pdf.status == 200 and pdf.headers['content-type'] == 'application/pdf', (pdf.status, pdf.headers)
+        text = ' '.join(' '.join(p.extract_text().split()) for p in PdfReader(io.BytesIO(pdf.body())).pages)
+        for said in ('Is there a model with evidence of skill?', 'What does it say for tomorrow?', 'Is the system healthy?',
+                     'How did it do against simply holding?', 'none of the 3 books shows evidence of skill',
+                     'How this was measured', 'Words on this page'):
+            assert said in text, (said, text[:3000])
+        sent = page.request.get(f"{site['base']}/meeting/{run}")   # compressed, asked again (the forecasts are of now)
+        assert (sent.headers.get('content-encoding'), sent.headers['cache-control']) == ('gzip', 'private, no-cache'), sent.headers
+        bad = page.request.get(f"{site['base']}/meeting/..%2f..%2fetc")
+        assert bad.status == 400 and '32 hexadecimal characters' in bad.text(), (bad.status, bad.text()[:500])
+    finally: phone.close()
+    assert len(re.findall(r'Kernel started', site['log']())) == kernels   # the view and its PDF started no kernel
+    # the pages' scripts (plotly's 4.8 MB among them) kept a year by a phone when named by their content, and compressed
+    import sys
+    from mlfin.dashboards.server import HASHED
+    root = Path(sys.prefix)/'share'/'jupyter'/'labextensions'
+    built = max((p for p in root.rglob('*.js') if HASHED.search(p.name)), key=lambda p: p.stat().st_size)
+    got = httpx.get(f"{site['base']}/voila/labextensions/{built.relative_to(root)}", headers={'Accept-Encoding': 'gzip'}, timeout=60)
+    assert got.status_code == 200 and got.headers['cache-control'] == 'public, max-age=31536000, immutable', (built, got.headers)
+    assert got.headers['content-encoding'] == 'gzip' and int(got.headers['content-length']) < built.stat().st_size / 2, (built, got.headers)
+
+
+def test_a_shared_meeting_link_shows_the_same_figures_after_a_newer_run_with_a_line_to_the_latest(site, browser):
+    """The link pat's view had, opened by reader (another read_only person) after a newer run finished: the same run's skill and
+    holding answers, word for word, and a line leading to the latest; with the home's copy of that run gone, read back from the
+    tracking server. The latest leads with the newer run"""
+    home = site['home']
+    before = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
+    link = f"{site['base']}/meeting/{before}"
+    reader = site['contexts']['reader']
+    page = reader.new_page(); page.goto(link); first = meeting_answers(page); page.close()
+    mlfin(home, 'run', '--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic',
+          '--reports', str(home/'reports'))
+    latest = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
+    assert latest != before
+    for gone in (False, True):
+        if gone:   # the home keeps the run before the latest; one older is read from the tracking server
+            for kept in (home/'run').glob('finished-*'):
+                if json.loads((kept/'summary.json').read_text())['mlflow']['parent'] == before: shutil.rmtree(kept)
+        page = reader.new_page(); page.goto(link)
+        again = meeting_answers(page)
+        assert {k: again[k] for k in ('skill', 'holding')} == {k: first[k] for k in ('skill', 'holding')}, (gone, first, again)
+        page.get_by_role('link', name='see the latest').click(); page.wait_for_load_state()
+        assert urlsplit(page.url).path == f"/meeting/{latest}", page.url
+        assert f"Figures of run {latest[:8]}" in page.inner_text('body') and 'This is the latest run.' in page.inner_text('body')
+        page.close()

@@ -87,7 +87,8 @@ def test_a_published_notebook_is_a_page_on_the_index_that_a_read_only_colleague_
     with voila(home, 'index.ipynb', login=True, args=('--preheat', '0'), cwd=project) as url:
         context = browser.new_context(viewport={'width': 1280, 'height': 1200})
         page = context.new_page()
-        log_in(page, url.split('/voila/')[0], reader)   # the login leads to the index
+        log_in(page, url.split('/voila/')[0], reader)   # the login leads to the meeting view, which links the index
+        page.goto(url)
         listed = page.locator('.mlfin-published li')
         listed.first.wait_for(timeout=120_000)
         assert listed.all_inner_texts() == ['Momentum Rows per symbol and the window asked for: a research notebook run as a task of the DAG.']

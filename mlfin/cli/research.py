@@ -64,7 +64,8 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     # what each dropped feature group did (models.yaml's `without`), a sentence naming its symbol
     for lines in recorded.get('groups_added', {}).values():
         for line in lines: typer.echo(line)
-    # what is served now: a refused leader may leave an earlier version, or nothing (then /predict is a 503)
+    # what is served now: a refused leader may leave an earlier version, or nothing (then /predict is a 404, /ready a
+    # 503)
     if recorded.get('registry'):
         try:
             # the registry the run registered in

@@ -19,10 +19,10 @@ from ..report.products import load_run
 from ..tracking.runs import fetch_run, runs
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text',
-           'percent', 'when_text', 'session_token', 'signed_in_line', 'status_line', 'team_run', 'shown_folder',
-           'run_status', 'run_notice', 'monitor_status', 'page', 'published_pages', 'sparkline', 'book_card',
-           'book_cards', 'index_page', 'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
+__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'MEETING', 'DRAWN_FOR', 'verdict_box', 'row',
+           'duration_text', 'percent', 'when_text', 'session_token', 'signed_in_line', 'status_line', 'team_run',
+           'shown_folder', 'run_status', 'run_notice', 'monitor_status', 'page', 'published_pages', 'sparkline',
+           'book_card', 'book_cards', 'index_page', 'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -259,6 +259,8 @@ def published_pages(folder: Path | None = None, # a folder of pages; default: th
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010s
 BOOK_PAGE = 'tearsheet.ipynb?book={book}'   # a book's tearsheet among the pages, `{book}` its name (URL-quoted)
+# the meeting view's address under the server's base URL (`dashboards.meeting`): the way in after the login
+MEETING = 'meeting'
 
 def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
     "An SVG line of a strategy's value (blue) against buy-and-hold's (grey) on one log scale, as wide as its container"
@@ -334,7 +336,10 @@ def index_page(folder=None):  # a run's folder; default: the last run that finis
     beside buy-and-hold; more than `HANDFUL` books: the universe's table), then every page, the house's and those
     published from research"""
     import ipywidgets as widgets
-    states = status_line(*run_status()) + status_line(*monitor_status())
+    meeting = html.escape(os.environ.get('VOILA_BASE_URL', '/') + MEETING)   # the four answers on one screen, no kernel
+    states = (f"<p><a class='mlfin-link' href='{meeting}'>Where the desk stands: the meeting view</a> <small>skill, "
+              "tomorrow's forecast, health and the strategy beside holding, in words, on one screen</small></p>"
+              + status_line(*run_status()) + status_line(*monitor_status()))
     # here, not at the top: mlfin.report.universe imports mlfin.backtest.tearsheet (1.08 s, measured)
     from mlfin.report.universe import HANDFUL, books, universe_table
     try:

@@ -13,7 +13,7 @@ from tornado.web import HTTPError
 from voila.request_info_handler import RequestInfoSocketHandler
 from traitlets import Bool, Unicode
 from ..errors import MlfinError
-from .common import COOKIE
+from .common import COOKIE, MEETING
 from ..service.settings import LoginPolicy, Proxies
 
 # %% auto #0
@@ -27,9 +27,9 @@ class Person(User):
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c006
 def _local(target: str | None, base: str = '/') -> str:
-    """Where to go after logging in: a page on this server (never another host); the index for none, the root or Voila's
-    list of files"""
-    index = base + 'voila/render/index.ipynb'
+    """Where to go after logging in: a page on this server (never another host); the meeting view for none, the root or
+    Voila's list of files"""
+    index = base + MEETING
     if not target: return index
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith('/') or target.startswith('//') or '\\' in target:
@@ -58,8 +58,8 @@ def _from_here(handler) -> bool:
 # %% ../../nbs/13h_dashboards.login.ipynb #c007
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlfin: log in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;color:#222}}label{{display:block;margin:.8rem 0 .2rem}}
-input{{width:100%;padding:.45rem;box-sizing:border-box}}button{{margin-top:1.2rem;padding:.5rem 1.2rem}}.said{{color:#a00;margin:1rem 0}}</style>
+<style>body{{font:16px system-ui,sans-serif;max-width:22rem;margin:3rem auto;padding:0 12px;color:#222}}label{{display:block;margin:.8rem 0 .2rem}}
+input{{width:100%;min-height:44px;padding:.45rem;box-sizing:border-box;font-size:16px}}button{{margin-top:1.2rem;min-height:44px;min-width:44px;padding:.5rem 1.6rem;font-size:16px}}.said{{color:#a00;margin:1rem 0}}</style>
 </head><body><h1>mlfin dashboards</h1>{said}
 <form method="post" action="{action}">{xsrf}<input type="hidden" name="next" value="{next}">
 <label for="username">User</label><input id="username" name="username" autocomplete="username" value="{username}" required autofocus>
@@ -119,11 +119,11 @@ class LogoutPage(JupyterHandler):
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c008i
 class ToIndex(JupyterHandler):
-    """The root and Voila's list of files lead to the index, which links every page (and, without a session, on to the
-    login page)"""
+    """The root and Voila's list of files lead to the meeting view (`dashboards.meeting`), which links every page (and,
+    without a session, on to the login page)"""
 
     @allow_unauthenticated
-    def get(self, *args): self.redirect(self.base_url + 'voila/render/index.ipynb')
+    def get(self, *args): self.redirect(self.base_url + MEETING)
 
 # %% ../../nbs/13h_dashboards.login.ipynb #c008k
 class KernelsOnly(RequestInfoSocketHandler):

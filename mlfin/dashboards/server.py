@@ -4,23 +4,25 @@
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c003
 from __future__ import annotations
-import asyncio, contextvars, dataclasses, html, json
+import asyncio, contextvars, dataclasses, html, json, re
 from datetime import datetime
 import tornado.web
 from fastcore.basics import patch
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.authorizer import Authorizer
-from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.handlers import APIHandler, FileFindHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from traitlets import Float, Int, Type
 from voila.app import Voila
 from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
 from voila.tornado.handler import TornadoVoilaHandler
+from .common import MEETING
 from .kernels import ReadyKernels
+from .meeting import MeetingPage
 
 # %% auto #0
-__all__ = ['OWNER', 'Claim', 'PagesKernels', 'Refusal', 'may', 'OwnKernels', 'refusal_page', 'CappedPage', 'OwnShutdown',
-           'OwnList', 'EndMine', 'Pages', 'main']
+__all__ = ['OWNER', 'HASHED', 'Claim', 'PagesKernels', 'Refusal', 'may', 'OwnKernels', 'refusal_page', 'CappedPage',
+           'OwnShutdown', 'OwnList', 'EndMine', 'HashedAssets', 'Pages', 'main']
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c005
 @dataclasses.dataclass(eq=False)
@@ -186,7 +188,7 @@ class OwnKernels(Authorizer):
 # %% ../../nbs/13i_dashboards.server.ipynb #c014
 _REFUSED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlfin: {title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#222}}.said{{color:#a00}}button{{padding:.5rem 1.2rem}}</style>
+<style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#222}}.said{{color:#a00}}button{{min-height:44px;padding:.5rem 1.2rem;font-size:16px}}</style>
 </head><body><h1>mlfin dashboards</h1><p class="said" role="alert">{said}</p><p class="todo">{todo}</p>{end}</body></html>"""  # noqa: E501
 
 def refusal_page(refused: Refusal, # the bound reached
@@ -267,10 +269,22 @@ class EndMine(JupyterHandler):
             asked if asked.startswith(pages) and '//' not in asked and '\\' not in asked else pages + 'index.ipynb'
         )
 
+# %% ../../nbs/13i_dashboards.server.ipynb #df018b87
+HASHED = re.compile(r'\.[0-9a-f]{16,}\.(?:js|css)$')   # a webpack build's file named by its content's hash
+
+class HashedAssets(FileFindHandler):
+    """Voilà's JupyterLab extensions' files: those named by their content's hash kept a year by the browser, the rest
+    revalidated"""
+
+    def set_headers(self):
+        super().set_headers()
+        if HASHED.search(self.request.path): self.set_header('Cache-Control', 'public, max-age=31536000, immutable')
+
 # %% ../../nbs/13i_dashboards.server.ipynb #c017
 class Pages(Voila):
     """Voilà for `mlfin dashboards`: its kernels `PagesKernels`, each its person's (`OwnKernels`), its pages bounded
-    (`CappedPage`)"""
+    (`CappedPage`); the meeting view made by the server itself (`meeting.MeetingPage`); every answer of text compressed,
+    the scripts named by their hash kept (`HashedAssets`)"""
 
     authorizer_class = Type(
         OwnKernels,
@@ -285,11 +299,18 @@ class Pages(Voila):
             # whose each kernel is: what the handlers below ask
             self.voila_configuration.multi_kernel_manager_class = PagesKernels
 
+    def init_settings(self) -> dict:
+        # gzip for every page, script and answer of text (tornado's own transform): plotly's bundle goes from 4.8 to 1.4
+        # MB
+        return {**super().init_settings(), 'compress_response': True}
+
     def init_handlers(self) -> list:
-        swap = {TornadoVoilaHandler: CappedPage, VoilaShutdownKernelHandler: OwnShutdown}
+        swap = {TornadoVoilaHandler: CappedPage, VoilaShutdownKernelHandler: OwnShutdown, FileFindHandler: HashedAssets}
         ours = [
             (url_path_join(self.server_url, '/api/kernels'), OwnList),
             (url_path_join(self.server_url, '/voila/api/mine'), EndMine),
+            (url_path_join(self.server_url, f'/{MEETING}/?'), MeetingPage),
+            (url_path_join(self.server_url, f'/{MEETING}/([^/]+?)(\\.pdf)?'), MeetingPage),
         ]
         return ours + [(route[0], swap.get(route[1], route[1]), *route[2:]) for route in super().init_handlers()]
 

@@ -127,7 +127,8 @@ def production_said(
         first = next(iter(registry.values()))
         symbol, timeframe = first['name'].split('.')[1:3]
         lines.append(
-            "nothing is in production, so `mlfin serve` answers /predict and /ready with 503 until a model is: no "
+            "nothing is in production, so `mlfin serve` answers /predict with 404 and /ready with 503 until a model "
+            "is: no "
             "leader showed "
             "evidence of skill by the promotion policy's gates. `mlfin models ls` shows every version's scores and "
             "refusal; "

@@ -19,6 +19,12 @@ every chart on it drawn, or shown as its picture (mlfin.pictures; plotly.js draw
   4. the index opened the moment a freshly started `mlfin dashboards` answers, its kernels still loading (after a restart):
      reported, no target; and a tearsheet's first chart, from the mouse entering its picture to the interactive chart
      (plotly.js loaded and drawing): reported, no target.
+  5. phone (issue 69): a read_only person on a phone as Chrome's tools emulate one (390x844, device scale 3, touch, the CPU
+     4x slower, "Fast 3G": 562.5 ms latency, 180,000 B/s down), CDP's own throttling: from tapping "Log in" to the meeting
+     view's first figure (target <= 5 s) and to the page fully loaded (<= 10 s), the bytes over the wire from the login
+     page on (<= 1.5 MB), each beside the same visit unthrottled; the full dashboards' index on the same phone (reported:
+     what the meeting view replaces); three phones with the view open at once: the pages' server's memory per visitor
+     (PSS, beside before them, one visit first to load its modules; <= 100 MB).
 Each page is opened 3 times in 2 and 3. The median is held to the target. The browser, the pages' server, their kernels
 and the service share this machine's cores: the figures are a person's wait on one machine, not the server's alone.
 BENCH_SCALE=quick (`make bench-all`): every page opened once warm and once cold instead of 3 times (its one time held to
@@ -147,9 +153,9 @@ def one_visitor(browser, served, person: dict) -> tuple[dict, dict]:
     base = served.split('/voila/')[0]
     before = settled(served)
     context = browser.new_context(viewport={'width': 1440, 'height': 1000})
-    log_in(page := context.new_page(), base, person)   # the login leads to the index, in the tab she goes on in
+    log_in(page := context.new_page(), base, person)   # the login leads to the meeting view (no kernel); she goes on in its tab
     for name in every_page():
-        if name != 'index.ipynb': page.goto(f"{base}/voila/render/{name}", wait_until='commit', timeout=300_000)
+        page.goto(f"{base}/voila/render/{name}", wait_until='commit', timeout=300_000)
         page.wait_for_selector('.mlfin-page', state='visible', timeout=300_000)
         page.wait_for_function(DRAWN, timeout=300_000)   # read, before she goes on: the page's script runs (and asks for its kernel's end as she leaves)
         now = held(served)   # what this visitor costs so far, page by page
@@ -174,7 +180,7 @@ def measure(browser, served, person: dict, label: str, warm: bool) -> dict[str, 
 
 def main():
     ap = argparse.ArgumentParser(description="time to content of every page, warm and cold; one visitor's footprint")
-    ap.add_argument('--part', choices=('all', 'times', 'footprint'), default='all', help="what to measure (default: all)")
+    ap.add_argument('--part', choices=('all', 'times', 'footprint', 'phone'), default='all', help="what to measure (default: all)")
     ap.add_argument('--home', help="a home holding a finished run (the bench's: conftest's RUN, then a monitor run), copied: no pipeline run first")
     ap.add_argument('--universe', type=int, metavar='N', help="a home made first: N synthetic daily books (logistic, 3 folds); 50: issue 67's pages of a universe")
     args = ap.parse_args()
@@ -203,6 +209,9 @@ def main():
                     before, after = one_visitor(browser, url, person())
                 missed += footprint(before, after)
             if args.part in ('all', 'times'): missed += times(browser, home, at, person)
+            if args.part in ('all', 'phone'):
+                readers = iter([svc.person(f"reader{i}", 'read_only') for i in range(8)])
+                missed += phone(browser, home, at, lambda: next(readers))
             browser.close()
         table()
         return 1 if missed else 0
@@ -254,6 +263,84 @@ def times(browser, home: Path, at: dict, person) -> list[str]:
     print(f"the index the moment a fresh server answers: {first:.2f} s (reported)")
     print("a tearsheet's first chart interactive after the mouse enters its picture: "
           + (f"{mouse:.2f} s (reported)" if mouse is not None else "no picture was shown (drawn by plotly.js from the start)"))
+    return missed
+
+
+
+# Chrome DevTools' "Fast 3G" preset (its own figures: 1.6 Mbps down x 0.9, 750 kbps up x 0.9, 150 ms x 3.75) and "4x slowdown"
+FAST_3G = {'offline': False, 'latency': 562.5, 'downloadThroughput': 180_000, 'uploadThroughput': 84_375}
+CPU_SLOWDOWN = 4
+FIRST_FIGURE, WHOLE, WIRE_MB, VISITOR_MB = 5.0, 10.0, 1.5, 100   # targets (issue 69)
+
+
+def phone_visit(browser, base: str, person: dict, throttled: bool, page_after: str | None = None) -> dict:
+    """A person on the emulated phone: the login page, then from the tap on "Log in" the seconds to the meeting view's first
+    figure and to its load event, the bytes over the wire (encoded: as sent) and requests from the login page on; with
+    `page_after`, that page opened next in the same tab, timed to its content"""
+    context = browser.new_context(**test_pages.PHONE)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send('Network.enable')
+    wire = {'bytes': 0, 'requests': 0}
+    def done(e): wire['bytes'] += e['encodedDataLength']; wire['requests'] += 1
+    cdp.on('Network.loadingFinished', done)
+    if throttled:
+        cdp.send('Network.emulateNetworkConditions', FAST_3G)
+        cdp.send('Emulation.setCPUThrottlingRate', {'rate': CPU_SLOWDOWN})
+    page.goto(f"{base}/login", timeout=300_000)
+    page.get_by_label('User').fill(person['name']); page.get_by_label('Password').fill(person['password'])
+    page.get_by_label('Code from your authenticator app (or a recovery code)').fill(person['totp'].now())
+    started = time.perf_counter()
+    page.get_by_role('button', name='Log in').click()
+    page.wait_for_selector('[data-question] svg', state='visible', timeout=300_000)
+    first = time.perf_counter() - started
+    page.wait_for_load_state('load', timeout=300_000)
+    found = {'first': first, 'whole': time.perf_counter() - started, **wire, 'url': page.url}
+    if page_after:
+        started = time.perf_counter()
+        page.goto(f"{base}/{page_after}", wait_until='commit', timeout=600_000)
+        page.wait_for_selector('.mlfin-page', state='visible', timeout=600_000)
+        page.wait_for_function(DRAWN, timeout=600_000)
+        found['after'] = time.perf_counter() - started
+    context.close()
+    return found
+
+
+def phone(browser, home: Path, at: dict, reader) -> list[str]:
+    "The meeting view on the emulated phone, throttled and not; the full index there; three phones at once; held to the targets"
+    missed = []
+    with voila(home, 'index.ipynb', env=at, login=True) as url:
+        base = url.split('/voila/')[0]
+        until_ready(url)
+        loaded = held(url)
+        phone_visit(browser, base, reader(), throttled=False)   # the first visit loads the view's modules into the server, once
+        before = held(url)
+        plain = phone_visit(browser, base, reader(), throttled=False)
+        slow = phone_visit(browser, base, reader(), throttled=True, page_after='voila/render/index.ipynb')
+        contexts = []
+        for _ in range(3):   # three phones with the view open at once
+            contexts.append(context := browser.new_context(**test_pages.PHONE))
+            log_in(context.new_page(), base, reader())
+        during = held(url)
+        for c in contexts: c.close()
+    per = (during['mb'] + during['server_mb'] - before['mb'] - before['server_mb']) / 3
+    print("\nthe meeting view after tapping \"Log in\" on a phone (390x844, scale 3, touch), Chromium on this machine's cores")
+    print(f"{'':<34} {'first figure (s)':>16} {'loaded (s)':>10} {'MB over the wire':>16} {'requests':>8}")
+    for label, v in (('unthrottled', plain), (f"Fast 3G, CPU {CPU_SLOWDOWN}x slower", slow)):
+        print(f"{label:<34} {v['first']:16.2f} {v['whole']:10.2f} {v['bytes'] / 1e6:16.3f} {v['requests']:8d}")
+    ratio = lambda k: f"{slow[k] / plain[k]:.1f}x the unthrottled {plain[k]:.2f} s"
+    for name, key, limit in (('first figure after tapping Log in', 'first', FIRST_FIGURE), ('the page fully shown', 'whole', WHOLE)):
+        target(f"phone (Fast 3G, CPU {CPU_SLOWDOWN}x): {name}", f"{slow[key]:.2f} s", f"<= {limit:.0f} s", slow[key] <= limit, ratio(key))
+        if slow[key] > limit: missed.append(key)
+    target("phone: a first visit over the wire (login page and meeting view)", f"{slow['bytes'] / 1e6:.3f} MB", f"<= {WIRE_MB} MB",
+           slow['bytes'] <= WIRE_MB * 1e6, f"{slow['requests']} requests")
+    if slow['bytes'] > WIRE_MB * 1e6: missed.append('wire')
+    target("phone: server memory per visitor, three at once (PSS)", f"{per:.1f} MB", f"<= {VISITOR_MB} MB", per <= VISITOR_MB,
+           f"the server and its processes {before['mb'] + before['server_mb']:.0f} MB before, {during['mb'] + during['server_mb']:.0f} MB "
+           f"with three; the view's modules loaded once: {before['server_mb'] - loaded['server_mb']:+.0f} MB")
+    if per > VISITOR_MB: missed.append('memory')
+    print(f"the full dashboards' index on the same throttled phone, after the meeting view: {slow['after']:.2f} s (reported: what "
+          "the meeting view spares a reader)")
     return missed
 
 
