@@ -577,15 +577,15 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                    ) -> tuple[list[str], list[dict], list[str]]:
     """A tearsheet's parts: the HTML above its charts, its plotly figures (plain specs), the HTML below them (the file
     and the dashboards' page are both made of them)"""
+    method = ''.join(
+        f"<p><small>{html.escape(part.replace('**', '').replace('`', ''))}</small></p>"
+        for part in [*header.split('\n\n'), clock_in_words(m)]
+        if part.strip()
+    )   # the run's paragraphs kept apart, then its clock
     top = [
         f"<h1>{html.escape(name)}: tearsheet</h1>",
-        *(
-            f"<p><small>{html.escape(part.replace('**', '').replace('`', ''))}</small></p>"
-            for part in header.split('\n\n')
-            if part.strip()
-        ),  # its paragraphs kept apart
         f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>",
-        f"<p><small>{html.escape(clock_in_words(m))}</small></p>",
+        f"<details class='mlfin-method'><summary>How this was measured</summary>{method}</details>",
     ]
     parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
              "<h2>How much to believe it</h2>", _table(skill_frame(m))]

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c002
 from __future__ import annotations
-import functools, html, json, os, subprocess, sys
+import functools, html, json, os, re, subprocess, sys
 from pathlib import Path
 from urllib.parse import quote
 import numpy as np, pandas as pd
@@ -14,15 +14,16 @@ from ..processes import atomic_write
 from ..pipeline.runner import last_attempt
 from ..paths import FINISHED, SUMMARY, finished_folder, home, pages_dir, run_dir
 from ..monitor.figures import FIGURES
-from ..errors import MlfinError, NotFound, Unavailable
+from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from ..report.products import load_run
 from ..tracking.runs import fetch_run, runs
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'MEETING', 'DRAWN_FOR', 'verdict_box', 'row',
-           'duration_text', 'percent', 'when_text', 'session_token', 'signed_in_line', 'status_line', 'team_run',
-           'shown_folder', 'run_status', 'run_notice', 'monitor_status', 'page', 'published_pages', 'sparkline',
-           'book_card', 'book_cards', 'index_page', 'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
+__all__ = ['COOKIE', 'STATES', 'RUN_ID', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'MEETING', 'DRAWN_FOR', 'verdict_box', 'row',
+           'duration_text', 'percent', 'when_text', 'session_token', 'signed_in_line', 'plain', 'for_visitor',
+           'status_line', 'team_run', 'shown_folder', 'run_id', 'kept_runs', 'run_named', 'run_status', 'run_notice',
+           'monitor_status', 'page', 'published_pages', 'sparkline', 'book_card', 'book_cards', 'index_page',
+           'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -73,14 +74,18 @@ def session_token(cookies: str | None = None) -> str:
     return ''
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006t
-def signed_in_line() -> str:
-    "HTML naming who is signed in, with their role and a link to log out; '' when the pages are served without logins"
+def _claims() -> dict:
+    """The visitor's session claims (name, role), shown only: the server verified the token before the page ran; {}
+    without"""
     import jwt
     token = session_token()
-    if not token: return ''
-    # shown only: the server verified it before the page ran
-    try: claims = jwt.decode(token, options={'verify_signature': False})
-    except jwt.InvalidTokenError: return ''
+    if not token: return {}
+    try: return jwt.decode(token, options={'verify_signature': False})
+    except jwt.InvalidTokenError: return {}
+
+def signed_in_line() -> str:
+    "HTML naming who is signed in, with their role and a link to log out; '' when the pages are served without logins"
+    if not (claims := _claims()): return ''
     name, role = html.escape(str(claims.get('sub', '')).removeprefix('user:')), html.escape(str(claims.get('role', '')))
     logout = html.escape(os.environ.get('VOILA_BASE_URL', '/') + 'logout')
     return (
@@ -88,6 +93,16 @@ def signed_in_line() -> str:
         f"<b>{name}</b> ({role})"
         f" &middot; <a href='{logout}'>Log out</a></small></p>"
     )
+
+# %% ../../nbs/13c_dashboards.common.ipynb #f1225631
+def plain(text) -> str:
+    """A line written for an operator, as a reader is shown it: up to its first command (`...`), without the
+    punctuation that led into it"""
+    return str(text or '').split('`')[0].strip().rstrip(':;,(').strip().rstrip('.')
+
+def for_visitor(text: str) -> str:
+    "A line as the visitor is shown it: to a read_only person, who runs nothing, without its commands (`plain`)"
+    return plain(text) + '.' if '`' in text and _claims().get('role') == 'read_only' else text
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006st
 STATES = {
@@ -98,12 +113,13 @@ STATES = {
 }   # kind -> background, text, mark
 
 def status_line(kind: str, text: str) -> str:
-    "A state in one line (wrapping on a narrow screen), coloured by its kind: ok, warning, failed, running"
+    """A state in one line (wrapping on a narrow screen), coloured by its kind: ok, warning, failed, running; as the
+    visitor is shown it (`for_visitor`)"""
     back, fore, mark = STATES[kind]
     return (
         f"<div class='mlfin-status mlfin-{kind}' style='background:{back};color:{fore};padding:.5em "
         ".8em;border-radius:6px;"
-        f"margin:.4em 0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(text)}</div>"
+        f"margin:.4em 0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(for_visitor(text))}</div>"
     )
 
 # %% ../../nbs/13c_dashboards.common.ipynb #cd9e2223
@@ -136,6 +152,37 @@ def shown_folder(folder=None) -> Path | None:
     try: team = team_run()
     except MlfinError: return None   # the status line says why
     return team['folder'] if team else None
+
+# %% ../../nbs/13c_dashboards.common.ipynb #c006ri
+RUN_ID = re.compile(r'[0-9a-f]{32}')   # a run's name in an address: its MLflow id, as `mlfin runs` lists it
+
+def run_id(run: dict) -> str | None:
+    "The MLflow id of a run's pipeline record (its summary's `mlflow.parent`); None for a run tracked nowhere"
+    return (run.get('mlflow') or {}).get('parent')
+
+def kept_runs() -> list[Path]:
+    """The run folders a home holds: the finished copies of its own runs (the latest and the one before), then those
+    fetched"""
+    own = sorted(run_dir().glob('finished-*'), key=lambda p: p.stat().st_mtime, reverse=True)
+    fetched = sorted((home()/'runs').glob('*'))   # `tracking.runs.fetch_run`'s folders
+    return [f for f in [*own, *fetched] if (f/SUMMARY).is_file()]
+
+def run_named(asked: str, latest: dict | None = None) -> dict:
+    """The run whose MLflow id is `asked`: the latest when it is that one, else a copy the home keeps, else fetched from
+    the tracking server (and kept); `BadInput` or `NotFound` in one line"""
+    if not RUN_ID.fullmatch(asked):
+        raise BadInput(
+            f"run {asked!r}: a run is named by its MLflow id, 32 hexadecimal characters, as the runs page lists them"
+        )
+    if latest is not None and run_id(latest) == asked: return latest
+    for folder in kept_runs():
+        try: said = json.loads((folder/SUMMARY).read_text())
+        except (OSError, ValueError): continue
+        if run_id(said) == asked: return load_run(folder)
+    try: return load_run(fetch_run(asked))
+    except MlfinError: raise
+    except Exception as e:   # MLflow's own: no such run, or no server
+        raise NotFound(f"run {asked}: not in this home and not on the tracking server ({type(e).__name__})") from None
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006rs
 def run_status(home: Path | None = None) -> tuple[str, str]:
@@ -199,7 +246,10 @@ def monitor_status() -> tuple[str, str]:
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c007
 # the pages' own rules: links that look like links, long words that wrap, a chart's picture as wide as its column (on a
-# phone a page-wide picture is small: a line under it says that a tap draws the chart at the phone's width)
+# phone a page-wide picture is small: a line under it says that a tap draws the chart at the phone's width). On a phone
+# (issue 69): text from 16 px (JupyterLab's 13 px made small print 10.8 px; 13 px now), every link, button, picker and
+# fold at least 44 CSS px each way (the widgets' own height is a variable of theirs), plotly's tool bar left to the
+# desktop
 STYLE = """<style>
 .mlfin-page{font-family:system-ui,sans-serif;overflow-wrap:anywhere}
 .mlfin-page a.mlfin-link,.mlfin-page .mlfin-pages a,.mlfin-page .mlfin-who a{color:#1a56db;text-decoration:underline}
@@ -207,7 +257,13 @@ STYLE = """<style>
 .mlfin-page .mlfin-pages span{color:#555}
 .mlfin-page img.plot-img{max-width:100%;height:auto}
 @media (max-width:700px){.mlfin-page .jp-RenderedPlotly:has(> img.plot-img[style*="block"])::after{content:'Tap the chart to draw it for this screen';
-display:block;text-align:center;font-size:.85em;color:#5f6368}}
+display:block;text-align:center;font-size:.85em;color:#5f6368}
+.mlfin-page{font-size:16px;--jp-widgets-inline-height:44px;--jp-widgets-font-size:16px;--jp-widgets-inline-width-tiny:44px}
+.mlfin-page small{font-size:13px}
+.mlfin-page .widget-html-content{line-height:1.45}
+.mlfin-page a,.mlfin-page button,.mlfin-page select,.mlfin-page input,.mlfin-page summary{min-height:44px;min-width:44px;box-sizing:border-box}
+.mlfin-page a{display:inline-flex;align-items:center}
+.mlfin-page .modebar-container{display:none}}
 </style>"""  # noqa: E501
 
 def page(title: str, lesson: str, *children,
@@ -399,9 +455,10 @@ def run_page(folder=None):  # a run's folder; default: the last run that finishe
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c011b
 def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page's address (?book=SPX), else the first
-              folder=None):  # a run's folder; default: the last run that finished
-    """A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table), with a
-    picker of the run's books"""
+              folder=None,  # a run's folder; default: the address's run (&run=ID), else the last run that finished
+             ):
+    """A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table); its address
+    names the book and the run (`?book=SPX&run=ID`), and so does each link to the run's other books"""
     import ipywidgets as widgets
     from urllib.parse import parse_qs
     # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
@@ -411,32 +468,36 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
 
     lesson = ("A book's tearsheet: the verdict, its value beside buy-and-hold, and every figure the backtest measured, "
               "out-of-sample and after costs.")
-    try: run = load_run(shown_folder(folder))
-    except MlfinError as e: return page('Tearsheet', lesson, verdict_box(f"No run has finished yet: {e}"))
+    address = parse_qs(os.environ.get('QUERY_STRING', ''))
+    try:
+        latest = load_run(shown_folder(folder))
+        asked = address.get('run', [''])[0] if folder is None else ''
+        run = run_named(asked, latest) if asked else latest
+    except MlfinError as e: return page('Tearsheet', lesson, verdict_box(f"No run to show: {e}"))
     books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
-    asked = book or parse_qs(os.environ.get('QUERY_STRING', '')).get('book', [''])[0]
-    pick = widgets.Dropdown(
-        options=books,
-        value=asked if asked in books else books[0],
-        description='Book',
-        layout=widgets.Layout(width='auto', max_width='100%'),
+    name = book or address.get('book', [''])[0]
+    name = name if name in books else books[0]
+    me, link = run_id(run), lambda b, r: BOOK_PAGE.format(book=quote(b, safe='')) + (f"&run={r}" if r else '')
+    picks = ' · '.join(
+        f"<b aria-current='page'>{html.escape(b)}</b>" if b == name
+        else f"<a class='mlfin-link' href='{html.escape(link(b, me))}'>{html.escape(b)}</a>" for b in books
     )
-    body = widgets.VBox(layout=widgets.Layout(width='100%'))
-    def show(_=None):
-        name = pick.value
-        m = run['portfolio'] if name == 'PORTFOLIO' else run['symbols'][name]
-        top, figs, parts = tearsheet_parts(
-            name,
-            m,
-            run['curves'][run['curves']['symbol'] == name],
-            run_header(run),
-            run.get('fill_rules', ''),
-            m.get('quality') if name != 'PORTFOLIO' else None,
-            run.get('validation', {}).get('tradeable', True),
-        )
-        body.children = [widgets.HTML(''.join(top)), *(chart(f) for f in figs), widgets.HTML(''.join(parts))]
-    pick.observe(show, names='value'); show()
-    return page('Tearsheet', lesson, pick, body)
+    held = (f"<p><small>Run {me[:8]}: <a class='mlfin-link' href='{html.escape(link(name, me))}'>a link to these "
+            "figures</a>, the same whatever runs next" + (
+            f"; a newer run exists: <a class='mlfin-link' href='{html.escape(link(name, ''))}'>the latest</a>"
+            if me != run_id(latest) else '') + ".</small></p>") if me else ''
+    m = run['portfolio'] if name == 'PORTFOLIO' else run['symbols'][name]
+    top, figs, parts = tearsheet_parts(
+        name,
+        m,
+        run['curves'][run['curves']['symbol'] == name],
+        run_header(run),
+        run.get('fill_rules', ''),
+        m.get('quality') if name != 'PORTFOLIO' else None,
+        run.get('validation', {}).get('tradeable', True),
+    )
+    return page('Tearsheet', lesson, widgets.HTML(f"<p class='mlfin-books'>Books: {picks}</p>{held}"),
+                widgets.HTML(''.join(top)), *(chart(f) for f in figs), widgets.HTML(''.join(parts)))
 
 # %% ../../nbs/13c_dashboards.common.ipynb #p101
 def draw_pictures() -> int:

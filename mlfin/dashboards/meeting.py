@@ -4,58 +4,26 @@
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m003
 from __future__ import annotations
-import asyncio, html, json, re, tempfile
+import asyncio, html, tempfile
+from urllib.parse import quote
 from pathlib import Path
 import pandas as pd
 import tornado.web
 from jupyter_server.base.handlers import JupyterHandler
 from ..config import service_url
 from ..backtest.tearsheet import judge, unjudged   # in the pages' server, once: 1.08 s (measured)
-from ..errors import BadInput, MlfinError, NotFound, Unavailable
-from ..paths import SUMMARY, home, run_dir
+from ..errors import MlfinError, NotFound, Unavailable
 from ..pictures import CHROMIUM
 from ..report.products import load_run
 from ..models.registry import series_of
 from ..report.universe import HANDFUL, books
-from .common import COOKIE, MEETING, run_status, shown_folder, sparkline, team_run, when_text
+from .common import BOOK_PAGE, COOKIE, MEETING, plain, run_id, run_named, run_status, shown_folder
+from .common import sparkline, team_run, when_text
 
 # %% auto #0
-__all__ = ['RUN_ID', 'STALE', 'LEVELS', 'SERVICE_WAIT', 'MEETING_STYLE', 'GLOSSARY', 'PRINT_WAIT', 'run_id', 'kept_runs',
-           'run_named', 'book_lines', 'skill_answer', 'holding_answer', 'tomorrow_answer', 'plain', 'health_answer',
-           'health_reasons', 'asked_service', 'meeting_html', 'printed', 'latest_run', 'MeetingPage']
-
-# %% ../../nbs/13k_dashboards.meeting.ipynb #m006
-RUN_ID = re.compile(r'[0-9a-f]{32}')   # a run's name in an address: its MLflow id, as `mlfin runs` lists it
-
-def run_id(run: dict) -> str | None:
-    "The MLflow id of a run's pipeline record (its summary's `mlflow.parent`); None for a run tracked nowhere"
-    return (run.get('mlflow') or {}).get('parent')
-
-def kept_runs() -> list[Path]:
-    """The run folders a home holds: the finished copies of its own runs (the latest and the one before), then those
-    fetched"""
-    own = sorted(run_dir().glob('finished-*'), key=lambda p: p.stat().st_mtime, reverse=True)
-    fetched = sorted((home()/'runs').glob('*'))   # `tracking.runs.fetch_run`'s folders
-    return [f for f in [*own, *fetched] if (f/SUMMARY).is_file()]
-
-def run_named(asked: str, latest: dict | None = None) -> dict:
-    """The run whose MLflow id is `asked`: the latest when it is that one, else a copy the home keeps, else fetched from
-    the tracking server (and kept); `BadInput` or `NotFound` in one line"""
-    if not RUN_ID.fullmatch(asked):
-        raise BadInput(
-            f"run {asked!r}: a run is named by its MLflow id, 32 hexadecimal characters (`mlfin runs` lists them)"
-        )
-    if latest is not None and run_id(latest) == asked: return latest
-    for folder in kept_runs():
-        try: said = json.loads((folder/SUMMARY).read_text())
-        except (OSError, ValueError): continue
-        if run_id(said) == asked: return load_run(folder)
-    # here, not at the top: it imports MLflow (1.9 s, measured), for an old link only
-    from mlfin.tracking.runs import fetch_run
-    try: return load_run(fetch_run(asked))
-    except MlfinError: raise
-    except Exception as e:   # MLflow's own: no such run, or no server
-        raise NotFound(f"run {asked}: not in this home and not on the tracking server ({type(e).__name__})") from None
+__all__ = ['STALE', 'LEVELS', 'SERVICE_WAIT', 'MEETING_STYLE', 'GLOSSARY', 'PRINT_WAIT', 'book_lines', 'skill_answer',
+           'holding_answer', 'tomorrow_answer', 'health_answer', 'health_reasons', 'asked_service', 'meeting_html',
+           'printed', 'latest_run', 'MeetingPage']
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m010
 def _span(curve: pd.DataFrame) -> str:
@@ -121,6 +89,10 @@ def holding_answer(book: dict) -> str:
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m016
 STALE = pd.Timedelta(days=4)   # a forecast for a bar this long gone is no forecast for tomorrow: the data stopped
 
+def _utc(t) -> pd.Timestamp:
+    "A time as UTC (a time without a zone read as UTC, as the service writes them)"
+    t = pd.Timestamp(t); return t.tz_localize('UTC') if t.tz is None else t.tz_convert('UTC')
+
 def _day(t) -> str:
     return f"{pd.Timestamp(t):%Y-%m-%d}" if pd.Timestamp(t).floor('D') == pd.Timestamp(t) else when_text(t)
 
@@ -132,7 +104,7 @@ def tomorrow_answer(p: dict,                 # the service's `GET /predict` answ
     data stopped, that said first. Its kind (current, stale, none) and the sentence"""
     series = f"{p['symbol']} {p['timeframe']}"
     if 'said' in p: return 'none', f"{series}: no forecast: {p['said']}"
-    made, given = pd.Timestamp(p['bar_time']), pd.Timestamp(p.get('for_bar') or p['bar_time'])
+    made, given = _utc(p['bar_time']), _utc(p.get('for_bar') or p['bar_time'])
     if p['kind'] == 'classifier':
         up = p['prob_up']
         what = f"{'up' if up >= 0.5 else 'down'} ({up if up >= 0.5 else 1 - up:.0%} likely)"
@@ -141,22 +113,16 @@ def tomorrow_answer(p: dict,                 # the service's `GET /predict` answ
                 if p.get('predicted_close') is not None else f"{p['prediction']:+.4f}")
     when = f"for {_day(given)}, made from the close of {_day(made)}"
     if now - given > STALE:
-        return 'stale', (f"{series}: the data end on {made:%Y-%m-%d}, so no forecast for tomorrow (the last, for "
-                         f"{_day(given)}, said {what}).")
+        return 'stale', f"{series}: the data end on {made:%Y-%m-%d}: no forecast for tomorrow."
     return 'current', f"{series}: {what}, {when}."
-
-# %% ../../nbs/13k_dashboards.meeting.ipynb #m019
-def plain(text) -> str:
-    """A line written for an operator, as a reader is shown it: up to its first command (`...`), without the
-    punctuation that led into it"""
-    return str(text or '').split('`')[0].strip().rstrip(':;,(').strip().rstrip('.')
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m022
 LEVELS = ('healthy', 'attention', 'failing')   # the one word, best to worst
 
-def health_answer(reasons: list[tuple[str, str]], # (level, sentence): 'attention' or 'failing', and why
+def health_answer(reasons: list[tuple[str, str, str]], # (level, what in a line, its detail): `health_reasons`
                  ) -> tuple[str, str]:
-    "The system's health in one word (`LEVELS`) and a sentence: the worst reason first, and how many more there are"
+    """The system's health in one word (`LEVELS`) and a short sentence for the first screen: the worst reason's line,
+    and how many more there are (their details go below it)"""
     if not reasons: return 'healthy', "Healthy: the service answers, the latest run finished and every check passed."
     worst = max(reasons, key=lambda r: LEVELS.index(r[0]))
     more = len(reasons) - 1
@@ -165,38 +131,39 @@ def health_answer(reasons: list[tuple[str, str]], # (level, sentence): 'attentio
 def health_reasons(service: str | None,       # why the service did not answer; None: it did
                    tomorrow: list[tuple[str, str]],  # `tomorrow_answer`'s for each production series
                    unfiled: list[str] = (),   # production series whose alias no promoter filed
-                  ) -> list[tuple[str, str]]:
-    """What needs attention or is failing, in plain words: the service, the latest run, the health checks the home
-    records, the monitor, the data behind each production series"""
+                  ) -> list[tuple[str, str, str]]:
+    """What needs attention or is failing, each as (level, a short line, its detail), in plain words: the service, the
+    latest run, the health checks the home records, the monitor, the data behind each production series"""
     # here, not at the top: mlfin.monitor.report adds 0.99 s to importing this module (measured)
     from mlfin.monitor.report import latest_report
     from mlfin.monitor.figures import FIGURES
     from mlfin.ops.records import check_stats
     found = []
-    if service: found.append(('failing', f"The service does not answer: {service}."))
+    if service: found.append(('failing', "The service does not answer.", f"{service}."))
     kind, said = run_status()
-    if kind == 'failed': found.append(('failing', plain(said) + '.'))
-    elif kind == 'warning': found.append(('attention', "No run has finished yet."))
+    if kind == 'failed':
+        found.append(
+            ('failing', "The latest run failed; the figures are the last run that finished.", plain(said) + '.')
+        )
+    elif kind == 'warning': found.append(('attention', "No run has finished yet.", ''))
     checks = check_stats()
     for c in checks[checks['consecutive_failures'] > 0].itertuples() if len(checks) else ():
         rounds = 'round' if c.consecutive_failures == 1 else f"{c.consecutive_failures} rounds"
-        found.append(
-            (
-                'failing',
-                f"The {c.check} check failed its last {rounds}: {plain(c.last_detail) or 'no detail recorded'}.",
-            )
-        )
+        found.append(('failing', f"The {c.check} check is failing.",
+                      f"It failed its last {rounds}: {plain(c.last_detail) or 'no detail recorded'}."))
     report = latest_report()
     if report is None:
-        found.append(('attention', "The monitor has not checked the production models yet; the operator schedules it."))
+        found.append(('attention', "The monitor has not checked the models yet.", "The operator schedules it."))
     else:
         for m in report['models']:
             past = [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))]
-            if past: found.append(('attention', f"The monitor found {m['name']} past an alert: {', '.join(past)}."))
+            if past: found.append(('attention', f"{m['name']} is past a monitor alert.", f"{', '.join(past)}."))
         if report.get('errors'):
-            found.append(('attention', f"The monitor could not watch {', '.join(report['errors'])}."))
-    found += [('attention', f"{series}: chosen for production outside mlfin, so not served.") for series in unfiled]
-    found += [('attention', said.split(', so ')[0] + '.') for k, said in tomorrow if k == 'stale']
+            found.append(('attention', "The monitor could not watch every model.", f"{', '.join(report['errors'])}."))
+    found += [('attention', f"{series} is not served.", "Chosen for production outside mlfin; a promoter files the "
+               "choice.") for series in unfiled]
+    found += [('attention', said.removesuffix(': no forecast for tomorrow.') + '.', '') for k, said in tomorrow
+              if k == 'stale']
     return found
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m026
@@ -241,7 +208,7 @@ body{margin:0 auto;max-width:46rem;padding:0 12px 2rem;overflow-wrap:anywhere}
 h1{font-size:1.3rem;margin:.3em 0 .1em}h2{font-size:1rem;margin:0;color:#3c4043}
 a{color:#1a56db}
 .bar{display:flex;flex-wrap:wrap;gap:0 4px;align-items:center;justify-content:space-between;font-size:.85rem;color:#5f6368}
-.tap,.bar a,nav a{display:inline-flex;align-items:center;min-height:44px;min-width:44px;padding:0 8px;box-sizing:border-box}
+a{display:inline-flex;align-items:center;min-height:44px;min-width:44px;padding:0 8px;box-sizing:border-box}
 .run{font-size:.85rem;color:#5f6368;margin:.2em 0 .6em}
 .q{margin:.5em 0;padding:.45em .7em;border-left:4px solid #636efa;background:#f4f6fb;border-radius:0 6px 6px 0}
 .q p{margin:.25em 0 0}
@@ -309,13 +276,15 @@ def _tomorrow(service: dict, now: pd.Timestamp) -> tuple[str, list[str], list[tu
 
 def _fig(x, form: str) -> str: return '' if x is None or pd.isna(x) else format(x, form)
 
-def _method(run: dict, lines: list[dict]) -> str:
-    "What the fold 'how this was measured' holds: how the figures were made, and every book's figures"
+def _method(run: dict, lines: list[dict], base: str = '/') -> str:
+    """What the fold 'how this was measured' holds: how the figures were made, and every book's figures, its name
+    leading to its tearsheet of this run"""
     cells = lambda *values: ''.join(f"<td>{html.escape(str(v))}</td>" for v in values)
+    sheet = lambda b: html.escape(f"{base}voila/render/" + BOOK_PAGE.format(book=quote(b, safe=''))
+                                  + (f"&run={run_id(run)}" if run_id(run) else ''))
     rows = ''.join(
-        "<tr>"
+        f"<tr><td><a href='{sheet(b['book'])}'>{html.escape(b['book'])}</a></td>"
         + cells(
-            b['book'],
             b['timeframe'],
             b['model'],
             b['verdict'],
@@ -366,12 +335,18 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     reasons = health_reasons(service.get('error'), t_said, service.get('unfiled', []))
     health, health_said = health_answer(reasons)
     more = (
-        f"<details><summary>{len(reasons) - 1} more</summary><ul>"
-        + ''.join(f"<li>{e(r)}</li>" for _, r in reasons[1:])
-        + "</ul></details>"
-        if len(reasons) > 1
+        f"<details{' open' if printed else ''}><summary>{'Details' if len(reasons) == 1 else 'Every reason'}</summary>"
+        "<ul>" + ''.join(f"<li>{e(line)} {e(detail)}</li>" for _, line, detail in reasons) + "</ul></details>"
+        if reasons
         else ''
     )
+    if len(t_lines) > 3:  # a universe's production: three on the first screen, the rest a tap away
+        t_lines = [
+            *t_lines[:3],
+            f"<details{' open' if printed else ''}><summary>{len(t_lines) - 3} more series</summary>"
+            + ''.join(f"<p>{line}</p>" for line in t_lines[3:])
+            + "</details>",
+        ]
     newer = (
         f"A newer run exists: <a class='tap' href='{e(base)}{MEETING}'>see the latest</a>."
         if latest and me != latest
@@ -396,7 +371,7 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
         + _answer('What does it say for tomorrow?', t_word, 'tomorrow', *t_lines)
         + _answer('Is the system healthy?', health, 'health', e(health_said) + more)
         + _answer('How did it do against simply holding?', h_word, 'holding', *holding, key)
-        + f"<details{open_}><summary>How this was measured</summary>{_method(run, lines)}</details>"
+        + f"<details{open_}><summary>How this was measured</summary>{_method(run, lines, base)}</details>"
         f"<details{open_}><summary>Words on this page</summary><dl>{glossary}</dl></details>{links}</body></html>"
     )
 

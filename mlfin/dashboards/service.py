@@ -13,8 +13,8 @@ from ..errors import BadInput
 from ..models.registry import series_of
 from ..params import RunConfig
 from ..ops.records import check_stats, runs
-from .common import (duration_text, html_table, page, percent, row, session_token, verdict_box,
-                                     when_text)
+from .common import duration_text, for_visitor, html_table, page, percent, row, session_token
+from .common import verdict_box, when_text
 
 # %% auto #0
 __all__ = ['CLIENT', 'Refused', 'Connection', 'connect_form', 'series_options', 'run_options', 'training_section', 'job_line',
@@ -549,6 +549,10 @@ def health_section(c: Connection):
     if len(t['production']):
         parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
     ops = ops_tables()
+    # the operator's details as the visitor is shown them: a read_only person's without commands (`for_visitor`)
+    for table, column in (('runs', 'error or summary'), ('checks', 'last_detail'), ('backups', 'error')):
+        if len(ops[table]):
+            ops[table][column] = [for_visitor(v) if isinstance(v, str) else v for v in ops[table][column]]
     failing = (
         ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks']) else []
     )
@@ -557,7 +561,9 @@ def health_section(c: Connection):
         widgets.HTML(
             html_table(ops['runs'], index=False)
             if len(ops['runs'])
-            else "<p><small>none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`</small></p>"
+            else "<p><small>"
+            + for_visitor('none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`')
+            + "</small></p>"
         ),
         widgets.HTML("<h2>Health checks (their history)</h2>"),
         verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check passed its last round")
@@ -566,13 +572,13 @@ def health_section(c: Connection):
         widgets.HTML(
             html_table(ops['checks'], index=False)
             if len(ops['checks'])
-            else "<p><small>no check recorded: `mlfin health`</small></p>"
+            else f"<p><small>{for_visitor('no check recorded: `mlfin health`')}</small></p>"
         ),
         widgets.HTML("<h2>Backups</h2>"),
         widgets.HTML(
             html_table(ops['backups'], index=False)
             if len(ops['backups'])
-            else "<p><small>no backup recorded: `mlfin backup`</small></p>"
+            else f"<p><small>{for_visitor('no backup recorded: `mlfin backup`')}</small></p>"
         ),
     ]
     refresh = widgets.Button(description='Refresh')
