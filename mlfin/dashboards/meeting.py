@@ -16,6 +16,8 @@ from ..errors import MlfinError, NotFound, Unavailable
 from ..pictures import CHROMIUM
 from ..report.products import load_run
 from ..models.registry import series_of
+from ..monitor.figures import FIGURES
+from ..ops.records import check_stats
 from ..report.universe import HANDFUL, books
 from .common import BOOK_PAGE, COOKIE, MEETING, plain, run_id, run_named, run_status, shown_folder
 from .common import sparkline, team_run, when_text
@@ -136,8 +138,6 @@ def health_reasons(service: str | None,       # why the service did not answer; 
     latest run, the health checks the home records, the monitor, the data behind each production series"""
     # here, not at the top: mlfin.monitor.report adds 0.99 s to importing this module (measured)
     from mlfin.monitor.report import latest_report
-    from mlfin.monitor.figures import FIGURES
-    from mlfin.ops.records import check_stats
     found = []
     if service: found.append(('failing', "The service does not answer.", f"{service}."))
     kind, said = run_status()
