@@ -317,6 +317,7 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     """The meeting view: the desk's four questions answered in plain words on a phone's first screen (skill, tomorrow's
     forecast, the strategy beside holding, health in a word), the method and the words behind folds; no script"""
     lines, me, e = book_lines(run), run_id(run), html.escape
+    open_ = ' open' if printed else ''   # the PDF's folds
     shown = f"run {me[:8]}" if me else "the last finished run"
     word, said = skill_answer(lines, run.get('validation', {}).get('tradeable', True))
     t_word, t_lines, t_said = _tomorrow(service, now)
@@ -335,7 +336,7 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     reasons = health_reasons(service.get('error'), t_said, service.get('unfiled', []))
     health, health_said = health_answer(reasons)
     more = (
-        f"<details{' open' if printed else ''}><summary>{'Details' if len(reasons) == 1 else 'Every reason'}</summary>"
+        f"<details{open_}><summary>{'Details' if len(reasons) == 1 else 'Every reason'}</summary>"
         "<ul>" + ''.join(f"<li>{e(line)} {e(detail)}</li>" for _, line, detail in reasons) + "</ul></details>"
         if reasons
         else ''
@@ -343,7 +344,7 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     if len(t_lines) > 3:  # a universe's production: three on the first screen, the rest a tap away
         t_lines = [
             *t_lines[:3],
-            f"<details{' open' if printed else ''}><summary>{len(t_lines) - 3} more series</summary>"
+            f"<details{open_}><summary>{len(t_lines) - 3} more series</summary>"
             + ''.join(f"<p>{line}</p>" for line in t_lines[3:])
             + "</details>",
         ]
@@ -354,7 +355,6 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     )
     head = (f"<div class='bar'><span>Signed in as <b>{e(who[0])}</b> ({e(who[1])})</span>"
             f"<a href='{e(base)}logout'>Log out</a></div>" if who else '')
-    open_ = ' open' if printed else ''
     links = '' if printed else (
         f"<nav><a href='{e(base)}{MEETING}/{e(me)}.pdf'>Download as PDF</a>" if me else "<nav>") + (
         f"<a href='{e(base)}voila/render/index.ipynb'>All pages</a>"
