@@ -11,12 +11,13 @@ import pandas as pd
 import tornado.web
 from jupyter_server.base.handlers import JupyterHandler
 from ..config import service_url
-from ..backtest.tearsheet import judge, unjudged   # in the pages' server, once: 1.08 s (measured)
+from ..backtest.tearsheet import judge, unjudged
 from ..errors import MlfinError, NotFound, Unavailable
 from ..pictures import CHROMIUM
 from ..report.products import load_run
 from ..models.registry import series_of
 from ..monitor.figures import FIGURES
+from ..monitor.report import latest_report   # 0.02 s after dashboards.common (measured)
 from ..ops.records import check_stats
 from ..report.universe import HANDFUL, books
 from .common import BOOK_PAGE, COOKIE, MEETING, plain, run_id, run_named, run_status, shown_folder
@@ -136,8 +137,6 @@ def health_reasons(service: str | None,       # why the service did not answer; 
                   ) -> list[tuple[str, str, str]]:
     """What needs attention or is failing, each as (level, a short line, its detail), in plain words: the service, the
     latest run, the health checks the home records, the monitor, the data behind each production series"""
-    # here, not at the top: mlfin.monitor.report adds 0.99 s to importing this module (measured)
-    from mlfin.monitor.report import latest_report
     found = []
     if service: found.append(('failing', "The service does not answer.", f"{service}."))
     kind, said = run_status()
