@@ -14,7 +14,7 @@ __all__ = ['CHROMIUM', 'PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT',
 
 # %% ../nbs/00d_pictures.ipynb #c005
 # Debian's headless browser (env/setup-chromium.sh installs it): it draws the pictures (kaleido finds it) and prints the
-# meeting view's PDF (`dashboards.meeting.printed`); the browser tests drive it
+# pages' PDFs (`dashboards.printing`); the browser tests drive it
 CHROMIUM = '/usr/bin/chromium'
 PICTURES_ENV = 'MLFIN_PICTURES'   # set to 1 by `mlfin dashboards` for its kernels: their charts carry pictures
 # a picture is as wide as a page's widest chart (`dashboards.common.page`), one pixel per CSS pixel

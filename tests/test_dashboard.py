@@ -1,6 +1,6 @@
 "The dashboard in a real browser (Debian's headless Chromium, driven by Playwright), served by Voila on loopback."
 import os, re, socket, subprocess, sys, tempfile, time, urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
@@ -77,21 +77,22 @@ def test_dashboard_shows_the_run_in_chromium(pipeline_copy, browser, tmp_path):
             assert row_values(page, label) == expected.loc[label].tolist(), label
         page.screenshot(path=str(tmp_path/'dashboard.png'), full_page=True)
 
-        symbols = page.locator('.widget-dropdown', has_text='Symbol').locator('select')
-        symbols.select_option('EURUSD')  # the symbol selector redraws chart and tables
-        until(page, "!!document.querySelector('.gtitle') && document.querySelector('.gtitle').textContent.startsWith('EURUSD')", timeout=60_000)
-        # the chart is redrawn before the tables (dashboards.run's `show`): the title alone does not say the tables are EURUSD's
+        # a symbol is a link: its page's address names the symbol and the run, whatever runs next (issue 69)
+        parent = pipeline_run['summary']['mlflow']['parent']
+        page.locator('.mlfin-books').get_by_role('link', name='EURUSD', exact=True).click()
+        until(page, "!!document.querySelector('.gtitle') && document.querySelector('.gtitle').textContent.startsWith('EURUSD')", timeout=180_000)
+        assert parse_qs(urlsplit(page.url).query) == {'symbol': ['EURUSD'], 'run': [parent]}, page.url
         sharpe = metrics_table(run, 'EURUSD').loc['Sharpe ratio'].tolist()
         assert until_row(page, 'Sharpe ratio', sharpe) == sharpe
         assert 'long' in page.inner_text('body') or 'flat' in page.inner_text('body')
-        # the runs MLflow recorded are offered: picking one loads it back from the tracking store (issue 16, comparing runs)
-        runs = page.locator('.widget-dropdown', has_text='Run').locator('select')
-        offered = [o.replace('\xa0', ' ') for o in runs.locator('option').all_inner_texts()]   # ipywidgets spaces them unbreakably
-        assert offered[0] == 'the latest run' and offered[1].startswith(pipeline_run['summary']['mlflow']['parent'][:8]), offered
-        assert f" · {pipeline_run['summary']['by']} · " in offered[1], offered   # who ran it, as the run's summary names them
-        runs.select_option(index=1)
-        until(page, "document.querySelectorAll('.gtitle').length > 0 && document.querySelector('.gtitle').textContent.startsWith('SPX')", timeout=120_000)
-        assert (pipeline_run['home']/'runs'/pipeline_run['summary']['mlflow']['parent'][:8]/'summary.json').exists()
+        # the runs MLflow recorded are offered in a fold, each a link naming it, who ran it said (issue 16, comparing runs); this one in bold
+        page.locator('details.mlfin-runs > summary').click()
+        offered = page.locator('details.mlfin-runs').inner_text().replace('\xa0', ' ').splitlines()[1:]
+        assert offered[0].startswith(parent[:8]) and f" · {pipeline_run['summary']['by']} · " in offered[0], offered
+        assert page.locator('details.mlfin-runs b[aria-current=page]').inner_text().startswith(parent[:8])
+        # each book's tearsheet link names this run
+        sheets = page.get_by_role('link', name='EURUSD', exact=True).all()
+        assert any(a.get_attribute('href') == f"tearsheet.ipynb?book=EURUSD&run={parent}" for a in sheets), [a.get_attribute('href') for a in sheets]
         page.close()
 
 

@@ -10,6 +10,7 @@ from contextlib import nullcontext
 import httpx, pytest, yaml
 from conftest import binance_klines, mlfin, service, write_klines
 from test_dashboard import ROOT, until, voila
+from mlfin.dashboards.common import MEETING
 from mlfin.dashboards.kernels import all_ready, ready_kernels
 
 SHOTS = ROOT/'reports'/'screenshots'
@@ -95,9 +96,14 @@ def site(served_golden, tmp_path_factory, browser):
                 gated, solo = served.rsplit('/', 1)[0], solo.rsplit('/', 1)[0]   # one Voila each: every visit runs its notebook in a kernel of its own
                 base = gated.removesuffix('/voila/render')
                 contexts = {name: signed_in(browser, base, people[name]) for name in ('reader', 'ana', 'root')}
+                # the served run's meeting view as reader sees it now, before a test of the module makes a newer run: what a link
+                # sent today shows (test_a_shared_meeting_link...)
+                served_run = served_golden['summary']['mlflow']['parent']
+                first = contexts['reader'].new_page(); first.goto(f"{base}/{MEETING}/{served_run}")
+                before = {'run': served_run, 'answers': meeting_answers(first)}; first.close()
                 try:
-                    yield {'home': home, 'service': svc, 'snapshot': snapshot, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')},
-                           'people': people, 'contexts': contexts, 'base': base, 'log': served.log,
+                    yield {'home': home, 'service': svc, 'snapshot': snapshot, 'keys': {r: svc.key(r) for r in ('read_only', 'admin')}, 'before': before,
+                           'people': people, 'contexts': contexts, 'base': base, 'log': served.log, 'served': served_golden,
                            'voila': lambda page: nullcontext(f"{gated}/{page}"), 'solo': lambda page: nullcontext(f"{solo}/{page}")}
                 finally:
                     for c in contexts.values(): c.close()
@@ -360,6 +366,10 @@ DRAWN = ("() => [...document.querySelectorAll('.widget-output')].every(o => o.qu
          " || !o.textContent.trim() && !o.children.length)")
 
 
+# where a tearsheet's detail begins: the bottom of its fold's summary, in CSS px from the page's top
+DETAIL = "() => { const s = document.querySelector('details.mlfin-detail > summary'); return s && s.getBoundingClientRect().bottom + window.scrollY; }"
+
+
 def every_page() -> list[str]:
     from mlfin.dashboards.common import PAGES
     return ['index.ipynb', *(p for p, *_ in PAGES), 'tearsheet.ipynb?book=SPX']
@@ -367,7 +377,8 @@ def every_page() -> list[str]:
 
 def test_every_page_fits_the_screen_at_1440_and_390_pixels_for_every_role(site):
     """Nothing on any page is wider than the screen, for each role, on a desktop and a phone; both kept as screenshots for a reviewer.
-    On the phone, every link, button, picker and fold is at least 44x44 CSS px and no text is under 12 px (`GLASS`).
+    On the phone, every link, button, picker and fold is at least 44x44 CSS px and no text is under 12 px (`GLASS`), and a tearsheet's
+    essentials end within 5 phone screens, where its detail's fold begins.
     A role changes the operations page (its buttons) and the line naming who is signed in (on every page, the same code): that
     page is seen by every role, with its line; the others, the same for all, by the admin"""
     found = {}
@@ -384,9 +395,43 @@ def test_every_page_fits_the_screen_at_1440_and_390_pixels_for_every_role(site):
                     if fit['wide'] or fit['page'] > width: found[(role, name, width)] = fit
                     if width == 390 and ((glass := page.evaluate(GLASS))['small'] or glass['tiny']):   # a thumb's taps, an eye's text
                         found[(role, name, 'glass')] = glass
+                    if width == 390 and name.startswith('tearsheet'):   # the essentials within 5 phone screens, then the detail's fold
+                        fold = page.evaluate(DETAIL)
+                        if fold is None or fold > 5 * PHONE['viewport']['height']: found[(role, name, 'screens')] = fold
                     shot(page, f"{name.split('.')[0]}{'-' + name.split('=')[1] if '=' in name else ''}-{role}-{width}")
                 page.close()
     assert not found, found
+
+
+def test_a_page_prints_as_its_reader_sees_it_with_every_fold_open(site):
+    """A read_only person taps "PDF of this page" on a book's tearsheet: the page at its address (the book), run and drawn as her own
+    visit, printed by Chromium; the PDF reads like the page (its title, the verdict in words) with its folds open (the method, the
+    detail past the essentials). A bad page name, a page that is not there and a visitor without a session are answered in a line"""
+    import io
+    from pypdf import PdfReader
+    reader, squeeze = site['contexts']['reader'], lambda text: re.sub(r'\s+', '', text)   # a PDF's text breaks its lines where the paper does
+    with site['voila']('tearsheet.ipynb?book=SPX') as url:
+        page = opened(reader, url, 'All pages')
+        link = page.get_by_role('link', name='PDF of this page')
+        assert link.get_attribute('href') == '/print/tearsheet.ipynb?book=SPX'
+        said = {'title': page.locator('h1').nth(1).inner_text(), 'verdict': page.locator('p.verdict').inner_text(),
+                'method': page.locator('details.mlfin-method > summary').inner_text(),
+                'folded': page.locator('details.mlfin-method p').first.text_content(),   # the method's first line, inside its fold
+                'detail': page.locator('details.mlfin-detail h2').last.text_content()}   # the detail's last table's title, inside its fold
+        with page.expect_download(timeout=300_000) as got: link.click()
+        download = got.value
+        pdf = Path(download.path()).read_bytes()
+        page.close()
+    assert re.fullmatch(r'mlfin-tearsheet-\d{4}-\d{2}-\d{2}\.pdf', download.suggested_filename), download.suggested_filename
+    text = squeeze(' '.join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages))
+    missing = {k: v for k, v in said.items() if squeeze(v) not in text}
+    assert said['title'].endswith(': tearsheet') and not missing, (missing, text[:3000])
+    for path, status, line in (('/print/..%2Fsettings.ini', 400, "print: '../settings.ini' is not a page's name"),
+                               ('/print/nothere.ipynb', 404, 'print: no page nothere.ipynb on this server')):
+        answer = reader.request.get(site['base'] + path)
+        assert (answer.status, answer.text()) == (status, line + '\n'), (path, answer.status, answer.text())
+    stranger = httpx.get(site['base'] + '/print/run.ipynb', timeout=60, follow_redirects=False)
+    assert stranger.status_code == 302 and urlsplit(stranger.headers['location']).path == '/login', stranger.headers
 
 
 def test_the_kernels_kept_ready_are_made_again_after_the_visits_one_at_a_time(site):
@@ -541,17 +586,19 @@ def test_a_shared_meeting_link_shows_the_same_figures_after_a_newer_run_with_a_l
     answers, word for word, and a line leading to the latest; with the home's copy of that run gone, read back from the tracking
     server. The latest leads with the newer run. A book's tearsheet linked from it (its address naming the run) shows the same
     verdict after the newer run, with a line to the latest"""
-    home = site['home']
-    before = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
+    from mlfin.backtest.tearsheet import verdict
+    home, reader = site['home'], site['contexts']['reader']
+    before, first = site['before']['run'], site['before']['answers']   # the served run's view, as the module's site opened
     link = f"{site['base']}/meeting/{before}"
-    reader = site['contexts']['reader']
-    page = reader.new_page(); page.goto(link); first = meeting_answers(page); page.close()
-    sheet = f"{site['base']}/voila/render/tearsheet.ipynb?book=SPX&run={before}"   # the book's link in the meeting view's fold
-    page = opened(reader, sheet, 'a link to these figures'); verdict = page.locator('p.verdict').first.inner_text(); page.close()
-    mlfin(home, 'run', '--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic',
-          '--reports', str(home/'reports'))
     latest = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
+    if latest == before:   # alone (-k): no earlier test of the module made a newer run (the analyst's training does); one here
+        mlfin(home, 'run', '--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic',
+              '--reports', str(home/'reports'))
+        latest = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
     assert latest != before
+    served = site['served']['summary']   # the served run's SPX verdict, as its tearsheet words it (`tearsheet_parts`)
+    said = verdict(served['symbols']['SPX'], served.get('validation', {}).get('tradeable', True))
+    sheet = f"{site['base']}/voila/render/tearsheet.ipynb?book=SPX&run={before}"   # the book's link in the meeting view's fold
     for gone in (False, True):
         if gone:   # the home keeps the run before the latest; one older is read from the tracking server
             for kept in (home/'run').glob('finished-*'):
@@ -565,5 +612,5 @@ def test_a_shared_meeting_link_shows_the_same_figures_after_a_newer_run_with_a_l
         page.close()
         if not gone:   # the tearsheet's link too: the same run's verdict, a line to the latest
             page = opened(reader, sheet, 'a newer run exists')
-            assert page.locator('p.verdict').first.inner_text() == verdict, (verdict, page.locator('p.verdict').first.inner_text())
+            assert page.locator('p.verdict').first.inner_text() == said, (said, page.locator('p.verdict').first.inner_text())
             page.close()

@@ -601,10 +601,12 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
             f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
             _table(holdout_frame(m['holdout'])),
         ]
+    detail, named = [], []   # past the essentials, folded: a phone reaches the detail within 5 screens (issue 69)
     if 'cost_stress' in m:
         stress = pd.DataFrame(m['cost_stress']['table'])
         be = m['cost_stress']['break_even_bps']
-        parts += [
+        named.append('costs stressed')
+        detail += [
             "<h2>Costs stressed</h2>",
             f"<p>Costs used: {m['costs']['asset_class']}, {m['costs']['fees_bps']:g} bps fees + "
             f"{m['costs']['slippage_bps']:g} bps "
@@ -618,24 +620,38 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
             _table(stress.set_index('multiple').rename_axis('costs x')),
         ]
     if 'models' in m:
-        parts += [
+        named.append('every model')
+        detail += [
             "<h2>Every model, same bars and costs</h2>",
             _table(
                 pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
                 m['strategy'],
             ),
         ]
-    for key, title in (('by_year', 'By year'), ('by_regime', "By the asset's volatility regime (trailing 20 bars)"),
-                       ('signal_decay', 'Signal decay: return per bar held against the holding horizon')):
+    for key, title, short in (
+        ('by_year', 'By year', 'by year'),
+        ('by_regime', "By the asset's volatility regime (trailing 20 bars)", 'by volatility regime'),
+        ('signal_decay', 'Signal decay: return per bar held against the holding horizon', 'signal decay'),
+    ):
         if m.get(key):
-            parts += [
+            named.append(short)
+            detail += [
                 f"<h2>{title}</h2>",
                 _table(
                     pd.DataFrame(m[key]).set_index(list(m[key][0])[0]), m['strategy'] if key == 'by_regime' else None
                 ),
             ]  # by_year's Sharpe is per bar
-    if quality: parts += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
-    if fill_rules: parts += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
+    if quality:
+        named.append('data quality')
+        detail += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
+    if fill_rules:
+        named.append('fill rules')
+        detail += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
+    if detail:
+        parts.append(
+            "<details class='mlfin-detail'><summary>The detail: "
+            f"{', '.join(named)}</summary>{''.join(detail)}</details>"
+        )
     return top, figures(curve, name), parts
 
 def tearsheet_page(

@@ -187,7 +187,10 @@ def dashboards(
         12, min=1, help="pages (kernels) open at once for everyone (those kept ready aside): each holds ~0.25-0.45 GB"
     ),
     idle_minutes: float = typer.Option(
-        15.0, min=1, help="a page's kernel unused this long is ended (its tab stops answering; a reload opens it again)"
+        5.0,
+        min=1,
+        help="a page's kernel whose tab is gone without saying so (a phone asleep, a browser killed) and unused this "
+             "long is ended (a reload opens it again)",
     ),
     **settings,
 ):

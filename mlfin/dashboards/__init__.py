@@ -11,5 +11,6 @@ from .models import models_page
 from .quality import quality_page
 from .monitoring import monitoring_page
 from .service import Connection, operations_page, health_page
-from .common import book_page, index_page, run_page
+from .common import book_page, index_page
+from .run import run_page
 from .published import published_page

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import functools, html, json, os, re, subprocess, sys
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 import numpy as np, pandas as pd
 from ..style import chart, html_table   # noqa: F401 (the pages import html_table from here) the house table and chart, on a screen of any width
 from ..pictures import DRAW_TIMEOUT, pictures_dir, settle, wanted
@@ -19,11 +19,11 @@ from ..report.products import load_run
 from ..tracking.runs import fetch_run, runs
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'RUN_ID', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'MEETING', 'DRAWN_FOR', 'verdict_box', 'row',
-           'duration_text', 'percent', 'when_text', 'session_token', 'signed_in_line', 'plain', 'for_visitor',
-           'status_line', 'team_run', 'shown_folder', 'run_id', 'kept_runs', 'run_named', 'run_status', 'run_notice',
-           'monitor_status', 'page', 'published_pages', 'sparkline', 'book_card', 'book_cards', 'index_page',
-           'run_page', 'book_page', 'draw_pictures', 'keep_pictures']
+__all__ = ['COOKIE', 'STATES', 'RUN_ID', 'PRINT', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE', 'MEETING', 'DRAWN_FOR',
+           'verdict_box', 'row', 'duration_text', 'percent', 'when_text', 'session_token', 'signed_in_line', 'plain',
+           'for_visitor', 'status_line', 'team_run', 'shown_folder', 'run_id', 'kept_runs', 'run_named', 'run_status',
+           'run_notice', 'monitor_status', 'print_link', 'page', 'published_pages', 'picks', 'held_line', 'sparkline',
+           'book_card', 'book_cards', 'index_page', 'book_page', 'draw_pictures', 'keep_pictures']
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -244,6 +244,18 @@ def monitor_status() -> tuple[str, str]:
         '.' if past or found.get('errors') else ', none past an alert.'
     )
 
+# %% ../../nbs/13c_dashboards.common.ipynb #c006pl
+# a page's PDF under the server's base URL: /print/NOTEBOOK?QUERY (`dashboards.printing`)
+PRINT = 'print'
+
+def print_link() -> str:
+    """The address of the PDF of the page this kernel runs (`dashboards.printing.PrintPage`): its notebook and query as
+    Voilà ran it (its request's SCRIPT_NAME and QUERY_STRING); '' outside the pages' server"""
+    base, served, name = os.environ.get('SCRIPT_NAME', '').partition('/voila/render/')
+    if not served or not name: return ''
+    query = os.environ.get('QUERY_STRING', '')
+    return f"{base}/{PRINT}/{name}" + (f"?{query}" if query else '')
+
 # %% ../../nbs/13c_dashboards.common.ipynb #c007
 # the pages' own rules: links that look like links, long words that wrap, a chart's picture as wide as its column (on a
 # phone a page-wide picture is small: a line under it says that a tap draws the chart at the phone's width). On a phone
@@ -270,13 +282,16 @@ def page(title: str, lesson: str, *children,
          # the latest run's state when it is not the run the pages show (the index has its own line)
          notice: bool = True,
         ):
-    """A page: who is signed in (with a way out), its title, a link back to every page, a line on what it shows, what is
-    wrong with the latest run, then its parts"""
+    """A page: who is signed in (with a way out), its title, a link back to every page and one to its PDF, a line on
+    what it shows, what is wrong with the latest run, then its parts"""
     import ipywidgets as widgets
-    back = '' if title == 'mlfin' else "<p><a class='mlfin-link' href='index.ipynb'>All pages</a></p>"
+    pdf = print_link()
+    links = [*([] if title == 'mlfin' else ["<a class='mlfin-link' href='index.ipynb'>All pages</a>"]),
+             *([f"<a class='mlfin-link' href='{html.escape(pdf)}' download>PDF of this page</a>"] if pdf else [])]
     said = run_notice() if notice else ''
     head = widgets.HTML(
-        f"{STYLE}{signed_in_line()}<h1>{html.escape(title)}</h1>{back}<p><small>{html.escape(lesson)}</small></p>"
+        f"{STYLE}{signed_in_line()}<h1>{html.escape(title)}</h1>{'<p>' + ' · '.join(links) + '</p>' if links else ''}"
+        f"<p><small>{html.escape(lesson)}</small></p>"
         + (status_line(*said) if said else '')
     )
     return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px', width='100%')).add_class(
@@ -315,8 +330,27 @@ def published_pages(folder: Path | None = None, # a folder of pages; default: th
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010s
 BOOK_PAGE = 'tearsheet.ipynb?book={book}'   # a book's tearsheet among the pages, `{book}` its name (URL-quoted)
+RUN_PAGE = 'run.ipynb'   # a run's page; its address names the symbol and the run (`dashboards.run.dashboard`)
 # the meeting view's address under the server's base URL (`dashboards.meeting`): the way in after the login
 MEETING = 'meeting'
+
+def picks(names: list[str], current: str, href, said=lambda name: name) -> str:
+    """A row of links, one per choice (`href(name)` its address, `said(name)` its words), the current one in bold: a
+    pick is a new address, which names it"""
+    return ' · '.join(
+        f"<b aria-current='page'>{html.escape(said(n))}</b>" if n == current
+        else f"<a class='mlfin-link' href='{html.escape(href(n))}'>{html.escape(said(n))}</a>" for n in names
+    )
+
+def held_line(shown: str | None, latest: str | None, href) -> str:
+    """The line under a view whose address names its run (`shown`, an MLflow id): a link to these figures, the same
+    whatever runs next, and to the latest where a newer run exists; `href(run)` makes the address ('' for the latest).
+    Nothing for a run tracked nowhere"""
+    if not shown: return ''
+    newer = (f"; a newer run exists: <a class='mlfin-link' href='{html.escape(href(''))}'>the latest</a>"
+             if shown != latest else '')
+    return (f"<p><small>Run {shown[:8]}: <a class='mlfin-link' href='{html.escape(href(shown))}'>a link to these "
+            f"figures</a>, the same whatever runs next{newer}.</small></p>")
 
 def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
     "An SVG line of a strategy's value (blue) against buy-and-hold's (grey) on one log scale, as wide as its container"
@@ -417,42 +451,6 @@ def index_page(folder=None):  # a run's folder; default: the last run that finis
                                 f"mlfin-published'>{links(published)}</ul>")] if published else []),
                 notice=False)
 
-# %% ../../nbs/13c_dashboards.common.ipynb #c011r
-def run_page(folder=None):  # a run's folder; default: the last run that finished
-    """The latest run (or one MLflow recorded) in the page's frame: each book's tearsheet linked, then
-    `dashboards.run.dashboard`'s symbol picker, equity against buy-and-hold, metrics, signals"""
-    import ipywidgets as widgets
-    # here, not at the top: importing mlfin.dashboards.run imports this module
-    from mlfin.dashboards.run import dashboard
-
-    folder = shown_folder(folder)
-    try:
-        run = load_run(folder, frames=False)
-        books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
-    except MlfinError:
-        books = []
-    links = (
-        widgets.HTML(
-            "<p>Tearsheets: "
-            + ' · '.join(
-                f"<a class='mlfin-link' href='{html.escape(BOOK_PAGE.format(book=quote(b, safe='')))}'>"
-                f"{'the portfolio of the leaders' if b == 'PORTFOLIO' else html.escape(b)}</a>"
-                for b in books
-            )
-            + "</p>"
-        )
-        if books
-        else widgets.HTML('')
-    )
-    return page(
-        'mlfin: the latest run',
-        'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the last run that finished '
-        '(this page never retrains or re-runs anything); pick a symbol, or an earlier run; each book\'s tearsheet in '
-        'full behind its link.',
-        links,
-        dashboard(folder),
-    )
-
 # %% ../../nbs/13c_dashboards.common.ipynb #c011b
 def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page's address (?book=SPX), else the first
               folder=None,  # a run's folder; default: the address's run (&run=ID), else the last run that finished
@@ -460,7 +458,6 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
     """A book's tearsheet on a page, made of the tearsheet file's own parts (verdict, charts, every table); its address
     names the book and the run (`?book=SPX&run=ID`), and so does each link to the run's other books"""
     import ipywidgets as widgets
-    from urllib.parse import parse_qs
     # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
     from mlfin.backtest.tearsheet import tearsheet_parts
     # here, not at the top: mlfin.report.tables adds 1.08 s to importing this module (measured)
@@ -478,14 +475,7 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
     name = book or address.get('book', [''])[0]
     name = name if name in books else books[0]
     me, link = run_id(run), lambda b, r: BOOK_PAGE.format(book=quote(b, safe='')) + (f"&run={r}" if r else '')
-    picks = ' · '.join(
-        f"<b aria-current='page'>{html.escape(b)}</b>" if b == name
-        else f"<a class='mlfin-link' href='{html.escape(link(b, me))}'>{html.escape(b)}</a>" for b in books
-    )
-    held = (f"<p><small>Run {me[:8]}: <a class='mlfin-link' href='{html.escape(link(name, me))}'>a link to these "
-            "figures</a>, the same whatever runs next" + (
-            f"; a newer run exists: <a class='mlfin-link' href='{html.escape(link(name, ''))}'>the latest</a>"
-            if me != run_id(latest) else '') + ".</small></p>") if me else ''
+    chosen, held = picks(books, name, lambda b: link(b, me)), held_line(me, run_id(latest), lambda r: link(name, r))
     m = run['portfolio'] if name == 'PORTFOLIO' else run['symbols'][name]
     top, figs, parts = tearsheet_parts(
         name,
@@ -496,7 +486,7 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
         m.get('quality') if name != 'PORTFOLIO' else None,
         run.get('validation', {}).get('tradeable', True),
     )
-    return page('Tearsheet', lesson, widgets.HTML(f"<p class='mlfin-books'>Books: {picks}</p>{held}"),
+    return page('Tearsheet', lesson, widgets.HTML(f"<p class='mlfin-books'>Books: {chosen}</p>{held}"),
                 widgets.HTML(''.join(top)), *(chart(f) for f in figs), widgets.HTML(''.join(parts)))
 
 # %% ../../nbs/13c_dashboards.common.ipynb #p101

@@ -4,16 +4,14 @@
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m003
 from __future__ import annotations
-import asyncio, html, tempfile
+import asyncio, html
 from urllib.parse import quote
-from pathlib import Path
 import pandas as pd
 import tornado.web
 from jupyter_server.base.handlers import JupyterHandler
 from ..config import service_url
 from ..backtest.tearsheet import judge, unjudged
-from ..errors import MlfinError, NotFound, Unavailable
-from ..pictures import CHROMIUM
+from ..errors import MlfinError, NotFound
 from ..report.products import load_run
 from ..models.registry import series_of
 from ..monitor.figures import FIGURES
@@ -22,11 +20,12 @@ from ..ops.records import check_stats
 from ..report.universe import HANDFUL, books
 from .common import BOOK_PAGE, COOKIE, MEETING, plain, run_id, run_named, run_status, shown_folder
 from .common import sparkline, team_run, when_text
+from .printing import printed   # its PDF, as every page's (Chromium's print)
 
 # %% auto #0
-__all__ = ['STALE', 'LEVELS', 'SERVICE_WAIT', 'MEETING_STYLE', 'GLOSSARY', 'PRINT_WAIT', 'book_lines', 'skill_answer',
-           'holding_answer', 'tomorrow_answer', 'health_answer', 'health_reasons', 'asked_service', 'meeting_html',
-           'printed', 'latest_run', 'MeetingPage']
+__all__ = ['STALE', 'LEVELS', 'SERVICE_WAIT', 'MEETING_STYLE', 'GLOSSARY', 'book_lines', 'skill_answer', 'holding_answer',
+           'tomorrow_answer', 'health_answer', 'health_reasons', 'asked_service', 'meeting_html', 'latest_run',
+           'MeetingPage']
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m010
 def _span(curve: pd.DataFrame) -> str:
@@ -373,30 +372,6 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
         + f"<details{open_}><summary>How this was measured</summary>{_method(run, lines, base)}</details>"
         f"<details{open_}><summary>Words on this page</summary><dl>{glossary}</dl></details>{links}</body></html>"
     )
-
-# %% ../../nbs/13k_dashboards.meeting.ipynb #m038
-PRINT_WAIT = 120.0   # seconds Chromium may take to print a page before the visitor is told it did not
-
-async def printed(page: str,                  # a page's whole HTML, needing nothing else (no script, no request)
-                  chromium: str = CHROMIUM,
-                 ) -> bytes:
-    "`page` as a PDF, printed by headless Chromium (its print, as a person's Save as PDF) from a file of its own"
-    with tempfile.TemporaryDirectory(prefix='mlfin-print-') as folder:
-        src, out = Path(folder)/'page.html', Path(folder)/'page.pdf'
-        src.write_text(page)
-        # no sandbox: root cannot have one, and the page is our own, with no script and nothing to fetch
-        proc = await asyncio.create_subprocess_exec(
-            chromium, '--headless', '--no-sandbox', '--disable-gpu', '--no-pdf-header-footer',
-            f"--user-data-dir={folder}/profile", f"--print-to-pdf={out}", src.as_uri(),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        try: _, err = await asyncio.wait_for(proc.communicate(), PRINT_WAIT)
-        except TimeoutError:
-            proc.kill(); await proc.wait()
-            raise Unavailable(f"Chromium did not print the page within {PRINT_WAIT:g} s") from None
-        if not out.is_file() or not out.stat().st_size:
-            last = (err.decode(errors='replace').strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-            raise Unavailable(f"Chromium printed no PDF: {last[:300]}")
-        return out.read_bytes()
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m041
 def latest_run() -> dict:

@@ -16,9 +16,10 @@ from traitlets import Float, Int, Type
 from voila.app import Voila
 from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
 from voila.tornado.handler import TornadoVoilaHandler
-from .common import MEETING
+from .common import MEETING, PRINT
 from .kernels import ReadyKernels
 from .meeting import MeetingPage
+from .printing import PrintPage
 
 # %% auto #0
 __all__ = ['OWNER', 'HASHED', 'Claim', 'PagesKernels', 'Refusal', 'may', 'OwnKernels', 'refusal_page', 'CappedPage',
@@ -283,7 +284,8 @@ class HashedAssets(FileFindHandler):
 # %% ../../nbs/13i_dashboards.server.ipynb #c017
 class Pages(Voila):
     """Voilà for `mlfin dashboards`: its kernels `PagesKernels`, each its person's (`OwnKernels`), its pages bounded
-    (`CappedPage`); the meeting view made by the server itself (`meeting.MeetingPage`); every answer of text compressed,
+    (`CappedPage`); the meeting view made by the server itself (`meeting.MeetingPage`); any page's PDF
+    (`printing.PrintPage`); every answer of text compressed,
     the scripts named by their hash kept (`HashedAssets`)"""
 
     authorizer_class = Type(
@@ -311,6 +313,7 @@ class Pages(Voila):
             (url_path_join(self.server_url, '/voila/api/mine'), EndMine),
             (url_path_join(self.server_url, f'/{MEETING}/?'), MeetingPage),
             (url_path_join(self.server_url, f'/{MEETING}/([^/]+?)(\\.pdf)?'), MeetingPage),
+            (url_path_join(self.server_url, f'/{PRINT}/([^/]+)'), PrintPage),
         ]
         return ours + [(route[0], swap.get(route[1], route[1]), *route[2:]) for route in super().init_handlers()]
 
