@@ -20,7 +20,7 @@ from ..ops.records import check_stats
 from ..report.universe import HANDFUL, books
 from .common import BOOK_PAGE, COOKIE, MEETING, plain, run_id, run_named, run_status, shown_folder
 from .common import sparkline, team_run, when_text
-from .printing import printed   # its PDF, as every page's (Chromium's print)
+from .printing import printed, sent   # its PDF, as every page's (Chromium's print)
 
 # %% auto #0
 __all__ = ['STALE', 'LEVELS', 'SERVICE_WAIT', 'MEETING_STYLE', 'GLOSSARY', 'book_lines', 'skill_answer', 'holding_answer',
@@ -427,10 +427,4 @@ class MeetingPage(JupyterHandler):
             return self.finish(await loop.run_in_executor(None, made, False))
         try: body = await printed(await loop.run_in_executor(None, made, True))
         except MlfinError as e: return self._said(e.status, str(e))
-        self.set_header('Content-Type', 'application/pdf')
-        self.set_header(
-            'Content-Disposition',
-            f"attachment; filename=\"mlfin-{(run_id(run) or 'run')[:8]}-{pd.Timestamp.now(tz='UTC'):%Y-%m-%d}.pdf\"",
-        )
-        self.set_header('Cache-Control', 'private, no-store')
-        self.finish(body)
+        sent(self, body, (run_id(run) or 'run')[:8])

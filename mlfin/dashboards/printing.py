@@ -17,7 +17,7 @@ from .common import COOKIE
 
 # %% auto #0
 __all__ = ['PRINT_WAIT', 'PRINT_WIDTH', 'PRINTS_AT_ONCE', 'VOILA_READY', 'LOADED', 'OPEN_FOLDS', 'NOTEBOOK', 'print_pdf',
-           'printed', 'PrintPage']
+           'printed', 'sent', 'PrintPage']
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p006
 PRINT_WAIT = 180.0   # seconds a page may take to be run, drawn and printed before the visitor is told it was not
@@ -43,6 +43,7 @@ _prints: asyncio.Semaphore | None = None
 
 async def print_pdf(url: str,                  # the page: http(s) on this server, or a file
                     cookies: dict[str, str] | None = None,  # name -> value, set for the page's site before it opens
+                    path: str = '/',         # the cookies' path: the server's base URL, as its login sets them
                     ready: str = LOADED,     # JavaScript answering 'ready', 'waiting' or 'other'
                     chromium: str = CHROMIUM,
                     wait: float = PRINT_WAIT,
@@ -66,7 +67,7 @@ async def print_pdf(url: str,                  # the page: http(s) on this serve
                 'width': PRINT_WIDTH, 'height': 1000, 'deviceScaleFactor': 1, 'mobile': False})
             for name, value in (cookies or {}).items():
                 await tab.send_command('Network.setCookie', params={'name': name, 'value': value, 'url': url,
-                                                                      'httpOnly': True})
+                                                                      'path': path, 'httpOnly': True})
             await tab.send_command('Page.navigate', params={'url': url})
             while (state := await run(tab, ready)) == 'waiting': await asyncio.sleep(0.25)
             if state != 'ready':
@@ -98,6 +99,15 @@ async def printed(page: str,                  # a page's whole HTML, needing not
         return await print_pdf(src.as_uri(), chromium=chromium)
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p014
+def sent(handler: tornado.web.RequestHandler, body: bytes, stem: str):
+    "A PDF as a page's answer: a download named `mlfin-STEM-DAY.pdf`, kept by no cache (it is a person's view, of now)"
+    handler.set_header('Content-Type', 'application/pdf')
+    handler.set_header(
+        'Content-Disposition', f"attachment; filename=\"mlfin-{stem}-{pd.Timestamp.now(tz='UTC'):%Y-%m-%d}.pdf\""
+    )
+    handler.set_header('Cache-Control', 'private, no-store')
+    handler.finish(body)
+
 NOTEBOOK = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}\.ipynb')   # a page of the folder, by its name alone
 
 class PrintPage(JupyterHandler):
@@ -119,12 +129,6 @@ class PrintPage(JupyterHandler):
             f"?{query}" if query else ''
         )
         token = self.get_cookie(COOKIE)
-        try: body = await print_pdf(url, {COOKIE: token} if token else None, VOILA_READY)
+        try: body = await print_pdf(url, {COOKIE: token} if token else None, self.base_url, ready=VOILA_READY)
         except MlfinError as e: return self._said(e)
-        self.set_header('Content-Type', 'application/pdf')
-        self.set_header(
-            'Content-Disposition',
-            f"attachment; filename=\"mlfin-{name.removesuffix('.ipynb')}-{pd.Timestamp.now(tz='UTC'):%Y-%m-%d}.pdf\"",
-        )
-        self.set_header('Cache-Control', 'private, no-store')
-        self.finish(body)
+        sent(self, body, name.removesuffix('.ipynb'))
