@@ -14,7 +14,7 @@ setup: ## create .venv from env/requirements.lock, register the mlfin kernel (id
 run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbols SPX --model xgboost")
 	@$(BIN)/mlfin run $(ARGS)
 
-# The suite on both cores: two pytest-xdist workers that take any test, and a third that runs only the tests marked `waits`
+# The suite on both cores: pytest-xdist workers that take any test, and a last one that runs only the tests marked `waits`
 # (their time is the wall clock's: an alert's rounds, a minute to turn, a cut cable's timeout), so those minutes pass beside the tests that compute
 # (tests/conftest.py); the files in a random order (its seed in the header: PYTEST_ARGS="--file-order random:SEED" runs that order
 # again), a module whose tests share module fixtures kept on one worker, the slowest 30 listed. OpenMP threads (LightGBM,
@@ -22,8 +22,10 @@ run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbo
 # (clean clone): two workers ran 2,805 to 3,438 s of tests in 1,419 to 1,739 s, the CPUs 80 to 88% busy over the whole run; with
 # the lane and issue 53's tests, three ran 4,578 s of tests in 1,939 to 1,991 s, the CPUs 97 to 99% busy: the cores, not the waits, bound it.
 # With each worker's mlfin commands forked from a process that imported their libraries once (tests/zygote.py), three ran 3,011 to
-# 3,596 s of tests in 1,217 to 1,451 s (make test 1,380 to 1,657 s)
-WORKERS ?= 3
+# 3,596 s of tests in 1,217 to 1,451 s (make test 1,380 to 1,657 s). As the suite grew, a fourth (three that take any test, the
+# lane the fourth) ran it faster, the same day on the same clean clone: three workers 2,066 s of pytest (make test about 41 min),
+# four 1,766 s (make test 34 min 50 s), the CPUs 90% busy on average (issue 69)
+WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest tests -n $(WORKERS) --durations=30
 test test-fast test-busy: export OMP_WAIT_POLICY := PASSIVE
 # every test home keeps its own trial ledger (the default, the user's data folder, is shared by every home): a count never depends on another test

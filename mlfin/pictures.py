@@ -4,21 +4,23 @@
 
 # %% ../nbs/00d_pictures.ipynb #c003
 from __future__ import annotations
-import base64, hashlib, json, os, subprocess, sys, tempfile, threading, time
+import base64, hashlib, json, os, subprocess, sys, tempfile, textwrap, threading, time
 from pathlib import Path
 from .paths import home
 
 # %% auto #0
-__all__ = ['CHROMIUM', 'PICTURES_ENV', 'WIDTH', 'SCALE', 'KEPT', 'DRAW_TIMEOUT', 'FAILED', 'pictures_dir', 'wanted',
-           'picture_key', 'picture', 'draw', 'draw_folder', 'settle']
+__all__ = ['CHROMIUM', 'PICTURES_ENV', 'WIDTH', 'SCALE', 'PHONE_WIDTH', 'PHONE_SCALE', 'PHONE_FONT', 'KEPT', 'DRAW_TIMEOUT',
+           'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'for_phone', 'picture', 'draw', 'draw_folder', 'settle']
 
 # %% ../nbs/00d_pictures.ipynb #c005
 # Debian's headless browser (env/setup-chromium.sh installs it): it draws the pictures (kaleido finds it) and prints the
 # pages' PDFs (`dashboards.printing`); the browser tests drive it
 CHROMIUM = '/usr/bin/chromium'
 PICTURES_ENV = 'MLFIN_PICTURES'   # set to 1 by `mlfin dashboards` for its kernels: their charts carry pictures
-# a picture is as wide as a page's widest chart (`dashboards.common.page`), one pixel per CSS pixel
+# a picture is as wide as a page's widest chart (`dashboards.common.page`), one pixel per CSS pixel; a phone's is drawn
+# for its screen (a column of ~350-400 CSS px) at twice the pixels, sharp on its glass (issue 69)
 WIDTH, SCALE = 1200, 1
+PHONE_WIDTH, PHONE_SCALE, PHONE_FONT = 400, 2, 13
 KEPT = 300   # pictures kept; beyond, the least recently used are deleted
 DRAW_TIMEOUT = 180   # seconds one batch may take before its Chromium is stopped (a hang guard: a batch takes seconds)
 # in the pictures' folder: when and why the last batch could not be drawn (Chromium missing, ...)
@@ -38,7 +40,22 @@ def picture_key(drawn: dict) -> str:
     plotly's version"""
     import plotly
     text = json.dumps(drawn, sort_keys=True, separators=(',', ':'), default=str)
-    return hashlib.sha256(f"plotly {plotly.__version__} {WIDTH}x{SCALE} {text}".encode()).hexdigest()[:32]
+    sizes = f"{WIDTH}x{SCALE} {PHONE_WIDTH}x{PHONE_SCALE}"
+    return hashlib.sha256(f"plotly {plotly.__version__} {sizes} {text}".encode()).hexdigest()[:32]
+
+def for_phone(drawn: dict) -> dict:
+    """The figure `drawn` laid out for a phone's screen: `PHONE_WIDTH` wide, its text `PHONE_FONT` px, its title in
+    lines that fit (plotly never wraps one), narrow margins and the legend under the plot, so that titles, axes and
+    figures read at the phone's size"""
+    layout = drawn.get('layout', {})
+    title = layout.get('title') or {}
+    title = {'text': title} if isinstance(title, str) else title
+    # a title's letter (18 px) is ~10 px wide: 36 a line
+    lines = textwrap.wrap(title.get('text') or '', PHONE_WIDTH // 11)
+    return {**drawn, 'layout': {**layout, 'width': PHONE_WIDTH, 'font': {**layout.get('font', {}), 'size': PHONE_FONT},
+                                **({'title': {**title, 'text': '<br>'.join(lines)}} if lines else {}),
+                                'margin': {'l': 48, 'r': 12, 't': 30 + 18 * max(len(lines), 1), 'b': 40},
+                                'legend': {**layout.get('legend', {}), 'orientation': 'h', 'y': -0.18, 'x': 0}}}
 
 # %% ../nbs/00d_pictures.ipynb #c007
 _queued: dict[str, dict] = {}   # key -> figure to draw
@@ -120,9 +137,9 @@ def draw_folder(work: str, folder: str):
             'path': str(work / f"{key}.png"),
             'opts': {
                 'format': 'png',
-                'width': WIDTH,
+                'width': fig.get('layout', {}).get('width') or WIDTH,
                 'height': fig.get('layout', {}).get('height') or 360,
-                'scale': SCALE,
+                'scale': PHONE_SCALE if fig.get('layout', {}).get('width') == PHONE_WIDTH else SCALE,
             },
         }
         for key, fig in figures.items()

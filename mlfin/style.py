@@ -6,10 +6,11 @@
 from __future__ import annotations
 import html
 import numpy as np, pandas as pd
-from .pictures import picture, wanted
+from .pictures import for_phone, picture, picture_key, wanted
 
 # %% auto #0
-__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'number_text', 'time_text', 'html_table', 'chart']
+__all__ = ['TABLE_STYLE', 'PAGE_STYLE', 'FIT_STYLE', 'PLOTLY_MIME', 'PHONE_PICTURE', 'number_text', 'time_text', 'html_table',
+           'chart']
 
 # %% ../nbs/00e_style.ipynb #c005
 # the one style of mlfin's tables (tearsheets, the reports, dashboards) and the report page around them
@@ -20,17 +21,21 @@ PAGE_STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;mar
          ".verdict{background:#f4f6fb;padding:0.8em 1em;border-left:4px solid #636efa}small{color:#666}</style>")
 
 # %% ../nbs/00e_style.ipynb #c013f
+# a table as wide as its box, its long words broken; on a phone (under 700 px) a table of more than three columns is a
+# card per row, each cell beside its column's name (`mlfin-cards`); one of three or fewer (a label and two figures)
+# stays a table, a row a line: a card per row made a tearsheet's performance 13 cards, 1,900 px of a phone's 844 (issue
+# 69)
 FIT_STYLE = (
     "<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit th,table.mlfin-fit "
     "td{white-space:normal;overflow-wrap:break-word;"
     "vertical-align:top;padding:3px 8px}table.mlfin-fit details summary{cursor:pointer;color:#1a56db}"
-    "@media (max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-fit "
-    "thead{display:none}table.mlfin-fit,table.mlfin-fit tbody,table.mlfin-fit tr{display:block;width:100%}"
-    "table.mlfin-fit tr{border:1px solid #dadce0;border-radius:6px;margin:0 0 8px;padding:4px "
+    "@media (max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-cards "
+    "thead{display:none}table.mlfin-cards,table.mlfin-cards tbody,table.mlfin-cards tr{display:block;width:100%}"
+    "table.mlfin-cards tr{border:1px solid #dadce0;border-radius:6px;margin:0 0 8px;padding:4px "
     "8px;box-sizing:border-box}"
-    "table.mlfin-fit "
+    "table.mlfin-cards "
     "td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px 0}"
-    "table.mlfin-fit td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>"
+    "table.mlfin-cards td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>"
 )
 
 
@@ -75,25 +80,42 @@ def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
                    for row in (((*(k if isinstance(k, tuple) else (k,)), *r) if keys else r)
                                for k, r in zip(frame.index, frame.itertuples(index=False, name=None))))
     return (
-        f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table "
-        f"mlfin-fit'><thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
+        f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table mlfin-fit{' mlfin-cards' if len(names) > 3 else ''}'>"
+        f"<thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
 
 # %% ../nbs/00e_style.ipynb #c014c
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn by jupyterlab-plotly's renderer
+# the phone's picture in place of the page's on a screen under 700 px: the renderer shows one picture (its
+# `img.plot-img`), so the style of the chart's own output replaces what that picture shows (CSS `content` on an image,
+# which Chromium and WebKit draw; elsewhere the page's picture stays). The style reaches only the picture of the output
+# just before its own (the chart's, in the same Output widget): a page's outer output areas hold every chart
+PHONE_PICTURE = (
+    "<style>@media (max-width:700px){{.jp-OutputArea-child:has(+ .jp-OutputArea-child > .jp-OutputArea-output > "
+    ".mlfin-phone-{key}) img.plot-img"
+    "{{content:url(data:image/png;base64,{png})}}}}</style><span class='mlfin-phone-{key}'></span>"
+)
 
 def chart(fig, # a plotly figure, or its plain spec (a dict)
           shown=None, # a chart already on the page, to redraw with `fig`
          ):
     """A plotly figure as a widget of a page, as wide as the page: its data, drawn by plotly's renderer in the browser;
-    in a kernel of `mlfin dashboards`, its kept picture too, shown until the reader's mouse comes (`pictures`)"""
+    in a kernel of `mlfin dashboards`, its kept pictures too, shown until the reader's mouse comes (`pictures`): the
+    page's, and on a screen under 700 px the one drawn for a phone"""
     import json, ipywidgets as widgets, plotly.io as pio
     shown = shown or widgets.Output(layout=widgets.Layout(width='100%'))
     # a plain spec (a dict) as it is: plotly.py's validation copies every array
     drawn = {**json.loads(pio.to_json(fig, validate=False)), 'config': {'responsive': True, 'displaylogo': False}}
     data = {PLOTLY_MIME: drawn}
-    # jupyterlab-plotly shows it, and draws the chart on mouseenter
-    if wanted() and (png := picture(drawn)): data['image/png'] = png
-    shown.outputs = ({'output_type': 'display_data', 'data': data, 'metadata': {}},)
+    # jupyterlab-plotly shows it, and draws the chart on mouseenter; both pictures asked for at once (drawn in one
+    # batch when missing), the phone's shown only beside the page's
+    narrow = for_phone(drawn)
+    png, phone = (picture(drawn), picture(narrow)) if wanted() else (None, None)
+    if png: data['image/png'] = png
+    style = PHONE_PICTURE.format(key=picture_key(narrow)[:12], png=phone)
+    shown.outputs = (
+        {'output_type': 'display_data', 'data': data, 'metadata': {}},
+        *([{'output_type': 'display_data', 'data': {'text/html': style}, 'metadata': {}}] if png and phone else []),
+    )
     return shown

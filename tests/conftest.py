@@ -61,7 +61,7 @@ TOGETHER = re.compile(r"scope=['\"]module['\"]")
 
 # A test whose time is mostly the wall clock's (an alert's `for:` and Prometheus's rounds, a minute to turn) is marked `waits`.
 # With three workers or more the last one is their lane: it runs those tests first, so their minutes pass beside the tests
-# that compute instead of holding one of the two workers the cores keep busy (the Makefile starts 3 on this 2-core machine),
+# that compute instead of holding a worker the cores keep busy (the Makefile starts 4 on this 2-core machine),
 # then what is left like the others; the others take a waiting test only when nothing else is left. (The scheduler sees node ids, not markers: the decorator is read here.)
 # A module marked whole (`pytestmark = [..., pytest.mark.waits]`, hosts that wait out a cut cable) goes there whole.
 WAITS = re.compile(r"^@pytest\.mark\.waits\b[^\n]*\n(?:@[^\n]*\n)*def (test_\w+)", re.M)

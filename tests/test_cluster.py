@@ -1,6 +1,6 @@
 """Past one machine: the session's serial run made again on a local Dask cluster (after a run killed whole mid-training) and on a
 scheduler with two separate worker processes, one SIGKILLed mid-training; every product equal to the serial run's"""
-import os, shutil, signal, subprocess, sys, threading, time
+import os, queue, shutil, signal, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 from conftest import MACRO, MLFIN, ROOT, SLICE, free_port, mlfin, new_database, same_products
@@ -21,11 +21,12 @@ def test_local_cluster_after_a_run_killed_whole(macro_golden, tmp_path):
     took 132 s here for what it shows)"""
     home = tmp_path/'home'
     first = run_in(home, '--cluster', 'local:2', run=MACRO)
-    deadline = time.time() + 300
-    while not (home/'run'/'dataset.parquet').exists() or not (home/'run'/'.dataset.parquet.metadata').exists():
-        assert first.poll() is None and time.time() < deadline, first.communicate()
-        time.sleep(0.2)
-    time.sleep(2)   # into the train task
+    lines = queue.Queue()   # the run's progress lines as it says them (`mlfin.progress`: a line per task started)
+    threading.Thread(target=lambda: [*map(lines.put, first.stdout), lines.put(None)], daemon=True).start()
+    said = []
+    while not said or not said[-1].startswith('mlfin: train'):   # killed as the train task starts: an event, not a pause
+        said.append(lines.get(timeout=600))   # a hang guard
+        assert said[-1] is not None, said   # the run ended before training
     os.killpg(first.pid, signal.SIGKILL); first.wait()
     assert not (home/'run'/'train.json').exists()   # the train task never finished
     again = mlfin(home, 'run', *MACRO, '--reports', str(home/'reports'), '--cluster', 'local:2')

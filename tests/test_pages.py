@@ -3,7 +3,7 @@ loopback against a real service and a real run: only people logged in (password 
 every page shows real figures (no placeholder, no traceback); each operations button does what it says end to end, as the person
 logged in; a read_only person is offered no operator button and is refused calling one. Without logins (`--no-login`) the
 operations page takes a key. Each page is screenshotted into reports/screenshots/."""
-import datetime as dt, json, os, re, shutil, time
+import datetime as dt, json, os, re, shutil, time, unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
 from contextlib import nullcontext
@@ -366,6 +366,13 @@ DRAWN = ("() => [...document.querySelectorAll('.widget-output')].every(o => o.qu
          " || !o.textContent.trim() && !o.children.length)")
 
 
+# on a phone, whether each chart shown as its picture shows the one drawn for the phone for it (`style.chart`: the page's picture
+# replaced by the one in its own output's style): a picture each, and each chart's its own
+PHONE_PICTURES = """() => {
+  const shown = [...document.querySelectorAll('img.plot-img')].filter(i => i.offsetWidth > 0).map(i => getComputedStyle(i).content);
+  const own = shown.map(c => c.startsWith('url("data:image/png'));
+  return new Set(shown).size === shown.length ? own : [...own, false];
+}"""
 # where a tearsheet's detail begins: the bottom of its fold's summary, in CSS px from the page's top
 DETAIL = "() => { const s = document.querySelector('details.mlfin-detail > summary'); return s && s.getBoundingClientRect().bottom + window.scrollY; }"
 
@@ -377,8 +384,8 @@ def every_page() -> list[str]:
 
 def test_every_page_fits_the_screen_at_1440_and_390_pixels_for_every_role(site):
     """Nothing on any page is wider than the screen, for each role, on a desktop and a phone; both kept as screenshots for a reviewer.
-    On the phone, every link, button, picker and fold is at least 44x44 CSS px and no text is under 12 px (`GLASS`), and a tearsheet's
-    essentials end within 5 phone screens, where its detail's fold begins.
+    On the phone, every link, button, picker and fold is at least 44x44 CSS px and no text is under 12 px (`GLASS`), each chart's picture
+    is the one drawn for a phone, and a tearsheet's essentials end within 5 phone screens, where its detail's fold begins.
     A role changes the operations page (its buttons) and the line naming who is signed in (on every page, the same code): that
     page is seen by every role, with its line; the others, the same for all, by the admin"""
     found = {}
@@ -395,6 +402,8 @@ def test_every_page_fits_the_screen_at_1440_and_390_pixels_for_every_role(site):
                     if fit['wide'] or fit['page'] > width: found[(role, name, width)] = fit
                     if width == 390 and ((glass := page.evaluate(GLASS))['small'] or glass['tiny']):   # a thumb's taps, an eye's text
                         found[(role, name, 'glass')] = glass
+                    if width == 390 and not all(pictured := page.evaluate(PHONE_PICTURES)):   # each chart's picture, the phone's
+                        found[(role, name, 'phone pictures')] = pictured
                     if width == 390 and name.startswith('tearsheet'):   # the essentials within 5 phone screens, then the detail's fold
                         fold = page.evaluate(DETAIL)
                         if fold is None or fold > 5 * PHONE['viewport']['height']: found[(role, name, 'screens')] = fold
@@ -409,7 +418,8 @@ def test_a_page_prints_as_its_reader_sees_it_with_every_fold_open(site):
     detail past the essentials). A bad page name, a page that is not there and a visitor without a session are answered in a line"""
     import io
     from pypdf import PdfReader
-    reader, squeeze = site['contexts']['reader'], lambda text: re.sub(r'\s+', '', text)   # a PDF's text breaks its lines where the paper does
+    # a PDF's text breaks its lines where the paper does, and its fonts join letters (fi, fl: one glyph each, NFKC parts them)
+    reader, squeeze = site['contexts']['reader'], lambda text: re.sub(r'\s+', '', unicodedata.normalize('NFKC', text))
     with site['voila']('tearsheet.ipynb?book=SPX') as url:
         page = opened(reader, url, 'All pages')
         link = page.get_by_role('link', name='PDF of this page')
@@ -425,7 +435,7 @@ def test_a_page_prints_as_its_reader_sees_it_with_every_fold_open(site):
     assert re.fullmatch(r'mlfin-tearsheet-\d{4}-\d{2}-\d{2}\.pdf', download.suggested_filename), download.suggested_filename
     text = squeeze(' '.join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages))
     missing = {k: v for k, v in said.items() if squeeze(v) not in text}
-    assert said['title'].endswith(': tearsheet') and not missing, (missing, text[:3000])
+    assert said['title'].endswith(': tearsheet') and not missing, (list(missing), missing, text[:3000])
     for path, status, line in (('/print/..%2Fsettings.ini', 400, "print: '../settings.ini' is not a page's name"),
                                ('/print/nothere.ipynb', 404, 'print: no page nothere.ipynb on this server')):
         answer = reader.request.get(site['base'] + path)

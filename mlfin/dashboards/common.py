@@ -334,10 +334,10 @@ RUN_PAGE = 'run.ipynb'   # a run's page; its address names the symbol and the ru
 # the meeting view's address under the server's base URL (`dashboards.meeting`): the way in after the login
 MEETING = 'meeting'
 
-def picks(names: list[str], current: str, href, said=lambda name: name) -> str:
+def picks(names: list[str], current: str, href, said=lambda name: name, between: str = ' · ') -> str:
     """A row of links, one per choice (`href(name)` its address, `said(name)` its words), the current one in bold: a
     pick is a new address, which names it"""
-    return ' · '.join(
+    return between.join(
         f"<b aria-current='page'>{html.escape(said(n))}</b>" if n == current
         else f"<a class='mlfin-link' href='{html.escape(href(n))}'>{html.escape(said(n))}</a>" for n in names
     )

@@ -16,27 +16,40 @@ from ..pictures import CHROMIUM
 from .common import COOKIE
 
 # %% auto #0
-__all__ = ['PRINT_WAIT', 'PRINT_WIDTH', 'PRINTS_AT_ONCE', 'VOILA_READY', 'LOADED', 'OPEN_FOLDS', 'NOTEBOOK', 'print_pdf',
-           'printed', 'sent', 'PrintPage']
+__all__ = ['PRINT_WAIT', 'PRINT_WIDTH', 'PRINTS_AT_ONCE', 'VOILA_READY', 'LOADED', 'PRINT_STYLE', 'OPEN_FOLDS', 'NOTEBOOK',
+           'print_pdf', 'printed', 'sent', 'PrintPage']
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p006
 PRINT_WAIT = 180.0   # seconds a page may take to be run, drawn and printed before the visitor is told it was not
 PRINT_WIDTH = 720   # CSS px the page is laid out at: a printed page's width (8.5 in at 96 px less Chromium's margins)
 PRINTS_AT_ONCE = 2   # prints the server makes at once (each a Chromium and a page's kernel); the rest wait their turn
-# a Voilà page is ready to print when Voilà has run every cell (its spinner gone), the widgets are drawn and every chart
-# is: drawn by plotly.js, or its picture loaded (`mlfin.pictures`). A page that is not Voilà's (the login page after a
+# a Voilà page is ready to print when Voilà has run every cell (its spinner gone), every widget is drawn (none says
+# "Loading widget...", as ipywidgets does until its view is made) and every chart is: drawn by plotly.js, or its picture
+# loaded (`mlfin.pictures`). A page that is not Voilà's (the login page after a
 # session ended, an error) is 'other'
 VOILA_READY = """(() => {
   if (!document.getElementById('rendered_cells')) return document.readyState === 'complete' ? 'other' : 'waiting';
   if (document.getElementById('loading')) return 'waiting';
-  if (!document.querySelector('.jupyter-widgets, .jp-OutputArea-output')) return 'waiting';
+  if (!document.querySelector('.jp-OutputArea-output')) return 'waiting';
+  if (document.body.innerText.includes('Loading widget')) return 'waiting';   // a widget's view not drawn yet
   const drawn = [...document.querySelectorAll('.jp-RenderedPlotly')].every(o => o.querySelector('.main-svg')
     || [...o.querySelectorAll('img.plot-img')].some(i => i.complete && i.naturalWidth > 0));
   return drawn ? 'ready' : 'waiting';
 })()"""
 LOADED = "document.readyState === 'complete' ? 'ready' : 'waiting'"   # a page of our own, whole in its HTML
-# every fold opened, as a reader would before printing (the method, the detail, the words)
-OPEN_FOLDS = "document.querySelectorAll('details').forEach(d => d.open = true)"
+# a Voilà page laid out for paper: JupyterLab's shell is a box of the window's height that scrolls, its panels absolute,
+# contained and clipped, the widgets' boxes scroll containers (which a printed page cannot split), and a cell avoids
+# breaks inside it (so one taller than a page began on a blank one): for print, all flow, nothing clipped, every break
+# allowed. Measured on a tearsheet: one page, cut after its first screen, became six whole ones
+PRINT_STYLE = ("@media print {html, body, .jp-LabShell, .lm-BoxPanel, .lm-BoxPanel-child {position: static !important; "
+               "overflow: visible !important; height: auto !important; contain: none !important} "
+               ".jp-OutputArea-child, .jp-OutputArea-output, .jupyter-widgets {display: block !important} "
+               "body * {overflow: visible !important; break-inside: auto !important}}")
+# every fold opened, as a reader would before printing (the method, the detail, the words), and the page made printable
+OPEN_FOLDS = (
+    "document.querySelectorAll('details').forEach(d => d.open = true); "
+    f"document.head.appendChild(Object.assign(document.createElement('style'), {{textContent: {PRINT_STYLE!r}}}))"
+)
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p008
 _prints: asyncio.Semaphore | None = None

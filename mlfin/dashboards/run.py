@@ -48,7 +48,7 @@ def dashboard(folder: Path | None = None, # the latest run's folder; default: th
     if recorded := _recorded_runs() if choices else []:
         said = dict(recorded)
         head += (f"<details class='mlfin-runs'><summary>Another run ({len(recorded)} recorded in MLflow)</summary>"
-                 + picks(list(said), me, lambda r: link('', r), said.get).replace(' · ', '<br>') + "</details>")
+                 + picks(list(said), me, lambda r: link('', r), said.get, '<br>') + "</details>")
     return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), widgets.HTML(head),
                          chart(equity_figure(run, symbol)), widgets.HTML(symbol_tables_html(run, symbol))])
 
