@@ -19,11 +19,12 @@ from ..report.products import load_run
 from ..tracking.runs import fetch_run, runs
 
 # %% auto #0
-__all__ = ['COOKIE', 'STATES', 'RUN_ID', 'PRINT', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE', 'MEETING', 'DRAWN_FOR',
-           'verdict_box', 'row', 'duration_text', 'percent', 'when_text', 'session_token', 'signed_in_line', 'plain',
-           'for_visitor', 'status_line', 'team_run', 'shown_folder', 'run_id', 'kept_runs', 'run_named', 'run_status',
-           'run_notice', 'monitor_status', 'print_link', 'page', 'published_pages', 'picks', 'held_line', 'sparkline',
-           'book_card', 'book_cards', 'index_page', 'book_page', 'draw_pictures', 'keep_pictures']
+__all__ = ['COOKIE', 'STATES', 'RUN_ID', 'PRINT', 'PRINT_STYLE', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE',
+           'MEETING', 'DRAWN_FOR', 'verdict_box', 'row', 'duration_text', 'percent', 'when_text', 'session_token',
+           'signed_in_line', 'plain', 'for_visitor', 'status_line', 'team_run', 'shown_folder', 'run_id', 'kept_runs',
+           'run_named', 'run_status', 'run_notice', 'monitor_status', 'print_link', 'page', 'published_pages', 'picks',
+           'held_line', 'sparkline', 'book_card', 'book_cards', 'index_page', 'book_page', 'draw_pictures',
+           'keep_pictures']
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006
 def verdict_box(text: str):
@@ -247,6 +248,15 @@ def monitor_status() -> tuple[str, str]:
 # %% ../../nbs/13c_dashboards.common.ipynb #c006pl
 # a page's PDF under the server's base URL: /print/NOTEBOOK?QUERY (`dashboards.printing`)
 PRINT = 'print'
+# a Voilà page laid out for paper (in every page's `STYLE`, so a browser's own print gets it too;
+# `dashboards.printing`): JupyterLab's shell is a box of the window's height that scrolls, its panels absolute,
+# contained and clipped, the widgets' boxes scroll containers (which a printed page cannot split), and a cell avoids
+# breaks inside it (so one taller than a page began on a blank one): for print, all flow, nothing clipped, every break
+# allowed. Measured on a tearsheet: one page, cut after its first screen, became six whole ones
+PRINT_STYLE = ("@media print {html, body, .jp-LabShell, .lm-BoxPanel, .lm-BoxPanel-child {position: static !important; "
+               "overflow: visible !important; height: auto !important; contain: none !important} "
+               ".jp-OutputArea-child, .jp-OutputArea-output, .jupyter-widgets {display: block !important} "
+               "body * {overflow: visible !important; break-inside: auto !important}}")
 
 def print_link() -> str:
     """The address of the PDF of the page this kernel runs (`dashboards.printing.PrintPage`): its notebook and query as
@@ -276,7 +286,7 @@ display:block;text-align:center;font-size:.85em;color:#5f6368}
 .mlfin-page a,.mlfin-page button,.mlfin-page select,.mlfin-page input,.mlfin-page summary{min-height:44px;min-width:44px;box-sizing:border-box}
 .mlfin-page a{display:inline-flex;align-items:center}
 .mlfin-page .modebar-container{display:none}}
-</style>"""  # noqa: E501
+""" + PRINT_STYLE + "</style>"  # noqa: E501
 
 def page(title: str, lesson: str, *children,
          # the latest run's state when it is not the run the pages show (the index has its own line)

@@ -13,11 +13,11 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import ensure_async, url_path_join
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from ..pictures import CHROMIUM
-from .common import COOKIE
+from .common import COOKIE, PRINT_STYLE
 
 # %% auto #0
-__all__ = ['PRINT_WAIT', 'PRINT_WIDTH', 'PRINTS_AT_ONCE', 'VOILA_READY', 'LOADED', 'PRINT_STYLE', 'OPEN_FOLDS', 'NOTEBOOK',
-           'print_pdf', 'printed', 'sent', 'PrintPage']
+__all__ = ['PRINT_WAIT', 'PRINT_WIDTH', 'PRINTS_AT_ONCE', 'VOILA_READY', 'LOADED', 'OPEN_FOLDS', 'NOTEBOOK', 'print_pdf',
+           'printed', 'sent', 'PrintPage']
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p006
 PRINT_WAIT = 180.0   # seconds a page may take to be run, drawn and printed before the visitor is told it was not
@@ -37,15 +37,8 @@ VOILA_READY = """(() => {
   return drawn ? 'ready' : 'waiting';
 })()"""
 LOADED = "document.readyState === 'complete' ? 'ready' : 'waiting'"   # a page of our own, whole in its HTML
-# a Voilà page laid out for paper: JupyterLab's shell is a box of the window's height that scrolls, its panels absolute,
-# contained and clipped, the widgets' boxes scroll containers (which a printed page cannot split), and a cell avoids
-# breaks inside it (so one taller than a page began on a blank one): for print, all flow, nothing clipped, every break
-# allowed. Measured on a tearsheet: one page, cut after its first screen, became six whole ones
-PRINT_STYLE = ("@media print {html, body, .jp-LabShell, .lm-BoxPanel, .lm-BoxPanel-child {position: static !important; "
-               "overflow: visible !important; height: auto !important; contain: none !important} "
-               ".jp-OutputArea-child, .jp-OutputArea-output, .jupyter-widgets {display: block !important} "
-               "body * {overflow: visible !important; break-inside: auto !important}}")
 # every fold opened, as a reader would before printing (the method, the detail, the words), and the page made printable
+# (`common.PRINT_STYLE`: every page of `common.page` carries it already; any other page too)
 OPEN_FOLDS = (
     "document.querySelectorAll('details').forEach(d => d.open = true); "
     f"document.head.appendChild(Object.assign(document.createElement('style'), {{textContent: {PRINT_STYLE!r}}}))"
