@@ -587,21 +587,23 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
         f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>",
         f"<details class='mlfin-method'><summary>How this was measured</summary>{method}</details>",
     ]
-    parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m)),
-             "<h2>How much to believe it</h2>", _table(skill_frame(m))]
+    parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m))]
     if m.get('forecast'):
         parts[:0] = [
             "<h2>The forecast against doing nothing</h2>",
             f"<p>{html.escape(forecast_said(m['forecast']))}</p>",
             _table(forecast_frame(m['forecast'])),
         ]
+    # past the essentials, folded: a phone reaches the detail within 5 screens (issue 69); the tests behind the verdict
+    # (how much to believe it, the holdout) first, the verdict above saying what they found in words
+    detail, named = ["<h2>How much to believe it</h2>", _table(skill_frame(m))], ['how much to believe it']
     if m.get('holdout'):
-        parts += [
+        named.append('holdout')
+        detail += [
             "<h2>Holdout after selection</h2>",
             f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
             _table(holdout_frame(m['holdout'])),
         ]
-    detail, named = [], []   # past the essentials, folded: a phone reaches the detail within 5 screens (issue 69)
     if 'cost_stress' in m:
         stress = pd.DataFrame(m['cost_stress']['table'])
         be = m['cost_stress']['break_even_bps']
