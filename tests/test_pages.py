@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from contextlib import nullcontext
 import httpx, pytest, yaml
-from conftest import binance_klines, mlfin, service, write_klines
+from conftest import SMALL, binance_klines, mlfin, service, write_klines
 from test_dashboard import ROOT, until, voila
 from mlfin.dashboards.common import MEETING
 from mlfin.dashboards.kernels import all_ready, ready_kernels
@@ -602,8 +602,7 @@ def test_a_shared_meeting_link_shows_the_same_figures_after_a_newer_run_with_a_l
     link = f"{site['base']}/meeting/{before}"
     latest = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
     if latest == before:   # alone (-k): no earlier test of the module made a newer run (the analyst's training does); one here
-        mlfin(home, 'run', '--symbols', 'SPX', '--start', '2016-01-01', '--end', '2017-12-31', '--folds', '3', '--models', 'logistic',
-              '--reports', str(home/'reports'))
+        mlfin(home, 'run', *SMALL, '--reports', str(home/'reports'))   # conftest's smallest run
         latest = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
     assert latest != before
     served = site['served']['summary']   # the served run's SPX verdict, as its tearsheet words it (`tearsheet_parts`)
