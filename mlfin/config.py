@@ -9,9 +9,9 @@ from pathlib import Path
 from .errors import BadInput, NotFound
 
 # %% auto #0
-__all__ = ['KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL', 'SERVICE_URL_ENV', 'runtime_env', 'apply_runtime_env',
-           'gpu_available', 'read_yaml', 'psycopg_url', 'code_version', 'parse_where', 'parse_tracking', 'assignments',
-           'service_url']
+__all__ = ['KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL', 'SERVICE_URL_ENV', 'SERVING_TAIL', 'REGISTRY_POLL',
+           'runtime_env', 'apply_runtime_env', 'gpu_available', 'read_yaml', 'psycopg_url', 'code_version',
+           'parse_where', 'parse_tracking', 'assignments', 'service_url']
 
 # %% ../nbs/00a_config.ipynb #c015
 def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as it needs it, leaving XGBoost room
@@ -135,6 +135,9 @@ def assignments(text: str | None, # `NAME.KEY=VALUE` comma-separated
 SERVICE_HOST, SERVICE_PORT = '127.0.0.1', 8000   # where `mlfin serve` listens unless told: loopback
 SERVICE_URL = f"http://{SERVICE_HOST}:{SERVICE_PORT}"
 SERVICE_URL_ENV = 'MLFIN_SERVICE_URL'   # where a client (the pages, `mlfin health`, a scheduled job) finds the service
+# serving (`mlfin.serving`, the service's --tail and --registry-poll): bars a prediction's inputs are computed on (at
+# least a model's window beyond its warm-up), and how often a registry server is asked again whether production moved
+SERVING_TAIL, REGISTRY_POLL = 1000, 0.25
 
 def service_url(given: str | None = None) -> str:
     "The service a client asks: `given`, else $MLFIN_SERVICE_URL, else the default address (`SERVICE_URL`)"

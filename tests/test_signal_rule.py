@@ -8,7 +8,8 @@ from mlfin.backtest import BacktestSettings, Costs, model_weights
 from mlfin.backtest.signals import LABELS as SIDES
 from mlfin.features.labels import LABELS
 from mlfin.models.promotion import lineage
-from mlfin.service.live import Forecast, decide
+from mlfin.serving import Forecast
+from mlfin.service.live import decide
 
 BAR = pd.Timestamp('2024-03-01', tz='UTC')
 

@@ -4,7 +4,9 @@
 
 # %% ../../nbs/06l_models.registry.ipynb #c003
 from __future__ import annotations
-import re
+import hashlib, os, re
+from pathlib import Path
+import platformdirs
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
@@ -16,12 +18,13 @@ from .core import Model, load_model
 from .metrics import WALK_ERRORS
 from ..tracking import configured_mlflow, person
 from ..tracking.ledger import Ledger, place
+from ..tracking.store import quiet_mlflow, tracking_of
 
 # %% auto #0
 __all__ = ['ALIASES', 'EVIDENCE', 'MOVES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals',
            'registry_client', 'register_version', 'filed_act', 'move_production', 'promote', 'acts', 'pinned',
            'release', 'promoters', 'filed_production', 'unfiled', 'versions', 'series_of', 'unfiled_of', 'describe',
-           'production', 'Predictor', 'load']
+           'production', 'Predictor', 'downloads', 'load']
 
 # %% ../../nbs/06l_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -94,9 +97,11 @@ def refusals(
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009
-def registry_client():
-    return configured_mlflow().MlflowClient()
-
+def registry_client(tracking: str | None = None, # an MLflow server's URL or sqlite:///FILE; default: `tracking_of()`
+                   ):
+    "An MLflow client of the registry at `tracking`: MLflow's global tracking URI left as the process had it"
+    uri = tracking_of(tracking)
+    return quiet_mlflow().MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_00
 def register_version(run_id: str,            # the MLflow run whose artifacts hold `models/MODEL/`
@@ -183,9 +188,12 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
     return {'name': name, 'version': version, 'production': True, 'pinned': True}
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_02
-def acts() -> list:
+def acts(
+    ledger: str
+    | None = None,  # the trial ledger's location (`tracking.ledger.ledger_location`); default: $MLFIN_LEDGER
+) -> list:
     "The trial ledger's filed acts on production, oldest first: each move (by hand, or the policy's) and each release"
-    return [e for e in Ledger().entries() if e.kind == 'promotion']
+    return [e for e in Ledger(ledger).entries() if e.kind == 'promotion']
 
 def pinned(name: str) -> str | None:
     """Why production of a registered model is held by hand (`promote`), or None when the promotion policy may move it:
@@ -225,16 +233,17 @@ def promoters() -> dict[tuple[str, int], str]:
             for e in acts() if e.content.get('act') == 'promote'}
 
 # %% ../../nbs/06l_models.registry.ipynb #abf5c995
-def filed_production() -> dict[str, dict]:
+def filed_production(ledger: str | None = None) -> dict[str, dict]:
     """Each registered model's production as the trial ledger's filed moves leave it: name -> the version its last
     `promote` (by hand) or `policy` (a run's leader) names, the act, who filed it (the login PostgreSQL stamped in a
     team's database, else the person it names) and the entry's place"""
     return {e.content.get('model'): {'version': e.content.get('version'), 'act': e.content.get('act'),
                                      'by': _filer(e), 'seq': e.seq}
-            for e in acts() if e.content.get('act') in MOVES}
+            for e in acts(ledger) if e.content.get('act') in MOVES}
 
 def unfiled(name: str, version: int,   # a registered model and the version its `production` alias names
             filed: dict | None,        # `filed_production()`'s entry for it (None: no move of it filed)
+            ledger: str | None = None, # the ledger it was read from (default: $MLFIN_LEDGER)
            ) -> str:
     "The line saying `production` is not where the trial ledger's last filed move put it ('' where it is)"
     if filed and filed['version'] == version: return ''
@@ -246,7 +255,8 @@ def unfiled(name: str, version: int,   # a registered model and the version its 
         else 'it files no move of it'
     )
     return (
-        f"{name}: production names v{version}, which the trial ledger at {place(Ledger().location)} does not ({last}): "
+        f"{name}: production names v{version}, which the trial ledger at {place(Ledger(ledger).location)} does not "
+        f"({last}): "
         "moved outside mlfin, or filed in another ledger; not served until a promoter files the choice here (`mlfin "
         f"models promote {symbol}:{timeframe} VERSION`)"
     )
@@ -304,18 +314,19 @@ def series_of(name: str) -> tuple[str, str]:
 
 
 # %% ../../nbs/06l_models.registry.ipynb #c009d_00
-def _filed_or_said() -> dict | str:
+def _filed_or_said(ledger: str | None = None) -> dict | str:
     "`filed_production()`, or the line saying the trial ledger could not be read (then no production is taken)"
-    try: return filed_production()
+    try: return filed_production(ledger)
     except Exception as e:   # a ledger this login cannot read, or a server that is down
         return (f"the trial ledger could not be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}), so "
                 "production cannot be checked against it")
 
 def unfiled_of(aliases: dict[str, int], # registered models -> the version `production` names
+               ledger: str | None = None, # the trial ledger's location; default: $MLFIN_LEDGER
               ) -> dict[str, str]:
     "`unfiled` of each, the trial ledger read once now: name -> its line, for those it did not file there"
-    filed = _filed_or_said()
-    said = {n: filed if isinstance(filed, str) else unfiled(n, v, filed.get(n)) for n, v in aliases.items()}
+    filed = _filed_or_said(ledger)
+    said = {n: filed if isinstance(filed, str) else unfiled(n, v, filed.get(n), ledger) for n, v in aliases.items()}
     return {n: line for n, line in said.items() if line}
 
 def describe(name: str | None = None) -> list[dict]:
@@ -427,14 +438,32 @@ class Predictor:
         return float(self.model.predict(X, np.array([len(X) - 1]))[0])
 
 
+# %% ../../nbs/06l_models.registry.ipynb #ac84d35f
+def _own(folder: Path) -> bool:
+    "Whether this account owns `folder` (or would make it) and may write there (a read-only file system: not)"
+    probe = next((f for f in (folder, *folder.parents) if f.exists()), folder)
+    return probe.stat().st_uid == os.geteuid() and os.access(probe, os.W_OK)
+
+def downloads(tracking: str | None = None, # the registry (`registry_client`); default: the environment's
+             ) -> Path:
+    """Where versions of the registry at `tracking` are kept once downloaded: the home's `registry/` for the
+    environment's own registry in a home this account may write; else this account's cache, one folder per registry"""
+    if not tracking and _own(home()): return home()/'registry'
+    digest = hashlib.sha256(tracking_of(tracking).encode()).hexdigest()[:12]
+    return platformdirs.user_cache_path('mlfin')/'registry'/digest
+
 # %% ../../nbs/06l_models.registry.ipynb #c011_00
 def load(alias: str = 'production',   # production or candidate, or a version number
          symbol: str = '', timeframe: str = '',
+         # the registry: an MLflow server's URL or sqlite:///FILE; default: the environment's
+         tracking: str | None = None,
+         cache: str | Path | None = None, # where versions are downloaded to; default: `downloads(tracking)`
+         ledger: str | None = None,   # the trial ledger production is checked against; default: $MLFIN_LEDGER
         ) -> Predictor:
     """The registered model of a series by alias (or version), loaded from its native files; never unpickled; production
     only where the trial ledger filed it there (`unfiled`)"""
     from mlflow.exceptions import MlflowException
-    client, name = registry_client(), registered_name(symbol, timeframe)
+    client, name = registry_client(tracking), registered_name(symbol, timeframe)
     try:
         found = (
             client.get_model_version(name, str(alias))
@@ -447,15 +476,20 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
             "registry; "
             "`mlfin models ls` lists what there is"
         ) from None
-    if alias == 'production' and (line := unfiled_of({name: int(found.version)}).get(name)): raise Unavailable(line)
-    folder = home()/'registry'/name/str(found.version)
+    if alias == 'production' and (line := unfiled_of({name: int(found.version)}, ledger).get(name)):
+        raise Unavailable(line)
+    at_home = home()/'registry'/name/str(found.version)   # a copy in the home (a read-only one's) is read where it is
+    home_copy = not (tracking or cache) and (at_home/'model.json').exists()
+    folder = at_home if home_copy else Path(cache or downloads(tracking))/name/str(found.version)
     if not (folder/'model.json').exists():  # versions never change: downloaded once
-        import os, secrets, shutil
+        import secrets, shutil
         folder.parent.mkdir(parents=True, exist_ok=True)
         # each loader its own: service workers race here
         part = folder.parent/f".{found.version}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
-            configured_mlflow().artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(part))
+            quiet_mlflow().artifacts.download_artifacts(
+                artifact_uri=found.source, dst_path=str(part), tracking_uri=tracking_of(tracking)
+            )
             try: (part/found.source.rstrip('/').split('/')[-1]).rename(folder)
             except OSError:   # another process put the same version there first
                 if not (folder/'model.json').exists(): raise

@@ -20,7 +20,8 @@ from . import db as tables
 from .audit import Audit, Refusals
 from .auth import Keys, NotHeld, RateLimit, Tokens, credentials, held_only, identify
 from .jobs import Jobs
-from .live import Live, Signals
+from ..serving import Live
+from .live import Signals
 from .login import router as login_router
 from .logs import AccessLog, Failures, configure, outage
 from .metrics import Metrics

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pydantic import BaseModel, Field, field_validator
-from ..config import parse_tracking
+from ..config import REGISTRY_POLL, SERVING_TAIL, parse_tracking
 from ..errors import BadInput
 
 # %% auto #0
@@ -89,7 +89,7 @@ class ServiceSettings(BaseModel):
         1.0, ge=0, description="how long a key's record is trusted before it is read again (revocation delay)"
     )
     registry_poll: float = Field(
-        0.25, ge=0, description="at most this often the registry is looked at again after it changed"
+        REGISTRY_POLL, ge=0, description="seconds between looks at a registry server (a SQLite one: a stat per request)"
     )
     tracking: str = Field(
         '',
@@ -101,7 +101,7 @@ class ServiceSettings(BaseModel):
         True, description="run the job runner in this process (it works only while it holds the project's runner lock)"
     )
     sources: str | None = Field(None, description="YAML file naming each series' remote source for POST /ingest/run")
-    tail: int = Field(1000, ge=100, description="bars the live features are computed on")
+    tail: int = Field(SERVING_TAIL, ge=100, description="bars the live features are computed on")
     body_timeout: float = Field(
         30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)"
     )

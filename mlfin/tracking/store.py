@@ -9,32 +9,49 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 import platformdirs
-from ..config import apply_runtime_env, parse_tracking
-from ..errors import Unavailable
+from ..config import parse_tracking
+from ..errors import NotFound, Unavailable
 from ..paths import artifact_dir, home, tracking_uri
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'LOCATIONS', 'configured_mlflow', 'os_account', 'person', 'seed_store', 'mlflow_rows',
-           'production_aliases', 'own_experiment', 'experiment_id', 'experiment_ids', 'outside_home', 'relocate',
-           'using', 'check_home']
+__all__ = ['EXPERIMENT', 'TELEMETRY_ASKED', 'LOCATIONS', 'quiet_mlflow', 'tracking_of', 'configured_mlflow', 'os_account',
+           'person', 'seed_store', 'mlflow_rows', 'production_aliases', 'own_experiment', 'experiment_id',
+           'experiment_ids', 'outside_home', 'relocate', 'using', 'check_home']
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005
 EXPERIMENT = 'mlfin'
+TELEMETRY_ASKED = ('MLFLOW_DISABLE_TELEMETRY', 'DO_NOT_TRACK')   # the process's own word on MLflow's usage telemetry
 
-def configured_mlflow():
+def quiet_mlflow():
+    """MLflow imported with its chatter down and its usage telemetry off, unless the process said otherwise itself
+    (`TELEMETRY_ASKED`): nothing is set in its environment"""
     import mlflow
     logging.getLogger('mlflow').setLevel(logging.WARNING)  # keeps database-migration chatter out of reports
-    apply_runtime_env()  # no download progress bars in reports and logs
-    user = os.environ.get('MLFLOW_TRACKING_URI')  # a team's tracking server, when the user names one
-    # a new home's store made in a moment; one copied or moved since: its recorded locations follow it before MLflow
-    # reads them
-    if user is None: seed_store(home()/'mlflow.db'); relocate()
-    mlflow.set_tracking_uri(user or tracking_uri())
+    if not any(k in os.environ for k in TELEMETRY_ASKED):
+        # MLflow 3 makes its telemetry client at import and offers no call but its variables to stop it
+        from mlflow.telemetry import client as telemetry
+        if telemetry.get_telemetry_client() is not None: telemetry._set_telemetry_client(None)
+    return mlflow
+
+def tracking_of(tracking: str | None = None, # an MLflow server's URL, or sqlite:///FILE
+               ) -> str:
+    """The MLflow store to talk to: `tracking`, else $MLFLOW_TRACKING_URI, else the home's own (made, or made to follow
+    a moved home, first)"""
+    if tracking and tracking.startswith('sqlite:///'):
+        if not Path(tracking.removeprefix('sqlite:///')).is_file(): raise NotFound(f"{tracking}: no MLflow store there")
+        return tracking
+    if found := parse_tracking(tracking) or os.environ.get('MLFLOW_TRACKING_URI'): return found
+    seed_store(home()/'mlflow.db'); relocate()
+    return tracking_uri()
+
+def configured_mlflow():
+    "MLflow (`quiet_mlflow`) with its tracking URI set to `tracking_of()`: what a research process records with"
+    mlflow, user = quiet_mlflow(), os.environ.get('MLFLOW_TRACKING_URI')
+    mlflow.set_tracking_uri(tracking_of())
     # set_tracking_uri also writes MLFLOW_TRACKING_URI: put back what the user had, or the next call (another
     # MLFIN_HOME in the same process) would read our own value back as the user's and stay on this store
     if user is None: os.environ.pop('MLFLOW_TRACKING_URI', None)
     return mlflow
-
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_p
 def os_account() -> str:

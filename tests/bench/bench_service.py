@@ -264,7 +264,7 @@ def gauges(url: str, key: str):
 
 IN_PROCESS = '''
 import sys, time, numpy as np
-from mlfin.service.live import Live
+from mlfin.serving import Live
 from mlfin.data.stores import open_store
 live = Live(open_store(sys.argv[1]))
 live.forecast('SPX', '1d')

@@ -4,8 +4,8 @@
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c003
 from __future__ import annotations
+import os, sys, threading
 import numpy as np
-from ...config import apply_runtime_env
 from ...errors import BadInput
 from ..core import HP, KINDS, Family, Model, register, row_weights
 
@@ -36,9 +36,17 @@ def complete(X: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
 # architecture -> (template network, optimizer, train step, predict step): compiled once per process
 _COMPILED: dict = {}
 
+_IMPORTING = threading.Lock()
+
 def _keras():
-    apply_runtime_env()  # KERAS_BACKEND=jax before the first import
-    import keras
+    """Keras on JAX. Keras reads its backend once, at its first import, from KERAS_BACKEND: where the process has not
+    set it (someone else's, importing mlfin to predict), it is set for that import alone and taken away again"""
+    with _IMPORTING:
+        lend = 'keras' not in sys.modules and 'KERAS_BACKEND' not in os.environ
+        if lend: os.environ['KERAS_BACKEND'] = 'jax'
+        try: import keras
+        finally:
+            if lend: os.environ.pop('KERAS_BACKEND', None)
     return keras
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c009_00

@@ -14,7 +14,8 @@ from ..auth import Caller
 from ...data.bars import check_timeframe
 from ...models.registry import EVIDENCE
 from .common import ERRORS, READ, WHEN, Symbol, Timeframe, router
-from ..live import NoProductionModel, decide
+from ...serving import NoProductionModel, record
+from ..live import decide
 
 # %% auto #0
 __all__ = ['Closed', 'Prediction', 'Signal', 'forecast', 'predict', 'signal', 'signal_history']
@@ -87,28 +88,7 @@ def _answer(f, closed: bool) -> Response:
     "The JSON of a `Prediction` of forecast `f`, made once per forecast (a new bar or version makes a new one)"
     where = (f.symbol, f.timeframe, closed)
     if (hit := _ANSWERS.get(where)) is None or hit[0] is not f:
-        body = (
-            Prediction(
-                symbol=f.symbol,
-                timeframe=f.timeframe,
-                bar_time=f.bar_time,
-                kind=f.kind,
-                label=f.label,
-                prob_up=f.value if f.kind == 'classifier' else None,
-                prediction=f.value,
-                model=f.model,
-                name=f.name,
-                version=f.version,
-                computed_at=f.computed_at,
-                for_bar=f.for_bar,
-                last_close=f.last_close,
-                predicted_close=f.predicted_close,
-                change_pct=f.change_pct,
-                ratio_to_random_walk=f.walk_ratio,
-            )
-            .model_dump_json()
-            .encode()
-        )
+        body = Prediction(**record(f)).model_dump_json().encode()   # the record `mlfin.serving.latest` returns
         if len(_ANSWERS) > 10_000: _ANSWERS.clear()
         hit = _ANSWERS[where] = (f, body)
     return Response(hit[1], media_type='application/json')
@@ -128,7 +108,6 @@ async def predict(
     )
     state.metrics.predicted(symbol, timeframe)
     return _answer(f, closed)
-
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c009_08
 @router.get('/signals', response_model=Signal, tags=['predictions'], responses=ERRORS)

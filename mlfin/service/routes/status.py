@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import Request
 from pydantic import BaseModel, Field
 from ...errors import MlfinError, Unavailable
+from ...serving import NoProductionModel
 from ..auth import Caller
 from .common import ERRORS, READ, router
 from ... import __version__
@@ -37,7 +38,10 @@ class Ready(BaseModel):
     checks: dict[str, str] = Field(
         description="what the service needs, each checked now: store, database, rate_limits, disk"
     )
-
+    refused: dict[str, str] = Field(
+        default_factory=dict, description="production versions found that this process cannot serve, each with why "
+                                          "(SYMBOL:TIMEFRAME -> the line; a family whose extra is not installed)"
+    )
 
 # %% ../../../nbs/11j_service.routes.status.ipynb #c009
 @router.get('/health', response_model=Health, tags=['service'], responses={})
@@ -59,9 +63,12 @@ def ready(request: Request, caller: Caller = READ) -> Ready:
     if not state.live.loaded():
         for symbol, timeframe in zip(held['symbol'], held['timeframe']):
             try: state.live.tags(symbol, timeframe); break   # loads the series' production model, under its lock
-            except MlfinError: continue
-    loaded = state.live.loaded()
+            except NoProductionModel: continue
+            except MlfinError: continue   # production there and not servable: kept by `Live` with its reason
+    loaded, refused = state.live.loaded(), state.live.refusals()
+    if not loaded and refused:
+        raise Unavailable(f"not ready: no production model can be served here: {'; '.join(refused.values())}")
     if not loaded:
         raise Unavailable("no production model for any stored series: train one (POST /train) or promote a version")
-    return Ready(status='ready', store=state.store.kind, models=[LoadedModel(**m) for m in loaded], checks=checks)
-
+    return Ready(status='ready', store=state.store.kind, models=[LoadedModel(**m) for m in loaded], checks=checks,
+                 refused=refused)
