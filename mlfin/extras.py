@@ -14,9 +14,12 @@ __all__ = ['EXTRAS', 'AREAS', 'brings', 'extras_of', 'MissingExtra', 'missing', 
 EXTRAS: dict[str, tuple[str, ...]] = {  # an extra -> the extras it brings beside its own packages
     'lightgbm': (), 'xgboost': (), 'lstm': (), 'models': ('lightgbm', 'xgboost', 'lstm'),
     'tuning': (), 'tracking': (), 'postgresql': (),
+    # a service importing mlfin to predict: the registry's models (+ their families)
+    'predict': ('tracking',),
+    'research': (),                         # a run's backtest engine and statistics, charts, the embedded real data
     'remote': ('postgresql',),              # a PostgreSQL table is one of the remote sources
-    'service': ('tracking',),               # the service serves the registry's models
-    'pipeline': ('tracking',),              # every run is recorded in MLflow
+    'service': ('tracking', 'research'),    # the registry's models; a signal is decided by the backtest's own rule
+    'pipeline': ('tracking', 'research'),   # every run is recorded in MLflow, and backtested
     'dashboards': ('service',),             # people log in to the dashboards with the service's accounts
     'cluster': (), 'ops': ('service', 'postgresql'),
 }
@@ -40,6 +43,11 @@ AREAS: dict[
     'mlfin.data.observations_sources': ('postgresql',),
     'mlfin.data.stores.postgresql': ('postgresql',),
     'mlfin.data.stores.observations_pg': ('postgresql',),
+    'mlfin.data.samples': ('research',),         # the embedded real data ships in two packages
+    'mlfin.data.quality': ('research',),         # its chart (validating bars is the core's)
+    'mlfin.backtest': ('research',),
+    'mlfin.models.metrics': ('research',),       # arch: bootstrap and HAC statistics of a run's scores
+    'mlfin.models.compare': ('research',),
     'mlfin.models.families.lightgbm': ('lightgbm', 'tuning'),
     'mlfin.models.families.xgboost': ('xgboost', 'tuning'),  # tuning: their pruning hooks
     'mlfin.models.families.lstm': ('lstm',),
@@ -47,9 +55,12 @@ AREAS: dict[
     'mlfin.models.registry': ('tracking',),
     'mlfin.models.promotion': ('tracking',),
     'mlfin.tracking': ('tracking',),
-    'mlfin.report': ('tracking',),
+    'mlfin.tracking.runs': ('tracking', 'research'),   # a run's charts
+    'mlfin.serving': ('predict',),
+    'mlfin.report': ('tracking', 'research'),
     'mlfin.service': ('service',),
     'mlfin.monitor': ('service',),
+    'mlfin.monitor.report': ('service', 'research'),   # its charts
     'mlfin.pipeline': ('pipeline',),
     'mlfin.dashboards': ('dashboards',),
     'mlfin.pictures': ('dashboards',),
@@ -74,6 +85,7 @@ class MissingExtra(Unavailable, ModuleNotFoundError):
 def missing(library: str, module: str) -> MissingExtra:
     "The error for `module` importing `library`, which is not installed"
     extras = extras_of(module)
+    if library in extras: extras = (library,)   # a family's own library: its extra alone (not its tuning hooks')
     fix = f"pip install 'mlfin[{','.join(extras)}]'" if extras else "pip install mlfin (its core needs it)"
     return MissingExtra(f"{module} needs {library}, which is not installed: {fix}", name=library)
 

@@ -127,8 +127,11 @@ def test_the_core_alone(tmp_path):
     env = outside(venv, tmp_path/'home')
     run = lambda *args: subprocess.run([str(a) for a in args], cwd=here, env=env, capture_output=True, text=True, timeout=300)
     (here/'bars.csv').write_text('ts,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,100\n2024-01-03,1.5,2,1,1.8,120\n')
-    done = run(venv/'bin'/'python', '-c', 'import mlfin, mlfin.data, mlfin.features, mlfin.models, mlfin.backtest; print(mlfin.__file__)')
+    done = run(venv/'bin'/'python', '-c', 'import mlfin, mlfin.data, mlfin.features, mlfin.models, mlfin.serving; print(mlfin.__file__)')
     assert done.returncode == 0 and done.stdout.startswith(str(venv)), done.stderr[-2000:]
+    # the backtest engine is a run's (`[research]`), never the core's: a service predicting does not install it
+    done = run(venv/'bin'/'python', '-c', 'import mlfin.backtest')
+    assert done.stderr.strip().endswith("pip install 'mlfin[research]'"), done.stderr[-2000:]
     done = run(venv/'bin'/'mlfin', 'ingest', 'bars.csv', '--symbol', 'ABC', '--timeframe', '1d')
     assert done.returncode == 0 and '2 good row(s)' in done.stdout, done.stdout + done.stderr[-2000:]
     for args, extra in [(('serve',), 'service'), (('models', 'ls'), 'tracking')]:
