@@ -11,7 +11,7 @@ help: ## list the targets
 setup: ## create .venv from env/requirements.lock, register the mlfin kernel (idempotent)
 	@bash env/setup.sh
 
-run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbols SPX --model xgboost")
+run: setup ## run the whole pipeline on the embedded default data (ARGS="--symbols SPX --models xgboost")
 	@$(BIN)/mlfin run $(ARGS)
 
 # The suite on both cores: pytest-xdist workers that take any test, and a last one that runs only the tests marked `waits`
