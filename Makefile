@@ -70,10 +70,11 @@ docs: setup ## the notebooks as a site in _docs/ (open _docs/index.html): every 
 	@$(BIN)/python nbs/_site.py
 
 # from a copy of the package's files: setuptools writes build/ and *.egg-info beside its sources, and a build/ left over from an
-# earlier build puts modules since removed into the wheel. DIST=folder puts it elsewhere (tests/test_wheel.py builds it so)
+# earlier build puts modules since removed into the wheel. LICENSE and NOTICE go into its .dist-info/licenses (setup.py's
+# license_files). DIST=folder puts it elsewhere (tests/test_wheel.py builds it so)
 DIST ?= dist
 wheel: setup ## the wheel a service installs, dist/mlfin-VERSION-py3-none-any.whl (README: Environment); DIST=folder builds it there
-	@src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && tar -c --exclude=__pycache__ mlfin setup.py settings.ini pyproject.toml | tar -x -C "$$src" && \
+	@src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && tar -c --exclude=__pycache__ mlfin setup.py settings.ini pyproject.toml LICENSE NOTICE | tar -x -C "$$src" && \
 	 $(BIN)/uv build -q --wheel --out-dir "$(DIST)" "$$src" && ls "$(DIST)"/mlfin-*.whl
 
 # each extra alone on the core, in a fresh venv outside the checkout: its areas' modules import, its smallest real action runs, another

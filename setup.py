@@ -12,7 +12,8 @@ extras['dev'] = extras['all'] + c.get('dev_requirements', '').split()   # the wo
 
 setuptools.setup(
     name=c['lib_name'], version=c['version'], description=c['description'],
-    license='Apache-2.0', author=c['author'], author_email=c['author_email'],
+    license='Apache-2.0', license_files=['LICENSE', 'NOTICE'],   # in the wheel's .dist-info/licenses
+    author=c['author'], author_email=c['author_email'],
     packages=setuptools.find_packages(include=['mlfin', 'mlfin.*']),
     include_package_data=True, python_requires='>=' + c['min_python'],
     install_requires=requirements, extras_require=extras, zip_safe=False,

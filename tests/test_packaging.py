@@ -1,6 +1,6 @@
 """The package's requirements against its imports: every library a module imports is declared by the core or by its area's extras
 (mlfin.extras.AREAS), `import` of a module needs no more than that, and settings.ini's requirement lines are env/extras.py's. Static: seconds."""
-import ast, re, runpy, subprocess, sys
+import ast, json, os, re, runpy, subprocess, sys
 from configparser import ConfigParser
 from importlib.metadata import packages_distributions
 from pathlib import Path
@@ -138,3 +138,57 @@ def test_the_core_alone(tmp_path):
         done = run(venv/'bin'/'mlfin', *args)
         last = done.stderr.splitlines()[-1] if done.stderr else ''
         assert done.returncode == 2 and 'Traceback' not in done.stderr and re.fullmatch(rf"mlfin: error: mlfin\.\S+ needs \w+, which is not installed: pip install 'mlfin\[{extra}\]'", last), done.stderr[-2000:]
+
+
+APACHE_2 = 'cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30'   # sha256 of apache.org's LICENSE-2.0.txt
+
+
+def test_the_wheel_carries_the_licence_and_the_notice(tmp_path):
+    """Issue 70: the wheel a service installs holds LICENSE (the Apache License 2.0, word for word) and NOTICE in its .dist-info,
+    its metadata names both, and NOTICE names vectorbt's licence as the installed vectorbt's own files say it (about 2 s)"""
+    import hashlib, zipfile
+    from importlib.metadata import distribution
+    subprocess.run(['make', '-s', '-o', 'setup', 'wheel', f"DIST={tmp_path}"], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    wheel, = tmp_path.glob('mlfin-*.whl')
+    with zipfile.ZipFile(wheel) as z:
+        info = next(n.split('/')[0] for n in z.namelist() if n.endswith('.dist-info/METADATA'))
+        carried = {name: z.read(f"{info}/licenses/{name}") for name in ('LICENSE', 'NOTICE')}
+        metadata = z.read(f"{info}/METADATA").decode()
+    assert hashlib.sha256(carried['LICENSE']).hexdigest() == APACHE_2 and carried['LICENSE'] == (ROOT/'LICENSE').read_bytes()
+    assert carried['NOTICE'] == (ROOT/'NOTICE').read_bytes()
+    assert re.findall(r'^License-File: (\S+)$', metadata, re.M) == ['LICENSE', 'NOTICE'] and '\nLicense: Apache-2.0\n' in metadata, metadata[:2000]
+    vectorbt = distribution('vectorbt')
+    terms = next(f for f in vectorbt.files if f.name.upper().startswith('LICENSE')).read_text()
+    assert terms.startswith('“Commons Clause” License Condition v1.0') and 'License: Apache 2.0 with Commons Clause' in terms, terms[:500]
+    notice = ' '.join(carried['NOTICE'].decode().split())   # its lines rewrapped
+    assert f"vectorbt {vectorbt.version} is licensed under the Apache License 2.0 with the \"Commons Clause\"" in notice, notice
+
+
+SERVING = """import json, sys
+from pathlib import Path
+import numpy as np
+import mlfin.serving, mlfin.service.app
+from mlfin.models.core import model_spec, save_model
+from mlfin.models.registry import load, move_production, register_version
+from mlfin.tracking import configured_mlflow, experiment_id
+X = np.c_[np.linspace(0, 1, 200), np.r_[np.zeros(100), np.ones(100)]]
+model = model_spec('logistic').make('classifier').fit(X, (X[:, 0] > 0.5).astype(float), np.arange(200))
+save_model(model, Path(sys.argv[1])/'m'/'logistic', 'logistic', ['a', 'b'])
+mlflow = configured_mlflow()
+with mlflow.start_run(experiment_id=experiment_id()) as run: mlflow.log_artifacts(str(Path(sys.argv[1])/'m'), 'models')
+version = register_version(run.info.run_id, 'SPX', '1d', 'logistic', {'auc': 0.6}, 'classifier')
+move_production('mlfin.SPX.1d', version, 'policy', 'a test')
+served = load('production', 'SPX', '1d')
+said = [served(X[-1:]), 'vectorbt' in sys.modules]
+from mlfin.backtest.portfolio import _vbt; _vbt()   # a backtest's portfolio: what does import it
+print(json.dumps(said + ['vectorbt' in sys.modules]))"""
+
+
+def test_the_serving_path_never_imports_vectorbt(tmp_path):
+    """NOTICE's promise (vectorbt is Apache-2.0 with the Commons Clause): mlfin.serving and the service's app imported, a version
+    registered, loaded from the registry and asked, and vectorbt is not imported; a backtest's portfolio imports it (about 8 s)"""
+    env = {**os.environ, 'MLFIN_HOME': str(tmp_path), 'MLFIN_LEDGER': 'home'}
+    done = subprocess.run([sys.executable, '-c', SERVING, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    probability, served_with, backtested_with = json.loads(done.stdout.splitlines()[-1])
+    assert 0.5 < probability <= 1 and (served_with, backtested_with) == (False, True), done.stdout
