@@ -3,9 +3,10 @@ import datetime as dt, os, shutil, signal, subprocess, sys
 import pytest
 from conftest import MLFIN, ROOT, mlfin, run_lock_held
 
-pytestmark = pytest.mark.skipif(not shutil.which('systemd-analyze'), reason="systemd-analyze is installed by env/setup-test.sh")
+analyze = pytest.mark.skipif(not shutil.which('systemd-analyze'), reason="systemd-analyze is installed by env/setup-test.sh")
 
 
+@analyze
 def test_the_units_pass_systemd_analyze_verify(tmp_path):
     "Every service and timer, for the user's systemd and the system's, as systemd itself reads them"
     from mlfin.ops.schedules import units
@@ -25,6 +26,7 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path):
         assert done.returncode == 0 and not complaints, done.stdout + done.stderr
 
 
+@analyze
 def test_each_timer_and_its_cron_line_fire_at_the_same_times():
     "One definition, two renderings: systemd-analyze calendar and cron's fields give the same next times for every job"
     from mlfin.ops.schedules import JOBS
@@ -36,6 +38,52 @@ def test_each_timer_and_its_cron_line_fire_at_the_same_times():
         assert len(systemd) == 5, said
         cron = cron_times(job.cron(), systemd[0] - dt.timedelta(seconds=1), 5)
         assert cron == systemd, (name, job.cron(), cron, systemd)
+
+
+# `systemctl` as each machine answers it ($MACHINE: a container without systemd, systemd with no user manager for this user,
+# or systemd running), every call it gets noted in $NOTED: what `mlfin schedule install` meets is the test's, never this machine's
+SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "$NOTED"
+case "$MACHINE $*" in
+  'container is-system-running') echo offline; exit 1;;
+  'container '*) echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2; exit 1;;
+  'no-manager is-system-running') echo running;;
+  'no-manager --user '*) echo 'Failed to connect to bus: No medium found' >&2; exit 1;;
+esac
+"""
+
+
+def test_schedule_install_enables_the_timers_or_exits_2_saying_why_and_what_to_do_instead(tmp_path):
+    """Issue 70: where systemd is not the init system (a container) or `systemctl --user` reaches no user manager, `mlfin schedule
+    install` enables nothing and says so: exit 2, one line naming why, where the units are and the cron lines instead (it exited 0
+    having enabled nothing). Where systemd runs it reloads it and enables the timers, as before; `--dir` writes and asks nothing"""
+    (tmp_path/'bin').mkdir(); (tmp_path/'bin'/'systemctl').write_text(SYSTEMCTL); (tmp_path/'bin'/'systemctl').chmod(0o755)
+    noted, units = tmp_path/'systemctl.log', tmp_path/'config'/'systemd'/'user'
+    timers = 'mlfin-run.timer mlfin-monitor.timer mlfin-backup.timer mlfin-health.timer mlfin-report.timer'
+    def install(machine: str, *args: str) -> subprocess.CompletedProcess:
+        noted.write_text('')
+        env = {'PATH': f"{tmp_path/'bin'}{os.pathsep}{os.environ['PATH']}", 'XDG_CONFIG_HOME': str(tmp_path/'config'),
+               'MACHINE': machine, 'NOTED': str(noted)}
+        return mlfin(tmp_path/'home', 'schedule', 'install', *args, env=env, check=False)
+    for machine, why in (('container', "systemd is not running as the init system here (PID 1 is "),
+                         ('no-manager', "`systemctl --user` cannot reach a user manager (Failed to connect to bus: No medium found): "
+                                        "none runs for ")):
+        done = install(machine)
+        assert done.returncode == 2 and done.stdout == '' and len(done.stderr.splitlines()) == 1, (machine, done.stdout, done.stderr)
+        line = done.stderr.strip()
+        assert line.startswith(f"mlfin: error: no timer enabled: {why}") and line.endswith(
+            f". The units are written in {units}: enable them where systemd runs (systemctl --user daemon-reload && systemctl --user "
+            f"enable --now {timers}), or schedule the jobs with cron instead: `mlfin schedule cron | crontab -` (each line runs "
+            "`mlfin scheduled JOB`)"), line
+        assert 'enable' not in noted.read_text() and 'daemon-reload' not in noted.read_text(), noted.read_text()
+        assert len(list(units.glob('mlfin-*'))) == 11   # five services, five timers, the alert's template: there to copy or read
+    done = install('running')
+    assert done.returncode == 0 and done.stdout.strip() == (
+        f"mlfin: 5 timer(s) enabled: {timers}; `systemctl --user list-timers 'mlfin-*'` shows them"), done.stdout + done.stderr
+    assert noted.read_text().splitlines()[-2:] == ['--user daemon-reload', f"--user enable --now {timers}"], noted.read_text()
+    done = install('container', '--dir', str(tmp_path/'elsewhere'), '--jobs', 'run')
+    assert done.returncode == 0 and done.stdout.startswith(f"mlfin: units written to {tmp_path/'elsewhere'}; to start them: ") and \
+        noted.read_text() == '', done.stdout + done.stderr
 
 
 def cron_times(line: str, after: dt.datetime, n: int) -> list[dt.datetime]:

@@ -59,7 +59,8 @@ def schedule_install(
     system: bool = typer.Option(False, '--system', help="the system's systemd (root; a User= line), not the user's"),
     folder: Optional[Path] = typer.Option(None, '--dir', help="write the units here and enable nothing"),
 ):
-    "Write a systemd service and timer per job (Persistent, a randomised delay, OnFailure alert) and enable the timers"
+    """Write a systemd service and timer per job (Persistent, a randomised delay, OnFailure alert) and enable the
+    timers; where systemctl cannot (no systemd running, no user manager), exit 2 saying why and what to do instead"""
     install(_jobs(jobs), at, system, folder, echo=typer.echo)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c009

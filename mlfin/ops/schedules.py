@@ -22,7 +22,7 @@ from .repository import repository_url
 
 # %% auto #0
 __all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'job_about', 'scheduled', 'Stopped', 'units', 'cron_lines', 'unit_dir',
-           'install', 'remove']
+           'systemd_problem', 'install', 'remove']
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c005
 @dataclass(frozen=True)
@@ -305,11 +305,35 @@ def unit_dir(system: bool = False) -> Path:
         else Path(os.environ.get('XDG_CONFIG_HOME') or Path.home() / '.config') / 'systemd' / 'user'
     )
 
+# %% ../../nbs/12g_ops.schedules.ipynb #e6e2b4f6
+def systemd_problem(system: bool = False, # the system's manager, not the user's
+                   ) -> str | None:
+    """Why `systemctl` cannot enable timers here, in words, as systemctl itself answers (None: it can): not installed,
+    systemd not the init system (a container's usual case), or no user manager for `systemctl --user` to reach"""
+    if not (ctl := shutil.which('systemctl')): return "systemctl is not installed here"
+    ask = lambda *args: subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60)
+    # systemctl's word where systemd is not PID 1 (or in a chroot), whoever asks
+    if ask('is-system-running').stdout.strip() == 'offline':
+        return f"systemd is not running as the init system here (PID 1 is {_pid1()})"
+    if not system and (reached := ask('--user', 'show-environment')).returncode:
+        said = (reached.stderr.strip().splitlines() or ['no answer'])[-1]
+        return (f"`systemctl --user` cannot reach a user manager ({said}): none runs for {_user()} outside a login "
+                f"session (`loginctl enable-linger {_user()}` starts one at boot)")
+    return None
+
+def _pid1() -> str:
+    try: return Path('/proc/1/comm').read_text().strip() or '?'
+    except OSError: return '?'
+
 # %% ../../nbs/12g_ops.schedules.ipynb #c024
 def install(jobs: list[str] | None = None, at: str | None = None, system: bool = False,
             folder: Path | None = None,   # write here instead of systemd's folder (and enable nothing)
-            echo: Callable = print) -> list[Path]:
-    "Write the units; with systemd running, reload it and enable the timers (else say what to run)"
+            echo: Callable = print,
+            # why systemctl cannot enable them here, or None (default `systemd_problem`)
+            problem: Callable[[bool], str | None] | None = None,
+           ) -> list[Path]:
+    """Write the units; into systemd's own folder, reload it and enable the timers, or fail (`Unavailable`) in one line
+    saying why not and what to do instead"""
     made, folder = units(jobs, at, system), Path(folder or unit_dir(system))
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -317,31 +341,40 @@ def install(jobs: list[str] | None = None, at: str | None = None, system: bool =
         (folder/name).write_text(text); written.append(folder/name)
     timers = [n for n in made if n.endswith('.timer')]
     ctl = ['systemctl', *([] if system else ['--user'])]
-    if folder == unit_dir(system) and shutil.which('systemctl') and Path('/run/systemd/system').is_dir():
-        subprocess.run([*ctl, 'daemon-reload'], check=True)
-        subprocess.run([*ctl, 'enable', '--now', *timers], check=True)
-        echo(
-            f"mlfin: {len(timers)} timer(s) enabled: {' '.join(timers)}; `{' '.join(ctl)} list-timers 'mlfin-*'` shows "
-            "them"
-        )
-    else:
-        echo(
-            f"mlfin: units written to {folder}; to start them: {' '.join(ctl)} daemon-reload && {' '.join(ctl)} enable "
-            f"--now {' '.join(timers)}"
-        )
+    start = f"{' '.join(ctl)} daemon-reload && {' '.join(ctl)} enable --now {' '.join(timers)}"
+    if folder != unit_dir(system):   # written to be read, or copied to a host: nothing to enable here
+        echo(f"mlfin: units written to {folder}; to start them: {start}")
+        return written
+    if why := (problem or systemd_problem)(system):
+        raise Unavailable(f"no timer enabled: {why}. The units are written in {folder}: enable them where systemd runs "
+                          f"({start}), or schedule the jobs with cron instead: `mlfin schedule cron | crontab -` (each "
+                          "line runs `mlfin scheduled JOB`)")
+    for step in (['daemon-reload'], ['enable', '--now', *timers]):
+        done = subprocess.run([*ctl, *step], capture_output=True, text=True)
+        if done.returncode:
+            said = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise Unavailable(f"`{' '.join([*ctl, *step])}` failed: {said}. The units are written in {folder}: "
+                              f"once that is mended, {start}; or schedule the jobs with cron: `mlfin schedule cron | "
+                              "crontab -`")
+    echo(
+        f"mlfin: {len(timers)} timer(s) enabled: {' '.join(timers)}; `{' '.join(ctl)} list-timers 'mlfin-*'` shows them"
+    )
     return written
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c025
-def remove(system: bool = False, folder: Path | None = None, echo: Callable = print) -> list[Path]:
-    "Stop and disable the timers (with systemd running) and delete every mlfin unit"
+def remove(system: bool = False, folder: Path | None = None, echo: Callable = print,
+           problem: Callable[[bool], str | None] | None = None,   # as `install`'s
+          ) -> list[Path]:
+    "Stop and disable the timers (where systemctl can) and delete every mlfin unit"
     folder = Path(folder or unit_dir(system))
     found = sorted(folder.glob('mlfin-*.service')) + sorted(folder.glob('mlfin-*.timer'))
+    live = found and folder == unit_dir(system) and not (problem or systemd_problem)(system)
     ctl = ['systemctl', *([] if system else ['--user'])]
     timers = [p.name for p in found if p.suffix == '.timer']
-    if timers and folder == unit_dir(system) and shutil.which('systemctl') and Path('/run/systemd/system').is_dir():
+    if timers and live:
         subprocess.run([*ctl, 'disable', '--now', *timers], check=False)
     for p in found: p.unlink()
-    if found and folder == unit_dir(system) and shutil.which('systemctl') and Path('/run/systemd/system').is_dir():
+    if found and live:
         subprocess.run([*ctl, 'daemon-reload'], check=False)
     echo(f"mlfin: {len(found)} unit(s) removed from {folder}" if found else f"mlfin: no mlfin units in {folder}")
     return found
