@@ -61,12 +61,19 @@ ACTIONS: dict[str, list[tuple[str, str, str]]] = {   # extra -> [(what, 'sh' or 
                  "with running('local:1') as address:\n    from distributed import Client\n"
                  "    with Client(address) as c: assert c.submit(sum, [1, 2]).result() == 3\nprint(address)")],
     'ops': [('mlfin schedule ls', 'sh', "mlfin schedule ls | grep -q 'no scheduled run recorded yet'")],
+    'predict': [('latest() in a home with no model', 'py', "from mlfin.serving import NoProductionModel, latest\n"
+                 "try: latest('SPX', '1d'); raise SystemExit('a prediction from an empty registry')\n"
+                 "except NoProductionModel as e: print(e)")],
+    'research': [('buy and hold of the embedded SPX after costs', 'py', "from mlfin.data import load_sample\n"
+                  "from mlfin.backtest import buy_and_hold, costs_for\nbars = load_sample('SPX')\n"
+                  "book = buy_and_hold(bars, bars.index[0], bars.index[-1], costs_for('equity'))\n"
+                  "assert book.total_return() > 1, book.total_return(); print(book.total_return())")],
 }
 
 # the areas whose action, run where their extra is not installed, must end in MissingExtra's one line naming it (the CLI's
 # `mlfin: error: ` line, or Python's last): a user's first step in an area the install lacks. The others' actions need
 # nothing they lack (--help), or there are none
-REFUSE = ('lightgbm', 'xgboost', 'lstm', 'tuning', 'tracking', 'service', 'cluster')
+REFUSE = ('lightgbm', 'xgboost', 'lstm', 'tuning', 'tracking', 'research', 'service', 'cluster')
 LINE = r"mlfin\.\S+ needs \S+, which is not installed: pip install 'mlfin\[([a-z,]+)\]'"   # mlfin.extras.missing's
 SAID = re.compile(rf"(?:mlfin: error: |mlfin\.extras\.MissingExtra: ){LINE}")
 

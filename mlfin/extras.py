@@ -18,9 +18,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {  # an extra -> the extras it brings besid
     'predict': ('tracking',),
     'research': (),                         # a run's backtest engine and statistics, charts, the embedded real data
     'remote': ('postgresql',),              # a PostgreSQL table is one of the remote sources
-    'service': ('tracking', 'research'),    # the registry's models; a signal is decided by the backtest's own rule
+    'service': ('tracking',),               # the service serves the registry's models
     'pipeline': ('tracking', 'research'),   # every run is recorded in MLflow, and backtested
-    'dashboards': ('service',),             # people log in to the dashboards with the service's accounts
+    'dashboards': ('service', 'research'),  # people log in with the service's accounts; pages draw a run's charts
     'cluster': (), 'ops': ('service', 'postgresql'),
 }
 EXTRAS['all'] = tuple(EXTRAS)

@@ -130,7 +130,7 @@ def test_the_core_alone(tmp_path):
     done = run(venv/'bin'/'python', '-c', 'import mlfin, mlfin.data, mlfin.features, mlfin.models, mlfin.serving; print(mlfin.__file__)')
     assert done.returncode == 0 and done.stdout.startswith(str(venv)), done.stderr[-2000:]
     # the backtest engine is a run's (`[research]`), never the core's: a service predicting does not install it
-    done = run(venv/'bin'/'python', '-c', 'import mlfin.backtest')
+    done = run(venv/'bin'/'python', '-c', 'from mlfin.backtest import sweep_grid')
     assert done.stderr.strip().endswith("pip install 'mlfin[research]'"), done.stderr[-2000:]
     done = run(venv/'bin'/'mlfin', 'ingest', 'bars.csv', '--symbol', 'ABC', '--timeframe', '1d')
     assert done.returncode == 0 and '2 good row(s)' in done.stdout, done.stdout + done.stderr[-2000:]

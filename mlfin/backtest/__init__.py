@@ -10,5 +10,11 @@ from .signals import *
 from .portfolio import *
 from .stats import *
 from .universe import *
-from .sweep import sweep_grid
 from .tearsheet import *
+
+def __getattr__(name: str):
+    "`sweep_grid` imported when first asked for: its compiled kernels need numba, which only a run's `[research]` brings"
+    if name == 'sweep_grid':
+        from mlfin.backtest.sweep import sweep_grid   # here, not at the top: a service deciding a signal needs no numba
+        return sweep_grid
+    raise AttributeError(f"module 'mlfin.backtest' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 import pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
+from ..extras import missing
 from .bars import asset_class, bars_from_trades
 from .sources import Batch, detect_layout, from_columns
 
@@ -102,7 +103,7 @@ def shipped_file(module: str, relative: str) -> Path:
     import importlib.util
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise Unavailable(f"package {module} is not installed; run `make setup`")
+        raise missing(module, 'mlfin.data.samples')   # one line naming the extra that brings it ([research])
     return Path(spec.submodule_search_locations[0], relative)
 
 
