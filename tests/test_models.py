@@ -1,8 +1,9 @@
 """Models across modules, against real components: the same seed giving the same metrics for every family, and the registry
 handing a service the model the run trained, from native files. (Tune workers sharing one study on PostgreSQL: tests/test_cluster.py.)"""
 import json, os, subprocess, sys
+from pathlib import Path
 import numpy as np, pandas as pd
-from conftest import ROOT, mlfin
+from conftest import ROOT, mlfin, new_database
 from mlfin.data import load_sample
 from mlfin.features import dataset
 from mlfin.features.labels import fixed_horizon, return_target
@@ -162,3 +163,93 @@ def test_a_new_family_is_one_module_and_a_line_of_models_yaml(tmp_path):
     listed = subprocess.run([sys.executable, '-c', 'from mlfin.cli import app; app()', 'models', 'families'], env=env, capture_output=True,
                             text=True, cwd=tmp_path)
     assert 'knn (classifier, regressor): k nearest neighbours' in listed.stdout, listed.stdout + listed.stderr
+
+
+# a home's registry as nights of runs leave it: SPX 1d five versions (v1 production once by a run's policy, v3 production now by
+# hand, v5 the candidate), ES 1m three (v3 the candidate); v2 of SPX downloaded, as a service's load leaves it
+NIGHTS = """import sys
+from pathlib import Path
+import numpy as np
+from mlfin.models.core import model_spec, save_model
+from mlfin.models.registry import load, move_production, promote, register_version, registry_client
+from mlfin.tracking import configured_mlflow, experiment_id
+X = np.c_[np.linspace(0, 1, 200), np.r_[np.zeros(100), np.ones(100)]]
+model = model_spec('logistic').make('classifier').fit(X, (X[:, 0] > 0.5).astype(float), np.arange(200))
+save_model(model, Path(sys.argv[1])/'m'/'logistic', 'logistic', ['a', 'b'])
+mlflow = configured_mlflow()
+with mlflow.start_run(experiment_id=experiment_id()) as run: mlflow.log_artifacts(str(Path(sys.argv[1])/'m'), 'models')
+for symbol, timeframe, nights in (('SPX', '1d', 5), ('ES', '1m', 3)):
+    for night in range(nights): register_version(run.info.run_id, symbol, timeframe, 'logistic', {'auc': 0.6}, 'classifier')
+    registry_client().set_registered_model_alias(f"mlfin.{symbol}.{timeframe}", 'candidate', str(nights))
+move_production('mlfin.SPX.1d', 1, 'policy', 'the gates passed and no version was in production')
+promote('SPX', '1d', 3, 'the desk prefers it')
+load(2, 'SPX', '1d')"""
+
+
+def nights(home: Path, env: dict | None = None) -> Path:
+    "`home` with NIGHTS' registry, its trial ledger the environment's (the home's own by default)"
+    done = subprocess.run([sys.executable, '-c', NIGHTS, str(home)], env={**os.environ, 'MLFIN_HOME': str(home), **(env or {})},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home
+
+
+def registered(home: Path, env: dict | None = None) -> dict[str, list[int]]:
+    "Each registered model's versions, newest first, as `mlfin models ls` lists them"
+    rows = [l.split() for l in mlfin(home, 'models', 'ls', env=env).stdout.splitlines()[1:] if l.lstrip().startswith('mlfin.')]
+    return {name: [int(r[1]) for r in rows if r[0] == name] for name in dict.fromkeys(r[0] for r in rows)}
+
+
+def test_models_prune_keeps_what_served_the_candidate_and_the_newest_and_files_each_deletion(tmp_path):
+    """Issue 70: the nightly runs' versions pruned by the documented policy. --dry-run lists every version with why it stays or
+    goes and deletes nothing; a person who answers no deletes nothing; a prune deletes from the registry what goes (not what is or
+    was production by the ledger's filed moves, not the candidate, not the newest --keep), removes its download, files each
+    deletion in the trial ledger with who and why; a second prune finds nothing to do"""
+    import getpass
+    from mlfin.tracking.ledger import Ledger
+    home = nights(tmp_path/'home')
+    before = {'mlfin.ES.1m': [3, 2, 1], 'mlfin.SPX.1d': [5, 4, 3, 2, 1]}
+    assert registered(home) == before and (home/'registry'/'mlfin.SPX.1d'/'2'/'model.json').exists()
+    shown = mlfin(home, 'models', 'prune', '--dry-run', '--keep', '1', '--keep-days', '0').stdout
+    fates = {(l.split()[0], int(l.split()[1])): ' '.join(l.split()) for l in shown.splitlines() if l.lstrip().startswith('mlfin.')}
+    assert {k for k, line in fates.items() if ' goes ' in line} == {('mlfin.SPX.1d', 4), ('mlfin.SPX.1d', 2), ('mlfin.ES.1m', 2),
+                                                                   ('mlfin.ES.1m', 1)}, shown
+    assert fates[('mlfin.SPX.1d', 3)].endswith(f"stays production now; made production by hand ({getpass.getuser()}, entry 3)"), shown
+    assert fates[('mlfin.SPX.1d', 1)].endswith(f"stays made production by a run's policy ({getpass.getuser()}, entry 2)"), shown
+    assert fates[('mlfin.SPX.1d', 5)].endswith('stays the candidate; among the newest 1'), shown
+    assert fates[('mlfin.SPX.1d', 4)].endswith('goes never production, no alias, older than the newest 1, registered 0.0 days '
+                                                        'ago (over --keep-days 0)'), shown
+    assert shown.splitlines()[-1] == 'mlfin: 4 of 8 version(s) of 2 registered model(s) would go (--dry-run: nothing deleted)', shown
+    declined = mlfin(home, 'models', 'prune', '--keep', '1', '--keep-days', '0', input='n\n', check=False)
+    assert declined.returncode == 1 and 'delete 4 of 8 version(s) of 2 registered model(s) from the registry?' in declined.stdout and \
+        declined.stderr.strip() == 'nothing deleted', declined.stdout + declined.stderr
+    assert registered(home) == before
+    done = mlfin(home, 'models', 'prune', 'SPX:1d', '--keep', '1', '--keep-days', '0', '--yes').stdout
+    assert done.splitlines()[-1] == (f"mlfin: deleted 2 version(s) of 1 registered model(s), each filed in the trial ledger at "
+                                     f"{home/'ledger.db'}"), done
+    assert registered(home) == {'mlfin.ES.1m': [3, 2, 1], 'mlfin.SPX.1d': [5, 3, 1]}
+    assert not (home/'registry'/'mlfin.SPX.1d'/'2').exists()   # its download removed with it
+    filed = [e.content for e in Ledger(str(home/'ledger.db')).entries() if e.content.get('act') == 'prune']
+    assert [(f['model'], f['version'], f['by']) for f in filed] == [('mlfin.SPX.1d', 4, getpass.getuser()), ('mlfin.SPX.1d', 2, getpass.getuser())]
+    assert filed[0]['reason'].startswith('never production, no alias, older than the newest 1, registered '), filed
+    again = mlfin(home, 'models', 'prune', '--yes').stdout   # the defaults: the newest 10, a week
+    assert again.strip() == 'mlfin: nothing to prune: all 6 version(s) stay (--dry-run says why)', again
+
+
+def test_in_a_teams_ledger_only_a_promoter_may_prune(postgres_server, tmp_path):
+    """Issue 70: pruning is filed as the promoters' act it is: a member's prune is refused by the team's ledger, in one line, and
+    deletes nothing; a promoter's deletes and is filed under their login"""
+    from mlfin.tracking.ledger import Ledger
+    url = new_database(postgres_server)
+    mlfin(tmp_path/'owner', 'team', 'init', url, '--member', 'ana', '--promoter', 'lead')
+    as_login = lambda who: {'MLFIN_LEDGER': url.replace('//mlfin@', f"//{who}@", 1)}
+    home = nights(tmp_path/'home', as_login('lead'))
+    refused = mlfin(home, 'models', 'prune', 'ES:1m', '--keep', '1', '--keep-days', '0', '--yes', env=as_login('ana'), check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "mlfin: error: mlfin.ES.1m: prune refused by the team's ledger (a promotion by ana refused: only the team's promoters (role "
+        "mlfin_promoter) promote or reset); no version of it was deleted"), refused.stderr
+    assert registered(home, as_login('ana'))['mlfin.ES.1m'] == [3, 2, 1]
+    mlfin(home, 'models', 'prune', 'ES:1m', '--keep', '1', '--keep-days', '0', '--yes', env=as_login('lead'))
+    assert registered(home, as_login('ana'))['mlfin.ES.1m'] == [3]
+    filed = [(e.login, e.content['model'], e.content['version']) for e in Ledger(url).entries() if e.content.get('act') == 'prune']
+    assert filed == [('lead', 'mlfin.ES.1m', 2), ('lead', 'mlfin.ES.1m', 1)], filed

@@ -26,12 +26,14 @@ from ..tracking import run_table, compare_runs, fetch_run, find_run, record_sear
 from ..features.labels import label_entry
 from ..cluster import running
 from ..models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES
-from ..models import versions, parse_series, production, promote, release
+from ..models import versions, parse_series, production, promote, release, registered_name
+from ..models.retention import KEEP, KEEP_DAYS, prune_plan, prune_versions
+from ..tracking.ledger import Ledger, place
 
 # %% auto #0
 __all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards',
            'publish_page', 'runs', 'runs_compare', 'runs_get', 'version', 'tune', 'models_families', 'models_ls',
-           'models_promote', 'models_release']
+           'models_promote', 'models_release', 'models_prune']
 
 # %% ../../nbs/14c_cli.research.ipynb #c006
 def run(force: bool = False, wait: float | None = None, **overrides):
@@ -476,3 +478,43 @@ def models_release(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
     done = release(*parse_series(series))
     typer.echo(f"{done['name']}: released ({done['released']}); the promotion policy decides again from the next run")
 
+
+# %% ../../nbs/14c_cli.research.ipynb #c016_04
+@models_app.command('prune')
+def models_prune(
+    series: Optional[str] = typer.Argument(None, help="SYMBOL:TIMEFRAME, one series (default: every registered model)"),
+    keep: int = typer.Option(KEEP, help="the newest versions of each registered model kept, whatever else they are"),
+    keep_days: float = typer.Option(KEEP_DAYS, help="versions registered within this many days kept"),
+    dry_run: bool = typer.Option(False, '--dry-run', help="list every version, what would go and why each stays"),
+    yes: bool = typer.Option(False, '--yes', help="do not ask first"),
+):
+    """Delete old registered versions: all but those production now or ever (the trial ledger's filed moves), the
+    candidate, the newest --keep and those younger than --keep-days; each deletion filed in the trial ledger"""
+    import pandas as pd
+    name = registered_name(*parse_series(series)) if series else None
+    judged = prune_plan(name, keep, keep_days)
+    if judged.empty: typer.echo("mlfin: the registry holds no version: nothing to prune"); return
+    going = judged[~judged['keep']]
+    shown = (judged if dry_run else going).assign(
+        registered=lambda t: t['registered'].dt.strftime('%Y-%m-%d %H:%M'),
+        fate=lambda t: t['keep'].map({True: 'stays', False: 'goes'}),
+    )
+    if not shown.empty:
+        with pd.option_context('display.max_colwidth', 200, 'display.width', 300):
+            # text read from the left, as its header
+            left = {
+                c: (lambda w: lambda text: text.ljust(w))(shown[c].str.len().max()) for c in ('name', 'aliases', 'why')
+            }
+            columns = ['name', 'version', 'model', 'registered', 'aliases', 'fate', 'why']
+            table = shown[columns].to_string(index=False, formatters=left, justify='left')
+            typer.echo('\n'.join(line.rstrip() for line in table.splitlines()))
+    said = f"{len(going)} of {len(judged)} version(s) of {judged['name'].nunique()} registered model(s)"
+    if dry_run: typer.echo(f"mlfin: {said} would go (--dry-run: nothing deleted)"); return
+    if going.empty:
+        typer.echo(f"mlfin: nothing to prune: all {len(judged)} version(s) stay (--dry-run says why)")
+        return
+    if not yes and not typer.confirm(f"delete {said} from the registry?", default=False):
+        typer.echo("nothing deleted", err=True); raise typer.Exit(1)
+    done = prune_versions(name, keep, keep_days, only=set(zip(going['name'], going['version'])))
+    typer.echo(f"mlfin: deleted {len(done)} version(s) of {done['name'].nunique()} registered model(s), each filed in "
+               f"the trial ledger at {place(Ledger().location)}")

@@ -15,3 +15,4 @@ from .compare import *
 from .tuning import *
 from .registry import *
 from .promotion import *
+from .retention import *
