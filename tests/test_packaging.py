@@ -162,6 +162,11 @@ def test_the_wheel_carries_the_licence_and_the_notice(tmp_path):
     assert terms.startswith('“Commons Clause” License Condition v1.0') and 'License: Apache 2.0 with Commons Clause' in terms, terms[:500]
     notice = ' '.join(carried['NOTICE'].decode().split())   # its lines rewrapped
     assert f"vectorbt {vectorbt.version} is licensed under the Apache License 2.0 with the \"Commons Clause\"" in notice, notice
+    # the extras it names as installing vectorbt are those that bring [research], and those it names as not, do not
+    bringing = re.search(r"the `research` extra installs, and with it the extras that bring it \(([a-z, ]+)\); the core \(`pip install mlfin`\), (.+?) do not", notice)
+    assert bringing, notice
+    assert bringing[1].split(', ') == [e for e in EXTRAS if e != 'research' and 'research' in brings(e)], bringing[1]
+    assert not any('research' in brings(e) for e in re.findall(r'`mlfin\[(\w+)\]`', bringing[2])), bringing[2]
 
 
 SERVING = """import json, sys
