@@ -13,7 +13,7 @@ from ..errors import BadInput, Unavailable
 from ..paths import home
 from ..tracking import person
 from ..tracking.ledger import Ledger
-from .registry import MOVES, _filer, acts, describe, registry_client
+from .registry import MOVES, _filer, acts, describe, downloads, registry_client
 
 # %% auto #0
 __all__ = ['KEEP', 'KEEP_DAYS', 'ALIAS_WORDS', 'ever_production', 'judge_versions', 'prune_plan', 'prune_versions',
@@ -87,7 +87,8 @@ def prune_versions(name: str | None = None, keep: int = KEEP, keep_days: float =
     the versions deleted"""
     going = (judged := prune_plan(name, keep, keep_days, now))[~judged['keep']]
     if only is not None: going = going[[(n, v) in only for n, v in zip(going['name'], going['version'])]]
-    client, done = registry_client(), 0
+    # where `load` keeps downloaded versions: the home's, and this account's cache where the home was not its own
+    client, done, copies = registry_client(), 0, {home()/'registry', downloads()}
     for model, theirs in going.groupby('name', sort=True):
         filed_prunes(model, theirs, by)
         for version in theirs['version']:
@@ -95,7 +96,7 @@ def prune_versions(name: str | None = None, keep: int = KEEP, keep_days: float =
             except Exception as e:   # MLflow's, SQLAlchemy's or the network's
                 raise Unavailable(f"{model} v{version} could not be deleted from the registry ({type(e).__name__}: "
                                   f"{(str(e).splitlines() or [''])[0]}); {done} version(s) deleted before it") from None
-            shutil.rmtree(home()/'registry'/model/str(version), ignore_errors=True)   # what `load` downloaded
+            for folder in copies: shutil.rmtree(folder/model/str(version), ignore_errors=True)
             done += 1
     return going.reset_index(drop=True)
 
