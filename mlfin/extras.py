@@ -54,6 +54,7 @@ AREAS: dict[
     'mlfin.models.tuning': ('tuning',),
     'mlfin.models.registry': ('tracking',),
     'mlfin.models.promotion': ('tracking',),
+    'mlfin.models.retention': ('tracking',),
     'mlfin.tracking': ('tracking',),
     'mlfin.tracking.runs': ('tracking', 'research'),   # a run's charts
     'mlfin.serving': ('predict',),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from .config import REGISTRY_POLL, SERVING_TAIL
-from .errors import BadInput, NotFound, Unavailable
+from .errors import NotFound, Unavailable
 from .extras import MissingExtra
 from .paths import home, tracking_uri
 from .data import load, open_store

@@ -209,7 +209,7 @@ def test_a_service_of_its_own_predicts_with_the_oldest_versions_allowed(served_g
     (tmp_path/'floors.txt').write_text('\n'.join([*wanted, f"fastapi=={SERVICE_FASTAPI}"]) + '\n')
     venv = tmp_path/'venv'
     timed(figures, 'venv_s', UV, 'venv', '-q', '--python', sys.executable, venv)
-    done = timed(figures, 'install_s', UV, 'pip', 'install', '--python', venv/'bin'/'python', '--resolution', 'lowest-direct',
+    timed(figures, 'install_s', UV, 'pip', 'install', '--python', venv/'bin'/'python', '--resolution', 'lowest-direct',
                  '-r', tmp_path/'floors.txt')
     timed(figures, 'wheel_s', UV, 'pip', 'install', '--python', venv/'bin'/'python', '--no-deps', wheel)
     listed = timed(figures, 'list_s', UV, 'pip', 'list', '--python', venv/'bin'/'python', '--format', 'json').stdout

@@ -13,7 +13,7 @@ from .universe import *
 from .tearsheet import *
 
 def __getattr__(name: str):
-    "`sweep_grid` imported when first asked for: its compiled kernels need numba, which only a run's `[research]` brings"
+    "`sweep_grid` imported when first asked for: its compiled kernels need numba, which a run's `[research]` brings"
     if name == 'sweep_grid':
         from mlfin.backtest.sweep import sweep_grid   # here, not at the top: a service deciding a signal needs no numba
         return sweep_grid

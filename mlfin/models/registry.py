@@ -16,7 +16,7 @@ from ..data.stores.rules import MODEL_NAME, check_symbol
 from ..params import default
 from .core import Model, load_model
 from .metrics import WALK_ERRORS
-from ..tracking import configured_mlflow, person
+from ..tracking import person
 from ..tracking.ledger import Ledger, place
 from ..tracking.store import quiet_mlflow, tracking_of
 
