@@ -19,6 +19,7 @@ from .health import check_all
 from .daily import daily_report
 from ..monitor.alerting import send_alert
 from .repository import repository_url
+from ..models.retention import prune_versions
 
 # %% auto #0
 __all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'job_about', 'scheduled', 'Stopped', 'units', 'cron_lines', 'unit_dir',
@@ -47,7 +48,8 @@ class Job:
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c008
 JOBS = {
-    'run': Job("the pipeline: ingest -> features -> train -> backtest -> report", '0', '4', '15min', timeout=4 * 3600),
+    'run': Job("the pipeline: ingest -> features -> train -> backtest -> report; then old model versions pruned",
+               '0', '4', '15min', timeout=4 * 3600),
     'monitor': Job(
         "the monitor: every production model's drift and live performance, every series' freshness",
         '10',
@@ -72,7 +74,12 @@ def job_work(job: str) -> Callable[[float | None], dict]:
     if job not in JOBS: raise BadInput(f"job {job!r}: one of {', '.join(JOBS)}")
     def run(wait):
         ran = pipeline.run(wait=wait, progress=False)
-        return {'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed'}
+        # each night registers the leaders again: the registry kept to its retention (`models.retention`), filed as it goes
+        try:
+            going = prune_versions(by='schedule:run')
+            pruned = [f"{n} v{v}" for n, v in zip(going['name'], going['version'])]
+        except MlfinError as e: pruned = f"none: {e}"   # a team's ledger refusing this account: the run stands, said
+        return {'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed', 'pruned': pruned}
     def monitor(wait):
         # here, not at the top: mlfin.monitor.models adds 0.99 s to importing this module (measured)
         from mlfin.monitor.models import monitor as watch_all
