@@ -74,6 +74,8 @@ ACTIONS: dict[str, list[tuple[str, str, str]]] = {   # extra -> [(what, 'sh' or 
 # `mlfin: error: ` line, or Python's last): a user's first step in an area the install lacks. The others' actions need
 # nothing they lack (--help), or there are none
 REFUSE = ('lightgbm', 'xgboost', 'lstm', 'tuning', 'tracking', 'research', 'service', 'cluster')
+# an extra whose packages make another area's first step work too: [predict]'s MLflow client reads the runs `mlfin runs` lists
+ALSO = {'predict': ('tracking',)}
 LINE = r"mlfin\.\S+ needs \S+, which is not installed: pip install 'mlfin\[([a-z,]+)\]'"   # mlfin.extras.missing's
 SAID = re.compile(rf"(?:mlfin: error: |mlfin\.extras\.MissingExtra: ){LINE}")
 
@@ -163,7 +165,8 @@ def check(extra: str, wheel: Path, work: Path, locked: bool = True) -> dict:
             done = act(how, action, venv, here, env, 600)
             row['actions'].append(f"{what} {time.perf_counter() - began:.1f}s")
             if done.returncode: problems.append(f"{what}: exited {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}")
-    for other in (area for area in REFUSE if area not in brought):   # another area's first step: refused in one line
+    works = {area for own in brought for area in ALSO.get(own, ())}
+    for other in (area for area in REFUSE if area not in brought and area not in works):   # refused in one line
         for what, how, action in ACTIONS[other]:
             done = act(how, action, venv, here, env, 120)
             last = ((done.stdout + done.stderr).strip().splitlines() or [''])[-1]

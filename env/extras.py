@@ -4,8 +4,8 @@
     .venv/bin/python env/extras.py --check  # exit 1, naming what differs, when settings.ini is not what this writes
 
 A requirement's floor is the oldest version it is tested with: `from VERSION` after the annotation where
-`make floors-check` (env/check_extras.py --floors) and tests/test_wheel.py install it (the serving path), else the lock's own
-version, the one the suite runs on. It has an upper bound only where a break is known, `below VERSION` (with the reason on the
+tests/test_wheel.py installs it and predicts with it (the serving path, `uv pip install --resolution lowest-direct`), else the
+lock's own version, the one the suite runs on. It has an upper bound only where a break is known, `below VERSION` (with the reason on the
 line above the pin), or is `exact`. An extra's line holds its own packages and those of the extras it brings
 (mlfin.extras.EXTRAS), so pip needs no extra that names mlfin itself. tests/test_packaging.py runs the check.
 """

@@ -14,8 +14,7 @@ __all__ = ['EXTRAS', 'AREAS', 'brings', 'extras_of', 'MissingExtra', 'missing', 
 EXTRAS: dict[str, tuple[str, ...]] = {  # an extra -> the extras it brings beside its own packages
     'lightgbm': (), 'xgboost': (), 'lstm': (), 'models': ('lightgbm', 'xgboost', 'lstm'),
     'tuning': (), 'tracking': (), 'postgresql': (),
-    # a service importing mlfin to predict: the registry's models (+ their families)
-    'predict': ('tracking',),
+    'predict': (),                          # a program predicting: MLflow's client alone (+ each family's extra)
     'research': (),                         # a run's backtest engine and statistics, charts, the embedded real data
     'remote': ('postgresql',),              # a PostgreSQL table is one of the remote sources
     'service': ('tracking',),               # the service serves the registry's models

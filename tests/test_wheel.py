@@ -148,7 +148,7 @@ from mlflow.telemetry.client import get_telemetry_client
 print(json.dumps({'first': first, 'set': {k: v for k, v in os.environ.items() if before.get(k) != v},
                   'gone': [k for k in before if k not in os.environ], 'telemetry': get_telemetry_client() is not None,
                   'mlflow_uri_set': mlflow.tracking._tracking_service.utils.is_tracking_uri_set(),
-                  'versions': {d: m.version(d) for d in ('fastapi', 'pandas', 'numpy', 'pyarrow', 'scikit-learn', 'lightgbm', 'mlflow')}},
+                  'versions': {d: m.version(d) for d in ('fastapi', 'pandas', 'numpy', 'pyarrow', 'scikit-learn', 'lightgbm', 'mlflow-skinny')}},
                  default=str), flush=True)
 sys.stdin.readline()                 # the test promotes another version meanwhile
 print(said(latest('SPX', '1d', **where)), flush=True)
