@@ -23,8 +23,8 @@ from ..tracking.store import quiet_mlflow, tracking_of
 # %% auto #0
 __all__ = ['ALIASES', 'EVIDENCE', 'MOVES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals',
            'registry_client', 'register_version', 'filed_act', 'move_production', 'promote', 'acts', 'pinned',
-           'release', 'promoters', 'filed_production', 'unfiled', 'versions', 'series_of', 'unfiled_of', 'describe',
-           'production', 'Predictor', 'downloads', 'load']
+           'release', 'filer', 'promoters', 'filed_production', 'unfiled', 'versions', 'series_of', 'unfiled_of',
+           'describe', 'production', 'Predictor', 'downloads', 'load']
 
 # %% ../../nbs/06l_models.registry.ipynb #c006
 ALIASES = ('candidate', 'production')
@@ -219,7 +219,7 @@ def release(symbol: str, timeframe: str,
     return {'name': name, 'released': held}
 
 # %% ../../nbs/06l_models.registry.ipynb #858816c6
-def _filer(e) -> str:
+def filer(e) -> str:
     """Who filed a ledger entry: the person it names, and the login that appended it where that is another (a service's
     caller, `user:ana`, filed by the service's account); the login alone where it names no one"""
     by, login = e.content.get('by', ''), e.login or ''
@@ -227,9 +227,9 @@ def _filer(e) -> str:
 
 def promoters() -> dict[tuple[str, int], str]:
     """Who promoted each version by hand: (name, version) -> who filed the trial ledger's last `promote` of it
-    (`_filer`: the login PostgreSQL stamped on the entry in a team's database, or a file ledger's account, and the
+    (`filer`: the login PostgreSQL stamped on the entry in a team's database, or a file ledger's account, and the
     person it names where that is another)"""
-    return {(e.content.get('model'), e.content.get('version')): _filer(e)
+    return {(e.content.get('model'), e.content.get('version')): filer(e)
             for e in acts() if e.content.get('act') == 'promote'}
 
 # %% ../../nbs/06l_models.registry.ipynb #abf5c995
@@ -238,7 +238,7 @@ def filed_production(ledger: str | None = None) -> dict[str, dict]:
     `promote` (by hand) or `policy` (a run's leader) names, the act, who filed it (the login PostgreSQL stamped in a
     team's database, else the person it names) and the entry's place"""
     return {e.content.get('model'): {'version': e.content.get('version'), 'act': e.content.get('act'),
-                                     'by': _filer(e), 'seq': e.seq}
+                                     'by': filer(e), 'seq': e.seq}
             for e in acts(ledger) if e.content.get('act') in MOVES}
 
 def unfiled(name: str, version: int,   # a registered model and the version its `production` alias names

@@ -13,7 +13,7 @@ from ..errors import BadInput, Unavailable
 from ..paths import home
 from ..tracking import person
 from ..tracking.ledger import Ledger
-from .registry import MOVES, _filer, acts, describe, downloads, registry_client
+from .registry import MOVES, filer, acts, describe, downloads, registry_client
 
 # %% auto #0
 __all__ = ['KEEP', 'KEEP_DAYS', 'ALIAS_WORDS', 'ever_production', 'judge_versions', 'prune_plan', 'prune_versions',
@@ -30,7 +30,7 @@ def ever_production(entries: list | None = None,  # the trial ledger's `promotio
     such move, in words"""
     how = {'promote': 'by hand', 'policy': "by a run's policy"}
     return {(e.content.get('model'), e.content.get('version')):
-            f"made production {how[e.content['act']]} ({_filer(e)}, entry {e.seq})"
+            f"made production {how[e.content['act']]} ({filer(e)}, entry {e.seq})"
             for e in (acts() if entries is None else entries) if e.content.get('act') in MOVES}
 
 # %% ../../nbs/06n_models.retention.ipynb #r011

@@ -74,12 +74,17 @@ def job_work(job: str) -> Callable[[float | None], dict]:
     if job not in JOBS: raise BadInput(f"job {job!r}: one of {', '.join(JOBS)}")
     def run(wait):
         ran = pipeline.run(wait=wait, progress=False)
-        # each night registers the leaders again: the registry kept to its retention (`models.retention`), filed as it goes
+        # each night registers the leaders again: the registry kept to its retention (`models.retention`), filed as it
+        # goes
         try:
             going = prune_versions(by='schedule:run')
             pruned = [f"{n} v{v}" for n, v in zip(going['name'], going['version'])]
-        except MlfinError as e: pruned = f"none: {e}"   # a team's ledger refusing this account: the run stands, said
-        return {'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed', 'pruned': pruned}
+        except MlfinError as e: pruned = f"none: {e}"  # a team's ledger refusing this account: the run stands, said
+        return {
+            'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed',
+            'pruned': pruned,
+        }
+
     def monitor(wait):
         # here, not at the top: mlfin.monitor.models adds 0.99 s to importing this module (measured)
         from mlfin.monitor.models import monitor as watch_all
