@@ -12,7 +12,12 @@ Only what is too long is touched, so the house's dense style (one-line `if x: re
    made so, the rest of its paragraph re-wrapped;
 4. a string literal that still runs past the limit is cut at spaces into adjacent literals (Python joins them:
    the value is the same), in parentheses where it stood bare;
-5. a comment line that is too long is wrapped with the prose comment lines that follow it.
+5. a comment line that is too long is wrapped with the prose comment lines that follow it;
+6. then, in every cell, long or not (`refill`): a bracket laid out one item per line (ruff's layout, and the house's
+   code before) is filled back, on one line where it fits, else aligned under the opening bracket (hanging where that
+   leaves too little room), its magic trailing comma dropped; a run of adjacent string literals inside it is re-cut
+   into pieces of even length, so that no piece is an orphan fragment. A bracket with a comment inside (docments'
+   parameters) is left as written.
 A step's change is kept only when the cell's syntax tree is unchanged, strings' values included (for 3: its
 docstrings' words, in order), so formatting cannot change what runs. Running it twice changes nothing.
 What no step can shorten (an f-string whose fields are long, a string without spaces, SQL or CSS inside a
@@ -21,7 +26,7 @@ multi-line string) is listed by ruff's own check (E501), not changed: a person r
 runs that check on every notebook and on mlfin/.
 """
 from __future__ import annotations
-import ast, io, json, re, subprocess, sys, textwrap, tokenize, tomllib
+import ast, io, json, keyword, re, subprocess, sys, textwrap, tokenize, tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,16 +354,182 @@ def cut_strings(source: str) -> str:
     return source
 
 
+SKIP = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+
+
+class Run:
+    "Adjacent string literals as one body: re-cut into pieces of even length (`pieces`)"
+    def __init__(self, texts: list[str]):
+        found = [STRING.match(t) for t in texts]
+        if not all(found) or any(len(m['quote']) == 3 for m in found): raise ValueError('not a run of one-line literals')
+        kinds = {m['prefix'].lower().replace('f', '') for m in found}
+        quotes = {m['quote'] for m in found}
+        if len(kinds) != 1 or len(quotes) != 1: raise ValueError('mixed literals')
+        self.kind, self.quote = kinds.pop(), quotes.pop()
+        self.fstring = any('f' in m['prefix'].lower() for m in found)
+        if self.fstring and 'r' in self.kind: raise ValueError('raw f-strings left alone')
+        # a plain piece joined into an f-string: its braces doubled
+        self.body = ''.join(m['body'].replace('{', '{{').replace('}', '}}') if self.fstring and 'f' not in m['prefix'].lower()
+                            else m['body'] for m in found)
+        self.texts = texts
+
+    def literal(self, part: str) -> str:
+        "A piece as a literal: an f-string only where it holds a field (its doubled braces then single)"
+        if self.fstring and not re.search(r'(?<!\{)\{(?!\{)', part):
+            return self.kind + self.quote + part.replace('{{', '{').replace('}}', '}') + self.quote
+        return ('f' if self.fstring else '') + self.kind + self.quote + part + self.quote
+
+    def pieces(self, first: int, width: int, tail: int) -> list[str] | None:
+        """Literals of even length: the first at most `first` characters, the others `width`, the last leaving `tail`;
+        the fewest pieces that fit"""
+        points, n = cut_points(self.body, self.fstring), len(self.body)
+        frame = len(self.kind) + 2 * len(self.quote) + self.fstring
+        for k in range(1, len(points) + 2):
+            target, cuts, start = n / k, [], 0
+            for piece in range(1, k):
+                room = (first if piece == 1 else width) - frame
+                fitting = [p for p in points if start < p <= start + room]
+                if not fitting: break
+                cut = min(fitting, key=lambda p: abs(p - piece * target))
+                cuts.append(cut); start = cut
+            if len(cuts) != k - 1: continue
+            parts = [self.body[a:b] for a, b in zip([0, *cuts], [*cuts, n])]
+            lits = [self.literal(p) for p in parts]
+            sizes = [first] + [width] * (k - 1)
+            if all(len(l) <= s for l, s in zip(lits, sizes)) and len(lits[-1]) + tail <= sizes[-1]: return lits
+        return None
+
+
+def candidates(toks):
+    """(open index, close index, items): an opening bracket ending its line, each item on lines of its own (one line,
+    or a run of string literals a line each), no comment inside, the closing bracket first on its line"""
+    out = []
+    for i, t in enumerate(toks):
+        if t.type != tokenize.OP or t.string not in '([{' or i + 1 >= len(toks) or toks[i + 1].type != tokenize.NL: continue
+        depth, j, items, start, ok = 0, i + 1, [], None, True
+        while j < len(toks):
+            u = toks[j]
+            if u.type == tokenize.COMMENT: ok = False
+            if u.type == tokenize.OP and u.string in '([{': depth += 1
+            elif u.type == tokenize.OP and u.string in ')]}':
+                if depth == 0: break
+                depth -= 1
+            if depth == 0 and u.type == tokenize.OP and u.string == ',':
+                if start is not None: items.append((start, j - 1)); start = None
+            elif u.type not in SKIP and start is None: start = j
+            j += 1
+        if j >= len(toks) or not ok: continue
+        if start is not None: items.append((start, j - 1))
+        if not items: continue
+        row, good = t.start[0] + 1, True
+        for a, b in items:
+            real = [toks[k] for k in range(a, b + 1) if toks[k].type not in SKIP]
+            one_line = real[0].start[0] == real[-1].end[0]
+            run = all(r.type == tokenize.STRING for r in real) and [r.start[0] for r in real] == list(
+                range(real[0].start[0], real[0].start[0] + len(real))) and all(r.start[0] == r.end[0] for r in real)
+            if real[0].start[0] != row or not (one_line or run): good = False; break
+            row = real[-1].end[0] + 1
+        if good and toks[j].start[0] == row: out.append((i, j, items))
+    return out
+
+
+def layout(prefix: str, items: list, suffix: str, indent: str) -> list[str] | None:
+    "Items after `prefix` filled under the opening bracket (else hanging), a `Run` re-cut evenly; None: nothing fits"
+    if all(isinstance(x, str) for x in items) and len(one := prefix + ', '.join(items) + suffix) <= LIMIT: return [one]
+    for hang in (False, True):
+        pad = indent + '    ' if hang else ' ' * len(prefix)
+        if len(pad) > LIMIT - 40: continue
+        lines, cur = ([prefix.rstrip()], pad) if hang else ([], prefix)
+        fresh = lambda: cur in (prefix, pad)
+        ok = True
+        for k, item in enumerate(items):
+            sep = ', ' if k < len(items) - 1 else suffix
+            if isinstance(item, Run):
+                if not fresh(): lines.append(cur.rstrip()); cur = pad
+                parts = item.pieces(LIMIT - len(cur), LIMIT - len(pad), len(sep.rstrip()))
+                if parts is None: ok = False; break
+                for part in parts[:-1]: lines.append(cur + part); cur = pad
+                cur += parts[-1] + sep
+                continue
+            piece = item + sep
+            if not fresh() and len(cur + piece.rstrip()) > LIMIT: lines.append(cur.rstrip()); cur = pad
+            cur += piece
+        lines.append(cur.rstrip())
+        if ok and all(len(l) <= LIMIT for l in lines): return lines
+    return None
+
+
+def refill_once(source: str, before: str, tried: set) -> str | None:
+    toks, lines = tokens(source), source.splitlines()
+    for i, j, items in reversed(candidates(toks)):
+        open_, close = toks[i], toks[j]
+        row, crow = open_.start[0], close.start[0]
+        if (key := (row, lines[row - 1], crow)) in tried: continue
+        tried.add(key)
+        prefix, suffix = lines[row - 1][:open_.end[1]], lines[crow - 1][close.start[1]:]
+        texts = []
+        for a, b in items:
+            real = [toks[k] for k in range(a, b + 1) if toks[k].type not in SKIP]
+            if real[0].start[0] == real[-1].end[0]: texts.append(lines[real[0].start[0] - 1][real[0].start[1]:real[-1].end[1]])
+            else:
+                try: texts.append(Run([r.string for r in real]))
+                except ValueError: texts = None; break
+        if texts is None: continue
+        before_open = toks[i - 1] if i else None
+        call = before_open is not None and (before_open.type == tokenize.NAME and not keyword.iskeyword(before_open.string)
+                                            or before_open.type == tokenize.STRING or before_open.string in (')', ']'))
+        trailing = any(toks[k].type == tokenize.OP and toks[k].string == ',' for k in range(items[-1][1] + 1, j))
+        if trailing and len(items) == 1 and open_.string == '(' and not call and isinstance(texts[-1], str): texts[-1] += ','
+        indent = lines[row - 1][:len(lines[row - 1]) - len(lines[row - 1].lstrip())]
+        new = layout(prefix, texts, suffix, indent)
+        if new is None: continue
+        changed = '\n'.join(lines[:row - 1] + new + lines[crow:]) + ('\n' if source.endswith('\n') else '')
+        if changed != source and tree(changed) == before: return changed
+    return None
+
+
+def refill(source: str) -> str:
+    "Every bracket that may be refilled, innermost first, until none (each tried once per layout)"
+    if (before := tree(source)) is None: return source
+    tried = set()
+    while (changed := refill_once(source, before, tried)) is not None: source = changed
+    return source
+
+
+def orphans(source: str, shortest: int = 25) -> list[int]:
+    "Lines that hold only a short piece of a run of adjacent string literals (under `shortest` characters): fragments"
+    try: toks = [t for t in tokens(source) if t.type not in (tokenize.NL, tokenize.COMMENT)]
+    except (tokenize.TokenError, IndentationError, SyntaxError): return []
+    lines, found = source.splitlines(), []
+    for k, t in enumerate(toks):
+        if t.type != tokenize.STRING or t.start[0] != t.end[0]: continue
+        adjacent = any(0 <= m < len(toks) and toks[m].type == tokenize.STRING for m in (k - 1, k + 1))
+        alone = re.fullmatch(r'\s*' + re.escape(t.string) + r'\s*[,)\]}]*\s*', lines[t.start[0] - 1])
+        if adjacent and alone and len(t.string) < shortest: found.append(t.start[0])
+    return found
+
+
+def name_runs(source: str, run: int = 3) -> list[int]:
+    "First lines of `run` or more lines in a row that each hold one name (and a comma): a column `refill` would fill"
+    found, streak = [], 0
+    for row, line in enumerate(source.splitlines(), 1):
+        streak = streak + 1 if re.fullmatch(r'\s*[A-Za-z_][A-Za-z0-9_.]*,?\s*', line) else 0
+        if streak == run: found.append(row - run + 1)
+    return found
+
+
 def format_source(source: str) -> str:
-    "A cell's source brought within the limit by the five steps; a step that would change its syntax tree is left out"
-    if not long_lines(source) or (before := tree(source)) is None: return source
+    """A cell's source brought within the limit by the five steps, then refilled (`refill`); a step that would change its
+    syntax tree is left out"""
+    if (before := tree(source)) is None: return source
     new, words = source, tree(source, prose=True)
-    for step in (format_code, move_comments, wrap_docstrings, cut_strings, wrap_comments):
+    for step in (format_code, move_comments, wrap_docstrings, cut_strings, wrap_comments) if long_lines(source) else ():
         try: changed = step(new)
         except (SyntaxError, tokenize.TokenError, IndentationError): continue
         if tree(changed) == before or step is wrap_docstrings and tree(changed, prose=True) == words:
             new, before = changed, tree(changed)
-    return new
+    try: return refill(new)
+    except (SyntaxError, tokenize.TokenError, IndentationError): return new
 
 
 def nb_text(nb: dict) -> str:
