@@ -359,7 +359,7 @@ SKIP = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
 
 class Run:
     "Adjacent string literals as one body: re-cut into pieces of even length (`pieces`)"
-    def __init__(self, texts: list[str]):
+    def __init__(self, texts: list[str], head: str = ''):
         found = [STRING.match(t) for t in texts]
         if not all(found) or any(len(m['quote']) == 3 for m in found): raise ValueError('not a run of one-line literals')
         kinds = {m['prefix'].lower().replace('f', '') for m in found}
@@ -371,7 +371,7 @@ class Run:
         # a plain piece joined into an f-string: its braces doubled
         self.body = ''.join(m['body'].replace('{', '{{').replace('}', '}}') if self.fstring and 'f' not in m['prefix'].lower()
                             else m['body'] for m in found)
-        self.texts = texts
+        self.texts, self.head = texts, head   # head: what stands before the first literal on its line (`error=`)
 
     def literal(self, part: str) -> str:
         "A piece as a literal: an f-string only where it holds a field (its doubled braces then single)"
@@ -425,8 +425,10 @@ def candidates(toks):
         for a, b in items:
             real = [toks[k] for k in range(a, b + 1) if toks[k].type not in SKIP]
             one_line = real[0].start[0] == real[-1].end[0]
-            run = all(r.type == tokenize.STRING for r in real) and [r.start[0] for r in real] == list(
-                range(real[0].start[0], real[0].start[0] + len(real))) and all(r.start[0] == r.end[0] for r in real)
+            first = next((n for n, r in enumerate(real) if r.type == tokenize.STRING), len(real))
+            strings = real[first:]
+            run = (len(strings) > 1 and all(r.type == tokenize.STRING and r.start[0] == r.end[0] for r in strings)
+                   and [r.start[0] for r in strings] == list(range(real[0].start[0], real[0].start[0] + len(strings))))
             if real[0].start[0] != row or not (one_line or run): good = False; break
             row = real[-1].end[0] + 1
         if good and toks[j].start[0] == row: out.append((i, j, items))
@@ -444,11 +446,13 @@ def layout(prefix: str, items: list, suffix: str, indent: str) -> list[str] | No
         ok = True
         for k, item in enumerate(items):
             sep = ', ' if k < len(items) - 1 else suffix
-            if isinstance(item, Run):
+            if isinstance(item, Run):   # on a line of its own, its pieces aligned under the first
                 if not fresh(): lines.append(cur.rstrip()); cur = pad
-                parts = item.pieces(LIMIT - len(cur), LIMIT - len(pad), len(sep.rstrip()))
+                cur += item.head
+                col = ' ' * len(cur)
+                parts = item.pieces(LIMIT - len(cur), LIMIT - len(col), len(sep.rstrip()))
                 if parts is None: ok = False; break
-                for part in parts[:-1]: lines.append(cur + part); cur = pad
+                for part in parts[:-1]: lines.append(cur + part); cur = col
                 cur += parts[-1] + sep
                 continue
             piece = item + sep
@@ -472,7 +476,9 @@ def refill_once(source: str, before: str, tried: set) -> str | None:
             real = [toks[k] for k in range(a, b + 1) if toks[k].type not in SKIP]
             if real[0].start[0] == real[-1].end[0]: texts.append(lines[real[0].start[0] - 1][real[0].start[1]:real[-1].end[1]])
             else:
-                try: texts.append(Run([r.string for r in real]))
+                first = next(n for n, r in enumerate(real) if r.type == tokenize.STRING)
+                head = lines[real[0].start[0] - 1][real[0].start[1]:real[first].start[1]] if first else ''
+                try: texts.append(Run([r.string for r in real[first:]], head))
                 except ValueError: texts = None; break
         if texts is None: continue
         before_open = toks[i - 1] if i else None
