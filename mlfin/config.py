@@ -84,10 +84,8 @@ def parse_where(where: str | None) -> tuple[str, int | str | None]:
             raise BadInput(f"--cluster {text!r}: needs a number of workers, 1 or more (local:N)")
         return 'local', int(n)
     if text.startswith(('tcp://', 'tls://')) and ':' in text.split('://', 1)[1]: return 'address', text
-    raise BadInput(
-        f"--cluster {text!r}: is not serial, local, local:N (N worker processes here) or tcp://HOST:PORT (a Dask "
-        "scheduler)"
-    )
+    raise BadInput(f"--cluster {text!r}: is not serial, local, local:N (N "
+                   "worker processes here) or tcp://HOST:PORT (a Dask scheduler)")
 
 # %% ../nbs/00a_config.ipynb #c028_pc
 def _cores() -> int:
@@ -105,14 +103,11 @@ def parse_tracking(uri: str | None) -> str:
     except ValueError: parts = None
     if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname or parts.query or parts.fragment:
         raise BadInput(
-            f"--tracking {text!r}: is not the URL of an MLflow server (http://HOST:PORT, `mlfin tracking serve`)"
-        )
+            f"--tracking {text!r}: is not the URL of an MLflow server (http://HOST:PORT, `mlfin tracking serve`)")
     # the URL is recorded with every run: a password in it would be too
     if parts.username or parts.password:
-        raise BadInput(
-            f"--tracking {parts.scheme}://{parts.hostname}: give the account in "
-            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL"
-        )
+        raise BadInput(f"--tracking {parts.scheme}://{parts.hostname}: give the account in "
+                       "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL")
     return text
 
 # %% ../nbs/00a_config.ipynb #c028_as

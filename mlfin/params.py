@@ -71,12 +71,10 @@ class RunConfig(BaseModel):
     spec: str = _param(
         'research', 'features', "a spec of features.yaml, FILE.yaml[:NAME], or feature names comma-separated"
     )
-    label: str = _param(
-        'direction',
-        'features',
-        "direction (up or down `horizon` bars ahead), triple_barrier (profit/stop 2 volatilities "
-        "away, vertical barrier `horizon` bars ahead), forward_return (the return `horizon` bars ahead) or next_close",
-    )
+    label: str = _param('direction', 'features',
+                        "direction (up or down `horizon` bars ahead), triple_barrier "
+                        "(profit/stop 2 volatilities away, vertical barrier `horizon` bars ahead), "
+                        "forward_return (the return `horizon` bars ahead) or next_close")
     horizon: int = _param(1, 'features', "bars the label looks ahead (at most, for the triple barrier)", ge=1)
     # models and validation
     models: str = _param(
@@ -85,12 +83,10 @@ class RunConfig(BaseModel):
     model_params: str = _param(
         '', 'train', "hyperparameters for this run, MODEL.NAME=VALUE comma-separated (e.g. xgboost.max_depth=4)"
     )
-    cv: Literal[tuple(VALIDATIONS)] = _param(
-        'walk_forward',
-        'train',
-        "validation: walk_forward (expanding), rolling (the latest train_size "
-        "rows), purged_kfold or cpcv (the last two measure skill; they are not tradeable records)",
-    )
+    cv: Literal[tuple(VALIDATIONS)] = _param('walk_forward', 'train',
+                                             "validation: walk_forward (expanding), rolling (the "
+                                             "latest train_size rows), purged_kfold or cpcv (the last "
+                                             "two measure skill; they are not tradeable records)")
     folds: int = _param(5, 'train', "test folds", ge=2)
     train_size: int = _param(0, 'train', "rolling: training rows per fold (0: only with cv other than rolling)", ge=0)
     embargo: int = _param(
@@ -107,11 +103,9 @@ class RunConfig(BaseModel):
         300, 'train', "paired block-bootstrap resamples testing the leader against the others", ge=100
     )
     trials: int = _param(
-        0,
-        'train',
+        0, 'train',
         "Optuna trials per model and symbol on the purged folds before training (0: the declared hyperparameters)",
-        ge=0,
-    )
+        ge=0)
     # the registry: when the leading model of a symbol becomes `production`
     promote_min_auc: float = _param(
         0.52, 'report', "a classifier becomes production only with an out-of-sample AUC at least this", ge=0, le=1
@@ -122,44 +116,30 @@ class RunConfig(BaseModel):
     promote_min_sharpe: float = _param(
         0.0, 'report', "and only with an annualised Sharpe ratio above this in its own backtest, after costs"
     )
-    tracking: str = _param(
-        '',
-        'report',
-        "the MLflow server (http://HOST:PORT, `mlfin tracking serve`) the run, its models and the registry's "
-        "decisions are recorded in ('': MLFLOW_TRACKING_URI when set, else the home's own store)",
-    )
-    trials_since: str = _param(
-        '',
-        'report',
-        "count only the trials recorded on each symbol's question since this time (YYYY-MM-DD[THH:MM:SS], UTC; '' = "
-        "every one ever recorded): an explicit escape hatch, named in every verdict it changes",
-    )
+    tracking: str = _param('', 'report',
+                           "the MLflow server (http://HOST:PORT, `mlfin tracking serve`) "
+                           "the run, its models and the registry's decisions are recorded in "
+                           "('': MLFLOW_TRACKING_URI when set, else the home's own store)")
+    trials_since: str = _param('', 'report',
+                               "count only the trials recorded on each symbol's question since "
+                               "this time (YYYY-MM-DD[THH:MM:SS], UTC; '' = every one ever recorded): "
+                               "an explicit escape hatch, named in every verdict it changes")
     # signals and costs
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
-    short_below: float = _param(
-        0.0,
-        'backtest',
-        "shorts: a classifier goes short when P(up) is below this; a regressor, when this is "
-        "above 0, goes short on a forecast fall that pays a round trip (0: long only, both)",
-        ge=0,
-        lt=1,
-    )
-    sizing: Literal[SIZINGS] = _param(
-        'fixed',
-        'backtest',
-        "position size: fixed (the symbol's whole capital) or kelly "
-        "(the Kelly fraction of P(up) calibrated on earlier folds, times --kelly)",
-    )
+    short_below: float = _param(0.0, 'backtest',
+                                "shorts: a classifier goes short when P(up) is below this; a regressor, when this is "
+                                "above 0, goes short on a forecast fall that pays a round trip (0: long only, both)",
+                                ge=0, lt=1)
+    sizing: Literal[SIZINGS] = _param('fixed', 'backtest',
+                                      "position size: fixed (the symbol's whole capital) or kelly (the "
+                                      "Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
     kelly: float = _param(
         0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1
     )
-    asset_class: Literal[('auto', *COST_PRESETS)] = _param(
-        'auto',
-        'backtest',
-        "cost preset: auto (each "
-        "symbol's: index for an index the samples list, else from its calendar: 24/7 crypto, 24/5 fx, futures "
-        "exchanges, else equity) or one for all",
-    )
+    asset_class: Literal[('auto', *COST_PRESETS)] = _param('auto', 'backtest',
+                                                           "cost preset: auto (each symbol's: index for an index "
+                                                           "the samples list, else from its calendar: 24/7 crypto, "
+                                                           "24/5 fx, futures exchanges, else equity) or one for all")
     fees: float | None = _param(
         None, 'backtest', "bps of traded value paid per fill (default: the asset class's preset)", ge=0, lt=1000
     )
@@ -167,42 +147,32 @@ class RunConfig(BaseModel):
         None, 'backtest', "bps of price lost per fill, against the trade (default: the preset)", ge=0, lt=1000
     )
     stop_loss: float | None = _param(
-        None,
-        'backtest',
-        "close a position this share beyond its entry open against it (0.02 = 2%; default: none)",
-        gt=0,
-        lt=1,
-    )
+        None, 'backtest', "close a position this share beyond its entry open against it (0.02 = 2%; default: none)",
+        gt=0, lt=1)
     take_profit: float | None = _param(
         None, 'backtest', "close a position this share beyond its entry open in its favour (default: none)", gt=0, lt=1
     )
     reps: int = _param(
         1000, 'backtest', "bootstrap and Monte Carlo resamples (Sharpe interval, drawdown bands)", ge=100
     )
-    allocation: Literal['equal', 'inverse_vol'] = _param(
-        'equal',
-        'backtest',
-        "the portfolio's capital among the symbols tradable at each "
-        "time: equal (1/N) or inverse_vol (by their trailing 91-day volatility, past days only)",
-    )
+    allocation: Literal['equal', 'inverse_vol'] = _param('equal', 'backtest',
+                                                         "the portfolio's capital among the symbols tradable "
+                                                         "at each time: equal (1/N) or inverse_vol (by "
+                                                         "their trailing 91-day volatility, past days only)")
     # your own tasks of pipeline.yaml (every task besides mlfin's five): their parameters, declared there with defaults
-    task_params: str = _param(
-        '',
-        'own',
-        "parameters of your own tasks of pipeline.yaml, TASK.PARAMETER=VALUE comma-separated (e.g. "
-        "momentum.window=40); each declared there, with its default, under the task's params",
-    )
+    task_params: str = _param('', 'own',
+                              "parameters of your own tasks of pipeline.yaml, TASK.PARAMETER=VALUE "
+                              "comma-separated (e.g. momentum.window=40); each "
+                              "declared there, with its default, under the task's params")
     # where the executed notebooks go
     reports: str = _param(
         'reports', 'run', "folder for the executed task notebooks (HTML and .ipynb), relative to the project"
     )
     # where per-symbol work runs (the runner's choice: the products are the same wherever it runs)
-    cluster: str = _param(
-        'serial',
-        'run',
-        "where per-symbol work runs: serial (in each task's process), local or local:N (a Dask cluster "
-        "of N worker processes here, default one per core) or tcp://HOST:PORT (an existing Dask scheduler)",
-    )
+    cluster: str = _param('serial', 'run',
+                          "where per-symbol work runs: serial (in each task's process), "
+                          "local or local:N (a Dask cluster of N worker processes here, default "
+                          "one per core) or tcp://HOST:PORT (an existing Dask scheduler)")
 
     @field_validator('start', 'end', 'trials_since')
     @classmethod
@@ -244,16 +214,12 @@ class RunConfig(BaseModel):
         if self.short_below >= self.threshold:
             raise ValueError(f"short_below {self.short_below} must lie below the threshold {self.threshold}")
         if self.sizing == 'kelly' and not VALIDATIONS[self.cv].tradeable:
-            raise ValueError(
-                "--sizing kelly calibrates each fold on earlier folds' predictions: it needs --cv walk_forward or "
-                "rolling "
-                f"(under {self.cv} those predictions come from models trained on later bars)"
-            )
+            raise ValueError("--sizing kelly calibrates each fold on earlier folds' "
+                             f"predictions: it needs --cv walk_forward or rolling (under {self.cv} "
+                             "those predictions come from models trained on later bars)")
         if (self.cv == 'rolling') != (self.train_size > 0):
-            raise ValueError(
-                f"--train-size {self.train_size}: a rolling window (--cv rolling) needs --train-size > 0, and only it "
-                "takes one"
-            )
+            raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv "
+                             "rolling) needs --train-size > 0, and only it takes one")
         return self
 
 # %% ../nbs/04_params.ipynb #c030
@@ -276,16 +242,11 @@ def _one_line(error: dict, values: dict, where: str) -> str:
     kind, ctx = error['type'], error.get('ctx', {})
     problem = {
         'extra_forbidden': f"unknown parameter; known: {', '.join(RunConfig.model_fields)}",
-        'int_parsing': 'is not an integer',
-        'int_from_float': 'is not an integer',
-        'float_parsing': 'is not a number',
-        'greater_than_equal': f"must be at least {ctx.get('ge')}",
-        'greater_than': f"must be above {ctx.get('gt')}",
-        'less_than': f"must be below {ctx.get('lt')}",
-        'less_than_equal': f"must be at most {ctx.get('le')}",
+        'int_parsing': 'is not an integer', 'int_from_float': 'is not an integer', 'float_parsing': 'is not a number',
+        'greater_than_equal': f"must be at least {ctx.get('ge')}", 'greater_than': f"must be above {ctx.get('gt')}",
+        'less_than': f"must be below {ctx.get('lt')}", 'less_than_equal': f"must be at most {ctx.get('le')}",
         'literal_error': f"is not one of {str(ctx.get('expected', '')).replace(chr(39), '').replace(' or ', ', ')}",
-        'string_type': 'is not text',
-    }.get(kind, error['msg'].removeprefix('Value error, '))
+        'string_type': 'is not text'}.get(kind, error['msg'].removeprefix('Value error, '))
     return f"{prefix}{option}" + (f": {problem}" if kind == 'extra_forbidden' else f": {value!r} {problem}")
 
 

@@ -95,10 +95,9 @@ def _drain():
         except Exception as e:   # noqa: the page works without pictures; why is kept beside them (a kernel's own output would show on the page)
             with _guard: _failed.update(batch)
             try:
-                (pictures_dir() / FAILED).write_text(
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: no pictures of {len(batch)} chart(s): "
-                    f"{str(e).strip() or type(e).__name__}\n"
-                )
+                (pictures_dir() / FAILED).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: "
+                                                     f"no pictures of {len(batch)} "
+                                                     f"chart(s): {str(e).strip() or type(e).__name__}\n")
             except OSError:
                 pass
 
@@ -115,10 +114,7 @@ def draw(figures: dict[str, dict], # key -> plotly JSON of the figure
         # beside busy work (a build, the test suite's hogs) a niced Chromium starved for minutes
         done = subprocess.run(
             [sys.executable, '-c', f"from mlfin.pictures import draw_folder; draw_folder({work!r}, {str(folder)!r})"],
-            capture_output=True,
-            text=True,
-            timeout=DRAW_TIMEOUT,
-        )
+            capture_output=True, text=True, timeout=DRAW_TIMEOUT)
     if done.returncode:
         raise RuntimeError(
             f"kaleido exited {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:500]}"
@@ -135,12 +131,9 @@ def draw_folder(work: str, folder: str):
         {
             'fig': fig,
             'path': str(work / f"{key}.png"),
-            'opts': {
-                'format': 'png',
-                'width': fig.get('layout', {}).get('width') or WIDTH,
-                'height': fig.get('layout', {}).get('height') or 360,
-                'scale': PHONE_SCALE if fig.get('layout', {}).get('width') == PHONE_WIDTH else SCALE,
-            },
+            'opts': {'format': 'png', 'width': fig.get('layout', {}).get('width') or WIDTH,
+                     'height': fig.get('layout', {}).get('height') or 360,
+                     'scale': PHONE_SCALE if fig.get('layout', {}).get('width') == PHONE_WIDTH else SCALE},
         }
         for key, fig in figures.items()
     ]

@@ -48,14 +48,8 @@ class Display:
                  gap: float = 5.0,      # seconds at least between plain lines saying where a task is
                  quiet: float = 60.0,   # seconds at most without a plain line while a task works (where it is, again)
                 ):
-        self.stream, self.live, self.log, self.every, self.gap, self.quiet = (
-            stream or sys.stderr,
-            live,
-            log,
-            every,
-            gap,
-            quiet,
-        )
+        self.stream, self.live, self.log, self.every, self.gap, self.quiet = (stream or sys.stderr, live, log, every,
+                                                                              gap, quiet)
         self.enabled = live or log is not None
         self.started = self.since = self.said = time.time()
         self.now, self.task, self.order, self.path, self.shown = None, None, [], None, None
@@ -133,10 +127,8 @@ class Display:
         self._stop.set(); self._thread.join(5)
         if self.live: self.stream.write('\r\x1b[K'); self.stream.flush()
         if self.log is not None and kind is not None and self.task:  # the error itself follows on stderr
-            self._say(
-                f"mlfin: {self.task} {'failed' if issubclass(kind, Exception) else 'stopped'} after "
-                f"{time.time() - self.since:.1f} s"
-            )
+            self._say(f"mlfin: {self.task} {'failed' if issubclass(kind, Exception) else 'stopped'} "
+                      f"after {time.time() - self.since:.1f} s")
         if self._kept is None: os.environ.pop(ENV, None)
         else: os.environ[ENV] = self._kept
         Path(self.path).unlink(missing_ok=True)

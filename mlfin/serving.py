@@ -158,15 +158,12 @@ class Live:
         if entry.checked == stamp:   # nothing moved in the registry since the last look
             if entry.predictor is not None: return entry.predictor
             if entry.refused is not None: raise entry.refused
-            raise NoProductionModel(
-                f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a "
-                "version"
-            )
+            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train "
+                                    "one (POST /train, `mlfin run`) or promote a version")
         name = registered_name(symbol, timeframe)
         if stamp is None:
             raise NoProductionModel(
-                f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)"
-            )
+                f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)")
         # one client: each new one opens the registry's database again
         if self._client is None: self._client = registry_client(self.tracking)
         try:
@@ -174,14 +171,11 @@ class Live:
         except MlflowException:
             # known to have none: not asked again until the registry changes
             entry.checked, entry.predictor, entry.forecasts, entry.refused = stamp, None, {}, None
-            raise NoProductionModel(
-                f"no production model for {symbol} {timeframe}: train one (POST /train, `mlfin run`) or promote a "
-                "version"
-            ) from None
+            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train "
+                                    "one (POST /train, `mlfin run`) or promote a version") from None
         # an alias the trial ledger did not file (moved through MLflow's own API): served by no one, said to everyone
         entry.refused = (
-            Unavailable(line) if (line := unfiled_of({name: int(found.version)}, self.ledger).get(name)) else None
-        )
+            Unavailable(line) if (line := unfiled_of({name: int(found.version)}, self.ledger).get(name)) else None)
         if entry.refused is not None:
             entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
             raise entry.refused
@@ -195,10 +189,8 @@ class Live:
                 logging.getLogger('mlfin.serving').warning(str(entry.refused))
                 raise entry.refused from None
             if 'features' not in predictor.model.manifest:
-                raise Unavailable(
-                    f"{name} v{found.version} does not record its feature spec (saved before mlfin recorded it): "
-                    "retrain it"
-                )
+                raise Unavailable(f"{name} v{found.version} does not record its feature "
+                                  "spec (saved before mlfin recorded it): retrain it")
             entry.predictor, entry.tags, entry.forecasts = predictor, dict(found.tags), {}
         entry.checked = stamp
         return entry.predictor
@@ -230,27 +222,14 @@ class Live:
                     until = bar_end(forming, timeframe, calendar)
                 if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
             x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed, self.store)
-            ratio, value, last = (
-                float(entry.tags.get('oos_mae_ratio', 'nan')),
-                predictor(x.to_numpy()),
-                float(bars['close'].iloc[-1]),
-            )
+            ratio, value, last = (float(entry.tags.get('oos_mae_ratio', 'nan')), predictor(x.to_numpy()),
+                                  float(bars['close'].iloc[-1]))
             # a next_close version from before forecasts were returns: its price as the return it implies
             if target_of(entry.tags) == 'price': value = value / last - 1
-            made = Forecast(
-                symbol,
-                timeframe,
-                bars.index[-1],
-                value,
-                predictor.kind,
-                manifest.get('label', ''),
-                manifest['name'],
-                predictor.name,
-                predictor.version,
-                last,
-                for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')),
-                walk_ratio=ratio if ratio == ratio else None,
-            )
+            made = Forecast(symbol, timeframe, bars.index[-1], value, predictor.kind, manifest.get('label', ''),
+                            manifest['name'], predictor.name, predictor.version, last,
+                            for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')),
+                            walk_ratio=ratio if ratio == ratio else None)
             entry.forecasts[closed] = (stamp, until, made)
             return made
 
@@ -307,24 +286,11 @@ class Live:
 def record(f: Forecast) -> dict:
     "A forecast as `/predict` answers it: the fields of its `Prediction`, times as UTC datetimes"
     when = lambda t: None if t is None else pd.Timestamp(t).to_pydatetime()
-    return {
-        'symbol': f.symbol,
-        'timeframe': f.timeframe,
-        'bar_time': when(f.bar_time),
-        'kind': f.kind,
-        'label': f.label,
-        'prob_up': f.value if f.kind == 'classifier' else None,
-        'prediction': f.value,
-        'model': f.model,
-        'name': f.name,
-        'version': f.version,
-        'computed_at': when(f.computed_at),
-        'for_bar': when(f.for_bar),
-        'last_close': f.last_close,
-        'predicted_close': f.predicted_close,
-        'change_pct': f.change_pct,
-        'ratio_to_random_walk': f.walk_ratio,
-    }
+    return {'symbol': f.symbol, 'timeframe': f.timeframe, 'bar_time': when(f.bar_time), 'kind': f.kind,
+            'label': f.label, 'prob_up': f.value if f.kind == 'classifier' else None, 'prediction': f.value,
+            'model': f.model, 'name': f.name, 'version': f.version, 'computed_at': when(f.computed_at),
+            'for_bar': when(f.for_bar), 'last_close': f.last_close, 'predicted_close': f.predicted_close,
+            'change_pct': f.change_pct, 'ratio_to_random_walk': f.walk_ratio}
 
 # %% ../nbs/06z_serving.ipynb #f81c0808
 _LIVE: dict = {}   # where a process predicts from -> its `Live`: models loaded and forecasts kept between calls

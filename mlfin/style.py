@@ -25,18 +25,16 @@ PAGE_STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;mar
 # card per row, each cell beside its column's name (`mlfin-stack`); one of three or fewer (a label and two figures)
 # stays a table, a row a line: a card per row made a tearsheet's performance 13 cards, 1,900 px of a phone's 844 (issue
 # 69)
-FIT_STYLE = (
-    "<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit th,table.mlfin-fit "
-    "td{white-space:normal;overflow-wrap:break-word;"
-    "vertical-align:top;padding:3px 8px}table.mlfin-fit details summary{cursor:pointer;color:#1a56db}"
-    "@media (max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-stack "
-    "thead{display:none}table.mlfin-stack,table.mlfin-stack tbody,table.mlfin-stack tr{display:block;width:100%}"
-    "table.mlfin-stack tr{border:1px solid #dadce0;border-radius:6px;margin:0 0 8px;padding:4px "
-    "8px;box-sizing:border-box}"
-    "table.mlfin-stack "
-    "td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px 0}"
-    "table.mlfin-stack td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>"
-)
+FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit "
+             "th,table.mlfin-fit td{white-space:normal;overflow-wrap:break-word;vertical-align:top;padding:3px "
+             "8px}table.mlfin-fit details summary{cursor:pointer;color:#1a56db}@media "
+             "(max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-stack "
+             "thead{display:none}table.mlfin-stack,table.mlfin-stack tbody,table.mlfin-stack "
+             "tr{display:block;width:100%}table.mlfin-stack tr{border:1px solid "
+             "#dadce0;border-radius:6px;margin:0 0 8px;padding:4px 8px;box-sizing:border-box}table.mlfin-stack "
+             "td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px "
+             "0}table.mlfin-stack "
+             "td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>")
 
 
 def number_text(v: float, digits: int = 3) -> str:
@@ -91,11 +89,10 @@ PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn b
 # `img.plot-img`), so the style of the chart's own output replaces what that picture shows (CSS `content` on an image,
 # which Chromium and WebKit draw; elsewhere the page's picture stays). The style reaches only the picture of the output
 # just before its own (the chart's, in the same Output widget): a page's outer output areas hold every chart
-PHONE_PICTURE = (
-    "<style>@media (max-width:700px){{.jp-OutputArea-child:has(+ .jp-OutputArea-child > .jp-OutputArea-output > "
-    ".mlfin-phone-{key}) img.plot-img"
-    "{{content:url(data:image/png;base64,{png})}}}}</style><span class='mlfin-phone-{key}'></span>"
-)
+PHONE_PICTURE = ("<style>@media (max-width:700px){{.jp-OutputArea-child:has(+ "
+                 ".jp-OutputArea-child > .jp-OutputArea-output > "
+                 ".mlfin-phone-{key}) img.plot-img{{content:url(data:image/png;base64,{png})}}}}</style><span "
+                 "class='mlfin-phone-{key}'></span>")
 
 def chart(fig, # a plotly figure, or its plain spec (a dict)
           shown=None, # a chart already on the page, to redraw with `fig`
@@ -116,6 +113,5 @@ def chart(fig, # a plotly figure, or its plain spec (a dict)
     style = PHONE_PICTURE.format(key=picture_key(narrow)[:12], png=phone)
     shown.outputs = (
         {'output_type': 'display_data', 'data': data, 'metadata': {}},
-        *([{'output_type': 'display_data', 'data': {'text/html': style}, 'metadata': {}}] if png and phone else []),
-    )
+        *([{'output_type': 'display_data', 'data': {'text/html': style}, 'metadata': {}}] if png and phone else []))
     return shown

@@ -18,18 +18,15 @@ __all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_or
            'warm_up', 'FUTURES_CALENDARS', 'asset_class']
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c005
-FILL_RULES = (
-    "A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares of the "
-    "portfolio's value; several symbols share cash, each scaled by its share of the capital, by default equal among "
-    "the symbols tradable at the time). Every book ends flat: a symbol is closed at the open of its last bar, alone or "
-    "in a "
-    "portfolio, the exit's costs paid. Every fill pays the fee (bps of traded "
-    "value) and the slippage (bps of price, against the trade), stop fills included. Stop-loss and take-profit levels "
-    "are set from the entry open and watched from the next bar: a bar opening through a level fills at its open, "
-    "one touching it fills at the level, and when both are touched in one bar the stop is taken first. After a stop "
-    "the symbol stays flat until its signal goes flat or changes side. Buy-and-hold buys at the first traded open "
-    "and sells at the last bar's open, with the same costs."
-)
+FILL_RULES = ("A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares "
+              "of the portfolio's value; several symbols share cash, each scaled by its share of the capital, by "
+              "default equal among the symbols tradable at the time). Every book ends flat: a symbol is closed at the "
+              "open of its last bar, alone or in a portfolio, the exit's costs paid. Every fill pays the fee (bps of "
+              "traded value) and the slippage (bps of price, against the trade), stop fills included. Stop-loss and "
+              "take-profit levels are set from the entry open and watched from the next bar: a bar opening through "
+              "a level fills at its open, one touching it fills at the level, and when both are touched in one bar "
+              "the stop is taken first. After a stop the symbol stays flat until its signal goes flat or changes "
+              "side. Buy-and-hold buys at the first traded open and sells at the last bar's open, with the same costs.")
 
 _IMPORTING = threading.Lock()
 
@@ -145,8 +142,7 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
                      reason, held)
     return pd.DataFrame(
         {'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS), 'held': held},
-        index=bars.index,
-    )
+        index=bars.index)
 
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c014u
@@ -192,16 +188,9 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
     per_col = lambda attr: np.broadcast_to(np.array([[getattr(costs[s], attr) / 1e4 for s in symbols]]), close.shape)
     step = pd.Timedelta(pd.Series(index).diff().median()) if len(index) > 1 else pd.Timedelta(days=1)
     pf = _vbt().Portfolio.from_orders(
-        close,
-        size=size,
-        size_type='targetpercent',
-        price=price,
-        fees=per_col('fees'),
-        slippage=per_col('slippage'),
-        init_cash=cash,
-        freq=step,
-        **({'group_by': True, 'cash_sharing': True, 'call_seq': 'auto'} if shared and len(symbols) > 1 else {}),
-    )
+        close, size=size, size_type='targetpercent', price=price, fees=per_col('fees'), slippage=per_col('slippage'),
+        init_cash=cash, freq=step,
+        **({'group_by': True, 'cash_sharing': True, 'call_seq': 'auto'} if shared and len(symbols) > 1 else {}))
     pf.orders_by_bar = {s: o for s, (_, o) in frames.items()}  # why each order was placed (signal, stop, target)
     return pf
 

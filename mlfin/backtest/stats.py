@@ -345,11 +345,8 @@ def by_year(value: pd.Series, benchmark: pd.Series | None = None) -> pd.DataFram
     for year, v in value.groupby(value.index.year):
         start = value[value.index < v.index[0]]
         v = pd.concat([start.iloc[-1:], v]) if len(start) else v  # the year's return runs from last year's close
-        row = {
-            'return': float(v.iloc[-1] / v.iloc[0] - 1),
-            'max_drawdown': float(drawdown(v).min()),
-            'bars': len(v) - 1,
-        }
+        row = {'return': float(v.iloc[-1] / v.iloc[0] - 1), 'max_drawdown': float(drawdown(v).min()),
+               'bars': len(v) - 1}
         if benchmark is not None:
             b = benchmark.reindex(v.index).dropna()
             row['benchmark_return'] = float(b.iloc[-1] / b.iloc[0] - 1) if len(b) > 1 else float('nan')
@@ -368,12 +365,9 @@ def by_regime(returns: pd.Series, close: pd.Series, periods_per_year: float, win
     rows = {}
     for name in ['low', 'middle', 'high']:
         x = returns.reindex(regime.index[regime == name]).to_numpy()
-        rows[name] = {
-            'bars': len(x),
-            'annual_return': float(x.mean() * periods_per_year),
-            'volatility': float(x.std(ddof=1) * math.sqrt(periods_per_year)),
-            'sharpe': sharpe(x, periods_per_year),
-        }
+        rows[name] = {'bars': len(x), 'annual_return': float(x.mean() * periods_per_year),
+                      'volatility': float(x.std(ddof=1) * math.sqrt(periods_per_year)),
+                      'sharpe': sharpe(x, periods_per_year)}
     return pd.DataFrame(rows).T.rename_axis('regime')
 
 

@@ -58,19 +58,11 @@ def sweep_grid(bars: pd.DataFrame,     # canonical bars of one symbol
     p = prob_up.reindex(b.index).fillna(0.0).to_numpy(dtype='float64')
     fees = np.array([c.fees for c in costs], dtype='float64') / 1e4
     slip = np.array([c.slippage for c in costs], dtype='float64') / 1e4
-    out = _sweep(
-        b['open'].to_numpy(dtype='float64'),
-        b['close'].to_numpy(dtype='float64'),
-        p,
-        thresholds,
-        fees,
-        slip,
-        float(periods_per_year),
-    )
+    out = _sweep(b['open'].to_numpy(dtype='float64'), b['close'].to_numpy(dtype='float64'), p, thresholds, fees, slip,
+                 float(periods_per_year))
     index = pd.MultiIndex.from_product(
         [thresholds, [2 * (c.fees + c.slippage) for c in costs]], names=['threshold', 'round_trip_bps']
     )
     return pd.DataFrame(out, index=index, columns=['total_return', 'sharpe', 'max_drawdown', 'trades']).astype(
-        {'trades': 'int64'}
-    )
+        {'trades': 'int64'})
 

@@ -20,12 +20,8 @@ __all__ = ['VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', '
            'forecast_said', 'forecast_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets']
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006
-VERDICTS = {
-    'skill': 'evidence of skill',
-    'overfit': 'no reliable evidence of skill (overfit choice)',
-    'none': 'no evidence of skill',
-    'unjudged': 'cannot judge',
-}
+VERDICTS = {'skill': 'evidence of skill', 'overfit': 'no reliable evidence of skill (overfit choice)',
+            'none': 'no evidence of skill', 'unjudged': 'cannot judge'}
 # beside every figure of a run whose models also learned from later bars
 SKILL_ONLY = 'skill only: not tradeable in time order'
 VERDICT_MIN_TRADES = 10   # a book's trades: fewer cannot tell a rule from a handful of lucky bets
@@ -115,15 +111,11 @@ def holdout_said(h: dict | None) -> str:
     if h['status'] == 'not tradeable':
         return f" Holdout after selection: {chose}; under this validation the later bars' predictions are no holdout."
     if h['status'] == 'not in this run':
-        return (
-            f" Holdout after selection: {chose}, was not tried in this run, so the bars since cannot judge "
-            f"it; run it again (its model, threshold and choices) to measure it."
-        )
+        return (f" Holdout after selection: {chose}, was not tried in this run, so the bars since "
+                "cannot judge it; run it again (its model, threshold and choices) to measure it.")
     if h['status'] == 'accumulating':
-        return (
-            f" Holdout after selection: {chose}, has {h['bars']} bar(s) after its choice; its figures "
-            f"are given from {h['min_bars']}."
-        )
+        return (f" Holdout after selection: {chose}, has {h['bars']} bar(s) "
+                f"after its choice; its figures are given from {h['min_bars']}.")
     confirm = (
         f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes"
         if h['long_enough']
@@ -134,13 +126,9 @@ def holdout_said(h: dict | None) -> str:
                  "confirm"
         )
     )
-    return (
-        f" Holdout after selection (one trial): {chose}, made {h['total_return']:.1%} after costs on the {h['bars']} "
-        "bars since "
-        f"(Sharpe ratio {h['sharpe']:.2f}, PSR {h['psr']:.2f}; buy-and-hold {h['buy_and_hold_return']:.1%}, Sharpe "
-        "ratio "
-        f"{h['buy_and_hold_sharpe']:.2f}); {confirm}."
-    )
+    return (f" Holdout after selection (one trial): {chose}, made {h['total_return']:.1%} after costs on "
+            f"the {h['bars']} bars since (Sharpe ratio {h['sharpe']:.2f}, PSR {h['psr']:.2f}; buy-and-hold "
+            f"{h['buy_and_hold_return']:.1%}, Sharpe ratio {h['buy_and_hold_sharpe']:.2f}); {confirm}.")
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006_00
 def verdict(m: dict,             # one symbol's (or the portfolio's) backtest metrics
@@ -158,28 +146,19 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     out = (
         ''
         if tradeable
-        else (
-            "Not a trading record: every bar was predicted by models that also learned from later bars, so these "
-            "figures measure the model's skill after costs, not what trading it in time order would have made. "
-        )
+        else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
+              "figures measure the model's skill after costs, not what trading it in time order would have made. ")
     )
     held = (
-        (
-            f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the "
-            "configuration best in sample "
-            f"ranked below the median out of sample)"
-        )
+        (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} "
+         "splits, the configuration best in sample ranked below the median out of sample)")
         if pbo is not None
         else ''
     )
     if found == 'unjudged':
-        out += (
-            f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, a "
-            "whole trial "
-            f"record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars (here: a Sharpe "
-            "ratio of "
-            f"{said(sharpe)}, a deflated Sharpe ratio of {figure(dsr)} after {counted})."
-        )
+        out += (f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, "
+                f"a whole trial record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars "
+                f"(here: a Sharpe ratio of {said(sharpe)}, a deflated Sharpe ratio of {figure(dsr)} after {counted}).")
     elif found == 'skill':
         out += (
             f"Evidence of skill: a Sharpe ratio of {said(sharpe)} is unlikely to be luck after {counted} (deflated "
@@ -189,12 +168,9 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
             + (f", and the choice among the configurations held up out of sample: {held}." if held else '.')
         )
     elif found == 'overfit':
-        out += (
-            f"No reliable evidence of skill after {counted}: a Sharpe ratio of {said(sharpe)} survives the deflation "
-            "(deflated Sharpe "
-            f"ratio {figure(dsr)}), but the choice among the configurations does not hold up out of sample: {held}, no "
-            "better than a coin toss."
-        )
+        out += (f"No reliable evidence of skill after {counted}: a Sharpe ratio of {said(sharpe)} "
+                f"survives the deflation (deflated Sharpe ratio {figure(dsr)}), but the choice among the "
+                f"configurations does not hold up out of sample: {held}, no better than a coin toss.")
     else:
         out += (
             f"No evidence of skill after {counted}: the deflated Sharpe ratio is {figure(dsr)} (0.95 would be "
@@ -222,18 +198,12 @@ def trials_in_words(s: dict) -> str:
             f"{s['trials']}: the sum of its {s['symbols']} symbols' trials (each symbol's leader was chosen on its own)"
         )
     if 'question' in s:
-        return (
-            f"{trials_said(s)}: this run's {s['run_trials']} = {s['model_trials']} model configuration(s) (tuning "
-            "trials included) x "
-            f"{s['per_model']} threshold(s) each; the spread of every counted configuration's Sharpe ratio sets the "
-            "deflation"
-        )
+        return (f"{trials_said(s)}: this run's {s['run_trials']} = {s['model_trials']} model "
+                f"configuration(s) (tuning trials included) x {s['per_model']} threshold(s) each; "
+                "the spread of every counted configuration's Sharpe ratio sets the deflation")
     if 'model_trials' in s:
-        return (
-            f"{s['trials']} = {s['model_trials']} model configuration(s) tried (tuning trials included) x "
-            f"{s['per_model']} "
-            f"threshold(s) each: the grid whose spread of Sharpe ratios sets the deflation"
-        )
+        return (f"{s['trials']} = {s['model_trials']} model configuration(s) tried (tuning trials included) x "
+                f"{s['per_model']} threshold(s) each: the grid whose spread of Sharpe ratios sets the deflation")
     return str(s['trials'])
 
 
@@ -248,8 +218,7 @@ def clock_in_words(m: dict) -> str:
         )
     bars = f"{m['timeframe']} bars" if m.get('timeframe') else 'its own bars'
     return f"Clock: {bars}, {m['periods_per_year']:g} a year" + (
-        f" by the {m['calendar']} calendar." if m.get('calendar') else '.'
-    )
+        f" by the {m['calendar']} calendar." if m.get('calendar') else '.')
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c010
@@ -289,10 +258,8 @@ def typed(values, # numbers
           dtype: str = 'f4', # numpy's little-endian type: f4 what the eye sees, f8 a date's milliseconds
          ) -> dict:
     "Numbers as plotly.js reads a typed array: base64 of their bytes (4 a value at f4, not a float64's ~18 characters)"
-    return {
-        'dtype': dtype,
-        'bdata': base64.b64encode(np.ascontiguousarray(values, dtype='<' + dtype).tobytes()).decode(),
-    }
+    return {'dtype': dtype,
+            'bdata': base64.b64encode(np.ascontiguousarray(values, dtype='<' + dtype).tobytes()).decode()}
 
 
 def untyped(spec: dict) -> np.ndarray:
@@ -318,20 +285,14 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
     eq = {
         'data': [
             line(curve['mc_high'], line={'width': 0}, showlegend=False, hoverinfo='skip'),
-            line(
-                curve['mc_low'],
-                fill='tonexty',
-                line={'width': 0},
-                fillcolor='rgba(99,110,250,0.15)',
-                name='Monte Carlo 5-95%',
-            ),
+            line(curve['mc_low'], fill='tonexty', line={'width': 0}, fillcolor='rgba(99,110,250,0.15)',
+                 name='Monte Carlo 5-95%'),
             line(curve['strategy'], name='Strategy', line={'color': '#636efa'}),
             line(curve['buy_and_hold'], name='Buy & hold', line={'color': '#7f7f7f'}),
         ],
         'layout': {  # a log axis: equal moves look equal, and a strategy beside a 60-fold buy-and-hold is not flat
             'title': {
-                'text': f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)"
-            },
+                'text': f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)"},
             'height': 380,
             'yaxis': {'type': 'log'},
         },
@@ -349,49 +310,30 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
     for fig in (eq, dd):
         fig['layout']['xaxis'] = {'type': 'date'}
     for fig in (eq, dd, heat):
-        fig['layout'] |= {
-            'margin': {'l': 50, 'r': 20, 't': 45, 'b': 30},
-            'legend': {'orientation': 'h', 'y': 1.08, 'x': 0},
-        }
+        fig['layout'] |= {'margin': {'l': 50, 'r': 20, 't': 45, 'b': 30},
+                          'legend': {'orientation': 'h', 'y': 1.08, 'x': 0}}
     return [eq, dd, heat]
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013
 # the one format table of performance figures: key, label, format
-PERFORMANCE = [
-    ('total_return', 'Total return', '{:.1%}'),
-    ('annual_return', 'Annual return', '{:.1%}'),
-    ('volatility', 'Volatility', '{:.1%}'),
-    ('sharpe', 'Sharpe ratio', '{:.2f}'),
-    ('sortino', 'Sortino ratio', '{:.2f}'),
-    ('calmar', 'Calmar ratio', '{:.2f}'),
-    ('max_drawdown', 'Max drawdown', '{:.1%}'),
-    ('drawdown_days', 'Longest drawdown (days)', '{:.0f}'),
-    ('trades', 'Trades', '{:.0f}'),
-    ('win_rate', 'Win rate', '{:.0%}'),
-    ('profit_factor', 'Profit factor', '{:.2f}'),
-    ('turnover', 'Turnover (position changes a year)', '{:.1f}'),
-    ('exposure', 'Time in market', '{:.0%}'),
-]
+PERFORMANCE = [('total_return', 'Total return', '{:.1%}'), ('annual_return', 'Annual return', '{:.1%}'),
+               ('volatility', 'Volatility', '{:.1%}'), ('sharpe', 'Sharpe ratio', '{:.2f}'),
+               ('sortino', 'Sortino ratio', '{:.2f}'), ('calmar', 'Calmar ratio', '{:.2f}'),
+               ('max_drawdown', 'Max drawdown', '{:.1%}'), ('drawdown_days', 'Longest drawdown (days)', '{:.0f}'),
+               ('trades', 'Trades', '{:.0f}'), ('win_rate', 'Win rate', '{:.0%}'),
+               ('profit_factor', 'Profit factor', '{:.2f}'),
+               ('turnover', 'Turnover (position changes a year)', '{:.1f}'), ('exposure', 'Time in market', '{:.0%}')]
 
 def _fmt(fmt: str, v) -> str:
     return '' if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
 
 # how the tables' columns read: their headings and formats (shares as percentages, counts whole)
-_COLUMNS = {
-    'total_return': ('total return', '{:.1%}'),
-    'annual_return': ('annual return', '{:.1%}'),
-    'return': ('return', '{:.1%}'),
-    'benchmark_return': ('buy & hold', '{:.1%}'),
-    'max_drawdown': ('max drawdown', '{:.1%}'),
-    'volatility': ('volatility', '{:.1%}'),
-    'exposure': ('time in market', '{:.0%}'),
-    'sharpe': ('Sharpe', '{:.2f}'),
-    'trades': ('trades', '{:,.0f}'),
-    'bars': ('bars', '{:,.0f}'),
-    'round_trip_bps': ('round trip (bps)', '{:g}'),
-    'per_bar': ('return per bar held (bps)', '{:.2f}'),
-    'rank_ic': ('rank IC', '{:.3f}'),
-}
+_COLUMNS = {'total_return': ('total return', '{:.1%}'), 'annual_return': ('annual return', '{:.1%}'),
+            'return': ('return', '{:.1%}'), 'benchmark_return': ('buy & hold', '{:.1%}'),
+            'max_drawdown': ('max drawdown', '{:.1%}'), 'volatility': ('volatility', '{:.1%}'),
+            'exposure': ('time in market', '{:.0%}'), 'sharpe': ('Sharpe', '{:.2f}'), 'trades': ('trades', '{:,.0f}'),
+            'bars': ('bars', '{:,.0f}'), 'round_trip_bps': ('round trip (bps)', '{:g}'),
+            'per_bar': ('return per bar held (bps)', '{:.2f}'), 'rank_ic': ('rank IC', '{:.3f}')}
 _SCALE = {'per_bar': 1e4}
 
 
@@ -423,8 +365,7 @@ def metrics_frame(m: dict,             # a symbol's or the portfolio's backtest 
         {
             label: [
                 annualised_shown(k, _fmt(f, m['strategy'].get(k)), m['strategy']),
-                annualised_shown(k, _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0), m['buy_and_hold']),
-            ]
+                annualised_shown(k, _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0), m['buy_and_hold'])]
             for k, label, f in PERFORMANCE
             if keys is None or k in keys
         },
@@ -453,11 +394,8 @@ def _spread_words(s: dict) -> str:
                 f"over {s['n']:,} bars")
     if spread >= floor:
         return f"{spread:.3g} among the trials (above the floor of {floor:.3g}, luck alone over {s['n']:,} bars)"
-    return (
-        f"{floor:.3g}, the floor (luck alone over {s['n']:,} bars): the trials differ by only {spread:.3g}, near "
-        "copies of one "
-        f"another, which would have made luck look small"
-    )
+    return (f"{floor:.3g}, the floor (luck alone over {s['n']:,} bars): the trials differ by "
+            f"only {spread:.3g}, near copies of one another, which would have made luck look small")
 
 def _record_words(r: dict) -> str:
     "Where the count comes from, and what is wrong with it"
@@ -485,8 +423,7 @@ def skill_frame(m: dict) -> pd.DataFrame:
         ),
         'Probability of backtest overfitting': _pbo_words(m.get('pbo')),
         'Max drawdown, Monte Carlo 5% / 50% / 95%': ' / '.join(
-            f"{mc['max_drawdown'][q]:.1%}" for q in ('0.05', '0.5', '0.95')
-        ),
+            f"{mc['max_drawdown'][q]:.1%}" for q in ('0.05', '0.5', '0.95')),
         f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths",
     }
     return pd.DataFrame({'': rows}).rename_axis('test')
@@ -505,13 +442,10 @@ def holdout_frame(h: dict) -> pd.DataFrame:
         else 'never (no positive Sharpe ratio chosen)',
     }
     if h['status'] == 'measured':
-        rows |= {
-            'Return after costs': f"{h['total_return']:.1%}",
-            'Sharpe ratio (annualised)': f"{h['sharpe']:.2f}",
-            'PSR (one trial: nothing to deflate)': f"{h['psr']:.3f}",
-            'Buy-and-hold return': f"{h['buy_and_hold_return']:.1%}",
-            'Buy-and-hold Sharpe ratio': f"{h['buy_and_hold_sharpe']:.2f}",
-        }
+        rows |= {'Return after costs': f"{h['total_return']:.1%}", 'Sharpe ratio (annualised)': f"{h['sharpe']:.2f}",
+                 'PSR (one trial: nothing to deflate)': f"{h['psr']:.3f}",
+                 'Buy-and-hold return': f"{h['buy_and_hold_return']:.1%}",
+                 'Buy-and-hold Sharpe ratio': f"{h['buy_and_hold_sharpe']:.2f}"}
     return pd.DataFrame({'': rows}).rename_axis('holdout')
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_fc
@@ -534,30 +468,20 @@ def forecast_said(f: dict) -> str:
         if isinstance(f.get('dm'), (int, float)) and f['dm'] == f['dm']
         else ''
     )
-    return (
-        f"Out of sample, the forecast's mean absolute error is {_error(f['mae'], f['units'])} against "
-        f"{_error(f['mae_rw'], f['units'])} for "
-        f"the random walk ({walk}) and {_error(f.get('mae_drift'), f['units'])} for the drift alone: {ratio:.3f}x the "
-        "random walk's; "
-        f"it {outcome} doing nothing (MAE and RMSE both below the random walk's is what beating it takes).{dm}"
-    )
+    return (f"Out of sample, the forecast's mean absolute error is {_error(f['mae'], f['units'])} against "
+            f"{_error(f['mae_rw'], f['units'])} for the random walk ({walk}) and "
+            f"{_error(f.get('mae_drift'), f['units'])} for the drift alone: {ratio:.3f}x the random walk's; it "
+            f"{outcome} doing nothing (MAE and RMSE both below the random walk's is what beating it takes).{dm}")
 
 def forecast_frame(f: dict) -> pd.DataFrame:
     "The forecast, the random walk and the drift side by side: MAE, RMSE and the ratios to the random walk"
-    rows = {
-        'forecast': (f['mae'], f['rmse']),
-        'random walk': (f['mae_rw'], f['rmse_rw']),
-        'drift only': (f.get('mae_drift'), f.get('rmse_drift')),
-    }
+    rows = {'forecast': (f['mae'], f['rmse']), 'random walk': (f['mae_rw'], f['rmse_rw']),
+            'drift only': (f.get('mae_drift'), f.get('rmse_drift'))}
     ratio = lambda a, b: f"{a / b:.3f}x" if all(isinstance(v, (int, float)) and v == v for v in (a, b)) and b else ''
     return pd.DataFrame(
         {
-            name: {
-                'MAE': _error(a, f['units']),
-                'RMSE': _error(b, f['units']),
-                'MAE / random walk': ratio(a, f['mae_rw']),
-                'RMSE / random walk': ratio(b, f['rmse_rw']),
-            }
+            name: {'MAE': _error(a, f['units']), 'RMSE': _error(b, f['units']),
+                   'MAE / random walk': ratio(a, f['mae_rw']), 'RMSE / random walk': ratio(b, f['rmse_rw'])}
             for name, (a, b) in rows.items()
         }
     ).T.rename_axis('forecast')
@@ -582,28 +506,19 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
         for part in [*header.split('\n\n'), clock_in_words(m)]
         if part.strip()
     )   # the run's paragraphs kept apart, then its clock
-    top = [
-        f"<h1>{html.escape(name)}: tearsheet</h1>",
-        f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>",
-        f"<details class='mlfin-method'><summary>How this was measured</summary>{method}</details>",
-    ]
+    top = [f"<h1>{html.escape(name)}: tearsheet</h1>", f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>",
+           f"<details class='mlfin-method'><summary>How this was measured</summary>{method}</details>"]
     parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m))]
     if m.get('forecast'):
-        parts[:0] = [
-            "<h2>The forecast against doing nothing</h2>",
-            f"<p>{html.escape(forecast_said(m['forecast']))}</p>",
-            _table(forecast_frame(m['forecast'])),
-        ]
+        parts[:0] = ["<h2>The forecast against doing nothing</h2>",
+                     f"<p>{html.escape(forecast_said(m['forecast']))}</p>", _table(forecast_frame(m['forecast']))]
     # past the essentials, folded: a phone reaches the detail within 5 screens (issue 69); the tests behind the verdict
     # (how much to believe it, the holdout) first, the verdict above saying what they found in words
     detail, named = ["<h2>How much to believe it</h2>", _table(skill_frame(m))], ['how much to believe it']
     if m.get('holdout'):
         named.append('holdout')
-        detail += [
-            "<h2>Holdout after selection</h2>",
-            f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
-            _table(holdout_frame(m['holdout'])),
-        ]
+        detail += ["<h2>Holdout after selection</h2>", f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
+                   _table(holdout_frame(m['holdout']))]
     if 'cost_stress' in m:
         stress = pd.DataFrame(m['cost_stress']['table'])
         be = m['cost_stress']['break_even_bps']
@@ -625,16 +540,13 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
         named.append('every model')
         detail += [
             "<h2>Every model, same bars and costs</h2>",
-            _table(
-                pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
-                m['strategy'],
-            ),
+            _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
+                   m['strategy']),
         ]
     for key, title, short in (
         ('by_year', 'By year', 'by year'),
         ('by_regime', "By the asset's volatility regime (trailing 20 bars)", 'by volatility regime'),
-        ('signal_decay', 'Signal decay: return per bar held against the holding horizon', 'signal decay'),
-    ):
+        ('signal_decay', 'Signal decay: return per bar held against the holding horizon', 'signal decay')):
         if m.get(key):
             named.append(short)
             detail += [
@@ -650,21 +562,12 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
         named.append('fill rules')
         detail += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
     if detail:
-        parts.append(
-            "<details class='mlfin-detail'><summary>The detail: "
-            f"{', '.join(named)}</summary>{''.join(detail)}</details>"
-        )
+        parts.append("<details class='mlfin-detail'><summary>The detail: "
+                     f"{', '.join(named)}</summary>{''.join(detail)}</details>")
     return top, figures(curve, name), parts
 
-def tearsheet_page(
-    name: str,
-    m: dict,
-    curve: pd.DataFrame,
-    header: str = '',
-    fill_rules: str = '',
-    quality: dict | None = None,
-    tradeable: bool = True,
-) -> str:
+def tearsheet_page(name: str, m: dict, curve: pd.DataFrame, header: str = '', fill_rules: str = '',
+                   quality: dict | None = None, tradeable: bool = True) -> str:
     "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
     import plotly.io as pio
     top, figs, parts = tearsheet_parts(name, m, curve, header, fill_rules, quality, tradeable)

@@ -60,24 +60,8 @@ class Question:
 RESULT_NEUTRAL = frozenset({'n_jobs'})   # hyperparameters that change how fast a model trains, not what it predicts
 # the run parameters a researcher chooses besides the model and the signal's point: trying another is trying another
 # configuration
-CHOICES = (
-    'inputs',
-    'start',
-    'end',
-    'label',
-    'horizon',
-    'cv',
-    'folds',
-    'train_size',
-    'embargo',
-    'weighting',
-    'seed',
-    'short_below',
-    'sizing',
-    'kelly',
-    'stop_loss',
-    'take_profit',
-)
+CHOICES = ('inputs', 'start', 'end', 'label', 'horizon', 'cv', 'folds', 'train_size', 'embargo', 'weighting', 'seed',
+           'short_below', 'sizing', 'kelly', 'stop_loss', 'take_profit')
 
 
 def _canonical(value):
@@ -104,12 +88,8 @@ def configuration_id(family: str,   # the model's family
                     ) -> str:
     "A configuration's identity: its model's family and values, its point, and the run's other choices"
     return _digest(
-        {
-            'family': family,
-            'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL},
-            'point': point,
-            'choices': {k: choices.get(k) for k in CHOICES},
-        }
+        {'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'point': point,
+         'choices': {k: choices.get(k) for k in CHOICES}}
     )
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c010
@@ -118,29 +98,13 @@ def search_id(family: str, params: dict, # the values a search found
     """The identity of a search: the values it found, whoever ran it (`mlfin tune`, its workers sharing a study, a run's
     --trials)"""
     return _digest(
-        {'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'search': True}
-    )
+        {'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'search': True})
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c012
-LEDGER = {
-    'question': 'string',
-    'configuration': 'string',
-    'kind': 'string',
-    'name': 'string',
-    'model': 'string',
-    'family': 'string',
-    'point': 'float64',
-    'models': 'int64',
-    'params': 'string',
-    'choices': 'string',
-    'sharpe': 'float64',
-    'skew': 'float64',
-    'kurtosis': 'float64',
-    'bars': 'int64',
-    'first': 'datetime64[us, UTC]',
-    'last': 'datetime64[us, UTC]',
-    'chosen': 'bool',
-}
+LEDGER = {'question': 'string', 'configuration': 'string', 'kind': 'string', 'name': 'string', 'model': 'string',
+          'family': 'string', 'point': 'float64', 'models': 'int64', 'params': 'string', 'choices': 'string',
+          'sharpe': 'float64', 'skew': 'float64', 'kurtosis': 'float64', 'bars': 'int64',
+          'first': 'datetime64[us, UTC]', 'last': 'datetime64[us, UTC]', 'chosen': 'bool'}
 KINDS = {
     'configuration': "a model's values at one point of the grid, backtested after costs: one trial",
     'search': "the other trials of the search that chose a model's values: `models` of them, each at every point of "
@@ -155,25 +119,10 @@ def search_trials(question: Question, model: str, family: str,
     """A search's record on a question (a run's --trials, or `mlfin tune`): its other trials, one `search` row of
     `LEDGER`"""
     if tried < 2: raise BadInput(f"{model}: a search of {tried} trial(s) tried nothing besides its values")
-    row = {
-        'question': question.id,
-        'configuration': search_id(family, params),
-        'kind': 'search',
-        'name': f"{model} search",
-        'model': model,
-        'family': family,
-        'point': math.nan,
-        'models': tried - 1,
-        'params': json.dumps(_canonical(params)),
-        'choices': '{}',
-        'sharpe': math.nan,
-        'skew': math.nan,
-        'kurtosis': math.nan,
-        'bars': 0,
-        'first': None,
-        'last': None,
-        'chosen': False,
-    }
+    row = {'question': question.id, 'configuration': search_id(family, params), 'kind': 'search',
+           'name': f"{model} search", 'model': model, 'family': family, 'point': math.nan, 'models': tried - 1,
+           'params': json.dumps(_canonical(params)), 'choices': '{}', 'sharpe': math.nan, 'skew': math.nan,
+           'kurtosis': math.nan, 'bars': 0, 'first': None, 'last': None, 'chosen': False}
     return pd.DataFrame([row])[list(LEDGER)].astype(LEDGER)
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c013
@@ -204,23 +153,10 @@ def run_trials(question: Question,
         ids[name] = configuration_id(m['family'], m['params'], float(point), choices)
         found = _moments(r)
         rows.append(
-            {
-                'configuration': ids[name],
-                'kind': 'configuration',
-                'name': name,
-                'model': model,
-                'family': m['family'],
-                'point': float(point),
-                'models': 1,
-                'params': json.dumps(_canonical(m['params'])),
-                'sharpe': found['sr'],
-                'skew': found['skew'],
-                'kurtosis': found['kurtosis'],
-                'bars': len(r),
-                'first': r.index.min(),
-                'last': r.index.max(),
-                'chosen': name == chosen,
-            }
+            {'configuration': ids[name], 'kind': 'configuration', 'name': name, 'model': model, 'family': m['family'],
+             'point': float(point), 'models': 1, 'params': json.dumps(_canonical(m['params'])), 'sharpe': found['sr'],
+             'skew': found['skew'], 'kurtosis': found['kurtosis'], 'bars': len(r), 'first': r.index.min(),
+             'last': r.index.max(), 'chosen': name == chosen}
         )
     table = pd.DataFrame(rows).assign(
         question=question.id, choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES}))
@@ -230,8 +166,7 @@ def run_trials(question: Question,
     table, returns = table.drop_duplicates('configuration'), returns.rename(columns=ids)
     returns = returns.loc[:, ~returns.columns.duplicated()]
     searches = [
-        search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models if m['tried'] > 1
-    ]
+        search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models if m['tried'] > 1]
     return pd.concat([table[list(LEDGER)].astype(LEDGER), *searches], ignore_index=True), returns
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c014
@@ -284,8 +219,7 @@ def _pbo_matrix(grid: pd.DataFrame, counted: pd.DataFrame, kept: pd.DataFrame) -
 # %% ../../nbs/07g_backtest.trials.ipynb #c018
 def _empty_ledger() -> pd.DataFrame:
     return pd.DataFrame(
-        {c: pd.Series(dtype=t) for c, t in {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}.items()}
-    )
+        {c: pd.Series(dtype=t) for c, t in {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}.items()})
 
 
 def question_skill(question: Question,
@@ -316,14 +250,9 @@ def question_skill(question: Question,
             mine.loc[mine['kind'] == 'configuration', 'model'].nunique()
             + mine.loc[mine['kind'] == 'search', 'models'].sum()
         ),
-        question={
-            'id': question.id,
-            'key': question.key,
-            'earlier_runs': int(counted['source'].nunique()),
-            'first_recorded': counted['recorded'].min().isoformat() if len(counted) else None,
-            'since': since.isoformat() if since is not None else None,
-            'left_out': everything - trials,
-        },
+        question={'id': question.id, 'key': question.key, 'earlier_runs': int(counted['source'].nunique()),
+                  'first_recorded': counted['recorded'].min().isoformat() if len(counted) else None,
+                  'since': since.isoformat() if since is not None else None, 'left_out': everything - trials},
     )
     if overfit is not None: overfit.update(earlier=joined, bars=int(len(matrix)))
     return tested, overfit
@@ -336,12 +265,9 @@ def portfolio_skill(book: dict,            # the portfolio's backtest metrics (i
     chosen on its own)"""
     s = dict(book['skill'])
     trials = sum(m['skill']['trials'] for m in symbols.values())
-    s.update(
-        run_trials=s['trials'],
-        trials=int(trials),
-        expected_max_sharpe=stats.expected_max_sharpe(int(trials), s['sr_variance']),
-        dsr=stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], int(trials), s['sr_variance']),
-    )
+    s.update(run_trials=s['trials'], trials=int(trials),
+             expected_max_sharpe=stats.expected_max_sharpe(int(trials), s['sr_variance']),
+             dsr=stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], int(trials), s['sr_variance']))
     return s
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c021
@@ -375,17 +301,10 @@ def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`
         if pick['sharpe'] == pick['sharpe']
         else math.inf
     )
-    out = {
-        'configuration': pick['name'],
-        'id': pick['configuration'],
-        'chosen_at': pick['recorded'].isoformat(),
-        'chosen_by': pick['source'],
-        'through': pick['last'].isoformat(),
-        'chosen_sharpe': float(pick['sharpe']) * math.sqrt(periods_per_year),
-        'needed': None if math.isinf(needed) else math.ceil(needed),
-        'trials': 1,
-        'min_bars': HOLDOUT_MIN_BARS,
-    }
+    out = {'configuration': pick['name'], 'id': pick['configuration'], 'chosen_at': pick['recorded'].isoformat(),
+           'chosen_by': pick['source'], 'through': pick['last'].isoformat(),
+           'chosen_sharpe': float(pick['sharpe']) * math.sqrt(periods_per_year),
+           'needed': None if math.isinf(needed) else math.ceil(needed), 'trials': 1, 'min_bars': HOLDOUT_MIN_BARS}
     if not tradeable: return {**out, 'status': 'not tradeable', 'bars': 0}
     column = pick['configuration']
     # chosen with --end: the same rule, tried here on more bars

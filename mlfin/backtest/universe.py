@@ -71,12 +71,8 @@ def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one 
         side = sides(settings.rule('classifier', costs), rows['prob_up'])
         prob = calibrate(rows)['prob_calibrated'] if settings.sizing == 'kelly' else rows['prob_up']
         return pd.DataFrame(
-            {
-                'side': side,
-                'weight': sizes(side, prob, settings.sizing, settings.kelly),
-                'prob_up': rows['prob_up'],
-                'prob': prob,
-            }
+            {'side': side, 'weight': sizes(side, prob, settings.sizing, settings.kelly), 'prob_up': rows['prob_up'],
+             'prob': prob}
         )
     # a regressor: its predicted move against a round trip's cost; sized fixed (no probability to size by)
     side = sides(settings.rule('regressor', costs), rows['prediction'])
@@ -102,14 +98,9 @@ def cost_stress(bars: pd.DataFrame, weight: pd.Series, costs: Costs, periods_per
                 multiples: tuple = COST_MULTIPLES) -> dict:
     "Total and annual return and Sharpe ratio at multiples of the costs, and the break-even round-trip cost"
     names = [f"x{m:g}" for m in multiples]
-    pf = simulate(
-        {n: bars for n in names},
-        {n: weight for n in names},
-        {n: Costs(costs.fees * m, costs.slippage * m) for n, m in zip(names, multiples)},
-        stop_loss,
-        take_profit,
-        shared=False,
-    )
+    pf = simulate({n: bars for n in names}, {n: weight for n in names},
+                  {n: Costs(costs.fees * m, costs.slippage * m) for n, m in zip(names, multiples)}, stop_loss,
+                  take_profit, shared=False)
     values = pf.value()
     rows = [
         {
@@ -180,17 +171,11 @@ def skill(returns: pd.Series,          # the examined strategy's per-bar returns
     floor = stats.sharpe_variance(moments['n'])
     spread = variance if variance is not None and np.isfinite(variance) else None
     variance = floor if spread is None else max(spread, floor)
-    out = {
-        **moments,
-        'trials': int(trials),
-        'sr_variance': variance,
-        'sr_variance_trials': spread,
-        'sr_variance_floor': floor,
-        'grid': 0 if g is None else int(g.shape[1]),
-        'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
-        'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
-        'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance),
-    }
+    out = {**moments, 'trials': int(trials), 'sr_variance': variance, 'sr_variance_trials': spread,
+           'sr_variance_floor': floor, 'grid': 0 if g is None else int(g.shape[1]),
+           'expected_max_sharpe': stats.expected_max_sharpe(int(trials), variance),
+           'psr': stats.psr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis']),
+           'dsr': stats.dsr(moments['sr'], moments['n'], moments['skew'], moments['kurtosis'], int(trials), variance)}
     overfit, blocks = None, (min(16, 2 * (len(g) // 4 // 2)) if g is not None else 0)
     if blocks >= 4:
         found = stats.pbo(g.to_numpy(), blocks)
@@ -217,13 +202,8 @@ def examine(value: pd.Series,          # the examined strategy's value per bar, 
     tested, overfit = skill(returns, trials, grid)
     # one pass over the resamples: the interval and the bands draw the same ones
     interval, bands = stats.interval_and_bands(returns.to_numpy(), periods_per_year, settings.reps, settings.seed)
-    return {
-        'skill': tested,
-        'pbo': overfit,
-        'sharpe_interval': _floats(interval),
-        'monte_carlo': _monte_carlo(bands),
-        'by_year': _table(stats.by_year(value, hold)),
-    }, bands
+    return {'skill': tested, 'pbo': overfit, 'sharpe_interval': _floats(interval), 'monte_carlo': _monte_carlo(bands),
+            'by_year': _table(stats.by_year(value, hold))}, bands
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_03b
 def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and every model's out-of-sample rows
@@ -233,14 +213,8 @@ def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and 
     figures per model)"""
     models = list(dict.fromkeys(oos['model']))
     made = {m: model_weights(oos[oos['model'] == m].sort_index(), costs, settings) for m in models}
-    pf = simulate(
-        {m: bars for m in models},
-        {m: w['weight'] for m, w in made.items()},
-        costs,
-        settings.stop_loss,
-        settings.take_profit,
-        shared=False,
-    )
+    pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, settings.stop_loss,
+                  settings.take_profit, shared=False)
     values, trades = pf.value(), pf.trades.records_readable
     pf.trades_readable = trades   # read once: vectorbt makes the table anew (a Timestamp a trade) each time asked
     per_model = {m: _floats(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
@@ -304,12 +278,8 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     returns = value.pct_change().dropna()
     metrics = {
         'model': leader,
-        'costs': {
-            'asset_class': settings.cost_class(symbol, calendar),
-            'fees_bps': costs.fees,
-            'slippage_bps': costs.slippage,
-            'round_trip_bps': 2 * (costs.fees + costs.slippage),
-        },
+        'costs': {'asset_class': settings.cost_class(symbol, calendar), 'fees_bps': costs.fees,
+                  'slippage_bps': costs.slippage, 'round_trip_bps': 2 * (costs.fees + costs.slippage)},
         'strategy': per_model[leader],
         'buy_and_hold': _floats(stats.performance(hold, ppy)),
         'exposure': per_model[leader]['exposure'],
@@ -321,34 +291,19 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
         'monte_carlo': examined['monte_carlo'],
         'by_year': examined['by_year'],
         'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
-        'cost_stress': cost_stress(
-            bars.loc[chosen.index[0] : chosen.index[-1]],
-            chosen['weight'],
-            costs,
-            ppy,
-            settings.stop_loss,
-            settings.take_profit,
-        ),
+        'cost_stress': cost_stress(bars.loc[chosen.index[0] : chosen.index[-1]], chosen['weight'], costs, ppy,
+                                   settings.stop_loss, settings.take_profit),
         'signal_decay': _table(
-            stats.signal_decay(
-                chosen['side'].astype('float64'),
-                bars['close'],
-                chosen['prob_up'] if chosen['prob_up'].notna().any() else None,
-            )
+            stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
+                               chosen['prob_up'] if chosen['prob_up'].notna().any() else None)
         ),
     }
     if settings.sizing == 'kelly':
         metrics['calibrated_share'] = float(calibrate(oos[oos['model'] == leader].sort_index())['calibrated'].mean())
     curves = pd.DataFrame(
-        {
-            'symbol': symbol,
-            'strategy': value,
-            'buy_and_hold': hold.reindex(value.index),
-            'prob_up': chosen['prob_up'].reindex(value.index),
-            'signal': chosen['side'].reindex(value.index),
-            'weight': chosen['weight'].reindex(value.index),
-            'close': bars['close'].reindex(value.index),
-        }
+        {'symbol': symbol, 'strategy': value, 'buy_and_hold': hold.reindex(value.index),
+         'prob_up': chosen['prob_up'].reindex(value.index), 'signal': chosen['side'].reindex(value.index),
+         'weight': chosen['weight'].reindex(value.index), 'close': bars['close'].reindex(value.index)}
     )
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
         curves[name] = np.r_[1.0, q] * value.iloc[0]
@@ -370,8 +325,7 @@ def clock_days(bars_by_symbol: dict) -> int:
     over"""
     return int(
         pd.DatetimeIndex(
-            np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])
-        ).nunique()
+            np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])).nunique()
     )
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013
@@ -403,16 +357,8 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
              for s in leaders}
     bars_at, oos_at = sources or (None, None)
     calls = {
-        symbol: (
-            shipped(bars_by_symbol[symbol], bars_at),
-            shipped(oos[oos['symbol'] == symbol], oos_at),
-            symbol,
-            leader,
-            calendars[symbol],
-            trials[symbol],
-            costs[symbol],
-            settings,
-        )
+        symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol,
+                 leader, calendars[symbol], trials[symbol], costs[symbol], settings)
         for symbol, leader in leaders.items()
     }
     keys = {
@@ -433,26 +379,13 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     # the days the leaders trade on, from their first decision: a day's value each, a daily return between two
     if len(leaders) > 1 and clock_days(weights) - 1 >= PORTFOLIO_MIN_DAYS:
         step('backtest', 'the portfolio of the leaders', len(leaders), len(leaders) + 1)
-        p_metrics, p_curve, p_trades = backtest_portfolio(
-            bars_by_symbol,
-            weights,
-            costs,
-            sum(m['skill']['trials'] for m in metrics.values()),
-            grids,
-            calendars,
-            settings,
-        )
+        p_metrics, p_curve, p_trades = backtest_portfolio(bars_by_symbol, weights, costs,
+                                                          sum(m['skill']['trials'] for m in metrics.values()), grids,
+                                                          calendars, settings)
         p_metrics['skill']['symbols'] = len(leaders)
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
-    return Backtests(
-        pd.concat(records, ignore_index=True),
-        pd.concat(curves),
-        pd.concat(trades, ignore_index=True),
-        metrics,
-        pd.concat(returns),
-        settings,
-        booked.record(),
-    )
+    return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True),
+                     metrics, pd.concat(returns), settings, booked.record())
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_u
 def backtest_one(
@@ -491,15 +424,11 @@ def _numbers(o):
 def _book_files(one: SymbolBacktest) -> dict[str, bytes]:
     "A symbol's book as files: its figures as JSON, its frames and its grid's weights as Parquet"
     grid = pd.concat([w.rename('weight').to_frame().assign(configuration=name) for name, w in one.grid.items()])
-    return {
-        'metrics.json': json.dumps(one.metrics, default=_numbers).encode(),
-        'curves.parquet': frame_bytes(one.curves),
-        'trades.parquet': frame_bytes(one.trades),
-        'signals.parquet': frame_bytes(one.signals),
-        'grid.parquet': frame_bytes(grid),
-        'grid_names.json': json_bytes({name: w.name for name, w in one.grid.items()}),
-        'grid_returns.parquet': frame_bytes(one.grid_returns),
-    }
+    return {'metrics.json': json.dumps(one.metrics, default=_numbers).encode(),
+            'curves.parquet': frame_bytes(one.curves), 'trades.parquet': frame_bytes(one.trades),
+            'signals.parquet': frame_bytes(one.signals), 'grid.parquet': frame_bytes(grid),
+            'grid_names.json': json_bytes({name: w.name for name, w in one.grid.items()}),
+            'grid_returns.parquet': frame_bytes(one.grid_returns)}
 
 
 def _book_of(files: dict[str, bytes]) -> SymbolBacktest:
@@ -509,8 +438,7 @@ def _book_of(files: dict[str, bytes]) -> SymbolBacktest:
         json.loads(files['metrics.json']),
         *(frame_of(files[f"{part}.parquet"]) for part in ('curves', 'trades', 'signals')),
         {name: grid.loc[grid['configuration'] == name, 'weight'].rename(names[name]) for name in names},
-        frame_of(files['grid_returns.parquet']),
-    )
+        frame_of(files['grid_returns.parquet']))
 
 BOOKED = Codec(_book_files, _book_of)   # how a symbol's book is kept between runs
 
@@ -543,8 +471,7 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
         pd.DataFrame(
             {
                 k: daily_clock(
-                    book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss, take_profit=take_profit).value()
-                )
+                    book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss, take_profit=take_profit).value())
                 for k in keys
             }
         )
@@ -559,8 +486,7 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     # between a symbol's own bars
     held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)
     strategy = _floats(
-        {**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()), **_activity(held, value.index, ppy)}
-    )
+        {**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()), **_activity(held, value.index, ppy)})
     named = ', '.join(f"{s} {calendars[s]}" for s in weights if calendars and s in calendars)
     metrics = {
         'model': 'leaders',

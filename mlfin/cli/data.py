@@ -45,11 +45,10 @@ def _json_file(path: Path | None) -> dict | None:
 # %% ../../nbs/14d_cli.data.ipynb #c014_01
 @app.command()
 def ingest(
-    sources: List[str] = typer.Argument(
-        ...,
-        help="a CSV/Parquet/JSON file; several, a folder or a quoted glob ('data/*.csv') of them; sample:SYMBOL, "
-             "ccxt:EXCHANGE:MARKET, yfinance:TICKER or postgresql://host/db?table=T[&symbol_column=C]",
-    ),
+    sources: List[str] = typer.Argument(...,
+                                        help="a CSV/Parquet/JSON file; several, a folder or a quoted glob "
+                                             "('data/*.csv') of them; sample:SYMBOL, ccxt:EXCHANGE:MARKET, "
+                                             "yfinance:TICKER or postgresql://host/db?table=T[&symbol_column=C]"),
     symbol: Optional[str] = typer.Option(
         None, help="what the bars are of (one source; a file's default: its name without its ending, upper-cased)"
     ),
@@ -74,8 +73,7 @@ def ingest(
     ),
     off_calendar: str = typer.Option(
         'quarantine',
-        help="bars the calendar has no place for (a Saturday on NYSE): quarantine (kept out, with the reason) or keep",
-    ),
+        help="bars the calendar has no place for (a Saturday on NYSE): quarantine (kept out, with the reason) or keep"),
     decimal: str = typer.Option('.', help="text files: the decimal mark, . or , (European files: 1234,56)"),
     dayfirst: bool = typer.Option(False, help="text files: dates are day first (31.12.2024, 31/12/2024 14:30)"),
     date_format: Optional[str] = typer.Option(None, help="text files: the times' strptime format, e.g. %m/%d/%Y %H:%M"),
@@ -92,24 +90,8 @@ def ingest(
                              off_calendar, decimal, dayfirst, date_format)
     source = sources[0]
     if symbol is None and Path(source).is_file(): symbol = symbol_from_name(source)
-    report = data.ingest(
-        source,
-        symbol,
-        timeframe,
-        strict,
-        calendar,
-        _mapping(map),
-        tz,
-        store,
-        start,
-        end,
-        settings,
-        actions,
-        off_calendar,
-        decimal,
-        dayfirst,
-        date_format,
-    )
+    report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings,
+                         actions, off_calendar, decimal, dayfirst, date_format)
     typer.echo(str(report))
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="What the store holds")
@@ -153,19 +135,17 @@ def data_ls(store: Optional[str] = typer.Option(None, help="store folder or post
 # %% ../../nbs/14d_cli.data.ipynb #c014_0o
 @data_app.command('ingest-observations')
 def data_ingest_observations(
-    source: str = typer.Argument(
-        ...,
-        help="a CSV/Parquet file (wide: a date column, optional release times `known`, value columns; or the long "
-        "layout symbol, field, period_end, filed_at, value), embedded:NAME or postgresql://host/db?table=T",
-    ),
+    source: str = typer.Argument(...,
+                                 help="a CSV/Parquet file (wide: a date column, optional release times "
+                                      "`known`, value columns; or the long layout symbol, field, period_end, "
+                                      "filed_at, value), embedded:NAME or postgresql://host/db?table=T"),
     name: Optional[str] = typer.Option(
         None, help="the series' name (lower case: cpi_core) for a source of one value column; default: the column's"
     ),
-    rule: Optional[str] = typer.Option(
-        None,
-        help="when each value became known: 'day 15 of next month 08:30 America/New_York', 'next session open XNYS', "
-        "...; default: the source's release times (long layout: 'filed, next session open XNYS')",
-    ),
+    rule: Optional[str] = typer.Option(None,
+                                       help="when each value became known: 'day 15 of next month 08:30 "
+                                            "America/New_York', 'next session open XNYS', ...; default: the source's "
+                                            "release times (long layout: 'filed, next session open XNYS')"),
     frequency: Optional[str] = typer.Option(None, help="D, W, M, Q or A; default: from the periods' spacing"),
     symbol: Optional[str] = typer.Option(
         None, help="the company a wide source's series are of (the long layout names its own)"
@@ -262,23 +242,19 @@ def data_show(
     symbol, timeframe = _series(series, store)
     bars = data.load(symbol, timeframe, start, end, not raw, store, last=None if start or end else last)
     with pd.option_context('display.width', 200, 'display.max_rows', 100_000):
-        typer.echo(
-            f"{symbol} {timeframe}: {len(bars):,} bar(s) from {bars.attrs.get('source', '?')}, "
-            f"{bars.attrs.get('calendar', '')} calendar"
-        )
+        typer.echo(f"{symbol} {timeframe}: {len(bars):,} bar(s) from "
+                   f"{bars.attrs.get('source', '?')}, {bars.attrs.get('calendar', '')} calendar")
         typer.echo(bars.to_string())
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_06
 @data_app.command('export')
-def data_export(
-    series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
-    path: Path = typer.Argument(..., help="a .csv, .csv.gz or .parquet file to write"),
-    start: Optional[str] = typer.Option(None, help="first bar"),
-    end: Optional[str] = typer.Option(None, help="last bar"),
-    raw: bool = typer.Option(False, help="raw prices (default: adjusted)"),
-    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
-):
+def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME"),
+                path: Path = typer.Argument(..., help="a .csv, .csv.gz or .parquet file to write"),
+                start: Optional[str] = typer.Option(None, help="first bar"),
+                end: Optional[str] = typer.Option(None, help="last bar"),
+                raw: bool = typer.Option(False, help="raw prices (default: adjusted)"),
+                store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     "Write a stored series to CSV or Parquet, in the layout `mlfin ingest` reads back"
     symbol, timeframe = _series(series, store)
     written = data.export(symbol, timeframe, path, start, end, not raw, store)
@@ -305,8 +281,7 @@ def data_rm(
     if observations:
         if ranged:
             raise BadInput(
-                "--start, --end: a non-bar series is removed whole, every vintage with its record; leave them out"
-            )
+                "--start, --end: a non-bar series is removed whole, every vintage with its record; leave them out")
         typer.echo(_observations_removed(*_observed(series), yes, store)); return
     symbol, timeframe = _series(series, store)
     held = data.ls(store).set_index(['symbol', 'timeframe'])
@@ -338,19 +313,15 @@ def _observations_removed(name: str, symbol: str | None, yes: bool, store) -> st
     kept = held[[n == name and s == symbol for n, s in zip(held['name'], held['symbol'])]]
     if not len(kept): raise not_stored(name, symbol, held)
     r, label = kept.iloc[0], series_label(name, symbol)
-    if not yes and not typer.confirm(
-        f"remove all of {label}: {r['rows']:,} row(s) ({r['periods']:,} period(s), at most {r['vintages']} vintage(s) "
-        "each) "
-        f"and its record from {opened!r}?",
-        default=False,
-    ):
+    if not yes and not typer.confirm(f"remove all of {label}: {r['rows']:,} row(s) ({r['periods']:,} period(s), "
+                                     f"at most {r['vintages']} vintage(s) each) and its record from {opened!r}?",
+                                     default=False):
         typer.echo("nothing removed", err=True); raise typer.Exit(1)
     removed = opened.delete_observations(name, symbol)
     # load_observations ingests an embedded series on its first use
     embedded = symbol is None and name in data.EMBEDDED_OBSERVATIONS
     return f"removed {label}: {removed:,} row(s) and its record" + (
-        "; it is embedded: a feature that reads it ingests it again" if embedded else ''
-    )
+        "; it is embedded: a feature that reads it ingests it again" if embedded else '')
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_0l

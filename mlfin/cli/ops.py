@@ -41,11 +41,8 @@ def scheduled(
     raise typer.Exit(status)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c007
-schedule_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="The recurring jobs: their systemd timers (or cron lines) and their recorded runs",
-)
+schedule_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="The recurring jobs: their systemd timers (or cron lines) and their recorded runs")
 app.add_typer(schedule_app, name='schedule')
 
 def _jobs(text: str | None) -> list[str] | None:
@@ -57,8 +54,7 @@ def schedule_install(
     jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
     at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM (default 04:00; the report 2.5 h later)"),
     system: bool = typer.Option(False, '--system', help="the system's systemd (root; a User= line), not the user's"),
-    folder: Optional[Path] = typer.Option(None, '--dir', help="write the units here and enable nothing"),
-):
+    folder: Optional[Path] = typer.Option(None, '--dir', help="write the units here and enable nothing")):
     """Write a systemd service and timer per job (Persistent, a randomised delay, OnFailure alert) and enable the
     timers; where systemctl cannot (no systemd running, no user manager), exit 2 saying why and what to do instead"""
     install(_jobs(jobs), at, system, folder, echo=typer.echo)
@@ -74,8 +70,7 @@ def schedule_remove(system: bool = typer.Option(False, '--system', help="the sys
 @schedule_app.command('cron')
 def schedule_cron(
     jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
-    at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM"),
-):
+    at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM")):
     "Print the schedule as crontab lines, for a machine without systemd (`mlfin schedule cron | crontab -`)"
     typer.echo(cron_lines(_jobs(jobs), at), nl=False)
 
@@ -100,11 +95,8 @@ def schedule_ls(job: Optional[str] = typer.Argument(None, help="one job (default
 @app.command()
 def alert(unit: str = typer.Option(..., help="the systemd unit that failed (OnFailure= passes %i)")):
     "Post MlfinUnitFailed for a failed unit to Alertmanager (MLFIN_ALERTMANAGER_URL): what a unit's OnFailure= runs"
-    sent = send_alert(
-        'MlfinUnitFailed',
-        {'unit': unit},
-        f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why",
-    )
+    sent = send_alert('MlfinUnitFailed', {'unit': unit},
+                      f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why")
     typer.echo(
         f"mlfin: {unit} failed: "
         + ("alert sent" if sent else "no Alertmanager configured (MLFIN_ALERTMANAGER_URL): nothing sent")
@@ -113,8 +105,7 @@ def alert(unit: str = typer.Option(..., help="the systemd unit that failed (OnFa
 # %% ../../nbs/14f_cli.ops.ipynb #c015
 backup_app = typer.Typer(
     add_completion=False,
-    help="Back the home up into an encrypted restic repository (MLFIN_BACKUP_REPO); list and check its snapshots",
-)
+    help="Back the home up into an encrypted restic repository (MLFIN_BACKUP_REPO); list and check its snapshots")
 app.add_typer(backup_app, name='backup')
 
 REPO_HELP = "the restic repository: a folder on another disk, sftp:HOST:/PATH or rest:URL (default: MLFIN_BACKUP_REPO)"
@@ -131,12 +122,9 @@ def backup(
     products: bool = typer.Option(
         False, help="also the latest run's products, reports and feature store (rebuildable)"
     ),
-    retention: Optional[bool] = typer.Option(
-        None,
-        '--retention/--no-retention',
-        help="retention (forget, prune, check) now (default: when the repository says this home's last was over 20 h "
-             "ago)",
-    ),
+    retention: Optional[bool] = typer.Option(None, '--retention/--no-retention',
+                                             help="retention (forget, prune, check) now (default: when "
+                                                  "the repository says this home's last was over 20 h ago)"),
     init: bool = typer.Option(
         False, '--init', help="first run: make the repository when none is there (as `mlfin backup init`), then back up"
     ),
@@ -169,10 +157,8 @@ def backup(
 
 # %% ../../nbs/14f_cli.ops.ipynb #c015i
 @backup_app.command('init')
-def backup_init(
-    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
-    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-):
+def backup_init(repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+                password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
     """Make the backup repository (its password file made once), or take on the one there; its id is recorded in the
     home, and backups refuse any other"""
     _init(repo, password)
@@ -182,24 +168,16 @@ def _init(repo: str | None, password: Path | None, adopt: bool = True):
     fresh = not password_file(password, make=False).exists()
     made, found, new = make_repository(repo, password, adopt)
     if not new and not adopt: return
-    typer.echo(
-        f"mlfin: {'made the repository' if new else 'this home backs up into the repository'} at {made.url} (id "
-        f"{found[:8]}), recorded in {home_path() / RECORDED}",
-        err=True,
-    )
+    typer.echo(f"mlfin: {'made the repository' if new else 'this home backs up into the repository'} "
+               f"at {made.url} (id {found[:8]}), recorded in {home_path() / RECORDED}", err=True)
     if fresh and password_file(password).exists():
-        typer.echo(
-            f"mlfin: the repository's password was made in {password_file(password)}: keep a copy elsewhere; without "
-            "it no snapshot can be read",
-            err=True,
-        )
+        typer.echo(f"mlfin: the repository's password was made in {password_file(password)}: "
+                   "keep a copy elsewhere; without it no snapshot can be read", err=True)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c016
 @backup_app.command('ls')
-def backup_ls(
-    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
-    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-):
+def backup_ls(repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+              password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP)):
     "The repository's mlfin snapshots, oldest first"
     found = repository(repo, password).snapshots()
     if found.empty: typer.echo("no snapshot yet: `mlfin backup`"); return
@@ -228,18 +206,14 @@ def backup_forget(
     and of each week for 90, any a home was restored from"""
     which = home or home_id()
     if not which:
-        fail(
-            "this home has no id yet (its first `mlfin backup` makes one): name a home with --home (`mlfin backup ls` "
-            "lists them)"
-        )
+        fail("this home has no id yet (its first `mlfin backup` makes "
+             "one): name a home with --home (`mlfin backup ls` lists them)")
     done = repository(repo, password).forget(which, dry_run=dry_run)
     plan = done['plan']
     if plan.empty: typer.echo(f"no snapshot of home {which}"); return
     typer.echo(plan.assign(time=plan['time'].dt.strftime('%Y-%m-%d %H:%M')).to_string(index=False))
-    typer.echo(
-        f"{'would keep' if dry_run else 'kept'} {done['kept']}, {'would forget' if dry_run else 'forgot'} "
-        f"{done['removed']} of home {which}'s snapshots"
-    )
+    typer.echo(f"{'would keep' if dry_run else 'kept'} {done['kept']}, "
+               f"{'would forget' if dry_run else 'forgot'} {done['removed']} of home {which}'s snapshots")
 
 # %% ../../nbs/14f_cli.ops.ipynb #c017
 @backup_app.command('check')
@@ -254,11 +228,8 @@ def backup_check(
     ok, said = repository(repo, password).check(read_data)
     typer.echo(said)
     if not ok:
-        typer.echo(
-            "mlfin: the repository is damaged: restore from another repository, or `restic repair` (see restic's "
-            "manual)",
-            err=True,
-        )
+        typer.echo("mlfin: the repository is damaged: restore from another "
+                   "repository, or `restic repair` (see restic's manual)", err=True)
         raise typer.Exit(1)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c0wal
@@ -297,10 +268,8 @@ def restore(
     fingerprints reproduced"""
     done = rebuild(to, snapshot, repo, password, store, force)
     if done.warning: typer.echo(f"mlfin: warning: {done.warning}", err=True)
-    typer.echo(
-        f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} files ({done.bytes / 1e6:,.1f} MB) "
-        f"checked, {done.seconds:.1f} s"
-    )
+    typer.echo(f"restored snapshot {done.snapshot} into {done.home}: {done.files:,} "
+               f"files ({done.bytes / 1e6:,.1f} MB) checked, {done.seconds:.1f} s")
     for name, v in done.store['series'].items(): typer.echo(f"  {name}: {v['restored']:,} bars")
     for name, v in done.store.get('observations', {}).items():
         typer.echo(f"  {name}: {v['restored']:,} rows (a series that is not bars)")
@@ -348,8 +317,7 @@ def health(
 def report(
     out: Optional[Path] = typer.Option(None, help="folder (default: MLFIN_HOME/reports/daily)"),
     smtp: Optional[str] = typer.Option(None, help="an SMTP server, host:port (default: MLFIN_SMTP); none: not mailed"),
-    to: Optional[str] = typer.Option(None, help="whom it is mailed to, comma-separated (default: MLFIN_REPORT_TO)"),
-):
+    to: Optional[str] = typer.Option(None, help="whom it is mailed to, comma-separated (default: MLFIN_REPORT_TO)")):
     """The daily report: services, runs, production models with live performance and drift, backups, health failures,
     what changed"""
     done = daily_report(out, smtp, to)

@@ -52,8 +52,7 @@ def config_options(command):
             annotation=Optional[float],
             default=typer.Option(
                 None,
-                help="seconds to wait while another run on this home works (default: until it ends; 0: exit at once)",
-            ),
+                help="seconds to wait while another run on this home works (default: until it ends; 0: exit at once)"),
         )
     )
     command.__signature__ = inspect.Signature(options)
@@ -66,8 +65,7 @@ SERVER_OPTIONS = {
     'port': ('--port', "port"),
     'workers': ('--workers', "uvicorn worker processes (several: give rate limits a shared --limits-storage)"),
     'certfile': ('--cert', "TLS certificate (PEM); with --key"),
-    'keyfile': ('--key', "TLS private key (PEM); with --cert"),
-}
+    'keyfile': ('--key', "TLS private key (PEM); with --cert")}
 
 
 def service_options(command, only: tuple[str, ...] | None = None):
@@ -81,11 +79,8 @@ def service_options(command, only: tuple[str, ...] | None = None):
     )
     if only is None:
         options = [
-            option(
-                name,
-                Optional[str] if p.default is None else type(p.default),
-                typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]),
-            )
+            option(name, Optional[str] if p.default is None else type(p.default),
+                   typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]))
             for name, p in inspect.signature(run_service).parameters.items()
             if name in SERVER_OPTIONS
         ]

@@ -13,12 +13,9 @@ from .app import app
 __all__ = ['users_app', 'STORE_HELP', 'users_add', 'users_ls', 'users_disable', 'users_enable', 'users_reset', 'audit']
 
 # %% ../../nbs/14h_cli.people.ipynb #h004
-users_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="People who log in to the service and the dashboards (passwords hashed, a TOTP second factor required by "
-         "default)",
-)
+users_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="People who log in to the service and the dashboards "
+                             "(passwords hashed, a TOTP second factor required by default)")
 app.add_typer(users_app, name='users')
 
 STORE_HELP = "the service's store (default: MLFIN_STORE or the home's store)"
@@ -81,17 +78,11 @@ def users_ls(store: Optional[str] = typer.Option(None, help=STORE_HELP)):
         typer.echo(f"{r['name']:<16} {r['role']:<9}  {'2FA' if r['second_factor'] else 'no 2FA':<6}  {r['state']:<30}  "
                    f"made {r['created_at']:%Y-%m-%d %H:%M}  {last}")
         for lock in r['locks']:
-            typer.echo(
-                f"{'':<16} locked from {lock['address'] or 'the command line'} until "
-                f"{lock['until']:%Y-%m-%d %H:%M:%S}Z "
-                f"after {lock['failures']} failed logins from there"
-            )
+            typer.echo(f"{'':<16} locked from {lock['address'] or 'the command line'} until "
+                       f"{lock['until']:%Y-%m-%d %H:%M:%S}Z after {lock['failures']} failed logins from there")
         if r['locked_until'] and r['second_factor']:
-            typer.echo(
-                f"{'':<16} {r['failures']} failed logins from every address: until "
-                f"{r['locked_until']:%Y-%m-%d %H:%M:%S}Z "
-                f"only its password with a right code lets in"
-            )
+            typer.echo(f"{'':<16} {r['failures']} failed logins from every address: until "
+                       f"{r['locked_until']:%Y-%m-%d %H:%M:%S}Z only its password with a right code lets in")
 
 # %% ../../nbs/14h_cli.people.ipynb #h010
 @users_app.command('disable')

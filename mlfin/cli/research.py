@@ -57,11 +57,9 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     recorded = load_run(frames=False)
     # every figure below is a measure of skill: said before the figures, and beside each verdict
     if not recorded['validation']['tradeable']:
-        typer.echo(
-            f"{recorded['validation']['words']} validation: the strategy figures measure skill after costs; they are "
-            "not a record "
-            "that could have been traded in time order (each bar's model also learned from later bars)."
-        )
+        typer.echo(f"{recorded['validation']['words']} validation: the strategy figures "
+                   "measure skill after costs; they are not a record that could have been "
+                   "traded in time order (each bar's model also learned from later bars).")
     typer.echo(overview(recorded).to_string())
     # what each dropped feature group did (models.yaml's `without`), a sentence naming its symbol
     for lines in recorded.get('groups_added', {}).values():
@@ -101,13 +99,8 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
     env = project_values(root) if root else {}; config = run_config(env)
     if json_: typer.echo(config.model_dump_json(indent=1)); return
     rows = [
-        (
-            name,
-            repr(getattr(config, name)),
-            'env.yaml' if name in env else 'default',
-            field.json_schema_extra['task'],
-            field.description,
-        )
+        (name, repr(getattr(config, name)), 'env.yaml' if name in env else 'default', field.json_schema_extra['task'],
+         field.description)
         for name, field in RunConfig.model_fields.items()
     ]
     # your own tasks' parameters: pipeline.yaml's defaults, or what env.yaml's task_params sets
@@ -137,18 +130,13 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
     if not people.addresses.reachable():
         fail(f"rate-limit store {given.limits_storage} does not answer: start it, or use --limits-storage memory://")
     if not accounts:
-        fail(
-            "no accounts in the service's store: `mlfin users add NAME --role admin` makes one (or --no-login: you "
-            "alone on this machine)"
-        )
-    return [
-        '--Voila.identity_provider_class=mlfin.dashboards.login.SessionIdentity',
-        f'--SessionIdentity.store={given.store}',
-        f'--SessionIdentity.policy={json.dumps(dataclasses.asdict(given.login_policy()))}',
-        f'--SessionIdentity.limits_storage={given.limits_storage}',
-        f'--SessionIdentity.secure_cookie={secure_cookie}',
-        "--VoilaConfiguration.http_header_envs=['Cookie']",
-    ]
+        fail("no accounts in the service's store: `mlfin users add NAME --role "
+             "admin` makes one (or --no-login: you alone on this machine)")
+    return ['--Voila.identity_provider_class=mlfin.dashboards.login.SessionIdentity',
+            f'--SessionIdentity.store={given.store}',
+            f'--SessionIdentity.policy={json.dumps(dataclasses.asdict(given.login_policy()))}',
+            f'--SessionIdentity.limits_storage={given.limits_storage}',
+            f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
 
 # %% ../../nbs/14c_cli.research.ipynb #c011
 # the login page is the service's: every login setting, and the proxies whose X-Forwarded-For it believes, as `serve`
@@ -160,40 +148,27 @@ UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashbo
 def dashboards(
     port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
     browser: bool = typer.Option(False, help="open a browser"),
-    login: bool = typer.Option(
-        True,
-        '--login/--no-login',
-        help="only people logged in (`mlfin users add`) see the pages; --no-login: "
-        "whoever reaches the port (you alone on this machine)",
-    ),
-    service: str = typer.Option(
-        SERVICE_URL,
-        envvar=SERVICE_URL_ENV,
-        help="the service the operations and health pages ask, as the person logged in",
-    ),
+    login: bool = typer.Option(True, '--login/--no-login',
+                               help="only people logged in (`mlfin users add`) see the pages; "
+                                    "--no-login: whoever reaches the port (you alone on this machine)"),
+    service: str = typer.Option(SERVICE_URL, envvar=SERVICE_URL_ENV,
+                                help="the service the operations and health pages ask, as the person logged in"),
     secure_cookie: bool = typer.Option(
         False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"
     ),
-    preheat: int = typer.Option(
-        2,
-        min=0,
-        help="kernels kept ready for any page, every page's modules loaded: a visit waits for no kernel start "
-        "and no imports (each holds ~0.25 GB; 0: a kernel started per visit, seconds more)",
-    ),
+    preheat: int = typer.Option(2, min=0,
+                                help="kernels kept ready for any page, every page's modules loaded: "
+                                     "a visit waits for no kernel start and no imports (each "
+                                     "holds ~0.25 GB; 0: a kernel started per visit, seconds more)"),
     kernels_per_person: int = typer.Option(
-        4,
-        min=1,
-        help="pages (kernels) one person may have open at once; past it they get a page saying so and what to do",
-    ),
+        4, min=1,
+        help="pages (kernels) one person may have open at once; past it they get a page saying so and what to do"),
     kernels_total: int = typer.Option(
         12, min=1, help="pages (kernels) open at once for everyone (those kept ready aside): each holds ~0.25-0.45 GB"
     ),
-    idle_minutes: float = typer.Option(
-        5.0,
-        min=1,
-        help="a page's kernel whose tab is gone without saying so (a phone asleep, a browser killed) and unused this "
-             "long is ended (a reload opens it again)",
-    ),
+    idle_minutes: float = typer.Option(5.0, min=1,
+                                       help="a page's kernel whose tab is gone without saying so (a phone asleep, a "
+                                            "browser killed) and unused this long is ended (a reload opens it again)"),
     **settings,
 ):
     """Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as
@@ -247,8 +222,7 @@ app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))
 def publish_page(
     task: str = typer.Argument(..., help="a task of pipeline.yaml (yours, or mlfin's)"),
     title: Optional[str] = typer.Option(None, help="the page's title (default: the H1 opening the task's notebook)"),
-    lesson: Optional[str] = typer.Option(None, help="the line under the title (default: the words after that H1)"),
-):
+    lesson: Optional[str] = typer.Option(None, help="the line under the title (default: the words after that H1)")):
     """Publish a task's executed notebook from the last finished run as a page of `mlfin dashboards`, on the index: its
     notes and outputs, never its code (a visit runs nothing)"""
     # here, not at the top: mlfin.dashboards needs mlfin[dashboards] and adds 0.3 s to every command's start (measured)
@@ -288,8 +262,7 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (
 @runs_app.command('compare')
 def runs_compare(
     first: str = typer.Argument(..., help="a run (the first characters of its id, as `mlfin runs` shows it)"),
-    second: str = typer.Argument(..., help="another run"),
-):
+    second: str = typer.Argument(..., help="another run")):
     "Two runs side by side: the parameters that differ, then each symbol's leader and figures"
     import pandas as pd
     asked, found = compare_runs(first, second)
@@ -325,20 +298,17 @@ def tune(
     symbols: Optional[str] = typer.Option(None, help="some of the last run's symbols, comma-separated (default: all)"),
     storage: Optional[str] = typer.Option(
         None,
-        help="sqlite:///PATH or postgresql://USER@HOST/DB (several workers share one); default: MLFIN_HOME/optuna.db",
-    ),
+        help="sqlite:///PATH or postgresql://USER@HOST/DB (several workers share one); default: MLFIN_HOME/optuna.db"),
     study: Optional[str] = typer.Option(
         None, help="the study's name (workers sharing a study name share its trials); default: SYMBOL-MODEL-KIND"
     ),
     pruning: bool = typer.Option(True, '--pruning/--no-pruning', help="median pruning on folds (and boosting rounds)"),
     timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
     model_params: str = typer.Option('', help="hyperparameters held fixed, MODEL.NAME=VALUE comma-separated"),
-    cluster: str = typer.Option(
-        'serial',
-        help="where the trials run: serial (here), local or local:N (a share of each study's trials per "
-        "worker process here), tcp://HOST:PORT (a Dask scheduler; workers on other hosts need a postgresql:// "
-        "--storage)",
-    ),
+    cluster: str = typer.Option('serial',
+                                help="where the trials run: serial (here), local or local:N (a share of "
+                                     "each study's trials per worker process here), tcp://HOST:PORT (a Dask "
+                                     "scheduler; workers on other hosts need a postgresql:// --storage)"),
 ):
     """Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml
     lines"""
@@ -362,8 +332,7 @@ def tune(
     missing = sorted(set(wanted) - set(data['symbol']))
     if missing:
         raise BadInput(
-            f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})"
-        )
+            f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})")
     if study and len(wanted) * len(specs) > 1:
         raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
     splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
@@ -399,32 +368,22 @@ def tune(
                 results.append(found)
                 typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
                            f"best mean fold {found.metric} {found.value:.4f}")
-                changed = {
-                    **{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)},
-                    'tried': found.spec.tried,
-                }  # the count rides along to later runs' DSR
+                changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)},
+                           'tried': found.spec.tried}  # the count rides along to later runs' DSR
                 pairs = ', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())
                 typer.echo(f"  models.yaml:  {spec.name}: {{{pairs}}}")
                 # the search is one more try at the question: every later run on it counts its trials (once)
                 if found.spec.tried > 1:
                     with using(config.tracking):
-                        question, new, _ = question_of(
-                            book.check(),
-                            bars.loc[bars['symbol'] == symbol, 'close'],
-                            symbol,
-                            timeframes[symbol],
-                            data.attrs['label'],
-                            data.attrs['horizon'],
-                            config.cv,
-                        )
+                        question, new, _ = question_of(book.check(), bars.loc[bars['symbol'] == symbol, 'close'],
+                                                       symbol, timeframes[symbol], data.attrs['label'],
+                                                       data.attrs['horizon'], config.cv)
                         table = search_trials(question, spec.name, spec.family, found.spec.params, found.spec.tried)
                         searched = record_search(question.id, question.key, symbol, table, found.study)
                         # and in the ledger
                         keep_evidence(book, {symbol: (question, new)}, {symbol: searched}, {symbol: table})
-                    typer.echo(
-                        f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on "
-                        f"{question.key}"
-                    )
+                    typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) "
+                               f"counted by every later run on {question.key}")
 
 
 models_app = typer.Typer(
@@ -465,10 +424,8 @@ def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or m
                   ):
     "Make a version `production` whatever its scores: the deliberate override, held until `mlfin models release`"
     done = promote(*parse_series(series), version, reason)
-    typer.echo(
-        f"{done['name']} version {done['version']} is production ({reason}); runs leave it be until `mlfin models "
-        f"release {series}`"
-    )
+    typer.echo(f"{done['name']} version {done['version']} is production "
+               f"({reason}); runs leave it be until `mlfin models release {series}`")
 
 
 # %% ../../nbs/14c_cli.research.ipynb #c016_03
@@ -486,8 +443,7 @@ def models_prune(
     keep: int = typer.Option(KEEP, help="the newest versions of each registered model kept, whatever else they are"),
     keep_days: float = typer.Option(KEEP_DAYS, help="versions registered within this many days kept"),
     dry_run: bool = typer.Option(False, '--dry-run', help="list every version, what would go and why each stays"),
-    yes: bool = typer.Option(False, '--yes', help="do not ask first"),
-):
+    yes: bool = typer.Option(False, '--yes', help="do not ask first")):
     """Delete old registered versions: all but those production now or ever (the trial ledger's filed moves), the
     candidate, the newest --keep and those younger than --keep-days; each deletion filed in the trial ledger"""
     import pandas as pd
@@ -495,16 +451,13 @@ def models_prune(
     judged = prune_plan(name, keep, keep_days)
     if judged.empty: typer.echo("mlfin: the registry holds no version: nothing to prune"); return
     going = judged[~judged['keep']]
-    shown = (judged if dry_run else going).assign(
-        registered=lambda t: t['registered'].dt.strftime('%Y-%m-%d %H:%M'),
-        fate=lambda t: t['keep'].map({True: 'stays', False: 'goes'}),
-    )
+    shown = (judged if dry_run else going).assign(registered=lambda t: t['registered'].dt.strftime('%Y-%m-%d %H:%M'),
+                                                  fate=lambda t: t['keep'].map({True: 'stays', False: 'goes'}))
     if not shown.empty:
         with pd.option_context('display.max_colwidth', 200, 'display.width', 300):
             # text read from the left, as its header
             left = {
-                c: (lambda w: lambda text: text.ljust(w))(shown[c].str.len().max()) for c in ('name', 'aliases', 'why')
-            }
+                c: (lambda w: lambda text: text.ljust(w))(shown[c].str.len().max()) for c in ('name', 'aliases', 'why')}
             columns = ['name', 'version', 'model', 'registered', 'aliases', 'fate', 'why']
             table = shown[columns].to_string(index=False, formatters=left, justify='left')
             typer.echo('\n'.join(line.rstrip() for line in table.splitlines()))

@@ -54,11 +54,9 @@ def _keys(store: str | None):
 # %% ../../nbs/14e_cli.service.ipynb #c016t_01
 @keys_app.command('create')
 def keys_create(
-    role: str = typer.Option(
-        ...,
-        help="read_only, collector (may only push bars), scraper (may only GET /metrics: Prometheus's), analyst or "
-             "admin",
-    ),
+    role: str = typer.Option(...,
+                             help="read_only, collector (may only push bars), scraper "
+                                  "(may only GET /metrics: Prometheus's), analyst or admin"),
     name: str = typer.Option('', help="what the key is for (a host, a person)"),
     days: Optional[float] = typer.Option(None, help="valid this many days, then refused (default: until revoked)"),
     store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)"),
@@ -68,8 +66,7 @@ def keys_create(
     typer.echo(key)
     typer.echo(
         f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) made; keep it now, it is not shown again",
-        err=True,
-    )
+        err=True)
 
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_02
@@ -80,11 +77,9 @@ def keys_ls(store: Optional[str] = typer.Option(None, help="the service's store"
     if not rows: typer.echo("no keys yet: `mlfin keys create --role analyst`"); return
     for r in rows:
         expires = f"expires {r['expires_at']:%Y-%m-%d %H:%M}" if r.get('expires_at') else 'no expiry'
-        typer.echo(
-            f"{r['id']}  {r['role']:<9}  made {r['created_at']:%Y-%m-%d %H:%M}  "
-            f"{'revoked ' + format(r['revoked_at'], '%Y-%m-%d %H:%M') if r['revoked_at'] else 'active':<24}  "
-            f"{expires:<26}  {r['name']}"
-        )
+        typer.echo(f"{r['id']}  {r['role']:<9}  made {r['created_at']:%Y-%m-%d %H:%M} "
+                   f" {'revoked ' + format(r['revoked_at'], '%Y-%m-%d %H:%M') if r['revoked_at'] else 'active':<24} "
+                   f" {expires:<26}  {r['name']}")
 
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_03
@@ -144,18 +139,8 @@ def monitoring(
     # here, not at the top: mlfin.service.auth adds 0.15 s to importing this module (measured)
     from mlfin.service.auth import scrape_key
 
-    run_monitoring(
-        port,
-        serve,
-        store,
-        scrape_key=lambda: scrape_key(store),
-        echo=typer.echo,
-        webhook=webhook,
-        smtp=smtp,
-        email_to=email_to,
-        prometheus_port=prometheus_port,
-        alertmanager_port=alertmanager_port,
-    )
+    run_monitoring(port, serve, store, scrape_key=lambda: scrape_key(store), echo=typer.echo, webhook=webhook,
+                   smtp=smtp, email_to=email_to, prometheus_port=prometheus_port, alertmanager_port=alertmanager_port)
 
 # %% ../../nbs/14e_cli.service.ipynb #c016w
 home_app = typer.Typer(
@@ -168,10 +153,8 @@ def home_check():
     "Make the home's records follow the folder it is in now, and name what they point at outside it"
     report = check_home()
     if report['moved_from']:
-        typer.echo(
-            f"mlfin: the home moved from {report['moved_from']}: {report['rewritten']} recorded location(s) now under "
-            f"{report['home']}"
-        )
+        typer.echo(f"mlfin: the home moved from {report['moved_from']}: "
+                   f"{report['rewritten']} recorded location(s) now under {report['home']}")
     for line in report['outside']: typer.echo(f"outside the home: {line}")
     outside = report['outside']
     typer.echo(

@@ -15,11 +15,8 @@ __all__ = ['tracking_app', 'ledger_app', 'team_app', 'tracking_serve', 'tracking
            'ledger_adopt', 'team_init']
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c004
-tracking_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="A team's MLflow tracking server: start it, move a home's runs into it",
-)
+tracking_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="A team's MLflow tracking server: start it, move a home's runs into it")
 app.add_typer(tracking_app, name='tracking')
 
 _DB = "the server's PostgreSQL database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (its own, not Optuna's)"
@@ -34,25 +31,19 @@ def tracking_serve(
     ),
     port: int = typer.Option(5000, help="port"),
     workers: int = typer.Option(2, help="server processes"),
-    default_permission: str = typer.Option(
-        DEFAULT_PERMISSION,
-        help="what every account may do with what others made: READ (members read every run and change their own), "
-        "EDIT, MANAGE or NO_PERMISSIONS",
-    ),
-    allowed_hosts: str = typer.Option(
-        '',
-        help="names clients reach it by, comma-separated (mlflow.team.internal, *.team.internal); "
-        "loopback and private addresses always: any other Host is refused",
-    ),
+    default_permission: str = typer.Option(DEFAULT_PERMISSION,
+                                           help="what every account may do with what others made: READ (members "
+                                                "read every run and change their own), EDIT, MANAGE or NO_PERMISSIONS"),
+    allowed_hosts: str = typer.Option('',
+                                      help="names clients reach it by, comma-separated "
+                                           "(mlflow.team.internal, *.team.internal); loopback and "
+                                           "private addresses always: any other Host is refused"),
 ):
     """Run MLflow's tracking server on PostgreSQL with artifact serving and a login on every route but /health, until
     stopped"""
-    typer.echo(
-        f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is MLFLOW_AUTH_ADMIN_PASSWORD, "
-        "else ~/.config/mlfin/mlflow-admin-password); clients set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, "
-        "MLFLOW_TRACKING_PASSWORD",
-        err=True,
-    )
+    typer.echo(f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is "
+               "MLFLOW_AUTH_ADMIN_PASSWORD, else ~/.config/mlfin/mlflow-admin-password); clients "
+               "set MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD", err=True)
     raise typer.Exit(serve(db, artifacts, host, port, workers, default_permission, allowed_hosts))
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c005
@@ -71,10 +62,8 @@ def tracking_migrate(db: str = typer.Option(..., help=_DB + "; fresh"), artifact
 
 # %% ../../nbs/14g_cli.tracking.ipynb #f61b616d
 @tracking_app.command('member')
-def tracking_member(
-    login: str = typer.Argument(..., help="the member's login (their MLFLOW_TRACKING_USERNAME)"),
-    tracking: str = typer.Option(..., help="the team's server: http://HOST:PORT"),
-):
+def tracking_member(login: str = typer.Argument(..., help="the member's login (their MLFLOW_TRACKING_USERNAME)"),
+                    tracking: str = typer.Option(..., help="the team's server: http://HOST:PORT")):
     """Add a member to the team's server, as its admin (MLFLOW_TRACKING_USERNAME=admin and its password): their account
     (its password asked, not shown; 12 characters or more) and the members' role: they read every run, change their own,
     register versions of any model"""
@@ -82,12 +71,9 @@ def tracking_member(
     typer.echo(f"mlfin: {add_member(tracking, login, password)}")
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c006l
-ledger_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="The trial ledger: every trial tried, apart from the runs, hash-chained ($MLFIN_LEDGER, else your data "
-         "folder)",
-)
+ledger_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="The trial ledger: every trial tried, apart from the "
+                              "runs, hash-chained ($MLFIN_LEDGER, else your data folder)")
 app.add_typer(ledger_app, name='ledger')
 
 @ledger_app.command('check')
@@ -106,14 +92,12 @@ def ledger_check():
     resets = [e for e in found.entries if e.kind == 'reset']
     if resets:   # whole since, not before: what only a lost ledger held, or what a rewrite took, is unknown for good
         for e in resets: typer.echo(f"mlfin: note: on {e.recorded[:10]} it was reset ({reset_said([e])})")
-        typer.echo(
-            f"mlfin: whole from {afresh_from(resets[-1])}: its chain, every noted head and the tracking store's "
-            f"runs agree; a verdict counts from then (--trials-since {afresh_from(resets[-1])}), as every run says"
-        )
+        typer.echo(f"mlfin: whole from {afresh_from(resets[-1])}: its chain, every noted "
+                   "head and the tracking store's runs agree; a verdict counts from "
+                   f"then (--trials-since {afresh_from(resets[-1])}), as every run says")
         return
     typer.echo(
-        "mlfin: whole: its chain, every noted head (this home's, the tracking store's runs') and their runs agree"
-    )
+        "mlfin: whole: its chain, every noted head (this home's, the tracking store's runs') and their runs agree")
 
 
 @ledger_app.command('adopt')
@@ -127,15 +111,11 @@ def ledger_adopt():
     for question, runs in done.items():
         typer.echo(f"mlfin: adopted {runs} run(s) on question {question} from the tracking store")
     if away:
-        typer.echo(
-            f"mlfin: named lost {away} ledger(s) this home appended to elsewhere and cannot read: verdicts count "
-            "afresh from now (--trials-since, as `mlfin ledger check` says)"
-        )
+        typer.echo(f"mlfin: named lost {away} ledger(s) this home appended to elsewhere and cannot "
+                   "read: verdicts count afresh from now (--trials-since, as `mlfin ledger check` says)")
     if heads:
-        typer.echo(
-            f"mlfin: acknowledged {heads} noted head(s) the ledger no longer matches (rewritten or cut short) in "
-            "a reset entry: verdicts count afresh from it (--trials-since, as `mlfin ledger check` says)"
-        )
+        typer.echo(f"mlfin: acknowledged {heads} noted head(s) the ledger no longer matches (rewritten or cut short) "
+                   "in a reset entry: verdicts count afresh from it (--trials-since, as `mlfin ledger check` says)")
     typer.echo(
         f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}"
         if done
@@ -145,12 +125,9 @@ def ledger_adopt():
     )
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c006t
-team_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="A team's PostgreSQL with least privilege: members read and append the trial ledger, never change it; the "
-         "service's people and audit out of their reach",
-)
+team_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="A team's PostgreSQL with least privilege: members read and append the trial "
+                            "ledger, never change it; the service's people and audit out of their reach")
 app.add_typer(team_app, name='team')
 
 @team_app.command('init')
@@ -158,8 +135,7 @@ def team_init(
     url: str = typer.Argument(..., help="the team's database, as its owner: postgresql://OWNER@HOST[:PORT]/DB"),
     member: list[str] = typer.Option([], '--member', help="a member's login, made when missing (repeat it)"),
     service: str = typer.Option('mlfin_service', help="the service's login: its tables in a schema of its own"),
-    promoter: list[str] = typer.Option([], '--promoter', help="a login that may promote a model by hand (repeat it)"),
-):
+    promoter: list[str] = typer.Option([], '--promoter', help="a login that may promote a model by hand (repeat it)")):
     """Set the team's database up once, as its owner (again to add a member): roles, the ledger's guard, grants; each
     member then gives MLFIN_LEDGER and --store as their own login"""
     # here, not at the top: SQLAlchemy and the service's tables (see above)

@@ -78,10 +78,8 @@ RUN_ENV = ('MLFIN_HOME', 'MLFIN_STORE')
 
 def run_env() -> dict[str, str]:
     "This run's `RUN_ENV`, the home resolved to the absolute path every worker mounts (an unset store stays unset)"
-    return {
-        'MLFIN_HOME': str(home()),
-        **({'MLFIN_STORE': os.environ['MLFIN_STORE']} if os.environ.get('MLFIN_STORE') else {}),
-    }
+    return {'MLFIN_HOME': str(home()),
+            **({'MLFIN_STORE': os.environ['MLFIN_STORE']} if os.environ.get('MLFIN_STORE') else {})}
 
 
 def as_the_run(env: dict[str, str], fn: Callable, *args):

@@ -60,17 +60,11 @@ def check_shared(client, address: str, folder: Path):
         answers = client.run(_answer, str(folder), token)
         for worker, answer in sorted(answers.items()):
             if answer != 'answered':
-                raise BadInput(
-                    f"--cluster {address}: worker {worker} {answer}; the home must be one filesystem every worker "
-                    "mounts at the same "
-                    "path, read and written (tutorial: Past one machine)"
-                )
+                raise BadInput(f"--cluster {address}: worker {worker} {answer}; the home must be one filesystem "
+                               "every worker mounts at the same path, read and written (tutorial: Past one machine)")
             if (folder/f"{asked.name}-{_digest(worker)}").read_text() != worker:
-                raise BadInput(
-                    f"--cluster {address}: worker {worker}'s answer is not in {folder}: it writes to another folder at "
-                    "that path "
-                    "(tutorial: Past one machine)"
-                )
+                raise BadInput(f"--cluster {address}: worker {worker}'s answer is not in {folder}: "
+                               "it writes to another folder at that path (tutorial: Past one machine)")
     finally:
         for made in folder.glob(f".cluster-{token}*"): made.unlink(missing_ok=True)
 
@@ -110,11 +104,8 @@ def reached_everywhere(url: str | None, what: str, workers: list[str]):
             if parts.password is None
             else parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()
         )  # a password is never printed
-        raise BadInput(
-            f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would read as itself; give "
-            "the "
-            "address every host reaches (tutorial: Past one machine)"
-        )
+        raise BadInput(f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would "
+                       "read as itself; give the address every host reaches (tutorial: Past one machine)")
 
 # %% ../../nbs/02a_cluster.where.ipynb #c015
 def check_workers(client, address: str, folder: Path | None = None) -> int:
@@ -125,11 +116,9 @@ def check_workers(client, address: str, folder: Path | None = None) -> int:
     for worker, theirs in sorted(client.run(identity, list(SAME_EVERYWHERE)).items()):
         for name, version in mine.items():
             if theirs.get(name) != version:
-                raise BadInput(
-                    f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, this run {version}; start "
-                    "every worker "
-                    "from the same checkout and env/requirements.lock (tutorial: Past one machine)"
-                )
+                raise BadInput(f"--cluster {address}: worker {worker} runs {name} {theirs.get(name)}, "
+                               f"this run {version}; start every worker from the same "
+                               "checkout and env/requirements.lock (tutorial: Past one machine)")
     if folder is not None: check_shared(client, address, Path(folder))
     # the units read other series from it
     reached_everywhere(os.environ.get('MLFIN_STORE'), 'MLFIN_STORE', other_hosts(client))
@@ -142,10 +131,8 @@ def connect(address: str, timeout: float = 10, folder: Path | None = None):
     from distributed import Client
     try: found = Client(address, timeout=timeout, set_as_default=False, direct_to_workers=True)
     except (OSError, TimeoutError) as e:
-        raise Unavailable(
-            f"--cluster {address}: no Dask scheduler answers there within {timeout:g} s ({_first_line(e)}); "
-            "start one with `dask scheduler`, or run with --cluster local"
-        ) from None
+        raise Unavailable(f"--cluster {address}: no Dask scheduler answers there within {timeout:g} s "
+                          f"({_first_line(e)}); start one with `dask scheduler`, or run with --cluster local") from None
     try:
         try: found.wait_for_workers(1, timeout=timeout)
         except TimeoutError:

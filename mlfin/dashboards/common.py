@@ -31,10 +31,8 @@ def verdict_box(text: str):
     "A verdict line, as a widget"
     import ipywidgets as widgets
 
-    return widgets.HTML(
-        "<p class='verdict' style='background:#f4f6fb;padding:0.6em 1em;border-left:4px solid "
-        f"#636efa'>{html.escape(text)}</p>"
-    )
+    return widgets.HTML("<p class='verdict' style='background:#f4f6fb;padding:0.6em "
+                        f"1em;border-left:4px solid #636efa'>{html.escape(text)}</p>")
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006r
 def row(*children):
@@ -89,11 +87,8 @@ def signed_in_line() -> str:
     if not (claims := _claims()): return ''
     name, role = html.escape(str(claims.get('sub', '')).removeprefix('user:')), html.escape(str(claims.get('role', '')))
     logout = html.escape(os.environ.get('VOILA_BASE_URL', '/') + 'logout')
-    return (
-        "<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed in as "
-        f"<b>{name}</b> ({role})"
-        f" &middot; <a href='{logout}'>Log out</a></small></p>"
-    )
+    return ("<p class='mlfin-who' style='text-align:right;font-family:system-ui,sans-serif'><small>Signed "
+            f"in as <b>{name}</b> ({role}) &middot; <a href='{logout}'>Log out</a></small></p>")
 
 # %% ../../nbs/13c_dashboards.common.ipynb #f1225631
 def plain(text) -> str:
@@ -106,22 +101,17 @@ def for_visitor(text: str) -> str:
     return plain(text) + '.' if '`' in text and _claims().get('role') == 'read_only' else text
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006st
-STATES = {
-    'ok': ('#e6f4ea', '#1e6b34', '✓'),
-    'warning': ('#fff4e0', '#7a4a00', '!'),
-    'failed': ('#fdecea', '#a50e0e', '✗'),
-    'running': ('#e8f0fe', '#174ea6', '…'),
-}   # kind -> background, text, mark
+STATES = {'ok': ('#e6f4ea', '#1e6b34', '✓'), 'warning': ('#fff4e0', '#7a4a00', '!'),
+          'failed': ('#fdecea', '#a50e0e', '✗'),
+          'running': ('#e8f0fe', '#174ea6', '…')}   # kind -> background, text, mark
 
 def status_line(kind: str, text: str) -> str:
     """A state in one line (wrapping on a narrow screen), coloured by its kind: ok, warning, failed, running; as the
     visitor is shown it (`for_visitor`)"""
     back, fore, mark = STATES[kind]
-    return (
-        f"<div class='mlfin-status mlfin-{kind}' style='background:{back};color:{fore};padding:.5em "
-        ".8em;border-radius:6px;"
-        f"margin:.4em 0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(for_visitor(text))}</div>"
-    )
+    return (f"<div class='mlfin-status mlfin-{kind}' style='background:{back};color:{fore};padding:.5em "
+            ".8em;border-radius:6px;margin:.4em "
+            f"0;max-width:100%;box-sizing:border-box'><b>{mark}</b> {html.escape(for_visitor(text))}</div>")
 
 # %% ../../nbs/13c_dashboards.common.ipynb #cd9e2223
 @functools.cache   # once a page: its status line and its tables ask, and a page is a kernel of its own
@@ -141,8 +131,7 @@ def team_run(at: Path | None = None, # a home; default: `home()`
         folder = fetch_run(newest['run_id'], Path(at)/'runs'/newest['run_id'][:8] if at else None)
     except Exception as e:  # MLflow's, the network's or a login's: said once here for every page
         raise Unavailable(
-            f"the tracking server could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
-        ) from None
+            f"the tracking server could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
     return {'folder': folder, 'run': newest['run_id'], 'by': newest.get('tags.mlflow.user') or 'someone unnamed',
             'started': newest['start_time']}
 
@@ -173,8 +162,7 @@ def run_named(asked: str, latest: dict | None = None) -> dict:
     the tracking server (and kept); `BadInput` or `NotFound` in one line"""
     if not RUN_ID.fullmatch(asked):
         raise BadInput(
-            f"run {asked!r}: a run is named by its MLflow id, 32 hexadecimal characters, as the runs page lists them"
-        )
+            f"run {asked!r}: a run is named by its MLflow id, 32 hexadecimal characters, as the runs page lists them")
     if latest is not None and run_id(latest) == asked: return latest
     for folder in kept_runs():
         try: said = json.loads((folder/SUMMARY).read_text())
@@ -203,11 +191,9 @@ def run_status(home: Path | None = None) -> tuple[str, str]:
     if attempt['status'] == 'running': return 'running', f"A run is in progress: {what(attempt)}. {kept}"
     if attempt['status'] in ('failed', 'stopped'):
         where = f" in {attempt['task']}" if attempt.get('task') else ''
-        return (
-            'failed',
-            f"The latest run, {what(attempt)}, {attempt['status']}{where}: "
-            f"{attempt.get('error') or 'no reason recorded'}. {kept}",
-        )
+        return ('failed',
+                f"The latest run, {what(attempt)}, {attempt['status']}{where}: "
+                f"{attempt.get('error') or 'no reason recorded'}. {kept}")
     ran = attempt.get('ran')
     return 'ok', (
         f"Last run finished {said(attempt.get('ended'))}, "
@@ -235,15 +221,13 @@ def monitor_status() -> tuple[str, str]:
     found = latest_report()
     if found is None: return 'warning', "The monitor has not run yet (`mlfin monitor`, or its schedule)."
     past = {
-        m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))] for m in found['models']
-    }
+        m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))] for m in found['models']}
     past = {name: said for name, said in past.items() if said}
     text = f"Monitor, {when_text(found['at'])}: {len(found['models'])} production model(s) watched"
     if past: text += '; ' + '; '.join(f"{name}: {', '.join(said)}" for name, said in past.items())
     if found.get('errors'): text += '; not watched: ' + ', '.join(found['errors'])
     return ('warning' if past or found.get('errors') else 'ok'), text + (
-        '.' if past or found.get('errors') else ', none past an alert.'
-    )
+        '.' if past or found.get('errors') else ', none past an alert.')
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006pl
 # a page's PDF under the server's base URL: /print/NOTEBOOK?QUERY (`dashboards.printing`)
@@ -305,19 +289,15 @@ def page(title: str, lesson: str, *children,
         + (status_line(*said) if said else '')
     )
     return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px', width='100%')).add_class(
-        'mlfin-page'
-    )
+        'mlfin-page')
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010
 PAGES = [
     ('run.ipynb', 'The latest run', 'out-of-sample results after costs beside buy-and-hold; tearsheets'),
     ('models.ipynb', 'Models', 'registry versions, aliases, lineage, promotion; leaderboard and model-vs-model tests'),
     ('quality.ipynb', 'Data quality', 'coverage, gaps, anomalies, quarantined rows per series'),
-    (
-        'monitoring.ipynb',
-        'Monitoring',
-        'drift per input over time, live performance against the out-of-sample band, alerts',
-    ),
+    ('monitoring.ipynb', 'Monitoring',
+     'drift per input over time, live performance against the out-of-sample band, alerts'),
     ('operations.ipynb', 'Operations', 'predict, ingest now, train, promote: the buttons your role may use'),
     ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs'),
 ]
@@ -373,15 +353,12 @@ def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
         f"{width * i / max(len(v) - 1, 1):.1f},{height - 2 - (height - 4) * (x - lo) / span:.1f}"
         for i, x in enumerate(v)
     )
-    return (
-        f"<svg class='mlfin-spark' viewBox='0 0 {width} {height}' preserveAspectRatio='none' "
-        f"style='width:100%;height:{height}px;display:block'>"
-        "<title>value of the strategy (blue) and of buy-and-hold (grey), on one log scale</title>"
-        f"<polyline points='{line(values[1])}' fill='none' stroke='#9aa0a6' stroke-width='1.5' "
-        "vector-effect='non-scaling-stroke'/>"
-        f"<polyline points='{line(values[0])}' fill='none' stroke='#1a56db' stroke-width='2' "
-        "vector-effect='non-scaling-stroke'/></svg>"
-    )
+    return (f"<svg class='mlfin-spark' viewBox='0 0 {width} {height}' preserveAspectRatio='none' "
+            f"style='width:100%;height:{height}px;display:block'><title>value of the "
+            "strategy (blue) and of buy-and-hold (grey), on one log scale</title><polyline "
+            f"points='{line(values[1])}' fill='none' stroke='#9aa0a6' stroke-width='1.5' "
+            f"vector-effect='non-scaling-stroke'/><polyline points='{line(values[0])}' fill='none' "
+            "stroke='#1a56db' stroke-width='2' vector-effect='non-scaling-stroke'/></svg>")
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010b
 def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -> str:
@@ -487,15 +464,9 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
     me, link = run_id(run), lambda b, r: BOOK_PAGE.format(book=quote(b, safe='')) + (f"&run={r}" if r else '')
     chosen, held = picks(books, name, lambda b: link(b, me)), held_line(me, run_id(latest), lambda r: link(name, r))
     m = run['portfolio'] if name == 'PORTFOLIO' else run['symbols'][name]
-    top, figs, parts = tearsheet_parts(
-        name,
-        m,
-        run['curves'][run['curves']['symbol'] == name],
-        run_header(run),
-        run.get('fill_rules', ''),
-        m.get('quality') if name != 'PORTFOLIO' else None,
-        run.get('validation', {}).get('tradeable', True),
-    )
+    top, figs, parts = tearsheet_parts(name, m, run['curves'][run['curves']['symbol'] == name], run_header(run),
+                                       run.get('fill_rules', ''), m.get('quality') if name != 'PORTFOLIO' else None,
+                                       run.get('validation', {}).get('tradeable', True))
     return page('Tearsheet', lesson, widgets.HTML(f"<p class='mlfin-books'>Books: {chosen}</p>{held}"),
                 widgets.HTML(''.join(top)), *(chart(f) for f in figs), widgets.HTML(''.join(parts)))
 
@@ -508,12 +479,8 @@ def draw_pictures() -> int:
     before = set(pictures_dir().glob('*.png'))
     try: run = load_run(frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
     except MlfinError: books = []
-    for show in (
-        dashboards.run_page,
-        dashboards.quality_page,
-        dashboards.monitoring_page,
-        *(functools.partial(book_page, b) for b in books),
-    ):
+    for show in (dashboards.run_page, dashboards.quality_page, dashboards.monitoring_page,
+                 *(functools.partial(book_page, b) for b in books)):
         try: show()
         except Exception: pass   # noqa: a page that fails shows it to its visitor; it has nothing to draw
         widgets.Widget.close_all()
@@ -538,10 +505,7 @@ def keep_pictures(
     try:
         subprocess.run(
             command or [sys.executable, '-c', 'from mlfin.dashboards.common import draw_pictures; draw_pictures()'],
-            capture_output=True,
-            timeout=timeout,
-            env={**os.environ, 'VOILA_PREHEAT': 'False'},
-        )
+            capture_output=True, timeout=timeout, env={**os.environ, 'VOILA_PREHEAT': 'False'})
     except subprocess.TimeoutExpired:
         pass   # not tried again for these products: their pictures are drawn as pages show them
     kept.parent.mkdir(parents=True, exist_ok=True)

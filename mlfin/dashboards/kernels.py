@@ -29,25 +29,16 @@ class ReadyKernels(AsyncMappingKernelManager):
     """jupyter_server's kernel manager for the pages: `ready` kernels kept with every page's modules imported, one given
     to each visit, replaced when no page is in use, one at a time"""
 
-    ready = Int(
-        0,
-        config=True,
-        help="kernels kept started with every page's modules imported, for any page's visit (0: a kernel started per "
-             "visit)",
-    )
+    ready = Int(0, config=True,
+                help="kernels kept started with every page's modules imported, "
+                     "for any page's visit (0: a kernel started per visit)")
     warm = Unicode(WARM, config=True, help="the code a kernel runs before it is ready: the pages' imports")
-    quiet = Float(
-        3.0,
-        config=True,
-        help="seconds with no message from any visitor's kernel before a replacement is made (a page drawn, its person "
-             "reading it)",
-    )
-    patience = Float(
-        120.0,
-        config=True,
-        help="the longest a replacement waits for quiet (a page polling a job keeps talking), and for its start and "
-             "imports",
-    )
+    quiet = Float(3.0, config=True,
+                  help="seconds with no message from any visitor's kernel before "
+                       "a replacement is made (a page drawn, its person reading it)")
+    patience = Float(120.0, config=True,
+                     help="the longest a replacement waits for quiet (a page polling "
+                          "a job keeps talking), and for its start and imports")
     poll = 0.25   # seconds between two looks at the kernels while a replacement waits
 
     def __init__(self, **kwargs):
@@ -165,11 +156,9 @@ async def start_kernel(self: ReadyKernels, *args, **kwargs) -> str:
         told = {k: v for k, v in env.items() if os.environ.get(k) != v or k == 'VOILA_PREHEAT'}
         folder = self.cwd_for_path(kwargs.get('path') or '')
         try:
-            await self._run(
-                kernel_id,
-                f"import json as _j, os as _o\n_o.environ.update(_j.loads({json.dumps(told)!r})); "
-                f"_o.chdir({folder!r})\ndel _j, _o",
-            )
+            await self._run(kernel_id,
+                            f"import json as _j, os as _o\n_o.environ.update(_j.loads({json.dumps(told)!r})); "
+                            f"_o.chdir({folder!r})\ndel _j, _o")
         except Exception as e:
             self.log.warning("mlfin: kernel %s could not be given its visit (%s): stopped", kernel_id, e)
             await self.shutdown_kernel(kernel_id, now=True)

@@ -75,13 +75,10 @@ class LoginPage(JupyterHandler):
         self.set_status(status)
         self.set_header('Cache-Control', 'no-store')
         self.finish(
-            _PAGE.format(
-                said=f'<p class="said" role="alert">{html.escape(said)}</p>' if said else '',
-                action=html.escape(self.request.path),
-                xsrf=self.xsrf_form_html(),
-                next=html.escape(_local(self.get_argument('next', None), self.base_url)),
-                username=html.escape(self.get_argument('username', '')[:64]),
-            )
+            _PAGE.format(said=f'<p class="said" role="alert">{html.escape(said)}</p>' if said else '',
+                         action=html.escape(self.request.path), xsrf=self.xsrf_form_html(),
+                         next=html.escape(_local(self.get_argument('next', None), self.base_url)),
+                         username=html.escape(self.get_argument('username', '')[:64]))
         )
 
     @allow_unauthenticated
@@ -145,27 +142,16 @@ class SessionIdentity(IdentityProvider):
     nobody (the login page)"""
 
     store = Unicode(
-        '',
-        config=True,
-        help="the service's store, where accounts and sessions are ('' = MLFIN_STORE, else the home's store)",
-    )
-    secure_cookie = Bool(
-        False,
-        config=True,
-        help="send the cookie over HTTPS only even when this server speaks HTTP (behind a TLS proxy)",
-    )
-    policy = Unicode(
-        '',
-        config=True,
-        help="the login rules, a JSON object of `LoginPolicy`'s fields ('' = its defaults): `mlfin dashboards` gives "
-             "the service's",
-    )
-    limits_storage = Unicode(
-        'memory://',
-        config=True,
-        help="where attempts per address are counted: memory:// (this server) or redis://host:port (the service's: one "
-             "count)",
-    )
+        '', config=True,
+        help="the service's store, where accounts and sessions are ('' = MLFIN_STORE, else the home's store)")
+    secure_cookie = Bool(False, config=True,
+                         help="send the cookie over HTTPS only even when this server speaks HTTP (behind a TLS proxy)")
+    policy = Unicode('', config=True,
+                     help="the login rules, a JSON object of `LoginPolicy`'s fields "
+                          "('' = its defaults): `mlfin dashboards` gives the service's")
+    limits_storage = Unicode('memory://', config=True,
+                             help="where attempts per address are counted: memory:// (this "
+                                  "server) or redis://host:port (the service's: one count)")
 
     @functools.cached_property
     def proxies(self) -> Proxies:
@@ -182,11 +168,8 @@ class SessionIdentity(IdentityProvider):
         # here, not at the top: mlfin.service.people adds 0.15 s to importing this module (measured)
         from mlfin.service.people import People
         db = engine(self.store or None)
-        people = People(
-            db,
-            policy=LoginPolicy(**json.loads(self.policy)) if self.policy else LoginPolicy(),
-            storage=self.limits_storage,
-        )
+        people = People(db, policy=LoginPolicy(**json.loads(self.policy)) if self.policy else LoginPolicy(),
+                        storage=self.limits_storage)
         return people, Tokens(db, Keys(db), people=people)
 
     def get_user(self, handler) -> Person | None:
@@ -199,24 +182,13 @@ class SessionIdentity(IdentityProvider):
 
     def set_session(self, handler, token: dict):
         "The session's token in the cookie: HTTP-only, SameSite=Strict, Secure over HTTPS, expiring with the session"
-        handler.set_cookie(
-            COOKIE,
-            token['access_token'],
-            path=handler.base_url,
-            httponly=True,
-            samesite='Strict',
-            secure=self.secure_cookie or handler.request.protocol == 'https',
-            expires_days=token['expires_in'] / 86400,
-        )
+        handler.set_cookie(COOKIE, token['access_token'], path=handler.base_url, httponly=True, samesite='Strict',
+                           secure=self.secure_cookie or handler.request.protocol == 'https',
+                           expires_days=token['expires_in'] / 86400)
 
     def get_handlers(self) -> list:  # before Voila's own: its list of files at the root is nobody's way in
-        return [
-            ('/login', LoginPage),
-            ('/logout', LogoutPage),
-            ('/', ToIndex),
-            ('/voila/tree/?', ToIndex),
-            ('/voila/query/(.*)', KernelsOnly),
-        ]
+        return [('/login', LoginPage), ('/logout', LogoutPage), ('/', ToIndex), ('/voila/tree/?', ToIndex),
+                ('/voila/query/(.*)', KernelsOnly)]
 
     @property
     def auth_enabled(self) -> bool: return True

@@ -141,8 +141,7 @@ def health_reasons(service: str | None,       # why the service did not answer; 
     kind, said = run_status()
     if kind == 'failed':
         found.append(
-            ('failing', "The latest run failed; the figures are the last run that finished.", plain(said) + '.')
-        )
+            ('failing', "The latest run failed; the figures are the last run that finished.", plain(said) + '.'))
     elif kind == 'warning': found.append(('attention', "No run has finished yet.", ''))
     checks = check_stats()
     for c in checks[checks['consecutive_failures'] > 0].itertuples() if len(checks) else ():
@@ -178,8 +177,7 @@ async def asked_service(url: str,      # the service (`config.service_url`)
     own = client is None
     client = client or httpx.AsyncClient(timeout=SERVICE_WAIT, headers={'Authorization': f"Bearer {token}"})
     said = lambda r: (
-        (r.json().get('detail') if 'json' in r.headers.get('content-type', '') else r.text[:200]) or r.reason_phrase
-    )
+        (r.json().get('detail') if 'json' in r.headers.get('content-type', '') else r.text[:200]) or r.reason_phrase)
     try:
         listed = await client.get(f"{url}/models")
         if listed.status_code >= 400:
@@ -262,10 +260,8 @@ def _tomorrow(service: dict, now: pd.Timestamp) -> tuple[str, list[str], list[tu
     if not said:
         return (
             'none',
-            [
-                "No model in production, so nothing forecasts tomorrow: the runs' candidates were refused (none "
-                "beat the simple baseline out of sample), or none was promoted."
-            ],
+            ["No model in production, so nothing forecasts tomorrow: the runs' candidates "
+             "were refused (none beat the simple baseline out of sample), or none was promoted."],
             [],
         )
     kinds = {k for k, _ in said}
@@ -282,26 +278,16 @@ def _method(run: dict, lines: list[dict], base: str = '/') -> str:
                                   + (f"&run={run_id(run)}" if run_id(run) else ''))
     rows = ''.join(
         f"<tr><td><a href='{sheet(b['book'])}'>{html.escape(b['book'])}</a></td>"
-        + cells(
-            b['timeframe'],
-            b['model'],
-            b['verdict'],
-            _fig(b['dsr'], '.3f'),
-            _fig(b['trials'], ','),
-            _fig(b['pbo'], '.0%'),
-            _signed(b['strategy']),
-            _signed(b['hold']),
-        )
+        + cells(b['timeframe'], b['model'], b['verdict'], _fig(b['dsr'], '.3f'), _fig(b['trials'], ','),
+                _fig(b['pbo'], '.0%'), _signed(b['strategy']), _signed(b['hold']))
         + "</tr>"
         for b in lines
     )
-    return (
-        "<p>Every figure is out of sample (walk-forward, purged) and after costs. "
-        f"{html.escape(run.get('execution_model') or run.get('fill_rules') or '')}</p>"
-        "<div style='overflow-x:auto'><table class='small'><tr><th>book</th><th>bars</th><th>model</th><th>verdict</th>"
-        "<th>deflated Sharpe</th><th>trials</th><th>PBO</th><th>strategy</th><th>holding</th></tr>"
-        f"{rows}</table></div>"
-    )
+    return ("<p>Every figure is out of sample (walk-forward, purged) and after costs. "
+            f"{html.escape(run.get('execution_model') or run.get('fill_rules') or '')}</p><div "
+            "style='overflow-x:auto'><table "
+            "class='small'><tr><th>book</th><th>bars</th><th>model</th><th>verdict</th><th>deflated "
+            f"Sharpe</th><th>trials</th><th>PBO</th><th>strategy</th><th>holding</th></tr>{rows}</table></div>")
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m035
 def meeting_html(run: dict,              # the run shown (`load_run`)
@@ -397,11 +383,9 @@ class MeetingPage(JupyterHandler):
         loop = asyncio.get_running_loop()
         try: latest = await loop.run_in_executor(None, latest_run)
         except NotFound:  # in words, without the home's path or a command
-            return self._said(
-                404 if asked else 200,
-                "No run has finished yet, so there is nothing to show: the research "
-                "team's next run will be shown here.",
-            )
+            return self._said(404 if asked else 200,
+                              "No run has finished yet, so there is nothing to "
+                              "show: the research team's next run will be shown here.")
         except MlfinError as e: return self._said(e.status, str(e))
         try:
             if asked is None and run_id(latest): return self.redirect(f"{self.base_url}{MEETING}/{run_id(latest)}")
@@ -411,12 +395,8 @@ class MeetingPage(JupyterHandler):
         service = (
             await asked_service(service_url(), token)
             if token
-            else {
-                'forecasts': [],
-                'unfiled': [],
-                'error': None,
-                'unasked': "these pages are served without logins, and the service is asked as the person logged in",
-            }
+            else {'forecasts': [], 'unfiled': [], 'error': None,
+                  'unasked': "these pages are served without logins, and the service is asked as the person logged in"}
         )
         user = self.current_user
         who = (user.username, user.role) if getattr(user, 'role', '') else None

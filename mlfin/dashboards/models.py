@@ -23,17 +23,8 @@ SCORES = {
     'mae_ratio': 'MAE / random walk',
     'backtest_sharpe': 'backtest Sharpe',
 }   # a version's score -> its header (with spaces: a narrow column wraps them between words)
-VERSION_COLUMNS = [
-    'name',
-    'version',
-    'aliases',
-    'model',
-    'by',
-    *SCORES.values(),
-    'trained as',
-    'trained on',
-    'decision',
-]
+VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', 'by', *SCORES.values(), 'trained as', 'trained on',
+                   'decision']
 
 # %% ../../nbs/13d_dashboards.models.ipynb #c006
 def versions_frame(versions: list[dict],  # `registry.describe`'s rows
@@ -55,11 +46,8 @@ def versions_frame(versions: list[dict],  # `registry.describe`'s rows
         span = ' to '.join(str(tags[k])[:10] for k in ('trained_from', 'trained_to') if tags.get(k))
         trained_as = ' · '.join(
             x
-            for x in (
-                ' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)),
-                tags.get('cv', ''),
-                str(tags.get('spec', ''))[:12],
-            )
+            for x in (' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)), tags.get('cv', ''),
+                      str(tags.get('spec', ''))[:12])
             if x
         )  # what it learned, how it was validated, on which features
         rows.append(
@@ -125,24 +113,8 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
         board = pd.DataFrame(run['leaderboard'])
         keep = [
             c
-            for c in (
-                'symbol',
-                'rank',
-                'model',
-                'auc',
-                'accuracy',
-                'log_loss',
-                'ic',
-                'directional_accuracy',
-                'base_rate_up',
-                'mae',
-                'mae_rw',
-                'mae_ratio',
-                'rmse_ratio',
-                'dm',
-                'dm_p',
-                'n_scored',
-            )
+            for c in ('symbol', 'rank', 'model', 'auc', 'accuracy', 'log_loss', 'ic', 'directional_accuracy',
+                      'base_rate_up', 'mae', 'mae_rw', 'mae_ratio', 'rmse_ratio', 'dm', 'dm_p', 'n_scored')
             if c in board
         ]
         parts += [widgets.HTML(f"<h2>Leaderboard of the latest run ({run['created'][:16]}), out-of-sample</h2>"),
@@ -152,8 +124,7 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
             parts += [
                 widgets.HTML("<h2>The leader against the others (Diebold-Mariano, bootstrap)</h2>"),
                 widgets.HTML(
-                    html_table(tests.drop(columns=[c for c in ('confidence_set',) if c in tests]), index=False)
-                ),
+                    html_table(tests.drop(columns=[c for c in ('confidence_set',) if c in tests]), index=False)),
             ]
         if run.get('registry'):
             decided = pd.DataFrame(
@@ -162,13 +133,8 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
                     for s, d in run['registry'].items()
                 ]
             )
-            parts += [
-                widgets.HTML("<h2>What the promotion policy decided</h2>"),
-                widgets.HTML(html_table(decided, index=False)),
-            ]
-    return page(
-        'Models',
-        'Every registered version, what it was trained on and what the promotion policy made of it; the latest run '
-        'beside them.',
-        *parts,
-    )
+            parts += [widgets.HTML("<h2>What the promotion policy decided</h2>"),
+                      widgets.HTML(html_table(decided, index=False))]
+    return page('Models',
+                'Every registered version, what it was trained on and what '
+                'the promotion policy made of it; the latest run beside them.', *parts)

@@ -26,23 +26,13 @@ def drift_heatmap(scores: pd.DataFrame, name: str):
     "The heatmap of `drift_scores`: red above 1 (drifted), blue below"
     import plotly.graph_objects as go
     fig = go.Figure(
-        go.Heatmap(
-            z=scores.to_numpy(),
-            x=[f"{t:%Y-%m-%d %H:%M}" for t in scores.columns],
-            y=list(scores.index),
-            zmin=0,
-            zmid=1,
-            zmax=max(2.0, float(np.nanmax(scores.to_numpy())) if scores.size else 2.0),
-            colorscale='RdBu_r',
-            colorbar={'title': 'score / bar'},
-        )
+        go.Heatmap(z=scores.to_numpy(), x=[f"{t:%Y-%m-%d %H:%M}" for t in scores.columns], y=list(scores.index), zmin=0,
+                   zmid=1, zmax=max(2.0, float(np.nanmax(scores.to_numpy())) if scores.size else 2.0),
+                   colorscale='RdBu_r', colorbar={'title': 'score / bar'})
     )
-    fig.update_layout(
-        title=f"{name}: each input against its own bar, by monitor run (above 1: drifted)",
-        height=max(320, 22 * len(scores) + 120),
-        margin=dict(l=160, r=20, t=50, b=60),
-        xaxis=dict(type='category', title='monitor run (UTC)'),
-    )
+    fig.update_layout(title=f"{name}: each input against its own bar, by monitor run (above 1: drifted)",
+                      height=max(320, 22 * len(scores) + 120), margin=dict(l=160, r=20, t=50, b=60),
+                      xaxis=dict(type='category', title='monitor run (UTC)'))
     return fig
 
 # %% ../../nbs/13f_dashboards.monitoring.ipynb #c009
@@ -56,20 +46,12 @@ def live_figure(models: list[dict]):
             name='live hit rate (95% band)',
             x=[m['name'] for m in judged],
             y=[m['live_hit_rate'] for m in judged],
-            error_y=dict(
-                type='data',
-                symmetric=False,
-                array=[m['live_hit_high'] - m['live_hit_rate'] for m in judged],
-                arrayminus=[m['live_hit_rate'] - m['live_hit_low'] for m in judged],
-            ),
+            error_y=dict(type='data', symmetric=False, array=[m['live_hit_high'] - m['live_hit_rate'] for m in judged],
+                         arrayminus=[m['live_hit_rate'] - m['live_hit_low'] for m in judged]),
         )
-    fig.add_scatter(
-        name='out-of-sample record',
-        mode='markers',
-        marker=dict(symbol='line-ew-open', size=40, line=dict(width=3)),
-        x=[m['name'] for m in models],
-        y=[m.get('live_record_accuracy') for m in models],
-    )
+    fig.add_scatter(name='out-of-sample record', mode='markers',
+                    marker=dict(symbol='line-ew-open', size=40, line=dict(width=3)), x=[m['name'] for m in models],
+                    y=[m.get('live_record_accuracy') for m in models])
     fig.update_layout(
         title='Live hit rate against the out-of-sample record', yaxis=dict(title='hit rate', range=[0, 1]), height=360
     )
@@ -87,13 +69,9 @@ def firing_alerts(url: str | None = None) -> pd.DataFrame | str:
     except (httpx.HTTPError, ValueError) as e: return f"Alertmanager at {url} did not answer ({type(e).__name__})."
     return pd.DataFrame(
         [
-            {
-                'alert': a['labels'].get('alertname'),
-                'about': a['labels'].get('name') or a['labels'].get('symbol', ''),
-                'severity': a['labels'].get('severity', ''),
-                'since': a.get('startsAt', '')[:19].replace('T', ' '),
-                'summary': a.get('annotations', {}).get('summary', ''),
-            }
+            {'alert': a['labels'].get('alertname'), 'about': a['labels'].get('name') or a['labels'].get('symbol', ''),
+             'severity': a['labels'].get('severity', ''), 'since': a.get('startsAt', '')[:19].replace('T', ' '),
+             'summary': a.get('annotations', {}).get('summary', '')}
             for a in found
         ],
         columns=['alert', 'about', 'severity', 'since', 'summary'],
@@ -115,8 +93,7 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
             'Monitoring',
             'Is each served model still working?',
             verdict_box(
-                "The monitor has not run yet: `mlfin monitor` (a schedule runs it) writes what this page shows."
-            ),
+                "The monitor has not run yet: `mlfin monitor` (a schedule runs it) writes what this page shows."),
         )
     parts = [verdict_box(m['verdict']) for m in found['models']] + [
         verdict_box(f"{n}: not watched: {why}") for n, why in found['errors'].items()
@@ -149,22 +126,15 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
         if unjudged:
             parts.append(widgets.HTML("<h2>Inputs given no verdict, and why</h2><ul>" + ''.join(unjudged) + "</ul>"))
         table = models[[c for c in LIVE_COLUMNS if c in models]]
-        parts += [
-            widgets.HTML("<h2>Live performance against the out-of-sample record</h2>"),
-            chart(live_figure(found['models'])),
-            widgets.HTML(html_table(table, index=False)),
-        ]
+        parts += [widgets.HTML("<h2>Live performance against the out-of-sample record</h2>"),
+                  chart(live_figure(found['models'])), widgets.HTML(html_table(table, index=False))]
     alerts = firing_alerts(alertmanager)
     parts += [widgets.HTML("<h2>Alerts</h2>"), verdict_box(alerts) if isinstance(alerts, str) else
               widgets.HTML(html_table(alerts, index=False) if len(alerts) else "<p>No alert firing.</p>")]
     if found.get('series'):
-        parts += [
-            widgets.HTML("<h2>Series freshness</h2>"),
-            widgets.HTML(html_table(pd.DataFrame(found['series']), index=False)),
-        ]
-    return page(
-        'Monitoring',
-        f"The monitor's latest run ({found['at'][:16]}Z): each production model's inputs against its training span, "
-        "its predictions against its out-of-sample ones, its served signals against what the market then did.",
-        *parts,
-    )
+        parts += [widgets.HTML("<h2>Series freshness</h2>"),
+                  widgets.HTML(html_table(pd.DataFrame(found['series']), index=False))]
+    return page('Monitoring',
+                f"The monitor's latest run ({found['at'][:16]}Z): each production model's "
+                "inputs against its training span, its predictions against its "
+                "out-of-sample ones, its served signals against what the market then did.", *parts)

@@ -39,10 +39,9 @@ VOILA_READY = """(() => {
 LOADED = "document.readyState === 'complete' ? 'ready' : 'waiting'"   # a page of our own, whole in its HTML
 # every fold opened, as a reader would before printing (the method, the detail, the words), and the page made printable
 # (`common.PRINT_STYLE`: every page of `common.page` carries it already; any other page too)
-OPEN_FOLDS = (
-    "document.querySelectorAll('details').forEach(d => d.open = true); "
-    f"document.head.appendChild(Object.assign(document.createElement('style'), {{textContent: {PRINT_STYLE!r}}}))"
-)
+OPEN_FOLDS = ("document.querySelectorAll('details').forEach(d => d.open "
+              "= true); document.head.appendChild(Object.assign(document.createElement('style'), "
+              f"{{textContent: {PRINT_STYLE!r}}}))")
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p008
 _prints: asyncio.Semaphore | None = None
@@ -92,8 +91,7 @@ async def print_pdf(url: str,                  # the page: http(s) on this serve
         except Exception as e:  # noqa: Chromium missing or crashed: the visitor gets the reason, the server goes on
             raise Unavailable(
                 "Chromium printed no PDF: "
-                f"{str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__}"
-            ) from None
+                f"{str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__}") from None
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p011
 async def printed(page: str,                  # a page's whole HTML, needing nothing else (no script, no request)
@@ -132,8 +130,7 @@ class PrintPage(JupyterHandler):
         host, port = self.request.connection.stream.socket.getsockname()[:2]   # this server, on its own address
         query = self.request.query
         url = f"http://{host}:{port}{url_path_join(self.base_url, 'voila/render', name)}" + (
-            f"?{query}" if query else ''
-        )
+            f"?{query}" if query else '')
         token = self.get_cookie(COOKIE)
         try: body = await print_pdf(url, {COOKIE: token} if token else None, self.base_url, ready=VOILA_READY)
         except MlfinError as e: return self._said(e)

@@ -152,8 +152,7 @@ def published_page(task: str):  # a task of pipeline.yaml, published by `mlfin p
         for p in notebook_parts(nb)
     ]
     made = widgets.HTML(
-        f"{NOTEBOOK_STYLE}<p class='mlfin-made'><small>{html.escape(made_line(task, nb, declared))}</small></p>"
-    )
+        f"{NOTEBOOK_STYLE}<p class='mlfin-made'><small>{html.escape(made_line(task, nb, declared))}</small></p>")
     return page(
         title, lesson, widgets.VBox([made, *parts], layout=widgets.Layout(width='100%')).add_class('mlfin-notebook')
     )
@@ -183,10 +182,8 @@ def publish(task: str,   # a task of pipeline.yaml, yours or mlfin's
                        f"{', '.join(tasks)})")
     path = folder/f"{task}.ipynb"
     if path.exists() and PUBLISHED not in (_notebook(path).get('metadata') or {}):
-        raise BadInput(
-            f"{path} is a page mlfin publish did not write (the house's, or one written by hand): a task named "
-            f"{task} cannot be published over it; rename the task"
-        )
+        raise BadInput(f"{path} is a page mlfin publish did not write (the house's, or one written "
+                       f"by hand): a task named {task} cannot be published over it; rename the task")
     found = title_cell(_notebook(folder.parent/str(tasks[task]['source']))) or (task, '')
     said = {'task': task, 'title': title or found[0], 'lesson': lesson or found[1] or
             f"What task {task} made in the last run that finished."}
@@ -195,10 +192,8 @@ def publish(task: str,   # a task of pipeline.yaml, yours or mlfin's
               'source': [call]} for i, call in enumerate(calls)]
     made = {
         'cells': cells,
-        'metadata': {
-            'kernelspec': {'display_name': 'mlfin', 'language': 'python', 'name': KERNELS['cpu']},
-            PUBLISHED: said,
-        },
+        'metadata': {'kernelspec': {'display_name': 'mlfin', 'language': 'python', 'name': KERNELS['cpu']},
+                     PUBLISHED: said},
         'nbformat': 4,
         'nbformat_minor': 5,
     }

@@ -80,11 +80,8 @@ def quality_page(store=None):
     shown = observations_report(store)
     observed = [widgets.HTML("<h2>Series that are not bars</h2>"), verdict_box(observations_verdict(shown))] + \
                ([widgets.HTML(html_table(shown, index=False))] if len(shown) else [])
-    lesson = (
-        "Each stored series against its calendar: coverage, gaps, anomalies kept for a person to judge, rows "
-        "quarantined at ingest; "
-        "each non-bar series with the rule that says when its values became known."
-    )
+    lesson = ("Each stored series against its calendar: coverage, gaps, anomalies kept for a person to judge, rows "
+              "quarantined at ingest; each non-bar series with the rule that says when its values became known.")
     try:
         report = quality_report(store=store, row=kept_quality)   # a series read again only once changed
     except MlfinError as e:
@@ -106,16 +103,9 @@ def quality_page(store=None):
     figure = lambda: quality_figure(load(pick.value[0], pick.value[1], store=store), pick.value[2] or 'XNYS')
     drawn = chart(figure())
     pick.observe(lambda _: chart(figure(), drawn), names='value')
-    return page(
-        'Data quality',
-        lesson,
-        verdict_box(quality_verdict(report)),
-        widgets.HTML(html_table(readable(report))),
-        widgets.HTML("<h2>Coverage over time</h2>"),
-        pick,
-        drawn,
-        *observed,
-    )
+    return page('Data quality', lesson, verdict_box(quality_verdict(report)),
+                widgets.HTML(html_table(readable(report))), widgets.HTML("<h2>Coverage over time</h2>"), pick, drawn,
+                *observed)
 
 def readable(report: pd.DataFrame) -> pd.DataFrame:
     "The quality report as a person reads it: coverage in percent, first and last bars as dates and times"

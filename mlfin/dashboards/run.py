@@ -82,10 +82,8 @@ def run_page(folder=None):  # the latest run's folder; default: the last run tha
     # here, not at the top: importing mlfin.dashboards.run imports this module
     from mlfin.dashboards.run import dashboard
     asked = parse_qs(os.environ.get('QUERY_STRING', '')).get('run', [''])[0]   # a run the address names: its id said
-    return page(
-        f"mlfin: run {asked[:8]}" if RUN_ID.fullmatch(asked) else 'mlfin: the latest run',
-        'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the last run that finished '
-        '(this page never retrains or re-runs anything); pick a symbol, or an earlier run: the address names your '
-        'pick; each book\'s tearsheet in full behind its link.',
-        dashboard(shown_folder(folder)),
-    )
+    return page(f"mlfin: run {asked[:8]}" if RUN_ID.fullmatch(asked) else 'mlfin: the latest run',
+                'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the '
+                'last run that finished (this page never retrains or re-runs anything); pick a symbol, or an '
+                'earlier run: the address names your pick; each book\'s tearsheet in full behind its link.',
+                dashboard(shown_folder(folder)))

@@ -42,21 +42,14 @@ class PagesKernels(ReadyKernels):
 
     per_person = Int(0, config=True, help="kernels (pages open) one person may hold at once (0: no bound)")
     in_all = Int(
-        0,
-        config=True,
-        help="kernels given to visits the server may hold at once, for everyone, those kept ready aside (0: no bound)",
-    )
-    grace = Float(
-        1.0,
-        config=True,
-        help="seconds a visit at a bound waits for one of its person's kernels to end (the page before, left in the "
-             "same tab)",
-    )
+        0, config=True,
+        help="kernels given to visits the server may hold at once, for everyone, those kept ready aside (0: no bound)")
+    grace = Float(1.0, config=True,
+                  help="seconds a visit at a bound waits for one of its person's "
+                       "kernels to end (the page before, left in the same tab)")
     abandon = Float(
-        10.0,
-        config=True,
-        help="seconds after its page was sent that a kernel no page has connected to counts as left (a plain download)",
-    )
+        10.0, config=True,
+        help="seconds after its page was sent that a kernel no page has connected to counts as left (a plain download)")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -228,12 +221,9 @@ class CappedPage(TornadoVoilaHandler):
     def _refuse(self, refused: Refusal):
         self.set_status(429 if refused.bound == 'person' else 503)
         self.set_header('Retry-After', '60'); self.set_header('Cache-Control', 'no-store')
-        end = (
-            f'<form method="post" action="{html.escape(self.base_url)}voila/api/mine">{self.xsrf_form_html()}'
-            f'<input type="hidden" name="next" value="{html.escape(self.request.uri)}">'
-            f'<button type="submit">End my {refused.mine} open page{"s" if refused.mine != 1 else ""} and open this '
-            'one</button></form>'
-        )
+        end = (f'<form method="post" action="{html.escape(self.base_url)}voila/api/mine">{self.xsrf_form_html()}<input '
+               f'type="hidden" name="next" value="{html.escape(self.request.uri)}"><button type="submit">End '
+               f'my {refused.mine} open page{"s" if refused.mine != 1 else ""} and open this one</button></form>')
         self.finish(refusal_page(refused, self.kernel_manager.cull_idle_timeout / 60, end))
 
 # %% ../../nbs/13i_dashboards.server.ipynb #c016
@@ -267,8 +257,7 @@ class EndMine(JupyterHandler):
         for kernel_id in km.held(self.current_user.username): await km.shutdown_kernel(kernel_id)
         asked, pages = self.get_argument('next', ''), self.base_url + 'voila/render/'
         self.redirect(
-            asked if asked.startswith(pages) and '//' not in asked and '\\' not in asked else pages + 'index.ipynb'
-        )
+            asked if asked.startswith(pages) and '//' not in asked and '\\' not in asked else pages + 'index.ipynb')
 
 # %% ../../nbs/13i_dashboards.server.ipynb #df018b87
 HASHED = re.compile(r'\.[0-9a-f]{16,}\.(?:js|css)$')   # a webpack build's file named by its content's hash
@@ -288,12 +277,8 @@ class Pages(Voila):
     (`printing.PrintPage`); every answer of text compressed,
     the scripts named by their hash kept (`HashedAssets`)"""
 
-    authorizer_class = Type(
-        OwnKernels,
-        klass=Authorizer,
-        config=True,
-        help="who may reach a kernel: its person (an admin may read and end any)",
-    )
+    authorizer_class = Type(OwnKernels, klass=Authorizer, config=True,
+                            help="who may reach a kernel: its person (an admin may read and end any)")
 
     def initialize(self, argv=None):
         super().initialize(argv)
@@ -308,13 +293,11 @@ class Pages(Voila):
 
     def init_handlers(self) -> list:
         swap = {TornadoVoilaHandler: CappedPage, VoilaShutdownKernelHandler: OwnShutdown, FileFindHandler: HashedAssets}
-        ours = [
-            (url_path_join(self.server_url, '/api/kernels'), OwnList),
-            (url_path_join(self.server_url, '/voila/api/mine'), EndMine),
-            (url_path_join(self.server_url, f'/{MEETING}/?'), MeetingPage),
-            (url_path_join(self.server_url, f'/{MEETING}/([^/]+?)(\\.pdf)?'), MeetingPage),
-            (url_path_join(self.server_url, f'/{PRINT}/([^/]+)'), PrintPage),
-        ]
+        ours = [(url_path_join(self.server_url, '/api/kernels'), OwnList),
+                (url_path_join(self.server_url, '/voila/api/mine'), EndMine),
+                (url_path_join(self.server_url, f'/{MEETING}/?'), MeetingPage),
+                (url_path_join(self.server_url, f'/{MEETING}/([^/]+?)(\\.pdf)?'), MeetingPage),
+                (url_path_join(self.server_url, f'/{PRINT}/([^/]+)'), PrintPage)]
         return ours + [(route[0], swap.get(route[1], route[1]), *route[2:]) for route in super().init_handlers()]
 
 def main():

@@ -87,10 +87,8 @@ def connect_form(title: str, lesson: str, build):
         said.value, body.children = '<p>connecting...</p>', []
         try: connection = connect()
         except (Refused, BadInput) as e: said.value = f"<p class='mlfin-refused'>{html.escape(str(e))}</p>"; return
-        said.value = (
-            f"<p class='mlfin-connected'>Connected to {html.escape(connection.url)} as {html.escape(connection.who)}"
-            f" (<b>{html.escape(connection.role)}</b>).</p>"
-        )
+        said.value = (f"<p class='mlfin-connected'>Connected to {html.escape(connection.url)} as "
+                      f"{html.escape(connection.who)} (<b>{html.escape(connection.role)}</b>).</p>")
         try: body.children = [build(connection)]
         except Refused as e: body.children = [verdict_box(str(e))]
     if token := session_token():   # behind the login: as the person, no key asked
@@ -147,10 +145,8 @@ def run_options(text: str) -> dict[str, str]:
             )
         if not has_value:
             if at + 1 == len(tokens) or tokens[at + 1].startswith('--'):
-                raise BadInput(
-                    f"parameters: {option} needs a value, e.g. {option} "
-                    f"{RunConfig.model_fields[options[option]].default or 'VALUE'}"
-                )
+                raise BadInput(f"parameters: {option} needs a value, e.g. {option} "
+                               f"{RunConfig.model_fields[options[option]].default or 'VALUE'}")
             at, value = at + 1, tokens[at + 1]
         if options[option] in given: raise BadInput(f"parameters: {option} given twice")
         given[options[option]], at = value, at + 1
@@ -163,12 +159,9 @@ def training_section(c: Connection, series: list[str]):
     symbols = widgets.Text(value=','.join(sorted({s.split(':')[0] for s in series})[:1]), description='Symbols')
     # empty: the project's own run (models.yaml's models, env.yaml's folds): a narrower run is the analyst's explicit
     # choice, and every configuration it tries is counted with the ones tried on the same question before
-    params = widgets.Text(
-        value='',
-        placeholder="the project's run; or as mlfin run takes them, e.g. --models lightgbm --folds 3",
-        description='Parameters',
-        layout=widgets.Layout(width='100%', max_width='520px'),
-    )
+    params = widgets.Text(value='',
+                          placeholder="the project's run; or as mlfin run takes them, e.g. --models lightgbm --folds 3",
+                          description='Parameters', layout=widgets.Layout(width='100%', max_width='520px'))
     start, state, log = widgets.Button(description='Train', button_style='warning'), widgets.HTML(), widgets.HTML()
     def begin(_):
         # --symbols typed among them wins over the box
@@ -207,8 +200,7 @@ def job_line(job: dict) -> str:
     took = duration_text(((ended or pd.Timestamp.now('UTC')) - begun).total_seconds()) if begun is not None else ''
     at = next(
         (l.removeprefix('mlfin: ') for l in reversed((job.get('log') or '').splitlines()) if l.startswith('mlfin: ')),
-        '',
-    )
+        '')
     return (
         f"<p class='mlfin-job'>job {html.escape(job['id'])}: <b>{html.escape(job['state'])}</b>"
         + (f" · {took}" if took else '')
@@ -230,12 +222,10 @@ def prediction_cards(p: dict) -> str:
         + figure_card(
             'Predicted next close',
             p['predicted_close'],
-            [
-                f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> for the "
-                f"bar of {when_text(p['for_bar'])}",
-                f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
-                f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}",
-            ],
+            [f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> "
+             f"for the bar of {when_text(p['for_bar'])}",
+             f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
+             f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}"],
             'predicted-close',
             escape=False,
         )
@@ -247,23 +237,18 @@ def figure_card(title: str, value: float, notes: list[str], figure: str, escape:
     unrounded), a line for each note"""
     digits = max(2, 5 - int(np.floor(np.log10(abs(value))))) if value else 2   # six figures or so: 96,893.42, 1.08345
     lines = ''.join(f"<p style='margin:.2em 0;font-size:.92em'>{html.escape(n) if escape else n}</p>" for n in notes)
-    return (
-        f"<div class='mlfin-card' data-figure='{figure}' style='border:1px solid "
-        "#dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
-        f"<div style='color:#5f6368'>{html.escape(title)}</div>"
-        f"<div class='mlfin-value' data-value='{value!r}' "
-        f"style='font-size:1.6em;font-weight:600'>{value:,.{digits}f}</div>{lines}</div>"
-    )
+    return (f"<div class='mlfin-card' data-figure='{figure}' style='border:1px solid "
+            "#dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'><div "
+            f"style='color:#5f6368'>{html.escape(title)}</div><div class='mlfin-value' data-value='{value!r}' "
+            f"style='font-size:1.6em;font-weight:600'>{value:,.{digits}f}</div>{lines}</div>")
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c014
 def _predict_section(c: Connection, series: list[str]) -> list:
     """Predict the next bar of the series picked in its own box: a regressor's forecast as two cards, a classifier's
     answer as a table"""
-    pick, ask, out = (
-        widgets.Combobox(options=series, value=series[0] if series else '', description='Series'),
-        widgets.Button(description='Predict the next bar', layout=widgets.Layout(width='auto')),
-        widgets.HTML(),
-    )
+    pick, ask, out = (widgets.Combobox(options=series, value=series[0] if series else '', description='Series'),
+                      widgets.Button(description='Predict the next bar', layout=widgets.Layout(width='auto')),
+                      widgets.HTML())
 
     def predict(_):
         found = _answer(out, lambda: c.call('GET', '/predict', params=_split(pick.value)))
@@ -274,17 +259,11 @@ def _predict_section(c: Connection, series: list[str]) -> list:
 def _ingest_section(c: Connection, series: list[str]) -> list:
     """Store the file chosen for the series typed in its own box; without a file, pull the bars since the last stored
     one from the series' configured source"""
-    pick, ask, out = (
-        widgets.Combobox(options=series, value=series[0] if series else '', description='Series'),
-        widgets.Button(description='Ingest now'),
-        widgets.HTML(),
-    )
+    pick, ask, out = (widgets.Combobox(options=series, value=series[0] if series else '', description='Series'),
+                      widgets.Button(description='Ingest now'), widgets.HTML())
     chosen = widgets.FileUpload(
-        accept='.csv,.txt,.tsv,.gz,.parquet,.pq,.json,.jsonl',
-        multiple=False,
-        description='File',
-        tooltip="a file of the series' bars: CSV, TXT, Parquet or JSON (Binance's kline files as they come)",
-    )
+        accept='.csv,.txt,.tsv,.gz,.parquet,.pq,.json,.jsonl', multiple=False, description='File',
+        tooltip="a file of the series' bars: CSV, TXT, Parquet or JSON (Binance's kline files as they come)")
 
     def ingest(_):
         if not chosen.value: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))); return
@@ -297,34 +276,23 @@ def _ingest_section(c: Connection, series: list[str]) -> list:
         ):
             chosen.value = ()   # stored: the next press pulls from the source again, unless another file is chosen
     ask.on_click(ingest)
-    return [
-        widgets.HTML("<h2>Ingest now (a file you choose, or the series' configured source)</h2>"),
-        row(pick, chosen, ask),
-        out,
-    ]
+    return [widgets.HTML("<h2>Ingest now (a file you choose, or the series' configured source)</h2>"),
+            row(pick, chosen, ask), out]
 
 
 def _promote_section(c: Connection, series: list[str]) -> list:
     "Promote a version, once the admin has ticked the confirmation"
     names = [f"mlfin.{s.replace(':', '.')}" for s in series]
-    name, version = (
-        widgets.Dropdown(options=names, description='Model'),
-        widgets.BoundedIntText(value=1, min=1, max=10**6, description='Version'),
-    )
-    sure, ask, out = (
-        widgets.Checkbox(description='I confirm: this version serves from now on'),
-        widgets.Button(description='Promote', disabled=True, button_style='danger'),
-        widgets.HTML(),
-    )
+    name, version = (widgets.Dropdown(options=names, description='Model'),
+                     widgets.BoundedIntText(value=1, min=1, max=10**6, description='Version'))
+    sure, ask, out = (widgets.Checkbox(description='I confirm: this version serves from now on'),
+                      widgets.Button(description='Promote', disabled=True, button_style='danger'), widgets.HTML())
     sure.observe(lambda change: setattr(ask, 'disabled', not change['new']), names='value')
     def promote(_):
         _answer(
             out,
-            lambda: c.call(
-                'POST',
-                f"/models/{name.value}/promote",
-                json={'version': version.value, 'reason': 'promoted on the operations page'},
-            ),
+            lambda: c.call('POST', f"/models/{name.value}/promote",
+                           json={'version': version.value, 'reason': 'promoted on the operations page'}),
         )
         sure.value = False
     ask.on_click(promote)
@@ -351,12 +319,10 @@ def operations_section(c: Connection):
 # %% ../../nbs/13g_dashboards.service.ipynb #c015
 def operations_page():
     "Buttons that call the service as the visitor: predict, ingest now, train, promote (those their role may use)"
-    return connect_form(
-        'Operations',
-        "Act on the service as yourself: what you do is recorded under your name (without logins: with your own "
-        "API key, kept in this page's kernel only, never saved).",
-        operations_section,
-    )
+    return connect_form('Operations',
+                        "Act on the service as yourself: what you do is recorded under your name (without "
+                        "logins: with your own API key, kept in this page's kernel only, never saved).",
+                        operations_section)
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c017
 def quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -387,24 +353,17 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
             b[float(s.labels['le'])] = b.get(float(s.labels['le']), 0.0) + s.value
     per_route = pd.DataFrame(
         [
-            {
-                'route': r,
-                'requests': int(v['requests']),
-                'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
-                'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
-                'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.99),
-            }
+            {'route': r, 'requests': int(v['requests']),
+             'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
+             'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
+             'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.99)}
             for r, v in sorted(routes.items())
         ]
     )
     series = {}
     for s in samples:
-        if s.name in (
-            'mlfin_last_bar_timestamp_seconds',
-            'mlfin_series_overdue_seconds',
-            'mlfin_quarantine_rows',
-            'mlfin_series_live',
-        ):
+        if s.name in ('mlfin_last_bar_timestamp_seconds', 'mlfin_series_overdue_seconds', 'mlfin_quarantine_rows',
+                      'mlfin_series_live'):
             series.setdefault((s.labels['symbol'], s.labels['timeframe']), {})[s.name] = s.value
     # the collector's view of each stored series: its last accepted batch (this service's), its pushes refused
     pushes = {}
@@ -485,17 +444,8 @@ def ops_tables(limit: int = 20) -> dict:
             }
             for e, st, s, err in zip(made['ended'], made['status'], made['summary'], made['error'])
         ],
-        columns=[
-            'ended',
-            'status',
-            'repository',
-            'snapshot',
-            'files',
-            'MB added',
-            'seconds',
-            'repository check',
-            'error',
-        ],
+        columns=['ended', 'status', 'repository', 'snapshot', 'files', 'MB added', 'seconds', 'repository check',
+                 'error'],
     )
     return {'runs': shown, 'checks': stats, 'backups': backups}
 
@@ -538,13 +488,9 @@ def health_section(c: Connection):
         if len(series)
         else series
     )
-    parts = [
-        verdict_box(said),
-        widgets.HTML("<h2>Requests per route (since the service started)</h2>"),
-        widgets.HTML(html_table(shown_routes, index=False)),
-        widgets.HTML("<h2>Series</h2>"),
-        widgets.HTML(html_table(shown_series, index=False)),
-    ]
+    parts = [verdict_box(said), widgets.HTML("<h2>Requests per route (since the service started)</h2>"),
+             widgets.HTML(html_table(shown_routes, index=False)), widgets.HTML("<h2>Series</h2>"),
+             widgets.HTML(html_table(shown_series, index=False))]
     if len(t['jobs']): parts += [widgets.HTML("<h2>Jobs</h2>"), widgets.HTML(html_table(t['jobs'], index=False))]
     if len(t['production']):
         parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
@@ -554,8 +500,7 @@ def health_section(c: Connection):
         if len(ops[table]):
             ops[table][column] = [for_visitor(v) if isinstance(v, str) else v for v in ops[table][column]]
     failing = (
-        ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks']) else []
-    )
+        ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks']) else [])
     parts += [
         widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
         widgets.HTML(
@@ -590,8 +535,6 @@ def health_section(c: Connection):
 def health_page():
     """Requests, latency and errors per route, last bar per series, jobs: from the service's metrics, asked as the
     visitor"""
-    return connect_form(
-        'System health',
-        "The service's own figures, read from its metrics as you (without logins: with your API key).",
-        health_section,
-    )
+    return connect_form('System health',
+                        "The service's own figures, read from its metrics as you (without logins: with your API key).",
+                        health_section)

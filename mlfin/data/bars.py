@@ -29,10 +29,8 @@ def check_timeframe(timeframe: str, where: str = 'timeframe') -> str:
     "`timeframe` (or MetaTrader's name for it: M1, M5, H1, D1) as we name it, else a one-line error"
     timeframe = TIMEFRAME_ALIASES.get(timeframe, timeframe)
     if timeframe not in TIMEFRAMES:
-        raise BadInput(
-            f"{where}: unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)} (or "
-            f"{', '.join(TIMEFRAME_ALIASES)})"
-        )
+        raise BadInput(f"{where}: unknown timeframe {timeframe!r}; use one of "
+                       f"{', '.join(TIMEFRAMES)} (or {', '.join(TIMEFRAME_ALIASES)})")
     return timeframe
 
 
@@ -44,8 +42,7 @@ def check_zone(tz: str, where: str = 'tz') -> str:
         pd.Timestamp('2020-01-01').tz_localize(tz)
     except Exception:
         raise BadInput(
-            f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2"
-        ) from None
+            f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2") from None
     if len(_ZONES) < 1_000: _ZONES.add(tz)
     return tz
 
@@ -126,12 +123,9 @@ def _exchange(calendar: str, year: int):
 
 
 # CME Globex's equity-index hours, which exchange_calendars' CMES (17:00 to 17:00 Chicago time, no halt) does not model
-GLOBEX = (
-    "CMES: CME Globex equity-index hours, 17:00 to 16:00 Chicago time from 28 June 2021 (a daily one-hour halt); "
-    "before, "
-    "17:00 to 16:15 with a halt from 15:15 to 15:30: 23 hours a session either way, 12:00 closes on the exchange's "
-    "holidays"
-)
+GLOBEX = ("CMES: CME Globex equity-index hours, 17:00 to 16:00 Chicago time from 28 June "
+          "2021 (a daily one-hour halt); before, 17:00 to 16:15 with a halt from 15:15 to "
+          "15:30: 23 hours a session either way, 12:00 closes on the exchange's holidays")
 
 
 @lru_cache(maxsize=1)
@@ -201,8 +195,7 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     opens = pd.DatetimeIndex(cal.opens).tz_convert('UTC').as_unit('ns')
     if len(index) and (index[0] < opens[0] or index[-1] > opens[-1] + pd.Timedelta(days=1)):
         raise BadInput(
-            f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})"
-        )
+            f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})")
     # the session each time belongs to: the last one opened at or before it (extended hours join the day's session)
     at = np.clip(opens.searchsorted(index, side='right') - 1, 0, None)
     if timeframe == '1d': return pd.DatetimeIndex(cal.sessions[at]).tz_localize('UTC').as_unit('ns')
@@ -296,10 +289,8 @@ def resample(bars: pd.DataFrame, # canonical bars
     source = bars.attrs.get('timeframe')
     order = list(TIMEFRAMES)
     if source not in TIMEFRAMES or order.index(check_timeframe(timeframe)) < order.index(source):
-        raise BadInput(
-            f"cannot resample {source} bars to {timeframe}: only to a coarser bar size "
-            f"({', '.join(order[order.index(source) :]) if source in order else '?'})"
-        )
+        raise BadInput(f"cannot resample {source} bars to {timeframe}: only to a coarser bar size "
+                       f"({', '.join(order[order.index(source) :]) if source in order else '?'})")
     if timeframe == source: return bars
     return _aggregate(
         bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'), timeframe
@@ -313,8 +304,7 @@ def _aggregate(bars: pd.DataFrame, keys, symbol: str, timeframe: str) -> pd.Data
     out = bars.groupby(keys, sort=True).agg({c: _AGG[c] for c in bars.columns if c in _AGG})
     if 'vwap' in bars:
         out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys, sort=True).sum() / out['volume'].where(
-            out['volume'] > 0
-        )
+            out['volume'] > 0)
     return bars_frame(out, symbol, timeframe)
 
 
@@ -360,8 +350,7 @@ def factor_from_actions(bars: pd.DataFrame, # raw canonical bars
             prev_close = bars['close'][before].iloc[-1]
             if dividend >= prev_close:
                 raise BadInput(
-                    f"actions: dividend {dividend} on {ex_date.date()} is not below the previous close {prev_close}"
-                )
+                    f"actions: dividend {dividend} on {ex_date.date()} is not below the previous close {prev_close}")
             step *= 1 - float(dividend) / prev_close
         factor[before] *= step
     return factor

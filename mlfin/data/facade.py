@@ -28,20 +28,8 @@ __all__ = ['OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 
            'quality_report', 'observations_report']
 
 # %% ../../nbs/01r_data.facade.ipynb #c004
-_all_ = [
-    'BAR_COLUMNS',
-    'TIMEFRAMES',
-    'SAMPLES',
-    'load_sample',
-    'fingerprint',
-    'periods_per_year',
-    'resample',
-    'open_store',
-    'load',
-    'ls',
-    'quality_report',
-    'observations_report',
-]
+_all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample',
+         'open_store', 'load', 'ls', 'quality_report', 'observations_report']
 
 # %% ../../nbs/01r_data.facade.ipynb #c007
 @dataclass
@@ -149,10 +137,8 @@ def check_spacing(bars: pd.DataFrame, timeframe: str, source: str):
             (k for k, v in TIMEFRAMES.items() if abs(pd.Timedelta(v) - seen) <= 0.1 * pd.Timedelta(v)), str(seen)
         )
         fix = 'then resample' if seen < step else 'or resample finer bars you have'
-        raise BadInput(
-            f"{source}: bars are {size} apart, not {timeframe}: ingest them as --timeframe {size} ({fix}), or fix "
-            "--timeframe"
-        )
+        raise BadInput(f"{source}: bars are {size} apart, not {timeframe}: ingest "
+                       f"them as --timeframe {size} ({fix}), or fix --timeframe")
 
 
 # %% ../../nbs/01r_data.facade.ipynb #c007d
@@ -185,8 +171,7 @@ def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
     reasons = [f"off the calendar: {why[t]} (--off-calendar keep stores such bars)" for t in rows]
     found.rejected = pd.concat(
         [found.rejected, rejected_frame(rows.index, rows, ['ts'] * len(rows), reasons, rows.astype('str'))],
-        ignore_index=True,
-    ).sort_values('row', kind='stable', ignore_index=True)
+        ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
     found.bars = found.bars[~found.bars.index.isin(off['ts'])]
 
 
@@ -225,11 +210,8 @@ def settle_calendar(given: str | None, # the calendar the caller named, if any
     for other in TIMEFRAMES:
         found = store.meta(symbol, other) if other != timeframe else {}
         if found.get('calendar'):
-            return (
-                found['calendar'],
-                f"the stored {symbol}:{other}'s",
-                {k: found[k] for k in ('asset_class',) if k in found},
-            )
+            return (found['calendar'], f"the stored {symbol}:{other}'s",
+                    {k: found[k] for k in ('asset_class',) if k in found})
     return check_calendar(guess_calendar(bars), source), 'guessed from the bars; --calendar names another', {}
 
 # %% ../../nbs/01r_data.facade.ipynb #c007fm
@@ -284,11 +266,9 @@ def ingest(
         int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems) else 0
     )  # rows of the wrong length too
     if sample and symbol == sample and kept and not _is_sample(kept, sample):
-        raise BadInput(
-            f"{batch.source}: {symbol} {timeframe} holds your bars from {kept.get('source', 'another source')}; the "
-            "sample "
-            f"would mix with them. Store it under another name: --symbol {symbol}_SAMPLE"
-        )
+        raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from "
+                       f"{kept.get('source', 'another source')}; the sample would mix with "
+                       f"them. Store it under another name: --symbol {symbol}_SAMPLE")
     # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
     if len(found.bars):
         check_spacing(found.bars, timeframe, batch.source)
@@ -304,17 +284,9 @@ def ingest(
         refused = BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
         refused.why = 'strict'   # why the batch was refused, for a caller that counts refusals (the service's metrics)
         raise refused
-    report = IngestReport(
-        batch.source,
-        symbol,
-        timeframe,
-        calendar or '',
-        rows,
-        quarantined=len(found.rejected),
-        notes=found.notes,
-        layout=batch.layout,
-        calendar_from=calendar_from if len(found.bars) else '',
-    )
+    report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected),
+                          notes=found.notes, layout=batch.layout,
+                          calendar_from=calendar_from if len(found.bars) else '')
     if len(found.rejected):
         report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
         report.held_already = len(found.rejected) - store.quarantine(found.rejected, symbol, timeframe, batch.source)
@@ -332,23 +304,15 @@ def ingest(
     # none off the calendar: the bars are the ones looked at, none again
     odd = anomalies(found.bars, calendar, off=None if len(off) else off)
     report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
-    meta = {
-        'calendar': calendar,
-        'source': batch.source,
-        'layout': batch.layout,
-        **({'volume': volume} if volume else {}),
-        **inherited,
-        **(_provenance(sample) if sample else {}),
-        'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar),
-    }
+    meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout,
+            **({'volume': volume} if volume else {}), **inherited, **(_provenance(sample) if sample else {}),
+            'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar)}
     counts = store.write(found.bars, meta)
     change = counts.pop('first_change', None)
     for k, v in counts.items(): setattr(report, k, v)
     if change:  # a resend never changes a stored value unsaid
-        report.notes.append(
-            f"{report.changed:,} stored bar(s) changed, first change: {change[0]} {change[1]} {change[2]:.10g} -> "
-            f"{change[3]:.10g}"
-        )
+        report.notes.append(f"{report.changed:,} stored bar(s) changed, first change: "
+                            f"{change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
     return report
 
 
@@ -356,12 +320,8 @@ def ingest(
 def _provenance(sample: str) -> dict:
     "What a sample's bars are, recorded with the series so that a run credits them rightly"
     s = SAMPLES[sample]
-    return {
-        'origin': s.origin,
-        'licence': s.licence,
-        'package': f"{s.package}=={package_version(s.package)}",
-        'asset_class': s.asset_class,
-    }
+    return {'origin': s.origin, 'licence': s.licence, 'package': f"{s.package}=={package_version(s.package)}",
+            'asset_class': s.asset_class}
 
 
 # %% ../../nbs/01r_data.facade.ipynb #c007f_01
@@ -382,16 +342,12 @@ def read_actions(actions) -> pd.DataFrame:
     frame = frame.rename(columns=lambda c: str(c).strip().lower().replace(' ', '_'))
     when = next((c for c in ('ex_date', 'date', 'ts') if c in frame), None)
     if when is None or not {'split', 'dividend'} & set(frame):
-        raise BadInput(
-            f"actions {actions if not isinstance(actions, pd.DataFrame) else ''}: need an ex-date column (ex_date, "
-            "date or ts) and split and/or dividend"
-        )
+        raise BadInput(f"actions {actions if not isinstance(actions, pd.DataFrame) else ''}: "
+                       "need an ex-date column (ex_date, date or ts) and split and/or dividend")
     index = pd.to_datetime(frame[when], utc=True, errors='coerce')
     if index.isna().any():
-        raise BadInput(
-            f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: {frame[when][index.isna()].iloc[0]!r} is not a "
-            "date"
-        )
+        raise BadInput(f"actions: row {int(np.flatnonzero(index.isna())[0]) + 1}: "
+                       f"{frame[when][index.isna()].iloc[0]!r} is not a date")
     return frame.drop(columns=[when]).set_index(pd.DatetimeIndex(index)).sort_index()
 
 
@@ -403,16 +359,8 @@ def push(candles,               # pushed candles: MetaTrader rates records, plai
          off_calendar: str = 'quarantine',
         ) -> IngestReport:
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
-    return ingest(
-        read_records(candles, source, check_zone(tz)),
-        symbol,
-        timeframe,
-        strict,
-        calendar,
-        tz=tz,
-        store=store,
-        off_calendar=off_calendar,
-    )
+    return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, tz=tz,
+                  store=store, off_calendar=off_calendar)
 
 # %% ../../nbs/01r_data.facade.ipynb #c013
 def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such entries
@@ -435,10 +383,8 @@ def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such 
             if sizes: tf = sizes[0]
             elif symbol in SAMPLES: tf = SAMPLES[symbol].timeframe
             else:
-                raise NotFound(
-                    f"{symbol}: not an embedded sample and not in the store: `mlfin ingest FILE --symbol ...` first, "
-                    "or name a sample"
-                )
+                raise NotFound(f"{symbol}: not an embedded sample and not in the store: "
+                               "`mlfin ingest FILE --symbol ...` first, or name a sample")
         if tf not in TIMEFRAMES:
             raise BadInput(f"{entry}: unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}")
         pairs.append((symbol, tf))

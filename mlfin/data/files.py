@@ -57,10 +57,8 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
     batch = from_columns(table, mapping, source, layout, tz, date_format)
     if symbol_column:
         if symbol_column not in table:
-            raise BadInput(
-                f"{source}: no column {symbol_column!r} (--symbol-column) among "
-                f"{', '.join(map(str, table.columns[:12]))}"
-            )
+            raise BadInput(f"{source}: no column {symbol_column!r} (--symbol-column) "
+                           f"among {', '.join(map(str, table.columns[:12]))}")
         batch.symbols = table[symbol_column]
     if len(ragged):
         batch.problems = pd.concat([batch.problems, ragged], ignore_index=True).sort_values('row', ignore_index=True)
@@ -75,8 +73,7 @@ def dayfirst_format(sample: str, source: str = 'file') -> str:
     m = _DAY_FIRST.fullmatch(sample)
     if not m:
         raise BadInput(
-            f"{source}: --dayfirst: {sample!r} is not a day-first date such as 31.12.2024 or 31/12/2024 14:30"
-        )
+            f"{source}: --dayfirst: {sample!r} is not a day-first date such as 31.12.2024 or 31/12/2024 14:30")
     sep = m.group(2)
     return f"%d{sep}%m{sep}%Y" + (f"{m.group(5)}%H:%M" + (':%S' if m.group(8) else '') if m.group(5) else '')
 
@@ -100,8 +97,7 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     except UnicodeDecodeError as e:
         if e.start < len(head) - 4:
             raise BadInput(
-                f"{source}: not a text file (byte 0x{head[e.start]:02x} at offset {e.start} is not UTF-8)"
-            ) from None
+                f"{source}: not a text file (byte 0x{head[e.start]:02x} at offset {e.start} is not UTF-8)") from None
         text = head[:e.start].decode('utf-8-sig')
     except (OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     if '\x00' in text: raise BadInput(f"{source}: not a text file (NUL bytes)")
@@ -121,8 +117,7 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     ragged = []
 
     def on_ragged(
-        row,
-    ):  # a row with too many or too few fields: quarantined, named by its line, after the others are read
+        row):  # a row with too many or too few fields: quarantined, named by its line, after the others are read
         ragged.append(row); return 'skip'
     parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_ragged)
     wanted = list(dict.fromkeys([str(v) for v in mapping.values()] + list(carried)))
@@ -130,23 +125,13 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     numeric = {str(v): pa.float64() for k, v in mapping.items() if k not in ('ts', 'date', 'time')}
     def read_as(types):
         ragged.clear()  # a second reading meets the same rows again
-        convert = pcsv.ConvertOptions(
-            include_columns=wanted,
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-            column_types=types,
-            decimal_point=decimal,
-        )
+        convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                      column_types=types, decimal_point=decimal)
         # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart; the
         # system allocator, so that each column's chunks, once joined into one array, are reused for the next
         held = [
-            pcsv.read_csv(
-                path,
-                read_options=read,
-                parse_options=parse,
-                convert_options=convert,
-                memory_pool=pa.system_memory_pool(),
-            )
+            pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert,
+                          memory_pool=pa.system_memory_pool())
         ]
         return _arrow_frame(held)
     # ISO times, all zoned or all naive (judged by the first row), parsed by the reader: no column of strings
@@ -156,8 +141,7 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
         sample = cells[first.index(str(mapping['ts']))] if len(cells) == len(first) else ''
         if re.fullmatch(r'\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?', sample):
             times = {
-                str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample) else pa.timestamp('ns')
-            }
+                str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample) else pa.timestamp('ns')}
     try:
         # fast path: numbers and times parsed by Arrow, in parallel
         try: table = read_as({**text_only, **numeric, **times})
@@ -171,10 +155,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     except (pa.ArrowInvalid, pa.ArrowKeyError) as e:
         message = str(e).splitlines()[0]
         if 'include_columns' in message or 'not found' in message.lower():
-            raise BadInput(
-                f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} (columns: "
-                f"{', '.join(first[:12])})"
-            ) from None
+            raise BadInput(f"{source}: column(s) not found: {', '.join(c for c in wanted if c not in first)} "
+                           f"(columns: {', '.join(first[:12])})") from None
         raise BadInput(f"{source}: not a readable CSV ({message})") from None
     except (UnicodeDecodeError, OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     table.index = pd.RangeIndex(1, len(table) + 1)
@@ -186,12 +168,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
         f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})"
         for r, n in zip(ragged, numbers)
     ]
-    return (
-        table,
-        layout,
-        mapping,
-        rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged]),
-    )
+    return (table, layout, mapping,
+            rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged]))
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_04
@@ -211,16 +189,8 @@ def _ragged_rows(path: Path, opener, ragged: list, header: bool) -> tuple[list[i
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_05
-def _hint(
-    row: str,
-    names: list[str],
-    delimiter: str,
-    mapping: dict,
-    header: bool,
-    decimal: str,
-    dates_given: bool,
-    source: str,
-):
+def _hint(row: str, names: list[str], delimiter: str, mapping: dict, header: bool, decimal: str, dates_given: bool,
+          source: str):
     "A whole-file problem told at once, with the option that reads it: decimal commas, day-first or month-first dates"
     cells = [c.strip().strip('"') for c in row.split(delimiter)]
     if not header or len(cells) != len(names): return
@@ -230,11 +200,8 @@ def _hint(
         if comma: raise BadInput(f"{source}: numbers such as {comma!r} have a decimal comma: pass --decimal ,")
     when = at('ts')
     if not dates_given and re.match(r'\d{1,2}[./-]\d{1,2}[./-]\d{4}', when):
-        raise BadInput(
-            f"{source}: dates such as {when!r} are not ISO (2024-12-31): pass --dayfirst for day-first dates "
-            "(31.12.2024), "
-            "or --date-format, e.g. '%m/%d/%Y'"
-        )
+        raise BadInput(f"{source}: dates such as {when!r} are not ISO (2024-12-31): pass --dayfirst "
+                       "for day-first dates (31.12.2024), or --date-format, e.g. '%m/%d/%Y'")
 
 
 # %% ../../nbs/01d_data.files.ipynb #c014_06

@@ -39,8 +39,7 @@ def bar_files(sources: list[str | Path], # files, folders and glob patterns ('da
             if not inside: raise BadInput(f"{source}: a folder without files of bars (read by their ending: {kinds})")
         elif is_pattern(source):
             inside = sorted(
-                Path(p) for p in glob(str(source), recursive=True) if Path(p).is_file() and _is_bars(Path(p))
-            )
+                Path(p) for p in glob(str(source), recursive=True) if Path(p).is_file() and _is_bars(Path(p)))
             if not inside: raise BadInput(f"{source}: no file of bars matches it (read by their ending: {kinds})")
         else: inside = [path]   # a file, or a missing one: refused on its own line, the others ingested
         for p in inside: found.setdefault(p.resolve(), p)
@@ -71,8 +70,7 @@ def by_symbol(batch: Batch,   # a file's rows with their `symbols` (`read_file(.
     codes, names = pd.factorize(batch.symbols, use_na_sentinel=True)
     if (codes < 0).any():
         raise BadInput(
-            f"{batch.source}: row {batch.symbols.index[int(np.argmax(codes < 0))]}: no symbol in column {column}"
-        )
+            f"{batch.source}: row {batch.symbols.index[int(np.argmax(codes < 0))]}: no symbol in column {column}")
     names = [str(n).strip() for n in names]
     for k, name in enumerate(names):
         try: check_symbol(name)

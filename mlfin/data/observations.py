@@ -121,8 +121,7 @@ def parse_rule(text: str | Rule, where: str = 'rule') -> Rule:
                 raise BadInput(f"{where}: {text!r}: day {day} is not a day of a month")
             return Rule(form, day, f"{hour:02d}:{minute:02d}", check_zone(found['zone'], where))
     raise BadInput(
-        f"{where}: cannot read the release rule {text!r}; use one of: " + '; '.join(g for g, _ in RULE_FORMS.values())
-    )
+        f"{where}: cannot read the release rule {text!r}; use one of: " + '; '.join(g for g, _ in RULE_FORMS.values()))
 
 # %% ../../nbs/01m_data.observations.ipynb #c035
 def _first_opens(dates: pd.DatetimeIndex, calendar: str, where: str) -> pd.DatetimeIndex:
@@ -131,10 +130,8 @@ def _first_opens(dates: pd.DatetimeIndex, calendar: str, where: str) -> pd.Datet
     sessions = exchange(calendar, since=dates.min())
     i = sessions.sessions.searchsorted(dates, side='right')
     if i.max() >= len(sessions.sessions):
-        raise BadInput(
-            f"{where}: {dates.max():%Y-%m-%d} is after the last session calendar {calendar} knows "
-            f"({sessions.sessions[-1]:%Y-%m-%d})"
-        )
+        raise BadInput(f"{where}: {dates.max():%Y-%m-%d} is after the last session "
+                       f"calendar {calendar} knows ({sessions.sessions[-1]:%Y-%m-%d})")
     return pd.DatetimeIndex(sessions.opens.iloc[i]).tz_convert('UTC').as_unit('ns')
 
 def _at(days: pd.DatetimeIndex, rule: Rule) -> pd.DatetimeIndex:
@@ -153,17 +150,13 @@ def _known(self: Rule, periods, frequency: str, given=None, where: str = 'rule')
     (`filed`)"""
     if self.needs_given:
         if given is None:
-            raise BadInput(
-                f"{where}: the rule {self.text!r} needs the source's release "
-                f"{'times' if self.form == 'given' else 'dates'}"
-            )
+            raise BadInput(f"{where}: the rule {self.text!r} needs the source's "
+                           f"release {'times' if self.form == 'given' else 'dates'}")
         given = pd.DatetimeIndex(given)
         if self.form == 'given':
             if given.tz is None:
-                raise BadInput(
-                    f"{where}: release times without a time zone; give them with one (2018-11-15T08:30-05:00) or state "
-                    "a rule"
-                )
+                raise BadInput(f"{where}: release times without a time zone; give "
+                               "them with one (2018-11-15T08:30-05:00) or state a rule")
             return given.tz_convert('UTC').as_unit('ns')
         return _first_opens(
             (given.tz_localize(None) if given.tz is not None else given).normalize(), self.calendar, where
@@ -209,8 +202,7 @@ def parse_dates(period, where: str, rows, column: str) -> pd.DatetimeIndex:
     `column`)"""
     raw = pd.Series(period, copy=False).reset_index(drop=True)
     dates = pd.DatetimeIndex(
-        raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', format='mixed')
-    )
+        raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', format='mixed'))
     if dates.isna().any():
         i = int(np.argmax(dates.isna())); _refuse(where, rows, i, column, f"{raw.iloc[i]!r} is not a date")
     return (dates.tz_localize(None) if dates.tz is not None else dates).as_unit('ns')
@@ -223,27 +215,17 @@ def _check_order(periods, known, frequency, where, rows, columns):
     early = np.asarray(latest_day < period_ends(periods, frequency))
     if early.any():
         i = int(np.argmax(early))
-        _refuse(
-            where,
-            rows,
-            i,
-            columns['known'],
-            f"released {known[i]:%Y-%m-%d %H:%M} UTC, before its period "
-            f"({periods[i]:%Y-%m-%d}, {FREQUENCIES[frequency]}) ends on "
-            f"{period_ends(periods[i : i + 1], frequency)[0]:%Y-%m-%d}: a look-ahead",
-        )
+        _refuse(where, rows, i, columns['known'],
+                f"released {known[i]:%Y-%m-%d %H:%M} UTC, before its period "
+                f"({periods[i]:%Y-%m-%d}, {FREQUENCIES[frequency]}) ends on "
+                f"{period_ends(periods[i : i + 1], frequency)[0]:%Y-%m-%d}: a look-ahead")
     keys = pd.DataFrame({'period': periods, 'known': known})
     twice = keys.duplicated(keep=False).to_numpy()
     if twice.any():
         first, again = np.flatnonzero(twice)[:1][0], np.flatnonzero(keys.duplicated().to_numpy())[0]
-        _refuse(
-            where,
-            rows,
-            again,
-            columns['period'],
-            f"period {periods[again]:%Y-%m-%d} known at {known[again]:%Y-%m-%d %H:%M} UTC "
-            f"twice (rows {rows[first]} and {rows[again]}); a revision is a new row known later",
-        )
+        _refuse(where, rows, again, columns['period'],
+                f"period {periods[again]:%Y-%m-%d} known at {known[again]:%Y-%m-%d %H:%M} UTC "
+                f"twice (rows {rows[first]} and {rows[again]}); a revision is a new row known later")
 
 # %% ../../nbs/01m_data.observations.ipynb #c051z
 def has_zone(values) -> np.ndarray:
@@ -298,24 +280,17 @@ def observations_frame(
             naive = ~has_zone(raw)
             if naive.any():
                 i = int(np.argmax(naive))
-                _refuse(
-                    where,
-                    rows,
-                    i,
-                    columns['known'],
-                    f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule",
-                )
+                _refuse(where, rows, i, columns['known'],
+                        f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule")
         if known.tz is None:
             raise BadInput(
-                f"{where}: column {columns['known']}: times without a time zone; give them with one or state a rule"
-            )
+                f"{where}: column {columns['known']}: times without a time zone; give them with one or state a rule")
         known = known.tz_convert('UTC').as_unit('ns')
     _check_order(periods, known, frequency, where, rows, columns)
     frame = pd.DataFrame({'period': periods, 'known': known, 'value': values})
     order = np.lexsort((frame['period'].to_numpy(), frame['known'].to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
     frame.attrs.update(
-        dict.fromkeys(OBSERVATION_ATTRS, '') | dict(description='', unit='', licence='', source=where) | attrs
-    )
+        dict.fromkeys(OBSERVATION_ATTRS, '') | dict(description='', unit='', licence='', source=where) | attrs)
     frame.attrs.update(name=check_name(name), symbol=symbol or None, frequency=frequency, rule=rule.text)
     return frame

@@ -41,117 +41,59 @@ _FRED_SA = ("one vintage, as FRED held it when arch took it (about 2018-12); BLS
 _MARKET = "market prices: not revised"
 _CRUDE_WHY = ("monthly averages of daily prices, complete after the month's last trading day and tabulated in monthly "
               "releases weeks later; the last day of the next month is no earlier")
-_FF_WHY = (
-    "Ken French builds the factors from CRSP long after the fact; dated here when the month's market data were "
-    "complete, "
-    "the next NYSE open after the month ends (a factor's ingredients were all known then, its publication came later)"
-)
+_FF_WHY = ("Ken French builds the factors from CRSP long after the fact; dated here when "
+           "the month's market data were complete, the next NYSE open after the month "
+           "ends (a factor's ingredients were all known then, its publication came later)")
 _FF = "Fama/French three factors, Ken French's data library (CRSP), shipped by arch.data.frenchdata"
 _FF_VINTAGE = "one vintage (French rebuilds the whole history when CRSP or his method changes)"
 EMBEDDED_OBSERVATIONS = {
     e.name: e
     for e in [
-        Embedded(
-            'cpi_core',
-            'data/core_cpi/core-cpi.csv.gz',
-            'CPILFESL',
-            'M',
-            'last day of next month 08:30 America/New_York',
-            "BLS publishes the CPI at 08:30 New York, in recent decades mid-month (October 2018's on 14 November), in "
-            "earlier ones later, and as late as 30 October 2013 (September's, delayed by the shutdown)",
-            'FRED CPILFESL (U.S. Bureau of Labor Statistics), shipped by arch.data.core_cpi',
-            'Consumer price index for all urban consumers: all items less food and energy, seasonally adjusted',
-            'index (1982-84 = 100)',
-            _FRED_SA,
-        ),
+        Embedded('cpi_core', 'data/core_cpi/core-cpi.csv.gz', 'CPILFESL', 'M',
+                 'last day of next month 08:30 America/New_York',
+                 "BLS publishes the CPI at 08:30 New York, in recent decades mid-month "
+                 "(October 2018's on 14 November), in earlier ones later, and "
+                 "as late as 30 October 2013 (September's, delayed by the shutdown)",
+                 'FRED CPILFESL (U.S. Bureau of Labor Statistics), shipped by arch.data.core_cpi',
+                 'Consumer price index for all urban consumers: all items less food and energy, seasonally adjusted',
+                 'index (1982-84 = 100)', _FRED_SA),
         *[
-            Embedded(
-                name,
-                'data/default/default.csv.gz',
-                column,
-                'M',
-                'day 15 of next month 16:15 America/New_York',
-                "a monthly average of daily yields, complete after the month's last business day and published in the "
-                "Federal "
-                "Reserve's weekly H.15 release (Mondays, 16:15 New York); the 15th leaves room for the week and its "
-                "holidays",
-                f'FRED {column} (Moody\'s Investors Service, via the Federal Reserve H.15), shipped by '
-                'arch.data.default',
-                f"Moody's seasoned {column} corporate bond yield, monthly average",
-                'percent',
-                _MARKET,
-            )
+            Embedded(name, 'data/default/default.csv.gz', column, 'M', 'day 15 of next month 16:15 America/New_York',
+                     "a monthly average of daily yields, complete after the month's last business "
+                     "day and published in the Federal Reserve's weekly H.15 release "
+                     "(Mondays, 16:15 New York); the 15th leaves room for the week and its holidays",
+                     f'FRED {column} (Moody\'s Investors Service, via the '
+                     'Federal Reserve H.15), shipped by arch.data.default',
+                     f"Moody's seasoned {column} corporate bond yield, monthly average", 'percent', _MARKET)
             for name, column in (('aaa', 'AAA'), ('baa', 'BAA'))
         ],
+        Embedded('vix', 'data/vix/vix.csv.gz', 'vix', 'D', 'same day 16:15 America/New_York',
+                 "Cboe's VIX closing value is set at 16:15 New York, after the "
+                 "stock market's 16:00 close: that day's close bar has not seen it",
+                 'Cboe Volatility Index close (as on FRED VIXCLS), shipped by arch.data.vix',
+                 'CBOE Volatility Index (VIX), daily close', 'index points', _MARKET),
         Embedded(
-            'vix',
-            'data/vix/vix.csv.gz',
-            'vix',
-            'D',
-            'same day 16:15 America/New_York',
-            "Cboe's VIX closing value is set at 16:15 New York, after the stock market's 16:00 close: that day's close "
-            "bar has not seen it",
-            'Cboe Volatility Index close (as on FRED VIXCLS), shipped by arch.data.vix',
-            'CBOE Volatility Index (VIX), daily close',
-            'index points',
-            _MARKET,
-        ),
-        Embedded(
-            'wti',
-            'data/wti/wti.csv.gz',
-            'DCOILWTICO',
-            'D',
-            '14 days later 17:00 America/New_York',
-            "the EIA publishes its daily spot assessments weekly, up to about twelve days after the day; fourteen days "
-            "is no earlier",
+            'wti', 'data/wti/wti.csv.gz', 'DCOILWTICO', 'D', '14 days later 17:00 America/New_York',
+            "the EIA publishes its daily spot assessments weekly, up to "
+            "about twelve days after the day; fourteen days is no earlier",
             'FRED DCOILWTICO (U.S. Energy Information Administration, from Thomson Reuters), shipped by arch.data.wti',
-            'West Texas Intermediate crude oil spot price, Cushing, Oklahoma',
-            'US dollars per barrel',
-            _MARKET,
-        ),
-        Embedded(
-            'brent_monthly',
-            'data/crude/crude.csv.gz',
-            'Brent',
-            'M',
-            'last day of next month 17:00 America/New_York',
-            _CRUDE_WHY,
-            'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
-            'Brent crude oil price, monthly average (dated the 15th in the file)',
-            'US dollars per barrel',
-            _MARKET,
-        ),
-        Embedded(
-            'wti_monthly',
-            'data/crude/crude.csv.gz',
-            'WTI',
-            'M',
-            'last day of next month 17:00 America/New_York',
-            _CRUDE_WHY,
-            'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
-            'WTI crude oil price, monthly average (dated the 15th in the file)',
-            'US dollars per barrel',
-            _MARKET,
-        ),
+            'West Texas Intermediate crude oil spot price, Cushing, Oklahoma', 'US dollars per barrel', _MARKET),
+        Embedded('brent_monthly', 'data/crude/crude.csv.gz', 'Brent', 'M',
+                 'last day of next month 17:00 America/New_York', _CRUDE_WHY,
+                 'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
+                 'Brent crude oil price, monthly average (dated the 15th in the file)', 'US dollars per barrel',
+                 _MARKET),
+        Embedded('wti_monthly', 'data/crude/crude.csv.gz', 'WTI', 'M', 'last day of next month 17:00 America/New_York',
+                 _CRUDE_WHY, 'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
+                 'WTI crude oil price, monthly average (dated the 15th in the file)', 'US dollars per barrel', _MARKET),
         *[
-            Embedded(
-                name,
-                'data/frenchdata/frenchdata.csv.gz',
-                column,
-                'M',
-                'next session open XNYS',
-                _FF_WHY,
-                _FF,
-                what,
-                'percent',
-                _FF_VINTAGE,
-            )
+            Embedded(name, 'data/frenchdata/frenchdata.csv.gz', column, 'M', 'next session open XNYS', _FF_WHY, _FF,
+                     what, 'percent', _FF_VINTAGE)
             for name, column, what in (
                 ('ff_mkt_rf', 'Mkt-RF', 'Fama-French market return less the risk-free rate, monthly'),
                 ('ff_smb', 'SMB', 'Fama-French size factor (small minus big), monthly'),
                 ('ff_hml', 'HML', 'Fama-French value factor (high minus low book-to-market), monthly'),
-                ('ff_rf', 'RF', 'One-month Treasury bill rate (the Fama-French risk-free rate), monthly'),
-            )
+                ('ff_rf', 'RF', 'One-month Treasury bill rate (the Fama-French risk-free rate), monthly'))
         ],
     ]
 }
@@ -170,20 +112,10 @@ def read_embedded(name: str) -> pd.DataFrame:
     rows = np.arange(1, len(raw) + 1)
     kept = (raw[e.column].str.strip() != '.').to_numpy()
     dates = pd.to_datetime(raw['Date'][kept], format=_DATES.get(e.file, '%m/%d/%Y'))
-    return observations_frame(
-        dates,
-        raw[e.column][kept],
-        rule=e.rule,
-        frequency=e.frequency,
-        name=e.name,
-        rows=rows[kept],
-        where=f"embedded:{name} (arch=={package_version('arch')} {e.file})",
-        columns=dict(period='Date', value=e.column),
-        source=e.source,
-        licence=e.licence,
-        description=e.description,
-        unit=e.unit,
-    )
+    return observations_frame(dates, raw[e.column][kept], rule=e.rule, frequency=e.frequency, name=e.name,
+                              rows=rows[kept], where=f"embedded:{name} (arch=={package_version('arch')} {e.file})",
+                              columns=dict(period='Date', value=e.column), source=e.source, licence=e.licence,
+                              description=e.description, unit=e.unit)
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c021
 # the wide layout's date column, by name (else the first)
@@ -210,15 +142,8 @@ def _read_table(source) -> tuple[pd.DataFrame, str]:
         first = head.decode('utf-8-sig', errors='replace').splitlines()[0] if head.strip() else ''
         if not first: raise BadInput(f"{path}: file is empty")
         # only an empty cell is missing: 'n/a' or 'NULL' is a value that is not a number, refused as such
-        return pd.read_csv(
-            path,
-            dtype=str,
-            sep=max('\t,;', key=first.count),
-            encoding='utf-8-sig',
-            skipinitialspace=True,
-            keep_default_na=False,
-            na_values=[''],
-        ), str(path)
+        return pd.read_csv(path, dtype=str, sep=max('\t,;', key=first.count), encoding='utf-8-sig',
+                           skipinitialspace=True, keep_default_na=False, na_values=['']), str(path)
     except (ValueError, OSError, UnicodeDecodeError) as e:
         if isinstance(e, BadInput): raise
         raise BadInput(f"{path}: not a readable CSV or Parquet file ({str(e).strip().splitlines()[0]})") from None
@@ -280,32 +205,19 @@ def _wide(table, keys, where, name, rule, frequency, symbol, attrs) -> list[pd.D
     values = [c for c in table.columns if c not in (date, known)]
     if not values: raise BadInput(f"{where}: no value column beside {date!r}")
     if name and len(values) > 1:
-        raise BadInput(
-            f"{where}: a name names one series; this source has {len(values)} value columns "
-            f"({', '.join(map(str, values))}): drop the name to take each by its column's"
-        )
+        raise BadInput(f"{where}: a name names one series; this source has {len(values)} value columns "
+                       f"({', '.join(map(str, values))}): drop the name to take each by its column's")
     if known is not None and rule not in (None, 'as given'):
         raise BadInput(f"{where}: column {known} gives the release times; drop the rule {rule!r} (or the column)")
     if known is None and not rule:
-        raise BadInput(
-            f"{where}: no release times (a column named known) and no rule: state when each value became known, e.g. "
-            "'day 15 of next month 08:30 America/New_York' (mlfin tutorial: Your own data)"
-        )
+        raise BadInput(f"{where}: no release times (a column named known) and no rule: state when each value became "
+                       "known, e.g. 'day 15 of next month 08:30 America/New_York' (mlfin tutorial: Your own data)")
     rows = np.arange(1, len(table) + 1)
     return [
-        observations_frame(
-            table[date],
-            table[column],
-            known=None if known is None else table[known],
-            rule=rule or 'as given',
-            frequency=frequency,
-            name=name or _series_name(column, where),
-            symbol=symbol and check_symbol(symbol),
-            where=where,
-            rows=rows,
-            columns=dict(period=date, known=known, value=column),
-            **attrs,
-        )
+        observations_frame(table[date], table[column], known=None if known is None else table[known],
+                           rule=rule or 'as given', frequency=frequency, name=name or _series_name(column, where),
+                           symbol=symbol and check_symbol(symbol), where=where, rows=rows,
+                           columns=dict(period=date, known=known, value=column), **attrs)
         for column in values
     ]
 
@@ -324,26 +236,20 @@ def _long(table, keys, where, rule, frequency, attrs) -> list[pd.DataFrame]:
     zoned = has_zone(filed)
     if zoned.any() and not zoned.all():
         i = int(np.argmax(~zoned))
-        raise BadInput(
-            f"{where}: row {rows[i]}, column {c['filed_at']}: {filed.iloc[i]!r} has no time zone while others have: "
-            "give every filing its zone, or none (filing dates)"
-        )
+        raise BadInput(f"{where}: row {rows[i]}, column {c['filed_at']}: {filed.iloc[i]!r} has no time "
+                       "zone while others have: give every filing its zone, or none (filing dates)")
     if zoned.all(): rule = rule or 'as given'
     else:
         rule = parse_rule(rule or FILED_RULE, where)
         if rule.form != 'filed':
-            raise BadInput(
-                f"{where}: column {c['filed_at']} holds filing dates: the rule is a filing rule ({FILED_RULE!r}), not "
-                f"{rule.text!r}"
-            )
+            raise BadInput(f"{where}: column {c['filed_at']} holds filing dates: the "
+                           f"rule is a filing rule ({FILED_RULE!r}), not {rule.text!r}")
         days = parse_dates(filed, where, rows, c['filed_at']).normalize()
         early = np.asarray(days < ends.normalize())
         if early.any():
             i = int(np.argmax(early))
-            raise BadInput(
-                f"{where}: row {rows[i]}, column {c['filed_at']}: filed {days[i]:%Y-%m-%d}, before its period ends on "
-                f"{ends[i]:%Y-%m-%d}: a look-ahead"
-            )
+            raise BadInput(f"{where}: row {rows[i]}, column {c['filed_at']}: filed {days[i]:%Y-%m-%d}, "
+                           f"before its period ends on {ends[i]:%Y-%m-%d}: a look-ahead")
     # a fiscal period is dated by the calendar period holding its end less a week: 52-53 week years end up to a week
     # into the next month
     starts_from = ends - pd.Timedelta(days=7)
@@ -353,20 +259,11 @@ def _long(table, keys, where, rule, frequency, attrs) -> list[pd.DataFrame]:
         name = check_name(str(field), f"{where}: row {first}, column {c['field']}")
         company = check_symbol(str(symbol))
         frames.append(
-            observations_frame(
-                starts_from[at],
-                group[c['value']],
-                known=filed.iloc[at] if zoned.all() else None,
-                rule=rule,
-                given=None if zoned.all() else filed.iloc[at].to_numpy(),
-                frequency=frequency or _fiscal_frequency(ends[at], where, name, company),
-                name=name,
-                symbol=company,
-                where=where,
-                rows=rows[at],
-                columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']),
-                **attrs,
-            )
+            observations_frame(starts_from[at], group[c['value']], known=filed.iloc[at] if zoned.all() else None,
+                               rule=rule, given=None if zoned.all() else filed.iloc[at].to_numpy(),
+                               frequency=frequency or _fiscal_frequency(ends[at], where, name, company), name=name,
+                               symbol=company, where=where, rows=rows[at],
+                               columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']), **attrs)
         )
     return frames
 

@@ -96,8 +96,7 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
                 cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN), cases['column']
             )
             found = pd.DataFrame(
-                {'row': cases['index'].astype('int64').to_numpy(), 'column': column, 'reason': reason.to_numpy()}
-            )
+                {'row': cases['index'].astype('int64').to_numpy(), 'column': column, 'reason': reason.to_numpy()})
             # a row's own bad value before a broken relation
             found['rank'] = found['reason'].isin(list(_CHECK_COLUMN)).astype(int)
             found = (
@@ -150,11 +149,8 @@ def _found(ts, kind: str, details: list) -> pd.DataFrame:
     return pd.DataFrame({'ts': ts, 'kind': kind, 'detail': details})
 
 _NONE = pd.DataFrame(
-    {
-        'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'),
-        'kind': pd.Series([], dtype='str'),
-        'detail': pd.Series([], dtype='str'),
-    }
+    {'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'), 'kind': pd.Series([], dtype='str'),
+     'detail': pd.Series([], dtype='str')}
 )
 
 
@@ -236,8 +232,7 @@ def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex |
     if expected is None and calendar == '24/7' and bars.attrs['timeframe'] != '1d':
         ns, step = bars.index.as_unit('ns').asi8, pd.Timedelta(TIMEFRAMES[bars.attrs['timeframe']]).value
         off = np.concatenate(
-            [np.flatnonzero((ns[a : a + _CHUNK] - ns[0]) % step != 0) + a for a in range(0, len(ns), _CHUNK)]
-        )
+            [np.flatnonzero((ns[a : a + _CHUNK] - ns[0]) % step != 0) + a for a in range(0, len(ns), _CHUNK)])
         extra = bars.index[off]
     else:
         expected = _expected(bars, calendar) if expected is None else expected
@@ -298,13 +293,8 @@ def quality_row(bars: pd.DataFrame, calendar: str, quarantined: int = 0) -> dict
     "The quality summary of one symbol's bars"
     tf = bars.attrs['timeframe']
     if bars.empty:
-        return {
-            'symbol': bars.attrs.get('symbol'),
-            'timeframe': tf,
-            'calendar': calendar,
-            'bars': 0,
-            'quarantined': quarantined,
-        }
+        return {'symbol': bars.attrs.get('symbol'), 'timeframe': tf, 'calendar': calendar, 'bars': 0,
+                'quarantined': quarantined}
     expected = _expected(bars, calendar)  # once: gaps and off-calendar bars both compare against it
     holes, odd = gaps(bars, calendar, expected), anomalies(bars, calendar, expected=expected)
     kinds = odd['kind'].value_counts() if len(odd) else pd.Series(dtype='int64')
@@ -324,8 +314,7 @@ def quality_figure(bars: pd.DataFrame, calendar: str):
     expected = _expected(bars, calendar)
     month = lambda idx: idx.tz_localize(None).to_period('M').to_timestamp()
     present = (
-        pd.Series(1, index=bars.index.intersection(expected)).groupby(month(bars.index.intersection(expected))).sum()
-    )
+        pd.Series(1, index=bars.index.intersection(expected)).groupby(month(bars.index.intersection(expected))).sum())
     wanted = pd.Series(1, index=expected).groupby(month(expected)).sum()
     share = (present.reindex(wanted.index, fill_value=0) / wanted).rename('coverage')
     odd = anomalies(bars, calendar, expected=expected)
@@ -338,9 +327,6 @@ def quality_figure(bars: pd.DataFrame, calendar: str):
         )
     fig.update_layout(
         title=f"{bars.attrs.get('symbol')} {bars.attrs['timeframe']}: coverage of the {calendar} calendar",
-        yaxis=dict(range=[0, 1.06], tickformat='.0%'),
-        height=320,
-        margin=dict(l=40, r=20, t=50, b=30),
-    )
+        yaxis=dict(range=[0, 1.06], tickformat='.0%'), height=320, margin=dict(l=40, r=20, t=50, b=30))
     return fig
 

@@ -58,10 +58,8 @@ def quality_report(symbol: str | None = None, store=None,
     held = store.ls()
     if symbol: held = held[held['symbol'] == symbol]
     if held.empty and not symbol and len(store.observation_series()):
-        raise NotFound(
-            "no bars in the store, only series that are not bars (`observations_report`, `mlfin quality`): `mlfin "
-            "ingest` bars first"
-        )
+        raise NotFound("no bars in the store, only series that are not bars "
+                       "(`observations_report`, `mlfin quality`): `mlfin ingest` bars first")
     if held.empty:
         raise NotFound(f"no bars for {symbol} in the store" if symbol else "the store is empty: `mlfin ingest` first")
     rows = [(row or series_quality)(s, t, c or 'XNYS', int(q), store) for s, t, c, q in
@@ -76,18 +74,9 @@ def observations_report(store=None) -> pd.DataFrame:
     held = open_store(store).observation_series()
     day, when = (lambda c: held[c].dt.strftime('%Y-%m-%d')), (lambda c: held[c].dt.strftime('%Y-%m-%d %H:%M UTC'))
     return pd.DataFrame(
-        {
-            'series': [n if s is None else f"{n} of {s}" for n, s in zip(held['name'], held['symbol'])],
-            'frequency': held['frequency'],
-            'rule': held['rule'],
-            'source': held['source'],
-            'licence': held['licence'],
-            'periods': held['periods'],
-            'vintages': held['vintages'],
-            'first period': day('first_period'),
-            'last period': day('last_period'),
-            'first known': when('first_known'),
-            'last known': when('last_known'),
-        }
+        {'series': [n if s is None else f"{n} of {s}" for n, s in zip(held['name'], held['symbol'])],
+         'frequency': held['frequency'], 'rule': held['rule'], 'source': held['source'], 'licence': held['licence'],
+         'periods': held['periods'], 'vintages': held['vintages'], 'first period': day('first_period'),
+         'last period': day('last_period'), 'first known': when('first_known'), 'last known': when('last_known')}
     )
 

@@ -43,8 +43,7 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
                 if attempt == retries - 1:
                     raise Unavailable(
-                        f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})"
-                    ) from None
+                        f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})") from None
                 time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
             except ccxt.ExchangeError as e: raise Unavailable(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
     call(client.load_markets)

@@ -146,13 +146,11 @@ def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
         ensure_sample(symbol, source, store)
         found = store.stamp(symbol, source)  # a text on the embedded store, a tuple on PostgreSQL
         stamps[f"{symbol}:{timeframe}"] = (
-            None if found is None else str(found) + ('' if source == timeframe else f" <- {source}")
-        )
+            None if found is None else str(found) + ('' if source == timeframe else f" <- {source}"))
         if found is None:   # before any task starts, not in the ingest task's kernel
             held = store.ls()
             listing = (
-                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-            )
+                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing')
             raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
     return {k: str(v) for k, v in stamps.items()}
 
@@ -163,11 +161,8 @@ def split_symbols(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     out = {}
     for symbol, rows in long.groupby('symbol', sort=False):
         bars = rows[BAR_COLUMNS].copy()
-        bars.attrs.update(
-            symbol=symbol,
-            timeframe=rows['timeframe'].iloc[0],
-            **({'calendar': rows['calendar'].iloc[0]} if 'calendar' in rows else {}),
-        )
+        bars.attrs.update(symbol=symbol, timeframe=rows['timeframe'].iloc[0],
+                          **({'calendar': rows['calendar'].iloc[0]} if 'calendar' in rows else {}))
         out[symbol] = bars
     return out
 

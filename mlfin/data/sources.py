@@ -47,8 +47,7 @@ class Batch:
         if not held or 'volume' in self.frame: return None
         if recorded: return recorded
         return (
-            'real_volume' if 'real_volume' in held and np.nansum(self.frame['real_volume'].to_numpy()) > 0 else held[0]
-        )
+            'real_volume' if 'real_volume' in held and np.nansum(self.frame['real_volume'].to_numpy()) > 0 else held[0])
 
     def _with_volume(self, volume: str | None) -> pd.DataFrame:
         "The frame with `volume` from the chosen MetaTrader column (no copy of the others)"
@@ -88,8 +87,7 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
         lacking = [c for c in PRICE_COLUMNS if c not in keys]
         if lacking:
             raise BadInput(
-                f"{source}: MetaTrader rates without {', '.join(lacking)} (columns: {', '.join(map(str, names[:12]))})"
-            )
+                f"{source}: MetaTrader rates without {', '.join(lacking)} (columns: {', '.join(map(str, names[:12]))})")
         mapping = {'ts': keys['time'], **{c: keys[c] for c in PRICE_COLUMNS}}
         mapping.update({k: keys[k] for k in ('tick_volume', 'real_volume', 'spread') if k in keys})
         return 'mt5-rates', mapping
@@ -98,11 +96,8 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
     if 'vol' in keys and mapping['volume'] is None: mapping['volume'] = keys['vol']
     missing = [c for c, v in mapping.items() if v is None]
     if missing:
-        raise BadInput(
-            f"{source}: layout not recognised (columns: {', '.join(map(str, names[:12]))}); missing "
-            f"{', '.join(missing)}: "
-            f"map them, e.g. --map ts=Date,open=Open,..."
-        )
+        raise BadInput(f"{source}: layout not recognised (columns: {', '.join(map(str, names[:12]))}); "
+                       f"missing {', '.join(missing)}: map them, e.g. --map ts=Date,open=Open,...")
     for extra in ('adj_close', 'vwap', 'spread'):
         if extra in keys: mapping[extra] = keys[extra]
     return ('yahoo' if 'adj_close' in keys else 'plain'), mapping
@@ -165,12 +160,10 @@ def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str,
         skipped = local.isna() & ~times.isna()
         if skipped.any():
             problems.append(
-                _unparsed(values, skipped, column, f"not a time on the clock of {wall} (it skips or repeats it)")
-            )
+                _unparsed(values, skipped, column, f"not a time on the clock of {wall} (it skips or repeats it)"))
         times = local
     return pd.Series(times, index=values.index), (
-        pd.concat(problems, ignore_index=True) if problems else rejected_frame()
-    )
+        pd.concat(problems, ignore_index=True) if problems else rejected_frame())
 
 
 # %% ../../nbs/01c_data.sources.ipynb #c010_04
@@ -187,8 +180,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
     import pyarrow as pa, pyarrow.compute as pc
 
     if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(
-        values.array.__arrow_array__().type
-    ):
+        values.array.__arrow_array__().type):
         text = values.array.__arrow_array__()  # zero-copy: parsed in Arrow, never as Python strings
     else: text = pa.chunked_array([pa.array(values.astype('str'), type=pa.string())])
     head = [v for v in text.slice(0, 100).to_pylist() if v]
@@ -199,12 +191,8 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
     if first.isdigit():
         digits = pc.match_substring_regex(text, r'^\s*\d{9,19}(\.\d*)?\s*$')
         if pc.all(digits).as_py():
-            return _epoch_times(
-                pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False),
-                values,
-                column,
-                tz if wall else None,
-            )
+            return _epoch_times(pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False),
+                                values, column, tz if wall else None)
         is_digits = digits.fill_null(False).to_numpy(zero_copy_only=False)
         if is_digits.any():
             numbers = np.full(len(text), np.nan)
@@ -226,8 +214,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
         minority = ~is_zoned if n_zoned * 2 >= len(text) else is_zoned
         minority &= text.is_valid().to_numpy(zero_copy_only=False)
         problems.append(
-            _unparsed(values, minority, column, 'time zone differs from the other rows (mixed naive and zoned times)')
-        )
+            _unparsed(values, minority, column, 'time zone differs from the other rows (mixed naive and zoned times)'))
 
     def arrow_times(text):
         if fmt: parsed = pc.strptime(text, format=fmt, unit='ns', error_is_null=False)
@@ -248,8 +235,7 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
     times = times.dt.tz_convert('UTC')
     if times.dt.unit != 'ns':  # parsed at a coarser unit: a time before 1677 or after 2262 has no nanosecond stamp
         wild = times.notna() & (
-            (times < pd.Timestamp.min.tz_localize('UTC')) | (times > pd.Timestamp.max.tz_localize('UTC'))
-        )
+            (times < pd.Timestamp.min.tz_localize('UTC')) | (times > pd.Timestamp.max.tz_localize('UTC')))
         if wild.any():
             problems.append(_unparsed(values, wild.to_numpy(), column, 'not a time (before 1677 or after 2262)'))
             times = times.mask(wild)
@@ -268,10 +254,8 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
     "A batch from a table of source columns: times parsed, numbers parsed, adjusted close turned into a factor"
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
     if missing:
-        raise BadInput(
-            f"{source}: column(s) {', '.join(map(str, missing))} not found (columns: "
-            f"{', '.join(map(str, table.columns[:12]))})"
-        )
+        raise BadInput(f"{source}: column(s) {', '.join(map(str, missing))} not "
+                       f"found (columns: {', '.join(map(str, table.columns[:12]))})")
     problems, out = [], {}  # columns gathered first, framed once without copies (millions of rows)
     if layout == 'mt5':  # date and time in two columns, 2024.01.02 and 00:00:00 (or 00:00)
         text = table[mapping['date']].astype('str').str.strip() + ' ' + table[mapping['time']].astype('str').str.strip()
@@ -309,8 +293,7 @@ def records_table(data, source: str) -> pd.DataFrame:
         )
         if data is None:
             raise BadInput(
-                f"{source}: JSON object without a list of candles (under candles, bars, data, rates or klines)"
-            )
+                f"{source}: JSON object without a list of candles (under candles, bars, data, rates or klines)")
     if not isinstance(data, list): raise BadInput(f"{source}: JSON is not a list of candles")
     if data and all(isinstance(r, list) for r in data):
         table = pd.DataFrame(data, columns=None if len(data[0]) != 12 else BINANCE_COLUMNS)

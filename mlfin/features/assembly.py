@@ -56,20 +56,13 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
     x = model_inputs(features, bars, spec)
     target = label_fn(bars)
     if not isinstance(target, pd.DataFrame) or not {'label', 'end'} <= set(target.columns):
-        raise BadInput(
-            "dataset: label_fn must return a frame with `label` and `end` (the last bar each label looks at), as "
-            "mlfin.features.labels.fixed_horizon does"
-        )
+        raise BadInput("dataset: label_fn must return a frame with `label` and `end` (the last "
+                       "bar each label looks at), as mlfin.features.labels.fixed_horizon does")
     usable = x.notna().all(axis=1)
     if not usable.any(): raise BadInput(_warm_up(symbol, x))
     realised = realised_return(bars, target['end'])  # what a long made over each label's span: scores any model's IC
-    inputs = x[usable].assign(
-        label=target['label'][usable],
-        label_end=target['end'][usable],
-        label_return=realised[usable.to_numpy()],
-        last_close=bars['close'][usable],
-        symbol=symbol,
-    )
+    inputs = x[usable].assign(label=target['label'][usable], label_end=target['end'][usable],
+                              label_return=realised[usable.to_numpy()], last_close=bars['close'][usable], symbol=symbol)
     return features[usable].assign(symbol=symbol), inputs, store.hits if store else 0, store.misses if store else 0
 
 
@@ -79,18 +72,13 @@ def _warm_up(symbol: str, x: pd.DataFrame) -> str:
     firsts = {c: x[c].notna().to_numpy().argmax() if x[c].notna().any() else None for c in x}
     never = [c for c, k in firsts.items() if k is None]
     if never:
-        return (
-            f"{symbol}: no rows left after the features' warm-up: "
-            f"{', '.join(never[:3])}{' and more' if len(never) > 3 else ''} "
-            f"ha{'s' if len(never) == 1 else 've'} no value in all {len(x):,} bars; "
-            "use a longer date range (--start earlier) or a spec with shorter look-backs"
-        )
+        return (f"{symbol}: no rows left after the features' warm-up: "
+                f"{', '.join(never[:3])}{' and more' if len(never) > 3 else ''} "
+                f"ha{'s' if len(never) == 1 else 've'} no value in all {len(x):,} bars; use a longer "
+                "date range (--start earlier) or a spec with shorter look-backs")
     late = max(firsts, key=firsts.get)
-    return (
-        f"{symbol}: no rows left after the features' warm-up: {len(x):,} bars, and no bar has every input ({late} "
-        "starts at bar "
-        f"{firsts[late] + 1}); use a longer date range or a spec with shorter look-backs"
-    )
+    return (f"{symbol}: no rows left after the features' warm-up: {len(x):,} bars, and no bar has every input "
+            f"({late} starts at bar {firsts[late] + 1}); use a longer date range or a spec with shorter look-backs")
 
 # the dataset's columns that are not model inputs (last_close: the close a forecast moves from)
 NON_INPUTS = ('label', 'label_end', 'label_return', 'last_close', 'symbol')

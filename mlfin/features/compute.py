@@ -41,8 +41,7 @@ def build(bars: pd.DataFrame,         # canonical bars
             continue
         if feature.series:
             columns.update(
-                series_columns(bars, feature, closes_at(bars), observations or partial(load_observations, store=store))
-            )
+                series_columns(bars, feature, closes_at(bars), observations or partial(load_observations, store=store)))
             continue
         outputs = output_arrays(feature.indicator.fn(bars, *feature.params))
         picked = (
@@ -95,8 +94,7 @@ def closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
     timeframe, symbol = bars.attrs.get('timeframe'), bars.attrs.get('symbol', 'bars')
     if timeframe not in TIMEFRAMES:
         raise BadInput(
-            f"{symbol}: its bar size is not known (attrs['timeframe']); load bars with mlfin.data.load or set it"
-        )
+            f"{symbol}: its bar size is not known (attrs['timeframe']); load bars with mlfin.data.load or set it")
     return bar_ends(bars.index, timeframe, bars.attrs.get('calendar') or calendar_of(symbol, timeframe))
 
 

@@ -34,14 +34,8 @@ def _surprise(m, n):
 OVER_RELEASES = {'lag': lambda m, n: m[:, :-n], 'diff': lambda m, n: m[:, n:] - m[:, :-n],
                  'pct': lambda m, n: m[:, n:] / m[:, :-n] - 1, 'z': _z, 'surprise': _surprise,
                  'ttm': lambda m, n: sliding_window_view(m, 4, axis=1).sum(-1)}
-WIDTH = {
-    'lag': lambda n: n,
-    'diff': lambda n: n,
-    'pct': lambda n: n,
-    'z': lambda n: n - 1,
-    'surprise': lambda n: n + 1,
-    'ttm': lambda n: 3,
-}
+WIDTH = {'lag': lambda n: n, 'diff': lambda n: n, 'pct': lambda n: n, 'z': lambda n: n - 1, 'surprise': lambda n: n + 1,
+         'ttm': lambda n: 3}
 
 # %% ../../nbs/03d_features.known.ipynb #c013
 def as_known(observations: pd.DataFrame,  # a non-bar series: `period`, `known` (UTC), `value`; attrs['frequency']
@@ -167,12 +161,9 @@ def undefined_said(close: pd.Timestamp,  # when the last bar closes (`compute.cl
         if not len(known) or known.min() > close:
             said.append(f"{label} has no release known by the last bar's close ({close:%Y-%m-%d %H:%M}Z)")
         elif close > known.max() + STALE_AFTER * PERIODS[found.attrs['frequency']]:
-            said.append(
-                f"{label}'s last release was {known.max():%Y-%m-%d %H:%M}Z, more than {STALE_AFTER} of its periods "
-                f"({found.attrs['frequency']}) "
-                f"before the last bar's close ({close:%Y-%m-%d %H:%M}Z): store its new releases (mlfin data "
-                "ingest-observations)"
-            )
+            said.append(f"{label}'s last release was {known.max():%Y-%m-%d %H:%M}Z, more than {STALE_AFTER} "
+                        f"of its periods ({found.attrs['frequency']}) before the last bar's close "
+                        f"({close:%Y-%m-%d %H:%M}Z): store its new releases (mlfin data ingest-observations)")
     return list(dict.fromkeys(said))
 
 # %% ../../nbs/03d_features.known.ipynb #c031

@@ -74,12 +74,8 @@ def triple_barrier(bars: pd.DataFrame,
     vol = volatility(bars, span).to_numpy()
     sides = np.ones(len(bars)) if side is None else side.reindex(bars.index).to_numpy(dtype='float64')
     n = len(bars)
-    label, ret, end, barrier = (
-        np.full(n, np.nan),
-        np.full(n, np.nan),
-        np.full(n, -1, dtype='int64'),
-        np.full(n, '', dtype=object),
-    )
+    label, ret, end, barrier = (np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, dtype='int64'),
+                                np.full(n, '', dtype=object))
     for k in range(1, horizon + 1):  # k-th bar ahead, all entries at once
         rows = np.arange(n - k)
         pending = rows[np.isnan(label[rows]) & ~np.isnan(vol[rows]) & (sides[rows] != 0) & ~np.isnan(sides[rows])]
@@ -125,8 +121,7 @@ def barrier_direction(
     gain at the vertical one), `end`"""
     outcome = triple_barrier(bars, horizon, profit, stop, span)
     return pd.DataFrame(
-        {'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']}
-    )
+        {'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']})
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_03
@@ -157,12 +152,9 @@ class Label:
     kind: str            # the models that learn it: classifier or regressor
     price: bool = False  # served as a price: last close x (1 + the forecast return), scored in the price's units
 
-LABELS = {
-    'direction': Label(fixed_horizon, 'classifier'),
-    'triple_barrier': Label(barrier_direction, 'classifier'),
-    'forward_return': Label(return_target, 'regressor'),
-    'next_close': Label(return_target, 'regressor', price=True),
-}
+LABELS = {'direction': Label(fixed_horizon, 'classifier'), 'triple_barrier': Label(barrier_direction, 'classifier'),
+          'forward_return': Label(return_target, 'regressor'),
+          'next_close': Label(return_target, 'regressor', price=True)}
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c012b

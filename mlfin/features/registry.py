@@ -75,10 +75,8 @@ class LookaheadReport:
 
     def __repr__(self):
         if self.clean: return f"no look-ahead found in {self.cuts} truncations"
-        return (
-            f"look-ahead: {self.column!r} at {self.first} is {self.full:.6g} with all bars but {self.truncated:.6g} "
-            f"when bars after {self.cut} are removed"
-        )
+        return (f"look-ahead: {self.column!r} at {self.first} is {self.full:.6g} with "
+                f"all bars but {self.truncated:.6g} when bars after {self.cut} are removed")
 
 
 # %% ../../nbs/03a_features.registry.ipynb #c028_00
@@ -93,8 +91,7 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     def frame(x, on):
         out = x.to_frame() if isinstance(x, pd.Series) else x
         if not isinstance(out, pd.DataFrame) or not (
-            out.index.equals(on.index) or out.index.equals(bars.index.intersection(out.index))
-        ):
+            out.index.equals(on.index) or out.index.equals(bars.index.intersection(out.index))):
             raise BadInput("check_no_lookahead: the function must return a Series or DataFrame indexed like the bars")
         return out.astype('float64')
     if len(bars) <= warmup + 1: raise BadInput(f"check_no_lookahead: {len(bars)} bars; need more than warmup={warmup}")
@@ -114,15 +111,8 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
         differs = ~(np.isclose(a, b, rtol=rtol, atol=atol) | (np.isnan(a) & np.isnan(b)))
         if differs.any():
             row, col = map(int, np.argwhere(differs)[0])
-            found = LookaheadReport(
-                False,
-                len(positions),
-                short.index[row],
-                str(short.columns[col]),
-                kept.index[-1],
-                float(a[row, col]),
-                float(b[row, col]),
-            )
+            found = LookaheadReport(False, len(positions), short.index[row], str(short.columns[col]), kept.index[-1],
+                                    float(a[row, col]), float(b[row, col]))
             if worst is None or found.first < worst.first: worst = found
     if worst is not None: worst.cuts = len(positions); return worst
     return LookaheadReport(True, len(positions))
@@ -143,10 +133,8 @@ PROOF_SAMPLES = ('SPX', 'EURUSD')   # daily and hourly bars: a leak within a day
 PROOF_CUTS = 10                     # truncations per sample, beside its last three bars
 
 # the optional columns a sample lacks, from each bar's own prices: its typical price, a tenth of its range
-_STAND_INS = {
-    'vwap': lambda b: (b['high'] + b['low'] + b['close']) / 3,
-    'spread': lambda b: (b['high'] - b['low']) / 10,
-}
+_STAND_INS = {'vwap': lambda b: (b['high'] + b['low'] + b['close']) / 3,
+              'spread': lambda b: (b['high'] - b['low']) / 10}
 
 
 @lru_cache(maxsize=1)
@@ -176,11 +164,10 @@ def prove(name: str,            # the feature's name, as the message shows it
             raise BadInput(f"feature {name!r} fails on {where}: {type(e).__name__}: {e}") from None
         if not found.clean:
             output = f" (its {found.column!r})" if len(labels) > 1 else ''
-            raise BadInput(
-                f"feature {name!r} looks ahead{output}: on {where} its value at {found.first:%Y-%m-%d %H:%M} is "
-                f"{found.full:.6g} with all bars but {found.truncated:.6g} once the bars after "
-                f"{found.cut:%Y-%m-%d %H:%M} are removed; a feature at bar t may use bars up to t only"
-            )
+            raise BadInput(f"feature {name!r} looks ahead{output}: on {where} its value at "
+                           f"{found.first:%Y-%m-%d %H:%M} is {found.full:.6g} with all bars but "
+                           f"{found.truncated:.6g} once the bars after {found.cut:%Y-%m-%d %H:%M} "
+                           "are removed; a feature at bar t may use bars up to t only")
     if len(refusals) == len(PROOF_SAMPLES): raise BadInput(f"feature {name!r} cannot be proven: {'; '.join(refusals)}")
 
 
@@ -287,21 +274,15 @@ def _talib_names() -> frozenset: return frozenset(f.lower() for f in talib.get_f
 
 
 # %% ../../nbs/03a_features.registry.ipynb #c_series
-SERIES_PLACES = {
-    'known': "a non-bar series, as known at each bar's close",
-    'filed': "the bar's own company's field, as filed",
-}
+SERIES_PLACES = {'known': "a non-bar series, as known at each bar's close",
+                 'filed': "the bar's own company's field, as filed"}
 SERIES_TRANSFORMS = {
-    'lag': 'the value N releases earlier',
-    'diff': 'change over N releases',
-    'pct': 'relative change over N releases',
+    'lag': 'the value N releases earlier', 'diff': 'change over N releases', 'pct': 'relative change over N releases',
     'z': 'z-score over the last N releases',
     'surprise': 'the change from the previous release over the standard deviation of the N changes before it',
-    'ttm': 'sum of the last 4 periods (company fields)',
-    'age': "bars since the series' last release",
+    'ttm': 'sum of the last 4 periods (company fields)', 'age': "bars since the series' last release",
     'per_share': 'divided by the last known `shares` (company fields)',
-    'yield': "divided by the bar's close (company fields)",
-}
+    'yield': "divided by the bar's close (company fields)"}
 SERIES_COUNTED = ('lag', 'diff', 'pct', 'z', 'surprise')   # written with their N: `pct_12`
 # applied to the joined value, after every transform over releases
 SERIES_ON_BARS = ('age', 'per_share', 'yield')
@@ -367,8 +348,7 @@ def resolve(name: str) -> Feature:
         match = re.fullmatch(r'([a-z]+)_(\d+)', tail)
         if not match or match[1] not in _TRANSFORMS or int(match[2]) < 1:
             raise BadInput(
-                f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}"
-            )
+                f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}")
         transforms.append((match[1], int(match[2])))
     parts = head.split('_')
     params = []
@@ -388,8 +368,7 @@ def resolve(name: str) -> Feature:
     key = ALIASES.get(key, key)
     indicator = INDICATORS[key] if key in INDICATORS else talib_indicator(key)
     if len(params) > len(indicator.defaults) or (
-        key in INDICATORS and params and len(params) != len(indicator.defaults)
-    ):
+        key in INDICATORS and params and len(params) != len(indicator.defaults)):
         raise BadInput(f"feature {name!r}: {key} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
     params = tuple(params) + tuple(indicator.defaults[len(params):])
     if _PROVEN.get(key) is indicator and params not in _PROVEN_AT[key]:   # a registered feature, at new parameters

@@ -47,10 +47,8 @@ def read_spec(spec: str,                       # `NAME`, `FILE.yaml[:NAME]`, or 
         if len(names) == 1 and default_file is not None and Path(default_file).exists():
             try: resolve(names[0])
             except MlfinError:
-                raise NotFound(
-                    f"--spec: {names[0]!r} is neither a spec of {default_file} ({', '.join(default)}) nor of mlfin "
-                    f"({', '.join(SPECS)}) nor a feature"
-                ) from None
+                raise NotFound(f"--spec: {names[0]!r} is neither a spec of {default_file} "
+                               f"({', '.join(default)}) nor of mlfin ({', '.join(SPECS)}) nor a feature") from None
         return _checked({'features': names}, '--spec')
     file = file or _spec_file(Path(path))
     if not name:
@@ -85,8 +83,7 @@ def _groups(name: str, entry, where: str) -> dict[str, list[str]]:
     "A spec's entry (a list of names, or groups of lists) as groups, every name checked"
     groups = {name: entry} if isinstance(entry, list) else entry
     if not isinstance(groups, dict) or not all(
-        isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups.values()
-    ):
+        isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups.values()):
         raise BadInput(f"{where}: must be a list of feature names, or groups of such lists")
     return _checked({str(g): list(names) for g, names in groups.items()}, where)
 
@@ -103,10 +100,8 @@ def _spliced(name: str, entry, file: dict, where: str, seen: tuple = ()):
             if value in (*seen, name):
                 raise BadInput(f"{where}, {group}: spec {value!r} takes itself ({' -> '.join((*seen, name, value))})")
             if value not in file and value not in SPECS:
-                raise NotFound(
-                    f"{where}, {group}: {value!r} is no spec of the file ({', '.join(file)}) nor of mlfin "
-                    f"({', '.join(SPECS)})"
-                )
+                raise NotFound(f"{where}, {group}: {value!r} is no spec of the file "
+                               f"({', '.join(file)}) nor of mlfin ({', '.join(SPECS)})")
             taken = _spliced(value, file[value], file, where, (*seen, name)) if value in file else SPECS[value]
             parts = {value: taken} if isinstance(taken, list) else dict(taken)
         twice = [g for g in parts if g in out]

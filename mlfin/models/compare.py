@@ -38,8 +38,7 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     # the same resamples for both models, a chunk of them at a time
     scores = lambda p, rows: score_rows(kind, metric, y, p, realised, rows)
     draws = np.concatenate(
-        [scores(pa, rows) - scores(pb, rows) for rows in stationary_resamples(len(y), block, reps, seed)]
-    )
+        [scores(pa, rows) - scores(pb, rows) for rows in stationary_resamples(len(y), block, reps, seed)])
     draws = draws[~np.isnan(draws)]
     if not len(draws):
         return {'diff': float(observed), 'low': np.nan, 'high': np.nan, 'p': np.nan, 'block': block, 'reps': 0}
@@ -201,37 +200,12 @@ def compare_groups(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
             dm = diebold_mariano(bar_losses(kind, y, a), bar_losses(kind, y, b), horizon)
             boot = paired_bootstrap(y, a, b, kind, metric, realised, reps, seed)
             rows.append(
-                {
-                    'symbol': symbol,
-                    'groups': ', '.join(groups),
-                    'with': with_,
-                    'without': without,
-                    'bars': int(keep.sum()),
-                    f'{metric}_with': float(one(y[keep], a[keep], realised[keep])),
-                    f'{metric}_without': float(one(y[keep], b[keep], realised[keep])),
-                    f'{metric}_diff': boot['diff'],
-                    'low': boot['low'],
-                    'high': boot['high'],
-                    'bootstrap_p': boot['p'],
-                    'dm': dm['dm'],
-                    'dm_p': dm['p'],
-                    'shown': {'better': 'helped', 'worse': 'hurt'}.get(shown(dm, boot, metric), ''),
-                }
+                {'symbol': symbol, 'groups': ', '.join(groups), 'with': with_, 'without': without,
+                 'bars': int(keep.sum()), f'{metric}_with': float(one(y[keep], a[keep], realised[keep])),
+                 f'{metric}_without': float(one(y[keep], b[keep], realised[keep])), f'{metric}_diff': boot['diff'],
+                 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'], 'dm': dm['dm'], 'dm_p': dm['p'],
+                 'shown': {'better': 'helped', 'worse': 'hurt'}.get(shown(dm, boot, metric), '')}
             )
-    columns = [
-        'symbol',
-        'groups',
-        'with',
-        'without',
-        'bars',
-        f'{metric}_with',
-        f'{metric}_without',
-        f'{metric}_diff',
-        'low',
-        'high',
-        'bootstrap_p',
-        'dm',
-        'dm_p',
-        'shown',
-    ]
+    columns = ['symbol', 'groups', 'with', 'without', 'bars', f'{metric}_with', f'{metric}_without', f'{metric}_diff',
+               'low', 'high', 'bootstrap_p', 'dm', 'dm_p', 'shown']
     return pd.DataFrame(rows, columns=columns)   # no variant in the run: no rows, the same columns

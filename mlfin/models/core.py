@@ -48,8 +48,7 @@ class HP:
             ok = isinstance(value, bool)
         elif kind is int:
             ok = not isinstance(value, bool) and (
-                isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())
-            )
+                isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()))
         elif kind is float: ok = not isinstance(value, bool) and isinstance(value, (int, float, np.number))
         else: ok = isinstance(value, kind)
         if not ok: raise BadInput(f"{where}: {value!r} is not {_KIND_NAMES.get(kind, kind.__name__)}")
@@ -139,8 +138,7 @@ class Model(ABC):
 
     def __repr__(self):
         return (
-            f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})"
-        )
+            f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})")
 
 
 # %% ../../nbs/06a_models.core.ipynb #c009_00
@@ -187,14 +185,11 @@ def register(family: Family) -> Family:
         raise BadInput(f"family {family.name!r}: kinds must be among {', '.join(KINDS)}")
     if not (isinstance(family.model, type) and issubclass(family.model, Model)):
         raise BadInput(
-            f"family {family.name!r}: its model must be a subclass of mlfin.models.core.Model, not {family.model!r}"
-        )
+            f"family {family.name!r}: its model must be a subclass of mlfin.models.core.Model, not {family.model!r}")
     if inspect.isabstract(family.model):
         missing = sorted(family.model.__abstractmethods__, key=lambda name: (_DUTIES + (name,)).index(name))
-        raise BadInput(
-            f"family {family.name!r}: {family.model.__name__} does not provide {', '.join(missing)} (every family's "
-            f"Model must: {', '.join(_DUTIES)})"
-        )
+        raise BadInput(f"family {family.name!r}: {family.model.__name__} does not provide "
+                       f"{', '.join(missing)} (every family's Model must: {', '.join(_DUTIES)})")
     FAMILIES[family.name] = family
     must_match(*family.libraries)   # every host of a cluster runs the versions this process runs
     preload(*family.imports)        # a Dask worker imports them before its first unit
@@ -230,10 +225,8 @@ def resolve_device(device: str = 'auto') -> str:
     if device == 'cpu': return 'cpu'
     found = 'cuda' if gpu_available() else 'cpu'
     if device == 'cuda' and found != 'cuda':
-        raise Unavailable(
-            "--device cuda: no usable GPU here (an NVIDIA GPU and `MLFIN_ENV=gpu make setup` are needed); use auto or "
-            "cpu"
-        )
+        raise Unavailable("--device cuda: no usable GPU here (an NVIDIA GPU and "
+                          "`MLFIN_ENV=gpu make setup` are needed); use auto or cpu")
     return found
 
 # %% ../../nbs/06a_models.core.ipynb #c022
@@ -274,8 +267,7 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
         or len(set(without)) < len(without)
     ):
         raise BadInput(
-            f"{where}: without: {without!r} is not a list of feature groups, each once (e.g. without: [volume])"
-        )
+            f"{where}: without: {without!r} is not a list of feature groups, each once (e.g. without: [volume])")
     params = {key: hp.default for key, hp in fam.hyper.items()}
     for key, value in settings.items():
         if key not in fam.hyper:
@@ -341,23 +333,16 @@ def choose_models(
     if wrong:
         # the plain ones: a variant is one of them, less some inputs
         fit = [n for n, s in specs.items() if kind in s.kinds and not s.without]
-        raise BadInput(
-            f"--models: {wrong[0]} is a {' and '.join(specs[wrong[0]].kinds)} only; this label needs a {kind} "
-            f"({', '.join(fit)})"
-        )
+        raise BadInput(f"--models: {wrong[0]} is a {' and '.join(specs[wrong[0]].kinds)} "
+                       f"only; this label needs a {kind} ({', '.join(fit)})")
     extra = parse_overrides(overrides)
     stray = sorted(set(extra) - set(wanted))
     if stray: raise BadInput(f"--model-params: {stray[0]!r} is not among the run's models ({', '.join(wanted)})")
     return [
         model_spec(
             n,
-            {
-                'family': specs[n].family,
-                'tried': specs[n].tried,
-                'without': list(specs[n].without),
-                **_set_by(specs[n]),
-                **extra.get(n, {}),
-            },
+            {'family': specs[n].family, 'tried': specs[n].tried, 'without': list(specs[n].without), **_set_by(specs[n]),
+             **extra.get(n, {})},
             f"--model-params {n}" if n in extra else n,
         )
         for n in wanted
@@ -392,12 +377,8 @@ def task_models(specs: list[ModelSpec]) -> str:
     groups it drops"""
     return json.dumps(
         {
-            s.name: {
-                'family': s.family,
-                'tried': s.tried,
-                **({'without': list(s.without)} if s.without else {}),
-                **s.params,
-            }
+            s.name: {'family': s.family, 'tried': s.tried, **({'without': list(s.without)} if s.without else {}),
+                     **s.params}
             for s in specs
         }
     )   # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
@@ -414,21 +395,10 @@ def save_model(model: Model, folder: str | Path,
     path = folder/model.file
     model._write(path)
     versions = {dist: installed(dist) for dist in family(model.family).libraries}
-    manifest = {
-        'name': name or model.family,
-        'family': model.family,
-        'kind': model.kind,
-        'params': model.params,
-        'seed': model.seed,
-        'window': model.window,
-        'inputs': list(inputs or []),
-        'file': model.file,
-        'sha256': _sha256(path),
-        'versions': versions,
-        'saved': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        **model._extra(),
-        **(extra or {}),
-    }
+    manifest = {'name': name or model.family, 'family': model.family, 'kind': model.kind, 'params': model.params,
+                'seed': model.seed, 'window': model.window, 'inputs': list(inputs or []), 'file': model.file,
+                'sha256': _sha256(path), 'versions': versions,
+                'saved': datetime.now(timezone.utc).isoformat(timespec='seconds'), **model._extra(), **(extra or {})}
     (folder/'model.json').write_text(json.dumps(manifest, indent=1, default=str))
     return folder
 
@@ -483,8 +453,7 @@ def save_files(files: dict[str, bytes],  # a saved model's files (`model_files`:
     native = family(manifest['family']).model.file   # the family's own file name, never one taken from the manifest
     if hashlib.sha256(files.get(native, b'')).hexdigest() != manifest.get('sha256'):
         raise BadInput(
-            f"{name or manifest['family']}: its model file does not match the hash recorded when it was saved"
-        )
+            f"{name or manifest['family']}: its model file does not match the hash recorded when it was saved")
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
         if file != 'model.json': (folder/Path(file).name).write_bytes(content)

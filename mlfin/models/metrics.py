@@ -76,16 +76,9 @@ def versus_naive(error: np.ndarray,          # the forecast's errors (forecast -
     rmse = lambda e: float(np.sqrt(np.mean(e ** 2))) if len(e) else np.nan
     ratio = lambda a, b: a / b if b > 0 else np.nan
     dm = diebold_mariano(error ** 2, walk ** 2, horizon)
-    return {
-        'mae_rw': mae(walk),
-        'rmse_rw': rmse(walk),
-        'mae_ratio': ratio(mae(error), mae(walk)),
-        'rmse_ratio': ratio(rmse(error), rmse(walk)),
-        'mae_drift': mae(drift) if drift is not None else np.nan,
-        'rmse_drift': rmse(drift) if drift is not None else np.nan,
-        'dm': dm['dm'],
-        'dm_p': dm['p'],
-    }
+    return {'mae_rw': mae(walk), 'rmse_rw': rmse(walk), 'mae_ratio': ratio(mae(error), mae(walk)),
+            'rmse_ratio': ratio(rmse(error), rmse(walk)), 'mae_drift': mae(drift) if drift is not None else np.nan,
+            'rmse_drift': rmse(drift) if drift is not None else np.nan, 'dm': dm['dm'], 'dm_p': dm['p']}
 
 
 # %% ../../nbs/06h_models.metrics.ipynb #c005_bw

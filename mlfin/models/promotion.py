@@ -56,11 +56,9 @@ def decide(candidate: dict,               # the leader: `lineage` (label, horizo
     if incumbent is None: return Decision(True, 'the gates passed and no version was in production', 'promoted')
     v = f"production v{incumbent['version']}"
     if held_by_hand:
-        return Decision(
-            False,
-            f"{v} was chosen by a person ({held_by_hand}); it holds until released (mlfin models release)",
-            'held',
-        )
+        return Decision(False,
+                        f"{v} was chosen by a person ({held_by_hand}); it holds until released (mlfin models release)",
+                        'held')
     # an older version's target, said
     mine, theirs = ({**l, 'target': target_of(l)} for l in (candidate['lineage'], incumbent['lineage']))
     differ = [k for k in COMPARABLE if str(mine.get(k, '')) != str(theirs.get(k, ''))]
@@ -68,31 +66,21 @@ def decide(candidate: dict,               # the leader: `lineage` (label, horizo
         said = ', '.join(f"{k} {theirs.get(k) or '?'} (this one: {mine.get(k) or '?'})" for k in differ)
         return Decision(False, f"{v} answers another question: {said}; promote by hand to switch", 'held')
     if versus is None:
-        return Decision(
-            False,
-            f"{v}'s out-of-sample predictions are not recorded, so the two cannot be compared on the same bars; "
-            "promote by hand",
-            'held',
-        )
+        return Decision(False,
+                        f"{v}'s out-of-sample predictions are not recorded, so the "
+                        "two cannot be compared on the same bars; promote by hand", 'held')
     if versus['bars'] < MIN_COMMON:
-        return Decision(
-            False,
-            f"only {versus['bars']} out-of-sample bars in common with {v} (at least {MIN_COMMON} needed); promote by "
-            "hand",
-            'held',
-        )
+        return Decision(False,
+                        f"only {versus['bars']} out-of-sample bars in common "
+                        f"with {v} (at least {MIN_COMMON} needed); promote by hand", 'held')
     m, a, b = versus['metric'], versus['candidate'], versus['incumbent']
     if a > b:
-        return Decision(
-            True,
-            f"beats {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}",
-            'promoted',
-        )
-    return Decision(
-        False,
-        f"does not beat {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}",
-        'held',
-    )
+        return Decision(True,
+                        f"beats {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}",
+                        'promoted')
+    return Decision(False,
+                    f"does not beat {v} on the same {versus['bars']:,} out-of-sample bars: {m} {a:.4f} against {b:.4f}",
+                    'held')
 
 # %% ../../nbs/06m_models.promotion.ipynb #c010
 def on_common_bars(
@@ -140,26 +128,14 @@ class Lineage:
         "Read back from a version's tags; a tag an older version lacks takes the run default"
         kinds = {f.name: f.type for f in fields(cls)}
         given = {k: tags.get('data.fingerprint' if k == 'fingerprint' else k) for k in kinds}
-        fallback = {
-            'label': default('label'),
-            'horizon': default('horizon'),
-            'cv': default('cv'),
-            'spec': default('spec'),
-            'trials': 1,
-            'fingerprint': '',
-            'code_version': '',
-            'threshold': default('threshold'),
-            'short_below': default('short_below'),
-            'round_trip_bps': 0.0,
-            'timeframe': '',
-            'trained_from': '',
-            'trained_to': '',
-        }
+        fallback = {'label': default('label'), 'horizon': default('horizon'), 'cv': default('cv'),
+                    'spec': default('spec'), 'trials': 1, 'fingerprint': '', 'code_version': '',
+                    'threshold': default('threshold'), 'short_below': default('short_below'), 'round_trip_bps': 0.0,
+                    'timeframe': '', 'trained_from': '', 'trained_to': ''}
         cast = {'int': int, 'float': float, 'str': str}
         return cls(
             **{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items() if k != 'target'},
-            target=target_of(tags),
-        )
+            target=target_of(tags))
 
 # %% ../../nbs/06m_models.promotion.ipynb #c012n
 def lineage(
@@ -172,22 +148,10 @@ def lineage(
     span: tuple[str, str] = ('', ''),  # the first and last bar of its data
 ) -> Lineage:
     "A symbol's lineage in a run"
-    return Lineage(
-        params['label'],
-        int(params['horizon']),
-        params.get('cv', default('cv')),
-        params['spec'],
-        int(trials),
-        fingerprint,
-        params.get('code_version', ''),
-        float(params['threshold']),
-        float(params['short_below']),
-        float(round_trip_bps),
-        timeframe,
-        str(span[0]),
-        str(span[1]),
-        'probability' if LABELS[params['label']].kind == 'classifier' else 'return',
-    )
+    return Lineage(params['label'], int(params['horizon']), params.get('cv', default('cv')), params['spec'],
+                   int(trials), fingerprint, params.get('code_version', ''), float(params['threshold']),
+                   float(params['short_below']), float(round_trip_bps), timeframe, str(span[0]), str(span[1]),
+                   'probability' if LABELS[params['label']].kind == 'classifier' else 'return')
 
 # %% ../../nbs/06m_models.promotion.ipynb #c014
 def incumbent_predictions(version: dict, # a registered version (`registry.describe`)
@@ -297,36 +261,23 @@ def register_run(
             )
             theirs = incumbent_predictions(incumbent) if incumbent and not failed else None
             versus = on_common_bars(rows, theirs, kind, metric) if theirs is not None else None
-            said = decide(
-                {'lineage': tags},
-                failed,
-                incumbent and {**incumbent, 'lineage': {**incumbent['lineage'], 'kind': incumbent['kind']}},
-                pinned(name),
-                versus,
-            )
+            said = decide({'lineage': tags}, failed,
+                          incumbent and {**incumbent, 'lineage': {**incumbent['lineage'], 'kind': incumbent['kind']}},
+                          pinned(name), versus)
             if said.promote:
                 try:
                     move_production(name, version, 'policy', said.reason)  # filed first, then the alias
                 except BadInput as e:  # a team's ledger files a move from its promoters alone: the leader waits for one
-                    said = Decision(
-                        False,
-                        f"{said.reason}; not moved: {str(e).split(': ', 1)[1]}; a promoter makes it "
-                        f"production (`mlfin models promote {symbol}:{timeframes[symbol]} {version}`)",
-                        'held',
-                    )
+                    said = Decision(False,
+                                    f"{said.reason}; not moved: {str(e).split(': ', 1)[1]}; a promoter makes it "
+                                    f"production (`mlfin models promote {symbol}:{timeframes[symbol]} {version}`)",
+                                    'held')
             client.set_model_version_tag(name, str(version), said.kind, said.reason)
-            leaders[symbol] = {
-                'name': name,
-                'version': version,
-                'model': row['model'],
-                'production': said.promote,
-                'decision': said.kind,
-                'reason': said.reason,
-                'refused': said.reason if said.kind == 'refused' else '',
-                'held': said.reason if said.kind == 'held' else '',
-                'versus': versus,
-                'candidate_was': moved,
-            }
+            leaders[symbol] = {'name': name, 'version': version, 'model': row['model'], 'production': said.promote,
+                               'decision': said.kind, 'reason': said.reason,
+                               'refused': said.reason if said.kind == 'refused' else '',
+                               'held': said.reason if said.kind == 'held' else '', 'versus': versus,
+                               'candidate_was': moved}
     return leaders, every
 
 # %% ../../nbs/06m_models.promotion.ipynb #c015a
@@ -346,31 +297,11 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
                     ) -> tuple[dict, list[dict]]:
     "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
     made = {
-        m['symbol']: lineage(
-            m['symbol'],
-            m['timeframe'],
-            params,
-            trials[m['symbol']],
-            m['fingerprint'],
-            trading[m['symbol']]['costs']['round_trip_bps'],
-            (m.get('first', ''), m.get('last', '')),
-        )
+        m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
+                             trading[m['symbol']]['costs']['round_trip_bps'], (m.get('first', ''), m.get('last', '')))
         for m in symbols
     }
-    thresholds = {
-        'min_auc': config.promote_min_auc,
-        'min_ic': config.promote_min_ic,
-        'min_sharpe': config.promote_min_sharpe,
-    }
-    return register_run(
-        run_ids,
-        {m['symbol']: m['timeframe'] for m in symbols},
-        leaderboard,
-        oos,
-        trading,
-        kind,
-        thresholds,
-        made,
-        evidence=evidence,
-        units=units,
-    )
+    thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic,
+                  'min_sharpe': config.promote_min_sharpe}
+    return register_run(run_ids, {m['symbol']: m['timeframe'] for m in symbols}, leaderboard, oos, trading, kind,
+                        thresholds, made, evidence=evidence, units=units)

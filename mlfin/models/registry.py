@@ -76,10 +76,8 @@ def refusals(
         for metric in ('log_loss', 'brier'):
             value = scores.get(metric, np.nan)
             if not value < base[metric]:
-                out.append(
-                    f"out-of-sample {metric} {value:.4f} is no better than the base rate's {base[metric]:.4f} (always "
-                    f"{base['share_up']:.0%} up)"
-                )
+                out.append(f"out-of-sample {metric} {value:.4f} is no better than the base "
+                           f"rate's {base[metric]:.4f} (always {base['share_up']:.0%} up)")
     if kind == 'regressor':   # a forecast that loses to "the same as now" is worse than doing nothing, whatever its IC
         for error in WALK_ERRORS:
             ratio, mine, walk = (scores.get(k, np.nan) for k in (f"{error}_ratio", error, f"{error}_rw"))
@@ -125,15 +123,8 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
             name,
             source=f"runs:/{run_id}/models/{model}",
             run_id=run_id,
-            tags={
-                'model': model,
-                'kind': kind,
-                'symbol': symbol,
-                'timeframe': timeframe,
-                'by': person(),
-                **flat,
-                **{k: str(v) for k, v in (tags or {}).items()},
-            },
+            tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe, 'by': person(), **flat,
+                  **{k: str(v) for k, v in (tags or {}).items()}},
         ).version
     )
 
@@ -180,8 +171,7 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
         client.get_model_version(name, str(version))
     except MlflowException:
         raise NotFound(
-            f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them"
-        ) from None
+            f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them") from None
     move_production(name, version, 'promote', reason, by)
     client.set_model_version_tag(name, str(version), 'promoted', reason)
     client.set_registered_model_tag(name, PINNED, f"v{version}: {reason}")   # runs and training jobs leave it be
@@ -254,12 +244,9 @@ def unfiled(name: str, version: int,   # a registered model and the version its 
         if filed
         else 'it files no move of it'
     )
-    return (
-        f"{name}: production names v{version}, which the trial ledger at {place(Ledger(ledger).location)} does not "
-        f"({last}): "
-        "moved outside mlfin, or filed in another ledger; not served until a promoter files the choice here (`mlfin "
-        f"models promote {symbol}:{timeframe} VERSION`)"
-    )
+    return (f"{name}: production names v{version}, which the trial ledger at {place(Ledger(ledger).location)} "
+            f"does not ({last}): moved outside mlfin, or filed in another ledger; not served "
+            f"until a promoter files the choice here (`mlfin models promote {symbol}:{timeframe} VERSION`)")
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_04
 def versions(symbol: str | None = None) -> pd.DataFrame:
@@ -359,8 +346,7 @@ def describe(name: str | None = None) -> list[dict]:
         Exception
     ) as e:  # MLflow's, SQLAlchemy's or the network's: a registry that cannot be read, said once here for every caller
         raise Unavailable(
-            f"the model registry could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
-        ) from None
+            f"the model registry could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
     own, filed = {'model', 'kind', 'symbol', 'timeframe'}, _filed_or_said()
     rows = [
         {
@@ -417,12 +403,10 @@ class Predictor:
 
     def __repr__(self):
         what = f"{self.label} {self.horizon} bar(s) ahead" if self.label else 'its label'
-        return (
-            f"Predictor({self.name} v{self.version} [{self.alias}]: "
-            f"{self.model.manifest.get('name', self.model.family)} {self.kind} of {what}; "
-            f"inputs: {len(self.inputs)} columns from {len(self.features)} features of spec {self.spec or '?'}, last "
-            f"{self.rows_needed} row(s))"
-        )
+        return (f"Predictor({self.name} v{self.version} [{self.alias}]: "
+                f"{self.model.manifest.get('name', self.model.family)} {self.kind} of {what}; "
+                f"inputs: {len(self.inputs)} columns from {len(self.features)} "
+                f"features of spec {self.spec or '?'}, last {self.rows_needed} row(s))")
 
     def __call__(self, features) -> float:
         "The prediction for the last row of `features` (a frame with the input columns, or an array in their order)"
@@ -471,11 +455,8 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
             else client.get_model_version_by_alias(name, alias)
         )
     except MlflowException:
-        raise NotFound(
-            f"{name}: no {'version ' + str(alias) if str(alias).isdigit() else repr(alias) + ' version'} in the "
-            "registry; "
-            "`mlfin models ls` lists what there is"
-        ) from None
+        raise NotFound(f"{name}: no {'version ' + str(alias) if str(alias).isdigit() else repr(alias) + ' version'} "
+                       "in the registry; `mlfin models ls` lists what there is") from None
     if alias == 'production' and (line := unfiled_of({name: int(found.version)}, ledger).get(name)):
         raise Unavailable(line)
     at_home = home()/'registry'/name/str(found.version)   # a copy in the home (a read-only one's) is read where it is

@@ -69,10 +69,9 @@ def prune_plan(name: str | None = None,          # one registered model, mlfin.S
     found = describe(name)   # `Unavailable` in one line where the registry cannot be read
     try: moved = ever_production()
     except Exception as e:  # a ledger this login cannot read, or a server that is down
-        raise Unavailable(
-            f"the trial ledger could not be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}): "
-            "nothing is pruned, since only it says which versions were ever production"
-        ) from None
+        raise Unavailable(f"the trial ledger could not be read ({type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0]}): nothing is pruned, "
+                          "since only it says which versions were ever production") from None
     return judge_versions(found, moved, keep, keep_days, now)
 
 # %% ../../nbs/06n_models.retention.ipynb #r018
@@ -111,7 +110,5 @@ def filed_prunes(name: str,             # the registered model
             for v, why in zip(going['version'], going['why'])]
     try: Ledger().extend(lambda now: made)
     except DBAPIError as e:
-        raise BadInput(
-            f"{name}: prune refused by the team's ledger ({str(e.orig).strip().splitlines()[0]}); no version "
-            "of it was deleted"
-        ) from None
+        raise BadInput(f"{name}: prune refused by the team's ledger "
+                       f"({str(e.orig).strip().splitlines()[0]}); no version of it was deleted") from None

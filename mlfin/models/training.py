@@ -69,8 +69,7 @@ class SymbolData:
         """Bars a label spans, typically (the horizon of a fixed-horizon label): how far consecutive labels' outcomes
         overlap"""
         ahead = self.index.get_indexer(pd.DatetimeIndex(self.ends[self.ends.notna()])) - np.flatnonzero(
-            self.ends.notna().to_numpy()
-        )
+            self.ends.notna().to_numpy())
         ahead = ahead[ahead > 0]
         return int(np.median(ahead)) if len(ahead) else 1
 
@@ -78,10 +77,8 @@ class SymbolData:
         "The input columns left without the feature groups `without`; `BadInput` naming a group these rows do not have"
         unknown = [g for g in without if g not in self.groups]
         if unknown:
-            raise BadInput(
-                f"{self.symbol}: no feature group {unknown[0]!r} to train without (its groups: "
-                f"{', '.join(self.groups) or 'none recorded'})"
-            )
+            raise BadInput(f"{self.symbol}: no feature group {unknown[0]!r} to train without "
+                           f"(its groups: {', '.join(self.groups) or 'none recorded'})")
         dropped = {c for g in without for c in self.groups[g]}
         return [c for c in self.columns if c not in dropped]
 
@@ -119,18 +116,9 @@ def symbol_data(
         g: [c for n in names for c in resolve(n).columns() if c in inputs]
         for g, names in (rows.attrs.get('groups') or {}).items()
     }
-    return SymbolData(
-        symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol,
-        rows.index,
-        list(inputs.columns),
-        inputs.to_numpy(dtype='float64'),
-        rows['label'].to_numpy(dtype='float64'),
-        ends,
-        realised,
-        weights,
-        base,
-        groups,
-    )
+    return SymbolData(symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol, rows.index,
+                      list(inputs.columns), inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'),
+                      ends, realised, weights, base, groups)
 
 
 # %% ../../nbs/06i_models.training.ipynb #c010
@@ -140,10 +128,8 @@ def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: P
         data.kept(spec.without)   # a variant's groups are the run's
         window = int(spec.params.get('window', 0))
         if window and window >= len(data.labelled):
-            raise BadInput(
-                f"{data.symbol}, {spec.name}: window={window} is longer than the {len(data.labelled)} labelled rows; "
-                "use a shorter window or a longer date range"
-            )
+            raise BadInput(f"{data.symbol}, {spec.name}: window={window} is longer than the "
+                           f"{len(data.labelled)} labelled rows; use a shorter window or a longer date range")
         for k, (train, test) in enumerate(_splits(data, splitter, window)):
             if len(train) < MIN_TRAIN:
                 raise BadInput(
@@ -154,10 +140,8 @@ def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: P
                     + ", or a longer date range"
                 )
             if kind == 'classifier' and len(np.unique(data.y[train])) < 2:
-                raise BadInput(
-                    f"{data.symbol}, {spec.name}: fold {k}'s training labels are all {int(data.y[train][0])}; "
-                    "use fewer folds, a wider date range or another label"
-                )
+                raise BadInput(f"{data.symbol}, {spec.name}: fold {k}'s training labels are all "
+                               f"{int(data.y[train][0])}; use fewer folds, a wider date range or another label")
 
 
 # %% ../../nbs/06i_models.training.ipynb #c010_00
@@ -210,22 +194,13 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
             ),
         )
         scores.append(
-            {
-                'fold': k,
-                'train_rows': len(train),
-                'test_start': data.index[test[0]],
-                'test_end': data.index[test[-1]],
-                **scored,
-            }
+            {'fold': k, 'train_rows': len(train), 'test_start': data.index[test[0]], 'test_end': data.index[test[-1]],
+             **scored}
         )
         parts.append(
             pd.DataFrame(
-                {
-                    'prediction': prediction,
-                    'fold': k,
-                    'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT,
-                    **drift,
-                },
+                {'prediction': prediction, 'fold': k,
+                 'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT, **drift},
                 index=data.index[test],
             )
         )
@@ -233,12 +208,9 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
     out = pd.concat(parts)
     # CPCV tests each bar in several splits: its prediction is their mean (a measure of skill, not a trade)
     if not out.index.is_unique:
-        out = out.groupby(level=0, sort=True).agg(
-            prediction=('prediction', 'mean'),
-            fold=('fold', 'min'),
-            train_end=('train_end', 'max'),
-            **({'drift': ('drift', 'mean')} if 'drift' in out else {}),
-        )
+        out = out.groupby(level=0, sort=True).agg(prediction=('prediction', 'mean'), fold=('fold', 'min'),
+                                                  train_end=('train_end', 'max'),
+                                                  **({'drift': ('drift', 'mean')} if 'drift' in out else {}))
     return out, scores
 
 # %% ../../nbs/06i_models.training.ipynb #c014f
@@ -324,18 +296,8 @@ def train_universe(
     # every mistake before any training
     for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)
     calls = {
-        f"{symbol} {spec.name}": (
-            shipped(by_symbol[symbol], source),
-            symbol,
-            spec,
-            kind,
-            splitter,
-            seed,
-            device,
-            weighting,
-            price_target,
-            final,
-        )
+        f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, seed, device,
+                                  weighting, price_target, final)
         for symbol in by_symbol
         for spec in per_symbol[symbol]
     }
@@ -356,13 +318,9 @@ def train_universe(
         rows = []
         for spec, oos in zip(per_symbol[symbol], mine):
             kept = oos[common.reindex(oos.index).to_numpy()]
-            terms = forecast_terms(
-                kind,
-                kept['last_close'].to_numpy() if 'last_close' in kept else None,
-                kept['drift'].to_numpy() if 'drift' in kept else None,
-                by_symbol[symbol].span,
-                price_target,
-            )
+            terms = forecast_terms(kind, kept['last_close'].to_numpy() if 'last_close' in kept else None,
+                                   kept['drift'].to_numpy() if 'drift' in kept else None, by_symbol[symbol].span,
+                                   price_target)
             scores = score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(),
                            kept['label_return'].to_numpy(), **terms)
             rows.append({'symbol': symbol, 'model': spec.name, 'family': spec.family, **scores})
@@ -463,19 +421,9 @@ def unit_key(data: SymbolData, spec: ModelSpec, kind: str, splitter: PurgedSplit
     """What decides a symbol's model (`train_one`): its rows (inputs, labels, their ends, weights), the model's family
     and values, the folds, the seed, where it trains, and the code and libraries that train it"""
     return digest(
-        data,
-        spec.name,
-        spec.family,
-        spec.params,
-        spec.without,
-        kind,
-        repr(splitter),
-        seed,
-        device,
-        price_target,
+        data, spec.name, spec.family, spec.params, spec.without, kind, repr(splitter), seed, device, price_target,
         final,
-        code_digest('mlfin.models', 'mlfin.cluster.fanout', dists=TRAIN_LIBRARIES + family(spec.family).libraries),
-    )
+        code_digest('mlfin.models', 'mlfin.cluster.fanout', dists=TRAIN_LIBRARIES + family(spec.family).libraries))
 
 # %% ../../nbs/06i_models.training.ipynb #c014_kc
 def _kept(result: tuple) -> dict[str, bytes]:
@@ -513,15 +461,10 @@ def save_finals(training: Training,  # `train_universe`'s result
     from mlfin.models.core import save_files, save_model   # here: importing mlfin.models.core imports this module
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
-    meta = {
-        'label': attrs['label'],
-        'horizon': int(attrs['horizon']),
-        'spec': attrs['spec'],
-        'code_version': code_version,
-    }
+    meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'],
+            'code_version': code_version}
     names = lambda model: spec_names(
-        {g: n for g, n in attrs['groups'].items() if g not in training.without.get(model, ())}
-    )  # the features it takes
+        {g: n for g, n in attrs['groups'].items() if g not in training.without.get(model, ())})  # the features it takes
     def save(symbol, name):   # a model still in its files written as they are, never loaded to be saved again
         files = training.finals.files((symbol, name)) if isinstance(training.finals, Finals) else None
         where, extra = folder/symbol/name, {'symbol': symbol, 'features': names(name), **meta}
@@ -548,8 +491,7 @@ def training_record(training: Training, specs, # the models trained: one list, o
     board, best = training.leaderboard, leaders or training.best()
     trained = lambda s: specs[s] if isinstance(specs, dict) else specs
     leader = lambda s, m: (
-        board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank'])
-    )
+        board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank']))
     return {
         'params': params,
         'kind': training.kind,

@@ -132,16 +132,9 @@ def study_result(found, # an Optuna study (`optuna.load_study`)
         raise BadInput(f"{found.study_name}: no trial completed (all {len(trials)} pruned or failed); run more trials")
     # its start was tuned too: counted
     best = replace(spec, params={**spec.params, **found.best_params}, tried=len(trials) + spec.tried - 1)
-    return Tuned(
-        best,
-        float(found.best_value),
-        metric,
-        len(trials),
-        len(done),
-        sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
-        found.study_name,
-        list(trials) if held else None,
-    )
+    return Tuned(best, float(found.best_value), metric, len(trials), len(done),
+                 sum(t.state == optuna.trial.TrialState.PRUNED for t in trials), found.study_name,
+                 list(trials) if held else None)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c148fbf
 def direction(kind: str) -> str:
@@ -157,13 +150,8 @@ def open_study(data: SymbolData, spec: ModelSpec, kind: str,
     improves), else loaded"""
     import optuna
 
-    return optuna.create_study(
-        study_name=study or f"{data.symbol}-{spec.name}-{kind}",
-        storage=open_storage(storage),
-        load_if_exists=True,
-        direction=direction(kind),
-        **kwargs,
-    )
+    return optuna.create_study(study_name=study or f"{data.symbol}-{spec.name}-{kind}", storage=open_storage(storage),
+                               load_if_exists=True, direction=direction(kind), **kwargs)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c014_00
 def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
@@ -184,16 +172,10 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     data = data.without(spec.without)   # a variant without feature groups is tuned on the inputs it trains on
     sampler = optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed)
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner()
-    )
+        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner())
     found = open_study(data, spec, kind, study, storage, sampler=sampler, pruner=pruner)
-    found.optimize(
-        objective(spec, kind, data, splitter, seed, device, price_target, pruning),
-        n_trials=trials,
-        timeout=timeout,
-        show_progress_bar=progress,
-        catch=(),
-    )
+    found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials,
+                   timeout=timeout, show_progress_bar=progress, catch=())
     return study_result(found, spec, PRIMARY[kind], held=storage == MEMORY)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c018
@@ -212,20 +194,8 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     # SQLite's locks do not cross hosts: each study in its worker's memory
     kept = MEMORY if across and url.startswith('sqlite') else url
     calls = {
-        f"{symbol} {spec.name}": (
-            shipped(by_symbol[symbol], source),
-            symbol,
-            spec,
-            kind,
-            splitter,
-            trials,
-            seed,
-            device,
-            price_target,
-            weighting,
-            kept,
-            pruning,
-        )
+        f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed,
+                                  device, price_target, weighting, kept, pruning)
         for symbol in symbols
         for spec in specs
     }
@@ -237,16 +207,8 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
         tuned[symbol] = [found[f"{symbol} {spec.name}"].spec for spec in specs]
         counts[symbol] = sum(found[f"{symbol} {spec.name}"].spec.tried for spec in specs)
         rows += [
-            {
-                'symbol': symbol,
-                'model': spec.name,
-                'study': one.study,
-                'trials': one.trials,
-                'complete': one.complete,
-                'pruned': one.pruned,
-                f'best_{one.metric}': one.value,
-                'best_params': one.spec.params,
-            }
+            {'symbol': symbol, 'model': spec.name, 'study': one.study, 'trials': one.trials, 'complete': one.complete,
+             'pruned': one.pruned, f'best_{one.metric}': one.value, 'best_params': one.spec.params}
             for spec in specs
             for one in [found[f"{symbol} {spec.name}"]]
         ]
@@ -310,51 +272,21 @@ def tune_spread(
     found = client()
     workers = sorted(found.nthreads()) if found is not None else []
     if len(workers) < 2:
-        return tune(
-            spec,
-            kind,
-            data,
-            splitter,
-            trials,
-            storage,
-            study,
-            seed,
-            device,
-            price_target,
-            pruning,
-            timeout,
-            progress,
-            sampler_seed,
-        )
+        return tune(spec, kind, data, splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
+                    progress, sampler_seed)
     url, across = storage_url(storage), other_hosts(found)
     if url.startswith('sqlite') and across:
-        raise BadInput(
-            f"--storage {url.split(':', 1)[0]}: workers on other hosts ({across[0]}) share a study through PostgreSQL "
-            "(postgresql://USER@HOST/DB), not a SQLite file"
-        )
+        raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({across[0]}) share "
+                       "a study through PostgreSQL (postgresql://USER@HOST/DB), not a SQLite file")
     reached_everywhere(storage, '--storage', across)   # as the user gave it
     check_folds(data, [spec], kind, splitter)
     name = open_study(data, spec, kind, study, url).study_name   # made once, before the shares race to it
     shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]
     first = seed if sampler_seed is None else sampler_seed
     calls = {
-        f"{data.symbol} {spec.name} share {i + 1}": (
-            shipped(data, source),
-            data.symbol,
-            spec,
-            kind,
-            splitter,
-            n,
-            url,
-            name,
-            seed,
-            device,
-            price_target,
-            pruning,
-            timeout,
-            first + i,
-            weighting,
-        )
+        f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, kind, splitter, n, url,
+                                                     name, seed, device, price_target, pruning, timeout, first + i,
+                                                     weighting)
         for i, n in enumerate(shares)
         if n
     }
@@ -380,18 +312,5 @@ def tune_share(
     weighting: str,
 ) -> Tuned:
     "A worker's share of a spread study (`tune_spread`'s unit of work)"
-    return tune(
-        spec,
-        kind,
-        unit_data(rows, symbol, weighting),
-        splitter,
-        trials,
-        storage,
-        study,
-        seed,
-        device,
-        price_target,
-        pruning,
-        timeout,
-        sampler_seed=sampler_seed,
-    )
+    return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, study, seed, device,
+                price_target, pruning, timeout, sampler_seed=sampler_seed)

@@ -71,8 +71,7 @@ def _times_and_ends(X, ends: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     "The rows' bar times and label ends as datetime64[ns] arrays, checked against `X`"
     if ends is None:
         raise BadInput(
-            "split: pass `ends` (each row's label_end, indexed by the rows' bar times) to purge by label span"
-        )
+            "split: pass `ends` (each row's label_end, indexed by the rows' bar times) to purge by label span")
     if len(ends) != len(X): raise BadInput(f"split: {len(ends)} label ends for {len(X)} rows")
     times = pd.DatetimeIndex(ends.index)
     if not times.is_monotonic_increasing or not times.is_unique:
@@ -141,8 +140,7 @@ class CombinatorialPurgedCV(PurgedSplitter):
         super().__init__(embargo, ends)
         if not 1 <= test_groups < groups:
             raise BadInput(
-                f"CombinatorialPurgedCV: test_groups {test_groups} must be between 1 and groups - 1 ({groups - 1})"
-            )
+                f"CombinatorialPurgedCV: test_groups {test_groups} must be between 1 and groups - 1 ({groups - 1})")
         self.groups, self.test_groups = int(groups), int(test_groups)
         self.combinations = list(combinations(range(self.groups), self.test_groups))
 

@@ -36,18 +36,11 @@ def prometheus_config(target: str,          # the service, host:port
                      ) -> dict:
     """Prometheus's configuration: scrape mlfin with the key as a bearer credential, evaluate the rules, send alerts to
     Alertmanager"""
-    scrape = {
-        'job_name': 'mlfin',
-        'metrics_path': '/metrics',
-        'scheme': 'http',
-        'authorization': {'type': 'Bearer', 'credentials_file': str(key_file)},
-        'static_configs': [{'targets': [target]}],
-    }
-    out = {
-        'global': {'scrape_interval': every, 'evaluation_interval': every},
-        'rule_files': [str(r) for r in rules],
-        'scrape_configs': [scrape],
-    }
+    scrape = {'job_name': 'mlfin', 'metrics_path': '/metrics', 'scheme': 'http',
+              'authorization': {'type': 'Bearer', 'credentials_file': str(key_file)},
+              'static_configs': [{'targets': [target]}]}
+    out = {'global': {'scrape_interval': every, 'evaluation_interval': every}, 'rule_files': [str(r) for r in rules],
+           'scrape_configs': [scrape]}
     if alertmanager: out['alerting'] = {'alertmanagers': [{'static_configs': [{'targets': [alertmanager]}]}]}
     return out
 
@@ -66,23 +59,15 @@ def alertmanager_config(webhook: str | None = None,  # a URL alerts are POSTed t
     if webhook: receiver['webhook_configs'] = [{'url': webhook, 'send_resolved': True}]
     if smtp:
         receiver['email_configs'] = [
-            {'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}
-        ]
+            {'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}]
     return {
-        'route': {
-            'receiver': 'mlfin',
-            'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit', 'repository'],
-            'group_wait': wait,
-            'group_interval': interval,
-            'repeat_interval': repeat,
-        },
+        'route': {'receiver': 'mlfin',
+                  'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit', 'repository'],
+                  'group_wait': wait, 'group_interval': interval, 'repeat_interval': repeat},
         'receivers': [receiver],
         'inhibit_rules': [
-            {
-                'source_matchers': ['alertname="MlfinServiceDown"'],
-                'equal': ['job'],
-                'target_matchers': ['alertname=~"Mlfin.+"', 'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"'],
-            }
+            {'source_matchers': ['alertname="MlfinServiceDown"'], 'equal': ['job'],
+             'target_matchers': ['alertname=~"Mlfin.+"', 'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"']}
         ],
     }
 
@@ -106,8 +91,7 @@ class Monitoring:
         import httpx
 
         groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", params={'type': 'alert'}, timeout=10).json()['data'][
-            'groups'
-        ]
+            'groups']
         return [r for g in groups for r in g['rules']]
 
     def stop(self):
@@ -150,21 +134,14 @@ def start_monitoring(folder: Path,             # configurations, data and logs
     key_file.touch(mode=0o600); key_file.write_text(key)
     am = f"127.0.0.1:{alertmanager_port}"
     (folder / 'prometheus.yml').write_text(
-        yaml.safe_dump(prometheus_config(service, key_file, rules or rules_files(), am, every))
-    )
+        yaml.safe_dump(prometheus_config(service, key_file, rules or rules_files(), am, every)))
     (folder / 'alertmanager.yml').write_text(
-        yaml.safe_dump(alertmanager_config(webhook, smtp, email_to, **(timing or {})))
-    )
+        yaml.safe_dump(alertmanager_config(webhook, smtp, email_to, **(timing or {}))))
     logs = {name: open(folder/f"{name}.log", 'ab') for name in ('prometheus', 'alertmanager')}
     alertmanager = subprocess.Popen(
-        [
-            'prometheus-alertmanager',
-            f"--config.file={folder / 'alertmanager.yml'}",
-            f"--storage.path={folder / 'alertmanager-data'}",
-            f"--web.listen-address={am}",
-            '--cluster.listen-address=',
-            '--log.level=warn',
-        ],
+        ['prometheus-alertmanager', f"--config.file={folder / 'alertmanager.yml'}",
+         f"--storage.path={folder / 'alertmanager-data'}", f"--web.listen-address={am}", '--cluster.listen-address=',
+         '--log.level=warn'],
         stdout=logs['alertmanager'],
         stderr=subprocess.STDOUT,
     )
@@ -173,14 +150,9 @@ def start_monitoring(folder: Path,             # configurations, data and logs
     except Exception: alertmanager.terminate(); raise
     # firing alerts are sent again every `every` (Prometheus's default waits a minute after a failed or dropped send)
     prometheus = subprocess.Popen(
-        [
-            'prometheus',
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'prometheus-data'}",
-            f"--web.listen-address=127.0.0.1:{prometheus_port}",
-            f"--rules.alert.resend-delay={every}",
-            '--log.level=warn',
-        ],
+        ['prometheus', f"--config.file={folder / 'prometheus.yml'}",
+         f"--storage.tsdb.path={folder / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{prometheus_port}",
+         f"--rules.alert.resend-delay={every}", '--log.level=warn'],
         stdout=logs['prometheus'],
         stderr=subprocess.STDOUT,
     )
@@ -210,24 +182,16 @@ def run_monitoring(port: int = SERVICE_PORT,   # the service's port on SERVICE_H
     try:
         if serve:
             service = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name('mlfin')),
-                    'serve',
-                    '--port',
-                    str(port),
-                    *(['--store', store] if store else []),
-                ]
+                [str(Path(sys.executable).with_name('mlfin')), 'serve', '--port', str(port),
+                 *(['--store', store] if store else [])]
             )
             _ready(f"http://127.0.0.1:{port}/health", service, Path(os.devnull), 120)
         running = start_monitoring(Path(folder or home()/'monitoring'), f"127.0.0.1:{port}", key, **given)
-        echo(
-            f"service http://127.0.0.1:{port}, Prometheus {running.prometheus_url}, Alertmanager "
-            f"{running.alertmanager_url}; Ctrl-C stops them"
-        )
+        echo(f"service http://127.0.0.1:{port}, Prometheus {running.prometheus_url}, "
+             f"Alertmanager {running.alertmanager_url}; Ctrl-C stops them")
         try:
             while all(
-                p.poll() is None for p in (running.prometheus, running.alertmanager, *([service] if service else []))
-            ):
+                p.poll() is None for p in (running.prometheus, running.alertmanager, *([service] if service else []))):
                 time.sleep(1)
             echo("a process of the monitoring stack exited: stopping the rest")
         except KeyboardInterrupt: pass
@@ -252,12 +216,9 @@ def send_alert(name: str,                # the alert's name, e.g. MlfinScheduled
     # here: 0.34 s of imports (measured), paid only where an Alertmanager is configured, not by every scheduled job
     import httpx
     now = dt.datetime.now(dt.timezone.utc)
-    alert = {
-        'labels': {'alertname': name, 'severity': 'page', **{k: str(v) for k, v in labels.items()}},
-        'annotations': {'summary': summary},
-        'startsAt': now.isoformat(),
-        'endsAt': (now + dt.timedelta(seconds=ends_in if firing else 0)).isoformat(),
-    }
+    alert = {'labels': {'alertname': name, 'severity': 'page', **{k: str(v) for k, v in labels.items()}},
+             'annotations': {'summary': summary}, 'startsAt': now.isoformat(),
+             'endsAt': (now + dt.timedelta(seconds=ends_in if firing else 0)).isoformat()}
     try: answer = httpx.post(url.rstrip('/') + '/api/v2/alerts', json=[alert], timeout=10)
     except httpx.HTTPError as e: raise Unavailable(f"Alertmanager {url}: {e}") from None
     if answer.status_code != 200: raise Unavailable(f"Alertmanager {url}: {answer.status_code} {answer.text[:200]}")

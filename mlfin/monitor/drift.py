@@ -159,17 +159,9 @@ def input_drift(reference: pd.DataFrame,   # the model's inputs over its trainin
         ks = stats.ks_2samp(r, c)
         score, distance = psi(r, c, bins), wasserstein(r, c)
         bar, far = own_threshold(r, len(c), bins, q)
-        rows[name] = {
-            'psi': score,
-            'psi_bar': bar,
-            'wasserstein': distance,
-            'wasserstein_bar': far,
-            'ks': float(ks.statistic),
-            'ks_p': float(ks.pvalue),
-            'effective': eff,
-            'verdict': 'drifted' if score > bar or distance > far else 'stable',
-            'reason': '',
-        }
+        rows[name] = {'psi': score, 'psi_bar': bar, 'wasserstein': distance, 'wasserstein_bar': far,
+                      'ks': float(ks.statistic), 'ks_p': float(ks.pvalue), 'effective': eff,
+                      'verdict': 'drifted' if score > bar or distance > far else 'stable', 'reason': ''}
     columns = ['psi', 'psi_bar', 'wasserstein', 'wasserstein_bar', 'ks', 'ks_p', 'effective', 'verdict', 'reason']
     table = pd.DataFrame.from_dict(rows, orient='index').reindex(columns=columns)
     judged = table[table['verdict'] != 'too few']

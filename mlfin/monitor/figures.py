@@ -77,31 +77,16 @@ FIGURES = [
         'Drifted share',
         'drifted_share',
         "share of the model's judged inputs drifted, weighted by its importance",
-        alert=Alert(
-            'MlfinInputsDrifted',
-            '>',
-            INPUTS_DRIFTED,
-            'warning',
-            "{{ $labels.name }}: {{ $value | humanizePercentage }} of its "
-            "inputs (by importance) drifted from its training span",
-            'inputs drifted',
-        ),
+        alert=Alert('MlfinInputsDrifted', '>', INPUTS_DRIFTED, 'warning',
+                    "{{ $labels.name }}: {{ $value | humanizePercentage }} of "
+                    "its inputs (by importance) drifted from its training span", 'inputs drifted'),
     ),
-    Figure(
-        'inputs_drifted',
-        'inputs',
-        gauge='inputs_drifted',
-        help='inputs drifted',
-        read=lambda m: len(m.get('inputs_drifted') or []),
-    ),
+    Figure('inputs_drifted', 'inputs', gauge='inputs_drifted', help='inputs drifted',
+           read=lambda m: len(m.get('inputs_drifted') or [])),
     Figure('inputs_judged', 'inputs', gauge='inputs_judged', help='inputs with a verdict (enough effective draws)'),
-    Figure(
-        'inputs_unjudged',
-        'inputs',
-        gauge='inputs_unjudged',
-        help='inputs given no verdict (the monitor page says why for each)',
-        read=lambda m: len(m.get('inputs_unjudged') or {}),
-    ),
+    Figure('inputs_unjudged', 'inputs', gauge='inputs_unjudged',
+           help='inputs given no verdict (the monitor page says why for each)',
+           read=lambda m: len(m.get('inputs_unjudged') or {})),
     Figure(
         'volatility_verdict',
         'volatility',
@@ -109,24 +94,13 @@ FIGURES = [
         'volatility_drifted',
         "1 when the series' volatility rose past its own bar",
         read=lambda m: float(m.get('volatility_verdict') == 'drifted'),
-        alert=Alert(
-            'MlfinVolatilityRegime',
-            '==',
-            1,
-            'warning',
-            "{{ $labels.name }}: its series' volatility rose past its own bar "
-            "(a volatility regime: GET /monitor says by how much, over which bars)",
-            'volatility regime',
-        ),
+        alert=Alert('MlfinVolatilityRegime', '==', 1, 'warning',
+                    "{{ $labels.name }}: its series' volatility rose past its own bar (a "
+                    "volatility regime: GET /monitor says by how much, over which bars)", 'volatility regime'),
     ),
     Figure('volatility_span', 'volatility'),
-    Figure(
-        'volatility_ratio',
-        'volatility',
-        'Volatility, recent / earlier',
-        'volatility_ratio',
-        "the typical bar over the judged recent span against the window's earlier bars",
-    ),
+    Figure('volatility_ratio', 'volatility', 'Volatility, recent / earlier', 'volatility_ratio',
+           "the typical bar over the judged recent span against the window's earlier bars"),
     Figure('volatility_level', 'volatility'),
     Figure('volatility_score', 'volatility'),
     Figure('volatility_bar', 'volatility'),
@@ -138,14 +112,8 @@ FIGURES = [
         'prediction_drifted',
         "1 when the model's predictions drifted from its out-of-sample ones",
         read=lambda m: float(m.get('prediction_verdict') == 'drifted'),
-        alert=Alert(
-            'MlfinPredictionsDrifted',
-            '==',
-            1,
-            'warning',
-            "{{ $labels.name }}: its predictions drifted from its out-of-sample ones",
-            'predictions drifted',
-        ),
+        alert=Alert('MlfinPredictionsDrifted', '==', 1, 'warning',
+                    "{{ $labels.name }}: its predictions drifted from its out-of-sample ones", 'predictions drifted'),
     ),
     Figure('live_served', 'live'),
     Figure('live_labelled', 'live', 'Labelled signals', 'live_labelled', 'served signals whose outcome is known'),
@@ -154,13 +122,8 @@ FIGURES = [
     ),
     Figure('live_hit_low', 'live', gauge='live_hit_low', help="the live hit rate's Wilson 95% band, low end"),
     Figure('live_hit_high', 'live', gauge='live_hit_high', help="the live hit rate's Wilson 95% band, high end"),
-    Figure(
-        'live_record_accuracy',
-        'live',
-        'Out-of-sample accuracy',
-        'record_accuracy',
-        "the model's out-of-sample accuracy (its record)",
-    ),
+    Figure('live_record_accuracy', 'live', 'Out-of-sample accuracy', 'record_accuracy',
+           "the model's out-of-sample accuracy (its record)"),
     Figure('live_auc', 'live', 'Live AUC', 'live_auc', 'AUC of the served predictions with known outcomes'),
     Figure('live_record_auc', 'live', 'Out-of-sample AUC', 'record_auc', "the model's out-of-sample AUC"),
     Figure('live_signal_return', 'live', 'Signals after costs'),
@@ -170,14 +133,9 @@ FIGURES = [
         gauge='live_worse',
         help='1 when live performance is worse than out-of-sample (one-sided, 1%)',
         read=lambda m: float(str(m.get('live_verdict', '')).startswith('worse')),
-        alert=Alert(
-            'MlfinLivePerformanceWorse',
-            '==',
-            1,
-            'critical',
-            "{{ $labels.name }}: live hit rate or AUC below its out-of-sample record (one-sided test at 1%)",
-            'live performance worse than the record',
-        ),
+        alert=Alert('MlfinLivePerformanceWorse', '==', 1, 'critical',
+                    "{{ $labels.name }}: live hit rate or AUC below its out-of-sample record (one-sided test at 1%)",
+                    'live performance worse than the record'),
     ),
     Figure('series_stale', 'series', 'Series stale'),
 ]
@@ -204,13 +162,9 @@ def monitor_rules() -> dict:
               'labels': {'severity': a.severity}, 'annotations': {'summary': a.summary}} for f, a in alerts()]
     stamp = f"last_over_time(mlfin_monitor_run_timestamp_seconds[{HOLD}])"
     rules += [
-        {
-            'alert': 'MlfinMonitorFailed',
-            'expr': held('mlfin_monitor_failed', '== 1'),
-            'for': '10m',
-            'labels': {'severity': 'warning'},
-            'annotations': {'summary': "{{ $labels.name }}: the monitor could not watch it (GET /monitor names why)"},
-        },
+        {'alert': 'MlfinMonitorFailed', 'expr': held('mlfin_monitor_failed', '== 1'), 'for': '10m',
+         'labels': {'severity': 'warning'},
+         'annotations': {'summary': "{{ $labels.name }}: the monitor could not watch it (GET /monitor names why)"}},
         {
             'alert': 'MlfinMonitorNotRun',
             'for': '10m',
@@ -238,59 +192,27 @@ def service_rules() -> list[dict]:
         'mlfin:jobs_failed:delta1h': 'delta(mlfin_jobs{state="failed"}[1h])',
         # a counter is exported from its first request on, at 1: increase() sees nothing in a series' first sample, so a
         # series that is new within the 15 minutes counts too
-        'mlfin:unserved:increase15m': (
-            'sum by (job, instance, symbol, timeframe) (increase(mlfin_unserved_total[15m])) > 0\n  or sum by (job, '
-            'instance, '
-            'symbol, timeframe) (mlfin_unserved_total unless mlfin_unserved_total offset 15m) > 0'
-        ),
+        'mlfin:unserved:increase15m': ('sum by (job, instance, symbol, timeframe) '
+                                       '(increase(mlfin_unserved_total[15m])) > 0\n  or sum by (job, instance, symbol, '
+                                       'timeframe) (mlfin_unserved_total unless mlfin_unserved_total offset 15m) > 0'),
     }
-    alert = lambda name, expr, wait, severity, summary: {
-        'alert': name,
-        'expr': expr,
-        **({'for': wait} if wait else {}),
-        'labels': {'severity': severity},
-        'annotations': {'summary': summary},
-    }
+    alert = lambda name, expr, wait, severity, summary: {'alert': name, 'expr': expr, **({'for': wait} if wait else {}),
+                                                         'labels': {'severity': severity},
+                                                         'annotations': {'summary': summary}}
     return [
         *({'record': name, 'expr': expr} for name, expr in records.items()),
-        alert(
-            'MlfinHighErrorRate',
-            held('mlfin:error_ratio:rate5m', '> 0.05'),
-            '5m',
-            'critical',
-            "{{ $value | humanizePercentage }} of mlfin's requests end in a server error (over 5% for 5 minutes)",
-        ),
-        alert(
-            'MlfinSlowRequests',
-            held('mlfin:request_p99_seconds:rate5m', '> 0.1'),
-            '10m',
-            'warning',
-            "p99 latency of {{ $labels.route }} is {{ $value | humanizeDuration }}, over the 100 ms target for 10 "
-            "minutes",
-        ),
-        alert(
-            'MlfinJobFailed',
-            held('mlfin:jobs_failed:delta1h', '> 0'),
-            None,
-            'warning',
-            "a training job failed in the last hour (GET /jobs shows its error and log)",
-        ),
-        alert(
-            'MlfinNoProductionModel',
-            held('mlfin:unserved:increase15m', '> 0'),
-            None,
-            'warning',
-            "{{ $labels.symbol }} {{ $labels.timeframe }} is asked for predictions but has no production model",
-        ),
-        alert(
-            'MlfinStoreDown',
-            held('mlfin_store_up', '== 0'),
-            '30s',
-            'critical',
-            "mlfin at {{ $labels.instance }} cannot read its store: /predict answers only the forecasts it made "
-            "before, "
-            "ingest is refused (its log says which store and why)",
-        ),
+        alert('MlfinHighErrorRate', held('mlfin:error_ratio:rate5m', '> 0.05'), '5m', 'critical',
+              "{{ $value | humanizePercentage }} of mlfin's requests end in a server error (over 5% for 5 minutes)"),
+        alert('MlfinSlowRequests', held('mlfin:request_p99_seconds:rate5m', '> 0.1'), '10m', 'warning',
+              "p99 latency of {{ $labels.route }} is {{ $value | "
+              "humanizeDuration }}, over the 100 ms target for 10 minutes"),
+        alert('MlfinJobFailed', held('mlfin:jobs_failed:delta1h', '> 0'), None, 'warning',
+              "a training job failed in the last hour (GET /jobs shows its error and log)"),
+        alert('MlfinNoProductionModel', held('mlfin:unserved:increase15m', '> 0'), None, 'warning',
+              "{{ $labels.symbol }} {{ $labels.timeframe }} is asked for predictions but has no production model"),
+        alert('MlfinStoreDown', held('mlfin_store_up', '== 0'), '30s', 'critical',
+              "mlfin at {{ $labels.instance }} cannot read its store: /predict answers only the "
+              "forecasts it made before, ingest is refused (its log says which store and why)"),
     ]
 
 def data_rules() -> dict:
@@ -303,11 +225,8 @@ def data_rules() -> dict:
             *service_rules(),
             {
                 'alert': 'MlfinSeriesStale',
-                'expr': held(
-                    'mlfin_series_overdue_seconds',
-                    '> 0',
-                    only=('mlfin_series_live', 'job, instance, symbol, timeframe'),
-                ),
+                'expr': held('mlfin_series_overdue_seconds', '> 0',
+                             only=('mlfin_series_live', 'job, instance, symbol, timeframe')),
                 'for': '30s',
                 'labels': {'severity': 'critical'},
                 'annotations': {
@@ -320,13 +239,10 @@ def data_rules() -> dict:
     }
 
 # %% ../../nbs/10c_monitor.figures.ipynb #f017
-RULES_HEADER = (
-    "# mlfin's alerting rules on the figures it exports (requests, jobs, series, the monitor's), made from "
-    "mlfin.monitor.figures by\n"
-    "# `make export`: edit the table there, not this file. Each rule holds its gauge's last scraped value while the "
-    "service's\n"
-    "# scrape target is down or gone (held()); promtool tests them in alerts.test.yml.\n"
-)
+RULES_HEADER = ("# mlfin's alerting rules on the figures it exports (requests, jobs, series, the "
+                "monitor's), made from mlfin.monitor.figures by\n# `make export`: edit the table there, "
+                "not this file. Each rule holds its gauge's last scraped value while the service's\n# "
+                "scrape target is down or gone (held()); promtool tests them in alerts.test.yml.\n")
 
 class _Rules(yaml.SafeDumper):
     "Rule expressions of several lines as YAML block scalars, as a person writes them"

@@ -16,12 +16,8 @@ from ..tracking.store import production_aliases
 __all__ = ['GRACE', 'COUNTED', 'PUSHED', 'MARKED', 'freshness', 'overdue_said', 'production_names', 'live_series']
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c006
-GRACE = {
-    '1m': pd.Timedelta(seconds=30),
-    '5m': pd.Timedelta(minutes=5),
-    '1h': pd.Timedelta(minutes=15),
-    '1d': pd.Timedelta(hours=6),
-}
+GRACE = {'1m': pd.Timedelta(seconds=30), '5m': pd.Timedelta(minutes=5), '1h': pd.Timedelta(minutes=15),
+         '1d': pd.Timedelta(hours=6)}
 # missing bars are counted over at most this span after the last (a year of minutes is 500k)
 COUNTED = pd.Timedelta(days=31)
 
@@ -48,14 +44,8 @@ def freshness(last: pd.Timestamp,     # the series' last stored bar (its open ti
     if not len(expected):
         return {'stale': False, 'missing': 0, 'capped': False, 'due': None, 'overdue_seconds': 0.0, 'forming': half}
     due = bar_end(expected[0], timeframe, calendar) + grace
-    return {
-        'stale': True,
-        'missing': len(expected),
-        'capped': until < now,
-        'due': due,
-        'overdue_seconds': (now - due).total_seconds(),
-        'forming': half,
-    }
+    return {'stale': True, 'missing': len(expected), 'capped': until < now, 'due': due,
+            'overdue_seconds': (now - due).total_seconds(), 'forming': half}
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c011s
 def overdue_said(found: dict) -> str:

@@ -40,8 +40,7 @@ def window_start(index: pd.DatetimeIndex,  # the bars' times
         span = pd.Timedelta(str(window))
     except ValueError:
         raise BadInput(
-            f"window {window!r}: a number of bars (250) or a duration back from the last bar (90D, 36h)"
-        ) from None
+            f"window {window!r}: a number of bars (250) or a duration back from the last bar (90D, 36h)") from None
     if span <= pd.Timedelta(0): raise BadInput(f"window {window!r}: a positive duration")
     return int(index.searchsorted(index[-1] - span, side='right')) if len(index) else 0
 
@@ -82,20 +81,15 @@ def live_performance(
     "The served signals with known outcomes against the version's record; the return of following them after costs"
     joined = served.join(known, how='inner').dropna(subset=['up'])
     classifier = kind == 'classifier'
-    record = {
-        'accuracy': scores.get('accuracy' if classifier else 'directional_accuracy', np.nan),
-        'auc': scores.get('auc') if classifier else None,
-    }
+    record = {'accuracy': scores.get('accuracy' if classifier else 'directional_accuracy', np.nan),
+              'auc': scores.get('auc') if classifier else None}
     out = {'served': len(served)} | against_record(
         joined.rename(columns={'up': 'label'}), record, cut=0.5 if classifier else 0.0
     )
     if len(joined):
         net = joined['side'] * joined['realised'] - (joined['side'] != 0) * round_trip_bps / 1e4
-        out.update(
-            signal_return=float(np.prod(1 + net) - 1),
-            signal_mean=float(net.mean()),
-            signals_traded=int((joined['side'] != 0).sum()),
-        )
+        out.update(signal_return=float(np.prod(1 + net) - 1), signal_mean=float(net.mean()),
+                   signals_traded=int((joined['side'] != 0).sum()))
     out.update(
         record_backtest_return=scores.get('backtest_return'), record_backtest_sharpe=scores.get('backtest_sharpe')
     )
@@ -110,8 +104,7 @@ def prediction_drift(record: pd.Series,  # the version's out-of-sample predictio
         return {'verdict': 'too few', 'bars': int(current.notna().sum())}
     found = input_drift(record.to_frame('prediction'), current.to_frame('prediction')).inputs.loc['prediction']
     return {k: (v if isinstance(v, str) else float(v)) for k, v in found.dropna().items()} | {
-        'bars': int(current.notna().sum())
-    }
+        'bars': int(current.notna().sum())}
 
 # %% ../../nbs/10f_monitor.models.ipynb #c022
 @dataclass
@@ -160,22 +153,12 @@ class Watch:
     def summary(self) -> dict:
         "A flat record of the figures (JSON-able): what the report tabulates and the service's gauges show"
         d = self.drift
-        return {
-            'name': self.name,
-            'version': self.version,
-            'model': self.model,
-            'kind': self.kind,
-            **self.window,
-            'drifted_share': d.share,
-            'inputs_judged': d.judged,
-            'inputs_drifted': d.drifted(),
-            'inputs_unjudged': d.unjudged(),
-            **{f"volatility_{k}": v for k, v in self.volatility.items()},
-            **{f"prediction_{k}": v for k, v in self.predictions.items()},
-            **{f"live_{k}": v for k, v in self.live.items()},
-            **{f"series_{k}": v for k, v in self.series.items()},
-            'verdict': self.verdict(),
-        }
+        return {'name': self.name, 'version': self.version, 'model': self.model, 'kind': self.kind, **self.window,
+                'drifted_share': d.share, 'inputs_judged': d.judged, 'inputs_drifted': d.drifted(),
+                'inputs_unjudged': d.unjudged(), **{f"volatility_{k}": v for k, v in self.volatility.items()},
+                **{f"prediction_{k}": v for k, v in self.predictions.items()},
+                **{f"live_{k}": v for k, v in self.live.items()}, **{f"series_{k}": v for k, v in self.series.items()},
+                'verdict': self.verdict()}
 
 # %% ../../nbs/10f_monitor.models.ipynb #c023
 def series_state(row: dict,    # a series as `store.ls()` lists it
@@ -233,36 +216,19 @@ def watch(version: dict,              # a production version (`registry.describe
     if served is None:
         served = (signals(symbol, timeframe, version['version'], version['kind'], store) if signals else
                   pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts')))
-    live = live_performance(
-        served,
-        outcomes(bars, made.label, made.horizon, timeframe, now),
-        version['scores'],
-        version['kind'],
-        made.round_trip_bps,
-    )
+    live = live_performance(served, outcomes(bars, made.label, made.horizon, timeframe, now), version['scores'],
+                            version['kind'], made.round_trip_bps)
     if series is None:
         listed = store.ls()
         series = series_state(
-            listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(),
-            now,
-            store.meta(symbol, timeframe).get('forming'),
-        )
+            listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(), now,
+            store.meta(symbol, timeframe).get('forming'))
     span = x.index[reference]
     window_facts = {'symbol': symbol, 'timeframe': timeframe, 'window_start': x.index[start], 'window_end': x.index[-1],
                     'window_bars': len(x) - start, 'reference_from': span[0] if len(span) else None,
                     'reference_to': span[-1] if len(span) else None, 'reference_bars': len(span)}
-    return Watch(
-        version['name'],
-        int(version['version']),
-        version['model'],
-        version['kind'],
-        window_facts,
-        drift,
-        volatility,
-        predictions,
-        live,
-        series,
-    )
+    return Watch(version['name'], int(version['version']), version['model'], version['kind'], window_facts, drift,
+                 volatility, predictions, live, series)
 
 # %% ../../nbs/10f_monitor.models.ipynb #c029
 @dataclass
@@ -288,17 +254,13 @@ def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | Non
         (r['symbol'], r['timeframe']): series_state(r, now, store.meta(r['symbol'], r['timeframe']).get('forming'))
         for r in store.ls().to_dict(orient='records')
     }  # once, for both uses
-    report = Report(
-        now,
-        errors=failed,
-        series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]),
-    )
+    report = Report(now, errors=failed,
+                    series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]))
     for i, version in enumerate(production):
         step('monitor', f"{version['name']} v{version['version']}", i, len(production))
         try:
             report.watches.append(
-                watch(version, store, window, now, series=states.get(series_of(version['name'])), signals=signals)
-            )
+                watch(version, store, window, now, series=states.get(series_of(version['name'])), signals=signals))
         except Exception as e:
             report.errors[version['name']] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return report

@@ -26,8 +26,7 @@ def auc_error(auc: float, positives: int, negatives: int) -> float:
     if positives < 1 or negatives < 1: raise BadInput("an AUC needs outcomes of both classes")
     q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
     variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
-        positives * negatives
-    )
+        positives * negatives)
     return float(math.sqrt(max(variance, 0.0)))
 
 # %% ../../nbs/10d_monitor.performance.ipynb #c012
@@ -46,11 +45,8 @@ def against_record(
     from sklearn.metrics import roc_auc_score
     rows = live.dropna(subset=['prediction', 'label'])
     n, has_auc = len(rows), record.get('auc') is not None and np.isfinite(record['auc'])
-    out = {
-        'labelled': n,
-        'record_accuracy': float(record['accuracy']),
-        'record_auc': float(record['auc']) if has_auc else None,
-    }
+    out = {'labelled': n, 'record_accuracy': float(record['accuracy']),
+           'record_auc': float(record['auc']) if has_auc else None}
     if n < min_labels: return out | {'verdict': f"not enough labels yet ({n} of the {min_labels} a verdict needs)"}
     y, p = rows['label'].to_numpy(dtype='int64'), rows['prediction'].to_numpy(dtype='float64')
     hits = int(((p > cut) == (y == 1)).sum())

@@ -43,12 +43,8 @@ def input_chart(w: Watch) -> str:
     fig = go.Figure([go.Bar(name='PSI / its bar', x=t.index, y=t['psi'] / t['psi_bar']),
                      go.Bar(name='distance / its bar', x=t.index, y=t['wasserstein'] / t['wasserstein_bar'])])
     fig.add_hline(y=1, line_dash='dash', annotation_text='drifted above')
-    fig.update_layout(
-        barmode='group',
-        height=340,
-        margin=dict(l=40, r=20, t=40, b=100),
-        title=f"{w.name} v{w.version}: each input against its own bar",
-    )
+    fig.update_layout(barmode='group', height=340, margin=dict(l=40, r=20, t=40, b=100),
+                      title=f"{w.name} v{w.version}: each input against its own bar")
     return pio.to_html(fig, full_html=False, include_plotlyjs=False)
 
 # %% ../../nbs/10g_monitor.report.ipynb #c010
@@ -100,10 +96,9 @@ def report_page(report: Report) -> str:
         ]
     if report.series is not None and len(report.series):
         parts += ["<h2>Series</h2>", table(report.series.set_index(['symbol', 'timeframe']))]
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>mlfin monitor {report.at:%Y-%m-%d %H:%M}Z</title>"
-        f"<script src='../plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head><body>{''.join(parts)}</body></html>"
-    )
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>mlfin monitor "
+            f"{report.at:%Y-%m-%d %H:%M}Z</title><script "
+            f"src='../plotly.min.js'></script>{TABLE_STYLE}{PAGE_STYLE}</head><body>{''.join(parts)}</body></html>")
 
 # %% ../../nbs/10g_monitor.report.ipynb #c013
 def write_report(report: Report,
@@ -148,8 +143,6 @@ def latest_report(root: Path | None = None) -> dict | None:
     if _READ.get(pointer, (None,))[0] != stamp:
         folder = pointer.parent/json.loads(pointer.read_text())['folder']
         inputs = plain(pd.read_parquet(folder/'inputs.parquet').to_dict(orient='records'))
-        _READ[pointer] = (
-            stamp,
-            json.loads((folder / 'monitor.json').read_text()) | {'folder': str(folder), 'inputs': inputs},
-        )
+        _READ[pointer] = (stamp,
+                          json.loads((folder / 'monitor.json').read_text()) | {'folder': str(folder), 'inputs': inputs})
     return _READ[pointer][1]

@@ -75,15 +75,11 @@ def volatility_shift(
     r, c = r[~np.isnan(r)], c[~np.isnan(c)]
     window, used = len(c), [s for s in spans if 2 * s <= len(c)]
     if not used:
-        return {
-            'verdict': 'too few',
-            'reason': f"a window of {window} bars is shorter than twice the shortest span ({spans[0]} bars)",
-        }
+        return {'verdict': 'too few',
+                'reason': f"a window of {window} bars is shorter than twice the shortest span ({spans[0]} bars)"}
     if len(r) < 2 * window:
-        return {
-            'verdict': 'too few',
-            'reason': f"a reference of {len(r)} bars holds fewer than two windows of {window}",
-        }
+        return {'verdict': 'too few',
+                'reason': f"a reference of {len(r)} bars holds fewer than two windows of {window}"}
     moved = np.abs(r[r != 0])
     floor = float(np.quantile(moved, FLOOR)) if len(moved) else np.finfo('float64').tiny
     ref, now = log_sizes(r, floor), log_sizes(c, floor)

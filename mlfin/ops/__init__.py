@@ -6,21 +6,10 @@
 __all__ = []
 
 # %% ../../nbs/12_ops.ipynb #c003
-_WHERE = {
-    'check_history': 'records',
-    'check_stats': 'records',
-    'ops_db': 'records',
-    'runs': 'records',
-    'JOBS': 'schedules',
-    'scheduled': 'schedules',
-    'units': 'schedules',
-    'cron_lines': 'schedules',
-    'backup': 'backup',
-    'repository': 'repository',
-    'restore': 'restore',
-    'check_all': 'health',
-    'daily_report': 'daily',
-}
+_WHERE = {'check_history': 'records', 'check_stats': 'records', 'ops_db': 'records', 'runs': 'records',
+          'JOBS': 'schedules', 'scheduled': 'schedules', 'units': 'schedules', 'cron_lines': 'schedules',
+          'backup': 'backup', 'repository': 'repository', 'restore': 'restore', 'check_all': 'health',
+          'daily_report': 'daily'}
 
 
 def __getattr__(name: str):

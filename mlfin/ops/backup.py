@@ -104,24 +104,14 @@ def _pg_dump(url: str, target: Path):
     if not shutil.which('pg_dump'): raise Unavailable("pg_dump is missing: install Debian's postgresql-client")
     target.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [
-            'pg_dump',
-            '--format=custom',
-            '--no-owner',
-            '--no-privileges',
-            '--file',
-            str(target),
-            '--dbname',
-            url.replace('postgresql+psycopg://', 'postgresql://'),
-        ],
+        ['pg_dump', '--format=custom', '--no-owner', '--no-privileges', '--file', str(target), '--dbname',
+         url.replace('postgresql+psycopg://', 'postgresql://')],
         capture_output=True,
         text=True,
     )
     if done.returncode:
-        raise Unavailable(
-            "pg_dump of the store failed: "
-            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
-        )
+        raise Unavailable("pg_dump of the store failed: "
+                          f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
 
 # %% ../../nbs/12c_ops.backup.ipynb #c015
 def fingerprints(store, target: Path) -> dict:
@@ -160,12 +150,8 @@ def fingerprints(store, target: Path) -> dict:
         probe = target/'probe'/f"{v['name']}.parquet"
         probe.parent.mkdir(parents=True, exist_ok=True)
         X.to_parquet(probe)
-        out[v['name']] = {
-            'version': v['version'],
-            'probe': str(probe.relative_to(target)),
-            'rows': [int(r) for r in rows],
-            'predictions': [float(p) for p in predicted],
-        }
+        out[v['name']] = {'version': v['version'], 'probe': str(probe.relative_to(target)),
+                          'rows': [int(r) for r in rows], 'predictions': [float(p) for p in predicted]}
     shutil.rmtree(kept, ignore_errors=True)
     for v in out.values():
         if 'probe' in v: link_or_copy(target/v['probe'], kept/v['probe'])
@@ -202,14 +188,8 @@ def versions() -> dict:
         if (found := installed(name))
     }
     restic = subprocess.run([restic_bin(), 'version'], capture_output=True, text=True).stdout.split()[1]
-    return {
-        'mlfin': metadata.version('mlfin'),
-        'code': code_version(),
-        'python': platform.python_version(),
-        'sqlite': sqlite3.sqlite_version,
-        'restic': restic,
-        **libraries,
-    }
+    return {'mlfin': metadata.version('mlfin'), 'code': code_version(), 'python': platform.python_version(),
+            'sqlite': sqlite3.sqlite_version, 'restic': restic, **libraries}
 
 # %% ../../nbs/12c_ops.backup.ipynb #c020
 def schema_revisions(stage: Path) -> dict:
@@ -259,12 +239,8 @@ def stage(folder: Path,                 # emptied, then filled with the cut
         'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
         'host': socket.gethostname(),
         'home': str(at),
-        'store': {
-            'kind': held['kind'],
-            'url': store_place(store) if held['kind'] == 'postgresql' else None,
-            'series': held['series'],
-            'observations': held['observations'],
-        },
+        'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None,
+                  'series': held['series'], 'observations': held['observations']},
         'products': products,
         'versions': versions(),
         'schemas': schema_revisions(folder),
@@ -297,23 +273,12 @@ class Backup:
     verified: str = ''              # what was read back from the repository before the backup was called one
 
     def summary(self) -> dict:
-        return {
-            'snapshot': self.snapshot,
-            'repository': self.repository,
-            'home': self.home,
-            'repository_id': self.repository_id,
-            'time': self.time,
-            'verified': self.verified,
-            'files': self.files,
-            'bytes': self.bytes,
-            'added': self.added,
-            'seconds': round(self.seconds, 2),
-            'stage_seconds': round(self.stage_seconds, 2),
-            'series': len(self.series),
-            'models': len(self.fingerprints),
-            **({'retention': self.retention} if self.retention else {}),
-            **({'check': self.check} if self.check else {}),
-        }
+        return {'snapshot': self.snapshot, 'repository': self.repository, 'home': self.home,
+                'repository_id': self.repository_id, 'time': self.time, 'verified': self.verified, 'files': self.files,
+                'bytes': self.bytes, 'added': self.added, 'seconds': round(self.seconds, 2),
+                'stage_seconds': round(self.stage_seconds, 2), 'series': len(self.series),
+                'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {}),
+                **({'check': self.check} if self.check else {})}
 
 # %% ../../nbs/12c_ops.backup.ipynb #c028
 def backup(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
@@ -370,30 +335,13 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
         repository_.remember_retention(me, work, time.time())
         share = todays_share(day)   # a seventh of the packs read back a day: every pack within a week
         passed, said = repository_.check(share=share)
-        checked = {
-            'passed': passed,
-            'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
-            'read': share,
-            'said': (said.splitlines()[-1] if passed else restic_said(said)) if said else '',
-        }
+        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+                   'read': share, 'said': (said.splitlines()[-1] if passed else restic_said(said)) if said else ''}
     total = sum(b for _, b in manifest['files'].values())
-    return Backup(
-        read['id'][:8],
-        repository_.url,
-        len(manifest['files']),
-        total,
-        int(last.get('data_added', 0)),
-        time.perf_counter() - started,
-        manifest['stage_seconds'],
-        manifest['store']['series'],
-        manifest['fingerprints'],
-        kept,
-        checked,
-        me,
-        repository_id,
-        read['time'],
-        f"listed and its trees read back: {read['files']} files, every one its manifest lists",
-    )
+    return Backup(read['id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
+                  time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'],
+                  manifest['fingerprints'], kept, checked, me, repository_id, read['time'],
+                  f"listed and its trees read back: {read['files']} files, every one its manifest lists")
 
 # %% ../../nbs/12c_ops.backup.ipynb #c029
 def _live_keys(folder: Path) -> set:

@@ -22,9 +22,7 @@ __all__ = ['DAILY_KEYS', 'figures', 'changes', 'report_page', 'Daily', 'daily_re
 
 # %% ../../nbs/12f_ops.daily.ipynb #c004k
 DAILY_KEYS = [f.key for f in FIGURES if f.alert or f.group in ('identity', 'live')] + [
-    'inputs_drifted',
-    'volatility_ratio',
-]  # the models' figures the report keeps
+    'inputs_drifted', 'volatility_ratio']  # the models' figures the report keeps
 
 # %% ../../nbs/12f_ops.daily.ipynb #c005
 def figures(now: pd.Timestamp | None = None) -> dict:
@@ -56,8 +54,7 @@ def figures(now: pd.Timestamp | None = None) -> dict:
     return {
         'at': now.isoformat(timespec='seconds'),
         'services': [
-            {'check': r['name'], 'ok': bool(r['ok']), 'detail': r['detail']} for r in latest.to_dict(orient='records')
-        ],
+            {'check': r['name'], 'ok': bool(r['ok']), 'detail': r['detail']} for r in latest.to_dict(orient='records')],
         'ahead': [ahead_said(r, now) for r in dated_ahead(done, now).to_dict(orient='records')],
         'health_failures': [
             {'check': name, **{k: (str(v) if k == 'last' else v) for k, v in row.items()}}
@@ -83,10 +80,8 @@ def figures(now: pd.Timestamp | None = None) -> dict:
         'monitor_at': watched.get('at'),
         'monitor_errors': watched.get('errors', {}),
         'backups': [
-            {
-                'ended': r['ended'].isoformat(),
-                **{k: r['summary'].get(k) for k in ('snapshot', 'files', 'added', 'seconds', 'check')},
-            }
+            {'ended': r['ended'].isoformat(),
+             **{k: r['summary'].get(k) for k in ('snapshot', 'files', 'added', 'seconds', 'check')}}
             for r in backups.head(5).to_dict(orient='records')
             if isinstance(r['summary'], dict)
         ],
@@ -136,8 +131,7 @@ def report_page(found: dict, changed: list[str]) -> str:
     ahead = found.get('ahead', [])   # a report written before records were checked against the clock has none
     verdict += f" {len(ahead)} record(s) dated ahead of this clock: {'; '.join(ahead)}." if ahead else ''
     table = lambda rows, empty: (
-        html_table(pd.DataFrame(rows), index=False) if rows else f"<p><small>{html.escape(empty)}</small></p>"
-    )
+        html_table(pd.DataFrame(rows), index=False) if rows else f"<p><small>{html.escape(empty)}</small></p>")
     parts = [
         f"<h1>mlfin daily report</h1><p><small>{html.escape(found['at'])} UTC; home "
         f"{html.escape(str(home()))}</small></p>",
@@ -186,8 +180,7 @@ def daily_report(out: Path | None = None,        # default: HOME/reports/daily
     found = figures()
     stamp = found['at'][:10]
     yesterday = (
-        next((json.loads(p.read_text()) for p in reversed(earlier) if p.stem < stamp), None) if earlier else None
-    )
+        next((json.loads(p.read_text()) for p in reversed(earlier) if p.stem < stamp), None) if earlier else None)
     changed = changes(found, yesterday)
     page = report_page(found, changed)
     atomic_write(out/f"{stamp}.html", lambda tmp: Path(tmp).write_text(page))

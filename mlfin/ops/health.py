@@ -97,11 +97,9 @@ def store_disk_check(store=None) -> tuple[bool, str]:
     from here (said so)"""
     found = open_store(store)
     if found.kind == 'postgresql':
-        return (
-            True,
-            f"{store_place(found)}: a PostgreSQL store's disk is its server's, not measurable from here (watch it "
-            "there)",
-        )
+        return (True,
+                f"{store_place(found)}: a PostgreSQL store's disk is "
+                "its server's, not measurable from here (watch it there)")
     return disk_check(Path(found.root))
 
 # %% ../../nbs/12e_ops.health.ipynb #c010
@@ -125,13 +123,8 @@ def series_checks(store=None, now: pd.Timestamp | None = None,
                 }
             )
             continue
-        found = freshness(
-            r['last'],
-            r['timeframe'],
-            r['calendar'],
-            now,
-            forming=store.meta(r['symbol'], r['timeframe']).get('forming'),
-        )
+        found = freshness(r['last'], r['timeframe'], r['calendar'], now,
+                          forming=store.meta(r['symbol'], r['timeframe']).get('forming'))
         out.append(
             {
                 'name': name,
@@ -163,20 +156,16 @@ def run_check(now: float | None = None) -> tuple[bool, str]:
     tracked = _last_tracked_run()
     if tracked is None: return False, "no run yet: `mlfin run` (or the schedule's) makes one"
     age = (now or time.time()) - tracked[1]
-    return (
-        age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed,
-        f"MLflow run {tracked[0][:8]} ended {age / 3600:,.1f} h ago; its products are not in this home (restored "
-        f"without --products): `mlfin run` rebuilds them{ended}",
-    )
+    return (age <= _limit('MLFIN_RUN_MAX_AGE', RUN_MAX_AGE) and not failed,
+            f"MLflow run {tracked[0][:8]} ended {age / 3600:,.1f} h ago; its products are "
+            f"not in this home (restored without --products): `mlfin run` rebuilds them{ended}")
 
 
 def _last_tracked_run() -> tuple[str, float] | None:
     """The home's last finished MLflow run (id, end time in epoch seconds), read from its database without MLflow; None:
     none, or a tracking server's"""
-    rows = mlflow_rows(
-        "SELECT run_uuid, end_time FROM runs WHERE status = 'FINISHED' AND end_time IS NOT NULL ORDER BY end_time DESC "
-        "LIMIT 1"
-    )
+    rows = mlflow_rows("SELECT run_uuid, end_time FROM runs WHERE status = 'FINISHED' "
+                       "AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT 1")
     return (rows[0][0], rows[0][1] / 1000) if rows else None
 
 # %% ../../nbs/12e_ops.health.ipynb #c012
@@ -188,8 +177,7 @@ def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=hours)
     with engine(store).connect() as con:
         failed = con.execute(
-            select(func.count()).select_from(jobs).where(jobs.c.state == 'failed', jobs.c.ended_at >= since)
-        ).scalar()
+            select(func.count()).select_from(jobs).where(jobs.c.state == 'failed', jobs.c.ended_at >= since)).scalar()
         total = con.execute(select(func.count()).select_from(jobs).where(jobs.c.created_at >= since)).scalar()
     return failed == 0, f"{failed} of {total} job(s) failed in the last {hours:g} h"
 
@@ -203,21 +191,17 @@ def backup_check(now: pd.Timestamp | None = None,
     done = runs('backup', limit=200)   # newest recorded first: a record's own time may be a clock's mistake
     url = url or watched_repository(done)
     tried = done[
-        done['status'].isin(('succeeded', 'failed', 'interrupted')) & done['summary'].map(lambda s: _on(s, url))
-    ]
+        done['status'].isin(('succeeded', 'failed', 'interrupted')) & done['summary'].map(lambda s: _on(s, url))]
     where = f" on {url}" if url else ''
     if tried.empty: return False, f"no backup yet{where}: `mlfin backup` (or the schedule's)"
     last, good = tried.iloc[0], tried[tried['status'] == 'succeeded']
     if len(dated_ahead(tried.head(1), now)):
-        return (
-            False,
-            f"the last backup{where}: {ahead_said(last, now)}; its age cannot be told until the next backup is "
-            "recorded",
-        )
+        return (False,
+                f"the last backup{where}: {ahead_said(last, now)}; its "
+                "age cannot be told until the next backup is recorded")
     if last['status'] != 'succeeded':
         why = (
-            last['error'] if isinstance(last['error'], str) else 'its process is gone (killed, or the machine stopped)'
-        )
+            last['error'] if isinstance(last['error'], str) else 'its process is gone (killed, or the machine stopped)')
         before = (
             f"; the last that succeeded: snapshot {good['summary'].iloc[0].get('snapshot', '?')}, "
             f"{_ago(good.iloc[0], now)}"
@@ -267,11 +251,9 @@ def _still_there(summary: dict) -> tuple[bool, str]:
         if found.holds(snapshot): return True, ''
         held = found.snapshots(f"home:{me}")
     except MlfinError as e: return False, f"; its repository cannot be read: {e}"
-    return (
-        False,
-        f"; snapshot {snapshot} is no longer in {url} (this home's newest there: "
-        f"{held['id'].iloc[-1] if len(held) else 'none'})",
-    )
+    return (False,
+            f"; snapshot {snapshot} is no longer in {url} (this home's "
+            f"newest there: {held['id'].iloc[-1] if len(held) else 'none'})")
 
 # %% ../../nbs/12e_ops.health.ipynb #c014
 def registry_check() -> tuple[bool, str]:
@@ -308,12 +290,8 @@ class Health:
     @property
     def failing(self) -> list[dict]: return [r for r in self.results if not r['ok']]
     def summary(self) -> dict:
-        return {
-            'checks': len(self.results),
-            'failing': {r['name']: r['detail'] for r in self.failing},
-            'fired': self.fired,
-            'resolved': self.resolved,
-        }
+        return {'checks': len(self.results), 'failing': {r['name']: r['detail'] for r in self.failing},
+                'fired': self.fired, 'resolved': self.resolved}
 
 # %% ../../nbs/12e_ops.health.ipynb #c017
 def check_all(store=None, service_url: str | None = None, alert: bool = True) -> Health:
@@ -323,17 +301,13 @@ def check_all(store=None, service_url: str | None = None, alert: bool = True) ->
     try: watched = watched_repository()
     # the records unreadable: the checks that need it each fail with the reason, as any check does
     except Exception: watched = None
-    checks: list[tuple[str, Callable]] = [
-        ('service', lambda: service_check(service_url)),
-        ('store', lambda: store_check(store)),
-        ('registry', registry_check),
-        ('disk home', disk_check),
-        ('disk repository', lambda: repository_disk_check(watched)),
-        ('disk store', lambda: store_disk_check(store)),
-        ('last run', run_check),
-        ('jobs', lambda: jobs_check(store)),
-        ('backup', lambda: backup_check(url=watched)),
-    ]
+    checks: list[tuple[str, Callable]] = [('service', lambda: service_check(service_url)),
+                                          ('store', lambda: store_check(store)), ('registry', registry_check),
+                                          ('disk home', disk_check),
+                                          ('disk repository', lambda: repository_disk_check(watched)),
+                                          ('disk store', lambda: store_disk_check(store)), ('last run', run_check),
+                                          ('jobs', lambda: jobs_check(store)),
+                                          ('backup', lambda: backup_check(url=watched))]
     labels = {'backup': {'repository': watched or ''}}   # one repository's recovery resolves only its own page
     results = []
     for name, check in checks:
@@ -343,13 +317,8 @@ def check_all(store=None, service_url: str | None = None, alert: bool = True) ->
         except Exception as e:
             ok, detail = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
         results.append(
-            {
-                'name': name,
-                'ok': ok,
-                'seconds': time.perf_counter() - t,
-                'detail': detail,
-                **({'labels': labels[name]} if name in labels else {}),
-            }
+            {'name': name, 'ok': ok, 'seconds': time.perf_counter() - t, 'detail': detail,
+             **({'labels': labels[name]} if name in labels else {})}
         )
     t = time.perf_counter()
     try: per_series = series_checks(store)
@@ -371,12 +340,8 @@ def _alerts(health: Health, before: dict):
         labels = {'check': r['name'], **r.get('labels', {})}
         try:
             if streaks.get(r['name'], 0) >= FAILURES:
-                if send_alert(
-                    'MlfinHealthCheckFailing',
-                    labels,
-                    f"{r['name']}: {r['detail']} ({streaks[r['name']]} checks in a row)",
-                    ends_in=1800,
-                ):
+                if send_alert('MlfinHealthCheckFailing', labels,
+                              f"{r['name']}: {r['detail']} ({streaks[r['name']]} checks in a row)", ends_in=1800):
                     health.fired.append(r['name'])
             elif r['ok'] and before.get(r['name'], 0) >= FAILURES:
                 if send_alert('MlfinHealthCheckFailing', labels, f"{r['name']}: passing again", firing=False):

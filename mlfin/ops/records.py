@@ -67,14 +67,8 @@ def run_ended(run_id: int,               # what `run_started` returned
     with _closing(ops_db(at)) as con:
         con.execute(
             "UPDATE runs SET ended = ?, status = ?, exit_code = ?, error = ?, summary = ? WHERE id = ?",
-            (
-                when or utc_now(),
-                status,
-                exit_code,
-                error,
-                json.dumps(summary, default=str) if summary is not None else None,
-                run_id,
-            ),
+            (when or utc_now(), status, exit_code, error,
+             json.dumps(summary, default=str) if summary is not None else None, run_id),
         )
 
 
@@ -83,20 +77,15 @@ def settle_dead(at: Path | None = None) -> int:
     """Record as failed every run still running or waiting on this host whose process is gone (killed with SIGKILL, or
     the machine stopped); how many"""
     with _closing(ops_db(at)) as con:
-        open_ = con.execute(
-            "SELECT id, pid, status FROM runs WHERE status IN ('running', 'waiting') AND host = ?",
-            (socket.gethostname(),),
-        ).fetchall()
+        open_ = con.execute("SELECT id, pid, status FROM runs WHERE status IN ('running', 'waiting') AND host = ?",
+                            (socket.gethostname(),)).fetchall()
         dead = [(i, pid, status) for i, pid, status in open_ if not alive(pid)]
         for i, pid, status in dead:
             con.execute(
                 "UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
-                (
-                    utc_now(),
-                    f"died{' while waiting' if status == 'waiting' else ''}: its process {pid} is gone (killed, or the "
-                    "machine stopped); no outcome was written",
-                    i,
-                ),
+                (utc_now(),
+                 f"died{' while waiting' if status == 'waiting' else ''}: its process "
+                 f"{pid} is gone (killed, or the machine stopped); no outcome was written", i),
             )
     return len(dead)
 
@@ -115,10 +104,8 @@ def runs(job: str | None = None,   # one job (default: all)
     error, summary, host, pid (a `running` one whose process is gone: `interrupted`)"""
     with _closing(ops_db(at)) as con:
         found = pd.read_sql_query(
-            "SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY id DESC LIMIT ?",
-            con,
-            params=[*([job] if job else []), int(limit)],
-        )
+            "SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY id DESC LIMIT ?", con,
+            params=[*([job] if job else []), int(limit)])
     for c in ('started', 'ended'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
     gone = (
         found['status'].isin(('running', 'waiting'))
@@ -148,11 +135,9 @@ def ahead_said(record: dict, now: pd.Timestamp | None = None) -> str:
     now = now or pd.Timestamp.now(tz='UTC')
     when = max(t for t in (record['started'], record['ended']) if not pd.isna(t))
     hours = (when - now).total_seconds() / 3600
-    return (
-        f"{record['job']} #{record['id']} is dated {when:%Y-%m-%d %H:%M}Z, "
-        f"{f'{hours / 24:,.1f} days' if hours >= 24 else f'{hours:,.1f} h'} "
-        "ahead of this clock (recorded under a clock that ran ahead, or this one is behind)"
-    )
+    return (f"{record['job']} #{record['id']} is dated {when:%Y-%m-%d %H:%M}Z, "
+            f"{f'{hours / 24:,.1f} days' if hours >= 24 else f'{hours:,.1f} h'} ahead of "
+            "this clock (recorded under a clock that ran ahead, or this one is behind)")
 
 
 # %% ../../nbs/12a_ops.records.ipynb #c018
@@ -171,9 +156,7 @@ def check_history(since: str | None = None, # ISO time; default: all
     with _closing(ops_db(at)) as con:
         found = pd.read_sql_query(
             "SELECT at, name, ok, seconds, detail FROM checks" + (" WHERE at >= ?" if since else "") + " ORDER BY id",
-            con,
-            params=[since] if since else [],
-        )
+            con, params=[since] if since else [])
     found['at'] = pd.to_datetime(found['at'], utc=True, format='ISO8601'); found['ok'] = found['ok'].astype(bool)
     return found
 

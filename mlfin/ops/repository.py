@@ -83,19 +83,11 @@ class Repository:
                'RESTIC_CACHE_DIR': os.environ.get('RESTIC_CACHE_DIR') or str(Path.home()/'.cache'/'restic')}
         env.pop('RESTIC_PASSWORD', None)  # the file, never a password from the environment
         done = subprocess.run(
-            [restic_bin(), *_options(), *args],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            preexec_fn=die_with_parent,
-        )  # `mlfin backup` killed: restic told to stop too (it removes its lock)
+            [restic_bin(), *_options(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+            preexec_fn=die_with_parent)  # `mlfin backup` killed: restic told to stop too (it removes its lock)
         if check and done.returncode:
-            raise Unavailable(
-                f"restic {next(a for a in args if not a.startswith('-'))} on {self.url}: "
-                f"{restic_said(done.stderr, done.returncode)}"
-            )
+            raise Unavailable(f"restic {next(a for a in args if not a.startswith('-'))} "
+                              f"on {self.url}: {restic_said(done.stderr, done.returncode)}")
         return done
 
     @property
@@ -117,13 +109,9 @@ def initialised(self: Repository) -> bool:
     password that cannot be its"""
     if self.local is not None: return (self.local/'config').exists()
     env = {k: v for k, v in os.environ.items() if k != 'RESTIC_PASSWORD_FILE'}
-    done = subprocess.run(
-        [restic_bin(), *_options(), 'cat', 'config'],
-        env={**env, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD': '-'},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = subprocess.run([restic_bin(), *_options(), 'cat', 'config'],
+                          env={**env, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD': '-'}, capture_output=True,
+                          text=True, timeout=300)
     return done.returncode == 0 or 'wrong password' in done.stderr
 
 # %% ../../nbs/12b_ops.repository.ipynb #c010
@@ -154,10 +142,7 @@ def missing(self: Repository) -> NotFound:
     there = self.local is None or self.local.exists()
     why = (' (a folder without its config: left by restic after the repository moved?)' if self.local and there
            else ': no such folder (a backup disk not mounted?)' if not there else '')
-    return NotFound(
-        f"no backup repository at {self.url}{why}; a backup never makes one: "
-        f"{_on_purpose(self.url)}"
-    )
+    return NotFound(f"no backup repository at {self.url}{why}; a backup never makes one: {_on_purpose(self.url)}")
 
 
 def _on_purpose(url: str) -> str:
@@ -239,18 +224,15 @@ def read_back(self: Repository, snapshot: str,   # its id, short or full
     done = self.restic('--no-lock', 'ls', '--json', snapshot, check=False)
     lines = done.stdout.splitlines()
     if done.returncode or not lines:
-        raise Unavailable(
-            f"snapshot {snapshot} could not be read back from {self.url}: {restic_said(done.stderr, done.returncode)}; "
-            "it is not recorded as a backup (was the repository moved or replaced while it ran?)"
-        )
+        raise Unavailable(f"snapshot {snapshot} could not be read back from {self.url}: "
+                          f"{restic_said(done.stderr, done.returncode)}; it is not recorded "
+                          "as a backup (was the repository moved or replaced while it ran?)")
     head, nodes = json.loads(lines[0]), [json.loads(l) for l in lines[1:]]
     held = {n['path'].lstrip('/') for n in nodes if n.get('type') == 'file'}
     missing = sorted(set(files) - held)
     if missing:
-        raise Unavailable(
-            f"snapshot {snapshot} in {self.url} lacks {len(missing)} file(s) of its manifest (first: {missing[0]}): it "
-            "is not recorded as a backup"
-        )
+        raise Unavailable(f"snapshot {snapshot} in {self.url} lacks {len(missing)} file(s) of "
+                          f"its manifest (first: {missing[0]}): it is not recorded as a backup")
     return {'id': head['id'], 'time': head['time'], 'files': len(held)}
 
 # %% ../../nbs/12b_ops.repository.ipynb #c013
@@ -262,18 +244,8 @@ def forget(self: Repository, home: str,     # the home whose snapshots are judge
     """Retention of one home's snapshots by `RETENTION`, never a snapshot it was restored from: counts kept and removed,
     and each snapshot's verdict with why"""
     keep = [a for name, value, _ in RETENTION for a in (f"--keep-{name}", value)]
-    done = self.restic(
-        'forget',
-        '--json',
-        '--tag',
-        f"{TAG},home:{home}",
-        '--group-by',
-        '',
-        *keep,
-        '--keep-tag',
-        RESTORED,
-        *(['--dry-run'] if dry_run else ['--prune'] if prune else []),
-    )
+    done = self.restic('forget', '--json', '--tag', f"{TAG},home:{home}", '--group-by', '', *keep, '--keep-tag',
+                       RESTORED, *(['--dry-run'] if dry_run else ['--prune'] if prune else []))
     first = done.stdout.strip().splitlines()[0] if done.stdout.strip() else '[]'
     groups = json.loads(first) if first.startswith('[') else []
     plan = []
@@ -281,13 +253,8 @@ def forget(self: Repository, home: str,     # the home whose snapshots are judge
         # one reason a kept snapshot, in the same order (the reason's copy has no id)
         for s, r in zip(g.get('keep') or [], g.get('reasons') or []):
             plan.append(
-                {
-                    'id': s['short_id'],
-                    'time': pd.Timestamp(s['time']).tz_convert('UTC'),
-                    'host': s['hostname'],
-                    'verdict': 'kept',
-                    'why': '; '.join(_said(m) for m in r['matches']),
-                }
+                {'id': s['short_id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
+                 'verdict': 'kept', 'why': '; '.join(_said(m) for m in r['matches'])}
             )
         for s in g.get('remove') or []:
             plan.append(
@@ -303,11 +270,8 @@ def forget(self: Repository, home: str,     # the home whose snapshots are judge
     table = pd.DataFrame(plan, columns=['id', 'time', 'host', 'verdict', 'why']).sort_values(
         'time', ascending=False, ignore_index=True
     )
-    return {
-        'kept': int((table['verdict'] == 'kept').sum()),
-        'removed': int((table['verdict'] != 'kept').sum()),
-        'plan': table,
-    }
+    return {'kept': int((table['verdict'] == 'kept').sum()), 'removed': int((table['verdict'] != 'kept').sum()),
+            'plan': table}
 
 
 def _said(match: str) -> str:
@@ -323,8 +287,7 @@ def password_file(path: Path | None = None,
     "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password"
     return secret_file(
         path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home() / '.config' / 'mlfin' / 'backup-password',
-        make,
-    )
+        make)
 
 # %% ../../nbs/12b_ops.repository.ipynb #c015
 def repository_url(url: str | None = None) -> str | None:
@@ -343,10 +306,8 @@ def repository(url: str | None = None, password: Path | None = None,
     file is missing (made only with a new repository)"""
     url = repository_url(url)
     if not url:
-        raise BadInput(
-            "no backup repository: give --repo (a folder on another disk, sftp:HOST:/PATH or rest:URL) or set "
-            "MLFIN_BACKUP_REPO"
-        )
+        raise BadInput("no backup repository: give --repo (a folder on another "
+                       "disk, sftp:HOST:/PATH or rest:URL) or set MLFIN_BACKUP_REPO")
     if backing_up and local_path(url) is not None and local_path(url).is_relative_to(home().resolve()):
         raise BadInput(f"--repo {url}: inside the home it backs up; a lost disk would take both")
     found = Repository(url, password_file(password))
@@ -355,11 +316,9 @@ def repository(url: str | None = None, password: Path | None = None,
         if making and not there: password_file(password, make=True)   # a new repository: its password made here, once
         elif backing_up and not there: raise found.missing()   # what is wrong is the repository, not its password
         else:
-            raise NotFound(
-                f"the backup password file {found.password_file} is missing: put the password of the repository at "
-                f"{url} there "
-                "(the copy kept when it was made), or name its file with --password or MLFIN_BACKUP_PASSWORD_FILE"
-            )
+            raise NotFound(f"the backup password file {found.password_file} is missing: put the "
+                           f"password of the repository at {url} there (the copy kept when it was "
+                           "made), or name its file with --password or MLFIN_BACKUP_PASSWORD_FILE")
     return found
 
 # %% ../../nbs/12b_ops.repository.ipynb #c016
@@ -405,10 +364,8 @@ def recorded_ids() -> dict[str, str]:
 
 def record_id(url: str, repository_id: str):
     "Record in the home that it backs up into the repository `repository_id` at `url`"
-    atomic_write(
-        home() / RECORDED,
-        lambda tmp: Path(tmp).write_text(json.dumps({**recorded_ids(), url: repository_id}, indent=1)),
-    )
+    atomic_write(home() / RECORDED,
+                 lambda tmp: Path(tmp).write_text(json.dumps({**recorded_ids(), url: repository_id}, indent=1)))
 
 # %% ../../nbs/12b_ops.repository.ipynb #c019
 @patch
@@ -434,16 +391,12 @@ def vouch(self: Repository, me: str | None,   # this home's id (`home_id`)
     if known is None:
         # backing up there before ids were recorded: adopted
         if me and len(self.snapshots(f"home:{me}")): record_id(self.url, found); return found
-        raise NotFound(
-            f"the repository at {self.url} holds none of this home's snapshots and this home records no repository "
-            f"there: {_on_purpose(self.url)}"
-        )
+        raise NotFound(f"the repository at {self.url} holds none of this home's snapshots "
+                       f"and this home records no repository there: {_on_purpose(self.url)}")
     if known != found:
-        raise BadInput(
-            f"the repository at {self.url} is another one (id {found[:8]}, this home's is {known[:8]}): a disk "
-            "swapped, or a repository made anew there; "
-            f"mount this home's, or `mlfin backup init --repo {self.url}` to back up into this one from now on"
-        )
+        raise BadInput(f"the repository at {self.url} is another one (id {found[:8]}, this home's is "
+                       f"{known[:8]}): a disk swapped, or a repository made anew there; mount this home's, "
+                       f"or `mlfin backup init --repo {self.url}` to back up into this one from now on")
     return found
 
 # %% ../../nbs/12b_ops.repository.ipynb #c021
@@ -455,10 +408,8 @@ def make_repository(url: str | None = None, password: Path | None = None,
     (repository, id, made)"""
     repo = repository(url, password, backing_up=True, making=True)
     if repo.local is not None and not repo.local.parent.is_dir():
-        raise NotFound(
-            f"{repo.local.parent}: no such folder (a backup disk not mounted?): the repository goes in a folder that "
-            "is there"
-        )
+        raise NotFound(f"{repo.local.parent}: no such folder (a backup disk not "
+                       "mounted?): the repository goes in a folder that is there")
     home_id(make=True)
     found, made = repo.config_id(), False
     if found is None: repo.restic('init'); found, made = repo.config_id(), True
@@ -475,9 +426,6 @@ def latest(snapshots: pd.DataFrame) -> tuple[pd.Series, str]:
     ahead = snapshots[snapshots['time'] > chosen['time']].sort_values('time')
     if ahead.empty: return chosen, ''
     a, at = ahead.iloc[-1], lambda t: t.strftime('%Y-%m-%d %H:%M UTC')
-    return chosen, (
-        f"snapshot {a['id']} is dated {at(a['time'])}, after {chosen['id']} ({at(chosen['time'])}), the last taken by "
-        "the repository's order: "
-        f"a clock was wrong when one of them was made; {chosen['id']} is the latest (--snapshot {a['id']} takes the "
-        "other)"
-    )
+    return chosen, (f"snapshot {a['id']} is dated {at(a['time'])}, after {chosen['id']} ({at(chosen['time'])}), "
+                    "the last taken by the repository's order: a clock was wrong when one of "
+                    f"them was made; {chosen['id']} is the latest (--snapshot {a['id']} takes the other)")

@@ -38,18 +38,10 @@ class Restored:
     warning: str = ''      # the latest by the repository's order is not the latest by time: what a clock did
 
     def summary(self) -> dict:
-        return {
-            'snapshot': self.snapshot,
-            'home': str(self.home),
-            'files': self.files,
-            'bytes': self.bytes,
-            'seconds': round(self.seconds, 2),
-            'series': len(self.store['series']),
-            'observations': len(self.store.get('observations', {})),
-            'fingerprints': self.fingerprints,
-            'kept': self.kept,
-            **({'warning': self.warning} if self.warning else {}),
-        }
+        return {'snapshot': self.snapshot, 'home': str(self.home), 'files': self.files, 'bytes': self.bytes,
+                'seconds': round(self.seconds, 2), 'series': len(self.store['series']),
+                'observations': len(self.store.get('observations', {})), 'fingerprints': self.fingerprints,
+                'kept': self.kept, **({'warning': self.warning} if self.warning else {})}
 
 # %% ../../nbs/12d_ops.restore.ipynb #c006
 def pick(snapshots: pd.DataFrame, wanted: str) -> tuple[pd.Series, str]:
@@ -58,10 +50,8 @@ def pick(snapshots: pd.DataFrame, wanted: str) -> tuple[pd.Series, str]:
     if wanted == 'latest': return latest(snapshots)
     found = snapshots[snapshots['full_id'].str.startswith(wanted)]
     if len(found) != 1:
-        raise NotFound(
-            f"snapshot {wanted!r}: {'no such snapshot' if found.empty else 'names several'}; `mlfin backup ls` lists "
-            "them"
-        )
+        raise NotFound(f"snapshot {wanted!r}: {'no such snapshot' if found.empty else 'names several'}; "
+                       "`mlfin backup ls` lists them")
     return found.iloc[0], ''
 
 # %% ../../nbs/12d_ops.restore.ipynb #c008s
@@ -84,11 +74,9 @@ def verify(folder: Path, manifest: dict) -> tuple[int, int]:
     changed = sorted(p for p in set(wanted) & set(found) if found[p] != wanted[p])
     if missing or changed:
         first = (missing or changed)[0]
-        raise Unavailable(
-            f"the snapshot does not match its manifest: {len(missing)} file(s) missing, {len(changed)} changed (first: "
-            f"{first}); "
-            "the repository is damaged (`mlfin backup check --read-data`); nothing was restored"
-        )
+        raise Unavailable(f"the snapshot does not match its manifest: {len(missing)} file(s) "
+                          f"missing, {len(changed)} changed (first: {first}); the repository "
+                          "is damaged (`mlfin backup check --read-data`); nothing was restored")
     return sum(p in found for p in wanted), sum(b for p, (_, b) in wanted.items() if p in found)
 
 # %% ../../nbs/12d_ops.restore.ipynb #c009
@@ -129,12 +117,9 @@ def unreadable(snapshot: str, said: str) -> str:
         if files
         else restic_said(said)
     )
-    return (
-        f"snapshot {snapshot} could not be restored, {what}; the repository is damaged there: `mlfin backup check "
-        "--read-data` names the damaged packs; "
-        "try an earlier snapshot (`mlfin backup ls`, then --snapshot ID) or another copy of the repository; nothing "
-        "was placed"
-    )
+    return (f"snapshot {snapshot} could not be restored, {what}; the repository is damaged there: "
+            "`mlfin backup check --read-data` names the damaged packs; try an earlier snapshot (`mlfin "
+            "backup ls`, then --snapshot ID) or another copy of the repository; nothing was placed")
 
 # %% ../../nbs/12d_ops.restore.ipynb #c011
 def restore(to: Path,                     # the new home: an empty (or absent) folder
@@ -150,15 +135,12 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     started = time.perf_counter()
     to = Path(to).expanduser().resolve()
     if to.exists() and any(to.iterdir()) and not force:
-        raise BadInput(
-            f"{to}: not empty; restore rebuilds a home in an empty folder (--force replaces what the snapshot holds "
-            "there)"
-        )
+        raise BadInput(f"{to}: not empty; restore rebuilds a home in an empty "
+                       "folder (--force replaces what the snapshot holds there)")
     repository_ = repository(repo, password)
     if not repository_.exists():
         raise NotFound(
-            f"no restic repository at {repository_.url} (or its password is not {repository_.password_file})"
-        )
+            f"no restic repository at {repository_.url} (or its password is not {repository_.password_file})")
     chosen, warning = pick(repository_.snapshots(), snapshot)
     scratch = work = to.parent/f".{to.name}.restoring-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -171,8 +153,7 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
         kind = manifest['store']['kind']
         if kind == 'postgresql' and not store:
             raise BadInput(
-                "this snapshot's store is PostgreSQL: give --store postgresql://HOST/EMPTY_DATABASE to restore it into"
-            )
+                "this snapshot's store is PostgreSQL: give --store postgresql://HOST/EMPTY_DATABASE to restore it into")
         to.mkdir(parents=True, exist_ok=True)
         for part in sorted((work/'home').iterdir()) if (work/'home').is_dir() else []:
             _replace(part, to/part.name)
@@ -209,18 +190,9 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     if short:
         raise Unavailable(f"restored store holds fewer rows than backed up of the non-bar series {', '.join(short)}")
     kept = _keep(repository_, chosen)
-    return Restored(
-        chosen['id'],
-        to,
-        files,
-        size,
-        time.perf_counter() - started,
-        {'kind': kind, 'url': target_store, 'series': series, 'observations': observations},
-        prints,
-        project,
-        kept,
-        warning,
-    )
+    return Restored(chosen['id'], to, files, size, time.perf_counter() - started,
+                    {'kind': kind, 'url': target_store, 'series': series, 'observations': observations}, prints,
+                    project, kept, warning)
 
 # %% ../../nbs/12d_ops.restore.ipynb #c011k
 def _keep(repository_, chosen) -> str:
@@ -253,25 +225,14 @@ def _pg_restore(dump: Path, url: str, force: bool):
     if not shutil.which('pg_restore'): raise Unavailable("pg_restore is missing: install Debian's postgresql-client")
     plain = url.replace('postgresql+psycopg://', 'postgresql://')
     if not force and (len(open_store(url).ls()) or len(open_store(url).observation_series())):
-        raise BadInput(
-            f"--store {url.split('@')[-1]}: already holds series; restore into an empty database (--force replaces "
-            "them)"
-        )
+        raise BadInput(f"--store {url.split('@')[-1]}: already holds series; "
+                       "restore into an empty database (--force replaces them)")
     done = subprocess.run(
-        [
-            'pg_restore',
-            '--no-owner',
-            '--no-privileges',
-            *(['--clean', '--if-exists'] if force else []),
-            '--dbname',
-            plain,
-            str(dump),
-        ],
+        ['pg_restore', '--no-owner', '--no-privileges', *(['--clean', '--if-exists'] if force else []), '--dbname',
+         plain, str(dump)],
         capture_output=True,
         text=True,
     )
     if done.returncode:
-        raise Unavailable(
-            "pg_restore into the store failed: "
-            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
-        )
+        raise Unavailable("pg_restore into the store failed: "
+                          f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")

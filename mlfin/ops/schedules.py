@@ -50,20 +50,10 @@ class Job:
 JOBS = {
     'run': Job("the pipeline: ingest -> features -> train -> backtest -> report; then old model versions pruned",
                '0', '4', '15min', timeout=4 * 3600),
-    'monitor': Job(
-        "the monitor: every production model's drift and live performance, every series' freshness",
-        '10',
-        '*',
-        '2min',
-        timeout=1800,
-    ),
-    'backup': Job(
-        "a snapshot of the home into the backup repository (and, once a day, retention)",
-        '*/15',
-        '*',
-        '1min',
-        timeout=2 * 3600,
-    ),
+    'monitor': Job("the monitor: every production model's drift and live performance, every series' freshness", '10',
+                   '*', '2min', timeout=1800),
+    'backup': Job("a snapshot of the home into the backup repository (and, once a day, retention)", '*/15', '*', '1min',
+                  timeout=2 * 3600),
     'health': Job("every health check, recorded; an alert after consecutive failures", '*/5', '*', '30s', timeout=240),
     'report': Job("the daily report (HTML, and e-mail when configured)", '30', '6', '5min', wait=None, timeout=1800),
 }
@@ -80,10 +70,8 @@ def job_work(job: str) -> Callable[[float | None], dict]:
             going = prune_versions(by='schedule:run')
             pruned = [f"{n} v{v}" for n, v in zip(going['name'], going['version'])]
         except MlfinError as e: pruned = f"none: {e}"  # a team's ledger refusing this account: the run stands, said
-        return {
-            'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed',
-            'pruned': pruned,
-        }
+        return {'tasks': {name: round(seconds, 1) for name, seconds in ran.items()} or 'nothing changed',
+                'pruned': pruned}
 
     def monitor(wait):
         # here, not at the top: mlfin.monitor.models adds 0.99 s to importing this module (measured)
@@ -168,29 +156,15 @@ def _alert(job: str, error: str | None, about: dict | None = None):
     """Fire (error) or resolve (None) the job's failed-run alert, labelled with what the run was on (a backup's
     repository), when an Alertmanager is configured"""
     try:
-        send_alert(
-            'MlfinScheduledRunFailed',
-            {'task': job, 'host': socket.gethostname(), **(about or {})},
-            f"scheduled {job} failed: {error}" if error else f"scheduled {job} succeeded",
-            firing=error is not None,
-            ends_in=26 * 3600,
-        )
+        send_alert('MlfinScheduledRunFailed', {'task': job, 'host': socket.gethostname(), **(about or {})},
+                   f"scheduled {job} failed: {error}" if error else f"scheduled {job} succeeded",
+                   firing=error is not None, ends_in=26 * 3600)
     except MlfinError as e:
         print(f"mlfin: {job}: the alert was not sent: {e}", file=sys.stderr)
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c016
-CARRIED = (
-    'MLFIN_HOME',
-    'MLFIN_STORE',
-    'MLFIN_ALERTMANAGER_URL',
-    'MLFIN_BACKUP_REPO',
-    'MLFIN_BACKUP_PASSWORD_FILE',
-    'MLFIN_RESTIC_OPTIONS',
-    'MLFIN_SMTP',
-    'MLFIN_REPORT_TO',
-    SERVICE_URL_ENV,
-    'PLOOMBER_STATS_ENABLED',
-)
+CARRIED = ('MLFIN_HOME', 'MLFIN_STORE', 'MLFIN_ALERTMANAGER_URL', 'MLFIN_BACKUP_REPO', 'MLFIN_BACKUP_PASSWORD_FILE',
+           'MLFIN_RESTIC_OPTIONS', 'MLFIN_SMTP', 'MLFIN_REPORT_TO', SERVICE_URL_ENV, 'PLOOMBER_STATS_ENABLED')
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c018
 def units(jobs: list[str] | None = None,   # default: all of JOBS
@@ -208,22 +182,9 @@ def units(jobs: list[str] | None = None,   # default: all of JOBS
     for name, job in chosen.items():
         out[f'mlfin-{name}.service'] = (
             '\n'.join(
-                [
-                    '[Unit]',
-                    f"Description=mlfin {name}: {job.what}",
-                    'OnFailure=mlfin-alert@%n.service',
-                    '',
-                    '[Service]',
-                    'Type=oneshot',
-                    *user,
-                    f"WorkingDirectory={project}",
-                    *lines,
-                    f"ExecStart={mlfin} scheduled {name}",
-                    'SuccessExitStatus=75',
-                    f"TimeoutStartSec={job.timeout}",
-                    *(['Nice=10'] if name == 'run' else []),
-                    '',
-                ]
+                ['[Unit]', f"Description=mlfin {name}: {job.what}", 'OnFailure=mlfin-alert@%n.service', '', '[Service]',
+                 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} scheduled {name}",
+                 'SuccessExitStatus=75', f"TimeoutStartSec={job.timeout}", *(['Nice=10'] if name == 'run' else []), '']
             )
             + '\n'
         )
@@ -233,19 +194,8 @@ def units(jobs: list[str] | None = None,   # default: all of JOBS
             '[Install]', 'WantedBy=timers.target', '']) + '\n'
     out['mlfin-alert@.service'] = (
         '\n'.join(
-            [
-                '[Unit]',
-                'Description=mlfin: alert that the unit %i failed',
-                '',
-                '[Service]',
-                'Type=oneshot',
-                *user,
-                f"WorkingDirectory={project}",
-                *lines,
-                f"ExecStart={mlfin} alert --unit %i",
-                'TimeoutStartSec=120',
-                '',
-            ]
+            ['[Unit]', 'Description=mlfin: alert that the unit %i failed', '', '[Service]', 'Type=oneshot', *user,
+             f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} alert --unit %i", 'TimeoutStartSec=120', '']
         )
         + '\n'
     )

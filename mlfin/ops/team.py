@@ -27,8 +27,7 @@ def role_name(name: str, what: str = 'member') -> str:
     `_`), none of the setup's own roles or PostgreSQL's"""
     if not _ROLE.fullmatch(name or ''):
         raise BadInput(
-            f"{what} {name!r}: a login is lower-case letters, digits and _, at most 63, not starting with a digit"
-        )
+            f"{what} {name!r}: a login is lower-case letters, digits and _, at most 63, not starting with a digit")
     if name in (OWNER, MEMBER, PROMOTER, 'postgres', 'public') or name.startswith('pg_') or name in RESERVED_WORDS:
         raise BadInput(f"{what} {name!r}: a name PostgreSQL or the team's setup keeps for itself")
     return name
@@ -66,11 +65,8 @@ def team_grants(service: str = SERVICE, moved: list[str] = ()) -> list[str]:
     ledger = [
         s
         for t in TABLES
-        for s in (
-            f"ALTER TABLE {t} OWNER TO {OWNER}",
-            f"REVOKE ALL ON {t} FROM PUBLIC",
-            f"GRANT SELECT, INSERT ON {t} TO {MEMBER}, {service}",
-        )
+        for s in (f"ALTER TABLE {t} OWNER TO {OWNER}", f"REVOKE ALL ON {t} FROM PUBLIC",
+                  f"GRANT SELECT, INSERT ON {t} TO {MEMBER}, {service}")
     ]
     store = [s for t in STORE_TABLES for s in (f"ALTER TABLE {t} OWNER TO {OWNER}", f"REVOKE ALL ON {t} FROM PUBLIC",
                                                f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {MEMBER}, {service}")]
@@ -92,8 +88,7 @@ def team_init(url: str,           # the team's database, as its owner (a superus
     members, service = [role_name(m) for m in members], role_name(service, 'service')  # before any connection
     promoters = [role_name(m, 'promoter') for m in promoters]
     engine = sa.create_engine(
-        url.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1)
-    )
+        url.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1))
     try:
         with engine.begin() as c:
             c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('mlfin_team'))"))
@@ -106,14 +101,11 @@ def team_init(url: str,           # the team's database, as its owner (a superus
                      if c.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {'t': f"public.{t}"}).scalar()]
             for statement in team_grants(service, moved): c.execute(sa.text(statement))
     except sa.exc.ProgrammingError as e:
-        raise BadInput(
-            f"team database {place(url)}: this account may not set it up "
-            f"({str(e.orig).strip().splitlines()[0]}): run it as the database's owner"
-        ) from None
+        raise BadInput(f"team database {place(url)}: this account may not set it up "
+                       f"({str(e.orig).strip().splitlines()[0]}): run it as the database's owner") from None
     except sa.exc.OperationalError as e:
         raise Unavailable(
-            f"team database {place(url)}: cannot connect ({str(e.orig).strip().splitlines()[0]})"
-        ) from None
+            f"team database {place(url)}: cannot connect ({str(e.orig).strip().splitlines()[0]})") from None
     finally: engine.dispose()
     return [
         f"{OWNER}: owns the trial ledger ({', '.join(TABLES)}), its append-only guard and the store's tables; no login",

@@ -37,12 +37,8 @@ def as_owner(owner: str | None) -> list[str]:
 # %% ../../nbs/12h_ops.wal.ipynb #c009
 def pgbackrest(conf: Path, owner: str | None, *args: str, timeout: float = 600) -> str:
     "Run pgBackRest on the stanza as the cluster's owner; Unavailable with its last line when it fails"
-    done = subprocess.run(
-        [*as_owner(owner), 'pgbackrest', f'--config={conf}', f'--stanza={STANZA}', *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    done = subprocess.run([*as_owner(owner), 'pgbackrest', f'--config={conf}', f'--stanza={STANZA}', *args],
+                          capture_output=True, text=True, timeout=timeout)
     if done.returncode:
         last = [l for l in (done.stdout + done.stderr).strip().splitlines() if l.strip()]
         raise Unavailable(f"pgbackrest {args[0]}: {last[-1] if last else 'exit ' + str(done.returncode)}")
@@ -66,19 +62,13 @@ def wal_setup(store: str,                # the PostgreSQL store, postgresql://US
     try:
         with psycopg.connect(url, autocommit=True) as con:
             show = lambda name: con.execute(f"SHOW {name}").fetchone()[0]
-            data, port, sockets, mode, superuser = (
-                show('data_directory'),
-                int(show('port')),
-                show('unix_socket_directories'),
-                show('archive_mode'),
-                show('is_superuser'),
-            )
+            data, port, sockets, mode, superuser = (show('data_directory'), int(show('port')),
+                                                    show('unix_socket_directories'), show('archive_mode'),
+                                                    show('is_superuser'))
             user = con.execute("SELECT current_user").fetchone()[0]
             if superuser != 'on':
-                raise BadInput(
-                    "ALTER SYSTEM needs a superuser: give --store with one (postgresql://postgres@...) to set "
-                    "archive_mode, archive_command and archive_timeout"
-                )
+                raise BadInput("ALTER SYSTEM needs a superuser: give --store with one (postgresql://postgres@...) "
+                               "to set archive_mode, archive_command and archive_timeout")
             for folder in ('repo', 'log', 'lock'): (repo/folder).mkdir(parents=True, exist_ok=True)
             conf = repo/'pgbackrest.conf'
             conf.write_text(pgbackrest_config(repo, data, port, sockets.split(',')[0].strip(), user))
@@ -101,9 +91,6 @@ def wal_setup(store: str,                # the PostgreSQL store, postgresql://US
     pgbackrest(conf, owner, 'check')
     pgbackrest(conf, owner, '--type=full', 'backup', timeout=3600)
     info = pgbackrest(conf, owner, 'info')
-    return {
-        'restart': False,
-        'config': str(conf),
-        'said': f"WAL archived to {repo / 'repo'} (archive_timeout {ARCHIVE_TIMEOUT}); a full backup taken",
-        'info': info,
-    }
+    return {'restart': False, 'config': str(conf),
+            'said': f"WAL archived to {repo / 'repo'} (archive_timeout {ARCHIVE_TIMEOUT}); a full backup taken",
+            'info': info}

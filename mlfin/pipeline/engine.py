@@ -26,10 +26,8 @@ def _kept() -> list[tuple]:
     return [
         (lambda: dict(os.environ), put_environ),
         (os.getcwd, os.chdir),
-        (
-            lambda: (list(sys.path), list(sys.argv), sys.modules.get('__main__'), sys.displayhook, sys.excepthook),
-            put_sys,
-        ),
+        (lambda: (list(sys.path), list(sys.argv), sys.modules.get('__main__'), sys.displayhook, sys.excepthook),
+         put_sys),
         (random.getstate, random.setstate),
         (np.random.get_state, np.random.set_state),
         (lambda: copy.deepcopy(pandas_config._global_config), put_options),

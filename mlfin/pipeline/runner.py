@@ -57,10 +57,8 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
     groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
     models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
     specs, skipped = for_groups(
-        choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file, groups),
-        groups,
-        config.spec,
-    )
+        choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file, groups), groups,
+        config.spec)
     if skipped: (say or (lambda line: print(line, file=sys.stderr)))(skipped)
     resolve_device(config.device)
     return config, groups, specs
@@ -146,8 +144,7 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         # what the models' families import first (`Family.first`), before Ploomber and the tasks' libraries make it
         # dearer
         for name in dict.fromkeys(
-            m for spec in json.loads(values['models']).values() for m in family(spec['family']).first
-        ):
+            m for spec in json.loads(values['models']).values() for m in family(spec['family']).first):
             try: importlib.import_module(name)
             except ImportError as e: raise Unavailable(f"{name}, which the run's models need: {e}") from None
         from ploomber.constants import TaskStatus
@@ -159,16 +156,14 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         # as each task starts and ends
         with running(values['cluster'], run_dir(values['home'])), Display.auto(progress) as display:
             dag.on_render = lambda dag: display.starting(
-                [t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped]
-            )  # the tasks that will run
+                [t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped])  # the tasks that will run
             for task in dag.values(): task.on_finish = display.finished
             try:
                 with quiet_ploomber(): built = dag.build(force=force, show_progress=False)
             except DAGBuildError as e:
                 attempt['task'] = next(
                     (t.name for t in dag.values() if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)),
-                    None,
-                )
+                    None)
                 raise task_failure(str(e)) from None
         _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
         seconds = timings(built)
@@ -190,16 +185,9 @@ def _save_attempt(home: Path, state: dict):
 def attempted(home: Path, values: dict):
     """Record the run in `home` while the block runs: running, then succeeded, failed (the block sets `task`; one line)
     or stopped"""
-    state = {
-        'status': 'running',
-        'started': _now(),
-        'pid': os.getpid(),
-        'host': socket.gethostname(),
-        'symbols': json.loads(values.get('ingest_config', '{}')).get('symbols', ''),
-        'ran': None,
-        'task': None,
-        'error': None,
-    }
+    state = {'status': 'running', 'started': _now(), 'pid': os.getpid(), 'host': socket.gethostname(),
+             'symbols': json.loads(values.get('ingest_config', '{}')).get('symbols', ''), 'ran': None, 'task': None,
+             'error': None}
     _save_attempt(home, state)
     try:
         yield state
@@ -223,8 +211,7 @@ def last_attempt(home: Path | None = None) -> dict | None:
     if state.get('status') == 'running' and state.get('host') == socket.gethostname() and not alive(state.get('pid')):
         state.update(
             status='stopped',
-            error=f"its process {state.get('pid')} is gone (killed, or the machine stopped) before it finished",
-        )
+            error=f"its process {state.get('pid')} is gone (killed, or the machine stopped) before it finished")
     return state
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_04
@@ -241,9 +228,7 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
     for relative in sorted(wanted):
         source, target = Path(executed)/relative, reports/relative
         if target.exists() and (target.stat().st_size, target.stat().st_mtime_ns) == (
-            source.stat().st_size,
-            source.stat().st_mtime_ns,
-        ):
+            source.stat().st_size, source.stat().st_mtime_ns):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
@@ -312,16 +297,14 @@ def _file_states(products: list[Path], home: Path) -> dict[str, list | None]:
         for path in (product, product.with_name(f".{product.name}.metadata")):
             st = path.stat() if path.exists() else None
             states[str(path.relative_to(home) if path.is_relative_to(home) else path)] = (
-                [st.st_mtime_ns, st.st_size] if st else None
-            )
+                [st.st_mtime_ns, st.st_size] if st else None)
     return states
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015_01
 def _write_stamp(stamp: Path, root: Path, values: dict, products: list[Path]):
     stamp.write_text(
-        json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products, Path(values['home']))})
-    )
+        json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products, Path(values['home']))}))
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015_02

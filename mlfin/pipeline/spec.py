@@ -70,15 +70,11 @@ def set_task_params(spec: dict,  # pipeline.yaml (`read_pipeline`)
             raise BadInput(f"--task-params: {name} is mlfin's task: its parameters are run parameters (`mlfin config`)")
         if name not in mine:
             raise BadInput(
-                f"--task-params: no task {name!r} of your own in pipeline.yaml (yours: {', '.join(mine) or 'none'})"
-            )
+                f"--task-params: no task {name!r} of your own in pipeline.yaml (yours: {', '.join(mine) or 'none'})")
         for key in values:
             if key not in mine[name]:
-                raise BadInput(
-                    f"--task-params: {name}.{key}: {name} declares no parameter {key} in pipeline.yaml (its "
-                    "parameters: "
-                    f"{', '.join(mine[name]) or 'none'})"
-                )
+                raise BadInput(f"--task-params: {name}.{key}: {name} declares no parameter {key} in "
+                               f"pipeline.yaml (its parameters: {', '.join(mine[name]) or 'none'})")
     tasks = [
         {**t, 'params': {**t.get('params', {}), **{k: _typed(v, t['params'][k], f"--task-params: {task_name(t)}.{k}")
                                                    for k, v in wanted[task_name(t)].items()}}}
@@ -102,18 +98,13 @@ def keep_notebook(task: dict) -> dict:
     if 'nb_product_key' in task: return task
     product = task.get('product')
     if not isinstance(product, dict) or 'nb' not in product:
-        raise BadInput(
-            f"pipeline.yaml: task {task_name(task)}: its product must be a mapping with nb: (the executed notebook, "
-            "e.g. "
-            f"'{{{{home}}}}/run/reports/{task_name(task)}.html') beside what it writes itself"
-        )
+        raise BadInput(f"pipeline.yaml: task {task_name(task)}: its product must be a "
+                       "mapping with nb: (the executed notebook, e.g. "
+                       f"'{{{{home}}}}/run/reports/{task_name(task)}.html') beside what it writes itself")
     nb = PurePosixPath(str(product['nb']))
     if nb.suffix == '.ipynb': return task
-    return {
-        **task,
-        'nb_product_key': ['nb_ipynb', 'nb'],
-        'product': {**product, 'nb_ipynb': str(nb.with_suffix('.ipynb'))},
-    }
+    return {**task, 'nb_product_key': ['nb_ipynb', 'nb'],
+            'product': {**product, 'nb_ipynb': str(nb.with_suffix('.ipynb'))}}
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s018
 def prepared(spec: dict,         # pipeline.yaml (`read_pipeline`)

@@ -109,11 +109,9 @@ def away_ledgers(found: Check) -> list[tuple[dict, Check | None]]:
 
 def _unread(p: dict) -> str:
     lid, _, rest = p['head'].partition(':')
-    return (
-        f"this home appended to trial ledger {lid[:8]} at {p['location']} ({rest.partition(':')[0]} entries) before, "
-        "which the ledger here does not stand for and this run cannot read: its trials there are not counted "
-        "(MLFIN_LEDGER naming it counts them; `mlfin ledger adopt` here names it lost)"
-    )
+    return (f"this home appended to trial ledger {lid[:8]} at {p['location']} ({rest.partition(':')[0]} entries) "
+            "before, which the ledger here does not stand for and this run cannot read: its trials there "
+            "are not counted (MLFIN_LEDGER naming it counts them; `mlfin ledger adopt` here names it lost)")
 
 def trials_elsewhere(found: Check, question: Question,
                      mine: list[str],   # the run's bars' prints (`question_of`): their family in the other ledger
@@ -182,21 +180,13 @@ def earlier_trials(found: Check,     # the ledger as read this run
         # a ledger was lost: what only it held is unknown for good; adopted runs are counted, but a verdict needs
         # counting afresh
         when = afresh_from(resets[-1])
-        problem = (
-            f"the trial record was reset on {when[:10]} ({reset_said(resets)}): "
-            f"the trials only it held cannot be counted; count afresh with --trials-since {when}"
-        )
+        problem = (f"the trial record was reset on {when[:10]} ({reset_said(resets)}): the trials "
+                   f"only it held cannot be counted; count afresh with --trials-since {when}")
     # ledgers lost, named in this one
     replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []
-    record = {
-        'ledger': _where(found),
-        'id': found.id,
-        'entries': found.length,
-        'missing': int(missing),
-        'problem': problem,
-        'replaced': replaced,
-        'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0,
-    }
+    record = {'ledger': _where(found), 'id': found.id, 'entries': found.length, 'missing': int(missing),
+              'problem': problem, 'replaced': replaced,
+              'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0}
     earlier = (
         pd.concat([f for f in (_typed(mine), _typed(extra)) if len(f)], ignore_index=True)
         if len(mine) or len(extra)
@@ -315,19 +305,10 @@ def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry
     if words != said.get('verdict'):
         doubts.append(f"its filed verdict '{said.get('verdict')}' is not its figures' '{words}'")
     added = (trial_count(now, per) if len(now) else 0) - held
-    out = {
-        'trials_then': s['trials'],
-        'dsr_then': s['dsr'],
-        'verdict_then': words,
-        'at': said.get('at'),
-        'by': entry.login,
-        'pbo': (said.get('pbo') or {}).get('pbo'),
-        'record': (s.get('record') or {}).get('problem', ''),
-        'trials_now': s['trials'],
-        'dsr_now': s['dsr'],
-        'verdict_now': words,
-        'doubts': doubts,
-    }
+    out = {'trials_then': s['trials'], 'dsr_then': s['dsr'], 'verdict_then': words, 'at': said.get('at'),
+           'by': entry.login, 'pbo': (said.get('pbo') or {}).get('pbo'),
+           'record': (s.get('record') or {}).get('problem', ''), 'trials_now': s['trials'], 'dsr_now': s['dsr'],
+           'verdict_now': words, 'doubts': doubts}
     if added <= 0 or not isinstance(s['trials'], (int, float)): return out
     latest = now.drop_duplicates('configuration', keep='last')
     sharpes = latest.loc[latest['kind'] == 'configuration', 'sharpe'].dropna()
@@ -408,8 +389,7 @@ def adopt(book: Ledger) -> dict[str, int]:
             digest = book.keep_returns(kept) if kept is not None and len(kept.columns) else ''
             body = trials_body(source, '', '', rows[list(LEDGER)], digest) | {
                 'adopted': str(rows['ledger'].iloc[0] or 'before the ledger'),
-                'recorded': rows['recorded'].iloc[0].isoformat(),
-            }  # when it was tried
+                'recorded': rows['recorded'].iloc[0].isoformat()}  # when it was tried
             book.append('trials', question, body); adopted[question] = adopted.get(question, 0) + 1
     # ledgers this home appended to elsewhere that it cannot read: named lost, as a lost ledger is
     if away := sorted({p['head'].split(':')[0] for p, other in away_ledgers(found) if other is None}):

@@ -43,18 +43,10 @@ class Experiment:
         counted on its question and this experiment's share, the verdict"""
         return pd.DataFrame(
             [
-                {
-                    'symbol': s,
-                    'model': m['model'],
-                    'sharpe': m['strategy']['sharpe'],
-                    'hold_sharpe': m['buy_and_hold']['sharpe'],
-                    'psr': m['skill']['psr'],
-                    'dsr': m['skill']['dsr'],
-                    'pbo': (m.get('pbo') or {}).get('pbo'),
-                    'trials': m['skill']['trials'],
-                    'here': m['skill']['run_trials'],
-                    'verdict': verdict_word(m, self.tradeable),
-                }
+                {'symbol': s, 'model': m['model'], 'sharpe': m['strategy']['sharpe'],
+                 'hold_sharpe': m['buy_and_hold']['sharpe'], 'psr': m['skill']['psr'], 'dsr': m['skill']['dsr'],
+                 'pbo': (m.get('pbo') or {}).get('pbo'), 'trials': m['skill']['trials'],
+                 'here': m['skill']['run_trials'], 'verdict': verdict_word(m, self.tradeable)}
                 for s, m in self.metrics.items()
                 if s in self.runs
             ]
@@ -66,10 +58,8 @@ class Experiment:
 
     def _repr_html_(self) -> str:
         words = ''.join(f"<p><b>{s}</b>: {line}</p>" for s, line in self.said().items())
-        return (
-            f"<p><b>{self.name}</b>: recorded as run <code>{self.run[:8]}</code> (<code>mlfin runs</code> lists it), "
-            f"its trials filed on their questions in the trial ledger</p>{html_table(self.table)}{words}"
-        )
+        return (f"<p><b>{self.name}</b>: recorded as run <code>{self.run[:8]}</code> (<code>mlfin runs</code> lists "
+                f"it), its trials filed on their questions in the trial ledger</p>{html_table(self.table)}{words}")
 
     def __repr__(self) -> str:
         return f"Experiment {self.name!r}, run {self.run[:8]}:\n{self.table.round(3).to_string()}"
@@ -102,15 +92,8 @@ def record_experiment(
     manifest, book = [_described(s, bars[s]) for s in symbols], Ledger()
     tradeable = VALIDATIONS[params['cv']].tradeable
     weighing = Weighing(
-        dict(
-            params=params,
-            manifest=manifest,
-            train=train,
-            grid=backtests.grid,
-            curves=backtests.curves,
-            closes={s: bars[s]['close'] for s in symbols},
-            symbol_choices=windows,
-        ),
+        dict(params=params, manifest=manifest, train=train, grid=backtests.grid, curves=backtests.curves,
+             closes={s: bars[s]['close'] for s in symbols}, symbol_choices=windows),
         trading,
         book.check(),
         tradeable,
@@ -142,8 +125,7 @@ def _asked(name: str, bars: dict, dataset: pd.DataFrame, training: Training, lab
     "The symbols trained, the label and its horizon: what the call can tell from what it was given, or a one-line error"
     if not isinstance(name, str) or not name.strip():
         raise BadInput(
-            "record_experiment: name the experiment (a few words on what it tried): `mlfin runs` lists it so"
-        )
+            "record_experiment: name the experiment (a few words on what it tried): `mlfin runs` lists it so")
     if not training.validation:
         raise BadInput("record_experiment: the training does not say how its folds were made: train with "
                        "mlfin.models.train_universe")
@@ -156,14 +138,10 @@ def _asked(name: str, bars: dict, dataset: pd.DataFrame, training: Training, lab
                            "with mlfin.data.load or load_sample, or set it")
         rows = dataset.index[dataset['symbol'] == s]
         if not len(rows) or rows.min() < bars[s].index[0] or rows.max() > bars[s].index[-1]:
-            raise BadInput(
-                f"record_experiment: {s}'s bars ({bars[s].index[0]:%Y-%m-%d} to {bars[s].index[-1]:%Y-%m-%d}) "
-                "are not the ones its dataset was made from: give those"
-            )
-    label, horizon = (
-        label or dataset.attrs.get('label', ''),
-        dataset.attrs.get('horizon') if horizon is None else horizon,
-    )
+            raise BadInput(f"record_experiment: {s}'s bars ({bars[s].index[0]:%Y-%m-%d} to "
+                           f"{bars[s].index[-1]:%Y-%m-%d}) are not the ones its dataset was made from: give those")
+    label, horizon = (label or dataset.attrs.get('label', ''),
+                      dataset.attrs.get('horizon') if horizon is None else horizon)
     if not label or horizon is None:
         raise BadInput("record_experiment: the dataset does not say its label (a label function of your own, or one "
                        "with other settings): pass label='NAME' and horizon=N")

@@ -64,17 +64,10 @@ def summary(params: dict,           # the run's parameters
         symbol = entry['symbol']
         symbols[symbol] = {**entry, 'model': (best or {}).get(symbol, params.get('models', '')),
                            'classification': classification[symbol], **trading[symbol]}
-    return {
-        'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'params': params,
-        'validation': validation(params.get('cv', 'walk_forward')),
-        'execution_model': execution_model(params.get('cv', 'walk_forward')),
-        'trials': int(trials),
-        'symbols': symbols,
-        'products': products,
-        'leaderboard': leaderboard or [],
-        'mlflow': run_ids or {},
-    }
+    return {'created': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'params': params,
+            'validation': validation(params.get('cv', 'walk_forward')),
+            'execution_model': execution_model(params.get('cv', 'walk_forward')), 'trials': int(trials),
+            'symbols': symbols, 'products': products, 'leaderboard': leaderboard or [], 'mlflow': run_ids or {}}
 
 
 # %% ../../nbs/08a_report.products.ipynb #c006

@@ -36,13 +36,8 @@ def _confidence_set(train: dict) -> dict[str, dict]:
     for row in train.get('comparisons', []):
         models = [m.strip() for m in str(row.get('confidence_set') or '').split(',') if m.strip()]
         if models:
-            found[row['symbol']] = {
-                'models': models,
-                'leader': row['leader'],
-                'leader_in': row['leader'] in models,
-                'score': train.get('primary', 'auc'),
-                'level': 1 - MCS_SIZE,
-            }
+            found[row['symbol']] = {'models': models, 'leader': row['leader'], 'leader_in': row['leader'] in models,
+                                    'score': train.get('primary', 'auc'), 'level': 1 - MCS_SIZE}
     return found
 
 # %% ../../nbs/08d_report.publish.ipynb #c4661655a
@@ -65,10 +60,8 @@ def weigh_questions(
     summed; symbol -> (question, new prints, trials, returns, prints) to record"""
     # the traded point: the run's threshold, or the costs as they are
     point = float(params['threshold']) if train['kind'] == 'classifier' else 1.0
-    choices = {
-        **{k: params.get(k) for k in CHOICES},
-        'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None,
-    }
+    choices = {**{k: params.get(k) for k in CHOICES},
+               'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
     cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
     timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
     heads = None
@@ -81,12 +74,9 @@ def weigh_questions(
         )
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
         mine, kept = run_trials(
-            question,
-            train['models'][symbol],
-            returns,
+            question, train['models'][symbol], returns,
             {**choices, **(symbol_choices or {}).get(symbol, {}), 'inputs': sorted(train['inputs'][symbol])},
-            f"{leader}@{point:g}",
-        )
+            f"{leader}@{point:g}")
         own, own_pbo = m['skill'], m['pbo']
         if heads is None:   # every head noted of the ledger, and the ledgers this home appended to elsewhere: read once
             heads, away = noted_heads(found), away_ledgers(found)
@@ -94,16 +84,9 @@ def weigh_questions(
         # each configuration's latest returns
         earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')
         if spoilt and not record['problem']: record['problem'] = spoilt
-        m['skill'], m['pbo'] = question_skill(
-            question,
-            book['strategy'].pct_change().dropna(),
-            mine,
-            kept,
-            earlier,
-            latest_returns(earlier, earlier_kept) if len(earlier) else None,
-            own['per_model'],
-            cut,
-        )
+        m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
+                                              latest_returns(earlier, earlier_kept) if len(earlier) else None,
+                                              own['per_model'], cut)
         m['skill']['run'] = {k: own[k] for k in ('trials', 'dsr', 'expected_max_sharpe', 'sr_variance', 'grid')}
         m['skill']['record'] = record
         if m['pbo'] is not None:
@@ -173,24 +156,13 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     folder = Path(product['summary']).parent
     products = {
         k: os.path.relpath(upstream[t][k], folder)
-        for t, k in (
-            ('backtest', 'curves'),
-            ('backtest', 'signals'),
-            ('backtest', 'trades'),
-            ('train', 'predictions'),
-            ('train', 'leaderboard'),
-        )
+        for t, k in (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'), ('train', 'predictions'),
+                     ('train', 'leaderboard'))
     }
     attrs = pd.read_parquet(upstream['features']['dataset'], columns=[]).attrs   # its metadata, none of its rows
     cfg = task_params('report', given)
-    params = {
-        **ingest['params'],
-        **{k: attrs[k] for k in ('spec', 'label', 'horizon')},
-        **train['params'],
-        **trading['params'],
-        **task_values(cfg, 'report'),
-        'code_version': code_version,
-    }
+    params = {**ingest['params'], **{k: attrs[k] for k in ('spec', 'label', 'horizon')}, **train['params'],
+              **trading['params'], **task_values(cfg, 'report'), 'code_version': code_version}
     params['models'] = ','.join(params['models'])
     bars = pd.read_parquet(upstream['ingest']['bars'], columns=['symbol', 'close'])
     closes = {s: bars.loc[bars['symbol'] == s, 'close'] for s in train['best']}
@@ -199,15 +171,9 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     # the run's MLflow server, when it names one: the question's earlier trials are there too
     with tracking.using(cfg.tracking):
         weighing = Weighing(
-            dict(
-                params=params,
-                manifest=ingest['symbols'],
-                train=train,
-                grid=pd.read_parquet(upstream['backtest']['grid']),
-                curves=pd.read_parquet(upstream['backtest']['curves']),
-                closes=closes,
-                since=cfg.trials_since,
-            ),
+            dict(params=params, manifest=ingest['symbols'], train=train,
+                 grid=pd.read_parquet(upstream['backtest']['grid']),
+                 curves=pd.read_parquet(upstream['backtest']['curves']), closes=closes, since=cfg.trials_since),
             trading['metrics'],
             book.check(),
             VALIDATIONS[params['cv']].tradeable,
@@ -240,13 +206,9 @@ def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:
     """Each leader's verdict as the registry keeps it on its version (and the service answers it): figures rounded as
     every page rounds them"""
     return {
-        s: {
-            'dsr': figure(m['skill'].get('dsr')),
-            'pbo': figure((m.get('pbo') or {}).get('pbo')),
-            'trials': str(m['skill'].get('trials')),
-            'verdict': verdict_word(m, tradeable),
-            'record': (m['skill'].get('record') or {}).get('problem', ''),
-        }
+        s: {'dsr': figure(m['skill'].get('dsr')), 'pbo': figure((m.get('pbo') or {}).get('pbo')),
+            'trials': str(m['skill'].get('trials')), 'verdict': verdict_word(m, tradeable),
+            'record': (m['skill'].get('record') or {}).get('problem', '')}
         for s, m in metrics.items()
         if s in best
     }
@@ -327,16 +289,10 @@ def file_trials(book: Ledger,
         asked.update({s: w[:2] for s, w in weighing.weighed.items()})
         return said
 
-    return keep_evidence(
-        book,
-        asked,
-        runs,
-        {s: w[2] for s, w in weighed.items()},
-        bars,
-        {s: w[3] for s, w in weighed.items()},
-        sorted({i for s in weighed for i in trading[s]['skill']['record'].get('replaced', [])}),
-        counted,
-    )
+    return keep_evidence(book, asked, runs, {s: w[2] for s, w in weighed.items()}, bars,
+                         {s: w[3] for s, w in weighed.items()},
+                         sorted({i for s in weighed for i in trading[s]['skill']['record'].get('replaced', [])}),
+                         counted)
 
 def recount(runs: dict[str, str], # symbol -> its MLflow run
             trading: dict,        # the metrics, as counted at the append

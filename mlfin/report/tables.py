@@ -36,18 +36,8 @@ def classification_table(run: dict) -> pd.DataFrame:
 def quality_table(run: dict) -> pd.DataFrame:
     "Data quality of each symbol's bars in the run: calendar coverage, gaps, anomalies, quarantined rows"
     rows = {sym: s.get('quality', {}) for sym, s in run['symbols'].items()}
-    keep = [
-        'calendar',
-        'bars',
-        'coverage',
-        'gaps',
-        'missing_bars',
-        'largest_gap',
-        'spikes',
-        'stale_runs',
-        'off_calendar',
-        'quarantined',
-    ]
+    keep = ['calendar', 'bars', 'coverage', 'gaps', 'missing_bars', 'largest_gap', 'spikes', 'stale_runs',
+            'off_calendar', 'quarantined']
     return pd.DataFrame(rows).T.reindex(columns=keep)
 
 
@@ -60,43 +50,22 @@ def overview(run: dict) -> pd.DataFrame:
     pct = lambda v: f"{v:.1%}"
     # a short span: marked
     sharpe = lambda f: annualised_shown('sharpe', f"{f['sharpe']:.2f}", f) if span_note(f) else round(f['sharpe'], 2)
-    book = lambda s: {
-        'strategy return': pct(s['strategy']['total_return']),
-        'buy & hold return': pct(s['buy_and_hold']['total_return']),
-        'strategy sharpe': sharpe(s['strategy']),
-        'buy & hold sharpe': sharpe(s['buy_and_hold']),
-        'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None,
-        'verdict': verdict_word(s, tradeable) if 'skill' in s else '',
-    }
+    book = lambda s: {'strategy return': pct(s['strategy']['total_return']),
+                      'buy & hold return': pct(s['buy_and_hold']['total_return']),
+                      'strategy sharpe': sharpe(s['strategy']), 'buy & hold sharpe': sharpe(s['buy_and_hold']),
+                      'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None,
+                      'verdict': verdict_word(s, tradeable) if 'skill' in s else ''}
     rows = {
-        sym: {
-            'timeframe': s['timeframe'],
-            'bars': s['bars'],
-            'first': s['first'][:10],
-            'last': s['last'][:10],
-            'model': s.get('model', ''),
-            'auc': score(s, 'auc'),
-            'accuracy': score(s, 'accuracy'),
-            'ic': score(s, 'ic'),
-            'vs random walk': score(s, 'mae_ratio') if 'mae_ratio' in s.get('classification', {}) else '',
-            **book(s),
-        }
+        sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
+              'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'),
+              'ic': score(s, 'ic'),
+              'vs random walk': score(s, 'mae_ratio') if 'mae_ratio' in s.get('classification', {}) else '', **book(s)}
         for sym, s in run['symbols'].items()
     }
     if run.get('portfolio'):  # its figures on its own clock (daily)
         p = run['portfolio']
-        rows['PORTFOLIO'] = {
-            'timeframe': p.get('clock', '')[:2],
-            'bars': '',
-            'first': '',
-            'last': '',
-            'model': 'leaders',
-            'auc': '',
-            'accuracy': '',
-            'ic': '',
-            'vs random walk': '',
-            **book(p),
-        }
+        rows['PORTFOLIO'] = {'timeframe': p.get('clock', '')[:2], 'bars': '', 'first': '', 'last': '',
+                             'model': 'leaders', 'auc': '', 'accuracy': '', 'ic': '', 'vs random walk': '', **book(p)}
     return pd.DataFrame(rows).T
 
 
@@ -126,18 +95,12 @@ def production_said(
     if registry and not served:
         first = next(iter(registry.values()))
         symbol, timeframe = first['name'].split('.')[1:3]
-        lines.append(
-            "nothing is in production, so `mlfin serve` answers /predict with 404 and /ready with 503 until a model "
-            "is: no "
-            "leader showed "
-            "evidence of skill by the promotion policy's gates. `mlfin models ls` shows every version's scores and "
-            "refusal; "
-            f"`mlfin models promote {symbol}:{timeframe} {first['version']} --reason '...'` serves one by hand (held "
-            "until "
-            "`mlfin models release`; say why in --reason: the policy found it no better than its baseline), or run on "
-            "more "
-            "bars and let the policy decide"
-        )
+        lines.append("nothing is in production, so `mlfin serve` answers /predict with 404 and /ready "
+                     "with 503 until a model is: no leader showed evidence of skill by the promotion "
+                     "policy's gates. `mlfin models ls` shows every version's scores and refusal; `mlfin "
+                     f"models promote {symbol}:{timeframe} {first['version']} --reason '...'` serves one "
+                     "by hand (held until `mlfin models release`; say why in --reason: the policy found "
+                     "it no better than its baseline), or run on more bars and let the policy decide")
     return lines
 
 # %% ../../nbs/08b_report.tables.ipynb #c008_03
@@ -169,24 +132,17 @@ def group_said(row: dict,     # a row of the train task's `group_comparisons` (`
     groups = row['groups'].split(', ')
     named = f"the {' and '.join(groups)} group{'s' if len(groups) > 1 else ''}"
     signed = lambda x: figure(x, 4) if figure(x, 4) == 'not a number' else f"{x:+.4f}"
-    tests = {
-        'difference': row[f'{metric}_diff'],
-        'interval': row['low'],
-        'bootstrap p': row['bootstrap_p'],
-        'Diebold-Mariano p': row['dm_p'],
-    }  # the p: that it did not help
+    tests = {'difference': row[f'{metric}_diff'], 'interval': row['low'], 'bootstrap p': row['bootstrap_p'],
+             'Diebold-Mariano p': row['dm_p']}  # the p: that it did not help
     missing = [name for name, x in tests.items() if figure(x) == 'not a number']
     shown = (f"no verdict: the {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a number" if missing
              else GROUP_SHOWN[row['shown']])
-    return (
-        f"{row['symbol']}, {named}: {row['with']} scored {metric.upper()} {figure(row[f'{metric}_with'], 4)} with "
-        f"{'it' if len(groups) == 1 else 'them'} "
-        f"and {figure(row[f'{metric}_without'], 4)} without ({row['without']}), on the same {row['bars']:,} bars: a "
-        "difference of "
-        f"{signed(row[f'{metric}_diff'])} (95% interval {signed(row['low'])} to {signed(row['high'])}, one-sided "
-        f"bootstrap p {figure(row['bootstrap_p'], 3)}, "
-        f"Diebold-Mariano p {figure(row['dm_p'], 3)}): {shown}; {trials_said(skill)} counted on this question."
-    )
+    return (f"{row['symbol']}, {named}: {row['with']} scored {metric.upper()} {figure(row[f'{metric}_with'], 4)} "
+            f"with {'it' if len(groups) == 1 else 'them'} and {figure(row[f'{metric}_without'], 4)} "
+            f"without ({row['without']}), on the same {row['bars']:,} bars: a difference "
+            f"of {signed(row[f'{metric}_diff'])} (95% interval {signed(row['low'])} to "
+            f"{signed(row['high'])}, one-sided bootstrap p {figure(row['bootstrap_p'], 3)}, Diebold-Mariano "
+            f"p {figure(row['dm_p'], 3)}): {shown}; {trials_said(skill)} counted on this question.")
 
 # %% ../../nbs/08b_report.tables.ipynb #c010
 def equity_figure(run: dict, symbol: str):
@@ -195,13 +151,8 @@ def equity_figure(run: dict, symbol: str):
     rows = run['curves'].query('symbol == @symbol')
     fig = go.Figure([go.Scatter(x=rows.index, y=rows['strategy'], name='Strategy'),
                      go.Scatter(x=rows.index, y=rows['buy_and_hold'], name='Buy & hold')])
-    fig.update_layout(
-        title=f"{symbol}: value of 10,000 (out-of-sample, after costs; log scale)",
-        height=420,
-        yaxis_type='log',
-        margin=dict(l=40, r=20, t=50, b=30),
-        legend=dict(orientation='h', y=1.02, x=0),
-    )
+    fig.update_layout(title=f"{symbol}: value of 10,000 (out-of-sample, after costs; log scale)", height=420,
+                      yaxis_type='log', margin=dict(l=40, r=20, t=50, b=30), legend=dict(orientation='h', y=1.02, x=0))
     return fig
 
 # %% ../../nbs/08b_report.tables.ipynb #c012
@@ -221,16 +172,12 @@ def run_header(run: dict) -> str:
     p = run['params']
     cv = p.get('cv', 'walk_forward')
     by = f" by {run['by']}" if run.get('by') else ''   # runs from before people were named say no one
-    return (
-        f"**Run of {run['created']}{by}** · models `{p.get('models')}`, the leader traded · label "
-        f"{p.get('label', 'direction')}, "
-        f"horizon {p.get('horizon')} · {p.get('folds')} folds of {VALIDATIONS[cv].words} validation (purged by label "
-        "span, embargo "
-        f"{p.get('embargo')} bars) · threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): "
-        f"{_costs(run)} · "
-        "trials: every configuration tried on the question of each symbol, counted in its verdict · code "
-        f"`{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}"
-    )
+    return (f"**Run of {run['created']}{by}** · models `{p.get('models')}`, the leader traded · label "
+            f"{p.get('label', 'direction')}, horizon {p.get('horizon')} · {p.get('folds')} folds of "
+            f"{VALIDATIONS[cv].words} validation (purged by label span, embargo {p.get('embargo')} bars) "
+            f"· threshold {p.get('threshold')} · costs per fill (fees + slippage, bps): {_costs(run)} "
+            "· trials: every configuration tried on the question of each symbol, counted in its verdict "
+            f"· code `{p.get('code_version')}`\n\n{run.get('execution_model') or execution_model(cv)}")
 
 # %% ../../nbs/08b_report.tables.ipynb #c012_01
 def symbol_tables_html(run: dict, symbol: str) -> str:

@@ -34,22 +34,17 @@ def universe_frame(run: dict) -> pd.DataFrame:
     number = lambda x: float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
     for name, m in books(run):
         skill, pbo = m.get('skill') or {}, m.get('pbo') or {}
-        rows.append({
-            'book': name,
-            'timeframe': m.get('timeframe') or (m.get('clock') or '')[:2],
-            'bars': number(m.get('bars')),
-            'leader': m.get('model') or ('leaders' if name == PORTFOLIO else ''),
-            score: number((m.get('classification') or {}).get(score)),
-            'return': number(m['strategy'].get('total_return')),
-            'buy & hold': number(m['buy_and_hold'].get('total_return')),
-            'Sharpe': number(m['strategy'].get('sharpe')),
-            'buy & hold Sharpe': number(m['buy_and_hold'].get('sharpe')),
-            'DSR': number(skill.get('dsr')),
-            'trials': number(skill.get('trials')),
-            'PBO': number(pbo.get('pbo')),
-            'judged': judge(m) if skill else 'unjudged',
-            'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)) if skill else '',
-        })
+        rows.append({'book': name, 'timeframe': m.get('timeframe') or (m.get('clock') or '')[:2],
+                     'bars': number(m.get('bars')),
+                     'leader': m.get('model') or ('leaders' if name == PORTFOLIO else ''),
+                     score: number((m.get('classification') or {}).get(score)),
+                     'return': number(m['strategy'].get('total_return')),
+                     'buy & hold': number(m['buy_and_hold'].get('total_return')),
+                     'Sharpe': number(m['strategy'].get('sharpe')),
+                     'buy & hold Sharpe': number(m['buy_and_hold'].get('sharpe')), 'DSR': number(skill.get('dsr')),
+                     'trials': number(skill.get('trials')), 'PBO': number(pbo.get('pbo')),
+                     'judged': judge(m) if skill else 'unjudged',
+                     'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)) if skill else ''})
     return pd.DataFrame(rows)
 
 # %% ../../nbs/08f_report.universe.ipynb #u013
@@ -147,8 +142,7 @@ def universe_figure(run: dict) -> dict:
         'data': [line('strategy', 'Strategy', '#636efa'), line('buy_and_hold', 'Buy & hold', '#7f7f7f')],
         'layout': {
             'title': {
-                'text': f"{what}: value of {rows['strategy'].iloc[0]:,.0f} (out-of-sample, after costs; log scale)"
-            },
+                'text': f"{what}: value of {rows['strategy'].iloc[0]:,.0f} (out-of-sample, after costs; log scale)"},
             'height': 420,
             'yaxis': {'type': 'log'},
             'xaxis': {'type': 'date'},
@@ -166,7 +160,5 @@ def figure_html(fig: dict,      # a plotly figure's spec
     import plotly.io as pio   # here, not at the top: plotly.io adds ~0.5 s to a page that draws no chart
     shown = pio.to_html(fig, full_html=False, include_plotlyjs=False, validate=False,
                         config={'responsive': True, 'displaylogo': False})
-    return (
-        "<script>window.mlfinDefine=window.define;window.define=undefined;</script>"
-        f"<script src='{html.escape(plotly_js)}'></script><script>window.define=window.mlfinDefine;</script>{shown}"
-    )
+    return ("<script>window.mlfinDefine=window.define;window.define=undefined;</script><script "
+            f"src='{html.escape(plotly_js)}'></script><script>window.define=window.mlfinDefine;</script>{shown}")

@@ -44,10 +44,11 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
     if found is None:
         try: found = Ledger().check()
         except Exception as e:   # a ledger this login cannot read, or a server that is down: said, MLflow's shown
-            return table.assign(
-                record=f"the trial ledger could not be read ({type(e).__name__}: "
-                f"{(str(e).splitlines() or [''])[0]}): MLflow's figures, which a member can change"
-            ).drop(columns=['symbol_run'], errors='ignore')
+            return table.assign(record="the trial ledger could not "
+                                       f"be read ({type(e).__name__}: "
+                                       f"{(str(e).splitlines() or [''])[0]}): "
+                                       "MLflow's figures, "
+                                       "which a member can change").drop(columns=['symbol_run'], errors='ignore')
     out = table.astype({c: object for c in ('trials', 'dsr', 'pbo', 'verdict') if c in table}).copy()
     if 'by' not in out: out.insert(list(out.columns).index('symbol') + 1 if 'symbol' in out else 0, 'by', None)
     filed = filed_verdicts(found, out['symbol_run'].dropna().tolist()) if 'symbol_run' in out else {}
@@ -70,10 +71,8 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
                         mlflow_disagrees(row.to_dict(), f),
                         *(f"doubt: {d} (its figures' are shown)" for d in f['doubts']),
                         others
-                        and (
-                            f"the ledger holds another verdict for this run, appended later ({', '.join(others)}): the "
-                            "run's own is shown"
-                        ),
+                        and ("the ledger holds another verdict for this run, appended "
+                             f"later ({', '.join(others)}): the run's own is shown"),
                     ],
                 )
             )
@@ -111,11 +110,8 @@ def judged_versions(rows: list[dict],           # `models.registry.describe`'s v
         said = {'dsr': figure(f['dsr_then']), 'pbo': figure(f['pbo']), 'trials': str(f['trials_then']),
                 'verdict': f['verdict_then'], 'record': f['record']}
         if f['trials_now'] != f['trials_then']:
-            said |= {
-                'trials_now': str(f['trials_now']),
-                'dsr_now': figure(f['dsr_now']),
-                'verdict_now': f['verdict_now'],
-            }
+            said |= {'trials_now': str(f['trials_now']), 'dsr_now': figure(f['dsr_now']),
+                     'verdict_now': f['verdict_now']}
         differ = [f"{k} {r['evidence'][k]}" for k in ('dsr', 'pbo', 'trials', 'verdict')
                   if r['evidence'].get(k, said[k]) != said[k]]
         if differ: said['tags'] = f"its tags say {', '.join(differ)}: changed after its run (the ledger's are given)"

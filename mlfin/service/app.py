@@ -51,11 +51,9 @@ def read_sources(path: str | None) -> dict:
         check_symbol(symbol); timeframe = check_timeframe(timeframe, f"{path}: {series}")
         if not isinstance(entry, dict) or not str(entry.get('source', '')).startswith('ccxt:'):
             raise BadInput(f"{path}: {series}: needs source: ccxt:EXCHANGE:MARKET")
-        out[f"{symbol}:{timeframe}"] = {
-            'source': entry['source'],
-            'start': str(entry['start']) if entry.get('start') else None,
-            'config': entry.get('config'),
-        }
+        out[f"{symbol}:{timeframe}"] = {'source': entry['source'],
+                                        'start': str(entry['start']) if entry.get('start') else None,
+                                        'config': entry.get('config')}
     return out
 
 
@@ -74,10 +72,8 @@ class Measured:
             labels = (getattr(scope.get('route'), 'path', 'unmatched'), scope['method'], status[0])
             # a route, method and status met before: its series kept (labels() takes a lock)
             if (children := self.children.get(labels)) is None:
-                children = self.children[labels] = (
-                    self.metrics.requests.labels(*labels[:2], str(labels[2])),
-                    self.metrics.latency.labels(*labels[:2]),
-                )
+                children = self.children[labels] = (self.metrics.requests.labels(*labels[:2], str(labels[2])),
+                                                    self.metrics.latency.labels(*labels[:2]))
             children[0].inc(); children[1].observe(time.perf_counter() - started)
 
 # %% ../../nbs/11t_service.app.ipynb #c009f
@@ -92,9 +88,7 @@ class Forwarded:
             scope = {
                 **scope,
                 'client': (
-                    self.proxies.client(scope['client'][0], headers.get(b'x-forwarded-for', b'').decode('latin-1')),
-                    0,
-                ),
+                    self.proxies.client(scope['client'][0], headers.get(b'x-forwarded-for', b'').decode('latin-1')), 0),
             }
             proto = headers.get(b'x-forwarded-proto', b'').decode('latin-1').strip().lower()
             if proto in ('http', 'https'):
@@ -104,12 +98,9 @@ class Forwarded:
 # %% ../../nbs/11t_service.app.ipynb #c009b
 # the routes that need no credential (/token checks its own)
 PUBLIC = ('/health', '/token', '/docs', '/docs/oauth2-redirect', '/redoc', '/openapi.json')
-OUTAGES = {
-    'disk': "the disk under the home or the store is full or read-only",
-    'database': "the service's database does not answer",
-    'redis': "the rate-limit store does not answer",
-    'network': "a service this one needs does not answer",
-}   # what a caller is told: never an address
+OUTAGES = {'disk': "the disk under the home or the store is full or read-only",
+           'database': "the service's database does not answer", 'redis': "the rate-limit store does not answer",
+           'network': "a service this one needs does not answer"}   # what a caller is told: never an address
 
 def unavailable(kind: str) -> str:
     """The line a caller gets while a dependency is down (`logs.outage`'s kind): which kind, never its address, user,
@@ -135,13 +126,7 @@ class Guard:
     in the log), else 500"""
     def __init__(self, app, state, limit: int, timeout: float, failures: Failures, down):
         self.app, self.state, self.limit, self.timeout, self.failures, self.down = (
-            app,
-            state,
-            limit,
-            timeout,
-            failures,
-            down,
-        )
+            app, state, limit, timeout, failures, down)
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
@@ -168,8 +153,7 @@ class Guard:
                 return await error_response(e)(scope, receive, send)
             where = f"{scope['method']} {getattr(scope.get('route'), 'path', scope['path'])}"
             told = (
-                unavailable(kind) if kind else f"internal error ({type(e).__name__}); the server's log has the details"
-            )
+                unavailable(kind) if kind else f"internal error ({type(e).__name__}); the server's log has the details")
             self.failures(
                 e, where, self.down(kind, e) if kind else told, request_id=scope.get('state', {}).get('request_id')
             )  # the log: what, and where
@@ -220,10 +204,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     limit = RateLimit(settings.rate_limit, settings.limits_storage, aio=True)   # counted on the event loop
     # a service that cannot count its callers' requests would answer each with 503: say so now
     if not limit.reachable():
-        raise Unavailable(
-            f"rate-limit store {settings.limits_storage} does not answer: start it, or use --limits-storage memory:// "
-            "(counts per worker)"
-        )
+        raise Unavailable(f"rate-limit store {settings.limits_storage} does not answer: "
+                          "start it, or use --limits-storage memory:// (counts per worker)")
     project = Path(settings.project) if settings.project else project_root()
     metrics = Metrics()
 
@@ -249,15 +231,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.jobs.stop()
         app.state.refresher.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
-        title='mlfin',
-        version=_version(),
-        lifespan=lifespan,
-        description="Bars in, predictions and signals out, computed by the research pipeline's own code. "
-        "Every route but /health needs an API key (X-API-Key) or a bearer token (POST /token: for a key, or for a "
-        "person's "
-        "password and second factor).",
-    )
+    app = FastAPI(title='mlfin', version=_version(), lifespan=lifespan,
+                  description="Bars in, predictions and signals out, computed by the research pipeline's "
+                              "own code. Every route but /health needs an API key (X-API-Key) or a bearer "
+                              "token (POST /token: for a key, or for a person's password and second factor).")
     keys = Keys(db, settings.key_cache_seconds)
     live = Live(store, settings.tail, settings.registry_poll)
     refresher = ThreadPoolExecutor(1, thread_name_prefix='mlfin-refresh')
@@ -271,24 +248,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     # refused requests: counted, written once a second, one row per caller, route and minute
     refusals = Refusals(audit)
     people = People(db, audit, settings.login_policy(), settings.key_cache_seconds, settings.limits_storage)
-    app.state.__dict__.update(
-        settings=settings,
-        store=store,
-        db=db,
-        keys=keys,
-        people=people,
-        audit=audit,
-        refusals=refusals,
-        tokens=Tokens(db, keys, people=people),
-        limit=limit,
-        live=live,
-        signals=Signals(db),
-        jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs),
-        metrics=metrics,
-        sources=read_sources(settings.sources),
-        refresher=refresher,
-        refresh=refresh,
-    )
+    app.state.__dict__.update(settings=settings, store=store, db=db, keys=keys, people=people, audit=audit,
+                              refusals=refusals, tokens=Tokens(db, keys, people=people), limit=limit, live=live,
+                              signals=Signals(db), jobs=Jobs(db, project, home(), _store_url(store), run=settings.jobs),
+                              metrics=metrics, sources=read_sources(settings.sources), refresher=refresher,
+                              refresh=refresh)
     app.state.checks = lambda: dependencies(app.state)
     app.include_router(router)
     app.include_router(login_router)
@@ -375,12 +339,8 @@ def _errors(app: FastAPI):
     async def mlfin_error(request: Request, e: MlfinError):
         if e.status == 503 and (kind := outage(e)):   # told as its kind (error_response); where, in the log
             app.state.metrics.kept.pop('series', None)  # the next scrape looks at the store at once (`mlfin_store_up`)
-            app.state.failures(
-                e,
-                f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}",
-                _down(kind, e, app.state),
-                request_id=request.scope.get('state', {}).get('request_id'),
-            )
+            app.state.failures(e, f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}",
+                               _down(kind, e, app.state), request_id=request.scope.get('state', {}).get('request_id'))
         return error_response(e)
 
     @app.exception_handler(StarletteHTTPException)
@@ -420,8 +380,7 @@ def _openapi(app: FastAPI) -> dict:
             if '422' in operation.get('responses', {}):
                 operation['responses']['422'] = {
                     'description': 'The request does not fit its model',
-                    'content': {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}},
-                }
+                    'content': {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}}}
     for unused in ('HTTPValidationError', 'ValidationError'):
         schema.get('components', {}).get('schemas', {}).pop(unused, None)
     # the Guard checks them, not a dependency

@@ -35,15 +35,8 @@ class Audit:
         "Add one event"
         if action not in ACTIONS: raise BadInput(f"audit action {action!r}: use one of {', '.join(ACTIONS)}")
         if outcome not in OUTCOMES: raise BadInput(f"audit outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
-        row = dict(
-            at=dt.datetime.now(dt.timezone.utc),
-            actor=actor[:80],
-            action=action,
-            target=str(target)[:200],
-            outcome=outcome,
-            detail=str(detail)[:2000],
-            address=(address or '')[:64],
-        )
+        row = dict(at=dt.datetime.now(dt.timezone.utc), actor=actor[:80], action=action, target=str(target)[:200],
+                   outcome=outcome, detail=str(detail)[:2000], address=(address or '')[:64])
         with self.db.begin() as con: con.execute(tables.audit.insert().values(**row))
 
     def tally(self, actor: str, action: str, target: str, minute: str, count: int, detail: str = '', address: str = '',
@@ -52,17 +45,9 @@ class Audit:
         target and minute, whoever writes"""
         if action not in ACTIONS: raise BadInput(f"audit action {action!r}: use one of {', '.join(ACTIONS)}")
         audit = tables.audit
-        row = dict(
-            at=at or dt.datetime.now(dt.timezone.utc),
-            actor=actor[:80],
-            action=action,
-            target=str(target)[:200],
-            outcome='refused',
-            detail=str(detail)[:2000],
-            address=(address or '')[:64],
-            count=count,
-            minute=minute,
-        )
+        row = dict(at=at or dt.datetime.now(dt.timezone.utc), actor=actor[:80], action=action, target=str(target)[:200],
+                   outcome='refused', detail=str(detail)[:2000], address=(address or '')[:64], count=count,
+                   minute=minute)
         with self.db.begin() as con:
             con.execute(
                 tables.upsert(self.db, audit)

@@ -148,13 +148,8 @@ class Keys:
         record = {'id': secrets.token_hex(6), 'role': role, 'name': name, 'created_at': now, 'revoked_at': None,
                   'expires_at': now + dt.timedelta(days=days) if days else None}
         with self.db.begin() as con: con.execute(tables.keys.insert().values(hash=_digest(key), **record))
-        Audit(self.db).record(
-            actor or cli_actor(),
-            'keys.create',
-            record['id'],
-            detail=f"role {role}{', ' + name if name else ''}",
-            address=address,
-        )
+        Audit(self.db).record(actor or cli_actor(), 'keys.create', record['id'],
+                              detail=f"role {role}{', ' + name if name else ''}", address=address)
         return key, record
 
     def list(self) -> list[dict]:
@@ -203,8 +198,7 @@ def _unexpired(record: dict) -> dict:
         if expires.tzinfo is None: expires = expires.replace(tzinfo=dt.timezone.utc)   # SQLite keeps no zone
         if expires <= dt.datetime.now(dt.timezone.utc):
             raise Unauthorized(
-                f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one"
-            )
+                f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
     return record
 
 
@@ -228,11 +222,9 @@ def outside_key(db) -> str:
     raw = os.environ.get(TOTP_KEY_ENV) or secret_file(Path.home()/'.config'/'mlfin'/'totp-key').read_text().strip()
     mark = hashlib.sha256(b'mlfin-totp-key:' + raw.encode()).hexdigest()[:16]
     if tables.setting(db, 'totp_key_id', lambda: mark) != mark:
-        raise Unavailable(
-            f"the secrets in the service database ({db.dialect.name}) were made with another key (second factors, "
-            "token signatures): "
-            f"set {TOTP_KEY_ENV}, or copy ~/.config/mlfin/totp-key from the host that made them"
-        )
+        raise Unavailable(f"the secrets in the service database ({db.dialect.name}) were made "
+                          f"with another key (second factors, token signatures): set {TOTP_KEY_ENV}, "
+                          "or copy ~/.config/mlfin/totp-key from the host that made them")
     return raw
 
 # %% ../../nbs/11e_service.auth.ipynb #c010n
@@ -271,21 +263,15 @@ class Tokens:
         disabling end"""
         return {
             **self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'], session['expires_at']),
-            'user': user['name'],
-        }
+            'user': user['name']}
 
     def check(self, token: str) -> Caller:
         """The caller a token stands for; `Unauthorized` for a bad signature, another algorithm, expiry, a revoked key
         or an ended session"""
         import jwt
         try:
-            claims = jwt.decode(
-                token,
-                self.secret,
-                algorithms=[ALGORITHM],
-                issuer='mlfin',
-                options={'require': ['exp', 'sub', 'role', 'iss']},
-            )
+            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer='mlfin',
+                                options={'require': ['exp', 'sub', 'role', 'iss']})
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired: ask POST /token for a new one") from None
         except jwt.InvalidTokenError as e:

@@ -168,8 +168,7 @@ def _add_columns(con):
         for column in table.columns:
             if column.name not in present:
                 con.execute(
-                    text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}")
-                )
+                    text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}"))
         indexed = {i['name'] for i in found.get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexed: index.create(con)

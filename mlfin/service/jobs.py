@@ -39,8 +39,7 @@ def check_params(params: dict) -> dict:
         or re.search(r"\.ya?ml\b", str(spec or ''))
     ):
         raise BadInput(
-            f"params.spec {spec!r}: name a spec of the project's features.yaml, or feature names (no files over HTTP)"
-        )
+            f"params.spec {spec!r}: name a spec of the project's features.yaml, or feature names (no files over HTTP)")
     params = {**params, **_timeframes(params)}   # MetaTrader's M1, H1, D1 as the service takes them everywhere else
     run_config(params, 'params')   # the same checks as `mlfin run`
     return {k: v for k, v in params.items() if v is not None}
@@ -76,25 +75,10 @@ def _reports(home: Path) -> list[str]:   # a service's runs keep their reports u
 class Jobs:
     "The job queue of a service database, and (with `run`) the runner that works it when it holds the project's lock"
 
-    def __init__(
-        self,
-        db,
-        project: Path | None,
-        home: Path,
-        store_url: str,
-        run: bool = True,
-        poll: float = 0.5,
-        grace: float = GRACE,
-    ):
+    def __init__(self, db, project: Path | None, home: Path, store_url: str, run: bool = True, poll: float = 0.5,
+                 grace: float = GRACE):
         self.db, self.project, self.home, self.store_url, self.run, self.poll, self.grace = (
-            db,
-            project,
-            Path(home),
-            store_url,
-            run,
-            poll,
-            grace,
-        )
+            db, project, Path(home), store_url, run, poll, grace)
         self._stop, self._thread, self._child, self._holder = threading.Event(), None, None, None
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -106,8 +90,7 @@ def submit(
     "Queue a run of the pipeline with `params` (checked first); its record"
     if self.project is None:
         raise Unavailable(
-            "this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)"
-        )
+            "this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
     params = check_params(params)
     # as `mlfin run` checks: models, symbols, spec, before anything is queued
     try: check(params, self.project, self.store_url or None)
@@ -202,11 +185,8 @@ def _loop(self:Jobs):
     while not self._stop.is_set():
         try:
             if self._holder is not None and not self._holder.holding():
-                log.warning(
-                    'runner lock lost (its database connection broke): this process runs no job until it takes it '
-                    'again',
-                    extra={'runner': self.runner_id},
-                )
+                log.warning('runner lock lost (its database connection broke): '
+                            'this process runs no job until it takes it again', extra={'runner': self.runner_id})
                 self._holder.release(); self._holder = None
             if self._holder is None:
                 self._holder = self._lock()
@@ -219,10 +199,8 @@ def _loop(self:Jobs):
             if job is None: self._stop.wait(self.poll); continue
             self._execute(job)
         except Exception as e:  # a database that went away: try again, never die
-            log.warning(
-                f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
-                extra={'runner': self.runner_id},
-            )
+            log.warning(f"job runner: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+                        extra={'runner': self.runner_id})
             self._stop.wait(2.0)
 
 # %% ../../nbs/11h_service.jobs.ipynb #jinterrupted
@@ -232,23 +210,18 @@ def _interrupted(self:Jobs, grace: float | None = None):
     interrupted, said so"""
     j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
     stale = (j.c.heartbeat_at.is_(None)) | (
-        j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace)
-    )
+        j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace))
     with self.db.begin() as con:
         gone = con.execute(
             j.update()
             .where(j.c.state == 'running', stale)
-            .values(
-                state='interrupted',
-                ended_at=now,
-                error='interrupted: its runner stopped while the job ran (a restart, or a lost database); start it '
-                      'again with POST /train',
-            )
+            .values(state='interrupted', ended_at=now,
+                    error='interrupted: its runner stopped while the job ran (a '
+                          'restart, or a lost database); start it again with POST /train')
         ).rowcount
     if gone:
         logging.getLogger('mlfin.service.jobs').warning(
-            f"{gone} job(s) left running by a runner that is gone: interrupted"
-        )
+            f"{gone} job(s) left running by a runner that is gone: interrupted")
 
 # %% ../../nbs/11h_service.jobs.ipynb #jclaim
 @patch
@@ -282,16 +255,9 @@ def _execute(self:Jobs, job: dict):
     log.info('job started', extra={'job': job['id'], 'runner': self.runner_id})
     started, ended_by = time.monotonic(), None
     with open(path, 'wb') as out:
-        self._child = subprocess.Popen(
-            _command(json.loads(job['params'])) + _reports(self.home),
-            cwd=self.project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+        self._child = subprocess.Popen(_command(json.loads(job['params'])) + _reports(self.home), cwd=self.project,
+                                       env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True, preexec_fn=die_with_parent)
         while self._child.poll() is None:
             self._stop.wait(2.0)
             if self._stop.is_set(): ended_by = ended_by or 'stopped'; break
@@ -304,14 +270,8 @@ def _execute(self:Jobs, job: dict):
     self._child = None
     text = _tail(path)
     state, error = ('succeeded', None) if code == 0 and not ended_by else _ending(ended_by, code, text)
-    done = {
-        'state': state,
-        'ended_at': dt.datetime.now(dt.timezone.utc),
-        'exit_code': code,
-        'error': error,
-        'log': text,
-        'summary': json.dumps(_summary(self.home)) if state == 'succeeded' else None,
-    }
+    done = {'state': state, 'ended_at': dt.datetime.now(dt.timezone.utc), 'exit_code': code, 'error': error,
+            'log': text, 'summary': json.dumps(_summary(self.home)) if state == 'succeeded' else None}
     j = tables.jobs
     try:
         # only if it is still ours: a runner that lost the lock may find it interrupted already
@@ -322,10 +282,8 @@ def _execute(self:Jobs, job: dict):
                 .values(**done)
             )
     except Exception as e:
-        log.warning(
-            f"job {job['id']} ended {state} but its record could not be written ({type(e).__name__}); the next runner "
-            "marks it interrupted"
-        )
+        log.warning(f"job {job['id']} ended {state} but its record could not be "
+                    f"written ({type(e).__name__}); the next runner marks it interrupted")
     log.info(
         f"job {state}", extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)}
     )
@@ -370,8 +328,7 @@ def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
     if ended_by == 'lost':
         return (
             'interrupted',
-            'interrupted: its runner lost the runner lock (the database restarted?); start it again with POST /train',
-        )
+            'interrupted: its runner lost the runner lock (the database restarted?); start it again with POST /train')
     said = next(
         (l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None
     )
@@ -380,8 +337,7 @@ def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
         try: name = signal.Signals(-code).name
         except ValueError: name = f"signal {-code}"
         return 'failed', f"mlfin run was killed by {name}" + (
-            " (a crash inside a native library; the job's log has the Python traceback)" if name in CRASHES else ''
-        )
+            " (a crash inside a native library; the job's log has the Python traceback)" if name in CRASHES else '')
     return 'failed', said or f"mlfin run ended with exit status {code}"
 
 
@@ -409,13 +365,9 @@ def _summary(home: Path) -> dict:
                 'timeframe': m.get('timeframe'),
                 **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
                 **(
-                    {
-                        'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)),
-                        'dsr': m['skill'].get('dsr'),
-                        'pbo': (m.get('pbo') or {}).get('pbo'),
-                        'trials': m['skill']['trials'],
-                        'run_trials': m['skill'].get('run_trials', m['skill']['trials']),
-                    }
+                    {'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)),
+                     'dsr': m['skill'].get('dsr'), 'pbo': (m.get('pbo') or {}).get('pbo'),
+                     'trials': m['skill']['trials'], 'run_trials': m['skill'].get('run_trials', m['skill']['trials'])}
                     if 'skill' in m
                     else {}
                 ),

@@ -21,30 +21,16 @@ def decide(forecast: Forecast, tags: dict, threshold: float | None = None) -> di
     from mlfin.backtest.signals import LABELS, Rule, sides
     made, classifier = Lineage.from_tags(tags), forecast.kind == 'classifier'
     if threshold is not None and not classifier:
-        raise BadInput(
-            "threshold: a regressor's signal compares its predicted move with a round trip's cost; it takes no "
-            "threshold"
-        )
-    rule = Rule(
-        forecast.kind,
-        made.threshold if threshold is None else float(threshold),
-        made.short_below,
-        made.round_trip_bps / 1e4,
-    )
+        raise BadInput("threshold: a regressor's signal compares its predicted "
+                       "move with a round trip's cost; it takes no threshold")
+    rule = Rule(forecast.kind, made.threshold if threshold is None else float(threshold), made.short_below,
+                made.round_trip_bps / 1e4)
     side = int(sides(rule, pd.Series([forecast.value])).iloc[0])
-    return {
-        'ts': forecast.bar_time,
-        'symbol': forecast.symbol,
-        'timeframe': forecast.timeframe,
-        'model_name': forecast.model,
-        'threshold': rule.threshold if classifier else rule.cost,
-        'prob_up': forecast.value if classifier else None,
-        'label': LABELS[side],
-        'created_at': pd.Timestamp.now(tz='UTC'),
-        'model_version': forecast.version,
-        'prediction': None if classifier else forecast.value,
-        'short_below': rule.short_below,
-    }
+    return {'ts': forecast.bar_time, 'symbol': forecast.symbol, 'timeframe': forecast.timeframe,
+            'model_name': forecast.model, 'threshold': rule.threshold if classifier else rule.cost,
+            'prob_up': forecast.value if classifier else None, 'label': LABELS[side],
+            'created_at': pd.Timestamp.now(tz='UTC'), 'model_version': forecast.version,
+            'prediction': None if classifier else forecast.value, 'short_below': rule.short_below}
 
 # %% ../../nbs/11g_service.live.ipynb #c013
 class Signals:
@@ -60,16 +46,8 @@ class Signals:
         # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
         from mlfin.service import db as tables
 
-        key = (
-            record['symbol'],
-            record['timeframe'],
-            record['ts'],
-            record['model_name'],
-            record['model_version'],
-            record['threshold'],
-            record['prob_up'],
-            record['prediction'],
-        )
+        key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'],
+               record['threshold'], record['prob_up'], record['prediction'])
         if key in self._kept: return
         row = {c.name: record.get(c.name) for c in tables.signals.columns}
         row['ts'], row['created_at'] = row['ts'].to_pydatetime(), row['created_at'].to_pydatetime()
@@ -81,8 +59,7 @@ class Signals:
         decided = decided.on_conflict_do_update(
             index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
             set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
-            where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c]) for c in changed)),
-        )
+            where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c]) for c in changed)))
         with self.db.begin() as con: con.execute(decided)
         with self._lock:
             if len(self._kept) > 100_000: self._kept.clear()

@@ -27,8 +27,7 @@ class Me(BaseModel):
     actor: str = Field(description="who is asking, as the audit log and the jobs name them: user:NAME or key:ID")
     role: str
     via: Literal['key', 'token', 'session'] = Field(
-        description="an API key, a key's token, or a person's session token"
-    )
+        description="an API key, a key's token, or a person's session token")
     user: str | None = Field(description="the person (a session)")
     key_id: str | None = Field(description="the key (a key, or a key's token)")
     grants: list[str] = Field(description="what the role may do: read, metrics, ingest, train, admin")
@@ -66,10 +65,8 @@ async def token(
     # every field sent, empty ones too
     form = await request.form() if 'form' in request.headers.get('content-type', '') else {}
     if form.get('grant_type', 'password') != 'password':
-        raise BadInput(
-            f"grant_type {str(form['grant_type'])[:40]!r}: only password is offered (OAuth2's password flow); a "
-            "program sends its key in X-API-Key"
-        )
+        raise BadInput(f"grant_type {str(form['grant_type'])[:40]!r}: only password is "
+                       "offered (OAuth2's password flow); a program sends its key in X-API-Key")
     if key:
         if form: raise BadInput("POST /token: send an API key or a person's password, not both")
         # in a worker thread: a key not cached is read from the database
@@ -78,14 +75,12 @@ async def token(
         return Token(**state.tokens.issue(who))
     if not form:
         raise Unauthorized(
-            "POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)"
-        )
+            "POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)")
     address = client_address(request)
     # in the login's worker thread
     opened = lambda user: state.tokens.issue_session(user, state.people.open_session(user, address))
     return Token(
-        **await state.people.attempt(username or '', password or '', totp or client_secret or '', address, opened)
-    )
+        **await state.people.attempt(username or '', password or '', totp or client_secret or '', address, opened))
 
 # %% ../../nbs/11r_service.login.ipynb #c009
 @router.post('/logout', status_code=204, tags=['login'], responses=ERRORS)
@@ -93,8 +88,7 @@ def logout(request: Request, caller: Caller = SIGNED_IN) -> None:
     "End this person's session: its token is refused from now on, by every worker within a second"
     if caller.via != 'session':
         raise BadInput(
-            "POST /logout ends a person's session; a key's tokens end when the key is revoked (DELETE /keys/{id})"
-        )
+            "POST /logout ends a person's session; a key's tokens end when the key is revoked (DELETE /keys/{id})")
     request.app.state.people.close_session(caller.session, client_address(request))
 
 # %% ../../nbs/11r_service.login.ipynb #c010
@@ -102,15 +96,8 @@ def logout(request: Request, caller: Caller = SIGNED_IN) -> None:
 def me(request: Request, caller: Caller = SIGNED_IN) -> Me:
     "Who is asking: the person or key, the role, what it may do, and when a session ends"
     ends = request.app.state.people.session(caller.session)['expires_at'] if caller.via == 'session' else None
-    return Me(
-        actor=caller.actor,
-        role=caller.role,
-        via=caller.via,
-        user=caller.person or None,
-        key_id=caller.key_id or None,
-        grants=sorted(GRANTS.get(caller.role, ())),
-        expires_at=ends,
-    )
+    return Me(actor=caller.actor, role=caller.role, via=caller.via, user=caller.person or None,
+              key_id=caller.key_id or None, grants=sorted(GRANTS.get(caller.role, ())), expires_at=ends)
 
 # %% ../../nbs/11r_service.login.ipynb #c011
 @router.get('/audit', response_model=list[AuditEvent], tags=['login'], responses=ERRORS)
@@ -118,8 +105,7 @@ def audit(
     request: Request,
     actor: Annotated[
         str | None,
-        Query(pattern=r'^(user|key|cli):[A-Za-z0-9._@-]{1,76}$', description="user:NAME, key:ID or cli:OSUSER"),
-    ] = None,
+        Query(pattern=r'^(user|key|cli):[A-Za-z0-9._@-]{1,76}$', description="user:NAME, key:ID or cli:OSUSER")] = None,
     action: Annotated[Literal[ACTIONS] | None, Query(description="one kind of event")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     caller: Caller = ADMIN,

@@ -44,8 +44,7 @@ class TextLines(logging.Formatter):
     def format(self, record):
         fields = ' '.join(f"{k}={_shown(v)}" for k, v in record.__dict__.items() if k not in _STANDARD)
         line = f"{_utc(record)} {record.levelname} {record.name} {_escaped(record.getMessage())}" + (
-            f" {fields}" if fields else ''
-        )
+            f" {fields}" if fields else '')
         return line + ('\n' + self.formatException(record.exc_info) if record.exc_info else '')
 
 
@@ -135,10 +134,7 @@ def outage(e: BaseException) -> str | None:
         if module == 'redis' and kinds & {'ConnectionError', 'TimeoutError', 'BusyLoadingError', 'ReadOnlyError'}:
             return 'redis'
         if module in ('psycopg', 'psycopg2', 'sqlite3', 'sqlalchemy') and kinds & {
-            'OperationalError',
-            'InterfaceError',
-            'DisconnectionError',
-        }:
+            'OperationalError', 'InterfaceError', 'DisconnectionError'}:
             return 'database'
         if isinstance(x, (ConnectionError, TimeoutError)): return 'network'
     return None
@@ -157,11 +153,8 @@ class Failures:
         frame = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
         kind = (type(e).__name__, where, *(f"{f.filename}:{f.lineno}" for f in frame))
         with self._lock: first = kind not in self.seen; self.seen.add(kind)
-        self.log.error(
-            detail + ('' if first else ' (traceback logged before)'),
-            extra={'where': where, 'error': type(e).__name__, **fields},
-            exc_info=e if first else None,
-        )
+        self.log.error(detail + ('' if first else ' (traceback logged before)'),
+                       extra={'where': where, 'error': type(e).__name__, **fields}, exc_info=e if first else None)
 
 # %% ../../nbs/11b_service.logs.ipynb #c019
 _REQUEST_ID = re.compile(rb'[A-Za-z0-9._:\-]{1,64}')
@@ -205,17 +198,12 @@ class AccessLog:
             caller = scope['state'].get('caller') or scope['state'].get('checked')
             self.log.info(
                 'request',
-                extra={
-                    'method': scope['method'],
-                    'path': scope['path'],
-                    'status': status,
-                    'ms': round((time.perf_counter() - started) * 1e3, 2),
-                    'route': getattr(scope.get('route'), 'path', None),
-                    'key_id': getattr(caller, 'key_id', None) or None,
-                    'user': getattr(caller, 'person', None) or None,
-                    'request_id': rid,
-                    'client': (scope.get('client') or (None,))[0],
-                },
+                extra={'method': scope['method'], 'path': scope['path'], 'status': status,
+                       'ms': round((time.perf_counter() - started) * 1e3, 2),
+                       'route': getattr(scope.get('route'), 'path', None),
+                       'key_id': getattr(caller, 'key_id', None) or None,
+                       'user': getattr(caller, 'person', None) or None, 'request_id': rid,
+                       'client': (scope.get('client') or (None,))[0]},
             )
         async def sending(message):
             if message['type'] == 'http.response.start':

@@ -18,12 +18,9 @@ from .logs import outage
 __all__ = ['REFUSALS', 'MONITOR_GAUGES', 'Metrics', 'monitor_gauges']
 
 # %% ../../nbs/11s_service.metrics.ipynb #c006r
-REFUSALS = {
-    'rows': "every candle bad: all quarantined",
-    'strict': "a bad candle under strict: nothing stored",
-    'batch': "the batch as a whole: its bar size, spacing, calendar or zone",
-    'invalid': "the request does not fit its model: 422",
-}
+REFUSALS = {'rows': "every candle bad: all quarantined", 'strict': "a bad candle under strict: nothing stored",
+            'batch': "the batch as a whole: its bar size, spacing, calendar or zone",
+            'invalid': "the request does not fit its model: 422"}
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007
 class Metrics:
@@ -45,22 +42,15 @@ class Metrics:
         self.quarantined = Counter(
             'mlfin_rows_quarantined',
             'rows newly quarantined by ingest (a bad candle sent again is held, and counted, once)',
-            ['symbol', 'timeframe'],
-            **kw,
-        )
+            ['symbol', 'timeframe'], **kw)
         self.refusals = Counter(
             'mlfin_pushes_refused',
             'pushes of candles refused, per series and why: ' + ', '.join(f'{k} ({v})' for k, v in REFUSALS.items()),
-            ['symbol', 'timeframe', 'why'],
-            **kw,
-        )
+            ['symbol', 'timeframe', 'why'], **kw)
         self.last_push = Gauge(
             'mlfin_last_push_timestamp_seconds',
             'wall-clock time of the last accepted batch of candles, per series (pushed, or pulled by POST /ingest/run)',
-            ['symbol', 'timeframe'],
-            multiprocess_mode='max',
-            **kw,
-        )   # several workers: the latest of theirs
+            ['symbol', 'timeframe'], multiprocess_mode='max', **kw)   # several workers: the latest of theirs
         self.predictions = Counter('mlfin_predictions_served', 'predictions served', ['symbol', 'timeframe'], **kw)
         self.signals = Counter('mlfin_signals_served', 'signals served', ['symbol', 'timeframe', 'label'], **kw)
         self.unserved_ = Counter(
@@ -129,31 +119,20 @@ class _States:
         rows, up = self.series()
         store = GaugeMetricFamily(
             'mlfin_store_up',
-            "1 when the service read its store at its last look (a scrape's, at most 10 s old), 0 when it could not",
-        )
+            "1 when the service read its store at its last look (a scrape's, at most 10 s old), 0 when it could not")
         store.add_metric([], float(up))
         yield store
-        last = GaugeMetricFamily(
-            'mlfin_last_bar_timestamp_seconds',
-            'time of the last stored bar, per series',
-            labels=['symbol', 'timeframe'],
-        )
-        held = GaugeMetricFamily(
-            'mlfin_quarantine_rows',
-            'rows held in quarantine, per series (whoever ingested them)',
-            labels=['symbol', 'timeframe'],
-        )
-        overdue = GaugeMetricFamily(
-            'mlfin_series_overdue_seconds',
-            'how long a bar its calendar expected is overdue (0: fresh), per series',
-            labels=['symbol', 'timeframe'],
-        )
-        live = GaugeMetricFamily(
-            'mlfin_series_live',
-            "1 for a series expected live (a production model serves it, a collector pushes to it, or an "
-            "operator marked it: monitor.freshness.live_series), 0 for history: its overdue seconds page only at 1",
-            labels=['symbol', 'timeframe'],
-        )
+        last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series',
+                                 labels=['symbol', 'timeframe'])
+        held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)',
+                                 labels=['symbol', 'timeframe'])
+        overdue = GaugeMetricFamily('mlfin_series_overdue_seconds',
+                                    'how long a bar its calendar expected is overdue (0: fresh), per series',
+                                    labels=['symbol', 'timeframe'])
+        live = GaugeMetricFamily('mlfin_series_live',
+                                 "1 for a series expected live (a production model serves it, a "
+                                 "collector pushes to it, or an operator marked it: monitor.freshness.live_series), "
+                                 "0 for history: its overdue seconds page only at 1", labels=['symbol', 'timeframe'])
         expected = self.kept.get('live', {})
         for row in rows:
             s, t = row['symbol'], row['timeframe']
@@ -205,10 +184,8 @@ class _States:
             # a last candle stored while forming is no closed bar
             forming = self.state.store.meta(row['symbol'], row['timeframe']).get('forming')
             self.kept[key] = kept = (
-                now,
-                row['last'],
-                max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']),
-            )
+                now, row['last'],
+                max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']))
         return kept[2]
 
 
@@ -239,11 +216,9 @@ def monitor_gauges(found: dict | None):
     )
     for name in found['errors']: failed.add_metric([name], 1.0)
     yield failed
-    for gauge, key, text in (
-        ('input_psi', 'psi', "an input's PSI against its training span"),
-        ('input_psi_bar', 'psi_bar', "that input's own PSI bar"),
-        ('input_drifted', 'verdict', '1 when the input drifted'),
-    ):
+    for gauge, key, text in (('input_psi', 'psi', "an input's PSI against its training span"),
+                             ('input_psi_bar', 'psi_bar', "that input's own PSI bar"),
+                             ('input_drifted', 'verdict', '1 when the input drifted')):
         family = GaugeMetricFamily(f'mlfin_monitor_{gauge}', text, labels=['name', 'input'])
         for row in found.get('inputs', []):
             value = float(row['verdict'] == 'drifted') if key == 'verdict' else row.get(key)

@@ -31,10 +31,8 @@ REFUSED = "wrong user name, password or code"
 def check_name(name: str) -> str:
     "A login name as given, or `BadInput` saying what a name may be"
     if not isinstance(name, str) or not re.fullmatch(NAME, name):
-        raise BadInput(
-            f"user name {str(name)[:70]!r}: 2 to 64 characters, lower-case letters, digits, '.', '_' or '-', starting "
-            "with a letter"
-        )
+        raise BadInput(f"user name {str(name)[:70]!r}: 2 to 64 characters, lower-case "
+                       "letters, digits, '.', '_' or '-', starting with a letter")
     return name
 
 # %% ../../nbs/11f_service.people.ipynb #c009
@@ -172,17 +170,9 @@ def _public(user: dict, now: dt.datetime,
         if everyone and not user['second_factor']
         else 'active'
     )
-    return {
-        'name': user['name'],
-        'role': user['role'],
-        'second_factor': bool(user['second_factor']),
-        'state': state,
-        'failures': user['failures'],
-        'locked_until': user['locked_until'] if everyone else None,
-        'locks': [dict(l) for l in locks],
-        'created_at': user['created_at'],
-        'last_login_at': user['last_login_at'],
-    }
+    return {'name': user['name'], 'role': user['role'], 'second_factor': bool(user['second_factor']), 'state': state,
+            'failures': user['failures'], 'locked_until': user['locked_until'] if everyone else None,
+            'locks': [dict(l) for l in locks], 'created_at': user['created_at'], 'last_login_at': user['last_login_at']}
 
 # %% ../../nbs/11f_service.people.ipynb #c024
 @patch
@@ -195,14 +185,10 @@ def _enrol(self: People, con, user_id: str, name: str, second_factor: bool) -> t
     secret, codes = pyotp.random_base32(), [recovery_code() for _ in range(RECOVERY_CODES)]
     con.execute(
         tables.recovery_codes.insert(),
-        [{'user_id': user_id, 'hash': hasher().hash(c), 'mark': self._code_mark(c), 'used_at': None} for c in codes],
-    )
+        [{'user_id': user_id, 'hash': hasher().hash(c), 'mark': self._code_mark(c), 'used_at': None} for c in codes])
     uri = _totp(secret).provisioning_uri(name=name)
-    return (
-        uri,
-        codes,
-        {'totp_secret': self._cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1},
-    )
+    return (uri, codes,
+            {'totp_secret': self._cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1})
 
 # %% ../../nbs/11f_service.people.ipynb #c025
 @patch
@@ -220,26 +206,14 @@ def add(self: People, name: str, role: str, password: str,
     with self.db.begin() as con:
         if con.execute(tables.users.select().where(tables.users.c.name == name)).first():
             raise BadInput(
-                f"user {name!r} exists already; `mlfin users reset {name}` gives them a new password and second factor"
-            )
+                f"user {name!r} exists already; `mlfin users reset {name}` gives them a new password and second factor")
         uri, codes, factor = self._enrol(con, user_id, name, second_factor)
         con.execute(
-            tables.users.insert().values(
-                id=user_id,
-                name=name,
-                role=role,
-                password_hash=hasher().hash(password),
-                failures=0,
-                created_at=now,
-                **factor,
-            )
+            tables.users.insert().values(id=user_id, name=name, role=role, password_hash=hasher().hash(password),
+                                         failures=0, created_at=now, **factor)
         )
-    self.audit.record(
-        actor or cli_actor(),
-        'users.add',
-        name,
-        detail=f"role {role}, second factor {'required' if second_factor else 'off'}",
-    )
+    self.audit.record(actor or cli_actor(), 'users.add', name,
+                      detail=f"role {role}, second factor {'required' if second_factor else 'off'}")
     return Enrolment(name, role, uri, codes)
 
 # %% ../../nbs/11f_service.people.ipynb #c026
@@ -257,8 +231,7 @@ def list(self: People) -> list[dict]:
     locks = {}
     for r in map(tables.utc, locked):
         locks.setdefault(r['user_id'], []).append(
-            {'address': r['address'], 'until': r['locked_until'], 'failures': r['failures']}
-        )
+            {'address': r['address'], 'until': r['locked_until'], 'failures': r['failures']})
     return [_public(u, now, locks.get(u['id'], [])) for u in map(tables.utc, rows)]
 
 # %% ../../nbs/11f_service.people.ipynb #c029
@@ -286,22 +259,16 @@ def _failed(self: People, user: dict, why: str, address: str):
             .values(user_id=user['id'], address=address, failures=1, last_failure_at=now, locked_until=locks(None, 1))
             .on_conflict_do_update(
                 index_elements=['user_id', 'address'],
-                set_={
-                    'failures': pairs.c.failures + 1,
-                    'last_failure_at': now,
-                    'locked_until': locks(pairs.c.locked_until, pairs.c.failures + 1),
-                },
+                set_={'failures': pairs.c.failures + 1, 'last_failure_at': now,
+                      'locked_until': locks(pairs.c.locked_until, pairs.c.failures + 1)},
             )
             .returning(pairs.c.failures)
         ).scalar_one()
         con.execute(
             users.update()
             .where(users.c.id == user['id'])
-            .values(
-                failures=users.c.failures + 1,
-                last_failure_at=now,
-                locked_until=locks(users.c.locked_until, users.c.failures + 1),
-            )
+            .values(failures=users.c.failures + 1, last_failure_at=now,
+                    locked_until=locks(users.c.locked_until, users.c.failures + 1))
         )
     self._refuse(user['name'], 'locked' if here >= self.policy.lock_after else 'refused', why, address)
 
@@ -360,11 +327,8 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
     if not re.fullmatch(r'[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}', code): return False
     codes = tables.recovery_codes
     with self.db.begin() as con:  # the code its mark finds (codes made before marks: each tried in turn)
-        found = (
-            codes.c.user_id == user['id'],
-            codes.c.used_at.is_(None),
-            (codes.c.mark == self._code_mark(code)) | codes.c.mark.is_(None),
-        )
+        found = (codes.c.user_id == user['id'], codes.c.used_at.is_(None),
+                 (codes.c.mark == self._code_mark(code)) | codes.c.mark.is_(None))
         for row in con.execute(codes.select().where(*found)).mappings().all():
             if verify_hash(row['hash'], code):
                 used = con.execute(
@@ -499,14 +463,8 @@ def open_session(self: People, user: dict, address: str = '',
                 ) -> dict:
     "A new session for a logged-in account: its id (what its token names; the database keeps its digest) and expiry"
     now, hours = self.now(), hours or self.policy.session_hours
-    row = {
-        'id': secrets.token_urlsafe(16),
-        'user_id': user['id'],
-        'created_at': now,
-        'expires_at': now + dt.timedelta(hours=hours),
-        'revoked_at': None,
-        'address': (address or '')[:64],
-    }
+    row = {'id': secrets.token_urlsafe(16), 'user_id': user['id'], 'created_at': now,
+           'expires_at': now + dt.timedelta(hours=hours), 'revoked_at': None, 'address': (address or '')[:64]}
     with self.db.begin() as con:
         con.execute(tables.sessions.insert().values(**{**row, 'id': session_digest(row['id'])}))
     return row

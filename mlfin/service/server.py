@@ -78,16 +78,11 @@ def serve(settings: ServiceSettings | None = None,
     _bindable(host, port)
     if workers > 1 and settings.limits_storage.startswith('memory'):
         logging.getLogger('mlfin.service').warning(
-            f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them"
-        )
+            f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
     if workers > 1: os.environ['MLFIN_SERVICE_MASTER'] = str(os.getpid())
     if announce:  # said once the service answers, not before: a collector waiting for the line can send at once
-        _announce_when_answering(
-            'https' if certfile else 'http',
-            host,
-            port,
-            {'workers': workers, 'store': store_place(settings.store or None), 'docs': '/docs'},
-        )
+        _announce_when_answering('https' if certfile else 'http', host, port,
+                                 {'workers': workers, 'store': store_place(settings.store or None), 'docs': '/docs'})
     uvicorn.run('mlfin.service.app:app_from_env', factory=True, host=host, port=port, workers=workers,
                 # our own lines say what uvicorn's would
                 log_level='warning' if settings.log_level in ('debug', 'info') else settings.log_level,

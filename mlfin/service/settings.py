@@ -91,12 +91,10 @@ class ServiceSettings(BaseModel):
     registry_poll: float = Field(
         REGISTRY_POLL, ge=0, description="seconds between looks at a registry server (a SQLite one: a stat per request)"
     )
-    tracking: str = Field(
-        '',
-        description="the MLflow server whose registry is served and whose runs POST /train records to "
-                    "(http://HOST:PORT, "
-        "`mlfin tracking serve`; '' = MLFLOW_TRACKING_URI, else the home's store)",
-    )
+    tracking: str = Field('',
+                          description="the MLflow server whose registry is served and whose runs "
+                                      "POST /train records to (http://HOST:PORT, `mlfin tracking "
+                                      "serve`; '' = MLFLOW_TRACKING_URI, else the home's store)")
     jobs: bool = Field(
         True, description="run the job runner in this process (it works only while it holds the project's runner lock)"
     )
@@ -105,59 +103,36 @@ class ServiceSettings(BaseModel):
     body_timeout: float = Field(
         30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)"
     )
-    header_timeout: float = Field(
-        10.0,
-        gt=0,
-        description="seconds a request's line and headers may take to arrive (slow headers get 408, the connection "
-                    "closed)",
-    )
+    header_timeout: float = Field(10.0, gt=0,
+                                  description="seconds a request's line and headers may take to "
+                                              "arrive (slow headers get 408, the connection closed)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
     login_rate: str = Field(
         LoginPolicy.rate,
-        description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)",
-    )
+        description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)")
     login_slow_after: int = Field(
-        LoginPolicy.slow_after,
-        ge=1,
-        description="failed logins at an account from one address before each further attempt from there must wait",
-    )
+        LoginPolicy.slow_after, ge=1,
+        description="failed logins at an account from one address before each further attempt from there must wait")
     login_delay: float = Field(
         LoginPolicy.delay, ge=0, description="that first wait in seconds, doubled at each further failure"
     )
-    login_lock_after: int = Field(
-        LoginPolicy.lock_after,
-        ge=1,
-        description="failed logins at an account from one address that lock it from there (from all addresses: only "
-                    "its password and code let in)",
-    )
+    login_lock_after: int = Field(LoginPolicy.lock_after, ge=1,
+                                  description="failed logins at an account from one address that lock it from "
+                                              "there (from all addresses: only its password and code let in)")
     login_lock_minutes: float = Field(
-        LoginPolicy.lock_minutes,
-        gt=0,
-        description="how long a lock lasts, right password or not; then its count starts again",
-    )
+        LoginPolicy.lock_minutes, gt=0,
+        description="how long a lock lasts, right password or not; then its count starts again")
     login_session_hours: float = Field(
-        LoginPolicy.session_hours,
-        gt=0,
-        le=24 * 31,
-        description="how long a person's session lasts from their login, on the pages and over the API",
-    )
-    trusted_proxies: str = Field(
-        LoginPolicy.proxies,
-        description="reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client: "
-        "none by default, not even loopback",
-    )
-    login_floor: float = Field(
-        LoginPolicy.floor,
-        ge=0,
-        le=10,
-        description="seconds every refused login takes at least, whatever was wrong (a name, a password, a code, a "
-                    "lock): its time tells nothing",
-    )
-    log_level: str = Field(
-        'info',
-        pattern=r'^(debug|info|warning|error)$',
-        description="the least a log line must be: debug, info, warning, error",
-    )
+        LoginPolicy.session_hours, gt=0, le=24 * 31,
+        description="how long a person's session lasts from their login, on the pages and over the API")
+    trusted_proxies: str = Field(LoginPolicy.proxies,
+                                 description="reverse proxies (addresses or networks, comma-separated) whose "
+                                             "X-Forwarded-For names the client: none by default, not even loopback")
+    login_floor: float = Field(LoginPolicy.floor, ge=0, le=10,
+                               description="seconds every refused login takes at least, whatever was wrong "
+                                           "(a name, a password, a code, a lock): its time tells nothing")
+    log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$',
+                           description="the least a log line must be: debug, info, warning, error")
     log_json: bool = Field(False, description="one JSON object a log line (else text)")
     log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
     log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
@@ -166,16 +141,8 @@ class ServiceSettings(BaseModel):
     def login_policy(self) -> LoginPolicy:
         """The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page
         (`mlfin dashboards` takes the same options)"""
-        return LoginPolicy(
-            self.login_slow_after,
-            self.login_delay,
-            self.login_lock_after,
-            self.login_lock_minutes,
-            self.login_rate,
-            self.login_session_hours,
-            self.login_floor,
-            self.trusted_proxies,
-        )
+        return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes,
+                           self.login_rate, self.login_session_hours, self.login_floor, self.trusted_proxies)
 
     @field_validator('trusted_proxies')
     @classmethod

@@ -74,18 +74,12 @@ def _hash(prev: str, seq: int, recorded: str, kind: str, family: str, body: str)
     return hashlib.sha256('\x1f'.join((prev, str(seq), recorded, kind, family, body)).encode()).hexdigest()
 
 _META = sa.MetaData()
-_ENTRIES = sa.Table(
-    TABLE,
-    _META,
-    sa.Column('seq', sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column('recorded', sa.String(40), nullable=False),
-    sa.Column('kind', sa.String(16), nullable=False),
-    sa.Column('family', sa.String(32), nullable=False),
-    sa.Column('body', sa.Text, nullable=False),
-    sa.Column('prev', sa.String(64), nullable=False),
-    sa.Column('hash', sa.String(64), nullable=False),
-    sa.Column('login', sa.String(64)),
-)
+_ENTRIES = sa.Table(TABLE, _META, sa.Column('seq', sa.Integer, primary_key=True, autoincrement=False),
+                    sa.Column('recorded', sa.String(40), nullable=False),
+                    sa.Column('kind', sa.String(16), nullable=False),
+                    sa.Column('family', sa.String(32), nullable=False), sa.Column('body', sa.Text, nullable=False),
+                    sa.Column('prev', sa.String(64), nullable=False), sa.Column('hash', sa.String(64), nullable=False),
+                    sa.Column('login', sa.String(64)))
 # a run's per-bar returns, by the SHA-256 of their Parquet bytes, which its `trials` entry names: outside the chain,
 # vouched for by it
 _RETURNS = sa.Table(f"{TABLE}_returns", _META, sa.Column('digest', sa.String(64), primary_key=True),
@@ -98,8 +92,7 @@ def _engine(location: str) -> sa.Engine:
     if '://' in location:
         return sa.create_engine(
             location.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1),
-            pool_pre_ping=True,
-        )
+            pool_pre_ping=True)
     return sa.create_engine(f"sqlite:///{location}", connect_args={'timeout': 60},
                             # a connection per use: a file deleted or restored is met as it is now
                             poolclass=sa.pool.NullPool)
@@ -213,10 +206,8 @@ def _writers_turn(c, location: str):
         with c.begin_nested(): c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
     except sa.exc.OperationalError:
         held = c.execute(
-            sa.text(
-                "SELECT string_agg(DISTINCT usename || ' (pid ' || pid || ')', ', ') FROM pg_locks JOIN "
-                "pg_stat_activity USING (pid) WHERE locktype = 'advisory' AND granted"
-            )
+            sa.text("SELECT string_agg(DISTINCT usename || ' (pid ' || pid || ')', ', ') FROM "
+                    "pg_locks JOIN pg_stat_activity USING (pid) WHERE locktype = 'advisory' AND granted")
         ).scalar()
         raise Unavailable(f"the trial ledger at {place(location)}: its writers' lock has been held for {LOCK_WAIT} by "
                           f"{held or 'another session'}; nothing was appended") from None
@@ -230,10 +221,9 @@ def _login_column(c, location: str):
         try:
             with c.begin_nested(): c.execute(sa.text(f"ALTER TABLE {TABLE} ADD COLUMN login VARCHAR(64)"))
         except sa.exc.DBAPIError as e:
-            raise Unavailable(
-                f"the trial ledger at {place(location)} keeps no logins and this account may not add them "
-                f"({str(e.orig).strip().splitlines()[0]}): run `mlfin team init` as the database's owner"
-            ) from None
+            raise Unavailable(f"the trial ledger at {place(location)} keeps no logins and "
+                              f"this account may not add them ({str(e.orig).strip().splitlines()[0]}): "
+                              "run `mlfin team init` as the database's owner") from None
     _COLUMNED.add(location)
 
 @patch
@@ -320,11 +310,9 @@ def append_only(c, location: str, again: bool = False, # made anew whether or no
                     c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_truncate BEFORE TRUNCATE ON {table} "
                                       f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"))
         except sa.exc.ProgrammingError as e:
-            raise Unavailable(
-                f"the trial ledger at {place(location)} has no append-only guard and this account may not "
-                f"make it ({str(e.orig).strip().splitlines()[0]}): run `mlfin team init` as the database's "
-                "owner"
-            ) from None
+            raise Unavailable(f"the trial ledger at {place(location)} has no append-only guard "
+                              f"and this account may not make it ({str(e.orig).strip().splitlines()[0]}): "
+                              "run `mlfin team init` as the database's owner") from None
     _GUARDED.add(location)
 
 @patch
@@ -363,16 +351,12 @@ def conflicts(self: Ledger, found: Check,
             )
         elif int(n) > found.length:
             out.append(
-                (
-                    who,
-                    said,
-                    f"{who} noted {n} entries in the trial ledger, which now holds {found.length}: it was cut short",
-                )
+                (who, said,
+                 f"{who} noted {n} entries in the trial ledger, which now holds {found.length}: it was cut short")
             )
         elif found.entries[int(n) - 1].hash != h:
             out.append(
-                (who, said, f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten")
-            )
+                (who, said, f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten"))
     return out
 
 @patch
@@ -512,8 +496,7 @@ def returns(self: Ledger, digests: list[str]) -> tuple[dict[str, pd.DataFrame], 
     with _engine(self.location).connect() as c:
         if not sa.inspect(c).has_table(_RETURNS.name): return found, list(digests)
         rows = dict(
-            c.execute(sa.select(_RETURNS.c.digest, _RETURNS.c.data).where(_RETURNS.c.digest.in_(list(digests)))).all()
-        )
+            c.execute(sa.select(_RETURNS.c.digest, _RETURNS.c.data).where(_RETURNS.c.digest.in_(list(digests)))).all())
     for d in digests:
         data = rows.get(d)
         if data is None or hashlib.sha256(data).hexdigest() != d: bad.append(d)

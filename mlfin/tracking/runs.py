@@ -30,10 +30,8 @@ def _flat(prefix: str, metrics: dict) -> dict[str, float]:
 # %% ../../nbs/05b_tracking.runs.ipynb #c006_k
 # the kinds of run `mlfin runs` lists (their `mlfin.kind` tag), and what records each; their symbols' runs are kind
 # `symbol`
-LISTED = {
-    'pipeline': "a pipeline run (`mlfin run`: the report task)",
-    'notebook': "a notebook's experiment (`report.experiments.record_experiment`)",
-}
+LISTED = {'pipeline': "a pipeline run (`mlfin run`: the report task)",
+          'notebook': "a notebook's experiment (`report.experiments.record_experiment`)"}
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c006_00
 def log_run(params: dict,         # every parameter of the run (data, features, models, costs, code version)
@@ -73,13 +71,8 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
             with mlflow.start_run(experiment_id=eid, run_name=symbol, nested=True) as child:
                 mlflow.log_params(params)
                 mlflow.set_tags(
-                    {
-                        'mlfin.kind': 'symbol',
-                        'symbol': symbol,
-                        'data.fingerprint': fingerprints.get(symbol, ''),
-                        'best_model': best.get(symbol, ''),
-                        **(tags or {}).get(symbol, {}),
-                    }
+                    {'mlfin.kind': 'symbol', 'symbol': symbol, 'data.fingerprint': fingerprints.get(symbol, ''),
+                     'best_model': best.get(symbol, ''), **(tags or {}).get(symbol, {})}
                 )
                 every = (
                     {}
@@ -120,8 +113,7 @@ def runs(kind: str | tuple[str, ...] = 'pipeline', # pipeline, notebook or symbo
     found = [f for f in found if len(f)]
     if len(found) < 2: return found[0] if found else pd.DataFrame()
     return pd.concat(found, ignore_index=True).sort_values('start_time', ascending=False, ignore_index=True).head(
-        max_results
-    )
+        max_results)
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007a
 def attach(run_id: str,       # an MLflow run (a pipeline run's parent)
@@ -162,28 +154,12 @@ def task_run(parent: str,      # the pipeline run the tasks' products sit beside
     return made.info.run_id
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007b
-_ASKED = {
-    'tags.mlfin.kind': 'kind',
-    'tags.mlflow.runName': 'name',
-    'params.label': 'label',
-    'params.horizon': 'horizon',
-    'params.cv': 'cv',
-    'params.models': 'models',
-    'params.code_version': 'code',
-}
-_FOUND = {
-    'tags.mlflow.user': 'by',
-    'tags.best_model': 'leader',
-    'metrics.oos_auc': 'auc',
-    'metrics.oos_ic': 'ic',
-    'metrics.strategy_sharpe': 'sharpe',
-    'metrics.buy_and_hold_sharpe': 'hold_sharpe',
-    'metrics.strategy_total_return': 'return',
-    'metrics.skill_trials': 'trials',
-    'metrics.skill_dsr': 'dsr',
-    'metrics.pbo_pbo': 'pbo',
-    'tags.verdict': 'verdict',
-}
+_ASKED = {'tags.mlfin.kind': 'kind', 'tags.mlflow.runName': 'name', 'params.label': 'label',
+          'params.horizon': 'horizon', 'params.cv': 'cv', 'params.models': 'models', 'params.code_version': 'code'}
+_FOUND = {'tags.mlflow.user': 'by', 'tags.best_model': 'leader', 'metrics.oos_auc': 'auc', 'metrics.oos_ic': 'ic',
+          'metrics.strategy_sharpe': 'sharpe', 'metrics.buy_and_hold_sharpe': 'hold_sharpe',
+          'metrics.strategy_total_return': 'return', 'metrics.skill_trials': 'trials', 'metrics.skill_dsr': 'dsr',
+          'metrics.pbo_pbo': 'pbo', 'tags.verdict': 'verdict'}
 
 def run_table(limit: int = 10) -> pd.DataFrame:
     """Recent runs (`LISTED`: pipeline runs and notebooks' experiments), a row per run and symbol: what was asked
@@ -205,8 +181,7 @@ def run_table(limit: int = 10) -> pd.DataFrame:
     # a count, though MLflow keeps every metric as a float
     if 'trials' in table: table['trials'] = table['trials'].round().astype('Int64')
     return table[['run', 'start_time', *[c for c in table.columns if c not in ('run', 'start_time')]]].rename(
-        columns={'start_time': 'started'}
-    )
+        columns={'start_time': 'started'})
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c
 def find_run(prefix: str) -> str:
@@ -237,8 +212,7 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     asked = pd.DataFrame(differ, index=[i[:8] for i in ids]).T.rename_axis('parameter')
     table = run_table(10_000)
     figures = table[table['run'].isin([i[:8] for i in ids])].drop(
-        columns=['started', 'symbol_run', *[c for c in _ASKED.values() if c in table]]
-    )
+        columns=['started', 'symbol_run', *[c for c in _ASKED.values() if c in table]])
     return asked, figures.set_index(['symbol', 'run']).sort_index()
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c_01

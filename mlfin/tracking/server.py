@@ -30,10 +30,8 @@ MEMBERS = 'mlfin-members'
 def database_url(url: str, what: str = '--db') -> str:
     "A PostgreSQL database as SQLAlchemy opens it (psycopg 3); `BadInput` in one line for anything else"
     if url.startswith(('postgresql://', 'postgresql+psycopg://')): return psycopg_url(url)
-    raise BadInput(
-        f"{what} {url.split('@')[-1]!r}: a tracking server keeps its runs in PostgreSQL "
-        "(postgresql://USER@HOST[:PORT]/DB)"
-    )
+    raise BadInput(f"{what} {url.split('@')[-1]!r}: a tracking server keeps "
+                   "its runs in PostgreSQL (postgresql://USER@HOST[:PORT]/DB)")
 
 # %% ../../nbs/05c_tracking.server.ipynb #c007
 def admin_password() -> str:
@@ -51,10 +49,8 @@ def _reachable(db: str):
     try:
         with sa.create_engine(db).connect() as con: con.execute(sa.text('SELECT 1'))
     except sa.exc.SQLAlchemyError as e:
-        raise Unavailable(
-            f"--db {db.split('@')[-1]}: cannot connect "
-            f"({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:160]})"
-        ) from None
+        raise Unavailable(f"--db {db.split('@')[-1]}: cannot connect "
+                          f"({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:160]})") from None
 
 # %% ../../nbs/05c_tracking.server.ipynb #c009h
 def allowed_hosts(
@@ -69,10 +65,8 @@ def allowed_hosts(
     given = list(dict.fromkeys(v for n in names.split(',') if n.strip() for v in (n.strip(), n.strip().lower())))
     for name in given:
         if not re.fullmatch(rf'(\*\.)?{label}(\.{label})*', name.lower()):
-            raise BadInput(
-                f"--allowed-hosts {name!r}: not a host name (letters, digits, hyphens and dots; *.domain for its "
-                "subdomains)"
-            )
+            raise BadInput(f"--allowed-hosts {name!r}: not a host name (letters, "
+                           "digits, hyphens and dots; *.domain for its subdomains)")
     return ','.join([*get_default_allowed_hosts(), *(h for n in given for h in (n, f"{n}:*"))])
 
 
@@ -114,24 +108,9 @@ def server_command(
         'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false',
     }
     Path(artifacts).mkdir(parents=True, exist_ok=True)
-    cmd = [
-        str(Path(sys.executable).with_name('mlflow')),
-        'server',
-        '--backend-store-uri',
-        url,
-        '--serve-artifacts',
-        '--artifacts-destination',
-        str(Path(artifacts).resolve()),
-        '--app-name',
-        'basic-auth',
-        '--host',
-        host,
-        '--port',
-        str(port),
-        '--workers',
-        str(workers),
-        *(['--allowed-hosts', hosts] if hosts else []),
-    ]
+    cmd = [str(Path(sys.executable).with_name('mlflow')), 'server', '--backend-store-uri', url, '--serve-artifacts',
+           '--artifacts-destination', str(Path(artifacts).resolve()), '--app-name', 'basic-auth', '--host', host,
+           '--port', str(port), '--workers', str(workers), *(['--allowed-hosts', hosts] if hosts else [])]
     return cmd, env
 
 # %% ../../nbs/05c_tracking.server.ipynb #c011
@@ -155,11 +134,8 @@ def add_member(
     try: admin.create_user(login, password); made = 'made'
     except MlflowException as e:
         if e.error_code == 'PERMISSION_DENIED':
-            raise BadInput(
-                f"member {login!r}: {url} refused: adding a member is its admin's (MLFLOW_TRACKING_USERNAME={ADMIN} "
-                "and "
-                "its password)"
-            ) from None
+            raise BadInput(f"member {login!r}: {url} refused: adding a member is its "
+                           f"admin's (MLFLOW_TRACKING_USERNAME={ADMIN} and its password)") from None
         if e.error_code != 'RESOURCE_ALREADY_EXISTS':
             raise BadInput(f"member {login!r}: {str(e).splitlines()[0]}") from None
         made = 'there already'
@@ -204,10 +180,8 @@ def _fresh(con):
     held['experiments'] = con.execute(sa.text("SELECT count(*) FROM experiments WHERE experiment_id <> 0")).scalar_one()
     found = {t: n for t, n in held.items() if n}
     if found:
-        raise BadInput(
-            f"--db: the server's database already holds {', '.join(f'{n} {t}' for t, n in found.items())}; "
-            "migrate into a fresh database (the copy keeps every id, which must not meet others)"
-        )
+        raise BadInput(f"--db: the server's database already holds {', '.join(f'{n} {t}' for t, n in found.items())}; "
+                       "migrate into a fresh database (the copy keeps every id, which must not meet others)")
 
 # %% ../../nbs/05c_tracking.server.ipynb #c017
 def _sequences(con) -> int:
@@ -215,10 +189,8 @@ def _sequences(con) -> int:
     import sqlalchemy as sa
 
     found = con.execute(
-        sa.text(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-            "AND (column_default LIKE 'nextval%' OR is_identity = 'YES')"
-        )
+        sa.text("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
+                "= current_schema() AND (column_default LIKE 'nextval%' OR is_identity = 'YES')")
     ).all()
     for table, column in found:
         con.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
@@ -261,10 +233,8 @@ def migrate(
     if not source.is_file(): raise NotFound(f"{source}: no MLflow store in this home to migrate")
     checked = check_home()  # the store made to follow the home first, MLflow's unused Default experiment taken in
     if checked['outside']:
-        raise BadInput(
-            f"{source}: {len(checked['outside'])} location(s) lie outside the home (e.g. {checked['outside'][0]}); "
-            "migrate copies the home's files only: move them into the home first"
-        )
+        raise BadInput(f"{source}: {len(checked['outside'])} location(s) lie outside the home (e.g. "
+                       f"{checked['outside'][0]}); migrate copies the home's files only: move them into the home first")
     url = database_url(db)
     _reachable(url)
     target = sa.create_engine(url)
@@ -272,8 +242,7 @@ def migrate(
     ours, theirs = _schema(reader), _schema(target)
     if ours != theirs:
         raise BadInput(
-            f"{source}: schema revision {ours}, the server's {theirs}: run `mlflow db upgrade` on the older one first"
-        )
+            f"{source}: schema revision {ours}, the server's {theirs}: run `mlflow db upgrade` on the older one first")
     files = Path(artifacts).resolve()/ARTIFACTS
     if files.exists() and any(files.iterdir()):
         raise BadInput(f"--artifacts {files}: not empty; migrate into the folder of a fresh server")
@@ -300,11 +269,6 @@ def migrate(
     except Exception:
         shutil.rmtree(files, ignore_errors=True)
         raise
-    return {
-        'from': str(source),
-        'revision': ours,
-        'rows': {t: n for t, n in copied.items() if n},
-        'sequences': sequences,
-        'artifacts': str(files),
-        'files': sum(1 for f in files.rglob('*') if f.is_file()) if files.exists() else 0,
-    }
+    return {'from': str(source), 'revision': ours, 'rows': {t: n for t, n in copied.items() if n},
+            'sequences': sequences, 'artifacts': str(files),
+            'files': sum(1 for f in files.rglob('*') if f.is_file()) if files.exists() else 0}

@@ -115,8 +115,7 @@ def production_aliases() -> dict[str, int] | None:
     """mlfin's registered models aliased production -> their version, read from the home's MLflow database without
     MLflow; None where it cannot be read so (a team's tracking server, no database or registry yet)"""
     rows = mlflow_rows(
-        "SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'"
-    )
+        "SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'")
     return None if rows is None else {name: int(version) for name, version in rows}
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_00
@@ -200,8 +199,7 @@ def _claim_default(con) -> int:
     """MLflow's Default experiment, made in whatever folder the first command ran in and never used by mlfin, put in the
     home while it has no runs"""
     row = con.execute(
-        "SELECT artifact_location FROM experiments WHERE experiment_id = 0 AND name = 'Default'"
-    ).fetchone()
+        "SELECT artifact_location FROM experiments WHERE experiment_id = 0 AND name = 'Default'").fetchone()
     folder = _local(row[0]) if row else None
     if (
         folder is None
@@ -255,19 +253,15 @@ def relocate() -> dict | None:
         except sqlite3.Error as e:
             if con.in_transaction:
                 con.execute('ROLLBACK')
-            raise Unavailable(
-                f"{db}: the home was copied or moved here, and its MLflow store's locations could not be rewritten "
-                f"({e})"
-            ) from None
+            raise Unavailable(f"{db}: the home was copied or moved here, and its "
+                              f"MLflow store's locations could not be rewritten ({e})") from None
         outside = outside_home(con) if count else []
     if not count: return None
     log = logging.getLogger('mlfin')
     log.info(f"the home moved from {old} to {at}: {count} location(s) in its MLflow store rewritten")
     if outside:
-        log.warning(
-            f"mlfin: {len(outside)} location(s) in the MLflow store of {at} point outside it, e.g. {outside[0]} "
-            "(`mlfin home check` lists them)"
-        )
+        log.warning(f"mlfin: {len(outside)} location(s) in the MLflow store of {at} "
+                    f"point outside it, e.g. {outside[0]} (`mlfin home check` lists them)")
     return {'from': str(old), 'to': str(at), 'rewritten': count, 'outside': outside}
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_us

@@ -88,16 +88,12 @@ def recorded_trials(question_id: str) -> pd.DataFrame:
             # its file deleted or damaged: the caller says so
             except Exception: unreadable.append(run.info.run_id); continue
             tables.append(
-                pd.read_parquet(table).assign(
-                    recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'),
-                    source=run.info.run_id,
-                    ledger=run.data.tags.get(LEDGER_TAG, ''),
-                )
+                pd.read_parquet(table).assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'),
+                                              source=run.info.run_id, ledger=run.data.tags.get(LEDGER_TAG, ''))
             )
     out = (
         pd.concat(tables, ignore_index=True).astype(
-            {'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'}
-        )
+            {'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'})
         if tables
         else pd.DataFrame()
     )
@@ -115,8 +111,7 @@ def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
             try:
                 if not any(f.path.endswith('returns.parquet') for f in client.list_artifacts(run_id, FOLDER)): continue
                 kept[run_id] = pd.read_parquet(
-                    client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))
-                ).astype('float64')
+                    client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))).astype('float64')
             except Exception:
                 # a run another home recorded, or one deleted: its trials still count, its returns are not here for PBO
                 continue
@@ -127,13 +122,8 @@ def question_runs() -> dict[str, list[str]]:
     "Every question the store files trials under, with its runs, newest first (question id -> run ids)"
     client, runs, token = configured_mlflow().MlflowClient(), {}, None
     while True:  # every run on any question, newest first, a page at a time
-        page = client.search_runs(
-            experiment_ids(),
-            filter_string=f"tags.`{TAG}` LIKE '%'",
-            order_by=['attributes.start_time DESC'],
-            max_results=1000,
-            page_token=token,
-        )
+        page = client.search_runs(experiment_ids(), filter_string=f"tags.`{TAG}` LIKE '%'",
+                                  order_by=['attributes.start_time DESC'], max_results=1000, page_token=token)
         for run in page: runs.setdefault(run.data.tags[TAG], []).append(run.info.run_id)
         token = page.token
         if not token: break
@@ -149,8 +139,7 @@ def question_prints() -> dict[str, list[str]]:
                 mine = Path(folder)/run_id; mine.mkdir()
                 try:
                     found[question] = json.loads(
-                        Path(client.download_artifacts(run_id, f"{FOLDER}/prints.json", str(mine))).read_text()
-                    )
+                        Path(client.download_artifacts(run_id, f"{FOLDER}/prints.json", str(mine))).read_text())
                     break
                 except Exception:
                     # a run that kept no prints (recorded before they were kept, or a search): an older one may have

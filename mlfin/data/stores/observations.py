@@ -38,15 +38,12 @@ def as_observations(frame: pd.DataFrame) -> pd.DataFrame:
     label = series_label(name, None if symbol is None else check_symbol(symbol))
     if list(frame.columns) != list(OBSERVATION_COLUMNS):
         raise BadInput(
-            f"{label}: columns {list(frame.columns)}; observations have exactly {', '.join(OBSERVATION_COLUMNS)}"
-        )
+            f"{label}: columns {list(frame.columns)}; observations have exactly {', '.join(OBSERVATION_COLUMNS)}")
     if not isinstance(attrs.get('rule'), str) or not attrs['rule'].strip():
         raise BadInput(f"{label}: no release rule stated; a series says when its values became known")
     # as the contract writes them, so that a series' rule and frequency compare equal however a writer spelled them
-    attrs['frequency'], attrs['rule'] = (
-        check_frequency(attrs.get('frequency'), f"{label}: frequency"),
-        parse_rule(attrs['rule'], f"{label}: rule").text,
-    )
+    attrs['frequency'], attrs['rule'] = (check_frequency(attrs.get('frequency'), f"{label}: frequency"),
+                                         parse_rule(attrs['rule'], f"{label}: rule").text)
     period, known = frame['period'], frame['known']
     if not pd.api.types.is_datetime64_dtype(period.dtype) or getattr(period.dtype, 'tz', None) is not None:
         raise BadInput(f"{label}: period is {period.dtype}; periods are dates without a zone")
@@ -56,23 +53,17 @@ def as_observations(frame: pd.DataFrame) -> pd.DataFrame:
     bad = ~np.isfinite(value) | period.isna().to_numpy() | known.isna().to_numpy()
     if bad.any():
         i = int(np.argmax(bad))
-        raise BadInput(
-            f"{label}: period {period.iloc[i]} known {known.iloc[i]}: value {frame['value'].iloc[i]}: a period, a "
-            "known time and a number wanted; nothing stored"
-        )
+        raise BadInput(f"{label}: period {period.iloc[i]} known {known.iloc[i]}: value "
+                       f"{frame['value'].iloc[i]}: a period, a known time and a number wanted; nothing stored")
     out = pd.DataFrame(
-        {
-            'period': period.dt.as_unit('ns').to_numpy(),
-            'known': known.dt.tz_convert('UTC').dt.ceil('us').dt.as_unit('ns').array,
-            'value': value,
-        }
+        {'period': period.dt.as_unit('ns').to_numpy(),
+         'known': known.dt.tz_convert('UTC').dt.ceil('us').dt.as_unit('ns').array, 'value': value}
     )
     twice = out.duplicated(['period', 'known']).to_numpy()
     if twice.any():
         i = int(np.argmax(twice))
         raise BadInput(
-            f"{label}: period {_day(out['period'][i])} known {_when(out['known'][i])} given twice; nothing stored"
-        )
+            f"{label}: period {_day(out['period'][i])} known {_when(out['known'][i])} given twice; nothing stored")
     out = out.sort_values(['known', 'period'], ignore_index=True, kind='stable')
     out.attrs = {**{k: attrs.get(k) for k in OBSERVATION_ATTRS}, 'name': name, 'symbol': symbol}
     return out
@@ -90,12 +81,9 @@ def merged(stored: pd.DataFrame | None, incoming: pd.DataFrame) -> tuple[pd.Data
     clash = held & (both['value'] != both['value_stored']).to_numpy()
     if clash.any():
         r = both[clash].iloc[0]
-        raise BadInput(
-            f"{series_label(incoming.attrs['name'], incoming.attrs['symbol'])}: period {_day(r['period'])} known "
-            f"{_when(r['known'])} "
-            f"is stored as {r['value_stored']:.10g}, the batch gives {r['value']:.10g}; a revision is a new row known "
-            "later, never an overwrite; nothing stored"
-        )
+        raise BadInput(f"{series_label(incoming.attrs['name'], incoming.attrs['symbol'])}: period {_day(r['period'])} "
+                       f"known {_when(r['known'])} is stored as {r['value_stored']:.10g}, the batch gives "
+                       f"{r['value']:.10g}; a revision is a new row known later, never an overwrite; nothing stored")
     added = incoming[~held]
     if not len(added): return stored, added, int(held.sum())
     whole = pd.concat([stored, added], ignore_index=True).sort_values(
@@ -112,26 +100,17 @@ def record(frame: pd.DataFrame, # the series as it will be stored, attrs from th
     label = series_label(frame.attrs['name'], frame.attrs['symbol'])
     for k in FIXED:
         if kept.get(k) is not None and frame.attrs.get(k) != kept[k]:
-            raise BadInput(
-                f"{label}: stored with {k} {kept[k]!r}, the batch gives {frame.attrs.get(k)!r}; a series keeps its {k} "
-                "(delete it and ingest it again to change it); nothing stored"
-            )
+            raise BadInput(f"{label}: stored with {k} {kept[k]!r}, the batch gives {frame.attrs.get(k)!r}; a "
+                           f"series keeps its {k} (delete it and ingest it again to change it); nothing stored")
     period, known = frame['period'], frame['known']
     digest = hashlib.blake2b(digest_size=12)
     for column in (pd.DatetimeIndex(period).asi8, pd.DatetimeIndex(known).asi8, frame['value'].to_numpy('float64')):
         digest.update(np.ascontiguousarray(column).tobytes())
-    return {
-        **{k: kept.get(k) for k in OBSERVATION_ATTRS},
-        **{k: v for k, v in frame.attrs.items() if k in OBSERVATION_ATTRS and v is not None},
-        'rows': len(frame),
-        'periods': int(period.nunique()),
-        'vintages': int(period.value_counts().max()),
-        'first_period': period.min().isoformat(),
-        'last_period': period.max().isoformat(),
-        'first_known': known.min().isoformat(),
-        'last_known': known.max().isoformat(),
-        'digest': digest.hexdigest(),
-    }
+    return {**{k: kept.get(k) for k in OBSERVATION_ATTRS},
+            **{k: v for k, v in frame.attrs.items() if k in OBSERVATION_ATTRS and v is not None}, 'rows': len(frame),
+            'periods': int(period.nunique()), 'vintages': int(period.value_counts().max()),
+            'first_period': period.min().isoformat(), 'last_period': period.max().isoformat(),
+            'first_known': known.min().isoformat(), 'last_known': known.max().isoformat(), 'digest': digest.hexdigest()}
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o019
 def observation_batch(frames) -> dict:
@@ -157,15 +136,13 @@ def series_listing(records: list[dict]) -> pd.DataFrame:
     # None for a series of no company, not a string column's NaN
     out['symbol'] = pd.Series([r.get('symbol') for r in records], dtype=object)
     return out.iloc[
-        sorted(range(len(out)), key=lambda i: (out['name'].iat[i], out['symbol'].iat[i] or ''))
-    ].reset_index(drop=True)
+        sorted(range(len(out)), key=lambda i: (out['name'].iat[i], out['symbol'].iat[i] or ''))].reset_index(drop=True)
 
 
 def not_stored(name: str, symbol, listing: pd.DataFrame) -> NotFound:
     held = [series_label(n, s) for n, s in zip(listing['name'], listing['symbol'])]
     return NotFound(
-        f"no observations of {series_label(name, symbol)} in the store; it holds {', '.join(held) if held else 'none'}"
-    )
+        f"no observations of {series_label(name, symbol)} in the store; it holds {', '.join(held) if held else 'none'}")
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o021
 # NO_SYMBOL: the folder of a series of no company (never a symbol)
@@ -190,8 +167,7 @@ def _observations_at(self:ParquetStore, folder: Path) -> tuple[dict, pd.DataFram
         try: return kept, pd.read_parquet(folder/kept['file'])
         except FileNotFoundError: continue  # replaced since its record was read: read the new one
     raise Unavailable(
-        f"{series_label(kept['name'], kept['symbol'])}: the series kept changing while it was read (20 tries)"
-    )
+        f"{series_label(kept['name'], kept['symbol'])}: the series kept changing while it was read (20 tries)")
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o022
 @patch
@@ -265,11 +241,8 @@ def _clear(folder: Path, kept: dict):
 @patch
 def _full(self:ParquetStore, error: OSError) -> Unavailable:
     free = shutil.disk_usage(self.root).free / 2**20 if self.root.exists() else 0.0
-    return Unavailable(
-        f"the store's disk is full: no room under {self.root.resolve()} ({free:,.1f} MB free); free space there and "
-        "run it again: "
-        "nothing of this batch was stored"
-    )
+    return Unavailable(f"the store's disk is full: no room under {self.root.resolve()} ({free:,.1f} "
+                       "MB free); free space there and run it again: nothing of this batch was stored")
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o027
 @patch
@@ -352,25 +325,10 @@ def observations_listing(store, # an open store (`data.open_store`)
     day = lambda c: held[c].dt.strftime('%Y-%m-%d')
     # a line a terminal holds: the quality page has the whole source
     short = lambda text: text if len(text or '') <= 40 else text[:39] + '…'
-    shown = held.assign(
-        symbol=held['symbol'].fillna('-'),
-        source=held['source'].map(short),
-        first_period=day('first_period'),
-        last_period=day('last_period'),
-        last_known=held['last_known'].dt.strftime('%Y-%m-%d %H:%M UTC'),
-    )
+    shown = held.assign(symbol=held['symbol'].fillna('-'), source=held['source'].map(short),
+                        first_period=day('first_period'), last_period=day('last_period'),
+                        last_known=held['last_known'].dt.strftime('%Y-%m-%d %H:%M UTC'))
     return "non-bar series (each value for a period, known at a time):\n" + shown[
-        [
-            'name',
-            'symbol',
-            'frequency',
-            'rule',
-            'source',
-            'rows',
-            'periods',
-            'vintages',
-            'first_period',
-            'last_period',
-            'last_known',
-        ]
+        ['name', 'symbol', 'frequency', 'rule', 'source', 'rows', 'periods', 'vintages', 'first_period', 'last_period',
+         'last_known']
     ].to_string(index=False)

@@ -38,17 +38,12 @@ def _pg_series(con, name: str, symbol: str | None) -> tuple[dict, pd.DataFrame |
     ).fetchone()
     if kept is None: return {}, None
     rows = pd.DataFrame(
-        con.execute(
-            "SELECT period, known, value FROM mlfin_observations WHERE name = %s AND symbol = %s ORDER BY known, "
-            "period",
-            (name, symbol or ''),
-        ).fetchall(),
+        con.execute("SELECT period, known, value FROM mlfin_observations "
+                    "WHERE name = %s AND symbol = %s ORDER BY known, period", (name, symbol or '')).fetchall(),
         columns=list(OBSERVATION_COLUMNS),
     )
-    rows['period'], rows['known'] = (
-        pd.to_datetime(rows['period']).astype('datetime64[ns]'),
-        pd.to_datetime(rows['known'], utc=True).dt.as_unit('ns'),
-    )
+    rows['period'], rows['known'] = (pd.to_datetime(rows['period']).astype('datetime64[ns]'),
+                                     pd.to_datetime(rows['known'], utc=True).dt.as_unit('ns'))
     return kept[0], rows.astype({'value': 'float64'})
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o041u
@@ -84,16 +79,13 @@ def write_observations(self:PostgresStore, frames) -> dict:
         for name, symbol, kept, added, meta in plans:   # every series checked: now written
             if len(added):
                 with con.cursor().copy(
-                    "COPY mlfin_observations (name, symbol, period, known, value) FROM STDIN"
-                ) as copy:
+                    "COPY mlfin_observations (name, symbol, period, known, value) FROM STDIN") as copy:
                     for period, known, value in zip(added['period'], added['known'], added['value']):
                         copy.write_row((name, symbol, period.to_pydatetime(), known.to_pydatetime(), float(value)))
             if meta != kept:
-                con.execute(
-                    "INSERT INTO mlfin_observation_series (name, symbol, meta) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (name, symbol) DO UPDATE SET meta = EXCLUDED.meta",
-                    (name, symbol, json.dumps(meta)),
-                )
+                con.execute("INSERT INTO mlfin_observation_series (name, symbol, meta) VALUES (%s, "
+                            "%s, %s) ON CONFLICT (name, symbol) DO UPDATE SET meta = EXCLUDED.meta",
+                            (name, symbol, json.dumps(meta)))
     return counts
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o043

@@ -140,10 +140,8 @@ def read(self:ParquetStore, symbol: str, timeframe: str, start=None, end=None) -
     lo, hi, closed = utc_bounds(start, end)
     where = ' AND '.join(
         w
-        for w, v in (
-            ('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
-            (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi),
-        )
+        for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
+                     (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi))
         if v is not None
     )
     for attempt in range(20):
@@ -245,24 +243,13 @@ def ls(self:ParquetStore) -> pd.DataFrame:
             held = newest.current['ts'] if newest is not None else []
             bars, first, last = parts.total + len(held), parts.first[0], (held[-1] if len(held) else parts.last[-1])
         elif (folder/LEGACY).exists():
-            bars, first, last = _duckdb(
-                "SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)",
-                {'p': str(folder / LEGACY)},
-            ).iloc[0]
+            bars, first, last = _duckdb("SELECT count(*), epoch_ns(min(ts)), epoch_ns(max(ts)) FROM read_parquet($p)",
+                                        {'p': str(folder / LEGACY)}).iloc[0]
         else: continue
         meta = self.meta(symbol, timeframe)
         rows.append(
-            [
-                symbol,
-                timeframe,
-                int(bars),
-                pd.Timestamp(int(first), tz='UTC'),
-                pd.Timestamp(int(last), tz='UTC'),
-                meta.get('calendar', ''),
-                meta.get('source', ''),
-                meta.get('volume', ''),
-                0,
-            ]
+            [symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'), pd.Timestamp(int(last), tz='UTC'),
+             meta.get('calendar', ''), meta.get('source', ''), meta.get('volume', ''), 0]
         )
     held = pd.DataFrame(rows, columns=cols).sort_values(['symbol', 'timeframe'], ignore_index=True)
     q = self.quarantined()
@@ -277,8 +264,7 @@ def quarantined(self:ParquetStore, symbol: str | None = None) -> pd.DataFrame:
     files = sorted(self.root.glob(f"quarantine/timeframe=*/symbol={symbol or '*'}/*.parquet"))
     if not files:
         return pd.DataFrame(
-            columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested']
-        )
+            columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
     frames = [
         pd.read_parquet(f).assign(
             symbol=f.parent.name.removeprefix('symbol='), timeframe=f.parent.parent.name.removeprefix('timeframe=')
@@ -389,13 +375,8 @@ def save_manifest(folder: Path, parts: Parts, retired: list | None = None):
     import orjson
 
     content = orjson.dumps(
-        {
-            'format': 2,
-            **{name: getattr(parts, name) for name in Parts.COLUMNS},
-            'total': parts.total,
-            'tail': parts.tail,
-            'retired': retired or [],
-        }
+        {'format': 2, **{name: getattr(parts, name) for name in Parts.COLUMNS}, 'total': parts.total,
+         'tail': parts.tail, 'retired': retired or []}
     )
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 

@@ -46,11 +46,9 @@ def _room(store: ParquetStore, folder: Path, timeframe: str):
                     _claim(folder, timeframe, writing=False)
                     (folder / WRITING).unlink(missing_ok=True)
         free = shutil.disk_usage(store.root).free / 2**20 if store.root.exists() else 0.0
-        raise Unavailable(
-            f"the store's disk is full: no room under {store.root.resolve()} ({free:,.1f} MB free); free space there "
-            "(or give "
-            f"--store / MLFIN_STORE a disk with room) and run it again: the store keeps its last complete write"
-        ) from e
+        raise Unavailable(f"the store's disk is full: no room under {store.root.resolve()} ({free:,.1f} "
+                          "MB free); free space there (or give --store / MLFIN_STORE a disk "
+                          "with room) and run it again: the store keeps its last complete write") from e
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wwrite
 @patch
@@ -171,11 +169,8 @@ def delete(self:ParquetStore, symbol: str, timeframe: str,
            start=None, end=None,
           ) -> int:
     "Remove a range of a series' bars, or the whole series (its bars, record and quarantined rows); how many bars went"
-    folder, (lo, hi, closed), ranged = (
-        self._dir(symbol, timeframe),
-        span(start, end),
-        start is not None or end is not None,
-    )
+    folder, (lo, hi, closed), ranged = (self._dir(symbol, timeframe), span(start, end),
+                                        start is not None or end is not None)
     if not self.has(symbol, timeframe): raise NotFound(f"no {timeframe} bars for {symbol} in the store")
     with _room(self, folder, timeframe), self._lock(folder):
         parts, retired = _claim(folder, timeframe)
@@ -261,8 +256,7 @@ def _cut(folder: Path, parts: Parts, timeframe: str, lo, hi, closed: bool) -> tu
     removed, replaced = 0, []
     for key, name, rows, first, last in list(parts.entries()):
         if (lo is not None and last < lo.value) or (
-            hi is not None and (first > hi.value or (not closed and first == hi.value))
-        ):
+            hi is not None and (first > hi.value or (not closed and first == hi.value))):
             continue
         bars = read_part(folder/name)
         inside = np.ones(len(bars), dtype=bool)
@@ -339,8 +333,7 @@ class _SeriesLock:
                 if time.monotonic() - waited > self.timeout:
                     os.close(fd)
                     raise Unavailable(
-                        f"{self.path}: another writer held the series for {self.timeout:.0f} s; try again"
-                    ) from None
+                        f"{self.path}: another writer held the series for {self.timeout:.0f} s; try again") from None
                 time.sleep(pause); pause = min(pause * 2, 0.02)
         self.held.fd = fd
         return self

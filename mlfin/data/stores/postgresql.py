@@ -69,15 +69,12 @@ def _connect(self:PostgresStore, write: bool = False):
                     if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
                         con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
                         con.execute(
-                            "SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)"
-                        )
+                            "SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
             except psycopg.errors.InsufficientPrivilege as e:
                 con.close()
                 what = "create the store's tables" if not exists else "update the store's tables (of an earlier mlfin)"
-                raise Unavailable(
-                    f"store {self!r}: this role may not {what} ({str(e).strip().splitlines()[0]}): "
-                    "run one mlfin command with the store's owner first"
-                ) from None
+                raise Unavailable(f"store {self!r}: this role may not {what} ({str(e).strip().splitlines()[0]}): "
+                                  "run one mlfin command with the store's owner first") from None
             current = True
         self._ready = current   # still False: no tables yet, and reading: the store is empty
     return con
@@ -90,10 +87,8 @@ def _writing(self:PostgresStore):
     import psycopg
     try: yield
     except psycopg.errors.InsufficientPrivilege as e:
-        raise Unavailable(
-            f"store {self!r}: this role may not change the store ({str(e).strip().splitlines()[0]}): use a role that "
-            "may write"
-        ) from None
+        raise Unavailable(f"store {self!r}: this role may not change the store "
+                          f"({str(e).strip().splitlines()[0]}): use a role that may write") from None
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #ghas
 @patch
@@ -127,10 +122,9 @@ def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> d
             "FROM incoming i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
         change = None
         if changed:  # the first changed bar and column, old and new value: what a report names
-            found = con.execute(
-                f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} FROM incoming i JOIN mlfin_bars b "
-                f"USING (symbol, timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1"
-            ).fetchone()
+            found = con.execute(f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} "
+                                "FROM incoming i JOIN mlfin_bars b USING (symbol, "
+                                f"timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1").fetchone()
             j = next(j for j in range(len(given)) if found[1 + 2 * j] != found[2 + 2 * j])
             old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
             change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
@@ -155,13 +149,8 @@ def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> d
              rows.index.max().to_pydatetime(), int(bool(new or changed)))).fetchone()[0]
         # delivered at commit
         if new or changed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))
-    return {
-        'new': int(new),
-        'changed': int(changed),
-        'unchanged': len(rows) - int(new) - int(changed),
-        'total': int(total),
-        **({'first_change': change} if change else {}),
-    }
+    return {'new': int(new), 'changed': int(changed), 'unchanged': len(rows) - int(new) - int(changed),
+            'total': int(total), **({'first_change': change} if change else {})}
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gdelete
 @patch
@@ -214,8 +203,7 @@ def read(self:PostgresStore, symbol: str, timeframe: str, start=None, end=None) 
         if not found and not self.has(symbol, timeframe):
             held = self.ls()
             listing = (
-                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing'
-            )
+                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing')
             raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
     return self._bars(found, symbol, timeframe)
 
@@ -280,10 +268,8 @@ def mark(self:PostgresStore, symbol: str, timeframe: str,
         if kept is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
         new = {k: v for k, v in {**kept[0], **fields}.items() if v is not None}
         if new != kept[0]:
-            con.execute(
-                "UPDATE mlfin_series SET meta = %s WHERE symbol = %s AND timeframe = %s",
-                (json.dumps(new, default=str), symbol, timeframe),
-            )
+            con.execute("UPDATE mlfin_series SET meta = %s WHERE symbol = %s AND timeframe = %s",
+                        (json.dumps(new, default=str), symbol, timeframe))
     return new
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gls
@@ -292,13 +278,10 @@ def ls(self:PostgresStore) -> pd.DataFrame:
     "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows"
     with self._connect() as con:
         rows = (
-            con.execute(
-                "SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', ''), "
-                "coalesce(s.meta->>'source', ''), "
-                "coalesce(s.meta->>'volume', ''), (SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol "
-                "AND q.timeframe = s.timeframe) "
-                "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe"
-            ).fetchall()
+            con.execute("SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', "
+                        "''), coalesce(s.meta->>'source', ''), coalesce(s.meta->>'volume', ''), "
+                        "(SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe "
+                        "= s.timeframe) FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall()
             if self._ready
             else []
         )
@@ -320,8 +303,7 @@ def quarantine(self:PostgresStore, rejected: pd.DataFrame, symbol: str, timefram
         held = pd.DataFrame(
             con.execute(
                 'SELECT "row", ts, "column", reason, value FROM mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
-                (symbol, timeframe),
-            ).fetchall(),
+                (symbol, timeframe)).fetchall(),
             columns=['row', 'ts', 'column', 'reason', 'value'],
         )
         fresh = not_yet_quarantined(rejected, held)

@@ -27,8 +27,7 @@ def check_symbol(symbol: str) -> str:
     "`symbol` if it is safe as a file and table key, else a one-line error"
     if not isinstance(symbol, str) or not re.fullmatch(SYMBOL, symbol):
         raise BadInput(
-            f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64"
-        )
+            f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
     return symbol
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c009p
@@ -54,8 +53,7 @@ def span(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
             value and pd.Timestamp(value)
         except (ValueError, TypeError):
             raise BadInput(
-                f"{name} {value!r}: not a time; use a date or a time, e.g. 2024-01-31 or 2024-01-31T12:00"
-            ) from None
+                f"{name} {value!r}: not a time; use a date or a time, e.g. 2024-01-31 or 2024-01-31T12:00") from None
     lo, hi, closed = utc_bounds(start, end)
     if lo is not None and hi is not None and (lo > hi or (lo == hi and not closed)):
         raise BadInput(f"start {start} is after end {end}")
@@ -69,8 +67,7 @@ def as_stored(bars: pd.DataFrame) -> pd.DataFrame:
     index = pd.DatetimeIndex(out.index)
     if index.tz is None or str(index.tz) != 'UTC' or index.unit != 'ns':
         out = out.set_axis(
-            (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts')
-        )
+            (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts'))
     return out
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c019

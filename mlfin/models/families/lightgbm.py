@@ -22,12 +22,8 @@ class LightGBMModel(Model):
         extra = (
             {}
             if eval_rows is None
-            else {
-                'eval_X': X[eval_rows],
-                'eval_y': y[eval_rows],
-                'callbacks': list(callbacks),
-                **({'eval_metric': eval_metric} if eval_metric else {}),
-            }
+            else {'eval_X': X[eval_rows], 'eval_y': y[eval_rows], 'callbacks': list(callbacks),
+                  **({'eval_metric': eval_metric} if eval_metric else {})}
         )
         est.fit(X[rows], target, sample_weight=row_weights(weights, rows), **extra)
         self.fitted = est.booster_
@@ -42,10 +38,8 @@ class LightGBMModel(Model):
     def pruning(cls, trial, metric, every):
         from optuna_integration import LightGBMPruningCallback
 
-        return {
-            'eval_metric': metric,
-            'callbacks': (LightGBMPruningCallback(trial, metric, valid_name='valid_0', report_interval=every),),
-        }
+        return {'eval_metric': metric,
+                'callbacks': (LightGBMPruningCallback(trial, metric, valid_name='valid_0', report_interval=every),)}
 
     def _write(self, path): self.fitted.save_model(str(path))
 
@@ -55,17 +49,11 @@ class LightGBMModel(Model):
         return lgb.Booster(model_file=str(path))
 
 # %% ../../../nbs/06c_models.families.lightgbm.ipynb #c006
-_LIGHTGBM = {
-    'n_estimators': HP(200, 50, 1000, log=True, min=1),
-    'learning_rate': HP(0.03, 0.005, 0.3, log=True, min=1e-6),
-    'num_leaves': HP(15, 4, 128, log=True, min=2),
-    'min_child_samples': HP(50, 5, 500, log=True, min=1),
-    'subsample': HP(0.8, 0.5, 1.0, min=0.01, max=1.0),
-    'subsample_freq': HP(1, min=0),
-    'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0),
-    'reg_lambda': HP(0.0, 1e-8, 10.0, log=True, min=0.0),
-    'n_jobs': HP(2, min=1),
-}
+_LIGHTGBM = {'n_estimators': HP(200, 50, 1000, log=True, min=1),
+             'learning_rate': HP(0.03, 0.005, 0.3, log=True, min=1e-6), 'num_leaves': HP(15, 4, 128, log=True, min=2),
+             'min_child_samples': HP(50, 5, 500, log=True, min=1), 'subsample': HP(0.8, 0.5, 1.0, min=0.01, max=1.0),
+             'subsample_freq': HP(1, min=0), 'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0),
+             'reg_lambda': HP(0.0, 1e-8, 10.0, log=True, min=0.0), 'n_jobs': HP(2, min=1)}
 
 register(Family('lightgbm', LightGBMModel, KINDS, _LIGHTGBM, "LightGBM gradient-boosted trees (deterministic)",
                 libraries=('lightgbm',), imports=('lightgbm',), cost=0.6));

@@ -61,13 +61,9 @@ def network(window: int, features: int, units: int, dropout: float, kind: str,
     keras = _keras()
     init = keras.initializers
     s = [int(x) for x in np.random.SeedSequence(seed).generate_state(5) % 2**31]
-    lstm = keras.layers.LSTM(
-        units,
-        kernel_initializer=init.GlorotUniform(s[0]),
-        recurrent_initializer=init.Orthogonal(seed=s[1]),
-        seed=s[2],
-        use_cudnn='auto' if cudnn else False,
-    )
+    lstm = keras.layers.LSTM(units, kernel_initializer=init.GlorotUniform(s[0]),
+                             recurrent_initializer=init.Orthogonal(seed=s[1]), seed=s[2],
+                             use_cudnn='auto' if cudnn else False)
     # a regressor starts from forecasting its (standardised) target's mean: a zero output kernel, so what it forecasts
     # beyond the mean is learnt, not left over from random initial weights (which alone made a minute bar's forecast 10%
     # worse than no change)
@@ -249,14 +245,9 @@ register(
         'lstm',
         LSTMModel,
         KINDS,
-        {
-            'window': HP(20, 5, 60, min=2),
-            'units': HP(16, 4, 64, log=True, min=1),
-            'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9),
-            'epochs': HP(5, 2, 30, min=1),
-            'batch_size': HP(256, min=1),
-            'learning_rate': HP(0.003, 1e-4, 1e-2, log=True, min=1e-7),
-        },
+        {'window': HP(20, 5, 60, min=2), 'units': HP(16, 4, 64, log=True, min=1),
+         'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9), 'epochs': HP(5, 2, 30, min=1), 'batch_size': HP(256, min=1),
+         'learning_rate': HP(0.003, 1e-4, 1e-2, log=True, min=1e-7)},
         "Keras 3 LSTM on windows of the inputs (JAX)",
         libraries=('keras', 'jax'),
         imports=('jax', 'keras'),

@@ -26,15 +26,9 @@ class SklearnModel(Model):
             return make_pipeline(StandardScaler(), LogisticRegression(C=p['C'], max_iter=p['max_iter']))
         if self.family == 'ridge': return make_pipeline(StandardScaler(), Ridge(alpha=p['alpha']))
         forest = RandomForestClassifier if self.kind == 'classifier' else RandomForestRegressor
-        return forest(
-            n_estimators=p['n_estimators'],
-            max_depth=p['max_depth'] or None,
-            min_samples_leaf=p['min_samples_leaf'],
-            max_features=p['max_features'],
-            max_samples=p['max_samples'],
-            n_jobs=self.built_with()['n_jobs'],
-            random_state=self.seed,
-        )
+        return forest(n_estimators=p['n_estimators'], max_depth=p['max_depth'] or None,
+                      min_samples_leaf=p['min_samples_leaf'], max_features=p['max_features'],
+                      max_samples=p['max_samples'], n_jobs=self.built_with()['n_jobs'], random_state=self.seed)
 
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         est, w = self.estimator(), row_weights(weights, rows)
@@ -74,37 +68,19 @@ _FOREST = {'n_estimators': HP(100, 50, 800, log=True, min=1), 'max_depth': HP(6,
 
 _SKLEARN = ('scikit-learn', 'skops')   # fitted with scikit-learn, saved with skops
 _SAVER = ('skops.io',)
-_BASELINE = dict(
-    libraries=_SKLEARN,
-    imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing', *_SAVER),
-    first=_SAVER,
-    baseline=True,
-)
+_BASELINE = dict(libraries=_SKLEARN,
+                 imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing', *_SAVER), first=_SAVER,
+                 baseline=True)
 
 register(
-    Family(
-        'logistic',
-        SklearnModel,
-        ('classifier',),
-        {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
-        "logistic regression on standardised inputs: the classification baseline",
-        **_BASELINE,
-        cost=0.1,
-    )
+    Family('logistic', SklearnModel, ('classifier',),
+           {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
+           "logistic regression on standardised inputs: the classification baseline", **_BASELINE, cost=0.1)
 )
 register(Family('ridge', SklearnModel, ('regressor',), {'alpha': HP(1.0, 1e-3, 1e3, log=True, min=0.0)},
                 "ridge regression on standardised inputs: the regression baseline", **_BASELINE, cost=0.1))
 register(
-    Family(
-        'random_forest',
-        SklearnModel,
-        KINDS,
-        _FOREST,
-        "scikit-learn random forest",
-        libraries=_SKLEARN,
-        cost=1.7,
-        imports=('sklearn.ensemble', *_SAVER),
-        first=_SAVER,
-    )
+    Family('random_forest', SklearnModel, KINDS, _FOREST, "scikit-learn random forest", libraries=_SKLEARN, cost=1.7,
+           imports=('sklearn.ensemble', *_SAVER), first=_SAVER)
 )
 

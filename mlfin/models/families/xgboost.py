@@ -18,13 +18,8 @@ class XGBoostModel(Model):
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         import xgboost as xgb
         est = (xgb.XGBClassifier if self.kind == 'classifier' else xgb.XGBRegressor)(
-            **self.built_with(),
-            random_state=self.seed,
-            tree_method='hist',
-            device=self.device,
-            callbacks=list(callbacks) or None,
-            **({'eval_metric': eval_metric} if eval_metric else {}),
-        )
+            **self.built_with(), random_state=self.seed, tree_method='hist', device=self.device,
+            callbacks=list(callbacks) or None, **({'eval_metric': eval_metric} if eval_metric else {}))
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
         extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'verbose': False}
         est.fit(X[rows], target, sample_weight=row_weights(weights, rows), **extra)
@@ -67,16 +62,11 @@ class XGBoostModel(Model):
         return booster
 
 # %% ../../../nbs/06d_models.families.xgboost.ipynb #c006
-_XGBOOST = {
-    'n_estimators': HP(200, 50, 1000, log=True, min=1),
-    'learning_rate': HP(0.03, 0.005, 0.3, log=True, min=1e-6),
-    'max_depth': HP(3, 2, 10, min=1, max=64),
-    'min_child_weight': HP(1.0, 0.1, 100.0, log=True, min=0.0),
-    'subsample': HP(0.8, 0.5, 1.0, min=0.01, max=1.0),
-    'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0),
-    'reg_lambda': HP(1.0, 1e-3, 10.0, log=True, min=0.0),
-    'n_jobs': HP(2, min=1),
-}
+_XGBOOST = {'n_estimators': HP(200, 50, 1000, log=True, min=1),
+            'learning_rate': HP(0.03, 0.005, 0.3, log=True, min=1e-6), 'max_depth': HP(3, 2, 10, min=1, max=64),
+            'min_child_weight': HP(1.0, 0.1, 100.0, log=True, min=0.0),
+            'subsample': HP(0.8, 0.5, 1.0, min=0.01, max=1.0), 'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0),
+            'reg_lambda': HP(1.0, 1e-3, 10.0, log=True, min=0.0), 'n_jobs': HP(2, min=1)}
 
 register(Family('xgboost', XGBoostModel, KINDS, _XGBOOST, "XGBoost gradient-boosted trees (hist; CUDA when there)",
                 libraries=('xgboost',), imports=('xgboost',), cost=0.4));

@@ -23,13 +23,10 @@ __all__ = ['api_key', 'bearer', 'people', 'SCHEMES', 'READ', 'METRICS', 'INGEST'
 # %% ../../../nbs/11i_service.routes.common.ipynb #c005
 api_key = APIKeyHeader(name='X-API-Key', auto_error=False, description="an API key (`mlfin keys create`)")
 bearer = HTTPBearer(auto_error=False, description="a token from POST /token")
-people = OAuth2PasswordBearer(
-    tokenUrl='token',
-    auto_error=False,
-    scheme_name='OAuth2PasswordBearer',
-    description="a person's login: user name, password and, for the second factor, the TOTP code as client_secret "
-    "(sent in the request body); the token it gives is sent as `Authorization: Bearer`",
-)
+people = OAuth2PasswordBearer(tokenUrl='token', auto_error=False, scheme_name='OAuth2PasswordBearer',
+                              description="a person's login: user name, password and, for the second "
+                                          "factor, the TOTP code as client_secret (sent in the request "
+                                          "body); the token it gives is sent as `Authorization: Bearer`")
 # how a caller signs in, as the OpenAPI schema (and /docs' Authorize dialog) shows it on every route but the public ones
 SCHEMES = (api_key, bearer, people)
 
@@ -41,11 +38,8 @@ def require(grant: str | None):
         state = request.app.state
         who = request.scope.get('state', {}).get('checked')
         if who is None:  # the router mounted without the Guard: check here
-            who = identify(
-                state.keys,
-                state.tokens,
-                *credentials(request.headers.get('x-api-key', ''), request.headers.get('authorization', '')),
-            )
+            who = identify(state.keys, state.tokens,
+                           *credentials(request.headers.get('x-api-key', ''), request.headers.get('authorization', '')))
         try: await state.limit.ahit(who.actor)   # refused requests count too: a flood of them is limited
         except TooManyRequests: refused(request, who, 'limited', f"rate limit {state.limit.rate}"); raise
         if grant is not None and not allows(who.role, grant):
@@ -63,10 +57,8 @@ SIGNED_IN = Depends(require(None))
 def refused(request: Request, who: Caller, action: str, detail: str):
     """A refused request counted for the audit log (`service.audit.Refusals`: one row per caller, route and minute), its
     write arranged a second on"""
-    state, route = (
-        request.app.state,
-        f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}",
-    )
+    state, route = (request.app.state,
+                    f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}")
     refusals = getattr(state, 'refusals', None)
     # no app around it
     if refusals is None: return state.audit.record(who.actor, action, route, 'refused', detail, client_address(request))
@@ -81,8 +73,7 @@ async def _written(refusals):
         await run_in_threadpool(refusals.flush)
     except Exception as e:
         logging.getLogger('mlfin.service').warning(
-            f"refused requests not written to the audit log: {type(e).__name__}: {e}"
-        )
+            f"refused requests not written to the audit log: {type(e).__name__}: {e}")
 
 # %% ../../../nbs/11i_service.routes.common.ipynb #c007
 # the store's own patterns, anchored: what it keeps, the service serves

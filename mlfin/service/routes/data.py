@@ -74,24 +74,18 @@ class Anomaly(BaseModel):
 # %% ../../../nbs/11k_service.routes.data.ipynb #c007_07
 class Ingested(BaseModel):
     symbol: str; timeframe: str; calendar: str
-    calendar_from: str = Field(
-        '',
-        description="where the calendar came from: given, the series', the symbol's stored at another bar size, a "
-                    "guess",
-    )
-    asset_class: str = Field(
-        '',
-        description="what the series is (index for an index the samples list, else the calendar's: equity, fx, "
-                    "futures, crypto): its backtest's costs follow it",
-    )
+    calendar_from: str = Field('',
+                               description="where the calendar came from: given, the series', "
+                                           "the symbol's stored at another bar size, a guess")
+    asset_class: str = Field('',
+                             description="what the series is (index for an index the samples list, else the "
+                                         "calendar's: equity, fx, futures, crypto): its backtest's costs follow it")
     layout: str = Field('', description="how the candles were read (mt5-rates, plain, ...)")
     rows: int = Field(description="candles received")
     new: int; changed: int; unchanged: int; quarantined: int; total: int
-    held_already: int = Field(
-        0,
-        description="of the quarantined rows, those the quarantine held from an earlier batch (sent again): kept and "
-                    "counted once",
-    )
+    held_already: int = Field(0,
+                              description="of the quarantined rows, those the quarantine held from "
+                                          "an earlier batch (sent again): kept and counted once")
     first_problem: str = Field(description="the first quarantined row's reason, if any")
     anomalies: list[Anomaly]; notes: list[str]
 
@@ -127,17 +121,8 @@ def ingest(request: Request, batch: IngestRequest, caller: Caller = INGEST) -> I
     state = request.app.state
     try:
         timeframe = check_timeframe(batch.timeframe)
-        report = push(
-            batch.candles,
-            batch.symbol,
-            timeframe,
-            strict=batch.strict,
-            calendar=batch.calendar,
-            tz=batch.tz,
-            store=state.store,
-            source='POST /ingest',
-            off_calendar=batch.off_calendar,
-        )
+        report = push(batch.candles, batch.symbol, timeframe, strict=batch.strict, calendar=batch.calendar, tz=batch.tz,
+                      store=state.store, source='POST /ingest', off_calendar=batch.off_calendar)
     # refused: counted per series and why; a batch of bad candles is quarantined all the same, and counted
     except BadInput as e:
         state.metrics.refused(batch.symbol, batch.timeframe, e)
@@ -161,24 +146,13 @@ def noted_push(store, symbol: str, timeframe: str):
     if len(_NOTED) < 100_000: _NOTED.add((symbol, timeframe))
 
 def _ingested(report) -> Ingested:
-    return Ingested(
-        symbol=report.symbol,
-        timeframe=report.timeframe,
-        calendar=report.calendar,
-        calendar_from=report.calendar_from,
-        asset_class=report.asset_class,
-        layout=report.layout,
-        rows=report.rows,
-        new=report.new,
-        changed=report.changed,
-        unchanged=report.unchanged,
-        quarantined=report.quarantined,
-        held_already=report.held_already,
-        total=report.total,
-        first_problem=report.first_problem,
-        anomalies=[Anomaly(ts=t, kind=k, detail=d) for t, k, d in report.anomalies],
-        notes=[str(n) for n in report.notes],
-    )
+    return Ingested(symbol=report.symbol, timeframe=report.timeframe, calendar=report.calendar,
+                    calendar_from=report.calendar_from, asset_class=report.asset_class, layout=report.layout,
+                    rows=report.rows, new=report.new, changed=report.changed, unchanged=report.unchanged,
+                    quarantined=report.quarantined, held_already=report.held_already, total=report.total,
+                    first_problem=report.first_problem,
+                    anomalies=[Anomaly(ts=t, kind=k, detail=d) for t, k, d in report.anomalies],
+                    notes=[str(n) for n in report.notes])
 
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_03
@@ -189,23 +163,16 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     timeframe = check_timeframe(series.timeframe)
     found = state.sources.get(f"{series.symbol}:{timeframe}")
     if found is None:
-        raise NotFound(
-            f"no remote source configured for {series.symbol}:{timeframe} (the service's --sources file): "
-            "upload a file of its bars instead (POST /ingest/file)"
-        )
+        raise NotFound(f"no remote source configured for {series.symbol}:{timeframe} (the service's "
+                       "--sources file): upload a file of its bars instead (POST /ingest/file)")
     start = found.get('start')
     if state.store.has(series.symbol, timeframe): start = str(state.store.tail(series.symbol, timeframe, 1).index[-1])
     if not start: raise BadInput(f"{series.symbol}:{timeframe}: nothing stored yet and no start in the sources file")
     report = ingest_series(
         found['source'], series.symbol, timeframe, start=start, config=found.get('config'), store=state.store
     )
-    record_action(
-        request,
-        caller,
-        'ingest.run',
-        f"{series.symbol}:{timeframe}",
-        f"{report.new} new, {report.changed} changed bars from {found['source']}",
-    )
+    record_action(request, caller, 'ingest.run', f"{series.symbol}:{timeframe}",
+                  f"{report.new} new, {report.changed} changed bars from {found['source']}")
     state.metrics.ingested(series.symbol, timeframe, report)
     state.refresh(series.symbol, timeframe)
     return _ingested(report)
@@ -219,10 +186,8 @@ def ingest_file(
     request: Request,
     file: Annotated[
         UploadFile,
-        File(
-            description="a CSV/TSV/TXT, Parquet or JSON file of bars, optionally .gz, in any layout "
-            "`mlfin ingest` reads (Binance's headerless klines, MetaTrader's export, OHLCV with a header)"
-        ),
+        File(description="a CSV/TSV/TXT, Parquet or JSON file of bars, optionally .gz, in any layout `mlfin "
+                         "ingest` reads (Binance's headerless klines, MetaTrader's export, OHLCV with a header)"),
     ],
     symbol: Annotated[str, Form(pattern=SYMBOL)],
     timeframe: Annotated[
@@ -249,13 +214,8 @@ def ingest_file(
             # counted per series, its quarantined rows too, as a refused push is
             if isinstance(e, BadInput): state.metrics.refused(symbol, timeframe, e)
             raise
-    record_action(
-        request,
-        caller,
-        'ingest.file',
-        f"{symbol}:{report.timeframe}",
-        f"{report.new} new, {report.changed} changed bars from the upload {name}",
-    )
+    record_action(request, caller, 'ingest.file', f"{symbol}:{report.timeframe}",
+                  f"{report.new} new, {report.changed} changed bars from the upload {name}")
     state.metrics.ingested(symbol, report.timeframe, report)
     state.refresh(symbol, report.timeframe)
     return _ingested(report)
@@ -265,13 +225,10 @@ def upload_name(given: str | None) -> str:
     name = (given or '').replace('\\', '/').rsplit('/', 1)[-1].strip()
     if not name:
         raise BadInput(
-            "file: no file name (its suffix says its type: .csv, .txt, .parquet, .json, each optionally .gz)"
-        )
+            "file: no file name (its suffix says its type: .csv, .txt, .parquet, .json, each optionally .gz)")
     if not UPLOAD_NAME.fullmatch(name):
-        raise BadInput(
-            f"file name {name[:80]!r}: letters, digits, spaces, dots, _ and - only, at most 200, not starting with a "
-            "dot"
-        )
+        raise BadInput(f"file name {name[:80]!r}: letters, digits, spaces, "
+                       "dots, _ and - only, at most 200, not starting with a dot")
     return name
 
 
@@ -293,25 +250,16 @@ def delete_series(
     (`mlfin data rm`)"""
     timeframe = check_timeframe(timeframe)
     removed = delete(symbol, timeframe, start, end, store=request.app.state.store)
-    record_action(
-        request,
-        caller,
-        'series.delete',
-        f"{symbol}:{timeframe}",
-        f"{removed} bars from {start or 'the start'} to {end or 'the end'}",
-    )
+    record_action(request, caller, 'series.delete', f"{symbol}:{timeframe}",
+                  f"{removed} bars from {start or 'the start'} to {end or 'the end'}")
     return Deleted(symbol=symbol, timeframe=timeframe, removed=removed, start=start, end=end)
 
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_05
 @router.get('/prices/latest', response_model=Prices, tags=['data'], responses=ERRORS)
-def prices_latest(
-    request: Request,
-    symbol: Symbol,
-    timeframe: Timeframe,
-    n: Annotated[int, Query(ge=1, le=10_000, description="how many bars")] = 100,
-    caller: Caller = READ,
-) -> Prices:
+def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
+                  n: Annotated[int, Query(ge=1, le=10_000, description="how many bars")] = 100,
+                  caller: Caller = READ) -> Prices:
     "The last n bars of a series, adjusted as the pipeline reads them"
     timeframe = check_timeframe(timeframe)
     bars = load(symbol, timeframe, last=n, store=request.app.state.store)

@@ -19,8 +19,7 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
     params: dict[str, str | int | float | None] = Field(
         default_factory=dict,
-        description="run parameters (`mlfin config` lists them), e.g. {\"symbols\": \"SPX\", \"models\": \"lightgbm\"}",
-    )
+        description="run parameters (`mlfin config` lists them), e.g. {\"symbols\": \"SPX\", \"models\": \"lightgbm\"}")
 
 
 # %% ../../../nbs/11n_service.routes.jobs.ipynb #c007_18
@@ -31,8 +30,7 @@ class Job(BaseModel):
     created_at: dt.datetime; started_at: dt.datetime | None; ended_at: dt.datetime | None
     runner: str | None; exit_code: int | None; error: str | None
     summary: dict | None = Field(
-        description="when it succeeded: per symbol the leader, its scores and what the registry made of it"
-    )
+        description="when it succeeded: per symbol the leader, its scores and what the registry made of it")
     heartbeat_at: dt.datetime | None = Field(None, description="its runner's last sign of life while it runs")
     cancel_requested_at: dt.datetime | None = None
     log: str | None = Field(description="the run's output, its last 8 KB")
@@ -70,12 +68,7 @@ def cancel_job(
 ) -> Job:
     "Cancel a job: a queued one never runs; a running one is stopped by its runner within seconds (its state says when)"
     cancelled = request.app.state.jobs.cancel(job_id, caller.actor)
-    record_action(
-        request,
-        caller,
-        'train.cancel',
-        job_id,
-        "cancelled before it ran" if cancelled['state'] == 'cancelled' else "its runner asked to stop it",
-    )
+    record_action(request, caller, 'train.cancel', job_id,
+                  "cancelled before it ran" if cancelled['state'] == 'cancelled' else "its runner asked to stop it")
     return Job(**cancelled)
 

@@ -55,7 +55,6 @@ def revoke_key(
     "Revoke a key, and the tokens made from it (not the key making the request: an admin would lock themselves out)"
     if key_id == caller.key_id:
         raise BadInput(
-            f"key {key_id} is the one making this request: revoke it with another admin key, or `mlfin keys revoke`"
-        )
+            f"key {key_id} is the one making this request: revoke it with another admin key, or `mlfin keys revoke`")
     return Key(**request.app.state.keys.revoke(key_id, caller.actor, client_address(request)))
 

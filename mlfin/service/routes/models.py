@@ -19,17 +19,15 @@ __all__ = ['ModelVersion', 'Promotion', 'Released', 'models', 'shown', 'model', 
 class ModelVersion(BaseModel):
     name: str; version: int; model: str | None; kind: str | None; aliases: list[str]
     scores: dict[str, float] = Field(
-        description="out-of-sample scores (and after-cost backtest figures) it was registered with"
-    )
+        description="out-of-sample scores (and after-cost backtest figures) it was registered with")
     lineage: dict[str, str] = Field(
-        description="trials, data fingerprint, code version, label, spec, thresholds, promotion or refusal"
-    )
-    evidence: dict[str, str] = Field(
-        default_factory=dict,
-        description="a leader's verdict as its run filed it in the trial ledger after every trial on its "
-        "question: dsr, pbo, trials, verdict and record (what is wrong with the trial record; '' when whole); "
-        "trials_now, dsr_now, verdict_now where later runs added trials; tags: where the version's tags disagree",
-    )
+        description="trials, data fingerprint, code version, label, spec, thresholds, promotion or refusal")
+    evidence: dict[str, str] = Field(default_factory=dict,
+                                     description="a leader's verdict as its run filed it in the trial ledger "
+                                                 "after every trial on its question: dsr, pbo, trials, "
+                                                 "verdict and record (what is wrong with the trial record; '' "
+                                                 "when whole); trials_now, dsr_now, verdict_now where later "
+                                                 "runs added trials; tags: where the version's tags disagree")
     run_id: str | None; created_at: dt.datetime
     promoted_by: str = Field('', description="who promoted it by hand, as the trial ledger filed it ('' for no one)")
     unfiled: str = Field(

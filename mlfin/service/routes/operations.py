@@ -14,12 +14,9 @@ from .common import ERRORS, METRICS, READ, router
 __all__ = ['metrics', 'monitor']
 
 # %% ../../../nbs/11p_service.routes.operations.ipynb #c009_21
-@router.get(
-    '/metrics',
-    tags=['service'],
-    responses={**ERRORS, 200: {'content': {'text/plain': {}}, 'description': 'Prometheus text format'}},
-    response_class=Response,
-)
+@router.get('/metrics', tags=['service'],
+            responses={**ERRORS, 200: {'content': {'text/plain': {}}, 'description': 'Prometheus text format'}},
+            response_class=Response)
 def metrics(request: Request, caller: Caller = METRICS) -> Response:
     """Prometheus metrics: requests and latency per route and status, candles, quarantined rows, predictions and
     signals, models in production, jobs, last bar and freshness per series, the latest monitor run's figures (a scraper

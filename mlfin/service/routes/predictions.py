@@ -38,30 +38,26 @@ class Prediction(BaseModel):
         None, description="a regressor's forecast as a price: last_close x (1 + prediction)"
     )
     change_pct: float | None = Field(None, description="a regressor's forecast change, in percent")
-    ratio_to_random_walk: float | None = Field(
-        None,
-        description="a regressor's out-of-sample MAE over the random walk's (\"the next "
-        "close is the last close\"), as its run measured it: below 1 beat doing nothing",
-    )
+    ratio_to_random_walk: float | None = Field(None,
+                                               description="a regressor's out-of-sample MAE over the random "
+                                                           "walk's (\"the next close is the last close\"), as "
+                                                           "its run measured it: below 1 beat doing nothing")
 
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c007_13
 class Signal(BaseModel):
     ts: dt.datetime; symbol: str; timeframe: str; model_name: str
     threshold: float = Field(
-        description="P(up) above it is long (a regressor: the round trip's cost its move must beat)"
-    )
+        description="P(up) above it is long (a regressor: the round trip's cost its move must beat)")
     prob_up: float | None; label: Literal['long', 'flat', 'short']; created_at: dt.datetime
     model_version: int | None = None; prediction: float | None = None
     persisted: bool = Field(
         True,
-        description="kept in model_signals (the model's own threshold); a caller's threshold is a what-if, not kept",
-    )
-    evidence: dict[str, str] = Field(
-        default_factory=dict,
-        description="the serving version's verdict as its run judged it: dsr, pbo, "
-        "trials, verdict, record (how much to believe the rule behind this signal)",
-    )
+        description="kept in model_signals (the model's own threshold); a caller's threshold is a what-if, not kept")
+    evidence: dict[str, str] = Field(default_factory=dict,
+                                     description="the serving version's verdict as its run judged "
+                                                 "it: dsr, pbo, trials, verdict, record (how "
+                                                 "much to believe the rule behind this signal)")
 
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c009_06

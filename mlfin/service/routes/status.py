@@ -30,14 +30,11 @@ class LoadedModel(BaseModel):
 # %% ../../../nbs/11j_service.routes.status.ipynb #c007_02
 class Ready(BaseModel):
     status: Literal['ready']
-    store: str = Field(
-        description="the kind of store served: parquet or postgresql (where it is, in the operator's log and `mlfin "
-                    "serve`'s line)"
-    )
+    store: str = Field(description="the kind of store served: parquet or postgresql (where "
+                                   "it is, in the operator's log and `mlfin serve`'s line)")
     models: list[LoadedModel]
     checks: dict[str, str] = Field(
-        description="what the service needs, each checked now: store, database, rate_limits, disk"
-    )
+        description="what the service needs, each checked now: store, database, rate_limits, disk")
     refused: dict[str, str] = Field(
         default_factory=dict, description="production versions found that this process cannot serve, each with why "
                                           "(SYMBOL:TIMEFRAME -> the line; a family whose extra is not installed)"
