@@ -400,6 +400,18 @@ class Run:
         return None
 
 
+def joinable(real: list) -> bool:
+    """Whether an item's lines join into one with a space at each break: each break between two tokens a space may
+    separate (an operator, `if`, `else`, `and`, a name), never after an opening bracket, before a closing one, inside a
+    multi-line token, or between two literals (a run: `Run`'s)"""
+    if real[0].start[0] == real[-1].end[0] or any(r.start[0] != r.end[0] for r in real): return False
+    for x, y in zip(real, real[1:]):
+        if x.end[0] == y.start[0]: continue
+        if x.string in '([{' and x.type == tokenize.OP or y.string in ')]},' and y.type == tokenize.OP: return False
+        if x.type == y.type == tokenize.STRING or y.string == '.': return False
+    return True
+
+
 def candidates(toks):
     """(open index, close index, items): an opening bracket ending its line, each item on lines of its own (one line,
     or a run of string literals a line each), no comment inside, the closing bracket first on its line"""
@@ -429,7 +441,7 @@ def candidates(toks):
             strings = real[first:]
             run = (len(strings) > 1 and all(r.type == tokenize.STRING and r.start[0] == r.end[0] for r in strings)
                    and [r.start[0] for r in strings] == list(range(real[0].start[0], real[0].start[0] + len(strings))))
-            if real[0].start[0] != row or not (one_line or run): good = False; break
+            if real[0].start[0] != row or not (one_line or run or joinable(real)): good = False; break
             row = real[-1].end[0] + 1
         if good and toks[j].start[0] == row: out.append((i, j, items))
     return out
@@ -475,6 +487,8 @@ def refill_once(source: str, before: str, tried: set) -> str | None:
         for a, b in items:
             real = [toks[k] for k in range(a, b + 1) if toks[k].type not in SKIP]
             if real[0].start[0] == real[-1].end[0]: texts.append(lines[real[0].start[0] - 1][real[0].start[1]:real[-1].end[1]])
+            elif joinable(real):   # a conditional, a sum, a test laid out one operand per line: one line again
+                texts.append(' '.join(lines[r - 1].strip() for r in range(real[0].start[0], real[-1].end[0] + 1)))
             else:
                 first = next(n for n, r in enumerate(real) if r.type == tokenize.STRING)
                 head = lines[real[0].start[0] - 1][real[0].start[1]:real[first].start[1]] if first else ''
