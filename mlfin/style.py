@@ -106,12 +106,15 @@ def chart(fig, # a plotly figure, or its plain spec (a dict)
     drawn = {**json.loads(pio.to_json(fig, validate=False)), 'config': {'responsive': True, 'displaylogo': False}}
     data = {PLOTLY_MIME: drawn}
     # jupyterlab-plotly shows it, and draws the chart on mouseenter; both pictures asked for at once (drawn in one
-    # batch when missing), the phone's shown only beside the page's
+    # batch when missing) and shown only as a pair: a page's picture alone (its phone's still being drawn by another
+    # visit's batch) would show on a phone at a desktop's size; without them plotly.js draws the chart for the screen
     narrow = for_phone(drawn)
     png, phone = (picture(drawn), picture(narrow)) if wanted() else (None, None)
-    if png: data['image/png'] = png
     style = PHONE_PICTURE.format(key=picture_key(narrow)[:12], png=phone)
     shown.outputs = (
-        {'output_type': 'display_data', 'data': data, 'metadata': {}},
-        *([{'output_type': 'display_data', 'data': {'text/html': style}, 'metadata': {}}] if png and phone else []))
+        ({'output_type': 'display_data', 'data': {**data, 'image/png': png}, 'metadata': {}},
+         {'output_type': 'display_data', 'data': {'text/html': style}, 'metadata': {}})
+        if png and phone
+        else ({'output_type': 'display_data', 'data': data, 'metadata': {}},)
+    )
     return shown
