@@ -36,7 +36,10 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
                 store=None,           # the store its `@SYMBOL` and `@known` features read: the service's own
                ) -> pd.DataFrame:
     "The model's inputs at the last `rows` bars, computed as the features task computed them"
-    last = F.inputs_for(bars, spec, columns, store).iloc[-rows:]
+    # a series a feature reads that the store lacks: a fault of the place served from (503), its line naming the
+    # command that stores it; a read never stores it (data.observations_sources.load_observations)
+    try: last = F.inputs_for(bars, spec, columns, store).iloc[-rows:]
+    except NotFound as e: raise Unavailable(str(e)) from None
     if len(last) < rows or last.isna().any().any():
         bad = last.columns[last.isna().any()].tolist()
         # a non-bar series that stopped (or has not started) is the reason, not the bars: said as such (features.known)

@@ -1,16 +1,17 @@
 """Non-bar series joined as they were known (issue 55): core CPI stored with its release rule and read back into features
-through each store; the vectorised join against the vintages rebuilt by hand; a company's fields (synthetic: no
+through each store (a read of a series not stored names the command that stores it, and writes nothing); the vectorised join against the vintages rebuilt by hand; a company's fields (synthetic: no
 fundamentals ship offline) seen only from the bar after their filing; a revision stored recomputes a cached feature."""
 import json
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 from mlfin import features
 from mlfin.data import load_sample
 from mlfin.data.observations import parse_rule
 from mlfin.data.observations_sources import EMBEDDED_OBSERVATIONS, ingest_observations, load_observations
 from mlfin.data.stores import open_store
+from mlfin.errors import NotFound
 from mlfin.features.compute import closes_at
-from mlfin.features.known import OVER_RELEASES, STALE_AFTER, PERIODS, as_known
+from mlfin.features.known import OVER_RELEASES, STALE_AFTER, PERIODS, as_known, store_known
 from mlfin.features.lookahead import check_known_no_lookahead
 
 SPEC = ['cpi_core@known', 'cpi_core__pct_12@known', 'cpi_core__lag_1@known', 'cpi_core__age@known']
@@ -19,6 +20,12 @@ SPEC = ['cpi_core@known', 'cpi_core__pct_12@known', 'cpi_core__lag_1@known', 'cp
 def test_core_cpi_is_seen_from_its_release_and_a_revision_only_from_when_it_was_known(store_url):
     "The issue's first done-when: hourly EURUSD bars around the release of October 2017's core CPI, by its stated rule"
     store = open_store(store_url)
+    # issue 71: reading a series never stores it, in either store (a `GET /predict` once ingested one): the features
+    # that read it, and a read itself, refuse in one line naming the command; the store is as it was
+    for attempt in (lambda: features.build(load_sample('SPX').iloc[-50:], SPEC, store=store), lambda: load_observations('cpi_core', store=store)):
+        with pytest.raises(NotFound, match=r"no observations of cpi_core in the store; it holds none: `mlfin data ingest-observations embedded:cpi_core` stores it$"):
+            attempt()
+    assert store.observation_series().empty and store.observations_stamp('cpi_core', None) is None
     ingest_observations('embedded:cpi_core', store=store)
     read = lambda name, symbol: load_observations(name, symbol, store=store)
     cpi = read('cpi_core', None)
@@ -113,6 +120,7 @@ def test_a_companys_fields_are_seen_from_the_session_after_their_filing(tmp_path
 def test_a_revision_stored_recomputes_the_cached_feature(tmp_path, monkeypatch):
     "The feature store's key holds the series' stamp: a revision is never served from the cache"
     monkeypatch.setenv('MLFIN_STORE', str(tmp_path/'store'))
+    store_known(SPEC)   # as a run does first: a read never stores
     bars, cache = load_sample('SPX').loc['2018'], features.FeatureStore(tmp_path/'features')
     first = cache.build(bars, SPEC)
     assert (cache.build(bars, SPEC).equals(first), cache.hits, cache.misses) == (True, 4, 4)
@@ -130,8 +138,11 @@ def test_a_revision_stored_changes_the_runs_data_stamps(tmp_path, monkeypatch):
     "A run's parameters hold the stamps of the series its spec reads (ploomber reruns on a changed parameter); a spec without any keeps its own"
     from mlfin.pipeline.runner import resolve
     monkeypatch.setenv('MLFIN_HOME', str(tmp_path/'home'))
-    stamps = lambda spec: json.loads(resolve({'symbols': 'SPX', 'spec': spec})[1]['data'])
-    first, bars_only = stamps('rsi_14,cpi_core__pct_12@known'), stamps('rsi_14')
+    stamps = lambda spec, ingest=False: json.loads(resolve({'symbols': 'SPX', 'spec': spec}, ingest=ingest)[1]['data'])
+    # a DAG loaded (JupyterLab, `ploomber status`) stores nothing: the series' stamp is None until a run stores it
+    assert stamps('rsi_14,cpi_core__pct_12@known')['cpi_core'] is None and open_store().observation_series().empty
+    first, bars_only = stamps('rsi_14,cpi_core__pct_12@known', ingest=True), stamps('rsi_14')
+    assert first['cpi_core'] is not None and stamps('rsi_14,cpi_core__pct_12@known') == first
     assert set(first) == {'SPX:1d', 'cpi_core'} and bars_only == {'SPX:1d': first['SPX:1d']}
     cpi = load_observations('cpi_core')
     revision = cpi.iloc[[-1]].assign(known=cpi['known'].iloc[-1] + pd.Timedelta(days=30), value=cpi['value'].iloc[-1] + 1).reset_index(drop=True)

@@ -7,7 +7,7 @@ import gzip
 import pandas as pd, pytest
 from conftest import mlfin
 from mlfin.errors import BadInput, Unavailable
-from mlfin.data.observations_sources import EMBEDDED_OBSERVATIONS, ingest_observations, load_observations, read_embedded
+from mlfin.data.observations_sources import EMBEDDED_OBSERVATIONS, ingest_observations, load_observations, read_embedded, store_embedded
 from mlfin.data.samples import shipped_file
 from mlfin.data.stores import open_store
 
@@ -81,8 +81,8 @@ def test_resends_are_stored_once_and_revisions_are_vintages(tmp_path):
     assert (ingest_observations(prints, name='cpi_vintages', frequency='M', store=store).added) == 1   # the first print unchanged, the revision added
     both = load_observations('cpi_vintages', store=store)
     assert (both['value'].tolist(), both.attrs['rule']) == ([258.939, 258.8], 'as given')
-    # an embedded series is ingested on first use, by its own rule, and read from the store after
-    assert 'aaa' not in stored(store)
+    # an embedded series is stored by a run that reads it (never by a read), by its own rule, and read from the store after
+    assert 'aaa' not in stored(store) and store_embedded(['aaa', 'cpi_core'], store) == ['aaa']
     aaa = load_observations('aaa', store=store)
     assert (len(aaa), aaa.attrs['rule'], stored(store)) == (1200, EMBEDDED_OBSERVATIONS['aaa'].rule, ['aaa', 'cpi_core', 'cpi_vintages'])
     assert aaa['value'].tolist() == read_embedded('aaa')['value'].tolist()

@@ -318,11 +318,10 @@ def _observations_removed(name: str, symbol: str | None, yes: bool, store) -> st
                                      default=False):
         typer.echo("nothing removed", err=True); raise typer.Exit(1)
     removed = opened.delete_observations(name, symbol)
-    # load_observations ingests an embedded series on its first use
+    # a run stores again the embedded series its features read (features.known.store_known); a read never does
     embedded = symbol is None and name in data.EMBEDDED_OBSERVATIONS
     return f"removed {label}: {removed:,} row(s) and its record" + (
-        "; it is embedded: a feature that reads it ingests it again" if embedded else '')
-
+        "; it is embedded: the next run whose features read it stores it again" if embedded else '')
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_0l
 @data_app.command('live')

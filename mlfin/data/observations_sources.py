@@ -17,7 +17,8 @@ from .facade import postgres_address
 
 # %% auto #0
 __all__ = ['EMBEDDED_OBSERVATIONS', 'DATE_COLUMNS', 'KNOWN_COLUMNS', 'LONG_COLUMNS', 'FILED_RULE', 'Embedded', 'read_embedded',
-           'observation_frames', 'ObservationsIngest', 'ingest_observations', 'load_observations']
+           'observation_frames', 'ObservationsIngest', 'ingest_observations', 'ingest_command', 'load_observations',
+           'store_embedded']
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c011
 @dataclass(frozen=True)
@@ -307,11 +308,25 @@ def ingest_observations(
     return ObservationsIngest(series, counts['added'], counts['unchanged'])
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c036
+def ingest_command(name: str, symbol: str | None = None) -> str:
+    "The command that stores the series `name` (of `symbol`): what a read that finds it missing says"
+    if symbol is None and name in EMBEDDED_OBSERVATIONS: return f"`mlfin data ingest-observations embedded:{name}`"
+    return f"`mlfin data ingest-observations FILE --name {name}{f' --symbol {symbol}' if symbol else ''}`"
+
 def load_observations(name: str, symbol: str | None = None, store=None) -> pd.DataFrame:
-    "A stored series (every vintage), an embedded one ingested into the store on first use"
+    """A stored series, every vintage, its record as attrs. Reading never writes (a `GET /predict` stores nothing):
+    a series missing is a NotFound whose one line names the command that stores it (`store_embedded` is a run's)"""
     store = open_store(store)
     try: return store.read_observations(check_name(name), symbol)
-    except NotFound:
-        if symbol is not None or name not in EMBEDDED_OBSERVATIONS: raise
-    ingest_observations(f'embedded:{name}', store=store)
-    return store.read_observations(name)
+    except NotFound as e: raise NotFound(f"{e}: {ingest_command(name, symbol)} stores it") from None
+
+def store_embedded(names, # series names a run's features read (a company's series are never embedded)
+                   store=None, # a store, its URL or folder; default: the one `open_store()` opens
+                  ) -> list[str]:
+    """The embedded series among `names` that the store lacks, ingested now: a run stores what its features read
+    (`mlfin run`, the ingest task), where a read would refuse"""
+    store, stored = open_store(store), []
+    for name in dict.fromkeys(n for n in names if n in EMBEDDED_OBSERVATIONS):
+        if store.observations_stamp(name, None) is None:
+            ingest_observations(f'embedded:{name}', store=store); stored.append(name)
+    return stored

@@ -9,14 +9,14 @@ from typing import Callable
 import numpy as np, pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import BadInput, MlfinError
-from ..data.observations_sources import load_observations
+from ..data.observations_sources import load_observations, store_embedded
 from ..data.stores import open_store
 from ..data.stores.observations import series_label
 from .registry import Feature, SERIES_ON_BARS, resolve
 
 # %% auto #0
 __all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'undefined_said', 'series_read',
-           'observation_stamps']
+           'observation_stamps', 'store_known']
 
 # %% ../../nbs/03d_features.known.ipynb #c011
 PERIODS = {'D': pd.offsets.BDay(), 'W': pd.DateOffset(weeks=1), 'M': pd.DateOffset(months=1),
@@ -185,15 +185,17 @@ def series_read(spec: list[str],      # feature names
 def observation_stamps(pairs: list[tuple[str, str | None]], # (series name, symbol or None), as `series_read` gives them
                        # a store, its URL or folder; default: the one `open_store()` opens
                        store=None,
-                      ) -> dict[str, str]:
-    """Per series, a value that moves with every release or revision stored (an embedded series ingested first): what
-    reruns a run and recomputes a cached feature"""
-    store, stamps = open_store(store), {}
-    for name, symbol in pairs:
-        # one read a stored series (a query on PostgreSQL): runs and the feature cache ask often
-        stamp = store.observations_stamp(name, symbol)
-        # an embedded one, ingested now
-        if stamp is None: load_observations(name, symbol, store); stamp = store.observations_stamp(name, symbol)
-        stamps[series_label(name, symbol)] = stamp
-    return stamps
+                      ) -> dict[str, str | None]:
+    """Per series, a value that moves with every release or revision stored (None: not stored; reading writes nothing,
+    a run stores what it reads first, `store_embedded`): what reruns a run and recomputes a cached feature"""
+    store = open_store(store)
+    # one read a stored series (a query on PostgreSQL): runs and the feature cache ask often
+    return {series_label(name, symbol): store.observations_stamp(name, symbol) for name, symbol in pairs}
 
+# %% ../../nbs/03d_features.known.ipynb #20115fa7
+def store_known(spec: list[str], # feature names
+                store=None,      # a store, its URL or folder; default: the one `open_store()` opens
+               ) -> list[str]:
+    """The embedded series that `spec`'s `@known` features read, stored where the store lacks them
+    (`data.store_embedded`): a run's first step (`mlfin run`, the ingest task), so that no read has to write"""
+    return store_embedded([name for name, symbol in series_read(spec, []) if symbol is None], store)

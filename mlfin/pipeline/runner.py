@@ -17,7 +17,7 @@ from .. import data, features
 from ..features.labels import LABELS
 from ..models.core import MODELS_FILE, choose_models, family, for_groups, resolve_device, task_models
 from ..features.compute import series_named
-from ..features.known import observation_stamps, series_read
+from ..features.known import observation_stamps, series_read, store_known
 from ..cluster.worker import tune_allocator
 from ..cluster import running
 from ..progress import Display
@@ -66,6 +66,10 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
             project: Path | None = None,   # the project folder; default: found from the working directory
+            # a run's: the embedded series its features read stored first (`store_known`), so that their
+            # stamps are the stored ones from the first run; a DAG only loaded (JupyterLab, `ploomber status`) writes
+            # nothing, and its ingest task stores them
+            ingest: bool = False,
            ) -> tuple[Path, dict]:
     """The project folder and what the DAG is rendered with: each task's parameters (JSON), the stored series' stamps,
     the state root and code version"""
@@ -83,6 +87,7 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     named = [n for group in groups.values() for n in group]
     others = [p for p in series_named(named, {tf for _, tf in pairs}) if p not in pairs]
     # `@known`/`@filed` features' series: a release or revision reruns the run
+    if ingest: store_known(named)
     observed = observation_stamps(series_read(named, [symbol for symbol, _ in pairs]))
     # the series `@SYMBOL` features read too: new bars there rerun the run
     values['data'] = json.dumps(data.series_stamps(pairs + others) | observed)
@@ -129,7 +134,7 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
     lock (`wait`: `processes.exclusive`); seconds per task run, with their products"""
     # first: a home the checks make (its store's folder) is its owner's from the start, and none is said tightened
     os.umask(OWNER_ONLY)
-    root, values = resolve(overrides, project)   # the parameters checked first: a mistake touches nothing
+    root, values = resolve(overrides, project, ingest=True)   # the parameters checked first: a mistake touches nothing
     # what the run makes (products, MLflow's records, the ledger) for the home's owner alone; a home found wider
     # tightened and said
     open_home(values['home'])
