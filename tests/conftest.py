@@ -3,13 +3,13 @@ built by whichever pytest-xdist worker asks first while the others wait for it, 
 that reads one is checked afterwards to have left every file of it as it was). A test that writes takes its own copy
 (`copied`). Servers (PostgreSQL, Redis, Chromium) start once per worker; a test that needs a server of its own (a
 service with its flags, Prometheus with its rules) starts it."""
-import json, os, random, re, shutil, signal, subprocess, sys, tempfile, time
+import json, os, random, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
 import nbformat, pytest, yaml
 from filelock import FileLock
-from xdist.scheduler import LoadScopeScheduling
 
+pytest_plugins = ['scheduling']   # where each test runs (tests/scheduling.py)
 ROOT = Path(__file__).resolve().parents[1]
 MLFIN = str(Path(sys.executable).with_name('mlfin'))
 import zygote
@@ -26,9 +26,9 @@ os.environ.setdefault('MLFIN_LEDGER', 'home')
 # --- the order files run in ----------------------------------------------------------------------------------------------
 # The suite passes in any file order: `make test` shuffles the files (`--file-order random`, its seed printed in the header so
 # that a failure's order can be run again) and pytest-xdist spreads them over the workers. A file's own tests keep their order:
-# a module whose tests tell one story on module fixtures (tests/test_hosts.py's hosts) runs whole, in its order, on one worker
-# (below). (pytest-randomly shuffles the tests inside each file too, with no way to keep a file's order; pytest-reverse
-# reverses them.)
+# a module whose tests tell one story on module fixtures (tests/test_hosts.py's hosts) is marked `together` and runs whole, in its
+# order, on one worker (tests/scheduling.py, which also gives the tests marked `waits` a worker of their own). (pytest-randomly
+# shuffles the tests inside each file too, with no way to keep a file's order; pytest-reverse reverses them.)
 
 def pytest_addoption(parser):
     parser.addoption('--file-order', default='as-found', help="the order test files run in: as-found, reversed, random, or random:SEED")
@@ -51,59 +51,6 @@ def pytest_configure_node(node):
 
 def pytest_report_header(config):
     return f"file order: {config.file_order} (again: --file-order {config.file_order})"
-
-
-# pytest-xdist spreads the tests one by one over its workers, but a module whose tests share module fixtures (a site, hosts,
-# a tracking server: built once, and telling one story in file order) goes to one worker whole. (xdist's own grouping,
-# --dist loadgroup, renames each test's nodeid, which pytest 9.2 no longer takes: pytest-xdist issue 1386.)
-TOGETHER = re.compile(r"scope=['\"]module['\"]")
-
-
-# A test whose time is mostly the wall clock's (an alert's `for:` and Prometheus's rounds, a minute to turn) is marked `waits`.
-# With three workers or more the last one is their lane: it runs those tests first, so their minutes pass beside the tests
-# that compute instead of holding a worker the cores keep busy (the Makefile starts 4 on this 2-core machine),
-# then what is left like the others; the others take a waiting test only when nothing else is left. (The scheduler sees node ids, not markers: the decorator is read here.)
-# A module marked whole (`pytestmark = [..., pytest.mark.waits]`, hosts that wait out a cut cable) goes there whole.
-WAITS = re.compile(r"^@pytest\.mark\.waits\b[^\n]*\n(?:@[^\n]*\n)*def (test_\w+)", re.M)
-WAITS_ALL = re.compile(r"^pytestmark = .*pytest\.mark\.waits\b", re.M)
-
-
-def waiting_tests(root: Path) -> set[str]:
-    "The node ids (file::test) of the tests marked `waits`, and the files (file) marked whole"
-    found = set()
-    for p in Path(__file__).parent.glob('test_*.py'):
-        file, text = p.relative_to(root).as_posix(), p.read_text()
-        found |= {file} if WAITS_ALL.search(text) else {f"{file}::{name}" for name in WAITS.findall(text)}
-    return found
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    together = {p.relative_to(config.rootpath).as_posix() for p in Path(__file__).parent.glob('test_*.py') if TOGETHER.search(p.read_text())}
-    waiting, workers = waiting_tests(config.rootpath), config.option.numprocesses
-    lane = f"gw{workers - 1}" if isinstance(workers, int) and workers >= 3 else None
-
-    class OneByOneButModules(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            file = nodeid.split('::', 1)[0]
-            return file if file in together else nodeid
-
-        def _assign_work_unit(self, node):
-            "The next unit for `node`: the lane's are the waiting tests; the others take one only when nothing else is left"
-            mine = lane is not None and node.gateway.id == lane
-            scope = next((s for s in self.workqueue if (lane is not None and s.split('[')[0] in waiting) == mine), None)
-            # the lane with nothing left to wait for takes what is left like the others: a third worker for the suite's last
-            # minutes, whose tests wait on servers and subprocesses as much as they compute (measured: the lane was idle for
-            # the last 15 of 35 minutes, the two others busy)
-            if scope is None: scope = next(iter(self.workqueue), None)
-            if scope is None:
-                if not node.shutting_down: node.shutdown()
-                return
-            self.assigned_work.setdefault(node, {})[scope] = work = self.workqueue.pop(scope)
-            collection = self.registered_collections[node]
-            node.send_runtest_some([collection.index(nodeid) for nodeid, done in work.items() if not done])
-
-    return OneByOneButModules(config, log)
 
 
 # What makes a test end to end (`make test-fast` leaves those out): a run built once, a browser, an alert receiver, a shared
