@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export format docs wheel extras-check serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-scale bench-dashboards bench-ops bench-universe bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export format sync docs wheel extras-check serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-scale bench-dashboards bench-ops bench-universe bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -57,17 +57,32 @@ monitoring: setup ## the service, Prometheus (:9090, env/monitoring/alerts.yml a
 lab: setup ## JupyterLab on 127.0.0.1 (kernel: mlfin), every extension on; task notebooks open with their real upstream and parameters (PORT=8890 ARGS="--ServerApp.token=...")
 	@PORT=$(PORT) bash env/lab.sh $(ARGS)
 
+# the generators, each written once, run by the targets below: the formatter (notebooks), nbdev's export (mlfin/), the
+# alert rules made from mlfin.monitor.figures (env/monitoring/figures.yml), nbdev's clean (execution counts, metadata)
+# and settings.ini's requirements (from env/requirements.in)
+FORMAT := $(BIN)/python tools/format.py
+EXPORT := $(BIN)/nbdev_export
+RULES := $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()"
+CLEAN := $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+EXTRAS := $(BIN)/python tools/extras.py
+
 export: setup ## regenerate mlfin/ from nbs/ (and env/monitoring/figures.yml from mlfin.monitor.figures) and strip notebook outputs
-	@$(BIN)/nbdev_export && $(BIN)/python -c "from mlfin.monitor.figures import write_rules; write_rules()" && $(BIN)/nbdev_clean && $(BIN)/nbdev_clean --fname dashboards
+	@$(EXPORT) && $(RULES) && $(CLEAN)
 
 # only the lines over pyproject.toml's [tool.ruff] line-length, in the notebooks (nbs/ and its folders, dashboards/); mlfin/
-# follows by the export; what no step can shorten is listed (env/format.py says how each kind is handled). Idempotent
+# follows by the export; what no step can shorten is listed (tools/format.py says how each kind is handled). Idempotent
 format: setup ## bring notebook code (and so mlfin/) within the line length: ruff on the long statements only, long comments and strings wrapped
-	@$(BIN)/python env/format.py && $(BIN)/nbdev_export
+	@$(FORMAT) && $(EXPORT)
 
-# nbdev's processors, then HTML without Quarto (not installable offline: nbs/_site.py says why); tests/test_docs.py builds it too
+# every generator, each after what it reads: the rules and the requirements import the exported mlfin/. No export after
+# the clean: nbdev_clean changes counts, metadata and output ids, never a cell's source, which is all the export reads.
+# Idempotent: a second sync changes nothing
+sync: setup ## every generator in order: format, export, alert rules, clean, settings.ini's requirements
+	@$(FORMAT) && $(EXPORT) && $(RULES) && $(CLEAN) && $(EXTRAS)
+
+# nbdev's processors, then HTML without Quarto (not installable offline: tools/site.py says why); tests/test_docs.py builds it too
 docs: setup ## the notebooks as a site in _docs/ (open _docs/index.html): every notebook a page, every link inside it checked
-	@$(BIN)/python nbs/_site.py
+	@$(BIN)/python tools/site.py
 
 # from a copy of the package's files: setuptools writes build/ and *.egg-info beside its sources, and a build/ left over from an
 # earlier build puts modules since removed into the wheel. LICENSE and NOTICE go into its .dist-info/licenses (setup.py's
@@ -78,10 +93,10 @@ wheel: setup ## the wheel a service installs, dist/mlfin-VERSION-py3-none-any.wh
 	 $(BIN)/uv build -q --wheel --out-dir "$(DIST)" "$$src" && ls "$(DIST)"/mlfin-*.whl
 
 # each extra alone on the core, in a fresh venv outside the checkout: its areas' modules import, its smallest real action runs, another
-# area's modules and first steps end in MissingExtra's one line (env/check_extras.py; 15 installs, ~9 min: too long for make test, so
+# area's modules and first steps end in MissingExtra's one line (tools/check_extras.py; 15 installs, ~9 min: too long for make test, so
 # run by hand and before a release). ARGS="service tuning" checks only those; ARGS=--unlocked the newest versions settings.ini admits
 extras-check: setup ## the wheel with each extra alone, fresh venvs outside the checkout: its areas import and act, others refuse in one line
-	@$(BIN)/python env/check_extras.py $(ARGS)
+	@$(BIN)/python tools/check_extras.py $(ARGS)
 
 test-busy: setup ## make test with two busy CPU hogs beside it for the whole run (a laptop compiling something): it must pass all the same
 	@bash tests/busy.sh 2

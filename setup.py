@@ -6,7 +6,7 @@ cfg = ConfigParser(delimiters=['='])
 cfg.read('settings.ini', encoding='utf-8')
 c = cfg['DEFAULT']
 requirements = c.get('requirements', '').split()
-# the core's and every extra's requirements are written by env/extras.py from env/requirements.in (`extra_NAME = ...`)
+# the core's and every extra's requirements are written by tools/extras.py from env/requirements.in (`extra_NAME = ...`)
 extras = {key.removeprefix('extra_'): value.split() for key, value in c.items() if key.startswith('extra_')}
 extras['dev'] = extras['all'] + c.get('dev_requirements', '').split()   # the workbench: every extra and its tools
 

@@ -1,11 +1,11 @@
-"""The documentation site as `make docs` builds it (nbs/_site.py): every notebook a page, every link inside it resolving; and a
+"""The documentation site as `make docs` builds it (tools/site.py): every notebook a page, every link inside it resolving; and a
 notebook that fails to render, a broken link or two notebooks on one page each said in one line, with exit code 1."""
 import json, re, subprocess, sys
 from pathlib import Path
 import pytest
 from conftest import ROOT
 
-SITE = ROOT/'nbs'/'_site.py'
+SITE = ROOT/'tools'/'site.py'
 
 
 def built(out: Path, *args) -> subprocess.CompletedProcess:

@@ -1,11 +1,11 @@
 """Lines a reader can follow: every notebook's code and every module of mlfin/ within the line length of
-pyproject.toml's [tool.ruff], as ruff's own check (E501) reads it; `make format` (env/format.py) brings the
+pyproject.toml's [tool.ruff], as ruff's own check (E501) reads it; `make format` (tools/format.py) brings the
 notebooks there. Static: a few seconds."""
 import ast, subprocess, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / 'env'))
+sys.path.insert(0, str(ROOT / 'tools'))
 import format as fmt
 
 

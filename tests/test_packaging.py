@@ -1,5 +1,5 @@
 """The package's requirements against its imports: every library a module imports is declared by the core or by its area's extras
-(mlfin.extras.AREAS), `import` of a module needs no more than that, and settings.ini's requirement lines are env/extras.py's. Static: seconds."""
+(mlfin.extras.AREAS), `import` of a module needs no more than that, and settings.ini's requirement lines are tools/extras.py's. Static: seconds."""
 import ast, json, os, re, runpy, subprocess, sys
 from configparser import ConfigParser
 from importlib.metadata import packages_distributions
@@ -69,9 +69,9 @@ def allowed(module: str, declared: dict, distributions: dict) -> callable:
 
 
 def test_settings_current():
-    "settings.ini's requirement lines are what env/extras.py writes from env/requirements.in now"
-    extras = runpy.run_path(str(ROOT / 'env/extras.py'))
-    assert extras['write'](check=True), "settings.ini's requirements are not env/requirements.in's: run .venv/bin/python env/extras.py"
+    "settings.ini's requirement lines are what tools/extras.py writes from env/requirements.in now"
+    extras = runpy.run_path(str(ROOT / 'tools/extras.py'))
+    assert extras['write'](check=True), "settings.ini's requirements are not env/requirements.in's: run .venv/bin/python tools/extras.py"
 
 
 def test_every_extra_declared():

@@ -1,8 +1,8 @@
 """Each extra alone, installed on the core, makes its areas work: `make extras-check`, by hand and before a release.
 
-    .venv/bin/python env/check_extras.py                 # the core, then every extra of settings.ini: a fresh venv each
-    .venv/bin/python env/check_extras.py service tuning  # only these (core: the bare package); --keep leaves the venvs
-    .venv/bin/python env/check_extras.py --unlocked      # the newest versions settings.ini's ranges admit, not the lock's
+    .venv/bin/python tools/check_extras.py                 # the core, then every extra of settings.ini: a fresh venv each
+    .venv/bin/python tools/check_extras.py service tuning  # only these (core: the bare package); --keep leaves the venvs
+    .venv/bin/python tools/check_extras.py --unlocked      # the newest versions settings.ini's ranges admit, not the lock's
 
 It builds the wheel once (`make wheel`), then per extra makes a fresh venv outside the checkout (uv, the project's
 Python), installs `mlfin-...whl[EXTRA]` (at env/requirements.lock's versions, from uv's cache where they are), and from a
@@ -12,10 +12,10 @@ folder outside the checkout, nothing of it on the path:
   line naming an extra that brings what it lacks;
 - runs the smallest real action of each area the extra brings (ACTIONS), and the first step of each area it does not
   bring (REFUSE), which must end in that one line naming the area's extra; at least one refusal per extra but `all`.
-Then a table, and exit 1 on any failure. The extras are settings.ini's `extra_*` lines (what pip knows; env/extras.py
+Then a table, and exit 1 on any failure. The extras are settings.ini's `extra_*` lines (what pip knows; tools/extras.py
 writes them from mlfin.extras.EXTRAS), checked against the wheel's `Provides-Extra`. A script, not a test under tests/
 (15 installs and their imports take ~9 minutes, past make test's budget), nor a benchmark under tests/bench/ (it
-measures nothing against a peer); env/ beside extras.py, which writes what it checks.
+measures nothing against a peer); tools/ beside extras.py, which writes what it checks.
 """
 from __future__ import annotations
 import json, os, re, shutil, socket, subprocess, sys, tempfile, time, zipfile
@@ -110,7 +110,7 @@ print(json.dumps(found))
 
 
 def extras() -> list[str]:
-    "settings.ini's extras (`extra_NAME`), in its order: what pip knows, env/extras.py's lines"
+    "settings.ini's extras (`extra_NAME`), in its order: what pip knows, tools/extras.py's lines"
     cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini', encoding='utf-8')
     return [key.removeprefix('extra_') for key in cfg['DEFAULT'] if key.startswith('extra_')]
 

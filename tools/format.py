@@ -1,8 +1,8 @@
-"""Bring notebook code within the line length of pyproject.toml's `[tool.ruff]` (`make format`; mlfin/ follows by
-nbdev_export).
+"""Bring notebook code within the line length of pyproject.toml's `[tool.ruff]` (`make format`; first in `make sync`);
+mlfin/ follows by nbdev_export.
 
-    .venv/bin/python env/format.py              # rewrite the notebooks' over-long lines in place, list those it cannot
-    .venv/bin/python env/format.py nbs/X.ipynb  # only these notebooks
+    .venv/bin/python tools/format.py             # rewrite the notebooks' over-long lines in place, list those it cannot
+    .venv/bin/python tools/format.py nbs/X.ipynb # only these notebooks
 
 Only what is too long is touched, so the house's dense style (one-line `if x: return y`, docments comments) stays:
 1. a statement whose code is too long is formatted by ruff (`ruff format --range`: that statement alone);

@@ -11,7 +11,7 @@ evaluated among the names of the notebook's generated module, imported once, and
 `#| exec_doc` (nbdev's directive for a cell run when the page is made), its value's Markdown shown on the page. nbconvert's Markdown renderer
 (mistune, pygments) writes the HTML with Pandoc's heading ids (the anchors nbdev's links point at); a page shell adds the sidebar.
 
-    python nbs/_site.py [--out _docs] [--nbs nbs]     (make docs) the pages, the time and the size; each notebook that failed to
+    python tools/site.py [--out _docs] [--nbs nbs]    (make docs) the pages, the time and the size; each notebook that failed to
                                                         render and each broken link is a line of its own, and the exit code is 1
 """
 import argparse, ast, html, importlib, re, shutil, sys, time, warnings
@@ -33,7 +33,7 @@ from nbdev.processors import FilterDefaults, _default_exp, exec_show_docs, inser
 from nbdev.showdoc import BasicMarkdownRenderer, show_doc
 from pygments.formatters import HtmlFormatter
 
-HERE = Path(__file__).parent
+NBS = get_config().nbs_path   # the notebooks (settings.ini's nbs_path, nbdev's), and styles.css beside them
 # the sidebar's groups for nbs/' folders, in its order: tutorials before the library's areas, the DAG's steps (pipeline.yaml) after
 FOLDERS = {'tutorials': 'Tutorials', 'tasks': 'Pipeline tasks'}
 TOP_MODULES = 'Foundations'   # the area of mlfin's top modules (config, errors, paths...): no package page names it
@@ -242,7 +242,7 @@ def modules_page(pages: list) -> tuple:
 
 # ---- the build, and the check of every link in it
 
-def build(out: Path, nbs: Path = HERE) -> dict:
+def build(out: Path, nbs: Path = NBS) -> dict:
     "Every notebook in `nbs` rendered into `out` (emptied first), and what went wrong: notebooks that failed, broken links"
     cfg, t0 = get_config(), time.time()
     site, nb_paths = dict(title=cfg.title, description=cfg.description), notebooks(nbs)
@@ -261,7 +261,7 @@ def build(out: Path, nbs: Path = HERE) -> dict:
         (out/p['page']).write_text(shell(p, local_links(body, p['page'], ids, site_url(cfg)), heads, pages, site))
     m, body, heads = modules_page(pages)
     (out/m['page']).write_text(shell(m, body, heads, pages, site))
-    shutil.copy(HERE/'styles.css', out/'styles.css')
+    shutil.copy(NBS/'styles.css', out/'styles.css')
     (out/'pygments.css').write_text(HtmlFormatter().get_style_defs('.highlight'))
     return dict(pages=len(rendered) + 1, notebooks=len(nb_paths), failures=failures, broken=check_links(out, cfg),
                 seconds=time.time() - t0, bytes=sum(f.stat().st_size for f in out.rglob('*') if f.is_file()))
@@ -291,7 +291,7 @@ def check_links(out: Path, cfg=None) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', help="the site's folder (default: settings.ini's doc_path, _docs)")
-    ap.add_argument('--nbs', default=str(HERE), help='the notebooks (default: nbs/)')
+    ap.add_argument('--nbs', default=str(NBS), help='the notebooks (default: nbs/)')
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else get_config().doc_path
     r = build(out, Path(a.nbs))
