@@ -219,3 +219,31 @@ def test_no_unused_import_or_undefined_name():
     "An import nothing uses is a false neighbour in the module's head; a name never defined (an annotation's `pd`) breaks the docs' signatures"
     found = flakes() + flakes(ROOT/'tests')
     assert not found, f"{len(found)} findings (in mlfin/, fix them in the notebook's export cell):\n" + '\n'.join(found[:20])
+
+
+def patched_across_modules(package: Path) -> list[str]:
+    """`@patch`ed methods whose class is defined in another module of `package` (issue 71): a class is whole in one
+    place, its parts named classes of their own (`data.stores.ParquetStore(ParquetReads, ParquetWrites, ...)`)"""
+    import ast
+    trees = {path: ast.parse(path.read_text()) for path in sorted(package.rglob('*.py'))}
+    defined = {path: {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)} for path, tree in trees.items()}
+    ours = set().union(*defined.values())
+    found = []
+    for path, tree in trees.items():
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or not fn.args.args: continue
+            if not any(isinstance(d, ast.Name) and d.id == 'patch' or isinstance(d, ast.Call) and getattr(d.func, 'id', '') == 'patch'
+                       for d in fn.decorator_list): continue
+            owner = fn.args.args[0].annotation
+            name = owner.id if isinstance(owner, ast.Name) else owner.value if isinstance(owner, ast.Constant) else None
+            if name in ours and name not in defined[path]: found.append(f"{path.relative_to(package.parent)}: {name}.{fn.name}")
+    return found
+
+
+def test_a_class_is_patched_only_in_its_own_module(tmp_path):
+    (tmp_path/'pkg').mkdir()
+    (tmp_path/'pkg'/'a.py').write_text("class Store: pass\n")
+    (tmp_path/'pkg'/'b.py').write_text("from fastcore.basics import patch\nfrom .a import Store\n"
+                                       "class Own: pass\n@patch\ndef read(self: Own): pass\n@patch\ndef write(self:Store): pass\n")
+    assert patched_across_modules(tmp_path/'pkg') == ['pkg/b.py: Store.write']   # the check sees one
+    assert patched_across_modules(ROOT/'mlfin') == []

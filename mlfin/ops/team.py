@@ -8,7 +8,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
 from ..errors import BadInput, Unavailable
-from ..data.stores.postgresql import PostgresStore
+from ..data.stores import PostgresStore
 from ..data.stores.observations_pg import STORE_TABLES
 from ..tracking.ledger import PROMOTER, TABLE, TABLES, Ledger, place
 from ..service.db import metadata as service_metadata

@@ -13,12 +13,12 @@ from ...errors import BadInput, NotFound, Unavailable
 from ...processes import atomic_write, write_parquet
 from ..observations import OBSERVATION_ATTRS, OBSERVATION_COLUMNS, check_frequency, check_name, parse_rule
 from .rules import check_symbol
-from .parquet_write import FULL, ParquetStore   # the class with its series' lock patched on
+from .parquet_write import FULL
 
 # %% auto #0
 __all__ = ['SERIES_COLUMNS', 'FIXED', 'OBSERVATIONS', 'NO_SYMBOL', 'RECORD', 'series_label', 'as_observations', 'merged',
-           'record', 'observation_batch', 'series_order', 'series_listing', 'not_stored', 'as_read', 'observations_cut',
-           'series_key', 'observations_listing']
+           'record', 'observation_batch', 'series_order', 'series_listing', 'not_stored', 'ParquetObservations',
+           'as_read', 'observations_cut', 'series_key', 'observations_listing']
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o006
 SERIES_COLUMNS = ['name', 'symbol', 'frequency', 'rule', 'source', 'licence', 'rows', 'periods', 'vintages',
@@ -144,12 +144,17 @@ def not_stored(name: str, symbol, listing: pd.DataFrame) -> NotFound:
     return NotFound(
         f"no observations of {series_label(name, symbol)} in the store; it holds {', '.join(held) if held else 'none'}")
 
+# %% ../../../nbs/01n_data.stores.observations.ipynb #c27620c8
+class ParquetObservations:
+    """The Parquet store's series that are not bars (`data.stores.ParquetStore` is `ParquetReads` with `ParquetWrites`
+    and this): `observations/name=NAME/symbol=SYMBOL/`, one file and its record"""
+
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o021
 # NO_SYMBOL: the folder of a series of no company (never a symbol)
 OBSERVATIONS, NO_SYMBOL, RECORD = 'observations', '_', '_meta.json'
 
 @patch
-def _observation_dir(self:ParquetStore, name: str, symbol: str | None = None) -> Path:
+def _observation_dir(self:ParquetObservations, name: str, symbol: str | None = None) -> Path:
     return (
         self.root
         / OBSERVATIONS
@@ -159,7 +164,7 @@ def _observation_dir(self:ParquetStore, name: str, symbol: str | None = None) ->
 
 
 @patch
-def _observations_at(self:ParquetStore, folder: Path) -> tuple[dict, pd.DataFrame | None]:
+def _observations_at(self:ParquetObservations, folder: Path) -> tuple[dict, pd.DataFrame | None]:
     "A series' record and rows as committed; ({}, None) when it is not stored"
     for attempt in range(20):
         kept = self._record(folder)
@@ -172,7 +177,7 @@ def _observations_at(self:ParquetStore, folder: Path) -> tuple[dict, pd.DataFram
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o022
 @patch
 def write_observations(
-    self: ParquetStore,
+    self:ParquetObservations,
     frames,  # an observations frame, or several (every series of one file): all stored or none
 ) -> dict:
     """Store new rows of each series (vintages kept, a stored row resent unchanged), checked whole before anything is
@@ -239,14 +244,14 @@ def _clear(folder: Path, kept: dict):
         if (f.suffix == '.parquet' and f.name != kept.get('file')) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
 
 @patch
-def _full(self:ParquetStore, error: OSError) -> Unavailable:
+def _full(self:ParquetObservations, error: OSError) -> Unavailable:
     free = shutil.disk_usage(self.root).free / 2**20 if self.root.exists() else 0.0
     return Unavailable(f"the store's disk is full: no room under {self.root.resolve()} ({free:,.1f} "
                        "MB free); free space there and run it again: nothing of this batch was stored")
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o027
 @patch
-def read_observations(self:ParquetStore, name: str, symbol: str | None = None) -> pd.DataFrame:
+def read_observations(self:ParquetObservations, name: str, symbol: str | None = None) -> pd.DataFrame:
     """A stored series, every vintage, sorted by known time then period, its record as attrs; NotFound naming what is
     stored"""
     kept, rows = self._observations_at(self._observation_dir(name, symbol))
@@ -260,7 +265,7 @@ def as_read(rows: pd.DataFrame, kept: dict) -> pd.DataFrame:
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o029
 @patch
-def observation_series(self:ParquetStore) -> pd.DataFrame:
+def observation_series(self:ParquetObservations) -> pd.DataFrame:
     """Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and
     last period and known time"""
     return series_listing(
@@ -273,13 +278,13 @@ def observation_series(self:ParquetStore) -> pd.DataFrame:
 
 
 @patch
-def observations_stamp(self:ParquetStore, name: str, symbol: str | None = None) -> str | None:
+def observations_stamp(self:ParquetObservations, name: str, symbol: str | None = None) -> str | None:
     """A digest of the series' rows: moved by every write that adds one, the same after a backup and restore; None when
     not stored"""
     return self._record(self._observation_dir(name, symbol)).get('digest')
 
 @patch
-def delete_observations(self:ParquetStore, name: str, symbol: str | None = None) -> int:
+def delete_observations(self:ParquetObservations, name: str, symbol: str | None = None) -> int:
     "Remove a stored series, every vintage and its record; how many rows went"
     folder = self._observation_dir(name, symbol)
     if not self._record(folder): raise not_stored(name, symbol, self.observation_series())

@@ -10,10 +10,14 @@ from fastcore.basics import patch
 from ..observations import OBSERVATION_COLUMNS, check_name
 from .observations import as_read, merged, not_stored, observation_batch, record, series_listing
 from .observations import series_order
-from .postgresql import PostgresStore
 
 # %% auto #0
-__all__ = ['STORE_TABLES']
+__all__ = ['STORE_TABLES', 'PostgresObservations']
+
+# %% ../../../nbs/01o_data.stores.observations_pg.ipynb #682150d3
+class PostgresObservations:
+    """The PostgreSQL store's series that are not bars (`data.stores.PostgresStore` is `PostgresBars` with this):
+    `mlfin_observations` and `mlfin_observation_series`"""
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o041
 _TABLES = """
@@ -24,7 +28,7 @@ CREATE TABLE IF NOT EXISTS mlfin_observation_series (name text NOT NULL, symbol 
 """
 
 @patch
-def _observation_tables(self:PostgresStore, con, write: bool = False) -> bool:
+def _observation_tables(self:PostgresObservations, con, write: bool = False) -> bool:
     "Whether the observation tables are there; made when `write` (in the caller's transaction) and not"
     if con.execute("SELECT to_regclass('mlfin_observation_series') IS NOT NULL").fetchone()[0]: return True
     # two first writers must not race on CREATE TABLE
@@ -51,7 +55,7 @@ def _pg_series(con, name: str, symbol: str | None) -> tuple[dict, pd.DataFrame |
 STORE_TABLES = ('mlfin_bars', 'mlfin_series', 'mlfin_quarantine', 'mlfin_observations', 'mlfin_observation_series')
 
 @patch
-def make_tables(self:PostgresStore):
+def make_tables(self:PostgresObservations):
     "Every table of the store (`STORE_TABLES`) made, or brought up to date, now: by a role that may create them"
     con = self._connect(write=True)
     try:
@@ -60,7 +64,7 @@ def make_tables(self:PostgresStore):
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o042
 @patch
-def write_observations(self:PostgresStore, frames) -> dict:
+def write_observations(self:PostgresObservations, frames) -> dict:
     """Store new rows of each series (vintages kept, a stored row resent unchanged) in one transaction; rows added and
     unchanged"""
     batch = observation_batch(frames)
@@ -90,7 +94,7 @@ def write_observations(self:PostgresStore, frames) -> dict:
 
 # %% ../../../nbs/01o_data.stores.observations_pg.ipynb #o043
 @patch
-def read_observations(self:PostgresStore, name: str, symbol: str | None = None) -> pd.DataFrame:
+def read_observations(self:PostgresObservations, name: str, symbol: str | None = None) -> pd.DataFrame:
     """A stored series, every vintage, sorted by known time then period, its record as attrs; NotFound naming what is
     stored"""
     check_name(name)
@@ -100,7 +104,7 @@ def read_observations(self:PostgresStore, name: str, symbol: str | None = None) 
     return as_read(rows, kept)
 
 @patch
-def observation_series(self:PostgresStore) -> pd.DataFrame:
+def observation_series(self:PostgresObservations) -> pd.DataFrame:
     """Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and
     last period and known time"""
     with self._connect() as con:
@@ -112,7 +116,7 @@ def observation_series(self:PostgresStore) -> pd.DataFrame:
     return series_listing([r[0] for r in found])
 
 @patch
-def observations_stamp(self:PostgresStore, name: str, symbol: str | None = None) -> str | None:
+def observations_stamp(self:PostgresObservations, name: str, symbol: str | None = None) -> str | None:
     """A digest of the series' rows: moved by every write that adds one, the same after a backup and restore; None when
     not stored"""
     with self._connect() as con:
@@ -121,7 +125,7 @@ def observations_stamp(self:PostgresStore, name: str, symbol: str | None = None)
     return found[0] if found else None
 
 @patch
-def delete_observations(self:PostgresStore, name: str, symbol: str | None = None) -> int:
+def delete_observations(self:PostgresObservations, name: str, symbol: str | None = None) -> int:
     "Remove a stored series, every vintage and its record, in one transaction; how many rows went"
     with self._writing(), self._connect() as con, con.transaction():
         if self._observation_tables(con):

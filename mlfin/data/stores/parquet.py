@@ -16,7 +16,7 @@ from .rules import check_symbol, to_bars, utc_bounds
 from .tail import Tail, read_tail
 
 # %% auto #0
-__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetStore', 'Parts',
+__all__ = ['PERIODS', 'MANIFEST', 'LEGACY', 'WRITING', 'GRACE', 'period_keys', 'period_label', 'ParquetReads', 'Parts',
            'read_manifest', 'series_cut', 'save_manifest', 'read_part']
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c005b
@@ -52,8 +52,9 @@ def period_label(key: int, timeframe: str) -> str:
 
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c006
-class ParquetStore:
-    """Bars in Parquet files (one per period of each series) named by a manifest, the newest in a tail log, read with
+class ParquetReads:
+    """The Parquet store's reads (`data.stores.ParquetStore` is this with `ParquetWrites` and `ParquetObservations`):
+    bars in Parquet files (one per period of each series) named by a manifest, the newest in a tail log, read with
     DuckDB"""
 
     kind = 'parquet'
@@ -70,7 +71,7 @@ class ParquetStore:
         self._locks = {}     # folder -> its series' lock
         self._manifests = {} # (symbol, timeframe) -> its manifest's path as text, for `stamp`
         self._records = {}   # record (_meta.json) -> ((inode, time, size), its bytes)
-    def __repr__(self): return f"ParquetStore({str(self.root)!r})"
+    def __repr__(self): return f"{type(self).__name__}({str(self.root)!r})"
 
     def _dir(self, symbol, timeframe) -> Path:
         if (found := self._dirs.get((symbol, timeframe))) is None:
@@ -80,13 +81,13 @@ class ParquetStore:
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #phas
 @patch
-def has(self:ParquetStore, symbol: str, timeframe: str) -> bool:
+def has(self:ParquetReads, symbol: str, timeframe: str) -> bool:
     folder = self._dir(symbol, timeframe)
     return (folder/MANIFEST).exists() or (folder/LEGACY).exists()
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pstamp
 @patch
-def stamp(self:ParquetStore, symbol: str, timeframe: str):
+def stamp(self:ParquetReads, symbol: str, timeframe: str):
     """A value that changes whenever the series does and stays when the store is copied, moved or restored: its
     manifest's periods' digest and its tail's length; None when it is not stored"""
     import orjson
@@ -110,7 +111,7 @@ def stamp(self:ParquetStore, symbol: str, timeframe: str):
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #ptail
 @patch
-def _tail(self:ParquetStore, folder: Path, parts) -> Tail | None:
+def _tail(self:ParquetReads, folder: Path, parts) -> Tail | None:
     "The series' tail log as it is on disk (kept while its file does not move); None when its manifest names none"
     entry = parts.tail if parts is not None else None
     if not entry: return None
@@ -125,7 +126,7 @@ def _tail(self:ParquetStore, folder: Path, parts) -> Tail | None:
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pkeep_tail
 @patch
-def _keep_tail(self:ParquetStore, path: Path, tail: Tail, found=None) -> Tail:
+def _keep_tail(self:ParquetReads, path: Path, tail: Tail, found=None) -> Tail:
     "Keep a tail as read or just appended, under its file's identity (at most 64 series' tails)"
     found = found or os.stat(path)
     if len(self._tails) >= 64 and path not in self._tails: self._tails.pop(next(iter(self._tails)))
@@ -134,7 +135,7 @@ def _keep_tail(self:ParquetStore, path: Path, tail: Tail, found=None) -> Tail:
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pread
 @patch
-def read(self:ParquetStore, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
+def read(self:ParquetReads, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
     "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
     folder = self._dir(symbol, timeframe)
     lo, hi, closed = utc_bounds(start, end)
@@ -171,7 +172,7 @@ def read(self:ParquetStore, symbol: str, timeframe: str, start=None, end=None) -
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #ptail_2
 @patch
-def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+def tail(self:ParquetReads, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
     "The last `n` stored bars of one series, read from its tail log and last periods only"
     folder = self._dir(symbol, timeframe)
     for attempt in range(20):
@@ -195,7 +196,7 @@ def tail(self:ParquetStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pfiles
 @patch
 def _files(
-    self: ParquetStore, folder: Path, symbol: str, timeframe: str
+    self:ParquetReads, folder: Path, symbol: str, timeframe: str
 ) -> tuple[Parts | None, list[tuple[Path, int, int]]]:
     """The series' manifest and its current period files with their first and last times (ns), in time order; NotFound
     when it is not stored"""
@@ -208,13 +209,13 @@ def _files(
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pmeta
 @patch
-def meta(self:ParquetStore, symbol: str, timeframe: str) -> dict:
+def meta(self:ParquetReads, symbol: str, timeframe: str) -> dict:
     "What was recorded about a series (calendar, source, ...)"
     return self._record(self._dir(symbol, timeframe))
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #precord
 @patch
-def _record(self:ParquetStore, folder: Path) -> dict:
+def _record(self:ParquetReads, folder: Path) -> dict:
     """The series' record, parsed anew each time (the caller's to change) from the file's bytes, read again only when
     the file moved"""
     import orjson
@@ -228,7 +229,7 @@ def _record(self:ParquetStore, folder: Path) -> dict:
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pls
 @patch
-def ls(self:ParquetStore) -> pd.DataFrame:
+def ls(self:ParquetReads) -> pd.DataFrame:
     """Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined
     rows (from the manifests and tails)"""
     cols = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
@@ -259,7 +260,7 @@ def ls(self:ParquetStore) -> pd.DataFrame:
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pquarantined
 @patch
-def quarantined(self:ParquetStore, symbol: str | None = None) -> pd.DataFrame:
+def quarantined(self:ParquetReads, symbol: str | None = None) -> pd.DataFrame:
     "Rows kept out of the store, with reason, source and when"
     files = sorted(self.root.glob(f"quarantine/timeframe=*/symbol={symbol or '*'}/*.parquet"))
     if not files:

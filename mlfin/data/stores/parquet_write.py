@@ -11,18 +11,23 @@ import numpy as np, pandas as pd
 from fastcore.basics import patch
 from ...errors import NotFound, Unavailable
 from ...processes import atomic_write, write_parquet
-from .parquet import GRACE, LEGACY, MANIFEST, WRITING, ParquetStore, Parts, read_manifest, read_part
+from .parquet import GRACE, LEGACY, MANIFEST, WRITING, Parts, read_manifest, read_part
 from .parquet import save_manifest, period_keys, period_label
 from .rules import as_stored, check_symbol, not_yet_quarantined, span
 from .tail import append_tail, new_tail, to_records
 from ..bars import check_timeframe
 
 # %% auto #0
-__all__ = ['FULL']
+__all__ = ['FULL', 'ParquetWrites']
+
+# %% ../../../nbs/01i_data.stores.parquet_write.ipynb #2723fcba
+class ParquetWrites:
+    """The Parquet store's writes (`data.stores.ParquetStore` is `ParquetReads` with this and `ParquetObservations`):
+    what changes a series (`write`, `delete`, `quarantine`, `mark`), one writer at a time per series"""
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wlock
 @patch
-def _lock(self:ParquetStore, folder: Path):
+def _lock(self:ParquetWrites, folder: Path):
     "The series' lock: one writer at a time, across threads, processes and hosts sharing the folder"
     if (lock := self._locks.get(folder)) is None:
         lock = _SeriesLock(folder/'.lock')
@@ -33,7 +38,7 @@ def _lock(self:ParquetStore, folder: Path):
 FULL = (errno.ENOSPC, errno.EDQUOT)   # a disk (or the user's quota) with no room left
 
 @contextmanager
-def _room(store: ParquetStore, folder: Path, timeframe: str):
+def _room(store: ParquetWrites, folder: Path, timeframe: str):
     """A change that met a full disk: the files it made and did not commit cleared under the series' lock, and one line
     naming the store's folder"""
     try: yield
@@ -52,7 +57,7 @@ def _room(store: ParquetStore, folder: Path, timeframe: str):
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wwrite
 @patch
-def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
+def write(self:ParquetWrites, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
           meta: dict | None = None, # kept beside the series: calendar, source, ...
          ) -> dict:
     """Upsert `bars`: a collector's new bars appended to the series' tail log, any other batch merged into the periods
@@ -121,7 +126,7 @@ def write(self:ParquetStore, bars: pd.DataFrame, # canonical bars (+ `adj_factor
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wperiods
 @patch
 def _periods(
-    self: ParquetStore, folder: Path, parts: Parts, incoming: pd.DataFrame, timeframe: str
+    self:ParquetWrites, folder: Path, parts: Parts, incoming: pd.DataFrame, timeframe: str
 ) -> tuple[dict, tuple | None, list]:
     """Merge stored bars into the periods they touch, as new files on disk (`parts` updated, nothing committed): counts,
     the first change, the files replaced"""
@@ -156,7 +161,7 @@ def _periods(
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wremember
 @patch
-def _remember(self:ParquetStore, folder: Path, name: str, table):
+def _remember(self:ParquetWrites, folder: Path, name: str, table):
     "Keep the period just written (a collector appends to it next): files never change, so its name says it is current"
     # at most 64 series' last periods (~35 MB)
     if len(self._written) >= 64: self._written.pop(next(iter(self._written)))
@@ -164,7 +169,7 @@ def _remember(self:ParquetStore, folder: Path, name: str, table):
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wdelete
 @patch
-def delete(self:ParquetStore, symbol: str, timeframe: str,
+def delete(self:ParquetWrites, symbol: str, timeframe: str,
            # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
            start=None, end=None,
           ) -> int:
@@ -197,7 +202,7 @@ def delete(self:ParquetStore, symbol: str, timeframe: str,
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wquarantine
 @patch
-def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
+def quarantine(self:ParquetWrites, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
     """Keep rejected rows (with their reasons) beside the store, one file per ingest, each bad row once
     (`not_yet_quarantined`); how many were new"""
     from filelock import FileLock
@@ -222,7 +227,7 @@ def quarantine(self:ParquetStore, rejected: pd.DataFrame, symbol: str, timeframe
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wmark
 @patch
-def mark(self:ParquetStore, symbol: str, timeframe: str,
+def mark(self:ParquetWrites, symbol: str, timeframe: str,
          **fields, # the record's fields to set (None: removed), e.g. live=True
         ) -> dict:
     """Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series`

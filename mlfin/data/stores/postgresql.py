@@ -14,7 +14,7 @@ from .rules import STORED_COLUMNS, as_stored, check_symbol, not_yet_quarantined,
 from .rules import CONNECT_SECONDS, utc_bounds
 
 # %% auto #0
-__all__ = ['PostgresStore']
+__all__ = ['PostgresBars']
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #c004
 _SCHEMA = """
@@ -40,18 +40,19 @@ _STATE = """SELECT to_regclass('mlfin_bars') IS NOT NULL, to_regclass('mlfin_qua
 _SERIES = ['symbol', 'timeframe', 'bars', 'first', 'last', 'calendar', 'source', 'volume', 'quarantined']
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #c004b
-class PostgresStore:
-    "Bars in PostgreSQL tables, with the Parquet store's methods"
+class PostgresBars:
+    """The PostgreSQL store's bars (`data.stores.PostgresStore` is this with `PostgresObservations`): bars in
+    PostgreSQL tables, with the Parquet store's methods"""
     kind = 'postgresql'
     cheap_stamp = False   # stamp() is a query: asked from a thread, never on an event loop
     def __init__(self, url: str):
         self.url = url
         self._ready = False
-    def __repr__(self): return f"PostgresStore({self.url.split('@')[-1]!r})"
+    def __repr__(self): return f"{type(self).__name__}({self.url.split('@')[-1]!r})"
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gconnect
 @patch
-def _connect(self:PostgresStore, write: bool = False):
+def _connect(self:PostgresBars, write: bool = False):
     """A connection; the tables made (or brought up to date) only when missing and needed: a role that may only read
     them reads"""
     import psycopg
@@ -82,7 +83,7 @@ def _connect(self:PostgresStore, write: bool = False):
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gwriting
 @patch
 @contextmanager
-def _writing(self:PostgresStore):
+def _writing(self:PostgresBars):
     "A change of the store, refused in one line to a role that may only read it"
     import psycopg
     try: yield
@@ -92,7 +93,7 @@ def _writing(self:PostgresStore):
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #ghas
 @patch
-def has(self:PostgresStore, symbol: str, timeframe: str) -> bool:
+def has(self:PostgresBars, symbol: str, timeframe: str) -> bool:
     with self._connect() as con:
         if not self._ready: return False
         return (
@@ -104,7 +105,7 @@ def has(self:PostgresStore, symbol: str, timeframe: str) -> bool:
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gwrite
 @patch
-def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> dict:
+def write(self:PostgresBars, bars: pd.DataFrame, meta: dict | None = None) -> dict:
     "Upsert `bars` in one transaction; counts of new, changed and unchanged bars and the series' total"
     symbol, timeframe = check_symbol(bars.attrs['symbol']), check_timeframe(bars.attrs['timeframe'])
     rows = as_stored(bars).reindex(columns=_VALUES)
@@ -154,7 +155,7 @@ def write(self:PostgresStore, bars: pd.DataFrame, meta: dict | None = None) -> d
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gdelete
 @patch
-def delete(self:PostgresStore, symbol: str, timeframe: str,
+def delete(self:PostgresBars, symbol: str, timeframe: str,
            # the bars between them (inclusive; a date alone as `end`: its whole day); neither: the whole series
            start=None, end=None,
           ) -> int:
@@ -191,7 +192,7 @@ def delete(self:PostgresStore, symbol: str, timeframe: str,
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gread
 @patch
-def read(self:PostgresStore, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
+def read(self:PostgresBars, symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
     "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
     lo, hi, closed = utc_bounds(start, end)
     sql = f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s"
@@ -209,7 +210,7 @@ def read(self:PostgresStore, symbol: str, timeframe: str, start=None, end=None) 
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gbars
 @patch
-def _bars(self:PostgresStore, found: list, symbol: str, timeframe: str) -> pd.DataFrame:
+def _bars(self:PostgresBars, found: list, symbol: str, timeframe: str) -> pd.DataFrame:
     frame = pd.DataFrame(found, columns=['ts', *_VALUES])
     frame['ts'] = pd.to_datetime(frame['ts'], utc=True).dt.as_unit('ns')
     for c in _VALUES: frame[c] = frame[c].astype('float64')
@@ -217,7 +218,7 @@ def _bars(self:PostgresStore, found: list, symbol: str, timeframe: str) -> pd.Da
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gtail
 @patch
-def tail(self:PostgresStore, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+def tail(self:PostgresBars, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
     "The last `n` stored bars of one series"
     with self._connect() as con:
         found = con.execute(f"SELECT ts, {', '.join(_VALUES)} FROM mlfin_bars WHERE symbol = %s AND timeframe = %s "
@@ -227,7 +228,7 @@ def tail(self:PostgresStore, symbol: str, timeframe: str, n: int) -> pd.DataFram
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gstamp
 @patch
-def stamp(self:PostgresStore, symbol: str, timeframe: str):
+def stamp(self:PostgresBars, symbol: str, timeframe: str):
     "A value that changes whenever the series does (its change counter); None when it is not stored"
     with self._connect() as con:
         found = (
@@ -241,7 +242,7 @@ def stamp(self:PostgresStore, symbol: str, timeframe: str):
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gmeta
 @patch
-def meta(self:PostgresStore, symbol: str, timeframe: str) -> dict:
+def meta(self:PostgresBars, symbol: str, timeframe: str) -> dict:
     with self._connect() as con:
         kept = (
             con.execute(
@@ -254,7 +255,7 @@ def meta(self:PostgresStore, symbol: str, timeframe: str) -> dict:
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gmark
 @patch
-def mark(self:PostgresStore, symbol: str, timeframe: str,
+def mark(self:PostgresBars, symbol: str, timeframe: str,
          **fields, # the record's fields to set (None: removed), e.g. live=True
         ) -> dict:
     """Note fields in a stored series' record, its bars untouched (`live`, `pushed`: `monitor.freshness.live_series`
@@ -274,7 +275,7 @@ def mark(self:PostgresStore, symbol: str, timeframe: str,
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gls
 @patch
-def ls(self:PostgresStore) -> pd.DataFrame:
+def ls(self:PostgresBars) -> pd.DataFrame:
     "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows"
     with self._connect() as con:
         rows = (
@@ -291,7 +292,7 @@ def ls(self:PostgresStore) -> pd.DataFrame:
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gquarantine
 @patch
-def quarantine(self:PostgresStore, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
+def quarantine(self:PostgresBars, rejected: pd.DataFrame, symbol: str, timeframe: str, source: str) -> int:
     """Keep rejected rows (with their reasons) in `mlfin_quarantine`, each bad row once (`not_yet_quarantined`); how
     many were new"""
     if rejected.empty: return 0
@@ -314,7 +315,7 @@ def quarantine(self:PostgresStore, rejected: pd.DataFrame, symbol: str, timefram
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gquarantined
 @patch
-def quarantined(self:PostgresStore, symbol: str | None = None) -> pd.DataFrame:
+def quarantined(self:PostgresBars, symbol: str | None = None) -> pd.DataFrame:
     "Rows kept out of the store, with reason, source and when"
     with self._connect() as con:
         rows = (
