@@ -42,6 +42,9 @@ def _command(request: dict, conn: socket.socket):
     sys.stderr = open(2, 'w', buffering=1, encoding='utf-8', errors='backslashreplace', closefd=False)
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     sys.argv = [request['argv0'], *request['args']]
+    # the import path a fresh script has: its own folder first (the server's is tests/, whose modules would hide a library's of
+    # the same name, or be found where a fresh command fails)
+    sys.path[0] = os.path.dirname(os.path.realpath(request['argv0']))
     try: from mlfin.cli import main
     except BaseException: traceback.print_exc(); os._exit(1)
     main(request['args'])   # exits as the `mlfin` script does, never returning here
@@ -105,14 +108,17 @@ def _started(python: str, folder: Path) -> dict | None:
         if os.environ.get('MLFIN_TEST_FORK', '1') == '0': return None
         found = _server.get('this')
         if found and found['process'].poll() is None: return found
-        folder.mkdir(parents=True, exist_ok=True)
-        path = tempfile.mktemp(prefix='mlfin-zygote-', suffix='.sock', dir='/tmp')   # a Unix socket's path is at most 107 bytes
-        env = {**os.environ, 'PLOOMBER_STATS_ENABLED': 'false'}
-        process = subprocess.Popen([python, __file__, path], env=env, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
-                                   stderr=open(folder/'zygote.log', 'ab'), text=True)
-        if process.stdout.readline().strip() != 'ready': return None
-        _server['this'] = found = {'process': process, 'path': path, 'env': env}
+        found = _server['this'] = started(python, folder, {**os.environ, 'PLOOMBER_STATS_ENABLED': 'false'})
         return found
+
+
+def started(python: str, folder: Path, env: dict) -> dict | None:
+    "A server started with `env` (its messages appended to `folder`/zygote.log), once it is ready; None if it could not start"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mktemp(prefix='mlfin-zygote-', suffix='.sock', dir='/tmp')   # a Unix socket's path is at most 107 bytes
+    process = subprocess.Popen([python, __file__, path], env=env, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                               stderr=open(folder/'zygote.log', 'ab'), text=True)
+    return {'process': process, 'path': path, 'env': env} if process.stdout.readline().strip() == 'ready' else None
 
 
 def _startup_differs(server: dict, env: dict) -> bool:
@@ -153,9 +159,11 @@ class Forked:
     def kill(self): self.send_signal(signal.SIGKILL)
 
 
-def run(python: str, argv0: str, args: list, env: dict, cwd, input: str | None, timeout: float, folder: Path) -> subprocess.CompletedProcess | None:
-    "`subprocess.run(capture_output=True, text=True)`'s answer for the command, forked by the server; None: run it as a process instead"
-    server = _started(python, folder)
+def run(python: str, argv0: str, args: list, env: dict, cwd, input: str | None, timeout: float, folder: Path,
+        server: dict | None = None) -> subprocess.CompletedProcess | None:
+    """`subprocess.run(capture_output=True, text=True)`'s answer for the command, forked by the server (this worker's, or the
+    `server` given: `started`'s); None: run it as a process instead"""
+    server = server or _started(python, folder)
     if server is None or _startup_differs(server, env): return None
     with tempfile.TemporaryDirectory(prefix='mlfin-cmd-') as d:
         streams = {name: os.path.join(d, name) for name in ('stdin', 'stdout', 'stderr')}
