@@ -6,7 +6,7 @@ import httpx, pytest
 from conftest import mlfin, service
 from mlfin.service import db as tables
 
-pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
+pytestmark = [pytest.mark.e2e, pytest.mark.together]   # a user's path end to end, on one module fixture
 # the login rules under attack: two failures from an address are free, then the next waits ten minutes (moved past through the
 # database, as time passing would, never slept), the third locks the account from that address for fifteen minutes
 RULES = ('--login-slow-after', '2', '--login-delay', '600', '--login-lock-after', '3', '--login-lock-minutes', '15')

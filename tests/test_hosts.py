@@ -15,9 +15,10 @@ from hosts import SUBNET, Network, cannot_make_hosts, home_server, own_view
 
 BIN = Path(sys.executable).parent
 TEAM = {'MLFLOW_TRACKING_USERNAME': 'admin', 'MLFLOW_TRACKING_PASSWORD': PASSWORD, 'PLOOMBER_STATS_ENABLED': 'false'}
-# its tests share the hosts (module fixture, namespaces with fixed names and addresses): the module runs on one worker (conftest);
+# its tests share the hosts (module fixture, namespaces with fixed names and addresses): the module runs on one worker (`together`);
 # waits: much of its time is a cut cable's timeout and hosts starting, so it runs beside the tests that compute
-pytestmark = [pytest.mark.e2e, pytest.mark.waits, pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts()))]
+pytestmark = [pytest.mark.e2e, pytest.mark.waits, pytest.mark.together,
+              pytest.mark.skipif(cannot_make_hosts() is not None, reason=str(cannot_make_hosts()))]
 
 
 def tutorial_commands() -> list[str]:

@@ -14,7 +14,7 @@ from mlfin.dashboards.common import MEETING
 from mlfin.dashboards.kernels import all_ready, ready_kernels
 
 SHOTS = ROOT/'reports'/'screenshots'
-pytestmark = pytest.mark.e2e   # its tests share one site (module fixture): the module runs on one worker (conftest)
+pytestmark = [pytest.mark.e2e, pytest.mark.together]   # its tests share one site (module fixture): one worker runs them
 
 
 def shot(page, name: str):

@@ -7,7 +7,7 @@ import httpx, pandas as pd, psycopg
 import pytest
 from conftest import TRACKING_PASSWORD as PASSWORD, TrackingServer, copied, mlfin, new_database, service
 
-pytestmark = pytest.mark.e2e   # its tests share one tracking server (module fixture): the module runs on one worker (conftest)
+pytestmark = [pytest.mark.e2e, pytest.mark.together]   # its tests share one tracking server (module fixture)
 
 
 @pytest.fixture(scope='module')
