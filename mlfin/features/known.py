@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np, pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import BadInput, MlfinError
-from ..data.observations_sources import load_observations, store_embedded
+from ..data.observations_sources import store_embedded
 from ..data.stores import open_store
 from ..data.stores.observations import series_label
 from .registry import Feature, SERIES_ON_BARS, resolve
