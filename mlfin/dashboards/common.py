@@ -17,6 +17,7 @@ from ..monitor.figures import FIGURES
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from ..report.products import load_run
 from ..tracking.runs import fetch_run, runs
+from .. import dashboards   # the pages, each imported when `draw_pictures` runs it (`mlfin.lazy_area`)
 
 # %% auto #0
 __all__ = ['COOKIE', 'STATES', 'RUN_ID', 'PRINT', 'PRINT_STYLE', 'STYLE', 'PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE',
@@ -475,7 +476,6 @@ def draw_pictures() -> int:
     """Run the pages with charts once, nobody watching (each book's tearsheet among them), and wait for their charts'
     pictures to be drawn; how many were"""
     import functools, ipywidgets as widgets
-    from mlfin import dashboards   # here, not at the top: the pages' modules import this one
     before = set(pictures_dir().glob('*.png'))
     try: run = load_run(frames=False); books = [*run['symbols'], *(['PORTFOLIO'] if run.get('portfolio') else [])]
     except MlfinError: books = []

@@ -79,8 +79,6 @@ def _markdown_html(text: str) -> str:
 def run_page(folder=None):  # the latest run's folder; default: the last run that finished
     """A run in the page's frame: the run and symbol its address names, else the latest (`dashboards.run.dashboard`),
     each book's tearsheet of that run linked"""
-    # here, not at the top: importing mlfin.dashboards.run imports this module
-    from mlfin.dashboards.run import dashboard
     asked = parse_qs(os.environ.get('QUERY_STRING', '')).get('run', [''])[0]   # a run the address names: its id said
     return page(f"mlfin: run {asked[:8]}" if RUN_ID.fullmatch(asked) else 'mlfin: the latest run',
                 'Out-of-sample results after costs, beside buy-and-hold, from the saved products of the '

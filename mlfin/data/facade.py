@@ -14,6 +14,8 @@ from ..errors import BadInput, NotFound
 from .bars import BAR_COLUMNS, TIMEFRAMES, bar_end, check_calendar, check_timeframe, check_zone
 from .bars import factor_from_actions, fingerprint, periods_per_year, resample
 from .files import read_file
+from .quality import anomalies, clock_shift, gaps, off_calendar as off_the_calendar, rejected_frame
+from .remote import fetch_exchange, fetch_yahoo, read_postgres
 from .reading import load, ls, observations_report, quality_report
 from .samples import SAMPLES, asset_class_of, load_sample, package_version, read_sample
 from .sources import Batch, read_records
@@ -104,21 +106,16 @@ def _batch(
         return read_sample(symbol), symbol, SAMPLES[symbol].timeframe
     if text.startswith(('postgresql://', 'postgres://')):  # postgresql://.../db?table=prices[&symbol_column=ticker]
         url, table, options = postgres_address(text, ('symbol_column',))
-        # here, not at the top: importing mlfin.data.remote imports this module
-        from mlfin.data.remote import read_postgres
         return read_postgres(url, table, options.get('symbol_column'), symbol, columns, tz), None, None
     if text.startswith(('ccxt:', 'yfinance:')):
         kind, _, rest = text.partition(':')
         if not timeframe or not start: raise BadInput(f"{text}: a remote source needs --timeframe and --start")
-        # here, not at the top: importing mlfin.data.remote imports this module
-        from mlfin.data.remote import fetch_exchange, fetch_yahoo
         if kind == 'ccxt':
             exchange, _, market = rest.partition(':')
             if not market: raise BadInput(f"{text}: name the exchange and market, e.g. ccxt:binance:BTC/USDT")
             return fetch_exchange(exchange, market, timeframe, start, end, config=config), None, None
         return fetch_yahoo(rest, timeframe, start, end, session=(config or {}).get('session')), None, None
     return read_file(text, columns, tz, **(reading or {})), None, None
-
 
 # %% ../../nbs/01r_data.facade.ipynb #c007a
 def check_spacing(bars: pd.DataFrame, timeframe: str, source: str):
@@ -162,8 +159,6 @@ OFF_CALENDAR = {'quarantine': "kept out of the store with their reason (the defa
 def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
     """Move the bars the calendar has no place for (`off`, from `off_calendar`) from `found.bars` to `found.rejected`,
     each with its source row and reason"""
-    # here, not at the top: importing mlfin.data.quality imports this module
-    from mlfin.data.quality import rejected_frame
     if off.empty: return
     at = batch.frame['ts'].isin(off['ts'])
     rows = batch.frame.loc[at, 'ts'].drop_duplicates(keep='last')
@@ -174,7 +169,6 @@ def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
         ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
     found.bars = found.bars[~found.bars.index.isin(off['ts'])]
 
-
 # %% ../../nbs/01r_data.facade.ipynb #c007e1
 def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-calendar ones are taken out
                  calendar: str, off: pd.DataFrame, # the series' calendar, and the bars off it
@@ -182,8 +176,6 @@ def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-cale
                 ) -> str | None:
     """A note for a batch whose off-calendar bars look like times of another clock: by how much, and the `tz` that reads
     them right"""
-    # here, not at the top: importing mlfin.data.quality imports this module
-    from mlfin.data.quality import clock_shift
     shift = clock_shift(bars, calendar, off)
     if shift is None: return None
     # the source clock's offset from UTC
@@ -275,8 +267,6 @@ def ingest(
         calendar, calendar_from, inherited = settle_calendar(
             calendar, sample, kept, store, symbol, timeframe, found.bars, batch.source
         )
-        # here, not at the top: importing mlfin.data.quality imports this module
-        from mlfin.data.quality import off_calendar as off_the_calendar
         off = off_the_calendar(found.bars, calendar)
         if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
         if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
@@ -299,7 +289,6 @@ def ingest(
     if actions is not None:
         factor = factor_from_actions(found.bars, read_actions(actions))
         found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
-    from mlfin.data.quality import anomalies   # here, not at the top: importing mlfin.data.quality imports this module
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
     # none off the calendar: the bars are the ones looked at, none again
     odd = anomalies(found.bars, calendar, off=None if len(off) else off)
@@ -314,7 +303,6 @@ def ingest(
         report.notes.append(f"{report.changed:,} stored bar(s) changed, first change: "
                             f"{change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
     return report
-
 
 # %% ../../nbs/01r_data.facade.ipynb #c007f_00
 def _provenance(sample: str) -> dict:
@@ -423,8 +411,6 @@ def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
 def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFrame:
     """Every anomaly and gap of a stored series, dated: kind (spike, stale, off-calendar, gap), first and last bar, what
     was seen"""
-    # here, not at the top: importing mlfin.data.quality imports this module
-    from mlfin.data.quality import anomalies, gaps
     store = open_store(store)
     (symbol, timeframe), = universe([f"{symbol}:{timeframe}" if timeframe else symbol], store=store)
     bars = load(symbol, timeframe, store=store)
@@ -437,7 +423,6 @@ def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFr
     ]
     found = pd.DataFrame(rows, columns=['first', 'last', 'kind', 'detail']).sort_values('first', ignore_index=True)
     return found.assign(symbol=symbol, timeframe=timeframe)[['symbol', 'timeframe', 'kind', 'first', 'last', 'detail']]
-
 
 # %% ../../nbs/01r_data.facade.ipynb #c011p_00
 def quarantined(symbol: str | None = None, store=None) -> pd.DataFrame:

@@ -4,7 +4,9 @@
 
 # %% ../../nbs/01s_data.runs.ipynb #c003
 from __future__ import annotations
+import hashlib
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..errors import NotFound
@@ -12,7 +14,9 @@ from ..paths import home
 from ..processes import atomic_write, write_parquet
 from ..progress import step
 from .bars import BAR_COLUMNS, TIMEFRAMES, check_timeframe, fingerprint, resample
+from .quality import quality_row
 from .samples import asset_class_of
+import mlfin.data.bars   # its source file is part of a resampled series' digest (`_aggregating_code`)
 from .facade import calendar_of, ensure_sample, load, sample_for
 from .stores import open_store
 from .stores.rules import span
@@ -36,9 +40,8 @@ def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
 def _aggregating_code() -> str:
     """What makes coarser bars (the bars module: resampling, sessions, calendars; exchange_calendars' holidays and
     hours): a resampled series is made again when it changes"""
-    import hashlib, mlfin.data.bars as module   # here, not at the top: importing mlfin.data.bars imports this module
-    from importlib.metadata import version
-    return hashlib.sha256(Path(module.__file__).read_bytes() + version('exchange_calendars').encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        Path(mlfin.data.bars.__file__).read_bytes() + version('exchange_calendars').encode()).hexdigest()[:16]
 
 
 def resampled(symbol: str, source: str, # a stored series and its bar size
@@ -48,7 +51,6 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
              ) -> pd.DataFrame:
     """A stored series' bars at a coarser size, on its own calendar's sessions; cached like a feature (keyed by the
     series' stamp and the aggregating code)"""
-    import hashlib
     store = open_store(store)
     meta = store.meta(symbol, source)
     calendar = calendar_of(symbol, source, store)  # the one rule: recorded, else the sample's, else NYSE
@@ -93,8 +95,6 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
                    ) -> tuple[pd.DataFrame, list[dict]]:
     """Every pair's bars in range, long format, with a manifest crediting each series' source (samples ingested when
     missing)"""
-    # here, not at the top: importing mlfin.data.quality imports this module
-    from mlfin.data.quality import quality_row
     store = open_store(store)
     frames, manifest = [], []
     for i, (symbol, timeframe) in enumerate(pairs):
@@ -133,7 +133,6 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
         )
         frames.append(bars.assign(symbol=symbol, timeframe=timeframe, calendar=calendar))
     return pd.concat(frames), manifest
-
 
 # %% ../../nbs/01s_data.runs.ipynb #c013d_00
 def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from ..errors import BadInput, NotFound, Unavailable
 from ..extras import missing
-from .bars import asset_class, bars_from_trades
+from .bars import adjusted, asset_class, bars_from_trades
 from .sources import Batch, detect_layout, from_columns
 
 # %% auto #0
@@ -127,11 +127,9 @@ def read_sample(symbol: str) -> Batch:
 # %% ../../nbs/01e_data.samples.ipynb #c020_05
 def load_sample(symbol: str) -> pd.DataFrame:
     "Canonical, split- and dividend-adjusted bars of an embedded sample (no store involved)"
-    from mlfin.data.bars import adjusted   # here, not at the top: importing mlfin.data.bars imports this module
     found = read_sample(symbol).inspect(symbol, SAMPLES[symbol].timeframe)
     if len(found.rejected): raise BadInput(found.first_problem(f"sample {symbol}"))
     bars = found.bars
     if 'adj_factor' in bars: bars = adjusted(bars.drop(columns='adj_factor'), bars['adj_factor'])
     bars.attrs.update(source=f"{SAMPLES[symbol].package}=={package_version(SAMPLES[symbol].package)}")
     return bars
-

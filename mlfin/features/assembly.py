@@ -10,6 +10,7 @@ from ..errors import BadInput, Unavailable
 from .specs import SEED_SPEC
 from .compute import build, model_inputs
 from .labels import label_of, realised_return
+from .store import FeatureStore
 from ..cluster import fan_out, shipped, symbol_rows
 from ..data import split_symbols
 
@@ -48,8 +49,6 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
                   ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
     """One symbol's raw features and dataset rows (`dataset`'s unit of work: inputs, label, its end and realised return,
     the bar's close), and the feature store's reads and computations"""
-    # here, not at the top: importing mlfin.features.store imports this module
-    from mlfin.features.store import FeatureStore
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     store = None if store_root is None else FeatureStore(store_root)
     features = store.build(bars, spec) if store is not None else build(bars, spec)
@@ -64,7 +63,6 @@ def symbol_dataset(bars: pd.DataFrame | str, # the symbol's canonical bars, or t
     inputs = x[usable].assign(label=target['label'][usable], label_end=target['end'][usable],
                               label_return=realised[usable.to_numpy()], last_close=bars['close'][usable], symbol=symbol)
     return features[usable].assign(symbol=symbol), inputs, store.hits if store else 0, store.misses if store else 0
-
 
 # %% ../../nbs/03i_features.assembly.ipynb #c025_00
 def _warm_up(symbol: str, x: pd.DataFrame) -> str:

@@ -10,7 +10,7 @@ from ..errors import BadInput
 from ..params import VALIDATIONS
 from ..cluster import on_worker, shipped, symbol_rows
 from ..cluster.units import Codec, code_digest, digest, frame_bytes, frame_of, reuse
-from .core import ModelSpec, Model, family, from_files, model_files
+from .core import ModelSpec, Model, family, from_files, model_files, save_files, save_model
 from .metrics import score, LOWER_IS_BETTER
 from .validation import PurgedSplitter, WalkForward, PurgedKFold, CombinatorialPurgedCV
 from ..features import inputs_of, spec_names
@@ -458,7 +458,6 @@ def save_finals(training: Training,  # `train_universe`'s result
     "Every final model under folder/SYMBOL/MODEL in its native format; the folders written"
     import shutil
     from pathlib import Path
-    from mlfin.models.core import save_files, save_model   # here: importing mlfin.models.core imports this module
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'],
