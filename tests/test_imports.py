@@ -1,8 +1,9 @@
 """How mlfin's modules import each other: a cycle given as the reason for an import inside a function is one hoisting
-reproduces."""
-import ast, os, re, shutil, subprocess, sys, textwrap
+reproduces; every area's package is a name -> module map (`mlfin.lazy_area`) that offers what it offered before."""
+import ast, importlib, os, re, shutil, subprocess, sys, textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,3 +117,29 @@ def test_a_cycle_given_as_a_reason_is_one_hoisting_reproduces(tmp_path):
     hoist the import (or, if it costs, say what it adds to the import, measured)"""
     stale = stale_cycles(ROOT/'mlfin', tmp_path)
     assert not stale, f"{len(stale)} imports inside functions claim a cycle hoisting does not close:\n" + '\n'.join(stale)
+
+
+# The areas whose package offered every public name of its modules (`from .facade import *`, ...) before the map: the
+# map still offers each
+WHOLE_MODULES = ('data', 'backtest', 'models')
+# mlfin.cli is the command: its package registers every command on `app` as it is imported, so it imports them all
+NOT_LAZY = ('cli',)
+
+
+def _areas() -> list[str]:
+    return sorted(p.parent.name for p in (ROOT/'mlfin').glob('*/__init__.py') if not p.parent.name.startswith('_'))
+
+
+@pytest.mark.parametrize('area', [a for a in _areas() if a not in NOT_LAZY])
+def test_an_area_is_a_map_of_names_to_its_modules(area):
+    package = importlib.import_module(f'mlfin.{area}')
+    where = vars(package)['_WHERE']
+    assert type(package).__name__ == '_Area' and package.__all__ == [*where]
+    missing = [f"{name} -> {module}" for name, module in where.items()
+               if not hasattr(importlib.import_module(f'mlfin.{area}.{module}'), name)]
+    assert not missing, f"mlfin.{area}._WHERE names what its module does not define: {missing}"
+    assert {*where} <= {*dir(package)}
+    if area in WHOLE_MODULES:
+        left_out = [f"{module}.{name}" for module in sorted({*where.values()})
+                    for name in importlib.import_module(f'mlfin.{area}.{module}').__all__ if name not in where]
+        assert not left_out, f"mlfin.{area} no longer offers {left_out}: add them to its _WHERE"

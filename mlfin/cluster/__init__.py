@@ -6,6 +6,14 @@
 __all__ = []
 
 # %% ../../nbs/02_cluster.ipynb #c003
-from .where import CLUSTER_ENV, parse_where, running, client, connect, check_workers
-from .fanout import fan_out, capped_threads, on_worker, shipped, symbol_rows
-from .units import Codec, Units, code_digest, digest, frame_bytes, frame_of, json_bytes, reuse
+from .. import lazy_area
+
+# each name imported from its module when first asked for (`mlfin.lazy_area`)
+_WHERE = {
+    **dict.fromkeys(('CLUSTER_ENV', 'parse_where', 'running', 'client', 'connect', 'check_workers'), 'where'),
+    **dict.fromkeys(('fan_out', 'capped_threads', 'on_worker', 'shipped', 'symbol_rows'), 'fanout'),
+    **dict.fromkeys((
+        'Codec', 'Units', 'code_digest', 'digest', 'frame_bytes', 'frame_of', 'json_bytes', 'reuse'),
+        'units'),
+}
+__all__ = lazy_area(__name__)

@@ -6,11 +6,11 @@
 __all__ = []
 
 # %% ../../nbs/13_dashboards.ipynb #c003
-from .common import page, verdict_box, html_table
-from .models import models_page
-from .quality import quality_page
-from .monitoring import monitoring_page
-from .service import Connection, operations_page, health_page
-from .common import book_page, index_page
-from .run import run_page
-from .published import published_page
+from .. import lazy_area
+
+# each name imported from its module when first asked for (`mlfin.lazy_area`): a page loads its own module
+_WHERE = {**dict.fromkeys(('page', 'verdict_box', 'html_table', 'book_page', 'index_page'), 'common'),
+          'models_page': 'models', 'quality_page': 'quality', 'monitoring_page': 'monitoring',
+          **dict.fromkeys(('Connection', 'operations_page', 'health_page'), 'service'), 'run_page': 'run',
+          'published_page': 'published'}
+__all__ = lazy_area(__name__)

@@ -6,22 +6,17 @@
 __all__ = []
 
 # %% ../../nbs/10_monitor.ipynb #c003
+from .. import lazy_area
+
+# each name imported from its module when first asked for (`mlfin.lazy_area`), so sending an alert
+# (`monitor.alerting`) or reading freshness does not import scipy (1.9 s, measured)
 _WHERE = {
-    **dict.fromkeys(
-        ('Drift', 'input_drift', 'psi', 'wasserstein', 'own_threshold', 'effective_size', 'persistence'), 'drift'
-    ),
+    **dict.fromkeys((
+        'Drift', 'input_drift', 'psi', 'wasserstein', 'own_threshold', 'effective_size', 'persistence'),
+        'drift'),
     **dict.fromkeys(('MIN_LABELS', 'against_record', 'auc_error', 'hit_band'), 'performance'),
     'volatility_shift': 'volatility',
-    'GRACE': 'freshness',
-    'freshness': 'freshness',
+    **dict.fromkeys(('GRACE', 'freshness'), 'freshness'),
     **dict.fromkeys(('WINDOWS', 'Report', 'Watch', 'monitor', 'watch'), 'models'),
 }
-
-def __getattr__(name: str):
-    """`mlfin.monitor.input_drift(...)`: each module imported when first used, so sending an alert (`monitor.alerting`)
-    or reading freshness does not import scipy (1.9 s, measured)"""
-    if name in _WHERE:
-        import importlib
-        found = getattr(importlib.import_module(f"mlfin.monitor.{_WHERE[name]}"), name)
-        return found
-    raise AttributeError(f"module 'mlfin.monitor' has no attribute {name!r}")
+__all__ = lazy_area(__name__)

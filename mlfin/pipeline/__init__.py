@@ -6,6 +6,14 @@
 __all__ = []
 
 # %% ../../nbs/09_pipeline.ipynb #c003
-from .runner import (TASKS, RUNNER, project_values, check, resolve, load_dag, run, publish, task_failure,
-                                   task_error, timings, Ran)
-from .spec import own_tasks, prepared, read_pipeline
+from .. import lazy_area
+
+# each name imported from its module when first asked for (`mlfin.lazy_area`)
+_WHERE = {
+    **dict.fromkeys((
+        'TASKS', 'RUNNER', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'publish', 'task_failure',
+        'task_error', 'timings', 'Ran'),
+        'runner'),
+    **dict.fromkeys(('own_tasks', 'prepared', 'read_pipeline'), 'spec'),
+}
+__all__ = lazy_area(__name__)

@@ -6,15 +6,10 @@
 __all__ = []
 
 # %% ../../nbs/08_report.ipynb #c003
-# nothing is imported here: `from mlfin.report.products import load_run` loads that room alone, not the tables' plotly
-# or publish's MLflow
+from .. import lazy_area
 
-def __getattr__(name: str):
-    """`mlfin.report.record_experiment`, a notebook's one call: its room loaded when first asked for, the others left
-    apart"""
-    if name == 'record_experiment':
-        # here, not at the top: that room imports MLflow, the backtest and publish, which a task reading products must
-        # not
-        from mlfin.report.experiments import record_experiment
-        return record_experiment
-    raise AttributeError(f"module 'mlfin.report' has no attribute {name!r}")
+# each name imported from its module when first asked for (`mlfin.lazy_area`): `from mlfin.report.products import
+# load_run` loads that room alone, not the tables' plotly or publish's MLflow; `record_experiment`, a notebook's one
+# call, loads its room (MLflow, the backtest and publish) when first asked for
+_WHERE = {'record_experiment': 'experiments'}
+__all__ = lazy_area(__name__)

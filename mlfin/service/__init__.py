@@ -6,14 +6,9 @@
 __all__ = []
 
 # %% ../../nbs/11_service.ipynb #c003
-from .settings import ServiceSettings
-from .server import serve
+from .. import lazy_area
 
-def __getattr__(name: str):
-    """`create_app` imported when first asked for: the app brings FastAPI, SQLAlchemy and the monitor (3 s, measured),
-    which the settings and `serve`'s options do not need"""
-    if name == 'create_app':
-        # here, not at the top: importing mlfin.service.app imports this module
-        from mlfin.service.app import create_app
-        return create_app
-    raise AttributeError(f"module 'mlfin.service' has no attribute {name!r}")
+# each name imported from its module when first asked for (`mlfin.lazy_area`): `create_app` brings FastAPI, SQLAlchemy
+# and the monitor (3 s, measured), which the settings and `serve`'s options do not need
+_WHERE = {'ServiceSettings': 'settings', 'serve': 'server', 'create_app': 'app'}
+__all__ = lazy_area(__name__)
