@@ -142,14 +142,66 @@ def test_refill_fills_a_column_back_and_evens_a_run_of_literals():
     assert fmt.name_runs(new) == [] and fmt.orphans(new) == [], new
 
 
-def test_the_notebooks_hold_no_more_columns_or_fragments_than_now():
-    """A ratchet on what `refill` cannot fill yet (issue 71 brings both to none): runs of one-name lines in a bracket
-    with a comment, and string fragments inside conditional expressions and sums"""
+RUFFED = '''def f(q, found, rows, m, tradeable, keys):
+    where = (
+        f"{q['trials']} on this question since {q['first_recorded'][:10]}, counted from its first record"
+        if q.get('earlier_runs')
+        else "all in this run" + ('' if q.get('left_out') else ", the first recorded on this question")
+    )
+    table = pd.DataFrame(
+        {
+            label: [shown(k, m['strategy'].get(k)), shown(k, m['buy_and_hold'].get(k))]
+            for k, label, f in PERFORMANCE
+            if keys is None or k in keys
+        },
+        index=['Strategy', 'Buy & hold'],
+    ).T
+    ranked = sorted(
+        rows, key=lambda row, by: (row[by], row['name'])
+    )
+    t = (
+        q,
+    )
+    raise BadInput(
+        f"{where}: unknown time zone {q!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2, as the docs say"
+    ) from None
+    kept = call(
+        a,   # why a
+        b,
+    )
+'''
+
+
+def test_relayout_lays_out_what_ruff_left_as_the_house_writes_it():
+    """A conditional, a comprehension inside a call, a call that fits on a line, a long message: laid out again with no
+    line that is only closing brackets or ends in an opening one, operands and items aligned, the message cut into
+    even pieces; a one-item tuple keeps its comma, a comprehension's and a lambda's commas stay inside their item, a
+    statement with a comment inside stays as written; the syntax tree is the same, and a second pass changes nothing"""
+    new = fmt.format_source(RUFFED)
+    lines = new.splitlines()
+    assert fmt.tree(new) == fmt.tree(RUFFED) and fmt.format_source(new) == new, new
+    assert all(len(l) <= fmt.LIMIT for l in lines) and fmt.badness(lines[:-4]) == 0, new   # all but the commented call
+    assert '    ranked = sorted(rows, key=lambda row, by: (row[by], row[\'name\']))' in lines and '    t = (q,)' in lines, new
+    cond = lines.index('    where = (f"{q[\'trials\']} on this question since {q[\'first_recorded\'][:10]}, counted from its first record"')
+    assert lines[cond + 1].startswith(' ' * 13 + "if q.get('earlier_runs')") and lines[cond + 2].startswith(' ' * 13 + 'else'), new
+    assert ' ' * len('    table = pd.DataFrame({') + 'for k, label, f in PERFORMANCE if keys is None or k in keys},' in lines, new
+    said = next(i for i, l in enumerate(lines) if l.startswith('    raise BadInput(f"'))
+    assert lines[said + 1].startswith(' ' * len('    raise BadInput(') + '"') and lines[said + 1].endswith(') from None'), new
+    assert min(len(l.strip()) for l in lines[said:said + 2]) > 40, new   # even pieces, no fragment
+    assert lines[-4:] == ['    kept = call(', '        a,   # why a', '        b,', '    )'], new
+
+
+def test_the_notebooks_hold_no_more_columns_fragments_or_ruff_lines_than_now():
+    """A ratchet on what `refill` and `relayout` cannot lay out yet, each a count that only falls (issue 71 brings the
+    first two to none): runs of one-name lines in a bracket with a comment, string fragments in a statement with a
+    comment, and lines that are only closing brackets or end in an opening one (1,546 and 1,690 before issue 71, most
+    of them docments' signatures and brackets with a comment inside)"""
     import json
-    columns = fragments = 0
+    columns = fragments = ruffed = 0
     for path in tracked('nbs/*.ipynb', 'nbs/**/*.ipynb', 'dashboards/*.ipynb'):
         for cell in json.loads((ROOT / path).read_text())['cells']:
             if cell['cell_type'] != 'code': continue
             source = ''.join(cell['source'])
             columns += len(fmt.name_runs(source)); fragments += len(fmt.orphans(source))
-    assert (columns, fragments) <= (5, 43) and columns <= 5 and fragments <= 43, (columns, fragments)
+            ruffed += fmt.badness(source.splitlines())
+    assert columns <= 5 and fragments <= 22 and ruffed <= 278, (columns, fragments, ruffed)

@@ -17,7 +17,13 @@ Only what is too long is touched, so the house's dense style (one-line `if x: re
    code before) is filled back, on one line where it fits, else aligned under the opening bracket (hanging where that
    leaves too little room), its magic trailing comma dropped; a run of adjacent string literals inside it is re-cut
    into pieces of even length, so that no piece is an orphan fragment. A bracket with a comment inside (docments'
-   parameters) is left as written.
+   parameters) is left as written;
+7. then a statement still laid out over lines that are only closing brackets or end in an opening one (ruff's
+   layout of a conditional, a sum, a comprehension, nested calls), with no comment inside, is laid out again as the
+   house writes it (`relayout`): on one line where it fits, else broken at its lowest-precedence operator (a
+   conditional's `if`/`else`, `or`, `and`, `+`) or between its string literals, its operands aligned, else its
+   bracket's items filled and aligned under the opening bracket, hanging only where nothing else fits; kept where
+   that leaves fewer such lines in no more lines.
 A step's change is kept only when the cell's syntax tree is unchanged, strings' values included (for 3: its
 docstrings' words, in order), so formatting cannot change what runs. Running it twice changes nothing.
 What no step can shorten (an f-string whose fields are long, a string without spaces, SQL or CSS inside a
@@ -516,6 +522,201 @@ def refill(source: str) -> str:
     return source
 
 
+OPEN, CLOSE = '([{', ')]}'
+# an item is broken before these words, a binary + or |, a method called on a call's result, or between adjacent
+# string literals: each operand then follows on its line, aligned under the item's start
+BREAK_WORDS = ('if', 'else', 'and', 'or', 'for')
+BARE_CLOSE = re.compile(r'\s*[)\]}][)\]},:]*\s*')
+
+
+class Group:
+    "A bracket and its items (each a list of elements: tokens and groups), split at its own commas"
+    def __init__(self, open_, items, trailing, close):
+        self.open, self.items, self.trailing, self.close = open_, items, trailing, close
+
+
+def first(e): return e.open if isinstance(e, Group) else e
+def last(e): return e.close if isinstance(e, Group) else e
+def is_tok(e, type_, strings=None) -> bool:
+    "Whether `e` is a token of `type_` (and one of `strings`)"
+    return e is not None and not isinstance(e, Group) and e.type == type_ and (strings is None or e.string in strings)
+
+
+def grouped(toks: list, i: int = 0, closing: bool = False):
+    "The elements of toks[i:], each bracket a `Group`, up to the bracket closing (when `closing`): (elements, index)"
+    elems = []
+    while i < len(toks):
+        t = toks[i]
+        if is_tok(t, tokenize.OP, CLOSE):
+            if closing: return elems, i
+            raise ValueError('unbalanced')
+        if is_tok(t, tokenize.OP, OPEN):
+            inner, j = grouped(toks, i + 1, True)
+            items, cur = [], []
+            # a comprehension is one item; a lambda's parameters stay with its body
+            whole = any(is_tok(e, tokenize.NAME, ('for',)) for e in inner)
+            for e in inner:
+                at = [k for k, x in enumerate(cur) if is_tok(x, tokenize.NAME, ('lambda',))]
+                lambda_open = bool(at) and not any(is_tok(x, tokenize.OP, (':',)) for x in cur[at[-1]:])
+                if is_tok(e, tokenize.OP, ',') and not whole and not lambda_open: items.append(cur); cur = []
+                else: cur.append(e)
+            trailing = bool(items) and not cur
+            if cur: items.append(cur)
+            elems.append(Group(t, items, trailing, toks[j])); i = j + 1
+            continue
+        elems.append(t); i += 1
+    if closing: raise ValueError('unclosed')
+    return elems, i
+
+
+def gap(a, b) -> str:
+    "What stands between two elements on one line: their own spacing where they were on one line already"
+    x, y = last(a), first(b)
+    if x.end[0] == y.start[0]: return ' ' * (y.start[1] - x.end[1])
+    return '' if x.string in OPEN or y.string in CLOSE or y.string in (',', ':', '.') else ' '
+
+
+def keep_comma(g: Group) -> bool: return g.trailing and len(g.items) == 1   # `(x,)`, `t[x,]`: a tuple's
+
+
+def flat(elems: list) -> str:
+    out = ''
+    for k, e in enumerate(elems):
+        if k: out += gap(elems[k - 1], e)
+        out += (e.open.string + ', '.join(flat(item) for item in e.items) + (',' if keep_comma(e) else '')
+                + e.close.string if isinstance(e, Group) else e.string)
+    return out
+
+
+LEVELS = ({'if', 'else', 'for'}, {'or'}, {'and'}, {'|'}, {'+'}, 'strings', 'calls')   # the lowest precedence first
+
+
+def operands(elems: list) -> list[list]:
+    """`elems` cut before each operator of the lowest precedence it holds outside its brackets (a conditional's `if`
+    and `else`, a comprehension's `for` and `if`, then `or`, `and`, a binary `|` or `+`), else between adjacent string
+    literals, else before each method called on a call's result"""
+    for level in LEVELS:
+        parts, cur = [], []
+        for k, e in enumerate(elems):
+            prev = elems[k - 1] if k else None
+            if level == 'strings': cut = is_tok(e, tokenize.STRING) and is_tok(prev, tokenize.STRING)
+            elif level == 'calls': cut = is_tok(e, tokenize.OP, ('.',)) and isinstance(prev, Group) and len(cur) > 1
+            elif '+' in level or '|' in level:
+                binary = isinstance(prev, Group) or prev is not None and prev.type != tokenize.OP
+                cut = is_tok(e, tokenize.OP, level) and binary
+            else: cut = is_tok(e, tokenize.NAME, level)
+            if cut and cur: parts.append(cur); cur = []
+            cur.append(e)
+        if parts: return [*parts, cur]
+    return [elems]
+
+
+def string_run(elems: list):
+    "(head, literals): `elems` ending in one-line string literals (one or several adjacent) after a head with no bracket"
+    k = len(elems)
+    while k and is_tok(elems[k - 1], tokenize.STRING) and elems[k - 1].start[0] == elems[k - 1].end[0]: k -= 1
+    if k == len(elems) or any(isinstance(e, Group) for e in elems[:k]): return None
+    return elems[:k], [e.string for e in elems[k:]]
+
+
+def lay(elems: list, col: int, tail: int, base: int, ops: bool = True) -> list[str] | None:
+    """`elems` laid out from column `col` (its first line from there, the others whole), `tail` characters following
+    its last line, `base` the indentation of the line it starts on: on one line where it fits, else its operands
+    (`ops`: inside a bracket), else a bracket's items filled aligned under it, hanging only where nothing else fits"""
+    text = flat(elems)
+    if col + len(text) + tail <= LIMIT: return [text]
+    if ops and (run := string_run(elems)):
+        head = flat(run[0]) + (gap(run[0][-1], elems[len(run[0])]) if run[0] else '')
+        room = LIMIT - col - len(head)   # pieces of at least 40 characters: none a fragment
+        try: pieces = Run(run[1], head).pieces(room, room, tail) if room >= 40 else None
+        except ValueError: pieces = None
+        if pieces: return [head + pieces[0], *(' ' * (col + len(head)) + p for p in pieces[1:])]
+    if ops and len(parts := operands(elems)) > 1:
+        cut = [(p, '', gap(parts[n - 1][-1], p[0]) if n else '') for n, p in enumerate(parts)]
+        if (done := fill(cut, col, tail)) is not None: return done
+    groups = [k for k, e in enumerate(elems) if isinstance(e, Group) and e.items]
+    for hang in (False, True):
+        for k in reversed(groups):
+            g, after = elems[k], elems[k + 1:]
+            prefix = flat(elems[:k]) + (gap(elems[k - 1], g) if k else '') + g.open.string
+            suffix = g.close.string + (gap(g, after[0]) + flat(after) if after else '')
+            at = base + 4 if hang else col + len(prefix)
+            if at > LIMIT - 30 or col + len(prefix) > LIMIT or hang and at >= col + len(prefix): continue
+            seps = [','] * (len(g.items) - 1) + [',' if keep_comma(g) else '']
+            body = fill([(item, sep, ' ') for item, sep in zip(g.items, seps)], at, len(suffix) + tail)
+            if body is None: continue
+            body[-1] += suffix
+            return [prefix, ' ' * at + body[0], *body[1:]] if hang else [prefix + body[0], *body[1:]]
+    return None
+
+
+def fill(parts: list, col: int, tail: int) -> list[str] | None:
+    """Parts (elements, separator after, space before) filled from column `col`, the last leaving `tail`: each where it
+    fits on the line, else on the next, laid out (`lay`) where it is too long for a line of its own"""
+    lines, cur = [], None
+    push = lambda text: lines.append(text if not lines else ' ' * col + text)
+    for n, (elems, sep, space) in enumerate(parts):
+        end = tail if n == len(parts) - 1 else 0
+        text = flat(elems) + sep
+        if cur is not None and col + len(cur) + len(space) + len(text) + end <= LIMIT: cur += space + text; continue
+        if cur is not None: push(cur); cur = None
+        if col + len(text) + end <= LIMIT: cur = text; continue
+        sub = lay(elems, col, len(sep) + end, col)
+        if sub is None: return None
+        sub[-1] += sep
+        push(sub[0]); lines.extend(sub[1:])
+    if cur is not None: push(cur)
+    return lines
+
+
+def badness(lines: list[str]) -> int:
+    "Lines that are only closing brackets, or end in an opening one: what ruff's layout leaves and the house's does not"
+    return sum(bool(BARE_CLOSE.fullmatch(l)) or l.rstrip().endswith(tuple(OPEN)) for l in lines)
+
+
+def statements(toks: list):
+    "(first token index, last token index) of each logical line"
+    start = None
+    for k, t in enumerate(toks):
+        if t.type in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT) or t.type == tokenize.COMMENT and start is None:
+            continue
+        if t.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+            if start is not None: yield start, k - 1
+            start = None
+        elif start is None: start = k
+
+
+def relayout(source: str) -> str:
+    """Every statement laid out over several lines with a line that is only closing brackets or ends in an opening one,
+    and no comment inside (one after its end stays at its end, or moves above it), laid out again in the house's form
+    (`lay`) where that leaves fewer such lines in no more lines; its syntax tree unchanged"""
+    if (before := tree(source)) is None: return source
+    toks, lines = tokens(source), source.splitlines()
+    for a, b in reversed(list(statements(toks))):
+        span = toks[a:b + 1]
+        note = span.pop() if len(span) > 1 and span[-1].type == tokenize.COMMENT else None
+        top, bottom = span[0].start[0], span[-1].end[0]
+        if top == bottom or any(t.type == tokenize.COMMENT or t.start[0] != t.end[0] for t in span): continue
+        if note is not None and (note.start[0] != bottom or PRAGMA.search(note.string)): continue   # a pragma stays put
+        old = lines[top - 1:bottom]
+        if any(l.endswith('\\') for l in old) or not badness(old) or old[0][:span[0].start[1]].strip(): continue
+        if lines[bottom - 1][span[-1].end[1]:].strip() != (note.string if note else ''): continue
+        try: elems, _ = grouped([t for t in span if t.type != tokenize.NL])
+        except ValueError: continue
+        indent = span[0].start[1]
+        new = lay(elems, indent, 0, indent, ops=False)
+        if new is None: continue
+        new = [' ' * indent + new[0], *new[1:]]
+        if note is not None:   # at the end where it fits, its spacing kept; else on the line above
+            after = new[-1] + ' ' * max(note.start[1] - span[-1].end[1], 2) + note.string
+            new = [*new[:-1], after] if len(after) <= LIMIT else [' ' * indent + note.string, *new]
+        if len(new) > len(old) or badness(new) >= badness(old) or any(len(l) > LIMIT for l in new): continue
+        changed = lines[:top - 1] + new + lines[bottom:]
+        text = '\n'.join(changed) + ('\n' if source.endswith('\n') else '')
+        if tree(text) == before: lines = changed
+    return '\n'.join(lines) + ('\n' if source.endswith('\n') and lines else '')
+
+
 def orphans(source: str, shortest: int = 25) -> list[int]:
     "Lines that hold only a short piece of a run of adjacent string literals (under `shortest` characters): fragments"
     try: toks = [t for t in tokens(source) if t.type not in (tokenize.NL, tokenize.COMMENT)]
@@ -539,8 +740,8 @@ def name_runs(source: str, run: int = 3) -> list[int]:
 
 
 def format_source(source: str) -> str:
-    """A cell's source brought within the limit by the five steps, then refilled (`refill`); a step that would change its
-    syntax tree is left out"""
+    """A cell's source brought within the limit by the five steps, then refilled (`refill`) and laid out again
+    (`relayout`); a step that would change its syntax tree is left out"""
     if (before := tree(source)) is None: return source
     new, words = source, tree(source, prose=True)
     for step in (format_code, move_comments, wrap_docstrings, cut_strings, wrap_comments) if long_lines(source) else ():
@@ -548,7 +749,7 @@ def format_source(source: str) -> str:
         except (SyntaxError, tokenize.TokenError, IndentationError): continue
         if tree(changed) == before or step is wrap_docstrings and tree(changed, prose=True) == words:
             new, before = changed, tree(changed)
-    try: return refill(new)
+    try: return relayout(refill(new))
     except (SyntaxError, tokenize.TokenError, IndentationError): return new
 
 
