@@ -102,8 +102,8 @@ def parse_tracking(uri: str | None) -> str:
     try: parts = urlsplit(text); parts.port
     except ValueError: parts = None
     if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname or parts.query or parts.fragment:
-        raise BadInput(
-            f"--tracking {text!r}: is not the URL of an MLflow server (http://HOST:PORT, `mlfin tracking serve`)")
+        raise BadInput(f"--tracking {text!r}: is not the URL of an MLflow "
+                       "server (http://HOST:PORT, `mlfin tracking serve`)")
     # the URL is recorded with every run: a password in it would be too
     if parts.username or parts.password:
         raise BadInput(f"--tracking {parts.scheme}://{parts.hostname}: give the account in "

@@ -31,14 +31,12 @@ SIZINGS = ('fixed', 'kelly')   # how a position is sized: the whole capital, or 
 COST_PRESETS = {'equity': (1.0, 2.0), 'fx': (0.3, 0.5), 'crypto': (10.0, 2.0), 'futures': (0.2, 0.5)}
 COST_PRESETS['index'] = COST_PRESETS['equity']   # an index is traded through its tracker funds, at a share's costs
 
-VALIDATIONS = {
-    'walk_forward': Validation('walk-forward (expanding window), purged', True),
-    'rolling': Validation('walk-forward (rolling window), purged', True),
-    'purged_kfold': Validation('purged k-fold', False),
-    'cpcv': Validation(
-        "combinatorial purged (CPCV; each bar's predictions averaged over the splits that test it)", False
-    ),
-}
+VALIDATIONS = {'walk_forward': Validation('walk-forward (expanding window), purged', True),
+               'rolling': Validation('walk-forward (rolling window), purged', True),
+               'purged_kfold': Validation('purged k-fold', False),
+               'cpcv': Validation("combinatorial purged (CPCV; each bar's "
+                                  "predictions averaged over the splits that test it)",
+                                  False)}
 
 
 # %% ../nbs/04_params.ipynb #c028_00
@@ -59,63 +57,56 @@ class RunConfig(BaseModel):
     "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
     model_config = ConfigDict(extra='forbid', frozen=True, validate_default=True)
     # data
-    symbols: str = _param(
-        'SPX,AAPL,EURUSD', 'ingest', "SYMBOL or SYMBOL:TIMEFRAME, comma-separated (embedded samples or stored series)"
-    )
-    timeframe: str = _param(
-        'native', 'ingest', "bar size for symbols without one: native (each sample's own), 1m, 5m, 1h, 1d"
-    )
+    symbols: str = _param('SPX,AAPL,EURUSD', 'ingest',
+                          "SYMBOL or SYMBOL:TIMEFRAME, comma-separated (embedded samples or stored series)")
+    timeframe: str = _param('native', 'ingest',
+                            "bar size for symbols without one: native (each sample's own), 1m, 5m, 1h, 1d")
     start: str = _param('', 'ingest', "first date kept, YYYY-MM-DD ('' = from the first bar)")
     end: str = _param('', 'ingest', "last date kept, inclusive ('' = to the last bar)")
     # features and label
-    spec: str = _param(
-        'research', 'features', "a spec of features.yaml, FILE.yaml[:NAME], or feature names comma-separated"
-    )
+    spec: str = _param('research', 'features',
+                       "a spec of features.yaml, FILE.yaml[:NAME], or feature names comma-separated")
     label: str = _param('direction', 'features',
                         "direction (up or down `horizon` bars ahead), triple_barrier "
                         "(profit/stop 2 volatilities away, vertical barrier `horizon` bars ahead), "
                         "forward_return (the return `horizon` bars ahead) or next_close")
     horizon: int = _param(1, 'features', "bars the label looks ahead (at most, for the triple barrier)", ge=1)
     # models and validation
-    models: str = _param(
-        'all', 'train', "named models of models.yaml, comma-separated, or all (every one that can learn the label)"
-    )
-    model_params: str = _param(
-        '', 'train', "hyperparameters for this run, MODEL.NAME=VALUE comma-separated (e.g. xgboost.max_depth=4)"
-    )
+    models: str = _param('all', 'train',
+                         "named models of models.yaml, comma-separated, or all (every one that can learn the label)")
+    model_params: str = _param('', 'train',
+                               "hyperparameters for this run, MODEL.NAME=VALUE "
+                               "comma-separated (e.g. xgboost.max_depth=4)")
     cv: Literal[tuple(VALIDATIONS)] = _param('walk_forward', 'train',
                                              "validation: walk_forward (expanding), rolling (the "
                                              "latest train_size rows), purged_kfold or cpcv (the last "
                                              "two measure skill; they are not tradeable records)")
     folds: int = _param(5, 'train', "test folds", ge=2)
     train_size: int = _param(0, 'train', "rolling: training rows per fold (0: only with cv other than rolling)", ge=0)
-    embargo: int = _param(
-        0, 'train', "bars forbidden around each test fold, beyond the purge of labels reaching it", ge=0
-    )
-    weighting: Literal['uniqueness', 'none'] = _param(
-        'uniqueness', 'train', "training sample weights: uniqueness of overlapping labels, or none"
-    )
-    device: Literal['auto', 'cpu', 'cuda'] = _param(
-        'auto', 'train', "where models train: auto (a GPU when there), cpu or cuda"
-    )
+    embargo: int = _param(0, 'train', "bars forbidden around each test fold, beyond the purge of labels reaching it",
+                          ge=0)
+    weighting: Literal['uniqueness', 'none'] = _param('uniqueness', 'train',
+                                                      "training sample weights: uniqueness "
+                                                      "of overlapping labels, or none")
+    device: Literal['auto', 'cpu', 'cuda'] = _param('auto', 'train',
+                                                    "where models train: auto (a GPU when there), cpu or cuda")
     seed: int = _param(0, 'train', "seed of every model's randomness")
-    compare_reps: int = _param(
-        300, 'train', "paired block-bootstrap resamples testing the leader against the others", ge=100
-    )
-    trials: int = _param(
-        0, 'train',
-        "Optuna trials per model and symbol on the purged folds before training (0: the declared hyperparameters)",
-        ge=0)
+    compare_reps: int = _param(300, 'train', "paired block-bootstrap resamples testing the leader against the others",
+                               ge=100)
+    trials: int = _param(0, 'train',
+                         "Optuna trials per model and symbol on the purged "
+                         "folds before training (0: the declared hyperparameters)",
+                         ge=0)
     # the registry: when the leading model of a symbol becomes `production`
-    promote_min_auc: float = _param(
-        0.52, 'report', "a classifier becomes production only with an out-of-sample AUC at least this", ge=0, le=1
-    )
-    promote_min_ic: float = _param(
-        0.02, 'report', "a regressor becomes production only with an out-of-sample IC at least this", ge=-1, le=1
-    )
-    promote_min_sharpe: float = _param(
-        0.0, 'report', "and only with an annualised Sharpe ratio above this in its own backtest, after costs"
-    )
+    promote_min_auc: float = _param(0.52, 'report',
+                                    "a classifier becomes production only with an out-of-sample AUC at least this",
+                                    ge=0, le=1)
+    promote_min_ic: float = _param(0.02, 'report',
+                                   "a regressor becomes production only with an out-of-sample IC at least this", ge=-1,
+                                   le=1)
+    promote_min_sharpe: float = _param(0.0, 'report',
+                                       "and only with an annualised Sharpe ratio "
+                                       "above this in its own backtest, after costs")
     tracking: str = _param('', 'report',
                            "the MLflow server (http://HOST:PORT, `mlfin tracking serve`) "
                            "the run, its models and the registry's decisions are recorded in "
@@ -133,28 +124,25 @@ class RunConfig(BaseModel):
     sizing: Literal[SIZINGS] = _param('fixed', 'backtest',
                                       "position size: fixed (the symbol's whole capital) or kelly (the "
                                       "Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
-    kelly: float = _param(
-        0.5, 'backtest', "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1
-    )
+    kelly: float = _param(0.5, 'backtest',
+                          "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
     asset_class: Literal[('auto', *COST_PRESETS)] = _param('auto', 'backtest',
                                                            "cost preset: auto (each symbol's: index for an index "
                                                            "the samples list, else from its calendar: 24/7 crypto, "
                                                            "24/5 fx, futures exchanges, else equity) or one for all")
-    fees: float | None = _param(
-        None, 'backtest', "bps of traded value paid per fill (default: the asset class's preset)", ge=0, lt=1000
-    )
-    slippage: float | None = _param(
-        None, 'backtest', "bps of price lost per fill, against the trade (default: the preset)", ge=0, lt=1000
-    )
+    fees: float | None = _param(None, 'backtest',
+                                "bps of traded value paid per fill (default: the asset class's preset)", ge=0, lt=1000)
+    slippage: float | None = _param(None, 'backtest',
+                                    "bps of price lost per fill, against the trade (default: the preset)", ge=0,
+                                    lt=1000)
     stop_loss: float | None = _param(
         None, 'backtest', "close a position this share beyond its entry open against it (0.02 = 2%; default: none)",
         gt=0, lt=1)
     take_profit: float | None = _param(
         None, 'backtest', "close a position this share beyond its entry open in its favour (default: none)", gt=0, lt=1
     )
-    reps: int = _param(
-        1000, 'backtest', "bootstrap and Monte Carlo resamples (Sharpe interval, drawdown bands)", ge=100
-    )
+    reps: int = _param(1000, 'backtest', "bootstrap and Monte Carlo resamples (Sharpe interval, drawdown bands)",
+                       ge=100)
     allocation: Literal['equal', 'inverse_vol'] = _param('equal', 'backtest',
                                                          "the portfolio's capital among the symbols tradable "
                                                          "at each time: equal (1/N) or inverse_vol (by "
@@ -165,9 +153,8 @@ class RunConfig(BaseModel):
                               "comma-separated (e.g. momentum.window=40); each "
                               "declared there, with its default, under the task's params")
     # where the executed notebooks go
-    reports: str = _param(
-        'reports', 'run', "folder for the executed task notebooks (HTML and .ipynb), relative to the project"
-    )
+    reports: str = _param('reports', 'run',
+                          "folder for the executed task notebooks (HTML and .ipynb), relative to the project")
     # where per-symbol work runs (the runner's choice: the products are the same wherever it runs)
     cluster: str = _param('serial', 'run',
                           "where per-symbol work runs: serial (in each task's process), "

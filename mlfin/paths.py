@@ -141,13 +141,9 @@ def open_home(at: str | Path | None = None, # the home; default: `home()`
     # a private home: what was wider inside it was out of others' reach; tightened without a word
     if was is None and not left: return root
     inside = ', '.join(f"{n} {kind}{'s' if n != 1 else ''}" for n, kind in ((files, 'file'), (folders, 'folder')) if n)
-    line = (
-        f"mlfin: tightened {root}"
-        + (f" (was {was:04o})" if was is not None else '')
-        + (f" and {inside} in it" if inside else '')
-        + " to owner-only"
-        + (f"; {left} not this user's left as they were" if left else '')
-    )
+    line = (f"mlfin: tightened {root}" + (f" (was {was:04o})" if was is not None else '')
+            + (f" and {inside} in it" if inside else '') + " to owner-only"
+            + (f"; {left} not this user's left as they were" if left else ''))
     if not (files or folders or was is not None):
         line = f"mlfin: {root}: {left} not this user's, left as they were (wider than owner-only)"
     (say or (lambda s: print(s, file=sys.stderr)))(line)

@@ -112,13 +112,12 @@ def draw(figures: dict[str, dict], # key -> plotly JSON of the figure
         # a child process: kaleido drives Chromium from an event loop of its own, which a kernel's running loop would be
         # asked to share; a crash or a hang of the browser stays there (and is stopped after DRAW_TIMEOUT). Not niced:
         # beside busy work (a build, the test suite's hogs) a niced Chromium starved for minutes
-        done = subprocess.run(
-            [sys.executable, '-c', f"from mlfin.pictures import draw_folder; draw_folder({work!r}, {str(folder)!r})"],
-            capture_output=True, text=True, timeout=DRAW_TIMEOUT)
+        done = subprocess.run([sys.executable, '-c',
+                               f"from mlfin.pictures import draw_folder; draw_folder({work!r}, {str(folder)!r})"],
+                              capture_output=True, text=True, timeout=DRAW_TIMEOUT)
     if done.returncode:
-        raise RuntimeError(
-            f"kaleido exited {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:500]}"
-        )  # the exception's line
+        # the exception's line
+        raise RuntimeError(f"kaleido exited {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:500]}")
     kept = sorted(folder.glob('*.png'), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in kept[KEPT:]: old.unlink(missing_ok=True)
 
@@ -127,16 +126,11 @@ def draw_folder(work: str, folder: str):
     import asyncio, kaleido
     work, folder = Path(work), Path(folder)
     figures = {f.stem: json.loads(f.read_text()) for f in sorted(work.glob('*.json'))}  # each file read once
-    jobs = [
-        {
-            'fig': fig,
-            'path': str(work / f"{key}.png"),
-            'opts': {'format': 'png', 'width': fig.get('layout', {}).get('width') or WIDTH,
-                     'height': fig.get('layout', {}).get('height') or 360,
-                     'scale': PHONE_SCALE if fig.get('layout', {}).get('width') == PHONE_WIDTH else SCALE},
-        }
-        for key, fig in figures.items()
-    ]
+    jobs = [{'fig': fig, 'path': str(work / f"{key}.png"),
+             'opts': {'format': 'png', 'width': fig.get('layout', {}).get('width') or WIDTH,
+                      'height': fig.get('layout', {}).get('height') or 360,
+                      'scale': PHONE_SCALE if fig.get('layout', {}).get('width') == PHONE_WIDTH else SCALE}}
+            for key, fig in figures.items()]
     asyncio.run(kaleido.write_fig_from_object(jobs))
     for job in jobs: os.replace(job['path'], folder/Path(job['path']).name)
 

@@ -43,18 +43,13 @@ def live_inputs(bars: pd.DataFrame,   # the series' last bars, adjusted (`mlfin.
     if len(last) < rows or last.isna().any().any():
         bad = last.columns[last.isna().any()].tolist()
         # a non-bar series that stopped (or has not started) is the reason, not the bars: said as such (features.known)
-        series = (
-            undefined_said(
-                closes_at(bars)[-1], bars.attrs.get('symbol'), spec, bad, partial(load_observations, store=store)
-            )
-            if len(last)
-            else []
-        )
-        raise Unavailable(
-            f"inputs undefined at the last bar{'s' if rows > 1 else ''} "
-            f"({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
-            + ('; '.join(series) if series else f"{len(bars)} bars are too few, or a bar there has no volume or range")
-        )
+        series = (undefined_said(closes_at(bars)[-1], bars.attrs.get('symbol'), spec, bad,
+                                 partial(load_observations, store=store))
+                  if len(last) else [])
+        raise Unavailable(f"inputs undefined at the last bar{'s' if rows > 1 else ''} "
+                          f"({', '.join(bad[:3]) or f'{len(last)} of {rows} rows'}): "
+                          + ('; '.join(series) if series
+                             else f"{len(bars)} bars are too few, or a bar there has no volume or range"))
     return last
 
 # %% ../nbs/06z_serving.ipynb #c008z
@@ -165,8 +160,8 @@ class Live:
                                     "one (POST /train, `mlfin run`) or promote a version")
         name = registered_name(symbol, timeframe)
         if stamp is None:
-            raise NoProductionModel(
-                f"no production model for {symbol} {timeframe}: the registry is empty (no run has registered one)")
+            raise NoProductionModel(f"no production model for {symbol} {timeframe}: "
+                                    "the registry is empty (no run has registered one)")
         # one client: each new one opens the registry's database again
         if self._client is None: self._client = registry_client(self.tracking)
         try:
@@ -177,8 +172,8 @@ class Live:
             raise NoProductionModel(f"no production model for {symbol} {timeframe}: train "
                                     "one (POST /train, `mlfin run`) or promote a version") from None
         # an alias the trial ledger did not file (moved through MLflow's own API): served by no one, said to everyone
-        entry.refused = (
-            Unavailable(line) if (line := unfiled_of({name: int(found.version)}, self.ledger).get(name)) else None)
+        entry.refused = (Unavailable(line) if (line := unfiled_of({name: int(found.version)}, self.ledger).get(name))
+                         else None)
         if entry.refused is not None:
             entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
             raise entry.refused
@@ -245,13 +240,10 @@ class Live:
         try:
             if entry.predictor is None or entry.checked != self.registry_stamp(): return None
             kept = entry.forecasts.get(closed)
-            return (
-                kept[2]
-                if _current(
-                    kept, self.store.stamp(symbol, timeframe), pd.Timestamp.now(tz='UTC'), entry.predictor.version
-                )
-                else None
-            )
+            return (kept[2]
+                    if _current(kept, self.store.stamp(symbol, timeframe), pd.Timestamp.now(tz='UTC'),
+                                entry.predictor.version)
+                    else None)
         finally: entry.lock.release()
 
     def may_serve(self, symbol: str, timeframe: str) -> bool:

@@ -65,23 +65,15 @@ def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
     names = [html.escape(str(c)) for c in [*labels, *frame.columns]]
     def cell(v) -> str:
         if v is None or (np.ndim(v) == 0 and pd.isna(v)): return ''
-        text = (
-            number_text(v, digits)
-            if isinstance(v, (float, np.floating))
-            else time_text(v)
-            if isinstance(v, pd.Timestamp)
-            else str(v)
-        )
+        text = (number_text(v, digits) if isinstance(v, (float, np.floating)) else time_text(v)
+                if isinstance(v, pd.Timestamp) else str(v))
         if len(text) <= long: return html.escape(text)
         return f"<details><summary>{html.escape(text[:long * 2 // 3].rstrip())}…</summary>{html.escape(text)}</details>"
     rows = ''.join('<tr>' + ''.join(f"<td data-label='{n}'>{cell(v)}</td>" for n, v in zip(names, row)) + '</tr>'
                    for row in (((*(k if isinstance(k, tuple) else (k,)), *r) if keys else r)
                                for k, r in zip(frame.index, frame.itertuples(index=False, name=None))))
-    return (
-        f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table mlfin-fit{' mlfin-stack' if len(names) > 3 else ''}'>"
-        f"<thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-    )
+    return (f"{TABLE_STYLE}{FIT_STYLE}<table class='mlfin-table mlfin-fit{' mlfin-stack' if len(names) > 3 else ''}'>"
+            f"<thead><tr>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>" f"<tbody>{rows}</tbody></table>")
 
 # %% ../nbs/00e_style.ipynb #c014c
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'   # plotly's output type, drawn by jupyterlab-plotly's renderer
@@ -111,10 +103,7 @@ def chart(fig, # a plotly figure, or its plain spec (a dict)
     narrow = for_phone(drawn)
     png, phone = (picture(drawn), picture(narrow)) if wanted() else (None, None)
     style = PHONE_PICTURE.format(key=picture_key(narrow)[:12], png=phone)
-    shown.outputs = (
-        ({'output_type': 'display_data', 'data': {**data, 'image/png': png}, 'metadata': {}},
-         {'output_type': 'display_data', 'data': {'text/html': style}, 'metadata': {}})
-        if png and phone
-        else ({'output_type': 'display_data', 'data': data, 'metadata': {}},)
-    )
+    shown.outputs = (({'output_type': 'display_data', 'data': {**data, 'image/png': png}, 'metadata': {}},
+                      {'output_type': 'display_data', 'data': {'text/html': style}, 'metadata': {}})
+                     if png and phone else ({'output_type': 'display_data', 'data': data, 'metadata': {}},))
     return shown

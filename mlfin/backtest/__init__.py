@@ -10,35 +10,30 @@ from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`): a service deciding a signal loads the
 # signals alone, and `sweep_grid`'s compiled kernels need numba, which a run's `[research]` brings
-_WHERE = {
-    **dict.fromkeys((
-        'KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'LABELS', 'check_thresholds', 'prob_sides', 'move_sides',
-        'Rule', 'sides', 'calibrate', 'sizes', 'signal_records'),
-        'signals'),
-    **dict.fromkeys((
-        'FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'union_index', 'simulate',
-        'buy_and_hold', 'warm_up', 'FUTURES_CALENDARS', 'asset_class'),
-        'portfolio'),
-    **dict.fromkeys((
-        'MIN_ANNUAL_SPAN', 'ANNUALISED', 'EULER_GAMMA', 'sharpe', 'drawdown', 'performance', 'span_note',
-        'annualised_shown', 'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance', 'min_track_record',
-        'sharpe_moments', 'pbo', 'block_length', 'sharpe_interval', 'drawdown_bands', 'interval_and_bands', 'by_year',
-        'by_regime', 'signal_decay'),
-        'stats'),
-    **dict.fromkeys((
-        'COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO_MIN_DAYS', 'PORTFOLIO', 'BACKTEST_LIBRARIES', 'BOOKED',
-        'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings', 'model_weights', 'break_even', 'cost_stress', 'Backtests',
-        'skill', 'examine', 'trade_models', 'threshold_grid', 'SymbolBacktest', 'backtest_symbol', 'clock_days',
-        'backtest_universe', 'backtest_one', 'book_key', 'backtest_portfolio', 'trailing_volatility', 'tradable',
-        'capital_shares', 'daily_clock', 'days_per_year'),
-        'universe'),
-    **dict.fromkeys((
-        'VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', 'DSR_DIGITS', 'DISPLAY_BUCKETS', 'MONTHS',
-        'PERFORMANCE', 'PLOTLY_JS', 'TEARSHEET', 'figure', 'unjudged', 'judge', 'verdict_word', 'trials_said',
-        'confidence_said', 'holdout_said', 'verdict', 'trials_in_words', 'clock_in_words', 'monthly_returns',
-        'shown_at', 'typed', 'untyped', 'dates', 'figures', 'metrics_frame', 'skill_frame', 'holdout_frame',
-        'forecast_said', 'forecast_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets'),
-        'tearsheet'),
-    'sweep_grid': 'sweep',
-}
+_WHERE = {**dict.fromkeys(('KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'LABELS', 'check_thresholds',
+                           'prob_sides', 'move_sides', 'Rule', 'sides', 'calibrate', 'sizes', 'signal_records'),
+                          'signals'),
+          **dict.fromkeys(('FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'union_index',
+                           'simulate', 'buy_and_hold', 'warm_up', 'FUTURES_CALENDARS', 'asset_class'),
+                          'portfolio'),
+          **dict.fromkeys(('MIN_ANNUAL_SPAN', 'ANNUALISED', 'EULER_GAMMA', 'sharpe', 'drawdown', 'performance',
+                           'span_note', 'annualised_shown', 'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance',
+                           'min_track_record', 'sharpe_moments', 'pbo', 'block_length', 'sharpe_interval',
+                           'drawdown_bands', 'interval_and_bands', 'by_year', 'by_regime', 'signal_decay'),
+                          'stats'),
+          **dict.fromkeys(('COST_MULTIPLES', 'GRID_THRESHOLDS', 'PORTFOLIO_MIN_DAYS', 'PORTFOLIO', 'BACKTEST_LIBRARIES',
+                           'BOOKED', 'ALLOCATIONS', 'VOL_DAYS', 'BacktestSettings', 'model_weights', 'break_even',
+                           'cost_stress', 'Backtests', 'skill', 'examine', 'trade_models', 'threshold_grid',
+                           'SymbolBacktest', 'backtest_symbol', 'clock_days', 'backtest_universe', 'backtest_one',
+                           'book_key', 'backtest_portfolio', 'trailing_volatility', 'tradable', 'capital_shares',
+                           'daily_clock', 'days_per_year'),
+                          'universe'),
+          **dict.fromkeys(('VERDICTS', 'SKILL_ONLY', 'VERDICT_MIN_TRADES', 'VERDICT_MIN_BARS', 'DSR_DIGITS',
+                           'DISPLAY_BUCKETS', 'MONTHS', 'PERFORMANCE', 'PLOTLY_JS', 'TEARSHEET', 'figure', 'unjudged',
+                           'judge', 'verdict_word', 'trials_said', 'confidence_said', 'holdout_said', 'verdict',
+                           'trials_in_words', 'clock_in_words', 'monthly_returns', 'shown_at', 'typed', 'untyped',
+                           'dates', 'figures', 'metrics_frame', 'skill_frame', 'holdout_frame', 'forecast_said',
+                           'forecast_frame', 'tearsheet_parts', 'tearsheet_page', 'write_tearsheets'),
+                          'tearsheet'),
+          'sweep_grid': 'sweep'}
 __all__ = lazy_area(__name__)

@@ -140,9 +140,9 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
         if close_last and n and moved[-1]: reason[-1] = 4
     else: _stop_loop(o.tolist(), h.tolist(), l.tolist(), w.tolist(), stop_loss, take_profit, close_last, size, price,
                      reason, held)
-    return pd.DataFrame(
-        {'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS), 'held': held},
-        index=bars.index)
+    return pd.DataFrame({'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS),
+                         'held': held},
+                        index=bars.index)
 
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c014u
@@ -187,10 +187,10 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
     size, price = grid(lambda b, o: o['size']), grid(lambda b, o: o['price']).fillna(close)
     per_col = lambda attr: np.broadcast_to(np.array([[getattr(costs[s], attr) / 1e4 for s in symbols]]), close.shape)
     step = pd.Timedelta(pd.Series(index).diff().median()) if len(index) > 1 else pd.Timedelta(days=1)
-    pf = _vbt().Portfolio.from_orders(
-        close, size=size, size_type='targetpercent', price=price, fees=per_col('fees'), slippage=per_col('slippage'),
-        init_cash=cash, freq=step,
-        **({'group_by': True, 'cash_sharing': True, 'call_seq': 'auto'} if shared and len(symbols) > 1 else {}))
+    pf = _vbt().Portfolio.from_orders(close, size=size, size_type='targetpercent', price=price, fees=per_col('fees'),
+                                      slippage=per_col('slippage'), init_cash=cash, freq=step,
+                                      **({'group_by': True, 'cash_sharing': True, 'call_seq': 'auto'}
+                                         if shared and len(symbols) > 1 else {}))
     pf.orders_by_bar = {s: o for s, (_, o) in frames.items()}  # why each order was placed (signal, stop, target)
     return pf
 
@@ -211,8 +211,7 @@ def warm_up():
     index = pd.date_range('2020-01-01', periods=64, freq='D', tz='UTC')
     close = pd.Series(np.linspace(100, 110, 64), index=index)
     bars = pd.DataFrame({'open': close, 'high': close, 'low': close, 'close': close, 'volume': 1.0})
-    simulate(
-        {'X': bars}, {'X': pd.Series(np.tile([0.0, 1.0], 32), index=index)}, COSTS['equity'], stop_loss=0.1
-    ).value()
+    simulate({'X': bars}, {'X': pd.Series(np.tile([0.0, 1.0], 32), index=index)}, COSTS['equity'],
+             stop_loss=0.1).value()
     buy_and_hold(bars, index[0], index[-1], COSTS['equity']).value()
 

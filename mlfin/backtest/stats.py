@@ -303,9 +303,9 @@ def sharpe_interval(returns,                 # per-bar returns
 def _bands(drawn: dict, ruin: float, quantiles: tuple, block: float) -> dict:
     paths, worst = drawn['paths'], drawn['worst']
     step = max(1, 2 ** 18 // len(paths))   # the quantiles a slice of bars at a time: each sorts a copy of its slice
-    equity = np.concatenate(
-        [np.quantile(paths[:, a : a + step], quantiles, axis=0) for a in range(0, paths.shape[1], step)], axis=1
-    )
+    equity = np.concatenate([np.quantile(paths[:, a : a + step], quantiles, axis=0)
+                             for a in range(0, paths.shape[1], step)],
+                            axis=1)
     return {'equity': equity, 'quantiles': quantiles,
             'max_drawdown': dict(zip(quantiles, np.quantile(worst, quantiles).tolist())),
             'prob_ruin': float((paths.min(1) <= 1 - ruin).mean()), 'ruin': ruin, 'reps': len(paths), 'block': block}

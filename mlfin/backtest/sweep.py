@@ -60,9 +60,8 @@ def sweep_grid(bars: pd.DataFrame,     # canonical bars of one symbol
     slip = np.array([c.slippage for c in costs], dtype='float64') / 1e4
     out = _sweep(b['open'].to_numpy(dtype='float64'), b['close'].to_numpy(dtype='float64'), p, thresholds, fees, slip,
                  float(periods_per_year))
-    index = pd.MultiIndex.from_product(
-        [thresholds, [2 * (c.fees + c.slippage) for c in costs]], names=['threshold', 'round_trip_bps']
-    )
-    return pd.DataFrame(out, index=index, columns=['total_return', 'sharpe', 'max_drawdown', 'trades']).astype(
-        {'trades': 'int64'})
+    index = pd.MultiIndex.from_product([thresholds, [2 * (c.fees + c.slippage) for c in costs]],
+                                       names=['threshold', 'round_trip_bps'])
+    return pd.DataFrame(out, index=index,
+                        columns=['total_return', 'sharpe', 'max_drawdown', 'trades']).astype({'trades': 'int64'})
 

@@ -67,11 +67,8 @@ def verdict_word(m: dict, tradeable: bool = True) -> str:
     trading record say so beside it"""
     word, q = judge(m), (m.get('skill') or {}).get('question') or {}
     if word == 'unjudged': return f"{VERDICTS[word]} ({unjudged(m)})"
-    hatch = (
-        f" (counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out)"
-        if q.get('since') and q.get('left_out')
-        else ''
-    )
+    hatch = (f" (counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out)"
+             if q.get('since') and q.get('left_out') else '')
     return VERDICTS[word] + hatch + ('' if tradeable else f" ({SKILL_ONLY})")
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c9c317eaa
@@ -80,11 +77,9 @@ def trials_said(s: dict) -> str:
     q = s.get('question')
     # a portfolio (its table says whose), or a run recorded before questions were
     if q is None: return f"{s['trials']} trials"
-    where = (
-        f"{s['run_trials']} in this run, {s['trials']} on this question since {q['first_recorded'][:10]}"
-        if q.get('earlier_runs')
-        else "all in this run" + ('' if q.get('left_out') else ", the first recorded on this question")
-    )
+    where = (f"{s['run_trials']} in this run, {s['trials']} on this question since {q['first_recorded'][:10]}"
+             if q.get('earlier_runs')
+             else "all in this run" + ('' if q.get('left_out') else ", the first recorded on this question"))
     if q.get('since'):
         where += f"; counted from {q['since'][:10]} by --trials-since, {q['left_out']} earlier trial(s) left out"
     return f"{s['trials']} trials ({where})"
@@ -94,13 +89,11 @@ def confidence_said(found: dict | None) -> str:
     """A sentence when the leader by the leaderboard's score is outside the model confidence set of per-bar losses (''
     when inside or unknown)"""
     if not found or found['leader_in']: return ''
-    return (
-        f" The leader by {found['score'].upper()} ({found['leader']}) is outside the {found['level']:.0%} model "
-        "confidence set of per-bar "
-        f"losses, which holds {', '.join(found['models'])}: judged by their losses the data prefer "
-        + ("that model" if len(found['models']) == 1 else "those models")
-        + ", so which model leads is itself uncertain."
-    )
+    return (f" The leader by {found['score'].upper()} ({found['leader']}) is outside "
+            f"the {found['level']:.0%} model confidence set of per-bar losses, which "
+            f"holds {', '.join(found['models'])}: judged by their losses the data prefer "
+            + ("that model" if len(found['models']) == 1 else "those models")
+            + ", so which model leads is itself uncertain.")
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #cd5738d82
 def holdout_said(h: dict | None) -> str:
@@ -116,16 +109,13 @@ def holdout_said(h: dict | None) -> str:
     if h['status'] == 'accumulating':
         return (f" Holdout after selection: {chose}, has {h['bars']} bar(s) "
                 f"after its choice; its figures are given from {h['min_bars']}.")
-    confirm = (
-        f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes"
-        if h['long_enough']
-        else (
-            f"confirming the Sharpe ratio it was chosen with ({h['chosen_sharpe']:.2f}) takes {h['needed']:,} bars"
-            if h['needed']
-            else f"it was chosen with a Sharpe ratio of {h['chosen_sharpe']:.2f}, so there is no skill for it to "
-                 "confirm"
-        )
-    )
+    confirm = (f"{h['bars']} bars reach the {h['needed']:,} that confirming the Sharpe ratio it was chosen with takes"
+               if h['long_enough']
+               else ("confirming the Sharpe ratio it was chosen with "
+                     f"({h['chosen_sharpe']:.2f}) takes {h['needed']:,} bars"
+                     if h['needed']
+                     else f"it was chosen with a Sharpe ratio of {h['chosen_sharpe']:.2f}, "
+                          "so there is no skill for it to confirm"))
     return (f" Holdout after selection (one trial): {chose}, made {h['total_return']:.1%} after costs on "
             f"the {h['bars']} bars since (Sharpe ratio {h['sharpe']:.2f}, PSR {h['psr']:.2f}; buy-and-hold "
             f"{h['buy_and_hold_return']:.1%}, Sharpe ratio {h['buy_and_hold_sharpe']:.2f}); {confirm}.")
@@ -143,50 +133,34 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     overfit, found = _number(pbo) and pbo >= 0.5, judge(m)
     # scaled to a year: marked when the span is short
     said = lambda x: annualised_shown('sharpe', figure(x, 2), m['strategy'])
-    out = (
-        ''
-        if tradeable
-        else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
-              "figures measure the model's skill after costs, not what trading it in time order would have made. ")
-    )
-    held = (
-        (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} "
-         "splits, the configuration best in sample ranked below the median out of sample)")
-        if pbo is not None
-        else ''
-    )
+    out = ('' if tradeable
+           else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
+                 "figures measure the model's skill after costs, not what trading it in time order would have made. "))
+    held = ((f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} "
+             "splits, the configuration best in sample ranked below the median out of sample)")
+            if pbo is not None else '')
     if found == 'unjudged':
         out += (f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, "
                 f"a whole trial record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars "
                 f"(here: a Sharpe ratio of {said(sharpe)}, a deflated Sharpe ratio of {figure(dsr)} after {counted}).")
     elif found == 'skill':
-        out += (
-            f"Evidence of skill: a Sharpe ratio of {said(sharpe)} is unlikely to be luck after {counted} (deflated "
-            "Sharpe ratio "
-            f"{figure(dsr)}, the probability that the true Sharpe ratio beats the best that {trials} unskilled tries "
-            "would show)"
-            + (f", and the choice among the configurations held up out of sample: {held}." if held else '.')
-        )
+        out += (f"Evidence of skill: a Sharpe ratio of {said(sharpe)} is unlikely to be luck "
+                f"after {counted} (deflated Sharpe ratio {figure(dsr)}, the probability that "
+                f"the true Sharpe ratio beats the best that {trials} unskilled tries would show)"
+                + (f", and the choice among the configurations held up out of sample: {held}." if held else '.'))
     elif found == 'overfit':
         out += (f"No reliable evidence of skill after {counted}: a Sharpe ratio of {said(sharpe)} "
                 f"survives the deflation (deflated Sharpe ratio {figure(dsr)}), but the choice among the "
                 f"configurations does not hold up out of sample: {held}, no better than a coin toss.")
     else:
-        out += (
-            f"No evidence of skill after {counted}: the deflated Sharpe ratio is {figure(dsr)} (0.95 would be "
-            "evidence), so a Sharpe "
-            f"ratio of {said(sharpe)} is what the best of {trials} tries could show by chance."
-            + (
-                f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.')
-                if held
-                else ''
-            )
-        )
+        out += (f"No evidence of skill after {counted}: the deflated Sharpe ratio is "
+                f"{figure(dsr)} (0.95 would be evidence), so a Sharpe ratio of "
+                f"{said(sharpe)} is what the best of {trials} tries could show by chance."
+                + (f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.')
+                   if held else ''))
     out += f" Buy-and-hold's Sharpe ratio over the same bars was {said(hold)}: the strategy " + (
         ("did better." if sharpe > hold else "did worse, before asking whether it is skill.")
-        if _number(sharpe) and _number(hold)
-        else "cannot be compared with it."
-    )
+        if _number(sharpe) and _number(hold) else "cannot be compared with it.")
     return out + confidence_said(m.get('confidence_set')) + holdout_said(m.get('holdout'))
 
 
@@ -194,9 +168,8 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
 def trials_in_words(s: dict) -> str:
     "What a book's trial count is made of"
     if 'symbols' in s:
-        return (
-            f"{s['trials']}: the sum of its {s['symbols']} symbols' trials (each symbol's leader was chosen on its own)"
-        )
+        return (f"{s['trials']}: the sum of its {s['symbols']} symbols' "
+                "trials (each symbol's leader was chosen on its own)")
     if 'question' in s:
         return (f"{trials_said(s)}: this run's {s['run_trials']} = {s['model_trials']} model "
                 f"configuration(s) (tuning trials included) x {s['per_model']} threshold(s) each; "
@@ -211,14 +184,12 @@ def trials_in_words(s: dict) -> str:
 def clock_in_words(m: dict) -> str:
     "On what clock a book's figures are computed and annualised, and how a portfolio shares its capital"
     if 'clock' in m:
-        return f"Clock: {m['clock']}." + (
-            f" Capital: {m['allocation']}, {m['allocation_rule']}; buy-and-hold allocated alike."
-            if 'allocation' in m
-            else ''
-        )
+        return f"Clock: {m['clock']}." + (f" Capital: {m['allocation']}, "
+                                          f"{m['allocation_rule']}; buy-and-hold allocated alike."
+                                          if 'allocation' in m else '')
     bars = f"{m['timeframe']} bars" if m.get('timeframe') else 'its own bars'
-    return f"Clock: {bars}, {m['periods_per_year']:g} a year" + (
-        f" by the {m['calendar']} calendar." if m.get('calendar') else '.')
+    return f"Clock: {bars}, {m['periods_per_year']:g} a year" + (f" by the {m['calendar']} calendar."
+                                                                 if m.get('calendar') else '.')
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c010
@@ -227,9 +198,8 @@ def monthly_returns(value: pd.Series) -> pd.DataFrame:
     month = value.resample('ME').last()
     first = value.iloc[:1].set_axis([month.index[0] - pd.offsets.MonthEnd(1)])
     r = pd.concat([first, month]).pct_change().dropna()
-    table = pd.DataFrame({'year': r.index.year, 'month': r.index.month, 'r': r.to_numpy()}).pivot(
-        index='year', columns='month', values='r'
-    )
+    table = pd.DataFrame({'year': r.index.year, 'month': r.index.month,
+                          'r': r.to_numpy()}).pivot(index='year', columns='month', values='r')
     return table.reindex(columns=range(1, 13))
 
 
@@ -345,12 +315,10 @@ def _table(frame: pd.DataFrame,
     "An HTML table, its known columns given headings and formats"
     shown = frame.copy()
     for c in [c for c in shown.columns if c in _COLUMNS]:
-        shown[c] = [
-            annualised_shown(
-                c, _fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v), figures or {}
-            )
-            for v in shown[c]
-        ]
+        shown[c] = [annualised_shown(c,
+                                     _fmt(_COLUMNS[c][1], v * _SCALE.get(c, 1) if isinstance(v, (int, float)) else v),
+                                     figures or {})
+                    for v in shown[c]]
     # the house table: it fits a phone too
     return html_table(shown.rename(columns={c: h for c, (h, _) in _COLUMNS.items()}))
 
@@ -361,27 +329,19 @@ def metrics_frame(m: dict,             # a symbol's or the portfolio's backtest 
                  ) -> pd.DataFrame:
     """The performance figures of the strategy beside buy-and-hold, formatted by the one format table (those scaled to a
     year marked when the span is short)"""
-    return pd.DataFrame(
-        {
-            label: [
-                annualised_shown(k, _fmt(f, m['strategy'].get(k)), m['strategy']),
-                annualised_shown(k, _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0), m['buy_and_hold'])]
-            for k, label, f in PERFORMANCE
-            if keys is None or k in keys
-        },
-        index=['Strategy', 'Buy & hold'],
-    ).T
+    return pd.DataFrame({label: [annualised_shown(k, _fmt(f, m['strategy'].get(k)), m['strategy']),
+                                 annualised_shown(k, _fmt(f, m['buy_and_hold'].get(k) if k != 'exposure' else 1.0),
+                                                  m['buy_and_hold'])]
+                         for k, label, f in PERFORMANCE if keys is None or k in keys},
+                        index=['Strategy', 'Buy & hold']).T
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c0ff4aac8
 def _pbo_words(p: dict | None) -> str:
     "PBO with what it was measured over: configurations (those earlier runs kept among them), bars, splits"
     if not p: return 'n/a (one configuration)'
     earlier = f", {p['earlier']} of them from earlier runs on the question" if p.get('earlier') else ''
-    bars = (
-        f" on the {p['bars']:,} bars any of them traded, each in cash where it had no decision"
-        if p.get('earlier') and p.get('bars')
-        else ''
-    )
+    bars = (f" on the {p['bars']:,} bars any of them traded, each in cash where it had no decision"
+            if p.get('earlier') and p.get('bars') else '')
     return f"{p['pbo']:.0%} ({p['strategies']} configurations{earlier}{bars}, {p['splits']:,} splits)"
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_02
@@ -409,38 +369,29 @@ def _record_words(r: dict) -> str:
 def skill_frame(m: dict) -> pd.DataFrame:
     "The tests of skill: PSR, DSR with its trial count, PBO, the bootstrap interval, Monte Carlo drawdowns and ruin"
     s, ci, mc = m['skill'], m['sharpe_interval'], m['monte_carlo']
-    rows = {
-        'Probabilistic Sharpe ratio (vs 0)': figure(s.get('psr')),
-        'Deflated Sharpe ratio': figure(s.get('dsr')),
-        'Trials (configurations tried)': trials_in_words(s),
-        **({'Spread of the trials\' Sharpe ratios (per bar)': _spread_words(s)} if 'sr_variance_floor' in s else {}),
-        **({'Trial record': _record_words(s['record'])} if s.get('record') else {}),
-        'Best Sharpe expected by luck (annualised)': annualised_shown(
-            'sharpe', f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}", m['strategy']
-        ),
-        f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": annualised_shown(
-            'sharpe', f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]", m['strategy']
-        ),
-        'Probability of backtest overfitting': _pbo_words(m.get('pbo')),
-        'Max drawdown, Monte Carlo 5% / 50% / 95%': ' / '.join(
-            f"{mc['max_drawdown'][q]:.1%}" for q in ('0.05', '0.5', '0.95')),
-        f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths",
-    }
+    rows = {'Probabilistic Sharpe ratio (vs 0)': figure(s.get('psr')), 'Deflated Sharpe ratio': figure(s.get('dsr')),
+            'Trials (configurations tried)': trials_in_words(s),
+            **({'Spread of the trials\' Sharpe ratios (per bar)': _spread_words(s)} if 'sr_variance_floor' in s
+               else {}),
+            **({'Trial record': _record_words(s['record'])} if s.get('record') else {}),
+            'Best Sharpe expected by luck (annualised)': annualised_shown(
+                'sharpe', f"{s['expected_max_sharpe'] * np.sqrt(m['periods_per_year']):.2f}", m['strategy']),
+            f"Sharpe ratio, {ci['level']:.0%} block-bootstrap interval": annualised_shown(
+                'sharpe', f"{ci['sharpe']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]", m['strategy']),
+            'Probability of backtest overfitting': _pbo_words(m.get('pbo')),
+            'Max drawdown, Monte Carlo 5% / 50% / 95%': ' / '.join(f"{mc['max_drawdown'][q]:.1%}"
+                                                                   for q in ('0.05', '0.5', '0.95')),
+            f"Probability of ruin (losing {mc['ruin']:.0%})": f"{mc['prob_ruin']:.1%} of {mc['reps']:,} paths"}
     return pd.DataFrame({'': rows}).rename_axis('test')
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c73e64244
 def holdout_frame(h: dict) -> pd.DataFrame:
     """The holdout after selection as a table: what was chosen, when, on which bars, and how it did on the bars since
     beside buy-and-hold"""
-    rows = {
-        'Configuration chosen': h['configuration'],
-        'Chosen on': h['chosen_at'][:10],
-        'On bars through': h['through'][:10],
-        'Bars since the choice': f"{h['bars']:,}",
-        'Bars that would confirm it (minimum track record, PSR 95%)': f"{h['needed']:,}"
-        if h['needed']
-        else 'never (no positive Sharpe ratio chosen)',
-    }
+    rows = {'Configuration chosen': h['configuration'], 'Chosen on': h['chosen_at'][:10],
+            'On bars through': h['through'][:10], 'Bars since the choice': f"{h['bars']:,}",
+            'Bars that would confirm it (minimum track record, PSR 95%)': f"{h['needed']:,}" if h['needed']
+            else 'never (no positive Sharpe ratio chosen)'}
     if h['status'] == 'measured':
         rows |= {'Return after costs': f"{h['total_return']:.1%}", 'Sharpe ratio (annualised)': f"{h['sharpe']:.2f}",
                  'PSR (one trial: nothing to deflate)': f"{h['psr']:.3f}",
@@ -462,12 +413,9 @@ def forecast_said(f: dict) -> str:
     if not isinstance(ratio, (int, float)) or ratio != ratio:
         return f"The forecast's accuracy against the random walk ({walk}) is not known."
     outcome = 'beats' if f['beats_random_walk'] else 'does not beat'
-    dm = (
-        f" Diebold-Mariano on squared errors: {f['dm']:+.2f} (p {f['dm_p']:.3g}; negative: the forecast's errors are "
-        "the smaller)."
-        if isinstance(f.get('dm'), (int, float)) and f['dm'] == f['dm']
-        else ''
-    )
+    dm = (f" Diebold-Mariano on squared errors: {f['dm']:+.2f} (p "
+          f"{f['dm_p']:.3g}; negative: the forecast's errors are the smaller)."
+          if isinstance(f.get('dm'), (int, float)) and f['dm'] == f['dm'] else '')
     return (f"Out of sample, the forecast's mean absolute error is {_error(f['mae'], f['units'])} against "
             f"{_error(f['mae_rw'], f['units'])} for the random walk ({walk}) and "
             f"{_error(f.get('mae_drift'), f['units'])} for the drift alone: {ratio:.3f}x the random walk's; it "
@@ -478,13 +426,10 @@ def forecast_frame(f: dict) -> pd.DataFrame:
     rows = {'forecast': (f['mae'], f['rmse']), 'random walk': (f['mae_rw'], f['rmse_rw']),
             'drift only': (f.get('mae_drift'), f.get('rmse_drift'))}
     ratio = lambda a, b: f"{a / b:.3f}x" if all(isinstance(v, (int, float)) and v == v for v in (a, b)) and b else ''
-    return pd.DataFrame(
-        {
-            name: {'MAE': _error(a, f['units']), 'RMSE': _error(b, f['units']),
-                   'MAE / random walk': ratio(a, f['mae_rw']), 'RMSE / random walk': ratio(b, f['rmse_rw'])}
-            for name, (a, b) in rows.items()
-        }
-    ).T.rename_axis('forecast')
+    return pd.DataFrame({name: {'MAE': _error(a, f['units']), 'RMSE': _error(b, f['units']),
+                                'MAE / random walk': ratio(a, f['mae_rw']),
+                                'RMSE / random walk': ratio(b, f['rmse_rw'])}
+                         for name, (a, b) in rows.items()}).T.rename_axis('forecast')
 
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_03
@@ -501,11 +446,9 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
                    ) -> tuple[list[str], list[dict], list[str]]:
     """A tearsheet's parts: the HTML above its charts, its plotly figures (plain specs), the HTML below them (the file
     and the dashboards' page are both made of them)"""
-    method = ''.join(
-        f"<p><small>{html.escape(part.replace('**', '').replace('`', ''))}</small></p>"
-        for part in [*header.split('\n\n'), clock_in_words(m)]
-        if part.strip()
-    )   # the run's paragraphs kept apart, then its clock
+    # the run's paragraphs kept apart, then its clock
+    method = ''.join(f"<p><small>{html.escape(part.replace('**', '').replace('`', ''))}</small></p>"
+                     for part in [*header.split('\n\n'), clock_in_words(m)] if part.strip())
     top = [f"<h1>{html.escape(name)}: tearsheet</h1>", f"<p class='verdict'>{html.escape(verdict(m, tradeable))}</p>",
            f"<details class='mlfin-method'><summary>How this was measured</summary>{method}</details>"]
     parts = ["<h2>Performance, out-of-sample, after costs</h2>", _table(metrics_frame(m))]
@@ -523,38 +466,28 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
         stress = pd.DataFrame(m['cost_stress']['table'])
         be = m['cost_stress']['break_even_bps']
         named.append('costs stressed')
-        detail += [
-            "<h2>Costs stressed</h2>",
-            f"<p>Costs used: {m['costs']['asset_class']}, {m['costs']['fees_bps']:g} bps fees + "
-            f"{m['costs']['slippage_bps']:g} bps "
-            f"slippage per fill ({m['costs']['round_trip_bps']:g} bps a round trip). Break-even: "
-            + (
-                f"<b>{be:.1f} bps</b> a round trip."
-                if be is not None
-                else f"above {stress['round_trip_bps'].max():g} bps a round trip (the grid's end)."
-            )
-            + "</p>",
-            _table(stress.set_index('multiple').rename_axis('costs x')),
-        ]
+        detail += ["<h2>Costs stressed</h2>",
+                   f"<p>Costs used: {m['costs']['asset_class']}, {m['costs']['fees_bps']:g} "
+                   f"bps fees + {m['costs']['slippage_bps']:g} bps slippage per fill "
+                   f"({m['costs']['round_trip_bps']:g} bps a round trip). Break-even: "
+                   + (f"<b>{be:.1f} bps</b> a round trip." if be is not None
+                      else f"above {stress['round_trip_bps'].max():g} bps a round trip (the grid's end).")
+                   + "</p>",
+                   _table(stress.set_index('multiple').rename_axis('costs x'))]
     if 'models' in m:
         named.append('every model')
-        detail += [
-            "<h2>Every model, same bars and costs</h2>",
-            _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
-                   m['strategy']),
-        ]
+        detail += ["<h2>Every model, same bars and costs</h2>",
+                   _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
+                          m['strategy'])]
     for key, title, short in (
         ('by_year', 'By year', 'by year'),
         ('by_regime', "By the asset's volatility regime (trailing 20 bars)", 'by volatility regime'),
         ('signal_decay', 'Signal decay: return per bar held against the holding horizon', 'signal decay')):
         if m.get(key):
             named.append(short)
-            detail += [
-                f"<h2>{title}</h2>",
-                _table(
-                    pd.DataFrame(m[key]).set_index(list(m[key][0])[0]), m['strategy'] if key == 'by_regime' else None
-                ),
-            ]  # by_year's Sharpe is per bar
+            detail += [f"<h2>{title}</h2>",
+                       _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]),
+                              m['strategy'] if key == 'by_regime' else None)]  # by_year's Sharpe is per bar
     if quality:
         named.append('data quality')
         detail += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
@@ -571,17 +504,13 @@ def tearsheet_page(name: str, m: dict, curve: pd.DataFrame, header: str = '', fi
     "The tearsheet of one symbol or the portfolio, as one HTML page (charts need plotly.min.js beside it)"
     import plotly.io as pio
     top, figs, parts = tearsheet_parts(name, m, curve, header, fill_rules, quality, tradeable)
-    charts = ''.join(
-        pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True}, validate=False)
-        for f in figs
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
-        "initial-scale=1'>"
-        f"<title>{html.escape(name)} tearsheet</title><script "
-        f"src='{PLOTLY_JS}'></script>{TABLE_STYLE}{PAGE_STYLE}</head>"
-        f"<body>{''.join(top)}{charts}{''.join(parts)}</body></html>"
-    )
+    charts = ''.join(pio.to_html(f, full_html=False, include_plotlyjs=False, config={'responsive': True},
+                                 validate=False)
+                     for f in figs)
+    return ("<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+            "initial-scale=1'>" f"<title>{html.escape(name)} tearsheet</title><script "
+            f"src='{PLOTLY_JS}'></script>{TABLE_STYLE}{PAGE_STYLE}</head>"
+            f"<body>{''.join(top)}{charts}{''.join(parts)}</body></html>")
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c013_04
 def write_tearsheets(folder: Path, # where the pages go (created)
@@ -600,9 +529,8 @@ def write_tearsheets(folder: Path, # where the pages go (created)
         curve = run['curves'][run['curves']['symbol'] == name]
         if curve.empty: raise BadInput(f"tearsheet {name}: no curves in the run")
         path = folder/TEARSHEET.format(book=name)
-        page = tearsheet_page(
-            name, m, curve, header, run.get('fill_rules', ''), quality, run.get('validation', {}).get('tradeable', True)
-        )
+        page = tearsheet_page(name, m, curve, header, run.get('fill_rules', ''), quality,
+                              run.get('validation', {}).get('tradeable', True))
         atomic_write(path, lambda tmp: Path(tmp).write_text(page))
         written.append(path)
     return written

@@ -87,29 +87,25 @@ def configuration_id(family: str,   # the model's family
                      choices: dict, # the run's other choices (`CHOICES`; missing ones count as None)
                     ) -> str:
     "A configuration's identity: its model's family and values, its point, and the run's other choices"
-    return _digest(
-        {'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'point': point,
-         'choices': {k: choices.get(k) for k in CHOICES}}
-    )
+    return _digest({'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL},
+                    'point': point, 'choices': {k: choices.get(k) for k in CHOICES}})
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c010
 def search_id(family: str, params: dict, # the values a search found
              ) -> str:
     """The identity of a search: the values it found, whoever ran it (`mlfin tune`, its workers sharing a study, a run's
     --trials)"""
-    return _digest(
-        {'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL}, 'search': True})
+    return _digest({'family': family, 'params': {k: v for k, v in params.items() if k not in RESULT_NEUTRAL},
+                    'search': True})
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c012
 LEDGER = {'question': 'string', 'configuration': 'string', 'kind': 'string', 'name': 'string', 'model': 'string',
           'family': 'string', 'point': 'float64', 'models': 'int64', 'params': 'string', 'choices': 'string',
           'sharpe': 'float64', 'skew': 'float64', 'kurtosis': 'float64', 'bars': 'int64',
           'first': 'datetime64[us, UTC]', 'last': 'datetime64[us, UTC]', 'chosen': 'bool'}
-KINDS = {
-    'configuration': "a model's values at one point of the grid, backtested after costs: one trial",
-    'search': "the other trials of the search that chose a model's values: `models` of them, each at every point of "
-              "the grid",
-}
+KINDS = {'configuration': "a model's values at one point of the grid, backtested after costs: one trial",
+         'search': "the other trials of the search that chose a model's "
+                   "values: `models` of them, each at every point of the grid"}
 
 # %% ../../nbs/07g_backtest.trials.ipynb #cfe06a5a4
 def search_trials(question: Question, model: str, family: str,
@@ -128,11 +124,8 @@ def search_trials(question: Question, model: str, family: str,
 # %% ../../nbs/07g_backtest.trials.ipynb #c013
 def _moments(r: pd.Series) -> dict:
     "Per-bar Sharpe ratio, skewness and kurtosis of a configuration's returns; NaN when too few to tell"
-    return (
-        stats.sharpe_moments(r)
-        if len(r) >= 4
-        else {'sr': math.nan, 'n': len(r), 'skew': math.nan, 'kurtosis': math.nan}
-    )
+    return (stats.sharpe_moments(r) if len(r) >= 4
+            else {'sr': math.nan, 'n': len(r), 'skew': math.nan, 'kurtosis': math.nan})
 
 
 def run_trials(question: Question,
@@ -152,21 +145,19 @@ def run_trials(question: Question,
         m, r = by_name[model], returns[name].dropna()
         ids[name] = configuration_id(m['family'], m['params'], float(point), choices)
         found = _moments(r)
-        rows.append(
-            {'configuration': ids[name], 'kind': 'configuration', 'name': name, 'model': model, 'family': m['family'],
-             'point': float(point), 'models': 1, 'params': json.dumps(_canonical(m['params'])), 'sharpe': found['sr'],
-             'skew': found['skew'], 'kurtosis': found['kurtosis'], 'bars': len(r), 'first': r.index.min(),
-             'last': r.index.max(), 'chosen': name == chosen}
-        )
-    table = pd.DataFrame(rows).assign(
-        question=question.id, choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES}))
-    )
+        rows.append({'configuration': ids[name], 'kind': 'configuration', 'name': name, 'model': model,
+                     'family': m['family'], 'point': float(point), 'models': 1,
+                     'params': json.dumps(_canonical(m['params'])), 'sharpe': found['sr'], 'skew': found['skew'],
+                     'kurtosis': found['kurtosis'], 'bars': len(r), 'first': r.index.min(), 'last': r.index.max(),
+                     'chosen': name == chosen})
+    table = pd.DataFrame(rows).assign(question=question.id,
+                                      choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES})))
     # two names of one configuration (a variant differing only in `n_jobs`, a copy): one trial, traded if either was
     table['chosen'] = table.groupby('configuration')['chosen'].transform('any')
     table, returns = table.drop_duplicates('configuration'), returns.rename(columns=ids)
     returns = returns.loc[:, ~returns.columns.duplicated()]
-    searches = [
-        search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models if m['tried'] > 1]
+    searches = [search_trials(question, m['model'], m['family'], m['params'], m['tried']) for m in models
+                if m['tried'] > 1]
     return pd.concat([table[list(LEDGER)].astype(LEDGER), *searches], ignore_index=True), returns
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c014
@@ -205,11 +196,8 @@ def _pbo_matrix(grid: pd.DataFrame, counted: pd.DataFrame, kept: pd.DataFrame) -
     """The run's configurations and every earlier one kept over most of the run's bars, on every bar any of them traded
     to the run's last, each in cash where it had no decision"""
     grid = grid.loc[:, ~grid.columns.duplicated()]
-    wanted = [
-        c
-        for c in counted.loc[counted['kind'] == 'configuration', 'configuration'].unique()
-        if c in kept and c not in grid
-    ]
+    wanted = [c for c in counted.loc[counted['kind'] == 'configuration', 'configuration'].unique()
+              if c in kept and c not in grid]
     if not wanted: return grid, 0
     others = kept[wanted]
     others = others.loc[others.index <= grid.index.max(), others.reindex(grid.index).notna().mean() >= PBO_COVERAGE]
@@ -218,8 +206,8 @@ def _pbo_matrix(grid: pd.DataFrame, counted: pd.DataFrame, kept: pd.DataFrame) -
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c018
 def _empty_ledger() -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series(dtype=t) for c, t in {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}.items()})
+    return pd.DataFrame({c: pd.Series(dtype=t)
+                         for c, t in {**LEDGER, 'recorded': 'datetime64[us, UTC]', 'source': 'string'}.items()})
 
 
 def question_skill(question: Question,
@@ -243,17 +231,12 @@ def question_skill(question: Question,
     matrix, joined = _pbo_matrix(grid, counted, pd.DataFrame() if kept is None else kept)
     tested, overfit = skill(returns, trials, matrix, float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else None)
     everything = trial_count(pd.concat([earlier, mine], ignore_index=True), per_model)
-    tested.update(
-        run_trials=trial_count(mine, per_model),
-        per_model=int(per_model),
-        model_trials=int(
-            mine.loc[mine['kind'] == 'configuration', 'model'].nunique()
-            + mine.loc[mine['kind'] == 'search', 'models'].sum()
-        ),
-        question={'id': question.id, 'key': question.key, 'earlier_runs': int(counted['source'].nunique()),
-                  'first_recorded': counted['recorded'].min().isoformat() if len(counted) else None,
-                  'since': since.isoformat() if since is not None else None, 'left_out': everything - trials},
-    )
+    tested.update(run_trials=trial_count(mine, per_model), per_model=int(per_model),
+                  model_trials=int(mine.loc[mine['kind'] == 'configuration', 'model'].nunique()
+                                   + mine.loc[mine['kind'] == 'search', 'models'].sum()),
+                  question={'id': question.id, 'key': question.key, 'earlier_runs': int(counted['source'].nunique()),
+                            'first_recorded': counted['recorded'].min().isoformat() if len(counted) else None,
+                            'since': since.isoformat() if since is not None else None, 'left_out': everything - trials})
     if overfit is not None: overfit.update(earlier=joined, bars=int(len(matrix)))
     return tested, overfit
 
@@ -296,11 +279,8 @@ def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`
     picks = earlier[earlier['chosen'] & (earlier['last'] < grid.index.max())] if len(earlier) else earlier
     if not len(picks): return None
     pick = picks.iloc[-1]
-    needed = (
-        stats.min_track_record(pick['sharpe'], pick['skew'], pick['kurtosis'])
-        if pick['sharpe'] == pick['sharpe']
-        else math.inf
-    )
+    needed = (stats.min_track_record(pick['sharpe'], pick['skew'], pick['kurtosis']) if pick['sharpe'] == pick['sharpe']
+              else math.inf)
     out = {'configuration': pick['name'], 'id': pick['configuration'], 'chosen_at': pick['recorded'].isoformat(),
            'chosen_by': pick['source'], 'through': pick['last'].isoformat(),
            'chosen_sharpe': float(pick['sharpe']) * math.sqrt(periods_per_year),
@@ -309,24 +289,16 @@ def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`
     column = pick['configuration']
     # chosen with --end: the same rule, tried here on more bars
     if column not in grid and mine is not None and len(mine):
-        column = {
-            rule_id(row): row['configuration'] for _, row in mine[mine['kind'] == 'configuration'].iterrows()
-        }.get(rule_id(pick), column)
+        column = {rule_id(row): row['configuration']
+                  for _, row in mine[mine['kind'] == 'configuration'].iterrows()}.get(rule_id(pick), column)
     if column not in grid: return {**out, 'status': 'not in this run', 'bars': 0}
     r = grid[column]
     r = r[r.index > pick['last']].dropna()
     if len(r) < HOLDOUT_MIN_BARS: return {**out, 'status': 'accumulating', 'bars': len(r)}
     m, h = stats.sharpe_moments(r), hold.reindex(r.index).fillna(0.0)
-    return {
-        **out,
-        'status': 'measured',
-        'bars': len(r),
-        'first': r.index[0].isoformat(),
-        'last': r.index[-1].isoformat(),
-        'total_return': float((1 + r).prod() - 1),
-        'sharpe': stats.sharpe(r, periods_per_year),
-        'psr': stats.psr(m['sr'], m['n'], m['skew'], m['kurtosis']),
-        'buy_and_hold_return': float((1 + h).prod() - 1),
-        'buy_and_hold_sharpe': stats.sharpe(h, periods_per_year),
-        'long_enough': bool(len(r) >= needed),
-    }   # as many bars as confirming its chosen Sharpe ratio would take; not a confirmation
+    # as many bars as confirming its chosen Sharpe ratio would take; not a confirmation
+    return {**out, 'status': 'measured', 'bars': len(r), 'first': r.index[0].isoformat(),
+            'last': r.index[-1].isoformat(), 'total_return': float((1 + r).prod() - 1),
+            'sharpe': stats.sharpe(r, periods_per_year), 'psr': stats.psr(m['sr'], m['n'], m['skew'], m['kurtosis']),
+            'buy_and_hold_return': float((1 + h).prod() - 1), 'buy_and_hold_sharpe': stats.sharpe(h, periods_per_year),
+            'long_enough': bool(len(r) >= needed)}

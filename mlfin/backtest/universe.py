@@ -70,10 +70,8 @@ def model_weights(rows: pd.DataFrame,   # one model's out-of-sample rows of one 
     if 'prob_up' in rows and rows['prob_up'].notna().any():
         side = sides(settings.rule('classifier', costs), rows['prob_up'])
         prob = calibrate(rows)['prob_calibrated'] if settings.sizing == 'kelly' else rows['prob_up']
-        return pd.DataFrame(
-            {'side': side, 'weight': sizes(side, prob, settings.sizing, settings.kelly), 'prob_up': rows['prob_up'],
-             'prob': prob}
-        )
+        return pd.DataFrame({'side': side, 'weight': sizes(side, prob, settings.sizing, settings.kelly),
+                             'prob_up': rows['prob_up'], 'prob': prob})
     # a regressor: its predicted move against a round trip's cost; sized fixed (no probability to size by)
     side = sides(settings.rule('regressor', costs), rows['prediction'])
     return pd.DataFrame({'side': side, 'weight': sizes(side), 'prob_up': np.nan, 'prob': np.nan})
@@ -102,18 +100,10 @@ def cost_stress(bars: pd.DataFrame, weight: pd.Series, costs: Costs, periods_per
                   {n: Costs(costs.fees * m, costs.slippage * m) for n, m in zip(names, multiples)}, stop_loss,
                   take_profit, shared=False)
     values = pf.value()
-    rows = [
-        {
-            'multiple': m,
-            'round_trip_bps': 2 * (costs.fees + costs.slippage) * m,
-            **{
-                k: v
-                for k, v in stats.performance(values[n], periods_per_year).items()
-                if k in ('total_return', 'annual_return', 'sharpe')
-            },
-        }
-        for n, m in zip(names, multiples)
-    ]
+    rows = [{'multiple': m, 'round_trip_bps': 2 * (costs.fees + costs.slippage) * m,
+             **{k: v for k, v in stats.performance(values[n], periods_per_year).items()
+                if k in ('total_return', 'annual_return', 'sharpe')}}
+            for n, m in zip(names, multiples)]
     table = pd.DataFrame(rows)
     return {'table': table.to_dict(orient='records'),
             'break_even_bps': break_even(table['round_trip_bps'].to_numpy(), table['annual_return'].to_numpy())}
@@ -124,18 +114,14 @@ GRID_THRESHOLDS = (0.50, 0.52, 0.55, 0.58, 0.60)
 
 def _floats(d: dict) -> dict:
     "JSON-able: numpy numbers as Python ones"
-    return {
-        k: (float(v) if isinstance(v, (np.floating, float)) else int(v) if isinstance(v, (np.integer,)) else v)
-        for k, v in d.items()
-    }
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else int(v) if isinstance(v, (np.integer,)) else v)
+            for k, v in d.items()}
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_00
 def _table(frame: pd.DataFrame) -> list[dict]:
-    return [
-        _floats({frame.index.name or 'index': (i if isinstance(i, (str, int)) else str(i)), **row})
-        for i, row in frame.iterrows()
-    ]
+    return [_floats({frame.index.name or 'index': (i if isinstance(i, (str, int)) else str(i)), **row})
+            for i, row in frame.iterrows()]
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_01
@@ -223,9 +209,8 @@ def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and 
     return made, pf, per_model
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_03c
-def threshold_grid(
-    bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Costs, settings: BacktestSettings
-) -> dict[str, pd.Series]:
+def threshold_grid(bars: pd.DataFrame, oos: pd.DataFrame, made: dict, costs: Costs,
+                   settings: BacktestSettings) -> dict[str, pd.Series]:
     """The configurations around the leader: every model at every threshold of the grid (a regressor: at cost
     multiples); name -> weights"""
     grid = {}
@@ -266,9 +251,8 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     value, chosen = pf.value()[leader], made[leader]
     hold = buy_and_hold(bars, chosen.index[0], chosen.index[-1], costs).value()
     grid = threshold_grid(bars, oos, made, costs, settings)
-    grid_values = simulate(
-        {k: bars for k in grid}, grid, costs, settings.stop_loss, settings.take_profit, shared=False
-    ).value()
+    grid_values = simulate({k: bars for k in grid}, grid, costs, settings.stop_loss, settings.take_profit,
+                           shared=False).value()
     # one trial count for the book: every model configuration tried (tuning trials included) at every threshold of the
     # grid whose Sharpe dispersion deflates it and over which PBO is measured
     each = len(grid) // len(made)   # thresholds (or cost multiples) per model
@@ -276,42 +260,32 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     examined, bands = examine(value, hold, trials * each, grid_returns, ppy, settings)
     examined['skill'].update(model_trials=int(trials), per_model=int(each))
     returns = value.pct_change().dropna()
-    metrics = {
-        'model': leader,
-        'costs': {'asset_class': settings.cost_class(symbol, calendar), 'fees_bps': costs.fees,
-                  'slippage_bps': costs.slippage, 'round_trip_bps': 2 * (costs.fees + costs.slippage)},
-        'strategy': per_model[leader],
-        'buy_and_hold': _floats(stats.performance(hold, ppy)),
-        'exposure': per_model[leader]['exposure'],
-        'periods_per_year': ppy,
-        'models': per_model,
-        'skill': examined['skill'],
-        'pbo': examined['pbo'],
-        'sharpe_interval': examined['sharpe_interval'],
-        'monte_carlo': examined['monte_carlo'],
-        'by_year': examined['by_year'],
-        'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
-        'cost_stress': cost_stress(bars.loc[chosen.index[0] : chosen.index[-1]], chosen['weight'], costs, ppy,
-                                   settings.stop_loss, settings.take_profit),
-        'signal_decay': _table(
-            stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
-                               chosen['prob_up'] if chosen['prob_up'].notna().any() else None)
-        ),
-    }
+    metrics = {'model': leader,
+               'costs': {'asset_class': settings.cost_class(symbol, calendar), 'fees_bps': costs.fees,
+                         'slippage_bps': costs.slippage, 'round_trip_bps': 2 * (costs.fees + costs.slippage)},
+               'strategy': per_model[leader], 'buy_and_hold': _floats(stats.performance(hold, ppy)),
+               'exposure': per_model[leader]['exposure'], 'periods_per_year': ppy, 'models': per_model,
+               'skill': examined['skill'], 'pbo': examined['pbo'], 'sharpe_interval': examined['sharpe_interval'],
+               'monte_carlo': examined['monte_carlo'], 'by_year': examined['by_year'],
+               'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
+               'cost_stress': cost_stress(bars.loc[chosen.index[0] : chosen.index[-1]], chosen['weight'], costs, ppy,
+                                          settings.stop_loss, settings.take_profit),
+               'signal_decay': _table(stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
+                                                         chosen['prob_up'] if chosen['prob_up'].notna().any()
+                                                         else None))}
     if settings.sizing == 'kelly':
         metrics['calibrated_share'] = float(calibrate(oos[oos['model'] == leader].sort_index())['calibrated'].mean())
-    curves = pd.DataFrame(
-        {'symbol': symbol, 'strategy': value, 'buy_and_hold': hold.reindex(value.index),
-         'prob_up': chosen['prob_up'].reindex(value.index), 'signal': chosen['side'].reindex(value.index),
-         'weight': chosen['weight'].reindex(value.index), 'close': bars['close'].reindex(value.index)}
-    )
+    curves = pd.DataFrame({'symbol': symbol, 'strategy': value, 'buy_and_hold': hold.reindex(value.index),
+                           'prob_up': chosen['prob_up'].reindex(value.index),
+                           'signal': chosen['side'].reindex(value.index),
+                           'weight': chosen['weight'].reindex(value.index),
+                           'close': bars['close'].reindex(value.index)})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
         curves[name] = np.r_[1.0, q] * value.iloc[0]
     trades, reason = pf.trades_readable, pf.orders_by_bar[leader]['reason']
     mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
-    mine['exit_reason'] = [
-        str(reason.get(t, '')) if s == 'Closed' else 'open' for t, s in zip(mine['Exit Timestamp'], mine['Status'])
-    ]
+    mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open'
+                           for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
     records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, settings.threshold, w['weight'],
                                         w['prob'] if settings.sizing == 'kelly' else None) for m, w in made.items()])
     return SymbolBacktest(metrics, curves, mine, records, grid, grid_returns)
@@ -323,10 +297,9 @@ PORTFOLIO_MIN_DAYS = 20
 def clock_days(bars_by_symbol: dict) -> int:
     """The UTC days any of the symbols has a bar (or a weight) on: what a portfolio on the daily clock would be valued
     over"""
-    return int(
-        pd.DatetimeIndex(
-            np.concatenate([b.index.normalize().unique().to_numpy() for b in bars_by_symbol.values()])).nunique()
-    )
+    return int(pd.DatetimeIndex(np.concatenate([b.index.normalize().unique().to_numpy()
+                                                for b in bars_by_symbol.values()]))
+               .nunique())
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013
 PORTFOLIO = 'PORTFOLIO'
@@ -356,15 +329,11 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees, settings.slippage)
              for s in leaders}
     bars_at, oos_at = sources or (None, None)
-    calls = {
-        symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol,
-                 leader, calendars[symbol], trials[symbol], costs[symbol], settings)
-        for symbol, leader in leaders.items()
-    }
-    keys = {
-        symbol: book_key(bars_by_symbol[symbol], oos[oos['symbol'] == symbol], *args[2:])
-        for symbol, args in calls.items()
-    }
+    calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol,
+                      leader, calendars[symbol], trials[symbol], costs[symbol], settings)
+             for symbol, leader in leaders.items()}
+    keys = {symbol: book_key(bars_by_symbol[symbol], oos[oos['symbol'] == symbol], *args[2:])
+            for symbol, args in calls.items()}
     # one unit a symbol, in process or on the run's cluster, those met before read back; the portfolio here, after
     booked = reuse('backtest', backtest_one, calls, keys, BOOKED, units)
     done = booked.results
@@ -434,11 +403,11 @@ def _book_files(one: SymbolBacktest) -> dict[str, bytes]:
 def _book_of(files: dict[str, bytes]) -> SymbolBacktest:
     "A kept book as `backtest_one` returned it"
     grid, names = frame_of(files['grid.parquet']), json.loads(files['grid_names.json'])
-    return SymbolBacktest(
-        json.loads(files['metrics.json']),
-        *(frame_of(files[f"{part}.parquet"]) for part in ('curves', 'trades', 'signals')),
-        {name: grid.loc[grid['configuration'] == name, 'weight'].rename(names[name]) for name in names},
-        frame_of(files['grid_returns.parquet']))
+    return SymbolBacktest(json.loads(files['metrics.json']),
+                          *(frame_of(files[f"{part}.parquet"]) for part in ('curves', 'trades', 'signals')),
+                          {name: grid.loc[grid['configuration'] == name, 'weight'].rename(names[name])
+                           for name in names},
+                          frame_of(files['grid_returns.parquet']))
 
 BOOKED = Codec(_book_files, _book_of)   # how a symbol's book is kept between runs
 
@@ -461,57 +430,38 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     on_bars = pf.value()
     value = daily_clock(on_bars)
     ppy = days_per_year(value)
-    hold_weights = {
-        s: pd.Series(1.0, index=bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index) for s, w in weights.items()
-    }
+    hold_weights = {s: pd.Series(1.0, index=bars_by_symbol[s].loc[w.index[0] : w.index[-1]].index)
+                    for s, w in weights.items()}
     hold = daily_clock(book(hold_weights).value()).reindex(value.index)
     # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash alike
     keys = [k for k in next(iter(grids.values())) if all(k in g for g in grids.values())] if grids else []
-    grid = (
-        pd.DataFrame(
-            {
-                k: daily_clock(
-                    book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss, take_profit=take_profit).value())
-                for k in keys
-            }
-        )
-        .reindex(value.index)
-        .pct_change()
-        .iloc[1:]
-        if keys
-        else None
-    )
+    grid = (pd.DataFrame({k: daily_clock(book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss,
+                                              take_profit=take_profit)
+                                         .value())
+                          for k in keys})
+            .reindex(value.index).pct_change().iloc[1:]
+            if keys else None)
     examined, bands = examine(value, hold, trials, grid, ppy, settings)
     trades = pf.trades.records_readable
     # between a symbol's own bars
     held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)
-    strategy = _floats(
-        {**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()), **_activity(held, value.index, ppy)})
+    strategy = _floats({**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()),
+                        **_activity(held, value.index, ppy)})
     named = ', '.join(f"{s} {calendars[s]}" for s in weights if calendars and s in calendars)
-    metrics = {
-        'model': 'leaders',
-        'symbols': list(weights),
-        'periods_per_year': ppy,
-        'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed"
-        + (f"; {named})" if named else ")"),
-        'allocation': allocation,
-        'allocation_rule': ALLOCATIONS[allocation],
-        'strategy': strategy,
-        'buy_and_hold': _floats(stats.performance(hold, ppy)),
-        'exposure': strategy['exposure'],
-        **examined,
-    }
+    metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
+               'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed"
+               + (f"; {named})" if named else ")"),
+               'allocation': allocation, 'allocation_rule': ALLOCATIONS[allocation], 'strategy': strategy,
+               'buy_and_hold': _floats(stats.performance(hold, ppy)), 'exposure': strategy['exposure'], **examined}
     curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
     return metrics, curve, trades.rename(columns={'Column': 'symbol'}).assign(book=PORTFOLIO)
 
 
 # %% ../../nbs/07d_backtest.universe.ipynb #c013_11
-ALLOCATIONS = {
-    'equal': "an equal share of the capital for each symbol tradable at the time (1/N_t)",
-    'inverse_vol': "each tradable symbol's share inversely proportional to its volatility over the previous 91 days, "
-                   "summing to 1",
-}
+ALLOCATIONS = {'equal': "an equal share of the capital for each symbol tradable at the time (1/N_t)",
+               'inverse_vol': "each tradable symbol's share inversely proportional to "
+                              "its volatility over the previous 91 days, summing to 1"}
 VOL_DAYS = 91   # the trailing window of `inverse_vol`, calendar days (a quarter)
 
 
@@ -544,9 +494,9 @@ def capital_shares(bars_by_symbol: dict[str, pd.DataFrame], weights: dict[str, p
     live = tradable(weights, index)
     if rule == 'equal': raw = live.astype('float64')
     else:
-        inverse = pd.DataFrame(
-            {s: 1 / trailing_volatility(bars_by_symbol[s]).reindex(index, method='ffill') for s in weights}, index=index
-        )
+        inverse = pd.DataFrame({s: 1 / trailing_volatility(bars_by_symbol[s]).reindex(index, method='ffill')
+                                for s in weights},
+                               index=index)
         inverse = inverse.where(live)
         # not measured yet: the others' mean
         inverse = inverse.where(inverse.notna(), inverse.mean(axis=1), axis=0).fillna(1.0)

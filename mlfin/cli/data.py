@@ -28,9 +28,8 @@ def _mapping(text: str | None) -> dict | None:
     if not text: return None
     pairs = [p.split('=', 1) for p in text.split(',') if p.strip()]
     if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
-        raise BadInput(
-            f"--map {text!r}: use ours=theirs pairs, e.g. ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume"
-        )
+        raise BadInput(f"--map {text!r}: use ours=theirs pairs, e.g. "
+                       "ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume")
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -124,11 +123,8 @@ def data_ls(store: Optional[str] = typer.Option(None, help="store folder or post
     series that are not bars"""
     held, listed = data.ls(store), observations_listing(data.open_store(store))
     if len(held) or not listed:
-        typer.echo(
-            held.to_string(index=False)
-            if len(held)
-            else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`"
-        )
+        typer.echo(held.to_string(index=False) if len(held)
+                   else "the store is empty: `mlfin ingest FILE --symbol SYM --timeframe TF`")
     if listed: typer.echo(('\n' if len(held) else '') + listed)
 
 
@@ -206,32 +202,29 @@ def _observations_shown(name: str, symbol: str | None, last: int, store) -> str:
     # rows come by known time: a period's n-th row is its n-th vintage
     a, vintage = rows.attrs, rows.groupby('period').cumcount() + 1
     day, when = rows['period'].dt.strftime('%Y-%m-%d'), rows['known'].dt.strftime('%Y-%m-%d %H:%M UTC')
-    record = [
-        f"{series_label(name, symbol)}: {a.get('description') or 'no description'}"
-        + (f" ({a['unit']})" if a.get('unit') else ''),
-        f"  frequency {a['frequency']}, known by the rule: {a['rule']}",
-        f"  source: {a.get('source') or 'not stated'}; licence: {a.get('licence') or 'not stated'}",
-        f"  {len(rows):,} row(s): {rows['period'].nunique():,} period(s) from {rows['period'].min():%Y-%m-%d} to "
-        f"{rows['period'].max():%Y-%m-%d}, "
-        f"at most {vintage.max()} vintage(s) a period, known from {when.iloc[0]} to {when.iloc[-1]}",
-    ]
+    record = [f"{series_label(name, symbol)}: {a.get('description') or 'no description'}"
+              + (f" ({a['unit']})" if a.get('unit') else ''),
+              f"  frequency {a['frequency']}, known by the rule: {a['rule']}",
+              f"  source: {a.get('source') or 'not stated'}; licence: {a.get('licence') or 'not stated'}",
+              f"  {len(rows):,} row(s): {rows['period'].nunique():,} period(s) from "
+              f"{rows['period'].min():%Y-%m-%d} to {rows['period'].max():%Y-%m-%d}, at most "
+              f"{vintage.max()} vintage(s) a period, known from {when.iloc[0]} to {when.iloc[-1]}"]
     shown = pd.DataFrame({'period': day, 'known': when, 'value': rows['value'], 'vintage': vintage}).tail(last)
     return '\n'.join(record) + '\n' + shown.to_string(index=False)
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_05
 @data_app.command('show')
-def data_show(
-    series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRAME; with --observations, NAME or NAME:SYMBOL"),
-    start: Optional[str] = typer.Option(None, help="first bar (UTC date or time)"),
-    end: Optional[str] = typer.Option(None, help="last bar, inclusive"),
-    last: int = typer.Option(20, help="without --start/--end: the last this many bars (or rows) (integer)"),
-    raw: bool = typer.Option(False, help="raw prices, as ingested (default: split- and dividend-adjusted)"),
-    observations: bool = typer.Option(
-        False, '--observations', help="SERIES is a non-bar series: its record and last rows, each vintage shown"
-    ),
-    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
-):
+def data_show(series: str = typer.Argument(...,
+                                           help="SYMBOL or SYMBOL:TIMEFRAME; with --observations, NAME or NAME:SYMBOL"),
+              start: Optional[str] = typer.Option(None, help="first bar (UTC date or time)"),
+              end: Optional[str] = typer.Option(None, help="last bar, inclusive"),
+              last: int = typer.Option(20, help="without --start/--end: the last this many bars (or rows) (integer)"),
+              raw: bool = typer.Option(False, help="raw prices, as ingested (default: split- and dividend-adjusted)"),
+              observations: bool = typer.Option(False, '--observations',
+                                                help="SERIES is a non-bar series: its record "
+                                                     "and last rows, each vintage shown"),
+              store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     """Print a stored series' bars, adjusted as runs read them (or raw); or, --observations, a non-bar series' record
     and rows"""
     import pandas as pd
@@ -263,45 +256,40 @@ def data_export(series: str = typer.Argument(..., help="SYMBOL or SYMBOL:TIMEFRA
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_07
 @data_app.command('rm')
-def data_rm(
-    series: str = typer.Argument(
-        ..., help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size); with --observations, NAME or NAME:SYMBOL"
-    ),
-    start: Optional[str] = typer.Option(None, help="first bar removed (UTC date or time)"),
-    end: Optional[str] = typer.Option(None, help="last bar removed, inclusive (a date: its whole day)"),
-    yes: bool = typer.Option(False, '--yes', help="do not ask first"),
-    observations: bool = typer.Option(
-        False, '--observations', help="SERIES is a non-bar series: removed whole, every vintage with its record"
-    ),
-    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
-):
+def data_rm(series: str = typer.Argument(...,
+                                         help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one "
+                                              "bar size); with --observations, NAME or NAME:SYMBOL"),
+            start: Optional[str] = typer.Option(None, help="first bar removed (UTC date or time)"),
+            end: Optional[str] = typer.Option(None, help="last bar removed, inclusive (a date: its whole day)"),
+            yes: bool = typer.Option(False, '--yes', help="do not ask first"),
+            observations: bool = typer.Option(False, '--observations',
+                                              help="SERIES is a non-bar series: removed "
+                                                   "whole, every vintage with its record"),
+            store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     """Remove a range of a series' bars, or (no --start, --end) the whole series with its record and quarantined rows;
     or, --observations, a non-bar series"""
     ranged = start is not None or end is not None
     if observations:
         if ranged:
-            raise BadInput(
-                "--start, --end: a non-bar series is removed whole, every vintage with its record; leave them out")
+            raise BadInput("--start, --end: a non-bar series is removed whole, "
+                           "every vintage with its record; leave them out")
         typer.echo(_observations_removed(*_observed(series), yes, store)); return
     symbol, timeframe = _series(series, store)
     held = data.ls(store).set_index(['symbol', 'timeframe'])
     if (symbol, timeframe) not in held.index: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
     stored = held.loc[(symbol, timeframe)]
-    what = (
-        f"the bars of {symbol} {timeframe} from {start or 'the start'} to {end or 'the end'} (of {stored['bars']:,})"
-        if ranged
-        else f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), its record and {stored['quarantined']:,} "
-             "quarantined row(s)"
-    )
+    what = (f"the bars of {symbol} {timeframe} from {start or 'the start'} "
+            f"to {end or 'the end'} (of {stored['bars']:,})"
+            if ranged
+            else f"all of {symbol} {timeframe}: {stored['bars']:,} bar(s), "
+                 f"its record and {stored['quarantined']:,} quarantined row(s)")
     if not yes and not typer.confirm(f"remove {what} from {data.open_store(store)!r}?", default=False):
         typer.echo("nothing removed", err=True); raise typer.Exit(1)
     removed = data.delete(symbol, timeframe, start, end, store)
-    typer.echo(
-        f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}"
-        if ranged
-        else f"removed {symbol} {timeframe}: {removed:,} bar(s), its record and {stored['quarantined']:,} quarantined "
-             "row(s)"
-    )
+    typer.echo(f"removed {symbol} {timeframe}: {removed:,} bar(s) from {start or 'the start'} to {end or 'the end'}"
+               if ranged
+               else f"removed {symbol} {timeframe}: {removed:,} bar(s), its "
+                    f"record and {stored['quarantined']:,} quarantined row(s)")
 
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_ro
@@ -325,15 +313,13 @@ def _observations_removed(name: str, symbol: str | None, yes: bool, store) -> st
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_0l
 @data_app.command('live')
-def data_live(
-    series: Optional[str] = typer.Argument(
-        None, help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one bar size) to mark; none: list the live series"
-    ),
-    off: bool = typer.Option(
-        False, '--off', help="mark it history: its freshness no longer watched (unless a production model serves it)"
-    ),
-    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
-):
+def data_live(series: Optional[str] = typer.Argument(None,
+                                                     help="SYMBOL:TIMEFRAME (or SYMBOL, when stored at one "
+                                                          "bar size) to mark; none: list the live series"),
+              off: bool = typer.Option(False, '--off',
+                                       help="mark it history: its freshness no longer "
+                                            "watched (unless a production model serves it)"),
+              store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL")):
     """Mark a series expected live (its freshness watched by health and alerts) or, --off, history; with no series, list
     the live ones and why"""
     if series is not None:
@@ -341,26 +327,20 @@ def data_live(
         data.open_store(store).mark(symbol, timeframe, **{MARKED: not off})
     live = live_series(store)
     if series is None:
-        typer.echo(
-            '\n'.join(f"{s} {t}: live ({why})" for (s, t), why in sorted(live.items()))
-            or "no series is expected live: every stored one is history"
-        )
+        typer.echo('\n'.join(f"{s} {t}: live ({why})" for (s, t), why in sorted(live.items()))
+                   or "no series is expected live: every stored one is history")
     else:
         why = live.get((symbol, timeframe))
-        typer.echo(
-            f"{symbol} {timeframe}: "
-            + (f"live ({why}): its freshness is watched" if why else "history: its freshness is not watched")
-        )
+        typer.echo(f"{symbol} {timeframe}: "
+                   + (f"live ({why}): its freshness is watched" if why else "history: its freshness is not watched"))
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_08
 @app.command()
-def quality(
-    symbol: Optional[str] = typer.Argument(
-        None, help="one symbol, or SYMBOL:TIMEFRAME (default: all, and the series that are not bars)"
-    ),
-    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
-    details: bool = typer.Option(False, help="list each anomaly and gap with its dates (needs a symbol)"),
-):
+def quality(symbol: Optional[str] = typer.Argument(None,
+                                                   help="one symbol, or SYMBOL:TIMEFRAME (default: "
+                                                        "all, and the series that are not bars)"),
+            store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL"),
+            details: bool = typer.Option(False, help="list each anomaly and gap with its dates (needs a symbol)")):
     """Quality report of stored bars (calendar coverage, gaps, spikes, stale runs, off-calendar bars, quarantined rows),
     then each non-bar series' rule, source, licence, periods and vintages"""
     import pandas as pd
@@ -380,8 +360,6 @@ def quality(
         if table is None: typer.echo("no bars stored (`mlfin ingest`)")
         else: typer.echo(table.to_string(index=not details) if len(table) else f"{symbol}: no anomalies and no gaps")
         if observed is not None and len(observed):
-            typer.echo(
-                "\nseries that are not bars (each value for a period, known at a time):\n"
-                + observed.to_string(index=False)
-            )
+            typer.echo("\nseries that are not bars (each value for a period, known at a time):\n"
+                       + observed.to_string(index=False))
 

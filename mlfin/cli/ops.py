@@ -29,13 +29,10 @@ __all__ = ['schedule_app', 'backup_app', 'REPO_HELP', 'PASSWORD_HELP', 'schedule
 
 # %% ../../nbs/14f_cli.ops.ipynb #c005
 @app.command()
-def scheduled(
-    job: str = typer.Argument(..., help="run, monitor, backup, health or report"),
-    wait: Optional[float] = typer.Option(
-        None,
-        help="seconds to wait while the previous run of the job still works (default: the job's own: 0 but for report)",
-    ),
-):
+def scheduled(job: str = typer.Argument(..., help="run, monitor, backup, health or report"),
+              wait: Optional[float] = typer.Option(None,
+                                                   help="seconds to wait while the previous run of the job "
+                                                        "still works (default: the job's own: 0 but for report)")):
     "Run a recurring job once, as a timer does: one at a time, recorded in the ops database, a failure alerted"
     status = run_job(job, 'job' if wait is None else wait, echo=typer.echo)
     raise typer.Exit(status)
@@ -68,9 +65,9 @@ def schedule_remove(system: bool = typer.Option(False, '--system', help="the sys
 
 # %% ../../nbs/14f_cli.ops.ipynb #c010
 @schedule_app.command('cron')
-def schedule_cron(
-    jobs: Optional[str] = typer.Option(None, help="some of run,monitor,backup,health,report (default: all)"),
-    at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM")):
+def schedule_cron(jobs: Optional[str] = typer.Option(None,
+                                                     help="some of run,monitor,backup,health,report (default: all)"),
+                  at: Optional[str] = typer.Option(None, help="the run's time of day, HH:MM")):
     "Print the schedule as crontab lines, for a machine without systemd (`mlfin schedule cron | crontab -`)"
     typer.echo(cron_lines(_jobs(jobs), at), nl=False)
 
@@ -85,9 +82,8 @@ def schedule_ls(job: Optional[str] = typer.Argument(None, help="one job (default
         typer.echo("no scheduled run recorded yet: `mlfin schedule install` (or `mlfin scheduled JOB`)")
         return
     found['seconds'] = (found['ended'] - found['started']).dt.total_seconds().round(1)
-    found['what'] = [
-        e if isinstance(e, str) else (str(s)[:120] if s else '') for e, s in zip(found['error'], found['summary'])
-    ]
+    found['what'] = [e if isinstance(e, str) else (str(s)[:120] if s else '')
+                     for e, s in zip(found['error'], found['summary'])]
     with pd.option_context('display.width', 250, 'display.max_colwidth', 120):
         typer.echo(found[['job', 'started', 'seconds', 'status', 'exit_code', 'what']].to_string(index=False))
 
@@ -97,15 +93,13 @@ def alert(unit: str = typer.Option(..., help="the systemd unit that failed (OnFa
     "Post MlfinUnitFailed for a failed unit to Alertmanager (MLFIN_ALERTMANAGER_URL): what a unit's OnFailure= runs"
     sent = send_alert('MlfinUnitFailed', {'unit': unit},
                       f"systemd unit {unit} failed: `journalctl -u {unit}` (or --user-unit) says why")
-    typer.echo(
-        f"mlfin: {unit} failed: "
-        + ("alert sent" if sent else "no Alertmanager configured (MLFIN_ALERTMANAGER_URL): nothing sent")
-    )
+    typer.echo(f"mlfin: {unit} failed: "
+               + ("alert sent" if sent else "no Alertmanager configured (MLFIN_ALERTMANAGER_URL): nothing sent"))
 
 # %% ../../nbs/14f_cli.ops.ipynb #c015
-backup_app = typer.Typer(
-    add_completion=False,
-    help="Back the home up into an encrypted restic repository (MLFIN_BACKUP_REPO); list and check its snapshots")
+backup_app = typer.Typer(add_completion=False,
+                         help="Back the home up into an encrypted restic repository "
+                              "(MLFIN_BACKUP_REPO); list and check its snapshots")
 app.add_typer(backup_app, name='backup')
 
 REPO_HELP = "the restic repository: a folder on another disk, sftp:HOST:/PATH or rest:URL (default: MLFIN_BACKUP_REPO)"
@@ -114,21 +108,18 @@ PASSWORD_HELP = ("its password file (default: MLFIN_BACKUP_PASSWORD_FILE or ~/.c
 
 
 @backup_app.callback(invoke_without_command=True)
-def backup(
-    ctx: typer.Context,
-    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
-    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-    store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
-    products: bool = typer.Option(
-        False, help="also the latest run's products, reports and feature store (rebuildable)"
-    ),
-    retention: Optional[bool] = typer.Option(None, '--retention/--no-retention',
-                                             help="retention (forget, prune, check) now (default: when "
-                                                  "the repository says this home's last was over 20 h ago)"),
-    init: bool = typer.Option(
-        False, '--init', help="first run: make the repository when none is there (as `mlfin backup init`), then back up"
-    ),
-):
+def backup(ctx: typer.Context, repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+           password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+           store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
+           products: bool = typer.Option(False,
+                                         help="also the latest run's products, "
+                                              "reports and feature store (rebuildable)"),
+           retention: Optional[bool] = typer.Option(None, '--retention/--no-retention',
+                                                    help="retention (forget, prune, check) now (default: when "
+                                                         "the repository says this home's last was over 20 h ago)"),
+           init: bool = typer.Option(False, '--init',
+                                     help="first run: make the repository when none is "
+                                          "there (as `mlfin backup init`), then back up")):
     """A consistent cut of the home into a new snapshot of its own repository (`mlfin backup init` makes one), read back
     before it counts; retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"""
     if ctx.invoked_subcommand: return
@@ -146,13 +137,12 @@ def backup(
     if refused: fail(refused[-1])
     if not made: raise typer.Exit(status)   # a bug: its traceback is on stderr
     done = made[-1]
-    typer.echo(
-        f"snapshot {done.snapshot} in {done.repository}: {done.files:,} files, {done.bytes / 1e6:,.1f} MB, "
-        f"{done.added / 1e6:,.2f} MB added, "
-        f"{len(done.series)} series, {len(done.fingerprints)} production model(s) fingerprinted, {done.seconds:.1f} s"
-        + (f"; retention kept {done.retention['kept']}, removed {done.retention['removed']}" if done.retention else '')
-        + (f"; repository check {'passed' if done.check['passed'] else 'FAILED'}" if done.check else '')
-    )
+    typer.echo(f"snapshot {done.snapshot} in {done.repository}: {done.files:,} files, "
+               f"{done.bytes / 1e6:,.1f} MB, {done.added / 1e6:,.2f} MB added, {len(done.series)} series, "
+               f"{len(done.fingerprints)} production model(s) fingerprinted, {done.seconds:.1f} s"
+               + (f"; retention kept {done.retention['kept']}, removed {done.retention['removed']}" if done.retention
+                  else '')
+               + (f"; repository check {'passed' if done.check['passed'] else 'FAILED'}" if done.check else ''))
     raise typer.Exit(status)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c015i
@@ -181,27 +171,20 @@ def backup_ls(repo: Optional[str] = typer.Option(None, help=REPO_HELP),
     "The repository's mlfin snapshots, oldest first"
     found = repository(repo, password).snapshots()
     if found.empty: typer.echo("no snapshot yet: `mlfin backup`"); return
-    typer.echo(
-        found.assign(
-            home=found['home'].replace('', '(none)'),
-            tags=[
-                ','.join(t for t in tags if t != 'mlfin' and not t.startswith(('home:', SEQ))) for tags in found['tags']
-            ],
-        )[['id', 'time', 'host', 'home', 'seq', 'tags']].to_string(index=False)
-    )
+    typer.echo(found.assign(home=found['home'].replace('', '(none)'),
+                            tags=[','.join(t for t in tags if t != 'mlfin' and not t.startswith(('home:', SEQ)))
+                                  for tags in found['tags']])[['id', 'time', 'host', 'home', 'seq', 'tags']]
+               .to_string(index=False))
 
 # %% ../../nbs/14f_cli.ops.ipynb #c016f
 @backup_app.command('forget')
-def backup_forget(
-    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
-    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-    dry_run: bool = typer.Option(
-        False, '--dry-run', help="say what would go and why each snapshot stays; change nothing"
-    ),
-    home: Optional[str] = typer.Option(
-        None, help="the home whose snapshots are judged, by its id (`backup ls`; default: this home's)"
-    ),
-):
+def backup_forget(repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+                  password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+                  dry_run: bool = typer.Option(False, '--dry-run',
+                                               help="say what would go and why each snapshot stays; change nothing"),
+                  home: Optional[str] = typer.Option(None,
+                                                     help="the home whose snapshots are judged, by "
+                                                          "its id (`backup ls`; default: this home's)")):
     """Retention now, for this home's snapshots only: every one of the last 48 hours, the newest of each day for 30 days
     and of each week for 90, any a home was restored from"""
     which = home or home_id()
@@ -217,13 +200,11 @@ def backup_forget(
 
 # %% ../../nbs/14f_cli.ops.ipynb #c017
 @backup_app.command('check')
-def backup_check(
-    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
-    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-    read_data: bool = typer.Option(
-        False, '--read-data', help="read every pack back and verify its hash (slow; finds damaged data)"
-    ),
-):
+def backup_check(repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+                 password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+                 read_data: bool = typer.Option(False, '--read-data',
+                                                help="read every pack back and verify "
+                                                     "its hash (slow; finds damaged data)")):
     "restic check of the repository: its structure, and with --read-data every byte; exit 1 when damaged"
     ok, said = repository(repo, password).check(read_data)
     typer.echo(said)
@@ -234,13 +215,12 @@ def backup_check(
 
 # %% ../../nbs/14f_cli.ops.ipynb #c0wal
 @backup_app.command('wal')
-def backup_wal(
-    store: str = typer.Option(..., help="the PostgreSQL store, postgresql://SUPERUSER@HOST:PORT/DB"),
-    repo: Path = typer.Option(..., help="pgBackRest's folder (configuration, repository, logs): another disk"),
-    owner: Optional[str] = typer.Option(
-        None, help="the cluster's owner, who runs pgBackRest (postgres on Debian); default: you"
-    ),
-):
+def backup_wal(store: str = typer.Option(..., help="the PostgreSQL store, postgresql://SUPERUSER@HOST:PORT/DB"),
+               repo: Path = typer.Option(...,
+                                         help="pgBackRest's folder (configuration, repository, logs): another disk"),
+               owner: Optional[str] = typer.Option(None,
+                                                   help="the cluster's owner, who runs pgBackRest "
+                                                        "(postgres on Debian); default: you")):
     """WAL archiving with pgBackRest for a PostgreSQL store: RPO about a minute instead of the backup interval (run
     twice: before and after PostgreSQL restarts)"""
     done = wal_setup(store, repo, owner)
@@ -250,20 +230,17 @@ def backup_wal(
 
 # %% ../../nbs/14f_cli.ops.ipynb #c018
 @app.command()
-def restore(
-    to: Path = typer.Argument(..., help="the new home: an empty (or absent) folder"),
-    snapshot: str = typer.Option(
-        'latest', help="latest, or the first characters of a snapshot's id (`mlfin backup ls`)"
-    ),
-    repo: Optional[str] = typer.Option(None, help=REPO_HELP),
-    password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
-    store: Optional[str] = typer.Option(
-        None, help="a PostgreSQL store's snapshot: the empty database to restore it into"
-    ),
-    force: bool = typer.Option(
-        False, help="restore into a folder that is not empty (what the snapshot holds is replaced)"
-    ),
-):
+def restore(to: Path = typer.Argument(..., help="the new home: an empty (or absent) folder"),
+            snapshot: str = typer.Option('latest',
+                                         help="latest, or the first characters of a snapshot's id (`mlfin backup ls`)"),
+            repo: Optional[str] = typer.Option(None, help=REPO_HELP),
+            password: Optional[Path] = typer.Option(None, help=PASSWORD_HELP),
+            store: Optional[str] = typer.Option(None,
+                                                help="a PostgreSQL store's snapshot: the "
+                                                     "empty database to restore it into"),
+            force: bool = typer.Option(False,
+                                       help="restore into a folder that is not empty "
+                                            "(what the snapshot holds is replaced)")):
     """Rebuild a home from a snapshot: files checked against its manifest before anything is placed, production models'
     fingerprints reproduced"""
     done = rebuild(to, snapshot, repo, password, store, force)
@@ -276,27 +253,20 @@ def restore(
     for name, verdict in done.fingerprints.items(): typer.echo(f"  {name}: {verdict}")
     if done.project: typer.echo(f"  the project's configuration: {done.project}")
     if done.kept: typer.echo(f"  {done.kept}")
-    typer.echo(
-        f"use it: MLFIN_HOME={done.home}"
-        + (
-            f" MLFIN_STORE={store_place(done.store['url'])} (its password yours to add)"
-            if done.store['kind'] == 'postgresql'
-            else ''
-        )
-    )
+    typer.echo(f"use it: MLFIN_HOME={done.home}"
+               + (f" MLFIN_STORE={store_place(done.store['url'])} (its password yours to add)"
+                  if done.store['kind'] == 'postgresql' else ''))
     if any(v != 'identical' for v in done.fingerprints.values()): raise typer.Exit(1)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c031
 @app.command()
-def health(
-    history: bool = typer.Option(
-        False, '--history', help="print each check's statistics (rounds, failures, times, consecutive failures) instead"
-    ),
-    service_url: Optional[str] = typer.Option(
-        None, help=f"the service (default: {SERVICE_URL_ENV} or {SERVICE_URL}); /ready with MLFIN_SERVICE_KEY"
-    ),
-    store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)"),
-):
+def health(history: bool = typer.Option(False, '--history',
+                                        help="print each check's statistics (rounds, "
+                                             "failures, times, consecutive failures) instead"),
+           service_url: Optional[str] = typer.Option(None,
+                                                     help=f"the service (default: {SERVICE_URL_ENV} or "
+                                                          f"{SERVICE_URL}); /ready with MLFIN_SERVICE_KEY"),
+           store: Optional[str] = typer.Option(None, help="the store (default: MLFIN_STORE or the home's)")):
     """Check the service, store, registry, disks (home, repository, store), live series, last run, jobs and backup once;
     recorded, alerted after consecutive failures; exit 1 when one fails"""
     import pandas as pd

@@ -33,28 +33,16 @@ def config_options(command):
     options = []
     for name, field in RunConfig.model_fields.items():
         kind = kind_words(field.annotation)
-        options.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=Optional[str],
-                default=typer.Option(
-                    None, metavar=metavar(kind), help=f"{field.description} ({kind}, default {field.default!r})"
-                ),
-            )
-        )
+        options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                                         default=typer.Option(None, metavar=metavar(kind),
+                                                              help=f"{field.description} ({kind}, "
+                                                                   f"default {field.default!r})")))
     options.append(inspect.Parameter('force', inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                      default=typer.Option(False, help="run every task, even the up-to-date ones")))
-    options.append(
-        inspect.Parameter(
-            'wait',
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Optional[float],
-            default=typer.Option(
-                None,
-                help="seconds to wait while another run on this home works (default: until it ends; 0: exit at once)"),
-        )
-    )
+    options.append(inspect.Parameter('wait', inspect.Parameter.KEYWORD_ONLY, annotation=Optional[float],
+                                     default=typer.Option(None,
+                                                          help="seconds to wait while another run on this home "
+                                                               "works (default: until it ends; 0: exit at once)")))
     command.__signature__ = inspect.Signature(options)
     command.__annotations__ = {p.name: p.annotation for p in options}
     return command
@@ -74,32 +62,22 @@ def service_options(command, only: tuple[str, ...] | None = None):
     fields'"""
     import fnmatch, inspect
 
-    option = lambda name, kind, default: inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default
-    )
+    option = lambda name, kind, default: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                                                           default=default)
     if only is None:
-        options = [
-            option(name, Optional[str] if p.default is None else type(p.default),
-                   typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]))
-            for name, p in inspect.signature(run_service).parameters.items()
-            if name in SERVER_OPTIONS
-        ]
+        options = [option(name, Optional[str] if p.default is None else type(p.default),
+                          typer.Option(p.default, SERVER_OPTIONS[name][0], help=SERVER_OPTIONS[name][1]))
+                   for name, p in inspect.signature(run_service).parameters.items() if name in SERVER_OPTIONS]
     else:
-        options = [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-            for p in inspect.signature(command).parameters.values()
-            if p.kind != inspect.Parameter.VAR_KEYWORD
-        ]
+        options = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                   for p in inspect.signature(command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     for name, field in ServiceSettings.model_fields.items():
         if name == 'home' or (only is not None and not any(fnmatch.fnmatchcase(name, wanted) for wanted in only)):
             continue
         flag, help = '--' + name.replace('_', '-'), field.description
         if name == 'cors_origins':
-            options.append(
-                option(
-                    name, Optional[list[str]], typer.Option(None, '--cors-origin', help=f"{help} (repeat for several)")
-                )
-            )
+            options.append(option(name, Optional[list[str]],
+                                  typer.Option(None, '--cors-origin', help=f"{help} (repeat for several)")))
         elif field.annotation is bool:
             options.append(option(name, bool, typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=help)))
         elif field.default is None: options.append(option(name, Optional[str], typer.Option(None, flag, help=help)))

@@ -40,9 +40,8 @@ def _show(enrolment, what: str):
     typer.echo(f"mlfin: user {enrolment.name} ({enrolment.role}) {what}", err=True)
     if not enrolment.uri:
         typer.echo("no second factor: this account logs in with its password alone", err=True); return
-    typer.echo(
-        "second factor: scan the QR code with an authenticator app, or enter the URI; it is not shown again", err=True
-    )
+    typer.echo("second factor: scan the QR code with an authenticator app, or enter the URI; it is not shown again",
+               err=True)
     typer.echo(enrolment.qr(), err=True)
     typer.echo(enrolment.uri)
     typer.echo("recovery codes (each works once in place of a code; keep them apart from the phone):", err=True)
@@ -50,19 +49,16 @@ def _show(enrolment, what: str):
 
 # %% ../../nbs/14h_cli.people.ipynb #h008
 @users_app.command('add')
-def users_add(
-    name: str = typer.Argument(..., help="the login name (lower-case letters, digits, '.', '_' or '-')"),
-    role: str = typer.Option(
-        ..., help="read_only (sees results), analyst (and ingests, trains) or admin (and promotes, keys, users)"
-    ),
-    password_stdin: bool = typer.Option(
-        False, '--password-stdin', help="read the password from standard input (one line)"
-    ),
-    second_factor: bool = typer.Option(
-        True, help="require a TOTP code at every login (the default; --no-second-factor for a deliberate exception)"
-    ),
-    store: Optional[str] = typer.Option(None, help=STORE_HELP),
-):
+def users_add(name: str = typer.Argument(..., help="the login name (lower-case letters, digits, '.', '_' or '-')"),
+              role: str = typer.Option(...,
+                                       help="read_only (sees results), analyst (and ingests, "
+                                            "trains) or admin (and promotes, keys, users)"),
+              password_stdin: bool = typer.Option(False, '--password-stdin',
+                                                  help="read the password from standard input (one line)"),
+              second_factor: bool = typer.Option(True,
+                                                 help="require a TOTP code at every login (the default; "
+                                                      "--no-second-factor for a deliberate exception)"),
+              store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "Make an account; its second factor and recovery codes are printed this once"
     _show(_people(store).add(name, role, _password(password_stdin), second_factor), 'made')
 
@@ -86,44 +82,37 @@ def users_ls(store: Optional[str] = typer.Option(None, help=STORE_HELP)):
 
 # %% ../../nbs/14h_cli.people.ipynb #h010
 @users_app.command('disable')
-def users_disable(
-    name: str = typer.Argument(..., help="the account"), store: Optional[str] = typer.Option(None, help=STORE_HELP)
-):
+def users_disable(name: str = typer.Argument(..., help="the account"),
+                  store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "Disable an account: no more logins, its sessions ended (everywhere within a second)"
     typer.echo(f"user {_people(store).disable(name)['name']} disabled; their sessions ended")
 
 # %% ../../nbs/14h_cli.people.ipynb #h011
 @users_app.command('enable')
-def users_enable(
-    name: str = typer.Argument(..., help="the account"), store: Optional[str] = typer.Option(None, help=STORE_HELP)
-):
+def users_enable(name: str = typer.Argument(..., help="the account"),
+                 store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "Enable a disabled account, or unlock a locked one"
     typer.echo(f"user {_people(store).enable(name)['name']} enabled")
 
 # %% ../../nbs/14h_cli.people.ipynb #h012
 @users_app.command('reset')
-def users_reset(
-    name: str = typer.Argument(..., help="the account"),
-    password_stdin: bool = typer.Option(
-        False, '--password-stdin', help="read the new password from standard input (one line)"
-    ),
-    second_factor: bool = typer.Option(True, help="require a TOTP code at every login"),
-    store: Optional[str] = typer.Option(None, help=STORE_HELP),
-):
+def users_reset(name: str = typer.Argument(..., help="the account"),
+                password_stdin: bool = typer.Option(False, '--password-stdin',
+                                                    help="read the new password from standard input (one line)"),
+                second_factor: bool = typer.Option(True, help="require a TOTP code at every login"),
+                store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     """A new password, second factor and recovery codes (the old ones stop working); the account unlocked, its sessions
     ended"""
     _show(_people(store).reset(name, _password(password_stdin), second_factor), 'reset')
 
 # %% ../../nbs/14h_cli.people.ipynb #h013
 @app.command()
-def audit(
-    limit: int = typer.Option(50, help="the latest this many events"),
-    user: Optional[str] = typer.Option(None, help="only this person's (user:NAME); a key's: key:ID"),
-    action: Optional[str] = typer.Option(
-        None, help="only this action: login, logout, users.add, keys.create, promote, train, ..."
-    ),
-    store: Optional[str] = typer.Option(None, help=STORE_HELP),
-):
+def audit(limit: int = typer.Option(50, help="the latest this many events"),
+          user: Optional[str] = typer.Option(None, help="only this person's (user:NAME); a key's: key:ID"),
+          action: Optional[str] = typer.Option(None,
+                                               help="only this action: login, logout, "
+                                                    "users.add, keys.create, promote, train, ..."),
+          store: Optional[str] = typer.Option(None, help=STORE_HELP)):
     "The audit log, newest first: logins and failures, and every privileged action (users, keys, promotions, training)"
     # here, not at the top: mlfin.service.audit adds 0.14 s to importing this module (measured)
     from mlfin.service.audit import Audit
@@ -132,7 +121,6 @@ def audit(
     actor = None if user is None else user if ':' in user else f"user:{user}"
     events = Audit(engine(store)).read(limit, actor, action)
     for e in events:
-        typer.echo(
-            f"{e['at']:%Y-%m-%d %H:%M:%S}Z  {e['actor']:<20} {e['action']:<14} {e['outcome']:<8} {e['target']:<20} "
-            f"{e['address'] or '-':<15} {e['detail']}" + (f" (x{e['count']} in {e['minute']})" if e['count'] else '')
-        )
+        typer.echo(f"{e['at']:%Y-%m-%d %H:%M:%S}Z  {e['actor']:<20} {e['action']:<14} "
+                   f"{e['outcome']:<8} {e['target']:<20} {e['address'] or '-':<15} {e['detail']}"
+                   + (f" (x{e['count']} in {e['minute']})" if e['count'] else ''))

@@ -98,19 +98,15 @@ def show_config(json_: bool = typer.Option(False, '--json', help="print the valu
     root = project_root()
     env = project_values(root) if root else {}; config = run_config(env)
     if json_: typer.echo(config.model_dump_json(indent=1)); return
-    rows = [
-        (name, repr(getattr(config, name)), 'env.yaml' if name in env else 'default', field.json_schema_extra['task'],
-         field.description)
-        for name, field in RunConfig.model_fields.items()
-    ]
+    rows = [(name, repr(getattr(config, name)), 'env.yaml' if name in env else 'default',
+             field.json_schema_extra['task'], field.description)
+            for name, field in RunConfig.model_fields.items()]
     # your own tasks' parameters: pipeline.yaml's defaults, or what env.yaml's task_params sets
     given = {f"{task}.{name}" for task, values in own_params(config.task_params).items() for name in values}
     mine = own_tasks(set_task_params(read_pipeline(root), config.task_params)) if root else {}
-    rows += [
-        (f"{task}.{name}", repr(value), 'env.yaml' if f"{task}.{name}" in given else 'pipeline.yaml', task,
-         f"a parameter of your task {task}: --task-params {task}.{name}=VALUE")
-        for task, params in mine.items() for name, value in params.items()
-    ]
+    rows += [(f"{task}.{name}", repr(value), 'env.yaml' if f"{task}.{name}" in given else 'pipeline.yaml', task,
+              f"a parameter of your task {task}: --task-params {task}.{name}=VALUE")
+             for task, params in mine.items() for name, value in params.items()]
     widths = [max(len(r[i]) for r in rows + [('parameter', 'value', 'from', 'task', '')]) for i in range(4)]
     for row in [('parameter', 'value', 'from', 'task', 'meaning'), *rows]:
         typer.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[4])
@@ -145,32 +141,32 @@ DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'trusted_proxies', 
 # installed for the notebooks, not the pages
 UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']
 
-def dashboards(
-    port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
-    browser: bool = typer.Option(False, help="open a browser"),
-    login: bool = typer.Option(True, '--login/--no-login',
-                               help="only people logged in (`mlfin users add`) see the pages; "
-                                    "--no-login: whoever reaches the port (you alone on this machine)"),
-    service: str = typer.Option(SERVICE_URL, envvar=SERVICE_URL_ENV,
-                                help="the service the operations and health pages ask, as the person logged in"),
-    secure_cookie: bool = typer.Option(
-        False, help="send the session cookie over HTTPS only: the pages are served behind a TLS proxy"
-    ),
-    preheat: int = typer.Option(2, min=0,
-                                help="kernels kept ready for any page, every page's modules loaded: "
-                                     "a visit waits for no kernel start and no imports (each "
-                                     "holds ~0.25 GB; 0: a kernel started per visit, seconds more)"),
-    kernels_per_person: int = typer.Option(
-        4, min=1,
-        help="pages (kernels) one person may have open at once; past it they get a page saying so and what to do"),
-    kernels_total: int = typer.Option(
-        12, min=1, help="pages (kernels) open at once for everyone (those kept ready aside): each holds ~0.25-0.45 GB"
-    ),
-    idle_minutes: float = typer.Option(5.0, min=1,
-                                       help="a page's kernel whose tab is gone without saying so (a phone asleep, a "
-                                            "browser killed) and unused this long is ended (a reload opens it again)"),
-    **settings,
-):
+def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
+               browser: bool = typer.Option(False, help="open a browser"),
+               login: bool = typer.Option(True, '--login/--no-login',
+                                          help="only people logged in (`mlfin users add`) see the pages; "
+                                               "--no-login: whoever reaches the port (you alone on this machine)"),
+               service: str = typer.Option(SERVICE_URL, envvar=SERVICE_URL_ENV,
+                                           help="the service the operations and health "
+                                                "pages ask, as the person logged in"),
+               secure_cookie: bool = typer.Option(False,
+                                                  help="send the session cookie over HTTPS only: "
+                                                       "the pages are served behind a TLS proxy"),
+               preheat: int = typer.Option(2, min=0,
+                                           help="kernels kept ready for any page, every page's modules loaded: "
+                                                "a visit waits for no kernel start and no imports (each "
+                                                "holds ~0.25 GB; 0: a kernel started per visit, seconds more)"),
+               kernels_per_person: int = typer.Option(4, min=1,
+                                                      help="pages (kernels) one person may have open at once; "
+                                                           "past it they get a page saying so and what to do"),
+               kernels_total: int = typer.Option(12, min=1,
+                                                 help="pages (kernels) open at once for everyone (those "
+                                                      "kept ready aside): each holds ~0.25-0.45 GB"),
+               idle_minutes: float = typer.Option(5.0, min=1,
+                                                  help="a page's kernel whose tab is gone without saying "
+                                                       "so (a phone asleep, a browser killed) and unused "
+                                                       "this long is ended (a reload opens it again)"),
+               **settings):
     """Serve dashboards/ with Voilà on 127.0.0.1 to people logged in (they read saved products, and ask the service as
     the person)"""
     from pydantic import ValidationError
@@ -179,13 +175,9 @@ def dashboards(
     # the service's words for the store, the registry and the login rules
     try: given = ServiceSettings(home=str(home()), **settings)
     except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
-    env = {
-        **os.environ,
-        'MLFIN_HOME': str(home()),
-        SERVICE_URL_ENV: service,
-        **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}),
-        PICTURES_ENV: '1',
-    }   # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
+    # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
+    env = {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service,
+           **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}), PICTURES_ENV: '1'}
     cmd = [
         sys.executable,
         '-c',
@@ -208,11 +200,9 @@ def dashboards(
         f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",
         *(_login_options(given, secure_cookie) if login else []),
     ]
-    typer.echo(
-        f"mlfin: serving {pages} on http://127.0.0.1:{port} "
-        + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page")
-        + " (Ctrl-C stops)"
-    )
+    typer.echo(f"mlfin: serving {pages} on http://127.0.0.1:{port} "
+               + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page")
+               + " (Ctrl-C stops)")
     raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
 
 app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))
@@ -235,9 +225,8 @@ def publish_page(
     except NotFound as e: typer.echo(f"  its page says so until a run has made it: {e}")
 
 # %% ../../nbs/14c_cli.research.ipynb #c012
-runs_app = typer.Typer(
-    add_completion=False, help="The runs recorded in MLflow: what each asked and found, side by side, and its reports"
-)
+runs_app = typer.Typer(add_completion=False,
+                       help="The runs recorded in MLflow: what each asked and found, side by side, and its reports")
 app.add_typer(runs_app, name='runs')
 
 @runs_app.callback(invoke_without_command=True)
@@ -260,9 +249,9 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, help="how many runs (
 
 # %% ../../nbs/14c_cli.research.ipynb #c012_00
 @runs_app.command('compare')
-def runs_compare(
-    first: str = typer.Argument(..., help="a run (the first characters of its id, as `mlfin runs` shows it)"),
-    second: str = typer.Argument(..., help="another run")):
+def runs_compare(first: str = typer.Argument(...,
+                                             help="a run (the first characters of its id, as `mlfin runs` shows it)"),
+                 second: str = typer.Argument(..., help="another run")):
     "Two runs side by side: the parameters that differ, then each symbol's leader and figures"
     import pandas as pd
     asked, found = compare_runs(first, second)
@@ -292,24 +281,24 @@ def version():
 
 # %% ../../nbs/14c_cli.research.ipynb #c016
 @app.command()
-def tune(
-    models: str = typer.Option('all', help="named models of models.yaml, comma-separated, or all"),
-    trials: int = typer.Option(20, help="trials per model and symbol in this process"),
-    symbols: Optional[str] = typer.Option(None, help="some of the last run's symbols, comma-separated (default: all)"),
-    storage: Optional[str] = typer.Option(
-        None,
-        help="sqlite:///PATH or postgresql://USER@HOST/DB (several workers share one); default: MLFIN_HOME/optuna.db"),
-    study: Optional[str] = typer.Option(
-        None, help="the study's name (workers sharing a study name share its trials); default: SYMBOL-MODEL-KIND"
-    ),
-    pruning: bool = typer.Option(True, '--pruning/--no-pruning', help="median pruning on folds (and boosting rounds)"),
-    timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
-    model_params: str = typer.Option('', help="hyperparameters held fixed, MODEL.NAME=VALUE comma-separated"),
-    cluster: str = typer.Option('serial',
-                                help="where the trials run: serial (here), local or local:N (a share of "
-                                     "each study's trials per worker process here), tcp://HOST:PORT (a Dask "
-                                     "scheduler; workers on other hosts need a postgresql:// --storage)"),
-):
+def tune(models: str = typer.Option('all', help="named models of models.yaml, comma-separated, or all"),
+         trials: int = typer.Option(20, help="trials per model and symbol in this process"),
+         symbols: Optional[str] = typer.Option(None,
+                                               help="some of the last run's symbols, comma-separated (default: all)"),
+         storage: Optional[str] = typer.Option(None,
+                                               help="sqlite:///PATH or postgresql://USER@HOST/DB (several "
+                                                    "workers share one); default: MLFIN_HOME/optuna.db"),
+         study: Optional[str] = typer.Option(None,
+                                             help="the study's name (workers sharing a study name "
+                                                  "share its trials); default: SYMBOL-MODEL-KIND"),
+         pruning: bool = typer.Option(True, '--pruning/--no-pruning',
+                                      help="median pruning on folds (and boosting rounds)"),
+         timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
+         model_params: str = typer.Option('', help="hyperparameters held fixed, MODEL.NAME=VALUE comma-separated"),
+         cluster: str = typer.Option('serial',
+                                     help="where the trials run: serial (here), local or local:N (a share of "
+                                          "each study's trials per worker process here), tcp://HOST:PORT (a Dask "
+                                          "scheduler; workers on other hosts need a postgresql:// --storage)")):
     """Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml
     lines"""
     import pandas as pd
@@ -325,14 +314,13 @@ def tune(
     data = pd.read_parquet(path)
     label = label_entry(data.attrs['label'])
     kind = label.kind
-    specs = choose_models(
-        models, kind, model_params, root / MODELS_FILE if root and (root / MODELS_FILE).exists() else None
-    )
+    specs = choose_models(models, kind, model_params,
+                          root / MODELS_FILE if root and (root / MODELS_FILE).exists() else None)
     wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
     missing = sorted(set(wanted) - set(data['symbol']))
     if missing:
-        raise BadInput(
-            f"--symbols: {', '.join(missing)} not in the last run (it has {', '.join(data['symbol'].unique())})")
+        raise BadInput(f"--symbols: {', '.join(missing)} not in the last "
+                       f"run (it has {', '.join(data['symbol'].unique())})")
     if study and len(wanted) * len(specs) > 1:
         raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
     splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
@@ -386,9 +374,8 @@ def tune(
                                f"counted by every later run on {question.key}")
 
 
-models_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="The model zoo and the registry: families, versions, promotion"
-)
+models_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="The model zoo and the registry: families, versions, promotion")
 app.add_typer(models_app, name='models')
 
 
@@ -420,8 +407,7 @@ def models_ls(symbol: Optional[str] = typer.Argument(None, help="one symbol (def
 @models_app.command('promote')
 def models_promote(series: str = typer.Argument(..., help="SYMBOL:TIMEFRAME or mlfin.SYMBOL.TIMEFRAME, e.g. SPX:1d"),
                    version: Optional[int] = typer.Argument(None, help="the version (default: the current candidate)"),
-                   reason: str = typer.Option('promoted by hand', help="recorded on the version"),
-                  ):
+                   reason: str = typer.Option('promoted by hand', help="recorded on the version")):
     "Make a version `production` whatever its scores: the deliberate override, held until `mlfin models release`"
     done = promote(*parse_series(series), version, reason)
     typer.echo(f"{done['name']} version {done['version']} is production "
@@ -456,8 +442,8 @@ def models_prune(
     if not shown.empty:
         with pd.option_context('display.max_colwidth', 200, 'display.width', 300):
             # text read from the left, as its header
-            left = {
-                c: (lambda w: lambda text: text.ljust(w))(shown[c].str.len().max()) for c in ('name', 'aliases', 'why')}
+            left = {c: (lambda w: lambda text: text.ljust(w))(shown[c].str.len().max())
+                    for c in ('name', 'aliases', 'why')}
             columns = ['name', 'version', 'model', 'registered', 'aliases', 'fate', 'why']
             table = shown[columns].to_string(index=False, formatters=left, justify='left')
             typer.echo('\n'.join(line.rstrip() for line in table.splitlines()))

@@ -26,9 +26,8 @@ def serve(**given):
     "Serve bars, predictions, signals, models and training jobs over HTTP (FastAPI under uvicorn)"
     from pydantic import ValidationError
     server = {name: given.pop(name) for name in SERVER_OPTIONS}
-    given.update(
-        project=given['project'] or str(project_root() or '') or None, cors_origins=given['cors_origins'] or []
-    )
+    given.update(project=given['project'] or str(project_root() or '') or None,
+                 cors_origins=given['cors_origins'] or [])
     # its logs, keys' and sessions' store, jobs' runs: the home's owner's alone (tightened, and said, if found wider)
     open_home()
     try: run_service(ServiceSettings(home=str(home()), **given), **server)   # says "serving on" once it can
@@ -36,9 +35,8 @@ def serve(**given):
 
 app.command('serve')(service_options(serve))
 
-keys_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="The service's API keys (stored hashed; a key is shown once)"
-)
+keys_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="The service's API keys (stored hashed; a key is shown once)")
 app.add_typer(keys_app, name='keys')
 
 
@@ -64,9 +62,9 @@ def keys_create(
     "Make an API key; it is printed this once (only its digest is kept)"
     key, record = _keys(store).create(role, name, days)
     typer.echo(key)
-    typer.echo(
-        f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) made; keep it now, it is not shown again",
-        err=True)
+    typer.echo(f"mlfin: key {record['id']} ({role}{', ' + name if name else ''}) "
+               "made; keep it now, it is not shown again",
+               err=True)
 
 
 # %% ../../nbs/14e_cli.service.ipynb #c016t_02
@@ -93,17 +91,15 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (`mlfin key
 
 # %% ../../nbs/14e_cli.service.ipynb #c014_09
 @app.command()
-def monitor(
-    store: Optional[str] = typer.Option(
-        None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"
-    ),
-    window: Optional[str] = typer.Option(
-        None, help="bars watched: a count (250) or a span back from the last bar (90D); default by bar size"
-    ),
-    out: Optional[Path] = typer.Option(
-        None, help="where runs are written (default: MLFIN_HOME/monitor, which the service reads)"
-    ),
-):
+def monitor(store: Optional[str] = typer.Option(None,
+                                                help="store folder or postgresql:// URL "
+                                                     "(default: MLFIN_STORE or the home's store)"),
+            window: Optional[str] = typer.Option(None,
+                                                 help="bars watched: a count (250) or a span back "
+                                                      "from the last bar (90D); default by bar size"),
+            out: Optional[Path] = typer.Option(None,
+                                               help="where runs are written (default: "
+                                                    "MLFIN_HOME/monitor, which the service reads)")):
     """Watch every production model once (drift, predictions, live performance) and every series' freshness; write the
     report (for a schedule)"""
     # here, not at the top: mlfin.monitor.models adds 0.97 s to importing this module (measured)
@@ -122,18 +118,18 @@ def monitor(
 
 # %% ../../nbs/14e_cli.service.ipynb #c014_10
 @app.command()
-def monitoring(
-    port: int = typer.Option(SERVICE_PORT, help=f"the service's port on {SERVICE_HOST}"),
-    serve: bool = typer.Option(
-        True, '--serve/--no-serve', help="start `mlfin serve` too (--no-serve: one already runs on --port)"
-    ),
-    webhook: Optional[str] = typer.Option(None, help="a URL Alertmanager POSTs alerts to"),
-    smtp: Optional[str] = typer.Option(None, help="an SMTP server (host:port) Alertmanager mails alerts through"),
-    email_to: Optional[str] = typer.Option(None, help="whom the alerts are mailed to (with --smtp)"),
-    prometheus_port: int = typer.Option(9090, help="Prometheus on 127.0.0.1"),
-    alertmanager_port: int = typer.Option(9093, help="Alertmanager on 127.0.0.1"),
-    store: Optional[str] = typer.Option(None, help="the service's store (default: MLFIN_STORE or the home's store)"),
-):
+def monitoring(port: int = typer.Option(SERVICE_PORT, help=f"the service's port on {SERVICE_HOST}"),
+               serve: bool = typer.Option(True, '--serve/--no-serve',
+                                          help="start `mlfin serve` too (--no-serve: one already runs on --port)"),
+               webhook: Optional[str] = typer.Option(None, help="a URL Alertmanager POSTs alerts to"),
+               smtp: Optional[str] = typer.Option(None,
+                                                  help="an SMTP server (host:port) Alertmanager mails alerts through"),
+               email_to: Optional[str] = typer.Option(None, help="whom the alerts are mailed to (with --smtp)"),
+               prometheus_port: int = typer.Option(9090, help="Prometheus on 127.0.0.1"),
+               alertmanager_port: int = typer.Option(9093, help="Alertmanager on 127.0.0.1"),
+               store: Optional[str] = typer.Option(None,
+                                                   help="the service's store (default: "
+                                                        "MLFIN_STORE or the home's store)")):
     """Prometheus (scraping the service, evaluating env/monitoring/alerts.yml and figures.yml) and Alertmanager
     (webhook, e-mail) on loopback, beside the service"""
     # here, not at the top: mlfin.service.auth adds 0.15 s to importing this module (measured)
@@ -143,9 +139,8 @@ def monitoring(
                    smtp=smtp, email_to=email_to, prometheus_port=prometheus_port, alertmanager_port=alertmanager_port)
 
 # %% ../../nbs/14e_cli.service.ipynb #c016w
-home_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="The home: where runs, the registry and the store are kept"
-)
+home_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="The home: where runs, the registry and the store are kept")
 app.add_typer(home_app, name='home')
 
 @home_app.command('check')
@@ -157,8 +152,6 @@ def home_check():
                    f"{report['rewritten']} recorded location(s) now under {report['home']}")
     for line in report['outside']: typer.echo(f"outside the home: {line}")
     outside = report['outside']
-    typer.echo(
-        f"{report['home']}: "
-        + (f"{len(outside)} location(s) outside it" if outside else "every recorded location is inside it")
-    )
+    typer.echo(f"{report['home']}: "
+               + (f"{len(outside)} location(s) outside it" if outside else "every recorded location is inside it"))
     if report['outside']: raise typer.Exit(1)

@@ -23,22 +23,19 @@ _DB = "the server's PostgreSQL database: postgresql://USER[:PASSWORD]@HOST[:PORT
 _ART = "the folder the server keeps every run's files in (clients reach them through the server)"
 
 @tracking_app.command('serve')
-def tracking_serve(
-    db: str = typer.Option(..., help=_DB),
-    artifacts: Path = typer.Option(..., help=_ART),
-    host: str = typer.Option(
-        '127.0.0.1', help="address to listen on (loopback by default; a team's host: its address)"
-    ),
-    port: int = typer.Option(5000, help="port"),
-    workers: int = typer.Option(2, help="server processes"),
-    default_permission: str = typer.Option(DEFAULT_PERMISSION,
-                                           help="what every account may do with what others made: READ (members "
-                                                "read every run and change their own), EDIT, MANAGE or NO_PERMISSIONS"),
-    allowed_hosts: str = typer.Option('',
-                                      help="names clients reach it by, comma-separated "
-                                           "(mlflow.team.internal, *.team.internal); loopback and "
-                                           "private addresses always: any other Host is refused"),
-):
+def tracking_serve(db: str = typer.Option(..., help=_DB), artifacts: Path = typer.Option(..., help=_ART),
+                   host: str = typer.Option('127.0.0.1',
+                                            help="address to listen on (loopback by "
+                                                 "default; a team's host: its address)"),
+                   port: int = typer.Option(5000, help="port"), workers: int = typer.Option(2, help="server processes"),
+                   default_permission: str = typer.Option(DEFAULT_PERMISSION,
+                                                          help="what every account may do with what others "
+                                                               "made: READ (members read every run and change "
+                                                               "their own), EDIT, MANAGE or NO_PERMISSIONS"),
+                   allowed_hosts: str = typer.Option('',
+                                                     help="names clients reach it by, comma-separated "
+                                                          "(mlflow.team.internal, *.team.internal); loopback and "
+                                                          "private addresses always: any other Host is refused")):
     """Run MLflow's tracking server on PostgreSQL with artifact serving and a login on every route but /health, until
     stopped"""
     typer.echo(f"mlfin: MLflow on http://{host}:{port} (account {ADMIN!r}: its password is "
@@ -54,10 +51,8 @@ def tracking_migrate(db: str = typer.Option(..., help=_DB + "; fresh"), artifact
     kept), and its files into the server's folder"""
     done = migrate(db, artifacts)
     if json_: typer.echo(json.dumps(done, indent=1)); return
-    typer.echo(
-        f"mlfin: {done['from']} (schema {done['revision']}) copied: "
-        + ', '.join(f"{n} {t}" for t, n in done['rows'].items())
-    )
+    typer.echo(f"mlfin: {done['from']} (schema {done['revision']}) copied: "
+               + ', '.join(f"{n} {t}" for t, n in done['rows'].items()))
     typer.echo(f"mlfin: {done['files']} file(s) in {done['artifacts']}")
 
 # %% ../../nbs/14g_cli.tracking.ipynb #f61b616d
@@ -96,8 +91,8 @@ def ledger_check():
                    "head and the tracking store's runs agree; a verdict counts from "
                    f"then (--trials-since {afresh_from(resets[-1])}), as every run says")
         return
-    typer.echo(
-        "mlfin: whole: its chain, every noted head (this home's, the tracking store's runs') and their runs agree")
+    typer.echo("mlfin: whole: its chain, every noted head (this "
+               "home's, the tracking store's runs') and their runs agree")
 
 
 @ledger_app.command('adopt')
@@ -116,13 +111,9 @@ def ledger_adopt():
     if heads:
         typer.echo(f"mlfin: acknowledged {heads} noted head(s) the ledger no longer matches (rewritten or cut short) "
                    "in a reset entry: verdicts count afresh from it (--trials-since, as `mlfin ledger check` says)")
-    typer.echo(
-        f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}"
-        if done
-        else "mlfin: nothing to adopt: the ledger holds every run the tracking store has"
-        if not heads and not away
-        else "mlfin: no run to adopt"
-    )
+    typer.echo(f"mlfin: {sum(done.values())} run(s) adopted into the trial ledger at {book!r}" if done
+               else "mlfin: nothing to adopt: the ledger holds every run the tracking store has"
+               if not heads and not away else "mlfin: no run to adopt")
 
 # %% ../../nbs/14g_cli.tracking.ipynb #c006t
 team_app = typer.Typer(add_completion=False, no_args_is_help=True,

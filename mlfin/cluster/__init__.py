@@ -9,11 +9,8 @@ __all__ = []
 from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`)
-_WHERE = {
-    **dict.fromkeys(('CLUSTER_ENV', 'parse_where', 'running', 'client', 'connect', 'check_workers'), 'where'),
-    **dict.fromkeys(('fan_out', 'capped_threads', 'on_worker', 'shipped', 'symbol_rows'), 'fanout'),
-    **dict.fromkeys((
-        'Codec', 'Units', 'code_digest', 'digest', 'frame_bytes', 'frame_of', 'json_bytes', 'reuse'),
-        'units'),
-}
+_WHERE = {**dict.fromkeys(('CLUSTER_ENV', 'parse_where', 'running', 'client', 'connect', 'check_workers'), 'where'),
+          **dict.fromkeys(('fan_out', 'capped_threads', 'on_worker', 'shipped', 'symbol_rows'), 'fanout'),
+          **dict.fromkeys(('Codec', 'Units', 'code_digest', 'digest', 'frame_bytes', 'frame_of', 'json_bytes', 'reuse'),
+                          'units')}
 __all__ = lazy_area(__name__)

@@ -32,9 +32,8 @@ def fan_out(task: str,                    # the task at work, for progress (feat
     as it was"""
     found = client(address)
     if found is None:
-        return {
-            unit: _serial(task, fn, unit, args, i, len(calls), finished) for i, (unit, args) in enumerate(calls.items())
-        }
+        return {unit: _serial(task, fn, unit, args, i, len(calls), finished)
+                for i, (unit, args) in enumerate(calls.items())}
     from distributed import as_completed
     token = uuid.uuid4().hex[:8]
     carried = run_env()

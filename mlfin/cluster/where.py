@@ -99,11 +99,9 @@ def reached_everywhere(url: str | None, what: str, workers: list[str]):
     would read it as itself"""
     if url and workers and is_loopback(url):
         parts = urlsplit(url)
-        shown = (
-            url
-            if parts.password is None
-            else parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl()
-        )  # a password is never printed
+        # a password is never printed
+        shown = (url if parts.password is None
+                 else parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}").geturl())
         raise BadInput(f"{what} {shown}: a loopback address, which worker {workers[0]} on another host would "
                        "read as itself; give the address every host reaches (tutorial: Past one machine)")
 

@@ -131,8 +131,8 @@ def team_run(at: Path | None = None, # a home; default: `home()`
         # the home's runs/ folder: fetch_run's own default, or the home asked about's
         folder = fetch_run(newest['run_id'], Path(at)/'runs'/newest['run_id'][:8] if at else None)
     except Exception as e:  # MLflow's, the network's or a login's: said once here for every page
-        raise Unavailable(
-            f"the tracking server could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
+        raise Unavailable("the tracking server could not be read: "
+                          f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
     return {'folder': folder, 'run': newest['run_id'], 'by': newest.get('tags.mlflow.user') or 'someone unnamed',
             'started': newest['start_time']}
 
@@ -162,8 +162,8 @@ def run_named(asked: str, latest: dict | None = None) -> dict:
     """The run whose MLflow id is `asked`: the latest when it is that one, else a copy the home keeps, else fetched from
     the tracking server (and kept); `BadInput` or `NotFound` in one line"""
     if not RUN_ID.fullmatch(asked):
-        raise BadInput(
-            f"run {asked!r}: a run is named by its MLflow id, 32 hexadecimal characters, as the runs page lists them")
+        raise BadInput(f"run {asked!r}: a run is named by its MLflow id, 32 "
+                       "hexadecimal characters, as the runs page lists them")
     if latest is not None and run_id(latest) == asked: return latest
     for folder in kept_runs():
         try: said = json.loads((folder/SUMMARY).read_text())
@@ -196,11 +196,9 @@ def run_status(home: Path | None = None) -> tuple[str, str]:
                 f"The latest run, {what(attempt)}, {attempt['status']}{where}: "
                 f"{attempt.get('error') or 'no reason recorded'}. {kept}")
     ran = attempt.get('ran')
-    return 'ok', (
-        f"Last run finished {said(attempt.get('ended'))}, "
-        + (f"ran {', '.join(ran)}" if ran else 'nothing changed since the one before')
-        + (f" ({attempt['symbols']})." if attempt.get('symbols') else '.')
-    )
+    return 'ok', (f"Last run finished {said(attempt.get('ended'))}, "
+                  + (f"ran {', '.join(ran)}" if ran else 'nothing changed since the one before')
+                  + (f" ({attempt['symbols']})." if attempt.get('symbols') else '.'))
 
 def run_notice(home: Path | None = None) -> tuple[str, str] | None:
     "`run_status` when the latest run is not the one the pages show (running, failed, stopped), else None"
@@ -221,14 +219,14 @@ def monitor_status() -> tuple[str, str]:
     from mlfin.monitor.report import latest_report
     found = latest_report()
     if found is None: return 'warning', "The monitor has not run yet (`mlfin monitor`, or its schedule)."
-    past = {
-        m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))] for m in found['models']}
+    past = {m['name']: [f.alert.said for f in FIGURES if f.alert and f.alert.holds(f.value(m))]
+            for m in found['models']}
     past = {name: said for name, said in past.items() if said}
     text = f"Monitor, {when_text(found['at'])}: {len(found['models'])} production model(s) watched"
     if past: text += '; ' + '; '.join(f"{name}: {', '.join(said)}" for name, said in past.items())
     if found.get('errors'): text += '; not watched: ' + ', '.join(found['errors'])
-    return ('warning' if past or found.get('errors') else 'ok'), text + (
-        '.' if past or found.get('errors') else ', none past an alert.')
+    return ('warning' if past or found.get('errors') else 'ok'), text + ('.' if past or found.get('errors')
+                                                                         else ', none past an alert.')
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c006pl
 # a page's PDF under the server's base URL: /print/NOTEBOOK?QUERY (`dashboards.printing`)
@@ -287,21 +285,19 @@ def page(title: str, lesson: str, *children,
     head = widgets.HTML(
         f"{STYLE}{signed_in_line()}<h1>{html.escape(title)}</h1>{'<p>' + ' · '.join(links) + '</p>' if links else ''}"
         f"<p><small>{html.escape(lesson)}</small></p>"
-        + (status_line(*said) if said else '')
-    )
-    return widgets.VBox([head, *children], layout=widgets.Layout(max_width='1200px', width='100%')).add_class(
-        'mlfin-page')
+        + (status_line(*said) if said else ''))
+    return widgets.VBox([head, *children],
+                        layout=widgets.Layout(max_width='1200px', width='100%')).add_class('mlfin-page')
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010
-PAGES = [
-    ('run.ipynb', 'The latest run', 'out-of-sample results after costs beside buy-and-hold; tearsheets'),
-    ('models.ipynb', 'Models', 'registry versions, aliases, lineage, promotion; leaderboard and model-vs-model tests'),
-    ('quality.ipynb', 'Data quality', 'coverage, gaps, anomalies, quarantined rows per series'),
-    ('monitoring.ipynb', 'Monitoring',
-     'drift per input over time, live performance against the out-of-sample band, alerts'),
-    ('operations.ipynb', 'Operations', 'predict, ingest now, train, promote: the buttons your role may use'),
-    ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs'),
-]
+PAGES = [('run.ipynb', 'The latest run', 'out-of-sample results after costs beside buy-and-hold; tearsheets'),
+         ('models.ipynb', 'Models',
+          'registry versions, aliases, lineage, promotion; leaderboard and model-vs-model tests'),
+         ('quality.ipynb', 'Data quality', 'coverage, gaps, anomalies, quarantined rows per series'),
+         ('monitoring.ipynb', 'Monitoring',
+          'drift per input over time, live performance against the out-of-sample band, alerts'),
+         ('operations.ipynb', 'Operations', 'predict, ingest now, train, promote: the buttons your role may use'),
+         ('health.ipynb', 'System health', 'requests, latency and errors per route, last bar per series, jobs')]
 
 # %% ../../nbs/13c_dashboards.common.ipynb #c010p
 PUBLISHED = 'mlfin-published'   # in a page's notebook metadata: the task, title and line `mlfin publish` wrote it with
@@ -328,10 +324,9 @@ MEETING = 'meeting'
 def picks(names: list[str], current: str, href, said=lambda name: name, between: str = ' · ') -> str:
     """A row of links, one per choice (`href(name)` its address, `said(name)` its words), the current one in bold: a
     pick is a new address, which names it"""
-    return between.join(
-        f"<b aria-current='page'>{html.escape(said(n))}</b>" if n == current
-        else f"<a class='mlfin-link' href='{html.escape(href(n))}'>{html.escape(said(n))}</a>" for n in names
-    )
+    return between.join(f"<b aria-current='page'>{html.escape(said(n))}</b>" if n == current
+                        else f"<a class='mlfin-link' href='{html.escape(href(n))}'>{html.escape(said(n))}</a>"
+                        for n in names)
 
 def held_line(shown: str | None, latest: str | None, href) -> str:
     """The line under a view whose address names its run (`shown`, an MLflow id): a link to these figures, the same
@@ -350,10 +345,8 @@ def sparkline(strategy, hold, width: int = 300, height: int = 56) -> str:
     values = [v[::step] for v in values]
     lo, hi = min(v.min() for v in values), max(v.max() for v in values)
     span = (hi - lo) or 1.0
-    line = lambda v: ' '.join(
-        f"{width * i / max(len(v) - 1, 1):.1f},{height - 2 - (height - 4) * (x - lo) / span:.1f}"
-        for i, x in enumerate(v)
-    )
+    line = lambda v: ' '.join(f"{width * i / max(len(v) - 1, 1):.1f},{height - 2 - (height - 4) * (x - lo) / span:.1f}"
+                              for i, x in enumerate(v))
     return (f"<svg class='mlfin-spark' viewBox='0 0 {width} {height}' preserveAspectRatio='none' "
             f"style='width:100%;height:{height}px;display:block'><title>value of the "
             "strategy (blue) and of buy-and-hold (grey), on one log scale</title><polyline "
@@ -371,33 +364,27 @@ def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -
     back, fore = BADGES[judge(m)]
     shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
     cells = lambda *values: ''.join(f"<td>{html.escape(str(v))}</td>" for v in values)
-    rows = ''.join(
-        f"<tr><th>{html.escape(label)}</th>{cells(v['Strategy'], v['Buy & hold'])}</tr>"
-        for label, v in shown.iterrows()
-    )
+    rows = ''.join(f"<tr><th>{html.escape(label)}</th>{cells(v['Strategy'], v['Buy & hold'])}</tr>"
+                   for label, v in shown.iterrows())
     pbo = (m.get('pbo') or {}).get('pbo')
     what = ' · '.join(str(x) for x in (m.get('timeframe'), m.get('model')) if x)
-    return (
-        "<div class='mlfin-card' style='border:1px solid "
-        "#dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'>"
-        f"<div style='display:flex;flex-wrap:wrap;gap:6px;align-items:center;justify-content:space-between'>"
-        f"<span><a class='mlfin-link' href='{html.escape(BOOK_PAGE.format(book=quote(name, safe='')))}' "
-        "title='its tearsheet'><b "
-        f"style='font-size:1.15em'>{html.escape(name)}</b></a> "
-        f"<small>{html.escape(what)}</small></span>"
-        f"<span class='mlfin-badge' style='background:{back};color:{fore};border-radius:12px;padding:2px "
-        "10px;font-size:.9em'>"
-        f"{html.escape(verdict_word(m, tradeable))}</span></div>"
-        + (sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else '')
-        + "<table class='mlfin-card-figures' style='width:100%;border-collapse:collapse;font-size:.92em'>"
-        "<tr><th></th><th style='text-align:right;color:#1a56db'>Strategy</th><th "
-        "style='text-align:right;color:#5f6368'>Buy &amp; hold</th></tr>"
-        + rows.replace('<td>', "<td style='text-align:right'>")
-        + f"</table><p style='margin:.4em 0 0;font-size:.92em'>Deflated Sharpe {figure(m['skill'].get('dsr'))} after "
-          f"{m['skill']['trials']:,} trials"
-        + (f" · PBO {pbo:.0%}" if pbo is not None else '')
-        + "</p></div>"
-    )
+    return ("<div class='mlfin-card' style='border:1px solid "
+            "#dadce0;border-radius:8px;padding:12px;min-width:0;background:#fff'><div "
+            "style='display:flex;flex-wrap:wrap;gap:6px;align-items:center;justify-content:space-between'><span><a "
+            f"class='mlfin-link' href='{html.escape(BOOK_PAGE.format(book=quote(name, safe='')))}' "
+            f"title='its tearsheet'><b style='font-size:1.15em'>{html.escape(name)}</b></a> "
+            f"<small>{html.escape(what)}</small></span><span class='mlfin-badge' "
+            f"style='background:{back};color:{fore};border-radius:12px;padding:2px "
+            f"10px;font-size:.9em'>{html.escape(verdict_word(m, tradeable))}</span></div>"
+            + (sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else '')
+            + "<table class='mlfin-card-figures' "
+              "style='width:100%;border-collapse:collapse;font-size:.92em'><tr><th></th><th "
+              "style='text-align:right;color:#1a56db'>Strategy</th><th "
+              "style='text-align:right;color:#5f6368'>Buy &amp; hold</th></tr>"
+            + rows.replace('<td>', "<td style='text-align:right'>")
+            + "</table><p style='margin:.4em 0 0;font-size:.92em'>Deflated Sharpe "
+              f"{figure(m['skill'].get('dsr'))} after {m['skill']['trials']:,} trials"
+            + (f" · PBO {pbo:.0%}" if pbo is not None else '') + "</p></div>")
 
 def book_cards(run: dict) -> str:
     "Every book's card of a run (each symbol, then the portfolio), in a grid as wide as the page"
@@ -427,10 +414,9 @@ def index_page(folder=None):  # a run's folder; default: the last run that finis
                  "book's name opens its tearsheet.</small></p>" + universe_table(run, link=BOOK_PAGE)
                  if many else book_cards(run))
     except MlfinError as e: cards = f"<p class='mlfin-empty'>No run has finished yet: {html.escape(str(e))}</p>"
-    links = lambda pages: ''.join(
-        f"<li><a class='mlfin-link' href='{html.escape(p)}'>{html.escape(t)}</a> <span>{html.escape(d)}</span></li>"
-        for p, t, d in pages
-    )
+    links = lambda pages: ''.join(f"<li><a class='mlfin-link' href='{html.escape(p)}'>{html.escape(t)}</a> "
+                                  f"<span>{html.escape(d)}</span></li>"
+                                  for p, t, d in pages)
     published = published_pages()
     return page('mlfin', 'Every page reads saved products or asks the service; none retrains.', widgets.HTML(states),
                 widgets.HTML(f"<h2>Books of the last finished run</h2>{cards}"),
@@ -503,9 +489,9 @@ def keep_pictures(
     kept = pictures_dir()/DRAWN_FOR
     if read(kept) == shown: return False
     try:
-        subprocess.run(
-            command or [sys.executable, '-c', 'from mlfin.dashboards.common import draw_pictures; draw_pictures()'],
-            capture_output=True, timeout=timeout, env={**os.environ, 'VOILA_PREHEAT': 'False'})
+        subprocess.run(command
+                       or [sys.executable, '-c', 'from mlfin.dashboards.common import draw_pictures; draw_pictures()'],
+                       capture_output=True, timeout=timeout, env={**os.environ, 'VOILA_PREHEAT': 'False'})
     except subprocess.TimeoutExpired:
         pass   # not tried again for these products: their pictures are drawn as pages show them
     kept.parent.mkdir(parents=True, exist_ok=True)

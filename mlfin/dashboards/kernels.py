@@ -108,15 +108,13 @@ async def _make_ready(self: ReadyKernels):
     try waits `patience`)"""
     self._loading, kernel_id = (None, self.now()), None
     try:
-        kernel_id = await super(ReadyKernels, self).start_kernel(
-            kernel_name=self.default_kernel_name, path='', env={**os.environ, 'VOILA_PREHEAT': 'False'}
-        )
+        kernel_id = await super(ReadyKernels, self).start_kernel(kernel_name=self.default_kernel_name, path='',
+                                                                 env={**os.environ, 'VOILA_PREHEAT': 'False'})
         self._loading = (kernel_id, self.now())
         await self._run(kernel_id, self.warm)
     except Exception as e:
-        self.log.warning(
-            "mlfin: a kernel for the pages could not be made ready (%s): the next try in %.0f s", e, self.patience
-        )
+        self.log.warning("mlfin: a kernel for the pages could not be made ready (%s): the next try in %.0f s", e,
+                         self.patience)
         if kernel_id in self: await self.shutdown_kernel(kernel_id, now=True)
         self._loading = None
         # a page's module that fails to import fails again at once: no kernel started in a loop

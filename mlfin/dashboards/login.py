@@ -40,9 +40,8 @@ def _local(target: str | None, base: str = '/') -> str:
 def _address(handler) -> str:
     """The client's address: the peer's; behind a proxy the operator trusts (the login policy's `proxies`), the one its
     X-Forwarded-For names"""
-    return handler.identity_provider.proxies.client(
-        handler.request.remote_ip or '', handler.request.headers.get('X-Forwarded-For', '')
-    )
+    return handler.identity_provider.proxies.client(handler.request.remote_ip or '',
+                                                    handler.request.headers.get('X-Forwarded-For', ''))
 
 
 def _from_here(handler) -> bool:
@@ -74,12 +73,10 @@ class LoginPage(JupyterHandler):
     def _show(self, said: str = '', status: int = 200):
         self.set_status(status)
         self.set_header('Cache-Control', 'no-store')
-        self.finish(
-            _PAGE.format(said=f'<p class="said" role="alert">{html.escape(said)}</p>' if said else '',
-                         action=html.escape(self.request.path), xsrf=self.xsrf_form_html(),
-                         next=html.escape(_local(self.get_argument('next', None), self.base_url)),
-                         username=html.escape(self.get_argument('username', '')[:64]))
-        )
+        self.finish(_PAGE.format(said=f'<p class="said" role="alert">{html.escape(said)}</p>' if said else '',
+                                 action=html.escape(self.request.path), xsrf=self.xsrf_form_html(),
+                                 next=html.escape(_local(self.get_argument('next', None), self.base_url)),
+                                 username=html.escape(self.get_argument('username', '')[:64])))
 
     @allow_unauthenticated
     def get(self): self._show()
@@ -141,9 +138,9 @@ class SessionIdentity(IdentityProvider):
     """jupyter_server's identity provider for Voilà: the person whose mlfin session token is in the HTTP-only cookie, or
     nobody (the login page)"""
 
-    store = Unicode(
-        '', config=True,
-        help="the service's store, where accounts and sessions are ('' = MLFIN_STORE, else the home's store)")
+    store = Unicode('', config=True,
+                    help="the service's store, where accounts and sessions "
+                         "are ('' = MLFIN_STORE, else the home's store)")
     secure_cookie = Bool(False, config=True,
                          help="send the cookie over HTTPS only even when this server speaks HTTP (behind a TLS proxy)")
     policy = Unicode('', config=True,

@@ -43,12 +43,10 @@ def book_lines(run: dict) -> list[dict]:
         curve = curves[curves['symbol'] == name]
         mine, hold = (m.get('strategy') or {}).get('total_return'), (m.get('buy_and_hold') or {}).get('total_return')
         s = m.get('skill') or {}
-        found.append({
-            'book': name, 'timeframe': m.get('timeframe') or '', 'model': m.get('model') or '',
-            'verdict': judge(m), 'why_not': unjudged(m), 'dsr': s.get('dsr'), 'trials': s.get('trials'),
-            'pbo': (m.get('pbo') or {}).get('pbo'), 'strategy': mine, 'hold': hold, 'span': _span(curve),
-            'picture': sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else '',
-        })
+        found.append({'book': name, 'timeframe': m.get('timeframe') or '', 'model': m.get('model') or '',
+                      'verdict': judge(m), 'why_not': unjudged(m), 'dsr': s.get('dsr'), 'trials': s.get('trials'),
+                      'pbo': (m.get('pbo') or {}).get('pbo'), 'strategy': mine, 'hold': hold, 'span': _span(curve),
+                      'picture': sparkline(curve['strategy'], curve['buy_and_hold']) if len(curve) > 1 else ''})
     return found
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m013
@@ -140,8 +138,8 @@ def health_reasons(service: str | None,       # why the service did not answer; 
     if service: found.append(('failing', "The service does not answer.", f"{service}."))
     kind, said = run_status()
     if kind == 'failed':
-        found.append(
-            ('failing', "The latest run failed; the figures are the last run that finished.", plain(said) + '.'))
+        found.append(('failing', "The latest run failed; the figures are the last run that finished.",
+                      plain(said) + '.'))
     elif kind == 'warning': found.append(('attention', "No run has finished yet.", ''))
     checks = check_stats()
     for c in checks[checks['consecutive_failures'] > 0].itertuples() if len(checks) else ():
@@ -176,8 +174,8 @@ async def asked_service(url: str,      # the service (`config.service_url`)
     import httpx   # the pages' server has it (mlfin[dashboards])
     own = client is None
     client = client or httpx.AsyncClient(timeout=SERVICE_WAIT, headers={'Authorization': f"Bearer {token}"})
-    said = lambda r: (
-        (r.json().get('detail') if 'json' in r.headers.get('content-type', '') else r.text[:200]) or r.reason_phrase)
+    said = lambda r: ((r.json().get('detail') if 'json' in r.headers.get('content-type', '') else r.text[:200])
+                      or r.reason_phrase)
     try:
         listed = await client.get(f"{url}/models")
         if listed.status_code >= 400:
@@ -258,12 +256,10 @@ def _tomorrow(service: dict, now: pd.Timestamp) -> tuple[str, list[str], list[tu
         return 'not known', [html.escape(f"The service could not be asked: {service['error']}.")], []
     said = [tomorrow_answer(p, now) for p in service['forecasts']]
     if not said:
-        return (
-            'none',
-            ["No model in production, so nothing forecasts tomorrow: the runs' candidates "
-             "were refused (none beat the simple baseline out of sample), or none was promoted."],
-            [],
-        )
+        return ('none',
+                ["No model in production, so nothing forecasts tomorrow: the runs' candidates "
+                 "were refused (none beat the simple baseline out of sample), or none was promoted."],
+                [])
     kinds = {k for k, _ in said}
     word = 'forecast' if 'current' in kinds else 'data stopped' if 'stale' in kinds else 'none'
     return word, [html.escape(s) for _, s in said], said
@@ -276,13 +272,11 @@ def _method(run: dict, lines: list[dict], base: str = '/') -> str:
     cells = lambda *values: ''.join(f"<td>{html.escape(str(v))}</td>" for v in values)
     sheet = lambda b: html.escape(f"{base}voila/render/" + BOOK_PAGE.format(book=quote(b, safe=''))
                                   + (f"&run={run_id(run)}" if run_id(run) else ''))
-    rows = ''.join(
-        f"<tr><td><a href='{sheet(b['book'])}'>{html.escape(b['book'])}</a></td>"
-        + cells(b['timeframe'], b['model'], b['verdict'], _fig(b['dsr'], '.3f'), _fig(b['trials'], ','),
-                _fig(b['pbo'], '.0%'), _signed(b['strategy']), _signed(b['hold']))
-        + "</tr>"
-        for b in lines
-    )
+    rows = ''.join(f"<tr><td><a href='{sheet(b['book'])}'>{html.escape(b['book'])}</a></td>"
+                   + cells(b['timeframe'], b['model'], b['verdict'], _fig(b['dsr'], '.3f'), _fig(b['trials'], ','),
+                           _fig(b['pbo'], '.0%'), _signed(b['strategy']), _signed(b['hold']))
+                   + "</tr>"
+                   for b in lines)
     return ("<p>Every figure is out of sample (walk-forward, purged) and after costs. "
             f"{html.escape(run.get('execution_model') or run.get('fill_rules') or '')}</p><div "
             "style='overflow-x:auto'><table "
@@ -307,11 +301,8 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     t_word, t_lines, t_said = _tomorrow(service, now)
     ahead = [b for b in lines if b['strategy'] is not None and b['hold'] is not None and b['strategy'] > b['hold']]
     h_word = 'ahead' if len(ahead) == len(lines) and lines else 'behind' if not ahead else 'mixed'
-    firsts = (
-        lines
-        if len(lines) <= HANDFUL
-        else sorted(lines, key=lambda b: (b['verdict'] != 'skill', -(b['dsr'] or 0)))[:HANDFUL]
-    )
+    firsts = (lines if len(lines) <= HANDFUL
+              else sorted(lines, key=lambda b: (b['verdict'] != 'skill', -(b['dsr'] or 0)))[:HANDFUL])
     holding = [f"{e(holding_answer(b))}<span class='pic'>{b['picture']}</span>" for b in firsts]
     if len(lines) > HANDFUL:
         holding.insert(0, f"{len(ahead)} of {len(lines)} books did better than holding; the {HANDFUL} nearest to skill "
@@ -319,24 +310,15 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     key = "<p class='key'>Blue: the strategy's value; grey: holding's; one log scale, over the stretch named.</p>"
     reasons = health_reasons(service.get('error'), t_said, service.get('unfiled', []))
     health, health_said = health_answer(reasons)
-    more = (
-        f"<details{open_}><summary>{'Details' if len(reasons) == 1 else 'Every reason'}</summary>"
-        "<ul>" + ''.join(f"<li>{e(line)} {e(detail)}</li>" for _, line, detail in reasons) + "</ul></details>"
-        if reasons
-        else ''
-    )
+    more = (f"<details{open_}><summary>{'Details' if len(reasons) == 1 else 'Every reason'}</summary>" "<ul>"
+            + ''.join(f"<li>{e(line)} {e(detail)}</li>" for _, line, detail in reasons) + "</ul></details>"
+            if reasons else '')
     if len(t_lines) > 3:  # a universe's production: three on the first screen, the rest a tap away
-        t_lines = [
-            *t_lines[:3],
-            f"<details{open_}><summary>{len(t_lines) - 3} more series</summary>"
-            + ''.join(f"<p>{line}</p>" for line in t_lines[3:])
-            + "</details>",
-        ]
-    newer = (
-        f"A newer run exists: <a class='tap' href='{e(base)}{MEETING}'>see the latest</a>."
-        if latest and me != latest
-        else "This is the latest run."
-    )
+        t_lines = [*t_lines[:3],
+                   f"<details{open_}><summary>{len(t_lines) - 3} more series</summary>"
+                   + ''.join(f"<p>{line}</p>" for line in t_lines[3:]) + "</details>"]
+    newer = (f"A newer run exists: <a class='tap' href='{e(base)}{MEETING}'>see the latest</a>."
+             if latest and me != latest else "This is the latest run.")
     head = (f"<div class='bar'><span>Signed in as <b>{e(who[0])}</b> ({e(who[1])})</span>"
             f"<a href='{e(base)}logout'>Log out</a></div>" if who else '')
     links = '' if printed else (
@@ -345,19 +327,18 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
         f"<a href='{e(base)}voila/render/models.ipynb'>Models</a>"
         f"<a href='{e(base)}voila/render/health.ipynb'>System health</a></nav>")
     glossary = ''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in GLOSSARY.items())
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>mlfin: where the desk stands ({e(shown)})</title>{MEETING_STYLE}</head><body>{head}"
-        f"<h1>Where the desk stands</h1><p class='run'>Figures of {e(shown)}, made {e(when_text(run.get('created')))}. "
-        f"{newer} Forecasts and health: {e(when_text(now))}.</p>"
-        + _answer('Is there a model with evidence of skill?', word, 'skill', e(said))
-        + _answer('What does it say for tomorrow?', t_word, 'tomorrow', *t_lines)
-        + _answer('Is the system healthy?', health, 'health', e(health_said) + more)
-        + _answer('How did it do against simply holding?', h_word, 'holding', *holding, key)
-        + f"<details{open_}><summary>How this was measured</summary>{_method(run, lines, base)}</details>"
-        f"<details{open_}><summary>Words on this page</summary><dl>{glossary}</dl></details>{links}</body></html>"
-    )
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+            "content='width=device-width, initial-scale=1'><title>mlfin: where the "
+            f"desk stands ({e(shown)})</title>{MEETING_STYLE}</head><body>{head}<h1>Where "
+            f"the desk stands</h1><p class='run'>Figures of {e(shown)}, made "
+            f"{e(when_text(run.get('created')))}. {newer} Forecasts and health: {e(when_text(now))}.</p>"
+            + _answer('Is there a model with evidence of skill?', word, 'skill', e(said))
+            + _answer('What does it say for tomorrow?', t_word, 'tomorrow', *t_lines)
+            + _answer('Is the system healthy?', health, 'health', e(health_said) + more)
+            + _answer('How did it do against simply holding?', h_word, 'holding', *holding, key)
+            + f"<details{open_}><summary>How this was "
+              f"measured</summary>{_method(run, lines, base)}</details><details{open_}><summary>Words on this "
+              f"page</summary><dl>{glossary}</dl></details>{links}</body></html>")
 
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m041
 def latest_run() -> dict:
@@ -392,12 +373,10 @@ class MeetingPage(JupyterHandler):
             run = latest if asked is None else await loop.run_in_executor(None, run_named, asked, latest)
         except MlfinError as e: return self._said(e.status, str(e))
         token = self.get_cookie(COOKIE)
-        service = (
-            await asked_service(service_url(), token)
-            if token
-            else {'forecasts': [], 'unfiled': [], 'error': None,
-                  'unasked': "these pages are served without logins, and the service is asked as the person logged in"}
-        )
+        service = (await asked_service(service_url(), token) if token
+                   else {'forecasts': [], 'unfiled': [], 'error': None,
+                         'unasked': "these pages are served without logins, and "
+                                    "the service is asked as the person logged in"})
         user = self.current_user
         who = (user.username, user.role) if getattr(user, 'role', '') else None
         made = lambda printed: meeting_html(run, run_id(latest), service, pd.Timestamp.now(tz='UTC'), who,

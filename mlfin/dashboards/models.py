@@ -15,14 +15,9 @@ from ..report.verdicts import judged_versions
 __all__ = ['SCORES', 'VERSION_COLUMNS', 'versions_frame', 'standing', 'models_page']
 
 # %% ../../nbs/13d_dashboards.models.ipynb #c005
-SCORES = {
-    'auc': 'auc',
-    'accuracy': 'accuracy',
-    'ic': 'ic',
-    'directional_accuracy': 'directional accuracy',
-    'mae_ratio': 'MAE / random walk',
-    'backtest_sharpe': 'backtest Sharpe',
-}   # a version's score -> its header (with spaces: a narrow column wraps them between words)
+# a version's score -> its header (with spaces: a narrow column wraps them between words)
+SCORES = {'auc': 'auc', 'accuracy': 'accuracy', 'ic': 'ic', 'directional_accuracy': 'directional accuracy',
+          'mae_ratio': 'MAE / random walk', 'backtest_sharpe': 'backtest Sharpe'}
 VERSION_COLUMNS = ['name', 'version', 'aliases', 'model', 'by', *SCORES.values(), 'trained as', 'trained on',
                    'decision']
 
@@ -35,21 +30,15 @@ def versions_frame(versions: list[dict],  # `registry.describe`'s rows
     rows, promoted = [], promoted or {}
     for v in versions:
         tags = v['lineage']
-        decision = (
-            f"promoted by hand{_by(promoted.get((v['name'], v['version'])))}: {tags['promoted']}"
-            if tags.get('promoted')
-            else f"refused: {tags['refused']}"
-            if tags.get('refused')
-            else tags.get('decision', '')
-        )
+        decision = (f"promoted by hand{_by(promoted.get((v['name'], v['version'])))}: {tags['promoted']}"
+                    if tags.get('promoted') else f"refused: {tags['refused']}" if tags.get('refused')
+                    else tags.get('decision', ''))
         # dates: the hour says nothing here
         span = ' to '.join(str(tags[k])[:10] for k in ('trained_from', 'trained_to') if tags.get(k))
-        trained_as = ' · '.join(
-            x
-            for x in (' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)), tags.get('cv', ''),
-                      str(tags.get('spec', ''))[:12])
-            if x
-        )  # what it learned, how it was validated, on which features
+        trained_as = ' · '.join(x
+                                for x in (' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)),
+                                          tags.get('cv', ''), str(tags.get('spec', ''))[:12])
+                                if x)  # what it learned, how it was validated, on which features
         rows.append(
             {
                 'name': v['name'],
@@ -84,25 +73,17 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
     parts = []
     production = [f"{v['name']} v{v['version']} ({v['model']})" for v in serving(versions=versions)]
     names = sorted({v['name'] for v in versions})
-    parts.append(
-        verdict_box(
-            f"{len(versions)} versions of {len(names)} registered models; in production: "
-            f"{', '.join(production) or 'none'}."
-            if versions
-            else "The registry is empty: `mlfin run` registers each symbol's models."
-        )
-    )
+    parts.append(verdict_box(f"{len(versions)} versions of {len(names)} registered "
+                             f"models; in production: {', '.join(production) or 'none'}."
+                             if versions else "The registry is empty: `mlfin run` registers each symbol's models."))
     # production moved outside mlfin (the trial ledger did not file it): not served, said first
-    parts += [
-        verdict_box(f"Not served: {line}") for line in dict.fromkeys(v['unfiled'] for v in versions if v.get('unfiled'))
-    ]
+    parts += [verdict_box(f"Not served: {line}")
+              for line in dict.fromkeys(v['unfiled'] for v in versions if v.get('unfiled'))]
     if versions:
         first, rest = standing(versions)
-        parts += [
-            widgets.HTML("<h2>Registered versions: serving and candidates</h2>"
-                         + (html_table(versions_frame(first, promoted), index=False) if first else
-                            "<p>None serves or stands as a candidate.</p>")),
-        ]
+        parts += [widgets.HTML("<h2>Registered versions: serving and candidates</h2>"
+                               + (html_table(versions_frame(first, promoted), index=False) if first
+                                  else "<p>None serves or stands as a candidate.</p>")),]
         if rest:
             parts.append(widgets.HTML(f"<details class='mlfin-earlier'><summary>{len(rest)} earlier version(s), "
                                       "neither serving nor candidates</summary>"
@@ -111,28 +92,21 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
     except MlfinError as e: run = None; parts.append(verdict_box(f"No run to show a leaderboard from: {e}"))
     if run is not None:
         board = pd.DataFrame(run['leaderboard'])
-        keep = [
-            c
-            for c in ('symbol', 'rank', 'model', 'auc', 'accuracy', 'log_loss', 'ic', 'directional_accuracy',
-                      'base_rate_up', 'mae', 'mae_rw', 'mae_ratio', 'rmse_ratio', 'dm', 'dm_p', 'n_scored')
-            if c in board
-        ]
+        keep = [c
+                for c in ('symbol', 'rank', 'model', 'auc', 'accuracy', 'log_loss', 'ic', 'directional_accuracy',
+                          'base_rate_up', 'mae', 'mae_rw', 'mae_ratio', 'rmse_ratio', 'dm', 'dm_p', 'n_scored')
+                if c in board]
         parts += [widgets.HTML(f"<h2>Leaderboard of the latest run ({run['created'][:16]}), out-of-sample</h2>"),
                   widgets.HTML(html_table(board[keep].sort_values(['symbol', 'rank']), index=False))]
         if run.get('comparisons'):
             tests = pd.DataFrame(run['comparisons'])
-            parts += [
-                widgets.HTML("<h2>The leader against the others (Diebold-Mariano, bootstrap)</h2>"),
-                widgets.HTML(
-                    html_table(tests.drop(columns=[c for c in ('confidence_set',) if c in tests]), index=False)),
-            ]
+            parts += [widgets.HTML("<h2>The leader against the others (Diebold-Mariano, bootstrap)</h2>"),
+                      widgets.HTML(html_table(tests.drop(columns=[c for c in ('confidence_set',) if c in tests]),
+                                              index=False))]
         if run.get('registry'):
-            decided = pd.DataFrame(
-                [
-                    {'symbol': s, **{k: d.get(k) for k in ('name', 'version', 'model', 'decision', 'reason')}}
-                    for s, d in run['registry'].items()
-                ]
-            )
+            decided = pd.DataFrame([{'symbol': s,
+                                     **{k: d.get(k) for k in ('name', 'version', 'model', 'decision', 'reason')}}
+                                    for s, d in run['registry'].items()])
             parts += [widgets.HTML("<h2>What the promotion policy decided</h2>"),
                       widgets.HTML(html_table(decided, index=False))]
     return page('Models',

@@ -25,11 +25,10 @@ def drift_scores(history: pd.DataFrame, name: str) -> pd.DataFrame:
 def drift_heatmap(scores: pd.DataFrame, name: str):
     "The heatmap of `drift_scores`: red above 1 (drifted), blue below"
     import plotly.graph_objects as go
-    fig = go.Figure(
-        go.Heatmap(z=scores.to_numpy(), x=[f"{t:%Y-%m-%d %H:%M}" for t in scores.columns], y=list(scores.index), zmin=0,
-                   zmid=1, zmax=max(2.0, float(np.nanmax(scores.to_numpy())) if scores.size else 2.0),
-                   colorscale='RdBu_r', colorbar={'title': 'score / bar'})
-    )
+    fig = go.Figure(go.Heatmap(z=scores.to_numpy(), x=[f"{t:%Y-%m-%d %H:%M}" for t in scores.columns],
+                               y=list(scores.index), zmin=0, zmid=1,
+                               zmax=max(2.0, float(np.nanmax(scores.to_numpy())) if scores.size else 2.0),
+                               colorscale='RdBu_r', colorbar={'title': 'score / bar'}))
     fig.update_layout(title=f"{name}: each input against its own bar, by monitor run (above 1: drifted)",
                       height=max(320, 22 * len(scores) + 120), margin=dict(l=160, r=20, t=50, b=60),
                       xaxis=dict(type='category', title='monitor run (UTC)'))
@@ -42,19 +41,16 @@ def live_figure(models: list[dict]):
     judged = [m for m in models if m.get('live_hit_rate') is not None]
     fig = go.Figure()
     if judged:
-        fig.add_bar(
-            name='live hit rate (95% band)',
-            x=[m['name'] for m in judged],
-            y=[m['live_hit_rate'] for m in judged],
-            error_y=dict(type='data', symmetric=False, array=[m['live_hit_high'] - m['live_hit_rate'] for m in judged],
-                         arrayminus=[m['live_hit_rate'] - m['live_hit_low'] for m in judged]),
-        )
+        fig.add_bar(name='live hit rate (95% band)', x=[m['name'] for m in judged],
+                    y=[m['live_hit_rate'] for m in judged],
+                    error_y=dict(type='data', symmetric=False,
+                                 array=[m['live_hit_high'] - m['live_hit_rate'] for m in judged],
+                                 arrayminus=[m['live_hit_rate'] - m['live_hit_low'] for m in judged]))
     fig.add_scatter(name='out-of-sample record', mode='markers',
                     marker=dict(symbol='line-ew-open', size=40, line=dict(width=3)), x=[m['name'] for m in models],
                     y=[m.get('live_record_accuracy') for m in models])
-    fig.update_layout(
-        title='Live hit rate against the out-of-sample record', yaxis=dict(title='hit rate', range=[0, 1]), height=360
-    )
+    fig.update_layout(title='Live hit rate against the out-of-sample record',
+                      yaxis=dict(title='hit rate', range=[0, 1]), height=360)
     return fig
 
 # %% ../../nbs/13f_dashboards.monitoring.ipynb #c010
@@ -67,15 +63,13 @@ def firing_alerts(url: str | None = None) -> pd.DataFrame | str:
                 "one at http://127.0.0.1:9093).")
     try: found = httpx.get(f"{url.rstrip('/')}/api/v2/alerts", timeout=5).json()
     except (httpx.HTTPError, ValueError) as e: return f"Alertmanager at {url} did not answer ({type(e).__name__})."
-    return pd.DataFrame(
-        [
-            {'alert': a['labels'].get('alertname'), 'about': a['labels'].get('name') or a['labels'].get('symbol', ''),
-             'severity': a['labels'].get('severity', ''), 'since': a.get('startsAt', '')[:19].replace('T', ' '),
-             'summary': a.get('annotations', {}).get('summary', '')}
-            for a in found
-        ],
-        columns=['alert', 'about', 'severity', 'since', 'summary'],
-    )
+    return pd.DataFrame([{'alert': a['labels'].get('alertname'),
+                          'about': a['labels'].get('name') or a['labels'].get('symbol', ''),
+                          'severity': a['labels'].get('severity', ''),
+                          'since': a.get('startsAt', '')[:19].replace('T', ' '),
+                          'summary': a.get('annotations', {}).get('summary', '')}
+                         for a in found],
+                        columns=['alert', 'about', 'severity', 'since', 'summary'])
 
 # %% ../../nbs/13f_dashboards.monitoring.ipynb #c012
 VOLATILITY_COLUMNS = ['name', *keys('volatility')]
@@ -89,40 +83,29 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
     from mlfin.monitor.report import latest_report, monitor_root
     found, root = latest_report(root), Path(root or monitor_root())
     if found is None:
-        return page(
-            'Monitoring',
-            'Is each served model still working?',
-            verdict_box(
-                "The monitor has not run yet: `mlfin monitor` (a schedule runs it) writes what this page shows."),
-        )
-    parts = [verdict_box(m['verdict']) for m in found['models']] + [
-        verdict_box(f"{n}: not watched: {why}") for n, why in found['errors'].items()
-    ]
+        return page('Monitoring', 'Is each served model still working?',
+                    verdict_box("The monitor has not run yet: `mlfin monitor` (a "
+                                "schedule runs it) writes what this page shows."))
+    parts = [verdict_box(m['verdict']) for m in found['models']] + [verdict_box(f"{n}: not watched: {why}")
+                                                                    for n, why in found['errors'].items()]
     if not found['models'] and not found['errors']:
         parts.append(verdict_box("No production model in the registry: nothing to watch."))
     history = pd.read_parquet(root/'history.parquet') if (root/'history.parquet').exists() else None
     names = [m['name'] for m in found['models']]
     if history is not None and names:
-        pick = widgets.Dropdown(
-            options=names, description='Model', layout=widgets.Layout(width='100%', max_width='360px')
-        )
+        pick = widgets.Dropdown(options=names, description='Model',
+                                layout=widgets.Layout(width='100%', max_width='360px'))
         figure = lambda: drift_heatmap(drift_scores(history, pick.value), pick.value)
         heat = chart(figure())
         pick.observe(lambda _: chart(figure(), heat), names='value')
         parts += [widgets.HTML(f"<h2>Drift per input over {history['at'].nunique()} monitor run(s)</h2>"), pick, heat]
     if found['models']:
         models = pd.DataFrame(found['models'])
-        unjudged = [
-            f"<li>{html.escape(m['name'])}: {html.escape(name)}: {html.escape(why)}</li>"
-            for m in found['models']
-            for name, why in (m.get('inputs_unjudged') or {}).items()
-        ]
-        parts += [
-            widgets.HTML(
-                "<h2>Volatility: the series' recent moves against the window's earlier bars and the training span</h2>"
-            ),
-            widgets.HTML(html_table(models[[c for c in VOLATILITY_COLUMNS if c in models]], index=False)),
-        ]
+        unjudged = [f"<li>{html.escape(m['name'])}: {html.escape(name)}: {html.escape(why)}</li>"
+                    for m in found['models'] for name, why in (m.get('inputs_unjudged') or {}).items()]
+        parts += [widgets.HTML("<h2>Volatility: the series' recent moves against "
+                               "the window's earlier bars and the training span</h2>"),
+                  widgets.HTML(html_table(models[[c for c in VOLATILITY_COLUMNS if c in models]], index=False))]
         if unjudged:
             parts.append(widgets.HTML("<h2>Inputs given no verdict, and why</h2><ul>" + ''.join(unjudged) + "</ul>"))
         table = models[[c for c in LIVE_COLUMNS if c in models]]

@@ -106,9 +106,8 @@ async def printed(page: str,                  # a page's whole HTML, needing not
 def sent(handler: tornado.web.RequestHandler, body: bytes, stem: str):
     "A PDF as a page's answer: a download named `mlfin-STEM-DAY.pdf`, kept by no cache (it is a person's view, of now)"
     handler.set_header('Content-Type', 'application/pdf')
-    handler.set_header(
-        'Content-Disposition', f"attachment; filename=\"mlfin-{stem}-{pd.Timestamp.now(tz='UTC'):%Y-%m-%d}.pdf\""
-    )
+    handler.set_header('Content-Disposition',
+                       f"attachment; filename=\"mlfin-{stem}-{pd.Timestamp.now(tz='UTC'):%Y-%m-%d}.pdf\"")
     handler.set_header('Cache-Control', 'private, no-store')
     handler.finish(body)
 

@@ -128,12 +128,10 @@ def made_line(task: str, nb: dict, declared: dict) -> str:
     "What the page shows, in a line: the task, when the run executed it, with the parameters pipeline.yaml declares"
     ran = (nb.get('metadata') or {}).get('papermill') or {}
     asked = ', '.join(f"{k}={v!r}" for k, v in (ran.get('parameters') or {}).items() if k in declared)
-    return (
-        f"What task {task} made in the last run that finished"
-        + (f", executed {when_text(ran['end_time'])}" if ran.get('end_time') else '')
-        + (f" with {asked}" if asked else '')
-        + ': its notes and outputs as they were; this page runs none of its code.'
-    )
+    return (f"What task {task} made in the last run that finished"
+            + (f", executed {when_text(ran['end_time'])}" if ran.get('end_time') else '')
+            + (f" with {asked}" if asked else '')
+            + ': its notes and outputs as they were; this page runs none of its code.')
 
 # %% ../../nbs/13j_dashboards.published.ipynb #c033
 def published_page(task: str):  # a task of pipeline.yaml, published by `mlfin publish`
@@ -145,17 +143,12 @@ def published_page(task: str):  # a task of pipeline.yaml, published by `mlfin p
     except NotFound as e: return page(title, lesson, widgets.HTML(status_line('warning', str(e))))
     try: declared = own_tasks(read_pipeline(pages_dir().parent)).get(task, {})
     except MlfinError: declared = {}   # said without its parameters
-    parts = [
-        widgets.HTML(f"<div class='mlfin-scroll'>{p}</div>")
-        if isinstance(p, str)
-        else chart(go.Figure(p, skip_invalid=True))
-        for p in notebook_parts(nb)
-    ]
-    made = widgets.HTML(
-        f"{NOTEBOOK_STYLE}<p class='mlfin-made'><small>{html.escape(made_line(task, nb, declared))}</small></p>")
-    return page(
-        title, lesson, widgets.VBox([made, *parts], layout=widgets.Layout(width='100%')).add_class('mlfin-notebook')
-    )
+    parts = [widgets.HTML(f"<div class='mlfin-scroll'>{p}</div>") if isinstance(p, str)
+             else chart(go.Figure(p, skip_invalid=True)) for p in notebook_parts(nb)]
+    made = widgets.HTML(f"{NOTEBOOK_STYLE}<p "
+                        f"class='mlfin-made'><small>{html.escape(made_line(task, nb, declared))}</small></p>")
+    return page(title, lesson,
+                widgets.VBox([made, *parts], layout=widgets.Layout(width='100%')).add_class('mlfin-notebook'))
 
 # %% ../../nbs/13j_dashboards.published.ipynb #c041
 NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')   # a task that can be published: its page's file name and address
@@ -190,11 +183,8 @@ def publish(task: str,   # a task of pipeline.yaml, yours or mlfin's
     calls = ("from mlfin.dashboards import published_page", f"published_page({task!r})")   # as the house's pages
     cells = [{'cell_type': 'code', 'execution_count': None, 'id': f"c00{i}", 'metadata': {}, 'outputs': [],
               'source': [call]} for i, call in enumerate(calls)]
-    made = {
-        'cells': cells,
-        'metadata': {'kernelspec': {'display_name': 'mlfin', 'language': 'python', 'name': KERNELS['cpu']},
-                     PUBLISHED: said},
-        'nbformat': 4,
-        'nbformat_minor': 5,
-    }
+    made = {'cells': cells,
+            'metadata': {'kernelspec': {'display_name': 'mlfin', 'language': 'python', 'name': KERNELS['cpu']},
+                         PUBLISHED: said},
+            'nbformat': 4, 'nbformat_minor': 5}
     return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(made, indent=1, ensure_ascii=False) + '\n'))

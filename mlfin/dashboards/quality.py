@@ -27,16 +27,11 @@ def quality_verdict(report: pd.DataFrame) -> str:
     held = q[q.get('quarantined', 0) > 0] if 'quarantined' in q else q.iloc[0:0]
     gaps = q[q.get('gaps', 0) > 0] if 'gaps' in q else q.iloc[0:0]
     worst = q.sort_values('coverage').iloc[0] if 'coverage' in q and len(q) else None
-    return (
-        f"{len(q)} series stored; "
-        + (f"quarantined rows in {named(held)}; " if len(held) else "no quarantined rows; ")
-        + (f"gaps in {named(gaps)}; " if len(gaps) else "no gaps; ")
-        + (
-            f"least covered: {worst['symbol']} {worst['timeframe']} ({worst['coverage']:.1%} of its calendar)."
-            if worst is not None
-            else ''
-        )
-    )
+    return (f"{len(q)} series stored; "
+            + (f"quarantined rows in {named(held)}; " if len(held) else "no quarantined rows; ")
+            + (f"gaps in {named(gaps)}; " if len(gaps) else "no gaps; ")
+            + (f"least covered: {worst['symbol']} {worst['timeframe']} ({worst['coverage']:.1%} of its calendar)."
+               if worst is not None else ''))
 
 # %% ../../nbs/13e_dashboards.quality.ipynb #c008p
 def observations_verdict(table: pd.DataFrame) -> str:
@@ -45,10 +40,8 @@ def observations_verdict(table: pd.DataFrame) -> str:
     if not len(table): return "No non-bar series stored (`mlfin data ingest-observations`)."
     revised = table[table['vintages'] > 1]['series'].tolist()
     return f"{len(table)} non-bar series stored, each known by its stated rule; " + (
-        f"revised (later vintages kept beside the first print): {', '.join(revised[:5])}."
-        if revised
-        else "none revised."
-    )
+        f"revised (later vintages kept beside the first print): {', '.join(revised[:5])}." if revised
+        else "none revised.")
 
 
 # %% ../../nbs/13e_dashboards.quality.ipynb #c006_q1
@@ -85,21 +78,14 @@ def quality_page(store=None):
     try:
         report = quality_report(store=store, row=kept_quality)   # a series read again only once changed
     except MlfinError as e:
-        return page(
-            'Data quality',
-            lesson,
-            verdict_box(
-                f"Nothing to show: {e}"
-                if not len(shown)
-                else "No bars stored yet (`mlfin ingest`); the non-bar series are below."
-            ),
-            *observed,
-        )
+        return page('Data quality', lesson,
+                    verdict_box(f"Nothing to show: {e}" if not len(shown)
+                                else "No bars stored yet (`mlfin ingest`); the non-bar series are below."),
+                    *observed)
     listed = open_store(store).ls()
     series = [(f"{s} {t}", (s, t, c)) for s, t, c in zip(listed['symbol'], listed['timeframe'], listed['calendar'])]
-    pick = widgets.Dropdown(
-        options=series, description='Series', layout=widgets.Layout(width='100%', max_width='360px')
-    )
+    pick = widgets.Dropdown(options=series, description='Series',
+                            layout=widgets.Layout(width='100%', max_width='360px'))
     figure = lambda: quality_figure(load(pick.value[0], pick.value[1], store=store), pick.value[2] or 'XNYS')
     drawn = chart(figure())
     pick.observe(lambda _: chart(figure(), drawn), names='value')
@@ -109,10 +95,6 @@ def quality_page(store=None):
 
 def readable(report: pd.DataFrame) -> pd.DataFrame:
     "The quality report as a person reads it: coverage in percent, first and last bars as dates and times"
-    return report.assign(
-        **{
-            k: report[k].map(f)
-            for k, f in (('coverage', percent), ('first', when_text), ('last', when_text))
-            if k in report
-        }
-    )
+    return report.assign(**{k: report[k].map(f)
+                            for k, f in (('coverage', percent), ('first', when_text), ('last', when_text))
+                            if k in report})

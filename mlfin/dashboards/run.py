@@ -39,12 +39,10 @@ def dashboard(folder: Path | None = None, # the latest run's folder; default: th
     link = lambda s, r: f"{RUN_PAGE}?{urlencode({k: v for k, v in (('symbol', s), ('run', r)) if v})}"
     books = [*symbols, *(['PORTFOLIO'] if run.get('portfolio') else [])]   # each book's tearsheet of this run
     sheet = lambda b: BOOK_PAGE.format(book=quote(b, safe='')) + (f"&run={me}" if me else '')
-    head = (
-        f"<p class='mlfin-books'>Symbol: {picks(symbols, symbol, lambda s: link(s, me))}</p>"
-        + held_line(me, run_id(latest), lambda r: link(symbol, r))
-        + "<p>Tearsheets: "
-          f"{picks(books, '', sheet, lambda b: 'the portfolio of the leaders' if b == 'PORTFOLIO' else b)}</p>"
-    )
+    head = (f"<p class='mlfin-books'>Symbol: {picks(symbols, symbol, lambda s: link(s, me))}</p>"
+            + held_line(me, run_id(latest), lambda r: link(symbol, r))
+            + "<p>Tearsheets: "
+              f"{picks(books, '', sheet, lambda b: 'the portfolio of the leaders' if b == 'PORTFOLIO' else b)}</p>")
     if recorded := _recorded_runs() if choices else []:
         said = dict(recorded)
         head += (f"<details class='mlfin-runs'><summary>Another run ({len(recorded)} recorded in MLflow)</summary>"
@@ -59,13 +57,9 @@ def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:
     found = runs('pipeline', limit)
     if found.empty: return []
     param = lambda name: found[name] if name in found else pd.Series('', index=found.index)
-    return [
-        (r, f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {by} · {s} · {l} · {cv}")
-        for r, t, by, s, l, cv in zip(
-            found['run_id'], found['start_time'], param('tags.mlflow.user'), param('params.symbols'),
-            param('params.label'), param('params.cv')
-        )
-    ]
+    return [(r, f"{r[:8]} · {t:%Y-%m-%d %H:%M} · {by} · {s} · {l} · {cv}")
+            for r, t, by, s, l, cv in zip(found['run_id'], found['start_time'], param('tags.mlflow.user'),
+                                          param('params.symbols'), param('params.label'), param('params.cv'))]
 
 # %% ../../nbs/13b_dashboards.run.ipynb #c012_05
 def _markdown_html(text: str) -> str:

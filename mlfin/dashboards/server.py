@@ -41,15 +41,15 @@ class PagesKernels(ReadyKernels):
     hold at once"""
 
     per_person = Int(0, config=True, help="kernels (pages open) one person may hold at once (0: no bound)")
-    in_all = Int(
-        0, config=True,
-        help="kernels given to visits the server may hold at once, for everyone, those kept ready aside (0: no bound)")
+    in_all = Int(0, config=True,
+                 help="kernels given to visits the server may hold at once, "
+                      "for everyone, those kept ready aside (0: no bound)")
     grace = Float(1.0, config=True,
                   help="seconds a visit at a bound waits for one of its person's "
                        "kernels to end (the page before, left in the same tab)")
-    abandon = Float(
-        10.0, config=True,
-        help="seconds after its page was sent that a kernel no page has connected to counts as left (a plain download)")
+    abandon = Float(10.0, config=True,
+                    help="seconds after its page was sent that a kernel no page "
+                         "has connected to counts as left (a plain download)")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -146,9 +146,8 @@ async def claim(self: PagesKernels, person: str) -> Claim | Refusal:
                 self._owners.pop(kernel_id, None)  # nobody's at once: it counts no more while its process stops
                 self._ending.add(task := asyncio.ensure_future(self.shutdown_kernel(kernel_id)))
                 task.add_done_callback(self._ending.discard)
-            self.log.info(
-                "mlfin: %d kernel(s) whose page was left ended to make room for a visit of %s", len(room), person
-            )
+            self.log.info("mlfin: %d kernel(s) whose page was left ended to make room for a visit of %s", len(room),
+                          person)
             continue
         if waited >= self.grace: return refused
         await asyncio.sleep(self.poll); waited += self.poll
@@ -240,11 +239,8 @@ class OwnList(APIHandler):
     async def get(self):
         km, user = self.kernel_manager, self.current_user
         kernels = km.held() if getattr(user, 'role', '') == 'admin' else km.held(user.username)
-        self.finish(
-            json.dumps(
-                [{**await ensure_async(km.kernel_model(k)), 'person': km.owner(k)} for k in kernels], default=str
-            )
-        )
+        self.finish(json.dumps([{**await ensure_async(km.kernel_model(k)), 'person': km.owner(k)} for k in kernels],
+                               default=str))
 
 
 class EndMine(JupyterHandler):
@@ -256,8 +252,8 @@ class EndMine(JupyterHandler):
         km = self.kernel_manager
         for kernel_id in km.held(self.current_user.username): await km.shutdown_kernel(kernel_id)
         asked, pages = self.get_argument('next', ''), self.base_url + 'voila/render/'
-        self.redirect(
-            asked if asked.startswith(pages) and '//' not in asked and '\\' not in asked else pages + 'index.ipynb')
+        self.redirect(asked if asked.startswith(pages) and '//' not in asked and '\\' not in asked
+                      else pages + 'index.ipynb')
 
 # %% ../../nbs/13i_dashboards.server.ipynb #df018b87
 HASHED = re.compile(r'\.[0-9a-f]{16,}\.(?:js|css)$')   # a webpack build's file named by its content's hash

@@ -95,9 +95,8 @@ def connect_form(title: str, lesson: str, build):
         show(lambda: Connection.open(url, token=token))
         return page(title, lesson, said, body)
     where = widgets.Text(value=url, description='Service', layout=widgets.Layout(width='100%', max_width='420px'))
-    key = widgets.Password(
-        description='API key', placeholder='mlfin_...', layout=widgets.Layout(width='100%', max_width='420px')
-    )
+    key = widgets.Password(description='API key', placeholder='mlfin_...',
+                           layout=widgets.Layout(width='100%', max_width='420px'))
     go_ = widgets.Button(description='Connect', button_style='primary')
     go_.on_click(lambda _: show(lambda: Connection.open(where.value, key.value)))
     return page(title, lesson, row(where), row(key, go_), said, body)
@@ -139,10 +138,8 @@ def run_options(text: str) -> dict[str, str]:
             if not option.startswith('-'):
                 raise BadInput(f"parameters: {tokens[at]!r} follows no option (write --NAME VALUE, e.g. --folds 3)")
             near = difflib.get_close_matches(option, options, n=1)
-            raise BadInput(
-                f"parameters: {option} is not a run parameter"
-                + (f"; did you mean {near[0]}?" if near else " (`mlfin config` lists them)")
-            )
+            raise BadInput(f"parameters: {option} is not a run parameter"
+                           + (f"; did you mean {near[0]}?" if near else " (`mlfin config` lists them)"))
         if not has_value:
             if at + 1 == len(tokens) or tokens[at + 1].startswith('--'):
                 raise BadInput(f"parameters: {option} needs a value, e.g. {option} "
@@ -181,15 +178,10 @@ def training_section(c: Connection, series: list[str]):
         if job['state'] == 'succeeded':
             wanted = {s.strip().partition(':')[0] for s in asked.split(',')}   # SYMBOL or SYMBOL:TIMEFRAME
             versions = [v for v in c.call('GET', '/models') if series_of(v['name'])[0] in wanted]
-            log.value += html_table(
-                pd.DataFrame(
-                    [
-                        {k: v[k] for k in ('name', 'version', 'model')} | {'aliases': ', '.join(v['aliases'])}
-                        for v in versions
-                    ]
-                ),
-                index=False,
-            )
+            log.value += html_table(pd.DataFrame([{k: v[k] for k in ('name', 'version', 'model')}
+                                                  | {'aliases': ', '.join(v['aliases'])}
+                                                  for v in versions]),
+                                    index=False)
     start.on_click(begin)
     return widgets.VBox([widgets.HTML("<h2>Train</h2>"), row(symbols, params, start), state, log])
 
@@ -198,15 +190,13 @@ def job_line(job: dict) -> str:
     ridge (1/1)`)"""
     begun, ended = (pd.Timestamp(job[k]) if job.get(k) else None for k in ('started_at', 'ended_at'))
     took = duration_text(((ended or pd.Timestamp.now('UTC')) - begun).total_seconds()) if begun is not None else ''
-    at = next(
-        (l.removeprefix('mlfin: ') for l in reversed((job.get('log') or '').splitlines()) if l.startswith('mlfin: ')),
-        '')
-    return (
-        f"<p class='mlfin-job'>job {html.escape(job['id'])}: <b>{html.escape(job['state'])}</b>"
-        + (f" · {took}" if took else '')
-        + (f" · <span class='mlfin-step'>{html.escape(at)}</span>" if at and job['state'] == 'running' else '')
-        + "</p>"
-    )
+    at = next((l.removeprefix('mlfin: ') for l in reversed((job.get('log') or '').splitlines())
+               if l.startswith('mlfin: ')),
+              '')
+    return (f"<p class='mlfin-job'>job {html.escape(job['id'])}: <b>{html.escape(job['state'])}</b>"
+            + (f" · {took}" if took else '')
+            + (f" · <span class='mlfin-step'>{html.escape(at)}</span>" if at and job['state'] == 'running' else '')
+            + "</p>")
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c014c
 def prediction_cards(p: dict) -> str:
@@ -215,22 +205,17 @@ def prediction_cards(p: dict) -> str:
     ratio = p.get('ratio_to_random_walk')
     judged = (f"error {ratio:.3f}× the random walk's (MAE; under 1 beats “no change”)" if ratio is not None
               else "error beside the random walk's: not known")
-    return (
-        "<div class='mlfin-answer mlfin-cards' "
-        "style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:12px'>"
-        + figure_card('Last close', p['last_close'], [f"bar of {when_text(p['bar_time'])}"], 'last-close')
-        + figure_card(
-            'Predicted next close',
-            p['predicted_close'],
-            [f"<span class='mlfin-change' data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> "
-             f"for the bar of {when_text(p['for_bar'])}",
-             f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
-             f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}"],
-            'predicted-close',
-            escape=False,
-        )
-        + "</div>"
-    )
+    return ("<div class='mlfin-answer mlfin-cards' "
+            "style='display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,260px),1fr));gap:12px'>"
+            + figure_card('Last close', p['last_close'], [f"bar of {when_text(p['bar_time'])}"], 'last-close')
+            + figure_card('Predicted next close', p['predicted_close'],
+                          ["<span class='mlfin-change' "
+                           f"data-value='{p['change_pct']!r}'>{p['change_pct']:+.4f}%</span> "
+                           f"for the bar of {when_text(p['for_bar'])}",
+                           f"<span class='mlfin-ratio' data-value='{ratio!r}'>{judged}</span>",
+                           f"{html.escape(p['model'])}, {html.escape(p['name'])} v{p['version']}"],
+                          'predicted-close', escape=False)
+            + "</div>")
 
 def figure_card(title: str, value: float, notes: list[str], figure: str, escape: bool = True) -> str:
     """One figure as a card (the look of the index's book cards): its title, the value large (`data-value` holds it
@@ -268,12 +253,9 @@ def _ingest_section(c: Connection, series: list[str]) -> list:
     def ingest(_):
         if not chosen.value: _answer(out, lambda: c.call('POST', '/ingest/run', json=_split(pick.value))); return
         sent = chosen.value[0]
-        if _answer(
-            out,
-            lambda: c.call(
-                'POST', '/ingest/file', data=_split(pick.value), files={'file': (sent['name'], bytes(sent['content']))}
-            ),
-        ):
+        if _answer(out,
+                   lambda: c.call('POST', '/ingest/file', data=_split(pick.value),
+                                  files={'file': (sent['name'], bytes(sent['content']))})):
             chosen.value = ()   # stored: the next press pulls from the source again, unless another file is chosen
     ask.on_click(ingest)
     return [widgets.HTML("<h2>Ingest now (a file you choose, or the series' configured source)</h2>"),
@@ -289,11 +271,9 @@ def _promote_section(c: Connection, series: list[str]) -> list:
                       widgets.Button(description='Promote', disabled=True, button_style='danger'), widgets.HTML())
     sure.observe(lambda change: setattr(ask, 'disabled', not change['new']), names='value')
     def promote(_):
-        _answer(
-            out,
-            lambda: c.call('POST', f"/models/{name.value}/promote",
-                           json={'version': version.value, 'reason': 'promoted on the operations page'}),
-        )
+        _answer(out,
+                lambda: c.call('POST', f"/models/{name.value}/promote",
+                               json={'version': version.value, 'reason': 'promoted on the operations page'}))
         sure.value = False
     ask.on_click(promote)
     return [widgets.HTML("<h2>Promote a version (admin)</h2>"), row(name, version), row(sure, ask), out]
@@ -302,15 +282,12 @@ def _promote_section(c: Connection, series: list[str]) -> list:
 def operations_section(c: Connection):
     "The buttons the caller's role may use: predict (read), ingest now and train (train), promote (admin)"
     series = series_options(c) if c.may('read') else []
-    parts = [
-        verdict_box(
-            f"Your role, {c.role}, may: "
-            + ', '.join(
-                n for g, n in (('read', 'predict'), ('train', 'ingest now and train'), ('admin', 'promote')) if c.may(g)
-            )
-            + '.'
-        )
-    ]
+    parts = [verdict_box(f"Your role, {c.role}, may: "
+                         + ', '.join(n
+                                     for g, n in (('read', 'predict'), ('train', 'ingest now and train'),
+                                                  ('admin', 'promote'))
+                                     if c.may(g))
+                         + '.')]
     if c.may('read'): parts += _predict_section(c, series)
     if c.may('train'): parts += [*_ingest_section(c, series), training_section(c, series)]
     if c.may('admin'): parts += _promote_section(c, series)
@@ -351,15 +328,13 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
         elif s.name == 'mlfin_request_seconds_bucket':
             b = buckets.setdefault(s.labels['route'], {})
             b[float(s.labels['le'])] = b.get(float(s.labels['le']), 0.0) + s.value
-    per_route = pd.DataFrame(
-        [
-            {'route': r, 'requests': int(v['requests']),
-             'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
-             'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
-             'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.99)}
-            for r, v in sorted(routes.items())
-        ]
-    )
+    per_route = pd.DataFrame([{'route': r, 'requests': int(v['requests']),
+                               'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
+                               'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)],
+                                                           0.5),
+                               'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)],
+                                                           0.99)}
+                              for r, v in sorted(routes.items())])
     series = {}
     for s in samples:
         if s.name in ('mlfin_last_bar_timestamp_seconds', 'mlfin_series_overdue_seconds', 'mlfin_quarantine_rows',
@@ -393,13 +368,8 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
         ]
     )
     jobs = pd.DataFrame([{'state': s.labels['state'], 'jobs': int(s.value)} for s in samples if s.name == 'mlfin_jobs'])
-    production = pd.DataFrame(
-        [
-            {'model': s.labels['name'], 'version': int(s.value)}
-            for s in samples
-            if s.name == 'mlfin_model_production_version'
-        ]
-    )
+    production = pd.DataFrame([{'model': s.labels['name'], 'version': int(s.value)} for s in samples
+                               if s.name == 'mlfin_model_production_version'])
     return {'routes': per_route, 'series': per_series, 'jobs': jobs, 'production': production}
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c020o
@@ -407,46 +377,27 @@ def ops_tables(limit: int = 20) -> dict:
     """The home's operations record (`ops.records`): the latest scheduled runs, each health check's statistics, the
     latest backup attempts (a failed one with its line)"""
     done = runs(limit=limit)
-    shown = pd.DataFrame(
-        {
-            'job': done['job'],
-            'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
-            'seconds': (done['ended'] - done['started']).dt.total_seconds().round(1),
-            'status': done['status'],
-            'error or summary': [
-                e if isinstance(e, str) else str(s or '')[:160] for e, s in zip(done['error'], done['summary'])
-            ],
-        }
-    )
+    shown = pd.DataFrame({'job': done['job'], 'started': done['started'].dt.strftime('%Y-%m-%d %H:%M:%S'),
+                          'seconds': (done['ended'] - done['started']).dt.total_seconds().round(1),
+                          'status': done['status'],
+                          'error or summary': [e if isinstance(e, str) else str(s or '')[:160]
+                                               for e, s in zip(done['error'], done['summary'])]})
     stats = check_stats()
-    stats = (
-        stats[['check', 'rounds', 'failures', 'consecutive_failures', 'avg_s', 'max_s', 'last_detail']]
-        if len(stats)
-        else stats
-    )
+    stats = (stats[['check', 'rounds', 'failures', 'consecutive_failures', 'avg_s', 'max_s', 'last_detail']]
+             if len(stats) else stats)
     made = runs('backup', limit=200)
     # attempts: a failed one shows at once, with its line
     made = made[made['status'].isin(('succeeded', 'failed', 'interrupted'))].head(10)
-    backups = pd.DataFrame(
-        [
-            {
-                'ended': e.strftime('%Y-%m-%d %H:%M:%S') if pd.notna(e) else '',
-                'status': st,
-                'repository': (s or {}).get('repository', ''),
-                'snapshot': (s or {}).get('snapshot', ''),
-                'files': (s or {}).get('files'),
-                'MB added': round(((s or {}).get('added') or 0) / 1e6, 2),
-                'seconds': (s or {}).get('seconds'),
-                'repository check': (('passed ' if s['check']['passed'] else 'FAILED ') + s['check']['at'])
-                if (s or {}).get('check')
-                else '',
-                'error': err if isinstance(err, str) else '',
-            }
-            for e, st, s, err in zip(made['ended'], made['status'], made['summary'], made['error'])
-        ],
-        columns=['ended', 'status', 'repository', 'snapshot', 'files', 'MB added', 'seconds', 'repository check',
-                 'error'],
-    )
+    backups = pd.DataFrame([{'ended': e.strftime('%Y-%m-%d %H:%M:%S') if pd.notna(e) else '', 'status': st,
+                             'repository': (s or {}).get('repository', ''), 'snapshot': (s or {}).get('snapshot', ''),
+                             'files': (s or {}).get('files'), 'MB added': round(((s or {}).get('added') or 0) / 1e6, 2),
+                             'seconds': (s or {}).get('seconds'),
+                             'repository check': (('passed ' if s['check']['passed'] else 'FAILED ') + s['check']['at'])
+                             if (s or {}).get('check') else '',
+                             'error': err if isinstance(err, str) else ''}
+                            for e, st, s, err in zip(made['ended'], made['status'], made['summary'], made['error'])],
+                           columns=['ended', 'status', 'repository', 'snapshot', 'files', 'MB added', 'seconds',
+                                    'repository check', 'error'])
     return {'runs': shown, 'checks': stats, 'backups': backups}
 
 # %% ../../nbs/13g_dashboards.service.ipynb #c021
@@ -460,34 +411,21 @@ def health_section(c: Connection):
     stale = [f"{r['symbol']} {r['timeframe']}" for r in rows if r['overdue (s)'] > 0 and r['live']]
     # no bar is expected: not news, said apart
     history = [f"{r['symbol']} {r['timeframe']}" for r in rows if not r['live']]
-    said = (
-        f"{int(routes['requests'].sum()) if len(routes) else 0:,} requests since the service started; "
-        + (f"server errors over 1% on {', '.join(errors)}; " if errors else "no route over 1% server errors; ")
-        + (f"p99 over 100 ms on {', '.join(slow)}; " if slow else "every route's p99 within 100 ms; ")
-        + (f"stale: {', '.join(stale)}" if stale else "every live series fresh")
-        + (
-            f"; history (not expected live: no production model, no collector, not marked live): {', '.join(history)}."
-            if history
-            else "."
-        )
-    )
+    said = (f"{int(routes['requests'].sum()) if len(routes) else 0:,} requests since the service started; "
+            + (f"server errors over 1% on {', '.join(errors)}; " if errors else "no route over 1% server errors; ")
+            + (f"p99 over 100 ms on {', '.join(slow)}; " if slow else "every route's p99 within 100 ms; ")
+            + (f"stale: {', '.join(stale)}" if stale else "every live series fresh")
+            + ("; history (not expected live: no production model, "
+               f"no collector, not marked live): {', '.join(history)}."
+               if history else "."))
     shown_routes = routes.assign(**{'server errors': routes['server errors'].map(percent)}) if len(routes) else routes
-    shown_series = (
-        series.assign(
-            **{
-                'last bar': series['last bar'].map(when_text),
-                'overdue (s)': [
-                    duration_text(s) if s > 0 and live else 'fresh' if live else 'history'
-                    for s, live in zip(series['overdue (s)'], series['live'])
-                ],
-                'last push': series['last push'].map(when_text),
-            }
-        )
-        .rename(columns={'overdue (s)': 'overdue'})
-        .drop(columns='live')
-        if len(series)
-        else series
-    )
+    shown_series = (series.assign(**{'last bar': series['last bar'].map(when_text),
+                                     'overdue (s)': [duration_text(s) if s > 0 and live else 'fresh' if live
+                                                     else 'history'
+                                                     for s, live in zip(series['overdue (s)'], series['live'])],
+                                     'last push': series['last push'].map(when_text)})
+                    .rename(columns={'overdue (s)': 'overdue'}).drop(columns='live')
+                    if len(series) else series)
     parts = [verdict_box(said), widgets.HTML("<h2>Requests per route (since the service started)</h2>"),
              widgets.HTML(html_table(shown_routes, index=False)), widgets.HTML("<h2>Series</h2>"),
              widgets.HTML(html_table(shown_series, index=False))]
@@ -499,33 +437,22 @@ def health_section(c: Connection):
     for table, column in (('runs', 'error or summary'), ('checks', 'last_detail'), ('backups', 'error')):
         if len(ops[table]):
             ops[table][column] = [for_visitor(v) if isinstance(v, str) else v for v in ops[table][column]]
-    failing = (
-        ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks']) else [])
-    parts += [
-        widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
-        widgets.HTML(
-            html_table(ops['runs'], index=False)
-            if len(ops['runs'])
-            else "<p><small>"
-            + for_visitor('none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`')
-            + "</small></p>"
-        ),
-        widgets.HTML("<h2>Health checks (their history)</h2>"),
-        verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check passed its last round")
-        if len(ops['checks'])
-        else widgets.HTML(''),
-        widgets.HTML(
-            html_table(ops['checks'], index=False)
-            if len(ops['checks'])
-            else f"<p><small>{for_visitor('no check recorded: `mlfin health`')}</small></p>"
-        ),
-        widgets.HTML("<h2>Backups</h2>"),
-        widgets.HTML(
-            html_table(ops['backups'], index=False)
-            if len(ops['backups'])
-            else f"<p><small>{for_visitor('no backup recorded: `mlfin backup`')}</small></p>"
-        ),
-    ]
+    failing = (ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks'])
+               else [])
+    parts += [widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
+              widgets.HTML(html_table(ops['runs'], index=False) if len(ops['runs'])
+                           else "<p><small>"
+                           + for_visitor('none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`')
+                           + "</small></p>"),
+              widgets.HTML("<h2>Health checks (their history)</h2>"),
+              verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check "
+                                                                               "passed its last round")
+              if len(ops['checks']) else widgets.HTML(''),
+              widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks'])
+                           else f"<p><small>{for_visitor('no check recorded: `mlfin health`')}</small></p>"),
+              widgets.HTML("<h2>Backups</h2>"),
+              widgets.HTML(html_table(ops['backups'], index=False) if len(ops['backups'])
+                           else f"<p><small>{for_visitor('no backup recorded: `mlfin backup`')}</small></p>")]
     refresh = widgets.Button(description='Refresh')
     box = widgets.VBox([refresh, *parts])
     refresh.on_click(lambda _: setattr(box, 'children', health_section(c).children))

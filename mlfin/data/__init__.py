@@ -10,29 +10,25 @@ from .. import lazy_area
 
 # `mlfin.data.load(...)`: each name imported from its module when first asked for (`mlfin.lazy_area`), so a module
 # of the area imported alone, `mlfin.data.bars` say, loads no other
-_WHERE = {
-    **dict.fromkeys((
-        'OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 'guess_calendar', 'shifted_note',
-        'settle_calendar', 'forming_marker', 'ingest', 'read_actions', 'push', 'universe', 'calendar_of', 'sample_for',
-        'ensure_sample', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES',
-        'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report',
-        'observations_report'),
-        'facade'),
-    **dict.fromkeys((
-        'is_pattern', 'bar_files', 'symbol_from_name', 'by_symbol', 'FileOutcome', 'ingest_files', 'ingest_summary'),
-        'folders'),
-    **dict.fromkeys((
-        'source_timeframe', 'resampled', 'series_bars', 'ingest_universe', 'series_stamps', 'split_symbols'),
-        'runs'),
-    **dict.fromkeys((
-        'OBSERVATION_COLUMNS', 'OBSERVATION_ATTRS', 'FREQUENCIES', 'SERIES_NAME', 'RULE_FORMS', 'check_name',
-        'check_frequency', 'period_starts', 'period_ends', 'infer_frequency', 'Rule', 'parse_rule', 'parse_dates',
-        'has_zone', 'observations_frame'),
-        'observations'),
-    **dict.fromkeys((
-        'EMBEDDED_OBSERVATIONS', 'DATE_COLUMNS', 'KNOWN_COLUMNS', 'LONG_COLUMNS', 'FILED_RULE', 'Embedded',
-        'read_embedded', 'observation_frames', 'ObservationsIngest', 'ingest_observations', 'ingest_command',
-        'load_observations', 'store_embedded'),
-        'observations_sources'),
-}
+_WHERE = {**dict.fromkeys(('OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 'guess_calendar',
+                           'shifted_note', 'settle_calendar', 'forming_marker', 'ingest', 'read_actions', 'push',
+                           'universe', 'calendar_of', 'sample_for', 'ensure_sample', 'findings', 'quarantined',
+                           'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint',
+                           'periods_per_year', 'resample', 'open_store', 'load', 'ls', 'quality_report',
+                           'observations_report'),
+                          'facade'),
+          **dict.fromkeys(('is_pattern', 'bar_files', 'symbol_from_name', 'by_symbol', 'FileOutcome', 'ingest_files',
+                           'ingest_summary'),
+                          'folders'),
+          **dict.fromkeys(('source_timeframe', 'resampled', 'series_bars', 'ingest_universe', 'series_stamps',
+                           'split_symbols'),
+                          'runs'),
+          **dict.fromkeys(('OBSERVATION_COLUMNS', 'OBSERVATION_ATTRS', 'FREQUENCIES', 'SERIES_NAME', 'RULE_FORMS',
+                           'check_name', 'check_frequency', 'period_starts', 'period_ends', 'infer_frequency', 'Rule',
+                           'parse_rule', 'parse_dates', 'has_zone', 'observations_frame'),
+                          'observations'),
+          **dict.fromkeys(('EMBEDDED_OBSERVATIONS', 'DATE_COLUMNS', 'KNOWN_COLUMNS', 'LONG_COLUMNS', 'FILED_RULE',
+                           'Embedded', 'read_embedded', 'observation_frames', 'ObservationsIngest',
+                           'ingest_observations', 'ingest_command', 'load_observations', 'store_embedded'),
+                          'observations_sources')}
 __all__ = lazy_area(__name__)

@@ -41,8 +41,8 @@ def check_zone(tz: str, where: str = 'tz') -> str:
     try:
         pd.Timestamp('2020-01-01').tz_localize(tz)
     except Exception:
-        raise BadInput(
-            f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Etc/GMT-2") from None
+        raise BadInput(f"{where}: unknown time zone {tz!r}; use an IANA "
+                       "name such as UTC, America/New_York or Etc/GMT-2") from None
     if len(_ZONES) < 1_000: _ZONES.add(tz)
     return tz
 
@@ -142,13 +142,8 @@ def _globex():
 # %% ../../nbs/01a_data.bars.ipynb #c009_01
 def _fx_trading_day(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     "The FX trading day of each time: days roll at 17:00 New York (so Sunday evening is Monday's)"
-    return (
-        (index.tz_convert('America/New_York') + pd.Timedelta(hours=7))
-        .normalize()
-        .tz_localize(None)
-        .tz_localize('UTC')
-        .as_unit('ns')
-    )
+    return ((index.tz_convert('America/New_York') + pd.Timedelta(hours=7)).normalize().tz_localize(None)
+            .tz_localize('UTC').as_unit('ns'))
 
 
 # %% ../../nbs/01a_data.bars.ipynb #c009_02
@@ -194,8 +189,8 @@ def session_bins(index: pd.DatetimeIndex, calendar: str, timeframe: str) -> pd.D
     cal = exchange(calendar, index[0] if len(index) else None)
     opens = pd.DatetimeIndex(cal.opens).tz_convert('UTC').as_unit('ns')
     if len(index) and (index[0] < opens[0] or index[-1] > opens[-1] + pd.Timedelta(days=1)):
-        raise BadInput(
-            f"{calendar}: times outside the calendar's range ({cal.first_session.date()} to {cal.last_session.date()})")
+        raise BadInput(f"{calendar}: times outside the calendar's range "
+                       f"({cal.first_session.date()} to {cal.last_session.date()})")
     # the session each time belongs to: the last one opened at or before it (extended hours join the day's session)
     at = np.clip(opens.searchsorted(index, side='right') - 1, 0, None)
     if timeframe == '1d': return pd.DatetimeIndex(cal.sessions[at]).tz_localize('UTC').as_unit('ns')
@@ -232,12 +227,8 @@ def _exchange_ends(at: np.ndarray, # bars' opens, UTC nanoseconds
 
 def _fx_day_ends(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
     "When FX trading days end: 17:00 New York on their date"
-    return (
-        (days.tz_localize(None).normalize() + pd.Timedelta(hours=17))
-        .tz_localize('America/New_York')
-        .tz_convert('UTC')
-        .as_unit('ns')
-    )
+    return ((days.tz_localize(None).normalize() + pd.Timedelta(hours=17)).tz_localize('America/New_York')
+            .tz_convert('UTC').as_unit('ns'))
 
 
 def bar_ends(index: pd.DatetimeIndex,  # bars' times (their opens, as the store labels bars)
@@ -250,9 +241,9 @@ def bar_ends(index: pd.DatetimeIndex,  # bars' times (their opens, as the store 
     if calendar == '24/5' and timeframe == '1d': return _fx_day_ends(index)
     if calendar in ROUND_THE_CLOCK or not len(index):
         return index + pd.Timedelta(TIMEFRAMES[check_timeframe(timeframe)])
-    return pd.DatetimeIndex(
-        _exchange_ends(index.asi8, check_timeframe(timeframe), check_calendar(calendar), index[0].year), tz='UTC'
-    ).as_unit('ns')
+    return pd.DatetimeIndex(_exchange_ends(index.asi8, check_timeframe(timeframe), check_calendar(calendar),
+                                           index[0].year),
+                            tz='UTC').as_unit('ns')
 
 
 def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
@@ -292,9 +283,8 @@ def resample(bars: pd.DataFrame, # canonical bars
         raise BadInput(f"cannot resample {source} bars to {timeframe}: only to a coarser bar size "
                        f"({', '.join(order[order.index(source) :]) if source in order else '?'})")
     if timeframe == source: return bars
-    return _aggregate(
-        bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'), timeframe
-    )
+    return _aggregate(bars, session_bins(bars.index, check_calendar(calendar), timeframe), bars.attrs.get('symbol'),
+                      timeframe)
 
 
 # %% ../../nbs/01a_data.bars.ipynb #c014_00
@@ -303,8 +293,8 @@ def _aggregate(bars: pd.DataFrame, keys, symbol: str, timeframe: str) -> pd.Data
     mean spread"""
     out = bars.groupby(keys, sort=True).agg({c: _AGG[c] for c in bars.columns if c in _AGG})
     if 'vwap' in bars:
-        out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys, sort=True).sum() / out['volume'].where(
-            out['volume'] > 0)
+        out['vwap'] = (bars['vwap'] * bars['volume']).groupby(keys,
+                                                              sort=True).sum() / out['volume'].where(out['volume'] > 0)
     return bars_frame(out, symbol, timeframe)
 
 
@@ -349,8 +339,8 @@ def factor_from_actions(bars: pd.DataFrame, # raw canonical bars
         if pd.notna(dividend) and dividend > 0:
             prev_close = bars['close'][before].iloc[-1]
             if dividend >= prev_close:
-                raise BadInput(
-                    f"actions: dividend {dividend} on {ex_date.date()} is not below the previous close {prev_close}")
+                raise BadInput(f"actions: dividend {dividend} on {ex_date.date()} "
+                               f"is not below the previous close {prev_close}")
             step *= 1 - float(dividend) / prev_close
         factor[before] *= step
     return factor

@@ -71,11 +71,9 @@ def __str__(self:IngestReport):
         more = f" and {len(self.anomalies) - 3} more (mlfin quality {self.symbol})" if len(self.anomalies) > 3 else ''
         line += f"; {len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'} kept: {shown}{more}"
     line += ''.join(f"; {n}" for n in self.notes)
-    return line + (
-        f"; read as {self.layout}, calendar {self.calendar} ({self.calendar_from}), asset class {self.asset_class}"
-        if self.calendar_from
-        else ''
-    )
+    return line + (f"; read as {self.layout}, calendar {self.calendar} "
+                   f"({self.calendar_from}), asset class {self.asset_class}"
+                   if self.calendar_from else '')
 
 # %% ../../nbs/01r_data.facade.ipynb #c007_pg
 def postgres_address(text: str,             # postgresql://user@host:port/db?table=T[&option=...]
@@ -94,9 +92,8 @@ def postgres_address(text: str,             # postgresql://user@host:port/db?tab
 
 
 # %% ../../nbs/01r_data.facade.ipynb #c007_00
-def _batch(
-    source, columns, tz, timeframe, start, end, config, symbol=None, reading=None
-) -> tuple[Batch, str | None, str | None]:
+def _batch(source, columns, tz, timeframe, start, end, config, symbol=None,
+           reading=None) -> tuple[Batch, str | None, str | None]:
     "A batch from `source`, with the symbol and timeframe the source itself implies (samples do)"
     if isinstance(source, Batch): return source, None, None
     if isinstance(source, pd.DataFrame): return read_records(source, 'frame', tz), None, None
@@ -130,9 +127,8 @@ def check_spacing(bars: pd.DataFrame, timeframe: str, source: str):
     # contradicts
     wrong = seen < step or (larger and seen >= 2 * step and seen >= 0.9 * pd.Timedelta(TIMEFRAMES[larger[0]]))
     if wrong:
-        size = next(
-            (k for k, v in TIMEFRAMES.items() if abs(pd.Timedelta(v) - seen) <= 0.1 * pd.Timedelta(v)), str(seen)
-        )
+        size = next((k for k, v in TIMEFRAMES.items() if abs(pd.Timedelta(v) - seen) <= 0.1 * pd.Timedelta(v)),
+                    str(seen))
         fix = 'then resample' if seen < step else 'or resample finer bars you have'
         raise BadInput(f"{source}: bars are {size} apart, not {timeframe}: ingest "
                        f"them as --timeframe {size} ({fix}), or fix --timeframe")
@@ -164,9 +160,9 @@ def _off_calendar_rows(batch: Batch, found, off: pd.DataFrame):
     rows = batch.frame.loc[at, 'ts'].drop_duplicates(keep='last')
     why = dict(zip(off['ts'], off['detail']))
     reasons = [f"off the calendar: {why[t]} (--off-calendar keep stores such bars)" for t in rows]
-    found.rejected = pd.concat(
-        [found.rejected, rejected_frame(rows.index, rows, ['ts'] * len(rows), reasons, rows.astype('str'))],
-        ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
+    found.rejected = pd.concat([found.rejected,
+                                rejected_frame(rows.index, rows, ['ts'] * len(rows), reasons, rows.astype('str'))],
+                               ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
     found.bars = found.bars[~found.bars.index.isin(off['ts'])]
 
 # %% ../../nbs/01r_data.facade.ipynb #c007e1
@@ -180,11 +176,8 @@ def shifted_note(bars: pd.DataFrame,  # a batch's good bars, before its off-cale
     if shift is None: return None
     # the source clock's offset from UTC
     offset = shift + bars.index[0].tz_convert(tz).utcoffset() / pd.Timedelta(hours=1)
-    zone = (
-        ('UTC' if offset == 0 else f"Etc/GMT{-int(offset):+d}")
-        if float(offset).is_integer() and -12 <= offset <= 14
-        else None
-    )
+    zone = (('UTC' if offset == 0 else f"Etc/GMT{-int(offset):+d}")
+            if float(offset).is_integer() and -12 <= offset <= 14 else None)
     who = "are they in the broker's zone?" if layout in ('mt5', 'mt5-rates') else "are they in another zone?"
     return (f"times look shifted by {shift:+d} h against calendar {calendar}: {who} send "
             + (f"tz={zone} (or the zone's name)" if zone else "tz=the zone's name"))
@@ -254,9 +247,8 @@ def ingest(
     volume = batch.volume_choice(kept.get('volume'))   # MetaTrader's: the series' own, recorded by its first batch
     # only stored, never handed out: no copy of the columns
     found = batch.inspect(symbol, timeframe, writable=False, volume=volume)
-    rows = len(batch.frame) + (
-        int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems) else 0
-    )  # rows of the wrong length too
+    rows = len(batch.frame) + (int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems)
+                               else 0)  # rows of the wrong length too
     if sample and symbol == sample and kept and not _is_sample(kept, sample):
         raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from "
                        f"{kept.get('source', 'another source')}; the sample would mix with "
@@ -264,9 +256,8 @@ def ingest(
     # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
     if len(found.bars):
         check_spacing(found.bars, timeframe, batch.source)
-        calendar, calendar_from, inherited = settle_calendar(
-            calendar, sample, kept, store, symbol, timeframe, found.bars, batch.source
-        )
+        calendar, calendar_from, inherited = settle_calendar(calendar, sample, kept, store, symbol, timeframe,
+                                                             found.bars, batch.source)
         off = off_the_calendar(found.bars, calendar)
         if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
         if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
@@ -322,11 +313,8 @@ def _is_sample(meta: dict, symbol: str) -> bool:
 def read_actions(actions) -> pd.DataFrame:
     """A splits-and-dividends table (CSV/Parquet file or frame): ex-date first (`date`, `ex_date` or `ts`), then `split`
     and/or `dividend`"""
-    frame = (
-        actions
-        if isinstance(actions, pd.DataFrame)
-        else (pd.read_parquet(actions) if str(actions).endswith('.parquet') else pd.read_csv(actions))
-    )
+    frame = (actions if isinstance(actions, pd.DataFrame)
+             else (pd.read_parquet(actions) if str(actions).endswith('.parquet') else pd.read_csv(actions)))
     frame = frame.rename(columns=lambda c: str(c).strip().lower().replace(' ', '_'))
     when = next((c for c in ('ex_date', 'date', 'ts') if c in frame), None)
     if when is None or not {'split', 'dividend'} & set(frame):
@@ -417,10 +405,8 @@ def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFr
     calendar = bars.attrs['calendar'] or 'XNYS'
     odd, holes = anomalies(bars, calendar), gaps(bars, calendar)
     rows = [(t, t, k, d) for t, k, d in zip(odd['ts'], odd['kind'], odd['detail'])]
-    rows += [
-        (a, b, 'gap', f"{n:,} {timeframe} bar(s) missing")
-        for a, b, n in zip(holes['first_missing'], holes['last_missing'], holes['bars'])
-    ]
+    rows += [(a, b, 'gap', f"{n:,} {timeframe} bar(s) missing")
+             for a, b, n in zip(holes['first_missing'], holes['last_missing'], holes['bars'])]
     found = pd.DataFrame(rows, columns=['first', 'last', 'kind', 'detail']).sort_values('first', ignore_index=True)
     return found.assign(symbol=symbol, timeframe=timeframe)[['symbol', 'timeframe', 'kind', 'first', 'last', 'detail']]
 

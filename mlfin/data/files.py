@@ -43,9 +43,8 @@ def read_file(path: str | Path,        # a CSV/TSV/TXT, Parquet or JSON file (op
     kind = file_kind(path)
     ragged = rejected_frame()
     if kind in _TEXT:
-        table, layout, mapping, ragged = _read_text(
-            path, source, columns, decimal, dayfirst or bool(date_format), [symbol_column] if symbol_column else []
-        )
+        table, layout, mapping, ragged = _read_text(path, source, columns, decimal, dayfirst or bool(date_format),
+                                                    [symbol_column] if symbol_column else [])
     elif kind in ('.parquet', '.pq'): table = _read_parquet(path, source)
     elif kind.startswith('.json'): table = _read_json(path, source)
     else: raise BadInput(f"{source}: unknown file type {kind!r}; use CSV, TSV, TXT, Parquet or JSON")
@@ -72,8 +71,8 @@ def dayfirst_format(sample: str, source: str = 'file') -> str:
     "The strptime format of day-first dates like `sample` (31.12.2024, 31/12/2024 14:30, 31-12-2024T14:30:05)"
     m = _DAY_FIRST.fullmatch(sample)
     if not m:
-        raise BadInput(
-            f"{source}: --dayfirst: {sample!r} is not a day-first date such as 31.12.2024 or 31/12/2024 14:30")
+        raise BadInput(f"{source}: --dayfirst: {sample!r} is not a day-first "
+                       "date such as 31.12.2024 or 31/12/2024 14:30")
     sep = m.group(2)
     return f"%d{sep}%m{sep}%Y" + (f"{m.group(5)}%H:%M" + (':%S' if m.group(8) else '') if m.group(5) else '')
 
@@ -96,8 +95,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
         text = head.decode('utf-8-sig')
     except UnicodeDecodeError as e:
         if e.start < len(head) - 4:
-            raise BadInput(
-                f"{source}: not a text file (byte 0x{head[e.start]:02x} at offset {e.start} is not UTF-8)") from None
+            raise BadInput(f"{source}: not a text file (byte 0x{head[e.start]:02x} "
+                           f"at offset {e.start} is not UTF-8)") from None
         text = head[:e.start].decode('utf-8-sig')
     except (OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     if '\x00' in text: raise BadInput(f"{source}: not a text file (NUL bytes)")
@@ -116,8 +115,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
     ragged = []
 
-    def on_ragged(
-        row):  # a row with too many or too few fields: quarantined, named by its line, after the others are read
+    # a row with too many or too few fields: quarantined, named by its line, after the others are read
+    def on_ragged(row):
         ragged.append(row); return 'skip'
     parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_ragged)
     wanted = list(dict.fromkeys([str(v) for v in mapping.values()] + list(carried)))
@@ -129,10 +128,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
                                       column_types=types, decimal_point=decimal)
         # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart; the
         # system allocator, so that each column's chunks, once joined into one array, are reused for the next
-        held = [
-            pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert,
-                          memory_pool=pa.system_memory_pool())
-        ]
+        held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert,
+                              memory_pool=pa.system_memory_pool())]
         return _arrow_frame(held)
     # ISO times, all zoned or all naive (judged by the first row), parsed by the reader: no column of strings
     times = {}
@@ -140,8 +137,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
         cells = [c.strip().strip('"') for c in lines[1].split(delimiter)]
         sample = cells[first.index(str(mapping['ts']))] if len(cells) == len(first) else ''
         if re.fullmatch(r'\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?', sample):
-            times = {
-                str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample) else pa.timestamp('ns')}
+            times = {str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample)
+                     else pa.timestamp('ns')}
     try:
         # fast path: numbers and times parsed by Arrow, in parallel
         try: table = read_as({**text_only, **numeric, **times})
@@ -164,10 +161,8 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     rows, numbers = _ragged_rows(path, opener, ragged, header)
     # rows keep the file's numbering
     table.index = pd.Index(np.setdiff1d(np.arange(1, len(table) + len(rows) + 1), rows))
-    reasons = [
-        f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})"
-        for r, n in zip(ragged, numbers)
-    ]
+    reasons = [f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})"
+               for r, n in zip(ragged, numbers)]
     return (table, layout, mapping,
             rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged]))
 

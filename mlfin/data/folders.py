@@ -38,8 +38,8 @@ def bar_files(sources: list[str | Path], # files, folders and glob patterns ('da
             inside = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith('.') and _is_bars(p))
             if not inside: raise BadInput(f"{source}: a folder without files of bars (read by their ending: {kinds})")
         elif is_pattern(source):
-            inside = sorted(
-                Path(p) for p in glob(str(source), recursive=True) if Path(p).is_file() and _is_bars(Path(p)))
+            inside = sorted(Path(p) for p in glob(str(source), recursive=True)
+                            if Path(p).is_file() and _is_bars(Path(p)))
             if not inside: raise BadInput(f"{source}: no file of bars matches it (read by their ending: {kinds})")
         else: inside = [path]   # a file, or a missing one: refused on its own line, the others ingested
         for p in inside: found.setdefault(p.resolve(), p)
@@ -56,9 +56,8 @@ def symbol_from_name(path: str | Path) -> str:
     stem = path.name[: -len(kind)] if kind else path.name
     try: return check_symbol(stem.upper())
     except BadInput as e:
-        raise BadInput(
-            f"{path}: the file's name gives no {e}; rename the file, or name a column of symbols with --symbol-column"
-        ) from None
+        raise BadInput(f"{path}: the file's name gives no {e}; rename the "
+                       "file, or name a column of symbols with --symbol-column") from None
 
 # %% ../../nbs/01u_data.folders.ipynb #u015
 def by_symbol(batch: Batch,   # a file's rows with their `symbols` (`read_file(..., symbol_column=...)`)
@@ -69,8 +68,8 @@ def by_symbol(batch: Batch,   # a file's rows with their `symbols` (`read_file(.
     names none"""
     codes, names = pd.factorize(batch.symbols, use_na_sentinel=True)
     if (codes < 0).any():
-        raise BadInput(
-            f"{batch.source}: row {batch.symbols.index[int(np.argmax(codes < 0))]}: no symbol in column {column}")
+        raise BadInput(f"{batch.source}: row {batch.symbols.index[int(np.argmax(codes < 0))]}: "
+                       f"no symbol in column {column}")
     names = [str(n).strip() for n in names]
     for k, name in enumerate(names):
         try: check_symbol(name)
@@ -175,10 +174,9 @@ def ingest_summary(outcomes: list[FileOutcome], # every outcome of an `ingest_fi
     reports, refused = [o.report for o in outcomes if o.report is not None], [o for o in outcomes if o.refused]
     new, changed, unchanged = (sum(getattr(r, k) for r in reports) for k in ('new', 'changed', 'unchanged'))
     bars = new + changed + unchanged
-    return (
-        f"{len(dict.fromkeys(o.path for o in outcomes)):,} file(s): {len(reports):,} series stored, {bars:,} bars "
-        f"({new:,} new, {changed:,} changed, {unchanged:,} unchanged), "
-        f"{sum(r.quarantined for r in reports):,} row(s) quarantined; {len(refused):,} refused"
-        + (f" ({', '.join(o.path.name for o in refused[:5])}{', ...' if len(refused) > 5 else ''})" if refused else '')
-        + f"; {seconds:.1f} s, {bars / max(seconds, 1e-6):,.0f} bars/s"
-    )
+    return (f"{len(dict.fromkeys(o.path for o in outcomes)):,} file(s): {len(reports):,} series "
+            f"stored, {bars:,} bars ({new:,} new, {changed:,} changed, {unchanged:,} unchanged), "
+            f"{sum(r.quarantined for r in reports):,} row(s) quarantined; {len(refused):,} refused"
+            + (f" ({', '.join(o.path.name for o in refused[:5])}{', ...' if len(refused) > 5 else ''})" if refused
+               else '')
+            + f"; {seconds:.1f} s, {bars / max(seconds, 1e-6):,.0f} bars/s")

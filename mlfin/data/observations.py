@@ -34,10 +34,8 @@ def check_name(name: str, where: str = 'name') -> str:
 def check_frequency(frequency: str, where: str = 'frequency') -> str:
     "`frequency` (D, W, M, Q, A; any case) upper-cased, else a one-line error"
     if not isinstance(frequency, str) or frequency.upper() not in FREQUENCIES:
-        raise BadInput(
-            f"{where}: unknown frequency {frequency!r}; use one of "
-            + ', '.join(f"{k} ({v})" for k, v in FREQUENCIES.items())
-        )
+        raise BadInput(f"{where}: unknown frequency {frequency!r}; use one of "
+                       + ', '.join(f"{k} ({v})" for k, v in FREQUENCIES.items()))
     return frequency.upper()
 
 # %% ../../nbs/01m_data.observations.ipynb #c017
@@ -52,12 +50,8 @@ def period_starts(dates, frequency: str) -> pd.DatetimeIndex:
 
 def period_ends(periods, frequency: str) -> pd.DatetimeIndex:
     "The last day of each period (of `frequency`) starting at `periods`"
-    return (
-        pd.DatetimeIndex(periods)
-        .to_period(_PANDAS_PERIOD[check_frequency(frequency)])
-        .end_time.normalize()
-        .as_unit('ns')
-    )
+    return (pd.DatetimeIndex(periods).to_period(_PANDAS_PERIOD[check_frequency(frequency)]).end_time.normalize()
+            .as_unit('ns'))
 
 # %% ../../nbs/01m_data.observations.ipynb #c019
 def infer_frequency(dates, where: str = 'series') -> str:
@@ -120,8 +114,8 @@ def parse_rule(text: str | Rule, where: str = 'rule') -> Rule:
             if form == 'day' and not 1 <= day <= 31:
                 raise BadInput(f"{where}: {text!r}: day {day} is not a day of a month")
             return Rule(form, day, f"{hour:02d}:{minute:02d}", check_zone(found['zone'], where))
-    raise BadInput(
-        f"{where}: cannot read the release rule {text!r}; use one of: " + '; '.join(g for g, _ in RULE_FORMS.values()))
+    raise BadInput(f"{where}: cannot read the release rule {text!r}; use one of: "
+                   + '; '.join(g for g, _ in RULE_FORMS.values()))
 
 # %% ../../nbs/01m_data.observations.ipynb #c035
 def _first_opens(dates: pd.DatetimeIndex, calendar: str, where: str) -> pd.DatetimeIndex:
@@ -138,11 +132,8 @@ def _at(days: pd.DatetimeIndex, rule: Rule) -> pd.DatetimeIndex:
     "Naive `days` at the rule's local time in its zone, as UTC (an ambiguous autumn hour read as the later one)"
     hour, minute = map(int, rule.at.split(':'))
     local = days + pd.Timedelta(hours=hour, minutes=minute)
-    return (
-        local.tz_localize(rule.zone, ambiguous=np.zeros(len(local), bool), nonexistent='shift_forward')
-        .tz_convert('UTC')
-        .as_unit('ns')
-    )
+    return (local.tz_localize(rule.zone, ambiguous=np.zeros(len(local), bool), nonexistent='shift_forward')
+            .tz_convert('UTC').as_unit('ns'))
 
 
 def _known(self: Rule, periods, frequency: str, given=None, where: str = 'rule') -> pd.DatetimeIndex:
@@ -158,9 +149,8 @@ def _known(self: Rule, periods, frequency: str, given=None, where: str = 'rule')
                 raise BadInput(f"{where}: release times without a time zone; give "
                                "them with one (2018-11-15T08:30-05:00) or state a rule")
             return given.tz_convert('UTC').as_unit('ns')
-        return _first_opens(
-            (given.tz_localize(None) if given.tz is not None else given).normalize(), self.calendar, where
-        )
+        return _first_opens((given.tz_localize(None) if given.tz is not None else given).normalize(), self.calendar,
+                            where)
     ends = period_ends(periods, frequency)
     if self.form == 'session': return _first_opens(ends, self.calendar, where)
     if self.form in ('same_day', 'next_day', 'days_later'):
@@ -183,26 +173,19 @@ def _values(value, where, rows, column) -> np.ndarray:
     bad = ~np.isfinite(numbers)
     if bad.any():
         i = int(np.argmax(bad)); shown = raw.iloc[i]
-        what = (
-            'missing value'
-            if pd.isna(shown)
-            else (
-                f"{float(shown)} is not a finite number"
-                if isinstance(shown, (int, float, np.number))
-                else f"{shown!r} is not a number"
-            )
-        )
-        _refuse(
-            where, rows, i, column, what + (f" (and {int(bad.sum()) - 1} more such row(s))" if bad.sum() > 1 else '')
-        )
+        what = ('missing value' if pd.isna(shown)
+                else (f"{float(shown)} is not a finite number" if isinstance(shown, (int, float, np.number))
+                      else f"{shown!r} is not a number"))
+        _refuse(where, rows, i, column,
+                what + (f" (and {int(bad.sum()) - 1} more such row(s))" if bad.sum() > 1 else ''))
     return numbers
 
 def parse_dates(period, where: str, rows, column: str) -> pd.DatetimeIndex:
     """Naive dates of `period` (text, dates or times), refusing the first that is not a date (named by `where`, `rows`,
     `column`)"""
     raw = pd.Series(period, copy=False).reset_index(drop=True)
-    dates = pd.DatetimeIndex(
-        raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(raw, errors='coerce', format='mixed'))
+    dates = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw)
+                             else pd.to_datetime(raw, errors='coerce', format='mixed'))
     if dates.isna().any():
         i = int(np.argmax(dates.isna())); _refuse(where, rows, i, column, f"{raw.iloc[i]!r} is not a date")
     return (dates.tz_localize(None) if dates.tz is not None else dates).as_unit('ns')
@@ -233,12 +216,8 @@ def has_zone(values) -> np.ndarray:
     (`2018-11-15T08:30-05:00`)"""
     values = pd.Series(values, copy=False)
     if pd.api.types.is_datetime64_any_dtype(values): return np.full(len(values), values.dt.tz is not None)
-    return (
-        values.astype(str)
-        .str.strip()
-        .str.contains(r'\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$', regex=True)
-        .to_numpy()
-    )
+    return (values.astype(str).str.strip()
+            .str.contains(r'\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$', regex=True).to_numpy())
 
 # %% ../../nbs/01m_data.observations.ipynb #c052
 def observations_frame(
@@ -267,11 +246,8 @@ def observations_frame(
     if known is None: known = rule.known(periods, frequency, given, where)
     else:
         raw = pd.Series(known, copy=False).reset_index(drop=True)
-        known = pd.DatetimeIndex(
-            raw
-            if pd.api.types.is_datetime64_any_dtype(raw)
-            else pd.to_datetime(raw, errors='coerce', utc=True, format='mixed')
-        )
+        known = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw)
+                                 else pd.to_datetime(raw, errors='coerce', utc=True, format='mixed'))
         if known.isna().any():
             i = int(np.argmax(known.isna()))
             _refuse(where, rows, i, columns['known'], f"{raw.iloc[i]!r} is not a time")
@@ -283,14 +259,14 @@ def observations_frame(
                 _refuse(where, rows, i, columns['known'],
                         f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule")
         if known.tz is None:
-            raise BadInput(
-                f"{where}: column {columns['known']}: times without a time zone; give them with one or state a rule")
+            raise BadInput(f"{where}: column {columns['known']}: times without "
+                           "a time zone; give them with one or state a rule")
         known = known.tz_convert('UTC').as_unit('ns')
     _check_order(periods, known, frequency, where, rows, columns)
     frame = pd.DataFrame({'period': periods, 'known': known, 'value': values})
     order = np.lexsort((frame['period'].to_numpy(), frame['known'].to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
-    frame.attrs.update(
-        dict.fromkeys(OBSERVATION_ATTRS, '') | dict(description='', unit='', licence='', source=where) | attrs)
+    frame.attrs.update(dict.fromkeys(OBSERVATION_ATTRS, '') | dict(description='', unit='', licence='', source=where)
+                       | attrs)
     frame.attrs.update(name=check_name(name), symbol=symbol or None, frequency=frequency, rule=rule.text)
     return frame

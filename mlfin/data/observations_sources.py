@@ -214,13 +214,11 @@ def _wide(table, keys, where, name, rule, frequency, symbol, attrs) -> list[pd.D
         raise BadInput(f"{where}: no release times (a column named known) and no rule: state when each value became "
                        "known, e.g. 'day 15 of next month 08:30 America/New_York' (mlfin tutorial: Your own data)")
     rows = np.arange(1, len(table) + 1)
-    return [
-        observations_frame(table[date], table[column], known=None if known is None else table[known],
-                           rule=rule or 'as given', frequency=frequency, name=name or _series_name(column, where),
-                           symbol=symbol and check_symbol(symbol), where=where, rows=rows,
-                           columns=dict(period=date, known=known, value=column), **attrs)
-        for column in values
-    ]
+    return [observations_frame(table[date], table[column], known=None if known is None else table[known],
+                               rule=rule or 'as given', frequency=frequency, name=name or _series_name(column, where),
+                               symbol=symbol and check_symbol(symbol), where=where, rows=rows,
+                               columns=dict(period=date, known=known, value=column), **attrs)
+            for column in values]
 
 
 def _series_name(column, where: str) -> str:
@@ -259,13 +257,13 @@ def _long(table, keys, where, rule, frequency, attrs) -> list[pd.DataFrame]:
         at, first = group.index.to_numpy(), rows[group.index[0]]
         name = check_name(str(field), f"{where}: row {first}, column {c['field']}")
         company = check_symbol(str(symbol))
-        frames.append(
-            observations_frame(starts_from[at], group[c['value']], known=filed.iloc[at] if zoned.all() else None,
-                               rule=rule, given=None if zoned.all() else filed.iloc[at].to_numpy(),
-                               frequency=frequency or _fiscal_frequency(ends[at], where, name, company), name=name,
-                               symbol=company, where=where, rows=rows[at],
-                               columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']), **attrs)
-        )
+        frames.append(observations_frame(starts_from[at], group[c['value']],
+                                         known=filed.iloc[at] if zoned.all() else None, rule=rule,
+                                         given=None if zoned.all() else filed.iloc[at].to_numpy(),
+                                         frequency=frequency or _fiscal_frequency(ends[at], where, name, company),
+                                         name=name, symbol=company, where=where, rows=rows[at],
+                                         columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']),
+                                         **attrs))
     return frames
 
 def _fiscal_frequency(ends: pd.DatetimeIndex, where: str, name: str, symbol: str) -> str:
@@ -282,12 +280,9 @@ class ObservationsIngest:
     unchanged: int
 
     def __str__(self) -> str:
-        lines = [
-            f"{r.name}{'' if r.symbol is None else f' of {r.symbol}'}: {r.rows:,} rows, {r.first_period:%Y-%m-%d} to "
-            f"{r.last_period:%Y-%m-%d}, "
-            f"{r.frequency}, known by rule: {r.rule}"
-            for r in self.series.itertuples()
-        ]
+        lines = [f"{r.name}{'' if r.symbol is None else f' of {r.symbol}'}: {r.rows:,} rows, "
+                 f"{r.first_period:%Y-%m-%d} to {r.last_period:%Y-%m-%d}, {r.frequency}, known by rule: {r.rule}"
+                 for r in self.series.itertuples()]
         return '\n'.join(lines + [f"{self.added:,} rows added, {self.unchanged:,} already stored"])
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c032

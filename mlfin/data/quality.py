@@ -92,19 +92,14 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
             cases = e.failure_cases.dropna(subset=['index'])
             cases = cases[cases['column'].isna() | cases['column'].isin(['ts', *BAR_COLUMNS])]
             reason = cases['check'].map(lambda c: _REASONS.get(str(c), str(c)))
-            column = np.where(
-                cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN), cases['column']
-            )
-            found = pd.DataFrame(
-                {'row': cases['index'].astype('int64').to_numpy(), 'column': column, 'reason': reason.to_numpy()})
+            column = np.where(cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN),
+                              cases['column'])
+            found = pd.DataFrame({'row': cases['index'].astype('int64').to_numpy(), 'column': column,
+                                  'reason': reason.to_numpy()})
             # a row's own bad value before a broken relation
             found['rank'] = found['reason'].isin(list(_CHECK_COLUMN)).astype(int)
-            found = (
-                found.sort_values(['row', 'rank'], kind='stable')
-                .drop_duplicates('row')
-                .drop(columns='rank')
-                .set_index('row')
-            )
+            found = (found.sort_values(['row', 'rank'], kind='stable').drop_duplicates('row').drop(columns='rank')
+                     .set_index('row'))
             at = rows.loc[found.index]
             values = [at.at[r, c] if c in at else '' for r, c in zip(found.index, found['column'])]
             bad.append(rejected_frame(found.index, at['ts'], found['column'], found['reason'], values))
@@ -131,11 +126,8 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
         rows = rows.sort_values('ts', kind='stable')
     bars = bars_frame(rows, symbol, timeframe, writable, times=rows['ts'])
     if 'adj_factor' in rows: bars['adj_factor'] = rows['adj_factor'].to_numpy(dtype='float64')
-    rejected = (
-        pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
-        if bad
-        else rejected_frame()
-    )
+    rejected = (pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True) if bad
+                else rejected_frame())
     return Inspection(bars, rejected, notes)
 
 
@@ -148,10 +140,8 @@ def _found(ts, kind: str, details: list) -> pd.DataFrame:
     if not len(ts): return _NONE.copy(deep=False)
     return pd.DataFrame({'ts': ts, 'kind': kind, 'detail': details})
 
-_NONE = pd.DataFrame(
-    {'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'), 'kind': pd.Series([], dtype='str'),
-     'detail': pd.Series([], dtype='str')}
-)
+_NONE = pd.DataFrame({'ts': pd.DatetimeIndex([], tz='UTC', name='ts').as_unit('ns'), 'kind': pd.Series([], dtype='str'),
+                      'detail': pd.Series([], dtype='str')})
 
 
 # %% ../../nbs/01b_data.quality.ipynb #c010_00
@@ -197,9 +187,8 @@ def stale_runs(bars: pd.DataFrame, stale_run: int = 5) -> pd.DataFrame:
     edges = np.diff(np.r_[0, flat.astype('int8'), 0])   # runs of flat bars: where they start and end
     starts, lengths = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
     keep = lengths >= stale_run
-    return _found(
-        bars.index[starts[keep]], 'stale', [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])]
-    )
+    return _found(bars.index[starts[keep]], 'stale',
+                  [f"{n} bars at {close[i]:.6g}" for i, n in zip(starts[keep], lengths[keep])])
 
 
 # %% ../../nbs/01b_data.quality.ipynb #c010_03
@@ -231,16 +220,15 @@ def off_calendar(bars: pd.DataFrame, calendar: str, expected: pd.DatetimeIndex |
     # every step from the first bar: off the grid is off
     if expected is None and calendar == '24/7' and bars.attrs['timeframe'] != '1d':
         ns, step = bars.index.as_unit('ns').asi8, pd.Timedelta(TIMEFRAMES[bars.attrs['timeframe']]).value
-        off = np.concatenate(
-            [np.flatnonzero((ns[a : a + _CHUNK] - ns[0]) % step != 0) + a for a in range(0, len(ns), _CHUNK)])
+        off = np.concatenate([np.flatnonzero((ns[a : a + _CHUNK] - ns[0]) % step != 0) + a
+                              for a in range(0, len(ns), _CHUNK)])
         extra = bars.index[off]
     else:
         expected = _expected(bars, calendar) if expected is None else expected
         extra = bars.index[~_on_grid(bars).isin(expected)]
     if not len(extra): return _NONE.copy(deep=False)  # the usual answer: naming no days costs 0.3 ms
-    return _found(
-        extra, 'off-calendar', list(f"no {bars.attrs['timeframe']} bar expected on {calendar} on a " + extra.day_name())
-    )
+    return _found(extra, 'off-calendar',
+                  list(f"no {bars.attrs['timeframe']} bar expected on {calendar} on a " + extra.day_name()))
 
 
 # %% ../../nbs/01b_data.quality.ipynb #c010_06
@@ -313,20 +301,17 @@ def quality_figure(bars: pd.DataFrame, calendar: str):
     import plotly.graph_objects as go
     expected = _expected(bars, calendar)
     month = lambda idx: idx.tz_localize(None).to_period('M').to_timestamp()
-    present = (
-        pd.Series(1, index=bars.index.intersection(expected)).groupby(month(bars.index.intersection(expected))).sum())
+    present = (pd.Series(1, index=bars.index.intersection(expected)).groupby(month(bars.index.intersection(expected)))
+               .sum())
     wanted = pd.Series(1, index=expected).groupby(month(expected)).sum()
     share = (present.reindex(wanted.index, fill_value=0) / wanted).rename('coverage')
     odd = anomalies(bars, calendar, expected=expected)
     fig = go.Figure(go.Bar(x=share.index, y=share.values, name='bars present / expected'))
     for kind, rows in odd.groupby('kind'):
-        fig.add_trace(
-            go.Scatter(
-                x=rows['ts'].dt.tz_localize(None), y=[1.02] * len(rows), mode='markers', name=kind, text=rows['detail']
-            )
-        )
-    fig.update_layout(
-        title=f"{bars.attrs.get('symbol')} {bars.attrs['timeframe']}: coverage of the {calendar} calendar",
-        yaxis=dict(range=[0, 1.06], tickformat='.0%'), height=320, margin=dict(l=40, r=20, t=50, b=30))
+        fig.add_trace(go.Scatter(x=rows['ts'].dt.tz_localize(None), y=[1.02] * len(rows), mode='markers', name=kind,
+                                 text=rows['detail']))
+    fig.update_layout(title=f"{bars.attrs.get('symbol')} {bars.attrs['timeframe']}: "
+                            f"coverage of the {calendar} calendar",
+                      yaxis=dict(range=[0, 1.06], tickformat='.0%'), height=320, margin=dict(l=40, r=20, t=50, b=30))
     return fig
 

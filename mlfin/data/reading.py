@@ -31,9 +31,8 @@ def load(symbol: str,          # a symbol in the store
         factor = bars.pop('adj_factor')
         if adjust: bars = adjusted(bars, factor)
     meta = store.meta(symbol, timeframe)
-    bars.attrs.update(
-        symbol=symbol, timeframe=timeframe, calendar=meta.get('calendar', ''), source=meta.get('source', '')
-    )
+    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=meta.get('calendar', ''),
+                      source=meta.get('source', ''))
     return bars
 
 
@@ -73,10 +72,9 @@ def observations_report(store=None) -> pd.DataFrame:
     vintages, first and last period and known time"""
     held = open_store(store).observation_series()
     day, when = (lambda c: held[c].dt.strftime('%Y-%m-%d')), (lambda c: held[c].dt.strftime('%Y-%m-%d %H:%M UTC'))
-    return pd.DataFrame(
-        {'series': [n if s is None else f"{n} of {s}" for n, s in zip(held['name'], held['symbol'])],
-         'frequency': held['frequency'], 'rule': held['rule'], 'source': held['source'], 'licence': held['licence'],
-         'periods': held['periods'], 'vintages': held['vintages'], 'first period': day('first_period'),
-         'last period': day('last_period'), 'first known': when('first_known'), 'last known': when('last_known')}
-    )
+    return pd.DataFrame({'series': [n if s is None else f"{n} of {s}" for n, s in zip(held['name'], held['symbol'])],
+                         'frequency': held['frequency'], 'rule': held['rule'], 'source': held['source'],
+                         'licence': held['licence'], 'periods': held['periods'], 'vintages': held['vintages'],
+                         'first period': day('first_period'), 'last period': day('last_period'),
+                         'first known': when('first_known'), 'last known': when('last_known')})
 

@@ -42,8 +42,8 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
             except ccxt.BadSymbol as e: raise NotFound(f"{source}: no such market ({str(e)[:120]})") from None
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
                 if attempt == retries - 1:
-                    raise Unavailable(
-                        f"{source}: gave up after {retries} attempts ({type(e).__name__}: {str(e)[:120]})") from None
+                    raise Unavailable(f"{source}: gave up after {retries} attempts "
+                                      f"({type(e).__name__}: {str(e)[:120]})") from None
                 time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
             except ccxt.ExchangeError as e: raise Unavailable(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
     call(client.load_markets)
@@ -55,9 +55,8 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
         if not page: break
         rows += page
         since = page[-1][0] + step
-    table = pd.DataFrame(
-        rows, columns=['ts', 'open', 'high', 'low', 'close', 'volume'], index=pd.RangeIndex(1, len(rows) + 1)
-    )
+    table = pd.DataFrame(rows, columns=['ts', 'open', 'high', 'low', 'close', 'volume'],
+                         index=pd.RangeIndex(1, len(rows) + 1))
     if table.empty: raise NotFound(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
     return from_columns(table, {c: c for c in table.columns}, source, f"ccxt {exchange}")
 
@@ -93,9 +92,8 @@ def fetch_yahoo(ticker: str,           # Yahoo's ticker: AAPL, ^GSPC, EURUSD=X
     if history.empty: raise NotFound(f"{source}: no {timeframe} bars between {start} and {end or 'now'}")
     index = pd.DatetimeIndex(history.index)
     if timeframe == '1d':
-        index = (
-            (index.tz_localize(None) if index.tz is not None else index).normalize().tz_localize('UTC')
-        )  # the session's local date
+        # the session's local date
+        index = ((index.tz_localize(None) if index.tz is not None else index).normalize().tz_localize('UTC'))
     table = history.reset_index(drop=True).assign(ts=index.as_unit('ns'))
     table.index = pd.RangeIndex(1, len(table) + 1)
     layout, mapping = detect_layout(list(table.columns), source)

@@ -40,8 +40,8 @@ def source_timeframe(symbol: str, timeframe: str, store=None) -> str:
 def _aggregating_code() -> str:
     """What makes coarser bars (the bars module: resampling, sessions, calendars; exchange_calendars' holidays and
     hours): a resampled series is made again when it changes"""
-    return hashlib.sha256(
-        Path(mlfin.data.bars.__file__).read_bytes() + version('exchange_calendars').encode()).hexdigest()[:16]
+    return hashlib.sha256(Path(mlfin.data.bars.__file__).read_bytes()
+                          + version('exchange_calendars').encode()).hexdigest()[:16]
 
 
 def resampled(symbol: str, source: str, # a stored series and its bar size
@@ -54,9 +54,9 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     store = open_store(store)
     meta = store.meta(symbol, source)
     calendar = calendar_of(symbol, source, store)  # the one rule: recorded, else the sample's, else NYSE
-    key = hashlib.sha256(
-        '|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)), _aggregating_code()]).encode()
-    ).hexdigest()[:24]
+    key = hashlib.sha256('|'.join([symbol, source, timeframe, calendar, str(store.stamp(symbol, source)),
+                                   _aggregating_code()])
+                         .encode()).hexdigest()[:24]
     path = home()/'resampled'/f"{key}.parquet"
     if path.exists(): bars = pd.read_parquet(path)
     else:
@@ -68,25 +68,20 @@ def resampled(symbol: str, source: str, # a stored series and its bar size
     if lo is not None: keep &= bars.index >= lo
     if hi is not None: keep &= (bars.index <= hi) if closed else (bars.index < hi)
     bars = bars[keep]
-    bars.attrs.update(
-        symbol=symbol, timeframe=timeframe, calendar=calendar, source=meta.get('source', ''), resampled_from=source
-    )
+    bars.attrs.update(symbol=symbol, timeframe=timeframe, calendar=calendar, source=meta.get('source', ''),
+                      resampled_from=source)
     return bars
 
 # %% ../../nbs/01s_data.runs.ipynb #c2847f0a6
-def series_bars(
-    symbol: str, timeframe: str, start: str | None = None, end: str | None = None, store=None
-) -> pd.DataFrame:
+def series_bars(symbol: str, timeframe: str, start: str | None = None, end: str | None = None,
+                store=None) -> pd.DataFrame:
     """A series' bars at `timeframe` for a run or a feature: read from the store (its sample ingested first), or
     resampled from a finer stored size"""
     store = open_store(store)
     source = source_timeframe(symbol, timeframe, store)
     ensure_sample(symbol, source, store)
-    return (
-        load(symbol, timeframe, start, end, store=store)
-        if source == timeframe
-        else resampled(symbol, source, timeframe, start, end, store)
-    )
+    return (load(symbol, timeframe, start, end, store=store) if source == timeframe
+            else resampled(symbol, source, timeframe, start, end, store))
 
 # %% ../../nbs/01s_data.runs.ipynb #c013d
 def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
@@ -144,12 +139,12 @@ def series_stamps(pairs: list[tuple[str, str]], store=None) -> dict[str, str]:
         source = source_timeframe(symbol, timeframe, store)   # a resampled series changes when its source does
         ensure_sample(symbol, source, store)
         found = store.stamp(symbol, source)  # a text on the embedded store, a tuple on PostgreSQL
-        stamps[f"{symbol}:{timeframe}"] = (
-            None if found is None else str(found) + ('' if source == timeframe else f" <- {source}"))
+        stamps[f"{symbol}:{timeframe}"] = (None if found is None
+                                           else str(found) + ('' if source == timeframe else f" <- {source}"))
         if found is None:   # before any task starts, not in the ingest task's kernel
             held = store.ls()
-            listing = (
-                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing')
+            listing = (', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held)
+                       else 'nothing')
             raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
     return {k: str(v) for k, v in stamps.items()}
 

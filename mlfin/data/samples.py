@@ -29,34 +29,28 @@ class Sample:
     origin: str       # where the package says the numbers come from
 
 _QUANDL = 'Quandl WIKI prices (declared public domain), shipped by bokeh-sampledata'
-SAMPLES = {
-    s.symbol: s
-    for s in [
-        Sample(
-            'SPX', '1d', 'index', 'XNYS', 'arch', 'NCSA', 'S&P 500 index (Yahoo! Finance), shipped by arch.data.sp500'
-        ),
-        Sample('IXIC', '1d', 'index', 'XNYS', 'arch', 'NCSA',
-               'NASDAQ Composite (Yahoo! Finance), shipped by arch.data.nasdaq'),
-        *[
-            Sample(t, '1d', 'equity', 'XNYS', 'bokeh-sampledata', 'Public Domain (package: BSD-3-Clause)', _QUANDL)
-            for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')
-        ],
-        Sample('GOOGL', '1d', 'equity', 'XNYS', 'gym-anytrading', 'MIT',
-               'Alphabet class A, shipped by gym_anytrading.datasets'),
-        Sample('EURUSD', '1h', 'fx', '24/5', 'gym-anytrading', 'MIT',
-               'EUR/USD hourly ask bars (UTC), shipped by gym_anytrading.datasets'),
-        Sample('ES', '1m', 'futures', 'CMES', 'mlfinpy', 'MIT',
-               'E-mini S&P 500 futures trades, 2013-09-01 to 09-03 (Chicago time), shipped '
-               'by mlfinpy.dataset (tick_data.csv); one-minute bars made from them here'),
-    ]
-}
+SAMPLES = {s.symbol: s
+           for s in [Sample('SPX', '1d', 'index', 'XNYS', 'arch', 'NCSA',
+                            'S&P 500 index (Yahoo! Finance), shipped by arch.data.sp500'),
+                     Sample('IXIC', '1d', 'index', 'XNYS', 'arch', 'NCSA',
+                            'NASDAQ Composite (Yahoo! Finance), shipped by arch.data.nasdaq'),
+                     *[Sample(t, '1d', 'equity', 'XNYS', 'bokeh-sampledata', 'Public Domain (package: BSD-3-Clause)',
+                              _QUANDL)
+                       for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')],
+                     Sample('GOOGL', '1d', 'equity', 'XNYS', 'gym-anytrading', 'MIT',
+                            'Alphabet class A, shipped by gym_anytrading.datasets'),
+                     Sample('EURUSD', '1h', 'fx', '24/5', 'gym-anytrading', 'MIT',
+                            'EUR/USD hourly ask bars (UTC), shipped by gym_anytrading.datasets'),
+                     Sample('ES', '1m', 'futures', 'CMES', 'mlfinpy', 'MIT',
+                            'E-mini S&P 500 futures trades, 2013-09-01 to 09-03 (Chicago time), shipped '
+                            'by mlfinpy.dataset (tick_data.csv); one-minute bars made from them here')]}
 
-_FILES = {
-    'SPX': ('arch', 'data/sp500/sp500.csv.gz', 'Date', '%m/%d/%Y'),
-    'IXIC': ('arch', 'data/nasdaq/nasdaq.csv.gz', 'Date', '%m/%d/%Y'),
-    'GOOGL': ('gym_anytrading', 'datasets/data/STOCKS_GOOGL.csv', 'Date', '%Y-%m-%d'),
-    'EURUSD': ('gym_anytrading', 'datasets/data/FOREX_EURUSD_1H_ASK.csv', 'Time', '%d.%m.%Y %H:%M:%S.%f'),
-    **{t: ('bokeh_sampledata', '_data/stocks.csv.gz', 'Date', '%Y-%m-%d') for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')}}
+_FILES = {'SPX': ('arch', 'data/sp500/sp500.csv.gz', 'Date', '%m/%d/%Y'),
+          'IXIC': ('arch', 'data/nasdaq/nasdaq.csv.gz', 'Date', '%m/%d/%Y'),
+          'GOOGL': ('gym_anytrading', 'datasets/data/STOCKS_GOOGL.csv', 'Date', '%Y-%m-%d'),
+          'EURUSD': ('gym_anytrading', 'datasets/data/FOREX_EURUSD_1H_ASK.csv', 'Time', '%d.%m.%Y %H:%M:%S.%f'),
+          **{t: ('bokeh_sampledata', '_data/stocks.csv.gz', 'Date', '%Y-%m-%d')
+             for t in ('AAPL', 'MSFT', 'IBM', 'GOOG')}}
 
 
 # %% ../../nbs/01e_data.samples.ipynb #c020k

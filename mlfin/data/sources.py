@@ -35,9 +35,8 @@ class Batch:
                ) -> Inspection:
         "Good canonical bars and rejected rows of this batch"
         if self.frame.empty and self.problems.empty: raise BadInput(f"{self.source}: no rows")
-        return inspect(
-            self._with_volume(volume), symbol, check_timeframe(timeframe, self.source), self.problems, writable
-        )
+        return inspect(self._with_volume(volume), symbol, check_timeframe(timeframe, self.source), self.problems,
+                       writable)
 
     def volume_choice(self, recorded: str | None = None, # the volume the series already uses, if any
                      ) -> str | None:
@@ -46,8 +45,8 @@ class Batch:
         held = [c for c in MT5_VOLUMES if c in self.frame]
         if not held or 'volume' in self.frame: return None
         if recorded: return recorded
-        return (
-            'real_volume' if 'real_volume' in held and np.nansum(self.frame['real_volume'].to_numpy()) > 0 else held[0])
+        return ('real_volume' if 'real_volume' in held and np.nansum(self.frame['real_volume'].to_numpy()) > 0
+                else held[0])
 
     def _with_volume(self, volume: str | None) -> pd.DataFrame:
         "The frame with `volume` from the chosen MetaTrader column (no copy of the others)"
@@ -86,8 +85,8 @@ def detect_layout(names: list[str], # the source's column names (or the first ro
     if {'tick_volume', 'real_volume'} & set(keys) and 'time' in keys:
         lacking = [c for c in PRICE_COLUMNS if c not in keys]
         if lacking:
-            raise BadInput(
-                f"{source}: MetaTrader rates without {', '.join(lacking)} (columns: {', '.join(map(str, names[:12]))})")
+            raise BadInput(f"{source}: MetaTrader rates without {', '.join(lacking)} "
+                           f"(columns: {', '.join(map(str, names[:12]))})")
         mapping = {'ts': keys['time'], **{c: keys[c] for c in PRICE_COLUMNS}}
         mapping.update({k: keys[k] for k in ('tick_volume', 'real_volume', 'spread') if k in keys})
         return 'mt5-rates', mapping
@@ -159,11 +158,11 @@ def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str,
         local = _on_clock(times, wall)
         skipped = local.isna() & ~times.isna()
         if skipped.any():
-            problems.append(
-                _unparsed(values, skipped, column, f"not a time on the clock of {wall} (it skips or repeats it)"))
+            problems.append(_unparsed(values, skipped, column,
+                                      f"not a time on the clock of {wall} (it skips or repeats it)"))
         times = local
-    return pd.Series(times, index=values.index), (
-        pd.concat(problems, ignore_index=True) if problems else rejected_frame())
+    return pd.Series(times, index=values.index), (pd.concat(problems, ignore_index=True) if problems
+                                                  else rejected_frame())
 
 
 # %% ../../nbs/01c_data.sources.ipynb #c010_04
@@ -179,8 +178,8 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
         return _epoch_times(values.to_numpy(dtype='float64', na_value=np.nan), values, column, tz if wall else None)
     import pyarrow as pa, pyarrow.compute as pc
 
-    if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(
-        values.array.__arrow_array__().type):
+    if isinstance(values.array, pd.arrays.ArrowExtensionArray) and pa.types.is_string(values.array.__arrow_array__()
+                                                                                      .type):
         text = values.array.__arrow_array__()  # zero-copy: parsed in Arrow, never as Python strings
     else: text = pa.chunked_array([pa.array(values.astype('str'), type=pa.string())])
     head = [v for v in text.slice(0, 100).to_pylist() if v]
@@ -196,9 +195,8 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
         is_digits = digits.fill_null(False).to_numpy(zero_copy_only=False)
         if is_digits.any():
             numbers = np.full(len(text), np.nan)
-            numbers[is_digits] = pc.cast(
-                pc.utf8_trim_whitespace(text.filter(pa.array(is_digits))), pa.float64()
-            ).to_numpy(zero_copy_only=False)
+            numbers[is_digits] = pc.cast(pc.utf8_trim_whitespace(text.filter(pa.array(is_digits))),
+                                         pa.float64()).to_numpy(zero_copy_only=False)
             times, bad = _epoch_times(numbers, values, column, tz if wall else None)
             rest = ~is_digits & text.is_valid().to_numpy(zero_copy_only=False)
             if not rest.any(): return times, bad
@@ -213,8 +211,8 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
         is_zoned = zoned.fill_null(False).to_numpy(zero_copy_only=False)
         minority = ~is_zoned if n_zoned * 2 >= len(text) else is_zoned
         minority &= text.is_valid().to_numpy(zero_copy_only=False)
-        problems.append(
-            _unparsed(values, minority, column, 'time zone differs from the other rows (mixed naive and zoned times)'))
+        problems.append(_unparsed(values, minority, column,
+                                  'time zone differs from the other rows (mixed naive and zoned times)'))
 
     def arrow_times(text):
         if fmt: parsed = pc.strptime(text, format=fmt, unit='ns', error_is_null=False)
@@ -234,8 +232,8 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
     if times.dt.tz is None: times = times.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
     times = times.dt.tz_convert('UTC')
     if times.dt.unit != 'ns':  # parsed at a coarser unit: a time before 1677 or after 2262 has no nanosecond stamp
-        wild = times.notna() & (
-            (times < pd.Timestamp.min.tz_localize('UTC')) | (times > pd.Timestamp.max.tz_localize('UTC')))
+        wild = times.notna() & ((times < pd.Timestamp.min.tz_localize('UTC'))
+                                | (times > pd.Timestamp.max.tz_localize('UTC')))
         if wild.any():
             problems.append(_unparsed(values, wild.to_numpy(), column, 'not a time (before 1677 or after 2262)'))
             times = times.mask(wild)
@@ -276,9 +274,8 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
     if not {'volume', *MT5_VOLUMES} & set(out): out['volume'] = np.zeros(len(table))
     if 'adj_close' in out:
         out['adj_factor'] = out.pop('adj_close') / out['close']
-    out = pd.DataFrame(
-        {k: (v.array if isinstance(v, pd.Series) else v) for k, v in out.items()}, index=table.index, copy=False
-    )
+    out = pd.DataFrame({k: (v.array if isinstance(v, pd.Series) else v) for k, v in out.items()}, index=table.index,
+                       copy=False)
     problems = [p for p in problems if len(p)]
     problems = pd.concat(problems, ignore_index=True).drop_duplicates('row') if problems else rejected_frame()
     if len(problems): problems['ts'] = [str(out.at[r, 'ts']) for r in problems['row']]
@@ -288,12 +285,11 @@ def from_columns(table: pd.DataFrame, # the source's rows, source column names, 
 def records_table(data, source: str) -> pd.DataFrame:
     "Rows from JSON-like data: a list of objects, a list of Binance kline arrays, or an object holding either"
     if isinstance(data, dict):
-        data = next(
-            (data[k] for k in ('candles', 'bars', 'data', 'rates', 'klines') if isinstance(data.get(k), list)), None
-        )
+        data = next((data[k] for k in ('candles', 'bars', 'data', 'rates', 'klines') if isinstance(data.get(k), list)),
+                    None)
         if data is None:
-            raise BadInput(
-                f"{source}: JSON object without a list of candles (under candles, bars, data, rates or klines)")
+            raise BadInput(f"{source}: JSON object without a list of candles "
+                           "(under candles, bars, data, rates or klines)")
     if not isinstance(data, list): raise BadInput(f"{source}: JSON is not a list of candles")
     if data and all(isinstance(r, list) for r in data):
         table = pd.DataFrame(data, columns=None if len(data[0]) != 12 else BINANCE_COLUMNS)
@@ -333,11 +329,8 @@ def _plain_times(values: list, tz: str) -> pd.DatetimeIndex | None:
     # the nanoseconds as they are: an index made from Arrow's pandas conversion costs 0.5 ms, a push's largest fixed
     # cost
     times = pd.DatetimeIndex(parsed.cast(pa.int64()).to_numpy().view('M8[ns]'))
-    return (
-        times.tz_localize('UTC')
-        if zoned
-        else times.tz_localize(tz, ambiguous='NaT', nonexistent='NaT').tz_convert('UTC')
-    )
+    return (times.tz_localize('UTC') if zoned
+            else times.tz_localize(tz, ambiguous='NaT', nonexistent='NaT').tz_convert('UTC'))
 
 
 # %% ../../nbs/01c_data.sources.ipynb #c023_01
@@ -357,9 +350,8 @@ def plain_records(candles,  # what a collector pushed
     if type(stamps[0]) is str: times = _plain_times(stamps, tz)   # all text, or the general road
     else:
         numbers = _plain_numbers(stamps)
-        times = (
-            None if numbers is None else _epoch(numbers) if layout != 'mt5-rates' else _on_clock(_epoch(numbers), tz)
-        )  # as `from_columns`
+        times = (None if numbers is None else _epoch(numbers) if layout != 'mt5-rates'
+                 else _on_clock(_epoch(numbers), tz))  # as `from_columns`
     if times is None or times.hasnans: return None
     out = {'ts': times.array}
     for ours in PRICE_COLUMNS + [c for c in ('vwap', 'spread') if c in mapping]:
@@ -389,8 +381,8 @@ def table_records(candles, source: str = 'push', tz: str = 'UTC') -> Batch:
     table = candles.reset_index() if isinstance(candles, pd.DataFrame) else records_table(candles, source)
     if table.empty: raise BadInput(f"{source}: no candles")
     table.index = pd.RangeIndex(1, len(table) + 1)
-    layout, mapping = detect_layout(
-        [str(c) for c in table.columns] if table.columns.dtype != 'int64' else list(table.iloc[0]), source
-    )
+    layout, mapping = detect_layout([str(c) for c in table.columns] if table.columns.dtype != 'int64'
+                                    else list(table.iloc[0]),
+                                    source)
     return from_columns(table, mapping, source, layout, tz)
 

@@ -9,17 +9,13 @@ __all__ = []
 from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`)
-_WHERE = {
-    **dict.fromkeys((
-        'Indicator', 'Feature', 'INDICATORS', 'ALIASES', 'register', 'resolve', 'parse', 'talib_indicator',
-        'LookaheadReport', 'check_no_lookahead'),
-        'registry'),
-    **dict.fromkeys(('SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'SPECS', 'read_spec', 'spec_names'), 'specs'),
-    **dict.fromkeys(('build', 'model_inputs'), 'compute'),
-    'as_known': 'known',
-    **dict.fromkeys(('check_known_no_lookahead', 'known_by'), 'lookahead'),
-    **dict.fromkeys(('higher_timeframe', 'cross_asset'), 'context'),
-    'FeatureStore': 'store',
-    **dict.fromkeys(('NON_INPUTS', 'dataset', 'inputs_of', 'inputs_for'), 'assembly'),
-}
+_WHERE = {**dict.fromkeys(('Indicator', 'Feature', 'INDICATORS', 'ALIASES', 'register', 'resolve', 'parse',
+                           'talib_indicator', 'LookaheadReport', 'check_no_lookahead'),
+                          'registry'),
+          **dict.fromkeys(('SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'SPECS', 'read_spec', 'spec_names'),
+                          'specs'),
+          **dict.fromkeys(('build', 'model_inputs'), 'compute'), 'as_known': 'known',
+          **dict.fromkeys(('check_known_no_lookahead', 'known_by'), 'lookahead'),
+          **dict.fromkeys(('higher_timeframe', 'cross_asset'), 'context'), 'FeatureStore': 'store',
+          **dict.fromkeys(('NON_INPUTS', 'dataset', 'inputs_of', 'inputs_for'), 'assembly')}
 __all__ = lazy_area(__name__)

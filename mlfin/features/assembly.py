@@ -29,10 +29,8 @@ def dataset(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars per symbol
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw features and (model inputs + `label` + `label_end` + `label_return`) for every symbol, long format, warm-up
     rows dropped; a registered label's name and horizon on the inputs' `attrs`"""
-    calls = {
-        symbol: (shipped(bars, source), symbol, label_fn, spec, None if store is None else store.root)
-        for symbol, bars in bars_by_symbol.items()
-    }
+    calls = {symbol: (shipped(bars, source), symbol, label_fn, spec, None if store is None else store.root)
+             for symbol, bars in bars_by_symbol.items()}
     parts = fan_out('features', symbol_dataset, calls)   # one unit a symbol, in process or on the run's cluster
     if store is not None:
         for *_, hits, misses in parts.values(): store.hits += hits; store.misses += misses

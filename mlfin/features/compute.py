@@ -40,15 +40,12 @@ def build(bars: pd.DataFrame,         # canonical bars
             columns.update(_in_context(bars, feature, others or partial(other_bars, store=store)))
             continue
         if feature.series:
-            columns.update(
-                series_columns(bars, feature, closes_at(bars), observations or partial(load_observations, store=store)))
+            columns.update(series_columns(bars, feature, closes_at(bars),
+                                          observations or partial(load_observations, store=store)))
             continue
         outputs = output_arrays(feature.indicator.fn(bars, *feature.params))
-        picked = (
-            [(feature.indicator.outputs or ('',)).index(feature.output)]
-            if feature.output is not None
-            else range(len(outputs))
-        )
+        picked = ([(feature.indicator.outputs or ('',)).index(feature.output)] if feature.output is not None
+                  else range(len(outputs)))
         for column, i in zip(feature.columns(), picked):
             columns[column] = _transform(outputs[i], bars.index, feature.transforms)
     # each column its own block, not copied into one 2-D block: a build costs TA-Lib's time, not memcpy's
@@ -93,14 +90,13 @@ def closes_at(bars: pd.DataFrame) -> pd.DatetimeIndex:
     New York)"""
     timeframe, symbol = bars.attrs.get('timeframe'), bars.attrs.get('symbol', 'bars')
     if timeframe not in TIMEFRAMES:
-        raise BadInput(
-            f"{symbol}: its bar size is not known (attrs['timeframe']); load bars with mlfin.data.load or set it")
+        raise BadInput(f"{symbol}: its bar size is not known (attrs['timeframe']); "
+                       "load bars with mlfin.data.load or set it")
     return bar_ends(bars.index, timeframe, bars.attrs.get('calendar') or calendar_of(symbol, timeframe))
 
 
-def completed_coarse(
-    bars: pd.DataFrame, coarse: pd.DataFrame, values: np.ndarray, timeframe: str, calendar: str
-) -> np.ndarray:
+def completed_coarse(bars: pd.DataFrame, coarse: pd.DataFrame, values: np.ndarray, timeframe: str,
+                     calendar: str) -> np.ndarray:
     "Per fine bar, the values of the last coarse bar completed before the one it falls in (NaN before any)"
     previous = coarse.index.searchsorted(session_bins(bars.index, calendar, timeframe), side='left') - 1
     taken = values[np.clip(previous, 0, None)]

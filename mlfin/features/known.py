@@ -46,9 +46,8 @@ def as_known(observations: pd.DataFrame,  # a non-bar series: `period`, `known` 
     once stale; and the index of the last release seen (-1 before any)"""
     frequency = observations.attrs.get('frequency')
     if frequency not in PERIODS:
-        raise BadInput(
-            f"series {observations.attrs.get('name')!r}: its frequency {frequency!r} is not one of {', '.join(PERIODS)}"
-        )
+        raise BadInput(f"series {observations.attrs.get('name')!r}: its frequency "
+                       f"{frequency!r} is not one of {', '.join(PERIODS)}")
     known, at_close = _ns(observations['known']), _ns(closes)
     releases = np.unique(known)
     seen = np.searchsorted(releases, at_close, 'right') - 1   # per bar: the last release known at its close
@@ -70,9 +69,8 @@ def _ns(times) -> np.ndarray:
     return (index.tz_convert('UTC') if index.tz is not None else index).as_unit('ns').asi8
 
 # %% ../../nbs/03d_features.known.ipynb #c013_01
-def _as_of(
-    observations: pd.DataFrame, known: np.ndarray, releases: np.ndarray, moments: np.ndarray, width: int
-) -> np.ndarray:
+def _as_of(observations: pd.DataFrame, known: np.ndarray, releases: np.ndarray, moments: np.ndarray,
+           width: int) -> np.ndarray:
     """Per moment (an index into `releases`), the values of the series' last `width` periods known then, each at its
     latest vintage by then, oldest first"""
     _, p = np.unique(_ns(observations['period']), return_inverse=True)
@@ -124,9 +122,8 @@ def series_columns(bars: pd.DataFrame,     # canonical bars (attrs['symbol'] nam
     symbol = bars.attrs.get('symbol') if where == 'filed' else None
     if where == 'filed' and not symbol:
         raise BadInput(f"feature {feature.name!r}: a company's field needs the bars' symbol (attrs['symbol'])")
-    values, seen = as_known(
-        _read(read, feature, name, symbol), closes, tuple(t for t in feature.transforms if t[0] not in SERIES_ON_BARS)
-    )
+    values, seen = as_known(_read(read, feature, name, symbol), closes,
+                            tuple(t for t in feature.transforms if t[0] not in SERIES_ON_BARS))
     with np.errstate(divide='ignore', invalid='ignore'):
         for kind, _ in feature.transforms:
             if kind == 'age':

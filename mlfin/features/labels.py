@@ -97,9 +97,8 @@ def triple_barrier(bars: pd.DataFrame,
             r = sides[last] * (close[last + k] / close[last] - 1)
             label[last], ret[last], end[last], barrier[last] = np.sign(r), r, last + k, 'vertical'
     ends = pd.DatetimeIndex([bars.index[e] if e >= 0 else pd.NaT for e in end]) if n else pd.DatetimeIndex([], tz='UTC')
-    return pd.DataFrame(
-        {'label': label, 'ret': ret, 'end': ends, 'barrier': pd.array(barrier, dtype='str')}, index=bars.index
-    )
+    return pd.DataFrame({'label': label, 'ret': ret, 'end': ends, 'barrier': pd.array(barrier, dtype='str')},
+                        index=bars.index)
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_01
@@ -114,14 +113,13 @@ def meta_labels(bars: pd.DataFrame,
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_02
-def barrier_direction(
-    bars: pd.DataFrame, horizon: int = 10, profit: float = 2.0, stop: float = 2.0, span: int = 20
-) -> pd.DataFrame:
+def barrier_direction(bars: pd.DataFrame, horizon: int = 10, profit: float = 2.0, stop: float = 2.0,
+                      span: int = 20) -> pd.DataFrame:
     """Training label from the triple barrier, with its span: `label` 1.0 when a long made money (profit barrier, or a
     gain at the vertical one), `end`"""
     outcome = triple_barrier(bars, horizon, profit, stop, span)
-    return pd.DataFrame(
-        {'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()), 'end': outcome['end']})
+    return pd.DataFrame({'label': (outcome['ret'] > 0).astype('float64').where(outcome['label'].notna()),
+                         'end': outcome['end']})
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c008_03
@@ -135,11 +133,8 @@ def realised_return(bars: pd.DataFrame, ends: pd.Series) -> pd.Series:
     """The return from each bar's close to the close of the bar its label ends on: what a long held over the label's
     span made"""
     close = bars['close']
-    return (
-        (close.reindex(pd.DatetimeIndex(ends)).to_numpy() / close.to_numpy() - 1).astype('float64')
-        if len(bars)
-        else close
-    )
+    return ((close.reindex(pd.DatetimeIndex(ends)).to_numpy() / close.to_numpy() - 1).astype('float64') if len(bars)
+            else close)
 
 
 # %% ../../nbs/03c_features.labels.ipynb #c012a

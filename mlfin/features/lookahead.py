@@ -32,6 +32,5 @@ def check_known_no_lookahead(spec: list[str],     # feature names, `@known`/`@fi
                             ) -> LookaheadReport:
     """`check_no_lookahead` of `build(bars, spec)` with the series cut too: at each cut, every row known after the last
     kept bar's close removed"""
-    return check_no_lookahead(
-        lambda b: build(b, spec, observations=known_by(read, closes_at(b)[-1])), bars, cuts, warmup, seed
-    )
+    return check_no_lookahead(lambda b: build(b, spec, observations=known_by(read, closes_at(b)[-1])), bars, cuts,
+                              warmup, seed)

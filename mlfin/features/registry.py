@@ -90,8 +90,8 @@ def check_no_lookahead(fn: Callable,         # bars -> Series or DataFrame align
     "Compute `fn` on all bars and on bars cut at many times; report the first value that depends on later bars"
     def frame(x, on):
         out = x.to_frame() if isinstance(x, pd.Series) else x
-        if not isinstance(out, pd.DataFrame) or not (
-            out.index.equals(on.index) or out.index.equals(bars.index.intersection(out.index))):
+        if not isinstance(out, pd.DataFrame) or not (out.index.equals(on.index)
+                                                     or out.index.equals(bars.index.intersection(out.index))):
             raise BadInput("check_no_lookahead: the function must return a Series or DataFrame indexed like the bars")
         return out.astype('float64')
     if len(bars) <= warmup + 1: raise BadInput(f"check_no_lookahead: {len(bars)} bars; need more than warmup={warmup}")
@@ -140,10 +140,8 @@ _STAND_INS = {'vwap': lambda b: (b['high'] + b['low'] + b['close']) / 3,
 @lru_cache(maxsize=1)
 def proof_bars() -> tuple[pd.DataFrame, ...]:
     "The real bars every registered feature is proven on: the `PROOF_SAMPLES`, with every column bars may have"
-    return tuple(
-        bars.assign(**{c: _STAND_INS[c](bars) for c in OPTIONAL_COLUMNS if c not in bars})
-        for bars in map(load_sample, PROOF_SAMPLES)
-    )
+    return tuple(bars.assign(**{c: _STAND_INS[c](bars) for c in OPTIONAL_COLUMNS if c not in bars})
+                 for bars in map(load_sample, PROOF_SAMPLES))
 
 
 # %% ../../nbs/03a_features.registry.ipynb #c_prove_fn
@@ -240,11 +238,8 @@ class Feature:
 
     def columns(self) -> list[str]:
         name, at, where = self.name.partition('@')
-        found = (
-            [name]
-            if self.output is not None or not self.indicator.outputs
-            else [f"{name}_{s}" if s else name for s in self.indicator.outputs]
-        )
+        found = ([name] if self.output is not None or not self.indicator.outputs
+                 else [f"{name}_{s}" if s else name for s in self.indicator.outputs])
         return [f"{c}@{where}" for c in found] if at else found
 
     @property
@@ -276,13 +271,13 @@ def _talib_names() -> frozenset: return frozenset(f.lower() for f in talib.get_f
 # %% ../../nbs/03a_features.registry.ipynb #c_series
 SERIES_PLACES = {'known': "a non-bar series, as known at each bar's close",
                  'filed': "the bar's own company's field, as filed"}
-SERIES_TRANSFORMS = {
-    'lag': 'the value N releases earlier', 'diff': 'change over N releases', 'pct': 'relative change over N releases',
-    'z': 'z-score over the last N releases',
-    'surprise': 'the change from the previous release over the standard deviation of the N changes before it',
-    'ttm': 'sum of the last 4 periods (company fields)', 'age': "bars since the series' last release",
-    'per_share': 'divided by the last known `shares` (company fields)',
-    'yield': "divided by the bar's close (company fields)"}
+SERIES_TRANSFORMS = {'lag': 'the value N releases earlier', 'diff': 'change over N releases',
+                     'pct': 'relative change over N releases', 'z': 'z-score over the last N releases',
+                     'surprise': 'the change from the previous release over the '
+                                 'standard deviation of the N changes before it',
+                     'ttm': 'sum of the last 4 periods (company fields)', 'age': "bars since the series' last release",
+                     'per_share': 'divided by the last known `shares` (company fields)',
+                     'yield': "divided by the bar's close (company fields)"}
 SERIES_COUNTED = ('lag', 'diff', 'pct', 'z', 'surprise')   # written with their N: `pct_12`
 # applied to the joined value, after every transform over releases
 SERIES_ON_BARS = ('age', 'per_share', 'yield')
@@ -324,12 +319,8 @@ def _context(where: str, name: str) -> tuple[str | None, str | None]:
     if not colon and where in TIMEFRAMES: return None, where
     # 2h, 15min: a bar size we do not know, not a symbol
     looks_like_a_size = lambda text: re.fullmatch(r'\d+[a-zA-Z]{1,3}', text) is not None
-    if (
-        not symbol
-        or '@' in where
-        or (colon and timeframe not in TIMEFRAMES)
-        or (not colon and looks_like_a_size(where))
-    ):
+    if (not symbol or '@' in where or (colon and timeframe not in TIMEFRAMES)
+        or (not colon and looks_like_a_size(where))):
         raise BadInput(usage)
     try: check_symbol(symbol)
     except BadInput as e: raise BadInput(f"{usage}: {e}") from None
@@ -347,8 +338,8 @@ def resolve(name: str) -> Feature:
     for tail in tails:
         match = re.fullmatch(r'([a-z]+)_(\d+)', tail)
         if not match or match[1] not in _TRANSFORMS or int(match[2]) < 1:
-            raise BadInput(
-                f"feature {name!r}: unknown transform {tail!r}; use {', '.join(k + '_N' for k in _TRANSFORMS)}")
+            raise BadInput(f"feature {name!r}: unknown transform {tail!r}; "
+                           f"use {', '.join(k + '_N' for k in _TRANSFORMS)}")
         transforms.append((match[1], int(match[2])))
     parts = head.split('_')
     params = []
@@ -358,17 +349,16 @@ def resolve(name: str) -> Feature:
     if not known(key) and (attached := re.fullmatch(r'([a-z][a-z_]*?)(\d+)', key)) and known(attached[1]):
         key, params = attached[1], [int(attached[2]), *params]  # ma60: digits written onto the name
     if not known(key):
-        base = next(
-            ((k, sfx) for k, ind in INDICATORS.items() for sfx in ind.outputs if sfx and key == f"{k}_{sfx}"), None
-        )
+        base = next(((k, sfx) for k, ind in INDICATORS.items() for sfx in ind.outputs if sfx and key == f"{k}_{sfx}"),
+                    None)
         if base is None:
             raise BadInput(f"unknown feature {name!r}; known: {', '.join(INDICATORS)}, aliases {', '.join(ALIASES)} "
                              f"and every TA-Lib function by its name (e.g. adx_14), with parameters, e.g. rsi_14")
         key, output = base
     key = ALIASES.get(key, key)
     indicator = INDICATORS[key] if key in INDICATORS else talib_indicator(key)
-    if len(params) > len(indicator.defaults) or (
-        key in INDICATORS and params and len(params) != len(indicator.defaults)):
+    if len(params) > len(indicator.defaults) or (key in INDICATORS and params
+                                                 and len(params) != len(indicator.defaults)):
         raise BadInput(f"feature {name!r}: {key} takes {len(indicator.defaults)} parameter(s), got {len(params)}")
     params = tuple(params) + tuple(indicator.defaults[len(params):])
     if _PROVEN.get(key) is indicator and params not in _PROVEN_AT[key]:   # a registered feature, at new parameters

@@ -82,8 +82,8 @@ def _checked(groups: dict[str, list[str]], where: str) -> dict[str, list[str]]:
 def _groups(name: str, entry, where: str) -> dict[str, list[str]]:
     "A spec's entry (a list of names, or groups of lists) as groups, every name checked"
     groups = {name: entry} if isinstance(entry, list) else entry
-    if not isinstance(groups, dict) or not all(
-        isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups.values()):
+    if not isinstance(groups, dict) or not all(isinstance(g, list) and all(isinstance(n, str) for n in g)
+                                               for g in groups.values()):
         raise BadInput(f"{where}: must be a list of feature names, or groups of such lists")
     return _checked({str(g): list(names) for g, names in groups.items()}, where)
 

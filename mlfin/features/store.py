@@ -22,10 +22,8 @@ __all__ = ['FeatureStore']
 @lru_cache(maxsize=1)
 def _library_version() -> str:
     "A hash of the registry's, compute and known modules' sources and TA-Lib's version: computed once per process"
-    return hashlib.sha256(
-        b''.join(Path(m.__file__).read_bytes() for m in (registry, compute, known))
-        + metadata.version('TA-Lib').encode()
-    ).hexdigest()[:16]
+    return hashlib.sha256(b''.join(Path(m.__file__).read_bytes() for m in (registry, compute, known))
+                          + metadata.version('TA-Lib').encode()).hexdigest()[:16]
 
 
 # %% ../../nbs/03h_features.store.ipynb #c005_00

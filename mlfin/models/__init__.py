@@ -10,47 +10,40 @@ from .. import lazy_area
 from . import families  # every family registers itself; their libraries are imported only when one trains
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`)
-_WHERE = {
-    **dict.fromkeys((
-        'KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares', 'Family', 'register',
-        'family', 'libraries', 'baselines', 'resolve_device', 'ModelSpec', 'model_spec', 'read_models',
-        'parse_overrides', 'choose_models', 'for_groups', 'task_models', 'save_model', 'load_model', 'model_files',
-        'from_files', 'save_files'),
-        'core'),
-    **dict.fromkeys(('PurgedSplitter', 'WalkForward', 'PurgedKFold', 'CombinatorialPurgedCV'), 'validation'),
-    **dict.fromkeys((
-        'CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER', 'WALK_ERRORS', 'classification_metrics',
-        'diebold_mariano', 'versus_naive', 'beats_random_walk', 'forecast_record', 'regression_metrics',
-        'information_coefficients', 'bar_losses', 'score', 'stationary_resamples'),
-        'metrics'),
-    **dict.fromkeys((
-        'CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'TRAIN_LIBRARIES', 'TRAINED', 'make_splitter', 'SymbolData',
-        'symbol_data', 'check_folds', 'forecast_terms', 'cross_predict', 'Finals', 'Training', 'train_universe',
-        'unit_data', 'train_one', 'unit_key', 'leader_predictions', 'save_finals', 'training_record'),
-        'training'),
-    **dict.fromkeys((
-        'MCS_SIZE', 'COMPARED_COLUMNS', 'COMPARE_LIBRARIES', 'COMPARED', 'paired_bootstrap', 'metric_function',
-        'score_rows', 'shown', 'compare_models', 'compare_symbol', 'group_pairs', 'compare_groups'),
-        'compare'),
-    **dict.fromkeys((
-        'MEMORY', 'FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned',
-        'study_result', 'direction', 'open_study', 'tune', 'tune_universe', 'tune_one', 'record_study', 'tune_spread',
-        'tune_share'),
-        'tuning'),
-    **dict.fromkeys((
-        'ALIASES', 'EVIDENCE', 'MOVES', 'PINNED', 'registered_name', 'parse_series', 'base_rate', 'refusals',
-        'registry_client', 'register_version', 'filed_act', 'move_production', 'promote', 'acts', 'pinned', 'release',
-        'filer', 'promoters', 'filed_production', 'unfiled', 'versions', 'series_of', 'unfiled_of', 'describe',
-        'production', 'Predictor', 'downloads', 'load'),
-        'registry'),
-    **dict.fromkeys((
-        'COMPARABLE', 'MIN_COMMON', 'IDENTITY', 'UNCHANGED', 'Decision', 'target_of', 'decide', 'on_common_bars',
-        'Lineage', 'lineage', 'incumbent_predictions', 'version_identity', 'candidate_of', 'register_run',
-        'register_leaders'),
-        'promotion'),
-    **dict.fromkeys((
-        'KEEP', 'KEEP_DAYS', 'ALIAS_WORDS', 'ever_production', 'judge_versions', 'prune_plan', 'prune_versions',
-        'filed_prunes'),
-        'retention'),
-}
+_WHERE = {**dict.fromkeys(('KINDS', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares',
+                           'Family', 'register', 'family', 'libraries', 'baselines', 'resolve_device', 'ModelSpec',
+                           'model_spec', 'read_models', 'parse_overrides', 'choose_models', 'for_groups', 'task_models',
+                           'save_model', 'load_model', 'model_files', 'from_files', 'save_files'),
+                          'core'),
+          **dict.fromkeys(('PurgedSplitter', 'WalkForward', 'PurgedKFold', 'CombinatorialPurgedCV'), 'validation'),
+          **dict.fromkeys(('CLASSIFICATION', 'REGRESSION', 'NAIVE', 'RANKING', 'LOWER_IS_BETTER', 'WALK_ERRORS',
+                           'classification_metrics', 'diebold_mariano', 'versus_naive', 'beats_random_walk',
+                           'forecast_record', 'regression_metrics', 'information_coefficients', 'bar_losses', 'score',
+                           'stationary_resamples'),
+                          'metrics'),
+          **dict.fromkeys(('CV', 'WEIGHTINGS', 'MIN_TRAIN', 'PRIMARY', 'TRAIN_LIBRARIES', 'TRAINED', 'make_splitter',
+                           'SymbolData', 'symbol_data', 'check_folds', 'forecast_terms', 'cross_predict', 'Finals',
+                           'Training', 'train_universe', 'unit_data', 'train_one', 'unit_key', 'leader_predictions',
+                           'save_finals', 'training_record'),
+                          'training'),
+          **dict.fromkeys(('MCS_SIZE', 'COMPARED_COLUMNS', 'COMPARE_LIBRARIES', 'COMPARED', 'paired_bootstrap',
+                           'metric_function', 'score_rows', 'shown', 'compare_models', 'compare_symbol', 'group_pairs',
+                           'compare_groups'),
+                          'compare'),
+          **dict.fromkeys(('MEMORY', 'FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest',
+                           'objective', 'Tuned', 'study_result', 'direction', 'open_study', 'tune', 'tune_universe',
+                           'tune_one', 'record_study', 'tune_spread', 'tune_share'),
+                          'tuning'),
+          **dict.fromkeys(('ALIASES', 'EVIDENCE', 'MOVES', 'PINNED', 'registered_name', 'parse_series', 'base_rate',
+                           'refusals', 'registry_client', 'register_version', 'filed_act', 'move_production', 'promote',
+                           'acts', 'pinned', 'release', 'filer', 'promoters', 'filed_production', 'unfiled', 'versions',
+                           'series_of', 'unfiled_of', 'describe', 'production', 'Predictor', 'downloads', 'load'),
+                          'registry'),
+          **dict.fromkeys(('COMPARABLE', 'MIN_COMMON', 'IDENTITY', 'UNCHANGED', 'Decision', 'target_of', 'decide',
+                           'on_common_bars', 'Lineage', 'lineage', 'incumbent_predictions', 'version_identity',
+                           'candidate_of', 'register_run', 'register_leaders'),
+                          'promotion'),
+          **dict.fromkeys(('KEEP', 'KEEP_DAYS', 'ALIAS_WORDS', 'ever_production', 'judge_versions', 'prune_plan',
+                           'prune_versions', 'filed_prunes'),
+                          'retention')}
 __all__ = lazy_area(__name__)

@@ -32,13 +32,13 @@ def paired_bootstrap(y: np.ndarray, prediction_a: np.ndarray, prediction_b: np.n
     diff = lambda rows: one(y[rows], pa[rows], realised[rows]) - one(y[rows], pb[rows], realised[rows])
     everything = np.arange(len(y))
     observed = diff(everything)
-    block = max(
-        1, int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary'].iloc[0]))
-    )
+    block = max(1,
+                int(np.ceil(optimal_block_length(bar_losses(kind, y, pa) - bar_losses(kind, y, pb))['stationary']
+                            .iloc[0])))
     # the same resamples for both models, a chunk of them at a time
     scores = lambda p, rows: score_rows(kind, metric, y, p, realised, rows)
-    draws = np.concatenate(
-        [scores(pa, rows) - scores(pb, rows) for rows in stationary_resamples(len(y), block, reps, seed)])
+    draws = np.concatenate([scores(pa, rows) - scores(pb, rows)
+                            for rows in stationary_resamples(len(y), block, reps, seed)])
     draws = draws[~np.isnan(draws)]
     if not len(draws):
         return {'diff': float(observed), 'low': np.nan, 'high': np.nan, 'p': np.nan, 'block': block, 'reps': 0}
@@ -59,13 +59,9 @@ def metric_function(kind: str, metric: str):
     def ic(y, p, r):
         keep = ~np.isnan(r)
         return np.corrcoef(p[keep], r[keep])[0, 1] if keep.sum() > 2 else np.nan
-    fast = {
-        'auc': auc,
-        'ic': ic,
-        'log_loss': lambda y, p, r: float(np.mean(bar_losses('classifier', y, p))),
-        'brier': lambda y, p, r: float(np.mean((p - y) ** 2)),
-        'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2))),
-    }
+    fast = {'auc': auc, 'ic': ic, 'log_loss': lambda y, p, r: float(np.mean(bar_losses('classifier', y, p))),
+            'brier': lambda y, p, r: float(np.mean((p - y) ** 2)),
+            'rmse': lambda y, p, r: float(np.sqrt(np.mean((p - y) ** 2)))}
     return fast.get(metric) or (lambda y, p, r: score(kind, y, p, r)[metric])
 
 # %% ../../nbs/06j_models.compare.ipynb #c011r
@@ -156,17 +152,15 @@ def compare_symbol(symbol: str,
     if baseline and baseline not in (leader, *order[1:2]): rivals.append(('baseline', baseline))
     out = []
     for role, rival in rivals:
-        dm = diebold_mariano(
-            bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()), horizon
-        )
+        dm = diebold_mariano(bar_losses(kind, y, wide[leader].to_numpy()), bar_losses(kind, y, wide[rival].to_numpy()),
+                             horizon)
         boot = paired_bootstrap(y, wide[leader].to_numpy(), wide[rival].to_numpy(), kind, metric, realised, reps, seed)
         better = shown(dm, boot, metric) == 'better'
-        out.append({
-            'symbol': symbol, 'leader': leader, 'against': rival, 'role': role, 'dm': dm['dm'], 'dm_p': dm['p'],
-            f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
-            'verdict': f"{leader} is better than {rival}" if better else f"{leader} is not shown better than {rival}",
-            'confidence_set': ', '.join(m for m in order if m in in_set),
-        })
+        out.append({'symbol': symbol, 'leader': leader, 'against': rival, 'role': role, 'dm': dm['dm'], 'dm_p': dm['p'],
+                    f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'],
+                    'verdict': f"{leader} is better than {rival}" if better
+                    else f"{leader} is not shown better than {rival}",
+                    'confidence_set': ', '.join(m for m in order if m in in_set)})
     return out
 
 # a symbol's comparisons kept between runs: their rows as JSON (numbers and text only)
@@ -199,13 +193,12 @@ def compare_groups(predictions: pd.DataFrame, # `Training.predictions`: symbol, 
             keep = ~np.isnan(y) & ~np.isnan(a) & ~np.isnan(b)   # the bars both scored, as the bootstrap takes them
             dm = diebold_mariano(bar_losses(kind, y, a), bar_losses(kind, y, b), horizon)
             boot = paired_bootstrap(y, a, b, kind, metric, realised, reps, seed)
-            rows.append(
-                {'symbol': symbol, 'groups': ', '.join(groups), 'with': with_, 'without': without,
-                 'bars': int(keep.sum()), f'{metric}_with': float(one(y[keep], a[keep], realised[keep])),
-                 f'{metric}_without': float(one(y[keep], b[keep], realised[keep])), f'{metric}_diff': boot['diff'],
-                 'low': boot['low'], 'high': boot['high'], 'bootstrap_p': boot['p'], 'dm': dm['dm'], 'dm_p': dm['p'],
-                 'shown': {'better': 'helped', 'worse': 'hurt'}.get(shown(dm, boot, metric), '')}
-            )
+            rows.append({'symbol': symbol, 'groups': ', '.join(groups), 'with': with_, 'without': without,
+                         'bars': int(keep.sum()), f'{metric}_with': float(one(y[keep], a[keep], realised[keep])),
+                         f'{metric}_without': float(one(y[keep], b[keep], realised[keep])),
+                         f'{metric}_diff': boot['diff'], 'low': boot['low'], 'high': boot['high'],
+                         'bootstrap_p': boot['p'], 'dm': dm['dm'], 'dm_p': dm['p'],
+                         'shown': {'better': 'helped', 'worse': 'hurt'}.get(shown(dm, boot, metric), '')})
     columns = ['symbol', 'groups', 'with', 'without', 'bars', f'{metric}_with', f'{metric}_without', f'{metric}_diff',
                'low', 'high', 'bootstrap_p', 'dm', 'dm_p', 'shown']
     return pd.DataFrame(rows, columns=columns)   # no variant in the run: no rows, the same columns

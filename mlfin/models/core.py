@@ -47,8 +47,8 @@ class HP:
         if kind is bool:
             ok = isinstance(value, bool)
         elif kind is int:
-            ok = not isinstance(value, bool) and (
-                isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()))
+            ok = not isinstance(value, bool) and (isinstance(value, (int, np.integer))
+                                                  or (isinstance(value, float) and value.is_integer()))
         elif kind is float: ok = not isinstance(value, bool) and isinstance(value, (int, float, np.number))
         else: ok = isinstance(value, kind)
         if not ok: raise BadInput(f"{where}: {value!r} is not {_KIND_NAMES.get(kind, kind.__name__)}")
@@ -120,11 +120,8 @@ class Model(ABC):
     def built_with(self) -> dict:
         """The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on
         one (results do not depend on it)"""
-        return (
-            {**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])}
-            if 'n_jobs' in self.params
-            else dict(self.params)
-        )
+        return ({**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])} if 'n_jobs' in self.params
+                else dict(self.params))
 
     def _extra(self) -> dict:
         return {}  # what model.json keeps beside the native file (e.g. input scaling)
@@ -137,8 +134,8 @@ class Model(ABC):
         return None
 
     def __repr__(self):
-        return (
-            f"{type(self).__name__}({self.family} {self.kind}, {'fitted' if self.fitted is not None else 'unfitted'})")
+        return (f"{type(self).__name__}({self.family} {self.kind}, "
+                f"{'fitted' if self.fitted is not None else 'unfitted'})")
 
 
 # %% ../../nbs/06a_models.core.ipynb #c009_00
@@ -184,8 +181,8 @@ def register(family: Family) -> Family:
     if not family.kinds or set(family.kinds) - set(KINDS):
         raise BadInput(f"family {family.name!r}: kinds must be among {', '.join(KINDS)}")
     if not (isinstance(family.model, type) and issubclass(family.model, Model)):
-        raise BadInput(
-            f"family {family.name!r}: its model must be a subclass of mlfin.models.core.Model, not {family.model!r}")
+        raise BadInput(f"family {family.name!r}: its model must be a subclass "
+                       f"of mlfin.models.core.Model, not {family.model!r}")
     if inspect.isabstract(family.model):
         missing = sorted(family.model.__abstractmethods__, key=lambda name: (_DUTIES + (name,)).index(name))
         raise BadInput(f"family {family.name!r}: {family.model.__name__} does not provide "
@@ -261,22 +258,16 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
     if isinstance(tried, bool) or not isinstance(tried, int) or tried < 1:
         raise BadInput(f"{where}: tried: {tried!r} is not a count of configurations tried (a whole number, 1 or more)")
     without = settings.pop('without', [])
-    if (
-        not isinstance(without, list)
-        or not all(isinstance(g, str) and g.strip() for g in without)
-        or len(set(without)) < len(without)
-    ):
-        raise BadInput(
-            f"{where}: without: {without!r} is not a list of feature groups, each once (e.g. without: [volume])")
+    if (not isinstance(without, list) or not all(isinstance(g, str) and g.strip() for g in without)
+        or len(set(without)) < len(without)):
+        raise BadInput(f"{where}: without: {without!r} is not a list of "
+                       "feature groups, each once (e.g. without: [volume])")
     params = {key: hp.default for key, hp in fam.hyper.items()}
     for key, value in settings.items():
         if key not in fam.hyper:
             close = difflib.get_close_matches(key, fam.hyper, n=1)
-            raise BadInput(
-                f"{where}: unknown hyperparameter {key!r} of {fam.name}"
-                + (f" (did you mean {close[0]}?)" if close else '')
-                + f"; known: {', '.join(fam.hyper)}"
-            )
+            raise BadInput(f"{where}: unknown hyperparameter {key!r} of {fam.name}"
+                           + (f" (did you mean {close[0]}?)" if close else '') + f"; known: {', '.join(fam.hyper)}")
         params[key] = fam.hyper[key].check(value, f"{where}.{key}")
     return ModelSpec(name, fam.name, params, tried, tuple(without))
 
@@ -338,15 +329,11 @@ def choose_models(
     extra = parse_overrides(overrides)
     stray = sorted(set(extra) - set(wanted))
     if stray: raise BadInput(f"--model-params: {stray[0]!r} is not among the run's models ({', '.join(wanted)})")
-    return [
-        model_spec(
-            n,
-            {'family': specs[n].family, 'tried': specs[n].tried, 'without': list(specs[n].without), **_set_by(specs[n]),
-             **extra.get(n, {})},
-            f"--model-params {n}" if n in extra else n,
-        )
-        for n in wanted
-    ]
+    return [model_spec(n,
+                       {'family': specs[n].family, 'tried': specs[n].tried, 'without': list(specs[n].without),
+                        **_set_by(specs[n]), **extra.get(n, {})},
+                       f"--model-params {n}" if n in extra else n)
+            for n in wanted]
 
 # %% ../../nbs/06a_models.core.ipynb #c024_02
 def _set_by(spec: ModelSpec) -> dict:
@@ -375,13 +362,10 @@ def for_groups(specs: list[ModelSpec],          # the run's models (`choose_mode
 def task_models(specs: list[ModelSpec]) -> str:
     """The run's models as the train task takes them (JSON): each one's family, trials, values and, for a variant, the
     groups it drops"""
-    return json.dumps(
-        {
-            s.name: {'family': s.family, 'tried': s.tried, **({'without': list(s.without)} if s.without else {}),
-                     **s.params}
-            for s in specs
-        }
-    )   # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
+    # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
+    return json.dumps({s.name: {'family': s.family, 'tried': s.tried,
+                                **({'without': list(s.without)} if s.without else {}), **s.params}
+                       for s in specs})
 
 # %% ../../nbs/06a_models.core.ipynb #c027
 def save_model(model: Model, folder: str | Path,
@@ -452,8 +436,8 @@ def save_files(files: dict[str, bytes],  # a saved model's files (`model_files`:
     manifest = json.loads(files['model.json'])
     native = family(manifest['family']).model.file   # the family's own file name, never one taken from the manifest
     if hashlib.sha256(files.get(native, b'')).hexdigest() != manifest.get('sha256'):
-        raise BadInput(
-            f"{name or manifest['family']}: its model file does not match the hash recorded when it was saved")
+        raise BadInput(f"{name or manifest['family']}: its model file "
+                       "does not match the hash recorded when it was saved")
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
         if file != 'model.json': (folder/Path(file).name).write_bytes(content)

@@ -123,17 +123,14 @@ def regression_metrics(y: np.ndarray,           # the target: a return (NaN: unk
     realised = None if realised is None else np.asarray(realised, dtype='float64')[keep]
     error, walk = scale * (pred - y), scale * -y
     actual = realised if realised is not None else y
-    out = {
-        'rmse': float(np.sqrt(np.mean(error**2))) if len(y) else np.nan,
-        'mae': float(np.mean(np.abs(error))) if len(y) else np.nan,
-        'r2': r2_score(y, pred) if len(y) > 1 else np.nan,
-        'directional_accuracy': float(np.mean(np.sign(pred) == np.sign(actual))) if len(y) else np.nan,
-        **information_coefficients(pred, realised),
-        **versus_naive(
-            error, walk, None if drift is None else scale * (np.asarray(drift, dtype='float64')[keep] - y), horizon
-        ),
-        'n_scored': int(len(y)),
-    }
+    out = {'rmse': float(np.sqrt(np.mean(error**2))) if len(y) else np.nan,
+           'mae': float(np.mean(np.abs(error))) if len(y) else np.nan,
+           'r2': r2_score(y, pred) if len(y) > 1 else np.nan,
+           'directional_accuracy': float(np.mean(np.sign(pred) == np.sign(actual))) if len(y) else np.nan,
+           **information_coefficients(pred, realised),
+           **versus_naive(error, walk,
+                          None if drift is None else scale * (np.asarray(drift, dtype='float64')[keep] - y), horizon),
+           'n_scored': int(len(y))}
     return {k: float(v) if k != 'n_scored' else v for k, v in out.items()}
 
 

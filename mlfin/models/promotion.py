@@ -133,9 +133,9 @@ class Lineage:
                     'threshold': default('threshold'), 'short_below': default('short_below'), 'round_trip_bps': 0.0,
                     'timeframe': '', 'trained_from': '', 'trained_to': ''}
         cast = {'int': int, 'float': float, 'str': str}
-        return cls(
-            **{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items() if k != 'target'},
-            target=target_of(tags))
+        return cls(**{k: cast[kinds[k]](v) if v is not None else fallback[k] for k, v in given.items()
+                      if k != 'target'},
+                   target=target_of(tags))
 
 # %% ../../nbs/06m_models.promotion.ipynb #c012n
 def lineage(
@@ -161,9 +161,8 @@ def incumbent_predictions(version: dict, # a registered version (`registry.descr
     from mlflow.exceptions import MlflowException
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = configured_mlflow().artifacts.download_artifacts(
-                run_id=version['run_id'], artifact_path='oos.parquet', dst_path=folder
-            )
+            path = configured_mlflow().artifacts.download_artifacts(run_id=version['run_id'],
+                                                                    artifact_path='oos.parquet', dst_path=folder)
         except (MlflowException, OSError):
             return None
         rows = pd.read_parquet(path)
@@ -213,52 +212,41 @@ def register_run(
         exists = bool(client.search_registered_models(f"name = '{name}'"))
         incumbent = next(iter(production(name)), None) if exists else None
         # the versions registered before, by identity
-        before = (
-            {v.tags.get(IDENTITY): int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
-            if exists
-            else {}
-        )
+        before = ({v.tags.get(IDENTITY): int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+                  if exists else {})
         tags = {**lineage[symbol].tags(), 'kind': kind}
         # the leader last: the newest version
         for row in board.sort_values('rank', ascending=False).to_dict(orient='records'):
             scores = {k: v for k, v in row.items() if k not in ('symbol', 'model', 'family', 'rank')}
             after_costs = trading[symbol]['models'][row['model']]   # its own backtest, same bars and costs
             scores.update(backtest_sharpe=after_costs['sharpe'], backtest_return=after_costs['total_return'])
-            judged = (
-                {f"{EVIDENCE}{k}": v for k, v in (evidence or {}).get(symbol, {}).items()} if row['rank'] == 1 else {}
-            )  # the leader was traded
+            judged = ({f"{EVIDENCE}{k}": v for k, v in (evidence or {}).get(symbol, {}).items()} if row['rank'] == 1
+                      else {})  # the leader was traded
             given = {**lineage[symbol].tags(), **judged}
             unit = (units or {}).get(f"{symbol} {row['model']}")
             same = version_identity(unit, scores, given) if unit else None
             version = before.get(same) if same else None
             new = version is None
             if new:
-                version = register_version(
-                    run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind,
-                    {**given, **({IDENTITY: same} if same else {})},
-                )
+                version = register_version(run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind,
+                                           {**given, **({IDENTITY: same} if same else {})})
             every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank'], 'new': new})
             if row['rank'] != 1: continue
             # the candidate this run moves off: said when another person's (a colleague's run registered it)
             was = candidate_of(client, name)
-            moved = (
-                {'version': int(was.version), 'by': was.tags['by']}
-                if was is not None and int(was.version) != version and was.tags.get('by', person()) != person()
-                else None
-            )
+            moved = ({'version': int(was.version), 'by': was.tags['by']}
+                     if was is not None and int(was.version) != version and was.tags.get('by', person()) != person()
+                     else None)
             client.set_registered_model_alias(name, 'candidate', str(version))
             # production met again: nothing to decide
             if not new and incumbent and int(incumbent['version']) == version:
-                leaders[symbol] = {
-                    'name': name, 'version': version, 'model': row['model'], 'production': True,
-                    'decision': 'unchanged', 'reason': UNCHANGED, 'refused': '', 'held': '', 'versus': None,
-                    'candidate_was': moved,
-                }
+                leaders[symbol] = {'name': name, 'version': version, 'model': row['model'], 'production': True,
+                                   'decision': 'unchanged', 'reason': UNCHANGED, 'refused': '', 'held': '',
+                                   'versus': None, 'candidate_was': moved}
                 continue
             rows = mine[mine['model'] == row['model']]
-            failed = refusals(
-                scores, kind, **thresholds, base=base_rate(rows['label']) if kind == 'classifier' else None
-            )
+            failed = refusals(scores, kind, **thresholds,
+                              base=base_rate(rows['label']) if kind == 'classifier' else None)
             theirs = incumbent_predictions(incumbent) if incumbent and not failed else None
             versus = on_common_bars(rows, theirs, kind, metric) if theirs is not None else None
             said = decide({'lineage': tags}, failed,
@@ -296,11 +284,10 @@ def register_leaders(run_ids: dict,       # symbol -> its MLflow run (`tracking.
                      units: dict[str, str] | None = None,
                     ) -> tuple[dict, list[dict]]:
     "The report task's registry step: each symbol's lineage, every model registered, production as the policy decides"
-    made = {
-        m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
-                             trading[m['symbol']]['costs']['round_trip_bps'], (m.get('first', ''), m.get('last', '')))
-        for m in symbols
-    }
+    made = {m['symbol']: lineage(m['symbol'], m['timeframe'], params, trials[m['symbol']], m['fingerprint'],
+                                 trading[m['symbol']]['costs']['round_trip_bps'],
+                                 (m.get('first', ''), m.get('last', '')))
+            for m in symbols}
     thresholds = {'min_auc': config.promote_min_auc, 'min_ic': config.promote_min_ic,
                   'min_sharpe': config.promote_min_sharpe}
     return register_run(run_ids, {m['symbol']: m['timeframe'] for m in symbols}, leaderboard, oos, trading, kind,

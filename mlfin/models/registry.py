@@ -82,11 +82,10 @@ def refusals(
         for error in WALK_ERRORS:
             ratio, mine, walk = (scores.get(k, np.nan) for k in (f"{error}_ratio", error, f"{error}_rw"))
             if not ratio < 1:
-                out.append(
-                    f"out-of-sample {error.upper()} {mine:.4g} does not beat the random walk's {walk:.4g} (the next "
-                    "value the same as now): "
-                    + (f"{ratio:.3f}x, {ratio - 1:.1%} worse" if ratio == ratio else "their ratio is not a number")
-                )
+                out.append(f"out-of-sample {error.upper()} {mine:.4g} does not beat the "
+                           f"random walk's {walk:.4g} (the next value the same as now): "
+                           + (f"{ratio:.3f}x, {ratio - 1:.1%} worse" if ratio == ratio
+                              else "their ratio is not a number"))
     if min_sharpe is not None:
         value = scores.get('backtest_sharpe', np.nan)
         if not value > min_sharpe:
@@ -118,15 +117,11 @@ def register_version(run_id: str,            # the MLflow run whose artifacts ho
     except MlflowException:
         client.create_registered_model(name, description=f"mlfin models of {symbol} {timeframe} bars")
     flat = {f"oos_{k}": f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float)) and v == v}
-    return int(
-        client.create_model_version(
-            name,
-            source=f"runs:/{run_id}/models/{model}",
-            run_id=run_id,
-            tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe, 'by': person(), **flat,
-                  **{k: str(v) for k, v in (tags or {}).items()}},
-        ).version
-    )
+    return int(client.create_model_version(name, source=f"runs:/{run_id}/models/{model}", run_id=run_id,
+                                           tags={'model': model, 'kind': kind, 'symbol': symbol, 'timeframe': timeframe,
+                                                 'by': person(), **flat,
+                                                 **{k: str(v) for k, v in (tags or {}).items()}})
+               .version)
 
 # a leader version's tags from its run's verdict: evidence.dsr, .pbo, .trials, .verdict, .record
 EVIDENCE = 'evidence.'
@@ -145,9 +140,8 @@ def filed_act(act: str,      # promote (by hand), policy (a run's leader, as `mo
     from sqlalchemy.exc import DBAPIError
 
     try:
-        Ledger().append(
-            'promotion', '', {'act': act, 'model': name, 'version': version, 'reason': reason, 'by': by or person()}
-        )
+        Ledger().append('promotion', '',
+                        {'act': act, 'model': name, 'version': version, 'reason': reason, 'by': by or person()})
     except DBAPIError as e:
         raise BadInput(f"{name}: {act} refused by the team's ledger ({str(e.orig).strip().splitlines()[0]})") from None
 
@@ -170,8 +164,8 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
         version = int(version or client.get_model_version_by_alias(name, 'candidate').version)
         client.get_model_version(name, str(version))
     except MlflowException:
-        raise NotFound(
-            f"{name}: no version {version or '(candidate)'} in the registry; `mlfin models ls` lists them") from None
+        raise NotFound(f"{name}: no version {version or '(candidate)'} "
+                       "in the registry; `mlfin models ls` lists them") from None
     move_production(name, version, 'promote', reason, by)
     client.set_model_version_tag(name, str(version), 'promoted', reason)
     client.set_registered_model_tag(name, PINNED, f"v{version}: {reason}")   # runs and training jobs leave it be
@@ -238,12 +232,9 @@ def unfiled(name: str, version: int,   # a registered model and the version its 
     "The line saying `production` is not where the trial ledger's last filed move put it ('' where it is)"
     if filed and filed['version'] == version: return ''
     symbol, timeframe = series_of(name)
-    last = (
-        f"its last filed move names v{filed['version']} ({'by hand' if filed['act'] == 'promote' else 'the policy'}, "
-        f"{filed['by']}, entry {filed['seq']})"
-        if filed
-        else 'it files no move of it'
-    )
+    last = (f"its last filed move names v{filed['version']} "
+            f"({'by hand' if filed['act'] == 'promote' else 'the policy'}, {filed['by']}, entry {filed['seq']})"
+            if filed else 'it files no move of it')
     return (f"{name}: production names v{version}, which the trial ledger at {place(Ledger(ledger).location)} "
             f"does not ({last}): moved outside mlfin, or filed in another ledger; not served "
             f"until a promoter files the choice here (`mlfin models promote {symbol}:{timeframe} VERSION`)")
@@ -258,37 +249,21 @@ def versions(symbol: str | None = None) -> pd.DataFrame:
     for found in client.search_model_versions("name LIKE 'mlfin.%'"):
         if symbol and found.tags.get('symbol') != symbol: continue
         aliases = client.get_model_version(found.name, found.version).aliases
-        rows.append(
-            {
-                'name': found.name,
-                'version': int(found.version),
-                'model': found.tags.get('model'),
-                'by': found.tags.get('by', ''),
-                'aliases': ','.join(sorted(aliases)),
-                'label': found.tags.get('label', ''),
-                'horizon': found.tags.get('horizon', ''),
-                'validation': found.tags.get('cv', ''),
-                **{
-                    k.removeprefix('oos_'): float(v)
-                    for k, v in found.tags.items()
-                    if k.startswith('oos_') and k[4:] in ('auc', 'accuracy', 'log_loss', 'ic', 'rmse')
-                },
-                'trials': found.tags.get('trials', ''),
-                'promoted': found.tags.get('promoted', ''),
-                'promoted_by': promoted_by.get((found.name, int(found.version)), ''),
-                'held': found.tags.get('held', ''),
-                'refused': found.tags.get('refused', ''),
-                'run_id': found.run_id,
-            }
-        )
+        rows.append({'name': found.name, 'version': int(found.version), 'model': found.tags.get('model'),
+                     'by': found.tags.get('by', ''), 'aliases': ','.join(sorted(aliases)),
+                     'label': found.tags.get('label', ''), 'horizon': found.tags.get('horizon', ''),
+                     'validation': found.tags.get('cv', ''),
+                     **{k.removeprefix('oos_'): float(v) for k, v in found.tags.items()
+                        if k.startswith('oos_') and k[4:] in ('auc', 'accuracy', 'log_loss', 'ic', 'rmse')},
+                     'trials': found.tags.get('trials', ''), 'promoted': found.tags.get('promoted', ''),
+                     'promoted_by': promoted_by.get((found.name, int(found.version)), ''),
+                     'held': found.tags.get('held', ''), 'refused': found.tags.get('refused', ''),
+                     'run_id': found.run_id})
     # production where the trial ledger did not file it: said beside the version (`unfiled`)
     moved = unfiled_of({r['name']: r['version'] for r in rows if 'production' in r['aliases'].split(',')})
     for r in rows: r['unfiled'] = moved.get(r['name'], '') if 'production' in r['aliases'].split(',') else ''
-    return (
-        pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True)
-        if rows
-        else pd.DataFrame()
-    )
+    return (pd.DataFrame(rows).sort_values(['name', 'version'], ascending=[True, False]).reset_index(drop=True) if rows
+            else pd.DataFrame())
 
 # %% ../../nbs/06l_models.registry.ipynb #c009d
 def series_of(name: str) -> tuple[str, str]:
@@ -342,11 +317,10 @@ def describe(name: str | None = None) -> list[dict]:
                 aliases.setdefault((m.name, int(version)), []).append(alias)
     except MlfinError:
         raise
-    except (
-        Exception
-    ) as e:  # MLflow's, SQLAlchemy's or the network's: a registry that cannot be read, said once here for every caller
-        raise Unavailable(
-            f"the model registry could not be read: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
+    # MLflow's, SQLAlchemy's or the network's: a registry that cannot be read, said once here for every caller
+    except (Exception) as e:
+        raise Unavailable("the model registry could not be read: "
+                          f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
     own, filed = {'model', 'kind', 'symbol', 'timeframe'}, _filed_or_said()
     rows = [
         {
@@ -410,11 +384,8 @@ class Predictor:
 
     def __call__(self, features) -> float:
         "The prediction for the last row of `features` (a frame with the input columns, or an array in their order)"
-        X = (
-            features[self.inputs].to_numpy(dtype='float64')
-            if isinstance(features, pd.DataFrame)
-            else np.asarray(features, dtype='float64')
-        )
+        X = (features[self.inputs].to_numpy(dtype='float64') if isinstance(features, pd.DataFrame)
+             else np.asarray(features, dtype='float64'))
         if X.ndim == 1: X = X[None, :]
         if len(X) < self.rows_needed:
             raise BadInput(f"{self.name} v{self.version}: needs the last {self.rows_needed} feature rows, got {len(X)}")
@@ -449,11 +420,8 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
     from mlflow.exceptions import MlflowException
     client, name = registry_client(tracking), registered_name(symbol, timeframe)
     try:
-        found = (
-            client.get_model_version(name, str(alias))
-            if str(alias).isdigit()
-            else client.get_model_version_by_alias(name, alias)
-        )
+        found = (client.get_model_version(name, str(alias)) if str(alias).isdigit()
+                 else client.get_model_version_by_alias(name, alias))
     except MlflowException:
         raise NotFound(f"{name}: no {'version ' + str(alias) if str(alias).isdigit() else repr(alias) + ' version'} "
                        "in the registry; `mlfin models ls` lists what there is") from None
@@ -468,14 +436,12 @@ def load(alias: str = 'production',   # production or candidate, or a version nu
         # each loader its own: service workers race here
         part = folder.parent/f".{found.version}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
-            quiet_mlflow().artifacts.download_artifacts(
-                artifact_uri=found.source, dst_path=str(part), tracking_uri=tracking_of(tracking)
-            )
+            quiet_mlflow().artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(part),
+                                                        tracking_uri=tracking_of(tracking))
             try: (part/found.source.rstrip('/').split('/')[-1]).rename(folder)
             except OSError:   # another process put the same version there first
                 if not (folder/'model.json').exists(): raise
         finally: shutil.rmtree(part, ignore_errors=True)
     model = load_model(folder)
-    return Predictor(
-        model, name, int(found.version), alias if not str(alias).isdigit() else f"v{alias}", model.manifest['inputs']
-    )
+    return Predictor(model, name, int(found.version), alias if not str(alias).isdigit() else f"v{alias}",
+                     model.manifest['inputs'])

@@ -103,19 +103,12 @@ def symbol_data(
     ends = rows['label_end'] if 'label_end' in rows else pd.Series(rows.index, index=rows.index).shift(-1)
     weights = None
     if weighting == 'uniqueness':  # labels may end on bars after the last row, or share an end
-        weights = (
-            uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique())))
-            .reindex(rows.index)
-            .to_numpy(dtype='float64')
-        )
-    realised, base = (
-        rows[c].to_numpy(dtype='float64') if c in rows else np.full(len(rows), np.nan)
-        for c in ('label_return', 'last_close')
-    )
-    groups = {
-        g: [c for n in names for c in resolve(n).columns() if c in inputs]
-        for g, names in (rows.attrs.get('groups') or {}).items()
-    }
+        weights = (uniqueness_weights(ends, rows.index.union(pd.DatetimeIndex(ends.dropna().unique())))
+                   .reindex(rows.index).to_numpy(dtype='float64'))
+    realised, base = (rows[c].to_numpy(dtype='float64') if c in rows else np.full(len(rows), np.nan)
+                      for c in ('label_return', 'last_close'))
+    groups = {g: [c for n in names for c in resolve(n).columns() if c in inputs]
+              for g, names in (rows.attrs.get('groups') or {}).items()}
     return SymbolData(symbol or str(rows['symbol'].iloc[0]) if 'symbol' in rows else symbol, rows.index,
                       list(inputs.columns), inputs.to_numpy(dtype='float64'), rows['label'].to_numpy(dtype='float64'),
                       ends, realised, weights, base, groups)
@@ -132,13 +125,10 @@ def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: P
                            f"{len(data.labelled)} labelled rows; use a shorter window or a longer date range")
         for k, (train, test) in enumerate(_splits(data, splitter, window)):
             if len(train) < MIN_TRAIN:
-                raise BadInput(
-                    f"{data.symbol}, {spec.name}: fold {k} of {splitter!r} keeps {len(train)} training rows"
-                    + (f" with window={window}" if window else '')
-                    + f" (of {len(data.X)}); use fewer folds, a shorter embargo"
-                    + (' or window' if window else ' or horizon')
-                    + ", or a longer date range"
-                )
+                raise BadInput(f"{data.symbol}, {spec.name}: fold {k} of {splitter!r} keeps {len(train)} training rows"
+                               + (f" with window={window}" if window else '')
+                               + f" (of {len(data.X)}); use fewer folds, a shorter embargo"
+                               + (' or window' if window else ' or horizon') + ", or a longer date range")
             if kind == 'classifier' and len(np.unique(data.y[train])) < 2:
                 raise BadInput(f"{data.symbol}, {spec.name}: fold {k}'s training labels are all "
                                f"{int(data.y[train][0])}; use fewer folds, a wider date range or another label")
@@ -147,9 +137,8 @@ def check_folds(data: SymbolData, specs: list[ModelSpec], kind: str, splitter: P
 # %% ../../nbs/06i_models.training.ipynb #c010_00
 def _splits(data: SymbolData, splitter: PurgedSplitter, window: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     "The splitter's folds over this symbol's rows (unlabelled rows never train)"
-    return [
-        (train[~np.isnan(data.y[train])], test) for train, test in splitter.split(data.X, ends=data.ends, window=window)
-    ]
+    return [(train[~np.isnan(data.y[train])], test)
+            for train, test in splitter.split(data.X, ends=data.ends, window=window)]
 
 
 # %% ../../nbs/06i_models.training.ipynb #c011f
@@ -178,32 +167,21 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
     window = spec.make(kind, seed, device).window
     parts, scores = [], []
     for k, (train, test) in enumerate(_splits(data, splitter, window)):
-        model = spec.make(kind, seed, device).fit(
-            data.X, data.y, train, data.weights, **(fit_options(k, test) if fit_options else {})
-        )
+        model = spec.make(kind, seed, device).fit(data.X, data.y, train, data.weights,
+                                                  **(fit_options(k, test) if fit_options else {}))
         prediction = model.predict(data.X, test)
         # the drift-only forecast: the training rows' mean
         drift = {'drift': float(np.mean(data.y[train]))} if kind == 'regressor' else {}
-        scored = score(
-            kind,
-            data.y[test],
-            prediction,
-            data.realised[test],
-            **forecast_terms(
-                kind, data.base[test], np.full(len(test), drift.get('drift', np.nan)), data.span, price_target
-            ),
-        )
-        scores.append(
-            {'fold': k, 'train_rows': len(train), 'test_start': data.index[test[0]], 'test_end': data.index[test[-1]],
-             **scored}
-        )
-        parts.append(
-            pd.DataFrame(
-                {'prediction': prediction, 'fold': k,
-                 'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any() else pd.NaT, **drift},
-                index=data.index[test],
-            )
-        )
+        scored = score(kind, data.y[test], prediction, data.realised[test],
+                       **forecast_terms(kind, data.base[test], np.full(len(test), drift.get('drift', np.nan)),
+                                        data.span, price_target))
+        scores.append({'fold': k, 'train_rows': len(train), 'test_start': data.index[test[0]],
+                       'test_end': data.index[test[-1]], **scored})
+        parts.append(pd.DataFrame({'prediction': prediction, 'fold': k,
+                                   'train_end': data.index[train[train < test[0]][-1]] if (train < test[0]).any()
+                                   else pd.NaT,
+                                   **drift},
+                                  index=data.index[test]))
         if report is not None: report(k, scored, model, test)
     out = pd.concat(parts)
     # CPCV tests each bar in several splits: its prediction is their mean (a measure of skill, not a trade)
@@ -295,12 +273,9 @@ def train_universe(
     per_symbol = specs if isinstance(specs, dict) else {symbol: specs for symbol in by_symbol}
     # every mistake before any training
     for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)
-    calls = {
-        f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, seed, device,
-                                  weighting, price_target, final)
-        for symbol in by_symbol
-        for spec in per_symbol[symbol]
-    }
+    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, seed, device,
+                                       weighting, price_target, final)
+             for symbol in by_symbol for spec in per_symbol[symbol]}
     keys = {   # none without a place to keep units: hashing every symbol's rows is the lead's work between units
         f"{symbol} {spec.name}": unit_key(by_symbol[symbol], spec, kind, splitter, seed, device, price_target, final)
         for symbol in by_symbol
@@ -350,29 +325,19 @@ def train_universe(
     if kind == 'classifier': out['prob_up'] = out['prediction']
     primary = PRIMARY[kind]
     board = pd.DataFrame(overall)
-    board['rank'] = (
-        board.groupby('symbol')[primary]
-        .rank(ascending=primary in LOWER_IS_BETTER, method='first', na_option='bottom')
-        .astype(int)
-    )
-    board = board.sort_values(
-        ['symbol', 'rank'], key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c
-    )
-    return Training(
-        kind,
-        out,
-        pd.DataFrame(fold_rows),
-        board.reset_index(drop=True),
-        finals,
-        {s: d.columns for s, d in by_symbol.items()},
-        primary,
-        {(s, spec.name): by_symbol[s].kept(spec.without) for s in by_symbol for spec in per_symbol[s] if spec.without},
-        {spec.name: spec.without for s in by_symbol for spec in per_symbol[s] if spec.without},
-        specs={s: list(per_symbol[s]) for s in by_symbol},
-        validation={'cv': cv, 'folds': folds, 'embargo': embargo, 'train_size': train_size or 0, 'weighting': weighting,
-                    'seed': seed},
-        units=done.record(),
-    )
+    board['rank'] = (board.groupby('symbol')[primary]
+                     .rank(ascending=primary in LOWER_IS_BETTER, method='first', na_option='bottom').astype(int))
+    board = board.sort_values(['symbol', 'rank'],
+                              key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c)
+    return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
+                    {s: d.columns for s, d in by_symbol.items()}, primary,
+                    {(s, spec.name): by_symbol[s].kept(spec.without) for s in by_symbol for spec in per_symbol[s]
+                     if spec.without},
+                    {spec.name: spec.without for s in by_symbol for spec in per_symbol[s] if spec.without},
+                    specs={s: list(per_symbol[s]) for s in by_symbol},
+                    validation={'cv': cv, 'folds': folds, 'embargo': embargo, 'train_size': train_size or 0,
+                                'weighting': weighting, 'seed': seed},
+                    units=done.record())
 
 # %% ../../nbs/06i_models.training.ipynb #c026u
 def unit_data(
@@ -404,9 +369,9 @@ def train_one(rows: SymbolData | str, # one symbol's training arrays, or the Par
         model=spec.name,
     )
     if kind == 'regressor':  # every regressor forecasts a return; the close it implies is kept beside it
-        oos = oos.assign(
-            last_close=one.base[at], predicted_close=one.base[at] * (1 + oos['prediction'].to_numpy(dtype='float64'))
-        )  # float64: XGBoost's float32 would round a price by cents
+        # float64: XGBoost's float32 would round a price by cents
+        oos = oos.assign(last_close=one.base[at],
+                         predicted_close=one.base[at] * (1 + oos['prediction'].to_numpy(dtype='float64')))
     model = spec.make(kind, seed, device).fit(one.X, one.y, one.labelled, one.weights) if final else None
     # on a worker: the model's files
     return oos, scores, model_files(model) if model is not None and on_worker() else model
@@ -420,10 +385,10 @@ def unit_key(data: SymbolData, spec: ModelSpec, kind: str, splitter: PurgedSplit
              device: str = 'cpu', price_target: bool = False, final: bool = True) -> str:
     """What decides a symbol's model (`train_one`): its rows (inputs, labels, their ends, weights), the model's family
     and values, the folds, the seed, where it trains, and the code and libraries that train it"""
-    return digest(
-        data, spec.name, spec.family, spec.params, spec.without, kind, repr(splitter), seed, device, price_target,
-        final,
-        code_digest('mlfin.models', 'mlfin.cluster.fanout', dists=TRAIN_LIBRARIES + family(spec.family).libraries))
+    return digest(data, spec.name, spec.family, spec.params, spec.without, kind, repr(splitter), seed, device,
+                  price_target, final,
+                  code_digest('mlfin.models', 'mlfin.cluster.fanout',
+                              dists=TRAIN_LIBRARIES + family(spec.family).libraries))
 
 # %% ../../nbs/06i_models.training.ipynb #c014_kc
 def _kept(result: tuple) -> dict[str, bytes]:
@@ -462,8 +427,8 @@ def save_finals(training: Training,  # `train_universe`'s result
     shutil.rmtree(folder, ignore_errors=True)
     meta = {'label': attrs['label'], 'horizon': int(attrs['horizon']), 'spec': attrs['spec'],
             'code_version': code_version}
-    names = lambda model: spec_names(
-        {g: n for g, n in attrs['groups'].items() if g not in training.without.get(model, ())})  # the features it takes
+    names = lambda model: spec_names({g: n for g, n in attrs['groups'].items()
+                                      if g not in training.without.get(model, ())})  # the features it takes
     def save(symbol, name):   # a model still in its files written as they are, never loaded to be saved again
         files = training.finals.files((symbol, name)) if isinstance(training.finals, Finals) else None
         where, extra = folder/symbol/name, {'symbol': symbol, 'features': names(name), **meta}
@@ -489,8 +454,8 @@ def training_record(training: Training, specs, # the models trained: one list, o
     comparisons, studies"""
     board, best = training.leaderboard, leaders or training.best()
     trained = lambda s: specs[s] if isinstance(specs, dict) else specs
-    leader = lambda s, m: (
-        board[(board['symbol'] == s) & (board['model'] == m)].iloc[0].drop(['symbol', 'model', 'family', 'rank']))
+    leader = lambda s, m: (board[(board['symbol'] == s) & (board['model'] == m)].iloc[0]
+                           .drop(['symbol', 'model', 'family', 'rank']))
     return {
         'params': params,
         'kind': training.kind,

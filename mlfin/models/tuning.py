@@ -171,8 +171,8 @@ def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
     check_folds(data, [spec], kind, splitter)
     data = data.without(spec.without)   # a variant without feature groups is tuned on the inputs it trains on
     sampler = optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed)
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning else optuna.pruners.NopPruner())
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning
+              else optuna.pruners.NopPruner())
     found = open_study(data, spec, kind, study, storage, sampler=sampler, pruner=pruner)
     found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials,
                    timeout=timeout, show_progress_bar=progress, catch=())
@@ -193,12 +193,9 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     reached_everywhere(storage, '--storage', across)   # as the user gave it
     # SQLite's locks do not cross hosts: each study in its worker's memory
     kept = MEMORY if across and url.startswith('sqlite') else url
-    calls = {
-        f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed,
-                                  device, price_target, weighting, kept, pruning)
-        for symbol in symbols
-        for spec in specs
-    }
+    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed,
+                                       device, price_target, weighting, kept, pruning)
+             for symbol in symbols for spec in specs}
     found = fan_out('tune', tune_one, calls)   # one study a unit, in process or on the run's cluster
     for one in found.values():
         if one.held is not None: record_study(url, one.study, kind, one.held); one.held = None
@@ -206,12 +203,10 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     for symbol in symbols:
         tuned[symbol] = [found[f"{symbol} {spec.name}"].spec for spec in specs]
         counts[symbol] = sum(found[f"{symbol} {spec.name}"].spec.tried for spec in specs)
-        rows += [
-            {'symbol': symbol, 'model': spec.name, 'study': one.study, 'trials': one.trials, 'complete': one.complete,
-             'pruned': one.pruned, f'best_{one.metric}': one.value, 'best_params': one.spec.params}
-            for spec in specs
-            for one in [found[f"{symbol} {spec.name}"]]
-        ]
+        rows += [{'symbol': symbol, 'model': spec.name, 'study': one.study, 'trials': one.trials,
+                  'complete': one.complete, 'pruned': one.pruned, f'best_{one.metric}': one.value,
+                  'best_params': one.spec.params}
+                 for spec in specs for one in [found[f"{symbol} {spec.name}"]]]
     return tuned, counts, pd.DataFrame(rows)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c018_u
@@ -283,13 +278,10 @@ def tune_spread(
     name = open_study(data, spec, kind, study, url).study_name   # made once, before the shares race to it
     shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]
     first = seed if sampler_seed is None else sampler_seed
-    calls = {
-        f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, kind, splitter, n, url,
-                                                     name, seed, device, price_target, pruning, timeout, first + i,
-                                                     weighting)
-        for i, n in enumerate(shares)
-        if n
-    }
+    calls = {f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, kind, splitter, n,
+                                                          url, name, seed, device, price_target, pruning, timeout,
+                                                          first + i, weighting)
+             for i, n in enumerate(shares) if n}
     fan_out('tune', tune_share, calls)
     return study_result(optuna.load_study(study_name=name, storage=open_storage(url)), spec, PRIMARY[kind])
 

@@ -70,8 +70,8 @@ class PurgedSplitter:
 def _times_and_ends(X, ends: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     "The rows' bar times and label ends as datetime64[ns] arrays, checked against `X`"
     if ends is None:
-        raise BadInput(
-            "split: pass `ends` (each row's label_end, indexed by the rows' bar times) to purge by label span")
+        raise BadInput("split: pass `ends` (each row's label_end, indexed "
+                       "by the rows' bar times) to purge by label span")
     if len(ends) != len(X): raise BadInput(f"split: {len(ends)} label ends for {len(X)} rows")
     times = pd.DatetimeIndex(ends.index)
     if not times.is_monotonic_increasing or not times.is_unique:
@@ -139,8 +139,8 @@ class CombinatorialPurgedCV(PurgedSplitter):
     def __init__(self, groups: int = 6, test_groups: int = 2, embargo: int = 0, ends: pd.Series | None = None):
         super().__init__(embargo, ends)
         if not 1 <= test_groups < groups:
-            raise BadInput(
-                f"CombinatorialPurgedCV: test_groups {test_groups} must be between 1 and groups - 1 ({groups - 1})")
+            raise BadInput(f"CombinatorialPurgedCV: test_groups {test_groups} "
+                           f"must be between 1 and groups - 1 ({groups - 1})")
         self.groups, self.test_groups = int(groups), int(test_groups)
         self.combinations = list(combinations(range(self.groups), self.test_groups))
 

@@ -10,13 +10,10 @@ from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`), so sending an alert
 # (`monitor.alerting`) or reading freshness does not import scipy (1.9 s, measured)
-_WHERE = {
-    **dict.fromkeys((
-        'Drift', 'input_drift', 'psi', 'wasserstein', 'own_threshold', 'effective_size', 'persistence'),
-        'drift'),
-    **dict.fromkeys(('MIN_LABELS', 'against_record', 'auc_error', 'hit_band'), 'performance'),
-    'volatility_shift': 'volatility',
-    **dict.fromkeys(('GRACE', 'freshness'), 'freshness'),
-    **dict.fromkeys(('WINDOWS', 'Report', 'Watch', 'monitor', 'watch'), 'models'),
-}
+_WHERE = {**dict.fromkeys(('Drift', 'input_drift', 'psi', 'wasserstein', 'own_threshold', 'effective_size',
+                           'persistence'),
+                          'drift'),
+          **dict.fromkeys(('MIN_LABELS', 'against_record', 'auc_error', 'hit_band'), 'performance'),
+          'volatility_shift': 'volatility', **dict.fromkeys(('GRACE', 'freshness'), 'freshness'),
+          **dict.fromkeys(('WINDOWS', 'Report', 'Watch', 'monitor', 'watch'), 'models')}
 __all__ = lazy_area(__name__)

@@ -58,18 +58,15 @@ def alertmanager_config(webhook: str | None = None,  # a URL alerts are POSTed t
     receiver = {'name': 'mlfin'}
     if webhook: receiver['webhook_configs'] = [{'url': webhook, 'send_resolved': True}]
     if smtp:
-        receiver['email_configs'] = [
-            {'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False, 'send_resolved': True}]
-    return {
-        'route': {'receiver': 'mlfin',
-                  'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit', 'repository'],
-                  'group_wait': wait, 'group_interval': interval, 'repeat_interval': repeat},
-        'receivers': [receiver],
-        'inhibit_rules': [
-            {'source_matchers': ['alertname="MlfinServiceDown"'], 'equal': ['job'],
-             'target_matchers': ['alertname=~"Mlfin.+"', 'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"']}
-        ],
-    }
+        receiver['email_configs'] = [{'to': email_to, 'from': email_from, 'smarthost': smtp, 'require_tls': False,
+                                      'send_resolved': True}]
+    return {'route': {'receiver': 'mlfin',
+                      'group_by': ['alertname', 'name', 'symbol', 'timeframe', 'task', 'check', 'unit', 'repository'],
+                      'group_wait': wait, 'group_interval': interval, 'repeat_interval': repeat},
+            'receivers': [receiver],
+            'inhibit_rules': [{'source_matchers': ['alertname="MlfinServiceDown"'], 'equal': ['job'],
+                               'target_matchers': ['alertname=~"Mlfin.+"',
+                                                   'alertname!~"MlfinServiceDown|MlfinDeadMansSwitch"']}]}
 
 # %% ../../nbs/10h_monitor.alerting.ipynb #c013
 @dataclass
@@ -90,8 +87,8 @@ class Monitoring:
         "Prometheus's alerting rules with their state (inactive, pending, firing)"
         import httpx
 
-        groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", params={'type': 'alert'}, timeout=10).json()['data'][
-            'groups']
+        groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", params={'type': 'alert'},
+                           timeout=10).json()['data']['groups']
         return [r for g in groups for r in g['rules']]
 
     def stop(self):
@@ -133,29 +130,24 @@ def start_monitoring(folder: Path,             # configurations, data and logs
     key_file = folder/'scrape.key'
     key_file.touch(mode=0o600); key_file.write_text(key)
     am = f"127.0.0.1:{alertmanager_port}"
-    (folder / 'prometheus.yml').write_text(
-        yaml.safe_dump(prometheus_config(service, key_file, rules or rules_files(), am, every)))
-    (folder / 'alertmanager.yml').write_text(
-        yaml.safe_dump(alertmanager_config(webhook, smtp, email_to, **(timing or {}))))
+    (folder / 'prometheus.yml').write_text(yaml.safe_dump(prometheus_config(service, key_file, rules or rules_files(),
+                                                                            am, every)))
+    (folder / 'alertmanager.yml').write_text(yaml.safe_dump(alertmanager_config(webhook, smtp, email_to,
+                                                                                **(timing or {}))))
     logs = {name: open(folder/f"{name}.log", 'ab') for name in ('prometheus', 'alertmanager')}
-    alertmanager = subprocess.Popen(
-        ['prometheus-alertmanager', f"--config.file={folder / 'alertmanager.yml'}",
-         f"--storage.path={folder / 'alertmanager-data'}", f"--web.listen-address={am}", '--cluster.listen-address=',
-         '--log.level=warn'],
-        stdout=logs['alertmanager'],
-        stderr=subprocess.STDOUT,
-    )
+    alertmanager = subprocess.Popen(['prometheus-alertmanager', f"--config.file={folder / 'alertmanager.yml'}",
+                                     f"--storage.path={folder / 'alertmanager-data'}", f"--web.listen-address={am}",
+                                     '--cluster.listen-address=', '--log.level=warn'],
+                                    stdout=logs['alertmanager'], stderr=subprocess.STDOUT)
     # first: an alert sent before it listens is dropped
     try: _ready(f"http://{am}/-/ready", alertmanager, folder/'alertmanager.log')
     except Exception: alertmanager.terminate(); raise
     # firing alerts are sent again every `every` (Prometheus's default waits a minute after a failed or dropped send)
-    prometheus = subprocess.Popen(
-        ['prometheus', f"--config.file={folder / 'prometheus.yml'}",
-         f"--storage.tsdb.path={folder / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{prometheus_port}",
-         f"--rules.alert.resend-delay={every}", '--log.level=warn'],
-        stdout=logs['prometheus'],
-        stderr=subprocess.STDOUT,
-    )
+    prometheus = subprocess.Popen(['prometheus', f"--config.file={folder / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={folder / 'prometheus-data'}",
+                                   f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                                   f"--rules.alert.resend-delay={every}", '--log.level=warn'],
+                                  stdout=logs['prometheus'], stderr=subprocess.STDOUT)
     running = Monitoring(folder, prometheus, alertmanager, f"http://127.0.0.1:{prometheus_port}", f"http://{am}")
     try: _ready(f"{running.prometheus_url}/-/ready", prometheus, folder/'prometheus.log')
     except Exception: running.stop(); raise
@@ -181,17 +173,15 @@ def run_monitoring(port: int = SERVICE_PORT,   # the service's port on SERVICE_H
     service = None
     try:
         if serve:
-            service = subprocess.Popen(
-                [str(Path(sys.executable).with_name('mlfin')), 'serve', '--port', str(port),
-                 *(['--store', store] if store else [])]
-            )
+            service = subprocess.Popen([str(Path(sys.executable).with_name('mlfin')), 'serve', '--port', str(port),
+                                        *(['--store', store] if store else [])])
             _ready(f"http://127.0.0.1:{port}/health", service, Path(os.devnull), 120)
         running = start_monitoring(Path(folder or home()/'monitoring'), f"127.0.0.1:{port}", key, **given)
         echo(f"service http://127.0.0.1:{port}, Prometheus {running.prometheus_url}, "
              f"Alertmanager {running.alertmanager_url}; Ctrl-C stops them")
         try:
-            while all(
-                p.poll() is None for p in (running.prometheus, running.alertmanager, *([service] if service else []))):
+            while all(p.poll() is None
+                      for p in (running.prometheus, running.alertmanager, *([service] if service else []))):
                 time.sleep(1)
             echo("a process of the monitoring stack exited: stopping the rest")
         except KeyboardInterrupt: pass

@@ -145,15 +145,10 @@ def input_drift(reference: pd.DataFrame,   # the model's inputs over its trainin
         r, c = reference[name].to_numpy(dtype='float64'), current[name].to_numpy(dtype='float64')
         r, c = r[~np.isnan(r)], c[~np.isnan(c)]
         eff = effective_size(len(c), persistence(r))
-        why = (
-            f"{len(c)} value(s) in the window"
-            if len(c) < 2
-            else f"a reference of {len(r)} values holds fewer than two windows of {window}"
-            if len(r) < 2 * window
-            else f"too persistent: {len(c)} bars are worth {eff:.2g} independent draws"
-            if eff < min_effective
-            else ''
-        )
+        why = (f"{len(c)} value(s) in the window" if len(c) < 2
+               else f"a reference of {len(r)} values holds fewer than two windows of {window}" if len(r) < 2 * window
+               else f"too persistent: {len(c)} bars are worth {eff:.2g} independent draws" if eff < min_effective
+               else '')
         if why:
             rows[name] = {'effective': eff, 'verdict': 'too few', 'reason': why}; continue
         ks = stats.ks_2samp(r, c)

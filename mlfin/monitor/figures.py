@@ -65,80 +65,60 @@ class Figure:
 # %% ../../nbs/10c_monitor.figures.ipynb #f011
 INPUTS_DRIFTED = 0.3   # the drifted share of a model's inputs, weighted by importance, that alerts
 
-FIGURES = [
-    Figure('name', 'identity', 'Model'),
-    Figure('version', 'identity', 'Version'),
-    Figure('model', 'identity', 'Kind of model'),
-    Figure('window_bars', 'identity', 'Window (bars)'),
-    Figure('reference_bars', 'identity', 'Reference (bars)'),
-    Figure(
-        'drifted_share',
-        'inputs',
-        'Drifted share',
-        'drifted_share',
-        "share of the model's judged inputs drifted, weighted by its importance",
-        alert=Alert('MlfinInputsDrifted', '>', INPUTS_DRIFTED, 'warning',
-                    "{{ $labels.name }}: {{ $value | humanizePercentage }} of "
-                    "its inputs (by importance) drifted from its training span", 'inputs drifted'),
-    ),
-    Figure('inputs_drifted', 'inputs', gauge='inputs_drifted', help='inputs drifted',
-           read=lambda m: len(m.get('inputs_drifted') or [])),
-    Figure('inputs_judged', 'inputs', gauge='inputs_judged', help='inputs with a verdict (enough effective draws)'),
-    Figure('inputs_unjudged', 'inputs', gauge='inputs_unjudged',
-           help='inputs given no verdict (the monitor page says why for each)',
-           read=lambda m: len(m.get('inputs_unjudged') or {})),
-    Figure(
-        'volatility_verdict',
-        'volatility',
-        'Volatility',
-        'volatility_drifted',
-        "1 when the series' volatility rose past its own bar",
-        read=lambda m: float(m.get('volatility_verdict') == 'drifted'),
-        alert=Alert('MlfinVolatilityRegime', '==', 1, 'warning',
-                    "{{ $labels.name }}: its series' volatility rose past its own bar (a "
-                    "volatility regime: GET /monitor says by how much, over which bars)", 'volatility regime'),
-    ),
-    Figure('volatility_span', 'volatility'),
-    Figure('volatility_ratio', 'volatility', 'Volatility, recent / earlier', 'volatility_ratio',
-           "the typical bar over the judged recent span against the window's earlier bars"),
-    Figure('volatility_level', 'volatility'),
-    Figure('volatility_score', 'volatility'),
-    Figure('volatility_bar', 'volatility'),
-    Figure('volatility_reason', 'volatility'),
-    Figure(
-        'prediction_verdict',
-        'predictions',
-        'Predictions',
-        'prediction_drifted',
-        "1 when the model's predictions drifted from its out-of-sample ones",
-        read=lambda m: float(m.get('prediction_verdict') == 'drifted'),
-        alert=Alert('MlfinPredictionsDrifted', '==', 1, 'warning',
-                    "{{ $labels.name }}: its predictions drifted from its out-of-sample ones", 'predictions drifted'),
-    ),
-    Figure('live_served', 'live'),
-    Figure('live_labelled', 'live', 'Labelled signals', 'live_labelled', 'served signals whose outcome is known'),
-    Figure(
-        'live_hit_rate', 'live', 'Live hit rate', 'live_hit_rate', 'hit rate of the served signals with known outcomes'
-    ),
-    Figure('live_hit_low', 'live', gauge='live_hit_low', help="the live hit rate's Wilson 95% band, low end"),
-    Figure('live_hit_high', 'live', gauge='live_hit_high', help="the live hit rate's Wilson 95% band, high end"),
-    Figure('live_record_accuracy', 'live', 'Out-of-sample accuracy', 'record_accuracy',
-           "the model's out-of-sample accuracy (its record)"),
-    Figure('live_auc', 'live', 'Live AUC', 'live_auc', 'AUC of the served predictions with known outcomes'),
-    Figure('live_record_auc', 'live', 'Out-of-sample AUC', 'record_auc', "the model's out-of-sample AUC"),
-    Figure('live_signal_return', 'live', 'Signals after costs'),
-    Figure(
-        'live_verdict',
-        'live',
-        gauge='live_worse',
-        help='1 when live performance is worse than out-of-sample (one-sided, 1%)',
-        read=lambda m: float(str(m.get('live_verdict', '')).startswith('worse')),
-        alert=Alert('MlfinLivePerformanceWorse', '==', 1, 'critical',
-                    "{{ $labels.name }}: live hit rate or AUC below its out-of-sample record (one-sided test at 1%)",
-                    'live performance worse than the record'),
-    ),
-    Figure('series_stale', 'series', 'Series stale'),
-]
+FIGURES = [Figure('name', 'identity', 'Model'), Figure('version', 'identity', 'Version'),
+           Figure('model', 'identity', 'Kind of model'), Figure('window_bars', 'identity', 'Window (bars)'),
+           Figure('reference_bars', 'identity', 'Reference (bars)'),
+           Figure('drifted_share', 'inputs', 'Drifted share', 'drifted_share',
+                  "share of the model's judged inputs drifted, weighted by its importance",
+                  alert=Alert('MlfinInputsDrifted', '>', INPUTS_DRIFTED, 'warning',
+                              "{{ $labels.name }}: {{ $value | humanizePercentage }} of "
+                              "its inputs (by importance) drifted from its training span",
+                              'inputs drifted')),
+           Figure('inputs_drifted', 'inputs', gauge='inputs_drifted', help='inputs drifted',
+                  read=lambda m: len(m.get('inputs_drifted') or [])),
+           Figure('inputs_judged', 'inputs', gauge='inputs_judged',
+                  help='inputs with a verdict (enough effective draws)'),
+           Figure('inputs_unjudged', 'inputs', gauge='inputs_unjudged',
+                  help='inputs given no verdict (the monitor page says why for each)',
+                  read=lambda m: len(m.get('inputs_unjudged') or {})),
+           Figure('volatility_verdict', 'volatility', 'Volatility', 'volatility_drifted',
+                  "1 when the series' volatility rose past its own bar",
+                  read=lambda m: float(m.get('volatility_verdict') == 'drifted'),
+                  alert=Alert('MlfinVolatilityRegime', '==', 1, 'warning',
+                              "{{ $labels.name }}: its series' volatility rose past its own bar (a "
+                              "volatility regime: GET /monitor says by how much, over which bars)",
+                              'volatility regime')),
+           Figure('volatility_span', 'volatility'),
+           Figure('volatility_ratio', 'volatility', 'Volatility, recent / earlier', 'volatility_ratio',
+                  "the typical bar over the judged recent span against the window's earlier bars"),
+           Figure('volatility_level', 'volatility'), Figure('volatility_score', 'volatility'),
+           Figure('volatility_bar', 'volatility'), Figure('volatility_reason', 'volatility'),
+           Figure('prediction_verdict', 'predictions', 'Predictions', 'prediction_drifted',
+                  "1 when the model's predictions drifted from its out-of-sample ones",
+                  read=lambda m: float(m.get('prediction_verdict') == 'drifted'),
+                  alert=Alert('MlfinPredictionsDrifted', '==', 1, 'warning',
+                              "{{ $labels.name }}: its predictions drifted from its out-of-sample ones",
+                              'predictions drifted')),
+           Figure('live_served', 'live'),
+           Figure('live_labelled', 'live', 'Labelled signals', 'live_labelled',
+                  'served signals whose outcome is known'),
+           Figure('live_hit_rate', 'live', 'Live hit rate', 'live_hit_rate',
+                  'hit rate of the served signals with known outcomes'),
+           Figure('live_hit_low', 'live', gauge='live_hit_low', help="the live hit rate's Wilson 95% band, low end"),
+           Figure('live_hit_high', 'live', gauge='live_hit_high', help="the live hit rate's Wilson 95% band, high end"),
+           Figure('live_record_accuracy', 'live', 'Out-of-sample accuracy', 'record_accuracy',
+                  "the model's out-of-sample accuracy (its record)"),
+           Figure('live_auc', 'live', 'Live AUC', 'live_auc', 'AUC of the served predictions with known outcomes'),
+           Figure('live_record_auc', 'live', 'Out-of-sample AUC', 'record_auc', "the model's out-of-sample AUC"),
+           Figure('live_signal_return', 'live', 'Signals after costs'),
+           Figure('live_verdict', 'live', gauge='live_worse',
+                  help='1 when live performance is worse than out-of-sample (one-sided, 1%)',
+                  read=lambda m: float(str(m.get('live_verdict', '')).startswith('worse')),
+                  alert=Alert('MlfinLivePerformanceWorse', '==', 1, 'critical',
+                              "{{ $labels.name }}: live hit rate or AUC below "
+                              "its out-of-sample record (one-sided test at 1%)",
+                              'live performance worse than the record')),
+           Figure('series_stale', 'series', 'Series stale')]
 
 # %% ../../nbs/10c_monitor.figures.ipynb #f013
 def columns(group: str | None = None) -> dict:
@@ -161,23 +141,16 @@ def monitor_rules() -> dict:
     rules = [{'alert': a.name, 'expr': held(f"mlfin_monitor_{f.gauge}", f"{a.op} {a.bar:g}"), 'for': a.wait,
               'labels': {'severity': a.severity}, 'annotations': {'summary': a.summary}} for f, a in alerts()]
     stamp = f"last_over_time(mlfin_monitor_run_timestamp_seconds[{HOLD}])"
-    rules += [
-        {'alert': 'MlfinMonitorFailed', 'expr': held('mlfin_monitor_failed', '== 1'), 'for': '10m',
-         'labels': {'severity': 'warning'},
-         'annotations': {'summary': "{{ $labels.name }}: the monitor could not watch it (GET /monitor names why)"}},
-        {
-            'alert': 'MlfinMonitorNotRun',
-            'for': '10m',
-            'labels': {'severity': 'warning'},
-            'expr': f"(time() - {stamp} > {NOT_RUN} and {stamp} > 0)\n  or ({stamp} == 0 and on(job, instance) "
-            f"group by (job, instance) (last_over_time(mlfin_model_production_version[{HOLD}])))",
-            'annotations': {
-                'summary': "{{ if eq $value 0.0 }}mlfin monitor has never run while a model is in production{{ else "
-                           "}}mlfin "
-                "monitor has not run for {{ $value | humanizeDuration }}: its schedule is broken{{ end }}"
-            },
-        },
-    ]
+    rules += [{'alert': 'MlfinMonitorFailed', 'expr': held('mlfin_monitor_failed', '== 1'), 'for': '10m',
+               'labels': {'severity': 'warning'},
+               'annotations': {'summary': "{{ $labels.name }}: the monitor could "
+                                          "not watch it (GET /monitor names why)"}},
+              {'alert': 'MlfinMonitorNotRun', 'for': '10m', 'labels': {'severity': 'warning'},
+               'expr': f"(time() - {stamp} > {NOT_RUN} and {stamp} > 0)\n  or ({stamp} == 0 and on(job, instance) "
+                       f"group by (job, instance) (last_over_time(mlfin_model_production_version[{HOLD}])))",
+               'annotations': {'summary': "{{ if eq $value 0.0 }}mlfin monitor has never run while a model "
+                                          "is in production{{ else }}mlfin monitor has not run for {{ "
+                                          "$value | humanizeDuration }}: its schedule is broken{{ end }}"}}]
     return {'name': 'mlfin-models', 'rules': rules}
 
 def service_rules() -> list[dict]:
@@ -199,44 +172,34 @@ def service_rules() -> list[dict]:
     alert = lambda name, expr, wait, severity, summary: {'alert': name, 'expr': expr, **({'for': wait} if wait else {}),
                                                          'labels': {'severity': severity},
                                                          'annotations': {'summary': summary}}
-    return [
-        *({'record': name, 'expr': expr} for name, expr in records.items()),
-        alert('MlfinHighErrorRate', held('mlfin:error_ratio:rate5m', '> 0.05'), '5m', 'critical',
-              "{{ $value | humanizePercentage }} of mlfin's requests end in a server error (over 5% for 5 minutes)"),
-        alert('MlfinSlowRequests', held('mlfin:request_p99_seconds:rate5m', '> 0.1'), '10m', 'warning',
-              "p99 latency of {{ $labels.route }} is {{ $value | "
-              "humanizeDuration }}, over the 100 ms target for 10 minutes"),
-        alert('MlfinJobFailed', held('mlfin:jobs_failed:delta1h', '> 0'), None, 'warning',
-              "a training job failed in the last hour (GET /jobs shows its error and log)"),
-        alert('MlfinNoProductionModel', held('mlfin:unserved:increase15m', '> 0'), None, 'warning',
-              "{{ $labels.symbol }} {{ $labels.timeframe }} is asked for predictions but has no production model"),
-        alert('MlfinStoreDown', held('mlfin_store_up', '== 0'), '30s', 'critical',
-              "mlfin at {{ $labels.instance }} cannot read its store: /predict answers only the "
-              "forecasts it made before, ingest is refused (its log says which store and why)"),
-    ]
+    return [*({'record': name, 'expr': expr} for name, expr in records.items()),
+            alert('MlfinHighErrorRate', held('mlfin:error_ratio:rate5m', '> 0.05'), '5m', 'critical',
+                  "{{ $value | humanizePercentage }} of mlfin's "
+                  "requests end in a server error (over 5% for 5 minutes)"),
+            alert('MlfinSlowRequests', held('mlfin:request_p99_seconds:rate5m', '> 0.1'), '10m', 'warning',
+                  "p99 latency of {{ $labels.route }} is {{ $value | "
+                  "humanizeDuration }}, over the 100 ms target for 10 minutes"),
+            alert('MlfinJobFailed', held('mlfin:jobs_failed:delta1h', '> 0'), None, 'warning',
+                  "a training job failed in the last hour (GET /jobs shows its error and log)"),
+            alert('MlfinNoProductionModel', held('mlfin:unserved:increase15m', '> 0'), None, 'warning',
+                  "{{ $labels.symbol }} {{ $labels.timeframe }} is asked for predictions but has no production model"),
+            alert('MlfinStoreDown', held('mlfin_store_up', '== 0'), '30s', 'critical',
+                  "mlfin at {{ $labels.instance }} cannot read its store: /predict answers only the "
+                  "forecasts it made before, ingest is refused (its log says which store and why)")]
 
 def data_rules() -> dict:
     """The rules group `mlfin-data`: the service's own figures (`service_rules`) and a series expected live
     (`monitor.freshness.live_series`) whose next bar is overdue, held like the monitor's gauges; 30 s of `for:` past the
     grace (`monitor.freshness.GRACE`): a stopped minute collector pages within 3 minutes; history never pages"""
-    return {
-        'name': 'mlfin-data',
-        'rules': [
-            *service_rules(),
-            {
-                'alert': 'MlfinSeriesStale',
-                'expr': held('mlfin_series_overdue_seconds', '> 0',
-                             only=('mlfin_series_live', 'job, instance, symbol, timeframe')),
-                'for': '30s',
-                'labels': {'severity': 'critical'},
-                'annotations': {
-                    'summary': "{{ $labels.symbol }} {{ $labels.timeframe }}: a bar its calendar expected is {{ $value "
-                               "| humanizeDuration }} "
-                    "overdue (collector stopped?)"
-                },
-            },
-        ],
-    }
+    return {'name': 'mlfin-data',
+            'rules': [*service_rules(),
+                      {'alert': 'MlfinSeriesStale',
+                       'expr': held('mlfin_series_overdue_seconds', '> 0',
+                                    only=('mlfin_series_live', 'job, instance, symbol, timeframe')),
+                       'for': '30s', 'labels': {'severity': 'critical'},
+                       'annotations': {'summary': "{{ $labels.symbol }} {{ $labels.timeframe }}: "
+                                                  "a bar its calendar expected is {{ $value | "
+                                                  "humanizeDuration }} overdue (collector stopped?)"}}]}
 
 # %% ../../nbs/10c_monitor.figures.ipynb #f017
 RULES_HEADER = ("# mlfin's alerting rules on the figures it exports (requests, jobs, series, the "
@@ -252,9 +215,8 @@ _Rules.add_representer(str, _Rules.represent_str)
 
 def rules_text() -> str:
     "The rules file's text"
-    return RULES_HEADER + yaml.dump(
-        {'groups': [data_rules(), monitor_rules()]}, Dumper=_Rules, sort_keys=False, width=200
-    )
+    return RULES_HEADER + yaml.dump({'groups': [data_rules(), monitor_rules()]}, Dumper=_Rules, sort_keys=False,
+                                    width=200)
 
 
 def write_rules(path: Path | None = None) -> Path:

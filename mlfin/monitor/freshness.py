@@ -51,11 +51,8 @@ def freshness(last: pd.Timestamp,     # the series' last stored bar (its open ti
 def overdue_said(found: dict) -> str:
     """A stale series' missing bars in words, as every page and line says them: exact, or a floor when the count was
     capped"""
-    count = (
-        f"at least {found['missing']:,} bar(s) (counted over the {COUNTED.days} days after the last)"
-        if found.get('capped')
-        else f"{found['missing']:,} bar(s)"
-    )
+    count = (f"at least {found['missing']:,} bar(s) (counted over the {COUNTED.days} days after the last)"
+             if found.get('capped') else f"{found['missing']:,} bar(s)")
     return f"{count} overdue since {found['due']:%Y-%m-%d %H:%M}Z"
 
 # %% ../../nbs/10e_monitor.freshness.ipynb #c011lc

@@ -39,8 +39,8 @@ def window_start(index: pd.DatetimeIndex,  # the bars' times
     try:
         span = pd.Timedelta(str(window))
     except ValueError:
-        raise BadInput(
-            f"window {window!r}: a number of bars (250) or a duration back from the last bar (90D, 36h)") from None
+        raise BadInput(f"window {window!r}: a number of bars (250) or "
+                       "a duration back from the last bar (90D, 36h)") from None
     if span <= pd.Timedelta(0): raise BadInput(f"window {window!r}: a positive duration")
     return int(index.searchsorted(index[-1] - span, side='right')) if len(index) else 0
 
@@ -83,16 +83,14 @@ def live_performance(
     classifier = kind == 'classifier'
     record = {'accuracy': scores.get('accuracy' if classifier else 'directional_accuracy', np.nan),
               'auc': scores.get('auc') if classifier else None}
-    out = {'served': len(served)} | against_record(
-        joined.rename(columns={'up': 'label'}), record, cut=0.5 if classifier else 0.0
-    )
+    out = {'served': len(served)} | against_record(joined.rename(columns={'up': 'label'}), record,
+                                                   cut=0.5 if classifier else 0.0)
     if len(joined):
         net = joined['side'] * joined['realised'] - (joined['side'] != 0) * round_trip_bps / 1e4
         out.update(signal_return=float(np.prod(1 + net) - 1), signal_mean=float(net.mean()),
                    signals_traded=int((joined['side'] != 0).sum()))
-    out.update(
-        record_backtest_return=scores.get('backtest_return'), record_backtest_sharpe=scores.get('backtest_sharpe')
-    )
+    out.update(record_backtest_return=scores.get('backtest_return'),
+               record_backtest_sharpe=scores.get('backtest_sharpe'))
     return out
 
 # %% ../../nbs/10f_monitor.models.ipynb #c019
@@ -103,8 +101,8 @@ def prediction_drift(record: pd.Series,  # the version's out-of-sample predictio
     if not len(record.dropna()) or not len(current.dropna()):
         return {'verdict': 'too few', 'bars': int(current.notna().sum())}
     found = input_drift(record.to_frame('prediction'), current.to_frame('prediction')).inputs.loc['prediction']
-    return {k: (v if isinstance(v, str) else float(v)) for k, v in found.dropna().items()} | {
-        'bars': int(current.notna().sum())}
+    return {k: (v if isinstance(v, str) else float(v))
+            for k, v in found.dropna().items()} | {'bars': int(current.notna().sum())}
 
 # %% ../../nbs/10f_monitor.models.ipynb #c022
 @dataclass
@@ -125,26 +123,18 @@ class Watch:
         """One line: what drifted (inputs, volatility), what was not judged and why, how it performs live, whether its
         series is fresh"""
         d, drifted, unjudged, v = self.drift, self.drift.drifted(), self.drift.unjudged(), self.volatility
-        inputs = (
-            f"{len(drifted)} of {d.judged} inputs drifted ({d.share:.0%} by importance: "
-            f"{', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''})"
-            if drifted
-            else f"no input drifted ({d.judged} judged)"
-            if d.judged
-            else f"inputs not judged (a reference of {self.window['reference_bars']:,} bars against a window of "
-                 f"{self.window['window_bars']:,})"
-        )
+        inputs = (f"{len(drifted)} of {d.judged} inputs drifted ({d.share:.0%} by "
+                  f"importance: {', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''})"
+                  if drifted else f"no input drifted ({d.judged} judged)" if d.judged
+                  else f"inputs not judged (a reference of {self.window['reference_bars']:,} "
+                       f"bars against a window of {self.window['window_bars']:,})")
         if unjudged and d.judged:
             first = '; '.join(f'{n}: {why}' for n, why in list(unjudged.items())[:2])
             inputs += f", {len(unjudged)} not judged ({first}{'; ...' if len(unjudged) > 2 else ''})"
-        moved = (
-            f"volatility rose: {v['ratio']:.1f}x the window's earlier bars over its last {v['span']} "
-            f"({v['level']:.1f}x the training span's)"
-            if v['verdict'] == 'drifted'
-            else "volatility steady"
-            if v['verdict'] == 'stable'
-            else f"volatility not judged ({v['reason']})"
-        )
+        moved = (f"volatility rose: {v['ratio']:.1f}x the window's earlier bars "
+                 f"over its last {v['span']} ({v['level']:.1f}x the training span's)"
+                 if v['verdict'] == 'drifted' else "volatility steady" if v['verdict'] == 'stable'
+                 else f"volatility not judged ({v['reason']})")
         fresh = (f"series stale: {overdue_said(self.series)}" if self.series.get('stale')
                  else "series fresh")
         return (f"{self.name} v{self.version}: {inputs}; {moved}; predictions {self.predictions['verdict']}; live "
@@ -220,9 +210,9 @@ def watch(version: dict,              # a production version (`registry.describe
                             version['kind'], made.round_trip_bps)
     if series is None:
         listed = store.ls()
-        series = series_state(
-            listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0].to_dict(), now,
-            store.meta(symbol, timeframe).get('forming'))
+        series = series_state(listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0]
+                              .to_dict(),
+                              now, store.meta(symbol, timeframe).get('forming'))
     span = x.index[reference]
     window_facts = {'symbol': symbol, 'timeframe': timeframe, 'window_start': x.index[start], 'window_end': x.index[-1],
                     'window_bars': len(x) - start, 'reference_from': span[0] if len(span) else None,
@@ -250,17 +240,16 @@ def monitor(store=None, window: int | str | None = None, now: pd.Timestamp | Non
     try: production = serving()
     except MlfinError as e: production, failed = [], {'registry': str(e).splitlines()[0]}
     else: failed = {}
-    states = {
-        (r['symbol'], r['timeframe']): series_state(r, now, store.meta(r['symbol'], r['timeframe']).get('forming'))
-        for r in store.ls().to_dict(orient='records')
-    }  # once, for both uses
+    states = {(r['symbol'], r['timeframe']): series_state(r, now,
+                                                          store.meta(r['symbol'], r['timeframe']).get('forming'))
+              for r in store.ls().to_dict(orient='records')}  # once, for both uses
     report = Report(now, errors=failed,
                     series=pd.DataFrame([{'symbol': s, 'timeframe': t, **state} for (s, t), state in states.items()]))
     for i, version in enumerate(production):
         step('monitor', f"{version['name']} v{version['version']}", i, len(production))
         try:
-            report.watches.append(
-                watch(version, store, window, now, series=states.get(series_of(version['name'])), signals=signals))
+            report.watches.append(watch(version, store, window, now, series=states.get(series_of(version['name'])),
+                                        signals=signals))
         except Exception as e:
             report.errors[version['name']] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return report

@@ -25,8 +25,8 @@ def auc_error(auc: float, positives: int, negatives: int) -> float:
     "The Hanley-McNeil standard error of an AUC from `positives` and `negatives` outcomes"
     if positives < 1 or negatives < 1: raise BadInput("an AUC needs outcomes of both classes")
     q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
-    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
-        positives * negatives)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2)
+                + (negatives - 1) * (q2 - auc**2)) / (positives * negatives)
     return float(math.sqrt(max(variance, 0.0)))
 
 # %% ../../nbs/10d_monitor.performance.ipynb #c012

@@ -54,13 +54,10 @@ MODEL_COLUMNS = columns()   # the models table's columns, as the figures' table 
 def volatility_said(v: dict) -> str:
     "The volatility judgement in a sentence"
     if v['verdict'] == 'too few': return f"not judged ({v['reason']})."
-    return (
-        f"over its last {v['span']} bars the typical move was {v['ratio']:.2f}x the window's earlier bars' and "
-        f"{v['level']:.2f}x the "
-        f"training span's, a score of {v['score']:.2f} against a bar of {v['bar']:.2f} (the {QUANTILE * 100:g}th "
-        "percentile of the series' own past windows): "
-        + ("a volatility regime." if v['verdict'] == 'drifted' else "steady.")
-    )
+    return (f"over its last {v['span']} bars the typical move was {v['ratio']:.2f}x the window's earlier "
+            f"bars' and {v['level']:.2f}x the training span's, a score of {v['score']:.2f} against a bar "
+            f"of {v['bar']:.2f} (the {QUANTILE * 100:g}th percentile of the series' own past windows): "
+            + ("a volatility regime." if v['verdict'] == 'drifted' else "steady."))
 
 # %% ../../nbs/10g_monitor.report.ipynb #c011
 def report_page(report: Report) -> str:
@@ -68,32 +65,23 @@ def report_page(report: Report) -> str:
     table = html_table   # the house table: escaped, numbers read as people do, long texts open on a click, fits a phone
     parts = [f"<h1>Monitor, {report.at:%Y-%m-%d %H:%M}Z</h1>"]
     parts += [f"<p class='verdict'>{html.escape(w.verdict())}</p>" for w in report.watches]
-    parts += [
-        f"<p class='verdict'>{html.escape(name)}: not watched: {html.escape(why)}</p>"
-        for name, why in report.errors.items()
-    ]
+    parts += [f"<p class='verdict'>{html.escape(name)}: not watched: {html.escape(why)}</p>"
+              for name, why in report.errors.items()]
     if not report.watches and not report.errors:
         parts.append("<p class='verdict'>No production model in the registry: nothing to watch.</p>")
     if report.watches:
         rows = pd.DataFrame([w.summary() for w in report.watches]).reindex(columns=list(MODEL_COLUMNS))
         parts += ["<h2>Production models</h2>", table(rows.rename(columns=MODEL_COLUMNS).set_index('Model'))]
     for w in report.watches:
-        parts += [
-            f"<h2>{html.escape(w.name)} v{w.version}: inputs, {w.window['window_start']:%Y-%m-%d %H:%M} to "
-            f"{w.window['window_end']:%Y-%m-%d %H:%M}</h2>",
-            f"<p><small>Against {w.window['reference_bars']:,} bars of its training span. PSI and distance decide, "
-            "each "
-            "against the input's own bar (its 99th percentile over past windows of the same length, at least 0.2 and "
-            "0.1); "
-            "KS is shown, not used: on persistent series its p-values flag nearly everything. An input given no "
-            "verdict says why "
-            "(too persistent: its window is worth less than one independent draw). The series' volatility is judged on "
-            "its own: "
-            + html.escape(volatility_said(w.volatility))
-            + "</small></p>",
-            input_chart(w),
-            table(w.drift.inputs),
-        ]
+        parts += [f"<h2>{html.escape(w.name)} v{w.version}: inputs, "
+                  f"{w.window['window_start']:%Y-%m-%d %H:%M} to {w.window['window_end']:%Y-%m-%d %H:%M}</h2>",
+                  f"<p><small>Against {w.window['reference_bars']:,} bars of its training span. PSI and distance "
+                  "decide, each against the input's own bar (its 99th percentile over past windows of the "
+                  "same length, at least 0.2 and 0.1); KS is shown, not used: on persistent series its "
+                  "p-values flag nearly everything. An input given no verdict says why (too persistent: its window "
+                  "is worth less than one independent draw). The series' volatility is judged on its own: "
+                  + html.escape(volatility_said(w.volatility)) + "</small></p>",
+                  input_chart(w), table(w.drift.inputs)]
     if report.series is not None and len(report.series):
         parts += ["<h2>Series</h2>", table(report.series.set_index(['symbol', 'timeframe']))]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>mlfin monitor "
@@ -115,11 +103,8 @@ def write_report(report: Report,
     figures = {'at': report.at, 'models': [w.summary() for w in report.watches], 'errors': report.errors,
                'series': series.to_dict(orient='records')}
     (folder/'monitor.json').write_text(json.dumps(plain(figures), indent=1))
-    inputs = (
-        pd.concat([w.drift.inputs.reset_index().assign(name=w.name, version=w.version) for w in report.watches])
-        if report.watches
-        else pd.DataFrame()
-    )
+    inputs = (pd.concat([w.drift.inputs.reset_index().assign(name=w.name, version=w.version) for w in report.watches])
+              if report.watches else pd.DataFrame())
     write_parquet(inputs, folder/'inputs.parquet'); write_parquet(series, folder/'series.parquet')
     (folder/'index.html').write_text(report_page(report))
     if len(inputs):

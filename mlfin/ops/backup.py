@@ -47,11 +47,8 @@ def link_tree(source: Path, target: Path, skip=('.tmp', '.part', '-wal', '-shm',
     "Every file under `source` linked (or copied) under `target`, leaving half-written and lock files out; how many"
     n = 0
     for path in sorted(source.rglob('*')):
-        if (
-            not path.is_file()
-            or path.name.endswith(skip)
-            or any(p.startswith('.') and p.endswith('.part') for p in path.parts)
-        ):
+        if (not path.is_file() or path.name.endswith(skip)
+            or any(p.startswith('.') and p.endswith('.part') for p in path.parts)):
             continue
         link_or_copy(path, target/path.relative_to(source)); n += 1
     return n
@@ -72,15 +69,11 @@ def store_cut(store, target: Path) -> dict:
     """The store as one consistent cut under `target`: Parquet periods by their manifests and non-bar series by their
     records (linked), or a PostgreSQL dump; what it holds per series"""
     store = open_store(store)
-    held = {
-        f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()}
-        for r in store.ls().to_dict(orient='records')
-    }
+    held = {f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()}
+            for r in store.ls().to_dict(orient='records')}
     if store.kind == 'postgresql':  # the dump holds every table: the observations' too
-        observed = {
-            series_key(r['name'], r['symbol']): int(r['rows'])
-            for r in store.observation_series().to_dict(orient='records')
-        }
+        observed = {series_key(r['name'], r['symbol']): int(r['rows'])
+                    for r in store.observation_series().to_dict(orient='records')}
         _pg_dump(store.url, target/'store.pgdump')
         return {'kind': 'postgresql', 'series': held, 'observations': observed}
     root = Path(store.root)
@@ -103,12 +96,9 @@ def _pg_dump(url: str, target: Path):
     "pg_dump's custom format (one snapshot of every table; restored by pg_restore)"
     if not shutil.which('pg_dump'): raise Unavailable("pg_dump is missing: install Debian's postgresql-client")
     target.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ['pg_dump', '--format=custom', '--no-owner', '--no-privileges', '--file', str(target), '--dbname',
-         url.replace('postgresql+psycopg://', 'postgresql://')],
-        capture_output=True,
-        text=True,
-    )
+    done = subprocess.run(['pg_dump', '--format=custom', '--no-owner', '--no-privileges', '--file', str(target),
+                           '--dbname', url.replace('postgresql+psycopg://', 'postgresql://')],
+                          capture_output=True, text=True)
     if done.returncode:
         raise Unavailable("pg_dump of the store failed: "
                           f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
@@ -122,11 +112,8 @@ def fingerprints(store, target: Path) -> dict:
     except (OSError, ValueError): cached = None
     # not `production()`: MLflow's import costs seconds, and only whether the fingerprints kept still stand is asked
     serving = production_aliases()
-    if (
-        cached is not None
-        and serving is not None
-        and {n: v['version'] for n, v in cached.items() if 'error' not in v} == serving
-    ):
+    if (cached is not None and serving is not None
+        and {n: v['version'] for n, v in cached.items() if 'error' not in v} == serving):
         # the same production versions as at the last backup: their probes and predictions stand
         for v in cached.values():
             if 'probe' in v: link_or_copy(kept/v['probe'], target/v['probe'])
@@ -140,11 +127,8 @@ def fingerprints(store, target: Path) -> dict:
             predictor = load('production', symbol, timeframe)
             bars = data.load(symbol, timeframe, store=store, last=1000)
         except MlfinError as e: out[v['name']] = {'version': v['version'], 'error': str(e)}; continue
-        X = (
-            inputs_for(bars, predictor.features, predictor.inputs, store)
-            .dropna()
-            .iloc[-(PROBE_ROWS + predictor.rows_needed - 1) :]
-        )
+        X = (inputs_for(bars, predictor.features, predictor.inputs, store).dropna()
+             .iloc[-(PROBE_ROWS + predictor.rows_needed - 1) :])
         rows = np.arange(predictor.rows_needed - 1, len(X))
         predicted = predictor.model.predict(X.to_numpy(dtype='float64'), rows)
         probe = target/'probe'/f"{v['name']}.parquet"
@@ -182,11 +166,8 @@ def versions() -> dict:
     tracking store's, each model family's), restic"""
     from importlib import metadata
 
-    libraries = {
-        name: found
-        for name in ('pandas', 'pyarrow', 'mlflow', 'sqlalchemy', *model_libraries())
-        if (found := installed(name))
-    }
+    libraries = {name: found for name in ('pandas', 'pyarrow', 'mlflow', 'sqlalchemy', *model_libraries())
+                 if (found := installed(name))}
     restic = subprocess.run([restic_bin(), 'version'], capture_output=True, text=True).stdout.split()[1]
     return {'mlfin': metadata.version('mlfin'), 'code': code_version(), 'python': platform.python_version(),
             'sqlite': sqlite3.sqlite_version, 'restic': restic, **libraries}
@@ -235,19 +216,13 @@ def stage(folder: Path,                 # emptied, then filled with the cut
     for name in CONFIG_FILES if root else ():
         if (root/name).exists(): (folder/'project').mkdir(exist_ok=True); shutil.copy2(root/name, folder/'project'/name)
     prints = fingerprints(store, folder)
-    manifest = {
-        'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
-        'host': socket.gethostname(),
-        'home': str(at),
-        'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None,
-                  'series': held['series'], 'observations': held['observations']},
-        'products': products,
-        'versions': versions(),
-        'schemas': schema_revisions(folder),
-        'fingerprints': prints,
-        'files': checksums(folder, known),
-        'stage_seconds': round(time.perf_counter() - started, 3),
-    }
+    manifest = {'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'host': socket.gethostname(),
+                'home': str(at),
+                'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None,
+                          'series': held['series'], 'observations': held['observations']},
+                'products': products, 'versions': versions(), 'schemas': schema_revisions(folder),
+                'fingerprints': prints, 'files': checksums(folder, known),
+                'stage_seconds': round(time.perf_counter() - started, 3)}
     atomic_write_json(folder/'MANIFEST.json', manifest)
     return manifest
 
@@ -308,9 +283,9 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     atomic_write_json(sums_file, {k: v for k, v in known.items() if k in live})
     repository_.unlock()   # locks a killed restic left behind (only stale ones are removed)
     last_taken = latest(mine)[0] if len(mine) else None
-    tags = ','.join(
-        (TAG, f"home:{me}", f"{SEQ}{int(mine['seq'].max()) + 1 if len(mine) else 1}", *((RETAINED,) if retain else ()))
-    )  # `retention`: when it last ran, for the next backup on any machine
+    # `retention`: when it last ran, for the next backup on any machine
+    tags = ','.join((TAG, f"home:{me}", f"{SEQ}{int(mine['seq'].max()) + 1 if len(mine) else 1}",
+                     *((RETAINED,) if retain else ())))
     done = repository_.restic(
         'backup',
         '--json',

@@ -35,13 +35,9 @@ def figures(now: pd.Timestamp | None = None) -> dict:
     history = check_history((day).isoformat())
     # the last round recorded, whatever its clock said
     latest = history[history['at'] == history['at'].iloc[-1]] if len(history) else history
-    failures = (
-        history[~history['ok']]
-        .groupby('name')
-        .agg(failures=('ok', 'size'), last=('at', 'max'), detail=('detail', 'last'))
-        if len(history)
-        else pd.DataFrame()
-    )
+    failures = (history[~history['ok']].groupby('name')
+                .agg(failures=('ok', 'size'), last=('at', 'max'), detail=('detail', 'last'))
+                if len(history) else pd.DataFrame())
     done = runs(limit=500)
     recent = done[done['started'] >= day]
     try: versions = describe()
@@ -51,45 +47,26 @@ def figures(now: pd.Timestamp | None = None) -> dict:
     backups = done[(done['job'] == 'backup') & (done['status'] == 'succeeded')]
     try: held = open_store(os.environ.get('MLFIN_STORE')).ls()
     except Exception: held = pd.DataFrame(columns=['symbol', 'timeframe', 'bars', 'last'])
-    return {
-        'at': now.isoformat(timespec='seconds'),
-        'services': [
-            {'check': r['name'], 'ok': bool(r['ok']), 'detail': r['detail']} for r in latest.to_dict(orient='records')],
-        'ahead': [ahead_said(r, now) for r in dated_ahead(done, now).to_dict(orient='records')],
-        'health_failures': [
-            {'check': name, **{k: (str(v) if k == 'last' else v) for k, v in row.items()}}
-            for name, row in failures.to_dict(orient='index').items()
-        ],
-        'runs': [
-            {
-                'job': r['job'],
-                'started': r['started'].isoformat(),
-                'status': r['status'],
-                'seconds': None if pd.isna(r['ended']) else round((r['ended'] - r['started']).total_seconds(), 1),
-                'what': r['error']
-                if isinstance(r['error'], str)
-                else json.dumps(r['summary'], default=str)[:300]
-                if r['summary']
-                else '',
-            }
-            for r in recent.to_dict(orient='records')
-        ],
-        'production': production,
-        'versions': {f"{v['name']} v{v['version']}": v['created_at'].isoformat() for v in versions},
-        'models': [{k: m.get(k) for k in DAILY_KEYS} for m in watched['models']],
-        'monitor_at': watched.get('at'),
-        'monitor_errors': watched.get('errors', {}),
-        'backups': [
-            {'ended': r['ended'].isoformat(),
-             **{k: r['summary'].get(k) for k in ('snapshot', 'files', 'added', 'seconds', 'check')}}
-            for r in backups.head(5).to_dict(orient='records')
-            if isinstance(r['summary'], dict)
-        ],
-        'series': {
-            f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()}
-            for r in held.to_dict(orient='records')
-        },
-    }
+    return {'at': now.isoformat(timespec='seconds'),
+            'services': [{'check': r['name'], 'ok': bool(r['ok']), 'detail': r['detail']}
+                         for r in latest.to_dict(orient='records')],
+            'ahead': [ahead_said(r, now) for r in dated_ahead(done, now).to_dict(orient='records')],
+            'health_failures': [{'check': name, **{k: (str(v) if k == 'last' else v) for k, v in row.items()}}
+                                for name, row in failures.to_dict(orient='index').items()],
+            'runs': [{'job': r['job'], 'started': r['started'].isoformat(), 'status': r['status'],
+                      'seconds': None if pd.isna(r['ended']) else round((r['ended'] - r['started']).total_seconds(), 1),
+                      'what': r['error'] if isinstance(r['error'], str) else json.dumps(r['summary'], default=str)[:300]
+                      if r['summary'] else ''}
+                     for r in recent.to_dict(orient='records')],
+            'production': production,
+            'versions': {f"{v['name']} v{v['version']}": v['created_at'].isoformat() for v in versions},
+            'models': [{k: m.get(k) for k in DAILY_KEYS} for m in watched['models']], 'monitor_at': watched.get('at'),
+            'monitor_errors': watched.get('errors', {}),
+            'backups': [{'ended': r['ended'].isoformat(),
+                         **{k: r['summary'].get(k) for k in ('snapshot', 'files', 'added', 'seconds', 'check')}}
+                        for r in backups.head(5).to_dict(orient='records') if isinstance(r['summary'], dict)],
+            'series': {f"{r['symbol']}:{r['timeframe']}": {'bars': int(r['bars']), 'last': r['last'].isoformat()}
+                       for r in held.to_dict(orient='records')}}
 
 # %% ../../nbs/12f_ops.daily.ipynb #c006
 def changes(today: dict, yesterday: dict | None) -> list[str]:
@@ -121,40 +98,29 @@ def report_page(found: dict, changed: list[str]) -> str:
     failed = [r for r in found['runs'] if r['status'] in ('failed', 'interrupted')]
     # as the alert rules judge the gauges
     judged = {a.said: [m['name'] for m in found['models'] if a.holds(f.value(m))] for f, a in alerts()}
-    verdict = (
-        'All checks pass, no scheduled run failed.'
-        if not down and not failed
-        else f"{len(down)} check(s) failing ({', '.join(s['check'] for s in down)}); {len(failed)} scheduled run(s) "
-             "failed in the last day."
-    )
+    verdict = ('All checks pass, no scheduled run failed.' if not down and not failed
+               else f"{len(down)} check(s) failing ({', '.join(s['check'] for s in down)}); "
+                    f"{len(failed)} scheduled run(s) failed in the last day.")
     verdict += ''.join(f" {said[0].upper() + said[1:]}: {', '.join(names)}." for said, names in judged.items() if names)
     ahead = found.get('ahead', [])   # a report written before records were checked against the clock has none
     verdict += f" {len(ahead)} record(s) dated ahead of this clock: {'; '.join(ahead)}." if ahead else ''
-    table = lambda rows, empty: (
-        html_table(pd.DataFrame(rows), index=False) if rows else f"<p><small>{html.escape(empty)}</small></p>")
-    parts = [
-        f"<h1>mlfin daily report</h1><p><small>{html.escape(found['at'])} UTC; home "
-        f"{html.escape(str(home()))}</small></p>",
-        f"<p class='verdict'>{html.escape(verdict)}</p>",
-        "<h2>What changed since the last report</h2><ul>"
-        + ''.join(f"<li>{html.escape(c)}</li>" for c in changed)
-        + "</ul>",
-        "<h2>Services and checks (latest round)</h2>",
-        table(found['services'], "no health check recorded yet: `mlfin health` (or the schedule's)"),
-        "<h2>Health failures in the last day</h2>",
-        table(found['health_failures'], "none"),
-        "<h2>Scheduled runs in the last day</h2>",
-        table(found['runs'], "none recorded"),
-        "<h2>Models in production</h2><p><small>monitor run "
-        f"{html.escape(str(found['monitor_at'] or 'none yet'))}</small></p>",
-        table([{'model': n, 'version': v} for n, v in found['production'].items()], "no production model")
-        if not found['models']
-        else table(found['models'], ''),
-        "<h2>Backups</h2>",
-        table(found['backups'], "no backup recorded: `mlfin backup` (or the schedule's)"),
-        "<h2>Series</h2>",
-        table([{'series': k, **v} for k, v in found['series'].items()], "the store is empty"),
-    ]
+    table = lambda rows, empty: (html_table(pd.DataFrame(rows), index=False) if rows
+                                 else f"<p><small>{html.escape(empty)}</small></p>")
+    parts = [f"<h1>mlfin daily report</h1><p><small>{html.escape(found['at'])} "
+             f"UTC; home {html.escape(str(home()))}</small></p>",
+             f"<p class='verdict'>{html.escape(verdict)}</p>",
+             "<h2>What changed since the last report</h2><ul>" + ''.join(f"<li>{html.escape(c)}</li>" for c in changed)
+             + "</ul>",
+             "<h2>Services and checks (latest round)</h2>",
+             table(found['services'], "no health check recorded yet: `mlfin health` (or the schedule's)"),
+             "<h2>Health failures in the last day</h2>", table(found['health_failures'], "none"),
+             "<h2>Scheduled runs in the last day</h2>", table(found['runs'], "none recorded"),
+             "<h2>Models in production</h2><p><small>monitor run "
+             f"{html.escape(str(found['monitor_at'] or 'none yet'))}</small></p>",
+             table([{'model': n, 'version': v} for n, v in found['production'].items()], "no production model")
+             if not found['models'] else table(found['models'], ''),
+             "<h2>Backups</h2>", table(found['backups'], "no backup recorded: `mlfin backup` (or the schedule's)"),
+             "<h2>Series</h2>", table([{'series': k, **v} for k, v in found['series'].items()], "the store is empty")]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>mlfin daily report "
             f"{found['at'][:10]}</title>{PAGE_STYLE}</head><body>{''.join(parts)}</body></html>")
 
@@ -179,8 +145,8 @@ def daily_report(out: Path | None = None,        # default: HOME/reports/daily
     earlier = sorted(out.glob('*.json'))
     found = figures()
     stamp = found['at'][:10]
-    yesterday = (
-        next((json.loads(p.read_text()) for p in reversed(earlier) if p.stem < stamp), None) if earlier else None)
+    yesterday = (next((json.loads(p.read_text()) for p in reversed(earlier) if p.stem < stamp), None) if earlier
+                 else None)
     changed = changes(found, yesterday)
     page = report_page(found, changed)
     atomic_write(out/f"{stamp}.html", lambda tmp: Path(tmp).write_text(page))

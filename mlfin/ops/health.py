@@ -114,25 +114,16 @@ def series_checks(store=None, now: pd.Timestamp | None = None,
     for r in store.ls().to_dict(orient='records'):
         name, why = f"series {r['symbol']}:{r['timeframe']}", live.get((r['symbol'], r['timeframe']))
         if why is None:
-            out.append(
-                {
-                    'name': name,
-                    'ok': True,
-                    'detail': f"history: last bar {r['last']:%Y-%m-%d %H:%M}Z; not expected live (no production model, "
-                              "no collector, not marked live)",
-                }
-            )
+            out.append({'name': name, 'ok': True,
+                        'detail': f"history: last bar {r['last']:%Y-%m-%d %H:%M}Z; not expected "
+                                  "live (no production model, no collector, not marked live)"})
             continue
         found = freshness(r['last'], r['timeframe'], r['calendar'], now,
                           forming=store.meta(r['symbol'], r['timeframe']).get('forming'))
-        out.append(
-            {
-                'name': name,
-                'ok': not found['stale'],
-                'detail': (overdue_said(found) if found['stale'] else f"fresh: last bar {r['last']:%Y-%m-%d %H:%M}Z")
-                + f"; expected live: {why}",
-            }
-        )
+        out.append({'name': name, 'ok': not found['stale'],
+                    'detail': (overdue_said(found) if found['stale']
+                               else f"fresh: last bar {r['last']:%Y-%m-%d %H:%M}Z")
+                    + f"; expected live: {why}"})
     return out
 
 # %% ../../nbs/12e_ops.health.ipynb #c011
@@ -141,18 +132,14 @@ def run_check(now: float | None = None) -> tuple[bool, str]:
     scheduled run ended"""
     summary = run_dir()/SUMMARY
     last = runs('run', limit=1)
-    ended = (
-        ''
-        if last.empty
-        else f"; the last scheduled run {last['status'].iloc[0]}"
-        + (f": {last['error'].iloc[0]}" if isinstance(last['error'].iloc[0], str) else '')
-    )
+    ended = ('' if last.empty
+             else f"; the last scheduled run {last['status'].iloc[0]}"
+             + (f": {last['error'].iloc[0]}" if isinstance(last['error'].iloc[0], str) else ''))
     failed = not last.empty and last['status'].iloc[0] in ('failed', 'interrupted')
     if summary.exists():
         age = (now or time.time()) - summary.stat().st_mtime
-        return age <= _limit(
-            'MLFIN_RUN_MAX_AGE', RUN_MAX_AGE
-        ) and not failed, f"products {age / 3600:,.1f} h old{ended}"
+        return age <= _limit('MLFIN_RUN_MAX_AGE',
+                             RUN_MAX_AGE) and not failed, f"products {age / 3600:,.1f} h old{ended}"
     tracked = _last_tracked_run()
     if tracked is None: return False, "no run yet: `mlfin run` (or the schedule's) makes one"
     age = (now or time.time()) - tracked[1]
@@ -176,8 +163,8 @@ def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
     from mlfin.service.db import engine, jobs
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=hours)
     with engine(store).connect() as con:
-        failed = con.execute(
-            select(func.count()).select_from(jobs).where(jobs.c.state == 'failed', jobs.c.ended_at >= since)).scalar()
+        failed = con.execute(select(func.count()).select_from(jobs)
+                             .where(jobs.c.state == 'failed', jobs.c.ended_at >= since)).scalar()
         total = con.execute(select(func.count()).select_from(jobs).where(jobs.c.created_at >= since)).scalar()
     return failed == 0, f"{failed} of {total} job(s) failed in the last {hours:g} h"
 
@@ -190,8 +177,8 @@ def backup_check(now: pd.Timestamp | None = None,
     now = now or pd.Timestamp.now(tz='UTC')
     done = runs('backup', limit=200)   # newest recorded first: a record's own time may be a clock's mistake
     url = url or watched_repository(done)
-    tried = done[
-        done['status'].isin(('succeeded', 'failed', 'interrupted')) & done['summary'].map(lambda s: _on(s, url))]
+    tried = done[done['status'].isin(('succeeded', 'failed', 'interrupted')) & done['summary']
+                 .map(lambda s: _on(s, url))]
     where = f" on {url}" if url else ''
     if tried.empty: return False, f"no backup yet{where}: `mlfin backup` (or the schedule's)"
     last, good = tried.iloc[0], tried[tried['status'] == 'succeeded']
@@ -200,14 +187,11 @@ def backup_check(now: pd.Timestamp | None = None,
                 f"the last backup{where}: {ahead_said(last, now)}; its "
                 "age cannot be told until the next backup is recorded")
     if last['status'] != 'succeeded':
-        why = (
-            last['error'] if isinstance(last['error'], str) else 'its process is gone (killed, or the machine stopped)')
-        before = (
-            f"; the last that succeeded: snapshot {good['summary'].iloc[0].get('snapshot', '?')}, "
-            f"{_ago(good.iloc[0], now)}"
-            if len(good) and isinstance(good['summary'].iloc[0], dict)
-            else '; none has succeeded there'
-        )
+        why = (last['error'] if isinstance(last['error'], str)
+               else 'its process is gone (killed, or the machine stopped)')
+        before = ("; the last that succeeded: snapshot "
+                  f"{good['summary'].iloc[0].get('snapshot', '?')}, {_ago(good.iloc[0], now)}"
+                  if len(good) and isinstance(good['summary'].iloc[0], dict) else '; none has succeeded there')
         return False, f"the last backup{where} {last['status']}, {_ago(last, now)}: {why}" + before
     summary = last['summary'] if isinstance(last['summary'], dict) else {}
     age, limit = (now - last['ended']).total_seconds(), _limit('MLFIN_BACKUP_MAX_AGE', BACKUP_MAX_AGE)
@@ -215,19 +199,14 @@ def backup_check(now: pd.Timestamp | None = None,
     last_check = checked[0] if checked else None
     there, missing = _still_there(summary)
     ok = age <= limit and there and (last_check is None or last_check['passed'])
-    said = (
-        f"last snapshot {summary.get('snapshot', '?')}{where} {age / 60:,.0f} min ago"
-        + (f" (over the {limit / 60:,.0f} min allowed: MLFIN_BACKUP_MAX_AGE)" if age > limit else '')
-        + missing
-    )
+    said = (f"last snapshot {summary.get('snapshot', '?')}{where} {age / 60:,.0f} min ago"
+            + (f" (over the {limit / 60:,.0f} min allowed: MLFIN_BACKUP_MAX_AGE)" if age > limit else '') + missing)
     if last_check is None: return ok, said + '; repository not checked yet'
     read = f" (structure, and packs {last_check['read']} read back)" if last_check.get('read') else ''
-    return (
-        ok,
-        said
-        + f"; repository check {'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')}{read} "
-          f"{last_check['at']}",
-    )
+    return (ok,
+            said + "; repository check "
+                   f"{'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')}{read} "
+                   f"{last_check['at']}")
 
 
 def _on(summary, url: str | None) -> bool:
@@ -316,10 +295,8 @@ def check_all(store=None, service_url: str | None = None, alert: bool = True) ->
             ok, detail = check()
         except Exception as e:
             ok, detail = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
-        results.append(
-            {'name': name, 'ok': ok, 'seconds': time.perf_counter() - t, 'detail': detail,
-             **({'labels': labels[name]} if name in labels else {})}
-        )
+        results.append({'name': name, 'ok': ok, 'seconds': time.perf_counter() - t, 'detail': detail,
+                        **({'labels': labels[name]} if name in labels else {})})
     t = time.perf_counter()
     try: per_series = series_checks(store)
     except Exception as e: per_series = [{'name': 'series', 'ok': False, 'detail': f"{type(e).__name__}: {e}"[:500]}]

@@ -65,11 +65,9 @@ def run_ended(run_id: int,               # what `run_started` returned
               when: str | None = None):  # the time written (default: this clock, `utc_now`)
     "Record how a scheduled run ended"
     with _closing(ops_db(at)) as con:
-        con.execute(
-            "UPDATE runs SET ended = ?, status = ?, exit_code = ?, error = ?, summary = ? WHERE id = ?",
-            (when or utc_now(), status, exit_code, error,
-             json.dumps(summary, default=str) if summary is not None else None, run_id),
-        )
+        con.execute("UPDATE runs SET ended = ?, status = ?, exit_code = ?, error = ?, summary = ? WHERE id = ?",
+                    (when or utc_now(), status, exit_code, error,
+                     json.dumps(summary, default=str) if summary is not None else None, run_id))
 
 
 # %% ../../nbs/12a_ops.records.ipynb #c012d
@@ -81,12 +79,11 @@ def settle_dead(at: Path | None = None) -> int:
                             (socket.gethostname(),)).fetchall()
         dead = [(i, pid, status) for i, pid, status in open_ if not alive(pid)]
         for i, pid, status in dead:
-            con.execute(
-                "UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
-                (utc_now(),
-                 f"died{' while waiting' if status == 'waiting' else ''}: its process "
-                 f"{pid} is gone (killed, or the machine stopped); no outcome was written", i),
-            )
+            con.execute("UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
+                        (utc_now(),
+                         f"died{' while waiting' if status == 'waiting' else ''}: its process "
+                         f"{pid} is gone (killed, or the machine stopped); no outcome was written",
+                         i))
     return len(dead)
 
 # %% ../../nbs/12a_ops.records.ipynb #c013
@@ -103,15 +100,12 @@ def runs(job: str | None = None,   # one job (default: all)
     """Scheduled runs, newest recorded first (by id, not by their times): id, job, started, ended, status, exit code,
     error, summary, host, pid (a `running` one whose process is gone: `interrupted`)"""
     with _closing(ops_db(at)) as con:
-        found = pd.read_sql_query(
-            "SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY id DESC LIMIT ?", con,
-            params=[*([job] if job else []), int(limit)])
+        found = pd.read_sql_query("SELECT * FROM runs" + (" WHERE job = ?" if job else "")
+                                  + " ORDER BY id DESC LIMIT ?",
+                                  con, params=[*([job] if job else []), int(limit)])
     for c in ('started', 'ended'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
-    gone = (
-        found['status'].isin(('running', 'waiting'))
-        & (found['host'] == socket.gethostname())
-        & ~found['pid'].map(alive)
-    )
+    gone = (found['status'].isin(('running', 'waiting')) & (found['host'] == socket.gethostname()) & ~found['pid']
+            .map(alive))
     found.loc[gone, 'status'] = 'interrupted'
     found['summary'] = found['summary'].map(lambda s: json.loads(s) if isinstance(s, str) else None)
     return found
@@ -154,9 +148,9 @@ def check_history(since: str | None = None, # ISO time; default: all
                   at: Path | None = None) -> pd.DataFrame:
     "Every check recorded (since `since`), in the order recorded: at, name, ok, seconds, detail"
     with _closing(ops_db(at)) as con:
-        found = pd.read_sql_query(
-            "SELECT at, name, ok, seconds, detail FROM checks" + (" WHERE at >= ?" if since else "") + " ORDER BY id",
-            con, params=[since] if since else [])
+        found = pd.read_sql_query("SELECT at, name, ok, seconds, detail FROM checks"
+                                  + (" WHERE at >= ?" if since else "") + " ORDER BY id",
+                                  con, params=[since] if since else [])
     found['at'] = pd.to_datetime(found['at'], utc=True, format='ISO8601'); found['ok'] = found['ok'].astype(bool)
     return found
 

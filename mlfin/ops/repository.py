@@ -75,16 +75,15 @@ class Repository:
     url: str
     password_file: Path
 
-    def restic(
-        self, *args, cwd: Path | None = None, check: bool = True, timeout: float | None = None
-    ) -> subprocess.CompletedProcess:
+    def restic(self, *args, cwd: Path | None = None, check: bool = True,
+               timeout: float | None = None) -> subprocess.CompletedProcess:
         "Run restic on this repository; Unavailable with restic's error line when it fails (`check`)"
         env = {**os.environ, 'RESTIC_REPOSITORY': self.url, 'RESTIC_PASSWORD_FILE': str(self.password_file),
                'RESTIC_CACHE_DIR': os.environ.get('RESTIC_CACHE_DIR') or str(Path.home()/'.cache'/'restic')}
         env.pop('RESTIC_PASSWORD', None)  # the file, never a password from the environment
-        done = subprocess.run(
-            [restic_bin(), *_options(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-            preexec_fn=die_with_parent)  # `mlfin backup` killed: restic told to stop too (it removes its lock)
+        # `mlfin backup` killed: restic told to stop too (it removes its lock)
+        done = subprocess.run([restic_bin(), *_options(), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=die_with_parent)
         if check and done.returncode:
             raise Unavailable(f"restic {next(a for a in args if not a.startswith('-'))} "
                               f"on {self.url}: {restic_said(done.stderr, done.returncode)}")
@@ -156,31 +155,17 @@ def snapshots(self: Repository, *tags: str) -> pd.DataFrame:
     before mlfin kept one)"""
     # a read writes no lock: it works on a full or read-only disk
     found = json.loads(self.restic('--no-lock', 'snapshots', '--json', '--tag', ','.join((TAG, *tags))).stdout or '[]')
-    table = pd.DataFrame(
-        [
-            {
-                'id': s['short_id'],
-                'full_id': s['id'],
-                'time': pd.Timestamp(s['time']).tz_convert('UTC'),
-                'host': s['hostname'],
-                'paths': s['paths'],
-                'tags': s.get('tags') or [],
-                'home': next((t.removeprefix('home:') for t in s.get('tags') or [] if t.startswith('home:')), ''),
-                'parent': s.get('parent') or '',
-                'original': s.get('original') or '',
-                'seq': next(
-                    (
-                        int(t.removeprefix(SEQ))
-                        for t in s.get('tags') or []
-                        if t.startswith(SEQ) and t[len(SEQ) :].isdigit()
-                    ),
-                    0,
-                ),
-            }
-            for s in found
-        ],
-        columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home', 'parent', 'original', 'seq'],
-    )
+    table = pd.DataFrame([{'id': s['short_id'], 'full_id': s['id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'),
+                           'host': s['hostname'], 'paths': s['paths'], 'tags': s.get('tags') or [],
+                           'home': next((t.removeprefix('home:') for t in s.get('tags') or [] if t.startswith('home:')),
+                                        ''),
+                           'parent': s.get('parent') or '', 'original': s.get('original') or '',
+                           'seq': next((int(t.removeprefix(SEQ)) for t in s.get('tags') or []
+                                        if t.startswith(SEQ) and t[len(SEQ) :].isdigit()),
+                                       0)}
+                          for s in found],
+                         columns=['id', 'full_id', 'time', 'host', 'paths', 'tags', 'home', 'parent', 'original',
+                                  'seq'])
     return table.sort_values('time', ignore_index=True)
 
 # %% ../../nbs/12b_ops.repository.ipynb #c011h
@@ -201,9 +186,8 @@ def check(self: Repository, read_data: bool = False,
     """restic check: the repository's structure; with `read_data` every pack read back and its hash verified, with
     `share` that part of them; (passed, what it said)"""
     self.unlock()  # a killed backup's lock (stale: its process is gone) would stop the check
-    done = self.restic(
-        'check', *(['--read-data'] if read_data else ['--read-data-subset', share] if share else []), check=False
-    )
+    done = self.restic('check', *(['--read-data'] if read_data else ['--read-data-subset', share] if share else []),
+                       check=False)
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 # %% ../../nbs/12b_ops.repository.ipynb #c012r
@@ -252,24 +236,16 @@ def forget(self: Repository, home: str,     # the home whose snapshots are judge
     for g in groups:
         # one reason a kept snapshot, in the same order (the reason's copy has no id)
         for s, r in zip(g.get('keep') or [], g.get('reasons') or []):
-            plan.append(
-                {'id': s['short_id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
-                 'verdict': 'kept', 'why': '; '.join(_said(m) for m in r['matches'])}
-            )
+            plan.append({'id': s['short_id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
+                         'verdict': 'kept', 'why': '; '.join(_said(m) for m in r['matches'])})
         for s in g.get('remove') or []:
-            plan.append(
-                {
-                    'id': s['short_id'],
-                    'time': pd.Timestamp(s['time']).tz_convert('UTC'),
-                    'host': s['hostname'],
-                    'verdict': 'forgotten' if not dry_run else 'would go',
-                    'why': 'in no tier: not within 48 hours, not the newest of its day within 30 days nor of its week '
-                           'within 90',
-                }
-            )
-    table = pd.DataFrame(plan, columns=['id', 'time', 'host', 'verdict', 'why']).sort_values(
-        'time', ascending=False, ignore_index=True
-    )
+            plan.append({'id': s['short_id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'), 'host': s['hostname'],
+                         'verdict': 'forgotten' if not dry_run else 'would go',
+                         'why': 'in no tier: not within 48 hours, not the newest '
+                                'of its day within 30 days nor of its week within 90'})
+    table = pd.DataFrame(plan,
+                         columns=['id', 'time', 'host', 'verdict',
+                                  'why']).sort_values('time', ascending=False, ignore_index=True)
     return {'kept': int((table['verdict'] == 'kept').sum()), 'removed': int((table['verdict'] != 'kept').sum()),
             'plan': table}
 
@@ -285,9 +261,9 @@ def password_file(path: Path | None = None,
                   make: bool = False,  # make it (once, 0600) when it is not there: only for a new repository
                  ) -> Path:
     "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password"
-    return secret_file(
-        path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE') or Path.home() / '.config' / 'mlfin' / 'backup-password',
-        make)
+    return secret_file(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE')
+                       or Path.home() / '.config' / 'mlfin' / 'backup-password',
+                       make)
 
 # %% ../../nbs/12b_ops.repository.ipynb #c015
 def repository_url(url: str | None = None) -> str | None:
@@ -334,11 +310,8 @@ def retention_due(self: Repository, home: str, work: Path,
     try: last = json.loads(cache.read_text()).get(key)
     except (OSError, ValueError): last = None
     if last is None:  # a new machine, a restored home, another repository: the repository says
-        ran = (
-            self.snapshots(f"home:{home}", RETAINED)
-            if snapshots is None
-            else snapshots[snapshots['tags'].map(lambda t: RETAINED in t)]
-        )
+        ran = (self.snapshots(f"home:{home}", RETAINED) if snapshots is None
+               else snapshots[snapshots['tags'].map(lambda t: RETAINED in t)])
         last = ran['time'].iloc[-1].timestamp() if len(ran) else 0.0
         self.remember_retention(home, work, last)
     return pd.Timestamp.now(tz='UTC').timestamp() - last > RETENTION_EVERY

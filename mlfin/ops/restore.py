@@ -112,11 +112,8 @@ def unreadable(snapshot: str, said: str) -> str:
             path, _, why = line.removeprefix('ignoring error for ').partition(': ')
             first.setdefault(path.lstrip('/'), why)
     files = [f"{path} ({why})" for path, why in first.items()]
-    what = (
-        f"{len(files)} file(s) unreadable: {', '.join(files[:3])}{' and more' if len(files) > 3 else ''}"
-        if files
-        else restic_said(said)
-    )
+    what = (f"{len(files)} file(s) unreadable: {', '.join(files[:3])}{' and more' if len(files) > 3 else ''}" if files
+            else restic_said(said))
     return (f"snapshot {snapshot} could not be restored, {what}; the repository is damaged there: "
             "`mlfin backup check --read-data` names the damaged packs; try an earlier snapshot (`mlfin "
             "backup ls`, then --snapshot ID) or another copy of the repository; nothing was placed")
@@ -139,8 +136,8 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
                        "folder (--force replaces what the snapshot holds there)")
     repository_ = repository(repo, password)
     if not repository_.exists():
-        raise NotFound(
-            f"no restic repository at {repository_.url} (or its password is not {repository_.password_file})")
+        raise NotFound(f"no restic repository at {repository_.url} (or "
+                       f"its password is not {repository_.password_file})")
     chosen, warning = pick(repository_.snapshots(), snapshot)
     scratch = work = to.parent/f".{to.name}.restoring-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -152,8 +149,8 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
         files, size = verify(work, manifest)          # before anything is put in place
         kind = manifest['store']['kind']
         if kind == 'postgresql' and not store:
-            raise BadInput(
-                "this snapshot's store is PostgreSQL: give --store postgresql://HOST/EMPTY_DATABASE to restore it into")
+            raise BadInput("this snapshot's store is PostgreSQL: give --store "
+                           "postgresql://HOST/EMPTY_DATABASE to restore it into")
         to.mkdir(parents=True, exist_ok=True)
         for part in sorted((work/'home').iterdir()) if (work/'home').is_dir() else []:
             _replace(part, to/part.name)
@@ -168,24 +165,18 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
     target_store = store if kind == 'postgresql' else str(to/'store')
     with in_home(to):
         check_home()  # MLflow's recorded locations follow the new folder
-        held = {
-            f"{r['symbol']}:{r['timeframe']}": int(r['bars'])
-            for r in open_store(target_store).ls().to_dict(orient='records')
-        }
-        observed = {
-            series_key(r['name'], r['symbol']): int(r['rows'])
-            for r in open_store(target_store).observation_series().to_dict(orient='records')
-        }
+        held = {f"{r['symbol']}:{r['timeframe']}": int(r['bars'])
+                for r in open_store(target_store).ls().to_dict(orient='records')}
+        observed = {series_key(r['name'], r['symbol']): int(r['rows'])
+                    for r in open_store(target_store).observation_series().to_dict(orient='records')}
         prints = reproduce(manifest['fingerprints'], kept, target_store)
-    series = {
-        name: {'backed_up': v['bars'], 'restored': held.get(name, 0)} for name, v in manifest['store']['series'].items()
-    }
+    series = {name: {'backed_up': v['bars'], 'restored': held.get(name, 0)}
+              for name, v in manifest['store']['series'].items()}
     short = [n for n, v in series.items() if v['restored'] < v['backed_up']]
     if short: raise Unavailable(f"restored store holds fewer bars than backed up for {', '.join(short)}")
-    observations = {
-        name: {'backed_up': rows, 'restored': observed.get(name, 0)}
-        for name, rows in manifest['store'].get('observations', {}).items()
-    }  # none listed by a snapshot made before them
+    # none listed by a snapshot made before them
+    observations = {name: {'backed_up': rows, 'restored': observed.get(name, 0)}
+                    for name, rows in manifest['store'].get('observations', {}).items()}
     short = [n for n, v in observations.items() if v['restored'] < v['backed_up']]
     if short:
         raise Unavailable(f"restored store holds fewer rows than backed up of the non-bar series {', '.join(short)}")
@@ -227,12 +218,9 @@ def _pg_restore(dump: Path, url: str, force: bool):
     if not force and (len(open_store(url).ls()) or len(open_store(url).observation_series())):
         raise BadInput(f"--store {url.split('@')[-1]}: already holds series; "
                        "restore into an empty database (--force replaces them)")
-    done = subprocess.run(
-        ['pg_restore', '--no-owner', '--no-privileges', *(['--clean', '--if-exists'] if force else []), '--dbname',
-         plain, str(dump)],
-        capture_output=True,
-        text=True,
-    )
+    done = subprocess.run(['pg_restore', '--no-owner', '--no-privileges',
+                           *(['--clean', '--if-exists'] if force else []), '--dbname', plain, str(dump)],
+                          capture_output=True, text=True)
     if done.returncode:
         raise Unavailable("pg_restore into the store failed: "
                           f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")

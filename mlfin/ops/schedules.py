@@ -47,16 +47,16 @@ class Job:
         return f"*-*-* {field(self.hour)}:{field(self.minute)}:00"
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c008
-JOBS = {
-    'run': Job("the pipeline: ingest -> features -> train -> backtest -> report; then old model versions pruned",
-               '0', '4', '15min', timeout=4 * 3600),
-    'monitor': Job("the monitor: every production model's drift and live performance, every series' freshness", '10',
-                   '*', '2min', timeout=1800),
-    'backup': Job("a snapshot of the home into the backup repository (and, once a day, retention)", '*/15', '*', '1min',
-                  timeout=2 * 3600),
-    'health': Job("every health check, recorded; an alert after consecutive failures", '*/5', '*', '30s', timeout=240),
-    'report': Job("the daily report (HTML, and e-mail when configured)", '30', '6', '5min', wait=None, timeout=1800),
-}
+JOBS = {'run': Job("the pipeline: ingest -> features -> train -> backtest -> report; then old model versions pruned",
+                   '0', '4', '15min', timeout=4 * 3600),
+        'monitor': Job("the monitor: every production model's drift and live performance, every series' freshness",
+                       '10', '*', '2min', timeout=1800),
+        'backup': Job("a snapshot of the home into the backup repository (and, once a day, retention)", '*/15', '*',
+                      '1min', timeout=2 * 3600),
+        'health': Job("every health check, recorded; an alert after consecutive failures", '*/5', '*', '30s',
+                      timeout=240),
+        'report': Job("the daily report (HTML, and e-mail when configured)", '30', '6', '5min', wait=None,
+                      timeout=1800)}
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c010
 def job_work(job: str) -> Callable[[float | None], dict]:
@@ -180,25 +180,21 @@ def units(jobs: list[str] | None = None,   # default: all of JOBS
     user = [f"User={_user()}"] if system else []
     out = {}
     for name, job in chosen.items():
-        out[f'mlfin-{name}.service'] = (
-            '\n'.join(
-                ['[Unit]', f"Description=mlfin {name}: {job.what}", 'OnFailure=mlfin-alert@%n.service', '', '[Service]',
-                 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} scheduled {name}",
-                 'SuccessExitStatus=75', f"TimeoutStartSec={job.timeout}", *(['Nice=10'] if name == 'run' else []), '']
-            )
-            + '\n'
-        )
-        out[f'mlfin-{name}.timer'] = '\n'.join([
-            '[Unit]', f"Description=mlfin {name} on its schedule ({job.cron()})", '',
-            '[Timer]', f"OnCalendar={job.calendar()}", 'Persistent=true', f"RandomizedDelaySec={job.delay}", '',
-            '[Install]', 'WantedBy=timers.target', '']) + '\n'
-    out['mlfin-alert@.service'] = (
-        '\n'.join(
-            ['[Unit]', 'Description=mlfin: alert that the unit %i failed', '', '[Service]', 'Type=oneshot', *user,
-             f"WorkingDirectory={project}", *lines, f"ExecStart={mlfin} alert --unit %i", 'TimeoutStartSec=120', '']
-        )
-        + '\n'
-    )
+        out[f'mlfin-{name}.service'] = ('\n'.join(['[Unit]', f"Description=mlfin {name}: {job.what}",
+                                                   'OnFailure=mlfin-alert@%n.service', '', '[Service]', 'Type=oneshot',
+                                                   *user, f"WorkingDirectory={project}", *lines,
+                                                   f"ExecStart={mlfin} scheduled {name}", 'SuccessExitStatus=75',
+                                                   f"TimeoutStartSec={job.timeout}",
+                                                   *(['Nice=10'] if name == 'run' else []), ''])
+                                        + '\n')
+        out[f'mlfin-{name}.timer'] = '\n'.join(['[Unit]', f"Description=mlfin {name} on its schedule ({job.cron()})",
+                                                '', '[Timer]', f"OnCalendar={job.calendar()}", 'Persistent=true',
+                                                f"RandomizedDelaySec={job.delay}", '', '[Install]',
+                                                'WantedBy=timers.target', '']) + '\n'
+    out['mlfin-alert@.service'] = ('\n'.join(['[Unit]', 'Description=mlfin: alert that the unit %i failed', '',
+                                              '[Service]', 'Type=oneshot', *user, f"WorkingDirectory={project}", *lines,
+                                              f"ExecStart={mlfin} alert --unit %i", 'TimeoutStartSec=120', ''])
+                                   + '\n')
     return out
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c019
@@ -238,21 +234,16 @@ def _where(env: dict | None, project: Path | None) -> tuple[dict, Path, Path]:
     return env, Path(project or project_root() or Path.cwd()).resolve(), Path(sys.executable).parent/'mlfin'
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c021
-def cron_lines(
-    jobs: list[str] | None = None, at: str | None = None, env: dict | None = None, project: Path | None = None
-) -> str:
+def cron_lines(jobs: list[str] | None = None, at: str | None = None, env: dict | None = None,
+               project: Path | None = None) -> str:
     """The same schedule as crontab lines, for a machine without systemd (no randomised delay; the lock still keeps runs
     apart)"""
     chosen, (env, project, mlfin) = _chosen(jobs, at), _where(env, project)
     settings = ' '.join(f"{k}={_quoted(env[k])}" for k in CARRIED if env.get(k))
-    return (
-        '\n'.join(
-            f"{job.cron()} cd {_quoted(str(project))} && {settings} timeout -k 60 {job.timeout} {mlfin} scheduled "
-            f"{name} >> {_quoted(env['MLFIN_HOME'])}/ops-{name}.log 2>&1"
-            for name, job in chosen.items()
-        )
-        + '\n'
-    )
+    return ('\n'.join(f"{job.cron()} cd {_quoted(str(project))} && {settings} timeout -k 60 {job.timeout} "
+                      f"{mlfin} scheduled {name} >> {_quoted(env['MLFIN_HOME'])}/ops-{name}.log 2>&1"
+                      for name, job in chosen.items())
+            + '\n')
 
 def _quoted(text: str) -> str:
     import shlex
@@ -261,11 +252,8 @@ def _quoted(text: str) -> str:
 # %% ../../nbs/12g_ops.schedules.ipynb #c023
 def unit_dir(system: bool = False) -> Path:
     "Where systemd reads units: the system's /etc/systemd/system, or the user's ~/.config/systemd/user"
-    return (
-        Path('/etc/systemd/system')
-        if system
-        else Path(os.environ.get('XDG_CONFIG_HOME') or Path.home() / '.config') / 'systemd' / 'user'
-    )
+    return (Path('/etc/systemd/system') if system
+            else Path(os.environ.get('XDG_CONFIG_HOME') or Path.home() / '.config') / 'systemd' / 'user')
 
 # %% ../../nbs/12g_ops.schedules.ipynb #e6e2b4f6
 def systemd_problem(system: bool = False, # the system's manager, not the user's
@@ -318,9 +306,8 @@ def install(jobs: list[str] | None = None, at: str | None = None, system: bool =
             raise Unavailable(f"`{' '.join([*ctl, *step])}` failed: {said}. The units are written in {folder}: "
                               f"once that is mended, {start}; or schedule the jobs with cron: `mlfin schedule cron | "
                               "crontab -`")
-    echo(
-        f"mlfin: {len(timers)} timer(s) enabled: {' '.join(timers)}; `{' '.join(ctl)} list-timers 'mlfin-*'` shows them"
-    )
+    echo(f"mlfin: {len(timers)} timer(s) enabled: {' '.join(timers)}; "
+         f"`{' '.join(ctl)} list-timers 'mlfin-*'` shows them")
     return written
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c025

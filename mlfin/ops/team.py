@@ -26,8 +26,8 @@ def role_name(name: str, what: str = 'member') -> str:
     """A login's name checked before it reaches SQL: PostgreSQL's plain identifiers only (lower-case letters, digits,
     `_`), none of the setup's own roles or PostgreSQL's"""
     if not _ROLE.fullmatch(name or ''):
-        raise BadInput(
-            f"{what} {name!r}: a login is lower-case letters, digits and _, at most 63, not starting with a digit")
+        raise BadInput(f"{what} {name!r}: a login is lower-case letters, "
+                       "digits and _, at most 63, not starting with a digit")
     if name in (OWNER, MEMBER, PROMOTER, 'postgres', 'public') or name.startswith('pg_') or name in RESERVED_WORDS:
         raise BadInput(f"{what} {name!r}: a name PostgreSQL or the team's setup keeps for itself")
     return name
@@ -46,28 +46,21 @@ def team_roles(members: list[str], service: str = SERVICE,
     promoters = [role_name(m, 'promoter') for m in promoters]
     if service in {*members, *promoters}:
         raise BadInput(f"member {service!r}: the service's login is not a person's (give each person their own)")
-    return [
-        _role(OWNER, False), _role(MEMBER, False), _role(PROMOTER, False),
-        *[s for m in members for s in (_role(m, True), f"GRANT {MEMBER} TO {m}")],
-        *[s for m in promoters for s in (_role(m, True), f"GRANT {MEMBER} TO {m}", f"GRANT {PROMOTER} TO {m}")],
-        _role(service, True), f"GRANT {PROMOTER} TO {service}",
-        f"CREATE SCHEMA IF NOT EXISTS {SERVICE} AUTHORIZATION {service}",
-        f"REVOKE ALL ON SCHEMA {SERVICE} FROM PUBLIC",
-        f"ALTER ROLE {service} SET search_path = {SERVICE}, public",
-        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-        f"GRANT USAGE ON SCHEMA public TO {MEMBER}, {service}",
-    ]
+    return [_role(OWNER, False), _role(MEMBER, False), _role(PROMOTER, False),
+            *[s for m in members for s in (_role(m, True), f"GRANT {MEMBER} TO {m}")],
+            *[s for m in promoters for s in (_role(m, True), f"GRANT {MEMBER} TO {m}", f"GRANT {PROMOTER} TO {m}")],
+            _role(service, True), f"GRANT {PROMOTER} TO {service}",
+            f"CREATE SCHEMA IF NOT EXISTS {SERVICE} AUTHORIZATION {service}",
+            f"REVOKE ALL ON SCHEMA {SERVICE} FROM PUBLIC", f"ALTER ROLE {service} SET search_path = {SERVICE}, public",
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC", f"GRANT USAGE ON SCHEMA public TO {MEMBER}, {service}"]
 
 def team_grants(service: str = SERVICE, moved: list[str] = ()) -> list[str]:
     """The setup's last statements, once every table exists: the ledger's and the store's handed to `OWNER` and granted,
     the service's tables made earlier in `public` (`moved`) put in its schema"""
     service = role_name(service, 'service')
-    ledger = [
-        s
-        for t in TABLES
-        for s in (f"ALTER TABLE {t} OWNER TO {OWNER}", f"REVOKE ALL ON {t} FROM PUBLIC",
-                  f"GRANT SELECT, INSERT ON {t} TO {MEMBER}, {service}")
-    ]
+    ledger = [s for t in TABLES
+              for s in (f"ALTER TABLE {t} OWNER TO {OWNER}", f"REVOKE ALL ON {t} FROM PUBLIC",
+                        f"GRANT SELECT, INSERT ON {t} TO {MEMBER}, {service}")]
     store = [s for t in STORE_TABLES for s in (f"ALTER TABLE {t} OWNER TO {OWNER}", f"REVOKE ALL ON {t} FROM PUBLIC",
                                                f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {MEMBER}, {service}")]
     theirs = [s for t in moved for s in (f"ALTER TABLE public.{t} SET SCHEMA {SERVICE}",
@@ -87,8 +80,8 @@ def team_init(url: str,           # the team's database, as its owner (a superus
         raise BadInput(f"team database {place(url)}: a postgresql:// URL")
     members, service = [role_name(m) for m in members], role_name(service, 'service')  # before any connection
     promoters = [role_name(m, 'promoter') for m in promoters]
-    engine = sa.create_engine(
-        url.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1))
+    engine = sa.create_engine(url.replace('postgres://', 'postgresql://', 1)
+                              .replace('postgresql://', 'postgresql+psycopg://', 1))
     try:
         with engine.begin() as c:
             c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('mlfin_team'))"))
@@ -104,15 +97,14 @@ def team_init(url: str,           # the team's database, as its owner (a superus
         raise BadInput(f"team database {place(url)}: this account may not set it up "
                        f"({str(e.orig).strip().splitlines()[0]}): run it as the database's owner") from None
     except sa.exc.OperationalError as e:
-        raise Unavailable(
-            f"team database {place(url)}: cannot connect ({str(e.orig).strip().splitlines()[0]})") from None
+        raise Unavailable(f"team database {place(url)}: cannot connect "
+                          f"({str(e.orig).strip().splitlines()[0]})") from None
     finally: engine.dispose()
-    return [
-        f"{OWNER}: owns the trial ledger ({', '.join(TABLES)}), its append-only guard and the store's tables; no login",
-        f"{MEMBER}: may read and append the ledger, never change it, and use the store; granted to "
-        + (', '.join(members) or 'no login yet'),
-        f"{PROMOTER}: may promote a model by hand (filed in the ledger; refused to anyone else); granted to "
-        + ', '.join([*promoters, service]),
-        f"{service}: the service's login; its tables in schema {SERVICE}, which no member may enter"
-        + (f" (moved there from public: {', '.join(moved)})" if moved else ''),
-    ]
+    return [f"{OWNER}: owns the trial ledger ({', '.join(TABLES)}), "
+            "its append-only guard and the store's tables; no login",
+            f"{MEMBER}: may read and append the ledger, never change it, and use the store; granted to "
+            + (', '.join(members) or 'no login yet'),
+            f"{PROMOTER}: may promote a model by hand (filed in the ledger; refused to anyone else); granted to "
+            + ', '.join([*promoters, service]),
+            f"{service}: the service's login; its tables in schema {SERVICE}, which no member may enter"
+            + (f" (moved there from public: {', '.join(moved)})" if moved else '')]

@@ -81,12 +81,9 @@ def wal_setup(store: str,                # the PostgreSQL store, postgresql://US
             con.execute("SELECT pg_reload_conf()")
     except psycopg.Error as e: raise Unavailable(f"the store's server: {str(e).strip().splitlines()[0]}") from None
     if mode != 'on':
-        return {
-            'restart': True,
-            'config': str(conf),
-            'said': "archive_mode is set but takes effect only when PostgreSQL restarts: restart it, "
-            "then run `mlfin backup wal` again (it creates the stanza and takes the first full backup)",
-        }
+        return {'restart': True, 'config': str(conf),
+                'said': "archive_mode is set but takes effect only when PostgreSQL restarts: restart it, then "
+                        "run `mlfin backup wal` again (it creates the stanza and takes the first full backup)"}
     pgbackrest(conf, owner, 'stanza-create')
     pgbackrest(conf, owner, 'check')
     pgbackrest(conf, owner, '--type=full', 'backup', timeout=3600)

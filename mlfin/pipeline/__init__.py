@@ -9,11 +9,8 @@ __all__ = []
 from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`)
-_WHERE = {
-    **dict.fromkeys((
-        'TASKS', 'RUNNER', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'publish', 'task_failure',
-        'task_error', 'timings', 'Ran'),
-        'runner'),
-    **dict.fromkeys(('own_tasks', 'prepared', 'read_pipeline'), 'spec'),
-}
+_WHERE = {**dict.fromkeys(('TASKS', 'RUNNER', 'project_values', 'check', 'resolve', 'load_dag', 'run', 'publish',
+                           'task_failure', 'task_error', 'timings', 'Ran'),
+                          'runner'),
+          **dict.fromkeys(('own_tasks', 'prepared', 'read_pipeline'), 'spec')}
 __all__ = lazy_area(__name__)

@@ -23,18 +23,13 @@ def _kept() -> list[tuple]:
     def put_root(saved): root = logging.getLogger(); root.handlers[:], root.level = saved
     def put_renderer(saved): pio.renderers.default = saved
     def put_rc(saved): dict.update(matplotlib.rcParams, saved)
-    return [
-        (lambda: dict(os.environ), put_environ),
-        (os.getcwd, os.chdir),
-        (lambda: (list(sys.path), list(sys.argv), sys.modules.get('__main__'), sys.displayhook, sys.excepthook),
-         put_sys),
-        (random.getstate, random.setstate),
-        (np.random.get_state, np.random.set_state),
-        (lambda: copy.deepcopy(pandas_config._global_config), put_options),
-        (lambda: (list(logging.getLogger().handlers), logging.getLogger().level), put_root),
-        (lambda: pio.renderers.default, put_renderer),
-        (lambda: dict(matplotlib.rcParams), put_rc),
-    ]
+    return [(lambda: dict(os.environ), put_environ), (os.getcwd, os.chdir),
+            (lambda: (list(sys.path), list(sys.argv), sys.modules.get('__main__'), sys.displayhook, sys.excepthook),
+             put_sys),
+            (random.getstate, random.setstate), (np.random.get_state, np.random.set_state),
+            (lambda: copy.deepcopy(pandas_config._global_config), put_options),
+            (lambda: (list(logging.getLogger().handlers), logging.getLogger().level), put_root),
+            (lambda: pio.renderers.default, put_renderer), (lambda: dict(matplotlib.rcParams), put_rc)]
 
 # %% ../../nbs/09a_pipeline.engine.ipynb #c008
 # plotly's default renderer in a fresh kernel (its own choice under ipykernel): a figure kept as data in the executed

@@ -56,9 +56,9 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
     data.universe(config.symbols, config.timeframe, store)
     groups = features.read_spec(config.spec, root/'features.yaml' if root else None)
     models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
-    specs, skipped = for_groups(
-        choose_models(config.models, LABELS[config.label].kind, config.model_params, models_file, groups), groups,
-        config.spec)
+    specs, skipped = for_groups(choose_models(config.models, LABELS[config.label].kind, config.model_params,
+                                              models_file, groups),
+                                groups, config.spec)
     if skipped: (say or (lambda line: print(line, file=sys.stderr)))(skipped)
     resolve_device(config.device)
     return config, groups, specs
@@ -148,8 +148,8 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
             publish(run_dir(values['home'])/'reports', Path(values['reports'])); attempt['ran'] = []; return Ran()
         # what the models' families import first (`Family.first`), before Ploomber and the tasks' libraries make it
         # dearer
-        for name in dict.fromkeys(
-            m for spec in json.loads(values['models']).values() for m in family(spec['family']).first):
+        for name in dict.fromkeys(m for spec in json.loads(values['models']).values()
+                                  for m in family(spec['family']).first):
             try: importlib.import_module(name)
             except ImportError as e: raise Unavailable(f"{name}, which the run's models need: {e}") from None
         from ploomber.constants import TaskStatus
@@ -166,9 +166,9 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
             try:
                 with quiet_ploomber(): built = dag.build(force=force, show_progress=False)
             except DAGBuildError as e:
-                attempt['task'] = next(
-                    (t.name for t in dag.values() if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)),
-                    None)
+                attempt['task'] = next((t.name for t in dag.values()
+                                        if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)),
+                                       None)
                 raise task_failure(str(e)) from None
         _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
         seconds = timings(built)
@@ -214,9 +214,9 @@ def last_attempt(home: Path | None = None) -> dict | None:
     try: state = json.loads((run_dir(home)/ATTEMPT).read_text())
     except (FileNotFoundError, ValueError): return None
     if state.get('status') == 'running' and state.get('host') == socket.gethostname() and not alive(state.get('pid')):
-        state.update(
-            status='stopped',
-            error=f"its process {state.get('pid')} is gone (killed, or the machine stopped) before it finished")
+        state.update(status='stopped',
+                     error=f"its process {state.get('pid')} is gone (killed, "
+                           "or the machine stopped) before it finished")
     return state
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_04
@@ -232,8 +232,8 @@ def publish(executed: Path, # the run's executed notebooks and tearsheets, kept 
     wanted = {p.relative_to(executed) for p in Path(executed).rglob('*') if p.is_file() and not p.name.startswith('.')}
     for relative in sorted(wanted):
         source, target = Path(executed)/relative, reports/relative
-        if target.exists() and (target.stat().st_size, target.stat().st_mtime_ns) == (
-            source.stat().st_size, source.stat().st_mtime_ns):
+        if target.exists() and (target.stat().st_size, target.stat().st_mtime_ns) == (source.stat().st_size,
+                                                                                      source.stat().st_mtime_ns):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
@@ -301,15 +301,15 @@ def _file_states(products: list[Path], home: Path) -> dict[str, list | None]:
     for product in products:
         for path in (product, product.with_name(f".{product.name}.metadata")):
             st = path.stat() if path.exists() else None
-            states[str(path.relative_to(home) if path.is_relative_to(home) else path)] = (
-                [st.st_mtime_ns, st.st_size] if st else None)
+            states[str(path.relative_to(home) if path.is_relative_to(home) else path)] = ([st.st_mtime_ns, st.st_size]
+                                                                                          if st else None)
     return states
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015_01
 def _write_stamp(stamp: Path, root: Path, values: dict, products: list[Path]):
-    stamp.write_text(
-        json.dumps({'inputs': _inputs_hash(root, values), 'files': _file_states(products, Path(values['home']))}))
+    stamp.write_text(json.dumps({'inputs': _inputs_hash(root, values),
+                                 'files': _file_states(products, Path(values['home']))}))
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015_02
@@ -318,10 +318,8 @@ def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
     recorded, inputs = json.loads(stamp.read_text()), _inputs_hash(root, values)
     if inputs is None or recorded['inputs'] != inputs: return False
     home = Path(values['home'])
-    return (
-        _file_states([home / p for p in recorded['files'] if not Path(p).name.endswith('.metadata')], home)
-        == recorded['files']
-    )
+    return (_file_states([home / p for p in recorded['files'] if not Path(p).name.endswith('.metadata')],
+                         home) == recorded['files'])
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c018
 def timings(build_report) -> dict[str, float]:

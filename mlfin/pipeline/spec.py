@@ -69,18 +69,17 @@ def set_task_params(spec: dict,  # pipeline.yaml (`read_pipeline`)
         if name in TASKS:
             raise BadInput(f"--task-params: {name} is mlfin's task: its parameters are run parameters (`mlfin config`)")
         if name not in mine:
-            raise BadInput(
-                f"--task-params: no task {name!r} of your own in pipeline.yaml (yours: {', '.join(mine) or 'none'})")
+            raise BadInput(f"--task-params: no task {name!r} of your own in "
+                           f"pipeline.yaml (yours: {', '.join(mine) or 'none'})")
         for key in values:
             if key not in mine[name]:
                 raise BadInput(f"--task-params: {name}.{key}: {name} declares no parameter {key} in "
                                f"pipeline.yaml (its parameters: {', '.join(mine[name]) or 'none'})")
-    tasks = [
-        {**t, 'params': {**t.get('params', {}), **{k: _typed(v, t['params'][k], f"--task-params: {task_name(t)}.{k}")
-                                                   for k, v in wanted[task_name(t)].items()}}}
-        if task_name(t) in wanted else t
-        for t in spec['tasks']
-    ]
+    tasks = [{**t,
+              'params': {**t.get('params', {}),
+                         **{k: _typed(v, t['params'][k], f"--task-params: {task_name(t)}.{k}")
+                            for k, v in wanted[task_name(t)].items()}}}
+             if task_name(t) in wanted else t for t in spec['tasks']]
     return {**spec, 'tasks': tasks}
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s016

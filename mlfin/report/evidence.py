@@ -46,11 +46,8 @@ def question_of(found: Check,       # the ledger as read this run
 
 # %% ../../nbs/08c_report.evidence.ipynb #c008
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    return (
-        frame[list(EARLIER)].astype(EARLIER)
-        if len(frame)
-        else pd.DataFrame({c: pd.Series(dtype=t) for c, t in EARLIER.items()})
-    )
+    return (frame[list(EARLIER)].astype(EARLIER) if len(frame)
+            else pd.DataFrame({c: pd.Series(dtype=t) for c, t in EARLIER.items()}))
 
 
 def _where(found: Check) -> str:
@@ -146,11 +143,8 @@ def earlier_trials(found: Check,     # the ledger as read this run
     seen = set(mine['source']) if len(mine) else set()
     # what this home filed in ledgers elsewhere that this one does not stand for: counted, or the verdict withheld
     theirs, unread = trials_elsewhere(found, question, prints or [], away)
-    extra = (
-        pd.concat([t for t in (tracked, legacy, theirs) if len(t)], ignore_index=True)
-        if len(tracked) or len(legacy) or len(theirs)
-        else pd.DataFrame()
-    )
+    extra = (pd.concat([t for t in (tracked, legacy, theirs) if len(t)], ignore_index=True)
+             if len(tracked) or len(legacy) or len(theirs) else pd.DataFrame())
     extra = extra[~extra['source'].isin(seen)] if len(extra) else extra
     # MLflow runs that appended to this ledger or one it stands for (any, when it is empty or gone) whose trials it does
     # not hold: lost from it. A run that appended to another ledger (another person's, before a team shared one) is
@@ -160,21 +154,16 @@ def earlier_trials(found: Check,     # the ledger as read this run
     # MLflow runs whose trials file was deleted, not in the ledger
     gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]
     # checked against every head noted of it, as `mlfin ledger check` checks it
-    why = (
-        found.problem or Ledger(found.location).against(found, noted_heads(found) if heads is None else heads) or unread
-    )
+    why = (found.problem or Ledger(found.location).against(found, noted_heads(found) if heads is None else heads)
+           or unread)
     missing = trial_count(lost, per_model) if len(lost) else 0
     if missing and not why:
         why = f"MLflow holds {lost['source'].nunique()} run(s) on this question whose trials the ledger does not"
     if gone and not why:
         why = f"the trials file of MLflow run {gone[0]} is gone, and the ledger does not hold its trials"
-    problem = (
-        ''
-        if not why
-        else f"the trial record was reset ({why}): at least {missing} trial(s) are missing ({ADOPT})"
-        if missing
-        else f"the trial record is not whole ({why})"
-    )
+    problem = ('' if not why
+               else f"the trial record was reset ({why}): at least {missing} trial(s) are missing ({ADOPT})" if missing
+               else f"the trial record is not whole ({why})")
     resets = [e for e in found.entries if e.kind == 'reset']
     if not problem and resets and (since is None or since < pd.Timestamp(resets[-1].recorded)):
         # a ledger was lost: what only it held is unknown for good; adopted runs are counted, but a verdict needs
@@ -187,11 +176,8 @@ def earlier_trials(found: Check,     # the ledger as read this run
     record = {'ledger': _where(found), 'id': found.id, 'entries': found.length, 'missing': int(missing),
               'problem': problem, 'replaced': replaced,
               'from_mlflow': int(extra['source'].nunique()) if len(extra) else 0}
-    earlier = (
-        pd.concat([f for f in (_typed(mine), _typed(extra)) if len(f)], ignore_index=True)
-        if len(mine) or len(extra)
-        else _typed(mine)
-    )
+    earlier = (pd.concat([f for f in (_typed(mine), _typed(extra)) if len(f)], ignore_index=True)
+               if len(mine) or len(extra) else _typed(mine))
     return earlier.sort_values('recorded', kind='stable', ignore_index=True), record
 
 # %% ../../nbs/08c_report.evidence.ipynb #c011
@@ -248,15 +234,11 @@ def counted_record(m: dict,          # a symbol's metrics, weighed on its questi
     """What a run's `trials` entry files of its verdict: the figures it rests on (a book `verdict_word` reads), its
     words, and the ledger's length it was counted on"""
     s, pbo, q = m['skill'], m.get('pbo'), m['skill'].get('question') or {}
-    return {
-        'skill': {**{k: s.get(k) for k in COUNTED}, 'question': {k: q.get(k) for k in ('since', 'left_out')},
-                  'record': {'problem': (s.get('record') or {}).get('problem', '')}},
-        'pbo': None if pbo is None else {'pbo': pbo.get('pbo')},
-        'strategy': {'trades': (m.get('strategy') or {}).get('trades')},
-        'tradeable': bool(tradeable),
-        'verdict': verdict_word(m, tradeable),
-        'at': int(at),
-    }
+    return {'skill': {**{k: s.get(k) for k in COUNTED}, 'question': {k: q.get(k) for k in ('since', 'left_out')},
+                      'record': {'problem': (s.get('record') or {}).get('problem', '')}},
+            'pbo': None if pbo is None else {'pbo': pbo.get('pbo')},
+            'strategy': {'trades': (m.get('strategy') or {}).get('trades')}, 'tradeable': bool(tradeable),
+            'verdict': verdict_word(m, tradeable), 'at': int(at)}
 
 def moved_questions(read: Check,  # the ledger as the run first read it
                     now: Check,   # the ledger as read inside the run's append
@@ -345,11 +327,9 @@ def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
         tracked = recorded_trials(question)
         gone = [s for s in tracked.attrs.get('unreadable', []) if (question, s) not in held]
         if not len(tracked) and not gone: continue
-        missing = (
-            tracked[tracked['ledger'].fillna('').map(here) & ~tracked['source'].map(lambda s: (question, s) in held)]
-            if len(tracked)
-            else tracked
-        )
+        missing = (tracked[tracked['ledger'].fillna('').map(here) & ~tracked['source']
+                           .map(lambda s: (question, s) in held)]
+                   if len(tracked) else tracked)
         if len(missing) or gone:
             lost[question] = missing
             lost[question].attrs['gone'] = gone
@@ -364,10 +344,9 @@ def record_problems(found: Check) -> list[str]:
         if len(t):
             problems.append(f"{t['source'].nunique()} run(s) on question {q} appended to it and are missing from it "
                             f"({len(t)} trial rows)")
-        problems += [
-            f"the trials file of MLflow run {s} (question {q}) is gone, and the ledger does not hold its trials"
-            for s in t.attrs['gone']
-        ]
+        problems += [f"the trials file of MLflow run {s} (question {q}) "
+                     "is gone, and the ledger does not hold its trials"
+                     for s in t.attrs['gone']]
     return problems
 
 def adopt(book: Ledger) -> dict[str, int]:
@@ -409,20 +388,14 @@ def earlier_returns(found: Check,   # the ledger as read this run
                    ) -> tuple[dict[str, pd.DataFrame], str]:
     """Each run's kept per-bar returns: the ledger's, else the tracking store's; and what is wrong ('' when nothing:
     returns that no longer match their digest)"""
-    named = {
-        e.content['source']: e.content.get('returns')
-        for e in found.entries
-        if e.kind == 'trials' and e.content.get('returns')
-    }
+    named = {e.content['source']: e.content.get('returns') for e in found.entries
+             if e.kind == 'trials' and e.content.get('returns')}
     wanted = {s: named[s] for s in sources if s in named}
     frames, bad = Ledger(found.location).returns(sorted(set(wanted.values())))
     kept = {s: frames[d] for s, d in wanted.items() if d in frames}
     # runs the ledger kept none for (recorded before it kept them)
     kept |= kept_returns([s for s in sources if s not in kept])
     spoilt = [s for s, d in wanted.items() if d in bad]
-    return kept, (
-        f"the trial record is not whole (the returns of run {spoilt[0]} in the trial ledger no longer match their "
-        "digest)"
-        if spoilt
-        else ''
-    )
+    return kept, ("the trial record is not whole (the returns of run "
+                  f"{spoilt[0]} in the trial ledger no longer match their digest)"
+                  if spoilt else '')

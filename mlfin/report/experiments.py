@@ -41,16 +41,12 @@ class Experiment:
     def table(self) -> pd.DataFrame:
         """A row per symbol: the model traded, its Sharpe ratio beside buy-and-hold's, PSR, DSR and PBO, the trials
         counted on its question and this experiment's share, the verdict"""
-        return pd.DataFrame(
-            [
-                {'symbol': s, 'model': m['model'], 'sharpe': m['strategy']['sharpe'],
-                 'hold_sharpe': m['buy_and_hold']['sharpe'], 'psr': m['skill']['psr'], 'dsr': m['skill']['dsr'],
-                 'pbo': (m.get('pbo') or {}).get('pbo'), 'trials': m['skill']['trials'],
-                 'here': m['skill']['run_trials'], 'verdict': verdict_word(m, self.tradeable)}
-                for s, m in self.metrics.items()
-                if s in self.runs
-            ]
-        ).set_index('symbol')
+        return pd.DataFrame([{'symbol': s, 'model': m['model'], 'sharpe': m['strategy']['sharpe'],
+                              'hold_sharpe': m['buy_and_hold']['sharpe'], 'psr': m['skill']['psr'],
+                              'dsr': m['skill']['dsr'], 'pbo': (m.get('pbo') or {}).get('pbo'),
+                              'trials': m['skill']['trials'], 'here': m['skill']['run_trials'],
+                              'verdict': verdict_word(m, self.tradeable)}
+                             for s, m in self.metrics.items() if s in self.runs]).set_index('symbol')
 
     def said(self) -> dict[str, str]:
         "Each symbol's verdict in plain words, its trials counted (`backtest.tearsheet.verdict`)"
@@ -84,32 +80,23 @@ def record_experiment(
     _every_model_traded(backtests, training, symbols)
     params, windows = _params(bars, training, backtests.settings, symbols, label, horizon)
     leaders, tried = {s: backtests.metrics[s]['model'] for s in symbols}, {s: _tried(training, s) for s in symbols}
-    train = training_record(
-        training, training.specs, tried, pd.DataFrame() if comparisons is None else comparisons, pd.DataFrame(), params,
-        params['code_version'], leaders=leaders,
-    )
+    train = training_record(training, training.specs, tried, pd.DataFrame() if comparisons is None else comparisons,
+                            pd.DataFrame(), params, params['code_version'], leaders=leaders)
     trading = copy.deepcopy(backtests.metrics)   # weighed in place: the notebook's own result stays as it was
     manifest, book = [_described(s, bars[s]) for s in symbols], Ledger()
     tradeable = VALIDATIONS[params['cv']].tradeable
-    weighing = Weighing(
-        dict(params=params, manifest=manifest, train=train, grid=backtests.grid, curves=backtests.curves,
-             closes={s: bars[s]['close'] for s in symbols}, symbol_choices=windows),
-        trading,
-        book.check(),
-        tradeable,
-    )
-    ids = log_run(
-        params, manifest, train['metrics'], trading, best=leaders, leaderboard=training.leaderboard,
-        tags={s: {'verdict': verdict_word(trading[s], tradeable)} for s in symbols}, kind='notebook', name=name,
-    )
-    head = file_trials(
-        book, weighing, ids, {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in manifest}
-    )
+    weighing = Weighing(dict(params=params, manifest=manifest, train=train, grid=backtests.grid,
+                             curves=backtests.curves, closes={s: bars[s]['close'] for s in symbols},
+                             symbol_choices=windows),
+                        trading, book.check(), tradeable)
+    ids = log_run(params, manifest, train['metrics'], trading, best=leaders, leaderboard=training.leaderboard,
+                  tags={s: {'verdict': verdict_word(trading[s], tradeable)} for s in symbols}, kind='notebook',
+                  name=name)
+    head = file_trials(book, weighing, ids,
+                       {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in manifest})
     recount(ids, trading, weighing)   # a colleague's run on a question meanwhile: the figures counted at the append
-    done = Experiment(
-        name, ids['parent'], {s: ids[s] for s in symbols},
-        {s: m for s, m in trading.items() if s in symbols or s == PORTFOLIO}, tradeable, head,
-    )
+    done = Experiment(name, ids['parent'], {s: ids[s] for s in symbols},
+                      {s: m for s, m in trading.items() if s in symbols or s == PORTFOLIO}, tradeable, head)
     with tempfile.TemporaryDirectory() as folder:   # what `mlfin runs get` brings back beside the manifest
         write_json({'name': name, 'params': params, 'said': done.said(), 'metrics': done.metrics, 'ledger': head},
                    Path(folder)/EXPERIMENT)
@@ -124,8 +111,8 @@ def _asked(name: str, bars: dict, dataset: pd.DataFrame, training: Training, lab
           ) -> tuple[list[str], str, int]:
     "The symbols trained, the label and its horizon: what the call can tell from what it was given, or a one-line error"
     if not isinstance(name, str) or not name.strip():
-        raise BadInput(
-            "record_experiment: name the experiment (a few words on what it tried): `mlfin runs` lists it so")
+        raise BadInput("record_experiment: name the experiment (a few "
+                       "words on what it tried): `mlfin runs` lists it so")
     if not training.validation:
         raise BadInput("record_experiment: the training does not say how its folds were made: train with "
                        "mlfin.models.train_universe")
@@ -170,11 +157,10 @@ def _every_model_traded(backtests: Backtests, training: Training, symbols: list[
 def _backtest(bars: dict, training: Training, symbols: list[str]) -> Backtests:
     """Every model's predictions traded as `mlfin run` trades them by default (`BacktestSettings`, the training's
     seed), each symbol on its calendar: for a notebook that only trained and compared"""
-    return backtest_universe(
-        {s: bars[s] for s in symbols}, training.predictions, training.best(),
-        {s: calendar_of(s, bars[s].attrs['timeframe']) for s in symbols}, {s: _tried(training, s) for s in symbols},
-        BacktestSettings(seed=training.validation['seed']),
-    )
+    return backtest_universe({s: bars[s] for s in symbols}, training.predictions, training.best(),
+                             {s: calendar_of(s, bars[s].attrs['timeframe']) for s in symbols},
+                             {s: _tried(training, s) for s in symbols},
+                             BacktestSettings(seed=training.validation['seed']))
 
 # %% ../../nbs/08e_report.experiments.ipynb #c017p
 def _params(bars: dict, training: Training, settings: BacktestSettings, symbols: list[str], label: str, horizon: int,

@@ -25,18 +25,12 @@ def execution_model(
     "How to read a run's numbers: the fill rules, and what the validation behind its predictions allows one to claim"
     v = VALIDATIONS[cv]
     if v.tradeable:
-        return (
-            FILL_RULES
-            + f" All figures are out-of-sample ({v.words}) and after costs; annualisation uses the asset's calendar."
-        )
-    return (
-        FILL_RULES
-        + f" The predictions are out-of-sample but come from {v.words} validation: the model behind each bar also "
-          "learned "
-        "from later bars, so the trading figures measure the model's skill after costs; they are not a record that "
-        "could have been "
-        "traded in time order. Annualisation uses the asset's calendar."
-    )
+        return (FILL_RULES + f" All figures are out-of-sample ({v.words}) and "
+                             "after costs; annualisation uses the asset's calendar.")
+    return (FILL_RULES + f" The predictions are out-of-sample but come from {v.words} validation: the "
+                         "model behind each bar also learned from later bars, so the trading figures "
+                         "measure the model's skill after costs; they are not a record that could "
+                         "have been traded in time order. Annualisation uses the asset's calendar.")
 
 # %% ../../nbs/08a_report.products.ipynb #c005_00
 def validation(cv: str = 'walk_forward') -> dict:

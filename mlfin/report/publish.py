@@ -69,14 +69,13 @@ def weigh_questions(
     for symbol, leader in train['best'].items():
         if only is not None and symbol not in only: continue
         m, book = trading[symbol], curves[curves['symbol'] == symbol]
-        question, new, prints = question_of(
-            found, closes[symbol], symbol, timeframes[symbol], params['label'], params['horizon'], params['cv'], stored
-        )
+        question, new, prints = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'],
+                                            params['horizon'], params['cv'], stored)
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
-        mine, kept = run_trials(
-            question, train['models'][symbol], returns,
-            {**choices, **(symbol_choices or {}).get(symbol, {}), 'inputs': sorted(train['inputs'][symbol])},
-            f"{leader}@{point:g}")
+        mine, kept = run_trials(question, train['models'][symbol], returns,
+                                {**choices, **(symbol_choices or {}).get(symbol, {}),
+                                 'inputs': sorted(train['inputs'][symbol])},
+                                f"{leader}@{point:g}")
         own, own_pbo = m['skill'], m['pbo']
         if heads is None:   # every head noted of the ledger, and the ledgers this home appended to elsewhere: read once
             heads, away = noted_heads(found), away_ledgers(found)
@@ -91,11 +90,9 @@ def weigh_questions(
         m['skill']['record'] = record
         if m['pbo'] is not None:
             m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
-        m['holdout'] = (
-            holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'], tradeable, mine)
-            if len(earlier)
-            else None
-        )
+        m['holdout'] = (holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'],
+                                tradeable, mine)
+                        if len(earlier) else None)
         if symbol in sets: m['confidence_set'] = sets[symbol]
         weighed[symbol] = (question, new, mine, kept, prints)
     if only is None: weigh_portfolio(trading, list(weighed))
@@ -150,15 +147,12 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                ) -> dict:
     """The run's summary written, recorded whole in MLflow, its models registered as the policy decides, its tearsheets
     written"""
-    ingest, train, trading = (
-        read_json(upstream[t][k]) for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics'))
-    )
+    ingest, train, trading = (read_json(upstream[t][k])
+                              for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics')))
     folder = Path(product['summary']).parent
-    products = {
-        k: os.path.relpath(upstream[t][k], folder)
-        for t, k in (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'), ('train', 'predictions'),
-                     ('train', 'leaderboard'))
-    }
+    products = {k: os.path.relpath(upstream[t][k], folder)
+                for t, k in (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'),
+                             ('train', 'predictions'), ('train', 'leaderboard'))}
     attrs = pd.read_parquet(upstream['features']['dataset'], columns=[]).attrs   # its metadata, none of its rows
     cfg = task_params('report', given)
     params = {**ingest['params'], **{k: attrs[k] for k in ('spec', 'label', 'horizon')}, **train['params'],
@@ -170,14 +164,11 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     book = Ledger()
     # the run's MLflow server, when it names one: the question's earlier trials are there too
     with tracking.using(cfg.tracking):
-        weighing = Weighing(
-            dict(params=params, manifest=ingest['symbols'], train=train,
-                 grid=pd.read_parquet(upstream['backtest']['grid']),
-                 curves=pd.read_parquet(upstream['backtest']['curves']), closes=closes, since=cfg.trials_since),
-            trading['metrics'],
-            book.check(),
-            VALIDATIONS[params['cv']].tradeable,
-        )
+        weighing = Weighing(dict(params=params, manifest=ingest['symbols'], train=train,
+                                 grid=pd.read_parquet(upstream['backtest']['grid']),
+                                 curves=pd.read_parquet(upstream['backtest']['curves']), closes=closes,
+                                 since=cfg.trials_since),
+                            trading['metrics'], book.check(), VALIDATIONS[params['cv']].tradeable)
         content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
                           trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
         content.update(
@@ -190,9 +181,8 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
         content['groups_added'] = _groups_said(train, trading['metrics'])
         if train['kind'] == 'regressor':  # each leader's forecast beside doing nothing, where every page reads it
             for s in train['best']:
-                content['symbols'][s]['forecast'] = forecast_record(
-                    train['metrics'][s], label_entry(params['label']).price
-                )
+                content['symbols'][s]['forecast'] = forecast_record(train['metrics'][s],
+                                                                    label_entry(params['label']).price)
         return _record(content, params, ingest, train, trading, upstream, product, cfg, weighing, book)
 
 def _groups_said(train: dict, metrics: dict) -> dict[str, list[str]]:
@@ -205,13 +195,10 @@ def _groups_said(train: dict, metrics: dict) -> dict[str, list[str]]:
 def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:
     """Each leader's verdict as the registry keeps it on its version (and the service answers it): figures rounded as
     every page rounds them"""
-    return {
-        s: {'dsr': figure(m['skill'].get('dsr')), 'pbo': figure((m.get('pbo') or {}).get('pbo')),
-            'trials': str(m['skill'].get('trials')), 'verdict': verdict_word(m, tradeable),
-            'record': (m['skill'].get('record') or {}).get('problem', '')}
-        for s, m in metrics.items()
-        if s in best
-    }
+    return {s: {'dsr': figure(m['skill'].get('dsr')), 'pbo': figure((m.get('pbo') or {}).get('pbo')),
+                'trials': str(m['skill'].get('trials')), 'verdict': verdict_word(m, tradeable),
+                'record': (m['skill'].get('record') or {}).get('problem', '')}
+            for s, m in metrics.items() if s in best}
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p_r
 def _record(content, params, ingest, train, trading, upstream, product, cfg, weighing: Weighing, book: Ledger) -> dict:
@@ -219,11 +206,8 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     written"""
     folder = Path(product['summary']).parent
     oos, board = pd.read_parquet(upstream['train']['oos']), pd.read_parquet(upstream['train']['leaderboard'])
-    verdicts = {
-        s: {'verdict': verdict_word(m, content['validation']['tradeable'])}
-        for s, m in trading['metrics'].items()
-        if s in train['best']
-    }
+    verdicts = {s: {'verdict': verdict_word(m, content['validation']['tradeable'])}
+                for s, m in trading['metrics'].items() if s in train['best']}
     content['mlflow'] = tracking.log_run(
         params,
         ingest['symbols'],

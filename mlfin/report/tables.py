@@ -55,13 +55,12 @@ def overview(run: dict) -> pd.DataFrame:
                       'strategy sharpe': sharpe(s['strategy']), 'buy & hold sharpe': sharpe(s['buy_and_hold']),
                       'dsr': round(s['skill']['dsr'], 3) if 'skill' in s else None,
                       'verdict': verdict_word(s, tradeable) if 'skill' in s else ''}
-    rows = {
-        sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
-              'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'),
-              'ic': score(s, 'ic'),
-              'vs random walk': score(s, 'mae_ratio') if 'mae_ratio' in s.get('classification', {}) else '', **book(s)}
-        for sym, s in run['symbols'].items()
-    }
+    rows = {sym: {'timeframe': s['timeframe'], 'bars': s['bars'], 'first': s['first'][:10], 'last': s['last'][:10],
+                  'model': s.get('model', ''), 'auc': score(s, 'auc'), 'accuracy': score(s, 'accuracy'),
+                  'ic': score(s, 'ic'),
+                  'vs random walk': score(s, 'mae_ratio') if 'mae_ratio' in s.get('classification', {}) else '',
+                  **book(s)}
+            for sym, s in run['symbols'].items()}
     if run.get('portfolio'):  # its figures on its own clock (daily)
         p = run['portfolio']
         rows['PORTFOLIO'] = {'timeframe': p.get('clock', '')[:2], 'bars': '', 'first': '', 'last': '',
@@ -77,17 +76,12 @@ def production_said(
     """What production holds after a run, a line per series the run registered; when nothing is served, what that means
     and what to do"""
     served = {v['name']: v['version'] for v in serving}
-    lines = [
-        f"production: {d['name']} version {served[d['name']]}"
-        + (
-            ' (promoted by this run)'
-            if d['decision'] == 'promoted' and served[d['name']] == d['version']
-            else f" (kept: this run's version {d['version']} {d['decision']}: {d['reason']})"
-        )
-        if d['name'] in served
-        else f"production: {d['name']}: none (version {d['version']} {d['decision']}: {d['reason']})"
-        for d in registry.values()
-    ]
+    lines = [f"production: {d['name']} version {served[d['name']]}"
+             + (' (promoted by this run)' if d['decision'] == 'promoted' and served[d['name']] == d['version']
+                else f" (kept: this run's version {d['version']} {d['decision']}: {d['reason']})")
+             if d['name'] in served
+             else f"production: {d['name']}: none (version {d['version']} {d['decision']}: {d['reason']})"
+             for d in registry.values()]
     # a colleague's candidate moved off: never silently
     lines += [f"candidate: {d['name']} moved from version {d['candidate_was']['version']} (registered by "
               f"{d['candidate_was']['by']}) to this run's version {d['version']}"
@@ -114,9 +108,8 @@ def recent_signals(run: dict, symbol: str, n: int = 10) -> pd.DataFrame:
         mine = made[made['symbol'] == symbol].reindex(rows.index)
         return pd.DataFrame({'close': rows['close'].round(5), 'forecast change %': (100 * mine['prediction']).round(4),
                              'predicted close': mine['predicted_close'].round(5), 'signal': side}, index=rows.index)
-    return pd.DataFrame(
-        {'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4), 'signal': side}, index=rows.index
-    )
+    return pd.DataFrame({'close': rows['close'].round(5), 'P(up)': rows['prob_up'].round(4), 'signal': side},
+                        index=rows.index)
 
 
 # %% ../../nbs/08b_report.tables.ipynb #c008_05
@@ -186,30 +179,17 @@ def symbol_tables_html(run: dict, symbol: str) -> str:
     signals = recent_signals(run, symbol)
     m = run['symbols'][symbol]
     tradeable = run.get('validation', {}).get('tradeable', True)
-    skill = (
-        (f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m)))
-        if 'skill' in m
-        else ''
-    )
+    skill = ((f"<p class='mlfin-verdict'>{html.escape(verdict(m, tradeable))}</p>" + table(skill_frame(m)))
+             if 'skill' in m else '')
     if m.get('holdout'): skill += '<h3>Holdout after selection (one trial)</h3>' + table(holdout_frame(m['holdout']))
-    forecast = (
-        (
-            '<h3>The forecast against doing nothing</h3>'
-            + f"<p class='mlfin-forecast'>{html.escape(forecast_said(m['forecast']))}</p>"
-            + table(forecast_frame(m['forecast']))
-        )
-        if m.get('forecast')
-        else ''
-    )
-    return (
-        TABLE_STYLE
-        + forecast
-        + '<h3>Trading, out-of-sample, after costs</h3>'
-        + table(metrics_table(run, symbol))
-        + skill
-        + ('<h3>Forecast scores, out-of-sample</h3>' if m.get('forecast') else '<h3>Classification, out-of-sample</h3>')
-        + table(classification_table(run).loc[[symbol]])
-        + '<h3>Latest predictions and signals</h3>'
-        + table(signals.rename_axis(None).rename_axis('bar', axis=1))
-    )
+    forecast = (('<h3>The forecast against doing nothing</h3>'
+                 + f"<p class='mlfin-forecast'>{html.escape(forecast_said(m['forecast']))}</p>"
+                 + table(forecast_frame(m['forecast'])))
+                if m.get('forecast') else '')
+    return (TABLE_STYLE + forecast + '<h3>Trading, out-of-sample, after costs</h3>' + table(metrics_table(run, symbol))
+            + skill
+            + ('<h3>Forecast scores, out-of-sample</h3>' if m.get('forecast')
+               else '<h3>Classification, out-of-sample</h3>')
+            + table(classification_table(run).loc[[symbol]]) + '<h3>Latest predictions and signals</h3>'
+            + table(signals.rename_axis(None).rename_axis('bar', axis=1)))
 

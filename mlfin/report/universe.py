@@ -61,21 +61,19 @@ COLUMNS = {'book': ('book', None), 'timeframe': ('bars of', None), 'bars': ('bar
 
 # the table's own behaviour, in its attributes (a widget's HTML runs no script element): a heading's click sorts by it
 # (numbers by their value, best first; missing last), typing or picking a verdict filters the rows
-_SORT = (
-    "var th=event.target.closest('th');if(!th||!this.contains(th))return;"
-    "var hs=[...th.parentNode.children],i=hs.indexOf(th),b=this.tBodies[0],num=th.dataset.kind==='num';"
-    "var was=th.getAttribute('aria-sort'),up=was?was!=='ascending':!num;"
-    "hs.forEach(h=>h.removeAttribute('aria-sort'));th.setAttribute('aria-sort',up?'ascending':'descending');"
-    "var key=r=>{var c=r.cells[i];return num?(c.dataset.v===''?null:+c.dataset.v):c.textContent.trim().toLowerCase()};"
-    "[...b.rows].sort((p,q)=>{var x=key(p),y=key(q);if(x===y)return 0;if(x===null)return 1;if(y===null)return -1;"
-    "return (x<y?-1:1)*(up?1:-1)}).forEach(r=>b.appendChild(r))"
-)
+_SORT = ("var th=event.target.closest('th');if(!th||!this.contains(th))return;"
+         "var hs=[...th.parentNode.children],i=hs.indexOf(th),b=this.tBodies[0],num=th.dataset.kind==='num';"
+         "var was=th.getAttribute('aria-sort'),up=was?was!=='ascending':!num;"
+         "hs.forEach(h=>h.removeAttribute('aria-sort'));th.setAttribute('aria-sort',up?'ascending':'descending');"
+         "var key=r=>{var c=r.cells[i];return "
+         "num?(c.dataset.v===''?null:+c.dataset.v):c.textContent.trim().toLowerCase()};"
+         "[...b.rows].sort((p,q)=>{var x=key(p),y=key(q);if(x===y)return 0;if(x===null)return 1;if(y===null)return -1;"
+         "return (x<y?-1:1)*(up?1:-1)}).forEach(r=>b.appendChild(r))")
 _FILTER = (
     "var u=this.closest('.mlfin-universe'),t=u.querySelector('table'),v=u.querySelector('select').value,"
     "w=u.querySelector('input').value.toLowerCase().split(/\\s+/).filter(Boolean),n=0,rows=[...t.tBodies[0].rows];"
     "rows.forEach(r=>{var ok=(!v||r.dataset.verdict===v)&&w.every(x=>r.textContent.toLowerCase().includes(x));"
-    "r.hidden=!ok;n+=ok});u.querySelector('.mlfin-count').textContent=n+' of '+rows.length+' books'"
-)
+    "r.hidden=!ok;n+=ok});u.querySelector('.mlfin-count').textContent=n+' of '+rows.length+' books'")
 UNIVERSE_STYLE = (
     "<style>.mlfin-universe{font-family:system-ui,sans-serif;font-size:.92em;max-width:100%;overflow-x:auto}"
     ".mlfin-universe table{border-collapse:collapse;margin:.4em 0 1.2em}.mlfin-universe th,.mlfin-universe td"
@@ -84,8 +82,7 @@ UNIVERSE_STYLE = (
     "::after{content:' \\25B2'}.mlfin-universe th[aria-sort=descending]::after{content:' \\25BC'}"
     ".mlfin-universe td.t,.mlfin-universe th.t{text-align:left}.mlfin-universe a{color:#1a56db}"
     ".mlfin-universe .mlfin-badge{border-radius:10px;padding:1px 8px}.mlfin-universe input,.mlfin-universe select"
-    "{font:inherit;padding:3px 6px;margin:0 .5em .3em 0}</style>"
-)
+    "{font:inherit;padding:3px 6px;margin:0 .5em .3em 0}</style>")
 
 def _cell(value, fmt: str | None) -> str:
     "A cell: a number with its value to sort by (empty when missing), or a text"
@@ -100,11 +97,9 @@ def universe_table(run: dict,   # a run's summary (`report.products.load_run`, f
     its rows, each book's name a link to its page"""
     frame = universe_frame(run)
     shown = [c for c in COLUMNS if c in frame]
-    heads = ''.join(
-        f"<th class='{'t' if COLUMNS[c][1] is None else ''}' data-kind='{'text' if COLUMNS[c][1] is None else 'num'}'"
-        f">{html.escape(COLUMNS[c][0])}</th>"
-        for c in shown
-    )
+    heads = ''.join(f"<th class='{'t' if COLUMNS[c][1] is None else ''}' "
+                    f"data-kind='{'text' if COLUMNS[c][1] is None else 'num'}'>{html.escape(COLUMNS[c][0])}</th>"
+                    for c in shown)
     def row(r) -> str:
         back, fore = BADGES[r['judged']]
         cells = []
@@ -119,14 +114,12 @@ def universe_table(run: dict,   # a run's summary (`report.products.load_run`, f
         return f"<tr data-verdict='{r['judged']}'>{''.join(cells)}</tr>"
     filter_js = html.escape(_FILTER)
     options = ''.join(f"<option value='{k}'>{html.escape(words)}</option>" for k, words in VERDICT_CHOICES.items())
-    return (
-        f"{UNIVERSE_STYLE}<div class='mlfin-universe'>"
-        f"<input type='search' placeholder='filter: a symbol, model, timeframe…' aria-label='filter the books' "
-        f"oninput=\"{filter_js}\"><select aria-label='verdict' onchange=\"{filter_js}\">{options}</select>"
-        f"<span class='mlfin-count'>{len(frame)} of {len(frame)} books</span>"
-        f"<table onclick=\"{html.escape(_SORT)}\"><thead><tr>{heads}</tr></thead>"
-        f"<tbody>{''.join(row(r) for r in frame.to_dict('records'))}</tbody></table></div>"
-    )
+    return (f"{UNIVERSE_STYLE}<div class='mlfin-universe'>"
+            f"<input type='search' placeholder='filter: a symbol, model, timeframe…' aria-label='filter the books' "
+            f"oninput=\"{filter_js}\"><select aria-label='verdict' onchange=\"{filter_js}\">{options}</select>"
+            f"<span class='mlfin-count'>{len(frame)} of {len(frame)} books</span>"
+            f"<table onclick=\"{html.escape(_SORT)}\"><thead><tr>{heads}</tr></thead>"
+            f"<tbody>{''.join(row(r) for r in frame.to_dict('records'))}</tbody></table></div>")
 
 # %% ../../nbs/08f_report.universe.ipynb #u018
 def universe_figure(run: dict) -> dict:
@@ -138,18 +131,12 @@ def universe_figure(run: dict) -> dict:
     line = lambda column, label, color: {'type': 'scatter', 'mode': 'lines', 'name': label, 'x': dates(rows.index[at]),
                                          'y': typed(rows[column].to_numpy()[at]), 'line': {'color': color}}
     what = 'the portfolio of the leaders' if name == PORTFOLIO else name
-    return {
-        'data': [line('strategy', 'Strategy', '#636efa'), line('buy_and_hold', 'Buy & hold', '#7f7f7f')],
-        'layout': {
-            'title': {
-                'text': f"{what}: value of {rows['strategy'].iloc[0]:,.0f} (out-of-sample, after costs; log scale)"},
-            'height': 420,
-            'yaxis': {'type': 'log'},
-            'xaxis': {'type': 'date'},
-            'margin': {'l': 40, 'r': 20, 't': 50, 'b': 30},
-            'legend': {'orientation': 'h', 'y': 1.02, 'x': 0},
-        },
-    }
+    return {'data': [line('strategy', 'Strategy', '#636efa'), line('buy_and_hold', 'Buy & hold', '#7f7f7f')],
+            'layout': {'title': {'text': f"{what}: value of {rows['strategy'].iloc[0]:,.0f} "
+                                         "(out-of-sample, after costs; log scale)"},
+                       'height': 420, 'yaxis': {'type': 'log'}, 'xaxis': {'type': 'date'},
+                       'margin': {'l': 40, 'r': 20, 't': 50, 'b': 30},
+                       'legend': {'orientation': 'h', 'y': 1.02, 'x': 0}}}
 
 
 def figure_html(fig: dict,      # a plotly figure's spec

@@ -63,20 +63,12 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
                            + ": MLflow's figures, which a member can change")
             continue
         others = [f"entry {seq} by {who or 'someone'}" for seq, who in f['others']]
-        records.append(
-            '; '.join(
-                filter(
-                    None,
-                    [
-                        mlflow_disagrees(row.to_dict(), f),
-                        *(f"doubt: {d} (its figures' are shown)" for d in f['doubts']),
-                        others
-                        and ("the ledger holds another verdict for this run, appended "
-                             f"later ({', '.join(others)}): the run's own is shown"),
-                    ],
-                )
-            )
-        )
+        records.append('; '.join(filter(None,
+                                        [mlflow_disagrees(row.to_dict(), f),
+                                         *(f"doubt: {d} (its figures' are shown)" for d in f['doubts']),
+                                         others
+                                         and ("the ledger holds another verdict for this run, appended "
+                                              f"later ({', '.join(others)}): the run's own is shown")])))
         if f['by']: out.at[i, 'by'] = f['by']
         out.at[i, 'trials'] = _then_now(f['trials_then'], f['trials_now'], str)
         out.at[i, 'dsr'] = _then_now(f['dsr_then'], f['dsr_now'], figure)

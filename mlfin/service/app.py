@@ -85,11 +85,10 @@ class Forwarded:
     async def __call__(self, scope, receive, send):
         if scope['type'] in ('http', 'websocket') and scope.get('client') and self.proxies.trusts(scope['client'][0]):
             headers = dict(scope['headers'])
-            scope = {
-                **scope,
-                'client': (
-                    self.proxies.client(scope['client'][0], headers.get(b'x-forwarded-for', b'').decode('latin-1')), 0),
-            }
+            scope = {**scope,
+                     'client': (self.proxies.client(scope['client'][0],
+                                                    headers.get(b'x-forwarded-for', b'').decode('latin-1')),
+                                0)}
             proto = headers.get(b'x-forwarded-proto', b'').decode('latin-1').strip().lower()
             if proto in ('http', 'https'):
                 scope['scheme'] = proto if scope['type'] == 'http' else {'http': 'ws', 'https': 'wss'}[proto]
@@ -125,8 +124,8 @@ class Guard:
     failure the routes did not answer turned into one line: 503 naming the kind of dependency that is down (its address
     in the log), else 500"""
     def __init__(self, app, state, limit: int, timeout: float, failures: Failures, down):
-        self.app, self.state, self.limit, self.timeout, self.failures, self.down = (
-            app, state, limit, timeout, failures, down)
+        self.app, self.state, self.limit, self.timeout, self.failures, self.down = (app, state, limit, timeout,
+                                                                                    failures, down)
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
@@ -139,38 +138,31 @@ class Guard:
                 scope.setdefault('state', {})['checked'] = await self._caller(scope)
             declared = dict(scope['headers']).get(b'content-length')
             if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-                return await JSONResponse(
-                    {
-                        'detail': f"request body over {self.limit:,} bytes ({declared.decode(errors='replace')[:20]} "
-                                  "declared)"
-                    },
-                    413,
-                )(scope, receive, send)
+                return await JSONResponse({'detail': f"request body over {self.limit:,} bytes "
+                                                     f"({declared.decode(errors='replace')[:20]} declared)"},
+                                          413)(scope, receive, send)
             await self.app(scope, self._receiving(receive), sending)
         except Exception as e:
             kind = outage(e)
             if isinstance(e, MlfinError) and not kind and not started[0]:
                 return await error_response(e)(scope, receive, send)
             where = f"{scope['method']} {getattr(scope.get('route'), 'path', scope['path'])}"
-            told = (
-                unavailable(kind) if kind else f"internal error ({type(e).__name__}); the server's log has the details")
-            self.failures(
-                e, where, self.down(kind, e) if kind else told, request_id=scope.get('state', {}).get('request_id')
-            )  # the log: what, and where
+            told = (unavailable(kind) if kind
+                    else f"internal error ({type(e).__name__}); the server's log has the details")
+            self.failures(e, where, self.down(kind, e) if kind else told,
+                          request_id=scope.get('state', {}).get('request_id'))  # the log: what, and where
             if started[0]:
                 return  # the response had begun: nothing more can be said to the caller
-            await JSONResponse({'detail': told}, 503 if kind else 500, headers={'Retry-After': '5'} if kind else None)(
-                scope, receive, send
-            )
+            await JSONResponse({'detail': told}, 503 if kind else 500,
+                               headers={'Retry-After': '5'} if kind else None)(scope, receive, send)
 
     async def _caller(self, scope):
         """The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is
         read. Checked on the event loop from the records held (a key, a session: each read at most `key_cache_seconds`
         ago); a record to read, in a thread"""
         headers = dict(scope['headers'])
-        key, token = credentials(
-            headers.get(b'x-api-key', b'').decode('latin-1'), headers.get(b'authorization', b'').decode('latin-1')
-        )
+        key, token = credentials(headers.get(b'x-api-key', b'').decode('latin-1'),
+                                 headers.get(b'authorization', b'').decode('latin-1'))
         try:
             with held_only(): return identify(self.state.keys, self.state.tokens, key, token)
         except NotHeld: return await run_in_threadpool(identify, self.state.keys, self.state.tokens, key, token)
@@ -258,14 +250,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(login_router)
     _errors(app)
     app.state.failures = Failures()
-    app.add_middleware(
-        Guard,
-        state=app.state,
-        limit=settings.body_limit,
-        timeout=settings.body_timeout,
-        failures=app.state.failures,
-        down=lambda kind, e: _down(kind, e, app.state),
-    )
+    app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout,
+                       failures=app.state.failures, down=lambda kind, e: _down(kind, e, app.state))
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=['GET', 'POST', 'DELETE'],
@@ -348,16 +334,9 @@ def _errors(app: FastAPI):
         headers = dict(e.headers or {})
         # every method the path has, not only the first route's (GET /keys and POST /keys are two routes)
         if e.status_code == 405:
-            headers['Allow'] = ', '.join(
-                sorted(
-                    {
-                        m
-                        for r in app.routes
-                        if getattr(r, 'methods', None) and r.path_regex.match(request.url.path)
-                        for m in r.methods
-                    }
-                )
-            )
+            headers['Allow'] = ', '.join(sorted({m for r in app.routes
+                                                 if getattr(r, 'methods', None) and r.path_regex.match(request.url.path)
+                                                 for m in r.methods}))
         return JSONResponse({'detail': str(e.detail)}, status_code=e.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

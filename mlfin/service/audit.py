@@ -29,9 +29,8 @@ class Audit:
     "The audit log of one service database: events added, never changed; read newest first"
     def __init__(self, db): self.db = db
 
-    def record(
-        self, actor: str, action: str, target: str = '', outcome: str = 'ok', detail: str = '', address: str = ''
-    ) -> None:
+    def record(self, actor: str, action: str, target: str = '', outcome: str = 'ok', detail: str = '',
+               address: str = '') -> None:
         "Add one event"
         if action not in ACTIONS: raise BadInput(f"audit action {action!r}: use one of {', '.join(ACTIONS)}")
         if outcome not in OUTCOMES: raise BadInput(f"audit outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
@@ -49,13 +48,9 @@ class Audit:
                    outcome='refused', detail=str(detail)[:2000], address=(address or '')[:64], count=count,
                    minute=minute)
         with self.db.begin() as con:
-            con.execute(
-                tables.upsert(self.db, audit)
-                .values(**row)
-                .on_conflict_do_update(
-                    index_elements=['actor', 'action', 'target', 'minute'], set_={'count': audit.c.count + count}
-                )
-            )
+            con.execute(tables.upsert(self.db, audit).values(**row)
+                        .on_conflict_do_update(index_elements=['actor', 'action', 'target', 'minute'],
+                                               set_={'count': audit.c.count + count}))
 
     def read(self, limit: int = 100, actor: str | None = None, action: str | None = None) -> list[dict]:
         "The latest `limit` events (of `actor`, of `action`), newest first (a row of refusals counted by its first)"
@@ -64,11 +59,8 @@ class Audit:
         if actor: query = query.where(tables.audit.c.actor == actor)
         if action: query = query.where(tables.audit.c.action == action)
         with self.db.connect() as con:
-            rows = (
-                con.execute(query.order_by(tables.audit.c.at.desc(), tables.audit.c.id.desc()).limit(limit))
-                .mappings()
-                .all()
-            )
+            rows = (con.execute(query.order_by(tables.audit.c.at.desc(), tables.audit.c.id.desc()).limit(limit))
+                    .mappings().all())
         return [tables.utc(r) for r in rows]
 
 # %% ../../nbs/11d_service.audit.ipynb #c009r
@@ -79,9 +71,8 @@ class Refusals:
     def __init__(self, audit: Audit, seconds: float = 1.0):
         self.audit, self.seconds, self._pending, self._lock, self._due = audit, seconds, {}, threading.Lock(), False
 
-    def add(
-        self, actor: str, action: str, target: str, detail: str = '', address: str = '', at: dt.datetime | None = None
-    ) -> bool:
+    def add(self, actor: str, action: str, target: str, detail: str = '', address: str = '',
+            at: dt.datetime | None = None) -> bool:
         "Count one refusal; True when it is the first since the last write (its caller arranges `flush` in `seconds`)"
         at = at or dt.datetime.now(dt.timezone.utc)
         kind = (actor, action, target, f"{at:%Y-%m-%d %H:%M}")

@@ -197,8 +197,8 @@ def _unexpired(record: dict) -> dict:
     if expires is not None:
         if expires.tzinfo is None: expires = expires.replace(tzinfo=dt.timezone.utc)   # SQLite keeps no zone
         if expires <= dt.datetime.now(dt.timezone.utc):
-            raise Unauthorized(
-                f"API key {record['id']} expired at {expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
+            raise Unauthorized(f"API key {record['id']} expired at "
+                               f"{expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
     return record
 
 
@@ -261,9 +261,9 @@ class Tokens:
     def issue_session(self, user: dict, session: dict) -> dict:
         """A token for a person's session (`People.open_session`): it names the session (`sid`), which logout and
         disabling end"""
-        return {
-            **self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'], session['expires_at']),
-            'user': user['name']}
+        return {**self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'],
+                               session['expires_at']),
+                'user': user['name']}
 
     def check(self, token: str) -> Caller:
         """The caller a token stands for; `Unauthorized` for a bad signature, another algorithm, expiry, a revoked key
@@ -343,9 +343,8 @@ class RateLimit:
         self._refuse(who, (await self.limiter.get_window_stats(self.item, who)).reset_time)
 
     def _refuse(self, who: str, reset: float):
-        raise TooManyRequests(
-            f"rate limit {self.rate} reached for {who.replace(':', ' ', 1)}", max(1, math.ceil(reset - time.time()))
-        )
+        raise TooManyRequests(f"rate limit {self.rate} reached for {who.replace(':', ' ', 1)}",
+                              max(1, math.ceil(reset - time.time())))
 
     def reachable(self) -> bool:
         """Whether the counts' store answers (memory always does; Redis when it is up), asked from synchronous code

@@ -51,9 +51,8 @@ signals = Table('model_signals', metadata,
                 # beyond the seed's shape: which version, a regressor's output
                 Column('model_version', Integer), Column('prediction', Float),
                 PrimaryKeyConstraint('symbol', 'timeframe', 'ts', 'model_name', 'threshold'))
-settings = Table(
-    'mlfin_service', metadata, Column('name', String(64), primary_key=True), Column('value', Text, nullable=False)
-)
+settings = Table('mlfin_service', metadata, Column('name', String(64), primary_key=True),
+                 Column('value', Text, nullable=False))
 users = Table('mlfin_users', metadata,                                # people (programs have keys)
               Column('id', String(16), primary_key=True),
               Column('name', String(64), nullable=False, unique=True),  # what they log in as
@@ -149,9 +148,8 @@ def engine(store=None):
             break
         except Exception as e:
             if attempt == 4:
-                raise Unavailable(
-                    f"service database {made.url.render_as_string(hide_password=True)}: {str(e).splitlines()[0]}"
-                ) from None
+                raise Unavailable(f"service database {made.url.render_as_string(hide_password=True)}: "
+                                  f"{str(e).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
     _ENGINES[url] = made
     return made
@@ -167,8 +165,8 @@ def _add_columns(con):
         present = {c['name'] for c in found.get_columns(table.name)}
         for column in table.columns:
             if column.name not in present:
-                con.execute(
-                    text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(con.dialect)}"))
+                con.execute(text(f"ALTER TABLE {table.name} ADD COLUMN "
+                                 f"{column.name} {column.type.compile(con.dialect)}"))
         indexed = {i['name'] for i in found.get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexed: index.create(con)
@@ -179,10 +177,8 @@ def utc(row) -> dict:
     "A row as a dict, its times in UTC (SQLite keeps none: times come back naive)"
     import datetime as dt
 
-    return {
-        k: (v.replace(tzinfo=dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is None else v)
-        for k, v in dict(row).items()
-    }
+    return {k: (v.replace(tzinfo=dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is None else v)
+            for k, v in dict(row).items()}
 
 
 # %% ../../nbs/11c_service.db.ipynb #c006_02u

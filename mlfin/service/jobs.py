@@ -33,13 +33,10 @@ def check_params(params: dict) -> dict:
     for name, why in _NOT_OVER_HTTP.items():
         if name in params: raise BadInput(f"params.{name}: not settable over HTTP ({why})")
     spec = params.get('spec')
-    if (
-        spec is not None
-        and not re.fullmatch(r"[A-Za-z0-9_,.\- ]{1,500}", str(spec))
-        or re.search(r"\.ya?ml\b", str(spec or ''))
-    ):
-        raise BadInput(
-            f"params.spec {spec!r}: name a spec of the project's features.yaml, or feature names (no files over HTTP)")
+    if (spec is not None and not re.fullmatch(r"[A-Za-z0-9_,.\- ]{1,500}", str(spec))
+        or re.search(r"\.ya?ml\b", str(spec or ''))):
+        raise BadInput(f"params.spec {spec!r}: name a spec of the project's "
+                       "features.yaml, or feature names (no files over HTTP)")
     params = {**params, **_timeframes(params)}   # MetaTrader's M1, H1, D1 as the service takes them everywhere else
     run_config(params, 'params')   # the same checks as `mlfin run`
     return {k: v for k, v in params.items() if v is not None}
@@ -53,9 +50,8 @@ def _timeframes(params: dict) -> dict:
         out['timeframe'] = check_timeframe(str(params['timeframe']), 'params.timeframe')
     if isinstance(params.get('symbols'), str) and ':' in params['symbols']:
         entries = [e.strip().partition(':') for e in params['symbols'].split(',')]
-        out['symbols'] = ','.join(
-            s + (':' + check_timeframe(t, f"params.symbols {s}") if t else '') for s, _, t in entries
-        )
+        out['symbols'] = ','.join(s + (':' + check_timeframe(t, f"params.symbols {s}") if t else '')
+                                  for s, _, t in entries)
     return out
 
 
@@ -84,13 +80,12 @@ class Jobs:
 
 # %% ../../nbs/11h_service.jobs.ipynb #jsubmit
 @patch
-def submit(
-    self: Jobs, params: dict, actor: str | None = None
-) -> dict:  # who asks: user:NAME or key:ID (`Caller.actor`)
+# who asks: user:NAME or key:ID (`Caller.actor`)
+def submit(self: Jobs, params: dict, actor: str | None = None) -> dict:
     "Queue a run of the pipeline with `params` (checked first); its record"
     if self.project is None:
-        raise Unavailable(
-            "this service has no project to run (start `mlfin serve` inside the mlfin project, or pass --project)")
+        raise Unavailable("this service has no project to run (start `mlfin "
+                          "serve` inside the mlfin project, or pass --project)")
     params = check_params(params)
     # as `mlfin run` checks: models, symbols, spec, before anything is queued
     try: check(params, self.project, self.store_url or None)
@@ -121,11 +116,9 @@ def counts(self:Jobs) -> dict[str, int]:
     "Jobs per state (for the metrics)"
     from sqlalchemy import func
     with self.db.connect() as con:
-        found = dict(
-            con.execute(
-                tables.jobs.select().with_only_columns(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state)
-            ).all()
-        )
+        found = dict(con.execute(tables.jobs.select().with_only_columns(tables.jobs.c.state, func.count())
+                                 .group_by(tables.jobs.c.state))
+                     .all())
     return {s: int(found.get(s, 0)) for s in STATES}
 
 # %% ../../nbs/11h_service.jobs.ipynb #jstart
@@ -153,13 +146,9 @@ def cancel(self:Jobs, job_id: str, actor: str | None = None) -> dict:
     if job['state'] not in ('queued', 'running'):
         raise BadInput(f"job {job_id} already ended ({job['state']}): nothing to cancel")
     with self.db.begin() as con:
-        done = con.execute(
-            j.update()
-            .where(j.c.id == job_id, j.c.state == 'queued')
-            .values(
-                state='cancelled', ended_at=now, error=f"cancelled before it ran (by {actor or 'an unnamed caller'})"
-            )
-        ).rowcount
+        done = con.execute(j.update().where(j.c.id == job_id, j.c.state == 'queued')
+                           .values(state='cancelled', ended_at=now,
+                                   error=f"cancelled before it ran (by {actor or 'an unnamed caller'})")).rowcount
         if not done:
             con.execute(j.update().where(j.c.id == job_id, j.c.state == 'running').values(cancel_requested_at=now))
     return self.get(job_id)
@@ -170,11 +159,8 @@ def cancel(self:Jobs, job_id: str, actor: str | None = None) -> dict:
 def _lock(self:Jobs):
     "The project's runner lock, if this process can take it now; None when another runner holds it"
     try:
-        return (
-            _PgLock(self.db.url)
-            if self.db.dialect.name == 'postgresql'
-            else _FileLock(self.db.url.database + '.runner.lock')
-        )
+        return (_PgLock(self.db.url) if self.db.dialect.name == 'postgresql'
+                else _FileLock(self.db.url.database + '.runner.lock'))
     except _Taken:
         return None
 
@@ -209,19 +195,16 @@ def _interrupted(self:Jobs, grace: float | None = None):
     """Jobs whose runner is gone (no heartbeat for `grace` seconds: it died, or lost the lock and ended them):
     interrupted, said so"""
     j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
-    stale = (j.c.heartbeat_at.is_(None)) | (
-        j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None else grace))
+    stale = (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at <= now - dt.timedelta(seconds=self.grace if grace is None
+                                                                                   else grace))
     with self.db.begin() as con:
-        gone = con.execute(
-            j.update()
-            .where(j.c.state == 'running', stale)
-            .values(state='interrupted', ended_at=now,
-                    error='interrupted: its runner stopped while the job ran (a '
-                          'restart, or a lost database); start it again with POST /train')
-        ).rowcount
+        gone = con.execute(j.update().where(j.c.state == 'running', stale)
+                           .values(state='interrupted', ended_at=now,
+                                   error='interrupted: its runner stopped while the job ran (a '
+                                         'restart, or a lost database); start it again with POST /train')).rowcount
     if gone:
-        logging.getLogger('mlfin.service.jobs').warning(
-            f"{gone} job(s) left running by a runner that is gone: interrupted")
+        logging.getLogger('mlfin.service.jobs').warning(f"{gone} job(s) left running by a "
+                                                        "runner that is gone: interrupted")
 
 # %% ../../nbs/11h_service.jobs.ipynb #jclaim
 @patch
@@ -232,11 +215,8 @@ def _claim(self:Jobs) -> dict | None:
     j, now = tables.jobs, dt.datetime.now(dt.timezone.utc)
     oldest = select(j.c.id).where(j.c.state == 'queued').order_by(j.c.created_at).limit(1).scalar_subquery()
     busy = select(j.c.id).where(j.c.state == 'running').exists()
-    claim = (
-        j.update()
-        .where(j.c.id == oldest, ~busy)
-        .values(state='running', started_at=now, heartbeat_at=now, runner=self.runner_id)
-    )
+    claim = (j.update().where(j.c.id == oldest, ~busy)
+             .values(state='running', started_at=now, heartbeat_at=now, runner=self.runner_id))
     if self.db.dialect.name == 'postgresql':   # fenced: a runner whose lock connection broke claims nothing
         claim = claim.where(text(_PgLock.HELD))
         found = self._holder.con.execute(claim.returning(j.c.id, j.c.params)).mappings().first()
@@ -276,17 +256,13 @@ def _execute(self:Jobs, job: dict):
     try:
         # only if it is still ours: a runner that lost the lock may find it interrupted already
         with self.db.begin() as con:
-            con.execute(
-                j.update()
-                .where(j.c.id == job['id'], j.c.state == 'running', j.c.runner == self.runner_id)
-                .values(**done)
-            )
+            con.execute(j.update().where(j.c.id == job['id'], j.c.state == 'running', j.c.runner == self.runner_id)
+                        .values(**done))
     except Exception as e:
         log.warning(f"job {job['id']} ended {state} but its record could not be "
                     f"written ({type(e).__name__}); the next runner marks it interrupted")
-    log.info(
-        f"job {state}", extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)}
-    )
+    log.info(f"job {state}",
+             extra={'job': job['id'], 'exit_code': code, 'seconds': round(time.monotonic() - started, 1)})
 
 # %% ../../nbs/11h_service.jobs.ipynb #jbeat
 @patch
@@ -294,12 +270,9 @@ def _beat(self:Jobs, job_id: str, log: str) -> bool:
     "The job's heartbeat and output so far; True when someone asked to cancel it"
     j = tables.jobs
     with self.db.begin() as con:
-        asked = con.execute(
-            j.update()
-            .where(j.c.id == job_id)
-            .values(heartbeat_at=dt.datetime.now(dt.timezone.utc), log=log)
-            .returning(j.c.cancel_requested_at)
-        ).scalar()
+        asked = con.execute(j.update().where(j.c.id == job_id)
+                            .values(heartbeat_at=dt.datetime.now(dt.timezone.utc), log=log)
+                            .returning(j.c.cancel_requested_at)).scalar()
     return asked is not None
 
 # %% ../../nbs/11h_service.jobs.ipynb #jupdate
@@ -326,12 +299,12 @@ def _ending(ended_by: str | None, code: int, text: str) -> tuple[str, str]:
     if ended_by == 'stopped':
         return 'interrupted', 'interrupted: the service stopped while the job ran (start it again with POST /train)'
     if ended_by == 'lost':
-        return (
-            'interrupted',
-            'interrupted: its runner lost the runner lock (the database restarted?); start it again with POST /train')
-    said = next(
-        (l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines()) if l.startswith('mlfin: error:')), None
-    )
+        return ('interrupted',
+                'interrupted: its runner lost the runner lock (the '
+                'database restarted?); start it again with POST /train')
+    said = next((l.removeprefix('mlfin: error: ') for l in reversed(text.splitlines())
+                 if l.startswith('mlfin: error:')),
+                None)
     # a signal: a native crash in a library (its Python traceback is in the log: `mlfin run` turns on faulthandler)
     if said is None and code < 0:
         try: name = signal.Signals(-code).name
@@ -356,26 +329,16 @@ def _summary(home: Path) -> dict:
     if not path.exists(): return {}
     run = json.loads(path.read_text())
     registry = run.get('registry', {})
-    return {
-        'created': run.get('created'),
-        'trials': run.get('trials'),
-        'symbols': {
-            s: {
-                'model': m.get('model'),
-                'timeframe': m.get('timeframe'),
-                **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
-                **(
-                    {'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)),
-                     'dsr': m['skill'].get('dsr'), 'pbo': (m.get('pbo') or {}).get('pbo'),
-                     'trials': m['skill']['trials'], 'run_trials': m['skill'].get('run_trials', m['skill']['trials'])}
-                    if 'skill' in m
-                    else {}
-                ),
-                'registered': registry.get(s),
-            }
-            for s, m in run.get('symbols', {}).items()
-        },
-    }
+    return {'created': run.get('created'), 'trials': run.get('trials'),
+            'symbols': {s: {'model': m.get('model'), 'timeframe': m.get('timeframe'),
+                            **{k: m.get(k) for k in ('auc', 'ic') if m.get(k) is not None},
+                            **({'verdict': verdict_word(m, run.get('validation', {}).get('tradeable', True)),
+                                'dsr': m['skill'].get('dsr'), 'pbo': (m.get('pbo') or {}).get('pbo'),
+                                'trials': m['skill']['trials'],
+                                'run_trials': m['skill'].get('run_trials', m['skill']['trials'])}
+                               if 'skill' in m else {}),
+                            'registered': registry.get(s)}
+                        for s, m in run.get('symbols', {}).items()}}
 
 
 # %% ../../nbs/11h_service.jobs.ipynb #c007b_03

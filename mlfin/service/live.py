@@ -56,10 +56,10 @@ class Signals:
         decided = insert(tables.signals).values(**row)
         # the decision; `created_at` moves only with it (a restart decides the same again)
         changed = ('prob_up', 'label', 'prediction', 'model_version')
-        decided = decided.on_conflict_do_update(
-            index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
-            set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
-            where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c]) for c in changed)))
+        decided = decided.on_conflict_do_update(index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
+                                                set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
+                                                where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c])
+                                                            for c in changed)))
         with self.db.begin() as con: con.execute(decided)
         with self._lock:
             if len(self._kept) > 100_000: self._kept.clear()

@@ -26,8 +26,8 @@ class Token(BaseModel):
 class Me(BaseModel):
     actor: str = Field(description="who is asking, as the audit log and the jobs name them: user:NAME or key:ID")
     role: str
-    via: Literal['key', 'token', 'session'] = Field(
-        description="an API key, a key's token, or a person's session token")
+    via: Literal['key', 'token', 'session'] = Field(description="an API key, a key's token, "
+                                                                "or a person's session token")
     user: str | None = Field(description="the person (a session)")
     key_id: str | None = Field(description="the key (a key, or a key's token)")
     grants: list[str] = Field(description="what the role may do: read, metrics, ingest, train, admin")
@@ -37,27 +37,26 @@ class Me(BaseModel):
 class AuditEvent(BaseModel):
     at: dt.datetime; actor: str; action: str; target: str
     outcome: Literal['ok', 'refused', 'locked']; detail: str; address: str
-    count: int = Field(
-        1, description="the refused requests the row stands for: one row per caller, route and minute (denied, limited)"
-    )
+    count: int = Field(1,
+                       description="the refused requests the row stands for: one row "
+                                   "per caller, route and minute (denied, limited)")
 
 # %% ../../nbs/11r_service.login.ipynb #c008
 router = APIRouter()
 
 @router.post('/token', response_model=Token, tags=['login'], responses=ERRORS)
-async def token(
-    request: Request,
-    key: Annotated[str | None, Security(api_key)] = None,
-    grant_type: Annotated[str | None, Form(pattern='^password$', description="OAuth2's: password")] = None,
-    username: Annotated[str | None, Form(max_length=64, description="a person's login name")] = None,
-    password: Annotated[str | None, Form(max_length=256, json_schema_extra={'format': 'password'})] = None,
-    totp: Annotated[
-        str | None, Form(max_length=32, description="the 6-digit code of the authenticator app, or a recovery code")
-    ] = None,
-    client_secret: Annotated[
-        str | None, Form(max_length=32, description="the code, when /docs' login dialog sends it")
-    ] = None,
-) -> Token:
+async def token(request: Request, key: Annotated[str | None, Security(api_key)] = None,
+                grant_type: Annotated[str | None, Form(pattern='^password$', description="OAuth2's: password")] = None,
+                username: Annotated[str | None, Form(max_length=64, description="a person's login name")] = None,
+                password: Annotated[str | None, Form(max_length=256, json_schema_extra={'format': 'password'})] = None,
+                totp: Annotated[str | None,
+                                Form(max_length=32,
+                                     description="the 6-digit code of the "
+                                                 "authenticator app, or a recovery code")] = None,
+                client_secret: Annotated[str | None,
+                                         Form(max_length=32,
+                                              description="the code, when /docs' "
+                                                          "login dialog sends it")] = None) -> Token:
     """A bearer token (8 hours): for the API key in X-API-Key, or for a person: the OAuth2 password form (username,
     password, and the second factor in `totp`)"""
     from starlette.concurrency import run_in_threadpool
@@ -74,21 +73,21 @@ async def token(
         await state.limit.ahit(who.actor)
         return Token(**state.tokens.issue(who))
     if not form:
-        raise Unauthorized(
-            "POST /token takes an API key in X-API-Key, or a person's username, password and totp code (a form)")
+        raise Unauthorized("POST /token takes an API key in X-API-Key, or a "
+                           "person's username, password and totp code (a form)")
     address = client_address(request)
     # in the login's worker thread
     opened = lambda user: state.tokens.issue_session(user, state.people.open_session(user, address))
-    return Token(
-        **await state.people.attempt(username or '', password or '', totp or client_secret or '', address, opened))
+    return Token(**await state.people.attempt(username or '', password or '', totp or client_secret or '', address,
+                                              opened))
 
 # %% ../../nbs/11r_service.login.ipynb #c009
 @router.post('/logout', status_code=204, tags=['login'], responses=ERRORS)
 def logout(request: Request, caller: Caller = SIGNED_IN) -> None:
     "End this person's session: its token is refused from now on, by every worker within a second"
     if caller.via != 'session':
-        raise BadInput(
-            "POST /logout ends a person's session; a key's tokens end when the key is revoked (DELETE /keys/{id})")
+        raise BadInput("POST /logout ends a person's session; a key's tokens "
+                       "end when the key is revoked (DELETE /keys/{id})")
     request.app.state.people.close_session(caller.session, client_address(request))
 
 # %% ../../nbs/11r_service.login.ipynb #c010
@@ -101,15 +100,12 @@ def me(request: Request, caller: Caller = SIGNED_IN) -> Me:
 
 # %% ../../nbs/11r_service.login.ipynb #c011
 @router.get('/audit', response_model=list[AuditEvent], tags=['login'], responses=ERRORS)
-def audit(
-    request: Request,
-    actor: Annotated[
-        str | None,
-        Query(pattern=r'^(user|key|cli):[A-Za-z0-9._@-]{1,76}$', description="user:NAME, key:ID or cli:OSUSER")] = None,
-    action: Annotated[Literal[ACTIONS] | None, Query(description="one kind of event")] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    caller: Caller = ADMIN,
-) -> list[AuditEvent]:
+def audit(request: Request,
+          actor: Annotated[str | None,
+                           Query(pattern=r'^(user|key|cli):[A-Za-z0-9._@-]{1,76}$',
+                                 description="user:NAME, key:ID or cli:OSUSER")] = None,
+          action: Annotated[Literal[ACTIONS] | None, Query(description="one kind of event")] = None,
+          limit: Annotated[int, Query(ge=1, le=10_000)] = 100, caller: Caller = ADMIN) -> list[AuditEvent]:
     """The audit log, newest first: logins and their failures, locks, and every privileged action, with who, from where
     and the outcome"""
     request.app.state.refusals.flush()   # this process's refusals counted so far, written first

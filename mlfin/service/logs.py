@@ -16,11 +16,8 @@ __all__ = ['LEVELS', 'ACCESS', 'TextLines', 'JsonLines', 'written', 'configure',
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {'message', 'asctime', 'taskName'}
 
 def _utc(record) -> str:
-    return (
-        dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
-        .isoformat(timespec='milliseconds')
-        .replace('+00:00', 'Z')
-    )
+    return (dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec='milliseconds')
+            .replace('+00:00', 'Z'))
 
 
 # %% ../../nbs/11b_service.logs.ipynb #c005_00
@@ -133,8 +130,8 @@ def outage(e: BaseException) -> str | None:
             return 'disk'
         if module == 'redis' and kinds & {'ConnectionError', 'TimeoutError', 'BusyLoadingError', 'ReadOnlyError'}:
             return 'redis'
-        if module in ('psycopg', 'psycopg2', 'sqlite3', 'sqlalchemy') and kinds & {
-            'OperationalError', 'InterfaceError', 'DisconnectionError'}:
+        if module in ('psycopg', 'psycopg2', 'sqlite3', 'sqlalchemy') and kinds & {'OperationalError', 'InterfaceError',
+                                                                                   'DisconnectionError'}:
             return 'database'
         if isinstance(x, (ConnectionError, TimeoutError)): return 'network'
     return None
@@ -196,15 +193,13 @@ class AccessLog:
             logged[0] = True
             # the key, once its headers were checked
             caller = scope['state'].get('caller') or scope['state'].get('checked')
-            self.log.info(
-                'request',
-                extra={'method': scope['method'], 'path': scope['path'], 'status': status,
-                       'ms': round((time.perf_counter() - started) * 1e3, 2),
-                       'route': getattr(scope.get('route'), 'path', None),
-                       'key_id': getattr(caller, 'key_id', None) or None,
-                       'user': getattr(caller, 'person', None) or None, 'request_id': rid,
-                       'client': (scope.get('client') or (None,))[0]},
-            )
+            self.log.info('request',
+                          extra={'method': scope['method'], 'path': scope['path'], 'status': status,
+                                 'ms': round((time.perf_counter() - started) * 1e3, 2),
+                                 'route': getattr(scope.get('route'), 'path', None),
+                                 'key_id': getattr(caller, 'key_id', None) or None,
+                                 'user': getattr(caller, 'person', None) or None, 'request_id': rid,
+                                 'client': (scope.get('client') or (None,))[0]})
         async def sending(message):
             if message['type'] == 'http.response.start':
                 line(message['status'])

@@ -31,31 +31,28 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.multiprocess = bool(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))
         kw = {'registry': None if self.multiprocess else self.registry}
-        self.requests = Counter(
-            'mlfin_requests', 'HTTP requests by route, method and status', ['route', 'method', 'status'], **kw
-        )
+        self.requests = Counter('mlfin_requests', 'HTTP requests by route, method and status',
+                                ['route', 'method', 'status'], **kw)
         self.latency = Histogram('mlfin_request_seconds', 'request latency by route and method', ['route', 'method'],
                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), **kw)
-        self.candles = Counter(
-            'mlfin_candles_ingested', 'candles received by ingest, by outcome', ['symbol', 'timeframe', 'outcome'], **kw
-        )
-        self.quarantined = Counter(
-            'mlfin_rows_quarantined',
-            'rows newly quarantined by ingest (a bad candle sent again is held, and counted, once)',
-            ['symbol', 'timeframe'], **kw)
-        self.refusals = Counter(
-            'mlfin_pushes_refused',
-            'pushes of candles refused, per series and why: ' + ', '.join(f'{k} ({v})' for k, v in REFUSALS.items()),
-            ['symbol', 'timeframe', 'why'], **kw)
+        self.candles = Counter('mlfin_candles_ingested', 'candles received by ingest, by outcome',
+                               ['symbol', 'timeframe', 'outcome'], **kw)
+        self.quarantined = Counter('mlfin_rows_quarantined',
+                                   'rows newly quarantined by ingest (a bad '
+                                   'candle sent again is held, and counted, once)',
+                                   ['symbol', 'timeframe'], **kw)
+        self.refusals = Counter('mlfin_pushes_refused',
+                                'pushes of candles refused, per series and why: '
+                                + ', '.join(f'{k} ({v})' for k, v in REFUSALS.items()),
+                                ['symbol', 'timeframe', 'why'], **kw)
         self.last_push = Gauge(
             'mlfin_last_push_timestamp_seconds',
             'wall-clock time of the last accepted batch of candles, per series (pushed, or pulled by POST /ingest/run)',
             ['symbol', 'timeframe'], multiprocess_mode='max', **kw)   # several workers: the latest of theirs
         self.predictions = Counter('mlfin_predictions_served', 'predictions served', ['symbol', 'timeframe'], **kw)
         self.signals = Counter('mlfin_signals_served', 'signals served', ['symbol', 'timeframe', 'label'], **kw)
-        self.unserved_ = Counter(
-            'mlfin_unserved', 'requests for a stored series that has no production model', ['symbol', 'timeframe'], **kw
-        )
+        self.unserved_ = Counter('mlfin_unserved', 'requests for a stored series that has no production model',
+                                 ['symbol', 'timeframe'], **kw)
         self.kept: dict = {}   # what scrapes keep between them (`_States`)
 
     def ingested(self, symbol, timeframe, report):
@@ -104,9 +101,8 @@ class _States:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        version = GaugeMetricFamily(
-            'mlfin_model_production_version', 'the version aliased production, per registered model', labels=['name']
-        )
+        version = GaugeMetricFamily('mlfin_model_production_version',
+                                    'the version aliased production, per registered model', labels=['name'])
         for name, number in self.production().items(): version.add_metric([name], number)
         yield version
         jobs = GaugeMetricFamily('mlfin_jobs', 'jobs per state', labels=['state'])
@@ -117,9 +113,9 @@ class _States:
             if not outage(e): raise
         yield jobs
         rows, up = self.series()
-        store = GaugeMetricFamily(
-            'mlfin_store_up',
-            "1 when the service read its store at its last look (a scrape's, at most 10 s old), 0 when it could not")
+        store = GaugeMetricFamily('mlfin_store_up',
+                                  "1 when the service read its store at its last look "
+                                  "(a scrape's, at most 10 s old), 0 when it could not")
         store.add_metric([], float(up))
         yield store
         last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series',
@@ -199,9 +195,8 @@ def monitor_gauges(found: dict | None):
     ran), per model, per input"""
     from prometheus_client.core import GaugeMetricFamily
 
-    at = GaugeMetricFamily(
-        'mlfin_monitor_run_timestamp_seconds', 'when the latest monitor run watched the production models (0: never)'
-    )
+    at = GaugeMetricFamily('mlfin_monitor_run_timestamp_seconds',
+                           'when the latest monitor run watched the production models (0: never)')
     at.add_metric([], pd.Timestamp(found['at']).timestamp() if found else 0.0)
     yield at
     if found is None: return
@@ -211,9 +206,8 @@ def monitor_gauges(found: dict | None):
             value = figure.value(m)
             if value is not None: family.add_metric([m['name']], float(value))
         yield family
-    failed = GaugeMetricFamily(
-        'mlfin_monitor_failed', '1 for a production model the monitor could not watch', labels=['name']
-    )
+    failed = GaugeMetricFamily('mlfin_monitor_failed', '1 for a production model the monitor could not watch',
+                               labels=['name'])
     for name in found['errors']: failed.add_metric([name], 1.0)
     yield failed
     for gauge, key, text in (('input_psi', 'psi', "an input's PSI against its training span"),

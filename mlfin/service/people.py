@@ -163,13 +163,8 @@ def _public(user: dict, now: dt.datetime,
     "An account as it may be shown: no hash, no secret; its state in words, and where it is locked from"
     # failures from all addresses: only both factors let in
     everyone = user['locked_until'] is not None and user['locked_until'] > now
-    state = (
-        'disabled'
-        if user['disabled_at']
-        else f"locked until {user['locked_until']:%Y-%m-%d %H:%M}Z"
-        if everyone and not user['second_factor']
-        else 'active'
-    )
+    state = ('disabled' if user['disabled_at'] else f"locked until {user['locked_until']:%Y-%m-%d %H:%M}Z"
+             if everyone and not user['second_factor'] else 'active')
     return {'name': user['name'], 'role': user['role'], 'second_factor': bool(user['second_factor']), 'state': state,
             'failures': user['failures'], 'locked_until': user['locked_until'] if everyone else None,
             'locks': [dict(l) for l in locks], 'created_at': user['created_at'], 'last_login_at': user['last_login_at']}
@@ -183,9 +178,9 @@ def _enrol(self: People, con, user_id: str, name: str, second_factor: bool) -> t
     if not second_factor: return None, [], {'totp_secret': None, 'totp_step': None, 'second_factor': 0}
     import pyotp
     secret, codes = pyotp.random_base32(), [recovery_code() for _ in range(RECOVERY_CODES)]
-    con.execute(
-        tables.recovery_codes.insert(),
-        [{'user_id': user_id, 'hash': hasher().hash(c), 'mark': self._code_mark(c), 'used_at': None} for c in codes])
+    con.execute(tables.recovery_codes.insert(),
+                [{'user_id': user_id, 'hash': hasher().hash(c), 'mark': self._code_mark(c), 'used_at': None}
+                 for c in codes])
     uri = _totp(secret).provisioning_uri(name=name)
     return (uri, codes,
             {'totp_secret': self._cipher.encrypt(secret.encode()).decode(), 'totp_step': None, 'second_factor': 1})
@@ -205,13 +200,12 @@ def add(self: People, name: str, role: str, password: str,
     if second_factor: self._cipher   # read before the transaction: its key's mark may be written first
     with self.db.begin() as con:
         if con.execute(tables.users.select().where(tables.users.c.name == name)).first():
-            raise BadInput(
-                f"user {name!r} exists already; `mlfin users reset {name}` gives them a new password and second factor")
+            raise BadInput(f"user {name!r} exists already; `mlfin users reset "
+                           f"{name}` gives them a new password and second factor")
         uri, codes, factor = self._enrol(con, user_id, name, second_factor)
-        con.execute(
-            tables.users.insert().values(id=user_id, name=name, role=role, password_hash=hasher().hash(password),
-                                         failures=0, created_at=now, **factor)
-        )
+        con.execute(tables.users.insert()
+                    .values(id=user_id, name=name, role=role, password_hash=hasher().hash(password), failures=0,
+                            created_at=now, **factor))
     self.audit.record(actor or cli_actor(), 'users.add', name,
                       detail=f"role {role}, second factor {'required' if second_factor else 'off'}")
     return Enrolment(name, role, uri, codes)
@@ -223,15 +217,12 @@ def list(self: People) -> list[dict]:
     now, pairs = self.now(), tables.login_failures
     with self.db.connect() as con:
         rows = con.execute(tables.users.select().order_by(tables.users.c.name)).mappings().all()
-        locked = (
-            con.execute(pairs.select().where(pairs.c.locked_until > now).order_by(pairs.c.locked_until))
-            .mappings()
-            .all()
-        )
+        locked = (con.execute(pairs.select().where(pairs.c.locked_until > now).order_by(pairs.c.locked_until))
+                  .mappings().all())
     locks = {}
     for r in map(tables.utc, locked):
-        locks.setdefault(r['user_id'], []).append(
-            {'address': r['address'], 'until': r['locked_until'], 'failures': r['failures']})
+        locks.setdefault(r['user_id'], []).append({'address': r['address'], 'until': r['locked_until'],
+                                                   'failures': r['failures']})
     return [_public(u, now, locks.get(u['id'], [])) for u in map(tables.utc, rows)]
 
 # %% ../../nbs/11f_service.people.ipynb #c029
@@ -244,32 +235,21 @@ def _failed(self: People, user: dict, why: str, address: str):
     until, quiet = now + dt.timedelta(minutes=self.policy.lock_minutes), self._quiet(now)
     locks = lambda column, count: case((count >= self.policy.lock_after, until), else_=column)
     with self.db.begin() as con:  # a count whose last failure is a lock's length old starts again
-        con.execute(
-            pairs.delete().where(
-                pairs.c.user_id == user['id'], pairs.c.address == address, pairs.c.last_failure_at <= quiet
-            )
-        )
-        con.execute(
-            users.update()
-            .where(users.c.id == user['id'], users.c.last_failure_at <= quiet)
-            .values(failures=0, locked_until=None)
-        )
-        here = con.execute(
-            tables.upsert(self.db, pairs)
-            .values(user_id=user['id'], address=address, failures=1, last_failure_at=now, locked_until=locks(None, 1))
-            .on_conflict_do_update(
-                index_elements=['user_id', 'address'],
-                set_={'failures': pairs.c.failures + 1, 'last_failure_at': now,
-                      'locked_until': locks(pairs.c.locked_until, pairs.c.failures + 1)},
-            )
-            .returning(pairs.c.failures)
-        ).scalar_one()
-        con.execute(
-            users.update()
-            .where(users.c.id == user['id'])
-            .values(failures=users.c.failures + 1, last_failure_at=now,
-                    locked_until=locks(users.c.locked_until, users.c.failures + 1))
-        )
+        con.execute(pairs.delete()
+                    .where(pairs.c.user_id == user['id'], pairs.c.address == address, pairs.c.last_failure_at <= quiet))
+        con.execute(users.update().where(users.c.id == user['id'], users.c.last_failure_at <= quiet)
+                    .values(failures=0, locked_until=None))
+        here = con.execute(tables.upsert(self.db, pairs)
+                           .values(user_id=user['id'], address=address, failures=1, last_failure_at=now,
+                                   locked_until=locks(None, 1))
+                           .on_conflict_do_update(index_elements=['user_id', 'address'],
+                                                  set_={'failures': pairs.c.failures + 1, 'last_failure_at': now,
+                                                        'locked_until': locks(pairs.c.locked_until,
+                                                                              pairs.c.failures + 1)})
+                           .returning(pairs.c.failures)).scalar_one()
+        con.execute(users.update().where(users.c.id == user['id'])
+                    .values(failures=users.c.failures + 1, last_failure_at=now,
+                            locked_until=locks(users.c.locked_until, users.c.failures + 1)))
     self._refuse(user['name'], 'locked' if here >= self.policy.lock_after else 'refused', why, address)
 
 # %% ../../nbs/11f_service.people.ipynb #c029r
@@ -288,11 +268,8 @@ def _gate(self: People, user: dict, address: str):
     have cost spent all the same)"""
     now, pairs, name = self.now(), tables.login_failures, user['name']
     with self.db.connect() as con:
-        here = (
-            con.execute(pairs.select().where(pairs.c.user_id == user['id'], pairs.c.address == address))
-            .mappings()
-            .first()
-        )
+        here = (con.execute(pairs.select().where(pairs.c.user_id == user['id'], pairs.c.address == address)).mappings()
+                .first())
     here = tables.utc(here) if here else None
     # its lock has ended, or it was quiet that long: forgotten
     if here and here['last_failure_at'] <= self._quiet(now): here = None
@@ -318,11 +295,10 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
         if step is None: return False
         with self.db.begin() as con:   # one use per step, whoever races for it
             users = tables.users
-            done = con.execute(
-                users.update()
-                .where(users.c.id == user['id'], (users.c.totp_step.is_(None)) | (users.c.totp_step < step))
-                .values(totp_step=step)
-            )
+            done = con.execute(users.update()
+                               .where(users.c.id == user['id'],
+                                      (users.c.totp_step.is_(None)) | (users.c.totp_step < step))
+                               .values(totp_step=step))
         return done.rowcount == 1
     if not re.fullmatch(r'[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}', code): return False
     codes = tables.recovery_codes
@@ -331,11 +307,10 @@ def _second_factor(self: People, user: dict, code: str) -> bool:
                  (codes.c.mark == self._code_mark(code)) | codes.c.mark.is_(None))
         for row in con.execute(codes.select().where(*found)).mappings().all():
             if verify_hash(row['hash'], code):
-                used = con.execute(
-                    codes.update()
-                    .where(codes.c.user_id == user['id'], codes.c.hash == row['hash'], codes.c.used_at.is_(None))
-                    .values(used_at=self.now())
-                )
+                used = con.execute(codes.update()
+                                   .where(codes.c.user_id == user['id'], codes.c.hash == row['hash'],
+                                          codes.c.used_at.is_(None))
+                                   .values(used_at=self.now()))
                 return used.rowcount == 1
     return False
 
@@ -396,11 +371,9 @@ async def attempt(self: People, name: str, password: str, code: str = '', addres
 @patch
 def _revoke_sessions(self: People, con, user_id: str):
     now = self.now()
-    con.execute(
-        tables.sessions.update()
-        .where(tables.sessions.c.user_id == user_id, tables.sessions.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    con.execute(tables.sessions.update()
+                .where(tables.sessions.c.user_id == user_id, tables.sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now))
     self._sessions.forget()
 
 # %% ../../nbs/11f_service.people.ipynb #c038
@@ -436,18 +409,13 @@ def reset(self: People, name: str, password: str, second_factor: bool = True, ac
     with self.db.begin() as con:
         user = self._user(name, con)
         uri, codes, factor = self._enrol(con, user['id'], name, second_factor)
-        con.execute(
-            tables.users.update()
-            .where(tables.users.c.id == user['id'])
-            .values(
-                password_hash=hasher().hash(password), locked_until=None, failures=0, last_failure_at=None, **factor
-            )
-        )
+        con.execute(tables.users.update().where(tables.users.c.id == user['id'])
+                    .values(password_hash=hasher().hash(password), locked_until=None, failures=0, last_failure_at=None,
+                            **factor))
         con.execute(tables.login_failures.delete().where(tables.login_failures.c.user_id == user['id']))
         self._revoke_sessions(con, user['id'])
-    self.audit.record(
-        actor or cli_actor(), 'users.reset', name, detail=f"second factor {'required' if second_factor else 'off'}"
-    )
+    self.audit.record(actor or cli_actor(), 'users.reset', name,
+                      detail=f"second factor {'required' if second_factor else 'off'}")
     return Enrolment(name, user['role'], uri, codes)
 
 # %% ../../nbs/11f_service.people.ipynb #c041d
@@ -475,16 +443,10 @@ def _read_session(self: People, session_id: str) -> dict | None:
     "A session with its account's name, role and state (one query)"
     s, u = tables.sessions, tables.users
     with self.db.connect() as con:
-        found = (
-            con.execute(
-                s.join(u, s.c.user_id == u.c.id)
-                .select()
-                .where(s.c.id == session_digest(session_id))
-                .with_only_columns(s.c.revoked_at, s.c.expires_at, u.c.id, u.c.name, u.c.role, u.c.disabled_at)
-            )
-            .mappings()
-            .first()
-        )
+        found = (con.execute(s.join(u, s.c.user_id == u.c.id).select().where(s.c.id == session_digest(session_id))
+                             .with_only_columns(s.c.revoked_at, s.c.expires_at, u.c.id, u.c.name, u.c.role,
+                                                u.c.disabled_at))
+                 .mappings().first())
     return tables.utc(found) if found else None
 
 # %% ../../nbs/11f_service.people.ipynb #c043
@@ -506,11 +468,8 @@ def close_session(self: People, session_id: str, address: str = '') -> None:
     "Log out: the session ended at once, here, and within `cache_seconds` in every process"
     s = tables.sessions
     with self.db.begin() as con:
-        con.execute(
-            s.update()
-            .where(s.c.id == session_digest(session_id), s.c.revoked_at.is_(None))
-            .values(revoked_at=self.now())
-        )
+        con.execute(s.update().where(s.c.id == session_digest(session_id), s.c.revoked_at.is_(None))
+                    .values(revoked_at=self.now()))
     self._sessions.forget(session_id)
     found = self._read_session(session_id)
     if found is not None: self.audit.record(f"user:{found['name']}", 'logout', found['name'], address=address)

@@ -55,12 +55,8 @@ class HeaderDeadline(HttpToolsProtocol):
         seconds = self.seconds or _seconds()
         if self._begun:
             body = json.dumps({'detail': f"request headers not received within {seconds:g} s"}).encode()
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: "
-                + str(len(body)).encode()
-                + b"\r\nconnection: close\r\n\r\n"
-                + body
-            )
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: "
+                                 + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
         logging.getLogger('mlfin.service').info(f"connection closed: request headers not received within {seconds:g} s",
                                                 extra={'client': (self.client or ('',))[0]})
         self.transport.close()

@@ -22,9 +22,8 @@ def _bindable(host: str, port: int):
         try:
             s.bind((host, port))
         except OSError as e:
-            raise BadInput(
-                f"cannot listen on {host}:{port}: {e.strerror} (another server there? --port chooses another)"
-            ) from None
+            raise BadInput(f"cannot listen on {host}:{port}: {e.strerror} "
+                           "(another server there? --port chooses another)") from None
 
 
 # %% ../../nbs/11u_service.server.ipynb #c006
@@ -77,8 +76,8 @@ def serve(settings: ServiceSettings | None = None,
     create_app(settings)
     _bindable(host, port)
     if workers > 1 and settings.limits_storage.startswith('memory'):
-        logging.getLogger('mlfin.service').warning(
-            f"{workers} workers count rate limits apart (memory://); --limits-storage redis://... shares them")
+        logging.getLogger('mlfin.service').warning(f"{workers} workers count rate limits apart "
+                                                   "(memory://); --limits-storage redis://... shares them")
     if workers > 1: os.environ['MLFIN_SERVICE_MASTER'] = str(os.getpid())
     if announce:  # said once the service answers, not before: a collector waiting for the line can send at once
         _announce_when_answering('https' if certfile else 'http', host, port,

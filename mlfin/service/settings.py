@@ -46,9 +46,8 @@ class Proxies:
         try:
             self.networks = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(',') if p.strip())
         except ValueError as e:
-            raise BadInput(
-                f"trusted proxies {spec!r}: {e}; give addresses or networks, comma-separated (10.0.0.5,10.1.0.0/16)"
-            ) from None
+            raise BadInput(f"trusted proxies {spec!r}: {e}; give addresses or "
+                           "networks, comma-separated (10.0.0.5,10.1.0.0/16)") from None
 
     def trusts(self, address: str) -> bool:
         "Whether `address` is one of the proxies"
@@ -70,61 +69,58 @@ class Proxies:
 class ServiceSettings(BaseModel):
     "What a service runs with (every worker gets the same)"
 
-    home: str = Field(
-        '', description="MLFIN_HOME: runs, registry, feature store ('' = the usual: $MLFIN_HOME, the project's .mlfin)"
-    )
-    store: str = Field(
-        '', description="the store: a folder or postgresql://... ('' = $MLFIN_STORE, else the home's store)"
-    )
-    project: str | None = Field(
-        None, description="the project whose pipeline POST /train runs (default: the one around the working folder)"
-    )
+    home: str = Field('',
+                      description="MLFIN_HOME: runs, registry, feature store ('' "
+                                  "= the usual: $MLFIN_HOME, the project's .mlfin)")
+    store: str = Field('',
+                       description="the store: a folder or postgresql://... ('' = $MLFIN_STORE, else the home's store)")
+    project: str | None = Field(None,
+                                description="the project whose pipeline POST /train runs "
+                                            "(default: the one around the working folder)")
     rate_limit: str = Field('1200/minute', description="requests per key: N/second, N/minute, N/hour")
-    limits_storage: str = Field(
-        'memory://', description="where rate limits are counted: memory:// (per process) or redis://host:port (shared)"
-    )
+    limits_storage: str = Field('memory://',
+                                description="where rate limits are counted: memory:// "
+                                            "(per process) or redis://host:port (shared)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed cross-site (none: closed)")
     body_limit: int = Field(10 * 2**20, ge=1024, description="largest request body, bytes")
-    key_cache_seconds: float = Field(
-        1.0, ge=0, description="how long a key's record is trusted before it is read again (revocation delay)"
-    )
-    registry_poll: float = Field(
-        REGISTRY_POLL, ge=0, description="seconds between looks at a registry server (a SQLite one: a stat per request)"
-    )
+    key_cache_seconds: float = Field(1.0, ge=0,
+                                     description="how long a key's record is trusted "
+                                                 "before it is read again (revocation delay)")
+    registry_poll: float = Field(REGISTRY_POLL, ge=0,
+                                 description="seconds between looks at a registry "
+                                             "server (a SQLite one: a stat per request)")
     tracking: str = Field('',
                           description="the MLflow server whose registry is served and whose runs "
                                       "POST /train records to (http://HOST:PORT, `mlfin tracking "
                                       "serve`; '' = MLFLOW_TRACKING_URI, else the home's store)")
-    jobs: bool = Field(
-        True, description="run the job runner in this process (it works only while it holds the project's runner lock)"
-    )
+    jobs: bool = Field(True,
+                       description="run the job runner in this process (it works "
+                                   "only while it holds the project's runner lock)")
     sources: str | None = Field(None, description="YAML file naming each series' remote source for POST /ingest/run")
     tail: int = Field(SERVING_TAIL, ge=100, description="bars the live features are computed on")
-    body_timeout: float = Field(
-        30.0, gt=0, description="seconds a request's body may take to arrive (slow bodies get 408)"
-    )
+    body_timeout: float = Field(30.0, gt=0,
+                                description="seconds a request's body may take to arrive (slow bodies get 408)")
     header_timeout: float = Field(10.0, gt=0,
                                   description="seconds a request's line and headers may take to "
                                               "arrive (slow headers get 408, the connection closed)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
-    login_rate: str = Field(
-        LoginPolicy.rate,
-        description="password attempts per client address, whatever the account (N/second, N/minute, N/hour)")
-    login_slow_after: int = Field(
-        LoginPolicy.slow_after, ge=1,
-        description="failed logins at an account from one address before each further attempt from there must wait")
-    login_delay: float = Field(
-        LoginPolicy.delay, ge=0, description="that first wait in seconds, doubled at each further failure"
-    )
+    login_rate: str = Field(LoginPolicy.rate,
+                            description="password attempts per client address, whatever "
+                                        "the account (N/second, N/minute, N/hour)")
+    login_slow_after: int = Field(LoginPolicy.slow_after, ge=1,
+                                  description="failed logins at an account from one address "
+                                              "before each further attempt from there must wait")
+    login_delay: float = Field(LoginPolicy.delay, ge=0,
+                               description="that first wait in seconds, doubled at each further failure")
     login_lock_after: int = Field(LoginPolicy.lock_after, ge=1,
                                   description="failed logins at an account from one address that lock it from "
                                               "there (from all addresses: only its password and code let in)")
-    login_lock_minutes: float = Field(
-        LoginPolicy.lock_minutes, gt=0,
-        description="how long a lock lasts, right password or not; then its count starts again")
-    login_session_hours: float = Field(
-        LoginPolicy.session_hours, gt=0, le=24 * 31,
-        description="how long a person's session lasts from their login, on the pages and over the API")
+    login_lock_minutes: float = Field(LoginPolicy.lock_minutes, gt=0,
+                                      description="how long a lock lasts, right password "
+                                                  "or not; then its count starts again")
+    login_session_hours: float = Field(LoginPolicy.session_hours, gt=0, le=24 * 31,
+                                       description="how long a person's session lasts from "
+                                                   "their login, on the pages and over the API")
     trusted_proxies: str = Field(LoginPolicy.proxies,
                                  description="reverse proxies (addresses or networks, comma-separated) whose "
                                              "X-Forwarded-For names the client: none by default, not even loopback")

@@ -9,14 +9,12 @@ __all__ = []
 from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`)
-_WHERE = {
-    **dict.fromkeys((
-        'EXPERIMENT', 'configured_mlflow', 'experiment_id', 'person', 'using', 'outside_home', 'relocate',
-        'check_home'),
-        'store'),
-    **dict.fromkeys((
-        'log_run', 'runs', 'attach', 'amend_run', 'task_run', 'run_table', 'find_run', 'compare_runs', 'fetch_run'),
-        'runs'),
-    **dict.fromkeys(('record_trials', 'record_search', 'recorded_trials', 'kept_returns', 'note_ledger'), 'trials'),
-}
+_WHERE = {**dict.fromkeys(('EXPERIMENT', 'configured_mlflow', 'experiment_id', 'person', 'using', 'outside_home',
+                           'relocate', 'check_home'),
+                          'store'),
+          **dict.fromkeys(('log_run', 'runs', 'attach', 'amend_run', 'task_run', 'run_table', 'find_run',
+                           'compare_runs', 'fetch_run'),
+                          'runs'),
+          **dict.fromkeys(('record_trials', 'record_search', 'recorded_trials', 'kept_returns', 'note_ledger'),
+                          'trials')}
 __all__ = lazy_area(__name__)

@@ -90,9 +90,9 @@ _RETURNS = sa.Table(f"{TABLE}_returns", _META, sa.Column('digest', sa.String(64)
 def _engine(location: str) -> sa.Engine:
     "An engine on the ledger: PostgreSQL through psycopg 3, else a SQLite file its owner alone can read"
     if '://' in location:
-        return sa.create_engine(
-            location.replace('postgres://', 'postgresql://', 1).replace('postgresql://', 'postgresql+psycopg://', 1),
-            pool_pre_ping=True)
+        return sa.create_engine(location.replace('postgres://', 'postgresql://', 1)
+                                .replace('postgresql://', 'postgresql+psycopg://', 1),
+                                pool_pre_ping=True)
     return sa.create_engine(f"sqlite:///{location}", connect_args={'timeout': 60},
                             # a connection per use: a file deleted or restored is met as it is now
                             poolclass=sa.pool.NullPool)
@@ -152,9 +152,8 @@ def _checked(location: str, entries: list[Entry]) -> Check:
     for i, e in enumerate(entries, 1):
         if e.seq != i: problem = f"entry {i} of the trial ledger is gone (the next one is {e.seq})"; break
         if e.prev != prev or _hash(e.prev, e.seq, e.recorded, e.kind, e.family, e.body) != e.hash:
-            problem = (
-                f"entry {i} of the trial ledger ({e.kind}, recorded {e.recorded[:19]}) was changed after it was written"
-            )
+            problem = (f"entry {i} of the trial ledger ({e.kind}, recorded "
+                       f"{e.recorded[:19]}) was changed after it was written")
             break
         prev = e.hash
     first = entries[0].content.get('ledger', '') if entries and entries[0].kind == 'genesis' else ''
@@ -188,9 +187,8 @@ def extend(self: Ledger,
         who = None if self.remote else os_account()
         read = _read(c)
         if not read:  # the first append begins the ledger
-            read = [
-                _insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True), who)
-            ]
+            read = [_insert(c, 1, GENESIS, 'genesis', '', json.dumps({'ledger': secrets.token_hex(8)}, sort_keys=True),
+                            who)]
         now, made, last = _checked(self.location, read), [], read[-1]
         for kind, family, body in make(now):
             last = _insert(c, last.seq + 1, last.hash, kind, family, json.dumps(body, sort_keys=True, default=str), who)
@@ -205,10 +203,9 @@ def _writers_turn(c, location: str):
     try:
         with c.begin_nested(): c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {'t': TABLE})
     except sa.exc.OperationalError:
-        held = c.execute(
-            sa.text("SELECT string_agg(DISTINCT usename || ' (pid ' || pid || ')', ', ') FROM "
-                    "pg_locks JOIN pg_stat_activity USING (pid) WHERE locktype = 'advisory' AND granted")
-        ).scalar()
+        held = c.execute(sa.text("SELECT string_agg(DISTINCT usename || ' (pid ' || "
+                                 "pid || ')', ', ') FROM pg_locks JOIN pg_stat_activity "
+                                 "USING (pid) WHERE locktype = 'advisory' AND granted")).scalar()
         raise Unavailable(f"the trial ledger at {place(location)}: its writers' lock has been held for {LOCK_WAIT} by "
                           f"{held or 'another session'}; nothing was appended") from None
 
@@ -341,22 +338,17 @@ def conflicts(self: Ledger, found: Check,
         lid, _, rest = (said or '').partition(':'); n, _, h = rest.partition(':')
         if not lid or not n.isdigit() or said in known_ok: continue
         if lid != found.id:
-            out.append(
-                (
-                    who,
-                    said,
-                    f"{who} noted trial ledger {lid[:8]} with {n} entries, but the ledger at {self} is "
-                    + (f"another one ({found.id[:8]}): it was replaced or begun anew" if found.id else "empty or gone"),
-                )
-            )
+            out.append((who, said,
+                        f"{who} noted trial ledger {lid[:8]} with {n} entries, but the ledger at {self} is "
+                        + (f"another one ({found.id[:8]}): it was replaced or begun anew" if found.id
+                           else "empty or gone")))
         elif int(n) > found.length:
-            out.append(
-                (who, said,
-                 f"{who} noted {n} entries in the trial ledger, which now holds {found.length}: it was cut short")
-            )
+            out.append((who, said,
+                        f"{who} noted {n} entries in the trial ledger, "
+                        f"which now holds {found.length}: it was cut short"))
         elif found.entries[int(n) - 1].hash != h:
-            out.append(
-                (who, said, f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten"))
+            out.append((who, said,
+                        f"entry {n} of the trial ledger is not the one {who} noted: the ledger was rewritten"))
     return out
 
 @patch
@@ -459,13 +451,10 @@ def ledger_trials(found: Check, family: str) -> pd.DataFrame:
     """Every trial the ledger filed under a family, oldest first, with when (`recorded`) and which run (`source`), as
     `tracking.trials.recorded_trials` gives them"""
     # an adopted run: when it was tried
-    rows = [
-        {**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content.get('source', '')}
-        for e in found.entries
-        if e.kind == 'trials' and e.family == family
-        for t in (e.content.get('trials') if isinstance(e.content.get('trials'), list) else [])
-        if isinstance(t, dict)
-    ]
+    rows = [{**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content.get('source', '')}
+            for e in found.entries if e.kind == 'trials' and e.family == family
+            for t in (e.content.get('trials') if isinstance(e.content.get('trials'), list) else [])
+            if isinstance(t, dict)]
     if not rows: return pd.DataFrame()
     frame = pd.DataFrame(rows)
     for c in ('first', 'last', 'recorded'): frame[c] = pd.to_datetime(frame[c], utc=True, format='ISO8601')
@@ -495,8 +484,8 @@ def returns(self: Ledger, digests: list[str]) -> tuple[dict[str, pd.DataFrame], 
     if not digests or (not self.remote and not Path(self.location).exists()): return found, list(digests)
     with _engine(self.location).connect() as c:
         if not sa.inspect(c).has_table(_RETURNS.name): return found, list(digests)
-        rows = dict(
-            c.execute(sa.select(_RETURNS.c.digest, _RETURNS.c.data).where(_RETURNS.c.digest.in_(list(digests)))).all())
+        rows = dict(c.execute(sa.select(_RETURNS.c.digest, _RETURNS.c.data).where(_RETURNS.c.digest.in_(list(digests))))
+                    .all())
     for d in digests:
         data = rows.get(d)
         if data is None or hashlib.sha256(data).hexdigest() != d: bad.append(d)

@@ -70,29 +70,22 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
         for symbol in scores:
             with mlflow.start_run(experiment_id=eid, run_name=symbol, nested=True) as child:
                 mlflow.log_params(params)
-                mlflow.set_tags(
-                    {'mlfin.kind': 'symbol', 'symbol': symbol, 'data.fingerprint': fingerprints.get(symbol, ''),
-                     'best_model': best.get(symbol, ''), **(tags or {}).get(symbol, {})}
-                )
-                every = (
-                    {}
-                    if leaderboard is None
-                    else {
-                        f"model_{row['model']}_{k}": v
-                        for row in leaderboard[leaderboard['symbol'] == symbol].to_dict(orient='records')
-                        for k, v in row.items()
-                        if isinstance(v, (int, float)) and k not in ('rank',) and v == v
-                    }
-                )
+                mlflow.set_tags({'mlfin.kind': 'symbol', 'symbol': symbol,
+                                 'data.fingerprint': fingerprints.get(symbol, ''), 'best_model': best.get(symbol, ''),
+                                 **(tags or {}).get(symbol, {})})
+                every = ({} if leaderboard is None
+                         else {f"model_{row['model']}_{k}": v
+                               for row in leaderboard[leaderboard['symbol'] == symbol].to_dict(orient='records')
+                               for k, v in row.items()
+                               if isinstance(v, (int, float)) and k not in ('rank',) and v == v})
                 mlflow.log_metrics({**_flat('oos_', scores[symbol]), **_flat('', trading[symbol]), **every})
                 # native files: they load without unpickling
                 if models_dir is not None and (Path(models_dir)/symbol).is_dir():
                     mlflow.log_artifacts(str(Path(models_dir)/symbol), artifact_path='models')
                 if oos is not None:   # a later run's leader is compared with this run's on the bars both predicted
                     with tempfile.TemporaryDirectory() as folder:
-                        kept = [
-                            c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end') if c in oos
-                        ]
+                        kept = [c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end')
+                                if c in oos]
                         write_parquet(oos.loc[oos['symbol'] == symbol, kept], Path(folder)/'oos.parquet')
                         mlflow.log_artifact(str(Path(folder)/'oos.parquet'))
                 ids[symbol] = child.info.run_id
@@ -105,15 +98,13 @@ def runs(kind: str | tuple[str, ...] = 'pipeline', # pipeline, notebook or symbo
     "Recent runs of `kind` as a frame, newest first"
     mlflow, kinds, where = configured_mlflow(), (kind,) if isinstance(kind, str) else kind, experiment_ids()
     # MLflow's filter has no IN for tags: a search a kind
-    found = [
-        mlflow.search_runs(where, filter_string=f"tags.`mlfin.kind` = '{k}'",
-                           order_by=['attributes.start_time DESC'], max_results=max_results)
-        for k in kinds
-    ]
+    found = [mlflow.search_runs(where, filter_string=f"tags.`mlfin.kind` = '{k}'",
+                                order_by=['attributes.start_time DESC'], max_results=max_results)
+             for k in kinds]
     found = [f for f in found if len(f)]
     if len(found) < 2: return found[0] if found else pd.DataFrame()
-    return pd.concat(found, ignore_index=True).sort_values('start_time', ascending=False, ignore_index=True).head(
-        max_results)
+    return pd.concat(found, ignore_index=True).sort_values('start_time', ascending=False,
+                                                           ignore_index=True).head(max_results)
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007a
 def attach(run_id: str,       # an MLflow run (a pipeline run's parent)
@@ -166,9 +157,8 @@ def run_table(limit: int = 10) -> pd.DataFrame:
     (label, horizon, validation, models) and what came of it"""
     parents = runs(tuple(LISTED), limit)
     if parents.empty: return pd.DataFrame()
-    children = configured_mlflow().search_runs(
-        experiment_ids(), filter_string="tags.`mlfin.kind` = 'symbol'", max_results=max(200, 50 * limit)
-    )
+    children = configured_mlflow().search_runs(experiment_ids(), filter_string="tags.`mlfin.kind` = 'symbol'",
+                                               max_results=max(200, 50 * limit))
     children = children[children['tags.mlflow.parentRunId'].isin(parents['run_id'])] if len(children) else children
     out = parents[['run_id', 'start_time', *[c for c in _ASKED if c in parents]]].rename(columns=_ASKED)
     # the symbol's own run (`symbol_run`): the source its trials are filed under in the ledger
@@ -204,15 +194,12 @@ def compare_runs(a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     client = configured_mlflow().MlflowClient()
     params = [client.get_run(i).data.params for i in ids]
     first, second = params
-    differ = {
-        k: [first.get(k, ''), second.get(k, '')]
-        for k in sorted(set(first) | set(second))
-        if first.get(k) != second.get(k)
-    }
+    differ = {k: [first.get(k, ''), second.get(k, '')] for k in sorted(set(first) | set(second))
+              if first.get(k) != second.get(k)}
     asked = pd.DataFrame(differ, index=[i[:8] for i in ids]).T.rename_axis('parameter')
     table = run_table(10_000)
-    figures = table[table['run'].isin([i[:8] for i in ids])].drop(
-        columns=['started', 'symbol_run', *[c for c in _ASKED.values() if c in table]])
+    figures = table[table['run'].isin([i[:8] for i in ids])].drop(columns=['started', 'symbol_run',
+                                                                           *[c for c in _ASKED.values() if c in table]])
     return asked, figures.set_index(['symbol', 'run']).sort_index()
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007c_01

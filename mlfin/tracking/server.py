@@ -37,10 +37,8 @@ def database_url(url: str, what: str = '--db') -> str:
 def admin_password() -> str:
     """The server's admin password: `MLFLOW_AUTH_ADMIN_PASSWORD`, else the file `~/.config/mlfin/mlflow-admin-password`
     (made once, 0600)"""
-    return (
-        os.environ.get('MLFLOW_AUTH_ADMIN_PASSWORD')
-        or secret_file(Path.home() / '.config' / 'mlfin' / 'mlflow-admin-password').read_text().strip()
-    )
+    return (os.environ.get('MLFLOW_AUTH_ADMIN_PASSWORD')
+            or secret_file(Path.home() / '.config' / 'mlfin' / 'mlflow-admin-password').read_text().strip())
 
 # %% ../../nbs/05c_tracking.server.ipynb #c009
 def _reachable(db: str):
@@ -144,9 +142,8 @@ def add_member(
         role = admin.create_role('default', MEMBERS, "a team's member: registers versions of any of its models")
         admin.add_role_permission(role.id, 'registered_model', '*', 'EDIT')
     if all(r.name != MEMBERS for r in admin.list_user_roles(login)): admin.assign_role(login, role.id)
-    return (
-        f"{login}: account {made}, role {MEMBERS} (reads every run, changes their own, registers versions of any model)"
-    )
+    return (f"{login}: account {made}, role {MEMBERS} (reads every "
+            "run, changes their own, registers versions of any model)")
 
 # %% ../../nbs/05c_tracking.server.ipynb #c013
 ARTIFACTS = 'mlfin'   # the folder, in the server's artifact folder, a migrated home's files go to
@@ -173,10 +170,8 @@ def _fresh(con):
     "`BadInput` unless the server's database holds nothing but MLflow's empty Default experiment"
     import sqlalchemy as sa
 
-    held = {
-        t: con.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-        for t in ('runs', 'registered_models', 'logged_models')
-    }
+    held = {t: con.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ('runs', 'registered_models', 'logged_models')}
     held['experiments'] = con.execute(sa.text("SELECT count(*) FROM experiments WHERE experiment_id <> 0")).scalar_one()
     found = {t: n for t, n in held.items() if n}
     if found:
@@ -188,10 +183,8 @@ def _sequences(con) -> int:
     "PostgreSQL's id sequences moved past the copied ids (the server's next experiment must not take a copied one's id)"
     import sqlalchemy as sa
 
-    found = con.execute(
-        sa.text("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
-                "= current_schema() AND (column_default LIKE 'nextval%' OR is_identity = 'YES')")
-    ).all()
+    found = con.execute(sa.text("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
+                                "= current_schema() AND (column_default LIKE 'nextval%' OR is_identity = 'YES')")).all()
     for table, column in found:
         con.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                             f"COALESCE((SELECT max({column}) FROM {table}), 0) + 1, false)"))
@@ -204,19 +197,10 @@ def _rows(src, have, want, located: set) -> list[dict]:
     import sqlalchemy as sa
     columns = [c.name for c in want.columns if c.name in have.columns]
     booleans = {c.name for c in want.columns if isinstance(c.type, sa.Boolean)}
-    return [
-        {
-            c: (
-                _moved(v, artifact_dir())
-                if (want.name, c) in located
-                else bool(v)
-                if c in booleans and v is not None
-                else v
-            )
-            for c, v in row.items()
-        }
-        for row in src.execute(sa.select(*[have.c[c] for c in columns])).mappings()
-    ]
+    return [{c: (_moved(v, artifact_dir()) if (want.name, c) in located else bool(v) if c in booleans and v is not None
+                 else v)
+             for c, v in row.items()}
+            for row in src.execute(sa.select(*[have.c[c] for c in columns])).mappings()]
 
 # %% ../../nbs/05c_tracking.server.ipynb #c018
 def migrate(
@@ -241,8 +225,8 @@ def migrate(
     reader = sa.create_engine(f"sqlite:///{source}")
     ours, theirs = _schema(reader), _schema(target)
     if ours != theirs:
-        raise BadInput(
-            f"{source}: schema revision {ours}, the server's {theirs}: run `mlflow db upgrade` on the older one first")
+        raise BadInput(f"{source}: schema revision {ours}, the server's "
+                       f"{theirs}: run `mlflow db upgrade` on the older one first")
     files = Path(artifacts).resolve()/ARTIFACTS
     if files.exists() and any(files.iterdir()):
         raise BadInput(f"--artifacts {files}: not empty; migrate into the folder of a fresh server")

@@ -114,8 +114,8 @@ def mlflow_rows(sql: str) -> list | None:
 def production_aliases() -> dict[str, int] | None:
     """mlfin's registered models aliased production -> their version, read from the home's MLflow database without
     MLflow; None where it cannot be read so (a team's tracking server, no database or registry yet)"""
-    rows = mlflow_rows(
-        "SELECT name, version FROM registered_model_aliases WHERE alias = 'production' AND name LIKE 'mlfin.%'")
+    rows = mlflow_rows("SELECT name, version FROM registered_model_aliases "
+                       "WHERE alias = 'production' AND name LIKE 'mlfin.%'")
     return None if rows is None else {name: int(version) for name, version in rows}
 
 # %% ../../nbs/05a_tracking.store.ipynb #c005_00
@@ -185,12 +185,10 @@ def _rewrite(con, old: Path, new: Path) -> int:
         if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}: continue
         for before, after in ((old.as_uri(), new.as_uri()), (str(old), str(new))):
             # substr, not LIKE: a folder's name may hold _ or %
-            count += con.execute(
-                f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE ({column} = ? OR substr({column}, 1, ?) "
-                "= ?)"
-                + (f" AND {rows}" if rows else ''),
-                (after, len(before) + 1, before, len(before) + 1, before + '/'),
-            ).rowcount
+            count += con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, "
+                                 f"?) WHERE ({column} = ? OR substr({column}, 1, ?) = ?)"
+                                 + (f" AND {rows}" if rows else ''),
+                                 (after, len(before) + 1, before, len(before) + 1, before + '/')).rowcount
     return count
 
 
@@ -198,18 +196,14 @@ def _rewrite(con, old: Path, new: Path) -> int:
 def _claim_default(con) -> int:
     """MLflow's Default experiment, made in whatever folder the first command ran in and never used by mlfin, put in the
     home while it has no runs"""
-    row = con.execute(
-        "SELECT artifact_location FROM experiments WHERE experiment_id = 0 AND name = 'Default'").fetchone()
+    row = con.execute("SELECT artifact_location FROM experiments "
+                      "WHERE experiment_id = 0 AND name = 'Default'").fetchone()
     folder = _local(row[0]) if row else None
-    if (
-        folder is None
-        or folder.is_relative_to(home())
-        or con.execute("SELECT 1 FROM runs WHERE experiment_id = 0 LIMIT 1").fetchone()
-    ):
+    if (folder is None or folder.is_relative_to(home())
+        or con.execute("SELECT 1 FROM runs WHERE experiment_id = 0 LIMIT 1").fetchone()):
         return 0
-    return con.execute(
-        "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", ((artifact_dir() / '0').as_uri(),)
-    ).rowcount
+    return con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                       ((artifact_dir() / '0').as_uri(),)).rowcount
 
 
 # %% ../../nbs/05a_tracking.store.ipynb #c016a

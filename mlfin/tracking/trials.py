@@ -87,16 +87,12 @@ def recorded_trials(question_id: str) -> pd.DataFrame:
             try: table = Path(client.download_artifacts(run.info.run_id, f"{FOLDER}/trials.parquet", str(mine)))
             # its file deleted or damaged: the caller says so
             except Exception: unreadable.append(run.info.run_id); continue
-            tables.append(
-                pd.read_parquet(table).assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'),
-                                              source=run.info.run_id, ledger=run.data.tags.get(LEDGER_TAG, ''))
-            )
-    out = (
-        pd.concat(tables, ignore_index=True).astype(
-            {'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'})
-        if tables
-        else pd.DataFrame()
-    )
+            tables.append(pd.read_parquet(table)
+                          .assign(recorded=pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'),
+                                  source=run.info.run_id, ledger=run.data.tags.get(LEDGER_TAG, '')))
+    out = (pd.concat(tables, ignore_index=True)
+           .astype({'recorded': 'datetime64[us, UTC]', 'source': 'string', 'ledger': 'string'})
+           if tables else pd.DataFrame())
     out.attrs['unreadable'] = unreadable   # runs on the question whose trials file could not be read
     return out
 
@@ -110,8 +106,8 @@ def kept_returns(runs: list[str]) -> dict[str, pd.DataFrame]:
             mine = Path(folder)/run_id; mine.mkdir()
             try:
                 if not any(f.path.endswith('returns.parquet') for f in client.list_artifacts(run_id, FOLDER)): continue
-                kept[run_id] = pd.read_parquet(
-                    client.download_artifacts(run_id, f"{FOLDER}/returns.parquet", str(mine))).astype('float64')
+                kept[run_id] = pd.read_parquet(client.download_artifacts(run_id, f"{FOLDER}/returns.parquet",
+                                                                         str(mine))).astype('float64')
             except Exception:
                 # a run another home recorded, or one deleted: its trials still count, its returns are not here for PBO
                 continue

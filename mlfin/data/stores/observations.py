@@ -37,8 +37,8 @@ def as_observations(frame: pd.DataFrame) -> pd.DataFrame:
     name, symbol = check_name(attrs.get('name')), attrs.get('symbol')
     label = series_label(name, None if symbol is None else check_symbol(symbol))
     if list(frame.columns) != list(OBSERVATION_COLUMNS):
-        raise BadInput(
-            f"{label}: columns {list(frame.columns)}; observations have exactly {', '.join(OBSERVATION_COLUMNS)}")
+        raise BadInput(f"{label}: columns {list(frame.columns)}; observations "
+                       f"have exactly {', '.join(OBSERVATION_COLUMNS)}")
     if not isinstance(attrs.get('rule'), str) or not attrs['rule'].strip():
         raise BadInput(f"{label}: no release rule stated; a series says when its values became known")
     # as the contract writes them, so that a series' rule and frequency compare equal however a writer spelled them
@@ -55,15 +55,13 @@ def as_observations(frame: pd.DataFrame) -> pd.DataFrame:
         i = int(np.argmax(bad))
         raise BadInput(f"{label}: period {period.iloc[i]} known {known.iloc[i]}: value "
                        f"{frame['value'].iloc[i]}: a period, a known time and a number wanted; nothing stored")
-    out = pd.DataFrame(
-        {'period': period.dt.as_unit('ns').to_numpy(),
-         'known': known.dt.tz_convert('UTC').dt.ceil('us').dt.as_unit('ns').array, 'value': value}
-    )
+    out = pd.DataFrame({'period': period.dt.as_unit('ns').to_numpy(),
+                        'known': known.dt.tz_convert('UTC').dt.ceil('us').dt.as_unit('ns').array, 'value': value})
     twice = out.duplicated(['period', 'known']).to_numpy()
     if twice.any():
         i = int(np.argmax(twice))
-        raise BadInput(
-            f"{label}: period {_day(out['period'][i])} known {_when(out['known'][i])} given twice; nothing stored")
+        raise BadInput(f"{label}: period {_day(out['period'][i])} known "
+                       f"{_when(out['known'][i])} given twice; nothing stored")
     out = out.sort_values(['known', 'period'], ignore_index=True, kind='stable')
     out.attrs = {**{k: attrs.get(k) for k in OBSERVATION_ATTRS}, 'name': name, 'symbol': symbol}
     return out
@@ -86,9 +84,8 @@ def merged(stored: pd.DataFrame | None, incoming: pd.DataFrame) -> tuple[pd.Data
                        f"{r['value']:.10g}; a revision is a new row known later, never an overwrite; nothing stored")
     added = incoming[~held]
     if not len(added): return stored, added, int(held.sum())
-    whole = pd.concat([stored, added], ignore_index=True).sort_values(
-        ['known', 'period'], ignore_index=True, kind='stable'
-    )
+    whole = pd.concat([stored, added], ignore_index=True).sort_values(['known', 'period'], ignore_index=True,
+                                                                      kind='stable')
     return whole, added, int(held.sum())
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o017
@@ -135,14 +132,14 @@ def series_listing(records: list[dict]) -> pd.DataFrame:
     out = out.astype({'rows': 'int64', 'periods': 'int64', 'vintages': 'int64'})
     # None for a series of no company, not a string column's NaN
     out['symbol'] = pd.Series([r.get('symbol') for r in records], dtype=object)
-    return out.iloc[
-        sorted(range(len(out)), key=lambda i: (out['name'].iat[i], out['symbol'].iat[i] or ''))].reset_index(drop=True)
+    return out.iloc[sorted(range(len(out)),
+                           key=lambda i: (out['name'].iat[i], out['symbol'].iat[i] or ''))].reset_index(drop=True)
 
 
 def not_stored(name: str, symbol, listing: pd.DataFrame) -> NotFound:
     held = [series_label(n, s) for n, s in zip(listing['name'], listing['symbol'])]
-    return NotFound(
-        f"no observations of {series_label(name, symbol)} in the store; it holds {', '.join(held) if held else 'none'}")
+    return NotFound(f"no observations of {series_label(name, symbol)} in the "
+                    f"store; it holds {', '.join(held) if held else 'none'}")
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #c27620c8
 class ParquetObservations:
@@ -171,8 +168,8 @@ def _observations_at(self:ParquetObservations, folder: Path) -> tuple[dict, pd.D
         if not kept: return {}, None
         try: return kept, pd.read_parquet(folder/kept['file'])
         except FileNotFoundError: continue  # replaced since its record was read: read the new one
-    raise Unavailable(
-        f"{series_label(kept['name'], kept['symbol'])}: the series kept changing while it was read (20 tries)")
+    raise Unavailable(f"{series_label(kept['name'], kept['symbol'])}: the "
+                      "series kept changing while it was read (20 tries)")
 
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o022
 @patch
@@ -268,13 +265,8 @@ def as_read(rows: pd.DataFrame, kept: dict) -> pd.DataFrame:
 def observation_series(self:ParquetObservations) -> pd.DataFrame:
     """Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and
     last period and known time"""
-    return series_listing(
-        [
-            kept
-            for f in sorted(self.root.glob(f'{OBSERVATIONS}/name=*/symbol=*/{RECORD}'))
-            if (kept := self._record(f.parent))
-        ]
-    )
+    return series_listing([kept for f in sorted(self.root.glob(f'{OBSERVATIONS}/name=*/symbol=*/{RECORD}'))
+                           if (kept := self._record(f.parent))])
 
 
 @patch

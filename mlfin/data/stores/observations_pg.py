@@ -37,15 +37,14 @@ def _observation_tables(self:PostgresObservations, con, write: bool = False) -> 
 
 def _pg_series(con, name: str, symbol: str | None) -> tuple[dict, pd.DataFrame | None]:
     "A series' record and rows as stored; ({}, None) when it is not"
-    kept = con.execute(
-        "SELECT meta FROM mlfin_observation_series WHERE name = %s AND symbol = %s", (name, symbol or '')
-    ).fetchone()
+    kept = con.execute("SELECT meta FROM mlfin_observation_series WHERE name = %s AND symbol = %s",
+                       (name, symbol or '')).fetchone()
     if kept is None: return {}, None
-    rows = pd.DataFrame(
-        con.execute("SELECT period, known, value FROM mlfin_observations "
-                    "WHERE name = %s AND symbol = %s ORDER BY known, period", (name, symbol or '')).fetchall(),
-        columns=list(OBSERVATION_COLUMNS),
-    )
+    rows = pd.DataFrame(con.execute("SELECT period, known, value FROM mlfin_observations "
+                                    "WHERE name = %s AND symbol = %s ORDER BY known, period",
+                                    (name, symbol or ''))
+                        .fetchall(),
+                        columns=list(OBSERVATION_COLUMNS))
     rows['period'], rows['known'] = (pd.to_datetime(rows['period']).astype('datetime64[ns]'),
                                      pd.to_datetime(rows['known'], utc=True).dt.as_unit('ns'))
     return kept[0], rows.astype({'value': 'float64'})
@@ -82,8 +81,8 @@ def write_observations(self:PostgresObservations, frames) -> dict:
             counts['added'] += len(added); counts['unchanged'] += same
         for name, symbol, kept, added, meta in plans:   # every series checked: now written
             if len(added):
-                with con.cursor().copy(
-                    "COPY mlfin_observations (name, symbol, period, known, value) FROM STDIN") as copy:
+                with con.cursor().copy("COPY mlfin_observations (name, symbol, "
+                                       "period, known, value) FROM STDIN") as copy:
                     for period, known, value in zip(added['period'], added['known'], added['value']):
                         copy.write_row((name, symbol, period.to_pydatetime(), known.to_pydatetime(), float(value)))
             if meta != kept:
@@ -108,11 +107,8 @@ def observation_series(self:PostgresObservations) -> pd.DataFrame:
     """Every stored non-bar series: name, symbol, frequency, rule, source, licence, rows, periods, vintages, first and
     last period and known time"""
     with self._connect() as con:
-        found = (
-            con.execute("SELECT meta FROM mlfin_observation_series ORDER BY name, symbol").fetchall()
-            if self._observation_tables(con)
-            else []
-        )
+        found = (con.execute("SELECT meta FROM mlfin_observation_series ORDER BY name, symbol").fetchall()
+                 if self._observation_tables(con) else [])
     return series_listing([r[0] for r in found])
 
 @patch
@@ -130,11 +126,9 @@ def delete_observations(self:PostgresObservations, name: str, symbol: str | None
     with self._writing(), self._connect() as con, con.transaction():
         if self._observation_tables(con):
             con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"observations/{name}/{symbol or ''}",))
-            removed = con.execute(
-                "DELETE FROM mlfin_observations WHERE name = %s AND symbol = %s", (name, symbol or '')
-            ).rowcount
-            if con.execute(
-                "DELETE FROM mlfin_observation_series WHERE name = %s AND symbol = %s", (name, symbol or '')
-            ).rowcount:
+            removed = con.execute("DELETE FROM mlfin_observations WHERE name = %s AND symbol = %s",
+                                  (name, symbol or '')).rowcount
+            if con.execute("DELETE FROM mlfin_observation_series WHERE name = %s AND symbol = %s",
+                           (name, symbol or '')).rowcount:
                 return removed
     raise not_stored(name, symbol, self.observation_series())

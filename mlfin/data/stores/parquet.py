@@ -139,17 +139,14 @@ def read(self:ParquetReads, symbol: str, timeframe: str, start=None, end=None) -
     "Stored bars (raw prices, + `adj_factor` when known) of one series between `start` and `end`"
     folder = self._dir(symbol, timeframe)
     lo, hi, closed = utc_bounds(start, end)
-    where = ' AND '.join(
-        w
-        for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
-                     (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi))
-        if v is not None
-    )
+    where = ' AND '.join(w
+                         for w, v in (('ts >= CAST($lo AS TIMESTAMPTZ_NS)', lo),
+                                      (f"ts {'<=' if closed else '<'} CAST($hi AS TIMESTAMPTZ_NS)", hi))
+                         if v is not None)
     for attempt in range(20):
         parts, files = self._files(folder, symbol, timeframe)
-        picked = [
-            f for f, first, last in files if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)
-        ]
+        picked = [f for f, first, last in files
+                  if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
         try:
             frame = _duckdb(
                 "SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) "
@@ -195,9 +192,8 @@ def tail(self:ParquetReads, symbol: str, timeframe: str, n: int) -> pd.DataFrame
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #pfiles
 @patch
-def _files(
-    self:ParquetReads, folder: Path, symbol: str, timeframe: str
-) -> tuple[Parts | None, list[tuple[Path, int, int]]]:
+def _files(self:ParquetReads, folder: Path, symbol: str, timeframe: str) -> tuple[Parts | None,
+                                                                                  list[tuple[Path, int, int]]]:
     """The series' manifest and its current period files with their first and last times (ns), in time order; NotFound
     when it is not stored"""
     parts = read_manifest(folder)
@@ -248,10 +244,9 @@ def ls(self:ParquetReads) -> pd.DataFrame:
                                         {'p': str(folder / LEGACY)}).iloc[0]
         else: continue
         meta = self.meta(symbol, timeframe)
-        rows.append(
-            [symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'), pd.Timestamp(int(last), tz='UTC'),
-             meta.get('calendar', ''), meta.get('source', ''), meta.get('volume', ''), 0]
-        )
+        rows.append([symbol, timeframe, int(bars), pd.Timestamp(int(first), tz='UTC'),
+                     pd.Timestamp(int(last), tz='UTC'), meta.get('calendar', ''), meta.get('source', ''),
+                     meta.get('volume', ''), 0])
     held = pd.DataFrame(rows, columns=cols).sort_values(['symbol', 'timeframe'], ignore_index=True)
     q = self.quarantined()
     counts = q.groupby(['symbol', 'timeframe']).size() if len(q) else pd.Series(dtype='int64')
@@ -264,14 +259,12 @@ def quarantined(self:ParquetReads, symbol: str | None = None) -> pd.DataFrame:
     "Rows kept out of the store, with reason, source and when"
     files = sorted(self.root.glob(f"quarantine/timeframe=*/symbol={symbol or '*'}/*.parquet"))
     if not files:
-        return pd.DataFrame(
-            columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
-    frames = [
-        pd.read_parquet(f).assign(
-            symbol=f.parent.name.removeprefix('symbol='), timeframe=f.parent.parent.name.removeprefix('timeframe=')
-        )
-        for f in files
-    ]
+        return pd.DataFrame(columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source',
+                                     'ingested'])
+    frames = [pd.read_parquet(f)
+              .assign(symbol=f.parent.name.removeprefix('symbol='),
+                      timeframe=f.parent.parent.name.removeprefix('timeframe='))
+              for f in files]
     out = pd.concat(frames, ignore_index=True)
     return out[['symbol', 'timeframe'] + [c for c in out.columns if c not in ('symbol', 'timeframe')]]
 
@@ -296,11 +289,8 @@ class Parts:
     def get(self, key) -> list | None:
         "[file, rows, first ns, last ns] of a period, or None"
         i = self._at(key)
-        return (
-            [self.files[i], self.rows[i], self.first[i], self.last[i]]
-            if i < len(self.keys) and self.keys[i] == key
-            else None
-        )
+        return ([self.files[i], self.rows[i], self.first[i], self.last[i]] if i < len(self.keys) and self.keys[i] == key
+                else None)
 
     def __setitem__(self, key, entry: list):
         i = self._at(key)
@@ -375,10 +365,8 @@ def save_manifest(folder: Path, parts: Parts, retired: list | None = None):
     "Write a series' manifest (its periods, and the retired files still kept) in one atomic replace"
     import orjson
 
-    content = orjson.dumps(
-        {'format': 2, **{name: getattr(parts, name) for name in Parts.COLUMNS}, 'total': parts.total,
-         'tail': parts.tail, 'retired': retired or []}
-    )
+    content = orjson.dumps({'format': 2, **{name: getattr(parts, name) for name in Parts.COLUMNS}, 'total': parts.total,
+                            'tail': parts.tail, 'retired': retired or []})
     atomic_write(folder/MANIFEST, lambda tmp: Path(tmp).write_bytes(content))
 
 
@@ -395,11 +383,8 @@ def read_part(path: Path) -> pd.DataFrame:
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c006a_07
 def _gone(error: Exception, folder: Path) -> bool:
     "Whether `error` is a read of a file that a writer replaced meanwhile"
-    return (
-        isinstance(error, FileNotFoundError)
-        or ('No files found' in str(error) or 'No such file' in str(error))
-        and str(folder) in str(error)
-    )
+    return (isinstance(error, FileNotFoundError)
+            or ('No files found' in str(error) or 'No such file' in str(error)) and str(folder) in str(error))
 
 
 # %% ../../../nbs/01h_data.stores.parquet.ipynb #c006a_08

@@ -93,13 +93,9 @@ def write(self:ParquetWrites, bars: pd.DataFrame, # canonical bars (+ `adj_facto
                 counts['new'] -= len(tail); replaced.append(parts.tail['file']); folded = True
             else:
                 later = incoming.index.asi8 > after  # bars in the tail's span: resent as held, they need no fold
-                kept = (
-                    tail is not None
-                    and len(tail)
-                    and later.any()
-                    and list(incoming.columns) == parts.tail['columns']
-                    and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any()
-                )
+                kept = (tail is not None and len(tail) and later.any()
+                        and list(incoming.columns) == parts.tail['columns']
+                        and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any())
                 # its bars into their periods first: this batch corrects or adds to them
                 if tail is not None and len(tail) and later.any() and not kept:
                     replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]
@@ -117,17 +113,15 @@ def write(self:ParquetWrites, bars: pd.DataFrame, # canonical bars (+ `adj_facto
         kept = self._record(folder)
         new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
         if new_meta != kept:
-            atomic_write(
-                folder / '_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str))
-            )
+            atomic_write(folder / '_meta.json',
+                         lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
         (folder/WRITING).unlink(missing_ok=True)
     return {**counts, 'total': total, **({'first_change': change} if change else {})}
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wperiods
 @patch
-def _periods(
-    self:ParquetWrites, folder: Path, parts: Parts, incoming: pd.DataFrame, timeframe: str
-) -> tuple[dict, tuple | None, list]:
+def _periods(self:ParquetWrites, folder: Path, parts: Parts, incoming: pd.DataFrame,
+             timeframe: str) -> tuple[dict, tuple | None, list]:
     """Merge stored bars into the periods they touch, as new files on disk (`parts` updated, nothing committed): counts,
     the first change, the files replaced"""
     times = incoming.index.asi8
@@ -184,9 +178,8 @@ def delete(self:ParquetWrites, symbol: str, timeframe: str,
         if ranged and tail is not None:   # the tail's bars into their periods first: the range may hold some
             if len(tail): replaced += self._periods(folder, parts, tail.bars, timeframe)[2]
             replaced.append(parts.tail['file']); parts.tail = None  # the next write names a new one
-        removed, cut = (
-            _cut(folder, parts, timeframe, lo, hi, closed) if ranged else (parts.total + (len(tail) if tail else 0), [])
-        )
+        removed, cut = (_cut(folder, parts, timeframe, lo, hi, closed) if ranged
+                        else (parts.total + (len(tail) if tail else 0), []))
         if ranged and len(parts):   # some bars stay
             if replaced or cut: _commit(folder, parts, retired, replaced + cut)
             (folder/WRITING).unlink()
@@ -212,11 +205,8 @@ def quarantine(self:ParquetWrites, rejected: pd.DataFrame, symbol: str, timefram
     # two pushes of one bad candle at once: one keeps it
     with _room(self, folder, timeframe), FileLock(folder/'.lock', timeout=600):
         files = sorted(folder.glob('*.parquet'))
-        held = (
-            pd.concat([pd.read_parquet(f, columns=['row', 'ts', 'column', 'reason', 'value']) for f in files])
-            if files
-            else rejected.iloc[0:0]
-        )
+        held = (pd.concat([pd.read_parquet(f, columns=['row', 'ts', 'column', 'reason', 'value']) for f in files])
+                if files else rejected.iloc[0:0])
         fresh = not_yet_quarantined(rejected, held)
         if fresh.empty: return 0
         stamp = dt.datetime.now(dt.timezone.utc)
@@ -239,9 +229,8 @@ def mark(self:ParquetWrites, symbol: str, timeframe: str,
         kept = self._record(folder)
         new = {k: v for k, v in {**kept, **fields}.items() if v is not None}
         if new != kept:
-            atomic_write(
-                folder / '_meta.json', lambda tmp: Path(tmp).write_text(json.dumps(new, indent=1, default=str))
-            )
+            atomic_write(folder / '_meta.json',
+                         lambda tmp: Path(tmp).write_text(json.dumps(new, indent=1, default=str)))
     return new
 
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #c006a_02
@@ -260,8 +249,8 @@ def _cut(folder: Path, parts: Parts, timeframe: str, lo, hi, closed: bool) -> tu
     and the files replaced"""
     removed, replaced = 0, []
     for key, name, rows, first, last in list(parts.entries()):
-        if (lo is not None and last < lo.value) or (
-            hi is not None and (first > hi.value or (not closed and first == hi.value))):
+        if (lo is not None and last < lo.value) or (hi is not None
+                                                    and (first > hi.value or (not closed and first == hi.value))):
             continue
         bars = read_part(folder/name)
         inside = np.ones(len(bars), dtype=bool)
@@ -287,12 +276,8 @@ def _claim(folder: Path, timeframe: str,
     marker = folder/WRITING
     if marker.exists():   # the last writer died mid-write: files no manifest names are its leftovers
         parts, retired = read_manifest(folder, retired=True) or (Parts(), [])
-        named = (
-            set(parts.files)
-            | {name for name, _ in retired}
-            | {LEGACY}
-            | ({parts.tail['file']} if parts.tail else set())
-        )
+        named = (set(parts.files) | {name for name, _ in retired} | {LEGACY}
+                 | ({parts.tail['file']} if parts.tail else set()))
         for f in folder.iterdir():
             if (f.suffix in ('.parquet', '.bin') and f.name not in named) or f.name.endswith('.tmp'):
                 f.unlink(missing_ok=True)
@@ -337,8 +322,8 @@ class _SeriesLock:
                 waited = waited or time.monotonic()
                 if time.monotonic() - waited > self.timeout:
                     os.close(fd)
-                    raise Unavailable(
-                        f"{self.path}: another writer held the series for {self.timeout:.0f} s; try again") from None
+                    raise Unavailable(f"{self.path}: another writer held the "
+                                      f"series for {self.timeout:.0f} s; try again") from None
                 time.sleep(pause); pause = min(pause * 2, 0.02)
         self.held.fd = fd
         return self

@@ -69,8 +69,8 @@ def _connect(self:PostgresBars, write: bool = False):
                     con.execute(_SCHEMA)
                     if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
                         con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                        con.execute(
-                            "SELECT create_hypertable('mlfin_bars', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
+                        con.execute("SELECT create_hypertable('mlfin_bars', 'ts', "
+                                    "if_not_exists => TRUE, migrate_data => TRUE)")
             except psycopg.errors.InsufficientPrivilege as e:
                 con.close()
                 what = "create the store's tables" if not exists else "update the store's tables (of an earlier mlfin)"
@@ -96,12 +96,9 @@ def _writing(self:PostgresBars):
 def has(self:PostgresBars, symbol: str, timeframe: str) -> bool:
     with self._connect() as con:
         if not self._ready: return False
-        return (
-            con.execute(
-                "SELECT 1 FROM mlfin_bars WHERE symbol = %s AND timeframe = %s LIMIT 1", (symbol, timeframe)
-            ).fetchone()
-            is not None
-        )
+        return (con.execute("SELECT 1 FROM mlfin_bars WHERE symbol = %s AND timeframe = %s LIMIT 1",
+                            (symbol, timeframe))
+                .fetchone() is not None)
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gwrite
 @patch
@@ -118,9 +115,9 @@ def write(self:PostgresBars, bars: pd.DataFrame, meta: dict | None = None) -> di
             for ts, values in zip(rows.index, rows.itertuples(index=False, name=None)):
                 copy.write_row((symbol, timeframe, ts.to_pydatetime(), *[None if v != v else float(v) for v in values]))
         differs = ' OR '.join(f"b.{c} IS DISTINCT FROM i.{c}" for c in given)
-        new, changed = con.execute(
-            f"SELECT count(*) FILTER (WHERE b.ts IS NULL), count(*) FILTER (WHERE b.ts IS NOT NULL AND ({differs})) "
-            "FROM incoming i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
+        new, changed = con.execute("SELECT count(*) FILTER (WHERE b.ts IS NULL), count(*) "
+                                   f"FILTER (WHERE b.ts IS NOT NULL AND ({differs})) FROM incoming "
+                                   "i LEFT JOIN mlfin_bars b USING (symbol, timeframe, ts)").fetchone()
         change = None
         if changed:  # the first changed bar and column, old and new value: what a report names
             found = con.execute(f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} "
@@ -130,15 +127,12 @@ def write(self:PostgresBars, bars: pd.DataFrame, meta: dict | None = None) -> di
             old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
             change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
         if new or changed:
-            con.execute(
-                "INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
-                + ', '.join(f"{c} = EXCLUDED.{c}" for c in given)
-                + " WHERE "
-                + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given)
-            )
-        kept = con.execute(
-            "SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
-        ).fetchone()
+            con.execute("INSERT INTO mlfin_bars SELECT * FROM incoming ON "
+                        "CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
+                        + ', '.join(f"{c} = EXCLUDED.{c}" for c in given) + " WHERE "
+                        + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
+        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s",
+                           (symbol, timeframe)).fetchone()
         merged = {**(kept[0] if kept else {}), **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
         # the series' count, span and change counter kept beside it: no count(*) over its history per write
         total = con.execute(
@@ -203,8 +197,8 @@ def read(self:PostgresBars, symbol: str, timeframe: str, start=None, end=None) -
         found = con.execute(sql + " ORDER BY ts", args).fetchall() if self._ready else []
         if not found and not self.has(symbol, timeframe):
             held = self.ls()
-            listing = (
-                ', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held) else 'nothing')
+            listing = (', '.join(f"{s}/{t}" for s, t in zip(held['symbol'], held['timeframe'])) if len(held)
+                       else 'nothing')
             raise NotFound(f"no {timeframe} bars for {symbol} in the store; it holds: {listing}")
     return self._bars(found, symbol, timeframe)
 
@@ -231,26 +225,19 @@ def tail(self:PostgresBars, symbol: str, timeframe: str, n: int) -> pd.DataFrame
 def stamp(self:PostgresBars, symbol: str, timeframe: str):
     "A value that changes whenever the series does (its change counter); None when it is not stored"
     with self._connect() as con:
-        found = (
-            con.execute(
-                "SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
-            ).fetchone()
-            if self._ready
-            else None
-        )
+        found = (con.execute("SELECT changes, bars FROM mlfin_series WHERE symbol = %s AND timeframe = %s",
+                             (symbol, timeframe))
+                 .fetchone()
+                 if self._ready else None)
     return tuple(found) if found and found[1] else None
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gmeta
 @patch
 def meta(self:PostgresBars, symbol: str, timeframe: str) -> dict:
     with self._connect() as con:
-        kept = (
-            con.execute(
-                "SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
-            ).fetchone()
-            if self._ready
-            else None
-        )
+        kept = (con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s", (symbol, timeframe))
+                .fetchone()
+                if self._ready else None)
     return kept[0] if kept else {}
 
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gmark
@@ -263,9 +250,8 @@ def mark(self:PostgresBars, symbol: str, timeframe: str,
     with self._writing(), self._connect(write=True) as con, con.transaction():
         # the write's lock: neither loses the other's fields
         con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}",))
-        kept = con.execute(
-            "SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s AND bars > 0", (symbol, timeframe)
-        ).fetchone()
+        kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s AND bars > 0",
+                           (symbol, timeframe)).fetchone()
         if kept is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
         new = {k: v for k, v in {**kept[0], **fields}.items() if v is not None}
         if new != kept[0]:
@@ -278,14 +264,13 @@ def mark(self:PostgresBars, symbol: str, timeframe: str,
 def ls(self:PostgresBars) -> pd.DataFrame:
     "Every series held: symbol, timeframe, bars, first, last, calendar, source, volume (MetaTrader's), quarantined rows"
     with self._connect() as con:
-        rows = (
-            con.execute("SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, coalesce(s.meta->>'calendar', "
-                        "''), coalesce(s.meta->>'source', ''), coalesce(s.meta->>'volume', ''), "
-                        "(SELECT count(*) FROM mlfin_quarantine q WHERE q.symbol = s.symbol AND q.timeframe "
-                        "= s.timeframe) FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe").fetchall()
-            if self._ready
-            else []
-        )
+        rows = (con.execute("SELECT s.symbol, s.timeframe, s.bars, s.first_ts, s.last_ts, "
+                            "coalesce(s.meta->>'calendar', ''), coalesce(s.meta->>'source', ''), "
+                            "coalesce(s.meta->>'volume', ''), (SELECT count(*) FROM mlfin_quarantine "
+                            "q WHERE q.symbol = s.symbol AND q.timeframe = s.timeframe) "
+                            "FROM mlfin_series s WHERE s.bars > 0 ORDER BY s.symbol, s.timeframe")
+                .fetchall()
+                if self._ready else [])
     held = pd.DataFrame(rows, columns=_SERIES)
     for c in ('first', 'last'): held[c] = pd.to_datetime(held[c], utc=True)
     return held.astype({'bars': 'int64', 'quarantined': 'int64'})
@@ -301,12 +286,11 @@ def quarantine(self:PostgresBars, rejected: pd.DataFrame, symbol: str, timeframe
     with self._writing(), self._connect(write=True) as con, con.transaction():
         # two pushes of one bad candle at once: one keeps it
         con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{symbol}/{timeframe}/quarantine",))
-        held = pd.DataFrame(
-            con.execute(
-                'SELECT "row", ts, "column", reason, value FROM mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
-                (symbol, timeframe)).fetchall(),
-            columns=['row', 'ts', 'column', 'reason', 'value'],
-        )
+        held = pd.DataFrame(con.execute('SELECT "row", ts, "column", reason, value FROM '
+                                        'mlfin_quarantine WHERE symbol = %s AND timeframe = %s',
+                                        (symbol, timeframe))
+                            .fetchall(),
+                            columns=['row', 'ts', 'column', 'reason', 'value'])
         fresh = not_yet_quarantined(rejected, held)
         with con.cursor().copy('COPY mlfin_quarantine FROM STDIN') as copy:
             for r in fresh.itertuples(index=False):
@@ -318,18 +302,13 @@ def quarantine(self:PostgresBars, rejected: pd.DataFrame, symbol: str, timeframe
 def quarantined(self:PostgresBars, symbol: str | None = None) -> pd.DataFrame:
     "Rows kept out of the store, with reason, source and when"
     with self._connect() as con:
-        rows = (
-            con.execute(
-                'SELECT symbol, timeframe, "row", ts, "column", reason, value, source, ingested FROM mlfin_quarantine '
-                + ('WHERE symbol = %s ' if symbol else '')
-                + 'ORDER BY ingested, "row"',
-                [symbol] if symbol else [],
-            ).fetchall()
-            if self._ready
-            else []
-        )
-    out = pd.DataFrame(
-        rows, columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested']
-    )
+        rows = (con.execute('SELECT symbol, timeframe, "row", ts, "column", '
+                            'reason, value, source, ingested FROM mlfin_quarantine '
+                            + ('WHERE symbol = %s ' if symbol else '') + 'ORDER BY ingested, "row"',
+                            [symbol] if symbol else [])
+                .fetchall()
+                if self._ready else [])
+    out = pd.DataFrame(rows,
+                       columns=['symbol', 'timeframe', 'row', 'ts', 'column', 'reason', 'value', 'source', 'ingested'])
     out['ingested'] = [t.isoformat(timespec='seconds') for t in out['ingested']]
     return out.astype({'row': 'int64'})

@@ -26,8 +26,8 @@ CONNECT_SECONDS = 10
 def check_symbol(symbol: str) -> str:
     "`symbol` if it is safe as a file and table key, else a one-line error"
     if not isinstance(symbol, str) or not re.fullmatch(SYMBOL, symbol):
-        raise BadInput(
-            f"symbol {symbol!r}: use letters, digits and . _ - ^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
+        raise BadInput(f"symbol {symbol!r}: use letters, digits and . _ - "
+                       "^ = only (e.g. BTCUSDT, EURUSD, ^GSPC), at most 64")
     return symbol
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c009p
@@ -52,8 +52,8 @@ def span(start, end) -> tuple[pd.Timestamp | None, pd.Timestamp | None, bool]:
         try:
             value and pd.Timestamp(value)
         except (ValueError, TypeError):
-            raise BadInput(
-                f"{name} {value!r}: not a time; use a date or a time, e.g. 2024-01-31 or 2024-01-31T12:00") from None
+            raise BadInput(f"{name} {value!r}: not a time; use a date or "
+                           "a time, e.g. 2024-01-31 or 2024-01-31T12:00") from None
     lo, hi, closed = utc_bounds(start, end)
     if lo is not None and hi is not None and (lo > hi or (lo == hi and not closed)):
         raise BadInput(f"start {start} is after end {end}")
@@ -66,8 +66,8 @@ def as_stored(bars: pd.DataFrame) -> pd.DataFrame:
     out = bars if list(bars.columns) == columns else bars[columns]
     index = pd.DatetimeIndex(out.index)
     if index.tz is None or str(index.tz) != 'UTC' or index.unit != 'ns':
-        out = out.set_axis(
-            (index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns').rename('ts'))
+        out = out.set_axis((index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')).as_unit('ns')
+                           .rename('ts'))
     return out
 
 # %% ../../../nbs/01f_data.stores.rules.ipynb #c019
@@ -95,13 +95,6 @@ def not_yet_quarantined(rejected: pd.DataFrame, # a batch's rejected rows (`data
     ):
         ts = frame['ts'].astype('str')
         timeless = ts.isin(('', 'NaT', 'None', 'nan'))
-        return (
-            ts.where(~timeless, 'row ' + frame['row'].astype('str'))
-            + '\x1f'
-            + frame['column'].astype('str')
-            + '\x1f'
-            + frame['reason'].astype('str')
-            + '\x1f'
-            + frame['value'].astype('str')
-        )
+        return (ts.where(~timeless, 'row ' + frame['row'].astype('str')) + '\x1f' + frame['column'].astype('str')
+                + '\x1f' + frame['reason'].astype('str') + '\x1f' + frame['value'].astype('str'))
     return rejected[~key(rejected).isin(set(key(held)))]

@@ -19,12 +19,9 @@ class LightGBMModel(Model):
         est = (lgb.LGBMClassifier if self.kind == 'classifier' else lgb.LGBMRegressor)(
             **self.built_with(), random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
         target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
-        extra = (
-            {}
-            if eval_rows is None
-            else {'eval_X': X[eval_rows], 'eval_y': y[eval_rows], 'callbacks': list(callbacks),
-                  **({'eval_metric': eval_metric} if eval_metric else {})}
-        )
+        extra = ({} if eval_rows is None
+                 else {'eval_X': X[eval_rows], 'eval_y': y[eval_rows], 'callbacks': list(callbacks),
+                       **({'eval_metric': eval_metric} if eval_metric else {})})
         est.fit(X[rows], target, sample_weight=row_weights(weights, rows), **extra)
         self.fitted = est.booster_
         return self

@@ -79,9 +79,8 @@ def standardise(X: np.ndarray, scaling: tuple) -> np.ndarray:
     return ((np.asarray(X, dtype='float64') - mean) / scale).astype('float32')
 
 # %% ../../../nbs/06e_models.families.lstm.ipynb #c009_02
-def _compiled(
-    window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float, cudnn: bool = True
-):
+def _compiled(window: int, features: int, units: int, dropout: float, kind: str, learning_rate: float,
+              cudnn: bool = True):
     """The template network and its jitted train and predict steps for this architecture (and for a model pinned to the
     CPU, without cuDNN)"""
     key = (window, features, units, dropout, kind, learning_rate, cudnn)
@@ -214,9 +213,8 @@ class LSTMModel(Model):
 
     def _write(self, path):
         trainable, non_trainable = self.fitted
-        net = network(
-            self.window, int(np.shape(trainable[0])[0]), self.params['units'], self.params['dropout'], self.kind
-        )
+        net = network(self.window, int(np.shape(trainable[0])[0]), self.params['units'], self.params['dropout'],
+                      self.kind)
         for v, val in zip(net.trainable_variables, trainable): v.assign(val)
         for v, val in zip(net.non_trainable_variables, non_trainable): v.assign(val)
         net.save(path)
@@ -240,17 +238,9 @@ class LSTMModel(Model):
         target = manifest.get('target', {'mean': 0.0, 'scale': 1.0})
         self.target = (float(target['mean']), float(target['scale']))
 
-register(
-    Family(
-        'lstm',
-        LSTMModel,
-        KINDS,
-        {'window': HP(20, 5, 60, min=2), 'units': HP(16, 4, 64, log=True, min=1),
-         'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9), 'epochs': HP(5, 2, 30, min=1), 'batch_size': HP(256, min=1),
-         'learning_rate': HP(0.003, 1e-4, 1e-2, log=True, min=1e-7)},
-        "Keras 3 LSTM on windows of the inputs (JAX)",
-        libraries=('keras', 'jax'),
-        imports=('jax', 'keras'),
-        cost=0.35,
-    )
-);
+register(Family('lstm', LSTMModel, KINDS,
+                {'window': HP(20, 5, 60, min=2), 'units': HP(16, 4, 64, log=True, min=1),
+                 'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9), 'epochs': HP(5, 2, 30, min=1),
+                 'batch_size': HP(256, min=1), 'learning_rate': HP(0.003, 1e-4, 1e-2, log=True, min=1e-7)},
+                "Keras 3 LSTM on windows of the inputs (JAX)", libraries=('keras', 'jax'), imports=('jax', 'keras'),
+                cost=0.35));

@@ -72,15 +72,11 @@ _BASELINE = dict(libraries=_SKLEARN,
                  imports=('sklearn.linear_model', 'sklearn.pipeline', 'sklearn.preprocessing', *_SAVER), first=_SAVER,
                  baseline=True)
 
-register(
-    Family('logistic', SklearnModel, ('classifier',),
-           {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
-           "logistic regression on standardised inputs: the classification baseline", **_BASELINE, cost=0.1)
-)
+register(Family('logistic', SklearnModel, ('classifier',),
+                {'C': HP(1.0, 1e-3, 10.0, log=True, min=1e-9), 'max_iter': HP(1000, min=1)},
+                "logistic regression on standardised inputs: the classification baseline", **_BASELINE, cost=0.1))
 register(Family('ridge', SklearnModel, ('regressor',), {'alpha': HP(1.0, 1e-3, 1e3, log=True, min=0.0)},
                 "ridge regression on standardised inputs: the regression baseline", **_BASELINE, cost=0.1))
-register(
-    Family('random_forest', SklearnModel, KINDS, _FOREST, "scikit-learn random forest", libraries=_SKLEARN, cost=1.7,
-           imports=('sklearn.ensemble', *_SAVER), first=_SAVER)
-)
+register(Family('random_forest', SklearnModel, KINDS, _FOREST, "scikit-learn random forest", libraries=_SKLEARN,
+                cost=1.7, imports=('sklearn.ensemble', *_SAVER), first=_SAVER))
 

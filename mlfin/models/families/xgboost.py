@@ -35,9 +35,8 @@ class XGBoostModel(Model):
         return shares(np.array([gain.get(n, 0.0) for n in names]))
 
     @classmethod
-    def runs_on(
-        cls, device
-    ):  # CUDA when the run has a GPU and this XGBoost was built with CUDA (the CPU-only wheel cannot use one)
+    # CUDA when the run has a GPU and this XGBoost was built with CUDA (the CPU-only wheel cannot use one)
+    def runs_on(cls, device):
         if device != 'cuda': return 'cpu'
         import xgboost
         return 'cuda' if xgboost.build_info().get('USE_CUDA') else 'cpu'

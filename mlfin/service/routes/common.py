@@ -72,8 +72,8 @@ async def _written(refusals):
     try:
         await run_in_threadpool(refusals.flush)
     except Exception as e:
-        logging.getLogger('mlfin.service').warning(
-            f"refused requests not written to the audit log: {type(e).__name__}: {e}")
+        logging.getLogger('mlfin.service').warning("refused requests not written to the "
+                                                   f"audit log: {type(e).__name__}: {e}")
 
 # %% ../../../nbs/11i_service.routes.common.ipynb #c007
 # the store's own patterns, anchored: what it keeps, the service serves

@@ -55,15 +55,13 @@ class IngestRequest(BaseModel):
     timeframe: str = Field(pattern=TIMEFRAME)
     candles: list[CheckedCandle] = Field(min_length=1, max_length=100_000)
     strict: bool = Field(False, description="any bad row rejects the batch (nothing stored)")
-    calendar: str | None = Field(
-        None, pattern=r'^([A-Z0-9]{3,5}|24/5|24/7)$', description="XNYS, 24/5, 24/7...; default: recorded or guessed"
-    )
-    tz: str = Field(
-        'UTC', pattern=r'^[A-Za-z0-9_+\-/]{1,40}$', description="zone of naive times (MetaTrader: the broker's)"
-    )
-    off_calendar: Literal['quarantine', 'keep'] = Field(
-        'quarantine', description="candles the series' calendar has no place for (a Saturday on NYSE)"
-    )
+    calendar: str | None = Field(None, pattern=r'^([A-Z0-9]{3,5}|24/5|24/7)$',
+                                 description="XNYS, 24/5, 24/7...; default: recorded or guessed")
+    tz: str = Field('UTC', pattern=r'^[A-Za-z0-9_+\-/]{1,40}$',
+                    description="zone of naive times (MetaTrader: the broker's)")
+    off_calendar: Literal['quarantine', 'keep'] = Field('quarantine',
+                                                        description="candles the series' calendar has "
+                                                                    "no place for (a Saturday on NYSE)")
 
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c007_06
@@ -168,9 +166,8 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     start = found.get('start')
     if state.store.has(series.symbol, timeframe): start = str(state.store.tail(series.symbol, timeframe, 1).index[-1])
     if not start: raise BadInput(f"{series.symbol}:{timeframe}: nothing stored yet and no start in the sources file")
-    report = ingest_series(
-        found['source'], series.symbol, timeframe, start=start, config=found.get('config'), store=state.store
-    )
+    report = ingest_series(found['source'], series.symbol, timeframe, start=start, config=found.get('config'),
+                           store=state.store)
     record_action(request, caller, 'ingest.run', f"{series.symbol}:{timeframe}",
                   f"{report.new} new, {report.changed} changed bars from {found['source']}")
     state.metrics.ingested(series.symbol, timeframe, report)
@@ -182,19 +179,16 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
 UPLOAD_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._ -]{0,199}')   # an uploaded file's name: no folder, no leading dot
 
 @router.post('/ingest/file', response_model=Ingested, tags=['data'], responses=ERRORS)
-def ingest_file(
-    request: Request,
-    file: Annotated[
-        UploadFile,
-        File(description="a CSV/TSV/TXT, Parquet or JSON file of bars, optionally .gz, in any layout `mlfin "
-                         "ingest` reads (Binance's headerless klines, MetaTrader's export, OHLCV with a header)"),
-    ],
-    symbol: Annotated[str, Form(pattern=SYMBOL)],
-    timeframe: Annotated[
-        str | None, Form(pattern=TIMEFRAME, description="1m, 5m, 1h, 1d (or MetaTrader's M1...)")
-    ] = None,
-    caller: Caller = ANALYST,
-) -> Ingested:
+def ingest_file(request: Request,
+                file: Annotated[UploadFile,
+                                File(description="a CSV/TSV/TXT, Parquet or JSON file of bars, optionally "
+                                                 ".gz, in any layout `mlfin ingest` reads (Binance's "
+                                                 "headerless klines, MetaTrader's export, OHLCV with a header)")],
+                symbol: Annotated[str, Form(pattern=SYMBOL)],
+                timeframe: Annotated[str | None,
+                                     Form(pattern=TIMEFRAME,
+                                          description="1m, 5m, 1h, 1d (or MetaTrader's M1...)")] = None,
+                caller: Caller = ANALYST) -> Ingested:
     """Store an uploaded file of one series' bars, checked as `mlfin ingest FILE --symbol S --timeframe T` checks it
     (bad rows quarantined with their reason); its size is capped by the service's --body-limit (413)"""
     state = request.app.state
@@ -224,8 +218,8 @@ def upload_name(given: str | None) -> str:
     "An uploaded file's own name (a browser's path cut to its last part), or `BadInput` naming what is wrong with it"
     name = (given or '').replace('\\', '/').rsplit('/', 1)[-1].strip()
     if not name:
-        raise BadInput(
-            "file: no file name (its suffix says its type: .csv, .txt, .parquet, .json, each optionally .gz)")
+        raise BadInput("file: no file name (its suffix says its type: "
+                       ".csv, .txt, .parquet, .json, each optionally .gz)")
     if not UPLOAD_NAME.fullmatch(name):
         raise BadInput(f"file name {name[:80]!r}: letters, digits, spaces, "
                        "dots, _ and - only, at most 200, not starting with a dot")
@@ -234,18 +228,15 @@ def upload_name(given: str | None) -> str:
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_04
 @router.delete('/series/{symbol}/{timeframe}', response_model=Deleted, tags=['data'], responses=ERRORS)
-def delete_series(
-    request: Request,
-    symbol: Annotated[str, PathParam(pattern=SYMBOL)],
-    timeframe: Annotated[str, PathParam(pattern=TIMEFRAME)],
-    start: Annotated[
-        str | None, Query(pattern=WHEN, description="first bar removed (ISO 8601, UTC unless zoned)")
-    ] = None,
-    end: Annotated[
-        str | None, Query(pattern=WHEN, description="last bar removed, inclusive (a date alone: its whole day)")
-    ] = None,
-    caller: Caller = ADMIN,
-) -> Deleted:
+def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYMBOL)],
+                  timeframe: Annotated[str, PathParam(pattern=TIMEFRAME)],
+                  start: Annotated[str | None,
+                                   Query(pattern=WHEN,
+                                         description="first bar removed (ISO 8601, UTC unless zoned)")] = None,
+                  end: Annotated[str | None,
+                                 Query(pattern=WHEN,
+                                       description="last bar removed, inclusive (a date alone: its whole day)")] = None,
+                  caller: Caller = ADMIN) -> Deleted:
     """Remove a series' bars between start and end; neither given: the whole series, its record and its quarantine
     (`mlfin data rm`)"""
     timeframe = check_timeframe(timeframe)
@@ -265,18 +256,8 @@ def prices_latest(request: Request, symbol: Symbol, timeframe: Timeframe,
     bars = load(symbol, timeframe, last=n, store=request.app.state.store)
     frame = bars.reset_index()
     records = frame.to_dict(orient='records')
-    return Prices(
-        symbol=symbol,
-        timeframe=timeframe,
-        bars=[
-            Bar(
-                **{
-                    k: (None if isinstance(v, float) and np.isnan(v) else v)
-                    for k, v in r.items()
-                    if k in Bar.model_fields
-                }
-            )
-            for r in records
-        ],
-    )
+    return Prices(symbol=symbol, timeframe=timeframe,
+                  bars=[Bar(**{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()
+                               if k in Bar.model_fields})
+                        for r in records])
 

@@ -17,9 +17,9 @@ __all__ = ['TrainRequest', 'Job', 'train', 'jobs', 'job', 'cancel_job']
 # %% ../../../nbs/11n_service.routes.jobs.ipynb #c007_17
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
-    params: dict[str, str | int | float | None] = Field(
-        default_factory=dict,
-        description="run parameters (`mlfin config` lists them), e.g. {\"symbols\": \"SPX\", \"models\": \"lightgbm\"}")
+    params: dict[str, str | int | float | None] = Field(default_factory=dict,
+                                                        description="run parameters (`mlfin config` lists them), e.g. "
+                                                                    "{\"symbols\": \"SPX\", \"models\": \"lightgbm\"}")
 
 
 # %% ../../../nbs/11n_service.routes.jobs.ipynb #c007_18
@@ -29,8 +29,8 @@ class Job(BaseModel):
     actor: str | None = Field(None, description="who queued it: user:NAME or key:ID")
     created_at: dt.datetime; started_at: dt.datetime | None; ended_at: dt.datetime | None
     runner: str | None; exit_code: int | None; error: str | None
-    summary: dict | None = Field(
-        description="when it succeeded: per symbol the leader, its scores and what the registry made of it")
+    summary: dict | None = Field(description="when it succeeded: per symbol the leader, "
+                                             "its scores and what the registry made of it")
     heartbeat_at: dt.datetime | None = Field(None, description="its runner's last sign of life while it runs")
     cancel_requested_at: dt.datetime | None = None
     log: str | None = Field(description="the run's output, its last 8 KB")
@@ -54,18 +54,16 @@ def jobs(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50, call
 
 # %% ../../../nbs/11n_service.routes.jobs.ipynb #c009_16
 @router.get('/jobs/{job_id}', response_model=Job, tags=['jobs'], responses=ERRORS)
-def job(
-    request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')], caller: Caller = ANALYST
-) -> Job:
+def job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')],
+        caller: Caller = ANALYST) -> Job:
     "A job's state, its output so far and, when it succeeded, its summary"
     return Job(**request.app.state.jobs.get(job_id))
 
 
 # %% ../../../nbs/11n_service.routes.jobs.ipynb #c009_17
 @router.delete('/jobs/{job_id}', response_model=Job, tags=['jobs'], responses=ERRORS)
-def cancel_job(
-    request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')], caller: Caller = ANALYST
-) -> Job:
+def cancel_job(request: Request, job_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{16}$')],
+               caller: Caller = ANALYST) -> Job:
     "Cancel a job: a queued one never runs; a running one is stopped by its runner within seconds (its state says when)"
     cancelled = request.app.state.jobs.cancel(job_id, caller.actor)
     record_action(request, caller, 'train.cancel', job_id,

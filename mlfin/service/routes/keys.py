@@ -34,9 +34,8 @@ class Key(BaseModel):
 @router.post('/keys', response_model=Key, status_code=201, tags=['keys'], responses=ERRORS)
 def create_key(request: Request, wanted: KeyRequest, caller: Caller = ADMIN) -> Key:
     "A new API key, shown this once (only its digest is kept)"
-    key, record = request.app.state.keys.create(
-        wanted.role, wanted.name, wanted.days, caller.actor, client_address(request)
-    )
+    key, record = request.app.state.keys.create(wanted.role, wanted.name, wanted.days, caller.actor,
+                                                client_address(request))
     return Key(**record, key=key)
 
 
@@ -49,12 +48,11 @@ def list_keys(request: Request, caller: Caller = ADMIN) -> list[Key]:
 
 # %% ../../../nbs/11o_service.routes.keys.ipynb #c009_20
 @router.delete('/keys/{key_id}', response_model=Key, tags=['keys'], responses=ERRORS)
-def revoke_key(
-    request: Request, key_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{12}$')], caller: Caller = ADMIN
-) -> Key:
+def revoke_key(request: Request, key_id: Annotated[str, PathParam(pattern=r'^[0-9a-f]{12}$')],
+               caller: Caller = ADMIN) -> Key:
     "Revoke a key, and the tokens made from it (not the key making the request: an admin would lock themselves out)"
     if key_id == caller.key_id:
-        raise BadInput(
-            f"key {key_id} is the one making this request: revoke it with another admin key, or `mlfin keys revoke`")
+        raise BadInput(f"key {key_id} is the one making this request: revoke "
+                       "it with another admin key, or `mlfin keys revoke`")
     return Key(**request.app.state.keys.revoke(key_id, caller.actor, client_address(request)))
 

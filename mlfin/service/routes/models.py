@@ -18,10 +18,10 @@ __all__ = ['ModelVersion', 'Promotion', 'Released', 'models', 'shown', 'model', 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c007_14
 class ModelVersion(BaseModel):
     name: str; version: int; model: str | None; kind: str | None; aliases: list[str]
-    scores: dict[str, float] = Field(
-        description="out-of-sample scores (and after-cost backtest figures) it was registered with")
-    lineage: dict[str, str] = Field(
-        description="trials, data fingerprint, code version, label, spec, thresholds, promotion or refusal")
+    scores: dict[str, float] = Field(description="out-of-sample scores (and after-cost "
+                                                 "backtest figures) it was registered with")
+    lineage: dict[str, str] = Field(description="trials, data fingerprint, code version, "
+                                                "label, spec, thresholds, promotion or refusal")
     evidence: dict[str, str] = Field(default_factory=dict,
                                      description="a leader's verdict as its run filed it in the trial ledger "
                                                  "after every trial on its question: dsr, pbo, trials, "
@@ -30,10 +30,9 @@ class ModelVersion(BaseModel):
                                                  "runs added trials; tags: where the version's tags disagree")
     run_id: str | None; created_at: dt.datetime
     promoted_by: str = Field('', description="who promoted it by hand, as the trial ledger filed it ('' for no one)")
-    unfiled: str = Field(
-        '', description="for production: why it is not served ('' when it is): the alias names a version the trial "
-        "ledger's last filed move does not (moved through MLflow's own API)"
-    )
+    unfiled: str = Field('',
+                         description="for production: why it is not served ('' when it is): the alias names a version "
+                                     "the trial ledger's last filed move does not (moved through MLflow's own API)")
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c007_15
 class Promotion(BaseModel):
@@ -66,9 +65,8 @@ def model(name: ModelName, caller: Caller = READ) -> list[ModelVersion]:
 
 # %% ../../../nbs/11m_service.routes.models.ipynb #c009_12
 @router.post('/models/{name}/promote', response_model=ModelVersion, tags=['models'], responses=ERRORS)
-def promote(
-    request: Request, name: ModelName, promotion: Promotion = Body(default_factory=Promotion), caller: Caller = ADMIN
-) -> ModelVersion:
+def promote(request: Request, name: ModelName, promotion: Promotion = Body(default_factory=Promotion),
+            caller: Caller = ADMIN) -> ModelVersion:
     "Make a version (default: the candidate) production; it is served from the next request on"
     symbol, timeframe = series_of(name)
     describe(name)   # NotFound, named, for a model that does not exist

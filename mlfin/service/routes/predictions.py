@@ -30,13 +30,12 @@ class Prediction(BaseModel):
     prediction: float = Field(description="P(up), or a regressor's forecast return")
     model: str; name: str; version: int
     computed_at: dt.datetime
-    for_bar: dt.datetime | None = Field(
-        None, description="when the bar it is for begins: the moment bar_time's bar is over"
-    )
+    for_bar: dt.datetime | None = Field(None,
+                                        description="when the bar it is for begins: the moment bar_time's bar is over")
     last_close: float = Field(description="the close of bar_time: what a forecast return moves from")
-    predicted_close: float | None = Field(
-        None, description="a regressor's forecast as a price: last_close x (1 + prediction)"
-    )
+    predicted_close: float | None = Field(None,
+                                          description="a regressor's forecast as a price: "
+                                                      "last_close x (1 + prediction)")
     change_pct: float | None = Field(None, description="a regressor's forecast change, in percent")
     ratio_to_random_walk: float | None = Field(None,
                                                description="a regressor's out-of-sample MAE over the random "
@@ -47,13 +46,13 @@ class Prediction(BaseModel):
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c007_13
 class Signal(BaseModel):
     ts: dt.datetime; symbol: str; timeframe: str; model_name: str
-    threshold: float = Field(
-        description="P(up) above it is long (a regressor: the round trip's cost its move must beat)")
+    threshold: float = Field(description="P(up) above it is long (a regressor: "
+                                         "the round trip's cost its move must beat)")
     prob_up: float | None; label: Literal['long', 'flat', 'short']; created_at: dt.datetime
     model_version: int | None = None; prediction: float | None = None
-    persisted: bool = Field(
-        True,
-        description="kept in model_signals (the model's own threshold); a caller's threshold is a what-if, not kept")
+    persisted: bool = Field(True,
+                            description="kept in model_signals (the model's own threshold); "
+                                        "a caller's threshold is a what-if, not kept")
     evidence: dict[str, str] = Field(default_factory=dict,
                                      description="the serving version's verdict as its run judged "
                                                  "it: dsr, pbo, trials, verdict, record (how "
@@ -61,9 +60,9 @@ class Signal(BaseModel):
 
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c009_06
-Closed = Annotated[
-    bool, Query(description="decide at the last closed bar (default); false: at the last stored, which may be forming")
-]
+Closed = Annotated[bool,
+                   Query(description="decide at the last closed bar (default); "
+                                     "false: at the last stored, which may be forming")]
 
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c009_06f
@@ -90,33 +89,25 @@ def _answer(f, closed: bool) -> Response:
     return Response(hit[1], media_type='application/json')
 
 @router.get('/predict', response_model=Prediction, tags=['predictions'], responses=ERRORS)
-async def predict(
-    request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True, caller: Caller = READ
-) -> Prediction:
+async def predict(request: Request, symbol: Symbol, timeframe: Timeframe, closed: Closed = True,
+                  caller: Caller = READ) -> Prediction:
     """The production model's prediction for the bar after the last closed one (a forming candle waits until it closes),
     with the model's name and version"""
     state = request.app.state
     timeframe = check_timeframe(timeframe)
     # the forecast kept for these bars and this version, answered on the event loop; else made (or waited for) in a
     # thread
-    f = state.live.kept(symbol, timeframe, closed) or await run_in_threadpool(
-        forecast, state, symbol, timeframe, closed
-    )
+    f = state.live.kept(symbol, timeframe, closed) or await run_in_threadpool(forecast, state, symbol, timeframe,
+                                                                              closed)
     state.metrics.predicted(symbol, timeframe)
     return _answer(f, closed)
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c009_08
 @router.get('/signals', response_model=Signal, tags=['predictions'], responses=ERRORS)
-def signal(
-    request: Request,
-    symbol: Symbol,
-    timeframe: Timeframe,
-    threshold: Annotated[
-        float | None, Query(gt=0, lt=1, description="long above this P(up) (default: the model's)")
-    ] = None,
-    closed: Closed = True,
-    caller: Caller = READ,
-) -> Signal:
+def signal(request: Request, symbol: Symbol, timeframe: Timeframe,
+           threshold: Annotated[float | None,
+                                Query(gt=0, lt=1, description="long above this P(up) (default: the model's)")] = None,
+           closed: Closed = True, caller: Caller = READ) -> Signal:
     """Long, short or flat for the next bar from the production model against its threshold, decided at the last closed
     bar and persisted in model_signals (once per bar and version: the decision on the bar's final values). A `threshold`
     of the caller's own, or `closed=false` (a forming candle), is a what-if, answered and never persisted: the record
@@ -135,17 +126,14 @@ def signal(
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c009_09
 @router.get('/signals/history', response_model=list[Signal], tags=['predictions'], responses=ERRORS)
-def signal_history(
-    request: Request,
-    symbol: Symbol,
-    timeframe: Timeframe,
-    start: Annotated[str | None, Query(pattern=WHEN, description="from this time (ISO 8601, UTC unless zoned)")] = None,
-    end: Annotated[
-        str | None, Query(pattern=WHEN, description="to this time, inclusive (a date alone: its whole day)")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    caller: Caller = READ,
-) -> list[Signal]:
+def signal_history(request: Request, symbol: Symbol, timeframe: Timeframe,
+                   start: Annotated[str | None,
+                                    Query(pattern=WHEN,
+                                          description="from this time (ISO 8601, UTC unless zoned)")] = None,
+                   end: Annotated[str | None,
+                                  Query(pattern=WHEN,
+                                        description="to this time, inclusive (a date alone: its whole day)")] = None,
+                   limit: Annotated[int, Query(ge=1, le=100_000)] = 1000, caller: Caller = READ) -> list[Signal]:
     "The signals served for a series, oldest first"
     rows = request.app.state.signals.history(symbol, check_timeframe(timeframe), start, end, limit)
     return [Signal(**{k: v for k, v in r.items() if k in Signal.model_fields}) for r in rows]

@@ -33,12 +33,12 @@ class Ready(BaseModel):
     store: str = Field(description="the kind of store served: parquet or postgresql (where "
                                    "it is, in the operator's log and `mlfin serve`'s line)")
     models: list[LoadedModel]
-    checks: dict[str, str] = Field(
-        description="what the service needs, each checked now: store, database, rate_limits, disk")
-    refused: dict[str, str] = Field(
-        default_factory=dict, description="production versions found that this process cannot serve, each with why "
-                                          "(SYMBOL:TIMEFRAME -> the line; a family whose extra is not installed)"
-    )
+    checks: dict[str, str] = Field(description="what the service needs, each checked "
+                                               "now: store, database, rate_limits, disk")
+    refused: dict[str, str] = Field(default_factory=dict,
+                                    description="production versions found that this process "
+                                                "cannot serve, each with why (SYMBOL:TIMEFRAME -> "
+                                                "the line; a family whose extra is not installed)")
 
 # %% ../../../nbs/11j_service.routes.status.ipynb #c009
 @router.get('/health', response_model=Health, tags=['service'], responses={})
