@@ -6,7 +6,7 @@ from conftest import ROOT, binance_klines, mlfin, same_products, with_args, writ
 from mlfin.data import SAMPLES, load_sample, periods_per_year
 from mlfin import features
 from mlfin.backtest.universe import GRID_THRESHOLDS, PORTFOLIO
-from mlfin.backtest.tearsheet import PLOTLY_JS, TEARSHEET
+from mlfin.backtest.page import PLOTLY_JS, TEARSHEET
 from mlfin.features import inputs_of, read_spec, spec_names
 from mlfin.params import RunConfig
 from mlfin.models import choose_models

@@ -3,7 +3,8 @@ click from its tearsheet; what the report draws for fifty books, weighed. The ru
 at random: a table's behaviour, not a result): a 50-book run by `mlfin run` takes minutes, the table's function is what
 every page calls."""
 import numpy as np, pandas as pd
-from mlfin.backtest.tearsheet import PLOTLY_JS, TEARSHEET, judge
+from mlfin.backtest.tearsheet import judge
+from mlfin.backtest.page import PLOTLY_JS, TEARSHEET
 from mlfin.report.universe import HANDFUL, figure_html, universe_figure, universe_frame, universe_table
 
 BOOKS = 50

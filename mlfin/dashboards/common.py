@@ -359,7 +359,8 @@ def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -
     """One book's card: name, timeframe and model, the verdict's badge, its value beside buy-and-hold's, the figures
     that decide"""
     # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
-    from mlfin.backtest.tearsheet import figure, judge, metrics_frame, verdict_word
+    from mlfin.backtest.tearsheet import figure, judge, verdict_word
+    from mlfin.backtest.page import metrics_frame   # here too: the tearsheet's page, likewise (above)
     from mlfin.report.universe import BADGES   # here, not at the top: it imports mlfin.backtest.tearsheet (above)
     back, fore = BADGES[judge(m)]
     shown = metrics_frame(m, ('total_return', 'sharpe', 'max_drawdown'))
@@ -433,7 +434,7 @@ def book_page(book: str | None = None, # SPX, ..., PORTFOLIO; default: the page'
     names the book and the run (`?book=SPX&run=ID`), and so does each link to the run's other books"""
     import ipywidgets as widgets
     # here, not at the top: mlfin.backtest.tearsheet adds 1.08 s to importing this module (measured)
-    from mlfin.backtest.tearsheet import tearsheet_parts
+    from mlfin.backtest.page import tearsheet_parts
     # here, not at the top: mlfin.report.tables adds 1.08 s to importing this module (measured)
     from mlfin.report.tables import run_header
 

@@ -8,8 +8,8 @@ import html
 import pandas as pd
 from ..params import VALIDATIONS
 from ..backtest.stats import annualised_shown, span_note
-from ..backtest.tearsheet import metrics_frame, verdict_word, holdout_frame, skill_frame, verdict, forecast_said
-from ..backtest.tearsheet import forecast_frame, figure, trials_said
+from ..backtest.tearsheet import figure, trials_said, verdict, verdict_word
+from ..backtest.page import forecast_frame, forecast_said, holdout_frame, metrics_frame, skill_frame
 from ..style import TABLE_STYLE, html_table
 from .products import execution_model
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import html
 from urllib.parse import quote
 import numpy as np, pandas as pd
-from ..backtest.tearsheet import DSR_DIGITS, TEARSHEET, VERDICTS, dates, judge, shown_at, typed
+from ..backtest.tearsheet import DSR_DIGITS, VERDICTS, judge
+from ..backtest.page import TEARSHEET, dates, shown_at, typed
 from ..backtest.tearsheet import verdict_word
 from ..backtest.universe import PORTFOLIO
 
