@@ -212,6 +212,100 @@ def forming_marker(kept: dict,            # the series' meta as stored
     marked = kept.get('forming') or ''
     return '' if not marked or pd.Timestamp(marked) <= last else marked
 
+# %% ../../nbs/01r_data.facade.ipynb #bb3d0c95
+def _check_policy(tz: str, off_calendar: str):
+    "Refuse an unknown zone or off-calendar policy before anything is read"
+    check_zone(tz)
+    if off_calendar not in OFF_CALENDAR:
+        raise BadInput(f"--off-calendar {off_calendar!r}: use {' or '.join(OFF_CALENDAR)}")
+
+# %% ../../nbs/01r_data.facade.ipynb #12c81d69
+def _series_named(source: str, symbol: str | None, timeframe: str | None) -> tuple[str, str]:
+    "The batch's symbol and bar size, checked; a missing one asked for"
+    if not symbol: raise BadInput(f"{source}: which symbol? pass --symbol")
+    if not timeframe: raise BadInput(f"{source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
+    check_symbol(symbol)
+    return symbol, check_timeframe(timeframe, source)
+
+# %% ../../nbs/01r_data.facade.ipynb #83c20b6f
+def _inspected(batch: Batch, symbol: str, timeframe: str, sample: str | None, kept: dict, volume: str | None):
+    "The batch's rows inspected for the series; refused when a sample would mix with a series of the user's"
+    # only stored, never handed out: no copy of the columns
+    found = batch.inspect(symbol, timeframe, writable=False, volume=volume)
+    if sample and symbol == sample and kept and not _is_sample(kept, sample):
+        raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from "
+                       f"{kept.get('source', 'another source')}; the sample would mix with "
+                       f"them. Store it under another name: --symbol {symbol}_SAMPLE")
+    return found
+
+# %% ../../nbs/01r_data.facade.ipynb #3c0e0322
+def _placed(batch: Batch, found, symbol: str, timeframe: str, calendar: str | None, sample: str | None, kept: dict,
+            store, tz: str, off_calendar: str) -> tuple:
+    """The valid bars' spacing checked, their calendar settled (where it came from, what it carries), the bars off it
+    noted and, `off_calendar='quarantine'`, moved to the rejected; nothing to settle when no bar is valid"""
+    if not len(found.bars): return calendar, '', {}, None
+    check_spacing(found.bars, timeframe, batch.source)
+    # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
+    calendar, calendar_from, inherited = settle_calendar(calendar, sample, kept, store, symbol, timeframe, found.bars,
+                                                         batch.source)
+    off = off_the_calendar(found.bars, calendar)
+    if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
+    if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
+    return calendar, calendar_from, inherited, off
+
+# %% ../../nbs/01r_data.facade.ipynb #17783e43
+def _rows_read(batch: Batch) -> int:
+    "Rows a batch read from its source: those parsed and those of the wrong length"
+    return len(batch.frame) + (int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems)
+                               else 0)
+
+# %% ../../nbs/01r_data.facade.ipynb #70685cdf
+def _reported(batch: Batch, found, store, symbol: str, timeframe: str, calendar: str | None, calendar_from: str,
+              strict: bool) -> IngestReport:
+    """The report of an inspected batch, its rejected rows quarantined; refused when `strict` finds a bad row (then
+    nothing is stored) or when no row is valid"""
+    if strict and len(found.rejected):
+        refused = BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
+        refused.why = 'strict'   # why the batch was refused, for a caller that counts refusals (the service's metrics)
+        raise refused
+    rows = _rows_read(batch)
+    report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected),
+                          notes=found.notes, layout=batch.layout,
+                          calendar_from=calendar_from if len(found.bars) else '')
+    if len(found.rejected):
+        report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
+        report.held_already = len(found.rejected) - store.quarantine(found.rejected, symbol, timeframe, batch.source)
+    if found.bars.empty:
+        refused = BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}"
+                           + ''.join(f"; {n}" for n in found.notes if n.startswith('times look shifted')))
+        # what was quarantined, and why nothing was stored, for a caller that counts them (the service's metrics)
+        refused.report, refused.why = report, 'rows'
+        raise refused
+    return report
+
+# %% ../../nbs/01r_data.facade.ipynb #836527ef
+def _adjust(bars: pd.DataFrame, actions):
+    "Multiply the bars' `adj_factor` (1 when absent) by the factor that splits and dividends in `actions` imply"
+    factor = factor_from_actions(bars, read_actions(actions))
+    bars['adj_factor'] = (bars['adj_factor'] if 'adj_factor' in bars else 1.0) * factor
+
+# %% ../../nbs/01r_data.facade.ipynb #fe2f2500
+def _anomaly_rows(bars: pd.DataFrame, calendar: str, off: pd.DataFrame) -> list:
+    "The bars' anomalies as (time, kind, detail) rows for a report; `off`: the bars found off the calendar"
+    # none off the calendar: the bars are the ones looked at, none again
+    odd = anomalies(bars, calendar, off=None if len(off) else off)
+    return list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
+
+# %% ../../nbs/01r_data.facade.ipynb #dbf45de2
+def _stored(store, bars: pd.DataFrame, meta: dict, report: IngestReport):
+    "Write the bars with the series' meta; the counts go to `report`, with a note naming a resend's first changed value"
+    counts = store.write(bars, meta)
+    change = counts.pop('first_change', None)
+    for k, v in counts.items(): setattr(report, k, v)
+    if change:  # a resend never changes a stored value unsaid
+        report.notes.append(f"{report.changed:,} stored bar(s) changed, first change: "
+                            f"{change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
+
 # %% ../../nbs/01r_data.facade.ipynb #c007f
 def ingest(
     source,  # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
@@ -233,66 +327,24 @@ def ingest(
 ) -> IngestReport:
     """Parse, inspect and store bars from `source`; bad rows and off-calendar bars quarantined (or, `strict`, the batch
     rejected)"""
-    check_zone(tz)
-    if off_calendar not in OFF_CALENDAR:
-        raise BadInput(f"--off-calendar {off_calendar!r}: use {' or '.join(OFF_CALENDAR)}")
+    _check_policy(tz, off_calendar)
     reading = {'decimal': decimal, 'dayfirst': dayfirst, 'date_format': date_format}
     batch, sample, known_timeframe = _batch(source, columns, tz, timeframe, start, end, config, symbol, reading)
-    symbol, timeframe = symbol or sample, timeframe or known_timeframe
-    if not symbol: raise BadInput(f"{batch.source}: which symbol? pass --symbol")
-    if not timeframe: raise BadInput(f"{batch.source}: which bar size? pass --timeframe ({', '.join(TIMEFRAMES)})")
-    check_symbol(symbol); timeframe = check_timeframe(timeframe, batch.source)
+    symbol, timeframe = _series_named(batch.source, symbol or sample, timeframe or known_timeframe)
     store = open_store(store)
     kept = store.meta(symbol, timeframe)
     volume = batch.volume_choice(kept.get('volume'))   # MetaTrader's: the series' own, recorded by its first batch
-    # only stored, never handed out: no copy of the columns
-    found = batch.inspect(symbol, timeframe, writable=False, volume=volume)
-    rows = len(batch.frame) + (int((~batch.problems['row'].isin(batch.frame.index)).sum()) if len(batch.problems)
-                               else 0)  # rows of the wrong length too
-    if sample and symbol == sample and kept and not _is_sample(kept, sample):
-        raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from "
-                       f"{kept.get('source', 'another source')}; the sample would mix with "
-                       f"them. Store it under another name: --symbol {symbol}_SAMPLE")
-    # the one given, else the sample's, else the one recorded for the series, else a guess from the bars
-    if len(found.bars):
-        check_spacing(found.bars, timeframe, batch.source)
-        calendar, calendar_from, inherited = settle_calendar(calendar, sample, kept, store, symbol, timeframe,
-                                                             found.bars, batch.source)
-        off = off_the_calendar(found.bars, calendar)
-        if len(off) and (note := shifted_note(found.bars, calendar, off, batch.layout, tz)): found.notes.append(note)
-        if off_calendar == 'quarantine': _off_calendar_rows(batch, found, off)
-    if strict and len(found.rejected):
-        refused = BadInput(found.first_problem(batch.source) + '; strict: nothing stored')
-        refused.why = 'strict'   # why the batch was refused, for a caller that counts refusals (the service's metrics)
-        raise refused
-    report = IngestReport(batch.source, symbol, timeframe, calendar or '', rows, quarantined=len(found.rejected),
-                          notes=found.notes, layout=batch.layout,
-                          calendar_from=calendar_from if len(found.bars) else '')
-    if len(found.rejected):
-        report.first_problem = found.first_problem(batch.source).split(': ', 1)[1]
-        report.held_already = len(found.rejected) - store.quarantine(found.rejected, symbol, timeframe, batch.source)
-    if found.bars.empty:
-        refused = BadInput(f"{batch.source}: no valid rows, all {rows:,} quarantined; first: {report.first_problem}"
-                           + ''.join(f"; {n}" for n in found.notes if n.startswith('times look shifted')))
-        # what was quarantined, and why nothing was stored, for a caller that counts them (the service's metrics)
-        refused.report, refused.why = report, 'rows'
-        raise refused
-    if actions is not None:
-        factor = factor_from_actions(found.bars, read_actions(actions))
-        found.bars['adj_factor'] = (found.bars['adj_factor'] if 'adj_factor' in found.bars else 1.0) * factor
+    found = _inspected(batch, symbol, timeframe, sample, kept, volume)
+    calendar, calendar_from, inherited, off = _placed(batch, found, symbol, timeframe, calendar, sample, kept, store,
+                                                      tz, off_calendar)
+    report = _reported(batch, found, store, symbol, timeframe, calendar, calendar_from, strict)
+    if actions is not None: _adjust(found.bars, actions)
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
-    # none off the calendar: the bars are the ones looked at, none again
-    odd = anomalies(found.bars, calendar, off=None if len(off) else off)
-    report.anomalies = list(zip(odd['ts'].astype('str'), odd['kind'], odd['detail'])) if len(odd) else []
+    report.anomalies = _anomaly_rows(found.bars, calendar, off)
     meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout,
             **({'volume': volume} if volume else {}), **inherited, **(_provenance(sample) if sample else {}),
             'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar)}
-    counts = store.write(found.bars, meta)
-    change = counts.pop('first_change', None)
-    for k, v in counts.items(): setattr(report, k, v)
-    if change:  # a resend never changes a stored value unsaid
-        report.notes.append(f"{report.changed:,} stored bar(s) changed, first change: "
-                            f"{change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
+    _stored(store, found.bars, meta, report)
     return report
 
 # %% ../../nbs/01r_data.facade.ipynb #c007f_00
