@@ -125,7 +125,7 @@ from mlfin.data import load_sample
 from mlfin.features import dataset
 from mlfin.features.labels import fixed_horizon
 from mlfin.models import (FAMILIES, choose_models, compare_models, libraries, load_model, make_splitter, save_model, symbol_data,
-                          train_universe, tune)
+                          train_universe, tune, Tuning)
 from mlfin.models.tuning import _round_pruning
 assert FAMILIES['knn'].model.__module__ == 'mlfin.models.families.knn'
 specs = choose_models('logistic,knn', 'classifier', '', Path(sys.argv[1]))   # the project's models.yaml with its new line
@@ -139,7 +139,7 @@ final = run.finals[('SPX', 'knn')]
 data = symbol_data(rows, 'uniqueness', 'SPX')
 with tempfile.TemporaryDirectory() as d:
     np.testing.assert_array_equal(load_model(save_model(final, d)).predict(data.X), final.predict(data.X))
-    tuned = tune(specs[1], 'classifier', data, make_splitter('walk_forward', 3), trials=2, storage=f"sqlite:///{d}/optuna.db")
+    tuned = tune(specs[1], data, Tuning('classifier', make_splitter('walk_forward', 3)), trials=2, storage=f"sqlite:///{d}/optuna.db")
     assert 5 <= tuned.spec.params['n_neighbors'] <= 500 and tuned.trials == 2, tuned
 assert _round_pruning(None, specs[1], 'classifier') == {}   # no boosting rounds: pruned by folds only
 assert 'sklearn.neighbors' in PRELOAD and 'scikit-learn' in SAME_EVERYWHERE and 'scikit-learn' in libraries()

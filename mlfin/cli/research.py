@@ -25,7 +25,8 @@ from ..processes import run_server
 from ..tracking import run_table, compare_runs, fetch_run, find_run, record_search, using
 from ..features.labels import label_entry
 from ..cluster import running
-from ..models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, MODELS_FILE, FAMILIES
+from ..models import choose_models, make_splitter, resolve_device, symbol_data, tune_spread, Tuning, MODELS_FILE
+from ..models import FAMILIES
 from ..models import versions, parse_series, production, promote, release, registered_name
 from ..models.retention import KEEP, KEEP_DAYS, prune_plan, prune_versions
 from ..tracking.ledger import Ledger, place
@@ -326,6 +327,7 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
     splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
     timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
     device, results = resolve_device(config.device), []
+    how = Tuning(kind, splitter, config.seed, device, label.price, pruning, config.weighting)
     # the question is what the bars are
     bars, book = pd.read_parquet(run_dir()/'bars.parquet', columns=['symbol', 'close']), Ledger()
     # a local cluster started once for every study; a scheduler's workers checked first
@@ -333,26 +335,10 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
         for symbol in wanted:
             one = symbol_data(data[data['symbol'] == symbol], config.weighting, symbol)
             for spec in specs:
-                found = tune_spread(
-                    spec,
-                    kind,
-                    one,
-                    splitter,
-                    trials,
-                    storage,
-                    study,
-                    config.seed,
-                    device,
-                    label.price,
-                    pruning,
-                    timeout,
-                    sampler_seed=config.seed + os.getpid()
-                    if study
-                    else None,  # processes sharing one study sample apart
-                    source=str(path),
-                    weighting=config.weighting,
-                    progress=sys.stderr.isatty(),
-                )
+                # processes sharing one study sample apart
+                found = tune_spread(spec, one, how, trials, storage, study, timeout,
+                                    sampler_seed=config.seed + os.getpid() if study else None, source=str(path),
+                                    progress=sys.stderr.isatty())
                 results.append(found)
                 typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
                            f"best mean fold {found.metric} {found.value:.4f}")
@@ -377,7 +363,6 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="The model zoo and the registry: families, versions, promotion")
 app.add_typer(models_app, name='models')
-
 
 # %% ../../nbs/14c_cli.research.ipynb #c016_00
 @models_app.command('families')

@@ -16,7 +16,7 @@ from ..cluster import fan_out, shipped, client
 from ..cluster.where import other_hosts, reached_everywhere
 
 # %% auto #0
-__all__ = ['MEMORY', 'FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'objective', 'Tuned',
+__all__ = ['MEMORY', 'FOLD_STEP', 'ROUND_INTERVAL', 'storage_url', 'open_storage', 'suggest', 'Tuning', 'objective', 'Tuned',
            'study_result', 'direction', 'open_study', 'tune', 'tune_universe', 'tune_one', 'record_study',
            'tune_spread', 'tune_share']
 
@@ -79,12 +79,27 @@ def _round_pruning(trial, spec: ModelSpec, kind: str) -> dict:
     # boosting round made pruned studies 30 s slower over 30 trials (make bench-models), so rounds report every tenth
     return family(spec.family).model.pruning(trial, 'auc', ROUND_INTERVAL)   # {} for a family without rounds
 
+# %% ../../nbs/06k_models.tuning.ipynb #dd3908d9
+@dataclass(frozen=True)
+class Tuning:
+    """How every trial of a study is fitted and scored: the same for each study of a run and for each worker's share
+    of a spread study, so it travels as one value"""
+    kind: str                      # classifier or regressor: a trial is scored by the kind's primary score (`PRIMARY`)
+    splitter: object               # the purged folds each trial is fitted and scored on (`training.make_splitter`)
+    seed: int = 0                  # the fits' seed, and the sampler's where a share has none of its own
+    device: str = 'cpu'            # cpu or cuda (`models.core.resolve_device`)
+    price_target: bool = False     # a regressor's target as a price
+    pruning: bool = True           # median pruning on folds (and boosting rounds); False: every trial to its end
+    weighting: str = 'uniqueness'  # how the rows' sample weights are made, again by a worker that reads the rows
+
+    @property
+    def metric(self) -> str: return PRIMARY[self.kind]
+
 # %% ../../nbs/06k_models.tuning.ipynb #c012_00
-def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int = 0, device: str = 'cpu',
-              price_target: bool = False, pruning: bool = True):
+def objective(spec: ModelSpec, data: SymbolData, how: Tuning):
     "An Optuna objective: one trial's hyperparameters scored by the mean of the purged folds' primary score"
     import optuna, os, socket
-    metric = PRIMARY[kind]
+    metric, pruning = how.metric, how.pruning
 
     def run(trial) -> float:
         # which process ran it, when a study's trials are spread
@@ -99,9 +114,10 @@ def objective(spec: ModelSpec, kind: str, data: SymbolData, splitter, seed: int 
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"fold {fold}: mean {metric} {np.nanmean(scores):.4f}")
 
-        rounds = _round_pruning(trial, spec, kind) if pruning else {}
+        rounds = _round_pruning(trial, spec, how.kind) if pruning else {}
         options = (lambda fold, test: {'eval_rows': test, **rounds} if fold == 0 else {}) if rounds else None
-        cross_predict(trial_spec, kind, data, splitter, seed, device, price_target, report=report, fit_options=options)
+        cross_predict(trial_spec, how.kind, data, how.splitter, how.seed, how.device, how.price_target, report=report,
+                      fit_options=options)
         return float(np.nanmean(scores))
     return run
 
@@ -154,51 +170,46 @@ def open_study(data: SymbolData, spec: ModelSpec, kind: str,
                                load_if_exists=True, direction=direction(kind), **kwargs)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c014_00
-def tune(spec: ModelSpec, kind: str, data: SymbolData, splitter,
+def tune(spec: ModelSpec, data: SymbolData, how: Tuning,
          trials: int = 20,            # trials to run in this process (the study may hold more, from other workers)
          storage: str | None = None,  # sqlite:///... or postgresql://...; default: MLFIN_HOME/optuna.db
          study: str | None = None,    # the study's name; default: SYMBOL-MODEL-KIND
-         seed: int = 0, device: str = 'cpu', price_target: bool = False,
-         # median pruning on folds (and boosting rounds); False: every trial runs to the end
-         pruning: bool = True,
          timeout: float | None = None, progress: bool = False,
-         # the sampler's seed (default: `seed`); give workers sharing a study different ones
+         # the sampler's seed (default: `how.seed`); give workers sharing a study different ones
          sampler_seed: int | None = None,
         ) -> Tuned:
     "Tune `spec` on `data`'s purged folds with Optuna; returns the best hyperparameters and the study's trial counts"
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study from the caller, not one per trial
-    check_folds(data, [spec], kind, splitter)
+    check_folds(data, [spec], how.kind, how.splitter)
     data = data.without(spec.without)   # a variant without feature groups is tuned on the inputs it trains on
-    sampler = optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if pruning
+    sampler = optuna.samplers.TPESampler(seed=how.seed if sampler_seed is None else sampler_seed)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10) if how.pruning
               else optuna.pruners.NopPruner())
-    found = open_study(data, spec, kind, study, storage, sampler=sampler, pruner=pruner)
-    found.optimize(objective(spec, kind, data, splitter, seed, device, price_target, pruning), n_trials=trials,
-                   timeout=timeout, show_progress_bar=progress, catch=())
-    return study_result(found, spec, PRIMARY[kind], held=storage == MEMORY)
+    found = open_study(data, spec, how.kind, study, storage, sampler=sampler, pruner=pruner)
+    found.optimize(objective(spec, data, how), n_trials=trials, timeout=timeout, show_progress_bar=progress, catch=())
+    return study_result(found, spec, how.metric, held=storage == MEMORY)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c018
-def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitter, trials: int,
-                  seed: int = 0, device: str = 'cpu', price_target: bool = False, weighting: str = 'uniqueness',
-                  storage: str | None = None, pruning: bool = True,
+def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], how: Tuning, trials: int,
+                  storage: str | None = None,
                   # the Parquet file `data` was read from: each unit reads its symbol's rows from it
                   source: str | None = None,
                  ) -> tuple[dict[str, list[ModelSpec]], dict[str, int], pd.DataFrame]:
     "Per symbol: the tuned specs, the trials tried (all models), and a table of each study's best score and counts"
-    by_symbol = {symbol: symbol_data(rows, weighting, symbol) for symbol, rows in data.groupby('symbol', sort=False)}
+    by_symbol = {symbol: symbol_data(rows, how.weighting, symbol)
+                 for symbol, rows in data.groupby('symbol', sort=False)}
     symbols = list(by_symbol)
     url, cluster = storage_url(storage), client()
     across = [] if cluster is None else other_hosts(cluster)
     reached_everywhere(storage, '--storage', across)   # as the user gave it
     # SQLite's locks do not cross hosts: each study in its worker's memory
     kept = MEMORY if across and url.startswith('sqlite') else url
-    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, trials, seed,
-                                       device, price_target, weighting, kept, pruning)
+    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, how, trials, kept)
              for symbol in symbols for spec in specs}
     found = fan_out('tune', tune_one, calls)   # one study a unit, in process or on the run's cluster
     for one in found.values():
-        if one.held is not None: record_study(url, one.study, kind, one.held); one.held = None
+        if one.held is not None: record_study(url, one.study, how.kind, one.held); one.held = None
     tuned, counts, rows = {}, {}, []
     for symbol in symbols:
         tuned[symbol] = [found[f"{symbol} {spec.name}"].spec for spec in specs]
@@ -210,28 +221,15 @@ def tune_universe(data: pd.DataFrame, specs: list[ModelSpec], kind: str, splitte
     return tuned, counts, pd.DataFrame(rows)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c018_u
-def tune_one(
-    rows: SymbolData | str,  # one symbol's training arrays, or the Parquet dataset holding its rows
-    symbol: str,
-    spec: ModelSpec,
-    kind: str,
-    splitter,
-    trials: int,
-    seed: int = 0,
-    device: str = 'cpu',
-    price_target: bool = False,
-    weighting: str = 'uniqueness',
-    storage: str | None = None,
-    pruning: bool = True,
-) -> Tuned:
+def tune_one(rows: SymbolData | str,  # one symbol's training arrays, or the Parquet dataset holding its rows
+             symbol: str, spec: ModelSpec, how: Tuning, trials: int, storage: str | None = None) -> Tuned:
     "One symbol's model tuned afresh in its pipeline study (`tune_universe`'s unit of work)"
     import optuna
-    name = f"pipeline-{symbol}-{spec.name}-{kind}"
+    name = f"pipeline-{symbol}-{spec.name}-{how.kind}"
     if storage != MEMORY:
         try: optuna.delete_study(study_name=name, storage=open_storage(storage))
         except KeyError: pass  # a first run: nothing to start afresh
-    return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, name, seed, device,
-                price_target, pruning)
+    return tune(spec, unit_data(rows, symbol, how.weighting), how, trials, storage, name)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c018_r
 def record_study(url: str, name: str, kind: str, trials: list):
@@ -243,66 +241,39 @@ def record_study(url: str, name: str, kind: str, trials: list):
     optuna.create_study(study_name=name, storage=storage, direction=direction(kind)).add_trials(trials)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c020s
-def tune_spread(
-    spec: ModelSpec,
-    kind: str,
-    data: SymbolData,
-    splitter,
-    trials: int,
-    storage: str | None = None,
-    study: str | None = None,
-    seed: int = 0,
-    device: str = 'cpu',
-    price_target: bool = False,
-    pruning: bool = True,
-    timeout: float | None = None,
-    sampler_seed: int | None = None,  # the first share's sampler seed (default: `seed`); the others follow it
-    source: str | None = None,  # the Parquet dataset `data` came from: a worker reads its symbol's rows from it
-    weighting: str = 'uniqueness',  # how `data`'s sample weights were made, for a worker making them again
-    progress: bool = False,  # Optuna's progress bar, in process
-) -> Tuned:
+def tune_spread(spec: ModelSpec, data: SymbolData, how: Tuning, trials: int,
+                storage: str | None = None, study: str | None = None, timeout: float | None = None,
+                # the first share's sampler seed (default: `how.seed`); the others follow
+                sampler_seed: int | None = None,
+                # the Parquet dataset `data` came from: a worker reads its symbol's rows there
+                source: str | None = None,
+                progress: bool = False,  # Optuna's progress bar, in process
+               ) -> Tuned:
     """One study's `trials` spread over the run's cluster (`cluster.running`), a share per worker on the shared study;
     in process without one"""
     import optuna
     found = client()
     workers = sorted(found.nthreads()) if found is not None else []
-    if len(workers) < 2:
-        return tune(spec, kind, data, splitter, trials, storage, study, seed, device, price_target, pruning, timeout,
-                    progress, sampler_seed)
+    if len(workers) < 2: return tune(spec, data, how, trials, storage, study, timeout, progress, sampler_seed)
     url, across = storage_url(storage), other_hosts(found)
     if url.startswith('sqlite') and across:
         raise BadInput(f"--storage {url.split(':', 1)[0]}: workers on other hosts ({across[0]}) share "
                        "a study through PostgreSQL (postgresql://USER@HOST/DB), not a SQLite file")
     reached_everywhere(storage, '--storage', across)   # as the user gave it
-    check_folds(data, [spec], kind, splitter)
-    name = open_study(data, spec, kind, study, url).study_name   # made once, before the shares race to it
+    check_folds(data, [spec], how.kind, how.splitter)
+    name = open_study(data, spec, how.kind, study, url).study_name   # made once, before the shares race to it
     shares = [trials // len(workers) + (i < trials % len(workers)) for i in range(len(workers))]
-    first = seed if sampler_seed is None else sampler_seed
-    calls = {f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, kind, splitter, n,
-                                                          url, name, seed, device, price_target, pruning, timeout,
-                                                          first + i, weighting)
+    first = how.seed if sampler_seed is None else sampler_seed
+    calls = {f"{data.symbol} {spec.name} share {i + 1}": (shipped(data, source), data.symbol, spec, how, n, url, name,
+                                                          timeout, first + i)
              for i, n in enumerate(shares) if n}
     fan_out('tune', tune_share, calls)
-    return study_result(optuna.load_study(study_name=name, storage=open_storage(url)), spec, PRIMARY[kind])
+    return study_result(optuna.load_study(study_name=name, storage=open_storage(url)), spec, how.metric)
 
 # %% ../../nbs/06k_models.tuning.ipynb #c020t
-def tune_share(
-    rows: SymbolData | str,  # one symbol's training arrays, or the Parquet dataset holding its rows
-    symbol: str,
-    spec: ModelSpec,
-    kind: str,
-    splitter,
-    trials: int,
-    storage: str,
-    study: str,
-    seed: int,
-    device: str,
-    price_target: bool,
-    pruning: bool,
-    timeout: float | None,
-    sampler_seed: int,
-    weighting: str,
-) -> Tuned:
+def tune_share(rows: SymbolData | str,  # one symbol's training arrays, or the Parquet dataset holding its rows
+               symbol: str, spec: ModelSpec, how: Tuning, trials: int, storage: str, study: str,
+               timeout: float | None, sampler_seed: int) -> Tuned:
     "A worker's share of a spread study (`tune_spread`'s unit of work)"
-    return tune(spec, kind, unit_data(rows, symbol, weighting), splitter, trials, storage, study, seed, device,
-                price_target, pruning, timeout, sampler_seed=sampler_seed)
+    return tune(spec, unit_data(rows, symbol, how.weighting), how, trials, storage, study, timeout,
+                sampler_seed=sampler_seed)

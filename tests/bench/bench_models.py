@@ -93,7 +93,7 @@ def tuning(seeds=SEEDS):
           f"sampler seeds {list(seeds)}", flush=True)
     code = ROWS + '''
 import sys, time, tempfile
-from mlfin.models import model_spec, SymbolData, WalkForward, tune
+from mlfin.models import model_spec, SymbolData, WalkForward, tune, Tuning
 X, y, index, ends = synthetic_rows(60_000, 20)
 data = SymbolData('SYN', index, [f"f{i}" for i in range(20)], X, y, ends, np.full(len(y), np.nan), None)
 pruning, seed = sys.argv[1] == 'on', int(sys.argv[2])
@@ -101,8 +101,8 @@ import atexit, shutil
 work = tempfile.mkdtemp(); atexit.register(shutil.rmtree, work, True)
 store = f"sqlite:///{work}/optuna.db"
 t = time.perf_counter()
-found = tune(model_spec('lightgbm'), 'classifier', data, WalkForward(5), trials=int(sys.argv[3]), storage=store, study='bench', pruning=pruning,
-             sampler_seed=seed)
+found = tune(model_spec('lightgbm'), data, Tuning('classifier', WalkForward(5), pruning=pruning), trials=int(sys.argv[3]), storage=store,
+             study='bench', sampler_seed=seed)
 total = time.perf_counter() - t
 import optuna
 study = optuna.load_study(study_name='bench', storage=store)
