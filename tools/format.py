@@ -688,10 +688,12 @@ def statements(toks: list):
 
 def relayout(source: str) -> str:
     """Every statement laid out over several lines with a line that is only closing brackets or ends in an opening one,
-    and no comment inside (one after its end stays at its end, or moves above it), laid out again in the house's form
+    or a string fragment (`orphans`), and no comment inside (one after its end stays at its end, or moves above it), laid out again in the house's form
     (`lay`) where that leaves fewer such lines in no more lines; its syntax tree unchanged"""
     if (before := tree(source)) is None: return source
-    toks, lines = tokens(source), source.splitlines()
+    toks, lines, fragments = tokens(source), source.splitlines(), set(orphans(source))
+    # what a statement's layout costs: lines of ruff's kind, and string fragments (`orphans`)
+    cost = lambda text, indent: badness(text) + len(orphans('\n'.join(l[indent:] for l in text)))
     for a, b in reversed(list(statements(toks))):
         span = toks[a:b + 1]
         note = span.pop() if len(span) > 1 and span[-1].type == tokenize.COMMENT else None
@@ -699,7 +701,8 @@ def relayout(source: str) -> str:
         if top == bottom or any(t.type == tokenize.COMMENT or t.start[0] != t.end[0] for t in span): continue
         if note is not None and (note.start[0] != bottom or PRAGMA.search(note.string)): continue   # a pragma stays put
         old = lines[top - 1:bottom]
-        if any(l.endswith('\\') for l in old) or not badness(old) or old[0][:span[0].start[1]].strip(): continue
+        if any(l.endswith('\\') for l in old) or old[0][:span[0].start[1]].strip(): continue
+        if not badness(old) and not any(top <= row <= bottom for row in fragments): continue
         if lines[bottom - 1][span[-1].end[1]:].strip() != (note.string if note else ''): continue
         try: elems, _ = grouped([t for t in span if t.type != tokenize.NL])
         except ValueError: continue
@@ -710,7 +713,7 @@ def relayout(source: str) -> str:
         if note is not None:   # at the end where it fits, its spacing kept; else on the line above
             after = new[-1] + ' ' * max(note.start[1] - span[-1].end[1], 2) + note.string
             new = [*new[:-1], after] if len(after) <= LIMIT else [' ' * indent + note.string, *new]
-        if len(new) > len(old) or badness(new) >= badness(old) or any(len(l) > LIMIT for l in new): continue
+        if len(new) > len(old) or cost(new, indent) >= cost(old, indent) or any(len(l) > LIMIT for l in new): continue
         changed = lines[:top - 1] + new + lines[bottom:]
         text = '\n'.join(changed) + ('\n' if source.endswith('\n') else '')
         if tree(text) == before: lines = changed
