@@ -82,9 +82,11 @@ class MissingExtra(Unavailable, ModuleNotFoundError):
     too)"""
 
 
-def missing(library: str, module: str) -> MissingExtra:
-    "The error for `module` importing `library`, which is not installed"
-    extras = extras_of(module)
+def missing(library: str, module: str,
+            extras: tuple[str, ...] | None = None,  # the extras that bring it; default: `module`'s area's (`extras_of`)
+           ) -> MissingExtra:
+    "The error for `module` (or what needs it, in words) importing `library`, which is not installed"
+    extras = extras_of(module) if extras is None else extras
     if library in extras: extras = (library,)   # a family's own library: its extra alone (not its tuning hooks')
     fix = f"pip install 'mlfin[{','.join(extras)}]'" if extras else "pip install mlfin (its core needs it)"
     return MissingExtra(f"{module} needs {library}, which is not installed: {fix}", name=library)

@@ -4,16 +4,17 @@
 
 # %% ../nbs/06z_serving.ipynb #8273913e
 from __future__ import annotations
-import logging, os, threading, time
+import importlib.util, logging, os, re, socket, threading, time, urllib.parse
 from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from .config import REGISTRY_POLL, SERVING_TAIL
 from .errors import NotFound, Unavailable
-from .extras import MissingExtra
+from .extras import MissingExtra, missing
 from .paths import home, tracking_uri
 from .data import load, open_store
+from .data.stores import store_place
 from .data.bars import bar_end, closed_bars
 from . import features as F
 from .features.compute import closes_at
@@ -21,10 +22,10 @@ from .features.known import undefined_said
 from .data.observations_sources import load_observations
 from .models.promotion import target_of
 from .models.registry import load as load_version, registered_name, registry_client, unfiled_of
-from .tracking.ledger import LEDGER_ENV
+from .tracking.ledger import LEDGER_ENV, ledger_location
 
 # %% auto #0
-__all__ = ['TAIL', 'live_inputs', 'NoProductionModel', 'Forecast', 'Live', 'record', 'latest']
+__all__ = ['TAIL', 'NONE_ADVICE', 'ABSENT', 'live_inputs', 'NoProductionModel', 'Forecast', 'Live', 'record', 'latest']
 
 # %% ../nbs/06z_serving.ipynb #c005
 TAIL = SERVING_TAIL  # bars the live inputs are computed on (see above); at least a model's window beyond its warm-up
@@ -109,10 +110,48 @@ def _standing(kept: tuple | None, now: pd.Timestamp, version: int) -> bool:
     return bool(kept) and now < kept[1] and kept[2].version == version
 
 # %% ../nbs/06z_serving.ipynb #c009_01
+# what a series without a production model is told to do, wherever it is asked (a service's clients, a team's app)
+NONE_ADVICE = "train one (`mlfin run`) or promote a version (`mlfin models promote`)"
+ABSENT = ('RESOURCE_DOES_NOT_EXIST', 'INVALID_PARAMETER_VALUE')   # MLflow's codes for no such model, or no such alias
+
+def _registry_uri(tracking: str | None = None) -> str:
+    "The registry a process predicts from: `tracking`, else the environment's MLflow URI, else the home's"
+    return tracking or os.environ.get('MLFLOW_TRACKING_URI') or tracking_uri()
+
 def _registry_file(tracking: str | None = None) -> Path | None:
     "The MLflow database file, when the registry is one (its changes are seen by a stat)"
-    uri = tracking or os.environ.get('MLFLOW_TRACKING_URI') or tracking_uri()
+    uri = _registry_uri(tracking)
     return Path(uri.removeprefix('sqlite:///')) if uri.startswith('sqlite:///') else None
+
+# %% ../nbs/06z_serving.ipynb #62ee77c6
+def _masked(uri: str) -> str: return re.sub(r'//[^/@]*@', '//', uri)   # a URL as a log may show it: no credentials
+
+def _registry_down(uri: str, timeout: float = 3.0) -> str | None:
+    """Why the MLflow server at `uri` takes no connection within `timeout` s (None: it does, or it is a file): asked
+    before MLflow's client, whose own retries wait minutes on a server that is down"""
+    found = urllib.parse.urlsplit(uri)
+    if found.scheme not in ('http', 'https') or not found.hostname: return None
+    try:
+        socket.create_connection((found.hostname, found.port or (443 if found.scheme == 'https' else 80)),
+                                 timeout).close()
+    except OSError as e:
+        return f"{type(e).__name__}: {e.strerror or e}"
+    return None
+
+def _ledger_refusal(ledger: str | None) -> Unavailable | None:
+    """Why production cannot be checked against the trial ledger `ledger` (default: $MLFIN_LEDGER) from here, said for
+    a service that reads another home: none at that path, or PostgreSQL without its driver; None: it can be read"""
+    place = ledger_location(ledger)
+    given = ('`ledger=`' if ledger else f"${LEDGER_ENV}" if os.environ.get(LEDGER_ENV)
+             else f"${LEDGER_ENV} unset: the default")
+    if place.startswith(('postgresql', 'postgres')):
+        if importlib.util.find_spec('psycopg') is None:
+            return missing('psycopg', f"the trial ledger {_masked(place)}", ('postgresql',))
+        return None
+    if Path(place).exists(): return None
+    return Unavailable(f"no trial ledger at {place} ({given}), so production cannot be checked "
+                       "against it: a service reading another home's registry passes that "
+                       "home's ledger (`ledger=`: its ledger.db, or its postgresql:// URL)")
 
 # %% ../nbs/06z_serving.ipynb #c009_02
 class Live:
@@ -127,7 +166,8 @@ class Live:
                 ):
         self.store, self.tail, self.registry_poll = open_store(store), tail, registry_poll
         self.tracking, self.ledger, self.cache = tracking, ledger, cache
-        self._file = _registry_file(tracking)   # a SQLite registry's file: its changes seen by a stat
+        # a SQLite file: changes seen by a stat
+        self._uri, self._file = _registry_uri(tracking), _registry_file(tracking)
         self._series: dict[tuple[str, str], _Series] = {}
         self._lock = threading.Lock()
         self._registry = (None, -1e9)   # (stamp, when it was read)
@@ -156,30 +196,41 @@ class Live:
         if entry.checked == stamp:   # nothing moved in the registry since the last look
             if entry.predictor is not None: return entry.predictor
             if entry.refused is not None: raise entry.refused
-            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train "
-                                    "one (POST /train, `mlfin run`) or promote a version")
+            raise NoProductionModel(f"no production model for {symbol} {timeframe}: {NONE_ADVICE}")
         name = registered_name(symbol, timeframe)
+        if stamp is None and self.tracking is not None:  # a registry named where there is none
+            raise Unavailable(f"no MLflow registry at {self._file} (`tracking=`): a SQLite registry is "
+                              "read at the path the research home wrote it, or from that home copied here")
         if stamp is None:
             raise NoProductionModel(f"no production model for {symbol} {timeframe}: "
                                     "the registry is empty (no run has registered one)")
+        if self._file is None and (down := _registry_down(self._uri)):   # minutes of MLflow's retries, said in seconds
+            raise Unavailable(f"the model registry {_masked(self._uri)} does not answer ({down})")
         # one client: each new one opens the registry's database again
         if self._client is None: self._client = registry_client(self.tracking)
         try:
             found = self._client.get_model_version_by_alias(name, 'production')
-        except MlflowException:
+        except MlflowException as e:
+            if e.error_code not in ABSENT:   # the registry failed, not the alias: said as the registry's
+                raise Unavailable(f"the model registry {_masked(self._uri)} could not be read ({e.error_code}: "
+                                  f"{(str(e).strip().splitlines() or [''])[0]})") from None
             # known to have none: not asked again until the registry changes
             entry.checked, entry.predictor, entry.forecasts, entry.refused = stamp, None, {}, None
-            raise NoProductionModel(f"no production model for {symbol} {timeframe}: train "
-                                    "one (POST /train, `mlfin run`) or promote a version") from None
-        # an alias the trial ledger did not file (moved through MLflow's own API): served by no one, said to everyone
-        entry.refused = (Unavailable(line) if (line := unfiled_of({name: int(found.version)}, self.ledger).get(name))
-                         else None)
+            raise NoProductionModel(f"no production model for {symbol} {timeframe}: {NONE_ADVICE}") from None
+        # an alias the trial ledger did not file (moved through MLflow's own API), or no ledger to check it against
+        # here: served by no one, said to everyone
+        refusal = _ledger_refusal(self.ledger)
+        line = None if refusal else unfiled_of({name: int(found.version)}, self.ledger).get(name)
+        entry.refused = refusal or (Unavailable(line) if line else None)
         if entry.refused is not None:
             entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
             raise entry.refused
         if entry.predictor is None or entry.predictor.version != int(found.version):
             # loaded before it replaces the old one: no request goes without
             try: predictor = load_version(found.version, symbol, timeframe, self.tracking, self.cache, self.ledger)
+            except MlflowException as e:   # its files not where the registry says (a home moved): MLflow's first line
+                raise Unavailable(f"{name} v{found.version} is in production but cannot be read from the registry: "
+                                  f"{(str(e).strip().splitlines() or [''])[0]}") from None
             # a family this install lacks: said, logged once, and kept until production moves
             except MissingExtra as e:
                 entry.refused = Unavailable(f"{name} v{found.version} is in production but cannot be loaded here: {e}")
@@ -207,7 +258,10 @@ class Live:
             except Unavailable:
                 if _standing(kept := entry.forecasts.get(closed), now, predictor.version): return kept[2]
                 raise
-            if stamp is None: raise NotFound(f"no {timeframe} bars for {symbol} in the store")
+            if stamp is None:
+                root = getattr(self.store, 'root', None)
+                raise NotFound(f"no {timeframe} bars for {symbol} in the store {store_place(self.store)}"
+                               + (" (no such folder)" if root is not None and not Path(root).exists() else ''))
             if _current(kept := entry.forecasts.get(closed), stamp, now, predictor.version): return kept[2]
             manifest = predictor.model.manifest
             bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed) + 1, store=self.store)
