@@ -172,7 +172,7 @@ def incumbent_predictions(version: dict, # a registered version (`registry.descr
 IDENTITY = 'mlfin.identity'   # a version's tag: what made it (its unit's key) and every figure it was registered with
 UNCHANGED = 'the same model, scores and evidence as when it was registered: no new version'
 
-def version_identity(unit: str,    # the key of the unit that trained the model (`training.unit_key`)
+def version_identity(unit: str,    # the key of the unit that trained the model (`run.unit_key`)
                      scores: dict, # what the version is registered with: its out-of-sample and backtest scores
                      tags: dict,   # its lineage and, for a leader, its evidence (DSR, PBO, trials, verdict)
                     ) -> str:
@@ -187,6 +187,73 @@ def candidate_of(client, name: str):
     try: return client.get_model_version_by_alias(name, 'candidate')
     except MlflowException: return None
 
+# %% ../../nbs/06m_models.promotion.ipynb #97bc8398
+def _model_version(before: dict,       # identity -> version, of the versions registered before
+                   row: dict,          # the model's leaderboard row
+                   symbol: str, timeframe: str, run_id: str, kind: str,
+                   after_costs: dict,  # its own backtest, same bars and costs
+                   tags: dict,         # the symbol's lineage tags
+                   evidence: dict,     # the symbol's leader's verdict (dsr, pbo, trials, verdict, record)
+                   unit: str | None,   # the key of the unit that trained it
+                  ) -> tuple[int, bool, dict]:
+    """A model's version (the one registered before with its identity, else a new one), whether it is new, and the
+    scores it carries"""
+    scores = {k: v for k, v in row.items() if k not in ('symbol', 'model', 'family', 'rank')}
+    scores.update(backtest_sharpe=after_costs['sharpe'], backtest_return=after_costs['total_return'])
+    judged = {f"{EVIDENCE}{k}": v for k, v in evidence.items()} if row['rank'] == 1 else {}  # the leader was traded
+    given = {**tags, **judged}
+    same = version_identity(unit, scores, given) if unit else None
+    version = before.get(same) if same else None
+    if version is not None: return version, False, scores
+    return (register_version(run_id, symbol, timeframe, row['model'], scores, kind,
+                             {**given, **({IDENTITY: same} if same else {})}),
+            True, scores)
+
+# %% ../../nbs/06m_models.promotion.ipynb #3077292f
+def _candidate_moved(client, name: str, version: int) -> dict | None:
+    "The candidate a new leader moves off, when another person's (a colleague's run registered it): its version and who"
+    was = candidate_of(client, name)
+    return ({'version': int(was.version), 'by': was.tags['by']}
+            if was is not None and int(was.version) != version and was.tags.get('by', person()) != person() else None)
+
+# %% ../../nbs/06m_models.promotion.ipynb #65682c3a
+def _decided(name: str, version: int, scores: dict, rows: pd.DataFrame, incumbent: dict | None, tags: dict, kind: str,
+             thresholds: dict, series: str) -> tuple[Decision, dict | None]:
+    """The policy's decision on a leader, production moved when it promotes; and the comparison with the incumbent on
+    their common bars"""
+    failed = refusals(scores, kind, **thresholds, base=base_rate(rows['label']) if kind == 'classifier' else None)
+    theirs = incumbent_predictions(incumbent) if incumbent and not failed else None
+    versus = on_common_bars(rows, theirs, kind, 'auc' if kind == 'classifier' else 'ic') if theirs is not None else None
+    said = decide({'lineage': tags}, failed,
+                  incumbent and {**incumbent, 'lineage': {**incumbent['lineage'], 'kind': incumbent['kind']}},
+                  pinned(name), versus)
+    if said.promote:
+        try:
+            move_production(name, version, 'policy', said.reason)  # filed first, then the alias
+        except BadInput as e:  # a team's ledger files a move from its promoters alone: the leader waits for one
+            said = Decision(False,
+                            f"{said.reason}; not moved: {str(e).split(': ', 1)[1]}; a promoter makes it "
+                            f"production (`mlfin models promote {series} {version}`)",
+                            'held')
+    return said, versus
+
+# %% ../../nbs/06m_models.promotion.ipynb #596f151a
+def _leader(client, name: str, version: int, new: bool, model: str, scores: dict, rows: pd.DataFrame,
+            incumbent: dict | None, tags: dict, kind: str, thresholds: dict, series: str) -> dict:
+    "Make a symbol's leader its candidate and decide on production, the decision tagged on the version; what was done"
+    moved = _candidate_moved(client, name, version)
+    client.set_registered_model_alias(name, 'candidate', str(version))
+    # production met again: nothing to decide
+    if not new and incumbent and int(incumbent['version']) == version:
+        return {'name': name, 'version': version, 'model': model, 'production': True, 'decision': 'unchanged',
+                'reason': UNCHANGED, 'refused': '', 'held': '', 'versus': None, 'candidate_was': moved}
+    said, versus = _decided(name, version, scores, rows, incumbent, tags, kind, thresholds, series)
+    client.set_model_version_tag(name, str(version), said.kind, said.reason)
+    return {'name': name, 'version': version, 'model': model, 'production': said.promote, 'decision': said.kind,
+            'reason': said.reason, 'refused': said.reason if said.kind == 'refused' else '',
+            'held': said.reason if said.kind == 'held' else '', 'versus': versus, 'candidate_was': moved}
+
+# %% ../../nbs/06m_models.promotion.ipynb #a90cc718
 def register_run(
     run_ids: dict,  # symbol -> the MLflow run holding its models and out-of-sample rows (`tracking.log_run`)
     timeframes: dict,  # symbol -> timeframe
@@ -205,7 +272,6 @@ def register_run(
     """Register every model of the run (one registered before with the same identity is that version, not a new one);
     each symbol's leader becomes candidate, and production as `decide` says; (leaders, every version)"""
     client, leaders, every = registry_client(), {}, []
-    metric = 'auc' if kind == 'classifier' else 'ic'
     for i, (symbol, board) in enumerate(leaderboard.groupby('symbol', sort=False)):
         step('report', f"{symbol}: registering its models", i, leaderboard['symbol'].nunique())
         name, mine = registered_name(symbol, timeframes[symbol]), oos[oos['symbol'] == symbol]
@@ -217,55 +283,14 @@ def register_run(
         tags = {**lineage[symbol].tags(), 'kind': kind}
         # the leader last: the newest version
         for row in board.sort_values('rank', ascending=False).to_dict(orient='records'):
-            scores = {k: v for k, v in row.items() if k not in ('symbol', 'model', 'family', 'rank')}
-            after_costs = trading[symbol]['models'][row['model']]   # its own backtest, same bars and costs
-            scores.update(backtest_sharpe=after_costs['sharpe'], backtest_return=after_costs['total_return'])
-            judged = ({f"{EVIDENCE}{k}": v for k, v in (evidence or {}).get(symbol, {}).items()} if row['rank'] == 1
-                      else {})  # the leader was traded
-            given = {**lineage[symbol].tags(), **judged}
-            unit = (units or {}).get(f"{symbol} {row['model']}")
-            same = version_identity(unit, scores, given) if unit else None
-            version = before.get(same) if same else None
-            new = version is None
-            if new:
-                version = register_version(run_ids[symbol], symbol, timeframes[symbol], row['model'], scores, kind,
-                                           {**given, **({IDENTITY: same} if same else {})})
+            version, new, scores = _model_version(
+                before, row, symbol, timeframes[symbol], run_ids[symbol], kind, trading[symbol]['models'][row['model']],
+                lineage[symbol].tags(), (evidence or {}).get(symbol, {}), (units or {}).get(f"{symbol} {row['model']}"))
             every.append({'name': name, 'version': version, 'model': row['model'], 'rank': row['rank'], 'new': new})
-            if row['rank'] != 1: continue
-            # the candidate this run moves off: said when another person's (a colleague's run registered it)
-            was = candidate_of(client, name)
-            moved = ({'version': int(was.version), 'by': was.tags['by']}
-                     if was is not None and int(was.version) != version and was.tags.get('by', person()) != person()
-                     else None)
-            client.set_registered_model_alias(name, 'candidate', str(version))
-            # production met again: nothing to decide
-            if not new and incumbent and int(incumbent['version']) == version:
-                leaders[symbol] = {'name': name, 'version': version, 'model': row['model'], 'production': True,
-                                   'decision': 'unchanged', 'reason': UNCHANGED, 'refused': '', 'held': '',
-                                   'versus': None, 'candidate_was': moved}
-                continue
-            rows = mine[mine['model'] == row['model']]
-            failed = refusals(scores, kind, **thresholds,
-                              base=base_rate(rows['label']) if kind == 'classifier' else None)
-            theirs = incumbent_predictions(incumbent) if incumbent and not failed else None
-            versus = on_common_bars(rows, theirs, kind, metric) if theirs is not None else None
-            said = decide({'lineage': tags}, failed,
-                          incumbent and {**incumbent, 'lineage': {**incumbent['lineage'], 'kind': incumbent['kind']}},
-                          pinned(name), versus)
-            if said.promote:
-                try:
-                    move_production(name, version, 'policy', said.reason)  # filed first, then the alias
-                except BadInput as e:  # a team's ledger files a move from its promoters alone: the leader waits for one
-                    said = Decision(False,
-                                    f"{said.reason}; not moved: {str(e).split(': ', 1)[1]}; a promoter makes it "
-                                    f"production (`mlfin models promote {symbol}:{timeframes[symbol]} {version}`)",
-                                    'held')
-            client.set_model_version_tag(name, str(version), said.kind, said.reason)
-            leaders[symbol] = {'name': name, 'version': version, 'model': row['model'], 'production': said.promote,
-                               'decision': said.kind, 'reason': said.reason,
-                               'refused': said.reason if said.kind == 'refused' else '',
-                               'held': said.reason if said.kind == 'held' else '', 'versus': versus,
-                               'candidate_was': moved}
+            if row['rank'] == 1:
+                leaders[symbol] = _leader(client, name, version, new, row['model'], scores,
+                                          mine[mine['model'] == row['model']], incumbent, tags, kind, thresholds,
+                                          f"{symbol}:{timeframes[symbol]}")
     return leaders, every
 
 # %% ../../nbs/06m_models.promotion.ipynb #c015a
