@@ -84,12 +84,9 @@ def _opener(path: Path):
     return gzip.open if path.name.lower().endswith('.gz') else open
 
 
-# %% ../../nbs/01d_data.files.ipynb #c014_03
-def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.', dates_given: bool = False,
-               carried: list = (), # other columns read as text beside the bars' (a symbol column)
-              ):
-    import pyarrow as pa, pyarrow.csv as pcsv
-    opener = _opener(path)
+# %% ../../nbs/01d_data.files.ipynb #420f699a
+def _head_text(path: Path, opener, source: str) -> str:
+    "The first 64 KiB of a text file, decoded; refused when it is not text or cannot be read"
     try:
         with opener(path, 'rb') as f: head = f.read(65536)
         text = head.decode('utf-8-sig')
@@ -97,23 +94,49 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
         if e.start < len(head) - 4:
             raise BadInput(f"{source}: not a text file (byte 0x{head[e.start]:02x} "
                            f"at offset {e.start} is not UTF-8)") from None
-        text = head[:e.start].decode('utf-8-sig')
+        text = head[:e.start].decode('utf-8-sig')  # a character cut by the 64 KiB boundary
     except (OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
     if '\x00' in text: raise BadInput(f"{source}: not a text file (NUL bytes)")
-    lines = [l for l in text.splitlines() if l.strip()]
-    if not lines: raise BadInput(f"{source}: file is empty")
-    delimiter = max('\t,;', key=lines[0].count)
-    first = [c.strip().strip('"') for c in lines[0].split(delimiter)]
-    if columns: layout, mapping, header = 'mapped', dict(columns), True
-    else:
-        layout, mapping = detect_layout(first, source)
-        header = layout != 'binance'
-    if len(lines) == 1 and header: raise BadInput(f"{source}: no rows (header only)")
-    names = None if header else [str(i) for i in range(len(first))]
-    if not header: mapping = {k: str(v) for k, v in mapping.items()}
-    if len(lines) > 1: _hint(lines[1], first, delimiter, mapping, header, decimal, dates_given, source)
-    read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
-    ragged = []
+    return text
+
+# %% ../../nbs/01d_data.files.ipynb #45892eb0
+def _iso_times(lines: list[str], first: list[str], delimiter: str, mapping: dict) -> dict:
+    """{time column: Arrow type} when the first row's time is ISO, zoned or naive (then all are taken to be), for the
+    reader to parse: no column of strings; else {}"""
+    import pyarrow as pa
+    if 'ts' not in mapping or str(mapping['ts']) not in first or len(lines) < 2: return {}
+    cells = [c.strip().strip('"') for c in lines[1].split(delimiter)]
+    sample = cells[first.index(str(mapping['ts']))] if len(cells) == len(first) else ''
+    if not re.fullmatch(r'\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?', sample): return {}
+    return {str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample) else pa.timestamp('ns')}
+
+# %% ../../nbs/01d_data.files.ipynb #0a24b0f3
+def _arrow_table(path: Path, read, parse, # Arrow's read and parse options
+                 wanted: list[str], types: dict, decimal: str,
+                 ragged: list, # filled with the rows of the wrong length, by `parse`'s handler
+                ) -> pd.DataFrame:
+    "One reading of the file by Arrow, its columns typed as `types` say"
+    import pyarrow as pa, pyarrow.csv as pcsv
+    ragged.clear()  # a second reading meets the same rows again
+    convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                  column_types=types, decimal_point=decimal)
+    # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart; the
+    # system allocator, so that each column's chunks, once joined into one array, are reused for the next
+    held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert,
+                          memory_pool=pa.system_memory_pool())]
+    return _arrow_frame(held)
+
+# %% ../../nbs/01d_data.files.ipynb #9203b6f4
+def _arrow_read(path: Path, source: str, delimiter: str,
+                names: list[str] | None, # column names for a file without a header
+                mapping: dict, carried: list, decimal: str,
+                times: dict, # {time column: Arrow type} to parse as it reads (`_iso_times`)
+                first: list[str], # the header's names, for a message
+               ) -> tuple[pd.DataFrame, list]:
+    """The file read by Arrow, in parallel: numbers and times typed, or all text when some value is not one (so that its
+    row can be named); and its rows of the wrong length, skipped"""
+    import pyarrow as pa, pyarrow.csv as pcsv
+    read, ragged = pcsv.ReadOptions(column_names=names, block_size=1 << 24), []
 
     # a row with too many or too few fields: quarantined, named by its line, after the others are read
     def on_ragged(row):
@@ -122,23 +145,7 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
     wanted = list(dict.fromkeys([str(v) for v in mapping.values()] + list(carried)))
     text_only = {c: pa.string() for c in wanted}
     numeric = {str(v): pa.float64() for k, v in mapping.items() if k not in ('ts', 'date', 'time')}
-    def read_as(types):
-        ragged.clear()  # a second reading meets the same rows again
-        convert = pcsv.ConvertOptions(include_columns=wanted, strings_can_be_null=True, quoted_strings_can_be_null=True,
-                                      column_types=types, decimal_point=decimal)
-        # handed over in a list, so that no frame here keeps the whole table alive while it is taken apart; the
-        # system allocator, so that each column's chunks, once joined into one array, are reused for the next
-        held = [pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert,
-                              memory_pool=pa.system_memory_pool())]
-        return _arrow_frame(held)
-    # ISO times, all zoned or all naive (judged by the first row), parsed by the reader: no column of strings
-    times = {}
-    if header and 'ts' in mapping and str(mapping['ts']) in first and len(lines) > 1:
-        cells = [c.strip().strip('"') for c in lines[1].split(delimiter)]
-        sample = cells[first.index(str(mapping['ts']))] if len(cells) == len(first) else ''
-        if re.fullmatch(r'\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?', sample):
-            times = {str(mapping['ts']): pa.timestamp('ns', tz='UTC') if re.search(ZONED, sample)
-                     else pa.timestamp('ns')}
+    read_as = lambda types: _arrow_table(path, read, parse, wanted, types, decimal, ragged)
     try:
         # fast path: numbers and times parsed by Arrow, in parallel
         try: table = read_as({**text_only, **numeric, **times})
@@ -156,16 +163,32 @@ def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.'
                            f"(columns: {', '.join(first[:12])})") from None
         raise BadInput(f"{source}: not a readable CSV ({message})") from None
     except (UnicodeDecodeError, OSError, EOFError) as e: raise BadInput(f"{source}: cannot read ({e})") from None
-    table.index = pd.RangeIndex(1, len(table) + 1)
-    if not ragged: return table, layout, mapping, rejected_frame()
-    rows, numbers = _ragged_rows(path, opener, ragged, header)
-    # rows keep the file's numbering
-    table.index = pd.Index(np.setdiff1d(np.arange(1, len(table) + len(rows) + 1), rows))
-    reasons = [f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})"
-               for r, n in zip(ragged, numbers)]
-    return (table, layout, mapping,
-            rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged]))
+    return table, ragged
 
+# %% ../../nbs/01d_data.files.ipynb #c014_03
+def _read_text(path: Path, source: str, columns: dict | None, decimal: str = '.', dates_given: bool = False,
+               carried: list = (), # other columns read as text beside the bars' (a symbol column)
+              ):
+    """A text file's table numbered from 1, its layout, its {our column: its column} map, and its rows of the wrong
+    length"""
+    opener = _opener(path)
+    text = _head_text(path, opener, source)
+    lines = [l for l in text.splitlines() if l.strip()]
+    if not lines: raise BadInput(f"{source}: file is empty")
+    delimiter = max('\t,;', key=lines[0].count)
+    first = [c.strip().strip('"') for c in lines[0].split(delimiter)]
+    if columns: layout, mapping, header = 'mapped', dict(columns), True
+    else:
+        layout, mapping = detect_layout(first, source)
+        header = layout != 'binance'
+    if len(lines) == 1 and header: raise BadInput(f"{source}: no rows (header only)")
+    names = None if header else [str(i) for i in range(len(first))]
+    if not header: mapping = {k: str(v) for k, v in mapping.items()}
+    if len(lines) > 1: _hint(lines[1], first, delimiter, mapping, header, decimal, dates_given, source)
+    times = _iso_times(lines, first, delimiter, mapping) if header else {}
+    table, ragged = _arrow_read(path, source, delimiter, names, mapping, carried, decimal, times, first)
+    table.index = pd.RangeIndex(1, len(table) + 1)
+    return table, layout, mapping, _ragged_rejected(table, path, opener, ragged, header)
 
 # %% ../../nbs/01d_data.files.ipynb #c014_04
 def _ragged_rows(path: Path, opener, ragged: list, header: bool) -> tuple[list[int], list]:
@@ -182,6 +205,17 @@ def _ragged_rows(path: Path, opener, ragged: list, header: bool) -> tuple[list[i
                 if all(p is None for p in pending): break
     return [r if r is not None else 0 for r in rows], [n if n is not None else '?' for n in lines]
 
+
+# %% ../../nbs/01d_data.files.ipynb #3fbd3a35
+def _ragged_rejected(table: pd.DataFrame, path: Path, opener, ragged: list, header: bool) -> pd.DataFrame:
+    """The rows of the wrong length as rejected rows, each with its line; the table renumbered around them (rows keep
+    the file's numbering)"""
+    if not ragged: return rejected_frame()
+    rows, numbers = _ragged_rows(path, opener, ragged, header)
+    table.index = pd.Index(np.setdiff1d(np.arange(1, len(table) + len(rows) + 1), rows))
+    reasons = [f"{r.actual_columns} fields where the header has {r.expected_columns} (line {n})"
+               for r, n in zip(ragged, numbers)]
+    return rejected_frame(rows, [''] * len(rows), ['(row)'] * len(rows), reasons, [r.text[:80] for r in ragged])
 
 # %% ../../nbs/01d_data.files.ipynb #c014_05
 def _hint(row: str, names: list[str], delimiter: str, mapping: dict, header: bool, decimal: str, dates_given: bool,
