@@ -25,16 +25,18 @@ PAGE_STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;mar
 # card per row, each cell beside its column's name (`mlfin-stack`); one of three or fewer (a label and two figures)
 # stays a table, a row a line: a card per row made a tearsheet's performance 13 cards, 1,900 px of a phone's 844 (issue
 # 69)
-FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}table.mlfin-fit "
-             "th,table.mlfin-fit td{white-space:normal;overflow-wrap:break-word;vertical-align:top;padding:3px "
-             "8px}table.mlfin-fit details summary{cursor:pointer;color:#1a56db}@media "
-             "(max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-stack "
-             "thead{display:none}table.mlfin-stack,table.mlfin-stack tbody,table.mlfin-stack "
-             "tr{display:block;width:100%}table.mlfin-stack tr{border:1px solid "
-             "#dadce0;border-radius:6px;margin:0 0 8px;padding:4px 8px;box-sizing:border-box}table.mlfin-stack "
-             "td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;border:none;padding:2px "
-             "0}table.mlfin-stack "
-             "td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}</style>")
+FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}"
+             "table.mlfin-fit th,table.mlfin-fit td{white-space:normal;overflow-wrap:break-word;"
+             "vertical-align:top;padding:3px 8px}"
+             "table.mlfin-fit details summary{cursor:pointer;color:#1a56db}"
+             "@media (max-width:700px){table.mlfin-fit td{overflow-wrap:anywhere}table.mlfin-stack thead{display:none}"
+             "table.mlfin-stack,table.mlfin-stack tbody,table.mlfin-stack tr{display:block;width:100%}"
+             "table.mlfin-stack tr{border:1px solid #dadce0;border-radius:6px;margin:0 0 8px;"
+             "padding:4px 8px;box-sizing:border-box}"
+             "table.mlfin-stack td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;"
+             "border:none;padding:2px 0}"
+             "table.mlfin-stack td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}"
+             "</style>")
 
 
 def number_text(v: float, digits: int = 3) -> str:

@@ -203,10 +203,8 @@ def backup_check(now: pd.Timestamp | None = None,
             + (f" (over the {limit / 60:,.0f} min allowed: MLFIN_BACKUP_MAX_AGE)" if age > limit else '') + missing)
     if last_check is None: return ok, said + '; repository not checked yet'
     read = f" (structure, and packs {last_check['read']} read back)" if last_check.get('read') else ''
-    return (ok,
-            said + "; repository check "
-                   f"{'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')}{read} "
-                   f"{last_check['at']}")
+    check = 'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')
+    return ok, f"{said}; repository check {check}{read} {last_check['at']}"
 
 
 def _on(summary, url: str | None) -> bool:

@@ -303,9 +303,9 @@ def install(jobs: list[str] | None = None, at: str | None = None, system: bool =
         done = subprocess.run([*ctl, *step], capture_output=True, text=True)
         if done.returncode:
             said = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            raise Unavailable(f"`{' '.join([*ctl, *step])}` failed: {said}. The units are written in {folder}: "
-                              f"once that is mended, {start}; or schedule the jobs with cron: `mlfin schedule cron | "
-                              "crontab -`")
+            raise Unavailable(f"`{' '.join([*ctl, *step])}` failed: {said}. The units are "
+                              f"written in {folder}: once that is mended, {start}; or "
+                              "schedule the jobs with cron: `mlfin schedule cron | crontab -`")
     echo(f"mlfin: {len(timers)} timer(s) enabled: {' '.join(timers)}; "
          f"`{' '.join(ctl)} list-timers 'mlfin-*'` shows them")
     return written

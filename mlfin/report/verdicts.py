@@ -44,11 +44,9 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
     if found is None:
         try: found = Ledger().check()
         except Exception as e:   # a ledger this login cannot read, or a server that is down: said, MLflow's shown
-            return table.assign(record="the trial ledger could not "
-                                       f"be read ({type(e).__name__}: "
-                                       f"{(str(e).splitlines() or [''])[0]}): "
-                                       "MLflow's figures, "
-                                       "which a member can change").drop(columns=['symbol_run'], errors='ignore')
+            why = (f"the trial ledger could not be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}): "
+                   "MLflow's figures, which a member can change")
+            return table.assign(record=why).drop(columns=['symbol_run'], errors='ignore')
     out = table.astype({c: object for c in ('trials', 'dsr', 'pbo', 'verdict') if c in table}).copy()
     if 'by' not in out: out.insert(list(out.columns).index('symbol') + 1 if 'symbol' in out else 0, 'by', None)
     filed = filed_verdicts(found, out['symbol_run'].dropna().tolist()) if 'symbol_run' in out else {}
@@ -88,8 +86,8 @@ def judged_versions(rows: list[dict],           # `models.registry.describe`'s v
     if not leaders: return rows
     try: found = Ledger().check() if found is None else found
     except Exception as e:  # a ledger this login cannot read, or a server that is down: the tags, said to be only that
-        why = (f"the trial ledger could not be read ({type(e).__name__}): the version's tags, which anyone with EDIT "
-               "may set")
+        why = (f"the trial ledger could not be read ({type(e).__name__}): "
+               "the version's tags, which anyone with EDIT may set")
         return [{**r, 'evidence': {**r['evidence'], 'tags': why}} if r.get('evidence') else r for r in rows]
     filed, out = filed_verdicts(found, leaders), []
     for r in rows:
