@@ -185,6 +185,58 @@ class Guard:
         return receiving
 
 
+# %% ../../nbs/11t_service.app.ipynb #ebdf6641
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    "Warm the service up before its first request (slow imports, each series' forecast); flush and stop at its end"
+    import gc
+    import mlflow.exceptions, mlfin.models.registry, skops.io   # noqa: F401 (preloaded, not used here) MLflow's, the zoo's and scikit-learn's imports (seconds) before the first request
+    import exchange_calendars, pandera.pandas, mlfin.data.facade, mlfin.data.quality   # noqa: F401 and an ingest's (1.5 s): 23,000 objects frozen with the rest
+    # the libraries' own objects out of the collector's way: a full collection over them took 40 ms mid-request
+    gc.collect(); gc.freeze()
+    app.state.jobs.start()
+    try: held = app.state.store.ls()
+    except Exception: held = None   # a store that does not answer: /ready says so
+    # each production model loaded and its forecast made in the background, before anyone asks
+    if held is not None:
+        for symbol, timeframe in zip(held['symbol'], held['timeframe']): app.state.refresh(symbol, timeframe)
+    # once they are made, what they loaded is frozen too: MLflow, LightGBM, TA-Lib and 300 modules more (110,000
+    # objects), which made every full collection after them a 60 ms pause in some request
+    app.state.refresher.submit(lambda: (gc.collect(), gc.freeze()))
+    yield
+    try: app.state.refusals.flush()   # what was counted since the last write
+    except Exception: pass   # a database that does not answer: those counts are lost with the process
+    app.state.jobs.stop()
+    app.state.refresher.shutdown(wait=False, cancel_futures=True)
+
+# %% ../../nbs/11t_service.app.ipynb #f668033c
+def _refresher(live: Live) -> tuple:
+    "The one worker that makes a series' forecast when its bars arrive, off the request; and the call that asks it to"
+    refresher = ThreadPoolExecutor(1, thread_name_prefix='mlfin-refresh')
+    def refresh(symbol: str, timeframe: str):   # a series' forecast made when its bars arrive, off the request
+        if not live.may_serve(symbol, timeframe): return
+        def work():
+            try: live.forecast(symbol, timeframe)
+            except MlfinError: pass   # no production model for it: nothing to keep ready
+        refresher.submit(work)
+    return refresher, refresh
+
+# %% ../../nbs/11t_service.app.ipynb #bad03ac5
+def _middleware(app: FastAPI, settings: ServiceSettings, metrics: Metrics):
+    """Wrap the app in its middleware, innermost first: the guard (credential, body cap, last-resort errors), CORS,
+    metrics, the access log, the forwarded client"""
+    app.state.failures = Failures()
+    app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout,
+                       failures=app.state.failures, down=lambda kind, e: _down(kind, e, app.state))
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=['GET', 'POST', 'DELETE'],
+                           allow_headers=['Authorization', 'X-API-Key', 'Content-Type'])
+    app.add_middleware(Measured, metrics=metrics)
+    app.add_middleware(AccessLog)
+    # outermost: every other part sees the client it names
+    app.add_middleware(Forwarded, proxies=Proxies(settings.trusted_proxies))
+
 # %% ../../nbs/11t_service.app.ipynb #c011
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     "The service, on this process's home, store and registry (or the settings')"
@@ -200,42 +252,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                           "start it, or use --limits-storage memory:// (counts per worker)")
     project = Path(settings.project) if settings.project else project_root()
     metrics = Metrics()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        import gc
-        import mlflow.exceptions, mlfin.models.registry, skops.io   # noqa: F401 (preloaded, not used here) MLflow's, the zoo's and scikit-learn's imports (seconds) before the first request
-        import exchange_calendars, pandera.pandas, mlfin.data.facade, mlfin.data.quality   # noqa: F401 and an ingest's (1.5 s): 23,000 objects frozen with the rest
-        # the libraries' own objects out of the collector's way: a full collection over them took 40 ms mid-request
-        gc.collect(); gc.freeze()
-        app.state.jobs.start()
-        try: held = app.state.store.ls()
-        except Exception: held = None   # a store that does not answer: /ready says so
-        # each production model loaded and its forecast made in the background, before anyone asks
-        if held is not None:
-            for symbol, timeframe in zip(held['symbol'], held['timeframe']): app.state.refresh(symbol, timeframe)
-        # once they are made, what they loaded is frozen too: MLflow, LightGBM, TA-Lib and 300 modules more (110,000
-        # objects), which made every full collection after them a 60 ms pause in some request
-        app.state.refresher.submit(lambda: (gc.collect(), gc.freeze()))
-        yield
-        try: app.state.refusals.flush()   # what was counted since the last write
-        except Exception: pass   # a database that does not answer: those counts are lost with the process
-        app.state.jobs.stop()
-        app.state.refresher.shutdown(wait=False, cancel_futures=True)
-
-    app = FastAPI(title='mlfin', version=_version(), lifespan=lifespan,
+    app = FastAPI(title='mlfin', version=_version(), lifespan=_lifespan,
                   description="Bars in, predictions and signals out, computed by the research pipeline's "
                               "own code. Every route but /health needs an API key (X-API-Key) or a bearer "
                               "token (POST /token: for a key, or for a person's password and second factor).")
     keys = Keys(db, settings.key_cache_seconds)
     live = Live(store, settings.tail, settings.registry_poll)
-    refresher = ThreadPoolExecutor(1, thread_name_prefix='mlfin-refresh')
-    def refresh(symbol: str, timeframe: str):   # a series' forecast made when its bars arrive, off the request
-        if not live.may_serve(symbol, timeframe): return
-        def work():
-            try: live.forecast(symbol, timeframe)
-            except MlfinError: pass   # no production model for it: nothing to keep ready
-        refresher.submit(work)
+    refresher, refresh = _refresher(live)
     audit = Audit(db)
     # refused requests: counted, written once a second, one row per caller, route and minute
     refusals = Refusals(audit)
@@ -249,20 +272,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(login_router)
     _errors(app)
-    app.state.failures = Failures()
-    app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout,
-                       failures=app.state.failures, down=lambda kind, e: _down(kind, e, app.state))
-    if settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=['GET', 'POST', 'DELETE'],
-                           allow_headers=['Authorization', 'X-API-Key', 'Content-Type'])
-    app.add_middleware(Measured, metrics=metrics)
-    app.add_middleware(AccessLog)
-    # outermost: every other part sees the client it names
-    app.add_middleware(Forwarded, proxies=Proxies(settings.trusted_proxies))
+    _middleware(app, settings, metrics)
     app.openapi = lambda: _openapi(app)
     return app
-
 
 # %% ../../nbs/11t_service.app.ipynb #c011_00
 def _down(kind: str, e: BaseException, state) -> str:
@@ -274,8 +286,8 @@ def _down(kind: str, e: BaseException, state) -> str:
         return (f"the database {state.db.url.render_as_string(hide_password=True)} does not answer "
                 f"({type(e).__name__}: {first})")
     if kind == 'redis':
-        return (f"the rate-limit store {re.sub(r'//[^/@]*@', '//', state.settings.limits_storage)} does not answer "
-                f"({type(e).__name__})")
+        return (f"the rate-limit store {re.sub(r'//[^/@]*@', '//', state.settings.limits_storage)} "
+                f"does not answer ({type(e).__name__})")
     return f"a service this one needs does not answer ({type(e).__name__}: {first})"
 
 # %% ../../nbs/11t_service.app.ipynb #c011_01
