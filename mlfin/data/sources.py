@@ -165,6 +165,75 @@ def _epoch_times(numbers: np.ndarray, values: pd.Series, column: str,
                                                   else rejected_frame())
 
 
+# %% ../../nbs/01c_data.sources.ipynb #91670c6e
+def _digit_times(text, # the column as Arrow text
+                 values: pd.Series, tz: str, column: str, fmt: str | None, wall: bool):
+    """Times of a column of epoch numbers written as text: each row of digits is one, any other row parsed (or named)
+    on its own; None when no row is digits"""
+    import pyarrow as pa, pyarrow.compute as pc
+    digits = pc.match_substring_regex(text, r'^\s*\d{9,19}(\.\d*)?\s*$')
+    if pc.all(digits).as_py():
+        return _epoch_times(pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False),
+                            values, column, tz if wall else None)
+    is_digits = digits.fill_null(False).to_numpy(zero_copy_only=False)
+    if not is_digits.any(): return None
+    numbers = np.full(len(text), np.nan)
+    numbers[is_digits] = pc.cast(pc.utf8_trim_whitespace(text.filter(pa.array(is_digits))),
+                                 pa.float64()).to_numpy(zero_copy_only=False)
+    times, bad = _epoch_times(numbers, values, column, tz if wall else None)
+    rest = ~is_digits & text.is_valid().to_numpy(zero_copy_only=False)
+    if not rest.any(): return times, bad
+    others, more = _times(values[rest], tz, column, fmt, wall)
+    times[rest] = others.array
+    return times, pd.concat([bad, more], ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
+
+# %% ../../nbs/01c_data.sources.ipynb #62469a7f
+def _mixed_zones(text, zoned, # the column as Arrow text; which of its times carry a zone
+                 n_zoned: int, values: pd.Series, column: str) -> list[pd.DataFrame]:
+    "The rows of the fewer kind, when some times carry a zone and some do not: which is right is unknowable"
+    if not 0 < n_zoned < len(text) - text.null_count: return []
+    is_zoned = zoned.fill_null(False).to_numpy(zero_copy_only=False)
+    minority = ~is_zoned if n_zoned * 2 >= len(text) else is_zoned
+    minority &= text.is_valid().to_numpy(zero_copy_only=False)
+    return [_unparsed(values, minority, column, 'time zone differs from the other rows (mixed naive and zoned times)')]
+
+# %% ../../nbs/01c_data.sources.ipynb #0e807e1c
+def _parsed_text(text, # the column as Arrow text
+                 values: pd.Series, tz: str, column: str, fmt: str | None,
+                 zoned: bool, # the times carry a zone
+                ) -> tuple[pd.Series, pd.Series, list[pd.DataFrame]]:
+    """Times parsed from text by Arrow (by `fmt`, else ISO); when some value is not one, by pandas, naming those rows.
+    The times, the values they were parsed from, and the rows that are not times"""
+    import pyarrow as pa, pyarrow.compute as pc
+    def arrow_times(text):
+        if fmt: parsed = pc.strptime(text, format=fmt, unit='ns', error_is_null=False)
+        else: parsed = text.cast(pa.timestamp('ns', tz='UTC') if zoned else pa.timestamp('ns'))
+        # naive read as UTC: a label, no copy
+        if not zoned and tz == 'UTC': parsed = parsed.cast(pa.timestamp('ns', tz='UTC'))
+        return pd.Series(parsed.to_pandas().array, index=values.index)  # .array: by position, not by label
+    try:
+        try: return arrow_times(text), values, []
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # padded values further down? trim, then try once more
+            text = pc.utf8_trim_whitespace(text); return arrow_times(text), values, []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = pd.Series(text.to_pandas().array, index=values.index)
+        times = pd.to_datetime(values, format=fmt or 'ISO8601', utc=zoned, errors='coerce')
+        return times, values, [_unparsed(values, times.isna() & values.notna(), column, 'not a time')]
+
+# %% ../../nbs/01c_data.sources.ipynb #b20168b7
+def _in_utc(times: pd.Series, tz: str, values: pd.Series, column: str) -> tuple[pd.Series, list[pd.DataFrame]]:
+    """Parsed times in UTC, at nanoseconds (naive ones read in `tz`); those nanoseconds cannot stamp (before 1677 or
+    after 2262) made NaT and named"""
+    if times.dt.tz is None: times = times.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
+    times, problems = times.dt.tz_convert('UTC'), []
+    if times.dt.unit != 'ns':  # parsed at a coarser unit: a time before 1677 or after 2262 has no nanosecond stamp
+        wild = times.notna() & ((times < pd.Timestamp.min.tz_localize('UTC'))
+                                | (times > pd.Timestamp.max.tz_localize('UTC')))
+        if wild.any():
+            problems.append(_unparsed(values, wild.to_numpy(), column, 'not a time (before 1677 or after 2262)'))
+            times = times.mask(wild)
+    return times.dt.as_unit('ns'), problems
+
 # %% ../../nbs/01c_data.sources.ipynb #c010_04
 def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
            wall: bool = False, # epoch numbers count `tz`'s clock (MetaTrader's), not UTC
@@ -187,60 +256,15 @@ def _times(values: pd.Series, tz: str, column: str, fmt: str | None = None,
     if any(v != v.strip() for v in head): text = pc.utf8_trim_whitespace(text)
     first = next((v.strip() for v in head), '')
     # epoch numbers written as text: each such row is one; any other row is parsed (or named) on its own
-    if first.isdigit():
-        digits = pc.match_substring_regex(text, r'^\s*\d{9,19}(\.\d*)?\s*$')
-        if pc.all(digits).as_py():
-            return _epoch_times(pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False),
-                                values, column, tz if wall else None)
-        is_digits = digits.fill_null(False).to_numpy(zero_copy_only=False)
-        if is_digits.any():
-            numbers = np.full(len(text), np.nan)
-            numbers[is_digits] = pc.cast(pc.utf8_trim_whitespace(text.filter(pa.array(is_digits))),
-                                         pa.float64()).to_numpy(zero_copy_only=False)
-            times, bad = _epoch_times(numbers, values, column, tz if wall else None)
-            rest = ~is_digits & text.is_valid().to_numpy(zero_copy_only=False)
-            if not rest.any(): return times, bad
-            others, more = _times(values[rest], tz, column, fmt, wall)
-            times[rest] = others.array
-            return times, pd.concat([bad, more], ignore_index=True).sort_values('row', kind='stable', ignore_index=True)
+    if first.isdigit() and (found := _digit_times(text, values, tz, column, fmt, wall)) is not None: return found
     zoned = pc.match_substring_regex(text, ZONED)
     n_zoned = pc.sum(zoned).as_py() or 0
-    problems = []
-    # some times carry a zone and some do not: which is right is unknowable
-    if 0 < n_zoned < len(text) - text.null_count:
-        is_zoned = zoned.fill_null(False).to_numpy(zero_copy_only=False)
-        minority = ~is_zoned if n_zoned * 2 >= len(text) else is_zoned
-        minority &= text.is_valid().to_numpy(zero_copy_only=False)
-        problems.append(_unparsed(values, minority, column,
-                                  'time zone differs from the other rows (mixed naive and zoned times)'))
-
-    def arrow_times(text):
-        if fmt: parsed = pc.strptime(text, format=fmt, unit='ns', error_is_null=False)
-        else: parsed = text.cast(pa.timestamp('ns', tz='UTC') if n_zoned else pa.timestamp('ns'))
-        # naive read as UTC: a label, no copy
-        if not n_zoned and tz == 'UTC': parsed = parsed.cast(pa.timestamp('ns', tz='UTC'))
-        return pd.Series(parsed.to_pandas().array, index=values.index)  # .array: by position, not by label
-    try:
-        try: times = arrow_times(text)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # padded values further down? trim, then try once more
-            text = pc.utf8_trim_whitespace(text); times = arrow_times(text)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        values = pd.Series(text.to_pandas().array, index=values.index)
-        times = pd.to_datetime(values, format=fmt or 'ISO8601', utc=bool(n_zoned), errors='coerce')
-        bad = times.isna() & values.notna()
-        problems.append(_unparsed(values, bad, column, 'not a time'))
-    if times.dt.tz is None: times = times.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
-    times = times.dt.tz_convert('UTC')
-    if times.dt.unit != 'ns':  # parsed at a coarser unit: a time before 1677 or after 2262 has no nanosecond stamp
-        wild = times.notna() & ((times < pd.Timestamp.min.tz_localize('UTC'))
-                                | (times > pd.Timestamp.max.tz_localize('UTC')))
-        if wild.any():
-            problems.append(_unparsed(values, wild.to_numpy(), column, 'not a time (before 1677 or after 2262)'))
-            times = times.mask(wild)
-    times = times.dt.as_unit('ns')
+    problems = _mixed_zones(text, zoned, n_zoned, values, column)
+    times, values, unparsed = _parsed_text(text, values, tz, column, fmt, zoned=bool(n_zoned))
+    times, wild = _in_utc(times, tz, values, column)
+    problems += unparsed + wild
     if problems: times[pd.concat(problems)['row'].to_numpy()] = pd.NaT
     return times, (pd.concat(problems, ignore_index=True) if problems else rejected_frame())
-
 
 # %% ../../nbs/01c_data.sources.ipynb #c012
 def from_columns(table: pd.DataFrame, # the source's rows, source column names, index = 1-based row numbers
