@@ -118,6 +118,57 @@ def unreadable(snapshot: str, said: str) -> str:
             "`mlfin backup check --read-data` names the damaged packs; try an earlier snapshot (`mlfin "
             "backup ls`, then --snapshot ID) or another copy of the repository; nothing was placed")
 
+# %% ../../nbs/12d_ops.restore.ipynb #467397bd
+def _place(work: Path, # the verified snapshot
+           to: Path, manifest: dict,
+           store: str | None, force: bool, # a PostgreSQL store's empty database; replace what is there
+          ) -> tuple[Path | None, Path]:
+    """Put a verified snapshot's parts in their places under `to` (a PostgreSQL store's dump into `store`); where its
+    project went (None: it holds none) and where the restored manifest and probes are kept"""
+    kind = manifest['store']['kind']
+    if kind == 'postgresql' and not store:
+        raise BadInput("this snapshot's store is PostgreSQL: give --store "
+                       "postgresql://HOST/EMPTY_DATABASE to restore it into")
+    to.mkdir(parents=True, exist_ok=True)
+    for part in sorted((work/'home').iterdir()) if (work/'home').is_dir() else []:
+        _replace(part, to/part.name)
+    if (work/'store').is_dir(): _replace(work/'store', to/'store')
+    if kind == 'postgresql': _pg_restore(work/'store.pgdump', store, force)
+    project = None
+    if (work/'project').is_dir(): project = to/'project'; _replace(work/'project', project)
+    kept = to/'.backup'/'restored'; shutil.rmtree(kept, ignore_errors=True); kept.mkdir(parents=True)
+    shutil.copy2(work/'MANIFEST.json', kept/'MANIFEST.json')
+    if (work/'probe').is_dir(): shutil.copytree(work/'probe', kept/'probe')
+    return project, kept
+
+# %% ../../nbs/12d_ops.restore.ipynb #9cf4a4c1
+def _restored_counts(to: Path, store: str, manifest: dict, kept: Path) -> tuple[dict, dict, dict]:
+    """What the restored home's store holds (bars per series, rows per non-bar series), and the manifest's fingerprints
+    reproduced there"""
+    with in_home(to):
+        check_home()  # MLflow's recorded locations follow the new folder
+        held = {f"{r['symbol']}:{r['timeframe']}": int(r['bars'])
+                for r in open_store(store).ls().to_dict(orient='records')}
+        observed = {series_key(r['name'], r['symbol']): int(r['rows'])
+                    for r in open_store(store).observation_series().to_dict(orient='records')}
+        return held, observed, reproduce(manifest['fingerprints'], kept, store)
+
+# %% ../../nbs/12d_ops.restore.ipynb #d4974d50
+def _compared(manifest: dict, held: dict, observed: dict) -> tuple[dict, dict]:
+    """Each series' bars and each non-bar series' rows, backed up against restored; refused when the store holds fewer
+    than the snapshot's manifest"""
+    series = {name: {'backed_up': v['bars'], 'restored': held.get(name, 0)}
+              for name, v in manifest['store']['series'].items()}
+    short = [n for n, v in series.items() if v['restored'] < v['backed_up']]
+    if short: raise Unavailable(f"restored store holds fewer bars than backed up for {', '.join(short)}")
+    # none listed by a snapshot made before them
+    observations = {name: {'backed_up': rows, 'restored': observed.get(name, 0)}
+                    for name, rows in manifest['store'].get('observations', {}).items()}
+    short = [n for n, v in observations.items() if v['restored'] < v['backed_up']]
+    if short:
+        raise Unavailable(f"restored store holds fewer rows than backed up of the non-bar series {', '.join(short)}")
+    return series, observations
+
 # %% ../../nbs/12d_ops.restore.ipynb #c011
 def restore(to: Path,                     # the new home: an empty (or absent) folder
             snapshot: str = 'latest',     # latest, or the first characters of a snapshot's id
@@ -148,38 +199,11 @@ def restore(to: Path,                     # the new home: an empty (or absent) f
         manifest = json.loads((work/'MANIFEST.json').read_text())
         files, size = verify(work, manifest)          # before anything is put in place
         kind = manifest['store']['kind']
-        if kind == 'postgresql' and not store:
-            raise BadInput("this snapshot's store is PostgreSQL: give --store "
-                           "postgresql://HOST/EMPTY_DATABASE to restore it into")
-        to.mkdir(parents=True, exist_ok=True)
-        for part in sorted((work/'home').iterdir()) if (work/'home').is_dir() else []:
-            _replace(part, to/part.name)
-        if (work/'store').is_dir(): _replace(work/'store', to/'store')
-        if kind == 'postgresql': _pg_restore(work/'store.pgdump', store, force)
-        project = None
-        if (work/'project').is_dir(): project = to/'project'; _replace(work/'project', project)
-        kept = to/'.backup'/'restored'; shutil.rmtree(kept, ignore_errors=True); kept.mkdir(parents=True)
-        shutil.copy2(work/'MANIFEST.json', kept/'MANIFEST.json')
-        if (work/'probe').is_dir(): shutil.copytree(work/'probe', kept/'probe')
+        project, kept = _place(work, to, manifest, store, force)
     finally: shutil.rmtree(scratch, ignore_errors=True)
     target_store = store if kind == 'postgresql' else str(to/'store')
-    with in_home(to):
-        check_home()  # MLflow's recorded locations follow the new folder
-        held = {f"{r['symbol']}:{r['timeframe']}": int(r['bars'])
-                for r in open_store(target_store).ls().to_dict(orient='records')}
-        observed = {series_key(r['name'], r['symbol']): int(r['rows'])
-                    for r in open_store(target_store).observation_series().to_dict(orient='records')}
-        prints = reproduce(manifest['fingerprints'], kept, target_store)
-    series = {name: {'backed_up': v['bars'], 'restored': held.get(name, 0)}
-              for name, v in manifest['store']['series'].items()}
-    short = [n for n, v in series.items() if v['restored'] < v['backed_up']]
-    if short: raise Unavailable(f"restored store holds fewer bars than backed up for {', '.join(short)}")
-    # none listed by a snapshot made before them
-    observations = {name: {'backed_up': rows, 'restored': observed.get(name, 0)}
-                    for name, rows in manifest['store'].get('observations', {}).items()}
-    short = [n for n, v in observations.items() if v['restored'] < v['backed_up']]
-    if short:
-        raise Unavailable(f"restored store holds fewer rows than backed up of the non-bar series {', '.join(short)}")
+    held, observed, prints = _restored_counts(to, target_store, manifest, kept)
+    series, observations = _compared(manifest, held, observed)
     kept = _keep(repository_, chosen)
     return Restored(chosen['id'], to, files, size, time.perf_counter() - started,
                     {'kind': kind, 'url': target_store, 'series': series, 'observations': observations}, prints,
