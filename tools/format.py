@@ -19,11 +19,13 @@ Only what is too long is touched, so the house's dense style (one-line `if x: re
    into pieces of even length, so that no piece is an orphan fragment. A bracket with a comment inside (docments'
    parameters) is left as written;
 7. then a statement still laid out over lines that are only closing brackets or end in an opening one (ruff's
-   layout of a conditional, a sum, a comprehension, nested calls), with no comment inside, is laid out again as the
-   house writes it (`relayout`): on one line where it fits, else broken at its lowest-precedence operator (a
-   conditional's `if`/`else`, `or`, `and`, `+`) or between its string literals, its operands aligned, else its
-   bracket's items filled and aligned under the opening bracket, hanging only where nothing else fits; kept where
-   that leaves fewer such lines in no more lines.
+   layout of a conditional, a sum, a comprehension, nested calls), or holding a string fragment, is laid out again as
+   the house writes it (`relayout`): on one line where it fits, else broken at its lowest-precedence operator (a
+   conditional's `if`/`else`, `or`, `and`, `+`) or between its string literals (re-cut evenly), its operands aligned,
+   else its bracket's items filled and aligned under the opening bracket, hanging only where nothing else fits; a
+   comment ends its item's line (or, too long for it, stands on the line above), a comment line stays before its
+   item; a signature's comments (docments) and a comment inside an item are left as written; kept where that leaves
+   fewer such lines in no more lines, its comments the same, in order.
 A step's change is kept only when the cell's syntax tree is unchanged, strings' values included (for 3: its
 docstrings' words, in order), so formatting cannot change what runs. Running it twice changes nothing.
 What no step can shorten (an f-string whose fields are long, a string without spaces, SQL or CSS inside a
@@ -529,10 +531,18 @@ BREAK_WORDS = ('if', 'else', 'and', 'or', 'for')
 BARE_CLOSE = re.compile(r'\s*[)\]}][)\]},:]*\s*')
 
 
+NOTE = '\0'   # in a line being laid out: where its comment begins (two spaces when it is written)
+
+
 class Group:
-    "A bracket and its items (each a list of elements: tokens and groups), split at its own commas"
-    def __init__(self, open_, items, trailing, close):
+    """A bracket and its items (each a list of elements: tokens and groups), split at its own commas, with the comments
+    among them: `notes` (item -> the comment ending its line), `leads` (item -> the comment lines before it)"""
+    def __init__(self, open_, items, trailing, close, notes=None, leads=None):
         self.open, self.items, self.trailing, self.close = open_, items, trailing, close
+        self.notes, self.leads = notes or {}, leads or {}
+
+
+class NotFlat(ValueError): "Elements holding a comment: never on one line"
 
 
 def first(e): return e.open if isinstance(e, Group) else e
@@ -552,18 +562,30 @@ def grouped(toks: list, i: int = 0, closing: bool = False):
             raise ValueError('unbalanced')
         if is_tok(t, tokenize.OP, OPEN):
             inner, j = grouped(toks, i + 1, True)
-            items, cur = [], []
+            items, cur, notes, leads, before, upto = [], [], {}, {}, t, None
             # a comprehension is one item; a lambda's parameters stay with its body
             whole = any(is_tok(e, tokenize.NAME, ('for',)) for e in inner)
             for e in inner:
+                if is_tok(e, tokenize.COMMENT):   # ending an item's line, or a line of its own before the next item
+                    if last(before).end[0] == e.start[0] and (cur or items):
+                        notes[len(items) - (not cur)], upto = e.string, len(cur) if cur else None
+                    elif not cur: leads.setdefault(len(items), []).append(e.string)
+                    else: raise ValueError('a comment inside an item')
+                    continue
+                before = e
                 at = [k for k, x in enumerate(cur) if is_tok(x, tokenize.NAME, ('lambda',))]
                 lambda_open = bool(at) and not any(is_tok(x, tokenize.OP, (':',)) for x in cur[at[-1]:])
-                if is_tok(e, tokenize.OP, ',') and not whole and not lambda_open: items.append(cur); cur = []
+                if upto is not None and len(cur) > upto and not is_tok(e, tokenize.OP, ','):
+                    raise ValueError('a comment inside an item')   # it is about what precedes it there
+                if is_tok(e, tokenize.OP, ',') and not whole and not lambda_open: items.append(cur); cur = []; upto = None
                 else: cur.append(e)
             trailing = bool(items) and not cur
             if cur: items.append(cur)
-            elems.append(Group(t, items, trailing, toks[j])); i = j + 1
+            if any(k >= len(items) for k in leads) or whole and (notes or leads):
+                raise ValueError('a comment after the last item')
+            elems.append(Group(t, items, trailing, toks[j], notes, leads)); i = j + 1
             continue
+        if is_tok(t, tokenize.COMMENT) and not closing: raise ValueError('a comment outside a bracket')
         elems.append(t); i += 1
     if closing: raise ValueError('unclosed')
     return elems, i
@@ -579,7 +601,14 @@ def gap(a, b) -> str:
 def keep_comma(g: Group) -> bool: return g.trailing and len(g.items) == 1   # `(x,)`, `t[x,]`: a tuple's
 
 
+def noted(elems: list) -> bool:
+    "Whether a comment stands among `elems` (in any of their brackets)"
+    return any(isinstance(e, Group) and (e.notes or e.leads or any(noted(item) for item in e.items)) for e in elems)
+
+
 def flat(elems: list) -> str:
+    "`elems` on one line (`NotFlat` where a comment stands among them)"
+    if noted(elems): raise NotFlat('a comment inside')
     out = ''
     for k, e in enumerate(elems):
         if k: out += gap(elems[k - 1], e)
@@ -623,8 +652,8 @@ def lay(elems: list, col: int, tail: int, base: int, ops: bool = True) -> list[s
     """`elems` laid out from column `col` (its first line from there, the others whole), `tail` characters following
     its last line, `base` the indentation of the line it starts on: on one line where it fits, else its operands
     (`ops`: inside a bracket), else a bracket's items filled aligned under it, hanging only where nothing else fits"""
-    text = flat(elems)
-    if col + len(text) + tail <= LIMIT: return [text]
+    if noted(elems): ops = False   # only a bracket holding the comments is broken
+    elif col + len(text := flat(elems)) + tail <= LIMIT: return [text]
     if ops and (run := string_run(elems)):
         head = flat(run[0]) + (gap(run[0][-1], elems[len(run[0])]) if run[0] else '')
         room = LIMIT - col - len(head)   # pieces of at least 40 characters: none a fragment
@@ -638,33 +667,61 @@ def lay(elems: list, col: int, tail: int, base: int, ops: bool = True) -> list[s
     for hang in (False, True):
         for k in reversed(groups):
             g, after = elems[k], elems[k + 1:]
-            prefix = flat(elems[:k]) + (gap(elems[k - 1], g) if k else '') + g.open.string
-            suffix = g.close.string + (gap(g, after[0]) + flat(after) if after else '')
+            try:
+                prefix = flat(elems[:k]) + (gap(elems[k - 1], g) if k else '') + g.open.string
+                suffix = g.close.string + (gap(g, after[0]) + flat(after) if after else '')
+            except NotFlat: continue
             at = base + 4 if hang else col + len(prefix)
             if at > LIMIT - 30 or col + len(prefix) > LIMIT or hang and at >= col + len(prefix): continue
+            if 0 in g.leads and not hang: continue   # a comment before the first item: on a line of its own
             seps = [','] * (len(g.items) - 1) + [',' if keep_comma(g) else '']
-            body = fill([(item, sep, ' ') for item, sep in zip(g.items, seps)], at, len(suffix) + tail)
+            body = fill([(item, sep, ' ', g.notes.get(n), g.leads.get(n, ()))
+                         for n, (item, sep) in enumerate(zip(g.items, seps))], at, len(suffix) + tail, hang)
             if body is None: continue
-            body[-1] += suffix
+            body[-1] = ended(body[-1], suffix)
             return [prefix, ' ' * at + body[0], *body[1:]] if hang else [prefix + body[0], *body[1:]]
     return None
 
 
-def fill(parts: list, col: int, tail: int) -> list[str] | None:
-    """Parts (elements, separator after, space before) filled from column `col`, the last leaving `tail`: each where it
-    fits on the line, else on the next, laid out (`lay`) where it is too long for a line of its own"""
+def ended(line: str, text: str) -> str:
+    "`text` added to the code of a line being laid out, before its comment"
+    code, mark, note = line.partition(NOTE)
+    return code + text + mark + note
+
+
+def fill(parts: list, col: int, tail: int,
+         lead: bool = False,   # whether its first line may be a comment's (hanging: a line of its own)
+        ) -> list[str] | None:
+    """Parts (elements, separator after, space before[, comment ending its line, comment lines before it]) filled from
+    column `col`, the last leaving `tail`: each where it fits on the line, else on the next, laid out (`lay`) where it
+    is too long for a line of its own; a part with a comment ends its line, one with comment lines starts after them"""
     lines, cur = [], None
     push = lambda text: lines.append(text if not lines else ' ' * col + text)
-    for n, (elems, sep, space) in enumerate(parts):
-        end = tail if n == len(parts) - 1 else 0
-        text = flat(elems) + sep
-        if cur is not None and col + len(cur) + len(space) + len(text) + end <= LIMIT: cur += space + text; continue
-        if cur is not None: push(cur); cur = None
-        if col + len(text) + end <= LIMIT: cur = text; continue
-        sub = lay(elems, col, len(sep) + end, col)
-        if sub is None: return None
-        sub[-1] += sep
-        push(sub[0]); lines.extend(sub[1:])
+    for n, (elems, sep, space, *comments) in enumerate(parts):
+        note, leads = comments or (None, ())
+        end = (tail if n == len(parts) - 1 else 0) + (len(note) + 2 if note else 0)
+        try: fits = col + len(flat(elems) + sep) + end <= LIMIT
+        except NotFlat: fits = True
+        if note and not fits: leads, note, end = (*leads, note), None, end - len(note) - 2   # above it, not beside
+        if leads and cur is not None: push(cur); cur = None
+        if leads and not lines and not lead: return None   # a comment right after the opening bracket
+        for said in leads: push(said)
+        try: text = flat(elems) + sep
+        except NotFlat: text = None
+        if text is not None and cur is not None and col + len(cur) + len(space) + len(text) + end <= LIMIT:
+            cur += space + text
+        else:
+            if cur is not None: push(cur); cur = None
+            if text is not None and col + len(text) + end <= LIMIT: cur = text
+            else:
+                sub = lay(elems, col, len(sep) + end, col)
+                if sub is None: return None
+                sub[-1] = ended(sub[-1], sep)
+                push(sub[0]); lines.extend(sub[1:])
+        if note:   # it ends the line
+            if cur is not None: push(cur + NOTE + note); cur = None
+            else: lines[-1] = ended(lines[-1], '') + NOTE + note if NOTE not in lines[-1] else None
+            if lines[-1] is None: return None
     if cur is not None: push(cur)
     return lines
 
@@ -687,19 +744,33 @@ def statements(toks: list):
 
 
 def relayout(source: str) -> str:
+    "`relayout_once` until it changes nothing (a comment ending a statement's last line may move above it next time)"
+    for _ in range(5):
+        if (changed := relayout_once(source)) == source: break
+        source = changed
+    return source
+
+
+def relayout_once(source: str) -> str:
     """Every statement laid out over several lines with a line that is only closing brackets or ends in an opening one,
-    or a string fragment (`orphans`), and no comment inside (one after its end stays at its end, or moves above it), laid out again in the house's form
-    (`lay`) where that leaves fewer such lines in no more lines; its syntax tree unchanged"""
+    or a string fragment (`orphans`), laid out again in the house's form (`lay`) where that leaves fewer such lines in no
+    more lines: its comments kept, each ending the line of its item or on a line of its own before it (one after the
+    statement stays at its end, or moves above it); a signature's (docments) left as written; its syntax tree and its
+    comments unchanged"""
     if (before := tree(source)) is None: return source
     toks, lines, fragments = tokens(source), source.splitlines(), set(orphans(source))
+    said = [t.string for t in toks if t.type == tokenize.COMMENT]
     # what a statement's layout costs: lines of ruff's kind, and string fragments (`orphans`)
     cost = lambda text, indent: badness(text) + len(orphans('\n'.join(l[indent:] for l in text)))
     for a, b in reversed(list(statements(toks))):
         span = toks[a:b + 1]
         note = span.pop() if len(span) > 1 and span[-1].type == tokenize.COMMENT else None
         top, bottom = span[0].start[0], span[-1].end[0]
-        if top == bottom or any(t.type == tokenize.COMMENT or t.start[0] != t.end[0] for t in span): continue
-        if note is not None and (note.start[0] != bottom or PRAGMA.search(note.string)): continue   # a pragma stays put
+        if top == bottom or any(t.type == tokenize.STRING and t.start[0] != t.end[0] for t in span): continue
+        inside = [t for t in span if t.type == tokenize.COMMENT]
+        if inside and (span[0].string in ('def', 'class', 'async', '@') or any(PRAGMA.search(t.string) for t in inside)):
+            continue   # docments' parameters as written; a pragma stays on its line
+        if note is not None and (note.start[0] != bottom or PRAGMA.search(note.string)): continue
         old = lines[top - 1:bottom]
         if any(l.endswith('\\') for l in old) or old[0][:span[0].start[1]].strip(): continue
         if not badness(old) and not any(top <= row <= bottom for row in fragments): continue
@@ -712,11 +783,13 @@ def relayout(source: str) -> str:
         new = [' ' * indent + new[0], *new[1:]]
         if note is not None:   # at the end where it fits, its spacing kept; else on the line above
             after = new[-1] + ' ' * max(note.start[1] - span[-1].end[1], 2) + note.string
-            new = [*new[:-1], after] if len(after) <= LIMIT else [' ' * indent + note.string, *new]
+            new = [*new[:-1], after] if len(after) <= LIMIT and NOTE not in new[-1] else [' ' * indent + note.string, *new]
+        new = [l.replace(NOTE, '  ') for l in new]
         if len(new) > len(old) or cost(new, indent) >= cost(old, indent) or any(len(l) > LIMIT for l in new): continue
         changed = lines[:top - 1] + new + lines[bottom:]
         text = '\n'.join(changed) + ('\n' if source.endswith('\n') else '')
-        if tree(text) == before: lines = changed
+        if tree(text) == before and [t.string for t in tokens(text) if t.type == tokenize.COMMENT] == said:
+            lines = changed
     return '\n'.join(lines) + ('\n' if source.endswith('\n') and lines else '')
 
 
