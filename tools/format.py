@@ -154,9 +154,8 @@ def defines_parameter(source: str, row: int) -> bool:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.lineno == row:
             args = node.args
-            return any(
-                a.lineno == row for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if a
-            )
+            return any(a.lineno == row
+                       for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if a)
     return False
 
 
@@ -242,10 +241,9 @@ def wrap_docstrings(source: str) -> str:
     order)"""
     for row in reversed(long_lines(source)):
         lines = source.splitlines(keepends=True)
-        doc = next(
-            (d for d in docstrings(ast.parse(source)) if d.lineno <= row <= d.end_lineno and d.lineno < d.end_lineno),
-            None,
-        )
+        doc = next((d for d in docstrings(ast.parse(source))
+                    if d.lineno <= row <= d.end_lineno and d.lineno < d.end_lineno),
+                   None)
         if doc is None:
             source = triple_quoted(source, row)
             continue
@@ -273,14 +271,8 @@ def triple_quoted(source: str, row: int) -> str:
     if doc is None: return source
     line = lines[row - 1]
     m = STRING.match(line[doc.col_offset:doc.end_col_offset])
-    if (
-        not m
-        or m['prefix']
-        or len(m['quote']) != 1
-        or '\\' in m['body']
-        or m['quote'] in m['body']
-        or line[doc.end_col_offset :].strip()
-    ):
+    if (not m or m['prefix'] or len(m['quote']) != 1 or '\\' in m['body'] or m['quote'] in m['body']
+        or line[doc.end_col_offset :].strip()):
         return source
     quotes = m['quote'] * 3
     wrapped = textwrap.wrap(m['body'] + quotes, LIMIT, initial_indent=line[:doc.col_offset] + quotes,
@@ -320,9 +312,8 @@ def cut_string(token: tokenize.TokenInfo, width: int, tail: int) -> list[str] | 
         parts.append(body[start:fitting[-1]]); start = fitting[-1]
     parts.append(body[start:])
     if len(parts) == 1: return None
-    own = lambda part: (
-        prefix if not fstring or re.search(r'(?<!\{)\{(?!\{)', part) else prefix.replace('f', '').replace('F', '')
-    )
+    own = lambda part: (prefix if not fstring or re.search(r'(?<!\{)\{(?!\{)', part)
+                        else prefix.replace('f', '').replace('F', ''))
     return [own(part) + quote + part + quote for part in parts]
 
 
@@ -343,9 +334,8 @@ def cut_strings(source: str) -> str:
         lines = source.splitlines(keepends=True)
         line = lines[row - 1]
         if inside_string(toks, row): continue
-        on_row = [
-            t for t in toks if t.type == tokenize.STRING and t.start[0] == t.end[0] == row and t.start[1] < LIMIT - 20
-        ]
+        on_row = [t for t in toks
+                  if t.type == tokenize.STRING and t.start[0] == t.end[0] == row and t.start[1] < LIMIT - 20]
         if not on_row: continue
         # the one past the limit, or the last before a tail
         token = next((t for t in on_row if t.end[1] > LIMIT), on_row[-1])
@@ -369,7 +359,8 @@ class Run:
     "Adjacent string literals as one body: re-cut into pieces of even length (`pieces`)"
     def __init__(self, texts: list[str], head: str = ''):
         found = [STRING.match(t) for t in texts]
-        if not all(found) or any(len(m['quote']) == 3 for m in found): raise ValueError('not a run of one-line literals')
+        if not all(found) or any(len(m['quote']) == 3 for m in found):
+            raise ValueError('not a run of one-line literals')
         kinds = {m['prefix'].lower().replace('f', '') for m in found}
         quotes = {m['quote'] for m in found}
         if len(kinds) != 1 or len(quotes) != 1: raise ValueError('mixed literals')
@@ -377,8 +368,8 @@ class Run:
         self.fstring = any('f' in m['prefix'].lower() for m in found)
         if self.fstring and 'r' in self.kind: raise ValueError('raw f-strings left alone')
         # a plain piece joined into an f-string: its braces doubled
-        self.body = ''.join(m['body'].replace('{', '{{').replace('}', '}}') if self.fstring and 'f' not in m['prefix'].lower()
-                            else m['body'] for m in found)
+        self.body = ''.join(m['body'].replace('{', '{{').replace('}', '}}')
+                            if self.fstring and 'f' not in m['prefix'].lower() else m['body'] for m in found)
         self.texts, self.head = texts, head   # head: what stands before the first literal on its line (`error=`)
 
     def literal(self, part: str) -> str:
@@ -425,7 +416,8 @@ def candidates(toks):
     or a run of string literals a line each), no comment inside, the closing bracket first on its line"""
     out = []
     for i, t in enumerate(toks):
-        if t.type != tokenize.OP or t.string not in '([{' or i + 1 >= len(toks) or toks[i + 1].type != tokenize.NL: continue
+        if t.type != tokenize.OP or t.string not in '([{' or i + 1 >= len(toks) or toks[i + 1].type != tokenize.NL:
+            continue
         depth, j, items, start, ok = 0, i + 1, [], None, True
         while j < len(toks):
             u = toks[j]
@@ -494,7 +486,8 @@ def refill_once(source: str, before: str, tried: set) -> str | None:
         texts = []
         for a, b in items:
             real = [toks[k] for k in range(a, b + 1) if toks[k].type not in SKIP]
-            if real[0].start[0] == real[-1].end[0]: texts.append(lines[real[0].start[0] - 1][real[0].start[1]:real[-1].end[1]])
+            if real[0].start[0] == real[-1].end[0]:
+                texts.append(lines[real[0].start[0] - 1][real[0].start[1] : real[-1].end[1]])
             elif joinable(real):   # a conditional, a sum, a test laid out one operand per line: one line again
                 texts.append(' '.join(lines[r - 1].strip() for r in range(real[0].start[0], real[-1].end[0] + 1)))
             else:
@@ -504,10 +497,12 @@ def refill_once(source: str, before: str, tried: set) -> str | None:
                 except ValueError: texts = None; break
         if texts is None: continue
         before_open = toks[i - 1] if i else None
-        call = before_open is not None and (before_open.type == tokenize.NAME and not keyword.iskeyword(before_open.string)
+        call = before_open is not None and (before_open.type == tokenize.NAME
+                                            and not keyword.iskeyword(before_open.string)
                                             or before_open.type == tokenize.STRING or before_open.string in (')', ']'))
         trailing = any(toks[k].type == tokenize.OP and toks[k].string == ',' for k in range(items[-1][1] + 1, j))
-        if trailing and len(items) == 1 and open_.string == '(' and not call and isinstance(texts[-1], str): texts[-1] += ','
+        if trailing and len(items) == 1 and open_.string == '(' and not call and isinstance(texts[-1], str):
+            texts[-1] += ','
         indent = lines[row - 1][:len(lines[row - 1]) - len(lines[row - 1].lstrip())]
         new = layout(prefix, texts, suffix, indent)
         if new is None: continue
@@ -576,8 +571,11 @@ def grouped(toks: list, i: int = 0, closing: bool = False):
                 at = [k for k, x in enumerate(cur) if is_tok(x, tokenize.NAME, ('lambda',))]
                 lambda_open = bool(at) and not any(is_tok(x, tokenize.OP, (':',)) for x in cur[at[-1]:])
                 if upto is not None and len(cur) > upto and not is_tok(e, tokenize.OP, ','):
-                    raise ValueError('a comment inside an item')   # it is about what precedes it there
-                if is_tok(e, tokenize.OP, ',') and not whole and not lambda_open: items.append(cur); cur = []; upto = None
+                    raise ValueError('a comment inside an item')  # it is about what precedes it there
+                if is_tok(e, tokenize.OP, ',') and not whole and not lambda_open:
+                    items.append(cur)
+                    cur = []
+                    upto = None
                 else: cur.append(e)
             trailing = bool(items) and not cur
             if cur: items.append(cur)
@@ -641,7 +639,8 @@ def operands(elems: list) -> list[list]:
 
 
 def string_run(elems: list):
-    "(head, literals): `elems` ending in one-line string literals (one or several adjacent) after a head with no bracket"
+    """(head, literals): `elems` ending in one-line string literals (one or several adjacent) after a head with no
+    bracket"""
     k = len(elems)
     while k and is_tok(elems[k - 1], tokenize.STRING) and elems[k - 1].start[0] == elems[k - 1].end[0]: k -= 1
     if k == len(elems) or any(isinstance(e, Group) for e in elems[:k]): return None
@@ -753,8 +752,8 @@ def relayout(source: str) -> str:
 
 def relayout_once(source: str) -> str:
     """Every statement laid out over several lines with a line that is only closing brackets or ends in an opening one,
-    or a string fragment (`orphans`), laid out again in the house's form (`lay`) where that leaves fewer such lines in no
-    more lines: its comments kept, each ending the line of its item or on a line of its own before it (one after the
+    or a string fragment (`orphans`), laid out again in the house's form (`lay`) where that leaves fewer such lines in
+    no more lines: its comments kept, each ending the line of its item or on a line of its own before it (one after the
     statement stays at its end, or moves above it); a signature's (docments) left as written; its syntax tree and its
     comments unchanged"""
     if (before := tree(source)) is None: return source
@@ -768,7 +767,8 @@ def relayout_once(source: str) -> str:
         top, bottom = span[0].start[0], span[-1].end[0]
         if top == bottom or any(t.type == tokenize.STRING and t.start[0] != t.end[0] for t in span): continue
         inside = [t for t in span if t.type == tokenize.COMMENT]
-        if inside and (span[0].string in ('def', 'class', 'async', '@') or any(PRAGMA.search(t.string) for t in inside)):
+        if inside and (span[0].string in ('def', 'class', 'async', '@')
+                       or any(PRAGMA.search(t.string) for t in inside)):
             continue   # docments' parameters as written; a pragma stays on its line
         if note is not None and (note.start[0] != bottom or PRAGMA.search(note.string)): continue
         old = lines[top - 1:bottom]
@@ -783,7 +783,8 @@ def relayout_once(source: str) -> str:
         new = [' ' * indent + new[0], *new[1:]]
         if note is not None:   # at the end where it fits, its spacing kept; else on the line above
             after = new[-1] + ' ' * max(note.start[1] - span[-1].end[1], 2) + note.string
-            new = [*new[:-1], after] if len(after) <= LIMIT and NOTE not in new[-1] else [' ' * indent + note.string, *new]
+            new = ([*new[:-1], after] if len(after) <= LIMIT and NOTE not in new[-1]
+                   else [' ' * indent + note.string, *new])
         new = [l.replace(NOTE, '  ') for l in new]
         if len(new) > len(old) or cost(new, indent) >= cost(old, indent) or any(len(l) > LIMIT for l in new): continue
         changed = lines[:top - 1] + new + lines[bottom:]
