@@ -120,7 +120,8 @@ def test_one_study_spread_over_two_workers_and_joined_by_another_process_on_post
     trials = optuna.load_study(study_name='team', storage=storage_url(db)).get_trials(deepcopy=False)
     assert sorted(t.number for t in trials) == list(range(12)) and {t.state.name for t in trials} <= {'COMPLETE', 'PRUNED'}
     from mlfin.tracking import recorded_trials
-    from mlfin.tracking.ledger import Ledger, ledger_trials
+    from mlfin.tracking.ledger import Ledger
+    from mlfin.tracking.filing import ledger_trials
     question = pipeline_run['summary']['symbols']['SPX']['skill']['question']['id']   # the family of SPX's bars: the run's question
     os.environ['MLFIN_HOME'] = str(home)
     try: found = recorded_trials(question)

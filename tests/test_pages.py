@@ -10,7 +10,7 @@ from contextlib import nullcontext
 import httpx, pytest, yaml
 from conftest import SMALL, binance_klines, mlfin, service, write_klines
 from test_dashboard import ROOT, until, voila
-from mlfin.dashboards.common import MEETING
+from mlfin.dashboards.index import MEETING
 from mlfin.dashboards.kernels import all_ready, ready_kernels
 
 SHOTS = ROOT/'reports'/'screenshots'
@@ -117,7 +117,7 @@ def audit(site, **params) -> list[dict]:
 
 
 def test_without_a_session_every_dashboard_url_leads_to_the_login_page(site, browser):
-    from mlfin.dashboards.common import PAGES
+    from mlfin.dashboards.index import PAGES
     page = browser.new_page()   # a context of its own: no cookie
     for path in ['/', '/voila/render/index.ipynb', *(f"/voila/render/{p}" for p, *_ in PAGES), '/voila/tree']:
         page.goto(site['base'] + path, timeout=60_000)
@@ -378,7 +378,7 @@ DETAIL = "() => { const s = document.querySelector('details.mlfin-detail > summa
 
 
 def every_page() -> list[str]:
-    from mlfin.dashboards.common import PAGES
+    from mlfin.dashboards.index import PAGES
     return ['index.ipynb', *(p for p, *_ in PAGES), 'tearsheet.ipynb?book=SPX']
 
 

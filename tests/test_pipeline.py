@@ -5,7 +5,8 @@ import pytest
 from conftest import ROOT, binance_klines, mlfin, same_products, with_args, write_klines
 from mlfin.data import SAMPLES, load_sample, periods_per_year
 from mlfin import features
-from mlfin.backtest.universe import GRID_THRESHOLDS, PORTFOLIO
+from mlfin.backtest.universe import GRID_THRESHOLDS
+from mlfin.backtest.run import PORTFOLIO
 from mlfin.backtest.page import PLOTLY_JS, TEARSHEET
 from mlfin.features import inputs_of, read_spec, spec_names
 from mlfin.params import RunConfig

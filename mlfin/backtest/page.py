@@ -78,21 +78,16 @@ def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, 
     at = shown_at([*value.to_numpy().T, *drawdown.to_numpy().T])
     x = dates(curve.index[at])
     line = lambda y, **kw: {'type': 'scatter', 'mode': 'lines', 'x': x, 'y': typed(y.to_numpy()[at]), **kw}
-    eq = {
-        'data': [
-            line(curve['mc_high'], line={'width': 0}, showlegend=False, hoverinfo='skip'),
-            line(curve['mc_low'], fill='tonexty', line={'width': 0}, fillcolor='rgba(99,110,250,0.15)',
-                 name='Monte Carlo 5-95%'),
-            line(curve['strategy'], name='Strategy', line={'color': '#636efa'}),
-            line(curve['buy_and_hold'], name='Buy & hold', line={'color': '#7f7f7f'}),
-        ],
-        'layout': {  # a log axis: equal moves look equal, and a strategy beside a 60-fold buy-and-hold is not flat
-            'title': {
-                'text': f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, out-of-sample, after costs (log scale)"},
-            'height': 380,
-            'yaxis': {'type': 'log'},
-        },
-    }
+    eq = {'data': [line(curve['mc_high'], line={'width': 0}, showlegend=False, hoverinfo='skip'),
+                   line(curve['mc_low'], fill='tonexty', line={'width': 0}, fillcolor='rgba(99,110,250,0.15)',
+                        name='Monte Carlo 5-95%'),
+                   line(curve['strategy'], name='Strategy', line={'color': '#636efa'}),
+                   line(curve['buy_and_hold'], name='Buy & hold', line={'color': '#7f7f7f'})],
+          'layout': {
+              # a log axis: equal moves look equal, and a strategy beside a 60-fold buy-and-hold is not flat
+              'title': {'text': f"{title}: value of {curve['strategy'].iloc[0]:,.0f}, "
+                                "out-of-sample, after costs (log scale)"},
+              'height': 380, 'yaxis': {'type': 'log'}}}
     dd = {'data': [line(drawdown[c], name=n, line={'color': color}, **({'fill': 'tozeroy'} if c == 'strategy' else {}))
                    for c, n, color in (('strategy', 'Strategy', '#636efa'), ('buy_and_hold', 'Buy & hold', '#7f7f7f'))],
           'layout': {'title': {'text': 'Drawdown'}, 'height': 260, 'yaxis': {'tickformat': '.0%'}}}
@@ -344,8 +339,9 @@ def write_tearsheets(folder: Path, # where the pages go (created)
                      header: str = '') -> list[Path]:
     "One tearsheet per symbol and one for the portfolio, and plotly.min.js once beside them"
     from plotly.offline import get_plotlyjs
-    # here, not at the top: mlfin.backtest.universe adds 0.19 s to importing this module (measured)
-    from mlfin.backtest.universe import PORTFOLIO
+    # here, not at the top: mlfin.backtest.run (and the universe it imports) adds 0.19 s to importing this module
+    # (measured)
+    from mlfin.backtest.run import PORTFOLIO
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     (folder/PLOTLY_JS).write_text(get_plotlyjs())
     pages = {sym: (s, s.get('quality')) for sym, s in run['symbols'].items()}

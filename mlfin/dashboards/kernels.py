@@ -22,7 +22,7 @@ WARM = """import mlfin.dashboards, mlfin.dashboards.run, mlfin.backtest.tearshee
 import mlflow.store.tracking.sqlalchemy_store, mlflow.store.model_registry.sqlalchemy_store, duckdb, exchange_calendars, jwt, PIL.Image, pyarrow.dataset
 import plotly.graph_objects as _go; _go.Figure([_go.Scatter(), _go.Bar(), _go.Heatmap()]); del _go
 from mlfin.data.bars import exchange; exchange('XNYS')
-from mlfin.dashboards.common import keep_pictures; keep_pictures()
+from mlfin.dashboards.index import keep_pictures; keep_pictures()
 """  # noqa: E501
 
 class ReadyKernels(AsyncMappingKernelManager):

@@ -13,7 +13,8 @@ from tornado.web import HTTPError
 from voila.request_info_handler import RequestInfoSocketHandler
 from traitlets import Bool, Unicode
 from ..errors import MlfinError
-from .common import COOKIE, MEETING
+from .common import COOKIE
+from .index import MEETING
 from ..service.settings import LoginPolicy, Proxies
 
 # %% auto #0

@@ -18,8 +18,10 @@ from ..monitor.figures import FIGURES
 from ..monitor.report import latest_report   # 0.02 s after dashboards.common (measured)
 from ..ops.records import check_stats
 from ..report.universe import HANDFUL, books
-from .common import BOOK_PAGE, COOKIE, MEETING, plain, run_id, run_named, run_status, shown_folder
-from .common import sparkline, team_run, when_text
+from .common import COOKIE, plain, run_id, run_named, run_status, shown_folder
+from .index import BOOK_PAGE, MEETING
+from .common import team_run, when_text
+from .index import sparkline
 from .printing import printed, sent   # its PDF, as every page's (Chromium's print)
 
 # %% auto #0

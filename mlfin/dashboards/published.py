@@ -15,7 +15,8 @@ from ..pipeline.spec import PIPELINE, own_tasks, read_pipeline, task_name
 from ..processes import atomic_write
 from ..report.products import finished_notebook
 from ..style import PLOTLY_MIME, TABLE_STYLE, chart
-from .common import PUBLISHED, page, published_pages, status_line, when_text
+from .common import page, status_line, when_text
+from .index import PUBLISHED, published_pages
 
 # %% auto #0
 __all__ = ['TAGS', 'PICTURES', 'SPANS', 'ANSI', 'SCRIPT_ONLY', 'REMOVE_CELL', 'REMOVE_OUTPUT', 'NOTEBOOK_STYLE', 'NAME',

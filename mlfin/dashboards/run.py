@@ -14,7 +14,8 @@ from ..report.products import load_run
 from ..report.tables import equity_figure, run_header, symbol_tables_html
 from ..tracking import runs
 from ..paths import home
-from .common import BOOK_PAGE, RUN_ID, RUN_PAGE, held_line, page, picks, run_id, run_named, shown_folder
+from .common import RUN_ID, page, run_id, run_named, shown_folder
+from .index import BOOK_PAGE, RUN_PAGE, held_line, picks
 
 # %% auto #0
 __all__ = ['dashboard', 'run_page']

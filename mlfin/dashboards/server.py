@@ -16,7 +16,8 @@ from traitlets import Float, Int, Type
 from voila.app import Voila
 from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
 from voila.tornado.handler import TornadoVoilaHandler
-from .common import MEETING, PRINT
+from .common import PRINT
+from .index import MEETING
 from .kernels import ReadyKernels
 from .meeting import MeetingPage
 from .printing import PrintPage

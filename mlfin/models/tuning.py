@@ -11,7 +11,8 @@ from ..errors import BadInput, Unavailable
 from ..paths import home
 from .core import ModelSpec, family
 from .metrics import LOWER_IS_BETTER
-from .training import PRIMARY, SymbolData, check_folds, cross_predict, symbol_data, unit_data
+from .training import SymbolData, check_folds, cross_predict, symbol_data
+from .run import PRIMARY, unit_data
 from ..cluster import fan_out, shipped, client
 from ..cluster.where import other_hosts, reached_everywhere
 

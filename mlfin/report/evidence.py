@@ -13,9 +13,9 @@ from ..backtest import stats
 from ..backtest.tearsheet import figure, verdict_word
 from ..backtest.trials import LEDGER, Question, trial_count
 from ..data.prints import MIN_PRINTS, SAME, prints, share
-from ..tracking.ledger import Check, Ledger, family_of, home_elsewhere, home_ledgers, home_noted, ledger_trials
-from ..tracking.ledger import note_home, place
-from ..tracking.ledger import trials_body
+from ..tracking.ledger import Check, Ledger, place
+from ..tracking.filing import family_of, home_elsewhere, home_ledgers, home_noted, ledger_trials, note_home
+from ..tracking.filing import trials_body
 from ..tracking.trials import kept_returns, ledger_heads, note_ledger, question_prints, question_runs
 from ..tracking.trials import recorded_trials
 

@@ -13,9 +13,10 @@ from ..errors import BadInput
 from ..params import VALIDATIONS
 from ..style import html_table
 from ..data import calendar_of, fingerprint
-from ..backtest.universe import PORTFOLIO, Backtests, BacktestSettings, backtest_universe
+from ..backtest.universe import Backtests, BacktestSettings
+from ..backtest.run import PORTFOLIO, backtest_universe
 from ..backtest.tearsheet import verdict, verdict_word
-from ..models.training import Training, training_record
+from ..models.run import Training, training_record
 from ..tracking.ledger import Ledger
 from ..tracking.runs import attach, log_run
 from .products import write_json
@@ -168,17 +169,12 @@ def _params(bars: dict, training: Training, settings: BacktestSettings, symbols:
     """The experiment's parameters by a run's names (what MLflow keeps and `mlfin runs compare` shows, and the choices
     of `backtest.trials.CHOICES`), and each symbol's window: its bars' first and last dates"""
     windows = {s: {'start': f"{bars[s].index[0]:%Y-%m-%d}", 'end': f"{bars[s].index[-1]:%Y-%m-%d}"} for s in symbols}
-    return {
-        **{f.name: getattr(settings, f.name) for f in fields(settings)},
-        **training.validation,   # the training's seed, not only the resamples'
-        'symbols': ','.join(symbols),
-        'start': min(w['start'] for w in windows.values()),
-        'end': max(w['end'] for w in windows.values()),
-        'label': label,
-        'horizon': horizon,
-        'models': ','.join(dict.fromkeys(spec.name for s in symbols for spec in training.specs[s])),
-        'code_version': code_version(),
-    }, windows
+    return {**{f.name: getattr(settings, f.name) for f in fields(settings)},
+            **training.validation,  # the training's seed, not only the resamples'
+            'symbols': ','.join(symbols), 'start': min(w['start'] for w in windows.values()),
+            'end': max(w['end'] for w in windows.values()), 'label': label, 'horizon': horizon,
+            'models': ','.join(dict.fromkeys(spec.name for s in symbols for spec in training.specs[s])),
+            'code_version': code_version()}, windows
 
 # %% ../../nbs/08e_report.experiments.ipynb #c017d
 def _described(symbol: str, bars: pd.DataFrame) -> dict:

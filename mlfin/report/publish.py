@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from ..params import VALIDATIONS, task_params, task_values
 from ..backtest.tearsheet import figure, verdict_word
-from ..backtest.universe import PORTFOLIO
+from ..backtest.run import PORTFOLIO
 from ..models.compare import MCS_SIZE
 from ..backtest.trials import CHOICES, holdout, latest_returns, latest_sources, portfolio_skill, question_skill
 from ..backtest.trials import run_trials
@@ -40,6 +40,44 @@ def _confidence_set(train: dict) -> dict[str, dict]:
                                     'score': train.get('primary', 'auc'), 'level': 1 - MCS_SIZE}
     return found
 
+# %% ../../nbs/08d_report.publish.ipynb #4df666e9
+def _traded(params: dict, kind: str) -> tuple[float, dict]:
+    "The traded point (the run's threshold, or the costs as they are) and the run's choices a trial records"
+    point = float(params['threshold']) if kind == 'classifier' else 1.0
+    return point, {**{k: params.get(k) for k in CHOICES},
+                   'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
+
+# %% ../../nbs/08d_report.publish.ipynb #43e079fe
+def _earlier(found: Check, question: str, per_model: dict, cut: pd.Timestamp | None, heads, away, prints
+            ) -> tuple[pd.DataFrame, dict, dict]:
+    """The question's earlier trials and their record (its problem, if any), and each configuration's latest
+    returns"""
+    earlier, record = earlier_trials(found, question, per_model, cut, heads, prints, away)
+    # each configuration's latest returns
+    earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')
+    if spoilt and not record['problem']: record['problem'] = spoilt
+    return earlier, record, earlier_kept
+
+# %% ../../nbs/08d_report.publish.ipynb #0ae37019
+def _weigh_symbol(m: dict, # the symbol's backtest metrics: its skill, PBO and holdout replaced in place
+                  book: pd.DataFrame, # its curves: the leader's and buy-and-hold's values
+                  question: str, mine: pd.DataFrame, kept: dict, # the question, this run's trials and returns
+                  earlier: pd.DataFrame, earlier_kept: dict, record: dict, # the earlier trials, returns and record
+                  cut: pd.Timestamp | None, tradeable):
+    """A symbol's skill (DSR) and PBO weighed on every trial of its question, the run's own kept beside them; the
+    earlier choice's holdout"""
+    own, own_pbo = m['skill'], m['pbo']
+    m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
+                                          latest_returns(earlier, earlier_kept) if len(earlier) else None,
+                                          own['per_model'], cut)
+    m['skill']['run'] = {k: own[k] for k in ('trials', 'dsr', 'expected_max_sharpe', 'sr_variance', 'grid')}
+    m['skill']['record'] = record
+    if m['pbo'] is not None:
+        m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
+    m['holdout'] = (holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'],
+                            tradeable, mine)
+                    if len(earlier) else None)
+
 # %% ../../nbs/08d_report.publish.ipynb #c4661655a
 def weigh_questions(
     params: dict,  # the run's parameters: label, horizon, cv, threshold and the choices (`CHOICES`)
@@ -58,13 +96,11 @@ def weigh_questions(
 ) -> dict[str, tuple]:
     """Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio
     summed; symbol -> (question, new prints, trials, returns, prints) to record"""
-    # the traded point: the run's threshold, or the costs as they are
-    point = float(params['threshold']) if train['kind'] == 'classifier' else 1.0
-    choices = {**{k: params.get(k) for k in CHOICES},
-               'kelly': params.get('kelly') if params.get('sizing') == 'kelly' else None}
+    point, choices = _traded(params, train['kind'])
     cut, tradeable = (pd.Timestamp(since, tz='UTC') if since else None), VALIDATIONS[params['cv']].tradeable
     timeframes, sets, weighed = {m['symbol']: m['timeframe'] for m in manifest}, _confidence_set(train), {}
-    heads = None
+    # every head noted of the ledger, and the ledgers this home appended to elsewhere: read once, when first needed
+    ledger_heads = functools.cache(lambda: (noted_heads(found), away_ledgers(found)))
     stored = functools.cache(question_prints)   # read once, and only if some symbol's bars are new to the ledger
     for symbol, leader in train['best'].items():
         if only is not None and symbol not in only: continue
@@ -76,23 +112,8 @@ def weigh_questions(
                                 {**choices, **(symbol_choices or {}).get(symbol, {}),
                                  'inputs': sorted(train['inputs'][symbol])},
                                 f"{leader}@{point:g}")
-        own, own_pbo = m['skill'], m['pbo']
-        if heads is None:   # every head noted of the ledger, and the ledgers this home appended to elsewhere: read once
-            heads, away = noted_heads(found), away_ledgers(found)
-        earlier, record = earlier_trials(found, question, own['per_model'], cut, heads, prints, away)
-        # each configuration's latest returns
-        earlier_kept, spoilt = earlier_returns(found, latest_sources(earlier)) if len(earlier) else ({}, '')
-        if spoilt and not record['problem']: record['problem'] = spoilt
-        m['skill'], m['pbo'] = question_skill(question, book['strategy'].pct_change().dropna(), mine, kept, earlier,
-                                              latest_returns(earlier, earlier_kept) if len(earlier) else None,
-                                              own['per_model'], cut)
-        m['skill']['run'] = {k: own[k] for k in ('trials', 'dsr', 'expected_max_sharpe', 'sr_variance', 'grid')}
-        m['skill']['record'] = record
-        if m['pbo'] is not None:
-            m['pbo']['run'] = None if own_pbo is None else {k: own_pbo[k] for k in ('pbo', 'strategies', 'splits')}
-        m['holdout'] = (holdout(earlier, kept, book['buy_and_hold'].pct_change().dropna(), m['periods_per_year'],
-                                tradeable, mine)
-                        if len(earlier) else None)
+        earlier, record, earlier_kept = _earlier(found, question, m['skill']['per_model'], cut, *ledger_heads(), prints)
+        _weigh_symbol(m, book, question, mine, kept, earlier, earlier_kept, record, cut, tradeable)
         if symbol in sets: m['confidence_set'] = sets[symbol]
         weighed[symbol] = (question, new, mine, kept, prints)
     if only is None: weigh_portfolio(trading, list(weighed))
@@ -171,13 +192,9 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                             trading['metrics'], book.check(), VALIDATIONS[params['cv']].tradeable)
         content = summary(params, ingest['symbols'], train['metrics'], trading['metrics'], products,
                           trials=max(train['trials'].values()), best=train['best'], leaderboard=train['leaderboard'])
-        content.update(
-            trials_per_symbol=train['trials'],
-            comparisons=train['comparisons'],
-            fill_rules=trading['fill_rules'],
-            portfolio=trading['metrics'].get(backtest.PORTFOLIO),
-            by=tracking.person(),   # whose run: the pages and a team's views name them
-        )
+        content.update(trials_per_symbol=train['trials'], comparisons=train['comparisons'],
+                       fill_rules=trading['fill_rules'], portfolio=trading['metrics'].get(backtest.PORTFOLIO),
+                       by=tracking.person())  # whose run: the pages and a team's views name them
         content['groups_added'] = _groups_said(train, trading['metrics'])
         if train['kind'] == 'regressor':  # each leader's forecast beside doing nothing, where every page reads it
             for s in train['best']:
@@ -199,6 +216,19 @@ def evidence(metrics: dict, best: dict, tradeable: bool) -> dict[str, dict]:
                 'trials': str(m['skill'].get('trials')), 'verdict': verdict_word(m, tradeable),
                 'record': (m['skill'].get('record') or {}).get('problem', '')}
             for s, m in metrics.items() if s in best}
+
+# %% ../../nbs/08d_report.publish.ipynb #e7277746
+def _attach_products(parent: str, # the run's MLflow parent run
+                     product: dict, upstream: dict, folder: Path):
+    "The run's products attached to its MLflow run: its summary, the frames the dashboard reloads, its tearsheets"
+    tracking.attach(parent, [Path(product['summary'])], '')   # the run whole, its registry decisions too
+    tracking.attach(parent, [Path(upstream['backtest'][k]) for k in ('curves', 'signals', 'trades')]
+                    # what `mlfin runs get` and the dashboard reload
+                    + [Path(upstream['train'][k]) for k in ('predictions', 'leaderboard')], '')
+    run = load_run(folder)
+    backtest.write_tearsheets(product['tearsheets'], run, run_header(run))  # one per symbol and the portfolio
+    # kept with the run (plotly.js: from the package)
+    tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p_r
 def _record(content, params, ingest, train, trading, upstream, product, cfg, weighing: Weighing, book: Ledger) -> dict:
@@ -229,29 +259,14 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
         recount(content['mlflow'], trading['metrics'], weighing)
     # every configuration tried on each symbol's question
     counted = {s: trading['metrics'][s]['skill']['trials'] for s in train['best']}
-    content['registry'], _ = register_leaders(
-        content['mlflow'],
-        ingest['symbols'],
-        board,
-        oos,
-        trading['metrics'],
-        train['kind'],
-        counted,
-        params,
-        cfg,
-        evidence(trading['metrics'], train['best'], content['validation']['tradeable']),
-        units=train.get('units', {}).get('keys'),   # a version met again is that version, not a new one
-    )
+    content['registry'], _ = register_leaders(content['mlflow'], ingest['symbols'], board, oos, trading['metrics'],
+                                              train['kind'], counted, params, cfg,
+                                              evidence(trading['metrics'], train['best'],
+                                                       content['validation']['tradeable']),
+                                              # a version met again is that version, not a new one
+                                              units=train.get('units', {}).get('keys'))
     write_json(content, product['summary'])
-    parent = content['mlflow']['parent']
-    tracking.attach(parent, [Path(product['summary'])], '')   # the run whole, its registry decisions too
-    tracking.attach(parent, [Path(upstream['backtest'][k]) for k in ('curves', 'signals', 'trades')]
-                    # what `mlfin runs get` and the dashboard reload
-                    + [Path(upstream['train'][k]) for k in ('predictions', 'leaderboard')], '')
-    run = load_run(folder)
-    backtest.write_tearsheets(product['tearsheets'], run, run_header(run))  # one per symbol and the portfolio
-    # kept with the run (plotly.js: from the package)
-    tracking.attach(parent, [Path(product['tearsheets'])], 'tearsheets', skip=('plotly.min.js',))
+    _attach_products(content['mlflow']['parent'], product, upstream, folder)
     return content
 
 # %% ../../nbs/08d_report.publish.ipynb #c016t

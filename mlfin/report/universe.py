@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from ..backtest.tearsheet import DSR_DIGITS, VERDICTS, judge
 from ..backtest.page import TEARSHEET, dates, shown_at, typed
 from ..backtest.tearsheet import verdict_word
-from ..backtest.universe import PORTFOLIO
+from ..backtest.run import PORTFOLIO
 
 # %% auto #0
 __all__ = ['HANDFUL', 'BADGES', 'VERDICT_CHOICES', 'COLUMNS', 'UNIVERSE_STYLE', 'books', 'score_of', 'universe_frame',

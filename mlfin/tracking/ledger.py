@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Callable
 import filelock, platformdirs, sqlalchemy as sa
 from fastcore.basics import patch
-import numpy as np, pandas as pd
+import pandas as pd
 from ..errors import BadInput, Unavailable
 from ..paths import home
-from ..data.prints import MIN_PRINTS, SAME, share
 from ..processes import write_parquet
 from .store import os_account
 
 # %% auto #0
 __all__ = ['LEDGER_ENV', 'HOME_RECORD', 'TABLE', 'GENESIS', 'LOCK_WAIT', 'TABLES', 'PROMOTER', 'place', 'ledger_location',
-           'Entry', 'Check', 'Ledger', 'append_only', 'acknowledged', 'note_home', 'home_noted', 'home_elsewhere',
-           'home_ledgers', 'family_of', 'trials_body', 'ledger_trials']
+           'Entry', 'Check', 'Ledger', 'append_only', 'acknowledged']
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c005
 # where the ledger is: a file, a postgresql:// URL, 'home' (one per home); unset: the user's data folder
@@ -358,107 +356,6 @@ def against(self: Ledger, found: Check,
     "What is wrong with the ledger against the heads others noted ('' when each is there, as noted): the first conflict"
     found_ = self.conflicts(found, known)
     return found_[0][2] if found_ else ''
-
-# %% ../../nbs/05e_tracking.ledger.ipynb #c019
-def _noted(at: Path | None) -> dict:
-    try: noted = json.loads((Path(at or home())/HOME_RECORD).read_text())
-    except (OSError, ValueError, TypeError): return {}
-    return noted if isinstance(noted, dict) else {}
-
-def note_home(found: str,   # the head after this run's appends (`Check.head`)
-              location: str, at: Path | None = None):
-    """Note in the home (`at`, default `home()`) the ledger it appended to, its head then, every ledger it ever
-    appended to there, and the last head of each ledger it appended to elsewhere (`home_elsewhere`)"""
-    path, where = Path(at or home())/HOME_RECORD, place(location)
-    before = _noted(at)
-    ledgers = [*(before.get('ledgers', []) if before.get('location') == where else []), found.split(':')[0]]
-    elsewhere = {p['location']: p for p in before.get('elsewhere', []) if isinstance(p, dict) and p.get('location')}
-    if before.get('location') and before['location'] != where and before.get('head'):   # moved: remember where from
-        elsewhere[before['location']] = {k: before.get(k, '') for k in ('location', 'head', 'at')}
-    elsewhere.pop(where, None)   # appending here again: this place is the current one
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({'location': where, 'head': found, 'ledgers': list(dict.fromkeys(ledgers)),
-                               'at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                               'elsewhere': list(elsewhere.values())}))
-    os.replace(tmp, path)
-
-
-def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
-               at: Path | None = None) -> str:
-    """The head the home noted at its last append to the ledger at `location` ('' when none, or when it last appended to
-    another one)"""
-    noted = _noted(at)
-    return noted.get('head', '') if noted.get('location') == place(location) else ''
-
-def home_elsewhere(location: str,   # the ledger asked about (`Ledger.location`)
-                   at: Path | None = None) -> list[dict]:
-    """Every other place the home appended trials to, with its last head there and when: {location, head, at} each
-    (a home copied to another account, or moved to another `MLFIN_LEDGER`, keeps what it did before)"""
-    noted, here = _noted(at), place(location)
-    out = [p for p in noted.get('elsewhere', []) if isinstance(p, dict) and p.get('location') != here and p.get('head')]
-    if noted.get('location') and noted['location'] != here and noted.get('head'):
-        out.append({k: noted.get(k, '') for k in ('location', 'head', 'at')})
-    return out
-
-def home_ledgers(location: str, at: Path | None = None) -> list[str]:
-    """The ids of every ledger the home appended to at `location`: one that was deleted there and begun anew is among
-    them"""
-    noted = _noted(at)
-    return list(noted.get('ledgers', [])) if noted.get('location') == place(location) else []
-
-# %% ../../nbs/05e_tracking.ledger.ipynb #c021
-def _family_id(text: str) -> str: return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-def family_of(found: Check,
-              mine: list[str],   # the run's bars' prints (`data.prints.prints`)
-              symbol: str, timeframe: str,
-             ) -> tuple[str, list[str]]:
-    """The family of questions a series belongs to (the recorded family sharing most prints with it, `SAME` of the
-    smaller set at least) and the prints it adds"""
-    # too little content: its name stands in
-    if len(mine) < MIN_PRINTS: return _family_id(f"name:{symbol}:{timeframe}"), []
-    known: dict[str, set] = {}
-    for e in found.entries:
-        if e.kind == 'series': known.setdefault(e.family, set()).update(e.content.get('prints', []))
-    # the best share; the oldest family on a tie
-    scored = [(share(mine, p), -i, f) for i, (f, p) in enumerate(known.items())]
-    best = max(scored, default=(0.0, 0, ''))
-    if best[0] >= SAME: return best[2], sorted(set(mine) - known[best[2]])
-    return _family_id(json.dumps(sorted(mine))), list(mine)
-
-# %% ../../nbs/05e_tracking.ledger.ipynb #c024
-def _plain(v):
-    """A table's value as JSON keeps it exactly: times as ISO text, numpy numbers as Python's (a float's repr
-    round-trips)"""
-    if v is None or v is pd.NaT: return None
-    if isinstance(v, pd.Timestamp): return v.isoformat()
-    if isinstance(v, np.bool_): return bool(v)
-    if isinstance(v, np.integer): return int(v)
-    if isinstance(v, np.floating): return float(v)
-    return v
-
-def trials_body(source: str,         # the run that tried them (its MLflow id)
-                key: str, symbol: str, # the question in words, and the name the bars had in this run
-                table: pd.DataFrame,   # the trials (`backtest.trials.LEDGER`)
-                returns: str = '',     # the digest of their per-bar returns kept in the ledger (`Ledger.keep_returns`)
-               ) -> dict:
-    "A `trials` entry's content: the run, the question, every trial exactly, and which returns are theirs"
-    return {'source': source, 'key': key, 'symbol': symbol, 'returns': returns,
-            'trials': [{k: _plain(v) for k, v in row.items()} for row in table.astype(object).to_dict('records')]}
-
-def ledger_trials(found: Check, family: str) -> pd.DataFrame:
-    """Every trial the ledger filed under a family, oldest first, with when (`recorded`) and which run (`source`), as
-    `tracking.trials.recorded_trials` gives them"""
-    # an adopted run: when it was tried
-    rows = [{**t, 'recorded': e.content.get('recorded', e.recorded), 'source': e.content.get('source', '')}
-            for e in found.entries if e.kind == 'trials' and e.family == family
-            for t in (e.content.get('trials') if isinstance(e.content.get('trials'), list) else [])
-            if isinstance(t, dict)]
-    if not rows: return pd.DataFrame()
-    frame = pd.DataFrame(rows)
-    for c in ('first', 'last', 'recorded'): frame[c] = pd.to_datetime(frame[c], utc=True, format='ISO8601')
-    return frame
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c027
 @patch
