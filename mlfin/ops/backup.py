@@ -255,6 +255,46 @@ class Backup:
                 'models': len(self.fingerprints), **({'retention': self.retention} if self.retention else {}),
                 **({'check': self.check} if self.check else {})}
 
+# %% ../../nbs/12c_ops.backup.ipynb #a79a082b
+def _staged(work: Path, store, products: bool) -> dict:
+    """The home's consistent cut staged under `work/'stage'`, files unchanged since the last backup not hashed again
+    (their sums kept in `work`); its manifest"""
+    sums_file = work/'checksums.json'
+    try: known = json.loads(sums_file.read_text())
+    except (OSError, ValueError): known = {}
+    manifest = stage(work/'stage', store, products, known)
+    live = _live_keys(work/'stage')
+    atomic_write_json(sums_file, {k: v for k, v in known.items() if k in live})
+    return manifest
+
+# %% ../../nbs/12c_ops.backup.ipynb #b7b35a84
+def _snapshot(repository_, work: Path, me: str, mine, # this home's snapshots (a frame)
+              retain: bool, taken: dt.datetime | None) -> dict:
+    """The stage backed up as a restic snapshot tagged with the home and its place in the home's order (its parent the
+    last by that order); restic's summary of it"""
+    last_taken = latest(mine)[0] if len(mine) else None
+    # `retention`: when it last ran, for the next backup on any machine
+    tags = ','.join((TAG, f"home:{me}", f"{SEQ}{int(mine['seq'].max()) + 1 if len(mine) else 1}",
+                     *((RETAINED,) if retain else ())))
+    # the parent: the last by the order, not restic's pick by time
+    parent = ['--parent', last_taken['full_id']] if last_taken is not None else []
+    done = repository_.restic('backup', '--json', '--tag', tags, '--host', socket.gethostname(), '--ignore-ctime',
+                              *parent, *(['--time', taken.strftime('%Y-%m-%d %H:%M:%S')] if taken else []), '.',
+                              cwd=work/'stage')
+    return json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])
+
+# %% ../../nbs/12c_ops.backup.ipynb #2b3ad797
+def _retained(repository_, me: str, work: Path, day: dt.date | None) -> tuple[dict, dict]:
+    """Retention: this home's old snapshots forgotten and pruned, the time recorded, and the day's share of packs read
+    back; what was kept and what the check said"""
+    kept = repository_.forget(me); kept.pop('plan')
+    repository_.remember_retention(me, work, time.time())
+    share = todays_share(day)   # a seventh of the packs read back a day: every pack within a week
+    passed, said = repository_.check(share=share)
+    checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+               'read': share, 'said': (said.splitlines()[-1] if passed else restic_said(said)) if said else ''}
+    return kept, checked
+
 # %% ../../nbs/12c_ops.backup.ipynb #c028
 def backup(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
            # forget, prune and check now; None: when this home's last retention (read from the repository) was over 20 h
@@ -275,43 +315,12 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     repository_id = repository_.vouch(me)
     mine = repository_.snapshots(f"home:{me}")
     retain = retention if retention is not None else repository_.retention_due(me, work, mine)
-    sums_file = work/'checksums.json'
-    try: known = json.loads(sums_file.read_text())
-    except (OSError, ValueError): known = {}
-    manifest = stage(work/'stage', store, products, known)
-    live = _live_keys(work/'stage')
-    atomic_write_json(sums_file, {k: v for k, v in known.items() if k in live})
+    manifest = _staged(work, store, products)
     repository_.unlock()   # locks a killed restic left behind (only stale ones are removed)
-    last_taken = latest(mine)[0] if len(mine) else None
-    # `retention`: when it last ran, for the next backup on any machine
-    tags = ','.join((TAG, f"home:{me}", f"{SEQ}{int(mine['seq'].max()) + 1 if len(mine) else 1}",
-                     *((RETAINED,) if retain else ())))
-    done = repository_.restic(
-        'backup',
-        '--json',
-        '--tag',
-        tags,
-        '--host',
-        socket.gethostname(),
-        '--ignore-ctime',
-        *(
-            ['--parent', last_taken['full_id']] if last_taken is not None else []
-        ),  # the last by the order, not restic's pick by time
-        *(['--time', taken.strftime('%Y-%m-%d %H:%M:%S')] if taken else []),
-        '.',
-        cwd=work / 'stage',
-    )
-    last = json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])
+    last = _snapshot(repository_, work, me, mine, retain, taken)
     # a snapshot counts once the repository gives it back
     read = repository_.read_back(last['snapshot_id'], [*manifest['files'], 'MANIFEST.json'])
-    kept = checked = None
-    if retain:
-        kept = repository_.forget(me); kept.pop('plan')
-        repository_.remember_retention(me, work, time.time())
-        share = todays_share(day)   # a seventh of the packs read back a day: every pack within a week
-        passed, said = repository_.check(share=share)
-        checked = {'passed': passed, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
-                   'read': share, 'said': (said.splitlines()[-1] if passed else restic_said(said)) if said else ''}
+    kept, checked = _retained(repository_, me, work, day) if retain else (None, None)
     total = sum(b for _, b in manifest['files'].values())
     return Backup(read['id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
                   time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'],
