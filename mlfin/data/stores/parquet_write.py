@@ -55,6 +55,72 @@ def _room(store: ParquetWrites, folder: Path, timeframe: str):
                           "MB free); free space there (or give --store / MLFIN_STORE a disk "
                           "with room) and run it again: the store keeps its last complete write") from e
 
+# %% ../../../nbs/01i_data.stores.parquet_write.ipynb #058b23c3
+def _incoming(bars: pd.DataFrame) -> pd.DataFrame:
+    "Bars as stored, in time order, each time once: a time given twice, the last wins"
+    incoming = as_stored(bars)
+    if not (incoming.index.is_monotonic_increasing and incoming.index.is_unique):
+        incoming = incoming[~incoming.index.duplicated(keep='last')].sort_index(kind='stable')
+    return incoming
+
+# %% ../../../nbs/01i_data.stores.parquet_write.ipynb #4a53be1e
+@patch
+def _appended(self:ParquetWrites, folder: Path, parts: Parts, tail, incoming: pd.DataFrame) -> tuple[dict, tuple, int]:
+    """A collector's bars, new or correcting the tail's, appended to the tail log; their counts, the first change and
+    the series' total"""
+    # numpy from here: a pandas selection costs more than the append
+    records = to_records(incoming, parts.tail['columns'])
+    counts, wanted = tail.compare(records)
+    change = counts.pop('first_change', None)
+    if wanted.any():   # a resend of what it holds writes nothing
+        path, records = folder/parts.tail['file'], records if wanted.all() else records[wanted]
+        tail = self._keep_tail(path, tail.appended(records, append_tail(path, records, tail.length)))
+    return counts, change, parts.total + len(tail)
+
+# %% ../../../nbs/01i_data.stores.parquet_write.ipynb #a797857e
+@patch
+def _merged(self:ParquetWrites, folder: Path, parts: Parts, retired: list, tail, incoming: pd.DataFrame,
+            after: int, # the last period file's last bar (ns)
+            timeframe: str) -> tuple[dict, tuple, int]:
+    """Any other batch merged into the period files it touches, the tail's bars folded in first when the batch follows
+    or corrects them; their counts, the first change and the series' total"""
+    # files will be made: a writer killed from here leaves the marker, and its files are cleared
+    (folder/WRITING).touch()
+    replaced, columns, more, folded = [], list(incoming.columns), [], False
+    # a full tail, then new bars: one pass
+    if tail is not None and len(tail) and tail.follows(incoming, parts.tail['columns'], after):
+        counts, change, more = self._periods(folder, parts, pd.concat([tail.bars, incoming]), timeframe)
+        counts['new'] -= len(tail); replaced.append(parts.tail['file']); folded = True
+    else:
+        later = incoming.index.asi8 > after  # bars in the tail's span: resent as held, they need no fold
+        kept = (tail is not None and len(tail) and later.any()
+                and list(incoming.columns) == parts.tail['columns']
+                and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any())
+        # its bars into their periods first: this batch corrects or adds to them
+        if tail is not None and len(tail) and later.any() and not kept:
+            replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]
+            folded = True
+        counts, change, more = self._periods(folder, parts, incoming[~later] if kept else incoming, timeframe)
+        if kept: counts['unchanged'] += int(later.sum())
+    if replaced or more or counts['new']:
+        # else the tail stays, bars and all
+        if tail is None or folded or (not len(tail) and parts.tail['columns'] != columns):
+            if tail is not None and not folded: replaced.append(parts.tail['file'])
+            parts.tail = {'file': new_tail(folder), 'columns': columns}   # empty, for the appends to come
+        _commit(folder, parts, retired, replaced + more)
+    # a tail not folded holds its bars still
+    return counts, change, parts.total + (len(tail) if tail is not None and not folded else 0)
+
+# %% ../../../nbs/01i_data.stores.parquet_write.ipynb #6530433c
+@patch
+def _record_meta(self:ParquetWrites, folder: Path, symbol: str, timeframe: str, meta: dict | None):
+    "The series' record updated with `meta`; written only when that changes it"
+    kept = self._record(folder)
+    new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
+    if new_meta != kept:
+        atomic_write(folder / '_meta.json',
+                     lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
+
 # %% ../../../nbs/01i_data.stores.parquet_write.ipynb #wwrite
 @patch
 def write(self:ParquetWrites, bars: pd.DataFrame, # canonical bars (+ `adj_factor`), attrs naming symbol and timeframe
@@ -65,56 +131,17 @@ def write(self:ParquetWrites, bars: pd.DataFrame, # canonical bars (+ `adj_facto
     symbol, timeframe = bars.attrs['symbol'], bars.attrs['timeframe']
     folder = self._dir(symbol, timeframe)
     with _room(self, folder, timeframe): folder.mkdir(parents=True, exist_ok=True)
-    incoming = as_stored(bars)
-    if not (incoming.index.is_monotonic_increasing and incoming.index.is_unique):   # a time given twice: the last wins
-        incoming = incoming[~incoming.index.duplicated(keep='last')].sort_index(kind='stable')
-    change = None
+    incoming = _incoming(bars)
     with _room(self, folder, timeframe), self._lock(folder):
         # an append to the tail makes no file: no marker needed
         parts, retired = _claim(folder, timeframe, writing=False)
         tail, after = self._tail(folder, parts), parts.last[-1] if len(parts) else -2**63
         # a collector's bars, new or correcting the tail's
         if tail is not None and tail.takes(incoming, parts.tail['columns'], after):
-            # numpy from here: a pandas selection costs more than the append
-            records = to_records(incoming, parts.tail['columns'])
-            counts, wanted = tail.compare(records)
-            change = counts.pop('first_change', None)
-            if wanted.any():   # a resend of what it holds writes nothing
-                path, records = folder/parts.tail['file'], records if wanted.all() else records[wanted]
-                tail = self._keep_tail(path, tail.appended(records, append_tail(path, records, tail.length)))
-            total = parts.total + len(tail)
+            counts, change, total = self._appended(folder, parts, tail, incoming)
         else:
-            # files will be made: a writer killed from here leaves the marker, and its files are cleared
-            (folder/WRITING).touch()
-            replaced, columns, more, folded = [], list(incoming.columns), [], False
-            # a full tail, then new bars: one pass
-            if tail is not None and len(tail) and tail.follows(incoming, parts.tail['columns'], after):
-                counts, change, more = self._periods(folder, parts, pd.concat([tail.bars, incoming]), timeframe)
-                counts['new'] -= len(tail); replaced.append(parts.tail['file']); folded = True
-            else:
-                later = incoming.index.asi8 > after  # bars in the tail's span: resent as held, they need no fold
-                kept = (tail is not None and len(tail) and later.any()
-                        and list(incoming.columns) == parts.tail['columns']
-                        and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any())
-                # its bars into their periods first: this batch corrects or adds to them
-                if tail is not None and len(tail) and later.any() and not kept:
-                    replaced += self._periods(folder, parts, tail.bars, timeframe)[2] + [parts.tail['file']]
-                    folded = True
-                counts, change, more = self._periods(folder, parts, incoming[~later] if kept else incoming, timeframe)
-                if kept: counts['unchanged'] += int(later.sum())
-            if replaced or more or counts['new']:
-                # else the tail stays, bars and all
-                if tail is None or folded or (not len(tail) and parts.tail['columns'] != columns):
-                    if tail is not None and not folded: replaced.append(parts.tail['file'])
-                    parts.tail = {'file': new_tail(folder), 'columns': columns}   # empty, for the appends to come
-                _commit(folder, parts, retired, replaced + more)
-            # a tail not folded holds its bars still
-            total = parts.total + (len(tail) if tail is not None and not folded else 0)
-        kept = self._record(folder)
-        new_meta = {**kept, **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
-        if new_meta != kept:
-            atomic_write(folder / '_meta.json',
-                         lambda tmp: Path(tmp).write_text(json.dumps(new_meta, indent=1, default=str)))
+            counts, change, total = self._merged(folder, parts, retired, tail, incoming, after, timeframe)
+        self._record_meta(folder, symbol, timeframe, meta)
         (folder/WRITING).unlink(missing_ok=True)
     return {**counts, 'total': total, **({'first_change': change} if change else {})}
 
