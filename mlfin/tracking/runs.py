@@ -33,6 +33,37 @@ def _flat(prefix: str, metrics: dict) -> dict[str, float]:
 LISTED = {'pipeline': "a pipeline run (`mlfin run`: the report task)",
           'notebook': "a notebook's experiment (`report.experiments.record_experiment`)"}
 
+# %% ../../nbs/05b_tracking.runs.ipynb #40b7d4cd
+def _model_metrics(leaderboard: pd.DataFrame | None, symbol: str) -> dict[str, float]:
+    "Every model's numeric scores for a symbol, as `model_NAME_METRIC` metrics (none without a leaderboard)"
+    if leaderboard is None: return {}
+    return {f"model_{row['model']}_{k}": v
+            for row in leaderboard[leaderboard['symbol'] == symbol].to_dict(orient='records')
+            for k, v in row.items() if isinstance(v, (int, float)) and k not in ('rank',) and v == v}
+
+# %% ../../nbs/05b_tracking.runs.ipynb #97035ab6
+def _log_products(mlflow, manifest: list[dict], leaderboard: pd.DataFrame | None, files: list[Path],
+                  summary: dict | None):
+    "The parent run's products: the ingest manifest, the leaderboard, the reports and the summary"
+    mlflow.log_dict({'manifest': manifest}, 'manifest.json')
+    if leaderboard is not None:
+        mlflow.log_dict({'leaderboard': leaderboard.to_dict(orient='records')}, 'leaderboard.json')
+    for f in files: mlflow.log_artifact(str(f), artifact_path='reports')
+    # beside the run's other products, under the same name
+    if summary is not None: mlflow.log_dict(summary, SUMMARY)
+
+# %% ../../nbs/05b_tracking.runs.ipynb #cba2c61b
+def _log_symbol_files(mlflow, symbol: str, models_dir: Path | None, oos: pd.DataFrame | None):
+    "A symbol's run's files: its saved models and its out-of-sample rows"
+    # native files: they load without unpickling
+    if models_dir is not None and (Path(models_dir)/symbol).is_dir():
+        mlflow.log_artifacts(str(Path(models_dir)/symbol), artifact_path='models')
+    if oos is not None:   # a later run's leader is compared with this run's on the bars both predicted
+        with tempfile.TemporaryDirectory() as folder:
+            kept = [c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end') if c in oos]
+            write_parquet(oos.loc[oos['symbol'] == symbol, kept], Path(folder)/'oos.parquet')
+            mlflow.log_artifact(str(Path(folder)/'oos.parquet'))
+
 # %% ../../nbs/05b_tracking.runs.ipynb #c006_00
 def log_run(params: dict,         # every parameter of the run (data, features, models, costs, code version)
             manifest: list[dict], # the ingest manifest: symbol, source, fingerprint, ...
@@ -56,41 +87,22 @@ def log_run(params: dict,         # every parameter of the run (data, features, 
     eid = experiment_id()
     params = {k: str(v) for k, v in params.items()}
     fingerprints = {m['symbol']: m['fingerprint'] for m in manifest}
-    best = best or {}
     with mlflow.start_run(experiment_id=eid, run_name=name or f"{kind} {params.get('symbols', '')}") as parent:
         mlflow.log_params(params)
         mlflow.set_tags({'mlfin.kind': kind, **{f"data.{s}": f for s, f in fingerprints.items()}})
-        mlflow.log_dict({'manifest': manifest}, 'manifest.json')
-        if leaderboard is not None:
-            mlflow.log_dict({'leaderboard': leaderboard.to_dict(orient='records')}, 'leaderboard.json')
-        for f in files: mlflow.log_artifact(str(f), artifact_path='reports')
-        # beside the run's other products, under the same name
-        if summary is not None: mlflow.log_dict(summary, SUMMARY)
+        _log_products(mlflow, manifest, leaderboard, files, summary)
         ids = {'parent': parent.info.run_id}
         for symbol in scores:
             with mlflow.start_run(experiment_id=eid, run_name=symbol, nested=True) as child:
                 mlflow.log_params(params)
                 mlflow.set_tags({'mlfin.kind': 'symbol', 'symbol': symbol,
-                                 'data.fingerprint': fingerprints.get(symbol, ''), 'best_model': best.get(symbol, ''),
-                                 **(tags or {}).get(symbol, {})})
-                every = ({} if leaderboard is None
-                         else {f"model_{row['model']}_{k}": v
-                               for row in leaderboard[leaderboard['symbol'] == symbol].to_dict(orient='records')
-                               for k, v in row.items()
-                               if isinstance(v, (int, float)) and k not in ('rank',) and v == v})
-                mlflow.log_metrics({**_flat('oos_', scores[symbol]), **_flat('', trading[symbol]), **every})
-                # native files: they load without unpickling
-                if models_dir is not None and (Path(models_dir)/symbol).is_dir():
-                    mlflow.log_artifacts(str(Path(models_dir)/symbol), artifact_path='models')
-                if oos is not None:   # a later run's leader is compared with this run's on the bars both predicted
-                    with tempfile.TemporaryDirectory() as folder:
-                        kept = [c for c in ('model', 'fold', 'prediction', 'label', 'label_return', 'label_end')
-                                if c in oos]
-                        write_parquet(oos.loc[oos['symbol'] == symbol, kept], Path(folder)/'oos.parquet')
-                        mlflow.log_artifact(str(Path(folder)/'oos.parquet'))
+                                 'data.fingerprint': fingerprints.get(symbol, ''),
+                                 'best_model': (best or {}).get(symbol, ''), **(tags or {}).get(symbol, {})})
+                mlflow.log_metrics({**_flat('oos_', scores[symbol]), **_flat('', trading[symbol]),
+                                    **_model_metrics(leaderboard, symbol)})
+                _log_symbol_files(mlflow, symbol, models_dir, oos)
                 ids[symbol] = child.info.run_id
     return ids
-
 
 # %% ../../nbs/05b_tracking.runs.ipynb #c007
 def runs(kind: str | tuple[str, ...] = 'pipeline', # pipeline, notebook or symbol (a `LISTED` kind's), or several
