@@ -28,7 +28,7 @@ class Question:
     label: str        # a key of `features.labels.LABELS`
     horizon: int      # bars the label looks ahead
     validation: str   # a key of `params.VALIDATIONS`
-    series: str = ''  # the family of the bars' content (`tracking.ledger.family_of`): what the question is filed under
+    series: str = ''  # the family of the bars' content (`tracking.filing.family_of`): what the question is filed under
 
     def __post_init__(self):
         if self.validation not in VALIDATIONS:
