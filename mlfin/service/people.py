@@ -5,36 +5,17 @@
 # %% ../../nbs/11f_service.people.ipynb #c003
 from __future__ import annotations
 import asyncio, datetime as dt, functools, hashlib, hmac, re, secrets, time
-from dataclasses import dataclass, field
 from fastcore.basics import patch
 from ..errors import BadInput, NotFound
 from . import db as tables
 from .audit import Audit, cli_actor
 from .auth import RateLimit, Recent, TooManyRequests, Unauthorized, check_role, outside_key
 from .settings import LoginPolicy, setting
-from .credentials import NAME, PERSON_ROLES, RECOVERY_CODES, REFUSED, check_name, check_password, hasher
-from .credentials import totp_of
-from .credentials import recovery_code, totp_cipher, totp_step, verify_hash
+from .credentials import NAME, PERSON_ROLES, RECOVERY_CODES, REFUSED, Enrolment, check_name, check_password
+from .credentials import hasher, recovery_code, totp_cipher, totp_of, totp_step, verify_hash
 
 # %% auto #0
-__all__ = ['Enrolment', 'People', 'session_digest']
-
-# %% ../../nbs/11f_service.people.ipynb #c021
-@dataclass(frozen=True)
-class Enrolment:
-    "What a person is given once, when their account is made or reset: the second factor's URI and the recovery codes"
-    name: str
-    role: str
-    uri: str | None                      # otpauth://totp/mlfin:NAME?secret=...&issuer=mlfin (None: no second factor)
-    codes: list = field(default_factory=list)
-
-    def qr(self) -> str:
-        "The URI as a QR code drawn with text, for a terminal (an authenticator app scans it)"
-        if not self.uri: return ''
-        import io, qrcode
-        code = qrcode.QRCode(border=1); code.add_data(self.uri)
-        out = io.StringIO(); code.print_ascii(out=out, invert=True)
-        return out.getvalue()
+__all__ = ['People', 'session_digest']
 
 # %% ../../nbs/11f_service.people.ipynb #c022
 class People:
