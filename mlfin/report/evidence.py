@@ -124,36 +124,27 @@ def trials_elsewhere(found: Check, question: Question,
         if len(t := ledger_trials(other, family)): frames.append(t)
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), unread
 
-def earlier_trials(found: Check,     # the ledger as read this run
-                   question: Question,
-                   per_model: int,   # points of the grid per model: a search's trials count at each
-                   # --trials-since: counting afresh from a time after a reset lifts it
-                   since: pd.Timestamp | None = None,
-                   # every head noted of it (`noted_heads`): read when None
-                   heads: list[tuple[str, str]] | None = None,
-                   prints: list[str] | None = None,   # the run's bars' prints: the question in ledgers elsewhere
-                   away: list | None = None,   # `away_ledgers(found)`: read when None
-                  ) -> tuple[pd.DataFrame, dict]:
-    """Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest
-    first; and the record's state"""
-    mine = ledger_trials(found, question.id)
-    tracked = recorded_trials(question.id)
+# %% ../../nbs/08c_report.evidence.ipynb #45e14b96
+def _extra_trials(found: Check, question: Question, tracked: pd.DataFrame, # MLflow's trials on the question
+                  seen: set, # the runs the ledger holds trials of
+                  prints: list[str] | None, away: list | None) -> tuple[pd.DataFrame, str]:
+    """The question's trials the ledger lacks: MLflow's (those filed under its legacy id too) and this home's in
+    ledgers elsewhere; and why some of the latter could not be read"""
     # filed before questions followed the data
     legacy = recorded_trials(question.legacy_id) if question.legacy_id != question.id else pd.DataFrame()
-    seen = set(mine['source']) if len(mine) else set()
     # what this home filed in ledgers elsewhere that this one does not stand for: counted, or the verdict withheld
     theirs, unread = trials_elsewhere(found, question, prints or [], away)
     extra = (pd.concat([t for t in (tracked, legacy, theirs) if len(t)], ignore_index=True)
              if len(tracked) or len(legacy) or len(theirs) else pd.DataFrame())
-    extra = extra[~extra['source'].isin(seen)] if len(extra) else extra
-    # MLflow runs that appended to this ledger or one it stands for (any, when it is empty or gone) whose trials it does
-    # not hold: lost from it. A run that appended to another ledger (another person's, before a team shared one) is
-    # counted, but lost from nothing here
-    this = _appended_here(found)
-    lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) and 'ledger' in extra else extra.iloc[:0]
-    # MLflow runs whose trials file was deleted, not in the ledger
-    gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]
-    # checked against every head noted of it, as `mlfin ledger check` checks it
+    return (extra[~extra['source'].isin(seen)] if len(extra) else extra), unread
+
+# %% ../../nbs/08c_report.evidence.ipynb #7835c29e
+def _record_problem(found: Check, lost: pd.DataFrame, # trials of runs that appended here, missing from the ledger
+                    gone: list[str], # MLflow runs whose trials file was deleted, not in the ledger
+                    unread: str, per_model: int, since: pd.Timestamp | None, heads: list | None) -> tuple[str, int]:
+    """What keeps the trial record from counting: the ledger not whole (checked against every head noted of it, as
+    `mlfin ledger check` checks it), trials missing or gone, a reset not counted afresh since; and how many are
+    missing"""
     why = (found.problem or Ledger(found.location).against(found, noted_heads(found) if heads is None else heads)
            or unread)
     missing = trial_count(lost, per_model) if len(lost) else 0
@@ -171,6 +162,33 @@ def earlier_trials(found: Check,     # the ledger as read this run
         when = afresh_from(resets[-1])
         problem = (f"the trial record was reset on {when[:10]} ({reset_said(resets)}): the trials "
                    f"only it held cannot be counted; count afresh with --trials-since {when}")
+    return problem, missing
+
+# %% ../../nbs/08c_report.evidence.ipynb #e9832f99
+def earlier_trials(found: Check,     # the ledger as read this run
+                   question: Question,
+                   per_model: int,   # points of the grid per model: a search's trials count at each
+                   # --trials-since: counting afresh from a time after a reset lifts it
+                   since: pd.Timestamp | None = None,
+                   # every head noted of it (`noted_heads`): read when None
+                   heads: list[tuple[str, str]] | None = None,
+                   prints: list[str] | None = None,   # the run's bars' prints: the question in ledgers elsewhere
+                   away: list | None = None,   # `away_ledgers(found)`: read when None
+                  ) -> tuple[pd.DataFrame, dict]:
+    """Every trial recorded on the question before (the ledger's, and any MLflow holds that the ledger lacks), oldest
+    first; and the record's state"""
+    mine = ledger_trials(found, question.id)
+    tracked = recorded_trials(question.id)
+    seen = set(mine['source']) if len(mine) else set()
+    extra, unread = _extra_trials(found, question, tracked, seen, prints, away)
+    # MLflow runs that appended to this ledger or one it stands for (any, when it is empty or gone) whose trials it does
+    # not hold: lost from it. A run that appended to another ledger (another person's, before a team shared one) is
+    # counted, but lost from nothing here
+    this = _appended_here(found)
+    lost = extra[extra['ledger'].fillna('').map(this)] if len(extra) and 'ledger' in extra else extra.iloc[:0]
+    # MLflow runs whose trials file was deleted, not in the ledger
+    gone = [s for s in tracked.attrs.get('unreadable', []) if s not in seen]
+    problem, missing = _record_problem(found, lost, gone, unread, per_model, since, heads)
     # ledgers lost, named in this one
     replaced = sorted({str(h).split(':')[0] for h in lost['ledger']} - {found.id}) if len(lost) else []
     record = {'ledger': _where(found), 'id': found.id, 'entries': found.length, 'missing': int(missing),
@@ -342,8 +360,8 @@ def record_problems(found: Check) -> list[str]:
     problems += [_unread(p) for p, other in away_ledgers(found) if other is None]
     for q, t in lost_runs(found).items():
         if len(t):
-            problems.append(f"{t['source'].nunique()} run(s) on question {q} appended to it and are missing from it "
-                            f"({len(t)} trial rows)")
+            problems.append(f"{t['source'].nunique()} run(s) on question {q} appended "
+                            f"to it and are missing from it ({len(t)} trial rows)")
         problems += [f"the trials file of MLflow run {s} (question {q}) "
                      "is gone, and the ledger does not hold its trials"
                      for s in t.attrs['gone']]
