@@ -73,38 +73,30 @@ class Inspection:
         return f"{source}: row {r['row']}, column {r['column']}: {r['reason']} ({r['value']!s}){more}"
 
 
-# %% ../../nbs/01b_data.quality.ipynb #c006_03
-def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, columns `ts` + OHLCV (+ optional)
-            symbol: str, timeframe: str,
-            problems: pd.DataFrame | None = None, # rows the source could not parse (REJECT_COLUMNS)
-            # False: the bars may share read-only memory with `frame` (saves a copy of every column)
-            writable: bool = True,
-           ) -> Inspection:
-    "Split a parsed batch into canonical good bars and rejected rows, each with its reason"
-    bad = [problems] if problems is not None and len(problems) else []
-    rows = frame.drop(index=problems['row'].to_numpy(), errors='ignore') if bad else frame
-    if not all_good(rows):
-        # here, not at the top: the schema runs only to name what fails, and importing pandera costs 0.3 s (measured),
-        # a quarter of a one-file ingest's process
-        import pandera.pandas as pa
-        try: _schema().validate(rows, lazy=True, inplace=True)   # inplace, whole frame: no copy of millions of rows
-        except pa.errors.SchemaErrors as e:
-            cases = e.failure_cases.dropna(subset=['index'])
-            cases = cases[cases['column'].isna() | cases['column'].isin(['ts', *BAR_COLUMNS])]
-            reason = cases['check'].map(lambda c: _REASONS.get(str(c), str(c)))
-            column = np.where(cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN),
-                              cases['column'])
-            found = pd.DataFrame({'row': cases['index'].astype('int64').to_numpy(), 'column': column,
-                                  'reason': reason.to_numpy()})
-            # a row's own bad value before a broken relation
-            found['rank'] = found['reason'].isin(list(_CHECK_COLUMN)).astype(int)
-            found = (found.sort_values(['row', 'rank'], kind='stable').drop_duplicates('row').drop(columns='rank')
-                     .set_index('row'))
-            at = rows.loc[found.index]
-            values = [at.at[r, c] if c in at else '' for r, c in zip(found.index, found['column'])]
-            bad.append(rejected_frame(found.index, at['ts'], found['column'], found['reason'], values))
-            rows = rows.drop(index=found.index)
-    notes = []
+# %% ../../nbs/01b_data.quality.ipynb #c54f3a2e
+def _schema_failures(rows: pd.DataFrame, e) -> tuple[pd.DataFrame, pd.Index]:
+    """The rows the schema failed (`e`, pandera's `SchemaErrors`) as rejected rows, one reason each (a row's own bad
+    value before a broken relation); and their labels"""
+    cases = e.failure_cases.dropna(subset=['index'])
+    cases = cases[cases['column'].isna() | cases['column'].isin(['ts', *BAR_COLUMNS])]
+    reason = cases['check'].map(lambda c: _REASONS.get(str(c), str(c)))
+    column = np.where(cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN),
+                      cases['column'])
+    found = pd.DataFrame({'row': cases['index'].astype('int64').to_numpy(), 'column': column,
+                          'reason': reason.to_numpy()})
+    # a row's own bad value before a broken relation
+    found['rank'] = found['reason'].isin(list(_CHECK_COLUMN)).astype(int)
+    found = (found.sort_values(['row', 'rank'], kind='stable').drop_duplicates('row').drop(columns='rank')
+             .set_index('row'))
+    at = rows.loc[found.index]
+    values = [at.at[r, c] if c in at else '' for r, c in zip(found.index, found['column'])]
+    return rejected_frame(found.index, at['ts'], found['column'], found['reason'], values), found.index
+
+# %% ../../nbs/01b_data.quality.ipynb #fa1b046e
+def _time_ordered(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame], list[str]]:
+    """Rows each at its own time, in time order: a time given twice with different values rejected, exact copies
+    dropped, the rest sorted; the rejected rows and notes of what was done"""
+    notes, bad = [], []
     stamps = pd.DatetimeIndex(rows['ts']).asi8
     # strictly increasing: unique and sorted, no hashing needed
     in_order = bool(len(stamps) < 2 or (np.diff(stamps) > 0).all())
@@ -124,12 +116,34 @@ def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, col
     if not in_order and not rows['ts'].is_monotonic_increasing:
         notes.append(f"{int((np.diff(pd.DatetimeIndex(rows['ts']).asi8) < 0).sum())} row(s) out of time order, sorted")
         rows = rows.sort_values('ts', kind='stable')
+    return rows, bad, notes
+
+# %% ../../nbs/01b_data.quality.ipynb #c006_03
+def inspect(frame: pd.DataFrame,   # parsed rows: index = source row number, columns `ts` + OHLCV (+ optional)
+            symbol: str, timeframe: str,
+            problems: pd.DataFrame | None = None, # rows the source could not parse (REJECT_COLUMNS)
+            # False: the bars may share read-only memory with `frame` (saves a copy of every column)
+            writable: bool = True,
+           ) -> Inspection:
+    "Split a parsed batch into canonical good bars and rejected rows, each with its reason"
+    bad = [problems] if problems is not None and len(problems) else []
+    rows = frame.drop(index=problems['row'].to_numpy(), errors='ignore') if bad else frame
+    if not all_good(rows):
+        # here, not at the top: the schema runs only to name what fails, and importing pandera costs 0.3 s (measured),
+        # a quarter of a one-file ingest's process
+        import pandera.pandas as pa
+        try: _schema().validate(rows, lazy=True, inplace=True)   # inplace, whole frame: no copy of millions of rows
+        except pa.errors.SchemaErrors as e:
+            failed, at = _schema_failures(rows, e)
+            bad.append(failed)
+            rows = rows.drop(index=at)
+    rows, unordered, notes = _time_ordered(rows)
+    bad += unordered
     bars = bars_frame(rows, symbol, timeframe, writable, times=rows['ts'])
     if 'adj_factor' in rows: bars['adj_factor'] = rows['adj_factor'].to_numpy(dtype='float64')
     rejected = (pd.concat(bad, ignore_index=True).sort_values('row', kind='stable', ignore_index=True) if bad
                 else rejected_frame())
     return Inspection(bars, rejected, notes)
-
 
 # %% ../../nbs/01b_data.quality.ipynb #c010
 OBVIOUS = 5.0  # a close this many times above (or below 1/this of) both neighbours is a spike, history or not
