@@ -285,6 +285,57 @@ def _method(run: dict, lines: list[dict], base: str = '/') -> str:
             "class='small'><tr><th>book</th><th>bars</th><th>model</th><th>verdict</th><th>deflated "
             f"Sharpe</th><th>trials</th><th>PBO</th><th>strategy</th><th>holding</th></tr>{rows}</table></div>")
 
+# %% ../../nbs/13k_dashboards.meeting.ipynb #74f9dc43
+def _holding(lines: list[dict]) -> tuple[str, list[str]]:
+    """The answer to 'how did it do against holding?': a word (ahead, behind, mixed), and a line and picture for each
+    of the books nearest to skill"""
+    e = html.escape
+    ahead = [b for b in lines if b['strategy'] is not None and b['hold'] is not None and b['strategy'] > b['hold']]
+    h_word = 'ahead' if len(ahead) == len(lines) and lines else 'behind' if not ahead else 'mixed'
+    firsts = (lines if len(lines) <= HANDFUL
+              else sorted(lines, key=lambda b: (b['verdict'] != 'skill', -(b['dsr'] or 0)))[:HANDFUL])
+    holding = [f"{e(holding_answer(b))}<span class='pic'>{b['picture']}</span>" for b in firsts]
+    if len(lines) > HANDFUL:
+        holding.insert(0, f"{len(ahead)} of {len(lines)} books did better than holding; the {HANDFUL} nearest to skill "
+                          "below, every book under 'How this was measured'.")
+    return h_word, holding
+
+# %% ../../nbs/13k_dashboards.meeting.ipynb #63687c33
+def _health(service: dict, t_said: str, open_: str) -> tuple[str, str, str]:
+    "The answer to 'is the system healthy?': a word, a sentence, and its reasons folded (open in print)"
+    e = html.escape
+    reasons = health_reasons(service.get('error'), t_said, service.get('unfiled', []))
+    health, health_said = health_answer(reasons)
+    more = (f"<details{open_}><summary>{'Details' if len(reasons) == 1 else 'Every reason'}</summary>" "<ul>"
+            + ''.join(f"<li>{e(line)} {e(detail)}</li>" for _, line, detail in reasons) + "</ul></details>"
+            if reasons else '')
+    return health, health_said, more
+
+# %% ../../nbs/13k_dashboards.meeting.ipynb #ccaceaac
+def _folded(t_lines: list[str], open_: str) -> list[str]:
+    "Tomorrow's lines: a universe's production three on the first screen, the rest a tap away"
+    if len(t_lines) <= 3: return t_lines
+    return [*t_lines[:3],
+            f"<details{open_}><summary>{len(t_lines) - 3} more series</summary>"
+            + ''.join(f"<p>{line}</p>" for line in t_lines[3:]) + "</details>"]
+
+# %% ../../nbs/13k_dashboards.meeting.ipynb #eda0e2e0
+def _top_bar(who: tuple[str, str] | None, base: str) -> str:
+    "The signed-in person's bar, with its log-out link ('' when no one is signed in)"
+    e = html.escape
+    return (f"<div class='bar'><span>Signed in as <b>{e(who[0])}</b> ({e(who[1])})</span>"
+            f"<a href='{e(base)}logout'>Log out</a></div>" if who else '')
+
+# %% ../../nbs/13k_dashboards.meeting.ipynb #c24bcb01
+def _links(me: str, base: str, printed: bool) -> str:
+    "The page's links: its PDF and the other pages (none in print)"
+    e = html.escape
+    return '' if printed else (
+        f"<nav><a href='{e(base)}{MEETING}/{e(me)}.pdf'>Download as PDF</a>" if me else "<nav>") + (
+        f"<a href='{e(base)}voila/render/index.ipynb'>All pages</a>"
+        f"<a href='{e(base)}voila/render/models.ipynb'>Models</a>"
+        f"<a href='{e(base)}voila/render/health.ipynb'>System health</a></nav>")
+
 # %% ../../nbs/13k_dashboards.meeting.ipynb #m035
 def meeting_html(run: dict,              # the run shown (`load_run`)
                  latest: str | None,     # the latest run's id (`run_id`): a line points to it when it is another
@@ -301,33 +352,13 @@ def meeting_html(run: dict,              # the run shown (`load_run`)
     shown = f"run {me[:8]}" if me else "the last finished run"
     word, said = skill_answer(lines, run.get('validation', {}).get('tradeable', True))
     t_word, t_lines, t_said = _tomorrow(service, now)
-    ahead = [b for b in lines if b['strategy'] is not None and b['hold'] is not None and b['strategy'] > b['hold']]
-    h_word = 'ahead' if len(ahead) == len(lines) and lines else 'behind' if not ahead else 'mixed'
-    firsts = (lines if len(lines) <= HANDFUL
-              else sorted(lines, key=lambda b: (b['verdict'] != 'skill', -(b['dsr'] or 0)))[:HANDFUL])
-    holding = [f"{e(holding_answer(b))}<span class='pic'>{b['picture']}</span>" for b in firsts]
-    if len(lines) > HANDFUL:
-        holding.insert(0, f"{len(ahead)} of {len(lines)} books did better than holding; the {HANDFUL} nearest to skill "
-                          "below, every book under 'How this was measured'.")
+    h_word, holding = _holding(lines)
     key = "<p class='key'>Blue: the strategy's value; grey: holding's; one log scale, over the stretch named.</p>"
-    reasons = health_reasons(service.get('error'), t_said, service.get('unfiled', []))
-    health, health_said = health_answer(reasons)
-    more = (f"<details{open_}><summary>{'Details' if len(reasons) == 1 else 'Every reason'}</summary>" "<ul>"
-            + ''.join(f"<li>{e(line)} {e(detail)}</li>" for _, line, detail in reasons) + "</ul></details>"
-            if reasons else '')
-    if len(t_lines) > 3:  # a universe's production: three on the first screen, the rest a tap away
-        t_lines = [*t_lines[:3],
-                   f"<details{open_}><summary>{len(t_lines) - 3} more series</summary>"
-                   + ''.join(f"<p>{line}</p>" for line in t_lines[3:]) + "</details>"]
+    health, health_said, more = _health(service, t_said, open_)
+    t_lines = _folded(t_lines, open_)
     newer = (f"A newer run exists: <a class='tap' href='{e(base)}{MEETING}'>see the latest</a>."
              if latest and me != latest else "This is the latest run.")
-    head = (f"<div class='bar'><span>Signed in as <b>{e(who[0])}</b> ({e(who[1])})</span>"
-            f"<a href='{e(base)}logout'>Log out</a></div>" if who else '')
-    links = '' if printed else (
-        f"<nav><a href='{e(base)}{MEETING}/{e(me)}.pdf'>Download as PDF</a>" if me else "<nav>") + (
-        f"<a href='{e(base)}voila/render/index.ipynb'>All pages</a>"
-        f"<a href='{e(base)}voila/render/models.ipynb'>Models</a>"
-        f"<a href='{e(base)}voila/render/health.ipynb'>System health</a></nav>")
+    head, links = _top_bar(who, base), _links(me, base, printed)
     glossary = ''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in GLOSSARY.items())
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
             "content='width=device-width, initial-scale=1'><title>mlfin: where the "
