@@ -291,55 +291,67 @@ def unfiled_of(aliases: dict[str, int], # registered models -> the version `prod
     said = {n: filed if isinstance(filed, str) else unfiled(n, v, filed.get(n), ledger) for n, v in aliases.items()}
     return {n: line for n, line in said.items() if line}
 
+# %% ../../nbs/06l_models.registry.ipynb #e22dce93
+def _registered(client, name: str | None) -> list:
+    "The registered model of that name, or every one of mlfin's, with their aliases"
+    from mlflow.exceptions import MlflowException
+    if name is not None:
+        try:
+            return [client.get_registered_model(name)]
+        except MlflowException:
+            raise NotFound(f"no registered model {name!r}; GET /models (or `mlfin models ls`) lists them") from None
+    held, token = [], None
+    while True:   # the models with their aliases, a query a page (not one a model: 50 models cost 0.36 s)
+        got = client.search_registered_models("name LIKE 'mlfin.%'", max_results=1000, page_token=token)
+        held += got
+        if not (token := got.token): return held
+
+# %% ../../nbs/06l_models.registry.ipynb #fe51b86e
+def _aliases(held: list) -> dict[tuple[str, int], list[str]]:
+    "(model, version) -> the aliases that name it"
+    aliases = {}
+    for m in held:
+        for alias, version in m.aliases.items():
+            aliases.setdefault((m.name, int(version)), []).append(alias)
+    return aliases
+
+# %% ../../nbs/06l_models.registry.ipynb #5978b0dc
+def _version_row(v, # an MLflow model version
+                 aliases: list[str], # the aliases naming it
+                 filed: dict | str, # `_filed_or_said()`
+                ) -> dict:
+    """What `describe` says of a version: its aliases, scores, lineage, evidence, run and time, and whether production
+    names it unfiled"""
+    from datetime import datetime, timezone
+    own = {'model', 'kind', 'symbol', 'timeframe'}
+    return {'name': v.name, 'version': int(v.version), 'model': v.tags.get('model'), 'kind': v.tags.get('kind'),
+            'aliases': sorted(aliases),
+            'scores': {k[4:]: float(x) for k, x in v.tags.items() if k.startswith('oos_')},
+            'lineage': {k: x for k, x in v.tags.items() if not k.startswith(('oos_', EVIDENCE)) and k not in own},
+            'evidence': {k.removeprefix(EVIDENCE): x for k, x in v.tags.items() if k.startswith(EVIDENCE)},
+            'run_id': v.run_id, 'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc),
+            # '' unless production names it and the trial ledger does not
+            'unfiled': (filed if isinstance(filed, str) else unfiled(v.name, int(v.version), filed.get(v.name)))
+            if 'production' in aliases else ''}
+
+# %% ../../nbs/06l_models.registry.ipynb #42176acf
 def describe(name: str | None = None) -> list[dict]:
     """Every version (of one registered model, or of all of mlfin's): aliases, out-of-sample scores, lineage tags, run
     and time, and for production, whether the trial ledger filed it there (`unfiled`)"""
-    from datetime import datetime, timezone
-    from mlflow.exceptions import MlflowException
     if name is not None: series_of(name)
     try:
         client = registry_client()
-        if name is not None:
-            try:
-                held = [client.get_registered_model(name)]
-            except MlflowException:
-                raise NotFound(f"no registered model {name!r}; GET /models (or `mlfin models ls`) lists them") from None
-        else:
-            held, token = [], None
-            while True:   # the models with their aliases, a query a page (not one a model: 50 models cost 0.36 s)
-                got = client.search_registered_models("name LIKE 'mlfin.%'", max_results=1000, page_token=token)
-                held += got
-                if not (token := got.token): break
+        held = _registered(client, name)
         found = client.search_model_versions(f"name = '{name}'" if name else "name LIKE 'mlfin.%'")
-        aliases = {}
-        for m in held:
-            for alias, version in m.aliases.items():
-                aliases.setdefault((m.name, int(version)), []).append(alias)
+        aliases = _aliases(held)
     except MlfinError:
         raise
     # MLflow's, SQLAlchemy's or the network's: a registry that cannot be read, said once here for every caller
     except (Exception) as e:
         raise Unavailable("the model registry could not be read: "
                           f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
-    own, filed = {'model', 'kind', 'symbol', 'timeframe'}, _filed_or_said()
-    rows = [
-        {
-            'name': v.name,
-            'version': int(v.version),
-            'model': v.tags.get('model'),
-            'kind': v.tags.get('kind'),
-            'aliases': sorted(aliases.get((v.name, int(v.version)), [])),
-            'scores': {k[4:]: float(x) for k, x in v.tags.items() if k.startswith('oos_')},
-            'lineage': {k: x for k, x in v.tags.items() if not k.startswith(('oos_', EVIDENCE)) and k not in own},
-            'evidence': {k.removeprefix(EVIDENCE): x for k, x in v.tags.items() if k.startswith(EVIDENCE)},
-            'run_id': v.run_id,
-            'created_at': datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc),
-            # '' unless production names it and the trial ledger does not
-            'unfiled': (filed if isinstance(filed, str) else unfiled(v.name, int(v.version), filed.get(v.name)))
-            if 'production' in aliases.get((v.name, int(v.version)), []) else '',
-        }
-        for v in found
-    ]
+    filed = _filed_or_said()
+    rows = [_version_row(v, aliases.get((v.name, int(v.version)), []), filed) for v in found]
     return sorted(rows, key=lambda r: (r['name'], -r['version']))
 
 # %% ../../nbs/06l_models.registry.ipynb #c009p
