@@ -202,6 +202,41 @@ def _rows(src, have, want, located: set) -> list[dict]:
              for c, v in row.items()}
             for row in src.execute(sa.select(*[have.c[c] for c in columns])).mappings()]
 
+# %% ../../nbs/05c_tracking.server.ipynb #e0dc2aa8
+def _check_source(source: Path):
+    "Refuse to migrate a home whose store is not its own, is missing, or has locations outside the home"
+    if os.environ.get('MLFLOW_TRACKING_URI'):
+        raise BadInput("MLFLOW_TRACKING_URI is set: migrate moves the home's own store; unset it")
+    if not source.is_file(): raise NotFound(f"{source}: no MLflow store in this home to migrate")
+    checked = check_home()  # the store made to follow the home first, MLflow's unused Default experiment taken in
+    if checked['outside']:
+        raise BadInput(f"{source}: {len(checked['outside'])} location(s) lie outside the home (e.g. "
+                       f"{checked['outside'][0]}); migrate copies the home's files only: move them into the home first")
+
+# %% ../../nbs/05c_tracking.server.ipynb #8b9a710a
+def _copy_rows(reader, target) -> tuple[dict, dict]:
+    """Every row of the home's MLflow tables copied into the server's (in the server's table order), the rows the server
+    made itself replaced; rows copied per table, and the sequences set past them"""
+    import sqlalchemy as sa
+    have, want = sa.MetaData(), sa.MetaData()
+    have.reflect(reader); want.reflect(target)
+    located, copied = {(t, c) for t, c, *_ in LOCATIONS}, {}
+    with reader.connect() as src, target.begin() as dst:
+        _fresh(dst)
+        tables = [t for t in want.sorted_tables if t.name in have.tables and t.name != 'alembic_version']
+        rows = {t.name: _rows(src, have.tables[t.name], t, located) for t in tables}
+        # what the server made itself (its Default experiment, the default workspace): the home's rows take their
+        # place
+        for table in reversed(tables):
+            keys = [c.name for c in table.primary_key.columns]
+            for row in rows[table.name] if keys else ():
+                dst.execute(table.delete().where(*[table.c[k] == row[k] for k in keys]))
+        for table in tables:
+            if rows[table.name]: dst.execute(table.insert(), rows[table.name])
+            copied[table.name] = len(rows[table.name])
+        sequences = _sequences(dst)
+    return copied, sequences
+
 # %% ../../nbs/05c_tracking.server.ipynb #c018
 def migrate(
     db: str,  # the server's PostgreSQL database (fresh: made by the server at its first start, or empty)
@@ -212,13 +247,7 @@ def migrate(
     import logging, sqlalchemy as sa
     logging.getLogger('mlflow').setLevel(logging.WARNING)   # MLflow's notes on making the tables
     source = home()/'mlflow.db'
-    if os.environ.get('MLFLOW_TRACKING_URI'):
-        raise BadInput("MLFLOW_TRACKING_URI is set: migrate moves the home's own store; unset it")
-    if not source.is_file(): raise NotFound(f"{source}: no MLflow store in this home to migrate")
-    checked = check_home()  # the store made to follow the home first, MLflow's unused Default experiment taken in
-    if checked['outside']:
-        raise BadInput(f"{source}: {len(checked['outside'])} location(s) lie outside the home (e.g. "
-                       f"{checked['outside'][0]}); migrate copies the home's files only: move them into the home first")
+    _check_source(source)
     url = database_url(db)
     _reachable(url)
     target = sa.create_engine(url)
@@ -230,26 +259,9 @@ def migrate(
     files = Path(artifacts).resolve()/ARTIFACTS
     if files.exists() and any(files.iterdir()):
         raise BadInput(f"--artifacts {files}: not empty; migrate into the folder of a fresh server")
-    have, want = sa.MetaData(), sa.MetaData()
-    have.reflect(reader); want.reflect(target)
-    located = {(t, c) for t, c, *_ in LOCATIONS}
-    copied = {}
     try:
         if artifact_dir().is_dir(): shutil.copytree(artifact_dir(), files, dirs_exist_ok=True)
-        with reader.connect() as src, target.begin() as dst:
-            _fresh(dst)
-            tables = [t for t in want.sorted_tables if t.name in have.tables and t.name != 'alembic_version']
-            rows = {t.name: _rows(src, have.tables[t.name], t, located) for t in tables}
-            # what the server made itself (its Default experiment, the default workspace): the home's rows take their
-            # place
-            for table in reversed(tables):
-                keys = [c.name for c in table.primary_key.columns]
-                for row in rows[table.name] if keys else ():
-                    dst.execute(table.delete().where(*[table.c[k] == row[k] for k in keys]))
-            for table in tables:
-                if rows[table.name]: dst.execute(table.insert(), rows[table.name])
-                copied[table.name] = len(rows[table.name])
-            sequences = _sequences(dst)
+        copied, sequences = _copy_rows(reader, target)
     except Exception:
         shutil.rmtree(files, ignore_errors=True)
         raise
