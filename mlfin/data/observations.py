@@ -219,6 +219,28 @@ def has_zone(values) -> np.ndarray:
     return (values.astype(str).str.strip()
             .str.contains(r'\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$', regex=True).to_numpy())
 
+# %% ../../nbs/01m_data.observations.ipynb #86c29aa2
+def _known_times(known, # when each value became known, as given: times with their zone
+                 where: str, rows: np.ndarray, column: str) -> pd.DatetimeIndex:
+    "Given release times in UTC; refused, naming the row, when one is not a time or carries no zone"
+    raw = pd.Series(known, copy=False).reset_index(drop=True)
+    known = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw)
+                             else pd.to_datetime(raw, errors='coerce', utc=True, format='mixed'))
+    if known.isna().any():
+        i = int(np.argmax(known.isna()))
+        _refuse(where, rows, i, column, f"{raw.iloc[i]!r} is not a time")
+    # text read as UTC would be a guess: each time must carry its zone
+    if not pd.api.types.is_datetime64_any_dtype(raw):
+        naive = ~has_zone(raw)
+        if naive.any():
+            i = int(np.argmax(naive))
+            _refuse(where, rows, i, column,
+                    f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule")
+    if known.tz is None:
+        raise BadInput(f"{where}: column {column}: times without "
+                       "a time zone; give them with one or state a rule")
+    return known.tz_convert('UTC').as_unit('ns')
+
 # %% ../../nbs/01m_data.observations.ipynb #c052
 def observations_frame(
     period,  # the dates of the periods (any day in each: mapped to the period's first)
@@ -243,25 +265,8 @@ def observations_frame(
     frequency = check_frequency(frequency) if frequency else infer_frequency(dates, where)
     periods = period_starts(dates, frequency)
     rule = parse_rule(rule, where)
-    if known is None: known = rule.known(periods, frequency, given, where)
-    else:
-        raw = pd.Series(known, copy=False).reset_index(drop=True)
-        known = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw)
-                                 else pd.to_datetime(raw, errors='coerce', utc=True, format='mixed'))
-        if known.isna().any():
-            i = int(np.argmax(known.isna()))
-            _refuse(where, rows, i, columns['known'], f"{raw.iloc[i]!r} is not a time")
-        # text read as UTC would be a guess: each time must carry its zone
-        if not pd.api.types.is_datetime64_any_dtype(raw):
-            naive = ~has_zone(raw)
-            if naive.any():
-                i = int(np.argmax(naive))
-                _refuse(where, rows, i, columns['known'],
-                        f"{raw.iloc[i]!r} has no time zone; give one (2018-11-15T08:30-05:00) or state a rule")
-        if known.tz is None:
-            raise BadInput(f"{where}: column {columns['known']}: times without "
-                           "a time zone; give them with one or state a rule")
-        known = known.tz_convert('UTC').as_unit('ns')
+    known = (rule.known(periods, frequency, given, where) if known is None
+             else _known_times(known, where, rows, columns['known']))
     _check_order(periods, known, frequency, where, rows, columns)
     frame = pd.DataFrame({'period': periods, 'known': known, 'value': values})
     order = np.lexsort((frame['period'].to_numpy(), frame['known'].to_numpy()))
