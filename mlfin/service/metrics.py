@@ -99,8 +99,8 @@ class _States:
         self.state, self.kept = state, kept  # kept between scrapes: overdue seconds, production versions
 
     def collect(self):
+        "Every figure read at a scrape, family by family"
         from prometheus_client.core import GaugeMetricFamily
-
         version = GaugeMetricFamily('mlfin_model_production_version',
                                     'the version aliased production, per registered model', labels=['name'])
         for name, number in self.production().items(): version.add_metric([name], number)
@@ -118,6 +118,15 @@ class _States:
                                   "(a scrape's, at most 10 s old), 0 when it could not")
         store.add_metric([], float(up))
         yield store
+        yield from self.series_gauges(rows, up)
+        # here, not at the top: mlfin.monitor.report adds 1.00 s to importing this module (measured)
+        from mlfin.monitor.report import latest_report
+        yield from monitor_gauges(latest_report())
+
+    def series_gauges(self, rows: list[dict], up: bool) -> list:
+        """Per series: its last bar's time, its rows in quarantine, its overdue seconds (while the store can be read),
+        live or history"""
+        from prometheus_client.core import GaugeMetricFamily
         last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series',
                                  labels=['symbol', 'timeframe'])
         held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)',
@@ -136,13 +145,7 @@ class _States:
             # worked out from the series' record: not while the store cannot be read
             if up: overdue.add_metric([s, t], self.overdue(row))
             live.add_metric([s, t], float((s, t) in expected))
-        yield last
-        yield held
-        yield overdue
-        yield live
-        # here, not at the top: mlfin.monitor.report adds 1.00 s to importing this module (measured)
-        from mlfin.monitor.report import latest_report
-        yield from monitor_gauges(latest_report())
+        return [last, held, overdue, live]
 
     def production(self) -> dict:
         """Registered model -> its production version, asked of the registry again only when it may have changed (its
@@ -183,7 +186,6 @@ class _States:
                 now, row['last'],
                 max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']))
         return kept[2]
-
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007_01
 # the latest monitor run's figures per production model, as the figures' table declares them
