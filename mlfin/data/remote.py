@@ -14,6 +14,23 @@ from .stores.rules import CONNECT_SECONDS, TABLE_NAME
 # %% auto #0
 __all__ = ['fetch_exchange', 'fetch_yahoo', 'read_postgres']
 
+# %% ../../nbs/01k_data.remote.ipynb #17a30a2f
+def _ccxt_call(client, # the ccxt exchange
+               source: str, # the batch's source, for messages
+               retries: int, fn, *args, **kw):
+    """`fn(*args, **kw)` on an exchange, tried again after a growing pause on rate limits and network errors; its
+    failures said as mlfin's errors"""
+    import time, ccxt
+    for attempt in range(retries):
+        try: return fn(*args, **kw)
+        except ccxt.BadSymbol as e: raise NotFound(f"{source}: no such market ({str(e)[:120]})") from None
+        except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
+            if attempt == retries - 1:
+                raise Unavailable(f"{source}: gave up after {retries} attempts "
+                                  f"({type(e).__name__}: {str(e)[:120]})") from None
+            time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
+        except ccxt.ExchangeError as e: raise Unavailable(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
+
 # %% ../../nbs/01k_data.remote.ipynb #c005
 def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken, coinbase, ...
                    market: str,            # the exchange's market, e.g. BTC/USDT
@@ -26,7 +43,7 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
                    now=None,               # the present (tests); default: the clock
                   ) -> Batch:
     "Finished OHLCV bars of `market` on `exchange` as a batch"
-    import time, ccxt
+    import ccxt
     source = f"ccxt {exchange} {market}"
     if exchange not in ccxt.exchanges:
         raise BadInput(f"{source}: unknown exchange (ccxt knows {len(ccxt.exchanges)}, e.g. binance, kraken)")
@@ -36,16 +53,7 @@ def fetch_exchange(exchange: str,          # a ccxt exchange id: binance, kraken
     # opened a whole bar ago or more
     finished = int(pd.Timestamp(now or pd.Timestamp.now('UTC')).timestamp() * 1000) - step
     last = min(int(pd.Timestamp(end, tz='UTC').timestamp() * 1000), finished) if end else finished
-    def call(fn, *args, **kw):
-        for attempt in range(retries):
-            try: return fn(*args, **kw)
-            except ccxt.BadSymbol as e: raise NotFound(f"{source}: no such market ({str(e)[:120]})") from None
-            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError) as e:
-                if attempt == retries - 1:
-                    raise Unavailable(f"{source}: gave up after {retries} attempts "
-                                      f"({type(e).__name__}: {str(e)[:120]})") from None
-                time.sleep(min(2 ** attempt * client.rateLimit / 1000, 30))
-            except ccxt.ExchangeError as e: raise Unavailable(f"{source}: {type(e).__name__}: {str(e)[:160]}") from None
+    call = lambda fn, *args, **kw: _ccxt_call(client, source, retries, fn, *args, **kw)
     call(client.load_markets)
     if market not in client.markets: raise NotFound(f"{source}: no such market on {exchange}")
     rows, since = [], first
