@@ -44,6 +44,28 @@ def pgbackrest(conf: Path, owner: str | None, *args: str, timeout: float = 600) 
         raise Unavailable(f"pgbackrest {args[0]}: {last[-1] if last else 'exit ' + str(done.returncode)}")
     return done.stdout
 
+# %% ../../nbs/12h_ops.wal.ipynb #7df78d4d
+def _configured(repo: Path, owner: str | None, config: str) -> Path:
+    """pgBackRest's folders and configuration made under `repo` (given to the cluster's `owner` when run as root); the
+    file"""
+    for folder in ('repo', 'log', 'lock'): (repo/folder).mkdir(parents=True, exist_ok=True)
+    conf = repo/'pgbackrest.conf'
+    conf.write_text(config)
+    if owner and os.geteuid() == 0:
+        for path in [repo, conf, *(repo/f for f in ('repo', 'log', 'lock'))]: shutil.chown(path, owner)
+    return conf
+
+# %% ../../nbs/12h_ops.wal.ipynb #106aa558
+def _archive_to(con, # a superuser's connection to the store's server
+                conf: Path, mode: str, # pgBackRest's configuration; the server's archive_mode now
+               ):
+    "The server set to archive its WAL with pgBackRest (archive_mode on, at its next restart), its settings reloaded"
+    command = f"pgbackrest --config={conf} --stanza={STANZA} archive-push %p"
+    con.execute(f"ALTER SYSTEM SET archive_command = '{command}'")
+    con.execute(f"ALTER SYSTEM SET archive_timeout = '{ARCHIVE_TIMEOUT}'")
+    if mode != 'on': con.execute("ALTER SYSTEM SET archive_mode = 'on'")
+    con.execute("SELECT pg_reload_conf()")
+
 # %% ../../nbs/12h_ops.wal.ipynb #c010
 def wal_setup(store: str,                # the PostgreSQL store, postgresql://USER@HOST:PORT/DB (USER a superuser)
               repo: Path,                # pgBackRest's folder: its configuration, repository and logs (another disk)
@@ -69,16 +91,8 @@ def wal_setup(store: str,                # the PostgreSQL store, postgresql://US
             if superuser != 'on':
                 raise BadInput("ALTER SYSTEM needs a superuser: give --store with one (postgresql://postgres@...) "
                                "to set archive_mode, archive_command and archive_timeout")
-            for folder in ('repo', 'log', 'lock'): (repo/folder).mkdir(parents=True, exist_ok=True)
-            conf = repo/'pgbackrest.conf'
-            conf.write_text(pgbackrest_config(repo, data, port, sockets.split(',')[0].strip(), user))
-            if owner and os.geteuid() == 0:
-                for path in [repo, conf, *(repo/f for f in ('repo', 'log', 'lock'))]: shutil.chown(path, owner)
-            command = f"pgbackrest --config={conf} --stanza={STANZA} archive-push %p"
-            con.execute(f"ALTER SYSTEM SET archive_command = '{command}'")
-            con.execute(f"ALTER SYSTEM SET archive_timeout = '{ARCHIVE_TIMEOUT}'")
-            if mode != 'on': con.execute("ALTER SYSTEM SET archive_mode = 'on'")
-            con.execute("SELECT pg_reload_conf()")
+            conf = _configured(repo, owner, pgbackrest_config(repo, data, port, sockets.split(',')[0].strip(), user))
+            _archive_to(con, conf, mode)
     except psycopg.Error as e: raise Unavailable(f"the store's server: {str(e).strip().splitlines()[0]}") from None
     if mode != 'on':
         return {'restart': True, 'config': str(conf),
