@@ -35,8 +35,8 @@ FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}"
              "padding:4px 8px;box-sizing:border-box}"
              "table.mlfin-stack td{display:flex;gap:8px;justify-content:space-between;text-align:right!important;"
              "border:none;padding:2px 0}"
-             "table.mlfin-stack td::before{content:attr(data-label);font-weight:600;text-align:left;flex:0 0 45%}}"
-             "</style>")
+             "table.mlfin-stack td::before{content:attr(data-label);font-weight:600;"
+             "text-align:left;flex:0 0 45%}}</style>")
 
 
 def number_text(v: float, digits: int = 3) -> str:

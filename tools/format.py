@@ -704,6 +704,7 @@ def fill(parts: list, col: int, tail: int,
         if note and not fits: leads, note, end = (*leads, note), None, end - len(note) - 2   # above it, not beside
         if leads and cur is not None: push(cur); cur = None
         if leads and not lines and not lead: return None   # a comment right after the opening bracket
+        if any(col + len(said) > LIMIT for said in leads): return None   # too long at this column: hanging may fit
         for said in leads: push(said)
         try: text = flat(elems) + sep
         except NotFlat: text = None

@@ -62,24 +62,15 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
         elif s.name == 'mlfin_pushes_refused_total':
             pushes.setdefault(key, {})['refused'] = pushes.get(key, {}).get('refused', 0) + s.value
     per_series = pd.DataFrame(
-        [
-            {
-                'symbol': k[0],
-                'timeframe': k[1],
-                'last bar': pd.Timestamp(v.get('mlfin_last_bar_timestamp_seconds', 0), unit='s', tz='UTC'),
-                'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0),
-                'quarantined rows': int(v.get('mlfin_quarantine_rows', 0)),
-                'last push': pd.Timestamp(pushes[k]['last'], unit='s', tz='UTC')
-                if 'last' in pushes.get(k, {})
-                else pd.NaT,
-                'refused pushes': int(pushes.get(k, {}).get('refused', 0)),
-                # expected live (a production model, a collector, marked): its overdue bars are news; else history.
-                # A service that does not say (before mlfin_series_live) is read as live, as its alert rules read it
-                'live': bool(v.get('mlfin_series_live', 1.0)),
-            }
-            for k, v in sorted(series.items())
-        ]
-    )
+        [{'symbol': k[0], 'timeframe': k[1],
+          'last bar': pd.Timestamp(v.get('mlfin_last_bar_timestamp_seconds', 0), unit='s', tz='UTC'),
+          'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0),
+          'quarantined rows': int(v.get('mlfin_quarantine_rows', 0)),
+          'last push': pd.Timestamp(pushes[k]['last'], unit='s', tz='UTC') if 'last' in pushes.get(k, {}) else pd.NaT,
+          'refused pushes': int(pushes.get(k, {}).get('refused', 0)),
+          # expected live (a production model, a collector, marked): its overdue bars are news; else history.
+          # A service that does not say (before mlfin_series_live) is read as live, as its alert rules read it
+          'live': bool(v.get('mlfin_series_live', 1.0))} for k, v in sorted(series.items())])
     jobs = pd.DataFrame([{'state': s.labels['state'], 'jobs': int(s.value)} for s in samples if s.name == 'mlfin_jobs'])
     production = pd.DataFrame([{'model': s.labels['name'], 'version': int(s.value)} for s in samples
                                if s.name == 'mlfin_model_production_version'])
@@ -158,9 +149,9 @@ def health_section(c: Connection):
                            + for_visitor('none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`')
                            + "</small></p>"),
               widgets.HTML("<h2>Health checks (their history)</h2>"),
-              verdict_box(f"failing now: {', '.join(failing)}" if failing else "every recorded check "
-                                                                               "passed its last round")
-              if len(ops['checks']) else widgets.HTML(''),
+              (verdict_box(f"failing now: {', '.join(failing)}" if failing
+                           else "every recorded check passed its last round")
+               if len(ops['checks']) else widgets.HTML('')),
               widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks'])
                            else f"<p><small>{for_visitor('no check recorded: `mlfin health`')}</small></p>"),
               widgets.HTML("<h2>Backups</h2>"),

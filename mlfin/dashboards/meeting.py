@@ -228,8 +228,8 @@ GLOSSARY = {
     'Out of sample': "Judged only on days the model had not seen while it was being built, the way it would meet "
                      "tomorrow. Figures from the days it learned from would flatter it.",
     'After costs': "Every trade pays the broker's fee and the slippage of a real fill before any figure is counted.",
-    'Holding (buy and hold)': "Buying once at the start and selling at the end: the bar a strategy has to beat to be "
-                              "worth its trading.",
+    'Holding (buy and hold)': "Buying once at the start and selling at the end: the bar a strategy "
+                              "has to beat to be worth its trading.",
     'Configurations tried (trials)': "Every model and setting that was tried on the same question. The more tries, "
                                      "the likelier one looks good by luck, so each try is counted against the best.",
     'Evidence of skill (deflated Sharpe ratio)': "How likely the strategy's edge is real rather than luck, once every "
