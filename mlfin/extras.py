@@ -35,38 +35,23 @@ def brings(*extras: str) -> tuple[str, ...]:
     return tuple(e for e in EXTRAS if e in seen)
 
 # %% ../nbs/00g_extras.ipynb #x011
-AREAS: dict[
-    str, tuple[str, ...]
-] = {  # a module (or a package, for all its modules) -> the extras it may import from; not listed: the core
-    'mlfin.data.remote': ('remote',),
-    'mlfin.data.observations_sources': ('postgresql',),
-    'mlfin.data.stores.postgresql': ('postgresql',),
-    'mlfin.data.stores.observations_pg': ('postgresql',),
-    'mlfin.data.samples': ('research',),         # the embedded real data ships in two packages
-    'mlfin.data.quality': ('research',),         # its chart (validating bars is the core's)
+AREAS: dict[str, tuple[str, ...]] = {
+    # a module (or a package, for all its modules) -> the extras it may import from; not listed: the core
+    'mlfin.data.remote': ('remote',), 'mlfin.data.observations_sources': ('postgresql',),
+    'mlfin.data.stores.postgresql': ('postgresql',), 'mlfin.data.stores.observations_pg': ('postgresql',),
+    'mlfin.data.samples': ('research',),  # the embedded real data ships in two packages
+    'mlfin.data.quality': ('research',),  # its chart (validating bars is the core's)
     'mlfin.backtest': ('research',),
-    'mlfin.models.metrics': ('research',),       # arch: bootstrap and HAC statistics of a run's scores
-    'mlfin.models.compare': ('research',),
-    'mlfin.models.families.lightgbm': ('lightgbm', 'tuning'),
+    'mlfin.models.metrics': ('research',),  # arch: bootstrap and HAC statistics of a run's scores
+    'mlfin.models.compare': ('research',), 'mlfin.models.families.lightgbm': ('lightgbm', 'tuning'),
     'mlfin.models.families.xgboost': ('xgboost', 'tuning'),  # tuning: their pruning hooks
-    'mlfin.models.families.lstm': ('lstm',),
-    'mlfin.models.tuning': ('tuning',),
-    'mlfin.models.registry': ('tracking',),
-    'mlfin.models.promotion': ('tracking',),
-    'mlfin.models.retention': ('tracking',),
-    'mlfin.tracking': ('tracking',),
-    'mlfin.tracking.runs': ('tracking', 'research'),   # a run's charts
-    'mlfin.serving': ('predict',),
-    'mlfin.report': ('tracking', 'research'),
-    'mlfin.service': ('service',),
-    'mlfin.monitor': ('service',),
-    'mlfin.monitor.report': ('service', 'research'),   # its charts
-    'mlfin.pipeline': ('pipeline',),
-    'mlfin.dashboards': ('dashboards',),
-    'mlfin.pictures': ('dashboards',),
-    'mlfin.cluster': ('cluster',),
-    'mlfin.ops': ('ops',),
-}
+    'mlfin.models.families.lstm': ('lstm',), 'mlfin.models.tuning': ('tuning',), 'mlfin.models.registry': ('tracking',),
+    'mlfin.models.promotion': ('tracking',), 'mlfin.models.retention': ('tracking',), 'mlfin.tracking': ('tracking',),
+    'mlfin.tracking.runs': ('tracking', 'research'),  # a run's charts
+    'mlfin.serving': ('predict',), 'mlfin.report': ('tracking', 'research'), 'mlfin.service': ('service',),
+    'mlfin.monitor': ('service',), 'mlfin.monitor.report': ('service', 'research'),  # its charts
+    'mlfin.pipeline': ('pipeline',), 'mlfin.dashboards': ('dashboards',), 'mlfin.pictures': ('dashboards',),
+    'mlfin.cluster': ('cluster',), 'mlfin.ops': ('ops',)}
 
 # %% ../nbs/00g_extras.ipynb #x012
 def extras_of(module: str) -> tuple[str, ...]:

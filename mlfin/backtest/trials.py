@@ -38,8 +38,8 @@ class Question:
     def key(self) -> str:
         "The question in words: the bars it is about (and, before the ledger, the rule asked of them)"
         if self.series:
-            return (f"{self.symbol}:{self.timeframe}'s bars (series {self.series}, under any name, by any label, "
-                    "horizon or validation)")
+            return (f"{self.symbol}:{self.timeframe}'s bars (series {self.series}, "
+                    "under any name, by any label, horizon or validation)")
         return self.legacy_key
 
     @property

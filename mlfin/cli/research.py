@@ -179,28 +179,20 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
     # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
     env = {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service,
            **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}), PICTURES_ENV: '1'}
-    cmd = [
-        sys.executable,
-        '-c',
-        'from mlfin.dashboards.server import main; main()',
-        str(pages),  # Voila, each kernel its person's (dashboards.server)
-        f'--port={port}',
-        '--Voila.ip=127.0.0.1',
-        '--Voila.port_retries=0',
-        '--MappingKernelManager.default_kernel_name=mlfin',
-        *([] if browser else ['--no-browser']),
-        f'--MappingKernelManager.cull_idle_timeout={round(idle_minutes * 60)}',
-        '--MappingKernelManager.cull_interval=60',  # one kernel per open tab: idle ones ended
-        f'--PagesKernels.per_person={kernels_per_person}',
-        f'--PagesKernels.in_all={kernels_total}',
-        # kernels kept ready for any page, replaced when no page is being drawn, one at a time (dashboards.kernels)
-        f'--PagesKernels.ready={preheat}',
-        # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
-        '--VoilaConfiguration.file_allowlist=[]',
-        # the pages need widgets and plotly's renderer: the rest only slows each page's start
-        f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",
-        *(_login_options(given, secure_cookie) if login else []),
-    ]
+    cmd = [sys.executable, '-c', 'from mlfin.dashboards.server import main; main()',
+           str(pages),  # Voila, each kernel its person's (dashboards.server)
+           f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
+           '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
+           f'--MappingKernelManager.cull_idle_timeout={round(idle_minutes * 60)}',
+           '--MappingKernelManager.cull_interval=60',  # one kernel per open tab: idle ones ended
+           f'--PagesKernels.per_person={kernels_per_person}', f'--PagesKernels.in_all={kernels_total}',
+           # kernels kept ready for any page, replaced when no page is being drawn, one at a time (dashboards.kernels)
+           f'--PagesKernels.ready={preheat}',
+           # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
+           '--VoilaConfiguration.file_allowlist=[]',
+           # the pages need widgets and plotly's renderer: the rest only slows each page's start
+           f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",
+           *(_login_options(given, secure_cookie) if login else [])]
     typer.echo(f"mlfin: serving {pages} on http://127.0.0.1:{port} "
                + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page")
                + " (Ctrl-C stops)")

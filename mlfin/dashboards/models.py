@@ -39,19 +39,12 @@ def versions_frame(versions: list[dict],  # `registry.describe`'s rows
                                 for x in (' '.join(str(tags[k]) for k in ('label', 'horizon') if tags.get(k)),
                                           tags.get('cv', ''), str(tags.get('spec', ''))[:12])
                                 if x)  # what it learned, how it was validated, on which features
-        rows.append(
-            {
-                'name': v['name'],
-                'version': v['version'],
-                'aliases': ', '.join(v['aliases']),
-                'model': v['model'],
-                'by': tags.get('by') or None,   # versions from before people were named: the column goes when all are
-                **{header: v['scores'].get(score) for score, header in SCORES.items()},
-                'trained as': trained_as,
-                'trained on': span,
-                'decision': decision,
-            }
-        )
+        rows.append({'name': v['name'], 'version': v['version'], 'aliases': ', '.join(v['aliases']),
+                     'model': v['model'],
+                     # versions from before people were named: the column goes when all are
+                     'by': tags.get('by') or None,
+                     **{header: v['scores'].get(score) for score, header in SCORES.items()}, 'trained as': trained_as,
+                     'trained on': span, 'decision': decision})
     return pd.DataFrame(rows, columns=VERSION_COLUMNS).dropna(axis=1, how='all')
 
 def _by(person: str | None) -> str: return f" by {person}" if person else ""

@@ -172,8 +172,8 @@ def publish(task: str,   # a task of pipeline.yaml, yours or mlfin's
     folder = pages_dir(root)
     tasks = {task_name(t): t for t in read_pipeline(folder.parent)['tasks']}
     if task not in tasks:
-        raise NotFound(f"{folder.parent/PIPELINE} has no task {task}: add your notebook there first (its tasks: "
-                       f"{', '.join(tasks)})")
+        raise NotFound(f"{folder.parent/PIPELINE} has no task {task}: add your "
+                       f"notebook there first (its tasks: {', '.join(tasks)})")
     path = folder/f"{task}.ipynb"
     if path.exists() and PUBLISHED not in (_notebook(path).get('metadata') or {}):
         raise BadInput(f"{path} is a page mlfin publish did not write (the house's, or one written "

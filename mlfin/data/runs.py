@@ -103,29 +103,18 @@ def ingest_universe(pairs: list[tuple[str, str]], # from `universe`
         sampled = str(kept.get('source', '')).startswith('sample ')   # a sample's bars, under its name or another
         calendar = kept.get('calendar') or 'XNYS'
         manifest.append(
-            {
-                'symbol': symbol,
-                'timeframe': timeframe,
-                'calendar': calendar,
-                'asset_class': asset_class_of(
-                    symbol, calendar
-                ),  # the one rule the backtest's costs follow: an index the samples list, else the calendar's class
-                'source': kept.get('origin', kept['source']) if sampled else kept.get('source', 'store'),
-                'licence': kept.get('licence', '') if sampled else '',
-                'package': kept.get('package', '') if sampled else '',
-                'bars': len(bars),
-                'first': str(bars.index[0]),
-                'last': str(bars.index[-1]),
-                'fingerprint': fingerprint(bars),
-                'quality': {
-                    k: (str(v) if isinstance(v, pd.Timestamp) else v)
-                    for k, v in quality_row(
-                        bars, calendar, len(store.quarantined(symbol).query('timeframe == @source'))
-                    ).items()
-                },
-                **({'resampled_from': source} if source != timeframe else {}),
-            }
-        )
+            {'symbol': symbol, 'timeframe': timeframe, 'calendar': calendar,
+             # the one rule the backtest's costs follow: an index the samples list, else the calendar's class
+             'asset_class': asset_class_of(symbol, calendar),
+             'source': kept.get('origin', kept['source']) if sampled else kept.get('source', 'store'),
+             'licence': kept.get('licence', '') if sampled else '',
+             'package': kept.get('package', '') if sampled else '', 'bars': len(bars), 'first': str(bars.index[0]),
+             'last': str(bars.index[-1]), 'fingerprint': fingerprint(bars),
+             'quality': {k: (str(v) if isinstance(v, pd.Timestamp) else v)
+                         for k, v in quality_row(bars, calendar,
+                                                 len(store.quarantined(symbol).query('timeframe == @source')))
+                         .items()},
+             **({'resampled_from': source} if source != timeframe else {})})
         frames.append(bars.assign(symbol=symbol, timeframe=timeframe, calendar=calendar))
     return pd.concat(frames), manifest
 

@@ -45,19 +45,15 @@ INDICATORS: dict[str, Indicator] = {
     'macd': Indicator(lambda b, f, s, g: talib.MACD(_close(b), f, s, g), (12, 26, 9), 'spread', ('', 'signal', 'hist')),
     'sma': Indicator(lambda b, n: talib.SMA(_close(b), n), (20,), 'level'),
     'ema': Indicator(lambda b, n: talib.EMA(_close(b), n), (20,), 'level'),
-    'bbands': Indicator(
-        lambda b, n, k: talib.BBANDS(_close(b), n, k, k), (20, 2), 'level', ('upper', 'middle', 'lower')
-    ),
+    'bbands': Indicator(lambda b, n, k: talib.BBANDS(_close(b), n, k, k), (20, 2), 'level',
+                        ('upper', 'middle', 'lower')),
     'atr': Indicator(lambda b, n: talib.ATR(*_hlc(b), n), (14,), 'spread'),
     # standard deviation of log returns over n bars (per bar, not annualised: comparable across timeframes)
     'historical_vol': Indicator(lambda b, n: talib.STDDEV(np.log(b['close']).diff().to_numpy(), n, 1.0), (21,), 'unit'),
     'volume_ma': Indicator(lambda b, n: talib.SMA(b['volume'].to_numpy(), n), (20,), 'volume'),
     'obv': Indicator(lambda b: talib.OBV(_close(b), b['volume'].to_numpy()), (), 'flow'),
-    **{
-        c: Indicator(lambda b, c=c: b[c], (), 'volume' if c == 'volume' else 'level')
-        for c in ('open', 'high', 'low', 'close', 'volume')
-    },
-}
+    **{c: Indicator(lambda b, c=c: b[c], (), 'volume' if c == 'volume' else 'level')
+       for c in ('open', 'high', 'low', 'close', 'volume')}}
 ALIASES = {'ret': 'returns', 'ma': 'sma', 'vol': 'historical_vol'}  # the seed systems' short names
 
 

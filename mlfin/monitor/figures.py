@@ -158,8 +158,8 @@ def service_rules() -> list[dict]:
     production model, its store unreadable. Each rate is recorded first (`mlfin:...`), so its last value can be held
     like a gauge's"""
     records = {
-        'mlfin:error_ratio:rate5m': 'sum by (job, instance) (rate(mlfin_requests_total{status=~"5.."}[5m]))\n  / sum '
-                                    'by (job, instance) (rate(mlfin_requests_total[5m]))',
+        'mlfin:error_ratio:rate5m': 'sum by (job, instance) (rate(mlfin_requests_total{status=~"5.."}[5m]))\n '
+                                    ' / sum by (job, instance) (rate(mlfin_requests_total[5m]))',
         'mlfin:request_p99_seconds:rate5m': 'histogram_quantile(0.99, sum by (job, instance, le, route) '
                                             '(rate(mlfin_request_seconds_bucket{route!="/metrics"}[5m])))',
         'mlfin:jobs_failed:delta1h': 'delta(mlfin_jobs{state="failed"}[1h])',
@@ -167,8 +167,7 @@ def service_rules() -> list[dict]:
         # series that is new within the 15 minutes counts too
         'mlfin:unserved:increase15m': ('sum by (job, instance, symbol, timeframe) '
                                        '(increase(mlfin_unserved_total[15m])) > 0\n  or sum by (job, instance, symbol, '
-                                       'timeframe) (mlfin_unserved_total unless mlfin_unserved_total offset 15m) > 0'),
-    }
+                                       'timeframe) (mlfin_unserved_total unless mlfin_unserved_total offset 15m) > 0')}
     alert = lambda name, expr, wait, severity, summary: {'alert': name, 'expr': expr, **({'for': wait} if wait else {}),
                                                          'labels': {'severity': severity},
                                                          'annotations': {'summary': summary}}

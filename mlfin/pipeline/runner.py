@@ -278,8 +278,8 @@ def task_error(message: str) -> str:
     found = re.findall(_OWN_ERROR, message)
     if found: return found[-1][1].strip()
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
-    return (f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} (see the task's report for "
-            "the traceback)")
+    return (f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} "
+            "(see the task's report for the traceback)")
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015

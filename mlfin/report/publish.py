@@ -239,18 +239,10 @@ def _record(content, params, ingest, train, trading, upstream, product, cfg, wei
     verdicts = {s: {'verdict': verdict_word(m, content['validation']['tradeable'])}
                 for s, m in trading['metrics'].items() if s in train['best']}
     content['mlflow'] = tracking.log_run(
-        params,
-        ingest['symbols'],
-        train['metrics'],
-        trading['metrics'],
-        Path(upstream['train']['models']),
-        train['best'],
-        board,
-        [],   # the tasks' executed notebooks: the runner attaches them once papermill has written every one
-        content,
-        oos,
-        verdicts,
-    )
+        params, ingest['symbols'], train['metrics'], trading['metrics'], Path(upstream['train']['models']),
+        train['best'], board,
+        [],  # the tasks' executed notebooks: the runner attaches them once papermill has written every one
+        content, oos, verdicts)
     described = {m['symbol']: {k: m[k] for k in ('bars', 'first', 'last')} for m in ingest['symbols']}
     content['ledger'] = file_trials(book, weighing, content['mlflow'], described)
     if weighing.again:   # a colleague's run filed trials on a question meanwhile: its figures as counted at the append

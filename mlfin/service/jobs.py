@@ -361,8 +361,8 @@ class _PgLock:
     """The runner lock as a PostgreSQL session advisory lock on a connection of its own: lost with that connection (a
     restart), and checked"""
 
-    HELD = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 7263 AND pid = pg_backend_pid() "
-            "AND granted)")
+    HELD = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+            "AND objid = 7263 AND pid = pg_backend_pid() AND granted)")
 
     def __init__(self, url):
         from sqlalchemy import create_engine, text

@@ -24,8 +24,8 @@ def _utc(record) -> str:
 _CONTROL = re.compile('[\x00-\x1f\x7f\x85\u2028\u2029]')   # what ends a line, or rewrites one on a terminal (CR, ESC)
 
 def _escaped(text: str) -> str:
-    ("Text with each control character written as its JSON escape (\\n, \\r, \\u001b): one event stays one line, "
-     "whoever wrote the text")
+    ("Text with each control character written as its JSON escape (\\n, "
+     "\\r, \\u001b): one event stays one line, whoever wrote the text")
     return _CONTROL.sub(lambda m: json.dumps(m.group())[1:-1], text)
 
 def _shown(value) -> str:

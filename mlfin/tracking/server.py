@@ -94,17 +94,13 @@ def server_command(
         f.write(f"[mlflow]\ndefault_permission = {default_permission}\ndatabase_uri = {url}\nadmin_username = {ADMIN}\n"
                 "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     env = {
-        **os.environ,
-        'MLFLOW_AUTH_CONFIG_PATH': str(ini),
-        'MLFLOW_AUTH_ADMIN_PASSWORD': admin_password(),
+        **os.environ, 'MLFLOW_AUTH_CONFIG_PATH': str(ini), 'MLFLOW_AUTH_ADMIN_PASSWORD': admin_password(),
         # Flask's CSRF key: the same for every worker and every restart
         'MLFLOW_FLASK_SERVER_SECRET_KEY': secret_file(Path.home() / '.config' / 'mlfin' / 'mlflow-server-key')
-        .read_text()
-        .strip(),
+        .read_text().strip(),
         # MLflow 3's job runner (a process and two Huey consumers, each MLflow imported, for its GenAI jobs): mlfin runs
         # none of them
-        'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false',
-    }
+        'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'}
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).with_name('mlflow')), 'server', '--backend-store-uri', url, '--serve-artifacts',
            '--artifacts-destination', str(Path(artifacts).resolve()), '--app-name', 'basic-auth', '--host', host,

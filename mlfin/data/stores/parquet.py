@@ -148,15 +148,11 @@ def read(self:ParquetReads, symbol: str, timeframe: str, start=None, end=None) -
         picked = [f for f, first, last in files
                   if (lo is None or last >= lo.value) and (hi is None or first <= hi.value)]
         try:
-            frame = _duckdb(
-                "SELECT * FROM read_parquet($paths, hive_partitioning = false, union_by_name = true) "
-                f"{('WHERE ' + where) if where else ''} ORDER BY ts",
-                {
-                    'paths': [str(f) for f in picked or [files[-1][0]]],  # none overlaps: the last one, for its columns
-                    **({'lo': lo} if lo is not None else {}),
-                    **({'hi': hi} if hi is not None else {}),
-                },
-            )
+            frame = _duckdb("SELECT * FROM read_parquet($paths, hive_partitioning = false, "
+                            f"union_by_name = true) {('WHERE ' + where) if where else ''} ORDER BY ts",
+                            {# none overlaps: the last one, for its columns
+                             'paths': [str(f) for f in picked or [files[-1][0]]],
+                             **({'lo': lo} if lo is not None else {}), **({'hi': hi} if hi is not None else {})})
             tail = self._tail(folder, parts)
         except Exception as e:
             if _gone(e, folder): continue   # a writer replaced a file since the manifest was read: read the new one

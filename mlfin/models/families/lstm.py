@@ -139,9 +139,8 @@ class LSTMModel(Model):
 
     @classmethod
     def runs_on(cls, device):
-        return (
-            device  # 'cpu' pins JAX to the CPU; 'cuda' leaves JAX its own choice, its GPU when the GPU build is there
-        )
+        return (# 'cpu' pins JAX to the CPU; 'cuda' leaves JAX its own choice, its GPU when the GPU build is there
+                device)
 
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         with _on(self.device): return self._fit(X, y, rows, weights)
