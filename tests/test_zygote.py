@@ -11,6 +11,20 @@ from conftest import MLFIN, ROOT, ZYGOTE_LOGS, mlfin
 pytestmark = pytest.mark.skipif(os.environ.get('MLFIN_TEST_FORK', '1') == '0', reason="MLFIN_TEST_FORK=0: nothing is forked")
 
 
+_OWN: dict = {}   # start-up values -> a server started with them
+
+
+def server_for(env: dict) -> dict | None:
+    """This worker's server, or, where a test before this one changed this process's start-up values (an in-process
+    run sets numba's and the BLAS's), one started with the values `env` has now: forked, not refused as another start"""
+    found = zygote._started(sys.executable, ZYGOTE_LOGS)
+    if found is not None and not zygote._startup_differs(found, env): return found
+    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(zygote.STARTUP)))
+    if key not in _OWN or _OWN[key] is None or _OWN[key]['process'].poll() is not None:
+        _OWN[key] = zygote.started(sys.executable, ZYGOTE_LOGS, {**os.environ, 'PLOOMBER_STATS_ENABLED': 'false'})
+    return _OWN[key]
+
+
 def both(tmp_path: Path, args: list[str], input: str | None = None, setup: tuple = (), env: dict | None = None,
          server=None) -> tuple[tuple, tuple]:
     """(exit status, stdout, stderr) of the command forked, then fresh, each in a home of its own made alike by the `setup`
@@ -21,7 +35,7 @@ def both(tmp_path: Path, args: list[str], input: str | None = None, setup: tuple
         for command in setup: mlfin(home, *command)
         e = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false', **(env or {})}
         if way == 'a':
-            done = zygote.run(sys.executable, MLFIN, args, e, ROOT, input, 600, ZYGOTE_LOGS, server=server)
+            done = zygote.run(sys.executable, MLFIN, args, e, ROOT, input, 600, ZYGOTE_LOGS, server=server or server_for(e))
             assert done is not None, "the command was not forked"
         else:
             done = subprocess.run([MLFIN, *args], cwd=ROOT, env=e, capture_output=True, text=True, timeout=600, input=input,

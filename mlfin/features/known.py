@@ -9,14 +9,14 @@ from typing import Callable
 import numpy as np, pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import BadInput, MlfinError
-from ..data.observations_sources import store_embedded
+from ..data.observations_sources import EMBEDDED_OBSERVATIONS, store_embedded
 from ..data.stores import open_store
 from ..data.stores.observations import series_label
 from .registry import Feature, SERIES_ON_BARS, resolve
 
 # %% auto #0
 __all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'undefined_said', 'series_read',
-           'observation_stamps', 'store_known']
+           'observation_stamps', 'known_embedded', 'store_known']
 
 # %% ../../nbs/03d_features.known.ipynb #c011
 PERIODS = {'D': pd.offsets.BDay(), 'W': pd.DateOffset(weeks=1), 'M': pd.DateOffset(months=1),
@@ -190,9 +190,13 @@ def observation_stamps(pairs: list[tuple[str, str | None]], # (series name, symb
     return {series_label(name, symbol): store.observations_stamp(name, symbol) for name, symbol in pairs}
 
 # %% ../../nbs/03d_features.known.ipynb #20115fa7
+def known_embedded(spec: list[str]) -> list[str]:
+    "The embedded series that `spec`'s `@known` features read (a company's series are never embedded)"
+    return [name for name, symbol in series_read(spec, []) if symbol is None and name in EMBEDDED_OBSERVATIONS]
+
 def store_known(spec: list[str], # feature names
                 store=None,      # a store, its URL or folder; default: the one `open_store()` opens
                ) -> list[str]:
     """The embedded series that `spec`'s `@known` features read, stored where the store lacks them
     (`data.store_embedded`): a run's first step (`mlfin run`, the ingest task), so that no read has to write"""
-    return store_embedded([name for name, symbol in series_read(spec, []) if symbol is None], store)
+    return store_embedded(known_embedded(spec), store)

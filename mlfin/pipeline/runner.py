@@ -17,7 +17,7 @@ from .. import data, features
 from ..features.labels import LABELS
 from ..models.core import MODELS_FILE, choose_models, family, for_groups, resolve_device, task_models
 from ..features.compute import series_named
-from ..features.known import observation_stamps, series_read, store_known
+from ..features.known import known_embedded, observation_stamps, series_read, store_known
 from ..cluster.worker import tune_allocator
 from ..cluster import running
 from ..progress import Display
@@ -88,6 +88,9 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     others = [p for p in series_named(named, {tf for _, tf in pairs}) if p not in pairs]
     # `@known`/`@filed` features' series: a release or revision reruns the run
     if ingest: store_known(named)
+    # the embedded series the spec reads, for the ingest task to store (a spec edit that reads no other reruns no
+    # ingest)
+    values['known'] = json.dumps(known_embedded(named))
     observed = observation_stamps(series_read(named, [symbol for symbol, _ in pairs]))
     # the series `@SYMBOL` features read too: new bars there rerun the run
     values['data'] = json.dumps(data.series_stamps(pairs + others) | observed)
