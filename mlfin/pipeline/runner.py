@@ -26,7 +26,8 @@ from ..report.products import keep_finished
 
 # %% auto #0
 __all__ = ['RUNNER', 'ATTEMPT', 'NOTEBOOKS', 'project_values', 'check', 'resolve', 'load_dag', 'Ran', 'run', 'attempted',
-           'last_attempt', 'publish', 'products_of', 'task_failure', 'task_error', 'timings']
+           'last_attempt', 'publish', 'products_of', 'task_failure', 'task_error', 'metadata_of', 'mend_metadata',
+           'timings']
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c006
 # the runner's own parameters (reports, cluster): where reports go and where work runs change no product
@@ -158,6 +159,7 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         from ploomber.constants import TaskStatus
         from ploomber.exceptions import DAGBuildError
         dag = _dag(root, values)
+        mend_metadata([Path(str(f)) for task in dag.values() for f in task.product])   # what a killed run cut
         # the run's cluster held for the build (a local one started once), its address handed to every task; a scheduler
         # that cannot be reached, or workers that differ, are refused here, before any task starts
         # on a terminal (`progress`): the task at work, the symbol or model it is at; output to a file or a pipe: a line
@@ -298,31 +300,51 @@ def _inputs_hash(root: Path, values: dict) -> str | None:
     digest.update(metadata.version('ploomber').encode()); digest.update(sources.encode())
     return digest.hexdigest()
 
+# %% ../../nbs/09c_pipeline.runner.ipynb #36a68d89
+def metadata_of(product: Path) -> Path:
+    "Where Ploomber keeps a file product's metadata (the task's source and parameters when it was made): beside it"
+    return product.with_name(f".{product.name}.metadata")
+
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015_00
 def _file_states(products: list[Path], home: Path) -> dict[str, list | None]:
     states = {}
     for product in products:
-        for path in (product, product.with_name(f".{product.name}.metadata")):
+        for path in (product, metadata_of(product)):
             st = path.stat() if path.exists() else None
             states[str(path.relative_to(home) if path.is_relative_to(home) else path)] = ([st.st_mtime_ns, st.st_size]
                                                                                           if st else None)
     return states
 
-
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015_01
 def _write_stamp(stamp: Path, root: Path, values: dict, products: list[Path]):
-    stamp.write_text(json.dumps({'inputs': _inputs_hash(root, values),
-                                 'files': _file_states(products, Path(values['home']))}))
-
+    kept = {'inputs': _inputs_hash(root, values), 'files': _file_states(products, Path(values['home']))}
+    atomic_write(stamp, lambda tmp: Path(tmp).write_text(json.dumps(kept)))   # a kill leaves the old stamp or the new
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015_02
 def _up_to_date(stamp: Path, root: Path, values: dict) -> bool:
-    if not stamp.exists(): return False
-    recorded, inputs = json.loads(stamp.read_text()), _inputs_hash(root, values)
+    try: recorded = json.loads(stamp.read_text())
+    except (FileNotFoundError, ValueError): return False   # never built, or a stamp from before writes were atomic
+    inputs = _inputs_hash(root, values)
     if inputs is None or recorded['inputs'] != inputs: return False
     home = Path(values['home'])
     return (_file_states([home / p for p in recorded['files'] if not Path(p).name.endswith('.metadata')],
                          home) == recorded['files'])
+
+# %% ../../nbs/09c_pipeline.runner.ipynb #f4a34a73
+def mend_metadata(products: list[Path], # the DAG's file products
+                  say=None,             # told a line per file removed; default: printed on standard error
+                 ) -> list[Path]:
+    """Remove the products' metadata files that a killed run left half written, so that their tasks run again; those
+    removed"""
+    torn = []
+    for path in map(metadata_of, products):
+        try: json.loads(path.read_text())
+        except FileNotFoundError: continue
+        except (ValueError, UnicodeDecodeError):
+            path.unlink(missing_ok=True); torn.append(path)
+            (say or (lambda line: print(line, file=sys.stderr)))(f"mlfin: {path.name} was half written when a "
+                                                                 "run was killed: removed, its task runs again")
+    return torn
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c018
 def timings(build_report) -> dict[str, float]:
