@@ -15,8 +15,8 @@ from ..data.stores.observations import series_label
 from .registry import Feature, SERIES_ON_BARS, resolve
 
 # %% auto #0
-__all__ = ['PERIODS', 'STALE_AFTER', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'undefined_said', 'series_read',
-           'observation_stamps', 'known_embedded', 'store_known']
+__all__ = ['PERIODS', 'STALE_AFTER', 'FLAT', 'OVER_RELEASES', 'WIDTH', 'as_known', 'series_columns', 'undefined_said',
+           'series_read', 'observation_stamps', 'known_embedded', 'store_known']
 
 # %% ../../nbs/03d_features.known.ipynb #c011
 PERIODS = {'D': pd.offsets.BDay(), 'W': pd.DateOffset(weeks=1), 'M': pd.DateOffset(months=1),
@@ -24,12 +24,20 @@ PERIODS = {'D': pd.offsets.BDay(), 'W': pd.DateOffset(weeks=1), 'M': pd.DateOffs
 STALE_AFTER = 3   # periods without a release after which a series' value is NaN
 
 # %% ../../nbs/03d_features.known.ipynb #c012
-def _z(m, n): w = sliding_window_view(m, n, axis=1); return (m[:, n - 1:] - w.mean(-1)) / w.std(-1, ddof=1)
+# a window whose spread is under this share of its largest value is constant but for rounding (two routes to one
+# number): a z-score or a surprise over it is 0/0, NaN, however the rounding fell
+FLAT = 1e-12
 
+def _spread(w):
+    "Each window's sample standard deviation, NaN where the window is constant but for rounding (`FLAT`)"
+    s = w.std(-1, ddof=1)
+    with np.errstate(invalid='ignore'): return np.where(s > FLAT * np.abs(w).max(-1), s, np.nan)
+
+def _z(m, n): w = sliding_window_view(m, n, axis=1); return (m[:, n - 1:] - w.mean(-1)) / _spread(w)
 
 def _surprise(m, n):
     changes = m[:, 1:] - m[:, :-1]
-    return changes[:, n:] / sliding_window_view(changes[:, :-1], n, axis=1).std(-1, ddof=1)
+    return changes[:, n:] / _spread(sliding_window_view(changes[:, :-1], n, axis=1))
 
 OVER_RELEASES = {'lag': lambda m, n: m[:, :-n], 'diff': lambda m, n: m[:, n:] - m[:, :-n],
                  'pct': lambda m, n: m[:, n:] / m[:, :-n] - 1, 'z': _z, 'surprise': _surprise,
