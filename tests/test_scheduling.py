@@ -80,9 +80,11 @@ def session(folder: Path, files: dict[str, str], *args: str) -> tuple[subprocess
     for name, text in files.items(): (folder/name).write_text(text)
     (folder/'waited').mkdir()
     (folder/'pytest.ini').write_text('[pytest]\nmarkers =\n    together: one worker\n    waits: the lane\n')
-    env = {**os.environ, 'PYTHONPATH': str(HERE), 'RAN': str(folder/'ran.jsonl'), 'WAITED': str(folder/'waited')}
+    # only xdist of the installed plugins (schemathesis, hypothesis, anyio... would load in every worker: a third of the time)
+    env = {**os.environ, 'PYTHONPATH': str(HERE), 'RAN': str(folder/'ran.jsonl'), 'WAITED': str(folder/'waited'),
+           'PYTEST_DISABLE_PLUGIN_AUTOLOAD': '1'}
     (folder/'ran.jsonl').touch()
-    done = subprocess.run([sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', *args], cwd=folder, env=env,
+    done = subprocess.run([sys.executable, '-m', 'pytest', '-p', 'xdist.plugin', '-p', 'no:cacheprovider', *args], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=600)
     return done, [tuple(json.loads(line)) for line in (folder/'ran.jsonl').read_text().splitlines()]
 
