@@ -294,34 +294,12 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
                                           "scheduler; workers on other hosts need a postgresql:// --storage)")):
     """Tune models with Optuna on the last run's dataset, on its purged folds; prints each study's best as models.yaml
     lines"""
-    import pandas as pd
-    # here, not at the top: mlfin.backtest.trials adds 1.11 s to importing this module (measured)
-    from mlfin.backtest.trials import search_trials
-    from mlfin.report.evidence import keep_evidence, question_of   # (the same: it imports mlfin.backtest.trials)
-    # (here too: it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
-    from mlfin.tracking.ledger import Ledger
-    root = project_root()
-    config = run_config(project_values(root) if root else {})
-    path = run_dir()/DATASET
-    if not path.exists(): raise NotFound(f"no run yet in {run_dir()}: `mlfin run` first (tune works on its dataset)")
-    data = pd.read_parquet(path)
-    label = label_entry(data.attrs['label'])
-    kind = label.kind
-    specs = choose_models(models, kind, model_params,
-                          root / MODELS_FILE if root and (root / MODELS_FILE).exists() else None)
-    wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
-    missing = sorted(set(wanted) - set(data['symbol']))
-    if missing:
-        raise BadInput(f"--symbols: {', '.join(missing)} not in the last "
-                       f"run (it has {', '.join(data['symbol'].unique())})")
-    if study and len(wanted) * len(specs) > 1:
-        raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
+    config, path, data, label, specs = _tune_inputs(models, model_params)
+    wanted = _tuned_symbols(data, symbols, study, len(specs))
     splitter = make_splitter(config.cv, config.folds, config.embargo, config.train_size or None)
-    timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
-    device, results = resolve_device(config.device), []
-    how = Tuning(kind, splitter, config.seed, device, label.price, pruning, config.weighting)
-    # the question is what the bars are
-    bars, book = pd.read_parquet(run_dir()/'bars.parquet', columns=['symbol', 'close']), Ledger()
+    how = Tuning(label.kind, splitter, config.seed, resolve_device(config.device), label.price, pruning,
+                 config.weighting)
+    record = _search_recorder(config, data)
     # a local cluster started once for every study; a scheduler's workers checked first
     with running(cluster, run_dir()):
         for symbol in wanted:
@@ -331,30 +309,84 @@ def tune(models: str = typer.Option('all', help="named models of models.yaml, co
                 found = tune_spread(spec, one, how, trials, storage, study, timeout,
                                     sampler_seed=config.seed + os.getpid() if study else None, source=str(path),
                                     progress=sys.stderr.isatty())
-                results.append(found)
                 typer.echo(f"{symbol} {spec.name}: study {found.study}: {found.trials} trials ({found.pruned} pruned), "
                            f"best mean fold {found.metric} {found.value:.4f}")
-                changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)},
-                           'tried': found.spec.tried}  # the count rides along to later runs' DSR
-                pairs = ', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())
-                typer.echo(f"  models.yaml:  {spec.name}: {{{pairs}}}")
-                # the search is one more try at the question: every later run on it counts its trials (once)
-                if found.spec.tried > 1:
-                    with using(config.tracking):
-                        question, new, _ = question_of(book.check(), bars.loc[bars['symbol'] == symbol, 'close'],
-                                                       symbol, timeframes[symbol], data.attrs['label'],
-                                                       data.attrs['horizon'], config.cv)
-                        table = search_trials(question, spec.name, spec.family, found.spec.params, found.spec.tried)
-                        searched = record_search(question.id, question.key, symbol, table, found.study)
-                        # and in the ledger
-                        keep_evidence(book, {symbol: (question, new)}, {symbol: searched}, {symbol: table})
-                    typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) "
-                               f"counted by every later run on {question.key}")
-
+                typer.echo(f"  models.yaml:  {spec.name}: {_study_best(spec, found)}")
+                record(symbol, spec, found)
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="The model zoo and the registry: families, versions, promotion")
 app.add_typer(models_app, name='models')
+
+# %% ../../nbs/14c_cli.research.ipynb #c3a68427
+def _tune_inputs(models: str, # --models
+                 model_params: str, # --model-params
+                ) -> tuple:
+    "The run's parameters, the last run's dataset (its path, frame and label) and the models `tune` is asked to tune"
+    import pandas as pd
+    root = project_root()
+    config = run_config(project_values(root) if root else {})
+    path = run_dir()/DATASET
+    if not path.exists(): raise NotFound(f"no run yet in {run_dir()}: `mlfin run` first (tune works on its dataset)")
+    data = pd.read_parquet(path)
+    label = label_entry(data.attrs['label'])
+    specs = choose_models(models, label.kind, model_params,
+                          root / MODELS_FILE if root and (root / MODELS_FILE).exists() else None)
+    return config, path, data, label, specs
+
+# %% ../../nbs/14c_cli.research.ipynb #0c52f0f7
+def _tuned_symbols(data, # the last run's dataset
+                   symbols: str | None, # --symbols, comma-separated
+                   study: str | None, # --study
+                   n_models: int, # how many models are tuned
+                  ) -> list[str]:
+    "The symbols to tune, --symbols checked against the last run's (a named --study holds one model of one symbol)"
+    wanted = [s.strip() for s in symbols.split(',')] if symbols else list(data['symbol'].unique())
+    missing = sorted(set(wanted) - set(data['symbol']))
+    if missing:
+        raise BadInput(f"--symbols: {', '.join(missing)} not in the last "
+                       f"run (it has {', '.join(data['symbol'].unique())})")
+    if study and len(wanted) * n_models > 1:
+        raise BadInput(f"--study {study}: a named study holds one model of one symbol; add --symbols SYM --models NAME")
+    return wanted
+
+# %% ../../nbs/14c_cli.research.ipynb #ec1b502b
+def _study_best(spec, # the model as models.yaml had it
+                found, # its study's best (`tune_spread`)
+               ) -> str:
+    "A study's best as models.yaml's words: the hyperparameters it changed, and the trials it took to find them"
+    changed = {**{k: v for k, v in found.spec.params.items() if v != spec.params.get(k)},
+               'tried': found.spec.tried}  # the count rides along to later runs' DSR
+    pairs = ', '.join(f'{k}: {v:.6g}' if isinstance(v, float) else f'{k}: {v}' for k, v in changed.items())
+    return f"{{{pairs}}}"
+
+# %% ../../nbs/14c_cli.research.ipynb #22d88064
+def _search_recorder(config, # the run's parameters (`RunConfig`)
+                     data):  # the last run's dataset
+    "A function filing a study's search as trials of its question, in MLflow and in the trial ledger"
+    import pandas as pd
+    # here, not at the top: mlfin.backtest.trials adds 1.11 s to importing this module (measured)
+    from mlfin.backtest.trials import search_trials
+    from mlfin.report.evidence import keep_evidence, question_of   # (the same: it imports mlfin.backtest.trials)
+    # (here too: it adds 0.2 s, SQLAlchemy, to every mlfin command at the top; measured)
+    from mlfin.tracking.ledger import Ledger
+    timeframes = {m['symbol']: m['timeframe'] for m in read_json(run_dir()/'ingest.json')['symbols']}
+    # the question is what the bars are
+    bars, book = pd.read_parquet(run_dir()/'bars.parquet', columns=['symbol', 'close']), Ledger()
+    def record(symbol, spec, found):
+        # the search is one more try at the question: every later run on it counts its trials (once)
+        if found.spec.tried <= 1: return
+        with using(config.tracking):
+            question, new, _ = question_of(book.check(), bars.loc[bars['symbol'] == symbol, 'close'],
+                                           symbol, timeframes[symbol], data.attrs['label'],
+                                           data.attrs['horizon'], config.cv)
+            table = search_trials(question, spec.name, spec.family, found.spec.params, found.spec.tried)
+            searched = record_search(question.id, question.key, symbol, table, found.study)
+            # and in the ledger
+            keep_evidence(book, {symbol: (question, new)}, {symbol: searched}, {symbol: table})
+        typer.echo(f"  recorded: {found.spec.tried - 1} other trial(s) counted by every later run on {question.key}")
+        return question.key
+    return record
 
 # %% ../../nbs/14c_cli.research.ipynb #c016_00
 @models_app.command('families')
