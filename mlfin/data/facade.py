@@ -6,15 +6,14 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 from fastcore.basics import patch
-from pathlib import Path
 import re
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 import numpy as np, pandas as pd
-from ..errors import BadInput, NotFound
+from ..errors import BadInput
 from .bars import BAR_COLUMNS, TIMEFRAMES, bar_end, check_calendar, check_timeframe, check_zone
 from .bars import factor_from_actions, fingerprint, periods_per_year, resample
 from .files import read_file
-from .quality import anomalies, clock_shift, gaps, off_calendar as off_the_calendar, rejected_frame
+from .quality import anomalies, clock_shift, off_calendar as off_the_calendar, rejected_frame
 from .remote import fetch_exchange, fetch_yahoo, read_postgres
 from .reading import load, ls, observations_report, quality_report
 from .samples import SAMPLES, asset_class_of, load_sample, package_version, read_sample
@@ -24,10 +23,9 @@ from .stores.rules import TABLE_NAME, check_symbol
 
 # %% auto #0
 __all__ = ['OFF_CALENDAR', 'IngestReport', 'postgres_address', 'check_spacing', 'guess_calendar', 'shifted_note',
-           'settle_calendar', 'forming_marker', 'ingest', 'read_actions', 'push', 'universe', 'calendar_of',
-           'sample_for', 'ensure_sample', 'findings', 'quarantined', 'export', 'delete', 'BAR_COLUMNS', 'TIMEFRAMES',
-           'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample', 'open_store', 'load', 'ls',
-           'quality_report', 'observations_report']
+           'settle_calendar', 'forming_marker', 'ingest', 'sample_provenance', 'is_sample_series', 'read_actions',
+           'push', 'BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample',
+           'open_store', 'load', 'ls', 'quality_report', 'observations_report']
 
 # %% ../../nbs/01r_data.facade.ipynb #c004
 _all_ = ['BAR_COLUMNS', 'TIMEFRAMES', 'SAMPLES', 'load_sample', 'fingerprint', 'periods_per_year', 'resample',
@@ -232,7 +230,7 @@ def _inspected(batch: Batch, symbol: str, timeframe: str, sample: str | None, ke
     "The batch's rows inspected for the series; refused when a sample would mix with a series of the user's"
     # only stored, never handed out: no copy of the columns
     found = batch.inspect(symbol, timeframe, writable=False, volume=volume)
-    if sample and symbol == sample and kept and not _is_sample(kept, sample):
+    if sample and symbol == sample and kept and not is_sample_series(kept, sample):
         raise BadInput(f"{batch.source}: {symbol} {timeframe} holds your bars from "
                        f"{kept.get('source', 'another source')}; the sample would mix with "
                        f"them. Store it under another name: --symbol {symbol}_SAMPLE")
@@ -342,24 +340,22 @@ def ingest(
     found.bars.attrs.update(symbol=symbol, timeframe=timeframe)
     report.anomalies = _anomaly_rows(found.bars, calendar, off)
     meta = {'calendar': calendar, 'source': batch.source, 'layout': batch.layout,
-            **({'volume': volume} if volume else {}), **inherited, **(_provenance(sample) if sample else {}),
+            **({'volume': volume} if volume else {}), **inherited, **(sample_provenance(sample) if sample else {}),
             'forming': forming_marker(kept, found.bars.index[-1], timeframe, calendar)}
     _stored(store, found.bars, meta, report)
     return report
 
 # %% ../../nbs/01r_data.facade.ipynb #c007f_00
-def _provenance(sample: str) -> dict:
+def sample_provenance(sample: str) -> dict:
     "What a sample's bars are, recorded with the series so that a run credits them rightly"
     s = SAMPLES[sample]
     return {'origin': s.origin, 'licence': s.licence, 'package': f"{s.package}=={package_version(s.package)}",
             'asset_class': s.asset_class}
 
-
 # %% ../../nbs/01r_data.facade.ipynb #c007f_01
-def _is_sample(meta: dict, symbol: str) -> bool:
+def is_sample_series(meta: dict, symbol: str) -> bool:
     "Whether a stored series was last written from the embedded sample of that name (else it is the user's)"
     return str(meta.get('source', '')).startswith(f"sample {symbol} (")
-
 
 # %% ../../nbs/01r_data.facade.ipynb #c007g
 def read_actions(actions) -> pd.DataFrame:
@@ -389,111 +385,3 @@ def push(candles,               # pushed candles: MetaTrader rates records, plai
     "Store a batch of candles posted by a collector (same checks and policy as `ingest`)"
     return ingest(read_records(candles, source, check_zone(tz)), symbol, timeframe, strict, calendar, tz=tz,
                   store=store, off_calendar=off_calendar)
-
-# %% ../../nbs/01r_data.facade.ipynb #c013
-def universe(symbols: str | list[str], # "SPX,AAPL,EURUSD:1h" or a list of such entries
-             timeframe: str = 'native', # bar size for entries without one
-             store=None,
-            ) -> list[tuple[str, str]]:
-    "The (symbol, timeframe) pairs a run covers: a stored series' own bar size, else an embedded sample's"
-    entries = [s.strip() for s in (symbols.split(',') if isinstance(symbols, str) else symbols) if s.strip()]
-    if not entries: raise BadInput("no symbols given; name at least one, e.g. --symbols SPX")
-    pairs, held = [], None
-    for entry in entries:
-        symbol, _, tf = entry.partition(':')
-        tf = tf or timeframe
-        if tf == 'native':
-            # the store first: a series stored under a sample's name is the user's
-            held = ls(store) if held is None else held
-            sizes = held.loc[held['symbol'] == symbol, 'timeframe'].tolist()
-            if len(sizes) > 1:
-                raise NotFound(f"{symbol}: stored at {', '.join(sizes)}: name one (e.g. {symbol}:{sizes[0]})")
-            if sizes: tf = sizes[0]
-            elif symbol in SAMPLES: tf = SAMPLES[symbol].timeframe
-            else:
-                raise NotFound(f"{symbol}: not an embedded sample and not in the store: "
-                               "`mlfin ingest FILE --symbol ...` first, or name a sample")
-        if tf not in TIMEFRAMES:
-            raise BadInput(f"{entry}: unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}")
-        pairs.append((symbol, tf))
-    return pairs
-
-
-# %% ../../nbs/01r_data.facade.ipynb #c013_00
-def calendar_of(symbol: str, timeframe: str | None = None, store=None) -> str:
-    "The trading calendar of a series: the one recorded in the store, else the sample's, else NYSE"
-    recorded = open_store(store).meta(symbol, timeframe).get('calendar') if timeframe else None
-    if recorded: return recorded
-    return SAMPLES[symbol].calendar if symbol in SAMPLES else 'XNYS'
-
-
-# %% ../../nbs/01r_data.facade.ipynb #c013a
-def sample_for(symbol: str, timeframe: str, store=None) -> str | None:
-    """The embedded sample a run reads for this series, or None: a series stored from any other source is the user's,
-    never replaced"""
-    if symbol not in SAMPLES or SAMPLES[symbol].timeframe != timeframe: return None
-    kept = open_store(store).meta(symbol, timeframe)
-    return symbol if not kept or _is_sample(kept, symbol) else None
-
-
-# %% ../../nbs/01r_data.facade.ipynb #c013a_00
-def ensure_sample(symbol: str, timeframe: str, store=None) -> bool:
-    """Ingest the embedded sample of this series when the store lacks it or holds an older package's; whether a sample
-    backs the series"""
-    store = open_store(store)
-    if sample_for(symbol, timeframe, store) is None: return False
-    kept = store.meta(symbol, timeframe)
-    if kept.get('package') != _provenance(symbol)['package']: ingest(f"sample:{symbol}", store=store)
-    return True
-
-
-# %% ../../nbs/01r_data.facade.ipynb #c011p
-def findings(symbol: str, timeframe: str | None = None, store=None) -> pd.DataFrame:
-    """Every anomaly and gap of a stored series, dated: kind (spike, stale, off-calendar, gap), first and last bar, what
-    was seen"""
-    store = open_store(store)
-    (symbol, timeframe), = universe([f"{symbol}:{timeframe}" if timeframe else symbol], store=store)
-    bars = load(symbol, timeframe, store=store)
-    calendar = bars.attrs['calendar'] or 'XNYS'
-    odd, holes = anomalies(bars, calendar), gaps(bars, calendar)
-    rows = [(t, t, k, d) for t, k, d in zip(odd['ts'], odd['kind'], odd['detail'])]
-    rows += [(a, b, 'gap', f"{n:,} {timeframe} bar(s) missing")
-             for a, b, n in zip(holes['first_missing'], holes['last_missing'], holes['bars'])]
-    found = pd.DataFrame(rows, columns=['first', 'last', 'kind', 'detail']).sort_values('first', ignore_index=True)
-    return found.assign(symbol=symbol, timeframe=timeframe)[['symbol', 'timeframe', 'kind', 'first', 'last', 'detail']]
-
-# %% ../../nbs/01r_data.facade.ipynb #c011p_00
-def quarantined(symbol: str | None = None, store=None) -> pd.DataFrame:
-    """The rows kept out of the store, each with its series, source row, time, column, reason, value, source file and
-    when"""
-    return open_store(store).quarantined(symbol)
-
-
-# %% ../../nbs/01r_data.facade.ipynb #c011p_01
-def export(symbol: str, timeframe: str, path: str | Path,   # a .csv, .csv.gz or .parquet file
-           start: str | None = None, end: str | None = None, adjust: bool = True, store=None) -> Path:
-    "Write a stored series (a range of it, adjusted or raw) to CSV or Parquet, in the layout `ingest` reads back"
-    path = Path(path)
-    if not str(path).lower().endswith(('.csv', '.csv.gz', '.parquet')):
-        raise BadInput(f"{path}: export to a .csv, .csv.gz or .parquet file")
-    bars = load(symbol, timeframe, start, end, adjust, store)
-    if bars.empty:
-        raise NotFound(f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'}")
-    table = bars.reset_index()
-    table['ts'] = table['ts'].map(lambda t: t.isoformat())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == '.parquet': table.to_parquet(path, index=False)
-    else: table.to_csv(path, index=False)   # every digit (the shortest text that reads back the same float)
-    return path
-
-
-# %% ../../nbs/01r_data.facade.ipynb #c011t
-def delete(symbol: str, timeframe: str,
-           start: str | None = None, # first bar removed (inclusive, UTC)
-           end: str | None = None,   # last bar removed (inclusive; a date means its whole day)
-           store=None,               # a store or its URL; default `open_store()`
-          ) -> int:
-    """Remove a series' bars between `start` and `end`, or, neither given, the whole series with its record and
-    quarantine; how many bars went"""
-    check_symbol(symbol); timeframe = check_timeframe(timeframe)
-    return open_store(store).delete(symbol, timeframe, start, end)

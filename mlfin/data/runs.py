@@ -17,7 +17,8 @@ from .bars import BAR_COLUMNS, TIMEFRAMES, check_timeframe, fingerprint, resampl
 from .quality import quality_row
 from .samples import asset_class_of
 import mlfin.data.bars   # its source file is part of a resampled series' digest (`_aggregating_code`)
-from .facade import calendar_of, ensure_sample, load, sample_for
+from .reading import load
+from .series import calendar_of, ensure_sample, sample_for
 from .stores import open_store
 from .stores.rules import span
 

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError
 from ..data.bars import TIMEFRAMES, bar_ends, resample, session_bins
-from ..data.facade import calendar_of, universe
+from ..data.series import calendar_of, universe
 from ..data.runs import series_bars
 from .registry import Feature, output_arrays, resolve
 from ..data.observations_sources import load_observations
