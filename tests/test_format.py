@@ -220,3 +220,33 @@ def test_the_notebooks_hold_no_column_or_fragment_and_no_more_ruff_lines_than_no
             fragments += [f"{path} {cell['id']}:{row}" for row in fmt.orphans(source)]
             ruffed += fmt.badness(source.splitlines())
     assert columns == [] and fragments == [] and ruffed <= 207, (columns, fragments, ruffed)
+
+
+
+LISTED = '''"""What a module holds, with a usage block and a list, which a paragraph's wrap must not run together, ever, in any cell
+
+Usage:
+
+    mlfin run --symbols SPX --start 2016-01-01 --end 2017-12-31 --folds 3 --spec macro --models logistic,lightgbm,lightgbm_without_macro
+
+- a first item, whose words are long enough that the line goes past the limit of one hundred and twenty characters, by far
+- a second item
+  continued here
+1. a numbered item that is also too long to fit on a single line of one hundred and twenty characters, so that it wraps below
+"""
+x = 1
+'''  # noqa: E501 (long on purpose)
+
+
+def test_a_docstrings_usage_block_and_list_keep_their_shape():
+    "A long list item wraps under its own words, the items stay apart, a usage block is left as written, the closing quotes alone"
+    new = fmt.format_source(LISTED)
+    assert new.splitlines()[1:] == [
+        '', 'Usage:', '',
+        next(l for l in LISTED.splitlines() if 'mlfin run' in l),   # too long, but a command: listed by `make format`, not broken
+        '',
+        '- a first item, whose words are long enough that the line goes past the limit of one hundred and twenty characters, by',
+        '  far', '- a second item', '  continued here',
+        '1. a numbered item that is also too long to fit on a single line of one hundred and twenty characters, so that it wraps',
+        '   below', '"""', 'x = 1'], new
+    assert fmt.tree(new, prose=True) == fmt.tree(LISTED, prose=True) and fmt.format_source(new) == new

@@ -236,6 +236,19 @@ def wrap_comments(source: str) -> str:
     return source
 
 
+ITEM = re.compile(r'\s*(?:[-*+]|\d+[.)])\s+')   # a Markdown list item's marker, with its indent and the space after
+
+
+def _in_item(lines: list[str], row: int, doc) -> bool:
+    "Whether docstring line `row` continues a list item (the nearest less indented line above it is one)"
+    indent = len(lines[row - 1]) - len(lines[row - 1].lstrip())
+    for above in range(row - 1, doc.lineno - 1, -1):
+        line = lines[above - 1]
+        if not line.strip(): return False
+        if len(line) - len(line.lstrip()) < indent: return bool(ITEM.match(line))
+    return False
+
+
 def wrap_docstrings(source: str) -> str:
     """A triple-quoted docstring's line that is too long, re-wrapped with the rest of its paragraph (the words stay, in
     order)"""
@@ -247,15 +260,24 @@ def wrap_docstrings(source: str) -> str:
         if doc is None:
             source = triple_quoted(source, row)
             continue
-        end = row
-        while end < doc.end_lineno and lines[end].strip() and not lines[end].startswith(' ' * (doc.col_offset + 1)):
-            end += 1
         first = lines[row - 1]
-        lead = first[:doc.col_offset + 3] if row == doc.lineno else first[:len(first) - len(first.lstrip())]
+        own = first[:len(first) - len(first.lstrip())]
+        # a line indented past the docstring's own lines and no list item's continuation: a usage block, kept as written
+        if row != doc.lineno and len(own) > doc.col_offset and not ITEM.match(first) and not _in_item(lines, row, doc):
+            continue
+        item = ITEM.match(first) if row != doc.lineno else None
+        end, deepest = row, item.end() if item else len(own) if row != doc.lineno else doc.col_offset
+        # the paragraph: to a blank line, a more indented block, the next list item or a prompt
+        while (end < doc.end_lineno and lines[end].strip() not in ('', '"""', "'''") and not ITEM.match(lines[end])
+               and len(lines[end]) - len(lines[end].lstrip()) <= deepest
+               and not lines[end].lstrip().startswith(('$ ', '>>> '))):
+            end += 1
+        lead = first[:doc.col_offset + 3] if row == doc.lineno else own
         if row == doc.lineno and lead.strip() not in ('"""', "'''"): continue
         text = ' '.join(l.strip() for l in lines[row - 1:end])[len(lead.strip()):].split()
         if not text: continue
-        wrapped = textwrap.wrap(' '.join(text), LIMIT, initial_indent=lead, subsequent_indent=' ' * doc.col_offset,
+        hang = ' ' * deepest   # a list item's lines under its words; the rest at their own indent
+        wrapped = textwrap.wrap(' '.join(text), LIMIT, initial_indent=lead, subsequent_indent=hang,
                                 break_long_words=False, break_on_hyphens=False)
         nl = lines[end - 1][len(lines[end - 1].rstrip('\n')):]
         lines[row - 1:end] = ['\n'.join(wrapped) + nl]
