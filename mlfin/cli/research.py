@@ -32,7 +32,7 @@ from ..models.retention import KEEP, KEEP_DAYS, prune_plan, prune_versions
 from ..tracking.ledger import Ledger, place
 
 # %% auto #0
-__all__ = ['DASHBOARD_SETTINGS', 'UNUSED_EXTENSIONS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards',
+__all__ = ['UNUSED_EXTENSIONS', 'DASHBOARD_SETTINGS', 'runs_app', 'models_app', 'run', 'show_config', 'dashboards',
            'publish_page', 'runs', 'runs_compare', 'runs_get', 'version', 'tune', 'models_families', 'models_ls',
            'models_promote', 'models_release', 'models_prune']
 
@@ -135,12 +135,40 @@ def _login_options(given, # the service's settings (`ServiceSettings`) the comma
             f'--SessionIdentity.limits_storage={given.limits_storage}',
             f'--SessionIdentity.secure_cookie={secure_cookie}', "--VoilaConfiguration.http_header_envs=['Cookie']"]
 
+# %% ../../nbs/14c_cli.research.ipynb #92e8826c
+def _pages_env(given, # the service's settings (`ServiceSettings`) the command was given
+               service: str) -> dict:  # the service the pages ask
+    "The pages' kernels' environment: the home the shell means, the service and registry they ask, kept pictures"
+    # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
+    return {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service,
+            **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}), PICTURES_ENV: '1'}
+
+# %% ../../nbs/14c_cli.research.ipynb #f6da78d5
+# installed for the notebooks, not the pages
+UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']
+
+def _voila_command(pages: Path, port: int, browser: bool, preheat: int, kernels_per_person: int, kernels_total: int,
+                   idle_minutes: float) -> list[str]:
+    """Voilà's command line for `pages`, its kernels one per person's open page (`mlfin dashboards`'s options), login
+    aside"""
+    return [sys.executable, '-c', 'from mlfin.dashboards.server import main; main()',
+            str(pages),  # Voila, each kernel its person's (dashboards.server)
+            f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
+            '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
+            f'--MappingKernelManager.cull_idle_timeout={round(idle_minutes * 60)}',
+            '--MappingKernelManager.cull_interval=60',  # one kernel per open tab: idle ones ended
+            f'--PagesKernels.per_person={kernels_per_person}', f'--PagesKernels.in_all={kernels_total}',
+            # kernels kept ready for any page, replaced when no page is being drawn, one at a time (dashboards.kernels)
+            f'--PagesKernels.ready={preheat}',
+            # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
+            '--VoilaConfiguration.file_allowlist=[]',
+            # the pages need widgets and plotly's renderer: the rest only slows each page's start
+            f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}"]
+
 # %% ../../nbs/14c_cli.research.ipynb #c011
 # the login page is the service's: every login setting, and the proxies whose X-Forwarded-For it believes, as `serve`
 # has them
 DASHBOARD_SETTINGS = ('store', 'tracking', 'limits_storage', 'trusted_proxies', 'login_*')
-# installed for the notebooks, not the pages
-UNUSED_EXTENSIONS = ['jupyterlab-jupytext', 'ploomber-extension', '@voila-dashboards/jupyterlab-preview', 'anywidget']
 
 def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"),
                browser: bool = typer.Option(False, help="open a browser"),
@@ -176,27 +204,11 @@ def dashboards(port: int = typer.Option(DASHBOARD_PORT, help="port on 127.0.0.1"
     # the service's words for the store, the registry and the login rules
     try: given = ServiceSettings(home=str(home()), **settings)
     except ValidationError as e: fail(f"mlfin dashboards: {validation_line(e.errors())}")
-    # the pages' charts arrive as kept pictures, drawn once in headless Chromium (mlfin.pictures)
-    env = {**os.environ, 'MLFIN_HOME': str(home()), SERVICE_URL_ENV: service,
-           **({'MLFLOW_TRACKING_URI': given.tracking} if given.tracking else {}), PICTURES_ENV: '1'}
-    cmd = [sys.executable, '-c', 'from mlfin.dashboards.server import main; main()',
-           str(pages),  # Voila, each kernel its person's (dashboards.server)
-           f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
-           '--MappingKernelManager.default_kernel_name=mlfin', *([] if browser else ['--no-browser']),
-           f'--MappingKernelManager.cull_idle_timeout={round(idle_minutes * 60)}',
-           '--MappingKernelManager.cull_interval=60',  # one kernel per open tab: idle ones ended
-           f'--PagesKernels.per_person={kernels_per_person}', f'--PagesKernels.in_all={kernels_total}',
-           # kernels kept ready for any page, replaced when no page is being drawn, one at a time (dashboards.kernels)
-           f'--PagesKernels.ready={preheat}',
-           # no file of the folder served as is: Voilà serves its images to anyone, logged in or not
-           '--VoilaConfiguration.file_allowlist=[]',
-           # the pages need widgets and plotly's renderer: the rest only slows each page's start
-           f"--VoilaConfiguration.extension_denylist={UNUSED_EXTENSIONS!r}",
+    cmd = [*_voila_command(pages, port, browser, preheat, kernels_per_person, kernels_total, idle_minutes),
            *(_login_options(given, secure_cookie) if login else [])]
-    typer.echo(f"mlfin: serving {pages} on http://127.0.0.1:{port} "
-               + ("to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page")
-               + " (Ctrl-C stops)")
-    raise typer.Exit(run_server(cmd, env))   # Voila (and its kernels) stop when this does, however it is stopped
+    shown = "to people logged in" if login else "WITHOUT logins: whoever reaches this port sees every page"
+    typer.echo(f"mlfin: serving {pages} on http://127.0.0.1:{port} {shown} (Ctrl-C stops)")
+    raise typer.Exit(run_server(cmd, _pages_env(given, service)))   # Voila and its kernels stop when this does
 
 app.command('dashboards')(service_options(dashboards, only=DASHBOARD_SETTINGS))
 
