@@ -10,9 +10,10 @@ from ..params import RunConfig, default
 from .compare import metric_function
 from ..progress import step
 from ..errors import BadInput
-from .registry import EVIDENCE, registry_client, base_rate, pinned, production, register_version
+from .gates import base_rate, refusals
+from .registry import EVIDENCE, registry_client, pinned, production, register_version
 from .registry import move_production
-from .registry import registered_name, refusals
+from .registry import registered_name
 from ..tracking import configured_mlflow, person
 from ..cluster.units import digest
 from ..features.labels import LABELS
@@ -45,7 +46,7 @@ def target_of(tags: dict) -> str:
 
 # %% ../../nbs/06m_models.promotion.ipynb #c007
 def decide(candidate: dict,               # the leader: `lineage` (label, horizon, kind, cv) and `metric`
-           failed: list[str],             # the gates it failed (`registry.refusals`)
+           failed: list[str],             # the gates it failed (`gates.refusals`)
            incumbent: dict | None = None, # production now: version, `lineage`; None when there is none
            held_by_hand: str | None = None, # `registry.pinned`: a person's choice, if production is theirs
            versus: dict | None = None,    # `on_common_bars`: both scored on the bars they share (None: none recorded)
