@@ -54,7 +54,7 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     for task, products in ran.products.items():   # what each task made, its executed notebook where it is published
         typer.echo(f"  {task} ({ran[task]:.1f} s): {_made(products.values(), reports_dir)}")
     # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
-    from mlfin.report.tables import overview, production_said
+    from mlfin.report.tables import overview
     recorded = load_run(frames=False)
     # every figure below is a measure of skill: said before the figures, and beside each verdict
     if not recorded['validation']['tradeable']:
@@ -65,15 +65,7 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     # what each dropped feature group did (models.yaml's `without`), a sentence naming its symbol
     for lines in recorded.get('groups_added', {}).values():
         for line in lines: typer.echo(line)
-    # what is served now: a refused leader may leave an earlier version, or nothing (then /predict is a 404, /ready a
-    # 503)
-    if recorded.get('registry'):
-        try:
-            # the registry the run registered in
-            with using(recorded['params'].get('tracking')): serving = production()
-        except MlfinError as e: serving = None; typer.echo(f"production: the registry could not be read: {e}")
-        if serving is not None:
-            for line in production_said(recorded['registry'], serving): typer.echo(line)
+    for line in _serving_lines(recorded): typer.echo(line)
     # where the run was recorded
     store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'
     typer.echo(f"reports:   {reports_dir}/*.html, *.ipynb\nproducts:  {run_dir()}\nmlflow:    {store}\n"
@@ -90,6 +82,18 @@ def _made(paths, reports: Path) -> str:
     return '; '.join(f"{', '.join(names)} in {shown(folder)}" for folder, names in folders.items())
 
 app.command('run')(config_options(run))
+
+# %% ../../nbs/14c_cli.research.ipynb #25d54469
+def _serving_lines(recorded: dict) -> list[str]:  # the run's summary (`load_run`)
+    "What is served now, a line per series the run registered: a refused leader may leave an earlier version, or none"
+    # here, not at the top: mlfin.report.tables adds 1.10 s to importing this module (measured)
+    from mlfin.report.tables import production_said
+    if not recorded.get('registry'): return []
+    # (none: then /predict is a 404, /ready a 503), read from the registry the run registered in
+    try:
+        with using(recorded['params'].get('tracking')): serving = production()
+    except MlfinError as e: return [f"production: the registry could not be read: {e}"]
+    return production_said(recorded['registry'], serving)
 
 # %% ../../nbs/14c_cli.research.ipynb #c009
 @app.command('config')
