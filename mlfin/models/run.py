@@ -77,18 +77,13 @@ def train_universe(
     data: pd.DataFrame,  # `features.dataset` output: inputs, label, label_end, label_return, symbol
     specs: list[ModelSpec] | dict,  # the run's models (`core.choose_models`), or per symbol (tuned)
     kind: str = 'classifier',  # classifier or regressor: what the label needs
-    cv: str = 'walk_forward',
-    folds: int = 5,
-    embargo: int = 0,
-    seed: int = 0,
-    weighting: str = 'uniqueness',
+    cv: str = 'walk_forward', folds: int = 5, embargo: int = 0, seed: int = 0, weighting: str = 'uniqueness',
     device: str = 'cpu',
     price_target: bool = False,  # a price forecast (next close): scored in the price's units
     train_size: int | None = None,  # rolling windows: training rows
     final: bool = True,  # also refit each model on every labelled row (what a service uses)
-    source: str
     # the Parquet file `data` was read from (the features task's): each unit reads its symbol's rows from it
-    | None = None,
+    source: str | None = None,
     # where units are kept (`paths.units_dir()`): a symbol's model met again with the same rows, configuration, folds
     # and code is read back, not trained; None: every unit trained
     units: str | None = None,
@@ -100,71 +95,101 @@ def train_universe(
     per_symbol = specs if isinstance(specs, dict) else {symbol: specs for symbol in by_symbol}
     # every mistake before any training
     for symbol, one in by_symbol.items(): check_folds(one, per_symbol[symbol], kind, splitter)
-    calls = {f"{symbol} {spec.name}": (shipped(by_symbol[symbol], source), symbol, spec, kind, splitter, seed, device,
-                                       weighting, price_target, final)
-             for symbol in by_symbol for spec in per_symbol[symbol]}
-    keys = {   # none without a place to keep units: hashing every symbol's rows is the lead's work between units
-        f"{symbol} {spec.name}": unit_key(by_symbol[symbol], spec, kind, splitter, seed, device, price_target, final)
-        for symbol in by_symbol
-        for spec in per_symbol[symbol]
-    } if units is not None else {}
-    cost = {   # expected seconds: rows x the family's cost (on a cluster the costliest start first)
-        f"{symbol} {spec.name}": len(by_symbol[symbol].X) / 1000 * family(spec.family).cost
-        for symbol in by_symbol
-        for spec in per_symbol[symbol]
-    }
-    def symbol_scores(symbol: str, results: dict) -> list[dict]:
-        "A symbol's overall scores, on the rows every one of its models predicted (a sequence model has none at first)"
-        mine = [results[f"{symbol} {spec.name}"][0] for spec in per_symbol[symbol]]
-        common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
-        rows = []
-        for spec, oos in zip(per_symbol[symbol], mine):
-            kept = oos[common.reindex(oos.index).to_numpy()]
-            terms = forecast_terms(kind, kept['last_close'].to_numpy() if 'last_close' in kept else None,
-                                   kept['drift'].to_numpy() if 'drift' in kept else None, by_symbol[symbol].span,
-                                   price_target)
-            scores = score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(),
-                           kept['label_return'].to_numpy(), **terms)
-            rows.append({'symbol': symbol, 'model': spec.name, 'family': spec.family, **scores})
-        return rows
-    symbol_of = {f"{symbol} {spec.name}": symbol for symbol in by_symbol for spec in per_symbol[symbol]}
+    calls, keys, cost = _planned_units(by_symbol, per_symbol, source, kind, splitter, seed, device, weighting,
+                                       price_target, final, keyed=units is not None)
+    def scores_of(symbol, results):
+        return _symbol_scores(results, symbol, per_symbol[symbol], kind, by_symbol[symbol], price_target)
+    scored, finished = _scored_on_arrival(per_symbol, scores_of)
+    # one unit a symbol's model, in process or on the run's cluster; those met before read back
+    done = reuse('train', train_one, calls, keys, TRAINED, units, cost, finished)
+    out, fold_rows, overall, finals = _collected(done.results, kind, by_symbol, per_symbol, scored, scores_of, final)
+    variants = [(s, spec) for s in by_symbol for spec in per_symbol[s] if spec.without]
+    return Training(kind, out, pd.DataFrame(fold_rows), _leaderboard(overall, kind, list(by_symbol)), finals,
+                    {s: d.columns for s, d in by_symbol.items()}, PRIMARY[kind],
+                    {(s, spec.name): by_symbol[s].kept(spec.without) for s, spec in variants},
+                    {spec.name: spec.without for _, spec in variants},
+                    specs={s: list(per_symbol[s]) for s in by_symbol},
+                    validation={'cv': cv, 'folds': folds, 'embargo': embargo, 'train_size': train_size or 0,
+                                'weighting': weighting, 'seed': seed},
+                    units=done.record())
+
+# %% ../../nbs/06ia_models.run.ipynb #5fda47d0
+def _planned_units(by_symbol: dict, per_symbol: dict, source: str | None, kind: str, splitter: PurgedSplitter,
+                   seed: int, device: str, weighting: str, price_target: bool, final: bool,
+                   keyed: bool) -> tuple[dict, dict, dict]:
+    "Each unit's (`SYMBOL MODEL`) call of `train_one`, its key where units are kept, and its expected cost"
+    named = {f"{symbol} {spec.name}": (symbol, spec) for symbol in by_symbol for spec in per_symbol[symbol]}
+    calls = {unit: (shipped(by_symbol[s], source), s, spec, kind, splitter, seed, device, weighting, price_target,
+                    final)
+             for unit, (s, spec) in named.items()}
+    # none without a place to keep units: hashing every symbol's rows is the lead's work between units
+    keys = ({unit: unit_key(by_symbol[s], spec, kind, splitter, seed, device, price_target, final)
+             for unit, (s, spec) in named.items()} if keyed else {})
+    # expected seconds: rows x the family's cost (on a cluster the costliest start first)
+    cost = {unit: len(by_symbol[s].X) / 1000 * family(spec.family).cost for unit, (s, spec) in named.items()}
+    return calls, keys, cost
+
+# %% ../../nbs/06ia_models.run.ipynb #844d3e5c
+def _symbol_scores(results: dict, # unit name -> (out-of-sample rows, fold scores, model)
+                   symbol: str, specs: list[ModelSpec], kind: str, rows: SymbolData, price_target: bool) -> list[dict]:
+    "A symbol's overall scores, on the rows every one of its models predicted (a sequence model has none at first)"
+    mine = [results[f"{symbol} {spec.name}"][0] for spec in specs]
+    common = pd.concat([m['prediction'].notna() for m in mine], axis=1).all(axis=1)
+    out = []
+    for spec, oos in zip(specs, mine):
+        kept = oos[common.reindex(oos.index).to_numpy()]
+        terms = forecast_terms(kind, kept['last_close'].to_numpy() if 'last_close' in kept else None,
+                               kept['drift'].to_numpy() if 'drift' in kept else None, rows.span, price_target)
+        scores = score(kind, kept['label'].to_numpy(), kept['prediction'].to_numpy(), kept['label_return'].to_numpy(),
+                       **terms)
+        out.append({'symbol': symbol, 'model': spec.name, 'family': spec.family, **scores})
+    return out
+
+# %% ../../nbs/06ia_models.run.ipynb #2f612a7f
+def _scored_on_arrival(per_symbol: dict, scores_of) -> tuple[dict, callable]:
+    """Scores per symbol filled as soon as its models are all in, while a cluster's workers train others; and the
+    callback `reuse` calls with each finished unit"""
     arrived, scored = {}, {}
-    def finished(unit, result):   # a symbol scored once its models are all in, while a cluster's workers train others
+    symbol_of = {f"{symbol} {spec.name}": symbol for symbol, specs in per_symbol.items() for spec in specs}
+    def finished(unit, result):
         arrived[unit] = result
         symbol = symbol_of[unit]
         if all(f"{symbol} {spec.name}" in arrived for spec in per_symbol[symbol]):
-            # a failure here must not stop the others: the symbol is scored again below, where it raises
-            try: scored[symbol] = symbol_scores(symbol, arrived)
+            # a failure here must not stop the others: the symbol is scored again after, where it raises
+            try: scored[symbol] = scores_of(symbol, arrived)
             except Exception: pass
-    # one unit a symbol's model, in process or on the run's cluster; those met before read back
-    done = reuse('train', train_one, calls, keys, TRAINED, units, cost, finished)
-    units = done.results
+    return scored, finished
+
+# %% ../../nbs/06ia_models.run.ipynb #a5f17796
+def _collected(results: dict, kind: str,
+               symbols, # the run's symbols in order: a list, or a dict by symbol
+               per_symbol: dict, scored: dict, scores_of, final: bool) -> tuple:
+    """The units' out-of-sample rows as one frame, their scores per fold, each symbol's overall scores (scored already
+    or now) and the final models, in the symbols' order"""
     predictions, fold_rows, overall, finals = [], [], [], Finals()
-    for symbol in by_symbol:
+    for symbol in symbols:
         for spec in per_symbol[symbol]:
-            oos, scores, model = units[f"{symbol} {spec.name}"]
+            oos, scores, model = results[f"{symbol} {spec.name}"]
             predictions.append(oos)
             fold_rows += [{'symbol': symbol, 'model': spec.name, **s} for s in scores]
             # as trained here, or its files as a worker sent them or a kept unit held them
             if final: finals[(symbol, spec.name)] = model
-        overall += scored[symbol] if symbol in scored else symbol_scores(symbol, units)   # units read back: here
+        overall += scored[symbol] if symbol in scored else scores_of(symbol, results)   # units read back: here
     out = pd.concat(predictions)
     if kind == 'classifier': out['prob_up'] = out['prediction']
+    return out, fold_rows, overall, finals
+
+# %% ../../nbs/06ia_models.run.ipynb #64c8bd5c
+def _leaderboard(overall: list[dict], kind: str, symbols: list) -> pd.DataFrame:
+    """The models ranked per symbol by the kind's primary score (ties in the models' order, no score last), symbols in
+    order"""
     primary = PRIMARY[kind]
     board = pd.DataFrame(overall)
     board['rank'] = (board.groupby('symbol')[primary]
                      .rank(ascending=primary in LOWER_IS_BETTER, method='first', na_option='bottom').astype(int))
     board = board.sort_values(['symbol', 'rank'],
-                              key=lambda c: c.map({s: i for i, s in enumerate(by_symbol)}) if c.name == 'symbol' else c)
-    return Training(kind, out, pd.DataFrame(fold_rows), board.reset_index(drop=True), finals,
-                    {s: d.columns for s, d in by_symbol.items()}, primary,
-                    {(s, spec.name): by_symbol[s].kept(spec.without) for s in by_symbol for spec in per_symbol[s]
-                     if spec.without},
-                    {spec.name: spec.without for s in by_symbol for spec in per_symbol[s] if spec.without},
-                    specs={s: list(per_symbol[s]) for s in by_symbol},
-                    validation={'cv': cv, 'folds': folds, 'embargo': embargo, 'train_size': train_size or 0,
-                                'weighting': weighting, 'seed': seed},
-                    units=done.record())
+                              key=lambda c: c.map({s: i for i, s in enumerate(symbols)}) if c.name == 'symbol' else c)
+    return board.reset_index(drop=True)
 
 # %% ../../nbs/06ia_models.run.ipynb #c026u
 def unit_data(
