@@ -253,6 +253,54 @@ def forecast_frame(f: dict) -> pd.DataFrame:
                          for name, (a, b) in rows.items()}).T.rename_axis('forecast')
 
 
+# %% ../../nbs/07fa_backtest.page.ipynb #af94ff20
+def _costs_stressed(m: dict) -> list[str]:
+    "The costs-stressed section of a symbol's page: the costs used, the round trip that breaks even, the grid"
+    stress, be, c = pd.DataFrame(m['cost_stress']['table']), m['cost_stress']['break_even_bps'], m['costs']
+    return ["<h2>Costs stressed</h2>",
+            f"<p>Costs used: {c['asset_class']}, {c['fees_bps']:g} bps fees + {c['slippage_bps']:g} bps slippage per "
+            f"fill ({c['round_trip_bps']:g} bps a round trip). Break-even: "
+            + (f"<b>{be:.1f} bps</b> a round trip." if be is not None
+               else f"above {stress['round_trip_bps'].max():g} bps a round trip (the grid's end).")
+            + "</p>",
+            _table(stress.set_index('multiple').rename_axis('costs x'))]
+
+# %% ../../nbs/07fa_backtest.page.ipynb #efee3085
+def _detail(m: dict, quality: dict | None, fill_rules: str) -> str:
+    """The page's fold past the essentials, named by what it holds: the tests behind the verdict first, then costs,
+    models, the breakdowns, data quality, fill rules ('' when none)"""
+    # a phone reaches the detail within 5 screens (issue 69); the tests behind the verdict (how much to believe it,
+    # the holdout) first, the verdict above saying what they found in words
+    detail, named = ["<h2>How much to believe it</h2>", _table(skill_frame(m))], ['how much to believe it']
+    if m.get('holdout'):
+        named.append('holdout')
+        detail += ["<h2>Holdout after selection</h2>", f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
+                   _table(holdout_frame(m['holdout']))]
+    if 'cost_stress' in m: named.append('costs stressed'); detail += _costs_stressed(m)
+    if 'models' in m:
+        named.append('every model')
+        detail += ["<h2>Every model, same bars and costs</h2>",
+                   _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
+                          m['strategy'])]
+    for key, title, short in (
+        ('by_year', 'By year', 'by year'),
+        ('by_regime', "By the asset's volatility regime (trailing 20 bars)", 'by volatility regime'),
+        ('signal_decay', 'Signal decay: return per bar held against the holding horizon', 'signal decay')):
+        if m.get(key):
+            named.append(short)
+            detail += [f"<h2>{title}</h2>",
+                       _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]),
+                              m['strategy'] if key == 'by_regime' else None)]  # by_year's Sharpe is per bar
+    if quality:
+        named.append('data quality')
+        detail += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
+    if fill_rules:
+        named.append('fill rules')
+        detail += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
+    return ("<details class='mlfin-detail'><summary>The detail: "
+            f"{', '.join(named)}</summary>{''.join(detail)}</details>"
+            if detail else '')
+
 # %% ../../nbs/07fa_backtest.page.ipynb #c013_03
 PLOTLY_JS = 'plotly.min.js'   # written once beside the tearsheets: their charts and the report's draw with it
 TEARSHEET = 'tearsheet-{book}.html'   # a book's tearsheet, `{book}` a symbol or PORTFOLIO
@@ -276,48 +324,7 @@ def tearsheet_parts(name: str,        # a symbol, or PORTFOLIO
     if m.get('forecast'):
         parts[:0] = ["<h2>The forecast against doing nothing</h2>",
                      f"<p>{html.escape(forecast_said(m['forecast']))}</p>", _table(forecast_frame(m['forecast']))]
-    # past the essentials, folded: a phone reaches the detail within 5 screens (issue 69); the tests behind the verdict
-    # (how much to believe it, the holdout) first, the verdict above saying what they found in words
-    detail, named = ["<h2>How much to believe it</h2>", _table(skill_frame(m))], ['how much to believe it']
-    if m.get('holdout'):
-        named.append('holdout')
-        detail += ["<h2>Holdout after selection</h2>", f"<p>{html.escape(holdout_said(m['holdout']).strip())}</p>",
-                   _table(holdout_frame(m['holdout']))]
-    if 'cost_stress' in m:
-        stress = pd.DataFrame(m['cost_stress']['table'])
-        be = m['cost_stress']['break_even_bps']
-        named.append('costs stressed')
-        detail += ["<h2>Costs stressed</h2>",
-                   f"<p>Costs used: {m['costs']['asset_class']}, {m['costs']['fees_bps']:g} "
-                   f"bps fees + {m['costs']['slippage_bps']:g} bps slippage per fill "
-                   f"({m['costs']['round_trip_bps']:g} bps a round trip). Break-even: "
-                   + (f"<b>{be:.1f} bps</b> a round trip." if be is not None
-                      else f"above {stress['round_trip_bps'].max():g} bps a round trip (the grid's end).")
-                   + "</p>",
-                   _table(stress.set_index('multiple').rename_axis('costs x'))]
-    if 'models' in m:
-        named.append('every model')
-        detail += ["<h2>Every model, same bars and costs</h2>",
-                   _table(pd.DataFrame(m['models']).T[['total_return', 'sharpe', 'max_drawdown', 'trades', 'exposure']],
-                          m['strategy'])]
-    for key, title, short in (
-        ('by_year', 'By year', 'by year'),
-        ('by_regime', "By the asset's volatility regime (trailing 20 bars)", 'by volatility regime'),
-        ('signal_decay', 'Signal decay: return per bar held against the holding horizon', 'signal decay')):
-        if m.get(key):
-            named.append(short)
-            detail += [f"<h2>{title}</h2>",
-                       _table(pd.DataFrame(m[key]).set_index(list(m[key][0])[0]),
-                              m['strategy'] if key == 'by_regime' else None)]  # by_year's Sharpe is per bar
-    if quality:
-        named.append('data quality')
-        detail += ["<h2>Data quality</h2>", _table(pd.DataFrame({'': {k: str(v) for k, v in quality.items()}}))]
-    if fill_rules:
-        named.append('fill rules')
-        detail += ["<h2>Fill rules</h2>", f"<p><small>{html.escape(fill_rules)}</small></p>"]
-    if detail:
-        parts.append("<details class='mlfin-detail'><summary>The detail: "
-                     f"{', '.join(named)}</summary>{''.join(detail)}</details>")
+    if detail := _detail(m, quality, fill_rules): parts.append(detail)
     return top, figures(curve, name), parts
 
 def tearsheet_page(name: str, m: dict, curve: pd.DataFrame, header: str = '', fill_rules: str = '',
