@@ -48,31 +48,25 @@ def ingest(
                                         help="a CSV/Parquet/JSON file; several, a folder or a quoted glob "
                                              "('data/*.csv') of them; sample:SYMBOL, ccxt:EXCHANGE:MARKET, "
                                              "yfinance:TICKER or postgresql://host/db?table=T[&symbol_column=C]"),
-    symbol: Optional[str] = typer.Option(
-        None, help="what the bars are of (one source; a file's default: its name without its ending, upper-cased)"
-    ),
-    symbol_column: Optional[str] = typer.Option(
-        None, help="files: the column naming each row's symbol, instead of the file's name (a file may hold several)"
-    ),
+    symbol: Optional[str] = typer.Option(None, help="what the bars are of (one source; a file's default: its "
+                                                    "name without its ending, upper-cased)"),
+    symbol_column: Optional[str] = typer.Option(None, help="files: the column naming each row's symbol, instead of "
+                                                           "the file's name (a file may hold several)"),
     timeframe: Optional[str] = typer.Option(None, help="their bar size: 1m, 5m, 1h, 1d (one for all the files)"),
     strict: bool = typer.Option(False, help="reject the whole file if any row is bad (nothing stored)"),
-    calendar: Optional[str] = typer.Option(
-        None, help="XNYS (or another exchange code), 24/5 or 24/7; default: guessed"
-    ),
+    calendar: Optional[str] = typer.Option(None, help="XNYS (or another exchange code), "
+                                                      "24/5 or 24/7; default: guessed"),
     map: Optional[str] = typer.Option(None, help="columns of an unrecognised layout: ts=Date,open=Open,..."),
     tz: str = typer.Option('UTC', help="time zone of naive timestamps (MetaTrader: the broker's)"),
-    store: Optional[str] = typer.Option(
-        None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"
-    ),
+    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL "
+                                                   "(default: MLFIN_STORE or the home's store)"),
     start: Optional[str] = typer.Option(None, help="remote sources: first bar wanted (UTC)"),
     end: Optional[str] = typer.Option(None, help="remote sources: last bar wanted (default: the last finished one)"),
     config: Optional[Path] = typer.Option(None, help="ccxt: a JSON file of exchange settings (keys, urls, options)"),
-    actions: Optional[Path] = typer.Option(
-        None, help="splits and dividends (CSV: ex_date, split, dividend) to adjust with; raw bars are kept"
-    ),
-    off_calendar: str = typer.Option(
-        'quarantine',
-        help="bars the calendar has no place for (a Saturday on NYSE): quarantine (kept out, with the reason) or keep"),
+    actions: Optional[Path] = typer.Option(None, help="splits and dividends (CSV: ex_date, split, dividend) to "
+                                                      "adjust with; raw bars are kept"),
+    off_calendar: str = typer.Option('quarantine', help="bars the calendar has no place for (a Saturday on NYSE): "
+                                                        "quarantine (kept out, with the reason) or keep"),
     decimal: str = typer.Option('.', help="text files: the decimal mark, . or , (European files: 1234,56)"),
     dayfirst: bool = typer.Option(False, help="text files: dates are day first (31.12.2024, 31/12/2024 14:30)"),
     date_format: Optional[str] = typer.Option(None, help="text files: the times' strptime format, e.g. %m/%d/%Y %H:%M"),
@@ -81,21 +75,16 @@ def ingest(
     rejected); many files in one process, a line each"""
     settings = _json_file(config)
     if _many(sources, symbol_column):
-        if symbol:
-            raise BadInput("--symbol names one file's bars; several take each one's from its name, or --symbol-column")
-        if actions:
-            raise BadInput("--actions are one symbol's splits and dividends: ingest that file alone with them")
+        _one_file_options(symbol, actions)
         return _ingest_files(sources, timeframe, symbol_column, strict, calendar, _mapping(map), tz, store,
                              off_calendar, decimal, dayfirst, date_format)
-    source = sources[0]
-    if symbol is None and Path(source).is_file(): symbol = symbol_from_name(source)
-    report = data.ingest(source, symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end, settings,
-                         actions, off_calendar, decimal, dayfirst, date_format)
+    if symbol is None and Path(sources[0]).is_file(): symbol = symbol_from_name(sources[0])
+    report = data.ingest(sources[0], symbol, timeframe, strict, calendar, _mapping(map), tz, store, start, end,
+                         settings, actions, off_calendar, decimal, dayfirst, date_format)
     typer.echo(str(report))
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="What the store holds")
 app.add_typer(data_app, name='data')
-
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_01m
 def _many(sources: list[str], symbol_column: str | None) -> bool:
@@ -115,6 +104,14 @@ def _ingest_files(sources: list[str], timeframe: str | None, symbol_column: str 
             else: shown.above(str(outcome))
     typer.echo(data.ingest_summary(outcomes, time.perf_counter() - started))
     if any(o.refused for o in outcomes): raise typer.Exit(2)
+
+# %% ../../nbs/14d_cli.data.ipynb #ba2db632
+def _one_file_options(symbol: str | None, actions: Path | None):
+    "Refuse, when SOURCES are many, the options that describe one file's bars (--symbol, --actions)"
+    if symbol:
+        raise BadInput("--symbol names one file's bars; several take each one's from its name, or --symbol-column")
+    if actions:
+        raise BadInput("--actions are one symbol's splits and dividends: ingest that file alone with them")
 
 # %% ../../nbs/14d_cli.data.ipynb #c014_02
 @data_app.command('ls')
