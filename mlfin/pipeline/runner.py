@@ -25,9 +25,9 @@ from ..tracking import attach, task_run, using
 from ..report.products import keep_finished
 
 # %% auto #0
-__all__ = ['RUNNER', 'ATTEMPT', 'NOTEBOOKS', 'project_values', 'check', 'resolve', 'load_dag', 'Ran', 'run', 'attempted',
-           'last_attempt', 'publish', 'products_of', 'task_failure', 'task_error', 'metadata_of', 'mend_metadata',
-           'timings']
+__all__ = ['RUNNER', 'ATTEMPT', 'NOTEBOOKS', 'project_values', 'check', 'resolve', 'load_dag', 'first_imports', 'product_files',
+           'Ran', 'run', 'attempted', 'last_attempt', 'publish', 'products_of', 'task_failure', 'task_error',
+           'metadata_of', 'mend_metadata', 'timings']
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c006
 # the runner's own parameters (reports, cluster): where reports go and where work runs change no product
@@ -126,6 +126,37 @@ def _dag(root: Path, values: dict):
         raise BadInput(f"pipeline.yaml: {first} ({detail})" if cause is not e else f"pipeline.yaml: {detail}") from None
     return in_process(dag)
 
+# %% ../../nbs/09c_pipeline.runner.ipynb #da736201
+def first_imports(models: str, # the run's models (`resolve`'s JSON)
+                 ) -> list[str]:
+    "Import what the run's models' families import first (`Family.first`); the modules, in order"
+    names = list(dict.fromkeys(m for spec in json.loads(models).values() for m in family(spec['family']).first))
+    for name in names:
+        try: importlib.import_module(name)
+        except ImportError as e: raise Unavailable(f"{name}, which the run's models need: {e}") from None
+    return names
+
+def product_files(dag) -> list[Path]:
+    "Every file a DAG's tasks make"
+    return [Path(str(f)) for task in dag.values() for f in task.product]
+
+# %% ../../nbs/09c_pipeline.runner.ipynb #2c7f0e93
+def _build(dag, values: dict, force: bool, progress: bool, attempt: dict):
+    "Ploomber's build of `dag` on the run's cluster with its progress shown; its build report"
+    # Ploomber's modules only when something is built: a run with nothing changed never loads them (its stamp, below)
+    from ploomber.constants import TaskStatus
+    from ploomber.exceptions import DAGBuildError
+    with running(values['cluster'], run_dir(values['home'])), Display.auto(progress) as display:
+        dag.on_render = lambda dag: display.starting(
+            [t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped])  # the tasks that will run
+        for task in dag.values(): task.on_finish = display.finished
+        try:
+            with quiet_ploomber(): return dag.build(force=force, show_progress=False)
+        except DAGBuildError as e:
+            failed = (TaskStatus.Errored, TaskStatus.ErroredRender)
+            attempt['task'] = next((t.name for t in dag.values() if t.exec_status in failed), None)
+            raise task_failure(str(e)) from None
+
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_03
 class Ran(dict):
     "Seconds per task that ran, in the order they ran, and `products`: each one's files (product key -> path)"
@@ -150,32 +181,11 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
         stamp = run_dir(values['home'])/'.build-stamp.json'
         if not force and _up_to_date(stamp, root, values):
             publish(run_dir(values['home'])/'reports', Path(values['reports'])); attempt['ran'] = []; return Ran()
-        # what the models' families import first (`Family.first`), before Ploomber and the tasks' libraries make it
-        # dearer
-        for name in dict.fromkeys(m for spec in json.loads(values['models']).values()
-                                  for m in family(spec['family']).first):
-            try: importlib.import_module(name)
-            except ImportError as e: raise Unavailable(f"{name}, which the run's models need: {e}") from None
-        from ploomber.constants import TaskStatus
-        from ploomber.exceptions import DAGBuildError
+        first_imports(values['models'])
         dag = _dag(root, values)
-        mend_metadata([Path(str(f)) for task in dag.values() for f in task.product])   # what a killed run cut
-        # the run's cluster held for the build (a local one started once), its address handed to every task; a scheduler
-        # that cannot be reached, or workers that differ, are refused here, before any task starts
-        # on a terminal (`progress`): the task at work, the symbol or model it is at; output to a file or a pipe: a line
-        # as each task starts and ends
-        with running(values['cluster'], run_dir(values['home'])), Display.auto(progress) as display:
-            dag.on_render = lambda dag: display.starting(
-                [t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped])  # the tasks that will run
-            for task in dag.values(): task.on_finish = display.finished
-            try:
-                with quiet_ploomber(): built = dag.build(force=force, show_progress=False)
-            except DAGBuildError as e:
-                attempt['task'] = next((t.name for t in dag.values()
-                                        if t.exec_status in (TaskStatus.Errored, TaskStatus.ErroredRender)),
-                                       None)
-                raise task_failure(str(e)) from None
-        _write_stamp(stamp, root, values, [Path(str(f)) for task in dag.values() for f in task.product])
+        mend_metadata(product_files(dag))   # what a killed run cut
+        built = _build(dag, values, force, progress, attempt)
+        _write_stamp(stamp, root, values, product_files(dag))
         seconds = timings(built)
         ran = Ran(seconds, {name: products_of(dag[name]) for name in seconds})
         if ran: _keep_notebooks(run_dir(values['home']), dag, ran, json.loads(values['report_config'])['tracking'])
