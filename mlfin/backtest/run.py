@@ -52,31 +52,14 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
                       **changes,                    # fields of the settings that differ (reps=200, threshold=0.6, ...)
                      ) -> Backtests:
     "Every symbol's models after costs and its leader examined, then the leaders as one portfolio sharing cash"
-    settings = replace(settings or BacktestSettings(), **changes)
-    check_thresholds(settings.threshold, settings.short_below)
-    if settings.allocation not in ALLOCATIONS:
-        raise BadInput(f"unknown allocation {settings.allocation!r}; known: {', '.join(ALLOCATIONS)}")
-    missing = [s for s in leaders if s not in bars_by_symbol]
-    if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
+    settings = _settled(settings, changes, leaders, bars_by_symbol)
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
     costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees, settings.slippage)
              for s in leaders}
-    bars_at, oos_at = sources or (None, None)
-    calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol,
-                      leader, calendars[symbol], trials[symbol], costs[symbol], settings)
-             for symbol, leader in leaders.items()}
-    keys = {symbol: book_key(bars_by_symbol[symbol], oos[oos['symbol'] == symbol], *args[2:])
-            for symbol, args in calls.items()}
+    calls, keys = _book_calls(bars_by_symbol, oos, leaders, calendars, trials, costs, settings, sources)
     # one unit a symbol, in process or on the run's cluster, those met before read back; the portfolio here, after
     booked = reuse('backtest', backtest_one, calls, keys, BOOKED, units)
-    done = booked.results
-    metrics, curves, trades, records, weights, grids, returns = {}, [], [], [], {}, {}, []
-    for symbol, one in done.items():
-        metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
-        curves.append(one.curves)
-        trades.append(one.trades)
-        records.append(one.signals)
-        returns.append(one.grid_returns.assign(symbol=symbol))
+    metrics, curves, trades, records, weights, grids, returns = _gathered(booked.results)
     # fewer days: no portfolio, each symbol stands alone
     # the days the leaders trade on, from their first decision: a day's value each, a daily return between two
     if len(leaders) > 1 and clock_days(weights) - 1 >= PORTFOLIO_MIN_DAYS:
@@ -88,6 +71,17 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
         metrics[PORTFOLIO] = p_metrics; curves.append(p_curve); trades.append(p_trades)
     return Backtests(pd.concat(records, ignore_index=True), pd.concat(curves), pd.concat(trades, ignore_index=True),
                      metrics, pd.concat(returns), settings, booked.record())
+
+# %% ../../nbs/07da_backtest.run.ipynb #fef5dcf8
+def _settled(settings: BacktestSettings | None, changes: dict, leaders: dict, bars_by_symbol: dict) -> BacktestSettings:
+    "The run's settings with their changes, checked, and every leader's bars there: refused before any symbol is traded"
+    settings = replace(settings or BacktestSettings(), **changes)
+    check_thresholds(settings.threshold, settings.short_below)
+    if settings.allocation not in ALLOCATIONS:
+        raise BadInput(f"unknown allocation {settings.allocation!r}; known: {', '.join(ALLOCATIONS)}")
+    missing = [s for s in leaders if s not in bars_by_symbol]
+    if missing: raise BadInput(f"signals for {', '.join(missing)} have no bars under them")
+    return settings
 
 # %% ../../nbs/07da_backtest.run.ipynb #c013_u
 def backtest_one(
@@ -144,6 +138,29 @@ def _book_of(files: dict[str, bytes]) -> SymbolBacktest:
 
 BOOKED = Codec(_book_files, _book_of)   # how a symbol's book is kept between runs
 
+# %% ../../nbs/07da_backtest.run.ipynb #a673c094
+def _book_calls(bars_by_symbol: dict, oos: pd.DataFrame, leaders: dict, calendars: dict, trials: dict, costs: dict,
+                settings: BacktestSettings, sources: tuple[str, str] | None) -> tuple[dict, dict]:
+    "Each symbol's call of `backtest_one` (its rows shipped, or read from `sources` where it runs) and its `book_key`"
+    bars_at, oos_at = sources or (None, None)
+    calls = {symbol: (shipped(bars_by_symbol[symbol], bars_at), shipped(oos[oos['symbol'] == symbol], oos_at), symbol,
+                      leader, calendars[symbol], trials[symbol], costs[symbol], settings)
+             for symbol, leader in leaders.items()}
+    keys = {symbol: book_key(bars_by_symbol[symbol], oos[oos['symbol'] == symbol], *args[2:])
+            for symbol, args in calls.items()}
+    return calls, keys
+
+# %% ../../nbs/07da_backtest.run.ipynb #c9e4a38a
+def _gathered(books: dict[str, SymbolBacktest]) -> tuple:
+    """The symbols' books gathered: metrics, curves, trades, signals, the leaders' weights, the grids' weights and the
+    grids' returns"""
+    metrics, curves, trades, records, weights, grids, returns = {}, [], [], [], {}, {}, []
+    for symbol, one in books.items():
+        metrics[symbol], weights[symbol], grids[symbol] = one.metrics, one.curves['weight'], one.grid
+        curves.append(one.curves); trades.append(one.trades); records.append(one.signals)
+        returns.append(one.grid_returns.assign(symbol=symbol))
+    return metrics, curves, trades, records, weights, grids, returns
+
 # %% ../../nbs/07da_backtest.run.ipynb #c013_00
 def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], costs: dict[str, Costs], trials: int,
                        # per symbol: the configurations' weights (model@threshold -> weight)
@@ -167,25 +184,14 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
                     for s, w in weights.items()}
     hold = daily_clock(book(hold_weights).value()).reindex(value.index)
     # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash alike
-    keys = [k for k in next(iter(grids.values())) if all(k in g for g in grids.values())] if grids else []
-    grid = (pd.DataFrame({k: daily_clock(book({s: g[k] for s, g in grids.items()}, stop_loss=stop_loss,
-                                              take_profit=take_profit)
-                                         .value())
-                          for k in keys})
-            .reindex(value.index).pct_change().iloc[1:]
-            if keys else None)
+    grid = _portfolio_grid(book, grids, value.index, stop_loss=stop_loss, take_profit=take_profit)
     examined, bands = examine(value, hold, trials, grid, ppy, settings)
     trades = pf.trades.records_readable
     # between a symbol's own bars
     held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)
     strategy = json_numbers({**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()),
                         **_activity(held, value.index, ppy)})
-    named = ', '.join(f"{s} {calendars[s]}" for s in weights if calendars and s in calendars)
-    metrics = {'model': 'leaders', 'symbols': list(weights), 'periods_per_year': ppy,
-               'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed"
-               + (f"; {named})" if named else ")"),
-               'allocation': allocation, 'allocation_rule': ALLOCATIONS[allocation], 'strategy': strategy,
-               'buy_and_hold': json_numbers(stats.performance(hold, ppy)), 'exposure': strategy['exposure'], **examined}
+    metrics = _portfolio_metrics(list(weights), calendars, ppy, allocation, strategy, hold, examined)
     curve = pd.DataFrame({'symbol': PORTFOLIO, 'strategy': value, 'buy_and_hold': hold})
     for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']): curve[name] = np.r_[1.0, q] * value.iloc[0]
     return metrics, curve, trades.rename(columns={'Column': 'symbol'}).assign(book=PORTFOLIO)
@@ -257,3 +263,24 @@ def _activity(held: pd.DataFrame, days: pd.DatetimeIndex, periods_per_year: floa
     years = (len(days) - 1) / periods_per_year
     return {'exposure': float((any_held > 0).mean()), 'turnover': float(changes / years) if years > 0 else float('nan')}
 
+
+# %% ../../nbs/07da_backtest.run.ipynb #b1510551
+def _portfolio_grid(book, # weights -> a book sharing cash (`backtest_portfolio`'s)
+                    grids: dict[str, dict] | None, index: pd.DatetimeIndex, **stops) -> pd.DataFrame | None:
+    """The daily returns of each configuration of the grid (model@threshold) that every symbol has, traded by all the
+    symbols at once sharing cash alike; None without grids"""
+    keys = [k for k in next(iter(grids.values())) if all(k in g for g in grids.values())] if grids else []
+    if not keys: return None
+    return (pd.DataFrame({k: daily_clock(book({s: g[k] for s, g in grids.items()}, **stops).value()) for k in keys})
+            .reindex(index).pct_change().iloc[1:])
+
+# %% ../../nbs/07da_backtest.run.ipynb #79b4c527
+def _portfolio_metrics(symbols: list, calendars: dict | None, ppy: float, allocation: str, strategy: dict,
+                       hold: pd.Series, examined: dict) -> dict:
+    "The portfolio's metrics: its symbols, its daily clock in words, its allocation, its and buy-and-hold's performance"
+    named = ', '.join(f"{s} {calendars[s]}" for s in symbols if calendars and s in calendars)
+    return {'model': 'leaders', 'symbols': symbols, 'periods_per_year': ppy,
+            'clock': f"1d (the value at each UTC day's last bar; {ppy:.1f} days with a value a year, observed"
+            + (f"; {named})" if named else ")"),
+            'allocation': allocation, 'allocation_rule': ALLOCATIONS[allocation], 'strategy': strategy,
+            'buy_and_hold': json_numbers(stats.performance(hold, ppy)), 'exposure': strategy['exposure'], **examined}
