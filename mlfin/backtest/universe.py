@@ -226,6 +226,39 @@ class SymbolBacktest:
     # every configuration's per-bar returns after costs (columns: MODEL@POINT), from the bar after the first decision
     grid_returns: pd.DataFrame
 
+# %% ../../nbs/07d_backtest.universe.ipynb #f2f24518
+def _leader_tables(bars: pd.DataFrame, value: pd.Series, chosen: pd.DataFrame, costs: Costs, ppy: float,
+                   settings: BacktestSettings) -> dict:
+    """The leader's breakdowns: its returns by volatility regime, its costs stressed, and its signal's decay over the
+    holding horizon"""
+    return {'by_regime': _table(stats.by_regime(value.pct_change().dropna(), bars['close'], ppy)),
+            'cost_stress': cost_stress(bars.loc[chosen.index[0] : chosen.index[-1]], chosen['weight'], costs, ppy,
+                                       settings.stop_loss, settings.take_profit),
+            'signal_decay': _table(stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
+                                                      chosen['prob_up'] if chosen['prob_up'].notna().any() else None))}
+
+# %% ../../nbs/07d_backtest.universe.ipynb #0061b1b8
+def _leader_curves(symbol: str, value: pd.Series, hold: pd.Series, chosen: pd.DataFrame, close: pd.Series,
+                   bands: dict) -> pd.DataFrame:
+    """The leader's curves on its value's bars: value, buy-and-hold, its decisions, the close, and the Monte Carlo
+    equity bands"""
+    curves = pd.DataFrame({'symbol': symbol, 'strategy': value, 'buy_and_hold': hold.reindex(value.index),
+                           'prob_up': chosen['prob_up'].reindex(value.index),
+                           'signal': chosen['side'].reindex(value.index),
+                           'weight': chosen['weight'].reindex(value.index), 'close': close.reindex(value.index)})
+    for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
+        curves[name] = np.r_[1.0, q] * value.iloc[0]
+    return curves
+
+# %% ../../nbs/07d_backtest.universe.ipynb #fe500659
+def _leader_trades(pf, leader: str, symbol: str) -> pd.DataFrame:
+    "The leader's trades, each with its book and why it was closed (a stop, a target, the signal; 'open' if not)"
+    trades, reason = pf.trades_readable, pf.orders_by_bar[leader]['reason']
+    mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
+    mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open'
+                           for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
+    return mine
+
 # %% ../../nbs/07d_backtest.universe.ipynb #c011_04
 def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its bars, every model's out-of-sample rows
                     # the examined model, the symbol's calendar, configurations tried
@@ -248,7 +281,6 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
     grid_returns = grid_values.pct_change().iloc[1:]
     examined, bands = examine(value, hold, trials * each, grid_returns, ppy, settings)
     examined['skill'].update(model_trials=int(trials), per_model=int(each))
-    returns = value.pct_change().dropna()
     metrics = {'model': leader,
                'costs': {'asset_class': settings.cost_class(symbol, calendar), 'fees_bps': costs.fees,
                          'slippage_bps': costs.slippage, 'round_trip_bps': 2 * (costs.fees + costs.slippage)},
@@ -256,25 +288,10 @@ def backtest_symbol(symbol: str, bars: pd.DataFrame, oos: pd.DataFrame, # its ba
                'exposure': per_model[leader]['exposure'], 'periods_per_year': ppy, 'models': per_model,
                'skill': examined['skill'], 'pbo': examined['pbo'], 'sharpe_interval': examined['sharpe_interval'],
                'monte_carlo': examined['monte_carlo'], 'by_year': examined['by_year'],
-               'by_regime': _table(stats.by_regime(returns, bars['close'], ppy)),
-               'cost_stress': cost_stress(bars.loc[chosen.index[0] : chosen.index[-1]], chosen['weight'], costs, ppy,
-                                          settings.stop_loss, settings.take_profit),
-               'signal_decay': _table(stats.signal_decay(chosen['side'].astype('float64'), bars['close'],
-                                                         chosen['prob_up'] if chosen['prob_up'].notna().any()
-                                                         else None))}
+               **_leader_tables(bars, value, chosen, costs, ppy, settings)}
     if settings.sizing == 'kelly':
         metrics['calibrated_share'] = float(calibrate(oos[oos['model'] == leader].sort_index())['calibrated'].mean())
-    curves = pd.DataFrame({'symbol': symbol, 'strategy': value, 'buy_and_hold': hold.reindex(value.index),
-                           'prob_up': chosen['prob_up'].reindex(value.index),
-                           'signal': chosen['side'].reindex(value.index),
-                           'weight': chosen['weight'].reindex(value.index),
-                           'close': bars['close'].reindex(value.index)})
-    for name, q in zip(('mc_low', 'mc_mid', 'mc_high'), bands['equity']):
-        curves[name] = np.r_[1.0, q] * value.iloc[0]
-    trades, reason = pf.trades_readable, pf.orders_by_bar[leader]['reason']
-    mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
-    mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open'
-                           for t, s in zip(mine['Exit Timestamp'], mine['Status'])]
+    curves = _leader_curves(symbol, value, hold, chosen, bars['close'], bands)
     records = pd.concat([signal_records(w['side'], w['prob_up'], symbol, timeframe, m, settings.threshold, w['weight'],
                                         w['prob'] if settings.sizing == 'kelly' else None) for m, w in made.items()])
-    return SymbolBacktest(metrics, curves, mine, records, grid, grid_returns)
+    return SymbolBacktest(metrics, curves, _leader_trades(pf, leader, symbol), records, grid, grid_returns)
