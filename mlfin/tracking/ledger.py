@@ -255,55 +255,7 @@ def append_only(c, location: str, again: bool = False, # made anew whether or no
     if made < len(_TRIGGERS) or again:
         try:
             with c.begin_nested():
-                # both functions run with pg_catalog first and nothing a session may shadow (its temporary objects last)
-                c.execute(sa.text(f"""
-                    CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql
-                    SET search_path = pg_catalog, pg_temp AS $$
-                    BEGIN RAISE EXCEPTION 'the trial ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
-                    END $$"""))
-                c.execute(sa.text(f"""
-                    CREATE OR REPLACE FUNCTION {TABLE}_login() RETURNS trigger LANGUAGE plpgsql
-                    SET search_path = pg_catalog, pg_temp AS $$
-                    DECLARE last_seq integer; last_hash text;
-                    BEGIN
-                        NEW.login := session_user;
-                        EXECUTE format('SELECT seq, hash FROM %I.%I ORDER BY seq DESC LIMIT 1', TG_TABLE_SCHEMA,
-                                       TG_TABLE_NAME) INTO last_seq, last_hash;
-                        IF NEW.seq <> coalesce(last_seq, 0) + 1 OR NEW.prev <> coalesce(last_hash, repeat('0', 64)) THEN
-                            RAISE EXCEPTION 'entry % refused: the trial ledger''s next entry is % and follows its last',
-                                NEW.seq, coalesce(last_seq, 0) + 1;
-                        END IF;
-                        IF NEW.hash <> encode(sha256(convert_to(concat_ws(chr(31), NEW.prev, NEW.seq::text,
-                                NEW.recorded, NEW.kind, NEW.family, NEW.body), 'UTF8')), 'hex') THEN
-                            RAISE EXCEPTION 'entry % refused: its hash is not of what it says', NEW.seq;
-                        END IF;
-                        IF jsonb_typeof(NEW.body::jsonb) <> 'object' THEN
-                            RAISE EXCEPTION 'entry % refused: its body is not a JSON object', NEW.seq;
-                        END IF;
-                        IF NEW.kind IN ('promotion', 'reset')
-                           AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
-                           AND NOT pg_has_role(session_user, '{PROMOTER}', 'MEMBER') THEN
-                            RAISE EXCEPTION
-                                'a % by % refused: only the team''s promoters (role {PROMOTER}) promote or reset',
-                                NEW.kind, session_user;
-                        END IF;
-                        RETURN NEW;
-                    END $$"""))
-                # a kept return is the bytes its name is the digest of, whoever inserts it
-                c.execute(sa.text(f"""
-                    DO $$ BEGIN
-                        IF NOT EXISTS (SELECT FROM pg_constraint WHERE conname = '{TABLE}_returns_digest') THEN
-                            ALTER TABLE {TABLE}_returns ADD CONSTRAINT {TABLE}_returns_digest
-                                CHECK (digest = encode(sha256(data), 'hex'));
-                        END IF;
-                    END $$"""))
-                c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {TABLE}_login BEFORE INSERT ON {TABLE} "
-                                  f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_login()"))
-                for table in TABLES:
-                    c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_rows BEFORE UPDATE OR DELETE ON {table} "
-                                      f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()"))
-                    c.execute(sa.text(f"CREATE OR REPLACE TRIGGER {table}_truncate BEFORE TRUNCATE ON {table} "
-                                      f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"))
+                for statement in _guard_statements(): c.execute(sa.text(statement))
         except sa.exc.ProgrammingError as e:
             raise Unavailable(f"the trial ledger at {place(location)} has no append-only guard "
                               f"and this account may not make it ({str(e.orig).strip().splitlines()[0]}): "
@@ -319,6 +271,63 @@ def make(self: Ledger):
         _META.create_all(c)
         _login_column(c, self.location)
         if self.remote: append_only(c, self.location, again=True)
+
+# %% ../../nbs/05e_tracking.ledger.ipynb #106d4b35
+def _login_function() -> str:
+    "The trigger function an insert passes: stamped with its login, only as the chain's next entry, promoters' alone"
+    return f"""
+    CREATE OR REPLACE FUNCTION {TABLE}_login() RETURNS trigger LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE last_seq integer; last_hash text;
+    BEGIN
+        NEW.login := session_user;
+        EXECUTE format('SELECT seq, hash FROM %I.%I ORDER BY seq DESC LIMIT 1', TG_TABLE_SCHEMA,
+                       TG_TABLE_NAME) INTO last_seq, last_hash;
+        IF NEW.seq <> coalesce(last_seq, 0) + 1 OR NEW.prev <> coalesce(last_hash, repeat('0', 64)) THEN
+            RAISE EXCEPTION 'entry % refused: the trial ledger''s next entry is % and follows its last',
+                NEW.seq, coalesce(last_seq, 0) + 1;
+        END IF;
+        IF NEW.hash <> encode(sha256(convert_to(concat_ws(chr(31), NEW.prev, NEW.seq::text,
+                NEW.recorded, NEW.kind, NEW.family, NEW.body), 'UTF8')), 'hex') THEN
+            RAISE EXCEPTION 'entry % refused: its hash is not of what it says', NEW.seq;
+        END IF;
+        IF jsonb_typeof(NEW.body::jsonb) <> 'object' THEN
+            RAISE EXCEPTION 'entry % refused: its body is not a JSON object', NEW.seq;
+        END IF;
+        IF NEW.kind IN ('promotion', 'reset')
+           AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{PROMOTER}')
+           AND NOT pg_has_role(session_user, '{PROMOTER}', 'MEMBER') THEN
+            RAISE EXCEPTION
+                'a % by % refused: only the team''s promoters (role {PROMOTER}) promote or reset',
+                NEW.kind, session_user;
+        END IF;
+        RETURN NEW;
+    END $$"""
+
+# %% ../../nbs/05e_tracking.ledger.ipynb #2a9979ae
+def _guard_statements() -> list[str]:
+    "The SQL that makes the ledger's append-only guard: its trigger functions, the returns' digest check, the triggers"
+    # both functions run with pg_catalog first and nothing a session may shadow (its temporary objects last)
+    return [f"""
+            CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql
+            SET search_path = pg_catalog, pg_temp AS $$
+            BEGIN RAISE EXCEPTION 'the trial ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
+            END $$""",
+            _login_function(),
+            # a kept return is the bytes its name is the digest of, whoever inserts it
+            f"""
+            DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_constraint WHERE conname = '{TABLE}_returns_digest') THEN
+                    ALTER TABLE {TABLE}_returns ADD CONSTRAINT {TABLE}_returns_digest
+                        CHECK (digest = encode(sha256(data), 'hex'));
+                END IF;
+            END $$""",
+            f"CREATE OR REPLACE TRIGGER {TABLE}_login BEFORE INSERT ON {TABLE} "
+            f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_login()",
+            *(f"CREATE OR REPLACE TRIGGER {table}_{kind} BEFORE {on} ON {table} "
+              f"FOR EACH {each} EXECUTE FUNCTION {TABLE}_append_only()"
+              for table in TABLES
+              for kind, on, each in (('rows', 'UPDATE OR DELETE', 'ROW'), ('truncate', 'TRUNCATE', 'STATEMENT')))]
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c016
 def acknowledged(found: Check) -> set[str]:
