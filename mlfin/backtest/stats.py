@@ -65,6 +65,24 @@ MIN_ANNUAL_SPAN = 90
 # `performance`'s figures scaled to a year
 ANNUALISED = ('annual_return', 'volatility', 'sharpe', 'sortino', 'calmar', 'turnover')
 
+# %% ../../nbs/07c_backtest.stats.ipynb #2ad18bca
+def _holding(position: pd.Series | pd.DataFrame, # held position per bar (a column per symbol of a portfolio)
+             index: pd.Index, years: float) -> dict[str, float]:
+    "Exposure (the share of bars with any position) and turnover (every symbol's position changes) a year"
+    held = position.reindex(index).fillna(0).to_numpy(dtype='float64').reshape(len(index), -1)
+    changes = np.abs(np.diff(held, axis=0, prepend=0.0)).sum()
+    return {'exposure': float((held != 0).any(axis=1).mean()),
+            'turnover': float(changes / years) if years > 0 else float('nan')}
+
+# %% ../../nbs/07c_backtest.stats.ipynb #1199b9d8
+def _trade_figures(trade_pnl) -> dict[str, float]:
+    """Trades, win rate and profit factor of closed trades' profit or loss in money (not each trade's own return: a
+    small winner and a large loser are a losing pair)"""
+    t = np.asarray(trade_pnl, dtype='float64')
+    gains, losses = t[t > 0].sum(), -t[t < 0].sum()
+    return {'trades': int(len(t)), 'win_rate': float((t > 0).mean()) if len(t) else float('nan'),
+            'profit_factor': float(gains / losses) if losses > 0 else (float('inf') if gains > 0 else float('nan'))}
+
 # %% ../../nbs/07c_backtest.stats.ipynb #c012
 def performance(value: pd.Series,          # portfolio value per bar, after costs
                 periods_per_year: float,   # from the asset's calendar
@@ -97,16 +115,8 @@ def performance(value: pd.Series,          # portfolio value per bar, after cost
            'drawdown_bars': int(bars_under), 'drawdown_days': float(time_under / pd.Timedelta(days=1)),
            # the figures scaled to a year are marked when short
            'span_days': days, 'short_span': bool(days < MIN_ANNUAL_SPAN)}
-    if position is not None:
-        held = position.reindex(value.index).fillna(0).to_numpy(dtype='float64').reshape(len(value), -1)
-        out['exposure'] = float((held != 0).any(axis=1).mean())   # bars with any position
-        changes = np.abs(np.diff(held, axis=0, prepend=0.0)).sum()  # every symbol's position changes
-        out['turnover'] = float(changes / years) if years > 0 else float('nan')  # a year
-    if trade_pnl is not None:   # money, not each trade's own return: a small winner and a large loser are a losing pair
-        t = np.asarray(trade_pnl, dtype='float64')
-        gains, losses = t[t > 0].sum(), -t[t < 0].sum()
-        out.update(trades=int(len(t)), win_rate=float((t > 0).mean()) if len(t) else float('nan'),
-                   profit_factor=float(gains / losses) if losses > 0 else (float('inf') if gains > 0 else float('nan')))
+    if position is not None: out.update(_holding(position, value.index, years))
+    if trade_pnl is not None: out.update(_trade_figures(trade_pnl))
     return out
 
 # %% ../../nbs/07c_backtest.stats.ipynb #c015s
