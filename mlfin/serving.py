@@ -9,6 +9,7 @@ from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
+from fastcore.basics import patch
 from .config import REGISTRY_POLL, SERVING_TAIL
 from .errors import NotFound, Unavailable
 from .extras import MissingExtra, missing
@@ -188,148 +189,182 @@ class Live:
         self._registry = (stamp := int(now / self.registry_poll) if self.registry_poll else now, now)
         return stamp
 
-    def predictor(self, symbol: str, timeframe: str, entry: _Series | None = None):
-        "The production model of a series, loaded again when the alias has moved (call with the entry's lock held)"
-        from mlflow.exceptions import MlflowException
-        entry = entry or self._entry(symbol, timeframe)
-        stamp = self.registry_stamp()
-        if entry.checked == stamp:   # nothing moved in the registry since the last look
-            if entry.predictor is not None: return entry.predictor
-            if entry.refused is not None: raise entry.refused
-            raise NoProductionModel(f"no production model for {symbol} {timeframe}: {NONE_ADVICE}")
-        name = registered_name(symbol, timeframe)
-        if stamp is None and self.tracking is not None:  # a registry named where there is none
-            raise Unavailable(f"no MLflow registry at {self._file} (`tracking=`): a SQLite registry is "
-                              "read at the path the research home wrote it, or from that home copied here")
+
+# %% ../nbs/06z_serving.ipynb #6ea9c35c
+@patch
+def predictor(self:Live, symbol: str, timeframe: str, entry: _Series | None = None):
+    "The production model of a series, loaded again when the alias has moved (call with the entry's lock held)"
+    entry = entry or self._entry(symbol, timeframe)
+    stamp = self.registry_stamp()
+    if entry.checked == stamp:   # nothing moved in the registry since the last look
+        if entry.predictor is not None: return entry.predictor
+        if entry.refused is not None: raise entry.refused
+        raise NoProductionModel(f"no production model for {symbol} {timeframe}: {NONE_ADVICE}")
+    found = self._production(symbol, timeframe, entry, stamp)
+    self._load(found, symbol, timeframe, entry, stamp)
+    entry.checked = stamp
+    return entry.predictor
+
+# %% ../nbs/06z_serving.ipynb #cb7a14d3
+@patch
+def _production(self:Live, symbol: str, timeframe: str, entry: _Series, stamp):
+    """The series' production version in the registry, filed by the trial ledger; a line when there is none, it
+    cannot be read, or no one filed it (`entry` then remembers it until the registry changes)"""
+    # MLflow only where the registry is asked: importing mlfin.serving loads none of it (a service's start stays light)
+    from mlflow.exceptions import MlflowException
+    name = registered_name(symbol, timeframe)
+    if stamp is None and self.tracking is not None:  # a registry named where there is none
+        raise Unavailable(f"no MLflow registry at {self._file} (`tracking=`): a SQLite registry is "
+                          "read at the path the research home wrote it, or from that home copied here")
+    if stamp is None:
+        raise NoProductionModel(f"no production model for {symbol} {timeframe}: "
+                                "the registry is empty (no run has registered one)")
+    if self._file is None and (down := _registry_down(self._uri)):   # minutes of MLflow's retries, said in seconds
+        raise Unavailable(f"the model registry {_masked(self._uri)} does not answer ({down})")
+    # one client: each new one opens the registry's database again
+    if self._client is None: self._client = registry_client(self.tracking)
+    try:
+        found = self._client.get_model_version_by_alias(name, 'production')
+    except MlflowException as e:
+        if e.error_code not in ABSENT:   # the registry failed, not the alias: said as the registry's
+            raise Unavailable(f"the model registry {_masked(self._uri)} could not be read ({e.error_code}: "
+                              f"{(str(e).strip().splitlines() or [''])[0]})") from None
+        # known to have none: not asked again until the registry changes
+        entry.checked, entry.predictor, entry.forecasts, entry.refused = stamp, None, {}, None
+        raise NoProductionModel(f"no production model for {symbol} {timeframe}: {NONE_ADVICE}") from None
+    # an alias the trial ledger did not file (moved through MLflow's own API), or no ledger to check it against
+    # here: served by no one, said to everyone
+    refusal = _ledger_refusal(self.ledger)
+    line = None if refusal else unfiled_of({name: int(found.version)}, self.ledger).get(name)
+    entry.refused = refusal or (Unavailable(line) if line else None)
+    if entry.refused is not None:
+        entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
+        raise entry.refused
+    return found
+
+# %% ../nbs/06z_serving.ipynb #9eb00a6a
+@patch
+def _load(self:Live, found, symbol: str, timeframe: str, entry: _Series, stamp):
+    "Load the production version `found` into `entry` when it is not the one loaded (refusals said and kept)"
+    from mlflow.exceptions import MlflowException   # as `_production`
+    if entry.predictor is not None and entry.predictor.version == int(found.version): return
+    name = registered_name(symbol, timeframe)
+    # loaded before it replaces the old one: no request goes without
+    try: predictor = load_version(found.version, symbol, timeframe, self.tracking, self.cache, self.ledger)
+    except MlflowException as e:   # its files not where the registry says (a home moved): MLflow's first line
+        raise Unavailable(f"{name} v{found.version} is in production but cannot be read from the registry: "
+                          f"{(str(e).strip().splitlines() or [''])[0]}") from None
+    # a family this install lacks: said, logged once, and kept until production moves
+    except MissingExtra as e:
+        entry.refused = Unavailable(f"{name} v{found.version} is in production but cannot be loaded here: {e}")
+        entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
+        logging.getLogger('mlfin.serving').warning(str(entry.refused))
+        raise entry.refused from None
+    if 'features' not in predictor.model.manifest:
+        raise Unavailable(f"{name} v{found.version} does not record its feature "
+                          "spec (saved before mlfin recorded it): retrain it")
+    entry.predictor, entry.tags, entry.forecasts = predictor, dict(found.tags), {}
+
+# %% ../nbs/06z_serving.ipynb #fde52c23
+@patch
+def forecast(self:Live, symbol: str, timeframe: str,
+             closed: bool = True,   # at the last closed bar (False: the last stored, which may be forming)
+            ) -> Forecast:
+    """The production model's prediction for the bar after the last stored (closed) one, made once per new bar and
+    model version"""
+    entry = self._entry(symbol, timeframe)
+    with entry.lock:
+        predictor = self.predictor(symbol, timeframe, entry)
+        now = pd.Timestamp.now(tz='UTC')
+        try: stamp = self.store.stamp(symbol, timeframe)
+        # the store down: the forecast made for its last bar read is answered (it names that bar); none, the 503
+        except Unavailable:
+            if _standing(kept := entry.forecasts.get(closed), now, predictor.version): return kept[2]
+            raise
         if stamp is None:
-            raise NoProductionModel(f"no production model for {symbol} {timeframe}: "
-                                    "the registry is empty (no run has registered one)")
-        if self._file is None and (down := _registry_down(self._uri)):   # minutes of MLflow's retries, said in seconds
-            raise Unavailable(f"the model registry {_masked(self._uri)} does not answer ({down})")
-        # one client: each new one opens the registry's database again
-        if self._client is None: self._client = registry_client(self.tracking)
-        try:
-            found = self._client.get_model_version_by_alias(name, 'production')
-        except MlflowException as e:
-            if e.error_code not in ABSENT:   # the registry failed, not the alias: said as the registry's
-                raise Unavailable(f"the model registry {_masked(self._uri)} could not be read ({e.error_code}: "
-                                  f"{(str(e).strip().splitlines() or [''])[0]})") from None
-            # known to have none: not asked again until the registry changes
-            entry.checked, entry.predictor, entry.forecasts, entry.refused = stamp, None, {}, None
-            raise NoProductionModel(f"no production model for {symbol} {timeframe}: {NONE_ADVICE}") from None
-        # an alias the trial ledger did not file (moved through MLflow's own API), or no ledger to check it against
-        # here: served by no one, said to everyone
-        refusal = _ledger_refusal(self.ledger)
-        line = None if refusal else unfiled_of({name: int(found.version)}, self.ledger).get(name)
-        entry.refused = refusal or (Unavailable(line) if line else None)
-        if entry.refused is not None:
-            entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
-            raise entry.refused
-        if entry.predictor is None or entry.predictor.version != int(found.version):
-            # loaded before it replaces the old one: no request goes without
-            try: predictor = load_version(found.version, symbol, timeframe, self.tracking, self.cache, self.ledger)
-            except MlflowException as e:   # its files not where the registry says (a home moved): MLflow's first line
-                raise Unavailable(f"{name} v{found.version} is in production but cannot be read from the registry: "
-                                  f"{(str(e).strip().splitlines() or [''])[0]}") from None
-            # a family this install lacks: said, logged once, and kept until production moves
-            except MissingExtra as e:
-                entry.refused = Unavailable(f"{name} v{found.version} is in production but cannot be loaded here: {e}")
-                entry.checked, entry.predictor, entry.forecasts = stamp, None, {}
-                logging.getLogger('mlfin.serving').warning(str(entry.refused))
-                raise entry.refused from None
-            if 'features' not in predictor.model.manifest:
-                raise Unavailable(f"{name} v{found.version} does not record its feature "
-                                  "spec (saved before mlfin recorded it): retrain it")
-            entry.predictor, entry.tags, entry.forecasts = predictor, dict(found.tags), {}
-        entry.checked = stamp
-        return entry.predictor
+            root = getattr(self.store, 'root', None)
+            raise NotFound(f"no {timeframe} bars for {symbol} in the store {store_place(self.store)}"
+                           + (" (no such folder)" if root is not None and not Path(root).exists() else ''))
+        if _current(kept := entry.forecasts.get(closed), stamp, now, predictor.version): return kept[2]
+        manifest = predictor.model.manifest
+        bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed) + 1, store=self.store)
+        until = pd.Timestamp.max.tz_localize('UTC')   # valid until the bars change...
+        if closed:
+            forming, calendar = (bars.index[-1] if len(bars) else None), bars.attrs.get('calendar', '')
+            bars = closed_bars(bars, timeframe, now)
+            # ...or the forming bar closes
+            if forming is not None and (not len(bars) or bars.index[-1] != forming):
+                until = bar_end(forming, timeframe, calendar)
+            if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
+        x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed, self.store)
+        ratio, value, last = (float(entry.tags.get('oos_mae_ratio', 'nan')), predictor(x.to_numpy()),
+                              float(bars['close'].iloc[-1]))
+        # a next_close version from before forecasts were returns: its price as the return it implies
+        if target_of(entry.tags) == 'price': value = value / last - 1
+        made = Forecast(symbol, timeframe, bars.index[-1], value, predictor.kind, manifest.get('label', ''),
+                        manifest['name'], predictor.name, predictor.version, last,
+                        for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')),
+                        walk_ratio=ratio if ratio == ratio else None)
+        entry.forecasts[closed] = (stamp, until, made)
+        return made
 
-    def forecast(self, symbol: str, timeframe: str,
-                 closed: bool = True,   # at the last closed bar (False: the last stored, which may be forming)
-                ) -> Forecast:
-        """The production model's prediction for the bar after the last stored (closed) one, made once per new bar and
-        model version"""
-        entry = self._entry(symbol, timeframe)
-        with entry.lock:
-            predictor = self.predictor(symbol, timeframe, entry)
-            now = pd.Timestamp.now(tz='UTC')
-            try: stamp = self.store.stamp(symbol, timeframe)
-            # the store down: the forecast made for its last bar read is answered (it names that bar); none, the 503
-            except Unavailable:
-                if _standing(kept := entry.forecasts.get(closed), now, predictor.version): return kept[2]
-                raise
-            if stamp is None:
-                root = getattr(self.store, 'root', None)
-                raise NotFound(f"no {timeframe} bars for {symbol} in the store {store_place(self.store)}"
-                               + (" (no such folder)" if root is not None and not Path(root).exists() else ''))
-            if _current(kept := entry.forecasts.get(closed), stamp, now, predictor.version): return kept[2]
-            manifest = predictor.model.manifest
-            bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed) + 1, store=self.store)
-            until = pd.Timestamp.max.tz_localize('UTC')   # valid until the bars change...
-            if closed:
-                forming, calendar = (bars.index[-1] if len(bars) else None), bars.attrs.get('calendar', '')
-                bars = closed_bars(bars, timeframe, now)
-                # ...or the forming bar closes
-                if forming is not None and (not len(bars) or bars.index[-1] != forming):
-                    until = bar_end(forming, timeframe, calendar)
-                if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
-            x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed, self.store)
-            ratio, value, last = (float(entry.tags.get('oos_mae_ratio', 'nan')), predictor(x.to_numpy()),
-                                  float(bars['close'].iloc[-1]))
-            # a next_close version from before forecasts were returns: its price as the return it implies
-            if target_of(entry.tags) == 'price': value = value / last - 1
-            made = Forecast(symbol, timeframe, bars.index[-1], value, predictor.kind, manifest.get('label', ''),
-                            manifest['name'], predictor.name, predictor.version, last,
-                            for_bar=bar_end(bars.index[-1], timeframe, bars.attrs.get('calendar', '')),
-                            walk_ratio=ratio if ratio == ratio else None)
-            entry.forecasts[closed] = (stamp, until, made)
-            return made
+# %% ../nbs/06z_serving.ipynb #2423ee2e
+@patch
+def kept(self:Live, symbol: str, timeframe: str, closed: bool = True) -> Forecast | None:
+    """The forecast `forecast` would answer with now, when that is known without waiting or computing: the series'
+    lock free, the registry unchanged since its version was checked, the store's stamp a local read (`cheap_stamp`:
+    Parquet's stat; PostgreSQL's is a query). An event loop answers with it; None: ask `forecast` (in a thread)"""
+    entry = self._series.get((symbol, timeframe))
+    if not self.store.cheap_stamp or entry is None or not entry.lock.acquire(blocking=False): return None
+    try:
+        if entry.predictor is None or entry.checked != self.registry_stamp(): return None
+        kept = entry.forecasts.get(closed)
+        return (kept[2]
+                if _current(kept, self.store.stamp(symbol, timeframe), pd.Timestamp.now(tz='UTC'),
+                            entry.predictor.version)
+                else None)
+    finally: entry.lock.release()
 
-    def kept(self, symbol: str, timeframe: str, closed: bool = True) -> Forecast | None:
-        """The forecast `forecast` would answer with now, when that is known without waiting or computing: the series'
-        lock free, the registry unchanged since its version was checked, the store's stamp a local read (`cheap_stamp`:
-        Parquet's stat; PostgreSQL's is a query). An event loop answers with it; None: ask `forecast` (in a thread)"""
-        entry = self._series.get((symbol, timeframe))
-        if not self.store.cheap_stamp or entry is None or not entry.lock.acquire(blocking=False): return None
-        try:
-            if entry.predictor is None or entry.checked != self.registry_stamp(): return None
-            kept = entry.forecasts.get(closed)
-            return (kept[2]
-                    if _current(kept, self.store.stamp(symbol, timeframe), pd.Timestamp.now(tz='UTC'),
-                                entry.predictor.version)
-                    else None)
-        finally: entry.lock.release()
+# %% ../nbs/06z_serving.ipynb #ded9a2e6
+@patch
+def may_serve(self:Live, symbol: str, timeframe: str) -> bool:
+    """False when the series is known to have no production model (and the registry has not changed since): nothing
+    to keep ready"""
+    entry = self._series.get((symbol, timeframe))
+    return entry is None or entry.predictor is not None or entry.checked != self.registry_stamp()
 
-    def may_serve(self, symbol: str, timeframe: str) -> bool:
-        """False when the series is known to have no production model (and the registry has not changed since): nothing
-        to keep ready"""
-        entry = self._series.get((symbol, timeframe))
-        return entry is None or entry.predictor is not None or entry.checked != self.registry_stamp()
+# %% ../nbs/06z_serving.ipynb #86296980
+@patch
+def tags(self:Live, symbol: str, timeframe: str) -> dict:
+    "The registry's tags of the production version this process serves for a series (threshold, costs, lineage)"
+    entry = self._entry(symbol, timeframe)
+    with entry.lock:
+        self.predictor(symbol, timeframe, entry)
+        return entry.tags
 
-    def tags(self, symbol: str, timeframe: str) -> dict:
-        "The registry's tags of the production version this process serves for a series (threshold, costs, lineage)"
-        entry = self._entry(symbol, timeframe)
-        with entry.lock:
-            self.predictor(symbol, timeframe, entry)
-            return entry.tags
+# %% ../nbs/06z_serving.ipynb #e7247d60
+@patch
+def moved(self:Live, symbol: str, timeframe: str):
+    "The series' production alias was moved by this process: look at the registry at the next request"
+    entry = self._entry(symbol, timeframe)
+    with entry.lock: entry.checked = -1.0
+    self._registry = (None, -1e9)
 
-    def moved(self, symbol: str, timeframe: str):
-        "The series' production alias was moved by this process: look at the registry at the next request"
-        entry = self._entry(symbol, timeframe)
-        with entry.lock: entry.checked = -1.0
-        self._registry = (None, -1e9)
+# %% ../nbs/06z_serving.ipynb #3bef0603
+@patch
+def loaded(self:Live) -> list[dict]:
+    "The series whose production model this process has loaded: name and version"
+    with self._lock: items = list(self._series.items())
+    return [{'symbol': s, 'timeframe': t, 'name': e.predictor.name, 'version': e.predictor.version}
+            for (s, t), e in items if e.predictor is not None]
 
-    def loaded(self) -> list[dict]:
-        "The series whose production model this process has loaded: name and version"
-        with self._lock: items = list(self._series.items())
-        return [{'symbol': s, 'timeframe': t, 'name': e.predictor.name, 'version': e.predictor.version}
-                for (s, t), e in items if e.predictor is not None]
-
-    def refusals(self) -> dict[str, str]:
-        """The series whose production this process found and cannot serve, and why (a family this install lacks, a
-        move the trial ledger did not file): 'SYMBOL:TIMEFRAME' -> the line"""
-        with self._lock: items = list(self._series.items())
-        return {f"{s}:{t}": str(e.refused) for (s, t), e in items if e.refused is not None}
+# %% ../nbs/06z_serving.ipynb #f92ee3ac
+@patch
+def refusals(self:Live) -> dict[str, str]:
+    """The series whose production this process found and cannot serve, and why (a family this install lacks, a
+    move the trial ledger did not file): 'SYMBOL:TIMEFRAME' -> the line"""
+    with self._lock: items = list(self._series.items())
+    return {f"{s}:{t}": str(e.refused) for (s, t), e in items if e.refused is not None}
 
 # %% ../nbs/06z_serving.ipynb #748ba629
 def record(f: Forecast) -> dict:
