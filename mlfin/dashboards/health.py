@@ -28,11 +28,9 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
         lower, below = bound, count
     return lower
 
-# %% ../../nbs/13ga_dashboards.health.ipynb #c019
-def health_tables(text: str) -> dict[str, pd.DataFrame]:
-    """The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue,
-    quarantined rows, last push, refused pushes, expected live), jobs, production versions"""
-    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+# %% ../../nbs/13ga_dashboards.health.ipynb #677875d3
+def _per_route(samples: list) -> pd.DataFrame:
+    "Requests, the share of them server errors, p50 and p99 per route, from the exposition's samples"
     routes, buckets = {}, {}
     for s in samples:
         if s.name == 'mlfin_requests_total':
@@ -41,13 +39,16 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
         elif s.name == 'mlfin_request_seconds_bucket':
             b = buckets.setdefault(s.labels['route'], {})
             b[float(s.labels['le'])] = b.get(float(s.labels['le']), 0.0) + s.value
-    per_route = pd.DataFrame([{'route': r, 'requests': int(v['requests']),
-                               'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
-                               'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)],
-                                                           0.5),
-                               'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)],
-                                                           0.99)}
-                              for r, v in sorted(routes.items())])
+    return pd.DataFrame([{'route': r, 'requests': int(v['requests']),
+                         'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
+                         'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
+                         'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)],
+                                                     0.99)}
+                        for r, v in sorted(routes.items())])
+
+# %% ../../nbs/13ga_dashboards.health.ipynb #b95f9dd4
+def _per_series(samples: list) -> pd.DataFrame:
+    "Each series' last bar, overdue, quarantined rows, last push, refused pushes and whether it is expected live"
     series = {}
     for s in samples:
         if s.name in ('mlfin_last_bar_timestamp_seconds', 'mlfin_series_overdue_seconds', 'mlfin_quarantine_rows',
@@ -61,7 +62,7 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
             pushes.setdefault(key, {})['last'] = s.value
         elif s.name == 'mlfin_pushes_refused_total':
             pushes.setdefault(key, {})['refused'] = pushes.get(key, {}).get('refused', 0) + s.value
-    per_series = pd.DataFrame(
+    return pd.DataFrame(
         [{'symbol': k[0], 'timeframe': k[1],
           'last bar': pd.Timestamp(v.get('mlfin_last_bar_timestamp_seconds', 0), unit='s', tz='UTC'),
           'overdue (s)': v.get('mlfin_series_overdue_seconds', 0.0),
@@ -71,10 +72,16 @@ def health_tables(text: str) -> dict[str, pd.DataFrame]:
           # expected live (a production model, a collector, marked): its overdue bars are news; else history.
           # A service that does not say (before mlfin_series_live) is read as live, as its alert rules read it
           'live': bool(v.get('mlfin_series_live', 1.0))} for k, v in sorted(series.items())])
+
+# %% ../../nbs/13ga_dashboards.health.ipynb #c019
+def health_tables(text: str) -> dict[str, pd.DataFrame]:
+    """The service's exposition as tables: per route (requests, 5xx share, p50, p99), per series (last bar, overdue,
+    quarantined rows, last push, refused pushes, expected live), jobs, production versions"""
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     jobs = pd.DataFrame([{'state': s.labels['state'], 'jobs': int(s.value)} for s in samples if s.name == 'mlfin_jobs'])
     production = pd.DataFrame([{'model': s.labels['name'], 'version': int(s.value)} for s in samples
                                if s.name == 'mlfin_model_production_version'])
-    return {'routes': per_route, 'series': per_series, 'jobs': jobs, 'production': production}
+    return {'routes': _per_route(samples), 'series': _per_series(samples), 'jobs': jobs, 'production': production}
 
 # %% ../../nbs/13ga_dashboards.health.ipynb #c020o
 def ops_tables(limit: int = 20) -> dict:
