@@ -113,6 +113,20 @@ def holdout_said(h: dict | None) -> str:
             f"the {h['bars']} bars since (Sharpe ratio {h['sharpe']:.2f}, PSR {h['psr']:.2f}; buy-and-hold "
             f"{h['buy_and_hold_return']:.1%}, Sharpe ratio {h['buy_and_hold_sharpe']:.2f}); {confirm}.")
 
+# %% ../../nbs/07f_backtest.tearsheet.ipynb #718b5a96
+def _pbo_said(pbo: float | None, splits: int) -> str:
+    "What the probability of backtest overfitting measured, in words ('' without a grid)"
+    return (f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} splits, the "
+            "configuration best in sample ranked below the median out of sample)" if pbo is not None else '')
+
+# %% ../../nbs/07f_backtest.tearsheet.ipynb #3386b7ba
+def _baseline_said(sharpe: float, hold: float, # the strategy's and buy-and-hold's Sharpe ratios
+                   said) -> str:  # a Sharpe ratio as the verdict shows it (marked when scaled from a short span)
+    "The verdict's last sentence: the strategy beside buy-and-hold over the same bars"
+    return f" Buy-and-hold's Sharpe ratio over the same bars was {said(hold)}: the strategy " + (
+        ("did better." if sharpe > hold else "did worse, before asking whether it is skill.")
+        if _number(sharpe) and _number(hold) else "cannot be compared with it.")
+
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006_00
 def verdict(m: dict,             # one symbol's (or the portfolio's) backtest metrics
             tradeable: bool = True, # the predictions came from walk-forward validation (else: a measure of skill only)
@@ -129,9 +143,7 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
     out = ('' if tradeable
            else ("Not a trading record: every bar was predicted by models that also learned from later bars, so these "
                  "figures measure the model's skill after costs, not what trading it in time order would have made. "))
-    held = ((f"the probability of backtest overfitting is {pbo:.0%} (in that share of {splits:,} "
-             "splits, the configuration best in sample ranked below the median out of sample)")
-            if pbo is not None else '')
+    held = _pbo_said(pbo, splits)
     if found == 'unjudged':
         out += (f"Cannot judge: {unjudged(m)}. A verdict needs a finite Sharpe ratio, PSR and deflated Sharpe ratio, "
                 f"a whole trial record, at least {VERDICT_MIN_TRADES} trades and {VERDICT_MIN_BARS} out-of-sample bars "
@@ -151,11 +163,8 @@ def verdict(m: dict,             # one symbol's (or the portfolio's) backtest me
                 f"{said(sharpe)} is what the best of {trials} tries could show by chance."
                 + (f" Besides, {held}" + (" (the choice among them is no better than a coin toss)." if overfit else '.')
                    if held else ''))
-    out += f" Buy-and-hold's Sharpe ratio over the same bars was {said(hold)}: the strategy " + (
-        ("did better." if sharpe > hold else "did worse, before asking whether it is skill.")
-        if _number(sharpe) and _number(hold) else "cannot be compared with it.")
-    return out + confidence_said(m.get('confidence_set')) + holdout_said(m.get('holdout'))
-
+    return (out + _baseline_said(sharpe, hold, said) + confidence_said(m.get('confidence_set'))
+            + holdout_said(m.get('holdout')))
 
 # %% ../../nbs/07f_backtest.tearsheet.ipynb #c006_01
 def trials_in_words(s: dict) -> str:
