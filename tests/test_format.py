@@ -250,3 +250,46 @@ def test_a_docstrings_usage_block_and_list_keep_their_shape():
         '1. a numbered item that is also too long to fit on a single line of one hundred and twenty characters, so that it wraps',
         '   below', '"""', 'x = 1'], new
     assert fmt.tree(new, prose=True) == fmt.tree(LISTED, prose=True) and fmt.format_source(new) == new
+
+
+RUFFS = '''def latest_returns(
+    earlier: pd.DataFrame,  # trials recorded before (a `LEDGER` frame with `source`), oldest first
+    kept: dict[str, pd.DataFrame],  # source -> its configurations' returns (columns: configuration ids), as the train task keeps them
+    *,
+    deep: dict = dict(a=1,
+                      b=2),
+) -> pd.DataFrame:
+    "Each configuration's returns"
+    return earlier
+
+
+def too_long_for_the_def_line(
+    path: str,  # where the secret is kept (a backup repository's password, a server's admin password, and others besides)
+):
+    return path
+'''  # noqa: E501 (long on purpose)
+
+
+def test_a_docments_signature_in_ruffs_layout_takes_the_houses(tmp_path):
+    """Parameters one per line under `def f(`: the first goes on the def line, the rest align under it with their comments,
+    `)` under the bracket; a comment that would pass the limit moves above its parameter; where the first does not fit, as
+    written. fastcore's docments reads every comment where it was"""
+    new = fmt.align_signatures(RUFFS)
+    assert new.splitlines()[:9] == [
+        'def latest_returns(earlier: pd.DataFrame,  # trials recorded before (a `LEDGER` frame with `source`), oldest first',
+        "                   # source -> its configurations' returns (columns: configuration ids), as the train task keeps them",
+        '                   kept: dict[str, pd.DataFrame],',
+        '                   *,',
+        '                   deep: dict = dict(a=1,',
+        '                                     b=2),',
+        '                  ) -> pd.DataFrame:',
+        '    "Each configuration\'s returns"', '    return earlier'], new
+    assert new.split('\n\n\n')[1] == RUFFS.split('\n\n\n')[1]   # `path` and its comment pass 120 on the def line
+    assert fmt.tree(new) == fmt.tree(RUFFS) and fmt.align_signatures(new) == new
+    from fastcore.docments import docments
+    (tmp_path/'aligned.py').write_text('import pandas as pd\n' + new); (tmp_path/'ruffs.py').write_text('import pandas as pd\n' + RUFFS)
+    sys.path.insert(0, str(tmp_path))
+    try: import aligned, ruffs
+    finally: sys.path.remove(str(tmp_path))
+    assert docments(aligned.latest_returns) == docments(ruffs.latest_returns), docments(aligned.latest_returns)
+    assert docments(aligned.latest_returns)['kept'].startswith('source -> its'), docments(aligned.latest_returns)

@@ -817,6 +817,48 @@ def relayout_once(source: str) -> str:
     return '\n'.join(lines) + ('\n' if source.endswith('\n') and lines else '')
 
 
+SIGNATURE = re.compile(r'(\s*(?:async\s+)?def\s+\w+\()\s*$')   # a `def` line ruff ended at its opening bracket
+SHUT = re.compile(r'\)(\s*->.*)?:\s*(#.*)?$')                    # the signature's closing line: `):`, `) -> T:`
+
+
+def comment_words(source: str) -> list[str]:
+    "Every comment's words, in order (a comment re-wrapped onto more lines says the same)"
+    return ' '.join(t.string.lstrip('#').strip() for t in tokens(source) if t.type == tokenize.COMMENT).split()
+
+
+def align_signatures(source: str) -> str:
+    """A signature laid out one parameter per line under a `def f(` line, in the house's (fastcore's docments) form: the
+    first parameter on the `def` line, the rest aligned under it with their comments, `)` under the bracket; a comment
+    that would pass the limit moves above its parameter, where docments reads it too. Left as written where the first
+    parameter's line would not fit or its line is a comment, and where the syntax tree or the comments' words change"""
+    if (before := tree(source)) is None: return source
+    said, lines = comment_words(source), source.splitlines()
+    defs = [n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for fn in sorted(defs, key=lambda n: -n.lineno):
+        top = fn.lineno - 1
+        if not (head := SIGNATURE.fullmatch(lines[top])): continue
+        shut = next((k for k in range(top + 1, fn.body[0].lineno - 1) if SHUT.match(lines[k].strip())), None)
+        if shut is None or shut == top + 1 or lines[top + 1].strip().startswith('#'): continue
+        col, base = len(head[1]), len(lines[top + 1]) - len(lines[top + 1].lstrip())
+        new = [head[1] + lines[top + 1].strip()]
+        for line in lines[top + 2:shut]:
+            deeper = max(len(line) - len(line.lstrip()) - base, 0)
+            new.append(' ' * (col + deeper) + line.strip())
+        new.append(' ' * (col - 1) + lines[shut].strip())
+        if len(new[0]) > LIMIT: continue
+        fitted = []
+        for line in new:   # a parameter's comment past the limit: on the lines above it
+            code, _, note = line.partition('  # ')
+            if len(line) > LIMIT and note and len(code.rstrip()) <= LIMIT and line is not new[0]:
+                fitted += comment_lines(note.strip(), ' ' * (len(code) - len(code.lstrip()))) + [code.rstrip()]
+            else: fitted.append(line)
+        if any(len(l) > LIMIT for l in fitted) or len(fitted) > shut - top + 1: continue
+        changed = lines[:top] + fitted + lines[shut + 1:]
+        text = '\n'.join(changed) + ('\n' if source.endswith('\n') else '')
+        if tree(text) == before and comment_words(text) == said: lines = changed
+    return '\n'.join(lines) + ('\n' if source.endswith('\n') and lines else '')
+
+
 def orphans(source: str, shortest: int = 25) -> list[int]:
     "Lines that hold only a short piece of a run of adjacent string literals (under `shortest` characters): fragments"
     try: toks = [t for t in tokens(source) if t.type not in (tokenize.NL, tokenize.COMMENT)]
@@ -849,7 +891,7 @@ def format_source(source: str) -> str:
         except (SyntaxError, tokenize.TokenError, IndentationError): continue
         if tree(changed) == before or step is wrap_docstrings and tree(changed, prose=True) == words:
             new, before = changed, tree(changed)
-    try: return relayout(refill(new))
+    try: return align_signatures(relayout(refill(new)))
     except (SyntaxError, tokenize.TokenError, IndentationError): return new
 
 
