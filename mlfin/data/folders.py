@@ -128,14 +128,7 @@ def ingest_files(
     for i, path in enumerate(paths):
         step('ingest', path.name, i, len(paths))
         if path in refused: yield FileOutcome(path, named.get(path, ''), refused=refused[path]); continue
-        try:
-            series = (
-                [(named[path], path)]  # read by `ingest`, as one file is
-                if symbol_column is None
-                else by_symbol(
-                    read_file(path, columns, tz, decimal, dayfirst, date_format, symbol_column), symbol_column
-                )
-            )
+        try: series = _file_series(path, named, symbol_column, columns, tz, decimal, dayfirst, date_format)
         except MlfinError as e: yield FileOutcome(path, '', refused=_about(path, e)); continue
         for symbol, source in series:
             try:
@@ -143,6 +136,15 @@ def ingest_files(
                                 off_calendar=off_calendar, decimal=decimal, dayfirst=dayfirst, date_format=date_format)
             except MlfinError as e: yield FileOutcome(path, symbol, refused=_about(path, e)); continue
             yield FileOutcome(path, symbol, report)
+
+# %% ../../nbs/01u_data.folders.ipynb #c31951a6
+def _file_series(path: Path, named: dict, # the file, and each file's symbol by its name (`_names`)
+                 symbol_column: str | None, columns: dict | None, tz: str, decimal: str, dayfirst: bool,
+                 date_format: str | None) -> list[tuple[str, Path | Batch]]:
+    """A file's series as (symbol, source) pairs: the file itself under its name's symbol (read by `ingest`, as one file
+    is), or its rows split by the symbol column"""
+    if symbol_column is None: return [(named[path], path)]
+    return by_symbol(read_file(path, columns, tz, decimal, dayfirst, date_format, symbol_column), symbol_column)
 
 # %% ../../nbs/01u_data.folders.ipynb #u022
 def _names(paths: list[Path]) -> tuple[dict, dict]:
