@@ -116,58 +116,70 @@ def health_section(c: Connection):
     "The service's health now, from its metrics"
     t = health_tables(c.call('GET', '/metrics'))
     routes, series = t['routes'], t['series']
+    shown_routes = routes.assign(**{'server errors': routes['server errors'].map(percent)}) if len(routes) else routes
+    parts = [verdict_box(_health_said(routes, series)),
+             widgets.HTML("<h2>Requests per route (since the service started)</h2>"),
+             widgets.HTML(html_table(shown_routes, index=False)), widgets.HTML("<h2>Series</h2>"),
+             widgets.HTML(html_table(_shown_series(series), index=False))]
+    if len(t['jobs']): parts += [widgets.HTML("<h2>Jobs</h2>"), widgets.HTML(html_table(t['jobs'], index=False))]
+    if len(t['production']):
+        parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
+    parts += _ops_parts(ops_tables())
+    refresh = widgets.Button(description='Refresh')
+    box = widgets.VBox([refresh, *parts])
+    refresh.on_click(lambda _: setattr(box, 'children', health_section(c).children))
+    return box
+
+# %% ../../nbs/13ga_dashboards.health.ipynb #52e96877
+def _health_said(routes: pd.DataFrame, series: pd.DataFrame) -> str:  # `health_tables`'s routes and series
+    "The verdict line: requests, the routes whose server errors or p99 need a person, the live series overdue"
     errors = routes.loc[routes['server errors'] > 0.01, 'route'].tolist() if len(routes) else []
     slow = routes.loc[routes['p99 (ms)'] > 100, 'route'].tolist() if len(routes) else []
     rows = series.to_dict(orient='records') if len(series) else []
     stale = [f"{r['symbol']} {r['timeframe']}" for r in rows if r['overdue (s)'] > 0 and r['live']]
     # no bar is expected: not news, said apart
     history = [f"{r['symbol']} {r['timeframe']}" for r in rows if not r['live']]
-    said = (f"{int(routes['requests'].sum()) if len(routes) else 0:,} requests since the service started; "
+    return (f"{int(routes['requests'].sum()) if len(routes) else 0:,} requests since the service started; "
             + (f"server errors over 1% on {', '.join(errors)}; " if errors else "no route over 1% server errors; ")
             + (f"p99 over 100 ms on {', '.join(slow)}; " if slow else "every route's p99 within 100 ms; ")
             + (f"stale: {', '.join(stale)}" if stale else "every live series fresh")
             + ("; history (not expected live: no production model, "
                f"no collector, not marked live): {', '.join(history)}."
                if history else "."))
-    shown_routes = routes.assign(**{'server errors': routes['server errors'].map(percent)}) if len(routes) else routes
-    shown_series = (series.assign(**{'last bar': series['last bar'].map(when_text),
-                                     'overdue (s)': [duration_text(s) if s > 0 and live else 'fresh' if live
-                                                     else 'history'
-                                                     for s, live in zip(series['overdue (s)'], series['live'])],
-                                     'last push': series['last push'].map(when_text)})
-                    .rename(columns={'overdue (s)': 'overdue'}).drop(columns='live')
-                    if len(series) else series)
-    parts = [verdict_box(said), widgets.HTML("<h2>Requests per route (since the service started)</h2>"),
-             widgets.HTML(html_table(shown_routes, index=False)), widgets.HTML("<h2>Series</h2>"),
-             widgets.HTML(html_table(shown_series, index=False))]
-    if len(t['jobs']): parts += [widgets.HTML("<h2>Jobs</h2>"), widgets.HTML(html_table(t['jobs'], index=False))]
-    if len(t['production']):
-        parts += [widgets.HTML("<h2>In production</h2>"), widgets.HTML(html_table(t['production'], index=False))]
-    ops = ops_tables()
+
+# %% ../../nbs/13ga_dashboards.health.ipynb #e75d2f07
+def _shown_series(series: pd.DataFrame) -> pd.DataFrame:  # `health_tables`'s series
+    "The series as the page shows them: times as text, overdue as a duration, or fresh, or history (not expected live)"
+    if not len(series): return series
+    overdue = [duration_text(s) if s > 0 and live else 'fresh' if live else 'history'
+               for s, live in zip(series['overdue (s)'], series['live'])]
+    return (series.assign(**{'last bar': series['last bar'].map(when_text), 'overdue (s)': overdue,
+                             'last push': series['last push'].map(when_text)})
+            .rename(columns={'overdue (s)': 'overdue'}).drop(columns='live'))
+
+# %% ../../nbs/13ga_dashboards.health.ipynb #05ce6006
+def _ops_parts(ops: dict) -> list:  # the home's operations record (`ops_tables`)
+    "The page's operations sections: scheduled runs, health checks (those failing now said first) and backups"
     # the operator's details as the visitor is shown them: a read_only person's without commands (`for_visitor`)
     for table, column in (('runs', 'error or summary'), ('checks', 'last_detail'), ('backups', 'error')):
         if len(ops[table]):
             ops[table][column] = [for_visitor(v) if isinstance(v, str) else v for v in ops[table][column]]
     failing = (ops['checks'].loc[ops['checks']['consecutive_failures'] > 0, 'check'].tolist() if len(ops['checks'])
                else [])
-    parts += [widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
-              widgets.HTML(html_table(ops['runs'], index=False) if len(ops['runs'])
-                           else "<p><small>"
-                           + for_visitor('none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`')
-                           + "</small></p>"),
-              widgets.HTML("<h2>Health checks (their history)</h2>"),
-              (verdict_box(f"failing now: {', '.join(failing)}" if failing
-                           else "every recorded check passed its last round")
-               if len(ops['checks']) else widgets.HTML('')),
-              widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks'])
-                           else f"<p><small>{for_visitor('no check recorded: `mlfin health`')}</small></p>"),
-              widgets.HTML("<h2>Backups</h2>"),
-              widgets.HTML(html_table(ops['backups'], index=False) if len(ops['backups'])
-                           else f"<p><small>{for_visitor('no backup recorded: `mlfin backup`')}</small></p>")]
-    refresh = widgets.Button(description='Refresh')
-    box = widgets.VBox([refresh, *parts])
-    refresh.on_click(lambda _: setattr(box, 'children', health_section(c).children))
-    return box
+    return [widgets.HTML("<h2>Scheduled runs (this home's record)</h2>"),
+            widgets.HTML(html_table(ops['runs'], index=False) if len(ops['runs'])
+                         else "<p><small>"
+                         + for_visitor('none recorded: `mlfin schedule install`, or `mlfin scheduled JOB`')
+                         + "</small></p>"),
+            widgets.HTML("<h2>Health checks (their history)</h2>"),
+            (verdict_box(f"failing now: {', '.join(failing)}" if failing
+                         else "every recorded check passed its last round")
+             if len(ops['checks']) else widgets.HTML('')),
+            widgets.HTML(html_table(ops['checks'], index=False) if len(ops['checks'])
+                         else f"<p><small>{for_visitor('no check recorded: `mlfin health`')}</small></p>"),
+            widgets.HTML("<h2>Backups</h2>"),
+            widgets.HTML(html_table(ops['backups'], index=False) if len(ops['backups'])
+                         else f"<p><small>{for_visitor('no backup recorded: `mlfin backup`')}</small></p>")]
 
 # %% ../../nbs/13ga_dashboards.health.ipynb #c022
 def health_page():
