@@ -171,12 +171,25 @@ def _observations_at(self:ParquetObservations, folder: Path) -> tuple[dict, pd.D
     raise Unavailable(f"{series_label(kept['name'], kept['symbol'])}: the "
                       "series kept changing while it was read (20 tries)")
 
+# %% ../../../nbs/01n_data.stores.observations.ipynb #573deba0
+def _observation_plans(store: ParquetObservations, batch: dict, # the batch's frames by series (`observation_batch`)
+                       folders: dict) -> tuple[list, dict]:  # each series' folder
+    """What a write will do to each series (folder, its record, the merged rows, rows added, the record to write) and
+    the rows added and unchanged; BadInput where a series would change a stored row, nothing written"""
+    plans, counts = [], {'added': 0, 'unchanged': 0}
+    for key, frame in batch.items():
+        kept, stored = store._observations_at(folders[key])
+        whole, added, same = merged(stored, frame)
+        whole.attrs = frame.attrs
+        plans.append((folders[key], kept, whole, len(added), {**record(whole, kept), 'file': kept.get('file')}))
+        counts['added'] += len(added); counts['unchanged'] += same
+    return plans, counts
+
 # %% ../../../nbs/01n_data.stores.observations.ipynb #o022
 @patch
-def write_observations(
-    self:ParquetObservations,
-    frames,  # an observations frame, or several (every series of one file): all stored or none
-) -> dict:
+def write_observations(self:ParquetObservations,
+                       frames,  # an observations frame, or several (every series of one file): all stored or none
+                      ) -> dict:
     """Store new rows of each series (vintages kept, a stored row resent unchanged), checked whole before anything is
     written; rows added and unchanged"""
     batch = observation_batch(frames)
@@ -185,19 +198,12 @@ def write_observations(
     try:
         for folder in folders.values(): folder.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise (self._full(e) if e.errno in FULL else e) from e
-    counts, made, renames, gone = {'added': 0, 'unchanged': 0}, [], [], []
+    made, renames, gone = [], [], []
     with ExitStack() as held:
         for key in sorted(folders, key=series_order): held.enter_context(self._lock(folders[key]))
-        plans = []
-        try:
-            for key, frame in batch.items():   # every series checked before anything is written
-                kept, stored = self._observations_at(folders[key])
-                whole, added, same = merged(stored, frame)
-                whole.attrs = frame.attrs
-                plans.append((folders[key], kept, whole, len(added), {**record(whole, kept), 'file': kept.get('file')}))
-                counts['added'] += len(added); counts['unchanged'] += same
-        except BadInput:
-            _unmade(self.root, created); raise
+        # every series checked before anything is written
+        try: plans, counts = _observation_plans(self, batch, folders)
+        except BadInput: _unmade(self.root, created); raise
         try:
             for folder, kept, whole, added, meta in plans:
                 _clear(folder, kept)
