@@ -57,18 +57,16 @@ def standing(versions: list[dict]) -> tuple[list[dict], list[dict]]:
     rest = sorted((v for v in versions if rank(v) == len(ALIASES)), key=lambda v: (v['name'], -v['version']))
     return first, rest
 
-# %% ../../nbs/13d_dashboards.models.ipynb #c008
-def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
-    "The registry and the latest run's leaderboard and model-vs-model tests"
+# %% ../../nbs/13d_dashboards.models.ipynb #93a8ff13
+def _registry_parts(versions: list[dict], # the registry's versions, judged (`judged_versions`)
+                    promoted: dict) -> list:  # who promoted each (`promoters`)
+    "The page's registry: what is in production, what is not served and why, the versions serving and the earlier"
     import ipywidgets as widgets
-    try: versions, promoted = judged_versions(describe()), promoters()   # verdicts and promoters: the trial ledger's
-    except MlfinError: versions, promoted = [], {}
-    parts = []
     production = [f"{v['name']} v{v['version']} ({v['model']})" for v in serving(versions=versions)]
     names = sorted({v['name'] for v in versions})
-    parts.append(verdict_box(f"{len(versions)} versions of {len(names)} registered "
-                             f"models; in production: {', '.join(production) or 'none'}."
-                             if versions else "The registry is empty: `mlfin run` registers each symbol's models."))
+    parts = [verdict_box(f"{len(versions)} versions of {len(names)} registered "
+                         f"models; in production: {', '.join(production) or 'none'}."
+                         if versions else "The registry is empty: `mlfin run` registers each symbol's models.")]
     # production moved outside mlfin (the trial ledger did not file it): not served, said first
     parts += [verdict_box(f"Not served: {line}")
               for line in dict.fromkeys(v['unfiled'] for v in versions if v.get('unfiled'))]
@@ -81,27 +79,41 @@ def models_page(folder=None):   # a run's folder (its leaderboard and tests); de
             parts.append(widgets.HTML(f"<details class='mlfin-earlier'><summary>{len(rest)} earlier version(s), "
                                       "neither serving nor candidates</summary>"
                                       f"{html_table(versions_frame(rest, promoted), index=False)}</details>"))
+    return parts
+
+# %% ../../nbs/13d_dashboards.models.ipynb #bf3e83ec
+def _run_parts(run: dict) -> list:  # a run's products (`load_run`)
+    "The page's run: its out-of-sample leaderboard, the leader's tests against the others, what promotion decided"
+    import ipywidgets as widgets
+    board = pd.DataFrame(run['leaderboard'])
+    keep = [c
+            for c in ('symbol', 'rank', 'model', 'auc', 'accuracy', 'log_loss', 'ic', 'directional_accuracy',
+                      'base_rate_up', 'mae', 'mae_rw', 'mae_ratio', 'rmse_ratio', 'dm', 'dm_p', 'n_scored')
+            if c in board]
+    parts = [widgets.HTML(f"<h2>Leaderboard of the latest run ({run['created'][:16]}), out-of-sample</h2>"),
+             widgets.HTML(html_table(board[keep].sort_values(['symbol', 'rank']), index=False))]
+    if run.get('comparisons'):
+        tests = pd.DataFrame(run['comparisons'])
+        parts += [widgets.HTML("<h2>The leader against the others (Diebold-Mariano, bootstrap)</h2>"),
+                  widgets.HTML(html_table(tests.drop(columns=[c for c in ('confidence_set',) if c in tests]),
+                                          index=False))]
+    if run.get('registry'):
+        decided = pd.DataFrame([{'symbol': s,
+                                 **{k: d.get(k) for k in ('name', 'version', 'model', 'decision', 'reason')}}
+                                for s, d in run['registry'].items()])
+        parts += [widgets.HTML("<h2>What the promotion policy decided</h2>"),
+                  widgets.HTML(html_table(decided, index=False))]
+    return parts
+
+# %% ../../nbs/13d_dashboards.models.ipynb #c008
+def models_page(folder=None):   # a run's folder (its leaderboard and tests); default: the latest run
+    "The registry and the latest run's leaderboard and model-vs-model tests"
+    try: versions, promoted = judged_versions(describe()), promoters()   # verdicts and promoters: the trial ledger's
+    except MlfinError: versions, promoted = [], {}
+    parts = _registry_parts(versions, promoted)
     try: run = load_run(shown_folder(folder))
     except MlfinError as e: run = None; parts.append(verdict_box(f"No run to show a leaderboard from: {e}"))
-    if run is not None:
-        board = pd.DataFrame(run['leaderboard'])
-        keep = [c
-                for c in ('symbol', 'rank', 'model', 'auc', 'accuracy', 'log_loss', 'ic', 'directional_accuracy',
-                          'base_rate_up', 'mae', 'mae_rw', 'mae_ratio', 'rmse_ratio', 'dm', 'dm_p', 'n_scored')
-                if c in board]
-        parts += [widgets.HTML(f"<h2>Leaderboard of the latest run ({run['created'][:16]}), out-of-sample</h2>"),
-                  widgets.HTML(html_table(board[keep].sort_values(['symbol', 'rank']), index=False))]
-        if run.get('comparisons'):
-            tests = pd.DataFrame(run['comparisons'])
-            parts += [widgets.HTML("<h2>The leader against the others (Diebold-Mariano, bootstrap)</h2>"),
-                      widgets.HTML(html_table(tests.drop(columns=[c for c in ('confidence_set',) if c in tests]),
-                                              index=False))]
-        if run.get('registry'):
-            decided = pd.DataFrame([{'symbol': s,
-                                     **{k: d.get(k) for k in ('name', 'version', 'model', 'decision', 'reason')}}
-                                    for s, d in run['registry'].items()])
-            parts += [widgets.HTML("<h2>What the promotion policy decided</h2>"),
-                      widgets.HTML(html_table(decided, index=False))]
+    if run is not None: parts += _run_parts(run)
     return page('Models',
                 'Every registered version, what it was trained on and what '
                 'the promotion policy made of it; the latest run beside them.', *parts)
