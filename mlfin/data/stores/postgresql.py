@@ -100,6 +100,22 @@ def has(self:PostgresBars, symbol: str, timeframe: str) -> bool:
                             (symbol, timeframe))
                 .fetchone() is not None)
 
+# %% ../../../nbs/01j_data.stores.postgresql.ipynb #6e00ec1e
+def _first_change(found: tuple, # (ts, stored and incoming value of each given column) of the first changed bar
+                  given: list[str]) -> tuple:
+    "The first changed bar's time, its first changed column, and that column's stored and new value (NULL: NaN)"
+    j = next(j for j in range(len(given)) if found[1 + 2 * j] != found[2 + 2 * j])
+    old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
+    return pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now
+
+# %% ../../../nbs/01j_data.stores.postgresql.ipynb #90293c3a
+def _upsert(given: list[str]) -> str:
+    """The statement writing the incoming bars: new ones inserted, stored ones updated in the given columns where they
+    differ"""
+    return ("INSERT INTO mlfin_bars SELECT * FROM incoming ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
+            + ', '.join(f"{c} = EXCLUDED.{c}" for c in given) + " WHERE "
+            + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
+
 # %% ../../../nbs/01j_data.stores.postgresql.ipynb #gwrite
 @patch
 def write(self:PostgresBars, bars: pd.DataFrame, meta: dict | None = None) -> dict:
@@ -123,14 +139,8 @@ def write(self:PostgresBars, bars: pd.DataFrame, meta: dict | None = None) -> di
             found = con.execute(f"SELECT i.ts, {', '.join(f'b.{c}, i.{c}' for c in given)} "
                                 "FROM incoming i JOIN mlfin_bars b USING (symbol, "
                                 f"timeframe, ts) WHERE {differs} ORDER BY i.ts LIMIT 1").fetchone()
-            j = next(j for j in range(len(given)) if found[1 + 2 * j] != found[2 + 2 * j])
-            old, now = (float('nan') if v is None else float(v) for v in found[1 + 2 * j: 3 + 2 * j])
-            change = (pd.Timestamp(found[0]).tz_convert('UTC'), given[j], old, now)
-        if new or changed:
-            con.execute("INSERT INTO mlfin_bars SELECT * FROM incoming ON "
-                        "CONFLICT (symbol, timeframe, ts) DO UPDATE SET "
-                        + ', '.join(f"{c} = EXCLUDED.{c}" for c in given) + " WHERE "
-                        + ' OR '.join(f"mlfin_bars.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in given))
+            change = _first_change(found, given)
+        if new or changed: con.execute(_upsert(given))
         kept = con.execute("SELECT meta FROM mlfin_series WHERE symbol = %s AND timeframe = %s",
                            (symbol, timeframe)).fetchone()
         merged = {**(kept[0] if kept else {}), **(meta or {}), 'symbol': symbol, 'timeframe': timeframe}
