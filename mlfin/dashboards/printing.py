@@ -57,41 +57,44 @@ async def print_pdf(url: str,                  # the page: http(s) on this serve
     then printed (Chromium's print, as a person's Save as PDF); `PRINTS_AT_ONCE` at a time"""
     global _prints
     if _prints is None: _prints = asyncio.Semaphore(PRINTS_AT_ONCE)
-
-    async def run(tab, expression: str):
-        answer = await tab.send_command('Runtime.evaluate', params={'expression': expression, 'returnByValue': True})
-        if 'error' in answer:
-            raise Unavailable(f"Chromium could not read the page: {answer['error'].get('message', '')}")
-        return answer['result']['result'].get('value')
-
-    async def printing():
-        # no sandbox: root cannot have one, and the pages are this server's own
-        async with choreographer.Browser(path=chromium, headless=True) as browser:
-            tab = await browser.create_tab('')
-            await tab.send_command('Emulation.setDeviceMetricsOverride', params={
-                'width': PRINT_WIDTH, 'height': 1000, 'deviceScaleFactor': 1, 'mobile': False})
-            for name, value in (cookies or {}).items():
-                await tab.send_command('Network.setCookie', params={'name': name, 'value': value, 'url': url,
-                                                                      'path': path, 'httpOnly': True})
-            await tab.send_command('Page.navigate', params={'url': url})
-            while (state := await run(tab, ready)) == 'waiting': await asyncio.sleep(0.25)
-            if state != 'ready':
-                raise NotFound(f"the page did not open: {await run(tab, 'document.title') or url.split('?')[0]}")
-            await run(tab, OPEN_FOLDS)
-            answer = await tab.send_command('Page.printToPDF', params={'printBackground': True})
-            if 'error' in answer: raise Unavailable(f"Chromium printed no PDF: {answer['error'].get('message', '')}")
-            # left as a person leaves it: the page's unload asks its kernel to end (Voilà's request)
-            await tab.send_command('Page.navigate', params={'url': 'about:blank'})
-            return base64.b64decode(answer['result']['data'])
-
     async with _prints:
-        try: return await asyncio.wait_for(printing(), wait)
+        try: return await asyncio.wait_for(_printed(url, cookies, path, ready, chromium), wait)
         except TimeoutError: raise Unavailable(f"Chromium did not print the page within {wait:g} s") from None
         except MlfinError: raise
         except Exception as e:  # noqa: Chromium missing or crashed: the visitor gets the reason, the server goes on
             raise Unavailable(
                 "Chromium printed no PDF: "
                 f"{str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__}") from None
+
+# %% ../../nbs/13l_dashboards.printing.ipynb #a5ec5201
+async def _evaluated(tab, expression: str):  # a Chromium tab (`choreographer`); JavaScript
+    "The value of `expression` in `tab`, Chromium's refusal as `Unavailable`"
+    answer = await tab.send_command('Runtime.evaluate', params={'expression': expression, 'returnByValue': True})
+    if 'error' in answer:
+        raise Unavailable(f"Chromium could not read the page: {answer['error'].get('message', '')}")
+    return answer['result']['result'].get('value')
+
+# %% ../../nbs/13l_dashboards.printing.ipynb #6eeabb72
+async def _printed(url: str, cookies: dict[str, str] | None, path: str, ready: str, chromium: str) -> bytes:
+    "The page at `url` printed by a Chromium of its own (`print_pdf`'s work, without its limits of time and number)"
+    # no sandbox: root cannot have one, and the pages are this server's own
+    async with choreographer.Browser(path=chromium, headless=True) as browser:
+        tab = await browser.create_tab('')
+        await tab.send_command('Emulation.setDeviceMetricsOverride',
+                               params={'width': PRINT_WIDTH, 'height': 1000, 'deviceScaleFactor': 1, 'mobile': False})
+        for name, value in (cookies or {}).items():
+            await tab.send_command('Network.setCookie', params={'name': name, 'value': value, 'url': url,
+                                                                'path': path, 'httpOnly': True})
+        await tab.send_command('Page.navigate', params={'url': url})
+        while (state := await _evaluated(tab, ready)) == 'waiting': await asyncio.sleep(0.25)
+        if state != 'ready':
+            raise NotFound(f"the page did not open: {await _evaluated(tab, 'document.title') or url.split('?')[0]}")
+        await _evaluated(tab, OPEN_FOLDS)
+        answer = await tab.send_command('Page.printToPDF', params={'printBackground': True})
+        if 'error' in answer: raise Unavailable(f"Chromium printed no PDF: {answer['error'].get('message', '')}")
+        # left as a person leaves it: the page's unload asks its kernel to end (Voilà's request)
+        await tab.send_command('Page.navigate', params={'url': 'about:blank'})
+        return base64.b64decode(answer['result']['data'])
 
 # %% ../../nbs/13l_dashboards.printing.ipynb #p011
 async def printed(page: str,                  # a page's whole HTML, needing nothing else (no script, no request)
