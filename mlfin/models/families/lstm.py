@@ -119,9 +119,34 @@ def _on(device: str):
     import jax
     return jax.default_device(jax.devices('cpu')[0])
 
-# %% ../../../nbs/06e_models.families.lstm.ipynb #c011
+# %% ../../../nbs/06e_models.families.lstm.ipynb #32a03020
+def _scaling(X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Each input's mean and deviation over the training rows only (a constant input's: 1), to standardise by"
+    stats = np.asarray(X, dtype='float64')[rows]
+    deviation = stats.std(axis=0)
+    return stats.mean(axis=0), np.where(deviation > 0, deviation, 1.0)
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #588587cf
+def _target_scaling(target: np.ndarray, kind: str) -> tuple[float, float]:
+    """The mean and deviation a regressor learns its target standardised by (the training rows'); a classifier's, and a
+    constant target's, (0, 1)"""
+    # returns of a minute bar are 1e-4: unscaled, the network's first outputs are a thousand times too large, and five
+    # epochs do not bring them down; the predictions are scaled back
+    spread = target.std() if kind == 'regressor' else 0.0
+    return (float(target.mean()), float(spread)) if spread > 0 else (0.0, 1.0)
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #80e80f57
 HOLD_MIN = 1000   # a regressor with at least this many training rows holds its last fifth back to choose its epoch
 
+def _held_back(n: int, kind: str, window: int) -> tuple[int, np.ndarray]:
+    """How many last training rows a regressor keeps back to choose its epoch (a fifth, from `HOLD_MIN` rows), and the
+    rows it fits on (a window's gap before those kept back)"""
+    # on returns that are mostly noise, later epochs fit the noise, and a forecast worse than "no change" is worse than
+    # none
+    held = n // 5 if kind == 'regressor' and n >= HOLD_MIN else 0
+    return held, np.arange(n - held - window if held else n)
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #c011
 class LSTMModel(Model):
     "A Keras 3 LSTM on windows of the inputs (JAX backend), saved as `.keras`"
     file = 'model.keras'
@@ -154,9 +179,7 @@ class LSTMModel(Model):
         fresh = network(*self._arch(X.shape[1])[:5], seed=self.seed)  # initial weights from the seed alone
         trainable = [v.value for v in fresh.trainable_variables]
         non_trainable = [v.value for v in fresh.non_trainable_variables]
-        stats = np.asarray(X, dtype='float64')[rows]  # standardise by the training rows only
-        deviation = stats.std(axis=0)
-        self.scaling = (stats.mean(axis=0), np.where(deviation > 0, deviation, 1.0))
+        self.scaling = _scaling(X, rows)
         # the optimizer's own starting values (iteration 0, zero moments, and its learning rate): a state of zeros set
         # the learning rate to 0, and no weight ever moved from its initial value
         state = (trainable, non_trainable, [jax.numpy.array(v.value) for v in optimizer.variables])
@@ -165,15 +188,10 @@ class LSTMModel(Model):
         # a regressor learns its target standardised by the training rows (returns of a minute bar are 1e-4: unscaled,
         # the network's first outputs are a thousand times too large, and five epochs do not bring them down), its
         # predictions scaled back
-        spread = target.std() if self.kind == 'regressor' else 0.0
-        self.target = (float(target.mean()), float(spread)) if spread > 0 else (0.0, 1.0)
+        self.target = _target_scaling(target, self.kind)
         y_all = ((target - self.target[0]) / self.target[1]).astype('float32')
         w_all = np.ones(len(rows), dtype='float32') if weights is None else row_weights(weights, rows).astype('float32')
-        # a regressor keeps back the last fifth of its rows (and a window's gap before them) to choose its epoch: on
-        # returns that are mostly noise, later epochs fit the noise, and a forecast worse than "no change" is worse than
-        # none
-        held = len(rows) // 5 if self.kind == 'regressor' and len(rows) >= HOLD_MIN else 0
-        fitting = np.arange(len(rows) - held - w if held else len(rows))
+        held, fitting = _held_back(len(rows), self.kind, w)
         batch = min(int(p['batch_size']), len(fitting))
         rng, best = np.random.default_rng(self.seed), (np.inf, None)
         for _ in range(int(p['epochs'])):
