@@ -92,25 +92,8 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
         parts.append(verdict_box("No production model in the registry: nothing to watch."))
     history = pd.read_parquet(root/'history.parquet') if (root/'history.parquet').exists() else None
     names = [m['name'] for m in found['models']]
-    if history is not None and names:
-        pick = widgets.Dropdown(options=names, description='Model',
-                                layout=widgets.Layout(width='100%', max_width='360px'))
-        figure = lambda: drift_heatmap(drift_scores(history, pick.value), pick.value)
-        heat = chart(figure())
-        pick.observe(lambda _: chart(figure(), heat), names='value')
-        parts += [widgets.HTML(f"<h2>Drift per input over {history['at'].nunique()} monitor run(s)</h2>"), pick, heat]
-    if found['models']:
-        models = pd.DataFrame(found['models'])
-        unjudged = [f"<li>{html.escape(m['name'])}: {html.escape(name)}: {html.escape(why)}</li>"
-                    for m in found['models'] for name, why in (m.get('inputs_unjudged') or {}).items()]
-        parts += [widgets.HTML("<h2>Volatility: the series' recent moves against "
-                               "the window's earlier bars and the training span</h2>"),
-                  widgets.HTML(html_table(models[[c for c in VOLATILITY_COLUMNS if c in models]], index=False))]
-        if unjudged:
-            parts.append(widgets.HTML("<h2>Inputs given no verdict, and why</h2><ul>" + ''.join(unjudged) + "</ul>"))
-        table = models[[c for c in LIVE_COLUMNS if c in models]]
-        parts += [widgets.HTML("<h2>Live performance against the out-of-sample record</h2>"),
-                  chart(live_figure(found['models'])), widgets.HTML(html_table(table, index=False))]
+    if history is not None and names: parts += _drift_parts(history, names)
+    if found['models']: parts += _model_parts(found['models'])
     alerts = firing_alerts(alertmanager)
     parts += [widgets.HTML("<h2>Alerts</h2>"), verdict_box(alerts) if isinstance(alerts, str) else
               widgets.HTML(html_table(alerts, index=False) if len(alerts) else "<p>No alert firing.</p>")]
@@ -121,3 +104,31 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
                 f"The monitor's latest run ({found['at'][:16]}Z): each production model's "
                 "inputs against its training span, its predictions against its "
                 "out-of-sample ones, its served signals against what the market then did.", *parts)
+
+# %% ../../nbs/13f_dashboards.monitoring.ipynb #8a588b6b
+def _drift_parts(history: pd.DataFrame, names: list[str]) -> list:  # the monitor's history; the models watched
+    "The page's drift: a model picked, its inputs' drift over the monitor's runs as a heatmap"
+    import ipywidgets as widgets
+    pick = widgets.Dropdown(options=names, description='Model',
+                            layout=widgets.Layout(width='100%', max_width='360px'))
+    figure = lambda: drift_heatmap(drift_scores(history, pick.value), pick.value)
+    heat = chart(figure())
+    pick.observe(lambda _: chart(figure(), heat), names='value')
+    return [widgets.HTML(f"<h2>Drift per input over {history['at'].nunique()} monitor run(s)</h2>"), pick, heat]
+
+# %% ../../nbs/13f_dashboards.monitoring.ipynb #2ba9745f
+def _model_parts(found: list[dict]) -> list:  # the monitor's verdict on each production model (its report's `models`)
+    "The page's models: their series' volatility, the inputs given no verdict and why, live performance"
+    import ipywidgets as widgets
+    models = pd.DataFrame(found)
+    unjudged = [f"<li>{html.escape(m['name'])}: {html.escape(name)}: {html.escape(why)}</li>"
+                for m in found for name, why in (m.get('inputs_unjudged') or {}).items()]
+    parts = [widgets.HTML("<h2>Volatility: the series' recent moves against "
+                          "the window's earlier bars and the training span</h2>"),
+             widgets.HTML(html_table(models[[c for c in VOLATILITY_COLUMNS if c in models]], index=False))]
+    if unjudged:
+        parts.append(widgets.HTML("<h2>Inputs given no verdict, and why</h2><ul>" + ''.join(unjudged) + "</ul>"))
+    table = models[[c for c in LIVE_COLUMNS if c in models]]
+    parts += [widgets.HTML("<h2>Live performance against the out-of-sample record</h2>"),
+              chart(live_figure(found)), widgets.HTML(html_table(table, index=False))]
+    return parts
