@@ -46,6 +46,24 @@ def _announce_when_answering(scheme: str, host: str, port: int,  # where the ser
         logging.getLogger('mlfin.service').info(f"serving on {url}", extra=extra)
     threading.Thread(target=wait, daemon=True, name='mlfin-announce').start()
 
+# %% ../../nbs/11u_service.server.ipynb #607d7b28
+def _tls_checked(certfile: str | None, keyfile: str | None):  # TLS: both, or neither
+    "Refuse a certificate without its key (or a key without its certificate), or either not a file"
+    if bool(certfile) != bool(keyfile): raise BadInput("TLS needs both --cert and --key")
+    for f in (certfile, keyfile):
+        if f and not Path(f).is_file(): raise BadInput(f"{f}: no such file")
+
+# %% ../../nbs/11u_service.server.ipynb #98038e61
+def _serve_environment(settings: ServiceSettings, workers: int):
+    "What every worker reads from the environment: the service's settings, its home, its MLflow, one metrics folder"
+    os.environ['MLFIN_SERVICE'] = settings.model_dump_json()
+    if settings.home: os.environ['MLFIN_HOME'] = str(Path(settings.home).resolve())
+    # MLflow's own variable, so that every worker, the registry's reads and a job's pipeline run all use the server
+    # (account: MLFLOW_TRACKING_USERNAME/PASSWORD)
+    if settings.tracking: os.environ['MLFLOW_TRACKING_URI'] = settings.tracking
+    if workers > 1:   # every worker writes its counters to one folder; /metrics sums them
+        folder = tempfile.mkdtemp(prefix='mlfin-metrics-'); os.environ['PROMETHEUS_MULTIPROC_DIR'] = folder
+
 # %% ../../nbs/11u_service.server.ipynb #c007
 def serve(settings: ServiceSettings | None = None,
           host: str = SERVICE_HOST,   # loopback unless told otherwise
@@ -62,16 +80,8 @@ def serve(settings: ServiceSettings | None = None,
     # command reading serve's options
     from mlfin.service.app import create_app
     settings = settings or ServiceSettings()
-    if bool(certfile) != bool(keyfile): raise BadInput("TLS needs both --cert and --key")
-    for f in (certfile, keyfile):
-        if f and not Path(f).is_file(): raise BadInput(f"{f}: no such file")
-    os.environ['MLFIN_SERVICE'] = settings.model_dump_json()
-    if settings.home: os.environ['MLFIN_HOME'] = str(Path(settings.home).resolve())
-    # MLflow's own variable, so that every worker, the registry's reads and a job's pipeline run all use the server
-    # (account: MLFLOW_TRACKING_USERNAME/PASSWORD)
-    if settings.tracking: os.environ['MLFLOW_TRACKING_URI'] = settings.tracking
-    if workers > 1:   # every worker writes its counters to one folder; /metrics sums them
-        folder = tempfile.mkdtemp(prefix='mlfin-metrics-'); os.environ['PROMETHEUS_MULTIPROC_DIR'] = folder
+    _tls_checked(certfile, keyfile)
+    _serve_environment(settings, workers)
     # fail here, once, with one line, not in every worker: the store, its database, the rate-limit store
     create_app(settings)
     _bindable(host, port)
@@ -90,4 +100,3 @@ def serve(settings: ServiceSettings | None = None,
                 http='mlfin.service.protocol:HeaderDeadline',
                 # X-Forwarded-For read by the app, from --trusted-proxies only (uvicorn's own believes loopback)
                 proxy_headers=False)
-
