@@ -175,6 +175,24 @@ def window_predictions(model, X: np.ndarray, start: int) -> np.ndarray:
     if len(rows): out[rows - start] = model.predict(np.nan_to_num(X), rows)
     return out
 
+# %% ../../nbs/10f_monitor.models.ipynb #62af1fa0
+def _served(signals, # (symbol, timeframe, version, kind, store) -> served signals; None: none read
+            symbol: str, timeframe: str, version: dict, store) -> pd.DataFrame:
+    "A version's served signals, as `signals` reads them; none (an empty frame of their columns) without it"
+    return (signals(symbol, timeframe, version['version'], version['kind'], store) if signals else
+            pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts')))
+
+# %% ../../nbs/10f_monitor.models.ipynb #dd1bb286
+def _window_facts(index: pd.DatetimeIndex, # the inputs' bars
+                  start: int, # the window's first bar, a position in `index`
+                  reference: np.ndarray, # the training span's bars (`reference_rows`)
+                  symbol: str, timeframe: str) -> dict:
+    "What a watch looked at: its series, the window's span and bars, the training span it was held against"
+    span = index[reference]
+    return {'symbol': symbol, 'timeframe': timeframe, 'window_start': index[start], 'window_end': index[-1],
+            'window_bars': len(index) - start, 'reference_from': span[0] if len(span) else None,
+            'reference_to': span[-1] if len(span) else None, 'reference_bars': len(span)}
+
 # %% ../../nbs/10f_monitor.models.ipynb #c027
 def watch(version: dict,              # a production version (`registry.describe`)
           store=None,                 # the store its bars are read from (default: mlfin's)
@@ -203,9 +221,7 @@ def watch(version: dict,              # a production version (`registry.describe
     current = pd.Series(window_predictions(predictor.model, x.to_numpy(dtype='float64'), start), index=x.index[start:])
     record = incumbent_predictions(version)
     predictions = prediction_drift(pd.Series(dtype='float64') if record is None else record['prediction'], current)
-    if served is None:
-        served = (signals(symbol, timeframe, version['version'], version['kind'], store) if signals else
-                  pd.DataFrame({'prediction': [], 'side': []}, index=pd.DatetimeIndex([], tz='UTC', name='ts')))
+    if served is None: served = _served(signals, symbol, timeframe, version, store)
     live = live_performance(served, outcomes(bars, made.label, made.horizon, timeframe, now), version['scores'],
                             version['kind'], made.round_trip_bps)
     if series is None:
@@ -213,12 +229,9 @@ def watch(version: dict,              # a production version (`registry.describe
         series = series_state(listed[(listed['symbol'] == symbol) & (listed['timeframe'] == timeframe)].iloc[0]
                               .to_dict(),
                               now, store.meta(symbol, timeframe).get('forming'))
-    span = x.index[reference]
-    window_facts = {'symbol': symbol, 'timeframe': timeframe, 'window_start': x.index[start], 'window_end': x.index[-1],
-                    'window_bars': len(x) - start, 'reference_from': span[0] if len(span) else None,
-                    'reference_to': span[-1] if len(span) else None, 'reference_bars': len(span)}
-    return Watch(version['name'], int(version['version']), version['model'], version['kind'], window_facts, drift,
-                 volatility, predictions, live, series)
+    return Watch(version['name'], int(version['version']), version['model'], version['kind'],
+                 _window_facts(x.index, start, reference, symbol, timeframe), drift, volatility, predictions, live,
+                 series)
 
 # %% ../../nbs/10f_monitor.models.ipynb #c029
 @dataclass
