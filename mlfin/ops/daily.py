@@ -24,6 +24,24 @@ __all__ = ['DAILY_KEYS', 'figures', 'changes', 'report_page', 'Daily', 'daily_re
 DAILY_KEYS = [f.key for f in FIGURES if f.alert or f.group in ('identity', 'live')] + [
     'inputs_drifted', 'volatility_ratio']  # the models' figures the report keeps
 
+# %% ../../nbs/12f_ops.daily.ipynb #008784a5
+def _health_failures(history: pd.DataFrame) -> list[dict]:  # the health checks' rounds (`check_history`)
+    "Each check that failed: how often, when last and with what detail"
+    failures = (history[~history['ok']].groupby('name')
+                .agg(failures=('ok', 'size'), last=('at', 'max'), detail=('detail', 'last'))
+                if len(history) else pd.DataFrame())
+    return [{'check': name, **{k: (str(v) if k == 'last' else v) for k, v in row.items()}}
+            for name, row in failures.to_dict(orient='index').items()]
+
+# %% ../../nbs/12f_ops.daily.ipynb #527bb48a
+def _run_rows(recent: pd.DataFrame) -> list[dict]:  # scheduled runs (`ops.records.runs`)
+    "Each run as the report says it: its job, start, status, seconds, and its error or summary (cut at 300 characters)"
+    return [{'job': r['job'], 'started': r['started'].isoformat(), 'status': r['status'],
+             'seconds': None if pd.isna(r['ended']) else round((r['ended'] - r['started']).total_seconds(), 1),
+             'what': r['error'] if isinstance(r['error'], str) else json.dumps(r['summary'], default=str)[:300]
+             if r['summary'] else ''}
+            for r in recent.to_dict(orient='records')]
+
 # %% ../../nbs/12f_ops.daily.ipynb #c005
 def figures(now: pd.Timestamp | None = None) -> dict:
     """What the report says, as data: health, scheduled runs of the last day, production models and their monitor
@@ -35,9 +53,6 @@ def figures(now: pd.Timestamp | None = None) -> dict:
     history = check_history((day).isoformat())
     # the last round recorded, whatever its clock said
     latest = history[history['at'] == history['at'].iloc[-1]] if len(history) else history
-    failures = (history[~history['ok']].groupby('name')
-                .agg(failures=('ok', 'size'), last=('at', 'max'), detail=('detail', 'last'))
-                if len(history) else pd.DataFrame())
     done = runs(limit=500)
     recent = done[done['started'] >= day]
     try: versions = describe()
@@ -51,13 +66,8 @@ def figures(now: pd.Timestamp | None = None) -> dict:
             'services': [{'check': r['name'], 'ok': bool(r['ok']), 'detail': r['detail']}
                          for r in latest.to_dict(orient='records')],
             'ahead': [ahead_said(r, now) for r in dated_ahead(done, now).to_dict(orient='records')],
-            'health_failures': [{'check': name, **{k: (str(v) if k == 'last' else v) for k, v in row.items()}}
-                                for name, row in failures.to_dict(orient='index').items()],
-            'runs': [{'job': r['job'], 'started': r['started'].isoformat(), 'status': r['status'],
-                      'seconds': None if pd.isna(r['ended']) else round((r['ended'] - r['started']).total_seconds(), 1),
-                      'what': r['error'] if isinstance(r['error'], str) else json.dumps(r['summary'], default=str)[:300]
-                      if r['summary'] else ''}
-                     for r in recent.to_dict(orient='records')],
+            'health_failures': _health_failures(history),
+            'runs': _run_rows(recent),
             'production': production,
             'versions': {f"{v['name']} v{v['version']}": v['created_at'].isoformat() for v in versions},
             'models': [{k: m.get(k) for k in DAILY_KEYS} for m in watched['models']], 'monitor_at': watched.get('at'),
