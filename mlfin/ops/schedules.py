@@ -126,17 +126,7 @@ def scheduled(job: str,                    # one of JOBS
     try:
         run_working(record, at)
         try: summary = work(wait)
-        except MlfinError as e:
-            run_ended(record, 'failed', 2, str(e), summary=about or None, at=at); _alert(job, str(e), about)
-            echo(f"mlfin: {job}: failed: {e}"); return 2
-        # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
-        except BaseException as e:
-            line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            run_ended(record, 'failed', 143 if isinstance(e, Stopped) else 1, line, summary=about or None, at=at)
-            traceback.print_exc()
-            _alert(job, line, about)
-            if isinstance(e, (KeyboardInterrupt, SystemExit, Stopped)): raise
-            return 1
+        except BaseException as e: return _failed(job, record, at, e, about, echo)
         run_ended(record, 'succeeded', 0, summary=summary, at=at)
         _alert(job, None, {k: summary.get(k, v) for k, v in about.items()})   # what the run was on, as it found it
         echo(f"mlfin: {job}: done: {summary}")
@@ -161,6 +151,22 @@ def _alert(job: str, error: str | None, about: dict | None = None):
                    firing=error is not None, ends_in=26 * 3600)
     except MlfinError as e:
         print(f"mlfin: {job}: the alert was not sent: {e}", file=sys.stderr)
+
+# %% ../../nbs/12g_ops.schedules.ipynb #c64488de
+def _failed(job: str, record: int, at, # the job, its run's record (`run_started`) and home
+            e: BaseException, about: dict, echo: Callable) -> int:  # what the work raised; what the run was on
+    """A run whose work raised, recorded as failed and alerted, called while `e` is handled: 2 on a user's mistake, 1
+    on a bug, 143 stopped (then raised again, as a KeyboardInterrupt or SystemExit is)"""
+    if isinstance(e, MlfinError):
+        run_ended(record, 'failed', 2, str(e), summary=about or None, at=at); _alert(job, str(e), about)
+        echo(f"mlfin: {job}: failed: {e}"); return 2
+    # a bug, or the process told to stop: recorded with its line, the traceback kept on stderr
+    line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    run_ended(record, 'failed', 143 if isinstance(e, Stopped) else 1, line, summary=about or None, at=at)
+    traceback.print_exc()
+    _alert(job, line, about)
+    if isinstance(e, (KeyboardInterrupt, SystemExit, Stopped)): raise
+    return 1
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c016
 CARRIED = ('MLFIN_HOME', 'MLFIN_STORE', 'MLFIN_ALERTMANAGER_URL', 'MLFIN_BACKUP_REPO', 'MLFIN_BACKUP_PASSWORD_FILE',
