@@ -310,15 +310,7 @@ def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry
            'record': (s.get('record') or {}).get('problem', ''), 'trials_now': s['trials'], 'dsr_now': s['dsr'],
            'verdict_now': words, 'doubts': doubts}
     if added <= 0 or not isinstance(s['trials'], (int, float)): return out
-    latest = now.drop_duplicates('configuration', keep='last')
-    sharpes = latest.loc[latest['kind'] == 'configuration', 'sharpe'].dropna()
-    spread = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else float('nan')
-    floor = s['sr_variance_floor'] if s['sr_variance_floor'] is not None else s['sr_variance']
-    variance = max(spread, floor) if np.isfinite(spread) else s['sr_variance']
-    trials = int(s['trials'] + added)
-    dsr = stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], trials, variance)
-    again = {**filed, 'skill': {**s, 'trials': trials, 'dsr': dsr, 'sr_variance': variance}}
-    return out | {'trials_now': trials, 'dsr_now': dsr, 'verdict_now': verdict_word(again, said.get('tradeable', True))}
+    return out | _recounted(s, filed, now, added, said.get('tradeable', True))
 
 def filed_verdicts(found: Check,       # the ledger as read now
                    sources: list[str], # runs (a symbol's MLflow run: its trials' source)
@@ -334,6 +326,21 @@ def filed_verdicts(found: Check,       # the ledger as read now
         if (first := counted_now(es[0], found)) is not None:
             out[s] = first | {'others': [(e.seq, e.login) for e in es[1:]]}
     return out
+
+# %% ../../nbs/08c_report.evidence.ipynb #900164db
+def _recounted(s: dict, filed: dict, # the verdict's skill figures, its trials held to the ledger's; its filed record
+               now: pd.DataFrame, added: int, # the trials on its question now; how many were filed after it
+               tradeable: bool) -> dict:
+    "A filed verdict again with the `added` trials filed on its question after it, their Sharpe ratios in the spread"
+    latest = now.drop_duplicates('configuration', keep='last')
+    sharpes = latest.loc[latest['kind'] == 'configuration', 'sharpe'].dropna()
+    spread = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else float('nan')
+    floor = s['sr_variance_floor'] if s['sr_variance_floor'] is not None else s['sr_variance']
+    variance = max(spread, floor) if np.isfinite(spread) else s['sr_variance']
+    trials = int(s['trials'] + added)
+    dsr = stats.dsr(s['sr'], s['n'], s['skew'], s['kurtosis'], trials, variance)
+    again = {**filed, 'skill': {**s, 'trials': trials, 'dsr': dsr, 'sr_variance': variance}}
+    return {'trials_now': trials, 'dsr_now': dsr, 'verdict_now': verdict_word(again, tradeable)}
 
 # %% ../../nbs/08c_report.evidence.ipynb #c016
 def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
