@@ -33,6 +33,18 @@ def mlflow_disagrees(row: dict,    # a `run_table` row: MLflow's trials, dsr, pb
         said.append(f"verdict '{row['verdict']}'")
     return f"MLflow says {', '.join(said)}: changed after the run (the ledger's figures are shown)" if said else ''
 
+# %% ../../nbs/08g_report.verdicts.ipynb #217ff60b
+def _filed_record(row: dict, # a `run_table` row: MLflow's trials, dsr, pbo, verdict
+                  filed: dict) -> str:  # the run's verdict as the ledger filed it (`filed_verdicts`)
+    "What a run's record says beside its filed verdict: MLflow's changed figures, the filing's doubts, later verdicts"
+    others = [f"entry {seq} by {who or 'someone'}" for seq, who in filed['others']]
+    return '; '.join(filter(None,
+                            [mlflow_disagrees(row, filed),
+                             *(f"doubt: {d} (its figures' are shown)" for d in filed['doubts']),
+                             others
+                             and ("the ledger holds another verdict for this run, appended "
+                                  f"later ({', '.join(others)}): the run's own is shown")]))
+
 # %% ../../nbs/08g_report.verdicts.ipynb #v006
 def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run and symbol, with MLflow's figures
            found: Check | None = None, # the trial ledger as read (default: the one this home appends to)
@@ -60,13 +72,7 @@ def judged(table: pd.DataFrame,       # `tracking.run_table`'s: a row per run an
                             f"not in the trial ledger at {place(found.location)}")
                            + ": MLflow's figures, which a member can change")
             continue
-        others = [f"entry {seq} by {who or 'someone'}" for seq, who in f['others']]
-        records.append('; '.join(filter(None,
-                                        [mlflow_disagrees(row.to_dict(), f),
-                                         *(f"doubt: {d} (its figures' are shown)" for d in f['doubts']),
-                                         others
-                                         and ("the ledger holds another verdict for this run, appended "
-                                              f"later ({', '.join(others)}): the run's own is shown")])))
+        records.append(_filed_record(row.to_dict(), f))
         if f['by']: out.at[i, 'by'] = f['by']
         out.at[i, 'trials'] = _then_now(f['trials_then'], f['trials_now'], str)
         out.at[i, 'dsr'] = _then_now(f['dsr_then'], f['dsr_now'], figure)
