@@ -79,21 +79,21 @@ def _weigh_symbol(m: dict, # the symbol's backtest metrics: its skill, PBO and h
                     if len(earlier) else None)
 
 # %% ../../nbs/08d_report.publish.ipynb #c4661655a
-def weigh_questions(
-    params: dict,  # the run's parameters: label, horizon, cv, threshold and the choices (`CHOICES`)
-    manifest: list[dict],  # the ingest manifest: each symbol's timeframe
-    train: dict,  # the train task's record: leaders, models, inputs, kind
-    trading: dict,  # the backtest's metrics per symbol (and PORTFOLIO): weighed in place
-    grid: pd.DataFrame,  # the backtest's `grid` product: every configuration's per-bar returns, a `symbol` column
-    curves: pd.DataFrame,  # the backtest's `curves`: the leaders' and buy-and-hold's values
-    closes: dict[str, pd.Series],  # each symbol's closes as the run saw them: what its question is
-    found: Check,  # the trial ledger as read this run
-    since: str = '',  # --trials-since: count only trials recorded from this date
-    # symbol -> choices of its own (a notebook's window of each symbol's bars)
-    symbol_choices: dict[str, dict] | None = None,
-    # these symbols alone, the portfolio left as it is (weighed again: `Weighing.counted`)
-    only: list[str] | None = None,
-) -> dict[str, tuple]:
+def weigh_questions(params: dict,  # the run's parameters: label, horizon, cv, threshold and the choices (`CHOICES`)
+                    manifest: list[dict],  # the ingest manifest: each symbol's timeframe
+                    train: dict,  # the train task's record: leaders, models, inputs, kind
+                    trading: dict,  # the backtest's metrics per symbol (and PORTFOLIO): weighed in place
+                    # the backtest's `grid` product: every configuration's per-bar returns, a `symbol` column
+                    grid: pd.DataFrame,
+                    curves: pd.DataFrame,  # the backtest's `curves`: the leaders' and buy-and-hold's values
+                    closes: dict[str, pd.Series],  # each symbol's closes as the run saw them: what its question is
+                    found: Check,  # the trial ledger as read this run
+                    since: str = '',  # --trials-since: count only trials recorded from this date
+                    # symbol -> choices of its own (a notebook's window of each symbol's bars)
+                    symbol_choices: dict[str, dict] | None = None,
+                    # these symbols alone, the portfolio left as it is (weighed again: `Weighing.counted`)
+                    only: list[str] | None = None,
+                   ) -> dict[str, tuple]:
     """Each leader weighed against every trial on its question (DSR, PBO), the earlier choice's holdout, the portfolio
     summed; symbol -> (question, new prints, trials, returns, prints) to record"""
     point, choices = _traded(params, train['kind'])
@@ -160,6 +160,13 @@ class Weighing:
         self.again = moved
         return {s: counted_record(self.metrics[s], self.tradeable, now.length) for s in self.weighed}
 
+# %% ../../nbs/08d_report.publish.ipynb #612ad17c
+def _product_paths(upstream: dict, folder: Path) -> dict:  # the task's upstream products; the summary's folder
+    "The products the summary names (curves, signals, trades, predictions, leaderboard), from its folder"
+    return {k: os.path.relpath(upstream[t][k], folder)
+            for t, k in (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'),
+                         ('train', 'predictions'), ('train', 'leaderboard'))}
+
 # %% ../../nbs/08d_report.publish.ipynb #c016p
 def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)
                 product: dict,    # summary, tearsheets
@@ -171,9 +178,7 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
     ingest, train, trading = (read_json(upstream[t][k])
                               for t, k in (('ingest', 'manifest'), ('train', 'metrics'), ('backtest', 'metrics')))
     folder = Path(product['summary']).parent
-    products = {k: os.path.relpath(upstream[t][k], folder)
-                for t, k in (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'),
-                             ('train', 'predictions'), ('train', 'leaderboard'))}
+    products = _product_paths(upstream, folder)
     attrs = pd.read_parquet(upstream['features']['dataset'], columns=[]).attrs   # its metadata, none of its rows
     cfg = task_params('report', given)
     params = {**ingest['params'], **{k: attrs[k] for k in ('spec', 'label', 'horizon')}, **train['params'],
