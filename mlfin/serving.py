@@ -265,6 +265,15 @@ def _load(self:Live, found, symbol: str, timeframe: str, entry: _Series, stamp):
                           "spec (saved before mlfin recorded it): retrain it")
     entry.predictor, entry.tags, entry.forecasts = predictor, dict(found.tags), {}
 
+# %% ../nbs/06z_serving.ipynb #ed0c1f44
+def _closed(bars: pd.DataFrame, timeframe: str, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.Timestamp]:
+    "The bars closed by `now`, and until when a forecast from them holds: the forming bar's close, else for ever"
+    forming, calendar = (bars.index[-1] if len(bars) else None), bars.attrs.get('calendar', '')
+    bars = closed_bars(bars, timeframe, now)
+    if forming is not None and (not len(bars) or bars.index[-1] != forming):
+        return bars, bar_end(forming, timeframe, calendar)
+    return bars, pd.Timestamp.max.tz_localize('UTC')   # until the bars change
+
 # %% ../nbs/06z_serving.ipynb #fde52c23
 @patch
 def forecast(self:Live, symbol: str, timeframe: str,
@@ -288,14 +297,8 @@ def forecast(self:Live, symbol: str, timeframe: str,
         if _current(kept := entry.forecasts.get(closed), stamp, now, predictor.version): return kept[2]
         manifest = predictor.model.manifest
         bars = load(symbol, timeframe, last=max(self.tail, 2 * predictor.rows_needed) + 1, store=self.store)
-        until = pd.Timestamp.max.tz_localize('UTC')   # valid until the bars change...
-        if closed:
-            forming, calendar = (bars.index[-1] if len(bars) else None), bars.attrs.get('calendar', '')
-            bars = closed_bars(bars, timeframe, now)
-            # ...or the forming bar closes
-            if forming is not None and (not len(bars) or bars.index[-1] != forming):
-                until = bar_end(forming, timeframe, calendar)
-            if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
+        bars, until = _closed(bars, timeframe, now) if closed else (bars, pd.Timestamp.max.tz_localize('UTC'))
+        if not len(bars): raise NotFound(f"no closed {timeframe} bar of {symbol} yet (its only bar is forming)")
         x = live_inputs(bars, manifest['features'], predictor.inputs, predictor.rows_needed, self.store)
         ratio, value, last = (float(entry.tags.get('oos_mae_ratio', 'nan')), predictor(x.to_numpy()),
                               float(bars['close'].iloc[-1]))
