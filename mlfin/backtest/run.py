@@ -84,16 +84,15 @@ def _settled(settings: BacktestSettings | None, changes: dict, leaders: dict, ba
     return settings
 
 # %% ../../nbs/07da_backtest.run.ipynb #c013_u
-def backtest_one(
-    bars: pd.DataFrame | str,  # the symbol's canonical bars, or the long Parquet file of the run's bars
-    oos: pd.DataFrame | str,  # its models' out-of-sample rows, or the Parquet file of every symbol's
-    symbol: str,
-    leader: str,
-    calendar: str,
-    trials: int,
-    costs: Costs,
-    settings: BacktestSettings,
-) -> SymbolBacktest:
+def backtest_one(bars: pd.DataFrame | str,  # the symbol's canonical bars, or the long Parquet file of the run's bars
+                 oos: pd.DataFrame | str,  # its models' out-of-sample rows, or the Parquet file of every symbol's
+                 symbol: str,
+                 leader: str,
+                 calendar: str,
+                 trials: int,
+                 costs: Costs,
+                 settings: BacktestSettings,
+                ) -> SymbolBacktest:
     "One symbol's backtest (`backtest_universe`'s unit of work), its rows read where it runs"
     if not isinstance(bars, pd.DataFrame): bars = split_symbols(symbol_rows(bars, symbol))[symbol]
     return backtest_symbol(symbol, bars, symbol_rows(oos, symbol), leader, calendar, trials, costs, settings)

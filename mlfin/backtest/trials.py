@@ -181,10 +181,9 @@ def latest_sources(earlier: pd.DataFrame, # trials recorded before (a `LEDGER` f
     return list(dict.fromkeys(tried.drop_duplicates('configuration', keep='last')['source']))
 
 
-def latest_returns(
-    earlier: pd.DataFrame,  # trials recorded before (a `LEDGER` frame with `source`), oldest first
-    kept: dict[str, pd.DataFrame],  # source -> its configurations' returns (columns: configuration ids)
-) -> pd.DataFrame:
+def latest_returns(earlier: pd.DataFrame,  # trials recorded before (a `LEDGER` frame with `source`), oldest first
+                   kept: dict[str, pd.DataFrame],  # source -> its configurations' returns (columns: configuration ids)
+                  ) -> pd.DataFrame:
     "Each configuration's returns from the latest record that kept them"
     frames = {}
     for source in earlier['source'].drop_duplicates():

@@ -305,24 +305,24 @@ def _stored(store, bars: pd.DataFrame, meta: dict, report: IngestReport):
                             f"{change[0]} {change[1]} {change[2]:.10g} -> {change[3]:.10g}")
 
 # %% ../../nbs/01r_data.facade.ipynb #c007f
-def ingest(
-    source,  # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
-    symbol: str | None = None,  # what the bars are of (samples know)
-    timeframe: str | None = None,  # their bar size: 1m, 5m, 1h, 1d (samples know)
-    strict: bool = False,  # any bad row rejects the whole batch (nothing stored)
-    calendar: str | None = None,  # XNYS (or any exchange code), 24/5, 24/7; default: recorded, known, or guessed
-    columns: dict | None = None,  # explicit {our column: their column} for unrecognised layouts
-    tz: str = 'UTC',  # zone of naive timestamps in the source
-    store=None,  # a store or its URL; default `open_store()`
-    start: str | None = None,  # remote sources (ccxt:EXCHANGE:MARKET, yfinance:TICKER): first bar wanted
-    end: str | None = None,  # remote sources: last bar wanted (default: the last finished one)
-    config: dict | None = None,  # remote sources: ccxt exchange settings (keys, urls, options)
-    actions=None,  # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
-    off_calendar: str = 'quarantine',  # bars the calendar has no place for (a Saturday for NYSE): quarantine or keep
-    decimal: str = '.',  # text files: the decimal mark, . or , (European files)
-    dayfirst: bool = False,  # text files: dates are day first (31.12.2024)
-    date_format: str | None = None,  # text files: a strptime format of the times, e.g. %m/%d/%Y
-) -> IngestReport:
+def ingest(source,  # a file path, `sample:SYM`, `ccxt:EXCHANGE:MARKET`, `yfinance:TICKER`, a DataFrame or a `Batch`
+           symbol: str | None = None,  # what the bars are of (samples know)
+           timeframe: str | None = None,  # their bar size: 1m, 5m, 1h, 1d (samples know)
+           strict: bool = False,  # any bad row rejects the whole batch (nothing stored)
+           calendar: str | None = None,  # XNYS (or any exchange code), 24/5, 24/7; default: recorded, known, or guessed
+           columns: dict | None = None,  # explicit {our column: their column} for unrecognised layouts
+           tz: str = 'UTC',  # zone of naive timestamps in the source
+           store=None,  # a store or its URL; default `open_store()`
+           start: str | None = None,  # remote sources (ccxt:EXCHANGE:MARKET, yfinance:TICKER): first bar wanted
+           end: str | None = None,  # remote sources: last bar wanted (default: the last finished one)
+           config: dict | None = None,  # remote sources: ccxt exchange settings (keys, urls, options)
+           actions=None,  # splits and dividends: a file or frame with ex-date and `split` and/or `dividend`
+           # bars the calendar has no place for (a Saturday for NYSE): quarantine or keep
+           off_calendar: str = 'quarantine',
+           decimal: str = '.',  # text files: the decimal mark, . or , (European files)
+           dayfirst: bool = False,  # text files: dates are day first (31.12.2024)
+           date_format: str | None = None,  # text files: a strptime format of the times, e.g. %m/%d/%Y
+          ) -> IngestReport:
     """Parse, inspect and store bars from `source`; bad rows and off-calendar bars quarantined (or, `strict`, the batch
     rejected)"""
     _check_policy(tz, off_calendar)

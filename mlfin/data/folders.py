@@ -103,21 +103,20 @@ class FileOutcome:
     def __str__(self): return str(self.report) if self.report is not None else self.refused
 
 # %% ../../nbs/01u_data.folders.ipynb #u021
-def ingest_files(
-    sources: str | Path | list,  # files, folders and glob patterns (`bar_files`)
-    timeframe: str,  # the bar size of every file: 1m, 5m, 1h, 1d
-    # a column naming each row's symbol; default: each file's name (`symbol_from_name`)
-    symbol_column: str | None = None,
-    strict: bool = False,  # any bad row refuses its file (its series, in a file of several symbols)
-    calendar: str | None = None,  # as `ingest` takes them, the same for every file: the calendar...
-    columns: dict | None = None,  # ...the columns of an unrecognised layout
-    tz: str = 'UTC',  # ...the zone of naive times
-    store=None,  # a store or its URL; default `open_store()`
-    off_calendar: str = 'quarantine',  # ...bars the calendar has no place for
-    decimal: str = '.',  # ...text files' decimal mark
-    dayfirst: bool = False,  # ...day-first dates
-    date_format: str | None = None,  # ...a strptime format of the times
-) -> Iterator[FileOutcome]:
+def ingest_files(sources: str | Path | list,  # files, folders and glob patterns (`bar_files`)
+                 timeframe: str,  # the bar size of every file: 1m, 5m, 1h, 1d
+                 # a column naming each row's symbol; default: each file's name (`symbol_from_name`)
+                 symbol_column: str | None = None,
+                 strict: bool = False,  # any bad row refuses its file (its series, in a file of several symbols)
+                 calendar: str | None = None,  # as `ingest` takes them, the same for every file: the calendar...
+                 columns: dict | None = None,  # ...the columns of an unrecognised layout
+                 tz: str = 'UTC',  # ...the zone of naive times
+                 store=None,  # a store or its URL; default `open_store()`
+                 off_calendar: str = 'quarantine',  # ...bars the calendar has no place for
+                 decimal: str = '.',  # ...text files' decimal mark
+                 dayfirst: bool = False,  # ...day-first dates
+                 date_format: str | None = None,  # ...a strptime format of the times
+                ) -> Iterator[FileOutcome]:
     """Ingest many files in one process, an outcome as each is done: a file refused whole (unreadable, wrong columns, a
     name that gives no symbol, two files giving one) is an outcome saying why, nothing of it stored, and the others go
     on"""

@@ -242,20 +242,19 @@ def _known_times(known, # when each value became known, as given: times with the
     return known.tz_convert('UTC').as_unit('ns')
 
 # %% ../../nbs/01m_data.observations.ipynb #c052
-def observations_frame(
-    period,  # the dates of the periods (any day in each: mapped to the period's first)
-    value,  # the values: numbers
-    known=None,  # when each became known (UTC, or with a zone); None: by `rule`
-    rule: str | Rule = 'as given',  # the release rule (`known` given: `as given`)
-    frequency: str | None = None,  # D, W, M, Q, A; None: from the periods' spacing
-    name: str = 'value',
-    symbol: str | None = None,
-    where: str = 'frame',  # the source, as refusals name it (a file's path)
-    rows=None,  # each row's number in the source (1-based); None: 1, 2, ...
-    columns: dict | None = None,  # the source's name for period, known, value (for refusals)
-    given=None,  # the source's release times or filing dates, when the rule needs them
-    **attrs,  # source, licence, description, unit
-) -> pd.DataFrame:
+def observations_frame(period,  # the dates of the periods (any day in each: mapped to the period's first)
+                       value,  # the values: numbers
+                       known=None,  # when each became known (UTC, or with a zone); None: by `rule`
+                       rule: str | Rule = 'as given',  # the release rule (`known` given: `as given`)
+                       frequency: str | None = None,  # D, W, M, Q, A; None: from the periods' spacing
+                       name: str = 'value',
+                       symbol: str | None = None,
+                       where: str = 'frame',  # the source, as refusals name it (a file's path)
+                       rows=None,  # each row's number in the source (1-based); None: 1, 2, ...
+                       columns: dict | None = None,  # the source's name for period, known, value (for refusals)
+                       given=None,  # the source's release times or filing dates, when the rule needs them
+                       **attrs,  # source, licence, description, unit
+                      ) -> pd.DataFrame:
     "A validated observations frame, or a one-line refusal naming the source, row and column"
     columns = {c: c for c in OBSERVATION_COLUMNS} | (columns or {})
     rows = np.arange(1, len(value) + 1) if rows is None else np.asarray(rows)

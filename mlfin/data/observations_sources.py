@@ -286,15 +286,14 @@ class ObservationsIngest:
         return '\n'.join(lines + [f"{self.added:,} rows added, {self.unchanged:,} already stored"])
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c032
-def ingest_observations(
-    source,  # a file, postgresql://host/db?table=T, a DataFrame, or embedded:NAME
-    name: str | None = None,
-    rule: str | None = None,
-    frequency: str | None = None,
-    symbol: str | None = None,
-    store=None,  # a store, its URL or folder; default: the one `open_store()` opens
-    about: dict | None = None,  # source (who made it), licence, description, unit
-) -> ObservationsIngest:
+def ingest_observations(source,  # a file, postgresql://host/db?table=T, a DataFrame, or embedded:NAME
+                        name: str | None = None,
+                        rule: str | None = None,
+                        frequency: str | None = None,
+                        symbol: str | None = None,
+                        store=None,  # a store, its URL or folder; default: the one `open_store()` opens
+                        about: dict | None = None,  # source (who made it), licence, description, unit
+                       ) -> ObservationsIngest:
     "Store every series of `source`, all or nothing (the store checks the whole batch before it writes any)"
     frames = observation_frames(source, name, rule, frequency, symbol, about)
     counts = open_store(store).write_observations(frames)

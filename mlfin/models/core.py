@@ -274,11 +274,10 @@ def model_spec(name: str, settings: dict | None = None, where: str = '') -> Mode
 # %% ../../nbs/06a_models.core.ipynb #c024
 MODELS_FILE = 'models.yaml'
 
-def read_models(
-    path: str
-    | Path
-    | None = None,  # a models spec; default: the project's models.yaml (else every family, as declared)
-) -> dict[str, ModelSpec]:
+def read_models(path: str
+                | Path
+                | None = None,  # a models spec; default: the project's models.yaml (else every family, as declared)
+               ) -> dict[str, ModelSpec]:
     "Every named model of the spec file, checked; `BadInput` names the file, model, hyperparameter and value"
     if path is None:
         root = project_root()
@@ -301,15 +300,15 @@ def parse_overrides(text: str) -> dict[str, dict]:
     return assignments(text, '--model-params', 'MODEL.HYPERPARAMETER=VALUE', 'xgboost.max_depth=4')
 
 # %% ../../nbs/06a_models.core.ipynb #c024_01
-def choose_models(
-    names: str = 'all',  # comma-separated named models, or `all` (every one that can learn `kind`)
-    kind: str = 'classifier',  # what the target needs
-    overrides: str = '',  # --model-params
-    path: str | Path | None = None,  # the models spec (default: the project's)
-    groups: dict
-    # the run's feature groups: `all` takes a variant without feature groups only where they hold its groups
-    | None = None,
-) -> list[ModelSpec]:
+def choose_models(names: str = 'all',  # comma-separated named models, or `all` (every one that can learn `kind`)
+                  kind: str = 'classifier',  # what the target needs
+                  overrides: str = '',  # --model-params
+                  path: str | Path | None = None,  # the models spec (default: the project's)
+                  groups: dict
+                # the run's feature groups: `all` takes a variant without feature groups only where they hold its groups
+
+                  | None = None,
+                 ) -> list[ModelSpec]:
     "The run's models, each checked for the target's kind, with the command line's hyperparameters applied"
     specs = read_models(path)
     wanted = [n for n in (specs if names.strip() == 'all' else [n.strip() for n in names.split(',') if n.strip()])]

@@ -139,15 +139,14 @@ class Lineage:
                    target=target_of(tags))
 
 # %% ../../nbs/06m_models.promotion.ipynb #c012n
-def lineage(
-    symbol: str,
-    timeframe: str,
-    params: dict,  # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
-    trials: int,
-    fingerprint: str,
-    round_trip_bps: float,
-    span: tuple[str, str] = ('', ''),  # the first and last bar of its data
-) -> Lineage:
+def lineage(symbol: str,
+            timeframe: str,
+            params: dict,  # the run's parameters (label, horizon, cv, spec, threshold, short_below, code version)
+            trials: int,
+            fingerprint: str,
+            round_trip_bps: float,
+            span: tuple[str, str] = ('', ''),  # the first and last bar of its data
+           ) -> Lineage:
     "A symbol's lineage in a run"
     return Lineage(params['label'], int(params['horizon']), params.get('cv', default('cv')), params['spec'],
                    int(trials), fingerprint, params.get('code_version', ''), float(params['threshold']),

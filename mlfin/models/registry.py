@@ -124,10 +124,9 @@ def promote(symbol: str, timeframe: str, version: int | None = None, # default: 
     return {'name': name, 'version': version, 'production': True, 'pinned': True}
 
 # %% ../../nbs/06l_models.registry.ipynb #c009_02
-def acts(
-    ledger: str
-    | None = None,  # the trial ledger's location (`tracking.ledger.ledger_location`); default: $MLFIN_LEDGER
-) -> list:
+def acts(ledger: str
+         | None = None,  # the trial ledger's location (`tracking.ledger.ledger_location`); default: $MLFIN_LEDGER
+        ) -> list:
     "The trial ledger's filed acts on production, oldest first: each move (by hand, or the policy's) and each release"
     return [e for e in Ledger(ledger).entries() if e.kind == 'promotion']
 
@@ -307,10 +306,9 @@ def describe(name: str | None = None) -> list[dict]:
     return sorted(rows, key=lambda r: (r['name'], -r['version']))
 
 # %% ../../nbs/06l_models.registry.ipynb #c009p
-def production(
-    name: str | None = None,  # one registered model (mlfin.SYMBOL.TIMEFRAME); default: every one of mlfin's
-    versions: list[dict] | None = None,  # `describe`'s rows, when the caller has read them already
-) -> list[dict]:
+def production(name: str | None = None,  # one registered model (mlfin.SYMBOL.TIMEFRAME); default: every one of mlfin's
+               versions: list[dict] | None = None,  # `describe`'s rows, when the caller has read them already
+              ) -> list[dict]:
     """The versions the service serves (aliased production where the trial ledger's last filed move put it), as
     `describe` lists them (`Unavailable` in one line when the registry cannot be read)"""
     return [v for v in (describe(name) if versions is None else versions)

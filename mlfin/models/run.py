@@ -192,12 +192,11 @@ def _leaderboard(overall: list[dict], kind: str, symbols: list) -> pd.DataFrame:
     return board.reset_index(drop=True)
 
 # %% ../../nbs/06ia_models.run.ipynb #c026u
-def unit_data(
-    rows: SymbolData
-    | str,  # a symbol's training arrays (in process), or the Parquet dataset holding its rows (on a worker)
-    symbol: str,
-    weighting: str = 'uniqueness',
-) -> SymbolData:
+def unit_data(rows: SymbolData
+              | str,  # a symbol's training arrays (in process), or the Parquet dataset holding its rows (on a worker)
+              symbol: str,
+              weighting: str = 'uniqueness',
+             ) -> SymbolData:
     """What a unit of work trains on: the arrays it was given, or its symbol's rows read from the run's dataset and made
     into them"""
     return rows if isinstance(rows, SymbolData) else symbol_data(symbol_rows(rows, symbol), weighting, symbol)

@@ -89,11 +89,10 @@ class SymbolData:
 
 
 # %% ../../nbs/06i_models.training.ipynb #c008_00
-def symbol_data(
-    rows: pd.DataFrame,  # one symbol's `features.dataset` rows: inputs, label, label_end, label_return
-    weighting: str = 'uniqueness',  # sample weights: label uniqueness, or none
-    symbol: str = '',
-) -> SymbolData:
+def symbol_data(rows: pd.DataFrame,  # one symbol's `features.dataset` rows: inputs, label, label_end, label_return
+                weighting: str = 'uniqueness',  # sample weights: label uniqueness, or none
+                symbol: str = '',
+               ) -> SymbolData:
     "The arrays training needs, from a symbol's dataset rows"
     if weighting not in WEIGHTINGS: raise BadInput(f"--weighting: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     inputs = inputs_of(rows)

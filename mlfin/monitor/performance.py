@@ -33,13 +33,12 @@ def auc_error(auc: float, positives: int, negatives: int) -> float:
 MIN_LABELS = 100   # labelled predictions before a verdict
 ALPHA = 0.01       # each one-sided test's level
 
-def against_record(
-    live: pd.DataFrame,  # the served predictions whose outcome is known: prediction, label (1 up, 0 not)
-    record: dict,  # the model's out-of-sample figures: accuracy (its hit rate), auc (None: not recorded)
-    cut: float = 0.5,  # a prediction above it calls "up": 0.5 for P(up), 0 for a predicted move
-    min_labels: int = MIN_LABELS,
-    alpha: float = ALPHA,
-) -> dict:
+def against_record(live: pd.DataFrame,  # the served predictions whose outcome is known: prediction, label (1 up, 0 not)
+                   record: dict,  # the model's out-of-sample figures: accuracy (its hit rate), auc (None: not recorded)
+                   cut: float = 0.5,  # a prediction above it calls "up": 0.5 for P(up), 0 for a predicted move
+                   min_labels: int = MIN_LABELS,
+                   alpha: float = ALPHA,
+                  ) -> dict:
     """Hit rate (Wilson band), AUC (Hanley-McNeil error), Brier (probabilities) of the live predictions beside the
     record; the verdict"""
     from sklearn.metrics import roc_auc_score

@@ -314,14 +314,13 @@ class RateLimit:
     """A limit per key, e.g. '1200/minute'; `hit` (or `ahit` on an event loop, for a limit made with `aio`) raises
     `TooManyRequests` with the seconds to wait; `reachable` says whether its store answers"""
 
-    def __init__(
-        self,
-        rate: str,
-        storage: str = 'memory://',  # the service's: `ServiceSettings.rate_limit`, `limits_storage`
-        # any window of the period holds at most N (limits' moving window), not the sliding counter's estimate
-        exact: bool = False,
-        aio: bool = False,  # counted by `ahit`, awaited on the event loop: Redis asked without blocking it
-    ):
+    def __init__(self,
+                 rate: str,
+                 storage: str = 'memory://',  # the service's: `ServiceSettings.rate_limit`, `limits_storage`
+                 # any window of the period holds at most N (limits' moving window), not the sliding counter's estimate
+                 exact: bool = False,
+                 aio: bool = False,  # counted by `ahit`, awaited on the event loop: Redis asked without blocking it
+                ):
         from limits import parse, strategies
         from limits.aio import strategies as aio_strategies
         try:

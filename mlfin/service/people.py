@@ -22,15 +22,14 @@ class People:
     """The people of one service database: accounts, their second factors and recovery codes, failures and locks,
     sessions"""
 
-    def __init__(
-        self,
-        db,
-        audit: Audit | None = None,
-        policy: LoginPolicy = LoginPolicy(),
-        cache_seconds: float = setting('key_cache_seconds'),
-        storage: str = 'memory://',  # where attempts per address are counted: the service's `limits_storage`
-        now=None,  # the clock: a function giving the time in UTC (default: the real one; a test moves its own)
-    ):
+    def __init__(self,
+                 db,
+                 audit: Audit | None = None,
+                 policy: LoginPolicy = LoginPolicy(),
+                 cache_seconds: float = setting('key_cache_seconds'),
+                 storage: str = 'memory://',  # where attempts per address are counted: the service's `limits_storage`
+                 now=None,  # the clock: a function giving the time in UTC (default: the real one; a test moves its own)
+                ):
         self.db, self.audit, self.policy, self.cache_seconds = db, audit or Audit(db), policy, cache_seconds
         self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.addresses = RateLimit(policy.rate, storage, exact=True)   # exact: any minute holds at most N attempts

@@ -234,10 +234,9 @@ def _copy_rows(reader, target) -> tuple[dict, dict]:
     return copied, sequences
 
 # %% ../../nbs/05c_tracking.server.ipynb #c018
-def migrate(
-    db: str,  # the server's PostgreSQL database (fresh: made by the server at its first start, or empty)
-    artifacts: str | Path,  # the server's artifact folder (`mlfin tracking serve --artifacts`)
-) -> dict:
+def migrate(db: str,  # the server's PostgreSQL database (fresh: made by the server at its first start, or empty)
+            artifacts: str | Path,  # the server's artifact folder (`mlfin tracking serve --artifacts`)
+           ) -> dict:
     """The home's MLflow store copied row for row into the server's database (run ids, versions, aliases kept), its
     files into the server's folder"""
     import logging, sqlalchemy as sa
