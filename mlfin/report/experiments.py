@@ -61,6 +61,14 @@ class Experiment:
     def __repr__(self) -> str:
         return f"Experiment {self.name!r}, run {self.run[:8]}:\n{self.table.round(3).to_string()}"
 
+# %% ../../nbs/08e_report.experiments.ipynb #8e0af2ae
+def _attach_record(done, name: str, params: dict):  # the experiment recorded (`Experiment`); its name and parameters
+    "The experiment's record attached to its run: what `mlfin runs get` brings back beside the manifest"
+    with tempfile.TemporaryDirectory() as folder:
+        record = {'name': name, 'params': params, 'said': done.said(), 'metrics': done.metrics, 'ledger': done.ledger}
+        write_json(record, Path(folder)/EXPERIMENT)
+        attach(done.run, [Path(folder)/EXPERIMENT], '')
+
 # %% ../../nbs/08e_report.experiments.ipynb #c009
 def record_experiment(
     name: str,                      # what the notebook tried, in a few words: its run's name in `mlfin runs`
@@ -98,10 +106,7 @@ def record_experiment(
     recount(ids, trading, weighing)   # a colleague's run on a question meanwhile: the figures counted at the append
     done = Experiment(name, ids['parent'], {s: ids[s] for s in symbols},
                       {s: m for s, m in trading.items() if s in symbols or s == PORTFOLIO}, tradeable, head)
-    with tempfile.TemporaryDirectory() as folder:   # what `mlfin runs get` brings back beside the manifest
-        write_json({'name': name, 'params': params, 'said': done.said(), 'metrics': done.metrics, 'ledger': head},
-                   Path(folder)/EXPERIMENT)
-        attach(done.run, [Path(folder)/EXPERIMENT], '')
+    _attach_record(done, name, params)
     return done
 
 # %% ../../nbs/08e_report.experiments.ipynb #c010e
