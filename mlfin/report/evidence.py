@@ -198,6 +198,13 @@ def earlier_trials(found: Check,     # the ledger as read this run
                if len(mine) or len(extra) else _typed(mine))
     return earlier.sort_values('recorded', kind='stable', ignore_index=True), record
 
+# %% ../../nbs/08c_report.evidence.ipynb #a8d50489
+def _reset_entries(now: Check, replaced: list[str] | None) -> list[tuple[str, str, dict]]:  # the ledger read; lost ones
+    "A `reset` entry naming the lost ledgers this one has not named yet (none when it has named them all)"
+    named_lost = {now.id} | {i for e in now.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
+    # the ledger remembers what it replaced, for every home and run after
+    return [('reset', '', {'replaced': lost})] if (lost := sorted(set(replaced or []) - named_lost)) else []
+
 # %% ../../nbs/08c_report.evidence.ipynb #c011
 def keep_evidence(book: Ledger,
                   # symbol -> its question and the prints its bars add (`question_of`)
@@ -222,9 +229,7 @@ def keep_evidence(book: Ledger,
 
     def make(now: Check) -> list[tuple[str, str, dict]]:
         named = {(e.family, e.content.get('symbol')) for e in now.entries if e.kind == 'series'}
-        named_lost = {now.id} | {i for e in now.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
-        # the ledger remembers what it replaced, for every home and run after
-        made = [('reset', '', {'replaced': lost})] if (lost := sorted(set(replaced or []) - named_lost)) else []
+        made = _reset_entries(now, replaced)
         said = counted(now) if counted else {}
         for symbol, (question, new) in asked.items():
             if new or (question.id, symbol) not in named:
