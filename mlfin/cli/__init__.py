@@ -9,7 +9,7 @@ __all__ = ['main']
 from ..config import apply_runtime_env
 apply_runtime_env()   # before numpy loads OpenBLAS, which reads its thread count once (`config.runtime_env`)
 from .app import DASHBOARD_PORT, app, fail
-from . import research, data, service, people, ops, tracking   # each registers its commands on app
+from . import research, models, data, service, people, ops, tracking   # each registers its commands on app
 
 # %% ../../nbs/14_cli.ipynb #c003m
 import atexit, ctypes, os, sys, threading
