@@ -847,9 +847,9 @@ def align_signatures(source: str) -> str:
         new.append(' ' * (col - 1) + lines[shut].strip())
         if len(new[0]) > LIMIT: continue
         fitted = []
-        for line in new:   # a parameter's comment past the limit: on the lines above it
+        for k, line in enumerate(new):   # a parameter's comment past the limit: on the lines above it
             code, _, note = line.partition('  # ')
-            if len(line) > LIMIT and note and len(code.rstrip()) <= LIMIT and line is not new[0]:
+            if k and len(line) > LIMIT and note and len(code.rstrip()) <= LIMIT:
                 fitted += comment_lines(note.strip(), ' ' * (len(code) - len(code.lstrip()))) + [code.rstrip()]
             else: fitted.append(line)
         if any(len(l) > LIMIT for l in fitted) or len(fitted) > shut - top + 1: continue

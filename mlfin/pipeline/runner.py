@@ -183,9 +183,10 @@ def run(overrides: dict | None = None, force: bool = False, project: Path | None
             publish(run_dir(values['home'])/'reports', Path(values['reports'])); attempt['ran'] = []; return Ran()
         first_imports(values['models'])
         dag = _dag(root, values)
-        mend_metadata(product_files(dag))   # what a killed run cut
+        files = product_files(dag)
+        mend_metadata(files)   # what a killed run cut
         built = _build(dag, values, force, progress, attempt)
-        _write_stamp(stamp, root, values, product_files(dag))
+        _write_stamp(stamp, root, values, files)
         seconds = timings(built)
         ran = Ran(seconds, {name: products_of(dag[name]) for name in seconds})
         if ran: _keep_notebooks(run_dir(values['home']), dag, ran, json.loads(values['report_config'])['tracking'])
