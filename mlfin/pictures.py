@@ -77,6 +77,7 @@ def picture(drawn: dict) -> str | None:
     _queue(key, drawn)
     return None
 
+# %% ../nbs/00d_pictures.ipynb #f6cf25ef
 def _queue(key: str, drawn: dict):
     global _drawer
     with _guard:
@@ -85,6 +86,7 @@ def _queue(key: str, drawn: dict):
         if _drawer is None or not _drawer.is_alive():
             _drawer = threading.Thread(target=_drain, name='mlfin-pictures', daemon=True); _drawer.start()
 
+# %% ../nbs/00d_pictures.ipynb #3a7a7b2a
 def _drain():
     "Draw what is queued, a batch at a time, until nothing is"
     while True:
