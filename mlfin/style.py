@@ -38,7 +38,7 @@ FIT_STYLE = ("<style>table.mlfin-fit{width:100%;table-layout:auto}"
              "table.mlfin-stack td::before{content:attr(data-label);font-weight:600;"
              "text-align:left;flex:0 0 45%}}</style>")
 
-
+# %% ../nbs/00e_style.ipynb #5db78c6b
 def number_text(v: float, digits: int = 3) -> str:
     """A number as people read it: `digits` significant figures, never in exponent notation (1,750 not 1.75e+03;
     0.0000224 not 2.24e-05)"""
@@ -48,6 +48,7 @@ def number_text(v: float, digits: int = 3) -> str:
     text = f"{v:.{digits}g}"
     return text if 'e' not in text else f"{v:.{digits - 1 - int(np.floor(np.log10(abs(v))))}f}"
 
+# %% ../nbs/00e_style.ipynb #e00d5d8a
 def time_text(t: pd.Timestamp) -> str:
     """A time as people read it in a table: the date alone at midnight (a daily bar's), else the date and minutes; UTC,
     said, when it has a zone"""
@@ -55,6 +56,7 @@ def time_text(t: pd.Timestamp) -> str:
     if t == t.normalize(): return f"{t:%Y-%m-%d}"
     return f"{t:%Y-%m-%d %H:%M}" + (' UTC' if t.tz is not None else '')
 
+# %% ../nbs/00e_style.ipynb #8cc69637
 def html_table(frame: pd.DataFrame, index: bool = True, digits: int = 3,
                long: int = 90, # a text longer than this shows its start and opens on a click
               ) -> str:
