@@ -42,6 +42,8 @@ jobs = Table('mlfin_jobs', metadata,
              Column('heartbeat_at', DateTime(timezone=True)),          # its runner's last sign of life while it runs
              # asked to stop (DELETE /jobs/{id}): its runner ends it
              Column('cancel_requested_at', DateTime(timezone=True)))
+
+# %% ../../nbs/11c_service.db.ipynb #3471f30f
 signals = Table('model_signals', metadata,
                 Column('ts', DateTime(timezone=True), nullable=False),    # the bar the signal is decided at (its close)
                 Column('symbol', String(64), nullable=False), Column('timeframe', String(8), nullable=False),
@@ -53,6 +55,8 @@ signals = Table('model_signals', metadata,
                 PrimaryKeyConstraint('symbol', 'timeframe', 'ts', 'model_name', 'threshold'))
 settings = Table('mlfin_service', metadata, Column('name', String(64), primary_key=True),
                  Column('value', Text, nullable=False))
+
+# %% ../../nbs/11c_service.db.ipynb #6e308557
 users = Table('mlfin_users', metadata,                                # people (programs have keys)
               Column('id', String(16), primary_key=True),
               Column('name', String(64), nullable=False, unique=True),  # what they log in as
@@ -78,6 +82,8 @@ recovery_codes = Table('mlfin_recovery_codes', metadata,
                        # HMAC of the code keyed outside the database: how it is found (None: made before)
                        Column('mark', String(64)),
                        Column('used_at', DateTime(timezone=True)))
+
+# %% ../../nbs/11c_service.db.ipynb #62b50f3f
 # a person's logins: each token names one (its jti)
 sessions = Table('mlfin_sessions', metadata,
                  # the digest of the id its token names (service.people.session_digest)
