@@ -208,7 +208,7 @@ def _edges(calendar: str, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     as_ns = lambda times: pd.DatetimeIndex(times).tz_convert('UTC').as_unit('ns').asi8
     return pd.DatetimeIndex(cal.sessions).tz_localize('UTC').as_unit('ns').asi8, as_ns(cal.opens), as_ns(cal.closes)
 
-
+# %% ../../nbs/01a_data.bars.ipynb #b9298e0b
 def _exchange_ends(at: np.ndarray, # bars' opens, UTC nanoseconds
                    timeframe: str, calendar: str, year: int) -> np.ndarray:
     """When bars of an exchange calendar are over, in nanoseconds: a daily bar at its session's close, any other at its
@@ -224,13 +224,13 @@ def _exchange_ends(at: np.ndarray, # bars' opens, UTC nanoseconds
     # a bar off the calendar (kept, after its session's close): its own size
     return np.where(close > at, np.minimum(later, close), later)
 
-
+# %% ../../nbs/01a_data.bars.ipynb #3eed6f9e
 def _fx_day_ends(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
     "When FX trading days end: 17:00 New York on their date"
     return ((days.tz_localize(None).normalize() + pd.Timedelta(hours=17)).tz_localize('America/New_York')
             .tz_convert('UTC').as_unit('ns'))
 
-
+# %% ../../nbs/01a_data.bars.ipynb #b3fe0410
 def bar_ends(index: pd.DatetimeIndex,  # bars' times (their opens, as the store labels bars)
              timeframe: str,           # their bar size
              calendar: str,            # their series' calendar
@@ -245,7 +245,7 @@ def bar_ends(index: pd.DatetimeIndex,  # bars' times (their opens, as the store 
                                            index[0].year),
                             tz='UTC').as_unit('ns')
 
-
+# %% ../../nbs/01a_data.bars.ipynb #becf4df6
 def bar_end(ts: pd.Timestamp,     # a bar's time (its open, as the store labels bars)
             timeframe: str,       # its bar size
             calendar: str = '',   # its series' calendar ('' : its open plus its size)
