@@ -49,7 +49,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return (frame[list(EARLIER)].astype(EARLIER) if len(frame)
             else pd.DataFrame({c: pd.Series(dtype=t) for c, t in EARLIER.items()}))
 
-
+# %% ../../nbs/08c_report.evidence.ipynb #a879a6c2
 def _where(found: Check) -> str:
     """The ledger's place as a page may show it: a server's address without its credentials, a file under the user's
     home as ~/..."""
@@ -57,6 +57,7 @@ def _where(found: Check) -> str:
     mine = Path(found.location)
     return f"~/{mine.relative_to(Path.home())}" if mine.is_relative_to(Path.home()) else str(mine)
 
+# %% ../../nbs/08c_report.evidence.ipynb #63e525be
 ADOPT = "`mlfin ledger adopt` files back what the tracking store holds"   # the way back from a reset, said beside it
 
 def afresh_from(reset) -> str:
@@ -64,17 +65,20 @@ def afresh_from(reset) -> str:
     ledger"""
     return pd.Timestamp(reset.recorded).ceil('s').tz_localize(None).isoformat()
 
+# %% ../../nbs/08c_report.evidence.ipynb #8f0df61b
 def lineage(found: Check) -> set[str]:
     """The ids of the ledgers this one stands for: its own, those it found lost (its `reset` entries), and every one
     this home appended to at its place"""
     return ({found.id} | {i for e in found.entries if e.kind == 'reset' for i in e.content.get('replaced', [])}
             | set(home_ledgers(found.location))) - {''}
 
+# %% ../../nbs/08c_report.evidence.ipynb #e0adedf3
 def _appended_here(found: Check):
     "Whether a head noted on a run names this ledger or one it stands for (any, when this one is empty or gone)"
     mine = lineage(found)
     return lambda noted: bool(noted) and (not found.id or str(noted).split(':')[0] in mine)
 
+# %% ../../nbs/08c_report.evidence.ipynb #f37a88a4
 def noted_heads(found: Check) -> list[tuple[str, str]]:
     """Every head noted of this ledger: this home's, and each tracking-store run's that appended to it (on any question;
     a lost ledger's runs are `lost_runs`)"""
@@ -83,6 +87,7 @@ def noted_heads(found: Check) -> list[tuple[str, str]]:
         (f"MLflow run {run}", head) for run, head in ledger_heads().items()
         if this(head) and (not found.id or head.split(':')[0] == found.id)]
 
+# %% ../../nbs/08c_report.evidence.ipynb #4eca2b4a
 def reset_said(resets: list) -> str:
     "What a ledger's `reset` entries found, in words: the ledgers lost, the noted heads it no longer matched"
     lost = [i[:8] for e in resets for i in e.content.get('replaced', [])]
@@ -90,6 +95,7 @@ def reset_said(resets: list) -> str:
     return '; '.join(filter(None, [f"ledger {', '.join(lost)} lost" if lost else '',
                                    f"{heads} noted head(s) it no longer matched" if heads else '']))
 
+# %% ../../nbs/08c_report.evidence.ipynb #7f124ae8
 def _readable(location: str, lid: str) -> Check | None:
     """The ledger noted at `location`, read, when this account can read it and it is the one noted (a file: a server's
     place is noted without its credentials)"""
@@ -98,18 +104,21 @@ def _readable(location: str, lid: str) -> Check | None:
     except Exception: return None   # not a ledger this account can open
     return read if read.id == lid else None
 
+# %% ../../nbs/08c_report.evidence.ipynb #729d3344
 def away_ledgers(found: Check) -> list[tuple[dict, Check | None]]:
     "The ledgers this home appended to elsewhere that this one does not stand for, each read where it can be"
     stands = lineage(found)
     return [(p, _readable(p['location'], p['head'].split(':')[0])) for p in home_elsewhere(found.location)
             if p['head'].split(':')[0] not in stands]
 
+# %% ../../nbs/08c_report.evidence.ipynb #861df095
 def _unread(p: dict) -> str:
     lid, _, rest = p['head'].partition(':')
     return (f"this home appended to trial ledger {lid[:8]} at {p['location']} ({rest.partition(':')[0]} entries) "
             "before, which the ledger here does not stand for and this run cannot read: its trials there "
             "are not counted (MLFIN_LEDGER naming it counts them; `mlfin ledger adopt` here names it lost)")
 
+# %% ../../nbs/08c_report.evidence.ipynb #515a8861
 def trials_elsewhere(found: Check, question: Question,
                      mine: list[str],   # the run's bars' prints (`question_of`): their family in the other ledger
                      away: list | None = None,   # `away_ledgers(found)`, read once for a run's symbols; read when None
@@ -283,6 +292,7 @@ def _tally(found: Check, entries: list, family: str, since) -> pd.DataFrame:
     frame = ledger_trials(Check(found.location, found.id, entries), family)
     return frame[frame['recorded'] >= pd.Timestamp(since)] if since and len(frame) else frame
 
+# %% ../../nbs/08c_report.evidence.ipynb #02c25d6f
 def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry`)
                 found: Check,   # the ledger as read now
                ) -> dict | None:
@@ -317,6 +327,7 @@ def counted_now(entry,          # a run's `trials` entry (`tracking.ledger.Entry
     if added <= 0 or not isinstance(s['trials'], (int, float)): return out
     return out | _recounted(s, filed, now, added, said.get('tradeable', True))
 
+# %% ../../nbs/08c_report.evidence.ipynb #615c619e
 def filed_verdicts(found: Check,       # the ledger as read now
                    sources: list[str], # runs (a symbol's MLflow run: its trials' source)
                   ) -> dict[str, dict]:
@@ -365,6 +376,7 @@ def lost_runs(found: Check) -> dict[str, pd.DataFrame]:
             lost[question].attrs['gone'] = gone
     return lost
 
+# %% ../../nbs/08c_report.evidence.ipynb #3f44eb84
 def record_problems(found: Check) -> list[str]:
     """Everything wrong with the record, as `mlfin ledger check` says it and every run's verdict judges it: the chain,
     every noted head (`noted_heads`), the tracking store's runs it lacks; none when whole"""
@@ -379,6 +391,7 @@ def record_problems(found: Check) -> list[str]:
                      for s in t.attrs['gone']]
     return problems
 
+# %% ../../nbs/08c_report.evidence.ipynb #5e410552
 def adopt(book: Ledger) -> dict[str, int]:
     """File back into the ledger the trials (and kept returns and prints) of every run the tracking store holds that it
     lacks, and acknowledge in a `reset` entry the noted heads it no longer matches (rewritten or cut short); runs
