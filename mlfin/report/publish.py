@@ -108,10 +108,8 @@ def weigh_questions(params: dict,  # the run's parameters: label, horizon, cv, t
         question, new, prints = question_of(found, closes[symbol], symbol, timeframes[symbol], params['label'],
                                             params['horizon'], params['cv'], stored)
         returns = grid[grid['symbol'] == symbol].drop(columns='symbol').dropna(axis=1, how='all')
-        mine, kept = run_trials(question, train['models'][symbol], returns,
-                                {**choices, **(symbol_choices or {}).get(symbol, {}),
-                                 'inputs': sorted(train['inputs'][symbol])},
-                                f"{leader}@{point:g}")
+        its_choices = {**choices, **(symbol_choices or {}).get(symbol, {}), 'inputs': sorted(train['inputs'][symbol])}
+        mine, kept = run_trials(question, train['models'][symbol], returns, its_choices, f"{leader}@{point:g}")
         earlier, record, earlier_kept = _earlier(found, question, m['skill']['per_model'], cut, *ledger_heads(), prints)
         _weigh_symbol(m, book, question, mine, kept, earlier, earlier_kept, record, cut, tradeable)
         if symbol in sets: m['confidence_set'] = sets[symbol]
@@ -119,6 +117,7 @@ def weigh_questions(params: dict,  # the run's parameters: label, horizon, cv, t
     if only is None: weigh_portfolio(trading, list(weighed))
     return weighed
 
+# %% ../../nbs/08d_report.publish.ipynb #eebe2647
 def weigh_portfolio(trading: dict, # the metrics per symbol (and PORTFOLIO), each symbol weighed on its question
                     symbols: list[str]):
     "The portfolio's DSR with its symbols' trials summed (in place); its record broken where one of theirs is"
@@ -207,6 +206,7 @@ def publish_run(upstream: dict,   # the task's upstream products (ingest, featur
                                                                     label_entry(params['label']).price)
         return _record(content, params, ingest, train, trading, upstream, product, cfg, weighing, book)
 
+# %% ../../nbs/08d_report.publish.ipynb #46a47b2f
 def _groups_said(train: dict, metrics: dict) -> dict[str, list[str]]:
     "What each dropped feature group did, its trials counted on the question as weighed"
     said = {s: [group_said(r, train['primary'], metrics[s]['skill']) for r in train.get('group_comparisons', [])
