@@ -128,6 +128,7 @@ def _first_opens(dates: pd.DatetimeIndex, calendar: str, where: str) -> pd.Datet
                        f"calendar {calendar} knows ({sessions.sessions[-1]:%Y-%m-%d})")
     return pd.DatetimeIndex(sessions.opens.iloc[i]).tz_convert('UTC').as_unit('ns')
 
+# %% ../../nbs/01m_data.observations.ipynb #b0e7a12c
 def _at(days: pd.DatetimeIndex, rule: Rule) -> pd.DatetimeIndex:
     "Naive `days` at the rule's local time in its zone, as UTC (an ambiguous autumn hour read as the later one)"
     hour, minute = map(int, rule.at.split(':'))
@@ -135,7 +136,7 @@ def _at(days: pd.DatetimeIndex, rule: Rule) -> pd.DatetimeIndex:
     return (local.tz_localize(rule.zone, ambiguous=np.zeros(len(local), bool), nonexistent='shift_forward')
             .tz_convert('UTC').as_unit('ns'))
 
-
+# %% ../../nbs/01m_data.observations.ipynb #e8b84208
 def _known(self: Rule, periods, frequency: str, given=None, where: str = 'rule') -> pd.DatetimeIndex:
     """When each period's value became known (UTC), by this rule; `given`: the source's times (`as given`) or dates
     (`filed`)"""
@@ -166,6 +167,7 @@ Rule.known = _known
 def _refuse(where: str, rows, i: int, column: str, what: str):
     raise BadInput(f"{where}: row {rows[i]}, column {column}: {what}")
 
+# %% ../../nbs/01m_data.observations.ipynb #b3db2164
 def _values(value, where, rows, column) -> np.ndarray:
     "float64 values, refusing the first that is not a finite number"
     raw = pd.Series(value, copy=False).reset_index(drop=True)
@@ -180,6 +182,7 @@ def _values(value, where, rows, column) -> np.ndarray:
                 what + (f" (and {int(bad.sum()) - 1} more such row(s))" if bad.sum() > 1 else ''))
     return numbers
 
+# %% ../../nbs/01m_data.observations.ipynb #59c8e9ff
 def parse_dates(period, where: str, rows, column: str) -> pd.DatetimeIndex:
     """Naive dates of `period` (text, dates or times), refusing the first that is not a date (named by `where`, `rows`,
     `column`)"""
@@ -190,6 +193,7 @@ def parse_dates(period, where: str, rows, column: str) -> pd.DatetimeIndex:
         i = int(np.argmax(dates.isna())); _refuse(where, rows, i, column, f"{raw.iloc[i]!r} is not a date")
     return (dates.tz_localize(None) if dates.tz is not None else dates).as_unit('ns')
 
+# %% ../../nbs/01m_data.observations.ipynb #e3dd3111
 def _check_order(periods, known, frequency, where, rows, columns):
     "Refuse a release before its period's last day, and a (period, known) given twice"
     # compared as dates at the far east of the world's clocks (UTC+14): a day's release in Tokyo is not refused for
