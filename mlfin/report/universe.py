@@ -60,6 +60,7 @@ COLUMNS = {'book': ('book', None), 'timeframe': ('bars of', None), 'bars': ('bar
            'buy & hold Sharpe': ('buy & hold Sharpe', '{:.2f}'), 'DSR': ('DSR', f"{{:.{DSR_DIGITS}f}}"),
            'trials': ('trials', '{:,.0f}'), 'PBO': ('PBO', '{:.0%}'), 'verdict': ('verdict', None)}
 
+# %% ../../nbs/08f_report.universe.ipynb #bfd5149a
 # the table's own behaviour, in its attributes (a widget's HTML runs no script element): a heading's click sorts by it
 # (numbers by their value, best first; missing last), typing or picking a verdict filters the rows
 _SORT = ("var th=event.target.closest('th');if(!th||!this.contains(th))return;"
@@ -85,12 +86,14 @@ UNIVERSE_STYLE = (
     ".mlfin-universe .mlfin-badge{border-radius:10px;padding:1px 8px}.mlfin-universe input,.mlfin-universe select"
     "{font:inherit;padding:3px 6px;margin:0 .5em .3em 0}</style>")
 
+# %% ../../nbs/08f_report.universe.ipynb #b4c2ad41
 def _cell(value, fmt: str | None) -> str:
     "A cell: a number with its value to sort by (empty when missing), or a text"
     if fmt is None: return f"<td class='t'>{html.escape(str(value))}</td>"
     if value is None or np.isnan(value): return "<td data-v=''></td>"
     return f"<td data-v='{value:.10g}'>{html.escape(fmt.format(value))}</td>"
 
+# %% ../../nbs/08f_report.universe.ipynb #4ee75958
 def universe_table(run: dict,   # a run's summary (`report.products.load_run`, frames not needed)
                    link: str = f"tearsheets/{TEARSHEET}", # a book's page, `{book}` its name (URL-quoted)
                   ) -> str:
