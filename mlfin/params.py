@@ -52,18 +52,20 @@ def own_params(text: str | None, # --task-params: TASK.PARAMETER=VALUE comma-sep
     to check"""
     return assignments(text, '--task-params', 'TASK.PARAMETER=VALUE', 'momentum.window=40')
 
-# %% ../nbs/04_params.ipynb #c028_01
-class RunConfig(BaseModel):
-    "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
+# %% ../nbs/04_params.ipynb #8b605238
+class _Ingest(BaseModel):
+    "The ingest task's parameters, first of a run's: which series, at what bar size, over which dates"
     model_config = ConfigDict(extra='forbid', frozen=True, validate_default=True)
-    # data
     symbols: str = _param('SPX,AAPL,EURUSD', 'ingest',
                           "SYMBOL or SYMBOL:TIMEFRAME, comma-separated (embedded samples or stored series)")
     timeframe: str = _param('native', 'ingest',
                             "bar size for symbols without one: native (each sample's own), 1m, 5m, 1h, 1d")
     start: str = _param('', 'ingest', "first date kept, YYYY-MM-DD ('' = from the first bar)")
     end: str = _param('', 'ingest', "last date kept, inclusive ('' = to the last bar)")
-    # features and label
+
+# %% ../nbs/04_params.ipynb #5b0a81fe
+class _Features(_Ingest):
+    "The features task's: which features, and the label they learn"
     spec: str = _param('research', 'features',
                        "a spec of features.yaml, FILE.yaml[:NAME], or feature names comma-separated")
     label: str = _param('direction', 'features',
@@ -71,7 +73,16 @@ class RunConfig(BaseModel):
                         "(profit/stop 2 volatilities away, vertical barrier `horizon` bars ahead), "
                         "forward_return (the return `horizon` bars ahead) or next_close")
     horizon: int = _param(1, 'features', "bars the label looks ahead (at most, for the triple barrier)", ge=1)
-    # models and validation
+
+    @field_validator('label')
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if value not in LABELS: raise ValueError(f"is not one of {', '.join(LABELS)}")
+        return value
+
+# %% ../nbs/04_params.ipynb #effd7c5d
+class _Train(_Features):
+    "The training task's: which models, validated how, weighted and tuned how"
     models: str = _param('all', 'train',
                          "named models of models.yaml, comma-separated, or all (every one that can learn the label)")
     model_params: str = _param('', 'train',
@@ -97,7 +108,10 @@ class RunConfig(BaseModel):
                          "Optuna trials per model and symbol on the purged "
                          "folds before training (0: the declared hyperparameters)",
                          ge=0)
-    # the registry: when the leading model of a symbol becomes `production`
+
+# %% ../nbs/04_params.ipynb #62c13039
+class _Report(_Train):
+    "The report's: when a symbol's leader becomes production, and where the run is recorded and counted"
     promote_min_auc: float = _param(0.52, 'report',
                                     "a classifier becomes production only with an out-of-sample AUC at least this",
                                     ge=0, le=1)
@@ -115,7 +129,16 @@ class RunConfig(BaseModel):
                                "count only the trials recorded on each symbol's question since "
                                "this time (YYYY-MM-DD[THH:MM:SS], UTC; '' = every one ever recorded): "
                                "an explicit escape hatch, named in every verdict it changes")
-    # signals and costs
+
+    @field_validator('tracking')
+    @classmethod
+    def _tracking(cls, value: str) -> str:
+        try: return parse_tracking(value)
+        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
+
+# %% ../nbs/04_params.ipynb #ae9768a4
+class _Signals(_Report):
+    "The backtest's signals: how a prediction becomes a position, checked against the validation it came from"
     threshold: float = _param(0.55, 'backtest', "go long when P(up) is above this", gt=0, lt=1)
     short_below: float = _param(0.0, 'backtest',
                                 "shorts: a classifier goes short when P(up) is below this; a regressor, when this is "
@@ -126,6 +149,23 @@ class RunConfig(BaseModel):
                                       "Kelly fraction of P(up) calibrated on earlier folds, times --kelly)")
     kelly: float = _param(0.5, 'backtest',
                           "the share of the Kelly fraction taken with --sizing kelly (0.5: half Kelly)", gt=0, le=1)
+
+    @model_validator(mode='after')
+    def _consistent(self):
+        if self.short_below >= self.threshold:
+            raise ValueError(f"short_below {self.short_below} must lie below the threshold {self.threshold}")
+        if self.sizing == 'kelly' and not VALIDATIONS[self.cv].tradeable:
+            raise ValueError("--sizing kelly calibrates each fold on earlier folds' "
+                             f"predictions: it needs --cv walk_forward or rolling (under {self.cv} "
+                             "those predictions come from models trained on later bars)")
+        if (self.cv == 'rolling') != (self.train_size > 0):
+            raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv "
+                             "rolling) needs --train-size > 0, and only it takes one")
+        return self
+
+# %% ../nbs/04_params.ipynb #8e7cb895
+class _Backtest(_Signals):
+    "The backtest's trading: the costs of each fill, the exits, the resamples and the portfolio's capital"
     asset_class: Literal[('auto', *COST_PRESETS)] = _param('auto', 'backtest',
                                                            "cost preset: auto (each symbol's: index for an index "
                                                            "the samples list, else from its calendar: 24/7 crypto, "
@@ -147,6 +187,10 @@ class RunConfig(BaseModel):
                                                          "the portfolio's capital among the symbols tradable "
                                                          "at each time: equal (1/N) or inverse_vol (by "
                                                          "their trailing 91-day volatility, past days only)")
+
+# %% ../nbs/04_params.ipynb #cf94011f
+class RunConfig(_Backtest):
+    "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
     # your own tasks of pipeline.yaml (every task besides mlfin's five): their parameters, declared there with defaults
     task_params: str = _param('', 'own',
                               "parameters of your own tasks of pipeline.yaml, TASK.PARAMETER=VALUE "
@@ -183,31 +227,6 @@ class RunConfig(BaseModel):
         except BadInput as e:   # the part at fault, named beside the whole value
             raise ValueError('has ' + str(e).split(': ', 1)[1].replace(' is not ', ', which is not ', 1)) from None
         return value
-
-    @field_validator('tracking')
-    @classmethod
-    def _tracking(cls, value: str) -> str:
-        try: return parse_tracking(value)
-        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
-
-    @field_validator('label')
-    @classmethod
-    def _label(cls, value: str) -> str:
-        if value not in LABELS: raise ValueError(f"is not one of {', '.join(LABELS)}")
-        return value
-
-    @model_validator(mode='after')
-    def _consistent(self):
-        if self.short_below >= self.threshold:
-            raise ValueError(f"short_below {self.short_below} must lie below the threshold {self.threshold}")
-        if self.sizing == 'kelly' and not VALIDATIONS[self.cv].tradeable:
-            raise ValueError("--sizing kelly calibrates each fold on earlier folds' "
-                             f"predictions: it needs --cv walk_forward or rolling (under {self.cv} "
-                             "those predictions come from models trained on later bars)")
-        if (self.cv == 'rolling') != (self.train_size > 0):
-            raise ValueError(f"--train-size {self.train_size}: a rolling window (--cv "
-                             "rolling) needs --train-size > 0, and only it takes one")
-        return self
 
 # %% ../nbs/04_params.ipynb #c030
 def run_config(values: dict | None = None, # parameter -> value (strings are converted to the field's type)
