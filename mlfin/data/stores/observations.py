@@ -223,6 +223,7 @@ def write_observations(self:ParquetObservations,
         for f in gone: f.unlink(missing_ok=True)
     return counts
 
+# %% ../../../nbs/01n_data.stores.observations.ipynb #2804af16
 def _staged(path: Path, text: str) -> Path:
     "`atomic_write`'s first half: `text` on disk beside `path`, fsynced, for the caller to rename in with the others"
     tmp = path.parent/f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -231,6 +232,7 @@ def _staged(path: Path, text: str) -> Path:
     except OSError: tmp.unlink(missing_ok=True); raise
     return tmp
 
+# %% ../../../nbs/01n_data.stores.observations.ipynb #4c521032
 def _unmade(root: Path, created: list):
     "A refused batch leaves no trace: the folders it made for new series (a lock file each, held by it) go"
     # a first writer of the same series waiting on this lock fails on the missing folder, and is run again
@@ -241,11 +243,13 @@ def _unmade(root: Path, created: list):
             try: f.rmdir()
             except OSError: break   # not empty: another series is there
 
+# %% ../../../nbs/01n_data.stores.observations.ipynb #8d936262
 def _clear(folder: Path, kept: dict):
     "Under the series' lock: what a killed writer left, files its record does not name and temporaries"
     for f in folder.iterdir():
         if (f.suffix == '.parquet' and f.name != kept.get('file')) or f.name.endswith('.tmp'): f.unlink(missing_ok=True)
 
+# %% ../../../nbs/01n_data.stores.observations.ipynb #e995601f
 @patch
 def _full(self:ParquetObservations, error: OSError) -> Unavailable:
     free = shutil.disk_usage(self.root).free / 2**20 if self.root.exists() else 0.0
