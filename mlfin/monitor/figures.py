@@ -153,6 +153,7 @@ def monitor_rules() -> dict:
                                           "$value | humanizeDuration }}: its schedule is broken{{ end }}"}}]
     return {'name': 'mlfin-models', 'rules': rules}
 
+# %% ../../nbs/10c_monitor.figures.ipynb #563ccd81
 def service_rules() -> list[dict]:
     """The rules on the service's own figures: request errors and latency, failed jobs, series asked for without a
     production model, its store unreadable. Each rate is recorded first (`mlfin:...`), so its last value can be held
@@ -186,6 +187,7 @@ def service_rules() -> list[dict]:
                   "mlfin at {{ $labels.instance }} cannot read its store: /predict answers only the "
                   "forecasts it made before, ingest is refused (its log says which store and why)")]
 
+# %% ../../nbs/10c_monitor.figures.ipynb #29ca13bb
 def data_rules() -> dict:
     """The rules group `mlfin-data`: the service's own figures (`service_rules`) and a series expected live
     (`monitor.freshness.live_series`) whose next bar is overdue, held like the monitor's gauges; 30 s of `for:` past the
