@@ -40,6 +40,39 @@ class Embedded:
 _FRED_SA = ("one vintage, as FRED held it when arch took it (about 2018-12); BLS revises seasonal factors each "
             "February for five years back, so earlier values differ from the first prints")
 _MARKET = "market prices: not revised"
+# the series FRED holds, shipped by arch.data
+_FROM_FRED = [Embedded('cpi_core', 'data/core_cpi/core-cpi.csv.gz', 'CPILFESL', 'M',
+                       'last day of next month 08:30 America/New_York',
+                       "BLS publishes the CPI at 08:30 New York, in recent decades mid-month "
+                       "(October 2018's on 14 November), in earlier ones later, and "
+                       "as late as 30 October 2013 (September's, delayed by the shutdown)",
+                       'FRED CPILFESL (U.S. Bureau of Labor Statistics), shipped by arch.data.core_cpi',
+                       'Consumer price index for all urban consumers: all '
+                       'items less food and energy, seasonally adjusted',
+                       'index (1982-84 = 100)', _FRED_SA),
+              *[Embedded(name, 'data/default/default.csv.gz', column, 'M',
+                         'day 15 of next month 16:15 America/New_York',
+                         "a monthly average of daily yields, complete after the month's last business "
+                         "day and published in the Federal Reserve's weekly H.15 release "
+                         "(Mondays, 16:15 New York); the 15th leaves room for the week and its holidays",
+                         f'FRED {column} (Moody\'s Investors Service, via the '
+                         'Federal Reserve H.15), shipped by arch.data.default',
+                         f"Moody's seasoned {column} corporate bond yield, monthly average", 'percent', _MARKET)
+                for name, column in (('aaa', 'AAA'), ('baa', 'BAA'))],
+              Embedded('vix', 'data/vix/vix.csv.gz', 'vix', 'D', 'same day 16:15 America/New_York',
+                       "Cboe's VIX closing value is set at 16:15 New York, after the "
+                       "stock market's 16:00 close: that day's close bar has not seen it",
+                       'Cboe Volatility Index close (as on FRED VIXCLS), shipped by arch.data.vix',
+                       'CBOE Volatility Index (VIX), daily close', 'index points', _MARKET),
+              Embedded('wti', 'data/wti/wti.csv.gz', 'DCOILWTICO', 'D', '14 days later 17:00 America/New_York',
+                       "the EIA publishes its daily spot assessments weekly, up to "
+                       "about twelve days after the day; fourteen days is no earlier",
+                       'FRED DCOILWTICO (U.S. Energy Information Administration, '
+                       'from Thomson Reuters), shipped by arch.data.wti',
+                       'West Texas Intermediate crude oil spot price, Cushing, Oklahoma', 'US dollars per barrel',
+                       _MARKET)]
+
+# %% ../../nbs/01t_data.observations_sources.ipynb #5442b776
 _CRUDE_WHY = ("monthly averages of daily prices, complete after the month's last trading day and tabulated in monthly "
               "releases weeks later; the last day of the next month is no earlier")
 _FF_WHY = ("Ken French builds the factors from CRSP long after the fact; dated here when "
@@ -47,57 +80,26 @@ _FF_WHY = ("Ken French builds the factors from CRSP long after the fact; dated h
            "ends (a factor's ingredients were all known then, its publication came later)")
 _FF = "Fama/French three factors, Ken French's data library (CRSP), shipped by arch.data.frenchdata"
 _FF_VINTAGE = "one vintage (French rebuilds the whole history when CRSP or his method changes)"
-EMBEDDED_OBSERVATIONS = {
-    e.name: e
-    for e in [
-        Embedded('cpi_core', 'data/core_cpi/core-cpi.csv.gz', 'CPILFESL', 'M',
-                 'last day of next month 08:30 America/New_York',
-                 "BLS publishes the CPI at 08:30 New York, in recent decades mid-month "
-                 "(October 2018's on 14 November), in earlier ones later, and "
-                 "as late as 30 October 2013 (September's, delayed by the shutdown)",
-                 'FRED CPILFESL (U.S. Bureau of Labor Statistics), shipped by arch.data.core_cpi',
-                 'Consumer price index for all urban consumers: all items less food and energy, seasonally adjusted',
-                 'index (1982-84 = 100)', _FRED_SA),
-        *[
-            Embedded(name, 'data/default/default.csv.gz', column, 'M', 'day 15 of next month 16:15 America/New_York',
-                     "a monthly average of daily yields, complete after the month's last business "
-                     "day and published in the Federal Reserve's weekly H.15 release "
-                     "(Mondays, 16:15 New York); the 15th leaves room for the week and its holidays",
-                     f'FRED {column} (Moody\'s Investors Service, via the '
-                     'Federal Reserve H.15), shipped by arch.data.default',
-                     f"Moody's seasoned {column} corporate bond yield, monthly average", 'percent', _MARKET)
-            for name, column in (('aaa', 'AAA'), ('baa', 'BAA'))
-        ],
-        Embedded('vix', 'data/vix/vix.csv.gz', 'vix', 'D', 'same day 16:15 America/New_York',
-                 "Cboe's VIX closing value is set at 16:15 New York, after the "
-                 "stock market's 16:00 close: that day's close bar has not seen it",
-                 'Cboe Volatility Index close (as on FRED VIXCLS), shipped by arch.data.vix',
-                 'CBOE Volatility Index (VIX), daily close', 'index points', _MARKET),
-        Embedded(
-            'wti', 'data/wti/wti.csv.gz', 'DCOILWTICO', 'D', '14 days later 17:00 America/New_York',
-            "the EIA publishes its daily spot assessments weekly, up to "
-            "about twelve days after the day; fourteen days is no earlier",
-            'FRED DCOILWTICO (U.S. Energy Information Administration, from Thomson Reuters), shipped by arch.data.wti',
-            'West Texas Intermediate crude oil spot price, Cushing, Oklahoma', 'US dollars per barrel', _MARKET),
-        Embedded('brent_monthly', 'data/crude/crude.csv.gz', 'Brent', 'M',
-                 'last day of next month 17:00 America/New_York', _CRUDE_WHY,
-                 'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
-                 'Brent crude oil price, monthly average (dated the 15th in the file)', 'US dollars per barrel',
-                 _MARKET),
-        Embedded('wti_monthly', 'data/crude/crude.csv.gz', 'WTI', 'M', 'last day of next month 17:00 America/New_York',
-                 _CRUDE_WHY, 'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
-                 'WTI crude oil price, monthly average (dated the 15th in the file)', 'US dollars per barrel', _MARKET),
-        *[
-            Embedded(name, 'data/frenchdata/frenchdata.csv.gz', column, 'M', 'next session open XNYS', _FF_WHY, _FF,
-                     what, 'percent', _FF_VINTAGE)
-            for name, column, what in (
-                ('ff_mkt_rf', 'Mkt-RF', 'Fama-French market return less the risk-free rate, monthly'),
-                ('ff_smb', 'SMB', 'Fama-French size factor (small minus big), monthly'),
-                ('ff_hml', 'HML', 'Fama-French value factor (high minus low book-to-market), monthly'),
-                ('ff_rf', 'RF', 'One-month Treasury bill rate (the Fama-French risk-free rate), monthly'))
-        ],
-    ]
-}
+_CRUDE_AND_FACTORS = [
+    Embedded('brent_monthly', 'data/crude/crude.csv.gz', 'Brent', 'M',
+             'last day of next month 17:00 America/New_York', _CRUDE_WHY,
+             'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
+             'Brent crude oil price, monthly average (dated the 15th in the file)', 'US dollars per barrel',
+             _MARKET),
+    Embedded('wti_monthly', 'data/crude/crude.csv.gz', 'WTI', 'M', 'last day of next month 17:00 America/New_York',
+             _CRUDE_WHY, 'arch.data.crude (the package names no source: its docstring is copied from core_cpi)',
+             'WTI crude oil price, monthly average (dated the 15th in the file)', 'US dollars per barrel', _MARKET),
+    *[
+        Embedded(name, 'data/frenchdata/frenchdata.csv.gz', column, 'M', 'next session open XNYS', _FF_WHY, _FF,
+                 what, 'percent', _FF_VINTAGE)
+        for name, column, what in (
+            ('ff_mkt_rf', 'Mkt-RF', 'Fama-French market return less the risk-free rate, monthly'),
+            ('ff_smb', 'SMB', 'Fama-French size factor (small minus big), monthly'),
+            ('ff_hml', 'HML', 'Fama-French value factor (high minus low book-to-market), monthly'),
+            ('ff_rf', 'RF', 'One-month Treasury bill rate (the Fama-French risk-free rate), monthly'))
+    ],
+]
+EMBEDDED_OBSERVATIONS = {e.name: e for e in [*_FROM_FRED, *_CRUDE_AND_FACTORS]}
 
 # %% ../../nbs/01t_data.observations_sources.ipynb #c014
 # how each file writes its dates; FRED writes '.' for a day with no value (a holiday): no observation, not a missing one
@@ -232,23 +234,7 @@ def _long(table, keys, where, rule, frequency, attrs) -> list[pd.DataFrame]:
     rows = np.arange(1, len(table) + 1)
     ends = parse_dates(table[c['period_end']], where, rows, c['period_end'])
     filed = table[c['filed_at']]
-    zoned = has_zone(filed)
-    if zoned.any() and not zoned.all():
-        i = int(np.argmax(~zoned))
-        raise BadInput(f"{where}: row {rows[i]}, column {c['filed_at']}: {filed.iloc[i]!r} has no time "
-                       "zone while others have: give every filing its zone, or none (filing dates)")
-    if zoned.all(): rule = rule or 'as given'
-    else:
-        rule = parse_rule(rule or FILED_RULE, where)
-        if rule.form != 'filed':
-            raise BadInput(f"{where}: column {c['filed_at']} holds filing dates: the "
-                           f"rule is a filing rule ({FILED_RULE!r}), not {rule.text!r}")
-        days = parse_dates(filed, where, rows, c['filed_at']).normalize()
-        early = np.asarray(days < ends.normalize())
-        if early.any():
-            i = int(np.argmax(early))
-            raise BadInput(f"{where}: row {rows[i]}, column {c['filed_at']}: filed {days[i]:%Y-%m-%d}, "
-                           f"before its period ends on {ends[i]:%Y-%m-%d}: a look-ahead")
+    rule, timed = _filing_rule(filed, ends, rule, where, rows, c['filed_at'])
     # a fiscal period is dated by the calendar period holding its end less a week: 52-53 week years end up to a week
     # into the next month
     starts_from = ends - pd.Timedelta(days=7)
@@ -258,14 +244,38 @@ def _long(table, keys, where, rule, frequency, attrs) -> list[pd.DataFrame]:
         name = check_name(str(field), f"{where}: row {first}, column {c['field']}")
         company = check_symbol(str(symbol))
         frames.append(observations_frame(starts_from[at], group[c['value']],
-                                         known=filed.iloc[at] if zoned.all() else None, rule=rule,
-                                         given=None if zoned.all() else filed.iloc[at].to_numpy(),
+                                         known=filed.iloc[at] if timed else None, rule=rule,
+                                         given=None if timed else filed.iloc[at].to_numpy(),
                                          frequency=frequency or _fiscal_frequency(ends[at], where, name, company),
                                          name=name, symbol=company, where=where, rows=rows[at],
                                          columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']),
                                          **attrs))
     return frames
 
+# %% ../../nbs/01t_data.observations_sources.ipynb #6a5b9fcc
+def _filing_rule(filed: pd.Series, ends: pd.DatetimeIndex, rule, where: str, rows: np.ndarray, column: str) -> tuple:
+    """The rule of a long layout's filings, and whether they are times: `as given` for times with their zone, else a
+    filing rule, each filing date checked against its period's end"""
+    zoned = has_zone(filed)
+    if zoned.any() and not zoned.all():
+        i = int(np.argmax(~zoned))
+        raise BadInput(f"{where}: row {rows[i]}, column {column}: {filed.iloc[i]!r} has no time "
+                       "zone while others have: give every filing its zone, or none (filing dates)")
+    if zoned.all(): rule = rule or 'as given'
+    else:
+        rule = parse_rule(rule or FILED_RULE, where)
+        if rule.form != 'filed':
+            raise BadInput(f"{where}: column {column} holds filing dates: the "
+                           f"rule is a filing rule ({FILED_RULE!r}), not {rule.text!r}")
+        days = parse_dates(filed, where, rows, column).normalize()
+        early = np.asarray(days < ends.normalize())
+        if early.any():
+            i = int(np.argmax(early))
+            raise BadInput(f"{where}: row {rows[i]}, column {column}: filed {days[i]:%Y-%m-%d}, "
+                           f"before its period ends on {ends[i]:%Y-%m-%d}: a look-ahead")
+    return rule, bool(zoned.all())
+
+# %% ../../nbs/01t_data.observations_sources.ipynb #17b51513
 def _fiscal_frequency(ends: pd.DatetimeIndex, where: str, name: str, symbol: str) -> str:
     return infer_frequency(ends, f"{where}: {name} of {symbol}")
 
