@@ -62,6 +62,7 @@ class _Handoff(QueueHandler):
     "A record put on the writer's queue as it is: formatted and written by the writer's thread, not the caller's"
     def prepare(self, record): return record
 
+# %% ../../nbs/11b_service.logs.ipynb #ef51b7bc
 _writer: QueueListener | None = None   # the thread writing the access lines, to where `configure` last said
 
 def _stop_writer():
@@ -71,12 +72,13 @@ def _stop_writer():
 
 atexit.register(_stop_writer)
 
+# %% ../../nbs/11b_service.logs.ipynb #c02cc76d
 def written():
     """Wait until every access line handed to the writer is written (a reader of the log in the same process calls it
     first)"""
     if _writer is not None: _writer.queue.join()
 
-
+# %% ../../nbs/11b_service.logs.ipynb #c3630dfc
 def configure(level: str = 'info',        # the least a line must be to be written
               json_lines: bool = False,   # one JSON object a line, not text
               file: str | None = None,    # a log file (rotated), else stderr
