@@ -65,9 +65,9 @@ class Proxies:
                 except ValueError: return peer   # a proxy that wrote no address: the proxy is all that is known
         return peer
 
-# %% ../../nbs/11a_service.settings.ipynb #c008
-class ServiceSettings(BaseModel):
-    "What a service runs with (every worker gets the same)"
+# %% ../../nbs/11a_service.settings.ipynb #8d0de9c9
+class _Reach(BaseModel):
+    "Where a service reads, and who may call it how often and with how much"
 
     home: str = Field('',
                       description="MLFIN_HOME: runs, registry, feature store ('' "
@@ -86,6 +86,12 @@ class ServiceSettings(BaseModel):
     key_cache_seconds: float = Field(1.0, ge=0,
                                      description="how long a key's record is trusted "
                                                  "before it is read again (revocation delay)")
+
+# %% ../../nbs/11a_service.settings.ipynb #009992a3
+class _Work(_Reach):
+    """What a service does for its callers: the registry it follows, the jobs it runs, the bars it predicts from, the
+    time a request may take"""
+
     registry_poll: float = Field(REGISTRY_POLL, ge=0,
                                  description="seconds between looks at a registry "
                                              "server (a SQLite one: a stat per request)")
@@ -104,6 +110,16 @@ class ServiceSettings(BaseModel):
                                   description="seconds a request's line and headers may take to "
                                               "arrive (slow headers get 408, the connection closed)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
+    @field_validator('tracking')
+    @classmethod
+    def _tracking(cls, value: str) -> str:
+        try: return parse_tracking(value)
+        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
+
+# %% ../../nbs/11a_service.settings.ipynb #af55b623
+class _Logins(_Work):
+    "How people log in: the rules of `People.login` (`LoginPolicy`), at POST /token and on the dashboards' login page"
+
     login_rate: str = Field(LoginPolicy.rate,
                             description="password attempts per client address, whatever "
                                         "the account (N/second, N/minute, N/hour)")
@@ -127,31 +143,27 @@ class ServiceSettings(BaseModel):
     login_floor: float = Field(LoginPolicy.floor, ge=0, le=10,
                                description="seconds every refused login takes at least, whatever was wrong "
                                            "(a name, a password, a code, a lock): its time tells nothing")
-    log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$',
-                           description="the least a log line must be: debug, info, warning, error")
-    log_json: bool = Field(False, description="one JSON object a log line (else text)")
-    log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
-    log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
-    log_backups: int = Field(5, ge=0, description="rotated log files kept")
-
     def login_policy(self) -> LoginPolicy:
         """The login rules these settings give: `People.login`'s, at POST /token and on the dashboards' login page
         (`mlfin dashboards` takes the same options)"""
         return LoginPolicy(self.login_slow_after, self.login_delay, self.login_lock_after, self.login_lock_minutes,
                            self.login_rate, self.login_session_hours, self.login_floor, self.trusted_proxies)
-
     @field_validator('trusted_proxies')
     @classmethod
     def _proxies(cls, value: str) -> str:
         try: return Proxies(value).spec
         except BadInput as e: raise ValueError(str(e)) from None
 
-    @field_validator('tracking')
-    @classmethod
-    def _tracking(cls, value: str) -> str:
-        try: return parse_tracking(value)
-        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
+# %% ../../nbs/11a_service.settings.ipynb #677d0532
+class ServiceSettings(_Logins):
+    "What a service runs with (every worker gets the same)"
 
+    log_level: str = Field('info', pattern=r'^(debug|info|warning|error)$',
+                           description="the least a log line must be: debug, info, warning, error")
+    log_json: bool = Field(False, description="one JSON object a log line (else text)")
+    log_file: str | None = Field(None, description="a log file, rotated by size (default: stderr)")
+    log_max_bytes: int = Field(10 * 2**20, ge=10_000, description="rotate the log file past this size")
+    log_backups: int = Field(5, ge=0, description="rotated log files kept")
 
 # %% ../../nbs/11a_service.settings.ipynb #c008d
 def setting(name: str): # a field of `ServiceSettings`
