@@ -193,6 +193,7 @@ def extend(self: Ledger,
             made.append(last)
         return now, made
 
+# %% ../../nbs/05e_tracking.ledger.ipynb #6d1ae1d2
 LOCK_WAIT = '15min'   # how long an append waits for the writers' lock before it says who holds it
 
 def _writers_turn(c, location: str):
@@ -207,6 +208,7 @@ def _writers_turn(c, location: str):
         raise Unavailable(f"the trial ledger at {place(location)}: its writers' lock has been held for {LOCK_WAIT} by "
                           f"{held or 'another session'}; nothing was appended") from None
 
+# %% ../../nbs/05e_tracking.ledger.ipynb #803fb98d
 _COLUMNED: set[str] = set()   # the ledgers this process has seen with their `login` column
 
 def _login_column(c, location: str):
@@ -221,16 +223,18 @@ def _login_column(c, location: str):
                               "run `mlfin team init` as the database's owner") from None
     _COLUMNED.add(location)
 
-@patch
-def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
-    "Append one entry after the last (`extend`)"
-    return self.extend(lambda now: [(kind, family, body)])[1][0]
-
+# %% ../../nbs/05e_tracking.ledger.ipynb #599b25e5
 def _insert(c, seq: int, prev: str, kind: str, family: str, body: str, login: str | None) -> Entry:
     recorded = datetime.now(timezone.utc).isoformat(timespec='microseconds')
     e = Entry(seq, recorded, kind, family, body, prev, _hash(prev, seq, recorded, kind, family, body), login)
     c.execute(sa.insert(_ENTRIES).values(**e.__dict__))
     return e
+
+# %% ../../nbs/05e_tracking.ledger.ipynb #aaff1b63
+@patch
+def append(self: Ledger, kind: str, family: str, body: dict) -> Entry:
+    "Append one entry after the last (`extend`)"
+    return self.extend(lambda now: [(kind, family, body)])[1][0]
 
 # %% ../../nbs/05e_tracking.ledger.ipynb #c013g
 TABLES = (TABLE, f"{TABLE}_returns")   # the ledger's tables: its entries, and the returns they name
