@@ -21,6 +21,7 @@ def _noted(at: Path | None) -> dict:
     except (OSError, ValueError, TypeError): return {}
     return noted if isinstance(noted, dict) else {}
 
+# %% ../../nbs/05ea_tracking.filing.ipynb #4c418790
 def note_home(found: str,   # the head after this run's appends (`Check.head`)
               location: str, at: Path | None = None):
     """Note in the home (`at`, default `home()`) the ledger it appended to, its head then, every ledger it ever
@@ -39,7 +40,7 @@ def note_home(found: str,   # the head after this run's appends (`Check.head`)
                                'elsewhere': list(elsewhere.values())}))
     os.replace(tmp, path)
 
-
+# %% ../../nbs/05ea_tracking.filing.ipynb #5df54e46
 def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
                at: Path | None = None) -> str:
     """The head the home noted at its last append to the ledger at `location` ('' when none, or when it last appended to
@@ -47,6 +48,7 @@ def home_noted(location: str,   # the ledger asked about (`Ledger.location`)
     noted = _noted(at)
     return noted.get('head', '') if noted.get('location') == place(location) else ''
 
+# %% ../../nbs/05ea_tracking.filing.ipynb #41280ee1
 def home_elsewhere(location: str,   # the ledger asked about (`Ledger.location`)
                    at: Path | None = None) -> list[dict]:
     """Every other place the home appended trials to, with its last head there and when: {location, head, at} each
@@ -57,6 +59,7 @@ def home_elsewhere(location: str,   # the ledger asked about (`Ledger.location`)
         out.append({k: noted.get(k, '') for k in ('location', 'head', 'at')})
     return out
 
+# %% ../../nbs/05ea_tracking.filing.ipynb #bd8cd7b3
 def home_ledgers(location: str, at: Path | None = None) -> list[str]:
     """The ids of every ledger the home appended to at `location`: one that was deleted there and begun anew is among
     them"""
