@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextvars, datetime as dt, hashlib, hmac, math, os, secrets, threading, time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fastcore.basics import patch
 from pathlib import Path
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from ..processes import secret_file
@@ -127,69 +128,6 @@ def held_only():
     finally: _HELD_ONLY.reset(token)
 
 
-# %% ../../nbs/11e_service.auth.ipynb #c007_00
-class Keys:
-    "API keys of one service database: made, listed, revoked, and checked (cached for `cache_seconds`)"
-    def __init__(self, db, cache_seconds: float = setting('key_cache_seconds')):
-        self.db, self.cache_seconds = db, cache_seconds
-        self._by_digest, self._by_id = Recent(cache_seconds), Recent(cache_seconds)
-
-    def create(self, role: str, name: str = '',
-               days: float | None = None,   # valid this many days, then refused (None: until revoked)
-               actor: str | None = None,    # who makes it (the audit log); default: this host's user
-               address: str = '',           # from where (a request's client)
-              ) -> tuple[str, dict]:
-        "A new key (shown this once) and its record"
-        check_role(role)
-        if len(name) > 200: raise BadInput(f"key name: at most 200 characters, got {len(name)}")
-        if days is not None and not 0 < days <= 3660: raise BadInput(f"key expiry: between 0 and 3660 days, got {days}")
-        key = 'mlfin_' + secrets.token_urlsafe(32)
-        now = dt.datetime.now(dt.timezone.utc)
-        record = {'id': secrets.token_hex(6), 'role': role, 'name': name, 'created_at': now, 'revoked_at': None,
-                  'expires_at': now + dt.timedelta(days=days) if days else None}
-        with self.db.begin() as con: con.execute(tables.keys.insert().values(hash=_digest(key), **record))
-        Audit(self.db).record(actor or cli_actor(), 'keys.create', record['id'],
-                              detail=f"role {role}{', ' + name if name else ''}", address=address)
-        return key, record
-
-    def list(self) -> list[dict]:
-        "Every key's record (never the key)"
-        with self.db.connect() as con:
-            rows = con.execute(tables.keys.select().order_by(tables.keys.c.created_at)).mappings().all()
-        return [{k: v for k, v in tables.utc(r).items() if k != 'hash'} for r in rows]
-
-    def revoke(self, key_id: str, actor: str | None = None, address: str = '') -> dict:
-        "Revoke a key (and every token made from it)"
-        with self.db.begin() as con:
-            con.execute(tables.keys.update().where(tables.keys.c.id == key_id, tables.keys.c.revoked_at.is_(None))
-                        .values(revoked_at=dt.datetime.now(dt.timezone.utc)))
-            found = con.execute(tables.keys.select().where(tables.keys.c.id == key_id)).mappings().first()
-        if found is None: raise NotFound(f"no key {key_id!r}; `mlfin keys ls` lists them")
-        self._by_digest.forget(); self._by_id.forget()
-        Audit(self.db).record(actor or cli_actor(), 'keys.revoke', key_id, address=address)
-        return {k: v for k, v in tables.utc(found).items() if k != 'hash'}
-
-    def _read(self, where) -> dict | None:
-        with self.db.connect() as con: found = con.execute(tables.keys.select().where(where)).mappings().first()
-        return dict(found) if found else None
-
-    def check(self, key: str) -> Caller:
-        "The caller a key stands for; `Unauthorized` when it is unknown or revoked"
-        digest = _digest(key)
-        record = self._by_digest.get(digest, lambda: self._read(tables.keys.c.hash == digest))
-        if record is None or not hmac.compare_digest(record['hash'], digest): raise Unauthorized("unknown API key")
-        if record['revoked_at'] is not None: raise Unauthorized(f"API key {record['id']} was revoked")
-        _unexpired(record)
-        return Caller(record['id'], record['role'], 'key')
-
-    def live(self, key_id: str) -> dict:
-        "The record of a key a token names; `Unauthorized` when it is gone or revoked"
-        record = self._by_id.get(key_id, lambda: self._read(tables.keys.c.id == key_id))
-        if record is None: raise Unauthorized("the token's key no longer exists")
-        if record['revoked_at'] is not None: raise Unauthorized(f"API key {key_id} was revoked: its tokens with it")
-        return _unexpired(record)
-
-
 # %% ../../nbs/11e_service.auth.ipynb #c007_01
 def _unexpired(record: dict) -> dict:
     "The key's record, or `Unauthorized` when its expiry has passed"
@@ -201,6 +139,78 @@ def _unexpired(record: dict) -> dict:
                                f"{expires:%Y-%m-%d %H:%M}Z: ask an admin for a new one")
     return record
 
+
+# %% ../../nbs/11e_service.auth.ipynb #c007_00
+class Keys:
+    "API keys of one service database: made, listed, revoked, and checked (cached for `cache_seconds`)"
+    def __init__(self, db, cache_seconds: float = setting('key_cache_seconds')):
+        self.db, self.cache_seconds = db, cache_seconds
+        self._by_digest, self._by_id = Recent(cache_seconds), Recent(cache_seconds)
+
+    def _read(self, where) -> dict | None:
+        with self.db.connect() as con: found = con.execute(tables.keys.select().where(where)).mappings().first()
+        return dict(found) if found else None
+
+# %% ../../nbs/11e_service.auth.ipynb #27f1d115
+@patch
+def create(self: Keys, role: str, name: str = '',
+           days: float | None = None,   # valid this many days, then refused (None: until revoked)
+           actor: str | None = None,    # who makes it (the audit log); default: this host's user
+           address: str = '',           # from where (a request's client)
+          ) -> tuple[str, dict]:
+    "A new key (shown this once) and its record"
+    check_role(role)
+    if len(name) > 200: raise BadInput(f"key name: at most 200 characters, got {len(name)}")
+    if days is not None and not 0 < days <= 3660: raise BadInput(f"key expiry: between 0 and 3660 days, got {days}")
+    key = 'mlfin_' + secrets.token_urlsafe(32)
+    now = dt.datetime.now(dt.timezone.utc)
+    record = {'id': secrets.token_hex(6), 'role': role, 'name': name, 'created_at': now, 'revoked_at': None,
+              'expires_at': now + dt.timedelta(days=days) if days else None}
+    with self.db.begin() as con: con.execute(tables.keys.insert().values(hash=_digest(key), **record))
+    Audit(self.db).record(actor or cli_actor(), 'keys.create', record['id'],
+                          detail=f"role {role}{', ' + name if name else ''}", address=address)
+    return key, record
+
+# %% ../../nbs/11e_service.auth.ipynb #98d9ac86
+@patch
+def list(self: Keys) -> list[dict]:
+    "Every key's record (never the key)"
+    with self.db.connect() as con:
+        rows = con.execute(tables.keys.select().order_by(tables.keys.c.created_at)).mappings().all()
+    return [{k: v for k, v in tables.utc(r).items() if k != 'hash'} for r in rows]
+
+# %% ../../nbs/11e_service.auth.ipynb #3f3814e1
+@patch
+def check(self: Keys, key: str) -> Caller:
+    "The caller a key stands for; `Unauthorized` when it is unknown or revoked"
+    digest = _digest(key)
+    record = self._by_digest.get(digest, lambda: self._read(tables.keys.c.hash == digest))
+    if record is None or not hmac.compare_digest(record['hash'], digest): raise Unauthorized("unknown API key")
+    if record['revoked_at'] is not None: raise Unauthorized(f"API key {record['id']} was revoked")
+    _unexpired(record)
+    return Caller(record['id'], record['role'], 'key')
+
+# %% ../../nbs/11e_service.auth.ipynb #46e2a1bb
+@patch
+def live(self: Keys, key_id: str) -> dict:
+    "The record of a key a token names; `Unauthorized` when it is gone or revoked"
+    record = self._by_id.get(key_id, lambda: self._read(tables.keys.c.id == key_id))
+    if record is None: raise Unauthorized("the token's key no longer exists")
+    if record['revoked_at'] is not None: raise Unauthorized(f"API key {key_id} was revoked: its tokens with it")
+    return _unexpired(record)
+
+# %% ../../nbs/11e_service.auth.ipynb #0e118512
+@patch
+def revoke(self: Keys, key_id: str, actor: str | None = None, address: str = '') -> dict:
+    "Revoke a key (and every token made from it)"
+    with self.db.begin() as con:
+        con.execute(tables.keys.update().where(tables.keys.c.id == key_id, tables.keys.c.revoked_at.is_(None))
+                    .values(revoked_at=dt.datetime.now(dt.timezone.utc)))
+        found = con.execute(tables.keys.select().where(tables.keys.c.id == key_id)).mappings().first()
+    if found is None: raise NotFound(f"no key {key_id!r}; `mlfin keys ls` lists them")
+    self._by_digest.forget(); self._by_id.forget()
+    Audit(self.db).record(actor or cli_actor(), 'keys.revoke', key_id, address=address)
+    return {k: v for k, v in tables.utc(found).items() if k != 'hash'}
 
 # %% ../../nbs/11e_service.auth.ipynb #c009s
 def scrape_key(store=None,   # the service's store (its key table), as `mlfin serve --store` names it
@@ -254,35 +264,40 @@ class Tokens:
         return {'access_token': jwt.encode(claims, self.secret, algorithm=ALGORITHM), 'token_type': 'bearer',
                 'expires_in': max(1, int((until - now).total_seconds())), 'role': role}
 
-    def issue(self, caller: Caller) -> dict:
-        "A token for the key behind `caller`"
-        return self._signed({'sub': caller.key_id}, caller.role)
+# %% ../../nbs/11e_service.auth.ipynb #411e1daa
+@patch
+def issue(self: Tokens, caller: Caller) -> dict:
+    "A token for the key behind `caller`"
+    return self._signed({'sub': caller.key_id}, caller.role)
 
-    def issue_session(self, user: dict, session: dict) -> dict:
-        """A token for a person's session (`People.open_session`): it names the session (`sid`), which logout and
-        disabling end"""
-        return {**self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'],
-                               session['expires_at']),
-                'user': user['name']}
+# %% ../../nbs/11e_service.auth.ipynb #a2aaa0c8
+@patch
+def issue_session(self: Tokens, user: dict, session: dict) -> dict:
+    """A token for a person's session (`People.open_session`): it names the session (`sid`), which logout and
+    disabling end"""
+    return {**self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'],
+                           session['expires_at']),
+            'user': user['name']}
 
-    def check(self, token: str) -> Caller:
-        """The caller a token stands for; `Unauthorized` for a bad signature, another algorithm, expiry, a revoked key
-        or an ended session"""
-        import jwt
-        try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer='mlfin',
-                                options={'require': ['exp', 'sub', 'role', 'iss']})
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("token expired: ask POST /token for a new one") from None
-        except jwt.InvalidTokenError as e:
-            raise Unauthorized(f"invalid token ({e})") from None
-        if 'sid' in claims:
-            if self.people is None: raise Unauthorized("a person's token, and this service has no accounts")
-            found = self.people.session(str(claims['sid']))
-            return Caller('', found['role'], 'session', found['name'], str(claims['sid']))   # the account's role now
-        record = self.keys.live(str(claims['sub']))
-        return Caller(record['id'], record['role'], 'token')   # the key's role now, not when the token was made
-
+# %% ../../nbs/11e_service.auth.ipynb #4c912217
+@patch
+def check(self: Tokens, token: str) -> Caller:
+    """The caller a token stands for; `Unauthorized` for a bad signature, another algorithm, expiry, a revoked key
+    or an ended session"""
+    import jwt
+    try:
+        claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer='mlfin',
+                            options={'require': ['exp', 'sub', 'role', 'iss']})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("token expired: ask POST /token for a new one") from None
+    except jwt.InvalidTokenError as e:
+        raise Unauthorized(f"invalid token ({e})") from None
+    if 'sid' in claims:
+        if self.people is None: raise Unauthorized("a person's token, and this service has no accounts")
+        found = self.people.session(str(claims['sid']))
+        return Caller('', found['role'], 'session', found['name'], str(claims['sid']))   # the account's role now
+    record = self.keys.live(str(claims['sub']))
+    return Caller(record['id'], record['role'], 'token')   # the key's role now, not when the token was made
 
 # %% ../../nbs/11e_service.auth.ipynb #c012a
 def identify(keys: Keys, tokens: Tokens, key: str | None, token: str | None) -> Caller:
@@ -310,6 +325,7 @@ def _storage(url: str, aio: bool):
     if not aio: return storage_from_string(url)
     return storage_from_string(f"async+{url}", **({} if url.startswith('memory') else {'implementation': 'redispy'}))
 
+# %% ../../nbs/11e_service.auth.ipynb #365fafcb
 class RateLimit:
     """A limit per key, e.g. '1200/minute'; `hit` (or `ahit` on an event loop, for a limit made with `aio`) raises
     `TooManyRequests` with the seconds to wait; `reachable` says whether its store answers"""
