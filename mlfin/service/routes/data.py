@@ -23,7 +23,7 @@ from ...monitor.freshness import PUSHED
 
 # %% auto #0
 __all__ = ['CheckedCandle', 'UPLOAD_NAME', 'Candle', 'IngestRequest', 'Anomaly', 'Ingested', 'Series', 'Deleted', 'Bar', 'Prices',
-           'ingest', 'noted_push', 'ingest_run', 'ingest_file', 'upload_name', 'delete_series', 'prices_latest']
+           'ingest', 'noted_push', 'ingest_run', 'upload_name', 'ingest_file', 'delete_series', 'prices_latest']
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c007_04
 @with_config(ConfigDict(extra='forbid'))
@@ -175,9 +175,21 @@ def ingest_run(request: Request, series: Series, caller: Caller = ANALYST) -> In
     return _ingested(report)
 
 
-# %% ../../../nbs/11k_service.routes.data.ipynb #c009_03f
+# %% ../../../nbs/11k_service.routes.data.ipynb #2ab88b0f
 UPLOAD_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._ -]{0,199}')   # an uploaded file's name: no folder, no leading dot
 
+def upload_name(given: str | None) -> str:
+    "An uploaded file's own name (a browser's path cut to its last part), or `BadInput` naming what is wrong with it"
+    name = (given or '').replace('\\', '/').rsplit('/', 1)[-1].strip()
+    if not name:
+        raise BadInput("file: no file name (its suffix says its type: "
+                       ".csv, .txt, .parquet, .json, each optionally .gz)")
+    if not UPLOAD_NAME.fullmatch(name):
+        raise BadInput(f"file name {name[:80]!r}: letters, digits, spaces, "
+                       "dots, _ and - only, at most 200, not starting with a dot")
+    return name
+
+# %% ../../../nbs/11k_service.routes.data.ipynb #c009_03f
 @router.post('/ingest/file', response_model=Ingested, tags=['data'], responses=ERRORS)
 def ingest_file(request: Request,
                 file: Annotated[UploadFile,
@@ -213,18 +225,6 @@ def ingest_file(request: Request,
     state.metrics.ingested(symbol, report.timeframe, report)
     state.refresh(symbol, report.timeframe)
     return _ingested(report)
-
-def upload_name(given: str | None) -> str:
-    "An uploaded file's own name (a browser's path cut to its last part), or `BadInput` naming what is wrong with it"
-    name = (given or '').replace('\\', '/').rsplit('/', 1)[-1].strip()
-    if not name:
-        raise BadInput("file: no file name (its suffix says its type: "
-                       ".csv, .txt, .parquet, .json, each optionally .gz)")
-    if not UPLOAD_NAME.fullmatch(name):
-        raise BadInput(f"file name {name[:80]!r}: letters, digits, spaces, "
-                       "dots, _ and - only, at most 200, not starting with a dot")
-    return name
-
 
 # %% ../../../nbs/11k_service.routes.data.ipynb #c009_04
 @router.delete('/series/{symbol}/{timeframe}', response_model=Deleted, tags=['data'], responses=ERRORS)
