@@ -116,7 +116,7 @@ def _stop_loop(o, h, l, w, # the bars' opens, highs, lows and the wanted weights
                 size[i], price[i], reason[i], blocked, pos = 0.0, fill, why, side, 0.0
         held[i] = pos
 
-
+# %% ../../nbs/07b_backtest.portfolio.ipynb #e032609d
 def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
                 wanted: pd.Series,    # the weight wanted from each bar's open (already one bar after the decision)
                 stop_loss: float | None = None,   # share of the entry open, e.g. 0.02
@@ -143,7 +143,6 @@ def stop_orders(bars: pd.DataFrame,   # canonical bars of one symbol
     return pd.DataFrame({'size': size, 'price': price, 'reason': pd.Categorical.from_codes(reason, EXIT_REASONS),
                          'held': held},
                         index=bars.index)
-
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c014u
 def union_index(indexes) -> pd.DatetimeIndex:
