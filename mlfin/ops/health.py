@@ -168,6 +168,34 @@ def jobs_check(store=None, hours: float = 24) -> tuple[bool, str]:
         total = con.execute(select(func.count()).select_from(jobs).where(jobs.c.created_at >= since)).scalar()
     return failed == 0, f"{failed} of {total} job(s) failed in the last {hours:g} h"
 
+# %% ../../nbs/12e_ops.health.ipynb #be0ab87e
+def _on(summary, url: str | None) -> bool:
+    """Whether a backup record is of the repository `url`: one that names another is not (a record of an older home
+    names none: it counts)"""
+    return url is None or not isinstance(summary, dict) or not summary.get('repository') or summary['repository'] == url
+
+# %% ../../nbs/12e_ops.health.ipynb #764483c0
+def _ago(record, now: pd.Timestamp) -> str:
+    "How long ago a run ended (or started, when it never ended), or that it is dated ahead"
+    if len(dated_ahead(pd.DataFrame([record]), now)): return ahead_said(record, now)
+    when = record['started'] if pd.isna(record['ended']) else record['ended']
+    return f"{(now - when).total_seconds() / 60:,.0f} min ago"
+
+# %% ../../nbs/12e_ops.health.ipynb #aac27ecb
+def _still_there(summary: dict) -> tuple[bool, str]:
+    """Whether the last good backup's snapshot is still in its repository (retention or a mistake may have removed it; a
+    tag added rewrites it under a new id), asked of the repository"""
+    url, snapshot, me = summary.get('repository'), summary.get('snapshot'), summary.get('home')
+    if not url or not me: return True, ''   # recorded before backups named their repository and home
+    try:
+        found = repository(url)
+        if found.holds(snapshot): return True, ''
+        held = found.snapshots(f"home:{me}")
+    except MlfinError as e: return False, f"; its repository cannot be read: {e}"
+    return (False,
+            f"; snapshot {snapshot} is no longer in {url} (this home's "
+            f"newest there: {held['id'].iloc[-1] if len(held) else 'none'})")
+
 # %% ../../nbs/12e_ops.health.ipynb #c013
 def backup_check(now: pd.Timestamp | None = None,
                  url: str | None = None,   # the repository watched; default: `watched_repository()`
@@ -205,32 +233,6 @@ def backup_check(now: pd.Timestamp | None = None,
     read = f" (structure, and packs {last_check['read']} read back)" if last_check.get('read') else ''
     check = 'passed' if last_check['passed'] else 'FAILED: ' + last_check.get('said', '')
     return ok, f"{said}; repository check {check}{read} {last_check['at']}"
-
-
-def _on(summary, url: str | None) -> bool:
-    """Whether a backup record is of the repository `url`: one that names another is not (a record of an older home
-    names none: it counts)"""
-    return url is None or not isinstance(summary, dict) or not summary.get('repository') or summary['repository'] == url
-
-def _ago(record, now: pd.Timestamp) -> str:
-    "How long ago a run ended (or started, when it never ended), or that it is dated ahead"
-    if len(dated_ahead(pd.DataFrame([record]), now)): return ahead_said(record, now)
-    when = record['started'] if pd.isna(record['ended']) else record['ended']
-    return f"{(now - when).total_seconds() / 60:,.0f} min ago"
-
-def _still_there(summary: dict) -> tuple[bool, str]:
-    """Whether the last good backup's snapshot is still in its repository (retention or a mistake may have removed it; a
-    tag added rewrites it under a new id), asked of the repository"""
-    url, snapshot, me = summary.get('repository'), summary.get('snapshot'), summary.get('home')
-    if not url or not me: return True, ''   # recorded before backups named their repository and home
-    try:
-        found = repository(url)
-        if found.holds(snapshot): return True, ''
-        held = found.snapshots(f"home:{me}")
-    except MlfinError as e: return False, f"; its repository cannot be read: {e}"
-    return (False,
-            f"; snapshot {snapshot} is no longer in {url} (this home's "
-            f"newest there: {held['id'].iloc[-1] if len(held) else 'none'})")
 
 # %% ../../nbs/12e_ops.health.ipynb #c014
 def registry_check() -> tuple[bool, str]:
