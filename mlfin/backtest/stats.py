@@ -269,7 +269,7 @@ def _sharpes(m: np.ndarray, periods_per_year: float) -> np.ndarray:
     with np.errstate(divide='ignore', invalid='ignore'):
         return np.where(sd > 0, mean / sd * math.sqrt(periods_per_year), 0.0)
 
-
+# %% ../../nbs/07c_backtest.stats.ipynb #15ad5f4e
 def _resampled(r: np.ndarray, block: float, reps: int, seed: int,
                periods_per_year: float | None = None, # each resample's annualised Sharpe ratio (None: not wanted)
                paths: bool = False,                   # every resample's value path (from 1) and its worst drawdown
@@ -290,14 +290,14 @@ def _resampled(r: np.ndarray, block: float, reps: int, seed: int,
         done += len(rows)
     return out
 
-
+# %% ../../nbs/07c_backtest.stats.ipynb #83773f96
 def _interval(r: np.ndarray, draws: np.ndarray, periods_per_year: float, level: float, block: float) -> dict:
     alpha = (1.0 - level) / 2   # arch's percentile interval: its tails, as it computes them
     low, high = np.percentile(draws, [100 * alpha, 100 * (1.0 - alpha)])
     return {'sharpe': sharpe(r, periods_per_year), 'low': float(low), 'high': float(high), 'level': level,
             'block': block, 'reps': len(draws)}
 
-
+# %% ../../nbs/07c_backtest.stats.ipynb #be9bf1f8
 def sharpe_interval(returns,                 # per-bar returns
                     periods_per_year: float, # the Sharpe ratio is annualised
                     level: float = 0.95, reps: int = default('reps'), seed: int = default('seed'),
