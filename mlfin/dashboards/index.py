@@ -120,6 +120,7 @@ def book_card(name: str, m: dict, curve: pd.DataFrame, tradeable: bool = True) -
               f"{figure(m['skill'].get('dsr'))} after {m['skill']['trials']:,} trials"
             + (f" · PBO {pbo:.0%}" if pbo is not None else '') + "</p></div>")
 
+# %% ../../nbs/13ca_dashboards.index.ipynb #c33f8387
 def book_cards(run: dict) -> str:
     "Every book's card of a run (each symbol, then the portfolio), in a grid as wide as the page"
     tradeable = run.get('validation', {}).get('tradeable', True)
