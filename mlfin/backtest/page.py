@@ -69,6 +69,7 @@ def dates(index: pd.DatetimeIndex) -> dict:
     "Times as a date axis of plotly.js reads numbers: milliseconds since the epoch (UTC), a typed array"
     return typed(index.as_unit('ms').asi8, 'f8')
 
+# %% ../../nbs/07fa_backtest.page.ipynb #428367d7
 def figures(curve: pd.DataFrame, # one symbol's curves: strategy, buy_and_hold, mc_low/mc_mid/mc_high
             title: str) -> list[dict]:
     """Plotly figures as plain specs: equity against buy-and-hold with Monte Carlo bands, drawdowns, monthly returns;
