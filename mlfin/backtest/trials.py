@@ -264,6 +264,7 @@ def rule_id(row) -> str:
     params = {k: v for k, v in json.loads(row['params'] or '{}').items() if k not in RESULT_NEUTRAL}
     return _digest({'family': row['family'], 'params': params, 'point': row['point'], 'choices': choices})
 
+# %% ../../nbs/07g_backtest.trials.ipynb #63ac3f44
 def holdout(earlier: pd.DataFrame,   # trials recorded on the question before (`recorded`, `source`), oldest first
             # this run's configurations' per-bar returns after costs (columns: configuration ids)
             grid: pd.DataFrame,
