@@ -182,6 +182,7 @@ def training_section(c: Connection, series: list[str]):
     start.on_click(begin)
     return widgets.VBox([widgets.HTML("<h2>Train</h2>"), row(symbols, params, start), state, log])
 
+# %% ../../nbs/13g_dashboards.service.ipynb #eeb57c89
 def job_line(job: dict) -> str:
     """A job in a line: its state, how long it has run, and while it runs the step its log last named (`train: BTCUSDT
     ridge (1/1)`)"""
@@ -238,6 +239,7 @@ def _predict_section(c: Connection, series: list[str]) -> list:
     ask.on_click(predict)
     return [widgets.HTML("<h2>Predict</h2>"), row(pick, ask), out]
 
+# %% ../../nbs/13g_dashboards.service.ipynb #844703f2
 def _ingest_section(c: Connection, series: list[str]) -> list:
     """Store the file chosen for the series typed in its own box; without a file, pull the bars since the last stored
     one from the series' configured source"""
@@ -258,7 +260,7 @@ def _ingest_section(c: Connection, series: list[str]) -> list:
     return [widgets.HTML("<h2>Ingest now (a file you choose, or the series' configured source)</h2>"),
             row(pick, chosen, ask), out]
 
-
+# %% ../../nbs/13g_dashboards.service.ipynb #538b7820
 def _promote_section(c: Connection, series: list[str]) -> list:
     "Promote a version, once the admin has ticked the confirmation"
     names = [f"mlfin.{s.replace(':', '.')}" for s in series]
