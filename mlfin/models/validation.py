@@ -6,6 +6,7 @@
 from __future__ import annotations
 from itertools import combinations
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from ..errors import BadInput
 
 # %% auto #0
@@ -33,38 +34,11 @@ class PurgedSplitter:
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
         return len(self.blocks(len(X))) if X is not None else self._n_splits()
 
-    def split(self, X, y=None, groups=None,
-              # per row, the time of the last bar its label looks at (NaT: unknown); index: bar times
-              ends: pd.Series | None = None,
-              window: int = 0,               # sequence models: rows each sample looks back over (its own included)
-             ):
-        "(train, test) row positions per split: training rows purged, embargoed and (with `window`) clear of every zone"
-        times, end = _times_and_ends(X, self.ends if ends is None else ends)
-        for blocks in self.blocks(len(times)):
-            test = np.concatenate([np.arange(a, b + 1) for a, b in blocks])
-            train = self.candidates(len(times), blocks)
-            keep = ~np.isnat(end[train])
-            for lo, hi in self.zones(times, end, blocks):
-                keep &= (end[train] < lo) | (times[train] > hi)
-                if window > 1: keep &= (times[np.maximum(train - window + 1, 0)] > hi) | (times[train] < lo)
-            yield self._limit(train[keep]), test
-
-    def zones(self, times: np.ndarray, end: np.ndarray, blocks: list[tuple[int, int]]) -> list[tuple]:
-        "The forbidden time range of each test block: `embargo` rows each side, and as far as its labels look"
-        n, out = len(times), []
-        for a, b in blocks:
-            reach = end[a:b + 1][~np.isnat(end[a:b + 1])]
-            # the row the block's labels look to
-            last = max(b, int(np.searchsorted(times, reach.max()))) if len(reach) else b
-            out.append((times[max(a - self.embargo, 0)], times[min(last + self.embargo, n - 1)]))
-        return out
-
     def _limit(self, train: np.ndarray) -> np.ndarray: return train
 
     def __repr__(self):
         args = ', '.join(f"{k}={v!r}" for k, v in vars(self).items() if k != 'ends' and not k.startswith('_'))
         return f"{type(self).__name__}({args})"
-
 
 # %% ../../nbs/06g_models.validation.ipynb #c006_00
 def _times_and_ends(X, ends: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +59,36 @@ def _naive_ns(times: pd.DatetimeIndex) -> np.ndarray:
     if times.tz is not None: times = times.tz_convert('UTC').tz_localize(None)
     return times.as_unit('ns').to_numpy()
 
+
+# %% ../../nbs/06g_models.validation.ipynb #da2acc0e
+@patch
+def zones(self: PurgedSplitter, times: np.ndarray, end: np.ndarray, blocks: list[tuple[int, int]]) -> list[tuple]:
+    "The forbidden time range of each test block: `embargo` rows each side, and as far as its labels look"
+    n, out = len(times), []
+    for a, b in blocks:
+        reach = end[a:b + 1][~np.isnat(end[a:b + 1])]
+        # the row the block's labels look to
+        last = max(b, int(np.searchsorted(times, reach.max()))) if len(reach) else b
+        out.append((times[max(a - self.embargo, 0)], times[min(last + self.embargo, n - 1)]))
+    return out
+
+# %% ../../nbs/06g_models.validation.ipynb #1a07e2fc
+@patch
+def split(self: PurgedSplitter, X, y=None, groups=None,
+          # per row, the time of the last bar its label looks at (NaT: unknown); index: bar times
+          ends: pd.Series | None = None,
+          window: int = 0,               # sequence models: rows each sample looks back over (its own included)
+         ):
+    "(train, test) row positions per split: training rows purged, embargoed and (with `window`) clear of every zone"
+    times, end = _times_and_ends(X, self.ends if ends is None else ends)
+    for blocks in self.blocks(len(times)):
+        test = np.concatenate([np.arange(a, b + 1) for a, b in blocks])
+        train = self.candidates(len(times), blocks)
+        keep = ~np.isnat(end[train])
+        for lo, hi in self.zones(times, end, blocks):
+            keep &= (end[train] < lo) | (times[train] > hi)
+            if window > 1: keep &= (times[np.maximum(train - window + 1, 0)] > hi) | (times[train] < lo)
+        yield self._limit(train[keep]), test
 
 # %% ../../nbs/06g_models.validation.ipynb #c008
 class WalkForward(PurgedSplitter):
