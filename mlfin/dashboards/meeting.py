@@ -130,6 +130,7 @@ def health_answer(reasons: list[tuple[str, str, str]], # (level, what in a line,
     more = len(reasons) - 1
     return worst[0], worst[1] + (f" ({more} more thing{'s' if more > 1 else ''} to look at.)" if more else '')
 
+# %% ../../nbs/13k_dashboards.meeting.ipynb #b98a3187
 def health_reasons(service: str | None,       # why the service did not answer; None: it did
                    tomorrow: list[tuple[str, str]],  # `tomorrow_answer`'s for each production series
                    unfiled: list[str] = (),   # production series whose alias no promoter filed
@@ -379,6 +380,7 @@ def latest_run() -> dict:
     team_run.cache_clear()
     return load_run(shown_folder())
 
+# %% ../../nbs/13k_dashboards.meeting.ipynb #57d414d8
 _SAID = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlfin: {title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">{style}</head><body><h1>Where the desk stands</h1>
 <p class="said" role="alert">{said}</p><nav><a href="{base}{meeting}">The latest run</a><a href="{base}voila/render/index.ipynb">All pages</a></nav></body></html>"""  # noqa: E501
