@@ -29,6 +29,17 @@ from ..models import production
 __all__ = ['UNUSED_EXTENSIONS', 'DASHBOARD_SETTINGS', 'runs_app', 'run', 'show_config', 'dashboards', 'publish_page', 'runs',
            'runs_compare', 'runs_get', 'version']
 
+# %% ../../nbs/14c_cli.research.ipynb #ac0ce6d1
+def _made(paths, reports: Path) -> str:
+    """A task's products in one line, by folder (from here where they lie below it): its executed notebooks where they
+    are published, the rest where it wrote them"""
+    folders = {}
+    for path in map(Path, paths):
+        if path.parent == run_dir()/'reports': path = reports/path.name
+        folders.setdefault(path.parent, []).append(path.name)
+    shown = lambda f: os.path.relpath(f) if f.is_relative_to(Path.cwd()) else str(f)
+    return '; '.join(f"{', '.join(names)} in {shown(folder)}" for folder, names in folders.items())
+
 # %% ../../nbs/14c_cli.research.ipynb #c006
 def run(force: bool = False, wait: float | None = None, **overrides):
     """Run the pipeline (ingest -> features -> train -> backtest -> report); parameters: defaults, env.yaml, then these
@@ -63,16 +74,6 @@ def run(force: bool = False, wait: float | None = None, **overrides):
     store = recorded['params'].get('tracking') or os.environ.get('MLFLOW_TRACKING_URI') or home()/'mlflow.db'
     typer.echo(f"reports:   {reports_dir}/*.html, *.ipynb\nproducts:  {run_dir()}\nmlflow:    {store}\n"
                f"dashboard: mlfin dashboards   (then open http://127.0.0.1:{DASHBOARD_PORT})")
-
-def _made(paths, reports: Path) -> str:
-    """A task's products in one line, by folder (from here where they lie below it): its executed notebooks where they
-    are published, the rest where it wrote them"""
-    folders = {}
-    for path in map(Path, paths):
-        if path.parent == run_dir()/'reports': path = reports/path.name
-        folders.setdefault(path.parent, []).append(path.name)
-    shown = lambda f: os.path.relpath(f) if f.is_relative_to(Path.cwd()) else str(f)
-    return '; '.join(f"{', '.join(names)} in {shown(folder)}" for folder, names in folders.items())
 
 app.command('run')(config_options(run))
 
