@@ -94,7 +94,7 @@ def ledger_check():
     typer.echo("mlfin: whole: its chain, every noted head (this "
                "home's, the tracking store's runs') and their runs agree")
 
-
+# %% ../../nbs/14g_cli.tracking.ipynb #4da9a713
 @ledger_app.command('adopt')
 def ledger_adopt():
     """File back into the ledger the trials of every run the tracking store holds that it lacks (a ledger lost or begun
