@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 import numpy as np
+from fastcore.basics import patch
 from ..cluster.where import installed, must_match
 from ..cluster.worker import preload
 from ..config import assignments, gpu_available, read_yaml
@@ -105,38 +106,14 @@ class Model(ABC):
         """The `fitted` estimator read back from `path` by its library's own loader (`load_model` checked the file's
         hash first)"""
 
-    @classmethod
-    def runs_on(cls, device: str) -> str:
-        """What this family trains on when the run's device (`resolve_device`) is `device`: the CPU unless the family
-        can use the GPU"""
-        return 'cpu'
-
-    @classmethod
-    def pruning(cls, trial, metric: str, every: int) -> dict:
-        """`fit` options reporting `metric` on `eval_rows` to an Optuna `trial` every `every` rounds, for per-round
-        pruning; {}: no rounds to prune"""
-        return {}
-
-    def built_with(self) -> dict:
-        """The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on
-        one (results do not depend on it)"""
-        return ({**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])} if 'n_jobs' in self.params
-                else dict(self.params))
-
     def _extra(self) -> dict:
         return {}  # what model.json keeps beside the native file (e.g. input scaling)
 
     def _loaded(self, manifest: dict): pass              # read it back
 
-    def importance(self) -> np.ndarray | None:
-        """How much the fitted model leans on each input, as shares summing to 1; None (this default): the family has no
-        such measure, and the monitor weighs its inputs alike"""
-        return None
-
     def __repr__(self):
         return (f"{type(self).__name__}({self.family} {self.kind}, "
                 f"{'fitted' if self.fitted is not None else 'unfitted'})")
-
 
 # %% ../../nbs/06a_models.core.ipynb #c009_00
 def row_weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -149,6 +126,35 @@ def shares(found) -> np.ndarray | None:
     if found is None: return None
     found = np.abs(np.asarray(found, dtype='float64'))
     return found / found.sum() if np.isfinite(found).all() and found.sum() > 0 else None
+
+# %% ../../nbs/06a_models.core.ipynb #78630ed7
+@patch(cls_method=True)
+def runs_on(cls: Model, device: str) -> str:
+    """What this family trains on when the run's device (`resolve_device`) is `device`: the CPU unless the family
+    can use the GPU"""
+    return 'cpu'
+
+# %% ../../nbs/06a_models.core.ipynb #d81ca786
+@patch(cls_method=True)
+def pruning(cls: Model, trial, metric: str, every: int) -> dict:
+    """`fit` options reporting `metric` on `eval_rows` to an Optuna `trial` every `every` rounds, for per-round
+    pruning; {}: no rounds to prune"""
+    return {}
+
+# %% ../../nbs/06a_models.core.ipynb #c874750b
+@patch
+def built_with(self: Model) -> dict:
+    """The hyperparameters the estimator is built with: `n_jobs` capped at the Dask worker's per-task budget when on
+    one (results do not depend on it)"""
+    return ({**self.params, 'n_jobs': capped_threads(self.params['n_jobs'])} if 'n_jobs' in self.params
+            else dict(self.params))
+
+# %% ../../nbs/06a_models.core.ipynb #191a0926
+@patch
+def importance(self: Model) -> np.ndarray | None:
+    """How much the fitted model leans on each input, as shares summing to 1; None (this default): the family has no
+    such measure, and the monitor weighs its inputs alike"""
+    return None
 
 # %% ../../nbs/06a_models.core.ipynb #c011
 @dataclass
