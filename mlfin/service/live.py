@@ -6,6 +6,7 @@
 from __future__ import annotations
 import threading
 import pandas as pd
+from fastcore.basics import patch
 from ..errors import BadInput
 from ..serving import Forecast
 from ..models.promotion import Lineage
@@ -38,53 +39,57 @@ class Signals:
     def __init__(self, db):
         self.db, self._kept, self._lock = db, set(), threading.Lock()
 
-    def keep(self, record: dict):
-        """Persist a served signal, once per bar, model and threshold: a repeated request writes nothing; a bar whose
-        values were corrected after it closed (a collector's late push) is decided again, and the record keeps the
-        decision on its final values"""
-        from sqlalchemy import or_
-        # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
-        from mlfin.service import db as tables
+# %% ../../nbs/11g_service.live.ipynb #f32a5e96
+@patch
+def keep(self: Signals, record: dict):
+    """Persist a served signal, once per bar, model and threshold: a repeated request writes nothing; a bar whose
+    values were corrected after it closed (a collector's late push) is decided again, and the record keeps the
+    decision on its final values"""
+    from sqlalchemy import or_
+    # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service import db as tables
 
-        key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'],
-               record['threshold'], record['prob_up'], record['prediction'])
-        if key in self._kept: return
-        row = {c.name: record.get(c.name) for c in tables.signals.columns}
-        row['ts'], row['created_at'] = row['ts'].to_pydatetime(), row['created_at'].to_pydatetime()
-        if self.db.dialect.name == 'postgresql': from sqlalchemy.dialects.postgresql import insert
-        else: from sqlalchemy.dialects.sqlite import insert
-        decided = insert(tables.signals).values(**row)
-        # the decision; `created_at` moves only with it (a restart decides the same again)
-        changed = ('prob_up', 'label', 'prediction', 'model_version')
-        decided = decided.on_conflict_do_update(index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
-                                                set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
-                                                where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c])
-                                                            for c in changed)))
-        with self.db.begin() as con: con.execute(decided)
-        with self._lock:
-            if len(self._kept) > 100_000: self._kept.clear()
-            self._kept.add(key)
+    key = (record['symbol'], record['timeframe'], record['ts'], record['model_name'], record['model_version'],
+           record['threshold'], record['prob_up'], record['prediction'])
+    if key in self._kept: return
+    row = {c.name: record.get(c.name) for c in tables.signals.columns}
+    row['ts'], row['created_at'] = row['ts'].to_pydatetime(), row['created_at'].to_pydatetime()
+    if self.db.dialect.name == 'postgresql': from sqlalchemy.dialects.postgresql import insert
+    else: from sqlalchemy.dialects.sqlite import insert
+    decided = insert(tables.signals).values(**row)
+    # the decision; `created_at` moves only with it (a restart decides the same again)
+    changed = ('prob_up', 'label', 'prediction', 'model_version')
+    decided = decided.on_conflict_do_update(index_elements=['symbol', 'timeframe', 'ts', 'model_name', 'threshold'],
+                                            set_={c: decided.excluded[c] for c in (*changed, 'created_at')},
+                                            where=or_(*(tables.signals.c[c].is_distinct_from(decided.excluded[c])
+                                                        for c in changed)))
+    with self.db.begin() as con: con.execute(decided)
+    with self._lock:
+        if len(self._kept) > 100_000: self._kept.clear()
+        self._kept.add(key)
 
-    def history(self, symbol: str, timeframe: str, start=None, end=None,
-                limit: int | None = 1000,   # None: all of them (the monitor's live record)
-                version: int | None = None, # only those of this model version
-               ) -> list[dict]:
-        "Signals served for a series between `start` and `end` (UTC), oldest first"
-        # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
-        from mlfin.service import db as tables
-        s = tables.signals
-        try:
-            lo, hi, closed = utc_bounds(start, end)
-            lo, hi = (None if t is None else t.to_pydatetime() for t in (lo, hi))   # year 0 parses, and has no datetime
-        except ValueError as e: raise BadInput(f"start/end: {e}") from None
-        query = s.select().where(s.c.symbol == symbol, s.c.timeframe == timeframe)
-        if version is not None: query = query.where(s.c.model_version == int(version))
-        if lo is not None: query = query.where(s.c.ts >= lo)
-        if hi is not None: query = query.where(s.c.ts <= hi if closed else s.c.ts < hi)
-        query = query.order_by(s.c.ts, s.c.model_name)
-        with self.db.connect() as con:
-            rows = con.execute(query if limit is None else query.limit(limit)).mappings().all()
-        return [tables.utc(r) for r in rows]
+# %% ../../nbs/11g_service.live.ipynb #e531bef5
+@patch
+def history(self: Signals, symbol: str, timeframe: str, start=None, end=None,
+            limit: int | None = 1000,   # None: all of them (the monitor's live record)
+            version: int | None = None, # only those of this model version
+           ) -> list[dict]:
+    "Signals served for a series between `start` and `end` (UTC), oldest first"
+    # here, not at the top: mlfin.service.db adds 0.14 s to importing this module (measured)
+    from mlfin.service import db as tables
+    s = tables.signals
+    try:
+        lo, hi, closed = utc_bounds(start, end)
+        lo, hi = (None if t is None else t.to_pydatetime() for t in (lo, hi))   # year 0 parses, and has no datetime
+    except ValueError as e: raise BadInput(f"start/end: {e}") from None
+    query = s.select().where(s.c.symbol == symbol, s.c.timeframe == timeframe)
+    if version is not None: query = query.where(s.c.model_version == int(version))
+    if lo is not None: query = query.where(s.c.ts >= lo)
+    if hi is not None: query = query.where(s.c.ts <= hi if closed else s.c.ts < hi)
+    query = query.order_by(s.c.ts, s.c.model_name)
+    with self.db.connect() as con:
+        rows = con.execute(query if limit is None else query.limit(limit)).mappings().all()
+    return [tables.utc(r) for r in rows]
 
 # %% ../../nbs/11g_service.live.ipynb #c014s
 def served_signals(symbol: str, timeframe: str, version: int, kind: str, store=None) -> pd.DataFrame:
