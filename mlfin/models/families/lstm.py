@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, sys, threading
 import numpy as np
+from fastcore.basics import patch
 from ...errors import BadInput
 from ..core import HP, KINDS, Family, Model, register, row_weights
 
@@ -155,13 +156,6 @@ class LSTMModel(Model):
     @property
     def window(self) -> int: return int(self.params['window'])
 
-    def _arch(self, features: int) -> tuple:
-        p = self.params
-        # pinned to the CPU, the LSTM must not take cuDNN's kernel: Keras picks it when JAX sees a GPU, and the CPU
-        # cannot run it ("MLIR translation rule for primitive 'rnn_fwd' not found for platform cpu": --device cpu, or a
-        # service, on a GPU host)
-        return (self.window, features, p['units'], p['dropout'], self.kind, p['learning_rate'], self.device != 'cpu')
-
     @classmethod
     def runs_on(cls, device):
         return (# 'cpu' pins JAX to the CPU; 'cuda' leaves JAX its own choice, its GPU when the GPU build is there
@@ -170,63 +164,8 @@ class LSTMModel(Model):
     def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
         with _on(self.device): return self._fit(X, y, rows, weights)
 
-    def _fit(self, X, y, rows, weights=None):
-        import jax
-        p, w = self.params, self.window
-        rows = np.asarray(rows)[complete(X, rows, w)]  # a sample needs a full window of known inputs behind it
-        template, optimizer, train_step, _ = _compiled(*self._arch(X.shape[1]))
-        if not len(rows): raise BadInput(f"lstm: no training row has a full window of {w} rows with every input known")
-        fresh = network(*self._arch(X.shape[1])[:5], seed=self.seed)  # initial weights from the seed alone
-        trainable = [v.value for v in fresh.trainable_variables]
-        non_trainable = [v.value for v in fresh.non_trainable_variables]
-        self.scaling = _scaling(X, rows)
-        # the optimizer's own starting values (iteration 0, zero moments, and its learning rate): a state of zeros set
-        # the learning rate to 0, and no weight ever moved from its initial value
-        state = (trainable, non_trainable, [jax.numpy.array(v.value) for v in optimizer.variables])
-        x_all = windows(standardise(X, self.scaling), rows, w)
-        target = np.asarray(y, dtype='float64')[rows]
-        # a regressor learns its target standardised by the training rows (returns of a minute bar are 1e-4: unscaled,
-        # the network's first outputs are a thousand times too large, and five epochs do not bring them down), its
-        # predictions scaled back
-        self.target = _target_scaling(target, self.kind)
-        y_all = ((target - self.target[0]) / self.target[1]).astype('float32')
-        w_all = np.ones(len(rows), dtype='float32') if weights is None else row_weights(weights, rows).astype('float32')
-        held, fitting = _held_back(len(rows), self.kind, w)
-        batch = min(int(p['batch_size']), len(fitting))
-        rng, best = np.random.default_rng(self.seed), (np.inf, None)
-        for _ in range(int(p['epochs'])):
-            order = fitting[rng.permutation(len(fitting))]
-            for start in range(0, len(order) - batch + 1, batch):  # whole batches only: one compiled shape
-                take = order[start:start + batch]
-                _, state = train_step(state, x_all[take], y_all[take], w_all[take])
-            if held:
-                loss = float(np.mean((self._outputs((state[0], state[1]), x_all[-held:]) - y_all[-held:]) ** 2))
-                if loss < best[0]: best = (loss, (state[0], state[1]))
-        # JAX runs ahead asynchronously: fitted means finished
-        self.fitted = jax.block_until_ready(best[1] if held else (state[0], state[1]))
-        return self
-
-    def _outputs(self, fitted, samples: np.ndarray) -> np.ndarray:
-        "The network's outputs for windows `samples`, a compiled chunk at a time"
-        _, _, _, predict_step = _compiled(*self._arch(samples.shape[2]))
-        parts = []
-        for start in range(0, len(samples), self.chunk):
-            part = samples[start:start + self.chunk]
-            padded = np.zeros((self.chunk, *part.shape[1:]), dtype='float32'); padded[:len(part)] = part
-            parts.append(np.asarray(predict_step(*fitted, padded))[:len(part)])
-        return np.concatenate(parts).astype('float64') if parts else np.zeros(0)
-
     def predict(self, X, rows=None):
         with _on(self.device): return self._predict(X, rows)
-
-    def _predict(self, X, rows=None):
-        rows = np.arange(len(X)) if rows is None else np.asarray(rows)
-        out = np.full(len(rows), np.nan)
-        ok = complete(X, rows, self.window)
-        if ok.any():
-            samples = windows(standardise(X, self.scaling), rows[ok], self.window)
-            out[ok] = self._outputs(self.fitted, samples) * self.target[1] + self.target[0]
-        return out
 
     def _write(self, path):
         trainable, non_trainable = self.fitted
@@ -236,25 +175,100 @@ class LSTMModel(Model):
         for v, val in zip(net.non_trainable_variables, non_trainable): v.assign(val)
         net.save(path)
 
-    def _extra(self) -> dict:
-        """What model.json keeps beside the .keras file: the training rows' mean and deviation, of the inputs and (a
-        regressor) the target"""
-        return {'scaling': {'mean': self.scaling[0].tolist(), 'scale': self.scaling[1].tolist()},
-                'target': {'mean': self.target[0], 'scale': self.target[1]}}
-
     @classmethod
     def _read(cls, path, manifest):
         keras = _keras()
         net = keras.saving.load_model(str(path), safe_mode=True, compile=False)
         return ([v.value for v in net.trainable_variables], [v.value for v in net.non_trainable_variables])
 
-    def _loaded(self, manifest: dict):
-        scaling = manifest['scaling']
-        self.scaling = (np.asarray(scaling['mean'], dtype='float64'), np.asarray(scaling['scale'], dtype='float64'))
-        # saved before targets were standardised: as learnt
-        target = manifest.get('target', {'mean': 0.0, 'scale': 1.0})
-        self.target = (float(target['mean']), float(target['scale']))
+# %% ../../../nbs/06e_models.families.lstm.ipynb #70b4ba16
+@patch
+def _arch(self: LSTMModel, features: int) -> tuple:
+    p = self.params
+    # pinned to the CPU, the LSTM must not take cuDNN's kernel: Keras picks it when JAX sees a GPU, and the CPU
+    # cannot run it ("MLIR translation rule for primitive 'rnn_fwd' not found for platform cpu": --device cpu, or a
+    # service, on a GPU host)
+    return (self.window, features, p['units'], p['dropout'], self.kind, p['learning_rate'], self.device != 'cpu')
 
+# %% ../../../nbs/06e_models.families.lstm.ipynb #55f266bd
+@patch
+def _outputs(self: LSTMModel, fitted, samples: np.ndarray) -> np.ndarray:
+    "The network's outputs for windows `samples`, a compiled chunk at a time"
+    _, _, _, predict_step = _compiled(*self._arch(samples.shape[2]))
+    parts = []
+    for start in range(0, len(samples), self.chunk):
+        part = samples[start:start + self.chunk]
+        padded = np.zeros((self.chunk, *part.shape[1:]), dtype='float32'); padded[:len(part)] = part
+        parts.append(np.asarray(predict_step(*fitted, padded))[:len(part)])
+    return np.concatenate(parts).astype('float64') if parts else np.zeros(0)
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #fa365724
+@patch
+def _fit(self: LSTMModel, X, y, rows, weights=None):
+    import jax
+    p, w = self.params, self.window
+    rows = np.asarray(rows)[complete(X, rows, w)]  # a sample needs a full window of known inputs behind it
+    template, optimizer, train_step, _ = _compiled(*self._arch(X.shape[1]))
+    if not len(rows): raise BadInput(f"lstm: no training row has a full window of {w} rows with every input known")
+    fresh = network(*self._arch(X.shape[1])[:5], seed=self.seed)  # initial weights from the seed alone
+    trainable = [v.value for v in fresh.trainable_variables]
+    non_trainable = [v.value for v in fresh.non_trainable_variables]
+    self.scaling = _scaling(X, rows)
+    # the optimizer's own starting values (iteration 0, zero moments, and its learning rate): a state of zeros set
+    # the learning rate to 0, and no weight ever moved from its initial value
+    state = (trainable, non_trainable, [jax.numpy.array(v.value) for v in optimizer.variables])
+    x_all = windows(standardise(X, self.scaling), rows, w)
+    target = np.asarray(y, dtype='float64')[rows]
+    # a regressor learns its target standardised by the training rows (returns of a minute bar are 1e-4: unscaled,
+    # the network's first outputs are a thousand times too large, and five epochs do not bring them down), its
+    # predictions scaled back
+    self.target = _target_scaling(target, self.kind)
+    y_all = ((target - self.target[0]) / self.target[1]).astype('float32')
+    w_all = np.ones(len(rows), dtype='float32') if weights is None else row_weights(weights, rows).astype('float32')
+    held, fitting = _held_back(len(rows), self.kind, w)
+    batch = min(int(p['batch_size']), len(fitting))
+    rng, best = np.random.default_rng(self.seed), (np.inf, None)
+    for _ in range(int(p['epochs'])):
+        order = fitting[rng.permutation(len(fitting))]
+        for start in range(0, len(order) - batch + 1, batch):  # whole batches only: one compiled shape
+            take = order[start:start + batch]
+            _, state = train_step(state, x_all[take], y_all[take], w_all[take])
+        if held:
+            loss = float(np.mean((self._outputs((state[0], state[1]), x_all[-held:]) - y_all[-held:]) ** 2))
+            if loss < best[0]: best = (loss, (state[0], state[1]))
+    # JAX runs ahead asynchronously: fitted means finished
+    self.fitted = jax.block_until_ready(best[1] if held else (state[0], state[1]))
+    return self
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #9e0817ce
+@patch
+def _predict(self: LSTMModel, X, rows=None):
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows)
+    out = np.full(len(rows), np.nan)
+    ok = complete(X, rows, self.window)
+    if ok.any():
+        samples = windows(standardise(X, self.scaling), rows[ok], self.window)
+        out[ok] = self._outputs(self.fitted, samples) * self.target[1] + self.target[0]
+    return out
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #90b84419
+@patch
+def _extra(self: LSTMModel) -> dict:
+    """What model.json keeps beside the .keras file: the training rows' mean and deviation, of the inputs and (a
+    regressor) the target"""
+    return {'scaling': {'mean': self.scaling[0].tolist(), 'scale': self.scaling[1].tolist()},
+            'target': {'mean': self.target[0], 'scale': self.target[1]}}
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #20343d86
+@patch
+def _loaded(self: LSTMModel, manifest: dict):
+    scaling = manifest['scaling']
+    self.scaling = (np.asarray(scaling['mean'], dtype='float64'), np.asarray(scaling['scale'], dtype='float64'))
+    # saved before targets were standardised: as learnt
+    target = manifest.get('target', {'mean': 0.0, 'scale': 1.0})
+    self.target = (float(target['mean']), float(target['scale']))
+
+# %% ../../../nbs/06e_models.families.lstm.ipynb #ed12c38c
 register(Family('lstm', LSTMModel, KINDS,
                 {'window': HP(20, 5, 60, min=2), 'units': HP(16, 4, 64, log=True, min=1),
                  'dropout': HP(0.1, 0.0, 0.5, min=0.0, max=0.9), 'epochs': HP(5, 2, 30, min=1),
