@@ -55,72 +55,12 @@ class Display:
         self.now, self.task, self.order, self.path, self.shown = None, None, [], None, None
         self._stop, self._thread, self._read, self._lock = threading.Event(), None, 0, threading.RLock()
 
-    @classmethod
-    def auto(cls, live: bool = True):  # the caller's terminal wants the redrawn status
-        """The display a command wants: plain lines on stdout when it goes to a file or a pipe; else the redrawn status
-        when `live`"""
-        out = sys.stdout
-        if not getattr(out, 'isatty', lambda: False)(): return cls(live=False, log=out)
-        return cls(live=live)
-
     def __enter__(self):
         if not self.enabled: return self
         handle, self.path = tempfile.mkstemp(prefix='mlfin-progress-', suffix='.jsonl'); os.close(handle)
         self._kept = os.environ.get(ENV); os.environ[ENV] = self.path
         self._thread = threading.Thread(target=self._loop, name='mlfin-progress', daemon=True); self._thread.start()
         return self
-
-    def starting(self, tasks: list[str]):
-        "The tasks that will run, in order, once Ploomber knows them (the DAG's on_render hook): the first one starts"
-        self.order = list(tasks)
-        if self.order: self._begin(self.order[0])
-
-    def finished(self, task):
-        "A task is done (Ploomber's on_finish hook gives it): its line, with the seconds it took; the next one starts"
-        if not self.enabled: return
-        with self._lock:
-            self._poll()
-            text = f"mlfin: {task.name} done in {time.time() - self.since:.1f} s"
-            if self.log is not None: self._say(text)
-            if self.live: self._line(text, final=True)
-            self.since, self.now, self.task = time.time(), None, None
-            after = self.order[self.order.index(task.name) + 1:] if task.name in self.order else []
-            if after: self._begin(after[0])
-
-    def _begin(self, name: str):
-        with self._lock:
-            self.task, self.since, self.now = name, time.time(), None
-            if self.log is not None: self._say(f"mlfin: {name} ...")
-
-    def _poll(self):
-        try:
-            with open(self.path) as f: f.seek(self._read); text = f.read(); self._read = f.tell()
-        except (OSError, TypeError): return
-        for line in text.splitlines():
-            try: self.now = json.loads(line)
-            except ValueError: continue
-
-    def _where(self) -> str:
-        n = self.now
-        if n: return f"{n['task']}: {n['unit']} ({n['done'] + 1}/{n['total']})"
-        return f"{self.task} ..." if self.task else 'starting the next task'
-
-    def _loop(self):
-        while not self._stop.wait(self.every):
-            with self._lock:
-                self._poll()
-                where = self._where()
-                moved = self.now and where != self.shown and time.time() - self.said >= self.gap
-                # a long unit: said again, with the clock
-                if self.log is not None and (moved or self.task and time.time() - self.said >= self.quiet):
-                    self._say(f"mlfin: {where} · {time.time() - self.started:.0f} s"); self.shown = where
-                if self.live: self._line(f"mlfin: {where} · {time.time() - self.started:.0f} s")
-
-    def _line(self, text: str, final: bool = False):
-        self.stream.write('\r\x1b[K' + text + ('\n' if final else '')); self.stream.flush()
-
-    def _say(self, text: str):
-        self.log.write(text + '\n'); self.log.flush(); self.said = time.time()
 
     def __exit__(self, kind, *exc):
         if not self.enabled: return False
@@ -133,6 +73,83 @@ class Display:
         else: os.environ[ENV] = self._kept
         Path(self.path).unlink(missing_ok=True)
         return False
+
+# %% ../nbs/00b_progress.ipynb #ecab1b6a
+@patch
+def _line(self:Display, text: str, final: bool = False):
+    self.stream.write('\r\x1b[K' + text + ('\n' if final else '')); self.stream.flush()
+
+# %% ../nbs/00b_progress.ipynb #e55ba76c
+@patch
+def _say(self:Display, text: str):
+    self.log.write(text + '\n'); self.log.flush(); self.said = time.time()
+
+# %% ../nbs/00b_progress.ipynb #b7a325e3
+@patch
+def _poll(self:Display):
+    try:
+        with open(self.path) as f: f.seek(self._read); text = f.read(); self._read = f.tell()
+    except (OSError, TypeError): return
+    for line in text.splitlines():
+        try: self.now = json.loads(line)
+        except ValueError: continue
+
+# %% ../nbs/00b_progress.ipynb #4b601251
+@patch
+def _where(self:Display) -> str:
+    n = self.now
+    if n: return f"{n['task']}: {n['unit']} ({n['done'] + 1}/{n['total']})"
+    return f"{self.task} ..." if self.task else 'starting the next task'
+
+# %% ../nbs/00b_progress.ipynb #1970a7e6
+@patch
+def _begin(self:Display, name: str):
+    with self._lock:
+        self.task, self.since, self.now = name, time.time(), None
+        if self.log is not None: self._say(f"mlfin: {name} ...")
+
+# %% ../nbs/00b_progress.ipynb #b7d2937b
+@patch
+def starting(self:Display, tasks: list[str]):
+    "The tasks that will run, in order, once Ploomber knows them (the DAG's on_render hook): the first one starts"
+    self.order = list(tasks)
+    if self.order: self._begin(self.order[0])
+
+# %% ../nbs/00b_progress.ipynb #1ec829a3
+@patch
+def finished(self:Display, task):
+    "A task is done (Ploomber's on_finish hook gives it): its line, with the seconds it took; the next one starts"
+    if not self.enabled: return
+    with self._lock:
+        self._poll()
+        text = f"mlfin: {task.name} done in {time.time() - self.since:.1f} s"
+        if self.log is not None: self._say(text)
+        if self.live: self._line(text, final=True)
+        self.since, self.now, self.task = time.time(), None, None
+        after = self.order[self.order.index(task.name) + 1:] if task.name in self.order else []
+        if after: self._begin(after[0])
+
+# %% ../nbs/00b_progress.ipynb #a21614b0
+@patch
+def _loop(self:Display):
+    while not self._stop.wait(self.every):
+        with self._lock:
+            self._poll()
+            where = self._where()
+            moved = self.now and where != self.shown and time.time() - self.said >= self.gap
+            # a long unit: said again, with the clock
+            if self.log is not None and (moved or self.task and time.time() - self.said >= self.quiet):
+                self._say(f"mlfin: {where} · {time.time() - self.started:.0f} s"); self.shown = where
+            if self.live: self._line(f"mlfin: {where} · {time.time() - self.started:.0f} s")
+
+# %% ../nbs/00b_progress.ipynb #54c599e0
+@patch(cls_method=True)
+def auto(cls: Display, live: bool = True):  # the caller's terminal wants the redrawn status
+    """The display a command wants: plain lines on stdout when it goes to a file or a pipe; else the redrawn status
+    when `live`"""
+    out = sys.stdout
+    if not getattr(out, 'isatty', lambda: False)(): return cls(live=False, log=out)
+    return cls(live=live)
 
 # %% ../nbs/00b_progress.ipynb #c009c
 @patch
