@@ -6,6 +6,7 @@
 from __future__ import annotations
 import dataclasses, functools, html, ipaddress, json
 from urllib.parse import urlsplit
+from fastcore.basics import patch
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.base.handlers import JupyterHandler
@@ -170,27 +171,33 @@ class SessionIdentity(IdentityProvider):
                         storage=self.limits_storage)
         return people, Tokens(db, Keys(db), people=people)
 
-    def get_user(self, handler) -> Person | None:
-        token = handler.get_cookie(COOKIE)
-        if not token: return None
-        try: who = self.service()[1].check(token)
-        except MlfinError: return None   # expired, ended, disabled: the login page
-        if who.via != 'session': return None   # a key's token is for programs, not for a browser
-        return Person(username=who.person, name=who.person, display_name=f"{who.person} ({who.role})", role=who.role)
-
-    def set_session(self, handler, token: dict):
-        "The session's token in the cookie: HTTP-only, SameSite=Strict, Secure over HTTPS, expiring with the session"
-        handler.set_cookie(COOKIE, token['access_token'], path=handler.base_url, httponly=True, samesite='Strict',
-                           secure=self.secure_cookie or handler.request.protocol == 'https',
-                           expires_days=token['expires_in'] / 86400)
-
-    def get_handlers(self) -> list:  # before Voila's own: its list of files at the root is nobody's way in
-        return [('/login', LoginPage), ('/logout', LogoutPage), ('/', ToIndex), ('/voila/tree/?', ToIndex),
-                ('/voila/query/(.*)', KernelsOnly)]
-
     @property
     def auth_enabled(self) -> bool: return True
     @property
     def login_available(self) -> bool: return True
     @property
     def logout_available(self) -> bool: return True
+
+# %% ../../nbs/13h_dashboards.login.ipynb #ff2338a4
+@patch
+def get_user(self: SessionIdentity, handler) -> Person | None:
+    token = handler.get_cookie(COOKIE)
+    if not token: return None
+    try: who = self.service()[1].check(token)
+    except MlfinError: return None   # expired, ended, disabled: the login page
+    if who.via != 'session': return None   # a key's token is for programs, not for a browser
+    return Person(username=who.person, name=who.person, display_name=f"{who.person} ({who.role})", role=who.role)
+
+# %% ../../nbs/13h_dashboards.login.ipynb #bb6bccfb
+@patch
+def set_session(self: SessionIdentity, handler, token: dict):
+    "The session's token in the cookie: HTTP-only, SameSite=Strict, Secure over HTTPS, expiring with the session"
+    handler.set_cookie(COOKIE, token['access_token'], path=handler.base_url, httponly=True, samesite='Strict',
+                       secure=self.secure_cookie or handler.request.protocol == 'https',
+                       expires_days=token['expires_in'] / 86400)
+
+# %% ../../nbs/13h_dashboards.login.ipynb #80d9acc1
+@patch
+def get_handlers(self: SessionIdentity) -> list:  # before Voila's own: its list of files at the root is nobody's way in
+    return [('/login', LoginPage), ('/logout', LogoutPage), ('/', ToIndex), ('/voila/tree/?', ToIndex),
+            ('/voila/query/(.*)', KernelsOnly)]
