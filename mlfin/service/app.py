@@ -8,6 +8,7 @@ import asyncio, logging, os, re, shutil, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from fastcore.basics import patch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -156,34 +157,37 @@ class Guard:
             await JSONResponse({'detail': told}, 503 if kind else 500,
                                headers={'Retry-After': '5'} if kind else None)(scope, receive, send)
 
-    async def _caller(self, scope):
-        """The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is
-        read. Checked on the event loop from the records held (a key, a session: each read at most `key_cache_seconds`
-        ago); a record to read, in a thread"""
-        headers = dict(scope['headers'])
-        key, token = credentials(headers.get(b'x-api-key', b'').decode('latin-1'),
-                                 headers.get(b'authorization', b'').decode('latin-1'))
+# %% ../../nbs/11t_service.app.ipynb #e2f94dee
+@patch
+async def _caller(self: Guard, scope):
+    """The caller its headers name (every credential sent must be valid); `Unauthorized` before anything else is
+    read. Checked on the event loop from the records held (a key, a session: each read at most `key_cache_seconds`
+    ago); a record to read, in a thread"""
+    headers = dict(scope['headers'])
+    key, token = credentials(headers.get(b'x-api-key', b'').decode('latin-1'),
+                             headers.get(b'authorization', b'').decode('latin-1'))
+    try:
+        with held_only(): return identify(self.state.keys, self.state.tokens, key, token)
+    except NotHeld: return await run_in_threadpool(identify, self.state.keys, self.state.tokens, key, token)
+
+# %% ../../nbs/11t_service.app.ipynb #4e305de0
+@patch
+def _receiving(self: Guard, receive):
+    "`receive`, counting the body against the cap and its arrival against the clock (until its last part)"
+    seen, deadline, done = 0, None, False
+    async def receiving():
+        nonlocal seen, deadline, done
+        if done: return await receive()   # after the body: a disconnect, awaited as long as the response takes
+        deadline = deadline or time.monotonic() + self.timeout
         try:
-            with held_only(): return identify(self.state.keys, self.state.tokens, key, token)
-        except NotHeld: return await run_in_threadpool(identify, self.state.keys, self.state.tokens, key, token)
-
-    def _receiving(self, receive):
-        "`receive`, counting the body against the cap and its arrival against the clock (until its last part)"
-        seen, deadline, done = 0, None, False
-        async def receiving():
-            nonlocal seen, deadline, done
-            if done: return await receive()   # after the body: a disconnect, awaited as long as the response takes
-            deadline = deadline or time.monotonic() + self.timeout
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
-            seen += len(message.get('body', b''))
-            if seen > self.limit: raise HTTPException(413, f"request body over {self.limit:,} bytes")
-            done = not message.get('more_body', False)
-            return message
-        return receiving
-
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
+        seen += len(message.get('body', b''))
+        if seen > self.limit: raise HTTPException(413, f"request body over {self.limit:,} bytes")
+        done = not message.get('more_body', False)
+        return message
+    return receiving
 
 # %% ../../nbs/11t_service.app.ipynb #ebdf6641
 @asynccontextmanager
