@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, time
 import pandas as pd
+from fastcore.basics import patch
 from ..errors import BadInput, MlfinError
 from ..data.bars import check_timeframe
 from ..data.stores.rules import check_symbol
@@ -55,40 +56,37 @@ class Metrics:
                                  ['symbol', 'timeframe'], **kw)
         self.kept: dict = {}   # what scrapes keep between them (`_States`)
 
-    def ingested(self, symbol, timeframe, report):
-        "A batch accepted: its candles by outcome, the rows it quarantined anew, and now as the series' last push"
-        self.kept.pop('series', None)  # the series' gauges read again at the next scrape
-        for outcome in ('new', 'changed', 'unchanged'):
-            self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
-        self._quarantined(symbol, timeframe, report)
-        self.last_push.labels(symbol, timeframe).set(time.time())
-    def refused(self, symbol, timeframe, error=None):
-        """A push refused, by its series (a name that is no series' counted under '') and why (`REFUSALS`); the rows of
-        a batch of bad candles quarantined anew"""
-        try: symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
-        except (BadInput, TypeError, AttributeError): symbol = timeframe = ''
-        self.refusals.labels(symbol, timeframe, 'invalid' if error is None else getattr(error, 'why', 'batch')).inc()
-        if (report := getattr(error, 'report', None)) is not None:
-            self.kept.pop('series', None)
-            self._quarantined(symbol, timeframe, report)
-    def _quarantined(self, symbol, timeframe, report):
-        if fresh := report.quarantined - getattr(report, 'held_already', 0):
-            self.quarantined.labels(symbol, timeframe).inc(fresh)
-
     def predicted(self, symbol, timeframe): self.predictions.labels(symbol, timeframe).inc()
     def signalled(self, symbol, timeframe, label): self.signals.labels(symbol, timeframe, label).inc()
     def unserved(self, symbol, timeframe): self.unserved_.labels(symbol, timeframe).inc()
 
-    def render(self, state) -> tuple[bytes, str]:
-        "The exposition: this app's (or every worker's) counters, then the states read now"
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-        if self.multiprocess:
-            merged = CollectorRegistry(); multiprocess.MultiProcessCollector(merged)
-            counted = generate_latest(merged)
-        else: counted = generate_latest(self.registry)
-        states = CollectorRegistry(); states.register(_States(state, self.kept))
-        return counted + generate_latest(states), CONTENT_TYPE_LATEST
+# %% ../../nbs/11s_service.metrics.ipynb #d7d889d4
+@patch
+def _quarantined(self: Metrics, symbol, timeframe, report):
+    if fresh := report.quarantined - getattr(report, 'held_already', 0):
+        self.quarantined.labels(symbol, timeframe).inc(fresh)
 
+# %% ../../nbs/11s_service.metrics.ipynb #3389f4b6
+@patch
+def ingested(self: Metrics, symbol, timeframe, report):
+    "A batch accepted: its candles by outcome, the rows it quarantined anew, and now as the series' last push"
+    self.kept.pop('series', None)  # the series' gauges read again at the next scrape
+    for outcome in ('new', 'changed', 'unchanged'):
+        self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
+    self._quarantined(symbol, timeframe, report)
+    self.last_push.labels(symbol, timeframe).set(time.time())
+
+# %% ../../nbs/11s_service.metrics.ipynb #d6ab8608
+@patch
+def refused(self: Metrics, symbol, timeframe, error=None):
+    """A push refused, by its series (a name that is no series' counted under '') and why (`REFUSALS`); the rows of
+    a batch of bad candles quarantined anew"""
+    try: symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
+    except (BadInput, TypeError, AttributeError): symbol = timeframe = ''
+    self.refusals.labels(symbol, timeframe, 'invalid' if error is None else getattr(error, 'why', 'batch')).inc()
+    if (report := getattr(error, 'report', None)) is not None:
+        self.kept.pop('series', None)
+        self._quarantined(symbol, timeframe, report)
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007_00
 class _States:
@@ -123,69 +121,77 @@ class _States:
         from mlfin.monitor.report import latest_report
         yield from monitor_gauges(latest_report())
 
-    def series_gauges(self, rows: list[dict], up: bool) -> list:
-        """Per series: its last bar's time, its rows in quarantine, its overdue seconds (while the store can be read),
-        live or history"""
-        from prometheus_client.core import GaugeMetricFamily
-        last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series',
-                                 labels=['symbol', 'timeframe'])
-        held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)',
-                                 labels=['symbol', 'timeframe'])
-        overdue = GaugeMetricFamily('mlfin_series_overdue_seconds',
-                                    'how long a bar its calendar expected is overdue (0: fresh), per series',
-                                    labels=['symbol', 'timeframe'])
-        live = GaugeMetricFamily('mlfin_series_live',
-                                 "1 for a series expected live (a production model serves it, a "
-                                 "collector pushes to it, or an operator marked it: monitor.freshness.live_series), "
-                                 "0 for history: its overdue seconds page only at 1", labels=['symbol', 'timeframe'])
-        expected = self.kept.get('live', {})
-        for row in rows:
-            s, t = row['symbol'], row['timeframe']
-            last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
-            # worked out from the series' record: not while the store cannot be read
-            if up: overdue.add_metric([s, t], self.overdue(row))
-            live.add_metric([s, t], float((s, t) in expected))
-        return [last, held, overdue, live]
+# %% ../../nbs/11s_service.metrics.ipynb #503505d6
+@patch
+def series_gauges(self: _States, rows: list[dict], up: bool) -> list:
+    """Per series: its last bar's time, its rows in quarantine, its overdue seconds (while the store can be read),
+    live or history"""
+    from prometheus_client.core import GaugeMetricFamily
+    last = GaugeMetricFamily('mlfin_last_bar_timestamp_seconds', 'time of the last stored bar, per series',
+                             labels=['symbol', 'timeframe'])
+    held = GaugeMetricFamily('mlfin_quarantine_rows', 'rows held in quarantine, per series (whoever ingested them)',
+                             labels=['symbol', 'timeframe'])
+    overdue = GaugeMetricFamily('mlfin_series_overdue_seconds',
+                                'how long a bar its calendar expected is overdue (0: fresh), per series',
+                                labels=['symbol', 'timeframe'])
+    live = GaugeMetricFamily('mlfin_series_live',
+                             "1 for a series expected live (a production model serves it, a "
+                             "collector pushes to it, or an operator marked it: monitor.freshness.live_series), "
+                             "0 for history: its overdue seconds page only at 1", labels=['symbol', 'timeframe'])
+    expected = self.kept.get('live', {})
+    for row in rows:
+        s, t = row['symbol'], row['timeframe']
+        last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
+        # worked out from the series' record: not while the store cannot be read
+        if up: overdue.add_metric([s, t], self.overdue(row))
+        live.add_metric([s, t], float((s, t) in expected))
+    return [last, held, overdue, live]
 
-    def production(self) -> dict:
-        """Registered model -> its production version, asked of the registry again only when it may have changed (its
-        MLflow queries were 70% of a scrape)"""
-        stamp, kept = self.state.live.registry_stamp(), self.kept.get('production')
-        if kept is None or stamp is None or kept[0] != stamp:
-            try: found = {v['name']: v['version'] for v in production()}
-            except MlfinError: found = {}   # no registry to read: no version gauge
-            self.kept['production'] = kept = (stamp, found)
-        return kept[1]
+# %% ../../nbs/11s_service.metrics.ipynb #655d8c27
+@patch
+def production(self: _States) -> dict:
+    """Registered model -> its production version, asked of the registry again only when it may have changed (its
+    MLflow queries were 70% of a scrape)"""
+    stamp, kept = self.state.live.registry_stamp(), self.kept.get('production')
+    if kept is None or stamp is None or kept[0] != stamp:
+        try: found = {v['name']: v['version'] for v in production()}
+        except MlfinError: found = {}   # no registry to read: no version gauge
+        self.kept['production'] = kept = (stamp, found)
+    return kept[1]
 
-    def series(self) -> tuple[list[dict], bool]:
-        """The store's series (`ls`) and which are expected live, read again after 10 s, an ingest through this service
-        or a request that found the store down (a scrape does not list the store each time); and whether the store could
-        be read. Unreadable: the series last read, and it is tried again at every scrape"""
-        now, kept = time.monotonic(), self.kept.get('series')
-        if kept is None or now - kept[0] > 10 or not kept[2]:
-            try:
-                rows = self.state.store.ls().to_dict(orient='records')
-                self.kept['live'] = live_series(self.state.store, list(self.production()))
-                kept = (now, rows, True)
-            except MlfinError as e:
-                if e.status != 503: raise
-                kept = (now, kept[1] if kept else [], False)
-            self.kept['series'] = kept
-        return kept[1], kept[2]
+# %% ../../nbs/11s_service.metrics.ipynb #586e576b
+@patch
+def series(self: _States) -> tuple[list[dict], bool]:
+    """The store's series (`ls`) and which are expected live, read again after 10 s, an ingest through this service
+    or a request that found the store down (a scrape does not list the store each time); and whether the store could
+    be read. Unreadable: the series last read, and it is tried again at every scrape"""
+    now, kept = time.monotonic(), self.kept.get('series')
+    if kept is None or now - kept[0] > 10 or not kept[2]:
+        try:
+            rows = self.state.store.ls().to_dict(orient='records')
+            self.kept['live'] = live_series(self.state.store, list(self.production()))
+            kept = (now, rows, True)
+        except MlfinError as e:
+            if e.status != 503: raise
+            kept = (now, kept[1] if kept else [], False)
+        self.kept['series'] = kept
+    return kept[1], kept[2]
 
-    def overdue(self, row: dict) -> float:
-        """The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per
-        series"""
-        # one entry per series, whatever its last bar
-        key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()
-        kept = self.kept.get(key)
-        if kept is None or kept[1] != row['last'] or now - kept[0] > 10:
-            # a last candle stored while forming is no closed bar
-            forming = self.state.store.meta(row['symbol'], row['timeframe']).get('forming')
-            self.kept[key] = kept = (
-                now, row['last'],
-                max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']))
-        return kept[2]
+# %% ../../nbs/11s_service.metrics.ipynb #f41f8039
+@patch
+def overdue(self: _States, row: dict) -> float:
+    """The series' overdue seconds by its calendar (`monitor.freshness`), worked out again at most every 10 s per
+    series"""
+    # one entry per series, whatever its last bar
+    key, now = ('overdue', row['symbol'], row['timeframe']), time.monotonic()
+    kept = self.kept.get(key)
+    if kept is None or kept[1] != row['last'] or now - kept[0] > 10:
+        # a last candle stored while forming is no closed bar
+        forming = self.state.store.meta(row['symbol'], row['timeframe']).get('forming')
+        self.kept[key] = kept = (
+            now, row['last'],
+            max(0.0, freshness(row['last'], row['timeframe'], row['calendar'], forming=forming)['overdue_seconds']))
+    return kept[2]
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007_01
 # the latest monitor run's figures per production model, as the figures' table declares them
@@ -220,3 +226,15 @@ def monitor_gauges(found: dict | None):
             value = float(row['verdict'] == 'drifted') if key == 'verdict' else row.get(key)
             if value is not None: family.add_metric([row['name'], row['input']], float(value))
         yield family
+
+# %% ../../nbs/11s_service.metrics.ipynb #5a933352
+@patch
+def render(self: Metrics, state) -> tuple[bytes, str]:
+    "The exposition: this app's (or every worker's) counters, then the states read now"
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+    if self.multiprocess:
+        merged = CollectorRegistry(); multiprocess.MultiProcessCollector(merged)
+        counted = generate_latest(merged)
+    else: counted = generate_latest(self.registry)
+    states = CollectorRegistry(); states.register(_States(state, self.kept))
+    return counted + generate_latest(states), CONTENT_TYPE_LATEST
