@@ -224,6 +224,7 @@ nav{display:flex;flex-wrap:wrap;gap:4px;margin:1em 0;border-top:1px solid #dadce
 @media print{nav,.bar a{display:none}body{max-width:none}.q{break-inside:avoid}}
 </style>"""  # noqa: E501
 
+# %% ../../nbs/13k_dashboards.meeting.ipynb #e0a5a4be
 # the words a reader who writes no code meets on the page, in plain words: what each means for the decision
 GLOSSARY = {
     'Out of sample': "Judged only on days the model had not seen while it was being built, the way it would meet "
@@ -245,6 +246,7 @@ GLOSSARY = {
               "look at, nothing broken (the monitor has not run, the data stopped). Failing: something is broken.",
 }
 
+# %% ../../nbs/13k_dashboards.meeting.ipynb #782e18cf
 def _answer(question: str, word: str, kind: str, *lines: str) -> str:
     "One of the four answers: the question, its word, its sentences"
     body = ''.join(f"<p>{line}</p>" for line in lines)
