@@ -189,8 +189,9 @@ def parse_dates(period, where: str, rows, column: str) -> pd.DatetimeIndex:
     raw = pd.Series(period, copy=False).reset_index(drop=True)
     dates = pd.DatetimeIndex(raw if pd.api.types.is_datetime64_any_dtype(raw)
                              else pd.to_datetime(raw, errors='coerce', format='mixed'))
-    if dates.isna().any():
-        i = int(np.argmax(dates.isna())); _refuse(where, rows, i, column, f"{raw.iloc[i]!r} is not a date")
+    # a word such as 'October' parses as a month of year 1, which no nanosecond clock holds: not a date either
+    bad = np.asarray(dates.isna() | (dates.year < 1678) | (dates.year > 2261))
+    if bad.any(): i = int(np.argmax(bad)); _refuse(where, rows, i, column, f"{raw.iloc[i]!r} is not a date")
     return (dates.tz_localize(None) if dates.tz is not None else dates).as_unit('ns')
 
 # %% ../../nbs/01m_data.observations.ipynb #e3dd3111
