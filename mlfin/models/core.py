@@ -106,8 +106,7 @@ class Model(ABC):
         """The `fitted` estimator read back from `path` by its library's own loader (`load_model` checked the file's
         hash first)"""
 
-    def _extra(self) -> dict:
-        return {}  # what model.json keeps beside the native file (e.g. input scaling)
+    def _extra(self) -> dict: return {}   # what model.json keeps beside the native file (e.g. input scaling)
 
     def _loaded(self, manifest: dict): pass              # read it back
 
@@ -130,8 +129,7 @@ def shares(found) -> np.ndarray | None:
 # %% ../../nbs/06a_models.core.ipynb #78630ed7
 @patch(cls_method=True)
 def runs_on(cls: Model, device: str) -> str:
-    """What this family trains on when the run's device (`resolve_device`) is `device`: the CPU unless the family
-    can use the GPU"""
+    "What this family trains on on the run's device `device` (`resolve_device`): the CPU unless it can use the GPU"
     return 'cpu'
 
 # %% ../../nbs/06a_models.core.ipynb #d81ca786
