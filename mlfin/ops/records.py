@@ -120,8 +120,9 @@ def dated_ahead(found: pd.DataFrame,                # what `runs` returned
     """The runs among `found` dated later than `now` by more than CLOCK_SLACK (started or ended): recorded under a clock
     that ran ahead"""
     now = now or pd.Timestamp.now(tz='UTC')
-    return found[(found['started'] > now + CLOCK_SLACK) | (found['ended'] > now + CLOCK_SLACK)]
-
+    # as UTC: a frame made of one record that never ended has a column of NaT without a time zone
+    started, ended = (pd.to_datetime(found[c], utc=True) for c in ('started', 'ended'))
+    return found[(started > now + CLOCK_SLACK) | (ended > now + CLOCK_SLACK)]
 
 # %% ../../nbs/12a_ops.records.ipynb #c017m
 def ahead_said(record: dict, now: pd.Timestamp | None = None) -> str:
