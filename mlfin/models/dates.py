@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from ..errors import BadInput
-from .validation import PurgedSplitter, _naive_ns
+from .validation import PurgedSplitter, naive_ns
 
 # %% auto #0
 __all__ = ['date_ends', 'ByDate']
@@ -18,7 +18,7 @@ def date_ends(dates,   # each row's date (any order)
              ) -> pd.Series:
     "Per date, sorted, the furthest label end of its rows (NaT where none of its rows has a known label)"
     if len(dates) != len(ends): raise BadInput(f"split: {len(ends)} label ends for {len(dates)} rows")
-    frame = pd.DataFrame({'date': _naive_ns(pd.DatetimeIndex(dates)), 'end': _naive_ns(pd.DatetimeIndex(ends))})
+    frame = pd.DataFrame({'date': naive_ns(pd.DatetimeIndex(dates)), 'end': naive_ns(pd.DatetimeIndex(ends))})
     reach = frame.groupby('date', sort=True)['end'].max()   # max skips NaT: an unknown label reaches nowhere
     return pd.Series(reach.to_numpy(), index=pd.DatetimeIndex(reach.index), name='end')
 
@@ -44,10 +44,10 @@ def split(self: ByDate, X, y=None,
     "(train, test) row positions per split: whole dates on each side, training dates purged and embargoed by reach"
     if groups is None or ends is None:
         raise BadInput("split: pass `groups` (each row's date) and `ends` (each row's label end)")
-    days = _naive_ns(pd.DatetimeIndex(groups))
+    days = naive_ns(pd.DatetimeIndex(groups))
     if len(days) != len(X): raise BadInput(f"split: {len(days)} dates for {len(X)} rows")
     reach = date_ends(days, ends)
     where = np.searchsorted(reach.index.as_unit('ns').to_numpy(), days)   # each row's date position
-    known = ~np.isnat(_naive_ns(pd.DatetimeIndex(ends)))
+    known = ~np.isnat(naive_ns(pd.DatetimeIndex(ends)))
     for train, test in self.splitter.split(np.zeros(len(reach)), ends=reach, window=window):
         yield (np.flatnonzero(np.isin(where, train) & known), np.flatnonzero(np.isin(where, test)))

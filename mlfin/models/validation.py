@@ -10,7 +10,7 @@ from fastcore.basics import patch
 from ..errors import BadInput
 
 # %% auto #0
-__all__ = ['PurgedSplitter', 'WalkForward', 'PurgedKFold', 'CombinatorialPurgedCV']
+__all__ = ['PurgedSplitter', 'naive_ns', 'WalkForward', 'PurgedKFold', 'CombinatorialPurgedCV']
 
 # %% ../../nbs/06g_models.validation.ipynb #c006
 class PurgedSplitter:
@@ -50,11 +50,11 @@ def _times_and_ends(X, ends: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     times = pd.DatetimeIndex(ends.index)
     if not times.is_monotonic_increasing or not times.is_unique:
         raise BadInput("split: rows must be in time order, one per bar")
-    return _naive_ns(times), _naive_ns(pd.DatetimeIndex(ends))
+    return naive_ns(times), naive_ns(pd.DatetimeIndex(ends))
 
 
 # %% ../../nbs/06g_models.validation.ipynb #c006_01
-def _naive_ns(times: pd.DatetimeIndex) -> np.ndarray:
+def naive_ns(times: pd.DatetimeIndex) -> np.ndarray:
     "datetime64[ns] values (UTC), NaT kept: numpy compares them without pandas' per-element overhead"
     if times.tz is not None: times = times.tz_convert('UTC').tz_localize(None)
     return times.as_unit('ns').to_numpy()
