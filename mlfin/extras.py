@@ -43,6 +43,7 @@ AREAS: dict[str, tuple[str, ...]] = {
     'mlfin.data.quality': ('research',),  # its chart (validating bars is the core's)
     'mlfin.backtest': ('research',),
     'mlfin.models.metrics': ('research',),  # arch: bootstrap and HAC statistics of a run's scores
+    'mlfin.models.ranks': ('research',),    # arch: the IC's Newey-West t
     'mlfin.models.compare': ('research',), 'mlfin.models.families.lightgbm': ('lightgbm', 'tuning'),
     'mlfin.models.families.xgboost': ('xgboost', 'tuning'),  # tuning: their pruning hooks
     'mlfin.models.families.lstm': ('lstm',), 'mlfin.models.tuning': ('tuning',), 'mlfin.models.registry': ('tracking',),
