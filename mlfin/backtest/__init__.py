@@ -38,5 +38,6 @@ _WHERE = {**dict.fromkeys(('KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'L
                            'holdout_frame', 'forecast_said', 'forecast_frame', 'tearsheet_parts', 'tearsheet_page',
                            'write_tearsheets'),
                           'page'),
-          'sweep_grid': 'sweep'}
+          'sweep_grid': 'sweep',
+          **dict.fromkeys(('BOOKS', 'rank_weights', 'book_returns', 'topk_dropout', 'excess_figures'), 'ranks')}
 __all__ = lazy_area(__name__)

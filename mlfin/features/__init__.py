@@ -17,5 +17,6 @@ _WHERE = {**dict.fromkeys(('Indicator', 'Feature', 'INDICATORS', 'ALIASES', 'reg
           **dict.fromkeys(('build', 'model_inputs'), 'compute'), 'as_known': 'known',
           **dict.fromkeys(('check_known_no_lookahead', 'known_by'), 'lookahead'),
           **dict.fromkeys(('higher_timeframe', 'cross_asset'), 'context'), 'FeatureStore': 'store',
-          **dict.fromkeys(('NON_INPUTS', 'dataset', 'inputs_of', 'inputs_for'), 'assembly')}
+          **dict.fromkeys(('NON_INPUTS', 'dataset', 'inputs_of', 'inputs_for'), 'assembly'),
+          **dict.fromkeys(('stack', 'coverage', 'CROSS_LABELS', 'cross_label'), 'panel')}
 __all__ = lazy_area(__name__)
