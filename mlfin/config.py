@@ -11,7 +11,7 @@ from .errors import BadInput, NotFound
 # %% auto #0
 __all__ = ['KERNELS', 'SERVICE_HOST', 'SERVICE_PORT', 'SERVICE_URL', 'SERVICE_URL_ENV', 'SERVING_TAIL', 'REGISTRY_POLL',
            'runtime_env', 'apply_runtime_env', 'gpu_available', 'read_yaml', 'psycopg_url', 'code_version',
-           'parse_where', 'parse_tracking', 'assignments', 'service_url']
+           'parse_where', 'parse_tracking', 'tracking_field', 'assignments', 'service_url']
 
 # %% ../nbs/00a_config.ipynb #c015
 def runtime_env(gpu: bool = False, # the GPU kernel's: JAX takes GPU memory as it needs it, leaving XGBoost room
@@ -109,6 +109,13 @@ def parse_tracking(uri: str | None) -> str:
         raise BadInput(f"--tracking {parts.scheme}://{parts.hostname}: give the account in "
                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, not in the URL")
     return text
+
+# %% ../nbs/00a_config.ipynb #2009d54a
+def tracking_field(value: str) -> str:
+    """`parse_tracking` as a pydantic field's check (`field_validator('tracking')(tracking_field)`): the URL, or
+    ValueError with the reason alone, since pydantic names the field"""
+    try: return parse_tracking(value)
+    except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
 
 # %% ../nbs/00a_config.ipynb #c028_as
 def assignments(text: str | None, # `NAME.KEY=VALUE` comma-separated

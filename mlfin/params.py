@@ -10,7 +10,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from .errors import BadInput
-from .config import assignments, parse_tracking, parse_where
+from .config import assignments, parse_where, tracking_field
 from .features.labels import LABELS
 
 # %% auto #0
@@ -130,11 +130,7 @@ class _Report(_Train):
                                "this time (YYYY-MM-DD[THH:MM:SS], UTC; '' = every one ever recorded): "
                                "an explicit escape hatch, named in every verdict it changes")
 
-    @field_validator('tracking')
-    @classmethod
-    def _tracking(cls, value: str) -> str:
-        try: return parse_tracking(value)
-        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
+    _tracking = field_validator('tracking')(tracking_field)
 
 # %% ../nbs/04_params.ipynb #ae9768a4
 class _Signals(_Report):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pydantic import BaseModel, Field, field_validator
-from ..config import REGISTRY_POLL, SERVING_TAIL, parse_tracking
+from ..config import REGISTRY_POLL, SERVING_TAIL, tracking_field
 from ..errors import BadInput
 
 # %% auto #0
@@ -110,11 +110,7 @@ class _Work(_Reach):
                                   description="seconds a request's line and headers may take to "
                                               "arrive (slow headers get 408, the connection closed)")
     min_free_mb: int = Field(100, ge=0, description="free disk under the home and the store below which /ready fails")
-    @field_validator('tracking')
-    @classmethod
-    def _tracking(cls, value: str) -> str:
-        try: return parse_tracking(value)
-        except BadInput as e: raise ValueError(str(e).split(': ', 1)[1]) from None
+    _tracking = field_validator('tracking')(tracking_field)
 
 # %% ../../nbs/11a_service.settings.ipynb #af55b623
 class _Logins(_Work):
