@@ -39,5 +39,6 @@ _WHERE = {**dict.fromkeys(('KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'L
                            'write_tearsheets'),
                           'page'),
           'sweep_grid': 'sweep',
-          **dict.fromkeys(('BOOKS', 'rank_weights', 'book_returns', 'topk_dropout', 'excess_figures'), 'ranks')}
+          **dict.fromkeys(('BOOKS', 'rank_weights', 'book_returns', 'topk_dropout', 'excess_figures'), 'ranks'),
+          **dict.fromkeys(('CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table'), 'cross')}
 __all__ = lazy_area(__name__)

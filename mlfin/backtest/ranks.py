@@ -72,7 +72,8 @@ def topk_dropout(pred, earned, dates, symbols,
                  invested: float = 0.95,    # of the cash each date's buys may spend (Qlib's risk_degree)
                 ) -> pd.DataFrame:
     """Qlib's default strategy on a panel: whole positions sold and bought at each date's decision, buys sharing the
-    cash equally, holdings never rebalanced; per date its `value` (from 1), `net` return, `cost` and `held` names"""
+    cash equally, holdings never rebalanced; per date its `value` (from 1), `net` return, `cost`, `turnover` (value
+    traded) and `held` names"""
     if not 0 < n_drop <= topk: raise BadInput(f"topk_dropout: n_drop {n_drop} must be from 1 to topk ({topk})")
     frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'earned': np.asarray(earned, dtype='float64'),
                           'date': np.asarray(dates), 'symbol': np.asarray(symbols)})
@@ -80,15 +81,17 @@ def topk_dropout(pred, earned, dates, symbols,
     for date, day in frame.groupby('date', sort=True):
         score, earned_now = day.set_index('symbol')['pred'].dropna(), day.set_index('symbol')['earned']
         sell, buy = _dropout_trades(pd.Index(list(holdings)), score, topk, n_drop)
-        cost = sum(holdings[s] for s in sell) * sell_cost / 1e4
-        cash += sum(holdings.pop(s) for s in sell) * (1 - sell_cost / 1e4)
+        traded = sum(holdings[s] for s in sell)
+        cost, cash = traded * sell_cost / 1e4, cash + sum(holdings.pop(s) for s in sell) * (1 - sell_cost / 1e4)
         if buy:
             spend = cash * invested / len(buy)
             for s in buy: holdings[s] = spend
             cash -= spend * len(buy) * (1 + buy_cost / 1e4); cost += spend * len(buy) * buy_cost / 1e4
+            traded += spend * len(buy)
         holdings = {s: v * (1 + np.nan_to_num(earned_now.get(s, 0.0))) for s, v in holdings.items()}
         now = cash + sum(holdings.values())
-        rows[date] = {'value': now, 'net': now / value - 1, 'cost': cost / value, 'held': len(holdings)}
+        rows[date] = {'value': now, 'net': now / value - 1, 'cost': cost / value, 'turnover': traded / value,
+                      'held': len(holdings)}
         value = now
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('date')
 
