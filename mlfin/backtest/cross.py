@@ -67,6 +67,19 @@ def _ic_row(score, panel: pd.DataFrame, quantiles: int, horizon: int) -> dict:
     return {**found, 'rank_ic_low': found['rank_ic'] - 1.96 * se, 'rank_ic_high': found['rank_ic'] + 1.96 * se,
             'monotonicity': monotonicity(buckets)}
 
+# %% ../../nbs/07i_backtest.cross.ipynb #6432c640
+def _judged(table: pd.DataFrame, grid: pd.DataFrame, earlier: int, universe: pd.Series) -> pd.DataFrame:
+    "Each row's trials (every configuration of the grid and the `earlier` ones), DSR, the grid's PBO and the verdict"
+    trials, hold = grid.shape[1] + int(earlier), float(universe.mean() / universe.std()) if universe.std() > 0 else 0.0
+    out = []
+    for row, name in zip(table.to_dict('records'), grid.columns):
+        s, overfit = skill(grid[name], trials, grid)
+        m = {'skill': s, 'pbo': overfit, 'strategy': {'trades': row['trades'], 'sharpe': s['sr']},
+             'buy_and_hold': {'sharpe': hold}}
+        out.append({**row, 'sharpe': s['sr'] * np.sqrt(252), 'trials': trials, 'dsr': s['dsr'],
+                    'pbo': (overfit or {}).get('pbo', np.nan), 'verdict': VERDICTS[judge(m)]})
+    return pd.DataFrame(out)
+
 # %% ../../nbs/07i_backtest.cross.ipynb #66594218
 def cross_table(scores: dict,          # ranking name -> each row's out-of-sample score (NaN: none)
                 panel: pd.DataFrame,   # the rows' `date`, `symbol`, `outcome` (the return the IC reads), `earned`
@@ -99,16 +112,3 @@ def cross_table(scores: dict,          # ranking name -> each row's out-of-sampl
                           **excess_figures(r['excess'], periods, summed)})
     grid = pd.DataFrame(grid).fillna(0.0)
     return _judged(pd.DataFrame(table), grid, earlier, universe['net'].reindex(grid.index)), grid
-
-# %% ../../nbs/07i_backtest.cross.ipynb #6432c640
-def _judged(table: pd.DataFrame, grid: pd.DataFrame, earlier: int, universe: pd.Series) -> pd.DataFrame:
-    "Each row's trials (every configuration of the grid and the `earlier` ones), DSR, the grid's PBO and the verdict"
-    trials, hold = grid.shape[1] + int(earlier), float(universe.mean() / universe.std()) if universe.std() > 0 else 0.0
-    out = []
-    for row, name in zip(table.to_dict('records'), grid.columns):
-        s, overfit = skill(grid[name], trials, grid)
-        m = {'skill': s, 'pbo': overfit, 'strategy': {'trades': row['trades'], 'sharpe': s['sr']},
-             'buy_and_hold': {'sharpe': hold}}
-        out.append({**row, 'sharpe': s['sr'] * np.sqrt(252), 'trials': trials, 'dsr': s['dsr'],
-                    'pbo': (overfit or {}).get('pbo', np.nan), 'verdict': VERDICTS[judge(m)]})
-    return pd.DataFrame(out)

@@ -14,6 +14,7 @@ from ..data.bars import BAR_COLUMNS, OPTIONAL_COLUMNS, TIMEFRAMES
 from ..data.samples import load_sample
 from ..data.stores.rules import check_symbol
 from ..data.observations import check_name
+from .alpha import ALPHA
 
 # %% auto #0
 __all__ = ['INDICATORS', 'ALIASES', 'PROOF_SAMPLES', 'PROOF_CUTS', 'SERIES_PLACES', 'SERIES_TRANSFORMS', 'SERIES_COUNTED',
@@ -53,7 +54,9 @@ INDICATORS: dict[str, Indicator] = {
     'volume_ma': Indicator(lambda b, n: talib.SMA(b['volume'].to_numpy(), n), (20,), 'volume'),
     'obv': Indicator(lambda b: talib.OBV(_close(b), b['volume'].to_numpy()), (), 'flow'),
     **{c: Indicator(lambda b, c=c: b[c], (), 'volume' if c == 'volume' else 'level')
-       for c in ('open', 'high', 'low', 'close', 'volume')}}
+       for c in ('open', 'high', 'low', 'close', 'volume')},
+    # Alpha158's factors in mlfin's names (features.alpha): scale-free ratios and shares
+    **{name: Indicator(fn, defaults, 'unit') for name, (fn, defaults) in ALPHA.items()}}
 ALIASES = {'ret': 'returns', 'ma': 'sma', 'vol': 'historical_vol'}  # the seed systems' short names
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import MlfinError, BadInput, NotFound
 from ..config import read_yaml
 from .registry import resolve
+from .alpha import ALPHA158_SPEC
 
 # %% auto #0
 __all__ = ['SEED_SPEC', 'RESEARCH_SPEC', 'METATRADER_SPEC', 'SPECS', 'read_spec', 'spec_names']
@@ -25,7 +26,9 @@ RESEARCH_SPEC = {'momentum': ['rsi_14', 'macd_12_26_9', 'mom_14', 'roc_10', 'wil
                  'price': ['returns', 'returns_5', 'log_returns', 'close__z_20'],
                  'volume': ['volume_ma', 'obv', 'mfi_14', 'ad']}
 METATRADER_SPEC = ['rsi', 'macd', 'macd_signal', 'macd_hist', 'atr', 'ma60', 'ret_1']
-SPECS = {'research': RESEARCH_SPEC, 'seed': SEED_SPEC, 'metatrader': METATRADER_SPEC}   # by the names `--spec` takes
+# by the names `--spec` takes; alpha158: Qlib's feature set in mlfin's names (features.alpha), for a universe's pooled
+# models
+SPECS = {'research': RESEARCH_SPEC, 'seed': SEED_SPEC, 'metatrader': METATRADER_SPEC, 'alpha158': ALPHA158_SPEC}
 
 
 # %% ../../nbs/03b_features.specs.ipynb #c016
