@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: help setup run test test-fast test-busy dashboards lab export format sync docs wheel extras-check serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-scale bench-dashboards bench-ops bench-universe bench-all
+.PHONY: help setup run test test-fast test-busy dashboards lab export format sync docs wheel extras-check serve monitoring bench bench-data bench-features bench-models bench-gpu bench-backtest bench-service bench-monitor bench-scale bench-dashboards bench-ops bench-universe bench-cross-section bench-all
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
@@ -140,6 +140,9 @@ bench-ops: setup ## backup of a 10M-bar store + registry, incremental after a da
 # issue 67: mlfin on a universe of minute bars beside the script a researcher would write; ARGS="--scale quick" is make bench-all's part (about 8 min)
 bench-universe: setup ## a synthetic minute universe (GARCH, NYSE sessions): mlfin's run beside a plain pandas + TA-Lib + LightGBM script on 5 symbols of 5m (CPU, peak memory; targets <= 2x), adding 2 symbols to 6 (<= half the first run), CPU per task and a py-spy profile; 50 symbols x 1 year ingest to report at 1m (<= 20 min) and 5m (<= 5 min), up to an hour (ARGS="--scale quick")
 	@$(BIN)/python tests/bench/bench_universe.py $(ARGS)
+
+bench-cross-section: setup ## a universe's cross-sectional research at 500 stocks x 10 years of daily bars (synthetic, an effect planted): Alpha158's features, pooled ridge and LightGBM by date, naive factors, Qlib's table with every configuration counted; time per step and peak memory
+	@$(BIN)/python tests/bench/bench_cross_section.py
 
 bench-all: setup ## every benchmark above at its stated quick scale, one after another (about 22 min): one table of targets, figures and met/MISSED/not measured, kept as reports/bench-quick.json (ARGS="--only bench-data,bench-ops")
 	@bash env/setup-test.sh

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from ..errors import BadInput
+from ..features.panel import day_values
 from ..models.ranks import daily_ic, ic_summary, quantile_returns, monotonicity
 from .portfolio import Costs
 from .ranks import rank_weights, book_returns, topk_dropout, excess_figures
@@ -95,7 +96,7 @@ def cross_table(scores: dict,          # ranking name -> each row's out-of-sampl
     if not scores: raise BadInput("cross table: no rankings")
     missing = {'date', 'symbol', 'outcome', 'earned'} - set(panel)
     if missing: raise BadInput(f"cross table: the panel has no {', '.join(sorted(missing))} column")
-    panel = panel.reset_index(drop=True)
+    panel = panel.reset_index(drop=True).assign(date=day_values(panel['date']))
     kept = pd.DatetimeIndex(panel['date']).isin(common_dates(scores, panel['date']))
     if not kept.any(): raise BadInput(f"cross table: no date is scored by every ranking ({', '.join(scores)})")
     rows, grid = panel[kept].reset_index(drop=True), {}

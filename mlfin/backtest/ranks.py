@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 from ..errors import BadInput
 from .portfolio import Costs
+from ..features.panel import day_values
 
 # %% auto #0
 __all__ = ['BOOKS', 'rank_weights', 'book_returns', 'topk_dropout', 'excess_figures']
@@ -24,7 +25,7 @@ def rank_weights(pred, dates, symbols,
     nothing"""
     if book not in BOOKS: raise BadInput(f"book {book!r}: is not one of {', '.join(BOOKS)}")
     if quantiles < 2: raise BadInput(f"book: quantiles {quantiles} must be at least 2")
-    frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'date': np.asarray(dates),
+    frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'date': day_values(dates),
                           'symbol': np.asarray(symbols)}).dropna()
     frame = frame[frame.groupby('date')['pred'].transform('size') >= quantiles]
     bucket = np.ceil(frame.groupby('date')['pred'].rank(method='first', pct=True) * quantiles).clip(1, quantiles)
@@ -42,7 +43,7 @@ def book_returns(weights: pd.DataFrame,   # `rank_weights`: dates x symbols
                 ) -> pd.DataFrame:
     """Per date: the book's `gross` return, the `turnover` it traded to reach its weights (drift since the last date
     counted), the `cost` that paid, and `net`"""
-    got = pd.DataFrame({'r': np.asarray(earned, dtype='float64'), 'date': np.asarray(dates),
+    got = pd.DataFrame({'r': np.asarray(earned, dtype='float64'), 'date': day_values(dates),
                         'symbol': np.asarray(symbols)}).pivot_table(index='date', columns='symbol', values='r')
     got = got.reindex(index=weights.index, columns=weights.columns)
     gross = (weights * got.fillna(0.0)).sum(axis=1)
@@ -76,7 +77,7 @@ def topk_dropout(pred, earned, dates, symbols,
     traded) and `held` names"""
     if not 0 < n_drop <= topk: raise BadInput(f"topk_dropout: n_drop {n_drop} must be from 1 to topk ({topk})")
     frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'earned': np.asarray(earned, dtype='float64'),
-                          'date': np.asarray(dates), 'symbol': np.asarray(symbols)})
+                          'date': day_values(dates), 'symbol': np.asarray(symbols)})
     holdings, cash, value, rows = {}, 1.0, 1.0, {}
     for date, day in frame.groupby('date', sort=True):
         score, earned_now = day.set_index('symbol')['pred'].dropna(), day.set_index('symbol')['earned']

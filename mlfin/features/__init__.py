@@ -18,7 +18,7 @@ _WHERE = {**dict.fromkeys(('Indicator', 'Feature', 'INDICATORS', 'ALIASES', 'reg
           **dict.fromkeys(('check_known_no_lookahead', 'known_by'), 'lookahead'),
           **dict.fromkeys(('higher_timeframe', 'cross_asset'), 'context'), 'FeatureStore': 'store',
           **dict.fromkeys(('NON_INPUTS', 'dataset', 'inputs_of', 'inputs_for'), 'assembly'),
-          **dict.fromkeys(('stack', 'coverage', 'CROSS_LABELS', 'cross_label'), 'panel'),
+          **dict.fromkeys(('stack', 'coverage', 'day_values', 'CROSS_LABELS', 'cross_label'), 'panel'),
           **dict.fromkeys(('TINY', 'KBAR', 'PRICE', 'ROLLING', 'WINDOWS', 'ALPHA', 'QLIB_NAMES', 'ALPHA158_SPEC'),
                           'alpha')}
 __all__ = lazy_area(__name__)

@@ -8,7 +8,7 @@ import numpy as np, pandas as pd
 from ..errors import BadInput
 
 # %% auto #0
-__all__ = ['CROSS_LABELS', 'stack', 'coverage', 'cross_label']
+__all__ = ['CROSS_LABELS', 'stack', 'coverage', 'day_values', 'cross_label']
 
 # %% ../../nbs/03j_features.panel.ipynb #c5eeb958
 def stack(frames: dict,             # symbol -> its frame, indexed by bar time (features, labels, or bars)
@@ -39,6 +39,14 @@ def coverage(panel: pd.DataFrame) -> pd.DataFrame:
         rows[symbol] = {'first': first, 'last': last, 'dates': span, 'misses': span - held.nunique()}
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('symbol')
 
+# %% ../../nbs/03j_features.panel.ipynb #53bae78d
+def day_values(dates) -> np.ndarray:
+    """Each row's date as numpy groups it fastest: datetime64[ns] without a zone, in UTC (a zone's dates would be a
+    column of Python objects, a hundred times slower to group); anything else as it is"""
+    d = dates if isinstance(dates, pd.Index) else pd.Index(np.asarray(dates))
+    if not isinstance(d, pd.DatetimeIndex): return np.asarray(dates)
+    return (d.tz_convert('UTC').tz_localize(None) if d.tz is not None else d).as_unit('ns').to_numpy()
+
 # %% ../../nbs/03j_features.panel.ipynb #b12bea7b
 CROSS_LABELS = {'zscore': "the forward return's z-score among the date's symbols (Qlib's CSZScoreNorm)",
                 'rank': "its rank among them, mapped to unit variance: "
@@ -54,7 +62,7 @@ def cross_label(returns,       # each row's forward return (NaN: unknown)
     if how not in CROSS_LABELS:
         raise BadInput(f"cross-sectional label {how!r}: is not one of {', '.join(CROSS_LABELS)}")
     r = pd.Series(np.asarray(returns, dtype='float64'))
-    by = r.groupby(np.asarray(dates), sort=False)
+    by = r.groupby(day_values(dates), sort=False)
     known = by.transform('count')
     if how == 'excess': out = r - by.transform('mean')
     elif how == 'zscore': out = (r - by.transform('mean')) / by.transform('std').where(lambda s: s > 0)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from ..errors import BadInput
+from ..features.panel import day_values
 
 # %% auto #0
 __all__ = ['daily_ic', 'hac_lags', 'newey_west_t', 'ic_summary', 'quantile_returns', 'monotonicity', 'top_turnover']
@@ -32,11 +33,11 @@ def daily_ic(pred,             # each row's prediction (any score: P(up), a fore
              min_names: int = 5, # a date with fewer symbols having both says nothing and is left out
             ) -> pd.DataFrame:
     "Per date (sorted): `ic` (Pearson), `rank_ic` (Spearman) and `names`, the symbols that had both"
-    if not len(np.asarray(pred)) == len(np.asarray(outcome)) == len(np.asarray(dates)):
-        raise BadInput(f"daily_ic: {len(np.asarray(pred))} predictions, {len(np.asarray(outcome))} outcomes and "
-                       f"{len(np.asarray(dates))} dates")
+    if not len(np.asarray(pred)) == len(np.asarray(outcome)) == len(dates):
+        raise BadInput(f"daily_ic: {len(np.asarray(pred))} predictions, "
+                       f"{len(np.asarray(outcome))} outcomes and {len(dates)} dates")
     frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'outcome': np.asarray(outcome, dtype='float64'),
-                          'date': np.asarray(dates)})
+                          'date': day_values(dates)})
     frame = frame.dropna()
     names = frame.groupby('date', sort=True).size()
     frame = frame[frame['date'].map(names) >= min_names].reset_index(drop=True)
@@ -90,7 +91,7 @@ def quantile_returns(pred, outcome, dates,
     there; a date with fewer symbols than buckets is left out"""
     if quantiles < 2: raise BadInput(f"quantile_returns: quantiles {quantiles} must be at least 2")
     frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'outcome': np.asarray(outcome, dtype='float64'),
-                          'date': np.asarray(dates)}).dropna()
+                          'date': day_values(dates)}).dropna()
     names = frame.groupby('date')['pred'].transform('size')
     frame = frame[names >= quantiles]
     share = frame.groupby('date')['pred'].rank(method='first', pct=True)   # ties broken by order: equal-sized buckets
@@ -109,7 +110,7 @@ def top_turnover(pred, dates, symbols,
                  quantiles: int = 10,   # the top bucket: the best 1/quantiles of each date's symbols
                 ) -> pd.Series:
     "Per date after the first, the share of the top bucket's names that were not in it the date before"
-    frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'date': np.asarray(dates),
+    frame = pd.DataFrame({'pred': np.asarray(pred, dtype='float64'), 'date': day_values(dates),
                           'symbol': np.asarray(symbols)}).dropna()
     share = frame.groupby('date')['pred'].rank(method='first', pct=True)
     top = frame[np.ceil(share * quantiles) >= quantiles].groupby('date')['symbol'].agg(frozenset).sort_index()

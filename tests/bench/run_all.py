@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [('bench', 'bench_pipeline.py'), ('bench-data', 'bench_data.py'), ('bench-features', 'bench_features.py'),
            ('bench-models', 'bench_models.py'), ('bench-backtest', 'bench_backtest.py'), ('bench-service', 'bench_service.py'),
            ('bench-monitor', 'bench_monitor.py'), ('bench-scale', 'bench_scale.py'), ('bench-dashboards', 'bench_dashboards.py'),
-           ('bench-ops', 'bench_ops.py'), ('bench-universe', 'bench_universe.py')]
+           ('bench-ops', 'bench_ops.py'), ('bench-universe', 'bench_universe.py'),
+           ('bench-cross-section', 'bench_cross_section.py')]
 PATIENCE = 1800   # seconds a bench may run before it counts as crashed (a hang guard, not a target)
 LONGER = {('bench-universe', 'full'): 4800}   # its full scale runs 50 symbols of 1m and of 5m to their reports (up to 40 min)
 

@@ -1,0 +1,93 @@
+"""Benchmark: a universe's cross-sectional research at the size an equity researcher works at (`make bench-cross-section`).
+
+SYNTHETIC DATA (labelled): 500 stocks x 2,520 daily bars (ten years), made by the acceptance test's generator
+(tests/test_cross_section.py's `universe`), with where a stock closes in its day's range planted to predict its return
+the day after next at a rank correlation of 0.05 (Qlib's published LightGBM on CSI300 reads 0.047). No market has a
+known answer; this one has, so the table below can be read against it.
+
+The chain a researcher runs, in one fresh process, each step timed and the process's peak memory (ru_maxrss) taken:
+  features: the alpha158 spec (157 of Alpha158's factors, features.alpha) per symbol by `features.build`, stacked into
+            one panel indexed (date, symbol)
+  label:    the forward return made comparable across each date (z-score), and each row's label end
+  models:   ridge and LightGBM (models.yaml's settings) pooled over the universe, walked forward over 4 folds of dates
+            (models.dates.ByDate), out of sample
+  factors:  short-term reversal and 12-1 momentum
+  table:    Qlib's columns for every ranking x book (long-short and long-only quintiles and deciles, Qlib's top-50 with
+            dropout 5), with every configuration counted: trials, DSR, PBO, verdict
+Beside ours, the peer for the scores: the per-date IC as Qlib computes it (`qlib.contrib.eva.alpha.calc_ic`: a pandas
+groupby-apply of each date's correlation), on the same predictions, timed in the same process; its figures must equal
+ours. No speed target is set by the issue (it asks the time and memory stated); the IC's ratio is printed as a figure.
+BENCH_SCALE=quick: 100 stocks x 1,260 bars (five years).
+"""
+import io, sys, time
+from pathlib import Path
+import pandas as pd
+sys.path.insert(0, str(Path(__file__).parent))
+from _child import child  # noqa: E402
+from _targets import scale, sized, table  # noqa: E402
+
+N_STOCKS, N_DAYS = sized(500, 100), sized(2520, 1260)
+RHO = 0.05
+
+STEPS = f'''
+import sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+import numpy as np, pandas as pd
+import test_cross_section as acceptance
+from mlfin import features
+from mlfin.features.panel import stack, cross_label
+from mlfin.models import model_spec
+from mlfin.models.dates import ByDate
+from mlfin.models.pooled import FACTORS, factor_scores, pooled_predict
+from mlfin.models.ranks import daily_ic
+from mlfin.models.validation import WalkForward
+from mlfin.backtest.cross import cross_table
+from mlfin.backtest.portfolio import costs_for
+acceptance.SYMBOLS, acceptance.DAYS = {N_STOCKS}, {N_DAYS}
+times = {{}}
+def timed(name, f):
+    started = time.perf_counter(); out = f(); times[name] = time.perf_counter() - started; return out
+bars = timed('generate', lambda: acceptance.universe({RHO}, seed=1))
+names = [n for group in features.SPECS['alpha158'].values() for n in group]
+panel = timed('features', lambda: stack({{s: features.build(b, names) for s, b in bars.items()}}).dropna())
+def labelled():
+    close = stack({{s: b[['close']] for s, b in bars.items()}})['close']
+    earned = close.groupby(level='symbol').transform(lambda c: c.shift(-2) / c.shift(-1) - 1).reindex(panel.index)
+    end = pd.Series(panel.index.get_level_values('date'), index=panel.index).groupby(level='symbol').shift(-2)
+    dates = panel.index.get_level_values('date')
+    return close, earned, end, dates, cross_label(earned, dates, 'zscore').to_numpy()
+close, earned, end, dates, label = timed('label', labelled)
+X = panel.to_numpy()
+scores = {{}}
+for name in ('ridge', 'lightgbm'):
+    scores[name] = timed(name, lambda: pooled_predict(model_spec(name), X, label, dates, end, ByDate(WalkForward(4)))['prediction'].to_numpy())
+for f in FACTORS: scores[f] = timed(f, lambda: factor_scores(close, f).reindex(panel.index).to_numpy())
+rows = pd.DataFrame({{'date': dates, 'symbol': panel.index.get_level_values('symbol'), 'outcome': earned.to_numpy(),
+                     'earned': earned.to_numpy()}})
+found, grid = timed('table', lambda: cross_table(scores, rows, costs_for('equity'), quantiles=(5, 10), topk=((50, 5),), horizon=2))
+# the peer: Qlib's calc_ic, a groupby-apply of each date's correlation, on the same out-of-sample predictions
+frame = pd.DataFrame({{'score': scores['lightgbm'], 'label': earned.to_numpy()}}, index=pd.Index(dates, name='datetime')).dropna()
+ours = timed('ic ours', lambda: daily_ic(frame['score'], frame['label'], frame.index, min_names=1))
+theirs = timed('ic qlib', lambda: frame.groupby(level='datetime').apply(lambda df: df['score'].corr(df['label'])))
+np.testing.assert_allclose(ours['ic'].to_numpy(), theirs.reindex(ours.index).to_numpy(), rtol=1e-9, atol=1e-12)
+RESULT = {{'times': times, 'rows': int(len(panel)), 'columns': int(panel.shape[1]),
+          'panel_mb': float(panel.memory_usage(index=True).sum() / 2**20), 'table': found.to_json()}}
+'''
+
+if __name__ == '__main__':
+    scale("100 stocks x 1,260 daily bars", "500 stocks x 2,520 daily bars")
+    started = time.perf_counter()
+    found = child(STEPS)
+    t = found['times']
+    print(f"panel: {found['rows']:,} rows x {found['columns']} features, {found['panel_mb']:,.0f} MB in memory; "
+          f"the process's peak {found['peak_mb']:,.0f} MB ({found['peak_mb'] / found['panel_mb']:.1f}x the panel)")
+    for step in ('generate', 'features', 'label', 'ridge', 'lightgbm', 'reversal', 'momentum', 'table'):
+        print(f"  {step:<9} {t[step]:8.1f} s")
+    print(f"  all      {sum(t[s] for s in ('features', 'label', 'ridge', 'lightgbm', 'reversal', 'momentum', 'table')):8.1f} s "
+          f"(without generating; {time.perf_counter() - started:.0f} s with the process)")
+    print(f"FIGURE  daily IC over {found['rows']:,} predictions: ours {t['ic ours']:.2f} s, Qlib's calc_ic form "
+          f"{t['ic qlib']:.2f} s, ours {t['ic qlib'] / t['ic ours']:.1f}x faster (values equal to 1e-9)")
+    print(pd.read_json(io.StringIO(found['table']))[['ranking', 'book', 'rank_ic', 'rank_icir', 'annual_return',
+                                                       'information_ratio', 'max_drawdown', 'trials', 'dsr', 'pbo', 'verdict']]
+          .round(3).to_string())
+    table()
