@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import BadInput
 from .config import assignments, parse_where, tracking_field
 from .features.labels import LABELS
+from .features.panel import CROSS_LABELS
 
 # %% auto #0
 __all__ = ['SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'Validation', 'own_params', 'RunConfig', 'run_config', 'default',
@@ -184,8 +185,32 @@ class _Backtest(_Signals):
                                                          "at each time: equal (1/N) or inverse_vol (by "
                                                          "their trailing 91-day volatility, past days only)")
 
+# %% ../nbs/04_params.ipynb #0b818a0d
+class _CrossSection(_Backtest):
+    """The cross-sectional task's, asked for by naming its models: one model across the universe, its stocks ranked
+    every date (`backtest.cross`)"""
+    cross_section: str = _param('', 'cross_section',
+                                "named models of models.yaml pooled across the run's symbols (one calendar) and "
+                                "ranked every date, comma-separated (e.g. ridge,lightgbm; '' = no such task)")
+    cross_label: Literal[tuple(CROSS_LABELS)] = _param('zscore', 'cross_section',
+                                                       "what the pooled models learn: each date's forward returns as "
+                                                       "z-scores, ranks or excess over the date's mean")
+    cross_quantiles: str = _param('5,10', 'cross_section',
+                                  "buckets per date the long-short and long-only books are made of, comma-separated")
+    cross_topk: int = _param(
+        0, 'cross_section', "also trade Qlib's top-k with dropout: k names held, k/10 replaced at most a date (0: not)",
+        ge=0)
+
+    @field_validator('cross_quantiles')
+    @classmethod
+    def _quantiles(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(',') if p.strip()]
+        if not parts or not all(p.isdigit() and int(p) >= 2 for p in parts):
+            raise ValueError("must be whole numbers of at least 2, comma-separated (e.g. 5,10)")
+        return value
+
 # %% ../nbs/04_params.ipynb #cf94011f
-class RunConfig(_Backtest):
+class RunConfig(_CrossSection):
     "The parameters of a pipeline run: each declared once, with its type, default, meaning and task"
     # your own tasks of pipeline.yaml (every task besides mlfin's five): their parameters, declared there with defaults
     task_params: str = _param('', 'own',

@@ -93,3 +93,29 @@ def test_a_universe_with_no_effect_shows_no_evidence_of_skill():
     assert set(table['verdict']) == {'no evidence of skill'}, table['verdict']
     ridge = table.loc[('ridge', 'long_short q5')]
     assert ridge['rank_ic_low'] <= 0 <= ridge['rank_ic_high'], ridge
+
+
+# the embedded New York stocks: their bars overlap from March 2012 to March 2013 (GOOGL's go on alone)
+STOCKS = ['--symbols', 'AAPL,MSFT,IBM,GOOG,GOOGL', '--start', '2012-01-01', '--end', '2014-12-31', '--folds', '3',
+          '--models', 'logistic']
+
+
+@pytest.mark.e2e
+def test_a_run_asks_for_the_cross_section_by_naming_its_models_and_no_other_run_has_it(tmp_path):
+    from conftest import mlfin
+    home, reports = tmp_path/'home', tmp_path/'reports'
+    wrong = mlfin(home, 'run', *STOCKS, '--cross-section', 'lstm', check=False)
+    assert wrong.returncode != 0 and "--cross-section: lstm reads a window of one symbol's rows" in wrong.stderr, wrong.stderr
+    assert not (home/'run').exists() or not any((home/'run').glob('*.parquet'))   # a mistake touches nothing
+    mlfin(home, 'run', *STOCKS, '--reports', str(reports))
+    assert not (reports/'cross_section.html').exists()   # not asked: not run
+    done = mlfin(home, 'run', *STOCKS, '--cross-section', 'ridge', '--reports', str(reports))
+    assert 'cross_section' in done.stdout and (reports/'cross_section.html').exists(), done.stdout
+    table = pd.read_parquet(home/'run'/'cross_section.parquet')
+    # the ranking of each: ridge pooled over the five, and the naive factors; quintiles only (five names fill no tenth)
+    assert sorted(table['ranking'].unique()) == ['momentum', 'reversal', 'ridge'], table
+    assert set(table['book']) == {'long_short q5', 'long_only q5'} and (table['trials'] == len(table)).all(), table
+    page = (reports/'cross_section.html').read_text()
+    assert 'no date has the symbols to fill 10 buckets' in page and 'configurations counted' in page
+    scores = pd.read_parquet(home/'run'/'cross_scores.parquet')
+    assert scores.groupby('date')['symbol'].nunique().min() == 5   # dates with all five: the others are no cross-section

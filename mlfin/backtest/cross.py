@@ -6,7 +6,10 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from ..errors import BadInput
-from ..features.panel import day_values
+from ..features.panel import day_values, stack, cross_label
+from ..models.core import ModelSpec
+from ..models.dates import ByDate
+from ..models.pooled import FACTORS, factor_scores, pooled_predict
 from ..models.ranks import daily_ic, ic_summary, quantile_returns, monotonicity
 from .portfolio import Costs
 from .ranks import rank_weights, book_returns, topk_dropout, excess_figures
@@ -14,7 +17,7 @@ from .universe import skill
 from .tearsheet import VERDICTS, judge
 
 # %% auto #0
-__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table']
+__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned', 'universe_research']
 
 # %% ../../nbs/07i_backtest.cross.ipynb #0b486094
 CROSS_BOOKS = ('long_short', 'long_only')   # the quantile books every ranking is traded as
@@ -92,24 +95,79 @@ def cross_table(scores: dict,          # ranking name -> each row's out-of-sampl
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A row per configuration (ranking x book) over the dates every ranking scores: Qlib's columns, the rank IC's
     interval, turnover, and the trials, DSR, PBO and verdict over every configuration; and the grid of their excess
-    returns (dates x configurations)"""
+    returns (dates x configurations); `attrs`: `silent`, the rankings that scored no date, and `unbooked`, the bucket
+    counts no date has symbols for, both left out"""
     if not scores: raise BadInput("cross table: no rankings")
     missing = {'date', 'symbol', 'outcome', 'earned'} - set(panel)
     if missing: raise BadInput(f"cross table: the panel has no {', '.join(sorted(missing))} column")
     panel = panel.reset_index(drop=True).assign(date=day_values(panel['date']))
+    # a ranking that scores no date (a factor wanting a year of bars the universe does not have) is left out, and said
+    silent = [n for n, x in scores.items() if not len(common_dates({n: x}, panel['date']))]
+    scores = {n: x for n, x in scores.items() if n not in silent}
+    if not scores: raise BadInput(f"cross table: no ranking scores 5 symbols on any date ({', '.join(silent)})")
     kept = pd.DatetimeIndex(panel['date']).isin(common_dates(scores, panel['date']))
     if not kept.any(): raise BadInput(f"cross table: no date is scored by every ranking ({', '.join(scores)})")
     rows, grid = panel[kept].reset_index(drop=True), {}
+    widest = int(rows.groupby('date').size().max())
+    unbooked = [q for q in quantiles if q > widest]   # more buckets than any date has symbols: no book to trade
+    quantiles = tuple(q for q in quantiles if q <= widest)
     score = {n: pd.Series(np.asarray(s, dtype='float64')[kept]) for n, s in scores.items()}
     universe = book_returns(rank_weights(np.zeros(len(rows)), rows['date'], rows['symbol'], 'universe', 2),
                             rows['earned'], rows['date'], rows['symbol'], costs)
     table = []
     for name, s in score.items():
-        ic = _ic_row(s, rows, max(quantiles or (10,)), horizon)
+        ic = _ic_row(s, rows, max(quantiles or (min(widest, 10),)), horizon)
         for book, r in ranking_books(s, rows, costs, quantiles, topk, universe).items():
             grid[f"{name} | {book}"] = r['excess']
             table.append({'ranking': name, 'book': book, **ic, 'turnover': float(r['turnover'].iloc[1:].mean()),
                           'trades': int((r['turnover'] > 0).sum()),
                           **excess_figures(r['excess'], periods, summed)})
     grid = pd.DataFrame(grid).fillna(0.0)
-    return _judged(pd.DataFrame(table), grid, earlier, universe['net'].reindex(grid.index)), grid
+    out = _judged(pd.DataFrame(table), grid, earlier, universe['net'].reindex(grid.index))
+    out.attrs.update(silent=silent, unbooked=unbooked)   # rankings that scored no date; bucket counts no date fills
+    return out, grid
+
+# %% ../../nbs/07i_backtest.cross.ipynb #a983ba33
+def forward_earned(close: pd.Series, # the panel's close, indexed (date, symbol)
+                   horizon: int = 1, # bars held
+                  ) -> pd.DataFrame:
+    """Per row, what a position decided at its close earns: bought at the next close and held `horizon` bars (Qlib's
+    label for 1), and the date that return is known (`end`; NaT past the data)"""
+    by = close.sort_index().groupby(level='symbol', sort=False)
+    earned = by.shift(-1 - horizon) / by.shift(-1) - 1
+    when = pd.Series(close.sort_index().index.get_level_values('date'), index=close.sort_index().index)
+    end = when.groupby(level='symbol', sort=False).shift(-1 - horizon)
+    return pd.DataFrame({'earned': earned, 'end': end}).reindex(close.index)
+
+# %% ../../nbs/07i_backtest.cross.ipynb #fdc699f3
+def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by bar time (the features task's rows)
+                      bars: dict,       # symbol -> its bars (the ingest task's), `attrs['calendar']` where known
+                      specs: list,      # the pooled models (`ModelSpec`s of families of rows)
+                      splitter: ByDate, costs: Costs,
+                      horizon: int = 1, how: str = 'zscore',   # the label: `cross_label`'s kind of the earned return
+                      quantiles: tuple = (5, 10), topk: tuple = (), earlier: int = 0, seed: int = 0,
+                      min_names: int = 5,   # a date with fewer of the universe's symbols is no date of the panel
+                     ) -> dict:
+    """A universe's cross-sectional research in one call: the panel on one clock, the label across each date, each
+    pooled model out of sample and the naive factors, and the table; `table`, `grid`, `scores` (a row per panel row) and
+    `thin`, the dates left out with fewer than `min_names` symbols"""
+    calendars = {s: b.attrs.get('calendar', '?') for s, b in bars.items()}
+    panel = stack(inputs, calendars)
+    names = panel.groupby(level='date').size()
+    thin = names.index[names < min_names]   # before most symbols list, after most end: not a cross-section
+    panel = panel.drop(thin, level='date')
+    if panel.empty: raise BadInput(f"cross-section: no date has {min_names} of the {len(inputs)} symbols")
+    close = stack({s: b[['close']] for s, b in bars.items()}, calendars)['close']
+    forward = forward_earned(close, horizon).reindex(panel.index)
+    dates = panel.index.get_level_values('date')
+    label = cross_label(forward['earned'], dates, how).to_numpy()
+    scores = pd.DataFrame({'date': day_values(dates), 'symbol': panel.index.get_level_values('symbol'),
+                           'outcome': forward['earned'].to_numpy(), 'earned': forward['earned'].to_numpy()})
+    X = panel.to_numpy(dtype='float64')
+    for spec in specs:
+        scores[spec.name] = pooled_predict(spec, X, label, dates, forward['end'], splitter,
+                                           seed=seed)['prediction'].to_numpy()
+    for f in FACTORS: scores[f] = factor_scores(close, f).reindex(panel.index).to_numpy()
+    rankings = [s.name for s in specs] + list(FACTORS)
+    table, grid = cross_table({n: scores[n] for n in rankings}, scores, costs, quantiles, topk, horizon, earlier)
+    return {'table': table, 'grid': grid, 'scores': scores, 'thin': len(thin)}

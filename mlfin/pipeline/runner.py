@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, datetime as dt, hashlib, importlib, json, os, re, socket, sys
 from pathlib import Path
 from .engine import in_process
-from .spec import TASKS, prepared, quiet_ploomber, read_pipeline, set_task_params, sources_digest
+from .spec import TASKS, ASKED, prepared, quiet_ploomber, read_pipeline, set_task_params, sources_digest
 from ..config import apply_runtime_env, code_version, gpu_available, read_yaml
 from ..errors import MlfinError, BadInput, NotFound, Unavailable
 from ..paths import OWNER_ONLY, record_project, home, open_home, project_root, run_dir, SUMMARY
@@ -25,9 +25,9 @@ from ..tracking import attach, task_run, using
 from ..report.products import keep_finished
 
 # %% auto #0
-__all__ = ['RUNNER', 'ATTEMPT', 'NOTEBOOKS', 'project_values', 'check', 'resolve', 'load_dag', 'first_imports', 'product_files',
-           'Ran', 'run', 'attempted', 'last_attempt', 'publish', 'products_of', 'task_failure', 'task_error',
-           'metadata_of', 'mend_metadata', 'timings']
+__all__ = ['RUNNER', 'ATTEMPT', 'NOTEBOOKS', 'project_values', 'check', 'cross_models', 'resolve', 'load_dag', 'first_imports',
+           'product_files', 'Ran', 'run', 'attempted', 'last_attempt', 'publish', 'products_of', 'task_failure',
+           'task_error', 'metadata_of', 'mend_metadata', 'timings']
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c006
 # the runner's own parameters (reports, cluster): where reports go and where work runs change no product
@@ -64,6 +64,19 @@ def check(overrides: dict | None = None, # parameter -> value, from the command 
     resolve_device(config.device)
     return config, groups, specs
 
+# %% ../../nbs/09c_pipeline.runner.ipynb #b44f5c3e
+def cross_models(config: RunConfig, root: Path | None = None) -> list:
+    "The models a run pools across its universe (`--cross-section`), each a regressor of rows checked as `--models` is"
+    if not config.cross_section: return []
+    models_file = root/MODELS_FILE if root and (root/MODELS_FILE).exists() else None
+    try: specs = choose_models(config.cross_section, 'regressor', '', models_file)
+    except BadInput as e: raise BadInput(str(e).replace('--models', '--cross-section', 1)) from None
+    for spec in specs:
+        if spec.make('regressor').window:
+            raise BadInput(f"--cross-section: {spec.name} reads a window of one symbol's rows, which a panel "
+                           "interleaves; pool a family of single rows (ridge, random_forest, lightgbm, xgboost)")
+    return specs
+
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011
 def resolve(overrides: dict | None = None, # parameter -> value, replacing env.yaml's
             project: Path | None = None,   # the project folder; default: found from the working directory
@@ -80,9 +93,10 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     reports = Path(config.reports) if Path(config.reports).is_absolute() else root/config.reports
     # the spec's names and the models' hyperparameters travel as task parameters, so that an edit of
     # features.yaml reruns the features task, and an edit of models.yaml the train task
-    values = {f"{task}_config": task_config(config, task) for task in TASKS}
+    values = {f"{task}_config": task_config(config, task) for task in (*TASKS, *ASKED)}
     values['features'] = json.dumps(groups)
     values['models'] = task_models(specs)   # `tried`: the DSR's count; `without`: a variant's dropped groups
+    values['cross_models'] = task_models(cross_models(config, root))   # the cross-sectional task's, when asked
     # the bars the run reads are an input too: a series' stamp changes with every write that adds or changes a bar
     pairs = data.universe(config.symbols, config.timeframe)
     named = [n for group in groups.values() for n in group]
@@ -116,7 +130,9 @@ def _dag(root: Path, values: dict):
     (run_dir(values['home'])/'reports').mkdir(parents=True, exist_ok=True)
     # the runner's own, and your tasks' values, which `prepared` puts in the spec itself
     rendered = {k: v for k, v in values.items() if k not in (*RUNNER, 'task_params')}
-    spec = prepared(read_pipeline(root), values.get('task_params', ''))   # a mistake there: its own line, first
+    # mlfin's tasks asked for
+    asked = tuple(t for t, p in ASKED.items() if json.loads(values.get(f"{t}_config", '{}')).get(p))
+    spec = prepared(read_pipeline(root), values.get('task_params', ''), asked)   # a mistake there: its own line, first
     try: dag = DAGSpec(spec, env=EnvDict(rendered, path_to_here=root), parent_path=str(root)).to_dag()
     except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
         cause = e

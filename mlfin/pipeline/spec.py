@@ -13,12 +13,15 @@ from ..errors import BadInput
 from ..params import own_params
 
 # %% auto #0
-__all__ = ['PIPELINE', 'TASKS', 'PAPERMILL', 'GIVEN_TO_ALL', 'KEPT_AS_IS', 'read_pipeline', 'task_name', 'own_tasks',
+__all__ = ['PIPELINE', 'TASKS', 'ASKED', 'PAPERMILL', 'GIVEN_TO_ALL', 'KEPT_AS_IS', 'read_pipeline', 'task_name', 'own_tasks',
            'set_task_params', 'with_code_version', 'keep_notebook', 'prepared', 'quiet_ploomber', 'sources_digest']
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s006
 PIPELINE = 'pipeline.yaml'   # the project's DAG, in its folder beside env.yaml
-TASKS = ('ingest', 'features', 'train', 'backtest', 'report')   # mlfin's own tasks; any other is the project's
+# mlfin's own tasks, in every run; any other is the project's
+TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
+# mlfin's tasks a run asks for: task -> the run parameter that asks (non-empty); a run that does not ask leaves them out
+ASKED = {'cross_section': 'cross_section'}
 
 def read_pipeline(root: Path, # the project folder
                  ) -> dict:
@@ -36,8 +39,9 @@ def task_name(task: dict) -> str:
     return str(task.get('name') or PurePosixPath(str(task['source'])).stem)
 
 def own_tasks(spec: dict) -> dict[str, dict]:
-    "The project's own tasks (each besides mlfin's `TASKS`) with the parameters pipeline.yaml declares for them"
-    return {task_name(t): dict(t.get('params') or {}) for t in spec['tasks'] if task_name(t) not in TASKS}
+    """The project's own tasks (each besides mlfin's `TASKS` and `ASKED`) with the parameters pipeline.yaml declares for
+    them"""
+    return {task_name(t): dict(t.get('params') or {}) for t in spec['tasks'] if task_name(t) not in (*TASKS, *ASKED)}
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s012
 def _typed(text: str, default, where: str):
@@ -108,10 +112,13 @@ def keep_notebook(task: dict) -> dict:
 # %% ../../nbs/09b_pipeline.spec.ipynb #s018
 def prepared(spec: dict,         # pipeline.yaml (`read_pipeline`)
              task_params: str = '', # --task-params
+             asked: tuple = (),     # the tasks of `ASKED` this run asks for: the others are left out
             ) -> dict:
-    "pipeline.yaml as mlfin hands it to Ploomber: your tasks' parameters set, the code version and kept notebooks added"
+    """pipeline.yaml as mlfin hands it to Ploomber: your tasks' parameters set, the code version and kept notebooks
+    added, mlfin's tasks the run did not ask for left out"""
     spec = set_task_params(spec, task_params)
-    return {**spec, 'tasks': [keep_notebook(with_code_version(t)) for t in spec['tasks']]}
+    return {**spec, 'tasks': [keep_notebook(with_code_version(t)) for t in spec['tasks']
+                              if task_name(t) not in ASKED or task_name(t) in asked]}
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s019r
 GIVEN_TO_ALL = r"These parameters are not used in the task's source code: 'code_version'$"   # Ploomber's warning

@@ -69,7 +69,8 @@ found, grid = timed('table', lambda: cross_table(scores, rows, costs_for('equity
 frame = pd.DataFrame({{'score': scores['lightgbm'], 'label': earned.to_numpy()}}, index=pd.Index(dates, name='datetime')).dropna()
 ours = timed('ic ours', lambda: daily_ic(frame['score'], frame['label'], frame.index, min_names=1))
 theirs = timed('ic qlib', lambda: frame.groupby(level='datetime').apply(lambda df: df['score'].corr(df['label'])))
-np.testing.assert_allclose(ours['ic'].to_numpy(), theirs.reindex(ours.index).to_numpy(), rtol=1e-9, atol=1e-12)
+assert len(ours) == len(theirs)   # every date, in date order on both sides (ours keeps dates without their zone)
+np.testing.assert_allclose(ours['ic'].to_numpy(), theirs.sort_index().to_numpy(), rtol=1e-9, atol=1e-12)
 RESULT = {{'times': times, 'rows': int(len(panel)), 'columns': int(panel.shape[1]),
           'panel_mb': float(panel.memory_usage(index=True).sum() / 2**20), 'table': found.to_json()}}
 '''
