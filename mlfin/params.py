@@ -197,9 +197,8 @@ class _CrossSection(_Backtest):
                                                        "z-scores, ranks or excess over the date's mean")
     cross_quantiles: str = _param('5,10', 'cross_section',
                                   "buckets per date the long-short and long-only books are made of, comma-separated")
-    cross_topk: int = _param(
-        0, 'cross_section', "also trade Qlib's top-k with dropout: k names held, k/10 replaced at most a date (0: not)",
-        ge=0)
+    cross_topk: int = _param(0, 'cross_section', "also trade Qlib's top-k with dropout: k names held, at most k/10 "
+                             "replaced a date (0: not)", ge=0)
 
     @field_validator('cross_quantiles')
     @classmethod

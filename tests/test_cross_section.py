@@ -33,7 +33,7 @@ def universe(rho: float, seed: int = 5) -> dict[str, pd.DataFrame]:
     with the normal score of where it closed within today's range, ranked among the day's stocks; the rest is noise"""
     rng = np.random.default_rng(seed)
     days = pd.bdate_range('2016-01-04', periods=DAYS, tz='UTC')
-    close, score = np.empty((DAYS, SYMBOLS)), np.zeros((DAYS, SYMBOLS))
+    score = np.zeros((DAYS, SYMBOLS))
     bars = {k: np.empty((DAYS, SYMBOLS)) for k in ('open', 'high', 'low', 'close', 'volume')}
     last = np.full(SYMBOLS, 100.0)
     for t in range(DAYS):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..features.panel import day_values, stack, cross_label
-from ..models.core import ModelSpec
 from ..models.dates import ByDate
 from ..models.pooled import FACTORS, factor_scores, pooled_predict
 from ..models.ranks import daily_ic, ic_summary, quantile_returns, monotonicity

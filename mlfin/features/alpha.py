@@ -12,19 +12,18 @@ __all__ = ['TINY', 'KBAR', 'PRICE', 'ROLLING', 'WINDOWS', 'ALPHA', 'QLIB_NAMES',
 
 # %% ../../nbs/03k_features.alpha.ipynb #d08d3018
 TINY = 1e-12   # added to a denominator that can be zero (a bar whose high equals its low), as Qlib does
-KBAR = {  # mlfin's name: (Qlib's, the figure of one bar)
-    'candle_body': ('KMID', lambda b: (b['close'] - b['open']) / b['open']),
-    'candle_length': ('KLEN', lambda b: (b['high'] - b['low']) / b['open']),
-    'candle_body_share': ('KMID2', lambda b: (b['close'] - b['open']) / (b['high'] - b['low'] + TINY)),
-    'upper_shadow': ('KUP', lambda b: (b['high'] - np.maximum(b['open'], b['close'])) / b['open']),
-    'upper_shadow_share': ('KUP2',
-                           lambda b: (b['high'] - np.maximum(b['open'], b['close'])) / (b['high'] - b['low'] + TINY)),
-    'lower_shadow': ('KLOW', lambda b: (np.minimum(b['open'], b['close']) - b['low']) / b['open']),
-    'lower_shadow_share': ('KLOW2',
-                           lambda b: (np.minimum(b['open'], b['close']) - b['low']) / (b['high'] - b['low'] + TINY)),
-    'candle_shift': ('KSFT', lambda b: (2 * b['close'] - b['high'] - b['low']) / b['open']),
-    'candle_shift_share': ('KSFT2', lambda b: (2 * b['close'] - b['high'] - b['low']) / (b['high'] - b['low'] + TINY)),
-}
+def _span(b): return b['high'] - b['low'] + TINY   # a bar's range, never zero
+
+# mlfin's name: (Qlib's, the figure of one bar)
+KBAR = {'candle_body': ('KMID', lambda b: (b['close'] - b['open']) / b['open']),
+        'candle_length': ('KLEN', lambda b: (b['high'] - b['low']) / b['open']),
+        'candle_body_share': ('KMID2', lambda b: (b['close'] - b['open']) / _span(b)),
+        'upper_shadow': ('KUP', lambda b: (b['high'] - np.maximum(b['open'], b['close'])) / b['open']),
+        'upper_shadow_share': ('KUP2', lambda b: (b['high'] - np.maximum(b['open'], b['close'])) / _span(b)),
+        'lower_shadow': ('KLOW', lambda b: (np.minimum(b['open'], b['close']) - b['low']) / b['open']),
+        'lower_shadow_share': ('KLOW2', lambda b: (np.minimum(b['open'], b['close']) - b['low']) / _span(b)),
+        'candle_shift': ('KSFT', lambda b: (2 * b['close'] - b['high'] - b['low']) / b['open']),
+        'candle_shift_share': ('KSFT2', lambda b: (2 * b['close'] - b['high'] - b['low']) / _span(b))}
 
 # %% ../../nbs/03k_features.alpha.ipynb #bcb04475
 PRICE = {f"{k}_to_close": (f"{k.upper()}0", lambda b, k=k: (b[k] if k in b else np.nan * b['close']) / b['close'])
@@ -73,10 +72,12 @@ def _change(x: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     step = x - x.shift(1)
     return step.clip(lower=0), (-step).clip(lower=0), step.abs()
 
-# %% ../../nbs/03k_features.alpha.ipynb #92369d5e
-def _corr(a: pd.Series, b: pd.Series, d: int) -> pd.Series:
-    "Pearson correlation over each window (NaN where either is constant)"
-    return a.rolling(d, min_periods=d).corr(b).replace([np.inf, -np.inf], np.nan)
+# %% ../../nbs/03k_features.alpha.ipynb #c1536861
+def _moves(x: pd.Series, d: int, which: str) -> pd.Series:
+    """Each window's gains, losses, or gains less losses of `x` bar on bar, as a share of its whole movement (Qlib's
+    SUMP, SUMN, SUMD; VSUMP, VSUMN, VSUMD of the volume)"""
+    gain, loss, size = _change(x)
+    return _share({'gain': gain, 'loss': loss, 'balance': gain - loss}[which], size, d)
 
 # %% ../../nbs/03k_features.alpha.ipynb #07f627a9
 def _mean_of(x, d): return x.rolling(d, min_periods=d).mean()
@@ -84,56 +85,57 @@ def _std_of(x, d): return x.rolling(d, min_periods=d).std()   # ddof 1, as Qlib'
 def _max_of(x, d): return x.rolling(d, min_periods=d).max()
 def _min_of(x, d): return x.rolling(d, min_periods=d).min()
 
+# %% ../../nbs/03k_features.alpha.ipynb #907b8fd0
+def _weighted_vol(b: pd.DataFrame, d: int) -> pd.Series:
+    "The spread of each bar's move weighted by its volume over the window's mean of it (Qlib's WVMA)"
+    flow = (b['close'] / b['close'].shift(1) - 1).abs() * b['volume']
+    return _std_of(flow, d) / (_mean_of(flow, d) + TINY)
+
+# %% ../../nbs/03k_features.alpha.ipynb #92369d5e
+def _corr(a: pd.Series, b: pd.Series, d: int) -> pd.Series:
+    "Pearson correlation over each window (NaN where either is constant)"
+    return a.rolling(d, min_periods=d).corr(b).replace([np.inf, -np.inf], np.nan)
+
 # %% ../../nbs/03k_features.alpha.ipynb #3da59f3d
-ROLLING = {
-    # mlfin's name: (Qlib's, the figure over the last `d` bars)
-    'close_ago': ('ROC', lambda b, d: b['close'].shift(d) / b['close']),
-    'close_mean': ('MA', lambda b, d: _mean_of(b['close'], d) / b['close']),
-    'close_std': ('STD', lambda b, d: _std_of(b['close'], d) / b['close']),
-    'close_slope': ('BETA', lambda b, d: _line(b['close'], d)[0] / b['close']),
-    'close_rsquare': ('RSQR', lambda b, d: _line(b['close'], d)[1]),
-    'close_residual': ('RESI', lambda b, d: _line(b['close'], d)[2] / b['close']),
-    'high_max': ('MAX', lambda b, d: _max_of(b['high'], d) / b['close']),
-    'low_min': ('MIN', lambda b, d: _min_of(b['low'], d) / b['close']),
-    'close_upper': ('QTLU', lambda b, d: b['close'].rolling(d, min_periods=d).quantile(0.8) / b['close']),
-    'close_lower': ('QTLD', lambda b, d: b['close'].rolling(d, min_periods=d).quantile(0.2) / b['close']),
-    'close_rank': ('RANK', lambda b, d: b['close'].rolling(d, min_periods=d).rank(pct=True)),
-    'close_position': ('RSV',
-                       lambda b, d: (b['close'] - _min_of(b['low'], d)) / (_max_of(b['high'], d) - _min_of(b['low'], d)
-                                                                           + TINY)),
-    'high_since': ('IMAX', lambda b, d: _since(b['high'], d, True) / d),
-    'low_since': ('IMIN', lambda b, d: _since(b['low'], d, False) / d),
-    'high_low_since': ('IMXD', lambda b, d: (_since(b['high'], d, True) - _since(b['low'], d, False)) / d),
-    'close_volume_corr': ('CORR', lambda b, d: _corr(b['close'], np.log(b['volume'] + 1), d)),
-    'return_volume_corr': ('CORD',
-                           lambda b, d: _corr(b['close'] / b['close'].shift(1),
-                                              np.log(b['volume'] / b['volume'].shift(1) + 1), d)),
-    'up_share': ('CNTP', lambda b, d: _mean_of((b['close'] > b['close'].shift(1)).astype(float), d)),
-    'down_share': ('CNTN', lambda b, d: _mean_of((b['close'] < b['close'].shift(1)).astype(float), d)),
-    'up_down_share': ('CNTD', lambda b, d: _mean_of(np.sign(b['close'] - b['close'].shift(1)).fillna(0.0), d)),
-    'gain_share': ('SUMP', lambda b, d: _share(_change(b['close'])[0], _change(b['close'])[2], d)),
-    'loss_share': ('SUMN', lambda b, d: _share(_change(b['close'])[1], _change(b['close'])[2], d)),
-    'gain_loss_share': ('SUMD',
-                        lambda b, d: _share(_change(b['close'])[0] - _change(b['close'])[1], _change(b['close'])[2],
-                                            d)),
-    'volume_mean': ('VMA', lambda b, d: _mean_of(b['volume'], d) / (b['volume'] + TINY)),
-    'volume_std': ('VSTD', lambda b, d: _std_of(b['volume'], d) / (b['volume'] + TINY)),
-    'volume_weighted_vol': ('WVMA',
-                            lambda b, d: (_std_of((b['close'] / b['close'].shift(1) - 1).abs() * b['volume'], d) / (
-                                              _mean_of((b['close'] / b['close'].shift(1) - 1).abs() * b['volume'], d)
-                                              + TINY))),
-    'volume_gain_share': ('VSUMP', lambda b, d: _share(_change(b['volume'])[0], _change(b['volume'])[2], d)),
-    'volume_loss_share': ('VSUMN', lambda b, d: _share(_change(b['volume'])[1], _change(b['volume'])[2], d)),
-    'volume_gain_loss_share': ('VSUMD',
-                               lambda b, d: _share(_change(b['volume'])[0] - _change(b['volume'])[1],
-                                                   _change(b['volume'])[2], d))}
+# mlfin's name: (Qlib's, the figure over the last `d` bars)
+ROLLING = {'close_ago': ('ROC', lambda b, d: b['close'].shift(d) / b['close']),
+           'close_mean': ('MA', lambda b, d: _mean_of(b['close'], d) / b['close']),
+           'close_std': ('STD', lambda b, d: _std_of(b['close'], d) / b['close']),
+           'close_slope': ('BETA', lambda b, d: _line(b['close'], d)[0] / b['close']),
+           'close_rsquare': ('RSQR', lambda b, d: _line(b['close'], d)[1]),
+           'close_residual': ('RESI', lambda b, d: _line(b['close'], d)[2] / b['close']),
+           'high_max': ('MAX', lambda b, d: _max_of(b['high'], d) / b['close']),
+           'low_min': ('MIN', lambda b, d: _min_of(b['low'], d) / b['close']),
+           'close_upper': ('QTLU', lambda b, d: b['close'].rolling(d, min_periods=d).quantile(0.8) / b['close']),
+           'close_lower': ('QTLD', lambda b, d: b['close'].rolling(d, min_periods=d).quantile(0.2) / b['close']),
+           'close_rank': ('RANK', lambda b, d: b['close'].rolling(d, min_periods=d).rank(pct=True)),
+           'close_position': ('RSV', lambda b, d: (b['close'] - _min_of(b['low'], d))
+                                                  / (_max_of(b['high'], d) - _min_of(b['low'], d) + TINY)),
+           'high_since': ('IMAX', lambda b, d: _since(b['high'], d, True) / d),
+           'low_since': ('IMIN', lambda b, d: _since(b['low'], d, False) / d),
+           'high_low_since': ('IMXD', lambda b, d: (_since(b['high'], d, True) - _since(b['low'], d, False)) / d),
+           'close_volume_corr': ('CORR', lambda b, d: _corr(b['close'], np.log(b['volume'] + 1), d)),
+           'return_volume_corr': ('CORD', lambda b, d: _corr(b['close'] / b['close'].shift(1),
+                                                             np.log(b['volume'] / b['volume'].shift(1) + 1), d)),
+           'up_share': ('CNTP', lambda b, d: _mean_of((b['close'] > b['close'].shift(1)).astype(float), d)),
+           'down_share': ('CNTN', lambda b, d: _mean_of((b['close'] < b['close'].shift(1)).astype(float), d)),
+           'up_down_share': ('CNTD', lambda b, d: _mean_of(np.sign(b['close'] - b['close'].shift(1)).fillna(0.0), d)),
+           'gain_share': ('SUMP', lambda b, d: _moves(b['close'], d, 'gain')),
+           'loss_share': ('SUMN', lambda b, d: _moves(b['close'], d, 'loss')),
+           'gain_loss_share': ('SUMD', lambda b, d: _moves(b['close'], d, 'balance')),
+           'volume_mean': ('VMA', lambda b, d: _mean_of(b['volume'], d) / (b['volume'] + TINY)),
+           'volume_std': ('VSTD', lambda b, d: _std_of(b['volume'], d) / (b['volume'] + TINY)),
+           'volume_weighted_vol': ('WVMA', _weighted_vol),
+           'volume_gain_share': ('VSUMP', lambda b, d: _moves(b['volume'], d, 'gain')),
+           'volume_loss_share': ('VSUMN', lambda b, d: _moves(b['volume'], d, 'loss')),
+           'volume_gain_loss_share': ('VSUMD', lambda b, d: _moves(b['volume'], d, 'balance'))}
 WINDOWS = (5, 10, 20, 30, 60)   # Alpha158's
 
 # %% ../../nbs/03k_features.alpha.ipynb #fb41bf01
 ALPHA = {**{name: (f, ()) for name, (_, f) in KBAR.items()}, **{name: (f, ()) for name, (_, f) in PRICE.items()},
          **{name: (f, (20,)) for name, (_, f) in ROLLING.items()}}   # the registry's families: (fn, default parameters)
-QLIB_NAMES = {name: q for table in (KBAR, PRICE) for name, (q, _) in table.items()} | {
-    f"{name}_{d}": f"{q}{d}" for name, (q, _) in ROLLING.items() for d in WINDOWS}
+QLIB_NAMES = {**{name: q for table in (KBAR, PRICE) for name, (q, _) in table.items()},
+              **{f"{name}_{d}": f"{q}{d}" for name, (q, _) in ROLLING.items() for d in WINDOWS}}
 
 # %% ../../nbs/03k_features.alpha.ipynb #5f83a7db
 ALPHA158_SPEC = {'candle': list(KBAR),
