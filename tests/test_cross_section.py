@@ -101,7 +101,7 @@ STOCKS = ['--symbols', 'AAPL,MSFT,IBM,GOOG,GOOGL', '--start', '2012-01-01', '--e
 
 
 @pytest.mark.e2e
-def test_a_run_asks_for_the_cross_section_by_naming_its_models_and_no_other_run_has_it(tmp_path):
+def test_a_run_asks_for_the_cross_section_by_naming_its_models_and_counts_what_was_tried_on_its_universe(tmp_path):
     from conftest import mlfin
     home, reports = tmp_path/'home', tmp_path/'reports'
     wrong = mlfin(home, 'run', *STOCKS, '--cross-section', 'lstm', check=False)
@@ -119,3 +119,8 @@ def test_a_run_asks_for_the_cross_section_by_naming_its_models_and_no_other_run_
     assert 'no date has the symbols to fill 10 buckets' in page and 'configurations counted' in page
     scores = pd.read_parquet(home/'run'/'cross_scores.parquet')
     assert scores.groupby('date')['symbol'].nunique().min() == 5   # dates with all five: the others are no cross-section
+    # another book on the same universe: the first run's six configurations count against this run's six
+    again = mlfin(home, 'run', *STOCKS, '--cross-section', 'ridge', '--cross-quantiles', '4', '--reports', str(reports))
+    more = pd.read_parquet(home/'run'/'cross_section.parquet')
+    assert len(more) == 6 and (more['trials'] == 12).all(), more
+    assert '6 in this run, 6 before' in (reports/'cross_section.html').read_text(), again.stdout

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/07i_backtest.cross.ipynb #130ee6ac
 from __future__ import annotations
+import json
 import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..features.panel import day_values, stack, cross_label
@@ -14,9 +15,12 @@ from .portfolio import Costs
 from .ranks import rank_weights, book_returns, topk_dropout, excess_figures
 from .universe import skill
 from .tearsheet import VERDICTS, judge
+from .trials import LEDGER, configuration_id, canonical
+from . import stats
 
 # %% auto #0
-__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned', 'universe_research']
+__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned', 'universe_research',
+           'cross_configurations', 'cross_ledger']
 
 # %% ../../nbs/07i_backtest.cross.ipynb #0b486094
 CROSS_BOOKS = ('long_short', 'long_only')   # the quantile books every ranking is traded as
@@ -170,3 +174,43 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
     rankings = [s.name for s in specs] + list(FACTORS)
     table, grid = cross_table({n: scores[n] for n in rankings}, scores, costs, quantiles, topk, horizon, earlier)
     return {'table': table, 'grid': grid, 'scores': scores, 'thin': len(thin)}
+
+# %% ../../nbs/07i_backtest.cross.ipynb #afc58d24
+def cross_configurations(specs: list,          # the pooled models (`ModelSpec`s)
+                         quantiles: tuple, topk: tuple,
+                         choices: dict,        # the run's other choices (`backtest.trials.CHOICES`)
+                        ) -> dict[str, dict]:
+    """Each configuration a table can hold, by its name in the grid (RANKING | BOOK): its identity (the ranking's family
+    and values, the book, its buckets or k, the run's choices), family, values and point"""
+    rankings = [(s.name, s.family, dict(s.params)) for s in specs] + [(f, 'factor', {'factor': f}) for f in FACTORS]
+    books = [(f"{b} q{q}", b, q) for q in quantiles for b in CROSS_BOOKS] + [(f"topk {k} drop {d}", 'topk', k)
+                                                                               for k, d in topk]
+    out = {}
+    for name, family, params in rankings:
+        for book, kind, point in books:
+            values = {**params, 'book': kind, **({'n_drop': int(book.split()[-1])} if kind == 'topk' else {})}
+            out[f"{name} | {book}"] = {'configuration': configuration_id(f"cross:{family}", values, float(point),
+                                                                         choices),
+                                       'family': f"cross:{family}", 'params': values, 'point': float(point)}
+    return out
+
+# %% ../../nbs/07i_backtest.cross.ipynb #00e98c98
+def cross_ledger(table: pd.DataFrame, grid: pd.DataFrame, # `cross_table`'s
+                 configurations: dict,  # `cross_configurations`
+                 question: str,         # the universe's question (its id)
+                 choices: dict,
+                ) -> pd.DataFrame:
+    "The table's configurations as trials on the universe's question (a `backtest.trials.LEDGER` frame)"
+    rows = []
+    for row, name in zip(table.to_dict('records'), grid.columns):
+        c, r = configurations[name], grid[name]
+        moments = stats.sharpe_moments(r)
+        rows.append({'question': question, 'configuration': c['configuration'], 'kind': 'configuration', 'name': name,
+                     'model': row['ranking'], 'family': c['family'], 'point': c['point'], 'models': 1,
+                     'params': json.dumps(canonical(c['params'])),
+                     'choices': json.dumps(canonical({k: choices.get(k) for k in sorted(choices)})),
+                     'sharpe': moments['sr'], 'skew': moments['skew'], 'kurtosis': moments['kurtosis'], 'bars': len(r),
+                     'first': r.index.min(), 'last': r.index.max(), 'chosen': False})
+    frame = pd.DataFrame(rows)
+    for c in ('first', 'last'): frame[c] = pd.to_datetime(frame[c]).dt.tz_localize('UTC')
+    return frame[list(LEDGER)].astype(LEDGER)

@@ -13,7 +13,7 @@ from . import stats
 from .universe import skill
 
 # %% auto #0
-__all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLDOUT_MIN_BARS', 'WINDOW', 'Question',
+__all__ = ['RESULT_NEUTRAL', 'CHOICES', 'LEDGER', 'KINDS', 'PBO_COVERAGE', 'HOLDOUT_MIN_BARS', 'WINDOW', 'Question', 'canonical',
            'configuration_id', 'search_id', 'search_trials', 'run_trials', 'trial_count', 'latest_sources',
            'latest_returns', 'question_skill', 'portfolio_skill', 'rule_id', 'holdout']
 
@@ -64,7 +64,7 @@ CHOICES = ('inputs', 'start', 'end', 'label', 'horizon', 'cv', 'folds', 'train_s
            'short_below', 'sizing', 'kelly', 'stop_loss', 'take_profit')
 
 
-def _canonical(value):
+def canonical(value):
     "A value as identity sees it: numbers to 6 significant digits (1.0 as 1), mappings sorted"
     if value is None or isinstance(value, (bool, str)): return value
     if isinstance(value, (int, np.integer)): return int(value)
@@ -72,13 +72,13 @@ def _canonical(value):
         if not math.isfinite(value): return str(value)
         rounded = float(f"{value:.6g}")
         return int(rounded) if rounded.is_integer() and abs(rounded) < 2 ** 53 else rounded
-    if isinstance(value, dict): return {str(k): _canonical(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)): return [_canonical(v) for v in value]
+    if isinstance(value, dict): return {str(k): canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)): return [canonical(v) for v in value]
     return str(value)
 
 # %% ../../nbs/07g_backtest.trials.ipynb #c009
 def _digest(content: dict) -> str:
-    return hashlib.sha256(json.dumps(_canonical(content), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(canonical(content), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def configuration_id(family: str,   # the model's family
@@ -117,7 +117,7 @@ def search_trials(question: Question, model: str, family: str,
     if tried < 2: raise BadInput(f"{model}: a search of {tried} trial(s) tried nothing besides its values")
     row = {'question': question.id, 'configuration': search_id(family, params), 'kind': 'search',
            'name': f"{model} search", 'model': model, 'family': family, 'point': math.nan, 'models': tried - 1,
-           'params': json.dumps(_canonical(params)), 'choices': '{}', 'sharpe': math.nan, 'skew': math.nan,
+           'params': json.dumps(canonical(params)), 'choices': '{}', 'sharpe': math.nan, 'skew': math.nan,
            'kurtosis': math.nan, 'bars': 0, 'first': None, 'last': None, 'chosen': False}
     return pd.DataFrame([row])[list(LEDGER)].astype(LEDGER)
 
@@ -147,11 +147,11 @@ def run_trials(question: Question,
         found = _moments(r)
         rows.append({'configuration': ids[name], 'kind': 'configuration', 'name': name, 'model': model,
                      'family': m['family'], 'point': float(point), 'models': 1,
-                     'params': json.dumps(_canonical(m['params'])), 'sharpe': found['sr'], 'skew': found['skew'],
+                     'params': json.dumps(canonical(m['params'])), 'sharpe': found['sr'], 'skew': found['skew'],
                      'kurtosis': found['kurtosis'], 'bars': len(r), 'first': r.index.min(), 'last': r.index.max(),
                      'chosen': name == chosen})
     table = pd.DataFrame(rows).assign(question=question.id,
-                                      choices=json.dumps(_canonical({k: choices.get(k) for k in CHOICES})))
+                                      choices=json.dumps(canonical({k: choices.get(k) for k in CHOICES})))
     # two names of one configuration (a variant differing only in `n_jobs`, a copy): one trial, traded if either was
     table['chosen'] = table.groupby('configuration')['chosen'].transform('any')
     table, returns = table.drop_duplicates('configuration'), returns.rename(columns=ids)
