@@ -3,7 +3,7 @@ built by whichever pytest-xdist worker asks first while the others wait for it, 
 that reads one is checked afterwards to have left every file of it as it was). A test that writes takes its own copy
 (`copied`). Servers (PostgreSQL, Redis, Chromium) start once per worker; a test that needs a server of its own (a
 service with its flags, Prometheus with its rules) starts it."""
-import json, os, random, shutil, signal, subprocess, sys, tempfile, time
+import json, os, random, resource, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
 import nbformat, pytest, yaml
@@ -51,6 +51,44 @@ def pytest_configure_node(node):
 
 def pytest_report_header(config):
     return f"file order: {config.file_order} (again: --file-order {config.file_order})"
+
+
+# --- CPU per test --------------------------------------------------------------------------------------------------------
+# The suite is bound by the two cores, not by the clock (each worker's wall time swings with what runs beside it), so what a
+# test costs is its CPU: this worker's own (every thread), the processes it started and waited for, and the commands its fork
+# server ran (tests/zygote.py's `CPU`, from each command's wait4). A service a fixture starts is counted where it is stopped
+# and waited for. The dearest 30 are listed after the durations; MLFIN_TEST_CPU=FILE writes every test's figure there (JSON).
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime + zygote.CPU['commands']
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.mlfin_cpu = _cpu()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    made = yield
+    if call.when == 'teardown' and hasattr(item, 'mlfin_cpu'):   # setup, call and teardown: the test's whole cost
+        made.get_result().user_properties.append(('cpu', round(_cpu() - item.mlfin_cpu, 2)))
+
+
+CPU_SPENT: dict[str, float] = {}   # test -> CPU seconds, as its reports reach this process (xdist's controller: every worker's)
+
+
+def pytest_runtest_logreport(report):
+    if report.when == 'teardown': CPU_SPENT.update((report.nodeid, v) for k, v in report.user_properties if k == 'cpu')
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, 'workerinput') or not CPU_SPENT: return
+    dearest = sorted(CPU_SPENT.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep('=', f"CPU per test: {sum(CPU_SPENT.values()):,.0f} s over {len(CPU_SPENT)} tests, the dearest 30")
+    for nodeid, cpu in dearest[:30]: terminalreporter.write_line(f"{cpu:9.1f}s  {nodeid}")
+    if path := os.environ.get('MLFIN_TEST_CPU'): Path(path).write_text(json.dumps(dict(dearest), indent=0))
 
 
 # What makes a test end to end (`make test-fast` leaves those out): a run built once, a browser, an alert receiver, a shared

@@ -83,3 +83,12 @@ def test_a_missing_library_fails_alike(tmp_path):
     finally: server['process'].kill(); server['process'].wait(30); Path(server['path']).unlink(missing_ok=True)
     assert forked == fresh
     assert forked[0] == 1 and "No module named 'alembic'" in forked[2], forked
+
+
+def test_a_forked_commands_cpu_is_counted_for_the_test_that_ran_it(tmp_path):
+    "The fork server reports each command's CPU (wait4): the suite's per-test CPU (tests/conftest.py) would miss it otherwise"
+    before = zygote.CPU['commands']
+    done = zygote.run(sys.executable, MLFIN, ['data', 'ls'], {**os.environ, 'MLFIN_HOME': str(tmp_path)}, ROOT, None, 600,
+                      ZYGOTE_LOGS, server=server_for(os.environ))
+    assert done is not None and done.returncode == 0, done
+    assert zygote.CPU['commands'] > before

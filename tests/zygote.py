@@ -15,7 +15,9 @@ do the tests of what a fresh process does (imports, the first run's timings). ML
 own process.
 
 Protocol: a Unix socket; a request is one JSON line {args, env, cwd, stdin, stdout, stderr} (file paths); the answer is a line
-with the command's pid, then a line with its exit status (negative: the signal that ended it), as `subprocess` reports it.
+with the command's pid, then a line with its exit status (negative: the signal that ended it), as `subprocess` reports it,
+and the CPU seconds it used (its children's that it waited for included), which `CPU` adds up for the suite's per-test CPU
+(tests/conftest.py).
 """
 import json, os, signal, socket, sys, traceback
 
@@ -56,9 +58,9 @@ def _session(conn: socket.socket):
     pid = os.fork()
     if pid == 0: _command(request, conn)
     conn.sendall(f"{pid}\n".encode())
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)   # the command's CPU, which no process above it is told of (sessions are not waited)
     code = os.waitstatus_to_exitcode(status)
-    try: conn.sendall(f"{code}\n".encode())
+    try: conn.sendall(f"{code} {usage.ru_utime + usage.ru_stime:.3f}\n".encode())
     except OSError: pass
     os._exit(0)
 
@@ -100,6 +102,7 @@ from pathlib import Path
 STARTUP = ('PYTHON', 'OMP_', 'OPENBLAS', 'MKL_', 'NUMBA_', 'NUMEXPR', 'KERAS_', 'XLA_', 'LD_', 'MALLOC', 'JAX_', 'CUDA', 'TF_')
 _server: dict = {}
 _lock = threading.Lock()
+CPU = {'commands': 0.0}   # CPU seconds of every forked command this test worker saw end
 
 
 def _started(python: str, folder: Path) -> dict | None:
@@ -141,8 +144,9 @@ class Forked:
         import select
         if self.returncode is not None: return self.returncode
         if not select.select([self.conn], [], [], timeout)[0]: raise subprocess.TimeoutExpired(self.args, timeout)
-        line = self.answers.readline()   # the session writes the line whole, once the command has ended
-        self.returncode = int(line) if line.strip() else -9
+        line = self.answers.readline().split()   # the session writes the line whole, once the command has ended
+        self.returncode = int(line[0]) if line else -9
+        CPU['commands'] += float(line[1]) if len(line) > 1 else 0.0
         self.conn.close()
         return self.returncode
 
