@@ -117,6 +117,12 @@ def test_a_run_asks_for_the_cross_section_by_naming_its_models_and_counts_what_w
     assert set(table['book']) == {'long_short q5', 'long_only q5'} and (table['trials'] == len(table)).all(), table
     page = (reports/'cross_section.html').read_text()
     assert 'no date has the symbols to fill 10 buckets' in page and 'configurations counted' in page
+    # the next bar's ranked list, from ridge fit on every labelled date (kept in its native format beside the run)
+    ranked = pd.read_parquet(home/'run'/'cross_next.parquet')
+    assert sorted(ranked['rank']) == [1, 2, 3, 4, 5] and ranked['long_short q5'].sum() == 0, ranked
+    assert ranked.loc[ranked['rank'] == 1, 'long_only q5'].item() == 1.0
+    from mlfin.models import load_model
+    assert load_model(home/'run'/'cross_models'/'ridge').fitted is not None
     scores = pd.read_parquet(home/'run'/'cross_scores.parquet')
     assert scores.groupby('date')['symbol'].nunique().min() == 5   # dates with all five: the others are no cross-section
     # another book on the same universe: the first run's six configurations count against this run's six

@@ -19,8 +19,8 @@ from .trials import LEDGER, configuration_id, canonical
 from . import stats
 
 # %% auto #0
-__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned', 'universe_research',
-           'cross_configurations', 'cross_ledger']
+__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned', 'next_books',
+           'universe_research', 'cross_configurations', 'cross_ledger']
 
 # %% ../../nbs/07i_backtest.cross.ipynb #0b486094
 CROSS_BOOKS = ('long_short', 'long_only')   # the quantile books every ranking is traded as
@@ -142,6 +142,24 @@ def forward_earned(close: pd.Series, # the panel's close, indexed (date, symbol)
     end = when.groupby(level='symbol', sort=False).shift(-1 - horizon)
     return pd.DataFrame({'earned': earned, 'end': end}).reindex(close.index)
 
+# %% ../../nbs/07i_backtest.cross.ipynb #f4155e2a
+def next_books(latest: dict,   # model -> its score per symbol at the latest date
+               date,           # that date
+               quantiles: tuple = (5,),
+              ) -> pd.DataFrame:
+    """The next bar's ranked list: per model and symbol, its score, rank (1 the best) and weight in each book the table
+    trades (`rank_weights`: long-short and long-only at each bucket count the date's symbols fill)"""
+    rows = []
+    for name, score in latest.items():
+        frame = pd.DataFrame({'model': name, 'date': date, 'symbol': score.index, 'score': score.to_numpy(),
+                              'rank': score.rank(ascending=False, method='first').astype(int).to_numpy()})
+        for q in (q for q in quantiles if q <= len(score)):
+            for book in CROSS_BOOKS:
+                w = rank_weights(score.to_numpy(), [date] * len(score), score.index, book, q)
+                frame[f"{book} q{q}"] = w.iloc[0].reindex(score.index).to_numpy() if len(w) else 0.0
+        rows.append(frame.sort_values('rank'))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
 # %% ../../nbs/07i_backtest.cross.ipynb #fdc699f3
 def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by bar time (the features task's rows)
                       bars: dict,       # symbol -> its bars (the ingest task's), `attrs['calendar']` where known
@@ -152,8 +170,9 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
                       min_names: int = 5,   # a date with fewer of the universe's symbols is no date of the panel
                      ) -> dict:
     """A universe's cross-sectional research in one call: the panel on one clock, the label across each date, each
-    pooled model out of sample and the naive factors, and the table; `table`, `grid`, `scores` (a row per panel row) and
-    `thin`, the dates left out with fewer than `min_names` symbols"""
+    pooled model out of sample and the naive factors, and the table; `table`, `grid`, `scores` (a row per panel row) ,
+    `thin` (the dates left out with fewer than `min_names` symbols), the `finals` fit on every labelled date and their
+    `next` books"""
     calendars = {s: b.attrs.get('calendar', '?') for s, b in bars.items()}
     panel = stack(inputs, calendars)
     names = panel.groupby(level='date').size()
@@ -167,13 +186,20 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
     scores = pd.DataFrame({'date': day_values(dates), 'symbol': panel.index.get_level_values('symbol'),
                            'outcome': forward['earned'].to_numpy(), 'earned': forward['earned'].to_numpy()})
     X = panel.to_numpy(dtype='float64')
+    finals, known = {}, np.isfinite(label)
     for spec in specs:
         scores[spec.name] = pooled_predict(spec, X, label, dates, forward['end'], splitter,
                                            seed=seed)['prediction'].to_numpy()
+        # the model that ranks the next bar: fit on every date whose label is known
+        finals[spec.name] = spec.make('regressor', seed).fit(X, label, np.flatnonzero(known))
     for f in FACTORS: scores[f] = factor_scores(close, f).reindex(panel.index).to_numpy()
     rankings = [s.name for s in specs] + list(FACTORS)
     table, grid = cross_table({n: scores[n] for n in rankings}, scores, costs, quantiles, topk, horizon, earlier)
-    return {'table': table, 'grid': grid, 'scores': scores, 'thin': len(thin)}
+    last = panel.index.get_level_values('date') == dates.max()   # the latest date: what each symbol's last bar says
+    latest = {name: pd.Series(m.predict(X, np.flatnonzero(last)), index=panel.index[last].get_level_values('symbol'))
+              for name, m in finals.items()}
+    return {'table': table, 'grid': grid, 'scores': scores, 'thin': len(thin), 'finals': finals,
+            'inputs': list(panel.columns), 'next': next_books(latest, dates.max(), quantiles)}
 
 # %% ../../nbs/07i_backtest.cross.ipynb #afc58d24
 def cross_configurations(specs: list,          # the pooled models (`ModelSpec`s)
