@@ -27,7 +27,7 @@ def dag(project: Path | str | None = None, # the project's folder or one inside 
     if root is None:
         where = Path(project or Path.cwd()).resolve()
         raise NotFound(f"no mlfin project (pipeline.yaml beside settings.ini) at or above {where}: start it there")
-    return load_dag(project=root)
+    return load_dag(project=root, every=True)   # the tasks a run asks for too: each opens with its upstream
 
 # %% ../../nbs/09d_pipeline.lab.ipynb #lab011
 class ContentsManager(derive_class(TextFileContentsManager)):

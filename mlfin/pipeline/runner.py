@@ -115,14 +115,16 @@ def resolve(overrides: dict | None = None, # parameter -> value, replacing env.y
     return root, values
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_01
-def load_dag(overrides: dict | None = None, project: Path | None = None):
+def load_dag(overrides: dict | None = None, project: Path | None = None,
+             every: bool = False,   # every task of pipeline.yaml, those a run asks for too (JupyterLab opens each)
+            ):
     "The Ploomber DAG of the project, parameters checked, state under `home()`"
     root, values = resolve(overrides, project)
-    return _dag(root, values)
+    return _dag(root, values, every)
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_02
-def _dag(root: Path, values: dict):
+def _dag(root: Path, values: dict, every: bool = False):
     apply_runtime_env(gpu_available())   # the tasks run in this process: what their kernel was started with, set here
     tune_allocator()   # serial units allocate as a cluster's workers do (cluster.worker)
     from ploomber.env.envdict import EnvDict
@@ -130,8 +132,8 @@ def _dag(root: Path, values: dict):
     (run_dir(values['home'])/'reports').mkdir(parents=True, exist_ok=True)
     # the runner's own, and your tasks' values, which `prepared` puts in the spec itself
     rendered = {k: v for k, v in values.items() if k not in (*RUNNER, 'task_params')}
-    # mlfin's tasks asked for
-    asked = tuple(t for t, p in ASKED.items() if json.loads(values.get(f"{t}_config", '{}')).get(p))
+    # mlfin's tasks a run asked for (all of them for JupyterLab, which opens each with its upstream)
+    asked = tuple(t for t, p in ASKED.items() if every or json.loads(values.get(f"{t}_config", '{}')).get(p))
     spec = prepared(read_pipeline(root), values.get('task_params', ''), asked)   # a mistake there: its own line, first
     try: dag = DAGSpec(spec, env=EnvDict(rendered, path_to_here=root), parent_path=str(root)).to_dag()
     except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
