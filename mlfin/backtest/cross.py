@@ -65,6 +65,26 @@ def ranking_books(score, panel: pd.DataFrame, # the rows' `date`, `symbol` and `
         out[f"topk {k} drop {drop}"] = r[['net', 'turnover']].assign(excess=r['net'] - universe['net'].reindex(r.index))
     return out
 
+# %% ../../nbs/07i_backtest.cross.ipynb #89a1f7e8
+def _scored_rows(scores: dict, panel: pd.DataFrame, quantiles: tuple) -> tuple:
+    """The rows of the dates every ranking scores, each ranking's scores on them, and what is left out: the rankings
+    that score no date, the bucket counts no date has the symbols for"""
+    if not scores: raise BadInput("cross table: no rankings")
+    missing = {'date', 'symbol', 'outcome', 'earned'} - set(panel)
+    if missing: raise BadInput(f"cross table: the panel has no {', '.join(sorted(missing))} column")
+    panel = panel.reset_index(drop=True).assign(date=day_values(panel['date']))
+    # a ranking that scores no date (a factor wanting a year of bars the universe does not have) is left out, and said
+    silent = [n for n, x in scores.items() if not len(common_dates({n: x}, panel['date']))]
+    scores = {n: x for n, x in scores.items() if n not in silent}
+    if not scores: raise BadInput(f"cross table: no ranking scores 5 symbols on any date ({', '.join(silent)})")
+    kept = pd.DatetimeIndex(panel['date']).isin(common_dates(scores, panel['date']))
+    if not kept.any(): raise BadInput(f"cross table: no date is scored by every ranking ({', '.join(scores)})")
+    rows = panel[kept].reset_index(drop=True)
+    widest = int(rows.groupby('date').size().max())
+    unbooked = [q for q in quantiles if q > widest]   # more buckets than any date has symbols: no book to trade
+    score = {n: pd.Series(np.asarray(s, dtype='float64')[kept]) for n, s in scores.items()}
+    return rows, score, silent, tuple(q for q in quantiles if q <= widest), unbooked, widest
+
 # %% ../../nbs/07i_backtest.cross.ipynb #75e03d13
 def _ic_row(score, panel: pd.DataFrame, quantiles: int, horizon: int) -> dict:
     "A ranking's IC columns, its rank IC's 95% Newey-West interval and its buckets' monotonicity"
@@ -100,21 +120,8 @@ def cross_table(scores: dict,          # ranking name -> each row's out-of-sampl
     interval, turnover, and the trials, DSR, PBO and verdict over every configuration; and the grid of their excess
     returns (dates x configurations); `attrs`: `silent`, the rankings that scored no date, and `unbooked`, the bucket
     counts no date has symbols for, both left out"""
-    if not scores: raise BadInput("cross table: no rankings")
-    missing = {'date', 'symbol', 'outcome', 'earned'} - set(panel)
-    if missing: raise BadInput(f"cross table: the panel has no {', '.join(sorted(missing))} column")
-    panel = panel.reset_index(drop=True).assign(date=day_values(panel['date']))
-    # a ranking that scores no date (a factor wanting a year of bars the universe does not have) is left out, and said
-    silent = [n for n, x in scores.items() if not len(common_dates({n: x}, panel['date']))]
-    scores = {n: x for n, x in scores.items() if n not in silent}
-    if not scores: raise BadInput(f"cross table: no ranking scores 5 symbols on any date ({', '.join(silent)})")
-    kept = pd.DatetimeIndex(panel['date']).isin(common_dates(scores, panel['date']))
-    if not kept.any(): raise BadInput(f"cross table: no date is scored by every ranking ({', '.join(scores)})")
-    rows, grid = panel[kept].reset_index(drop=True), {}
-    widest = int(rows.groupby('date').size().max())
-    unbooked = [q for q in quantiles if q > widest]   # more buckets than any date has symbols: no book to trade
-    quantiles = tuple(q for q in quantiles if q <= widest)
-    score = {n: pd.Series(np.asarray(s, dtype='float64')[kept]) for n, s in scores.items()}
+    rows, score, silent, quantiles, unbooked, widest = _scored_rows(scores, panel, quantiles)
+    grid = {}
     universe = book_returns(rank_weights(np.zeros(len(rows)), rows['date'], rows['symbol'], 'universe', 2),
                             rows['earned'], rows['date'], rows['symbol'], costs)
     table = []
