@@ -135,6 +135,9 @@ def _dag(root: Path, values: dict, every: bool = False):
     # mlfin's tasks a run asked for (all of them for JupyterLab, which opens each with its upstream)
     asked = tuple(t for t, p in ASKED.items() if every or json.loads(values.get(f"{t}_config", '{}')).get(p))
     spec = prepared(read_pipeline(root), values.get('task_params', ''), asked)   # a mistake there: its own line, first
+    # what the spec's tasks use: a task left out leaves its values unused, which Ploomber would warn of on every run
+    used = set(re.findall(r'\{\{\s*(\w+)\s*\}\}', json.dumps(spec)))
+    rendered = {k: v for k, v in rendered.items() if k in used}
     try: dag = DAGSpec(spec, env=EnvDict(rendered, path_to_here=root), parent_path=str(root)).to_dag()
     except Exception as e:  # an edited pipeline.yaml or task notebook: name the file and the first cause
         cause = e
