@@ -182,8 +182,7 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
     `next` books"""
     calendars = {s: b.attrs.get('calendar', '?') for s, b in bars.items()}
     panel = stack(inputs, calendars)
-    names = panel.groupby(level='date').size()
-    thin = names.index[names < min_names]   # before most symbols list, after most end: not a cross-section
+    thin = (names := panel.groupby(level='date').size()).index[names < min_names]   # before most list, after most end
     panel = panel.drop(thin, level='date')
     if panel.empty: raise BadInput(f"cross-section: no date has {min_names} of the {len(inputs)} symbols")
     close = stack({s: b[['close']] for s, b in bars.items()}, calendars)['close']
