@@ -19,8 +19,8 @@ from .trials import LEDGER, configuration_id, canonical
 from . import stats
 
 # %% auto #0
-__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned', 'next_books',
-           'universe_research', 'cross_configurations', 'cross_ledger']
+__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'DECAY', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned',
+           'next_books', 'ic_decay', 'universe_research', 'cross_configurations', 'cross_ledger']
 
 # %% ../../nbs/07i_backtest.cross.ipynb #0b486094
 CROSS_BOOKS = ('long_short', 'long_only')   # the quantile books every ranking is traded as
@@ -167,6 +167,31 @@ def next_books(latest: dict,   # model -> its score per symbol at the latest dat
         rows.append(frame.sort_values('rank'))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
+# %% ../../nbs/07i_backtest.cross.ipynb #848ccd13
+DECAY = (1, 2, 5, 10, 20)   # bars held: how far ahead a ranking's information reaches
+
+def ic_decay(score: pd.Series,  # a ranking's score per panel row, indexed (date, symbol)
+             close: pd.Series,  # the panel's close, indexed (date, symbol)
+             horizons: tuple = DECAY,
+            ) -> pd.DataFrame:
+    """The ranking's mean IC and rank IC, with Newey-West t, against the return of a position taken on it and held for
+    each horizon: how fast what it knows decays"""
+    rows = {}
+    for h in horizons:
+        earned = forward_earned(close, h)['earned'].reindex(score.index)
+        found = ic_summary(daily_ic(score, earned, score.index.get_level_values('date')), h)
+        rows[h] = {k: found[k] for k in ('ic', 'ic_t', 'rank_ic', 'rank_ic_t', 'dates')}
+    return pd.DataFrame.from_dict(rows, orient='index').rename_axis('horizon')
+
+# %% ../../nbs/07i_backtest.cross.ipynb #8363c4b1
+def _latest(finals: dict, X: np.ndarray, panel: pd.DataFrame, quantiles: tuple) -> pd.DataFrame:
+    "The next bar's books: each final model scoring the latest date's symbols, what each one's last bar says"
+    dates = panel.index.get_level_values('date')
+    last = np.flatnonzero(dates == dates.max())
+    symbols = panel.index[last].get_level_values('symbol')
+    return next_books({n: pd.Series(m.predict(X, last), index=symbols) for n, m in finals.items()}, dates.max(),
+                      quantiles)
+
 # %% ../../nbs/07i_backtest.cross.ipynb #fdc699f3
 def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by bar time (the features task's rows)
                       bars: dict,       # symbol -> its bars (the ingest task's), `attrs['calendar']` where known
@@ -179,7 +204,7 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
     """A universe's cross-sectional research in one call: the panel on one clock, the label across each date, each
     pooled model out of sample and the naive factors, and the table; `table`, `grid`, `scores` (a row per panel row) ,
     `thin` (the dates left out with fewer than `min_names` symbols), the `finals` fit on every labelled date and their
-    `next` books"""
+    `next` books, and each ranking's IC `decay`"""
     calendars = {s: b.attrs.get('calendar', '?') for s, b in bars.items()}
     panel = stack(inputs, calendars)
     thin = (names := panel.groupby(level='date').size()).index[names < min_names]   # before most list, after most end
@@ -201,11 +226,10 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
     for f in FACTORS: scores[f] = factor_scores(close, f).reindex(panel.index).to_numpy()
     rankings = [s.name for s in specs] + list(FACTORS)
     table, grid = cross_table({n: scores[n] for n in rankings}, scores, costs, quantiles, topk, horizon, earlier)
-    last = panel.index.get_level_values('date') == dates.max()   # the latest date: what each symbol's last bar says
-    latest = {name: pd.Series(m.predict(X, np.flatnonzero(last)), index=panel.index[last].get_level_values('symbol'))
-              for name, m in finals.items()}
-    return {'table': table, 'grid': grid, 'scores': scores, 'thin': len(thin), 'finals': finals,
-            'inputs': list(panel.columns), 'next': next_books(latest, dates.max(), quantiles)}
+    decay = pd.concat({n: ic_decay(pd.Series(scores[n].to_numpy(), index=panel.index), close) for n in rankings},
+                      names=['ranking'])
+    return {'table': table, 'grid': grid, 'scores': scores, 'thin': len(thin), 'finals': finals, 'decay': decay,
+            'inputs': list(panel.columns), 'next': _latest(finals, X, panel, quantiles)}
 
 # %% ../../nbs/07i_backtest.cross.ipynb #afc58d24
 def cross_configurations(specs: list,          # the pooled models (`ModelSpec`s)
