@@ -14,7 +14,7 @@ from mlfin.models import model_spec
 from mlfin.models.dates import ByDate
 from mlfin.models.pooled import FACTORS, factor_scores, pooled_predict
 from mlfin.models.validation import WalkForward
-from mlfin.backtest.cross import cross_table
+from mlfin.backtest.cross import cross_table, forward_earned
 from mlfin.backtest.portfolio import costs_for
 
 SYMBOLS, DAYS, VOL = 60, 800, 0.02
@@ -56,8 +56,8 @@ def researched(bars: dict[str, pd.DataFrame]) -> pd.DataFrame:
     panel = stack({s: features.build(b, NAMES) for s, b in bars.items()}).dropna()
     close = stack({s: b[['close']] for s, b in bars.items()})['close']
     # a decision at a close trades at the next one and earns the close after (Qlib's label): its end is two dates on
-    earned = close.groupby(level='symbol').transform(lambda c: c.shift(-2) / c.shift(-1) - 1).reindex(panel.index)
-    end = pd.Series(panel.index.get_level_values('date'), index=panel.index).groupby(level='symbol').shift(-2)
+    forward = forward_earned(close).reindex(panel.index)
+    earned, end = forward['earned'], forward['end']
     dates = panel.index.get_level_values('date')
     label = cross_label(earned, dates, 'zscore').to_numpy()
     split = ByDate(WalkForward(4))

@@ -41,7 +41,7 @@ from mlfin.models.dates import ByDate
 from mlfin.models.pooled import FACTORS, factor_scores, pooled_predict
 from mlfin.models.ranks import daily_ic
 from mlfin.models.validation import WalkForward
-from mlfin.backtest.cross import cross_table
+from mlfin.backtest.cross import cross_table, forward_earned
 from mlfin.backtest.portfolio import costs_for
 acceptance.SYMBOLS, acceptance.DAYS = {N_STOCKS}, {N_DAYS}
 times = {{}}
@@ -52,8 +52,8 @@ names = [n for group in features.SPECS['alpha158'].values() for n in group]
 panel = timed('features', lambda: stack({{s: features.build(b, names) for s, b in bars.items()}}).dropna())
 def labelled():
     close = stack({{s: b[['close']] for s, b in bars.items()}})['close']
-    earned = close.groupby(level='symbol').transform(lambda c: c.shift(-2) / c.shift(-1) - 1).reindex(panel.index)
-    end = pd.Series(panel.index.get_level_values('date'), index=panel.index).groupby(level='symbol').shift(-2)
+    forward = forward_earned(close).reindex(panel.index)
+    earned, end = forward['earned'], forward['end']
     dates = panel.index.get_level_values('date')
     return close, earned, end, dates, cross_label(earned, dates, 'zscore').to_numpy()
 close, earned, end, dates, label = timed('label', labelled)
