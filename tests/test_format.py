@@ -205,6 +205,18 @@ def test_relayout_lays_out_what_ruff_left_as_the_house_writes_it():
     assert commented == SIGNED, commented   # docments' parameters, and a comment inside an item, as written
 
 
+def test_relayout_joins_a_statement_onto_fewer_lines_where_it_fits_and_never_sets_two_literals_side_by_side():
+    """A statement laid out over more lines than it needs (no comment in it) is laid out again on fewer; one whose only
+    shorter layout would set two string literals side by side on a line, or that holds a comment, stays as written"""
+    spread = ("costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees)\n"
+              "         for s in leaders}\n")
+    assert fmt.relayout(spread) == "costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees) for s in leaders}\n"
+    pieces = ('raise BadInput(f"{where}: column {column}: times without "\n'
+              '               "a time zone; give them with one or state a rule")\n')
+    noted = "total = add(first,  # the one before\n            second)\n"
+    assert fmt.relayout(pieces) == pieces and fmt.relayout(noted) == noted
+
+
 def test_the_notebooks_hold_no_column_or_fragment_and_no_more_ruff_lines_than_now():
     """No run of one-name lines in a bracket and no string fragment in any notebook's code (issue 71: each is laid out
     again by `refill` and `relayout`, or was rewritten by hand); and a ratchet, a count that only falls, on lines that
@@ -219,7 +231,7 @@ def test_the_notebooks_hold_no_column_or_fragment_and_no_more_ruff_lines_than_no
             columns += [f"{path} {cell['id']}:{row}" for row in fmt.name_runs(source)]
             fragments += [f"{path} {cell['id']}:{row}" for row in fmt.orphans(source)]
             ruffed += fmt.badness(source.splitlines())
-    assert columns == [] and fragments == [] and ruffed <= 171, (columns, fragments, ruffed)
+    assert columns == [] and fragments == [] and ruffed <= 154, (columns, fragments, ruffed)
 
 
 

@@ -796,7 +796,7 @@ def relayout_once(source: str) -> str:
         if note is not None and (note.start[0] != bottom or PRAGMA.search(note.string)): continue
         old = lines[top - 1:bottom]
         if any(l.endswith('\\') for l in old) or old[0][:span[0].start[1]].strip(): continue
-        if not badness(old) and not any(top <= row <= bottom for row in fragments): continue
+        ruffed = badness(old) or any(top <= row <= bottom for row in fragments)
         if lines[bottom - 1][span[-1].end[1]:].strip() != (note.string if note else ''): continue
         try: elems, _ = grouped([t for t in span if t.type != tokenize.NL])
         except ValueError: continue
@@ -809,7 +809,9 @@ def relayout_once(source: str) -> str:
             new = ([*new[:-1], after] if len(after) <= LIMIT and NOTE not in new[-1]
                    else [' ' * indent + note.string, *new])
         new = [l.replace(NOTE, '  ') for l in new]
-        if len(new) > len(old) or cost(new, indent) >= cost(old, indent) or any(len(l) > LIMIT for l in new): continue
+        better = not inside and note is None and len(new) < len(old) and cost(new, indent) <= cost(old, indent) or \
+            ruffed and len(new) <= len(old) and cost(new, indent) < cost(old, indent)
+        if not better or any(len(l) > LIMIT or ADJACENT.search(l) for l in new): continue
         changed = lines[:top - 1] + new + lines[bottom:]
         text = '\n'.join(changed) + ('\n' if source.endswith('\n') else '')
         if tree(text) == before and [t.string for t in tokens(text) if t.type == tokenize.COMMENT] == said:
@@ -817,6 +819,7 @@ def relayout_once(source: str) -> str:
     return '\n'.join(lines) + ('\n' if source.endswith('\n') and lines else '')
 
 
+ADJACENT = re.compile(r'[\'"] +[rRbBfFuU]{0,2}[\'"]')   # two string literals side by side on a line: one literal
 SIGNATURE = re.compile(r'(\s*(?:async\s+)?def\s+\w+\()\s*$')   # a `def` line ruff ended at its opening bracket
 SHUT = re.compile(r'\)(\s*->.*)?:\s*(#.*)?$')                    # the signature's closing line: `):`, `) -> T:`
 
