@@ -175,9 +175,8 @@ class _Backtest(_Signals):
     stop_loss: float | None = _param(
         None, 'backtest', "close a position this share beyond its entry open against it (0.02 = 2%; default: none)",
         gt=0, lt=1)
-    take_profit: float | None = _param(
-        None, 'backtest', "close a position this share beyond its entry open in its favour (default: none)", gt=0, lt=1
-    )
+    take_profit: float | None = _param(None, 'backtest', "close a position this share beyond its entry open in its "
+                                              "favour (default: none)", gt=0, lt=1)
     reps: int = _param(1000, 'backtest', "bootstrap and Monte Carlo resamples (Sharpe interval, drawdown bands)",
                        ge=100)
     allocation: Literal['equal', 'inverse_vol'] = _param('equal', 'backtest',

@@ -130,8 +130,7 @@ def cross_table(scores: dict,          # ranking name -> each row's out-of-sampl
         for book, r in ranking_books(s, rows, costs, quantiles, topk, universe).items():
             grid[f"{name} | {book}"] = r['excess']
             table.append({'ranking': name, 'book': book, **ic, 'turnover': float(r['turnover'].iloc[1:].mean()),
-                          'trades': int((r['turnover'] > 0).sum()),
-                          **excess_figures(r['excess'], periods, summed)})
+                          'trades': int((r['turnover'] > 0).sum()), **excess_figures(r['excess'], periods, summed)})
     grid = pd.DataFrame(grid).fillna(0.0)
     out = _judged(pd.DataFrame(table), grid, earlier, universe['net'].reindex(grid.index))
     out.attrs.update(silent=silent, unbooked=unbooked)   # rankings that scored no date; bucket counts no date fills

@@ -54,8 +54,7 @@ def backtest_universe(bars_by_symbol: dict[str, pd.DataFrame], # canonical bars 
     "Every symbol's models after costs and its leader examined, then the leaders as one portfolio sharing cash"
     settings = _settled(settings, changes, leaders, bars_by_symbol)
     trials = trials if isinstance(trials, dict) else {s: int(trials) for s in leaders}
-    costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees, settings.slippage)
-             for s in leaders}
+    costs = {s: costs_for(settings.cost_class(s, calendars[s]), settings.fees, settings.slippage) for s in leaders}
     calls, keys = _book_calls(bars_by_symbol, oos, leaders, calendars, trials, costs, settings, sources)
     # one unit a symbol, in process or on the run's cluster, those met before read back; the portfolio here, after
     booked = reuse('backtest', backtest_one, calls, keys, BOOKED, units)

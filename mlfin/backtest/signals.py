@@ -120,8 +120,7 @@ def signal_records(side: pd.Series, prob_up: pd.Series, symbol: str, timeframe: 
     weight)"""
     out = pd.DataFrame({'ts': side.index, 'symbol': symbol, 'timeframe': timeframe, 'model_name': model,
                         'threshold': float(threshold), 'prob_up': prob_up.reindex(side.index).to_numpy(dtype='float64'),
-                        'label': side.map(LABELS).to_numpy(),
-                        'created_at': created_at or pd.Timestamp.now(tz='UTC')})
+                        'label': side.map(LABELS).to_numpy(), 'created_at': created_at or pd.Timestamp.now(tz='UTC')})
     if weight is not None: out['weight'] = weight.reindex(side.index).to_numpy(dtype='float64')
     if prob_calibrated is not None:
         out['prob_calibrated'] = prob_calibrated.reindex(side.index).to_numpy(dtype='float64')

@@ -132,24 +132,21 @@ def data_ingest_observations(
                                  help="a CSV/Parquet file (wide: a date column, optional release times "
                                       "`known`, value columns; or the long layout symbol, field, period_end, "
                                       "filed_at, value), embedded:NAME or postgresql://host/db?table=T"),
-    name: Optional[str] = typer.Option(
-        None, help="the series' name (lower case: cpi_core) for a source of one value column; default: the column's"
-    ),
+    name: Optional[str] = typer.Option(None, help="the series' name (lower case: cpi_core) for a source of one value "
+                                                  "column; default: the column's"),
     rule: Optional[str] = typer.Option(None,
                                        help="when each value became known: 'day 15 of next month 08:30 "
                                             "America/New_York', 'next session open XNYS', ...; default: the source's "
                                             "release times (long layout: 'filed, next session open XNYS')"),
     frequency: Optional[str] = typer.Option(None, help="D, W, M, Q or A; default: from the periods' spacing"),
-    symbol: Optional[str] = typer.Option(
-        None, help="the company a wide source's series are of (the long layout names its own)"
-    ),
+    symbol: Optional[str] = typer.Option(None, help="the company a wide source's series are of "
+                                                    "(the long layout names its own)"),
     origin: Optional[str] = typer.Option(None, help="who made the numbers (kept as the series' source)"),
     licence: Optional[str] = typer.Option(None, help="the licence the numbers are under"),
     description: Optional[str] = typer.Option(None, help="what the series is"),
     unit: Optional[str] = typer.Option(None, help="its unit: percent, index, US dollars per barrel..."),
-    store: Optional[str] = typer.Option(
-        None, help="store folder or postgresql:// URL (default: MLFIN_STORE or the home's store)"
-    ),
+    store: Optional[str] = typer.Option(None, help="store folder or postgresql:// URL "
+                                                   "(default: MLFIN_STORE or the home's store)"),
 ):
     """Validate non-bar series (macro, fundamental, alternative) from SOURCE into the store, with when each value became
     known: all or nothing"""

@@ -130,9 +130,8 @@ def _search_recorder(config, # the run's parameters (`RunConfig`)
         # the search is one more try at the question: every later run on it counts its trials (once)
         if found.spec.tried <= 1: return
         with using(config.tracking):
-            question, new, _ = question_of(book.check(), bars.loc[bars['symbol'] == symbol, 'close'],
-                                           symbol, timeframes[symbol], data.attrs['label'],
-                                           data.attrs['horizon'], config.cv)
+            question, new, _ = question_of(book.check(), bars.loc[bars['symbol'] == symbol, 'close'], symbol,
+                                           timeframes[symbol], data.attrs['label'], data.attrs['horizon'], config.cv)
             table = search_trials(question, spec.name, spec.family, found.spec.params, found.spec.tried)
             searched = record_search(question.id, question.key, symbol, table, found.study)
             # and in the ledger

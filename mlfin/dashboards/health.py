@@ -40,11 +40,10 @@ def _per_route(samples: list) -> pd.DataFrame:
             b = buckets.setdefault(s.labels['route'], {})
             b[float(s.labels['le'])] = b.get(float(s.labels['le']), 0.0) + s.value
     return pd.DataFrame([{'route': r, 'requests': int(v['requests']),
-                         'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
-                         'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
-                         'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)],
-                                                     0.99)}
-                        for r, v in sorted(routes.items())])
+                          'server errors': v['errors'] / v['requests'] if v['requests'] else 0.0,
+                          'p50 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.5),
+                          'p99 (ms)': 1000 * quantile(list(buckets.get(r, {}).items()) or [(float('inf'), 0)], 0.99)}
+                         for r, v in sorted(routes.items())])
 
 # %% ../../nbs/13ga_dashboards.health.ipynb #b95f9dd4
 def _per_series(samples: list) -> pd.DataFrame:

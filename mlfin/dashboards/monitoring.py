@@ -109,8 +109,7 @@ def monitoring_page(root: Path | None = None, alertmanager: str | None = None):
 def _drift_parts(history: pd.DataFrame, names: list[str]) -> list:  # the monitor's history; the models watched
     "The page's drift: a model picked, its inputs' drift over the monitor's runs as a heatmap"
     import ipywidgets as widgets
-    pick = widgets.Dropdown(options=names, description='Model',
-                            layout=widgets.Layout(width='100%', max_width='360px'))
+    pick = widgets.Dropdown(options=names, description='Model', layout=widgets.Layout(width='100%', max_width='360px'))
     figure = lambda: drift_heatmap(drift_scores(history, pick.value), pick.value)
     heat = chart(figure())
     pick.observe(lambda _: chart(figure(), heat), names='value')

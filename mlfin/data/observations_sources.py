@@ -243,9 +243,8 @@ def _long(table, keys, where, rule, frequency, attrs) -> list[pd.DataFrame]:
         at, first = group.index.to_numpy(), rows[group.index[0]]
         name = check_name(str(field), f"{where}: row {first}, column {c['field']}")
         company = check_symbol(str(symbol))
-        frames.append(observations_frame(starts_from[at], group[c['value']],
-                                         known=filed.iloc[at] if timed else None, rule=rule,
-                                         given=None if timed else filed.iloc[at].to_numpy(),
+        frames.append(observations_frame(starts_from[at], group[c['value']], known=filed.iloc[at] if timed else None,
+                                         rule=rule, given=None if timed else filed.iloc[at].to_numpy(),
                                          frequency=frequency or _fiscal_frequency(ends[at], where, name, company),
                                          name=name, symbol=company, where=where, rows=rows[at],
                                          columns=dict(period=c['period_end'], known=c['filed_at'], value=c['value']),

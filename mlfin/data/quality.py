@@ -80,8 +80,7 @@ def _schema_failures(rows: pd.DataFrame, e) -> tuple[pd.DataFrame, pd.Index]:
     cases = e.failure_cases.dropna(subset=['index'])
     cases = cases[cases['column'].isna() | cases['column'].isin(['ts', *BAR_COLUMNS])]
     reason = cases['check'].map(lambda c: _REASONS.get(str(c), str(c)))
-    column = np.where(cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN),
-                      cases['column'])
+    column = np.where(cases['check'].isin(list(_CHECK_COLUMN)), cases['check'].map(_CHECK_COLUMN), cases['column'])
     found = pd.DataFrame({'row': cases['index'].astype('int64').to_numpy(), 'column': column,
                           'reason': reason.to_numpy()})
     # a row's own bad value before a broken relation

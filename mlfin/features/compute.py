@@ -78,10 +78,8 @@ def model_inputs(features: pd.DataFrame, # output of `build`
         for column in feature.columns():
             x = features[column]
             scaled[column] = {'level': lambda: x / close - 1, 'spread': lambda: x / close,
-                              'volume': lambda: volume / x - 1,
-                              'volume_diff': lambda: x / volume.rolling(20).sum(),
-                              'flow': lambda: x.diff(20) / volume.rolling(20).sum(),
-                              'unit': lambda: x}[feature.scale]()
+                              'volume': lambda: volume / x - 1, 'volume_diff': lambda: x / volume.rolling(20).sum(),
+                              'flow': lambda: x.diff(20) / volume.rolling(20).sum(), 'unit': lambda: x}[feature.scale]()
     return pd.DataFrame(scaled, index=features.index).replace([np.inf, -np.inf], np.nan)
 
 # %% ../../nbs/03e_features.compute.ipynb #c3cf7851d

@@ -251,8 +251,7 @@ def _kept(result: tuple) -> dict[str, bytes]:
 def _read_back(files: dict[str, bytes]) -> tuple:
     "A kept unit as `train_one` returned it, its final model as its files (what a worker sends)"
     model = {name.removeprefix('final-'): c for name, c in files.items() if name.startswith('final-')}
-    return (frame_of(files['oos.parquet']), frame_of(files['scores.parquet']).to_dict(orient='records'),
-            model or None)
+    return (frame_of(files['oos.parquet']), frame_of(files['scores.parquet']).to_dict(orient='records'), model or None)
 
 TRAINED = Codec(_kept, _read_back)   # how a symbol's model is kept between runs
 

@@ -135,8 +135,7 @@ class Watch:
                  f"over its last {v['span']} ({v['level']:.1f}x the training span's)"
                  if v['verdict'] == 'drifted' else "volatility steady" if v['verdict'] == 'stable'
                  else f"volatility not judged ({v['reason']})")
-        fresh = (f"series stale: {overdue_said(self.series)}" if self.series.get('stale')
-                 else "series fresh")
+        fresh = (f"series stale: {overdue_said(self.series)}" if self.series.get('stale') else "series fresh")
         return (f"{self.name} v{self.version}: {inputs}; {moved}; predictions {self.predictions['verdict']}; live "
                 f"{self.live['verdict']}; {fresh}")
 

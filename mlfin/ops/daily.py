@@ -66,9 +66,7 @@ def figures(now: pd.Timestamp | None = None) -> dict:
             'services': [{'check': r['name'], 'ok': bool(r['ok']), 'detail': r['detail']}
                          for r in latest.to_dict(orient='records')],
             'ahead': [ahead_said(r, now) for r in dated_ahead(done, now).to_dict(orient='records')],
-            'health_failures': _health_failures(history),
-            'runs': _run_rows(recent),
-            'production': production,
+            'health_failures': _health_failures(history), 'runs': _run_rows(recent), 'production': production,
             'versions': {f"{v['name']} v{v['version']}": v['created_at'].isoformat() for v in versions},
             'models': [{k: m.get(k) for k in DAILY_KEYS} for m in watched['models']], 'monitor_at': watched.get('at'),
             'monitor_errors': watched.get('errors', {}),

@@ -19,10 +19,9 @@ ARCHIVE_TIMEOUT = '60s'   # a WAL segment closed and archived at least this ofte
 def pgbackrest_config(repo: Path, data: str, port: int, socket_dir: str, user: str = 'postgres') -> str:
     """pgBackRest's configuration: the repository folder (two full backups kept, with the WAL between) and the cluster's
     data folder, port, socket and superuser"""
-    return (
-        f"[global]\nrepo1-path={repo / 'repo'}\nrepo1-retention-full=2\nlog-path={repo / 'log'}\nlock-path={repo / 'lock'}\n"  # noqa: E501
-        f"start-fast=y\narchive-async=n\n\n[{STANZA}]\npg1-path={data}\npg1-port={port}\npg1-socket-path={socket_dir}\npg1-user={user}\n"
-    )
+    return (f"[global]\nrepo1-path={repo / 'repo'}\nrepo1-retention-full=2\nlog-path={repo / 'log'}\n"
+            f"lock-path={repo / 'lock'}\nstart-fast=y\narchive-async=n\n\n[{STANZA}]\npg1-path={data}\n"
+            f"pg1-port={port}\npg1-socket-path={socket_dir}\npg1-user={user}\n")
 
 # %% ../../nbs/12h_ops.wal.ipynb #c008
 def as_owner(owner: str | None) -> list[str]:

@@ -275,8 +275,7 @@ def issue(self: Tokens, caller: Caller) -> dict:
 def issue_session(self: Tokens, user: dict, session: dict) -> dict:
     """A token for a person's session (`People.open_session`): it names the session (`sid`), which logout and
     disabling end"""
-    return {**self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'],
-                           session['expires_at']),
+    return {**self._signed({'sub': f"user:{user['name']}", 'sid': session['id']}, user['role'], session['expires_at']),
             'user': user['name']}
 
 # %% ../../nbs/11e_service.auth.ipynb #4c912217

@@ -152,12 +152,8 @@ OBSERVATIONS, NO_SYMBOL, RECORD = 'observations', '_', '_meta.json'
 
 @patch
 def _observation_dir(self:ParquetObservations, name: str, symbol: str | None = None) -> Path:
-    return (
-        self.root
-        / OBSERVATIONS
-        / f"name={check_name(name)}"
-        / f"symbol={NO_SYMBOL if symbol is None else check_symbol(symbol)}"
-    )
+    symbol = NO_SYMBOL if symbol is None else check_symbol(symbol)
+    return self.root/OBSERVATIONS/f"name={check_name(name)}"/f"symbol={symbol}"
 
 
 @patch

@@ -93,8 +93,7 @@ def _merged(self:ParquetWrites, folder: Path, parts: Parts, retired: list, tail,
         counts['new'] -= len(tail); replaced.append(parts.tail['file']); folded = True
     else:
         later = incoming.index.asi8 > after  # bars in the tail's span: resent as held, they need no fold
-        kept = (tail is not None and len(tail) and later.any()
-                and list(incoming.columns) == parts.tail['columns']
+        kept = (tail is not None and len(tail) and later.any() and list(incoming.columns) == parts.tail['columns']
                 and not tail.compare(to_records(incoming[later], parts.tail['columns']))[1].any())
         # its bars into their periods first: this batch corrects or adds to them
         if tail is not None and len(tail) and later.any() and not kept:

@@ -181,16 +181,13 @@ def delete(self:PostgresBars, symbol: str, timeframe: str,
         if not con.execute(f"SELECT 1 FROM mlfin_bars WHERE {where} LIMIT 1", args).fetchone():
             con.execute(f"DELETE FROM mlfin_quarantine WHERE {where}", args)
             # its row stays, empty, so that its change counter goes on: a series stored anew never repeats an old stamp
-            con.execute(
-                f"UPDATE mlfin_series SET meta = '{{}}', bars = 0, first_ts = NULL, last_ts = NULL, changes = changes + 1 WHERE {where}",  # noqa: E501
-                args,
-            )
+            con.execute(f"UPDATE mlfin_series SET meta = '{{}}', bars = 0, first_ts = NULL, last_ts = NULL, "
+                        f"changes = changes + 1 WHERE {where}", args)
         elif removed:
-            con.execute(
-                f"UPDATE mlfin_series SET bars = bars - %s, changes = changes + 1, first_ts = (SELECT min(ts) FROM mlfin_bars WHERE {where}), "  # noqa: E501
-                f"last_ts = (SELECT max(ts) FROM mlfin_bars WHERE {where}) WHERE {where}",
-                [removed, *args, *args, *args],
-            )
+            con.execute(f"UPDATE mlfin_series SET bars = bars - %s, changes = changes + 1, "
+                        f"first_ts = (SELECT min(ts) FROM mlfin_bars WHERE {where}), "
+                        f"last_ts = (SELECT max(ts) FROM mlfin_bars WHERE {where}) WHERE {where}",
+                        [removed, *args, *args, *args])
         if removed: con.execute("SELECT pg_notify('mlfin_bars', %s)", (f"{symbol}/{timeframe}",))
     return removed
 
