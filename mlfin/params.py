@@ -15,8 +15,8 @@ from .features.labels import LABELS
 from .features.panel import CROSS_LABELS
 
 # %% auto #0
-__all__ = ['SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'Validation', 'own_params', 'RunConfig', 'run_config', 'default',
-           'task_fields', 'task_values', 'task_config', 'task_params']
+__all__ = ['SIZINGS', 'COST_PRESETS', 'VALIDATIONS', 'CROSS_TASK', 'Validation', 'own_params', 'RunConfig', 'run_config',
+           'default', 'task_fields', 'task_values', 'task_config', 'task_params']
 
 # %% ../nbs/04_params.ipynb #c028
 @dataclass(frozen=True)
@@ -185,6 +185,8 @@ class _Backtest(_Signals):
                                                          "their trailing 91-day volatility, past days only)")
 
 # %% ../nbs/04_params.ipynb #0b818a0d
+CROSS_TASK = 'cross_section'   # the task a run asks for by naming its pooled models (`--cross-section`)
+
 class _CrossSection(_Backtest):
     """The cross-sectional task's, asked for by naming its models: one model across the universe, its stocks ranked
     every date (`backtest.cross`)"""

@@ -126,6 +126,21 @@ def test_a_run_asks_for_the_cross_section_by_naming_its_models_and_counts_what_w
     assert load_model(home/'run'/'cross_models'/'ridge').fitted is not None
     scores = pd.read_parquet(home/'run'/'cross_scores.parquet')
     assert scores.groupby('date')['symbol'].nunique().min() == 5   # dates with all five: the others are no cross-section
+    # the report shows the table and the books, and the finished copy keeps the pooled models for the service
+    assert 'One model across the universe' in (reports/'report.html').read_text()
+    from conftest import service
+    with service(home) as served:
+        client = served.client(served.key('read_only'))
+        answer = client.get('/signals/universe')
+        assert answer.status_code == 200, answer.text
+        said = answer.json()   # the store's latest closed bars: the date the run's list was made at, the same list
+        assert said['model'] == 'ridge' and said['left_out'] == {} and said['date'][:10] == str(ranked['date'].iloc[0])[:10], said
+        assert [r['symbol'] for r in said['ranked']] == ranked['symbol'].tolist(), (said['ranked'], ranked)
+        assert [r['weights']['long_short q5'] for r in said['ranked']] == ranked['long_short q5'].tolist()
+        assert said['evidence']['long_short q5']['trials'] == 6 and said['evidence']['long_short q5']['verdict'], said
+        wrong = client.get('/signals/universe', params={'model': 'lightgbm'})
+        assert wrong.status_code == 400 and wrong.json()['detail'] == "model 'lightgbm': the run pooled ridge", wrong.text
+        assert served.errors() == ''
     # another book on the same universe: the first run's six configurations count against this run's six
     again = mlfin(home, 'run', *STOCKS, '--cross-section', 'ridge', '--cross-quantiles', '4', '--reports', str(reports))
     more = pd.read_parquet(home/'run'/'cross_section.parquet')

@@ -69,6 +69,7 @@ ROUTES = [  # method, path, request, the grant it needs (None: open; 'key': an A
     ('GET', '/predict', {'params': {'symbol': 'SPX', 'timeframe': '1d'}}, 'read'),
     ('GET', '/signals', {'params': {'symbol': 'SPX', 'timeframe': '1d'}}, 'read'),
     ('GET', '/signals/history', {'params': {'symbol': 'SPX', 'timeframe': '1d', 'start': '2018-01-01'}}, 'read'),
+    ('GET', '/signals/universe', {}, 'read'),   # 404: no run of this home pooled a model
     ('GET', '/models', {}, 'read'),
     ('GET', '/models/mlfin.SPX.1d', {}, 'read'),
     ('POST', '/models/mlfin.SPX.1d/promote', {'json': {'reason': 'authorisation test'}}, 'admin'),

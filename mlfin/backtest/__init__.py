@@ -40,7 +40,8 @@ _WHERE = {**dict.fromkeys(('KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'L
                           'page'),
           'sweep_grid': 'sweep',
           **dict.fromkeys(('BOOKS', 'rank_weights', 'book_returns', 'topk_dropout', 'excess_figures'), 'ranks'),
-          **dict.fromkeys(('CROSS_BOOKS', 'CROSS_COLUMNS', 'DECAY', 'common_dates', 'ranking_books', 'cross_table',
-                           'forward_earned', 'universe_research', 'cross_configurations', 'cross_ledger', 'next_books',
-                           'ic_decay'), 'cross')}
+          **dict.fromkeys(('CROSS_BOOKS', 'CROSS_COLUMNS', 'MIN_NAMES', 'DECAY', 'common_dates', 'ranking_books',
+                           'cross_table', 'forward_earned', 'universe_research', 'cross_configurations', 'cross_ledger',
+                           'next_books', 'ic_decay'),
+                          'cross')}
 __all__ = lazy_area(__name__)

@@ -19,17 +19,18 @@ from .trials import LEDGER, configuration_id, canonical
 from . import stats
 
 # %% auto #0
-__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'DECAY', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned',
+__all__ = ['CROSS_BOOKS', 'CROSS_COLUMNS', 'MIN_NAMES', 'DECAY', 'common_dates', 'ranking_books', 'cross_table', 'forward_earned',
            'next_books', 'ic_decay', 'universe_research', 'cross_configurations', 'cross_ledger']
 
 # %% ../../nbs/07i_backtest.cross.ipynb #0b486094
 CROSS_BOOKS = ('long_short', 'long_only')   # the quantile books every ranking is traded as
 CROSS_COLUMNS = ('ic', 'icir', 'rank_ic', 'rank_icir', 'annual_return', 'information_ratio', 'max_drawdown')   # Qlib's
+MIN_NAMES = 5   # the fewest symbols a date is a cross-section with: fewer, and it is left out (and said)
 
 # %% ../../nbs/07i_backtest.cross.ipynb #1096fbba
 def common_dates(scores: dict,   # ranking name -> each row's score (NaN: none)
                  dates,          # each row's date
-                 min_names: int = 5, # a date where a ranking scores fewer symbols does not count for it
+                 min_names: int = MIN_NAMES, # a date where a ranking scores fewer symbols does not count for it
                 ) -> pd.DatetimeIndex:
     "The dates every ranking scores at least `min_names` symbols on: the span each row of the table is measured over"
     d = pd.Series(pd.DatetimeIndex(dates))
@@ -198,7 +199,8 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
                       splitter: ByDate, costs: Costs,
                       horizon: int = 1, how: str = 'zscore',   # the label: `cross_label`'s kind of the earned return
                       quantiles: tuple = (5, 10), topk: tuple = (), earlier: int = 0, seed: int = 0,
-                      min_names: int = 5,   # a date with fewer of the universe's symbols is no date of the panel
+                      # a date with fewer of the universe's symbols is no date of the panel
+                      min_names: int = MIN_NAMES,
                      ) -> dict:
     """A universe's cross-sectional research in one call: the panel on one clock, the label across each date, each
     pooled model out of sample and the naive factors, and the table; `table`, `grid`, `scores` (a row per panel row) ,

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from ..config import read_yaml
 from ..errors import BadInput
-from ..params import own_params
+from ..params import CROSS_TASK, own_params
 
 # %% auto #0
 __all__ = ['PIPELINE', 'TASKS', 'ASKED', 'PAPERMILL', 'GIVEN_TO_ALL', 'KEPT_AS_IS', 'read_pipeline', 'task_name', 'own_tasks',
@@ -21,7 +21,7 @@ PIPELINE = 'pipeline.yaml'   # the project's DAG, in its folder beside env.yaml
 # mlfin's own tasks, in every run; any other is the project's
 TASKS = ('ingest', 'features', 'train', 'backtest', 'report')
 # mlfin's tasks a run asks for: task -> the run parameter that asks (non-empty); a run that does not ask leaves them out
-ASKED = {'cross_section': 'cross_section'}
+ASKED = {CROSS_TASK: 'cross_section'}
 
 def read_pipeline(root: Path, # the project folder
                  ) -> dict:
@@ -115,10 +115,12 @@ def prepared(spec: dict,         # pipeline.yaml (`read_pipeline`)
              asked: tuple = (),     # the tasks of `ASKED` this run asks for: the others are left out
             ) -> dict:
     """pipeline.yaml as mlfin hands it to Ploomber: your tasks' parameters set, the code version and kept notebooks
-    added, mlfin's tasks the run did not ask for left out"""
-    spec = set_task_params(spec, task_params)
-    return {**spec, 'tasks': [keep_notebook(with_code_version(t)) for t in spec['tasks']
-                              if task_name(t) not in ASKED or task_name(t) in asked]}
+    added, mlfin's tasks the run did not ask for left out, and out of every task's upstream (the report reads the
+    cross-section where a run asked for it)"""
+    spec, gone = set_task_params(spec, task_params), set(ASKED) - set(asked)
+    unasked = lambda t: t | ({'upstream': [u for u in t['upstream'] if u not in gone]} if 'upstream' in t else {})
+    return {**spec, 'tasks': [keep_notebook(with_code_version(unasked(t))) for t in spec['tasks']
+                              if task_name(t) not in gone]}
 
 # %% ../../nbs/09b_pipeline.spec.ipynb #s019r
 GIVEN_TO_ALL = r"These parameters are not used in the task's source code: 'code_version'$"   # Ploomber's warning

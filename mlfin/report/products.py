@@ -15,8 +15,8 @@ from ..params import VALIDATIONS
 from ..backtest.portfolio import FILL_RULES   # the simulation's module alone: 0.01 s (measured)
 
 # %% auto #0
-__all__ = ['FRAMES', 'NOTEBOOKS', 'execution_model', 'validation', 'summary', 'write_json', 'read_json', 'load_run',
-           'keep_finished', 'finished_notebook']
+__all__ = ['CROSS_PRODUCTS', 'FRAMES', 'NOTEBOOKS', 'execution_model', 'validation', 'summary', 'write_json', 'read_json',
+           'run_folder', 'load_run', 'keep_finished', 'finished_notebook']
 
 # %% ../../nbs/08a_report.products.ipynb #c005
 def execution_model(
@@ -75,13 +75,20 @@ def read_json(path: Path) -> dict:
 
 
 # %% ../../nbs/08a_report.products.ipynb #c006_01
+# a run that asked for the cross-section: the summary's name for each product of its task
+CROSS_PRODUCTS = {'cross_table': 'table', 'cross_scores': 'scores', 'cross_next': 'next', 'cross_grid': 'grid',
+                  'cross_models': 'models'}
+
+def run_folder(folder: str | Path | None = None) -> Path:
+    "A run's folder: `folder` when given, else the copy of the last finished run (`keep_finished`), else the run folder"
+    return Path(folder or finished_folder() or run_dir())
+
 def load_run(folder: Path | None = None, # a run's folder; default: the copy of the last finished run (`keep_finished`)
              frames: bool = True,        # also load its `FRAMES`
             ) -> dict:
     """A run's summary, with its frames loaded (`curves`, `predictions`): by default the last run that finished,
     whatever ran since"""
-    folder = Path(folder or finished_folder() or run_dir())
-    path = folder/SUMMARY
+    path = (folder := run_folder(folder))/SUMMARY
     if not path.exists(): raise NotFound(f"no finished run in {folder}: run `make run` (or `mlfin run`) first")
     run = read_json(path)
     for name in FRAMES if frames else ():
@@ -103,7 +110,9 @@ def keep_finished(folder: Path) -> Path:
     kept = folder/f"finished-{secrets.token_hex(4)}"
     (kept/NOTEBOOKS).mkdir(parents=True)
     # copies: a later task rewrites its files in place
-    for name, product in content['products'].items(): shutil.copy2(folder/product, kept/Path(product).name)
+    for name, product in content['products'].items():   # a file, or a folder of them (the pooled models)
+        copy = shutil.copytree if (folder/product).is_dir() else shutil.copy2
+        copy(folder/product, kept/Path(product).name)
     for notebook in (folder/'reports').glob('*.ipynb'): shutil.copy2(notebook, kept/NOTEBOOKS/notebook.name)
     write_json({**content, 'products': {k: Path(v).name for k, v in content['products'].items()}}, kept/SUMMARY)
     before = read_json(folder/FINISHED)['folder'] if (folder/FINISHED).exists() else None

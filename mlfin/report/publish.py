@@ -18,7 +18,8 @@ from ..tracking.ledger import Check, Ledger
 from ..tracking.trials import question_prints, record_trials
 from .evidence import counted_record, earlier_returns, earlier_trials, keep_evidence, moved_questions
 from .evidence import away_ledgers, noted_heads, question_of
-from .products import load_run, read_json, summary, write_json
+from .products import CROSS_PRODUCTS, load_run, read_json, summary, write_json
+from ..params import CROSS_TASK
 from .tables import group_said, run_header
 from .. import backtest, tracking
 from ..models import register_leaders
@@ -161,10 +162,12 @@ class Weighing:
 
 # %% ../../nbs/08d_report.publish.ipynb #612ad17c
 def _product_paths(upstream: dict, folder: Path) -> dict:  # the task's upstream products; the summary's folder
-    "The products the summary names (curves, signals, trades, predictions, leaderboard), from its folder"
-    return {k: os.path.relpath(upstream[t][k], folder)
-            for t, k in (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'),
-                         ('train', 'predictions'), ('train', 'leaderboard'))}
+    """The products the summary names (curves, signals, trades, predictions, leaderboard; a run that asked for the
+    cross-section, its `CROSS_PRODUCTS`), from its folder"""
+    named = [('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'), ('train', 'predictions'),
+             ('train', 'leaderboard')] + [(CROSS_TASK, k) for k in CROSS_PRODUCTS.values() if CROSS_TASK in upstream]
+    names = {k: k for _, k in named} | {k: name for name, k in CROSS_PRODUCTS.items()}
+    return {names[k]: os.path.relpath(upstream[t][k], folder) for t, k in named}
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p
 def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)

@@ -16,9 +16,11 @@ from ...models.registry import EVIDENCE
 from .common import ERRORS, READ, WHEN, Symbol, Timeframe, router
 from ...serving import NoProductionModel, record
 from ..live import decide
+from ...report.ranked import universe_books
 
 # %% auto #0
-__all__ = ['Closed', 'Prediction', 'Signal', 'forecast', 'predict', 'signal', 'signal_history']
+__all__ = ['Closed', 'Figures', 'PooledModel', 'Prediction', 'Signal', 'forecast', 'predict', 'signal', 'signal_history',
+           'RankedSymbol', 'UniverseSignals', 'universe_answer', 'universe_signals']
 
 # %% ../../../nbs/11l_service.routes.predictions.ipynb #c007_12
 class Prediction(BaseModel):
@@ -138,3 +140,43 @@ def signal_history(request: Request, symbol: Symbol, timeframe: Timeframe,
     rows = request.app.state.signals.history(symbol, check_timeframe(timeframe), start, end, limit)
     return [Signal(**{k: v for k, v in r.items() if k in Signal.model_fields}) for r in rows]
 
+
+# %% ../../../nbs/11l_service.routes.predictions.ipynb #5ad3f6c8
+Figures = dict[str, float | int | str | None]   # a book's figures by name
+
+class RankedSymbol(BaseModel):
+    symbol: str; score: float
+    rank: int = Field(description="1 the best")
+    weights: dict[str, float] = Field(description="its weight in each book the run's table traded (`long_short q5`: "
+                                                  "the top fifth long, the bottom fifth short)")
+
+class UniverseSignals(BaseModel):
+    model: str = Field(description="the pooled model ranking the universe")
+    question: str; label: str; horizon: int
+    date: dt.datetime = Field(description="the latest closed bar the ranked symbols share: the list is for the next")
+    for_bar: dt.datetime | None = Field(None, description="when the bar it is for begins")
+    ranked: list[RankedSymbol]
+    left_out: dict[str, str] = Field(description="a symbol of the universe not ranked, and why")
+    evidence: dict[str, Figures] = Field(description="per book, the run's out-of-sample figures: rank IC and ICIR, "
+                                                     "information ratio, trials, DSR, PBO and the verdict")
+
+def universe_answer(found: dict) -> UniverseSignals:
+    "`report.ranked.universe_books`' answer as the route's: plain numbers, NaN as null"
+    plain = lambda v: None if isinstance(v, float) and v != v else (v.item() if hasattr(v, 'item') else v)
+    weights = [c for c in found['books'].columns if c not in ('symbol', 'score', 'rank')]
+    ranked = [RankedSymbol(symbol=r['symbol'], score=r['score'], rank=r['rank'], weights={w: r[w] for w in weights})
+              for r in found['books'].to_dict('records')]
+    evidence = {book: {k: plain(v) for k, v in row.items()} for book, row in found['evidence'].iterrows()}
+    return UniverseSignals(**{k: found[k] for k in ('model', 'question', 'label', 'horizon', 'date', 'for_bar',
+                                                    'left_out')}, ranked=ranked, evidence=evidence)
+
+# %% ../../../nbs/11l_service.routes.predictions.ipynb #66f98699
+PooledModel = Annotated[str | None, Query(pattern=r'^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$',
+                                          description="a model the run pooled (default: its best by rank ICIR)")]
+
+@router.get('/signals/universe', response_model=UniverseSignals, tags=['predictions'], responses=ERRORS)
+def universe_signals(request: Request, model: PooledModel = None, caller: Caller = READ) -> UniverseSignals:
+    """The next bar's ranked list of the last finished run's universe, from the store's latest closed bars, with each
+    book's weights and the run's evidence for it (404: no finished run pooled a model; 503: fewer than five symbols
+    have inputs at a shared date, each one's reason said)"""
+    return universe_answer(universe_books(model, store=request.app.state.store))
