@@ -200,6 +200,8 @@ class _CrossSection(_Backtest):
                                   "buckets per date the long-short and long-only books are made of, comma-separated")
     cross_topk: int = _param(0, 'cross_section', "also trade Qlib's top-k with dropout: k names held, at most k/10 "
                              "replaced a date (0: not)", ge=0)
+    cross_rankers: bool = _param(False, 'cross_section', "also train each pooled booster (lightgbm, xgboost) as a "
+                                 "ranker of each date's grades (lambdarank, rank:ndcg): another ranking, counted")
 
     @field_validator('cross_quantiles')
     @classmethod

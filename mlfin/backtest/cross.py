@@ -9,7 +9,8 @@ import numpy as np, pandas as pd
 from ..errors import BadInput
 from ..features.panel import day_values, stack, cross_label
 from ..models.dates import ByDate
-from ..models.pooled import FACTORS, factor_scores, pooled_predict
+from ..models.pooled import FACTORS, factor_scores, pooled_fit, pooled_predict, rankings_of
+from ..models.core import RANKER
 from ..models.ranks import daily_ic, ic_summary, quantile_returns, monotonicity
 from .portfolio import Costs
 from .ranks import rank_weights, book_returns, topk_dropout, excess_figures
@@ -201,6 +202,7 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
                       quantiles: tuple = (5, 10), topk: tuple = (), earlier: int = 0, seed: int = 0,
                       # a date with fewer of the universe's symbols is no date of the panel
                       min_names: int = MIN_NAMES,
+                      rankers: bool = False,  # also each booster as a ranker (`models.pooled.rankings_of`)
                      ) -> dict:
     """A universe's cross-sectional research in one call: the panel on one clock, the label across each date, each
     pooled model out of sample and the naive factors, and the table; `table`, `grid`, `scores` (a row per panel row) ,
@@ -219,13 +221,13 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
                            'outcome': forward['earned'].to_numpy(), 'earned': forward['earned'].to_numpy()})
     X = panel.to_numpy(dtype='float64')
     finals, known = {}, np.isfinite(label)
-    for spec in specs:
-        scores[spec.name] = pooled_predict(spec, X, label, dates, forward['end'], splitter,
-                                           seed=seed)['prediction'].to_numpy()
+    for name, spec, kind in rankings_of(specs, rankers):
+        scores[name] = pooled_predict(spec, X, label, dates, forward['end'], splitter, kind,
+                                      seed=seed)['prediction'].to_numpy()
         # the model that ranks the next bar: fit on every date whose label is known
-        finals[spec.name] = spec.make('regressor', seed).fit(X, label, np.flatnonzero(known))
+        finals[name] = pooled_fit(spec, kind, X, label, np.flatnonzero(known), dates, seed)
     for f in FACTORS: scores[f] = factor_scores(close, f).reindex(panel.index).to_numpy()
-    rankings = [s.name for s in specs] + list(FACTORS)
+    rankings = list(finals) + list(FACTORS)
     table, grid = cross_table({n: scores[n] for n in rankings}, scores, costs, quantiles, topk, horizon, earlier)
     decay = pd.concat({n: ic_decay(pd.Series(scores[n].to_numpy(), index=panel.index), close) for n in rankings},
                       names=['ranking'])
@@ -236,10 +238,13 @@ def universe_research(inputs: dict,     # symbol -> its model inputs, indexed by
 def cross_configurations(specs: list,          # the pooled models (`ModelSpec`s)
                          quantiles: tuple, topk: tuple,
                          choices: dict,        # the run's other choices (`backtest.trials.CHOICES`)
+                         rankers: bool = False, # also each booster as a ranker (`models.pooled.rankings_of`)
                         ) -> dict[str, dict]:
     """Each configuration a table can hold, by its name in the grid (RANKING | BOOK): its identity (the ranking's family
     and values, the book, its buckets or k, the run's choices), family, values and point"""
-    rankings = [(s.name, s.family, dict(s.params)) for s in specs] + [(f, 'factor', {'factor': f}) for f in FACTORS]
+    objective = lambda kind: {'objective': 'rank'} if kind == RANKER else {}   # a ranker: another configuration
+    rankings = [(n, s.family, {**s.params, **objective(k)}) for n, s, k in rankings_of(specs, rankers)] + \
+        [(f, 'factor', {'factor': f}) for f in FACTORS]
     books = [(f"{b} q{q}", b, q) for q in quantiles for b in CROSS_BOOKS] + [(f"topk {k} drop {d}", 'topk', k)
                                                                                for k, d in topk]
     out = {}

@@ -10,7 +10,9 @@ from urllib.parse import parse_qs, quote, urlencode
 import pandas as pd
 from ..errors import MlfinError
 from ..style import chart
-from ..report.products import load_run
+from ..report.products import load_run, run_folder
+from ..report.ranked import cross_figure
+from ..backtest.cross import CROSS_COLUMNS
 from ..report.tables import equity_figure, run_header, symbol_tables_html
 from ..tracking import runs
 from ..paths import home
@@ -18,7 +20,7 @@ from .common import RUN_ID, page, run_id, run_named, shown_folder
 from .index import BOOK_PAGE, RUN_PAGE, held_line, picks
 
 # %% auto #0
-__all__ = ['dashboard', 'run_page']
+__all__ = ['CROSS_SHOWN', 'dashboard', 'run_page']
 
 # %% ../../nbs/13b_dashboards.run.ipynb #c012_02
 def dashboard(folder: Path | None = None, # the latest run's folder; default: the last run that finished
@@ -49,7 +51,24 @@ def dashboard(folder: Path | None = None, # the latest run's folder; default: th
         head += (f"<details class='mlfin-runs'><summary>Another run ({len(recorded)} recorded in MLflow)</summary>"
                  + picks(list(said), me, lambda r: link('', r), said.get, '<br>') + "</details>")
     return widgets.VBox([widgets.HTML(_markdown_html(run_header(run))), widgets.HTML(head),
-                         chart(equity_figure(run, symbol)), widgets.HTML(symbol_tables_html(run, symbol))])
+                         chart(equity_figure(run, symbol)), widgets.HTML(symbol_tables_html(run, symbol)),
+                         *(_cross_section(folder, run) if run is latest else [])])
+
+# %% ../../nbs/13b_dashboards.run.ipynb #d3e59adc
+CROSS_SHOWN = ['ranking', 'book', *CROSS_COLUMNS, 'trials', 'dsr', 'pbo', 'verdict']   # the table's columns on the page
+
+def _cross_section(folder, run: dict) -> list:
+    """A run that asked for the cross-section: its table and each ranking's long-short value above its rank IC
+    (`report.ranked.cross_figure`), as the report shows them; none, nothing"""
+    import ipywidgets as widgets
+    if 'cross_table' not in run['products']: return []
+    at = run_folder(folder)
+    table, grid, scores = (pd.read_parquet(at / run['products'][k])
+                           for k in ('cross_table', 'cross_grid', 'cross_scores'))
+    said = (f"<h3>One model across the universe</h3><p>Every configuration tried on the universe counted: "
+            f"{int(table['trials'].iloc[0])}.</p>")
+    return [widgets.HTML(said + table[CROSS_SHOWN].round(3).to_html(index=False, classes='mlfin-table', border=0)),
+            chart(cross_figure(grid, scores))]
 
 # %% ../../nbs/13b_dashboards.run.ipynb #c012_03
 def _recorded_runs(limit: int = 30) -> list[tuple[str, str]]:

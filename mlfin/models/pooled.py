@@ -6,11 +6,12 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from ..errors import BadInput
-from .core import ModelSpec
+from .core import RANKER, ModelSpec
 from .dates import ByDate
 
 # %% auto #0
-__all__ = ['FACTORS', 'REVERSAL_BARS', 'MOMENTUM_BARS', 'factor_scores', 'pooled_predict']
+__all__ = ['FACTORS', 'REVERSAL_BARS', 'MOMENTUM_BARS', 'GRADES', 'RANKED', 'factor_scores', 'grades', 'pooled_fit',
+           'pooled_predict', 'rankings_of']
 
 # %% ../../nbs/06hb_models.pooled.ipynb #355ca4f6
 FACTORS = {'reversal': "minus the return over the last month (21 bars): last month's losers do better (Jegadeesh 1990)",
@@ -32,6 +33,20 @@ def factor_scores(close: pd.Series, # the panel's close, indexed (date, symbol)
              else back(REVERSAL_BARS) / back(MOMENTUM_BARS) - 1)
     return score.rename(which).reindex(close.index)
 
+# %% ../../nbs/06hb_models.pooled.ipynb #e1fda9d6
+GRADES = 5   # a ranker's grades of a date's rows: the fifth of the date its label falls in (0 the lowest)
+
+def grades(y: np.ndarray, dates, levels: int = GRADES) -> np.ndarray:
+    "Each row's grade within its date: the bucket of its label among the date's labels (NaN where the label is)"
+    pct = pd.Series(np.asarray(y, dtype='float64')).groupby(pd.factorize(np.asarray(dates))[0]).rank(pct=True)
+    return np.where(np.isfinite(pct), np.clip(np.ceil(pct.to_numpy() * levels) - 1, 0, levels - 1), np.nan)
+
+def pooled_fit(spec: ModelSpec, kind: str, X: np.ndarray, y: np.ndarray, rows: np.ndarray, dates, seed: int = 0,
+               device: str = 'cpu'):
+    "`spec` fit on `rows` as a `kind`: a regressor on the label, a ranker on its grades within each date (its query)"
+    if kind != RANKER: return spec.make(kind, seed, device).fit(X, y, rows)
+    return spec.make(kind, seed, device).fit(X, grades(y, dates), rows, groups=pd.factorize(np.asarray(dates))[0])
+
 # %% ../../nbs/06hb_models.pooled.ipynb #fad54cc4
 def pooled_predict(spec: ModelSpec,  # a named model of models.yaml (`model_spec`), a family of rows (no window)
                    X: np.ndarray,    # the panel's inputs, a row per (date, symbol)
@@ -45,11 +60,21 @@ def pooled_predict(spec: ModelSpec,  # a named model of models.yaml (`model_spec
     if spec.make(kind, seed, device).window:
         raise BadInput(f"pooled model {spec.name}: {spec.family} reads a window of one symbol's consecutive rows, "
                        "which a panel interleaves; pool a family of single rows")
-    X, y = np.asarray(X, dtype='float64'), np.asarray(y, dtype='float64')
+    X, y, dates = np.asarray(X, dtype='float64'), np.asarray(y, dtype='float64'), np.asarray(dates)
     total, count, fold = np.zeros(len(X)), np.zeros(len(X)), np.full(len(X), -1)
     for k, (train, test) in enumerate(splitter.split(X, groups=dates, ends=ends)):
         train = train[np.isfinite(y[train])]
-        model = spec.make(kind, seed, device).fit(X, y, train)
+        model = pooled_fit(spec, kind, X, y, train, dates, seed, device)
         total[test] += model.predict(X, test); count[test] += 1
         fold[test] = np.where(fold[test] < 0, k, fold[test])
     return pd.DataFrame({'prediction': np.where(count > 0, total / np.maximum(count, 1), np.nan), 'fold': fold})
+
+# %% ../../nbs/06hb_models.pooled.ipynb #2ed0a72a
+RANKED = '-rank'   # a pooled model trained as a ranker, as the table names it (`lightgbm-rank`)
+
+def rankings_of(specs: list,           # the pooled models (`ModelSpec`s)
+                rankers: bool = False, # also each one whose family has a ranking objective, as a ranker
+               ) -> list[tuple[str, ModelSpec, str]]:
+    "(name, spec, kind) of each pooled ranking a table holds: every spec as a regressor, and with `rankers` as a ranker"
+    return [(s.name, s, 'regressor') for s in specs] + [(s.name + RANKED, s, RANKER) for s in specs
+                                                        if rankers and RANKER in s.kinds]

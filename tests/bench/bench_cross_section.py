@@ -10,7 +10,8 @@ The chain a researcher runs, in one fresh process, each step timed and the proce
             one panel indexed (date, symbol)
   label:    the forward return made comparable across each date (z-score), and each row's label end
   models:   ridge and LightGBM (models.yaml's settings) pooled over the universe, walked forward over 4 folds of dates
-            (models.dates.ByDate), out of sample
+            (models.dates.ByDate), out of sample; and LightGBM as a ranker (lambdarank on each date's grades,
+            `lightgbm-rank`), to read whether the ranking objective helps over the regression on the same inputs
   factors:  short-term reversal and 12-1 momentum
   table:    Qlib's columns for every ranking x book (long-short and long-only quintiles and deciles, Qlib's top-50 with
             dropout 5), with every configuration counted: trials, DSR, PBO, verdict
@@ -39,6 +40,7 @@ from mlfin.features.panel import stack, cross_label
 from mlfin.models import model_spec
 from mlfin.models.dates import ByDate
 from mlfin.models.pooled import FACTORS, factor_scores, pooled_predict
+from mlfin.models.core import RANKER
 from mlfin.models.ranks import daily_ic
 from mlfin.models.validation import WalkForward
 from mlfin.backtest.cross import cross_table, forward_earned
@@ -59,8 +61,9 @@ def labelled():
 close, earned, end, dates, label = timed('label', labelled)
 X = panel.to_numpy()
 scores = {{}}
-for name in ('ridge', 'lightgbm'):
-    scores[name] = timed(name, lambda: pooled_predict(model_spec(name), X, label, dates, end, ByDate(WalkForward(4)))['prediction'].to_numpy())
+for name, kind in (('ridge', 'regressor'), ('lightgbm', 'regressor'), ('lightgbm-rank', RANKER)):
+    spec = model_spec(name.removesuffix('-rank'))
+    scores[name] = timed(name, lambda: pooled_predict(spec, X, label, dates, end, ByDate(WalkForward(4)), kind)['prediction'].to_numpy())
 for f in FACTORS: scores[f] = timed(f, lambda: factor_scores(close, f).reindex(panel.index).to_numpy())
 rows = pd.DataFrame({{'date': dates, 'symbol': panel.index.get_level_values('symbol'), 'outcome': earned.to_numpy(),
                      'earned': earned.to_numpy()}})
@@ -87,9 +90,10 @@ if __name__ == '__main__':
     t = found['times']
     print(f"panel: {found['rows']:,} rows x {found['columns']} features, {found['panel_mb']:,.0f} MB in memory; "
           f"the process's peak {found['peak_mb']:,.0f} MB ({found['peak_mb'] / found['panel_mb']:.1f}x the panel)")
-    for step in ('generate', 'features', 'label', 'ridge', 'lightgbm', 'reversal', 'momentum', 'table'):
+    steps = ('features', 'label', 'ridge', 'lightgbm', 'lightgbm-rank', 'reversal', 'momentum', 'table')
+    for step in ('generate', *steps):
         print(f"  {step:<9} {t[step]:8.1f} s")
-    print(f"  all      {sum(t[s] for s in ('features', 'label', 'ridge', 'lightgbm', 'reversal', 'momentum', 'table')):8.1f} s "
+    print(f"  all      {sum(t[s] for s in steps):8.1f} s "
           f"(without generating; {time.perf_counter() - started:.0f} s with the process)")
     print(f"FIGURE  daily IC and rank IC over {found['rows']:,} predictions: ours {t['ic ours']:.2f} s, Qlib's calc_ic form "
           f"{t['ic qlib']:.2f} s, ours {t['ic qlib'] / t['ic ours']:.1f}x faster (IC and rank IC, values equal to 1e-9)")
@@ -103,4 +107,11 @@ if __name__ == '__main__':
         inside = row['rank_ic_low'] <= planted <= row['rank_ic_high']
         print(f"FIGURE  {row['ranking']}: rank IC {row['rank_ic']:.4f} [{row['rank_ic_low']:.4f}, {row['rank_ic_high']:.4f}], "
               f"the planted {planted:.4f} {'inside' if inside else 'outside'}")
+    mine = shown[shown['book'] == 'long_short q5'].set_index('ranking')
+    gain = mine.loc['lightgbm-rank', 'rank_ic'] - mine.loc['lightgbm', 'rank_ic']
+    apart = gain > 0 and mine.loc['lightgbm-rank', 'rank_ic_low'] > mine.loc['lightgbm', 'rank_ic']
+    print(f"FIGURE  the ranking objective: lightgbm-rank's rank IC {mine.loc['lightgbm-rank', 'rank_ic']:.4f} against the "
+          f"regression's {mine.loc['lightgbm', 'rank_ic']:.4f} ({gain:+.4f}; "
+          f"{'it helps here' if apart else 'no help shown here: the gain is within its interval'}), "
+          f"in {t['lightgbm-rank']:.0f} s against {t['lightgbm']:.0f} s")
     table()

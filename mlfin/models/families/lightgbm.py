@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/06c_models.families.lightgbm.ipynb #c003
 from __future__ import annotations
-from ..core import HP, KINDS, Family, Model, register, row_weights, shares
+from ..core import HP, KINDS, RANKER, Family, Model, query_groups, register, row_weights, shares
 
 # %% auto #0
 __all__ = ['LightGBMModel']
@@ -14,20 +14,21 @@ class LightGBMModel(Model):
     "LightGBM, saved as its text model file"
     file = 'model.lgb.txt'
 
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
+    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None, groups=None):
         import lightgbm as lgb
-        est = (lgb.LGBMClassifier if self.kind == 'classifier' else lgb.LGBMRegressor)(
-            **self.built_with(), random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
-        target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
+        make = {'classifier': lgb.LGBMClassifier, 'regressor': lgb.LGBMRegressor, RANKER: lgb.LGBMRanker}[self.kind]
+        est = make(**self.built_with(), random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
+        target = y[rows] if self.kind == 'regressor' else y[rows].astype(int)   # a ranker's: each row's grade
         extra = ({} if eval_rows is None
                  else {'eval_X': X[eval_rows], 'eval_y': y[eval_rows], 'callbacks': list(callbacks),
                        **({'eval_metric': eval_metric} if eval_metric else {})})
+        if self.kind == RANKER: extra['group'] = query_groups(groups, rows)   # lambdarank, within each date
         est.fit(X[rows], target, sample_weight=row_weights(weights, rows), **extra)
         self.fitted = est.booster_
         return self
 
     def predict(self, X, rows=None):
-        return self.fitted.predict(X if rows is None else X[rows])  # binary objective: P(up)
+        return self.fitted.predict(X if rows is None else X[rows])  # binary objective: P(up); a ranker's: a score
 
     def importance(self): return shares(self.fitted.feature_importance('gain'))   # the loss each input's splits removed
 
@@ -52,5 +53,6 @@ _LIGHTGBM = {'n_estimators': HP(200, 50, 1000, log=True, min=1),
              'subsample_freq': HP(1, min=0), 'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0),
              'reg_lambda': HP(0.0, 1e-8, 10.0, log=True, min=0.0), 'n_jobs': HP(2, min=1)}
 
-register(Family('lightgbm', LightGBMModel, KINDS, _LIGHTGBM, "LightGBM gradient-boosted trees (deterministic)",
-                libraries=('lightgbm',), imports=('lightgbm',), cost=0.6));
+register(Family('lightgbm', LightGBMModel, (*KINDS, RANKER), _LIGHTGBM,
+                "LightGBM gradient-boosted trees (deterministic)", libraries=('lightgbm',), imports=('lightgbm',),
+                cost=0.6));

@@ -5,7 +5,7 @@
 # %% ../../../nbs/06d_models.families.xgboost.ipynb #c003
 from __future__ import annotations
 import numpy as np
-from ..core import HP, KINDS, Family, Model, register, row_weights, shares
+from ..core import HP, KINDS, RANKER, Family, Model, query_groups, register, row_weights, shares
 
 # %% auto #0
 __all__ = ['XGBoostModel']
@@ -15,13 +15,16 @@ class XGBoostModel(Model):
     "XGBoost (hist), saved as UBJSON"
     file = 'model.ubj'
 
-    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None):
+    def fit(self, X, y, rows, weights=None, eval_rows=None, callbacks=(), eval_metric=None, groups=None):
         import xgboost as xgb
-        est = (xgb.XGBClassifier if self.kind == 'classifier' else xgb.XGBRegressor)(
-            **self.built_with(), random_state=self.seed, tree_method='hist', device=self.device,
-            callbacks=list(callbacks) or None, **({'eval_metric': eval_metric} if eval_metric else {}))
-        target = y[rows].astype(int) if self.kind == 'classifier' else y[rows]
+        make = {'classifier': xgb.XGBClassifier, 'regressor': xgb.XGBRegressor, RANKER: xgb.XGBRanker}[self.kind]
+        est = make(**self.built_with(), random_state=self.seed, tree_method='hist', device=self.device,
+                   callbacks=list(callbacks) or None, **({'eval_metric': eval_metric} if eval_metric else {}),
+                   **({'objective': 'rank:ndcg'} if self.kind == RANKER else {}))
+        target = y[rows] if self.kind == 'regressor' else y[rows].astype(int)   # a ranker's: each row's grade
         extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'verbose': False}
+        if self.kind == RANKER:   # each date a query, its rows' ids in order
+            sizes = query_groups(groups, rows); extra['qid'] = np.repeat(np.arange(len(sizes)), sizes)
         est.fit(X[rows], target, sample_weight=row_weights(weights, rows), **extra)
         self.fitted = est.get_booster()
         return self
@@ -67,5 +70,6 @@ _XGBOOST = {'n_estimators': HP(200, 50, 1000, log=True, min=1),
             'subsample': HP(0.8, 0.5, 1.0, min=0.01, max=1.0), 'colsample_bytree': HP(0.8, 0.3, 1.0, min=0.01, max=1.0),
             'reg_lambda': HP(1.0, 1e-3, 10.0, log=True, min=0.0), 'n_jobs': HP(2, min=1)}
 
-register(Family('xgboost', XGBoostModel, KINDS, _XGBOOST, "XGBoost gradient-boosted trees (hist; CUDA when there)",
-                libraries=('xgboost',), imports=('xgboost',), cost=0.4));
+register(Family('xgboost', XGBoostModel, (*KINDS, RANKER), _XGBOOST,
+                "XGBoost gradient-boosted trees (hist; CUDA when there)", libraries=('xgboost',), imports=('xgboost',),
+                cost=0.4));
