@@ -52,7 +52,7 @@ class Display:
                                                                               gap, quiet)
         self.enabled = live or log is not None
         self.started = self.since = self.said = time.time()
-        self.now, self.task, self.order, self.path, self.shown = None, None, [], None, None
+        self.now, self.task, self.order, self.path, self.shown, self.failures = None, None, [], None, None, []
         self._stop, self._thread, self._read, self._lock = threading.Event(), None, 0, threading.RLock()
 
     def __enter__(self):
@@ -66,7 +66,8 @@ class Display:
         if not self.enabled: return False
         self._stop.set(); self._thread.join(5)
         if self.live: self.stream.write('\r\x1b[K'); self.stream.flush()
-        if self.log is not None and kind is not None and self.task:  # the error itself follows on stderr
+        # the error itself follows on stderr; a failure Ploomber reported was said of its own task
+        if self.log is not None and kind is not None and self.task and not self.failures:
             self._say(f"mlfin: {self.task} {'failed' if issubclass(kind, Exception) else 'stopped'} "
                       f"after {time.time() - self.since:.1f} s")
         if self._kept is None: os.environ.pop(ENV, None)
@@ -119,14 +120,24 @@ def starting(self:Display, tasks: list[str]):
 @patch
 def finished(self:Display, task):
     "A task is done (Ploomber's on_finish hook gives it): its line, with the seconds it took; the next one starts"
+    self._ended(task.name, 'done in')
+
+@patch
+def failed(self:Display, task):
+    """A task failed (Ploomber's on_failure hook gives it): said of that task, not of whichever task the order puts
+    next; the tasks Ploomber still runs go on"""
+    self._ended(task.name, 'failed after'); self.failures.append(task.name)
+
+@patch
+def _ended(self:Display, name: str, word: str):
     if not self.enabled: return
     with self._lock:
         self._poll()
-        text = f"mlfin: {task.name} done in {time.time() - self.since:.1f} s"
+        text = f"mlfin: {name} {word} {time.time() - self.since:.1f} s"
         if self.log is not None: self._say(text)
         if self.live: self._line(text, final=True)
         self.since, self.now, self.task = time.time(), None, None
-        after = self.order[self.order.index(task.name) + 1:] if task.name in self.order else []
+        after = self.order[self.order.index(name) + 1:] if name in self.order else []
         if after: self._begin(after[0])
 
 # %% ../nbs/00b_progress.ipynb #a21614b0

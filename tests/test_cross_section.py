@@ -128,6 +128,10 @@ def test_a_run_asks_for_the_cross_section_by_naming_its_models_and_counts_what_w
     assert scores.groupby('date')['symbol'].nunique().min() == 5   # dates with all five: the others are no cross-section
     # the report shows the table and the books, and the finished copy keeps the pooled models for the service
     assert 'One model across the universe' in (reports/'report.html').read_text()
+    import json, mlflow   # and the run's MLflow record keeps the table, its trials' returns and the ranked list
+    parent = json.loads((home/'run'/'summary.json').read_text())['mlflow']['parent']
+    kept = [a.path for a in mlflow.MlflowClient(f"sqlite:///{home/'mlflow.db'}").list_artifacts(parent, 'cross_section')]
+    assert sorted(kept) == [f"cross_section/cross_{n}.parquet" for n in ('grid', 'next', 'section')], kept
     from conftest import service
     with service(home) as served:
         client = served.client(served.key('read_only'))

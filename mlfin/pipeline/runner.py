@@ -170,13 +170,13 @@ def _build(dag, values: dict, force: bool, progress: bool, attempt: dict):
     with running(values['cluster'], run_dir(values['home'])), Display.auto(progress) as display:
         dag.on_render = lambda dag: display.starting(
             [t.name for t in dag.values() if t.exec_status != TaskStatus.Skipped])  # the tasks that will run
-        for task in dag.values(): task.on_finish = display.finished
+        for task in dag.values(): task.on_finish, task.on_failure = display.finished, display.failed
         try:
             with quiet_ploomber(): return dag.build(force=force, show_progress=False)
         except DAGBuildError as e:
             failed = (TaskStatus.Errored, TaskStatus.ErroredRender)
             attempt['task'] = next((t.name for t in dag.values() if t.exec_status in failed), None)
-            raise task_failure(str(e)) from None
+            raise task_failure(str(e), attempt['task']) from None
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_03
 class Ran(dict):
@@ -303,20 +303,23 @@ _KINDS = {'BadInput': BadInput, 'NotFound': NotFound, 'Unavailable': Unavailable
 _OWN_ERROR = r"\b(MlfinError|BadInput|NotFound|Unavailable): ([^\n]+)"  # a task's own error, as its traceback ends
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_06
-def task_failure(message: str) -> MlfinError:
+def task_failure(message: str, task: str | None = None) -> MlfinError:
     "A failed DAG build as the error its task raised (same kind, same line), else `MlfinError` with its last exception"
     found = re.findall(_OWN_ERROR, message)
-    return _KINDS[found[-1][0]](found[-1][1].strip()) if found else MlfinError(task_error(message))
+    return _KINDS[found[-1][0]](found[-1][1].strip()) if found else MlfinError(task_error(message, task))
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c011_07
-def task_error(message: str) -> str:
+def task_error(message: str,
+               task: str | None = None, # the task that failed, where known: named, with its executed notebook
+              ) -> str:
     "The one line that matters in a failed DAG build: the task's own `MlfinError`, else its last exception"
     found = re.findall(_OWN_ERROR, message)
     if found: return found[-1][1].strip()
     errors = re.findall(r"^(\w*(?:Error|Exception)\b[^\n]*)", message, flags=re.M)
-    return (f"a task failed: {errors[-1] if errors else message.strip().splitlines()[-1]} "
-            "(see the task's report for the traceback)")
+    where = f"reports/{task}.ipynb" if task else "the task's report"
+    return (f"{f'task {task}' if task else 'a task'} failed: "
+            f"{errors[-1] if errors else message.strip().splitlines()[-1]} (see {where} for the traceback)")
 
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c015

@@ -233,6 +233,8 @@ def _attach_products(parent: str, # the run's MLflow parent run
     tracking.attach(parent, [Path(upstream['backtest'][k]) for k in ('curves', 'signals', 'trades')]
                     # what `mlfin runs get` and the dashboard reload
                     + [Path(upstream['train'][k]) for k in ('predictions', 'leaderboard')], '')
+    if CROSS_TASK in upstream:   # the cross-section's table, its trials' returns and its ranked list, kept with the run
+        tracking.attach(parent, [Path(upstream[CROSS_TASK][k]) for k in ('table', 'grid', 'next')], 'cross_section')
     run = load_run(folder)
     backtest.write_tearsheets(product['tearsheets'], run, run_header(run))  # one per symbol and the portfolio
     # kept with the run (plotly.js: from the package)
