@@ -22,10 +22,10 @@ from ..cluster.fanout import capped_threads
 # loaded, since importing them all costs seconds and the CLI imports this module to check parameters
 
 # %% auto #0
-__all__ = ['KINDS', 'RANKER', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'query_groups', 'shares',
-           'Family', 'register', 'family', 'libraries', 'baselines', 'resolve_device', 'ModelSpec', 'model_spec',
-           'read_models', 'parse_overrides', 'choose_models', 'for_groups', 'task_models', 'save_model', 'load_model',
-           'model_files', 'from_files', 'save_files']
+__all__ = ['KINDS', 'RANKER', 'FAMILIES', 'DEVICES', 'MODELS_FILE', 'HP', 'Model', 'row_weights', 'shares', 'Family', 'register',
+           'family', 'libraries', 'baselines', 'resolve_device', 'ModelSpec', 'model_spec', 'read_models',
+           'parse_overrides', 'choose_models', 'for_groups', 'task_models', 'save_model', 'load_model', 'model_files',
+           'from_files', 'save_files']
 
 # %% ../../nbs/06a_models.core.ipynb #c006
 _KIND_NAMES = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'text'}
@@ -69,9 +69,7 @@ def _from_text(text: str):
 
 # %% ../../nbs/06a_models.core.ipynb #c009
 KINDS = ('classifier', 'regressor')
-# a pooled model's third kind, where its family has a ranking objective: the order of each date's rows, learnt from
-# their grades (`models.pooled`)
-RANKER = 'ranker'
+RANKER = 'ranker'   # a pooled model's kind where its family ranks: each date's order, from grades (`models.pooled`)
 
 class Model(ABC):
     """A model of one family and kind: fit on rows of an input matrix, predict rows, save to and load from a folder.
@@ -92,7 +90,7 @@ class Model(ABC):
             eval_rows: np.ndarray | None = None, # rows to report progress on, for pruning (tree boosters)
             callbacks: tuple = (),               # the library's own callbacks (Optuna's pruning callbacks)
             eval_metric: str | None = None,      # what the boosters report on `eval_rows` (e.g. auc)
-            groups: np.ndarray | None = None,    # a ranker's: each row's query (a panel's date), runs in `rows`
+            groups: np.ndarray | None = None,    # a ranker's: its queries' sizes (a panel's dates) among `rows`
            ) -> Model:
         "Fit on `rows` of `X`, setting `fitted` (what `_write` saves); returns the model"
 
@@ -122,15 +120,6 @@ class Model(ABC):
 def row_weights(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     "The weights of `rows`, scaled to a mean of 1 (the models' regularisation is tuned for unit weights)"
     return None if weights is None else weights[rows] / weights[rows].mean()
-
-# %% ../../nbs/06a_models.core.ipynb #e5d31e7d
-def query_groups(groups: np.ndarray, # each row's query (a panel's date)
-                 rows: np.ndarray,   # the rows a ranker trains on, each query's rows in one run
-                ) -> np.ndarray:
-    "The sizes of the runs of equal queries among `rows`, in order: what LightGBM's `group` and XGBoost's `qid` read"
-    g = np.asarray(groups)[rows]
-    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
-    return np.diff(np.r_[0, cuts, len(g)])
 
 # %% ../../nbs/06a_models.core.ipynb #c009_01
 def shares(found) -> np.ndarray | None:
@@ -345,11 +334,9 @@ def choose_models(names: str = 'all',  # comma-separated named models, or `all` 
     extra = parse_overrides(overrides)
     stray = sorted(set(extra) - set(wanted))
     if stray: raise BadInput(f"--model-params: {stray[0]!r} is not among the run's models ({', '.join(wanted)})")
-    return [model_spec(n,
-                       {'family': specs[n].family, 'tried': specs[n].tried, 'without': list(specs[n].without),
-                        **_set_by(specs[n]), **extra.get(n, {})},
-                       f"--model-params {n}" if n in extra else n)
-            for n in wanted]
+    settings = lambda n: {'family': specs[n].family, 'tried': specs[n].tried, 'without': list(specs[n].without),
+                          **_set_by(specs[n]), **extra.get(n, {})}
+    return [model_spec(n, settings(n), f"--model-params {n}" if n in extra else n) for n in wanted]
 
 # %% ../../nbs/06a_models.core.ipynb #c024_02
 def _set_by(spec: ModelSpec) -> dict:
@@ -380,8 +367,7 @@ def task_models(specs: list[ModelSpec]) -> str:
     groups it drops"""
     # `tried`: the DSR's count; `without` only where set: a run without variants keeps its parameters
     return json.dumps({s.name: {'family': s.family, 'tried': s.tried,
-                                **({'without': list(s.without)} if s.without else {}), **s.params}
-                       for s in specs})
+                                **({'without': list(s.without)} if s.without else {}), **s.params} for s in specs})
 
 # %% ../../nbs/06a_models.core.ipynb #c027
 def save_model(model: Model, folder: str | Path,

@@ -10,8 +10,8 @@ from .core import RANKER, ModelSpec
 from .dates import ByDate
 
 # %% auto #0
-__all__ = ['FACTORS', 'REVERSAL_BARS', 'MOMENTUM_BARS', 'GRADES', 'RANKED', 'factor_scores', 'grades', 'pooled_fit',
-           'pooled_predict', 'rankings_of']
+__all__ = ['FACTORS', 'REVERSAL_BARS', 'MOMENTUM_BARS', 'GRADES', 'RANKED', 'factor_scores', 'query_groups', 'grades',
+           'pooled_fit', 'pooled_predict', 'rankings_of']
 
 # %% ../../nbs/06hb_models.pooled.ipynb #355ca4f6
 FACTORS = {'reversal': "minus the return over the last month (21 bars): last month's losers do better (Jegadeesh 1990)",
@@ -34,6 +34,13 @@ def factor_scores(close: pd.Series, # the panel's close, indexed (date, symbol)
     return score.rename(which).reindex(close.index)
 
 # %% ../../nbs/06hb_models.pooled.ipynb #e1fda9d6
+def query_groups(groups: np.ndarray, # each row's query (a panel's date)
+                 rows: np.ndarray,   # the rows a ranker trains on, each query's rows in one run
+                ) -> np.ndarray:
+    "The sizes of the runs of equal queries among `rows`, in order: what LightGBM's `group` and XGBoost's `qid` read"
+    g = np.asarray(groups)[rows]
+    return np.diff(np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1, len(g)])
+
 GRADES = 5   # a ranker's grades of a date's rows: the fifth of the date its label falls in (0 the lowest)
 
 def grades(y: np.ndarray, dates, levels: int = GRADES) -> np.ndarray:
@@ -45,7 +52,8 @@ def pooled_fit(spec: ModelSpec, kind: str, X: np.ndarray, y: np.ndarray, rows: n
                device: str = 'cpu'):
     "`spec` fit on `rows` as a `kind`: a regressor on the label, a ranker on its grades within each date (its query)"
     if kind != RANKER: return spec.make(kind, seed, device).fit(X, y, rows)
-    return spec.make(kind, seed, device).fit(X, grades(y, dates), rows, groups=pd.factorize(np.asarray(dates))[0])
+    return spec.make(kind, seed, device).fit(X, grades(y, dates), rows,
+                                             groups=query_groups(pd.factorize(np.asarray(dates))[0], rows))
 
 # %% ../../nbs/06hb_models.pooled.ipynb #fad54cc4
 def pooled_predict(spec: ModelSpec,  # a named model of models.yaml (`model_spec`), a family of rows (no window)

@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/06c_models.families.lightgbm.ipynb #c003
 from __future__ import annotations
-from ..core import HP, KINDS, RANKER, Family, Model, query_groups, register, row_weights, shares
+from ..core import HP, KINDS, RANKER, Family, Model, register, row_weights, shares
 
 # %% auto #0
 __all__ = ['LightGBMModel']
@@ -22,7 +22,7 @@ class LightGBMModel(Model):
         extra = ({} if eval_rows is None
                  else {'eval_X': X[eval_rows], 'eval_y': y[eval_rows], 'callbacks': list(callbacks),
                        **({'eval_metric': eval_metric} if eval_metric else {})})
-        if self.kind == RANKER: extra['group'] = query_groups(groups, rows)   # lambdarank, within each date
+        if self.kind == RANKER: extra['group'] = groups   # lambdarank, within each date
         est.fit(X[rows], target, sample_weight=row_weights(weights, rows), **extra)
         self.fitted = est.booster_
         return self

@@ -5,7 +5,7 @@
 # %% ../../../nbs/06d_models.families.xgboost.ipynb #c003
 from __future__ import annotations
 import numpy as np
-from ..core import HP, KINDS, RANKER, Family, Model, query_groups, register, row_weights, shares
+from ..core import HP, KINDS, RANKER, Family, Model, register, row_weights, shares
 
 # %% auto #0
 __all__ = ['XGBoostModel']
@@ -24,7 +24,7 @@ class XGBoostModel(Model):
         target = y[rows] if self.kind == 'regressor' else y[rows].astype(int)   # a ranker's: each row's grade
         extra = {} if eval_rows is None else {'eval_set': [(X[eval_rows], y[eval_rows])], 'verbose': False}
         if self.kind == RANKER:   # each date a query, its rows' ids in order
-            sizes = query_groups(groups, rows); extra['qid'] = np.repeat(np.arange(len(sizes)), sizes)
+            extra['qid'] = np.repeat(np.arange(len(groups)), groups)
         est.fit(X[rows], target, sample_weight=row_weights(weights, rows), **extra)
         self.fitted = est.get_booster()
         return self
