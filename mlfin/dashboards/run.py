@@ -11,7 +11,7 @@ import pandas as pd
 from ..errors import MlfinError
 from ..style import chart
 from ..report.products import load_run, run_folder
-from ..report.ranked import cross_figure
+from ..report.ranked import bucket_means, cross_figure
 from ..backtest.cross import CROSS_COLUMNS
 from ..report.tables import equity_figure, run_header, symbol_tables_html
 from ..tracking import runs
@@ -67,7 +67,9 @@ def _cross_section(folder, run: dict) -> list:
                            for k in ('cross_table', 'cross_grid', 'cross_scores'))
     said = (f"<h3>One model across the universe</h3><p>Every configuration tried on the universe counted: "
             f"{int(table['trials'].iloc[0])}.</p>")
-    return [widgets.HTML(said + table[CROSS_SHOWN].round(3).to_html(index=False, classes='mlfin-table', border=0)),
+    means = bucket_means(scores, table).round(1).to_html(classes='mlfin-table', border=0)
+    return [widgets.HTML(said + table[CROSS_SHOWN].round(3).to_html(index=False, classes='mlfin-table', border=0)
+                         + "<p>Mean return a date per bucket (1 the lowest ranked), in basis points:</p>" + means),
             chart(cross_figure(grid, scores))]
 
 # %% ../../nbs/13b_dashboards.run.ipynb #c012_03
