@@ -169,8 +169,8 @@ def cross_predict(spec: ModelSpec, kind: str, data: SymbolData, splitter: Purged
         # the drift-only forecast: the training rows' mean
         drift = {'drift': float(np.mean(data.y[train]))} if kind == 'regressor' else {}
         scored = score(kind, data.y[test], prediction, data.realised[test],
-                       **forecast_terms(kind, data.base[test], np.full(len(test), drift.get('drift', np.nan)),
-                                        data.span, price_target))
+                       **forecast_terms(kind, None if data.base is None else data.base[test],
+                                        np.full(len(test), drift.get('drift', np.nan)), data.span, price_target))
         scores.append({'fold': k, 'train_rows': len(train), 'test_start': data.index[test[0]],
                        'test_end': data.index[test[-1]], **scored})
         parts.append(pd.DataFrame({'prediction': prediction, 'fold': k,
