@@ -164,10 +164,10 @@ class Weighing:
 def _product_paths(upstream: dict, folder: Path) -> dict:  # the task's upstream products; the summary's folder
     """The products the summary names (curves, signals, trades, predictions, leaderboard; a run that asked for the
     cross-section, its `CROSS_PRODUCTS`), from its folder"""
-    named = [('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'), ('train', 'predictions'),
-             ('train', 'leaderboard')] + [(CROSS_TASK, k) for k in CROSS_PRODUCTS.values() if CROSS_TASK in upstream]
-    names = {k: k for _, k in named} | {k: name for name, k in CROSS_PRODUCTS.items()}
-    return {names[k]: os.path.relpath(upstream[t][k], folder) for t, k in named}
+    named = [(k, t, k) for t, k in (('backtest', 'curves'), ('backtest', 'signals'), ('backtest', 'trades'),
+                                    ('train', 'predictions'), ('train', 'leaderboard'))]
+    named += [(name, CROSS_TASK, k) for name, k in CROSS_PRODUCTS.items() if CROSS_TASK in upstream]
+    return {name: os.path.relpath(upstream[t][k], folder) for name, t, k in named}
 
 # %% ../../nbs/08d_report.publish.ipynb #c016p
 def publish_run(upstream: dict,   # the task's upstream products (ingest, features, train, backtest)

@@ -79,6 +79,7 @@ def universe_books(model: str | None = None,   # a model the run pooled (default
     score, rank, 1 the best, and weight in every book the run's table traded), the `date` it is decided at and the
     bar it is `for_bar`, the table's `evidence` per book, and the symbols `left_out` with why"""
     folder, run = run_folder(folder), load_run(folder, frames=False)   # no finished run: NotFound, said
+    store = open_store(store)   # opened once: every symbol's stamp and bars read from it
     model, table = _pooled(folder, run, model)
     fitted = load_model(folder/run['products']['cross_models']/model)
     meta = fitted.manifest
