@@ -21,6 +21,10 @@ from .products import load_run, run_folder
 __all__ = ['universe_books', 'cross_figure', 'bucket_means']
 
 # %% ../../nbs/08i_report.ranked.ipynb #ebceb1e4
+def _buckets(books) -> list[int]:
+    "The bucket counts of a table's quantile books (`long_short q5` -> 5), in order"
+    return sorted({int(b.rsplit(' q', 1)[1]) for b in books if ' q' in b})
+
 def _pooled(folder: Path, run: dict, model: str | None) -> tuple[str, pd.DataFrame]:
     "The pooled model asked for (default: the run's best by rank ICIR) and the run's table"
     if 'cross_models' not in run['products']:
@@ -89,7 +93,7 @@ def universe_books(model: str | None = None,   # a model the run pooled (default
         raise Unavailable(f"{len(rows)} of the universe's {len(meta['universe'])} symbols have inputs at {date}, "
                           f"fewer than {MIN_NAMES}: " + '; '.join(f"{s}: {why}" for s, why in left.items()))
     score = pd.Series(fitted.predict(pd.DataFrame(rows).T.to_numpy(dtype='float64')), index=list(rows))
-    books = next_books({model: score}, date, tuple(sorted({int(b.split(' q')[1]) for b in table['book'] if ' q' in b})))
+    books = next_books({model: score}, date, tuple(_buckets(table['book'])))
     evidence = table[table['ranking'] == model].set_index('book')[['rank_ic', 'rank_icir', 'information_ratio',
                                                                    'trials', 'dsr', 'pbo', 'verdict']]
     return {'model': model, 'date': date, 'for_bar': bar_end(date, meta['timeframe'], calendar), 'left_out': left,
@@ -104,7 +108,7 @@ def cross_figure(grid: pd.DataFrame,   # dates x 'RANKING | BOOK': each configur
     """Each ranking's widest long-short book, value of 1 compounded out of sample after costs, above its rank IC's
     rolling mean: a plain plotly spec"""
     books = [c for c in grid.columns if '| long_short q' in c]
-    widest = max((int(c.rsplit(' q', 1)[1]) for c in books), default=0)
+    widest = max(_buckets(books), default=0)
     data = []
     for column in (c for c in books if c.endswith(f" q{widest}")):
         name, value = column.split(' | ')[0], (1 + grid[column]).cumprod()
@@ -126,6 +130,6 @@ def bucket_means(scores: pd.DataFrame, # a row per panel row: `date`, `outcome`,
                 ) -> pd.DataFrame:
     """Each ranking's mean return a date in each bucket of the table's widest book (1 the lowest ranked), in basis
     points: whether the buckets climb as the ranking says they should"""
-    widest = max(int(b.rsplit(' q', 1)[1]) for b in table['book'] if ' q' in b)
+    widest = _buckets(table['book'])[-1]
     return (pd.DataFrame({n: quantile_returns(scores[n], scores['outcome'], scores['date'], widest).mean()
                           for n in table['ranking'].unique()}).T.mul(1e4).rename_axis('bp a date'))
