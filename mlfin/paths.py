@@ -9,9 +9,9 @@ from pathlib import Path
 from .errors import NotFound
 
 # %% auto #0
-__all__ = ['DASHBOARDS', 'PROJECT_RECORD', 'FINISHED', 'SUMMARY', 'DATASET', 'OWNER_ONLY', 'project_root', 'pages_dir', 'home',
-           'set_home', 'record_project', 'home_project', 'store_dir', 'units_dir', 'run_dir', 'finished_folder',
-           'tracking_uri', 'artifact_dir', 'tighten', 'private', 'open_home']
+__all__ = ['DASHBOARDS', 'PROJECT_RECORD', 'SERVER_STORES', 'FINISHED', 'SUMMARY', 'DATASET', 'OWNER_ONLY', 'project_root',
+           'pages_dir', 'home', 'set_home', 'record_project', 'home_project', 'store_dir', 'store_url', 'store_folder',
+           'units_dir', 'run_dir', 'finished_folder', 'tracking_uri', 'artifact_dir', 'tighten', 'private', 'open_home']
 
 # %% ../nbs/00c_paths.ipynb #c011
 def project_root(start: Path | None = None, # folder to search upwards from; default: the working directory
@@ -66,6 +66,18 @@ def home_project(at: Path | None = None) -> Path | None:
 
 # %% ../nbs/00c_paths.ipynb #c012_01
 def store_dir() -> Path: "Where validated bars are kept"; return home()/'store'
+
+# %% ../nbs/00c_paths.ipynb #6cf8fe3f
+SERVER_STORES = ('postgresql://', 'postgres://')   # a store named by one of these is a database server's
+
+def store_url(url: str | Path | None = None) -> str:
+    "The store a command opens: `url`, else MLFIN_STORE, else the home's (`store_dir`)"
+    return str(url or os.environ.get('MLFIN_STORE') or store_dir())
+
+def store_folder(url: str | Path | None = None) -> Path | None:
+    "The folder of the store `store_url` names (a Parquet store); None for a database server's"
+    url = store_url(url)
+    return None if url.startswith(SERVER_STORES) else Path(url.removeprefix('parquet://'))
 
 # %% ../nbs/00c_paths.ipynb #c012_u
 def units_dir(at: str | Path | None = None, # a home; default: `home()`

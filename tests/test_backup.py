@@ -301,29 +301,71 @@ def test_two_homes_on_one_repository_a_restore_and_backups_after_it_forget_no_re
         assert said.startswith('mlfin: made the repository' if name == 'research' else 'mlfin: this home backs up into the repository'), said
     for round_ in range(3):   # a backup of each every few minutes (the clock does not matter: all within the 48 hours)
         for name, home in homes.items():
+            if round_ == 2: (home/'monitor').mkdir(exist_ok=True); (home/'monitor'/'watched.json').write_text('{}')   # something new to keep
             made = mlfin(home, 'backup', '--repo', repo, '--password', str(kept_password))
-            snapshots[name].append(made.stdout.split()[1])
+            quiet = round_ == 1   # nothing changed since the first: that snapshot still holds the home, told without restic
+            assert ('the home unchanged since it' in made.stdout) == quiet, made.stdout
+            if not quiet: snapshots[name].append(made.stdout.split()[1])
+            else: assert made.stdout.split()[1] == snapshots[name][-1], made.stdout
     assert kept_password.exists()   # made with the repository
     ids = {name: (home/'home-id').read_text().strip() for name, home in homes.items()}
     assert ids['research'] != ids['service']
     listed = mlfin(tmp_path, 'backup', 'ls', '--repo', repo, '--password', str(kept_password)).stdout
-    assert all(s in listed for ss in snapshots.values() for s in ss) and listed.count(ids['research']) == 3, listed
-    shutil.rmtree(homes['research'])   # the research disk is lost: back to its second snapshot
+    assert all(s in listed for ss in snapshots.values() for s in ss) and listed.count(ids['research']) == 2, listed
+    shutil.rmtree(homes['research'])   # the research disk is lost: back to its first snapshot
     restored = tmp_path/'restored'
-    done = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, '--password', str(kept_password), '--snapshot', snapshots['research'][1])
+    done = mlfin(tmp_path, 'restore', str(restored), '--repo', repo, '--password', str(kept_password), '--snapshot', snapshots['research'][0])
     assert 'kept as restored-from' in done.stdout, done.stdout
     from mlfin.ops.repository import Repository
     tagged = Repository(repo, kept_password)
-    assert snapshots['research'][1] not in set(tagged.snapshots()['id']) and tagged.holds(snapshots['research'][1])   # rewritten under a new id, still held
+    assert snapshots['research'][0] not in set(tagged.snapshots()['id']) and tagged.holds(snapshots['research'][0])   # rewritten under a new id, still held
     assert (restored/'home-id').read_text().strip() == ids['research']   # the same home to retention
     for home in (restored, homes['service']):
         after = mlfin(home, 'backup', '--repo', repo, '--password', str(kept_password), '--retention')
         assert 'removed 0' in after.stdout, after.stdout
     left = tagged.snapshots()
-    assert (left['home'] == ids['research']).sum() == 4 and (left['home'] == ids['service']).sum() == 4   # 3 + 1 each: nothing forgotten
-    assert [t for t in left['tags'] if 'restored-from' in t] and len(left) == 8
+    assert (left['home'] == ids['research']).sum() == 3 and (left['home'] == ids['service']).sum() == 3   # 2 + 1 each: nothing forgotten
+    assert [t for t in left['tags'] if 'restored-from' in t] and len(left) == 6
     plan = mlfin(restored, 'backup', 'forget', '--dry-run', '--repo', repo, '--password', str(kept_password)).stdout
     assert 'a home was restored from it' in plan and 'would forget 0' in plan, plan
+
+
+def test_a_quiet_home_is_told_unchanged_without_restic_and_any_doubt_is_a_whole_backup(tmp_path, password):
+    """Issue 73: a backup of a home unchanged since its snapshot (the 15-minute timer's commonest run) is answered from the home's
+    print and the snapshot's own file, without restic: no new snapshot, recorded as a success naming the snapshot that still holds
+    the home, health's backup check green. Each doubt makes a whole backup: a bar more; the snapshot forgotten behind its back;
+    retention due; and a repository moved away fails in its own line, never told as unchanged"""
+    from mlfin.ops.records import runs
+    from mlfin.ops.repository import Repository
+    home, repo = tmp_path/'home', str(tmp_path/'repo')
+    mlfin(home, 'ingest', 'sample:SPX')
+    first = mlfin(home, 'backup', '--init', '--repo', repo).stdout.split()[1]
+    held = Repository(repo, password).snapshots()
+    quiet = mlfin(home, 'backup', '--repo', repo)
+    assert quiet.stdout.startswith(f"snapshot {first} in {repo}: the home unchanged since it ("), quiet.stdout
+    timer = mlfin(home, 'scheduled', 'backup', env={'MLFIN_BACKUP_REPO': repo})   # as the timer runs it
+    assert timer.stdout.startswith('mlfin: backup: done: ') and f"'snapshot': '{first}'" in timer.stdout and "'unchanged': True" in timer.stdout, timer.stdout
+    assert Repository(repo, password).snapshots()['full_id'].tolist() == held['full_id'].tolist()   # no snapshot made
+    from mlfin.ops.restore import in_home
+    with in_home(home): recorded = runs('backup', 2)
+    assert recorded['status'].tolist() == ['succeeded'] * 2 and [s['snapshot'] for s in recorded['summary']] == [first] * 2, recorded.to_dict()
+    health = mlfin(home, 'health', '--service-url', 'http://127.0.0.1:9', check=False).stdout
+    line = next(l for l in health.splitlines() if ' backup ' in l)
+    assert line.startswith('ok') and f"last snapshot {first} on {repo} 0 min ago" in line, line
+    mlfin(home, 'ingest', 'sample:AAPL')   # a series more: backed up whole
+    second = mlfin(home, 'backup', '--repo', repo).stdout
+    assert 'unchanged' not in second and second.split()[1] != first, second
+    Repository(repo, password).restic('forget', second.split()[1])   # the snapshot forgotten behind the home's back
+    third = mlfin(home, 'backup', '--repo', repo).stdout
+    assert 'unchanged' not in third and third.split()[1] not in (first, second.split()[1]), third
+    retained = home/'.backup'/'retention.json'   # retention last ran a day ago: due, and only a whole backup runs it
+    retained.write_text(json.dumps({k: v - 86400 for k, v in json.loads(retained.read_text()).items()}))
+    due = mlfin(home, 'backup', '--repo', repo).stdout
+    assert 'unchanged' not in due and '; retention kept ' in due and '; repository check passed' in due, due
+    assert 'the home unchanged since it' in mlfin(home, 'backup', '--repo', repo).stdout   # and quiet again
+    os.rename(repo, tmp_path/'moved')   # the repository moved away: a whole backup, which says so
+    gone = mlfin(home, 'backup', '--repo', repo, check=False)
+    assert gone.returncode == 2 and gone.stdout == '' and gone.stderr.startswith(f"mlfin: error: no backup repository at {repo}"), (gone.stdout, gone.stderr)
 
 
 @pytest.fixture

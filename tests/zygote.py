@@ -4,7 +4,7 @@ A fresh `mlfin` process spends most of a small command in imports: about 1.3 s o
 what a small `mlfin run` imports (MLflow, Ploomber, vectorbt and numba, skops, scikit-learn), of its 22 to 25 s of CPU. The suite types `mlfin` some 250 times, so each
 test worker starts this server once: it imports what the commands import, then forks a child per command, which sets the
 command's environment, folder, standard streams and arguments and runs the same entry point the `mlfin` script runs
-(`mlfin.cli:main`), which exits as an interpreter does (threads joined, atexit handlers run, streams flushed).
+(`mlfin.command:main`), which exits as an interpreter does (threads joined, atexit handlers run, streams flushed).
 
 What a child shares with its server, and why that is safe here: the modules were imported under the suite's own environment
 (mlfin reads its settings when called, not when imported; `config.runtime_env` is applied before the imports, as every mlfin
@@ -21,7 +21,7 @@ and the CPU seconds it used (its children's that it waited for included), which 
 """
 import json, os, signal, socket, sys, traceback
 
-PRELOAD = ('mlfin.cli', 'mlfin.pipeline', 'mlfin.ops.backup', 'mlfin.ops.restore', 'mlfin.ops.health', 'mlfin.service.app',
+PRELOAD = ('mlfin.command', 'mlfin.cli', 'mlfin.pipeline', 'mlfin.ops.backup', 'mlfin.ops.restore', 'mlfin.ops.health', 'mlfin.service.app',
            'mlflow', 'mlflow.tracking', 'ploomber', 'papermill', 'vectorbt', 'skops.io', 'sklearn.linear_model', 'sklearn.ensemble',
            'lightgbm', 'xgboost', 'httpx')
 
@@ -47,7 +47,7 @@ def _command(request: dict, conn: socket.socket):
     # the import path a fresh script has: its own folder first (the server's is tests/, whose modules would hide a library's of
     # the same name, or be found where a fresh command fails)
     sys.path[0] = os.path.dirname(os.path.realpath(request['argv0']))
-    try: from mlfin.cli import main
+    try: from mlfin.command import main   # the `mlfin` script's entry point
     except BaseException: traceback.print_exc(); os._exit(1)
     main(request['args'])   # exits as the `mlfin` script does, never returning here
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import typer
 from typer.core import TyperGroup
-from ..errors import MlfinError
+from ..errors import MlfinError, error_line
 from ..progress import quiet_bars
 
 # %% auto #0
@@ -15,7 +15,7 @@ __all__ = ['app', 'DASHBOARD_PORT', 'fail', 'Commands']
 # %% ../../nbs/14b_cli.app.ipynb #c005
 def fail(message: str):
     "End the command: one line on standard error, exit status 2"
-    typer.echo(f"mlfin: error: {message}", err=True)
+    typer.echo(error_line(message), err=True)
     raise typer.Exit(2)
 
 class Commands(TyperGroup):

@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Optional
 import typer
 from ..config import SERVICE_URL, SERVICE_URL_ENV
-from ..errors import MlfinError
 from .app import app, fail
-from ..ops.schedules import scheduled as run_job, install, remove, cron_lines, scheduled as recorded
+from ..ops.schedules import scheduled as run_job, install, remove, cron_lines
+from ..ops.schedules import backup_run
 from ..ops.records import runs, check_stats
 from ..monitor.alerting import send_alert
-from ..ops.backup import backup as snapshot
 from ..data.stores import store_place
 from ..paths import home as home_path
-from ..ops.repository import RECORDED, SEQ, make_repository, password_file, repository, repository_url, home_id
+from ..ops.repository import RECORDED, SEQ, make_repository, password_file, repository, home_id
 from ..ops.wal import wal_setup
 from ..ops.restore import restore as rebuild
 from ..ops.health import check_all
@@ -123,26 +122,12 @@ def backup(ctx: typer.Context, repo: Optional[str] = typer.Option(None, help=REP
     """A consistent cut of the home into a new snapshot of its own repository (`mlfin backup init` makes one), read back
     before it counts; retention once a day: every snapshot of 48 hours, 30 daily, 13 weekly, any restored from"""
     if ctx.invoked_subcommand: return
-    made, refused = [], []
-    def work(wait):
-        try:
-            # a first run: made when none is there; one there is vouched for as always
-            if init: _init(repo, password, adopt=False)
-            made.append(snapshot(repo, store, products, password, retention))
-        except MlfinError as e: refused.append(str(e)); raise
-        return made[-1].summary()
-    about = {'repository': url} if (url := repository_url(repo)) else {}
-    # as a scheduled backup: one at a time, recorded, a failure alerted
-    status = recorded('backup', None, echo=lambda line: None, work=work, about=about)
-    if refused: fail(refused[-1])
-    if not made: raise typer.Exit(status)   # a bug: its traceback is on stderr
-    done = made[-1]
-    typer.echo(f"snapshot {done.snapshot} in {done.repository}: {done.files:,} files, "
-               f"{done.bytes / 1e6:,.1f} MB, {done.added / 1e6:,.2f} MB added, {len(done.series)} series, "
-               f"{len(done.fingerprints)} production model(s) fingerprinted, {done.seconds:.1f} s"
-               + (f"; retention kept {done.retention['kept']}, removed {done.retention['removed']}" if done.retention
-                  else '')
-               + (f"; repository check {'passed' if done.check['passed'] else 'FAILED'}" if done.check else ''))
+    # a first run: made when none is there; one there is vouched for as always
+    status, said, refused = backup_run({'repo': repo, 'store': store, 'products': products, 'password': password,
+                                        'retention': retention},
+                                       before=(lambda: _init(repo, password, adopt=False)) if init else None)
+    if refused: fail(refused)
+    if said: typer.echo(said)   # none: a bug, its traceback on stderr
     raise typer.Exit(status)
 
 # %% ../../nbs/14f_cli.ops.ipynb #c015i

@@ -16,7 +16,10 @@ from ..processes import atomic_write
 from ..models.core import libraries as model_libraries
 from ..tracking.store import production_aliases
 from .repository import RECORDED, RETAINED, SEQ, TAG, home_id, latest, repository, restic_bin, restic_said
-from .repository import todays_share
+from .repository import todays_share, HOME_ID
+# what a backup takes, written once beside the print that tells a quiet home (`ops.unchanged`)
+from .unchanged import CONFIG_FILES, HALF_WRITTEN, HOME_FOLDERS, PRODUCT_FOLDERS, WORK, home_print
+from .unchanged import remember_print
 from ..data.stores import open_store, store_place   # a manifest names the store as it may be said: no password
 from ..data.stores.parquet import series_cut
 from ..data.stores.observations import observations_cut, series_key
@@ -25,14 +28,10 @@ from ..features.assembly import inputs_for
 from ..models.registry import load, production, series_of
 
 # %% auto #0
-__all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'PROBE_ROWS', 'link_or_copy', 'link_tree', 'sqlite_copy',
-           'store_cut', 'atomic_write_json', 'fingerprints', 'checksums', 'versions', 'schema_revisions', 'stage',
-           'Backup', 'backup']
+__all__ = ['PROBE_ROWS', 'link_or_copy', 'link_tree', 'sqlite_copy', 'store_cut', 'atomic_write_json', 'fingerprints',
+           'checksums', 'versions', 'schema_revisions', 'stage', 'Backup', 'backup']
 
 # %% ../../nbs/12c_ops.backup.ipynb #c005
-CONFIG_FILES = ('env.yaml', 'features.yaml', 'models.yaml', 'pipeline.yaml')   # the project's, beside the code
-HOME_FOLDERS = ('registry', 'mlartifacts', 'monitor')                          # always: written once, linked
-PRODUCT_FOLDERS = ('run', 'reports', 'features')                              # with --products: rebuildable by a run
 PROBE_ROWS = 50   # the last feature rows each production model's fingerprint is taken on
 
 # %% ../../nbs/12c_ops.backup.ipynb #c007
@@ -43,7 +42,7 @@ def link_or_copy(source: Path, target: Path):
     except OSError: shutil.copy2(source, target)
 
 # %% ../../nbs/12c_ops.backup.ipynb #c008
-def link_tree(source: Path, target: Path, skip=('.tmp', '.part', '-wal', '-shm', '.lock')) -> int:
+def link_tree(source: Path, target: Path, skip=(*HALF_WRITTEN, '-wal', '-shm')) -> int:
     "Every file under `source` linked (or copied) under `target`, leaving half-written and lock files out; how many"
     n = 0
     for path in sorted(source.rglob('*')):
@@ -107,11 +106,13 @@ def _pg_dump(url: str, target: Path):
 def fingerprints(store, target: Path) -> dict:
     """Each production model's predictions on its series' last PROBE_ROWS feature rows, the rows saved under
     `target/probe`: what a restore must reproduce"""
-    kept = home()/'.backup'/'fingerprints'
+    kept = home()/WORK/'fingerprints'
     try: cached = json.loads((kept/'fingerprints.json').read_text())
     except (OSError, ValueError): cached = None
     # not `production()`: MLflow's import costs seconds, and only whether the fingerprints kept still stand is asked
     serving = production_aliases()
+    # no MLflow database and no server: nothing registered, and MLflow not asked (it would make one in the home)
+    if serving is None and not os.environ.get('MLFLOW_TRACKING_URI') and not (home()/'mlflow.db').exists(): return {}
     if (cached is not None and serving is not None
         and {n: v['version'] for n, v in cached.items() if 'error' not in v} == serving):
         # the same production versions as at the last backup: their probes and predictions stand
@@ -207,7 +208,7 @@ def stage(folder: Path,                 # emptied, then filled with the cut
     held = store_cut(store, folder)   # first: every bar acknowledged before this moment is in the cut
     for name in sorted(p.name for p in at.glob('*.db')): sqlite_copy(at/name, folder/'home'/name)
     # a restored home is the same home to retention, backing up into the same repository
-    for name in ('home-id', RECORDED):
+    for name in (HOME_ID, RECORDED):
         if (at/name).exists(): link_or_copy(at/name, folder/'home'/name)
     for name in HOME_FOLDERS + (PRODUCT_FOLDERS if products else ()):
         if (at/name).is_dir(): link_tree(at/name, folder/'home'/name)
@@ -309,12 +310,13 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     and its place in the home's order, read back before it counts; retention once a day"""
     started = time.perf_counter()
     repository_ = repository(repo, password, backing_up=True)
-    work = home()/'.backup'; work.mkdir(parents=True, exist_ok=True)
+    work = home()/WORK; work.mkdir(parents=True, exist_ok=True)
     me = home_id(make=True)
     # never made here: missing, or another repository at the path, refused in one line
     repository_id = repository_.vouch(me)
     mine = repository_.snapshots(f"home:{me}")
     retain = retention if retention is not None else repository_.retention_due(me, work, mine)
+    printed = home_print(products, store)   # before the cut: a file written while it is made differs next time
     manifest = _staged(work, store, products)
     repository_.unlock()   # locks a killed restic left behind (only stale ones are removed)
     last = _snapshot(repository_, work, me, mine, retain, taken)
@@ -322,10 +324,12 @@ def backup(repo: str | None = None, store=None, products: bool = False, password
     read = repository_.read_back(last['snapshot_id'], [*manifest['files'], 'MANIFEST.json'])
     kept, checked = _retained(repository_, me, work, day) if retain else (None, None)
     total = sum(b for _, b in manifest['files'].values())
-    return Backup(read['id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
+    done = Backup(read['id'][:8], repository_.url, len(manifest['files']), total, int(last.get('data_added', 0)),
                   time.perf_counter() - started, manifest['stage_seconds'], manifest['store']['series'],
                   manifest['fingerprints'], kept, checked, me, repository_id, read['time'],
                   f"listed and its trees read back: {read['files']} files, every one its manifest lists")
+    if printed is not None: remember_print(printed, read['id'], done.summary(), products)   # for the next (`unchanged`)
+    return done
 
 # %% ../../nbs/12c_ops.backup.ipynb #c029
 def _live_keys(folder: Path) -> set:

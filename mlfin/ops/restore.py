@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from .backup import checksums
+from .unchanged import WORK
 from .repository import RESTORED, latest, repository, restic_said
 from ..models.registry import load, series_of
 from ..tracking import check_home
@@ -136,7 +137,7 @@ def _place(work: Path, # the verified snapshot
     if kind == 'postgresql': _pg_restore(work/'store.pgdump', store, force)
     project = None
     if (work/'project').is_dir(): project = to/'project'; _replace(work/'project', project)
-    kept = to/'.backup'/'restored'; shutil.rmtree(kept, ignore_errors=True); kept.mkdir(parents=True)
+    kept = to/WORK/'restored'; shutil.rmtree(kept, ignore_errors=True); kept.mkdir(parents=True)
     shutil.copy2(work/'MANIFEST.json', kept/'MANIFEST.json')
     if (work/'probe').is_dir(): shutil.copytree(work/'probe', kept/'probe')
     return project, kept

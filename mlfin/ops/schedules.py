@@ -14,16 +14,14 @@ from ..paths import home, project_root
 from ..processes import exclusive
 from .records import run_ended, run_started, run_working, settle_dead
 from .. import pipeline
-from ..service.live import served_signals
-from .health import check_all
-from .daily import daily_report
 from ..monitor.alerting import send_alert
 from .repository import repository_url
-from ..models.retention import prune_versions
+from .unchanged import backup_said, unchanged
+
 
 # %% auto #0
-__all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'job_about', 'scheduled', 'Stopped', 'units', 'cron_lines', 'unit_dir',
-           'systemd_problem', 'install', 'remove']
+__all__ = ['JOBS', 'CARRIED', 'Job', 'job_work', 'job_about', 'scheduled', 'Stopped', 'backup_work', 'backup_run', 'units',
+           'cron_lines', 'unit_dir', 'systemd_problem', 'install', 'remove']
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c005
 @dataclass(frozen=True)
@@ -63,6 +61,8 @@ def job_work(job: str) -> Callable[[float | None], dict]:
     "What a job does, as a function of its lock wait: returns the summary recorded with the run"
     if job not in JOBS: raise BadInput(f"job {job!r}: one of {', '.join(JOBS)}")
     def run(wait):
+        # here, not at the top (as each job's own imports below): 0.48 s (measured), which no other job needs
+        from mlfin.models.retention import prune_versions
         ran = pipeline.run(wait=wait, progress=False)
         # each night registers the leaders again: the registry kept to its retention (`models.retention`), filed as it
         # goes
@@ -78,16 +78,17 @@ def job_work(job: str) -> Callable[[float | None], dict]:
         from mlfin.monitor.models import monitor as watch_all
         # here, not at the top: mlfin.monitor.report adds 1.03 s to importing this module (measured)
         from mlfin.monitor.report import write_report
+        from mlfin.service.live import served_signals   # 0.93 s (measured)
         report = watch_all(signals=served_signals)
         folder = write_report(report)
         return {'watched': [w.verdict() for w in report.watches], 'not_watched': report.errors, 'report': str(folder)}
     def backup(wait):
-        # here, not at the top: mlfin.ops.backup adds 0.11 s to importing this module (measured)
-        from mlfin.ops.backup import backup as snapshot
-        return snapshot().summary()
+        return backup_work()   # a quiet home's told without the backup's imports (`ops.unchanged`)
     def health(wait):
+        from mlfin.ops.health import check_all   # 0.49 s (measured)
         return check_all().summary()
     def report(wait):
+        from mlfin.ops.daily import daily_report   # 0.53 s (measured)
         return daily_report().summary()
     return locals()[job]
 
@@ -167,6 +168,33 @@ def _failed(job: str, record: int, at, # the job, its run's record (`run_started
     _alert(job, line, about)
     if isinstance(e, (KeyboardInterrupt, SystemExit, Stopped)): raise
     return 1
+
+# %% ../../nbs/12g_ops.schedules.ipynb #fc352bb2
+def backup_work(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
+                retention: bool | None = None) -> dict:
+    """What a backup run records: the last snapshot's summary, said again, when the home is `unchanged` since it; else
+    a new backup's (`ops.backup.backup`)"""
+    if (said := unchanged(repo, password, store, products, retention)) is not None: return said
+    # here, not at the top: 0.57 s of imports (measured), which a quiet home's backup never pays
+    from mlfin.ops.backup import backup
+    return backup(repo, store, products, password, retention).summary()
+
+# %% ../../nbs/12g_ops.schedules.ipynb #5cd96dcf
+def backup_run(asked: dict,                  # `backup_work`'s arguments: repo, store, products, password, retention
+               before: Callable | None = None,  # first, under the lock (`mlfin backup --init` makes the repository)
+              ) -> tuple[int, str | None, str | None]:
+    """`mlfin backup`: `backup_work` as a scheduled run does it (one at a time, waiting for the one before, recorded,
+    its alert fired or resolved): the exit status, the line it says, and a user's mistake in one line"""
+    made, refused = [], []
+    def work(wait):
+        try:
+            if before: before()
+            made.append(backup_work(**asked))
+        except MlfinError as e: refused.append(str(e)); raise
+        return made[-1]
+    about = {'repository': url} if (url := repository_url(asked.get('repo'))) else {}
+    status = scheduled('backup', None, echo=lambda line: None, work=work, about=about)
+    return status, backup_said(made[-1]) if made else None, refused[-1] if refused else None
 
 # %% ../../nbs/12g_ops.schedules.ipynb #c016
 CARRIED = ('MLFIN_HOME', 'MLFIN_STORE', 'MLFIN_ALERTMANAGER_URL', 'MLFIN_BACKUP_REPO', 'MLFIN_BACKUP_PASSWORD_FILE',

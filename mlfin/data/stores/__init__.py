@@ -8,7 +8,7 @@ __all__ = ['ParquetStore', 'PostgresStore', 'open_store', 'store_place']
 # %% ../../../nbs/01p_data.stores.ipynb #c003
 import os
 from pathlib import Path
-from ...paths import store_dir
+from ...paths import store_folder, store_url
 from .parquet import ParquetReads
 from .parquet_write import ParquetWrites
 from .postgresql import PostgresBars
@@ -28,10 +28,8 @@ def open_store(url=None):
     """The store at `url`: a folder (Parquet + DuckDB, the default `store_dir()`) or `postgresql://...`; a store is
     returned as it is"""
     if getattr(url, 'kind', None) in ('parquet', 'postgresql'): return url  # already a store
-    url = str(url or os.environ.get('MLFIN_STORE') or store_dir())
-    if url.startswith(('postgresql://', 'postgres://')):
-        return PostgresStore(url)
-    return ParquetStore(url.removeprefix('parquet://'))
+    folder = store_folder(url)
+    return PostgresStore(store_url(url)) if folder is None else ParquetStore(folder)
 
 # %% ../../../nbs/01p_data.stores.ipynb #c008p
 def store_place(store=None, # a store, its URL or folder; default: the one `open_store()` opens
