@@ -30,8 +30,8 @@ def classification_metrics(y: np.ndarray,        # 0/1 labels (NaN: unknown, lef
     # a sequence model's first rows: no window, no prediction
     keep = ~np.isnan(np.asarray(y, dtype='float64')) & ~np.isnan(np.asarray(prob, dtype='float64'))
     y, prob = np.asarray(y, dtype='float64')[keep].astype(int), np.asarray(prob, dtype='float64')[keep]
-    # the confusion counts once, each figure by its definition (scikit-learn's four scorers validate the same arrays four
-    # times: 3% of a walk-forward's 12 folds, measured)
+    # the confusion counts once, each figure by its definition (scikit-learn's four scorers validate the same arrays
+    # four times: 3% of a walk-forward's 12 folds, measured)
     call = prob > threshold
     tp, fp, fn = int(np.sum(call & (y == 1))), int(np.sum(call & (y == 0))), int(np.sum(~call & (y == 1)))
     ratio = lambda a, b: a / b if b else 0.0   # scikit-learn's zero_division=0

@@ -11,7 +11,7 @@ from .. import lazy_area
 # each name imported from its module when first asked for (`mlfin.lazy_area`), so sending an alert
 # (`monitor.alerting`) or reading freshness does not import scipy (1.9 s, measured)
 _WHERE = {**dict.fromkeys(('Drift', 'input_drift', 'psi', 'wasserstein', 'own_threshold', 'effective_size',
-                           'persistence'),
+                           'persistence', 'prefix_scores', 'share_bar'),
                           'drift'),
           **dict.fromkeys(('MIN_LABELS', 'against_record', 'auc_error', 'hit_band'), 'performance'),
           'volatility_shift': 'volatility', **dict.fromkeys(('GRACE', 'freshness'), 'freshness'),

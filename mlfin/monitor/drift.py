@@ -10,9 +10,10 @@ from scipy import stats
 from ..errors import BadInput
 
 # %% auto #0
-__all__ = ['PSI_FLOOR', 'GRID', 'PSI_CONVENTIONAL', 'DISTANCE_FLOOR', 'QUANTILE', 'MIN_EFFECTIVE', 'quantile_edges', 'shares',
-           'psi', 'wasserstein', 'persistence', 'effective_size', 'history_psi', 'grid_quantiles',
-           'history_wasserstein', 'own_quantile', 'own_threshold', 'Drift', 'input_drift']
+__all__ = ['PSI_FLOOR', 'GRID', 'PSI_CONVENTIONAL', 'DISTANCE_FLOOR', 'QUANTILE', 'SHARE_SIZE', 'SHARE_FLOOR', 'FINE',
+           'MIN_EFFECTIVE', 'quantile_edges', 'shares', 'psi', 'wasserstein', 'persistence', 'effective_size',
+           'history_psi', 'grid_quantiles', 'history_wasserstein', 'own_quantile', 'own_threshold', 'prefix_scores',
+           'share_bar', 'Drift', 'input_drift']
 
 # %% ../../nbs/10a_monitor.drift.ipynb #c006
 PSI_FLOOR = 1e-4   # the share an empty bin counts as
@@ -111,6 +112,74 @@ def own_threshold(history: np.ndarray, window: int, bins: int = 10, q: float = Q
     return (max(PSI_CONVENTIONAL, own_quantile(history_psi(history, window, bins), q)),
             max(DISTANCE_FLOOR, own_quantile(history_wasserstein(history, window), q)))
 
+# %% ../../nbs/10a_monitor.drift.ipynb #91554d01
+# the inputs alert's size, as each input's: its own history's windows pass its bar 1% of the time
+SHARE_SIZE = 1 - QUANTILE
+SHARE_FLOOR = 0.3    # and the bar is never below this share of a model's inputs (by importance)
+FINE = 400           # the fine bins of the history a past window's quantiles are read from
+
+def _cumulative(codes: np.ndarray, at: np.ndarray, k: int) -> np.ndarray:
+    "Counts of `codes` (bin numbers below `k`) among the first `at[j]` values, for each sorted position `at[j]`"
+    out, running, last = np.zeros((len(at), k)), np.zeros(k), 0
+    for j, end in enumerate(at):
+        running += np.bincount(codes[last:end], minlength=k); last = end; out[j] = running
+    return out
+
+def _cdfs(counts: np.ndarray) -> np.ndarray:
+    "Each row of bin counts as its cumulative shares at the bins' edges (0 at the first)"
+    cumulative = np.concatenate([np.zeros((len(counts), 1)), np.cumsum(counts, axis=1)], axis=1)
+    return cumulative / cumulative[:, -1:]
+
+def _read(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    "Row by row, `fp`'s piecewise-linear curve on `xp` read at `x` (each a matrix, or `xp` one row for all)"
+    return np.stack([np.interp(x[j], xp if xp.ndim == 1 else xp[j], fp if fp.ndim == 1 else fp[j])
+                     for j in range(len(x))])
+
+
+def prefix_scores(history: np.ndarray, # an input's values, oldest first (NaN dropped)
+                  window: int,         # the window's length
+                  bins: int = 10, stride: int | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """PSI and scaled Wasserstein distance of the history's past windows (every `stride` values, as `history_psi`),
+    each against the history before it alone, as the monitor would have judged it then; from the first window with
+    two windows before it. Quantiles and deciles are read off `FINE` bins of the history"""
+    h = np.asarray(history, dtype='float64'); h = h[~np.isnan(h)]
+    starts = np.arange(0, len(h) - window + 1, stride or max(1, window // 50))
+    starts = starts[starts >= 2 * window]
+    if not len(starts): return np.empty(0), np.empty(0)
+    fine = np.quantile(h, np.linspace(0, 1, FINE + 1))
+    codes = np.clip(np.searchsorted(fine, h, side='right') - 1, 0, FINE - 1)
+    at = np.unique(np.r_[starts, starts + window])
+    upto = _cumulative(codes, at, FINE)
+    s, e = np.searchsorted(at, starts), np.searchsorted(at, starts + window)
+    prior, inside = _cdfs(upto[s]), _cdfs(upto[e] - upto[s])
+    # PSI on the prior history's deciles, as `psi` bins on its reference's
+    levels = np.linspace(0, 1, bins + 1)[1:-1]
+    cuts = _read(np.tile(levels, (len(starts), 1)), prior, fine)
+    shares = lambda cdf: np.diff(np.concatenate([np.zeros((len(starts), 1)), _read(cuts, fine, cdf),
+                                                 np.ones((len(starts), 1))], axis=1), axis=1)
+    c, r = np.clip(shares(inside), PSI_FLOOR, None), np.clip(shares(prior), PSI_FLOOR, None)
+    scores = np.sum((c - r) * np.log(c / r), axis=1)
+    sums, squares = np.r_[0.0, np.cumsum(h)][starts], np.r_[0.0, np.cumsum(h * h)][starts]
+    spread = np.sqrt(np.clip(squares / starts - (sums / starts) ** 2, 0, None))
+    grid = np.tile(GRID, (len(starts), 1))
+    apart = np.mean(np.abs(_read(grid, inside, fine) - _read(grid, prior, fine)), axis=1)
+    return scores, np.divide(apart, spread, out=np.zeros_like(apart), where=spread > 0)
+
+# %% ../../nbs/10a_monitor.drift.ipynb #8372b35f
+def share_bar(flags: dict[str, np.ndarray], # per input: its past windows flagged by its own bars (`prefix_scores`)
+              weight: pd.Series,            # per input: the model's importance
+              size: float = SHARE_SIZE,
+             ) -> float:
+    """The drifted share the model's own past windows passed `size` of the time (inputs aligned on their last
+    windows), at least SHARE_FLOOR; NaN where fewer than 1 / `size` windows say what that share is: a bar of unknown
+    size, which pages nobody"""
+    m = min((len(f) for f in flags.values()), default=0)
+    if m < 1 / size or weight[list(flags)].sum() <= 0: return float('nan')
+    w = weight[list(flags)].to_numpy(dtype='float64')
+    shares = w @ np.stack([np.asarray(flags[n][-m:], dtype='float64') for n in flags]) / w.sum()
+    return max(SHARE_FLOOR, float(np.quantile(shares, 1 - size)))
+
 # %% ../../nbs/10a_monitor.drift.ipynb #c029
 MIN_EFFECTIVE = 1.0   # a window worth less than one independent draw says nothing about a distribution
 
@@ -122,6 +191,12 @@ class Drift:
     inputs: pd.DataFrame
     share: float           # the drifted share of the inputs judged (weighted by importance where given)
     judged: int            # inputs with a verdict
+    bar: float = float('nan')   # the share this model's own history passed SHARE_SIZE of the time (`share_bar`)
+
+    @property
+    def verdict(self) -> str:
+        "drifted: the share passed the model's own bar (what the inputs alert fires on); too few: no bar known"
+        return 'too few' if np.isnan(self.bar) else 'drifted' if self.share > self.bar else 'stable'
 
     def drifted(self) -> list[str]:
         "The inputs found drifted"
@@ -137,10 +212,11 @@ def input_drift(reference: pd.DataFrame,   # the model's inputs over its trainin
           importance: dict | None = None, # input -> the model's importance (default: equal)
           bins: int = 10, q: float = QUANTILE, min_effective: float = MIN_EFFECTIVE,
          ) -> Drift:
-    "Each input of `current` against its training span, judged by its own threshold; the drifted share"
+    """Each input of `current` against its training span, judged by its own threshold; the drifted share, and the
+    model's own bar for it"""
     missing = [c for c in reference.columns if c not in current.columns]
     if missing: raise BadInput(f"input_drift: the window lacks inputs {', '.join(missing[:5])}")
-    window, rows = len(current), {}
+    window, rows, flags = len(current), {}, {}
     for name in reference.columns:
         r, c = reference[name].to_numpy(dtype='float64'), current[name].to_numpy(dtype='float64')
         r, c = r[~np.isnan(r)], c[~np.isnan(c)]
@@ -154,6 +230,8 @@ def input_drift(reference: pd.DataFrame,   # the model's inputs over its trainin
         ks = stats.ks_2samp(r, c)
         score, distance = psi(r, c, bins), wasserstein(r, c)
         bar, far = own_threshold(r, len(c), bins, q)
+        past, apart = prefix_scores(r, len(c), bins)
+        flags[name] = (past > bar) | (apart > far)   # its past windows, as its bars would have judged them then
         rows[name] = {'psi': score, 'psi_bar': bar, 'wasserstein': distance, 'wasserstein_bar': far,
                       'ks': float(ks.statistic), 'ks_p': float(ks.pvalue), 'effective': eff,
                       'verdict': 'drifted' if score > bar or distance > far else 'stable', 'reason': ''}
@@ -162,4 +240,4 @@ def input_drift(reference: pd.DataFrame,   # the model's inputs over its trainin
     judged = table[table['verdict'] != 'too few']
     weight = pd.Series({n: float((importance or {}).get(n, 1.0)) for n in judged.index}, dtype='float64')
     share = float(weight[judged['verdict'] == 'drifted'].sum() / weight.sum()) if weight.sum() > 0 else 0.0
-    return Drift(table.rename_axis('input'), share, len(judged))
+    return Drift(table.rename_axis('input'), share, len(judged), share_bar(flags, weight))

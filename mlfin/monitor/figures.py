@@ -11,8 +11,8 @@ import yaml
 from ..paths import project_root
 
 # %% auto #0
-__all__ = ['HOLD', 'SCRAPED', 'INPUTS_DRIFTED', 'FIGURES', 'NOT_RUN', 'RULES_HEADER', 'held', 'Alert', 'Figure', 'columns',
-           'keys', 'alerts', 'monitor_rules', 'service_rules', 'data_rules', 'rules_text', 'write_rules']
+__all__ = ['HOLD', 'SCRAPED', 'FIGURES', 'NOT_RUN', 'RULES_HEADER', 'held', 'Alert', 'Figure', 'columns', 'keys', 'alerts',
+           'monitor_rules', 'service_rules', 'data_rules', 'rules_text', 'write_rules']
 
 # %% ../../nbs/10c_monitor.figures.ipynb #f006
 # how long a rule keeps the last scraped value of its gauge while the service's scrape target is down or gone
@@ -63,16 +63,19 @@ class Figure:
         return self.read(summary) if self.read else summary.get(self.key)
 
 # %% ../../nbs/10c_monitor.figures.ipynb #f011
-INPUTS_DRIFTED = 0.3   # the drifted share of a model's inputs, weighted by importance, that alerts
-
 FIGURES = [Figure('name', 'identity', 'Model'), Figure('version', 'identity', 'Version'),
            Figure('model', 'identity', 'Kind of model'), Figure('window_bars', 'identity', 'Window (bars)'),
            Figure('reference_bars', 'identity', 'Reference (bars)'),
            Figure('drifted_share', 'inputs', 'Drifted share', 'drifted_share',
-                  "share of the model's judged inputs drifted, weighted by its importance",
-                  alert=Alert('MlfinInputsDrifted', '>', INPUTS_DRIFTED, 'warning',
-                              "{{ $labels.name }}: {{ $value | humanizePercentage }} of "
-                              "its inputs (by importance) drifted from its training span",
+                  "share of the model's judged inputs drifted, weighted by its importance"),
+           Figure('inputs_bar', 'inputs', 'Its bar', 'inputs_bar',
+                  "the drifted share the model's own history passed 1% of the time, at least 30% (`share_bar`)"),
+           Figure('inputs_verdict', 'inputs', gauge='inputs_verdict',
+                  help="1 when the drifted share passed the model's own bar",
+                  read=lambda m: float(m.get('inputs_verdict') == 'drifted'),
+                  alert=Alert('MlfinInputsDrifted', '==', 1, 'warning',
+                              "{{ $labels.name }}: its inputs drifted from its training span past its own bar "
+                              "(GET /monitor says which, and by how much)",
                               'inputs drifted')),
            Figure('inputs_drifted', 'inputs', gauge='inputs_drifted', help='inputs drifted',
                   read=lambda m: len(m.get('inputs_drifted') or [])),

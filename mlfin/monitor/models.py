@@ -124,7 +124,9 @@ class Watch:
         series is fresh"""
         d, drifted, unjudged, v = self.drift, self.drift.drifted(), self.drift.unjudged(), self.volatility
         inputs = (f"{len(drifted)} of {d.judged} inputs drifted ({d.share:.0%} by "
-                  f"importance: {', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''})"
+                  f"importance: {', '.join(drifted[:4])}{'...' if len(drifted) > 4 else ''}), "
+                  + (f"{'past' if d.verdict == 'drifted' else 'within'} the model's own bar of {d.bar:.0%}"
+                     if d.verdict != 'too few' else "its own bar not known (too short a history to page on)")
                   if drifted else f"no input drifted ({d.judged} judged)" if d.judged
                   else f"inputs not judged (a reference of {self.window['reference_bars']:,} "
                        f"bars against a window of {self.window['window_bars']:,})")
@@ -143,8 +145,9 @@ class Watch:
         "A flat record of the figures (JSON-able): what the report tabulates and the service's gauges show"
         d = self.drift
         return {'name': self.name, 'version': self.version, 'model': self.model, 'kind': self.kind, **self.window,
-                'drifted_share': d.share, 'inputs_judged': d.judged, 'inputs_drifted': d.drifted(),
-                'inputs_unjudged': d.unjudged(), **{f"volatility_{k}": v for k, v in self.volatility.items()},
+                'drifted_share': d.share, 'inputs_bar': None if np.isnan(d.bar) else d.bar, 'inputs_verdict': d.verdict,
+                'inputs_judged': d.judged, 'inputs_drifted': d.drifted(), 'inputs_unjudged': d.unjudged(),
+                **{f"volatility_{k}": v for k, v in self.volatility.items()},
                 **{f"prediction_{k}": v for k, v in self.predictions.items()},
                 **{f"live_{k}": v for k, v in self.live.items()}, **{f"series_{k}": v for k, v in self.series.items()},
                 'verdict': self.verdict()}
