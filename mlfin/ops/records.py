@@ -6,13 +6,14 @@
 from __future__ import annotations
 import datetime as dt, json, os, socket, sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
-if TYPE_CHECKING: import pandas as pd   # for annotations: pandas is imported where it is used (0.3 s, measured)
+from .. import later
+# imported at its first use: 0.3 s (measured) that a run's record, or a quiet home's backup, never needs
+pd = later('pandas')
 from ..paths import home
 from ..processes import alive
 
 # %% auto #0
-__all__ = ['SCHEMA', 'OPS_DB', 'CLOCK_SLACK', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead',
+__all__ = ['pd', 'SCHEMA', 'OPS_DB', 'CLOCK_SLACK', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead',
            'runs', 'dated_ahead', 'ahead_said', 'record_checks', 'check_history', 'check_stats']
 
 # %% ../../nbs/12a_ops.records.ipynb #c005
@@ -102,7 +103,6 @@ def runs(job: str | None = None,   # one job (default: all)
          at: Path | None = None) -> pd.DataFrame:
     """Scheduled runs, newest recorded first (by id, not by their times): id, job, started, ended, status, exit code,
     error, summary, host, pid (a `running` one whose process is gone: `interrupted`)"""
-    import pandas as pd   # here, not at the top: 0.3 s of imports (measured) that a run's record never needs
     with _closing(ops_db(at)) as con:
         found = pd.read_sql_query("SELECT * FROM runs" + (" WHERE job = ?" if job else "")
                                   + " ORDER BY id DESC LIMIT ?",
@@ -123,7 +123,6 @@ def dated_ahead(found: pd.DataFrame,                # what `runs` returned
                ) -> pd.DataFrame:
     """The runs among `found` dated later than `now` by more than CLOCK_SLACK (started or ended): recorded under a clock
     that ran ahead"""
-    import pandas as pd   # here, not at the top: 0.3 s of imports (measured) that a run's record never needs
     now = now or pd.Timestamp.now(tz='UTC')
     # as UTC: a frame made of one record that never ended has a column of NaT without a time zone
     started, ended = (pd.to_datetime(found[c], utc=True) for c in ('started', 'ended'))
@@ -132,7 +131,6 @@ def dated_ahead(found: pd.DataFrame,                # what `runs` returned
 # %% ../../nbs/12a_ops.records.ipynb #c017m
 def ahead_said(record: dict, now: pd.Timestamp | None = None) -> str:
     "A run dated ahead (a row of `dated_ahead`), in words: which, when it says it was, how far ahead of `now`"
-    import pandas as pd   # here, not at the top: 0.3 s of imports (measured) that a run's record never needs
     now = now or pd.Timestamp.now(tz='UTC')
     when = max(t for t in (record['started'], record['ended']) if not pd.isna(t))
     hours = (when - now).total_seconds() / 3600
@@ -154,7 +152,6 @@ def record_checks(results: list[dict], # each: name, ok (bool), seconds, detail 
 def check_history(since: str | None = None, # ISO time; default: all
                   at: Path | None = None) -> pd.DataFrame:
     "Every check recorded (since `since`), in the order recorded: at, name, ok, seconds, detail"
-    import pandas as pd   # here, not at the top: 0.3 s of imports (measured) that a run's record never needs
     with _closing(ops_db(at)) as con:
         found = pd.read_sql_query("SELECT at, name, ok, seconds, detail FROM checks"
                                   + (" WHERE at >= ?" if since else "") + " ORDER BY id",
@@ -175,7 +172,6 @@ def check_stats(at: Path | None = None) -> pd.DataFrame:
                (SELECT at FROM checks WHERE id = s.ok_id) AS last_ok, (SELECT at FROM checks WHERE id = s.failed_id) AS last_failure,
                (SELECT detail FROM checks WHERE id = s.last_id) AS last_detail
         FROM s ORDER BY name"""  # noqa: E501
-    import pandas as pd   # here, not at the top: 0.3 s of imports (measured) that a run's record never needs
     with _closing(ops_db(at)) as con: found = pd.read_sql_query(query, con)
     for c in ('last_ok', 'last_failure'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
     return found

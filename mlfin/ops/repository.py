@@ -7,15 +7,16 @@ from __future__ import annotations
 import datetime as dt, json, os, secrets, shutil, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-if TYPE_CHECKING: import pandas as pd   # for annotations: pandas is imported where it is used (0.3 s, measured)
+from .. import later
+# imported at its first use: 0.3 s (measured) that a run's record, or a quiet home's backup, never needs
+pd = later('pandas')
 from fastcore.basics import patch
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import home
 from ..processes import atomic_write, die_with_parent, secret_file
 
 # %% auto #0
-__all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'RETENTION_EVERY', 'HOME_ID', 'READ_EVERY', 'RECORDED',
+__all__ = ['pd', 'RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'RETENTION_EVERY', 'HOME_ID', 'READ_EVERY', 'RECORDED',
            'restic_bin', 'home_id', 'restic_said', 'Repository', 'local_path', 'todays_share', 'password_file',
            'repository_url', 'repository', 'retention_due_at', 'retention_remembered', 'recorded_ids', 'record_id',
            'make_repository', 'latest']
@@ -158,8 +159,6 @@ def snapshots(self: Repository, *tags: str) -> pd.DataFrame:
     the full ids of its parent and of the snapshot it was rewritten from, its place in its home's order (`seq`, 0: made
     before mlfin kept one)"""
     # a read writes no lock: it works on a full or read-only disk
-    # here, not at the top: 0.3 s of imports (measured) that a backup of an unchanged home never needs
-    import pandas as pd
     found = json.loads(self.restic('--no-lock', 'snapshots', '--json', '--tag', ','.join((TAG, *tags))).stdout or '[]')
     table = pd.DataFrame([{'id': s['short_id'], 'full_id': s['id'], 'time': pd.Timestamp(s['time']).tz_convert('UTC'),
                            'host': s['hostname'], 'paths': s['paths'], 'tags': s.get('tags') or [],
@@ -233,8 +232,6 @@ def forget(self: Repository, home: str,     # the home whose snapshots are judge
           ) -> dict:
     """Retention of one home's snapshots by `RETENTION`, never a snapshot it was restored from: counts kept and removed,
     and each snapshot's verdict with why"""
-    # here, not at the top: 0.3 s of imports (measured) that a backup of an unchanged home never needs
-    import pandas as pd
     keep = [a for name, value, _ in RETENTION for a in (f"--keep-{name}", value)]
     done = self.restic('forget', '--json', '--tag', f"{TAG},home:{home}", '--group-by', '', *keep, '--keep-tag',
                        RESTORED, *(['--dry-run'] if dry_run else ['--prune'] if prune else []))
