@@ -9,7 +9,7 @@ from pathlib import Path
 from ..paths import home, home_project, project_root, store_folder
 from ..processes import atomic_write
 from .records import OPS_DB
-from .repository import HOME_ID, RECORDED, local_path, password_file, recorded_ids, repository_url
+from .repository import HOME_ID, RECORDED, home_id, local_path, password_file, recorded_ids, repository_url
 from .repository import retention_due_at, retention_remembered
 
 # %% auto #0
@@ -88,7 +88,7 @@ def unchanged(repo: str | None = None,         # the repository (default: MLFIN_
     if retention or not url or local_path(url) is None: return None
     try: last = json.loads((home()/WORK/PRINT).read_text()); said = last['summary']
     except (OSError, ValueError, KeyError): return None
-    me = (home()/HOME_ID).read_text().strip() if (home()/HOME_ID).is_file() else None
+    me = home_id()
     if ((said['repository'], said['home'], last['products']) != (url, me, products)
         or recorded_ids().get(url) != said['repository_id']):
         return None
