@@ -21,6 +21,14 @@ def test_a_served_prediction_is_the_pipelines_own(served_home, monkeypatch):
     from mlfin.models import load
     with service(served_home, '--no-jobs') as svc, svc.client(svc.key('read_only')) as client:
         got = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'}).json()
+        # the kept forecast answered before the router (routes.predictions.KeptPredictions) and by the route (closed= asks it):
+        # the same bytes and headers, both counted as /predict's
+        kept = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d'})
+        routed = client.get('/predict', params={'symbol': 'SPX', 'timeframe': '1d', 'closed': 'true'})
+        assert (kept.content, kept.headers['content-type']) == (routed.content, routed.headers['content-type']) and kept.json() == got
+        counted = [l for l in client.get('/metrics').text.splitlines()
+                   if l.startswith(('mlfin_requests_total{method="GET",route="/predict",status="200"}', 'mlfin_predictions_served_total{symbol="SPX"'))]
+        assert [float(l.split()[-1]) for l in counted] == [3.0, 3.0], counted
         dataset = pd.read_parquet(served_home/'run'/'dataset.parquet')
         spx = dataset[dataset['symbol'] == 'SPX']
         model = load('production', 'SPX', '1d')
@@ -296,8 +304,9 @@ def test_rate_limit_body_cap_and_tls(served_home, tmp_path):
         key = svc.key('analyst')
         with httpx.Client(base_url=svc.url, headers={'X-API-Key': key}, verify=str(tmp_path/'cert.pem')) as client:
             early_in_a_minute()
-            statuses = [client.get('/models/mlfin.SPX.1d').status_code for _ in range(6)]
-            assert statuses == [200] * 5 + [429]
+            statuses = [client.get(path, params=params).status_code for path, params in
+                        [('/models/mlfin.SPX.1d', {})] * 3 + [('/predict', {'symbol': 'SPX', 'timeframe': '1d'})] * 3]
+            assert statuses == [200] * 5 + [429], statuses   # a kept forecast's /predict counted as every request is
             limited = client.get('/models')
             assert limited.status_code == 429 and 1 <= int(limited.headers['Retry-After']) <= 60
             assert limited.json()['detail'].startswith('rate limit 5/minute reached for key')

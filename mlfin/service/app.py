@@ -28,6 +28,7 @@ from .logs import AccessLog, Failures, configure, outage
 from .metrics import Metrics
 from .people import People
 from .routes import SCHEMES, router
+from .routes.predictions import KeptPredictions
 from .settings import Proxies, ServiceSettings, validation_line
 from ..config import read_yaml
 from ..data.bars import check_timeframe
@@ -235,9 +236,10 @@ def _refresher(live: Live) -> tuple:
 
 # %% ../../nbs/11t_service.app.ipynb #bad03ac5
 def _middleware(app: FastAPI, settings: ServiceSettings, metrics: Metrics):
-    """Wrap the app in its middleware, innermost first: the guard (credential, body cap, last-resort errors), CORS,
-    metrics, the access log, the forwarded client"""
+    """Wrap the app in its middleware, innermost first: a kept forecast's /predict, the guard (credential, body cap,
+    last-resort errors), CORS, metrics, the access log, the forwarded client"""
     app.state.failures = Failures()
+    app.add_middleware(KeptPredictions, state=app.state)   # innermost: a kept forecast's /predict, before the router
     app.add_middleware(Guard, state=app.state, limit=settings.body_limit, timeout=settings.body_timeout,
                        failures=app.state.failures, down=lambda kind, e: _down(kind, e, app.state))
     if settings.cors_origins:
