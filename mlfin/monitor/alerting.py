@@ -4,16 +4,21 @@
 
 # %% ../../nbs/10h_monitor.alerting.ipynb #c003
 from __future__ import annotations
-import os, shutil, subprocess, time
+import os, time
 from dataclasses import dataclass
 from pathlib import Path
 from ..config import SERVICE_PORT
 from ..errors import BadInput, Unavailable
 from ..paths import project_root, home
+from .. import later
 
 # %% auto #0
 __all__ = ['RULE_FILES', 'rules_files', 'prometheus_config', 'alertmanager_config', 'Monitoring', 'start_monitoring',
            'run_monitoring', 'send_alert']
+
+# %% ../../nbs/10h_monitor.alerting.ipynb #db1cefe5
+# imported at their first use: 5 ms (measured) of a quiet home's backup, which sends an alert and starts no server
+shutil, subprocess = later('shutil'), later('subprocess')
 
 # %% ../../nbs/10h_monitor.alerting.ipynb #c005
 RULE_FILES = ('alerts.yml', 'figures.yml')   # in env/monitoring: written by hand, and made from `monitor.figures`
