@@ -12,10 +12,11 @@ from .app import app, fail
 from ..ops.schedules import scheduled as run_job, install, remove, cron_lines
 from ..ops.schedules import backup_run
 from ..ops.records import runs, check_stats
-from ..monitor.alerting import send_alert
+from ..monitor.paging import send_alert
 from ..data.stores import store_place
 from ..paths import home as home_path
-from ..ops.repository import RECORDED, SEQ, make_repository, password_file, repository, home_id
+from ..ops.repository import SEQ, make_repository, repository
+from ..ops.repositories import RECORDED, home_id, password_file
 from ..ops.wal import wal_setup
 from ..ops.restore import restore as rebuild
 from ..ops.health import check_all

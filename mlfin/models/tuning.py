@@ -9,6 +9,7 @@ import numpy as np, pandas as pd
 from ..config import psycopg_url
 from ..errors import BadInput, Unavailable
 from ..paths import home
+from ..processes import host
 from .core import ModelSpec, family
 from .metrics import LOWER_IS_BETTER
 from .training import SymbolData, check_folds, cross_predict, symbol_data
@@ -99,12 +100,12 @@ class Tuning:
 # %% ../../nbs/06k_models.tuning.ipynb #c012_00
 def objective(spec: ModelSpec, data: SymbolData, how: Tuning):
     "An Optuna objective: one trial's hyperparameters scored by the mean of the purged folds' primary score"
-    import optuna, os, socket
+    import optuna, os
     metric, pruning = how.metric, how.pruning
 
     def run(trial) -> float:
         # which process ran it, when a study's trials are spread
-        trial.set_user_attr('worker', f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr('worker', f"{host()}:{os.getpid()}")
         params = suggest(trial, spec)
         trial_spec = replace(spec, params=params, tried=1)
         scores = []

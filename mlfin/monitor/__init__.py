@@ -9,7 +9,7 @@ __all__ = []
 from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`), so sending an alert
-# (`monitor.alerting`) or reading freshness does not import scipy (1.9 s, measured)
+# (`monitor.paging`) or reading freshness does not import scipy (1.9 s, measured)
 _WHERE = {**dict.fromkeys(('Drift', 'input_drift', 'psi', 'wasserstein', 'own_threshold', 'effective_size',
                            'persistence', 'prefix_scores', 'share_bar'),
                           'drift'),

@@ -4,21 +4,16 @@
 
 # %% ../../nbs/10h_monitor.alerting.ipynb #c003
 from __future__ import annotations
-import os, time
+import os, shutil, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
 from ..config import SERVICE_PORT
 from ..errors import BadInput, Unavailable
 from ..paths import project_root, home
-from .. import later
 
 # %% auto #0
 __all__ = ['RULE_FILES', 'rules_files', 'prometheus_config', 'alertmanager_config', 'Monitoring', 'start_monitoring',
-           'run_monitoring', 'send_alert']
-
-# %% ../../nbs/10h_monitor.alerting.ipynb #db1cefe5
-# imported at their first use: 5 ms (measured) of a quiet home's backup, which sends an alert and starts no server
-shutil, subprocess = later('shutil'), later('subprocess')
+           'run_monitoring']
 
 # %% ../../nbs/10h_monitor.alerting.ipynb #c005
 RULE_FILES = ('alerts.yml', 'figures.yml')   # in env/monitoring: written by hand, and made from `monitor.figures`
@@ -193,27 +188,3 @@ def run_monitoring(port: int = SERVICE_PORT,   # the service's port on SERVICE_H
     finally:
         if service is not None and service.poll() is None: service.terminate(); service.wait(30)
         revoke()
-
-# %% ../../nbs/10h_monitor.alerting.ipynb #c020a
-def send_alert(name: str,                # the alert's name, e.g. MlfinScheduledRunFailed
-               labels: dict,             # what it is about: task, check, unit...
-               summary: str,             # one line a person reads
-               firing: bool = True,      # False: resolve it
-               ends_in: float = 3600.0,  # seconds it stays firing unless posted again
-               url: str | None = None,   # Alertmanager; default: MLFIN_ALERTMANAGER_URL
-              ) -> bool:
-    """Post an alert to Alertmanager's API (v2); False when no Alertmanager is configured, Unavailable when it does not
-    take it"""
-    import datetime as dt
-    url = url or os.environ.get('MLFIN_ALERTMANAGER_URL')
-    if not url: return False
-    # here: 0.34 s of imports (measured), paid only where an Alertmanager is configured, not by every scheduled job
-    import httpx
-    now = dt.datetime.now(dt.timezone.utc)
-    alert = {'labels': {'alertname': name, 'severity': 'page', **{k: str(v) for k, v in labels.items()}},
-             'annotations': {'summary': summary}, 'startsAt': now.isoformat(),
-             'endsAt': (now + dt.timedelta(seconds=ends_in if firing else 0)).isoformat()}
-    try: answer = httpx.post(url.rstrip('/') + '/api/v2/alerts', json=[alert], timeout=10)
-    except httpx.HTTPError as e: raise Unavailable(f"Alertmanager {url}: {e}") from None
-    if answer.status_code != 200: raise Unavailable(f"Alertmanager {url}: {answer.status_code} {answer.text[:200]}")
-    return True

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/12c_ops.backup.ipynb #c003
 from __future__ import annotations
-import datetime as dt, hashlib, json, os, platform, shutil, socket, sqlite3, subprocess, time
+import datetime as dt, hashlib, json, os, platform, shutil, sqlite3, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -12,11 +12,12 @@ from ..cluster.where import installed
 from ..config import code_version
 from ..errors import MlfinError, Unavailable
 from ..paths import home, home_project, project_root
-from ..processes import atomic_write
+from ..processes import atomic_write, host
 from ..models.core import libraries as model_libraries
 from ..tracking.store import production_aliases
-from .repository import RECORDED, RETAINED, SEQ, TAG, home_id, latest, repository, restic_bin, restic_said
-from .repository import todays_share, HOME_ID
+from .repository import RETAINED, SEQ, TAG, latest, repository, restic_bin, restic_said
+from .repository import todays_share
+from .repositories import HOME_ID, RECORDED, home_id
 # what a backup takes, written once beside the print that tells a quiet home (`ops.unchanged`)
 from .unchanged import CONFIG_FILES, HALF_WRITTEN, HOME_FOLDERS, PRODUCT_FOLDERS, WORK, home_print
 from .unchanged import remember_print
@@ -217,8 +218,7 @@ def stage(folder: Path,                 # emptied, then filled with the cut
     for name in CONFIG_FILES if root else ():
         if (root/name).exists(): (folder/'project').mkdir(exist_ok=True); shutil.copy2(root/name, folder/'project'/name)
     prints = fingerprints(store, folder)
-    manifest = {'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'host': socket.gethostname(),
-                'home': str(at),
+    manifest = {'made': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), 'host': host(), 'home': str(at),
                 'store': {'kind': held['kind'], 'url': store_place(store) if held['kind'] == 'postgresql' else None,
                           'series': held['series'], 'observations': held['observations']},
                 'products': products, 'versions': versions(), 'schemas': schema_revisions(folder),
@@ -279,7 +279,7 @@ def _snapshot(repository_, work: Path, me: str, mine, # this home's snapshots (a
                      *((RETAINED,) if retain else ())))
     # the parent: the last by the order, not restic's pick by time
     parent = ['--parent', last_taken['full_id']] if last_taken is not None else []
-    done = repository_.restic('backup', '--json', '--tag', tags, '--host', socket.gethostname(), '--ignore-ctime',
+    done = repository_.restic('backup', '--json', '--tag', tags, '--host', host(), '--ignore-ctime',
                               *parent, *(['--time', taken.strftime('%Y-%m-%d %H:%M:%S')] if taken else []), '.',
                               cwd=work/'stage')
     return json.loads([l for l in done.stdout.splitlines() if '"summary"' in l][-1])

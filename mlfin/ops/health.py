@@ -14,11 +14,12 @@ from ..errors import MlfinError
 from ..paths import SUMMARY, home, run_dir
 from .records import ahead_said, check_stats, dated_ahead, record_checks, runs
 from ..tracking.store import mlflow_rows, production_aliases
-from .repository import local_path, repository, repository_url
+from .repository import repository
+from .repositories import local_path, repository_url
 from ..data.stores import open_store, store_place
 from ..monitor.freshness import freshness, live_series, overdue_said, production_names
 from ..models.registry import describe, production, unfiled_of
-from ..monitor.alerting import send_alert
+from ..monitor.paging import send_alert
 
 # %% auto #0
 __all__ = ['FAILURES', 'RUN_MAX_AGE', 'BACKUP_MAX_AGE', 'DISK_MIN_FREE', 'service_check', 'disk_check', 'watched_repository',

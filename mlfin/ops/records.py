@@ -4,13 +4,13 @@
 
 # %% ../../nbs/12a_ops.records.ipynb #c003
 from __future__ import annotations
-import datetime as dt, json, os, socket, sqlite3
+import datetime as dt, json, os, sqlite3
 from pathlib import Path
 from .. import later
 # imported at its first use: 0.3 s (measured) that a run's record, or a quiet home's backup, never needs
 pd = later('pandas')
 from ..paths import home
-from ..processes import alive
+from ..processes import alive, host
 
 # %% auto #0
 __all__ = ['pd', 'SCHEMA', 'OPS_DB', 'CLOCK_SLACK', 'ops_db', 'utc_now', 'run_started', 'run_working', 'run_ended', 'settle_dead',
@@ -51,7 +51,7 @@ def run_started(job: str, at: Path | None = None,
     "Record a scheduled run as started (this host and process); its id"
     with _closing(ops_db(at)) as con:
         return con.execute("INSERT INTO runs (job, started, status, host, pid) VALUES (?, ?, ?, ?, ?)",
-                           (job, when or utc_now(), status, socket.gethostname(), os.getpid())).lastrowid
+                           (job, when or utc_now(), status, host(), os.getpid())).lastrowid
 
 def run_working(run_id: int, at: Path | None = None):
     "A waiting run has the lock: it starts working now"
@@ -80,7 +80,7 @@ def settle_dead(at: Path | None = None) -> int:
     the machine stopped); how many"""
     with _closing(ops_db(at)) as con:
         open_ = con.execute("SELECT id, pid, status FROM runs WHERE status IN ('running', 'waiting') AND host = ?",
-                            (socket.gethostname(),)).fetchall()
+                            (host(),)).fetchall()
         dead = [(i, pid, status) for i, pid, status in open_ if not alive(pid)]
         for i, pid, status in dead:
             con.execute("UPDATE runs SET ended = ?, status = 'failed', exit_code = -9, error = ? WHERE id = ?",
@@ -108,8 +108,7 @@ def runs(job: str | None = None,   # one job (default: all)
                                   + " ORDER BY id DESC LIMIT ?",
                                   con, params=[*([job] if job else []), int(limit)])
     for c in ('started', 'ended'): found[c] = pd.to_datetime(found[c], utc=True, format='ISO8601')
-    gone = (found['status'].isin(('running', 'waiting')) & (found['host'] == socket.gethostname()) & ~found['pid']
-            .map(alive))
+    gone = (found['status'].isin(('running', 'waiting')) & (found['host'] == host()) & ~found['pid'].map(alive))
     found.loc[gone, 'status'] = 'interrupted'
     found['summary'] = found['summary'].map(lambda s: json.loads(s) if isinstance(s, str) else None)
     return found

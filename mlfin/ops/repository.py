@@ -4,7 +4,7 @@
 
 # %% ../../nbs/12b_ops.repository.ipynb #c003
 from __future__ import annotations
-import datetime as dt, json, os, time
+import datetime as dt, json, os
 from dataclasses import dataclass
 from pathlib import Path
 from .. import later
@@ -13,17 +13,17 @@ pd = later('pandas')
 from fastcore.basics import patch
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import home
-from ..processes import atomic_write, die_with_parent, secret_file
+from ..processes import atomic_write, die_with_parent
+from .repositories import home_id, local_path, password_file, record_id, recorded_ids
+from .repositories import repository_url, retention_due_at, retention_remembered
 
 # %% auto #0
-__all__ = ['pd', 'RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'RETENTION_EVERY', 'HOME_ID', 'READ_EVERY', 'RECORDED',
-           'restic_bin', 'home_id', 'restic_said', 'Repository', 'local_path', 'todays_share', 'password_file',
-           'repository_url', 'repository', 'retention_due_at', 'retention_remembered', 'recorded_ids', 'record_id',
-           'make_repository', 'latest']
+__all__ = ['pd', 'RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'READ_EVERY', 'restic_bin', 'restic_said', 'Repository',
+           'todays_share', 'repository', 'make_repository', 'latest']
 
 # %% ../../nbs/12b_ops.repository.ipynb #e01b4bbb
 # imported at their first use (as pandas above): 8 ms (measured) of a quiet home's backup, which runs no restic
-secrets, shutil, subprocess = later('secrets'), later('shutil'), later('subprocess')
+shutil, subprocess = later('shutil'), later('subprocess')
 
 # %% ../../nbs/12b_ops.repository.ipynb #c005
 def restic_bin() -> str:
@@ -43,23 +43,6 @@ RESTORED, RETAINED, TAG = 'restored-from', 'retention', 'mlfin'
 # a tag prefix: the snapshot's place in its home's order (1, 2, ...), the order the repository keeps whatever the clocks
 # said
 SEQ = 'seq:'
-# seconds: retention (forget, prune, check) at most this often, once a day for a backup every 15 minutes
-RETENTION_EVERY = 20 * 3600
-
-# %% ../../nbs/12b_ops.repository.ipynb #c007
-HOME_ID = 'home-id'   # in the home: its id
-
-def home_id(make: bool = False) -> str | None:
-    """This home's id (HOME/home-id): made once by its first backup, backed up with it, so a restored home is the same
-    home to retention"""
-    path = home()/HOME_ID
-    if path.exists(): return path.read_text().strip()
-    if not make: return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(path, 'x') as f: f.write(secrets.token_hex(8) + '\n')
-    except FileExistsError: pass   # another backup made it first: theirs is kept
-    return path.read_text().strip()
 
 # %% ../../nbs/12b_ops.repository.ipynb #c007r
 def restic_said(stderr: str, code: int = 1) -> str:
@@ -103,12 +86,6 @@ class Repository:
 
 def _options() -> list[str]:
     return [f"--option={o.strip()}" for o in os.environ.get('MLFIN_RESTIC_OPTIONS', '').split(';') if o.strip()]
-
-# %% ../../nbs/12b_ops.repository.ipynb #c008lp
-def local_path(url: str) -> Path | None:
-    """The folder a repository URL names; None for a backend (sftp:HOST:/PATH, rest:URL, s3:...): its first part holds a
-    colon"""
-    return None if ':' in url.split('/')[0] else Path(url)
 
 # %% ../../nbs/12b_ops.repository.ipynb #c009
 @patch
@@ -265,24 +242,7 @@ def _said(match: str) -> str:
         if match == ' '.join(w for w in (name.removeprefix('within').strip('-'), 'within', value) if w): return said
     return 'a home was restored from it' if RESTORED in match else match
 
-# %% ../../nbs/12b_ops.repository.ipynb #c014
-def password_file(path: Path | None = None,
-                  make: bool = False,  # make it (once, 0600) when it is not there: only for a new repository
-                 ) -> Path:
-    "The repository's password file: given, MLFIN_BACKUP_PASSWORD_FILE, or ~/.config/mlfin/backup-password"
-    return secret_file(path or os.environ.get('MLFIN_BACKUP_PASSWORD_FILE')
-                       or Path.home() / '.config' / 'mlfin' / 'backup-password',
-                       make)
-
 # %% ../../nbs/12b_ops.repository.ipynb #c015
-def repository_url(url: str | None = None) -> str | None:
-    """The repository's URL as a backup records it: `url` or MLFIN_BACKUP_REPO, a folder made absolute; None when
-    neither is given"""
-    url = url or os.environ.get('MLFIN_BACKUP_REPO')
-    # a folder: absolute, as records name it
-    if url and local_path(url) is not None: url = str(Path(url).expanduser().resolve())
-    return url or None
-
 def repository(url: str | None = None, password: Path | None = None,
                backing_up: bool = False,   # a backup, or making one: refuse a repository inside the home
                making: bool = False,       # `make_repository`: a new repository gets a new password file
@@ -307,15 +267,6 @@ def repository(url: str | None = None, password: Path | None = None,
     return found
 
 # %% ../../nbs/12b_ops.repository.ipynb #c016
-def retention_due_at(last: float) -> bool:
-    "Whether retention that last ran at `last` (seconds since the epoch) is due again"
-    return time.time() - last > RETENTION_EVERY
-
-def retention_remembered(url: str, home: str, work: Path) -> float | None:
-    "When this home's retention last ran on the repository at `url`, as `work` remembers it (None: it does not)"
-    try: return json.loads((work/'retention.json').read_text()).get(f"{url} {home}")
-    except (OSError, ValueError): return None
-
 @patch
 def retention_due(self: Repository, home: str, work: Path,
                   # the home's snapshots, when the caller has them (a restic call saved)
@@ -340,20 +291,6 @@ def remember_retention(self: Repository, home: str, work: Path, when: float):
     known[f"{self.url} {home}"] = when
     work.mkdir(parents=True, exist_ok=True)
     atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(known)))
-
-# %% ../../nbs/12b_ops.repository.ipynb #c018
-RECORDED = 'backup-repositories.json'   # in the home: each repository URL it backs up into -> that repository's id
-
-def recorded_ids() -> dict[str, str]:
-    """The repositories this home backs up into, as `mlfin backup init` (or a first backup's adoption) recorded them:
-    URL -> restic id"""
-    try: return json.loads((home()/RECORDED).read_text())
-    except (OSError, ValueError): return {}
-
-def record_id(url: str, repository_id: str):
-    "Record in the home that it backs up into the repository `repository_id` at `url`"
-    atomic_write(home() / RECORDED,
-                 lambda tmp: Path(tmp).write_text(json.dumps({**recorded_ids(), url: repository_id}, indent=1)))
 
 # %% ../../nbs/12b_ops.repository.ipynb #c019
 @patch

@@ -9,8 +9,8 @@ from pathlib import Path
 from ..paths import home, home_project, project_root, store_folder
 from ..processes import atomic_write
 from .records import OPS_DB
-from .repository import HOME_ID, RECORDED, home_id, local_path, password_file, recorded_ids, repository_url
-from .repository import retention_due_at, retention_remembered
+from .repositories import HOME_ID, RECORDED, home_id, local_path, password_file, recorded_ids, repository_url
+from .repositories import retention_due_at, retention_remembered
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'WORK', 'HALF_WRITTEN', 'PRINT', 'home_print', 'remember_print',
@@ -77,7 +77,7 @@ def remember_print(taken: dict,    # `home_print` as the backup began
 
 # %% ../../nbs/12ba_ops.unchanged.ipynb #84449b43
 def unchanged(repo: str | None = None,         # the repository (default: MLFIN_BACKUP_REPO)
-              password: Path | None = None,     # its password file (`ops.repository.password_file`)
+              password: Path | None = None,     # its password file (`ops.repositories.password_file`)
               store=None,                       # the store (default: MLFIN_STORE or the home's)
               products: bool = False,           # the run's products too
               retention: bool | None = None,    # True: retention now, which only a backup does; None: when due

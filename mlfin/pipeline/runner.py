@@ -4,14 +4,14 @@
 
 # %% ../../nbs/09c_pipeline.runner.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime as dt, hashlib, importlib, json, os, re, socket, sys
+import contextlib, datetime as dt, hashlib, importlib, json, os, re, sys
 from pathlib import Path
 from .engine import in_process
 from .spec import TASKS, ASKED, prepared, quiet_ploomber, read_pipeline, set_task_params, sources_digest
 from ..config import apply_runtime_env, code_version, gpu_available, read_yaml
 from ..errors import MlfinError, BadInput, NotFound, Unavailable
 from ..paths import OWNER_ONLY, record_project, home, open_home, project_root, run_dir, SUMMARY
-from ..processes import exclusive, alive, atomic_write
+from ..processes import exclusive, alive, atomic_write, host
 from ..params import RunConfig, run_config, task_config, task_fields
 from .. import data, features
 from ..features.labels import LABELS
@@ -227,7 +227,7 @@ def _save_attempt(home: Path, state: dict):
 def attempted(home: Path, values: dict):
     """Record the run in `home` while the block runs: running, then succeeded, failed (the block sets `task`; one line)
     or stopped"""
-    state = {'status': 'running', 'started': _now(), 'pid': os.getpid(), 'host': socket.gethostname(),
+    state = {'status': 'running', 'started': _now(), 'pid': os.getpid(), 'host': host(),
              'symbols': json.loads(values.get('ingest_config', '{}')).get('symbols', ''), 'ran': None, 'task': None,
              'error': None}
     _save_attempt(home, state)
@@ -250,7 +250,7 @@ def last_attempt(home: Path | None = None) -> dict | None:
     gone reads as `stopped`"""
     try: state = json.loads((run_dir(home)/ATTEMPT).read_text())
     except (FileNotFoundError, ValueError): return None
-    if state.get('status') == 'running' and state.get('host') == socket.gethostname() and not alive(state.get('pid')):
+    if state.get('status') == 'running' and state.get('host') == host() and not alive(state.get('pid')):
         state.update(status='stopped',
                      error=f"its process {state.get('pid')} is gone (killed, "
                            "or the machine stopped) before it finished")

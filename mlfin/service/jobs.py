@@ -4,12 +4,12 @@
 
 # %% ../../nbs/11h_service.jobs.ipynb #c003
 from __future__ import annotations
-import datetime as dt, json, logging, os, re, secrets, signal, socket, subprocess, sys, threading, time
+import datetime as dt, json, logging, os, re, secrets, signal, subprocess, sys, threading, time
 from fastcore.basics import patch
 from pathlib import Path
 from ..errors import BadInput, MlfinError, NotFound, Unavailable
 from ..paths import SUMMARY, run_dir
-from ..processes import die_with_parent
+from ..processes import die_with_parent, host
 from ..params import run_config
 from . import db as tables
 from ..backtest.tearsheet import verdict_word
@@ -76,7 +76,7 @@ class Jobs:
         self.db, self.project, self.home, self.store_url, self.run, self.poll, self.grace = (
             db, project, Path(home), store_url, run, poll, grace)
         self._stop, self._thread, self._child, self._holder = threading.Event(), None, None, None
-        self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.runner_id = f"{host()}:{os.getpid()}"
 
 # %% ../../nbs/11h_service.jobs.ipynb #jsubmit
 @patch
