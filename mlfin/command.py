@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, sys
 from pathlib import Path
 from .errors import error_line
-from .ops.schedules import backup_run, scheduled
+from .ops.schedules import backup_run, backup_work, scheduled
 from .ops.unchanged import unchanged
 
 # %% auto #0
@@ -40,10 +40,11 @@ def main(args: list[str] | None = None):  # the command's arguments (None: the p
     would run it; else `mlfin.cli.main`"""
     args = sys.argv[1:] if args is None else list(args)
     asked = backup_asked(args)
-    if asked is not None and unchanged(**asked) is not None:
-        if args[0] == 'scheduled': status = scheduled('backup', echo=print)
-        else:   # under the lock, `backup_work` asks again: a change since is backed up whole, by the same run
-            status, said, refused = backup_run(asked)
+    # the home's print taken once, here: under the lock `backup_work` trusts it unless a backup ended meanwhile
+    if asked is not None and (found := unchanged(**asked)) is not None:
+        if args[0] == 'scheduled': status = scheduled('backup', echo=print, work=lambda wait: backup_work(known=found))
+        else:
+            status, said, refused = backup_run({**asked, 'known': found})
             if refused: print(error_line(refused), file=sys.stderr)
             elif said: print(said)
         sys.stdout.flush(); sys.stderr.flush()

@@ -15,7 +15,7 @@ from ..processes import exclusive, host
 from .records import run_ended, run_started, run_working, settle_dead
 from ..monitor.paging import send_alert
 from .repositories import repository_url
-from .unchanged import backup_said, unchanged
+from .unchanged import backup_said, still, unchanged
 
 
 # %% auto #0
@@ -167,16 +167,19 @@ def _failed(job: str, record: int, at, # the job, its run's record (`run_started
 
 # %% ../../nbs/12g_ops.schedules.ipynb #fc352bb2
 def backup_work(repo: str | None = None, store=None, products: bool = False, password: Path | None = None,
-                retention: bool | None = None) -> dict:
-    """What a backup run records: the last snapshot's summary, said again, when the home is `unchanged` since it; else
-    a new backup's (`ops.backup.backup`)"""
+                retention: bool | None = None,
+                known: dict | None = None,   # what `unchanged` said before the lock (`mlfin.command`)
+               ) -> dict:
+    """What a backup run records: the last snapshot's summary, said again, when the home is `unchanged` since it (as
+    `known` found it, while no backup has ended since: `still`); else a new backup's (`ops.backup.backup`)"""
+    if known is not None and still(known): return known
     if (said := unchanged(repo, password, store, products, retention)) is not None: return said
     # here, not at the top: 0.57 s of imports (measured), which a quiet home's backup never pays
     from mlfin.ops.backup import backup
     return backup(repo, store, products, password, retention).summary()
 
 # %% ../../nbs/12g_ops.schedules.ipynb #5cd96dcf
-def backup_run(asked: dict,                  # `backup_work`'s arguments: repo, store, products, password, retention
+def backup_run(asked: dict,   # `backup_work`'s arguments: repo, store, products, password, retention, known
                before: Callable | None = None,  # first, under the lock (`mlfin backup --init` makes the repository)
               ) -> tuple[int, str | None, str | None]:
     """`mlfin backup`: `backup_work` as a scheduled run does it (one at a time, waiting for the one before, recorded,

@@ -14,7 +14,7 @@ from .repositories import retention_due_at, retention_remembered
 
 # %% auto #0
 __all__ = ['CONFIG_FILES', 'HOME_FOLDERS', 'PRODUCT_FOLDERS', 'WORK', 'HALF_WRITTEN', 'PRINT', 'home_print', 'remember_print',
-           'unchanged', 'backup_said']
+           'unchanged', 'still', 'backup_said']
 
 # %% ../../nbs/12ba_ops.unchanged.ipynb #ea515005
 CONFIG_FILES = ('env.yaml', 'features.yaml', 'models.yaml', 'pipeline.yaml')   # the project's, beside the code
@@ -105,6 +105,14 @@ def unchanged(repo: str | None = None,         # the repository (default: MLFIN_
             'verified': (f"the home unchanged since snapshot {said['snapshot']}: its {now['files']:,} files as it "
                          "took them (size, modification time, inode); the snapshot's file in the repository read "
                          "whole, its SHA-256 its name")}
+
+# %% ../../nbs/12ba_ops.unchanged.ipynb #43e8e0a7
+def still(said: dict, # what `unchanged` said
+         ) -> bool:
+    """Whether no backup has ended since `unchanged` said `said`: the print's record still names its snapshot (a
+    command that waited for another backup's lock asks this before it answers with what it found)"""
+    try: return json.loads((home()/WORK/PRINT).read_text())['summary']['snapshot'] == said['snapshot']
+    except (OSError, ValueError, KeyError): return False
 
 # %% ../../nbs/12ba_ops.unchanged.ipynb #2ab6d1a1
 def backup_said(done: dict, # what `backup_work` returned
