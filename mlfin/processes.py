@@ -53,7 +53,7 @@ def exclusive(name: str,                  # what is held: run, backup, ... (one 
     def who():
         try: found = json.loads(holder.read_text()); return f"pid {found['pid']} since {found['since']}"
         except (OSError, ValueError, KeyError): return 'another process'
-    fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, held = os.open(key, os.O_RDWR | os.O_CREAT, 0o644), False
     try:
         if not _taken(fd, 0):
             if wait != 0 and waiting: waiting(f"{name}: waiting for {who()}, which holds {folder/(name + '.lock')}")
@@ -61,21 +61,24 @@ def exclusive(name: str,                  # what is held: run, backup, ... (one 
                 raise Unavailable(f"{name}: {who()} holds {folder/(name + '.lock')}; not started")
         atomic_write(holder, lambda tmp: Path(tmp).write_text(json.dumps(
             {'pid': os.getpid(), 'since': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})))
-        _HELD.add(key)
+        _HELD.add(key); held = True
         yield
-    finally: _HELD.discard(key); os.close(fd)   # closing the file releases its lock
+    finally:
+        if held: _HELD.discard(key)   # this call's: a refused one leaves another thread's holding alone
+        os.close(fd)   # closing the file releases its lock
 
 _HELD: set = set()   # the locks this process holds
 
 def _taken(fd: int, wait: float | None) -> bool:
     """The kernel's lock on `fd` (flock, as filelock takes it on Unix, whose import was 17 ms of a quiet home's 0.11 s
     backup, measured): at once (0), within `wait` seconds (asked every 50 ms, as filelock asks), or when it is free
-    (None: the kernel wakes the waiter); whether it is held"""
-    if wait is None: fcntl.flock(fd, fcntl.LOCK_EX); return True
+    (None, or a negative wait: the kernel wakes the waiter); whether it is held"""
+    if wait is None or wait < 0: fcntl.flock(fd, fcntl.LOCK_EX); return True   # a negative wait too, as filelock's
     deadline = time.monotonic() + wait
     while True:
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); return True
-        except BlockingIOError:
+        # held elsewhere (EWOULDBLOCK; EACCES on some systems, as filelock reads it)
+        except (BlockingIOError, PermissionError):
             if time.monotonic() >= deadline: return False
             time.sleep(0.05)
 

@@ -11,7 +11,7 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from ..auth import Caller, TooManyRequests, allows
+from ..auth import Caller, allows
 from ...data.bars import check_timeframe
 from ...data.stores import rules
 from ...models.registry import EVIDENCE
@@ -132,9 +132,10 @@ class KeptPredictions:
         asked = kept_asked(scope) if who is not None and allows(who.role, 'read') else None
         f = asked and self.state.live.kept(*asked, True)
         if not f: return await self.app(scope, receive, send)
-        # spent: the route refuses it, recorded (a spent window counts no more hits)
+        # spent, or the limit's store not answering: the route answers it as it always has (refused and recorded, or
+        # the outage's 503), its own hit counting nothing more (a spent window counts no more hits)
         try: await self.state.limit.ahit(who.actor)
-        except TooManyRequests: return await self.app(scope, receive, send)
+        except Exception: return await self.app(scope, receive, send)
         scope['route'], scope['state']['caller'] = self.route, who
         self.state.metrics.predicted(*asked)
         await _answer(f, True)(scope, receive, send)
