@@ -61,7 +61,7 @@ def lazy_area(package: str, # the area's `__name__`, called at the end of its `_
 # %% ../nbs/index.ipynb #39805b4a
 class later:
     """A library imported at its first use, not with the module that names it: `pd = later('pandas')` in a module whose
-    light paths never touch pandas (a quiet home's backup: `ops.records`, `ops.repository`), while its functions and
+    light paths never touch pandas (a quiet home's backup: `ops.records`), while its functions and
     their annotations, read by the docs, name `pd` as usual"""
     def __init__(self, name: str): self.__name = name
     def __getattr__(self, attr: str):

@@ -4,12 +4,10 @@
 
 # %% ../../nbs/12b_ops.repository.ipynb #c003
 from __future__ import annotations
-import datetime as dt, json, os
+import datetime as dt, json, os, shutil, subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from .. import later
-# imported at its first use: 0.3 s (measured) that a run's record, or a quiet home's backup, never needs
-pd = later('pandas')
+import pandas as pd
 from fastcore.basics import patch
 from ..errors import BadInput, NotFound, Unavailable
 from ..paths import home
@@ -18,12 +16,8 @@ from .repositories import home_id, local_path, password_file, record_id, recorde
 from .repositories import repository_url, retention_due_at, retention_remembered
 
 # %% auto #0
-__all__ = ['pd', 'RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'READ_EVERY', 'restic_bin', 'restic_said', 'Repository',
+__all__ = ['RETENTION', 'RESTORED', 'RETAINED', 'TAG', 'SEQ', 'READ_EVERY', 'restic_bin', 'restic_said', 'Repository',
            'todays_share', 'repository', 'make_repository', 'latest']
-
-# %% ../../nbs/12b_ops.repository.ipynb #e01b4bbb
-# imported at their first use (as pandas above): 8 ms (measured) of a quiet home's backup, which runs no restic
-shutil, subprocess = later('shutil'), later('subprocess')
 
 # %% ../../nbs/12b_ops.repository.ipynb #c005
 def restic_bin() -> str:
