@@ -60,6 +60,14 @@ class Metrics:
     def signalled(self, symbol, timeframe, label): self.signals.labels(symbol, timeframe, label).inc()
     def unserved(self, symbol, timeframe): self.unserved_.labels(symbol, timeframe).inc()
 
+# %% ../../nbs/11s_service.metrics.ipynb #818db557
+@patch
+def series_changed(self: Metrics):
+    """The store's series changed (an ingest through this service) or may read otherwise (a request met the store
+    down): the next scrape lists the store again, and a listing begun before this, still in flight on another thread,
+    is not kept for its 10 s"""
+    self.kept['changed'] = object()   # a new token, swapped in whole: no lock between the threads
+
 # %% ../../nbs/11s_service.metrics.ipynb #d7d889d4
 @patch
 def _quarantined(self: Metrics, symbol, timeframe, report):
@@ -70,7 +78,7 @@ def _quarantined(self: Metrics, symbol, timeframe, report):
 @patch
 def ingested(self: Metrics, symbol, timeframe, report):
     "A batch accepted: its candles by outcome, the rows it quarantined anew, and now as the series' last push"
-    self.kept.pop('series', None)  # the series' gauges read again at the next scrape
+    self.series_changed()
     for outcome in ('new', 'changed', 'unchanged'):
         self.candles.labels(symbol, timeframe, outcome).inc(getattr(report, outcome))
     self._quarantined(symbol, timeframe, report)
@@ -85,7 +93,7 @@ def refused(self: Metrics, symbol, timeframe, error=None):
     except (BadInput, TypeError, AttributeError): symbol = timeframe = ''
     self.refusals.labels(symbol, timeframe, 'invalid' if error is None else getattr(error, 'why', 'batch')).inc()
     if (report := getattr(error, 'report', None)) is not None:
-        self.kept.pop('series', None)
+        self.series_changed()
         self._quarantined(symbol, timeframe, report)
 
 # %% ../../nbs/11s_service.metrics.ipynb #c007_00
@@ -164,16 +172,18 @@ def production(self: _States) -> dict:
 def series(self: _States) -> tuple[list[dict], bool]:
     """The store's series (`ls`) and which are expected live, read again after 10 s, an ingest through this service
     or a request that found the store down (a scrape does not list the store each time); and whether the store could
-    be read. Unreadable: the series last read, and it is tried again at every scrape"""
-    now, kept = time.monotonic(), self.kept.get('series')
-    if kept is None or now - kept[0] > 10 or not kept[2]:
+    be read. Unreadable: the series last read, and it is tried again at every scrape. A listing is kept only as
+    fresh as the last change it began after, so one in flight while an ingest lands is read again"""
+    now, kept, token = time.monotonic(), self.kept.get('series'), self.kept.get('changed')
+    # listed before the last change (`Metrics.series_changed`), or 10 s ago, or while the store was down: again
+    if kept is None or kept[3] is not token or now - kept[0] > 10 or not kept[2]:
         try:
             rows = self.state.store.ls().to_dict(orient='records')
             self.kept['live'] = live_series(self.state.store, list(self.production()))
-            kept = (now, rows, True)
+            kept = (now, rows, True, token)
         except MlfinError as e:
             if e.status != 503: raise
-            kept = (now, kept[1] if kept else [], False)
+            kept = (now, kept[1] if kept else [], False, token)
         self.kept['series'] = kept
     return kept[1], kept[2]
 
