@@ -118,20 +118,22 @@ class _States:
         except Exception as e:
             if not outage(e): raise
         yield jobs
-        rows, up = self.series()
+        rows, up, live = self.series()
         store = GaugeMetricFamily('mlfin_store_up',
                                   "1 when the service read its store at its last look "
                                   "(a scrape's, at most 10 s old), 0 when it could not")
         store.add_metric([], float(up))
         yield store
-        yield from self.series_gauges(rows, up)
+        yield from self.series_gauges(rows, up, live)
         # here, not at the top: mlfin.monitor.report adds 1.00 s to importing this module (measured)
         from mlfin.monitor.report import latest_report
         yield from monitor_gauges(latest_report())
 
 # %% ../../nbs/11s_service.metrics.ipynb #503505d6
 @patch
-def series_gauges(self: _States, rows: list[dict], up: bool) -> list:
+def series_gauges(self: _States, rows: list[dict], up: bool,
+                  live: dict | set = (),  # the series expected live, read with `rows` (`series`)
+                 ) -> list:
     """Per series: its last bar's time, its rows in quarantine, its overdue seconds (while the store can be read),
     live or history"""
     from prometheus_client.core import GaugeMetricFamily
@@ -142,18 +144,17 @@ def series_gauges(self: _States, rows: list[dict], up: bool) -> list:
     overdue = GaugeMetricFamily('mlfin_series_overdue_seconds',
                                 'how long a bar its calendar expected is overdue (0: fresh), per series',
                                 labels=['symbol', 'timeframe'])
-    live = GaugeMetricFamily('mlfin_series_live',
+    gauge = GaugeMetricFamily('mlfin_series_live',
                              "1 for a series expected live (a production model serves it, a "
                              "collector pushes to it, or an operator marked it: monitor.freshness.live_series), "
                              "0 for history: its overdue seconds page only at 1", labels=['symbol', 'timeframe'])
-    expected = self.kept.get('live', {})
     for row in rows:
         s, t = row['symbol'], row['timeframe']
         last.add_metric([s, t], row['last'].timestamp()); held.add_metric([s, t], row['quarantined'])
         # worked out from the series' record: not while the store cannot be read
         if up: overdue.add_metric([s, t], self.overdue(row))
-        live.add_metric([s, t], float((s, t) in expected))
-    return [last, held, overdue, live]
+        gauge.add_metric([s, t], float((s, t) in live))
+    return [last, held, overdue, gauge]
 
 # %% ../../nbs/11s_service.metrics.ipynb #655d8c27
 @patch
@@ -169,23 +170,25 @@ def production(self: _States) -> dict:
 
 # %% ../../nbs/11s_service.metrics.ipynb #586e576b
 @patch
-def series(self: _States) -> tuple[list[dict], bool]:
+def series(self: _States) -> tuple[list[dict], bool, dict]:
     """The store's series (`ls`) and which are expected live, read again after 10 s, an ingest through this service
     or a request that found the store down (a scrape does not list the store each time); and whether the store could
-    be read. Unreadable: the series last read, and it is tried again at every scrape. A listing is kept only as
-    fresh as the last change it began after, so one in flight while an ingest lands is read again"""
+    be read, and the series expected live, read with them. Unreadable: the series last read, and it is tried again at
+    every scrape. A listing is kept only as fresh as the last change it began after, so one in flight while an ingest
+    lands is read again; what is live is kept in the same tuple, so two listings in flight cannot mix"""
     now, kept, token = time.monotonic(), self.kept.get('series'), self.kept.get('changed')
     # listed before the last change (`Metrics.series_changed`), or 10 s ago, or while the store was down: again
     if kept is None or kept[3] is not token or now - kept[0] > 10 or not kept[2]:
         try:
             rows = self.state.store.ls().to_dict(orient='records')
-            self.kept['live'] = live_series(self.state.store, list(self.production()))
-            kept = (now, rows, True, token)
+            live = live_series(self.state.store, list(self.production()))
+            kept = (now, rows, True, token, live)
         except MlfinError as e:
             if e.status != 503: raise
-            kept = (now, kept[1] if kept else [], False, token)
+            rows, live = (kept[1], kept[4]) if kept else ([], {})   # the series last read
+            kept = (now, rows, False, token, live)
         self.kept['series'] = kept
-    return kept[1], kept[2]
+    return kept[1], kept[2], kept[4]
 
 # %% ../../nbs/11s_service.metrics.ipynb #f41f8039
 @patch

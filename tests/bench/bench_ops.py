@@ -122,6 +122,7 @@ RESULT = {'bars': int(store.ls()['bars'].sum())}
     p_unchanged = sorted(p_quiet)[5]
     print(f"peer, unchanged home:     {p_unchanged:6.3f} s   sqlite3 .backup + tar.gz --listed-incremental (median of 11, "
           "in turn with ours)", flush=True)
+    for made in (work/'peer').glob('quiet*'): shutil.rmtree(made) if made.is_dir() else made.unlink()   # the archives' sizes: the two kept
     bare = sorted(timed(BIN/'python', '-c', 'pass')[0] for _ in range(11))[5]   # the interpreter alone, as the script starts it
     started = sorted(timed(BIN/'python', '-c', 'import mlfin.command')[0] for _ in range(11))[5]   # and what the command imports
     print(f"   where it goes: the interpreter {bare:.3f} s, the command's imports {started - bare:.3f} s, the rest (the home's print, "

@@ -241,6 +241,7 @@ def delete_series(request: Request, symbol: Annotated[str, PathParam(pattern=SYM
     (`mlfin data rm`)"""
     timeframe = check_timeframe(timeframe)
     removed = delete(symbol, timeframe, start, end, store=request.app.state.store)
+    request.app.state.metrics.series_changed()   # the next scrape lists the store again
     record_action(request, caller, 'series.delete', f"{symbol}:{timeframe}",
                   f"{removed} bars from {start or 'the start'} to {end or 'the end'}")
     return Deleted(symbol=symbol, timeframe=timeframe, removed=removed, start=start, end=end)
