@@ -8,7 +8,7 @@ import ctypes, ctypes.util, importlib, time
 from ..config import apply_runtime_env, gpu_available
 
 # %% auto #0
-__all__ = ['ALLOCATOR', 'PRELOAD', 'tune_allocator', 'preload', 'warm', 'dask_setup']
+__all__ = ['ALLOCATOR', 'SPAWN_ENV', 'PRELOAD', 'tune_allocator', 'preload', 'warm', 'dask_setup']
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c005
 # freed heap kept up to 512 MiB before it is given back to the kernel
@@ -23,6 +23,11 @@ def tune_allocator() -> bool:
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, 'mallopt'): return False
     return all(libc.mallopt(option, value) == 1 for option, value in ALLOCATOR.values())
+
+# %% ../../nbs/02c_cluster.worker.ipynb #6082f105
+# set in a worker's environment before its process starts (glibc reads it at the first allocation): every
+# thread allocates from the main heap, the one `tune_allocator` keeps
+SPAWN_ENV = {'MALLOC_ARENA_MAX': '1'}
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c009
 # what the units of features, training, tuning and backtests import; importing mlfin.models adds each model family's own
