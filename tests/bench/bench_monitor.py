@@ -108,6 +108,10 @@ def power(placements: int, full: int):
         window = len(bars) - window_start(bars.index, WINDOWS[timeframe])
         first, last = 3 * window, len(bars) - max(LENGTHS) - 1   # two windows of reference before the earliest window
         starts = np.linspace(first, last, placements).astype(int)
+        # the planted regimes' yardstick: the standard deviation of close-to-close log moves before a position, and over
+        # the 60 bars before it (a planted x3 span moves 3.0x the first)
+        usual = lambda s: float(np.log(bars['close'].iloc[:s]).diff().std())
+        own = lambda s: float(np.log(bars['close'].iloc[s - 60:s]).diff().std())
         t = time.perf_counter()
         for length in LENGTHS:
             for times in SIZES:
@@ -121,8 +125,6 @@ def power(placements: int, full: int):
                              'previous': np.nan, 'bars to detection (median)': float(np.median(delays)) if delays else np.nan,
                              'placements': len(starts)})
             if length == 60:   # the target's cell: where it missed, and how volatile the period already was
-                usual = lambda s: float(np.log(bars['close'].iloc[:s]).diff().std())
-                own = lambda s: float(np.log(bars['close'].iloc[s - 60:s]).diff().std())
                 missed = [s for s in starts if not judged(planted(bars, s, 60, times=3), s + 59, timeframe)[0]]
                 for s in missed: print(f"  {symbol}: x3 over 60 bars from {bars.index[s]:%Y-%m-%d %H:%M} missed; the 60 bars before it "
                                        f"already moved {own(s) / usual(s):.1f}x the usual volatility", flush=True)
@@ -142,7 +144,8 @@ def power(placements: int, full: int):
             if name == 'unchanged':   # the volatility rule alone, on every placement; the windows it flagged, by their last bar
                 flagged = [s for s in starts if judged(bars, s + 59, timeframe)[0]]
                 alone = len(flagged)
-                for s in flagged: print(f"  {symbol}: the unchanged window ending {bars.index[s + 59]:%Y-%m-%d %H:%M} flagged", flush=True)
+                for s in flagged: print(f"  {symbol}: the unchanged window ending {bars.index[s + 59]:%Y-%m-%d %H:%M} flagged; its last 60 bars "
+                                        f"moved {own(s + 60) / usual(s):.1f}x the usual volatility (a planted x3 span: 3.0x)", flush=True)
                 rows.append({**row, 'planted': 'unchanged (volatility rule)', 'ours': alone / len(starts), 'previous': np.nan, 'placements': len(starts)})
             rows.append(row)
         print(f"{symbol} {timeframe}: window {window:,} bars, {len(starts)} placements ({len(some)} for all rules), {time.perf_counter() - t:,.0f} s", flush=True)
