@@ -12,7 +12,6 @@ from typing import Iterator
 from urllib.parse import urlsplit
 from ..config import code_version, parse_where
 from ..errors import BadInput, Unavailable
-from .worker import SPAWN_ENV
 import mlfin
 
 # %% auto #0
@@ -198,16 +197,11 @@ def _local(workers: int):
     from distributed import LocalCluster
 
     # the scheduler and each nanny read the settings as they start, and a nanny hands them to its worker (a
-    # restarted one too); the environment is set before the worker's process starts, as glibc needs
-    spawn = {f'distributed.nanny.pre-spawn-environ.{name}': value for name, value in SPAWN_ENV.items()}
-    with dask.config.set({**QUIET, **spawn}):
+    # restarted one too)
+    with dask.config.set(QUIET):
         found = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host='127.0.0.1',
-            dashboard_address=None,
+            n_workers=workers, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None,
             silence_logs=logging.CRITICAL,  # a unit's error reaches the run as its own exception
-            preload=['mlfin.cluster.worker'],
-        )   # the allocator tuned, the libraries imported (cluster.worker)
+            # in each nanny, the worker's SPAWN_ENV; in each worker, the allocator tuned, the libraries imported
+            preload_nanny=['mlfin.cluster.worker'], preload=['mlfin.cluster.worker'])
     return found, found.scheduler_address

@@ -51,7 +51,12 @@ def warm() -> float:
     return time.perf_counter() - started
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c011
-def dask_setup(worker=None):
-    "Dask's preload hook, run in each worker process before it joins: the allocator tuned, `PRELOAD` imported"
+def dask_setup(server=None):
+    """Dask's preload hook. In a nanny (`--preload-nanny`), before it starts its worker: `SPAWN_ENV` in the environment
+    it starts the worker's process with. In a worker (`--preload`), before it joins: the allocator tuned, `PRELOAD`
+    imported"""
+    if hasattr(server, 'pre_spawn_env'):   # a nanny: what it sets before it spawns, as glibc needs it
+        server.pre_spawn_env.update(SPAWN_ENV)
+        return
     tune_allocator()
     warm()
