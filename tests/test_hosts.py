@@ -85,7 +85,10 @@ def team(tmp_path_factory):
         team['worker'] = next(c for c in commands if c.startswith(f"{BIN}/dask worker"))
         team['workers'] = {host.name: start(team, host, team['worker']) for host in (team['h2'], team['h3'])}
         h1.wait_for_port(h1.address, 5000)
-        h1.call(str(BIN/'python'), '-c', f"from distributed import Client; Client('{team['scheduler']}', timeout=120).wait_for_workers(2, timeout=300)",
+        # both joined, each started by its nanny with cluster.worker's SPAWN_ENV (the tutorial's --preload-nanny)
+        h1.call(str(BIN/'python'), '-c', f"import os; from distributed import Client; from mlfin.cluster.worker import SPAWN_ENV; "
+                f"c = Client('{team['scheduler']}', timeout=120); c.wait_for_workers(2, timeout=300); "
+                "got = c.run(lambda: {k: os.environ.get(k) for k in SPAWN_ENV}); assert list(got.values()) == [SPAWN_ENV] * 2, got",
                 timeout=400)
         yield team
     finally:
