@@ -8,7 +8,8 @@ from hosts import cannot_make_hosts
 pytestmark = pytest.mark.e2e   # a user's path end to end (make test-fast leaves it out)
 
 DASK = str(Path(sys.executable).with_name('dask'))
-PRELOAD = ['--preload', 'mlfin.cluster.worker']   # as the tutorial "Past one machine" starts workers: allocator tuned, libraries imported
+# as the tutorial "Past one machine" starts workers: one malloc arena (set by the nanny), allocator tuned, libraries imported
+PRELOAD = ['--preload-nanny', 'mlfin.cluster.worker', '--preload', 'mlfin.cluster.worker']
 def run_in(home: Path, *args: str, run: list[str] = SLICE) -> subprocess.Popen:
     env = {**os.environ, 'MLFIN_HOME': str(home), 'PLOOMBER_STATS_ENABLED': 'false'}
     return subprocess.Popen([MLFIN, 'run', *run, '--reports', str(home/'reports'), *args], cwd=ROOT, env=env, text=True,

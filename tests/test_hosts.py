@@ -88,7 +88,8 @@ def team(tmp_path_factory):
         # both joined, each started by its nanny with cluster.worker's SPAWN_ENV (the tutorial's --preload-nanny)
         h1.call(str(BIN/'python'), '-c', f"import os; from distributed import Client; from mlfin.cluster.worker import SPAWN_ENV; "
                 f"c = Client('{team['scheduler']}', timeout=120); c.wait_for_workers(2, timeout=300); "
-                "got = c.run(lambda: {k: os.environ.get(k) for k in SPAWN_ENV}); assert list(got.values()) == [SPAWN_ENV] * 2, got",
+                "from mlfin.cluster.worker import spawned_with; got = c.run(lambda: {k: spawned_with().get(k) for k in SPAWN_ENV}); "
+                "assert list(got.values()) == [SPAWN_ENV] * 2, got",
                 timeout=400)
         yield team
     finally:

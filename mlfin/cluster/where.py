@@ -15,7 +15,7 @@ from ..errors import BadInput, Unavailable
 import mlfin
 
 # %% auto #0
-__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'QUIET', 'must_match', 'identity', 'installed', 'check_shared', 'is_loopback',
+__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'DASK_QUIET', 'must_match', 'identity', 'installed', 'check_shared', 'is_loopback',
            'other_hosts', 'reached_everywhere', 'check_workers', 'connect', 'client', 'running']
 
 # %% ../../nbs/02a_cluster.where.ipynb #c005
@@ -175,9 +175,13 @@ def running(where: str | None = 'serial', # the `cluster` run parameter
     kind, value = parse_where(where)
     local, address = None, None
     try:
-        if kind == 'local': local, address = _local(value); client(address)
-        elif kind == 'address': address = value; client(address, folder)   # refused here, before any task starts
-        with modified_env(**{CLUSTER_ENV: address}) if address else modified_env(CLUSTER_ENV): yield address
+        # the environment as it was, whatever the block sets: a nanny sets its worker's (Dask's pre-spawn settings,
+        # `SPAWN_ENV`) in its own process, the run's for a local cluster
+        with modified_env(CLUSTER_ENV):
+            if kind == 'local': local, address = _local(value); client(address)
+            elif kind == 'address': address = value; client(address, folder)   # refused here, before any task starts
+            if address: os.environ[CLUSTER_ENV] = address
+            yield address
     finally:
         if address: _forget(address)
         if local is not None: local.close()
@@ -188,20 +192,20 @@ def running(where: str | None = 'serial', # the `cluster` run parameter
 # workers: 4.86 -> 4.62 s, three runs each, measured). Every Dask server (the scheduler, each nanny, each worker) times
 # its event loop every 20 ms to warn of one blocked for 3 s; timed once a second it still warns, and at rest the
 # scheduler's process used 0.23 s of CPU in 10 s instead of 0.42, each worker 0.09 instead of 0.22 (measured)
-QUIET = {'distributed.worker.profile.enabled': False, 'distributed.admin.tick.interval': '1s'}
+DASK_QUIET = {'distributed.worker.profile.enabled': False, 'distributed.admin.tick.interval': '1s'}
 
 def _local(workers: int):
     """A Dask cluster of `workers` processes on loopback, one thread each, started as `cluster.worker` says (its
-    preload, its `SPAWN_ENV`), `QUIET`, no dashboard; (cluster, scheduler address)"""
+    preload, its `SPAWN_ENV`), `DASK_QUIET`, no dashboard; (cluster, scheduler address)"""
     import logging, dask
     from distributed import LocalCluster
 
-    # the scheduler and each nanny read the settings as they start, and a nanny hands them to its worker (a
-    # restarted one too)
-    with dask.config.set(QUIET):
+    # the scheduler and each nanny read the settings as they start; each worker is given them (`config`) by its nanny,
+    # which keeps them for a worker it restarts (Dask's own config is only lent for the start)
+    with dask.config.set(DASK_QUIET):
         found = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None,
             silence_logs=logging.CRITICAL,  # a unit's error reaches the run as its own exception
             # in each nanny, the worker's SPAWN_ENV; in each worker, the allocator tuned, the libraries imported
-            preload_nanny=['mlfin.cluster.worker'], preload=['mlfin.cluster.worker'])
+            preload_nanny=['mlfin.cluster.worker'], preload=['mlfin.cluster.worker'], config=DASK_QUIET)
     return found, found.scheduler_address

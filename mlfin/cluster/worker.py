@@ -4,11 +4,11 @@
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c003
 from __future__ import annotations
-import ctypes, ctypes.util, importlib, time
+import ctypes, ctypes.util, importlib, os, time
 from ..config import apply_runtime_env, gpu_available
 
 # %% auto #0
-__all__ = ['ALLOCATOR', 'SPAWN_ENV', 'PRELOAD', 'tune_allocator', 'preload', 'warm', 'dask_setup']
+__all__ = ['ALLOCATOR', 'SPAWN_ENV', 'PRELOAD', 'tune_allocator', 'spawned_with', 'preload', 'warm', 'dask_setup']
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c005
 # freed heap kept up to 512 MiB before it is given back to the kernel
@@ -28,6 +28,14 @@ def tune_allocator() -> bool:
 # set in a worker's environment before its process starts (glibc reads it at the first allocation): every
 # thread allocates from the main heap, the one `tune_allocator` keeps
 SPAWN_ENV = {'MALLOC_ARENA_MAX': '1'}
+
+# %% ../../nbs/02c_cluster.worker.ipynb #46d1e975
+def spawned_with() -> dict[str, str]:
+    """The environment this process was started with (Linux's `/proc/self/environ`), not as changed since: what the
+    C library read at the start; elsewhere `os.environ`"""
+    try: raw = open('/proc/self/environ', 'rb').read().decode('utf-8', 'replace')
+    except OSError: return dict(os.environ)
+    return dict(item.split('=', 1) for item in raw.split('\0') if '=' in item)
 
 # %% ../../nbs/02c_cluster.worker.ipynb #c009
 # what the units of features, training, tuning and backtests import; importing mlfin.models adds each model family's own
@@ -53,10 +61,13 @@ def warm() -> float:
 # %% ../../nbs/02c_cluster.worker.ipynb #c011
 def dask_setup(server=None):
     """Dask's preload hook. In a nanny (`--preload-nanny`), before it starts its worker: `SPAWN_ENV` in the environment
-    it starts the worker's process with. In a worker (`--preload`), before it joins: the allocator tuned, `PRELOAD`
-    imported"""
-    if hasattr(server, 'pre_spawn_env'):   # a nanny: what it sets before it spawns, as glibc needs it
-        server.pre_spawn_env.update(SPAWN_ENV)
+    it starts the worker's process with (a value the nanny's own environment has kept). In a worker (`--preload`),
+    before it joins: the allocator tuned, `PRELOAD` imported"""
+    # Dask calls this hook only where distributed is loaded: importing it here costs a lookup, where at the top it
+    # would load Dask for every importer of this module
+    from distributed import Nanny
+    if isinstance(server, Nanny):
+        server.pre_spawn_env.update({name: os.environ.get(name, value) for name, value in SPAWN_ENV.items()})
         return
     tune_allocator()
     warm()

@@ -110,8 +110,9 @@ def power(placements: int, full: int):
         starts = np.linspace(first, last, placements).astype(int)
         # the planted regimes' yardstick: the standard deviation of close-to-close log moves before a position, and over
         # the 60 bars before it (a planted x3 span moves 3.0x the first)
-        usual = lambda s: float(np.log(bars['close'].iloc[:s]).diff().std())
-        own = lambda s: float(np.log(bars['close'].iloc[s - 60:s]).diff().std())
+        moves = np.log(bars['close']).diff()
+        usual = lambda s: float(moves.iloc[:s].std())
+        own = lambda s: float(moves.iloc[s - 60:s].std())
         t = time.perf_counter()
         for length in LENGTHS:
             for times in SIZES:

@@ -7,7 +7,7 @@ On a 2-core machine a speed-up over one process measures the cores more than the
 against what two processes can do here, measured in the same run (issue 39, item 4):
 
 - the two-process ceiling: the same work split in halves, run at once by two plain processes, each with a
-  Dask worker's settings (the nanny's environment: one thread each for OpenMP, MKL, OpenBLAS and Arrow, one malloc arena;
+  Dask worker's settings (the nanny's environment: one thread each for OpenMP, MKL and OpenBLAS, one malloc arena;
   the allocator tuned as `cluster.worker` tunes it; a model's `n_jobs` capped as on a worker) and nothing
   else (no Dask, no mlfin scheduling); the longer half's seconds.
 - parallel efficiency = the ceiling's seconds / ours on 2 workers. Target: >= 0.95 (EFFICIENCY), for
@@ -78,7 +78,7 @@ RESULT = {{'seconds': time.perf_counter() - started, 'cpu': time.process_time() 
 
 def worker_env() -> dict:
     """This environment with what the local cluster's nannies set in each worker they start (distributed.nanny.pre-spawn-environ:
-    one thread each for OpenMP, MKL, OpenBLAS, Arrow; and cluster.worker's SPAWN_ENV, every thread on one heap)"""
+    one thread each for OpenMP, MKL and OpenBLAS; and cluster.worker's SPAWN_ENV, every thread on one heap)"""
     import dask, distributed  # noqa: F401 (distributed's defaults in dask.config)
     from mlfin.cluster.worker import SPAWN_ENV
     return {**os.environ, **{k: str(v) for k, v in {**dask.config.get('distributed.nanny.pre-spawn-environ'), **SPAWN_ENV}.items()}}
