@@ -10,7 +10,8 @@ from .paths import home
 
 # %% auto #0
 __all__ = ['CHROMIUM', 'PICTURES_ENV', 'WIDTH', 'SCALE', 'PHONE_WIDTH', 'PHONE_SCALE', 'PHONE_FONT', 'KEPT', 'DRAW_TIMEOUT',
-           'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'for_phone', 'picture', 'draw', 'draw_folder', 'settle']
+           'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'for_phone', 'picture', 'failed', 'draw', 'draw_folder',
+           'settle']
 
 # %% ../nbs/00d_pictures.ipynb #c005
 # Debian's headless browser (env/setup-chromium.sh installs it): it draws the pictures (kaleido finds it) and prints the
@@ -87,6 +88,15 @@ def _queue(key: str, drawn: dict):
             _drawer = threading.Thread(target=_drain, name='mlfin-pictures', daemon=True); _drawer.start()
 
 # %% ../nbs/00d_pictures.ipynb #3a7a7b2a
+def failed(why: str):
+    """Keep why pictures were not drawn, with when, beside them (`FAILED`, the last reason only): a page works without
+    its pictures, and a kernel's own output would show on the page"""
+    try:
+        (folder := pictures_dir()).mkdir(parents=True, exist_ok=True)
+        (folder / FAILED).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: {why}\n")
+    except OSError:
+        pass   # a home that cannot be written to: the pages still show their charts, drawn by plotly.js
+
 def _drain():
     "Draw what is queued, a batch at a time, until nothing is"
     while True:
@@ -94,14 +104,9 @@ def _drain():
             batch = dict(_queued); _queued.clear()
         if not batch: return
         try: draw(batch)
-        except Exception as e:   # noqa: the page works without pictures; why is kept beside them (a kernel's own output would show on the page)
+        except Exception as e:   # noqa: the page works without pictures; why is kept beside them
             with _guard: _failed.update(batch)
-            try:
-                (pictures_dir() / FAILED).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: "
-                                                     f"no pictures of {len(batch)} "
-                                                     f"chart(s): {str(e).strip() or type(e).__name__}\n")
-            except OSError:
-                pass
+            failed(f"no pictures of {len(batch)} chart(s): {str(e).strip() or type(e).__name__}")
 
 # %% ../nbs/00d_pictures.ipynb #c008
 def draw(figures: dict[str, dict], # key -> plotly JSON of the figure

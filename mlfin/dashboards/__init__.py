@@ -9,8 +9,9 @@ __all__ = []
 from .. import lazy_area
 
 # each name imported from its module when first asked for (`mlfin.lazy_area`): a page loads its own module
-_WHERE = {**dict.fromkeys(('page', 'verdict_box', 'html_table'), 'common'), 'book_page': 'index', 'index_page': 'index',
-          'models_page': 'models', 'quality_page': 'quality', 'monitoring_page': 'monitoring',
+_WHERE = {**dict.fromkeys(('page', 'verdict_box', 'html_table'), 'common'),
+          **dict.fromkeys(('book_page', 'index_page', 'draw_pictures'), 'index'), 'models_page': 'models',
+          'quality_page': 'quality', 'monitoring_page': 'monitoring',
           **dict.fromkeys(('Connection', 'operations_page'), 'service'), 'health_page': 'health', 'run_page': 'run',
           'published_page': 'published'}
 __all__ = lazy_area(__name__)

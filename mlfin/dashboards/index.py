@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote
 import numpy as np, pandas as pd
 from ..style import chart   # the house chart, on a screen of any width
-from ..pictures import DRAW_TIMEOUT, pictures_dir, settle, wanted
+from ..pictures import DRAW_TIMEOUT, FAILED, failed, pictures_dir, settle, wanted
 from ..processes import atomic_write
 from ..paths import FINISHED, home, pages_dir, run_dir
 from ..errors import MlfinError, NotFound
@@ -19,8 +19,9 @@ from .common import monitor_status, page, run_id, run_named, run_status, shown_f
 from .common import verdict_box
 
 # %% auto #0
-__all__ = ['PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE', 'MEETING', 'DRAWN_FOR', 'published_pages', 'picks', 'held_line',
-           'sparkline', 'book_card', 'book_cards', 'index_page', 'book_page', 'draw_pictures', 'keep_pictures']
+__all__ = ['PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE', 'MEETING', 'DRAWN_FOR', 'DRAWING', 'published_pages', 'picks',
+           'held_line', 'sparkline', 'book_card', 'book_cards', 'index_page', 'book_page', 'draw_pictures',
+           'shown_products', 'keep_pictures']
 
 # %% ../../nbs/13ca_dashboards.index.ipynb #c010
 PAGES = [('run.ipynb', 'The latest run', 'out-of-sample results after costs beside buy-and-hold; tearsheets'),
@@ -211,24 +212,30 @@ def draw_pictures() -> int:
 # %% ../../nbs/13ca_dashboards.index.ipynb #p102
 # in the pictures' folder: the products the pages' pictures were last drawn for (`keep_pictures`)
 DRAWN_FOR = 'pages.json'
+# the drawing's process: `draw_pictures` by its area's name (`mlfin.dashboards._WHERE`, which follows it if it moves)
+DRAWING = [sys.executable, '-c', 'from mlfin.dashboards import draw_pictures; draw_pictures()']
 
-def keep_pictures(
-    command: list[str] | None = None,  # the process that draws them; default: `draw_pictures` in a fresh Python
-    timeout: float = 100,  # seconds it may take (a kernel being made ready waits for it)
-) -> bool:
-    """Draw the pages' pictures in a process of its own when the run or the monitor run the pages show changed since
-    they were last drawn; whether it drew"""
-    if not wanted(): return False
+def shown_products() -> str:
+    "What the pages show, as `keep_pictures` records it: the run that finished and the monitor's latest run"
     read = lambda path: path.read_text() if path.exists() else ''
-    shown = json.dumps({'run': read(run_dir()/FINISHED), 'monitor': read(home()/'monitor'/'latest.json')})
-    kept = pictures_dir()/DRAWN_FOR
-    if read(kept) == shown: return False
+    return json.dumps({'run': read(run_dir()/FINISHED), 'monitor': read(home()/'monitor'/'latest.json')})
+
+def keep_pictures(command: list[str] | None = None,  # the process that draws them; default: `DRAWING`
+                  timeout: float = 100,  # seconds it may take (a kernel being made ready waits for it)
+                 ) -> bool:
+    """Draw the pages' pictures in a process of its own when the run or the monitor run the pages show changed since
+    they were last drawn; whether it drew (a drawing that failed or ran out of time says why in `pictures.FAILED`, and
+    is not tried again for the same products: their pictures are drawn as pages show them)"""
+    if not wanted(): return False
+    shown, kept = shown_products(), pictures_dir()/DRAWN_FOR
+    if kept.exists() and kept.read_text() == shown: return False
     try:
-        subprocess.run(command
-                       or [sys.executable, '-c', 'from mlfin.dashboards.common import draw_pictures; draw_pictures()'],
-                       capture_output=True, timeout=timeout, env={**os.environ, 'VOILA_PREHEAT': 'False'})
+        done = subprocess.run(command or DRAWING, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, 'VOILA_PREHEAT': 'False'})
+        if done.returncode: failed(f"the pages' pictures were not drawn ahead: their drawing exited {done.returncode}: "
+                                   f"{(done.stderr.strip().splitlines() or [''])[-1][:500]}")
     except subprocess.TimeoutExpired:
-        pass   # not tried again for these products: their pictures are drawn as pages show them
+        done = None; failed(f"the pages' pictures were not drawn ahead: their drawing took over {timeout:g} s")
     kept.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(kept, lambda tmp: Path(tmp).write_text(shown))
-    return True
+    return done is not None and done.returncode == 0

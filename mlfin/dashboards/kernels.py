@@ -16,11 +16,12 @@ __all__ = ['WARM', 'READY', 'GIVEN', 'FULL', 'ReadyKernels', 'ready_kernels', 'a
 
 # %% ../../nbs/13a_dashboards.kernels.ipynb #c005
 # every page's modules, those a page imports as it runs among them (the run page's MLflow store: 1.2 s, its ipywidgets
-# 0.3 s; plotly loads a chart's classes on first use; the default calendar XNYS is built on first use: 0.8 s of the
-# quality page's chart, measured); and the pages' charts drawn as pictures ahead, once for each run they show (in a
-# process of its own)
+# 0.3 s, the tracing MLflow sets up with a store's address, OpenTelemetry's metrics among it: 0.23 s; plotly loads a
+# chart's classes on first use; the default calendar XNYS is built on first use: 0.8 s of the quality page's chart,
+# measured); and the pages' charts drawn as pictures ahead, once for each run they show (in a process of its own)
 WARM = """import mlfin.dashboards, mlfin.dashboards.run, mlfin.backtest.tearsheet, mlfin.report.tables, mlfin.monitor.report
 import mlflow.store.tracking.sqlalchemy_store, mlflow.store.model_registry.sqlalchemy_store, duckdb, exchange_calendars, jwt, PIL.Image, pyarrow.dataset, ipywidgets
+import mlflow.tracing.processor.base_mlflow
 import plotly.graph_objects as _go; _go.Figure([_go.Scatter(), _go.Bar(), _go.Heatmap()]); del _go
 from mlfin.data.bars import exchange; exchange('XNYS')
 from mlfin.dashboards.index import keep_pictures; keep_pictures()
