@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote
 import numpy as np, pandas as pd
 from ..style import chart   # the house chart, on a screen of any width
-from ..pictures import DRAW_TIMEOUT, FAILED, failed, pictures_dir, settle, wanted
+from ..pictures import DRAW_TIMEOUT, failed, pictures_dir, settle, wanted
 from ..processes import atomic_write
 from ..paths import FINISHED, home, pages_dir, run_dir
 from ..errors import MlfinError, NotFound
