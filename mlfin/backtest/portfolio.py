@@ -14,8 +14,8 @@ from ..data.bars import FUTURES_CALENDARS, asset_class   # the calendar's word f
 _all_ = ['FUTURES_CALENDARS', 'asset_class']
 
 # %% auto #0
-__all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'union_index', 'simulate', 'buy_and_hold',
-           'warm_up', 'FUTURES_CALENDARS', 'asset_class']
+__all__ = ['FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'union_index', 'simulate', 'readable',
+           'buy_and_hold', 'warm_up', 'FUTURES_CALENDARS', 'asset_class']
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c005
 FILL_RULES = ("A weight decided at bar t's close is traded at the open of the symbol's next bar (weights are shares "
@@ -192,6 +192,25 @@ def simulate(bars: dict[str, pd.DataFrame],   # canonical bars per symbol
                                          if shared and len(symbols) > 1 else {}))
     pf.orders_by_bar = {s: o for s, (_, o) in frames.items()}  # why each order was placed (signal, stop, target)
     return pf
+
+# %% ../../nbs/07b_backtest.portfolio.ipynb #f10efed6
+def readable(records) -> pd.DataFrame:
+    """vectorbt's `records_readable` of `records` (a portfolio's `trades`, `orders`, ...), the same table made with
+    each timestamp field looked up in the bars' index at once: vectorbt makes a dict of every bar's timestamp for each
+    such field, and iterates the index to do it (1.1 s of a 5-symbol run's 8-s backtest of 5-minute bars, profiled)"""
+    df = records.records.copy()
+    settings = records.field_config.get('settings', {})
+    for col in records.records.columns:   # as vectorbt's own loop: a column dropped, renamed, mapped
+        said = settings.get(col)
+        if said is None: continue
+        if said.get('ignore', False): df = df.drop(columns=col); continue
+        title = said.get('title', said.get('name', col))
+        if 'title' in said: df = df.rename(columns={said.get('name', col): title})
+        if 'mapping' not in said: continue
+        if isinstance(said['mapping'], str) and said['mapping'] == 'index':
+            df[title] = records.wrapper.index[records.values[records.get_field_name(col)]]
+        else: df[title] = pd.Series(records.get_apply_mapping_arr(col), index=df.index, dtype=object)
+    return df
 
 # %% ../../nbs/07b_backtest.portfolio.ipynb #c025
 def buy_and_hold(bars: pd.DataFrame, start, end, costs: Costs, cash: float = 10_000.0):

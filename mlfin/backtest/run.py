@@ -13,7 +13,7 @@ from ..cluster import shipped, symbol_rows
 from ..cluster.units import Codec, code_digest, digest, frame_bytes, frame_of, json_bytes, reuse
 from ..data.bars import fingerprint
 from .signals import check_thresholds
-from .portfolio import Costs, costs_for, simulate, union_index
+from .portfolio import Costs, costs_for, readable, simulate, union_index
 from . import stats
 from ..data import split_symbols
 from .universe import BacktestSettings, Backtests, SymbolBacktest, json_numbers, backtest_symbol, examine
@@ -184,7 +184,7 @@ def backtest_portfolio(bars_by_symbol: dict, weights: dict[str, pd.Series], cost
     # the configurations around it: each model@threshold of the grid, traded by every symbol at once, sharing cash alike
     grid = _portfolio_grid(book, grids, value.index, stop_loss=stop_loss, take_profit=take_profit)
     examined, bands = examine(value, hold, trials, grid, ppy, settings)
-    trades = pf.trades.records_readable
+    trades = readable(pf.trades)
     # between a symbol's own bars
     held = pd.DataFrame({s: pf.orders_by_bar[s]['held'] for s in weights}).reindex(on_bars.index).ffill().fillna(0)
     strategy = json_numbers({**stats.performance(value, ppy, trade_pnl=trades['PnL'].to_numpy()),

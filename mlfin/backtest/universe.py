@@ -10,7 +10,7 @@ from ..errors import BadInput
 from ..params import RunConfig, default
 from .signals import Rule, sides, calibrate, sizes, signal_records
 from ..data.samples import asset_class_of
-from .portfolio import Costs, simulate, buy_and_hold
+from .portfolio import Costs, readable, simulate, buy_and_hold
 from . import stats
 from ..data.bars import periods_per_year
 
@@ -190,8 +190,8 @@ def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and 
     made = {m: model_weights(oos[oos['model'] == m].sort_index(), costs, settings) for m in models}
     pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, settings.stop_loss,
                   settings.take_profit, shared=False)
-    values, trades = pf.value(), pf.trades.records_readable
-    pf.trades_readable = trades   # read once: vectorbt makes the table anew (a Timestamp a trade) each time asked
+    values, trades = pf.value(), readable(pf.trades)
+    pf.trades_readable = trades   # read once, for the leader's trade list
     per_model = {m: json_numbers(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
                                               # sized P&L
                                               trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}
