@@ -10,8 +10,8 @@ from .paths import home
 
 # %% auto #0
 __all__ = ['CHROMIUM', 'PICTURES_ENV', 'WIDTH', 'SCALE', 'PHONE_WIDTH', 'PHONE_SCALE', 'PHONE_FONT', 'KEPT', 'DRAW_TIMEOUT',
-           'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'for_phone', 'picture', 'failed', 'draw', 'draw_folder',
-           'settle']
+           'FAILED', 'pictures_dir', 'wanted', 'picture_key', 'for_phone', 'picture', 'keep_failure', 'draw',
+           'draw_folder', 'settle']
 
 # %% ../nbs/00d_pictures.ipynb #c005
 # Debian's headless browser (env/setup-chromium.sh installs it): it draws the pictures (kaleido finds it) and prints the
@@ -88,7 +88,7 @@ def _queue(key: str, drawn: dict):
             _drawer = threading.Thread(target=_drain, name='mlfin-pictures', daemon=True); _drawer.start()
 
 # %% ../nbs/00d_pictures.ipynb #3a7a7b2a
-def failed(why: str):
+def keep_failure(why: str):
     """Keep why pictures were not drawn, with when, beside them (`FAILED`, the last reason only): a page works without
     its pictures, and a kernel's own output would show on the page"""
     try:
@@ -106,7 +106,7 @@ def _drain():
         try: draw(batch)
         except Exception as e:   # noqa: the page works without pictures; why is kept beside them
             with _guard: _failed.update(batch)
-            failed(f"no pictures of {len(batch)} chart(s): {str(e).strip() or type(e).__name__}")
+            keep_failure(f"no pictures of {len(batch)} chart(s): {str(e).strip() or type(e).__name__}")
 
 # %% ../nbs/00d_pictures.ipynb #c008
 def draw(figures: dict[str, dict], # key -> plotly JSON of the figure

@@ -11,8 +11,9 @@ import httpx, pytest, yaml
 from conftest import SMALL, binance_klines, mlfin, service, write_klines
 from test_dashboard import ROOT, until, voila
 from fastcore.xtras import modified_env
-from mlfin.dashboards.index import DRAWN_FOR, MEETING, shown_products
+from mlfin.dashboards.index import DRAWN_FOR, MEETING, NOT_AHEAD, shown_products
 from mlfin.dashboards.kernels import all_ready, ready_kernels
+from mlfin.pictures import FAILED, pictures_dir
 
 SHOTS = ROOT/'reports'/'screenshots'
 pytestmark = [pytest.mark.e2e, pytest.mark.together]   # its tests share one site (module fixture): one worker runs them
@@ -466,25 +467,24 @@ def test_the_kernels_kept_ready_are_made_again_after_the_visits_one_at_a_time(si
             assert made == [loading], (made, loading); loading = None
 
 
-def test_the_run_page_first_opened_once_the_kernels_are_ready_shows_its_chart_as_the_picture_drawn_ahead(site):
+def test_the_run_page_opened_once_the_kernels_are_ready_shows_its_chart_as_the_picture_drawn_ahead(site):
     """The kernels made ready draw the pages' pictures before anyone asks (dashboards.index.keep_pictures, in a process of its own),
-    so a warm visit's chart arrives as its picture: plotly.js draws nothing until a mouse comes. (Issue 73: the drawing's command
-    named a module the function had left; it failed unseen, and every visit's browser drew the run page's chart, a second of its
-    three.)"""
-    kept = site['home']/'cache'/'pictures'
+    so a warm visit's chart arrives as its picture: plotly.js draws nothing until a mouse comes. Every picture kept is removed first
+    (a visitor's kernel also draws its page's charts for the next visit), then a visit to a page without charts has its kernel
+    replaced, and the replacement draws them. (Issue 73: the drawing's command named a module the function had left; it failed
+    unseen, and every visit's browser drew the run page's chart, a second of its three.)"""
+    with modified_env(MLFIN_HOME=str(site['home'])): kept, now = pictures_dir(), shown_products()
     def ready():
         deadline = time.monotonic() + 600   # a hang guard: a kernel made ready draws the pictures (seconds), then says it is ready
         while not all_ready(site['log']()):
             assert time.monotonic() < deadline, site['log']()[-3000:]
             time.sleep(1)
     ready()
-    with modified_env(MLFIN_HOME=str(site['home'])): now = shown_products()
-    if (kept/DRAWN_FOR).read_text() != now:   # a newer run or monitor run since the kernels were made ready (another test's):
-        with site['voila']('models.ipynb') as url: opened(site['contexts']['reader'], url, 'All pages').close()   # a visit takes one,
-        ready()                                                                                               # its replacement draws
-    assert (kept/DRAWN_FOR).read_text() == now
-    said = (kept/'last-failure.txt').read_text() if (kept/'last-failure.txt').exists() else ''
-    assert 'not drawn ahead' not in said, said
+    for gone in [kept/DRAWN_FOR, kept/FAILED, *kept.glob('*.png')]: gone.unlink(missing_ok=True)   # nothing drawn, nothing said
+    with site['voila']('models.ipynb') as url: opened(site['contexts']['reader'], url, 'All pages').close()   # a page without charts
+    ready()   # the kernel it took replaced: the replacement drew the pages' pictures as it was made ready
+    said = (kept/FAILED).read_text() if (kept/FAILED).exists() else ''
+    assert (kept/DRAWN_FOR).read_text() == now and NOT_AHEAD not in said, said
     with site['voila']('run.ipynb') as url:
         page = opened(site['contexts']['reader'], url, 'All pages')
         page.wait_for_function(DRAWN, timeout=120_000)

@@ -14,7 +14,7 @@ _WHERE = {**dict.fromkeys(('KINDS', 'MIN_CALIBRATION_ROWS', 'SIGNAL_COLUMNS', 'L
                            'prob_sides', 'move_sides', 'Rule', 'sides', 'calibrate', 'sizes', 'signal_records'),
                           'signals'),
           **dict.fromkeys(('FILL_RULES', 'COSTS', 'EXIT_REASONS', 'Costs', 'costs_for', 'stop_orders', 'union_index',
-                           'simulate', 'buy_and_hold', 'warm_up', 'FUTURES_CALENDARS', 'asset_class'),
+                           'simulate', 'readable', 'buy_and_hold', 'warm_up', 'FUTURES_CALENDARS', 'asset_class'),
                           'portfolio'),
           **dict.fromkeys(('MIN_ANNUAL_SPAN', 'ANNUALISED', 'EULER_GAMMA', 'sharpe', 'drawdown', 'performance',
                            'span_note', 'annualised_shown', 'psr', 'expected_max_sharpe', 'dsr', 'sharpe_variance',

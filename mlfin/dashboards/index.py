@@ -4,12 +4,12 @@
 
 # %% ../../nbs/13ca_dashboards.index.ipynb #b7be84a6
 from __future__ import annotations
-import html, json, os, subprocess, sys
+import html, json, os, signal, subprocess, sys
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 import numpy as np, pandas as pd
 from ..style import chart   # the house chart, on a screen of any width
-from ..pictures import DRAW_TIMEOUT, failed, pictures_dir, settle, wanted
+from ..pictures import DRAW_TIMEOUT, keep_failure, pictures_dir, settle, wanted
 from ..processes import atomic_write
 from ..paths import FINISHED, home, pages_dir, run_dir
 from ..errors import MlfinError, NotFound
@@ -19,8 +19,8 @@ from .common import monitor_status, page, run_id, run_named, run_status, shown_f
 from .common import verdict_box
 
 # %% auto #0
-__all__ = ['PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE', 'MEETING', 'DRAWN_FOR', 'DRAWING', 'published_pages', 'picks',
-           'held_line', 'sparkline', 'book_card', 'book_cards', 'index_page', 'book_page', 'draw_pictures',
+__all__ = ['PAGES', 'PUBLISHED', 'BOOK_PAGE', 'RUN_PAGE', 'MEETING', 'DRAWN_FOR', 'DRAWING', 'NOT_AHEAD', 'published_pages',
+           'picks', 'held_line', 'sparkline', 'book_card', 'book_cards', 'index_page', 'book_page', 'draw_pictures',
            'shown_products', 'keep_pictures']
 
 # %% ../../nbs/13ca_dashboards.index.ipynb #c010
@@ -214,6 +214,7 @@ def draw_pictures() -> int:
 DRAWN_FOR = 'pages.json'
 # the drawing's process: `draw_pictures` by its area's name (`mlfin.dashboards._WHERE`, which follows it if it moves)
 DRAWING = [sys.executable, '-c', 'from mlfin.dashboards import draw_pictures; draw_pictures()']
+NOT_AHEAD = "the pages' pictures were not drawn ahead"   # how `keep_pictures` says its drawing failed
 
 def shown_products() -> str:
     "What the pages show, as `keep_pictures` records it: the run that finished and the monitor's latest run"
@@ -221,21 +222,27 @@ def shown_products() -> str:
     return json.dumps({'run': read(run_dir()/FINISHED), 'monitor': read(home()/'monitor'/'latest.json')})
 
 def keep_pictures(command: list[str] | None = None,  # the process that draws them; default: `DRAWING`
-                  timeout: float = 100,  # seconds it may take (a kernel being made ready waits for it)
+                  # seconds it may take, then it is stopped with every process it started (a kernel being made ready
+                  # waits for it, within `ReadyKernels.patience`)
+                  timeout: float = 100,
                  ) -> bool:
     """Draw the pages' pictures in a process of its own when the run or the monitor run the pages show changed since
-    they were last drawn; whether it drew (a drawing that failed or ran out of time says why in `pictures.FAILED`, and
-    is not tried again for the same products: their pictures are drawn as pages show them)"""
+    they were last drawn; whether that drawing ran and ended cleanly (one that failed or ran out of time says why in
+    `pictures.FAILED` and is not tried again for the same products: their pictures are drawn as pages show them; a
+    chart the drawing could not picture says so there itself)"""
     if not wanted(): return False
     shown, kept = shown_products(), pictures_dir()/DRAWN_FOR
     if kept.exists() and kept.read_text() == shown: return False
+    # a session of its own: stopped, its kaleido and Chromium go with it
+    drawing = subprocess.Popen(command or DRAWING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               errors='replace', start_new_session=True, env={**os.environ, 'VOILA_PREHEAT': 'False'})
     try:
-        done = subprocess.run(command or DRAWING, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, 'VOILA_PREHEAT': 'False'})
-        if done.returncode: failed(f"the pages' pictures were not drawn ahead: their drawing exited {done.returncode}: "
-                                   f"{(done.stderr.strip().splitlines() or [''])[-1][:500]}")
+        said = drawing.communicate(timeout=timeout)[1]
+        if drawing.returncode: keep_failure(f"{NOT_AHEAD}: their drawing exited {drawing.returncode}: "
+                                            f"{(said.strip().splitlines() or [''])[-1][:500]}")
     except subprocess.TimeoutExpired:
-        done = None; failed(f"the pages' pictures were not drawn ahead: their drawing took over {timeout:g} s")
+        os.killpg(drawing.pid, signal.SIGKILL); drawing.communicate()
+        keep_failure(f"{NOT_AHEAD}: their drawing took over {timeout:g} s")
     kept.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(kept, lambda tmp: Path(tmp).write_text(shown))
-    return done is not None and done.returncode == 0
+    return drawing.returncode == 0

@@ -17,7 +17,8 @@ in memory, as a user building a dataset would:
   store:  `mlfin.features.FeatureStore(root).build(bars, SPEC)`: a cold build (compute and
           write), then a hit in a new process (fingerprint the bars, map the cached files); the hit
           is timed bare and with every value read once (sum of each column), and checked equal to
-          a fresh build
+          a fresh build; the hit timed in 3 fresh processes, the median round held to the target
+          (issue 73: one round of 10 hits moved from 28 to 50 ms with the machine's other work)
 Both the floor and ours keep 6 GiB of fresh outputs: allocating and first touching that memory is
 part of every contender's time. The floor and ours are timed in one process, symbol by symbol in
 turn, so both meet the same memory conditions; ours runs once more alone for its peak memory.
@@ -33,6 +34,9 @@ from _child import child, write_synthetic  # noqa: E402
 from _targets import scale, sized, table, target  # noqa: E402
 
 import os
+# the store hit is the shortest figure here (quick scale: 10 hits of 2-3 ms, 28 ms in all; a 20-ms pause of a busy machine
+# moved it by 70%): timed in this many fresh processes, the median held to its target
+HIT_ROUNDS = 3
 N_SYMBOLS, N_BARS = int(os.environ.get("BENCH_SYMBOLS", sized(100, 10))), 500_000
 SPEC = ['rsi_14', 'macd_12_26_9', 'mom_14', 'sma_20', 'ema_50', 'bbands_20_2', 'atr_14', 'obv', 'adx_14', 'cci_20',
         'mfi_14', 'willr_14']
@@ -160,10 +164,12 @@ def main():
     cold = child(STORE_COLD, bars, N_SYMBOLS, root)
     assert cold['misses'] == N_SYMBOLS * len(SPEC) and cold['hits'] == 0
     print(f"store  cold (compute + write): {cold['seconds']:7.2f} s  {cold['disk_mb']:,.0f} MiB of .f64  peak {cold['peak_mb']:7,.0f} MiB", flush=True)
-    hit = child(STORE_HIT, bars, N_SYMBOLS, root)
-    assert hit['hits'] == N_SYMBOLS * len(SPEC) and hit['misses'] == 0
+    hits = [child(STORE_HIT, bars, N_SYMBOLS, root) for _ in range(HIT_ROUNDS)]
+    assert all(h['hits'] == N_SYMBOLS * len(SPEC) and h['misses'] == 0 for h in hits), hits
+    hit = sorted(hits, key=lambda h: h['seconds'])[len(hits) // 2]   # the median round
+    rounds = ', '.join(f"{h['seconds'] * 1000:.0f}" for h in hits)
     print(f"store  hit (fingerprint + map): {hit['seconds']:6.2f} s  with every value read: {hit['touched_seconds']:.2f} s  peak {hit['peak_mb']:7,.0f} MiB "
-          f"(files in the OS page cache, just written)\n")
+          f"(files in the OS page cache, just written; the median of {HIT_ROUNDS} fresh processes: {rounds} ms)\n")
     print(f"peer / ours against ours interleaved: {peer['seconds'] / speed['ours']:.1f}x; build / store hit against ours interleaved: "
           f"{speed['ours'] / hit['seconds']:.1f}x, with every value read: {ours['seconds'] / hit['touched_seconds']:.1f}x; "
           f"cold store build / build: {cold['seconds'] / ours['seconds']:.2f}x")
