@@ -11,7 +11,8 @@ from .paths import home, tighten
 from . import later
 
 # %% auto #0
-__all__ = ['atomic_write', 'write_parquet', 'exclusive', 'die_with_parent', 'alive', 'host', 'run_server', 'secret_file']
+__all__ = ['atomic_write', 'write_parquet', 'exclusive', 'die_with_parent', 'alive', 'run_group', 'host', 'run_server',
+           'secret_file']
 
 # %% ../nbs/00f_processes.ipynb #65d1a082
 secrets = later('secrets')   # imported at its first use: 3 ms (measured) of a quiet home's backup, which makes none
@@ -98,6 +99,21 @@ def alive(pid) -> bool:
     except PermissionError: return True   # another user's: there all the same
     except (TypeError, ValueError): return False   # no pid recorded
     return True
+
+# %% ../nbs/00f_processes.ipynb #423477f9
+def run_group(cmd: list[str], timeout: float, **popen):
+    """`subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)`, the command in a session of its own: one
+    that runs out of time is killed with every process it started (a browser, a server), where `subprocess.run` kills
+    it alone and leaves them running; its `CompletedProcess`, or `TimeoutExpired` raised, as `subprocess.run` does"""
+    import signal, subprocess   # here, as `run_server`'s: this module is on every command's path, few need a child
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors='replace',
+                             start_new_session=True, **popen)
+    try: out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL); child.wait()
+        for pipe in (child.stdout, child.stderr): pipe.close()   # not read: a process outside the group may hold them
+        raise
+    return subprocess.CompletedProcess(cmd, child.returncode, out, err)
 
 # %% ../nbs/00f_processes.ipynb #df6aebb9
 def host() -> str:

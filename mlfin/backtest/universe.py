@@ -191,7 +191,6 @@ def trade_models(bars: pd.DataFrame, oos: pd.DataFrame, # one symbol's bars and 
     pf = simulate({m: bars for m in models}, {m: w['weight'] for m, w in made.items()}, costs, settings.stop_loss,
                   settings.take_profit, shared=False)
     values, trades = pf.value(), readable(pf.trades)
-    pf.trades_readable = trades   # read once, for the leader's trade list
     per_model = {m: json_numbers(stats.performance(values[m], periods_per_year, pf.orders_by_bar[m]['held'],
                                               # sized P&L
                                               trades.loc[trades['Column'] == m, 'PnL'].to_numpy())) for m in models}
@@ -253,7 +252,7 @@ def _leader_curves(symbol: str, value: pd.Series, hold: pd.Series, chosen: pd.Da
 # %% ../../nbs/07d_backtest.universe.ipynb #fe500659
 def _leader_trades(pf, leader: str, symbol: str) -> pd.DataFrame:
     "The leader's trades, each with its book and why it was closed (a stop, a target, the signal; 'open' if not)"
-    trades, reason = pf.trades_readable, pf.orders_by_bar[leader]['reason']
+    trades, reason = readable(pf.trades), pf.orders_by_bar[leader]['reason']
     mine = trades[trades['Column'] == leader].drop(columns='Column').assign(symbol=symbol, book=symbol)
     mine['exit_reason'] = [str(reason.get(t, '')) if s == 'Closed' else 'open'
                            for t, s in zip(mine['Exit Timestamp'], mine['Status'])]

@@ -4,13 +4,13 @@
 
 # %% ../../nbs/13ca_dashboards.index.ipynb #b7be84a6
 from __future__ import annotations
-import html, json, os, signal, subprocess, sys
+import html, json, os, subprocess, sys
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 import numpy as np, pandas as pd
 from ..style import chart   # the house chart, on a screen of any width
 from ..pictures import DRAW_TIMEOUT, keep_failure, pictures_dir, settle, wanted
-from ..processes import atomic_write
+from ..processes import atomic_write, run_group
 from ..paths import FINISHED, home, pages_dir, run_dir
 from ..errors import MlfinError, NotFound
 from ..report.products import load_run
@@ -233,16 +233,12 @@ def keep_pictures(command: list[str] | None = None,  # the process that draws th
     if not wanted(): return False
     shown, kept = shown_products(), pictures_dir()/DRAWN_FOR
     if kept.exists() and kept.read_text() == shown: return False
-    # a session of its own: stopped, its kaleido and Chromium go with it
-    drawing = subprocess.Popen(command or DRAWING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               errors='replace', start_new_session=True, env={**os.environ, 'VOILA_PREHEAT': 'False'})
-    try:
-        said = drawing.communicate(timeout=timeout)[1]
+    try:   # stopped at its time with its kaleido and Chromium
+        drawing = run_group(command or DRAWING, timeout, env={**os.environ, 'VOILA_PREHEAT': 'False'})
         if drawing.returncode: keep_failure(f"{NOT_AHEAD}: their drawing exited {drawing.returncode}: "
-                                            f"{(said.strip().splitlines() or [''])[-1][:500]}")
+                                            f"{(drawing.stderr.strip().splitlines() or [''])[-1][:500]}")
     except subprocess.TimeoutExpired:
-        os.killpg(drawing.pid, signal.SIGKILL); drawing.communicate()
-        keep_failure(f"{NOT_AHEAD}: their drawing took over {timeout:g} s")
+        drawing = None; keep_failure(f"{NOT_AHEAD}: their drawing took over {timeout:g} s")
     kept.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(kept, lambda tmp: Path(tmp).write_text(shown))
-    return drawing.returncode == 0
+    return drawing is not None and drawing.returncode == 0
