@@ -5,7 +5,7 @@
 # %% ../../nbs/02a_cluster.where.ipynb #c003
 from __future__ import annotations
 import hashlib, os, sys, uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
@@ -15,8 +15,8 @@ from ..errors import BadInput, Unavailable
 import mlfin
 
 # %% auto #0
-__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'DASK_QUIET', 'must_match', 'identity', 'installed', 'check_shared', 'is_loopback',
-           'other_hosts', 'reached_everywhere', 'check_workers', 'connect', 'client', 'running']
+__all__ = ['CLUSTER_ENV', 'SAME_EVERYWHERE', 'DASK_QUIET', 'NANNIES_WAIT', 'must_match', 'identity', 'installed', 'check_shared',
+           'is_loopback', 'other_hosts', 'reached_everywhere', 'check_workers', 'connect', 'client', 'running']
 
 # %% ../../nbs/02a_cluster.where.ipynb #c005
 # the run's scheduler address, set by the runner for its task notebooks (unset: in process)
@@ -174,17 +174,19 @@ def running(where: str | None = 'serial', # the `cluster` run parameter
     from fastcore.xtras import modified_env
     kind, value = parse_where(where)
     local, address = None, None
-    try:
-        # the environment as it was, whatever the block sets: a nanny sets its worker's (Dask's pre-spawn settings,
-        # `SPAWN_ENV`) in its own process, the run's for a local cluster
-        with modified_env(CLUSTER_ENV):
-            if kind == 'local': local, address = _local(value); client(address)
-            elif kind == 'address': address = value; client(address, folder)   # refused here, before any task starts
-            if address: os.environ[CLUSTER_ENV] = address
-            yield address
-    finally:
-        if address: _forget(address)
-        if local is not None: local.close()
+    with ExitStack() as lent:   # Dask's settings a local cluster lends this process, for its life and its close
+        try:
+            # the environment as it was, whatever the block sets: a nanny sets its worker's (Dask's pre-spawn settings,
+            # `SPAWN_ENV`) in its own process, the run's for a local cluster
+            with modified_env(CLUSTER_ENV):
+                if kind == 'local': local, address = _local(value, lent); client(address)
+                # refused here, before any task starts
+                elif kind == 'address': address = value; client(address, folder)
+                if address: os.environ[CLUSTER_ENV] = address
+                yield address
+        finally:
+            if address: _forget(address)
+            if local is not None: local.close()
 
 # %% ../../nbs/02a_cluster.where.ipynb #c023
 # Dask's statistical profiler samples every thread's stack every 10 ms for a dashboard's profile page: a local
@@ -193,15 +195,23 @@ def running(where: str | None = 'serial', # the `cluster` run parameter
 # its event loop every 20 ms to warn of one blocked for 3 s; timed once a second it still warns, and at rest the
 # scheduler's process used 0.23 s of CPU in 10 s instead of 0.42, each worker 0.09 instead of 0.22 (measured)
 DASK_QUIET = {'distributed.worker.profile.enabled': False, 'distributed.admin.tick.interval': '1s'}
+# A local cluster closes a worker's nanny for good when the worker has not registered again 15 s after it left
+# (`lost-worker-timeout`, a timer set as it leaves, in the process that holds the cluster), even while that nanny is
+# starting it again: a worker's start here took 8-10 s on an idle 2-core machine (its preload imports the units'
+# libraries), longer on a busy one, and a second restart within 15 s of the first met the first's timer (measured:
+# closed at 15.0 s, both workers gone for good; dask/distributed#7312). The nannies decide; an hour is a hang guard
+NANNIES_WAIT = {'distributed.deploy.lost-worker-timeout': '1h'}
 
-def _local(workers: int):
+def _local(workers: int, lent: ExitStack):
     """A Dask cluster of `workers` processes on loopback, one thread each, started as `cluster.worker` says (its
-    preload, its `SPAWN_ENV`), `DASK_QUIET`, no dashboard; (cluster, scheduler address)"""
+    preload, its `SPAWN_ENV`), `DASK_QUIET`, no dashboard, `NANNIES_WAIT` in this process while `lent` holds it;
+    (cluster, scheduler address)"""
     import logging, dask
     from distributed import LocalCluster
 
     # the scheduler and each nanny read the settings as they start; each worker is given them (`config`) by its nanny,
     # which keeps them for a worker it restarts (Dask's own config is only lent for the start)
+    lent.enter_context(dask.config.set(NANNIES_WAIT))   # read in this process when a worker leaves
     with dask.config.set(DASK_QUIET):
         found = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None,
